@@ -1,0 +1,661 @@
+//! The run configuration: TOML schema, defaults, validation with precise
+//! errors (file, line, key, what was expected), and the live-vs-restart diff
+//! used when a config is edited while a run goes on.
+//!
+//! Everything here is plain data; no tensors, no terminal.
+
+pub mod watch;
+
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+use std::fmt;
+use std::path::{Path, PathBuf};
+
+/// A whole run configuration, one struct per TOML section.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
+#[serde(deny_unknown_fields, default)]
+pub struct Config {
+    pub workload: WorkloadConfig,
+    pub train: TrainConfig,
+    pub combiner: CombinerConfig,
+    pub meltr: MeltrConfig,
+    pub aid: AidConfig,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct WorkloadConfig {
+    /// `synthetic` | `video-text` | `torchscript`.
+    pub kind: String,
+    pub primary: String,
+    pub auxiliary: Vec<String>,
+    pub batch_size: usize,
+    pub seed: u64,
+    /// TorchScript module (relative to the config file).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub model: Option<String>,
+    /// Training data, safetensors (relative to the config file).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub train: Option<String>,
+    /// Validation data, safetensors (relative to the config file).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub val: Option<String>,
+}
+
+impl Default for WorkloadConfig {
+    fn default() -> Self {
+        Self {
+            kind: "synthetic".into(),
+            primary: "primary".into(),
+            auxiliary: vec!["helpful".into(), "harmful".into()],
+            batch_size: 32,
+            seed: 0,
+            model: None,
+            train: None,
+            val: None,
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct TrainConfig {
+    /// `auto` | `cpu` | `cuda` | `cuda:N`.
+    pub device: String,
+    /// `f32` | `f64`.
+    pub dtype: String,
+    pub steps: u64,
+    pub lr: f64,
+    pub weight_decay: f64,
+    pub grad_clip: f64,
+    pub eval_every: u64,
+    pub checkpoint_every: u64,
+    pub log_every: u64,
+}
+
+impl Default for TrainConfig {
+    fn default() -> Self {
+        Self {
+            device: "auto".into(),
+            dtype: "f32".into(),
+            steps: 600,
+            lr: 1e-3,
+            weight_decay: 0.0,
+            grad_clip: 1.0,
+            eval_every: 50,
+            checkpoint_every: 200,
+            log_every: 10,
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct CombinerConfig {
+    /// `primary` | `sum` | `weights` | `uncertainty` | `mlp` | `meltr`.
+    pub kind: String,
+    /// Fixed weights for `kind = "weights"`; a loss not listed weighs 0.
+    pub weights: BTreeMap<String, f64>,
+}
+
+impl Default for CombinerConfig {
+    fn default() -> Self {
+        Self {
+            kind: "meltr".into(),
+            weights: BTreeMap::new(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct MeltrConfig {
+    pub d_model: i64,
+    pub d_hidden: i64,
+    pub d_ff: i64,
+    pub heads: i64,
+    pub meta_lr: f64,
+    pub meta_weight_decay: f64,
+    pub meta_every: u64,
+    pub meta_grad_clip: f64,
+    pub gamma: f64,
+    /// `recent` (random pick among the last 10 training batches) | `val`.
+    pub val_source: String,
+}
+
+impl Default for MeltrConfig {
+    fn default() -> Self {
+        // The public MELTR code's sizes.
+        Self {
+            d_model: 256,
+            d_hidden: 128,
+            d_ff: 512,
+            heads: 8,
+            meta_lr: 1e-3,
+            meta_weight_decay: 3e-5,
+            meta_every: 3,
+            meta_grad_clip: 50.0,
+            gamma: 0.1,
+            val_source: "recent".into(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AidConfig {
+    /// Neumann iterations J; 0 is the identity approximation of H^-1.
+    pub iterations: u32,
+    /// Neumann step size α.
+    pub alpha: f64,
+    /// `factorized` | `exact`.
+    pub mode: String,
+}
+
+impl Default for AidConfig {
+    fn default() -> Self {
+        Self {
+            iterations: 0,
+            alpha: 0.1,
+            mode: "factorized".into(),
+        }
+    }
+}
+
+pub const WORKLOAD_KINDS: &[&str] = &["synthetic", "video-text", "torchscript"];
+pub const COMBINER_KINDS: &[&str] = &["primary", "sum", "weights", "uncertainty", "mlp", "meltr"];
+pub const AID_MODES: &[&str] = &["factorized", "exact"];
+pub const VAL_SOURCES: &[&str] = &["recent", "val"];
+pub const DTYPES: &[&str] = &["f32", "f64"];
+
+/// Keys that only take effect when a run starts; a live edit of them is
+/// refused with this reason. A key matches when it equals an entry or starts
+/// with an entry followed by a dot.
+pub const RESTART_ONLY: &[(&str, &str)] = &[
+    ("workload", "the workload is built once when the run starts"),
+    ("train.device", "tensors live on the device chosen at start"),
+    ("train.dtype", "parameters are created in this dtype at start"),
+    ("combiner.kind", "the combiner's parameters are created at start"),
+    ("meltr.d_model", "MELTR's size is fixed once its parameters exist"),
+    ("meltr.d_hidden", "MELTR's size is fixed once its parameters exist"),
+    ("meltr.d_ff", "MELTR's size is fixed once its parameters exist"),
+    ("meltr.heads", "MELTR's size is fixed once its parameters exist"),
+];
+
+/// Why a key cannot change while a run goes on, or `None` when it is live.
+pub fn restart_only_reason(key: &str) -> Option<&'static str> {
+    RESTART_ONLY
+        .iter()
+        .find(|(prefix, _)| {
+            key == *prefix
+                || (key.starts_with(prefix) && key.as_bytes().get(prefix.len()) == Some(&b'.'))
+        })
+        .map(|(_, reason)| *reason)
+}
+
+/// A configuration problem, located as precisely as we can.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ConfigError {
+    pub file: Option<PathBuf>,
+    pub line: Option<usize>,
+    pub key: Option<String>,
+    pub message: String,
+}
+
+impl ConfigError {
+    fn at_key(key: &str, message: impl Into<String>) -> Self {
+        Self {
+            file: None,
+            line: None,
+            key: Some(key.to_string()),
+            message: message.into(),
+        }
+    }
+}
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match (&self.file, self.line) {
+            (Some(file), Some(line)) => write!(f, "{}:{}: ", file.display(), line)?,
+            (Some(file), None) => write!(f, "{}: ", file.display())?,
+            (None, Some(line)) => write!(f, "line {line}: ")?,
+            (None, None) => {}
+        }
+        if let Some(key) = &self.key {
+            write!(f, "key `{key}`: ")?;
+        }
+        write!(f, "{}", self.message)
+    }
+}
+
+impl std::error::Error for ConfigError {}
+
+/// One changed key between two configs.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Change {
+    pub key: String,
+    pub old: toml::Value,
+    pub new: toml::Value,
+    /// `Some(reason)` when the key can only change at restart.
+    pub restart_only: Option<&'static str>,
+}
+
+impl Config {
+    /// Reads, parses and validates a config file. Relative paths inside stay
+    /// as written; resolve them with [`Config::resolve_path`].
+    pub fn load(path: &Path) -> Result<Config, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|e| ConfigError {
+            file: Some(path.to_path_buf()),
+            line: None,
+            key: None,
+            message: format!("cannot read: {e}"),
+        })?;
+        Config::parse(&text).map_err(|mut e| {
+            e.file = Some(path.to_path_buf());
+            e
+        })
+    }
+
+    /// Parses and validates TOML text.
+    pub fn parse(text: &str) -> Result<Config, ConfigError> {
+        let de = toml::Deserializer::new(text);
+        let config: Config = serde_path_to_error::deserialize(de).map_err(|e| {
+            let path = e.path().to_string();
+            let inner = e.into_inner();
+            let line = inner.span().map(|s| line_of_offset(text, s.start));
+            let key = (path != "." && !path.is_empty()).then_some(path);
+            let line = line.or_else(|| key.as_deref().and_then(|k| locate_key(text, k)));
+            ConfigError {
+                file: None,
+                line,
+                key,
+                message: inner.message().trim().to_string(),
+            }
+        })?;
+        config.validate().map_err(|mut e| {
+            e.line = e.key.as_deref().and_then(|k| locate_key(text, k));
+            e
+        })?;
+        Ok(config)
+    }
+
+    /// Checks every value's range and the relations between values.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        let w = &self.workload;
+        one_of("workload.kind", &w.kind, WORKLOAD_KINDS)?;
+        if w.primary.is_empty() {
+            return Err(ConfigError::at_key("workload.primary", "must name the primary loss"));
+        }
+        if w.auxiliary.iter().any(|a| a == &w.primary) {
+            return Err(ConfigError::at_key(
+                "workload.auxiliary",
+                format!("`{}` is the primary loss; list only auxiliary losses here", w.primary),
+            ));
+        }
+        let mut seen = std::collections::BTreeSet::new();
+        for a in &w.auxiliary {
+            if !seen.insert(a) {
+                return Err(ConfigError::at_key("workload.auxiliary", format!("`{a}` is listed twice")));
+            }
+        }
+        at_least("workload.batch_size", w.batch_size as f64, 1.0)?;
+        if w.kind == "torchscript" {
+            for (key, value) in [("workload.model", &w.model), ("workload.train", &w.train), ("workload.val", &w.val)] {
+                if value.is_none() {
+                    return Err(ConfigError::at_key(key, "required when workload.kind = \"torchscript\" (a path relative to the config file)"));
+                }
+            }
+        }
+
+        let t = &self.train;
+        if !(t.device == "auto" || t.device == "cpu" || t.device == "cuda" || parse_cuda_index(&t.device).is_some()) {
+            return Err(ConfigError::at_key(
+                "train.device",
+                format!("expected \"auto\", \"cpu\", \"cuda\" or \"cuda:N\", got \"{}\"", t.device),
+            ));
+        }
+        one_of("train.dtype", &t.dtype, DTYPES)?;
+        at_least("train.steps", t.steps as f64, 1.0)?;
+        positive("train.lr", t.lr)?;
+        non_negative("train.weight_decay", t.weight_decay)?;
+        positive("train.grad_clip", t.grad_clip)?;
+        at_least("train.eval_every", t.eval_every as f64, 1.0)?;
+        at_least("train.checkpoint_every", t.checkpoint_every as f64, 1.0)?;
+        at_least("train.log_every", t.log_every as f64, 1.0)?;
+
+        let c = &self.combiner;
+        one_of("combiner.kind", &c.kind, COMBINER_KINDS)?;
+        for (name, weight) in &c.weights {
+            let key = format!("combiner.weights.{name}");
+            if !weight.is_finite() {
+                return Err(ConfigError::at_key(&key, "must be a finite number"));
+            }
+            if name != &w.primary && !w.auxiliary.contains(name) {
+                return Err(ConfigError::at_key(
+                    &key,
+                    format!("`{name}` is neither the primary loss nor an auxiliary one"),
+                ));
+            }
+        }
+        if c.kind == "weights" && c.weights.is_empty() {
+            return Err(ConfigError::at_key(
+                "combiner.weights",
+                "combiner.kind = \"weights\" needs a table of fixed weights, e.g. { primary = 1.0 }",
+            ));
+        }
+
+        let m = &self.meltr;
+        at_least("meltr.d_model", m.d_model as f64, 1.0)?;
+        at_least("meltr.d_hidden", m.d_hidden as f64, 1.0)?;
+        at_least("meltr.d_ff", m.d_ff as f64, 1.0)?;
+        at_least("meltr.heads", m.heads as f64, 1.0)?;
+        if m.d_model % m.heads != 0 {
+            return Err(ConfigError::at_key(
+                "meltr.heads",
+                format!("must divide meltr.d_model ({}), got {}", m.d_model, m.heads),
+            ));
+        }
+        positive("meltr.meta_lr", m.meta_lr)?;
+        non_negative("meltr.meta_weight_decay", m.meta_weight_decay)?;
+        at_least("meltr.meta_every", m.meta_every as f64, 1.0)?;
+        positive("meltr.meta_grad_clip", m.meta_grad_clip)?;
+        non_negative("meltr.gamma", m.gamma)?;
+        one_of("meltr.val_source", &m.val_source, VAL_SOURCES)?;
+
+        let a = &self.aid;
+        if a.iterations > 100 {
+            return Err(ConfigError::at_key("aid.iterations", format!("expected 0..=100, got {}", a.iterations)));
+        }
+        if !(a.alpha > 0.0 && a.alpha <= 1.0) {
+            return Err(ConfigError::at_key("aid.alpha", format!("expected 0 < alpha <= 1, got {}", a.alpha)));
+        }
+        one_of("aid.mode", &a.mode, AID_MODES)?;
+        Ok(())
+    }
+
+    /// All losses in the order the engine stacks them: primary first.
+    pub fn loss_names(&self) -> Vec<String> {
+        std::iter::once(self.workload.primary.clone())
+            .chain(self.workload.auxiliary.iter().cloned())
+            .collect()
+    }
+
+    /// Serialises back to TOML (what the session's `config.toml` holds).
+    pub fn to_toml_string(&self) -> String {
+        toml::to_string_pretty(self).expect("a Config always serialises")
+    }
+
+    /// Every leaf value by dotted key (`aid.iterations`, `combiner.weights.x`).
+    pub fn flatten(&self) -> BTreeMap<String, toml::Value> {
+        let value = toml::Value::try_from(self).expect("a Config always serialises");
+        let mut out = BTreeMap::new();
+        flatten_into("", &value, &mut out);
+        out
+    }
+
+    /// The keys that differ between `self` (old) and `new`.
+    pub fn diff(&self, new: &Config) -> Vec<Change> {
+        let old = self.flatten();
+        let new = new.flatten();
+        let keys: std::collections::BTreeSet<&String> = old.keys().chain(new.keys()).collect();
+        keys.into_iter()
+            .filter(|k| old.get(*k) != new.get(*k))
+            .map(|k| Change {
+                key: k.clone(),
+                old: old.get(k).cloned().unwrap_or_else(|| toml::Value::String("(unset)".into())),
+                new: new.get(k).cloned().unwrap_or_else(|| toml::Value::String("(unset)".into())),
+                restart_only: restart_only_reason(k),
+            })
+            .collect()
+    }
+
+    /// A copy with one key set from text typed by a user (`0.003`, `"cuda"`,
+    /// `["a", "b"]`, or a bare word for string keys), type- and range-checked.
+    pub fn with_value(&self, key: &str, text: &str) -> Result<Config, ConfigError> {
+        let mut root = toml::Value::try_from(self).expect("a Config always serialises");
+        let slot = lookup_mut(&mut root, key)
+            .ok_or_else(|| ConfigError::at_key(key, "no such key"))?;
+        let parsed = parse_value_like(slot, text).map_err(|m| ConfigError::at_key(key, m))?;
+        *slot = parsed;
+        let text = toml::to_string(&root).expect("a toml::Value always serialises");
+        Config::parse(&text).map_err(|mut e| {
+            e.line = None;
+            e
+        })
+    }
+
+    /// This config with every restart-only key set back to `running`'s value
+    /// (what a live edit can actually change). Mirrors [`RESTART_ONLY`].
+    pub fn keeping_restart_only_of(mut self, running: &Config) -> Config {
+        self.workload = running.workload.clone();
+        self.train.device = running.train.device.clone();
+        self.train.dtype = running.train.dtype.clone();
+        self.combiner.kind = running.combiner.kind.clone();
+        self.meltr.d_model = running.meltr.d_model;
+        self.meltr.d_hidden = running.meltr.d_hidden;
+        self.meltr.d_ff = running.meltr.d_ff;
+        self.meltr.heads = running.meltr.heads;
+        self
+    }
+
+    /// Resolves a path from the config relative to the config file's folder.
+    pub fn resolve_path(config_file: &Path, relative: &str) -> PathBuf {
+        let p = Path::new(relative);
+        if p.is_absolute() {
+            p.to_path_buf()
+        } else {
+            config_file.parent().unwrap_or(Path::new(".")).join(p)
+        }
+    }
+}
+
+/// `cuda:N` -> N.
+pub fn parse_cuda_index(device: &str) -> Option<usize> {
+    device.strip_prefix("cuda:").and_then(|n| n.parse().ok())
+}
+
+fn one_of(key: &str, value: &str, allowed: &[&str]) -> Result<(), ConfigError> {
+    if allowed.contains(&value) {
+        Ok(())
+    } else {
+        let list = allowed.iter().map(|a| format!("\"{a}\"")).collect::<Vec<_>>().join(", ");
+        Err(ConfigError::at_key(key, format!("expected one of {list}, got \"{value}\"")))
+    }
+}
+
+fn positive(key: &str, value: f64) -> Result<(), ConfigError> {
+    if value.is_finite() && value > 0.0 {
+        Ok(())
+    } else {
+        Err(ConfigError::at_key(key, format!("expected a number > 0, got {value}")))
+    }
+}
+
+fn non_negative(key: &str, value: f64) -> Result<(), ConfigError> {
+    if value.is_finite() && value >= 0.0 {
+        Ok(())
+    } else {
+        Err(ConfigError::at_key(key, format!("expected a number >= 0, got {value}")))
+    }
+}
+
+fn at_least(key: &str, value: f64, min: f64) -> Result<(), ConfigError> {
+    if value >= min {
+        Ok(())
+    } else {
+        Err(ConfigError::at_key(key, format!("expected an integer >= {min}, got {value}")))
+    }
+}
+
+fn line_of_offset(text: &str, offset: usize) -> usize {
+    text[..offset.min(text.len())].matches('\n').count() + 1
+}
+
+/// The 1-based line where a dotted key is set, found by tracking `[section]`
+/// headers; `None` when the key is not written in the file (a default).
+pub fn locate_key(text: &str, key: &str) -> Option<usize> {
+    let (section, leaf) = match key.split_once('.') {
+        Some((s, rest)) => (s, rest.split('.').next().unwrap_or(rest)),
+        None => return None,
+    };
+    let mut current = String::new();
+    let mut section_line = None;
+    for (i, raw) in text.lines().enumerate() {
+        let line = raw.trim();
+        if line.starts_with('[') {
+            current = line.trim_matches(|c| c == '[' || c == ']').trim().to_string();
+            if current == section {
+                section_line = Some(i + 1);
+            }
+            continue;
+        }
+        if current == section {
+            if let Some((k, _)) = line.split_once('=') {
+                if k.trim().trim_matches('"') == leaf {
+                    return Some(i + 1);
+                }
+            }
+        }
+    }
+    section_line
+}
+
+fn flatten_into(prefix: &str, value: &toml::Value, out: &mut BTreeMap<String, toml::Value>) {
+    match value {
+        toml::Value::Table(table) => {
+            for (k, v) in table {
+                let key = if prefix.is_empty() { k.clone() } else { format!("{prefix}.{k}") };
+                flatten_into(&key, v, out);
+            }
+        }
+        other => {
+            out.insert(prefix.to_string(), other.clone());
+        }
+    }
+}
+
+fn lookup_mut<'a>(root: &'a mut toml::Value, key: &str) -> Option<&'a mut toml::Value> {
+    let mut node = root;
+    for part in key.split('.') {
+        node = node.as_table_mut()?.get_mut(part)?;
+    }
+    Some(node)
+}
+
+/// Parses user text as a TOML value of the same type as `like`.
+fn parse_value_like(like: &toml::Value, text: &str) -> Result<toml::Value, String> {
+    let text = text.trim();
+    let parsed: Option<toml::Value> = toml::from_str::<toml::Table>(&format!("v = {text}"))
+        .ok()
+        .and_then(|mut t| t.remove("v"));
+    let type_name = like.type_str();
+    match (like, parsed) {
+        (toml::Value::String(_), Some(v @ toml::Value::String(_))) => Ok(v),
+        (toml::Value::String(_), _) => Ok(toml::Value::String(text.to_string())),
+        (toml::Value::Float(_), Some(toml::Value::Integer(i))) => Ok(toml::Value::Float(i as f64)),
+        (toml::Value::Float(_), Some(v @ toml::Value::Float(_))) => Ok(v),
+        (toml::Value::Integer(_), Some(v @ toml::Value::Integer(_))) => Ok(v),
+        (toml::Value::Boolean(_), Some(v @ toml::Value::Boolean(_))) => Ok(v),
+        (toml::Value::Array(_), Some(v @ toml::Value::Array(_))) => Ok(v),
+        (_, _) => Err(format!("expected {}, got `{text}`", article(type_name))),
+    }
+}
+
+fn article(type_name: &str) -> String {
+    match type_name {
+        "integer" => "an integer".into(),
+        "float" => "a number".into(),
+        "array" => "an array like [\"a\", \"b\"]".into(),
+        other => format!("a {other}"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_validate_and_roundtrip() {
+        let c = Config::default();
+        c.validate().unwrap();
+        let back = Config::parse(&c.to_toml_string()).unwrap();
+        assert_eq!(back, c);
+    }
+
+    #[test]
+    fn unknown_key_names_line_and_key() {
+        let err = Config::parse("[aid]\niterations = 2\nbogus = 1\n").unwrap_err();
+        assert_eq!(err.line, Some(3), "{err}");
+        assert!(err.to_string().contains("bogus"), "{err}");
+    }
+
+    #[test]
+    fn wrong_type_names_key() {
+        let err = Config::parse("[train]\nlr = \"fast\"\n").unwrap_err();
+        assert_eq!(err.key.as_deref(), Some("train.lr"), "{err}");
+        assert_eq!(err.line, Some(2));
+    }
+
+    #[test]
+    fn out_of_range_names_key_and_line() {
+        let err = Config::parse("[train]\nsteps = 10\n\n[aid]\nalpha = 3.0\n").unwrap_err();
+        assert_eq!(err.key.as_deref(), Some("aid.alpha"));
+        assert_eq!(err.line, Some(5));
+        assert!(err.message.contains("0 < alpha <= 1"), "{err}");
+    }
+
+    #[test]
+    fn heads_must_divide_d_model() {
+        let err = Config::parse("[meltr]\nd_model = 10\nheads = 3\n").unwrap_err();
+        assert_eq!(err.key.as_deref(), Some("meltr.heads"));
+    }
+
+    #[test]
+    fn diff_marks_restart_only_keys() {
+        let old = Config::default();
+        let mut new = old.clone();
+        new.aid.iterations = 3;
+        new.meltr.d_model = 64;
+        let changes = old.diff(&new);
+        assert_eq!(changes.len(), 2);
+        let live = changes.iter().find(|c| c.key == "aid.iterations").unwrap();
+        assert!(live.restart_only.is_none());
+        let restart = changes.iter().find(|c| c.key == "meltr.d_model").unwrap();
+        assert!(restart.restart_only.is_some());
+        assert!(restart_only_reason("workload.seed").is_some());
+        assert!(restart_only_reason("workloadx").is_none());
+    }
+
+    #[test]
+    fn keeping_restart_only_matches_the_restart_only_list() {
+        let running = Config::default();
+        let mut edited = Config::default();
+        edited.workload.seed = 9;
+        edited.workload.batch_size = 3;
+        edited.train.device = "cpu".into();
+        edited.train.dtype = "f64".into();
+        edited.combiner.kind = "sum".into();
+        edited.meltr.d_model = 16;
+        edited.meltr.d_hidden = 16;
+        edited.meltr.d_ff = 16;
+        edited.meltr.heads = 2;
+        edited.aid.iterations = 4;
+        let requested = running.diff(&edited);
+        assert!(requested.iter().filter(|c| c.restart_only.is_some()).count() >= 9);
+        let kept = running.diff(&edited.keeping_restart_only_of(&running));
+        assert_eq!(kept.len(), 1, "{kept:?}");
+        assert_eq!(kept[0].key, "aid.iterations");
+    }
+
+    #[test]
+    fn with_value_type_and_range_checks() {
+        let c = Config::default();
+        assert_eq!(c.with_value("train.lr", "0.01").unwrap().train.lr, 0.01);
+        assert_eq!(c.with_value("train.lr", "1").unwrap().train.lr, 1.0);
+        assert!(c.with_value("train.lr", "-1").unwrap_err().message.contains("> 0"));
+        assert!(c.with_value("aid.iterations", "1.5").unwrap_err().message.contains("integer"));
+        assert_eq!(c.with_value("aid.mode", "exact").unwrap().aid.mode, "exact");
+        assert!(c.with_value("aid.mode", "fast").is_err());
+        assert!(c.with_value("aid.nope", "1").is_err());
+    }
+}

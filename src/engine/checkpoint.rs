@@ -1,0 +1,114 @@
+//! Checkpoints: one safetensors file per checkpoint holding the model, the
+//! combiner, both optimizers and the step, written atomically (temp file,
+//! fsync, rename) so a kill at any moment leaves the previous one intact.
+
+use anyhow::{Context, Result};
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use tch::Tensor;
+
+/// How many checkpoints to keep; older ones are deleted after a new one lands.
+pub const KEEP: usize = 3;
+
+pub fn file_name(step: u64) -> String {
+    format!("step-{step:010}.safetensors")
+}
+
+/// Writes `tensors` as the checkpoint for `step`; returns its path.
+pub fn write(dir: &Path, step: u64, tensors: &[(String, Tensor)]) -> Result<PathBuf> {
+    std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
+    let path = dir.join(file_name(step));
+    let tmp = dir.join(format!(".{}.tmp-{}", file_name(step), std::process::id()));
+    let cpu: Vec<(String, Tensor)> = tensors.iter().map(|(n, t)| (n.clone(), t.detach().to_device(tch::Device::Cpu).contiguous())).collect();
+    let result = (|| -> Result<()> {
+        Tensor::write_safetensors(&cpu, &tmp).map_err(|e| anyhow::anyhow!("cannot write checkpoint {}: {e}", tmp.display()))?;
+        std::fs::File::open(&tmp)?.sync_all().with_context(|| format!("cannot sync {}", tmp.display()))?;
+        std::fs::rename(&tmp, &path).with_context(|| format!("cannot move {} into place", path.display()))?;
+        if let Ok(d) = std::fs::File::open(dir) {
+            let _ = d.sync_all();
+        }
+        Ok(())
+    })();
+    if result.is_err() {
+        let _ = std::fs::remove_file(&tmp);
+    }
+    result?;
+    prune(dir)?;
+    Ok(path)
+}
+
+/// Checkpoint files by step, oldest first (temp files are ignored).
+pub fn list(dir: &Path) -> Vec<(u64, PathBuf)> {
+    let Ok(entries) = std::fs::read_dir(dir) else { return Vec::new() };
+    let mut out: Vec<(u64, PathBuf)> = entries
+        .filter_map(|e| e.ok())
+        .filter_map(|e| {
+            let name = e.file_name().to_string_lossy().to_string();
+            let step = name.strip_prefix("step-")?.strip_suffix(".safetensors")?.parse().ok()?;
+            Some((step, e.path()))
+        })
+        .collect();
+    out.sort();
+    out
+}
+
+fn prune(dir: &Path) -> Result<()> {
+    let all = list(dir);
+    for (_, path) in all.iter().take(all.len().saturating_sub(KEEP)) {
+        std::fs::remove_file(path).with_context(|| format!("cannot delete old checkpoint {}", path.display()))?;
+    }
+    Ok(())
+}
+
+/// A loaded checkpoint, looked up by tensor name.
+pub struct Loaded {
+    pub step: u64,
+    pub path: PathBuf,
+    tensors: HashMap<String, Tensor>,
+}
+
+impl Loaded {
+    pub fn read(path: &Path, step: u64) -> Result<Loaded> {
+        let tensors = Tensor::read_safetensors(path)
+            .map_err(|e| anyhow::anyhow!("cannot read checkpoint {}: {e}", path.display()))?
+            .into_iter()
+            .collect();
+        Ok(Loaded { step, path: path.to_path_buf(), tensors })
+    }
+
+    /// The newest checkpoint in `dir`, if any.
+    pub fn newest(dir: &Path) -> Result<Option<Loaded>> {
+        match list(dir).pop() {
+            Some((step, path)) => Ok(Some(Loaded::read(&path, step)?)),
+            None => Ok(None),
+        }
+    }
+
+    pub fn get(&self, name: &str) -> Option<Tensor> {
+        self.tensors.get(name).map(Tensor::shallow_clone)
+    }
+
+    /// Entries whose names start with `prefix`, prefix removed.
+    pub fn lookup<'a>(&'a self, prefix: &'a str) -> impl Fn(&str) -> Option<Tensor> + 'a {
+        move |name| self.get(&format!("{prefix}{name}"))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn keeps_newest_three_and_ignores_temp_files() {
+        let dir = tempfile::tempdir().unwrap();
+        for step in 1..=5 {
+            write(dir.path(), step, &[("x".into(), Tensor::from(step as f64))]).unwrap();
+        }
+        std::fs::write(dir.path().join(".step-0000000006.safetensors.tmp-1"), b"partial").unwrap();
+        let steps: Vec<u64> = list(dir.path()).into_iter().map(|(s, _)| s).collect();
+        assert_eq!(steps, vec![3, 4, 5]);
+        let newest = Loaded::newest(dir.path()).unwrap().unwrap();
+        assert_eq!(newest.step, 5);
+        assert_eq!(newest.get("x").unwrap().double_value(&[]), 5.0);
+    }
+}

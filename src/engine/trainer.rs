@@ -1,0 +1,552 @@
+//! The trainer: inner steps on the combined loss, AID meta steps on the
+//! combiner, evaluations, checkpoints, NaN guards and the collapse watch.
+//! Runs on its own thread; talks only through `Command`/`Event` and the
+//! session directory.
+
+use super::checkpoint;
+use super::control::{Command, Event, Status};
+use crate::config::Config;
+use crate::meltr::autograd::{self, grad};
+use crate::meltr::combiner::{self, Combiner, Training};
+use crate::meltr::hypergrad::{hypergradient, AidMode, AidSettings, MetaProblem};
+use crate::meltr::optim::{clip_grad_norm, AdamW};
+use crate::session::log::{self, MetricsWriter};
+use crate::session::metrics::{Curve, Level, MetricLine, Named, Record};
+use crate::session::SessionMeta;
+use crate::workload::{self, Batch, Workload};
+use anyhow::{bail, Context, Result};
+use std::collections::VecDeque;
+use std::path::{Path, PathBuf};
+use std::sync::mpsc::{Receiver, SyncSender, TryRecvError};
+use std::time::Instant;
+use tch::{Device, Kind, Tensor};
+
+/// Batches the `recent` validation source draws from (as the public code).
+const RECENT_BATCHES: usize = 10;
+/// Every |w_k| below this ...
+const COLLAPSE_WEIGHT: f64 = 1e-3;
+/// ... for this many consecutive meta steps is reported as a collapse.
+const COLLAPSE_META_STEPS: u32 = 25;
+/// Points on each transform curve.
+const TRANSFORM_POINTS: usize = 41;
+
+pub struct Trainer {
+    dir: PathBuf,
+    config: Config,
+    loss_names: Vec<String>,
+    workload: Box<dyn Workload>,
+    combiner: Box<dyn Combiner>,
+    /// θ: the model's parameters.
+    theta: Vec<Tensor>,
+    /// θ plus combiner parameters trained jointly with the model.
+    inner_params: Vec<Tensor>,
+    inner: AdamW,
+    meta: Option<AdamW>,
+    step: u64,
+    recent: VecDeque<Batch>,
+    /// The losses of the last inner step (detached), for weights/transforms.
+    last_losses: Option<Tensor>,
+    log: MetricsWriter,
+    clock: Instant,
+    time_offset: f64,
+    status: Status,
+    /// Why meta steps are on hold (e.g. exact mode impossible on this model);
+    /// cleared by the next config change.
+    meta_blocked: Option<String>,
+    meta_steps_done: u64,
+    collapse_streak: u32,
+    events: SyncSender<Event>,
+    steps_per_sec: f64,
+}
+
+/// Resolves `train.device` to a libtorch device, or says why not.
+pub fn resolve_device(spec: &str) -> Result<Device> {
+    let cuda = tch::Cuda::device_count() as usize;
+    match spec {
+        "auto" => Ok(Device::cuda_if_available()),
+        "cpu" => Ok(Device::Cpu),
+        "cuda" if cuda > 0 => Ok(Device::Cuda(0)),
+        "cuda" => bail!("train.device = \"cuda\" but libtorch sees no CUDA device (run `meltr-tui doctor`)"),
+        other => match crate::config::parse_cuda_index(other) {
+            Some(i) if i < cuda => Ok(Device::Cuda(i)),
+            Some(i) => bail!("train.device = \"{other}\" but libtorch sees {cuda} CUDA device(s); cuda:{i} does not exist"),
+            None => bail!("train.device = \"{other}\" is not a device"),
+        },
+    }
+}
+
+pub fn device_label(device: Device) -> String {
+    match device {
+        Device::Cuda(i) => format!("cuda:{i}"),
+        _ => "cpu".into(),
+    }
+}
+
+pub fn dtype(config: &Config) -> Kind {
+    if config.train.dtype == "f64" {
+        Kind::Double
+    } else {
+        Kind::Float
+    }
+}
+
+impl Trainer {
+    /// Builds the workload and combiner; with `resume`, restores the newest
+    /// checkpoint and cuts `metrics.jsonl` back to it.
+    pub fn new(dir: &Path, config: Config, resume: bool, events: SyncSender<Event>) -> Result<(Trainer, SessionMeta)> {
+        let device = resolve_device(&config.train.device)?;
+        let kind = dtype(&config);
+        let workload = workload::build(&config, device, kind)?;
+        let combiner = combiner::build(&config, device, kind);
+        let theta = workload.parameters();
+        let mut inner_params: Vec<Tensor> = theta.iter().map(Tensor::shallow_clone).collect();
+        if combiner.training() == Training::Inner {
+            inner_params.extend(combiner.params());
+        }
+        let inner = AdamW::new(&inner_params, config.train.lr, config.train.weight_decay);
+        let meta = (combiner.training() == Training::Meta)
+            .then(|| AdamW::new(&combiner.params(), config.meltr.meta_lr, config.meltr.meta_weight_decay));
+        let metrics_path = dir.join("metrics.jsonl");
+
+        let mut step = 0;
+        let mut time_offset = 0.0;
+        let mut resumed_from = None;
+        if resume {
+            match checkpoint::Loaded::newest(&dir.join("checkpoints"))? {
+                Some(ckpt) => {
+                    step = ckpt.step;
+                    resumed_from = Some(ckpt.path.clone());
+                    let mut trainer_parts = (workload, combiner, inner, meta);
+                    restore(&ckpt, &mut trainer_parts)?;
+                    let (w, c, i, m) = trainer_parts;
+                    return Self::assemble(dir, config, w, c, theta, inner_params, i, m, step, resume_time(&metrics_path, step)?, events, resumed_from);
+                }
+                None => {
+                    if metrics_path.exists() {
+                        log::truncate_after(&metrics_path, 0)?;
+                    }
+                    time_offset = 0.0;
+                }
+            }
+        }
+        Self::assemble(dir, config, workload, combiner, theta, inner_params, inner, meta, step, time_offset, events, resumed_from)
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn assemble(
+        dir: &Path,
+        config: Config,
+        workload: Box<dyn Workload>,
+        combiner: Box<dyn Combiner>,
+        theta: Vec<Tensor>,
+        inner_params: Vec<Tensor>,
+        inner: AdamW,
+        meta: Option<AdamW>,
+        step: u64,
+        time_offset: f64,
+        events: SyncSender<Event>,
+        resumed_from: Option<PathBuf>,
+    ) -> Result<(Trainer, SessionMeta)> {
+        let (primary_metric, higher_is_better) = workload.primary_metric();
+        let device = theta.first().map(Tensor::device).unwrap_or(Device::Cpu);
+        let meta_info = SessionMeta {
+            id: dir.file_name().map(|n| n.to_string_lossy().to_string()).unwrap_or_default(),
+            name: String::new(),
+            created: String::new(),
+            status: Status::Running,
+            pid: std::process::id(),
+            device: device_label(device),
+            libtorch: crate::libtorch_version().to_string(),
+            workload: workload.kind().to_string(),
+            losses: config.loss_names(),
+            primary: config.workload.primary.clone(),
+            primary_metric,
+            higher_is_better,
+            steps: config.train.steps,
+            error: None,
+        };
+        let mut recent = VecDeque::new();
+        for s in step.saturating_sub(RECENT_BATCHES as u64 - 1).max(1)..=step {
+            recent.push_back(workload.train_batch(s)?);
+        }
+        let log = MetricsWriter::open(&dir.join("metrics.jsonl"))?;
+        let mut trainer = Trainer {
+            dir: dir.to_path_buf(),
+            loss_names: config.loss_names(),
+            config,
+            workload,
+            combiner,
+            theta,
+            inner_params,
+            inner,
+            meta,
+            step,
+            recent,
+            last_losses: None,
+            log,
+            clock: Instant::now(),
+            time_offset,
+            status: Status::Running,
+            meta_blocked: None,
+            meta_steps_done: 0,
+            collapse_streak: 0,
+            events,
+            steps_per_sec: 0.0,
+        };
+        if let Some(path) = resumed_from {
+            trainer.emit(Record::Event { level: Level::Info, message: format!("resumed from checkpoint {} at step {step}", path.display()) })?;
+        }
+        Ok((trainer, meta_info))
+    }
+
+    pub fn step(&self) -> u64 {
+        self.step
+    }
+
+    pub fn config(&self) -> &Config {
+        &self.config
+    }
+
+    /// Trains until `train.steps` (live-editable) or a Stop command.
+    pub fn run(mut self, commands: Receiver<Command>) -> Result<Status> {
+        self.send(Event::ConfigInForce { config: Box::new(self.config.clone()) });
+        self.set_status(Status::Running, None);
+        let mut window = (Instant::now(), self.step);
+        while self.step < self.config.train.steps {
+            if !self.handle_commands(&commands)? {
+                self.write_checkpoint()?;
+                self.set_status(Status::Stopped, None);
+                return Ok(Status::Stopped);
+            }
+            if self.step >= self.config.train.steps {
+                break;
+            }
+            self.train_step()?;
+            let elapsed = window.0.elapsed().as_secs_f64();
+            if elapsed >= 0.5 {
+                self.steps_per_sec = (self.step - window.1) as f64 / elapsed;
+                window = (Instant::now(), self.step);
+            }
+            self.send(Event::Progress { step: self.step, total_steps: self.config.train.steps, steps_per_sec: self.steps_per_sec });
+        }
+        self.write_checkpoint()?;
+        self.set_status(Status::Finished, None);
+        Ok(Status::Finished)
+    }
+
+    /// Applies pending commands; blocks while paused. False means stop.
+    fn handle_commands(&mut self, commands: &Receiver<Command>) -> Result<bool> {
+        loop {
+            let command = if self.status == Status::Paused {
+                match commands.recv() {
+                    Ok(c) => c,
+                    Err(_) => return Ok(false),
+                }
+            } else {
+                match commands.try_recv() {
+                    Ok(c) => c,
+                    Err(TryRecvError::Empty) => return Ok(true),
+                    // Every client is gone (e.g. the process is exiting): keep training.
+                    Err(TryRecvError::Disconnected) => return Ok(true),
+                }
+            };
+            match command {
+                Command::Pause => self.set_status(Status::Paused, None),
+                Command::Resume => self.set_status(Status::Running, None),
+                Command::ApplyConfig { config } => self.apply_config(*config)?,
+                Command::ReportConfigError { error } => {
+                    self.emit(Record::Config { changed: Default::default(), error: Some(error) })?
+                }
+                Command::Checkpoint => self.write_checkpoint()?,
+                Command::Stop => return Ok(false),
+            }
+        }
+    }
+
+    fn train_step(&mut self) -> Result<()> {
+        self.step += 1;
+        let batch = self.workload.train_batch(self.step)?;
+        let named = self.workload.losses(&batch)?;
+        let losses = workload::select(&named, &self.loss_names)?;
+        let total = self.combiner.combine(&losses);
+        let log_now = self.step % self.config.train.log_every == 0;
+
+        if !autograd::all_finite(&[total.detach(), losses.detach()]) {
+            let values = self.named_values(&losses);
+            self.emit(Record::Event {
+                level: Level::Warn,
+                message: format!("step {}: non-finite loss {values:?}; update skipped", self.step),
+            })?;
+            return Ok(());
+        }
+        let shares = if log_now { self.gradient_shares(&losses)? } else { Named::new() };
+        let mut grads = grad(&[&total], &self.inner_params, false, false)?;
+        let norm = clip_grad_norm(&mut grads, self.config.train.grad_clip);
+        if norm.isfinite().int64_value(&[]) == 0 {
+            self.emit(Record::Event {
+                level: Level::Warn,
+                message: format!("step {}: non-finite gradient; update skipped", self.step),
+            })?;
+            return Ok(());
+        }
+        self.inner.step(&self.inner_params, &grads);
+        self.last_losses = Some(losses.detach());
+        self.recent.push_back(batch);
+        while self.recent.len() > RECENT_BATCHES {
+            self.recent.pop_front();
+        }
+
+        if log_now {
+            let weights = combiner::effective_weights(self.combiner.as_ref(), &losses)?;
+            self.emit(Record::Train {
+                losses: self.named_values(&losses),
+                total: total.double_value(&[]),
+                weights: self.named_values(&weights),
+                lr: self.inner.lr,
+                shares,
+            })?;
+        }
+        if self.meta.is_some() && self.step % self.config.meltr.meta_every == 0 && self.meta_blocked.is_none() {
+            self.meta_step()?;
+        }
+        if self.step % self.config.train.eval_every == 0 || self.step == self.config.train.steps {
+            self.evaluate()?;
+        }
+        if self.step % self.config.train.checkpoint_every == 0 {
+            self.write_checkpoint()?;
+        }
+        Ok(())
+    }
+
+    /// Each loss's share of the combined gradient: `w_k ∇l_k · g / |g|²`.
+    fn gradient_shares(&self, losses: &Tensor) -> Result<Named> {
+        let weights = combiner::effective_weights(self.combiner.as_ref(), losses)?;
+        let per_loss: Vec<Vec<Tensor>> = (0..self.loss_names.len() as i64)
+            .map(|k| grad(&[&losses.get(k)], &self.theta, true, false))
+            .collect::<Result<_>>()?;
+        let combined: Vec<Tensor> = (0..self.theta.len())
+            .map(|i| per_loss.iter().enumerate().map(|(k, g)| &g[i] * weights.get(k as i64)).reduce(|a, b| a + b).expect("K >= 1"))
+            .collect();
+        let total = autograd::dot(&combined, &combined).double_value(&[]);
+        if !(total > 0.0 && total.is_finite()) {
+            return Ok(Named::new());
+        }
+        Ok(self
+            .loss_names
+            .iter()
+            .zip(&per_loss)
+            .enumerate()
+            .map(|(k, (name, g))| {
+                let share = weights.double_value(&[k as i64]) * autograd::dot(g, &combined).double_value(&[]) / total;
+                (name.clone(), share)
+            })
+            .collect())
+    }
+
+    fn meta_step(&mut self) -> Result<()> {
+        let mut rng = workload::SplitMix::new(self.config.workload.seed, 0x4d45_5441 ^ self.step);
+        let n = self.recent.len() as u64;
+        if n == 0 {
+            return Ok(());
+        }
+        let train_batch = &self.recent[rng.below(n) as usize];
+        let held_out;
+        let val_batch = if self.config.meltr.val_source == "val" {
+            held_out = self.workload.val_batch(self.step)?;
+            &held_out
+        } else {
+            &self.recent[rng.below(n) as usize]
+        };
+        // Same seed before every forward: any randomness in the model (e.g.
+        // dropout) is identical across the finite-difference evaluations.
+        let forward_seed = (self.config.workload.seed ^ self.step) as i64;
+        let workload = self.workload.as_ref();
+        let names = &self.loss_names;
+        let primary = &self.config.workload.primary;
+        let train_losses = || -> Result<Tensor> {
+            tch::manual_seed(forward_seed);
+            workload::select(&workload.losses(train_batch)?, names)
+        };
+        let val_primary = || -> Result<Tensor> {
+            tch::manual_seed(forward_seed + 1);
+            let mut all = workload.losses(val_batch)?;
+            all.remove(primary).with_context(|| format!("the model returned no loss named `{primary}`"))
+        };
+        let aid = &self.config.aid;
+        let settings = AidSettings {
+            iterations: aid.iterations,
+            alpha: aid.alpha,
+            mode: AidMode::parse(&aid.mode).expect("validated"),
+            gamma: self.config.meltr.gamma,
+        };
+        let problem = MetaProblem { theta: &self.theta, combiner: self.combiner.as_ref(), train_losses: &train_losses, val_primary: &val_primary };
+        let result = hypergradient(&problem, &settings);
+        let mut hyper = match result {
+            Ok(h) => h,
+            Err(e) if self.meta_steps_done == 0 => return Err(e.context("the first meta step failed")),
+            Err(e) => {
+                let message = format!("meta step at step {} failed: {e:#}; meta steps paused until the config changes", self.step);
+                self.meta_blocked = Some(message.clone());
+                return self.emit(Record::Event { level: Level::Error, message });
+            }
+        };
+        let norm = clip_grad_norm(&mut hyper.grads, self.config.meltr.meta_grad_clip).double_value(&[]);
+        if !norm.is_finite() {
+            return self.emit(Record::Event {
+                level: Level::Warn,
+                message: format!("step {}: non-finite hypergradient; meta update skipped", self.step),
+            });
+        }
+        let phi = self.combiner.params();
+        let meta = self.meta.as_mut().expect("meta combiners have a meta optimizer");
+        meta.step(&phi, &hyper.grads);
+        let meta_lr = meta.lr;
+        self.meta_steps_done += 1;
+        self.emit(Record::Meta { hypergrad_norm: norm, reg: hyper.reg.double_value(&[]), meta_lr, aid_iterations: aid.iterations })?;
+        self.watch_collapse()
+    }
+
+    /// Warns once per episode when every effective weight stays near zero:
+    /// MELTR's output no longer depends on the losses and the model stops
+    /// learning (seen with γ = 0).
+    fn watch_collapse(&mut self) -> Result<()> {
+        let Some(losses) = &self.last_losses else { return Ok(()) };
+        let weights = combiner::effective_weights(self.combiner.as_ref(), losses)?;
+        let largest = weights.abs().max().double_value(&[]);
+        if largest < COLLAPSE_WEIGHT {
+            self.collapse_streak += 1;
+            if self.collapse_streak == COLLAPSE_META_STEPS {
+                self.emit(Record::Event {
+                    level: Level::Warn,
+                    message: format!(
+                        "MELTR collapse: every effective weight has stayed below {COLLAPSE_WEIGHT} for {COLLAPSE_META_STEPS} meta steps (largest {largest:.2e}); \
+                         the model is no longer learning. Raise meltr.gamma (now {}) or lower meltr.meta_lr",
+                        self.config.meltr.gamma
+                    ),
+                })?;
+            }
+        } else {
+            self.collapse_streak = 0;
+        }
+        Ok(())
+    }
+
+    fn evaluate(&mut self) -> Result<()> {
+        let eval = self.workload.evaluate()?;
+        self.emit(Record::Eval { metrics: eval.metrics, losses: eval.losses })?;
+        if let Some(losses) = &self.last_losses {
+            let curves = (0..self.loss_names.len())
+                .map(|k| {
+                    let (x, y) = combiner::transform_curve(self.combiner.as_ref(), losses, k as i64, TRANSFORM_POINTS);
+                    (self.loss_names[k].clone(), Curve { x, y })
+                })
+                .collect();
+            self.emit(Record::Transform { curves })?;
+        }
+        Ok(())
+    }
+
+    /// Applies a validated config at a step boundary. Live keys take effect
+    /// now; restart-only keys keep their running values and the refusal is
+    /// logged with the reason.
+    fn apply_config(&mut self, requested: Config) -> Result<()> {
+        let old = self.config.clone();
+        let refused: Vec<String> = old
+            .diff(&requested)
+            .into_iter()
+            .filter_map(|c| c.restart_only.map(|why| format!("`{}` can only change at restart ({why}); {} stays in force", c.key, c.old)))
+            .collect();
+        let effective = requested.keeping_restart_only_of(&old);
+        let changes = old.diff(&effective);
+        if !changes.is_empty() {
+            self.inner.lr = effective.train.lr;
+            self.inner.weight_decay = effective.train.weight_decay;
+            if let Some(meta) = self.meta.as_mut() {
+                meta.lr = effective.meltr.meta_lr;
+                meta.weight_decay = effective.meltr.meta_weight_decay;
+            }
+            self.combiner.apply_config(&effective);
+            self.meta_blocked = None;
+            self.config = effective;
+            let changed = changes.iter().map(|c| (c.key.clone(), (to_json(&c.old), to_json(&c.new)))).collect();
+            self.emit(Record::Config { changed, error: None })?;
+            self.send(Event::ConfigInForce { config: Box::new(self.config.clone()) });
+        }
+        if !refused.is_empty() {
+            self.emit(Record::Config { changed: Default::default(), error: Some(refused.join("; ")) })?;
+        }
+        Ok(())
+    }
+
+    /// Writes a checkpoint now (and makes the metrics durable up to it).
+    pub fn write_checkpoint(&mut self) -> Result<()> {
+        let mut tensors = Vec::new();
+        for (name, t) in self.workload.state() {
+            tensors.push((format!("model.{name}"), t));
+        }
+        tensors.extend(workload::named_state(self.combiner.var_store(), "combiner."));
+        tensors.extend(self.inner.state("inner"));
+        if let Some(meta) = &self.meta {
+            tensors.extend(meta.state("meta"));
+        }
+        self.log.sync()?;
+        let path = checkpoint::write(&self.dir.join("checkpoints"), self.step, &tensors)?;
+        self.emit(Record::Event { level: Level::Info, message: format!("checkpoint {} written", path.file_name().unwrap_or_default().to_string_lossy()) })
+    }
+
+    fn named_values(&self, values: &Tensor) -> Named {
+        let host: Vec<f64> = Vec::try_from(values.detach().to_kind(Kind::Double).to_device(Device::Cpu)).unwrap_or_default();
+        self.loss_names.iter().cloned().zip(host).collect()
+    }
+
+    fn time(&self) -> f64 {
+        self.time_offset + self.clock.elapsed().as_secs_f64()
+    }
+
+    /// Appends a line to `metrics.jsonl` and tells the clients.
+    fn emit(&mut self, record: Record) -> Result<()> {
+        let line = MetricLine { step: self.step, time: self.time(), record };
+        self.log.append(&line)?;
+        self.send(Event::Line { line });
+        Ok(())
+    }
+
+    /// Never blocks: a full channel drops the event (everything that matters
+    /// is in `metrics.jsonl`, which a client can re-read).
+    fn send(&self, event: Event) {
+        let _ = self.events.try_send(event);
+    }
+
+    fn set_status(&mut self, status: Status, message: Option<String>) {
+        self.status = status;
+        let _ = crate::session::update_status(&self.dir, status, message.clone());
+        self.send(Event::Status { status, message });
+    }
+}
+
+fn to_json(value: &toml::Value) -> serde_json::Value {
+    serde_json::to_value(value).unwrap_or(serde_json::Value::Null)
+}
+
+type Parts = (Box<dyn Workload>, Box<dyn Combiner>, AdamW, Option<AdamW>);
+
+fn restore(ckpt: &checkpoint::Loaded, (workload, combiner, inner, meta): &mut Parts) -> Result<()> {
+    let context = || format!("checkpoint {} does not match this config", ckpt.path.display());
+    workload.load_state(&ckpt.lookup("model.")).with_context(context)?;
+    workload::load_into(combiner.var_store(), "combiner.", &|n| ckpt.get(n)).with_context(context)?;
+    inner.load_state("inner", &|n| ckpt.get(n)).with_context(context)?;
+    if let Some(meta) = meta {
+        meta.load_state("meta", &|n| ckpt.get(n)).with_context(context)?;
+    }
+    Ok(())
+}
+
+/// Time of the last kept metrics line (the resumed clock continues from it),
+/// after cutting lines newer than the checkpoint.
+fn resume_time(metrics: &Path, step: u64) -> Result<f64> {
+    if !metrics.exists() {
+        return Ok(0.0);
+    }
+    log::truncate_after(metrics, step)?;
+    Ok(log::read_metrics(metrics)?.lines.last().map_or(0.0, |l| l.time))
+}

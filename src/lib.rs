@@ -1,0 +1,13 @@
+//! meltr-tui: fine-tuning with MELTR (Meta Loss Transformer) from a terminal.
+pub mod config;
+pub mod engine;
+pub mod session;
+pub mod meltr;
+pub mod workload;
+
+/// The libtorch version this binary was built against (from the torch
+/// package's `version.py`, read at build time).
+pub fn libtorch_version() -> &'static str {
+    option_env!("MELTR_LIBTORCH_VERSION").unwrap_or("unknown")
+}
+pub mod cli;

@@ -1,0 +1,257 @@
+//! Combiners: how the K loss values become the one loss the model trains on.
+//! MELTR and the baselines sit behind one interface so the trainer, the meta
+//! step and the contributions pane treat them alike.
+//!
+//! | kind          | combined loss                          | trained by      |
+//! |---------------|----------------------------------------|-----------------|
+//! | `primary`     | l_1                                    | -               |
+//! | `sum`         | Σ l_k                                  | -               |
+//! | `weights`     | Σ c_k l_k (config)                     | - (live edits)  |
+//! | `uncertainty` | Σ exp(-s_k) l_k + s_k (Kendall et al.) | inner optimizer |
+//! | `mlp`         | v·softplus(W l + b), W, v > 0          | AID meta step   |
+//! | `meltr`       | MELTR network                          | AID meta step   |
+
+use super::autograd::grad;
+use super::net::{MeltrNet, MeltrSizes};
+use crate::config::Config;
+use anyhow::Result;
+use tch::nn;
+use tch::{Device, Kind, Tensor};
+
+/// Which optimizer trains a combiner's parameters.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Training {
+    Fixed,
+    /// Jointly with the model, on the combined loss.
+    Inner,
+    /// By the bilevel meta step (AID hypergradient).
+    Meta,
+}
+
+pub trait Combiner: Send {
+    fn kind(&self) -> &'static str;
+    /// The combined loss (0-dim) from the loss vector `[K]` (primary first).
+    fn combine(&self, losses: &Tensor) -> Tensor;
+    fn training(&self) -> Training;
+    /// The parameters of this combiner (empty for fixed ones).
+    fn params(&self) -> Vec<Tensor>;
+    /// Its VarStore, for checkpoints.
+    fn var_store(&self) -> &nn::VarStore;
+    /// Applies live config changes that concern it (fixed weights).
+    fn apply_config(&mut self, _config: &Config) {}
+}
+
+/// Effective weights `w_k = ∂M/∂l_k` at `losses` (detached; `[K]`).
+pub fn effective_weights(combiner: &dyn Combiner, losses: &Tensor) -> Result<Tensor> {
+    let l = losses.detach().set_requires_grad(true);
+    let out = combiner.combine(&l);
+    Ok(grad(&[&out], &[l], false, false)?.remove(0))
+}
+
+/// Effective weights as a differentiable function of the combiner's
+/// parameters (`create_graph`): used by the factorized mixed derivative.
+pub fn effective_weights_graph(combiner: &dyn Combiner, losses: &Tensor) -> Result<Tensor> {
+    let l = losses.detach().set_requires_grad(true);
+    let out = combiner.combine(&l);
+    Ok(grad(&[&out], &[l], true, true)?.remove(0))
+}
+
+/// MELTR's transform of loss `k`: the combined output at `points` values of
+/// loss `k`, the other losses held at `losses`. Returns (x, y).
+pub fn transform_curve(combiner: &dyn Combiner, losses: &Tensor, k: i64, points: usize) -> (Vec<f64>, Vec<f64>) {
+    tch::no_grad(|| {
+        let current = losses.double_value(&[k]).max(1e-6);
+        let xs: Vec<f64> = (0..points).map(|i| 2.0 * current * i as f64 / (points - 1).max(1) as f64).collect();
+        let ys = xs
+            .iter()
+            .map(|&x| {
+                let l = losses.detach().copy();
+                let _ = l.get(k).fill_(x);
+                combiner.combine(&l).double_value(&[])
+            })
+            .collect();
+        (xs, ys)
+    })
+}
+
+/// Builds the combiner named by `config.combiner.kind` on `device`.
+pub fn build(config: &Config, device: Device, kind: Kind) -> Box<dyn Combiner> {
+    let names = config.loss_names();
+    let mut vs = nn::VarStore::new(device);
+    let root = vs.root();
+    let k = names.len() as i64;
+    let combiner: Box<dyn Combiner> = match config.combiner.kind.as_str() {
+        "primary" => {
+            let mut fixed = vec![0.0; names.len()];
+            fixed[0] = 1.0;
+            Box::new(Linear::fixed("primary", &fixed, vs))
+        }
+        "sum" => Box::new(Linear::fixed("sum", &vec![1.0; names.len()], vs)),
+        "weights" => {
+            let fixed = fixed_weights(config);
+            Box::new(Linear::fixed("weights", &fixed, vs))
+        }
+        "uncertainty" => {
+            let log_var = root.zeros("log_var", &[k]);
+            vs.set_kind(kind);
+            Box::new(Uncertainty { log_var, vs })
+        }
+        "mlp" => {
+            let hidden = 16;
+            // Raw parameters pass through softplus to stay positive (monotone
+            // in every loss). Initialised near Σ l_k: W ≈ 1/hidden, v ≈ 1.
+            let w_raw = root.var("w_raw", &[hidden, k], nn::Init::Const(softplus_inv(1.0 / hidden as f64)));
+            let bias = root.var("bias", &[hidden], nn::Init::Const(0.0));
+            let v_raw = root.var("v_raw", &[hidden], nn::Init::Const(softplus_inv(1.0)));
+            // Small noise so the hidden units differ.
+            tch::no_grad(|| {
+                let _ = w_raw.shallow_clone().g_add_(&(w_raw.randn_like() * 0.05));
+            });
+            vs.set_kind(kind);
+            Box::new(MonotoneMlp { w_raw, bias, v_raw, vs })
+        }
+        "meltr" => {
+            let m = &config.meltr;
+            let net = MeltrNet::new(
+                &root,
+                MeltrSizes { losses: k, d_model: m.d_model, d_hidden: m.d_hidden, d_ff: m.d_ff, heads: m.heads },
+            );
+            vs.set_kind(kind);
+            Box::new(Meltr { net, vs })
+        }
+        other => unreachable!("combiner kind `{other}` passed validation"),
+    };
+    combiner
+}
+
+fn fixed_weights(config: &Config) -> Vec<f64> {
+    config
+        .loss_names()
+        .iter()
+        .map(|n| config.combiner.weights.get(n).copied().unwrap_or(0.0))
+        .collect()
+}
+
+/// A VarStore's trainable variables in name order (stable across runs, so
+/// optimizer state lines up on resume; `trainable_variables` is unordered).
+pub fn sorted_variables(vs: &nn::VarStore) -> Vec<Tensor> {
+    let mut named: Vec<(String, Tensor)> = vs.variables().into_iter().filter(|(_, t)| t.requires_grad()).collect();
+    named.sort_by(|a, b| a.0.cmp(&b.0));
+    named.into_iter().map(|(_, t)| t).collect()
+}
+
+fn softplus_inv(y: f64) -> f64 {
+    (y.exp() - 1.0).ln()
+}
+
+/// Fixed linear combiners: `primary`, `sum`, `weights`.
+struct Linear {
+    kind: &'static str,
+    weights: Tensor,
+    vs: nn::VarStore,
+}
+
+impl Linear {
+    fn fixed(kind: &'static str, weights: &[f64], vs: nn::VarStore) -> Self {
+        let weights = Tensor::from_slice(weights).to_device(vs.device());
+        Self { kind, weights, vs }
+    }
+}
+
+impl Combiner for Linear {
+    fn kind(&self) -> &'static str {
+        self.kind
+    }
+    fn combine(&self, losses: &Tensor) -> Tensor {
+        (losses * self.weights.to_kind(losses.kind())).sum(losses.kind())
+    }
+    fn training(&self) -> Training {
+        Training::Fixed
+    }
+    fn params(&self) -> Vec<Tensor> {
+        Vec::new()
+    }
+    fn var_store(&self) -> &nn::VarStore {
+        &self.vs
+    }
+    fn apply_config(&mut self, config: &Config) {
+        if self.kind == "weights" {
+            self.weights = Tensor::from_slice(&fixed_weights(config)).to_device(self.vs.device());
+        }
+    }
+}
+
+/// Kendall et al.'s homoscedastic-uncertainty weighting.
+struct Uncertainty {
+    log_var: Tensor,
+    vs: nn::VarStore,
+}
+
+impl Combiner for Uncertainty {
+    fn kind(&self) -> &'static str {
+        "uncertainty"
+    }
+    fn combine(&self, losses: &Tensor) -> Tensor {
+        ((-&self.log_var).exp() * losses + &self.log_var).sum(losses.kind())
+    }
+    fn training(&self) -> Training {
+        Training::Inner
+    }
+    fn params(&self) -> Vec<Tensor> {
+        vec![self.log_var.shallow_clone()]
+    }
+    fn var_store(&self) -> &nn::VarStore {
+        &self.vs
+    }
+}
+
+/// A small nonlinear combiner, monotone in every loss (AuxiLearn-style),
+/// trained by the same AID meta step as MELTR.
+struct MonotoneMlp {
+    w_raw: Tensor,
+    bias: Tensor,
+    v_raw: Tensor,
+    vs: nn::VarStore,
+}
+
+impl Combiner for MonotoneMlp {
+    fn kind(&self) -> &'static str {
+        "mlp"
+    }
+    fn combine(&self, losses: &Tensor) -> Tensor {
+        let hidden = (self.w_raw.softplus().matmul(losses) + &self.bias).softplus();
+        (self.v_raw.softplus() * hidden).sum(losses.kind())
+    }
+    fn training(&self) -> Training {
+        Training::Meta
+    }
+    fn params(&self) -> Vec<Tensor> {
+        vec![self.w_raw.shallow_clone(), self.bias.shallow_clone(), self.v_raw.shallow_clone()]
+    }
+    fn var_store(&self) -> &nn::VarStore {
+        &self.vs
+    }
+}
+
+struct Meltr {
+    net: MeltrNet,
+    vs: nn::VarStore,
+}
+
+impl Combiner for Meltr {
+    fn kind(&self) -> &'static str {
+        "meltr"
+    }
+    fn combine(&self, losses: &Tensor) -> Tensor {
+        self.net.forward(losses)
+    }
+    fn training(&self) -> Training {
+        Training::Meta
+    }
+    fn params(&self) -> Vec<Tensor> {
+        sorted_variables(&self.vs)
+    }
+    fn var_store(&self) -> &nn::VarStore {
+        &self.vs
+    }
+}

@@ -1,0 +1,179 @@
+//! The AID hypergradient of the primary loss with respect to the combiner's
+//! parameters φ.
+//!
+//! `L_pri = l_primary(θ; B_v) + γ·|Σ_k l_k(θ; B_t) − M_φ(l(θ; B_t))|`
+//! `dL_pri/dφ = ∂L_pri/∂φ − (∂²L_aux/∂φ∂θ)·p`, with `p ≈ H⁻¹ ∇_θ L_pri`,
+//! `H = ∇²_θ L_aux(B_t)`, by the Neumann series
+//! `v_0 = p_0 = ∇_θ L_pri; v_{j+1} = v_j − α·H v_j; p = Σ_{j=0..J} v_j`.
+//!
+//! As in the public MELTR code, `p` sums the series without the leading α,
+//! so J = 0 is the identity approximation and, for J → ∞, `p → H⁻¹g / α`:
+//! exact at α = 1 (when H's eigenvalues lie in (0, 2)); for other α the
+//! scale folds into the meta learning rate.
+//!
+//! Two ways to get the mixed term:
+//! - `Exact`: differentiate `∇_θ L_aux · p` w.r.t. φ through the model
+//!   (double backward), as the public code does.
+//! - `Factorized`: MELTR sees θ only through the loss values, so
+//!   `(∂²L_aux/∂φ∂θ)·p = Σ_k (∂w_k/∂φ)·(∇_θ l_k · p)` with `w = ∂M/∂l`. The K
+//!   numbers `∇_θ l_k · p` are one Jacobian-vector product (a central
+//!   difference of the loss vector along p) and the Neumann HVPs are central
+//!   differences of first-order gradients; only MELTR is differentiated
+//!   twice. Works on models whose ops have no double backward (fused
+//!   attention) and keeps no second-order graph of the model.
+
+use super::autograd::{self, grad};
+use super::combiner::{effective_weights_graph, Combiner};
+use anyhow::{anyhow, Result};
+use tch::{Kind, Tensor};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AidMode {
+    Exact,
+    Factorized,
+}
+
+impl AidMode {
+    pub fn parse(text: &str) -> Option<AidMode> {
+        match text {
+            "exact" => Some(AidMode::Exact),
+            "factorized" => Some(AidMode::Factorized),
+            _ => None,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct AidSettings {
+    pub iterations: u32,
+    pub alpha: f64,
+    pub mode: AidMode,
+    pub gamma: f64,
+}
+
+/// One meta step's bilevel problem, as closures over the current θ.
+pub struct MetaProblem<'a> {
+    /// Model parameters θ (leaves that require grad).
+    pub theta: &'a [Tensor],
+    pub combiner: &'a dyn Combiner,
+    /// `l(θ; B_t)`, `[K]`, primary first. Must be a deterministic function
+    /// of θ (the factorized mode evaluates it at shifted θ).
+    pub train_losses: &'a dyn Fn() -> Result<Tensor>,
+    /// `l_primary(θ; B_v)`, 0-dim.
+    pub val_primary: &'a dyn Fn() -> Result<Tensor>,
+}
+
+pub struct Hypergradient {
+    /// `dL_pri/dφ`, one tensor per combiner parameter.
+    pub grads: Vec<Tensor>,
+    /// The γ regulariser's value `|Σ l − M(l)|` on B_t (0-dim).
+    pub reg: Tensor,
+}
+
+/// Computes the AID hypergradient for the combiner's parameters.
+pub fn hypergradient(problem: &MetaProblem, settings: &AidSettings) -> Result<Hypergradient> {
+    let phi = problem.combiner.params();
+    let theta = problem.theta;
+    let losses = (problem.train_losses)()?;
+    let combined = problem.combiner.combine(&losses);
+    let reg = (losses.sum(losses.kind()) - &combined).abs();
+    let primary_loss = (problem.val_primary)()? + &reg * settings.gamma;
+    let with_phi: Vec<Tensor> = theta.iter().chain(&phi).map(Tensor::shallow_clone).collect();
+
+    let grads = match settings.mode {
+        AidMode::Exact => {
+            let grad_aux = grad(&[&combined], theta, true, true).map_err(exact_unavailable)?;
+            let mut g = grad(&[&primary_loss], &with_phi, true, false)?;
+            let direct = g.split_off(theta.len());
+            let hvp = |v: &[Tensor]| -> Result<Vec<Tensor>> {
+                grad(&[&autograd::dot(&grad_aux, v)], theta, true, false).map_err(exact_unavailable)
+            };
+            let p = neumann(&hvp, g, settings)?;
+            let mixed = grad(&[&autograd::dot(&grad_aux, &p)], &phi, false, false).map_err(exact_unavailable)?;
+            subtract(direct, mixed)
+        }
+        AidMode::Factorized => {
+            let mut g = grad(&[&primary_loss], &with_phi, false, false)?;
+            let direct = g.split_off(theta.len());
+            let at_losses = losses.detach();
+            drop((losses, combined, primary_loss));
+            let hvp = |v: &[Tensor]| hvp_by_differences(problem, v);
+            let p = neumann(&hvp, g, settings)?;
+            let jvp = loss_jvp_by_differences(problem, &p)?;
+            let weights = effective_weights_graph(problem.combiner, &at_losses)?;
+            let mixed = grad(&[&(weights * jvp).sum(at_losses.kind())], &phi, false, false)?;
+            subtract(direct, mixed)
+        }
+    };
+    Ok(Hypergradient { grads, reg: reg.detach() })
+}
+
+fn subtract(direct: Vec<Tensor>, mixed: Vec<Tensor>) -> Vec<Tensor> {
+    direct.iter().zip(&mixed).map(|(d, m)| d - m).collect()
+}
+
+/// `p = Σ_{j=0..J} v_j`, `v_{j+1} = v_j − α·H v_j`, `v_0 = g`.
+pub fn neumann(hvp: &dyn Fn(&[Tensor]) -> Result<Vec<Tensor>>, g: Vec<Tensor>, settings: &AidSettings) -> Result<Vec<Tensor>> {
+    let mut v = autograd::detach_all(&g);
+    let mut p = autograd::detach_all(&g);
+    for _ in 0..settings.iterations {
+        let hv = hvp(&v)?;
+        v = autograd::axpy(&v, -settings.alpha, &hv);
+        p = autograd::axpy(&p, 1.0, &v);
+    }
+    Ok(p)
+}
+
+fn exact_unavailable(error: anyhow::Error) -> anyhow::Error {
+    anyhow!(
+        "aid.mode = \"exact\" needs a second derivative through the model, and libtorch has none for one of its ops: {error}. \
+         Set aid.mode = \"factorized\", which needs only first derivatives of the model"
+    )
+}
+
+/// Central-difference step for a direction `v`: the displacement `ε·v` has
+/// norm `h·(1 + rms(θ))`, with `h = ∛(machine epsilon)` of θ's dtype (the
+/// step that balances truncation and rounding error).
+fn step_size(theta: &[Tensor], v: &[Tensor]) -> Option<f64> {
+    let kind = theta.first()?.kind();
+    let h = if kind == Kind::Double { f64::EPSILON.cbrt() } else { (f32::EPSILON as f64).cbrt() };
+    let count: i64 = theta.iter().map(Tensor::numel).map(|n| n as i64).sum();
+    let theta_rms = autograd::norm(theta).double_value(&[]) / (count.max(1) as f64).sqrt();
+    let v_norm = autograd::norm(v).double_value(&[]);
+    (v_norm > 0.0 && v_norm.is_finite()).then(|| h * (1.0 + theta_rms) / v_norm)
+}
+
+/// Evaluates `f` at `θ + s·v` for s = ±ε and restores θ exactly afterwards.
+fn at_shifted<T>(theta: &[Tensor], v: &[Tensor], eps: f64, f: &dyn Fn() -> Result<T>) -> Result<(T, T)> {
+    let saved = autograd::snapshot(theta);
+    autograd::shift(theta, eps, v);
+    let plus = f();
+    autograd::assign(theta, &saved);
+    autograd::shift(theta, -eps, v);
+    let minus = f();
+    autograd::assign(theta, &saved);
+    Ok((plus?, minus?))
+}
+
+/// `H v ≈ (∇_θ L_aux(θ+εv) − ∇_θ L_aux(θ−εv)) / 2ε`.
+fn hvp_by_differences(problem: &MetaProblem, v: &[Tensor]) -> Result<Vec<Tensor>> {
+    let Some(eps) = step_size(problem.theta, v) else {
+        return Ok(v.iter().map(Tensor::zeros_like).collect());
+    };
+    let aux_grad = || -> Result<Vec<Tensor>> {
+        let combined = problem.combiner.combine(&(problem.train_losses)()?);
+        grad(&[&combined], problem.theta, false, false)
+    };
+    let (plus, minus) = at_shifted(problem.theta, v, eps, &aux_grad)?;
+    Ok(plus.iter().zip(&minus).map(|(a, b)| (a - b) / (2.0 * eps)).collect())
+}
+
+/// `∇_θ l_k · p` for every k, `≈ (l(θ+εp) − l(θ−εp)) / 2ε`.
+fn loss_jvp_by_differences(problem: &MetaProblem, p: &[Tensor]) -> Result<Tensor> {
+    let eval = || tch::no_grad(|| (problem.train_losses)());
+    let Some(eps) = step_size(problem.theta, p) else {
+        return Ok(eval()?.zeros_like());
+    };
+    let (plus, minus) = at_shifted(problem.theta, p, eps, &eval)?;
+    Ok((plus - minus) / (2.0 * eps))
+}

@@ -1,0 +1,164 @@
+//! Append-only `metrics.jsonl`: a writer that puts each line down with one
+//! `write` call, and a reader that tolerates a torn last line (a crash
+//! mid-write) and skips nothing else silently.
+
+use super::metrics::MetricLine;
+use anyhow::{Context, Result};
+use std::fs::{File, OpenOptions};
+use std::io::{BufRead, BufReader, Write};
+use std::path::{Path, PathBuf};
+
+pub struct MetricsWriter {
+    file: File,
+    path: PathBuf,
+}
+
+impl MetricsWriter {
+    /// Opens for appending, creating the file if needed. A torn last line
+    /// left by a crash is cut off first so the next line starts clean.
+    pub fn open(path: &Path) -> Result<Self> {
+        if path.exists() {
+            cut_torn_tail(path)?;
+        }
+        let file = OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(path)
+            .with_context(|| format!("cannot open {} for appending", path.display()))?;
+        Ok(Self { file, path: path.to_path_buf() })
+    }
+
+    pub fn append(&mut self, line: &MetricLine) -> Result<()> {
+        let mut text = line.to_json();
+        text.push('\n');
+        self.file
+            .write_all(text.as_bytes())
+            .with_context(|| format!("cannot write to {}", self.path.display()))
+    }
+
+    /// Makes everything appended so far durable (called at checkpoints).
+    pub fn sync(&mut self) -> Result<()> {
+        self.file.sync_data().with_context(|| format!("cannot sync {}", self.path.display()))
+    }
+}
+
+/// What a read of `metrics.jsonl` found.
+#[derive(Debug, Default)]
+pub struct MetricsRead {
+    pub lines: Vec<MetricLine>,
+    /// The last line had no newline and did not parse (a crash mid-write).
+    pub torn_tail: bool,
+}
+
+/// Reads every line. A malformed line in the middle is an error naming its
+/// line number; a malformed *last* line without a newline is a torn write
+/// and is ignored.
+pub fn read_metrics(path: &Path) -> Result<MetricsRead> {
+    let file = File::open(path).with_context(|| format!("cannot open {}", path.display()))?;
+    let mut reader = BufReader::new(file);
+    let mut out = MetricsRead::default();
+    let mut buf = String::new();
+    let mut number = 0usize;
+    loop {
+        buf.clear();
+        let n = reader
+            .read_line(&mut buf)
+            .with_context(|| format!("cannot read {}", path.display()))?;
+        if n == 0 {
+            break;
+        }
+        number += 1;
+        let complete = buf.ends_with('\n');
+        let text = buf.trim();
+        if text.is_empty() {
+            continue;
+        }
+        match serde_json::from_str::<MetricLine>(text) {
+            Ok(line) => out.lines.push(line),
+            Err(_) if !complete => out.torn_tail = true,
+            Err(e) => anyhow::bail!("{}:{number}: not a metrics line: {e}", path.display()),
+        }
+    }
+    Ok(out)
+}
+
+/// Removes a trailing partial line (no final newline), atomically enough for
+/// our purpose: truncation to the last newline.
+fn cut_torn_tail(path: &Path) -> Result<()> {
+    let bytes = std::fs::read(path).with_context(|| format!("cannot read {}", path.display()))?;
+    if bytes.is_empty() || bytes.ends_with(b"\n") {
+        return Ok(());
+    }
+    let keep = bytes.iter().rposition(|&b| b == b'\n').map_or(0, |i| i + 1);
+    let file = OpenOptions::new().write(true).open(path)?;
+    file.set_len(keep as u64)
+        .with_context(|| format!("cannot truncate torn line in {}", path.display()))?;
+    Ok(())
+}
+
+/// Keeps only lines with `step <= last_step` (resuming from a checkpoint at
+/// `last_step` must not leave duplicate steps). Rewrites via temp + rename.
+pub fn truncate_after(path: &Path, last_step: u64) -> Result<usize> {
+    let read = read_metrics(path)?;
+    let kept: Vec<&MetricLine> = read.lines.iter().filter(|l| l.step <= last_step).collect();
+    let dropped = read.lines.len() - kept.len();
+    let mut text = String::new();
+    for line in &kept {
+        text.push_str(&line.to_json());
+        text.push('\n');
+    }
+    super::atomic_write(path, text.as_bytes())?;
+    Ok(dropped)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::session::metrics::{Level, Record};
+
+    fn event(step: u64) -> MetricLine {
+        MetricLine { step, time: step as f64, record: Record::Event { level: Level::Info, message: format!("s{step}") } }
+    }
+
+    #[test]
+    fn torn_last_line_is_ignored_and_cut_on_reopen() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("metrics.jsonl");
+        let mut w = MetricsWriter::open(&path).unwrap();
+        w.append(&event(1)).unwrap();
+        w.append(&event(2)).unwrap();
+        drop(w);
+        let mut f = OpenOptions::new().append(true).open(&path).unwrap();
+        f.write_all(br#"{"step":3,"time":3.0,"kind":"ev"#).unwrap();
+        let read = read_metrics(&path).unwrap();
+        assert_eq!(read.lines.len(), 2);
+        assert!(read.torn_tail);
+        let mut w = MetricsWriter::open(&path).unwrap();
+        w.append(&event(3)).unwrap();
+        let read = read_metrics(&path).unwrap();
+        assert_eq!(read.lines.iter().map(|l| l.step).collect::<Vec<_>>(), vec![1, 2, 3]);
+        assert!(!read.torn_tail);
+    }
+
+    #[test]
+    fn corrupt_middle_line_is_an_error_with_line_number() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("metrics.jsonl");
+        std::fs::write(&path, format!("{}\nnot json\n{}\n", event(1).to_json(), event(2).to_json())).unwrap();
+        let err = read_metrics(&path).unwrap_err().to_string();
+        assert!(err.contains(":2:"), "{err}");
+    }
+
+    #[test]
+    fn truncate_after_drops_later_steps() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("metrics.jsonl");
+        let mut w = MetricsWriter::open(&path).unwrap();
+        for s in 1..=5 {
+            w.append(&event(s)).unwrap();
+        }
+        assert_eq!(truncate_after(&path, 3).unwrap(), 2);
+        let steps: Vec<u64> = read_metrics(&path).unwrap().lines.iter().map(|l| l.step).collect();
+        assert_eq!(steps, vec![1, 2, 3]);
+    }
+}

@@ -1,0 +1,218 @@
+//! The session directory contract: `config.toml`, `session.json`,
+//! `metrics.jsonl`, `checkpoints/`, `plots/`; atomic writes; listing.
+
+pub mod log;
+pub mod metrics;
+
+use anyhow::{Context, Result};
+use serde::{Deserialize, Serialize};
+use std::io::Write;
+use std::path::Path;
+
+/// Writes `bytes` to `path` so that a crash leaves either the old file or the
+/// new one, never a mix: temp file in the same folder, fsync, rename, fsync dir.
+pub fn atomic_write(path: &Path, bytes: &[u8]) -> Result<()> {
+    let dir = path.parent().unwrap_or(Path::new("."));
+    let name = path.file_name().context("atomic_write: path has no file name")?;
+    let tmp = dir.join(format!(".{}.tmp-{}", name.to_string_lossy(), std::process::id()));
+    let result = (|| -> Result<()> {
+        let mut f = std::fs::File::create(&tmp).with_context(|| format!("cannot create {}", tmp.display()))?;
+        f.write_all(bytes).with_context(|| format!("cannot write {}", tmp.display()))?;
+        f.sync_all().with_context(|| format!("cannot sync {}", tmp.display()))?;
+        std::fs::rename(&tmp, path).with_context(|| format!("cannot move {} into place", path.display()))?;
+        if let Ok(d) = std::fs::File::open(dir) {
+            let _ = d.sync_all();
+        }
+        Ok(())
+    })();
+    if result.is_err() {
+        let _ = std::fs::remove_file(&tmp);
+    }
+    result
+}
+
+/// Run status, as in `session.json`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Status {
+    Running,
+    Paused,
+    Finished,
+    Failed,
+    Stopped,
+}
+
+impl Status {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Status::Running => "running",
+            Status::Paused => "paused",
+            Status::Finished => "finished",
+            Status::Failed => "failed",
+            Status::Stopped => "stopped",
+        }
+    }
+
+    /// True once the run will not advance any more.
+    pub fn is_terminal(self) -> bool {
+        matches!(self, Status::Finished | Status::Failed | Status::Stopped)
+    }
+}
+
+
+/// `session.json`: who and what a session is. Rewritten atomically whenever
+/// its status changes.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SessionMeta {
+    pub id: String,
+    pub name: String,
+    /// RFC 3339.
+    pub created: String,
+    pub status: Status,
+    pub pid: u32,
+    /// `cpu` or `cuda:N (device name)`.
+    pub device: String,
+    pub libtorch: String,
+    pub workload: String,
+    /// Loss names, primary first.
+    pub losses: Vec<String>,
+    pub primary: String,
+    /// The validation metric the header and `ls` show (a key of `eval.metrics`).
+    pub primary_metric: String,
+    pub higher_is_better: bool,
+    /// Total steps the run is configured for.
+    pub steps: u64,
+    /// Why the run failed, when it did.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+}
+
+impl SessionMeta {
+    pub fn read(dir: &Path) -> Result<SessionMeta> {
+        let path = dir.join("session.json");
+        let text = std::fs::read_to_string(&path).with_context(|| format!("cannot read {}", path.display()))?;
+        serde_json::from_str(&text).with_context(|| format!("{} is not a valid session.json", path.display()))
+    }
+
+    pub fn write(&self, dir: &Path) -> Result<()> {
+        let text = serde_json::to_string_pretty(self).expect("session meta always serialises");
+        atomic_write(&dir.join("session.json"), text.as_bytes())
+    }
+}
+
+/// Sets `status` (and the failure message) in `dir/session.json`.
+pub fn update_status(dir: &Path, status: Status, error: Option<String>) -> Result<()> {
+    let mut meta = SessionMeta::read(dir)?;
+    meta.status = status;
+    meta.error = error;
+    meta.write(dir)
+}
+
+/// Records what only the running trainer knows (device, libtorch, losses,
+/// primary metric, pid) in `session.json`, keeping id, name and created.
+pub fn record_run_facts(dir: &Path, facts: &SessionMeta) -> Result<()> {
+    let mut meta = SessionMeta::read(dir)?;
+    let keep = (meta.id.clone(), meta.name.clone(), meta.created.clone());
+    meta = facts.clone();
+    (meta.id, meta.name, meta.created) = keep;
+    meta.write(dir)
+}
+
+/// A fresh session id: `YYYYmmdd-HHMMSS-<name>`, made unique in `root`.
+fn new_id(root: &Path, name: &str) -> String {
+    let slug: String = name
+        .chars()
+        .map(|c| if c.is_ascii_alphanumeric() || c == '-' || c == '_' { c } else { '-' })
+        .collect();
+    let base = format!("{}-{}", chrono::Local::now().format("%Y%m%d-%H%M%S"), slug.trim_matches('-'));
+    let mut id = base.clone();
+    let mut n = 2;
+    while root.join(&id).exists() {
+        id = format!("{base}-{n}");
+        n += 1;
+    }
+    id
+}
+
+/// Creates `root/<id>/` with `config.toml`, `session.json`, `checkpoints/`
+/// and `plots/`. Returns the session directory.
+pub fn create(root: &Path, name: &str, config: &crate::config::Config) -> Result<std::path::PathBuf> {
+    std::fs::create_dir_all(root).with_context(|| format!("cannot create sessions folder {}", root.display()))?;
+    let id = new_id(root, name);
+    let dir = root.join(&id);
+    for sub in ["checkpoints", "plots"] {
+        std::fs::create_dir_all(dir.join(sub)).with_context(|| format!("cannot create {}", dir.join(sub).display()))?;
+    }
+    atomic_write(&dir.join("config.toml"), config.to_toml_string().as_bytes())?;
+    let meta = SessionMeta {
+        id,
+        name: name.to_string(),
+        created: chrono::Local::now().to_rfc3339(),
+        status: Status::Running,
+        pid: std::process::id(),
+        device: config.train.device.clone(),
+        libtorch: String::new(),
+        workload: config.workload.kind.clone(),
+        losses: config.loss_names(),
+        primary: config.workload.primary.clone(),
+        primary_metric: String::new(),
+        higher_is_better: false,
+        steps: config.train.steps,
+        error: None,
+    };
+    meta.write(&dir)?;
+    Ok(dir)
+}
+
+/// Every session under `root` (folders with a readable `session.json`),
+/// oldest first by id.
+pub fn list(root: &Path) -> Vec<(std::path::PathBuf, SessionMeta)> {
+    let Ok(entries) = std::fs::read_dir(root) else { return Vec::new() };
+    let mut out: Vec<(std::path::PathBuf, SessionMeta)> = entries
+        .filter_map(|e| e.ok())
+        .map(|e| e.path())
+        .filter_map(|p| SessionMeta::read(&p).ok().map(|m| (p, m)))
+        .collect();
+    out.sort_by(|a, b| a.1.id.cmp(&b.1.id));
+    out
+}
+
+/// Finds a session by path, exact id, or a unique part of its id.
+pub fn find(root: &Path, query: &str) -> Result<std::path::PathBuf> {
+    let as_path = Path::new(query);
+    if as_path.join("session.json").exists() {
+        return Ok(as_path.to_path_buf());
+    }
+    let all = list(root);
+    if let Some((dir, _)) = all.iter().find(|(_, m)| m.id == query) {
+        return Ok(dir.clone());
+    }
+    let matches: Vec<&(std::path::PathBuf, SessionMeta)> = all.iter().filter(|(_, m)| m.id.contains(query)).collect();
+    match matches.as_slice() {
+        [(dir, _)] => Ok(dir.clone()),
+        [] => {
+            let ids: Vec<&str> = all.iter().rev().take(10).map(|(_, m)| m.id.as_str()).collect();
+            if ids.is_empty() {
+                anyhow::bail!("no session `{query}`: {} holds no sessions", root.display())
+            }
+            anyhow::bail!("no session `{query}` in {}; newest: {}", root.display(), ids.join(", "))
+        }
+        many => {
+            let ids: Vec<&str> = many.iter().map(|(_, m)| m.id.as_str()).collect();
+            anyhow::bail!("`{query}` matches several sessions: {}; give more of the id", ids.join(", "))
+        }
+    }
+}
+
+/// The newest session under `root`.
+pub fn latest(root: &Path) -> Result<std::path::PathBuf> {
+    list(root)
+        .pop()
+        .map(|(dir, _)| dir)
+        .with_context(|| format!("no sessions in {}", root.display()))
+}
+
+/// True when a process with this pid exists (signal 0 probes without acting).
+pub fn pid_alive(pid: u32) -> bool {
+    pid != 0 && unsafe { libc::kill(pid as libc::pid_t, 0) } == 0
+}

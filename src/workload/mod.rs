@@ -1,0 +1,128 @@
+//! Where losses come from. A workload owns the model θ and the data; the
+//! engine asks it for batches and for named losses, and never looks inside.
+
+pub mod synthetic;
+
+use crate::config::Config;
+use anyhow::{bail, Result};
+use std::collections::BTreeMap;
+use tch::{Device, Kind, Tensor};
+
+/// Named tensors, sample dimension first (the TorchScript contract's batch).
+pub type Batch = Vec<(String, Tensor)>;
+
+/// Named 0-dim loss tensors from one forward pass.
+pub type Losses = BTreeMap<String, Tensor>;
+
+/// A validation pass: mean losses and metrics over the validation split.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Evaluation {
+    pub losses: BTreeMap<String, f64>,
+    pub metrics: BTreeMap<String, f64>,
+}
+
+pub trait Workload: Send {
+    /// The workload kind as in the config (`synthetic`, ...).
+    fn kind(&self) -> &'static str;
+    /// Every loss the model produces.
+    fn loss_names(&self) -> Vec<String>;
+    /// The metric the header and `ls` show, and whether higher is better.
+    fn primary_metric(&self) -> (String, bool);
+    /// θ, in a stable order.
+    fn parameters(&self) -> Vec<Tensor>;
+    /// The training batch for `step` (a pure function of seed and step, so a
+    /// resumed run sees the same data).
+    fn train_batch(&self, step: u64) -> Result<Batch>;
+    /// A held-out batch (for `meltr.val_source = "val"`).
+    fn val_batch(&self, index: u64) -> Result<Batch>;
+    /// One forward pass: every loss, differentiable w.r.t. θ.
+    fn losses(&self, batch: &Batch) -> Result<Losses>;
+    /// The full validation pass.
+    fn evaluate(&self) -> Result<Evaluation>;
+    /// Everything to checkpoint (parameters and buffers), by name.
+    fn state(&self) -> Vec<(String, Tensor)>;
+    /// Restores `state`; a missing or mis-shaped entry is an error.
+    fn load_state(&mut self, lookup: &dyn Fn(&str) -> Option<Tensor>) -> Result<()>;
+}
+
+/// Builds the configured workload on `device` in `kind`.
+pub fn build(config: &Config, device: Device, kind: Kind) -> Result<Box<dyn Workload>> {
+    let workload: Box<dyn Workload> = match config.workload.kind.as_str() {
+        "synthetic" => Box::new(synthetic::Synthetic::new(config, device, kind)),
+        other => bail!(
+            "workload.kind = \"{other}\" is not available in this build yet; use \"synthetic\""
+        ),
+    };
+    check_loss_names(config, &workload.loss_names())?;
+    Ok(workload)
+}
+
+/// Every configured loss must be one the workload produces.
+pub fn check_loss_names(config: &Config, available: &[String]) -> Result<()> {
+    let list = available.join(", ");
+    if !available.contains(&config.workload.primary) {
+        bail!("workload.primary = \"{}\" is not a loss of this workload; it has: {list}", config.workload.primary);
+    }
+    for aux in &config.workload.auxiliary {
+        if !available.contains(aux) {
+            bail!("workload.auxiliary lists \"{aux}\", which is not a loss of this workload; it has: {list}");
+        }
+    }
+    Ok(())
+}
+
+/// Stacks the configured losses into `[K]`, primary first.
+pub fn select(losses: &Losses, order: &[String]) -> Result<Tensor> {
+    let picked: Result<Vec<&Tensor>> = order
+        .iter()
+        .map(|name| losses.get(name).ok_or_else(|| anyhow::anyhow!("the model returned no loss named `{name}`")))
+        .collect();
+    Ok(Tensor::stack(&picked?, 0))
+}
+
+/// Loads named tensors into a VarStore's variables (checkpoint restore).
+pub fn load_into(vs: &tch::nn::VarStore, prefix: &str, lookup: &dyn Fn(&str) -> Option<Tensor>) -> Result<()> {
+    let vars = vs.variables();
+    tch::no_grad(|| -> Result<()> {
+        for (name, var) in vars {
+            let key = format!("{prefix}{name}");
+            let Some(value) = lookup(&key) else { bail!("checkpoint lacks `{key}`") };
+            if value.size() != var.size() {
+                bail!("checkpoint `{key}` has shape {:?}, the model expects {:?}", value.size(), var.size());
+            }
+            var.shallow_clone().copy_(&value);
+        }
+        Ok(())
+    })
+}
+
+/// A VarStore's variables as checkpoint entries, names prefixed.
+pub fn named_state(vs: &tch::nn::VarStore, prefix: &str) -> Vec<(String, Tensor)> {
+    let mut out: Vec<(String, Tensor)> = vs.variables().into_iter().map(|(n, t)| (format!("{prefix}{n}"), t)).collect();
+    out.sort_by(|a, b| a.0.cmp(&b.0));
+    out
+}
+
+/// SplitMix64: a tiny seeded generator for host-side choices (batch indices,
+/// meta-batch picks) that is identical on every device and platform.
+#[derive(Debug, Clone)]
+pub struct SplitMix(u64);
+
+impl SplitMix {
+    pub fn new(seed: u64, stream: u64) -> Self {
+        let mut s = SplitMix(seed ^ stream.wrapping_mul(0x9E37_79B9_7F4A_7C15));
+        s.next_u64();
+        s
+    }
+    pub fn next_u64(&mut self) -> u64 {
+        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        z ^ (z >> 31)
+    }
+    /// Uniform in `0..n`.
+    pub fn below(&mut self, n: u64) -> u64 {
+        self.next_u64() % n.max(1)
+    }
+}

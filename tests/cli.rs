@@ -1,0 +1,192 @@
+//! The `meltr-tui` binary as a user runs it: headless runs, the session
+//! contract, config errors, kill -9 and resume, `ls`, `doctor`.
+
+use meltr_tui::engine::checkpoint;
+use meltr_tui::session::{self, metrics::Record, SessionMeta};
+use std::path::Path;
+use std::process::{Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+fn bin() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_meltr-tui"))
+}
+
+fn repo(path: &str) -> std::path::PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join(path)
+}
+
+/// Runs to completion, killing it (and failing) after `limit`.
+fn run_with_limit(cmd: &mut Command, limit: Duration) -> Output {
+    let mut child = cmd.stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().unwrap();
+    let start = Instant::now();
+    while child.try_wait().unwrap().is_none() {
+        if start.elapsed() > limit {
+            child.kill().unwrap();
+            panic!("did not finish within {limit:?}");
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    child.wait_with_output().unwrap()
+}
+
+fn text(out: &Output) -> String {
+    format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr))
+}
+
+#[test]
+fn headless_default_run_finishes_within_two_minutes_and_matches_the_contract() {
+    let root = tempfile::tempdir().unwrap();
+    let out = run_with_limit(
+        bin().args(["run", "-c"]).arg(repo("configs/default.toml")).arg("--headless").arg("--sessions-dir").arg(root.path()),
+        Duration::from_secs(120),
+    );
+    assert!(out.status.success(), "{}", text(&out));
+    let sessions = session::list(root.path());
+    assert_eq!(sessions.len(), 1);
+    let (dir, meta) = &sessions[0];
+    assert_eq!(meta.status, session::Status::Finished);
+    assert_eq!(meta.losses, vec!["primary", "helpful", "harmful"]);
+    assert_eq!(meta.device, "cpu");
+    assert!(meta.libtorch.starts_with("2.11.0"), "{}", meta.libtorch);
+    assert!(dir.join("config.toml").exists() && dir.join("checkpoints").is_dir() && dir.join("plots").is_dir());
+    // One progress line per log interval on stdout.
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(stdout.lines().filter(|l| l.starts_with("step ")).count(), 60, "{stdout}");
+
+    // metrics.jsonl: every line has step, kind, time and its kind's fields.
+    let raw = std::fs::read_to_string(dir.join("metrics.jsonl")).unwrap();
+    let mut kinds = std::collections::BTreeSet::new();
+    let mut last_time = 0.0;
+    for line in raw.lines() {
+        let v: serde_json::Value = serde_json::from_str(line).unwrap();
+        assert!(v["step"].is_u64() && v["time"].is_f64(), "{line}");
+        let time = v["time"].as_f64().unwrap();
+        assert!(time >= last_time, "time goes forward");
+        last_time = time;
+        let kind = v["kind"].as_str().unwrap().to_string();
+        let fields: &[&str] = match kind.as_str() {
+            "train" => &["losses", "total", "weights", "lr"],
+            "meta" => &["hypergrad_norm", "reg", "meta_lr", "aid_iterations"],
+            "eval" => &["metrics", "losses"],
+            "event" => &["level", "message"],
+            "transform" => &["curves"],
+            "config" => &[],
+            other => panic!("unknown kind {other}"),
+        };
+        for f in fields {
+            assert!(v.get(*f).is_some(), "{kind} line lacks {f}: {line}");
+        }
+        kinds.insert(kind);
+    }
+    for k in ["train", "meta", "eval", "event", "transform"] {
+        assert!(kinds.contains(k), "no {k} line");
+    }
+    assert_eq!(checkpoint::list(&dir.join("checkpoints")).last().unwrap().0, 600);
+}
+
+#[test]
+fn config_errors_name_file_line_and_key_and_exit_non_zero() {
+    let dir = tempfile::tempdir().unwrap();
+    let cases = [
+        ("[aid]\niterations = 2\nspeed = 3\n", ":3:", "speed"),
+        ("[train]\nlr = \"fast\"\n", ":2:", "train.lr"),
+        ("[meltr]\ngamma = -1.0\n", ":2:", "meltr.gamma"),
+        ("[workload]\nauxiliary = [\"nope\"]\n[train]\nsteps = 5\n", "", "nope"),
+        ("[train\n", ":1:", ""),
+    ];
+    for (i, (toml, line, key)) in cases.iter().enumerate() {
+        let path = dir.path().join(format!("bad{i}.toml"));
+        std::fs::write(&path, toml).unwrap();
+        let out = run_with_limit(
+            bin().args(["run", "--headless", "-c"]).arg(&path).arg("--sessions-dir").arg(dir.path().join("s")),
+            Duration::from_secs(60),
+        );
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success(), "case {i} should fail");
+        assert!(err.contains(&format!("bad{i}.toml{line}")) || line.is_empty(), "case {i}: {err}");
+        assert!(err.contains(key), "case {i}: {err}");
+        assert!(!err.contains("frame #"), "no backtrace: {err}");
+    }
+    let out = bin().args(["run", "--headless", "-c", "/no/such.toml"]).output().unwrap();
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("/no/such.toml does not exist"));
+}
+
+fn write_config(dir: &Path, body: &str) -> std::path::PathBuf {
+    let path = dir.join("c.toml");
+    std::fs::write(&path, body).unwrap();
+    path
+}
+
+#[test]
+fn kill_9_during_checkpoints_never_leaves_a_half_file_and_resume_appends() {
+    let root = tempfile::tempdir().unwrap();
+    let config = write_config(
+        root.path(),
+        "[train]\ndevice = \"cpu\"\nsteps = 400\ncheckpoint_every = 1\nlog_every = 5\neval_every = 100\n\
+         [meltr]\nd_model = 32\nd_hidden = 32\nd_ff = 64\nheads = 4\n",
+    );
+    let sessions = root.path().join("sessions");
+    let mut child = bin()
+        .args(["run", "--headless", "-n", "crash", "-c"])
+        .arg(&config)
+        .arg("--sessions-dir")
+        .arg(&sessions)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    // Let it write a stream of checkpoints, then kill it mid-flight.
+    let start = Instant::now();
+    loop {
+        std::thread::sleep(Duration::from_millis(50));
+        let dir = session::list(&sessions).first().map(|(d, _)| d.clone());
+        if let Some(dir) = dir {
+            if checkpoint::list(&dir.join("checkpoints")).len() >= 3 {
+                break;
+            }
+        }
+        assert!(start.elapsed() < Duration::from_secs(60), "no checkpoints appeared");
+    }
+    std::thread::sleep(Duration::from_millis(300));
+    child.kill().unwrap(); // SIGKILL
+    child.wait().unwrap();
+
+    let (dir, meta) = session::list(&sessions).remove(0);
+    assert_eq!(meta.status, session::Status::Running, "a killed run cannot update its status");
+    for (step, path) in checkpoint::list(&dir.join("checkpoints")) {
+        let loaded = checkpoint::Loaded::read(&path, step).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+        assert!(loaded.get("inner.step").is_some());
+    }
+    let newest = checkpoint::list(&dir.join("checkpoints")).last().unwrap().0;
+
+    // ls reports the dead runner as crashed and suggests resume.
+    let ls = bin().arg("ls").arg("--sessions-dir").arg(&sessions).output().unwrap();
+    let ls = String::from_utf8_lossy(&ls.stdout);
+    assert!(ls.contains("crashed") && ls.contains("resume"), "{ls}");
+
+    let out = run_with_limit(
+        bin().args(["resume", "--headless", "crash"]).arg("--sessions-dir").arg(&sessions),
+        Duration::from_secs(120),
+    );
+    assert!(out.status.success(), "{}", text(&out));
+    let lines = session::log::read_metrics(&dir.join("metrics.jsonl")).unwrap().lines;
+    let train_steps: Vec<u64> = lines.iter().filter(|l| matches!(l.record, Record::Train { .. })).map(|l| l.step).collect();
+    let expected: Vec<u64> = (1..=80).map(|i| i * 5).collect();
+    assert_eq!(train_steps, expected, "continuous, no duplicates");
+    let resumed = lines.iter().find_map(|l| match &l.record {
+        Record::Event { message, .. } if message.contains("resumed") => Some(l.step),
+        _ => None,
+    });
+    assert_eq!(resumed, Some(newest));
+    assert_eq!(SessionMeta::read(&dir).unwrap().status, session::Status::Finished);
+}
+
+#[test]
+fn doctor_reports_libtorch_and_cuda() {
+    let out = bin().arg("doctor").output().unwrap();
+    assert!(out.status.success());
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("libtorch   2.11.0"), "{text}");
+    assert!(text.contains("CUDA "), "{text}");
+}

@@ -1,0 +1,53 @@
+//! Helpers shared by the integration tests.
+#![allow(dead_code)]
+
+use meltr_tui::config::Config;
+use meltr_tui::engine::{self, control::Status};
+use meltr_tui::session::{self, metrics::{MetricLine, Record}};
+use std::path::{Path, PathBuf};
+
+/// A small, fast version of the default config for tests.
+pub fn small_config(combiner: &str, steps: u64) -> Config {
+    let mut c = Config::default();
+    c.combiner.kind = combiner.into();
+    c.train.steps = steps;
+    c.train.device = "cpu".into();
+    c.train.lr = 3e-3;
+    c.train.eval_every = 50;
+    c.train.log_every = 10;
+    c.train.checkpoint_every = 100;
+    c.meltr.d_model = 32;
+    c.meltr.d_hidden = 32;
+    c.meltr.d_ff = 64;
+    c.meltr.heads = 4;
+    c.validate().unwrap();
+    c
+}
+
+/// Runs a session to the end in-process; returns its folder and metrics.
+pub fn run_session(root: &Path, name: &str, config: Config) -> (PathBuf, Vec<MetricLine>) {
+    let dir = session::create(root, name, &config).unwrap();
+    let handle = engine::spawn(&dir, config, false).unwrap();
+    let status = handle.thread.join().unwrap().unwrap();
+    assert_eq!(status, Status::Finished);
+    let lines = session::log::read_metrics(&dir.join("metrics.jsonl")).unwrap().lines;
+    (dir, lines)
+}
+
+/// The value of `metric` at the last eval line.
+pub fn last_eval(lines: &[MetricLine], metric: &str) -> f64 {
+    lines.iter().rev().find_map(|l| match &l.record {
+        Record::Eval { metrics, .. } => metrics.get(metric).copied(),
+        _ => None,
+    }).expect("an eval line")
+}
+
+/// Mean effective weight of `loss` over the last `n` train lines.
+pub fn late_weight(lines: &[MetricLine], loss: &str, n: usize) -> f64 {
+    let ws: Vec<f64> = lines.iter().rev().filter_map(|l| match &l.record {
+        Record::Train { weights, .. } => weights.get(loss).copied(),
+        _ => None,
+    }).take(n).collect();
+    assert!(!ws.is_empty());
+    ws.iter().sum::<f64>() / ws.len() as f64
+}

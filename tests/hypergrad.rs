@@ -1,0 +1,349 @@
+//! Ground truth for the AID hypergradient: closed forms on a quadratic inner
+//! problem, finite differences of the mixed term, and agreement of the
+//! `exact` and `factorized` modes on small nonlinear models.
+
+use anyhow::Result;
+use meltr_tui::meltr::autograd::{self, grad};
+use meltr_tui::meltr::combiner::{Combiner, Training};
+use meltr_tui::meltr::hypergrad::{hypergradient, neumann, AidMode, AidSettings, MetaProblem};
+use meltr_tui::meltr::net::{MeltrNet, MeltrSizes};
+use tch::{nn, Device, Kind, Tensor};
+
+const F64: (Kind, Device) = (Kind::Double, Device::Cpu);
+
+/// M_φ(l) = Σ φ_k l_k with learnable φ: the mixed derivative has a closed form.
+struct LinearWeights {
+    phi: Tensor,
+    vs: nn::VarStore,
+}
+
+impl LinearWeights {
+    fn new(phi: &[f64]) -> Self {
+        let vs = nn::VarStore::new(Device::Cpu);
+        let phi = Tensor::from_slice(phi).set_requires_grad(true);
+        Self { phi, vs }
+    }
+}
+
+impl Combiner for LinearWeights {
+    fn kind(&self) -> &'static str {
+        "test-linear"
+    }
+    fn combine(&self, losses: &Tensor) -> Tensor {
+        (losses * &self.phi).sum(Kind::Double)
+    }
+    fn training(&self) -> Training {
+        Training::Meta
+    }
+    fn params(&self) -> Vec<Tensor> {
+        vec![self.phi.shallow_clone()]
+    }
+    fn var_store(&self) -> &nn::VarStore {
+        &self.vs
+    }
+}
+
+struct TinyMeltr {
+    net: MeltrNet,
+    vs: nn::VarStore,
+}
+
+impl TinyMeltr {
+    fn new(losses: i64, kind: Kind) -> Self {
+        tch::manual_seed(7);
+        let mut vs = nn::VarStore::new(Device::Cpu);
+        let net = MeltrNet::new(&vs.root(), MeltrSizes { losses, d_model: 8, d_hidden: 8, d_ff: 16, heads: 2 });
+        vs.set_kind(kind);
+        Self { net, vs }
+    }
+}
+
+impl Combiner for TinyMeltr {
+    fn kind(&self) -> &'static str {
+        "meltr"
+    }
+    fn combine(&self, losses: &Tensor) -> Tensor {
+        self.net.forward(losses)
+    }
+    fn training(&self) -> Training {
+        Training::Meta
+    }
+    fn params(&self) -> Vec<Tensor> {
+        meltr_tui::meltr::combiner::sorted_variables(&self.vs)
+    }
+    fn var_store(&self) -> &nn::VarStore {
+        &self.vs
+    }
+}
+
+fn settings(mode: AidMode, iterations: u32, alpha: f64, gamma: f64) -> AidSettings {
+    AidSettings { iterations, alpha, mode, gamma }
+}
+
+fn flat(ts: &[Tensor]) -> Vec<f64> {
+    ts.iter().flat_map(|t| Vec::<f64>::try_from(t.to_kind(Kind::Double).flatten(0, -1)).unwrap()).collect()
+}
+
+fn rel_err(a: &[f64], b: &[f64]) -> f64 {
+    let diff: f64 = a.iter().zip(b).map(|(x, y)| (x - y).powi(2)).sum::<f64>().sqrt();
+    let scale: f64 = b.iter().map(|y| y * y).sum::<f64>().sqrt();
+    diff / scale.max(1e-300)
+}
+
+/// Symmetric positive definite n×n with eigenvalues spread in [lo, hi].
+fn spd(n: i64, lo: f64, hi: f64, seed: i64) -> Tensor {
+    tch::manual_seed(seed);
+    let (q, _) = Tensor::linalg_qr(&Tensor::randn([n, n], F64), "reduced");
+    let eig = Tensor::linspace(lo, hi, n, F64);
+    q.matmul(&eig.diag(0)).matmul(&q.transpose(0, 1))
+}
+
+/// Quadratic inner problem: l_k(θ) = ½(θ−c_k)ᵀA_k(θ−c_k), M = Σ φ_k l_k,
+/// l_val(θ) = ½|θ − t|². The inner minimiser θ*(φ) = H⁻¹ Σ φ_k A_k c_k with
+/// H = Σ φ_k A_k, so the implicit hypergradient has a closed form.
+struct Quadratic {
+    a: Vec<Tensor>,
+    c: Vec<Tensor>,
+    target: Tensor,
+    phi: Vec<f64>,
+}
+
+impl Quadratic {
+    fn new() -> Self {
+        let n = 5;
+        // Each A_k's spectrum in [0.4, 1.8] and Σφ = 1, so H's lies in (0, 2).
+        let a = (0..3).map(|k| spd(n, 0.4, 1.8, 10 + k)).collect();
+        tch::manual_seed(3);
+        let c = (0..3).map(|_| Tensor::randn([n], F64)).collect();
+        let target = Tensor::randn([n], F64);
+        Self { a, c, target, phi: vec![0.5, 0.3, 0.2] }
+    }
+
+    fn hessian(&self) -> Tensor {
+        self.a.iter().zip(&self.phi).map(|(a, p)| a * *p).reduce(|x, y| x + y).unwrap()
+    }
+
+    fn minimiser(&self) -> Tensor {
+        let rhs = self.a.iter().zip(&self.c).zip(&self.phi).map(|((a, c), p)| a.mv(c) * *p).reduce(|x, y| x + y).unwrap();
+        Tensor::linalg_solve(&self.hessian(), &rhs, true)
+    }
+
+    fn losses(&self, theta: &Tensor) -> Tensor {
+        let ls: Vec<Tensor> = self.a.iter().zip(&self.c).map(|(a, c)| {
+            let d = theta - c;
+            d.dot(&a.mv(&d)) * 0.5
+        }).collect();
+        Tensor::stack(&ls, 0)
+    }
+
+    fn val(&self, theta: &Tensor) -> Tensor {
+        let d = theta - &self.target;
+        d.dot(&d) * 0.5
+    }
+
+    /// d l_val(θ*(φ)) / dφ_k = −∇l_valᵀ H⁻¹ A_k (θ* − c_k).
+    fn implicit_hypergradient(&self, theta: &Tensor) -> Vec<f64> {
+        let h = self.hessian();
+        let g = theta - &self.target;
+        self.a.iter().zip(&self.c).map(|(a, c)| {
+            let dtheta = -Tensor::linalg_solve(&h, &a.mv(&(theta - c)), true);
+            g.dot(&dtheta).double_value(&[])
+        }).collect()
+    }
+
+    fn aid(&self, theta: &Tensor, mode: AidMode, iterations: u32, alpha: f64, gamma: f64) -> Vec<f64> {
+        let combiner = LinearWeights::new(&self.phi);
+        let th = theta.shallow_clone();
+        let train = || -> Result<Tensor> { Ok(self.losses(&th)) };
+        let val = || -> Result<Tensor> { Ok(self.val(&th)) };
+        let problem = MetaProblem { theta: std::slice::from_ref(theta), combiner: &combiner, train_losses: &train, val_primary: &val };
+        flat(&hypergradient(&problem, &settings(mode, iterations, alpha, gamma)).unwrap().grads)
+    }
+}
+
+#[test]
+fn aid_converges_to_the_closed_form_implicit_gradient() {
+    let q = Quadratic::new();
+    let theta = q.minimiser().set_requires_grad(true);
+    let truth = q.implicit_hypergradient(&theta);
+    for mode in [AidMode::Exact, AidMode::Factorized] {
+        // Partial Neumann sums need not improve at every single J (J = 1
+        // overshoots here), so the check uses a geometric ladder of J.
+        let errors: Vec<f64> = [0u32, 3, 10, 30, 80].iter().map(|&j| rel_err(&q.aid(&theta, mode, j, 1.0, 0.0), &truth)).collect();
+        for pair in errors.windows(2) {
+            assert!(pair[1] < pair[0], "{mode:?}: error must fall with J: {errors:?}");
+        }
+        assert!(errors[4] < 1e-4, "{mode:?}: error at J = 80 is {:e}", errors[4]);
+    }
+}
+
+#[test]
+fn neumann_series_times_alpha_approximates_the_inverse_hessian() {
+    let h = spd(6, 0.5, 3.0, 1);
+    let g = Tensor::randn([6], F64);
+    let exact = flat(&[Tensor::linalg_solve(&h, &g, true)]);
+    let hvp = |v: &[Tensor]| -> Result<Vec<Tensor>> { Ok(vec![h.mv(&v[0])]) };
+    let alpha = 0.3; // α·λ_max < 1
+    let p = neumann(&hvp, vec![g.shallow_clone()], &settings(AidMode::Exact, 200, alpha, 0.0)).unwrap();
+    let approx = flat(&[&p[0] * alpha]);
+    assert!(rel_err(&approx, &exact) < 1e-8, "{:e}", rel_err(&approx, &exact));
+}
+
+#[test]
+fn j0_is_minus_the_mixed_derivative_times_the_primary_gradient() {
+    // Independently: ∂²L_aux/∂φ_k∂θ = A_k(θ − c_k); with γ > 0 the primary
+    // gradient gains γ·s·Σ(1 − φ_k)∇l_k and the direct term is −γ·s·l_k,
+    // s = sign(Σ l − M).
+    let q = Quadratic::new();
+    tch::manual_seed(5);
+    let theta = (q.minimiser() + Tensor::randn([5], F64) * 0.3).set_requires_grad(true);
+    let gamma = 0.25;
+    let losses = flat(&[q.losses(&theta).detach()]);
+    let combined: f64 = losses.iter().zip(&q.phi).map(|(l, p)| l * p).sum();
+    let s = (losses.iter().sum::<f64>() - combined).signum();
+    let grads_l: Vec<Tensor> = q.a.iter().zip(&q.c).map(|(a, c)| a.mv(&(theta.detach() - c))).collect();
+    let mut g = theta.detach() - &q.target;
+    for (gl, p) in grads_l.iter().zip(&q.phi) {
+        g += gl * (gamma * s * (1.0 - p));
+    }
+    let expected: Vec<f64> = grads_l.iter().zip(&losses).map(|(gl, l)| -gamma * s * l - gl.dot(&g).double_value(&[])).collect();
+    for mode in [AidMode::Exact, AidMode::Factorized] {
+        let got = q.aid(&theta, mode, 0, 0.5, gamma);
+        assert!(rel_err(&got, &expected) < 1e-7, "{mode:?}: {got:?} vs {expected:?}");
+    }
+}
+
+/// A small nonlinear model: θ = (W1 [h×d], W2 [3×h]) on fixed data, three
+/// losses (regression, a second target, an L1-ish smooth one).
+struct SmallModel {
+    x: Tensor,
+    y: Tensor,
+    theta: Vec<Tensor>,
+    fused_attention: bool,
+}
+
+impl SmallModel {
+    fn new(kind: Kind, fused_attention: bool) -> Self {
+        tch::manual_seed(11);
+        let (d, h, n) = (4, 8, 6);
+        let opts = (kind, Device::Cpu);
+        let x = Tensor::randn([n, d], opts);
+        let y = Tensor::randn([n, 3], opts);
+        let theta = vec![
+            (Tensor::randn([h, d], opts) * 0.5).set_requires_grad(true),
+            (Tensor::randn([3, h], opts) * 0.5).set_requires_grad(true),
+        ];
+        Self { x, y, theta, fused_attention }
+    }
+
+    fn losses(&self) -> Tensor {
+        let mut hidden = self.x.matmul(&self.theta[0].transpose(0, 1)).tanh(); // [n, h]
+        if self.fused_attention {
+            // One self-attention over the n samples with libtorch's fused kernel.
+            let q = hidden.unsqueeze(0).unsqueeze(0);
+            hidden = Tensor::scaled_dot_product_attention(&q, &q, &q, None::<Tensor>, 0.0, false, None, false).squeeze_dim(0).squeeze_dim(0);
+        }
+        let out = hidden.matmul(&self.theta[1].transpose(0, 1)); // [n, 3]
+        let err = out - &self.y;
+        let k = err.kind();
+        Tensor::stack(&[
+            err.select(1, 0).square().mean(k),
+            err.select(1, 1).square().mean(k),
+            (err.select(1, 2).square() + 1.0).sqrt().mean(k),
+        ], 0)
+    }
+
+    fn hypergrad(&self, combiner: &dyn Combiner, mode: AidMode, j: u32) -> Result<Vec<f64>> {
+        let train = || -> Result<Tensor> { Ok(self.losses()) };
+        let val = || -> Result<Tensor> { Ok(self.losses().get(0) * 1.1) };
+        let problem = MetaProblem { theta: &self.theta, combiner, train_losses: &train, val_primary: &val };
+        Ok(flat(&hypergradient(&problem, &settings(mode, j, 0.1, 0.1))?.grads))
+    }
+}
+
+#[test]
+fn factorized_agrees_with_exact_in_f64_and_f32() {
+    for (kind, tolerance) in [(Kind::Double, 1e-6), (Kind::Float, 1e-2)] {
+        let model = SmallModel::new(kind, false);
+        let meltr = TinyMeltr::new(3, kind);
+        for j in [0, 2] {
+            let exact = model.hypergrad(&meltr, AidMode::Exact, j).unwrap();
+            let factorized = model.hypergrad(&meltr, AidMode::Factorized, j).unwrap();
+            let err = rel_err(&factorized, &exact);
+            assert!(err <= tolerance, "{kind:?} J={j}: relative error {err:e} > {tolerance:e}");
+            assert!(exact.iter().any(|v| v.abs() > 1e-8), "hypergradient is trivially zero");
+        }
+    }
+}
+
+#[test]
+fn mixed_term_matches_finite_differences_on_tiny_meltr() {
+    // With γ = 0 and J = 0 the hypergradient is −∂/∂φ (∇_θ M_φ(l(θ)) · g),
+    // g = ∇_θ l_val. Check it entry by entry by central differences in φ.
+    let model = SmallModel::new(Kind::Double, false);
+    let meltr = TinyMeltr::new(3, Kind::Double);
+    let g = grad(&[&(model.losses().get(0) * 1.1)], &model.theta, false, false).unwrap();
+    let directional = || -> f64 {
+        let m = meltr.combine(&model.losses());
+        let gm = grad(&[&m], &model.theta, false, false).unwrap();
+        autograd::dot(&gm, &g).double_value(&[])
+    };
+    let train = || -> Result<Tensor> { Ok(model.losses()) };
+    let val = || -> Result<Tensor> { Ok(model.losses().get(0) * 1.1) };
+    let problem = MetaProblem { theta: &model.theta, combiner: &meltr, train_losses: &train, val_primary: &val };
+    for mode in [AidMode::Exact, AidMode::Factorized] {
+        let hyper = hypergradient(&problem, &settings(mode, 0, 0.1, 0.0)).unwrap().grads;
+        let mut checked = 0;
+        for (param, hg) in meltr.params().iter().zip(&hyper) {
+            let flat_param = param.view(-1);
+            let flat_hg = hg.view(-1);
+            for idx in 0..flat_param.size()[0].min(3) {
+                let eps = 1e-6;
+                let mut entry = flat_param.get(idx);
+                tch::no_grad(|| entry.g_add_scalar_(eps));
+                let plus = directional();
+                tch::no_grad(|| entry.g_add_scalar_(-2.0 * eps));
+                let minus = directional();
+                tch::no_grad(|| entry.g_add_scalar_(eps));
+                let fd = -(plus - minus) / (2.0 * eps);
+                let ad = flat_hg.double_value(&[idx]);
+                assert!((fd - ad).abs() <= 1e-5 * (1.0 + fd.abs()), "{mode:?}: fd {fd} vs aid {ad}");
+                checked += 1;
+            }
+        }
+        assert!(checked > 20);
+    }
+}
+
+#[test]
+fn fused_attention_trains_with_factorized_and_exact_fails_clearly() {
+    let model = SmallModel::new(Kind::Float, true);
+    let meltr = TinyMeltr::new(3, Kind::Float);
+    let err = model.hypergrad(&meltr, AidMode::Exact, 1).unwrap_err().to_string();
+    assert!(err.contains("aid.mode = \"factorized\""), "{err}");
+    assert!(err.contains("derivative for"), "the libtorch reason is kept: {err}");
+    assert!(!err.contains("frame #"), "no C++ backtrace in the message: {err}");
+
+    // A few bilevel rounds: inner AdamW steps on M(l), meta steps on φ.
+    let mut inner = meltr_tui::meltr::optim::AdamW::new(&model.theta, 1e-2, 0.0);
+    let phi = meltr.params();
+    let mut outer = meltr_tui::meltr::optim::AdamW::new(&phi, 1e-3, 0.0);
+    let first = model.losses().get(0).double_value(&[]);
+    for step in 0..30 {
+        let combined = meltr.combine(&model.losses());
+        let g = grad(&[&combined], &model.theta, false, false).unwrap();
+        inner.step(&model.theta, &g);
+        if step % 3 == 2 {
+            let hyper = {
+                let train = || -> Result<Tensor> { Ok(model.losses()) };
+                let val = || -> Result<Tensor> { Ok(model.losses().get(0)) };
+                let problem = MetaProblem { theta: &model.theta, combiner: &meltr, train_losses: &train, val_primary: &val };
+                hypergradient(&problem, &settings(AidMode::Factorized, 1, 0.1, 0.1)).unwrap().grads
+            };
+            assert!(autograd::all_finite(&hyper));
+            outer.step(&phi, &hyper);
+        }
+    }
+    let last = model.losses().get(0).double_value(&[]);
+    assert!(last.is_finite() && last < first, "primary loss {first} -> {last}");
+}
