@@ -27,9 +27,7 @@ fn meltr_downweights_the_harmful_loss_and_matches_primary_only() {
 fn every_combiner_trains_with_finite_losses() {
     let root = tempfile::tempdir().unwrap();
     for kind in ["primary", "sum", "weights", "uncertainty", "mlp", "meltr"] {
-        let mut config = small_config(kind, 60);
-        config.combiner.weights = [("primary".to_string(), 1.0), ("helpful".to_string(), 0.5)].into();
-        let (_, lines) = run_session(root.path(), kind, config);
+        let (_, lines) = run_session(root.path(), kind, small_config(kind, 60));
         let trains: Vec<f64> = lines.iter().filter_map(|l| match &l.record {
             Record::Train { total, weights, .. } => {
                 assert_eq!(weights.len(), 3, "{kind}: a weight per loss");

@@ -94,6 +94,7 @@ impl Trainer {
     /// Builds the workload and combiner; with `resume`, restores the newest
     /// checkpoint and cuts `metrics.jsonl` back to it.
     pub fn new(dir: &Path, config: Config, resume: bool, events: SyncSender<Event>) -> Result<(Trainer, SessionMeta)> {
+        tch::set_num_threads(config.train.threads as i32);
         let device = resolve_device(&config.train.device)?;
         let kind = dtype(&config);
         let workload = workload::build(&config, device, kind)?;
@@ -459,6 +460,7 @@ impl Trainer {
         let effective = requested.keeping_restart_only_of(&old);
         let changes = old.diff(&effective);
         if !changes.is_empty() {
+            tch::set_num_threads(effective.train.threads as i32);
             self.inner.lr = effective.train.lr;
             self.inner.weight_decay = effective.train.weight_decay;
             if let Some(meta) = self.meta.as_mut() {

@@ -2,12 +2,14 @@
 //! smallest real learning problem on which a loss combiner matters.
 //!
 //! A teacher maps inputs x to a latent z = tanh(A x). The losses:
-//! - `primary`: predict y = u·z + noise (heavy noise: few clean bits);
-//! - `helpful`: predict V z (low noise) from the shared trunk: learning it
-//!   teaches the trunk the features the primary task needs;
-//! - `harmful`: fit the primary head to corrupted labels (pure noise per
+//! - `primary`: predict y = u·z + noise from the primary head (heavy noise:
+//!   few clean bits per sample, so it overfits alone);
+//! - `helpful`: the same head on labels of the same teacher from a cleaner
+//!   source (y' = u·z + small noise), plus V z from a second head: both teach
+//!   the shared trunk and the head what the primary task needs;
+//! - `harmful`: the primary head on corrupted labels (pure noise per
 //!   sample): every unit of weight on it pulls the primary head away.
-//! The student is a two-layer tanh trunk with one head per target.
+//! The student is a two-layer tanh trunk with two heads.
 
 use super::{Batch, Evaluation, Losses, SplitMix, Workload};
 use crate::config::Config;
@@ -47,8 +49,15 @@ impl Split {
         let opts = (Kind::Double, Device::Cpu);
         let x = Tensor::randn([samples, INPUTS], opts);
         let z = x.matmul(&teacher.a.transpose(0, 1)).tanh();
-        let primary = z.matmul(&teacher.u) + Tensor::randn([samples], opts) * 0.5;
-        let helpful = z.matmul(&teacher.v.transpose(0, 1)) + Tensor::randn([samples, AUX_OUTPUTS], opts) * 0.05;
+        let clean = z.matmul(&teacher.u);
+        let primary = &clean + Tensor::randn([samples], opts) * 1.0;
+        let helpful = Tensor::cat(
+            &[
+                (clean + Tensor::randn([samples], opts) * 0.1).unsqueeze(1),
+                z.matmul(&teacher.v.transpose(0, 1)) + Tensor::randn([samples, AUX_OUTPUTS], opts) * 0.05,
+            ],
+            1,
+        );
         let harmful = Tensor::randn([samples], opts) * 1.5;
         let to = |t: Tensor| t.to_kind(kind).to_device(device);
         Split { x: to(x), primary: to(primary), helpful: to(helpful), harmful: to(harmful) }
@@ -125,7 +134,9 @@ impl Synthetic {
         let kind = prediction.kind();
         let mut out = BTreeMap::new();
         out.insert("primary".into(), (&prediction - get("primary")?).square().mean(kind));
-        out.insert("helpful".into(), (self.helpful_head.forward(&features) - get("helpful")?).square().mean(kind));
+        let helpful = get("helpful")?;
+        let aux_prediction = Tensor::cat(&[prediction.unsqueeze(1), self.helpful_head.forward(&features)], 1);
+        out.insert("helpful".into(), (aux_prediction - helpful).square().mean(kind));
         out.insert("harmful".into(), (&prediction - get("harmful")?).square().mean(kind));
         Ok(out)
     }

@@ -10,6 +10,7 @@ use std::path::{Path, PathBuf};
 pub fn small_config(combiner: &str, steps: u64) -> Config {
     let mut c = Config::default();
     c.combiner.kind = combiner.into();
+    c.combiner.weights = [("primary".to_string(), 1.0), ("helpful".to_string(), 0.5)].into();
     c.train.steps = steps;
     c.train.device = "cpu".into();
     c.train.lr = 3e-3;
