@@ -11,7 +11,10 @@ fn main() {
         let version_py = std::path::Path::new(&lib).join("../version.py");
         println!("cargo:rerun-if-changed={}", version_py.display());
         if let Ok(text) = std::fs::read_to_string(&version_py) {
-            let version = text.lines().find_map(|l| l.strip_prefix("__version__ = ")).map(|v| v.trim_matches(|c| c == '\'' || c == '"'));
+            let version = text
+                .lines()
+                .find_map(|l| l.strip_prefix("__version__ = "))
+                .map(|v| v.trim_matches(|c| c == '\'' || c == '"'));
             if let Some(version) = version {
                 println!("cargo:rustc-env=MELTR_LIBTORCH_VERSION={version}");
             }

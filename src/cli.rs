@@ -24,7 +24,12 @@ With no command, opens a new session of configs/default.toml."
 )]
 pub struct Cli {
     /// Where sessions live.
-    #[arg(long, global = true, env = "MELTR_SESSIONS", default_value = "sessions")]
+    #[arg(
+        long,
+        global = true,
+        env = "MELTR_SESSIONS",
+        default_value = "sessions"
+    )]
     pub sessions_dir: PathBuf,
     #[command(subcommand)]
     pub command: Option<Cmd>,
@@ -70,7 +75,12 @@ pub fn dispatch(cli: Cli) -> Result<()> {
     match cli.command {
         None => start(&root, Path::new(DEFAULT_CONFIG), None, None, false),
         Some(Cmd::New { config, name }) => start(&root, &config, name, None, false),
-        Some(Cmd::Run { config, name, steps, headless }) => start(&root, &config, name, steps, headless),
+        Some(Cmd::Run {
+            config,
+            name,
+            steps,
+            headless,
+        }) => start(&root, &config, name, steps, headless),
         Some(Cmd::Resume { session, headless }) => resume(&root, &session, headless),
         Some(Cmd::Ls) => ls(&root),
         Some(Cmd::Doctor) => doctor(),
@@ -84,22 +94,41 @@ fn load_config(path: &Path) -> Result<Config> {
     let mut config = Config::load(path).map_err(anyhow::Error::new)?;
     // Paths inside the config are relative to its file; the session's copy
     // lives elsewhere, so make them absolute.
-    for slot in [&mut config.workload.model, &mut config.workload.train, &mut config.workload.val] {
-        if let Some(p) = slot {
-            let resolved = Config::resolve_path(path, p);
-            *p = std::fs::canonicalize(&resolved).unwrap_or(resolved).display().to_string();
-        }
+    for p in [
+        &mut config.workload.model,
+        &mut config.workload.train,
+        &mut config.workload.val,
+    ]
+    .into_iter()
+    .flatten()
+    {
+        let resolved = Config::resolve_path(path, p);
+        *p = std::fs::canonicalize(&resolved)
+            .unwrap_or(resolved)
+            .display()
+            .to_string();
     }
     Ok(config)
 }
 
-fn start(root: &Path, config_path: &Path, name: Option<String>, steps: Option<u64>, headless: bool) -> Result<()> {
+fn start(
+    root: &Path,
+    config_path: &Path,
+    name: Option<String>,
+    steps: Option<u64>,
+    headless: bool,
+) -> Result<()> {
     let mut config = load_config(config_path)?;
     if let Some(steps) = steps {
         config.train.steps = steps;
         config.validate().map_err(anyhow::Error::new)?;
     }
-    let name = name.unwrap_or_else(|| config_path.file_stem().map(|s| s.to_string_lossy().to_string()).unwrap_or_else(|| "run".into()));
+    let name = name.unwrap_or_else(|| {
+        config_path
+            .file_stem()
+            .map(|s| s.to_string_lossy().to_string())
+            .unwrap_or_else(|| "run".into())
+    });
     let dir = session::create(root, &name, &config)?;
     drive(&dir, config, false, headless)
 }
@@ -109,8 +138,15 @@ fn resume(root: &Path, query: &str, headless: bool) -> Result<()> {
     let config_path = dir.join("config.toml");
     let config = Config::load(&config_path).map_err(anyhow::Error::new)?;
     let mut meta = SessionMeta::read(&dir)?;
-    if meta.status == Status::Running && meta.pid != std::process::id() && session::pid_alive(meta.pid) {
-        bail!("session {} is still running (pid {}); attach to it instead", meta.id, meta.pid);
+    if meta.status == Status::Running
+        && meta.pid != std::process::id()
+        && session::pid_alive(meta.pid)
+    {
+        bail!(
+            "session {} is still running (pid {}); attach to it instead",
+            meta.id,
+            meta.pid
+        );
     }
     meta.status = Status::Running;
     meta.pid = std::process::id();
@@ -120,11 +156,77 @@ fn resume(root: &Path, query: &str, headless: bool) -> Result<()> {
 }
 
 fn drive(dir: &Path, config: Config, resume: bool, headless: bool) -> Result<()> {
-    if !headless {
-        // The TUI lands with its own issue; until then every run is headless.
-        eprintln!("note: the TUI is not built yet; running headless");
+    if headless {
+        run_headless(dir, config, resume)
+    } else {
+        run_tui(dir, config, resume)
     }
-    run_headless(dir, config, resume)
+}
+
+/// Forwards every settled edit of the session's `config.toml` to the engine:
+/// a valid config to apply, or the error (file, line, key) to log.
+fn watch_session_config(
+    dir: &Path,
+    commands: std::sync::mpsc::Sender<Command>,
+) -> Result<config::watch::ConfigWatch> {
+    config::watch::watch(&dir.join("config.toml"), move |change| {
+        let command = match change {
+            Ok(config) => Command::ApplyConfig {
+                config: Box::new(config),
+            },
+            Err(error) => Command::ReportConfigError {
+                error: error.to_string(),
+            },
+        };
+        let _ = commands.send(command);
+    })
+}
+
+/// The TUI on an in-process engine. Leaving the TUI stops the run cleanly
+/// (checkpoint, status `stopped`); `resume` continues it.
+fn run_tui(dir: &Path, config: Config, resume: bool) -> Result<()> {
+    if resume {
+        // Cut metrics newer than the checkpoint before reading the history,
+        // so the TUI never shows steps that are about to be redone.
+        engine::trainer::prepare_resume(dir)?;
+    }
+    let history = read_history(dir)?;
+    let handle = engine::spawn(dir, config.clone(), resume)?;
+    let _watch = watch_session_config(dir, handle.commands.clone())?;
+    let meta = SessionMeta::read(dir)?;
+    let link = crate::tui::ChannelLink {
+        commands: handle.commands.clone(),
+        events: handle.events,
+    };
+    let exit = crate::tui::run(
+        meta.clone(),
+        dir.join("config.toml"),
+        config,
+        history,
+        &link,
+        None,
+    );
+    if !matches!(exit, Ok(crate::tui::Exit::Stopped)) {
+        let _ = handle.commands.send(Command::Stop);
+    }
+    let status = handle
+        .thread
+        .join()
+        .map_err(|_| anyhow::anyhow!("the trainer thread panicked"))??;
+    exit?;
+    println!("session {}: {}", meta.id, status.as_str());
+    if status == Status::Stopped {
+        println!("continue it with: meltr-tui resume {}", meta.id);
+    }
+    Ok(())
+}
+
+fn read_history(dir: &Path) -> Result<Vec<session::metrics::MetricLine>> {
+    let path = dir.join("metrics.jsonl");
+    if !path.exists() {
+        return Ok(Vec::new());
+    }
+    Ok(session::log::read_metrics(&path)?.lines)
 }
 
 static INTERRUPTED: AtomicBool = AtomicBool::new(false);
@@ -142,14 +244,24 @@ fn run_headless(dir: &Path, config: Config, resume: bool) -> Result<()> {
     let commands = handle.commands.clone();
     let _watch = config::watch::watch(&dir.join("config.toml"), move |change| {
         let command = match change {
-            Ok(config) => Command::ApplyConfig { config: Box::new(config) },
-            Err(error) => Command::ReportConfigError { error: error.to_string() },
+            Ok(config) => Command::ApplyConfig {
+                config: Box::new(config),
+            },
+            Err(error) => Command::ReportConfigError {
+                error: error.to_string(),
+            },
         };
         let _ = commands.send(command);
     })?;
     unsafe {
-        libc::signal(libc::SIGINT, on_interrupt as *const () as libc::sighandler_t);
-        libc::signal(libc::SIGTERM, on_interrupt as *const () as libc::sighandler_t);
+        libc::signal(
+            libc::SIGINT,
+            on_interrupt as *const () as libc::sighandler_t,
+        );
+        libc::signal(
+            libc::SIGTERM,
+            on_interrupt as *const () as libc::sighandler_t,
+        );
     }
     let mut stop_sent = false;
     loop {
@@ -165,19 +277,36 @@ fn run_headless(dir: &Path, config: Config, resume: bool) -> Result<()> {
             Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => break,
         }
     }
-    let status = handle.thread.join().map_err(|_| anyhow::anyhow!("the trainer thread panicked"))??;
+    let status = handle
+        .thread
+        .join()
+        .map_err(|_| anyhow::anyhow!("the trainer thread panicked"))??;
     println!("session {}: {}", meta.id, status.as_str());
     Ok(())
 }
 
 fn fmt_named(values: &session::metrics::Named) -> String {
-    values.iter().map(|(k, v)| format!("{k} {v:.4}")).collect::<Vec<_>>().join("  ")
+    values
+        .iter()
+        .map(|(k, v)| format!("{k} {v:.4}"))
+        .collect::<Vec<_>>()
+        .join("  ")
 }
 
 fn print_line(line: &session::metrics::MetricLine) {
     match &line.record {
-        Record::Train { losses, total, weights, .. } => {
-            println!("step {:>6}  {}  total {total:.4}  | w: {}", line.step, fmt_named(losses), fmt_named(weights))
+        Record::Train {
+            losses,
+            total,
+            weights,
+            ..
+        } => {
+            println!(
+                "step {:>6}  {}  total {total:.4}  | w: {}",
+                line.step,
+                fmt_named(losses),
+                fmt_named(weights)
+            )
         }
         Record::Eval { metrics, .. } => println!("eval {:>6}  {}", line.step, fmt_named(metrics)),
         Record::Config { changed, error } => {
@@ -198,7 +327,9 @@ fn print_line(line: &session::metrics::MetricLine) {
 
 /// The last step and primary metric recorded in a session's metrics.
 fn progress_of(dir: &Path, meta: &SessionMeta) -> (u64, Option<f64>) {
-    let Ok(read) = session::log::read_metrics(&dir.join("metrics.jsonl")) else { return (0, None) };
+    let Ok(read) = session::log::read_metrics(&dir.join("metrics.jsonl")) else {
+        return (0, None);
+    };
     let step = read.lines.last().map_or(0, |l| l.step);
     let metric = read.lines.iter().rev().find_map(|l| match &l.record {
         Record::Eval { metrics, .. } => metrics.get(&meta.primary_metric).copied(),
@@ -213,7 +344,10 @@ fn ls(root: &Path) -> Result<()> {
         println!("no sessions in {}", root.display());
         return Ok(());
     }
-    println!("{:<40} {:<9} {:>13} {:>18} {:<8}", "ID", "STATUS", "STEP", "PRIMARY METRIC", "DEVICE");
+    println!(
+        "{:<40} {:<9} {:>13} {:>18} {:<8}",
+        "ID", "STATUS", "STEP", "PRIMARY METRIC", "DEVICE"
+    );
     let mut crashed = false;
     for (dir, meta) in sessions {
         let (step, metric) = progress_of(&dir, &meta);
@@ -224,10 +358,19 @@ fn ls(root: &Path) -> Result<()> {
             meta.status.as_str().to_string()
         };
         let metric = metric.map_or("-".into(), |m| format!("{} {m:.4}", meta.primary_metric));
-        println!("{:<40} {:<9} {:>13} {:>18} {:<8}", meta.id, status, format!("{step}/{}", meta.steps), metric, meta.device);
+        println!(
+            "{:<40} {:<9} {:>13} {:>18} {:<8}",
+            meta.id,
+            status,
+            format!("{step}/{}", meta.steps),
+            metric,
+            meta.device
+        );
     }
     if crashed {
-        println!("\na crashed session continues from its newest checkpoint with `meltr-tui resume ID`");
+        println!(
+            "\na crashed session continues from its newest checkpoint with `meltr-tui resume ID`"
+        );
     }
     Ok(())
 }
@@ -235,16 +378,36 @@ fn ls(root: &Path) -> Result<()> {
 fn doctor() -> Result<()> {
     println!("meltr-tui {}", env!("CARGO_PKG_VERSION"));
     println!("libtorch   {}", crate::libtorch_version());
-    println!("  from     {}", option_env!("MELTR_LIBTORCH_LIB").unwrap_or("(unknown)"));
+    println!(
+        "  from     {}",
+        option_env!("MELTR_LIBTORCH_LIB").unwrap_or("(unknown)")
+    );
     let cuda = tch::Cuda::is_available();
     let count = tch::Cuda::device_count();
-    println!("CUDA       {}", if cuda { format!("available, {count} device(s)") } else { "not available".into() });
+    println!(
+        "CUDA       {}",
+        if cuda {
+            format!("available, {count} device(s)")
+        } else {
+            "not available".into()
+        }
+    );
     for i in 0..count {
         println!("  cuda:{i}");
     }
-    println!("cuDNN      {}", if tch::Cuda::cudnn_is_available() { "available" } else { "not available" });
+    println!(
+        "cuDNN      {}",
+        if tch::Cuda::cudnn_is_available() {
+            "available"
+        } else {
+            "not available"
+        }
+    );
     println!("threads    {}", tch::get_num_threads());
     let term = std::env::var("TERM").unwrap_or_else(|_| "(unset)".into());
-    println!("terminal   TERM={term}  NO_COLOR={}", std::env::var("NO_COLOR").map(|_| "set").unwrap_or("unset"));
+    println!(
+        "terminal   TERM={term}  NO_COLOR={}",
+        std::env::var("NO_COLOR").map(|_| "set").unwrap_or("unset")
+    );
     Ok(())
 }

@@ -178,12 +178,30 @@ pub const DTYPES: &[&str] = &["f32", "f64"];
 pub const RESTART_ONLY: &[(&str, &str)] = &[
     ("workload", "the workload is built once when the run starts"),
     ("train.device", "tensors live on the device chosen at start"),
-    ("train.dtype", "parameters are created in this dtype at start"),
-    ("combiner.kind", "the combiner's parameters are created at start"),
-    ("meltr.d_model", "MELTR's size is fixed once its parameters exist"),
-    ("meltr.d_hidden", "MELTR's size is fixed once its parameters exist"),
-    ("meltr.d_ff", "MELTR's size is fixed once its parameters exist"),
-    ("meltr.heads", "MELTR's size is fixed once its parameters exist"),
+    (
+        "train.dtype",
+        "parameters are created in this dtype at start",
+    ),
+    (
+        "combiner.kind",
+        "the combiner's parameters are created at start",
+    ),
+    (
+        "meltr.d_model",
+        "MELTR's size is fixed once its parameters exist",
+    ),
+    (
+        "meltr.d_hidden",
+        "MELTR's size is fixed once its parameters exist",
+    ),
+    (
+        "meltr.d_ff",
+        "MELTR's size is fixed once its parameters exist",
+    ),
+    (
+        "meltr.heads",
+        "MELTR's size is fixed once its parameters exist",
+    ),
 ];
 
 /// Why a key cannot change while a run goes on, or `None` when it is live.
@@ -288,23 +306,36 @@ impl Config {
         let w = &self.workload;
         one_of("workload.kind", &w.kind, WORKLOAD_KINDS)?;
         if w.primary.is_empty() {
-            return Err(ConfigError::at_key("workload.primary", "must name the primary loss"));
+            return Err(ConfigError::at_key(
+                "workload.primary",
+                "must name the primary loss",
+            ));
         }
         if w.auxiliary.iter().any(|a| a == &w.primary) {
             return Err(ConfigError::at_key(
                 "workload.auxiliary",
-                format!("`{}` is the primary loss; list only auxiliary losses here", w.primary),
+                format!(
+                    "`{}` is the primary loss; list only auxiliary losses here",
+                    w.primary
+                ),
             ));
         }
         let mut seen = std::collections::BTreeSet::new();
         for a in &w.auxiliary {
             if !seen.insert(a) {
-                return Err(ConfigError::at_key("workload.auxiliary", format!("`{a}` is listed twice")));
+                return Err(ConfigError::at_key(
+                    "workload.auxiliary",
+                    format!("`{a}` is listed twice"),
+                ));
             }
         }
         at_least("workload.batch_size", w.batch_size as f64, 1.0)?;
         if w.kind == "torchscript" {
-            for (key, value) in [("workload.model", &w.model), ("workload.train", &w.train), ("workload.val", &w.val)] {
+            for (key, value) in [
+                ("workload.model", &w.model),
+                ("workload.train", &w.train),
+                ("workload.val", &w.val),
+            ] {
                 if value.is_none() {
                     return Err(ConfigError::at_key(key, "required when workload.kind = \"torchscript\" (a path relative to the config file)"));
                 }
@@ -312,10 +343,17 @@ impl Config {
         }
 
         let t = &self.train;
-        if !(t.device == "auto" || t.device == "cpu" || t.device == "cuda" || parse_cuda_index(&t.device).is_some()) {
+        if !(t.device == "auto"
+            || t.device == "cpu"
+            || t.device == "cuda"
+            || parse_cuda_index(&t.device).is_some())
+        {
             return Err(ConfigError::at_key(
                 "train.device",
-                format!("expected \"auto\", \"cpu\", \"cuda\" or \"cuda:N\", got \"{}\"", t.device),
+                format!(
+                    "expected \"auto\", \"cpu\", \"cuda\" or \"cuda:N\", got \"{}\"",
+                    t.device
+                ),
             ));
         }
         one_of("train.dtype", &t.dtype, DTYPES)?;
@@ -369,10 +407,16 @@ impl Config {
 
         let a = &self.aid;
         if a.iterations > 100 {
-            return Err(ConfigError::at_key("aid.iterations", format!("expected 0..=100, got {}", a.iterations)));
+            return Err(ConfigError::at_key(
+                "aid.iterations",
+                format!("expected 0..=100, got {}", a.iterations),
+            ));
         }
         if !(a.alpha > 0.0 && a.alpha <= 1.0) {
-            return Err(ConfigError::at_key("aid.alpha", format!("expected 0 < alpha <= 1, got {}", a.alpha)));
+            return Err(ConfigError::at_key(
+                "aid.alpha",
+                format!("expected 0 < alpha <= 1, got {}", a.alpha),
+            ));
         }
         one_of("aid.mode", &a.mode, AID_MODES)?;
         Ok(())
@@ -407,8 +451,14 @@ impl Config {
             .filter(|k| old.get(*k) != new.get(*k))
             .map(|k| Change {
                 key: k.clone(),
-                old: old.get(k).cloned().unwrap_or_else(|| toml::Value::String("(unset)".into())),
-                new: new.get(k).cloned().unwrap_or_else(|| toml::Value::String("(unset)".into())),
+                old: old
+                    .get(k)
+                    .cloned()
+                    .unwrap_or_else(|| toml::Value::String("(unset)".into())),
+                new: new
+                    .get(k)
+                    .cloned()
+                    .unwrap_or_else(|| toml::Value::String("(unset)".into())),
                 restart_only: restart_only_reason(k),
             })
             .collect()
@@ -418,8 +468,8 @@ impl Config {
     /// `["a", "b"]`, or a bare word for string keys), type- and range-checked.
     pub fn with_value(&self, key: &str, text: &str) -> Result<Config, ConfigError> {
         let mut root = toml::Value::try_from(self).expect("a Config always serialises");
-        let slot = lookup_mut(&mut root, key)
-            .ok_or_else(|| ConfigError::at_key(key, "no such key"))?;
+        let slot =
+            lookup_mut(&mut root, key).ok_or_else(|| ConfigError::at_key(key, "no such key"))?;
         let parsed = parse_value_like(slot, text).map_err(|m| ConfigError::at_key(key, m))?;
         *slot = parsed;
         let text = toml::to_string(&root).expect("a toml::Value always serialises");
@@ -463,8 +513,15 @@ fn one_of(key: &str, value: &str, allowed: &[&str]) -> Result<(), ConfigError> {
     if allowed.contains(&value) {
         Ok(())
     } else {
-        let list = allowed.iter().map(|a| format!("\"{a}\"")).collect::<Vec<_>>().join(", ");
-        Err(ConfigError::at_key(key, format!("expected one of {list}, got \"{value}\"")))
+        let list = allowed
+            .iter()
+            .map(|a| format!("\"{a}\""))
+            .collect::<Vec<_>>()
+            .join(", ");
+        Err(ConfigError::at_key(
+            key,
+            format!("expected one of {list}, got \"{value}\""),
+        ))
     }
 }
 
@@ -472,7 +529,10 @@ fn positive(key: &str, value: f64) -> Result<(), ConfigError> {
     if value.is_finite() && value > 0.0 {
         Ok(())
     } else {
-        Err(ConfigError::at_key(key, format!("expected a number > 0, got {value}")))
+        Err(ConfigError::at_key(
+            key,
+            format!("expected a number > 0, got {value}"),
+        ))
     }
 }
 
@@ -480,7 +540,10 @@ fn non_negative(key: &str, value: f64) -> Result<(), ConfigError> {
     if value.is_finite() && value >= 0.0 {
         Ok(())
     } else {
-        Err(ConfigError::at_key(key, format!("expected a number >= 0, got {value}")))
+        Err(ConfigError::at_key(
+            key,
+            format!("expected a number >= 0, got {value}"),
+        ))
     }
 }
 
@@ -488,7 +551,10 @@ fn at_least(key: &str, value: f64, min: f64) -> Result<(), ConfigError> {
     if value >= min {
         Ok(())
     } else {
-        Err(ConfigError::at_key(key, format!("expected an integer >= {min}, got {value}")))
+        Err(ConfigError::at_key(
+            key,
+            format!("expected an integer >= {min}, got {value}"),
+        ))
     }
 }
 
@@ -508,7 +574,10 @@ pub fn locate_key(text: &str, key: &str) -> Option<usize> {
     for (i, raw) in text.lines().enumerate() {
         let line = raw.trim();
         if line.starts_with('[') {
-            current = line.trim_matches(|c| c == '[' || c == ']').trim().to_string();
+            current = line
+                .trim_matches(|c| c == '[' || c == ']')
+                .trim()
+                .to_string();
             if current == section {
                 section_line = Some(i + 1);
             }
@@ -529,7 +598,11 @@ fn flatten_into(prefix: &str, value: &toml::Value, out: &mut BTreeMap<String, to
     match value {
         toml::Value::Table(table) => {
             for (k, v) in table {
-                let key = if prefix.is_empty() { k.clone() } else { format!("{prefix}.{k}") };
+                let key = if prefix.is_empty() {
+                    k.clone()
+                } else {
+                    format!("{prefix}.{k}")
+                };
                 flatten_into(&key, v, out);
             }
         }
@@ -646,7 +719,13 @@ mod tests {
         edited.meltr.heads = 2;
         edited.aid.iterations = 4;
         let requested = running.diff(&edited);
-        assert!(requested.iter().filter(|c| c.restart_only.is_some()).count() >= 9);
+        assert!(
+            requested
+                .iter()
+                .filter(|c| c.restart_only.is_some())
+                .count()
+                >= 9
+        );
         let kept = running.diff(&edited.keeping_restart_only_of(&running));
         assert_eq!(kept.len(), 1, "{kept:?}");
         assert_eq!(kept[0].key, "aid.iterations");
@@ -657,8 +736,16 @@ mod tests {
         let c = Config::default();
         assert_eq!(c.with_value("train.lr", "0.01").unwrap().train.lr, 0.01);
         assert_eq!(c.with_value("train.lr", "1").unwrap().train.lr, 1.0);
-        assert!(c.with_value("train.lr", "-1").unwrap_err().message.contains("> 0"));
-        assert!(c.with_value("aid.iterations", "1.5").unwrap_err().message.contains("integer"));
+        assert!(c
+            .with_value("train.lr", "-1")
+            .unwrap_err()
+            .message
+            .contains("> 0"));
+        assert!(c
+            .with_value("aid.iterations", "1.5")
+            .unwrap_err()
+            .message
+            .contains("integer"));
         assert_eq!(c.with_value("aid.mode", "exact").unwrap().aid.mode, "exact");
         assert!(c.with_value("aid.mode", "fast").is_err());
         assert!(c.with_value("aid.nope", "1").is_err());

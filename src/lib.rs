@@ -1,8 +1,9 @@
 //! meltr-tui: fine-tuning with MELTR (Meta Loss Transformer) from a terminal.
 pub mod config;
 pub mod engine;
-pub mod session;
 pub mod meltr;
+pub mod session;
+pub mod tui;
 pub mod workload;
 
 /// The libtorch version this binary was built against (from the torch

@@ -17,7 +17,11 @@ fn repo(path: &str) -> std::path::PathBuf {
 
 /// Runs to completion, killing it (and failing) after `limit`.
 fn run_with_limit(cmd: &mut Command, limit: Duration) -> Output {
-    let mut child = cmd.stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().unwrap();
+    let mut child = cmd
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
     let start = Instant::now();
     while child.try_wait().unwrap().is_none() {
         if start.elapsed() > limit {
@@ -30,14 +34,23 @@ fn run_with_limit(cmd: &mut Command, limit: Duration) -> Output {
 }
 
 fn text(out: &Output) -> String {
-    format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr))
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    )
 }
 
 #[test]
 fn headless_default_run_finishes_within_two_minutes_and_matches_the_contract() {
     let root = tempfile::tempdir().unwrap();
     let out = run_with_limit(
-        bin().args(["run", "-c"]).arg(repo("configs/default.toml")).arg("--headless").arg("--sessions-dir").arg(root.path()),
+        bin()
+            .args(["run", "-c"])
+            .arg(repo("configs/default.toml"))
+            .arg("--headless")
+            .arg("--sessions-dir")
+            .arg(root.path()),
         Duration::from_secs(120),
     );
     assert!(out.status.success(), "{}", text(&out));
@@ -48,10 +61,18 @@ fn headless_default_run_finishes_within_two_minutes_and_matches_the_contract() {
     assert_eq!(meta.losses, vec!["primary", "helpful", "harmful"]);
     assert_eq!(meta.device, "cpu");
     assert!(meta.libtorch.starts_with("2.11.0"), "{}", meta.libtorch);
-    assert!(dir.join("config.toml").exists() && dir.join("checkpoints").is_dir() && dir.join("plots").is_dir());
+    assert!(
+        dir.join("config.toml").exists()
+            && dir.join("checkpoints").is_dir()
+            && dir.join("plots").is_dir()
+    );
     // One progress line per log interval on stdout.
     let stdout = String::from_utf8_lossy(&out.stdout);
-    assert_eq!(stdout.lines().filter(|l| l.starts_with("step ")).count(), 60, "{stdout}");
+    assert_eq!(
+        stdout.lines().filter(|l| l.starts_with("step ")).count(),
+        60,
+        "{stdout}"
+    );
 
     // metrics.jsonl: every line has step, kind, time and its kind's fields.
     let raw = std::fs::read_to_string(dir.join("metrics.jsonl")).unwrap();
@@ -81,7 +102,10 @@ fn headless_default_run_finishes_within_two_minutes_and_matches_the_contract() {
     for k in ["train", "meta", "eval", "event", "transform"] {
         assert!(kinds.contains(k), "no {k} line");
     }
-    assert_eq!(checkpoint::list(&dir.join("checkpoints")).last().unwrap().0, 600);
+    assert_eq!(
+        checkpoint::list(&dir.join("checkpoints")).last().unwrap().0,
+        600
+    );
 }
 
 #[test]
@@ -91,23 +115,37 @@ fn config_errors_name_file_line_and_key_and_exit_non_zero() {
         ("[aid]\niterations = 2\nspeed = 3\n", ":3:", "speed"),
         ("[train]\nlr = \"fast\"\n", ":2:", "train.lr"),
         ("[meltr]\ngamma = -1.0\n", ":2:", "meltr.gamma"),
-        ("[workload]\nauxiliary = [\"nope\"]\n[train]\nsteps = 5\n", "", "nope"),
+        (
+            "[workload]\nauxiliary = [\"nope\"]\n[train]\nsteps = 5\n",
+            "",
+            "nope",
+        ),
         ("[train\n", ":1:", ""),
     ];
     for (i, (toml, line, key)) in cases.iter().enumerate() {
         let path = dir.path().join(format!("bad{i}.toml"));
         std::fs::write(&path, toml).unwrap();
         let out = run_with_limit(
-            bin().args(["run", "--headless", "-c"]).arg(&path).arg("--sessions-dir").arg(dir.path().join("s")),
+            bin()
+                .args(["run", "--headless", "-c"])
+                .arg(&path)
+                .arg("--sessions-dir")
+                .arg(dir.path().join("s")),
             Duration::from_secs(60),
         );
         let err = String::from_utf8_lossy(&out.stderr);
         assert!(!out.status.success(), "case {i} should fail");
-        assert!(err.contains(&format!("bad{i}.toml{line}")) || line.is_empty(), "case {i}: {err}");
+        assert!(
+            err.contains(&format!("bad{i}.toml{line}")) || line.is_empty(),
+            "case {i}: {err}"
+        );
         assert!(err.contains(key), "case {i}: {err}");
         assert!(!err.contains("frame #"), "no backtrace: {err}");
     }
-    let out = bin().args(["run", "--headless", "-c", "/no/such.toml"]).output().unwrap();
+    let out = bin()
+        .args(["run", "--headless", "-c", "/no/such.toml"])
+        .output()
+        .unwrap();
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("/no/such.toml does not exist"));
 }
@@ -146,32 +184,54 @@ fn kill_9_during_checkpoints_never_leaves_a_half_file_and_resume_appends() {
                 break;
             }
         }
-        assert!(start.elapsed() < Duration::from_secs(60), "no checkpoints appeared");
+        assert!(
+            start.elapsed() < Duration::from_secs(60),
+            "no checkpoints appeared"
+        );
     }
     std::thread::sleep(Duration::from_millis(300));
     child.kill().unwrap(); // SIGKILL
     child.wait().unwrap();
 
     let (dir, meta) = session::list(&sessions).remove(0);
-    assert_eq!(meta.status, session::Status::Running, "a killed run cannot update its status");
+    assert_eq!(
+        meta.status,
+        session::Status::Running,
+        "a killed run cannot update its status"
+    );
     for (step, path) in checkpoint::list(&dir.join("checkpoints")) {
-        let loaded = checkpoint::Loaded::read(&path, step).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+        let loaded = checkpoint::Loaded::read(&path, step)
+            .unwrap_or_else(|e| panic!("{}: {e}", path.display()));
         assert!(loaded.get("inner.step").is_some());
     }
     let newest = checkpoint::list(&dir.join("checkpoints")).last().unwrap().0;
 
     // ls reports the dead runner as crashed and suggests resume.
-    let ls = bin().arg("ls").arg("--sessions-dir").arg(&sessions).output().unwrap();
+    let ls = bin()
+        .arg("ls")
+        .arg("--sessions-dir")
+        .arg(&sessions)
+        .output()
+        .unwrap();
     let ls = String::from_utf8_lossy(&ls.stdout);
     assert!(ls.contains("crashed") && ls.contains("resume"), "{ls}");
 
     let out = run_with_limit(
-        bin().args(["resume", "--headless", "crash"]).arg("--sessions-dir").arg(&sessions),
+        bin()
+            .args(["resume", "--headless", "crash"])
+            .arg("--sessions-dir")
+            .arg(&sessions),
         Duration::from_secs(120),
     );
     assert!(out.status.success(), "{}", text(&out));
-    let lines = session::log::read_metrics(&dir.join("metrics.jsonl")).unwrap().lines;
-    let train_steps: Vec<u64> = lines.iter().filter(|l| matches!(l.record, Record::Train { .. })).map(|l| l.step).collect();
+    let lines = session::log::read_metrics(&dir.join("metrics.jsonl"))
+        .unwrap()
+        .lines;
+    let train_steps: Vec<u64> = lines
+        .iter()
+        .filter(|l| matches!(l.record, Record::Train { .. }))
+        .map(|l| l.step)
+        .collect();
     let expected: Vec<u64> = (1..=80).map(|i| i * 5).collect();
     assert_eq!(train_steps, expected, "continuous, no duplicates");
     let resumed = lines.iter().find_map(|l| match &l.record {
@@ -179,7 +239,10 @@ fn kill_9_during_checkpoints_never_leaves_a_half_file_and_resume_appends() {
         _ => None,
     });
     assert_eq!(resumed, Some(newest));
-    assert_eq!(SessionMeta::read(&dir).unwrap().status, session::Status::Finished);
+    assert_eq!(
+        SessionMeta::read(&dir).unwrap().status,
+        session::Status::Finished
+    );
 }
 
 #[test]

@@ -4,7 +4,10 @@
 mod common;
 
 use common::*;
-use meltr_tui::engine::{self, checkpoint, control::{Command, Event, Status}};
+use meltr_tui::engine::{
+    self, checkpoint,
+    control::{Command, Event, Status},
+};
 use meltr_tui::session::{self, metrics::Record};
 
 #[test]
@@ -16,7 +19,10 @@ fn meltr_downweights_the_harmful_loss_and_matches_primary_only() {
     let helpful = late_weight(&meltr, "helpful", 10);
     let harmful = late_weight(&meltr, "harmful", 10);
     eprintln!("meltr late weights: helpful {helpful:.4}, harmful {harmful:.4}");
-    assert!(harmful < helpful, "harmful weight {harmful} should end below helpful {helpful}");
+    assert!(
+        harmful < helpful,
+        "harmful weight {harmful} should end below helpful {helpful}"
+    );
     let m = last_eval(&meltr, "primary_mse");
     let p = last_eval(&primary, "primary_mse");
     eprintln!("val primary_mse: meltr {m:.4}, primary-only {p:.4}");
@@ -28,16 +34,22 @@ fn every_combiner_trains_with_finite_losses() {
     let root = tempfile::tempdir().unwrap();
     for kind in ["primary", "sum", "weights", "uncertainty", "mlp", "meltr"] {
         let (_, lines) = run_session(root.path(), kind, small_config(kind, 60));
-        let trains: Vec<f64> = lines.iter().filter_map(|l| match &l.record {
-            Record::Train { total, weights, .. } => {
-                assert_eq!(weights.len(), 3, "{kind}: a weight per loss");
-                Some(*total)
-            }
-            _ => None,
-        }).collect();
+        let trains: Vec<f64> = lines
+            .iter()
+            .filter_map(|l| match &l.record {
+                Record::Train { total, weights, .. } => {
+                    assert_eq!(weights.len(), 3, "{kind}: a weight per loss");
+                    Some(*total)
+                }
+                _ => None,
+            })
+            .collect();
         assert_eq!(trains.len(), 6, "{kind}");
         assert!(trains.iter().all(|t| t.is_finite()), "{kind}: {trains:?}");
-        let metas = lines.iter().filter(|l| matches!(l.record, Record::Meta { .. })).count();
+        let metas = lines
+            .iter()
+            .filter(|l| matches!(l.record, Record::Meta { .. }))
+            .count();
         let meta_trained = kind == "mlp" || kind == "meltr";
         assert_eq!(metas > 0, meta_trained, "{kind}: {metas} meta lines");
     }
@@ -49,10 +61,13 @@ fn fixed_weights_are_reported_as_effective_weights() {
     let mut config = small_config("weights", 20);
     config.combiner.weights = [("primary".to_string(), 1.0), ("helpful".to_string(), 0.25)].into();
     let (_, lines) = run_session(root.path(), "w", config);
-    let weights = lines.iter().find_map(|l| match &l.record {
-        Record::Train { weights, .. } => Some(weights.clone()),
-        _ => None,
-    }).unwrap();
+    let weights = lines
+        .iter()
+        .find_map(|l| match &l.record {
+            Record::Train { weights, .. } => Some(weights.clone()),
+            _ => None,
+        })
+        .unwrap();
     assert_eq!(weights["primary"], 1.0);
     assert_eq!(weights["helpful"], 0.25);
     assert_eq!(weights["harmful"], 0.0);
@@ -75,22 +90,44 @@ fn live_config_applies_at_step_boundary_and_restart_only_keys_are_refused() {
     edited.train.lr = 1e-4;
     edited.aid.iterations = 2;
     edited.meltr.d_model = 64;
-    handle.commands.send(Command::ApplyConfig { config: Box::new(edited) }).unwrap();
+    handle
+        .commands
+        .send(Command::ApplyConfig {
+            config: Box::new(edited),
+        })
+        .unwrap();
     handle.commands.send(Command::Stop).unwrap();
     assert_eq!(handle.thread.join().unwrap().unwrap(), Status::Stopped);
 
-    let lines = session::log::read_metrics(&dir.join("metrics.jsonl")).unwrap().lines;
-    let (changed_at, changed) = lines.iter().find_map(|l| match &l.record {
-        Record::Config { changed, error: None } => Some((l.step, changed.clone())),
-        _ => None,
-    }).expect("a config line");
-    assert!(changed.contains_key("train.lr") && changed.contains_key("aid.iterations"), "{changed:?}");
+    let lines = session::log::read_metrics(&dir.join("metrics.jsonl"))
+        .unwrap()
+        .lines;
+    let (changed_at, changed) = lines
+        .iter()
+        .find_map(|l| match &l.record {
+            Record::Config {
+                changed,
+                error: None,
+            } => Some((l.step, changed.clone())),
+            _ => None,
+        })
+        .expect("a config line");
+    assert!(
+        changed.contains_key("train.lr") && changed.contains_key("aid.iterations"),
+        "{changed:?}"
+    );
     assert!(!changed.contains_key("meltr.d_model"));
-    let refusal = lines.iter().find_map(|l| match &l.record {
-        Record::Config { error: Some(e), .. } => Some(e.clone()),
-        _ => None,
-    }).expect("a refusal");
-    assert!(refusal.contains("meltr.d_model") && refusal.contains("restart"), "{refusal}");
+    let refusal = lines
+        .iter()
+        .find_map(|l| match &l.record {
+            Record::Config { error: Some(e), .. } => Some(e.clone()),
+            _ => None,
+        })
+        .expect("a refusal");
+    assert!(
+        refusal.contains("meltr.d_model") && refusal.contains("restart"),
+        "{refusal}"
+    );
     // Later train lines carry the new lr, later meta lines the new J.
     for l in lines.iter().filter(|l| l.step > changed_at) {
         match &l.record {
@@ -100,7 +137,10 @@ fn live_config_applies_at_step_boundary_and_restart_only_keys_are_refused() {
         }
     }
     // Stop wrote a checkpoint at the stopping step and a `stopped` status.
-    assert_eq!(session::SessionMeta::read(&dir).unwrap().status, Status::Stopped);
+    assert_eq!(
+        session::SessionMeta::read(&dir).unwrap().status,
+        Status::Stopped
+    );
     let last = checkpoint::list(&dir.join("checkpoints")).pop().unwrap().0;
     assert_eq!(last, lines.last().unwrap().step);
 }
@@ -134,8 +174,14 @@ fn resume_continues_from_the_newest_checkpoint_without_duplicate_steps() {
 
     let handle = engine::spawn(&dir, config, true).unwrap();
     assert_eq!(handle.thread.join().unwrap().unwrap(), Status::Finished);
-    let lines = session::log::read_metrics(&dir.join("metrics.jsonl")).unwrap().lines;
-    let train_steps: Vec<u64> = lines.iter().filter(|l| matches!(l.record, Record::Train { .. })).map(|l| l.step).collect();
+    let lines = session::log::read_metrics(&dir.join("metrics.jsonl"))
+        .unwrap()
+        .lines;
+    let train_steps: Vec<u64> = lines
+        .iter()
+        .filter(|l| matches!(l.record, Record::Train { .. }))
+        .map(|l| l.step)
+        .collect();
     let expected: Vec<u64> = (1..=20).map(|i| i * 10).collect();
     assert_eq!(train_steps, expected, "each logged step exactly once");
     assert!(lines.iter().any(|l| matches!(&l.record, Record::Event { message, .. } if message.contains("resumed from checkpoint"))));
@@ -143,5 +189,8 @@ fn resume_continues_from_the_newest_checkpoint_without_duplicate_steps() {
     // metric equals the uninterrupted one's.
     let a = last_eval(&straight, "primary_mse");
     let b = last_eval(&lines, "primary_mse");
-    assert!((a - b).abs() <= 1e-5 * a.abs(), "straight {a} vs resumed {b}");
+    assert!(
+        (a - b).abs() <= 1e-5 * a.abs(),
+        "straight {a} vs resumed {b}"
+    );
 }

@@ -52,7 +52,16 @@ impl TinyMeltr {
     fn new(losses: i64, kind: Kind) -> Self {
         tch::manual_seed(7);
         let mut vs = nn::VarStore::new(Device::Cpu);
-        let net = MeltrNet::new(&vs.root(), MeltrSizes { losses, d_model: 8, d_hidden: 8, d_ff: 16, heads: 2 });
+        let net = MeltrNet::new(
+            &vs.root(),
+            MeltrSizes {
+                losses,
+                d_model: 8,
+                d_hidden: 8,
+                d_ff: 16,
+                heads: 2,
+            },
+        );
         vs.set_kind(kind);
         Self { net, vs }
     }
@@ -77,15 +86,27 @@ impl Combiner for TinyMeltr {
 }
 
 fn settings(mode: AidMode, iterations: u32, alpha: f64, gamma: f64) -> AidSettings {
-    AidSettings { iterations, alpha, mode, gamma }
+    AidSettings {
+        iterations,
+        alpha,
+        mode,
+        gamma,
+    }
 }
 
 fn flat(ts: &[Tensor]) -> Vec<f64> {
-    ts.iter().flat_map(|t| Vec::<f64>::try_from(t.to_kind(Kind::Double).flatten(0, -1)).unwrap()).collect()
+    ts.iter()
+        .flat_map(|t| Vec::<f64>::try_from(t.to_kind(Kind::Double).flatten(0, -1)).unwrap())
+        .collect()
 }
 
 fn rel_err(a: &[f64], b: &[f64]) -> f64 {
-    let diff: f64 = a.iter().zip(b).map(|(x, y)| (x - y).powi(2)).sum::<f64>().sqrt();
+    let diff: f64 = a
+        .iter()
+        .zip(b)
+        .map(|(x, y)| (x - y).powi(2))
+        .sum::<f64>()
+        .sqrt();
     let scale: f64 = b.iter().map(|y| y * y).sum::<f64>().sqrt();
     diff / scale.max(1e-300)
 }
@@ -116,23 +137,45 @@ impl Quadratic {
         tch::manual_seed(3);
         let c = (0..3).map(|_| Tensor::randn([n], F64)).collect();
         let target = Tensor::randn([n], F64);
-        Self { a, c, target, phi: vec![0.5, 0.3, 0.2] }
+        Self {
+            a,
+            c,
+            target,
+            phi: vec![0.5, 0.3, 0.2],
+        }
     }
 
     fn hessian(&self) -> Tensor {
-        self.a.iter().zip(&self.phi).map(|(a, p)| a * *p).reduce(|x, y| x + y).unwrap()
+        self.a
+            .iter()
+            .zip(&self.phi)
+            .map(|(a, p)| a * *p)
+            .reduce(|x, y| x + y)
+            .unwrap()
     }
 
     fn minimiser(&self) -> Tensor {
-        let rhs = self.a.iter().zip(&self.c).zip(&self.phi).map(|((a, c), p)| a.mv(c) * *p).reduce(|x, y| x + y).unwrap();
+        let rhs = self
+            .a
+            .iter()
+            .zip(&self.c)
+            .zip(&self.phi)
+            .map(|((a, c), p)| a.mv(c) * *p)
+            .reduce(|x, y| x + y)
+            .unwrap();
         Tensor::linalg_solve(&self.hessian(), &rhs, true)
     }
 
     fn losses(&self, theta: &Tensor) -> Tensor {
-        let ls: Vec<Tensor> = self.a.iter().zip(&self.c).map(|(a, c)| {
-            let d = theta - c;
-            d.dot(&a.mv(&d)) * 0.5
-        }).collect();
+        let ls: Vec<Tensor> = self
+            .a
+            .iter()
+            .zip(&self.c)
+            .map(|(a, c)| {
+                let d = theta - c;
+                d.dot(&a.mv(&d)) * 0.5
+            })
+            .collect();
         Tensor::stack(&ls, 0)
     }
 
@@ -145,19 +188,39 @@ impl Quadratic {
     fn implicit_hypergradient(&self, theta: &Tensor) -> Vec<f64> {
         let h = self.hessian();
         let g = theta - &self.target;
-        self.a.iter().zip(&self.c).map(|(a, c)| {
-            let dtheta = -Tensor::linalg_solve(&h, &a.mv(&(theta - c)), true);
-            g.dot(&dtheta).double_value(&[])
-        }).collect()
+        self.a
+            .iter()
+            .zip(&self.c)
+            .map(|(a, c)| {
+                let dtheta = -Tensor::linalg_solve(&h, &a.mv(&(theta - c)), true);
+                g.dot(&dtheta).double_value(&[])
+            })
+            .collect()
     }
 
-    fn aid(&self, theta: &Tensor, mode: AidMode, iterations: u32, alpha: f64, gamma: f64) -> Vec<f64> {
+    fn aid(
+        &self,
+        theta: &Tensor,
+        mode: AidMode,
+        iterations: u32,
+        alpha: f64,
+        gamma: f64,
+    ) -> Vec<f64> {
         let combiner = LinearWeights::new(&self.phi);
         let th = theta.shallow_clone();
         let train = || -> Result<Tensor> { Ok(self.losses(&th)) };
         let val = || -> Result<Tensor> { Ok(self.val(&th)) };
-        let problem = MetaProblem { theta: std::slice::from_ref(theta), combiner: &combiner, train_losses: &train, val_primary: &val };
-        flat(&hypergradient(&problem, &settings(mode, iterations, alpha, gamma)).unwrap().grads)
+        let problem = MetaProblem {
+            theta: std::slice::from_ref(theta),
+            combiner: &combiner,
+            train_losses: &train,
+            val_primary: &val,
+        };
+        flat(
+            &hypergradient(&problem, &settings(mode, iterations, alpha, gamma))
+                .unwrap()
+                .grads,
+        )
     }
 }
 
@@ -169,11 +232,21 @@ fn aid_converges_to_the_closed_form_implicit_gradient() {
     for mode in [AidMode::Exact, AidMode::Factorized] {
         // Partial Neumann sums need not improve at every single J (J = 1
         // overshoots here), so the check uses a geometric ladder of J.
-        let errors: Vec<f64> = [0u32, 3, 10, 30, 80].iter().map(|&j| rel_err(&q.aid(&theta, mode, j, 1.0, 0.0), &truth)).collect();
+        let errors: Vec<f64> = [0u32, 3, 10, 30, 80]
+            .iter()
+            .map(|&j| rel_err(&q.aid(&theta, mode, j, 1.0, 0.0), &truth))
+            .collect();
         for pair in errors.windows(2) {
-            assert!(pair[1] < pair[0], "{mode:?}: error must fall with J: {errors:?}");
+            assert!(
+                pair[1] < pair[0],
+                "{mode:?}: error must fall with J: {errors:?}"
+            );
         }
-        assert!(errors[4] < 1e-4, "{mode:?}: error at J = 80 is {:e}", errors[4]);
+        assert!(
+            errors[4] < 1e-4,
+            "{mode:?}: error at J = 80 is {:e}",
+            errors[4]
+        );
     }
 }
 
@@ -184,9 +257,18 @@ fn neumann_series_times_alpha_approximates_the_inverse_hessian() {
     let exact = flat(&[Tensor::linalg_solve(&h, &g, true)]);
     let hvp = |v: &[Tensor]| -> Result<Vec<Tensor>> { Ok(vec![h.mv(&v[0])]) };
     let alpha = 0.3; // α·λ_max < 1
-    let p = neumann(&hvp, vec![g.shallow_clone()], &settings(AidMode::Exact, 200, alpha, 0.0)).unwrap();
+    let p = neumann(
+        &hvp,
+        vec![g.shallow_clone()],
+        &settings(AidMode::Exact, 200, alpha, 0.0),
+    )
+    .unwrap();
     let approx = flat(&[&p[0] * alpha]);
-    assert!(rel_err(&approx, &exact) < 1e-8, "{:e}", rel_err(&approx, &exact));
+    assert!(
+        rel_err(&approx, &exact) < 1e-8,
+        "{:e}",
+        rel_err(&approx, &exact)
+    );
 }
 
 #[test]
@@ -201,15 +283,26 @@ fn j0_is_minus_the_mixed_derivative_times_the_primary_gradient() {
     let losses = flat(&[q.losses(&theta).detach()]);
     let combined: f64 = losses.iter().zip(&q.phi).map(|(l, p)| l * p).sum();
     let s = (losses.iter().sum::<f64>() - combined).signum();
-    let grads_l: Vec<Tensor> = q.a.iter().zip(&q.c).map(|(a, c)| a.mv(&(theta.detach() - c))).collect();
+    let grads_l: Vec<Tensor> =
+        q.a.iter()
+            .zip(&q.c)
+            .map(|(a, c)| a.mv(&(theta.detach() - c)))
+            .collect();
     let mut g = theta.detach() - &q.target;
     for (gl, p) in grads_l.iter().zip(&q.phi) {
         g += gl * (gamma * s * (1.0 - p));
     }
-    let expected: Vec<f64> = grads_l.iter().zip(&losses).map(|(gl, l)| -gamma * s * l - gl.dot(&g).double_value(&[])).collect();
+    let expected: Vec<f64> = grads_l
+        .iter()
+        .zip(&losses)
+        .map(|(gl, l)| -gamma * s * l - gl.dot(&g).double_value(&[]))
+        .collect();
     for mode in [AidMode::Exact, AidMode::Factorized] {
         let got = q.aid(&theta, mode, 0, 0.5, gamma);
-        assert!(rel_err(&got, &expected) < 1e-7, "{mode:?}: {got:?} vs {expected:?}");
+        assert!(
+            rel_err(&got, &expected) < 1e-7,
+            "{mode:?}: {got:?} vs {expected:?}"
+        );
     }
 }
 
@@ -233,7 +326,12 @@ impl SmallModel {
             (Tensor::randn([h, d], opts) * 0.5).set_requires_grad(true),
             (Tensor::randn([3, h], opts) * 0.5).set_requires_grad(true),
         ];
-        Self { x, y, theta, fused_attention }
+        Self {
+            x,
+            y,
+            theta,
+            fused_attention,
+        }
     }
 
     fn losses(&self) -> Tensor {
@@ -241,23 +339,44 @@ impl SmallModel {
         if self.fused_attention {
             // One self-attention over the n samples with libtorch's fused kernel.
             let q = hidden.unsqueeze(0).unsqueeze(0);
-            hidden = Tensor::scaled_dot_product_attention(&q, &q, &q, None::<Tensor>, 0.0, false, None, false).squeeze_dim(0).squeeze_dim(0);
+            hidden = Tensor::scaled_dot_product_attention(
+                &q,
+                &q,
+                &q,
+                None::<Tensor>,
+                0.0,
+                false,
+                None,
+                false,
+            )
+            .squeeze_dim(0)
+            .squeeze_dim(0);
         }
         let out = hidden.matmul(&self.theta[1].transpose(0, 1)); // [n, 3]
         let err = out - &self.y;
         let k = err.kind();
-        Tensor::stack(&[
-            err.select(1, 0).square().mean(k),
-            err.select(1, 1).square().mean(k),
-            (err.select(1, 2).square() + 1.0).sqrt().mean(k),
-        ], 0)
+        Tensor::stack(
+            &[
+                err.select(1, 0).square().mean(k),
+                err.select(1, 1).square().mean(k),
+                (err.select(1, 2).square() + 1.0).sqrt().mean(k),
+            ],
+            0,
+        )
     }
 
     fn hypergrad(&self, combiner: &dyn Combiner, mode: AidMode, j: u32) -> Result<Vec<f64>> {
         let train = || -> Result<Tensor> { Ok(self.losses()) };
         let val = || -> Result<Tensor> { Ok(self.losses().get(0) * 1.1) };
-        let problem = MetaProblem { theta: &self.theta, combiner, train_losses: &train, val_primary: &val };
-        Ok(flat(&hypergradient(&problem, &settings(mode, j, 0.1, 0.1))?.grads))
+        let problem = MetaProblem {
+            theta: &self.theta,
+            combiner,
+            train_losses: &train,
+            val_primary: &val,
+        };
+        Ok(flat(
+            &hypergradient(&problem, &settings(mode, j, 0.1, 0.1))?.grads,
+        ))
     }
 }
 
@@ -270,8 +389,14 @@ fn factorized_agrees_with_exact_in_f64_and_f32() {
             let exact = model.hypergrad(&meltr, AidMode::Exact, j).unwrap();
             let factorized = model.hypergrad(&meltr, AidMode::Factorized, j).unwrap();
             let err = rel_err(&factorized, &exact);
-            assert!(err <= tolerance, "{kind:?} J={j}: relative error {err:e} > {tolerance:e}");
-            assert!(exact.iter().any(|v| v.abs() > 1e-8), "hypergradient is trivially zero");
+            assert!(
+                err <= tolerance,
+                "{kind:?} J={j}: relative error {err:e} > {tolerance:e}"
+            );
+            assert!(
+                exact.iter().any(|v| v.abs() > 1e-8),
+                "hypergradient is trivially zero"
+            );
         }
     }
 }
@@ -282,7 +407,13 @@ fn mixed_term_matches_finite_differences_on_tiny_meltr() {
     // g = ∇_θ l_val. Check it entry by entry by central differences in φ.
     let model = SmallModel::new(Kind::Double, false);
     let meltr = TinyMeltr::new(3, Kind::Double);
-    let g = grad(&[&(model.losses().get(0) * 1.1)], &model.theta, false, false).unwrap();
+    let g = grad(
+        &[&(model.losses().get(0) * 1.1)],
+        &model.theta,
+        false,
+        false,
+    )
+    .unwrap();
     let directional = || -> f64 {
         let m = meltr.combine(&model.losses());
         let gm = grad(&[&m], &model.theta, false, false).unwrap();
@@ -290,9 +421,16 @@ fn mixed_term_matches_finite_differences_on_tiny_meltr() {
     };
     let train = || -> Result<Tensor> { Ok(model.losses()) };
     let val = || -> Result<Tensor> { Ok(model.losses().get(0) * 1.1) };
-    let problem = MetaProblem { theta: &model.theta, combiner: &meltr, train_losses: &train, val_primary: &val };
+    let problem = MetaProblem {
+        theta: &model.theta,
+        combiner: &meltr,
+        train_losses: &train,
+        val_primary: &val,
+    };
     for mode in [AidMode::Exact, AidMode::Factorized] {
-        let hyper = hypergradient(&problem, &settings(mode, 0, 0.1, 0.0)).unwrap().grads;
+        let hyper = hypergradient(&problem, &settings(mode, 0, 0.1, 0.0))
+            .unwrap()
+            .grads;
         let mut checked = 0;
         for (param, hg) in meltr.params().iter().zip(&hyper) {
             let flat_param = param.view(-1);
@@ -300,14 +438,17 @@ fn mixed_term_matches_finite_differences_on_tiny_meltr() {
             for idx in 0..flat_param.size()[0].min(3) {
                 let eps = 1e-6;
                 let mut entry = flat_param.get(idx);
-                tch::no_grad(|| entry.g_add_scalar_(eps));
+                let _ = tch::no_grad(|| entry.g_add_scalar_(eps));
                 let plus = directional();
-                tch::no_grad(|| entry.g_add_scalar_(-2.0 * eps));
+                let _ = tch::no_grad(|| entry.g_add_scalar_(-2.0 * eps));
                 let minus = directional();
-                tch::no_grad(|| entry.g_add_scalar_(eps));
+                let _ = tch::no_grad(|| entry.g_add_scalar_(eps));
                 let fd = -(plus - minus) / (2.0 * eps);
                 let ad = flat_hg.double_value(&[idx]);
-                assert!((fd - ad).abs() <= 1e-5 * (1.0 + fd.abs()), "{mode:?}: fd {fd} vs aid {ad}");
+                assert!(
+                    (fd - ad).abs() <= 1e-5 * (1.0 + fd.abs()),
+                    "{mode:?}: fd {fd} vs aid {ad}"
+                );
                 checked += 1;
             }
         }
@@ -319,10 +460,19 @@ fn mixed_term_matches_finite_differences_on_tiny_meltr() {
 fn fused_attention_trains_with_factorized_and_exact_fails_clearly() {
     let model = SmallModel::new(Kind::Float, true);
     let meltr = TinyMeltr::new(3, Kind::Float);
-    let err = model.hypergrad(&meltr, AidMode::Exact, 1).unwrap_err().to_string();
+    let err = model
+        .hypergrad(&meltr, AidMode::Exact, 1)
+        .unwrap_err()
+        .to_string();
     assert!(err.contains("aid.mode = \"factorized\""), "{err}");
-    assert!(err.contains("derivative for"), "the libtorch reason is kept: {err}");
-    assert!(!err.contains("frame #"), "no C++ backtrace in the message: {err}");
+    assert!(
+        err.contains("derivative for"),
+        "the libtorch reason is kept: {err}"
+    );
+    assert!(
+        !err.contains("frame #"),
+        "no C++ backtrace in the message: {err}"
+    );
 
     // A few bilevel rounds: inner AdamW steps on M(l), meta steps on φ.
     let mut inner = meltr_tui::meltr::optim::AdamW::new(&model.theta, 1e-2, 0.0);
@@ -337,13 +487,23 @@ fn fused_attention_trains_with_factorized_and_exact_fails_clearly() {
             let hyper = {
                 let train = || -> Result<Tensor> { Ok(model.losses()) };
                 let val = || -> Result<Tensor> { Ok(model.losses().get(0)) };
-                let problem = MetaProblem { theta: &model.theta, combiner: &meltr, train_losses: &train, val_primary: &val };
-                hypergradient(&problem, &settings(AidMode::Factorized, 1, 0.1, 0.1)).unwrap().grads
+                let problem = MetaProblem {
+                    theta: &model.theta,
+                    combiner: &meltr,
+                    train_losses: &train,
+                    val_primary: &val,
+                };
+                hypergradient(&problem, &settings(AidMode::Factorized, 1, 0.1, 0.1))
+                    .unwrap()
+                    .grads
             };
             assert!(autograd::all_finite(&hyper));
             outer.step(&phi, &hyper);
         }
     }
     let last = model.losses().get(0).double_value(&[]);
-    assert!(last.is_finite() && last < first, "primary loss {first} -> {last}");
+    assert!(
+        last.is_finite() && last < first,
+        "primary loss {first} -> {last}"
+    );
 }

@@ -25,12 +25,22 @@ pub fn watch(
     mut on_change: impl FnMut(Result<Config, ConfigError>) + Send + 'static,
 ) -> Result<ConfigWatch> {
     let path: PathBuf = path.to_path_buf();
-    let dir = path.parent().filter(|d| !d.as_os_str().is_empty()).unwrap_or(Path::new(".")).to_path_buf();
-    let name = path.file_name().context("config path has no file name")?.to_os_string();
+    let dir = path
+        .parent()
+        .filter(|d| !d.as_os_str().is_empty())
+        .unwrap_or(Path::new("."))
+        .to_path_buf();
+    let name = path
+        .file_name()
+        .context("config path has no file name")?
+        .to_os_string();
     let (tx, rx) = mpsc::channel::<()>();
     let mut watcher = notify::recommended_watcher(move |event: notify::Result<notify::Event>| {
         if let Ok(event) = event {
-            let touches_config = event.paths.iter().any(|p| p.file_name() == Some(name.as_os_str()));
+            let touches_config = event
+                .paths
+                .iter()
+                .any(|p| p.file_name() == Some(name.as_os_str()));
             let is_read = matches!(event.kind, notify::EventKind::Access(_));
             if touches_config && !is_read {
                 let _ = tx.send(());
@@ -63,7 +73,10 @@ pub fn watch(
             }
         })
         .context("cannot start the config watch thread")?;
-    Ok(ConfigWatch { _watcher: watcher, _thread: thread })
+    Ok(ConfigWatch {
+        _watcher: watcher,
+        _thread: thread,
+    })
 }
 
 #[cfg(test)]
@@ -72,7 +85,8 @@ mod tests {
     use std::time::Instant;
 
     fn wait_for<T>(rx: &mpsc::Receiver<T>) -> T {
-        rx.recv_timeout(Duration::from_secs(5)).expect("no config change reported within 5 s")
+        rx.recv_timeout(Duration::from_secs(5))
+            .expect("no config change reported within 5 s")
     }
 
     #[test]

@@ -19,11 +19,23 @@ pub fn write(dir: &Path, step: u64, tensors: &[(String, Tensor)]) -> Result<Path
     std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
     let path = dir.join(file_name(step));
     let tmp = dir.join(format!(".{}.tmp-{}", file_name(step), std::process::id()));
-    let cpu: Vec<(String, Tensor)> = tensors.iter().map(|(n, t)| (n.clone(), t.detach().to_device(tch::Device::Cpu).contiguous())).collect();
+    let cpu: Vec<(String, Tensor)> = tensors
+        .iter()
+        .map(|(n, t)| {
+            (
+                n.clone(),
+                t.detach().to_device(tch::Device::Cpu).contiguous(),
+            )
+        })
+        .collect();
     let result = (|| -> Result<()> {
-        Tensor::write_safetensors(&cpu, &tmp).map_err(|e| anyhow::anyhow!("cannot write checkpoint {}: {e}", tmp.display()))?;
-        std::fs::File::open(&tmp)?.sync_all().with_context(|| format!("cannot sync {}", tmp.display()))?;
-        std::fs::rename(&tmp, &path).with_context(|| format!("cannot move {} into place", path.display()))?;
+        Tensor::write_safetensors(&cpu, &tmp)
+            .map_err(|e| anyhow::anyhow!("cannot write checkpoint {}: {e}", tmp.display()))?;
+        std::fs::File::open(&tmp)?
+            .sync_all()
+            .with_context(|| format!("cannot sync {}", tmp.display()))?;
+        std::fs::rename(&tmp, &path)
+            .with_context(|| format!("cannot move {} into place", path.display()))?;
         if let Ok(d) = std::fs::File::open(dir) {
             let _ = d.sync_all();
         }
@@ -39,12 +51,18 @@ pub fn write(dir: &Path, step: u64, tensors: &[(String, Tensor)]) -> Result<Path
 
 /// Checkpoint files by step, oldest first (temp files are ignored).
 pub fn list(dir: &Path) -> Vec<(u64, PathBuf)> {
-    let Ok(entries) = std::fs::read_dir(dir) else { return Vec::new() };
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return Vec::new();
+    };
     let mut out: Vec<(u64, PathBuf)> = entries
         .filter_map(|e| e.ok())
         .filter_map(|e| {
             let name = e.file_name().to_string_lossy().to_string();
-            let step = name.strip_prefix("step-")?.strip_suffix(".safetensors")?.parse().ok()?;
+            let step = name
+                .strip_prefix("step-")?
+                .strip_suffix(".safetensors")?
+                .parse()
+                .ok()?;
             Some((step, e.path()))
         })
         .collect();
@@ -55,7 +73,8 @@ pub fn list(dir: &Path) -> Vec<(u64, PathBuf)> {
 fn prune(dir: &Path) -> Result<()> {
     let all = list(dir);
     for (_, path) in all.iter().take(all.len().saturating_sub(KEEP)) {
-        std::fs::remove_file(path).with_context(|| format!("cannot delete old checkpoint {}", path.display()))?;
+        std::fs::remove_file(path)
+            .with_context(|| format!("cannot delete old checkpoint {}", path.display()))?;
     }
     Ok(())
 }
@@ -73,7 +92,11 @@ impl Loaded {
             .map_err(|e| anyhow::anyhow!("cannot read checkpoint {}: {e}", path.display()))?
             .into_iter()
             .collect();
-        Ok(Loaded { step, path: path.to_path_buf(), tensors })
+        Ok(Loaded {
+            step,
+            path: path.to_path_buf(),
+            tensors,
+        })
     }
 
     /// The newest checkpoint in `dir`, if any.
@@ -104,7 +127,11 @@ mod tests {
         for step in 1..=5 {
             write(dir.path(), step, &[("x".into(), Tensor::from(step as f64))]).unwrap();
         }
-        std::fs::write(dir.path().join(".step-0000000006.safetensors.tmp-1"), b"partial").unwrap();
+        std::fs::write(
+            dir.path().join(".step-0000000006.safetensors.tmp-1"),
+            b"partial",
+        )
+        .unwrap();
         let steps: Vec<u64> = list(dir.path()).into_iter().map(|(s, _)| s).collect();
         assert_eq!(steps, vec![3, 4, 5]);
         let newest = Loaded::newest(dir.path()).unwrap().unwrap();

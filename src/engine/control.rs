@@ -14,10 +14,14 @@ pub enum Command {
     Resume,
     /// A validated config to apply; restart-only changes are refused with a
     /// `config` error line.
-    ApplyConfig { config: Box<Config> },
+    ApplyConfig {
+        config: Box<Config>,
+    },
     /// A config edit that failed validation (from the file watcher): logged
     /// as a `config` error line; the config in force stays.
-    ReportConfigError { error: String },
+    ReportConfigError {
+        error: String,
+    },
     /// Write a checkpoint now.
     Checkpoint,
     /// Stop after the current step, writing a final checkpoint.
@@ -31,9 +35,16 @@ pub enum Event {
     /// A line that was also appended to `metrics.jsonl`.
     Line { line: MetricLine },
     /// Progress after every step (high rate: clients may drop these).
-    Progress { step: u64, total_steps: u64, steps_per_sec: f64 },
+    Progress {
+        step: u64,
+        total_steps: u64,
+        steps_per_sec: f64,
+    },
     /// The run's status changed; `message` says why for failures.
-    Status { status: Status, message: Option<String> },
+    Status {
+        status: Status,
+        message: Option<String>,
+    },
     /// The config now in force (after start and after every applied change).
     ConfigInForce { config: Box<Config> },
 }

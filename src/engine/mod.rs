@@ -31,17 +31,25 @@ pub fn spawn(dir: &Path, config: crate::config::Config, resume: bool) -> Result<
         .name("trainer".into())
         .spawn(move || {
             let result = (|| {
-                let (trainer, meta) = trainer::Trainer::new(&dir, config, resume, event_tx.clone())?;
+                let (trainer, meta) =
+                    trainer::Trainer::new(&dir, config, resume, event_tx.clone())?;
                 crate::session::record_run_facts(&dir, &meta)?;
                 trainer.run(command_rx)
             })();
             if let Err(e) = &result {
                 let message = format!("{e:#}");
                 let _ = crate::session::update_status(&dir, Status::Failed, Some(message.clone()));
-                let _ = event_tx.try_send(Event::Status { status: Status::Failed, message: Some(message) });
+                let _ = event_tx.try_send(Event::Status {
+                    status: Status::Failed,
+                    message: Some(message),
+                });
             }
             result
         })
         .context("cannot start the trainer thread")?;
-    Ok(EngineHandle { commands: command_tx, events: event_rx, thread })
+    Ok(EngineHandle {
+        commands: command_tx,
+        events: event_rx,
+        thread,
+    })
 }

@@ -93,7 +93,12 @@ pub fn dtype(config: &Config) -> Kind {
 impl Trainer {
     /// Builds the workload and combiner; with `resume`, restores the newest
     /// checkpoint and cuts `metrics.jsonl` back to it.
-    pub fn new(dir: &Path, config: Config, resume: bool, events: SyncSender<Event>) -> Result<(Trainer, SessionMeta)> {
+    pub fn new(
+        dir: &Path,
+        config: Config,
+        resume: bool,
+        events: SyncSender<Event>,
+    ) -> Result<(Trainer, SessionMeta)> {
         tch::set_num_threads(config.train.threads as i32);
         let device = resolve_device(&config.train.device)?;
         let kind = dtype(&config);
@@ -105,53 +110,39 @@ impl Trainer {
             inner_params.extend(combiner.params());
         }
         let inner = AdamW::new(&inner_params, config.train.lr, config.train.weight_decay);
-        let meta = (combiner.training() == Training::Meta)
-            .then(|| AdamW::new(&combiner.params(), config.meltr.meta_lr, config.meltr.meta_weight_decay));
+        let meta = (combiner.training() == Training::Meta).then(|| {
+            AdamW::new(
+                &combiner.params(),
+                config.meltr.meta_lr,
+                config.meltr.meta_weight_decay,
+            )
+        });
         let metrics_path = dir.join("metrics.jsonl");
 
-        let mut step = 0;
-        let mut time_offset = 0.0;
-        let mut resumed_from = None;
+        let mut parts = (workload, combiner, inner, meta);
+        let (mut step, mut time_offset, mut resumed_from) = (0, 0.0, None);
         if resume {
-            match checkpoint::Loaded::newest(&dir.join("checkpoints"))? {
-                Some(ckpt) => {
-                    step = ckpt.step;
-                    resumed_from = Some(ckpt.path.clone());
-                    let mut trainer_parts = (workload, combiner, inner, meta);
-                    restore(&ckpt, &mut trainer_parts)?;
-                    let (w, c, i, m) = trainer_parts;
-                    return Self::assemble(dir, config, w, c, theta, inner_params, i, m, step, resume_time(&metrics_path, step)?, events, resumed_from);
-                }
-                None => {
-                    if metrics_path.exists() {
-                        log::truncate_after(&metrics_path, 0)?;
-                    }
-                    time_offset = 0.0;
-                }
+            prepare_resume(dir)?;
+            if let Some(ckpt) = checkpoint::Loaded::newest(&dir.join("checkpoints"))? {
+                restore(&ckpt, &mut parts)?;
+                step = ckpt.step;
+                resumed_from = Some(ckpt.path);
+            }
+            if metrics_path.exists() {
+                time_offset = log::read_metrics(&metrics_path)?
+                    .lines
+                    .last()
+                    .map_or(0.0, |l| l.time);
             }
         }
-        Self::assemble(dir, config, workload, combiner, theta, inner_params, inner, meta, step, time_offset, events, resumed_from)
-    }
-
-    #[allow(clippy::too_many_arguments)]
-    fn assemble(
-        dir: &Path,
-        config: Config,
-        workload: Box<dyn Workload>,
-        combiner: Box<dyn Combiner>,
-        theta: Vec<Tensor>,
-        inner_params: Vec<Tensor>,
-        inner: AdamW,
-        meta: Option<AdamW>,
-        step: u64,
-        time_offset: f64,
-        events: SyncSender<Event>,
-        resumed_from: Option<PathBuf>,
-    ) -> Result<(Trainer, SessionMeta)> {
+        let (workload, combiner, inner, meta) = parts;
         let (primary_metric, higher_is_better) = workload.primary_metric();
         let device = theta.first().map(Tensor::device).unwrap_or(Device::Cpu);
         let meta_info = SessionMeta {
-            id: dir.file_name().map(|n| n.to_string_lossy().to_string()).unwrap_or_default(),
+            id: dir
+                .file_name()
+                .map(|n| n.to_string_lossy().to_string())
+                .unwrap_or_default(),
             name: String::new(),
             created: String::new(),
             status: Status::Running,
@@ -195,7 +186,10 @@ impl Trainer {
             steps_per_sec: 0.0,
         };
         if let Some(path) = resumed_from {
-            trainer.emit(Record::Event { level: Level::Info, message: format!("resumed from checkpoint {} at step {step}", path.display()) })?;
+            trainer.emit(Record::Event {
+                level: Level::Info,
+                message: format!("resumed from checkpoint {} at step {step}", path.display()),
+            })?;
         }
         Ok((trainer, meta_info))
     }
@@ -210,7 +204,9 @@ impl Trainer {
 
     /// Trains until `train.steps` (live-editable) or a Stop command.
     pub fn run(mut self, commands: Receiver<Command>) -> Result<Status> {
-        self.send(Event::ConfigInForce { config: Box::new(self.config.clone()) });
+        self.send(Event::ConfigInForce {
+            config: Box::new(self.config.clone()),
+        });
         self.set_status(Status::Running, None);
         let mut window = (Instant::now(), self.step);
         while self.step < self.config.train.steps {
@@ -228,7 +224,11 @@ impl Trainer {
                 self.steps_per_sec = (self.step - window.1) as f64 / elapsed;
                 window = (Instant::now(), self.step);
             }
-            self.send(Event::Progress { step: self.step, total_steps: self.config.train.steps, steps_per_sec: self.steps_per_sec });
+            self.send(Event::Progress {
+                step: self.step,
+                total_steps: self.config.train.steps,
+                steps_per_sec: self.steps_per_sec,
+            });
         }
         self.write_checkpoint()?;
         self.set_status(Status::Finished, None);
@@ -255,9 +255,10 @@ impl Trainer {
                 Command::Pause => self.set_status(Status::Paused, None),
                 Command::Resume => self.set_status(Status::Running, None),
                 Command::ApplyConfig { config } => self.apply_config(*config)?,
-                Command::ReportConfigError { error } => {
-                    self.emit(Record::Config { changed: Default::default(), error: Some(error) })?
-                }
+                Command::ReportConfigError { error } => self.emit(Record::Config {
+                    changed: Default::default(),
+                    error: Some(error),
+                })?,
                 Command::Checkpoint => self.write_checkpoint()?,
                 Command::Stop => return Ok(false),
             }
@@ -270,17 +271,24 @@ impl Trainer {
         let named = self.workload.losses(&batch)?;
         let losses = workload::select(&named, &self.loss_names)?;
         let total = self.combiner.combine(&losses);
-        let log_now = self.step % self.config.train.log_every == 0;
+        let log_now = self.step.is_multiple_of(self.config.train.log_every);
 
         if !autograd::all_finite(&[total.detach(), losses.detach()]) {
             let values = self.named_values(&losses);
             self.emit(Record::Event {
                 level: Level::Warn,
-                message: format!("step {}: non-finite loss {values:?}; update skipped", self.step),
+                message: format!(
+                    "step {}: non-finite loss {values:?}; update skipped",
+                    self.step
+                ),
             })?;
             return Ok(());
         }
-        let shares = if log_now { self.gradient_shares(&losses)? } else { Named::new() };
+        let shares = if log_now {
+            self.gradient_shares(&losses)?
+        } else {
+            Named::new()
+        };
         let mut grads = grad(&[&total], &self.inner_params, false, false)?;
         let norm = clip_grad_norm(&mut grads, self.config.train.grad_clip);
         if norm.isfinite().int64_value(&[]) == 0 {
@@ -307,13 +315,18 @@ impl Trainer {
                 shares,
             })?;
         }
-        if self.meta.is_some() && self.step % self.config.meltr.meta_every == 0 && self.meta_blocked.is_none() {
+        if self.meta.is_some()
+            && self.step.is_multiple_of(self.config.meltr.meta_every)
+            && self.meta_blocked.is_none()
+        {
             self.meta_step()?;
         }
-        if self.step % self.config.train.eval_every == 0 || self.step == self.config.train.steps {
+        if self.step.is_multiple_of(self.config.train.eval_every)
+            || self.step == self.config.train.steps
+        {
             self.evaluate()?;
         }
-        if self.step % self.config.train.checkpoint_every == 0 {
+        if self.step.is_multiple_of(self.config.train.checkpoint_every) {
             self.write_checkpoint()?;
         }
         Ok(())
@@ -326,7 +339,14 @@ impl Trainer {
             .map(|k| grad(&[&losses.get(k)], &self.theta, true, false))
             .collect::<Result<_>>()?;
         let combined: Vec<Tensor> = (0..self.theta.len())
-            .map(|i| per_loss.iter().enumerate().map(|(k, g)| &g[i] * weights.get(k as i64)).reduce(|a, b| a + b).expect("K >= 1"))
+            .map(|i| {
+                per_loss
+                    .iter()
+                    .enumerate()
+                    .map(|(k, g)| &g[i] * weights.get(k as i64))
+                    .reduce(|a, b| a + b)
+                    .expect("K >= 1")
+            })
             .collect();
         let total = autograd::dot(&combined, &combined).double_value(&[]);
         if !(total > 0.0 && total.is_finite()) {
@@ -338,7 +358,9 @@ impl Trainer {
             .zip(&per_loss)
             .enumerate()
             .map(|(k, (name, g))| {
-                let share = weights.double_value(&[k as i64]) * autograd::dot(g, &combined).double_value(&[]) / total;
+                let share = weights.double_value(&[k as i64])
+                    * autograd::dot(g, &combined).double_value(&[])
+                    / total;
                 (name.clone(), share)
             })
             .collect())
@@ -371,7 +393,8 @@ impl Trainer {
         let val_primary = || -> Result<Tensor> {
             tch::manual_seed(forward_seed + 1);
             let mut all = workload.losses(val_batch)?;
-            all.remove(primary).with_context(|| format!("the model returned no loss named `{primary}`"))
+            all.remove(primary)
+                .with_context(|| format!("the model returned no loss named `{primary}`"))
         };
         let aid = &self.config.aid;
         let settings = AidSettings {
@@ -380,30 +403,52 @@ impl Trainer {
             mode: AidMode::parse(&aid.mode).expect("validated"),
             gamma: self.config.meltr.gamma,
         };
-        let problem = MetaProblem { theta: &self.theta, combiner: self.combiner.as_ref(), train_losses: &train_losses, val_primary: &val_primary };
+        let problem = MetaProblem {
+            theta: &self.theta,
+            combiner: self.combiner.as_ref(),
+            train_losses: &train_losses,
+            val_primary: &val_primary,
+        };
         let result = hypergradient(&problem, &settings);
         let mut hyper = match result {
             Ok(h) => h,
-            Err(e) if self.meta_steps_done == 0 => return Err(e.context("the first meta step failed")),
+            Err(e) if self.meta_steps_done == 0 => {
+                return Err(e.context("the first meta step failed"))
+            }
             Err(e) => {
                 let message = format!("meta step at step {} failed: {e:#}; meta steps paused until the config changes", self.step);
                 self.meta_blocked = Some(message.clone());
-                return self.emit(Record::Event { level: Level::Error, message });
+                return self.emit(Record::Event {
+                    level: Level::Error,
+                    message,
+                });
             }
         };
-        let norm = clip_grad_norm(&mut hyper.grads, self.config.meltr.meta_grad_clip).double_value(&[]);
+        let norm =
+            clip_grad_norm(&mut hyper.grads, self.config.meltr.meta_grad_clip).double_value(&[]);
         if !norm.is_finite() {
             return self.emit(Record::Event {
                 level: Level::Warn,
-                message: format!("step {}: non-finite hypergradient; meta update skipped", self.step),
+                message: format!(
+                    "step {}: non-finite hypergradient; meta update skipped",
+                    self.step
+                ),
             });
         }
         let phi = self.combiner.params();
-        let meta = self.meta.as_mut().expect("meta combiners have a meta optimizer");
+        let meta = self
+            .meta
+            .as_mut()
+            .expect("meta combiners have a meta optimizer");
         meta.step(&phi, &hyper.grads);
         let meta_lr = meta.lr;
         self.meta_steps_done += 1;
-        self.emit(Record::Meta { hypergrad_norm: norm, reg: hyper.reg.double_value(&[]), meta_lr, aid_iterations: aid.iterations })?;
+        self.emit(Record::Meta {
+            hypergrad_norm: norm,
+            reg: hyper.reg.double_value(&[]),
+            meta_lr,
+            aid_iterations: aid.iterations,
+        })?;
         self.watch_collapse()
     }
 
@@ -411,7 +456,9 @@ impl Trainer {
     /// MELTR's output no longer depends on the losses and the model stops
     /// learning (seen with γ = 0).
     fn watch_collapse(&mut self) -> Result<()> {
-        let Some(losses) = &self.last_losses else { return Ok(()) };
+        let Some(losses) = &self.last_losses else {
+            return Ok(());
+        };
         let weights = combiner::effective_weights(self.combiner.as_ref(), losses)?;
         let largest = weights.abs().max().double_value(&[]);
         if largest < COLLAPSE_WEIGHT {
@@ -434,11 +481,19 @@ impl Trainer {
 
     fn evaluate(&mut self) -> Result<()> {
         let eval = self.workload.evaluate()?;
-        self.emit(Record::Eval { metrics: eval.metrics, losses: eval.losses })?;
+        self.emit(Record::Eval {
+            metrics: eval.metrics,
+            losses: eval.losses,
+        })?;
         if let Some(losses) = &self.last_losses {
             let curves = (0..self.loss_names.len())
                 .map(|k| {
-                    let (x, y) = combiner::transform_curve(self.combiner.as_ref(), losses, k as i64, TRANSFORM_POINTS);
+                    let (x, y) = combiner::transform_curve(
+                        self.combiner.as_ref(),
+                        losses,
+                        k as i64,
+                        TRANSFORM_POINTS,
+                    );
                     (self.loss_names[k].clone(), Curve { x, y })
                 })
                 .collect();
@@ -455,7 +510,14 @@ impl Trainer {
         let refused: Vec<String> = old
             .diff(&requested)
             .into_iter()
-            .filter_map(|c| c.restart_only.map(|why| format!("`{}` can only change at restart ({why}); {} stays in force", c.key, c.old)))
+            .filter_map(|c| {
+                c.restart_only.map(|why| {
+                    format!(
+                        "`{}` can only change at restart ({why}); {} stays in force",
+                        c.key, c.old
+                    )
+                })
+            })
             .collect();
         let effective = requested.keeping_restart_only_of(&old);
         let changes = old.diff(&effective);
@@ -470,12 +532,23 @@ impl Trainer {
             self.combiner.apply_config(&effective);
             self.meta_blocked = None;
             self.config = effective;
-            let changed = changes.iter().map(|c| (c.key.clone(), (to_json(&c.old), to_json(&c.new)))).collect();
-            self.emit(Record::Config { changed, error: None })?;
-            self.send(Event::ConfigInForce { config: Box::new(self.config.clone()) });
+            let changed = changes
+                .iter()
+                .map(|c| (c.key.clone(), (to_json(&c.old), to_json(&c.new))))
+                .collect();
+            self.emit(Record::Config {
+                changed,
+                error: None,
+            })?;
+            self.send(Event::ConfigInForce {
+                config: Box::new(self.config.clone()),
+            });
         }
         if !refused.is_empty() {
-            self.emit(Record::Config { changed: Default::default(), error: Some(refused.join("; ")) })?;
+            self.emit(Record::Config {
+                changed: Default::default(),
+                error: Some(refused.join("; ")),
+            })?;
         }
         Ok(())
     }
@@ -486,18 +559,29 @@ impl Trainer {
         for (name, t) in self.workload.state() {
             tensors.push((format!("model.{name}"), t));
         }
-        tensors.extend(workload::named_state(self.combiner.var_store(), "combiner."));
+        tensors.extend(workload::named_state(
+            self.combiner.var_store(),
+            "combiner.",
+        ));
         tensors.extend(self.inner.state("inner"));
         if let Some(meta) = &self.meta {
             tensors.extend(meta.state("meta"));
         }
         self.log.sync()?;
         let path = checkpoint::write(&self.dir.join("checkpoints"), self.step, &tensors)?;
-        self.emit(Record::Event { level: Level::Info, message: format!("checkpoint {} written", path.file_name().unwrap_or_default().to_string_lossy()) })
+        self.emit(Record::Event {
+            level: Level::Info,
+            message: format!(
+                "checkpoint {} written",
+                path.file_name().unwrap_or_default().to_string_lossy()
+            ),
+        })
     }
 
     fn named_values(&self, values: &Tensor) -> Named {
-        let host: Vec<f64> = Vec::try_from(values.detach().to_kind(Kind::Double).to_device(Device::Cpu)).unwrap_or_default();
+        let host: Vec<f64> =
+            Vec::try_from(values.detach().to_kind(Kind::Double).to_device(Device::Cpu))
+                .unwrap_or_default();
         self.loss_names.iter().cloned().zip(host).collect()
     }
 
@@ -507,7 +591,11 @@ impl Trainer {
 
     /// Appends a line to `metrics.jsonl` and tells the clients.
     fn emit(&mut self, record: Record) -> Result<()> {
-        let line = MetricLine { step: self.step, time: self.time(), record };
+        let line = MetricLine {
+            step: self.step,
+            time: self.time(),
+            record,
+        };
         self.log.append(&line)?;
         self.send(Event::Line { line });
         Ok(())
@@ -533,22 +621,37 @@ fn to_json(value: &toml::Value) -> serde_json::Value {
 type Parts = (Box<dyn Workload>, Box<dyn Combiner>, AdamW, Option<AdamW>);
 
 fn restore(ckpt: &checkpoint::Loaded, (workload, combiner, inner, meta): &mut Parts) -> Result<()> {
-    let context = || format!("checkpoint {} does not match this config", ckpt.path.display());
-    workload.load_state(&ckpt.lookup("model.")).with_context(context)?;
-    workload::load_into(combiner.var_store(), "combiner.", &|n| ckpt.get(n)).with_context(context)?;
-    inner.load_state("inner", &|n| ckpt.get(n)).with_context(context)?;
+    let context = || {
+        format!(
+            "checkpoint {} does not match this config",
+            ckpt.path.display()
+        )
+    };
+    workload
+        .load_state(&ckpt.lookup("model."))
+        .with_context(context)?;
+    workload::load_into(combiner.var_store(), "combiner.", &|n| ckpt.get(n))
+        .with_context(context)?;
+    inner
+        .load_state("inner", &|n| ckpt.get(n))
+        .with_context(context)?;
     if let Some(meta) = meta {
-        meta.load_state("meta", &|n| ckpt.get(n)).with_context(context)?;
+        meta.load_state("meta", &|n| ckpt.get(n))
+            .with_context(context)?;
     }
     Ok(())
 }
 
-/// Time of the last kept metrics line (the resumed clock continues from it),
-/// after cutting lines newer than the checkpoint.
-fn resume_time(metrics: &Path, step: u64) -> Result<f64> {
-    if !metrics.exists() {
-        return Ok(0.0);
+/// Makes a session ready to resume: cuts `metrics.jsonl` back to the newest
+/// checkpoint's step (everything after it will be redone), or to nothing
+/// when there is no checkpoint. Idempotent.
+pub fn prepare_resume(dir: &Path) -> Result<()> {
+    let metrics = dir.join("metrics.jsonl");
+    if metrics.exists() {
+        let step = checkpoint::list(&dir.join("checkpoints"))
+            .pop()
+            .map_or(0, |(step, _)| step);
+        log::truncate_after(&metrics, step)?;
     }
-    log::truncate_after(metrics, step)?;
-    Ok(log::read_metrics(metrics)?.lines.last().map_or(0.0, |l| l.time))
+    Ok(())
 }

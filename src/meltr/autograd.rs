@@ -7,11 +7,20 @@ use tch::Tensor;
 
 /// `d(Σ outputs)/d inputs`, without touching `.grad`. An input the outputs do
 /// not depend on gets zeros. `create_graph` keeps the result differentiable.
-pub fn grad(outputs: &[&Tensor], inputs: &[Tensor], keep_graph: bool, create_graph: bool) -> Result<Vec<Tensor>> {
+pub fn grad(
+    outputs: &[&Tensor],
+    inputs: &[Tensor],
+    keep_graph: bool,
+    create_graph: bool,
+) -> Result<Vec<Tensor>> {
     if inputs.is_empty() {
         return Ok(Vec::new());
     }
-    let roots: Vec<&Tensor> = outputs.iter().copied().filter(|t| t.requires_grad()).collect();
+    let roots: Vec<&Tensor> = outputs
+        .iter()
+        .copied()
+        .filter(|t| t.requires_grad())
+        .collect();
     if roots.is_empty() {
         return Ok(inputs.iter().map(Tensor::zeros_like).collect());
     }
@@ -20,14 +29,26 @@ pub fn grad(outputs: &[&Tensor], inputs: &[Tensor], keep_graph: bool, create_gra
     Ok(grads
         .into_iter()
         .zip(inputs)
-        .map(|(g, x)| if g.defined() { g } else { Tensor::zeros_like(x) })
+        .map(|(g, x)| {
+            if g.defined() {
+                g
+            } else {
+                Tensor::zeros_like(x)
+            }
+        })
         .collect())
 }
 
 /// The first line of a libtorch error, without the C++ backtrace.
 pub fn first_line(message: &str) -> String {
-    let text = message.trim_start_matches("Torch(\"").trim_start_matches("Internal torch error: ");
-    text.lines().next().unwrap_or(text).trim_end_matches("\")").to_string()
+    let text = message
+        .trim_start_matches("Torch(\"")
+        .trim_start_matches("Internal torch error: ");
+    text.lines()
+        .next()
+        .unwrap_or(text)
+        .trim_end_matches("\")")
+        .to_string()
 }
 
 /// `Σ_i <a_i, b_i>` as a 0-dim tensor (differentiable if the inputs are).

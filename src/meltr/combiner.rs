@@ -58,10 +58,17 @@ pub fn effective_weights_graph(combiner: &dyn Combiner, losses: &Tensor) -> Resu
 
 /// MELTR's transform of loss `k`: the combined output at `points` values of
 /// loss `k`, the other losses held at `losses`. Returns (x, y).
-pub fn transform_curve(combiner: &dyn Combiner, losses: &Tensor, k: i64, points: usize) -> (Vec<f64>, Vec<f64>) {
+pub fn transform_curve(
+    combiner: &dyn Combiner,
+    losses: &Tensor,
+    k: i64,
+    points: usize,
+) -> (Vec<f64>, Vec<f64>) {
     tch::no_grad(|| {
         let current = losses.double_value(&[k]).max(1e-6);
-        let xs: Vec<f64> = (0..points).map(|i| 2.0 * current * i as f64 / (points - 1).max(1) as f64).collect();
+        let xs: Vec<f64> = (0..points)
+            .map(|i| 2.0 * current * i as f64 / (points - 1).max(1) as f64)
+            .collect();
         let ys = xs
             .iter()
             .map(|&x| {
@@ -100,7 +107,11 @@ pub fn build(config: &Config, device: Device, kind: Kind) -> Box<dyn Combiner> {
             let hidden = 16;
             // Raw parameters pass through softplus to stay positive (monotone
             // in every loss). Initialised near Σ l_k: W ≈ 1/hidden, v ≈ 1.
-            let w_raw = root.var("w_raw", &[hidden, k], nn::Init::Const(softplus_inv(1.0 / hidden as f64)));
+            let w_raw = root.var(
+                "w_raw",
+                &[hidden, k],
+                nn::Init::Const(softplus_inv(1.0 / hidden as f64)),
+            );
             let bias = root.var("bias", &[hidden], nn::Init::Const(0.0));
             let v_raw = root.var("v_raw", &[hidden], nn::Init::Const(softplus_inv(1.0)));
             // Small noise so the hidden units differ.
@@ -108,13 +119,24 @@ pub fn build(config: &Config, device: Device, kind: Kind) -> Box<dyn Combiner> {
                 let _ = w_raw.shallow_clone().g_add_(&(w_raw.randn_like() * 0.05));
             });
             vs.set_kind(kind);
-            Box::new(MonotoneMlp { w_raw, bias, v_raw, vs })
+            Box::new(MonotoneMlp {
+                w_raw,
+                bias,
+                v_raw,
+                vs,
+            })
         }
         "meltr" => {
             let m = &config.meltr;
             let net = MeltrNet::new(
                 &root,
-                MeltrSizes { losses: k, d_model: m.d_model, d_hidden: m.d_hidden, d_ff: m.d_ff, heads: m.heads },
+                MeltrSizes {
+                    losses: k,
+                    d_model: m.d_model,
+                    d_hidden: m.d_hidden,
+                    d_ff: m.d_ff,
+                    heads: m.heads,
+                },
             );
             vs.set_kind(kind);
             Box::new(Meltr { net, vs })
@@ -135,7 +157,11 @@ fn fixed_weights(config: &Config) -> Vec<f64> {
 /// A VarStore's trainable variables in name order (stable across runs, so
 /// optimizer state lines up on resume; `trainable_variables` is unordered).
 pub fn sorted_variables(vs: &nn::VarStore) -> Vec<Tensor> {
-    let mut named: Vec<(String, Tensor)> = vs.variables().into_iter().filter(|(_, t)| t.requires_grad()).collect();
+    let mut named: Vec<(String, Tensor)> = vs
+        .variables()
+        .into_iter()
+        .filter(|(_, t)| t.requires_grad())
+        .collect();
     named.sort_by(|a, b| a.0.cmp(&b.0));
     named.into_iter().map(|(_, t)| t).collect()
 }
@@ -226,7 +252,11 @@ impl Combiner for MonotoneMlp {
         Training::Meta
     }
     fn params(&self) -> Vec<Tensor> {
-        vec![self.w_raw.shallow_clone(), self.bias.shallow_clone(), self.v_raw.shallow_clone()]
+        vec![
+            self.w_raw.shallow_clone(),
+            self.bias.shallow_clone(),
+            self.v_raw.shallow_clone(),
+        ]
     }
     fn var_store(&self) -> &nn::VarStore {
         &self.vs

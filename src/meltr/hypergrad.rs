@@ -78,7 +78,11 @@ pub fn hypergradient(problem: &MetaProblem, settings: &AidSettings) -> Result<Hy
     let combined = problem.combiner.combine(&losses);
     let reg = (losses.sum(losses.kind()) - &combined).abs();
     let primary_loss = (problem.val_primary)()? + &reg * settings.gamma;
-    let with_phi: Vec<Tensor> = theta.iter().chain(&phi).map(Tensor::shallow_clone).collect();
+    let with_phi: Vec<Tensor> = theta
+        .iter()
+        .chain(&phi)
+        .map(Tensor::shallow_clone)
+        .collect();
 
     let grads = match settings.mode {
         AidMode::Exact => {
@@ -89,7 +93,8 @@ pub fn hypergradient(problem: &MetaProblem, settings: &AidSettings) -> Result<Hy
                 grad(&[&autograd::dot(&grad_aux, v)], theta, true, false).map_err(exact_unavailable)
             };
             let p = neumann(&hvp, g, settings)?;
-            let mixed = grad(&[&autograd::dot(&grad_aux, &p)], &phi, false, false).map_err(exact_unavailable)?;
+            let mixed = grad(&[&autograd::dot(&grad_aux, &p)], &phi, false, false)
+                .map_err(exact_unavailable)?;
             subtract(direct, mixed)
         }
         AidMode::Factorized => {
@@ -101,11 +106,19 @@ pub fn hypergradient(problem: &MetaProblem, settings: &AidSettings) -> Result<Hy
             let p = neumann(&hvp, g, settings)?;
             let jvp = loss_jvp_by_differences(problem, &p)?;
             let weights = effective_weights_graph(problem.combiner, &at_losses)?;
-            let mixed = grad(&[&(weights * jvp).sum(at_losses.kind())], &phi, false, false)?;
+            let mixed = grad(
+                &[&(weights * jvp).sum(at_losses.kind())],
+                &phi,
+                false,
+                false,
+            )?;
             subtract(direct, mixed)
         }
     };
-    Ok(Hypergradient { grads, reg: reg.detach() })
+    Ok(Hypergradient {
+        grads,
+        reg: reg.detach(),
+    })
 }
 
 fn subtract(direct: Vec<Tensor>, mixed: Vec<Tensor>) -> Vec<Tensor> {
@@ -113,7 +126,11 @@ fn subtract(direct: Vec<Tensor>, mixed: Vec<Tensor>) -> Vec<Tensor> {
 }
 
 /// `p = Σ_{j=0..J} v_j`, `v_{j+1} = v_j − α·H v_j`, `v_0 = g`.
-pub fn neumann(hvp: &dyn Fn(&[Tensor]) -> Result<Vec<Tensor>>, g: Vec<Tensor>, settings: &AidSettings) -> Result<Vec<Tensor>> {
+pub fn neumann(
+    hvp: &dyn Fn(&[Tensor]) -> Result<Vec<Tensor>>,
+    g: Vec<Tensor>,
+    settings: &AidSettings,
+) -> Result<Vec<Tensor>> {
     let mut v = autograd::detach_all(&g);
     let mut p = autograd::detach_all(&g);
     for _ in 0..settings.iterations {
@@ -136,7 +153,11 @@ fn exact_unavailable(error: anyhow::Error) -> anyhow::Error {
 /// step that balances truncation and rounding error).
 fn step_size(theta: &[Tensor], v: &[Tensor]) -> Option<f64> {
     let kind = theta.first()?.kind();
-    let h = if kind == Kind::Double { f64::EPSILON.cbrt() } else { (f32::EPSILON as f64).cbrt() };
+    let h = if kind == Kind::Double {
+        f64::EPSILON.cbrt()
+    } else {
+        (f32::EPSILON as f64).cbrt()
+    };
     let count: i64 = theta.iter().map(Tensor::numel).map(|n| n as i64).sum();
     let theta_rms = autograd::norm(theta).double_value(&[]) / (count.max(1) as f64).sqrt();
     let v_norm = autograd::norm(v).double_value(&[]);
@@ -144,7 +165,12 @@ fn step_size(theta: &[Tensor], v: &[Tensor]) -> Option<f64> {
 }
 
 /// Evaluates `f` at `θ + s·v` for s = ±ε and restores θ exactly afterwards.
-fn at_shifted<T>(theta: &[Tensor], v: &[Tensor], eps: f64, f: &dyn Fn() -> Result<T>) -> Result<(T, T)> {
+fn at_shifted<T>(
+    theta: &[Tensor],
+    v: &[Tensor],
+    eps: f64,
+    f: &dyn Fn() -> Result<T>,
+) -> Result<(T, T)> {
     let saved = autograd::snapshot(theta);
     autograd::shift(theta, eps, v);
     let plus = f();
@@ -165,7 +191,11 @@ fn hvp_by_differences(problem: &MetaProblem, v: &[Tensor]) -> Result<Vec<Tensor>
         grad(&[&combined], problem.theta, false, false)
     };
     let (plus, minus) = at_shifted(problem.theta, v, eps, &aux_grad)?;
-    Ok(plus.iter().zip(&minus).map(|(a, b)| (a - b) / (2.0 * eps)).collect())
+    Ok(plus
+        .iter()
+        .zip(&minus)
+        .map(|(a, b)| (a - b) / (2.0 * eps))
+        .collect())
 }
 
 /// `∇_θ l_k · p` for every k, `≈ (l(θ+εp) − l(θ−εp)) / 2ε`.

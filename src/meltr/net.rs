@@ -40,14 +40,24 @@ pub struct MeltrNet {
 
 impl MeltrNet {
     pub fn new(path: &nn::Path, sizes: MeltrSizes) -> Self {
-        assert!(sizes.d_model % sizes.heads == 0, "heads must divide d_model");
+        assert!(
+            sizes.d_model % sizes.heads == 0,
+            "heads must divide d_model"
+        );
         let d = sizes.d_model;
         let ln = nn::LayerNormConfig::default();
         Self {
             sizes,
             loss_in: nn::linear(path / "loss_in", 1, sizes.d_hidden, Default::default()),
             loss_out: nn::linear(path / "loss_out", sizes.d_hidden, d, Default::default()),
-            loss_type: path.var("loss_type", &[sizes.losses, d], nn::Init::Randn { mean: 0.0, stdev: 0.02 }),
+            loss_type: path.var(
+                "loss_type",
+                &[sizes.losses, d],
+                nn::Init::Randn {
+                    mean: 0.0,
+                    stdev: 0.02,
+                },
+            ),
             query: nn::linear(path / "query", d, d, Default::default()),
             key: nn::linear(path / "key", d, d, Default::default()),
             value: nn::linear(path / "value", d, d, Default::default()),
@@ -56,7 +66,15 @@ impl MeltrNet {
             ff_in: nn::linear(path / "ff_in", d, sizes.d_ff, Default::default()),
             ff_out: nn::linear(path / "ff_out", sizes.d_ff, d, Default::default()),
             norm2: nn::layer_norm(path / "norm2", vec![d], ln),
-            head: nn::linear(path / "head", d, 1, nn::LinearConfig { bias: false, ..Default::default() }),
+            head: nn::linear(
+                path / "head",
+                d,
+                1,
+                nn::LinearConfig {
+                    bias: false,
+                    ..Default::default()
+                },
+            ),
         }
     }
 
@@ -70,7 +88,10 @@ impl MeltrNet {
         let d = self.sizes.d_model;
         let h = self.sizes.heads;
         let dh = d / h;
-        let tokens = self.loss_out.forward(&self.loss_in.forward(&losses.reshape([k, 1])).relu()) + &self.loss_type;
+        let tokens = self
+            .loss_out
+            .forward(&self.loss_in.forward(&losses.reshape([k, 1])).relu())
+            + &self.loss_type;
 
         // Multi-head self-attention over the K loss tokens, [h, K, dh].
         let split = |x: Tensor| x.reshape([k, h, dh]).transpose(0, 1);
@@ -78,10 +99,20 @@ impl MeltrNet {
         let kk = split(self.key.forward(&tokens));
         let v = split(self.value.forward(&tokens));
         let scores = q.matmul(&kk.transpose(1, 2)) / (dh as f64).sqrt();
-        let attended = scores.softmax(-1, scores.kind()).matmul(&v).transpose(0, 1).reshape([k, d]);
-        let x = self.norm1.forward(&(tokens + self.attn_out.forward(&attended)));
-        let x = self.norm2.forward(&(&x + self.ff_out.forward(&self.ff_in.forward(&x).relu())));
-        self.head.forward(&x.mean_dim(0, false, x.kind())).reshape(Vec::<i64>::new())
+        let attended = scores
+            .softmax(-1, scores.kind())
+            .matmul(&v)
+            .transpose(0, 1)
+            .reshape([k, d]);
+        let x = self
+            .norm1
+            .forward(&(tokens + self.attn_out.forward(&attended)));
+        let x = self
+            .norm2
+            .forward(&(&x + self.ff_out.forward(&self.ff_in.forward(&x).relu())));
+        self.head
+            .forward(&x.mean_dim(0, false, x.kind()))
+            .reshape(Vec::<i64>::new())
     }
 }
 
@@ -94,7 +125,16 @@ mod tests {
     fn tiny(kind: Kind) -> (nn::VarStore, MeltrNet) {
         tch::manual_seed(0);
         let mut vs = nn::VarStore::new(Device::Cpu);
-        let net = MeltrNet::new(&vs.root(), MeltrSizes { losses: 3, d_model: 8, d_hidden: 6, d_ff: 16, heads: 2 });
+        let net = MeltrNet::new(
+            &vs.root(),
+            MeltrSizes {
+                losses: 3,
+                d_model: 8,
+                d_hidden: 6,
+                d_ff: 16,
+                heads: 2,
+            },
+        );
         vs.set_kind(kind);
         (vs, net)
     }
@@ -110,7 +150,11 @@ mod tests {
         for (p, g) in params.iter().zip(&grads) {
             assert_eq!(p.size(), g.size());
             // Every parameter tensor receives some non-zero gradient.
-            assert!(g.abs().sum(Kind::Double).double_value(&[]) > 0.0, "zero grad for a parameter of shape {:?}", p.size());
+            assert!(
+                g.abs().sum(Kind::Double).double_value(&[]) > 0.0,
+                "zero grad for a parameter of shape {:?}",
+                p.size()
+            );
         }
     }
 
@@ -123,21 +167,32 @@ mod tests {
         let u = Tensor::from_slice(&[0.3f64, -1.0, 0.5]);
         let directional = |create: bool| {
             let l = l0.detach().set_requires_grad(true);
-            let w = grad(&[&net.forward(&l)], &[l], true, create).unwrap().remove(0);
+            let w = grad(&[&net.forward(&l)], &[l], true, create)
+                .unwrap()
+                .remove(0);
             (w * &u).sum(Kind::Double)
         };
-        let analytic = grad(&[&directional(true)], std::slice::from_ref(&target), false, false).unwrap();
+        let analytic = grad(
+            &[&directional(true)],
+            std::slice::from_ref(&target),
+            false,
+            false,
+        )
+        .unwrap();
         let eps = 1e-6;
         for idx in 0..3i64 {
             let mut entry = target.get(idx).get(0);
-            tch::no_grad(|| entry.g_add_scalar_(eps));
+            let _ = tch::no_grad(|| entry.g_add_scalar_(eps));
             let plus = directional(false).double_value(&[]);
-            tch::no_grad(|| entry.g_add_scalar_(-2.0 * eps));
+            let _ = tch::no_grad(|| entry.g_add_scalar_(-2.0 * eps));
             let minus = directional(false).double_value(&[]);
-            tch::no_grad(|| entry.g_add_scalar_(eps));
+            let _ = tch::no_grad(|| entry.g_add_scalar_(eps));
             let fd = (plus - minus) / (2.0 * eps);
             let ad = analytic[0].double_value(&[idx, 0]);
-            assert!((fd - ad).abs() <= 1e-6 * (1.0 + ad.abs()), "idx {idx}: fd {fd} vs autograd {ad}");
+            assert!(
+                (fd - ad).abs() <= 1e-6 * (1.0 + ad.abs()),
+                "idx {idx}: fd {fd} vs autograd {ad}"
+            );
         }
     }
 }

@@ -20,7 +20,16 @@ pub struct AdamW {
 impl AdamW {
     pub fn new(params: &[Tensor], lr: f64, weight_decay: f64) -> Self {
         let zeros = || tch::no_grad(|| params.iter().map(Tensor::zeros_like).collect::<Vec<_>>());
-        Self { lr, weight_decay, beta1: 0.9, beta2: 0.999, eps: 1e-8, step: 0, m: zeros(), v: zeros() }
+        Self {
+            lr,
+            weight_decay,
+            beta1: 0.9,
+            beta2: 0.999,
+            eps: 1e-8,
+            step: 0,
+            m: zeros(),
+            v: zeros(),
+        }
     }
 
     /// One decoupled-weight-decay Adam update of `params` along `grads`.
@@ -29,9 +38,17 @@ impl AdamW {
         let bc1 = 1.0 - self.beta1.powi(self.step as i32);
         let bc2 = 1.0 - self.beta2.powi(self.step as i32);
         tch::no_grad(|| {
-            for ((p, g), (m, v)) in params.iter().zip(grads).zip(self.m.iter_mut().zip(self.v.iter_mut())) {
-                let _ = m.g_mul_scalar_(self.beta1).g_add_(&(g * (1.0 - self.beta1)));
-                let _ = v.g_mul_scalar_(self.beta2).g_add_(&(g * g * (1.0 - self.beta2)));
+            for ((p, g), (m, v)) in params
+                .iter()
+                .zip(grads)
+                .zip(self.m.iter_mut().zip(self.v.iter_mut()))
+            {
+                let _ = m
+                    .g_mul_scalar_(self.beta1)
+                    .g_add_(&(g * (1.0 - self.beta1)));
+                let _ = v
+                    .g_mul_scalar_(self.beta2)
+                    .g_add_(&(g * g * (1.0 - self.beta2)));
                 let update = (&*m / bc1) / ((&*v / bc2).sqrt() + self.eps);
                 let mut p = p.shallow_clone();
                 if self.weight_decay > 0.0 {
@@ -53,8 +70,14 @@ impl AdamW {
     }
 
     /// Restores from `state`'s names; missing entries are an error.
-    pub fn load_state(&mut self, prefix: &str, lookup: &dyn Fn(&str) -> Option<Tensor>) -> anyhow::Result<()> {
-        let get = |name: String| lookup(&name).ok_or_else(|| anyhow::anyhow!("checkpoint lacks `{name}`"));
+    pub fn load_state(
+        &mut self,
+        prefix: &str,
+        lookup: &dyn Fn(&str) -> Option<Tensor>,
+    ) -> anyhow::Result<()> {
+        let get = |name: String| {
+            lookup(&name).ok_or_else(|| anyhow::anyhow!("checkpoint lacks `{name}`"))
+        };
         self.step = get(format!("{prefix}.step"))?.int64_value(&[]);
         tch::no_grad(|| -> anyhow::Result<()> {
             for (i, (m, v)) in self.m.iter_mut().zip(self.v.iter_mut()).enumerate() {
@@ -70,7 +93,10 @@ impl AdamW {
 /// Returns the norm before clipping (0-dim tensor; no host sync).
 pub fn clip_grad_norm(grads: &mut [Tensor], max_norm: f64) -> Tensor {
     let total = norm(grads);
-    let scale = (Tensor::from(max_norm).to_kind(Kind::Double).to_device(total.device()) / (&total.to_kind(Kind::Double) + 1e-12))
+    let scale = (Tensor::from(max_norm)
+        .to_kind(Kind::Double)
+        .to_device(total.device())
+        / (&total.to_kind(Kind::Double) + 1e-12))
         .clamp_max(1.0)
         .to_kind(total.kind());
     tch::no_grad(|| {
@@ -92,7 +118,10 @@ mod tests {
         opt.step(&[p.shallow_clone()], &[Tensor::from_slice(&[3.0f64, -0.5])]);
         let got: Vec<f64> = Vec::try_from(p.detach()).unwrap();
         // Adam's first step is lr·sign(g) (up to eps).
-        assert!((got[0] - 0.9).abs() < 1e-6 && (got[1] + 1.9).abs() < 1e-6, "{got:?}");
+        assert!(
+            (got[0] - 0.9).abs() < 1e-6 && (got[1] + 1.9).abs() < 1e-6,
+            "{got:?}"
+        );
     }
 
     #[test]

@@ -25,7 +25,10 @@ impl MetricsWriter {
             .append(true)
             .open(path)
             .with_context(|| format!("cannot open {} for appending", path.display()))?;
-        Ok(Self { file, path: path.to_path_buf() })
+        Ok(Self {
+            file,
+            path: path.to_path_buf(),
+        })
     }
 
     pub fn append(&mut self, line: &MetricLine) -> Result<()> {
@@ -38,7 +41,9 @@ impl MetricsWriter {
 
     /// Makes everything appended so far durable (called at checkpoints).
     pub fn sync(&mut self) -> Result<()> {
-        self.file.sync_data().with_context(|| format!("cannot sync {}", self.path.display()))
+        self.file
+            .sync_data()
+            .with_context(|| format!("cannot sync {}", self.path.display()))
     }
 }
 
@@ -117,7 +122,14 @@ mod tests {
     use crate::session::metrics::{Level, Record};
 
     fn event(step: u64) -> MetricLine {
-        MetricLine { step, time: step as f64, record: Record::Event { level: Level::Info, message: format!("s{step}") } }
+        MetricLine {
+            step,
+            time: step as f64,
+            record: Record::Event {
+                level: Level::Info,
+                message: format!("s{step}"),
+            },
+        }
     }
 
     #[test]
@@ -136,7 +148,10 @@ mod tests {
         let mut w = MetricsWriter::open(&path).unwrap();
         w.append(&event(3)).unwrap();
         let read = read_metrics(&path).unwrap();
-        assert_eq!(read.lines.iter().map(|l| l.step).collect::<Vec<_>>(), vec![1, 2, 3]);
+        assert_eq!(
+            read.lines.iter().map(|l| l.step).collect::<Vec<_>>(),
+            vec![1, 2, 3]
+        );
         assert!(!read.torn_tail);
     }
 
@@ -144,7 +159,11 @@ mod tests {
     fn corrupt_middle_line_is_an_error_with_line_number() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("metrics.jsonl");
-        std::fs::write(&path, format!("{}\nnot json\n{}\n", event(1).to_json(), event(2).to_json())).unwrap();
+        std::fs::write(
+            &path,
+            format!("{}\nnot json\n{}\n", event(1).to_json(), event(2).to_json()),
+        )
+        .unwrap();
         let err = read_metrics(&path).unwrap_err().to_string();
         assert!(err.contains(":2:"), "{err}");
     }
@@ -158,7 +177,12 @@ mod tests {
             w.append(&event(s)).unwrap();
         }
         assert_eq!(truncate_after(&path, 3).unwrap(), 2);
-        let steps: Vec<u64> = read_metrics(&path).unwrap().lines.iter().map(|l| l.step).collect();
+        let steps: Vec<u64> = read_metrics(&path)
+            .unwrap()
+            .lines
+            .iter()
+            .map(|l| l.step)
+            .collect();
         assert_eq!(steps, vec![1, 2, 3]);
     }
 }

@@ -124,10 +124,20 @@ mod tests {
                 changed: [("aid.iterations".to_string(), (0.into(), 3.into()))].into(),
                 error: None,
             },
-            Record::Config { changed: BTreeMap::new(), error: Some("bad".into()) },
-            Record::Event { level: Level::Warn, message: "collapse".into() },
+            Record::Config {
+                changed: BTreeMap::new(),
+                error: Some("bad".into()),
+            },
+            Record::Event {
+                level: Level::Warn,
+                message: "collapse".into(),
+            },
         ] {
-            let line = MetricLine { step: 1, time: 0.0, record };
+            let line = MetricLine {
+                step: 1,
+                time: 0.0,
+                record,
+            };
             let back: MetricLine = serde_json::from_str(&line.to_json()).unwrap();
             assert_eq!(back, line);
         }

@@ -13,13 +13,23 @@ use std::path::Path;
 /// new one, never a mix: temp file in the same folder, fsync, rename, fsync dir.
 pub fn atomic_write(path: &Path, bytes: &[u8]) -> Result<()> {
     let dir = path.parent().unwrap_or(Path::new("."));
-    let name = path.file_name().context("atomic_write: path has no file name")?;
-    let tmp = dir.join(format!(".{}.tmp-{}", name.to_string_lossy(), std::process::id()));
+    let name = path
+        .file_name()
+        .context("atomic_write: path has no file name")?;
+    let tmp = dir.join(format!(
+        ".{}.tmp-{}",
+        name.to_string_lossy(),
+        std::process::id()
+    ));
     let result = (|| -> Result<()> {
-        let mut f = std::fs::File::create(&tmp).with_context(|| format!("cannot create {}", tmp.display()))?;
-        f.write_all(bytes).with_context(|| format!("cannot write {}", tmp.display()))?;
-        f.sync_all().with_context(|| format!("cannot sync {}", tmp.display()))?;
-        std::fs::rename(&tmp, path).with_context(|| format!("cannot move {} into place", path.display()))?;
+        let mut f = std::fs::File::create(&tmp)
+            .with_context(|| format!("cannot create {}", tmp.display()))?;
+        f.write_all(bytes)
+            .with_context(|| format!("cannot write {}", tmp.display()))?;
+        f.sync_all()
+            .with_context(|| format!("cannot sync {}", tmp.display()))?;
+        std::fs::rename(&tmp, path)
+            .with_context(|| format!("cannot move {} into place", path.display()))?;
         if let Ok(d) = std::fs::File::open(dir) {
             let _ = d.sync_all();
         }
@@ -59,7 +69,6 @@ impl Status {
     }
 }
 
-
 /// `session.json`: who and what a session is. Rewritten atomically whenever
 /// its status changes.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -90,8 +99,10 @@ pub struct SessionMeta {
 impl SessionMeta {
     pub fn read(dir: &Path) -> Result<SessionMeta> {
         let path = dir.join("session.json");
-        let text = std::fs::read_to_string(&path).with_context(|| format!("cannot read {}", path.display()))?;
-        serde_json::from_str(&text).with_context(|| format!("{} is not a valid session.json", path.display()))
+        let text = std::fs::read_to_string(&path)
+            .with_context(|| format!("cannot read {}", path.display()))?;
+        serde_json::from_str(&text)
+            .with_context(|| format!("{} is not a valid session.json", path.display()))
     }
 
     pub fn write(&self, dir: &Path) -> Result<()> {
@@ -122,9 +133,19 @@ pub fn record_run_facts(dir: &Path, facts: &SessionMeta) -> Result<()> {
 fn new_id(root: &Path, name: &str) -> String {
     let slug: String = name
         .chars()
-        .map(|c| if c.is_ascii_alphanumeric() || c == '-' || c == '_' { c } else { '-' })
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '-' || c == '_' {
+                c
+            } else {
+                '-'
+            }
+        })
         .collect();
-    let base = format!("{}-{}", chrono::Local::now().format("%Y%m%d-%H%M%S"), slug.trim_matches('-'));
+    let base = format!(
+        "{}-{}",
+        chrono::Local::now().format("%Y%m%d-%H%M%S"),
+        slug.trim_matches('-')
+    );
     let mut id = base.clone();
     let mut n = 2;
     while root.join(&id).exists() {
@@ -136,12 +157,18 @@ fn new_id(root: &Path, name: &str) -> String {
 
 /// Creates `root/<id>/` with `config.toml`, `session.json`, `checkpoints/`
 /// and `plots/`. Returns the session directory.
-pub fn create(root: &Path, name: &str, config: &crate::config::Config) -> Result<std::path::PathBuf> {
-    std::fs::create_dir_all(root).with_context(|| format!("cannot create sessions folder {}", root.display()))?;
+pub fn create(
+    root: &Path,
+    name: &str,
+    config: &crate::config::Config,
+) -> Result<std::path::PathBuf> {
+    std::fs::create_dir_all(root)
+        .with_context(|| format!("cannot create sessions folder {}", root.display()))?;
     let id = new_id(root, name);
     let dir = root.join(&id);
     for sub in ["checkpoints", "plots"] {
-        std::fs::create_dir_all(dir.join(sub)).with_context(|| format!("cannot create {}", dir.join(sub).display()))?;
+        std::fs::create_dir_all(dir.join(sub))
+            .with_context(|| format!("cannot create {}", dir.join(sub).display()))?;
     }
     atomic_write(&dir.join("config.toml"), config.to_toml_string().as_bytes())?;
     let meta = SessionMeta {
@@ -167,7 +194,9 @@ pub fn create(root: &Path, name: &str, config: &crate::config::Config) -> Result
 /// Every session under `root` (folders with a readable `session.json`),
 /// oldest first by id.
 pub fn list(root: &Path) -> Vec<(std::path::PathBuf, SessionMeta)> {
-    let Ok(entries) = std::fs::read_dir(root) else { return Vec::new() };
+    let Ok(entries) = std::fs::read_dir(root) else {
+        return Vec::new();
+    };
     let mut out: Vec<(std::path::PathBuf, SessionMeta)> = entries
         .filter_map(|e| e.ok())
         .map(|e| e.path())
@@ -187,19 +216,32 @@ pub fn find(root: &Path, query: &str) -> Result<std::path::PathBuf> {
     if let Some((dir, _)) = all.iter().find(|(_, m)| m.id == query) {
         return Ok(dir.clone());
     }
-    let matches: Vec<&(std::path::PathBuf, SessionMeta)> = all.iter().filter(|(_, m)| m.id.contains(query)).collect();
+    let matches: Vec<&(std::path::PathBuf, SessionMeta)> =
+        all.iter().filter(|(_, m)| m.id.contains(query)).collect();
     match matches.as_slice() {
         [(dir, _)] => Ok(dir.clone()),
         [] => {
-            let ids: Vec<&str> = all.iter().rev().take(10).map(|(_, m)| m.id.as_str()).collect();
+            let ids: Vec<&str> = all
+                .iter()
+                .rev()
+                .take(10)
+                .map(|(_, m)| m.id.as_str())
+                .collect();
             if ids.is_empty() {
                 anyhow::bail!("no session `{query}`: {} holds no sessions", root.display())
             }
-            anyhow::bail!("no session `{query}` in {}; newest: {}", root.display(), ids.join(", "))
+            anyhow::bail!(
+                "no session `{query}` in {}; newest: {}",
+                root.display(),
+                ids.join(", ")
+            )
         }
         many => {
             let ids: Vec<&str> = many.iter().map(|(_, m)| m.id.as_str()).collect();
-            anyhow::bail!("`{query}` matches several sessions: {}; give more of the id", ids.join(", "))
+            anyhow::bail!(
+                "`{query}` matches several sessions: {}; give more of the id",
+                ids.join(", ")
+            )
         }
     }
 }

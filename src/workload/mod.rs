@@ -61,7 +61,10 @@ pub fn build(config: &Config, device: Device, kind: Kind) -> Result<Box<dyn Work
 pub fn check_loss_names(config: &Config, available: &[String]) -> Result<()> {
     let list = available.join(", ");
     if !available.contains(&config.workload.primary) {
-        bail!("workload.primary = \"{}\" is not a loss of this workload; it has: {list}", config.workload.primary);
+        bail!(
+            "workload.primary = \"{}\" is not a loss of this workload; it has: {list}",
+            config.workload.primary
+        );
     }
     for aux in &config.workload.auxiliary {
         if !available.contains(aux) {
@@ -75,20 +78,34 @@ pub fn check_loss_names(config: &Config, available: &[String]) -> Result<()> {
 pub fn select(losses: &Losses, order: &[String]) -> Result<Tensor> {
     let picked: Result<Vec<&Tensor>> = order
         .iter()
-        .map(|name| losses.get(name).ok_or_else(|| anyhow::anyhow!("the model returned no loss named `{name}`")))
+        .map(|name| {
+            losses
+                .get(name)
+                .ok_or_else(|| anyhow::anyhow!("the model returned no loss named `{name}`"))
+        })
         .collect();
     Ok(Tensor::stack(&picked?, 0))
 }
 
 /// Loads named tensors into a VarStore's variables (checkpoint restore).
-pub fn load_into(vs: &tch::nn::VarStore, prefix: &str, lookup: &dyn Fn(&str) -> Option<Tensor>) -> Result<()> {
+pub fn load_into(
+    vs: &tch::nn::VarStore,
+    prefix: &str,
+    lookup: &dyn Fn(&str) -> Option<Tensor>,
+) -> Result<()> {
     let vars = vs.variables();
     tch::no_grad(|| -> Result<()> {
         for (name, var) in vars {
             let key = format!("{prefix}{name}");
-            let Some(value) = lookup(&key) else { bail!("checkpoint lacks `{key}`") };
+            let Some(value) = lookup(&key) else {
+                bail!("checkpoint lacks `{key}`")
+            };
             if value.size() != var.size() {
-                bail!("checkpoint `{key}` has shape {:?}, the model expects {:?}", value.size(), var.size());
+                bail!(
+                    "checkpoint `{key}` has shape {:?}, the model expects {:?}",
+                    value.size(),
+                    var.size()
+                );
             }
             var.shallow_clone().copy_(&value);
         }
@@ -98,7 +115,11 @@ pub fn load_into(vs: &tch::nn::VarStore, prefix: &str, lookup: &dyn Fn(&str) -> 
 
 /// A VarStore's variables as checkpoint entries, names prefixed.
 pub fn named_state(vs: &tch::nn::VarStore, prefix: &str) -> Vec<(String, Tensor)> {
-    let mut out: Vec<(String, Tensor)> = vs.variables().into_iter().map(|(n, t)| (format!("{prefix}{n}"), t)).collect();
+    let mut out: Vec<(String, Tensor)> = vs
+        .variables()
+        .into_iter()
+        .map(|(n, t)| (format!("{prefix}{n}"), t))
+        .collect();
     out.sort_by(|a, b| a.0.cmp(&b.0));
     out
 }

@@ -9,6 +9,7 @@
 //!   the shared trunk and the head what the primary task needs;
 //! - `harmful`: the primary head on corrupted labels (pure noise per
 //!   sample): every unit of weight on it pulls the primary head away.
+//!
 //! The student is a two-layer tanh trunk with two heads.
 
 use super::{Batch, Evaluation, Losses, SplitMix, Workload};
@@ -54,13 +55,19 @@ impl Split {
         let helpful = Tensor::cat(
             &[
                 (clean + Tensor::randn([samples], opts) * 0.1).unsqueeze(1),
-                z.matmul(&teacher.v.transpose(0, 1)) + Tensor::randn([samples, AUX_OUTPUTS], opts) * 0.05,
+                z.matmul(&teacher.v.transpose(0, 1))
+                    + Tensor::randn([samples, AUX_OUTPUTS], opts) * 0.05,
             ],
             1,
         );
         let harmful = Tensor::randn([samples], opts) * 1.5;
         let to = |t: Tensor| t.to_kind(kind).to_device(device);
-        Split { x: to(x), primary: to(primary), helpful: to(helpful), harmful: to(harmful) }
+        Split {
+            x: to(x),
+            primary: to(primary),
+            helpful: to(helpful),
+            harmful: to(harmful),
+        }
     }
 
     fn rows(&self, index: &Tensor) -> Batch {
@@ -103,12 +110,27 @@ impl Synthetic {
         let mut vs = nn::VarStore::new(device);
         let root = vs.root();
         let trunk = nn::seq()
-            .add(nn::linear(&root / "trunk1", INPUTS, HIDDEN, Default::default()))
+            .add(nn::linear(
+                &root / "trunk1",
+                INPUTS,
+                HIDDEN,
+                Default::default(),
+            ))
             .add_fn(|t| t.tanh())
-            .add(nn::linear(&root / "trunk2", HIDDEN, HIDDEN, Default::default()))
+            .add(nn::linear(
+                &root / "trunk2",
+                HIDDEN,
+                HIDDEN,
+                Default::default(),
+            ))
             .add_fn(|t| t.tanh());
         let primary_head = nn::linear(&root / "primary_head", HIDDEN, 1, Default::default());
-        let helpful_head = nn::linear(&root / "helpful_head", HIDDEN, AUX_OUTPUTS, Default::default());
+        let helpful_head = nn::linear(
+            &root / "helpful_head",
+            HIDDEN,
+            AUX_OUTPUTS,
+            Default::default(),
+        );
         vs.set_kind(kind);
         Synthetic {
             vs,
@@ -133,11 +155,26 @@ impl Synthetic {
         let prediction = self.primary_head.forward(&features).squeeze_dim(1);
         let kind = prediction.kind();
         let mut out = BTreeMap::new();
-        out.insert("primary".into(), (&prediction - get("primary")?).square().mean(kind));
+        out.insert(
+            "primary".into(),
+            (&prediction - get("primary")?).square().mean(kind),
+        );
         let helpful = get("helpful")?;
-        let aux_prediction = Tensor::cat(&[prediction.unsqueeze(1), self.helpful_head.forward(&features)], 1);
-        out.insert("helpful".into(), (aux_prediction - helpful).square().mean(kind));
-        out.insert("harmful".into(), (&prediction - get("harmful")?).square().mean(kind));
+        let aux_prediction = Tensor::cat(
+            &[
+                prediction.unsqueeze(1),
+                self.helpful_head.forward(&features),
+            ],
+            1,
+        );
+        out.insert(
+            "helpful".into(),
+            (aux_prediction - helpful).square().mean(kind),
+        );
+        out.insert(
+            "harmful".into(),
+            (&prediction - get("harmful")?).square().mean(kind),
+        );
         Ok(out)
     }
 
@@ -180,7 +217,10 @@ impl Workload for Synthetic {
 
     fn evaluate(&self) -> Result<Evaluation> {
         let losses = tch::no_grad(|| self.forward(&self.val.all()))?;
-        let losses: BTreeMap<String, f64> = losses.into_iter().map(|(n, t)| (n, t.double_value(&[]))).collect();
+        let losses: BTreeMap<String, f64> = losses
+            .into_iter()
+            .map(|(n, t)| (n, t.double_value(&[])))
+            .collect();
         let metrics = [("primary_mse".to_string(), losses["primary"])].into();
         Ok(Evaluation { losses, metrics })
     }

@@ -3,7 +3,10 @@
 
 use meltr_tui::config::Config;
 use meltr_tui::engine::{self, control::Status};
-use meltr_tui::session::{self, metrics::{MetricLine, Record}};
+use meltr_tui::session::{
+    self,
+    metrics::{MetricLine, Record},
+};
 use std::path::{Path, PathBuf};
 
 /// A small, fast version of the default config for tests.
@@ -31,24 +34,35 @@ pub fn run_session(root: &Path, name: &str, config: Config) -> (PathBuf, Vec<Met
     let handle = engine::spawn(&dir, config, false).unwrap();
     let status = handle.thread.join().unwrap().unwrap();
     assert_eq!(status, Status::Finished);
-    let lines = session::log::read_metrics(&dir.join("metrics.jsonl")).unwrap().lines;
+    let lines = session::log::read_metrics(&dir.join("metrics.jsonl"))
+        .unwrap()
+        .lines;
     (dir, lines)
 }
 
 /// The value of `metric` at the last eval line.
 pub fn last_eval(lines: &[MetricLine], metric: &str) -> f64 {
-    lines.iter().rev().find_map(|l| match &l.record {
-        Record::Eval { metrics, .. } => metrics.get(metric).copied(),
-        _ => None,
-    }).expect("an eval line")
+    lines
+        .iter()
+        .rev()
+        .find_map(|l| match &l.record {
+            Record::Eval { metrics, .. } => metrics.get(metric).copied(),
+            _ => None,
+        })
+        .expect("an eval line")
 }
 
 /// Mean effective weight of `loss` over the last `n` train lines.
 pub fn late_weight(lines: &[MetricLine], loss: &str, n: usize) -> f64 {
-    let ws: Vec<f64> = lines.iter().rev().filter_map(|l| match &l.record {
-        Record::Train { weights, .. } => weights.get(loss).copied(),
-        _ => None,
-    }).take(n).collect();
+    let ws: Vec<f64> = lines
+        .iter()
+        .rev()
+        .filter_map(|l| match &l.record {
+            Record::Train { weights, .. } => weights.get(loss).copied(),
+            _ => None,
+        })
+        .take(n)
+        .collect();
     assert!(!ws.is_empty());
     ws.iter().sum::<f64>() / ws.len() as f64
 }

@@ -1,0 +1,160 @@
+//! Line charts shared by the curves and contributions panes: decimated
+//! points from a [`Track`], an optional log10 transform (ratatui has no log
+//! axis, so values are transformed here and the labels say the real
+//! values), bounds and labels.
+
+use super::decimate::Track;
+use super::fmt;
+use super::theme::{SeriesStyle, Theme};
+use ratatui::layout::Rect;
+use ratatui::symbols::Marker;
+use ratatui::text::{Line, Span};
+use ratatui::widgets::{Axis, Chart, Dataset, GraphType, Paragraph};
+use ratatui::Frame;
+
+/// One line on a chart.
+pub struct PlotSeries {
+    pub points: Vec<(f64, f64)>,
+    pub style: SeriesStyle,
+}
+
+/// Charts narrower or shorter than this show a note instead.
+const MIN_WIDTH: u16 = 16;
+const MIN_HEIGHT: u16 = 4;
+
+/// Points of channel `c` of `track` over steps `[x0, x1]`, decimated to
+/// min/max columns for a chart `width` cells wide drawn with `marker` and,
+/// with `log`, as log10 (values <= 0 dropped).
+pub fn track_points(
+    track: &Track,
+    c: usize,
+    x: (f64, f64),
+    width: u16,
+    marker: Marker,
+    log: bool,
+) -> Vec<(f64, f64)> {
+    transform(
+        track
+            .decimate(c, x.0, x.1, columns_for(width, marker))
+            .into_iter(),
+        log,
+    )
+}
+
+/// Applies the log10 transform when asked.
+pub fn transform(points: impl Iterator<Item = (f64, f64)>, log: bool) -> Vec<(f64, f64)> {
+    if log {
+        points
+            .filter(|(_, y)| *y > 0.0)
+            .map(|(x, y)| (x, y.log10()))
+            .collect()
+    } else {
+        points.filter(|(_, y)| y.is_finite()).collect()
+    }
+}
+
+/// Decimation columns for a chart `width` cells wide drawn with `marker`:
+/// braille has two dots a cell, the other markers one.
+pub fn columns_for(width: u16, marker: Marker) -> usize {
+    let per_cell = if marker == Marker::Braille { 2 } else { 1 };
+    usize::from(width.max(1)) * per_cell
+}
+
+/// Y bounds of all points, padded 5% (a flat line gets a visible band).
+fn y_bounds(series: &[PlotSeries]) -> Option<(f64, f64)> {
+    let ys = series.iter().flat_map(|s| s.points.iter().map(|p| p.1));
+    let (lo, hi) = ys.fold((f64::INFINITY, f64::NEG_INFINITY), |(lo, hi), y| {
+        (lo.min(y), hi.max(y))
+    });
+    if lo > hi {
+        return None;
+    }
+    let pad = if hi > lo {
+        (hi - lo) * 0.05
+    } else {
+        lo.abs().max(1.0) * 0.05
+    };
+    Some((lo - pad, hi + pad))
+}
+
+/// Draws `series` over steps `x`; `log` means the y values are log10 and
+/// the labels show 10^y. `empty` is said when there is nothing to draw.
+pub fn render(
+    frame: &mut Frame,
+    area: Rect,
+    series: &[PlotSeries],
+    x: (f64, f64),
+    log: bool,
+    empty: &str,
+    theme: Theme,
+) {
+    if area.width < MIN_WIDTH || area.height < MIN_HEIGHT {
+        frame.render_widget(
+            Paragraph::new(Span::styled("(too small)", theme.dim())),
+            area,
+        );
+        return;
+    }
+    let Some((y0, y1)) = y_bounds(series) else {
+        frame.render_widget(
+            Paragraph::new(Span::styled(empty.to_string(), theme.dim())),
+            area,
+        );
+        return;
+    };
+    let (x0, x1) = if x.1 > x.0 { x } else { (x.0 - 0.5, x.0 + 0.5) };
+    let ylabel = |v: f64| fmt::axis(if log { 10f64.powf(v) } else { v });
+    let datasets = series
+        .iter()
+        .map(|s| {
+            Dataset::default()
+                .marker(s.style.marker)
+                .style(s.style.style)
+                .graph_type(if s.points.len() > 1 {
+                    GraphType::Line
+                } else {
+                    GraphType::Scatter
+                })
+                .data(&s.points)
+        })
+        .collect();
+    let mut y_labels: Vec<Line> = [y0, (y0 + y1) / 2.0, y1]
+        .iter()
+        .map(|v| Line::from(ylabel(*v)))
+        .collect();
+    if area.height < 7 {
+        y_labels.remove(1);
+    }
+    let chart = Chart::new(datasets)
+        .legend_position(None)
+        .x_axis(
+            Axis::default()
+                .bounds([x0, x1])
+                .style(theme.dim())
+                .labels([x0, (x0 + x1) / 2.0, x1].map(|v| Line::from(fmt::axis(v)))),
+        )
+        .y_axis(
+            Axis::default()
+                .bounds([y0, y1])
+                .style(theme.dim())
+                .labels(y_labels),
+        );
+    frame.render_widget(chart, area);
+}
+
+/// A legend entry: the series' glyph in its style, then its name.
+pub fn legend_entry(
+    name: &str,
+    style: SeriesStyle,
+    shown: bool,
+    theme: Theme,
+) -> Vec<Span<'static>> {
+    if shown {
+        vec![
+            Span::styled(style.glyph, style.style),
+            Span::raw(format!(" {name}")),
+        ]
+    } else {
+        vec![Span::styled(format!("· {name}"), theme.dim())]
+    }
+}

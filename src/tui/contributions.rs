@@ -1,0 +1,277 @@
+//! The contributions pane: what the combiner learned (or, for baselines,
+//! the weights it uses). Effective weights `w_k = ∂M/∂l_k` over time, bars
+//! of the newest weights and of each loss's share of the combined gradient,
+//! and MELTR's transform of one loss.
+
+use super::chart::{self, PlotSeries};
+use super::curves;
+use super::fmt;
+use super::state::{App, CurveId, Pane};
+use super::view::pane_block;
+use crate::session::metrics::Named;
+use ratatui::layout::{Constraint, Layout, Rect};
+use ratatui::text::{Line, Span};
+use ratatui::widgets::Paragraph;
+use ratatui::Frame;
+
+/// Narrower than this, bars and transform stack instead of sitting side by side.
+const SIDE_BY_SIDE_MIN: u16 = 60;
+const EIGHTHS: [&str; 8] = ["", "▏", "▎", "▍", "▌", "▋", "▊", "▉"];
+
+/// Whether the combiner's weights are learned (MELTR, MLP, uncertainty) or fixed.
+fn combiner_note(app: &App) -> Line<'static> {
+    let kind = app.in_force.combiner.kind.as_str();
+    let how = match kind {
+        "meltr" | "mlp" | "uncertainty" => "learned",
+        _ => "fixed",
+    };
+    Line::from(Span::styled(
+        format!(" {kind}: {how} weights "),
+        app.theme.dim(),
+    ))
+}
+
+/// A bar of `|v| / max` of `width` cells in eighths. With `signed`, the
+/// left half holds negative values, the right half positive ones.
+pub fn bar(v: f64, max: f64, width: usize, signed: bool) -> String {
+    if !v.is_finite() || max <= 0.0 || width == 0 {
+        return " ".repeat(width);
+    }
+    let fill = |cells: usize, frac: f64| -> String {
+        let eighths = ((frac.clamp(0.0, 1.0) * cells as f64) * 8.0).round() as usize;
+        let mut s = "█".repeat(eighths / 8) + EIGHTHS[eighths % 8];
+        let used = eighths / 8 + usize::from(!eighths.is_multiple_of(8));
+        s.push_str(&" ".repeat(cells.saturating_sub(used)));
+        s
+    };
+    if !signed {
+        return fill(width, v / max);
+    }
+    let half = (width.saturating_sub(1)) / 2;
+    let right = width.saturating_sub(1) - half;
+    if v >= 0.0 {
+        format!("{}│{}", " ".repeat(half), fill(right, v / max))
+    } else {
+        // Negative bars grow leftwards from the axis, in whole cells.
+        let cells = ((-v / max).clamp(0.0, 1.0) * half as f64).round() as usize;
+        format!(
+            "{}{}│{}",
+            " ".repeat(half - cells),
+            "█".repeat(cells),
+            " ".repeat(right)
+        )
+    }
+}
+
+/// One section of bars: a heading, then `name value bar` per loss.
+fn bar_lines(
+    app: &App,
+    heading: String,
+    values: &Named,
+    percent: bool,
+    width: usize,
+) -> Vec<Line<'static>> {
+    let mut lines = vec![Line::from(Span::styled(heading, app.theme.accent()))];
+    let names = &app.store.losses;
+    let name_w = names
+        .iter()
+        .map(|n| n.chars().count())
+        .max()
+        .unwrap_or(4)
+        .min(12);
+    let max = values
+        .values()
+        .filter(|v| v.is_finite())
+        .fold(0.0f64, |m, v| m.max(v.abs()));
+    let signed = values.values().any(|v| *v < 0.0);
+    for (i, name) in names.iter().enumerate() {
+        let Some(&v) = values.get(name) else { continue };
+        let value = if percent {
+            format!("{:>6.1}%", v * 100.0)
+        } else {
+            format!("{:>7}", fmt::signed(v))
+        };
+        let bar_w = width.saturating_sub(name_w + value.chars().count() + 2);
+        let style = app
+            .theme
+            .series(curves::style_index(app, CurveId::Loss(i)))
+            .style;
+        lines.push(Line::from(vec![
+            Span::raw(format!("{:<name_w$} ", fmt::clip(name, name_w))),
+            Span::raw(value),
+            Span::raw(" "),
+            Span::styled(bar(v, max, bar_w, signed), style),
+        ]));
+    }
+    lines
+}
+
+fn render_bars(frame: &mut Frame, area: Rect, app: &App) {
+    let width = usize::from(area.width);
+    let Some(train) = &app.store.train else {
+        frame.render_widget(
+            Paragraph::new(Span::styled("no training step yet", app.theme.dim())),
+            area,
+        );
+        return;
+    };
+    let heading = format!("weight ∂M/∂l @{}", fmt::steps(train.step));
+    let mut lines = bar_lines(app, heading, &train.weights, false, width);
+    if !train.shares.is_empty() {
+        lines.extend(bar_lines(
+            app,
+            "share of the gradient".into(),
+            &train.shares,
+            true,
+            width,
+        ));
+    }
+    frame.render_widget(Paragraph::new(lines), area);
+}
+
+fn render_transform(frame: &mut Frame, area: Rect, app: &App) {
+    let store = &app.store;
+    let name = store
+        .losses
+        .get(app.transform_loss)
+        .cloned()
+        .unwrap_or_default();
+    let [title, plot] = Layout::vertical([Constraint::Length(1), Constraint::Min(0)]).areas(area);
+    let Some((step, curve)) = store
+        .transform
+        .as_ref()
+        .and_then(|(s, c)| Some((s, c.get(&name)?)))
+    else {
+        let text = format!("transform of {name}: none logged yet (t: next loss)");
+        frame.render_widget(Paragraph::new(Span::styled(text, app.theme.dim())), area);
+        return;
+    };
+    let text = format!("M as {name} sweeps @{} (t: next)", fmt::steps(*step));
+    frame.render_widget(
+        Paragraph::new(Span::styled(
+            fmt::clip(&text, title.width.into()),
+            app.theme.accent(),
+        )),
+        title,
+    );
+    let style = app
+        .theme
+        .series(curves::style_index(app, CurveId::Loss(app.transform_loss)));
+    let points: Vec<(f64, f64)> =
+        chart::transform(curve.x.iter().copied().zip(curve.y.iter().copied()), false);
+    let xs = points.iter().map(|p| p.0);
+    let x = xs
+        .clone()
+        .fold((f64::INFINITY, f64::NEG_INFINITY), |(lo, hi), v| {
+            (lo.min(v), hi.max(v))
+        });
+    let mut series = vec![PlotSeries { points, style }];
+    // Where the loss is now: a vertical marker across the curve's range.
+    if let Some(&now) = store.train.as_ref().and_then(|t| t.losses.get(&name)) {
+        if now >= x.0 && now <= x.1 {
+            let ys = series[0].points.iter().map(|p| p.1);
+            let (lo, hi) = ys.fold((f64::INFINITY, f64::NEG_INFINITY), |(lo, hi), v| {
+                (lo.min(v), hi.max(v))
+            });
+            let mut marker = app.theme.series(store.losses.len() + 1);
+            marker.style = app.theme.dim();
+            series.push(PlotSeries {
+                points: vec![(now, lo), (now, hi)],
+                style: marker,
+            });
+        }
+    }
+    chart::render(
+        frame,
+        plot,
+        &series,
+        x,
+        false,
+        "empty transform curve",
+        app.theme,
+    );
+}
+
+pub fn render(frame: &mut Frame, area: Rect, app: &App, focused: bool) {
+    let block = pane_block(
+        app.theme,
+        Pane::Contributions,
+        focused,
+        Some(combiner_note(app)),
+    );
+    let inner = block.inner(area);
+    frame.render_widget(block, area);
+    let store = &app.store;
+    let bars_height = (store.losses.len() as u16 + 1)
+        * if store.train.as_ref().is_some_and(|t| !t.shares.is_empty()) {
+            2
+        } else {
+            1
+        };
+    let side = inner.width >= SIDE_BY_SIDE_MIN;
+    let bottom_height = if side {
+        bars_height.max(inner.height / 2)
+    } else {
+        inner.height * 2 / 3
+    };
+    let [top, bottom] =
+        Layout::vertical([Constraint::Min(0), Constraint::Length(bottom_height)]).areas(inner);
+
+    // Effective weights over time, in the curves pane's window.
+    let [legend_area, plot] =
+        Layout::vertical([Constraint::Length(1), Constraint::Min(0)]).areas(top);
+    let mut spans = vec![Span::styled("w = ∂M/∂l  ", app.theme.dim())];
+    let mut series = Vec::new();
+    let x = curves::x_range(app, &[&store.weight_track]);
+    for (i, name) in store.losses.iter().enumerate() {
+        let style = app.theme.series(curves::style_index(app, CurveId::Loss(i)));
+        spans.extend(chart::legend_entry(name, style, true, app.theme));
+        spans.push(Span::raw("  "));
+        if let Some(x) = x {
+            let points =
+                chart::track_points(&store.weight_track, i, x, plot.width, style.marker, false);
+            series.push(PlotSeries { points, style });
+        }
+    }
+    frame.render_widget(Paragraph::new(Line::from(spans)), legend_area);
+    chart::render(
+        frame,
+        plot,
+        &series,
+        x.unwrap_or((0.0, 1.0)),
+        false,
+        "no weights logged yet",
+        app.theme,
+    );
+
+    let (bars, transform) = if side {
+        let [a, b] = Layout::horizontal([Constraint::Percentage(50), Constraint::Percentage(50)])
+            .spacing(2)
+            .areas(bottom);
+        (a, b)
+    } else {
+        let [a, b] = Layout::vertical([
+            Constraint::Length(bars_height.min(bottom.height / 2)),
+            Constraint::Min(0),
+        ])
+        .areas(bottom);
+        (a, b)
+    };
+    render_bars(frame, bars, app);
+    render_transform(frame, transform, app);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::bar;
+
+    #[test]
+    fn bars_scale_and_sign() {
+        assert_eq!(bar(1.0, 1.0, 4, false), "████");
+        assert_eq!(bar(0.5, 1.0, 4, false), "██  ");
+        assert_eq!(bar(0.0625, 1.0, 2, false), "▏ ");
+        assert_eq!(bar(1.0, 1.0, 5, true), "  │██");
+        assert_eq!(bar(-1.0, 1.0, 5, true), "██│  ");
+        assert_eq!(bar(f64::NAN, 1.0, 3, false), "   ");
+    }
+}

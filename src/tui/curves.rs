@@ -1,0 +1,167 @@
+//! The loss curves pane: every training loss (and, on request, the combined
+//! loss) above, the primary validation metric below; log scale, EMA
+//! smoothing, full or recent window, series chosen from the legend.
+
+use super::chart::{self, PlotSeries};
+use super::decimate::Track;
+use super::fmt;
+use super::state::{App, CurveId, Pane, Window};
+use super::view::pane_block;
+use ratatui::layout::{Constraint, Layout, Rect};
+use ratatui::text::{Line, Span};
+use ratatui::widgets::Paragraph;
+use ratatui::Frame;
+
+/// Below this inner height the metric chart is left out (the header shows it).
+const METRIC_MIN_HEIGHT: u16 = 14;
+
+/// Steps shown under the app's window setting, over the given tracks.
+pub fn x_range(app: &App, tracks: &[&Track]) -> Option<(f64, f64)> {
+    let ranges = tracks.iter().filter_map(|t| t.x_range());
+    let (lo, hi) = ranges.fold((f64::INFINITY, f64::NEG_INFINITY), |(lo, hi), (a, b)| {
+        (lo.min(a), hi.max(b))
+    });
+    if lo > hi {
+        return None;
+    }
+    Some(match app.curves.window {
+        Window::Full => (lo, hi),
+        Window::Last(n) => ((hi - n as f64).max(lo), hi),
+    })
+}
+
+/// The style index of a series: losses first, then combined, then metric,
+/// so a loss has the same colour or marker in every pane.
+pub fn style_index(app: &App, id: CurveId) -> usize {
+    match id {
+        CurveId::Loss(i) => i,
+        CurveId::Total => app.store.losses.len(),
+        CurveId::Metric => app.store.losses.len() + 1,
+    }
+}
+
+fn settings_note(app: &App) -> Line<'static> {
+    let scale = if app.curves.log { "log" } else { "lin" };
+    let smooth = app
+        .smoothing()
+        .map_or("raw".to_string(), |w| format!("EMA {w}"));
+    let window = match app.curves.window {
+        Window::Full => "full".to_string(),
+        Window::Last(n) => format!("last {}", fmt::steps(n)),
+    };
+    Line::from(Span::styled(
+        format!(" {scale} · {smooth} · {window} "),
+        app.theme.dim(),
+    ))
+}
+
+fn legend(app: &App, focused: bool) -> Line<'static> {
+    let mut spans = Vec::new();
+    for (i, id) in app.curve_ids().into_iter().enumerate() {
+        if i > 0 {
+            spans.push(Span::raw("  "));
+        }
+        let shown = !app.curves.hidden.contains(&id);
+        let mut entry = chart::legend_entry(
+            &app.curve_name(id),
+            app.theme.series(style_index(app, id)),
+            shown,
+            app.theme,
+        );
+        if focused && i == app.curves.cursor {
+            entry = entry
+                .into_iter()
+                .map(|s| s.patch_style(app.theme.selected()))
+                .collect();
+        }
+        spans.extend(entry);
+    }
+    Line::from(spans)
+}
+
+pub fn render(frame: &mut Frame, area: Rect, app: &App, focused: bool) {
+    let block = pane_block(app.theme, Pane::Curves, focused, Some(settings_note(app)));
+    let inner = block.inner(area);
+    frame.render_widget(block, area);
+    let store = &app.store;
+    let metric_shown =
+        !app.curves.hidden.contains(&CurveId::Metric) && !store.metric_track.is_empty();
+    let metric_height = if metric_shown && inner.height >= METRIC_MIN_HEIGHT {
+        inner.height / 3
+    } else {
+        0
+    };
+    let [legend_area, losses_area, metric_area] = Layout::vertical([
+        Constraint::Length(1),
+        Constraint::Min(0),
+        Constraint::Length(metric_height),
+    ])
+    .areas(inner);
+    frame.render_widget(Paragraph::new(legend(app, focused)), legend_area);
+
+    let Some(x) = x_range(app, &[&store.loss_track, &store.metric_track]) else {
+        chart::render(
+            frame,
+            losses_area,
+            &[],
+            (0.0, 1.0),
+            false,
+            "waiting for the first logged step…",
+            app.theme,
+        );
+        return;
+    };
+    let log = app.curves.log;
+    let plot = |track: &Track, channel: usize, id: CurveId, width: u16| {
+        let style = app.theme.series(style_index(app, id));
+        PlotSeries {
+            points: chart::track_points(track, channel, x, width, style.marker, log),
+            style,
+        }
+    };
+    let width = losses_area.width;
+    let series: Vec<PlotSeries> = app
+        .curve_ids()
+        .into_iter()
+        .filter(|id| !app.curves.hidden.contains(id))
+        .filter_map(|id| match id {
+            CurveId::Loss(c) => Some(plot(&store.loss_track, c, id, width)),
+            CurveId::Total => Some(plot(&store.total_track, 0, id, width)),
+            CurveId::Metric => None,
+        })
+        .collect();
+    chart::render(
+        frame,
+        losses_area,
+        &series,
+        x,
+        log,
+        "no series selected (Space toggles)",
+        app.theme,
+    );
+
+    if metric_height > 0 {
+        let [title, plot_area] =
+            Layout::vertical([Constraint::Length(1), Constraint::Min(0)]).areas(metric_area);
+        let metric = plot(&store.metric_track, 0, CurveId::Metric, plot_area.width);
+        let mut spans = chart::legend_entry(
+            &app.curve_name(CurveId::Metric),
+            metric.style,
+            true,
+            app.theme,
+        );
+        if let Some((_, v)) = store.metric() {
+            spans.push(Span::raw(format!(" {}", fmt::num(v))));
+        }
+        frame.render_widget(Paragraph::new(Line::from(spans)), title);
+        chart::render(
+            frame,
+            plot_area,
+            &[metric],
+            x,
+            log,
+            "no eval yet",
+            app.theme,
+        );
+    }
+}

@@ -1,0 +1,84 @@
+//! The events pane: config changes and refusals, errors, skipped
+//! non-finite steps, checkpoints, evals, status changes and what this TUI
+//! did, newest at the bottom. Drawing reads only the entries that fit.
+
+use super::fmt;
+use super::state::{App, Pane};
+use super::view::pane_block;
+use crate::session::metrics::Level;
+use ratatui::layout::Rect;
+use ratatui::text::{Line, Span};
+use ratatui::widgets::Paragraph;
+use ratatui::Frame;
+
+/// Width of the `step kind ` prefix.
+const PREFIX: usize = 17;
+
+pub fn render(frame: &mut Frame, area: Rect, app: &App, focused: bool) {
+    let log = &app.store.log;
+    let scroll = app.events_scroll.min(log.len().saturating_sub(1));
+    let note = if scroll > 0 {
+        format!(" {} newer below · End follows ", scroll)
+    } else {
+        format!(" {} entries ", log.len())
+    };
+    let block = pane_block(
+        app.theme,
+        Pane::Events,
+        focused,
+        Some(Line::styled(note, app.theme.dim())),
+    );
+    let inner = block.inner(area);
+    frame.render_widget(block, area);
+    let height = usize::from(inner.height);
+    let width = usize::from(inner.width);
+    if height == 0 || width == 0 {
+        return;
+    }
+    if log.is_empty() {
+        frame.render_widget(
+            Paragraph::new(Span::styled("no events yet", app.theme.dim())),
+            inner,
+        );
+        return;
+    }
+    let text_w = width.saturating_sub(PREFIX).max(8);
+    // Walk back from the newest shown entry until the pane is full.
+    let mut lines: Vec<Line> = Vec::with_capacity(height);
+    for entry in log[..log.len() - scroll].iter().rev() {
+        if lines.len() >= height {
+            break;
+        }
+        let style = app.theme.level(entry.level);
+        let mut wrapped = fmt::wrap(&entry.text, text_w);
+        let room = height - lines.len();
+        if wrapped.len() > room {
+            // Keep the start of a long entry that only partly fits.
+            wrapped.truncate(room);
+        }
+        let mut block: Vec<Line> = wrapped
+            .into_iter()
+            .enumerate()
+            .map(|(i, text)| {
+                let prefix = if i == 0 {
+                    let mark = if entry.level == Level::Info { ' ' } else { '!' };
+                    format!(
+                        "{:>8} {mark}{:<6} ",
+                        fmt::steps(entry.step),
+                        entry.kind.label()
+                    )
+                } else {
+                    " ".repeat(PREFIX)
+                };
+                Line::from(vec![
+                    Span::styled(prefix, app.theme.dim()),
+                    Span::styled(text, style),
+                ])
+            })
+            .collect();
+        block.reverse();
+        lines.extend(block);
+    }
+    lines.reverse();
+    frame.render_widget(Paragraph::new(lines), inner);
+}

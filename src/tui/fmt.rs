@@ -1,0 +1,171 @@
+//! Number, step and duration formatting shared by every pane, so the same
+//! value always reads the same way.
+
+/// A value in at most ~8 characters: `0.4123`, `2.318`, `152.3`, `1.20e-4`.
+pub fn num(v: f64) -> String {
+    if v.is_nan() {
+        return "nan".into();
+    }
+    if v.is_infinite() {
+        return if v > 0.0 { "inf".into() } else { "-inf".into() };
+    }
+    let a = v.abs();
+    if a == 0.0 {
+        "0".into()
+    } else if !(1e-3..1e5).contains(&a) {
+        format!("{v:.2e}")
+    } else if a >= 100.0 {
+        format!("{v:.1}")
+    } else if a >= 1.0 {
+        format!("{v:.3}")
+    } else {
+        format!("{v:.4}")
+    }
+}
+
+/// A rate such as steps per second: `0.84`, `12.5`, `310`.
+pub fn rate(v: f64) -> String {
+    if !v.is_finite() {
+        num(v)
+    } else if v.abs() >= 100.0 {
+        format!("{v:.0}")
+    } else if v.abs() >= 10.0 {
+        format!("{v:.1}")
+    } else {
+        format!("{v:.2}")
+    }
+}
+
+/// A signed value with its sign always shown: `+0.612`, `-0.031`.
+pub fn signed(v: f64) -> String {
+    let s = num(v);
+    if v >= 0.0 && !s.starts_with('+') && v.is_finite() {
+        format!("+{s}")
+    } else {
+        s
+    }
+}
+
+/// A short axis label: `0.52`, `12.3k`, `1e-3`.
+pub fn axis(v: f64) -> String {
+    if !v.is_finite() {
+        return num(v);
+    }
+    let a = v.abs();
+    if a == 0.0 {
+        "0".into()
+    } else if a >= 1e6 {
+        trim(format!("{:.2}", v / 1e6)) + "M"
+    } else if a >= 1e4 {
+        trim(format!("{:.1}", v / 1e3)) + "k"
+    } else if a >= 100.0 {
+        format!("{v:.0}")
+    } else if a >= 0.01 {
+        trim(format!("{v:.3}"))
+    } else {
+        format!("{v:.0e}")
+    }
+}
+
+fn trim(s: String) -> String {
+    if s.contains('.') {
+        s.trim_end_matches('0').trim_end_matches('.').to_string()
+    } else {
+        s
+    }
+}
+
+/// A step count with thousands separators: `12,340`.
+pub fn steps(n: u64) -> String {
+    let digits = n.to_string();
+    let mut out = String::with_capacity(digits.len() + digits.len() / 3);
+    for (i, c) in digits.chars().enumerate() {
+        if i > 0 && (digits.len() - i).is_multiple_of(3) {
+            out.push(',');
+        }
+        out.push(c);
+    }
+    out
+}
+
+/// A duration: `45s`, `5m06s`, `1h02m`, `2d03h`.
+pub fn duration(secs: f64) -> String {
+    if !secs.is_finite() || secs < 0.0 {
+        return "?".into();
+    }
+    let s = secs.round() as u64;
+    match s {
+        0..=59 => format!("{s}s"),
+        60..=3599 => format!("{}m{:02}s", s / 60, s % 60),
+        3600..=86_399 => format!("{}h{:02}m", s / 3600, (s % 3600) / 60),
+        _ => format!("{}d{:02}h", s / 86_400, (s % 86_400) / 3600),
+    }
+}
+
+/// Cuts `text` to at most `width` characters, marking the cut with `…`.
+pub fn clip(text: &str, width: usize) -> String {
+    if text.chars().count() <= width {
+        return text.to_string();
+    }
+    if width == 0 {
+        return String::new();
+    }
+    let mut out: String = text.chars().take(width - 1).collect();
+    out.push('…');
+    out
+}
+
+/// Splits `text` into lines of at most `width` characters, at a space
+/// where there is one in the line, else mid-word.
+pub fn wrap(text: &str, width: usize) -> Vec<String> {
+    let width = width.max(1);
+    let mut rest: Vec<char> = text.chars().collect();
+    let mut lines = Vec::new();
+    while rest.len() > width {
+        let cut = match rest[..=width].iter().rposition(|c| *c == ' ') {
+            Some(space) if space > 0 => space,
+            _ => width,
+        };
+        lines.push(
+            rest[..cut]
+                .iter()
+                .collect::<String>()
+                .trim_end()
+                .to_string(),
+        );
+        let skip = if rest.get(cut) == Some(&' ') {
+            cut + 1
+        } else {
+            cut
+        };
+        rest.drain(..skip);
+    }
+    lines.push(rest.into_iter().collect());
+    lines
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn formats() {
+        assert_eq!(num(0.41234), "0.4123");
+        assert_eq!(num(2.3181), "2.318");
+        assert_eq!(num(0.00012), "1.20e-4");
+        assert_eq!(signed(0.5), "+0.5000");
+        assert_eq!(signed(-0.5), "-0.5000");
+        assert_eq!(axis(12_345.0), "12.3k");
+        assert_eq!(axis(0.5), "0.5");
+        assert_eq!(axis(1_000_000.0), "1M");
+        assert_eq!(steps(1_234_567), "1,234,567");
+        assert_eq!(steps(999), "999");
+        assert_eq!(duration(366.0), "6m06s");
+        assert_eq!(duration(3720.0), "1h02m");
+        assert_eq!(clip("abcdef", 4), "abc…");
+        assert_eq!(wrap("abcdef", 4), vec!["abcd", "ef"]);
+        assert_eq!(wrap("ab cd ef", 5), vec!["ab cd", "ef"]);
+        assert_eq!(wrap("abc defgh", 4), vec!["abc", "defg", "h"]);
+        assert_eq!(wrap("", 4), vec![""]);
+    }
+}

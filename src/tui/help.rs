@@ -1,0 +1,122 @@
+//! The help overlay (every key binding, from the one table [`KEYS`]) and
+//! the quit confirmation.
+
+use super::state::App;
+use super::theme::Theme;
+use ratatui::layout::{Constraint, Flex, Layout, Rect};
+use ratatui::text::{Line, Span};
+use ratatui::widgets::{Block, Clear, Paragraph};
+use ratatui::Frame;
+
+/// (where, keys, what) for every binding.
+pub const KEYS: &[(&str, &str, &str)] = &[
+    ("global", "Tab / S-Tab", "focus next / previous pane"),
+    (
+        "global",
+        "1 2 3 4",
+        "curves, contributions, hyperparameters, events",
+    ),
+    ("global", "p", "pause / resume the run"),
+    ("global", "c", "write a checkpoint now"),
+    ("global", "e", "export figures"),
+    ("global", "] [", "AID iterations J +1 / -1"),
+    ("global", "} {", "AID step alpha x2 / /2"),
+    (
+        "global",
+        "?",
+        "this help (Up/Down scroll, any other key closes)",
+    ),
+    ("global", "q", "quit (asks first; s there stops the run)"),
+    (
+        "global",
+        "Ctrl-C",
+        "quit at once, leaving the run to the caller",
+    ),
+    ("curves", "l", "log scale on / off"),
+    ("curves", "s / S", "more / less EMA smoothing"),
+    ("curves", "w", "full history / recent windows"),
+    ("curves", "Up Down", "select a series"),
+    ("curves", "Space", "show / hide the selected series"),
+    ("contrib", "t / T", "transform of the next / previous loss"),
+    ("hyper", "Up Down PgUp PgDn", "select a key"),
+    (
+        "hyper",
+        "Enter",
+        "edit the selected value (checked before writing)",
+    ),
+    ("editor", "Enter / Esc", "write the value / cancel"),
+    (
+        "editor",
+        "Left Right Home End",
+        "move; Backspace Del Ctrl-U delete",
+    ),
+    ("events", "Up Down PgUp PgDn", "scroll"),
+    ("events", "Home / End", "oldest / follow newest"),
+];
+
+const KEYS_WIDTH: usize = 20;
+
+/// The centred help box.
+pub fn render(frame: &mut Frame, area: Rect, scroll: usize, theme: Theme) {
+    let width = area.width.min(80);
+    let height = area.height.min(KEYS.len() as u16 + 2);
+    let [row] = Layout::vertical([Constraint::Length(height)])
+        .flex(Flex::Center)
+        .areas(area);
+    let [rect] = Layout::horizontal([Constraint::Length(width)])
+        .flex(Flex::Center)
+        .areas(row);
+    frame.render_widget(Clear, rect);
+    let lines: Vec<Line> = KEYS
+        .iter()
+        .skip(scroll)
+        .map(|(context, keys, what)| {
+            Line::from(vec![
+                Span::styled(format!("{context:<8}"), theme.dim()),
+                Span::styled(format!("{keys:<KEYS_WIDTH$}"), theme.accent()),
+                Span::raw(*what),
+            ])
+        })
+        .collect();
+    let block = Block::bordered()
+        .title(" Keys ")
+        .title_bottom(" ↑↓ scroll · any other key closes ");
+    frame.render_widget(Paragraph::new(lines).block(block), rect);
+}
+
+/// The quit confirmation box.
+pub fn render_confirm_quit(frame: &mut Frame, area: Rect, app: &App) {
+    let running = !app.status.is_terminal();
+    let mut lines = vec![Line::from("Quit the TUI?")];
+    if running {
+        lines.push(Line::from(vec![
+            Span::styled(" y ", app.theme.accent()),
+            Span::raw("quit, the run goes on"),
+        ]));
+        lines.push(Line::from(vec![
+            Span::styled(" s ", app.theme.accent()),
+            Span::raw("stop the run, then quit"),
+        ]));
+    } else {
+        lines.push(Line::from(vec![
+            Span::styled(" y ", app.theme.accent()),
+            Span::raw("quit"),
+        ]));
+    }
+    lines.push(Line::from(vec![
+        Span::styled(" n ", app.theme.accent()),
+        Span::raw("stay"),
+    ]));
+    let height = (lines.len() as u16 + 2).min(area.height);
+    let [row] = Layout::vertical([Constraint::Length(height)])
+        .flex(Flex::Center)
+        .areas(area);
+    let [rect] = Layout::horizontal([Constraint::Length(area.width.min(34))])
+        .flex(Flex::Center)
+        .areas(row);
+    frame.render_widget(Clear, rect);
+    frame.render_widget(
+        Paragraph::new(lines).block(Block::bordered().title(" Quit ")),
+        rect,
+    );
+}

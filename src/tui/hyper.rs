@@ -1,0 +1,156 @@
+//! The hyperparameters pane: the live config as a table (restart-only keys
+//! marked, keys written but not yet in force marked pending), the editor
+//! line with its validation error, and the refused-edit banner.
+
+use super::fmt;
+use super::state::{App, Pane};
+use super::view::pane_block;
+use crate::config::restart_only_reason;
+use ratatui::layout::{Constraint, Layout, Rect};
+use ratatui::style::Style;
+use ratatui::text::{Line, Span};
+use ratatui::widgets::Paragraph;
+use ratatui::Frame;
+
+const BANNER_LINES: usize = 3;
+
+fn banner(app: &App, width: usize) -> Vec<Line<'static>> {
+    let Some(error) = &app.store.config_error else {
+        return Vec::new();
+    };
+    let mut lines = fmt::wrap(&format!("config refused: {error}"), width);
+    lines.truncate(BANNER_LINES);
+    lines
+        .into_iter()
+        .map(|l| {
+            let pad = width.saturating_sub(l.chars().count());
+            Line::from(Span::styled(l + &" ".repeat(pad), app.theme.banner()))
+        })
+        .collect()
+}
+
+/// The editor line: `key = text` with the cursor cell reversed, then the error.
+fn editor_lines(app: &App, width: usize) -> Vec<Line<'static>> {
+    let Some(editor) = &app.editor else {
+        return Vec::new();
+    };
+    let text: Vec<char> = editor.input.text().chars().collect();
+    let at = editor.input.cursor();
+    let before: String = text[..at].iter().collect();
+    let under: String = text.get(at).map_or(" ".to_string(), |c| c.to_string());
+    let after: String = text
+        .get(at + 1..)
+        .map_or(String::new(), |r| r.iter().collect());
+    let mut lines = vec![Line::from(vec![
+        Span::styled(format!("{} = ", editor.key), app.theme.accent()),
+        Span::raw(before),
+        Span::styled(under, app.theme.selected()),
+        Span::raw(after),
+    ])];
+    match &editor.error {
+        Some(e) => lines.extend(
+            fmt::wrap(e, width)
+                .into_iter()
+                .take(2)
+                .map(|l| Line::styled(l, app.theme.banner())),
+        ),
+        None => lines.push(Line::styled(
+            "Enter writes config.toml · Esc cancels",
+            app.theme.dim(),
+        )),
+    }
+    lines
+}
+
+fn status_lines(app: &App) -> Vec<Line<'static>> {
+    let aid = &app.config.aid;
+    let mut first = format!("J {} · α {} · {}", aid.iterations, aid.alpha, aid.mode);
+    if let Some(m) = &app.store.meta {
+        first.push_str(&format!(
+            " · meta @{}: |∇φ| {} J {}",
+            fmt::steps(m.step),
+            fmt::num(m.hypergrad_norm),
+            m.aid_iterations
+        ));
+    }
+    vec![
+        Line::from(first),
+        Line::styled("Enter edit · ] [ J ±1 · } { α ×2 ÷2", app.theme.dim()),
+    ]
+}
+
+pub fn render(frame: &mut Frame, area: Rect, app: &App, focused: bool) {
+    let block = pane_block(app.theme, Pane::Hyper, focused, None);
+    let inner = block.inner(area);
+    frame.render_widget(block, area);
+    let width = usize::from(inner.width);
+    let banner = banner(app, width);
+    let foot = if app.editor.is_some() {
+        editor_lines(app, width)
+    } else {
+        status_lines(app)
+    };
+    let [banner_area, table_area, foot_area] = Layout::vertical([
+        Constraint::Length(banner.len() as u16),
+        Constraint::Min(0),
+        Constraint::Length(foot.len() as u16),
+    ])
+    .areas(inner);
+    frame.render_widget(Paragraph::new(banner), banner_area);
+    frame.render_widget(Paragraph::new(foot), foot_area);
+
+    let rows = app.hyper_rows();
+    let in_force = app.in_force.flatten();
+    let height = usize::from(table_area.height);
+    if height == 0 || rows.is_empty() {
+        return;
+    }
+    let cursor = app.hyper_cursor.min(rows.len() - 1);
+    let offset = (cursor + 1).saturating_sub(height);
+    let key_w = rows
+        .iter()
+        .map(|(k, _)| k.chars().count())
+        .max()
+        .unwrap_or(10)
+        .min(width / 2);
+    let note_w = 8;
+    let value_w = width.saturating_sub(key_w + note_w + 2);
+    let lines: Vec<Line> = rows
+        .iter()
+        .enumerate()
+        .skip(offset)
+        .take(height)
+        .map(|(i, (key, value))| {
+            let (note, note_style) = if in_force.get(key) != Some(value) {
+                (
+                    "pending",
+                    app.theme.level(crate::session::metrics::Level::Warn),
+                )
+            } else if restart_only_reason(key).is_some() {
+                ("restart", app.theme.dim())
+            } else {
+                ("", Style::new())
+            };
+            let row_style = if focused && i == cursor {
+                app.theme.selected()
+            } else {
+                Style::new()
+            };
+            let key_style = if restart_only_reason(key).is_some() {
+                app.theme.dim()
+            } else {
+                Style::new()
+            };
+            Line::from(vec![
+                Span::styled(format!("{:<key_w$} ", fmt::clip(key, key_w)), key_style),
+                Span::raw(format!(
+                    "{:<value_w$} ",
+                    fmt::clip(&value.to_string(), value_w)
+                )),
+                Span::styled(format!("{note:<note_w$}"), note_style),
+            ])
+            .style(row_style)
+        })
+        .collect();
+    frame.render_widget(Paragraph::new(lines), table_area);
+}

@@ -1,0 +1,217 @@
+//! The terminal UI: a ratatui app that watches a run and steers it.
+//!
+//! It never touches tensors: it speaks to the engine only through
+//! [`EngineLink`] (`Command`s out, `Event`s in). Hyperparameter edits are
+//! written to the session's `config.toml`; the config file watcher takes
+//! them from there like any other edit.
+//!
+//! - [`state`]: the pure app state (events in, keys -> [`Action`]s)
+//! - [`store`]: series and logs derived from metric lines
+//! - [`decimate`]: min/max pyramids, so drawing cost is independent of run length
+//! - [`view`] lays out [`header`], [`curves`], [`contributions`], [`hyper`],
+//!   [`events`] and the [`help`] overlay; [`chart`] draws their plots
+//! - [`terminal`]: raw mode, alternate screen, restoring on exit/panic/signal
+//! - [`gpu`]: NVML readings, loaded at run time
+//! - [`fmt`], [`theme`], [`input`]: number formats, colours (16 or none), the
+//!   editor's text field; [`fixtures`]: a synthetic run for tests and benches
+
+pub mod chart;
+pub mod contributions;
+pub mod curves;
+pub mod decimate;
+pub mod events;
+#[doc(hidden)]
+pub mod fixtures;
+pub mod fmt;
+pub mod gpu;
+pub mod header;
+pub mod help;
+pub mod hyper;
+pub mod input;
+pub mod state;
+pub mod store;
+pub mod terminal;
+pub mod theme;
+pub mod view;
+
+#[cfg(test)]
+mod tests;
+
+use crate::config::Config;
+use crate::engine::control::{Command, Event};
+use crate::session::metrics::{Level, MetricLine};
+use crate::session::{atomic_write, SessionMeta};
+use anyhow::Result;
+use ratatui::crossterm::event::{self as term_event, Event as TermEvent};
+use state::{Action, App};
+use std::path::{Path, PathBuf};
+use std::sync::mpsc::{Receiver, Sender};
+use std::time::{Duration, Instant};
+
+/// The engine as the TUI sees it (in-process channel now, a Unix socket later).
+pub trait EngineLink {
+    fn send(&self, command: Command);
+    /// Non-blocking: every event that arrived since the last call.
+    fn poll(&self) -> Vec<Event>;
+}
+
+/// An [`EngineLink`] over std channels (an in-process engine).
+pub struct ChannelLink {
+    pub commands: Sender<Command>,
+    pub events: Receiver<Event>,
+}
+
+impl EngineLink for ChannelLink {
+    fn send(&self, command: Command) {
+        // An engine that has gone away has nothing left to obey.
+        let _ = self.commands.send(command);
+    }
+
+    fn poll(&self) -> Vec<Event> {
+        self.events.try_iter().collect()
+    }
+}
+
+/// How the user left the TUI.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Exit {
+    /// Quit (confirmed); the run was left as it was (going on, or ended).
+    Left,
+    /// Quit after asking the engine to stop (`Command::Stop` was sent).
+    Stopped,
+    /// Ctrl-C, SIGINT, SIGTERM or SIGHUP: no confirmation was asked and
+    /// nothing was sent; the caller decides what happens to the run.
+    Interrupted,
+}
+
+/// Makes the figures; its `Ok` text (e.g. the folder written) is shown.
+pub type ExportFn = Box<dyn Fn() -> Result<String>>;
+
+/// At most this many redraws per second, after input.
+pub const MAX_FPS: u32 = 30;
+/// Redraws for new data alone come at most this often (training data
+/// arrives every step; the eye needs no more, the GPU box keeps its CPU).
+const DATA_FRAME: Duration = Duration::from_millis(100);
+/// Longest wait for input before looking at the engine again.
+const INPUT_POLL: Duration = Duration::from_millis(25);
+/// How often the GPU is read.
+const GPU_EVERY: Duration = Duration::from_secs(1);
+
+/// Runs the TUI until the user quits; returns how.
+///
+/// - `meta`: the session (`session.json`); `config_path`: its `config.toml`,
+///   which edits are written to; `config`: the config in force;
+///   `history`: the lines already in `metrics.jsonl`.
+/// - While the TUI runs, the process's stdout and stderr are appended to
+///   `output.log` beside `config_path`.
+/// - `export`: called on `e`; without it `e` says export is unavailable.
+pub fn run(
+    meta: SessionMeta,
+    config_path: PathBuf,
+    config: Config,
+    history: Vec<MetricLine>,
+    link: &dyn EngineLink,
+    export: Option<ExportFn>,
+) -> Result<Exit> {
+    let output_log = config_path.with_file_name("output.log");
+    let mut app = App::new(meta, config_path, config, history, theme::Theme::from_env());
+    app.can_export = export.is_some();
+    let gpu = gpu::Nvml::open(&app.meta.device);
+    let mut tui = terminal::Tui::enter(&output_log)?;
+    let input_frame = Duration::from_secs(1) / MAX_FPS;
+    let mut last_draw: Option<Instant> = None;
+    let mut last_gpu: Option<Instant> = None;
+    // What changed since the last frame: new data, or the user's input.
+    let (mut data_dirty, mut input_dirty) = (true, false);
+    loop {
+        if terminal::interrupted() {
+            return Ok(Exit::Interrupted);
+        }
+        for event in link.poll() {
+            app.on_event(event);
+            data_dirty = true;
+        }
+        let now = Instant::now();
+        if let Some(nvml) = &gpu {
+            if last_gpu.is_none_or(|t| now.duration_since(t) >= GPU_EVERY) {
+                app.gpu = nvml.sample();
+                last_gpu = Some(now);
+                data_dirty = true;
+            }
+        }
+        let had_flash = app.flash.is_some();
+        app.tick(now);
+        data_dirty |= had_flash != app.flash.is_some();
+
+        let interval = if input_dirty { input_frame } else { DATA_FRAME };
+        let since = last_draw.map(|t| now.duration_since(t));
+        let dirty = data_dirty || input_dirty;
+        if dirty && since.is_none_or(|s| s >= interval) {
+            tui.terminal.draw(|f| view::draw(f, &app))?;
+            last_draw = Some(now);
+            (data_dirty, input_dirty) = (false, false);
+        }
+        // Wait for input, but no longer than until the next frame is due.
+        let wait = match since {
+            Some(s) if dirty && s < interval => (interval - s).min(INPUT_POLL),
+            _ => INPUT_POLL,
+        };
+        if !term_event::poll(wait)? {
+            continue;
+        }
+        // Handle every pending input now; draw once afterwards.
+        loop {
+            match term_event::read()? {
+                TermEvent::Key(key) => {
+                    let action = app.on_key(key);
+                    if let Action::Export = action {
+                        // Say "exporting" before the callback blocks the loop.
+                        tui.terminal.draw(|f| view::draw(f, &app))?;
+                    }
+                    if let Some(exit) = perform(&mut app, action, link, export.as_deref()) {
+                        return Ok(exit);
+                    }
+                }
+                TermEvent::Resize(..) => tui.terminal.autoresize()?,
+                _ => {}
+            }
+            input_dirty = true;
+            if !term_event::poll(Duration::ZERO)? {
+                break;
+            }
+        }
+    }
+}
+
+/// Carries out an [`Action`]; `Some` when the TUI must exit.
+pub fn perform(
+    app: &mut App,
+    action: Action,
+    link: &dyn EngineLink,
+    export: Option<&dyn Fn() -> Result<String>>,
+) -> Option<Exit> {
+    match action {
+        Action::None => {}
+        Action::Send(command) => link.send(command),
+        Action::WriteConfig { config, summary } => match write_config(&app.config_path, &config) {
+            Ok(()) => app.wrote_config(*config, &summary),
+            Err(e) => app.notify(Level::Error, format!("cannot write the config: {e:#}")),
+        },
+        Action::Export => match export {
+            Some(f) => app.exported(f()),
+            None => app.notify(Level::Warn, "export is not available here"),
+        },
+        Action::Quit(exit) => {
+            if exit == Exit::Stopped {
+                link.send(Command::Stop);
+            }
+            return Some(exit);
+        }
+    }
+    None
+}
+
+/// Writes the whole config to `path` atomically (temp file + rename).
+pub fn write_config(path: &Path, config: &Config) -> Result<()> {
+    atomic_write(path, config.to_toml_string().as_bytes())
+}

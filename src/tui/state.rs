@@ -1,0 +1,670 @@
+//! The application state, free of I/O and terminals: what the engine said
+//! (through [`App::on_event`]), what each pane is showing, and what a key
+//! does ([`App::on_key`] returns an [`Action`] for the caller to carry out).
+//! Edits are validated here with `Config::with_value` and
+//! `restart_only_reason` before anything may be written.
+
+use super::gpu::GpuSample;
+use super::input::Input;
+use super::store::{EntryKind, Store};
+use super::theme::Theme;
+use super::Exit;
+use crate::config::{restart_only_reason, Config};
+use crate::engine::control::{Command, Event};
+use crate::session::metrics::{Level, MetricLine};
+use crate::session::{SessionMeta, Status};
+use ratatui::crossterm::event::{KeyCode, KeyEvent, KeyEventKind, KeyModifiers};
+use std::collections::BTreeSet;
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+/// The four panes; number keys 1-4 follow this order.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Pane {
+    Curves,
+    Contributions,
+    Hyper,
+    Events,
+}
+
+impl Pane {
+    pub const ALL: [Pane; 4] = [Pane::Curves, Pane::Contributions, Pane::Hyper, Pane::Events];
+
+    pub fn title(self) -> &'static str {
+        match self {
+            Pane::Curves => "Curves",
+            Pane::Contributions => "Contributions",
+            Pane::Hyper => "Hyperparameters",
+            Pane::Events => "Events",
+        }
+    }
+
+    pub fn index(self) -> usize {
+        Pane::ALL.iter().position(|p| *p == self).unwrap_or(0)
+    }
+
+    fn offset(self, by: isize) -> Pane {
+        let n = Pane::ALL.len() as isize;
+        Pane::ALL[(self.index() as isize + by).rem_euclid(n) as usize]
+    }
+}
+
+/// A modal layer over the panes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Overlay {
+    None,
+    /// Every key binding; `scroll` rows scrolled down.
+    Help {
+        scroll: usize,
+    },
+    ConfirmQuit,
+}
+
+/// Which steps the curves show.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Window {
+    Full,
+    /// The last N steps.
+    Last(u64),
+}
+
+/// Recent-window sizes `w` cycles through (those shorter than the run so far).
+pub const WINDOWS: [u64; 4] = [100_000, 10_000, 1_000, 100];
+/// EMA weights `s`/`S` step through.
+pub const SMOOTHING: [Option<f64>; 6] = [
+    None,
+    Some(0.6),
+    Some(0.8),
+    Some(0.9),
+    Some(0.95),
+    Some(0.99),
+];
+
+/// A series the curves pane can show.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum CurveId {
+    /// Training loss `Store::losses[i]`.
+    Loss(usize),
+    /// The combined loss.
+    Total,
+    /// The primary validation metric.
+    Metric,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct CurvesView {
+    pub log: bool,
+    /// Index into [`SMOOTHING`].
+    pub smoothing: usize,
+    pub window: Window,
+    pub hidden: BTreeSet<CurveId>,
+    /// Selected entry of [`App::curve_ids`].
+    pub cursor: usize,
+}
+
+/// The hyperparameter editor: a key being edited and the text typed.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Editor {
+    pub key: String,
+    pub input: Input,
+    /// Why the last Enter was refused.
+    pub error: Option<String>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Progress {
+    pub step: u64,
+    pub total: u64,
+    pub steps_per_sec: f64,
+}
+
+/// A short message in the footer; expires after [`FLASH_FOR`].
+#[derive(Debug, Clone, PartialEq)]
+pub struct Flash {
+    pub level: Level,
+    pub text: String,
+    since: Option<Instant>,
+}
+
+pub const FLASH_FOR: Duration = Duration::from_secs(6);
+
+/// What the caller must do after a key.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Action {
+    None,
+    Send(Command),
+    /// Write this config to the session's `config.toml` (atomically); the
+    /// file watcher takes it from there. `summary` names what changed.
+    WriteConfig {
+        config: Box<Config>,
+        summary: String,
+    },
+    /// Call the export callback.
+    Export,
+    /// Leave the TUI; with `Exit::Stopped` the caller sends `Command::Stop` first.
+    Quit(Exit),
+}
+
+pub struct App {
+    pub meta: SessionMeta,
+    pub config_path: PathBuf,
+    /// What edits start from: the config in force, or the one this TUI wrote last.
+    pub config: Config,
+    /// The config the engine last reported in force.
+    pub in_force: Config,
+    pub store: Store,
+    pub status: Status,
+    /// Why the run failed or stopped, when the engine said.
+    pub status_message: Option<String>,
+    pub progress: Option<Progress>,
+    pub focus: Pane,
+    pub overlay: Overlay,
+    pub curves: CurvesView,
+    /// Index into `store.losses` of the loss whose transform is shown.
+    pub transform_loss: usize,
+    /// Selected row of the hyperparameter table.
+    pub hyper_cursor: usize,
+    pub editor: Option<Editor>,
+    /// Event-log entries scrolled up from the newest (0 follows new entries).
+    pub events_scroll: usize,
+    pub flash: Option<Flash>,
+    pub gpu: Option<GpuSample>,
+    pub theme: Theme,
+    /// Whether an export callback was given.
+    pub can_export: bool,
+}
+
+impl App {
+    pub fn new(
+        meta: SessionMeta,
+        config_path: PathBuf,
+        config: Config,
+        history: impl IntoIterator<Item = MetricLine>,
+        theme: Theme,
+    ) -> Self {
+        let mut store = Store::new(&meta.losses, &meta.primary_metric, meta.higher_is_better);
+        for line in history {
+            store.ingest(&line);
+        }
+        Self {
+            status: meta.status,
+            status_message: meta.error.clone(),
+            meta,
+            config_path,
+            in_force: config.clone(),
+            config,
+            store,
+            progress: None,
+            focus: Pane::Curves,
+            overlay: Overlay::None,
+            curves: CurvesView {
+                log: false,
+                smoothing: 0,
+                window: Window::Full,
+                hidden: [CurveId::Total].into(),
+                cursor: 0,
+            },
+            transform_loss: 0,
+            hyper_cursor: 0,
+            editor: None,
+            events_scroll: 0,
+            flash: None,
+            gpu: None,
+            theme,
+            can_export: false,
+        }
+    }
+
+    // ---- what the engine says -------------------------------------------------
+
+    pub fn on_event(&mut self, event: Event) {
+        let entries = self.store.log.len();
+        self.apply(event);
+        // A scrolled-back events pane stays on the entries it shows.
+        if self.events_scroll > 0 {
+            self.events_scroll += self.store.log.len() - entries;
+        }
+    }
+
+    fn apply(&mut self, event: Event) {
+        match event {
+            Event::Line { line } => self.store.ingest(&line),
+            Event::Progress {
+                step,
+                total_steps,
+                steps_per_sec,
+            } => {
+                self.progress = Some(Progress {
+                    step,
+                    total: total_steps,
+                    steps_per_sec,
+                });
+            }
+            Event::Status { status, message } => {
+                self.status = status;
+                let level = match status {
+                    Status::Failed => Level::Error,
+                    Status::Stopped => Level::Warn,
+                    _ => Level::Info,
+                };
+                let text = match &message {
+                    Some(m) => format!("run {}: {m}", status.as_str()),
+                    None => format!("run {}", status.as_str()),
+                };
+                self.status_message = message;
+                let step = self.step();
+                self.store.push_entry(step, level, EntryKind::Status, text);
+            }
+            Event::ConfigInForce { config } => {
+                self.in_force = *config;
+                self.config = self.in_force.clone();
+                self.store.config_error = None;
+            }
+        }
+    }
+
+    /// Expires the footer message.
+    pub fn tick(&mut self, now: Instant) {
+        if let Some(flash) = &mut self.flash {
+            match flash.since {
+                None => flash.since = Some(now),
+                Some(since) if now.duration_since(since) >= FLASH_FOR => self.flash = None,
+                Some(_) => {}
+            }
+        }
+    }
+
+    pub fn notify(&mut self, level: Level, text: impl Into<String>) {
+        self.flash = Some(Flash {
+            level,
+            text: text.into(),
+            since: None,
+        });
+    }
+
+    /// Records a config this TUI wrote to `config.toml`.
+    pub fn wrote_config(&mut self, config: Config, summary: &str) {
+        self.config = config;
+        let text = format!("wrote {summary} to config.toml; applied at the next step");
+        self.store
+            .push_entry(self.step(), Level::Info, EntryKind::Tui, text.clone());
+        self.notify(Level::Info, text);
+    }
+
+    /// Records the export callback's answer.
+    pub fn exported(&mut self, result: anyhow::Result<String>) {
+        let (level, text) = match result {
+            Ok(m) => (Level::Info, format!("exported: {m}")),
+            Err(e) => (Level::Error, format!("export failed: {e:#}")),
+        };
+        self.store
+            .push_entry(self.step(), level, EntryKind::Tui, text.clone());
+        self.notify(level, text);
+    }
+
+    // ---- derived values -------------------------------------------------------
+
+    /// The newest step known, from progress or the log.
+    pub fn step(&self) -> u64 {
+        self.progress
+            .map_or(0, |p| p.step)
+            .max(self.store.last_step)
+    }
+
+    pub fn total_steps(&self) -> u64 {
+        self.progress.map_or(self.in_force.train.steps, |p| p.total)
+    }
+
+    /// Seconds left at the current speed, while running.
+    pub fn eta_secs(&self) -> Option<f64> {
+        let p = self.progress?;
+        (self.status == Status::Running && p.steps_per_sec > 0.0)
+            .then(|| self.total_steps().saturating_sub(self.step()) as f64 / p.steps_per_sec)
+    }
+
+    /// The series the curves pane can show, in legend order.
+    pub fn curve_ids(&self) -> Vec<CurveId> {
+        (0..self.store.losses.len())
+            .map(CurveId::Loss)
+            .chain([CurveId::Total, CurveId::Metric])
+            .collect()
+    }
+
+    pub fn curve_name(&self, id: CurveId) -> String {
+        match id {
+            CurveId::Loss(i) => self.store.losses[i].clone(),
+            CurveId::Total => "combined".into(),
+            CurveId::Metric => format!("val {}", self.store.primary_metric),
+        }
+    }
+
+    pub fn smoothing(&self) -> Option<f64> {
+        SMOOTHING[self.curves.smoothing]
+    }
+
+    /// The hyperparameter table: every key of the config edits start from.
+    pub fn hyper_rows(&self) -> Vec<(String, toml::Value)> {
+        self.config.flatten().into_iter().collect()
+    }
+
+    // ---- keys -----------------------------------------------------------------
+
+    /// What a key does; key releases are ignored.
+    pub fn on_key(&mut self, key: KeyEvent) -> Action {
+        if key.kind == KeyEventKind::Release {
+            return Action::None;
+        }
+        if key.modifiers.contains(KeyModifiers::CONTROL) && key.code == KeyCode::Char('c') {
+            return Action::Quit(Exit::Interrupted);
+        }
+        match self.overlay {
+            Overlay::Help { scroll } => {
+                self.overlay = match key.code {
+                    KeyCode::Up | KeyCode::Char('k') => Overlay::Help {
+                        scroll: scroll.saturating_sub(1),
+                    },
+                    KeyCode::Down | KeyCode::Char('j') => Overlay::Help {
+                        scroll: (scroll + 1).min(super::help::KEYS.len()),
+                    },
+                    _ => Overlay::None,
+                };
+                return Action::None;
+            }
+            Overlay::ConfirmQuit => return self.confirm_quit_key(key),
+            Overlay::None => {}
+        }
+        if self.editor.is_some() {
+            return self.editor_key(key);
+        }
+        if let Some(action) = self.global_key(key) {
+            return action;
+        }
+        match self.focus {
+            Pane::Curves => self.curves_key(key),
+            Pane::Contributions => self.contributions_key(key),
+            Pane::Hyper => self.hyper_key(key),
+            Pane::Events => self.events_key(key),
+        }
+        .unwrap_or(Action::None)
+    }
+
+    fn confirm_quit_key(&mut self, key: KeyEvent) -> Action {
+        match key.code {
+            KeyCode::Char('y') | KeyCode::Char('q') => Action::Quit(Exit::Left),
+            KeyCode::Char('s') if !self.status.is_terminal() => Action::Quit(Exit::Stopped),
+            _ => {
+                self.overlay = Overlay::None;
+                Action::None
+            }
+        }
+    }
+
+    /// Keys that mean the same in every pane; `None` when the key is not one.
+    fn global_key(&mut self, key: KeyEvent) -> Option<Action> {
+        let action = match key.code {
+            KeyCode::Tab => {
+                self.focus = self.focus.offset(1);
+                Action::None
+            }
+            KeyCode::BackTab => {
+                self.focus = self.focus.offset(-1);
+                Action::None
+            }
+            KeyCode::Char(c @ '1'..='4') => {
+                self.focus = Pane::ALL[(c as u8 - b'1') as usize];
+                Action::None
+            }
+            KeyCode::Char('?') => {
+                self.overlay = Overlay::Help { scroll: 0 };
+                Action::None
+            }
+            KeyCode::Char('q') => {
+                self.overlay = Overlay::ConfirmQuit;
+                Action::None
+            }
+            KeyCode::Char('p') => match self.status {
+                Status::Running => {
+                    self.notify(Level::Info, "pause requested");
+                    Action::Send(Command::Pause)
+                }
+                Status::Paused => {
+                    self.notify(Level::Info, "resume requested");
+                    Action::Send(Command::Resume)
+                }
+                s => {
+                    self.notify(
+                        Level::Warn,
+                        format!("the run is {}: nothing to pause", s.as_str()),
+                    );
+                    Action::None
+                }
+            },
+            KeyCode::Char('c') => {
+                if self.status.is_terminal() {
+                    self.notify(
+                        Level::Warn,
+                        format!("the run is {}: no checkpoint to take", self.status.as_str()),
+                    );
+                    Action::None
+                } else {
+                    self.notify(Level::Info, "checkpoint requested");
+                    Action::Send(Command::Checkpoint)
+                }
+            }
+            KeyCode::Char('e') => {
+                if self.can_export {
+                    self.notify(Level::Info, "exporting figures…");
+                    Action::Export
+                } else {
+                    self.notify(Level::Warn, "export is not available here");
+                    Action::None
+                }
+            }
+            KeyCode::Char(']') => {
+                let j = self.config.aid.iterations.saturating_add(1);
+                self.propose_or_notify("aid.iterations", &j.to_string())
+            }
+            KeyCode::Char('[') => match self.config.aid.iterations.checked_sub(1) {
+                Some(j) => self.propose_or_notify("aid.iterations", &j.to_string()),
+                None => {
+                    self.notify(
+                        Level::Warn,
+                        "aid.iterations is already 0 (the identity approximation)",
+                    );
+                    Action::None
+                }
+            },
+            KeyCode::Char('}') => {
+                self.propose_or_notify("aid.alpha", &(self.config.aid.alpha * 2.0).to_string())
+            }
+            KeyCode::Char('{') => {
+                self.propose_or_notify("aid.alpha", &(self.config.aid.alpha / 2.0).to_string())
+            }
+            _ => return None,
+        };
+        Some(action)
+    }
+
+    fn curves_key(&mut self, key: KeyEvent) -> Option<Action> {
+        let ids = self.curve_ids();
+        match key.code {
+            KeyCode::Char('l') => self.curves.log = !self.curves.log,
+            KeyCode::Char('s') => {
+                self.set_smoothing((self.curves.smoothing + 1).min(SMOOTHING.len() - 1))
+            }
+            KeyCode::Char('S') => self.set_smoothing(self.curves.smoothing.saturating_sub(1)),
+            KeyCode::Char('w') => self.curves.window = self.next_window(),
+            KeyCode::Up | KeyCode::Char('k') => {
+                self.curves.cursor = self.curves.cursor.saturating_sub(1)
+            }
+            KeyCode::Down | KeyCode::Char('j') => {
+                self.curves.cursor = (self.curves.cursor + 1).min(ids.len() - 1);
+            }
+            KeyCode::Char(' ') | KeyCode::Enter => {
+                let id = ids[self.curves.cursor.min(ids.len() - 1)];
+                if !self.curves.hidden.remove(&id) {
+                    self.curves.hidden.insert(id);
+                }
+            }
+            _ => return None,
+        }
+        Some(Action::None)
+    }
+
+    fn set_smoothing(&mut self, index: usize) {
+        self.curves.smoothing = index;
+        let weight = SMOOTHING[index];
+        self.store.loss_track.set_smoothing(weight);
+        self.store.total_track.set_smoothing(weight);
+    }
+
+    /// Full, then each recent window shorter than the run so far, then full.
+    fn next_window(&self) -> Window {
+        let shorter = |n: u64| n < self.store.last_step;
+        let next = match self.curves.window {
+            Window::Full => WINDOWS.iter().copied().find(|&n| shorter(n)),
+            Window::Last(cur) => WINDOWS.iter().copied().find(|&n| n < cur && shorter(n)),
+        };
+        next.map_or(Window::Full, Window::Last)
+    }
+
+    fn contributions_key(&mut self, key: KeyEvent) -> Option<Action> {
+        let n = self.store.losses.len().max(1);
+        match key.code {
+            KeyCode::Char('t') | KeyCode::Down | KeyCode::Char('j') => {
+                self.transform_loss = (self.transform_loss + 1) % n
+            }
+            KeyCode::Char('T') | KeyCode::Up | KeyCode::Char('k') => {
+                self.transform_loss = (self.transform_loss + n - 1) % n;
+            }
+            _ => return None,
+        }
+        Some(Action::None)
+    }
+
+    fn hyper_key(&mut self, key: KeyEvent) -> Option<Action> {
+        let rows = self.hyper_rows();
+        let last = rows.len().saturating_sub(1);
+        match key.code {
+            KeyCode::Up | KeyCode::Char('k') => {
+                self.hyper_cursor = self.hyper_cursor.saturating_sub(1)
+            }
+            KeyCode::Down | KeyCode::Char('j') => {
+                self.hyper_cursor = (self.hyper_cursor + 1).min(last)
+            }
+            KeyCode::PageUp => self.hyper_cursor = self.hyper_cursor.saturating_sub(10),
+            KeyCode::PageDown => self.hyper_cursor = (self.hyper_cursor + 10).min(last),
+            KeyCode::Home => self.hyper_cursor = 0,
+            KeyCode::End => self.hyper_cursor = last,
+            KeyCode::Enter => {
+                let (key, value) = rows.get(self.hyper_cursor.min(last))?.clone();
+                self.open_editor(&key, &value);
+            }
+            _ => return None,
+        }
+        Some(Action::None)
+    }
+
+    /// Opens the editor on `key`, or says why it cannot change live.
+    pub fn open_editor(&mut self, key: &str, value: &toml::Value) {
+        if let Some(reason) = restart_only_reason(key) {
+            self.notify(Level::Warn, restart_only_message(key, reason));
+            return;
+        }
+        let text = match value {
+            toml::Value::String(s) => s.clone(),
+            other => other.to_string(),
+        };
+        self.editor = Some(Editor {
+            key: key.to_string(),
+            input: Input::new(&text),
+            error: None,
+        });
+    }
+
+    fn editor_key(&mut self, key: KeyEvent) -> Action {
+        let Some(editor) = &mut self.editor else {
+            return Action::None;
+        };
+        match key.code {
+            KeyCode::Esc => self.editor = None,
+            KeyCode::Enter => {
+                let (key, text) = (editor.key.clone(), editor.input.text().to_string());
+                return match self.propose(&key, &text) {
+                    Ok(action) => {
+                        self.editor = None;
+                        action
+                    }
+                    Err(message) => {
+                        if let Some(editor) = &mut self.editor {
+                            editor.error = Some(message);
+                        }
+                        Action::None
+                    }
+                };
+            }
+            KeyCode::Char('u') if key.modifiers.contains(KeyModifiers::CONTROL) => {
+                editor.input.clear()
+            }
+            KeyCode::Char(c) => editor.input.insert(c),
+            KeyCode::Backspace => editor.input.backspace(),
+            KeyCode::Delete => editor.input.delete(),
+            KeyCode::Left => editor.input.left(),
+            KeyCode::Right => editor.input.right(),
+            KeyCode::Home => editor.input.home(),
+            KeyCode::End => editor.input.end(),
+            _ => {}
+        }
+        Action::None
+    }
+
+    /// Validates setting `key` to `text`: restart-only keys are refused with
+    /// their reason; type and range errors with the config's own message.
+    pub fn propose(&mut self, key: &str, text: &str) -> Result<Action, String> {
+        if let Some(reason) = restart_only_reason(key) {
+            return Err(restart_only_message(key, reason));
+        }
+        let new = self
+            .config
+            .with_value(key, text)
+            .map_err(|e| e.to_string())?;
+        if new == self.config {
+            self.notify(Level::Info, format!("{key} unchanged"));
+            return Ok(Action::None);
+        }
+        let value = new
+            .flatten()
+            .get(key)
+            .map_or_else(|| text.to_string(), |v| v.to_string());
+        Ok(Action::WriteConfig {
+            config: Box::new(new),
+            summary: format!("{key} = {value}"),
+        })
+    }
+
+    fn propose_or_notify(&mut self, key: &str, text: &str) -> Action {
+        self.propose(key, text).unwrap_or_else(|message| {
+            self.notify(Level::Warn, format!("refused: {message}"));
+            Action::None
+        })
+    }
+
+    fn events_key(&mut self, key: KeyEvent) -> Option<Action> {
+        let max = self.store.log.len().saturating_sub(1);
+        let s = &mut self.events_scroll;
+        match key.code {
+            KeyCode::Up | KeyCode::Char('k') => *s = (*s + 1).min(max),
+            KeyCode::Down | KeyCode::Char('j') => *s = s.saturating_sub(1),
+            KeyCode::PageUp => *s = (*s + 10).min(max),
+            KeyCode::PageDown => *s = s.saturating_sub(10),
+            KeyCode::Home => *s = max,
+            KeyCode::End => *s = 0,
+            _ => return None,
+        }
+        Some(Action::None)
+    }
+}
+
+fn restart_only_message(key: &str, reason: &str) -> String {
+    format!("`{key}` is restart-only ({reason}); change it in config.toml and restart the run")
+}

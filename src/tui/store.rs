@@ -1,0 +1,292 @@
+//! What the panes show, derived from metric lines alone (history read from
+//! `metrics.jsonl` and live `Event::Line`s go through the same
+//! [`Store::ingest`]): per-loss tracks, the latest records, and the event log.
+
+use super::decimate::Track;
+use super::fmt;
+use crate::session::metrics::{Curve, Level, MetricLine, Named, Record};
+use std::collections::BTreeMap;
+
+/// Where an event-log entry came from; the events pane labels it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum EntryKind {
+    Config,
+    Eval,
+    Event,
+    Status,
+    /// Something this TUI did (wrote the config, exported figures).
+    Tui,
+}
+
+impl EntryKind {
+    pub fn label(self) -> &'static str {
+        match self {
+            EntryKind::Config => "config",
+            EntryKind::Eval => "eval",
+            EntryKind::Event => "event",
+            EntryKind::Status => "status",
+            EntryKind::Tui => "tui",
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Entry {
+    pub step: u64,
+    pub level: Level,
+    pub kind: EntryKind,
+    pub text: String,
+}
+
+/// The newest `train` line's values.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct TrainSnapshot {
+    pub step: u64,
+    pub losses: Named,
+    pub weights: Named,
+    pub shares: Named,
+    pub total: f64,
+    pub lr: f64,
+}
+
+/// The newest `meta` line's values.
+#[derive(Debug, Clone, PartialEq)]
+pub struct MetaSnapshot {
+    pub step: u64,
+    pub hypergrad_norm: f64,
+    pub meta_lr: f64,
+    pub aid_iterations: u32,
+}
+
+/// Everything derived from the metrics log.
+#[derive(Debug, Clone)]
+pub struct Store {
+    /// Loss names, primary first; a loss first seen in a line is appended.
+    pub losses: Vec<String>,
+    pub primary_metric: String,
+    pub higher_is_better: bool,
+    /// Training losses, one channel per entry of `losses`.
+    pub loss_track: Track,
+    /// The combined loss (MELTR's output).
+    pub total_track: Track,
+    /// Effective weights, one channel per entry of `losses`.
+    pub weight_track: Track,
+    /// `eval.metrics[primary_metric]`.
+    pub metric_track: Track,
+    pub train: Option<TrainSnapshot>,
+    pub meta: Option<MetaSnapshot>,
+    pub eval: Option<(u64, Named)>,
+    pub best_metric: Option<(u64, f64)>,
+    pub transform: Option<(u64, BTreeMap<String, Curve>)>,
+    pub log: Vec<Entry>,
+    /// The newest refused config edit, until a valid config follows.
+    pub config_error: Option<String>,
+    pub last_step: u64,
+    pub last_time: f64,
+}
+
+impl Store {
+    pub fn new(losses: &[String], primary_metric: &str, higher_is_better: bool) -> Self {
+        Self {
+            losses: losses.to_vec(),
+            primary_metric: primary_metric.to_string(),
+            higher_is_better,
+            loss_track: Track::new(losses.len()),
+            total_track: Track::new(1),
+            weight_track: Track::new(losses.len()),
+            metric_track: Track::new(1),
+            train: None,
+            meta: None,
+            eval: None,
+            best_metric: None,
+            transform: None,
+            log: Vec::new(),
+            config_error: None,
+            last_step: 0,
+            last_time: 0.0,
+        }
+    }
+
+    /// Index of a loss, adding a channel for a loss not seen before.
+    fn loss_index(&mut self, name: &str) -> usize {
+        if let Some(i) = self.losses.iter().position(|l| l == name) {
+            return i;
+        }
+        self.losses.push(name.to_string());
+        self.loss_track.add_channel();
+        self.weight_track.add_channel()
+    }
+
+    fn values_of(&mut self, named: &Named) -> Vec<f64> {
+        for name in named.keys() {
+            self.loss_index(name);
+        }
+        self.losses
+            .iter()
+            .map(|l| named.get(l).copied().unwrap_or(f64::NAN))
+            .collect()
+    }
+
+    pub fn push_entry(&mut self, step: u64, level: Level, kind: EntryKind, text: String) {
+        self.log.push(Entry {
+            step,
+            level,
+            kind,
+            text,
+        });
+    }
+
+    /// Takes in one metrics line.
+    pub fn ingest(&mut self, line: &MetricLine) {
+        let step = line.step;
+        self.last_step = self.last_step.max(step);
+        self.last_time = self.last_time.max(line.time);
+        let x = step as f64;
+        match &line.record {
+            Record::Train {
+                losses,
+                total,
+                weights,
+                lr,
+                shares,
+            } => {
+                let l = self.values_of(losses);
+                let w = self.values_of(weights);
+                self.loss_track.push(x, &l);
+                self.weight_track.push(x, &w);
+                self.total_track.push(x, &[*total]);
+                self.train = Some(TrainSnapshot {
+                    step,
+                    losses: losses.clone(),
+                    weights: weights.clone(),
+                    shares: shares.clone(),
+                    total: *total,
+                    lr: *lr,
+                });
+            }
+            Record::Meta {
+                hypergrad_norm,
+                meta_lr,
+                aid_iterations,
+                ..
+            } => {
+                self.meta = Some(MetaSnapshot {
+                    step,
+                    hypergrad_norm: *hypergrad_norm,
+                    meta_lr: *meta_lr,
+                    aid_iterations: *aid_iterations,
+                });
+            }
+            Record::Eval { metrics, losses } => {
+                let value = metrics.get(&self.primary_metric).copied();
+                if let Some(v) = value.filter(|v| v.is_finite()) {
+                    self.metric_track.push(x, &[v]);
+                    let better = match self.best_metric {
+                        None => true,
+                        Some((_, best)) => (v > best) == self.higher_is_better && v != best,
+                    };
+                    if better {
+                        self.best_metric = Some((step, v));
+                    }
+                }
+                let mut parts: Vec<String> = metrics
+                    .iter()
+                    .map(|(k, v)| format!("{k} {}", fmt::num(*v)))
+                    .collect();
+                let ordered = self.losses.iter().filter_map(|k| Some((k, losses.get(k)?)));
+                parts.extend(ordered.map(|(k, v)| format!("val {k} {}", fmt::num(*v))));
+                self.push_entry(step, Level::Info, EntryKind::Eval, parts.join(" · "));
+                self.eval = Some((step, metrics.clone()));
+            }
+            Record::Transform { curves } => {
+                self.transform = Some((step, curves.clone()));
+            }
+            Record::Config { changed, error } => {
+                if let Some(error) = error {
+                    self.config_error = Some(error.clone());
+                    self.push_entry(
+                        step,
+                        Level::Error,
+                        EntryKind::Config,
+                        format!("refused: {error}"),
+                    );
+                }
+                if !changed.is_empty() {
+                    let parts: Vec<String> = changed
+                        .iter()
+                        .map(|(k, (old, new))| format!("{k} {old} → {new}"))
+                        .collect();
+                    self.push_entry(step, Level::Info, EntryKind::Config, parts.join(", "));
+                }
+                if error.is_none() {
+                    self.config_error = None;
+                }
+            }
+            Record::Event { level, message } => {
+                self.push_entry(step, *level, EntryKind::Event, message.clone());
+            }
+        }
+    }
+
+    /// The newest value of the primary metric, with its step.
+    pub fn metric(&self) -> Option<(u64, f64)> {
+        let (step, metrics) = self.eval.as_ref()?;
+        Some((*step, *metrics.get(&self.primary_metric)?))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::tui::fixtures;
+
+    #[test]
+    fn fixture_history_fills_the_store() {
+        let meta = fixtures::meta(500);
+        let mut s = Store::new(&meta.losses, &meta.primary_metric, true);
+        for line in fixtures::lines(500) {
+            s.ingest(&line);
+        }
+        assert_eq!(s.loss_track.len(), 499, "one step was skipped");
+        assert_eq!(s.loss_track.channels(), 3);
+        assert_eq!(s.metric_track.len(), 10);
+        assert_eq!(s.last_step, 500);
+        let (step, best) = s.best_metric.unwrap();
+        assert_eq!(step, 500);
+        assert!((best - s.metric().unwrap().1).abs() < 1e-12);
+        assert!(
+            s.config_error.is_none(),
+            "the refused edit at 60% was fixed at 70%"
+        );
+        assert!(s
+            .log
+            .iter()
+            .any(|e| e.level == Level::Error && e.text.contains("aid.alpha")));
+        assert!(s
+            .log
+            .iter()
+            .any(|e| e.text.contains("aid.iterations 0 → 3")));
+        assert!(s.log.iter().any(|e| e.text.contains("non-finite")));
+        assert_eq!(s.transform.as_ref().unwrap().0, 500);
+    }
+
+    #[test]
+    fn unknown_loss_gets_a_channel() {
+        let mut s = Store::new(&["a".to_string()], "acc", true);
+        let line = MetricLine {
+            step: 1,
+            time: 0.1,
+            record: Record::Train {
+                losses: [("a".to_string(), 1.0), ("b".to_string(), 2.0)].into(),
+                total: 3.0,
+                weights: [("a".to_string(), 1.0), ("b".to_string(), 1.0)].into(),
+                lr: 0.1,
+                shares: Named::new(),
+            },
+        };
+        s.ingest(&line);
+        assert_eq!(s.losses, vec!["a", "b"]);
+        assert_eq!(s.loss_track.channels(), 2);
+        assert_eq!(s.loss_track.channel(1).raw(), &[2.0]);
+    }
+}

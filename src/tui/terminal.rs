@@ -1,0 +1,187 @@
+//! Owning the terminal, and giving it back in every case: raw mode and the
+//! alternate screen on entry; on exit, error, panic (a hook restores the
+//! screen before the message prints) and SIGINT/SIGTERM/SIGHUP (a flag the
+//! loop checks). While the TUI runs, the process's stdout and stderr go to
+//! a log file, so nothing the training code prints lands on the screen;
+//! the TUI draws on its own copy of the terminal.
+
+use anyhow::{Context, Result};
+use ratatui::backend::CrosstermBackend;
+use ratatui::crossterm::{cursor, execute, terminal};
+use ratatui::Terminal;
+use std::fs::{File, OpenOptions};
+use std::io::Write;
+use std::os::fd::{AsRawFd, FromRawFd, RawFd};
+use std::path::Path;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Mutex, Once};
+
+pub type Backend = CrosstermBackend<File>;
+
+/// What must be undone, kept globally so the panic hook can reach it.
+struct Saved {
+    stdout: RawFd,
+    stderr: RawFd,
+    tty: RawFd,
+    thread: std::thread::ThreadId,
+    signals: Vec<(libc::c_int, libc::sigaction)>,
+}
+
+static SAVED: Mutex<Option<Saved>> = Mutex::new(None);
+static INTERRUPTED: AtomicBool = AtomicBool::new(false);
+static HOOK: Once = Once::new();
+const SIGNALS: [libc::c_int; 3] = [libc::SIGINT, libc::SIGTERM, libc::SIGHUP];
+
+extern "C" fn on_signal(_: libc::c_int) {
+    INTERRUPTED.store(true, Ordering::SeqCst);
+}
+
+/// True once SIGINT, SIGTERM or SIGHUP arrived while the TUI ran.
+pub fn interrupted() -> bool {
+    INTERRUPTED.load(Ordering::SeqCst)
+}
+
+/// The terminal, restored when dropped.
+pub struct Tui {
+    pub terminal: Terminal<Backend>,
+}
+
+fn check(ret: libc::c_int, what: &str) -> Result<libc::c_int> {
+    if ret < 0 {
+        Err(std::io::Error::last_os_error()).with_context(|| format!("{what} failed"))
+    } else {
+        Ok(ret)
+    }
+}
+
+impl Tui {
+    /// Takes the terminal; stdout and stderr are appended to `output_log`
+    /// until it is given back.
+    pub fn enter(output_log: &Path) -> Result<Tui> {
+        let log = OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(output_log)
+            .with_context(|| {
+                format!("cannot open {} for the run's output", output_log.display())
+            })?;
+        // The screen: our own copy of stdout when it is a terminal, else /dev/tty.
+        // SAFETY: plain fd calls; every fd made here is owned by `Saved` or `tty`.
+        let tty_file = unsafe {
+            if libc::isatty(1) == 1 {
+                File::from_raw_fd(check(libc::dup(1), "dup(stdout)")?)
+            } else {
+                OpenOptions::new()
+                    .read(true)
+                    .write(true)
+                    .open("/dev/tty")
+                    .context("no terminal to draw on")?
+            }
+        };
+        let _ = std::io::stdout().flush();
+        let _ = std::io::stderr().flush();
+        // SAFETY: dup/dup2/sigaction on fds we own or on 1 and 2; the handler
+        // only stores to an atomic.
+        let saved = unsafe {
+            let stdout = check(libc::dup(1), "dup(stdout)")?;
+            let stderr = check(libc::dup(2), "dup(stderr)")?;
+            check(libc::dup2(log.as_raw_fd(), 1), "redirecting stdout")?;
+            check(libc::dup2(log.as_raw_fd(), 2), "redirecting stderr")?;
+            let mut signals = Vec::new();
+            for sig in SIGNALS {
+                let mut new: libc::sigaction = std::mem::zeroed();
+                new.sa_sigaction = on_signal as *const () as libc::sighandler_t;
+                let mut old: libc::sigaction = std::mem::zeroed();
+                if libc::sigaction(sig, &new, &mut old) == 0 {
+                    signals.push((sig, old));
+                }
+            }
+            Saved {
+                stdout,
+                stderr,
+                tty: check(libc::dup(tty_file.as_raw_fd()), "dup(tty)")?,
+                thread: std::thread::current().id(),
+                signals,
+            }
+        };
+        INTERRUPTED.store(false, Ordering::SeqCst);
+        *SAVED.lock().unwrap_or_else(|e| e.into_inner()) = Some(saved);
+        install_panic_hook();
+
+        let mut tty_file = tty_file;
+        let setup = terminal::enable_raw_mode().and_then(|_| {
+            execute!(
+                tty_file,
+                terminal::EnterAlternateScreen,
+                cursor::Hide,
+                terminal::Clear(terminal::ClearType::All)
+            )
+        });
+        if let Err(e) = setup {
+            restore();
+            return Err(e).context("cannot set up the terminal");
+        }
+        match Terminal::new(CrosstermBackend::new(tty_file)) {
+            Ok(terminal) => Ok(Tui { terminal }),
+            Err(e) => {
+                restore();
+                Err(e).context("cannot set up the terminal")
+            }
+        }
+    }
+}
+
+impl Drop for Tui {
+    fn drop(&mut self) {
+        restore();
+    }
+}
+
+/// Gives the terminal back: leaves the alternate screen, raw mode off,
+/// cursor shown, stdout/stderr and signal handlers as they were. Safe to
+/// call more than once; only the first call does anything.
+pub fn restore() {
+    let Some(saved) = SAVED.lock().unwrap_or_else(|e| e.into_inner()).take() else {
+        return;
+    };
+    // SAFETY: `saved.tty` is our own dup of the terminal, used nowhere
+    // else; the File closes it when dropped below.
+    let mut tty = unsafe { File::from_raw_fd(saved.tty) };
+    let _ = execute!(tty, terminal::LeaveAlternateScreen, cursor::Show);
+    let _ = terminal::disable_raw_mode();
+    let _ = tty.flush();
+    drop(tty);
+    let _ = std::io::stdout().flush();
+    let _ = std::io::stderr().flush();
+    unsafe {
+        libc::dup2(saved.stdout, 1);
+        libc::dup2(saved.stderr, 2);
+        libc::close(saved.stdout);
+        libc::close(saved.stderr);
+        for (sig, old) in &saved.signals {
+            libc::sigaction(*sig, old, std::ptr::null_mut());
+        }
+    }
+}
+
+/// Restores the terminal before a panic on the TUI thread is reported, so
+/// the message is readable. Panics on other threads (the engine's) go to
+/// the output log like the rest of their output, and the TUI goes on.
+fn install_panic_hook() {
+    HOOK.call_once(|| {
+        let previous = std::panic::take_hook();
+        std::panic::set_hook(Box::new(move |info| {
+            let ours = SAVED
+                .lock()
+                .map(|s| {
+                    s.as_ref()
+                        .is_some_and(|s| s.thread == std::thread::current().id())
+                })
+                .unwrap_or(false);
+            if ours {
+                restore();
+            }
+            previous(info);
+        }));
+    });
+}

@@ -1,0 +1,782 @@
+//! Snapshot tests of every pane (80x24 and 160x48, from the fixture
+//! history) and unit tests of the app state: keys -> commands, edit
+//! validation, what gets written, colours.
+
+use super::fixtures;
+use super::state::{Action, App, CurveId, Overlay, Pane, Window};
+use super::theme::Theme;
+use super::{perform, view, ChannelLink, EngineLink, Exit};
+use crate::config::Config;
+use crate::engine::control::{Command, Event};
+use crate::session::metrics::{Level, MetricLine, Record};
+use crate::session::Status;
+use ratatui::backend::TestBackend;
+use ratatui::buffer::Buffer;
+use ratatui::crossterm::event::{KeyCode, KeyEvent, KeyModifiers};
+use ratatui::style::Color;
+use ratatui::Terminal;
+use std::cell::RefCell;
+use std::path::{Path, PathBuf};
+
+const STEPS: u64 = 500;
+const TOTAL: u64 = 1000;
+
+fn app_with(theme: Theme, config_path: PathBuf) -> App {
+    let mut app = App::new(
+        fixtures::meta(TOTAL),
+        config_path,
+        fixtures::config(TOTAL),
+        fixtures::history(STEPS),
+        theme,
+    );
+    app.on_event(Event::Progress {
+        step: STEPS,
+        total_steps: TOTAL,
+        steps_per_sec: 12.5,
+    });
+    app.can_export = true;
+    app
+}
+
+fn app() -> App {
+    app_with(
+        Theme { color: true },
+        PathBuf::from("sessions/demo/config.toml"),
+    )
+}
+
+fn draw(app: &App, width: u16, height: u16) -> Terminal<TestBackend> {
+    let mut terminal = Terminal::new(TestBackend::new(width, height)).unwrap();
+    terminal.draw(|f| view::draw(f, app)).unwrap();
+    terminal
+}
+
+/// The screen as plain text, one line per row.
+fn text(buffer: &Buffer) -> String {
+    let w = usize::from(buffer.area.width);
+    buffer
+        .content
+        .chunks(w.max(1))
+        .map(|row| row.iter().map(|c| c.symbol()).collect::<String>() + "\n")
+        .collect()
+}
+
+fn key(code: KeyCode) -> KeyEvent {
+    KeyEvent::from(code)
+}
+
+fn press(app: &mut App, code: KeyCode) -> Action {
+    app.on_key(key(code))
+}
+
+fn type_text(app: &mut App, s: &str) {
+    for c in s.chars() {
+        assert_eq!(press(app, KeyCode::Char(c)), Action::None);
+    }
+}
+
+/// Puts the hyperparameter cursor on `key`.
+fn select(app: &mut App, key: &str) {
+    press(app, KeyCode::Char('3'));
+    let index = app
+        .hyper_rows()
+        .iter()
+        .position(|(k, _)| k == key)
+        .expect("key is in the table");
+    press(app, KeyCode::Home);
+    for _ in 0..index {
+        press(app, KeyCode::Down);
+    }
+}
+
+#[derive(Default)]
+struct FakeLink {
+    sent: RefCell<Vec<Command>>,
+}
+
+impl EngineLink for FakeLink {
+    fn send(&self, command: Command) {
+        self.sent.borrow_mut().push(command);
+    }
+    fn poll(&self) -> Vec<Event> {
+        Vec::new()
+    }
+}
+
+fn pane_name(p: Pane) -> &'static str {
+    match p {
+        Pane::Curves => "curves",
+        Pane::Contributions => "contributions",
+        Pane::Hyper => "hyper",
+        Pane::Events => "events",
+    }
+}
+
+// ---- snapshots --------------------------------------------------------------
+
+#[test]
+fn snapshot_each_pane_at_80x24() {
+    for pane in Pane::ALL {
+        let mut app = app();
+        app.focus = pane;
+        let t = draw(&app, 80, 24);
+        let screen = text(t.backend().buffer());
+        assert!(
+            screen.contains("demo") && screen.contains("step 500/1,000 (50%)"),
+            "{screen}"
+        );
+        assert!(
+            screen.contains(&format!("{} {}", pane.index() + 1, pane.title())),
+            "{screen}"
+        );
+        insta::assert_snapshot!(format!("{}_80x24", pane_name(pane)), t.backend());
+    }
+}
+
+#[test]
+fn snapshot_grid_at_160x48() {
+    let t = draw(&app(), 160, 48);
+    let screen = text(t.backend().buffer());
+    for pane in Pane::ALL {
+        assert!(
+            screen.contains(pane.title()),
+            "{} missing:\n{screen}",
+            pane.title()
+        );
+    }
+    insta::assert_snapshot!("grid_160x48", t.backend());
+}
+
+#[test]
+fn snapshot_each_pane_alone_at_160x48() {
+    for pane in Pane::ALL {
+        let mut app = app();
+        app.focus = pane;
+        let mut terminal = Terminal::new(TestBackend::new(160, 48)).unwrap();
+        terminal
+            .draw(|f| view::render_pane(f, f.area(), &app, pane))
+            .unwrap();
+        insta::assert_snapshot!(format!("{}_160x48", pane_name(pane)), terminal.backend());
+    }
+}
+
+#[test]
+fn header_shows_progress_speed_eta_device_and_metric() {
+    let app = app();
+    let t = draw(&app, 160, 48);
+    let screen = text(t.backend().buffer());
+    assert!(screen.contains("● running"), "{screen}");
+    assert!(screen.contains("12.5 steps/s"), "{screen}");
+    assert!(screen.contains("ETA 40s"), "{screen}"); // 500 steps left at 12.5/s
+    assert!(screen.contains("cuda:0 (NVIDIA H100 80GB HBM3)"));
+    let acc = app.store.metric().unwrap().1;
+    assert!(
+        screen.contains(&format!("accuracy↑ {}", super::fmt::num(acc))),
+        "{screen}"
+    );
+    assert!(!screen.contains("GPU"), "no NVML reading, no GPU field");
+}
+
+#[test]
+fn contributions_show_weights_shares_and_transform() {
+    let mut app = app();
+    app.focus = Pane::Contributions;
+    let screen = text(draw(&app, 80, 24).backend().buffer());
+    let w = &app.store.train.as_ref().unwrap().weights;
+    assert!(
+        screen.contains(&format!("primary {}", super::fmt::signed(w["primary"]))),
+        "{screen}"
+    );
+    assert!(screen.contains("share of the gradient"), "{screen}");
+    assert!(screen.contains("M as primary sweeps"), "{screen}");
+    assert!(screen.contains("meltr: learned weights"), "{screen}");
+    press(&mut app, KeyCode::Char('t'));
+    let screen = text(draw(&app, 80, 24).backend().buffer());
+    assert!(screen.contains("M as helpful sweeps"), "{screen}");
+}
+
+#[test]
+fn shares_absent_shows_weights_only() {
+    let mut app = app();
+    app.store.train.as_mut().unwrap().shares.clear();
+    app.focus = Pane::Contributions;
+    let screen = text(draw(&app, 80, 24).backend().buffer());
+    assert!(
+        screen.contains("weight ∂M/∂l") && !screen.contains("share of the gradient"),
+        "{screen}"
+    );
+}
+
+#[test]
+fn snapshot_overlays_and_editor() {
+    let mut app = app();
+    press(&mut app, KeyCode::Char('?'));
+    let screen = text(draw(&app, 80, 24).backend().buffer());
+    assert!(screen.contains("AID iterations J +1 / -1"), "{screen}");
+    insta::assert_snapshot!("help_80x24", draw(&app, 80, 24).backend());
+    press(&mut app, KeyCode::Esc);
+
+    press(&mut app, KeyCode::Char('q'));
+    let screen = text(draw(&app, 80, 24).backend().buffer());
+    assert!(screen.contains("stop the run, then quit"), "{screen}");
+    insta::assert_snapshot!("confirm_quit_80x24", draw(&app, 80, 24).backend());
+    press(&mut app, KeyCode::Char('n'));
+
+    select(&mut app, "aid.alpha");
+    press(&mut app, KeyCode::Enter);
+    app.on_key(KeyEvent::new(KeyCode::Char('u'), KeyModifiers::CONTROL));
+    type_text(&mut app, "0");
+    press(&mut app, KeyCode::Enter);
+    let screen = text(draw(&app, 80, 24).backend().buffer());
+    assert!(screen.contains("aid.alpha = 0"), "{screen}");
+    assert!(
+        screen.contains("expected 0 < alpha <= 1, got 0"),
+        "{screen}"
+    );
+    insta::assert_snapshot!("editor_refused_80x24", draw(&app, 80, 24).backend());
+}
+
+#[test]
+fn config_error_is_a_banner_until_a_valid_config() {
+    let mut app = app();
+    let error = "sessions/demo/config.toml:3: key `aid.iterations`: invalid type: string \"many\", expected u32";
+    app.on_event(Event::Line {
+        line: MetricLine {
+            step: 500,
+            time: 25.0,
+            record: Record::Config {
+                changed: Default::default(),
+                error: Some(error.into()),
+            },
+        },
+    });
+    app.focus = Pane::Hyper;
+    let t = draw(&app, 80, 24);
+    let screen = text(t.backend().buffer());
+    assert!(
+        screen.contains("config refused, last good config stays in force"),
+        "{screen}"
+    );
+    assert!(
+        screen.contains("config refused: sessions/demo/config.toml:3"),
+        "{screen}"
+    );
+    insta::assert_snapshot!("config_error_80x24", t.backend());
+    // The banner is red.
+    let buf = t.backend().buffer();
+    assert_eq!(buf[(0, 2)].bg, Color::Red);
+    // And the events pane lists it.
+    app.focus = Pane::Events;
+    assert!(text(draw(&app, 80, 24).backend().buffer())
+        .contains("refused: sessions/demo/config.toml:3"));
+    app.on_event(Event::ConfigInForce {
+        config: Box::new(fixtures::config(TOTAL)),
+    });
+    let screen = text(draw(&app, 80, 24).backend().buffer());
+    assert!(
+        !screen.contains("last good config stays in force"),
+        "{screen}"
+    );
+}
+
+#[test]
+fn snapshot_curves_log_smoothed_and_no_color() {
+    let mut app = app();
+    press(&mut app, KeyCode::Char('l'));
+    press(&mut app, KeyCode::Char('s'));
+    press(&mut app, KeyCode::Char('s'));
+    press(&mut app, KeyCode::Char('s'));
+    let screen = text(draw(&app, 80, 24).backend().buffer());
+    assert!(screen.contains("log · EMA 0.9 · full"), "{screen}");
+    insta::assert_snapshot!("curves_log_ema_80x24", draw(&app, 80, 24).backend());
+
+    let plain = app_with(Theme { color: false }, PathBuf::from("x"));
+    let t = draw(&plain, 80, 24);
+    let screen = text(t.backend().buffer());
+    // Series told apart by marker glyphs in the legend.
+    assert!(
+        screen.contains("⣿ primary")
+            && screen.contains("• helpful")
+            && screen.contains("▄ harmful"),
+        "{screen}"
+    );
+    insta::assert_snapshot!("curves_no_color_80x24", t.backend());
+}
+
+// ---- colours ----------------------------------------------------------------
+
+#[test]
+fn no_color_uses_no_colour_at_all() {
+    let mut app = app_with(Theme { color: false }, PathBuf::from("x"));
+    app.store.config_error = Some("bad".into());
+    for pane in Pane::ALL {
+        app.focus = pane;
+        for (w, h) in [(80, 24), (160, 48)] {
+            let t = draw(&app, w, h);
+            for cell in &t.backend().buffer().content {
+                assert_eq!(
+                    (cell.fg, cell.bg),
+                    (Color::Reset, Color::Reset),
+                    "{pane:?} {w}x{h} cell {:?}",
+                    cell.symbol()
+                );
+            }
+        }
+    }
+}
+
+#[test]
+fn colour_uses_only_the_16_base_colours() {
+    let mut app = app();
+    app.store.config_error = Some("bad".into());
+    for pane in Pane::ALL {
+        app.focus = pane;
+        for cell in &draw(&app, 160, 48).backend().buffer().content {
+            for c in [cell.fg, cell.bg] {
+                assert!(!matches!(c, Color::Rgb(..) | Color::Indexed(_)), "{c:?}");
+            }
+        }
+    }
+}
+
+// ---- sizes ------------------------------------------------------------------
+
+#[test]
+fn any_size_draws_without_panic() {
+    let mut app = app();
+    type Setup = Box<dyn Fn(&mut App)>;
+    let mut states: Vec<Setup> = vec![
+        Box::new(|_| {}),
+        Box::new(|a| a.overlay = Overlay::Help { scroll: 3 }),
+        Box::new(|a| a.overlay = Overlay::ConfirmQuit),
+        Box::new(|a| {
+            a.overlay = Overlay::None;
+            select(a, "train.lr");
+            press(a, KeyCode::Enter);
+            type_text(a, "xyz");
+            press(a, KeyCode::Enter);
+        }),
+    ];
+    for pane in Pane::ALL {
+        states.push(Box::new(move |a| {
+            a.editor = None;
+            a.focus = pane;
+        }));
+    }
+    for set in &states {
+        set(&mut app);
+        for w in (0..=130).step_by(7).chain([1, 2, 80, 120, 121]) {
+            for h in (0..=40).step_by(3).chain([1, 2, 24, 32, 33]) {
+                draw(&app, w, h);
+            }
+        }
+    }
+    let empty = App::new(
+        fixtures::meta(10),
+        PathBuf::from("x"),
+        Config::default(),
+        Vec::new(),
+        Theme { color: true },
+    );
+    for (w, h) in [(80, 24), (160, 48)] {
+        let screen = text(draw(&empty, w, h).backend().buffer());
+        assert!(
+            screen.contains("waiting for the first logged step"),
+            "{screen}"
+        );
+    }
+}
+
+#[test]
+fn small_terminals_switch_panes_with_number_keys() {
+    let mut app = app();
+    for (i, pane) in Pane::ALL.into_iter().enumerate() {
+        press(&mut app, KeyCode::Char(char::from(b'1' + i as u8)));
+        assert_eq!(app.focus, pane);
+    }
+    assert_eq!(press(&mut app, KeyCode::Tab), Action::None);
+    assert_eq!(app.focus, Pane::Curves);
+    press(&mut app, KeyCode::BackTab);
+    assert_eq!(app.focus, Pane::Events);
+}
+
+// ---- keys -> commands ----------------------------------------------------------
+
+#[test]
+fn pause_resume_checkpoint_follow_status() {
+    let mut app = app();
+    assert_eq!(
+        press(&mut app, KeyCode::Char('p')),
+        Action::Send(Command::Pause)
+    );
+    app.on_event(Event::Status {
+        status: Status::Paused,
+        message: None,
+    });
+    assert_eq!(
+        press(&mut app, KeyCode::Char('p')),
+        Action::Send(Command::Resume)
+    );
+    assert_eq!(
+        press(&mut app, KeyCode::Char('c')),
+        Action::Send(Command::Checkpoint)
+    );
+    app.on_event(Event::Status {
+        status: Status::Failed,
+        message: Some("CUDA out of memory".into()),
+    });
+    assert_eq!(press(&mut app, KeyCode::Char('p')), Action::None);
+    assert_eq!(press(&mut app, KeyCode::Char('c')), Action::None);
+    assert!(app.flash.as_ref().unwrap().text.contains("failed"));
+    let screen = text(draw(&app, 80, 24).backend().buffer());
+    assert!(
+        screen.contains("✖ failed") && screen.contains("run failed: CUDA out of memory"),
+        "{screen}"
+    );
+}
+
+#[test]
+fn quit_asks_first_and_can_stop_the_run() {
+    let link = FakeLink::default();
+    let mut app = app();
+    assert_eq!(press(&mut app, KeyCode::Char('q')), Action::None);
+    assert_eq!(app.overlay, Overlay::ConfirmQuit);
+    assert_eq!(press(&mut app, KeyCode::Char('n')), Action::None);
+    assert_eq!(app.overlay, Overlay::None);
+    press(&mut app, KeyCode::Char('q'));
+    assert_eq!(
+        press(&mut app, KeyCode::Char('y')),
+        Action::Quit(Exit::Left)
+    );
+    press(&mut app, KeyCode::Char('q'));
+    let action = press(&mut app, KeyCode::Char('s'));
+    assert_eq!(action, Action::Quit(Exit::Stopped));
+    assert_eq!(perform(&mut app, action, &link, None), Some(Exit::Stopped));
+    assert_eq!(*link.sent.borrow(), vec![Command::Stop]);
+    let ctrl_c = KeyEvent::new(KeyCode::Char('c'), KeyModifiers::CONTROL);
+    assert_eq!(app.on_key(ctrl_c), Action::Quit(Exit::Interrupted));
+}
+
+#[test]
+fn export_calls_the_callback_and_logs_the_answer() {
+    let link = FakeLink::default();
+    let mut app = app();
+    assert_eq!(press(&mut app, KeyCode::Char('e')), Action::Export);
+    let ok = || Ok("sessions/demo/plots".to_string());
+    assert_eq!(perform(&mut app, Action::Export, &link, Some(&ok)), None);
+    assert!(app
+        .store
+        .log
+        .last()
+        .unwrap()
+        .text
+        .contains("exported: sessions/demo/plots"));
+    let fail = || Err(anyhow::anyhow!("no space left"));
+    perform(&mut app, Action::Export, &link, Some(&fail));
+    assert_eq!(app.store.log.last().unwrap().level, Level::Error);
+    app.can_export = false;
+    assert_eq!(press(&mut app, KeyCode::Char('e')), Action::None);
+}
+
+#[test]
+fn aid_keys_step_j_and_alpha() {
+    let mut app = app();
+    let written = |a: Action| match a {
+        Action::WriteConfig { config, .. } => *config,
+        other => panic!("expected a config write, got {other:?}"),
+    };
+    assert_eq!(
+        written(press(&mut app, KeyCode::Char(']'))).aid.iterations,
+        4
+    );
+    assert_eq!(
+        written(press(&mut app, KeyCode::Char('['))).aid.iterations,
+        2
+    );
+    assert_eq!(written(press(&mut app, KeyCode::Char('}'))).aid.alpha, 0.2);
+    assert_eq!(written(press(&mut app, KeyCode::Char('{'))).aid.alpha, 0.05);
+    // Out of range: refused with the config's own message, nothing to write.
+    app.config.aid.alpha = 0.8;
+    assert_eq!(press(&mut app, KeyCode::Char('}')), Action::None);
+    assert!(
+        app.flash
+            .as_ref()
+            .unwrap()
+            .text
+            .contains("expected 0 < alpha <= 1, got 1.6"),
+        "{:?}",
+        app.flash
+    );
+    app.config.aid.iterations = 0;
+    assert_eq!(press(&mut app, KeyCode::Char('[')), Action::None);
+    app.config.aid.iterations = 100;
+    assert_eq!(press(&mut app, KeyCode::Char(']')), Action::None);
+    assert!(app.flash.as_ref().unwrap().text.contains("0..=100"));
+}
+
+// ---- editing ----------------------------------------------------------------
+
+fn temp_config() -> (tempfile::TempDir, PathBuf) {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("config.toml");
+    std::fs::write(&path, fixtures::config(TOTAL).to_toml_string()).unwrap();
+    (dir, path)
+}
+
+fn file(path: &Path) -> String {
+    std::fs::read_to_string(path).unwrap()
+}
+
+#[test]
+fn invalid_edit_is_refused_and_nothing_is_written() {
+    let (_dir, path) = temp_config();
+    let before = file(&path);
+    let link = FakeLink::default();
+    let mut app = app_with(Theme { color: true }, path.clone());
+    select(&mut app, "train.lr");
+    press(&mut app, KeyCode::Enter);
+    assert_eq!(app.editor.as_ref().unwrap().input.text(), "0.0005");
+    app.on_key(KeyEvent::new(KeyCode::Char('u'), KeyModifiers::CONTROL));
+    type_text(&mut app, "-1");
+    let action = press(&mut app, KeyCode::Enter);
+    assert_eq!(action, Action::None);
+    let error = app
+        .editor
+        .as_ref()
+        .expect("editor stays open")
+        .error
+        .clone()
+        .unwrap();
+    assert!(
+        error.contains("key `train.lr`") && error.contains("> 0"),
+        "{error}"
+    );
+    perform(&mut app, action, &link, None);
+    // Wrong type, too.
+    app.on_key(KeyEvent::new(KeyCode::Char('u'), KeyModifiers::CONTROL));
+    type_text(&mut app, "fast");
+    assert_eq!(press(&mut app, KeyCode::Enter), Action::None);
+    assert!(app
+        .editor
+        .as_ref()
+        .unwrap()
+        .error
+        .as_ref()
+        .unwrap()
+        .contains("expected a number"));
+    press(&mut app, KeyCode::Esc);
+    assert!(app.editor.is_none());
+    assert_eq!(file(&path), before, "nothing written");
+    assert!(
+        link.sent.borrow().is_empty(),
+        "the TUI never sends ApplyConfig itself"
+    );
+}
+
+#[test]
+fn valid_edit_writes_the_whole_config_atomically() {
+    let (dir, path) = temp_config();
+    let link = FakeLink::default();
+    let mut app = app_with(Theme { color: true }, path.clone());
+    select(&mut app, "aid.iterations");
+    press(&mut app, KeyCode::Enter);
+    press(&mut app, KeyCode::Backspace);
+    type_text(&mut app, "7");
+    let action = press(&mut app, KeyCode::Enter);
+    assert!(matches!(action, Action::WriteConfig { .. }), "{action:?}");
+    assert_eq!(perform(&mut app, action, &link, None), None);
+    let written = Config::load(&path).unwrap();
+    let mut expected = fixtures::config(TOTAL);
+    expected.aid.iterations = 7;
+    assert_eq!(written, expected);
+    assert_eq!(app.config, expected);
+    assert!(
+        link.sent.borrow().is_empty(),
+        "the watcher applies it, not the TUI"
+    );
+    assert!(app
+        .store
+        .log
+        .last()
+        .unwrap()
+        .text
+        .contains("aid.iterations = 7"));
+    // Pending until the engine reports it in force.
+    let screen = text(draw(&app, 160, 48).backend().buffer());
+    assert!(screen.contains("pending"), "{screen}");
+    app.on_event(Event::ConfigInForce {
+        config: Box::new(expected),
+    });
+    assert!(!text(draw(&app, 160, 48).backend().buffer()).contains("pending"));
+    // No temp file left behind.
+    let names: Vec<_> = std::fs::read_dir(dir.path())
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .collect();
+    assert_eq!(names, vec![std::ffi::OsString::from("config.toml")]);
+}
+
+#[test]
+fn restart_only_keys_are_refused_with_the_reason() {
+    let (_dir, path) = temp_config();
+    let before = file(&path);
+    let mut app = app_with(Theme { color: true }, path.clone());
+    select(&mut app, "meltr.d_model");
+    assert_eq!(press(&mut app, KeyCode::Enter), Action::None);
+    assert!(app.editor.is_none(), "no editor for a restart-only key");
+    let flash = &app.flash.as_ref().unwrap().text;
+    assert!(
+        flash.contains("restart-only") && flash.contains("MELTR's size is fixed"),
+        "{flash}"
+    );
+    let err = app.propose("train.device", "cpu").unwrap_err();
+    assert!(
+        err.contains("tensors live on the device chosen at start"),
+        "{err}"
+    );
+    assert_eq!(file(&path), before);
+    let screen = text(draw(&app, 160, 48).backend().buffer());
+    assert!(
+        screen
+            .lines()
+            .any(|l| l.contains("meltr.d_model") && l.contains("restart")),
+        "{screen}"
+    );
+}
+
+#[test]
+fn write_failure_is_reported() {
+    let link = FakeLink::default();
+    let mut app = app_with(
+        Theme { color: true },
+        PathBuf::from("/nonexistent-dir/config.toml"),
+    );
+    let action = press(&mut app, KeyCode::Char(']'));
+    perform(&mut app, action, &link, None);
+    let flash = app.flash.as_ref().unwrap();
+    assert_eq!(flash.level, Level::Error);
+    assert!(
+        flash.text.contains("cannot write the config"),
+        "{}",
+        flash.text
+    );
+    assert_eq!(
+        app.config.aid.iterations, 3,
+        "unchanged when the write failed"
+    );
+}
+
+// ---- panes' own keys --------------------------------------------------------
+
+#[test]
+fn curves_keys_toggle_log_smoothing_window_and_series() {
+    let mut app = app();
+    press(&mut app, KeyCode::Char('l'));
+    assert!(app.curves.log);
+    press(&mut app, KeyCode::Char('s'));
+    assert_eq!(app.smoothing(), Some(0.6));
+    assert_eq!(app.store.loss_track.smoothing(), Some(0.6));
+    press(&mut app, KeyCode::Char('S'));
+    assert_eq!(app.smoothing(), None);
+    press(&mut app, KeyCode::Char('w'));
+    assert_eq!(app.curves.window, Window::Last(100));
+    press(&mut app, KeyCode::Char('w'));
+    assert_eq!(app.curves.window, Window::Full);
+    press(&mut app, KeyCode::Down);
+    press(&mut app, KeyCode::Char(' '));
+    assert!(app.curves.hidden.contains(&CurveId::Loss(1)));
+    let screen = text(draw(&app, 80, 24).backend().buffer());
+    assert!(screen.contains("· helpful"), "{screen}");
+    press(&mut app, KeyCode::Char(' '));
+    assert!(!app.curves.hidden.contains(&CurveId::Loss(1)));
+}
+
+#[test]
+fn events_scroll_and_follow() {
+    let mut app = app();
+    app.focus = Pane::Events;
+    press(&mut app, KeyCode::Home);
+    assert_eq!(app.events_scroll, app.store.log.len() - 1);
+    let screen = text(draw(&app, 80, 24).backend().buffer());
+    assert!(screen.contains("newer below"), "{screen}");
+    press(&mut app, KeyCode::Up);
+    let scrolled = app.events_scroll;
+    app.on_event(Event::Line {
+        line: MetricLine {
+            step: 501,
+            time: 25.0,
+            record: Record::Event {
+                level: Level::Warn,
+                message: "new".into(),
+            },
+        },
+    });
+    assert_eq!(
+        app.events_scroll,
+        scrolled + 1,
+        "the view stays on the same entries"
+    );
+    press(&mut app, KeyCode::End);
+    assert_eq!(app.events_scroll, 0);
+    let screen = text(draw(&app, 80, 24).backend().buffer());
+    assert!(
+        screen.contains("checkpoint written at step 400"),
+        "{screen}"
+    );
+    assert!(screen.contains("skipped step: non-finite loss"), "{screen}");
+}
+
+#[test]
+fn help_lists_every_global_key() {
+    let keys: String = super::help::KEYS
+        .iter()
+        .map(|(_, k, _)| format!("{k} "))
+        .collect();
+    for k in [
+        "Tab",
+        "1 2 3 4",
+        "p",
+        "c",
+        "e",
+        "]",
+        "[",
+        "}",
+        "{",
+        "?",
+        "q",
+        "Ctrl-C",
+        "l",
+        "s / S",
+        "w",
+        "t / T",
+        "Enter",
+        "Home / End",
+    ] {
+        assert!(keys.contains(k), "help misses {k}");
+    }
+}
+
+#[test]
+fn channel_link_delivers_both_ways() {
+    let (ctx, crx) = std::sync::mpsc::channel();
+    let (etx, erx) = std::sync::mpsc::channel();
+    let link = ChannelLink {
+        commands: ctx,
+        events: erx,
+    };
+    link.send(Command::Pause);
+    assert_eq!(crx.try_recv().unwrap(), Command::Pause);
+    assert!(link.poll().is_empty());
+    etx.send(Event::Progress {
+        step: 1,
+        total_steps: 2,
+        steps_per_sec: 3.0,
+    })
+    .unwrap();
+    etx.send(Event::Status {
+        status: Status::Finished,
+        message: None,
+    })
+    .unwrap();
+    assert_eq!(link.poll().len(), 2);
+}

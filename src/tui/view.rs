@@ -1,0 +1,139 @@
+//! The whole screen: header, the panes (a 2x2 grid on large terminals, one
+//! pane with a tab bar on small ones), footer and overlays. Pure: it reads
+//! the [`App`] and draws; no state changes.
+
+use super::state::{App, Overlay, Pane};
+use super::theme::Theme;
+use super::{contributions, curves, events, fmt, header, help, hyper};
+use crate::session::metrics::Level;
+use ratatui::layout::{Constraint, Layout, Rect};
+use ratatui::text::{Line, Span};
+use ratatui::widgets::{Block, Paragraph, Tabs};
+use ratatui::Frame;
+
+/// At or above this size all four panes are shown at once.
+pub const GRID_MIN: (u16, u16) = (120, 32);
+/// Below this size only a note is drawn.
+pub const TINY: (u16, u16) = (24, 8);
+
+/// Whether `area` is large enough for the 2x2 grid.
+pub fn is_grid(area: Rect) -> bool {
+    area.width >= GRID_MIN.0 && area.height >= GRID_MIN.1
+}
+
+pub fn draw(frame: &mut Frame, app: &App) {
+    let area = frame.area();
+    if area.width < TINY.0 || area.height < TINY.1 {
+        let note = format!("{}x{}: too small", area.width, area.height);
+        frame.render_widget(Paragraph::new(fmt::clip(&note, area.width.into())), area);
+        return;
+    }
+    let grid = is_grid(area);
+    let header_height = header::height(app, area.width);
+    let [head, tabs, body, foot] = Layout::vertical([
+        Constraint::Length(header_height),
+        Constraint::Length(if grid { 0 } else { 1 }),
+        Constraint::Min(1),
+        Constraint::Length(1),
+    ])
+    .areas(area);
+    header::render(frame, head, app);
+    if grid {
+        let [top, bottom] =
+            Layout::vertical([Constraint::Percentage(58), Constraint::Percentage(42)]).areas(body);
+        let [a, b] =
+            Layout::horizontal([Constraint::Percentage(55), Constraint::Percentage(45)]).areas(top);
+        let [c, d] = Layout::horizontal([Constraint::Percentage(45), Constraint::Percentage(55)])
+            .areas(bottom);
+        for (pane, rect) in Pane::ALL.into_iter().zip([a, b, c, d]) {
+            render_pane(frame, rect, app, pane);
+        }
+    } else {
+        render_tabs(frame, tabs, app);
+        render_pane(frame, body, app, app.focus);
+    }
+    render_footer(frame, foot, app);
+    match app.overlay {
+        Overlay::Help { scroll } => help::render(frame, body, scroll, app.theme),
+        Overlay::ConfirmQuit => help::render_confirm_quit(frame, body, app),
+        Overlay::None => {}
+    }
+}
+
+/// Draws one pane into `area`, focused or not.
+pub fn render_pane(frame: &mut Frame, area: Rect, app: &App, pane: Pane) {
+    let focused = app.focus == pane;
+    match pane {
+        Pane::Curves => curves::render(frame, area, app, focused),
+        Pane::Contributions => contributions::render(frame, area, app, focused),
+        Pane::Hyper => hyper::render(frame, area, app, focused),
+        Pane::Events => events::render(frame, area, app, focused),
+    }
+}
+
+/// A pane's frame: `N Title`, thick and accented when focused, and an
+/// optional right-aligned note.
+pub fn pane_block(
+    theme: Theme,
+    pane: Pane,
+    focused: bool,
+    note: Option<Line<'static>>,
+) -> Block<'static> {
+    let (style, border) = theme.border(focused);
+    let title = format!(" {} {} ", pane.index() + 1, pane.title());
+    let title = if focused {
+        Span::styled(title, theme.accent())
+    } else {
+        Span::raw(title)
+    };
+    let mut block = Block::bordered()
+        .border_type(border)
+        .border_style(style)
+        .title(title);
+    if let Some(note) = note {
+        block = block.title(note.right_aligned());
+    }
+    block
+}
+
+fn render_tabs(frame: &mut Frame, area: Rect, app: &App) {
+    let titles = Pane::ALL.map(|p| format!("{} {}", p.index() + 1, p.title()));
+    let tabs = Tabs::new(titles)
+        .select(app.focus.index())
+        .highlight_style(app.theme.selected())
+        .divider("│");
+    frame.render_widget(tabs, area);
+}
+
+fn render_footer(frame: &mut Frame, area: Rect, app: &App) {
+    let width = usize::from(area.width);
+    let line = match &app.flash {
+        Some(flash) => {
+            let style = match flash.level {
+                Level::Info => app.theme.accent(),
+                level => app.theme.level(level),
+            };
+            Line::from(Span::styled(fmt::clip(&flash.text, width), style))
+        }
+        None => {
+            let hint = if app.editor.is_some() {
+                "Enter write · Esc cancel · ←→ move · Ctrl-U clear"
+            } else {
+                footer_hint(app.focus)
+            };
+            let text = format!("{hint} · Tab pane · p pause · c ckpt · e export · ? help · q quit");
+            Line::from(Span::styled(fmt::clip(&text, width), app.theme.dim()))
+        }
+    };
+    frame.render_widget(Paragraph::new(line), area);
+}
+
+/// The focused pane's most useful keys (all keys are in the help overlay).
+fn footer_hint(pane: Pane) -> &'static str {
+    match pane {
+        Pane::Curves => "l log · s/S smooth · w window · ↑↓ Space series",
+        Pane::Contributions => "t/T transform loss",
+        Pane::Hyper => "↑↓ select · Enter edit · ][ J · }{ α",
+        Pane::Events => "↑↓ PgUp PgDn scroll · End follow",
+    }
+}
