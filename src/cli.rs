@@ -66,6 +66,48 @@ pub enum Cmd {
     },
     /// List sessions: id, status, step, primary metric, device.
     Ls,
+    /// Write a session's figures (losses, primary metric, weights, final
+    /// weights, transforms) into <session>/plots or --out.
+    Export {
+        session: String,
+        /// Comma-separated: svg, png, pdf.
+        #[arg(long, value_delimiter = ',', default_value = "svg,png,pdf")]
+        format: Vec<crate::plot::Format>,
+        #[arg(long)]
+        out: Option<PathBuf>,
+        /// paper (single column), paper-wide (double column) or slides.
+        #[arg(long, default_value = "paper")]
+        style: crate::plot::Style,
+        /// Logarithmic y axis for the loss curves.
+        #[arg(long)]
+        log_scale: bool,
+        /// EMA smoothing weight in [0, 1); 0 turns smoothing off.
+        #[arg(long, default_value_t = crate::plot::DEFAULT_EMA)]
+        ema: f64,
+    },
+    /// Overlay one metric of several sessions in one figure (format from -o's extension).
+    Compare {
+        #[arg(required = true, num_args = 1..)]
+        sessions: Vec<String>,
+        #[arg(short, long)]
+        output: PathBuf,
+        /// An eval metric or a training loss (default: the primary metric).
+        #[arg(long)]
+        metric: Option<String>,
+        #[arg(long, default_value = "paper")]
+        style: crate::plot::Style,
+    },
+    /// Pretrain the built-in video-text foundation model (the backbone that
+    /// `workload.init_from = "foundation"` fine-tunes).
+    Pretrain {
+        #[arg(long, default_value_t = crate::workload::FOUNDATION_STEPS)]
+        steps: u64,
+        #[arg(long, default_value_t = 0)]
+        seed: u64,
+        /// Where to write it (default: the cache the configs use).
+        #[arg(long)]
+        out: Option<PathBuf>,
+    },
     /// Versions, CUDA devices and the terminal, to check an installation.
     Doctor,
 }
@@ -83,8 +125,70 @@ pub fn dispatch(cli: Cli) -> Result<()> {
         }) => start(&root, &config, name, steps, headless),
         Some(Cmd::Resume { session, headless }) => resume(&root, &session, headless),
         Some(Cmd::Ls) => ls(&root),
+        Some(Cmd::Export {
+            session,
+            format,
+            out,
+            style,
+            log_scale,
+            ema,
+        }) => {
+            let dir = session::find(&root, &session)?;
+            let opts = crate::plot::ExportOptions {
+                formats: format,
+                out_dir: out,
+                style,
+                log_scale,
+                ema,
+            };
+            println!("{}", export(&dir, &opts)?);
+            Ok(())
+        }
+        Some(Cmd::Compare {
+            sessions,
+            output,
+            metric,
+            style,
+        }) => {
+            let dirs = sessions
+                .iter()
+                .map(|s| session::find(&root, s))
+                .collect::<Result<Vec<_>>>()?;
+            let path = crate::plot::compare(&dirs, &output, metric.as_deref(), style)?;
+            println!("wrote {}", path.display());
+            Ok(())
+        }
         Some(Cmd::Doctor) => doctor(),
+        Some(Cmd::Pretrain { steps, seed, out }) => {
+            let out = out.unwrap_or_else(crate::workload::video_text::default_foundation_path);
+            tch::set_num_threads(1);
+            let start = std::time::Instant::now();
+            crate::workload::video_text::pretrain(steps, seed, &out, |step, loss| {
+                println!(
+                    "pretrain step {step:>5}/{steps}  summed loss {loss:.4}  ({:.0} s)",
+                    start.elapsed().as_secs_f64()
+                );
+            })?;
+            println!("wrote {}", out.display());
+            Ok(())
+        }
     }
+}
+
+/// Exports a session's figures; returns a summary for the user.
+fn export(dir: &Path, opts: &crate::plot::ExportOptions) -> Result<String> {
+    let done = crate::plot::export_session(dir, opts)?;
+    let folder = done
+        .files
+        .first()
+        .and_then(|f| f.parent())
+        .map(|p| p.display().to_string())
+        .unwrap_or_default();
+    let mut summary = format!("wrote {} files to {folder}", done.files.len());
+    for note in &done.skipped {
+        summary.push_str(&format!("; {note}"));
+    }
+    Ok(summary)
 }
 
 fn load_config(path: &Path) -> Result<Config> {

@@ -40,6 +40,10 @@ pub struct WorkloadConfig {
     /// Validation data, safetensors (relative to the config file).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub val: Option<String>,
+    /// video-text: start from a foundation checkpoint: `"foundation"` (the
+    /// built-in one, pretrained on first use and cached) or a path.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub init_from: Option<String>,
 }
 
 impl Default for WorkloadConfig {
@@ -53,6 +57,7 @@ impl Default for WorkloadConfig {
             model: None,
             train: None,
             val: None,
+            init_from: None,
         }
     }
 }
@@ -340,6 +345,13 @@ impl Config {
                     return Err(ConfigError::at_key(key, "required when workload.kind = \"torchscript\" (a path relative to the config file)"));
                 }
             }
+        }
+
+        if w.init_from.is_some() && w.kind != "video-text" {
+            return Err(ConfigError::at_key(
+                "workload.init_from",
+                "only the video-text workload starts from a foundation checkpoint",
+            ));
         }
 
         let t = &self.train;

@@ -2,6 +2,8 @@
 pub mod config;
 pub mod engine;
 pub mod meltr;
+pub mod nn;
+pub mod plot;
 pub mod session;
 pub mod tui;
 pub mod workload;

@@ -47,7 +47,7 @@ fn headless_default_run_finishes_within_two_minutes_and_matches_the_contract() {
     let out = run_with_limit(
         bin()
             .args(["run", "-c"])
-            .arg(repo("configs/default.toml"))
+            .arg(repo("configs/synthetic.toml"))
             .arg("--headless")
             .arg("--sessions-dir")
             .arg(root.path()),

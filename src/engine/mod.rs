@@ -20,22 +20,27 @@ pub struct EngineHandle {
     pub thread: std::thread::JoinHandle<Result<Status>>,
 }
 
-/// Starts training the session in `dir` on a new thread. Setup errors (bad
-/// workload, missing checkpoint, no CUDA) come back from `thread.join()`,
-/// and are also written to `session.json` with status `failed`.
+/// Builds the trainer for the session in `dir` (restoring the newest
+/// checkpoint with `resume`) and starts it on a new thread. Setup errors
+/// (bad workload, unreadable checkpoint, no CUDA) are returned here and
+/// recorded in `session.json` with status `failed`.
 pub fn spawn(dir: &Path, config: crate::config::Config, resume: bool) -> Result<EngineHandle> {
     let (command_tx, command_rx) = mpsc::channel();
     let (event_tx, event_rx) = mpsc::sync_channel(EVENT_BUFFER);
+    let built = trainer::Trainer::new(dir, config, resume, event_tx.clone())
+        .and_then(|(trainer, meta)| crate::session::record_run_facts(dir, &meta).map(|()| trainer));
+    let trainer = match built {
+        Ok(trainer) => trainer,
+        Err(e) => {
+            let _ = crate::session::update_status(dir, Status::Failed, Some(format!("{e:#}")));
+            return Err(e);
+        }
+    };
     let dir = dir.to_path_buf();
     let thread = std::thread::Builder::new()
         .name("trainer".into())
         .spawn(move || {
-            let result = (|| {
-                let (trainer, meta) =
-                    trainer::Trainer::new(&dir, config, resume, event_tx.clone())?;
-                crate::session::record_run_facts(&dir, &meta)?;
-                trainer.run(command_rx)
-            })();
+            let result = trainer.run(command_rx);
             if let Err(e) = &result {
                 let message = format!("{e:#}");
                 let _ = crate::session::update_status(&dir, Status::Failed, Some(message.clone()));

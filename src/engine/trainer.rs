@@ -204,6 +204,8 @@ impl Trainer {
 
     /// Trains until `train.steps` (live-editable) or a Stop command.
     pub fn run(mut self, commands: Receiver<Command>) -> Result<Status> {
+        // OpenMP's thread count is per calling thread: set it on this one.
+        tch::set_num_threads(self.config.train.threads as i32);
         self.send(Event::ConfigInForce {
             config: Box::new(self.config.clone()),
         });

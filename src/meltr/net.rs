@@ -9,6 +9,7 @@
 //! differentiates through MELTR twice, and fused attention kernels have no
 //! double backward. No dropout: the meta step needs a deterministic function.
 
+use crate::nn::transformer::EncoderLayer;
 use tch::nn::{self, Module};
 use tch::Tensor;
 
@@ -27,14 +28,7 @@ pub struct MeltrNet {
     loss_in: nn::Linear,
     loss_out: nn::Linear,
     loss_type: Tensor,
-    query: nn::Linear,
-    key: nn::Linear,
-    value: nn::Linear,
-    attn_out: nn::Linear,
-    norm1: nn::LayerNorm,
-    ff_in: nn::Linear,
-    ff_out: nn::Linear,
-    norm2: nn::LayerNorm,
+    encoder: EncoderLayer,
     head: nn::Linear,
 }
 
@@ -45,7 +39,6 @@ impl MeltrNet {
             "heads must divide d_model"
         );
         let d = sizes.d_model;
-        let ln = nn::LayerNormConfig::default();
         Self {
             sizes,
             loss_in: nn::linear(path / "loss_in", 1, sizes.d_hidden, Default::default()),
@@ -58,14 +51,7 @@ impl MeltrNet {
                     stdev: 0.02,
                 },
             ),
-            query: nn::linear(path / "query", d, d, Default::default()),
-            key: nn::linear(path / "key", d, d, Default::default()),
-            value: nn::linear(path / "value", d, d, Default::default()),
-            attn_out: nn::linear(path / "attn_out", d, d, Default::default()),
-            norm1: nn::layer_norm(path / "norm1", vec![d], ln),
-            ff_in: nn::linear(path / "ff_in", d, sizes.d_ff, Default::default()),
-            ff_out: nn::linear(path / "ff_out", sizes.d_ff, d, Default::default()),
-            norm2: nn::layer_norm(path / "norm2", vec![d], ln),
+            encoder: EncoderLayer::new(path, d, sizes.heads, sizes.d_ff),
             head: nn::linear(
                 path / "head",
                 d,
@@ -85,31 +71,15 @@ impl MeltrNet {
     /// Combined loss (0-dim) from the loss vector `[K]`.
     pub fn forward(&self, losses: &Tensor) -> Tensor {
         let k = self.sizes.losses;
-        let d = self.sizes.d_model;
-        let h = self.sizes.heads;
-        let dh = d / h;
         let tokens = self
             .loss_out
             .forward(&self.loss_in.forward(&losses.reshape([k, 1])).relu())
             + &self.loss_type;
 
-        // Multi-head self-attention over the K loss tokens, [h, K, dh].
-        let split = |x: Tensor| x.reshape([k, h, dh]).transpose(0, 1);
-        let q = split(self.query.forward(&tokens));
-        let kk = split(self.key.forward(&tokens));
-        let v = split(self.value.forward(&tokens));
-        let scores = q.matmul(&kk.transpose(1, 2)) / (dh as f64).sqrt();
-        let attended = scores
-            .softmax(-1, scores.kind())
-            .matmul(&v)
-            .transpose(0, 1)
-            .reshape([k, d]);
         let x = self
-            .norm1
-            .forward(&(tokens + self.attn_out.forward(&attended)));
-        let x = self
-            .norm2
-            .forward(&(&x + self.ff_out.forward(&self.ff_in.forward(&x).relu())));
+            .encoder
+            .forward(&tokens.unsqueeze(0), None)
+            .squeeze_dim(0);
         self.head
             .forward(&x.mean_dim(0, false, x.kind()))
             .reshape(Vec::<i64>::new())

@@ -2,6 +2,7 @@
 //! engine asks it for batches and for named losses, and never looks inside.
 
 pub mod synthetic;
+pub mod video_text;
 
 use crate::config::Config;
 use anyhow::{bail, Result};
@@ -49,12 +50,44 @@ pub trait Workload: Send {
 pub fn build(config: &Config, device: Device, kind: Kind) -> Result<Box<dyn Workload>> {
     let workload: Box<dyn Workload> = match config.workload.kind.as_str() {
         "synthetic" => Box::new(synthetic::Synthetic::new(config, device, kind)),
-        other => bail!(
-            "workload.kind = \"{other}\" is not available in this build yet; use \"synthetic\""
-        ),
+        "video-text" => {
+            if config.workload.init_from.as_deref() == Some("foundation") {
+                ensure_foundation()?;
+            }
+            Box::new(video_text::VideoText::new(config, None, device, kind)?)
+        }
+        other => bail!("workload.kind = \"{other}\" is not available in this build yet; use \"synthetic\" or \"video-text\""),
     };
     check_loss_names(config, &workload.loss_names())?;
     Ok(workload)
+}
+
+/// Steps of the built-in foundation pretraining.
+pub const FOUNDATION_STEPS: u64 = 1500;
+
+/// Pretrains the built-in video-text foundation checkpoint if it is not
+/// cached yet, with progress on stderr (the TUI is not open yet).
+pub fn ensure_foundation() -> Result<()> {
+    let path = video_text::default_foundation_path();
+    if path.exists() {
+        return Ok(());
+    }
+    eprintln!(
+        "pretraining the video-text foundation model (first use; cached at {})",
+        path.display()
+    );
+    let start = std::time::Instant::now();
+    video_text::pretrain(FOUNDATION_STEPS, 0, &path, |step, loss| {
+        eprintln!(
+            "  pretrain step {step:>5}/{FOUNDATION_STEPS}  summed loss {loss:.4}  ({:.0} s)",
+            start.elapsed().as_secs_f64()
+        );
+    })?;
+    eprintln!(
+        "foundation model ready in {:.0} s",
+        start.elapsed().as_secs_f64()
+    );
+    Ok(())
 }
 
 /// Every configured loss must be one the workload produces.

@@ -1,0 +1,3 @@
+//! Small building blocks shared by MELTR and the built-in workloads.
+
+pub mod transformer;

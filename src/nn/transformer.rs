@@ -1,0 +1,68 @@
+//! A post-norm transformer encoder layer with attention written as matmul +
+//! softmax. MELTR is differentiated twice (the meta step), and fused
+//! attention kernels have no double backward, so nothing here uses them.
+
+use tch::nn::{self, Module};
+use tch::Tensor;
+
+#[derive(Debug)]
+pub struct EncoderLayer {
+    heads: i64,
+    query: nn::Linear,
+    key: nn::Linear,
+    value: nn::Linear,
+    attn_out: nn::Linear,
+    norm1: nn::LayerNorm,
+    ff_in: nn::Linear,
+    ff_out: nn::Linear,
+    norm2: nn::LayerNorm,
+}
+
+impl EncoderLayer {
+    pub fn new(path: &nn::Path, d_model: i64, heads: i64, d_ff: i64) -> Self {
+        assert!(d_model % heads == 0, "heads must divide d_model");
+        let ln = nn::LayerNormConfig::default();
+        Self {
+            heads,
+            query: nn::linear(path / "query", d_model, d_model, Default::default()),
+            key: nn::linear(path / "key", d_model, d_model, Default::default()),
+            value: nn::linear(path / "value", d_model, d_model, Default::default()),
+            attn_out: nn::linear(path / "attn_out", d_model, d_model, Default::default()),
+            norm1: nn::layer_norm(path / "norm1", vec![d_model], ln),
+            ff_in: nn::linear(path / "ff_in", d_model, d_ff, Default::default()),
+            ff_out: nn::linear(path / "ff_out", d_ff, d_model, Default::default()),
+            norm2: nn::layer_norm(path / "norm2", vec![d_model], ln),
+        }
+    }
+
+    /// `x`: `[batch, tokens, d_model]`. `mask`: optional additive mask
+    /// broadcastable to `[batch, heads, tokens, tokens]` (0 = attend,
+    /// -inf = blocked).
+    pub fn forward(&self, x: &Tensor, mask: Option<&Tensor>) -> Tensor {
+        let (b, n, d) = x.size3().expect("[batch, tokens, d_model]");
+        let h = self.heads;
+        let dh = d / h;
+        let split = |t: Tensor| t.reshape([b, n, h, dh]).transpose(1, 2); // [b, h, n, dh]
+        let q = split(self.query.forward(x));
+        let k = split(self.key.forward(x));
+        let v = split(self.value.forward(x));
+        let mut scores = q.matmul(&k.transpose(2, 3)) / (dh as f64).sqrt();
+        if let Some(mask) = mask {
+            scores = scores + mask;
+        }
+        let attended = scores
+            .softmax(-1, scores.kind())
+            .matmul(&v)
+            .transpose(1, 2)
+            .reshape([b, n, d]);
+        let x = self.norm1.forward(&(x + self.attn_out.forward(&attended)));
+        self.norm2
+            .forward(&(&x + self.ff_out.forward(&self.ff_in.forward(&x).relu())))
+    }
+}
+
+/// Additive causal mask `[n, n]`: position i attends to j <= i.
+pub fn causal_mask(n: i64, options: (tch::Kind, tch::Device)) -> Tensor {
+    let blocked = Tensor::ones([n, n], options).triu(1);
+    blocked * -1e9
+}

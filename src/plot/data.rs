@@ -1,0 +1,155 @@
+//! A session's metrics log turned into the columns the figures draw:
+//! per-loss training curves, effective weights, evaluation metrics and the
+//! latest transform curves. Reading goes through `session::log`, so a torn
+//! last line is tolerated exactly as everywhere else.
+
+use super::series::Points;
+use crate::session::log::read_metrics;
+use crate::session::metrics::{Curve, Record};
+use crate::session::SessionMeta;
+use anyhow::{bail, Context, Result};
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+/// Named curves in a stable order (see [`SessionData::loss_order`]).
+pub type Curves = BTreeMap<String, Points>;
+
+/// Everything the figures need from one session directory.
+#[derive(Debug, Clone)]
+pub struct SessionData {
+    pub dir: PathBuf,
+    pub meta: SessionMeta,
+    /// Training loss `name -> (step, value)`.
+    pub losses: Curves,
+    /// Effective weight `name -> (step, w)`.
+    pub weights: Curves,
+    /// Evaluation metric `name -> (step, value)`.
+    pub metrics: Curves,
+    /// The newest transform curves and the step they were taken at.
+    pub transform: Option<(u64, BTreeMap<String, Curve>)>,
+    /// The losses of the last logged training step.
+    pub last_losses: BTreeMap<String, f64>,
+    /// The effective weights of the last logged training step.
+    pub last_weights: (u64, BTreeMap<String, f64>),
+}
+
+impl SessionData {
+    /// Reads `session.json` and `metrics.jsonl` of `dir`.
+    pub fn load(dir: &Path) -> Result<SessionData> {
+        if !dir.is_dir() {
+            bail!("unknown session: {} is not a directory", dir.display());
+        }
+        if !dir.join("session.json").is_file() {
+            bail!("unknown session: {} has no session.json", dir.display());
+        }
+        let meta = SessionMeta::read(dir)?;
+        let path = dir.join("metrics.jsonl");
+        if !path.is_file() {
+            bail!(
+                "session '{}' has no metrics yet ({} does not exist)",
+                meta.name,
+                path.display()
+            );
+        }
+        let read = read_metrics(&path)
+            .with_context(|| format!("cannot read the metrics of session '{}'", meta.name))?;
+        let mut data = SessionData {
+            dir: dir.to_path_buf(),
+            meta,
+            losses: Curves::new(),
+            weights: Curves::new(),
+            metrics: Curves::new(),
+            transform: None,
+            last_losses: BTreeMap::new(),
+            last_weights: (0, BTreeMap::new()),
+        };
+        let push = |into: &mut Curves, step: f64, named: &BTreeMap<String, f64>| {
+            for (name, &v) in named {
+                into.entry(name.clone()).or_default().push((step, v));
+            }
+        };
+        for line in read.lines {
+            let step = line.step as f64;
+            match line.record {
+                Record::Train {
+                    losses, weights, ..
+                } => {
+                    push(&mut data.losses, step, &losses);
+                    push(&mut data.weights, step, &weights);
+                    data.last_losses = losses;
+                    data.last_weights = (line.step, weights);
+                }
+                Record::Eval { metrics, .. } => push(&mut data.metrics, step, &metrics),
+                Record::Transform { curves } => data.transform = Some((line.step, curves)),
+                _ => {}
+            }
+        }
+        if data.losses.is_empty() {
+            bail!(
+                "session '{}' has no training steps logged yet ({} has no train lines)",
+                data.meta.name,
+                path.display()
+            );
+        }
+        for curves in [&mut data.losses, &mut data.weights, &mut data.metrics] {
+            for points in curves.values_mut() {
+                // Steps only go up within a run; a resume may repeat some.
+                points.sort_by(|a, b| a.0.total_cmp(&b.0));
+            }
+        }
+        Ok(data)
+    }
+
+    /// Loss names in the session's order (primary first), then any others
+    /// the log mentions, alphabetically. A loss's index here picks its colour
+    /// in every figure.
+    pub fn loss_order(&self) -> Vec<String> {
+        let mut names = self.meta.losses.clone();
+        for name in self.losses.keys().chain(self.weights.keys()) {
+            if !names.contains(name) {
+                names.push(name.clone());
+            }
+        }
+        names
+    }
+
+    /// Legend text for a loss: its name, marked when it is the primary one.
+    pub fn loss_label(&self, name: &str) -> String {
+        if name == self.meta.primary {
+            format!("{name} (primary)")
+        } else {
+            name.to_string()
+        }
+    }
+
+    /// A metric or loss series by name: an eval metric first, then a train
+    /// loss. The error lists what the session has.
+    pub fn series(&self, name: &str) -> Result<(SeriesSource, &Points)> {
+        if let Some(points) = self.metrics.get(name) {
+            return Ok((SeriesSource::Eval, points));
+        }
+        if let Some(points) = self.losses.get(name) {
+            return Ok((SeriesSource::Train, points));
+        }
+        let list = |c: &Curves| {
+            if c.is_empty() {
+                "(none)".to_string()
+            } else {
+                c.keys().cloned().collect::<Vec<_>>().join(", ")
+            }
+        };
+        bail!(
+            "session '{}' has no metric or loss named '{name}'; it has eval metrics: {}; train losses: {}",
+            self.meta.name,
+            list(&self.metrics),
+            list(&self.losses)
+        )
+    }
+}
+
+/// Where a named series comes from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SeriesSource {
+    Eval,
+    Train,
+}

@@ -1,0 +1,360 @@
+//! What each figure shows: which series, labels and scales. Pure functions
+//! from [`SessionData`] to [`Chart`]s; drawing lives in `chart`, writing in
+//! the module root.
+
+use super::chart::{Bar, Body, Chart, Emphasis, Line};
+use super::data::{SeriesSource, SessionData};
+use super::scale::{compact, short, Kind};
+use super::series::{decimate, ema, extent, interpolate, Points};
+use super::style::{look, SeriesLook};
+use super::svg::Shape;
+
+/// A chart and the file stem it is saved under.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Figure {
+    pub name: &'static str,
+    pub chart: Chart,
+}
+
+/// How curves are prepared for drawing.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Prep {
+    /// Smoothing weight (0 = none).
+    pub ema: f64,
+    /// Pixel columns to decimate to.
+    pub columns: usize,
+}
+
+const STEP: &str = "training step";
+
+/// All figures a session has data for, and a note for each it has not.
+pub fn session_figures(
+    data: &SessionData,
+    prep: Prep,
+    log_scale: bool,
+) -> (Vec<Figure>, Vec<String>) {
+    let mut figures = vec![losses(data, prep, log_scale)];
+    let mut skipped = Vec::new();
+    let mut add = |figure: Option<Figure>, why: String| match figure {
+        Some(f) => figures.push(f),
+        None => skipped.push(why),
+    };
+    add(
+        metric(data, prep),
+        format!("metric: no '{}' in any eval line", data.meta.primary_metric),
+    );
+    add(
+        weights(data, prep),
+        "weights: no effective weights logged".into(),
+    );
+    add(
+        final_weights(data),
+        "final-weights: no effective weights logged".into(),
+    );
+    add(
+        transforms(data),
+        "transforms: no transform lines logged".into(),
+    );
+    (figures, skipped)
+}
+
+/// Raw curve faint behind its EMA (or just the raw curve when not smoothing),
+/// both decimated over `[x_lo, x_hi]`.
+fn smoothed(
+    label: String,
+    points: &Points,
+    look: SeriesLook,
+    prep: Prep,
+    (x_lo, x_hi): (f64, f64),
+) -> Vec<Line> {
+    let thin = |p: &Points| decimate(p, x_lo, x_hi, prep.columns);
+    let main = |points| Line {
+        label: Some(label.clone()),
+        points,
+        look: look.clone(),
+        emphasis: Emphasis::Main,
+    };
+    if prep.ema <= 0.0 || points.len() < 3 {
+        return vec![main(thin(points))];
+    }
+    let faint = Line {
+        label: None,
+        points: thin(points),
+        look: look.clone(),
+        emphasis: Emphasis::Faint,
+    };
+    vec![faint, main(thin(&ema(points, prep.ema)))]
+}
+
+fn step_range<'a>(curves: impl Iterator<Item = &'a Points>) -> (f64, f64) {
+    extent(curves.flat_map(|p| p.iter().map(|q| q.0))).unwrap_or((0.0, 1.0))
+}
+
+/// Per-loss training curves in one loss-coloured set of lines per loss.
+fn per_loss(data: &SessionData, curves: &super::data::Curves, prep: Prep) -> Vec<Line> {
+    let range = step_range(curves.values());
+    // Draw faint curves first so no smoothed curve hides under another's noise.
+    let (mut faint, mut main): (Vec<Line>, Vec<Line>) = (Vec::new(), Vec::new());
+    for (i, name) in data.loss_order().iter().enumerate() {
+        if let Some(points) = curves.get(name) {
+            for line in smoothed(data.loss_label(name), points, look(i), prep, range) {
+                if line.emphasis == Emphasis::Faint {
+                    faint.push(line)
+                } else {
+                    main.push(line)
+                }
+            }
+        }
+    }
+    faint.extend(main);
+    faint
+}
+
+fn smoothing_note(prep: Prep) -> String {
+    if prep.ema > 0.0 {
+        format!(" (EMA {})", prep.ema)
+    } else {
+        String::new()
+    }
+}
+
+pub fn losses(data: &SessionData, prep: Prep, log_scale: bool) -> Figure {
+    Figure {
+        name: "losses",
+        chart: Chart {
+            x_label: STEP.into(),
+            y_label: format!("training loss{}", smoothing_note(prep)),
+            y_kind: if log_scale { Kind::Log } else { Kind::Linear },
+            tight_x: true,
+            zero_line: false,
+            body: Body::Lines(per_loss(data, &data.losses, prep)),
+        },
+    }
+}
+
+/// The direction-of-better arrow used in metric labels.
+fn better(higher: bool) -> &'static str {
+    if higher {
+        "↑"
+    } else {
+        "↓"
+    }
+}
+
+/// An eval metric over steps, markers while sparse, decimated when dense.
+fn eval_line(label: String, points: &Points, look: SeriesLook, columns: usize) -> Line {
+    let (lo, hi) = step_range(std::iter::once(points));
+    Line {
+        label: Some(label),
+        points: decimate(points, lo, hi, columns),
+        look,
+        emphasis: Emphasis::WithMarkers,
+    }
+}
+
+pub fn metric(data: &SessionData, prep: Prep) -> Option<Figure> {
+    let name = &data.meta.primary_metric;
+    let points = data.metrics.get(name).filter(|p| !p.is_empty())?;
+    let higher = data.meta.higher_is_better;
+    let pick = |a: &&(f64, f64), b: &&(f64, f64)| {
+        if higher {
+            a.1.total_cmp(&b.1)
+        } else {
+            b.1.total_cmp(&a.1)
+        }
+    };
+    // Earliest step among equals: max_by keeps the last maximum, so search reversed.
+    let best = *points.iter().rev().max_by(pick)?;
+    let best_line = Line {
+        label: Some(format!("best {} (step {})", short(best.1), compact(best.0))),
+        points: vec![best],
+        look: SeriesLook {
+            color: "#000000",
+            dash: &[],
+            shape: Shape::Diamond,
+        },
+        emphasis: Emphasis::MarkersOnly,
+    };
+    Some(Figure {
+        name: "metric",
+        chart: Chart {
+            x_label: STEP.into(),
+            y_label: format!("validation {name} {}", better(higher)),
+            y_kind: Kind::Linear,
+            tight_x: false,
+            zero_line: false,
+            body: Body::Lines(vec![
+                eval_line(name.clone(), points, look(0), prep.columns),
+                best_line,
+            ]),
+        },
+    })
+}
+
+pub fn weights(data: &SessionData, prep: Prep) -> Option<Figure> {
+    if data.weights.is_empty() {
+        return None;
+    }
+    Some(Figure {
+        name: "weights",
+        chart: Chart {
+            x_label: STEP.into(),
+            y_label: format!("effective weight ∂M/∂lₖ{}", smoothing_note(prep)),
+            y_kind: Kind::Linear,
+            tight_x: true,
+            zero_line: true,
+            body: Body::Lines(per_loss(data, &data.weights, prep)),
+        },
+    })
+}
+
+pub fn final_weights(data: &SessionData) -> Option<Figure> {
+    let (step, weights) = &data.last_weights;
+    let bars: Vec<Bar> = data
+        .loss_order()
+        .iter()
+        .enumerate()
+        .filter_map(|(i, name)| {
+            weights.get(name).map(|&value| Bar {
+                category: name.clone(),
+                value,
+                look: look(i),
+            })
+        })
+        .collect();
+    if bars.is_empty() {
+        return None;
+    }
+    Some(Figure {
+        name: "final-weights",
+        chart: Chart {
+            x_label: format!("loss (weights at step {})", compact(*step as f64)),
+            y_label: "effective weight ∂M/∂lₖ".into(),
+            y_kind: Kind::Linear,
+            tight_x: false,
+            zero_line: true,
+            body: Body::Bars(bars),
+        },
+    })
+}
+
+pub fn transforms(data: &SessionData) -> Option<Figure> {
+    let (step, curves) = data.transform.as_ref()?;
+    let mut lines = Vec::new();
+    let mut marks = Vec::new();
+    for (i, name) in data.loss_order().iter().enumerate() {
+        let Some(curve) = curves.get(name) else {
+            continue;
+        };
+        let mut points: Points = curve
+            .x
+            .iter()
+            .copied()
+            .zip(curve.y.iter().copied())
+            .collect();
+        points.sort_by(|a, b| a.0.total_cmp(&b.0));
+        // Where the run currently sits on this curve.
+        if let Some(y) = data
+            .last_losses
+            .get(name)
+            .and_then(|&x| interpolate(&points, x).map(|y| (x, y)))
+        {
+            marks.push(Line {
+                label: None,
+                points: vec![y],
+                look: look(i),
+                emphasis: Emphasis::MarkersOnly,
+            });
+        }
+        lines.push(Line {
+            label: Some(data.loss_label(name)),
+            points,
+            look: look(i),
+            emphasis: Emphasis::Main,
+        });
+    }
+    if lines.is_empty() {
+        return None;
+    }
+    lines.extend(marks);
+    Some(Figure {
+        name: "transforms",
+        chart: Chart {
+            x_label: format!(
+                "loss value lₖ, others fixed (step {})",
+                compact(*step as f64)
+            ),
+            y_label: "MELTR output M(l)".into(),
+            y_kind: Kind::Linear,
+            tight_x: false,
+            zero_line: false,
+            body: Body::Lines(lines),
+        },
+    })
+}
+
+/// Legend names for sessions: their names, made unique with the id if needed.
+fn legend_names(sessions: &[SessionData]) -> Vec<String> {
+    sessions
+        .iter()
+        .map(|s| {
+            let twins = sessions
+                .iter()
+                .filter(|o| o.meta.name == s.meta.name)
+                .count();
+            if twins > 1 {
+                format!("{} ({})", s.meta.name, s.meta.id)
+            } else {
+                s.meta.name.clone()
+            }
+        })
+        .collect()
+}
+
+/// One metric (eval metric or train loss, already checked to exist in
+/// every session) across sessions.
+pub fn compare(sessions: &[SessionData], metric: &str, prep: Prep) -> anyhow::Result<Chart> {
+    let mut series = Vec::new();
+    for s in sessions {
+        series.push(s.series(metric)?);
+    }
+    let range = step_range(series.iter().map(|(_, p)| *p));
+    let names = legend_names(sessions);
+    let mut faint = Vec::new();
+    let mut main = Vec::new();
+    for (i, ((source, points), name)) in series.iter().zip(names).enumerate() {
+        match source {
+            SeriesSource::Eval => main.push(eval_line(name, points, look(i), prep.columns)),
+            SeriesSource::Train => {
+                for line in smoothed(name, points, look(i), prep, range) {
+                    if line.emphasis == Emphasis::Faint {
+                        faint.push(line)
+                    } else {
+                        main.push(line)
+                    }
+                }
+            }
+        }
+    }
+    faint.extend(main);
+    let y_label = match series[0].0 {
+        SeriesSource::Eval => {
+            let higher = sessions[0].meta.higher_is_better;
+            let arrow = if sessions[0].meta.primary_metric == metric {
+                format!(" {}", better(higher))
+            } else {
+                String::new()
+            };
+            format!("validation {metric}{arrow}")
+        }
+        SeriesSource::Train => format!("training loss {metric}{}", smoothing_note(prep)),
+    };
+    Ok(Chart {
+        x_label: STEP.into(),
+        y_label,
+        y_kind: Kind::Linear,
+        tight_x: series.iter().all(|(s, _)| *s == SeriesSource::Train),
+        zero_line: false,
+        body: Body::Lines(faint),
+    })
+}

@@ -1,0 +1,220 @@
+//! The legend: framed inside the axes at whichever standard spot hides the
+//! fewest data points (matplotlib's "best"), or — when every spot would hide
+//! data — unframed in rows above the axes, as papers do for crowded plots.
+
+use super::chart::{Emphasis, Line};
+use super::font::Metrics;
+use super::style::Theme;
+use super::svg::{Anchor, Stroke, Svg};
+
+const FRAME: &str = "#CCCCCC";
+/// Share of the drawn points a legend inside the axes may hide.
+const TOLERATED: f64 = 0.002;
+
+/// A rectangle in points, origin top left.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Rect {
+    pub x: f64,
+    pub y: f64,
+    pub w: f64,
+    pub h: f64,
+}
+
+impl Rect {
+    fn contains(&self, (px, py): (f64, f64)) -> bool {
+        px >= self.x && px <= self.x + self.w && py >= self.y && py <= self.y + self.h
+    }
+}
+
+/// Where the legend goes.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Placement {
+    Inside {
+        x: f64,
+        y: f64,
+    },
+    /// Rows of entry indices above the axes.
+    Above {
+        rows: Vec<Vec<usize>>,
+    },
+}
+
+/// The labelled lines of a chart and their measured sizes.
+pub struct Legend<'a> {
+    entries: Vec<&'a Line>,
+    text_w: Vec<f64>,
+    em: f64,
+}
+
+impl<'a> Legend<'a> {
+    pub fn new(lines: &'a [Line], t: &Theme, m: &Metrics) -> Option<Self> {
+        let entries: Vec<&Line> = lines.iter().filter(|l| l.label.is_some()).collect();
+        if entries.is_empty() {
+            return None;
+        }
+        let em = t.tick_pt;
+        let text_w = entries
+            .iter()
+            .map(|l| m.width(l.label.as_deref().unwrap_or(""), em))
+            .collect();
+        Some(Legend {
+            entries,
+            text_w,
+            em,
+        })
+    }
+
+    fn border(&self) -> f64 {
+        0.4 * self.em
+    }
+    fn handle(&self) -> f64 {
+        2.0 * self.em
+    }
+    fn text_pad(&self) -> f64 {
+        0.8 * self.em
+    }
+    fn spacing(&self) -> f64 {
+        0.5 * self.em
+    }
+    fn column_gap(&self) -> f64 {
+        1.5 * self.em
+    }
+
+    fn entry_w(&self, i: usize) -> f64 {
+        self.handle() + self.text_pad() + self.text_w[i]
+    }
+
+    /// Size of the framed box.
+    fn boxed(&self) -> (f64, f64) {
+        let n = self.entries.len() as f64;
+        let widest = (0..self.entries.len())
+            .map(|i| self.entry_w(i))
+            .fold(0.0, f64::max);
+        (
+            2.0 * self.border() + widest,
+            2.0 * self.border() + n * self.em + (n - 1.0) * self.spacing(),
+        )
+    }
+
+    /// The best spot inside `area`, if it hides (almost) no points.
+    pub fn inside(&self, area: Rect, drawn: &[(f64, f64)]) -> Option<Placement> {
+        let (w, h) = self.boxed();
+        let inset = 0.5 * self.em;
+        let (l, r) = (area.x + inset, area.x + area.w - inset - w);
+        let (tp, b) = (area.y + inset, area.y + area.h - inset - h);
+        let (cx, cy) = (area.x + (area.w - w) / 2.0, area.y + (area.h - h) / 2.0);
+        // matplotlib's order of preference for "best".
+        let spots = [
+            (r, tp),
+            (l, tp),
+            (l, b),
+            (r, b),
+            (r, cy),
+            (l, cy),
+            (cx, b),
+            (cx, tp),
+        ];
+        let cost = |&(x, y): &(f64, f64)| {
+            drawn
+                .iter()
+                .filter(|p| Rect { x, y, w, h }.contains(**p))
+                .count()
+        };
+        let (x, y) = spots.iter().copied().min_by_key(cost)?;
+        let fits = w <= area.w && h <= area.h;
+        (fits && cost(&(x, y)) as f64 <= TOLERATED * drawn.len() as f64)
+            .then_some(Placement::Inside { x, y })
+    }
+
+    /// Entries packed into rows no wider than `width`.
+    pub fn above(&self, width: f64) -> Placement {
+        let mut rows: Vec<Vec<usize>> = vec![Vec::new()];
+        let mut used = 0.0;
+        for i in 0..self.entries.len() {
+            let w = self.entry_w(i);
+            let row = rows.last_mut().expect("rows is never empty");
+            if !row.is_empty() && used + self.column_gap() + w > width {
+                rows.push(vec![i]);
+                used = w;
+            } else {
+                used += if row.is_empty() {
+                    w
+                } else {
+                    self.column_gap() + w
+                };
+                row.push(i);
+            }
+        }
+        Placement::Above { rows }
+    }
+
+    /// Height a placement above the axes takes, including its gap.
+    pub fn above_height(&self, placement: &Placement) -> f64 {
+        match placement {
+            Placement::Above { rows } => {
+                let n = rows.len() as f64;
+                n * self.em + (n - 1.0) * self.spacing() + self.em * 0.6
+            }
+            Placement::Inside { .. } => 0.0,
+        }
+    }
+
+    pub fn draw(&self, svg: &mut Svg, placement: &Placement, area: Rect, t: &Theme, m: &Metrics) {
+        match placement {
+            Placement::Inside { x, y } => {
+                let (w, h) = self.boxed();
+                svg.rounded_rect(
+                    (*x, *y, w, h),
+                    0.2 * self.em,
+                    0.85,
+                    &Stroke::solid(FRAME, t.axis_pt * 0.8),
+                );
+                for i in 0..self.entries.len() {
+                    let mid =
+                        y + self.border() + i as f64 * (self.em + self.spacing()) + self.em / 2.0;
+                    self.draw_entry(svg, i, x + self.border(), mid, t, m);
+                }
+            }
+            Placement::Above { rows } => {
+                let top = area.y - self.above_height(placement);
+                for (r, row) in rows.iter().enumerate() {
+                    let total: f64 = row.iter().map(|&i| self.entry_w(i)).sum::<f64>()
+                        + self.column_gap() * (row.len() - 1) as f64;
+                    let mut x = area.x + (area.w - total) / 2.0;
+                    let mid = top + r as f64 * (self.em + self.spacing()) + self.em / 2.0;
+                    for &i in row {
+                        self.draw_entry(svg, i, x, mid, t, m);
+                        x += self.entry_w(i) + self.column_gap();
+                    }
+                }
+            }
+        }
+    }
+
+    /// Handle (line sample and/or marker) then label, starting at `x`.
+    fn draw_entry(&self, svg: &mut Svg, i: usize, x: f64, mid: f64, t: &Theme, m: &Metrics) {
+        let line = self.entries[i];
+        let (h0, h1) = (x, x + self.handle());
+        if line.emphasis != Emphasis::MarkersOnly {
+            svg.line(h0, mid, h1, mid, &line.stroke(t));
+        }
+        if line.has_markers() {
+            svg.marker(
+                line.look.shape,
+                (h0 + h1) / 2.0,
+                mid,
+                line.marker_size(t),
+                line.look.color,
+            );
+        }
+        let label = line.label.as_deref().unwrap_or("");
+        svg.text(
+            h1 + self.text_pad(),
+            mid + m.cap_height(self.em) / 2.0,
+            label,
+            self.em,
+            Anchor::Start,
+            0.0,
+        );
+    }
+}

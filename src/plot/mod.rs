@@ -1,0 +1,268 @@
+//! Paper-quality figures from a session's metrics log.
+//!
+//! `export_session` writes the standard figures of one session (loss curves,
+//! the primary validation metric, MELTR's effective weights over time, the
+//! final weights, the transform curves) into `sessions/<id>/plots/`;
+//! `compare` overlays one metric across sessions for an ablation figure.
+//!
+//! Pipeline: [`figures`] picks what to show, [`chart`] lays it out and writes
+//! SVG (through the deterministic writer in [`svg`]), [`render`] turns that
+//! same SVG into PNG and PDF. One embedded font ([`font`]) is used for layout,
+//! rasterising and PDF text, so the three formats look identical on any
+//! machine. Everything is rendered in memory first and written atomically
+//! afterwards; on any failure the files of this call are removed.
+
+pub mod chart;
+pub mod data;
+pub mod figures;
+pub mod font;
+pub mod legend;
+pub mod render;
+pub mod scale;
+pub mod series;
+pub mod style;
+pub mod svg;
+
+pub use style::{Style, Theme};
+
+use crate::session::atomic_write;
+use anyhow::{bail, Context, Result};
+use data::SessionData;
+use figures::Prep;
+use std::fmt;
+use std::path::{Path, PathBuf};
+use std::str::FromStr;
+
+/// An output file format.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Format {
+    Svg,
+    Png,
+    Pdf,
+}
+
+impl Format {
+    pub const ALL: [Format; 3] = [Format::Svg, Format::Png, Format::Pdf];
+
+    pub fn extension(self) -> &'static str {
+        match self {
+            Format::Svg => "svg",
+            Format::Png => "png",
+            Format::Pdf => "pdf",
+        }
+    }
+
+    /// The format a file name asks for, by its extension.
+    pub fn from_path(path: &Path) -> Result<Format> {
+        let ext = path.extension().and_then(|e| e.to_str()).unwrap_or("");
+        ext.parse().map_err(|_| {
+            anyhow::anyhow!(
+                "cannot tell the format of {}: use a .svg, .png or .pdf file name",
+                path.display()
+            )
+        })
+    }
+
+    /// Parses a comma-separated list such as `svg,png,pdf` (duplicates dropped).
+    pub fn parse_list(list: &str) -> Result<Vec<Format>, String> {
+        let mut out: Vec<Format> = Vec::new();
+        for item in list.split(',').map(str::trim).filter(|s| !s.is_empty()) {
+            let f = item.parse()?;
+            if !out.contains(&f) {
+                out.push(f);
+            }
+        }
+        if out.is_empty() {
+            return Err("no format given (expected e.g. svg,png,pdf)".into());
+        }
+        Ok(out)
+    }
+}
+
+impl FromStr for Format {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s.trim().to_ascii_lowercase().as_str() {
+            "svg" => Ok(Format::Svg),
+            "png" => Ok(Format::Png),
+            "pdf" => Ok(Format::Pdf),
+            other => Err(format!(
+                "unknown format '{other}' (expected svg, png or pdf)"
+            )),
+        }
+    }
+}
+
+impl fmt::Display for Format {
+    fn fmt(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        f.write_str(self.extension())
+    }
+}
+
+/// Default EMA smoothing weight (TensorBoard's convention: 0 = none).
+pub const DEFAULT_EMA: f64 = 0.9;
+
+/// What `export_session` writes, and how.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ExportOptions {
+    pub formats: Vec<Format>,
+    /// Defaults to `<session>/plots`.
+    pub out_dir: Option<PathBuf>,
+    pub style: Style,
+    /// Logarithmic y axis for the loss curves.
+    pub log_scale: bool,
+    /// EMA smoothing weight in `[0, 1)` for loss and weight curves; the raw
+    /// curve is drawn faintly behind. 0 disables smoothing.
+    pub ema: f64,
+}
+
+impl Default for ExportOptions {
+    fn default() -> Self {
+        Self {
+            formats: Format::ALL.to_vec(),
+            out_dir: None,
+            style: Style::Paper,
+            log_scale: false,
+            ema: DEFAULT_EMA,
+        }
+    }
+}
+
+/// What an export wrote, and which figures had no data.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct Exported {
+    pub files: Vec<PathBuf>,
+    /// One line per figure left out, saying why (e.g. no eval lines yet).
+    pub skipped: Vec<String>,
+}
+
+/// A file's bytes, ready to be written.
+struct Output {
+    path: PathBuf,
+    bytes: Vec<u8>,
+}
+
+fn prep(theme: &Theme, ema: f64) -> Prep {
+    Prep {
+        ema,
+        columns: theme.pixels().0 as usize,
+    }
+}
+
+fn encode(svg: &str, format: Format, theme: &Theme) -> Result<Vec<u8>> {
+    Ok(match format {
+        Format::Svg => svg.as_bytes().to_vec(),
+        Format::Png => render::png(svg, theme)?,
+        Format::Pdf => render::pdf(svg)?,
+    })
+}
+
+/// Writes the standard figures of the session in `session_dir`: files
+/// `<figure>.<ext>` in `opts.out_dir` (default `<session_dir>/plots`).
+pub fn export_session(session_dir: &Path, opts: &ExportOptions) -> Result<Exported> {
+    if opts.formats.is_empty() {
+        bail!("no output format given (expected e.g. svg,png,pdf)");
+    }
+    if !(0.0..1.0).contains(&opts.ema) {
+        bail!("EMA smoothing weight must be in [0, 1), got {}", opts.ema);
+    }
+    let data = SessionData::load(session_dir)?;
+    let theme = opts.style.theme();
+    let (figures, skipped) =
+        figures::session_figures(&data, prep(&theme, opts.ema), opts.log_scale);
+    let out_dir = opts
+        .out_dir
+        .clone()
+        .unwrap_or_else(|| session_dir.join("plots"));
+    let mut outputs = Vec::new();
+    for figure in &figures {
+        let svg = figure.chart.to_svg(&theme);
+        for &format in &opts.formats {
+            let path = out_dir.join(format!("{}.{}", figure.name, format.extension()));
+            outputs.push(Output {
+                path,
+                bytes: encode(&svg, format, &theme)?,
+            });
+        }
+    }
+    let files = write_all(&out_dir, outputs)?;
+    Ok(Exported { files, skipped })
+}
+
+/// Overlays `metric` (default: the first session's primary metric; an eval
+/// metric or a training loss) across sessions, legend from session names,
+/// written to `out_file` in the format its extension names.
+pub fn compare(
+    session_dirs: &[PathBuf],
+    out_file: &Path,
+    metric: Option<&str>,
+    style: Style,
+) -> Result<PathBuf> {
+    if session_dirs.is_empty() {
+        bail!("compare needs at least one session");
+    }
+    let format = Format::from_path(out_file)?;
+    let sessions = session_dirs
+        .iter()
+        .map(|d| SessionData::load(d))
+        .collect::<Result<Vec<_>>>()?;
+    let metric = metric.map_or_else(|| sessions[0].meta.primary_metric.clone(), str::to_string);
+    let theme = style.theme();
+    let chart = figures::compare(&sessions, &metric, prep(&theme, DEFAULT_EMA))?;
+    let bytes = encode(&chart.to_svg(&theme), format, &theme)?;
+    let dir = match out_file.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
+        _ => PathBuf::from("."),
+    };
+    let mut files = write_all(
+        &dir,
+        vec![Output {
+            path: out_file.to_path_buf(),
+            bytes,
+        }],
+    )?;
+    Ok(files.remove(0))
+}
+
+/// Creates `dir` if needed and writes every output atomically. If any write
+/// fails, the files already written by this call (and a folder it created)
+/// are removed, so a failed export leaves nothing behind.
+fn write_all(dir: &Path, outputs: Vec<Output>) -> Result<Vec<PathBuf>> {
+    let created = create_dirs(dir)
+        .with_context(|| format!("cannot create output directory {}", dir.display()))?;
+    let mut written = Vec::new();
+    for out in outputs {
+        if let Err(e) = atomic_write(&out.path, &out.bytes) {
+            for path in &written {
+                let _ = std::fs::remove_file(path);
+            }
+            remove_dirs(&created);
+            return Err(e.context(format!("cannot write figures to {}", dir.display())));
+        }
+        written.push(out.path);
+    }
+    Ok(written)
+}
+
+/// `create_dir_all` that returns the folders it made, outermost first, and
+/// makes none if it fails.
+fn create_dirs(dir: &Path) -> std::io::Result<Vec<PathBuf>> {
+    let mut missing: Vec<PathBuf> = dir
+        .ancestors()
+        .take_while(|d| !d.as_os_str().is_empty() && !d.exists())
+        .map(Path::to_path_buf)
+        .collect();
+    missing.reverse();
+    if let Err(e) = std::fs::create_dir_all(dir) {
+        remove_dirs(&missing);
+        return Err(e);
+    }
+    Ok(missing)
+}
+
+/// Removes folders made by `create_dirs`, innermost first, if still empty.
+fn remove_dirs(created: &[PathBuf]) {
+    for d in created.iter().rev() {
+        let _ = std::fs::remove_dir(d);
+    }
+}

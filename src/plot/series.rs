@@ -1,0 +1,126 @@
+//! Series preparation before drawing: exponential smoothing (TensorBoard's
+//! debiased EMA) and min/max decimation per pixel column, which keeps every
+//! visible extreme of a 10⁶-point curve with a few thousand points.
+
+/// A curve as `(x, y)` pairs, `x` non-decreasing.
+pub type Points = Vec<(f64, f64)>;
+
+/// Debiased exponential moving average with smoothing weight `weight` in
+/// `[0, 1)`: `s = weight·s + (1 − weight)·y`, divided by `1 − weightⁿ` so the
+/// start is not pulled towards zero. `weight <= 0` returns the input.
+pub fn ema(points: &[(f64, f64)], weight: f64) -> Points {
+    if weight <= 0.0 {
+        return points.to_vec();
+    }
+    let weight = weight.min(0.9999);
+    let mut acc = 0.0;
+    let mut debias = 1.0;
+    points
+        .iter()
+        .map(|&(x, y)| {
+            acc = weight * acc + (1.0 - weight) * y;
+            debias *= weight;
+            (x, acc / (1.0 - debias))
+        })
+        .collect()
+}
+
+/// Keeps, for each of `columns` equal slices of `[x_lo, x_hi]`, the first,
+/// lowest, highest and last point (in their original order). Drawn at that
+/// many columns the result looks exactly like the full curve.
+pub fn decimate(points: &[(f64, f64)], x_lo: f64, x_hi: f64, columns: usize) -> Points {
+    if points.len() <= 4 * columns.max(1) || x_hi <= x_lo {
+        return points.to_vec();
+    }
+    let width = (x_hi - x_lo) / columns as f64;
+    let column = |x: f64| (((x - x_lo) / width).floor().max(0.0) as usize).min(columns - 1);
+    let mut out = Vec::with_capacity(4 * columns);
+    let mut start = 0;
+    while start < points.len() {
+        let col = column(points[start].0);
+        let mut end = start + 1;
+        while end < points.len() && column(points[end].0) == col {
+            end += 1;
+        }
+        let slice = &points[start..end];
+        let (mut lo, mut hi) = (0, 0);
+        for (i, p) in slice.iter().enumerate() {
+            if p.1 < slice[lo].1 {
+                lo = i;
+            }
+            if p.1 > slice[hi].1 {
+                hi = i;
+            }
+        }
+        let mut keep = [0, lo, hi, slice.len() - 1];
+        keep.sort_unstable();
+        let mut last = usize::MAX;
+        for i in keep {
+            if i != last {
+                out.push(slice[i]);
+                last = i;
+            }
+        }
+        start = end;
+    }
+    out
+}
+
+/// `(min, max)` of the finite values of `values`, if any.
+pub fn extent(values: impl IntoIterator<Item = f64>) -> Option<(f64, f64)> {
+    values
+        .into_iter()
+        .filter(|v| v.is_finite())
+        .fold(None, |acc, v| match acc {
+            None => Some((v, v)),
+            Some((lo, hi)) => Some((lo.min(v), hi.max(v))),
+        })
+}
+
+/// Linear interpolation of `y` at `x` on a curve sorted by `x`.
+pub fn interpolate(curve: &[(f64, f64)], x: f64) -> Option<f64> {
+    let i = curve.partition_point(|p| p.0 < x);
+    match (i.checked_sub(1).and_then(|j| curve.get(j)), curve.get(i)) {
+        (_, Some(&(x1, y1))) if x1 == x => Some(y1),
+        (Some(&(x0, y0)), Some(&(x1, y1))) => Some(y0 + (y1 - y0) * (x - x0) / (x1 - x0)),
+        _ => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ema_is_debiased_and_zero_weight_is_identity() {
+        let pts: Points = (0..5).map(|i| (i as f64, 2.0)).collect();
+        for (_, y) in ema(&pts, 0.9) {
+            assert!((y - 2.0).abs() < 1e-12);
+        }
+        assert_eq!(ema(&pts, 0.0), pts);
+    }
+
+    #[test]
+    fn decimation_keeps_extremes_and_order() {
+        let pts: Points = (0..1_000_000u64)
+            .map(|i| (i as f64, ((i * 7919) % 1000) as f64))
+            .collect();
+        let d = decimate(&pts, 0.0, 999_999.0, 500);
+        assert!(d.len() <= 2000, "{}", d.len());
+        assert!(d.windows(2).all(|w| w[0].0 <= w[1].0));
+        assert_eq!(
+            extent(d.iter().map(|p| p.1)),
+            extent(pts.iter().map(|p| p.1))
+        );
+        assert_eq!(d.first(), pts.first());
+        assert_eq!(d.last(), pts.last());
+    }
+
+    #[test]
+    fn interpolation() {
+        let c = vec![(0.0, 0.0), (1.0, 2.0), (2.0, 3.0)];
+        assert_eq!(interpolate(&c, 0.5), Some(1.0));
+        assert_eq!(interpolate(&c, 2.0), Some(3.0));
+        assert_eq!(interpolate(&c, 3.0), None);
+    }
+}

@@ -1,0 +1,162 @@
+//! Figure presets (physical size, resolution, type sizes) and the series
+//! look: the Okabe–Ito colour-blind-safe palette, each colour paired with a
+//! dash pattern and a marker so series stay distinct in greyscale too.
+
+use super::svg::{Color, Shape};
+use std::fmt;
+use std::str::FromStr;
+
+/// A figure preset.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Style {
+    /// One column of a two-column paper: 3.5 in wide, 300 dpi, 8 pt text.
+    #[default]
+    Paper,
+    /// Full text width of a two-column paper: 7 in wide, 300 dpi, 8 pt text.
+    PaperWide,
+    /// A slide: 8 x 4.5 in (16:9), 200 dpi, 16 pt text.
+    Slides,
+}
+
+/// Sizes a figure is drawn with, all in points except where noted.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Theme {
+    pub width_in: f64,
+    pub height_in: f64,
+    /// Pixels per inch of the PNG.
+    pub dpi: u32,
+    /// Axis labels.
+    pub label_pt: f64,
+    /// Tick labels and legend entries.
+    pub tick_pt: f64,
+    /// Data lines.
+    pub line_pt: f64,
+    /// Spines and ticks.
+    pub axis_pt: f64,
+    /// Marker width.
+    pub marker_pt: f64,
+}
+
+impl Style {
+    pub const NAMES: &'static str = "paper, paper-wide, slides";
+
+    pub fn theme(self) -> Theme {
+        match self {
+            Style::Paper => Theme {
+                width_in: 3.5,
+                height_in: 2.5,
+                dpi: 300,
+                label_pt: 8.0,
+                tick_pt: 7.0,
+                line_pt: 1.2,
+                axis_pt: 0.6,
+                marker_pt: 3.6,
+            },
+            Style::PaperWide => Theme {
+                width_in: 7.0,
+                height_in: 2.6,
+                ..Style::Paper.theme()
+            },
+            Style::Slides => Theme {
+                width_in: 8.0,
+                height_in: 4.5,
+                dpi: 200,
+                label_pt: 16.0,
+                tick_pt: 14.0,
+                line_pt: 2.4,
+                axis_pt: 1.0,
+                marker_pt: 7.0,
+            },
+        }
+    }
+}
+
+impl Theme {
+    /// PNG size in pixels.
+    pub fn pixels(&self) -> (u32, u32) {
+        let px = |inches: f64| (inches * f64::from(self.dpi)).round() as u32;
+        (px(self.width_in), px(self.height_in))
+    }
+}
+
+impl FromStr for Style {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s.trim().to_ascii_lowercase().as_str() {
+            "paper" | "single" | "paper-single" => Ok(Style::Paper),
+            "paper-wide" | "wide" | "double" | "paper-double" => Ok(Style::PaperWide),
+            "slides" | "slide" => Ok(Style::Slides),
+            other => Err(format!(
+                "unknown style '{other}' (expected one of: {})",
+                Style::NAMES
+            )),
+        }
+    }
+}
+
+impl fmt::Display for Style {
+    fn fmt(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        f.write_str(match self {
+            Style::Paper => "paper",
+            Style::PaperWide => "paper-wide",
+            Style::Slides => "slides",
+        })
+    }
+}
+
+/// Okabe & Ito (2008), ordered so the first few are the most distinct on white.
+const PALETTE: [Color; 8] = [
+    "#0072B2", "#D55E00", "#009E73", "#CC79A7", "#E69F00", "#56B4E9", "#000000", "#F0E442",
+];
+
+/// Dash patterns in multiples of the line width (matplotlib's proportions).
+const DASHES: [&[f64]; 4] = [&[], &[3.7, 1.6], &[6.4, 1.6, 1.0, 1.6], &[1.0, 1.65]];
+
+const SHAPES: [Shape; 4] = [
+    Shape::Circle,
+    Shape::Square,
+    Shape::Triangle,
+    Shape::Diamond,
+];
+
+/// The look of the `i`-th series of a figure.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SeriesLook {
+    pub color: Color,
+    /// Dash pattern in multiples of the line width; empty for solid.
+    pub dash: &'static [f64],
+    pub shape: Shape,
+}
+
+/// Series `i` gets colour `i`, dash `i` and marker `i`, each cycling.
+pub fn look(i: usize) -> SeriesLook {
+    SeriesLook {
+        color: PALETTE[i % PALETTE.len()],
+        dash: DASHES[i % DASHES.len()],
+        shape: SHAPES[i % SHAPES.len()],
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn presets_and_names() {
+        assert_eq!(Style::Paper.theme().pixels(), (1050, 750));
+        assert_eq!(Style::Slides.theme().pixels(), (1600, 900));
+        assert_eq!("paper-wide".parse::<Style>(), Ok(Style::PaperWide));
+        assert!("poster"
+            .parse::<Style>()
+            .unwrap_err()
+            .contains("paper, paper-wide, slides"));
+    }
+
+    #[test]
+    fn neighbouring_series_differ_in_colour_and_dash() {
+        for i in 0..8 {
+            assert_ne!(look(i).color, look(i + 1).color);
+            assert_ne!(look(i).dash, look(i + 1).dash);
+        }
+    }
+}

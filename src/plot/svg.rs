@@ -1,0 +1,337 @@
+//! A tiny deterministic SVG writer: points as user units (72 per inch), numbers
+//! with at most two decimals, fixed attribute order, no timestamps or random
+//! ids — the same figure always serialises to the same bytes.
+
+use super::font;
+use std::fmt::Write;
+
+/// A colour as `#RRGGBB`.
+pub type Color = &'static str;
+
+/// How a path is stroked.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Stroke {
+    pub color: Color,
+    /// Line width in points.
+    pub width: f64,
+    /// Dash lengths in points (on, off, on, off, ...); empty for solid.
+    pub dash: Vec<f64>,
+    pub opacity: f64,
+}
+
+impl Stroke {
+    pub fn solid(color: Color, width: f64) -> Self {
+        Self {
+            color,
+            width,
+            dash: Vec::new(),
+            opacity: 1.0,
+        }
+    }
+}
+
+/// Horizontal text alignment relative to the anchor point.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Anchor {
+    Start,
+    Middle,
+    End,
+}
+
+/// Marker shapes, told apart without colour.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Shape {
+    Circle,
+    Square,
+    Triangle,
+    Diamond,
+}
+
+/// Formats a coordinate: two decimals at most, no trailing zeros, no `-0`.
+pub fn num(v: f64) -> String {
+    let mut s = format!("{:.2}", v);
+    if s.contains('.') {
+        while s.ends_with('0') {
+            s.pop();
+        }
+        if s.ends_with('.') {
+            s.pop();
+        }
+    }
+    if s == "-0" {
+        s = "0".into();
+    }
+    s
+}
+
+fn escape(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for c in text.chars() {
+        match c {
+            '<' => out.push_str("&lt;"),
+            '>' => out.push_str("&gt;"),
+            '&' => out.push_str("&amp;"),
+            '"' => out.push_str("&quot;"),
+            _ => out.push(c),
+        }
+    }
+    out
+}
+
+fn stroke_attrs(s: &Stroke) -> String {
+    let mut a = format!(
+        r#"fill="none" stroke="{}" stroke-width="{}""#,
+        s.color,
+        num(s.width)
+    );
+    if !s.dash.is_empty() {
+        let dash: Vec<String> = s.dash.iter().map(|d| num(*d)).collect();
+        write!(
+            a,
+            r#" stroke-dasharray="{}" stroke-linecap="butt""#,
+            dash.join(" ")
+        )
+        .unwrap();
+    } else {
+        a.push_str(r#" stroke-linecap="round""#);
+    }
+    a.push_str(r#" stroke-linejoin="round""#);
+    if s.opacity < 1.0 {
+        write!(a, r#" stroke-opacity="{}""#, num(s.opacity)).unwrap();
+    }
+    a
+}
+
+/// An SVG document being written, `width` x `height` points.
+pub struct Svg {
+    buf: String,
+}
+
+impl Svg {
+    /// Starts a document of the given size in inches; user units are points.
+    pub fn new(width_in: f64, height_in: f64) -> Self {
+        let (w, h) = (width_in * 72.0, height_in * 72.0);
+        let mut buf = String::new();
+        buf.push_str("<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n");
+        writeln!(
+            buf,
+            r#"<svg xmlns="http://www.w3.org/2000/svg" width="{}in" height="{}in" viewBox="0 0 {} {}" font-family="{}">"#,
+            num(width_in),
+            num(height_in),
+            num(w),
+            num(h),
+            font::FAMILY
+        )
+        .unwrap();
+        writeln!(
+            buf,
+            r##"<rect x="0" y="0" width="{}" height="{}" fill="#FFFFFF"/>"##,
+            num(w),
+            num(h)
+        )
+        .unwrap();
+        Self { buf }
+    }
+
+    /// Declares a rectangular clip region named `id`.
+    pub fn clip_rect(&mut self, id: &str, x: f64, y: f64, w: f64, h: f64) {
+        writeln!(
+            self.buf,
+            r#"<clipPath id="{id}"><rect x="{}" y="{}" width="{}" height="{}"/></clipPath>"#,
+            num(x),
+            num(y),
+            num(w),
+            num(h)
+        )
+        .unwrap();
+    }
+
+    /// Opens a group clipped to a region declared with [`Svg::clip_rect`].
+    pub fn begin_clipped(&mut self, id: &str) {
+        writeln!(self.buf, r#"<g clip-path="url(#{id})">"#).unwrap();
+    }
+
+    pub fn end_group(&mut self) {
+        self.buf.push_str("</g>\n");
+    }
+
+    /// A rectangle `(x, y, width, height)`, filled (`"none"` for no fill)
+    /// and optionally outlined.
+    pub fn rect(
+        &mut self,
+        (x, y, w, h): (f64, f64, f64, f64),
+        fill: Color,
+        outline: Option<&Stroke>,
+    ) {
+        write!(
+            self.buf,
+            r#"<rect x="{}" y="{}" width="{}" height="{}" fill="{fill}""#,
+            num(x),
+            num(y),
+            num(w),
+            num(h)
+        )
+        .unwrap();
+        if let Some(s) = outline {
+            write!(
+                self.buf,
+                r#" stroke="{}" stroke-width="{}""#,
+                s.color,
+                num(s.width)
+            )
+            .unwrap();
+        }
+        self.buf.push_str("/>\n");
+    }
+
+    /// A white, translucent, outlined rectangle with rounded corners of
+    /// radius `r` (legend frames).
+    pub fn rounded_rect(
+        &mut self,
+        (x, y, w, h): (f64, f64, f64, f64),
+        r: f64,
+        fill_opacity: f64,
+        outline: &Stroke,
+    ) {
+        writeln!(
+            self.buf,
+            r##"<rect x="{}" y="{}" width="{}" height="{}" rx="{}" fill="#FFFFFF" fill-opacity="{}" stroke="{}" stroke-width="{}"/>"##,
+            num(x),
+            num(y),
+            num(w),
+            num(h),
+            num(r),
+            num(fill_opacity),
+            outline.color,
+            num(outline.width)
+        )
+        .unwrap();
+    }
+
+    /// An open polyline through `points`; nothing for fewer than two.
+    pub fn polyline(&mut self, points: &[(f64, f64)], stroke: &Stroke) {
+        if points.len() < 2 {
+            return;
+        }
+        self.buf.push_str("<path d=\"");
+        for (i, (x, y)) in points.iter().enumerate() {
+            let cmd = if i == 0 { 'M' } else { 'L' };
+            if i > 0 {
+                self.buf.push(' ');
+            }
+            write!(self.buf, "{cmd}{} {}", num(*x), num(*y)).unwrap();
+        }
+        writeln!(self.buf, "\" {}/>", stroke_attrs(stroke)).unwrap();
+    }
+
+    /// A straight segment.
+    pub fn line(&mut self, x1: f64, y1: f64, x2: f64, y2: f64, stroke: &Stroke) {
+        self.polyline(&[(x1, y1), (x2, y2)], stroke);
+    }
+
+    /// A filled marker of `size` points (its width) centred on `(x, y)`.
+    pub fn marker(&mut self, shape: Shape, x: f64, y: f64, size: f64, color: Color) {
+        let r = size / 2.0;
+        let edge = r * 0.35;
+        let (stroke, sw) = ("#FFFFFF", num(edge.max(0.3)));
+        match shape {
+            Shape::Circle => writeln!(
+                self.buf,
+                r#"<circle cx="{}" cy="{}" r="{}" fill="{color}" stroke="{stroke}" stroke-width="{sw}"/>"#,
+                num(x),
+                num(y),
+                num(r)
+            ),
+            Shape::Square => {
+                let s = r * 0.9;
+                writeln!(
+                    self.buf,
+                    r#"<rect x="{}" y="{}" width="{}" height="{}" fill="{color}" stroke="{stroke}" stroke-width="{sw}"/>"#,
+                    num(x - s),
+                    num(y - s),
+                    num(2.0 * s),
+                    num(2.0 * s)
+                )
+            }
+            Shape::Triangle => writeln!(
+                self.buf,
+                r#"<path d="M{} {} L{} {} L{} {} Z" fill="{color}" stroke="{stroke}" stroke-width="{sw}" stroke-linejoin="round"/>"#,
+                num(x),
+                num(y - r * 1.1),
+                num(x + r),
+                num(y + r * 0.7),
+                num(x - r),
+                num(y + r * 0.7)
+            ),
+            Shape::Diamond => writeln!(
+                self.buf,
+                r#"<path d="M{} {} L{} {} L{} {} L{} {} Z" fill="{color}" stroke="{stroke}" stroke-width="{sw}" stroke-linejoin="round"/>"#,
+                num(x),
+                num(y - r * 1.15),
+                num(x + r * 0.85),
+                num(y),
+                num(x),
+                num(y + r * 1.15),
+                num(x - r * 0.85),
+                num(y)
+            ),
+        }
+        .unwrap();
+    }
+
+    /// Text with its baseline at `y`, rotated by `rotate` degrees about the anchor.
+    pub fn text(&mut self, x: f64, y: f64, text: &str, size: f64, anchor: Anchor, rotate: f64) {
+        let anchor = match anchor {
+            Anchor::Start => "start",
+            Anchor::Middle => "middle",
+            Anchor::End => "end",
+        };
+        write!(
+            self.buf,
+            r##"<text x="{}" y="{}" font-size="{}" text-anchor="{anchor}" fill="#000000""##,
+            num(x),
+            num(y),
+            num(size)
+        )
+        .unwrap();
+        if rotate != 0.0 {
+            write!(
+                self.buf,
+                r#" transform="rotate({} {} {})""#,
+                num(rotate),
+                num(x),
+                num(y)
+            )
+            .unwrap();
+        }
+        writeln!(self.buf, ">{}</text>", escape(text)).unwrap();
+    }
+
+    /// Closes the document and returns its text.
+    pub fn finish(mut self) -> String {
+        self.buf.push_str("</svg>\n");
+        self.buf
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn numbers_are_short_and_stable() {
+        assert_eq!(num(1.0), "1");
+        assert_eq!(num(1.5), "1.5");
+        assert_eq!(num(1.239), "1.24");
+        assert_eq!(num(-0.001), "0");
+        assert_eq!(num(250.0), "250");
+    }
+
+    #[test]
+    fn text_is_escaped() {
+        let mut svg = Svg::new(1.0, 1.0);
+        svg.text(1.0, 2.0, "a<b & \"c\"", 8.0, Anchor::Start, 0.0);
+        let s = svg.finish();
+        assert!(s.contains("a&lt;b &amp; &quot;c&quot;"), "{s}");
+    }
+}
