@@ -44,7 +44,7 @@ pub const CAPTION: i64 = 2 * EVENTS + 2;
 const D_MODEL: i64 = 64;
 const HEADS: i64 = 4;
 const D_FF: i64 = 128;
-const DISTRACTOR_CLASSES: i64 = 8;
+const DISTRACTOR_CLASSES: i64 = 32;
 const TEMPERATURE: f64 = 0.1;
 const MASK_RATE: f64 = 0.15;
 
@@ -96,7 +96,7 @@ impl World {
         let opts = (Kind::Float, Device::Cpu);
         World {
             objects: Tensor::randn([OBJECTS, FEATURES], opts),
-            actions: Tensor::randn([ACTIONS, FEATURES], opts) * 0.8,
+            actions: Tensor::randn([ACTIONS, FEATURES], opts) * 0.5,
             camera: Tensor::randn([FEATURES], opts) * 0.7,
         }
     }
@@ -130,8 +130,8 @@ impl World {
         let clean = clean.reshape([clips, FRAMES, FEATURES]);
         tch::manual_seed((seed ^ stream.wrapping_mul(0x9E37)) as i64);
         let (noise, offset) = match domain {
-            Domain::Pretrain => (0.6, Tensor::zeros([FEATURES], opts)),
-            Domain::Downstream => (0.9, self.camera.shallow_clone()),
+            Domain::Pretrain => (1.0, Tensor::zeros([FEATURES], opts)),
+            Domain::Downstream => (1.8, self.camera.shallow_clone()),
         };
         let frames = clean + Tensor::randn([clips, FRAMES, FEATURES], opts) * noise + offset;
         let words = Tensor::stack(&[&objects + FIRST_WORD, &actions + FIRST_WORD + OBJECTS], 2)
@@ -469,14 +469,19 @@ impl VideoText {
             .map_err(|e| anyhow::anyhow!("cannot read {}: {e}", path.display()))?
             .into_iter()
             .collect();
-        super::load_into(&self.vs, "", &|n| tensors.get(n).map(Tensor::shallow_clone)).with_context(
-            || {
-                format!(
-                    "{} is not a video-text foundation checkpoint",
-                    path.display()
-                )
-            },
-        )
+        // The distractor head is not part of the foundation (never pretrained).
+        let current = self.vs.variables();
+        let lookup = |n: &str| match tensors.get(n) {
+            Some(t) => Some(t.shallow_clone()),
+            None if n.starts_with("distractor_head.") => current.get(n).map(|t| t.detach().copy()),
+            None => None,
+        };
+        super::load_into(&self.vs, "", &lookup).with_context(|| {
+            format!(
+                "{} is not a video-text foundation checkpoint",
+                path.display()
+            )
+        })
     }
 
     fn forward(&self, batch: &Batch) -> Result<Losses> {
@@ -607,7 +612,7 @@ pub fn foundation_path(init_from: &str, config_dir: Option<&Path>) -> PathBuf {
     }
 }
 
-/// `$MELTR_CACHE` (default `~/.cache/meltr-tui`)/`foundation-video-text-v1.safetensors`.
+/// `$MELTR_CACHE` (default `~/.cache/meltr-tui`)/`foundation-video-text-v2.safetensors`.
 pub fn default_foundation_path() -> PathBuf {
     let cache = std::env::var_os("MELTR_CACHE")
         .map(PathBuf::from)
@@ -617,7 +622,7 @@ pub fn default_foundation_path() -> PathBuf {
                 .unwrap_or_else(|| PathBuf::from("."));
             home.join(".cache").join("meltr-tui")
         });
-    cache.join("foundation-video-text-v1.safetensors")
+    cache.join("foundation-video-text-v2.safetensors")
 }
 
 /// Pretrains the backbone on the pretraining split with the summed losses
@@ -653,7 +658,11 @@ pub fn pretrain(
     if let Some(dir) = out.parent() {
         std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
     }
-    let tensors = w.state();
+    let tensors: Vec<(String, Tensor)> = w
+        .state()
+        .into_iter()
+        .filter(|(n, _)| !n.starts_with("distractor_head."))
+        .collect();
     let tmp = out.with_extension(format!("tmp-{}", std::process::id()));
     Tensor::write_safetensors(&tensors, &tmp)
         .map_err(|e| anyhow::anyhow!("cannot write {}: {e}", tmp.display()))?;
