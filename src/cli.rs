@@ -297,18 +297,22 @@ fn run_tui(dir: &Path, config: Config, resume: bool) -> Result<()> {
     let history = read_history(dir)?;
     let handle = engine::spawn(dir, config.clone(), resume)?;
     let _watch = watch_session_config(dir, handle.commands.clone())?;
+    watch_for_hangup(dir, handle.commands.clone());
     let meta = SessionMeta::read(dir)?;
     let link = crate::tui::ChannelLink {
         commands: handle.commands.clone(),
         events: handle.events,
     };
+    let export_dir = dir.to_path_buf();
+    let export_figures: crate::tui::ExportFn =
+        Box::new(move || export(&export_dir, &crate::plot::ExportOptions::default()));
     let exit = crate::tui::run(
         meta.clone(),
         dir.join("config.toml"),
         config,
         history,
         &link,
-        None,
+        Some(export_figures),
     );
     if !matches!(exit, Ok(crate::tui::Exit::Stopped)) {
         let _ = handle.commands.send(Command::Stop);
@@ -318,11 +322,54 @@ fn run_tui(dir: &Path, config: Config, resume: bool) -> Result<()> {
         .join()
         .map_err(|_| anyhow::anyhow!("the trainer thread panicked"))??;
     exit?;
-    println!("session {}: {}", meta.id, status.as_str());
+    // The terminal may be gone: printing must not fail the run.
+    use std::io::Write;
+    let mut out = std::io::stdout();
+    let _ = writeln!(out, "session {}: {}", meta.id, status.as_str());
     if status == Status::Stopped {
-        println!("continue it with: meltr-tui resume {}", meta.id);
+        let _ = writeln!(out, "continue it with: meltr-tui resume {}", meta.id);
     }
     Ok(())
+}
+
+/// When the terminal hangs up (a dropped SSH connection), the input loop
+/// can no longer be relied on to notice: stop the in-process run cleanly
+/// (checkpoint, status `stopped`) from this watchdog and leave.
+fn watch_for_hangup(dir: &Path, commands: std::sync::mpsc::Sender<Command>) {
+    if unsafe { libc::isatty(0) } != 1 {
+        return;
+    }
+    let dir = dir.to_path_buf();
+    let _ = std::thread::Builder::new()
+        .name("hangup-watch".into())
+        .spawn(move || loop {
+            std::thread::sleep(Duration::from_millis(250));
+            let mut tty = libc::pollfd {
+                fd: 0,
+                events: 0,
+                revents: 0,
+            };
+            let hung_up = unsafe { libc::poll(&mut tty, 1, 0) } > 0
+                && tty.revents & (libc::POLLHUP | libc::POLLERR | libc::POLLNVAL) != 0;
+            if !hung_up {
+                continue;
+            }
+            unsafe {
+                libc::signal(libc::SIGHUP, libc::SIG_IGN);
+                libc::signal(libc::SIGPIPE, libc::SIG_IGN);
+            }
+            let _ = commands.send(Command::Stop);
+            for _ in 0..600 {
+                if SessionMeta::read(&dir)
+                    .map(|m| m.status.is_terminal())
+                    .unwrap_or(true)
+                {
+                    break;
+                }
+                std::thread::sleep(Duration::from_millis(100));
+            }
+            std::process::exit(0);
+        });
 }
 
 fn read_history(dir: &Path) -> Result<Vec<session::metrics::MetricLine>> {
