@@ -14,4 +14,5 @@ demo: build
 	./target/release/meltr-tui
 
 test: setup
+	@./scripts/test-deps.sh
 	cargo test --all-targets -- --test-threads=2
