@@ -140,6 +140,36 @@ impl Drop for Tmux {
     }
 }
 
+/// A process's state and its threads' states, for diagnostics.
+fn process_state(pid: u32) -> String {
+    let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) else {
+        return "gone".into();
+    };
+    tasks
+        .flatten()
+        .map(|t| {
+            let read = |f: &str| std::fs::read_to_string(t.path().join(f)).unwrap_or_default();
+            let stat = read("stat");
+            let state = stat
+                .rsplit(')')
+                .next()
+                .unwrap_or("")
+                .split_whitespace()
+                .next()
+                .unwrap_or("?")
+                .to_string();
+            format!(
+                "{} {} {} {}",
+                t.file_name().to_string_lossy(),
+                read("comm").trim(),
+                state,
+                read("wchan")
+            )
+        })
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
 /// Whether `pid` is a live (not zombie) `meltr-tui` process.
 fn is_our_binary(pid: u32) -> bool {
     let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
@@ -201,6 +231,9 @@ impl Run {
     /// run's captured output.
     fn diagnostics(&self) -> String {
         let mut out = format!("--- screen ---\n{}", self.tmux.screen());
+        if let Some(pid) = self.tmux.pane_pid {
+            out += &format!("--- process {pid} ---\n{}\n", process_state(pid));
+        }
         if let Some(dir) = &self.dir {
             let tail: Vec<String> = std::fs::read_to_string(dir.join("metrics.jsonl"))
                 .unwrap_or_default()

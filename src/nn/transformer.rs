@@ -48,7 +48,7 @@ impl EncoderLayer {
         let v = split(self.value.forward(x));
         let mut scores = q.matmul(&k.transpose(2, 3)) / (dh as f64).sqrt();
         if let Some(mask) = mask {
-            scores = scores + mask;
+            scores += mask;
         }
         let attended = scores
             .softmax(-1, scores.kind())
