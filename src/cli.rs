@@ -392,18 +392,7 @@ fn run_headless(dir: &Path, config: Config, resume: bool) -> Result<()> {
     let meta = SessionMeta::read(dir)?;
     println!("session {} in {}", meta.id, dir.display());
     let handle = engine::spawn(dir, config, resume)?;
-    let commands = handle.commands.clone();
-    let _watch = config::watch::watch(&dir.join("config.toml"), move |change| {
-        let command = match change {
-            Ok(config) => Command::ApplyConfig {
-                config: Box::new(config),
-            },
-            Err(error) => Command::ReportConfigError {
-                error: error.to_string(),
-            },
-        };
-        let _ = commands.send(command);
-    })?;
+    let _watch = watch_session_config(dir, handle.commands.clone())?;
     unsafe {
         libc::signal(
             libc::SIGINT,

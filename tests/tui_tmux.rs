@@ -47,7 +47,10 @@ fn config_text() -> String {
 struct Tmux {
     socket: String,
     conf: PathBuf,
-    pane_pid: Option<u32>,
+    /// The server's socket file, removed when dropped.
+    socket_path: Option<PathBuf>,
+    /// The `meltr-tui` process (from `session.json`), once known.
+    tui_pid: Option<u32>,
 }
 
 impl Tmux {
@@ -101,32 +104,16 @@ impl Tmux {
     fn type_text(&self, text: &str) {
         self.run(&["send-keys", "-t", TARGET, "-l", text]);
     }
-
-    /// Once the pane's process has exited and tmux has its status:
-    /// `Ok(exit status)` or `Err(signal)`.
-    fn exit_status(&self) -> Option<Result<i32, i32>> {
-        let text = self.run(&[
-            "display-message",
-            "-p",
-            "-t",
-            TARGET,
-            "#{pane_dead}:#{pane_dead_status}:#{pane_dead_signal}",
-        ]);
-        let mut fields = text.trim().split(':');
-        if fields.next() != Some("1") {
-            return None;
-        }
-        let status = fields.next().and_then(|f| f.parse().ok());
-        let signal = fields.next().and_then(|f| f.parse().ok());
-        status.map(Ok).or(signal.map(Err))
-    }
 }
 
 impl Drop for Tmux {
     fn drop(&mut self) {
         let _ = self.output(&["kill-server"]);
+        if let Some(path) = &self.socket_path {
+            let _ = std::fs::remove_file(path);
+        }
         // The TUI leaves on SIGHUP; make sure, without killing a stranger.
-        if let Some(pid) = self.pane_pid {
+        if let Some(pid) = self.tui_pid {
             let start = Instant::now();
             while is_our_binary(pid) && start.elapsed() < Duration::from_secs(10) {
                 std::thread::sleep(POLL);
@@ -231,7 +218,7 @@ impl Run {
     /// run's captured output.
     fn diagnostics(&self) -> String {
         let mut out = format!("--- screen ---\n{}", self.tmux.screen());
-        if let Some(pid) = self.tmux.pane_pid {
+        if let Some(pid) = self.tmux.tui_pid {
             out += &format!("--- process {pid} ---\n{}\n", process_state(pid));
         }
         if let Some(dir) = &self.dir {
@@ -240,7 +227,7 @@ impl Run {
                 .lines()
                 .rev()
                 .take(8)
-                .map(str::to_string)
+                .map(|l| l.chars().take(300).collect())
                 .collect();
             out += "--- metrics.jsonl (newest first) ---\n";
             out += &tail.join("\n");
@@ -313,7 +300,7 @@ fn train_lrs(lines: &[MetricLine]) -> Vec<(u64, f64)> {
         .collect()
 }
 
-/// Steps of `config` lines whose `changed` has `key` going to `new`.
+/// The step of the first `config` line whose `changed` takes `key` to `new`.
 fn change_step(lines: &[MetricLine], key: &str, new: &serde_json::Value) -> Option<u64> {
     lines.iter().find_map(|l| match &l.record {
         Record::Config { changed, .. } if changed.get(key).is_some_and(|(_, n)| n == new) => {
@@ -343,23 +330,41 @@ fn tui_in_tmux_shows_the_run_and_applies_edits_from_the_editor_and_from_outside(
     let config_path = tmp.path().join("tiny.toml");
     std::fs::write(&config_path, config_text()).unwrap();
     let conf = tmp.path().join("tmux.conf");
-    // Keep the pane after the TUI exits (to read its exit status); no status
-    // line, so the TUI gets the whole window.
-    std::fs::write(&conf, "set -g remain-on-exit on\nset -g status off\n").unwrap();
+    // Keep the pane (and the TUI's last words) after it exits; no status
+    // line, so the TUI gets the whole window; a known shell for the command.
+    // And a watchdog: should this test process die without unwinding (a
+    // kill, a harness timeout), the server still goes, and the TUI with it.
     let nanos = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .unwrap()
         .subsec_nanos();
+    let socket = format!("meltr-tui-test-{}-{nanos}", std::process::id());
+    std::fs::write(
+        &conf,
+        format!(
+            "set -g remain-on-exit on\nset -g status off\nset -g default-shell /bin/sh\n\
+             run-shell -b \"while kill -0 {} 2>/dev/null; do sleep 1; done; tmux -L {socket} kill-server; rm -f '#{{socket_path}}'\"\n",
+            std::process::id()
+        ),
+    )
+    .unwrap();
     let tmux = Tmux {
-        socket: format!("meltr-tui-test-{}-{nanos}", std::process::id()),
+        socket,
         conf,
-        pane_pid: None,
+        socket_path: None,
+        tui_pid: None,
     };
+    // The shell records the exit status once the TUI's process has exited
+    // and been reaped. (tmux's own `pane_dead_status` is not reliable: a
+    // tmux linked with libutempter can miss the SIGCHLD of a pane process
+    // that exits while the pane is being closed, leaving it a zombie.)
+    let exit_file = tmp.path().join("exit-status");
     let command = format!(
-        "exec {} --sessions-dir {} new -c {} -n tmuxtest",
+        "{} --sessions-dir {} new -c {} -n tmuxtest; echo $? > {}",
         quote(Path::new(env!("CARGO_BIN_EXE_meltr-tui"))),
         quote(&root),
-        quote(&config_path)
+        quote(&config_path),
+        quote(&exit_file)
     );
     let (w, h) = (WIDTH.to_string(), HEIGHT.to_string());
     tmux.run(&[
@@ -378,12 +383,11 @@ fn tui_in_tmux_shows_the_run_and_applies_edits_from_the_editor_and_from_outside(
         root,
         dir: None,
     };
-    run.tmux.pane_pid = run
-        .tmux
-        .run(&["display-message", "-p", "-t", TARGET, "#{pane_pid}"])
-        .trim()
-        .parse()
-        .ok();
+    run.tmux.socket_path = Some(PathBuf::from(
+        run.tmux
+            .run(&["display-message", "-p", "#{socket_path}"])
+            .trim(),
+    ));
 
     // ---- the TUI is up: every pane drawn, the step advancing ---------------
     let dir = run.wait("the session folder", |r| {
@@ -391,6 +395,7 @@ fn tui_in_tmux_shows_the_run_and_applies_edits_from_the_editor_and_from_outside(
         (sessions.len() == 1).then(|| sessions[0].0.clone())
     });
     run.dir = Some(dir.clone());
+    run.tmux.tui_pid = Some(SessionMeta::read(&dir).unwrap().pid);
     let first = run.wait("all panes and the header", |r| {
         let screen = r.tmux.screen();
         let all = [
@@ -576,13 +581,16 @@ fn tui_in_tmux_shows_the_run_and_applies_edits_from_the_editor_and_from_outside(
         r.tmux.screen().contains("Quit the TUI?").then_some(())
     });
     run.tmux.keys(&["s"]);
-    let status = run.wait("the TUI process to exit", |r| r.tmux.exit_status());
-    assert_eq!(
-        status,
-        Ok(0),
-        "exit status (Err: signal)\n{}",
-        run.diagnostics()
-    );
+    let status: i32 = run.wait("the TUI process to exit", |_| {
+        std::fs::read_to_string(&exit_file)
+            .ok()?
+            .trim()
+            .parse()
+            .ok()
+    });
+    assert_eq!(status, 0, "exit status\n{}", run.diagnostics());
+    let pid = run.tmux.tui_pid.unwrap();
+    assert!(!is_our_binary(pid), "{}", process_state(pid));
     let meta = SessionMeta::read(&dir).unwrap();
     assert!(
         matches!(meta.status, Status::Stopped | Status::Finished),

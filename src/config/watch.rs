@@ -61,7 +61,9 @@ pub fn watch(
                 let Ok(text) = std::fs::read_to_string(&path) else {
                     continue; // mid-rename; the next event brings the new file
                 };
-                if last_text.as_deref() == Some(text.as_str()) {
+                // An empty file is an editor mid-write (truncate, then
+                // write): an empty config would mean "all defaults".
+                if text.trim().is_empty() || last_text.as_deref() == Some(text.as_str()) {
                     continue;
                 }
                 last_text = Some(text.clone());

@@ -546,6 +546,17 @@ impl Trainer {
                 config: Box::new(self.config.clone()),
             });
         }
+        if changes.is_empty() && refused.is_empty() {
+            // A valid file equal to the config in force (e.g. a bad edit
+            // undone): say so, which clears any earlier config error.
+            self.emit(Record::Config {
+                changed: Default::default(),
+                error: None,
+            })?;
+            self.send(Event::ConfigInForce {
+                config: Box::new(self.config.clone()),
+            });
+        }
         if !refused.is_empty() {
             self.emit(Record::Config {
                 changed: Default::default(),

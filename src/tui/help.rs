@@ -91,7 +91,7 @@ pub fn render_confirm_quit(frame: &mut Frame, area: Rect, app: &App) {
     if running {
         lines.push(Line::from(vec![
             Span::styled(" y ", app.theme.accent()),
-            Span::raw("quit, the run goes on"),
+            Span::raw("quit (run stops; resumable)"),
         ]));
         lines.push(Line::from(vec![
             Span::styled(" s ", app.theme.accent()),

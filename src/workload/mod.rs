@@ -157,6 +157,24 @@ pub fn named_state(vs: &tch::nn::VarStore, prefix: &str) -> Vec<(String, Tensor)
     out
 }
 
+/// Row indices of batch `index` from a split of `samples` rows: drawn with
+/// replacement by a generator seeded with (seed, stream, index), so a batch
+/// is a pure function of its index (resumed runs see the same data).
+pub fn batch_rows(
+    seed: u64,
+    stream: u64,
+    index: u64,
+    samples: i64,
+    batch_size: i64,
+    device: Device,
+) -> Tensor {
+    let mut rng = SplitMix::new(seed, stream.wrapping_add(index.wrapping_mul(2)));
+    let rows: Vec<i64> = (0..batch_size)
+        .map(|_| rng.below(samples as u64) as i64)
+        .collect();
+    Tensor::from_slice(&rows).to_device(device)
+}
+
 /// SplitMix64: a tiny seeded generator for host-side choices (batch indices,
 /// meta-batch picks) that is identical on every device and platform.
 #[derive(Debug, Clone)]

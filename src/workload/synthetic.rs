@@ -12,7 +12,7 @@
 //!
 //! The student is a two-layer tanh trunk with two heads.
 
-use super::{Batch, Evaluation, Losses, SplitMix, Workload};
+use super::{Batch, Evaluation, Losses, Workload};
 use crate::config::Config;
 use anyhow::{bail, Result};
 use std::collections::BTreeMap;
@@ -179,10 +179,14 @@ impl Synthetic {
     }
 
     fn sample(&self, split: &Split, stream: u64, index: u64) -> Batch {
-        let mut rng = SplitMix::new(self.seed, stream.wrapping_add(index.wrapping_mul(2)));
-        let n = split.x.size()[0] as u64;
-        let rows: Vec<i64> = (0..self.batch_size).map(|_| rng.below(n) as i64).collect();
-        split.rows(&Tensor::from_slice(&rows).to_device(split.x.device()))
+        split.rows(&super::batch_rows(
+            self.seed,
+            stream,
+            index,
+            split.x.size()[0],
+            self.batch_size,
+            split.x.device(),
+        ))
     }
 }
 

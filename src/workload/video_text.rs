@@ -499,10 +499,14 @@ impl VideoText {
     }
 
     fn sample(&self, split: &Split, stream: u64, index: u64) -> Batch {
-        let mut rng = SplitMix::new(self.seed, stream.wrapping_add(index.wrapping_mul(2)));
-        let n = split.len() as u64;
-        let rows: Vec<i64> = (0..self.batch_size).map(|_| rng.below(n) as i64).collect();
-        split.rows(&Tensor::from_slice(&rows).to_device(split.frames.device()))
+        split.rows(&super::batch_rows(
+            self.seed,
+            stream,
+            index,
+            split.len(),
+            self.batch_size,
+            split.frames.device(),
+        ))
     }
 }
 
