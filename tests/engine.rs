@@ -9,6 +9,7 @@ use meltr_tui::engine::{
     control::{Command, Event, Status},
 };
 use meltr_tui::session::{self, metrics::Record};
+use meltr_tui::workload::{self, Batch, Losses, Workload};
 
 #[test]
 fn meltr_downweights_the_harmful_loss_and_matches_primary_only() {
@@ -193,4 +194,97 @@ fn resume_continues_from_the_newest_checkpoint_without_duplicate_steps() {
         (a - b).abs() <= 1e-5 * a.abs(),
         "straight {a} vs resumed {b}"
     );
+}
+
+/// Wraps the synthetic workload and makes every loss NaN on chosen steps.
+struct NanOnSteps {
+    inner: Box<dyn Workload>,
+    steps: std::ops::RangeInclusive<u64>,
+}
+
+impl Workload for NanOnSteps {
+    fn kind(&self) -> &'static str {
+        "synthetic"
+    }
+    fn loss_names(&self) -> Vec<String> {
+        self.inner.loss_names()
+    }
+    fn primary_metric(&self) -> (String, bool) {
+        self.inner.primary_metric()
+    }
+    fn parameters(&self) -> Vec<tch::Tensor> {
+        self.inner.parameters()
+    }
+    fn train_batch(&self, step: u64) -> anyhow::Result<Batch> {
+        let mut batch = self.inner.train_batch(step)?;
+        let poison = if self.steps.contains(&step) {
+            f64::NAN
+        } else {
+            1.0
+        };
+        batch.push(("poison".into(), tch::Tensor::from(poison)));
+        Ok(batch)
+    }
+    fn val_batch(&self, index: u64) -> anyhow::Result<Batch> {
+        self.inner.val_batch(index)
+    }
+    fn losses(&self, batch: &Batch) -> anyhow::Result<Losses> {
+        let mut losses = self.inner.losses(batch)?;
+        if let Some((_, poison)) = batch.iter().find(|(n, _)| n == "poison") {
+            for loss in losses.values_mut() {
+                *loss = &*loss * poison.to_kind(loss.kind());
+            }
+        }
+        Ok(losses)
+    }
+    fn evaluate(&self) -> anyhow::Result<meltr_tui::workload::Evaluation> {
+        self.inner.evaluate()
+    }
+    fn state(&self) -> Vec<(String, tch::Tensor)> {
+        self.inner.state()
+    }
+    fn load_state(&mut self, lookup: &dyn Fn(&str) -> Option<tch::Tensor>) -> anyhow::Result<()> {
+        self.inner.load_state(lookup)
+    }
+}
+
+#[test]
+fn non_finite_losses_skip_the_update_and_never_reach_the_parameters() {
+    let root = tempfile::tempdir().unwrap();
+    let config = small_config("meltr", 60);
+    let dir = session::create(root.path(), "nan", &config).unwrap();
+    let inner = workload::build(&config, tch::Device::Cpu, tch::Kind::Float).unwrap();
+    let poisoned = Box::new(NanOnSteps {
+        inner,
+        steps: 20..=24,
+    });
+    let params: Vec<tch::Tensor> = poisoned.parameters();
+    let handle = engine::spawn_with_workload(&dir, config, poisoned, false).unwrap();
+    assert_eq!(handle.thread.join().unwrap().unwrap(), Status::Finished);
+    let lines = session::log::read_metrics(&dir.join("metrics.jsonl"))
+        .unwrap()
+        .lines;
+    let skipped: Vec<u64> = lines
+        .iter()
+        .filter_map(|l| match &l.record {
+            Record::Event { message, .. } if message.contains("non-finite loss") => Some(l.step),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(skipped, vec![20, 21, 22, 23, 24]);
+    assert!(
+        meltr_tui::meltr::autograd::all_finite(&params),
+        "NaN reached the parameters"
+    );
+    // Training went on after the poisoned steps, with finite losses.
+    let last_total = lines
+        .iter()
+        .rev()
+        .find_map(|l| match &l.record {
+            Record::Train { total, .. } => Some((l.step, *total)),
+            _ => None,
+        })
+        .unwrap();
+    assert_eq!(last_total.0, 60);
+    assert!(last_total.1.is_finite());
 }

@@ -25,9 +25,30 @@ pub struct EngineHandle {
 /// (bad workload, unreadable checkpoint, no CUDA) are returned here and
 /// recorded in `session.json` with status `failed`.
 pub fn spawn(dir: &Path, config: crate::config::Config, resume: bool) -> Result<EngineHandle> {
+    start(dir, |events| {
+        trainer::Trainer::new(dir, config, resume, events)
+    })
+}
+
+/// As [`spawn`], training a workload built by the caller (fault-injection
+/// tests, embedding the engine in other programs).
+pub fn spawn_with_workload(
+    dir: &Path,
+    config: crate::config::Config,
+    workload: Box<dyn crate::workload::Workload>,
+    resume: bool,
+) -> Result<EngineHandle> {
+    start(dir, |events| {
+        trainer::Trainer::with_workload(dir, config, workload, resume, events)
+    })
+}
+
+type Built = Result<(trainer::Trainer, crate::session::SessionMeta)>;
+
+fn start(dir: &Path, build: impl FnOnce(mpsc::SyncSender<Event>) -> Built) -> Result<EngineHandle> {
     let (command_tx, command_rx) = mpsc::channel();
     let (event_tx, event_rx) = mpsc::sync_channel(EVENT_BUFFER);
-    let built = trainer::Trainer::new(dir, config, resume, event_tx.clone())
+    let built = build(event_tx.clone())
         .and_then(|(trainer, meta)| crate::session::record_run_facts(dir, &meta).map(|()| trainer));
     let trainer = match built {
         Ok(trainer) => trainer,

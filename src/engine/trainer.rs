@@ -54,7 +54,7 @@ pub struct Trainer {
     /// cleared by the next config change.
     meta_blocked: Option<String>,
     meta_steps_done: u64,
-    collapse_streak: u32,
+    collapse: CollapseWatch,
     events: SyncSender<Event>,
     steps_per_sec: f64,
 }
@@ -99,10 +99,23 @@ impl Trainer {
         resume: bool,
         events: SyncSender<Event>,
     ) -> Result<(Trainer, SessionMeta)> {
+        let device = resolve_device(&config.train.device)?;
+        let workload = workload::build(&config, device, dtype(&config))?;
+        Self::with_workload(dir, config, workload, resume, events)
+    }
+
+    /// As [`Trainer::new`], with a workload built by the caller (tests use
+    /// this to inject faults).
+    pub fn with_workload(
+        dir: &Path,
+        config: Config,
+        workload: Box<dyn Workload>,
+        resume: bool,
+        events: SyncSender<Event>,
+    ) -> Result<(Trainer, SessionMeta)> {
         tch::set_num_threads(config.train.threads as i32);
         let device = resolve_device(&config.train.device)?;
         let kind = dtype(&config);
-        let workload = workload::build(&config, device, kind)?;
         let combiner = combiner::build(&config, device, kind);
         let theta = workload.parameters();
         let mut inner_params: Vec<Tensor> = theta.iter().map(Tensor::shallow_clone).collect();
@@ -181,7 +194,7 @@ impl Trainer {
             status: Status::Running,
             meta_blocked: None,
             meta_steps_done: 0,
-            collapse_streak: 0,
+            collapse: CollapseWatch::default(),
             events,
             steps_per_sec: 0.0,
         };
@@ -463,20 +476,15 @@ impl Trainer {
         };
         let weights = combiner::effective_weights(self.combiner.as_ref(), losses)?;
         let largest = weights.abs().max().double_value(&[]);
-        if largest < COLLAPSE_WEIGHT {
-            self.collapse_streak += 1;
-            if self.collapse_streak == COLLAPSE_META_STEPS {
-                self.emit(Record::Event {
-                    level: Level::Warn,
-                    message: format!(
-                        "MELTR collapse: every effective weight has stayed below {COLLAPSE_WEIGHT} for {COLLAPSE_META_STEPS} meta steps (largest {largest:.2e}); \
-                         the model is no longer learning. Raise meltr.gamma (now {}) or lower meltr.meta_lr",
-                        self.config.meltr.gamma
-                    ),
-                })?;
-            }
-        } else {
-            self.collapse_streak = 0;
+        if self.collapse.observe(largest) {
+            self.emit(Record::Event {
+                level: Level::Warn,
+                message: format!(
+                    "MELTR collapse: every effective weight has stayed below {COLLAPSE_WEIGHT} for {COLLAPSE_META_STEPS} meta steps (largest {largest:.2e}); \
+                     the model is no longer learning. Raise meltr.gamma (now {}) or lower meltr.meta_lr",
+                    self.config.meltr.gamma
+                ),
+            })?;
         }
         Ok(())
     }
@@ -667,4 +675,55 @@ pub fn prepare_resume(dir: &Path) -> Result<()> {
         log::truncate_after(&metrics, step)?;
     }
     Ok(())
+}
+
+/// Counts consecutive meta steps whose largest |w_k| is below
+/// `COLLAPSE_WEIGHT`; reports once per episode (re-armed on recovery).
+#[derive(Debug, Default)]
+struct CollapseWatch {
+    streak: u32,
+}
+
+impl CollapseWatch {
+    /// True exactly when this observation completes a collapse episode.
+    fn observe(&mut self, largest_weight: f64) -> bool {
+        if largest_weight < COLLAPSE_WEIGHT {
+            self.streak += 1;
+            self.streak == COLLAPSE_META_STEPS
+        } else {
+            self.streak = 0;
+            false
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn collapse_is_reported_once_per_episode_and_rearmed_on_recovery() {
+        let mut watch = CollapseWatch::default();
+        let reports = |watch: &mut CollapseWatch, weights: &[f64]| {
+            weights.iter().filter(|w| watch.observe(**w)).count()
+        };
+        let tiny = vec![1e-5; COLLAPSE_META_STEPS as usize * 3];
+        assert_eq!(
+            reports(&mut watch, &tiny),
+            1,
+            "one warning for a long collapse"
+        );
+        assert_eq!(reports(&mut watch, &[0.5]), 0);
+        assert_eq!(
+            reports(&mut watch, &tiny[..COLLAPSE_META_STEPS as usize - 1]),
+            0,
+            "too short"
+        );
+        assert_eq!(reports(&mut watch, &[0.5]), 0);
+        assert_eq!(
+            reports(&mut watch, &tiny),
+            1,
+            "a new episode after recovery"
+        );
+    }
 }
