@@ -13,6 +13,7 @@ use meltr_tui::workload::{self, Batch, Losses, Workload};
 
 #[test]
 fn meltr_downweights_the_harmful_loss_and_matches_primary_only() {
+    let _serial = serial();
     let root = tempfile::tempdir().unwrap();
     let steps = 900;
     let (_, meltr) = run_session(root.path(), "meltr", small_config("meltr", steps));
@@ -32,6 +33,7 @@ fn meltr_downweights_the_harmful_loss_and_matches_primary_only() {
 
 #[test]
 fn every_combiner_trains_with_finite_losses() {
+    let _serial = serial();
     let root = tempfile::tempdir().unwrap();
     for kind in ["primary", "sum", "weights", "uncertainty", "mlp", "meltr"] {
         let (_, lines) = run_session(root.path(), kind, small_config(kind, 60));
@@ -58,6 +60,7 @@ fn every_combiner_trains_with_finite_losses() {
 
 #[test]
 fn fixed_weights_are_reported_as_effective_weights() {
+    let _serial = serial();
     let root = tempfile::tempdir().unwrap();
     let mut config = small_config("weights", 20);
     config.combiner.weights = [("primary".to_string(), 1.0), ("helpful".to_string(), 0.25)].into();
@@ -76,6 +79,7 @@ fn fixed_weights_are_reported_as_effective_weights() {
 
 #[test]
 fn live_config_applies_at_step_boundary_and_restart_only_keys_are_refused() {
+    let _serial = serial();
     let root = tempfile::tempdir().unwrap();
     let config = small_config("meltr", 400);
     let dir = session::create(root.path(), "live", &config).unwrap();
@@ -148,6 +152,7 @@ fn live_config_applies_at_step_boundary_and_restart_only_keys_are_refused() {
 
 #[test]
 fn resume_continues_from_the_newest_checkpoint_without_duplicate_steps() {
+    let _serial = serial();
     let root = tempfile::tempdir().unwrap();
     let mut config = small_config("meltr", 200);
     config.train.checkpoint_every = 50;
@@ -212,8 +217,8 @@ impl Workload for NanOnSteps {
     fn primary_metric(&self) -> (String, bool) {
         self.inner.primary_metric()
     }
-    fn parameters(&self) -> Vec<tch::Tensor> {
-        self.inner.parameters()
+    fn var_store(&self) -> &tch::nn::VarStore {
+        self.inner.var_store()
     }
     fn train_batch(&self, step: u64) -> anyhow::Result<Batch> {
         let mut batch = self.inner.train_batch(step)?;
@@ -240,16 +245,11 @@ impl Workload for NanOnSteps {
     fn evaluate(&self) -> anyhow::Result<meltr_tui::workload::Evaluation> {
         self.inner.evaluate()
     }
-    fn state(&self) -> Vec<(String, tch::Tensor)> {
-        self.inner.state()
-    }
-    fn load_state(&mut self, lookup: &dyn Fn(&str) -> Option<tch::Tensor>) -> anyhow::Result<()> {
-        self.inner.load_state(lookup)
-    }
 }
 
 #[test]
 fn non_finite_losses_skip_the_update_and_never_reach_the_parameters() {
+    let _serial = serial();
     let root = tempfile::tempdir().unwrap();
     let config = small_config("meltr", 60);
     let dir = session::create(root.path(), "nan", &config).unwrap();

@@ -24,6 +24,7 @@ fn video_config(steps: u64, init_from: Option<String>) -> Config {
 
 #[test]
 fn the_same_seed_gives_the_same_first_20_losses() {
+    let _serial = serial();
     let root = tempfile::tempdir().unwrap();
     let mut config = video_config(20, None);
     config.train.log_every = 1;
@@ -57,6 +58,7 @@ fn the_same_seed_gives_the_same_first_20_losses() {
 
 #[test]
 fn fine_tuning_from_the_foundation_beats_training_from_scratch() {
+    let _serial = serial();
     let root = tempfile::tempdir().unwrap();
     let foundation = root.path().join("foundation.safetensors");
     video_text::pretrain(300, 0, &foundation, |_, _| {}).unwrap();
@@ -78,6 +80,7 @@ fn fine_tuning_from_the_foundation_beats_training_from_scratch() {
 
 #[test]
 fn a_foundation_of_another_shape_is_refused_with_the_reason() {
+    let _serial = serial();
     let root = tempfile::tempdir().unwrap();
     let bogus = root.path().join("bogus.safetensors");
     tch::Tensor::write_safetensors(

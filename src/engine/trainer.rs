@@ -1,7 +1,9 @@
 //! The trainer: inner steps on the combined loss, AID meta steps on the
 //! combiner, evaluations, checkpoints, NaN guards and the collapse watch.
 //! Runs on its own thread; talks only through `Command`/`Event` and the
-//! session directory.
+//! session directory. Building the data and the models seeds libtorch's
+//! process-wide RNG, so a run is reproducible when it is the only engine in
+//! its process (as every `meltr-tui` process is).
 
 use super::checkpoint;
 use super::control::{Command, Event, Status};

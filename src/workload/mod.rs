@@ -29,8 +29,12 @@ pub trait Workload: Send {
     fn loss_names(&self) -> Vec<String>;
     /// The metric the header and `ls` show, and whether higher is better.
     fn primary_metric(&self) -> (String, bool);
-    /// θ, in a stable order.
-    fn parameters(&self) -> Vec<Tensor>;
+    /// The VarStore holding θ.
+    fn var_store(&self) -> &tch::nn::VarStore;
+    /// θ, in a stable (name) order.
+    fn parameters(&self) -> Vec<Tensor> {
+        crate::meltr::combiner::sorted_variables(self.var_store())
+    }
     /// The training batch for `step` (a pure function of seed and step, so a
     /// resumed run sees the same data).
     fn train_batch(&self, step: u64) -> Result<Batch>;
@@ -41,9 +45,13 @@ pub trait Workload: Send {
     /// The full validation pass.
     fn evaluate(&self) -> Result<Evaluation>;
     /// Everything to checkpoint (parameters and buffers), by name.
-    fn state(&self) -> Vec<(String, Tensor)>;
+    fn state(&self) -> Vec<(String, Tensor)> {
+        named_state(self.var_store(), "")
+    }
     /// Restores `state`; a missing or mis-shaped entry is an error.
-    fn load_state(&mut self, lookup: &dyn Fn(&str) -> Option<Tensor>) -> Result<()>;
+    fn load_state(&mut self, lookup: &dyn Fn(&str) -> Option<Tensor>) -> Result<()> {
+        load_into(self.var_store(), "", lookup)
+    }
 }
 
 /// Builds the configured workload on `device` in `kind`.

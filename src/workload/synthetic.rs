@@ -203,8 +203,8 @@ impl Workload for Synthetic {
         ("primary_mse".into(), false)
     }
 
-    fn parameters(&self) -> Vec<Tensor> {
-        crate::meltr::combiner::sorted_variables(&self.vs)
+    fn var_store(&self) -> &nn::VarStore {
+        &self.vs
     }
 
     fn train_batch(&self, step: u64) -> Result<Batch> {
@@ -227,13 +227,5 @@ impl Workload for Synthetic {
             .collect();
         let metrics = [("primary_mse".to_string(), losses["primary"])].into();
         Ok(Evaluation { losses, metrics })
-    }
-
-    fn state(&self) -> Vec<(String, Tensor)> {
-        super::named_state(&self.vs, "")
-    }
-
-    fn load_state(&mut self, lookup: &dyn Fn(&str) -> Option<Tensor>) -> Result<()> {
-        super::load_into(&self.vs, "", lookup)
     }
 }

@@ -523,8 +523,8 @@ impl Workload for VideoText {
         ("R@1".into(), true)
     }
 
-    fn parameters(&self) -> Vec<Tensor> {
-        crate::meltr::combiner::sorted_variables(&self.vs)
+    fn var_store(&self) -> &nn::VarStore {
+        &self.vs
     }
 
     fn train_batch(&self, step: u64) -> Result<Batch> {
@@ -586,14 +586,6 @@ impl Workload for VideoText {
             .into();
             Ok(Evaluation { losses, metrics })
         })
-    }
-
-    fn state(&self) -> Vec<(String, Tensor)> {
-        super::named_state(&self.vs, "")
-    }
-
-    fn load_state(&mut self, lookup: &dyn Fn(&str) -> Option<Tensor>) -> Result<()> {
-        super::load_into(&self.vs, "", lookup)
     }
 }
 

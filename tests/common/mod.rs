@@ -9,6 +9,14 @@ use meltr_tui::session::{
 };
 use std::path::{Path, PathBuf};
 
+/// Engines seed libtorch's process-wide RNG when they build their data and
+/// models (one engine per process in the product), so tests that train run
+/// one at a time: hold this guard for the whole test.
+pub fn serial() -> std::sync::MutexGuard<'static, ()> {
+    static LOCK: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    LOCK.lock().unwrap_or_else(|e| e.into_inner())
+}
+
 /// A small, fast version of the default config for tests.
 pub fn small_config(combiner: &str, steps: u64) -> Config {
     let mut c = Config::default();
