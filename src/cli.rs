@@ -191,8 +191,15 @@ fn export(dir: &Path, opts: &crate::plot::ExportOptions) -> Result<String> {
     Ok(summary)
 }
 
+/// The default config, built into the binary so `meltr-tui` works from any
+/// folder (a `configs/default.toml` in the working folder takes precedence).
+const EMBEDDED_DEFAULT: &str = include_str!("../configs/default.toml");
+
 fn load_config(path: &Path) -> Result<Config> {
     if !path.exists() {
+        if path == Path::new(DEFAULT_CONFIG) {
+            return Config::parse(EMBEDDED_DEFAULT).map_err(anyhow::Error::new);
+        }
         bail!("config file {} does not exist", path.display());
     }
     let mut config = Config::load(path).map_err(anyhow::Error::new)?;
@@ -550,4 +557,22 @@ fn doctor() -> Result<()> {
         std::env::var("NO_COLOR").map(|_| "set").unwrap_or("unset")
     );
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_embedded_default_config_is_the_repository_default() {
+        let embedded = Config::parse(EMBEDDED_DEFAULT).unwrap();
+        assert_eq!(embedded.workload.kind, "video-text");
+        let on_disk =
+            Config::load(&Path::new(env!("CARGO_MANIFEST_DIR")).join(DEFAULT_CONFIG)).unwrap();
+        assert_eq!(embedded, on_disk);
+        let err = load_config(Path::new("configs/nope.toml"))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("configs/nope.toml does not exist"), "{err}");
+    }
 }
