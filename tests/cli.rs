@@ -1,6 +1,9 @@
 //! The `meltr-tui` binary as a user runs it: headless runs, the session
 //! contract, config errors, kill -9 and resume, `ls`, `doctor`.
 
+mod common;
+
+use common::logged_train_steps;
 use meltr_tui::engine::checkpoint;
 use meltr_tui::session::{self, metrics::Record, SessionMeta};
 use std::path::Path;
@@ -224,14 +227,10 @@ fn kill_9_during_checkpoints_never_leaves_a_half_file_and_resume_appends() {
         Duration::from_secs(120),
     );
     assert!(out.status.success(), "{}", text(&out));
+    let train_steps = logged_train_steps(&dir);
     let lines = session::log::read_metrics(&dir.join("metrics.jsonl"))
         .unwrap()
         .lines;
-    let train_steps: Vec<u64> = lines
-        .iter()
-        .filter(|l| matches!(l.record, Record::Train { .. }))
-        .map(|l| l.step)
-        .collect();
     let expected: Vec<u64> = (1..=80).map(|i| i * 5).collect();
     assert_eq!(train_steps, expected, "continuous, no duplicates");
     let resumed = lines.iter().find_map(|l| match &l.record {

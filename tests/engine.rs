@@ -180,14 +180,10 @@ fn resume_continues_from_the_newest_checkpoint_without_duplicate_steps() {
 
     let handle = engine::spawn(&dir, config, true).unwrap();
     assert_eq!(handle.thread.join().unwrap().unwrap(), Status::Finished);
+    let train_steps = logged_train_steps(&dir);
     let lines = session::log::read_metrics(&dir.join("metrics.jsonl"))
         .unwrap()
         .lines;
-    let train_steps: Vec<u64> = lines
-        .iter()
-        .filter(|l| matches!(l.record, Record::Train { .. }))
-        .map(|l| l.step)
-        .collect();
     let expected: Vec<u64> = (1..=20).map(|i| i * 10).collect();
     assert_eq!(train_steps, expected, "each logged step exactly once");
     assert!(lines.iter().any(|l| matches!(&l.record, Record::Event { message, .. } if message.contains("resumed from checkpoint"))));

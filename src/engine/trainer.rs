@@ -209,14 +209,6 @@ impl Trainer {
         Ok((trainer, meta_info))
     }
 
-    pub fn step(&self) -> u64 {
-        self.step
-    }
-
-    pub fn config(&self) -> &Config {
-        &self.config
-    }
-
     /// Trains until `train.steps` (live-editable) or a Stop command.
     pub fn run(mut self, commands: Receiver<Command>) -> Result<Status> {
         // OpenMP's thread count is per calling thread: set it on this one.
@@ -301,10 +293,14 @@ impl Trainer {
             })?;
             return Ok(());
         }
-        let shares = if log_now {
-            self.gradient_shares(&losses)?
+        // Weights and shares at the losses this update uses (before the
+        // step changes any inner-trained combiner parameters).
+        let logged = if log_now {
+            let weights = combiner::effective_weights(self.combiner.as_ref(), &losses)?;
+            let shares = self.gradient_shares(&losses, &weights)?;
+            Some((weights, shares))
         } else {
-            Named::new()
+            None
         };
         let mut grads = grad(&[&total], &self.inner_params, false, false)?;
         let norm = clip_grad_norm(&mut grads, self.config.train.grad_clip);
@@ -322,8 +318,7 @@ impl Trainer {
             self.recent.pop_front();
         }
 
-        if log_now {
-            let weights = combiner::effective_weights(self.combiner.as_ref(), &losses)?;
+        if let Some((weights, shares)) = logged {
             self.emit(Record::Train {
                 losses: self.named_values(&losses),
                 total: total.double_value(&[]),
@@ -350,8 +345,7 @@ impl Trainer {
     }
 
     /// Each loss's share of the combined gradient: `w_k ∇l_k · g / |g|²`.
-    fn gradient_shares(&self, losses: &Tensor) -> Result<Named> {
-        let weights = combiner::effective_weights(self.combiner.as_ref(), losses)?;
+    fn gradient_shares(&self, losses: &Tensor, weights: &Tensor) -> Result<Named> {
         let per_loss: Vec<Vec<Tensor>> = (0..self.loss_names.len() as i64)
             .map(|k| grad(&[&losses.get(k)], &self.theta, true, false))
             .collect::<Result<_>>()?;

@@ -74,3 +74,14 @@ pub fn late_weight(lines: &[MetricLine], loss: &str, n: usize) -> f64 {
     assert!(!ws.is_empty());
     ws.iter().sum::<f64>() / ws.len() as f64
 }
+
+/// Steps of the `train` lines in a session's metrics, in file order.
+pub fn logged_train_steps(dir: &Path) -> Vec<u64> {
+    session::log::read_metrics(&dir.join("metrics.jsonl"))
+        .unwrap()
+        .lines
+        .iter()
+        .filter(|l| matches!(l.record, Record::Train { .. }))
+        .map(|l| l.step)
+        .collect()
+}
