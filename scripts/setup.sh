@@ -32,8 +32,18 @@ torch_dir_of_python() {
   "$1" -c 'import os, torch; print(os.path.dirname(torch.__file__))' 2>/dev/null || true
 }
 
+# Writes .torch-python, a script that runs python $1 (a wrapper, not a
+# link: a venv's python finds its packages only when called by its own path).
+python_wrapper() {
+  printf '#!/bin/sh\nexec "%s" "$@"\n' "$1" > .torch-python
+  chmod +x .torch-python
+}
+
+# Links torch folder $1 at .libtorch and, when known, the python $2 that
+# has it at .torch-python (the example exporter and its tests use it).
 link() {
   ln -sfn "$1" .libtorch
+  if [ -n "${2:-}" ]; then python_wrapper "$(command -v "$2")"; fi
   say "using torch $(version_of "$1") from $1"
   exit 0
 }
@@ -44,15 +54,18 @@ if [ -n "${MELTR_LIBTORCH:-}" ]; then
   exit 1
 fi
 if [ -L .libtorch ] && usable "$(readlink .libtorch)"; then
+  # A pip layout's interpreter: <prefix>/lib/pythonX.Y/site-packages/torch.
+  guess="$(cd "$(readlink .libtorch)/../../../.." && pwd -P)/bin/python3"
+  if [ ! -e .torch-python ] && [ -x "$guess" ]; then python_wrapper "$guess"; fi
   exit 0
 fi
 if command -v "$python" >/dev/null; then
   dir=$(torch_dir_of_python "$python")
-  usable "$dir" && link "$dir"
+  usable "$dir" && link "$dir" "$python"
 fi
 venv="$cache/venv"
 dir=$(torch_dir_of_python "$venv/bin/python")
-usable "$dir" && link "$dir"
+usable "$dir" && link "$dir" "$venv/bin/python"
 
 command -v "$python" >/dev/null || { say "need python3 (3.10+) to install torch $want"; exit 1; }
 say "installing torch $want into $venv (about 4.6 GB with its CUDA libraries; once per machine)..."
@@ -60,6 +73,6 @@ mkdir -p "$cache"
 [ -x "$venv/bin/python" ] || "$python" -m venv "$venv"
 "$venv/bin/pip" install --disable-pip-version-check --progress-bar off "torch==$want" >&2
 dir=$(torch_dir_of_python "$venv/bin/python")
-usable "$dir" && link "$dir"
+usable "$dir" && link "$dir" "$venv/bin/python"
 say "pip finished but no usable torch $want was found in $venv"
 exit 1

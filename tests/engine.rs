@@ -249,7 +249,7 @@ fn non_finite_losses_skip_the_update_and_never_reach_the_parameters() {
     let root = tempfile::tempdir().unwrap();
     let config = small_config("meltr", 60);
     let dir = session::create(root.path(), "nan", &config).unwrap();
-    let inner = workload::build(&config, tch::Device::Cpu, tch::Kind::Float).unwrap();
+    let inner = workload::build(&config, tch::Device::Cpu, tch::Kind::Float, None).unwrap();
     let poisoned = Box::new(NanOnSteps {
         inner,
         steps: 20..=24,

@@ -102,7 +102,12 @@ impl Trainer {
         events: SyncSender<Event>,
     ) -> Result<(Trainer, SessionMeta)> {
         let device = resolve_device(&config.train.device)?;
-        let workload = workload::build(&config, device, dtype(&config))?;
+        let checkpoint = if resume {
+            checkpoint::Loaded::newest(&dir.join("checkpoints"))?
+        } else {
+            None
+        };
+        let workload = workload::build(&config, device, dtype(&config), checkpoint.as_ref())?;
         Self::with_workload(dir, config, workload, resume, events)
     }
 

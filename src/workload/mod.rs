@@ -2,6 +2,7 @@
 //! engine asks it for batches and for named losses, and never looks inside.
 
 pub mod synthetic;
+pub mod torchscript;
 pub mod video_text;
 
 use crate::config::Config;
@@ -22,6 +23,8 @@ pub struct Evaluation {
     pub metrics: BTreeMap<String, f64>,
 }
 
+/// Building a workload leaves libtorch's RNG seeded from `workload.seed`:
+/// the combiner, built next, draws its initialization from it.
 pub trait Workload: Send {
     /// The workload kind as in the config (`synthetic`, ...).
     fn kind(&self) -> &'static str;
@@ -54,8 +57,15 @@ pub trait Workload: Send {
     }
 }
 
-/// Builds the configured workload on `device` in `kind`.
-pub fn build(config: &Config, device: Device, kind: Kind) -> Result<Box<dyn Workload>> {
+/// Builds the configured workload on `device` in `kind`. `checkpoint` is
+/// the one a resumed run restores (a TorchScript module comes from it, with
+/// its buffers).
+pub fn build(
+    config: &Config,
+    device: Device,
+    kind: Kind,
+    checkpoint: Option<&crate::engine::checkpoint::Loaded>,
+) -> Result<Box<dyn Workload>> {
     let workload: Box<dyn Workload> = match config.workload.kind.as_str() {
         "synthetic" => Box::new(synthetic::Synthetic::new(config, device, kind)),
         "video-text" => {
@@ -64,7 +74,11 @@ pub fn build(config: &Config, device: Device, kind: Kind) -> Result<Box<dyn Work
             }
             Box::new(video_text::VideoText::new(config, None, device, kind)?)
         }
-        other => bail!("workload.kind = \"{other}\" is not available in this build yet; use \"synthetic\" or \"video-text\""),
+        "torchscript" => {
+            let saved = checkpoint.and_then(|c| c.get(&format!("model.{}", torchscript::MODULE_ENTRY)));
+            Box::new(torchscript::TorchScript::new(config, device, kind, saved.as_ref())?)
+        }
+        other => bail!("workload.kind = \"{other}\" is not a workload; use \"video-text\", \"torchscript\" or \"synthetic\""),
     };
     check_loss_names(config, &workload.loss_names())?;
     Ok(workload)

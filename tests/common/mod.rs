@@ -8,6 +8,8 @@ use meltr_tui::session::{
     metrics::{MetricLine, Record},
 };
 use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+use std::time::{Duration, Instant};
 
 /// Engines seed libtorch's process-wide RNG when they build their data and
 /// models (one engine per process in the product), so tests that train run
@@ -84,4 +86,63 @@ pub fn logged_train_steps(dir: &Path) -> Vec<u64> {
         .filter(|l| matches!(l.record, Record::Train { .. }))
         .map(|l| l.step)
         .collect()
+}
+
+/// The `meltr-tui` binary under test.
+pub fn bin() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_meltr-tui"))
+}
+
+pub fn repo(path: &str) -> std::path::PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join(path)
+}
+
+/// Runs to completion, killing it (and failing) after `limit`.
+pub fn run_with_limit(cmd: &mut Command, limit: Duration) -> Output {
+    let mut child = cmd
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let start = Instant::now();
+    while child.try_wait().unwrap().is_none() {
+        if start.elapsed() > limit {
+            child.kill().unwrap();
+            panic!("did not finish within {limit:?}");
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    child.wait_with_output().unwrap()
+}
+
+pub fn text(out: &Output) -> String {
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    )
+}
+
+/// The python that has the torch meltr-tui links: `$MELTR_PYTHON`, else the
+/// `.torch-python` wrapper that `scripts/setup.sh` writes.
+pub fn torch_python() -> PathBuf {
+    if let Some(python) = std::env::var_os("MELTR_PYTHON") {
+        return python.into();
+    }
+    let wrapper = repo(".torch-python");
+    assert!(
+        wrapper.exists(),
+        "no python with torch: run scripts/setup.sh (it writes .torch-python) or set MELTR_PYTHON"
+    );
+    wrapper
+}
+
+/// Runs a python script with the torch python; panics with its output on failure.
+pub fn run_python(args: &[&std::ffi::OsStr]) {
+    let out = Command::new(torch_python()).args(args).output().unwrap();
+    assert!(
+        out.status.success(),
+        "python {args:?} failed:\n{}",
+        text(&out)
+    );
 }

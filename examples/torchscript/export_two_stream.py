@@ -1,0 +1,242 @@
+#!/usr/bin/env python3
+"""Exports a small UniVL-like two-stream model for meltr-tui's `torchscript` workload.
+
+Writes, into --out (default: this folder):
+  model.pt            TorchScript: forward(batch: Dict[str, Tensor]) -> Dict[str, Tensor]
+  train.safetensors   precomputed "S3D-like" clip features, caption token ids, masks
+  val.safetensors     the same for validation
+
+Export with the PyTorch that meltr-tui links (2.11.0; `scripts/setup.sh` installs it):
+    $(readlink .torch-python) examples/torchscript/export_two_stream.py
+    meltr-tui run -c examples/torchscript/two_stream.toml
+
+The model: a video encoder (linear projection of frame features + transformer),
+a text encoder (embeddings + transformer), a cross encoder over both streams,
+and heads for the losses, named as in UniVL:
+  retrieval  symmetric InfoNCE between pooled video and text embeddings (primary)
+  align      video-text matching: true pairs vs pairs shifted within the batch
+  mlm        masked token prediction through the cross encoder
+  mfm        masked frame feature regression through the cross encoder
+  scramble   predicts a per-clip random label (harmful by construction)
+Metrics (keys `metric/...`, averaged over validation batches):
+  metric/R@1  in-batch text-to-video recall at 1, in percent
+  metric/mlm_acc  masked-token accuracy, in percent
+
+With --attention sdpa (default) the encoders are PyTorch's stock
+nn.TransformerEncoderLayer, whose attention runs the fused scaled-dot-product
+kernels (no double backward: use aid.mode = "factorized"). With --attention
+matmul they use attention written as matmul + softmax (both AID modes work).
+
+No randomness inside forward (dropout 0, masks come with the data), so the
+same batch always gives the same losses: finite-difference JVPs rely on it.
+"""
+
+import argparse
+import ctypes
+import json
+import os
+import struct
+import warnings
+from typing import Dict
+
+# torch works without numpy; the warning would only confuse.
+warnings.filterwarnings("ignore", message="Failed to initialize NumPy")
+import torch  # noqa: E402
+from torch import Tensor, nn
+import torch.nn.functional as F
+
+FRAMES = 8
+FEATURES = 32
+WORDS = 8
+VOCAB = 48
+MASK_TOKEN = VOCAB  # one extra embedding row
+EVENTS = 12
+
+
+class MatmulEncoderLayer(nn.Module):
+    """Post-norm transformer layer with attention as matmul + softmax."""
+
+    def __init__(self, d: int, heads: int, ff: int):
+        super().__init__()
+        self.heads = heads
+        self.qkv = nn.Linear(d, 3 * d)
+        self.out = nn.Linear(d, d)
+        self.norm1 = nn.LayerNorm(d)
+        self.ff1 = nn.Linear(d, ff)
+        self.ff2 = nn.Linear(ff, d)
+        self.norm2 = nn.LayerNorm(d)
+
+    def forward(self, x: Tensor) -> Tensor:
+        b, n, d = x.shape
+        h = self.heads
+        q, k, v = self.qkv(x).view(b, n, 3, h, d // h).permute(2, 0, 3, 1, 4).unbind(0)
+        attn = torch.softmax(q @ k.transpose(-1, -2) / (d // h) ** 0.5, dim=-1)
+        mixed = (attn @ v).transpose(1, 2).reshape(b, n, d)
+        x = self.norm1(x + self.out(mixed))
+        return self.norm2(x + self.ff2(F.gelu(self.ff1(x))))
+
+
+def encoder(d: int, heads: int, attention: str) -> nn.Module:
+    if attention == "matmul":
+        return MatmulEncoderLayer(d, heads, 2 * d)
+    return nn.TransformerEncoderLayer(
+        d, heads, 2 * d, dropout=0.0, activation="gelu", batch_first=True
+    )
+
+
+class TwoStream(nn.Module):
+    def __init__(self, d: int = 64, heads: int = 4, attention: str = "sdpa"):
+        super().__init__()
+        self.video_proj = nn.Linear(FEATURES, d)
+        self.video_pos = nn.Parameter(torch.randn(FRAMES, d) * 0.02)
+        self.video_enc = encoder(d, heads, attention)
+        self.text_emb = nn.Embedding(VOCAB + 1, d)
+        self.text_pos = nn.Parameter(torch.randn(WORDS, d) * 0.02)
+        self.text_enc = encoder(d, heads, attention)
+        self.stream_type = nn.Parameter(torch.randn(2, d) * 0.02)
+        self.cross_enc = encoder(d, heads, attention)
+        # BatchNorm keeps running statistics: buffers that checkpoints must hold.
+        self.video_norm = nn.BatchNorm1d(d)
+        self.align_head = nn.Linear(d, 1)
+        self.mlm_head = nn.Linear(d, VOCAB)
+        self.mfm_head = nn.Linear(d, FEATURES)
+        self.scramble_head = nn.Linear(d, 8)
+        self.log_temperature = nn.Parameter(torch.tensor(2.3))
+        self.mask_token = MASK_TOKEN
+        self.frames = FRAMES
+
+    def encode_video(self, frames: Tensor) -> Tensor:
+        return self.video_enc(self.video_proj(frames) + self.video_pos)
+
+    def encode_text(self, tokens: Tensor) -> Tensor:
+        return self.text_enc(self.text_emb(tokens) + self.text_pos)
+
+    def cross(self, video: Tensor, text: Tensor) -> Tensor:
+        both = torch.cat([video + self.stream_type[0], text + self.stream_type[1]], 1)
+        return self.cross_enc(both)
+
+    def forward(self, batch: Dict[str, Tensor]) -> Dict[str, Tensor]:
+        frames = batch["video"]
+        tokens = batch["text"]
+        word_mask = batch["word_mask"]
+        frame_mask = batch["frame_mask"]
+        b = frames.shape[0]
+
+        video = self.encode_video(frames)
+        text = self.encode_text(tokens)
+        v = F.normalize(self.video_norm(video.mean(1)), dim=-1)
+        t = F.normalize(text.mean(1), dim=-1)
+        logits = t @ v.t() * self.log_temperature.exp()
+        target = torch.arange(b, device=frames.device)
+        retrieval = 0.5 * (F.cross_entropy(logits, target) + F.cross_entropy(logits.t(), target))
+
+        # Matching: true pairs vs each caption paired with the next clip.
+        pos = self.cross(video, text)[:, 0]
+        neg = self.cross(video.roll(1, 0), text)[:, 0]
+        scores = self.align_head(torch.cat([pos, neg], 0)).squeeze(-1)
+        labels = torch.cat([torch.ones(b), torch.zeros(b)]).to(scores)
+        align = F.binary_cross_entropy_with_logits(scores, labels)
+
+        # MLM and MFM: the cross encoder sees masked tokens / zeroed frames.
+        masked_tokens = torch.where(word_mask, torch.full_like(tokens, self.mask_token), tokens)
+        masked_frames = frames * (~frame_mask).unsqueeze(-1).to(frames)
+        joint = self.cross(self.encode_video(masked_frames), self.encode_text(masked_tokens))
+        word_logits = self.mlm_head(joint[:, self.frames :])[word_mask]
+        word_truth = tokens[word_mask]
+        mlm = F.cross_entropy(word_logits, word_truth)
+        mfm = F.mse_loss(self.mfm_head(joint[:, : self.frames])[frame_mask], frames[frame_mask])
+
+        scramble = F.cross_entropy(self.scramble_head(v), batch["scramble"])
+
+        with torch.no_grad():
+            r1 = (logits.argmax(1) == target).to(frames).mean() * 100.0
+            mlm_acc = (word_logits.argmax(1) == word_truth).to(frames).mean() * 100.0
+        return {
+            "retrieval": retrieval,
+            "align": align,
+            "mlm": mlm,
+            "mfm": mfm,
+            "scramble": scramble,
+            "metric/R@1": r1,
+            "metric/mlm_acc": mlm_acc,
+        }
+
+
+def make_split(samples: int, generator: torch.Generator, shift: float) -> Dict[str, Tensor]:
+    """Clips and captions driven by the same latent events, plus noise."""
+    event_feature = torch.randn(EVENTS, FEATURES, generator=torch.Generator().manual_seed(7))
+    event_word = torch.randperm(VOCAB, generator=torch.Generator().manual_seed(8))[:EVENTS]
+    events = torch.randint(0, EVENTS, (samples, 4), generator=generator)
+    # Each of the 4 events spans 2 frames and 2 words.
+    frame_events = events.repeat_interleave(2, 1)
+    video = event_feature[frame_events] + (0.6 + shift) * torch.randn(
+        samples, FRAMES, FEATURES, generator=generator
+    )
+    text = event_word[events].repeat_interleave(2, 1)
+    filler = torch.randint(0, VOCAB, (samples, WORDS), generator=generator)
+    text = torch.where(torch.rand(samples, WORDS, generator=generator) < 0.2, filler, text)
+    word_mask = torch.rand(samples, WORDS, generator=generator) < 0.25
+    word_mask[:, 0] = True  # at least one masked word per caption
+    frame_mask = torch.rand(samples, FRAMES, generator=generator) < 0.25
+    frame_mask[:, -1] = True
+    scramble = torch.randint(0, 8, (samples,), generator=generator)
+    return {
+        "video": video.float(),
+        "text": text.long(),
+        "word_mask": word_mask,
+        "frame_mask": frame_mask,
+        "scramble": scramble.long(),
+    }
+
+
+SAFETENSORS_DTYPES = {torch.float32: "F32", torch.int64: "I64", torch.bool: "BOOL"}
+
+
+def write_safetensors(path: str, tensors: Dict[str, Tensor]) -> None:
+    """The safetensors format: 8-byte header length, JSON header, raw data."""
+    header, blobs, offset = {}, [], 0
+    for name in sorted(tensors):
+        t = tensors[name].contiguous()
+        dtype = SAFETENSORS_DTYPES[t.dtype]
+        if t.dtype == torch.bool:
+            t = t.to(torch.uint8)
+        data = ctypes.string_at(t.data_ptr(), t.numel() * t.element_size())
+        header[name] = {
+            "dtype": dtype,
+            "shape": list(t.shape),
+            "data_offsets": [offset, offset + len(data)],
+        }
+        blobs.append(data)
+        offset += len(data)
+    encoded = json.dumps(header, separators=(",", ":")).encode()
+    encoded += b" " * (-len(encoded) % 8)
+    with open(path + ".tmp", "wb") as f:
+        f.write(struct.pack("<Q", len(encoded)))
+        f.write(encoded)
+        for blob in blobs:
+            f.write(blob)
+    os.replace(path + ".tmp", path)
+
+
+def main() -> None:
+    here = os.path.dirname(os.path.abspath(__file__))
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--out", default=here, help="output folder (default: %(default)s)")
+    parser.add_argument("--attention", choices=["sdpa", "matmul"], default="sdpa")
+    parser.add_argument("--train", type=int, default=1024, help="training samples")
+    parser.add_argument("--val", type=int, default=256, help="validation samples")
+    parser.add_argument("--seed", type=int, default=0)
+    args = parser.parse_args()
+
+    torch.manual_seed(args.seed)
+    os.makedirs(args.out, exist_ok=True)
+    model = torch.jit.script(TwoStream(attention=args.attention))
+    model.save(os.path.join(args.out, "model.pt"))
+    generator = torch.Generator().manual_seed(args.seed + 1)
+    write_safetensors(os.path.join(args.out, "train.safetensors"), make_split(args.train, generator, 0.0))
+    write_safetensors(os.path.join(args.out, "val.safetensors"), make_split(args.val, generator, 0.0))
+    print(f"wrote model.pt, train.safetensors, val.safetensors to {args.out} (torch {torch.__version__})")
+
+
+if __name__ == "__main__":
+    main()

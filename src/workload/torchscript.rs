@@ -1,0 +1,447 @@
+//! Bring your own model: a TorchScript module plus safetensors data.
+//!
+//! The contract (DESIGN.md, "Bring-your-own model"): `forward(batch:
+//! Dict[str, Tensor]) -> Dict[str, Tensor]` returns 0-dim tensors; keys are
+//! losses except `metric/*`, which are evaluation metrics averaged over the
+//! validation batches. Every tensor of a data file has the sample dimension
+//! first; a batch is the same row slice of every tensor, taken from a
+//! per-epoch permutation drawn from the seed (a pure function of the step,
+//! so a resumed run sees the same data).
+//!
+//! Everything is checked when the workload is built, with messages that say
+//! what to fix. The module's parameters are registered in a VarStore (same
+//! tensors, so the engine's optimizer trains the module in place); its
+//! buffers (e.g. BatchNorm statistics) are not parameters, so checkpoints
+//! also carry the whole serialized module, and a resumed run loads it from
+//! there.
+
+use super::{Batch, Evaluation, Losses, SplitMix, Workload};
+use crate::config::Config;
+use anyhow::{anyhow, bail, Context, Result};
+use std::cell::RefCell;
+use std::collections::BTreeMap;
+use std::path::Path;
+use tch::{nn, CModule, Device, IValue, Kind, Tensor};
+
+/// Checkpoint entry holding the serialized module (bytes as a u8 tensor).
+pub const MODULE_ENTRY: &str = "__torchscript_module__";
+
+/// Keys of `forward`'s result with this prefix are metrics, not losses.
+pub const METRIC_PREFIX: &str = "metric/";
+
+pub struct TorchScript {
+    vs: nn::VarStore,
+    /// `RefCell` because switching train/eval mode needs `&mut`, and
+    /// `Workload::evaluate` takes `&self`.
+    module: RefCell<CModule>,
+    train: Split,
+    val: Split,
+    batch_size: i64,
+    seed: u64,
+    primary: String,
+    loss_names: Vec<String>,
+    metric_names: Vec<String>,
+    /// The training permutation of the current epoch, on the device.
+    epoch_order: RefCell<Option<(u64, Tensor)>>,
+}
+
+/// One data file: named tensors with a common first dimension.
+struct Split {
+    tensors: Vec<(String, Tensor)>,
+    samples: i64,
+}
+
+impl Split {
+    fn load(key: &str, path: &str, device: Device, kind: Kind) -> Result<Split> {
+        if !Path::new(path).exists() {
+            bail!("{key}: {path} does not exist");
+        }
+        let tensors = Tensor::read_safetensors(path).map_err(|e| {
+            anyhow!(
+                "{key}: {path} is not a readable safetensors file: {}",
+                torch_message(&e)
+            )
+        })?;
+        if tensors.is_empty() {
+            bail!("{key}: {path} holds no tensors");
+        }
+        let mut sorted = tensors;
+        sorted.sort_by(|a, b| a.0.cmp(&b.0));
+        let mut rows: Vec<(String, i64)> = Vec::new();
+        for (name, t) in &sorted {
+            match t.size().first() {
+                Some(&n) => rows.push((name.clone(), n)),
+                None => bail!("{key}: {path}: tensor `{name}` is 0-dimensional; every tensor needs the sample dimension first"),
+            }
+        }
+        let samples = rows[0].1;
+        if let Some((name, n)) = rows.iter().find(|(_, n)| *n != samples) {
+            let listing: Vec<String> = rows.iter().map(|(k, n)| format!("{k}: {n}")).collect();
+            bail!(
+                "{key}: {path}: tensors disagree on the sample dimension (first dimension): `{name}` has {n} rows, `{}` has {samples} ({})",
+                rows[0].0,
+                listing.join(", ")
+            );
+        }
+        if samples == 0 {
+            bail!("{key}: {path} has no samples (first dimension is 0)");
+        }
+        let tensors = sorted
+            .into_iter()
+            .map(|(name, t)| {
+                let t = if t.is_floating_point() {
+                    t.to_kind(kind)
+                } else {
+                    t
+                };
+                (name, t.to_device(device))
+            })
+            .collect();
+        Ok(Split { tensors, samples })
+    }
+
+    fn rows(&self, index: &Tensor) -> Batch {
+        self.tensors
+            .iter()
+            .map(|(name, t)| (name.clone(), t.index_select(0, index)))
+            .collect()
+    }
+
+    fn slice(&self, start: i64, len: i64) -> Batch {
+        self.tensors
+            .iter()
+            .map(|(name, t)| (name.clone(), t.narrow(0, start, len)))
+            .collect()
+    }
+}
+
+impl TorchScript {
+    /// Loads the module and data named by the config (paths already
+    /// absolute) onto `device` in `kind`; `saved_module` (a checkpoint's
+    /// serialized module) replaces `workload.model` when resuming.
+    pub fn new(
+        config: &Config,
+        device: Device,
+        kind: Kind,
+        saved_module: Option<&Tensor>,
+    ) -> Result<TorchScript> {
+        let w = &config.workload;
+        let model_path = w.model.as_deref().context("workload.model is required")?;
+        let mut module = match saved_module {
+            Some(bytes) => {
+                let bytes = Vec::<u8>::try_from(bytes)?;
+                CModule::load_data_on_device(&mut std::io::Cursor::new(bytes), device).map_err(
+                    |e| {
+                        anyhow!(
+                            "the checkpoint's TorchScript module does not load: {}",
+                            torch_message(&e)
+                        )
+                    },
+                )?
+            }
+            None => load_module(model_path, device)?,
+        };
+        module.to(device, kind, false);
+        module.set_train();
+        let vs = nn::VarStore::new(device);
+        let parameters = module.named_parameters().map_err(|e| {
+            anyhow!(
+                "workload.model: {model_path}: cannot list parameters: {}",
+                torch_message(&e)
+            )
+        })?;
+        if parameters.is_empty() {
+            bail!("workload.model: {model_path} has no parameters to train");
+        }
+        for (name, tensor) in parameters {
+            // Same tensor as the module's: training the VarStore trains the module.
+            let trainable = tensor.requires_grad();
+            let _ = vs.root().add(&name.replace('.', "_"), tensor, trainable);
+        }
+        let train = Split::load(
+            "workload.train",
+            w.train.as_deref().context("workload.train is required")?,
+            device,
+            kind,
+        )?;
+        let val = Split::load(
+            "workload.val",
+            w.val.as_deref().context("workload.val is required")?,
+            device,
+            kind,
+        )?;
+        let mut workload = TorchScript {
+            vs,
+            module: RefCell::new(module),
+            batch_size: (w.batch_size as i64).min(train.samples),
+            train,
+            val,
+            seed: w.seed,
+            primary: w.primary.clone(),
+            loss_names: Vec::new(),
+            metric_names: Vec::new(),
+            epoch_order: RefCell::new(None),
+        };
+        workload.inspect_outputs(model_path)?;
+        // The combiner's initialization draws from libtorch's RNG next.
+        tch::manual_seed(w.seed as i64);
+        Ok(workload)
+    }
+
+    /// Runs `forward` on the first training batch and checks the result
+    /// against the contract; records the loss and metric names.
+    fn inspect_outputs(&mut self, model_path: &str) -> Result<()> {
+        let batch = self.train.slice(0, self.batch_size);
+        let outputs = self
+            .forward(&batch)
+            .with_context(|| format!("workload.model: {model_path}"))?;
+        let (metrics, losses): (Vec<_>, Vec<_>) = outputs
+            .iter()
+            .partition(|(name, _)| name.starts_with(METRIC_PREFIX));
+        if losses.is_empty() {
+            bail!("workload.model: {model_path}: forward returned only metrics; it must return at least one loss (a key without the `{METRIC_PREFIX}` prefix)");
+        }
+        for (name, loss) in &losses {
+            if !loss.is_floating_point() {
+                bail!("workload.model: {model_path}: loss `{name}` is a {:?} tensor; losses must be floating point", loss.kind());
+            }
+            if !loss.requires_grad() {
+                bail!("workload.model: {model_path}: loss `{name}` is not differentiable with respect to any parameter (it does not require grad: computed under no_grad, from data only, or from frozen parameters)");
+            }
+        }
+        self.loss_names = losses.iter().map(|(n, _)| n.to_string()).collect();
+        self.metric_names = metrics
+            .iter()
+            .map(|(n, _)| n[METRIC_PREFIX.len()..].to_string())
+            .collect();
+        Ok(())
+    }
+
+    /// One forward pass: every output, losses and metrics, by name.
+    fn forward(&self, batch: &Batch) -> Result<BTreeMap<String, Tensor>> {
+        let dict = IValue::GenericDict(
+            batch
+                .iter()
+                .map(|(name, t)| {
+                    (
+                        IValue::String(name.clone()),
+                        IValue::Tensor(t.shallow_clone()),
+                    )
+                })
+                .collect(),
+        );
+        let output = self
+            .module
+            .borrow()
+            .forward_is(&[dict])
+            .map_err(|e| anyhow!("forward failed: {}", torch_message(&e)))?;
+        let IValue::GenericDict(entries) = output else {
+            bail!(
+                "forward must return Dict[str, Tensor] (losses and `metric/...` values); it returned {}",
+                describe(&output)
+            );
+        };
+        let mut out = BTreeMap::new();
+        for (key, value) in entries {
+            let IValue::String(name) = key else {
+                bail!(
+                    "forward returned a dict whose keys are not strings ({})",
+                    describe(&key)
+                );
+            };
+            let IValue::Tensor(tensor) = value else {
+                bail!(
+                    "forward's `{name}` is {}, not a tensor; every value must be a 0-dim tensor",
+                    describe(&value)
+                );
+            };
+            if tensor.dim() != 0 {
+                bail!(
+                    "forward's `{name}` has shape {:?}; every value must be a 0-dim tensor (reduce it, e.g. with .mean())",
+                    tensor.size()
+                );
+            }
+            out.insert(name, tensor);
+        }
+        Ok(out)
+    }
+
+    /// Row indices of training batch `step`: consecutive slices of a
+    /// per-epoch permutation (batches never straddle epochs).
+    fn train_rows(&self, step: u64) -> Tensor {
+        let n = self.train.samples;
+        let per_epoch = (n / self.batch_size).max(1) as u64;
+        let (epoch, position) = (step / per_epoch, (step % per_epoch) as i64);
+        let mut cached = self.epoch_order.borrow_mut();
+        if cached.as_ref().map(|(e, _)| *e) != Some(epoch) {
+            let mut rng = SplitMix::new(self.seed, 0x7453_u64.wrapping_add(epoch));
+            let mut order: Vec<i64> = (0..n).collect();
+            for i in (1..order.len()).rev() {
+                order.swap(i, rng.below(i as u64 + 1) as usize);
+            }
+            let device = self.train.tensors[0].1.device();
+            *cached = Some((epoch, Tensor::from_slice(&order).to_device(device)));
+        }
+        let order = &cached.as_ref().expect("set above").1;
+        order.narrow(0, position * self.batch_size, self.batch_size)
+    }
+}
+
+/// Loads `path` as TorchScript, saying what is wrong when it is not.
+fn load_module(path: &str, device: Device) -> Result<CModule> {
+    if !Path::new(path).exists() {
+        bail!("workload.model: {path} does not exist");
+    }
+    CModule::load_on_device(path, device).map_err(|e| {
+        anyhow!(
+            "workload.model: {path} is not a TorchScript module (save one with `torch.jit.script(model).save(path)`, using PyTorch {}): {}",
+            crate::libtorch_version(),
+            torch_message(&e)
+        )
+    })
+}
+
+/// libtorch's message without the C++ backtrace that follows it.
+pub fn torch_message(error: &tch::TchError) -> String {
+    let text = error.to_string();
+    let cut = ["Exception raised from", "\nFrame ", "frame #0"]
+        .iter()
+        .filter_map(|marker| text.find(marker))
+        .min()
+        .unwrap_or(text.len());
+    let trimmed = text[..cut].trim();
+    let trimmed = trimmed
+        .strip_prefix("Internal torch error:")
+        .unwrap_or(trimmed)
+        .trim();
+    // TorchScript errors carry the script source as context; keep it short.
+    let lines: Vec<&str> = trimmed
+        .lines()
+        .filter(|l| !l.trim().is_empty())
+        .take(6)
+        .collect();
+    lines.join("\n")
+}
+
+fn describe(value: &IValue) -> String {
+    match value {
+        IValue::Tensor(t) => format!("a tensor of shape {:?}", t.size()),
+        IValue::Tuple(items) => format!("a tuple of {} values", items.len()),
+        IValue::GenericList(items) => format!("a list of {} values", items.len()),
+        IValue::TensorList(items) => format!("a list of {} tensors", items.len()),
+        IValue::Double(_) => "a float".into(),
+        IValue::Int(_) => "an int".into(),
+        IValue::Bool(_) => "a bool".into(),
+        IValue::String(_) => "a string".into(),
+        IValue::None => "None".into(),
+        _ => "an unsupported value".into(),
+    }
+}
+
+impl Workload for TorchScript {
+    fn kind(&self) -> &'static str {
+        "torchscript"
+    }
+
+    fn loss_names(&self) -> Vec<String> {
+        self.loss_names.clone()
+    }
+
+    /// The first metric the model reports (higher is better unless its name
+    /// says loss, error or rank), else the primary loss on validation.
+    fn primary_metric(&self) -> (String, bool) {
+        match self.metric_names.first() {
+            Some(name) => {
+                let lower = name.to_lowercase();
+                let lower_is_better = ["loss", "err", "rank", "perplexity"]
+                    .iter()
+                    .any(|word| lower.contains(word));
+                (name.clone(), !lower_is_better)
+            }
+            None => (self.primary.clone(), false),
+        }
+    }
+
+    fn var_store(&self) -> &nn::VarStore {
+        &self.vs
+    }
+
+    fn train_batch(&self, step: u64) -> Result<Batch> {
+        Ok(self.train.rows(&self.train_rows(step)))
+    }
+
+    fn val_batch(&self, index: u64) -> Result<Batch> {
+        let batches = (self.val.samples / self.batch_size).max(1) as u64;
+        let len = self.batch_size.min(self.val.samples);
+        Ok(self.val.slice((index % batches) as i64 * len, len))
+    }
+
+    fn losses(&self, batch: &Batch) -> Result<Losses> {
+        let mut outputs = self.forward(batch)?;
+        outputs.retain(|name, _| !name.starts_with(METRIC_PREFIX));
+        Ok(outputs)
+    }
+
+    fn evaluate(&self) -> Result<Evaluation> {
+        self.module.borrow_mut().set_eval();
+        let result = tch::no_grad(|| -> Result<Evaluation> {
+            let len = self.batch_size.min(self.val.samples);
+            let batches = (self.val.samples / len).max(1);
+            // Sums stay on the device; one host copy at the end.
+            let mut sums: BTreeMap<String, Tensor> = BTreeMap::new();
+            for b in 0..batches {
+                for (name, value) in self.forward(&self.val.slice(b * len, len))? {
+                    let value = value.to_kind(Kind::Double);
+                    match sums.get_mut(&name) {
+                        Some(sum) => *sum += value,
+                        None => {
+                            sums.insert(name, value);
+                        }
+                    }
+                }
+            }
+            let mut eval = Evaluation::default();
+            for (name, sum) in sums {
+                let mean = sum.double_value(&[]) / batches as f64;
+                match name.strip_prefix(METRIC_PREFIX) {
+                    Some(metric) => eval.metrics.insert(metric.to_string(), mean),
+                    None => eval.losses.insert(name, mean),
+                };
+            }
+            if self.metric_names.is_empty() {
+                // No metrics: the header shows the primary validation loss.
+                if let Some(&loss) = eval.losses.get(&self.primary) {
+                    eval.metrics.insert(self.primary.clone(), loss);
+                }
+            }
+            Ok(eval)
+        });
+        self.module.borrow_mut().set_train();
+        result
+    }
+
+    fn state(&self) -> Vec<(String, Tensor)> {
+        let mut state = super::named_state(&self.vs, "");
+        match serialize(&self.module.borrow()) {
+            Ok(bytes) => state.push((MODULE_ENTRY.to_string(), Tensor::from_slice(&bytes))),
+            // Parameters are still saved; the resume loads buffers from model.pt.
+            Err(e) => eprintln!("warning: cannot serialize the TorchScript module: {e:#}"),
+        }
+        state
+    }
+}
+
+/// The module (parameters and buffers) as TorchScript archive bytes.
+fn serialize(module: &CModule) -> Result<Vec<u8>> {
+    let tmp = std::env::temp_dir().join(format!(
+        "meltr-module-{}-{:?}.pt",
+        std::process::id(),
+        std::thread::current().id()
+    ));
+    let result = module
+        .save(&tmp)
+        .map_err(|e| anyhow!("{}", torch_message(&e)))
+        .and_then(|()| std::fs::read(&tmp).context("cannot read the saved module back"));
+    let _ = std::fs::remove_file(&tmp);
+    result
+}

@@ -1,0 +1,270 @@
+//! Bring-your-own model: the example exporter's TorchScript model trained
+//! through `meltr-tui run --headless`, every bad input refused with a
+//! message that says what to fix, and resume restoring module buffers.
+
+mod common;
+
+use common::{bin, repo, run_python, run_with_limit, text};
+use meltr_tui::session::{self, metrics::MetricLine, metrics::Record};
+use std::path::{Path, PathBuf};
+use std::sync::OnceLock;
+use std::time::Duration;
+
+const LIMIT: Duration = Duration::from_secs(300);
+
+/// The example exported once per test binary (model, train and val data),
+/// plus the fixture models that break the contract.
+fn exported() -> &'static Path {
+    static DIR: OnceLock<PathBuf> = OnceLock::new();
+    DIR.get_or_init(|| {
+        let dir = tempfile::tempdir().unwrap().keep();
+        run_python(&[
+            repo("examples/torchscript/export_two_stream.py").as_os_str(),
+            "--out".as_ref(),
+            dir.as_os_str(),
+            "--train".as_ref(),
+            "256".as_ref(),
+            "--val".as_ref(),
+            "64".as_ref(),
+        ]);
+        run_python(&[
+            repo("tests/fixtures/bad_models.py").as_os_str(),
+            dir.join("bad").as_os_str(),
+        ]);
+        dir
+    })
+}
+
+/// A config for the exported example in `dir`, with `overrides` appended to
+/// the named sections.
+fn config(dir: &Path, combiner: &str, steps: u64, model: &Path, extra_workload: &str) -> PathBuf {
+    let data = exported();
+    let body = format!(
+        r#"[workload]
+kind = "torchscript"
+model = "{model}"
+train = "{train}"
+val = "{val}"
+primary = "retrieval"
+auxiliary = ["align", "mlm", "mfm"]
+batch_size = 32
+{extra_workload}
+
+[train]
+device = "cpu"
+steps = {steps}
+lr = 0.0005
+eval_every = 10
+checkpoint_every = 20
+log_every = 5
+
+[combiner]
+kind = "{combiner}"
+
+[meltr]
+d_model = 32
+d_hidden = 32
+d_ff = 64
+heads = 4
+"#,
+        model = model.display(),
+        train = data.join("train.safetensors").display(),
+        val = data.join("val.safetensors").display(),
+    );
+    let path = dir.join(format!("{combiner}-{steps}.toml"));
+    std::fs::write(&path, body).unwrap();
+    path
+}
+
+fn run(sessions: &Path, config: &Path, name: &str) -> std::process::Output {
+    run_with_limit(
+        bin()
+            .arg("--sessions-dir")
+            .arg(sessions)
+            .args(["run", "--headless", "-n", name, "-c"])
+            .arg(config),
+        LIMIT,
+    )
+}
+
+fn metrics_of(sessions: &Path, name: &str) -> (PathBuf, Vec<MetricLine>) {
+    let dir = session::find(sessions, name).unwrap();
+    let lines = session::log::read_metrics(&dir.join("metrics.jsonl"))
+        .unwrap()
+        .lines;
+    (dir, lines)
+}
+
+fn evals(lines: &[MetricLine], loss: &str) -> Vec<f64> {
+    lines
+        .iter()
+        .filter_map(|l| match &l.record {
+            Record::Eval { losses, .. } => losses.get(loss).copied(),
+            _ => None,
+        })
+        .collect()
+}
+
+#[test]
+fn the_example_trains_with_meltr_sum_and_primary() {
+    let tmp = tempfile::tempdir().unwrap();
+    let model = exported().join("model.pt");
+    let mut report = Vec::new();
+    for combiner in ["meltr", "sum", "primary"] {
+        let cfg = config(tmp.path(), combiner, 60, &model, "");
+        let out = run(tmp.path(), &cfg, combiner);
+        assert!(out.status.success(), "{combiner}: {}", text(&out));
+        let (dir, lines) = metrics_of(tmp.path(), combiner);
+        for line in &lines {
+            if let Record::Train { losses, total, .. } = &line.record {
+                assert!(
+                    total.is_finite(),
+                    "{combiner} step {}: total {total}",
+                    line.step
+                );
+                assert!(
+                    losses.values().all(|v| v.is_finite()),
+                    "{combiner} step {}",
+                    line.step
+                );
+            }
+        }
+        let val = evals(&lines, "retrieval");
+        assert_eq!(val.len(), 6, "{combiner}: evals at 10..=60");
+        let (first, last) = (val[0], *val.last().unwrap());
+        assert!(
+            last < first,
+            "{combiner}: validation retrieval loss did not fall: {val:?}"
+        );
+        let meta: session::SessionMeta =
+            serde_json::from_str(&std::fs::read_to_string(dir.join("session.json")).unwrap())
+                .unwrap();
+        assert_eq!(meta.workload, "torchscript");
+        assert_eq!(meta.primary_metric, "R@1");
+        report.push(format!("{combiner}: val retrieval {first:.4} -> {last:.4}"));
+    }
+    eprintln!("{}", report.join("\n"));
+}
+
+/// Runs `config` and expects failure with `expected` in its output, and no
+/// libtorch backtrace.
+fn refused(config: &Path, expected: &str) {
+    let tmp = tempfile::tempdir().unwrap();
+    let out = run(tmp.path(), config, "bad");
+    let all = text(&out);
+    assert!(
+        !out.status.success(),
+        "expected failure, got success:\n{all}"
+    );
+    assert!(all.contains(expected), "expected `{expected}` in:\n{all}");
+    for backtrace in ["Exception raised from", "frame #", "libtorch_cpu.so"] {
+        assert!(!all.contains(backtrace), "backtrace in the message:\n{all}");
+    }
+}
+
+#[test]
+fn bad_models_and_data_are_refused_with_what_to_fix() {
+    let tmp = tempfile::tempdir().unwrap();
+    let bad = exported().join("bad");
+
+    let not_script = tmp.path().join("not-a-module.pt");
+    std::fs::write(&not_script, b"this is not a zip archive").unwrap();
+    refused(
+        &config(tmp.path(), "sum", 5, &not_script, ""),
+        "is not a TorchScript module",
+    );
+    refused(
+        &config(tmp.path(), "sum", 5, &bad.join("returns_tensor.pt"), ""),
+        "forward must return Dict[str, Tensor]",
+    );
+    refused(
+        &config(tmp.path(), "sum", 5, &bad.join("vector_loss.pt"), ""),
+        "forward's `retrieval` has shape [32]; every value must be a 0-dim tensor",
+    );
+    refused(
+        &config(tmp.path(), "sum", 5, &bad.join("constant_loss.pt"), ""),
+        "loss `align` is not differentiable with respect to any parameter",
+    );
+    refused(
+        &config(tmp.path(), "sum", 5, &bad.join("missing_input.pt"), ""),
+        "forward failed",
+    );
+
+    // The example model, with a primary it does not have.
+    let model = exported().join("model.pt");
+    let cfg = config(tmp.path(), "sum", 5, &model, "");
+    let text = std::fs::read_to_string(&cfg).unwrap();
+    std::fs::write(
+        &cfg,
+        text.replace("primary = \"retrieval\"", "primary = \"caption\""),
+    )
+    .unwrap();
+    refused(
+        &cfg,
+        "workload.primary = \"caption\" is not a loss of this workload; it has: align, mfm, mlm, retrieval, scramble",
+    );
+
+    // Data whose tensors disagree on the sample dimension.
+    let ragged = tmp.path().join("ragged.safetensors");
+    tch::Tensor::write_safetensors(
+        &[
+            (
+                "video",
+                tch::Tensor::zeros([10, 8, 32], (tch::Kind::Float, tch::Device::Cpu)),
+            ),
+            (
+                "text",
+                tch::Tensor::zeros([9, 8], (tch::Kind::Int64, tch::Device::Cpu)),
+            ),
+        ],
+        &ragged,
+    )
+    .unwrap();
+    let cfg = config(tmp.path(), "sum", 5, &model, "");
+    let text = std::fs::read_to_string(&cfg).unwrap();
+    let train = exported().join("train.safetensors").display().to_string();
+    std::fs::write(&cfg, text.replace(&train, &ragged.display().to_string())).unwrap();
+    refused(
+        &cfg,
+        "tensors disagree on the sample dimension (first dimension): `video` has 10 rows, `text` has 9",
+    );
+}
+
+#[test]
+fn resume_restores_parameters_and_buffers() {
+    let tmp = tempfile::tempdir().unwrap();
+    let model = exported().join("model.pt");
+    // Uninterrupted: 40 steps.
+    let cfg = config(tmp.path(), "meltr", 40, &model, "");
+    assert!(run(tmp.path(), &cfg, "straight").status.success());
+    // Interrupted at 20 (a checkpoint), then resumed to 40.
+    let cfg20 = config(tmp.path(), "meltr", 20, &model, "");
+    assert!(run(tmp.path(), &cfg20, "resumed").status.success());
+    let dir = session::find(tmp.path(), "resumed").unwrap();
+    let live = dir.join("config.toml");
+    let text20 = std::fs::read_to_string(&live).unwrap();
+    std::fs::write(&live, text20.replace("steps = 20", "steps = 40")).unwrap();
+    let out = run_with_limit(
+        bin()
+            .arg("--sessions-dir")
+            .arg(tmp.path())
+            .args(["resume", "--headless"])
+            .arg(&dir),
+        LIMIT,
+    );
+    assert!(out.status.success(), "{}", text(&out));
+
+    let (_, a) = metrics_of(tmp.path(), "straight");
+    let (_, b) = metrics_of(tmp.path(), "resumed");
+    // The validation pass runs the module in eval mode, where BatchNorm uses
+    // its running statistics: equal evals at step 40 need restored buffers.
+    let (ea, eb) = (evals(&a, "retrieval"), evals(&b, "retrieval"));
+    assert_eq!(ea.len(), 4);
+    assert_eq!(eb.len(), 4, "{b:?}");
+    for (x, y) in ea.iter().zip(&eb) {
+        assert!(
+            (x - y).abs() <= 1e-4 * x.abs().max(1.0),
+            "straight {ea:?} vs resumed {eb:?}"
+        );
+    }
+}
