@@ -1,6 +1,6 @@
 //! The command line: argument definitions (clap) and what each subcommand does.
 
-use crate::config::{self, Config};
+use crate::config::Config;
 use crate::engine::{self, control::Command, control::Event, control::Status};
 use crate::session::{self, metrics::Record, SessionMeta};
 use anyhow::{bail, Result};
@@ -54,16 +54,26 @@ pub enum Cmd {
         /// Override train.steps.
         #[arg(long)]
         steps: Option<u64>,
-        /// No TUI: print one progress line per log interval; exit 0 when done.
-        #[arg(long)]
+        /// No TUI: train in this process, printing one progress line per log
+        /// interval; exit 0 when done.
+        #[arg(long, conflicts_with = "detach")]
         headless: bool,
+        /// Start a detached runner (its own process, immune to hang-ups) and
+        /// return; `meltr-tui attach` opens the TUI on it.
+        #[arg(long)]
+        detach: bool,
     },
     /// Continue a session from its newest checkpoint.
     Resume {
         session: String,
-        #[arg(long)]
+        #[arg(long, conflicts_with = "detach")]
         headless: bool,
+        #[arg(long)]
+        detach: bool,
     },
+    /// Open the TUI on a session (default: the newest): live when its runner
+    /// is alive, else its history. `q` detaches; the run goes on.
+    Attach { session: Option<String> },
     /// List sessions: id, status, step, primary metric, device.
     Ls,
     /// Write a session's figures (losses, primary metric, weights, final
@@ -110,20 +120,65 @@ pub enum Cmd {
     },
     /// Versions, CUDA devices and the terminal, to check an installation.
     Doctor,
+    /// The detached runner process itself (started by `run --detach`, `new`
+    /// and the TUI; not for direct use).
+    #[command(name = "__runner", hide = true)]
+    Runner {
+        dir: PathBuf,
+        #[arg(long)]
+        resume: bool,
+    },
+}
+
+/// How a session's trainer runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Mode {
+    /// In this process, printing progress lines.
+    Headless,
+    /// In a runner process; this one returns at once.
+    Detached,
+    /// In a runner process, with the TUI attached here.
+    Tui,
+}
+
+impl Mode {
+    fn of(headless: bool, detach: bool) -> Mode {
+        match (headless, detach) {
+            (true, _) => Mode::Headless,
+            (false, true) => Mode::Detached,
+            (false, false) => Mode::Tui,
+        }
+    }
 }
 
 pub fn dispatch(cli: Cli) -> Result<()> {
     let root = cli.sessions_dir;
     match cli.command {
-        None => start(&root, Path::new(DEFAULT_CONFIG), None, None, false),
-        Some(Cmd::New { config, name }) => start(&root, &config, name, None, false),
+        None => start(&root, Path::new(DEFAULT_CONFIG), None, None, Mode::Tui),
+        Some(Cmd::New { config, name }) => start(&root, &config, name, None, Mode::Tui),
         Some(Cmd::Run {
             config,
             name,
             steps,
             headless,
-        }) => start(&root, &config, name, steps, headless),
-        Some(Cmd::Resume { session, headless }) => resume(&root, &session, headless),
+            detach,
+        }) => start(&root, &config, name, steps, Mode::of(headless, detach)),
+        Some(Cmd::Resume {
+            session,
+            headless,
+            detach,
+        }) => resume(&root, &session, Mode::of(headless, detach)),
+        Some(Cmd::Attach { session }) => {
+            let dir = match session {
+                Some(query) => session::find(&root, &query)?,
+                None => session::latest(&root)?,
+            };
+            attach(&dir)
+        }
+        Some(Cmd::Runner { dir, resume }) => match crate::runner::serve(&dir, resume)? {
+            Status::Failed => bail!("the run failed (see session.json)"),
+            _ => Ok(()),
+        },
         Some(Cmd::Ls) => ls(&root),
         Some(Cmd::Export {
             session,
@@ -227,7 +282,7 @@ fn start(
     config_path: &Path,
     name: Option<String>,
     steps: Option<u64>,
-    headless: bool,
+    mode: Mode,
 ) -> Result<()> {
     let mut config = load_config(config_path)?;
     if let Some(steps) = steps {
@@ -241,75 +296,62 @@ fn start(
             .unwrap_or_else(|| "run".into())
     });
     let dir = session::create(root, &name, &config)?;
-    drive(&dir, config, false, headless)
+    drive(&dir, config, false, mode)
 }
 
-fn resume(root: &Path, query: &str, headless: bool) -> Result<()> {
+fn resume(root: &Path, query: &str, mode: Mode) -> Result<()> {
     let dir = session::find(root, query)?;
     let config_path = dir.join("config.toml");
     let config = Config::load(&config_path).map_err(anyhow::Error::new)?;
     let mut meta = SessionMeta::read(&dir)?;
-    if meta.status == Status::Running
-        && meta.pid != std::process::id()
-        && session::pid_alive(meta.pid)
+    if !meta.status.is_terminal() && meta.pid != std::process::id() && session::pid_alive(meta.pid)
     {
         bail!(
-            "session {} is still running (pid {}); attach to it instead",
+            "session {} is still running (pid {}); attach to it instead: meltr-tui attach {}",
             meta.id,
-            meta.pid
+            meta.pid,
+            meta.id
         );
     }
     meta.status = Status::Running;
     meta.pid = std::process::id();
     meta.error = None;
     meta.write(&dir)?;
-    drive(&dir, config, true, headless)
+    drive(&dir, config, true, mode)
 }
 
-fn drive(dir: &Path, config: Config, resume: bool, headless: bool) -> Result<()> {
-    if headless {
-        run_headless(dir, config, resume)
+fn drive(dir: &Path, config: Config, resume: bool, mode: Mode) -> Result<()> {
+    match mode {
+        Mode::Headless => run_headless(dir, config, resume),
+        Mode::Detached => {
+            let pid = crate::runner::launch(dir, resume)?;
+            let id = dir.file_name().unwrap_or_default().to_string_lossy();
+            println!(
+                "session {id} running detached (runner pid {pid}) in {}",
+                dir.display()
+            );
+            println!("watch it with: meltr-tui attach {id}");
+            Ok(())
+        }
+        Mode::Tui => {
+            crate::runner::launch(dir, resume)?;
+            attach(dir)
+        }
+    }
+}
+
+/// The TUI on the session in `dir`: live through its runner's socket when
+/// one serves, else its history. Leaving detaches; the run goes on.
+fn attach(dir: &Path) -> Result<()> {
+    let (link, history): (Box<dyn crate::tui::EngineLink>, _) = if crate::runner::is_serving(dir) {
+        let (link, history) = crate::runner::RemoteLink::attach(dir)?;
+        (Box::new(link), history)
     } else {
-        run_tui(dir, config, resume)
-    }
-}
-
-/// Forwards every settled edit of the session's `config.toml` to the engine:
-/// a valid config to apply, or the error (file, line, key) to log.
-fn watch_session_config(
-    dir: &Path,
-    commands: std::sync::mpsc::Sender<Command>,
-) -> Result<config::watch::ConfigWatch> {
-    config::watch::watch(&dir.join("config.toml"), move |change| {
-        let command = match change {
-            Ok(config) => Command::ApplyConfig {
-                config: Box::new(config),
-            },
-            Err(error) => Command::ReportConfigError {
-                error: error.to_string(),
-            },
-        };
-        let _ = commands.send(command);
-    })
-}
-
-/// The TUI on an in-process engine. Leaving the TUI stops the run cleanly
-/// (checkpoint, status `stopped`); `resume` continues it.
-fn run_tui(dir: &Path, config: Config, resume: bool) -> Result<()> {
-    if resume {
-        // Cut metrics newer than the checkpoint before reading the history,
-        // so the TUI never shows steps that are about to be redone.
-        engine::trainer::prepare_resume(dir)?;
-    }
-    let history = read_history(dir)?;
-    let handle = engine::spawn(dir, config.clone(), resume)?;
-    let _watch = watch_session_config(dir, handle.commands.clone())?;
-    watch_for_hangup(dir, handle.commands.clone());
-    let meta = SessionMeta::read(dir)?;
-    let link = crate::tui::ChannelLink {
-        commands: handle.commands.clone(),
-        events: handle.events,
+        (Box::new(crate::runner::NoEngine), read_history(dir)?)
     };
+    let meta = SessionMeta::read(dir)?;
+    let config = Config::load(&dir.join("config.toml")).map_err(anyhow::Error::new)?;
+    exit_on_hangup();
     let export_dir = dir.to_path_buf();
     let export_figures: crate::tui::ExportFn =
         Box::new(move || export(&export_dir, &crate::plot::ExportOptions::default()));
@@ -318,35 +360,41 @@ fn run_tui(dir: &Path, config: Config, resume: bool) -> Result<()> {
         dir.join("config.toml"),
         config,
         history,
-        &link,
+        link.as_ref(),
         Some(export_figures),
-    );
-    if !matches!(exit, Ok(crate::tui::Exit::Stopped)) {
-        let _ = handle.commands.send(Command::Stop);
-    }
-    let status = handle
-        .thread
-        .join()
-        .map_err(|_| anyhow::anyhow!("the trainer thread panicked"))??;
-    exit?;
-    // The terminal may be gone: printing must not fail the run.
+    )?;
+    // The terminal may be gone: printing must not fail.
     use std::io::Write;
     let mut out = std::io::stdout();
-    let _ = writeln!(out, "session {}: {}", meta.id, status.as_str());
-    if status == Status::Stopped {
+    if exit == crate::tui::Exit::Stopped {
+        // The runner checkpoints, then ends.
+        let mut status = meta.status;
+        for _ in 0..600 {
+            status = SessionMeta::read(dir).map_or(Status::Stopped, |m| m.status);
+            if status.is_terminal() {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        let _ = writeln!(out, "session {}: {}", meta.id, status.as_str());
         let _ = writeln!(out, "continue it with: meltr-tui resume {}", meta.id);
+    } else if crate::runner::is_serving(dir) {
+        let _ = writeln!(
+            out,
+            "detached from session {}; it goes on. Attach again with: meltr-tui attach {}",
+            meta.id, meta.id
+        );
     }
     Ok(())
 }
 
-/// When the terminal hangs up (a dropped SSH connection), the input loop
-/// can no longer be relied on to notice: stop the in-process run cleanly
-/// (checkpoint, status `stopped`) from this watchdog and leave.
-fn watch_for_hangup(dir: &Path, commands: std::sync::mpsc::Sender<Command>) {
+/// A dropped SSH connection leaves the TUI on a dead terminal (crossterm
+/// then spins instead of failing): this watchdog ends the process when the
+/// terminal hangs up. Only the viewer goes; a runner is a separate process.
+fn exit_on_hangup() {
     if unsafe { libc::isatty(0) } != 1 {
         return;
     }
-    let dir = dir.to_path_buf();
     let _ = std::thread::Builder::new()
         .name("hangup-watch".into())
         .spawn(move || loop {
@@ -358,24 +406,9 @@ fn watch_for_hangup(dir: &Path, commands: std::sync::mpsc::Sender<Command>) {
             };
             let hung_up = unsafe { libc::poll(&mut tty, 1, 0) } > 0
                 && tty.revents & (libc::POLLHUP | libc::POLLERR | libc::POLLNVAL) != 0;
-            if !hung_up {
-                continue;
+            if hung_up {
+                std::process::exit(0);
             }
-            unsafe {
-                libc::signal(libc::SIGHUP, libc::SIG_IGN);
-                libc::signal(libc::SIGPIPE, libc::SIG_IGN);
-            }
-            let _ = commands.send(Command::Stop);
-            for _ in 0..600 {
-                if SessionMeta::read(&dir)
-                    .map(|m| m.status.is_terminal())
-                    .unwrap_or(true)
-                {
-                    break;
-                }
-                std::thread::sleep(Duration::from_millis(100));
-            }
-            std::process::exit(0);
         });
 }
 
@@ -399,7 +432,7 @@ fn run_headless(dir: &Path, config: Config, resume: bool) -> Result<()> {
     let meta = SessionMeta::read(dir)?;
     println!("session {} in {}", meta.id, dir.display());
     let handle = engine::spawn(dir, config, resume)?;
-    let _watch = watch_session_config(dir, handle.commands.clone())?;
+    let _watch = crate::runner::watch_config(dir, handle.commands.clone())?;
     unsafe {
         libc::signal(
             libc::SIGINT,
@@ -418,7 +451,11 @@ fn run_headless(dir: &Path, config: Config, resume: bool) -> Result<()> {
             stop_sent = true;
         }
         match handle.events.recv_timeout(Duration::from_millis(100)) {
-            Ok(Event::Line { line }) => print_line(&line),
+            Ok(Event::Line { line, .. }) => print_line(&line),
+            Ok(Event::Status {
+                status: Status::Paused,
+                message: Some(message),
+            }) => eprintln!("{message}"),
             Ok(_) => {}
             Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {}
             Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => break,
@@ -492,26 +529,33 @@ fn ls(root: &Path) -> Result<()> {
         return Ok(());
     }
     println!(
-        "{:<40} {:<9} {:>13} {:>18} {:<8}",
-        "ID", "STATUS", "STEP", "PRIMARY METRIC", "DEVICE"
+        "{:<40} {:<9} {:>13} {:>18} {:<8} {:<12}",
+        "ID", "STATUS", "STEP", "PRIMARY METRIC", "DEVICE", "RUNNER"
     );
     let mut crashed = false;
     for (dir, meta) in sessions {
         let (step, metric) = progress_of(&dir, &meta);
-        let status = if meta.status == Status::Running && !session::pid_alive(meta.pid) {
+        let alive = !meta.status.is_terminal() && session::pid_alive(meta.pid);
+        let status = if !meta.status.is_terminal() && !alive {
             crashed = true;
             "crashed".to_string()
         } else {
             meta.status.as_str().to_string()
         };
+        let runner = if alive {
+            format!("alive pid {}", meta.pid)
+        } else {
+            "-".into()
+        };
         let metric = metric.map_or("-".into(), |m| format!("{} {m:.4}", meta.primary_metric));
         println!(
-            "{:<40} {:<9} {:>13} {:>18} {:<8}",
+            "{:<40} {:<9} {:>13} {:>18} {:<8} {:<12}",
             meta.id,
             status,
             format!("{step}/{}", meta.steps),
             metric,
-            meta.device
+            meta.device,
+            runner
         );
     }
     if crashed {

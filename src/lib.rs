@@ -4,6 +4,8 @@ pub mod engine;
 pub mod meltr;
 pub mod nn;
 pub mod plot;
+pub mod remote;
+pub mod runner;
 pub mod session;
 pub mod tui;
 pub mod workload;

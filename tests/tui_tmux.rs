@@ -51,6 +51,9 @@ struct Tmux {
     socket_path: Option<PathBuf>,
     /// The `meltr-tui` process (from `session.json`), once known.
     tui_pid: Option<u32>,
+    /// The detached runner, once known: killed when dropped (a failed test
+    /// must not leave it training).
+    runner_pid: Option<u32>,
 }
 
 impl Tmux {
@@ -111,6 +114,11 @@ impl Drop for Tmux {
         let _ = self.output(&["kill-server"]);
         if let Some(path) = &self.socket_path {
             let _ = std::fs::remove_file(path);
+        }
+        if let Some(pid) = self.runner_pid.filter(|&p| is_our_binary(p)) {
+            unsafe {
+                libc::kill(pid as libc::pid_t, libc::SIGKILL);
+            }
         }
         // The TUI leaves on SIGHUP; make sure, without killing a stranger.
         if let Some(pid) = self.tui_pid {
@@ -188,6 +196,56 @@ fn require_tmux() {
 /// A shell word.
 fn quote(path: &Path) -> String {
     format!("'{}'", path.display().to_string().replace('\'', r"'\''"))
+}
+
+impl Tmux {
+    /// A private tmux server in `tmp` running `command` in a window of
+    /// [`WIDTH`] x [`HEIGHT`].
+    fn start(tmp: &Path, command: &str) -> Tmux {
+        let conf = tmp.join("tmux.conf");
+        // Keep the pane (and the TUI's last words) after it exits; no status
+        // line, so the TUI gets the whole window; a known shell for the command.
+        // And a watchdog: should this test process die without unwinding (a
+        // kill, a harness timeout), the server still goes, and the TUI with it.
+        let nanos = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .subsec_nanos();
+        let socket = format!("meltr-tui-test-{}-{nanos}", std::process::id());
+        std::fs::write(
+            &conf,
+            format!(
+                "set -g remain-on-exit on\nset -g status off\nset -g default-shell /bin/sh\n\
+                 run-shell -b \"while kill -0 {} 2>/dev/null; do sleep 1; done; tmux -L {socket} kill-server; rm -f '#{{socket_path}}'\"\n",
+                std::process::id()
+            ),
+        )
+        .unwrap();
+        let mut tmux = Tmux {
+            socket,
+            conf,
+            socket_path: None,
+            tui_pid: None,
+            runner_pid: None,
+        };
+        let (w, h) = (WIDTH.to_string(), HEIGHT.to_string());
+        tmux.run(&[
+            "new-session",
+            "-d",
+            "-s",
+            TARGET,
+            "-x",
+            &w,
+            "-y",
+            &h,
+            command,
+        ]);
+        tmux.socket_path = Some(PathBuf::from(
+            tmux.run(&["display-message", "-p", "#{socket_path}"])
+                .trim(),
+        ));
+        tmux
+    }
 }
 
 /// The test's view of the run: the terminal and the session folder.
@@ -269,6 +327,14 @@ impl Run {
     }
 }
 
+/// The session's detached runner: the pid in `session.json` once it is a
+/// live `meltr-tui` leading its own process session.
+fn runner_pid(dir: &Path) -> Option<u32> {
+    let pid = SessionMeta::read(dir).ok()?.pid;
+    let leads = unsafe { libc::getsid(pid as libc::pid_t) } == pid as libc::pid_t;
+    (leads && is_our_binary(pid)).then_some(pid)
+}
+
 /// The step in the header: `step 1,234/200,000`.
 fn screen_step(screen: &str) -> Option<u64> {
     let first = screen.lines().next()?;
@@ -329,31 +395,6 @@ fn tui_in_tmux_shows_the_run_and_applies_edits_from_the_editor_and_from_outside(
     let root = tmp.path().join("sessions");
     let config_path = tmp.path().join("tiny.toml");
     std::fs::write(&config_path, config_text()).unwrap();
-    let conf = tmp.path().join("tmux.conf");
-    // Keep the pane (and the TUI's last words) after it exits; no status
-    // line, so the TUI gets the whole window; a known shell for the command.
-    // And a watchdog: should this test process die without unwinding (a
-    // kill, a harness timeout), the server still goes, and the TUI with it.
-    let nanos = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .subsec_nanos();
-    let socket = format!("meltr-tui-test-{}-{nanos}", std::process::id());
-    std::fs::write(
-        &conf,
-        format!(
-            "set -g remain-on-exit on\nset -g status off\nset -g default-shell /bin/sh\n\
-             run-shell -b \"while kill -0 {} 2>/dev/null; do sleep 1; done; tmux -L {socket} kill-server; rm -f '#{{socket_path}}'\"\n",
-            std::process::id()
-        ),
-    )
-    .unwrap();
-    let tmux = Tmux {
-        socket,
-        conf,
-        socket_path: None,
-        tui_pid: None,
-    };
     // The shell records the exit status once the TUI's process has exited
     // and been reaped. (tmux's own `pane_dead_status` is not reliable: a
     // tmux linked with libutempter can miss the SIGCHLD of a pane process
@@ -366,28 +407,12 @@ fn tui_in_tmux_shows_the_run_and_applies_edits_from_the_editor_and_from_outside(
         quote(&config_path),
         quote(&exit_file)
     );
-    let (w, h) = (WIDTH.to_string(), HEIGHT.to_string());
-    tmux.run(&[
-        "new-session",
-        "-d",
-        "-s",
-        TARGET,
-        "-x",
-        &w,
-        "-y",
-        &h,
-        &command,
-    ]);
+    let tmux = Tmux::start(tmp.path(), &command);
     let mut run = Run {
         tmux,
         root,
         dir: None,
     };
-    run.tmux.socket_path = Some(PathBuf::from(
-        run.tmux
-            .run(&["display-message", "-p", "#{socket_path}"])
-            .trim(),
-    ));
 
     // ---- the TUI is up: every pane drawn, the step advancing ---------------
     let dir = run.wait("the session folder", |r| {
@@ -396,6 +421,7 @@ fn tui_in_tmux_shows_the_run_and_applies_edits_from_the_editor_and_from_outside(
     });
     run.dir = Some(dir.clone());
     run.tmux.tui_pid = Some(SessionMeta::read(&dir).unwrap().pid);
+    run.tmux.runner_pid = Some(run.wait("the runner process", |r| runner_pid(r.dir())));
     let first = run.wait("all panes and the header", |r| {
         let screen = r.tmux.screen();
         let all = [
@@ -603,4 +629,90 @@ fn tui_in_tmux_shows_the_run_and_applies_edits_from_the_editor_and_from_outside(
         "{screen}"
     );
     eprintln!("tui_tmux: {:.1} s", started.elapsed().as_secs_f64());
+}
+
+/// A dropped SSH connection: the terminal (the tmux server, with the TUI in
+/// it) is killed; the detached runner goes on training; `attach` from a new
+/// terminal shows the same run, live; stopping it from there ends it.
+#[test]
+fn a_dropped_terminal_leaves_the_run_going_and_attach_picks_it_up() {
+    require_tmux();
+    let tmp = tempfile::tempdir().unwrap();
+    let root = tmp.path().join("sessions");
+    let config_path = tmp.path().join("tiny.toml");
+    std::fs::write(&config_path, config_text()).unwrap();
+    let bin = quote(Path::new(env!("CARGO_BIN_EXE_meltr-tui")));
+    let first = tmp.path().join("first");
+    std::fs::create_dir(&first).unwrap();
+    let command = format!(
+        "{bin} --sessions-dir {} new -c {} -n dropped",
+        quote(&root),
+        quote(&config_path)
+    );
+    let mut run = Run {
+        tmux: Tmux::start(&first, &command),
+        root: root.clone(),
+        dir: None,
+    };
+    let dir = run.wait("the session folder", |r| {
+        let sessions = session::list(&r.root);
+        (sessions.len() == 1).then(|| sessions[0].0.clone())
+    });
+    run.dir = Some(dir.clone());
+    let runner = run.wait("the runner process", |r| runner_pid(r.dir()));
+    run.tmux.runner_pid = Some(runner);
+    let seen = run.wait("the TUI showing steps", |r| screen_step(&r.tmux.screen()));
+
+    // The connection drops: the terminal and everything in it go.
+    let _ = run.tmux.output(&["kill-server"]);
+    let dropped_at = last_train_step(&run.metrics()).unwrap_or(seen);
+    let later = run.wait_train_beyond(dropped_at + 10 * LOG_EVERY);
+    assert!(is_our_binary(runner), "the runner died with the terminal");
+    assert_eq!(SessionMeta::read(&dir).unwrap().status, Status::Running);
+
+    // A new terminal attaches to the same run.
+    let second = tmp.path().join("second");
+    std::fs::create_dir(&second).unwrap();
+    let exit_file = tmp.path().join("exit-status");
+    let command = format!(
+        "{bin} --sessions-dir {} attach dropped; echo $? > {}",
+        quote(&root),
+        quote(&exit_file)
+    );
+    let mut tmux = Tmux::start(&second, &command);
+    tmux.runner_pid = run.tmux.runner_pid.take();
+    run.tmux = tmux;
+    let on_screen = run.wait("the attached TUI past the drop", |r| {
+        let screen = r.tmux.screen();
+        screen
+            .contains("dropped")
+            .then(|| screen_step(&screen))
+            .flatten()
+            .filter(|&s| s >= later)
+    });
+    run.wait_screen_step_beyond(on_screen);
+    // History from before the drop is drawn too: the curves start at the
+    // first logged step.
+    assert!(run.tmux.screen().contains("1 Curves"));
+
+    run.tmux.keys(&["q"]);
+    run.wait("the quit confirmation", |r| {
+        r.tmux
+            .screen()
+            .contains("detach (run goes on)")
+            .then_some(())
+    });
+    run.tmux.keys(&["s"]);
+    let status: i32 = run.wait("the TUI process to exit", |_| {
+        std::fs::read_to_string(&exit_file)
+            .ok()?
+            .trim()
+            .parse()
+            .ok()
+    });
+    assert_eq!(status, 0, "{}", run.diagnostics());
+    run.wait("the runner to end", |_| {
+        (!is_our_binary(runner)).then_some(())
+    });
+    assert_eq!(SessionMeta::read(&dir).unwrap().status, Status::Stopped);
 }

@@ -32,8 +32,9 @@ pub enum Command {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "event", rename_all = "snake_case")]
 pub enum Event {
-    /// A line that was also appended to `metrics.jsonl`.
-    Line { line: MetricLine },
+    /// A line that was also appended to `metrics.jsonl`, as its line `seq`
+    /// (0-based): a client that missed lines re-reads them from the file.
+    Line { line: MetricLine, seq: u64 },
     /// Progress after every step (high rate: clients may drop these).
     Progress {
         step: u64,

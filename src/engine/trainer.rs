@@ -59,6 +59,14 @@ pub struct Trainer {
     collapse: CollapseWatch,
     events: SyncSender<Event>,
     steps_per_sec: f64,
+    /// Lines not yet in `metrics.jsonl` because a write failed; written, in
+    /// order, before any newer line.
+    unwritten: VecDeque<MetricLine>,
+    /// A failed write (full disk, ...): training pauses until `Resume`
+    /// succeeds in writing what is owed.
+    storage_error: Option<String>,
+    /// The last checkpoint attempt failed and is retried on `Resume`.
+    checkpoint_owed: bool,
 }
 
 /// Resolves `train.device` to a libtorch device, or says why not.
@@ -204,6 +212,9 @@ impl Trainer {
             collapse: CollapseWatch::default(),
             events,
             steps_per_sec: 0.0,
+            unwritten: VecDeque::new(),
+            storage_error: None,
+            checkpoint_owed: false,
         };
         if let Some(path) = resumed_from {
             trainer.emit(Record::Event {
@@ -223,14 +234,23 @@ impl Trainer {
         });
         self.set_status(Status::Running, None);
         let mut window = (Instant::now(), self.step);
-        while self.step < self.config.train.steps {
+        loop {
             if !self.handle_commands(&commands)? {
                 self.write_checkpoint()?;
                 self.set_status(Status::Stopped, None);
                 return Ok(Status::Stopped);
             }
+            if self.storage_error.is_some() {
+                self.pause_for_storage();
+                continue;
+            }
             if self.step >= self.config.train.steps {
-                break;
+                self.write_checkpoint()?;
+                if self.storage_error.is_some() {
+                    continue;
+                }
+                self.set_status(Status::Finished, None);
+                return Ok(Status::Finished);
             }
             self.train_step()?;
             let elapsed = window.0.elapsed().as_secs_f64();
@@ -244,9 +264,33 @@ impl Trainer {
                 steps_per_sec: self.steps_per_sec,
             });
         }
-        self.write_checkpoint()?;
-        self.set_status(Status::Finished, None);
-        Ok(Status::Finished)
+    }
+
+    /// Pauses after a failed write, saying why; `Resume` retries.
+    fn pause_for_storage(&mut self) {
+        let error = self.storage_error.clone().unwrap_or_default();
+        self.set_status(
+            Status::Paused,
+            Some(format!(
+                "paused: {error} (files are intact; free space, then resume to retry the write)"
+            )),
+        );
+    }
+
+    /// `Resume`: after a storage error, first writes what is owed; stays
+    /// paused if that fails again.
+    fn resume(&mut self) -> Result<()> {
+        if self.storage_error.take().is_some() {
+            if self.flush_lines() && self.checkpoint_owed {
+                self.write_checkpoint()?;
+            }
+            if self.storage_error.is_some() {
+                self.pause_for_storage();
+                return Ok(());
+            }
+        }
+        self.set_status(Status::Running, None);
+        Ok(())
     }
 
     /// Applies pending commands; blocks while paused. False means stop.
@@ -267,7 +311,7 @@ impl Trainer {
             };
             match command {
                 Command::Pause => self.set_status(Status::Paused, None),
-                Command::Resume => self.set_status(Status::Running, None),
+                Command::Resume => self.resume()?,
                 Command::ApplyConfig { config } => self.apply_config(*config)?,
                 Command::ReportConfigError { error } => self.emit(Record::Config {
                     changed: Default::default(),
@@ -589,8 +633,20 @@ impl Trainer {
         if let Some(meta) = &self.meta {
             tensors.extend(meta.state("meta"));
         }
-        self.log.sync()?;
-        let path = checkpoint::write(&self.dir.join("checkpoints"), self.step, &tensors)?;
+        let written = self
+            .log
+            .sync()
+            .and_then(|()| checkpoint::write(&self.dir.join("checkpoints"), self.step, &tensors));
+        let path = match written {
+            Ok(path) => path,
+            Err(e) => {
+                // The previous checkpoint is intact; pause and retry on resume.
+                self.storage_error.get_or_insert(format!("{e:#}"));
+                self.checkpoint_owed = true;
+                return Ok(());
+            }
+        };
+        self.checkpoint_owed = false;
         self.emit(Record::Event {
             level: Level::Info,
             message: format!(
@@ -611,16 +667,35 @@ impl Trainer {
         self.time_offset + self.clock.elapsed().as_secs_f64()
     }
 
-    /// Appends a line to `metrics.jsonl` and tells the clients.
+    /// Appends a line to `metrics.jsonl` and tells the clients. A failed
+    /// write keeps the line for later and records the storage error.
     fn emit(&mut self, record: Record) -> Result<()> {
         let line = MetricLine {
             step: self.step,
             time: self.time(),
             record,
         };
-        self.log.append(&line)?;
-        self.send(Event::Line { line });
+        self.unwritten.push_back(line);
+        self.flush_lines();
         Ok(())
+    }
+
+    /// Writes owed lines in order; false (with the error recorded) when a
+    /// write fails.
+    fn flush_lines(&mut self) -> bool {
+        while let Some(line) = self.unwritten.front() {
+            match self.log.append(line) {
+                Ok(seq) => {
+                    let line = self.unwritten.pop_front().expect("front exists");
+                    self.send(Event::Line { line, seq });
+                }
+                Err(e) => {
+                    self.storage_error.get_or_insert(format!("{e:#}"));
+                    return false;
+                }
+            }
+        }
+        true
     }
 
     /// Never blocks: a full channel drops the event (everything that matters

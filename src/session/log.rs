@@ -11,6 +11,10 @@ use std::path::{Path, PathBuf};
 pub struct MetricsWriter {
     file: File,
     path: PathBuf,
+    /// Complete lines in the file: the index the next line gets.
+    lines: u64,
+    /// Bytes in the file, to cut a partial write back off.
+    len: u64,
 }
 
 impl MetricsWriter {
@@ -25,18 +29,30 @@ impl MetricsWriter {
             .append(true)
             .open(path)
             .with_context(|| format!("cannot open {} for appending", path.display()))?;
+        let existing =
+            std::fs::read(path).with_context(|| format!("cannot read {}", path.display()))?;
         Ok(Self {
             file,
             path: path.to_path_buf(),
+            lines: existing.iter().filter(|&&b| b == b'\n').count() as u64,
+            len: existing.len() as u64,
         })
     }
 
-    pub fn append(&mut self, line: &MetricLine) -> Result<()> {
+    /// Appends one line; returns its index in the file (0-based), which
+    /// clients use to tell live lines from ones they read from disk. A
+    /// failed write (e.g. a full disk) is cut back off, so the file never
+    /// holds a partial line in the middle.
+    pub fn append(&mut self, line: &MetricLine) -> Result<u64> {
         let mut text = line.to_json();
         text.push('\n');
-        self.file
-            .write_all(text.as_bytes())
-            .with_context(|| format!("cannot write to {}", self.path.display()))
+        if let Err(e) = self.file.write_all(text.as_bytes()) {
+            let _ = self.file.set_len(self.len);
+            return Err(e).with_context(|| format!("cannot write to {}", self.path.display()));
+        }
+        self.len += text.len() as u64;
+        self.lines += 1;
+        Ok(self.lines - 1)
     }
 
     /// Makes everything appended so far durable (called at checkpoints).
@@ -146,7 +162,7 @@ mod tests {
         assert_eq!(read.lines.len(), 2);
         assert!(read.torn_tail);
         let mut w = MetricsWriter::open(&path).unwrap();
-        w.append(&event(3)).unwrap();
+        assert_eq!(w.append(&event(3)).unwrap(), 2, "index after two lines");
         let read = read_metrics(&path).unwrap();
         assert_eq!(
             read.lines.iter().map(|l| l.step).collect::<Vec<_>>(),

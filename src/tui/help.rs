@@ -26,7 +26,11 @@ pub const KEYS: &[(&str, &str, &str)] = &[
         "?",
         "this help (Up/Down scroll, any other key closes)",
     ),
-    ("global", "q", "quit (asks first; s there stops the run)"),
+    (
+        "global",
+        "q",
+        "quit or detach (asks first; s there stops the run)",
+    ),
     (
         "global",
         "Ctrl-C",
@@ -88,7 +92,16 @@ pub fn render(frame: &mut Frame, area: Rect, scroll: usize, theme: Theme) {
 pub fn render_confirm_quit(frame: &mut Frame, area: Rect, app: &App) {
     let running = !app.status.is_terminal();
     let mut lines = vec![Line::from("Quit the TUI?")];
-    if running {
+    if running && app.detachable {
+        lines.push(Line::from(vec![
+            Span::styled(" y ", app.theme.accent()),
+            Span::raw("detach (run goes on)"),
+        ]));
+        lines.push(Line::from(vec![
+            Span::styled(" s ", app.theme.accent()),
+            Span::raw("stop the run, then quit"),
+        ]));
+    } else if running {
         lines.push(Line::from(vec![
             Span::styled(" y ", app.theme.accent()),
             Span::raw("quit (run stops; resumable)"),

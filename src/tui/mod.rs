@@ -53,6 +53,10 @@ pub trait EngineLink {
     fn send(&self, command: Command);
     /// Non-blocking: every event that arrived since the last call.
     fn poll(&self) -> Vec<Event>;
+    /// Whether the run goes on when the TUI leaves (a detached runner).
+    fn detachable(&self) -> bool {
+        false
+    }
 }
 
 /// An [`EngineLink`] over std channels (an in-process engine).
@@ -116,6 +120,7 @@ pub fn run(
     let output_log = config_path.with_file_name("output.log");
     let mut app = App::new(meta, config_path, config, history, theme::Theme::from_env());
     app.can_export = export.is_some();
+    app.detachable = link.detachable();
     let gpu = gpu::Nvml::open(&app.meta.device);
     let mut tui = terminal::Tui::enter(&output_log)?;
     let input_frame = Duration::from_secs(1) / MAX_FPS;

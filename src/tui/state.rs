@@ -172,6 +172,9 @@ pub struct App {
     pub theme: Theme,
     /// Whether an export callback was given.
     pub can_export: bool,
+    /// Whether the run lives in a runner process that goes on when the TUI
+    /// leaves (else leaving stops it).
+    pub detachable: bool,
 }
 
 impl App {
@@ -212,6 +215,7 @@ impl App {
             gpu: None,
             theme,
             can_export: false,
+            detachable: false,
         }
     }
 
@@ -228,7 +232,7 @@ impl App {
 
     fn apply(&mut self, event: Event) {
         match event {
-            Event::Line { line } => self.store.ingest(&line),
+            Event::Line { line, .. } => self.store.ingest(&line),
             Event::Progress {
                 step,
                 total_steps,

@@ -241,6 +241,7 @@ fn config_error_is_a_banner_until_a_valid_config() {
     let mut app = app();
     let error = "sessions/demo/config.toml:3: key `aid.iterations`: invalid type: string \"many\", expected u32";
     app.on_event(Event::Line {
+        seq: 0,
         line: MetricLine {
             step: 500,
             time: 25.0,
@@ -455,6 +456,22 @@ fn quit_asks_first_and_can_stop_the_run() {
     assert_eq!(*link.sent.borrow(), vec![Command::Stop]);
     let ctrl_c = KeyEvent::new(KeyCode::Char('c'), KeyModifiers::CONTROL);
     assert_eq!(app.on_key(ctrl_c), Action::Quit(Exit::Interrupted));
+}
+
+#[test]
+fn quit_dialog_says_whether_leaving_stops_the_run() {
+    let mut app = app();
+    press(&mut app, KeyCode::Char('q'));
+    let in_process = text(draw(&app, 80, 24).backend().buffer());
+    assert!(
+        in_process.contains("quit (run stops; resumable)"),
+        "{in_process}"
+    );
+    app.detachable = true;
+    let detached = text(draw(&app, 80, 24).backend().buffer());
+    assert!(detached.contains("detach (run goes on)"), "{detached}");
+    assert!(detached.contains("stop the run, then quit"), "{detached}");
+    assert!(!detached.contains("run stops"), "{detached}");
 }
 
 #[test]
@@ -702,6 +719,7 @@ fn events_scroll_and_follow() {
     press(&mut app, KeyCode::Up);
     let scrolled = app.events_scroll;
     app.on_event(Event::Line {
+        seq: 0,
         line: MetricLine {
             step: 501,
             time: 25.0,
