@@ -256,5 +256,17 @@ pub fn latest(root: &Path) -> Result<std::path::PathBuf> {
 
 /// True when a process with this pid exists (signal 0 probes without acting).
 pub fn pid_alive(pid: u32) -> bool {
-    pid != 0 && unsafe { libc::kill(pid as libc::pid_t, 0) } == 0
+    if pid == 0 || unsafe { libc::kill(pid as libc::pid_t, 0) } != 0 {
+        return false;
+    }
+    // A killed process that nobody reaped yet (a zombie) is dead too.
+    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
+        Ok(stat) => {
+            stat.rsplit(')')
+                .next()
+                .and_then(|rest| rest.split_whitespace().next())
+                != Some("Z")
+        }
+        Err(_) => true,
+    }
 }

@@ -1,0 +1,436 @@
+//! Detached runners as a user meets them: `run --detach`, attaching and
+//! detaching while steps advance, two viewers at once, garbage on the
+//! socket, an owner-only socket, `kill -9` at random moments followed by
+//! `resume` (20 times), and a disk that fills up.
+
+mod common;
+
+use common::{bin, run_with_limit, text};
+use meltr_tui::engine::checkpoint;
+use meltr_tui::engine::control::{Command, Event, Status};
+use meltr_tui::runner::{self, RemoteLink};
+use meltr_tui::session::{self, metrics::Record, SessionMeta};
+use meltr_tui::tui::EngineLink;
+use meltr_tui::workload::SplitMix;
+use std::io::{BufRead, BufReader, Write};
+use std::os::unix::fs::PermissionsExt;
+use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+const WAIT: Duration = Duration::from_secs(60);
+const LOG_EVERY: u64 = 5;
+
+fn write_config(dir: &Path, steps: u64, extra_train: &str) -> PathBuf {
+    let path = dir.join("tiny.toml");
+    std::fs::write(
+        &path,
+        format!(
+            "[workload]\nkind = \"synthetic\"\n\n\
+             [train]\ndevice = \"cpu\"\nsteps = {steps}\nlog_every = {LOG_EVERY}\n{extra_train}\n\n\
+             [meltr]\nd_model = 32\nd_hidden = 32\nd_ff = 64\nheads = 4\n"
+        ),
+    )
+    .unwrap();
+    path
+}
+
+fn detach(root: &Path, config: &Path, name: &str) -> PathBuf {
+    let out = run_with_limit(
+        bin()
+            .arg("--sessions-dir")
+            .arg(root)
+            .args(["run", "--detach", "-n", name, "-c"])
+            .arg(config),
+        WAIT,
+    );
+    assert!(out.status.success(), "{}", text(&out));
+    assert!(text(&out).contains("running detached"), "{}", text(&out));
+    session::find(root, name).unwrap()
+}
+
+fn wait_for<T>(what: &str, mut check: impl FnMut() -> Option<T>) -> T {
+    let start = Instant::now();
+    loop {
+        if let Some(v) = check() {
+            return v;
+        }
+        assert!(start.elapsed() < WAIT, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+fn last_train_step(dir: &Path) -> u64 {
+    common::logged_train_steps(dir).last().copied().unwrap_or(0)
+}
+
+/// Kills a runner that a failed test would otherwise leave training.
+struct Reaper(PathBuf);
+
+impl Drop for Reaper {
+    fn drop(&mut self) {
+        if let Ok(meta) = SessionMeta::read(&self.0) {
+            if !meta.status.is_terminal() && session::pid_alive(meta.pid) {
+                unsafe { libc::kill(meta.pid as libc::pid_t, libc::SIGKILL) };
+            }
+        }
+    }
+}
+
+/// Polls `link` until `want` accepts an event; returns everything seen.
+fn collect_until(
+    link: &RemoteLink,
+    what: &str,
+    mut want: impl FnMut(&Event) -> bool,
+) -> Vec<Event> {
+    let mut seen = Vec::new();
+    wait_for(what, || {
+        let events = link.poll();
+        let done = events.iter().any(&mut want);
+        seen.extend(events);
+        done.then_some(())
+    });
+    seen
+}
+
+fn line_seqs(events: &[Event]) -> Vec<u64> {
+    events
+        .iter()
+        .filter_map(|e| match e {
+            Event::Line { seq, .. } => Some(*seq),
+            _ => None,
+        })
+        .collect()
+}
+
+#[test]
+fn detach_attach_two_viewers_garbage_and_detach_again() {
+    let tmp = tempfile::tempdir().unwrap();
+    let root = tmp.path().join("sessions");
+    let config = write_config(tmp.path(), 200_000, "");
+    let dir = detach(&root, &config, "live");
+    let _reaper = Reaper(dir.clone());
+    let runner_pid = SessionMeta::read(&dir).unwrap().pid;
+    assert_ne!(runner_pid, std::process::id());
+    assert_eq!(
+        unsafe { libc::getsid(runner_pid as libc::pid_t) },
+        runner_pid as libc::pid_t,
+        "the runner leads its own process session (no controlling terminal)"
+    );
+
+    // Attach: history from the file, then live lines continuing its indices.
+    let (a, history) = RemoteLink::attach(&dir).unwrap();
+    assert!(a.detachable());
+    let events = collect_until(&a, "20 live lines", {
+        let mut lines = 0;
+        move |e| {
+            lines += matches!(e, Event::Line { .. }) as usize;
+            lines >= 20
+        }
+    });
+    assert!(
+        events
+            .iter()
+            .any(|e| matches!(e, Event::ConfigInForce { .. })),
+        "the greeting carries the config in force"
+    );
+    let seqs = line_seqs(&events);
+    let expected: Vec<u64> = (history.len() as u64..).take(seqs.len()).collect();
+    assert_eq!(
+        seqs, expected,
+        "live lines continue the history without gaps"
+    );
+
+    // A second viewer at the same time: both see steps advance.
+    let (b, _) = RemoteLink::attach(&dir).unwrap();
+    for link in [&a, &b] {
+        let mut first = None;
+        collect_until(link, "progress on both viewers", |e| match e {
+            Event::Progress { step, .. } => *first.get_or_insert(*step) + 20 <= *step,
+            _ => false,
+        });
+    }
+
+    // Garbage on the socket: answered with errors, nothing else disturbed.
+    let mut raw = std::os::unix::net::UnixStream::connect(runner::socket_path(&dir)).unwrap();
+    raw.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    raw.write_all(b"garbage\n\xff\xfe\n{\"command\":\"self-destruct\"}\n{\"comm")
+        .unwrap();
+    let mut reader = BufReader::new(raw.try_clone().unwrap());
+    let mut errors = 0;
+    let mut line = String::new();
+    while errors < 3 {
+        line.clear();
+        assert!(
+            reader.read_line(&mut line).unwrap() > 0,
+            "the runner hung up on garbage"
+        );
+        errors += line.contains("\"kind\":\"error\"") as usize;
+    }
+    drop(reader);
+    drop(raw); // mid-line
+    let before = last_train_step(&dir);
+    wait_for("steps after the garbage", || {
+        (last_train_step(&dir) > before + 20).then_some(())
+    });
+
+    // Detach both viewers: the run goes on with no client.
+    drop(a);
+    drop(b);
+    let alone = last_train_step(&dir);
+    wait_for("steps with no viewer", || {
+        (last_train_step(&dir) > alone + 50).then_some(())
+    });
+
+    // Attach again: pause, resume and stop from the viewer.
+    let (c, _) = RemoteLink::attach(&dir).unwrap();
+    c.send(Command::Pause);
+    collect_until(&c, "paused", |e| {
+        matches!(
+            e,
+            Event::Status {
+                status: Status::Paused,
+                ..
+            }
+        )
+    });
+    let paused_at = last_train_step(&dir);
+    std::thread::sleep(Duration::from_millis(500));
+    assert_eq!(
+        last_train_step(&dir),
+        paused_at,
+        "steps advanced while paused"
+    );
+    assert_eq!(SessionMeta::read(&dir).unwrap().status, Status::Paused);
+    c.send(Command::Resume);
+    wait_for("steps after resume", || {
+        (last_train_step(&dir) > paused_at).then_some(())
+    });
+    c.send(Command::Stop);
+    collect_until(&c, "stopped", |e| {
+        matches!(
+            e,
+            Event::Status {
+                status: Status::Stopped,
+                ..
+            }
+        )
+    });
+    wait_for("the runner to exit", || {
+        (!session::pid_alive(runner_pid)).then_some(())
+    });
+    assert!(
+        !runner::socket_path(&dir).exists(),
+        "the socket file is removed"
+    );
+    assert_eq!(SessionMeta::read(&dir).unwrap().status, Status::Stopped);
+}
+
+#[test]
+fn the_socket_is_for_its_owner_only() {
+    let tmp = tempfile::tempdir().unwrap();
+    let root = tmp.path().join("sessions");
+    let config = write_config(tmp.path(), 200_000, "");
+    let dir = detach(&root, &config, "private");
+    let _reaper = Reaper(dir.clone());
+    let socket = runner::socket_path(&dir);
+    let mode = std::fs::metadata(&socket).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode, 0o600, "runner.sock mode {mode:o}");
+
+    if unsafe { libc::geteuid() } != 0 {
+        eprintln!("NOTE: not root, so only the socket's mode (0600) was checked, not another user's connect");
+    } else {
+        // Let another user reach the folder, so only the socket's own
+        // permissions stand in the way.
+        let mut p = dir.as_path();
+        while p.starts_with(tmp.path()) {
+            std::fs::set_permissions(p, std::fs::Permissions::from_mode(0o755)).unwrap();
+            p = p.parent().unwrap();
+        }
+        std::fs::set_permissions(tmp.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+        let probe = |uid: u32| {
+            std::process::Command::new("python3")
+                .args([
+                    "-c",
+                    "import socket, sys\ns = socket.socket(socket.AF_UNIX)\n\
+                     try:\n    s.connect(sys.argv[1])\nexcept PermissionError:\n    sys.exit(13)\n",
+                ])
+                .arg(&socket)
+                .uid(uid)
+                .gid(uid)
+                .status()
+                .expect("python3 runs")
+                .code()
+        };
+        assert_eq!(probe(0), Some(0), "the owner can connect");
+        assert_eq!(probe(65534), Some(13), "user nobody must be refused");
+    }
+    let (link, _) = RemoteLink::attach(&dir).unwrap();
+    link.send(Command::Stop);
+    collect_until(&link, "stopped", |e| {
+        matches!(
+            e,
+            Event::Status {
+                status: Status::Stopped,
+                ..
+            }
+        )
+    });
+}
+
+#[test]
+fn kill_9_at_random_moments_then_resume_twenty_times() {
+    let tmp = tempfile::tempdir().unwrap();
+    let root = tmp.path().join("sessions");
+    let config = write_config(tmp.path(), 2_000, "checkpoint_every = 10\n");
+    let dir = detach(&root, &config, "crashy");
+    let _reaper = Reaper(dir.clone());
+    let mut rng = SplitMix::new(7, 0);
+    for round in 0..20 {
+        let pid = SessionMeta::read(&dir).unwrap().pid;
+        std::thread::sleep(Duration::from_millis(rng.below(700)));
+        unsafe { libc::kill(pid as libc::pid_t, libc::SIGKILL) };
+        wait_for("the runner to die", || {
+            (!session::pid_alive(pid)).then_some(())
+        });
+        if round == 0 {
+            let ls = run_with_limit(bin().arg("--sessions-dir").arg(&root).arg("ls"), WAIT);
+            let listing = text(&ls);
+            assert!(listing.contains("crashed"), "{listing}");
+            assert!(listing.contains("meltr-tui resume"), "{listing}");
+        }
+        let out = run_with_limit(
+            bin()
+                .arg("--sessions-dir")
+                .arg(&root)
+                .args(["resume", "--detach", "crashy"]),
+            WAIT,
+        );
+        assert!(out.status.success(), "round {round}: {}", text(&out));
+    }
+    // Let the last runner finish the run.
+    let pid = SessionMeta::read(&dir).unwrap().pid;
+    wait_for("the run to finish", || {
+        (!session::pid_alive(pid)).then_some(())
+    });
+    let meta = SessionMeta::read(&dir).unwrap();
+    assert_eq!(meta.status, Status::Finished, "{:?}", meta.error);
+
+    let read = session::log::read_metrics(&dir.join("metrics.jsonl")).unwrap();
+    let steps = common::logged_train_steps(&dir);
+    let expected: Vec<u64> = (1..=2_000 / LOG_EVERY).map(|i| i * LOG_EVERY).collect();
+    assert_eq!(steps, expected, "train steps continuous, each once");
+    let resumes = read
+        .lines
+        .iter()
+        .filter(|l| matches!(&l.record, Record::Event { message, .. } if message.starts_with("resumed from")))
+        .count();
+    assert!(
+        resumes >= 15,
+        "only {resumes} resumes from a checkpoint were logged"
+    );
+    let checkpoints = checkpoint::list(&dir.join("checkpoints"));
+    assert!(!checkpoints.is_empty());
+    for (step, path) in checkpoints {
+        // Every tensor of every kept checkpoint reads back.
+        checkpoint::Loaded::read(&path, step).unwrap();
+    }
+}
+
+/// Runs `run --headless` with a cap on file size (RLIMIT_FSIZE): a write
+/// past it fails as on a full disk (EFBIG instead of ENOSPC). Waits until
+/// the run pauses; returns the session folder and the process.
+fn run_until_storage_pause(
+    root: &Path,
+    config: &Path,
+    limit: u64,
+) -> (PathBuf, std::process::Child) {
+    let mut command = bin();
+    command
+        .arg("--sessions-dir")
+        .arg(root)
+        .args(["run", "--headless", "-n", "full", "-c"])
+        .arg(config)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null());
+    unsafe {
+        command.pre_exec(move || {
+            // A write past the limit must fail, not kill the process.
+            libc::signal(libc::SIGXFSZ, libc::SIG_IGN);
+            let cap = libc::rlimit {
+                rlim_cur: limit,
+                rlim_max: limit,
+            };
+            if libc::setrlimit(libc::RLIMIT_FSIZE, &cap) != 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
+    let child = command.spawn().unwrap();
+    let dir = wait_for("the session", || session::find(root, "full").ok());
+    wait_for("the run to pause on the failed write", || {
+        let meta = SessionMeta::read(&dir).ok()?;
+        (meta.status == Status::Paused).then_some(())
+    });
+    (dir, child)
+}
+
+fn stop(mut child: std::process::Child) {
+    unsafe { libc::kill(child.id() as libc::pid_t, libc::SIGTERM) };
+    let start = Instant::now();
+    while child.try_wait().unwrap().is_none() {
+        assert!(
+            start.elapsed() < WAIT,
+            "the paused run did not stop on SIGTERM"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+#[test]
+fn a_full_disk_pauses_training_and_corrupts_nothing() {
+    // The metrics log hits the cap.
+    let tmp = tempfile::tempdir().unwrap();
+    let root = tmp.path().join("sessions");
+    let config = write_config(tmp.path(), 200_000, "checkpoint_every = 100000\n");
+    let limit = 48 * 1024;
+    let (dir, child) = run_until_storage_pause(&root, &config, limit);
+    let meta = SessionMeta::read(&dir).unwrap();
+    let message = meta.error.unwrap_or_default();
+    assert!(message.contains("metrics.jsonl"), "{message}");
+    assert!(message.contains("File too large"), "{message}");
+    assert!(message.contains("paused"), "{message}");
+    let metrics = dir.join("metrics.jsonl");
+    let read = session::log::read_metrics(&metrics).unwrap();
+    assert!(!read.torn_tail, "a partial line was left behind");
+    assert!(std::fs::read(&metrics).unwrap().ends_with(b"\n"));
+    assert!(std::fs::metadata(&metrics).unwrap().len() <= limit);
+    let paused_at = last_train_step(&dir);
+    std::thread::sleep(Duration::from_millis(300));
+    assert_eq!(last_train_step(&dir), paused_at, "training went on");
+    stop(child);
+
+    // A checkpoint hits the cap (the default MELTR is ~1 MB of weights).
+    let tmp = tempfile::tempdir().unwrap();
+    let root = tmp.path().join("sessions");
+    let path = tmp.path().join("big.toml");
+    std::fs::write(
+        &path,
+        "[workload]\nkind = \"synthetic\"\n\n[train]\ndevice = \"cpu\"\nsteps = 200000\n\
+         log_every = 1000\ncheckpoint_every = 20\n",
+    )
+    .unwrap();
+    let (dir, child) = run_until_storage_pause(&root, &path, 256 * 1024);
+    let message = SessionMeta::read(&dir).unwrap().error.unwrap_or_default();
+    assert!(message.contains("checkpoint"), "{message}");
+    let leftovers: Vec<_> = std::fs::read_dir(dir.join("checkpoints"))
+        .map(|d| d.flatten().map(|e| e.file_name()).collect())
+        .unwrap_or_default();
+    assert!(
+        leftovers.is_empty(),
+        "partial checkpoint files left: {leftovers:?}"
+    );
+    session::log::read_metrics(&dir.join("metrics.jsonl")).unwrap();
+    stop(child);
+}
