@@ -1,8 +1,10 @@
 //! Link flags for libtorch that cargo only applies when this crate prints them:
 //! keep libtorch_cuda linked even though no symbol references it directly
 //! (otherwise CUDA is never available), and an rpath to libtorch's lib folder
-//! so the binary runs with no LD_LIBRARY_PATH.
+//! so the binary runs with no LD_LIBRARY_PATH. Also compiles the small C++
+//! shim for forward-mode AD (`csrc/forward_ad.cpp`) against the same libtorch.
 fn main() {
+    compile_forward_ad_shim();
     println!("cargo:rerun-if-env-changed=DEP_TCH_LIBTORCH_LIB");
     if let Ok(lib) = std::env::var("DEP_TCH_LIBTORCH_LIB") {
         println!("cargo:rustc-link-arg=-Wl,-rpath={lib}");
@@ -22,4 +24,25 @@ fn main() {
     }
     println!("cargo:rustc-link-arg=-Wl,--no-as-needed");
     println!("cargo:rustc-link-arg=-ltorch");
+}
+
+/// `csrc/forward_ad.cpp`, built with libtorch's headers and C++ ABI.
+fn compile_forward_ad_shim() {
+    println!("cargo:rerun-if-changed=csrc/forward_ad.cpp");
+    let Ok(lib) = std::env::var("DEP_TCH_LIBTORCH_LIB") else {
+        panic!("torch-sys did not report libtorch's lib folder (DEP_TCH_LIBTORCH_LIB); run scripts/setup.sh");
+    };
+    let root = std::path::Path::new(&lib).join("..");
+    // The same libstdc++ ABI choice as torch-sys makes (new ABI unless told).
+    let abi = std::env::var("LIBTORCH_CXX11_ABI").unwrap_or_else(|_| "1".into());
+    println!("cargo:rerun-if-env-changed=LIBTORCH_CXX11_ABI");
+    cc::Build::new()
+        .cpp(true)
+        .file("csrc/forward_ad.cpp")
+        .include(root.join("include"))
+        .include(root.join("include/torch/csrc/api/include"))
+        .flag("-std=c++17")
+        .flag(format!("-D_GLIBCXX_USE_CXX11_ABI={abi}"))
+        .flag("-w")
+        .compile("meltr_forward_ad");
 }

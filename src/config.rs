@@ -159,6 +159,10 @@ pub struct AidConfig {
     pub alpha: f64,
     /// `factorized` | `exact`.
     pub mode: String,
+    /// Factorized mode's Jacobian-vector products: `auto` (forward-mode AD,
+    /// falling back to finite differences for ops without forward
+    /// derivatives) | `forward` | `differences`.
+    pub jvp: String,
 }
 
 impl Default for AidConfig {
@@ -167,6 +171,7 @@ impl Default for AidConfig {
             iterations: 0,
             alpha: 0.1,
             mode: "factorized".into(),
+            jvp: "auto".into(),
         }
     }
 }
@@ -174,6 +179,7 @@ impl Default for AidConfig {
 pub const WORKLOAD_KINDS: &[&str] = &["synthetic", "video-text", "torchscript"];
 pub const COMBINER_KINDS: &[&str] = &["primary", "sum", "weights", "uncertainty", "mlp", "meltr"];
 pub const AID_MODES: &[&str] = &["factorized", "exact"];
+pub const JVP_METHODS: &[&str] = &["auto", "forward", "differences"];
 pub const VAL_SOURCES: &[&str] = &["recent", "val"];
 pub const DTYPES: &[&str] = &["f32", "f64"];
 
@@ -431,6 +437,7 @@ impl Config {
             ));
         }
         one_of("aid.mode", &a.mode, AID_MODES)?;
+        one_of("aid.jvp", &a.jvp, JVP_METHODS)?;
         Ok(())
     }
 

@@ -2,10 +2,14 @@
 //! problem, finite differences of the mixed term, and agreement of the
 //! `exact` and `factorized` modes on small nonlinear models.
 
+mod common;
+
 use anyhow::Result;
 use meltr_tui::meltr::autograd::{self, grad};
 use meltr_tui::meltr::combiner::{Combiner, Training};
-use meltr_tui::meltr::hypergrad::{hypergradient, neumann, AidMode, AidSettings, MetaProblem};
+use meltr_tui::meltr::hypergrad::{
+    hypergradient, neumann, AidMode, AidSettings, JvpMethod, MetaProblem,
+};
 use meltr_tui::meltr::net::{MeltrNet, MeltrSizes};
 use tch::{nn, Device, Kind, Tensor};
 
@@ -91,6 +95,7 @@ fn settings(mode: AidMode, iterations: u32, alpha: f64, gamma: f64) -> AidSettin
         alpha,
         mode,
         gamma,
+        jvp: JvpMethod::Differences,
     }
 }
 
@@ -226,6 +231,8 @@ impl Quadratic {
 
 #[test]
 fn aid_converges_to_the_closed_form_implicit_gradient() {
+    // The models draw from libtorch's process-wide RNG.
+    let _serial = common::serial();
     let q = Quadratic::new();
     let theta = q.minimiser().set_requires_grad(true);
     let truth = q.implicit_hypergradient(&theta);
@@ -252,6 +259,8 @@ fn aid_converges_to_the_closed_form_implicit_gradient() {
 
 #[test]
 fn neumann_series_times_alpha_approximates_the_inverse_hessian() {
+    // The models draw from libtorch's process-wide RNG.
+    let _serial = common::serial();
     let h = spd(6, 0.5, 3.0, 1);
     let g = Tensor::randn([6], F64);
     let exact = flat(&[Tensor::linalg_solve(&h, &g, true)]);
@@ -273,6 +282,8 @@ fn neumann_series_times_alpha_approximates_the_inverse_hessian() {
 
 #[test]
 fn j0_is_minus_the_mixed_derivative_times_the_primary_gradient() {
+    // The models draw from libtorch's process-wide RNG.
+    let _serial = common::serial();
     // Independently: ∂²L_aux/∂φ_k∂θ = A_k(θ − c_k); with γ > 0 the primary
     // gradient gains γ·s·Σ(1 − φ_k)∇l_k and the direct term is −γ·s·l_k,
     // s = sign(Σ l − M).
@@ -382,6 +393,8 @@ impl SmallModel {
 
 #[test]
 fn factorized_agrees_with_exact_in_f64_and_f32() {
+    // The models draw from libtorch's process-wide RNG.
+    let _serial = common::serial();
     for (kind, tolerance) in [(Kind::Double, 1e-6), (Kind::Float, 1e-2)] {
         let model = SmallModel::new(kind, false);
         let meltr = TinyMeltr::new(3, kind);
@@ -403,6 +416,8 @@ fn factorized_agrees_with_exact_in_f64_and_f32() {
 
 #[test]
 fn mixed_term_matches_finite_differences_on_tiny_meltr() {
+    // The models draw from libtorch's process-wide RNG.
+    let _serial = common::serial();
     // With γ = 0 and J = 0 the hypergradient is −∂/∂φ (∇_θ M_φ(l(θ)) · g),
     // g = ∇_θ l_val. Check it entry by entry by central differences in φ.
     let model = SmallModel::new(Kind::Double, false);
@@ -458,6 +473,8 @@ fn mixed_term_matches_finite_differences_on_tiny_meltr() {
 
 #[test]
 fn fused_attention_trains_with_factorized_and_exact_fails_clearly() {
+    // The models draw from libtorch's process-wide RNG.
+    let _serial = common::serial();
     let model = SmallModel::new(Kind::Float, true);
     let meltr = TinyMeltr::new(3, Kind::Float);
     let err = model

@@ -25,7 +25,9 @@ Metrics (keys `metric/...`, averaged over validation batches):
 With --attention sdpa (default) the encoders are PyTorch's stock
 nn.TransformerEncoderLayer, whose attention runs the fused scaled-dot-product
 kernels (no double backward: use aid.mode = "factorized"). With --attention
-matmul they use attention written as matmul + softmax (both AID modes work).
+matmul they are written from elementary ops (matmul + softmax attention,
+layer norm written out): both AID modes work, and forward-mode AD gives the
+meta step exact JVPs and Hessian-vector products.
 
 No randomness inside forward (dropout 0, masks come with the data), so the
 same batch always gives the same losses: finite-difference JVPs rely on it.
@@ -53,24 +55,52 @@ MASK_TOKEN = VOCAB  # one extra embedding row
 EVENTS = 12
 
 
+class PlainLayerNorm(nn.Module):
+    """Layer norm from elementary ops: libtorch's fused layer-norm backward
+    has no forward derivative, which forward-mode Hessian-vector products need."""
+
+    def __init__(self, d: int):
+        super().__init__()
+        self.weight = nn.Parameter(torch.ones(d))
+        self.bias = nn.Parameter(torch.zeros(d))
+
+    def forward(self, x: Tensor) -> Tensor:
+        centered = x - x.mean(-1, keepdim=True)
+        variance = centered.pow(2).mean(-1, keepdim=True)
+        return centered / torch.sqrt(variance + 1e-5) * self.weight + self.bias
+
+
+def plain_softmax(x: Tensor) -> Tensor:
+    """Softmax from elementary ops (libtorch's softmax backward has no forward derivative)."""
+    e = (x - x.amax(-1, keepdim=True).detach()).exp()
+    return e / e.sum(-1, keepdim=True)
+
+
+def plain_cross_entropy(logits: Tensor, target: Tensor) -> Tensor:
+    log_probs = logits - torch.logsumexp(logits, -1, keepdim=True)
+    return -log_probs.gather(-1, target.unsqueeze(-1)).mean()
+
+
 class MatmulEncoderLayer(nn.Module):
-    """Post-norm transformer layer with attention as matmul + softmax."""
+    """Post-norm transformer layer from elementary ops: attention as matmul
+    + softmax, layer norm written out (twice differentiable, and forward-mode
+    AD works through its backward pass)."""
 
     def __init__(self, d: int, heads: int, ff: int):
         super().__init__()
         self.heads = heads
         self.qkv = nn.Linear(d, 3 * d)
         self.out = nn.Linear(d, d)
-        self.norm1 = nn.LayerNorm(d)
+        self.norm1 = PlainLayerNorm(d)
         self.ff1 = nn.Linear(d, ff)
         self.ff2 = nn.Linear(ff, d)
-        self.norm2 = nn.LayerNorm(d)
+        self.norm2 = PlainLayerNorm(d)
 
     def forward(self, x: Tensor) -> Tensor:
         b, n, d = x.shape
         h = self.heads
         q, k, v = self.qkv(x).view(b, n, 3, h, d // h).permute(2, 0, 3, 1, 4).unbind(0)
-        attn = torch.softmax(q @ k.transpose(-1, -2) / (d // h) ** 0.5, dim=-1)
+        attn = plain_softmax(q @ k.transpose(-1, -2) / (d // h) ** 0.5)
         mixed = (attn @ v).transpose(1, 2).reshape(b, n, d)
         x = self.norm1(x + self.out(mixed))
         return self.norm2(x + self.ff2(F.gelu(self.ff1(x))))
@@ -104,6 +134,16 @@ class TwoStream(nn.Module):
         self.log_temperature = nn.Parameter(torch.tensor(2.3))
         self.mask_token = MASK_TOKEN
         self.frames = FRAMES
+        # Elementary ops throughout (the matmul variant), or the stock ones.
+        self.plain = attention == "matmul"
+        if self.plain:
+            # BatchNorm's backward has no forward derivative either.
+            self.video_norm = nn.Identity()
+
+    def cross_entropy(self, logits: Tensor, target: Tensor) -> Tensor:
+        if self.plain:
+            return plain_cross_entropy(logits, target)
+        return F.cross_entropy(logits, target)
 
     def encode_video(self, frames: Tensor) -> Tensor:
         return self.video_enc(self.video_proj(frames) + self.video_pos)
@@ -128,7 +168,7 @@ class TwoStream(nn.Module):
         t = F.normalize(text.mean(1), dim=-1)
         logits = t @ v.t() * self.log_temperature.exp()
         target = torch.arange(b, device=frames.device)
-        retrieval = 0.5 * (F.cross_entropy(logits, target) + F.cross_entropy(logits.t(), target))
+        retrieval = 0.5 * (self.cross_entropy(logits, target) + self.cross_entropy(logits.t(), target))
 
         # Matching: true pairs vs each caption paired with the next clip.
         pos = self.cross(video, text)[:, 0]
@@ -141,16 +181,23 @@ class TwoStream(nn.Module):
         masked_tokens = torch.where(word_mask, torch.full_like(tokens, self.mask_token), tokens)
         masked_frames = frames * (~frame_mask).unsqueeze(-1).to(frames)
         joint = self.cross(self.encode_video(masked_frames), self.encode_text(masked_tokens))
-        word_logits = self.mlm_head(joint[:, self.frames :])[word_mask]
-        word_truth = tokens[word_mask]
-        mlm = F.cross_entropy(word_logits, word_truth)
-        mfm = F.mse_loss(self.mfm_head(joint[:, : self.frames])[frame_mask], frames[frame_mask])
+        # Means over the masked positions, by weighting (no boolean indexing,
+        # whose backward forward-mode AD cannot run through).
+        word_weight = word_mask.to(frames)
+        word_logits = self.mlm_head(joint[:, self.frames :])
+        log_probs = word_logits - torch.logsumexp(word_logits, -1, keepdim=True)
+        word_nll = -log_probs.gather(-1, tokens.unsqueeze(-1)).squeeze(-1)
+        mlm = (word_nll * word_weight).sum() / word_weight.sum()
+        frame_weight = frame_mask.to(frames).unsqueeze(-1)
+        frame_error = (self.mfm_head(joint[:, : self.frames]) - frames).pow(2) * frame_weight
+        mfm = frame_error.sum() / (frame_weight.sum() * frames.shape[-1])
 
-        scramble = F.cross_entropy(self.scramble_head(v), batch["scramble"])
+        scramble = self.cross_entropy(self.scramble_head(v), batch["scramble"])
 
         with torch.no_grad():
             r1 = (logits.argmax(1) == target).to(frames).mean() * 100.0
-            mlm_acc = (word_logits.argmax(1) == word_truth).to(frames).mean() * 100.0
+            hits = (word_logits.argmax(-1) == tokens).to(frames) * word_weight
+            mlm_acc = hits.sum() / word_weight.sum() * 100.0
         return {
             "retrieval": retrieval,
             "align": align,

@@ -10,7 +10,7 @@ use super::control::{Command, Event, Status};
 use crate::config::Config;
 use crate::meltr::autograd::{self, grad};
 use crate::meltr::combiner::{self, Combiner, Training};
-use crate::meltr::hypergrad::{hypergradient, AidMode, AidSettings, MetaProblem};
+use crate::meltr::hypergrad::{hypergradient, AidMode, AidSettings, JvpMethod, MetaProblem};
 use crate::meltr::optim::{clip_grad_norm, AdamW};
 use crate::session::log::{self, MetricsWriter};
 use crate::session::metrics::{Curve, Level, MetricLine, Named, Record};
@@ -67,6 +67,8 @@ pub struct Trainer {
     storage_error: Option<String>,
     /// The last checkpoint attempt failed and is retried on `Resume`.
     checkpoint_owed: bool,
+    /// Whether the fallback from forward-mode AD was logged already.
+    jvp_fallback_reported: bool,
 }
 
 /// Resolves `train.device` to a libtorch device, or says why not.
@@ -215,6 +217,7 @@ impl Trainer {
             unwritten: VecDeque::new(),
             storage_error: None,
             checkpoint_owed: false,
+            jvp_fallback_reported: false,
         };
         if let Some(path) = resumed_from {
             trainer.emit(Record::Event {
@@ -456,12 +459,13 @@ impl Trainer {
             all.remove(primary)
                 .with_context(|| format!("the model returned no loss named `{primary}`"))
         };
-        let aid = &self.config.aid;
+        let aid = self.config.aid.clone();
         let settings = AidSettings {
             iterations: aid.iterations,
             alpha: aid.alpha,
             mode: AidMode::parse(&aid.mode).expect("validated"),
             gamma: self.config.meltr.gamma,
+            jvp: JvpMethod::parse(&aid.jvp).expect("validated"),
         };
         let problem = MetaProblem {
             theta: &self.theta,
@@ -484,6 +488,15 @@ impl Trainer {
                 });
             }
         };
+        if let Some(why) = hyper.fallback.take() {
+            if !self.jvp_fallback_reported {
+                self.jvp_fallback_reported = true;
+                self.emit(Record::Event {
+                    level: Level::Info,
+                    message: format!("forward-mode AD is not available for this model ({why}); the meta step uses finite differences"),
+                })?;
+            }
+        }
         let norm =
             clip_grad_norm(&mut hyper.grads, self.config.meltr.meta_grad_clip).double_value(&[]);
         if !norm.is_finite() {

@@ -16,15 +16,18 @@
 //!   (double backward), as the public code does.
 //! - `Factorized`: MELTR sees θ only through the loss values, so
 //!   `(∂²L_aux/∂φ∂θ)·p = Σ_k (∂w_k/∂φ)·(∇_θ l_k · p)` with `w = ∂M/∂l`. The K
-//!   numbers `∇_θ l_k · p` are one Jacobian-vector product (a central
-//!   difference of the loss vector along p) and the Neumann HVPs are central
-//!   differences of first-order gradients; only MELTR is differentiated
-//!   twice. Works on models whose ops have no double backward (fused
-//!   attention) and keeps no second-order graph of the model.
+//!   numbers `∇_θ l_k · p` are one Jacobian-vector product of the loss
+//!   vector along p, and the Neumann HVPs are JVPs of first-order gradients;
+//!   only MELTR is differentiated twice, and no second-order graph of the
+//!   model is kept. The JVPs are exact by forward-mode AD
+//!   ([`super::forward_ad`]; forward-over-reverse for the HVPs) or central
+//!   differences, the fallback for models whose ops lack forward
+//!   derivatives (e.g. fused attention kernels).
 
 use super::autograd::{self, grad};
 use super::combiner::{effective_weights_graph, Combiner};
 use anyhow::{anyhow, Result};
+use std::cell::RefCell;
 use tch::{Kind, Tensor};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -43,12 +46,36 @@ impl AidMode {
     }
 }
 
+/// How the factorized mode computes Jacobian-vector products.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum JvpMethod {
+    /// Forward-mode AD, falling back to differences when the model has an
+    /// op without a forward derivative.
+    Auto,
+    /// Forward-mode AD only (an error if the model does not support it).
+    Forward,
+    /// Central differences only.
+    Differences,
+}
+
+impl JvpMethod {
+    pub fn parse(text: &str) -> Option<JvpMethod> {
+        match text {
+            "auto" => Some(JvpMethod::Auto),
+            "forward" => Some(JvpMethod::Forward),
+            "differences" => Some(JvpMethod::Differences),
+            _ => None,
+        }
+    }
+}
+
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct AidSettings {
     pub iterations: u32,
     pub alpha: f64,
     pub mode: AidMode,
     pub gamma: f64,
+    pub jvp: JvpMethod,
 }
 
 /// One meta step's bilevel problem, as closures over the current θ.
@@ -68,6 +95,9 @@ pub struct Hypergradient {
     pub grads: Vec<Tensor>,
     /// The γ regulariser's value `|Σ l − M(l)|` on B_t (0-dim).
     pub reg: Tensor,
+    /// Why forward-mode AD was not used, when `JvpMethod::Auto` fell back
+    /// to differences.
+    pub fallback: Option<String>,
 }
 
 /// Computes the AID hypergradient for the combiner's parameters.
@@ -84,6 +114,7 @@ pub fn hypergradient(problem: &MetaProblem, settings: &AidSettings) -> Result<Hy
         .map(Tensor::shallow_clone)
         .collect();
 
+    let mut fallback = None;
     let grads = match settings.mode {
         AidMode::Exact => {
             let grad_aux = grad(&[&combined], theta, true, true).map_err(exact_unavailable)?;
@@ -102,9 +133,10 @@ pub fn hypergradient(problem: &MetaProblem, settings: &AidSettings) -> Result<Hy
             let direct = g.split_off(theta.len());
             let at_losses = losses.detach();
             drop((losses, combined, primary_loss));
-            let hvp = |v: &[Tensor]| hvp_by_differences(problem, v);
-            let p = neumann(&hvp, g, settings)?;
-            let jvp = loss_jvp_by_differences(problem, &p)?;
+            let jvps = Jvps::new(problem, settings.jvp);
+            let p = neumann(&|v| jvps.hvp(v), g, settings)?;
+            let jvp = jvps.loss_jvp(&p)?;
+            fallback = jvps.fallback();
             let weights = effective_weights_graph(problem.combiner, &at_losses)?;
             let mixed = grad(
                 &[&(weights * jvp).sum(at_losses.kind())],
@@ -118,7 +150,99 @@ pub fn hypergradient(problem: &MetaProblem, settings: &AidSettings) -> Result<Hy
     Ok(Hypergradient {
         grads,
         reg: reg.detach(),
+        fallback,
     })
+}
+
+/// The factorized mode's JVPs by the configured method.
+struct Jvps<'a, 'p> {
+    problem: &'a MetaProblem<'p>,
+    method: JvpMethod,
+    /// Set when `Auto` fell back to differences for the Hessian-vector
+    /// products (then they stay with differences).
+    hvp_fallback: RefCell<Option<String>>,
+    /// The same for the loss-vector JVP.
+    jvp_fallback: RefCell<Option<String>>,
+}
+
+impl<'a, 'p> Jvps<'a, 'p> {
+    fn new(problem: &'a MetaProblem<'p>, method: JvpMethod) -> Self {
+        Self {
+            problem,
+            method,
+            hvp_fallback: RefCell::new(None),
+            jvp_fallback: RefCell::new(None),
+        }
+    }
+
+    /// Why forward-mode AD was not used, if it was not.
+    fn fallback(self) -> Option<String> {
+        match (
+            self.hvp_fallback.into_inner(),
+            self.jvp_fallback.into_inner(),
+        ) {
+            (None, None) => None,
+            (Some(h), None) => Some(format!("Hessian-vector products: {h}")),
+            (None, Some(j)) => Some(format!("loss JVP: {j}")),
+            (Some(h), Some(j)) => Some(format!("Hessian-vector products: {h}; loss JVP: {j}")),
+        }
+    }
+
+    /// Runs `forward`, or `differences` when configured so or when `Auto`
+    /// saw forward-mode AD fail (recorded in `fallback`).
+    fn either<T>(
+        &self,
+        fallback: &RefCell<Option<String>>,
+        forward: impl FnOnce() -> Result<T>,
+        differences: impl FnOnce() -> Result<T>,
+    ) -> Result<T> {
+        let use_forward = match self.method {
+            JvpMethod::Forward => true,
+            JvpMethod::Differences => false,
+            JvpMethod::Auto => fallback.borrow().is_none(),
+        };
+        if !use_forward {
+            return differences();
+        }
+        match forward() {
+            Ok(value) => Ok(value),
+            Err(e) if self.method == JvpMethod::Auto => {
+                *fallback.borrow_mut() = Some(format!("{e:#}"));
+                differences()
+            }
+            Err(e) => Err(e.context("forward-mode AD failed (aid.jvp = \"forward\"); \"auto\" falls back to finite differences")),
+        }
+    }
+
+    /// `H v` with `H = ∇²_θ L_aux(B_t)`.
+    fn hvp(&self, v: &[Tensor]) -> Result<Vec<Tensor>> {
+        let problem = self.problem;
+        self.either(
+            &self.hvp_fallback,
+            || {
+                // Forward over reverse: the tangent of the gradient is H v.
+                let aux_grad = || -> Result<Vec<Tensor>> {
+                    let combined = problem.combiner.combine(&(problem.train_losses)()?);
+                    grad(&[&combined], problem.theta, false, false)
+                };
+                super::forward_ad::jvp_many(problem.theta, v, &aux_grad)
+            },
+            || hvp_by_differences(problem, v),
+        )
+    }
+
+    /// `∇_θ l_k · p` for every k.
+    fn loss_jvp(&self, p: &[Tensor]) -> Result<Tensor> {
+        let problem = self.problem;
+        self.either(
+            &self.jvp_fallback,
+            || {
+                let losses = || tch::no_grad(|| (problem.train_losses)());
+                Ok(super::forward_ad::jvp(problem.theta, p, &losses)?.1)
+            },
+            || loss_jvp_by_differences(problem, p),
+        )
+    }
 }
 
 fn subtract(direct: Vec<Tensor>, mixed: Vec<Tensor>) -> Vec<Tensor> {

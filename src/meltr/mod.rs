@@ -4,6 +4,7 @@
 
 pub mod autograd;
 pub mod combiner;
+pub mod forward_ad;
 pub mod hypergrad;
 pub mod net;
 pub mod optim;

@@ -1,6 +1,9 @@
 //! A post-norm transformer encoder layer with attention written as matmul +
-//! softmax. MELTR is differentiated twice (the meta step), and fused
-//! attention kernels have no double backward, so nothing here uses them.
+//! softmax and layer norm written out. MELTR is differentiated twice (the
+//! meta step), and fused attention kernels have no double backward; the
+//! meta step's Hessian-vector products run forward-mode AD over a backward
+//! pass, and libtorch's fused layer-norm backward has no forward derivative.
+//! So nothing here uses fused kernels.
 
 use tch::nn::{self, Module};
 use tch::Tensor;
@@ -12,26 +15,53 @@ pub struct EncoderLayer {
     key: nn::Linear,
     value: nn::Linear,
     attn_out: nn::Linear,
-    norm1: nn::LayerNorm,
+    norm1: LayerNorm,
     ff_in: nn::Linear,
     ff_out: nn::Linear,
-    norm2: nn::LayerNorm,
+    norm2: LayerNorm,
+}
+
+/// Layer norm over the last dimension from elementary ops (parameters named
+/// `weight` and `bias`, as tch's `nn::layer_norm` names them).
+#[derive(Debug)]
+pub struct LayerNorm {
+    weight: Tensor,
+    bias: Tensor,
+}
+
+impl LayerNorm {
+    const EPS: f64 = 1e-5;
+
+    pub fn new(path: nn::Path, size: i64) -> Self {
+        Self {
+            weight: path.var("weight", &[size], nn::Init::Const(1.0)),
+            bias: path.var("bias", &[size], nn::Init::Const(0.0)),
+        }
+    }
+}
+
+impl Module for LayerNorm {
+    fn forward(&self, x: &Tensor) -> Tensor {
+        let kind = x.kind();
+        let centered = x - x.mean_dim(-1, true, kind);
+        let variance = centered.square().mean_dim(-1, true, kind);
+        centered / (variance + Self::EPS).sqrt() * &self.weight + &self.bias
+    }
 }
 
 impl EncoderLayer {
     pub fn new(path: &nn::Path, d_model: i64, heads: i64, d_ff: i64) -> Self {
         assert!(d_model % heads == 0, "heads must divide d_model");
-        let ln = nn::LayerNormConfig::default();
         Self {
             heads,
             query: nn::linear(path / "query", d_model, d_model, Default::default()),
             key: nn::linear(path / "key", d_model, d_model, Default::default()),
             value: nn::linear(path / "value", d_model, d_model, Default::default()),
             attn_out: nn::linear(path / "attn_out", d_model, d_model, Default::default()),
-            norm1: nn::layer_norm(path / "norm1", vec![d_model], ln),
+            norm1: LayerNorm::new(path / "norm1", d_model),
             ff_in: nn::linear(path / "ff_in", d_model, d_ff, Default::default()),
             ff_out: nn::linear(path / "ff_out", d_ff, d_model, Default::default()),
-            norm2: nn::layer_norm(path / "norm2", vec![d_model], ln),
+            norm2: LayerNorm::new(path / "norm2", d_model),
         }
     }
 
@@ -50,8 +80,7 @@ impl EncoderLayer {
         if let Some(mask) = mask {
             scores += mask;
         }
-        let attended = scores
-            .softmax(-1, scores.kind())
+        let attended = super::softmax(&scores)
             .matmul(&v)
             .transpose(1, 2)
             .reshape([b, n, d]);

@@ -127,6 +127,10 @@ impl TorchScript {
     ) -> Result<TorchScript> {
         let w = &config.workload;
         let model_path = w.model.as_deref().context("workload.model is required")?;
+        // The JIT's optimized graphs run their own autodiff, which drops
+        // forward-mode tangents (JVPs came out wrong); the plain interpreter
+        // runs each aten op with its forward derivative.
+        tch::jit::set_graph_executor_optimize(false);
         let mut module = match saved_module {
             Some(bytes) => {
                 let bytes = Vec::<u8>::try_from(bytes)?;

@@ -23,6 +23,7 @@
 
 use super::{Batch, Evaluation, Losses, SplitMix, Workload};
 use crate::config::Config;
+use crate::nn::cross_entropy;
 use crate::nn::transformer::{causal_mask, EncoderLayer};
 use anyhow::{bail, Context, Result};
 use std::collections::BTreeMap;
@@ -270,8 +271,8 @@ impl Model {
         // Symmetric InfoNCE over the batch.
         let logits = t.matmul(&v.transpose(0, 1)) / TEMPERATURE;
         let target = Tensor::arange(b, (Kind::Int64, device));
-        let nce = (logits.cross_entropy_for_logits(&target)
-            + logits.transpose(0, 1).cross_entropy_for_logits(&target))
+        let nce = (cross_entropy(&logits, &target)
+            + cross_entropy(&logits.transpose(0, 1), &target))
             * 0.5;
         out.insert("retrieval".to_string(), nce);
 
@@ -344,7 +345,7 @@ impl Model {
         );
         out.insert(
             "mlm".to_string(),
-            mlm_logits.cross_entropy_for_logits(&tokens.masked_select(&token_mask)),
+            cross_entropy(&mlm_logits, &tokens.masked_select(&token_mask)),
         );
         let video_out = joint.narrow(1, 0, FRAMES);
         let predicted = self.mfm_head.forward(
@@ -365,18 +366,14 @@ impl Model {
         let next = tokens.narrow(1, 1, CAPTION - 1);
         out.insert(
             "caption".to_string(),
-            caption
-                .reshape([-1, VOCAB])
-                .cross_entropy_for_logits(&next.reshape([-1])),
+            cross_entropy(&caption.reshape([-1, VOCAB]), &next.reshape([-1])),
         );
 
         // The distractor: memorise random per-clip labels from the video.
         let pooled = video.mean_dim(1, false, kind);
         out.insert(
             "distractor".to_string(),
-            self.distractor_head
-                .forward(&pooled)
-                .cross_entropy_for_logits(labels),
+            cross_entropy(&self.distractor_head.forward(&pooled), labels),
         );
         out
     }

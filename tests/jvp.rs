@@ -1,0 +1,213 @@
+//! The factorized hypergradient's Jacobian-vector products — forward-mode
+//! AD and central differences — against the `exact` path (double backward
+//! through the model), in f64, on the built-in video-text model and on the
+//! TorchScript example with matmul attention, for J = 0 and J = 2. And the
+//! fallback: the example with fused attention (no forward derivative) uses
+//! differences under `aid.jvp = "auto"` and says why.
+
+mod common;
+
+use common::{repo, run_python, serial};
+use meltr_tui::config::Config;
+use meltr_tui::meltr::combiner;
+use meltr_tui::meltr::hypergrad::{hypergradient, AidMode, AidSettings, JvpMethod, MetaProblem};
+use meltr_tui::workload::{self, Workload};
+use std::path::{Path, PathBuf};
+use tch::{Device, Kind, Tensor};
+
+fn small_meltr(config: &mut Config) {
+    config.combiner.kind = "meltr".into();
+    config.meltr.d_model = 16;
+    config.meltr.d_hidden = 16;
+    config.meltr.d_ff = 32;
+    config.meltr.heads = 2;
+    config.train.device = "cpu".into();
+    config.train.dtype = "f64".into();
+}
+
+fn video_text_config() -> Config {
+    let text = std::fs::read_to_string(repo("configs/default.toml")).unwrap();
+    let mut c = Config::parse(&text).unwrap();
+    c.workload.init_from = None;
+    c.workload.batch_size = 8;
+    small_meltr(&mut c);
+    c.validate().unwrap();
+    c
+}
+
+fn torchscript_config(dir: &Path) -> Config {
+    let mut c = Config::default();
+    c.workload.kind = "torchscript".into();
+    c.workload.model = Some(dir.join("model.pt").display().to_string());
+    c.workload.train = Some(dir.join("train.safetensors").display().to_string());
+    c.workload.val = Some(dir.join("val.safetensors").display().to_string());
+    c.workload.primary = "retrieval".into();
+    c.workload.auxiliary = vec!["align".into(), "mlm".into(), "mfm".into()];
+    c.workload.batch_size = 8;
+    small_meltr(&mut c);
+    c.validate().unwrap();
+    c
+}
+
+fn export(attention: &str) -> PathBuf {
+    let dir = tempfile::tempdir().unwrap().keep();
+    run_python(&[
+        repo("examples/torchscript/export_two_stream.py").as_os_str(),
+        "--out".as_ref(),
+        dir.as_os_str(),
+        "--attention".as_ref(),
+        attention.as_ref(),
+        "--train".as_ref(),
+        "32".as_ref(),
+        "--val".as_ref(),
+        "16".as_ref(),
+    ]);
+    dir
+}
+
+/// The hypergradient of the config's combiner at the workload's current θ,
+/// flattened, with the fallback reason if any.
+fn hypergrad_of(
+    workload: &dyn Workload,
+    combiner: &dyn combiner::Combiner,
+    config: &Config,
+    mode: AidMode,
+    jvp: JvpMethod,
+    iterations: u32,
+) -> (Vec<f64>, Option<String>) {
+    let names = config.loss_names();
+    let train = workload.train_batch(1).unwrap();
+    let val = workload.val_batch(0).unwrap();
+    let train_losses = || {
+        tch::manual_seed(11);
+        workload::select(&workload.losses(&train)?, &names)
+    };
+    let val_primary = || {
+        tch::manual_seed(12);
+        Ok(workload
+            .losses(&val)?
+            .remove(&config.workload.primary)
+            .unwrap())
+    };
+    let theta = workload.parameters();
+    let problem = MetaProblem {
+        theta: &theta,
+        combiner,
+        train_losses: &train_losses,
+        val_primary: &val_primary,
+    };
+    let settings = AidSettings {
+        iterations,
+        // Small enough that the Neumann series of these models converges.
+        alpha: 0.01,
+        mode,
+        gamma: 0.1,
+        jvp,
+    };
+    let h = hypergradient(&problem, &settings).unwrap();
+    let flat = h
+        .grads
+        .iter()
+        .flat_map(|g| Vec::<f64>::try_from(g.flatten(0, -1)).unwrap())
+        .collect();
+    (flat, h.fallback)
+}
+
+fn relative_error(a: &[f64], b: &[f64]) -> f64 {
+    let diff: f64 = a
+        .iter()
+        .zip(b)
+        .map(|(x, y)| (x - y).powi(2))
+        .sum::<f64>()
+        .sqrt();
+    let norm: f64 = b.iter().map(|y| y * y).sum::<f64>().sqrt();
+    assert!(
+        norm > 0.0,
+        "zero hypergradient: the comparison would be empty"
+    );
+    diff / norm
+}
+
+/// Forward-mode and differences against exact, J = 0 and 2.
+fn agree_with_exact(name: &str, workload: &dyn Workload, config: &Config) {
+    let combiner = combiner::build(config, Device::Cpu, Kind::Double);
+    for j in [0, 2] {
+        let (exact, _) = hypergrad_of(
+            workload,
+            combiner.as_ref(),
+            config,
+            AidMode::Exact,
+            JvpMethod::Auto,
+            j,
+        );
+        let (forward, why) = hypergrad_of(
+            workload,
+            combiner.as_ref(),
+            config,
+            AidMode::Factorized,
+            JvpMethod::Forward,
+            j,
+        );
+        assert_eq!(why, None);
+        let (differences, _) = hypergrad_of(
+            workload,
+            combiner.as_ref(),
+            config,
+            AidMode::Factorized,
+            JvpMethod::Differences,
+            j,
+        );
+        let (ef, ed) = (
+            relative_error(&forward, &exact),
+            relative_error(&differences, &exact),
+        );
+        eprintln!("{name} J={j}: forward-mode {ef:.2e}, differences {ed:.2e} (relative to exact)");
+        assert!(ef <= 1e-6, "{name} J={j}: forward-mode vs exact {ef:e}");
+        assert!(ed <= 1e-6, "{name} J={j}: differences vs exact {ed:e}");
+    }
+}
+
+#[test]
+fn video_text_jvps_agree_with_exact() {
+    let _serial = serial();
+    let config = video_text_config();
+    let workload = workload::build(&config, Device::Cpu, Kind::Double, None).unwrap();
+    agree_with_exact("video-text", workload.as_ref(), &config);
+}
+
+#[test]
+fn torchscript_matmul_attention_jvps_agree_with_exact() {
+    let _serial = serial();
+    let config = torchscript_config(&export("matmul"));
+    let workload = workload::build(&config, Device::Cpu, Kind::Double, None).unwrap();
+    agree_with_exact("torchscript (matmul attention)", workload.as_ref(), &config);
+}
+
+#[test]
+fn fused_attention_falls_back_to_differences_and_says_why() {
+    let _serial = serial();
+    let config = torchscript_config(&export("sdpa"));
+    let workload = workload::build(&config, Device::Cpu, Kind::Double, None).unwrap();
+    let combiner = combiner::build(&config, Device::Cpu, Kind::Double);
+    let (auto, why) = hypergrad_of(
+        workload.as_ref(),
+        combiner.as_ref(),
+        &config,
+        AidMode::Factorized,
+        JvpMethod::Auto,
+        2,
+    );
+    let why = why.expect("forward-mode AD through fused attention should be unavailable");
+    eprintln!("fallback reason: {why}");
+    let (differences, _) = hypergrad_of(
+        workload.as_ref(),
+        combiner.as_ref(),
+        &config,
+        AidMode::Factorized,
+        JvpMethod::Differences,
+        2,
+    );
+    let err = relative_error(&auto, &differences);
+    assert!(err < 1e-9, "auto after fallback vs differences: {err:e}");
+    let _ = Tensor::zeros([1], (Kind::Float, Device::Cpu));
+}
