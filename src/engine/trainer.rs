@@ -69,6 +69,30 @@ pub struct Trainer {
     checkpoint_owed: bool,
     /// Whether the fallback from forward-mode AD was logged already.
     jvp_fallback_reported: bool,
+    /// Inner steps since the last flush, their outcome still on the device.
+    pending_steps: Vec<PendingStep>,
+    /// Meta steps since the last flush.
+    pending_meta: Vec<PendingMeta>,
+}
+
+/// An inner step whose outcome the host has not read yet.
+struct PendingStep {
+    step: u64,
+    /// Whether the update was applied (0-dim bool).
+    ok: Tensor,
+    losses_finite: Tensor,
+    losses: Tensor,
+}
+
+/// A meta step whose numbers the host has not read yet.
+struct PendingMeta {
+    step: u64,
+    norm: Tensor,
+    reg: Tensor,
+    meta_lr: f64,
+    aid_iterations: u32,
+    /// The largest |effective weight| after the update (collapse watch).
+    largest_weight: Option<Tensor>,
 }
 
 /// Resolves `train.device` to a libtorch device, or says why not.
@@ -218,6 +242,8 @@ impl Trainer {
             storage_error: None,
             checkpoint_owed: false,
             jvp_fallback_reported: false,
+            pending_steps: Vec::new(),
+            pending_meta: Vec::new(),
         };
         if let Some(path) = resumed_from {
             trainer.emit(Record::Event {
@@ -334,20 +360,14 @@ impl Trainer {
         let total = self.combiner.combine(&losses);
         let log_now = self.step.is_multiple_of(self.config.train.log_every);
 
-        if !autograd::all_finite(&[total.detach(), losses.detach()]) {
-            let values = self.named_values(&losses);
-            self.emit(Record::Event {
-                level: Level::Warn,
-                message: format!(
-                    "step {}: non-finite loss {values:?}; update skipped",
-                    self.step
-                ),
-            })?;
-            return Ok(());
-        }
+        // Non-finite losses or gradients skip the update on the device; the
+        // host learns which steps were skipped at the next flush (no
+        // per-step host sync).
+        let losses_finite = total.isfinite().logical_and(&losses.isfinite().all());
         // Weights and shares at the losses this update uses (before the
         // step changes any inner-trained combiner parameters).
         let logged = if log_now {
+            self.flush_pending()?;
             let weights = combiner::effective_weights(self.combiner.as_ref(), &losses)?;
             let shares = self.gradient_shares(&losses, &weights)?;
             Some((weights, shares))
@@ -356,29 +376,59 @@ impl Trainer {
         };
         let mut grads = grad(&[&total], &self.inner_params, false, false)?;
         let norm = clip_grad_norm(&mut grads, self.config.train.grad_clip);
-        if norm.isfinite().int64_value(&[]) == 0 {
-            self.emit(Record::Event {
-                level: Level::Warn,
-                message: format!("step {}: non-finite gradient; update skipped", self.step),
-            })?;
-            return Ok(());
-        }
-        self.inner.step(&self.inner_params, &grads);
-        self.last_losses = Some(losses.detach());
+        let ok = losses_finite.logical_and(&norm.isfinite());
+        self.inner.step_if(&self.inner_params, &grads, Some(&ok));
+        let losses = losses.detach();
+        self.last_losses = Some(match &self.last_losses {
+            Some(previous) => losses.where_self(&losses_finite, previous),
+            None => losses.shallow_clone(),
+        });
+        self.pending_steps.push(PendingStep {
+            step: self.step,
+            ok,
+            losses_finite,
+            losses: losses.shallow_clone(),
+        });
         self.recent.push_back(batch);
         while self.recent.len() > RECENT_BATCHES {
             self.recent.pop_front();
         }
 
         if let Some((weights, shares)) = logged {
+            let values = Self::host_values(&Tensor::cat(
+                &[
+                    losses.to_kind(Kind::Double),
+                    weights.to_kind(Kind::Double),
+                    total.detach().to_kind(Kind::Double).reshape([1]),
+                ],
+                0,
+            ));
+            let k = self.loss_names.len();
+            // A skipped (non-finite) step has no train line; its event
+            // comes with the next flush.
+            if values.iter().chain(shares.values()).any(|v| !v.is_finite()) {
+                return self.finish_step();
+            }
+            let pick = |range: std::ops::Range<usize>| -> Named {
+                self.loss_names
+                    .iter()
+                    .cloned()
+                    .zip(values[range].iter().copied())
+                    .collect()
+            };
             self.emit(Record::Train {
-                losses: self.named_values(&losses),
-                total: total.double_value(&[]),
-                weights: self.named_values(&weights),
+                losses: pick(0..k),
+                total: values[2 * k],
+                weights: pick(k..2 * k),
                 lr: self.inner.lr,
                 shares,
             })?;
         }
+        self.finish_step()
+    }
+
+    /// The rest of a step: meta step, eval and checkpoint when due.
+    fn finish_step(&mut self) -> Result<()> {
         if self.meta.is_some()
             && self.step.is_multiple_of(self.config.meltr.meta_every)
             && self.meta_blocked.is_none()
@@ -497,45 +547,117 @@ impl Trainer {
                 })?;
             }
         }
-        let norm =
-            clip_grad_norm(&mut hyper.grads, self.config.meltr.meta_grad_clip).double_value(&[]);
-        if !norm.is_finite() {
-            return self.emit(Record::Event {
-                level: Level::Warn,
-                message: format!(
-                    "step {}: non-finite hypergradient; meta update skipped",
-                    self.step
-                ),
-            });
-        }
+        // A non-finite hypergradient skips the meta update on the device.
+        let norm = clip_grad_norm(&mut hyper.grads, self.config.meltr.meta_grad_clip);
+        let ok = norm.isfinite();
         let phi = self.combiner.params();
         let meta = self
             .meta
             .as_mut()
             .expect("meta combiners have a meta optimizer");
-        meta.step(&phi, &hyper.grads);
+        meta.step_if(&phi, &hyper.grads, Some(&ok));
         let meta_lr = meta.lr;
         self.meta_steps_done += 1;
-        self.emit(Record::Meta {
-            hypergrad_norm: norm,
-            reg: hyper.reg.double_value(&[]),
+        let largest_weight = match &self.last_losses {
+            Some(losses) => Some(
+                combiner::effective_weights(self.combiner.as_ref(), losses)?
+                    .abs()
+                    .max(),
+            ),
+            None => None,
+        };
+        self.pending_meta.push(PendingMeta {
+            step: self.step,
+            norm,
+            reg: hyper.reg,
             meta_lr,
             aid_iterations: aid.iterations,
-        })?;
-        self.watch_collapse()
+            largest_weight,
+        });
+        Ok(())
     }
 
-    /// Warns once per episode when every effective weight stays near zero:
-    /// MELTR's output no longer depends on the losses and the model stops
-    /// learning (seen with γ = 0).
-    fn watch_collapse(&mut self) -> Result<()> {
-        let Some(losses) = &self.last_losses else {
+    /// Writes what the device decided since the last flush — skipped
+    /// steps, meta lines, collapse warnings — with one device-to-host copy.
+    /// Called at log steps, before evals and checkpoints, and at the end.
+    fn flush_pending(&mut self) -> Result<()> {
+        if self.pending_steps.is_empty() && self.pending_meta.is_empty() {
             return Ok(());
-        };
-        let weights = combiner::effective_weights(self.combiner.as_ref(), losses)?;
-        let largest = weights.abs().max().double_value(&[]);
-        if self.collapse.observe(largest) {
-            self.emit(Record::Event {
+        }
+        let steps = std::mem::take(&mut self.pending_steps);
+        let metas = std::mem::take(&mut self.pending_meta);
+        let mut scalars: Vec<Tensor> = Vec::new();
+        for s in &steps {
+            scalars.push(s.ok.to_kind(Kind::Double));
+            scalars.push(s.losses_finite.to_kind(Kind::Double));
+        }
+        for m in &metas {
+            scalars.push(m.norm.to_kind(Kind::Double));
+            scalars.push(m.reg.to_kind(Kind::Double));
+            scalars.push(match &m.largest_weight {
+                Some(w) => w.to_kind(Kind::Double),
+                None => Tensor::from(f64::NAN).to_device(m.norm.device()),
+            });
+        }
+        let host = Self::host_values(&Tensor::stack(&scalars, 0));
+        let (step_flags, meta_values) = host.split_at(2 * steps.len());
+        let mut metas = metas.iter().zip(meta_values.chunks(3)).peekable();
+        for (s, flags) in steps.iter().zip(step_flags.chunks(2)) {
+            // Meta lines of earlier steps first: the file stays in step order.
+            while let Some((m, values)) = metas.next_if(|(m, _)| m.step < s.step) {
+                self.write_meta(m, values)?;
+            }
+            if flags[0] == 0.0 {
+                let message = if flags[1] == 0.0 {
+                    format!(
+                        "step {}: non-finite loss {:?}; update skipped",
+                        s.step,
+                        self.named_values(&s.losses)
+                    )
+                } else {
+                    format!("step {}: non-finite gradient; update skipped", s.step)
+                };
+                self.emit_at(
+                    s.step,
+                    Record::Event {
+                        level: Level::Warn,
+                        message,
+                    },
+                )?;
+            }
+        }
+        for (m, values) in metas {
+            self.write_meta(m, values)?;
+        }
+        Ok(())
+    }
+
+    /// A meta step's line (or its skip), and the collapse watch.
+    fn write_meta(&mut self, m: &PendingMeta, values: &[f64]) -> Result<()> {
+        let (norm, reg, largest) = (values[0], values[1], values[2]);
+        if !norm.is_finite() {
+            return self.emit_at(
+                m.step,
+                Record::Event {
+                    level: Level::Warn,
+                    message: format!(
+                        "step {}: non-finite hypergradient; meta update skipped",
+                        m.step
+                    ),
+                },
+            );
+        }
+        self.emit_at(
+            m.step,
+            Record::Meta {
+                hypergrad_norm: norm,
+                reg,
+                meta_lr: m.meta_lr,
+                aid_iterations: m.aid_iterations,
+            },
+        )?;
+        if largest.is_finite() && self.collapse.observe(largest) {
+            self.emit_at(m.step, Record::Event {
                 level: Level::Warn,
                 message: format!(
                     "MELTR collapse: every effective weight has stayed below {COLLAPSE_WEIGHT} for {COLLAPSE_META_STEPS} meta steps (largest {largest:.2e}); \
@@ -548,6 +670,7 @@ impl Trainer {
     }
 
     fn evaluate(&mut self) -> Result<()> {
+        self.flush_pending()?;
         let eval = self.workload.evaluate()?;
         self.emit(Record::Eval {
             metrics: eval.metrics,
@@ -634,6 +757,7 @@ impl Trainer {
 
     /// Writes a checkpoint now (and makes the metrics durable up to it).
     pub fn write_checkpoint(&mut self) -> Result<()> {
+        self.flush_pending()?;
         let mut tensors = Vec::new();
         for (name, t) in self.workload.state() {
             tensors.push((format!("model.{name}"), t));
@@ -669,6 +793,12 @@ impl Trainer {
         })
     }
 
+    /// One device-to-host copy of a vector.
+    fn host_values(values: &Tensor) -> Vec<f64> {
+        Vec::try_from(values.detach().to_kind(Kind::Double).to_device(Device::Cpu))
+            .unwrap_or_default()
+    }
+
     fn named_values(&self, values: &Tensor) -> Named {
         let host: Vec<f64> =
             Vec::try_from(values.detach().to_kind(Kind::Double).to_device(Device::Cpu))
@@ -683,8 +813,13 @@ impl Trainer {
     /// Appends a line to `metrics.jsonl` and tells the clients. A failed
     /// write keeps the line for later and records the storage error.
     fn emit(&mut self, record: Record) -> Result<()> {
+        self.emit_at(self.step, record)
+    }
+
+    /// As [`Trainer::emit`], for a line about an earlier step.
+    fn emit_at(&mut self, step: u64, record: Record) -> Result<()> {
         let line = MetricLine {
-            step: self.step,
+            step,
             time: self.time(),
             record,
         };

@@ -11,8 +11,10 @@ pub struct AdamW {
     pub beta1: f64,
     pub beta2: f64,
     pub eps: f64,
-    /// Number of updates taken (bias correction).
-    pub step: i64,
+    /// Number of updates taken (bias correction), a 0-dim f64 tensor on the
+    /// parameters' device: a skipped update is decided there, without a
+    /// host sync.
+    pub step: Tensor,
     pub m: Vec<Tensor>,
     pub v: Vec<Tensor>,
 }
@@ -20,13 +22,14 @@ pub struct AdamW {
 impl AdamW {
     pub fn new(params: &[Tensor], lr: f64, weight_decay: f64) -> Self {
         let zeros = || tch::no_grad(|| params.iter().map(Tensor::zeros_like).collect::<Vec<_>>());
+        let device = params.first().map_or(tch::Device::Cpu, Tensor::device);
         Self {
             lr,
             weight_decay,
             beta1: 0.9,
             beta2: 0.999,
             eps: 1e-8,
-            step: 0,
+            step: Tensor::zeros([], (Kind::Double, device)),
             m: zeros(),
             v: zeros(),
         }
@@ -34,34 +37,49 @@ impl AdamW {
 
     /// One decoupled-weight-decay Adam update of `params` along `grads`.
     pub fn step(&mut self, params: &[Tensor], grads: &[Tensor]) {
-        self.step += 1;
-        let bc1 = 1.0 - self.beta1.powi(self.step as i32);
-        let bc2 = 1.0 - self.beta2.powi(self.step as i32);
+        self.step_if(params, grads, None);
+    }
+
+    /// As [`AdamW::step`], applied only where the 0-dim bool `ok` is true
+    /// (parameters, moments and the step count all stay as they were
+    /// otherwise, even with non-finite gradients). Nothing waits on the
+    /// device.
+    pub fn step_if(&mut self, params: &[Tensor], grads: &[Tensor], ok: Option<&Tensor>) {
         tch::no_grad(|| {
+            let count = match ok {
+                Some(ok) => &self.step + ok.to_kind(Kind::Double),
+                None => &self.step + 1.0,
+            };
+            let correction = |beta: f64| -((&count * beta.ln()).exp()) + 1.0;
+            let (bc1, bc2) = (correction(self.beta1), correction(self.beta2));
+            let keep = |target: &mut Tensor, new: Tensor| {
+                let value = match ok {
+                    Some(ok) => new.where_self(ok, target),
+                    None => new,
+                };
+                target.copy_(&value);
+            };
             for ((p, g), (m, v)) in params
                 .iter()
                 .zip(grads)
                 .zip(self.m.iter_mut().zip(self.v.iter_mut()))
             {
-                let _ = m
-                    .g_mul_scalar_(self.beta1)
-                    .g_add_(&(g * (1.0 - self.beta1)));
-                let _ = v
-                    .g_mul_scalar_(self.beta2)
-                    .g_add_(&(g * g * (1.0 - self.beta2)));
-                let update = (&*m / bc1) / ((&*v / bc2).sqrt() + self.eps);
-                let mut p = p.shallow_clone();
-                if self.weight_decay > 0.0 {
-                    let _ = p.g_mul_scalar_(1.0 - self.lr * self.weight_decay);
-                }
-                let _ = p.g_add_(&(update * -self.lr));
+                let m_new = &*m * self.beta1 + g * (1.0 - self.beta1);
+                let v_new = &*v * self.beta2 + g * g * (1.0 - self.beta2);
+                let update = (&m_new / &bc1) / ((&v_new / &bc2).sqrt() + self.eps);
+                let decayed = p * (1.0 - self.lr * self.weight_decay);
+                let p_new = decayed - update * self.lr;
+                keep(m, m_new);
+                keep(v, v_new);
+                keep(&mut p.shallow_clone(), p_new);
             }
+            self.step.copy_(&count);
         });
     }
 
     /// State tensors by name, for checkpoints.
     pub fn state(&self, prefix: &str) -> Vec<(String, Tensor)> {
-        let mut out = vec![(format!("{prefix}.step"), Tensor::from(self.step))];
+        let mut out = vec![(format!("{prefix}.step"), self.step.shallow_clone())];
         for (i, (m, v)) in self.m.iter().zip(&self.v).enumerate() {
             out.push((format!("{prefix}.m.{i}"), m.shallow_clone()));
             out.push((format!("{prefix}.v.{i}"), v.shallow_clone()));
@@ -78,8 +96,10 @@ impl AdamW {
         let get = |name: String| {
             lookup(&name).ok_or_else(|| anyhow::anyhow!("checkpoint lacks `{name}`"))
         };
-        self.step = get(format!("{prefix}.step"))?.int64_value(&[]);
+        let step = get(format!("{prefix}.step"))?;
         tch::no_grad(|| -> anyhow::Result<()> {
+            self.step
+                .copy_(&step.to_kind(Kind::Double).reshape(Vec::<i64>::new()));
             for (i, (m, v)) in self.m.iter_mut().zip(self.v.iter_mut()).enumerate() {
                 m.copy_(&get(format!("{prefix}.m.{i}"))?);
                 v.copy_(&get(format!("{prefix}.v.{i}"))?);
@@ -93,10 +113,8 @@ impl AdamW {
 /// Returns the norm before clipping (0-dim tensor; no host sync).
 pub fn clip_grad_norm(grads: &mut [Tensor], max_norm: f64) -> Tensor {
     let total = norm(grads);
-    let scale = (Tensor::from(max_norm)
-        .to_kind(Kind::Double)
-        .to_device(total.device())
-        / (&total.to_kind(Kind::Double) + 1e-12))
+    // Scalar arithmetic on the device tensor: no host-to-device copy.
+    let scale = ((&total.to_kind(Kind::Double) + 1e-12).reciprocal() * max_norm)
         .clamp_max(1.0)
         .to_kind(total.kind());
     tch::no_grad(|| {
@@ -110,6 +128,40 @@ pub fn clip_grad_norm(grads: &mut [Tensor], max_norm: f64) -> Tensor {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_masked_step_changes_nothing_even_with_nan_gradients() {
+        let p = Tensor::from_slice(&[1.0f64, -2.0]).set_requires_grad(true);
+        let mut opt = AdamW::new(&[p.shallow_clone()], 0.1, 0.01);
+        opt.step(&[p.shallow_clone()], &[Tensor::from_slice(&[3.0f64, -0.5])]);
+        let before: Vec<f64> = Vec::try_from(p.detach()).unwrap();
+        let m_before: Vec<f64> = Vec::try_from(&opt.m[0]).unwrap();
+        let no = Tensor::from(false);
+        opt.step_if(
+            &[p.shallow_clone()],
+            &[Tensor::from_slice(&[f64::NAN, 1.0])],
+            Some(&no),
+        );
+        assert_eq!(Vec::<f64>::try_from(p.detach()).unwrap(), before);
+        assert_eq!(Vec::<f64>::try_from(&opt.m[0]).unwrap(), m_before);
+        assert_eq!(opt.step.double_value(&[]), 1.0);
+        // An allowed masked step is the plain step.
+        let q = Tensor::from_slice(&[1.0f64, -2.0]).set_requires_grad(true);
+        let mut plain = AdamW::new(&[q.shallow_clone()], 0.1, 0.01);
+        plain.step(&[q.shallow_clone()], &[Tensor::from_slice(&[3.0f64, -0.5])]);
+        let g = Tensor::from_slice(&[0.7f64, 0.2]);
+        opt.step_if(
+            &[p.shallow_clone()],
+            &[g.shallow_clone()],
+            Some(&Tensor::from(true)),
+        );
+        plain.step(&[q.shallow_clone()], &[g]);
+        assert_eq!(
+            Vec::<f64>::try_from(p.detach()).unwrap(),
+            Vec::<f64>::try_from(q.detach()).unwrap()
+        );
+        assert_eq!(opt.step.double_value(&[]), 2.0);
+    }
 
     #[test]
     fn adamw_first_step_moves_by_lr_against_gradient_sign() {

@@ -197,6 +197,53 @@ pub fn batch_rows(
     Tensor::from_slice(&rows).to_device(device)
 }
 
+/// Batches of row indices per host-to-device copy (see [`RowCache`]).
+pub const ROW_BLOCK: u64 = 256;
+
+/// Row indices for [`batch_rows`] on a GPU, made a block of [`ROW_BLOCK`]
+/// batches at a time: a copy from pageable host memory to the device waits
+/// for the device, so one per step would be a host sync on the hot path.
+/// Holds the newest block of each stream.
+#[derive(Default)]
+pub struct RowCache(std::cell::RefCell<std::collections::HashMap<u64, (u64, Tensor)>>);
+
+impl RowCache {
+    /// The same indices as [`batch_rows`] (bit for bit), from the cache.
+    pub fn rows(
+        &self,
+        seed: u64,
+        stream: u64,
+        index: u64,
+        samples: i64,
+        batch_size: i64,
+        device: Device,
+    ) -> Tensor {
+        if device == Device::Cpu {
+            return batch_rows(seed, stream, index, samples, batch_size, device);
+        }
+        let block = index / ROW_BLOCK;
+        let mut cache = self.0.borrow_mut();
+        let entry = cache
+            .entry(stream)
+            .or_insert_with(|| (u64::MAX, Tensor::new()));
+        if entry.0 != block {
+            *entry = (
+                block,
+                rows_of_block(seed, stream, block, samples, batch_size).to_device(device),
+            );
+        }
+        entry.1.get((index % ROW_BLOCK) as i64)
+    }
+}
+
+/// `[ROW_BLOCK, batch_size]`: the rows of batches `block·ROW_BLOCK ..`.
+fn rows_of_block(seed: u64, stream: u64, block: u64, samples: i64, batch_size: i64) -> Tensor {
+    let host: Vec<Tensor> = (block * ROW_BLOCK..(block + 1) * ROW_BLOCK)
+        .map(|i| batch_rows(seed, stream, i, samples, batch_size, Device::Cpu))
+        .collect();
+    Tensor::stack(&host, 0)
+}
+
 /// SplitMix64: a tiny seeded generator for host-side choices (batch indices,
 /// meta-batch picks) that is identical on every device and platform.
 #[derive(Debug, Clone)]
@@ -218,5 +265,23 @@ impl SplitMix {
     /// Uniform in `0..n`.
     pub fn below(&mut self, n: u64) -> u64 {
         self.next_u64() % n.max(1)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn block_rows_equal_per_batch_rows() {
+        for index in [0, 1, 255, 256, 700] {
+            let direct = batch_rows(5, 1, index, 1000, 16, Device::Cpu);
+            let block = rows_of_block(5, 1, index / ROW_BLOCK, 1000, 16);
+            let from_block = block.get((index % ROW_BLOCK) as i64);
+            assert_eq!(
+                Vec::<i64>::try_from(&direct).unwrap(),
+                Vec::<i64>::try_from(&from_block).unwrap()
+            );
+        }
     }
 }

@@ -28,6 +28,8 @@ const VAL_SAMPLES: i64 = 512;
 
 pub struct Synthetic {
     vs: nn::VarStore,
+    /// Batch row indices, a block per device copy.
+    row_cache: super::RowCache,
     trunk: nn::Sequential,
     primary_head: nn::Linear,
     helpful_head: nn::Linear,
@@ -133,6 +135,7 @@ impl Synthetic {
         );
         vs.set_kind(kind);
         Synthetic {
+            row_cache: Default::default(),
             vs,
             trunk,
             primary_head,
@@ -179,7 +182,7 @@ impl Synthetic {
     }
 
     fn sample(&self, split: &Split, stream: u64, index: u64) -> Batch {
-        split.rows(&super::batch_rows(
+        split.rows(&self.row_cache.rows(
             self.seed,
             stream,
             index,

@@ -381,6 +381,8 @@ impl Model {
 
 pub struct VideoText {
     vs: nn::VarStore,
+    /// Batch row indices, a block per device copy.
+    row_cache: super::RowCache,
     model: Model,
     train: Split,
     val: Split,
@@ -451,6 +453,7 @@ impl VideoText {
         let model = Model::new(&vs.root());
         vs.set_kind(kind);
         VideoText {
+            row_cache: Default::default(),
             vs,
             model,
             train,
@@ -496,7 +499,7 @@ impl VideoText {
     }
 
     fn sample(&self, split: &Split, stream: u64, index: u64) -> Batch {
-        split.rows(&super::batch_rows(
+        split.rows(&self.row_cache.rows(
             self.seed,
             stream,
             index,
