@@ -3,7 +3,7 @@
 use crate::config::Config;
 use crate::engine::{self, control::Command, control::Event, control::Status};
 use crate::session::{self, metrics::Record, SessionMeta};
-use anyhow::{bail, Result};
+use anyhow::{bail, Context, Result};
 use clap::{Parser, Subcommand};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -120,6 +120,27 @@ pub enum Cmd {
     },
     /// Versions, CUDA devices and the terminal, to check an installation.
     Doctor,
+    /// Time inner and meta steps (primary, sum, meltr; exact and factorized
+    /// AID at J = 0, 1, 3), their peak memory, and training throughput, on
+    /// the built-in model and optionally a TorchScript model; prints ratios.
+    Bench {
+        /// cpu, cuda or cuda:N.
+        #[arg(long, default_value = "cpu")]
+        device: String,
+        /// Inner steps per measurement.
+        #[arg(long, default_value_t = 30)]
+        steps: u64,
+        /// Meta steps per measurement.
+        #[arg(long, default_value_t = 10)]
+        meta_steps: u64,
+        /// Folder with a TorchScript model.pt and train/val.safetensors (e.g.
+        /// the example exporter's output with --attention matmul).
+        #[arg(long)]
+        torchscript: Option<PathBuf>,
+        /// Also write the report to this file.
+        #[arg(long)]
+        out: Option<PathBuf>,
+    },
     /// The detached runner process itself (started by `run --detach`, `new`
     /// and the TUI; not for direct use).
     #[command(name = "__runner", hide = true)]
@@ -214,6 +235,26 @@ pub fn dispatch(cli: Cli) -> Result<()> {
             Ok(())
         }
         Some(Cmd::Doctor) => doctor(),
+        Some(Cmd::Bench {
+            device,
+            steps,
+            meta_steps,
+            torchscript,
+            out,
+        }) => {
+            let report = crate::bench::run(&crate::bench::BenchOptions {
+                device,
+                steps,
+                meta_steps,
+                torchscript,
+            })?;
+            print!("{report}");
+            if let Some(out) = out {
+                std::fs::write(&out, &report)
+                    .with_context(|| format!("cannot write {}", out.display()))?;
+            }
+            Ok(())
+        }
         Some(Cmd::Pretrain { steps, seed, out }) => {
             let out = out.unwrap_or_else(crate::workload::video_text::default_foundation_path);
             tch::set_num_threads(1);

@@ -1,4 +1,5 @@
 //! meltr-tui: fine-tuning with MELTR (Meta Loss Transformer) from a terminal.
+pub mod bench;
 pub mod config;
 pub mod engine;
 pub mod meltr;

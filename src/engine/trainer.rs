@@ -446,6 +446,33 @@ impl Trainer {
         Ok(())
     }
 
+    /// One training step as a run takes it (inner step, and the meta step,
+    /// eval and checkpoint when due), for `meltr-tui bench`.
+    #[doc(hidden)]
+    pub fn bench_step(&mut self) -> Result<()> {
+        self.train_step()
+    }
+
+    /// One meta step on the recent batches, for `meltr-tui bench`.
+    #[doc(hidden)]
+    pub fn bench_meta_step(&mut self) -> Result<()> {
+        self.meta_step()?;
+        if let Some(e) = &self.meta_blocked {
+            anyhow::bail!("{e}");
+        }
+        Ok(())
+    }
+
+    /// Waits until the device has done all queued work (timing boundary).
+    #[doc(hidden)]
+    pub fn bench_sync(&mut self) -> Result<()> {
+        self.flush_pending()?;
+        if let Some(p) = self.theta.first() {
+            let _ = p.detach().sum(Kind::Double).double_value(&[]);
+        }
+        Ok(())
+    }
+
     /// Each loss's share of the combined gradient: `w_k ∇l_k · g / |g|²`.
     fn gradient_shares(&self, losses: &Tensor, weights: &Tensor) -> Result<Named> {
         let per_loss: Vec<Vec<Tensor>> = (0..self.loss_names.len() as i64)
