@@ -38,7 +38,12 @@ struct Report {
 
 pub fn run(options: &BenchOptions) -> Result<String> {
     let scratch = tempfile_dir()?;
-    let mut reports = vec![bench_workload("video-text", video_text_config(options), options, &scratch)?];
+    let mut reports = vec![bench_workload(
+        "video-text",
+        video_text_config(options),
+        options,
+        &scratch,
+    )?];
     if let Some(dir) = &options.torchscript {
         let config = torchscript_config(dir, options)?;
         reports.push(bench_workload("torchscript", config, options, &scratch)?);
@@ -77,7 +82,8 @@ fn base(config: &mut Config, options: &BenchOptions) {
 }
 
 fn video_text_config(options: &BenchOptions) -> Config {
-    let mut c = Config::parse(include_str!("../configs/default.toml")).expect("the default config parses");
+    let mut c =
+        Config::parse(include_str!("../configs/default.toml")).expect("the default config parses");
     c.workload.init_from = None;
     base(&mut c, options);
     c
@@ -111,7 +117,12 @@ fn trainer(config: &Config, scratch: &Path, name: &str) -> Result<Trainer> {
     Ok(Trainer::new(&dir, config.clone(), false, events)?.0)
 }
 
-fn bench_workload(name: &str, config: Config, options: &BenchOptions, scratch: &Path) -> Result<Report> {
+fn bench_workload(
+    name: &str,
+    config: Config,
+    options: &BenchOptions,
+    scratch: &Path,
+) -> Result<Report> {
     eprintln!("bench: {name}");
     let mut lines = Vec::new();
     let warmup = 3;
@@ -148,7 +159,12 @@ fn bench_workload(name: &str, config: Config, options: &BenchOptions, scratch: &
     // Meta steps per AID mode.
     lines.push("meta step        ms/step   × exact  × inner(meltr)  peak MB  × inner peak".into());
     let mut exact_time = None;
-    for (mode, j) in [("exact", 0), ("factorized", 0), ("factorized", 1), ("factorized", 3)] {
+    for (mode, j) in [
+        ("exact", 0),
+        ("factorized", 0),
+        ("factorized", 1),
+        ("factorized", 3),
+    ] {
         let mut c = config.clone();
         c.combiner.kind = "meltr".into();
         c.aid.mode = mode.into();
@@ -158,7 +174,10 @@ fn bench_workload(name: &str, config: Config, options: &BenchOptions, scratch: &
             t.bench_step()?;
         }
         if let Err(e) = t.bench_meta_step() {
-            lines.push(format!("  {mode:<10} J={j}  not available: {}", first_line(&format!("{e:#}"))));
+            lines.push(format!(
+                "  {mode:<10} J={j}  not available: {}",
+                first_line(&format!("{e:#}"))
+            ));
             continue;
         }
         let (seconds, peak) = measure(|| {
@@ -206,7 +225,9 @@ fn bench_workload(name: &str, config: Config, options: &BenchOptions, scratch: &
     let sum_rate = throughput("sum", 1_000_000, 50)?;
     let meltr_rate = throughput("meltr", 3, 50)?;
     let meltr_log1 = throughput("meltr", 3, 1)?;
-    lines.push(format!("  sum                          {sum_rate:>8.1}    1.00"));
+    lines.push(format!(
+        "  sum                          {sum_rate:>8.1}    1.00"
+    ));
     lines.push(format!(
         "  meltr, meta_every 3          {meltr_rate:>8.1}  {:>6.2}  (× sum)",
         meltr_rate / sum_rate
@@ -222,7 +243,12 @@ fn bench_workload(name: &str, config: Config, options: &BenchOptions, scratch: &
 }
 
 fn first_line(text: &str) -> String {
-    text.lines().next().unwrap_or("").chars().take(120).collect()
+    text.lines()
+        .next()
+        .unwrap_or("")
+        .chars()
+        .take(120)
+        .collect()
 }
 
 fn mb(bytes: u64) -> f64 {

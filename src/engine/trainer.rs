@@ -69,6 +69,8 @@ pub struct Trainer {
     checkpoint_owed: bool,
     /// Whether the fallback from forward-mode AD was logged already.
     jvp_fallback_reported: bool,
+    /// The step of the last checkpoint written (none twice for one step).
+    checkpointed_at: Option<u64>,
     /// Inner steps since the last flush, their outcome still on the device.
     pending_steps: Vec<PendingStep>,
     /// Meta steps since the last flush.
@@ -242,6 +244,7 @@ impl Trainer {
             storage_error: None,
             checkpoint_owed: false,
             jvp_fallback_reported: false,
+            checkpointed_at: resumed_from.as_ref().map(|_| step),
             pending_steps: Vec::new(),
             pending_meta: Vec::new(),
         };
@@ -785,6 +788,9 @@ impl Trainer {
     /// Writes a checkpoint now (and makes the metrics durable up to it).
     pub fn write_checkpoint(&mut self) -> Result<()> {
         self.flush_pending()?;
+        if self.checkpointed_at == Some(self.step) && !self.checkpoint_owed {
+            return Ok(());
+        }
         let mut tensors = Vec::new();
         for (name, t) in self.workload.state() {
             tensors.push((format!("model.{name}"), t));
@@ -811,6 +817,7 @@ impl Trainer {
             }
         };
         self.checkpoint_owed = false;
+        self.checkpointed_at = Some(self.step);
         self.emit(Record::Event {
             level: Level::Info,
             message: format!(
