@@ -13,6 +13,7 @@
 #   tui-contributions.png    contributions pane focused, next loss's transform
 #   tui-hyperparameters.png  hyperparameters pane, the editor open on aid.iterations
 #   tui-help.png             the help overlay (?)
+#   tui-detach.png           the quit dialog (q): detach, or stop the run
 #   tui-80x24.png            the same run at 80x24: one pane and a tab bar
 #
 # Needs Xvfb, xterm, xdotool, ImageMagick and the DejaVu fonts, e.g.
@@ -55,11 +56,13 @@ tmp=$(mktemp -d)
 xvfb_pid=""
 xterm_pid=""
 cleanup() {
-    # Closing the xterm hangs up the TUI, which stops its run cleanly.
+    # Closing the xterm ends the TUI; the run lives in a detached runner,
+    # which SIGTERM stops cleanly.
     if [ -n "$xterm_pid" ] && kill -0 "$xterm_pid" 2>/dev/null; then
         kill "$xterm_pid" 2>/dev/null || true
     fi
     tui_pid=$(sed -nE 's/.*"pid": *([0-9]+).*/\1/p' "$tmp"/sessions/*/session.json 2>/dev/null | head -n1)
+    [ -n "$tui_pid" ] && kill -TERM "$tui_pid" 2>/dev/null || true
     for _ in $(seq 1 100); do
         [ -n "$tui_pid" ] && kill -0 "$tui_pid" 2>/dev/null || break
         sleep 0.1
@@ -142,7 +145,9 @@ keys 3 Home Down Return
 shot tui-hyperparameters.png
 keys Escape question
 shot tui-help.png
-keys Escape 1 l
+keys Escape q
+shot tui-detach.png
+keys n 1 l
 xdotool windowsize --usehints --sync "$wid" 80 24 2>/dev/null || xdotool windowsize --usehints "$wid" 80 24
 sleep 1
 shot tui-80x24.png

@@ -104,19 +104,24 @@ pub struct Hypergradient {
 pub fn hypergradient(problem: &MetaProblem, settings: &AidSettings) -> Result<Hypergradient> {
     let phi = problem.combiner.params();
     let theta = problem.theta;
-    let losses = (problem.train_losses)()?;
-    let combined = problem.combiner.combine(&losses);
-    let reg = (losses.sum(losses.kind()) - &combined).abs();
-    let primary_loss = (problem.val_primary)()? + &reg * settings.gamma;
     let with_phi: Vec<Tensor> = theta
         .iter()
         .chain(&phi)
         .map(Tensor::shallow_clone)
         .collect();
+    // `|Σ l − M(l)|` on the training batch, with the graph.
+    let train_terms = || -> Result<(Tensor, Tensor, Tensor)> {
+        let losses = (problem.train_losses)()?;
+        let combined = problem.combiner.combine(&losses);
+        let reg = (losses.sum(losses.kind()) - &combined).abs();
+        Ok((losses, combined, reg))
+    };
 
     let mut fallback = None;
-    let grads = match settings.mode {
+    let (grads, reg) = match settings.mode {
         AidMode::Exact => {
+            let (_, combined, reg) = train_terms()?;
+            let primary_loss = (problem.val_primary)()? + &reg * settings.gamma;
             let grad_aux = grad(&[&combined], theta, true, true).map_err(exact_unavailable)?;
             let mut g = grad(&[&primary_loss], &with_phi, true, false)?;
             let direct = g.split_off(theta.len());
@@ -126,13 +131,21 @@ pub fn hypergradient(problem: &MetaProblem, settings: &AidSettings) -> Result<Hy
             let p = neumann(&hvp, g, settings)?;
             let mixed = grad(&[&autograd::dot(&grad_aux, &p)], &phi, false, false)
                 .map_err(exact_unavailable)?;
-            subtract(direct, mixed)
+            (subtract(direct, mixed), reg)
         }
         AidMode::Factorized => {
-            let mut g = grad(&[&primary_loss], &with_phi, false, false)?;
+            // One batch's graph alive at a time (peak memory near an inner
+            // step's): the validation loss's gradient first, then the γ
+            // term's through the training batch.
+            let val = (problem.val_primary)()?;
+            let g_val = grad(&[&val], theta, false, false)?;
+            drop(val);
+            let (losses, combined, reg) = train_terms()?;
+            let mut g = grad(&[&(&reg * settings.gamma)], &with_phi, false, false)?;
             let direct = g.split_off(theta.len());
+            let g: Vec<Tensor> = g.iter().zip(&g_val).map(|(a, b)| a + b).collect();
             let at_losses = losses.detach();
-            drop((losses, combined, primary_loss));
+            drop((losses, combined, g_val));
             let jvps = Jvps::new(problem, settings.jvp);
             let p = neumann(&|v| jvps.hvp(v), g, settings)?;
             let jvp = jvps.loss_jvp(&p)?;
@@ -144,7 +157,7 @@ pub fn hypergradient(problem: &MetaProblem, settings: &AidSettings) -> Result<Hy
                 false,
                 false,
             )?;
-            subtract(direct, mixed)
+            (subtract(direct, mixed), reg)
         }
     };
     Ok(Hypergradient {
