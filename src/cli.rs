@@ -6,7 +6,6 @@ use crate::session::{self, metrics::Record, SessionMeta};
 use anyhow::{bail, Context, Result};
 use clap::{Parser, Subcommand};
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 /// The built-in default config, used when `meltr-tui` runs with no command.
@@ -461,12 +460,6 @@ fn read_history(dir: &Path) -> Result<Vec<session::metrics::MetricLine>> {
     Ok(session::log::read_metrics(&path)?.lines)
 }
 
-static INTERRUPTED: AtomicBool = AtomicBool::new(false);
-
-extern "C" fn on_interrupt(_: libc::c_int) {
-    INTERRUPTED.store(true, Ordering::SeqCst);
-}
-
 /// Runs the engine, following its events with one progress line per log
 /// interval. Ctrl-C stops cleanly (checkpoint, status `stopped`).
 fn run_headless(dir: &Path, config: Config, resume: bool) -> Result<()> {
@@ -474,19 +467,10 @@ fn run_headless(dir: &Path, config: Config, resume: bool) -> Result<()> {
     println!("session {} in {}", meta.id, dir.display());
     let handle = engine::spawn(dir, config, resume)?;
     let _watch = crate::runner::watch_config(dir, handle.commands.clone())?;
-    unsafe {
-        libc::signal(
-            libc::SIGINT,
-            on_interrupt as *const () as libc::sighandler_t,
-        );
-        libc::signal(
-            libc::SIGTERM,
-            on_interrupt as *const () as libc::sighandler_t,
-        );
-    }
+    engine::stop_on_signals();
     let mut stop_sent = false;
     loop {
-        if INTERRUPTED.load(Ordering::SeqCst) && !stop_sent {
+        if engine::stop_requested() && !stop_sent {
             eprintln!("interrupted: stopping after this step (checkpoint first)");
             let _ = handle.commands.send(Command::Stop);
             stop_sent = true;
@@ -502,10 +486,7 @@ fn run_headless(dir: &Path, config: Config, resume: bool) -> Result<()> {
             Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => break,
         }
     }
-    let status = handle
-        .thread
-        .join()
-        .map_err(|_| anyhow::anyhow!("the trainer thread panicked"))??;
+    let status = handle.join()?;
     println!("session {}: {}", meta.id, status.as_str());
     Ok(())
 }

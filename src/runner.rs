@@ -22,7 +22,6 @@ use anyhow::{bail, Context, Result};
 use std::cell::{Cell, RefCell};
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -140,12 +139,6 @@ pub fn watch_config(
     })
 }
 
-static TERMINATE: AtomicBool = AtomicBool::new(false);
-
-extern "C" fn on_terminate(_: libc::c_int) {
-    TERMINATE.store(true, Ordering::SeqCst);
-}
-
 /// What a client is told when it connects: the latest status and config.
 #[derive(Default)]
 struct Greeting {
@@ -161,10 +154,8 @@ pub fn serve(dir: &Path, resume: bool) -> Result<Status> {
     unsafe {
         libc::signal(libc::SIGHUP, libc::SIG_IGN);
         libc::signal(libc::SIGPIPE, libc::SIG_IGN);
-        let handler = on_terminate as *const () as libc::sighandler_t;
-        libc::signal(libc::SIGTERM, handler);
-        libc::signal(libc::SIGINT, handler);
     }
+    engine::stop_on_signals();
     let config = Config::load(&dir.join("config.toml")).map_err(anyhow::Error::new)?;
     let handle = engine::spawn(&dir, config, resume)?;
     let _watch = watch_config(&dir, handle.commands.clone())?;
@@ -182,7 +173,7 @@ pub fn serve(dir: &Path, resume: bool) -> Result<Status> {
     };
     let mut stop_sent = false;
     loop {
-        if TERMINATE.load(Ordering::SeqCst) && !stop_sent {
+        if engine::stop_requested() && !stop_sent {
             let _ = handle.commands.send(Command::Stop);
             stop_sent = true;
         }
@@ -208,10 +199,7 @@ pub fn serve(dir: &Path, resume: bool) -> Result<Status> {
             Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => break,
         }
     }
-    let status = handle
-        .thread
-        .join()
-        .map_err(|_| anyhow::anyhow!("the trainer thread panicked"))??;
+    let status = handle.join()?;
     // Let attached clients read the final status before the socket closes.
     std::thread::sleep(Duration::from_millis(300));
     server.shutdown();

@@ -20,6 +20,36 @@ pub struct EngineHandle {
     pub thread: std::thread::JoinHandle<Result<Status>>,
 }
 
+impl EngineHandle {
+    /// Waits for the trainer to end; its final status.
+    pub fn join(self) -> Result<Status> {
+        self.thread
+            .join()
+            .map_err(|_| anyhow::anyhow!("the trainer thread panicked"))?
+    }
+}
+
+static STOP_REQUESTED: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+extern "C" fn on_stop_signal(_: libc::c_int) {
+    STOP_REQUESTED.store(true, std::sync::atomic::Ordering::SeqCst);
+}
+
+/// Makes SIGINT and SIGTERM request a clean stop (see [`stop_requested`])
+/// instead of killing the process mid-write.
+pub fn stop_on_signals() {
+    let handler = on_stop_signal as *const () as libc::sighandler_t;
+    unsafe {
+        libc::signal(libc::SIGINT, handler);
+        libc::signal(libc::SIGTERM, handler);
+    }
+}
+
+/// Whether SIGINT or SIGTERM arrived since [`stop_on_signals`].
+pub fn stop_requested() -> bool {
+    STOP_REQUESTED.load(std::sync::atomic::Ordering::SeqCst)
+}
+
 /// Builds the trainer for the session in `dir` (restoring the newest
 /// checkpoint with `resume`) and starts it on a new thread. Setup errors
 /// (bad workload, unreadable checkpoint, no CUDA) are returned here and
