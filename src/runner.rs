@@ -214,6 +214,11 @@ pub struct RemoteLink {
     dir: PathBuf,
     /// Index in `metrics.jsonl` of the next line the TUI needs.
     next_line: Cell<u64>,
+    /// How far the file has been read: (complete lines, bytes). A re-sync
+    /// reads only what was appended since (the file is append-only while a
+    /// runner serves it), so a lag never re-reads a long run's whole log on
+    /// the UI thread.
+    read_up_to: Cell<(u64, u64)>,
     /// Whether the runner's disappearance was already reported.
     gone_reported: Cell<bool>,
     pending: RefCell<Vec<Event>>,
@@ -227,6 +232,7 @@ impl RemoteLink {
             client,
             dir: dir.to_path_buf(),
             next_line: Cell::new(0),
+            read_up_to: Cell::new((0, 0)),
             gone_reported: Cell::new(false),
             pending: RefCell::new(Vec::new()),
         })
@@ -237,24 +243,33 @@ impl RemoteLink {
     /// history for the TUI.
     pub fn attach(dir: &Path) -> Result<(RemoteLink, Vec<session::metrics::MetricLine>)> {
         let link = RemoteLink::connect(dir)?;
-        let history = read_lines(dir)?;
+        let path = dir.join("metrics.jsonl");
+        let (history, end) = if path.exists() {
+            session::log::read_metrics_from(&path, 0)?
+        } else {
+            (Vec::new(), 0)
+        };
         link.next_line.set(history.len() as u64);
+        link.read_up_to.set((history.len() as u64, end));
         Ok((link, history))
     }
 
     /// Delivers the log's lines from `next_line` on (after a gap).
     fn resync(&self, out: &mut Vec<Event>) {
-        let Ok(lines) = read_lines(&self.dir) else {
+        let (mut seq, offset) = self.read_up_to.get();
+        let Ok((lines, end)) =
+            session::log::read_metrics_from(&self.dir.join("metrics.jsonl"), offset)
+        else {
             return;
         };
-        let from = self.next_line.get() as usize;
-        for (seq, line) in lines.into_iter().enumerate().skip(from) {
-            out.push(Event::Line {
-                line,
-                seq: seq as u64,
-            });
-            self.next_line.set(seq as u64 + 1);
+        for line in lines {
+            if seq >= self.next_line.get() {
+                out.push(Event::Line { line, seq });
+                self.next_line.set(seq + 1);
+            }
+            seq += 1;
         }
+        self.read_up_to.set((seq, end));
     }
 
     fn accept(&self, event: Event, out: &mut Vec<Event>) {
@@ -272,14 +287,6 @@ impl RemoteLink {
             other => out.push(other),
         }
     }
-}
-
-fn read_lines(dir: &Path) -> Result<Vec<session::metrics::MetricLine>> {
-    let path = dir.join("metrics.jsonl");
-    if !path.exists() {
-        return Ok(Vec::new());
-    }
-    Ok(session::log::read_metrics(&path)?.lines)
 }
 
 impl EngineLink for RemoteLink {
@@ -335,5 +342,73 @@ impl EngineLink for NoEngine {
     fn send(&self, _: Command) {}
     fn poll(&self) -> Vec<Event> {
         Vec::new()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::session::log::MetricsWriter;
+    use crate::session::metrics::{Level, MetricLine, Record};
+
+    fn line(step: u64) -> MetricLine {
+        MetricLine {
+            step,
+            time: step as f64,
+            record: Record::Event {
+                level: Level::Info,
+                message: format!("s{step}"),
+            },
+        }
+    }
+
+    fn seqs(events: &[Event]) -> Vec<u64> {
+        events
+            .iter()
+            .filter_map(|e| match e {
+                Event::Line { seq, .. } => Some(*seq),
+                _ => None,
+            })
+            .collect()
+    }
+
+    #[test]
+    fn a_gap_in_live_lines_is_filled_from_the_log_without_duplicates() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut log = MetricsWriter::open(&dir.path().join("metrics.jsonl")).unwrap();
+        for step in 0..3 {
+            log.append(&line(step)).unwrap();
+        }
+        let server = remote::Server::<Command>::bind(&socket_path(dir.path()), Vec::new).unwrap();
+        let (link, history) = RemoteLink::attach(dir.path()).unwrap();
+        assert_eq!(history.len(), 3);
+        // Lines 3..=5 are written; the viewer sees only line 5 live.
+        for step in 3..6 {
+            log.append(&line(step)).unwrap();
+        }
+        let live = |step: u64| {
+            remote::event_line(
+                &Event::Line {
+                    line: line(step),
+                    seq: step,
+                },
+                None,
+            )
+            .unwrap()
+        };
+        let mut got = Vec::new();
+        let start = std::time::Instant::now();
+        while got.len() < 3 && start.elapsed() < Duration::from_secs(10) {
+            if server.clients() == 1 && got.is_empty() {
+                server.broadcast(live(5)).unwrap();
+            }
+            got.extend(link.poll());
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        assert_eq!(seqs(&got), vec![3, 4, 5]);
+        // A repeat of a line already delivered is dropped.
+        server.broadcast(live(4)).unwrap();
+        std::thread::sleep(Duration::from_millis(200));
+        assert_eq!(seqs(&link.poll()), Vec::<u64>::new());
     }
 }

@@ -103,6 +103,37 @@ pub fn read_metrics(path: &Path) -> Result<MetricsRead> {
     Ok(out)
 }
 
+/// The complete lines of `path` from byte `offset` on (a torn last line is
+/// left for later) and the offset just past the last one: a follower reads
+/// only what was appended since its last call.
+pub fn read_metrics_from(path: &Path, offset: u64) -> Result<(Vec<MetricLine>, u64)> {
+    use std::io::{Read, Seek, SeekFrom};
+    let mut file = File::open(path).with_context(|| format!("cannot open {}", path.display()))?;
+    file.seek(SeekFrom::Start(offset))?;
+    let mut bytes = Vec::new();
+    file.read_to_end(&mut bytes)
+        .with_context(|| format!("cannot read {}", path.display()))?;
+    let complete = bytes.iter().rposition(|&b| b == b'\n').map_or(0, |i| i + 1);
+    let mut lines = Vec::new();
+    for (number, text) in String::from_utf8_lossy(&bytes[..complete])
+        .lines()
+        .enumerate()
+    {
+        if text.trim().is_empty() {
+            continue;
+        }
+        let line = serde_json::from_str(text).with_context(|| {
+            format!(
+                "{}: line {} after byte {offset}: not a metrics line",
+                path.display(),
+                number + 1
+            )
+        })?;
+        lines.push(line);
+    }
+    Ok((lines, offset + complete as u64))
+}
+
 /// Removes a trailing partial line (no final newline), atomically enough for
 /// our purpose: truncation to the last newline.
 fn cut_torn_tail(path: &Path) -> Result<()> {
@@ -169,6 +200,27 @@ mod tests {
             vec![1, 2, 3]
         );
         assert!(!read.torn_tail);
+    }
+
+    #[test]
+    fn reading_from_an_offset_returns_only_new_complete_lines() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("metrics.jsonl");
+        let mut w = MetricsWriter::open(&path).unwrap();
+        w.append(&event(1)).unwrap();
+        let (first, offset) = read_metrics_from(&path, 0).unwrap();
+        assert_eq!(first.len(), 1);
+        w.append(&event(2)).unwrap();
+        w.append(&event(3)).unwrap();
+        let mut f = OpenOptions::new().append(true).open(&path).unwrap();
+        f.write_all(br#"{"step":4,"time":4.0,"ki"#).unwrap();
+        let (next, torn_at) = read_metrics_from(&path, offset).unwrap();
+        assert_eq!(next.iter().map(|l| l.step).collect::<Vec<_>>(), vec![2, 3]);
+        // The torn line is not consumed: once complete, it is read.
+        f.write_all(b"nd\":\"event\",\"level\":\"info\",\"message\":\"s4\"}\n")
+            .unwrap();
+        let (last, _) = read_metrics_from(&path, torn_at).unwrap();
+        assert_eq!(last.iter().map(|l| l.step).collect::<Vec<_>>(), vec![4]);
     }
 
     #[test]
