@@ -312,6 +312,24 @@ impl Run {
         }
     }
 
+    /// `q`, then `s` in the quit dialog (which offers to detach, the run
+    /// living in its runner); waits for the TUI to exit 0, as the shell
+    /// records in `exit_file`.
+    fn stop_from_the_quit_dialog(&self, exit_file: &Path) {
+        self.tmux.keys(&["q"]);
+        self.wait("the quit confirmation", |r| {
+            r.tmux
+                .screen()
+                .contains("detach (run goes on)")
+                .then_some(())
+        });
+        self.tmux.keys(&["s"]);
+        let status: i32 = self.wait("the TUI process to exit", |_| {
+            std::fs::read_to_string(exit_file).ok()?.trim().parse().ok()
+        });
+        assert_eq!(status, 0, "exit status\n{}", self.diagnostics());
+    }
+
     /// Waits until the header shows a step beyond `after`; returns it.
     fn wait_screen_step_beyond(&self, after: u64) -> u64 {
         self.wait(&format!("the header's step to pass {after}"), |r| {
@@ -602,19 +620,7 @@ fn tui_in_tmux_shows_the_run_and_applies_edits_from_the_editor_and_from_outside(
     );
 
     // ---- quit, stopping the run ---------------------------------------------
-    run.tmux.keys(&["q"]);
-    run.wait("the quit confirmation", |r| {
-        r.tmux.screen().contains("Quit the TUI?").then_some(())
-    });
-    run.tmux.keys(&["s"]);
-    let status: i32 = run.wait("the TUI process to exit", |_| {
-        std::fs::read_to_string(&exit_file)
-            .ok()?
-            .trim()
-            .parse()
-            .ok()
-    });
-    assert_eq!(status, 0, "exit status\n{}", run.diagnostics());
+    run.stop_from_the_quit_dialog(&exit_file);
     let pid = run.tmux.tui_pid.unwrap();
     assert!(!is_our_binary(pid), "{}", process_state(pid));
     let meta = SessionMeta::read(&dir).unwrap();
@@ -695,22 +701,7 @@ fn a_dropped_terminal_leaves_the_run_going_and_attach_picks_it_up() {
     // first logged step.
     assert!(run.tmux.screen().contains("1 Curves"));
 
-    run.tmux.keys(&["q"]);
-    run.wait("the quit confirmation", |r| {
-        r.tmux
-            .screen()
-            .contains("detach (run goes on)")
-            .then_some(())
-    });
-    run.tmux.keys(&["s"]);
-    let status: i32 = run.wait("the TUI process to exit", |_| {
-        std::fs::read_to_string(&exit_file)
-            .ok()?
-            .trim()
-            .parse()
-            .ok()
-    });
-    assert_eq!(status, 0, "{}", run.diagnostics());
+    run.stop_from_the_quit_dialog(&exit_file);
     run.wait("the runner to end", |_| {
         (!is_our_binary(runner)).then_some(())
     });
