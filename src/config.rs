@@ -74,11 +74,26 @@ pub struct TrainConfig {
     pub threads: usize,
     pub steps: u64,
     pub lr: f64,
+    /// `constant` | `cosine` (from `lr` at step 1 down to 0 at `steps`).
+    pub lr_schedule: String,
     pub weight_decay: f64,
     pub grad_clip: f64,
     pub eval_every: u64,
     pub checkpoint_every: u64,
     pub log_every: u64,
+}
+
+impl TrainConfig {
+    /// The inner learning rate at `step` (1-based) under `lr_schedule`.
+    pub fn lr_at(&self, step: u64) -> f64 {
+        match self.lr_schedule.as_str() {
+            "cosine" => {
+                let progress = (step.saturating_sub(1) as f64 / self.steps.max(1) as f64).min(1.0);
+                self.lr * 0.5 * (1.0 + (std::f64::consts::PI * progress).cos())
+            }
+            _ => self.lr,
+        }
+    }
 }
 
 impl Default for TrainConfig {
@@ -89,6 +104,7 @@ impl Default for TrainConfig {
             threads: 1,
             steps: 600,
             lr: 1e-3,
+            lr_schedule: "constant".into(),
             weight_decay: 0.0,
             grad_clip: 1.0,
             eval_every: 50,
@@ -130,6 +146,16 @@ pub struct MeltrConfig {
     pub gamma: f64,
     /// `recent` (random pick among the last 10 training batches) | `val`.
     pub val_source: String,
+    /// The meta step's training batch: `recent` (random pick among the
+    /// last 10, as the public code) | `current` (this step's batch, before
+    /// its update, reusing the inner step's forward: one forward fewer per
+    /// meta step).
+    pub train_batch: String,
+    /// `random` (the public code) | `sum` | `primary`: before the first
+    /// step, fit MELTR to that linear combiner around the first batch's
+    /// losses, so the run starts with known effective weights (all 1, or 1
+    /// on the primary and 0 elsewhere).
+    pub init: String,
 }
 
 impl Default for MeltrConfig {
@@ -146,6 +172,8 @@ impl Default for MeltrConfig {
             meta_grad_clip: 50.0,
             gamma: 0.1,
             val_source: "recent".into(),
+            train_batch: "recent".into(),
+            init: "random".into(),
         }
     }
 }
@@ -181,6 +209,9 @@ pub const COMBINER_KINDS: &[&str] = &["primary", "sum", "weights", "uncertainty"
 pub const AID_MODES: &[&str] = &["factorized", "exact"];
 pub const JVP_METHODS: &[&str] = &["auto", "forward", "differences"];
 pub const VAL_SOURCES: &[&str] = &["recent", "val"];
+pub const TRAIN_BATCHES: &[&str] = &["recent", "current"];
+pub const MELTR_INITS: &[&str] = &["random", "sum", "primary"];
+pub const LR_SCHEDULES: &[&str] = &["constant", "cosine"];
 pub const DTYPES: &[&str] = &["f32", "f64"];
 
 /// Keys that only take effect when a run starts; a live edit of them is
@@ -212,6 +243,10 @@ pub const RESTART_ONLY: &[(&str, &str)] = &[
     (
         "meltr.heads",
         "MELTR's size is fixed once its parameters exist",
+    ),
+    (
+        "meltr.init",
+        "MELTR is initialised once, before the first step",
     ),
 ];
 
@@ -378,6 +413,7 @@ impl Config {
         at_least("train.threads", t.threads as f64, 1.0)?;
         at_least("train.steps", t.steps as f64, 1.0)?;
         positive("train.lr", t.lr)?;
+        one_of("train.lr_schedule", &t.lr_schedule, LR_SCHEDULES)?;
         non_negative("train.weight_decay", t.weight_decay)?;
         positive("train.grad_clip", t.grad_clip)?;
         at_least("train.eval_every", t.eval_every as f64, 1.0)?;
@@ -422,6 +458,8 @@ impl Config {
         positive("meltr.meta_grad_clip", m.meta_grad_clip)?;
         non_negative("meltr.gamma", m.gamma)?;
         one_of("meltr.val_source", &m.val_source, VAL_SOURCES)?;
+        one_of("meltr.init", &m.init, MELTR_INITS)?;
+        one_of("meltr.train_batch", &m.train_batch, TRAIN_BATCHES)?;
 
         let a = &self.aid;
         if a.iterations > 100 {
@@ -705,6 +743,29 @@ mod tests {
     fn heads_must_divide_d_model() {
         let err = Config::parse("[meltr]\nd_model = 10\nheads = 3\n").unwrap_err();
         assert_eq!(err.key.as_deref(), Some("meltr.heads"));
+    }
+
+    #[test]
+    fn cosine_schedule_runs_from_lr_to_zero_and_constant_stays() {
+        let mut t = TrainConfig {
+            lr: 0.01,
+            steps: 100,
+            ..Default::default()
+        };
+        assert_eq!(t.lr_at(1), 0.01);
+        assert_eq!(t.lr_at(100), 0.01);
+        t.lr_schedule = "cosine".into();
+        assert_eq!(t.lr_at(1), 0.01);
+        assert!((t.lr_at(51) - 0.005).abs() < 1e-12, "{}", t.lr_at(51));
+        assert!(t.lr_at(100) > 0.0 && t.lr_at(100) < 1e-5);
+        assert!(t.lr_at(30) > t.lr_at(31));
+        // Past the horizon (steps lowered live) it stays at zero.
+        assert!(t.lr_at(500).abs() < 1e-12);
+        let err = Config::parse("[train]\nlr_schedule = \"linear\"\n").unwrap_err();
+        assert_eq!(err.key.as_deref(), Some("train.lr_schedule"), "{err}");
+        let err = Config::parse("[meltr]\ninit = \"zeros\"\n").unwrap_err();
+        assert_eq!(err.key.as_deref(), Some("meltr.init"), "{err}");
+        assert!(restart_only_reason("meltr.init").is_some());
     }
 
     #[test]

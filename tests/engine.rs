@@ -32,6 +32,28 @@ fn meltr_downweights_the_harmful_loss_and_matches_primary_only() {
 }
 
 #[test]
+fn meta_steps_on_the_current_batch_reuse_its_forward_and_still_learn() {
+    let _serial = serial();
+    let root = tempfile::tempdir().unwrap();
+    let mut config = small_config("meltr", 900);
+    config.meltr.train_batch = "current".into();
+    let (_, lines) = run_session(root.path(), "current", config);
+    let norms: Vec<f64> = lines
+        .iter()
+        .filter_map(|l| match &l.record {
+            Record::Meta { hypergrad_norm, .. } => Some(*hypergrad_norm),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(norms.len(), 300, "one meta line per meta_every = 3 steps");
+    assert!(norms.iter().all(|n| n.is_finite() && *n > 0.0));
+    let helpful = late_weight(&lines, "helpful", 10);
+    let harmful = late_weight(&lines, "harmful", 10);
+    eprintln!("train_batch = current: late weights helpful {helpful:.4}, harmful {harmful:.4}");
+    assert!(harmful < helpful, "harmful {harmful} vs helpful {helpful}");
+}
+
+#[test]
 fn every_combiner_trains_with_finite_losses() {
     let _serial = serial();
     let root = tempfile::tempdir().unwrap();

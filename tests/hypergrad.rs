@@ -220,6 +220,7 @@ impl Quadratic {
             combiner: &combiner,
             train_losses: &train,
             val_primary: &val,
+            train_forward: None,
         };
         flat(
             &hypergradient(&problem, &settings(mode, iterations, alpha, gamma))
@@ -377,6 +378,18 @@ impl SmallModel {
     }
 
     fn hypergrad(&self, combiner: &dyn Combiner, mode: AidMode, j: u32) -> Result<Vec<f64>> {
+        self.hypergrad_from(combiner, mode, j, None)
+    }
+
+    /// As `hypergrad`, with the training losses' forward given (as the
+    /// trainer passes the inner step's).
+    fn hypergrad_from(
+        &self,
+        combiner: &dyn Combiner,
+        mode: AidMode,
+        j: u32,
+        train_forward: Option<&Tensor>,
+    ) -> Result<Vec<f64>> {
         let train = || -> Result<Tensor> { Ok(self.losses()) };
         let val = || -> Result<Tensor> { Ok(self.losses().get(0) * 1.1) };
         let problem = MetaProblem {
@@ -384,6 +397,7 @@ impl SmallModel {
             combiner,
             train_losses: &train,
             val_primary: &val,
+            train_forward,
         };
         Ok(flat(
             &hypergradient(&problem, &settings(mode, j, 0.1, 0.1))?.grads,
@@ -415,6 +429,28 @@ fn factorized_agrees_with_exact_in_f64_and_f32() {
 }
 
 #[test]
+fn a_reused_training_forward_gives_the_same_hypergradient() {
+    // The models draw from libtorch's process-wide RNG.
+    let _serial = common::serial();
+    let model = SmallModel::new(Kind::Double, false);
+    let meltr = TinyMeltr::new(3, Kind::Double);
+    for j in [0, 2] {
+        let fresh = model.hypergrad(&meltr, AidMode::Factorized, j).unwrap();
+        // The inner step's forward, its graph kept through the inner
+        // backward as the trainer does.
+        let forward = model.losses();
+        let inner = meltr.combine(&forward);
+        grad(&[&inner], &model.theta, true, false).unwrap();
+        let reused = model
+            .hypergrad_from(&meltr, AidMode::Factorized, j, Some(&forward))
+            .unwrap();
+        let err = rel_err(&reused, &fresh);
+        assert!(err <= 1e-12, "J={j}: relative error {err:e}");
+        assert!(fresh.iter().any(|v| v.abs() > 1e-8));
+    }
+}
+
+#[test]
 fn mixed_term_matches_finite_differences_on_tiny_meltr() {
     // The models draw from libtorch's process-wide RNG.
     let _serial = common::serial();
@@ -441,6 +477,7 @@ fn mixed_term_matches_finite_differences_on_tiny_meltr() {
         combiner: &meltr,
         train_losses: &train,
         val_primary: &val,
+        train_forward: None,
     };
     for mode in [AidMode::Exact, AidMode::Factorized] {
         let hyper = hypergradient(&problem, &settings(mode, 0, 0.1, 0.0))
@@ -509,6 +546,7 @@ fn fused_attention_trains_with_factorized_and_exact_fails_clearly() {
                     combiner: &meltr,
                     train_losses: &train,
                     val_primary: &val,
+                    train_forward: None,
                 };
                 hypergradient(&problem, &settings(AidMode::Factorized, 1, 0.1, 0.1))
                     .unwrap()

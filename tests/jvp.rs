@@ -95,6 +95,7 @@ fn hypergrad_of(
         combiner,
         train_losses: &train_losses,
         val_primary: &val_primary,
+        train_forward: None,
     };
     let settings = AidSettings {
         iterations,

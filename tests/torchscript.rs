@@ -4,7 +4,7 @@
 
 mod common;
 
-use common::{bin, repo, run_python, run_with_limit, text};
+use common::{bin, metrics_of, repo, run_python, run_with_limit, text};
 use meltr_tui::session::{self, metrics::MetricLine, metrics::Record};
 use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
@@ -85,14 +85,6 @@ fn run(sessions: &Path, config: &Path, name: &str) -> std::process::Output {
             .arg(config),
         LIMIT,
     )
-}
-
-fn metrics_of(sessions: &Path, name: &str) -> (PathBuf, Vec<MetricLine>) {
-    let dir = session::find(sessions, name).unwrap();
-    let lines = session::log::read_metrics(&dir.join("metrics.jsonl"))
-        .unwrap()
-        .lines;
-    (dir, lines)
 }
 
 fn evals(lines: &[MetricLine], loss: &str) -> Vec<f64> {

@@ -102,3 +102,63 @@ fn a_foundation_of_another_shape_is_refused_with_the_reason() {
         "{err}"
     );
 }
+
+/// `configs/distractor.toml` as shipped (400 steps, seed 0), on the CPU,
+/// with `combiner.kind` = `meltr` and `sum`: MELTR ends with the lowest
+/// effective weight on the harmful `distractor` (mean over the last 10
+/// train lines, steps 310–400) and an R@1 at least that of `sum`. The two
+/// runs are separate processes (libtorch's RNG is process-wide), side by
+/// side.
+#[test]
+fn meltr_weighs_the_distractor_least_and_matches_sum() {
+    let _serial = serial();
+    meltr_tui::workload::ensure_foundation().unwrap();
+    let root = tempfile::tempdir().unwrap();
+    let shipped = std::fs::read_to_string(repo("configs/distractor.toml")).unwrap();
+    let mut children = Vec::new();
+    for kind in ["meltr", "sum"] {
+        let mut config = Config::parse(&shipped).unwrap();
+        config.combiner.kind = kind.into();
+        config.train.device = "cpu".into();
+        let path = root.path().join(format!("{kind}.toml"));
+        std::fs::write(&path, toml::to_string(&config).unwrap()).unwrap();
+        let child = bin()
+            .arg("--sessions-dir")
+            .arg(root.path())
+            .args(["run", "--headless", "-n", kind, "-c"])
+            .arg(&path)
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        children.push((kind, child));
+    }
+    for (kind, child) in children {
+        let out = child.wait_with_output().unwrap();
+        assert!(
+            out.status.success(),
+            "{kind}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    let (_, meltr) = metrics_of(root.path(), "meltr");
+    let (_, sum) = metrics_of(root.path(), "sum");
+    let weight = |loss: &str| late_weight(&meltr, loss, 10);
+    let distractor = weight("distractor");
+    let others: Vec<(&str, f64)> = ["align", "mlm", "mfm", "caption"]
+        .into_iter()
+        .map(|loss| (loss, weight(loss)))
+        .collect();
+    let (meltr_r1, sum_r1) = (last_eval(&meltr, "R@1"), last_eval(&sum, "R@1"));
+    eprintln!(
+        "late effective weights: distractor {distractor:.3}, {others:?}, retrieval {:.3}; R@1 meltr {meltr_r1:.2}, sum {sum_r1:.2}",
+        weight("retrieval")
+    );
+    for (loss, w) in &others {
+        assert!(
+            distractor < *w,
+            "distractor {distractor:.3} is not below {loss} {w:.3}"
+        );
+    }
+    assert!(meltr_r1 >= sum_r1, "R@1: meltr {meltr_r1} < sum {sum_r1}");
+}

@@ -254,6 +254,12 @@ impl Trainer {
                 message: format!("resumed from checkpoint {} at step {step}", path.display()),
             })?;
         }
+        if step == 0
+            && trainer.config.meltr.init != "random"
+            && trainer.combiner.training() == Training::Meta
+        {
+            trainer.start_combiner_linear()?;
+        }
         Ok((trainer, meta_info))
     }
 
@@ -355,8 +361,35 @@ impl Trainer {
         }
     }
 
+    /// `meltr.init = "sum" | "primary"`: fits the combiner to that linear
+    /// combiner around the first batch's losses (see
+    /// [`combiner::fit_to_linear`]).
+    fn start_combiner_linear(&mut self) -> Result<()> {
+        let losses = tch::no_grad(|| -> Result<Tensor> {
+            let first = self.workload.train_batch(1)?;
+            workload::select(&self.workload.losses(&first)?, &self.loss_names)
+        })?;
+        let init = self.config.meltr.init.clone();
+        let target: Vec<f64> = (0..self.loss_names.len())
+            .map(|k| if init == "sum" || k == 0 { 1.0 } else { 0.0 })
+            .collect();
+        let error = combiner::fit_to_linear(
+            self.combiner.as_ref(),
+            &losses,
+            &target,
+            self.config.workload.seed,
+        )?;
+        self.emit(Record::Event {
+            level: Level::Info,
+            message: format!(
+                "meltr.init = \"{init}\": MELTR fitted to the `{init}` combiner around the first batch's losses (largest effective-weight error {error:.3})"
+            ),
+        })
+    }
+
     fn train_step(&mut self) -> Result<()> {
         self.step += 1;
+        self.inner.lr = self.config.train.lr_at(self.step);
         let batch = self.workload.train_batch(self.step)?;
         let named = self.workload.losses(&batch)?;
         let losses = workload::select(&named, &self.loss_names)?;
@@ -377,9 +410,20 @@ impl Trainer {
         } else {
             None
         };
-        let mut grads = grad(&[&total], &self.inner_params, false, false)?;
+        // `meltr.train_batch = "current"`: the meta step runs before this
+        // update, on this batch, and reuses this forward (its graph kept
+        // through the inner backward).
+        let reuse_forward = self.meta_due() && self.config.meltr.train_batch == "current";
+        let mut grads = grad(&[&total], &self.inner_params, reuse_forward, false)?;
         let norm = clip_grad_norm(&mut grads, self.config.train.grad_clip);
         let ok = losses_finite.logical_and(&norm.isfinite());
+        self.recent.push_back(batch);
+        while self.recent.len() > RECENT_BATCHES {
+            self.recent.pop_front();
+        }
+        if reuse_forward {
+            self.meta_step(Some(&losses))?;
+        }
         self.inner.step_if(&self.inner_params, &grads, Some(&ok));
         let losses = losses.detach();
         self.last_losses = Some(match &self.last_losses {
@@ -392,10 +436,6 @@ impl Trainer {
             losses_finite,
             losses: losses.shallow_clone(),
         });
-        self.recent.push_back(batch);
-        while self.recent.len() > RECENT_BATCHES {
-            self.recent.pop_front();
-        }
 
         if let Some((weights, shares)) = logged {
             let values = Self::host_values(&Tensor::cat(
@@ -410,7 +450,7 @@ impl Trainer {
             // A skipped (non-finite) step has no train line; its event
             // comes with the next flush.
             if values.iter().chain(shares.values()).any(|v| !v.is_finite()) {
-                return self.finish_step();
+                return self.finish_step(reuse_forward);
             }
             let pick = |range: std::ops::Range<usize>| -> Named {
                 self.loss_names
@@ -427,16 +467,21 @@ impl Trainer {
                 shares,
             })?;
         }
-        self.finish_step()
+        self.finish_step(reuse_forward)
     }
 
-    /// The rest of a step: meta step, eval and checkpoint when due.
-    fn finish_step(&mut self) -> Result<()> {
-        if self.meta.is_some()
+    /// Whether this step has a meta step.
+    fn meta_due(&self) -> bool {
+        self.meta.is_some()
             && self.step.is_multiple_of(self.config.meltr.meta_every)
             && self.meta_blocked.is_none()
-        {
-            self.meta_step()?;
+    }
+
+    /// The rest of a step: meta step (unless `meta_done`), eval and
+    /// checkpoint when due.
+    fn finish_step(&mut self, meta_done: bool) -> Result<()> {
+        if !meta_done && self.meta_due() {
+            self.meta_step(None)?;
         }
         if self.step.is_multiple_of(self.config.train.eval_every)
             || self.step == self.config.train.steps
@@ -459,7 +504,7 @@ impl Trainer {
     /// One meta step on the recent batches, for `meltr-tui bench`.
     #[doc(hidden)]
     pub fn bench_meta_step(&mut self) -> Result<()> {
-        self.meta_step()?;
+        self.meta_step(None)?;
         if let Some(e) = &self.meta_blocked {
             anyhow::bail!("{e}");
         }
@@ -509,13 +554,22 @@ impl Trainer {
             .collect())
     }
 
-    fn meta_step(&mut self) -> Result<()> {
+    /// One meta step. `current_forward`: the loss vector of the newest
+    /// recent batch at the current θ, with its graph (the inner step's
+    /// forward, `meltr.train_batch = "current"`); that batch is then the
+    /// training batch and the γ term reuses the forward.
+    fn meta_step(&mut self, current_forward: Option<&Tensor>) -> Result<()> {
         let mut rng = workload::SplitMix::new(self.config.workload.seed, 0x4d45_5441 ^ self.step);
         let n = self.recent.len() as u64;
         if n == 0 {
             return Ok(());
         }
-        let train_batch = &self.recent[rng.below(n) as usize];
+        // Drawn either way, so the validation pick is the same in both modes.
+        let random_pick = rng.below(n) as usize;
+        let train_batch = match current_forward {
+            Some(_) => self.recent.back().expect("n > 0"),
+            None => &self.recent[random_pick],
+        };
         let held_out;
         let val_batch = if self.config.meltr.val_source == "val" {
             held_out = self.workload.val_batch(self.step)?;
@@ -552,6 +606,7 @@ impl Trainer {
             combiner: self.combiner.as_ref(),
             train_losses: &train_losses,
             val_primary: &val_primary,
+            train_forward: current_forward,
         };
         let result = hypergradient(&problem, &settings);
         let mut hyper = match result {
@@ -744,7 +799,7 @@ impl Trainer {
         let changes = old.diff(&effective);
         if !changes.is_empty() {
             tch::set_num_threads(effective.train.threads as i32);
-            self.inner.lr = effective.train.lr;
+            self.inner.lr = effective.train.lr_at(self.step.max(1));
             self.inner.weight_decay = effective.train.weight_decay;
             if let Some(meta) = self.meta.as_mut() {
                 meta.lr = effective.meltr.meta_lr;

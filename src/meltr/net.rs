@@ -70,19 +70,21 @@ impl MeltrNet {
 
     /// Combined loss (0-dim) from the loss vector `[K]`.
     pub fn forward(&self, losses: &Tensor) -> Tensor {
+        self.forward_rows(&losses.reshape([1, self.sizes.losses]))
+            .reshape(Vec::<i64>::new())
+    }
+
+    /// Combined losses `[S]` from `S` independent loss vectors `[S, K]`.
+    pub fn forward_rows(&self, losses: &Tensor) -> Tensor {
         let k = self.sizes.losses;
         let tokens = self
             .loss_out
-            .forward(&self.loss_in.forward(&losses.reshape([k, 1])).relu())
+            .forward(&self.loss_in.forward(&losses.reshape([-1, k, 1])).relu())
             + &self.loss_type;
-
-        let x = self
-            .encoder
-            .forward(&tokens.unsqueeze(0), None)
-            .squeeze_dim(0);
+        let x = self.encoder.forward(&tokens, None);
         self.head
-            .forward(&x.mean_dim(0, false, x.kind()))
-            .reshape(Vec::<i64>::new())
+            .forward(&x.mean_dim(1, false, x.kind()))
+            .reshape([-1])
     }
 }
 

@@ -50,6 +50,15 @@ pub fn run_session(root: &Path, name: &str, config: Config) -> (PathBuf, Vec<Met
     (dir, lines)
 }
 
+/// The session named `name` under `sessions`, and its metrics.
+pub fn metrics_of(sessions: &Path, name: &str) -> (PathBuf, Vec<MetricLine>) {
+    let dir = session::find(sessions, name).unwrap();
+    let lines = session::log::read_metrics(&dir.join("metrics.jsonl"))
+        .unwrap()
+        .lines;
+    (dir, lines)
+}
+
 /// The value of `metric` at the last eval line.
 pub fn last_eval(lines: &[MetricLine], metric: &str) -> f64 {
     lines
