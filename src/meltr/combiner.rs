@@ -95,7 +95,7 @@ pub fn fit_to_linear(
         target.len()
     );
     let target = Tensor::from_slice(target).to_kind(kind).to_device(device);
-    let mut rng = crate::workload::SplitMix::new(seed, 0x4c49_4e);
+    let mut rng = crate::workload::SplitMix::new(seed, 0x004c_494e);
     let mut uniform = || ((rng.next_u64() >> 11) as f64 + 1.0) / (1u64 << 53) as f64;
     let noise: Vec<f64> = (0..FIT_STEPS * FIT_SAMPLES * k)
         .map(|_| {
