@@ -7,7 +7,7 @@
 
 mod common;
 
-use common::{repo, run_python, serial};
+use common::{relative_error, repo, run_python, serial};
 use meltr_tui::config::Config;
 use meltr_tui::meltr::combiner;
 use meltr_tui::meltr::hypergrad::{hypergradient, AidMode, AidSettings, JvpMethod, MetaProblem};
@@ -112,21 +112,6 @@ fn hypergrad_of(
         .flat_map(|g| Vec::<f64>::try_from(g.flatten(0, -1)).unwrap())
         .collect();
     (flat, h.fallback)
-}
-
-fn relative_error(a: &[f64], b: &[f64]) -> f64 {
-    let diff: f64 = a
-        .iter()
-        .zip(b)
-        .map(|(x, y)| (x - y).powi(2))
-        .sum::<f64>()
-        .sqrt();
-    let norm: f64 = b.iter().map(|y| y * y).sum::<f64>().sqrt();
-    assert!(
-        norm > 0.0,
-        "zero hypergradient: the comparison would be empty"
-    );
-    diff / norm
 }
 
 /// Forward-mode and differences against exact, J = 0 and 2.

@@ -557,7 +557,7 @@ impl Trainer {
     /// One meta step. `current_forward`: the loss vector of the newest
     /// recent batch at the current θ, with its graph (the inner step's
     /// forward, `meltr.train_batch = "current"`); that batch is then the
-    /// training batch and the γ term reuses the forward.
+    /// training batch and the meta step reuses that forward.
     fn meta_step(&mut self, current_forward: Option<&Tensor>) -> Result<()> {
         let mut rng = workload::SplitMix::new(self.config.workload.seed, 0x4d45_5441 ^ self.step);
         let n = self.recent.len() as u64;

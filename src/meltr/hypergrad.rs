@@ -89,8 +89,8 @@ pub struct MetaProblem<'a> {
     /// `l_primary(θ; B_v)`, 0-dim.
     pub val_primary: &'a dyn Fn() -> Result<Tensor>,
     /// `l(θ; B_t)` already computed at this θ with its graph (the inner
-    /// step's forward): the factorized mode's γ term backpropagates through
-    /// it instead of a fresh forward (and frees its graph).
+    /// step's forward): the γ term (and, in `Exact`, the training gradient)
+    /// backpropagates through it instead of a fresh forward.
     pub train_forward: Option<&'a Tensor>,
 }
 
@@ -113,9 +113,13 @@ pub fn hypergradient(problem: &MetaProblem, settings: &AidSettings) -> Result<Hy
         .chain(&phi)
         .map(Tensor::shallow_clone)
         .collect();
-    // `|Σ l − M(l)|` on the training batch, with the graph.
+    // `|Σ l − M(l)|` on the training batch, with the graph (from the given
+    // forward when there is one).
     let train_terms = || -> Result<(Tensor, Tensor, Tensor)> {
-        let losses = (problem.train_losses)()?;
+        let losses = match problem.train_forward {
+            Some(losses) => losses.shallow_clone(),
+            None => (problem.train_losses)()?,
+        };
         let combined = problem.combiner.combine(&losses);
         let reg = (losses.sum(losses.kind()) - &combined).abs();
         Ok((losses, combined, reg))
@@ -144,14 +148,7 @@ pub fn hypergradient(problem: &MetaProblem, settings: &AidSettings) -> Result<Hy
             let val = (problem.val_primary)()?;
             let g_val = grad(&[&val], theta, false, false)?;
             drop(val);
-            let (losses, combined, reg) = match problem.train_forward {
-                Some(losses) => {
-                    let combined = problem.combiner.combine(losses);
-                    let reg = (losses.sum(losses.kind()) - &combined).abs();
-                    (losses.shallow_clone(), combined, reg)
-                }
-                None => train_terms()?,
-            };
+            let (losses, combined, reg) = train_terms()?;
             let mut g = grad(&[&(&reg * settings.gamma)], &with_phi, false, false)?;
             let direct = g.split_off(theta.len());
             let g: Vec<Tensor> = g.iter().zip(&g_val).map(|(a, b)| a + b).collect();

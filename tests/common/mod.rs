@@ -50,6 +50,21 @@ pub fn run_session(root: &Path, name: &str, config: Config) -> (PathBuf, Vec<Met
     (dir, lines)
 }
 
+/// `|a − b| / |b|` over flattened vectors; `b` must not be zero (the
+/// comparison would say nothing).
+pub fn relative_error(a: &[f64], b: &[f64]) -> f64 {
+    assert_eq!(a.len(), b.len());
+    let diff: f64 = a
+        .iter()
+        .zip(b)
+        .map(|(x, y)| (x - y).powi(2))
+        .sum::<f64>()
+        .sqrt();
+    let norm: f64 = b.iter().map(|y| y * y).sum::<f64>().sqrt();
+    assert!(norm > 0.0, "comparing against zero says nothing");
+    diff / norm
+}
+
 /// The session named `name` under `sessions`, and its metrics.
 pub fn metrics_of(sessions: &Path, name: &str) -> (PathBuf, Vec<MetricLine>) {
     let dir = session::find(sessions, name).unwrap();
