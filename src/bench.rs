@@ -9,7 +9,12 @@
 //! training throughput (inner and meta steps together) of `meltr` at
 //! `meta_every = 3` against `sum` (with the meta step's training batch drawn
 //! from the recent ones, and with `train_batch = "current"`, which reuses
-//! the inner step's forward), and with `log_every` 1 against 50.
+//! the inner step's forward), and with `log_every` 1 against 50; and where
+//! a meta step's time goes, phase by phase.
+//!
+//! Every measurement is repeated `rounds` times, interleaved with the ones
+//! it is compared with, and the median is reported: on a shared machine a
+//! slow spell then hits all sides of a ratio alike.
 //!
 //! Memory on CPU is the resident set's peak above its level when the phase
 //! starts (freed memory is returned to the OS first, `malloc_trim`, and the
@@ -28,6 +33,8 @@ pub struct BenchOptions {
     pub steps: u64,
     /// Meta steps timed per mode.
     pub meta_steps: u64,
+    /// Interleaved rounds per measurement (the median is reported).
+    pub rounds: u32,
     /// A folder with `model.pt`, `train.safetensors`, `val.safetensors`.
     pub torchscript: Option<PathBuf>,
 }
@@ -52,11 +59,12 @@ pub fn run(options: &BenchOptions) -> Result<String> {
     }
     let _ = std::fs::remove_dir_all(&scratch);
     let mut out = format!(
-        "meltr-tui bench · device {} · libtorch {} · {} inner / {} meta steps per measurement\n",
+        "meltr-tui bench · device {} · libtorch {} · {} inner / {} meta steps per measurement, median of {} interleaved rounds\n",
         options.device,
         crate::libtorch_version(),
         options.steps,
-        options.meta_steps
+        options.meta_steps,
+        options.rounds.max(1)
     );
     for r in reports {
         out += &format!("\n## {}\n", r.name);
@@ -130,27 +138,33 @@ fn bench_workload(
     eprintln!("bench: {name}");
     let mut lines = Vec::new();
     let warmup = 3;
-
-    // Inner steps per combiner.
-    let mut inner = Vec::new();
-    for kind in ["primary", "sum", "meltr"] {
+    let with = |label: &str, edit: &dyn Fn(&mut Config)| -> Result<Trainer> {
         let mut c = config.clone();
-        c.combiner.kind = kind.into();
-        let mut t = trainer(&c, scratch, &format!("{name}-{kind}"))?;
+        edit(&mut c);
+        let mut t = trainer(&c, scratch, &format!("{name}-{label}"))?;
         for _ in 0..warmup {
             t.bench_step()?;
         }
-        let (seconds, peak) = measure(|| {
-            for _ in 0..options.steps {
-                t.bench_step()?;
-            }
-            t.bench_sync()
-        })?;
-        inner.push((kind, seconds / options.steps as f64, peak));
-    }
-    let sum_step = inner[1].1;
+        Ok(t)
+    };
+
+    // Inner steps per combiner.
+    let kinds = ["primary", "sum", "meltr"];
+    let mut trainers = kinds
+        .iter()
+        .map(|kind| with(kind, &|c| c.combiner.kind = kind.to_string()))
+        .collect::<Result<Vec<_>>>()?;
+    let inner = interleaved(&mut trainers, options.rounds, |t| {
+        (0..options.steps).try_for_each(|_| t.bench_step())
+    })?;
+    drop(trainers);
+    let per_step = |seconds: f64| seconds / options.steps as f64;
+    let sum_step = per_step(inner[1].0);
+    let meltr_step = per_step(inner[2].0);
+    let inner_peak = inner[2].1;
     lines.push("inner step       ms/step   × sum   peak MB".into());
-    for (kind, s, peak) in &inner {
+    for (kind, (seconds, peak)) in kinds.iter().zip(&inner) {
+        let s = per_step(*seconds);
         lines.push(format!(
             "  {kind:<14} {:>8.2}  {:>6.2}  {:>8.1}",
             s * 1e3,
@@ -158,83 +172,101 @@ fn bench_workload(
             mb(*peak)
         ));
     }
-    let inner_peak = inner[2].2;
 
-    // Meta steps per AID mode.
+    // Meta steps per AID mode (each trainer also takes one untimed meta
+    // step, which tells whether the mode is available for this model).
     lines.push("meta step        ms/step   × exact  × inner(meltr)  peak MB  × inner peak".into());
-    let mut exact_time = None;
+    let mut modes = Vec::new();
+    let mut trainers = Vec::new();
     for (mode, j) in [
         ("exact", 0),
         ("factorized", 0),
         ("factorized", 1),
         ("factorized", 3),
     ] {
-        let mut c = config.clone();
-        c.combiner.kind = "meltr".into();
-        c.aid.mode = mode.into();
-        c.aid.iterations = j;
-        let mut t = trainer(&c, scratch, &format!("{name}-{mode}-{j}"))?;
-        for _ in 0..warmup {
-            t.bench_step()?;
-        }
-        if let Err(e) = t.bench_meta_step() {
-            lines.push(format!(
+        let mut t = with(&format!("{mode}-{j}"), &|c| {
+            c.combiner.kind = "meltr".into();
+            c.aid.mode = mode.into();
+            c.aid.iterations = j;
+        })?;
+        match t.bench_meta_step() {
+            Ok(()) => {
+                modes.push((mode, j));
+                trainers.push(t);
+            }
+            Err(e) => lines.push(format!(
                 "  {mode:<10} J={j}  not available: {}",
                 first_line(&format!("{e:#}"))
-            ));
-            continue;
+            )),
         }
-        let (seconds, peak) = measure(|| {
-            for _ in 0..options.meta_steps {
-                t.bench_meta_step()?;
-            }
-            t.bench_sync()
-        })?;
+    }
+    let meta = interleaved(&mut trainers, options.rounds, |t| {
+        (0..options.meta_steps).try_for_each(|_| t.bench_meta_step())
+    })?;
+    let exact_time = modes.iter().position(|m| m.0 == "exact").map(|i| meta[i].0);
+    for ((mode, j), (seconds, peak)) in modes.iter().zip(&meta) {
         let per = seconds / options.meta_steps as f64;
-        if mode == "exact" {
-            exact_time = Some(per);
-        }
         lines.push(format!(
             "  {mode:<10} J={j} {:>8.2}  {:>7}  {:>13.2}  {:>7.1}  {:>11.2}",
             per * 1e3,
-            exact_time.map_or("-".into(), |e| format!("{:.2}", per / e)),
-            per / inner[2].1,
-            mb(peak),
-            peak as f64 / inner_peak.max(1) as f64
+            exact_time.map_or("-".into(), |e| format!("{:.2}", seconds / e)),
+            per / meltr_step,
+            mb(*peak),
+            *peak as f64 / inner_peak.max(1) as f64
         ));
     }
-
-    // Throughput: inner + meta steps together, as a run does.
-    lines.push("training throughput            steps/s   ratio".into());
-    let throughput = |kind: &str, meta_every: u64, log_every: u64, batch: &str| -> Result<f64> {
-        let mut c = config.clone();
-        c.combiner.kind = kind.into();
-        c.meltr.meta_every = meta_every;
-        c.meltr.train_batch = batch.into();
-        c.train.log_every = log_every;
-        let mut t = trainer(
-            &c,
-            scratch,
-            &format!("{name}-run-{kind}-{log_every}-{batch}"),
-        )?;
-        for _ in 0..warmup {
-            t.bench_step()?;
+    // Where the time goes, in a separate pass: the clock synchronizes the
+    // device at each phase boundary.
+    lines.push("meta step phases, ms per meta step (device synchronized at each boundary)".into());
+    for ((mode, j), t) in modes.iter().zip(&mut trainers) {
+        t.bench_time_phases();
+        for _ in 0..options.meta_steps {
+            t.bench_meta_step()?;
         }
-        // Whole meta periods, at least four of them.
-        let steps = options.steps.max(4 * meta_every.min(options.steps));
-        let steps = steps - steps % meta_every.min(steps);
-        let (seconds, _) = measure(|| {
-            for _ in 0..steps {
-                t.bench_step()?;
-            }
-            t.bench_sync()
-        })?;
-        Ok(steps as f64 / seconds)
+        let phases: Vec<String> = t
+            .bench_take_phases()
+            .iter()
+            .map(|(phase, total)| {
+                let ms = total.as_secs_f64() * 1e3 / options.meta_steps as f64;
+                format!("{phase} {ms:.1}")
+            })
+            .collect();
+        lines.push(format!("  {mode:<10} J={j}  {}", phases.join(" · ")));
+    }
+    drop(trainers);
+
+    // Throughput: inner + meta steps together, as a run does, in whole
+    // meta periods (at least four of them).
+    lines.push("training throughput            steps/s   ratio".into());
+    let meta_every = 3;
+    let steps = options.steps.max(4 * meta_every);
+    let steps = steps - steps % meta_every;
+    let runs: [(&str, u64, u64, &str); 4] = [
+        ("sum", 1_000_000, 50, "recent"),
+        ("meltr", meta_every, 50, "recent"),
+        ("meltr", meta_every, 50, "current"),
+        ("meltr", meta_every, 1, "recent"),
+    ];
+    let mut trainers = runs
+        .iter()
+        .map(|&(kind, every, log_every, batch)| {
+            with(&format!("run-{kind}-{log_every}-{batch}"), &|c| {
+                c.combiner.kind = kind.into();
+                c.meltr.meta_every = every;
+                c.meltr.train_batch = batch.into();
+                c.train.log_every = log_every;
+            })
+        })
+        .collect::<Result<Vec<_>>>()?;
+    let rates: Vec<f64> = interleaved(&mut trainers, options.rounds, |t| {
+        (0..steps).try_for_each(|_| t.bench_step())
+    })?
+    .iter()
+    .map(|(seconds, _)| steps as f64 / seconds)
+    .collect();
+    let [sum_rate, meltr_rate, meltr_current, meltr_log1] = rates[..] else {
+        unreachable!("four runs")
     };
-    let sum_rate = throughput("sum", 1_000_000, 50, "recent")?;
-    let meltr_rate = throughput("meltr", 3, 50, "recent")?;
-    let meltr_current = throughput("meltr", 3, 50, "current")?;
-    let meltr_log1 = throughput("meltr", 3, 1, "recent")?;
     lines.push(format!(
         "  sum                          {sum_rate:>8.1}    1.00"
     ));
@@ -254,6 +286,40 @@ fn bench_workload(
         name: name.into(),
         lines,
     })
+}
+
+/// Runs `work` on each trainer in turn, `rounds` times over (interleaved,
+/// so a slow spell of a shared machine hits every configuration alike).
+/// Returns, per trainer, the median seconds of its rounds and the largest
+/// transient peak memory of any round.
+fn interleaved(
+    trainers: &mut [Trainer],
+    rounds: u32,
+    work: impl Fn(&mut Trainer) -> Result<()>,
+) -> Result<Vec<(f64, u64)>> {
+    let mut seconds = vec![Vec::new(); trainers.len()];
+    let mut peaks = vec![0; trainers.len()];
+    for _ in 0..rounds.max(1) {
+        for (i, t) in trainers.iter_mut().enumerate() {
+            let (s, peak) = measure(|| {
+                work(t)?;
+                t.bench_sync()
+            })?;
+            seconds[i].push(s);
+            peaks[i] = peaks[i].max(peak);
+        }
+    }
+    Ok(seconds.into_iter().map(median).zip(peaks).collect())
+}
+
+fn median(mut values: Vec<f64>) -> f64 {
+    values.sort_by(f64::total_cmp);
+    let n = values.len();
+    if n % 2 == 1 {
+        values[n / 2]
+    } else {
+        (values[n / 2 - 1] + values[n / 2]) / 2.0
+    }
 }
 
 fn first_line(text: &str) -> String {

@@ -132,6 +132,10 @@ pub enum Cmd {
         /// Meta steps per measurement.
         #[arg(long, default_value_t = 10)]
         meta_steps: u64,
+        /// Each measurement is repeated this many times, interleaved with the
+        /// others it is compared with; the median is reported.
+        #[arg(long, default_value_t = 3)]
+        rounds: u32,
         /// Folder with a TorchScript model.pt and train/val.safetensors (e.g.
         /// the example exporter's output with --attention matmul).
         #[arg(long)]
@@ -238,6 +242,7 @@ pub fn dispatch(cli: Cli) -> Result<()> {
             device,
             steps,
             meta_steps,
+            rounds,
             torchscript,
             out,
         }) => {
@@ -245,6 +250,7 @@ pub fn dispatch(cli: Cli) -> Result<()> {
                 device,
                 steps,
                 meta_steps,
+                rounds,
                 torchscript,
             })?;
             print!("{report}");

@@ -10,8 +10,9 @@ use super::control::{Command, Event, Status};
 use crate::config::Config;
 use crate::meltr::autograd::{self, grad};
 use crate::meltr::combiner::{self, Combiner, Training};
-use crate::meltr::hypergrad::{hypergradient, AidMode, AidSettings, JvpMethod, MetaProblem};
+use crate::meltr::hypergrad::{hypergradient_timed, AidMode, AidSettings, JvpMethod, MetaProblem};
 use crate::meltr::optim::{clip_grad_norm, AdamW};
+use crate::meltr::phases::PhaseClock;
 use crate::session::log::{self, MetricsWriter};
 use crate::session::metrics::{Curve, Level, MetricLine, Named, Record};
 use crate::session::SessionMeta;
@@ -69,6 +70,8 @@ pub struct Trainer {
     checkpoint_owed: bool,
     /// Whether the fallback from forward-mode AD was logged already.
     jvp_fallback_reported: bool,
+    /// Times the meta step's phases when the bench enables it.
+    phase_clock: PhaseClock,
     /// The step of the last checkpoint written (none twice for one step).
     checkpointed_at: Option<u64>,
     /// Inner steps since the last flush, their outcome still on the device.
@@ -244,6 +247,7 @@ impl Trainer {
             storage_error: None,
             checkpoint_owed: false,
             jvp_fallback_reported: false,
+            phase_clock: PhaseClock::disabled(),
             checkpointed_at: resumed_from.as_ref().map(|_| step),
             pending_steps: Vec::new(),
             pending_meta: Vec::new(),
@@ -511,6 +515,20 @@ impl Trainer {
         Ok(())
     }
 
+    /// Starts timing each meta step's phases (synchronizing the device at
+    /// every phase boundary), for `meltr-tui bench`.
+    #[doc(hidden)]
+    pub fn bench_time_phases(&mut self) {
+        let device = self.theta.first().map_or(Device::Cpu, Tensor::device);
+        self.phase_clock = PhaseClock::enabled(device);
+    }
+
+    /// Time per meta-step phase since the last call.
+    #[doc(hidden)]
+    pub fn bench_take_phases(&mut self) -> Vec<(&'static str, std::time::Duration)> {
+        self.phase_clock.take()
+    }
+
     /// Waits until the device has done all queued work (timing boundary).
     #[doc(hidden)]
     pub fn bench_sync(&mut self) -> Result<()> {
@@ -559,11 +577,12 @@ impl Trainer {
     /// forward, `meltr.train_batch = "current"`); that batch is then the
     /// training batch and the meta step reuses that forward.
     fn meta_step(&mut self, current_forward: Option<&Tensor>) -> Result<()> {
-        let mut rng = workload::SplitMix::new(self.config.workload.seed, 0x4d45_5441 ^ self.step);
         let n = self.recent.len() as u64;
         if n == 0 {
             return Ok(());
         }
+        self.phase_clock.start();
+        let mut rng = workload::SplitMix::new(self.config.workload.seed, 0x4d45_5441 ^ self.step);
         // Drawn either way, so the validation pick is the same in both modes.
         let random_pick = rng.below(n) as usize;
         let train_batch = match current_forward {
@@ -608,7 +627,7 @@ impl Trainer {
             val_primary: &val_primary,
             train_forward: current_forward,
         };
-        let result = hypergradient(&problem, &settings);
+        let result = hypergradient_timed(&problem, &settings, &mut self.phase_clock);
         let mut hyper = match result {
             Ok(h) => h,
             Err(e) if self.meta_steps_done == 0 => {
@@ -651,6 +670,7 @@ impl Trainer {
             ),
             None => None,
         };
+        self.phase_clock.mark("update");
         self.pending_meta.push(PendingMeta {
             step: self.step,
             norm,

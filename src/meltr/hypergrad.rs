@@ -26,6 +26,7 @@
 
 use super::autograd::{self, grad};
 use super::combiner::{effective_weights_graph, Combiner};
+use super::phases::PhaseClock;
 use anyhow::{anyhow, Result};
 use std::cell::RefCell;
 use tch::{Kind, Tensor};
@@ -106,6 +107,16 @@ pub struct Hypergradient {
 
 /// Computes the AID hypergradient for the combiner's parameters.
 pub fn hypergradient(problem: &MetaProblem, settings: &AidSettings) -> Result<Hypergradient> {
+    hypergradient_timed(problem, settings, &mut PhaseClock::disabled())
+}
+
+/// [`hypergradient`], marking each phase on `clock` (names as the bench
+/// prints them).
+pub fn hypergradient_timed(
+    problem: &MetaProblem,
+    settings: &AidSettings,
+    clock: &mut PhaseClock,
+) -> Result<Hypergradient> {
     let phi = problem.combiner.params();
     let theta = problem.theta;
     let with_phi: Vec<Tensor> = theta
@@ -129,16 +140,22 @@ pub fn hypergradient(problem: &MetaProblem, settings: &AidSettings) -> Result<Hy
     let (grads, reg) = match settings.mode {
         AidMode::Exact => {
             let (_, combined, reg) = train_terms()?;
+            clock.mark("train fwd");
             let primary_loss = (problem.val_primary)()? + &reg * settings.gamma;
+            clock.mark("val fwd");
             let grad_aux = grad(&[&combined], theta, true, true).map_err(exact_unavailable)?;
+            clock.mark("train bwd (graph)");
             let mut g = grad(&[&primary_loss], &with_phi, true, false)?;
+            clock.mark("val+γ bwd");
             let direct = g.split_off(theta.len());
             let hvp = |v: &[Tensor]| -> Result<Vec<Tensor>> {
                 grad(&[&autograd::dot(&grad_aux, v)], theta, true, false).map_err(exact_unavailable)
             };
             let p = neumann(&hvp, g, settings)?;
+            clock.mark("Neumann HVPs");
             let mixed = grad(&[&autograd::dot(&grad_aux, &p)], &phi, false, false)
                 .map_err(exact_unavailable)?;
+            clock.mark("mixed 2nd bwd");
             (subtract(direct, mixed), reg)
         }
         AidMode::Factorized => {
@@ -146,17 +163,23 @@ pub fn hypergradient(problem: &MetaProblem, settings: &AidSettings) -> Result<Hy
             // step's): the validation loss's gradient first, then the γ
             // term's through the training batch.
             let val = (problem.val_primary)()?;
+            clock.mark("val fwd");
             let g_val = grad(&[&val], theta, false, false)?;
+            clock.mark("val bwd");
             drop(val);
             let (losses, combined, reg) = train_terms()?;
+            clock.mark("train fwd");
             let mut g = grad(&[&(&reg * settings.gamma)], &with_phi, false, false)?;
+            clock.mark("γ bwd");
             let direct = g.split_off(theta.len());
             let g: Vec<Tensor> = g.iter().zip(&g_val).map(|(a, b)| a + b).collect();
             let at_losses = losses.detach();
             drop((losses, combined, g_val));
             let jvps = Jvps::new(problem, settings.jvp);
             let p = neumann(&|v| jvps.hvp(v), g, settings)?;
+            clock.mark("Neumann HVPs");
             let jvp = jvps.loss_jvp(&p)?;
+            clock.mark("loss JVP");
             fallback = jvps.fallback();
             let weights = effective_weights_graph(problem.combiner, &at_losses)?;
             let mixed = grad(
@@ -165,6 +188,7 @@ pub fn hypergradient(problem: &MetaProblem, settings: &AidSettings) -> Result<Hy
                 false,
                 false,
             )?;
+            clock.mark("MELTR 2nd order");
             (subtract(direct, mixed), reg)
         }
     };

@@ -8,3 +8,4 @@ pub mod forward_ad;
 pub mod hypergrad;
 pub mod net;
 pub mod optim;
+pub mod phases;
