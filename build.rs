@@ -2,9 +2,10 @@
 //! keep libtorch_cuda linked even though no symbol references it directly
 //! (otherwise CUDA is never available), and an rpath to libtorch's lib folder
 //! so the binary runs with no LD_LIBRARY_PATH. Also compiles the small C++
-//! shim for forward-mode AD (`csrc/forward_ad.cpp`) against the same libtorch.
+//! shims (`csrc/`: forward-mode AD, device memory statistics) against the
+//! same libtorch.
 fn main() {
-    compile_forward_ad_shim();
+    compile_shims();
     println!("cargo:rerun-if-env-changed=DEP_TCH_LIBTORCH_LIB");
     if let Ok(lib) = std::env::var("DEP_TCH_LIBTORCH_LIB") {
         println!("cargo:rustc-link-arg=-Wl,-rpath={lib}");
@@ -26,9 +27,12 @@ fn main() {
     println!("cargo:rustc-link-arg=-ltorch");
 }
 
-/// `csrc/forward_ad.cpp`, built with libtorch's headers and C++ ABI.
-fn compile_forward_ad_shim() {
-    println!("cargo:rerun-if-changed=csrc/forward_ad.cpp");
+/// `csrc/*.cpp`, built with libtorch's headers and C++ ABI.
+fn compile_shims() {
+    const SOURCES: [&str; 2] = ["csrc/forward_ad.cpp", "csrc/device_memory.cpp"];
+    for source in SOURCES {
+        println!("cargo:rerun-if-changed={source}");
+    }
     let Ok(lib) = std::env::var("DEP_TCH_LIBTORCH_LIB") else {
         panic!("torch-sys did not report libtorch's lib folder (DEP_TCH_LIBTORCH_LIB); run scripts/setup.sh");
     };
@@ -38,11 +42,11 @@ fn compile_forward_ad_shim() {
     println!("cargo:rerun-if-env-changed=LIBTORCH_CXX11_ABI");
     cc::Build::new()
         .cpp(true)
-        .file("csrc/forward_ad.cpp")
+        .files(SOURCES)
         .include(root.join("include"))
         .include(root.join("include/torch/csrc/api/include"))
         .flag("-std=c++17")
         .flag(format!("-D_GLIBCXX_USE_CXX11_ABI={abi}"))
         .flag("-w")
-        .compile("meltr_forward_ad");
+        .compile("meltr_shims");
 }

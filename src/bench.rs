@@ -16,16 +16,19 @@
 //! it is compared with, and the median is reported: on a shared machine a
 //! slow spell then hits all sides of a ratio alike.
 //!
-//! Memory on CPU is the resident set's peak above its level when the phase
-//! starts (freed memory is returned to the OS first, `malloc_trim`, and the
-//! kernel's peak counter reset, `/proc/self/clear_refs`). CUDA memory is not
-//! measured (tch exposes no allocator statistics).
+//! Memory is the peak above its level when the measurement starts: on CUDA
+//! the caching allocator's allocated bytes ([`crate::device_memory`]), on
+//! the CPU the resident set (freed memory is returned to the OS first,
+//! `malloc_trim`, and the kernel's peak counter reset,
+//! `/proc/self/clear_refs`).
 
 use crate::config::Config;
+use crate::device_memory;
 use crate::engine::trainer::Trainer;
 use anyhow::{bail, Context, Result};
 use std::path::{Path, PathBuf};
 use std::time::Instant;
+use tch::Device;
 
 pub struct BenchOptions {
     pub device: String,
@@ -136,6 +139,7 @@ fn bench_workload(
     scratch: &Path,
 ) -> Result<Report> {
     eprintln!("bench: {name}");
+    let device = crate::engine::trainer::resolve_device(&options.device)?;
     let mut lines = Vec::new();
     let warmup = 3;
     let with = |label: &str, edit: &dyn Fn(&mut Config)| -> Result<Trainer> {
@@ -154,7 +158,7 @@ fn bench_workload(
         .iter()
         .map(|kind| with(kind, &|c| c.combiner.kind = kind.to_string()))
         .collect::<Result<Vec<_>>>()?;
-    let inner = interleaved(&mut trainers, options.rounds, |t| {
+    let inner = interleaved(device, &mut trainers, options.rounds, |t| {
         (0..options.steps).try_for_each(|_| t.bench_step())
     })?;
     drop(trainers);
@@ -200,7 +204,7 @@ fn bench_workload(
             )),
         }
     }
-    let meta = interleaved(&mut trainers, options.rounds, |t| {
+    let meta = interleaved(device, &mut trainers, options.rounds, |t| {
         (0..options.meta_steps).try_for_each(|_| t.bench_meta_step())
     })?;
     let exact_time = modes.iter().position(|m| m.0 == "exact").map(|i| meta[i].0);
@@ -258,7 +262,7 @@ fn bench_workload(
             })
         })
         .collect::<Result<Vec<_>>>()?;
-    let rates: Vec<f64> = interleaved(&mut trainers, options.rounds, |t| {
+    let rates: Vec<f64> = interleaved(device, &mut trainers, options.rounds, |t| {
         (0..steps).try_for_each(|_| t.bench_step())
     })?
     .iter()
@@ -293,6 +297,7 @@ fn bench_workload(
 /// Returns, per trainer, the median seconds of its rounds and the largest
 /// transient peak memory of any round.
 fn interleaved(
+    device: Device,
     trainers: &mut [Trainer],
     rounds: u32,
     work: impl Fn(&mut Trainer) -> Result<()>,
@@ -301,7 +306,7 @@ fn interleaved(
     let mut peaks = vec![0; trainers.len()];
     for _ in 0..rounds.max(1) {
         for (i, t) in trainers.iter_mut().enumerate() {
-            let (s, peak) = measure(|| {
+            let (s, peak) = measure(device, || {
                 work(t)?;
                 t.bench_sync()
             })?;
@@ -335,19 +340,30 @@ fn mb(bytes: u64) -> f64 {
     bytes as f64 / (1024.0 * 1024.0)
 }
 
-/// Seconds `f` takes and the resident set's peak above its level at the
-/// start (bytes).
-fn measure(f: impl FnOnce() -> Result<()>) -> Result<(f64, u64)> {
-    unsafe {
-        libc::malloc_trim(0);
-    }
-    let _ = std::fs::write("/proc/self/clear_refs", "5");
-    let resting = status_kb("VmRSS:").unwrap_or(0);
+/// Seconds `f` takes and its transient peak memory (bytes above the level
+/// at the start): allocated memory on CUDA, the resident set on the CPU.
+fn measure(device: Device, f: impl FnOnce() -> Result<()>) -> Result<(f64, u64)> {
+    let resting = match device {
+        Device::Cuda(index) => {
+            device_memory::reset_peak(index)?;
+            device_memory::peak_allocated(index)?
+        }
+        _ => {
+            unsafe {
+                libc::malloc_trim(0);
+            }
+            let _ = std::fs::write("/proc/self/clear_refs", "5");
+            status_kb("VmRSS:").unwrap_or(0) * 1024
+        }
+    };
     let start = Instant::now();
     f()?;
     let seconds = start.elapsed().as_secs_f64();
-    let peak = status_kb("VmHWM:").unwrap_or(0);
-    Ok((seconds, peak.saturating_sub(resting) * 1024))
+    let peak = match device {
+        Device::Cuda(index) => device_memory::peak_allocated(index)?,
+        _ => status_kb("VmHWM:").unwrap_or(0) * 1024,
+    };
+    Ok((seconds, peak.saturating_sub(resting)))
 }
 
 fn status_kb(field: &str) -> Option<u64> {

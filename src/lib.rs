@@ -1,6 +1,7 @@
 //! meltr-tui: fine-tuning with MELTR (Meta Loss Transformer) from a terminal.
 pub mod bench;
 pub mod config;
+pub mod device_memory;
 pub mod engine;
 pub mod meltr;
 pub mod nn;

@@ -3,7 +3,9 @@
 //! through the model), in f64, on the built-in video-text model and on the
 //! TorchScript example with matmul attention, for J = 0 and J = 2. And the
 //! fallback: the example with fused attention (no forward derivative) uses
-//! differences under `aid.jvp = "auto"` and says why.
+//! differences under `aid.jvp = "auto"` and says why. And the single-loss
+//! forward the meta step's validation batch uses: the same value and
+//! gradient as the full forward's.
 
 mod common;
 
@@ -82,12 +84,10 @@ fn hypergrad_of(
         tch::manual_seed(11);
         workload::select(&workload.losses(&train)?, &names)
     };
+    // As the trainer does: the primary alone (the workloads' shortcut).
     let val_primary = || {
         tch::manual_seed(12);
-        Ok(workload
-            .losses(&val)?
-            .remove(&config.workload.primary)
-            .unwrap())
+        workload.loss(&val, &config.workload.primary)
     };
     let theta = workload.parameters();
     let problem = MetaProblem {
@@ -195,4 +195,46 @@ fn fused_attention_falls_back_to_differences_and_says_why() {
     );
     let err = relative_error(&auto, &differences);
     assert!(err < 1e-9, "auto after fallback vs differences: {err:e}");
+}
+
+/// `loss(batch, primary)` against `losses(batch)[primary]`: value and
+/// gradient with respect to θ, in f64.
+fn assert_primary_alone_matches(name: &str, workload: &dyn Workload, config: &Config) {
+    let batch = workload.val_batch(0).unwrap();
+    let theta = workload.parameters();
+    let primary = &config.workload.primary;
+    let value_and_grad = |loss: tch::Tensor| {
+        let grads = meltr_tui::meltr::autograd::grad(&[&loss], &theta, false, false).unwrap();
+        let flat: Vec<f64> = grads
+            .iter()
+            .flat_map(|g| Vec::<f64>::try_from(g.flatten(0, -1)).unwrap())
+            .collect();
+        (loss.double_value(&[]), flat)
+    };
+    tch::manual_seed(3);
+    let (alone, alone_grad) = value_and_grad(workload.loss(&batch, primary).unwrap());
+    tch::manual_seed(3);
+    let full = workload.losses(&batch).unwrap().remove(primary).unwrap();
+    let (full, full_grad) = value_and_grad(full);
+    let grad_error = relative_error(&alone_grad, &full_grad);
+    eprintln!("{name}: primary alone {alone} vs full forward {full}; gradient {grad_error:.1e}");
+    assert!(
+        (alone - full).abs() <= 1e-12 * full.abs(),
+        "{name}: {alone} vs {full}"
+    );
+    assert!(
+        grad_error <= 1e-12,
+        "{name}: gradient differs by {grad_error:e}"
+    );
+}
+
+#[test]
+fn the_primary_alone_matches_the_full_forward() {
+    let _serial = serial();
+    let config = video_text_config();
+    let workload = workload::build(&config, Device::Cpu, Kind::Double, None).unwrap();
+    assert_primary_alone_matches("video-text", workload.as_ref(), &config);
+    let config = torchscript_config(&export("sdpa"));
+    let workload = workload::build(&config, Device::Cpu, Kind::Double, None).unwrap();
+    assert_primary_alone_matches("torchscript (sdpa)", workload.as_ref(), &config);
 }

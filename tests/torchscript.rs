@@ -181,6 +181,10 @@ fn bad_models_and_data_are_refused_with_what_to_fix() {
         &config(tmp.path(), "sum", 5, &bad.join("missing_input.pt"), ""),
         "forward failed",
     );
+    refused(
+        &config(tmp.path(), "sum", 5, &bad.join("wrong_loss_method.pt"), ""),
+        "the optional `loss` method must return forward's value",
+    );
 
     // The example model, with a primary it does not have.
     let model = exported().join("model.pt");

@@ -2,7 +2,8 @@
 """Exports a small UniVL-like two-stream model for meltr-tui's `torchscript` workload.
 
 Writes, into --out (default: this folder):
-  model.pt            TorchScript: forward(batch: Dict[str, Tensor]) -> Dict[str, Tensor]
+  model.pt            TorchScript: forward(batch: Dict[str, Tensor]) -> Dict[str, Tensor],
+                      and the optional loss(batch, name: str) -> Tensor
   train.safetensors   precomputed "S3D-like" clip features, caption token ids, masks
   val.safetensors     the same for validation
 
@@ -39,7 +40,7 @@ import json
 import os
 import struct
 import warnings
-from typing import Dict
+from typing import Dict, Tuple
 
 # torch works without numpy; the warning would only confuse.
 warnings.filterwarnings("ignore", message="Failed to initialize NumPy")
@@ -155,6 +156,26 @@ class TwoStream(nn.Module):
         both = torch.cat([video + self.stream_type[0], text + self.stream_type[1]], 1)
         return self.cross_enc(both)
 
+    def retrieval(self, video: Tensor, text: Tensor) -> Tuple[Tensor, Tensor, Tensor]:
+        """Symmetric InfoNCE; also the logits and the pooled video embedding."""
+        v = F.normalize(self.video_norm(video.mean(1)), dim=-1)
+        t = F.normalize(text.mean(1), dim=-1)
+        logits = t @ v.t() * self.log_temperature.exp()
+        target = torch.arange(logits.shape[0], device=video.device)
+        loss = 0.5 * (self.cross_entropy(logits, target) + self.cross_entropy(logits.t(), target))
+        return loss, logits, v
+
+    @torch.jit.export
+    def loss(self, batch: Dict[str, Tensor], name: str) -> Tensor:
+        """Optional in the contract: one loss, the same value as forward(batch)[name].
+        meltr-tui's meta step needs only the primary on its validation batch, and
+        retrieval needs only the two single-stream encoders."""
+        if name == "retrieval":
+            video = self.encode_video(batch["video"])
+            text = self.encode_text(batch["text"])
+            return self.retrieval(video, text)[0]
+        return self.forward(batch)[name]
+
     def forward(self, batch: Dict[str, Tensor]) -> Dict[str, Tensor]:
         frames = batch["video"]
         tokens = batch["text"]
@@ -164,11 +185,8 @@ class TwoStream(nn.Module):
 
         video = self.encode_video(frames)
         text = self.encode_text(tokens)
-        v = F.normalize(self.video_norm(video.mean(1)), dim=-1)
-        t = F.normalize(text.mean(1), dim=-1)
-        logits = t @ v.t() * self.log_temperature.exp()
+        retrieval, logits, v = self.retrieval(video, text)
         target = torch.arange(b, device=frames.device)
-        retrieval = 0.5 * (self.cross_entropy(logits, target) + self.cross_entropy(logits.t(), target))
 
         # Matching: true pairs vs each caption paired with the next clip.
         pos = self.cross(video, text)[:, 0]

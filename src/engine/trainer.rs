@@ -608,9 +608,7 @@ impl Trainer {
         };
         let val_primary = || -> Result<Tensor> {
             tch::manual_seed(forward_seed + 1);
-            let mut all = workload.losses(val_batch)?;
-            all.remove(primary)
-                .with_context(|| format!("the model returned no loss named `{primary}`"))
+            workload.loss(val_batch, primary)
         };
         let aid = self.config.aid.clone();
         let settings = AidSettings {

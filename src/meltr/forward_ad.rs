@@ -29,8 +29,8 @@ extern "C" {
     fn meltr_fwad_free(message: *mut c_char);
 }
 
-/// Runs a shim call and turns its error string into an `Err`.
-fn checked<T>(call: impl FnOnce(*mut *mut c_char) -> T) -> Result<T> {
+/// Runs a shim call (`csrc/`) and turns its error string into an `Err`.
+pub(crate) fn checked<T>(call: impl FnOnce(*mut *mut c_char) -> T) -> Result<T> {
     let mut error: *mut c_char = std::ptr::null_mut();
     let value = call(&mut error);
     if error.is_null() {

@@ -6,7 +6,7 @@ pub mod torchscript;
 pub mod video_text;
 
 use crate::config::Config;
-use anyhow::{bail, Result};
+use anyhow::{bail, Context, Result};
 use std::collections::BTreeMap;
 use tch::{Device, Kind, Tensor};
 
@@ -45,6 +45,12 @@ pub trait Workload: Send {
     fn val_batch(&self, index: u64) -> Result<Batch>;
     /// One forward pass: every loss, differentiable w.r.t. θ.
     fn losses(&self, batch: &Batch) -> Result<Losses>;
+    /// The loss `name` alone, the same value as `losses(batch)[name]`. A
+    /// workload may compute it without the others: the meta step's
+    /// validation forward needs only the primary.
+    fn loss(&self, batch: &Batch, name: &str) -> Result<Tensor> {
+        take_loss(self.losses(batch)?, name)
+    }
     /// The full validation pass.
     fn evaluate(&self) -> Result<Evaluation>;
     /// Everything to checkpoint (parameters and buffers), by name.
@@ -55,6 +61,13 @@ pub trait Workload: Send {
     fn load_state(&mut self, lookup: &dyn Fn(&str) -> Option<Tensor>) -> Result<()> {
         load_into(self.var_store(), "", lookup)
     }
+}
+
+/// The loss `name` out of a forward's losses.
+pub fn take_loss(mut losses: Losses, name: &str) -> Result<Tensor> {
+    losses
+        .remove(name)
+        .with_context(|| format!("the model returned no loss named `{name}`"))
 }
 
 /// Builds the configured workload on `device` in `kind`. `checkpoint` is

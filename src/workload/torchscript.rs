@@ -43,6 +43,8 @@ pub struct TorchScript {
     metric_names: Vec<String>,
     /// The training permutation of the current epoch, on the device.
     epoch_order: RefCell<Option<(u64, Tensor)>>,
+    /// Whether the module exports the optional `loss(batch, name)`.
+    loss_method: bool,
 }
 
 /// One data file: named tensors with a common first dimension.
@@ -185,6 +187,7 @@ impl TorchScript {
             loss_names: Vec::new(),
             metric_names: Vec::new(),
             epoch_order: RefCell::new(None),
+            loss_method: false,
         };
         workload.inspect_outputs(model_path)?;
         // The combiner's initialization draws from libtorch's RNG next.
@@ -218,26 +221,64 @@ impl TorchScript {
             .iter()
             .map(|(n, _)| n[METRIC_PREFIX.len()..].to_string())
             .collect();
+        if !self.loss_names.contains(&self.primary) {
+            return Ok(()); // workload::build names the missing primary
+        }
+        // In eval mode: the check must not move running statistics.
+        self.module.borrow_mut().set_eval();
+        let checked = self.check_loss_method(&batch);
+        self.module.borrow_mut().set_train();
+        self.loss_method = checked.with_context(|| format!("workload.model: {model_path}"))?;
         Ok(())
+    }
+
+    /// Whether the module exports `loss(batch, name)`; when it does, its
+    /// primary loss must match `forward`'s (else the meta step would
+    /// optimize something else than the model reports).
+    fn check_loss_method(&self, batch: &Batch) -> Result<bool> {
+        let name = &self.primary;
+        let value = match self.call_loss(batch, name) {
+            Err(e) if e.to_string().contains(MISSING_LOSS_METHOD) => return Ok(false),
+            other => other?,
+        };
+        let Some(expected) = self.forward(batch)?.remove(name) else {
+            bail!("forward returned no `{name}`");
+        };
+        let (got, want) = (value.double_value(&[]), expected.double_value(&[]));
+        if !value.requires_grad() {
+            bail!("loss(batch, \"{name}\") is not differentiable with respect to any parameter (it does not require grad)");
+        }
+        if (got - want).abs() > 1e-5 * (1.0 + want.abs()) {
+            bail!("loss(batch, \"{name}\") = {got} but forward(batch)[\"{name}\"] = {want} on the first training batch; the optional `loss` method must return forward's value");
+        }
+        Ok(true)
+    }
+
+    /// The module's `loss(batch, name)` method.
+    fn call_loss(&self, batch: &Batch, name: &str) -> Result<Tensor> {
+        let output = self
+            .module
+            .borrow()
+            .method_is(
+                LOSS_METHOD,
+                &[batch_ivalue(batch), IValue::String(name.to_string())],
+            )
+            .map_err(|e| anyhow!("loss(batch, \"{name}\") failed: {}", torch_message(&e)))?;
+        match output {
+            IValue::Tensor(t) if t.dim() == 0 => Ok(t),
+            other => bail!(
+                "loss(batch, \"{name}\") must return a 0-dim tensor; it returned {}",
+                describe(&other)
+            ),
+        }
     }
 
     /// One forward pass: every output, losses and metrics, by name.
     fn forward(&self, batch: &Batch) -> Result<BTreeMap<String, Tensor>> {
-        let dict = IValue::GenericDict(
-            batch
-                .iter()
-                .map(|(name, t)| {
-                    (
-                        IValue::String(name.clone()),
-                        IValue::Tensor(t.shallow_clone()),
-                    )
-                })
-                .collect(),
-        );
         let output = self
             .module
             .borrow()
-            .forward_is(&[dict])
+            .forward_is(&[batch_ivalue(batch)])
             .map_err(|e| anyhow!("forward failed: {}", torch_message(&e)))?;
         let IValue::GenericDict(entries) = output else {
             bail!(
@@ -289,6 +330,27 @@ impl TorchScript {
         let order = &cached.as_ref().expect("set above").1;
         order.narrow(0, position * self.batch_size, self.batch_size)
     }
+}
+
+/// The optional method computing one loss alone (see the README's
+/// TorchScript contract).
+const LOSS_METHOD: &str = "loss";
+/// What libtorch says when a module lacks a method.
+const MISSING_LOSS_METHOD: &str = "Method 'loss' is not defined";
+
+/// A batch as the module's `Dict[str, Tensor]` argument.
+fn batch_ivalue(batch: &Batch) -> IValue {
+    IValue::GenericDict(
+        batch
+            .iter()
+            .map(|(name, t)| {
+                (
+                    IValue::String(name.clone()),
+                    IValue::Tensor(t.shallow_clone()),
+                )
+            })
+            .collect(),
+    )
 }
 
 /// Loads `path` as TorchScript, saying what is wrong when it is not.
@@ -384,6 +446,13 @@ impl Workload for TorchScript {
         let mut outputs = self.forward(batch)?;
         outputs.retain(|name, _| !name.starts_with(METRIC_PREFIX));
         Ok(outputs)
+    }
+
+    fn loss(&self, batch: &Batch, name: &str) -> Result<Tensor> {
+        if self.loss_method {
+            return self.call_loss(batch, name);
+        }
+        super::take_loss(self.losses(batch)?, name)
     }
 
     fn evaluate(&self) -> Result<Evaluation> {

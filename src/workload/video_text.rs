@@ -21,7 +21,7 @@
 //! cross-entropy), and `distractor`: random per-clip labels predicted from
 //! the shared video encoding, harmful by construction.
 
-use super::{Batch, Evaluation, Losses, SplitMix, Workload};
+use super::{self as workload, Batch, Evaluation, Losses, SplitMix, Workload};
 use crate::config::Config;
 use crate::nn::cross_entropy;
 use crate::nn::transformer::{causal_mask, EncoderLayer};
@@ -42,6 +42,9 @@ const MASK: i64 = 3;
 const FIRST_WORD: i64 = 4;
 pub const VOCAB: i64 = FIRST_WORD + OBJECTS + ACTIONS;
 pub const CAPTION: i64 = 2 * EVENTS + 2;
+const RETRIEVAL: &str = "retrieval";
+/// The batch entry holding its captions' token sum (0-dim, on the host).
+const TOKEN_SUM: &str = "token_sum";
 const D_MODEL: i64 = 64;
 const HEADS: i64 = 4;
 const D_FF: i64 = 128;
@@ -68,6 +71,9 @@ struct Split {
     frames: Tensor,
     tokens: Tensor,
     labels: Tensor,
+    /// Each caption's token sum, `[N]`, kept on the host: a batch's mask
+    /// seed comes from it without reading the device.
+    token_sums: Tensor,
 }
 
 impl Split {
@@ -75,11 +81,15 @@ impl Split {
         self.frames.size()[0]
     }
 
-    fn rows(&self, index: &Tensor) -> Batch {
+    /// The batch of rows `index` (on the split's device); `host_index`:
+    /// the same rows on the host.
+    fn rows(&self, index: &Tensor, host_index: &Tensor) -> Batch {
+        let token_sum = self.token_sums.index_select(0, host_index).sum(Kind::Int64);
         vec![
             ("frames".into(), self.frames.index_select(0, index)),
             ("tokens".into(), self.tokens.index_select(0, index)),
             ("labels".into(), self.labels.index_select(0, index)),
+            (TOKEN_SUM.into(), token_sum),
         ]
     }
 }
@@ -149,6 +159,7 @@ impl World {
             .map(|_| rng.below(DISTRACTOR_CLASSES as u64) as i64)
             .collect();
         Split {
+            token_sums: tokens.sum_dim_intlist(1, false, Kind::Int64),
             frames,
             tokens,
             labels: Tensor::from_slice(&labels),
@@ -161,6 +172,7 @@ fn to_device(split: Split, device: Device, kind: Kind) -> Split {
         frames: split.frames.to_kind(kind).to_device(device),
         tokens: split.tokens.to_device(device),
         labels: split.labels.to_device(device),
+        token_sums: split.token_sums,
     }
 }
 
@@ -258,23 +270,23 @@ impl Model {
             .forward(&out.narrow(1, FRAMES, CAPTION - 1))
     }
 
+    /// Symmetric InfoNCE over the batch, from the encoded clips and captions.
+    fn retrieval_loss(&self, video: &Tensor, text: &Tensor) -> Tensor {
+        let v = Self::embed(&self.video_proj, video);
+        let t = Self::embed(&self.text_proj, text);
+        let logits = t.matmul(&v.transpose(0, 1)) / TEMPERATURE;
+        let target = Tensor::arange(logits.size()[0], (Kind::Int64, logits.device()));
+        (cross_entropy(&logits, &target) + cross_entropy(&logits.transpose(0, 1), &target)) * 0.5
+    }
+
     fn losses(&self, frames: &Tensor, tokens: &Tensor, labels: &Tensor, mask_seed: u64) -> Losses {
         let b = frames.size()[0];
         let kind = frames.kind();
         let device = frames.device();
         let video = self.video_tokens(frames);
         let text = self.text_tokens(tokens);
-        let v = Self::embed(&self.video_proj, &video);
-        let t = Self::embed(&self.text_proj, &text);
         let mut out = BTreeMap::new();
-
-        // Symmetric InfoNCE over the batch.
-        let logits = t.matmul(&v.transpose(0, 1)) / TEMPERATURE;
-        let target = Tensor::arange(b, (Kind::Int64, device));
-        let nce = (cross_entropy(&logits, &target)
-            + cross_entropy(&logits.transpose(0, 1), &target))
-            * 0.5;
-        out.insert("retrieval".to_string(), nce);
+        out.insert(RETRIEVAL.to_string(), self.retrieval_loss(&video, &text));
 
         // Video-text matching: true pairs vs captions of other clips.
         let shifted = text.roll([1], [0]);
@@ -485,28 +497,32 @@ impl VideoText {
     }
 
     fn forward(&self, batch: &Batch) -> Result<Losses> {
-        let tokens = get(batch, "tokens")?;
         // Mask seed from the batch's content keeps masks identical across the
-        // repeated evaluations of one batch in the meta step.
-        let mask_seed = self.seed
-            ^ (tokens.sum(Kind::Int64).int64_value(&[]) as u64).wrapping_mul(0x2545_F491_4F6C_DD1D);
+        // repeated evaluations of one batch in the meta step. The token sum
+        // is a host tensor: reading it does not wait for the device.
+        let token_sum = get(batch, TOKEN_SUM)?;
+        debug_assert_eq!(token_sum.device(), Device::Cpu);
+        let mask_seed =
+            self.seed ^ (token_sum.int64_value(&[]) as u64).wrapping_mul(0x2545_F491_4F6C_DD1D);
         Ok(self.model.losses(
             get(batch, "frames")?,
-            tokens,
+            get(batch, "tokens")?,
             get(batch, "labels")?,
             mask_seed,
         ))
     }
 
     fn sample(&self, split: &Split, stream: u64, index: u64) -> Batch {
-        split.rows(&self.row_cache.rows(
-            self.seed,
-            stream,
-            index,
-            split.len(),
-            self.batch_size,
-            split.frames.device(),
-        ))
+        let device = split.frames.device();
+        let (len, size) = (split.len(), self.batch_size);
+        let host = workload::batch_rows(self.seed, stream, index, len, size, Device::Cpu);
+        let rows = match device {
+            Device::Cpu => host.shallow_clone(),
+            _ => self
+                .row_cache
+                .rows(self.seed, stream, index, len, size, device),
+        };
+        split.rows(&rows, &host)
     }
 }
 
@@ -539,6 +555,18 @@ impl Workload for VideoText {
         self.forward(batch)
     }
 
+    /// The retrieval loss needs only the two single-stream encoders (no
+    /// cross encoder, no decoder): about a quarter of a full forward.
+    fn loss(&self, batch: &Batch, name: &str) -> Result<Tensor> {
+        if name != RETRIEVAL {
+            return workload::take_loss(self.losses(batch)?, name);
+        }
+        let m = &self.model;
+        let video = m.video_tokens(get(batch, "frames")?);
+        let text = m.text_tokens(get(batch, "tokens")?);
+        Ok(m.retrieval_loss(&video, &text))
+    }
+
     fn evaluate(&self) -> Result<Evaluation> {
         tch::no_grad(|| {
             let m = &self.model;
@@ -569,10 +597,12 @@ impl Workload for VideoText {
                 .mean(kind)
                 .double_value(&[])
                 * 100.0;
-            let losses = self.forward(&self.val.rows(&Tensor::arange(
-                self.val.len(),
-                (Kind::Int64, self.val.frames.device()),
-            )))?;
+            let all = |device| Tensor::arange(self.val.len(), (Kind::Int64, device));
+            let losses = self.forward(
+                &self
+                    .val
+                    .rows(&all(self.val.frames.device()), &all(Device::Cpu)),
+            )?;
             let losses = losses
                 .into_iter()
                 .map(|(k, t)| (k, t.double_value(&[])))
