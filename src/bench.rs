@@ -12,9 +12,10 @@
 //! the inner step's forward), and with `log_every` 1 against 50; and where
 //! a meta step's time goes, phase by phase.
 //!
-//! Every measurement is repeated `rounds` times, interleaved with the ones
-//! it is compared with, and the median is reported: on a shared machine a
-//! slow spell then hits all sides of a ratio alike.
+//! Every timing is repeated `rounds` times, interleaved with the ones it is
+//! compared with, and the median is reported: on a shared machine a slow
+//! spell then hits all sides of a ratio alike. Memory is measured in one
+//! extra, untimed round first.
 //!
 //! Memory is the peak above its level when the measurement starts: on CUDA
 //! the caching allocator's allocated bytes ([`crate::device_memory`]), on
@@ -36,7 +37,7 @@ pub struct BenchOptions {
     pub steps: u64,
     /// Meta steps timed per mode.
     pub meta_steps: u64,
-    /// Interleaved rounds per measurement (the median is reported).
+    /// Timed rounds per measurement (the median is reported).
     pub rounds: u32,
     /// A folder with `model.pt`, `train.safetensors`, `val.safetensors`.
     pub torchscript: Option<PathBuf>,
@@ -62,7 +63,7 @@ pub fn run(options: &BenchOptions) -> Result<String> {
     }
     let _ = std::fs::remove_dir_all(&scratch);
     let mut out = format!(
-        "meltr-tui bench · device {} · libtorch {} · {} inner / {} meta steps per measurement, median of {} interleaved rounds\n",
+        "meltr-tui bench · device {} · libtorch {} · {} inner / {} meta steps per round, median of {} interleaved rounds\n",
         options.device,
         crate::libtorch_version(),
         options.steps,
@@ -293,25 +294,29 @@ fn bench_workload(
 }
 
 /// Runs `work` on each trainer in turn, `rounds` times over (interleaved,
-/// so a slow spell of a shared machine hits every configuration alike).
-/// Returns, per trainer, the median seconds of its rounds and the largest
-/// transient peak memory of any round.
+/// so a slow spell of a shared machine hits every configuration alike),
+/// after one untimed round that measures memory. Returns, per trainer, the
+/// median seconds of its timed rounds and that round's transient peak.
 fn interleaved(
     device: Device,
     trainers: &mut [Trainer],
     rounds: u32,
     work: impl Fn(&mut Trainer) -> Result<()>,
 ) -> Result<Vec<(f64, u64)>> {
+    let mut peaks = Vec::new();
+    for t in trainers.iter_mut() {
+        peaks.push(peak_memory(device, || {
+            work(t)?;
+            t.bench_sync()
+        })?);
+    }
     let mut seconds = vec![Vec::new(); trainers.len()];
-    let mut peaks = vec![0; trainers.len()];
     for _ in 0..rounds.max(1) {
         for (i, t) in trainers.iter_mut().enumerate() {
-            let (s, peak) = measure(device, || {
-                work(t)?;
-                t.bench_sync()
-            })?;
-            seconds[i].push(s);
-            peaks[i] = peaks[i].max(peak);
+            let start = Instant::now();
+            work(t)?;
+            t.bench_sync()?;
+            seconds[i].push(start.elapsed().as_secs_f64());
         }
     }
     Ok(seconds.into_iter().map(median).zip(peaks).collect())
@@ -340,9 +345,11 @@ fn mb(bytes: u64) -> f64 {
     bytes as f64 / (1024.0 * 1024.0)
 }
 
-/// Seconds `f` takes and its transient peak memory (bytes above the level
-/// at the start): allocated memory on CUDA, the resident set on the CPU.
-fn measure(device: Device, f: impl FnOnce() -> Result<()>) -> Result<(f64, u64)> {
+/// The transient peak memory of `f`, in bytes above the level at its
+/// start: allocated memory on CUDA, the resident set on the CPU (where
+/// freed memory is first returned to the OS, which costs the next
+/// allocations page faults: so this is not a timed round).
+fn peak_memory(device: Device, f: impl FnOnce() -> Result<()>) -> Result<u64> {
     let resting = match device {
         Device::Cuda(index) => {
             device_memory::reset_peak(index)?;
@@ -356,14 +363,12 @@ fn measure(device: Device, f: impl FnOnce() -> Result<()>) -> Result<(f64, u64)>
             status_kb("VmRSS:").unwrap_or(0) * 1024
         }
     };
-    let start = Instant::now();
     f()?;
-    let seconds = start.elapsed().as_secs_f64();
     let peak = match device {
         Device::Cuda(index) => device_memory::peak_allocated(index)?,
         _ => status_kb("VmHWM:").unwrap_or(0) * 1024,
     };
-    Ok((seconds, peak.saturating_sub(resting)))
+    Ok(peak.saturating_sub(resting))
 }
 
 fn status_kb(field: &str) -> Option<u64> {

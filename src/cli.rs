@@ -126,15 +126,15 @@ pub enum Cmd {
         /// cpu, cuda or cuda:N.
         #[arg(long, default_value = "cpu")]
         device: String,
-        /// Inner steps per measurement.
-        #[arg(long, default_value_t = 30)]
+        /// Inner steps per measurement round.
+        #[arg(long, default_value_t = 12)]
         steps: u64,
-        /// Meta steps per measurement.
-        #[arg(long, default_value_t = 10)]
+        /// Meta steps per measurement round.
+        #[arg(long, default_value_t = 4)]
         meta_steps: u64,
-        /// Each measurement is repeated this many times, interleaved with the
-        /// others it is compared with; the median is reported.
-        #[arg(long, default_value_t = 3)]
+        /// Timed rounds per measurement, interleaved with the measurements it
+        /// is compared with; the median round is reported.
+        #[arg(long, default_value_t = 10)]
         rounds: u32,
         /// Folder with a TorchScript model.pt and train/val.safetensors (e.g.
         /// the example exporter's output with --attention matmul).
