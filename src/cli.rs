@@ -120,8 +120,9 @@ pub enum Cmd {
     /// Versions, CUDA devices and the terminal, to check an installation.
     Doctor,
     /// Time inner and meta steps (primary, sum, meltr; exact and factorized
-    /// AID at J = 0, 1, 3), their peak memory, and training throughput, on
-    /// the built-in model and optionally a TorchScript model; prints ratios.
+    /// AID at J = 0, 1, 3), their peak memory, each meta step's phases, and
+    /// training throughput, on the built-in model and optionally a
+    /// TorchScript model; prints ratios.
     Bench {
         /// cpu, cuda or cuda:N.
         #[arg(long, default_value = "cpu")]
