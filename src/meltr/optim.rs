@@ -15,14 +15,30 @@ pub struct AdamW {
     /// parameters' device: a skipped update is decided there, without a
     /// host sync.
     pub step: Tensor,
+    /// The moments per parameter: views into `m_flat` / `v_flat`.
     pub m: Vec<Tensor>,
     pub v: Vec<Tensor>,
+    /// All parameters' moments in one buffer each: an update is a dozen
+    /// elementwise ops over every parameter at once, not a dozen per
+    /// parameter (a model of 50 tensors took ~900 small ops per step, 7–8
+    /// ms on the CPU and as many kernel launches on a GPU). Each element
+    /// sees the same operations in the same order, so the result is the
+    /// same, bit for bit, as updating parameter by parameter.
+    m_flat: Tensor,
+    v_flat: Tensor,
+    /// Element count of each parameter, in order.
+    sizes: Vec<i64>,
 }
 
 impl AdamW {
     pub fn new(params: &[Tensor], lr: f64, weight_decay: f64) -> Self {
-        let zeros = || tch::no_grad(|| params.iter().map(Tensor::zeros_like).collect::<Vec<_>>());
         let device = params.first().map_or(tch::Device::Cpu, Tensor::device);
+        let kind = params.first().map_or(Kind::Float, Tensor::kind);
+        let sizes: Vec<i64> = params.iter().map(|p| p.numel() as i64).collect();
+        let total: i64 = sizes.iter().sum();
+        let zeros = || tch::no_grad(|| Tensor::zeros([total], (kind, device)));
+        let (m_flat, v_flat) = (zeros(), zeros());
+        let views = |flat: &Tensor| per_parameter(flat, &sizes, params);
         Self {
             lr,
             weight_decay,
@@ -30,8 +46,11 @@ impl AdamW {
             beta2: 0.999,
             eps: 1e-8,
             step: Tensor::zeros([], (Kind::Double, device)),
-            m: zeros(),
-            v: zeros(),
+            m: views(&m_flat),
+            v: views(&v_flat),
+            m_flat,
+            v_flat,
+            sizes,
         }
     }
 
@@ -45,6 +64,9 @@ impl AdamW {
     /// otherwise, even with non-finite gradients). Nothing waits on the
     /// device.
     pub fn step_if(&mut self, params: &[Tensor], grads: &[Tensor], ok: Option<&Tensor>) {
+        if params.is_empty() {
+            return;
+        }
         tch::no_grad(|| {
             let count = match ok {
                 Some(ok) => &self.step + ok.to_kind(Kind::Double),
@@ -52,26 +74,31 @@ impl AdamW {
             };
             let correction = |beta: f64| -((&count * beta.ln()).exp()) + 1.0;
             let (bc1, bc2) = (correction(self.beta1), correction(self.beta2));
-            let keep = |target: &mut Tensor, new: Tensor| {
-                let value = match ok {
-                    Some(ok) => new.where_self(ok, target),
-                    None => new,
-                };
-                target.copy_(&value);
+            let keep = |target: &Tensor, new: Tensor| match ok {
+                Some(ok) => new.where_self(ok, target),
+                None => new,
             };
-            for ((p, g), (m, v)) in params
+            let flat = |tensors: &[Tensor]| {
+                Tensor::cat(
+                    &tensors.iter().map(|t| t.reshape(-1)).collect::<Vec<_>>(),
+                    0,
+                )
+            };
+            let (g, p) = (flat(grads), flat(params));
+            let m_new = &self.m_flat * self.beta1 + &g * (1.0 - self.beta1);
+            let v_new = &self.v_flat * self.beta2 + &g * &g * (1.0 - self.beta2);
+            let update = (&m_new / &bc1) / ((&v_new / &bc2).sqrt() + self.eps);
+            let decayed = &p * (1.0 - self.lr * self.weight_decay);
+            let p_new = keep(&p, decayed - update * self.lr);
+            let m_new = keep(&self.m_flat, m_new);
+            let v_new = keep(&self.v_flat, v_new);
+            self.m_flat.copy_(&m_new);
+            self.v_flat.copy_(&v_new);
+            for (param, new) in params
                 .iter()
-                .zip(grads)
-                .zip(self.m.iter_mut().zip(self.v.iter_mut()))
+                .zip(per_parameter(&p_new, &self.sizes, params))
             {
-                let m_new = &*m * self.beta1 + g * (1.0 - self.beta1);
-                let v_new = &*v * self.beta2 + g * g * (1.0 - self.beta2);
-                let update = (&m_new / &bc1) / ((&v_new / &bc2).sqrt() + self.eps);
-                let decayed = p * (1.0 - self.lr * self.weight_decay);
-                let p_new = decayed - update * self.lr;
-                keep(m, m_new);
-                keep(v, v_new);
-                keep(&mut p.shallow_clone(), p_new);
+                param.shallow_clone().copy_(&new);
             }
             self.step.copy_(&count);
         });
@@ -107,6 +134,43 @@ impl AdamW {
             Ok(())
         })
     }
+}
+
+/// The textbook AdamW update, parameter by parameter (a dozen small ops per
+/// parameter): the reference [`AdamW`] is tested and benchmarked against
+/// (`cargo bench --bench adamw`). `moments`: (m, v) per parameter; `step`:
+/// the update's number, from 1.
+#[doc(hidden)]
+pub fn per_parameter_step(
+    params: &[Tensor],
+    grads: &[Tensor],
+    moments: &mut [(Tensor, Tensor)],
+    step: f64,
+    (lr, weight_decay): (f64, f64),
+) {
+    let (b1, b2, eps) = (0.9f64, 0.999f64, 1e-8);
+    tch::no_grad(|| {
+        for ((p, g), (m, v)) in params.iter().zip(grads).zip(moments.iter_mut()) {
+            *m = &*m * b1 + g * (1.0 - b1);
+            *v = &*v * b2 + g * g * (1.0 - b2);
+            let m_hat = &*m / (1.0 - b1.powf(step));
+            let v_hat = &*v / (1.0 - b2.powf(step));
+            let new = p * (1.0 - lr * weight_decay) - m_hat / (v_hat.sqrt() + eps) * lr;
+            p.shallow_clone().copy_(&new);
+        }
+    });
+}
+
+/// `flat` split into one view per parameter, each in its parameter's shape.
+fn per_parameter(flat: &Tensor, sizes: &[i64], params: &[Tensor]) -> Vec<Tensor> {
+    if params.is_empty() {
+        return Vec::new();
+    }
+    flat.split_with_sizes(sizes, 0)
+        .iter()
+        .zip(params)
+        .map(|(part, p)| part.view(p.size().as_slice()))
+        .collect()
 }
 
 /// Scales `grads` in place so their global norm is at most `max_norm`.
@@ -161,6 +225,41 @@ mod tests {
             Vec::<f64>::try_from(q.detach()).unwrap()
         );
         assert_eq!(opt.step.double_value(&[]), 2.0);
+    }
+
+    #[test]
+    fn one_buffer_update_matches_the_per_parameter_update() {
+        let shapes: [&[i64]; 3] = [&[3, 4], &[5], &[2, 1, 3]];
+        let make = || -> Vec<Tensor> {
+            tch::manual_seed(1);
+            shapes
+                .iter()
+                .map(|s| Tensor::randn(*s, (Kind::Double, tch::Device::Cpu)))
+                .collect()
+        };
+        let (ours, theirs) = (make(), make());
+        let mut opt = AdamW::new(&ours, 0.05, 0.01);
+        let mut moments: Vec<(Tensor, Tensor)> = theirs
+            .iter()
+            .map(|p| (p.zeros_like(), p.zeros_like()))
+            .collect();
+        for step in 1..=5 {
+            let grads: Vec<Tensor> = ours.iter().map(|p| p.randn_like()).collect();
+            opt.step(&ours, &grads);
+            per_parameter_step(&theirs, &grads, &mut moments, step as f64, (0.05, 0.01));
+        }
+        for (i, (a, b)) in ours.iter().zip(&theirs).enumerate() {
+            assert_eq!(a.size(), b.size());
+            // Bias corrections differ in rounding (exp·ln vs powf): 1e-12.
+            let err = (a - b).abs().max().double_value(&[]);
+            assert!(err < 1e-12, "parameter {i}: {err:e}");
+            let m_err = (&opt.m[i] - &moments[i].0).abs().max().double_value(&[]);
+            assert!(m_err < 1e-15, "first moment {i}: {m_err:e}");
+        }
+        // The per-parameter views are the moments the checkpoint saves.
+        let names: Vec<String> = opt.state("opt").into_iter().map(|(n, _)| n).collect();
+        assert_eq!(names.len(), 1 + 2 * shapes.len());
+        assert_eq!(opt.m[2].size(), vec![2, 1, 3]);
     }
 
     #[test]
