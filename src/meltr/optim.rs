@@ -101,11 +101,9 @@ impl AdamW {
             let correction = |beta: f64| -((&count * beta.ln()).exp()) + 1.0;
             let (bc1, bc2) = (correction(self.beta1), correction(self.beta2));
             // `target` takes `new` (where `ok`).
-            let keep = |target: &mut Tensor, new: &Tensor| {
-                let _ = match ok {
-                    Some(ok) => target.copy_(&new.where_self(ok, target)),
-                    None => target.copy_(new),
-                };
+            let keep = |target: &mut Tensor, new: &Tensor| match ok {
+                Some(ok) => target.copy_(&new.where_self(ok, target)),
+                None => target.copy_(new),
             };
             let flat = |tensors: &[Tensor]| {
                 Tensor::cat(
