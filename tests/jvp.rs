@@ -5,7 +5,9 @@
 //! fallback: the example with fused attention (no forward derivative) uses
 //! differences under `aid.jvp = "auto"` and says why. And the single-loss
 //! forward the meta step's validation batch uses: the same value and
-//! gradient as the full forward's.
+//! gradient as the full forward's. And the gradient shares' double
+//! backward (a JVP of the loss vector through the retained graph) against
+//! one backward per loss.
 
 mod common;
 
@@ -13,6 +15,7 @@ use common::{relative_error, repo, run_python, serial};
 use meltr_tui::config::Config;
 use meltr_tui::meltr::combiner;
 use meltr_tui::meltr::hypergrad::{hypergradient, AidMode, AidSettings, JvpMethod, MetaProblem};
+use meltr_tui::meltr::shares;
 use meltr_tui::workload::{self, Workload};
 use std::path::{Path, PathBuf};
 use tch::{Device, Kind};
@@ -237,4 +240,51 @@ fn the_primary_alone_matches_the_full_forward() {
     let config = torchscript_config(&export("sdpa"));
     let workload = workload::build(&config, Device::Cpu, Kind::Double, None).unwrap();
     assert_primary_alone_matches("torchscript (sdpa)", workload.as_ref(), &config);
+}
+
+/// The shares of one training batch by both methods, with the double
+/// backward's result or error.
+fn shares_of(workload: &dyn Workload, config: &Config) -> (anyhow::Result<Vec<f64>>, Vec<f64>) {
+    let combiner = combiner::build(config, Device::Cpu, Kind::Double);
+    let batch = workload.train_batch(1).unwrap();
+    let losses = workload::select(&workload.losses(&batch).unwrap(), &config.loss_names()).unwrap();
+    let weights = combiner::effective_weights(combiner.as_ref(), &losses).unwrap();
+    let theta = workload.parameters();
+    let values = |s: shares::Shares| Vec::<f64>::try_from(&s.shares).unwrap();
+    let double = shares::by_double_backward(&losses, &weights, &theta).map(values);
+    let per_loss = values(shares::per_loss(&losses, &weights, &theta).unwrap());
+    (double, per_loss)
+}
+
+fn assert_shares_agree(name: &str, workload: &dyn Workload, config: &Config) {
+    let (double, per_loss) = shares_of(workload, config);
+    let double = double.unwrap();
+    let err = relative_error(&double, &per_loss);
+    eprintln!("{name}: shares {double:?}, double backward vs per loss {err:.1e}");
+    assert!(err <= 1e-10, "{name}: {double:?} vs {per_loss:?}");
+    let sum: f64 = double.iter().sum();
+    assert!((sum - 1.0).abs() < 1e-10, "{name}: shares sum to {sum}");
+}
+
+#[test]
+fn gradient_shares_by_double_backward_match_one_backward_per_loss() {
+    let _serial = serial();
+    let config = video_text_config();
+    let workload = workload::build(&config, Device::Cpu, Kind::Double, None).unwrap();
+    assert_shares_agree("video-text", workload.as_ref(), &config);
+    let config = torchscript_config(&export("matmul"));
+    let workload = workload::build(&config, Device::Cpu, Kind::Double, None).unwrap();
+    assert_shares_agree("torchscript (matmul attention)", workload.as_ref(), &config);
+}
+
+#[test]
+fn fused_attention_shares_need_the_per_loss_fallback() {
+    let _serial = serial();
+    let config = torchscript_config(&export("sdpa"));
+    let workload = workload::build(&config, Device::Cpu, Kind::Double, None).unwrap();
+    let (double, per_loss) = shares_of(workload.as_ref(), &config);
+    let err = double.expect_err("fused attention should have no double backward");
+    eprintln!("double backward through fused attention: {err:#}");
+    let sum: f64 = per_loss.iter().sum();
+    assert!((sum - 1.0).abs() < 1e-10, "per-loss shares sum to {sum}");
 }

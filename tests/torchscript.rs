@@ -121,6 +121,23 @@ fn the_example_trains_with_meltr_sum_and_primary() {
                 );
             }
         }
+        // The example's fused attention has no second derivative: the
+        // gradient shares fall back to one backward per loss, and say so.
+        let shares_fallback = lines.iter().any(|l| {
+            matches!(&l.record,
+            Record::Event { message, .. } if message.contains("one backward pass per loss"))
+        });
+        assert!(shares_fallback, "{combiner}: no shares fallback event");
+        for line in &lines {
+            if let Record::Train { shares, .. } = &line.record {
+                let sum: f64 = shares.values().sum();
+                assert!(
+                    shares.len() == 4 && (sum - 1.0).abs() < 1e-3,
+                    "{combiner} step {}: shares {shares:?}",
+                    line.step
+                );
+            }
+        }
         let val = evals(&lines, "retrieval");
         assert_eq!(val.len(), 6, "{combiner}: evals at 10..=60");
         let (first, last) = (val[0], *val.last().unwrap());

@@ -8,11 +8,12 @@
 use super::checkpoint;
 use super::control::{Command, Event, Status};
 use crate::config::Config;
-use crate::meltr::autograd::{self, grad};
+use crate::meltr::autograd::grad;
 use crate::meltr::combiner::{self, Combiner, Training};
 use crate::meltr::hypergrad::{hypergradient_timed, AidMode, AidSettings, JvpMethod, MetaProblem};
 use crate::meltr::optim::{clip_grad_norm, AdamW};
 use crate::meltr::phases::PhaseClock;
+use crate::meltr::shares::{self, Shares};
 use crate::session::log::{self, MetricsWriter};
 use crate::session::metrics::{Curve, Level, MetricLine, Named, Record};
 use crate::session::SessionMeta;
@@ -70,6 +71,9 @@ pub struct Trainer {
     checkpoint_owed: bool,
     /// Whether the fallback from forward-mode AD was logged already.
     jvp_fallback_reported: bool,
+    /// Why gradient shares fell back to one backward per loss, once they
+    /// have.
+    shares_per_loss: Option<String>,
     /// Times the meta step's phases when the bench enables it.
     phase_clock: PhaseClock,
     /// The step of the last checkpoint written (none twice for one step).
@@ -247,6 +251,7 @@ impl Trainer {
             storage_error: None,
             checkpoint_owed: false,
             jvp_fallback_reported: false,
+            shares_per_loss: None,
             phase_clock: PhaseClock::disabled(),
             checkpointed_at: resumed_from.as_ref().map(|_| step),
             pending_steps: Vec::new(),
@@ -447,15 +452,12 @@ impl Trainer {
                     losses.to_kind(Kind::Double),
                     weights.to_kind(Kind::Double),
                     total.detach().to_kind(Kind::Double).reshape([1]),
+                    shares.squared_norm.to_kind(Kind::Double).reshape([1]),
+                    shares.shares.to_kind(Kind::Double),
                 ],
                 0,
             ));
             let k = self.loss_names.len();
-            // A skipped (non-finite) step has no train line; its event
-            // comes with the next flush.
-            if values.iter().chain(shares.values()).any(|v| !v.is_finite()) {
-                return self.finish_step(reuse_forward);
-            }
             let pick = |range: std::ops::Range<usize>| -> Named {
                 self.loss_names
                     .iter()
@@ -463,6 +465,22 @@ impl Trainer {
                     .zip(values[range].iter().copied())
                     .collect()
             };
+            // A zero or non-finite combined gradient has no shares.
+            let squared_norm = values[2 * k + 1];
+            let shares = if squared_norm > 0.0 && squared_norm.is_finite() {
+                pick(2 * k + 2..3 * k + 2)
+            } else {
+                Named::new()
+            };
+            // A skipped (non-finite) step has no train line; its event
+            // comes with the next flush.
+            if values[..=2 * k]
+                .iter()
+                .chain(shares.values())
+                .any(|v| !v.is_finite())
+            {
+                return self.finish_step(reuse_forward);
+            }
             self.emit(Record::Train {
                 losses: pick(0..k),
                 total: values[2 * k],
@@ -539,37 +557,22 @@ impl Trainer {
         Ok(())
     }
 
-    /// Each loss's share of the combined gradient: `w_k ∇l_k · g / |g|²`.
-    fn gradient_shares(&self, losses: &Tensor, weights: &Tensor) -> Result<Named> {
-        let per_loss: Vec<Vec<Tensor>> = (0..self.loss_names.len() as i64)
-            .map(|k| grad(&[&losses.get(k)], &self.theta, true, false))
-            .collect::<Result<_>>()?;
-        let combined: Vec<Tensor> = (0..self.theta.len())
-            .map(|i| {
-                per_loss
-                    .iter()
-                    .enumerate()
-                    .map(|(k, g)| &g[i] * weights.get(k as i64))
-                    .reduce(|a, b| a + b)
-                    .expect("K >= 1")
-            })
-            .collect();
-        let total = autograd::dot(&combined, &combined).double_value(&[]);
-        if !(total > 0.0 && total.is_finite()) {
-            return Ok(Named::new());
+    /// Each loss's share of the combined gradient (see [`shares`]), by a
+    /// double backward unless the model has lacked second derivatives.
+    fn gradient_shares(&mut self, losses: &Tensor, weights: &Tensor) -> Result<Shares> {
+        if self.shares_per_loss.is_none() {
+            match shares::by_double_backward(losses, weights, &self.theta) {
+                Ok(shares) => return Ok(shares),
+                Err(e) => {
+                    self.shares_per_loss = Some(format!("{e:#}"));
+                    self.emit(Record::Event {
+                        level: Level::Info,
+                        message: format!("gradient shares take one backward pass per loss: the model has no second derivative ({e:#})"),
+                    })?;
+                }
+            }
         }
-        Ok(self
-            .loss_names
-            .iter()
-            .zip(&per_loss)
-            .enumerate()
-            .map(|(k, (name, g))| {
-                let share = weights.double_value(&[k as i64])
-                    * autograd::dot(g, &combined).double_value(&[])
-                    / total;
-                (name.clone(), share)
-            })
-            .collect())
+        shares::per_loss(losses, weights, &self.theta)
     }
 
     /// One meta step. `current_forward`: the loss vector of the newest

@@ -9,3 +9,4 @@ pub mod hypergrad;
 pub mod net;
 pub mod optim;
 pub mod phases;
+pub mod shares;
