@@ -3,7 +3,9 @@
 //!
 //! For each workload (the built-in video-text model, and a TorchScript
 //! model such as the example exporter's): time per inner step with the
-//! `primary`, `sum` and `meltr` combiners; time per meta step for `exact`
+//! `primary`, `sum` and `meltr` combiners (and `meltr` logging every step:
+//! effective weights and gradient shares, by a double backward and by one
+//! backward per loss); time per meta step for `exact`
 //! (where the model allows a second derivative) and `factorized` at J = 0,
 //! 1, 3; the transient peak memory of an inner and of a meta step; and
 //! training throughput (inner and meta steps together) of `meltr` at
@@ -162,11 +164,29 @@ fn bench_workload(
         Ok(t)
     };
 
-    // Inner steps per combiner.
-    let kinds = ["primary", "sum", "meltr"];
+    // Inner steps per combiner, and MELTR's when every step is logged
+    // (effective weights, gradient shares and one host read each step).
+    let kinds = [
+        ("primary", "primary", 50),
+        ("sum", "sum", 50),
+        ("meltr", "meltr", 50),
+        ("meltr logged", "meltr", 1),
+        ("  per loss", "meltr", 1),
+    ];
     let mut trainers = kinds
         .iter()
-        .map(|kind| with(kind, &|c| c.combiner.kind = kind.to_string()))
+        .map(|&(label, kind, log_every)| {
+            let mut t = with(&label.trim().replace(' ', "-"), &|c| {
+                c.combiner.kind = kind.into();
+                c.train.log_every = log_every;
+            })?;
+            // The last row: the shares by one backward per loss (the
+            // fallback for models without second derivatives).
+            if label == "  per loss" {
+                t.bench_shares_per_loss();
+            }
+            Ok(t)
+        })
         .collect::<Result<Vec<_>>>()?;
     let inner = interleaved(device, &mut trainers, options.rounds, |t| {
         (0..options.steps).try_for_each(|_| t.bench_step())
@@ -177,10 +197,10 @@ fn bench_workload(
     let meltr_step = per_step(inner[2].0);
     let inner_peak = inner[2].1;
     lines.push("inner step       ms/step   × sum   peak MB".into());
-    for (kind, (seconds, peak)) in kinds.iter().zip(&inner) {
+    for ((label, _, _), (seconds, peak)) in kinds.iter().zip(&inner) {
         let s = per_step(*seconds);
         lines.push(format!(
-            "  {kind:<14} {:>8.2}  {:>6.2}  {:>8.1}",
+            "  {label:<14} {:>8.2}  {:>6.2}  {:>8.1}",
             s * 1e3,
             s / sum_step,
             mb(*peak)

@@ -80,6 +80,52 @@ fn every_combiner_trains_with_finite_losses() {
     }
 }
 
+/// A logged step's update takes θ's gradient from the gradient shares'
+/// backward: the run must be the same, bit for bit, whatever `log_every`.
+#[test]
+fn logging_every_step_leaves_the_run_unchanged() {
+    let _serial = serial();
+    let root = tempfile::tempdir().unwrap();
+    // `uncertainty` trains its own weights in the inner step; `meltr` with
+    // `train_batch = "current"` keeps the step's graph for its meta step.
+    for (kind, train_batch) in [
+        ("sum", "recent"),
+        ("uncertainty", "recent"),
+        ("meltr", "recent"),
+        ("meltr", "current"),
+    ] {
+        let run = |log_every: u64| {
+            let mut config = small_config(kind, 30);
+            config.train.log_every = log_every;
+            config.train.eval_every = 10;
+            config.meltr.train_batch = train_batch.into();
+            let name = format!("{kind}-{train_batch}-{log_every}");
+            run_session(root.path(), &name, config).1
+        };
+        let (every, tenth) = (run(1), run(10));
+        // What both runs log, without wall-clock times and shares (the
+        // shares are compared with their sum below).
+        let comparable = |lines: &[meltr_tui::session::metrics::MetricLine]| -> Vec<String> {
+            lines
+                .iter()
+                .filter(|l| l.step % 10 == 0 || !matches!(l.record, Record::Train { .. }))
+                .map(|l| {
+                    let mut record = l.record.clone();
+                    if let Record::Train { shares, .. } = &mut record {
+                        let sum: f64 = shares.values().sum();
+                        assert!((sum - 1.0).abs() < 1e-3, "{kind}: shares {shares:?}");
+                        shares.clear();
+                    }
+                    format!("{} {record:?}", l.step)
+                })
+                .collect()
+        };
+        let (every, tenth) = (comparable(&every), comparable(&tenth));
+        assert!(every.len() > 6, "{kind}: {every:?}");
+        assert_eq!(every, tenth, "{kind}, train_batch = {train_batch}");
+    }
+}
+
 #[test]
 fn fixed_weights_are_reported_as_effective_weights() {
     let _serial = serial();

@@ -411,7 +411,7 @@ impl Trainer {
         let losses_finite = total.isfinite().logical_and(&losses.isfinite().all());
         // Weights and shares at the losses this update uses (before the
         // step changes any inner-trained combiner parameters).
-        let logged = if log_now {
+        let mut logged = if log_now {
             self.flush_pending()?;
             let weights = combiner::effective_weights(self.combiner.as_ref(), &losses)?;
             let shares = self.gradient_shares(&losses, &weights)?;
@@ -423,7 +423,17 @@ impl Trainer {
         // update, on this batch, and reuses this forward (its graph kept
         // through the inner backward).
         let reuse_forward = self.meta_due() && self.config.meltr.train_batch == "current";
-        let mut grads = grad(&[&total], &self.inner_params, reuse_forward, false)?;
+        let mut grads = match logged.as_mut().and_then(|(_, s)| s.combined.take()) {
+            // The shares' backward gave θ's gradient; the combiner's own
+            // inner-trained parameters (if any) take a backward through it
+            // alone.
+            Some(mut theta_grads) => {
+                let own = &self.inner_params[self.theta.len()..];
+                theta_grads.extend(grad(&[&total], own, reuse_forward, false)?);
+                theta_grads
+            }
+            None => grad(&[&total], &self.inner_params, reuse_forward, false)?,
+        };
         let norm = clip_grad_norm(&mut grads, self.config.train.grad_clip);
         let ok = losses_finite.logical_and(&norm.isfinite());
         self.recent.push_back(batch);
@@ -531,6 +541,13 @@ impl Trainer {
             anyhow::bail!("{e}");
         }
         Ok(())
+    }
+
+    /// Takes the gradient shares one backward per loss (the fallback), to
+    /// compare with the double backward in `meltr-tui bench`.
+    #[doc(hidden)]
+    pub fn bench_shares_per_loss(&mut self) {
+        self.shares_per_loss = Some("bench".into());
     }
 
     /// Starts timing each meta step's phases (synchronizing the device at

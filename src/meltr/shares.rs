@@ -10,6 +10,9 @@
 //! model whatever K, instead of one backward per loss (the fallback, for
 //! models with ops that have no second derivative, e.g. fused attention).
 //! No recomputed forward, so dropout and running statistics are untouched.
+//! The first of the two passes is `G` itself, bit for bit what the combined
+//! loss's backward gives, so a logged step's update reuses it: logging
+//! costs the step one extra pass over the model.
 
 use super::autograd::{detach_all, dot, grad};
 use anyhow::Result;
@@ -19,6 +22,11 @@ use tch::Tensor;
 pub struct Shares {
     pub shares: Tensor,
     pub squared_norm: Tensor,
+    /// G itself (detached), when it came out of one backward through the
+    /// model seeded with the effective weights: the same values, bit for
+    /// bit, as the combined loss's backward, so the step's update can use
+    /// it instead of a backward of its own.
+    pub combined: Option<Vec<Tensor>>,
 }
 
 /// By a double backward through the retained graph of `losses` (kept).
@@ -32,6 +40,7 @@ pub fn by_double_backward(losses: &Tensor, weights: &Tensor, theta: &[Tensor]) -
     Ok(Shares {
         shares: &weights * &along[0] / &squared_norm,
         squared_norm,
+        combined: Some(constant),
     })
 }
 
@@ -62,6 +71,8 @@ pub fn per_loss(losses: &Tensor, weights: &Tensor, theta: &[Tensor]) -> Result<S
     Ok(Shares {
         shares: &weights * along / &squared_norm,
         squared_norm,
+        // Summed in another order than a backward would: not bit for bit.
+        combined: None,
     })
 }
 
@@ -156,6 +167,30 @@ mod tests {
             }
             let sum: f64 = got.iter().sum();
             assert!((sum - 1.0).abs() < 1e-12, "{name}: shares sum to {sum}");
+        }
+    }
+
+    #[test]
+    fn the_combined_gradient_is_the_combined_losss_bit_for_bit() {
+        for kind in [Kind::Float, Kind::Double] {
+            let p = problem(4);
+            let theta = [p.theta.to_kind(kind).detach().set_requires_grad(true)];
+            let p = Problem {
+                theta: theta[0].shallow_clone(),
+                a: p.a.iter().map(|a| a.to_kind(kind)).collect(),
+                b: p.b.iter().map(|b| b.to_kind(kind)).collect(),
+            };
+            // A nonlinear combiner: log Σ exp(l_k).
+            let combine = |l: &Tensor| l.logsumexp([0], false);
+            let losses = p.losses();
+            let leaf = losses.detach().set_requires_grad(true);
+            let weights = grad(&[&combine(&leaf)], &[leaf], false, false).unwrap();
+            let shares = by_double_backward(&losses, &weights[0], &theta).unwrap();
+            let direct = grad(&[&combine(&losses)], &theta, false, false).unwrap();
+            assert!(
+                shares.combined.unwrap()[0].equal(&direct[0]),
+                "{kind:?}: not the combined loss's gradient bit for bit"
+            );
         }
     }
 
