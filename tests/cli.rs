@@ -218,3 +218,69 @@ fn doctor_reports_libtorch_and_cuda() {
     assert!(text.contains("libtorch   2.11.0"), "{text}");
     assert!(text.contains("CUDA "), "{text}");
 }
+
+/// `meltr-tui bench` at its smallest: every row of the report is there, with
+/// positive finite numbers, and `--out` holds the same report.
+#[test]
+fn bench_reports_every_row() {
+    let dir = tempfile::tempdir().unwrap();
+    let report = dir.path().join("bench.txt");
+    let out = run_with_limit(
+        bin()
+            .args([
+                "bench",
+                "--steps",
+                "1",
+                "--meta-steps",
+                "1",
+                "--rounds",
+                "1",
+            ])
+            .arg("--sessions-dir")
+            .arg(dir.path())
+            .arg("--out")
+            .arg(&report),
+        Duration::from_secs(300),
+    );
+    assert!(out.status.success(), "{}", text(&out));
+    let written = std::fs::read_to_string(&report).unwrap();
+    assert_eq!(written.trim(), String::from_utf8_lossy(&out.stdout).trim());
+    let row = |label: &str| -> Vec<f64> {
+        let line = written
+            .lines()
+            .find(|l| l.trim_start().starts_with(label))
+            .unwrap_or_else(|| panic!("no row {label:?} in\n{written}"));
+        let numbers: Vec<f64> = line[line.find(label).unwrap() + label.len()..]
+            .split_whitespace()
+            .filter_map(|w| w.parse().ok())
+            .collect();
+        assert!(
+            !numbers.is_empty() && numbers.iter().all(|n| n.is_finite() && *n > 0.0),
+            "row {label:?}: {line}"
+        );
+        numbers
+    };
+    for label in ["primary", "sum", "meltr", "meltr logged", "per loss"] {
+        assert_eq!(row(label).len(), 3, "{label}: ms/step, × sum, peak MB");
+    }
+    for label in [
+        "exact      J=0",
+        "factorized J=0",
+        "factorized J=1",
+        "factorized J=3",
+    ] {
+        assert_eq!(row(label).len(), 5, "{label}");
+    }
+    for label in [
+        "meltr, meta_every 3",
+        "meltr, train_batch current",
+        "meltr, log_every 1 vs 50",
+    ] {
+        assert_eq!(row(label).len(), 2, "{label}: steps/s and ratio");
+    }
+    let phases = written
+        .lines()
+        .filter(|l| l.contains(" · ") && l.contains("loss JVP"))
+        .count();
+    assert_eq!(phases, 3, "phase lines of factorized J = 0, 1, 3");
+}
