@@ -10,9 +10,10 @@
 //! model whatever K, instead of one backward per loss (the fallback, for
 //! models with ops that have no second derivative, e.g. fused attention).
 //! No recomputed forward, so dropout and running statistics are untouched.
-//! The first of the two passes is `G` itself, bit for bit what the combined
-//! loss's backward gives, so a logged step's update reuses it: logging
-//! costs the step one extra pass over the model.
+//! The first of the two passes is `G` itself, the combined loss's gradient
+//! (the same ops on the same seed: bit for bit in every model tested), so a
+//! logged step's update reuses it: logging costs the step one extra pass
+//! over the model.
 
 use super::autograd::{detach_all, dot, grad};
 use anyhow::Result;
@@ -23,9 +24,9 @@ pub struct Shares {
     pub shares: Tensor,
     pub squared_norm: Tensor,
     /// G itself (detached), when it came out of one backward through the
-    /// model seeded with the effective weights: the same values, bit for
-    /// bit, as the combined loss's backward, so the step's update can use
-    /// it instead of a backward of its own.
+    /// model seeded with the effective weights: the combined loss's
+    /// gradient by the same ops, so the step's update can use it instead
+    /// of a backward of its own.
     pub combined: Option<Vec<Tensor>>,
 }
 
