@@ -231,15 +231,25 @@ fn assert_primary_alone_matches(name: &str, workload: &dyn Workload, config: &Co
     );
 }
 
+/// Runs `check` on the video-text model and on the TorchScript example
+/// exported with `attention`, both in f64.
+fn on_both_models(attention: &str, check: fn(&str, &dyn Workload, &Config)) {
+    let config = video_text_config();
+    let workload = workload::build(&config, Device::Cpu, Kind::Double, None).unwrap();
+    check("video-text", workload.as_ref(), &config);
+    let config = torchscript_config(&export(attention));
+    let workload = workload::build(&config, Device::Cpu, Kind::Double, None).unwrap();
+    check(
+        &format!("torchscript ({attention} attention)"),
+        workload.as_ref(),
+        &config,
+    );
+}
+
 #[test]
 fn the_primary_alone_matches_the_full_forward() {
     let _serial = serial();
-    let config = video_text_config();
-    let workload = workload::build(&config, Device::Cpu, Kind::Double, None).unwrap();
-    assert_primary_alone_matches("video-text", workload.as_ref(), &config);
-    let config = torchscript_config(&export("sdpa"));
-    let workload = workload::build(&config, Device::Cpu, Kind::Double, None).unwrap();
-    assert_primary_alone_matches("torchscript (sdpa)", workload.as_ref(), &config);
+    on_both_models("sdpa", assert_primary_alone_matches);
 }
 
 /// The shares of one training batch by both methods, with the double
@@ -269,12 +279,7 @@ fn assert_shares_agree(name: &str, workload: &dyn Workload, config: &Config) {
 #[test]
 fn gradient_shares_by_double_backward_match_one_backward_per_loss() {
     let _serial = serial();
-    let config = video_text_config();
-    let workload = workload::build(&config, Device::Cpu, Kind::Double, None).unwrap();
-    assert_shares_agree("video-text", workload.as_ref(), &config);
-    let config = torchscript_config(&export("matmul"));
-    let workload = workload::build(&config, Device::Cpu, Kind::Double, None).unwrap();
-    assert_shares_agree("torchscript (matmul attention)", workload.as_ref(), &config);
+    on_both_models("matmul", assert_shares_agree);
 }
 
 #[test]
