@@ -221,6 +221,9 @@ pub struct RemoteLink {
     read_up_to: Cell<(u64, u64)>,
     /// Whether the runner's disappearance was already reported.
     gone_reported: Cell<bool>,
+    /// Whether the runner sent its final status (finished, stopped,
+    /// failed) itself: then its disappearance needs no report of its own.
+    end_received: Cell<bool>,
     pending: RefCell<Vec<Event>>,
 }
 
@@ -234,6 +237,7 @@ impl RemoteLink {
             next_line: Cell::new(0),
             read_up_to: Cell::new((0, 0)),
             gone_reported: Cell::new(false),
+            end_received: Cell::new(false),
             pending: RefCell::new(Vec::new()),
         })
     }
@@ -284,7 +288,12 @@ impl RemoteLink {
                     self.next_line.set(seq + 1);
                 }
             }
-            other => out.push(other),
+            other => {
+                if let Event::Status { status, .. } = &other {
+                    self.end_received.set(status.is_terminal());
+                }
+                out.push(other)
+            }
         }
     }
 }
@@ -312,6 +321,9 @@ impl EngineLink for RemoteLink {
             self.gone_reported.set(true);
             // Lines written after the last event that arrived.
             self.resync(&mut out);
+            if self.end_received.get() {
+                return out;
+            }
             if let Ok(meta) = SessionMeta::read(&self.dir) {
                 let event = if meta.status.is_terminal() {
                     Event::Status {

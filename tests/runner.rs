@@ -224,6 +224,17 @@ fn detach_attach_two_viewers_garbage_and_detach_again() {
         "the socket file is removed"
     );
     assert_eq!(SessionMeta::read(&dir).unwrap().status, Status::Stopped);
+    // The runner told its end itself: the link closing after it adds no
+    // second status (the events pane showed "run stopped" twice).
+    let mut after = Vec::new();
+    for _ in 0..40 {
+        after.extend(c.poll());
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert!(
+        !after.iter().any(|e| matches!(e, Event::Status { .. })),
+        "a status after the runner's own: {after:?}"
+    );
 }
 
 #[test]
