@@ -161,23 +161,23 @@ fn bench_workload(
 
     // Inner steps per combiner, and MELTR's when every step is logged
     // (effective weights, gradient shares and one host read each step).
+    // The last row takes the shares by one backward per loss (the fallback
+    // for models without second derivatives).
     let kinds = [
-        ("primary", "primary", 50),
-        ("sum", "sum", 50),
-        ("meltr", "meltr", 50),
-        ("meltr logged", "meltr", 1),
-        ("  per loss", "meltr", 1),
+        ("primary", "primary", 50, false),
+        ("sum", "sum", 50, false),
+        ("meltr", "meltr", 50, false),
+        ("meltr logged", "meltr", 1, false),
+        ("  per loss", "meltr", 1, true),
     ];
     let mut trainers = kinds
         .iter()
-        .map(|&(label, kind, log_every)| {
+        .map(|&(label, kind, log_every, per_loss)| {
             let mut t = with(&label.trim().replace(' ', "-"), &|c| {
                 c.combiner.kind = kind.into();
                 c.train.log_every = log_every;
             })?;
-            // The last row: the shares by one backward per loss (the
-            // fallback for models without second derivatives).
-            if label == "  per loss" {
+            if per_loss {
                 t.bench_shares_per_loss();
             }
             Ok(t)
@@ -192,7 +192,7 @@ fn bench_workload(
     let meltr_step = per_step(inner[2].0);
     let inner_peak = inner[2].1;
     lines.push("inner step       ms/step   × sum   peak MB".into());
-    for ((label, _, _), (seconds, peak)) in kinds.iter().zip(&inner) {
+    for ((label, ..), (seconds, peak)) in kinds.iter().zip(&inner) {
         let s = per_step(*seconds);
         lines.push(format!(
             "  {label:<14} {:>8.2}  {:>6.2}  {:>8.1}",

@@ -575,7 +575,8 @@ impl Trainer {
     }
 
     /// Each loss's share of the combined gradient (see [`shares`]), by a
-    /// double backward unless the model has lacked second derivatives.
+    /// double backward unless one has failed in this run (a model without
+    /// second derivatives, or out of memory).
     fn gradient_shares(&mut self, losses: &Tensor, weights: &Tensor) -> Result<Shares> {
         if self.shares_per_loss.is_none() {
             match shares::by_double_backward(losses, weights, &self.theta) {
@@ -584,7 +585,7 @@ impl Trainer {
                     self.shares_per_loss = Some(format!("{e:#}"));
                     self.emit(Record::Event {
                         level: Level::Info,
-                        message: format!("gradient shares take one backward pass per loss: the model has no second derivative ({e:#})"),
+                        message: format!("gradient shares take one backward pass per loss from now on: their double backward failed ({e:#})"),
                     })?;
                 }
             }
