@@ -71,7 +71,7 @@ command -v "$python" >/dev/null || { say "need python3 (3.10+) to install torch 
 say "installing torch $want into $venv (about 4.6 GB with its CUDA libraries; once per machine)..."
 mkdir -p "$cache"
 [ -x "$venv/bin/python" ] || "$python" -m venv "$venv"
-"$venv/bin/pip" install --disable-pip-version-check --progress-bar off "torch==$want" >&2
+"$venv/bin/pip" install --disable-pip-version-check "torch==$want" >&2
 dir=$(torch_dir_of_python "$venv/bin/python")
 usable "$dir" && link "$dir" "$venv/bin/python"
 say "pip finished but no usable torch $want was found in $venv"

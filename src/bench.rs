@@ -100,7 +100,7 @@ fn base(config: &mut Config, options: &BenchOptions) {
     config.train.steps = 1_000_000;
     config.meltr.meta_every = 1_000_000;
     // The init does not change a step's cost; skip the warm-start fit.
-    config.meltr.init = "random".into();
+    config.meltr.init = "pytorch".into();
 }
 
 fn video_text_config(options: &BenchOptions) -> Config {

@@ -81,6 +81,11 @@ pub struct TrainConfig {
     pub eval_every: u64,
     pub checkpoint_every: u64,
     pub log_every: u64,
+    /// Writes `trace/` in the session folder (initial θ and φ, each step's
+    /// batch rows and meta-step picks, the state after every step) for
+    /// `scripts/meltr_replay.py trace`, the step-for-step parity check
+    /// against PyTorch. TorchScript workloads; large: for short runs.
+    pub trace: bool,
 }
 
 impl TrainConfig {
@@ -110,6 +115,7 @@ impl Default for TrainConfig {
             eval_every: 50,
             checkpoint_every: 200,
             log_every: 10,
+            trace: false,
         }
     }
 }
@@ -151,11 +157,28 @@ pub struct MeltrConfig {
     /// its update, reusing the inner step's forward: one forward fewer per
     /// meta step).
     pub train_batch: String,
-    /// `random` (the public code) | `sum` | `primary`: before the first
-    /// step, fit MELTR to that linear combiner around the first batch's
-    /// losses, so the run starts with known effective weights (all 1, or 1
-    /// on the primary and 0 elsewhere).
+    /// `pytorch` (the public code: PyTorch's default initialisation of
+    /// nn.Linear, nn.Embedding and nn.TransformerEncoderLayer) | `random`
+    /// (tch's default initialisation, about 2.45x wider, random biases) |
+    /// `sum` | `primary`: from the `pytorch` init, fit MELTR to that linear
+    /// combiner around the first batch's losses, so the run starts with known
+    /// effective weights (all 1, or 1 on the primary and 0 elsewhere).
     pub init: String,
+    /// The γ term's direct gradient `γ·∂|Σl − M(l)|/∂φ`. The public code
+    /// drops it (φ's gradients are overwritten by the implicit term, so γ
+    /// reaches φ only through `∇_θ L_pri`); adding it makes MELTR collapse
+    /// on a held-out task (issue 15).
+    pub gamma_direct: bool,
+    /// The meta optimizer: `adam` (torch.optim.Adam, L2 added to the
+    /// gradient: the public code) | `adamw` (decoupled weight decay).
+    pub meta_optimizer: String,
+    /// The batches the meta step draws from: `previous` (the 10 batches
+    /// before the current one, as the public code) | `with-current` (the
+    /// last 10 including the current one).
+    pub pool: String,
+    /// What a detected collapse does: `warn` (an event) | `restore` (also
+    /// puts φ and its optimizer back to the last healthy meta step).
+    pub on_collapse: String,
 }
 
 impl Default for MeltrConfig {
@@ -173,7 +196,11 @@ impl Default for MeltrConfig {
             gamma: 0.1,
             val_source: "recent".into(),
             train_batch: "recent".into(),
-            init: "random".into(),
+            init: "pytorch".into(),
+            gamma_direct: false,
+            meta_optimizer: "adam".into(),
+            pool: "previous".into(),
+            on_collapse: "warn".into(),
         }
     }
 }
@@ -191,6 +218,10 @@ pub struct AidConfig {
     /// falling back to finite differences for ops without forward
     /// derivatives) | `forward` | `differences`.
     pub jvp: String,
+    /// The Neumann series stops (and says so) when a term's norm grows past
+    /// this multiple of the first's: for α·H with eigenvalues outside
+    /// (0, 2) the series diverges and would feed φ a useless direction.
+    pub max_growth: f64,
 }
 
 impl Default for AidConfig {
@@ -200,6 +231,7 @@ impl Default for AidConfig {
             alpha: 0.1,
             mode: "factorized".into(),
             jvp: "auto".into(),
+            max_growth: 10.0,
         }
     }
 }
@@ -210,7 +242,10 @@ pub const AID_MODES: &[&str] = &["factorized", "exact"];
 pub const JVP_METHODS: &[&str] = &["auto", "forward", "differences"];
 pub const VAL_SOURCES: &[&str] = &["recent", "val"];
 pub const TRAIN_BATCHES: &[&str] = &["recent", "current"];
-pub const MELTR_INITS: &[&str] = &["random", "sum", "primary"];
+pub const MELTR_INITS: &[&str] = &["pytorch", "random", "sum", "primary"];
+pub const META_OPTIMIZERS: &[&str] = &["adam", "adamw"];
+pub const POOLS: &[&str] = &["previous", "with-current"];
+pub const ON_COLLAPSE: &[&str] = &["warn", "restore"];
 pub const LR_SCHEDULES: &[&str] = &["constant", "cosine"];
 pub const DTYPES: &[&str] = &["f32", "f64"];
 
@@ -220,6 +255,7 @@ pub const DTYPES: &[&str] = &["f32", "f64"];
 pub const RESTART_ONLY: &[(&str, &str)] = &[
     ("workload", "the workload is built once when the run starts"),
     ("train.device", "tensors live on the device chosen at start"),
+    ("train.trace", "a trace starts with the run's initial state"),
     (
         "train.dtype",
         "parameters are created in this dtype at start",
@@ -388,6 +424,13 @@ impl Config {
             }
         }
 
+        if self.train.trace && w.kind != "torchscript" {
+            return Err(ConfigError::at_key(
+                "train.trace",
+                "the trace replays batches as rows of stored data: it needs workload.kind = \"torchscript\"",
+            ));
+        }
+
         if w.init_from.is_some() && w.kind != "video-text" {
             return Err(ConfigError::at_key(
                 "workload.init_from",
@@ -460,6 +503,9 @@ impl Config {
         one_of("meltr.val_source", &m.val_source, VAL_SOURCES)?;
         one_of("meltr.init", &m.init, MELTR_INITS)?;
         one_of("meltr.train_batch", &m.train_batch, TRAIN_BATCHES)?;
+        one_of("meltr.meta_optimizer", &m.meta_optimizer, META_OPTIMIZERS)?;
+        one_of("meltr.pool", &m.pool, POOLS)?;
+        one_of("meltr.on_collapse", &m.on_collapse, ON_COLLAPSE)?;
 
         let a = &self.aid;
         if a.iterations > 100 {
@@ -476,6 +522,12 @@ impl Config {
         }
         one_of("aid.mode", &a.mode, AID_MODES)?;
         one_of("aid.jvp", &a.jvp, JVP_METHODS)?;
+        if !(a.max_growth.is_finite() && a.max_growth >= 1.0) {
+            return Err(ConfigError::at_key(
+                "aid.max_growth",
+                format!("expected a number >= 1, got {}", a.max_growth),
+            ));
+        }
         Ok(())
     }
 
@@ -542,6 +594,7 @@ impl Config {
         self.workload = running.workload.clone();
         self.train.device = running.train.device.clone();
         self.train.dtype = running.train.dtype.clone();
+        self.train.trace = running.train.trace;
         self.combiner.kind = running.combiner.kind.clone();
         self.meltr.d_model = running.meltr.d_model;
         self.meltr.d_hidden = running.meltr.d_hidden;

@@ -97,7 +97,9 @@ fn settings(mode: AidMode, iterations: u32, alpha: f64, gamma: f64) -> AidSettin
         alpha,
         mode,
         gamma,
+        gamma_direct: false,
         jvp: JvpMethod::Differences,
+        max_growth: 10.0,
     }
 }
 
@@ -201,6 +203,7 @@ impl Quadratic {
         iterations: u32,
         alpha: f64,
         gamma: f64,
+        gamma_direct: bool,
     ) -> Vec<f64> {
         let combiner = LinearWeights::new(&self.phi);
         let th = theta.shallow_clone();
@@ -214,9 +217,15 @@ impl Quadratic {
             train_forward: None,
         };
         flat(
-            &hypergradient(&problem, &settings(mode, iterations, alpha, gamma))
-                .unwrap()
-                .grads,
+            &hypergradient(
+                &problem,
+                &AidSettings {
+                    gamma_direct,
+                    ..settings(mode, iterations, alpha, gamma)
+                },
+            )
+            .unwrap()
+            .grads,
         )
     }
 }
@@ -233,7 +242,7 @@ fn aid_converges_to_the_closed_form_implicit_gradient() {
         // overshoots here), so the check uses a geometric ladder of J.
         let errors: Vec<f64> = [0u32, 3, 10, 30, 80]
             .iter()
-            .map(|&j| relative_error(&q.aid(&theta, mode, j, 1.0, 0.0), &truth))
+            .map(|&j| relative_error(&q.aid(&theta, mode, j, 1.0, 0.0, false), &truth))
             .collect();
         for pair in errors.windows(2) {
             assert!(
@@ -258,12 +267,13 @@ fn neumann_series_times_alpha_approximates_the_inverse_hessian() {
     let exact = flat(&[Tensor::linalg_solve(&h, &g, true)]);
     let hvp = |v: &[Tensor]| -> Result<Vec<Tensor>> { Ok(vec![h.mv(&v[0])]) };
     let alpha = 0.3; // α·λ_max < 1
-    let p = neumann(
+    let (p, stop) = neumann(
         &hvp,
         vec![g.shallow_clone()],
         &settings(AidMode::Exact, 200, alpha, 0.0),
     )
     .unwrap();
+    assert_eq!(stop, None);
     let approx = flat(&[&p[0] * alpha]);
     assert!(
         relative_error(&approx, &exact) < 1e-8,
@@ -273,12 +283,44 @@ fn neumann_series_times_alpha_approximates_the_inverse_hessian() {
 }
 
 #[test]
+fn a_diverging_neumann_series_stops_before_the_term_that_grows_too_far() {
+    let _serial = common::serial();
+    // α·λ = 3 on one eigenvector: (1 − α·λ)^j = (−2)^j, so ‖v_j‖/‖v_0‖
+    // passes 10 at j = 4 for a start along that eigenvector.
+    let h = Tensor::from_slice(&[3.0f64, 0.0, 0.0, 0.5]).reshape([2, 2]);
+    let g = Tensor::from_slice(&[1.0f64, 0.0]);
+    let hvp = |v: &[Tensor]| -> Result<Vec<Tensor>> { Ok(vec![h.mv(&v[0])]) };
+    let (p, stop) = neumann(
+        &hvp,
+        vec![g.shallow_clone()],
+        &settings(AidMode::Exact, 8, 1.0, 0.0),
+    )
+    .unwrap();
+    let stop = stop.expect("the series diverges");
+    assert_eq!(stop.terms, 4, "{stop:?}");
+    assert!((stop.growth - 16.0).abs() < 1e-12, "{stop:?}");
+    // p = v_0 + v_1 + v_2 + v_3 = 1 − 2 + 4 − 8.
+    assert!((p[0].double_value(&[0]) + 5.0).abs() < 1e-12);
+    // A bound it never reaches sums every term.
+    let (_, stop) = neumann(
+        &hvp,
+        vec![g],
+        &AidSettings {
+            max_growth: 1e6,
+            ..settings(AidMode::Exact, 8, 1.0, 0.0)
+        },
+    )
+    .unwrap();
+    assert_eq!(stop, None);
+}
+
+#[test]
 fn j0_is_minus_the_mixed_derivative_times_the_primary_gradient() {
     // The models draw from libtorch's process-wide RNG.
     let _serial = common::serial();
     // Independently: ∂²L_aux/∂φ_k∂θ = A_k(θ − c_k); with γ > 0 the primary
     // gradient gains γ·s·Σ(1 − φ_k)∇l_k and the direct term is −γ·s·l_k,
-    // s = sign(Σ l − M).
+    // s = sign(Σ l − M). The public code (default) drops the direct term.
     let q = Quadratic::new();
     tch::manual_seed(5);
     let theta = (q.minimiser() + Tensor::randn([5], F64) * 0.3).set_requires_grad(true);
@@ -295,17 +337,20 @@ fn j0_is_minus_the_mixed_derivative_times_the_primary_gradient() {
     for (gl, p) in grads_l.iter().zip(&q.phi) {
         g += gl * (gamma * s * (1.0 - p));
     }
-    let expected: Vec<f64> = grads_l
-        .iter()
-        .zip(&losses)
-        .map(|(gl, l)| -gamma * s * l - gl.dot(&g).double_value(&[]))
-        .collect();
-    for mode in [AidMode::Exact, AidMode::Factorized] {
-        let got = q.aid(&theta, mode, 0, 0.5, gamma);
-        assert!(
-            relative_error(&got, &expected) < 1e-7,
-            "{mode:?}: {got:?} vs {expected:?}"
-        );
+    for gamma_direct in [false, true] {
+        let direct = if gamma_direct { gamma * s } else { 0.0 };
+        let expected: Vec<f64> = grads_l
+            .iter()
+            .zip(&losses)
+            .map(|(gl, l)| -direct * l - gl.dot(&g).double_value(&[]))
+            .collect();
+        for mode in [AidMode::Exact, AidMode::Factorized] {
+            let got = q.aid(&theta, mode, 0, 0.5, gamma, gamma_direct);
+            assert!(
+                relative_error(&got, &expected) < 1e-7,
+                "{mode:?}, gamma_direct {gamma_direct}: {got:?} vs {expected:?}"
+            );
+        }
     }
 }
 

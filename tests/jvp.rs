@@ -106,7 +106,9 @@ fn hypergrad_of(
         alpha: 0.01,
         mode,
         gamma: 0.1,
+        gamma_direct: false,
         jvp,
+        max_growth: 10.0,
     };
     let h = hypergradient(&problem, &settings).unwrap();
     let flat = h

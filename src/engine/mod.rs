@@ -3,6 +3,7 @@
 
 pub mod checkpoint;
 pub mod control;
+pub mod trace;
 pub mod trainer;
 
 use anyhow::{Context, Result};

@@ -7,11 +7,12 @@
 
 use super::checkpoint;
 use super::control::{Command, Event, Status};
+use super::trace::Tracer;
 use crate::config::Config;
 use crate::meltr::autograd::grad;
 use crate::meltr::combiner::{self, Combiner, Training};
 use crate::meltr::hypergrad::{hypergradient_timed, AidMode, AidSettings, JvpMethod, MetaProblem};
-use crate::meltr::optim::{clip_grad_norm, AdamW};
+use crate::meltr::optim::{clip_grad_norm, AdamW, WeightDecay};
 use crate::meltr::phases::PhaseClock;
 use crate::meltr::shares::{self, Shares};
 use crate::session::log::{self, MetricsWriter};
@@ -25,7 +26,7 @@ use std::sync::mpsc::{Receiver, SyncSender, TryRecvError};
 use std::time::Instant;
 use tch::{Device, Kind, Tensor};
 
-/// Batches the `recent` validation source draws from (as the public code).
+/// Batches the meta step's pool holds (as the public code).
 const RECENT_BATCHES: usize = 10;
 /// Every |w_k| below this ...
 const COLLAPSE_WEIGHT: f64 = 1e-3;
@@ -47,7 +48,11 @@ pub struct Trainer {
     inner: AdamW,
     meta: Option<AdamW>,
     step: u64,
-    recent: VecDeque<Batch>,
+    /// The meta step's pool: the last training batches by step, oldest
+    /// first (before the current one's, with `meltr.pool = "previous"`).
+    recent: VecDeque<(u64, Batch)>,
+    /// This step's batch until the step ends (then it joins `recent`).
+    current_batch: Option<(u64, Batch)>,
     /// The losses of the last inner step (detached), for weights/transforms.
     last_losses: Option<Tensor>,
     log: MetricsWriter,
@@ -82,6 +87,14 @@ pub struct Trainer {
     pending_steps: Vec<PendingStep>,
     /// Meta steps since the last flush.
     pending_meta: Vec<PendingMeta>,
+    /// φ and the meta optimizer's state at the newest meta step known to
+    /// be healthy (`meltr.on_collapse = "restore"`), and that step.
+    healthy: Option<(u64, Vec<Tensor>)>,
+    /// Whether the previous meta step's Neumann series stopped early (one
+    /// event per episode).
+    neumann_stopped: bool,
+    /// `train.trace`: the run's trace for the Python replay.
+    tracer: Option<Tracer>,
 }
 
 /// An inner step whose outcome the host has not read yet.
@@ -102,6 +115,9 @@ struct PendingMeta {
     aid_iterations: u32,
     /// The largest |effective weight| after the update (collapse watch).
     largest_weight: Option<Tensor>,
+    /// Copies of φ and the meta optimizer's state after the update
+    /// (`meltr.on_collapse = "restore"`).
+    snapshot: Option<Vec<Tensor>>,
 }
 
 /// Resolves `train.device` to a libtorch device, or says why not.
@@ -179,6 +195,7 @@ impl Trainer {
                 config.meltr.meta_lr,
                 config.meltr.meta_weight_decay,
             )
+            .with_decay(meta_decay(&config))
         });
         let metrics_path = dir.join("metrics.jsonl");
 
@@ -222,8 +239,18 @@ impl Trainer {
         };
         let mut recent = VecDeque::new();
         for s in step.saturating_sub(RECENT_BATCHES as u64 - 1).max(1)..=step {
-            recent.push_back(workload.train_batch(s)?);
+            recent.push_back((s, workload.train_batch(s)?));
         }
+        let tracer = if config.train.trace {
+            Some(Tracer::open(
+                dir,
+                step,
+                workload.as_ref(),
+                combiner.as_ref(),
+            )?)
+        } else {
+            None
+        };
         let log = MetricsWriter::open(&dir.join("metrics.jsonl"))?;
         let mut trainer = Trainer {
             dir: dir.to_path_buf(),
@@ -237,6 +264,7 @@ impl Trainer {
             meta,
             step,
             recent,
+            current_batch: None,
             last_losses: None,
             log,
             clock: Instant::now(),
@@ -256,6 +284,9 @@ impl Trainer {
             checkpointed_at: resumed_from.as_ref().map(|_| step),
             pending_steps: Vec::new(),
             pending_meta: Vec::new(),
+            healthy: None,
+            neumann_stopped: false,
+            tracer,
         };
         if let Some(path) = resumed_from {
             trainer.emit(Record::Event {
@@ -264,7 +295,7 @@ impl Trainer {
             })?;
         }
         if step == 0
-            && trainer.config.meltr.init != "random"
+            && matches!(trainer.config.meltr.init.as_str(), "sum" | "primary")
             && trainer.combiner.training() == Training::Meta
         {
             trainer.start_combiner_linear()?;
@@ -436,15 +467,15 @@ impl Trainer {
         };
         let norm = clip_grad_norm(&mut grads, self.config.train.grad_clip);
         let ok = losses_finite.logical_and(&norm.isfinite());
-        self.recent.push_back(batch);
-        while self.recent.len() > RECENT_BATCHES {
-            self.recent.pop_front();
-        }
+        self.current_batch = Some((self.step, batch));
         if reuse_forward {
             self.meta_step(Some(&losses))?;
         }
         self.inner.step_if(&self.inner_params, &grads, Some(&ok));
         let losses = losses.detach();
+        if let Some(tracer) = &mut self.tracer {
+            tracer.inner_losses(&losses);
+        }
         self.last_losses = Some(match &self.last_losses {
             Some(previous) => losses.where_self(&losses_finite, previous),
             None => losses.shallow_clone(),
@@ -509,11 +540,21 @@ impl Trainer {
             && self.meta_blocked.is_none()
     }
 
-    /// The rest of a step: meta step (unless `meta_done`), eval and
-    /// checkpoint when due.
+    /// The rest of a step: meta step (unless `meta_done`), the step's
+    /// batch into the pool, the trace, eval and checkpoint when due.
     fn finish_step(&mut self, meta_done: bool) -> Result<()> {
         if !meta_done && self.meta_due() {
             self.meta_step(None)?;
+        }
+        if let Some(current) = self.current_batch.take() {
+            self.recent.push_back(current);
+            while self.recent.len() > RECENT_BATCHES {
+                self.recent.pop_front();
+            }
+        }
+        if let Some(tracer) = &mut self.tracer {
+            let rows = self.workload.batch_rows(self.step);
+            tracer.step(self.step, rows, &self.theta, self.combiner.as_ref())?;
         }
         if self.step.is_multiple_of(self.config.train.eval_every)
             || self.step == self.config.train.steps
@@ -593,12 +634,17 @@ impl Trainer {
         shares::per_loss(losses, weights, &self.theta)
     }
 
-    /// One meta step. `current_forward`: the loss vector of the newest
-    /// recent batch at the current θ, with its graph (the inner step's
-    /// forward, `meltr.train_batch = "current"`); that batch is then the
-    /// training batch and the meta step reuses that forward.
+    /// One meta step. `current_forward`: the loss vector of this step's
+    /// batch at the current θ, with its graph (the inner step's forward,
+    /// `meltr.train_batch = "current"`); that batch is then the training
+    /// batch and the meta step reuses that forward.
     fn meta_step(&mut self, current_forward: Option<&Tensor>) -> Result<()> {
-        let n = self.recent.len() as u64;
+        let pool = meta_pool(
+            &self.recent,
+            self.current_batch.as_ref(),
+            self.config.meltr.pool == "with-current",
+        );
+        let n = pool.len() as u64;
         if n == 0 {
             return Ok(());
         }
@@ -606,16 +652,20 @@ impl Trainer {
         let mut rng = workload::SplitMix::new(self.config.workload.seed, 0x4d45_5441 ^ self.step);
         // Drawn either way, so the validation pick is the same in both modes.
         let random_pick = rng.below(n) as usize;
-        let train_batch = match current_forward {
-            Some(_) => self.recent.back().expect("n > 0"),
-            None => &self.recent[random_pick],
+        let (train_step, train_batch) = match current_forward {
+            Some(_) => {
+                let (step, batch) = self.current_batch.as_ref().expect("the inner step set it");
+                (*step, batch)
+            }
+            None => (pool[random_pick].0, &pool[random_pick].1),
         };
         let held_out;
-        let val_batch = if self.config.meltr.val_source == "val" {
+        let (val_step, val_batch) = if self.config.meltr.val_source == "val" {
             held_out = self.workload.val_batch(self.step)?;
-            &held_out
+            (None, &held_out)
         } else {
-            &self.recent[rng.below(n) as usize]
+            let (step, batch) = pool[rng.below(n) as usize];
+            (Some(*step), batch)
         };
         // Same seed before every forward: any randomness in the model (e.g.
         // dropout) is identical across the finite-difference evaluations.
@@ -637,7 +687,9 @@ impl Trainer {
             alpha: aid.alpha,
             mode: AidMode::parse(&aid.mode).expect("validated"),
             gamma: self.config.meltr.gamma,
+            gamma_direct: self.config.meltr.gamma_direct,
             jvp: JvpMethod::parse(&aid.jvp).expect("validated"),
+            max_growth: aid.max_growth,
         };
         let problem = MetaProblem {
             theta: &self.theta,
@@ -661,6 +713,20 @@ impl Trainer {
                 });
             }
         };
+        let stopped = hyper.neumann_stop;
+        if let Some(stop) = stopped.filter(|_| !self.neumann_stopped) {
+            self.emit(Record::Event {
+                level: Level::Warn,
+                message: format!(
+                    "step {}: the Neumann series diverges (‖v_{}‖ = {:.3e}·‖v_0‖ > aid.max_growth = {}); it stops at {} term(s) while this lasts. Lower aid.alpha (now {}) or aid.iterations",
+                    self.step, stop.terms, stop.growth, aid.max_growth, stop.terms, aid.alpha
+                ),
+            })?;
+        }
+        self.neumann_stopped = stopped.is_some();
+        if let Some(tracer) = &mut self.tracer {
+            tracer.meta(train_step, val_step, &hyper.grads, &hyper.reg);
+        }
         if let Some(why) = hyper.fallback.take() {
             if !self.jvp_fallback_reported {
                 self.jvp_fallback_reported = true;
@@ -689,6 +755,7 @@ impl Trainer {
             ),
             None => None,
         };
+        let snapshot = (self.config.meltr.on_collapse == "restore").then(|| self.meta_snapshot());
         self.phase_clock.mark("update");
         self.pending_meta.push(PendingMeta {
             step: self.step,
@@ -697,6 +764,7 @@ impl Trainer {
             meta_lr,
             aid_iterations: aid.iterations,
             largest_weight,
+            snapshot,
         });
         Ok(())
     }
@@ -780,17 +848,63 @@ impl Trainer {
                 aid_iterations: m.aid_iterations,
             },
         )?;
-        if largest.is_finite() && self.collapse.observe(largest) {
+        if !largest.is_finite() {
+            return Ok(());
+        }
+        let collapsed = self.collapse.observe(largest);
+        if largest >= COLLAPSE_WEIGHT {
+            if let Some(snapshot) = &m.snapshot {
+                self.healthy = Some((m.step, snapshot.iter().map(Tensor::copy).collect()));
+            }
+        }
+        if collapsed {
+            let restore = self.config.meltr.on_collapse == "restore";
+            let outcome = match (&self.healthy, restore) {
+                (Some((healthy_step, _)), true) => {
+                    let healthy_step = *healthy_step;
+                    self.restore_meta_snapshot();
+                    self.collapse = CollapseWatch::default();
+                    format!("φ and its optimizer restored from the meta step at step {healthy_step} (meltr.on_collapse = \"restore\")")
+                }
+                (None, true) => "no healthy meta step to restore from yet".to_string(),
+                (_, false) => "the model is no longer learning; meltr.on_collapse = \"restore\" would put φ back to the last healthy meta step".to_string(),
+            };
             self.emit_at(m.step, Record::Event {
                 level: Level::Warn,
                 message: format!(
                     "MELTR collapse: every effective weight has stayed below {COLLAPSE_WEIGHT} for {COLLAPSE_META_STEPS} meta steps (largest {largest:.2e}); \
-                     the model is no longer learning. Raise meltr.gamma (now {}) or lower meltr.meta_lr",
+                     {outcome}. Raise meltr.gamma (now {}) or lower meltr.meta_lr",
                     self.config.meltr.gamma
                 ),
             })?;
         }
         Ok(())
+    }
+
+    /// Copies of φ and the meta optimizer's state, in [`Self::meta_state`]'s
+    /// order.
+    fn meta_snapshot(&self) -> Vec<Tensor> {
+        tch::no_grad(|| self.meta_state().iter().map(Tensor::copy).collect())
+    }
+
+    /// φ, then the meta optimizer's step count and moments (shallow).
+    fn meta_state(&self) -> Vec<Tensor> {
+        let mut state = self.combiner.params();
+        if let Some(meta) = &self.meta {
+            state.extend(meta.state("meta").into_iter().map(|(_, t)| t));
+        }
+        state
+    }
+
+    /// Puts φ and the meta optimizer back to the healthy snapshot.
+    fn restore_meta_snapshot(&mut self) {
+        if let Some((_, snapshot)) = &self.healthy {
+            tch::no_grad(|| {
+                for (target, saved) in self.meta_state().iter().zip(snapshot) {
+                    target.shallow_clone().copy_(saved);
+                }
+            });
+        }
     }
 
     fn evaluate(&mut self) -> Result<()> {
@@ -843,6 +957,7 @@ impl Trainer {
             if let Some(meta) = self.meta.as_mut() {
                 meta.lr = effective.meltr.meta_lr;
                 meta.weight_decay = effective.meltr.meta_weight_decay;
+                meta.decay = meta_decay(&effective);
             }
             self.combiner.apply_config(&effective);
             self.meta_blocked = None;
@@ -984,6 +1099,38 @@ impl Trainer {
         self.status = status;
         let _ = crate::session::update_status(&self.dir, status, message.clone());
         self.send(Event::Status { status, message });
+    }
+}
+
+/// The batches a meta step draws from, oldest first: the last
+/// [`RECENT_BATCHES`] before this step's (`meltr.pool = "previous"`, the
+/// public code), or the last ones including it (`with_current`). An empty
+/// pool (a meta step at step 1) holds this step's batch, as the public
+/// code's first meta step uses its current batch.
+fn meta_pool<'a>(
+    recent: &'a VecDeque<(u64, Batch)>,
+    current: Option<&'a (u64, Batch)>,
+    with_current: bool,
+) -> Vec<&'a (u64, Batch)> {
+    let mut pool: Vec<&(u64, Batch)> = recent.iter().collect();
+    if let Some(current) = current {
+        if with_current || pool.is_empty() {
+            pool.push(current);
+            if pool.len() > RECENT_BATCHES {
+                pool.remove(0);
+            }
+        }
+    }
+    pool
+}
+
+/// `meltr.meta_optimizer`: Adam with L2 (`adam`, the public code) or
+/// decoupled decay (`adamw`).
+fn meta_decay(config: &Config) -> WeightDecay {
+    if config.meltr.meta_optimizer == "adamw" {
+        WeightDecay::Decoupled
+    } else {
+        WeightDecay::Coupled
     }
 }
 

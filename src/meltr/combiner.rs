@@ -71,7 +71,7 @@ const FIT_SPREAD: f64 = 0.25;
 
 /// `meltr.init = "sum" | "primary"`: fits a meta-trained combiner to the
 /// linear combination `Σ c_k l_k` near `losses` before the first step.
-/// MELTR's random init gives effective weights of random sign, and a
+/// MELTR's random init (the public code's) gives effective weights of random sign, and a
 /// negative weight on the primary makes the model climb its own task loss
 /// until the meta steps correct it; from a linear start the run begins like
 /// that baseline and the meta steps move away from it. Adam on the mean of
@@ -211,6 +211,11 @@ pub fn build(config: &Config, device: Device, kind: Kind) -> Box<dyn Combiner> {
                     heads: m.heads,
                 },
             );
+            // Every init but tch's own starts from PyTorch's (`sum` and
+            // `primary` then fit from there).
+            if m.init != "random" {
+                net.init_like_pytorch();
+            }
             vs.set_kind(kind);
             Box::new(Meltr { net, vs })
         }
@@ -230,13 +235,21 @@ fn fixed_weights(config: &Config) -> Vec<f64> {
 /// A VarStore's trainable variables in name order (stable across runs, so
 /// optimizer state lines up on resume; `trainable_variables` is unordered).
 pub fn sorted_variables(vs: &nn::VarStore) -> Vec<Tensor> {
+    sorted_named_variables(vs)
+        .into_iter()
+        .map(|(_, t)| t)
+        .collect()
+}
+
+/// [`sorted_variables`] with their names.
+pub fn sorted_named_variables(vs: &nn::VarStore) -> Vec<(String, Tensor)> {
     let mut named: Vec<(String, Tensor)> = vs
         .variables()
         .into_iter()
         .filter(|(_, t)| t.requires_grad())
         .collect();
     named.sort_by(|a, b| a.0.cmp(&b.0));
-    named.into_iter().map(|(_, t)| t).collect()
+    named
 }
 
 fn softplus_inv(y: f64) -> f64 {

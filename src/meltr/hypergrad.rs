@@ -2,14 +2,22 @@
 //! parameters φ.
 //!
 //! `L_pri = l_primary(θ; B_v) + γ·|Σ_k l_k(θ; B_t) − M_φ(l(θ; B_t))|`
-//! `dL_pri/dφ = ∂L_pri/∂φ − (∂²L_aux/∂φ∂θ)·p`, with `p ≈ H⁻¹ ∇_θ L_pri`,
+//! `dL_pri/dφ ≈ − (∂²L_aux/∂φ∂θ)·p`, with `p ≈ H⁻¹ ∇_θ L_pri`,
 //! `H = ∇²_θ L_aux(B_t)`, by the Neumann series
 //! `v_0 = p_0 = ∇_θ L_pri; v_{j+1} = v_j − α·H v_j; p = Σ_{j=0..J} v_j`.
 //!
-//! As in the public MELTR code, `p` sums the series without the leading α,
-//! so J = 0 is the identity approximation and, for J → ∞, `p → H⁻¹g / α`:
-//! exact at α = 1 (when H's eigenvalues lie in (0, 2)); for other α the
-//! scale folds into the meta learning rate.
+//! As in the public MELTR code (mlvlab/MELTR, `MELTRgrad`), the γ term
+//! reaches φ only through `∇_θ L_pri`: φ's gradients are overwritten by
+//! the implicit term. `gamma_direct` adds the total derivative's direct
+//! part `γ·∂|Σl − M|/∂φ` (an option: it made MELTR collapse on a held-out
+//! task).
+//!
+//! The public MELTR code has J = 0 only (p = ∇_θ L_pri); the series for
+//! J > 0 is AuxiLearn's convention: `p` sums it without the leading α, so
+//! for J → ∞, `p → H⁻¹g / α`: exact at α = 1 (when H's eigenvalues lie in
+//! (0, 2)); for other α the scale folds into the meta learning rate. A
+//! series whose terms grow past `max_growth` times the first stops there
+//! (see [`neumann`]).
 //!
 //! Two ways to get the mixed term:
 //! - `Exact`: differentiate `∇_θ L_aux · p` w.r.t. φ through the model
@@ -76,7 +84,11 @@ pub struct AidSettings {
     pub alpha: f64,
     pub mode: AidMode,
     pub gamma: f64,
+    /// Adds the γ term's direct φ-gradient (not in the public code).
+    pub gamma_direct: bool,
     pub jvp: JvpMethod,
+    /// The Neumann series stops when `‖v_j‖ > max_growth·‖v_0‖`.
+    pub max_growth: f64,
 }
 
 /// One meta step's bilevel problem, as closures over the current θ.
@@ -103,6 +115,17 @@ pub struct Hypergradient {
     /// Why forward-mode AD was not used, when `JvpMethod::Auto` fell back
     /// to differences.
     pub fallback: Option<String>,
+    /// Where the Neumann series stopped early because it diverged.
+    pub neumann_stop: Option<NeumannStop>,
+}
+
+/// A Neumann series cut short: `v_j` grew past the bound.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct NeumannStop {
+    /// Terms summed (v_0 .. v_{terms−1}).
+    pub terms: u32,
+    /// `‖v_j‖ / ‖v_0‖` of the term that was dropped.
+    pub growth: f64,
 }
 
 /// Computes the AID hypergradient for the combiner's parameters.
@@ -137,6 +160,7 @@ pub fn hypergradient_timed(
     };
 
     let mut fallback = None;
+    let neumann_stop;
     let (grads, reg) = match settings.mode {
         AidMode::Exact => {
             let (_, combined, reg) = train_terms()?;
@@ -145,13 +169,19 @@ pub fn hypergradient_timed(
             clock.mark("val fwd");
             let grad_aux = grad(&[&combined], theta, true, true).map_err(exact_unavailable)?;
             clock.mark("train bwd (graph)");
-            let mut g = grad(&[&primary_loss], &with_phi, true, false)?;
+            let inputs = if settings.gamma_direct {
+                &with_phi[..]
+            } else {
+                theta
+            };
+            let mut g = grad(&[&primary_loss], inputs, true, false)?;
             clock.mark("val+γ bwd");
-            let direct = g.split_off(theta.len());
+            let direct = settings.gamma_direct.then(|| g.split_off(theta.len()));
             let hvp = |v: &[Tensor]| -> Result<Vec<Tensor>> {
                 grad(&[&autograd::dot(&grad_aux, v)], theta, true, false).map_err(exact_unavailable)
             };
-            let p = neumann(&hvp, g, settings)?;
+            let (p, stop) = neumann(&hvp, g, settings)?;
+            neumann_stop = stop;
             clock.mark("Neumann HVPs");
             let mixed = grad(&[&autograd::dot(&grad_aux, &p)], &phi, false, false)
                 .map_err(exact_unavailable)?;
@@ -169,14 +199,20 @@ pub fn hypergradient_timed(
             drop(val);
             let (losses, combined, reg) = train_terms()?;
             clock.mark("train fwd");
-            let mut g = grad(&[&(&reg * settings.gamma)], &with_phi, false, false)?;
+            let inputs = if settings.gamma_direct {
+                &with_phi[..]
+            } else {
+                theta
+            };
+            let mut g = grad(&[&(&reg * settings.gamma)], inputs, false, false)?;
             clock.mark("γ bwd");
-            let direct = g.split_off(theta.len());
+            let direct = settings.gamma_direct.then(|| g.split_off(theta.len()));
             let g: Vec<Tensor> = g.iter().zip(&g_val).map(|(a, b)| a + b).collect();
             let at_losses = losses.detach();
             drop((losses, combined, g_val));
             let jvps = Jvps::new(problem, settings.jvp);
-            let p = neumann(&|v| jvps.hvp(v), g, settings)?;
+            let (p, stop) = neumann(&|v| jvps.hvp(v), g, settings)?;
+            neumann_stop = stop;
             clock.mark("Neumann HVPs");
             let jvp = jvps.loss_jvp(&p)?;
             clock.mark("loss JVP");
@@ -196,6 +232,7 @@ pub fn hypergradient_timed(
         grads,
         reg: reg.detach(),
         fallback,
+        neumann_stop,
     })
 }
 
@@ -290,24 +327,40 @@ impl<'a, 'p> Jvps<'a, 'p> {
     }
 }
 
-fn subtract(direct: Vec<Tensor>, mixed: Vec<Tensor>) -> Vec<Tensor> {
-    direct.iter().zip(&mixed).map(|(d, m)| d - m).collect()
+/// `direct − mixed`, or `−mixed` without a direct term.
+fn subtract(direct: Option<Vec<Tensor>>, mixed: Vec<Tensor>) -> Vec<Tensor> {
+    match direct {
+        Some(direct) => direct.iter().zip(&mixed).map(|(d, m)| d - m).collect(),
+        None => mixed.iter().map(|m| -m).collect(),
+    }
 }
 
-/// `p = Σ_{j=0..J} v_j`, `v_{j+1} = v_j − α·H v_j`, `v_0 = g`.
+/// `p = Σ_{j=0..J} v_j`, `v_{j+1} = v_j − α·H v_j`, `v_0 = g`. When α·H has
+/// eigenvalues outside (0, 2) the terms grow geometrically; the series
+/// stops before the first term with `‖v_j‖ > max_growth·‖v_0‖` (one host
+/// read per iteration, only when J > 0) and says where.
 pub fn neumann(
     hvp: &dyn Fn(&[Tensor]) -> Result<Vec<Tensor>>,
     g: Vec<Tensor>,
     settings: &AidSettings,
-) -> Result<Vec<Tensor>> {
+) -> Result<(Vec<Tensor>, Option<NeumannStop>)> {
     let mut v = autograd::detach_all(&g);
     let mut p = autograd::detach_all(&g);
-    for _ in 0..settings.iterations {
+    if settings.iterations == 0 {
+        return Ok((p, None));
+    }
+    let first = autograd::norm(&v).double_value(&[]);
+    for j in 1..=settings.iterations {
         let hv = hvp(&v)?;
-        v = autograd::axpy(&v, -settings.alpha, &hv);
+        let next = autograd::axpy(&v, -settings.alpha, &hv);
+        let growth = autograd::norm(&next).double_value(&[]) / first;
+        if first > 0.0 && !(growth <= settings.max_growth) {
+            return Ok((p, Some(NeumannStop { terms: j, growth })));
+        }
+        v = next;
         p = autograd::axpy(&p, 1.0, &v);
     }
-    Ok(p)
+    Ok((p, None))
 }
 
 fn exact_unavailable(error: anyhow::Error) -> anyhow::Error {

@@ -9,7 +9,7 @@
 //! differentiates through MELTR twice, and fused attention kernels have no
 //! double backward. No dropout: the meta step needs a deterministic function.
 
-use crate::nn::transformer::EncoderLayer;
+use crate::nn::transformer::{init_linear_like_pytorch, EncoderLayer};
 use tch::nn::{self, Module};
 use tch::Tensor;
 
@@ -62,6 +62,21 @@ impl MeltrNet {
                 },
             ),
         }
+    }
+
+    /// Re-draws every parameter as the public code's PyTorch module starts:
+    /// `nn.Linear` (U(±1/√fan_in) weights and biases), `nn.Embedding` for
+    /// the loss types (N(0, 1)), `nn.TransformerEncoderLayer` (see
+    /// [`EncoderLayer::init_like_pytorch`]). tch's defaults differ (Kaiming
+    /// bound ≈ 2.45x larger); `meltr.init = "random"` keeps them.
+    pub fn init_like_pytorch(&self) {
+        init_linear_like_pytorch(&self.loss_in);
+        init_linear_like_pytorch(&self.loss_out);
+        tch::no_grad(|| {
+            let _ = self.loss_type.shallow_clone().normal_(0.0, 1.0);
+        });
+        self.encoder.init_like_pytorch();
+        init_linear_like_pytorch(&self.head);
     }
 
     pub fn sizes(&self) -> MeltrSizes {
@@ -128,6 +143,40 @@ mod tests {
                 p.size()
             );
         }
+    }
+
+    #[test]
+    fn pytorch_init_draws_within_pytorchs_bounds() {
+        let (vs, net) = tiny(Kind::Double);
+        net.init_like_pytorch();
+        let vars = vs.variables();
+        let largest = |name: &str| vars[name].abs().max().double_value(&[]);
+        // (name, bound): U(±1/√fan_in) for nn.Linear; Xavier over the
+        // packed [3d, d] in-projection, √(6 / 4d); zero attention biases.
+        let d = 8.0f64;
+        for (name, bound) in [
+            ("loss_in.weight", 1.0),
+            ("loss_in.bias", 1.0),
+            ("loss_out.weight", 1.0 / 6f64.sqrt()),
+            ("ff_in.weight", 1.0 / d.sqrt()),
+            ("ff_out.weight", 1.0 / 16f64.sqrt()),
+            ("head.weight", 1.0 / d.sqrt()),
+            ("query.weight", (6.0 / (4.0 * d)).sqrt()),
+            ("value.weight", (6.0 / (4.0 * d)).sqrt()),
+            ("attn_out.weight", 1.0 / d.sqrt()),
+        ] {
+            let got = largest(name);
+            assert!(
+                got <= bound && got > 0.3 * bound,
+                "{name}: {got} vs {bound}"
+            );
+        }
+        for name in ["query.bias", "key.bias", "value.bias", "attn_out.bias"] {
+            assert_eq!(largest(name), 0.0, "{name}");
+        }
+        // The loss-type embedding is N(0, 1): 24 draws, std well above 0.02.
+        let std = vars["loss_type"].std(true).double_value(&[]);
+        assert!(std > 0.5 && std < 1.6, "{std}");
     }
 
     #[test]

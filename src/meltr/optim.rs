@@ -1,13 +1,27 @@
-//! AdamW and global grad-norm clipping over explicit gradient lists. Written
-//! out (rather than tch's `nn::Optimizer`) so the state can be checkpointed
-//! and resumed exactly, and gradients come from `run_backward`, not `.grad`.
+//! Adam (with decoupled or coupled weight decay) and global grad-norm
+//! clipping over explicit gradient lists. Written out (rather than tch's
+//! `nn::Optimizer`) so the state can be checkpointed and resumed exactly,
+//! and gradients come from `run_backward`, not `.grad`. Both follow
+//! PyTorch's formulas (`torch.optim.AdamW` / `torch.optim.Adam`,
+//! `clip_grad_norm_`): the Python replay compares them step for step.
 
 use super::autograd::norm;
 use tch::{Kind, Tensor};
 
+/// How weight decay enters the update.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum WeightDecay {
+    /// `p ← p·(1 − lr·λ)` beside the Adam step (`torch.optim.AdamW`).
+    Decoupled,
+    /// `g ← g + λ·p` before the moments (`torch.optim.Adam`'s L2, the
+    /// public MELTR code's meta optimizer).
+    Coupled,
+}
+
 pub struct AdamW {
     pub lr: f64,
     pub weight_decay: f64,
+    pub decay: WeightDecay,
     pub beta1: f64,
     pub beta2: f64,
     pub eps: f64,
@@ -73,6 +87,7 @@ impl AdamW {
         Self {
             lr,
             weight_decay,
+            decay: WeightDecay::Decoupled,
             beta1: 0.9,
             beta2: 0.999,
             eps: 1e-8,
@@ -83,7 +98,13 @@ impl AdamW {
         }
     }
 
-    /// One decoupled-weight-decay Adam update of `params` along `grads`.
+    /// The same optimizer with `decay` (decoupled by default).
+    pub fn with_decay(mut self, decay: WeightDecay) -> Self {
+        self.decay = decay;
+        self
+    }
+
+    /// One Adam update of `params` along `grads`.
     pub fn step(&mut self, params: &[Tensor], grads: &[Tensor]) {
         self.step_if(params, grads, None);
     }
@@ -112,7 +133,11 @@ impl AdamW {
                 )
             };
             for b in &mut self.buckets {
-                let (params, g) = (&params[b.params.clone()], flat(&grads[b.params.clone()]));
+                let (params, mut g) = (&params[b.params.clone()], flat(&grads[b.params.clone()]));
+                let coupled = self.decay == WeightDecay::Coupled && self.weight_decay != 0.0;
+                if coupled {
+                    let _ = g.g_add_(&(flat(params) * self.weight_decay));
+                }
                 // The textbook expressions, in place where that keeps each
                 // element's operations (a + b and b + a round alike).
                 let mut m_new = &b.m * self.beta1;
@@ -127,7 +152,9 @@ impl AdamW {
                 drop((m_new, v_new));
                 let _ = update.g_mul_scalar_(self.lr);
                 let mut p_new = flat(params);
-                let _ = p_new.g_mul_scalar_(1.0 - self.lr * self.weight_decay);
+                if self.decay == WeightDecay::Decoupled {
+                    let _ = p_new.g_mul_scalar_(1.0 - self.lr * self.weight_decay);
+                }
                 let _ = p_new.g_sub_(&update);
                 drop(update);
                 for (param, new) in params.iter().zip(per_parameter(&p_new, &b.sizes, params)) {
@@ -212,7 +239,8 @@ fn per_parameter(flat: &Tensor, sizes: &[i64], params: &[Tensor]) -> Vec<Tensor>
 pub fn clip_grad_norm(grads: &mut [Tensor], max_norm: f64) -> Tensor {
     let total = norm(grads);
     // Scalar arithmetic on the device tensor: no host-to-device copy.
-    let scale = ((&total.to_kind(Kind::Double) + 1e-12).reciprocal() * max_norm)
+    // `max_norm / (norm + 1e-6)`, as torch.nn.utils.clip_grad_norm_.
+    let scale = ((&total.to_kind(Kind::Double) + 1e-6).reciprocal() * max_norm)
         .clamp_max(1.0)
         .to_kind(total.kind());
     tch::no_grad(|| {
@@ -312,12 +340,38 @@ mod tests {
     }
 
     #[test]
+    fn coupled_decay_is_adam_on_the_gradient_plus_l2() {
+        // torch.optim.Adam(weight_decay = λ) steps on g + λ·p: the same as
+        // a decoupled-free step on that gradient.
+        let (lr, wd) = (0.01, 0.3);
+        let p = Tensor::from_slice(&[1.0f64, -2.0, 0.5]);
+        let q = p.copy();
+        let mut coupled = AdamW::new(&[p.shallow_clone()], lr, wd).with_decay(WeightDecay::Coupled);
+        let mut plain = AdamW::new(&[q.shallow_clone()], lr, 0.0);
+        for g in [[0.3f64, -0.1, 2.0], [-0.2, 0.4, 0.1], [1.0, 1.0, -1.0]] {
+            let g = Tensor::from_slice(&g);
+            let with_l2 = &g + &q * wd;
+            coupled.step(&[p.shallow_clone()], &[g]);
+            plain.step(&[q.shallow_clone()], &[with_l2]);
+        }
+        let err = (&p - &q).abs().max().double_value(&[]);
+        assert!(err < 1e-15, "{err:e}");
+        // And it differs from decoupled decay (the option is not a no-op).
+        let r = Tensor::from_slice(&[1.0f64, -2.0, 0.5]);
+        let mut decoupled = AdamW::new(&[r.shallow_clone()], lr, wd);
+        for g in [[0.3f64, -0.1, 2.0], [-0.2, 0.4, 0.1], [1.0, 1.0, -1.0]] {
+            decoupled.step(&[r.shallow_clone()], &[Tensor::from_slice(&g)]);
+        }
+        assert!((&p - &r).abs().max().double_value(&[]) > 1e-4);
+    }
+
+    #[test]
     fn clipping_bounds_the_global_norm() {
         let mut g = vec![Tensor::from_slice(&[3.0f64]), Tensor::from_slice(&[4.0f64])];
         let before = clip_grad_norm(&mut g, 1.0).double_value(&[]);
         assert!((before - 5.0).abs() < 1e-12);
         let after = norm(&g).double_value(&[]);
-        assert!((after - 1.0).abs() < 1e-9, "{after}");
+        assert!((after - 5.0 / (5.0 + 1e-6)).abs() < 1e-12, "{after}");
         let mut small = vec![Tensor::from_slice(&[0.3f64])];
         let _ = clip_grad_norm(&mut small, 1.0);
         assert!((small[0].double_value(&[0]) - 0.3).abs() < 1e-12);

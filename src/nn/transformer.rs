@@ -65,6 +65,29 @@ impl EncoderLayer {
         }
     }
 
+    /// Re-draws the parameters as PyTorch initialises
+    /// `nn.TransformerEncoderLayer`: the attention's packed in-projection
+    /// (query, key and value rows together, fan_in d, fan_out 3d) Xavier
+    /// uniform with zero biases, its out-projection U(±1/√d) with a zero
+    /// bias, the feed-forward layers as `nn.Linear` (weight and bias
+    /// U(±1/√fan_in)), layer norms 1 and 0 (as built).
+    pub fn init_like_pytorch(&self) {
+        let d = self.query.ws.size()[1] as f64;
+        let xavier = (6.0 / (d + 3.0 * d)).sqrt();
+        for projection in [&self.query, &self.key, &self.value] {
+            uniform(&projection.ws, xavier);
+            if let Some(bias) = &projection.bs {
+                zero(bias);
+            }
+        }
+        init_linear_like_pytorch(&self.attn_out);
+        if let Some(bias) = &self.attn_out.bs {
+            zero(bias);
+        }
+        init_linear_like_pytorch(&self.ff_in);
+        init_linear_like_pytorch(&self.ff_out);
+    }
+
     /// `x`: `[batch, tokens, d_model]`. `mask`: optional additive mask
     /// broadcastable to `[batch, heads, tokens, tokens]` (0 = attend,
     /// -inf = blocked).
@@ -88,6 +111,29 @@ impl EncoderLayer {
         self.norm2
             .forward(&(&x + self.ff_out.forward(&self.ff_in.forward(&x).relu())))
     }
+}
+
+/// Re-draws a linear layer as PyTorch's `nn.Linear` initialises it: weight
+/// (Kaiming uniform with a = √5) and bias both U(±1/√fan_in).
+pub fn init_linear_like_pytorch(linear: &nn::Linear) {
+    let bound = 1.0 / (linear.ws.size()[1] as f64).sqrt();
+    uniform(&linear.ws, bound);
+    if let Some(bias) = &linear.bs {
+        uniform(bias, bound);
+    }
+}
+
+/// Fills `t` from U(−bound, bound) in place (outside autograd).
+pub fn uniform(t: &Tensor, bound: f64) {
+    tch::no_grad(|| {
+        let _ = t.shallow_clone().uniform_(-bound, bound);
+    });
+}
+
+fn zero(t: &Tensor) {
+    tch::no_grad(|| {
+        let _ = t.shallow_clone().zero_();
+    });
 }
 
 /// Additive causal mask `[n, n]`: position i attends to j <= i.

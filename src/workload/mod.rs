@@ -41,6 +41,11 @@ pub trait Workload: Send {
     /// The training batch for `step` (a pure function of seed and step, so a
     /// resumed run sees the same data).
     fn train_batch(&self, step: u64) -> Result<Batch>;
+    /// The training rows batch `step` holds, for workloads whose batches
+    /// are row slices of stored data (the trace the Python replay reads).
+    fn batch_rows(&self, _step: u64) -> Option<Vec<i64>> {
+        None
+    }
     /// A held-out batch (for `meltr.val_source = "val"`).
     fn val_batch(&self, index: u64) -> Result<Batch>;
     /// One forward pass: every loss, differentiable w.r.t. θ.

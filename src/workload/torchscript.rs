@@ -129,10 +129,6 @@ impl TorchScript {
     ) -> Result<TorchScript> {
         let w = &config.workload;
         let model_path = w.model.as_deref().context("workload.model is required")?;
-        // The JIT's optimized graphs run their own autodiff, which drops
-        // forward-mode tangents (JVPs came out wrong); the plain interpreter
-        // runs each aten op with its forward derivative.
-        tch::jit::set_graph_executor_optimize(false);
         let mut module = match saved_module {
             Some(bytes) => {
                 let bytes = Vec::<u8>::try_from(bytes)?;
@@ -256,6 +252,7 @@ impl TorchScript {
 
     /// The module's `loss(batch, name)` method.
     fn call_loss(&self, batch: &Batch, name: &str) -> Result<Tensor> {
+        plain_interpreter();
         let output = self
             .module
             .borrow()
@@ -275,6 +272,7 @@ impl TorchScript {
 
     /// One forward pass: every output, losses and metrics, by name.
     fn forward(&self, batch: &Batch) -> Result<BTreeMap<String, Tensor>> {
+        plain_interpreter();
         let output = self
             .module
             .borrow()
@@ -330,6 +328,16 @@ impl TorchScript {
         let order = &cached.as_ref().expect("set above").1;
         order.narrow(0, position * self.batch_size, self.batch_size)
     }
+}
+
+/// Runs TorchScript on the plain interpreter on this thread. The JIT's
+/// optimized graphs run their own autodiff, which drops forward-mode
+/// tangents (the factorized meta step's JVPs came out wrong by ~1e-3); the
+/// interpreter runs each aten op with its forward derivative. The setting is
+/// per thread, and the trainer runs on its own thread, so every call sets it
+/// (a thread-local store: free).
+fn plain_interpreter() {
+    tch::jit::set_graph_executor_optimize(false);
 }
 
 /// The optional method computing one loss alone (see the README's
@@ -434,6 +442,10 @@ impl Workload for TorchScript {
 
     fn train_batch(&self, step: u64) -> Result<Batch> {
         Ok(self.train.rows(&self.train_rows(step)))
+    }
+
+    fn batch_rows(&self, step: u64) -> Option<Vec<i64>> {
+        Vec::try_from(self.train_rows(step).to_device(Device::Cpu)).ok()
     }
 
     fn val_batch(&self, index: u64) -> Result<Batch> {

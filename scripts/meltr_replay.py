@@ -1,0 +1,1276 @@
+#!/usr/bin/env python3
+"""An independent PyTorch implementation of the public MELTR algorithm.
+
+MELTR (Ko et al., "MELTR: Meta Loss Transformer for Learning to Fine-tune
+Video Foundation Models", CVPR 2023) learns to combine a model's losses
+l = [primary, *auxiliary] into one training loss M_phi(l). The ground truth
+for the semantics below is the public code, github.com/mlvlab/MELTR:
+univl/modules/meltr.py (classes MELTR, MELTRgrad, MELTROptimizer) and
+univl/main.py (train_epoch). This file is written from that description, in
+plain PyTorch, to check meltr-tui's Rust engine step by step.
+
+The network M_phi (meltr.py, class MELTR): each loss l_k becomes a token
+loss_fc2(relu(loss_fc1(l_k))) + task_embedding[k]; one post-norm
+nn.TransformerEncoderLayer (ReLU, eval mode: no dropout) mixes the K tokens;
+their mean goes through fc1 (d_model -> 1, no bias). The meta step
+differentiates twice through M_phi, and PyTorch's fused attention kernels have
+no double backward, so the layer's math is written out here (encoder_layer);
+the parameters stay in the stock modules, whose default initialisation is
+therefore PyTorch's. `--self-test` checks the hand-written layer against the
+stock one.
+
+Every step t = 1..T (main.py, train_epoch):
+  inner   l = model(batch_t); L = M_phi(l); theta <- AdamW(theta, clip(grad_theta L))
+          (global-norm clip as torch.nn.utils.clip_grad_norm_; cosine or
+          constant learning rate).
+  meta    when t % meta_every == 0, after the inner update. The pool is the
+          training batches of the (at most 10) steps before t. A validation
+          batch B_v and, independently, a training batch B_t are drawn from it
+          (random.choices, B_v first, as train_epoch does).
+            L_pri = l_primary(theta; B_v) + gamma * |sum_k l_k(theta; B_t) - M_phi(l(theta; B_t))|
+            v_0   = grad_theta L_pri
+          Neumann series for H^-1 (AuxiLearn's convention, Navon et al. 2021,
+          github.com/AvivNavon/AuxiLearn; the public MELTR code has J = 0):
+            v_{j+1} = v_j - alpha * H v_j,  p = sum_{j=0..J} v_j,
+            H = Hessian_theta M_phi(l(theta; B_t))   (double backward)
+          Hypergradient (MELTRgrad.grad; MELTROptimizer.step sets phi.grad = -v4):
+            h = -d/dphi [ grad_theta M_phi(l(theta; B_t)) . p ]
+          phi's gradient is overwritten by h: the gamma term reaches phi only
+          through v_0. With meltr.gamma_direct = true the direct term
+          gamma * d|sum l - M|/dphi is added (the total derivative; not the
+          public code). Then clip h to meltr.meta_grad_clip (clip_grad_norm_)
+          and step torch.optim.Adam(phi, meta_lr, weight_decay) -- coupled L2,
+          as the public code -- or AdamW with meltr.meta_optimizer = "adamw".
+
+Where this follows meltr-tui's spec rather than the public code's defaults:
+the meta step runs at t % meta_every == 0 with t 1-based (train_epoch tests
+its 0-based global_step, i.e. steps 1, 4, 7, ...); the inner optimizer is
+torch.optim.AdamW with clipping on every step (train_epoch: BertAdam with
+warm-up, clipping only when distributed); gamma defaults to 0.1 (main.py's
+--reg defaults to 0, which drops the term). MELTR is in eval mode, as main.py
+puts it. Engine options honoured when the config sets them:
+meltr.train_batch = "current" (the meta step runs before the inner update,
+at the same theta, on this step's batch), aid.max_growth (the Neumann
+series stops before the first term with ||v_j|| > max_growth * ||v_0||;
+absent: no stop, as AuxiLearn), meltr.gamma_direct, meltr.meta_optimizer.
+
+Modes:
+  trace SESSION_DIR [--report FILE]
+      Replays a trace written by the engine (train.trace = true, train.dtype
+      = "f64") step for step in f64 with the engine's batches and meta picks,
+      and compares losses, theta, phi, the hypergradient and the regulariser
+      after every step: per group, ||ours - engine|| / max(||engine||, 1e-300)
+      over all its tensors. Writes a JSON report (default
+      SESSION_DIR/trace/parity.json): steps, meta_steps, max_rel and
+      worst_step per group, notes (meta picks outside the public pool, meta
+      steps off the meta_every schedule, Neumann stops), per_step errors. A
+      NaN or infinite error is written as 1e300. Exits 0 when it ran, 2 on
+      bad inputs (missing file or key, shape mismatch: named in the message).
+  run CONFIG --seed S [--steps N] --out FILE.json
+      A standalone run of the public algorithm on a `torchscript` workload
+      config (f32; MELTR in PyTorch's default initialisation after
+      torch.manual_seed(S); per-epoch permutations of the training rows and
+      meta picks seeded by S). `--write-trace DIR` also writes the engine's
+      trace format (f64 unless --dtype says otherwise), which `trace` replays.
+  --self-test
+      Numerical checks of this implementation (see self_test).
+
+Uses torch and the standard library only.
+"""
+
+import argparse
+import json
+import math
+import os
+import random
+import sys
+import tempfile
+import time
+import tomllib
+import warnings
+from dataclasses import dataclass
+from typing import Callable, Dict, List, Optional, Sequence, Tuple
+
+# torch works without numpy; its warning about it would only confuse.
+warnings.filterwarnings("ignore", message="Failed to initialize NumPy")
+import torch  # noqa: E402
+import torch.nn.functional as F  # noqa: E402
+from torch import Tensor, nn  # noqa: E402
+
+sys.dont_write_bytecode = True  # no __pycache__ next to the scripts
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import safetensors_lite  # noqa: E402
+
+POOL_SIZE = 10  # main.py: `if len(batchs) > 10: batchs.pop(0)`
+WEIGHT_WINDOW = 10  # effective weights: mean over the last 10 steps
+METRIC_PREFIX = "metric/"
+
+
+class ReplayError(Exception):
+    """A problem with the inputs (missing file or key, shape mismatch)."""
+
+
+# --------------------------------------------------------------------------
+# Configuration
+
+
+@dataclass
+class Settings:
+    config_path: str
+    model: str
+    train: str
+    val: str
+    primary: str
+    auxiliary: List[str]
+    batch_size: int
+    dtype: str
+    steps: int
+    lr: float
+    lr_schedule: str
+    weight_decay: float
+    grad_clip: float
+    d_model: int
+    d_hidden: int
+    d_ff: int
+    heads: int
+    meta_lr: float
+    meta_weight_decay: float
+    meta_every: int
+    meta_grad_clip: float
+    gamma: float
+    gamma_direct: bool
+    meta_optimizer: str
+    val_source: str
+    train_batch: str
+    init: str
+    iterations: int
+    alpha: float
+    max_growth: Optional[float]
+
+    @property
+    def loss_names(self) -> List[str]:
+        return [self.primary, *self.auxiliary]
+
+    def lr_at(self, step: int) -> float:
+        """The inner learning rate at `step` (1-based)."""
+        if self.lr_schedule == "cosine":
+            progress = min((step - 1) / max(self.steps, 1), 1.0)
+            return self.lr * 0.5 * (1.0 + math.cos(math.pi * progress))
+        return self.lr
+
+
+def load_settings(path: str) -> Tuple[Settings, dict]:
+    """The run's settings (defaults for absent keys) and the raw config."""
+    try:
+        with open(path, "rb") as f:
+            raw = tomllib.load(f)
+    except FileNotFoundError:
+        raise ReplayError(f"config not found: {path}") from None
+    except tomllib.TOMLDecodeError as e:
+        raise ReplayError(f"{path}: not valid TOML ({e})") from None
+    here = os.path.dirname(os.path.abspath(path))
+    workload, train = raw.get("workload", {}), raw.get("train", {})
+    meltr, aid = raw.get("meltr", {}), raw.get("aid", {})
+
+    def need(key: str):
+        if key not in workload:
+            raise ReplayError(f"{path}: [workload] has no `{key}`")
+        return workload[key]
+
+    def file(key: str) -> str:
+        return os.path.join(here, need(key))  # absolute paths stay as they are
+
+    settings = Settings(
+        config_path=path,
+        model=file("model"),
+        train=file("train"),
+        val=file("val"),
+        primary=need("primary"),
+        auxiliary=list(workload.get("auxiliary", [])),
+        batch_size=int(workload.get("batch_size", 32)),
+        dtype=train.get("dtype", "f32"),
+        steps=int(train.get("steps", 600)),
+        lr=float(train.get("lr", 1e-3)),
+        lr_schedule=train.get("lr_schedule", "constant"),
+        weight_decay=float(train.get("weight_decay", 0.0)),
+        grad_clip=float(train.get("grad_clip", 1.0)),
+        d_model=int(meltr.get("d_model", 256)),
+        d_hidden=int(meltr.get("d_hidden", 128)),
+        d_ff=int(meltr.get("d_ff", 512)),
+        heads=int(meltr.get("heads", 8)),
+        meta_lr=float(meltr.get("meta_lr", 1e-3)),
+        meta_weight_decay=float(meltr.get("meta_weight_decay", 3e-5)),
+        meta_every=int(meltr.get("meta_every", 3)),
+        meta_grad_clip=float(meltr.get("meta_grad_clip", 50.0)),
+        gamma=float(meltr.get("gamma", 0.1)),
+        gamma_direct=bool(meltr.get("gamma_direct", False)),
+        meta_optimizer=meltr.get("meta_optimizer", "adam"),
+        val_source=meltr.get("val_source", "recent"),
+        train_batch=meltr.get("train_batch", "recent"),
+        init=meltr.get("init", "random"),
+        iterations=int(aid.get("iterations", 0)),
+        alpha=float(aid.get("alpha", 0.1)),
+        max_growth=float(aid["max_growth"]) if "max_growth" in aid else None,
+    )
+    combiner = raw.get("combiner", {}).get("kind", "meltr")
+    if combiner != "meltr":
+        raise ReplayError(f"{path}: combiner.kind is {combiner!r}; this replays MELTR runs only")
+    kind = workload.get("kind", "torchscript")
+    if kind != "torchscript":
+        raise ReplayError(f"{path}: workload.kind is {kind!r}; only `torchscript` workloads can be replayed")
+    if settings.meta_optimizer not in ("adam", "adamw"):
+        raise ReplayError(f"{path}: meltr.meta_optimizer must be `adam` or `adamw`, not {settings.meta_optimizer!r}")
+    if settings.grad_clip <= 0 or settings.meta_grad_clip <= 0:
+        raise ReplayError(f"{path}: train.grad_clip and meltr.meta_grad_clip must be positive")
+    if settings.d_model % settings.heads:
+        raise ReplayError(f"{path}: meltr.heads ({settings.heads}) must divide meltr.d_model ({settings.d_model})")
+    return settings, raw
+
+
+def toml_dumps(table: dict, prefix: str = "") -> str:
+    """A TOML document for nested tables of strings, numbers, booleans and lists."""
+
+    def value(v) -> str:
+        if isinstance(v, bool):
+            return "true" if v else "false"
+        if isinstance(v, (int, float)):
+            return repr(v) if math.isfinite(v) else str(v)
+        if isinstance(v, str):
+            return json.dumps(v)  # JSON strings are TOML basic strings
+        if isinstance(v, list):
+            return "[" + ", ".join(value(x) for x in v) + "]"
+        raise TypeError(f"cannot write {type(v).__name__} to TOML")
+
+    def key(k: str) -> str:
+        bare = k and all(c.isascii() and (c.isalnum() or c in "_-") for c in k)
+        return k if bare else json.dumps(k)
+
+    lines = [f"{key(k)} = {value(v)}" for k, v in table.items() if not isinstance(v, dict)]
+    text = "\n".join(lines) + ("\n" if lines else "")
+    for k, v in table.items():
+        if isinstance(v, dict):
+            name = f"{prefix}{key(k)}"
+            text += f"\n[{name}]\n" + toml_dumps(v, name + ".")
+    return text
+
+
+# --------------------------------------------------------------------------
+# The MELTR network
+
+
+def layer_norm(x: Tensor, norm: nn.LayerNorm) -> Tensor:
+    """nn.LayerNorm written out (biased variance, eps inside the root)."""
+    centered = x - x.mean(-1, keepdim=True)
+    variance = centered.pow(2).mean(-1, keepdim=True)
+    return centered / torch.sqrt(variance + norm.eps) * norm.weight + norm.bias
+
+
+def encoder_layer(layer: nn.TransformerEncoderLayer, x: Tensor) -> Tensor:
+    """The stock post-norm ReLU layer's eval-mode math from elementary,
+    twice-differentiable ops, on the stock layer's parameters. x: [B, N, d]."""
+    attn = layer.self_attn
+    b, n, d = x.shape
+    h = attn.num_heads
+    w_q, w_k, w_v = attn.in_proj_weight.chunk(3, 0)
+    b_q, b_k, b_v = attn.in_proj_bias.chunk(3, 0)
+
+    def heads(t: Tensor) -> Tensor:  # [B, N, d] -> [B, h, N, d/h]
+        return t.view(b, n, h, d // h).transpose(1, 2)
+
+    q, k, v = heads(F.linear(x, w_q, b_q)), heads(F.linear(x, w_k, b_k)), heads(F.linear(x, w_v, b_v))
+    scores = q @ k.transpose(-1, -2) / math.sqrt(d // h)
+    mixed = (torch.softmax(scores, -1) @ v).transpose(1, 2).reshape(b, n, d)
+    x = layer_norm(x + F.linear(mixed, attn.out_proj.weight, attn.out_proj.bias), layer.norm1)
+    ff = F.linear(torch.relu(F.linear(x, layer.linear1.weight, layer.linear1.bias)), layer.linear2.weight, layer.linear2.bias)
+    return layer_norm(x + ff, layer.norm2)
+
+
+class Meltr(nn.Module):
+    """M_phi: K losses -> one scalar. Modules built in the public code's order
+    (so torch.manual_seed gives the same default initialisation)."""
+
+    def __init__(self, k: int, d_model: int, d_hidden: int, d_ff: int, heads: int):
+        super().__init__()
+        self.task_embedding = nn.Embedding(k, d_model)
+        self.loss_fc1 = nn.Linear(1, d_hidden)
+        self.loss_fc2 = nn.Linear(d_hidden, d_model)
+        self.encoder = nn.TransformerEncoderLayer(d_model, heads, dim_feedforward=d_ff, batch_first=True)
+        self.fc1 = nn.Linear(d_model, 1, bias=False)
+        self.eval()  # the encoder's dropout off
+        assert not self.encoder.norm_first and self.encoder.activation_relu_or_gelu == 1
+
+    def tokens(self, losses: Tensor) -> Tensor:
+        """[K] losses -> [K, d_model] tokens."""
+        scale = self.loss_fc2(torch.relu(self.loss_fc1(losses.unsqueeze(1))))
+        return scale + self.task_embedding.weight
+
+    def forward(self, losses: Tensor) -> Tensor:
+        mixed = encoder_layer(self.encoder, self.tokens(losses).unsqueeze(0))
+        return self.fc1(mixed.mean(1)).reshape(())
+
+    def forward_stock(self, losses: Tensor) -> Tensor:
+        """The same through the stock layer (for the self-test only)."""
+        mixed = self.encoder(self.tokens(losses).unsqueeze(0))
+        return self.fc1(mixed.mean(1)).reshape(())
+
+
+# Engine name -> (MELTR parameter, row block of in_proj or None).
+_PHI_NAMES = {
+    "loss_in.weight": ("loss_fc1.weight", None),
+    "loss_in.bias": ("loss_fc1.bias", None),
+    "loss_out.weight": ("loss_fc2.weight", None),
+    "loss_out.bias": ("loss_fc2.bias", None),
+    "loss_type": ("task_embedding.weight", None),
+    "query.weight": ("encoder.self_attn.in_proj_weight", 0),
+    "key.weight": ("encoder.self_attn.in_proj_weight", 1),
+    "value.weight": ("encoder.self_attn.in_proj_weight", 2),
+    "query.bias": ("encoder.self_attn.in_proj_bias", 0),
+    "key.bias": ("encoder.self_attn.in_proj_bias", 1),
+    "value.bias": ("encoder.self_attn.in_proj_bias", 2),
+    "attn_out.weight": ("encoder.self_attn.out_proj.weight", None),
+    "attn_out.bias": ("encoder.self_attn.out_proj.bias", None),
+    "ff_in.weight": ("encoder.linear1.weight", None),
+    "ff_in.bias": ("encoder.linear1.bias", None),
+    "ff_out.weight": ("encoder.linear2.weight", None),
+    "ff_out.bias": ("encoder.linear2.bias", None),
+    "norm1.weight": ("encoder.norm1.weight", None),
+    "norm1.bias": ("encoder.norm1.bias", None),
+    "norm2.weight": ("encoder.norm2.weight", None),
+    "norm2.bias": ("encoder.norm2.bias", None),
+    "head.weight": ("fc1.weight", None),
+}
+
+
+def to_engine_names(named: Dict[str, Tensor]) -> Dict[str, Tensor]:
+    """MELTR parameters (or gradients), by MELTR name -> by engine name."""
+    out = {}
+    for engine, (ours, block) in _PHI_NAMES.items():
+        t = named[ours]
+        out[engine] = t if block is None else t.chunk(3, 0)[block]
+    return out
+
+
+def load_phi(meltr: Meltr, tensors: Dict[str, Tensor], source: str) -> None:
+    """Copies `phi.<engine name>` tensors into MELTR."""
+    params = dict(meltr.named_parameters())
+    targets = to_engine_names({n: p.data for n, p in params.items()})
+    with torch.no_grad():
+        for engine, target in targets.items():
+            key = "phi." + engine
+            if key not in tensors:
+                raise ReplayError(f"{source}: no `{key}`")
+            value = tensors[key]
+            if tuple(value.shape) != tuple(target.shape):
+                raise ReplayError(f"{source}: `{key}` has shape {list(value.shape)}, MELTR's is {list(target.shape)}")
+            target.copy_(value)
+    extra = sorted(k for k in tensors if k.startswith("phi.") and k[4:] not in targets)
+    if extra:
+        raise ReplayError(f"{source}: unknown MELTR parameters {extra}")
+
+
+# --------------------------------------------------------------------------
+# The workload: a TorchScript model and its safetensors data
+
+
+def theta_key(name: str) -> str:
+    return "theta." + name.replace(".", "_")
+
+
+class Workload:
+    """The model (forward(batch) -> {name: 0-dim tensor}) and its data."""
+
+    def __init__(self, settings: Settings, dtype: torch.dtype):
+        if not os.path.exists(settings.model):
+            raise ReplayError(f"model not found: {settings.model}")
+        self.model = torch.jit.load(settings.model, map_location="cpu")
+        self.model.to(dtype)
+        self.dtype = dtype
+        self.names = settings.loss_names
+        self.train = self._data(settings.train)
+        self.val = self._data(settings.val)
+        # theta: the trainable parameters (the others stay as model.pt has them).
+        self.named_params = [(n, p) for n, p in self.model.named_parameters() if p.requires_grad]
+        self.theta = [p for _, p in self.named_params]
+
+    def _data(self, path: str) -> Dict[str, Tensor]:
+        if not os.path.exists(path):
+            raise ReplayError(f"data not found: {path}")
+        tensors = safetensors_lite.read(path)
+        if not tensors:
+            raise ReplayError(f"{path}: no tensors")
+        sizes = {name: t.shape[0] if t.dim() else None for name, t in tensors.items()}
+        if len(set(sizes.values())) != 1 or None in sizes.values():
+            raise ReplayError(f"{path}: tensors must share their first (sample) dimension: {sizes}")
+        return {n: t.to(self.dtype) if t.is_floating_point() else t for n, t in tensors.items()}
+
+    @staticmethod
+    def samples(split: Dict[str, Tensor]) -> int:
+        return next(iter(split.values())).shape[0]
+
+    def rows(self, rows: Tensor, split: Optional[Dict[str, Tensor]] = None) -> Dict[str, Tensor]:
+        split = self.train if split is None else split
+        n = self.samples(split)
+        if rows.numel() and (int(rows.min()) < 0 or int(rows.max()) >= n):
+            raise ReplayError(f"batch rows out of range [0, {n}): {rows.tolist()}")
+        return {name: t.index_select(0, rows) for name, t in split.items()}
+
+    def outputs(self, batch: Dict[str, Tensor]) -> Dict[str, Tensor]:
+        return self.model(batch)
+
+    def losses(self, batch: Dict[str, Tensor]) -> Tensor:
+        """The loss vector [primary, *auxiliary]."""
+        out = self.outputs(batch)
+        missing = [n for n in self.names if n not in out]
+        if missing:
+            raise ReplayError(f"the model's outputs {sorted(out)} lack the configured losses {missing}")
+        return torch.stack([out[n] for n in self.names])
+
+    def load_theta(self, tensors: Dict[str, Tensor], source: str) -> None:
+        with torch.no_grad():
+            for name, p in self.named_params:
+                key = theta_key(name)
+                if key not in tensors:
+                    raise ReplayError(f"{source}: no `{key}` (model parameter `{name}`)")
+                if tuple(tensors[key].shape) != tuple(p.shape):
+                    raise ReplayError(f"{source}: `{key}` has shape {list(tensors[key].shape)}, the model's is {list(p.shape)}")
+                p.copy_(tensors[key])
+        known = {theta_key(n) for n, _ in self.model.named_parameters()}
+        extra = sorted(k for k in tensors if k.startswith("theta.") and k not in known)
+        if extra:
+            raise ReplayError(f"{source}: parameters the model does not have: {extra}")
+
+
+# --------------------------------------------------------------------------
+# The algorithm
+
+
+def grads(output: Tensor, inputs: Sequence[Tensor], **kwargs) -> List[Tensor]:
+    """autograd.grad with zeros for inputs the output does not reach."""
+    got = torch.autograd.grad(output, inputs, allow_unused=True, **kwargs)
+    return [torch.zeros_like(x) if g is None else g for x, g in zip(inputs, got)]
+
+
+def global_norm(tensors: List[Tensor]) -> float:
+    return math.sqrt(sum(float(t.double().pow(2).sum()) for t in tensors))
+
+
+def neumann(hvp: Callable[[List[Tensor]], List[Tensor]], v0: List[Tensor], iterations: int, alpha: float,
+            max_growth: Optional[float] = None) -> Tuple[List[Tensor], Optional[int]]:
+    """p = sum_{j=0..J} v_j, v_{j+1} = v_j - alpha * H v_j (AuxiLearn's
+    convention): a truncated series for H^-1 v_0 / alpha.
+
+    max_growth (aid.max_growth, the engine's option; None: AuxiLearn, no
+    stop): the series stops before the first v_j with ||v_j|| > max_growth *
+    ||v_0||. Returns p and, if it stopped, the number of terms summed."""
+    v, p = v0, [x.clone() for x in v0]
+    first = global_norm(v0) if max_growth is not None and iterations else 0.0
+    for j in range(1, iterations + 1):
+        hv = hvp(v)
+        following = [a - alpha * b for a, b in zip(v, hv)]
+        if first > 0.0 and not global_norm(following) / first <= max_growth:
+            return p, j
+        v = following
+        p = [a + b for a, b in zip(p, v)]
+    return p, None
+
+
+class GradientGraph:
+    """g = grad_theta of a scalar, with its graph, for second derivatives:
+    d/dx [g . v] for x = theta (Hessian-vector products) or phi (the mixed term)."""
+
+    def __init__(self, scalar: Tensor, theta: List[Tensor]):
+        self.theta = theta
+        g = torch.autograd.grad(scalar, theta, create_graph=True, allow_unused=True)
+        # Only gradients that depend on theta or phi carry second derivatives.
+        self.live = [i for i, gi in enumerate(g) if gi is not None and gi.requires_grad]
+        self.g = [g[i] for i in self.live]
+
+    def vjp(self, v: List[Tensor], inputs: List[Tensor], retain_graph: bool = True) -> List[Tensor]:
+        """d/d inputs [g . v]."""
+        if not self.live:
+            return [torch.zeros_like(x) for x in inputs]
+        return grads(self.g, inputs, grad_outputs=[v[i] for i in self.live], retain_graph=retain_graph)
+
+    def hvp(self, v: List[Tensor]) -> List[Tensor]:
+        return self.vjp(v, self.theta)
+
+
+@dataclass
+class MetaResult:
+    hyper: List[Tensor]  # d(meta objective)/dphi as applied (before clipping), per MELTR parameter
+    reg: Tensor  # |sum l - M(l)| on B_t
+    neumann_stop: Optional[int] = None  # terms summed, if the series stopped early (aid.max_growth)
+
+
+def hypergradient(
+    losses_fn: Callable[[Dict[str, Tensor]], Tensor],
+    meltr: Meltr,
+    theta: List[Tensor],
+    b_train: Dict[str, Tensor],
+    b_val: Dict[str, Tensor],
+    gamma: float,
+    iterations: int,
+    alpha: float,
+    gamma_direct: bool,
+    max_growth: Optional[float] = None,
+) -> MetaResult:
+    """MELTRgrad.grad with AuxiLearn's Neumann series, at the current theta."""
+    phi = list(meltr.parameters())
+    val_primary = losses_fn(b_val)[0]
+    train_losses = losses_fn(b_train)
+    combined = meltr(train_losses)
+    reg = (train_losses.sum() - combined).abs()
+    v0 = grads(val_primary + gamma * reg, theta, retain_graph=True)
+    direct = grads(reg, phi, retain_graph=True) if gamma_direct else None
+
+    g = GradientGraph(combined, theta)
+    p, stop = neumann(g.hvp, v0, iterations, alpha, max_growth)
+    hyper = [-m for m in g.vjp(p, phi, retain_graph=False)]
+    if direct is not None:
+        hyper = [h + gamma * d for h, d in zip(hyper, direct)]
+    return MetaResult([h.detach() for h in hyper], reg.detach(), stop)
+
+
+def effective_weights(meltr: Meltr, losses: Tensor) -> Tensor:
+    """w_k = dM/dl_k at `losses` (the model's gradient is sum_k w_k grad l_k)."""
+    with torch.enable_grad():
+        at = losses.detach().clone().requires_grad_(True)
+        return torch.autograd.grad(meltr(at), at)[0]
+
+
+class Trainer:
+    """theta, phi and their optimizers; one inner step and one meta step."""
+
+    def __init__(self, workload: Workload, meltr: Meltr, settings: Settings):
+        self.workload, self.meltr, self.s = workload, meltr, settings
+        self.theta = workload.theta
+        self.phi = list(meltr.parameters())
+        self.inner = torch.optim.AdamW(
+            self.theta, lr=settings.lr, betas=(0.9, 0.999), eps=1e-8, weight_decay=settings.weight_decay
+        )
+        meta_class = torch.optim.Adam if settings.meta_optimizer == "adam" else torch.optim.AdamW
+        self.meta = meta_class(self.phi, lr=settings.meta_lr, weight_decay=settings.meta_weight_decay)
+
+    def inner_gradient(self, batch: Dict[str, Tensor]) -> Tensor:
+        """Forward, grad_theta M(l) clipped into theta's .grad. Returns l (detached)."""
+        losses = self.workload.losses(batch)
+        for p, g in zip(self.theta, grads(self.meltr(losses), self.theta)):
+            p.grad = g
+        torch.nn.utils.clip_grad_norm_(self.theta, self.s.grad_clip)
+        return losses.detach()
+
+    def inner_update(self, step: int) -> None:
+        for group in self.inner.param_groups:
+            group["lr"] = self.s.lr_at(step)
+        self.inner.step()
+        self.inner.zero_grad(set_to_none=True)
+
+    def meta_step(self, b_train: Dict[str, Tensor], b_val: Dict[str, Tensor]) -> MetaResult:
+        s = self.s
+        try:
+            result = hypergradient(
+                self.workload.losses, self.meltr, self.theta, b_train, b_val,
+                s.gamma, s.iterations, s.alpha, s.gamma_direct, s.max_growth,
+            )
+        except RuntimeError as e:
+            if "derivative for" in str(e) and "not implemented" in str(e):
+                raise ReplayError(
+                    f"the model has no second derivatives ({str(e).splitlines()[0]}); the meta step "
+                    "differentiates twice through it (export it from elementary ops, e.g. matmul + "
+                    "softmax attention instead of the fused kernels)"
+                ) from None
+            raise
+        for p, h in zip(self.phi, result.hyper):
+            p.grad = h.clone()
+        torch.nn.utils.clip_grad_norm_(self.phi, s.meta_grad_clip)
+        self.meta.step()
+        self.meta.zero_grad(set_to_none=True)
+        return result
+
+    def step(self, step: int, batch, meta: Optional[Tuple[dict, dict]],
+             weights: Optional[List[Tensor]] = None) -> Tuple[Tensor, Optional[MetaResult]]:
+        """One training step; `meta` = (B_t, B_v) on meta steps. The meta step
+        follows the inner update (the public code), or precedes it at the
+        same theta with meltr.train_batch = "current" (the engine's option).
+        `weights`: if given, gets this step's effective weights appended (at
+        its losses, before any update)."""
+        losses = self.inner_gradient(batch)
+        if weights is not None:
+            weights.append(effective_weights(self.meltr, losses))
+        result = None
+        if meta is not None and self.s.train_batch == "current":
+            result = self.meta_step(*meta)
+        self.inner_update(step)
+        if meta is not None and self.s.train_batch != "current":
+            result = self.meta_step(*meta)
+        return losses, result
+
+    def hyper_by_engine_name(self, result: MetaResult) -> Dict[str, Tensor]:
+        names = [n for n, _ in self.meltr.named_parameters()]
+        return to_engine_names(dict(zip(names, result.hyper)))
+
+    def phi_by_engine_name(self) -> Dict[str, Tensor]:
+        return to_engine_names({n: p.detach() for n, p in self.meltr.named_parameters()})
+
+    def theta_by_trace_name(self) -> Dict[str, Tensor]:
+        """theta by the trace's names (the TorchScript names with '.' -> '_')."""
+        return {theta_key(n)[len("theta."):]: p.detach() for n, p in self.workload.named_params}
+
+
+def build(settings: Settings, dtype: torch.dtype, seed: Optional[int]) -> Trainer:
+    """The workload and a MELTR (default init after torch.manual_seed(seed))."""
+    workload = Workload(settings, dtype)
+    if seed is not None:
+        torch.manual_seed(seed)
+    s = settings
+    meltr = Meltr(len(s.loss_names), s.d_model, s.d_hidden, s.d_ff, s.heads).to(dtype)
+    return Trainer(workload, meltr, settings)
+
+
+# --------------------------------------------------------------------------
+# Mode 1: trace replay
+
+
+def read_steps(path: str) -> List[dict]:
+    if not os.path.exists(path):
+        raise ReplayError(f"not found: {path}")
+    steps = []
+    with open(path) as f:
+        for number, line in enumerate(f, 1):
+            if not line.strip():
+                continue
+            try:
+                entry = json.loads(line)
+                entry["step"], entry["rows"]
+            except (json.JSONDecodeError, KeyError, TypeError) as e:
+                raise ReplayError(f"{path}:{number}: not a step line ({e})") from None
+            steps.append(entry)
+    if not steps:
+        raise ReplayError(f"{path}: no steps")
+    return steps
+
+
+def rel_error(ours: List[Tensor], theirs: List[Tensor]) -> float:
+    """||ours - theirs|| / max(||theirs||, 1e-300) over the concatenation."""
+    a = torch.cat([t.detach().reshape(-1).double() for t in ours])
+    b = torch.cat([t.detach().reshape(-1).double() for t in theirs])
+    return float((a - b).norm() / max(float(b.norm()), 1e-300))
+
+
+def compare_group(ours: Dict[str, Tensor], engine: Dict[str, Tensor], prefix: str, source: str) -> float:
+    """Relative error of the group `prefix.*` (every name on both sides)."""
+    theirs = {k[len(prefix) + 1:]: v for k, v in engine.items() if k.startswith(prefix + ".")}
+    if set(theirs) != set(ours):
+        missing, extra = sorted(set(ours) - set(theirs)), sorted(set(theirs) - set(ours))
+        raise ReplayError(f"{source}: `{prefix}.*` differs from the replay's: missing {missing}, unknown {extra}")
+    for name in ours:
+        if tuple(ours[name].shape) != tuple(theirs[name].shape):
+            raise ReplayError(
+                f"{source}: `{prefix}.{name}` has shape {list(theirs[name].shape)}, the replay's is {list(ours[name].shape)}"
+            )
+    names = sorted(ours)
+    return rel_error([ours[n] for n in names], [theirs[n] for n in names])
+
+
+def need(tensors: Dict[str, Tensor], key: str, source: str, shape: Optional[Tuple[int, ...]] = None) -> Tensor:
+    if key not in tensors:
+        raise ReplayError(f"{source}: no `{key}`")
+    if shape is not None and tuple(tensors[key].shape) != shape:
+        raise ReplayError(f"{source}: `{key}` has shape {list(tensors[key].shape)}, expected {list(shape)}")
+    return tensors[key]
+
+
+NONFINITE = 1e300  # how the report writes a NaN or infinite error (JSON has neither)
+
+
+def meta_batches(trainer: Trainer, entry: dict, rows_of: Dict[int, Tensor], notes: List[str]):
+    """(B_t, B_v) for a step line with a meta step, else None; notes on picks
+    outside the public code's pool (the 10 steps before this one)."""
+    picks, t = entry.get("meta"), int(entry["step"])
+    if picks is None:
+        return None
+    try:
+        train_step, val_step = int(picks["train_step"]), int(picks["val_step"])
+        b_train, b_val = trainer.workload.rows(rows_of[train_step]), trainer.workload.rows(rows_of[val_step])
+    except (KeyError, TypeError, ValueError) as e:
+        raise ReplayError(f"steps.jsonl, step {t}: bad meta picks {picks!r} ({e!r})") from None
+    pool = range(max(t - POOL_SIZE, 1), t) or range(t, t + 1)  # empty at step 1: this step's batch
+    allowed = {"train": range(t, t + 1) if trainer.s.train_batch == "current" else pool, "val": pool}
+    for role, s in (("train", train_step), ("val", val_step)):
+        if s not in allowed[role]:
+            span = allowed[role]
+            notes.append(f"step {t}: the meta step's {role} batch is step {s}'s, outside the public "
+                         f"algorithm's steps {span.start}..{span.stop - 1}")
+    return b_train, b_val
+
+
+def compare_state(trainer: Trainer, source: str, losses: Tensor, result: Optional[MetaResult]) -> Dict[str, float]:
+    """Relative errors against the engine's state after one step."""
+    if not os.path.exists(source):
+        raise ReplayError(f"not found: {source}")
+    state = safetensors_lite.read(source)
+    k = len(trainer.s.loss_names)
+    errors = {
+        "losses": rel_error([losses], [need(state, "losses", source, (k,))]),
+        "theta": compare_group(trainer.theta_by_trace_name(), state, "theta", source),
+        "phi": compare_group(trainer.phi_by_engine_name(), state, "phi", source),
+    }
+    if result is not None:
+        errors["hyper"] = compare_group(trainer.hyper_by_engine_name(result), state, "hyper", source)
+        errors["reg"] = rel_error([result.reg], [need(state, "reg", source, ())])
+    elif any(key.startswith("hyper.") for key in state):
+        raise ReplayError(f"{source}: has `hyper.*` but steps.jsonl has no meta step here")
+    return {g: v if math.isfinite(v) else NONFINITE for g, v in errors.items()}
+
+
+def start_replay(session: str) -> Tuple[Trainer, str]:
+    """The f64 trainer with the trace's initial theta and phi."""
+    trace = os.path.join(session, "trace")
+    settings, _ = load_settings(os.path.join(session, "config.toml"))
+    if settings.dtype != "f64":
+        print(f"warning: the engine ran in {settings.dtype}; the replay runs in f64, expect errors at that precision")
+    if settings.val_source != "recent":
+        raise ReplayError(f"meltr.val_source = {settings.val_source!r}: the trace does not say which held-out rows were used")
+    trainer = build(settings, torch.float64, seed=None)
+    init_path = os.path.join(trace, "init.safetensors")
+    if not os.path.exists(init_path):
+        raise ReplayError(f"not found: {init_path}")
+    init = safetensors_lite.read(init_path)
+    trainer.workload.load_theta(init, init_path)
+    load_phi(trainer.meltr, init, init_path)
+    trainer.workload.model.train()
+    return trainer, trace
+
+
+def replay(session: str, report_path: Optional[str]) -> dict:
+    """Mode 1: replays SESSION_DIR/trace step by step and compares."""
+    trainer, trace = start_replay(session)
+    steps = read_steps(os.path.join(trace, "steps.jsonl"))
+    rows_of: Dict[int, Tensor] = {}
+    groups = ("losses", "theta", "phi", "hyper", "reg")
+    worst = {g: 0.0 for g in groups}
+    worst_step: Dict[str, Optional[int]] = {g: None for g in groups}
+    per_step, notes, meta_steps = [], [], 0
+    for entry in steps:
+        t = int(entry["step"])
+        rows_of[t] = torch.tensor(entry["rows"], dtype=torch.int64)
+        meta = meta_batches(trainer, entry, rows_of, notes)
+        if (meta is not None) != (t % trainer.s.meta_every == 0):
+            notes.append(f"step {t}: {'a' if meta else 'no'} meta step, with meltr.meta_every = {trainer.s.meta_every}")
+        meta_steps += meta is not None
+        losses, result = trainer.step(t, trainer.workload.rows(rows_of[t]), meta)
+        if result is not None and result.neumann_stop is not None:
+            notes.append(f"step {t}: the Neumann series diverged and stopped at {result.neumann_stop} term(s) "
+                         f"(aid.max_growth = {trainer.s.max_growth})")
+        errors = compare_state(trainer, os.path.join(trace, f"state-{t}.safetensors"), losses, result)
+        for group, value in errors.items():
+            if value > worst[group] or worst_step[group] is None:
+                worst[group], worst_step[group] = value, t
+        per_step.append({"step": t, "meta": result is not None, **errors})
+        print(f"step {t:5d}{' meta' if result is not None else '     '}  "
+              + "  ".join(f"{g} {v:.2e}" for g, v in errors.items()), flush=True)
+
+    report = {
+        "steps": len(steps),
+        "meta_steps": meta_steps,
+        "max_rel": worst,
+        "worst_step": worst_step,
+        "notes": notes,
+        "per_step": per_step,
+    }
+    report_path = report_path or os.path.join(trace, "parity.json")
+    with open(report_path, "w") as f:
+        json.dump(report, f, indent=1)
+    for note in notes[:20]:
+        print("note: " + note)
+    if len(notes) > 20:
+        print(f"note: ... {len(notes) - 20} more in the report")
+    print("max relative error: " + "  ".join(f"{g} {v:.2e}" for g, v in worst.items()))
+    print(f"report: {report_path}")
+    return report
+
+
+# --------------------------------------------------------------------------
+# Mode 2: a standalone run
+
+
+class BatchOrder:
+    """Per-epoch random permutations of the training rows (seeded), cut into
+    consecutive batches; an incomplete last batch is dropped (drop_last)."""
+
+    def __init__(self, samples: int, batch_size: int, seed: int):
+        if samples < batch_size:
+            raise ReplayError(f"{samples} training samples cannot fill a batch of {batch_size}")
+        self.samples, self.batch_size = samples, batch_size
+        self.generator = torch.Generator().manual_seed(seed)
+        self.queue: List[Tensor] = []
+
+    def next(self) -> Tensor:
+        if not self.queue:
+            order = torch.randperm(self.samples, generator=self.generator)
+            per_epoch = self.samples // self.batch_size
+            self.queue = [order[i * self.batch_size:(i + 1) * self.batch_size] for i in range(per_epoch)]
+        return self.queue.pop(0)
+
+
+class TraceWriter:
+    """Writes the engine's trace format (for testing the replay)."""
+
+    def __init__(self, directory: str, settings: Settings, raw: dict, trainer: Trainer):
+        self.dir = os.path.join(directory, "trace")
+        os.makedirs(self.dir, exist_ok=True)
+        config = json.loads(json.dumps(raw))  # a deep copy
+        workload = config.setdefault("workload", {})
+        for key in ("model", "train", "val"):
+            workload[key] = os.path.abspath(getattr(settings, key))
+        config.setdefault("train", {}).update(dtype=settings.dtype, steps=settings.steps)
+        with open(os.path.join(directory, "config.toml"), "w") as f:
+            f.write(toml_dumps(config))
+        init = {"theta." + n: t for n, t in trainer.theta_by_trace_name().items()}
+        init.update({"phi." + n: t for n, t in trainer.phi_by_engine_name().items()})
+        safetensors_lite.write(os.path.join(self.dir, "init.safetensors"), init)
+        self.lines = open(os.path.join(self.dir, "steps.jsonl"), "w")
+
+    def step(self, trainer: Trainer, t: int, rows: Tensor, picks: Optional[Tuple[int, int]], losses: Tensor,
+             result: Optional[MetaResult]) -> None:
+        meta = None if picks is None else {"train_step": picks[0], "val_step": picks[1]}
+        self.lines.write(json.dumps({"step": t, "rows": rows.tolist(), "meta": meta}) + "\n")
+        self.lines.flush()
+        state = {"theta." + n: x for n, x in trainer.theta_by_trace_name().items()}
+        state["losses"] = losses
+        state.update({"phi." + n: p for n, p in trainer.phi_by_engine_name().items()})
+        if result is not None:
+            state.update({"hyper." + n: h for n, h in trainer.hyper_by_engine_name(result).items()})
+            state["reg"] = result.reg
+        safetensors_lite.write(os.path.join(self.dir, f"state-{t}.safetensors"), state)
+
+    def close(self) -> None:
+        self.lines.close()
+
+
+def evaluate(workload: Workload, batch_size: int) -> Tuple[Dict[str, float], Dict[str, float]]:
+    """Means of every output over consecutive full validation batches, in
+    eval() mode without gradients: (metrics without their prefix, losses)."""
+    workload.model.eval()
+    n = Workload.samples(workload.val)
+    length = min(batch_size, n)
+    batches = max(n // length, 1)
+    sums: Dict[str, float] = {}
+    with torch.no_grad():
+        for b in range(batches):
+            rows = torch.arange(b * length, (b + 1) * length)
+            for name, value in workload.outputs(workload.rows(rows, workload.val)).items():
+                sums[name] = sums.get(name, 0.0) + float(value)
+    workload.model.train()
+    metrics = {n[len(METRIC_PREFIX):]: v / batches for n, v in sums.items() if n.startswith(METRIC_PREFIX)}
+    losses = {n: v / batches for n, v in sums.items() if not n.startswith(METRIC_PREFIX)}
+    return metrics, losses
+
+
+def draw_meta_batches(picker: random.Random, pool: List[Tuple[int, Tensor]], t: int, rows: Tensor,
+                      settings: Settings) -> Tuple[Tuple[int, Tensor], Tuple[int, Tensor]]:
+    """((train step, rows), (val step, rows)) for step t's meta step: B_v, then
+    B_t, each random.choices from the batches of the steps before t (the
+    public code). With none yet (meta_every = 1, step 1) the public code's
+    variables still hold this step's batch. meltr.train_batch = "current"
+    (the engine's option) takes this step's batch as B_t."""
+    candidates = pool or [(t, rows)]
+    val = picker.choices(candidates)[0]
+    train = picker.choices(candidates)[0]
+    if settings.train_batch == "current":
+        train = (t, rows)
+    return train, val
+
+
+def run(config: str, seed: int, steps: Optional[int], out: str, threads: int, dtype_name: Optional[str],
+        trace_dir: Optional[str]) -> dict:
+    """Mode 2: the public algorithm on a torchscript-workload config."""
+    torch.set_num_threads(threads)
+    settings, raw = load_settings(config)
+    if steps is not None:
+        settings.steps = steps
+    if settings.steps < 1:
+        raise ReplayError(f"nothing to run: {settings.steps} steps")
+    dtype_name = dtype_name or ("f64" if trace_dir else "f32")
+    settings.dtype = dtype_name
+    dtype = {"f32": torch.float32, "f64": torch.float64}[dtype_name]
+    if settings.init != "random":
+        print(f"note: meltr.init = {settings.init!r} is the engine's option; this run uses PyTorch's default init")
+    if settings.val_source != "recent":
+        raise ReplayError(f"meltr.val_source = {settings.val_source!r} is not the public algorithm; use `recent`")
+    started = time.perf_counter()
+    trainer = build(settings, dtype, seed)
+    workload = trainer.workload
+    workload.model.train()
+    order = BatchOrder(Workload.samples(workload.train), settings.batch_size, seed)
+    picker = random.Random(seed)
+    writer = TraceWriter(trace_dir, settings, raw, trainer) if trace_dir else None
+
+    pool: List[Tuple[int, Tensor]] = []  # (step, rows) of the steps before this one
+    weights: List[Tensor] = []
+    primary_weight_start = None
+    for t in range(1, settings.steps + 1):
+        rows = order.next()
+        picks = meta = None
+        if t % settings.meta_every == 0:
+            (train_step, train_rows), (val_step, val_rows) = draw_meta_batches(picker, pool, t, rows, settings)
+            picks = (train_step, val_step)
+            meta = (workload.rows(train_rows), workload.rows(val_rows))
+        losses, result = trainer.step(t, workload.rows(rows), meta, weights)
+        if primary_weight_start is None:
+            primary_weight_start = float(weights[0][0])
+        weights = weights[-WEIGHT_WINDOW:]
+        if writer:
+            writer.step(trainer, t, rows, picks, losses, result)
+        pool.append((t, rows))
+        pool = pool[-POOL_SIZE:]
+    if writer:
+        writer.close()
+    metrics, val_losses = evaluate(workload, settings.batch_size)
+    mean_weights = torch.stack(weights).double().mean(0)
+    summary = {
+        "metrics": metrics,
+        "losses": val_losses,
+        "weights": {n: float(w) for n, w in zip(settings.loss_names, mean_weights)},
+        "primary_weight_start": primary_weight_start,
+        "steps": settings.steps,
+        "seconds": time.perf_counter() - started,
+    }
+    with open(out, "w") as f:
+        json.dump(summary, f, indent=1)
+    print(json.dumps(summary, indent=1))
+    return summary
+
+
+# --------------------------------------------------------------------------
+# Self-test
+
+
+class TinyModel(nn.Module):
+    """A small classifier for the self-test: the primary loss, two
+    auxiliaries (a reconstruction and a noise label), a metric, a parameter
+    no loss uses, and optionally a BatchNorm (buffers, train/eval modes)."""
+
+    def __init__(self, features: int = 6, hidden: int = 8, classes: int = 3, batch_norm: bool = False):
+        super().__init__()
+        self.body = nn.Linear(features, hidden)
+        self.norm = nn.BatchNorm1d(hidden) if batch_norm else nn.Identity()
+        self.head = nn.Linear(hidden, classes)
+        self.decoder = nn.Linear(hidden, features)
+        self.noise_head = nn.Linear(hidden, classes)
+        self.unused = nn.Parameter(torch.ones(2))
+
+    def forward(self, batch: Dict[str, Tensor]) -> Dict[str, Tensor]:
+        x = batch["x"]
+        hidden = torch.tanh(self.norm(self.body(x)))
+        logits = self.head(hidden)
+        with torch.no_grad():
+            accuracy = (logits.argmax(-1) == batch["y"]).to(x).mean() * 100.0
+        return {
+            "cls": F.cross_entropy(logits, batch["y"]),
+            "recon": (self.decoder(hidden) - x).pow(2).mean(),
+            "noise": F.cross_entropy(self.noise_head(hidden), batch["noise"]),
+            "metric/acc": accuracy,
+        }
+
+
+TINY_LOSSES = ["cls", "recon", "noise"]
+
+
+def tiny_data(samples: int, seed: int, features: int = 6, classes: int = 3) -> Dict[str, Tensor]:
+    g = torch.Generator().manual_seed(seed)
+    centers = torch.randn(classes, features, generator=torch.Generator().manual_seed(99)) * 1.5
+    y = torch.randint(0, classes, (samples,), generator=g)
+    x = centers[y] + torch.randn(samples, features, generator=g)
+    noise = torch.randint(0, classes, (samples,), generator=g)
+    return {"x": x, "y": y, "noise": noise}
+
+
+def write_tiny_workload(directory: str, config: dict, seed: int = 0) -> str:
+    """model.pt, train/val.safetensors and config.toml for TinyModel; returns the config path."""
+    torch.manual_seed(seed)
+    torch.jit.script(TinyModel(batch_norm=True)).save(os.path.join(directory, "model.pt"))
+    safetensors_lite.write(os.path.join(directory, "train.safetensors"), tiny_data(256, seed + 1))
+    safetensors_lite.write(os.path.join(directory, "val.safetensors"), tiny_data(128, seed + 2))
+    base = {
+        "workload": {"kind": "torchscript", "model": "model.pt", "train": "train.safetensors",
+                     "val": "val.safetensors", "primary": "cls", "auxiliary": ["recon", "noise"],
+                     "batch_size": 16, "seed": seed},
+        "train": {"steps": 100, "lr": 0.01},
+        "meltr": {"d_model": 16, "d_hidden": 8, "d_ff": 32, "heads": 4},
+    }
+    for section, values in config.items():
+        base.setdefault(section, {}).update(values)
+    path = os.path.join(directory, "config.toml")
+    with open(path, "w") as f:
+        f.write(toml_dumps(base))
+    return path
+
+
+def check_encoder_layer() -> float:
+    """The hand-written layer equals the stock nn.TransformerEncoderLayer (eval, no grad, f64)."""
+    worst = 0.0
+    for d, heads, ff, shape in ((16, 4, 32, (2, 5)), (32, 8, 64, (1, 3)), (8, 1, 16, (3, 7))):
+        torch.manual_seed(d)
+        meltr = Meltr(shape[1], d, 4, ff, heads).double()
+        with torch.no_grad():
+            for p in meltr.parameters():  # away from the default LayerNorm identity
+                p.add_(0.1 * torch.randn_like(p))
+            x = torch.randn(*shape, d, dtype=torch.float64)
+            worst = max(worst, float((encoder_layer(meltr.encoder, x) - meltr.encoder(x)).abs().max()))
+            losses = torch.rand(shape[1], dtype=torch.float64) * 3
+            worst = max(worst, float((meltr(losses) - meltr.forward_stock(losses)).abs()))
+    assert worst < 1e-12, f"hand-written encoder layer differs from the stock one by {worst:.3e}"
+    return worst
+
+
+class FlatView:
+    """A dict of tensors as one flat vector (for torch.func references)."""
+
+    def __init__(self, named: Dict[str, Tensor]):
+        self.shapes = [(n, t.shape, t.numel()) for n, t in named.items()]
+        self.flat = torch.cat([t.detach().reshape(-1) for t in named.values()])
+
+    def unflatten(self, flat: Tensor) -> Dict[str, Tensor]:
+        out, offset = {}, 0
+        for name, shape, numel in self.shapes:
+            out[name] = flat[offset:offset + numel].view(shape)
+            offset += numel
+        return out
+
+
+def tiny_problem(seed: int):
+    """A TinyModel, a small MELTR (f64) and two batches."""
+    torch.manual_seed(seed)
+    model = TinyModel().double()
+    meltr = Meltr(3, 8, 4, 16, 2).double()
+    data = {n: t.double() if t.is_floating_point() else t for n, t in tiny_data(32, seed).items()}
+    b_train = {n: t[:16] for n, t in data.items()}
+    b_val = {n: t[16:] for n, t in data.items()}
+    return model, meltr, b_train, b_val
+
+
+def reference_hypergradient(model, meltr, b_train, b_val, gamma, iterations, alpha, gamma_direct, names=TINY_LOSSES):
+    """The same quantity from explicit matrices built by torch.func (another
+    autodiff path): H and the mixed Jacobian d(grad_theta M)/dphi as matrices."""
+    from torch.func import functional_call, grad, hessian, jacrev
+
+    th = FlatView({n: p for n, p in model.named_parameters() if p.requires_grad})
+    ph = FlatView(dict(meltr.named_parameters()))
+
+    def losses(theta: Tensor, batch) -> Tensor:
+        out = functional_call(model, th.unflatten(theta), (batch,))
+        return torch.stack([out[n] for n in names])
+
+    def combined(theta: Tensor, phi: Tensor) -> Tensor:
+        return functional_call(meltr, ph.unflatten(phi), (losses(theta, b_train),))
+
+    def reg(theta: Tensor, phi: Tensor) -> Tensor:
+        return (losses(theta, b_train).sum() - combined(theta, phi)).abs()
+
+    def l_pri(theta: Tensor) -> Tensor:
+        return losses(theta, b_val)[0] + gamma * reg(theta, ph.flat)
+
+    v = grad(l_pri)(th.flat)
+    h_matrix = hessian(combined, argnums=0)(th.flat, ph.flat)
+    p = v.clone()
+    for _ in range(iterations):
+        v = v - alpha * (h_matrix @ v)
+        p = p + v
+    mixed = jacrev(grad(combined, argnums=0), argnums=1)(th.flat, ph.flat)  # [n_theta, n_phi]
+    hyper = -(mixed.T @ p)
+    if gamma_direct:
+        hyper = hyper + gamma * grad(reg, argnums=1)(th.flat, ph.flat)
+    return hyper, reg(th.flat, ph.flat), h_matrix, p
+
+
+def check_hypergradient() -> float:
+    """hypergradient() against reference_hypergradient() in f64."""
+    worst = 0.0
+    for seed, gamma, iterations, direct in ((0, 0.1, 0, False), (1, 0.0, 0, False), (2, 0.3, 0, True), (3, 0.1, 4, False)):
+        model, meltr, b_train, b_val = tiny_problem(seed)
+        theta = list(model.parameters())
+
+        def losses_fn(batch):
+            out = model(batch)
+            return torch.stack([out[n] for n in TINY_LOSSES])
+
+        ours = hypergradient(losses_fn, meltr, theta, b_train, b_val, gamma, iterations, 0.1, direct)
+        hyper, reg, _, _ = reference_hypergradient(model, meltr, b_train, b_val, gamma, iterations, 0.1, direct)
+        error = max(rel_error(ours.hyper, [hyper]), rel_error([ours.reg], [reg]))
+        assert float(hyper.norm()) > 1e-8, "degenerate test: zero hypergradient"
+        assert error < 1e-10, f"hypergradient (seed {seed}, J={iterations}, direct={direct}) off by {error:.3e}"
+        worst = max(worst, error)
+    return worst
+
+
+class QuadraticLosses(nn.Module):
+    """Losses l_k = c_k * (theta - center)^T A_k (theta - center) / 2 + e_k
+    (center from the batch), for the Neumann check: at center = theta* and
+    theta = theta* + eps, the Hessian of M(l(theta)) is
+    sum_k w_k c_k A_k + O(eps^2), positive definite when c_k = sign(w_k)."""
+
+    names = ["a", "b", "c"]
+
+    def __init__(self, n: int, seed: int):
+        super().__init__()
+        g = torch.Generator().manual_seed(seed)
+        roots = torch.randn(3, n, n, generator=g, dtype=torch.float64)
+        self.register_buffer("curvature", roots @ roots.transpose(1, 2) / n + 0.5 * torch.eye(n, dtype=torch.float64))
+        self.register_buffer("offset", torch.tensor([1.0, 0.5, 2.0], dtype=torch.float64))
+        self.register_buffer("sign", torch.ones(3, dtype=torch.float64))
+        self.theta = nn.Parameter(torch.zeros(n, dtype=torch.float64))
+
+    def forward(self, batch: Dict[str, Tensor]) -> Dict[str, Tensor]:
+        d = self.theta - batch["center"]
+        quadratic = 0.5 * torch.einsum("i,kij,j->k", d, self.curvature, d)
+        losses = self.sign * quadratic + self.offset
+        return {name: losses[k] for k, name in enumerate(self.names)}
+
+
+def check_neumann_solve() -> Tuple[float, int, float]:
+    """With (I - alpha H) contracting, the Neumann p (double-backward HVPs,
+    as the meta step computes them) tends to H^-1 v_0 / alpha: compared with
+    a direct solve on the explicit Hessian (torch.func)."""
+    n = 5
+    torch.manual_seed(5)
+    model = QuadraticLosses(n, seed=5)
+    meltr = Meltr(3, 8, 4, 16, 2).double()
+    center = torch.randn(n, dtype=torch.float64)
+    with torch.no_grad():
+        model.sign.copy_(effective_weights(meltr, model.offset).sign())
+        model.theta.copy_(center + 0.01 * torch.randn(n, dtype=torch.float64))
+    b_train = {"center": center}
+    b_val = {"center": center + torch.randn(n, dtype=torch.float64)}
+    _, _, h_matrix, _ = reference_hypergradient(model, meltr, b_train, b_val, 0.0, 0, 0.1, False, model.names)
+    eigen = torch.linalg.eigvalsh(h_matrix)
+    assert eigen[0] > 0, f"test problem: the Hessian is not positive definite ({eigen.tolist()})"
+    alpha = float(2.0 / (eigen[0] + eigen[-1]))
+    rate = float((eigen[-1] - eigen[0]) / (eigen[-1] + eigen[0]))
+    iterations = int(math.ceil(math.log(1e-15) / math.log(rate)))
+
+    theta = list(model.parameters())
+    v0 = grads(model(b_val)["a"], theta)
+    graph = GradientGraph(meltr(torch.stack(list(model(b_train).values()))), theta)
+    p, _ = neumann(graph.hvp, v0, iterations, alpha)
+    flat_v0 = torch.cat([x.reshape(-1) for x in v0])
+    direct = torch.linalg.solve(h_matrix, flat_v0) / alpha
+    error = rel_error(p, [direct])
+    assert error < 1e-10, f"Neumann series vs direct solve: {error:.3e} after {iterations} iterations"
+
+    # A diverging series (alpha * lambda_max = 3) stops at aid.max_growth.
+    alpha = float(3.0 / eigen[-1])
+    p, stop = neumann(graph.hvp, v0, 50, alpha, max_growth=10.0)
+    v = torch.cat([x.reshape(-1) for x in v0])
+    expected, terms = v.clone(), 1
+    while True:
+        v = v - alpha * (h_matrix @ v)
+        if float(v.norm()) > 10.0 * float(flat_v0.norm()):
+            break
+        expected, terms = expected + v, terms + 1
+    assert stop == terms and rel_error(p, [expected]) < 1e-12, (stop, terms, rel_error(p, [expected]))
+    return error, iterations, rate
+
+
+def check_round_trip() -> Dict[str, float]:
+    """run --write-trace on a TorchScript TinyModel, then replay the trace."""
+    import contextlib
+    import io
+
+    worst: Dict[str, float] = {}
+    variants = (
+        {"meltr": {"meta_every": 3}},
+        {"train": {"lr_schedule": "cosine", "weight_decay": 0.01}, "aid": {"iterations": 2, "alpha": 0.05},
+         "meltr": {"meta_every": 2, "gamma_direct": True, "meta_optimizer": "adamw"}},
+        {"meltr": {"meta_every": 1, "train_batch": "current", "gamma": 0.0}},
+    )
+    for variant in variants:
+        with tempfile.TemporaryDirectory() as directory:
+            config = write_tiny_workload(directory, variant)
+            session = os.path.join(directory, "session")
+            with contextlib.redirect_stdout(io.StringIO()):
+                run(config, 3, 14, os.path.join(directory, "run.json"), torch.get_num_threads(), None, session)
+                report = replay(session, None)
+            assert report["meta_steps"] > 0
+            for group, value in report["max_rel"].items():
+                worst[group] = max(worst.get(group, 0.0), value)
+            _check_replay_sees_changes(session)
+    assert all(v < 1e-13 for v in worst.values()), f"trace round trip: {worst}"
+    return worst
+
+
+def _check_replay_sees_changes(session: str) -> None:
+    """A perturbed engine state shows up in the report, at its step."""
+    import contextlib
+    import io
+
+    path = os.path.join(session, "trace", "state-5.safetensors")
+    state = safetensors_lite.read(path)
+    for key in state:
+        if key.startswith("theta."):
+            state[key] = state[key] * (1 + 1e-9)
+    safetensors_lite.write(path, state)
+    with contextlib.redirect_stdout(io.StringIO()):
+        report = replay(session, os.path.join(session, "perturbed.json"))
+    assert report["worst_step"]["theta"] == 5 and 0.5e-9 < report["max_rel"]["theta"] < 2e-9, report["max_rel"]
+
+
+def self_test() -> None:
+    torch.set_num_threads(1)
+    started = time.perf_counter()
+    print(f"torch {torch.__version__}")
+    print(f"encoder layer: hand-written vs stock, f64, max |diff| = {check_encoder_layer():.2e}")
+    print(f"hypergradient vs torch.func explicit matrices (J=0, gamma 0/0.1, gamma_direct; J=4), "
+          f"max rel = {check_hypergradient():.2e}")
+    error, iterations, rate = check_neumann_solve()
+    print(f"Neumann p vs direct solve (contraction {rate:.3f}, J={iterations}), rel = {error:.2e}; "
+          "a diverging series stops at aid.max_growth")
+    worst = check_round_trip()
+    print("trace round trip (run --write-trace, then trace), max rel: "
+          + "  ".join(f"{g} {v:.1e}" for g, v in worst.items()))
+    print(f"self-test passed in {time.perf_counter() - started:.1f}s")
+
+
+# --------------------------------------------------------------------------
+# Command line
+
+
+def main(argv: Optional[List[str]] = None) -> int:
+    parser = argparse.ArgumentParser(
+        description="An independent PyTorch implementation of the public MELTR algorithm "
+                    "(trace replay against meltr-tui, standalone runs, self-test)."
+    )
+    parser.add_argument("--self-test", action="store_true", help="run the numerical self-checks")
+    sub = parser.add_subparsers(dest="mode")
+    trace = sub.add_parser("trace", help="replay an engine trace (train.trace = true) and compare, step by step")
+    trace.add_argument("session", help="the session directory (holds config.toml and trace/)")
+    trace.add_argument("--report", help="the JSON report (default: SESSION_DIR/trace/parity.json)")
+    trace.add_argument("--threads", type=int, default=1)
+    standalone = sub.add_parser("run", help="a standalone run of the public algorithm")
+    standalone.add_argument("config", help="a torchscript-workload config (paths relative to it)")
+    standalone.add_argument("--seed", type=int, required=True)
+    standalone.add_argument("--steps", type=int, help="default: train.steps")
+    standalone.add_argument("--out", required=True, help="the summary JSON")
+    standalone.add_argument("--threads", type=int, default=1)
+    standalone.add_argument("--dtype", choices=["f32", "f64"], help="default f32 (f64 with --write-trace)")
+    standalone.add_argument("--write-trace", metavar="DIR", help="also write the engine's trace format into DIR")
+    args = parser.parse_args(argv)
+    try:
+        if args.self_test:
+            self_test()
+        elif args.mode == "trace":
+            torch.set_num_threads(args.threads)
+            replay(args.session, args.report)
+        elif args.mode == "run":
+            run(args.config, args.seed, args.steps, args.out, args.threads, args.dtype, args.write_trace)
+        else:
+            parser.print_help()
+            return 2
+    except ReplayError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
