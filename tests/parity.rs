@@ -191,3 +191,63 @@ fn a_tampered_trace_is_caught() {
     let report: Report = serde_json::from_str(&std::fs::read_to_string(&report).unwrap()).unwrap();
     assert!(report.max_rel["phi"] > 1e-6, "{report:?}");
 }
+
+/// The meta steps' picks of a 30-step traced run with a meta step at every
+/// step, as (step, train_step, val_step).
+fn meta_picks(pool: &str) -> Vec<(u64, u64, u64)> {
+    let root = tempfile::tempdir().unwrap();
+    let mut config = traced_config(
+        two_stream(),
+        ("retrieval", &["align", "mlm", "mfm", "scramble"]),
+        "factorized",
+        0,
+    );
+    config.meltr.meta_every = 1;
+    config.meltr.pool = pool.into();
+    let (dir, _) = run_session(root.path(), pool, config);
+    std::fs::read_to_string(dir.join("trace/steps.jsonl"))
+        .unwrap()
+        .lines()
+        .map(|line| {
+            let v: serde_json::Value = serde_json::from_str(line).unwrap();
+            let meta = &v["meta"];
+            (
+                v["step"].as_u64().unwrap(),
+                meta["train_step"].as_u64().unwrap(),
+                meta["val_step"].as_u64().unwrap(),
+            )
+        })
+        .collect()
+}
+
+#[test]
+fn the_meta_pool_is_the_ten_batches_before_the_current_one() {
+    let _serial = serial();
+    let previous = meta_picks("previous");
+    assert_eq!(previous.len(), 30);
+    for &(step, train, val) in &previous {
+        // Step 1 has no earlier batch: its own, as the public code does.
+        let range = if step == 1 {
+            1..=1
+        } else {
+            step.saturating_sub(10).max(1)..=step - 1
+        };
+        assert!(
+            range.contains(&train) && range.contains(&val),
+            "{step}: {train}, {val}"
+        );
+    }
+    // The option: the last ten including the current one, which then
+    // does get picked.
+    let with_current = meta_picks("with-current");
+    for &(step, train, val) in &with_current {
+        let range = step.saturating_sub(9).max(1)..=step;
+        assert!(
+            range.contains(&train) && range.contains(&val),
+            "{step}: {train}, {val}"
+        );
+    }
+    assert!(with_current
+        .iter()
+        .any(|&(s, t, v)| s > 1 && (t == s || v == s)));
+}

@@ -2,6 +2,7 @@
 //! and hands back the Command/Event channels; nothing here touches a terminal.
 
 pub mod checkpoint;
+pub mod collapse;
 pub mod control;
 pub mod trace;
 pub mod trainer;

@@ -6,6 +6,7 @@
 //! its process (as every `meltr-tui` process is).
 
 use super::checkpoint;
+use super::collapse::{CollapseGuard, Verdict, COLLAPSE_META_STEPS, COLLAPSE_WEIGHT};
 use super::control::{Command, Event, Status};
 use super::trace::Tracer;
 use crate::config::Config;
@@ -28,10 +29,6 @@ use tch::{Device, Kind, Tensor};
 
 /// Batches the meta step's pool holds (as the public code).
 const RECENT_BATCHES: usize = 10;
-/// Every |w_k| below this ...
-const COLLAPSE_WEIGHT: f64 = 1e-3;
-/// ... for this many consecutive meta steps is reported as a collapse.
-const COLLAPSE_META_STEPS: u32 = 25;
 /// Points on each transform curve.
 const TRANSFORM_POINTS: usize = 41;
 
@@ -63,7 +60,7 @@ pub struct Trainer {
     /// cleared by the next config change.
     meta_blocked: Option<String>,
     meta_steps_done: u64,
-    collapse: CollapseWatch,
+    collapse: CollapseGuard,
     events: SyncSender<Event>,
     steps_per_sec: f64,
     /// Lines not yet in `metrics.jsonl` because a write failed; written, in
@@ -87,9 +84,6 @@ pub struct Trainer {
     pending_steps: Vec<PendingStep>,
     /// Meta steps since the last flush.
     pending_meta: Vec<PendingMeta>,
-    /// φ and the meta optimizer's state at the newest meta step known to
-    /// be healthy (`meltr.on_collapse = "restore"`), and that step.
-    healthy: Option<(u64, Vec<Tensor>)>,
     /// Whether the previous meta step's Neumann series stopped early (one
     /// event per episode).
     neumann_stopped: bool,
@@ -272,7 +266,7 @@ impl Trainer {
             status: Status::Running,
             meta_blocked: None,
             meta_steps_done: 0,
-            collapse: CollapseWatch::default(),
+            collapse: CollapseGuard::default(),
             events,
             steps_per_sec: 0.0,
             unwritten: VecDeque::new(),
@@ -284,7 +278,6 @@ impl Trainer {
             checkpointed_at: resumed_from.as_ref().map(|_| step),
             pending_steps: Vec::new(),
             pending_meta: Vec::new(),
-            healthy: None,
             neumann_stopped: false,
             tracer,
         };
@@ -851,20 +844,20 @@ impl Trainer {
         if !largest.is_finite() {
             return Ok(());
         }
-        let collapsed = self.collapse.observe(largest);
-        if largest >= COLLAPSE_WEIGHT {
-            if let Some(snapshot) = &m.snapshot {
-                self.healthy = Some((m.step, snapshot.iter().map(Tensor::copy).collect()));
-            }
-        }
-        if collapsed {
+        let verdict = self.collapse.observe(
+            m.step,
+            largest,
+            m.snapshot
+                .as_ref()
+                .map(|s| s.iter().map(Tensor::shallow_clone).collect()),
+        );
+        if let Verdict::Collapsed { healthy_step } = verdict {
             let restore = self.config.meltr.on_collapse == "restore";
-            let outcome = match (&self.healthy, restore) {
-                (Some((healthy_step, _)), true) => {
-                    let healthy_step = *healthy_step;
-                    self.restore_meta_snapshot();
-                    self.collapse = CollapseWatch::default();
-                    format!("φ and its optimizer restored from the meta step at step {healthy_step} (meltr.on_collapse = \"restore\")")
+            let outcome = match (healthy_step, restore) {
+                (Some(_), true) => {
+                    let state = self.meta_state();
+                    let from = self.collapse.restore(&state).unwrap_or_default();
+                    format!("φ and its optimizer restored from the meta step at step {from} (meltr.on_collapse = \"restore\")")
                 }
                 (None, true) => "no healthy meta step to restore from yet".to_string(),
                 (_, false) => "the model is no longer learning; meltr.on_collapse = \"restore\" would put φ back to the last healthy meta step".to_string(),
@@ -882,7 +875,7 @@ impl Trainer {
     }
 
     /// Copies of φ and the meta optimizer's state, in [`Self::meta_state`]'s
-    /// order.
+    /// order (device copies; no host sync).
     fn meta_snapshot(&self) -> Vec<Tensor> {
         tch::no_grad(|| self.meta_state().iter().map(Tensor::copy).collect())
     }
@@ -894,17 +887,6 @@ impl Trainer {
             state.extend(meta.state("meta").into_iter().map(|(_, t)| t));
         }
         state
-    }
-
-    /// Puts φ and the meta optimizer back to the healthy snapshot.
-    fn restore_meta_snapshot(&mut self) {
-        if let Some((_, snapshot)) = &self.healthy {
-            tch::no_grad(|| {
-                for (target, saved) in self.meta_state().iter().zip(snapshot) {
-                    target.shallow_clone().copy_(saved);
-                }
-            });
-        }
     }
 
     fn evaluate(&mut self) -> Result<()> {
@@ -1174,55 +1156,4 @@ pub fn prepare_resume(dir: &Path) -> Result<()> {
         log::truncate_after(&metrics, step)?;
     }
     Ok(())
-}
-
-/// Counts consecutive meta steps whose largest |w_k| is below
-/// `COLLAPSE_WEIGHT`; reports once per episode (re-armed on recovery).
-#[derive(Debug, Default)]
-struct CollapseWatch {
-    streak: u32,
-}
-
-impl CollapseWatch {
-    /// True exactly when this observation completes a collapse episode.
-    fn observe(&mut self, largest_weight: f64) -> bool {
-        if largest_weight < COLLAPSE_WEIGHT {
-            self.streak += 1;
-            self.streak == COLLAPSE_META_STEPS
-        } else {
-            self.streak = 0;
-            false
-        }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn collapse_is_reported_once_per_episode_and_rearmed_on_recovery() {
-        let mut watch = CollapseWatch::default();
-        let reports = |watch: &mut CollapseWatch, weights: &[f64]| {
-            weights.iter().filter(|w| watch.observe(**w)).count()
-        };
-        let tiny = vec![1e-5; COLLAPSE_META_STEPS as usize * 3];
-        assert_eq!(
-            reports(&mut watch, &tiny),
-            1,
-            "one warning for a long collapse"
-        );
-        assert_eq!(reports(&mut watch, &[0.5]), 0);
-        assert_eq!(
-            reports(&mut watch, &tiny[..COLLAPSE_META_STEPS as usize - 1]),
-            0,
-            "too short"
-        );
-        assert_eq!(reports(&mut watch, &[0.5]), 0);
-        assert_eq!(
-            reports(&mut watch, &tiny),
-            1,
-            "a new episode after recovery"
-        );
-    }
 }
