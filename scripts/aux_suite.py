@@ -7,6 +7,7 @@ nobody tuned MELTR for.
                      [--methods meltr sum primary uncertainty replay]
                      [--sessions DIR] [--out docs/aux-suite.md]
                      [--tasks ...] [--steps N] [--jobs 2] [--smoke]
+    aux_suite.py report RUN.json [--out RUN.md]
 
 `build` writes one folder per task: `model.pt` (TorchScript,
 `forward(batch: Dict[str, Tensor]) -> Dict[str, Tensor]`: 0-dim losses and
@@ -16,12 +17,13 @@ MELTR and AID left at the built-in defaults) and `task.json` (each loss's
 role). `run` builds the suite on demand in
 ${MELTR_CACHE:-${XDG_CACHE_HOME:-~/.cache}/meltr-tui}/aux-suite (rebuilt
 when VERSION changes) unless --suite names one, trains every task x seed x
-method with meltr-tui (`replay`: scripts/meltr_replay.py, the public MELTR
-algorithm in PyTorch) on one thread per run, and writes a markdown report
-and a JSON file beside it with every run's numbers. `--smoke` is the CI
-subset. Methods: meltr-tui's combiners (primary, sum, uncertainty, mlp,
-meltr), `oracle` (fixed weights: 1 on every loss except the harmful ones,
-which get 0) and `replay`.
+method on one thread per run, and writes a markdown report and a JSON file
+beside it with every run's numbers (`report` renders the markdown again
+from that JSON). `--smoke` is the CI subset. Methods: meltr-tui's
+combiners (primary, sum, uncertainty, mlp, meltr); fixed weights from the
+roles: `oracle` (1 on every loss except the harmful ones, which get 0) and
+`harmful-only` (1 on the primary and the harmful ones); `replay`
+(scripts/meltr_replay.py: the public MELTR algorithm in PyTorch).
 
 The models: a shared trunk (input 48 -> 96, ReLU -> 32, ReLU; 16 wide in
 few-labels) and one linear head per loss. Plain ops only (linear, relu,
@@ -29,7 +31,10 @@ logsumexp + gather cross-entropy, squared error): forward-mode AD and
 double backward work through them. No dropout and no randomness in forward:
 labels, masks, corruptions and second views are in the data, drawn from a
 fixed data seed; the initial model comes from a fixed model seed. A run's
-seed changes the batch order and the combiner's initialisation.
+seed changes the batch order and the combiner's initialisation. The inner
+optimizer is Adam, so a head that only its own loss reaches learns at the
+same speed whatever that loss's weight: the weights act through the shared
+trunk, where the losses compete.
 
 The data come from a "latent world": each sample has hidden causes z (8
 numbers) that every label depends on, and nuisance factors u (16 numbers)
@@ -67,7 +72,8 @@ The tasks (primary loss first):
                signs), random_b (a random 8-way label) and random_regress
                (16 random targets, summed squared error); badly scaled
                z_x50 (z regression x50) and signs_x0_02 (signs x0.02).
-  regression   y = w·z + 0.5·(u·z)² by squared error, 256 samples; metric
+  regression   y = w·z + 0.5·(v·z)² (w, v fixed) by squared error, 256
+               samples; metric
                r2 = 1 − MSE/Var(y) (Var(y) a constant of the task).
                helpful: regress z; harmful: random targets per sample.
 
@@ -298,7 +304,7 @@ class World:
         self.noise = noise
         self.w_primary = torch.randn(D_LATENT, 4, generator=g)
         self.w_regress = torch.randn(D_LATENT, generator=g) / math.sqrt(D_LATENT)
-        self.u_regress = torch.randn(D_LATENT, generator=g) / math.sqrt(D_LATENT)
+        self.v_regress = torch.randn(D_LATENT, generator=g) / math.sqrt(D_LATENT)
 
     def view(self, z: Tensor, g: torch.Generator) -> Tensor:
         """An input for latent causes z, with fresh nuisance and noise."""
@@ -321,7 +327,7 @@ class World:
         }
 
     def regression_target(self, z: Tensor) -> Tensor:
-        return z @ self.w_regress + 0.5 * (z @ self.u_regress).pow(2)
+        return z @ self.w_regress + 0.5 * (z @ self.v_regress).pow(2)
 
 
 def unit_rows(m: Tensor) -> Tensor:
@@ -733,9 +739,10 @@ def run_replay(job: Job, suite: str, python: str, sessions: str, steps: Optional
             summary = json.load(f)
     except (OSError, ValueError):
         return {"status": "failed", "seconds": seconds, "cpu_seconds": cpu, "error": f"exit {rc}: {tail(log)}", "log": log}
-    return {
-        "status": "ok" if rc == 0 else "failed",
-        "metric": summary.get("metrics", {}).get(job.task.metric),
+    metric = summary.get("metrics", {}).get(job.task.metric)
+    result = {
+        "status": "ok" if rc == 0 and metric is not None else "failed",
+        "metric": metric,
         "weights": summary.get("weights", {}),
         "primary_weight_start": summary.get("primary_weight_start"),
         "primary_weight_min": None,
@@ -746,6 +753,9 @@ def run_replay(job: Job, suite: str, python: str, sessions: str, steps: Optional
         "log": log,
         "output": out,
     }
+    if result["status"] != "ok":
+        result["error"] = f"exit {rc}, metric {job.task.metric!r}: {metric}: {tail(log)}"
+    return result
 
 
 def timed(command: List[str], log: str) -> Tuple[float, float, int]:
@@ -837,13 +847,22 @@ def harmful_ranks(task: Task, weights: Dict[str, Optional[float]]) -> Dict[str, 
 
 
 def collapse_check(run: dict) -> str:
-    """ok when the primary's final weight stays above 0.1x its first logged weight."""
+    """ok when the primary's final weight stays above 0.1x its first logged
+    weight (n/a when that start is not positive: PyTorch's default init
+    starts MELTR near 0, either sign). Flagged too: a final primary weight
+    below 0.1 (a tenth of its weight under `sum`), whatever the start."""
     start, final = run.get("primary_weight_start"), run["weights"].get("primary")
     if start is None or final is None:
         return "n/a"
     if start <= 0:
-        return f"n/a (start {start:.3g} <= 0, final {final:.3g})"
-    return "ok" if final > 0.1 * start else f"COLLAPSED ({start:.3g} -> {final:.3g})"
+        verdict = f"n/a (start {start:.3g})"
+    elif final > 0.1 * start:
+        verdict = "ok"
+    else:
+        verdict = f"COLLAPSED ({start:.3g} -> {final:.3g})"
+    if final < 0.1 and not verdict.startswith("COLLAPSED"):
+        verdict += f", LOW final {final:.3g}"
+    return verdict
 
 
 def summarize(records: List[dict], tasks: List[Task], methods: List[str], table: dict) -> dict:
@@ -872,14 +891,23 @@ def summarize(records: List[dict], tasks: List[Task], methods: List[str], table:
             entry["collapse"] = {str(r["seed"]): collapse_check(r) for r in runs}
             entry["collapse_events"] = sum(len(r["collapse_events"]) for r in runs)
             entry["harmful_ranks"] = harmful_ranks(task, row["meltr"]["weights"])
+        replays = cell(records, task.name, REPLAY)
+        if replays:
+            entry["replay_collapse"] = {str(r["seed"]): collapse_check(r) for r in replays}
         summary[task.name] = entry
     normalized = [e["meltr_minus_sum_normalized"] for e in summary.values() if "meltr_minus_sum_normalized" in e]
+
+    def count(key: str, test: Callable[[object], bool]) -> str:
+        """"wins/comparable" over the tasks where both methods ran."""
+        values = [e[key] for e in summary.values() if key in e]
+        return f"{sum(1 for v in values if test(v))}/{len(values)}" if values else "n/a"
+
     summary["overall"] = {
         "meltr_minus_sum_normalized_mean": statistics.fmean(normalized) if normalized else None,
-        "meltr_beats_sum": sum(1 for e in summary.values() if e.get("meltr_minus_sum", 0) > 0),
-        "sum_beats_primary": sum(1 for e in summary.values() if e.get("sum_minus_primary", 0) > 0),
-        "meltr_ge_primary": sum(1 for e in summary.values() if e.get("meltr_ge_primary")),
-        "within_replay_spread": sum(1 for e in summary.values() if e.get("within_replay_spread")),
+        "meltr_beats_sum": count("meltr_minus_sum", lambda v: v > 0),
+        "sum_beats_primary": count("sum_minus_primary", lambda v: v > 0),
+        "meltr_ge_primary": count("meltr_ge_primary", bool),
+        "within_replay_spread": count("within_replay_spread", bool),
         "tasks": len(tasks),
     }
     return summary
@@ -891,6 +919,14 @@ def number(value: Optional[float], digits: int = 2) -> str:
 
 def digits_for(task: Task) -> int:
     return 3 if task.metric == "r2" else 2
+
+
+def modified(path: str) -> Optional[str]:
+    try:
+        stamp = os.path.getmtime(path)
+    except OSError:
+        return None
+    return datetime.datetime.fromtimestamp(stamp, datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
 
 
 def git_commit() -> str:
@@ -905,13 +941,15 @@ def markdown(header: dict, tasks: List[Task], methods: List[str], table: dict, s
              records: List[dict]) -> str:
     out = ["# Auxiliary-learning suite", ""]
     out += [f"Written by `{header['command']}`", ""]
-    out += [f"- commit {header['commit']}, {header['date']}; torch {header['torch']}; binary `{header['binary']}`",
+    out += [f"- commit {header['commit']}, {header['date']}; torch {header['torch']}; binary `{header['binary']}`"
+            f" (built {header.get('binary_built', '?')})",
             f"- seeds {header['seeds']}; steps: {header['steps'] or 'per task (600)'}; one thread per run, "
             f"{header['jobs']} runs at a time; suite version {VERSION}",
             "- MELTR and AID at meltr-tui's built-in defaults (no [meltr]/[aid] sections);"
             " model init and data fixed per task, the seed changes batch order and the combiner's init",
             "- fixed weights: `oracle` 1 on every loss except the harmful ones (0);"
-            " `harmful-only` 1 on the primary and the harmful ones (0 elsewhere)", ""]
+            " `harmful-only` 1 on the primary and the harmful ones (0 elsewhere)"]
+    out += [f"- **{note}**" for note in header.get("notes", [])] + [""]
     out += ["## Main metric (mean ± std over seeds, higher is better)", ""]
     out += ["| task (metric) | " + " | ".join(methods) + " |", "|---|" + "---|" * len(methods)]
     for task in tasks:
@@ -935,27 +973,27 @@ def markdown(header: dict, tasks: List[Task], methods: List[str], table: dict, s
     if overall["meltr_minus_sum_normalized_mean"] is not None:
         out.append(f"- MELTR − sum, averaged over tasks (each task's difference divided by its spread of method"
                    f" means): {overall['meltr_minus_sum_normalized_mean']:+.2f}; MELTR beats sum on"
-                   f" {overall['meltr_beats_sum']}/{overall['tasks']} tasks")
-    out.append(f"- MELTR ≥ primary on {overall['meltr_ge_primary']}/{overall['tasks']} tasks")
-    if REPLAY in methods:
-        out.append(f"- MELTR's seed mean within 2 std (the larger of the two methods' seed std) of the replay's on"
-                   f" {overall['within_replay_spread']}/{overall['tasks']} tasks")
-    out.append(f"- calibration: sum > primary on {overall['sum_beats_primary']}/{overall['tasks']} tasks"
-               " (the auxiliaries matter)")
-    out.append("- primary weight: ok when MELTR's final primary weight stays above 0.1x its first logged one"
-               " (n/a when that start is not positive)")
-    out += ["", "| task | sum − primary | MELTR − sum | MELTR − primary | MELTR − replay | primary weight (per seed) | collapse events | harmful ranks (1 = largest weight) |",
-            "|---|---|---|---|---|---|---|---|"]
+                   f" {overall['meltr_beats_sum']} tasks")
+    out.append(f"- MELTR ≥ primary on {overall['meltr_ge_primary']} tasks")
+    out.append(f"- MELTR's seed mean within 2 std (the larger of the two methods' seed std) of the replay's on"
+               f" {overall['within_replay_spread']} tasks")
+    out.append(f"- calibration: sum > primary on {overall['sum_beats_primary']} tasks (the auxiliaries matter)")
+    out.append("- primary weight: ok when the final primary weight stays above 0.1x its first logged one"
+               " (n/a when that start is not positive); LOW when it ends below 0.1 whatever the start")
+    out += ["", "| task | sum − primary | MELTR − sum | MELTR − primary | MELTR − replay | MELTR primary weight (per seed)"
+            " | replay primary weight (per seed) | collapse events | harmful ranks (1 = largest weight) |",
+            "|---|---|---|---|---|---|---|---|---|"]
     for task in tasks:
         e, d = summary[task.name], digits_for(task)
         replay = "–"
         if "meltr_minus_replay" in e:
             replay = f"{e['meltr_minus_replay']:+.{d}f} ({'within' if e['within_replay_spread'] else 'OUTSIDE'})"
-        collapse = ", ".join(f"{s}: {c}" for s, c in e.get("collapse", {}).items()) or "–"
+        collapse = "; ".join(f"{s}: {c}" for s, c in e.get("collapse", {}).items()) or "–"
+        replay_collapse = "; ".join(f"{s}: {c}" for s, c in e.get("replay_collapse", {}).items()) or "–"
         ranks = ", ".join(f"{n} {r}" for n, r in e.get("harmful_ranks", {}).items()) or "–"
         out.append(f"| {task.name} | {signed(e.get('sum_minus_primary'), d)} | {signed(e.get('meltr_minus_sum'), d)}"
-                   f" | {signed(e.get('meltr_minus_primary'), d)}"
-                   f" | {replay} | {collapse} | {e.get('collapse_events', '–')} | {ranks} |")
+                   f" | {signed(e.get('meltr_minus_primary'), d)} | {replay} | {collapse} | {replay_collapse}"
+                   f" | {e.get('collapse_events', '–')} | {ranks} |")
     out += ["", "## Time per run (seconds, mean over seeds: wall / CPU of the process)", "",
             "| task | " + " | ".join(methods) + " |", "|---|" + "---|" * len(methods)]
     for task in tasks:
@@ -984,6 +1022,33 @@ def signed(value: Optional[float], digits: int) -> str:
 # ----------------------------------------------------------------- main ---
 
 
+def write_report(out: str, header: dict, tasks: List[Task], methods: List[str], records: List[dict]) -> str:
+    """Writes the markdown report `out` and the JSON beside it; returns the JSON's path."""
+    table = aggregate(records, tasks, methods)
+    summary = summarize(records, tasks, methods, table)
+    os.makedirs(os.path.dirname(os.path.abspath(out)), exist_ok=True)
+    with open(out, "w") as f:
+        f.write(markdown(header, tasks, methods, table, summary, records))
+    data = {"header": header, "version": VERSION, "methods": methods,
+            "tasks": {t.name: {"roles": t.roles, "metric": t.metric, "summary": t.summary} for t in tasks},
+            "table": table, "summary": summary, "runs": records}
+    json_path = os.path.splitext(out)[0] + ".json"
+    with open(json_path, "w") as f:
+        json.dump(data, f, indent=1)
+    return json_path
+
+
+def command_report(args: argparse.Namespace) -> int:
+    """Renders the markdown again from a run's JSON (same runs, same header)."""
+    with open(args.json) as f:
+        data = json.load(f)
+    tasks = [TASK_BY_NAME[name] for name in data["tasks"]]
+    out = args.out or os.path.splitext(args.json)[0] + ".md"
+    write_report(out, data["header"], tasks, data["methods"], data["runs"])
+    print(f"aux-suite: wrote {out}", file=sys.stderr)
+    return 0
+
+
 def command_build(args: argparse.Namespace) -> int:
     build_suite(args.out)
     return 0
@@ -1002,8 +1067,10 @@ def command_run(args: argparse.Namespace, argv: List[str]) -> int:
         sys.exit(f"aux-suite: unknown task(s) {unknown}; tasks: {list(TASK_BY_NAME)}")
     tasks = [TASK_BY_NAME[t] for t in args.tasks] if args.tasks else TASKS
     methods = list(args.methods)
+    notes = []
     if REPLAY in methods and not os.path.exists(REPLAY_SCRIPT):
-        print(f"\n*** aux-suite: {REPLAY_SCRIPT} is missing: SKIPPING the `replay` method ***\n", file=sys.stderr)
+        notes.append(f"`replay` SKIPPED: {REPLAY_SCRIPT} is missing")
+        print(f"\n*** aux-suite: {notes[-1]} ***\n", file=sys.stderr)
         methods.remove(REPLAY)
     if any(m != REPLAY for m in methods) and not os.access(args.binary, os.X_OK):
         sys.exit(f"aux-suite: no meltr-tui binary at {args.binary} (build it: cargo build --release, or pass --binary)")
@@ -1018,29 +1085,21 @@ def command_run(args: argparse.Namespace, argv: List[str]) -> int:
           f" {args.jobs} at a time; sessions in {args.sessions}", file=sys.stderr)
     started = time.perf_counter()
     records = run_all(jobs, args, suite)
-    table = aggregate(records, tasks, methods)
-    summary = summarize(records, tasks, methods, table)
     header = {
         "command": shlex.join(["scripts/aux_suite.py", *argv]),
         "commit": git_commit(),
         "date": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
         "binary": args.binary,
+        "binary_built": modified(args.binary),
         "torch": torch.__version__,
         "seeds": args.seeds,
         "steps": args.steps,
         "jobs": args.jobs,
         "suite": suite,
         "wall_seconds": time.perf_counter() - started,
+        "notes": notes,
     }
-    os.makedirs(os.path.dirname(os.path.abspath(out)), exist_ok=True)
-    with open(out, "w") as f:
-        f.write(markdown(header, tasks, methods, table, summary, records))
-    data = {"header": header, "version": VERSION, "methods": methods,
-            "tasks": {t.name: {"roles": t.roles, "metric": t.metric, "summary": t.summary} for t in tasks},
-            "table": table, "summary": summary, "runs": records}
-    json_path = os.path.splitext(out)[0] + ".json"
-    with open(json_path, "w") as f:
-        json.dump(data, f, indent=1)
+    json_path = write_report(out, header, tasks, methods, records)
     failed = [r for r in records if r["status"] != "ok"]
     print(f"aux-suite: wrote {out} and {json_path} ({header['wall_seconds']:.0f} s; {len(failed)} failed runs)",
           file=sys.stderr)
@@ -1055,10 +1114,12 @@ def main(argv: Optional[List[str]] = None) -> int:
     build.add_argument("--out", required=True, help="the suite folder (replaced)")
     run = sub.add_parser("run", help="train every task x seed x method and write the report")
     run.add_argument("--suite", help=f"a built suite (default: built on demand in {default_cache()})")
-    run.add_argument("--binary", default=os.path.join(REPO, "target", "release", "meltr-tui"))
+    run.add_argument("--binary", default=os.path.join(REPO, "target", "release", "meltr-tui"),
+                     help="meltr-tui (default: %(default)s)")
     run.add_argument("--python", default=sys.executable, help="python with torch, for `replay`")
-    run.add_argument("--seeds", type=int, nargs="+")
-    run.add_argument("--methods", nargs="+", choices=ENGINE_METHODS + list(FIXED) + [REPLAY])
+    run.add_argument("--seeds", type=int, nargs="+", help="default: 0 1 2")
+    run.add_argument("--methods", nargs="+", choices=ENGINE_METHODS + list(FIXED) + [REPLAY],
+                     help="default: meltr sum primary uncertainty replay")
     run.add_argument("--tasks", nargs="+", help=f"default: all of {list(TASK_BY_NAME)}")
     run.add_argument("--steps", type=int, help="override every task's steps")
     run.add_argument("--jobs", type=int, default=2, help="runs at a time (default 2)")
@@ -1066,11 +1127,16 @@ def main(argv: Optional[List[str]] = None) -> int:
     run.add_argument("--out", help="markdown report; JSON beside it (default docs/aux-suite.md)")
     run.add_argument("--smoke", action="store_true",
                      help=f"CI subset: tasks {SMOKE['tasks']}, seeds {SMOKE['seeds']}, methods {SMOKE['methods']},"
-                          f" {SMOKE['steps']} steps (explicit options win)")
+                          f" each task's steps; ~1 min on 2 idle cores (explicit options win)")
+    report = sub.add_parser("report", help="render the markdown again from a run's JSON")
+    report.add_argument("json", help="the JSON a run wrote")
+    report.add_argument("--out", help="markdown (default: the JSON's path with .md)")
     args = parser.parse_args(argv)
     torch.set_num_threads(1)
     if args.command == "build":
         return command_build(args)
+    if args.command == "report":
+        return command_report(args)
     return command_run(args, argv)
 
 

@@ -54,7 +54,9 @@ pub enum Cmd {
         #[arg(long)]
         steps: Option<u64>,
         /// No TUI: train in this process, printing one progress line per log
-        /// interval; exit 0 when done.
+        /// interval. Exit status: 0 when done, 1 on failure (with the
+        /// reason), 130 after Ctrl-C (SIGINT), 143 after SIGTERM (both stop
+        /// after the current step, with a checkpoint).
         #[arg(long, conflicts_with = "detach")]
         headless: bool,
         /// Start a detached runner (its own process, immune to hang-ups) and
@@ -495,6 +497,11 @@ fn run_headless(dir: &Path, config: Config, resume: bool) -> Result<()> {
     }
     let status = handle.join()?;
     println!("session {}: {}", meta.id, status.as_str());
+    if let (Status::Stopped, Some(signal)) = (status, engine::stop_signal()) {
+        // The shell's convention for a run ended by a signal: 130 for
+        // SIGINT, 143 for SIGTERM (a finished run exits 0).
+        std::process::exit(128 + signal);
+    }
     Ok(())
 }
 

@@ -284,3 +284,79 @@ fn bench_reports_every_row() {
         .count();
     assert_eq!(phases, 3, "phase lines of factorized J = 0, 1, 3");
 }
+
+#[test]
+fn a_run_whose_every_update_is_skipped_fails_and_its_log_stays_readable() {
+    // lr 1e30: the first update sends θ to inf, every later loss is NaN
+    // (step 1, logged before its update, is the one finite train line).
+    let root = tempfile::tempdir().unwrap();
+    let config = write_config(
+        root.path(),
+        "[train]\ndevice = \"cpu\"\nsteps = 120\nlr = 1e30\ngrad_clip = 1e30\neval_every = 10\nlog_every = 1\n\
+         [meltr]\nd_model = 32\nd_hidden = 32\nd_ff = 64\nheads = 4\n",
+    );
+    let sessions = root.path().join("sessions");
+    let out = run_with_limit(
+        bin()
+            .args(["run", "--headless", "-n", "nan", "-c"])
+            .arg(&config)
+            .arg("--sessions-dir")
+            .arg(&sessions),
+        Duration::from_secs(120),
+    );
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    assert!(text(&out).contains("were all skipped"), "{}", text(&out));
+    let (dir, meta) = session::list(&sessions).remove(0);
+    assert_eq!(meta.status, session::Status::Failed);
+    // Eval lines carry NaN values (written as null) and read back.
+    let lines = session::log::read_metrics(&dir.join("metrics.jsonl"))
+        .unwrap()
+        .lines;
+    assert!(lines.iter().any(|l| matches!(&l.record,
+        Record::Eval { losses, .. } if losses.values().any(|v| v.is_nan()))));
+    let export = run_with_limit(
+        bin()
+            .arg("--sessions-dir")
+            .arg(&sessions)
+            .args(["export", "nan", "--format", "svg"]),
+        Duration::from_secs(60),
+    );
+    assert!(export.status.success(), "{}", text(&export));
+}
+
+#[test]
+fn an_interrupted_headless_run_exits_130_or_143() {
+    let root = tempfile::tempdir().unwrap();
+    let config = write_config(
+        root.path(),
+        "[train]\ndevice = \"cpu\"\nsteps = 100000\nlog_every = 5\neval_every = 100000\n\
+         [meltr]\nd_model = 32\nd_hidden = 32\nd_ff = 64\nheads = 4\n",
+    );
+    for (signal, code) in [(libc::SIGINT, 130), (libc::SIGTERM, 143)] {
+        let sessions = root.path().join(format!("s{signal}"));
+        let mut child = bin()
+            .args(["run", "--headless", "-n", "long", "-c"])
+            .arg(&config)
+            .arg("--sessions-dir")
+            .arg(&sessions)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        // Wait for the first progress line, then interrupt.
+        let mut stdout = std::io::BufReader::new(child.stdout.take().unwrap());
+        let mut line = String::new();
+        while !line.starts_with("step") {
+            line.clear();
+            assert!(std::io::BufRead::read_line(&mut stdout, &mut line).unwrap() > 0);
+        }
+        // Keep draining stdout so the run never blocks on a full pipe.
+        let drain = std::thread::spawn(move || std::io::copy(&mut stdout, &mut std::io::sink()));
+        unsafe { libc::kill(child.id() as i32, signal) };
+        let status = child.wait().unwrap();
+        let _ = drain.join();
+        assert_eq!(status.code(), Some(code), "signal {signal}");
+        let (_, meta) = session::list(&sessions).remove(0);
+        assert_eq!(meta.status, session::Status::Stopped);
+    }
+}

@@ -48,8 +48,6 @@ fn suite_task() -> &'static Path {
             "build".as_ref(),
             "--out".as_ref(),
             dir.as_os_str(),
-            "--tasks".as_ref(),
-            "mixed".as_ref(),
         ]);
         dir.join("mixed")
     })

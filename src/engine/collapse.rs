@@ -108,10 +108,12 @@ mod tests {
         let mut guard = CollapseGuard::default();
         let phi = Tensor::from_slice(&[1.0f64, 2.0]);
         // Nothing healthy yet: a collapse has nothing to restore.
-        let mut verdicts = (0..COLLAPSE_META_STEPS).map(|s| guard.observe(s as u64, 1e-6, None));
+        let verdicts: Vec<Verdict> = (0..COLLAPSE_META_STEPS)
+            .map(|s| guard.observe(s as u64, 1e-6, None))
+            .collect();
         assert_eq!(
-            verdicts.next_back(),
-            Some(Verdict::Collapsed { healthy_step: None })
+            verdicts.last(),
+            Some(&Verdict::Collapsed { healthy_step: None })
         );
         assert_eq!(guard.restore(std::slice::from_ref(&phi)), None);
         // Healthy at steps 30 and 33 (the newest counts), then collapsed.

@@ -31,10 +31,11 @@ impl EngineHandle {
     }
 }
 
-static STOP_REQUESTED: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+/// The signal that asked for a stop (0: none yet).
+static STOP_SIGNAL: std::sync::atomic::AtomicI32 = std::sync::atomic::AtomicI32::new(0);
 
-extern "C" fn on_stop_signal(_: libc::c_int) {
-    STOP_REQUESTED.store(true, std::sync::atomic::Ordering::SeqCst);
+extern "C" fn on_stop_signal(signal: libc::c_int) {
+    STOP_SIGNAL.store(signal, std::sync::atomic::Ordering::SeqCst);
 }
 
 /// Makes SIGINT and SIGTERM request a clean stop (see [`stop_requested`])
@@ -49,7 +50,15 @@ pub fn stop_on_signals() {
 
 /// Whether SIGINT or SIGTERM arrived since [`stop_on_signals`].
 pub fn stop_requested() -> bool {
-    STOP_REQUESTED.load(std::sync::atomic::Ordering::SeqCst)
+    stop_signal().is_some()
+}
+
+/// The signal (SIGINT or SIGTERM) that asked for a stop, if one did.
+pub fn stop_signal() -> Option<i32> {
+    match STOP_SIGNAL.load(std::sync::atomic::Ordering::SeqCst) {
+        0 => None,
+        signal => Some(signal),
+    }
 }
 
 /// Builds the trainer for the session in `dir` (restoring the newest

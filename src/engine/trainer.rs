@@ -29,6 +29,9 @@ use tch::{Device, Kind, Tensor};
 
 /// Batches the meta step's pool holds (as the public code).
 const RECENT_BATCHES: usize = 10;
+/// This many inner steps skipped in a row (non-finite losses or gradients)
+/// fail the run: the parameters are no longer moving.
+const MAX_SKIPPED_IN_A_ROW: u64 = 50;
 /// Points on each transform curve.
 const TRANSFORM_POINTS: usize = 41;
 
@@ -87,6 +90,8 @@ pub struct Trainer {
     /// Whether the previous meta step's Neumann series stopped early (one
     /// event per episode).
     neumann_stopped: bool,
+    /// Consecutive inner steps skipped as non-finite (as of the last flush).
+    skipped_in_a_row: u64,
     /// `train.trace`: the run's trace for the Python replay.
     tracer: Option<Tracer>,
 }
@@ -279,6 +284,7 @@ impl Trainer {
             pending_steps: Vec::new(),
             pending_meta: Vec::new(),
             neumann_stopped: false,
+            skipped_in_a_row: 0,
             tracer,
         };
         if let Some(path) = resumed_from {
@@ -809,7 +815,22 @@ impl Trainer {
                         message,
                     },
                 )?;
+                self.skipped_in_a_row += 1;
+            } else {
+                self.skipped_in_a_row = 0;
             }
+        }
+        if self.skipped_in_a_row >= MAX_SKIPPED_IN_A_ROW {
+            for (m, values) in metas {
+                self.write_meta(m, values)?;
+            }
+            bail!(
+                "the last {} steps were all skipped (non-finite losses or gradients; see the events): the run cannot recover. \
+                 Lower train.lr (now {}) or train.grad_clip (now {}), then start again",
+                self.skipped_in_a_row,
+                self.config.train.lr,
+                self.config.train.grad_clip
+            );
         }
         for (m, values) in metas {
             self.write_meta(m, values)?;

@@ -10,6 +10,31 @@ use std::collections::BTreeMap;
 /// Values keyed by loss or metric name, in a stable order.
 pub type Named = BTreeMap<String, f64>;
 
+/// JSON has no NaN or ±inf: serde_json writes them as `null`, and these
+/// read `null` back as NaN, so a diverged run's log stays readable (its
+/// curves show gaps, `ls` and `export` still work).
+mod nullable {
+    use serde::{Deserialize, Deserializer};
+    use std::collections::BTreeMap;
+
+    pub fn number<'de, D: Deserializer<'de>>(d: D) -> Result<f64, D::Error> {
+        Ok(Option::<f64>::deserialize(d)?.unwrap_or(f64::NAN))
+    }
+
+    pub fn named<'de, D: Deserializer<'de>>(d: D) -> Result<super::Named, D::Error> {
+        let raw = BTreeMap::<String, Option<f64>>::deserialize(d)?;
+        Ok(raw
+            .into_iter()
+            .map(|(k, v)| (k, v.unwrap_or(f64::NAN)))
+            .collect())
+    }
+
+    pub fn numbers<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<f64>, D::Error> {
+        let raw = Vec::<Option<f64>>::deserialize(d)?;
+        Ok(raw.into_iter().map(|v| v.unwrap_or(f64::NAN)).collect())
+    }
+}
+
 /// One line of `metrics.jsonl`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct MetricLine {
@@ -33,25 +58,41 @@ pub enum Level {
 pub enum Record {
     /// One logged training step (every `log_every` steps).
     Train {
+        #[serde(deserialize_with = "nullable::named")]
         losses: Named,
+        #[serde(deserialize_with = "nullable::number")]
         total: f64,
         /// Effective weights `w_k = ∂M/∂l_k` at the step's losses.
+        #[serde(deserialize_with = "nullable::named")]
         weights: Named,
+        #[serde(deserialize_with = "nullable::number")]
         lr: f64,
         /// Each loss's share of the combined gradient,
         /// `w_k ∇l_k · g / |g|²` with `g = Σ w_k ∇l_k` (sums to 1).
-        #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+        #[serde(
+            default,
+            skip_serializing_if = "BTreeMap::is_empty",
+            deserialize_with = "nullable::named"
+        )]
         shares: Named,
     },
     /// One meta (hypergradient) step.
     Meta {
+        #[serde(deserialize_with = "nullable::number")]
         hypergrad_norm: f64,
+        #[serde(deserialize_with = "nullable::number")]
         reg: f64,
+        #[serde(deserialize_with = "nullable::number")]
         meta_lr: f64,
         aid_iterations: u32,
     },
     /// A validation pass.
-    Eval { metrics: Named, losses: Named },
+    Eval {
+        #[serde(deserialize_with = "nullable::named")]
+        metrics: Named,
+        #[serde(deserialize_with = "nullable::named")]
+        losses: Named,
+    },
     /// MELTR's transform of each loss: the combined output as that loss
     /// sweeps a range with the others held at their current values.
     Transform { curves: BTreeMap<String, Curve> },
@@ -69,7 +110,9 @@ pub enum Record {
 /// A sampled curve: `y[i]` is the combined loss at `x[i]`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Curve {
+    #[serde(deserialize_with = "nullable::numbers")]
     pub x: Vec<f64>,
+    #[serde(deserialize_with = "nullable::numbers")]
     pub y: Vec<f64>,
 }
 
@@ -115,6 +158,81 @@ mod tests {
         assert!(v.get("shares").is_none());
         let back: MetricLine = serde_json::from_str(&line.to_json()).unwrap();
         assert_eq!(back, line);
+    }
+
+    #[test]
+    fn non_finite_values_are_written_as_null_and_read_back_as_nan() {
+        let nan_of = |line: &MetricLine| -> Vec<bool> {
+            match &line.record {
+                Record::Eval { metrics, losses } => metrics
+                    .values()
+                    .chain(losses.values())
+                    .map(|v| v.is_nan())
+                    .collect(),
+                Record::Meta {
+                    hypergrad_norm,
+                    reg,
+                    ..
+                } => {
+                    vec![hypergrad_norm.is_nan(), reg.is_nan()]
+                }
+                Record::Transform { curves } => curves["a"].y.iter().map(|v| v.is_nan()).collect(),
+                _ => unreachable!(),
+            }
+        };
+        for record in [
+            Record::Eval {
+                metrics: [("acc".to_string(), f64::NAN)].into(),
+                losses: [
+                    ("primary".to_string(), f64::INFINITY),
+                    ("aux".to_string(), 0.5),
+                ]
+                .into(),
+            },
+            Record::Meta {
+                hypergrad_norm: f64::NEG_INFINITY,
+                reg: 0.25,
+                meta_lr: 1e-3,
+                aid_iterations: 0,
+            },
+            Record::Transform {
+                curves: [(
+                    "a".to_string(),
+                    Curve {
+                        x: vec![0.0, 1.0],
+                        y: vec![f64::NAN, 2.0],
+                    },
+                )]
+                .into(),
+            },
+        ] {
+            let line = MetricLine {
+                step: 3,
+                time: 0.0,
+                record,
+            };
+            let json = line.to_json();
+            assert!(json.contains("null"), "{json}");
+            let back: MetricLine =
+                serde_json::from_str(&json).unwrap_or_else(|e| panic!("{json}: {e}"));
+            // Every non-finite value reads back as NaN, finite ones exactly.
+            match (&line.record, &back.record) {
+                (Record::Eval { losses: a, .. }, Record::Eval { losses: b, .. }) => {
+                    assert!(b["primary"].is_nan());
+                    assert_eq!(a["aux"], b["aux"]);
+                    assert!(nan_of(&back)[0], "{back:?}");
+                }
+                (Record::Meta { .. }, Record::Meta { reg, .. }) => {
+                    assert_eq!(nan_of(&back), vec![true, false]);
+                    assert_eq!(*reg, 0.25);
+                }
+                (Record::Transform { .. }, Record::Transform { curves }) => {
+                    assert!(curves["a"].y[0].is_nan());
+                    assert_eq!(curves["a"].y[1], 2.0);
+                }
+                _ => panic!("kind changed: {back:?}"),
+            }
+        }
     }
 
     #[test]
