@@ -864,6 +864,67 @@ mod tests {
         assert_eq!(kept[0].key, "aid.iterations");
     }
 
+    /// A different value of the same type (for tests that must change a key).
+    fn another(value: &toml::Value) -> toml::Value {
+        match value {
+            toml::Value::String(s) => toml::Value::String(format!("{s}-other")),
+            toml::Value::Integer(i) => toml::Value::Integer(i + 1),
+            toml::Value::Float(f) => toml::Value::Float(f * 2.0 + 1.0),
+            toml::Value::Boolean(b) => toml::Value::Boolean(!b),
+            toml::Value::Array(a) => {
+                let mut a = a.clone();
+                a.push(toml::Value::String("other".into()));
+                toml::Value::Array(a)
+            }
+            other => panic!("no other value for {other:?}"),
+        }
+    }
+
+    /// Issue 19, item 4: `meltr.init` is restart-only but a live edit of it
+    /// was logged as changed. Every key under every [`RESTART_ONLY`] entry,
+    /// edited, is kept at its running value; and nothing else is.
+    #[test]
+    fn every_restart_only_key_is_kept_and_every_live_key_applies() {
+        let running = Config::default();
+        let flat = running.flatten();
+        for (prefix, _) in RESTART_ONLY {
+            let keys: Vec<&String> = flat
+                .keys()
+                .filter(|k| restart_only_reason(k).is_some() && k.starts_with(prefix))
+                .collect();
+            assert!(!keys.is_empty(), "{prefix} names no key of the config");
+            for key in keys {
+                let mut root = toml::Value::try_from(&running).unwrap();
+                let slot = lookup_mut(&mut root, key).unwrap();
+                *slot = another(slot);
+                let edited: Config = root.try_into().unwrap();
+                let requested = running.diff(&edited);
+                assert_eq!(requested.len(), 1, "{key}: {requested:?}");
+                assert!(requested[0].restart_only.is_some(), "{key}");
+                let kept = running.diff(&edited.keeping_restart_only_of(&running));
+                assert!(kept.is_empty(), "{key} was applied live: {kept:?}");
+            }
+        }
+        // Every other key is live: an edit of it goes through.
+        for key in flat.keys().filter(|k| restart_only_reason(k).is_none()) {
+            let mut root = toml::Value::try_from(&running).unwrap();
+            let slot = lookup_mut(&mut root, key).unwrap();
+            *slot = another(slot);
+            let edited: Config = root.try_into().unwrap();
+            let kept = running.diff(&edited.keeping_restart_only_of(&running));
+            assert_eq!(kept.len(), 1, "{key}: {kept:?}");
+        }
+    }
+
+    #[test]
+    fn threads_have_an_upper_bound() {
+        let err = Config::parse("[train]\nthreads = 5000\n").unwrap_err();
+        assert_eq!(err.key.as_deref(), Some("train.threads"), "{err}");
+        assert_eq!(err.line, Some(2));
+        assert!(Config::parse("[train]\nthreads = 0\n").is_err());
+        Config::parse("[train]\nthreads = 4\n").unwrap();
+    }
+
     #[test]
     fn with_value_type_and_range_checks() {
         let c = Config::default();

@@ -360,3 +360,92 @@ fn an_interrupted_headless_run_exits_130_or_143() {
         assert_eq!(meta.status, session::Status::Stopped);
     }
 }
+
+/// Issue 19, item 9: `new` without a terminal said "no terminal to draw on"
+/// only after starting a runner that then trained to the end.
+#[test]
+fn new_without_a_terminal_fails_before_starting_anything() {
+    use std::os::unix::process::CommandExt;
+    let root = tempfile::tempdir().unwrap();
+    let sessions = root.path().join("sessions");
+    let config = write_config(
+        root.path(),
+        "[train]\ndevice = \"cpu\"\nsteps = 100000\n\
+         [meltr]\nd_model = 32\nd_hidden = 32\nd_ff = 64\nheads = 4\n",
+    );
+    let mut command = bin();
+    command
+        .args(["new", "-c"])
+        .arg(&config)
+        .arg("--sessions-dir")
+        .arg(&sessions)
+        .stdin(Stdio::null());
+    // A new process session: no controlling terminal, so no /dev/tty.
+    unsafe {
+        command.pre_exec(|| {
+            libc::setsid();
+            Ok(())
+        });
+    }
+    let out = run_with_limit(&mut command, Duration::from_secs(60));
+    // Before anything else: never leave a runner training (a failing run of
+    // this test must not either).
+    let started = session::list(&sessions);
+    for (_, meta) in &started {
+        if session::pid_alive(meta.pid) && meta.pid != std::process::id() {
+            unsafe { libc::kill(meta.pid as libc::pid_t, libc::SIGKILL) };
+        }
+    }
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    assert!(text(&out).contains("terminal"), "{}", text(&out));
+    assert!(started.is_empty(), "a session was created: {started:?}");
+}
+
+/// Issue 19, item 14: a device that does not exist and a primary loss the
+/// workload lacks left a failed session folder; `ls` on a file said "no
+/// sessions" with rc 0.
+#[test]
+fn a_config_that_cannot_start_leaves_no_session_and_ls_refuses_a_file() {
+    let root = tempfile::tempdir().unwrap();
+    let sessions = root.path().join("sessions");
+    let cases = [
+        ("[train]\ndevice = \"cuda:7\"\n", "cuda:7"),
+        ("[workload]\nprimary = \"nope\"\nauxiliary = [\"helpful\"]\n", "nope"),
+        ("[workload]\nauxiliary = [\"helpful\", \"extra\"]\n", "extra"),
+    ];
+    for (body, needle) in cases {
+        let config = write_config(root.path(), body);
+        let out = run_with_limit(
+            bin()
+                .args(["run", "--headless", "-c"])
+                .arg(&config)
+                .arg("--sessions-dir")
+                .arg(&sessions),
+            Duration::from_secs(60),
+        );
+        assert_eq!(out.status.code(), Some(1), "{body}: {}", text(&out));
+        assert!(text(&out).contains(needle), "{body}: {}", text(&out));
+        let left: Vec<_> = std::fs::read_dir(&sessions)
+            .map(|d| d.filter_map(|e| e.ok()).map(|e| e.path()).collect())
+            .unwrap_or_default();
+        assert!(left.is_empty(), "{body}: left {left:?}");
+    }
+
+    let file = root.path().join("c.toml");
+    let out = bin()
+        .arg("--sessions-dir")
+        .arg(&file)
+        .arg("ls")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    assert!(text(&out).contains("not a directory"), "{}", text(&out));
+    // A folder that does not exist yet simply holds no sessions.
+    let out = bin()
+        .arg("--sessions-dir")
+        .arg(root.path().join("none"))
+        .arg("ls")
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", text(&out));
+}

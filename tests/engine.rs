@@ -352,3 +352,220 @@ fn non_finite_losses_skip_the_update_and_never_reach_the_parameters() {
     assert_eq!(last_total.0, 60);
     assert!(last_total.1.is_finite());
 }
+
+/// Runs `config` in a new session until step >= `until`, then stops it
+/// (which writes a checkpoint at the stopping step). Returns the folder.
+fn run_and_stop(root: &std::path::Path, name: &str, config: &meltr_tui::config::Config, until: u64) -> std::path::PathBuf {
+    let dir = session::create(root, name, config).unwrap();
+    let handle = engine::spawn(&dir, config.clone(), false).unwrap();
+    loop {
+        if let Event::Progress { step, .. } = handle.events.recv().unwrap() {
+            if step >= until {
+                break;
+            }
+        }
+    }
+    handle.commands.send(Command::Stop).unwrap();
+    assert_eq!(handle.thread.join().unwrap().unwrap(), Status::Stopped);
+    dir
+}
+
+fn events_of(dir: &std::path::Path) -> Vec<(u64, String)> {
+    session::log::read_metrics(&dir.join("metrics.jsonl"))
+        .unwrap()
+        .lines
+        .iter()
+        .filter_map(|l| match &l.record {
+            Record::Event { message, .. } => Some((l.step, message.clone())),
+            _ => None,
+        })
+        .collect()
+}
+
+/// Issue 19, item 5: truncate the newest checkpoint; resume used to fail
+/// with InvalidHeaderLength although older checkpoints were valid.
+#[test]
+fn resume_falls_back_to_the_newest_checkpoint_that_loads() {
+    let _serial = serial();
+    let root = tempfile::tempdir().unwrap();
+    let mut config = small_config("meltr", 200);
+    config.train.checkpoint_every = 50;
+    let dir = run_and_stop(root.path(), "fallback", &config, 120);
+    let ckpts = checkpoint::list(&dir.join("checkpoints"));
+    let (newest, newest_path) = ckpts.last().unwrap().clone();
+    assert!(newest >= 120, "{ckpts:?}");
+    // Truncate the newest checkpoint, as a crash or a full disk would.
+    let bytes = std::fs::read(&newest_path).unwrap();
+    std::fs::write(&newest_path, &bytes[..bytes.len() / 3]).unwrap();
+
+    let handle = engine::spawn(&dir, config, true).expect("resume falls back to step 100");
+    assert_eq!(handle.thread.join().unwrap().unwrap(), Status::Finished);
+    let expected: Vec<u64> = (1..=20).map(|i| i * 10).collect();
+    assert_eq!(
+        logged_train_steps(&dir),
+        expected,
+        "metrics cut back to the checkpoint used (100), each step once"
+    );
+    let events = events_of(&dir);
+    let skipped = events
+        .iter()
+        .find(|(_, m)| m.contains("skipped checkpoint"))
+        .unwrap_or_else(|| panic!("no event names the skipped checkpoint: {events:?}"));
+    assert!(
+        skipped.1.contains(&checkpoint::file_name(newest)),
+        "{skipped:?}"
+    );
+    assert!(events.iter().any(|(step, m)| *step == 100
+        && m.contains("resumed from checkpoint")
+        && m.contains(&checkpoint::file_name(100))));
+    // The unreadable file no longer counts as a checkpoint.
+    for (step, path) in checkpoint::list(&dir.join("checkpoints")) {
+        checkpoint::Loaded::read(&path, step).unwrap();
+    }
+}
+
+/// Issue 19, item 6: a writer killed mid-checkpoint leaves
+/// `.step-N.safetensors.tmp-PID`; resume removes temp files of dead writers.
+#[test]
+fn resume_removes_temp_files_of_dead_writers() {
+    let _serial = serial();
+    let root = tempfile::tempdir().unwrap();
+    let config = small_config("meltr", 60);
+    let dir = run_and_stop(root.path(), "orphans", &config, 20);
+    // A process that has ended: its pid names a dead writer.
+    let mut child = std::process::Command::new("true").spawn().unwrap();
+    let dead = child.id();
+    child.wait().unwrap();
+    let orphan = dir
+        .join("checkpoints")
+        .join(format!(".{}.tmp-{dead}", checkpoint::file_name(30)));
+    std::fs::write(&orphan, vec![0u8; 4096]).unwrap();
+    // A live writer's temp file (ours) stays.
+    let live = dir.join("checkpoints").join(format!(
+        ".{}.tmp-{}",
+        checkpoint::file_name(31),
+        std::process::id()
+    ));
+    std::fs::write(&live, b"in progress").unwrap();
+
+    let handle = engine::spawn(&dir, config, true).unwrap();
+    assert_eq!(handle.thread.join().unwrap().unwrap(), Status::Finished);
+    assert!(!orphan.exists(), "the dead writer's temp file is still there");
+    assert!(live.exists(), "a live writer's temp file was removed");
+    let events = events_of(&dir);
+    assert!(
+        events.iter().any(|(_, m)| m.contains("temp") && m.contains(&orphan.file_name().unwrap().to_string_lossy().to_string())),
+        "{events:?}"
+    );
+}
+
+/// Issue 19, item 4: a refused restart-only edit stays in `config.toml`;
+/// after a crash, resume used to fail ("checkpoint ... does not match this
+/// config ... [256] vs [64]"). It resumes with what was in force and says so.
+#[test]
+fn a_refused_restart_only_edit_does_not_break_resume() {
+    let _serial = serial();
+    let root = tempfile::tempdir().unwrap();
+    let config = small_config("meltr", 60);
+    let dir = session::create(root.path(), "refused", &config).unwrap();
+    let handle = engine::spawn(&dir, config.clone(), false).unwrap();
+    loop {
+        if let Event::Progress { step, .. } = handle.events.recv().unwrap() {
+            if step >= 20 {
+                break;
+            }
+        }
+    }
+    // The user's edit: a restart-only key (refused) and a live one.
+    let mut edited = config.clone();
+    edited.meltr.d_model = 64;
+    edited.train.lr = 1e-3;
+    std::fs::write(dir.join("config.toml"), edited.to_toml_string()).unwrap();
+    handle
+        .commands
+        .send(Command::ApplyConfig {
+            config: Box::new(edited.clone()),
+        })
+        .unwrap();
+    handle.commands.send(Command::Stop).unwrap();
+    assert_eq!(handle.thread.join().unwrap().unwrap(), Status::Stopped);
+
+    // Resume with the file as the user left it (as `meltr-tui resume` does).
+    let from_file = meltr_tui::config::Config::load(&dir.join("config.toml")).unwrap();
+    assert_eq!(from_file.meltr.d_model, 64);
+    let handle = engine::spawn(&dir, from_file, true).expect("resume with the config in force");
+    let mut in_force = None;
+    let status = loop {
+        match handle.events.recv() {
+            Ok(Event::ConfigInForce { config }) => in_force = Some(*config),
+            Ok(_) => {}
+            Err(_) => break handle.thread.join().unwrap().unwrap(),
+        }
+    };
+    assert_eq!(status, Status::Finished);
+    let in_force = in_force.expect("the config in force was announced");
+    assert_eq!(in_force.meltr.d_model, 32, "restart-only keys as in force");
+    assert_eq!(in_force.train.lr, 1e-3, "live keys from the file");
+    let events = events_of(&dir);
+    assert!(
+        events.iter().any(|(_, m)| m.contains("meltr.d_model") && m.contains("not applied")),
+        "{events:?}"
+    );
+}
+
+/// Issue 19, item 2: `apply_config` (the socket's path) skipped validation:
+/// `train.threads = 0` panicked the trainer, `lr = -1` and zero intervals
+/// were accepted. Every invalid config is refused with the key.
+#[test]
+fn an_invalid_config_sent_as_a_command_is_refused_and_training_goes_on() {
+    let _serial = serial();
+    let root = tempfile::tempdir().unwrap();
+    let config = small_config("meltr", 100);
+    let dir = session::create(root.path(), "invalid", &config).unwrap();
+    let handle = engine::spawn(&dir, config.clone(), false).unwrap();
+    loop {
+        if let Event::Progress { step, .. } = handle.events.recv().unwrap() {
+            if step >= 10 {
+                break;
+            }
+        }
+    }
+    type Edit = fn(&mut meltr_tui::config::Config);
+    let edits: [(&str, Edit); 7] = [
+        ("train.threads", |c| c.train.threads = 0),
+        ("train.threads", |c| c.train.threads = 5000),
+        ("train.lr", |c| c.train.lr = -1.0),
+        ("meltr.meta_every", |c| c.meltr.meta_every = 0),
+        ("train.eval_every", |c| c.train.eval_every = 0),
+        ("train.log_every", |c| c.train.log_every = 0),
+        ("train.checkpoint_every", |c| c.train.checkpoint_every = 0),
+    ];
+    for (_, edit) in &edits {
+        let mut bad = config.clone();
+        edit(&mut bad);
+        handle
+            .commands
+            .send(Command::ApplyConfig {
+                config: Box::new(bad),
+            })
+            .unwrap();
+    }
+    let status = handle.thread.join().expect("the trainer must not panic").unwrap();
+    assert_eq!(status, Status::Finished);
+    let lines = session::log::read_metrics(&dir.join("metrics.jsonl"))
+        .unwrap()
+        .lines;
+    let mut errors = Vec::new();
+    for l in &lines {
+        if let Record::Config { changed, error } = &l.record {
+            assert!(changed.is_empty(), "an invalid config was applied: {changed:?}");
+            errors.extend(error.clone());
+        }
+    }
+    assert_eq!(errors.len(), edits.len(), "{errors:?}");
+    for ((key, _), error) in edits.iter().zip(&errors) {
+        assert!(error.contains(key), "{key}: {error}");
+    }
+    let expected: Vec<u64> = (1..=10).map(|i| i * 10).collect();
+    assert_eq!(logged_train_steps(&dir), expected);
+}

@@ -445,3 +445,57 @@ fn a_full_disk_pauses_training_and_corrupts_nothing() {
     session::log::read_metrics(&dir.join("metrics.jsonl")).unwrap();
     stop(child);
 }
+
+/// The `config` lines of a session's metrics: (changed keys, error).
+fn config_lines(dir: &Path) -> Vec<(Vec<String>, Option<String>)> {
+    session::log::read_metrics(&dir.join("metrics.jsonl"))
+        .unwrap()
+        .lines
+        .into_iter()
+        .filter_map(|l| match l.record {
+            Record::Config { changed, error } => Some((changed.into_keys().collect(), error)),
+            _ => None,
+        })
+        .collect()
+}
+
+/// Issue 19, item 3: writing `[aid]\niterations = 1` over a running
+/// session's `config.toml` reset every other key to its built-in default
+/// (`train.steps 20000 → 600`, ...). A live edit changes only what it names.
+#[test]
+fn a_partial_live_config_changes_only_the_keys_it_names() {
+    let tmp = tempfile::tempdir().unwrap();
+    let root = tmp.path().join("sessions");
+    let config = write_config(tmp.path(), 20_000, "lr = 0.005\n");
+    let dir = detach(&root, &config, "partial");
+    let _reaper = Reaper(dir.clone());
+    let pid = SessionMeta::read(&dir).unwrap().pid;
+    wait_for("a few steps", || (last_train_step(&dir) >= 20).then_some(()));
+    std::fs::write(dir.join("config.toml"), "[aid]\niterations = 1\n").unwrap();
+    let lines = wait_for("the edit to be applied or refused", || {
+        let lines = config_lines(&dir);
+        (!lines.is_empty()).then_some(lines)
+    });
+    assert_eq!(
+        lines[0],
+        (vec!["aid.iterations".to_string()], None),
+        "{lines:?}"
+    );
+    // A partial file with a mistake still names its line and key.
+    std::fs::write(dir.join("config.toml"), "[train]\nlr = 0.002\nspeed = 3\n").unwrap();
+    let lines = wait_for("the bad edit to be reported", || {
+        let lines = config_lines(&dir);
+        (lines.len() >= 2).then_some(lines)
+    });
+    let error = lines[1].1.clone().unwrap_or_default();
+    assert!(
+        error.contains("config.toml:3") && error.contains("speed"),
+        "{lines:?}"
+    );
+    // The run goes on with steps = 20000 (not the default 600).
+    let meta = SessionMeta::read(&dir).unwrap();
+    assert_eq!(meta.status, Status::Running, "{:?}", meta.error);
+    unsafe { libc::kill(pid as libc::pid_t, libc::SIGTERM) };
+    wait_for("the runner to stop", || (!session::pid_alive(pid)).then_some(()));
+    assert_eq!(SessionMeta::read(&dir).unwrap().status, Status::Stopped);
+}

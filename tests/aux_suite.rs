@@ -1,0 +1,67 @@
+//! The auxiliary-learning suite's CI subset (`scripts/aux_suite.py run
+//! --smoke`: tasks `mixed` and `few-labels`, seeds 0–2, MELTR, `sum` and
+//! `primary`, 600 steps each) through the binary under test, with MELTR at
+//! its built-in defaults (the public code's). Claims are on means over the
+//! three seeds, with margins well inside what the full suite measured
+//! (docs/aux-suite.md), so a different CPU's rounding cannot flip them.
+
+mod common;
+
+use common::{bin, repo, run_with_limit, text, torch_python};
+use std::time::Duration;
+
+/// Points of accuracy MELTR must keep over `primary` (measured: +6.8 on
+/// `mixed`, +10.4 on `few-labels`).
+const OVER_PRIMARY: f64 = 3.0;
+/// Points of accuracy MELTR may trail `sum` by (measured: +0.1 and −0.2).
+const BELOW_SUM: f64 = 2.0;
+
+#[test]
+fn meltr_beats_primary_and_keeps_up_with_sum_over_three_seeds() {
+    let root = tempfile::tempdir().unwrap();
+    let report = root.path().join("smoke.md");
+    let binary = bin().get_program().to_owned();
+    let out = run_with_limit(
+        std::process::Command::new(torch_python())
+            .arg(repo("scripts/aux_suite.py"))
+            .args(["run", "--smoke", "--jobs", "2", "--binary"])
+            .arg(&binary)
+            .arg("--suite")
+            .arg(root.path().join("suite"))
+            .arg("--sessions")
+            .arg(root.path().join("sessions"))
+            .arg("--out")
+            .arg(&report),
+        Duration::from_secs(1200),
+    );
+    assert!(out.status.success(), "{}", text(&out));
+    let data: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(report.with_extension("json")).unwrap())
+            .unwrap();
+    let mean = |task: &str, method: &str| -> f64 {
+        let cell = &data["table"][task][method]["metric"];
+        assert_eq!(cell["n"], 3, "{task} {method}: {cell}");
+        cell["mean"].as_f64().unwrap()
+    };
+    for task in ["mixed", "few-labels"] {
+        let (meltr, sum, primary) = (mean(task, "meltr"), mean(task, "sum"), mean(task, "primary"));
+        eprintln!("{task}: meltr {meltr:.2}, sum {sum:.2}, primary {primary:.2}");
+        assert!(
+            meltr >= primary + OVER_PRIMARY,
+            "{task}: MELTR {meltr:.2} is not {OVER_PRIMARY} above primary {primary:.2}"
+        );
+        assert!(
+            meltr >= sum - BELOW_SUM,
+            "{task}: MELTR {meltr:.2} trails sum {sum:.2} by more than {BELOW_SUM}"
+        );
+    }
+    // No seed collapses: the primary keeps a clearly positive weight.
+    for run in data["runs"].as_array().unwrap() {
+        if run["method"] != "meltr" {
+            continue;
+        }
+        let weight = run["weights"]["primary"].as_f64().unwrap();
+        assert!(weight > 0.5, "{} seed {}: primary weight {weight}", run["task"], run["seed"]);
+        assert_eq!(run["collapse_events"].as_array().map(Vec::len), Some(0), "{run}");
+    }
+}
