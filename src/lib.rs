@@ -9,6 +9,7 @@ pub mod plot;
 pub mod remote;
 pub mod runner;
 pub mod session;
+pub mod smoothing;
 pub mod tui;
 pub mod workload;
 

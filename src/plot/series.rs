@@ -1,28 +1,18 @@
-//! Series preparation before drawing: exponential smoothing (TensorBoard's
-//! debiased EMA) and min/max decimation per pixel column, which keeps every
+//! Series preparation before drawing: exponential smoothing (the shared
+//! debiased EMA, [`crate::smoothing`]) and min/max decimation per pixel column, which keeps every
 //! visible extreme of a 10⁶-point curve with a few thousand points.
 
 /// A curve as `(x, y)` pairs, `x` non-decreasing.
 pub type Points = Vec<(f64, f64)>;
 
-/// Debiased exponential moving average with smoothing weight `weight` in
-/// `[0, 1)`: `s = weight·s + (1 − weight)·y`, divided by `1 − weightⁿ` so the
-/// start is not pulled towards zero. `weight <= 0` returns the input.
+/// The curve smoothed by [`crate::smoothing::Ema`] with weight `weight`
+/// (`weight <= 0` returns the input).
 pub fn ema(points: &[(f64, f64)], weight: f64) -> Points {
     if weight <= 0.0 {
         return points.to_vec();
     }
-    let weight = weight.min(0.9999);
-    let mut acc = 0.0;
-    let mut debias = 1.0;
-    points
-        .iter()
-        .map(|&(x, y)| {
-            acc = weight * acc + (1.0 - weight) * y;
-            debias *= weight;
-            (x, acc / (1.0 - debias))
-        })
-        .collect()
+    let mut ema = crate::smoothing::Ema::new(weight);
+    points.iter().map(|&(x, y)| (x, ema.next(y))).collect()
 }
 
 /// Keeps, for each of `columns` equal slices of `[x_lo, x_hi]`, the first,

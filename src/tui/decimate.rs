@@ -15,6 +15,8 @@
 //! Non-finite values (NaN, ±inf) are stored but ignored by min/max, so a
 //! skipped step never flattens a chart.
 
+use crate::smoothing::Ema;
+
 /// Raw values plus a min/max pyramid over them.
 #[derive(Debug, Clone, Default)]
 pub struct Pyramid {
@@ -332,35 +334,6 @@ fn seek(xs: &[f64], edge: f64, lo: usize, hi: usize, guess: usize) -> usize {
     left + xs[left..right].partition_point(|&x| x < edge)
 }
 
-/// Running exponential moving average (TensorBoard-style `weight` in
-/// [0, 1)); a non-finite sample yields NaN and leaves the state alone.
-#[derive(Debug, Clone, Copy)]
-pub struct Ema {
-    weight: f64,
-    value: Option<f64>,
-}
-
-impl Ema {
-    pub fn new(weight: f64) -> Self {
-        Self {
-            weight,
-            value: None,
-        }
-    }
-
-    pub fn next(&mut self, y: f64) -> f64 {
-        if !y.is_finite() {
-            return f64::NAN;
-        }
-        let v = match self.value {
-            None => y,
-            Some(prev) => self.weight * prev + (1.0 - self.weight) * y,
-        };
-        self.value = Some(v);
-        v
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -476,10 +449,14 @@ mod tests {
         t.set_smoothing(Some(0.5));
         t.push(3.0, &[f64::NAN]);
         t.push(4.0, &[3.0]);
-        assert_eq!(
-            t.decimate(0, 1.0, 4.0, 3),
-            vec![(1.0, 1.0), (2.0, 2.0), (4.0, 2.5)]
-        );
+        // The shared debiased EMA (crate::smoothing), as the export draws.
+        let smoothed = t.decimate(0, 1.0, 4.0, 3);
+        let expected = [(1.0, 1.0), (2.0, 7.0 / 3.0), (4.0, 19.0 / 7.0)];
+        assert_eq!(smoothed.len(), 3);
+        for ((x, y), (ex, ey)) in smoothed.iter().zip(expected) {
+            assert_eq!(*x, ex);
+            assert!((y - ey).abs() < 1e-12, "{smoothed:?}");
+        }
         t.set_smoothing(None);
         assert_eq!(
             t.decimate(0, 1.0, 4.0, 3),
