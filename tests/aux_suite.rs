@@ -44,7 +44,11 @@ fn meltr_beats_primary_and_keeps_up_with_sum_over_three_seeds() {
         cell["mean"].as_f64().unwrap()
     };
     for task in ["mixed", "few-labels"] {
-        let (meltr, sum, primary) = (mean(task, "meltr"), mean(task, "sum"), mean(task, "primary"));
+        let (meltr, sum, primary) = (
+            mean(task, "meltr"),
+            mean(task, "sum"),
+            mean(task, "primary"),
+        );
         eprintln!("{task}: meltr {meltr:.2}, sum {sum:.2}, primary {primary:.2}");
         assert!(
             meltr >= primary + OVER_PRIMARY,
@@ -61,7 +65,16 @@ fn meltr_beats_primary_and_keeps_up_with_sum_over_three_seeds() {
             continue;
         }
         let weight = run["weights"]["primary"].as_f64().unwrap();
-        assert!(weight > 0.5, "{} seed {}: primary weight {weight}", run["task"], run["seed"]);
-        assert_eq!(run["collapse_events"].as_array().map(Vec::len), Some(0), "{run}");
+        assert!(
+            weight > 0.5,
+            "{} seed {}: primary weight {weight}",
+            run["task"],
+            run["seed"]
+        );
+        assert_eq!(
+            run["collapse_events"].as_array().map(Vec::len),
+            Some(0),
+            "{run}"
+        );
     }
 }
