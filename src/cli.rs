@@ -333,11 +333,16 @@ fn start(
     steps: Option<u64>,
     mode: Mode,
 ) -> Result<()> {
+    if mode == Mode::Tui {
+        crate::tui::terminal::check_available()?;
+    }
     let mut config = load_config(config_path)?;
     if let Some(steps) = steps {
         config.train.steps = steps;
         config.validate().map_err(anyhow::Error::new)?;
     }
+    // Refuse what cannot start before a session folder exists.
+    engine::preflight(&config)?;
     let name = name.unwrap_or_else(|| {
         config_path
             .file_stem()
@@ -349,9 +354,11 @@ fn start(
 }
 
 fn resume(root: &Path, query: &str, mode: Mode) -> Result<()> {
+    if mode == Mode::Tui {
+        crate::tui::terminal::check_available()?;
+    }
     let dir = session::find(root, query)?;
-    let config_path = dir.join("config.toml");
-    let config = Config::load(&config_path).map_err(anyhow::Error::new)?;
+    let config = engine::trainer::session_config(&dir).map_err(anyhow::Error::new)?;
     let mut meta = SessionMeta::read(&dir)?;
     if !meta.status.is_terminal() && meta.pid != std::process::id() && session::pid_alive(meta.pid)
     {
@@ -392,6 +399,7 @@ fn drive(dir: &Path, config: Config, resume: bool, mode: Mode) -> Result<()> {
 /// The TUI on the session in `dir`: live through its runner's socket when
 /// one serves, else its history. Leaving detaches; the run goes on.
 fn attach(dir: &Path) -> Result<()> {
+    crate::tui::terminal::check_available()?;
     let (link, history): (Box<dyn crate::tui::EngineLink>, _) = if crate::runner::is_serving(dir) {
         let (link, history) = crate::runner::RemoteLink::attach(dir)?;
         (Box::new(link), history)
@@ -399,7 +407,7 @@ fn attach(dir: &Path) -> Result<()> {
         (Box::new(crate::runner::NoEngine), read_history(dir)?)
     };
     let meta = SessionMeta::read(dir)?;
-    let config = Config::load(&dir.join("config.toml")).map_err(anyhow::Error::new)?;
+    let config = engine::trainer::session_config(dir).map_err(anyhow::Error::new)?;
     exit_on_hangup();
     let export_dir = dir.to_path_buf();
     let export_figures: crate::tui::ExportFn =
@@ -475,7 +483,11 @@ fn run_headless(dir: &Path, config: Config, resume: bool) -> Result<()> {
     let meta = SessionMeta::read(dir)?;
     println!("session {} in {}", meta.id, dir.display());
     let handle = engine::spawn(dir, config, resume)?;
-    let _watch = crate::runner::watch_config(dir, handle.commands.clone())?;
+    let _watch = crate::runner::watch_config(
+        dir,
+        handle.commands.clone(),
+        std::sync::Arc::clone(&handle.config),
+    )?;
     engine::stop_on_signals();
     let mut stop_sent = false;
     loop {
@@ -559,6 +571,12 @@ fn progress_of(dir: &Path, meta: &SessionMeta) -> (u64, Option<f64>) {
 }
 
 fn ls(root: &Path) -> Result<()> {
+    if root.exists() && !root.is_dir() {
+        bail!(
+            "{} is not a directory: --sessions-dir (or $MELTR_SESSIONS) names the folder sessions live in",
+            root.display()
+        );
+    }
     let sessions = session::list(root);
     if sessions.is_empty() {
         println!("no sessions in {}", root.display());

@@ -362,6 +362,58 @@ impl Config {
 
     /// Parses and validates TOML text.
     pub fn parse(text: &str) -> Result<Config, ConfigError> {
+        let config = Config::deserialize_located(text)?;
+        config.validate().map_err(|mut e| {
+            e.line = e.key.as_deref().and_then(|k| locate_key(text, k));
+            e
+        })?;
+        Ok(config)
+    }
+
+    /// Parses a live edit of a running session's config: the keys the file
+    /// sets replace those of `base` (the config in force); keys it leaves
+    /// out keep their values in `base`, never a built-in default. A value is
+    /// replaced whole (`combiner.weights` too). Then the result is validated
+    /// like any config; errors name the file's line and key.
+    pub fn parse_over(base: &Config, text: &str) -> Result<Config, ConfigError> {
+        // Syntax, unknown keys and types, located in the file itself.
+        Config::deserialize_located(text)?;
+        let file: toml::Table = toml::from_str(text).map_err(|e| ConfigError {
+            file: None,
+            line: e.span().map(|s| line_of_offset(text, s.start)),
+            key: None,
+            message: e.message().trim().to_string(),
+        })?;
+        let mut merged = toml::Value::try_from(base).map_err(|e| ConfigError {
+            file: None,
+            line: None,
+            key: None,
+            message: format!("the config in force cannot be written as TOML: {e}"),
+        })?;
+        let root = merged.as_table_mut().expect("a Config is a table");
+        for (section, value) in file {
+            match (root.get_mut(&section), value) {
+                (Some(toml::Value::Table(into)), toml::Value::Table(from)) => into.extend(from),
+                (_, value) => {
+                    root.insert(section, value);
+                }
+            }
+        }
+        let text_of_merged = toml::to_string(&merged).expect("a toml::Value always serialises");
+        let config = Config::deserialize_located(&text_of_merged).map_err(|mut e| {
+            e.line = e.key.as_deref().and_then(|k| locate_key(text, k));
+            e
+        })?;
+        config.validate().map_err(|mut e| {
+            e.line = e.key.as_deref().and_then(|k| locate_key(text, k));
+            e
+        })?;
+        Ok(config)
+    }
+
+    /// Deserialises TOML text (no range checks); errors carry the line and
+    /// dotted key.
+    fn deserialize_located(text: &str) -> Result<Config, ConfigError> {
         let de = toml::Deserializer::new(text);
         let config: Config = serde_path_to_error::deserialize(de).map_err(|e| {
             let path = e.path().to_string();
@@ -376,15 +428,32 @@ impl Config {
                 message: inner.message().trim().to_string(),
             }
         })?;
-        config.validate().map_err(|mut e| {
-            e.line = e.key.as_deref().and_then(|k| locate_key(text, k));
-            e
-        })?;
         Ok(config)
     }
 
-    /// Checks every value's range and the relations between values.
+    /// Checks every value's range and the relations between values. Every
+    /// way a config enters (file, live file, TUI, socket, `--steps`) goes
+    /// through it.
     pub fn validate(&self) -> Result<(), ConfigError> {
+        // Integers a config file can hold (TOML's are i64): a larger one
+        // (from a command over the socket) could not be written back.
+        for (key, value) in [
+            ("workload.batch_size", self.workload.batch_size as u64),
+            ("workload.seed", self.workload.seed),
+            ("train.threads", self.train.threads as u64),
+            ("train.steps", self.train.steps),
+            ("train.eval_every", self.train.eval_every),
+            ("train.checkpoint_every", self.train.checkpoint_every),
+            ("train.log_every", self.train.log_every),
+            ("meltr.meta_every", self.meltr.meta_every),
+        ] {
+            if value > i64::MAX as u64 {
+                return Err(ConfigError::at_key(
+                    key,
+                    format!("expected at most {}, got {value}", i64::MAX),
+                ));
+            }
+        }
         let w = &self.workload;
         one_of("workload.kind", &w.kind, WORKLOAD_KINDS)?;
         if w.primary.is_empty() {
@@ -453,7 +522,16 @@ impl Config {
             ));
         }
         one_of("train.dtype", &t.dtype, DTYPES)?;
-        at_least("train.threads", t.threads as f64, 1.0)?;
+        let most = max_threads();
+        if !(1..=most).contains(&t.threads) {
+            return Err(ConfigError::at_key(
+                "train.threads",
+                format!(
+                    "expected 1..={most} (4 per core this machine has), got {}",
+                    t.threads
+                ),
+            ));
+        }
         at_least("train.steps", t.steps as f64, 1.0)?;
         positive("train.lr", t.lr)?;
         one_of("train.lr_schedule", &t.lr_schedule, LR_SCHEDULES)?;
@@ -589,18 +667,30 @@ impl Config {
     }
 
     /// This config with every restart-only key set back to `running`'s value
-    /// (what a live edit can actually change). Mirrors [`RESTART_ONLY`].
-    pub fn keeping_restart_only_of(mut self, running: &Config) -> Config {
-        self.workload = running.workload.clone();
-        self.train.device = running.train.device.clone();
-        self.train.dtype = running.train.dtype.clone();
-        self.train.trace = running.train.trace;
-        self.combiner.kind = running.combiner.kind.clone();
-        self.meltr.d_model = running.meltr.d_model;
-        self.meltr.d_hidden = running.meltr.d_hidden;
-        self.meltr.d_ff = running.meltr.d_ff;
-        self.meltr.heads = running.meltr.heads;
-        self
+    /// (what a live edit can actually change): each [`RESTART_ONLY`] entry's
+    /// value (a key, or a whole section) is copied from `running`.
+    pub fn keeping_restart_only_of(self, running: &Config) -> Config {
+        let mut root = toml::Value::try_from(&self).expect("a Config always serialises");
+        let from = toml::Value::try_from(running).expect("a Config always serialises");
+        for (entry, _) in RESTART_ONLY {
+            let (parent, leaf) = match entry.rsplit_once('.') {
+                Some((parent, leaf)) => (lookup_mut(&mut root, parent), leaf),
+                None => (Some(&mut root), *entry),
+            };
+            let Some(toml::Value::Table(parent)) = parent else {
+                continue;
+            };
+            match lookup(&from, entry) {
+                Some(value) => {
+                    parent.insert(leaf.to_string(), value.clone());
+                }
+                None => {
+                    parent.remove(leaf);
+                }
+            }
+        }
+        root.try_into()
+            .expect("values taken from two Configs make a Config")
     }
 
     /// Resolves a path from the config relative to the config file's folder.
@@ -612,6 +702,12 @@ impl Config {
             config_file.parent().unwrap_or(Path::new(".")).join(p)
         }
     }
+}
+
+/// The most `train.threads` a config may ask for: 4 per core of this
+/// machine (more only contend; thousands stall the first step for minutes).
+pub fn max_threads() -> usize {
+    4 * std::thread::available_parallelism().map_or(1, |n| n.get())
 }
 
 /// `cuda:N` -> N.
@@ -720,6 +816,14 @@ fn flatten_into(prefix: &str, value: &toml::Value, out: &mut BTreeMap<String, to
             out.insert(prefix.to_string(), other.clone());
         }
     }
+}
+
+fn lookup<'a>(root: &'a toml::Value, key: &str) -> Option<&'a toml::Value> {
+    let mut node = root;
+    for part in key.split('.') {
+        node = node.as_table()?.get(part)?;
+    }
+    Some(node)
 }
 
 fn lookup_mut<'a>(root: &'a mut toml::Value, key: &str) -> Option<&'a mut toml::Value> {
@@ -922,7 +1026,7 @@ mod tests {
         assert_eq!(err.key.as_deref(), Some("train.threads"), "{err}");
         assert_eq!(err.line, Some(2));
         assert!(Config::parse("[train]\nthreads = 0\n").is_err());
-        Config::parse("[train]\nthreads = 4\n").unwrap();
+        Config::parse(&format!("[train]\nthreads = {}\n", max_threads())).unwrap();
     }
 
     #[test]

@@ -122,11 +122,15 @@ fn echo_new_output(path: &Path, from: u64) -> u64 {
 
 /// Forwards every settled edit of the session's `config.toml` to the
 /// engine: a valid config to apply, or the error (file, line, key) to log.
+/// The file is read relative to the config in force (`in_force`, kept
+/// current by the engine): keys it leaves out keep their running values.
 pub fn watch_config(
     dir: &Path,
     commands: std::sync::mpsc::Sender<Command>,
+    in_force: Arc<Mutex<Config>>,
 ) -> Result<config::watch::ConfigWatch> {
-    config::watch::watch(&dir.join("config.toml"), move |change| {
+    let base = move || in_force.lock().unwrap_or_else(|e| e.into_inner()).clone();
+    config::watch::watch(&dir.join("config.toml"), base, move |change| {
         let command = match change {
             Ok(config) => Command::ApplyConfig {
                 config: Box::new(config),
@@ -156,9 +160,9 @@ pub fn serve(dir: &Path, resume: bool) -> Result<Status> {
         libc::signal(libc::SIGPIPE, libc::SIG_IGN);
     }
     engine::stop_on_signals();
-    let config = Config::load(&dir.join("config.toml")).map_err(anyhow::Error::new)?;
+    let config = engine::trainer::session_config(&dir).map_err(anyhow::Error::new)?;
     let handle = engine::spawn(&dir, config, resume)?;
-    let _watch = watch_config(&dir, handle.commands.clone())?;
+    let _watch = watch_config(&dir, handle.commands.clone(), Arc::clone(&handle.config))?;
     let greeting = Arc::new(Mutex::new(Greeting::default()));
     let server = {
         let greeting = Arc::clone(&greeting);

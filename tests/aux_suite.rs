@@ -4,6 +4,9 @@
 //! its built-in defaults (the public code's). Claims are on means over the
 //! three seeds, with margins well inside what the full suite measured
 //! (docs/aux-suite.md), so a different CPU's rounding cannot flip them.
+//! The tasks are built on first use into the cache folder
+//! (`$MELTR_CACHE`, else `$XDG_CACHE_HOME/meltr-tui`, else
+//! `~/.cache/meltr-tui`), as `scripts/aux_suite.py run` does.
 
 mod common;
 
@@ -26,8 +29,6 @@ fn meltr_beats_primary_and_keeps_up_with_sum_over_three_seeds() {
             .arg(repo("scripts/aux_suite.py"))
             .args(["run", "--smoke", "--jobs", "2", "--binary"])
             .arg(&binary)
-            .arg("--suite")
-            .arg(root.path().join("suite"))
             .arg("--sessions")
             .arg(root.path().join("sessions"))
             .arg("--out")

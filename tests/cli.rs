@@ -410,8 +410,14 @@ fn a_config_that_cannot_start_leaves_no_session_and_ls_refuses_a_file() {
     let sessions = root.path().join("sessions");
     let cases = [
         ("[train]\ndevice = \"cuda:7\"\n", "cuda:7"),
-        ("[workload]\nprimary = \"nope\"\nauxiliary = [\"helpful\"]\n", "nope"),
-        ("[workload]\nauxiliary = [\"helpful\", \"extra\"]\n", "extra"),
+        (
+            "[workload]\nprimary = \"nope\"\nauxiliary = [\"helpful\"]\n",
+            "nope",
+        ),
+        (
+            "[workload]\nauxiliary = [\"helpful\", \"extra\"]\n",
+            "extra",
+        ),
     ];
     for (body, needle) in cases {
         let config = write_config(root.path(), body);

@@ -355,7 +355,12 @@ fn non_finite_losses_skip_the_update_and_never_reach_the_parameters() {
 
 /// Runs `config` in a new session until step >= `until`, then stops it
 /// (which writes a checkpoint at the stopping step). Returns the folder.
-fn run_and_stop(root: &std::path::Path, name: &str, config: &meltr_tui::config::Config, until: u64) -> std::path::PathBuf {
+fn run_and_stop(
+    root: &std::path::Path,
+    name: &str,
+    config: &meltr_tui::config::Config,
+    until: u64,
+) -> std::path::PathBuf {
     let dir = session::create(root, name, config).unwrap();
     let handle = engine::spawn(&dir, config.clone(), false).unwrap();
     loop {
@@ -450,11 +455,15 @@ fn resume_removes_temp_files_of_dead_writers() {
 
     let handle = engine::spawn(&dir, config, true).unwrap();
     assert_eq!(handle.thread.join().unwrap().unwrap(), Status::Finished);
-    assert!(!orphan.exists(), "the dead writer's temp file is still there");
+    assert!(
+        !orphan.exists(),
+        "the dead writer's temp file is still there"
+    );
     assert!(live.exists(), "a live writer's temp file was removed");
     let events = events_of(&dir);
     assert!(
-        events.iter().any(|(_, m)| m.contains("temp") && m.contains(&orphan.file_name().unwrap().to_string_lossy().to_string())),
+        events.iter().any(|(_, m)| m.contains("temp")
+            && m.contains(&orphan.file_name().unwrap().to_string_lossy().to_string())),
         "{events:?}"
     );
 }
@@ -508,7 +517,9 @@ fn a_refused_restart_only_edit_does_not_break_resume() {
     assert_eq!(in_force.train.lr, 1e-3, "live keys from the file");
     let events = events_of(&dir);
     assert!(
-        events.iter().any(|(_, m)| m.contains("meltr.d_model") && m.contains("not applied")),
+        events
+            .iter()
+            .any(|(_, m)| m.contains("meltr.d_model") && m.contains("not applied")),
         "{events:?}"
     );
 }
@@ -550,7 +561,11 @@ fn an_invalid_config_sent_as_a_command_is_refused_and_training_goes_on() {
             })
             .unwrap();
     }
-    let status = handle.thread.join().expect("the trainer must not panic").unwrap();
+    let status = handle
+        .thread
+        .join()
+        .expect("the trainer must not panic")
+        .unwrap();
     assert_eq!(status, Status::Finished);
     let lines = session::log::read_metrics(&dir.join("metrics.jsonl"))
         .unwrap()
@@ -558,7 +573,10 @@ fn an_invalid_config_sent_as_a_command_is_refused_and_training_goes_on() {
     let mut errors = Vec::new();
     for l in &lines {
         if let Record::Config { changed, error } = &l.record {
-            assert!(changed.is_empty(), "an invalid config was applied: {changed:?}");
+            assert!(
+                changed.is_empty(),
+                "an invalid config was applied: {changed:?}"
+            );
             errors.extend(error.clone());
         }
     }
@@ -567,5 +585,25 @@ fn an_invalid_config_sent_as_a_command_is_refused_and_training_goes_on() {
         assert!(error.contains(key), "{key}: {error}");
     }
     let expected: Vec<u64> = (1..=10).map(|i| i * 10).collect();
+    assert_eq!(logged_train_steps(&dir), expected);
+}
+
+/// A partial `config.toml` left by a live edit (issue 19, item 3) is read
+/// over the config in force on resume too: `[aid] iterations = 1` alone
+/// must not reset `train.steps` to the built-in 600 after a crash.
+#[test]
+fn resume_reads_a_partial_config_over_the_config_in_force() {
+    let _serial = serial();
+    let root = tempfile::tempdir().unwrap();
+    let config = small_config("meltr", 60);
+    let dir = run_and_stop(root.path(), "partial", &config, 20);
+    std::fs::write(dir.join("config.toml"), "[aid]\niterations = 1\n").unwrap();
+    let resumed = engine::trainer::session_config(&dir).unwrap();
+    let mut expected = config.clone();
+    expected.aid.iterations = 1;
+    assert_eq!(resumed, expected);
+    let handle = engine::spawn(&dir, resumed, true).unwrap();
+    assert_eq!(handle.thread.join().unwrap().unwrap(), Status::Finished);
+    let expected: Vec<u64> = (1..=6).map(|i| i * 10).collect();
     assert_eq!(logged_train_steps(&dir), expected);
 }

@@ -11,7 +11,7 @@
 
 mod common;
 
-use common::{relative_error, repo, run_python, serial};
+use common::{relative_error, repo, serial};
 use meltr_tui::config::Config;
 use meltr_tui::meltr::combiner;
 use meltr_tui::meltr::hypergrad::{hypergradient, AidMode, AidSettings, JvpMethod, MetaProblem};
@@ -55,19 +55,7 @@ fn torchscript_config(dir: &Path) -> Config {
 }
 
 fn export(attention: &str) -> PathBuf {
-    let dir = tempfile::tempdir().unwrap().keep();
-    run_python(&[
-        repo("examples/torchscript/export_two_stream.py").as_os_str(),
-        "--out".as_ref(),
-        dir.as_os_str(),
-        "--attention".as_ref(),
-        attention.as_ref(),
-        "--train".as_ref(),
-        "32".as_ref(),
-        "--val".as_ref(),
-        "16".as_ref(),
-    ]);
-    dir
+    common::export_two_stream(&["--attention", attention, "--train", "32", "--val", "16"])
 }
 
 /// The hypergradient of the config's combiner at the workload's current θ,

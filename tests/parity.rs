@@ -9,7 +9,7 @@
 
 mod common;
 
-use common::{repo, run_python, run_session, serial, torch_python};
+use common::{export_two_stream, repo, run_python, run_session, serial, torch_python};
 use meltr_tui::config::Config;
 use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
@@ -22,19 +22,7 @@ const TOLERANCE: f64 = 1e-6;
 fn two_stream() -> &'static Path {
     static DIR: OnceLock<PathBuf> = OnceLock::new();
     DIR.get_or_init(|| {
-        let dir = tempfile::tempdir().unwrap().keep();
-        run_python(&[
-            repo("examples/torchscript/export_two_stream.py").as_os_str(),
-            "--out".as_ref(),
-            dir.as_os_str(),
-            "--train".as_ref(),
-            "128".as_ref(),
-            "--val".as_ref(),
-            "32".as_ref(),
-            "--attention".as_ref(),
-            "matmul".as_ref(),
-        ]);
-        dir
+        export_two_stream(&["--train", "128", "--val", "32", "--attention", "matmul"])
     })
 }
 

@@ -470,7 +470,9 @@ fn a_partial_live_config_changes_only_the_keys_it_names() {
     let dir = detach(&root, &config, "partial");
     let _reaper = Reaper(dir.clone());
     let pid = SessionMeta::read(&dir).unwrap().pid;
-    wait_for("a few steps", || (last_train_step(&dir) >= 20).then_some(()));
+    wait_for("a few steps", || {
+        (last_train_step(&dir) >= 20).then_some(())
+    });
     std::fs::write(dir.join("config.toml"), "[aid]\niterations = 1\n").unwrap();
     let lines = wait_for("the edit to be applied or refused", || {
         let lines = config_lines(&dir);
@@ -496,6 +498,8 @@ fn a_partial_live_config_changes_only_the_keys_it_names() {
     let meta = SessionMeta::read(&dir).unwrap();
     assert_eq!(meta.status, Status::Running, "{:?}", meta.error);
     unsafe { libc::kill(pid as libc::pid_t, libc::SIGTERM) };
-    wait_for("the runner to stop", || (!session::pid_alive(pid)).then_some(()));
+    wait_for("the runner to stop", || {
+        (!session::pid_alive(pid)).then_some(())
+    });
     assert_eq!(SessionMeta::read(&dir).unwrap().status, Status::Stopped);
 }

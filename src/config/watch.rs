@@ -1,6 +1,7 @@
 //! Hot reload: watch a config file's *folder* (so editors that save by
 //! writing a temp file and renaming it over the original still trigger),
-//! debounce bursts of events, then parse and validate the file.
+//! debounce bursts of events, then parse the file relative to the config in
+//! force (keys it leaves out keep their running values) and validate it.
 
 use super::{Config, ConfigError};
 use anyhow::{Context, Result};
@@ -19,9 +20,12 @@ pub struct ConfigWatch {
 }
 
 /// Calls `on_change` with the freshly validated config, or the error that
-/// says which file, line and key is wrong, after each settled change of `path`.
+/// says which file, line and key is wrong, after each settled change of
+/// `path`. The file is read over `in_force()` (see [`Config::parse_over`]):
+/// a partial file changes only the keys it names.
 pub fn watch(
     path: &Path,
+    in_force: impl Fn() -> Config + Send + 'static,
     mut on_change: impl FnMut(Result<Config, ConfigError>) + Send + 'static,
 ) -> Result<ConfigWatch> {
     let path: PathBuf = path.to_path_buf();
@@ -67,7 +71,7 @@ pub fn watch(
                     continue;
                 }
                 last_text = Some(text.clone());
-                let parsed = Config::parse(&text).map_err(|mut e| {
+                let parsed = Config::parse_over(&in_force(), &text).map_err(|mut e| {
                     e.file = Some(path.clone());
                     e
                 });
@@ -97,7 +101,7 @@ mod tests {
         let path = dir.path().join("config.toml");
         std::fs::write(&path, Config::default().to_toml_string()).unwrap();
         let (tx, rx) = mpsc::channel();
-        let _watch = watch(&path, move |r| tx.send(r).unwrap()).unwrap();
+        let _watch = watch(&path, Config::default, move |r| tx.send(r).unwrap()).unwrap();
 
         // Editor-style save: write a temp file, rename it over the config.
         let mut changed = Config::default();
@@ -115,5 +119,55 @@ mod tests {
         assert_eq!(err.key.as_deref(), Some("aid.iterations"));
         assert_eq!(err.line, Some(2));
         assert!(err.to_string().contains("config.toml:2"), "{err}");
+    }
+
+    /// Issue 19, item 3: a partial file changes only the keys it names; the
+    /// others keep the values in force, not the built-in defaults.
+    #[test]
+    fn a_partial_file_is_read_over_the_config_in_force() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("config.toml");
+        let mut running = Config::default();
+        running.train.steps = 20_000;
+        running.train.lr = 0.005;
+        running.combiner.kind = "weights".into();
+        running.combiner.weights = [("primary".to_string(), 1.0)].into();
+        std::fs::write(&path, running.to_toml_string()).unwrap();
+        let in_force = std::sync::Arc::new(std::sync::Mutex::new(running.clone()));
+        let (tx, rx) = mpsc::channel();
+        let shared = std::sync::Arc::clone(&in_force);
+        let _watch = watch(
+            &path,
+            move || shared.lock().unwrap().clone(),
+            move |r| tx.send(r).unwrap(),
+        )
+        .unwrap();
+
+        std::fs::write(&path, "[aid]\niterations = 1\n").unwrap();
+        let got = wait_for(&rx).unwrap();
+        let mut expected = running.clone();
+        expected.aid.iterations = 1;
+        assert_eq!(got, expected);
+
+        // The next edit is read over the config in force now.
+        *in_force.lock().unwrap() = got;
+        std::fs::write(&path, "# by hand\n[train]\nlr = 0.002\n").unwrap();
+        let got = wait_for(&rx).unwrap();
+        expected.train.lr = 0.002;
+        assert_eq!(got, expected);
+
+        // Mistakes in a partial file still name their line and key, also
+        // when the value is wrong only together with the config in force.
+        std::fs::write(&path, "[train]\nlr = 0.002\nspeed = 3\n").unwrap();
+        let err = wait_for(&rx).unwrap_err();
+        assert_eq!(err.line, Some(3), "{err}");
+        assert!(err.to_string().contains("speed"), "{err}");
+        std::fs::write(&path, "[combiner]\nweights = { nope = 1.0 }\n").unwrap();
+        let err = wait_for(&rx).unwrap_err();
+        assert_eq!(err.key.as_deref(), Some("combiner.weights.nope"), "{err}");
+        assert_eq!(err.line, Some(2), "{err}");
+        std::fs::write(&path, "[train]\nthreads = 0\n").unwrap();
+        let err = wait_for(&rx).unwrap_err();
+        assert_eq!(err.key.as_deref(), Some("train.threads"), "{err}");
     }
 }

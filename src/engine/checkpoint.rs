@@ -70,6 +70,21 @@ pub fn list(dir: &Path) -> Vec<(u64, PathBuf)> {
     out
 }
 
+/// Suffix given to a checkpoint that does not read back, so that it no
+/// longer counts as one (kept for inspection; safe to delete).
+pub const UNREADABLE_SUFFIX: &str = ".unreadable";
+
+/// Renames an unreadable checkpoint out of the way (`...safetensors` ->
+/// `...safetensors.unreadable`); returns the new path.
+pub fn set_aside(path: &Path) -> Result<PathBuf> {
+    let mut name = path.file_name().unwrap_or_default().to_os_string();
+    name.push(UNREADABLE_SUFFIX);
+    let aside = path.with_file_name(name);
+    std::fs::rename(path, &aside)
+        .with_context(|| format!("cannot move {} aside", path.display()))?;
+    Ok(aside)
+}
+
 fn prune(dir: &Path) -> Result<()> {
     let all = list(dir);
     for (_, path) in all.iter().take(all.len().saturating_sub(KEEP)) {
@@ -99,12 +114,19 @@ impl Loaded {
         })
     }
 
-    /// The newest checkpoint in `dir`, if any.
-    pub fn newest(dir: &Path) -> Result<Option<Loaded>> {
-        match list(dir).pop() {
-            Some((step, path)) => Ok(Some(Loaded::read(&path, step)?)),
-            None => Ok(None),
+    /// The newest checkpoint in `dir` that reads back, if any, and the
+    /// newer ones that did not (path, why), newest first. A checkpoint cut
+    /// short (a crash mid-copy, a full disk, a hand edit) must not strand a
+    /// session whose older checkpoints are intact.
+    pub fn newest_readable(dir: &Path) -> (Option<Loaded>, Vec<(PathBuf, String)>) {
+        let mut unreadable = Vec::new();
+        for (step, path) in list(dir).into_iter().rev() {
+            match Loaded::read(&path, step) {
+                Ok(loaded) => return (Some(loaded), unreadable),
+                Err(e) => unreadable.push((path, format!("{e:#}"))),
+            }
         }
+        (None, unreadable)
     }
 
     pub fn get(&self, name: &str) -> Option<Tensor> {
@@ -134,8 +156,29 @@ mod tests {
         .unwrap();
         let steps: Vec<u64> = list(dir.path()).into_iter().map(|(s, _)| s).collect();
         assert_eq!(steps, vec![3, 4, 5]);
-        let newest = Loaded::newest(dir.path()).unwrap().unwrap();
+        let (newest, unreadable) = Loaded::newest_readable(dir.path());
+        let newest = newest.unwrap();
+        assert!(unreadable.is_empty());
         assert_eq!(newest.step, 5);
         assert_eq!(newest.get("x").unwrap().double_value(&[]), 5.0);
+    }
+
+    #[test]
+    fn newest_readable_skips_truncated_checkpoints() {
+        let dir = tempfile::tempdir().unwrap();
+        for step in 1..=3 {
+            write(dir.path(), step, &[("x".into(), Tensor::from(step as f64))]).unwrap();
+        }
+        let newest = dir.path().join(file_name(3));
+        let bytes = std::fs::read(&newest).unwrap();
+        std::fs::write(&newest, &bytes[..bytes.len() - 4]).unwrap();
+        let (loaded, unreadable) = Loaded::newest_readable(dir.path());
+        assert_eq!(loaded.unwrap().step, 2);
+        assert_eq!(unreadable.len(), 1);
+        assert_eq!(unreadable[0].0, newest);
+        let aside = set_aside(&newest).unwrap();
+        assert!(aside.exists() && !newest.exists());
+        let steps: Vec<u64> = list(dir.path()).into_iter().map(|(s, _)| s).collect();
+        assert_eq!(steps, vec![1, 2]);
     }
 }

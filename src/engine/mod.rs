@@ -20,6 +20,9 @@ pub struct EngineHandle {
     pub commands: mpsc::Sender<Command>,
     pub events: mpsc::Receiver<Event>,
     pub thread: std::thread::JoinHandle<Result<Status>>,
+    /// The config in force, kept current by the trainer (a live config file
+    /// is read relative to it).
+    pub config: std::sync::Arc<std::sync::Mutex<crate::config::Config>>,
 }
 
 impl EngineHandle {
@@ -61,6 +64,14 @@ pub fn stop_signal() -> Option<i32> {
     }
 }
 
+/// What can be checked about a config before a session folder is made for
+/// it: the device exists, and the workload has the losses it names (see
+/// [`crate::workload::preflight`]).
+pub fn preflight(config: &crate::config::Config) -> Result<()> {
+    trainer::resolve_device(&config.train.device)?;
+    crate::workload::preflight(config)
+}
+
 /// Builds the trainer for the session in `dir` (restoring the newest
 /// checkpoint with `resume`) and starts it on a new thread. Setup errors
 /// (bad workload, unreadable checkpoint, no CUDA) are returned here and
@@ -98,6 +109,7 @@ fn start(dir: &Path, build: impl FnOnce(mpsc::SyncSender<Event>) -> Built) -> Re
             return Err(e);
         }
     };
+    let config = trainer.config_in_force();
     let dir = dir.to_path_buf();
     let thread = std::thread::Builder::new()
         .name("trainer".into())
@@ -118,5 +130,6 @@ fn start(dir: &Path, build: impl FnOnce(mpsc::SyncSender<Event>) -> Built) -> Re
         commands: command_tx,
         events: event_rx,
         thread,
+        config,
     })
 }

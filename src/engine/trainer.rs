@@ -18,12 +18,13 @@ use crate::meltr::phases::PhaseClock;
 use crate::meltr::shares::{self, Shares};
 use crate::session::log::{self, MetricsWriter};
 use crate::session::metrics::{Curve, Level, MetricLine, Named, Record};
-use crate::session::SessionMeta;
+use crate::session::{self, SessionMeta};
 use crate::workload::{self, Batch, Workload};
 use anyhow::{bail, Context, Result};
 use std::collections::VecDeque;
 use std::path::{Path, PathBuf};
 use std::sync::mpsc::{Receiver, SyncSender, TryRecvError};
+use std::sync::{Arc, Mutex};
 use std::time::Instant;
 use tch::{Device, Kind, Tensor};
 
@@ -94,6 +95,8 @@ pub struct Trainer {
     skipped_in_a_row: u64,
     /// `train.trace`: the run's trace for the Python replay.
     tracer: Option<Tracer>,
+    /// A copy of `config` that others read (the config file watcher).
+    in_force: Arc<Mutex<Config>>,
 }
 
 /// An inner step whose outcome the host has not read yet.
@@ -152,32 +155,51 @@ pub fn dtype(config: &Config) -> Kind {
 
 impl Trainer {
     /// Builds the workload and combiner; with `resume`, restores the newest
-    /// checkpoint and cuts `metrics.jsonl` back to it.
+    /// checkpoint that reads back and cuts `metrics.jsonl` back to it (see
+    /// [`resume_point`]).
     pub fn new(
         dir: &Path,
-        config: Config,
+        mut config: Config,
         resume: bool,
         events: SyncSender<Event>,
     ) -> Result<(Trainer, SessionMeta)> {
-        let device = resolve_device(&config.train.device)?;
-        let checkpoint = if resume {
-            checkpoint::Loaded::newest(&dir.join("checkpoints"))?
+        let point = if resume {
+            Some(resume_point(dir, &mut config)?)
         } else {
             None
         };
-        let workload = workload::build(&config, device, dtype(&config), checkpoint.as_ref())?;
-        Self::with_workload(dir, config, workload, resume, events)
+        let device = resolve_device(&config.train.device)?;
+        let checkpoint = point.as_ref().and_then(|p| p.checkpoint.as_ref());
+        let workload = workload::build(&config, device, dtype(&config), checkpoint)?;
+        Self::assemble(dir, config, workload, point, events)
     }
 
     /// As [`Trainer::new`], with a workload built by the caller (tests use
     /// this to inject faults).
     pub fn with_workload(
         dir: &Path,
-        config: Config,
+        mut config: Config,
         workload: Box<dyn Workload>,
         resume: bool,
         events: SyncSender<Event>,
     ) -> Result<(Trainer, SessionMeta)> {
+        let point = if resume {
+            Some(resume_point(dir, &mut config)?)
+        } else {
+            None
+        };
+        Self::assemble(dir, config, workload, point, events)
+    }
+
+    fn assemble(
+        dir: &Path,
+        config: Config,
+        workload: Box<dyn Workload>,
+        resume: Option<ResumePoint>,
+        events: SyncSender<Event>,
+    ) -> Result<(Trainer, SessionMeta)> {
+        // Every way in (file, command, embedding) meets the same rules.
+        config.validate().map_err(anyhow::Error::new)?;
         tch::set_num_threads(config.train.threads as i32);
         let device = resolve_device(&config.train.device)?;
         let kind = dtype(&config);
@@ -200,11 +222,14 @@ impl Trainer {
 
         let mut parts = (workload, combiner, inner, meta);
         let (mut step, mut time_offset, mut resumed_from) = (0, 0.0, None);
-        if resume {
-            prepare_resume(dir)?;
-            if let Some(ckpt) = checkpoint::Loaded::newest(&dir.join("checkpoints"))? {
+        let mut notes = Vec::new();
+        if let Some(point) = resume {
+            notes = point.notes;
+            // Cut the log back to the checkpoint actually used.
+            step = point.checkpoint.as_ref().map_or(0, |c| c.step);
+            prepare_resume(dir, step)?;
+            if let Some(ckpt) = point.checkpoint {
                 restore(&ckpt, &mut parts)?;
-                step = ckpt.step;
                 resumed_from = Some(ckpt.path);
             }
             if metrics_path.exists() {
@@ -286,13 +311,18 @@ impl Trainer {
             neumann_stopped: false,
             skipped_in_a_row: 0,
             tracer,
+            in_force: Arc::new(Mutex::new(Config::default())), // set below
         };
+        for (level, message) in notes {
+            trainer.emit(Record::Event { level, message })?;
+        }
         if let Some(path) = resumed_from {
             trainer.emit(Record::Event {
                 level: Level::Info,
                 message: format!("resumed from checkpoint {} at step {step}", path.display()),
             })?;
         }
+        trainer.record_config_in_force();
         if step == 0
             && matches!(trainer.config.meltr.init.as_str(), "sum" | "primary")
             && trainer.combiner.training() == Training::Meta
@@ -938,6 +968,13 @@ impl Trainer {
     /// now; restart-only keys keep their running values and the refusal is
     /// logged with the reason.
     fn apply_config(&mut self, requested: Config) -> Result<()> {
+        // Commands come from the socket too: the same rules as a file.
+        if let Err(e) = requested.validate() {
+            return self.emit(Record::Config {
+                changed: Default::default(),
+                error: Some(format!("refused: {e}; the config in force stays")),
+            });
+        }
         let old = self.config.clone();
         let refused: Vec<String> = old
             .diff(&requested)
@@ -965,6 +1002,7 @@ impl Trainer {
             self.combiner.apply_config(&effective);
             self.meta_blocked = None;
             self.config = effective;
+            self.record_config_in_force();
             let changed = changes
                 .iter()
                 .map(|c| (c.key.clone(), (to_json(&c.old), to_json(&c.new))))
@@ -995,6 +1033,26 @@ impl Trainer {
             })?;
         }
         Ok(())
+    }
+
+    /// Publishes the config in force: to the file watcher (a partial live
+    /// file is read relative to it) and to `config.in-force.toml` (what a
+    /// resume restores restart-only keys from). A failed write is reported;
+    /// the previous record stays intact.
+    fn record_config_in_force(&mut self) {
+        *self.in_force.lock().unwrap_or_else(|e| e.into_inner()) = self.config.clone();
+        let path = self.dir.join(CONFIG_IN_FORCE);
+        if let Err(e) = session::atomic_write(&path, self.config.to_toml_string().as_bytes()) {
+            let _ = self.emit(Record::Event {
+                level: Level::Warn,
+                message: format!("cannot record the config in force: {e:#}"),
+            });
+        }
+    }
+
+    /// The config in force, kept current as changes apply.
+    pub fn config_in_force(&self) -> Arc<Mutex<Config>> {
+        Arc::clone(&self.in_force)
     }
 
     /// Writes a checkpoint now (and makes the metrics durable up to it).
@@ -1165,16 +1223,133 @@ fn restore(ckpt: &checkpoint::Loaded, (workload, combiner, inner, meta): &mut Pa
     Ok(())
 }
 
-/// Makes a session ready to resume: cuts `metrics.jsonl` back to the newest
-/// checkpoint's step (everything after it will be redone), or to nothing
-/// when there is no checkpoint. Idempotent.
-pub fn prepare_resume(dir: &Path) -> Result<()> {
+/// Makes a session ready to resume from the checkpoint at `step` (0: none):
+/// cuts `metrics.jsonl` back to it (everything after it will be redone).
+/// Idempotent.
+pub fn prepare_resume(dir: &Path, step: u64) -> Result<()> {
     let metrics = dir.join("metrics.jsonl");
     if metrics.exists() {
-        let step = checkpoint::list(&dir.join("checkpoints"))
-            .pop()
-            .map_or(0, |(step, _)| step);
         log::truncate_after(&metrics, step)?;
     }
     Ok(())
+}
+
+/// The session's record of the config in force, rewritten (atomically) at
+/// start and whenever a change applies. Restart-only keys come from it on
+/// resume: `config.toml` may hold an edit that was refused.
+pub const CONFIG_IN_FORCE: &str = "config.in-force.toml";
+
+/// The config a session's `config.toml` asks for, read over the config last
+/// in force (`config.in-force.toml`, when there is one) as a live edit is:
+/// keys a partial file leaves out keep the values they ran with, never a
+/// built-in default. What `resume`, the runner and `attach` start from.
+pub fn session_config(dir: &Path) -> Result<Config, crate::config::ConfigError> {
+    let path = dir.join("config.toml");
+    let Ok(in_force) = Config::load(&dir.join(CONFIG_IN_FORCE)) else {
+        return Config::load(&path);
+    };
+    let text = std::fs::read_to_string(&path).map_err(|e| crate::config::ConfigError {
+        file: Some(path.clone()),
+        line: None,
+        key: None,
+        message: format!("cannot read: {e}"),
+    })?;
+    Config::parse_over(&in_force, &text).map_err(|mut e| {
+        e.file = Some(path);
+        e
+    })
+}
+
+/// What resuming found before the trainer exists: the checkpoint to restore,
+/// and what to tell the user once the log is cut back to it.
+struct ResumePoint {
+    checkpoint: Option<checkpoint::Loaded>,
+    notes: Vec<(Level, String)>,
+}
+
+/// Gets a session ready to resume: removes temp files of writers that died
+/// mid-write, sets restart-only keys of `config` back to what was in force
+/// (`config.in-force.toml`), and finds the newest checkpoint that reads
+/// back, moving newer unreadable ones aside.
+fn resume_point(dir: &Path, config: &mut Config) -> Result<ResumePoint> {
+    let mut notes = Vec::new();
+    let checkpoints = dir.join("checkpoints");
+    let mut removed = session::remove_orphan_temps(&checkpoints);
+    removed.extend(session::remove_orphan_temps(dir));
+    if !removed.is_empty() {
+        let names: Vec<String> = removed
+            .iter()
+            .map(|p| {
+                p.file_name()
+                    .unwrap_or_default()
+                    .to_string_lossy()
+                    .to_string()
+            })
+            .collect();
+        notes.push((
+            Level::Info,
+            format!(
+                "removed {} temp file(s) of a writer that died mid-write: {}",
+                names.len(),
+                names.join(", ")
+            ),
+        ));
+    }
+
+    let in_force_path = dir.join(CONFIG_IN_FORCE);
+    if in_force_path.exists() {
+        match Config::load(&in_force_path) {
+            Ok(in_force) => {
+                let kept = config.clone().keeping_restart_only_of(&in_force);
+                let not_applied: Vec<String> = config
+                    .diff(&kept)
+                    .iter()
+                    .map(|c| format!("`{}` = {} (in force: {})", c.key, c.old, c.new))
+                    .collect();
+                if !not_applied.is_empty() {
+                    kept.validate().map_err(|e| {
+                        anyhow::anyhow!(
+                            "config.toml holds restart-only edits that cannot apply to this session ({}), \
+                             and with the values in force ({CONFIG_IN_FORCE}) it is invalid: {e}",
+                            not_applied.join(", ")
+                        )
+                    })?;
+                    notes.push((
+                        Level::Warn,
+                        format!(
+                            "restart-only edits in config.toml were not applied: {}; the session resumes with \
+                             the config it ran with ({CONFIG_IN_FORCE}). To train with them, start a new session",
+                            not_applied.join(", ")
+                        ),
+                    ));
+                }
+                *config = kept;
+            }
+            Err(e) => notes.push((
+                Level::Warn,
+                format!("cannot read the config in force ({e}); restart-only keys come from config.toml"),
+            )),
+        }
+    }
+
+    let (checkpoint, unreadable) = checkpoint::Loaded::newest_readable(&checkpoints);
+    for (path, why) in unreadable {
+        let name = path
+            .file_name()
+            .unwrap_or_default()
+            .to_string_lossy()
+            .to_string();
+        let moved = match checkpoint::set_aside(&path) {
+            Ok(aside) => format!(
+                "moved aside to {}",
+                aside.file_name().unwrap_or_default().to_string_lossy()
+            ),
+            Err(e) => format!("{e:#}"),
+        };
+        notes.push((
+            Level::Warn,
+            format!("skipped checkpoint {name}, which does not read back ({why}); {moved}"),
+        ));
+    }
+    Ok(ResumePoint { checkpoint, notes })
 }

@@ -354,7 +354,9 @@ pub fn neumann(
         let hv = hvp(&v)?;
         let next = autograd::axpy(&v, -settings.alpha, &hv);
         let growth = autograd::norm(&next).double_value(&[]) / first;
-        if first > 0.0 && !(growth <= settings.max_growth) {
+        // NaN (an overflowing series) counts as diverged.
+        let diverged = growth.is_nan() || growth > settings.max_growth;
+        if first > 0.0 && diverged {
             return Ok((p, Some(NeumannStop { terms: j, growth })));
         }
         v = next;

@@ -54,6 +54,23 @@ fn check(ret: libc::c_int, what: &str) -> Result<libc::c_int> {
     }
 }
 
+/// Whether there is a terminal to draw on (stdout is one, or `/dev/tty`
+/// opens), checked before anything is started for the TUI.
+pub fn check_available() -> Result<()> {
+    if unsafe { libc::isatty(1) } == 1 {
+        return Ok(());
+    }
+    OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open("/dev/tty")
+        .map(drop)
+        .context(
+            "no terminal to draw on (stdout is not a terminal and /dev/tty cannot be opened); \
+             without one, use `run --headless` or `run --detach`",
+        )
+}
+
 impl Tui {
     /// Takes the terminal; stdout and stderr are appended to `output_log`
     /// until it is given back.

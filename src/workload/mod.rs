@@ -102,6 +102,36 @@ pub fn build(
     Ok(workload)
 }
 
+/// Checks what can be checked without building the workload, so that a
+/// config that cannot start is refused before its session folder exists:
+/// the loss names of the built-in workloads, and that a TorchScript
+/// workload's files exist (its loss names come from its module).
+pub fn preflight(config: &Config) -> Result<()> {
+    let known: Option<&[&str]> = match config.workload.kind.as_str() {
+        "synthetic" => Some(&synthetic::LOSSES),
+        "video-text" => Some(&video_text::LOSSES),
+        _ => None,
+    };
+    if let Some(names) = known {
+        let names: Vec<String> = names.iter().map(|s| s.to_string()).collect();
+        check_loss_names(config, &names)?;
+    }
+    if config.workload.kind == "torchscript" {
+        for (key, path) in [
+            ("workload.model", &config.workload.model),
+            ("workload.train", &config.workload.train),
+            ("workload.val", &config.workload.val),
+        ] {
+            if let Some(path) = path {
+                if !std::path::Path::new(path).exists() {
+                    bail!("{key}: {path} does not exist");
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
 /// Steps of the built-in foundation pretraining.
 pub const FOUNDATION_STEPS: u64 = 1500;
 

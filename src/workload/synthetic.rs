@@ -193,13 +193,16 @@ impl Synthetic {
     }
 }
 
+/// The synthetic workload's losses.
+pub const LOSSES: [&str; 3] = ["primary", "helpful", "harmful"];
+
 impl Workload for Synthetic {
     fn kind(&self) -> &'static str {
         "synthetic"
     }
 
     fn loss_names(&self) -> Vec<String> {
-        vec!["primary".into(), "helpful".into(), "harmful".into()]
+        LOSSES.iter().map(|s| s.to_string()).collect()
     }
 
     fn primary_metric(&self) -> (String, bool) {

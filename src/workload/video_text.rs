@@ -640,15 +640,33 @@ pub fn foundation_path(init_from: &str, config_dir: Option<&Path>) -> PathBuf {
 
 /// `$MELTR_CACHE` (default `~/.cache/meltr-tui`)/`foundation-video-text-v2.safetensors`.
 pub fn default_foundation_path() -> PathBuf {
-    let cache = std::env::var_os("MELTR_CACHE")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| {
-            let home = std::env::var_os("HOME")
-                .map(PathBuf::from)
-                .unwrap_or_else(|| PathBuf::from("."));
-            home.join(".cache").join("meltr-tui")
-        });
-    cache.join("foundation-video-text-v2.safetensors")
+    cache_dir(
+        std::env::var_os("MELTR_CACHE"),
+        std::env::var_os("XDG_CACHE_HOME"),
+        std::env::var_os("HOME"),
+    )
+    .join("foundation-video-text-v2.safetensors")
+}
+
+/// meltr-tui's cache folder, by the rule `scripts/setup.sh` follows:
+/// `$MELTR_CACHE`, else `$XDG_CACHE_HOME/meltr-tui`, else
+/// `$HOME/.cache/meltr-tui`.
+fn cache_dir(
+    meltr_cache: Option<std::ffi::OsString>,
+    xdg_cache_home: Option<std::ffi::OsString>,
+    home: Option<std::ffi::OsString>,
+) -> PathBuf {
+    if let Some(dir) = meltr_cache.filter(|d| !d.is_empty()) {
+        return PathBuf::from(dir);
+    }
+    let base = match xdg_cache_home.filter(|d| !d.is_empty()) {
+        Some(xdg) => PathBuf::from(xdg),
+        None => home
+            .map(PathBuf::from)
+            .unwrap_or_else(|| PathBuf::from("."))
+            .join(".cache"),
+    };
+    base.join("meltr-tui")
 }
 
 /// Pretrains the backbone on the pretraining split with the summed losses
@@ -695,4 +713,23 @@ pub fn pretrain(
     std::fs::rename(&tmp, out)
         .with_context(|| format!("cannot move {} into place", out.display()))?;
     Ok(())
+}
+
+#[cfg(test)]
+mod cache_tests {
+    use super::*;
+
+    #[test]
+    fn the_cache_folder_follows_setups_rule() {
+        let os = |s: &str| Some(std::ffi::OsString::from(s));
+        assert_eq!(cache_dir(os("/m"), os("/x"), os("/h")), PathBuf::from("/m"));
+        assert_eq!(
+            cache_dir(None, os("/x"), os("/h")),
+            PathBuf::from("/x/meltr-tui")
+        );
+        assert_eq!(
+            cache_dir(os(""), None, os("/h")),
+            PathBuf::from("/h/.cache/meltr-tui")
+        );
+    }
 }

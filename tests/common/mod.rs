@@ -170,3 +170,16 @@ pub fn run_python(args: &[&std::ffi::OsStr]) {
         text(&out)
     );
 }
+
+/// Exports the example two-stream TorchScript model and its data into a
+/// new kept temporary folder, with the exporter's `options` (e.g.
+/// `["--attention", "matmul", "--train", "128"]`).
+pub fn export_two_stream(options: &[&str]) -> PathBuf {
+    let dir = tempfile::tempdir().unwrap().keep();
+    let script = repo("examples/torchscript/export_two_stream.py");
+    let mut args: Vec<&std::ffi::OsStr> =
+        vec![script.as_os_str(), "--out".as_ref(), dir.as_os_str()];
+    args.extend(options.iter().map(std::ffi::OsStr::new));
+    run_python(&args);
+    dir
+}
