@@ -388,13 +388,31 @@ pub fn torch_message(error: &tch::TchError) -> String {
         .strip_prefix("Internal torch error:")
         .unwrap_or(trimmed)
         .trim();
-    // TorchScript errors carry the script source as context; keep it short.
-    let lines: Vec<&str> = trimmed
-        .lines()
-        .filter(|l| !l.trim().is_empty())
-        .take(6)
-        .collect();
-    lines.join("\n")
+    let lines: Vec<&str> = trimmed.lines().filter(|l| !l.trim().is_empty()).collect();
+    // A TorchScript runtime error is a traceback that ends with the
+    // exception ("RuntimeError: shape '[7]' is invalid ..."): that line
+    // first, then the innermost frame (file, line, the failing expression).
+    let exception = lines.iter().rposition(|l| {
+        let head = l.split(':').next().unwrap_or("");
+        !head.is_empty()
+            && !head.contains(' ')
+            && (head.ends_with("Error") || head.ends_with("Exception"))
+    });
+    if let (Some(at), true) = (exception, trimmed.contains("Traceback of TorchScript")) {
+        let innermost = lines[..at]
+            .iter()
+            .rposition(|l| l.trim_start().starts_with("File \""))
+            .map(|frame| lines[frame..at].join("\n"))
+            .unwrap_or_default();
+        let message = lines[at..].join("\n");
+        return if innermost.is_empty() {
+            message
+        } else {
+            format!("{message}\n{innermost}")
+        };
+    }
+    // Other errors carry the script source as context; keep it short.
+    lines.into_iter().take(6).collect::<Vec<_>>().join("\n")
 }
 
 fn describe(value: &IValue) -> String {
@@ -529,4 +547,33 @@ fn serialize(module: &CModule) -> Result<Vec<u8>> {
         .and_then(|()| std::fs::read(&tmp).context("cannot read the saved module back"));
     let _ = std::fs::remove_file(&tmp);
     result
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_torchscript_runtime_error_shows_its_exception_and_innermost_frame() {
+        // As libtorch reports a scripted `reshape` that fails at run time.
+        let text = "The following operation failed in the TorchScript interpreter.\n\
+            Traceback of TorchScript (most recent call last):\n  File \"m.py\", line 9, in forward\n\
+            \x20   def forward(self, batch):\n        return {\"primary\": self.base(batch)}\n\
+            \x20                          ~~~~~~~~~ <--- HERE\n  File \"m.py\", line 7, in base\n\
+            \x20   def base(self, batch):\n        return batch[\"x\"].reshape(7).sum()\n\
+            \x20              ~~~~~~~~~~~~~~~~~ <--- HERE\n\
+            RuntimeError: shape '[7]' is invalid for input of size 12\n";
+        let message = torch_message(&tch::TchError::Torch(text.into()));
+        let mut lines = message.lines();
+        assert_eq!(
+            lines.next(),
+            Some("RuntimeError: shape '[7]' is invalid for input of size 12")
+        );
+        assert!(
+            message.contains("File \"m.py\", line 7, in base"),
+            "{message}"
+        );
+        assert!(message.contains("reshape(7)"), "{message}");
+        assert!(!message.contains("line 9"), "{message}");
+    }
 }
