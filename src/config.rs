@@ -363,10 +363,7 @@ impl Config {
     /// Parses and validates TOML text.
     pub fn parse(text: &str) -> Result<Config, ConfigError> {
         let config = Config::deserialize_located(text)?;
-        config.validate().map_err(|mut e| {
-            e.line = e.key.as_deref().and_then(|k| locate_key(text, k));
-            e
-        })?;
+        config.validate_in(text)?;
         Ok(config)
     }
 
@@ -404,11 +401,17 @@ impl Config {
             e.line = e.key.as_deref().and_then(|k| locate_key(text, k));
             e
         })?;
-        config.validate().map_err(|mut e| {
+        config.validate_in(text)?;
+        Ok(config)
+    }
+
+    /// [`Config::validate`], with the error's line found in `text` (the
+    /// file the user wrote).
+    fn validate_in(&self, text: &str) -> Result<(), ConfigError> {
+        self.validate().map_err(|mut e| {
             e.line = e.key.as_deref().and_then(|k| locate_key(text, k));
             e
-        })?;
-        Ok(config)
+        })
     }
 
     /// Deserialises TOML text (no range checks); errors carry the line and

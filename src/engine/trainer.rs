@@ -276,6 +276,7 @@ impl Trainer {
             None
         };
         let log = MetricsWriter::open(&dir.join("metrics.jsonl"))?;
+        let in_force = config.clone();
         let mut trainer = Trainer {
             dir: dir.to_path_buf(),
             loss_names: config.loss_names(),
@@ -311,7 +312,7 @@ impl Trainer {
             neumann_stopped: false,
             skipped_in_a_row: 0,
             tracer,
-            in_force: Arc::new(Mutex::new(Config::default())), // set below
+            in_force: Arc::new(Mutex::new(in_force)),
         };
         for (level, message) in notes {
             trainer.emit(Record::Event { level, message })?;
@@ -1260,6 +1261,14 @@ pub fn session_config(dir: &Path) -> Result<Config, crate::config::ConfigError> 
     })
 }
 
+/// A path's last component, for messages.
+fn file_name(path: &Path) -> String {
+    path.file_name()
+        .unwrap_or_default()
+        .to_string_lossy()
+        .into_owned()
+}
+
 /// What resuming found before the trainer exists: the checkpoint to restore,
 /// and what to tell the user once the log is cut back to it.
 struct ResumePoint {
@@ -1277,15 +1286,7 @@ fn resume_point(dir: &Path, config: &mut Config) -> Result<ResumePoint> {
     let mut removed = session::remove_orphan_temps(&checkpoints);
     removed.extend(session::remove_orphan_temps(dir));
     if !removed.is_empty() {
-        let names: Vec<String> = removed
-            .iter()
-            .map(|p| {
-                p.file_name()
-                    .unwrap_or_default()
-                    .to_string_lossy()
-                    .to_string()
-            })
-            .collect();
+        let names: Vec<String> = removed.iter().map(|p| file_name(p)).collect();
         notes.push((
             Level::Info,
             format!(
@@ -1334,16 +1335,9 @@ fn resume_point(dir: &Path, config: &mut Config) -> Result<ResumePoint> {
 
     let (checkpoint, unreadable) = checkpoint::Loaded::newest_readable(&checkpoints);
     for (path, why) in unreadable {
-        let name = path
-            .file_name()
-            .unwrap_or_default()
-            .to_string_lossy()
-            .to_string();
+        let name = file_name(&path);
         let moved = match checkpoint::set_aside(&path) {
-            Ok(aside) => format!(
-                "moved aside to {}",
-                aside.file_name().unwrap_or_default().to_string_lossy()
-            ),
+            Ok(aside) => format!("moved aside to {}", file_name(&aside)),
             Err(e) => format!("{e:#}"),
         };
         notes.push((
