@@ -30,7 +30,7 @@
 
 use crate::config::Config;
 use crate::device_memory;
-use crate::engine::trainer::Trainer;
+use crate::engine::trainer::BenchTrainer;
 use anyhow::{bail, Context, Result};
 use std::path::{Path, PathBuf};
 use std::time::Instant;
@@ -133,10 +133,9 @@ fn torchscript_config(dir: &Path, options: &BenchOptions) -> Result<Config> {
 }
 
 /// A trainer on a throwaway session.
-fn trainer(config: &Config, scratch: &Path, name: &str) -> Result<Trainer> {
+fn trainer(config: &Config, scratch: &Path, name: &str) -> Result<BenchTrainer> {
     let dir = crate::session::create(scratch, name, config)?;
-    let (events, _) = std::sync::mpsc::sync_channel(1);
-    Ok(Trainer::new(&dir, config.clone(), false, events)?.0)
+    BenchTrainer::new(&dir, config.clone())
 }
 
 fn bench_workload(
@@ -149,12 +148,12 @@ fn bench_workload(
     let device = crate::engine::trainer::resolve_device(&options.device)?;
     let mut lines = Vec::new();
     let warmup = 3;
-    let with = |label: &str, edit: &dyn Fn(&mut Config)| -> Result<Trainer> {
+    let with = |label: &str, edit: &dyn Fn(&mut Config)| -> Result<BenchTrainer> {
         let mut c = config.clone();
         edit(&mut c);
         let mut t = trainer(&c, scratch, &format!("{name}-{label}"))?;
         for _ in 0..warmup {
-            t.bench_step()?;
+            t.step()?;
         }
         Ok(t)
     };
@@ -178,13 +177,13 @@ fn bench_workload(
                 c.train.log_every = log_every;
             })?;
             if per_loss {
-                t.bench_shares_per_loss();
+                t.shares_per_loss();
             }
             Ok(t)
         })
         .collect::<Result<Vec<_>>>()?;
     let inner = interleaved(device, &mut trainers, options.rounds, |t| {
-        (0..options.steps).try_for_each(|_| t.bench_step())
+        (0..options.steps).try_for_each(|_| t.step())
     })?;
     drop(trainers);
     let per_step = |seconds: f64| seconds / options.steps as f64;
@@ -218,7 +217,7 @@ fn bench_workload(
             c.aid.mode = mode.into();
             c.aid.iterations = j;
         })?;
-        match t.bench_meta_step() {
+        match t.meta_step() {
             Ok(()) => {
                 modes.push((mode, j));
                 trainers.push(t);
@@ -230,7 +229,7 @@ fn bench_workload(
         }
     }
     let meta = interleaved(device, &mut trainers, options.rounds, |t| {
-        (0..options.meta_steps).try_for_each(|_| t.bench_meta_step())
+        (0..options.meta_steps).try_for_each(|_| t.meta_step())
     })?;
     let exact_time = modes.iter().position(|m| m.0 == "exact").map(|i| meta[i].0);
     for ((mode, j), (seconds, peak)) in modes.iter().zip(&meta) {
@@ -248,12 +247,12 @@ fn bench_workload(
     // device at each phase boundary.
     lines.push("meta step phases, ms per meta step (device synchronized at each boundary)".into());
     for ((mode, j), t) in modes.iter().zip(&mut trainers) {
-        t.bench_time_phases();
+        t.time_phases();
         for _ in 0..options.meta_steps {
-            t.bench_meta_step()?;
+            t.meta_step()?;
         }
         let phases: Vec<String> = t
-            .bench_take_phases()
+            .take_phases()
             .iter()
             .map(|(phase, total)| {
                 let ms = total.as_secs_f64() * 1e3 / options.meta_steps as f64;
@@ -288,7 +287,7 @@ fn bench_workload(
         })
         .collect::<Result<Vec<_>>>()?;
     let rates: Vec<f64> = interleaved(device, &mut trainers, options.rounds, |t| {
-        (0..steps).try_for_each(|_| t.bench_step())
+        (0..steps).try_for_each(|_| t.step())
     })?
     .iter()
     .map(|(seconds, _)| steps as f64 / seconds)
@@ -323,15 +322,15 @@ fn bench_workload(
 /// median seconds of its timed rounds and that round's transient peak.
 fn interleaved(
     device: Device,
-    trainers: &mut [Trainer],
+    trainers: &mut [BenchTrainer],
     rounds: u32,
-    work: impl Fn(&mut Trainer) -> Result<()>,
+    work: impl Fn(&mut BenchTrainer) -> Result<()>,
 ) -> Result<Vec<(f64, u64)>> {
     let mut peaks = Vec::new();
     for t in trainers.iter_mut() {
         peaks.push(peak_memory(device, || {
             work(t)?;
-            t.bench_sync()
+            t.sync()
         })?);
     }
     let mut seconds = vec![Vec::new(); trainers.len()];
@@ -339,7 +338,7 @@ fn interleaved(
         for (i, t) in trainers.iter_mut().enumerate() {
             let start = Instant::now();
             work(t)?;
-            t.bench_sync()?;
+            t.sync()?;
             seconds[i].push(start.elapsed().as_secs_f64());
         }
     }

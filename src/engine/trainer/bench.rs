@@ -1,0 +1,58 @@
+//! The trainer as `meltr-tui bench` drives it: a narrow handle that steps a
+//! trainer on a throwaway session and times its phases, so the trainer's
+//! own methods stay private.
+
+use super::*;
+
+/// A trainer driven step by step, outside the run loop.
+pub struct BenchTrainer(Trainer);
+
+impl BenchTrainer {
+    /// A trainer on a new session in `dir` (nobody listens to its events).
+    pub fn new(dir: &Path, config: Config) -> Result<BenchTrainer> {
+        let (events, _) = std::sync::mpsc::sync_channel(1);
+        Ok(BenchTrainer(Trainer::new(dir, config, false, events)?.0))
+    }
+
+    /// One training step as a run takes it (inner step, and the meta step,
+    /// eval and checkpoint when due).
+    pub fn step(&mut self) -> Result<()> {
+        self.0.train_step()
+    }
+
+    /// One meta step on the recent batches.
+    pub fn meta_step(&mut self) -> Result<()> {
+        self.0.meta_step(None)?;
+        match &self.0.meta_blocked {
+            Some(e) => bail!("{e}"),
+            None => Ok(()),
+        }
+    }
+
+    /// Takes the gradient shares one backward per loss (the fallback), to
+    /// compare with the double backward.
+    pub fn shares_per_loss(&mut self) {
+        self.0.shares_per_loss = Some("bench".into());
+    }
+
+    /// Starts timing each meta step's phases (synchronizing the device at
+    /// every phase boundary).
+    pub fn time_phases(&mut self) {
+        let device = self.0.theta.first().map_or(Device::Cpu, Tensor::device);
+        self.0.phase_clock = PhaseClock::enabled(device);
+    }
+
+    /// Time per meta-step phase since the last call.
+    pub fn take_phases(&mut self) -> Vec<(&'static str, std::time::Duration)> {
+        self.0.phase_clock.take()
+    }
+
+    /// Waits until the device has done all queued work (timing boundary).
+    pub fn sync(&mut self) -> Result<()> {
+        self.0.flush_pending()?;
+        if let Some(p) = self.0.theta.first() {
+            let _ = p.detach().sum(Kind::Double).double_value(&[]);
+        }
+        Ok(())
+    }
+}

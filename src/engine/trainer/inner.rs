@@ -1,0 +1,132 @@
+//! The inner step: θ (and any inner-trained combiner parameters) on the
+//! combined loss, with the non-finite guard on the device, and the logged
+//! step's weights and gradient shares.
+
+use super::*;
+
+impl Trainer {
+    pub(super) fn train_step(&mut self) -> Result<()> {
+        self.step += 1;
+        self.inner.lr = self.config.train.lr_at(self.step);
+        let batch = self.workload.train_batch(self.step)?;
+        let named = self.workload.losses(&batch)?;
+        let losses = workload::select(&named, &self.loss_names)?;
+        let total = self.combiner.combine(&losses);
+        let log_now = self.step.is_multiple_of(self.config.train.log_every);
+
+        // Non-finite losses or gradients skip the update on the device; the
+        // host learns which steps were skipped at the next flush (no
+        // per-step host sync).
+        let losses_finite = total.isfinite().logical_and(&losses.isfinite().all());
+        // Weights and shares at the losses this update uses (before the
+        // step changes any inner-trained combiner parameters).
+        let mut logged = if log_now {
+            self.flush_pending()?;
+            let weights = combiner::effective_weights(self.combiner.as_ref(), &losses)?;
+            let shares = self.gradient_shares(&losses, &weights)?;
+            Some((weights, shares))
+        } else {
+            None
+        };
+        // `meltr.train_batch = "current"`: the meta step runs before this
+        // update, on this batch, and reuses this forward (its graph kept
+        // through the inner backward).
+        let reuse_forward = self.meta_due() && self.config.meltr.train_batch == "current";
+        let mut grads = match logged.as_mut().and_then(|(_, s)| s.combined.take()) {
+            // The shares' backward gave θ's gradient; the combiner's own
+            // inner-trained parameters (if any) take a backward through it
+            // alone.
+            Some(mut theta_grads) => {
+                let own = &self.inner_params[self.theta.len()..];
+                theta_grads.extend(grad(&[&total], own, reuse_forward, false)?);
+                theta_grads
+            }
+            None => grad(&[&total], &self.inner_params, reuse_forward, false)?,
+        };
+        let norm = clip_grad_norm(&mut grads, self.config.train.grad_clip);
+        let ok = losses_finite.logical_and(&norm.isfinite());
+        self.current_batch = Some((self.step, batch));
+        if reuse_forward {
+            self.meta_step(Some(&losses))?;
+        }
+        self.inner.step_if(&self.inner_params, &grads, Some(&ok));
+        let losses = losses.detach();
+        if let Some(tracer) = &mut self.tracer {
+            tracer.inner_losses(&losses);
+        }
+        self.last_losses = Some(match &self.last_losses {
+            Some(previous) => losses.where_self(&losses_finite, previous),
+            None => losses.shallow_clone(),
+        });
+        self.pending_steps.push(PendingStep {
+            step: self.step,
+            ok,
+            losses_finite,
+            losses: losses.shallow_clone(),
+        });
+
+        if let Some((weights, shares)) = logged {
+            let values = Self::host_values(&Tensor::cat(
+                &[
+                    losses.to_kind(Kind::Double),
+                    weights.to_kind(Kind::Double),
+                    total.detach().to_kind(Kind::Double).reshape([1]),
+                    shares.squared_norm.to_kind(Kind::Double).reshape([1]),
+                    shares.shares.to_kind(Kind::Double),
+                ],
+                0,
+            ));
+            let k = self.loss_names.len();
+            let pick = |range: std::ops::Range<usize>| -> Named {
+                self.loss_names
+                    .iter()
+                    .cloned()
+                    .zip(values[range].iter().copied())
+                    .collect()
+            };
+            // A zero or non-finite combined gradient has no shares.
+            let squared_norm = values[2 * k + 1];
+            let shares = if squared_norm > 0.0 && squared_norm.is_finite() {
+                pick(2 * k + 2..3 * k + 2)
+            } else {
+                Named::new()
+            };
+            // A skipped (non-finite) step has no train line; its event
+            // comes with the next flush.
+            if values[..=2 * k]
+                .iter()
+                .chain(shares.values())
+                .any(|v| !v.is_finite())
+            {
+                return self.finish_step(reuse_forward);
+            }
+            self.emit(Record::Train {
+                losses: pick(0..k),
+                total: values[2 * k],
+                weights: pick(k..2 * k),
+                lr: self.inner.lr,
+                shares,
+            });
+        }
+        self.finish_step(reuse_forward)
+    }
+
+    /// Each loss's share of the combined gradient (see [`shares`]), by a
+    /// double backward unless one has failed in this run (a model without
+    /// second derivatives, or out of memory).
+    fn gradient_shares(&mut self, losses: &Tensor, weights: &Tensor) -> Result<Shares> {
+        if self.shares_per_loss.is_none() {
+            match shares::by_double_backward(losses, weights, &self.theta) {
+                Ok(shares) => return Ok(shares),
+                Err(e) => {
+                    self.shares_per_loss = Some(format!("{e:#}"));
+                    self.emit(Record::Event {
+                        level: Level::Info,
+                        message: format!("gradient shares take one backward pass per loss from now on: their double backward failed ({e:#})"),
+                    });
+                }
+            }
+        }
+        shares::per_loss(losses, weights, &self.theta)
+    }
+}

@@ -1,0 +1,101 @@
+//! Live config: changes applied at a step boundary (restart-only keys
+//! refused with the reason), and the record of the config in force.
+
+use super::*;
+
+impl Trainer {
+    /// Applies a validated config at a step boundary. Live keys take effect
+    /// now; restart-only keys keep their running values and the refusal is
+    /// logged with the reason.
+    pub(super) fn apply_config(&mut self, requested: Config) {
+        // Commands come from the socket too: the same rules as a file.
+        if let Err(e) = requested.validate() {
+            self.emit(Record::Config {
+                changed: Default::default(),
+                error: Some(format!("refused: {e}; the config in force stays")),
+            });
+            return;
+        }
+        let old = self.config.clone();
+        let refused: Vec<String> = old
+            .diff(&requested)
+            .into_iter()
+            .filter_map(|c| {
+                c.restart_only.map(|why| {
+                    format!(
+                        "`{}` can only change at restart ({why}); {} stays in force",
+                        c.key, c.old
+                    )
+                })
+            })
+            .collect();
+        let effective = requested.keeping_restart_only_of(&old);
+        let changes = old.diff(&effective);
+        if !changes.is_empty() {
+            tch::set_num_threads(effective.train.threads as i32);
+            self.inner.lr = effective.train.lr_at(self.step.max(1));
+            self.inner.weight_decay = effective.train.weight_decay;
+            if let Some(meta) = self.meta.as_mut() {
+                meta.lr = effective.meltr.meta_lr;
+                meta.weight_decay = effective.meltr.meta_weight_decay;
+                meta.decay = meta_decay(&effective);
+            }
+            self.combiner.apply_config(&effective);
+            self.meta_blocked = None;
+            self.config = effective;
+            self.record_config_in_force();
+            let changed = changes
+                .iter()
+                .map(|c| (c.key.clone(), (to_json(&c.old), to_json(&c.new))))
+                .collect();
+            self.emit(Record::Config {
+                changed,
+                error: None,
+            });
+            self.send(Event::ConfigInForce {
+                config: Box::new(self.config.clone()),
+            });
+        }
+        if changes.is_empty() && refused.is_empty() {
+            // A valid file equal to the config in force (e.g. a bad edit
+            // undone): say so, which clears any earlier config error.
+            self.emit(Record::Config {
+                changed: Default::default(),
+                error: None,
+            });
+            self.send(Event::ConfigInForce {
+                config: Box::new(self.config.clone()),
+            });
+        }
+        if !refused.is_empty() {
+            self.emit(Record::Config {
+                changed: Default::default(),
+                error: Some(refused.join("; ")),
+            });
+        }
+    }
+
+    /// Publishes the config in force: to the file watcher (a partial live
+    /// file is read relative to it) and to `config.in-force.toml` (what a
+    /// resume restores restart-only keys from). A failed write is reported;
+    /// the previous record stays intact.
+    pub(super) fn record_config_in_force(&mut self) {
+        *self.in_force.lock().unwrap_or_else(|e| e.into_inner()) = self.config.clone();
+        let path = self.dir.join(CONFIG_IN_FORCE);
+        if let Err(e) = session::atomic_write(&path, self.config.to_toml_string().as_bytes()) {
+            self.emit(Record::Event {
+                level: Level::Warn,
+                message: format!("cannot record the config in force: {e:#}"),
+            });
+        }
+    }
+
+    /// The config in force, kept current as changes apply.
+    pub fn config_in_force(&self) -> Arc<Mutex<Config>> {
+        Arc::clone(&self.in_force)
+    }
+}
+
+fn to_json(value: &toml::Value) -> serde_json::Value {
+    serde_json::to_value(value).unwrap_or(serde_json::Value::Null)
+}

@@ -1,0 +1,272 @@
+//! The trainer: inner steps on the combined loss, AID meta steps on the
+//! combiner, evaluations, checkpoints, NaN guards and the collapse watch.
+//! Runs on its own thread; talks only through `Command`/`Event` and the
+//! session directory. Building the data and the models seeds libtorch's
+//! process-wide RNG, so a run is reproducible when it is the only engine in
+//! its process (as every `meltr-tui` process is).
+
+mod bench;
+pub use bench::BenchTrainer;
+mod checkpointing;
+mod inner;
+mod live;
+mod meta;
+mod outbox;
+mod setup;
+
+use super::checkpoint;
+use super::collapse::{CollapseGuard, Verdict, COLLAPSE_META_STEPS, COLLAPSE_WEIGHT};
+use super::control::{Command, Event, Status};
+use super::trace::Tracer;
+use crate::config::Config;
+use crate::meltr::autograd::grad;
+use crate::meltr::combiner::{self, Combiner, Training};
+use crate::meltr::hypergrad::{hypergradient_timed, AidMode, AidSettings, JvpMethod, MetaProblem};
+use crate::meltr::optim::{clip_grad_norm, AdamW, WeightDecay};
+use crate::meltr::phases::PhaseClock;
+use crate::meltr::shares::{self, Shares};
+use crate::session::log::{self, MetricsWriter};
+use crate::session::metrics::{Curve, Level, MetricLine, Named, Record};
+use crate::session::{self, SessionMeta};
+use crate::workload::{self, Batch, Workload};
+use anyhow::{bail, Context, Result};
+use meta::{meta_decay, PendingMeta};
+use outbox::PendingStep;
+pub use setup::{
+    device_label, dtype, prepare_resume, resolve_device, session_config, CONFIG_IN_FORCE,
+};
+use std::collections::VecDeque;
+use std::path::{Path, PathBuf};
+use std::sync::mpsc::{Receiver, SyncSender, TryRecvError};
+use std::sync::{Arc, Mutex};
+use std::time::Instant;
+use tch::{Device, Kind, Tensor};
+
+/// Batches the meta step's pool holds (as the public code).
+const RECENT_BATCHES: usize = 10;
+/// This many inner steps skipped in a row (non-finite losses or gradients)
+/// fail the run: the parameters are no longer moving.
+const MAX_SKIPPED_IN_A_ROW: u64 = 50;
+/// Points on each transform curve.
+const TRANSFORM_POINTS: usize = 41;
+
+pub struct Trainer {
+    dir: PathBuf,
+    config: Config,
+    loss_names: Vec<String>,
+    workload: Box<dyn Workload>,
+    combiner: Box<dyn Combiner>,
+    /// θ: the model's parameters.
+    theta: Vec<Tensor>,
+    /// θ plus combiner parameters trained jointly with the model.
+    inner_params: Vec<Tensor>,
+    inner: AdamW,
+    meta: Option<AdamW>,
+    step: u64,
+    /// The meta step's pool: the last training batches by step, oldest
+    /// first (before the current one's, with `meltr.pool = "previous"`).
+    recent: VecDeque<(u64, Batch)>,
+    /// This step's batch until the step ends (then it joins `recent`).
+    current_batch: Option<(u64, Batch)>,
+    /// The losses of the last inner step (detached), for weights/transforms.
+    last_losses: Option<Tensor>,
+    log: MetricsWriter,
+    clock: Instant,
+    time_offset: f64,
+    status: Status,
+    /// Why meta steps are on hold (e.g. exact mode impossible on this model);
+    /// cleared by the next config change.
+    meta_blocked: Option<String>,
+    meta_steps_done: u64,
+    collapse: CollapseGuard,
+    events: SyncSender<Event>,
+    steps_per_sec: f64,
+    /// Lines not yet in `metrics.jsonl` because a write failed; written, in
+    /// order, before any newer line.
+    unwritten: VecDeque<MetricLine>,
+    /// A failed write (full disk, ...): training pauses until `Resume`
+    /// succeeds in writing what is owed.
+    storage_error: Option<String>,
+    /// The last checkpoint attempt failed and is retried on `Resume`.
+    checkpoint_owed: bool,
+    /// Whether the fallback from forward-mode AD was logged already.
+    jvp_fallback_reported: bool,
+    /// Why gradient shares fell back to one backward per loss, once they
+    /// have.
+    shares_per_loss: Option<String>,
+    /// Times the meta step's phases when the bench enables it.
+    phase_clock: PhaseClock,
+    /// The step of the last checkpoint written (none twice for one step).
+    checkpointed_at: Option<u64>,
+    /// Inner steps since the last flush, their outcome still on the device.
+    pending_steps: Vec<PendingStep>,
+    /// Meta steps since the last flush.
+    pending_meta: Vec<PendingMeta>,
+    /// Whether the previous meta step's Neumann series stopped early (one
+    /// event per episode).
+    neumann_stopped: bool,
+    /// Consecutive inner steps skipped as non-finite (as of the last flush).
+    skipped_in_a_row: u64,
+    /// `train.trace`: the run's trace for the Python replay.
+    tracer: Option<Tracer>,
+    /// A copy of `config` that others read (the config file watcher).
+    in_force: Arc<Mutex<Config>>,
+}
+
+impl Trainer {
+    /// Trains until `train.steps` (live-editable) or a Stop command.
+    pub fn run(mut self, commands: Receiver<Command>) -> Result<Status> {
+        // OpenMP's thread count is per calling thread: set it on this one.
+        tch::set_num_threads(self.config.train.threads as i32);
+        self.send(Event::ConfigInForce {
+            config: Box::new(self.config.clone()),
+        });
+        self.set_status(Status::Running, None);
+        let mut window = (Instant::now(), self.step);
+        loop {
+            if !self.handle_commands(&commands)? {
+                self.write_checkpoint()?;
+                self.set_status(Status::Stopped, None);
+                return Ok(Status::Stopped);
+            }
+            if self.storage_error.is_some() {
+                self.pause_for_storage();
+                continue;
+            }
+            if self.step >= self.config.train.steps {
+                self.write_checkpoint()?;
+                if self.storage_error.is_some() {
+                    continue;
+                }
+                self.set_status(Status::Finished, None);
+                return Ok(Status::Finished);
+            }
+            self.train_step()?;
+            let elapsed = window.0.elapsed().as_secs_f64();
+            if elapsed >= 0.5 {
+                self.steps_per_sec = (self.step - window.1) as f64 / elapsed;
+                window = (Instant::now(), self.step);
+            }
+            self.send(Event::Progress {
+                step: self.step,
+                total_steps: self.config.train.steps,
+                steps_per_sec: self.steps_per_sec,
+            });
+        }
+    }
+
+    /// Pauses after a failed write, saying why; `Resume` retries.
+    fn pause_for_storage(&mut self) {
+        let error = self.storage_error.clone().unwrap_or_default();
+        self.set_status(
+            Status::Paused,
+            Some(format!(
+                "paused: {error} (files are intact; free space, then resume to retry the write)"
+            )),
+        );
+    }
+
+    /// `Resume`: after a storage error, first writes what is owed; stays
+    /// paused if that fails again.
+    pub(super) fn resume(&mut self) -> Result<()> {
+        if self.storage_error.take().is_some() {
+            if self.flush_lines() && self.checkpoint_owed {
+                self.write_checkpoint()?;
+            }
+            if self.storage_error.is_some() {
+                self.pause_for_storage();
+                return Ok(());
+            }
+        }
+        self.set_status(Status::Running, None);
+        Ok(())
+    }
+
+    /// Applies pending commands; blocks while paused. False means stop.
+    fn handle_commands(&mut self, commands: &Receiver<Command>) -> Result<bool> {
+        loop {
+            let command = if self.status == Status::Paused {
+                match commands.recv() {
+                    Ok(c) => c,
+                    Err(_) => return Ok(false),
+                }
+            } else {
+                match commands.try_recv() {
+                    Ok(c) => c,
+                    Err(TryRecvError::Empty) => return Ok(true),
+                    // Every client is gone (e.g. the process is exiting): keep training.
+                    Err(TryRecvError::Disconnected) => return Ok(true),
+                }
+            };
+            match command {
+                Command::Pause => self.set_status(Status::Paused, None),
+                Command::Resume => self.resume()?,
+                Command::ApplyConfig { config } => self.apply_config(*config),
+                Command::ReportConfigError { error } => self.emit(Record::Config {
+                    changed: Default::default(),
+                    error: Some(error),
+                }),
+                Command::Checkpoint => self.write_checkpoint()?,
+                Command::Stop => return Ok(false),
+            }
+        }
+    }
+
+    /// Whether this step has a meta step.
+    pub(super) fn meta_due(&self) -> bool {
+        self.meta.is_some()
+            && self.step.is_multiple_of(self.config.meltr.meta_every)
+            && self.meta_blocked.is_none()
+    }
+
+    /// The rest of a step: meta step (unless `meta_done`), the step's
+    /// batch into the pool, the trace, eval and checkpoint when due.
+    pub(super) fn finish_step(&mut self, meta_done: bool) -> Result<()> {
+        if !meta_done && self.meta_due() {
+            self.meta_step(None)?;
+        }
+        if let Some(current) = self.current_batch.take() {
+            self.recent.push_back(current);
+            while self.recent.len() > RECENT_BATCHES {
+                self.recent.pop_front();
+            }
+        }
+        if let Some(tracer) = &mut self.tracer {
+            let rows = self.workload.batch_rows(self.step);
+            tracer.step(self.step, rows, &self.theta, self.combiner.as_ref())?;
+        }
+        if self.step.is_multiple_of(self.config.train.eval_every)
+            || self.step == self.config.train.steps
+        {
+            self.evaluate()?;
+        }
+        if self.step.is_multiple_of(self.config.train.checkpoint_every) {
+            self.write_checkpoint()?;
+        }
+        Ok(())
+    }
+
+    fn evaluate(&mut self) -> Result<()> {
+        self.flush_pending()?;
+        let eval = self.workload.evaluate()?;
+        self.emit(Record::Eval {
+            metrics: eval.metrics,
+            losses: eval.losses,
+        });
+        if let Some(losses) = &self.last_losses {
+            let curves = (0..self.loss_names.len())
+                .map(|k| {
+                    let (x, y) = combiner::transform_curve(
+                        self.combiner.as_ref(),
+                        losses,
+                        k as i64,
+                        TRANSFORM_POINTS,
+                    );
+                    (self.loss_names[k].clone(), Curve { x, y })
+                })
+                .collect();
+            self.emit(Record::Transform { curves });
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,150 @@
+//! What the trainer tells the world: lines appended to `metrics.jsonl`
+//! (kept, in order, until a write succeeds), events to the clients, the
+//! session status, and the device values read back in one copy per flush.
+
+use super::*;
+
+/// An inner step whose outcome the host has not read yet.
+pub(super) struct PendingStep {
+    pub(super) step: u64,
+    /// Whether the update was applied (0-dim bool).
+    pub(super) ok: Tensor,
+    pub(super) losses_finite: Tensor,
+    pub(super) losses: Tensor,
+}
+
+impl Trainer {
+    /// Writes what the device decided since the last flush — skipped
+    /// steps, meta lines, collapse warnings — with one device-to-host copy.
+    /// Called at log steps, before evals and checkpoints, and at the end.
+    pub(super) fn flush_pending(&mut self) -> Result<()> {
+        if self.pending_steps.is_empty() && self.pending_meta.is_empty() {
+            return Ok(());
+        }
+        let steps = std::mem::take(&mut self.pending_steps);
+        let metas = std::mem::take(&mut self.pending_meta);
+        let mut scalars: Vec<Tensor> = Vec::new();
+        for s in &steps {
+            scalars.push(s.ok.to_kind(Kind::Double));
+            scalars.push(s.losses_finite.to_kind(Kind::Double));
+        }
+        for m in &metas {
+            scalars.push(m.norm.to_kind(Kind::Double));
+            scalars.push(m.reg.to_kind(Kind::Double));
+            scalars.push(match &m.largest_weight {
+                Some(w) => w.to_kind(Kind::Double),
+                None => Tensor::from(f64::NAN).to_device(m.norm.device()),
+            });
+        }
+        let host = Self::host_values(&Tensor::stack(&scalars, 0));
+        let (step_flags, meta_values) = host.split_at(2 * steps.len());
+        let mut metas = metas.iter().zip(meta_values.chunks(3)).peekable();
+        for (s, flags) in steps.iter().zip(step_flags.chunks(2)) {
+            // Meta lines of earlier steps first: the file stays in step order.
+            while let Some((m, values)) = metas.next_if(|(m, _)| m.step < s.step) {
+                self.write_meta(m, values);
+            }
+            if flags[0] == 0.0 {
+                let message = if flags[1] == 0.0 {
+                    format!(
+                        "step {}: non-finite loss {:?}; update skipped",
+                        s.step,
+                        self.named_values(&s.losses)
+                    )
+                } else {
+                    format!("step {}: non-finite gradient; update skipped", s.step)
+                };
+                self.emit_at(
+                    s.step,
+                    Record::Event {
+                        level: Level::Warn,
+                        message,
+                    },
+                );
+                self.skipped_in_a_row += 1;
+            } else {
+                self.skipped_in_a_row = 0;
+            }
+        }
+        if self.skipped_in_a_row >= MAX_SKIPPED_IN_A_ROW {
+            for (m, values) in metas {
+                self.write_meta(m, values);
+            }
+            bail!(
+                "the last {} steps were all skipped (non-finite losses or gradients; see the events): the run cannot recover. \
+                 Lower train.lr (now {}) or train.grad_clip (now {}), then start again",
+                self.skipped_in_a_row,
+                self.config.train.lr,
+                self.config.train.grad_clip
+            );
+        }
+        for (m, values) in metas {
+            self.write_meta(m, values);
+        }
+        Ok(())
+    }
+
+    /// One device-to-host copy of a vector.
+    pub(super) fn host_values(values: &Tensor) -> Vec<f64> {
+        Vec::try_from(values.detach().to_kind(Kind::Double).to_device(Device::Cpu))
+            .unwrap_or_default()
+    }
+
+    fn named_values(&self, values: &Tensor) -> Named {
+        let host: Vec<f64> =
+            Vec::try_from(values.detach().to_kind(Kind::Double).to_device(Device::Cpu))
+                .unwrap_or_default();
+        self.loss_names.iter().cloned().zip(host).collect()
+    }
+
+    pub(super) fn time(&self) -> f64 {
+        self.time_offset + self.clock.elapsed().as_secs_f64()
+    }
+
+    /// Appends a line to `metrics.jsonl` and tells the clients. A failed
+    /// write keeps the line for later and records the storage error.
+    pub(super) fn emit(&mut self, record: Record) {
+        self.emit_at(self.step, record)
+    }
+
+    /// As [`Trainer::emit`], for a line about an earlier step.
+    pub(super) fn emit_at(&mut self, step: u64, record: Record) {
+        let line = MetricLine {
+            step,
+            time: self.time(),
+            record,
+        };
+        self.unwritten.push_back(line);
+        self.flush_lines();
+    }
+
+    /// Writes owed lines in order; false (with the error recorded) when a
+    /// write fails.
+    pub(super) fn flush_lines(&mut self) -> bool {
+        while let Some(line) = self.unwritten.front() {
+            match self.log.append(line) {
+                Ok(seq) => {
+                    let line = self.unwritten.pop_front().expect("front exists");
+                    self.send(Event::Line { line, seq });
+                }
+                Err(e) => {
+                    self.storage_error.get_or_insert(format!("{e:#}"));
+                    return false;
+                }
+            }
+        }
+        true
+    }
+
+    /// Never blocks: a full channel drops the event (everything that matters
+    /// is in `metrics.jsonl`, which a client can re-read).
+    pub(super) fn send(&self, event: Event) {
+        let _ = self.events.try_send(event);
+    }
+
+    pub(super) fn set_status(&mut self, status: Status, message: Option<String>) {
+        self.status = status;
+        let _ = crate::session::update_status(&self.dir, status, message.clone());
+        self.send(Event::Status { status, message });
+    }
+}

@@ -1,0 +1,392 @@
+//! Building a trainer: the device, the workload, the combiner and both
+//! optimizers; on resume, the checkpoint to restore (the newest that reads
+//! back), the log cut back to it, and the restart-only keys in force.
+
+use super::*;
+
+/// Resolves `train.device` to a libtorch device, or says why not.
+pub fn resolve_device(spec: &str) -> Result<Device> {
+    let cuda = tch::Cuda::device_count() as usize;
+    match spec {
+        "auto" => Ok(Device::cuda_if_available()),
+        "cpu" => Ok(Device::Cpu),
+        "cuda" if cuda > 0 => Ok(Device::Cuda(0)),
+        "cuda" => bail!("train.device = \"cuda\" but libtorch sees no CUDA device (run `meltr-tui doctor`)"),
+        other => match crate::config::parse_cuda_index(other) {
+            Some(i) if i < cuda => Ok(Device::Cuda(i)),
+            Some(i) => bail!("train.device = \"{other}\" but libtorch sees {cuda} CUDA device(s); cuda:{i} does not exist"),
+            None => bail!("train.device = \"{other}\" is not a device"),
+        },
+    }
+}
+
+pub fn device_label(device: Device) -> String {
+    match device {
+        Device::Cuda(i) => format!("cuda:{i}"),
+        _ => "cpu".into(),
+    }
+}
+
+pub fn dtype(config: &Config) -> Kind {
+    if config.train.dtype == "f64" {
+        Kind::Double
+    } else {
+        Kind::Float
+    }
+}
+
+impl Trainer {
+    /// Builds the workload and combiner; with `resume`, restores the newest
+    /// checkpoint that reads back and cuts `metrics.jsonl` back to it (see
+    /// [`resume_point`]).
+    pub fn new(
+        dir: &Path,
+        mut config: Config,
+        resume: bool,
+        events: SyncSender<Event>,
+    ) -> Result<(Trainer, SessionMeta)> {
+        let point = if resume {
+            Some(resume_point(dir, &mut config)?)
+        } else {
+            None
+        };
+        let device = resolve_device(&config.train.device)?;
+        let checkpoint = point.as_ref().and_then(|p| p.checkpoint.as_ref());
+        let workload = workload::build(&config, device, dtype(&config), checkpoint)?;
+        Self::assemble(dir, config, workload, point, events)
+    }
+
+    /// As [`Trainer::new`], with a workload built by the caller (tests use
+    /// this to inject faults).
+    pub fn with_workload(
+        dir: &Path,
+        mut config: Config,
+        workload: Box<dyn Workload>,
+        resume: bool,
+        events: SyncSender<Event>,
+    ) -> Result<(Trainer, SessionMeta)> {
+        let point = if resume {
+            Some(resume_point(dir, &mut config)?)
+        } else {
+            None
+        };
+        Self::assemble(dir, config, workload, point, events)
+    }
+
+    fn assemble(
+        dir: &Path,
+        config: Config,
+        workload: Box<dyn Workload>,
+        resume: Option<ResumePoint>,
+        events: SyncSender<Event>,
+    ) -> Result<(Trainer, SessionMeta)> {
+        // Every way in (file, command, embedding) meets the same rules.
+        config.validate().map_err(anyhow::Error::new)?;
+        tch::set_num_threads(config.train.threads as i32);
+        let device = resolve_device(&config.train.device)?;
+        let kind = dtype(&config);
+        let combiner = combiner::build(&config, device, kind);
+        let theta = workload.parameters();
+        let mut inner_params: Vec<Tensor> = theta.iter().map(Tensor::shallow_clone).collect();
+        if combiner.training() == Training::Inner {
+            inner_params.extend(combiner.params());
+        }
+        let inner = AdamW::new(&inner_params, config.train.lr, config.train.weight_decay);
+        let meta = (combiner.training() == Training::Meta).then(|| {
+            AdamW::new(
+                &combiner.params(),
+                config.meltr.meta_lr,
+                config.meltr.meta_weight_decay,
+            )
+            .with_decay(meta_decay(&config))
+        });
+        let metrics_path = dir.join("metrics.jsonl");
+
+        let mut parts = (workload, combiner, inner, meta);
+        let (mut step, mut time_offset, mut resumed_from) = (0, 0.0, None);
+        let mut notes = Vec::new();
+        if let Some(point) = resume {
+            notes = point.notes;
+            // Cut the log back to the checkpoint actually used.
+            step = point.checkpoint.as_ref().map_or(0, |c| c.step);
+            prepare_resume(dir, step)?;
+            if let Some(ckpt) = point.checkpoint {
+                restore(&ckpt, &mut parts)?;
+                resumed_from = Some(ckpt.path);
+            }
+            if metrics_path.exists() {
+                time_offset = log::read_metrics(&metrics_path)?
+                    .lines
+                    .last()
+                    .map_or(0.0, |l| l.time);
+            }
+        }
+        let (workload, combiner, inner, meta) = parts;
+        let (primary_metric, higher_is_better) = workload.primary_metric();
+        let device = theta.first().map(Tensor::device).unwrap_or(Device::Cpu);
+        let meta_info = SessionMeta {
+            id: dir
+                .file_name()
+                .map(|n| n.to_string_lossy().to_string())
+                .unwrap_or_default(),
+            name: String::new(),
+            created: String::new(),
+            status: Status::Running,
+            pid: std::process::id(),
+            device: device_label(device),
+            libtorch: crate::libtorch_version().to_string(),
+            workload: workload.kind().to_string(),
+            losses: config.loss_names(),
+            primary: config.workload.primary.clone(),
+            primary_metric,
+            higher_is_better,
+            steps: config.train.steps,
+            error: None,
+        };
+        let mut recent = VecDeque::new();
+        for s in step.saturating_sub(RECENT_BATCHES as u64 - 1).max(1)..=step {
+            recent.push_back((s, workload.train_batch(s)?));
+        }
+        let tracer = if config.train.trace {
+            Some(Tracer::open(
+                dir,
+                step,
+                workload.as_ref(),
+                combiner.as_ref(),
+            )?)
+        } else {
+            None
+        };
+        let log = MetricsWriter::open(&dir.join("metrics.jsonl"))?;
+        let in_force = config.clone();
+        let mut trainer = Trainer {
+            dir: dir.to_path_buf(),
+            loss_names: config.loss_names(),
+            config,
+            workload,
+            combiner,
+            theta,
+            inner_params,
+            inner,
+            meta,
+            step,
+            recent,
+            current_batch: None,
+            last_losses: None,
+            log,
+            clock: Instant::now(),
+            time_offset,
+            status: Status::Running,
+            meta_blocked: None,
+            meta_steps_done: 0,
+            collapse: CollapseGuard::default(),
+            events,
+            steps_per_sec: 0.0,
+            unwritten: VecDeque::new(),
+            storage_error: None,
+            checkpoint_owed: false,
+            jvp_fallback_reported: false,
+            shares_per_loss: None,
+            phase_clock: PhaseClock::disabled(),
+            checkpointed_at: resumed_from.as_ref().map(|_| step),
+            pending_steps: Vec::new(),
+            pending_meta: Vec::new(),
+            neumann_stopped: false,
+            skipped_in_a_row: 0,
+            tracer,
+            in_force: Arc::new(Mutex::new(in_force)),
+        };
+        for (level, message) in notes {
+            trainer.emit(Record::Event { level, message });
+        }
+        if let Some(path) = resumed_from {
+            trainer.emit(Record::Event {
+                level: Level::Info,
+                message: format!("resumed from checkpoint {} at step {step}", path.display()),
+            });
+        }
+        trainer.record_config_in_force();
+        if step == 0
+            && matches!(trainer.config.meltr.init.as_str(), "sum" | "primary")
+            && trainer.combiner.training() == Training::Meta
+        {
+            trainer.start_combiner_linear()?;
+        }
+        Ok((trainer, meta_info))
+    }
+
+    /// `meltr.init = "sum" | "primary"`: fits the combiner to that linear
+    /// combiner around the first batch's losses (see
+    /// [`combiner::fit_to_linear`]).
+    fn start_combiner_linear(&mut self) -> Result<()> {
+        let losses = tch::no_grad(|| -> Result<Tensor> {
+            let first = self.workload.train_batch(1)?;
+            workload::select(&self.workload.losses(&first)?, &self.loss_names)
+        })?;
+        let init = self.config.meltr.init.clone();
+        let target: Vec<f64> = (0..self.loss_names.len())
+            .map(|k| if init == "sum" || k == 0 { 1.0 } else { 0.0 })
+            .collect();
+        let error = combiner::fit_to_linear(
+            self.combiner.as_ref(),
+            &losses,
+            &target,
+            self.config.workload.seed,
+        )?;
+        self.emit(Record::Event {
+            level: Level::Info,
+            message: format!(
+                "meltr.init = \"{init}\": MELTR fitted to the `{init}` combiner around the first batch's losses (largest effective-weight error {error:.3})"
+            ),
+        });
+        Ok(())
+    }
+}
+
+type Parts = (Box<dyn Workload>, Box<dyn Combiner>, AdamW, Option<AdamW>);
+
+fn restore(ckpt: &checkpoint::Loaded, (workload, combiner, inner, meta): &mut Parts) -> Result<()> {
+    let context = || {
+        format!(
+            "checkpoint {} does not match this config",
+            ckpt.path.display()
+        )
+    };
+    workload
+        .load_state(&ckpt.lookup("model."))
+        .with_context(context)?;
+    workload::load_into(combiner.var_store(), "combiner.", &|n| ckpt.get(n))
+        .with_context(context)?;
+    inner
+        .load_state("inner", &|n| ckpt.get(n))
+        .with_context(context)?;
+    if let Some(meta) = meta {
+        meta.load_state("meta", &|n| ckpt.get(n))
+            .with_context(context)?;
+    }
+    Ok(())
+}
+
+/// Makes a session ready to resume from the checkpoint at `step` (0: none):
+/// cuts `metrics.jsonl` back to it (everything after it will be redone).
+/// Idempotent.
+pub fn prepare_resume(dir: &Path, step: u64) -> Result<()> {
+    let metrics = dir.join("metrics.jsonl");
+    if metrics.exists() {
+        log::truncate_after(&metrics, step)?;
+    }
+    Ok(())
+}
+
+/// The session's record of the config in force, rewritten (atomically) at
+/// start and whenever a change applies. Restart-only keys come from it on
+/// resume: `config.toml` may hold an edit that was refused.
+pub const CONFIG_IN_FORCE: &str = "config.in-force.toml";
+
+/// The config a session's `config.toml` asks for, read over the config last
+/// in force (`config.in-force.toml`, when there is one) as a live edit is:
+/// keys a partial file leaves out keep the values they ran with, never a
+/// built-in default. What `resume`, the runner and `attach` start from.
+pub fn session_config(dir: &Path) -> Result<Config, crate::config::ConfigError> {
+    let path = dir.join("config.toml");
+    let Ok(in_force) = Config::load(&dir.join(CONFIG_IN_FORCE)) else {
+        return Config::load(&path);
+    };
+    let text = std::fs::read_to_string(&path).map_err(|e| crate::config::ConfigError {
+        file: Some(path.clone()),
+        line: None,
+        key: None,
+        message: format!("cannot read: {e}"),
+    })?;
+    Config::parse_over(&in_force, &text).map_err(|mut e| {
+        e.file = Some(path);
+        e
+    })
+}
+
+/// A path's last component, for messages.
+fn file_name(path: &Path) -> String {
+    path.file_name()
+        .unwrap_or_default()
+        .to_string_lossy()
+        .into_owned()
+}
+
+/// What resuming found before the trainer exists: the checkpoint to restore,
+/// and what to tell the user once the log is cut back to it.
+struct ResumePoint {
+    checkpoint: Option<checkpoint::Loaded>,
+    notes: Vec<(Level, String)>,
+}
+
+/// Gets a session ready to resume: removes temp files of writers that died
+/// mid-write, sets restart-only keys of `config` back to what was in force
+/// (`config.in-force.toml`), and finds the newest checkpoint that reads
+/// back, moving newer unreadable ones aside.
+fn resume_point(dir: &Path, config: &mut Config) -> Result<ResumePoint> {
+    let mut notes = Vec::new();
+    let checkpoints = dir.join("checkpoints");
+    let mut removed = session::remove_orphan_temps(&checkpoints);
+    removed.extend(session::remove_orphan_temps(dir));
+    if !removed.is_empty() {
+        let names: Vec<String> = removed.iter().map(|p| file_name(p)).collect();
+        notes.push((
+            Level::Info,
+            format!(
+                "removed {} temp file(s) of a writer that died mid-write: {}",
+                names.len(),
+                names.join(", ")
+            ),
+        ));
+    }
+
+    let in_force_path = dir.join(CONFIG_IN_FORCE);
+    if in_force_path.exists() {
+        match Config::load(&in_force_path) {
+            Ok(in_force) => {
+                let kept = config.clone().keeping_restart_only_of(&in_force);
+                let not_applied: Vec<String> = config
+                    .diff(&kept)
+                    .iter()
+                    .map(|c| format!("`{}` = {} (in force: {})", c.key, c.old, c.new))
+                    .collect();
+                if !not_applied.is_empty() {
+                    kept.validate().map_err(|e| {
+                        anyhow::anyhow!(
+                            "config.toml holds restart-only edits that cannot apply to this session ({}), \
+                             and with the values in force ({CONFIG_IN_FORCE}) it is invalid: {e}",
+                            not_applied.join(", ")
+                        )
+                    })?;
+                    notes.push((
+                        Level::Warn,
+                        format!(
+                            "restart-only edits in config.toml were not applied: {}; the session resumes with \
+                             the config it ran with ({CONFIG_IN_FORCE}). To train with them, start a new session",
+                            not_applied.join(", ")
+                        ),
+                    ));
+                }
+                *config = kept;
+            }
+            Err(e) => notes.push((
+                Level::Warn,
+                format!("cannot read the config in force ({e}); restart-only keys come from config.toml"),
+            )),
+        }
+    }
+
+    let (checkpoint, unreadable) = checkpoint::Loaded::newest_readable(&checkpoints);
+    for (path, why) in unreadable {
+        let name = file_name(&path);
+        let moved = match checkpoint::set_aside(&path) {
+            Ok(aside) => format!("moved aside to {}", file_name(&aside)),
+            Err(e) => format!("{e:#}"),
+        };
+        notes.push((
+            Level::Warn,
+            format!("skipped checkpoint {name}, which does not read back ({why}); {moved}"),
+        ));
+    }
+    Ok(ResumePoint { checkpoint, notes })
+}
