@@ -8,7 +8,7 @@
 
 use meltr_tui::config::Config;
 use meltr_tui::engine::trainer::resolve_device;
-use meltr_tui::meltr::optim::{per_parameter_step, AdamW};
+use meltr_tui::nn::optim::{per_parameter_step, AdamW};
 use meltr_tui::workload;
 use std::time::Instant;
 use tch::{Kind, Tensor};

@@ -337,7 +337,7 @@ fn non_finite_losses_skip_the_update_and_never_reach_the_parameters() {
         .collect();
     assert_eq!(skipped, vec![20, 21, 22, 23, 24]);
     assert!(
-        meltr_tui::meltr::autograd::all_finite(&params),
+        meltr_tui::nn::autograd::all_finite(&params),
         "NaN reached the parameters"
     );
     // Training went on after the poisoned steps, with finite losses.

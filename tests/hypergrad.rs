@@ -7,12 +7,12 @@ mod common;
 use common::relative_error;
 
 use anyhow::Result;
-use meltr_tui::meltr::autograd::{self, grad};
 use meltr_tui::meltr::combiner::{Combiner, Training};
 use meltr_tui::meltr::hypergrad::{
     hypergradient, neumann, AidMode, AidSettings, JvpMethod, MetaProblem,
 };
 use meltr_tui::meltr::net::{MeltrNet, MeltrSizes};
+use meltr_tui::nn::autograd::{self, grad};
 use tch::{nn, Device, Kind, Tensor};
 
 const F64: (Kind, Device) = (Kind::Double, Device::Cpu);
@@ -84,7 +84,7 @@ impl Combiner for TinyMeltr {
         Training::Meta
     }
     fn params(&self) -> Vec<Tensor> {
-        meltr_tui::meltr::combiner::sorted_variables(&self.vs)
+        meltr_tui::nn::vars::sorted_variables(&self.vs)
     }
     fn var_store(&self) -> &nn::VarStore {
         &self.vs
@@ -575,9 +575,9 @@ fn fused_attention_trains_with_factorized_and_exact_fails_clearly() {
     );
 
     // A few bilevel rounds: inner AdamW steps on M(l), meta steps on φ.
-    let mut inner = meltr_tui::meltr::optim::AdamW::new(&model.theta, 1e-2, 0.0);
+    let mut inner = meltr_tui::nn::optim::AdamW::new(&model.theta, 1e-2, 0.0);
     let phi = meltr.params();
-    let mut outer = meltr_tui::meltr::optim::AdamW::new(&phi, 1e-3, 0.0);
+    let mut outer = meltr_tui::nn::optim::AdamW::new(&phi, 1e-3, 0.0);
     let first = model.losses().get(0).double_value(&[]);
     for step in 0..30 {
         let combined = meltr.combine(&model.losses());

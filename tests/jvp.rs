@@ -197,7 +197,7 @@ fn assert_primary_alone_matches(name: &str, workload: &dyn Workload, config: &Co
     let theta = workload.parameters();
     let primary = &config.workload.primary;
     let value_and_grad = |loss: tch::Tensor| {
-        let grads = meltr_tui::meltr::autograd::grad(&[&loss], &theta, false, false).unwrap();
+        let grads = meltr_tui::nn::autograd::grad(&[&loss], &theta, false, false).unwrap();
         let flat: Vec<f64> = grads
             .iter()
             .flat_map(|g| Vec::<f64>::try_from(g.flatten(0, -1)).unwrap())

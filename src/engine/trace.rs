@@ -11,7 +11,8 @@
 //!   step), `losses` (the inner forward's loss vector), and on meta steps
 //!   `hyper.<name>` (the hypergradient before clipping) and `reg`.
 
-use crate::meltr::combiner::{sorted_named_variables, Combiner};
+use crate::meltr::combiner::Combiner;
+use crate::nn::vars::sorted_named_variables;
 use crate::workload::Workload;
 use anyhow::{bail, Context, Result};
 use std::io::Write;
@@ -68,7 +69,7 @@ impl Tracer {
             meta: None,
         };
         if step == 0 {
-            let params = crate::meltr::combiner::sorted_variables(workload.var_store());
+            let params = crate::nn::vars::sorted_variables(workload.var_store());
             let tensors = tracer.named_state(&params, combiner);
             tracer.write_tensors("init.safetensors", &tensors)?;
         }
@@ -148,7 +149,7 @@ impl Tracer {
 }
 
 /// Trainable variable names in the order of
-/// [`crate::meltr::combiner::sorted_variables`].
+/// [`crate::nn::vars::sorted_variables`].
 fn trainable_names(vs: &tch::nn::VarStore) -> Vec<String> {
     sorted_named_variables(vs)
         .into_iter()

@@ -11,9 +11,10 @@
 //! | `mlp`         | v·softplus(W l + b), W, v > 0          | AID meta step   |
 //! | `meltr`       | MELTR network                          | AID meta step   |
 
-use super::autograd::grad;
 use super::net::{MeltrNet, MeltrSizes};
 use crate::config::Config;
+use crate::nn::autograd::grad;
+use crate::nn::vars::sorted_variables;
 use anyhow::Result;
 use tch::nn;
 use tch::{Device, Kind, Tensor};
@@ -95,7 +96,7 @@ pub fn fit_to_linear(
         target.len()
     );
     let target = Tensor::from_slice(target).to_kind(kind).to_device(device);
-    let mut rng = crate::workload::SplitMix::new(seed, 0x004c_494e);
+    let mut rng = crate::nn::rng::SplitMix::new(seed, 0x004c_494e);
     let mut uniform = || ((rng.next_u64() >> 11) as f64 + 1.0) / (1u64 << 53) as f64;
     let noise: Vec<f64> = (0..FIT_STEPS * FIT_SAMPLES * k)
         .map(|_| {
@@ -107,7 +108,7 @@ pub fn fit_to_linear(
     let spread = (Tensor::from_slice(&noise).to_kind(kind).to_device(device) * FIT_SPREAD)
         .exp()
         .reshape([(FIT_STEPS * FIT_SAMPLES) as i64, k as i64]);
-    let mut adam = super::optim::AdamW::new(&params, FIT_LR, 0.0);
+    let mut adam = crate::nn::optim::AdamW::new(&params, FIT_LR, 0.0);
     for step in 0..FIT_STEPS {
         // Cosine decay: large steps find the fit, small ones settle it.
         adam.lr =
@@ -230,26 +231,6 @@ fn fixed_weights(config: &Config) -> Vec<f64> {
         .iter()
         .map(|n| config.combiner.weights.get(n).copied().unwrap_or(0.0))
         .collect()
-}
-
-/// A VarStore's trainable variables in name order (stable across runs, so
-/// optimizer state lines up on resume; `trainable_variables` is unordered).
-pub fn sorted_variables(vs: &nn::VarStore) -> Vec<Tensor> {
-    sorted_named_variables(vs)
-        .into_iter()
-        .map(|(_, t)| t)
-        .collect()
-}
-
-/// [`sorted_variables`] with their names.
-pub fn sorted_named_variables(vs: &nn::VarStore) -> Vec<(String, Tensor)> {
-    let mut named: Vec<(String, Tensor)> = vs
-        .variables()
-        .into_iter()
-        .filter(|(_, t)| t.requires_grad())
-        .collect();
-    named.sort_by(|a, b| a.0.cmp(&b.0));
-    named
 }
 
 fn softplus_inv(y: f64) -> f64 {
@@ -417,15 +398,15 @@ mod tests {
         // The sum: every weight moves toward 1 (the fit can stall with one
         // loss short of it, which the trainer reports in its event line).
         let meltr = small_meltr();
-        let init = crate::meltr::autograd::snapshot(&meltr.params());
+        let init = crate::nn::autograd::snapshot(&meltr.params());
         let before = largest_error(meltr.as_ref(), &losses, &[1.0; 6]);
         let after = fit_to_linear(meltr.as_ref(), &losses, &[1.0; 6], 7).unwrap();
         eprintln!("sum: largest |w_k - 1| {before:.3} at init, {after:.3} after the fit");
         assert!(after < 0.5 * before, "{before} -> {after}");
 
         // The same seed fits the same parameters from the same init.
-        let fitted = crate::meltr::autograd::snapshot(&meltr.params());
-        crate::meltr::autograd::assign(&meltr.params(), &init);
+        let fitted = crate::nn::autograd::snapshot(&meltr.params());
+        crate::nn::autograd::assign(&meltr.params(), &init);
         fit_to_linear(meltr.as_ref(), &losses, &[1.0; 6], 7).unwrap();
         for (a, b) in meltr.params().iter().zip(&fitted) {
             assert_eq!(a, b);

@@ -41,7 +41,7 @@ pub(crate) fn checked<T>(call: impl FnOnce(*mut *mut c_char) -> T) -> Result<T> 
         .to_string_lossy()
         .into_owned();
     unsafe { meltr_fwad_free(error) };
-    Err(anyhow!("{}", super::autograd::first_line(&message)))
+    Err(anyhow!("{}", crate::nn::autograd::first_line(&message)))
 }
 
 static LEVEL_LOCK: Mutex<()> = Mutex::new(());
@@ -128,7 +128,7 @@ pub fn jvp_many(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::meltr::autograd::grad;
+    use crate::nn::autograd::grad;
     use tch::{Device, Kind};
 
     fn opts() -> (Kind, Device) {

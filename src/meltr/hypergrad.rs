@@ -32,9 +32,9 @@
 //!   differences, the fallback for models whose ops lack forward
 //!   derivatives (e.g. fused attention kernels).
 
-use super::autograd::{self, grad};
 use super::combiner::{effective_weights_graph, Combiner};
 use super::phases::PhaseClock;
+use crate::nn::autograd::{self, grad};
 use anyhow::{anyhow, Result};
 use std::cell::RefCell;
 use tch::{Kind, Tensor};

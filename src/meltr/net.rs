@@ -106,7 +106,7 @@ impl MeltrNet {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::meltr::autograd::grad;
+    use crate::nn::autograd::grad;
     use tch::{Device, Kind};
 
     fn tiny(kind: Kind) -> (nn::VarStore, MeltrNet) {

@@ -15,7 +15,7 @@
 //! logged step's update reuses it: logging costs the step one extra pass
 //! over the model.
 
-use super::autograd::{detach_all, dot, grad};
+use crate::nn::autograd::{detach_all, dot, grad};
 use anyhow::Result;
 use tch::Tensor;
 

@@ -1,6 +1,12 @@
-//! Small building blocks shared by MELTR and the built-in workloads.
+//! Small building blocks shared by MELTR, the built-in workloads and the
+//! trainer: autograd helpers, the optimizer and clipping, VarStore
+//! helpers, a portable seeded generator, and a transformer encoder.
 
+pub mod autograd;
+pub mod optim;
+pub mod rng;
 pub mod transformer;
+pub mod vars;
 
 /// Mean cross-entropy of `logits` (`[N, C]`) against class indices, in the
 /// logits' own dtype (tch's `cross_entropy_for_logits` always computes in

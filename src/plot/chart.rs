@@ -6,31 +6,10 @@
 use super::font::Metrics;
 use super::legend::{Legend, Rect};
 use super::scale::{self, Kind, Scale, Ticks};
-use super::series::{extent, Points};
+use super::series::extent;
+use super::series::{Emphasis, Line};
 use super::style::{SeriesLook, Theme};
 use super::svg::{Anchor, Stroke, Svg};
-
-/// How prominently a line is drawn.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Emphasis {
-    /// Full width, the series' dash pattern.
-    Main,
-    /// Thin, solid and translucent: the raw curve behind its smoothed one.
-    Faint,
-    /// Like `Main`, with a marker at every point while there are few.
-    WithMarkers,
-    /// Larger markers only (highlighted points).
-    MarkersOnly,
-}
-
-/// A data series; unlabelled ones stay out of the legend.
-#[derive(Debug, Clone, PartialEq)]
-pub struct Line {
-    pub label: Option<String>,
-    pub points: Points,
-    pub look: SeriesLook,
-    pub emphasis: Emphasis,
-}
 
 /// One bar of a categorical bar chart.
 #[derive(Debug, Clone, PartialEq)]

@@ -2,10 +2,11 @@
 //! from [`SessionData`] to [`Chart`]s; drawing lives in `chart`, writing in
 //! the module root.
 
-use super::chart::{Bar, Body, Chart, Emphasis, Line};
+use super::chart::{Bar, Body, Chart};
 use super::data::{SeriesSource, SessionData};
 use super::scale::{compact, short, Kind};
 use super::series::{decimate, ema, extent, interpolate, Points};
+use super::series::{Emphasis, Line};
 use super::style::{look, SeriesLook};
 use super::svg::Shape;
 

@@ -2,8 +2,8 @@
 //! fewest data points (matplotlib's "best"), or — when every spot would hide
 //! data — unframed in rows above the axes, as papers do for crowded plots.
 
-use super::chart::{Emphasis, Line};
 use super::font::Metrics;
+use super::series::{Emphasis, Line};
 use super::style::Theme;
 use super::svg::{Anchor, Stroke, Svg};
 

@@ -2,6 +2,30 @@
 //! debiased EMA, [`crate::smoothing`]) and min/max decimation per pixel column, which keeps every
 //! visible extreme of a 10⁶-point curve with a few thousand points.
 
+use super::style::SeriesLook;
+
+/// How prominently a line is drawn.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Emphasis {
+    /// Full width, the series' dash pattern.
+    Main,
+    /// Thin, solid and translucent: the raw curve behind its smoothed one.
+    Faint,
+    /// Like `Main`, with a marker at every point while there are few.
+    WithMarkers,
+    /// Larger markers only (highlighted points).
+    MarkersOnly,
+}
+
+/// A data series; unlabelled ones stay out of the legend.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Line {
+    pub label: Option<String>,
+    pub points: Points,
+    pub look: SeriesLook,
+    pub emphasis: Emphasis,
+}
+
 /// A curve as `(x, y)` pairs, `x` non-decreasing.
 pub type Points = Vec<(f64, f64)>;
 

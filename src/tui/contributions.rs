@@ -6,8 +6,8 @@
 use super::chart::{self, PlotSeries};
 use super::curves;
 use super::fmt;
+use super::frame::pane_block;
 use super::state::{App, CurveId, Pane};
-use super::view::pane_block;
 use crate::session::metrics::Named;
 use ratatui::layout::{Constraint, Layout, Rect};
 use ratatui::text::{Line, Span};

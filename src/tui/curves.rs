@@ -5,8 +5,8 @@
 use super::chart::{self, PlotSeries};
 use super::decimate::Track;
 use super::fmt;
+use super::frame::pane_block;
 use super::state::{App, CurveId, Pane, Window};
-use super::view::pane_block;
 use ratatui::layout::{Constraint, Layout, Rect};
 use ratatui::text::{Line, Span};
 use ratatui::widgets::Paragraph;

@@ -3,8 +3,8 @@
 //! did, newest at the bottom. Drawing reads only the entries that fit.
 
 use super::fmt;
+use super::frame::pane_block;
 use super::state::{App, Pane};
-use super::view::pane_block;
 use crate::session::metrics::Level;
 use ratatui::layout::Rect;
 use ratatui::text::{Line, Span};

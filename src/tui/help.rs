@@ -1,62 +1,13 @@
-//! The help overlay (every key binding, from the one table [`KEYS`]) and
-//! the quit confirmation.
+//! The help overlay (every key binding, from the one table
+//! [`KEYS`](super::keys::KEYS)) and the quit confirmation.
 
+use super::keys::KEYS;
 use super::state::App;
 use super::theme::Theme;
 use ratatui::layout::{Constraint, Flex, Layout, Rect};
 use ratatui::text::{Line, Span};
 use ratatui::widgets::{Block, Clear, Paragraph};
 use ratatui::Frame;
-
-/// (where, keys, what) for every binding.
-pub const KEYS: &[(&str, &str, &str)] = &[
-    ("global", "Tab / S-Tab", "focus next / previous pane"),
-    (
-        "global",
-        "1 2 3 4",
-        "curves, contributions, hyperparameters, events",
-    ),
-    ("global", "p", "pause / resume the run"),
-    ("global", "c", "write a checkpoint now"),
-    ("global", "e", "export figures"),
-    ("global", "] [", "AID iterations J +1 / -1"),
-    ("global", "} {", "AID step alpha x2 / /2"),
-    (
-        "global",
-        "?",
-        "this help (Up/Down scroll, any other key closes)",
-    ),
-    (
-        "global",
-        "q",
-        "quit or detach (asks first; s there stops the run)",
-    ),
-    (
-        "global",
-        "Ctrl-C",
-        "quit at once, leaving the run to the caller",
-    ),
-    ("curves", "l", "log scale on / off"),
-    ("curves", "s / S", "more / less EMA smoothing"),
-    ("curves", "w", "full history / recent windows"),
-    ("curves", "Up Down", "select a series"),
-    ("curves", "Space", "show / hide the selected series"),
-    ("contrib", "t / T", "transform of the next / previous loss"),
-    ("hyper", "Up Down PgUp PgDn", "select a key"),
-    (
-        "hyper",
-        "Enter",
-        "edit the selected value (checked before writing)",
-    ),
-    ("editor", "Enter / Esc", "write the value / cancel"),
-    (
-        "editor",
-        "Left Right Home End",
-        "move; Backspace Del Ctrl-U delete",
-    ),
-    ("events", "Up Down PgUp PgDn", "scroll"),
-    ("events", "Home / End", "oldest / follow newest"),
-];
 
 const KEYS_WIDTH: usize = 20;
 

@@ -3,8 +3,8 @@
 //! line with its validation error, and the refused-edit banner.
 
 use super::fmt;
+use super::frame::pane_block;
 use super::state::{App, Pane};
-use super::view::pane_block;
 use crate::config::restart_only_reason;
 use ratatui::layout::{Constraint, Layout, Rect};
 use ratatui::style::Style;

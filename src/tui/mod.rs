@@ -23,11 +23,13 @@ pub mod events;
 #[doc(hidden)]
 pub mod fixtures;
 pub mod fmt;
+pub mod frame;
 pub mod gpu;
 pub mod header;
 pub mod help;
 pub mod hyper;
 pub mod input;
+pub mod keys;
 pub mod state;
 pub mod store;
 pub mod terminal;

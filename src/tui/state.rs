@@ -368,7 +368,7 @@ impl App {
                         scroll: scroll.saturating_sub(1),
                     },
                     KeyCode::Down | KeyCode::Char('j') => Overlay::Help {
-                        scroll: (scroll + 1).min(super::help::KEYS.len()),
+                        scroll: (scroll + 1).min(super::keys::KEYS.len()),
                     },
                     _ => Overlay::None,
                 };

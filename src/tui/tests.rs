@@ -746,7 +746,7 @@ fn events_scroll_and_follow() {
 
 #[test]
 fn help_lists_every_global_key() {
-    let keys: String = super::help::KEYS
+    let keys: String = super::keys::KEYS
         .iter()
         .map(|(_, k, _)| format!("{k} "))
         .collect();

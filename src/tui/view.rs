@@ -3,12 +3,11 @@
 //! the [`App`] and draws; no state changes.
 
 use super::state::{App, Overlay, Pane};
-use super::theme::Theme;
 use super::{contributions, curves, events, fmt, header, help, hyper};
 use crate::session::metrics::Level;
 use ratatui::layout::{Constraint, Layout, Rect};
 use ratatui::text::{Line, Span};
-use ratatui::widgets::{Block, Paragraph, Tabs};
+use ratatui::widgets::{Paragraph, Tabs};
 use ratatui::Frame;
 
 /// At or above this size all four panes are shown at once.
@@ -69,31 +68,6 @@ pub fn render_pane(frame: &mut Frame, area: Rect, app: &App, pane: Pane) {
         Pane::Hyper => hyper::render(frame, area, app, focused),
         Pane::Events => events::render(frame, area, app, focused),
     }
-}
-
-/// A pane's frame: `N Title`, thick and accented when focused, and an
-/// optional right-aligned note.
-pub fn pane_block(
-    theme: Theme,
-    pane: Pane,
-    focused: bool,
-    note: Option<Line<'static>>,
-) -> Block<'static> {
-    let (style, border) = theme.border(focused);
-    let title = format!(" {} {} ", pane.index() + 1, pane.title());
-    let title = if focused {
-        Span::styled(title, theme.accent())
-    } else {
-        Span::raw(title)
-    };
-    let mut block = Block::bordered()
-        .border_type(border)
-        .border_style(style)
-        .title(title);
-    if let Some(note) = note {
-        block = block.title(note.right_aligned());
-    }
-    block
 }
 
 fn render_tabs(frame: &mut Frame, area: Rect, app: &App) {

@@ -36,7 +36,7 @@ pub trait Workload: Send {
     fn var_store(&self) -> &tch::nn::VarStore;
     /// θ, in a stable (name) order.
     fn parameters(&self) -> Vec<Tensor> {
-        crate::meltr::combiner::sorted_variables(self.var_store())
+        crate::nn::vars::sorted_variables(self.var_store())
     }
     /// The training batch for `step` (a pure function of seed and step, so a
     /// resumed run sees the same data).
@@ -60,11 +60,11 @@ pub trait Workload: Send {
     fn evaluate(&self) -> Result<Evaluation>;
     /// Everything to checkpoint (parameters and buffers), by name.
     fn state(&self) -> Vec<(String, Tensor)> {
-        named_state(self.var_store(), "")
+        crate::nn::vars::named_state(self.var_store(), "")
     }
     /// Restores `state`; a missing or mis-shaped entry is an error.
     fn load_state(&mut self, lookup: &dyn Fn(&str) -> Option<Tensor>) -> Result<()> {
-        load_into(self.var_store(), "", lookup)
+        crate::nn::vars::load_into(self.var_store(), "", lookup)
     }
 }
 
@@ -75,14 +75,14 @@ pub fn take_loss(mut losses: Losses, name: &str) -> Result<Tensor> {
         .with_context(|| format!("the model returned no loss named `{name}`"))
 }
 
-/// Builds the configured workload on `device` in `kind`. `checkpoint` is
-/// the one a resumed run restores (a TorchScript module comes from it, with
-/// its buffers).
+/// Builds the configured workload on `device` in `kind`. `saved_module`:
+/// a TorchScript workload's module as a resumed run's checkpoint holds it
+/// (with its buffers), under [`saved_module_key`].
 pub fn build(
     config: &Config,
     device: Device,
     kind: Kind,
-    checkpoint: Option<&crate::engine::checkpoint::Loaded>,
+    saved_module: Option<&Tensor>,
 ) -> Result<Box<dyn Workload>> {
     let workload: Box<dyn Workload> = match config.workload.kind.as_str() {
         "synthetic" => Box::new(synthetic::Synthetic::new(config, device, kind)),
@@ -93,13 +93,17 @@ pub fn build(
             Box::new(video_text::VideoText::new(config, None, device, kind)?)
         }
         "torchscript" => {
-            let saved = checkpoint.and_then(|c| c.get(&format!("model.{}", torchscript::MODULE_ENTRY)));
-            Box::new(torchscript::TorchScript::new(config, device, kind, saved.as_ref())?)
+            Box::new(torchscript::TorchScript::new(config, device, kind, saved_module)?)
         }
         other => bail!("workload.kind = \"{other}\" is not a workload; use \"video-text\", \"torchscript\" or \"synthetic\""),
     };
     check_loss_names(config, &workload.loss_names())?;
     Ok(workload)
+}
+
+/// Where a checkpoint keeps a TorchScript workload's module.
+pub fn saved_module_key() -> String {
+    format!("model.{}", torchscript::MODULE_ENTRY)
 }
 
 /// Checks what can be checked without building the workload, so that a
@@ -190,43 +194,6 @@ pub fn select(losses: &Losses, order: &[String]) -> Result<Tensor> {
     Ok(Tensor::stack(&picked?, 0))
 }
 
-/// Loads named tensors into a VarStore's variables (checkpoint restore).
-pub fn load_into(
-    vs: &tch::nn::VarStore,
-    prefix: &str,
-    lookup: &dyn Fn(&str) -> Option<Tensor>,
-) -> Result<()> {
-    let vars = vs.variables();
-    tch::no_grad(|| -> Result<()> {
-        for (name, var) in vars {
-            let key = format!("{prefix}{name}");
-            let Some(value) = lookup(&key) else {
-                bail!("checkpoint lacks `{key}`")
-            };
-            if value.size() != var.size() {
-                bail!(
-                    "checkpoint `{key}` has shape {:?}, the model expects {:?}",
-                    value.size(),
-                    var.size()
-                );
-            }
-            var.shallow_clone().copy_(&value);
-        }
-        Ok(())
-    })
-}
-
-/// A VarStore's variables as checkpoint entries, names prefixed.
-pub fn named_state(vs: &tch::nn::VarStore, prefix: &str) -> Vec<(String, Tensor)> {
-    let mut out: Vec<(String, Tensor)> = vs
-        .variables()
-        .into_iter()
-        .map(|(n, t)| (format!("{prefix}{n}"), t))
-        .collect();
-    out.sort_by(|a, b| a.0.cmp(&b.0));
-    out
-}
-
 /// Row indices of batch `index` from a split of `samples` rows: drawn with
 /// replacement by a generator seeded with (seed, stream, index), so a batch
 /// is a pure function of its index (resumed runs see the same data).
@@ -238,7 +205,7 @@ pub fn batch_rows(
     batch_size: i64,
     device: Device,
 ) -> Tensor {
-    let mut rng = SplitMix::new(seed, stream.wrapping_add(index.wrapping_mul(2)));
+    let mut rng = crate::nn::rng::SplitMix::new(seed, stream.wrapping_add(index.wrapping_mul(2)));
     let rows: Vec<i64> = (0..batch_size)
         .map(|_| rng.below(samples as u64) as i64)
         .collect();
@@ -290,30 +257,6 @@ fn rows_of_block(seed: u64, stream: u64, block: u64, samples: i64, batch_size: i
         .map(|i| batch_rows(seed, stream, i, samples, batch_size, Device::Cpu))
         .collect();
     Tensor::stack(&host, 0)
-}
-
-/// SplitMix64: a tiny seeded generator for host-side choices (batch indices,
-/// meta-batch picks) that is identical on every device and platform.
-#[derive(Debug, Clone)]
-pub struct SplitMix(u64);
-
-impl SplitMix {
-    pub fn new(seed: u64, stream: u64) -> Self {
-        let mut s = SplitMix(seed ^ stream.wrapping_mul(0x9E37_79B9_7F4A_7C15));
-        s.next_u64();
-        s
-    }
-    pub fn next_u64(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^ (z >> 31)
-    }
-    /// Uniform in `0..n`.
-    pub fn below(&mut self, n: u64) -> u64 {
-        self.next_u64() % n.max(1)
-    }
 }
 
 #[cfg(test)]

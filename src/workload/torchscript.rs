@@ -15,8 +15,9 @@
 //! also carry the whole serialized module, and a resumed run loads it from
 //! there.
 
-use super::{Batch, Evaluation, Losses, SplitMix, Workload};
+use super::{Batch, Evaluation, Losses, Workload};
 use crate::config::Config;
+use crate::nn::rng::SplitMix;
 use anyhow::{anyhow, bail, Context, Result};
 use std::cell::RefCell;
 use std::collections::BTreeMap;
@@ -524,7 +525,7 @@ impl Workload for TorchScript {
     }
 
     fn state(&self) -> Vec<(String, Tensor)> {
-        let mut state = super::named_state(&self.vs, "");
+        let mut state = crate::nn::vars::named_state(&self.vs, "");
         match serialize(&self.module.borrow()) {
             Ok(bytes) => state.push((MODULE_ENTRY.to_string(), Tensor::from_slice(&bytes))),
             // Parameters are still saved; the resume loads buffers from model.pt.

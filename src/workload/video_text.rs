@@ -21,9 +21,10 @@
 //! cross-entropy), and `distractor`: random per-clip labels predicted from
 //! the shared video encoding, harmful by construction.
 
-use super::{self as workload, Batch, Evaluation, Losses, SplitMix, Workload};
+use super::{self as workload, Batch, Evaluation, Losses, Workload};
 use crate::config::Config;
 use crate::nn::cross_entropy;
+use crate::nn::rng::SplitMix;
 use crate::nn::transformer::{causal_mask, EncoderLayer};
 use anyhow::{bail, Context, Result};
 use std::collections::BTreeMap;
@@ -488,7 +489,7 @@ impl VideoText {
             None if n.starts_with("distractor_head.") => current.get(n).map(|t| t.detach().copy()),
             None => None,
         };
-        super::load_into(&self.vs, "", &lookup).with_context(|| {
+        crate::nn::vars::load_into(&self.vs, "", &lookup).with_context(|| {
             format!(
                 "{} is not a video-text foundation checkpoint",
                 path.display()
@@ -684,7 +685,7 @@ pub fn pretrain(
     let val = world.generate(Domain::Pretrain, 64, 2, FOUNDATION_WORLD_SEED);
     let w = VideoText::with_data(device, Kind::Float, seed, pretrain, val, 64);
     let params = w.parameters();
-    let mut opt = crate::meltr::optim::AdamW::new(&params, 2e-3, 0.0);
+    let mut opt = crate::nn::optim::AdamW::new(&params, 2e-3, 0.0);
     for step in 1..=steps {
         let losses = w.forward(&w.sample(&w.train, 0, step))?;
         let total = LOSSES
@@ -692,8 +693,8 @@ pub fn pretrain(
             .filter(|n| **n != "distractor")
             .map(|n| &losses[*n])
             .fold(Tensor::from(0.0f32), |a, b| a + b);
-        let mut grads = crate::meltr::autograd::grad(&[&total], &params, false, false)?;
-        let _ = crate::meltr::optim::clip_grad_norm(&mut grads, 1.0);
+        let mut grads = crate::nn::autograd::grad(&[&total], &params, false, false)?;
+        let _ = crate::nn::optim::clip_grad_norm(&mut grads, 1.0);
         opt.step(&params, &grads);
         if step % 100 == 0 || step == steps {
             progress(step, total.double_value(&[]));

@@ -13,7 +13,7 @@ impl Trainer {
         for (name, t) in self.workload.state() {
             tensors.push((format!("model.{name}"), t));
         }
-        tensors.extend(workload::named_state(
+        tensors.extend(crate::nn::vars::named_state(
             self.combiner.var_store(),
             "combiner.",
         ));

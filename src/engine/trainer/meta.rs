@@ -33,7 +33,8 @@ impl Trainer {
             return Ok(());
         }
         self.phase_clock.start();
-        let mut rng = workload::SplitMix::new(self.config.workload.seed, 0x4d45_5441 ^ self.step);
+        let mut rng =
+            crate::nn::rng::SplitMix::new(self.config.workload.seed, 0x4d45_5441 ^ self.step);
         // Drawn either way, so the validation pick is the same in both modes.
         let random_pick = rng.below(n) as usize;
         let (train_step, train_batch) = match current_forward {

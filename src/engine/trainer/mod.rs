@@ -19,12 +19,12 @@ use super::collapse::{CollapseGuard, Verdict, COLLAPSE_META_STEPS, COLLAPSE_WEIG
 use super::control::{Command, Event, Status};
 use super::trace::Tracer;
 use crate::config::Config;
-use crate::meltr::autograd::grad;
 use crate::meltr::combiner::{self, Combiner, Training};
 use crate::meltr::hypergrad::{hypergradient_timed, AidMode, AidSettings, JvpMethod, MetaProblem};
-use crate::meltr::optim::{clip_grad_norm, AdamW, WeightDecay};
 use crate::meltr::phases::PhaseClock;
 use crate::meltr::shares::{self, Shares};
+use crate::nn::autograd::grad;
+use crate::nn::optim::{clip_grad_norm, AdamW, WeightDecay};
 use crate::session::log::{self, MetricsWriter};
 use crate::session::metrics::{Curve, Level, MetricLine, Named, Record};
 use crate::session::{self, SessionMeta};

@@ -51,8 +51,11 @@ impl Trainer {
             None
         };
         let device = resolve_device(&config.train.device)?;
-        let checkpoint = point.as_ref().and_then(|p| p.checkpoint.as_ref());
-        let workload = workload::build(&config, device, dtype(&config), checkpoint)?;
+        let saved_module = point
+            .as_ref()
+            .and_then(|p| p.checkpoint.as_ref())
+            .and_then(|c| c.get(&workload::saved_module_key()));
+        let workload = workload::build(&config, device, dtype(&config), saved_module.as_ref())?;
         Self::assemble(dir, config, workload, point, events)
     }
 
@@ -255,7 +258,7 @@ fn restore(ckpt: &checkpoint::Loaded, (workload, combiner, inner, meta): &mut Pa
     workload
         .load_state(&ckpt.lookup("model."))
         .with_context(context)?;
-    workload::load_into(combiner.var_store(), "combiner.", &|n| ckpt.get(n))
+    crate::nn::vars::load_into(combiner.var_store(), "combiner.", &|n| ckpt.get(n))
         .with_context(context)?;
     inner
         .load_state("inner", &|n| ckpt.get(n))
