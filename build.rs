@@ -29,7 +29,11 @@ fn main() {
 
 /// `csrc/*.cpp`, built with libtorch's headers and C++ ABI.
 fn compile_shims() {
-    const SOURCES: [&str; 2] = ["csrc/forward_ad.cpp", "csrc/device_memory.cpp"];
+    const SOURCES: [&str; 3] = [
+        "csrc/shim.cpp",
+        "csrc/forward_ad.cpp",
+        "csrc/device_memory.cpp",
+    ];
     for source in SOURCES {
         println!("cargo:rerun-if-changed={source}");
     }

@@ -4,7 +4,7 @@
 // accelerator both calls report an error instead.
 //
 // Errors are returned as malloc'd strings the caller frees with
-// meltr_fwad_free (forward_ad.cpp).
+// meltr_shim_free (shim.cpp).
 #include <ATen/DeviceAccelerator.h>
 
 #include <cstdint>

@@ -4,7 +4,7 @@
 // TorchScript — sees dual numbers without being rewritten).
 //
 // `at::Tensor*` is what tch's `C_tensor` points to. Errors are returned as
-// malloc'd strings the caller frees with meltr_fwad_free.
+// malloc'd strings the caller frees with meltr_shim_free (shim.cpp).
 #include <ATen/core/Tensor.h>
 #include <torch/csrc/autograd/forward_grad.h>
 
@@ -61,5 +61,4 @@ at::Tensor *meltr_fwad_tangent(at::Tensor *tensor, uint64_t level,
   }
 }
 
-void meltr_fwad_free(char *message) { free(message); }
 }

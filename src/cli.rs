@@ -202,7 +202,7 @@ pub fn dispatch(cli: Cli) -> Result<()> {
             };
             attach(&dir)
         }
-        Some(Cmd::Runner { dir, resume }) => match crate::runner::serve(&dir, resume)? {
+        Some(Cmd::Runner { dir, resume }) => match crate::runner::serve::serve(&dir, resume)? {
             Status::Failed => bail!("the run failed (see session.json)"),
             _ => Ok(()),
         },
@@ -380,7 +380,7 @@ fn drive(dir: &Path, config: Config, resume: bool, mode: Mode) -> Result<()> {
     match mode {
         Mode::Headless => run_headless(dir, config, resume),
         Mode::Detached => {
-            let pid = crate::runner::launch(dir, resume)?;
+            let pid = crate::runner::launch::launch(dir, resume)?;
             let id = dir.file_name().unwrap_or_default().to_string_lossy();
             println!(
                 "session {id} running detached (runner pid {pid}) in {}",
@@ -390,7 +390,7 @@ fn drive(dir: &Path, config: Config, resume: bool, mode: Mode) -> Result<()> {
             Ok(())
         }
         Mode::Tui => {
-            crate::runner::launch(dir, resume)?;
+            crate::runner::launch::launch(dir, resume)?;
             attach(dir)
         }
     }
@@ -400,12 +400,13 @@ fn drive(dir: &Path, config: Config, resume: bool, mode: Mode) -> Result<()> {
 /// one serves, else its history. Leaving detaches; the run goes on.
 fn attach(dir: &Path) -> Result<()> {
     crate::tui::terminal::check_available()?;
-    let (link, history): (Box<dyn crate::tui::EngineLink>, _) = if crate::runner::is_serving(dir) {
-        let (link, history) = crate::runner::RemoteLink::attach(dir)?;
-        (Box::new(link), history)
-    } else {
-        (Box::new(crate::runner::NoEngine), read_history(dir)?)
-    };
+    let (link, history): (Box<dyn crate::engine::link::EngineLink>, _) =
+        if crate::runner::is_serving(dir) {
+            let (link, history) = crate::runner::link::RemoteLink::attach(dir)?;
+            (Box::new(link), history)
+        } else {
+            (Box::new(crate::engine::link::NoEngine), read_history(dir)?)
+        };
     let meta = SessionMeta::read(dir)?;
     let config = engine::trainer::session_config(dir).map_err(anyhow::Error::new)?;
     exit_on_hangup();
@@ -483,15 +484,15 @@ fn run_headless(dir: &Path, config: Config, resume: bool) -> Result<()> {
     let meta = SessionMeta::read(dir)?;
     println!("session {} in {}", meta.id, dir.display());
     let handle = engine::spawn(dir, config, resume)?;
-    let _watch = crate::runner::watch_config(
+    let _watch = crate::runner::serve::watch_config(
         dir,
         handle.commands.clone(),
         std::sync::Arc::clone(&handle.config),
     )?;
-    engine::stop_on_signals();
+    crate::process::stop_on_signals();
     let mut stop_sent = false;
     loop {
-        if engine::stop_requested() && !stop_sent {
+        if crate::process::stop_requested() && !stop_sent {
             eprintln!("interrupted: stopping after this step (checkpoint first)");
             let _ = handle.commands.send(Command::Stop);
             stop_sent = true;
@@ -509,10 +510,10 @@ fn run_headless(dir: &Path, config: Config, resume: bool) -> Result<()> {
     }
     let status = handle.join()?;
     println!("session {}: {}", meta.id, status.as_str());
-    if let (Status::Stopped, Some(signal)) = (status, engine::stop_signal()) {
-        // The shell's convention for a run ended by a signal: 130 for
-        // SIGINT, 143 for SIGTERM (a finished run exits 0).
-        std::process::exit(128 + signal);
+    if let (Status::Stopped, Some(signal)) = (status, crate::process::stop_signal()) {
+        // A run ended by a signal exits as the shell expects (a finished
+        // run exits 0).
+        std::process::exit(crate::process::exit_code(signal));
     }
     Ok(())
 }

@@ -2,7 +2,7 @@
 //! a GPU), read through the `csrc/device_memory.cpp` shim: tch exposes no
 //! allocator statistics.
 
-use crate::meltr::forward_ad::checked;
+use crate::ffi::checked;
 use anyhow::Result;
 
 extern "C" {

@@ -1,5 +1,5 @@
 //! The engine's only interface to the outside: `Command`s in, `Event`s out.
-//! The TUI (in-process, or later over a socket) speaks nothing else.
+//! Every client (the TUI, `attach`, the runner's socket) speaks nothing else.
 
 use crate::config::Config;
 use crate::session::metrics::MetricLine;

@@ -4,6 +4,7 @@
 pub mod checkpoint;
 pub mod collapse;
 pub mod control;
+pub mod link;
 pub mod trace;
 pub mod trainer;
 
@@ -31,36 +32,6 @@ impl EngineHandle {
         self.thread
             .join()
             .map_err(|_| anyhow::anyhow!("the trainer thread panicked"))?
-    }
-}
-
-/// The signal that asked for a stop (0: none yet).
-static STOP_SIGNAL: std::sync::atomic::AtomicI32 = std::sync::atomic::AtomicI32::new(0);
-
-extern "C" fn on_stop_signal(signal: libc::c_int) {
-    STOP_SIGNAL.store(signal, std::sync::atomic::Ordering::SeqCst);
-}
-
-/// Makes SIGINT and SIGTERM request a clean stop (see [`stop_requested`])
-/// instead of killing the process mid-write.
-pub fn stop_on_signals() {
-    let handler = on_stop_signal as *const () as libc::sighandler_t;
-    unsafe {
-        libc::signal(libc::SIGINT, handler);
-        libc::signal(libc::SIGTERM, handler);
-    }
-}
-
-/// Whether SIGINT or SIGTERM arrived since [`stop_on_signals`].
-pub fn stop_requested() -> bool {
-    stop_signal().is_some()
-}
-
-/// The signal (SIGINT or SIGTERM) that asked for a stop, if one did.
-pub fn stop_signal() -> Option<i32> {
-    match STOP_SIGNAL.load(std::sync::atomic::Ordering::SeqCst) {
-        0 => None,
-        signal => Some(signal),
     }
 }
 

@@ -7,8 +7,9 @@
 //! libtorch supports one dual level at a time per process, so levels are
 //! serialized by a process-wide lock.
 
-use anyhow::{anyhow, Result};
-use std::ffi::{c_char, CStr};
+use crate::ffi::checked;
+use anyhow::Result;
+use std::ffi::c_char;
 use std::sync::{Mutex, MutexGuard};
 use tch::Tensor;
 
@@ -26,22 +27,6 @@ extern "C" {
         level: u64,
         error: *mut *mut c_char,
     ) -> *mut torch_sys::C_tensor;
-    fn meltr_fwad_free(message: *mut c_char);
-}
-
-/// Runs a shim call (`csrc/`) and turns its error string into an `Err`.
-pub(crate) fn checked<T>(call: impl FnOnce(*mut *mut c_char) -> T) -> Result<T> {
-    let mut error: *mut c_char = std::ptr::null_mut();
-    let value = call(&mut error);
-    if error.is_null() {
-        return Ok(value);
-    }
-    // SAFETY: the shim returns a NUL-terminated malloc'd string.
-    let message = unsafe { CStr::from_ptr(error) }
-        .to_string_lossy()
-        .into_owned();
-    unsafe { meltr_fwad_free(error) };
-    Err(anyhow!("{}", crate::nn::autograd::first_line(&message)))
 }
 
 static LEVEL_LOCK: Mutex<()> = Mutex::new(());

@@ -1,7 +1,7 @@
 //! The terminal UI: a ratatui app that watches a run and steers it.
 //!
 //! It never touches tensors: it speaks to the engine only through
-//! [`EngineLink`] (`Command`s out, `Event`s in). Hyperparameter edits are
+//! an [`EngineLink`](crate::engine::link::EngineLink) (`Command`s out, `Event`s in). Hyperparameter edits are
 //! written to the session's `config.toml`; the config file watcher takes
 //! them from there like any other edit.
 //!
@@ -40,43 +40,15 @@ pub mod view;
 mod tests;
 
 use crate::config::Config;
-use crate::engine::control::{Command, Event};
+use crate::engine::control::Command;
+use crate::engine::link::EngineLink;
 use crate::session::metrics::{Level, MetricLine};
 use crate::session::{atomic_write, SessionMeta};
 use anyhow::Result;
 use ratatui::crossterm::event::{self as term_event, Event as TermEvent};
 use state::{Action, App};
 use std::path::{Path, PathBuf};
-use std::sync::mpsc::{Receiver, Sender};
 use std::time::{Duration, Instant};
-
-/// The engine as the TUI sees it (in-process channel now, a Unix socket later).
-pub trait EngineLink {
-    fn send(&self, command: Command);
-    /// Non-blocking: every event that arrived since the last call.
-    fn poll(&self) -> Vec<Event>;
-    /// Whether the run goes on when the TUI leaves (a detached runner).
-    fn detachable(&self) -> bool {
-        false
-    }
-}
-
-/// An [`EngineLink`] over std channels (an in-process engine).
-pub struct ChannelLink {
-    pub commands: Sender<Command>,
-    pub events: Receiver<Event>,
-}
-
-impl EngineLink for ChannelLink {
-    fn send(&self, command: Command) {
-        // An engine that has gone away has nothing left to obey.
-        let _ = self.commands.send(command);
-    }
-
-    fn poll(&self) -> Vec<Event> {
-        self.events.try_iter().collect()
-    }
-}
 
 /// How the user left the TUI.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -13,7 +13,6 @@ use std::fs::{File, OpenOptions};
 use std::io::Write;
 use std::os::fd::{AsRawFd, FromRawFd, RawFd};
 use std::path::Path;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Mutex, Once};
 
 pub type Backend = CrosstermBackend<File>;
@@ -24,21 +23,14 @@ struct Saved {
     stderr: RawFd,
     tty: RawFd,
     thread: std::thread::ThreadId,
-    signals: Vec<(libc::c_int, libc::sigaction)>,
+    signals: crate::process::Trap,
 }
 
 static SAVED: Mutex<Option<Saved>> = Mutex::new(None);
-static INTERRUPTED: AtomicBool = AtomicBool::new(false);
 static HOOK: Once = Once::new();
-const SIGNALS: [libc::c_int; 3] = [libc::SIGINT, libc::SIGTERM, libc::SIGHUP];
-
-extern "C" fn on_signal(_: libc::c_int) {
-    INTERRUPTED.store(true, Ordering::SeqCst);
-}
-
 /// True once SIGINT, SIGTERM or SIGHUP arrived while the TUI ran.
 pub fn interrupted() -> bool {
-    INTERRUPTED.load(Ordering::SeqCst)
+    crate::process::Trap::sprung()
 }
 
 /// The terminal, restored when dropped.
@@ -97,31 +89,20 @@ impl Tui {
         };
         let _ = std::io::stdout().flush();
         let _ = std::io::stderr().flush();
-        // SAFETY: dup/dup2/sigaction on fds we own or on 1 and 2; the handler
-        // only stores to an atomic.
+        // SAFETY: dup/dup2 on fds we own or on 1 and 2.
         let saved = unsafe {
             let stdout = check(libc::dup(1), "dup(stdout)")?;
             let stderr = check(libc::dup(2), "dup(stderr)")?;
             check(libc::dup2(log.as_raw_fd(), 1), "redirecting stdout")?;
             check(libc::dup2(log.as_raw_fd(), 2), "redirecting stderr")?;
-            let mut signals = Vec::new();
-            for sig in SIGNALS {
-                let mut new: libc::sigaction = std::mem::zeroed();
-                new.sa_sigaction = on_signal as *const () as libc::sighandler_t;
-                let mut old: libc::sigaction = std::mem::zeroed();
-                if libc::sigaction(sig, &new, &mut old) == 0 {
-                    signals.push((sig, old));
-                }
-            }
             Saved {
                 stdout,
                 stderr,
                 tty: check(libc::dup(tty_file.as_raw_fd()), "dup(tty)")?,
                 thread: std::thread::current().id(),
-                signals,
+                signals: crate::process::Trap::set(),
             }
         };
-        INTERRUPTED.store(false, Ordering::SeqCst);
         *SAVED.lock().unwrap_or_else(|e| e.into_inner()) = Some(saved);
         install_panic_hook();
 
@@ -175,10 +156,8 @@ pub fn restore() {
         libc::dup2(saved.stderr, 2);
         libc::close(saved.stdout);
         libc::close(saved.stderr);
-        for (sig, old) in &saved.signals {
-            libc::sigaction(*sig, old, std::ptr::null_mut());
-        }
     }
+    saved.signals.release();
 }
 
 /// Restores the terminal before a panic on the TUI thread is reported, so

@@ -5,9 +5,10 @@
 use super::fixtures;
 use super::state::{Action, App, CurveId, Overlay, Pane, Window};
 use super::theme::Theme;
-use super::{perform, view, ChannelLink, EngineLink, Exit};
+use super::{perform, view, Exit};
 use crate::config::Config;
 use crate::engine::control::{Command, Event};
+use crate::engine::link::EngineLink;
 use crate::session::metrics::{Level, MetricLine, Record};
 use crate::session::Status;
 use ratatui::backend::TestBackend;
@@ -772,29 +773,4 @@ fn help_lists_every_global_key() {
     ] {
         assert!(keys.contains(k), "help misses {k}");
     }
-}
-
-#[test]
-fn channel_link_delivers_both_ways() {
-    let (ctx, crx) = std::sync::mpsc::channel();
-    let (etx, erx) = std::sync::mpsc::channel();
-    let link = ChannelLink {
-        commands: ctx,
-        events: erx,
-    };
-    link.send(Command::Pause);
-    assert_eq!(crx.try_recv().unwrap(), Command::Pause);
-    assert!(link.poll().is_empty());
-    etx.send(Event::Progress {
-        step: 1,
-        total_steps: 2,
-        steps_per_sec: 3.0,
-    })
-    .unwrap();
-    etx.send(Event::Status {
-        status: Status::Finished,
-        message: None,
-    })
-    .unwrap();
-    assert_eq!(link.poll().len(), 2);
 }

@@ -1,0 +1,27 @@
+//! The engine as a client sees it: commands out, events in, whether the
+//! engine runs in another process (a detached runner's socket, see
+//! `runner::link`) or not at all.
+
+use super::control::{Command, Event};
+
+/// A client's connection to an engine.
+pub trait EngineLink {
+    fn send(&self, command: Command);
+    /// Non-blocking: every event that arrived since the last call.
+    fn poll(&self) -> Vec<Event>;
+    /// Whether the run goes on when the client leaves (a detached runner).
+    fn detachable(&self) -> bool {
+        false
+    }
+}
+
+/// A link to nothing: a client of a session no runner serves (finished,
+/// stopped or crashed), showing its history.
+pub struct NoEngine;
+
+impl EngineLink for NoEngine {
+    fn send(&self, _: Command) {}
+    fn poll(&self) -> Vec<Event> {
+        Vec::new()
+    }
+}

@@ -1,0 +1,136 @@
+//! Process-wide signal handling, in one place. Handlers only store to an
+//! atomic; whoever runs a loop polls the flags.
+//!
+//! - A training process (headless run, runner) asks SIGINT and SIGTERM for
+//!   a clean stop ([`stop_on_signals`]) and exits with the shell's code for
+//!   the signal ([`exit_code`]); a runner also ignores hang-ups.
+//! - The TUI traps SIGINT, SIGTERM and SIGHUP while it owns the terminal
+//!   ([`Trap`]), and puts the previous handlers back when it leaves.
+
+use std::sync::atomic::{AtomicBool, AtomicI32, Ordering};
+
+/// The signal that asked for a stop (0: none yet).
+static STOP_SIGNAL: AtomicI32 = AtomicI32::new(0);
+/// Set by a [`Trap`]'s handler.
+static TRAPPED: AtomicBool = AtomicBool::new(false);
+
+extern "C" fn on_stop_signal(signal: libc::c_int) {
+    STOP_SIGNAL.store(signal, Ordering::SeqCst);
+}
+
+extern "C" fn on_trapped_signal(_: libc::c_int) {
+    TRAPPED.store(true, Ordering::SeqCst);
+}
+
+/// Makes SIGINT and SIGTERM request a clean stop (see [`stop_signal`])
+/// instead of killing the process mid-write.
+pub fn stop_on_signals() {
+    let handler = on_stop_signal as *const () as libc::sighandler_t;
+    // SAFETY: the handler only stores to an atomic.
+    unsafe {
+        libc::signal(libc::SIGINT, handler);
+        libc::signal(libc::SIGTERM, handler);
+    }
+}
+
+/// Whether SIGINT or SIGTERM arrived since [`stop_on_signals`].
+pub fn stop_requested() -> bool {
+    stop_signal().is_some()
+}
+
+/// The signal (SIGINT or SIGTERM) that asked for a stop, if one did.
+pub fn stop_signal() -> Option<i32> {
+    match STOP_SIGNAL.load(Ordering::SeqCst) {
+        0 => None,
+        signal => Some(signal),
+    }
+}
+
+/// The shell's exit status for a process ended by `signal`: 130 for
+/// SIGINT, 143 for SIGTERM.
+pub fn exit_code(signal: i32) -> i32 {
+    128 + signal
+}
+
+/// Ignores SIGHUP (a detached runner outlives its terminal) and SIGPIPE (a
+/// client that vanished mid-write is an error return, not a death).
+pub fn ignore_hangups() {
+    // SAFETY: SIG_IGN for two signals; no handler code runs.
+    unsafe {
+        libc::signal(libc::SIGHUP, libc::SIG_IGN);
+        libc::signal(libc::SIGPIPE, libc::SIG_IGN);
+    }
+}
+
+/// SIGINT, SIGTERM and SIGHUP caught into a flag ([`Trap::sprung`]) until
+/// [`Trap::release`] puts the previous handlers back.
+pub struct Trap {
+    previous: Vec<(libc::c_int, libc::sigaction)>,
+}
+
+impl Trap {
+    const SIGNALS: [libc::c_int; 3] = [libc::SIGINT, libc::SIGTERM, libc::SIGHUP];
+
+    pub fn set() -> Trap {
+        TRAPPED.store(false, Ordering::SeqCst);
+        let mut previous = Vec::new();
+        for signal in Self::SIGNALS {
+            // SAFETY: plain sigaction structs; the handler only stores to an
+            // atomic.
+            unsafe {
+                let mut new: libc::sigaction = std::mem::zeroed();
+                new.sa_sigaction = on_trapped_signal as *const () as libc::sighandler_t;
+                let mut old: libc::sigaction = std::mem::zeroed();
+                if libc::sigaction(signal, &new, &mut old) == 0 {
+                    previous.push((signal, old));
+                }
+            }
+        }
+        Trap { previous }
+    }
+
+    /// Whether one of the signals arrived since [`Trap::set`].
+    pub fn sprung() -> bool {
+        TRAPPED.load(Ordering::SeqCst)
+    }
+
+    /// Puts the handlers in place before [`Trap::set`] back.
+    pub fn release(&self) {
+        for (signal, old) in &self.previous {
+            // SAFETY: restores a sigaction read by sigaction itself.
+            unsafe {
+                libc::sigaction(*signal, old, std::ptr::null_mut());
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_trap_catches_a_signal_and_release_restores_the_previous_handler() {
+        // SIGHUP's own previous handler: a flag we can observe.
+        stop_on_signals_for(libc::SIGHUP);
+        let trap = Trap::set();
+        assert!(!Trap::sprung());
+        unsafe { libc::raise(libc::SIGHUP) };
+        assert!(Trap::sprung());
+        assert_eq!(stop_signal(), None, "the trap, not the old handler, ran");
+        trap.release();
+        unsafe { libc::raise(libc::SIGHUP) };
+        assert_eq!(stop_signal(), Some(libc::SIGHUP), "the old handler is back");
+    }
+
+    fn stop_on_signals_for(signal: libc::c_int) {
+        let handler = on_stop_signal as *const () as libc::sighandler_t;
+        unsafe { libc::signal(signal, handler) };
+    }
+
+    #[test]
+    fn exit_codes_follow_the_shell() {
+        assert_eq!(exit_code(libc::SIGINT), 130);
+        assert_eq!(exit_code(libc::SIGTERM), 143);
+    }
+}

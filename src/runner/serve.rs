@@ -1,0 +1,98 @@
+//! The runner process: the engine, the config file watcher and the socket
+//! server, until training ends.
+
+use super::{absolute, socket_path};
+use crate::config::{self, Config};
+use crate::engine::{self, control::Command, control::Event, control::Status};
+use crate::remote;
+use anyhow::Result;
+use std::path::Path;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+/// Forwards every settled edit of the session's `config.toml` to the
+/// engine: a valid config to apply, or the error (file, line, key) to log.
+/// The file is read relative to the config in force (`in_force`, kept
+/// current by the engine): keys it leaves out keep their running values.
+pub fn watch_config(
+    dir: &Path,
+    commands: std::sync::mpsc::Sender<Command>,
+    in_force: Arc<Mutex<Config>>,
+) -> Result<config::watch::ConfigWatch> {
+    let base = move || in_force.lock().unwrap_or_else(|e| e.into_inner()).clone();
+    config::watch::watch(&dir.join("config.toml"), base, move |change| {
+        let command = match change {
+            Ok(config) => Command::ApplyConfig {
+                config: Box::new(config),
+            },
+            Err(error) => Command::ReportConfigError {
+                error: error.to_string(),
+            },
+        };
+        let _ = commands.send(command);
+    })
+}
+
+/// What a client is told when it connects: the latest status and config.
+#[derive(Default)]
+struct Greeting {
+    status: Option<Event>,
+    config: Option<Event>,
+}
+
+/// The runner process: trains the session in `dir` and serves its socket
+/// until training ends. SIGTERM and SIGINT stop cleanly (checkpoint first);
+/// SIGHUP is ignored.
+pub fn serve(dir: &Path, resume: bool) -> Result<Status> {
+    let dir = absolute(dir);
+    crate::process::ignore_hangups();
+    crate::process::stop_on_signals();
+    let config = engine::trainer::session_config(&dir).map_err(anyhow::Error::new)?;
+    let handle = engine::spawn(&dir, config, resume)?;
+    let _watch = watch_config(&dir, handle.commands.clone(), Arc::clone(&handle.config))?;
+    let greeting = Arc::new(Mutex::new(Greeting::default()));
+    let server = {
+        let greeting = Arc::clone(&greeting);
+        remote::Server::<Command>::bind(&socket_path(&dir), move || {
+            let g = greeting.lock().unwrap_or_else(|e| e.into_inner());
+            [&g.config, &g.status]
+                .into_iter()
+                .flatten()
+                .filter_map(|event| remote::event_line(event, None).ok())
+                .collect()
+        })?
+    };
+    let mut stop_sent = false;
+    loop {
+        if crate::process::stop_requested() && !stop_sent {
+            let _ = handle.commands.send(Command::Stop);
+            stop_sent = true;
+        }
+        while let Ok(command) = server.commands().try_recv() {
+            let _ = handle.commands.send(command);
+        }
+        match handle.events.recv_timeout(Duration::from_millis(20)) {
+            Ok(event) => {
+                {
+                    let mut g = greeting.lock().unwrap_or_else(|e| e.into_inner());
+                    match &event {
+                        Event::Status { .. } => g.status = Some(event.clone()),
+                        Event::ConfigInForce { .. } => g.config = Some(event.clone()),
+                        _ => {}
+                    }
+                }
+                if let Ok(line) = remote::event_line(&event, None) {
+                    // Oversized lines cannot be framed; clients re-read the log.
+                    let _ = server.broadcast(line);
+                }
+            }
+            Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {}
+            Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => break,
+        }
+    }
+    let status = handle.join()?;
+    // Let attached clients read the final status before the socket closes.
+    std::thread::sleep(Duration::from_millis(300));
+    server.shutdown();
+    Ok(status)
+}
