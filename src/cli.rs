@@ -2,6 +2,7 @@
 
 use crate::config::Config;
 use crate::engine::{self, control::Command, control::Event, control::Status};
+use crate::session::SessionDir;
 use crate::session::{self, metrics::Record, SessionMeta};
 use anyhow::{bail, Context, Result};
 use clap::{Parser, Subcommand};
@@ -415,7 +416,7 @@ fn attach(dir: &Path) -> Result<()> {
         Box::new(move || export(&export_dir, &crate::plot::ExportOptions::default()));
     let exit = crate::tui::run(
         meta.clone(),
-        dir.join("config.toml"),
+        &SessionDir::new(dir),
         config,
         history,
         link.as_ref(),
@@ -471,7 +472,7 @@ fn exit_on_hangup() {
 }
 
 fn read_history(dir: &Path) -> Result<Vec<session::metrics::MetricLine>> {
-    let path = dir.join("metrics.jsonl");
+    let path = SessionDir::new(dir).metrics();
     if !path.exists() {
         return Ok(Vec::new());
     }
@@ -560,7 +561,7 @@ fn print_line(line: &session::metrics::MetricLine) {
 
 /// The last step and primary metric recorded in a session's metrics.
 fn progress_of(dir: &Path, meta: &SessionMeta) -> (u64, Option<f64>) {
-    let Ok(read) = session::log::read_metrics(&dir.join("metrics.jsonl")) else {
+    let Ok(read) = session::log::read_metrics(&SessionDir::new(dir).metrics()) else {
         return (0, None);
     };
     let step = read.lines.last().map_or(0, |l| l.step);

@@ -18,7 +18,6 @@ pub fn file_name(step: u64) -> String {
 pub fn write(dir: &Path, step: u64, tensors: &[(String, Tensor)]) -> Result<PathBuf> {
     std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
     let path = dir.join(file_name(step));
-    let tmp = dir.join(format!(".{}.tmp-{}", file_name(step), std::process::id()));
     let cpu: Vec<(String, Tensor)> = tensors
         .iter()
         .map(|(n, t)| {
@@ -28,23 +27,10 @@ pub fn write(dir: &Path, step: u64, tensors: &[(String, Tensor)]) -> Result<Path
             )
         })
         .collect();
-    let result = (|| -> Result<()> {
-        Tensor::write_safetensors(&cpu, &tmp)
-            .map_err(|e| anyhow::anyhow!("cannot write checkpoint {}: {e}", tmp.display()))?;
-        std::fs::File::open(&tmp)?
-            .sync_all()
-            .with_context(|| format!("cannot sync {}", tmp.display()))?;
-        std::fs::rename(&tmp, &path)
-            .with_context(|| format!("cannot move {} into place", path.display()))?;
-        if let Ok(d) = std::fs::File::open(dir) {
-            let _ = d.sync_all();
-        }
-        Ok(())
-    })();
-    if result.is_err() {
-        let _ = std::fs::remove_file(&tmp);
-    }
-    result?;
+    crate::session::atomic_replace(&path, |tmp| {
+        Tensor::write_safetensors(&cpu, tmp)
+            .map_err(|e| anyhow::anyhow!("cannot write checkpoint {}: {e}", tmp.display()))
+    })?;
     prune(dir)?;
     Ok(path)
 }

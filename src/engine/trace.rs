@@ -13,6 +13,7 @@
 
 use crate::meltr::combiner::Combiner;
 use crate::nn::vars::sorted_named_variables;
+use crate::session::SessionDir;
 use crate::workload::Workload;
 use anyhow::{bail, Context, Result};
 use std::io::Write;
@@ -50,7 +51,7 @@ impl Tracer {
                 workload.kind()
             );
         }
-        let dir = dir.join("trace");
+        let dir = SessionDir::new(dir).trace();
         std::fs::create_dir_all(&dir)
             .with_context(|| format!("cannot create {}", dir.display()))?;
         let theta_names = trainable_names(workload.var_store());

@@ -6,6 +6,7 @@
 use super::series::Points;
 use crate::session::log::read_metrics;
 use crate::session::metrics::{Curve, Record};
+use crate::session::SessionDir;
 use crate::session::SessionMeta;
 use anyhow::{bail, Context, Result};
 use std::collections::BTreeMap;
@@ -39,11 +40,11 @@ impl SessionData {
         if !dir.is_dir() {
             bail!("unknown session: {} is not a directory", dir.display());
         }
-        if !dir.join("session.json").is_file() {
+        if !SessionDir::new(dir).session_json().is_file() {
             bail!("unknown session: {} has no session.json", dir.display());
         }
         let meta = SessionMeta::read(dir)?;
-        let path = dir.join("metrics.jsonl");
+        let path = SessionDir::new(dir).metrics();
         if !path.is_file() {
             bail!(
                 "session '{}' has no metrics yet ({} does not exist)",

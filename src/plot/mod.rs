@@ -26,6 +26,7 @@ pub mod svg;
 pub use style::{Style, Theme};
 
 use crate::session::atomic_write;
+use crate::session::SessionDir;
 use anyhow::{bail, Context, Result};
 use data::SessionData;
 use figures::Prep;
@@ -173,7 +174,7 @@ pub fn export_session(session_dir: &Path, opts: &ExportOptions) -> Result<Export
     let out_dir = opts
         .out_dir
         .clone()
-        .unwrap_or_else(|| session_dir.join("plots"));
+        .unwrap_or_else(|| SessionDir::new(session_dir).plots());
     let mut outputs = Vec::new();
     for figure in &figures {
         let svg = figure.chart.to_svg(&theme);

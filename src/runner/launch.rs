@@ -1,6 +1,7 @@
 //! Starting a runner process and waiting until it serves.
 
 use super::{absolute, is_serving, START_TIMEOUT};
+use crate::session::SessionDir;
 use crate::session::SessionMeta;
 use anyhow::{bail, Context, Result};
 use std::os::unix::process::CommandExt;
@@ -13,7 +14,7 @@ use std::time::{Duration, Instant};
 /// foundation model's pretraining progress). Returns the runner's pid.
 pub fn launch(dir: &Path, resume: bool) -> Result<u32> {
     let dir = absolute(dir);
-    let log_path = dir.join("output.log");
+    let log_path = SessionDir::new(&dir).output_log();
     let log = std::fs::OpenOptions::new()
         .create(true)
         .append(true)

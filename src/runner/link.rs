@@ -4,6 +4,7 @@ use super::socket_path;
 use crate::engine::control::{Command, Event, Status};
 use crate::engine::link::EngineLink;
 use crate::remote::{self, Incoming};
+use crate::session::SessionDir;
 use crate::session::{self, SessionMeta};
 use anyhow::Result;
 use std::cell::Cell;
@@ -48,7 +49,7 @@ impl RemoteLink {
     /// history for the TUI.
     pub fn attach(dir: &Path) -> Result<(RemoteLink, Vec<session::metrics::MetricLine>)> {
         let link = RemoteLink::connect(dir)?;
-        let path = dir.join("metrics.jsonl");
+        let path = SessionDir::new(dir).metrics();
         let (history, end) = if path.exists() {
             session::log::read_metrics_from(&path, 0)?
         } else {
@@ -63,7 +64,7 @@ impl RemoteLink {
     fn resync(&self, out: &mut Vec<Event>) {
         let (mut seq, offset) = self.read_up_to.get();
         let Ok((lines, end)) =
-            session::log::read_metrics_from(&self.dir.join("metrics.jsonl"), offset)
+            session::log::read_metrics_from(&SessionDir::new(&self.dir).metrics(), offset)
         else {
             return;
         };
@@ -178,7 +179,7 @@ mod tests {
     #[test]
     fn a_gap_in_live_lines_is_filled_from_the_log_without_duplicates() {
         let dir = tempfile::tempdir().unwrap();
-        let mut log = MetricsWriter::open(&dir.path().join("metrics.jsonl")).unwrap();
+        let mut log = MetricsWriter::open(&SessionDir::new(dir.path()).metrics()).unwrap();
         for step in 0..3 {
             log.append(&line(step)).unwrap();
         }

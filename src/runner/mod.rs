@@ -20,15 +20,13 @@ pub mod serve;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-/// The runner's socket, inside the session directory.
-pub const SOCKET: &str = "runner.sock";
-
 /// How long [`launch`] waits for a runner to serve (first use of the
 /// video-text workload pretrains its foundation model first).
 pub const START_TIMEOUT: Duration = Duration::from_secs(600);
 
+/// The runner's socket of the session in `dir`.
 pub fn socket_path(dir: &Path) -> PathBuf {
-    absolute(dir).join(SOCKET)
+    crate::session::SessionDir::new(dir).socket()
 }
 
 fn absolute(dir: &Path) -> PathBuf {

@@ -5,6 +5,7 @@ use super::{absolute, socket_path};
 use crate::config::{self, Config};
 use crate::engine::{self, control::Command, control::Event, control::Status};
 use crate::remote;
+use crate::session::SessionDir;
 use anyhow::Result;
 use std::path::Path;
 use std::sync::{Arc, Mutex};
@@ -20,7 +21,7 @@ pub fn watch_config(
     in_force: Arc<Mutex<Config>>,
 ) -> Result<config::watch::ConfigWatch> {
     let base = move || in_force.lock().unwrap_or_else(|e| e.into_inner()).clone();
-    config::watch::watch(&dir.join("config.toml"), base, move |change| {
+    config::watch::watch(&SessionDir::new(dir).config(), base, move |change| {
         let command = match change {
             Ok(config) => Command::ApplyConfig {
                 config: Box::new(config),

@@ -1,6 +1,7 @@
 //! The session directory contract: `config.toml`, `session.json`,
 //! `metrics.jsonl`, `checkpoints/`, `plots/`; atomic writes; listing.
 
+pub mod dir;
 pub mod log;
 pub mod metrics;
 
@@ -9,24 +10,26 @@ use serde::{Deserialize, Serialize};
 use std::io::Write;
 use std::path::Path;
 
-/// Writes `bytes` to `path` so that a crash leaves either the old file or the
-/// new one, never a mix: temp file in the same folder, fsync, rename, fsync dir.
-pub fn atomic_write(path: &Path, bytes: &[u8]) -> Result<()> {
+pub use dir::SessionDir;
+
+/// Replaces `path` so that a crash leaves either the old file or the new
+/// one, never a mix: `write` fills a temp file in the same folder
+/// (`.NAME.tmp-PID`, see [`remove_orphan_temps`]), which is fsynced, renamed
+/// over `path`, and the folder fsynced. On error the temp file is removed.
+pub fn atomic_replace(path: &Path, write: impl FnOnce(&Path) -> Result<()>) -> Result<()> {
     let dir = path.parent().unwrap_or(Path::new("."));
     let name = path
         .file_name()
-        .context("atomic_write: path has no file name")?;
+        .context("atomic_replace: path has no file name")?;
     let tmp = dir.join(format!(
         ".{}.tmp-{}",
         name.to_string_lossy(),
         std::process::id()
     ));
     let result = (|| -> Result<()> {
-        let mut f = std::fs::File::create(&tmp)
-            .with_context(|| format!("cannot create {}", tmp.display()))?;
-        f.write_all(bytes)
-            .with_context(|| format!("cannot write {}", tmp.display()))?;
-        f.sync_all()
+        write(&tmp)?;
+        std::fs::File::open(&tmp)
+            .and_then(|f| f.sync_all())
             .with_context(|| format!("cannot sync {}", tmp.display()))?;
         std::fs::rename(&tmp, path)
             .with_context(|| format!("cannot move {} into place", path.display()))?;
@@ -39,6 +42,15 @@ pub fn atomic_write(path: &Path, bytes: &[u8]) -> Result<()> {
         let _ = std::fs::remove_file(&tmp);
     }
     result
+}
+
+/// [`atomic_replace`] with `bytes`.
+pub fn atomic_write(path: &Path, bytes: &[u8]) -> Result<()> {
+    atomic_replace(path, |tmp| {
+        std::fs::File::create(tmp)
+            .and_then(|mut f| f.write_all(bytes))
+            .with_context(|| format!("cannot write {}", tmp.display()))
+    })
 }
 
 /// Removes the temp files that [`atomic_write`] and checkpoint writes leave
@@ -125,7 +137,7 @@ pub struct SessionMeta {
 
 impl SessionMeta {
     pub fn read(dir: &Path) -> Result<SessionMeta> {
-        let path = dir.join("session.json");
+        let path = SessionDir::new(dir).session_json();
         let text = std::fs::read_to_string(&path)
             .with_context(|| format!("cannot read {}", path.display()))?;
         serde_json::from_str(&text)
@@ -134,7 +146,7 @@ impl SessionMeta {
 
     pub fn write(&self, dir: &Path) -> Result<()> {
         let text = serde_json::to_string_pretty(self).expect("session meta always serialises");
-        atomic_write(&dir.join("session.json"), text.as_bytes())
+        atomic_write(&SessionDir::new(dir).session_json(), text.as_bytes())
     }
 }
 
@@ -193,11 +205,12 @@ pub fn create(
         .with_context(|| format!("cannot create sessions folder {}", root.display()))?;
     let id = new_id(root, name);
     let dir = root.join(&id);
-    for sub in ["checkpoints", "plots"] {
-        std::fs::create_dir_all(dir.join(sub))
-            .with_context(|| format!("cannot create {}", dir.join(sub).display()))?;
+    let layout = SessionDir::new(&dir);
+    for sub in [layout.checkpoints(), layout.plots()] {
+        std::fs::create_dir_all(&sub)
+            .with_context(|| format!("cannot create {}", sub.display()))?;
     }
-    atomic_write(&dir.join("config.toml"), config.to_toml_string().as_bytes())?;
+    atomic_write(&layout.config(), config.to_toml_string().as_bytes())?;
     let meta = SessionMeta {
         id,
         name: name.to_string(),
@@ -236,7 +249,7 @@ pub fn list(root: &Path) -> Vec<(std::path::PathBuf, SessionMeta)> {
 /// Finds a session by path, exact id, or a unique part of its id.
 pub fn find(root: &Path, query: &str) -> Result<std::path::PathBuf> {
     let as_path = Path::new(query);
-    if as_path.join("session.json").exists() {
+    if SessionDir::new(as_path).is_session() {
         return Ok(as_path.to_path_buf());
     }
     let all = list(root);

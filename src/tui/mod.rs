@@ -43,11 +43,11 @@ use crate::config::Config;
 use crate::engine::control::Command;
 use crate::engine::link::EngineLink;
 use crate::session::metrics::{Level, MetricLine};
-use crate::session::{atomic_write, SessionMeta};
+use crate::session::{atomic_write, SessionDir, SessionMeta};
 use anyhow::Result;
 use ratatui::crossterm::event::{self as term_event, Event as TermEvent};
 use state::{Action, App};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::time::{Duration, Instant};
 
 /// How the user left the TUI.
@@ -77,22 +77,28 @@ const GPU_EVERY: Duration = Duration::from_secs(1);
 
 /// Runs the TUI until the user quits; returns how.
 ///
-/// - `meta`: the session (`session.json`); `config_path`: its `config.toml`,
-///   which edits are written to; `config`: the config in force;
-///   `history`: the lines already in `metrics.jsonl`.
+/// - `meta`: the session (`session.json`) in `session`, whose `config.toml`
+///   edits are written to; `config`: the config in force; `history`: the
+///   lines already in `metrics.jsonl`.
 /// - While the TUI runs, the process's stdout and stderr are appended to
-///   `output.log` beside `config_path`.
+///   the session's `output.log`.
 /// - `export`: called on `e`; without it `e` says export is unavailable.
 pub fn run(
     meta: SessionMeta,
-    config_path: PathBuf,
+    session: &SessionDir,
     config: Config,
     history: Vec<MetricLine>,
     link: &dyn EngineLink,
     export: Option<ExportFn>,
 ) -> Result<Exit> {
-    let output_log = config_path.with_file_name("output.log");
-    let mut app = App::new(meta, config_path, config, history, theme::Theme::from_env());
+    let output_log = session.output_log();
+    let mut app = App::new(
+        meta,
+        session.config(),
+        config,
+        history,
+        theme::Theme::from_env(),
+    );
     app.can_export = export.is_some();
     app.detachable = link.detachable();
     let gpu = gpu::Nvml::open(&app.meta.device);

@@ -24,7 +24,7 @@ impl Trainer {
         let written = self
             .log
             .sync()
-            .and_then(|()| checkpoint::write(&self.dir.join("checkpoints"), self.step, &tensors));
+            .and_then(|()| checkpoint::write(&self.dir.checkpoints(), self.step, &tensors));
         let path = match written {
             Ok(path) => path,
             Err(e) => {

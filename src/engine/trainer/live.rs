@@ -81,7 +81,7 @@ impl Trainer {
     /// the previous record stays intact.
     pub(super) fn record_config_in_force(&mut self) {
         *self.in_force.lock().unwrap_or_else(|e| e.into_inner()) = self.config.clone();
-        let path = self.dir.join(CONFIG_IN_FORCE);
+        let path = self.dir.config_in_force();
         if let Err(e) = session::atomic_write(&path, self.config.to_toml_string().as_bytes()) {
             self.emit(Record::Event {
                 level: Level::Warn,

@@ -27,16 +27,14 @@ use crate::nn::autograd::grad;
 use crate::nn::optim::{clip_grad_norm, AdamW, WeightDecay};
 use crate::session::log::{self, MetricsWriter};
 use crate::session::metrics::{Curve, Level, MetricLine, Named, Record};
-use crate::session::{self, SessionMeta};
+use crate::session::{self, SessionDir, SessionMeta};
 use crate::workload::{self, Batch, Workload};
 use anyhow::{bail, Context, Result};
 use meta::{meta_decay, PendingMeta};
 use outbox::PendingStep;
-pub use setup::{
-    device_label, dtype, prepare_resume, resolve_device, session_config, CONFIG_IN_FORCE,
-};
+pub use setup::{device_label, dtype, prepare_resume, resolve_device, session_config};
 use std::collections::VecDeque;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::mpsc::{Receiver, SyncSender, TryRecvError};
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
@@ -51,7 +49,7 @@ const MAX_SKIPPED_IN_A_ROW: u64 = 50;
 const TRANSFORM_POINTS: usize = 41;
 
 pub struct Trainer {
-    dir: PathBuf,
+    dir: SessionDir,
     config: Config,
     loss_names: Vec<String>,
     workload: Box<dyn Workload>,

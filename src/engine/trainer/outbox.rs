@@ -144,7 +144,7 @@ impl Trainer {
 
     pub(super) fn set_status(&mut self, status: Status, message: Option<String>) {
         self.status = status;
-        let _ = crate::session::update_status(&self.dir, status, message.clone());
+        let _ = crate::session::update_status(self.dir.path(), status, message.clone());
         self.send(Event::Status { status, message });
     }
 }

@@ -103,7 +103,8 @@ impl Trainer {
             )
             .with_decay(meta_decay(&config))
         });
-        let metrics_path = dir.join("metrics.jsonl");
+        let layout = SessionDir::new(dir);
+        let metrics_path = layout.metrics();
 
         let mut parts = (workload, combiner, inner, meta);
         let (mut step, mut time_offset, mut resumed_from) = (0, 0.0, None);
@@ -128,10 +129,7 @@ impl Trainer {
         let (primary_metric, higher_is_better) = workload.primary_metric();
         let device = theta.first().map(Tensor::device).unwrap_or(Device::Cpu);
         let meta_info = SessionMeta {
-            id: dir
-                .file_name()
-                .map(|n| n.to_string_lossy().to_string())
-                .unwrap_or_default(),
+            id: layout.id(),
             name: String::new(),
             created: String::new(),
             status: Status::Running,
@@ -160,10 +158,10 @@ impl Trainer {
         } else {
             None
         };
-        let log = MetricsWriter::open(&dir.join("metrics.jsonl"))?;
+        let log = MetricsWriter::open(&metrics_path)?;
         let in_force = config.clone();
         let mut trainer = Trainer {
-            dir: dir.to_path_buf(),
+            dir: layout,
             loss_names: config.loss_names(),
             config,
             workload,
@@ -274,25 +272,21 @@ fn restore(ckpt: &checkpoint::Loaded, (workload, combiner, inner, meta): &mut Pa
 /// cuts `metrics.jsonl` back to it (everything after it will be redone).
 /// Idempotent.
 pub fn prepare_resume(dir: &Path, step: u64) -> Result<()> {
-    let metrics = dir.join("metrics.jsonl");
+    let metrics = SessionDir::new(dir).metrics();
     if metrics.exists() {
         log::truncate_after(&metrics, step)?;
     }
     Ok(())
 }
 
-/// The session's record of the config in force, rewritten (atomically) at
-/// start and whenever a change applies. Restart-only keys come from it on
-/// resume: `config.toml` may hold an edit that was refused.
-pub const CONFIG_IN_FORCE: &str = "config.in-force.toml";
-
 /// The config a session's `config.toml` asks for, read over the config last
 /// in force (`config.in-force.toml`, when there is one) as a live edit is:
 /// keys a partial file leaves out keep the values they ran with, never a
 /// built-in default. What `resume`, the runner and `attach` start from.
 pub fn session_config(dir: &Path) -> Result<Config, crate::config::ConfigError> {
-    let path = dir.join("config.toml");
-    let Ok(in_force) = Config::load(&dir.join(CONFIG_IN_FORCE)) else {
+    let layout = SessionDir::new(dir);
+    let path = layout.config();
+    let Ok(in_force) = Config::load(&layout.config_in_force()) else {
         return Config::load(&path);
     };
     let text = std::fs::read_to_string(&path).map_err(|e| crate::config::ConfigError {
@@ -328,7 +322,8 @@ struct ResumePoint {
 /// back, moving newer unreadable ones aside.
 fn resume_point(dir: &Path, config: &mut Config) -> Result<ResumePoint> {
     let mut notes = Vec::new();
-    let checkpoints = dir.join("checkpoints");
+    let layout = SessionDir::new(dir);
+    let checkpoints = layout.checkpoints();
     let mut removed = session::remove_orphan_temps(&checkpoints);
     removed.extend(session::remove_orphan_temps(dir));
     if !removed.is_empty() {
@@ -343,7 +338,8 @@ fn resume_point(dir: &Path, config: &mut Config) -> Result<ResumePoint> {
         ));
     }
 
-    let in_force_path = dir.join(CONFIG_IN_FORCE);
+    let in_force_path = layout.config_in_force();
+    let in_force_name = file_name(&in_force_path);
     if in_force_path.exists() {
         match Config::load(&in_force_path) {
             Ok(in_force) => {
@@ -357,7 +353,7 @@ fn resume_point(dir: &Path, config: &mut Config) -> Result<ResumePoint> {
                     kept.validate().map_err(|e| {
                         anyhow::anyhow!(
                             "config.toml holds restart-only edits that cannot apply to this session ({}), \
-                             and with the values in force ({CONFIG_IN_FORCE}) it is invalid: {e}",
+                             and with the values in force ({in_force_name}) it is invalid: {e}",
                             not_applied.join(", ")
                         )
                     })?;
@@ -365,7 +361,7 @@ fn resume_point(dir: &Path, config: &mut Config) -> Result<ResumePoint> {
                         Level::Warn,
                         format!(
                             "restart-only edits in config.toml were not applied: {}; the session resumes with \
-                             the config it ran with ({CONFIG_IN_FORCE}). To train with them, start a new session",
+                             the config it ran with ({in_force_name}). To train with them, start a new session",
                             not_applied.join(", ")
                         ),
                     ));
