@@ -6,6 +6,7 @@ pub mod engine;
 pub mod ffi;
 pub mod meltr;
 pub mod nn;
+pub mod numfmt;
 pub mod plot;
 pub mod process;
 pub mod remote;

@@ -191,33 +191,12 @@ pub fn short(v: f64) -> String {
         return scientific_sig(v, 3);
     }
     let decimals = (2 - mag).max(0) as usize;
-    minus(trim_zeros(format!("{:.*}", decimals, v)))
-}
-
-/// `0.0980` -> `0.098`, `2.50` -> `2.5`, `3.0` -> `3`.
-fn trim_zeros(mut s: String) -> String {
-    if s.contains('.') {
-        while s.ends_with('0') {
-            s.pop();
-        }
-        if s.ends_with('.') {
-            s.pop();
-        }
-    }
-    s
+    minus(crate::numfmt::fixed(v, decimals))
 }
 
 /// `12000` -> `12k`, `1500000` -> `1.5M`.
 pub fn compact(v: f64) -> String {
-    let (div, suffix) = if v.abs() >= 1e6 {
-        (1e6, "M")
-    } else if v.abs() >= 1e3 {
-        (1e3, "k")
-    } else {
-        (1.0, "")
-    };
-    let scaled = v / div;
-    minus(trim_zeros(format!("{:.3}", scaled)) + suffix)
+    minus(crate::numfmt::compact(v, 3))
 }
 
 fn scientific(v: f64) -> String {
@@ -228,9 +207,7 @@ fn scientific_sig(v: f64, sig: usize) -> String {
     if v == 0.0 {
         return "0".into();
     }
-    let exp = v.abs().log10().floor() as i32;
-    let mant = v / 10f64.powi(exp);
-    let m = trim_zeros(format!("{:.*}", sig.saturating_sub(1), mant));
+    let (m, exp) = crate::numfmt::mantissa_exponent(v, sig);
     if m == "1" {
         return power_of_ten(exp);
     }

@@ -49,19 +49,7 @@ pub enum Shape {
 
 /// Formats a coordinate: two decimals at most, no trailing zeros, no `-0`.
 pub fn num(v: f64) -> String {
-    let mut s = format!("{:.2}", v);
-    if s.contains('.') {
-        while s.ends_with('0') {
-            s.pop();
-        }
-        if s.ends_with('.') {
-            s.pop();
-        }
-    }
-    if s == "-0" {
-        s = "0".into();
-    }
-    s
+    crate::numfmt::fixed(v, 2)
 }
 
 fn escape(text: &str) -> String {

@@ -1,4 +1,7 @@
 //! Tests of the remote transport: real sockets in temporary directories.
+//!
+//! Long: one test module for the transport, read top to bottom like its
+//! contract (framing, limits, permissions, clients coming and going).
 
 use std::fs;
 use std::io::{BufRead, BufReader, Cursor, ErrorKind, Read, Write};

@@ -55,23 +55,15 @@ pub fn axis(v: f64) -> String {
     if a == 0.0 {
         "0".into()
     } else if a >= 1e6 {
-        trim(format!("{:.2}", v / 1e6)) + "M"
+        crate::numfmt::compact(v, 2)
     } else if a >= 1e4 {
-        trim(format!("{:.1}", v / 1e3)) + "k"
+        crate::numfmt::compact(v, 1)
     } else if a >= 100.0 {
         format!("{v:.0}")
     } else if a >= 0.01 {
-        trim(format!("{v:.3}"))
+        crate::numfmt::trim_zeros(format!("{v:.3}"))
     } else {
         format!("{v:.0e}")
-    }
-}
-
-fn trim(s: String) -> String {
-    if s.contains('.') {
-        s.trim_end_matches('0').trim_end_matches('.').to_string()
-    } else {
-        s
     }
 }
 

@@ -1,6 +1,9 @@
 //! Snapshot tests of every pane (80x24 and 160x48, from the fixture
 //! history) and unit tests of the app state: keys -> commands, edit
 //! validation, what gets written, colours.
+//!
+//! Long: the TUI's test module; splitting it would scatter the shared
+//! fixtures (app builders, fake link) across files.
 
 use super::fixtures;
 use super::state::{Action, App, CurveId, Overlay, Pane, Window};

@@ -1,0 +1,85 @@
+//! The number-formatting primitives every output shares: the TUI's panes
+//! (plain ASCII, `tui::fmt`), the figures' tick labels and legends (with a
+//! typographic minus and superscripts, `plot::scale`) and SVG coordinates
+//! (`plot::svg`) are all built from these, so one value never reads two
+//! ways for want of a shared rule.
+
+/// `0.0980` -> `0.098`, `2.50` -> `2.5`, `3.0` -> `3` (integers unchanged).
+pub fn trim_zeros(mut s: String) -> String {
+    if s.contains('.') {
+        while s.ends_with('0') {
+            s.pop();
+        }
+        if s.ends_with('.') {
+            s.pop();
+        }
+    }
+    s
+}
+
+/// `v` with at most `decimals` decimals, no trailing zeros, and no `-0`.
+pub fn fixed(v: f64, decimals: usize) -> String {
+    let s = trim_zeros(format!("{v:.decimals$}"));
+    if s == "-0" {
+        "0".into()
+    } else {
+        s
+    }
+}
+
+/// `12000` -> `12k`, `1500000` -> `1.5M` (at most `decimals` decimals of
+/// the scaled value); below 1000, [`fixed`].
+pub fn compact(v: f64, decimals: usize) -> String {
+    let (div, suffix) = if v.abs() >= 1e6 {
+        (1e6, "M")
+    } else if v.abs() >= 1e3 {
+        (1e3, "k")
+    } else {
+        (1.0, "")
+    };
+    fixed(v / div, decimals) + suffix
+}
+
+/// `v = mantissa × 10^exponent` with the mantissa rounded to `sig`
+/// significant digits (and renormalised when rounding reaches 10).
+pub fn mantissa_exponent(v: f64, sig: usize) -> (String, i32) {
+    if v == 0.0 || !v.is_finite() {
+        return (format!("{v}"), 0);
+    }
+    let mut exp = v.abs().log10().floor() as i32;
+    let mut mant = v / 10f64.powi(exp);
+    let decimals = sig.saturating_sub(1);
+    if format!("{:.decimals$}", mant.abs()).starts_with("10") {
+        exp += 1;
+        mant /= 10.0;
+    }
+    (trim_zeros(format!("{mant:.decimals$}")), exp)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn fixed_trims_and_never_says_minus_zero() {
+        assert_eq!(fixed(2.50, 2), "2.5");
+        assert_eq!(fixed(3.0, 2), "3");
+        assert_eq!(fixed(-0.001, 2), "0");
+        assert_eq!(fixed(120.0, 0), "120");
+    }
+
+    #[test]
+    fn compact_scales_to_k_and_m() {
+        assert_eq!(compact(12000.0, 3), "12k");
+        assert_eq!(compact(1_500_000.0, 3), "1.5M");
+        assert_eq!(compact(12_345.0, 1), "12.3k");
+        assert_eq!(compact(950.0, 1), "950");
+    }
+
+    #[test]
+    fn mantissa_renormalises_when_rounding_reaches_ten() {
+        assert_eq!(mantissa_exponent(0.000_999_9, 2), ("1".into(), -3));
+        assert_eq!(mantissa_exponent(2.5e-5, 2), ("2.5".into(), -5));
+        assert_eq!(mantissa_exponent(-3.0e7, 3), ("-3".into(), 7));
+    }
+}
