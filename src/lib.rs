@@ -1,3 +1,4 @@
+#![cfg_attr(not(test), warn(clippy::unwrap_used))]
 //! meltr-tui: fine-tuning with MELTR (Meta Loss Transformer) from a terminal.
 pub mod bench;
 pub mod config;

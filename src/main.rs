@@ -1,4 +1,5 @@
 //! `meltr-tui`: parses the command line and dispatches; the work is in the library.
+#![cfg_attr(not(test), warn(clippy::unwrap_used))]
 
 use clap::Parser;
 

@@ -3,6 +3,7 @@
 //! ids — the same figure always serialises to the same bytes.
 
 use super::font;
+// Writing into a String cannot fail: `let _ = write!(…)` throughout.
 use std::fmt::Write;
 
 /// A colour as `#RRGGBB`.
@@ -74,18 +75,17 @@ fn stroke_attrs(s: &Stroke) -> String {
     );
     if !s.dash.is_empty() {
         let dash: Vec<String> = s.dash.iter().map(|d| num(*d)).collect();
-        write!(
+        let _ = write!(
             a,
             r#" stroke-dasharray="{}" stroke-linecap="butt""#,
             dash.join(" ")
-        )
-        .unwrap();
+        );
     } else {
         a.push_str(r#" stroke-linecap="round""#);
     }
     a.push_str(r#" stroke-linejoin="round""#);
     if s.opacity < 1.0 {
-        write!(a, r#" stroke-opacity="{}""#, num(s.opacity)).unwrap();
+        let _ = write!(a, r#" stroke-opacity="{}""#, num(s.opacity));
     }
     a
 }
@@ -101,7 +101,7 @@ impl Svg {
         let (w, h) = (width_in * 72.0, height_in * 72.0);
         let mut buf = String::new();
         buf.push_str("<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n");
-        writeln!(
+        let _ = writeln!(
             buf,
             r#"<svg xmlns="http://www.w3.org/2000/svg" width="{}in" height="{}in" viewBox="0 0 {} {}" font-family="{}">"#,
             num(width_in),
@@ -109,34 +109,31 @@ impl Svg {
             num(w),
             num(h),
             font::FAMILY
-        )
-        .unwrap();
-        writeln!(
+        );
+        let _ = writeln!(
             buf,
             r##"<rect x="0" y="0" width="{}" height="{}" fill="#FFFFFF"/>"##,
             num(w),
             num(h)
-        )
-        .unwrap();
+        );
         Self { buf }
     }
 
     /// Declares a rectangular clip region named `id`.
     pub fn clip_rect(&mut self, id: &str, x: f64, y: f64, w: f64, h: f64) {
-        writeln!(
+        let _ = writeln!(
             self.buf,
             r#"<clipPath id="{id}"><rect x="{}" y="{}" width="{}" height="{}"/></clipPath>"#,
             num(x),
             num(y),
             num(w),
             num(h)
-        )
-        .unwrap();
+        );
     }
 
     /// Opens a group clipped to a region declared with [`Svg::clip_rect`].
     pub fn begin_clipped(&mut self, id: &str) {
-        writeln!(self.buf, r#"<g clip-path="url(#{id})">"#).unwrap();
+        let _ = writeln!(self.buf, r#"<g clip-path="url(#{id})">"#);
     }
 
     pub fn end_group(&mut self) {
@@ -151,23 +148,21 @@ impl Svg {
         fill: Color,
         outline: Option<&Stroke>,
     ) {
-        write!(
+        let _ = write!(
             self.buf,
             r#"<rect x="{}" y="{}" width="{}" height="{}" fill="{fill}""#,
             num(x),
             num(y),
             num(w),
             num(h)
-        )
-        .unwrap();
+        );
         if let Some(s) = outline {
-            write!(
+            let _ = write!(
                 self.buf,
                 r#" stroke="{}" stroke-width="{}""#,
                 s.color,
                 num(s.width)
-            )
-            .unwrap();
+            );
         }
         self.buf.push_str("/>\n");
     }
@@ -181,7 +176,7 @@ impl Svg {
         fill_opacity: f64,
         outline: &Stroke,
     ) {
-        writeln!(
+        let _ = writeln!(
             self.buf,
             r##"<rect x="{}" y="{}" width="{}" height="{}" rx="{}" fill="#FFFFFF" fill-opacity="{}" stroke="{}" stroke-width="{}"/>"##,
             num(x),
@@ -192,8 +187,7 @@ impl Svg {
             num(fill_opacity),
             outline.color,
             num(outline.width)
-        )
-        .unwrap();
+        );
     }
 
     /// An open polyline through `points`; nothing for fewer than two.
@@ -207,9 +201,9 @@ impl Svg {
             if i > 0 {
                 self.buf.push(' ');
             }
-            write!(self.buf, "{cmd}{} {}", num(*x), num(*y)).unwrap();
+            let _ = write!(self.buf, "{cmd}{} {}", num(*x), num(*y));
         }
-        writeln!(self.buf, "\" {}/>", stroke_attrs(stroke)).unwrap();
+        let _ = writeln!(self.buf, "\" {}/>", stroke_attrs(stroke));
     }
 
     /// A straight segment.
@@ -263,8 +257,7 @@ impl Svg {
                 num(x - r * 0.85),
                 num(y)
             ),
-        }
-        .unwrap();
+        };
     }
 
     /// Text with its baseline at `y`, rotated by `rotate` degrees about the anchor.
@@ -274,25 +267,23 @@ impl Svg {
             Anchor::Middle => "middle",
             Anchor::End => "end",
         };
-        write!(
+        let _ = write!(
             self.buf,
             r##"<text x="{}" y="{}" font-size="{}" text-anchor="{anchor}" fill="#000000""##,
             num(x),
             num(y),
             num(size)
-        )
-        .unwrap();
+        );
         if rotate != 0.0 {
-            write!(
+            let _ = write!(
                 self.buf,
                 r#" transform="rotate({} {} {})""#,
                 num(rotate),
                 num(x),
                 num(y)
-            )
-            .unwrap();
+            );
         }
-        writeln!(self.buf, ">{}</text>", escape(text)).unwrap();
+        let _ = writeln!(self.buf, ">{}</text>", escape(text));
     }
 
     /// Closes the document and returns its text.
