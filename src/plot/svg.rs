@@ -216,7 +216,7 @@ impl Svg {
         let r = size / 2.0;
         let edge = r * 0.35;
         let (stroke, sw) = ("#FFFFFF", num(edge.max(0.3)));
-        match shape {
+        let _ = match shape {
             Shape::Circle => writeln!(
                 self.buf,
                 r#"<circle cx="{}" cy="{}" r="{}" fill="{color}" stroke="{stroke}" stroke-width="{sw}"/>"#,
