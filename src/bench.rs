@@ -28,7 +28,7 @@
 //! timed rounds take them from the heap as a settled run does: see
 //! [`Allocator`]).
 
-use crate::config::Config;
+use crate::config::{AidMode, CombinerKind, Config, MeltrInit, TrainBatch};
 use crate::device_memory;
 use crate::engine::trainer::BenchTrainer;
 use anyhow::{bail, Context, Result};
@@ -100,7 +100,7 @@ fn base(config: &mut Config, options: &BenchOptions) {
     config.train.steps = 1_000_000;
     config.meltr.meta_every = 1_000_000;
     // The init does not change a step's cost; skip the warm-start fit.
-    config.meltr.init = "pytorch".into();
+    config.meltr.init = MeltrInit::Pytorch;
 }
 
 fn video_text_config(options: &BenchOptions) -> Config {
@@ -163,17 +163,17 @@ fn bench_workload(
     // The last row takes the shares by one backward per loss (the fallback
     // for models without second derivatives).
     let kinds = [
-        ("primary", "primary", 50, false),
-        ("sum", "sum", 50, false),
-        ("meltr", "meltr", 50, false),
-        ("meltr logged", "meltr", 1, false),
-        ("  per loss", "meltr", 1, true),
+        ("primary", CombinerKind::Primary, 50, false),
+        ("sum", CombinerKind::Sum, 50, false),
+        ("meltr", CombinerKind::Meltr, 50, false),
+        ("meltr logged", CombinerKind::Meltr, 1, false),
+        ("  per loss", CombinerKind::Meltr, 1, true),
     ];
     let mut trainers = kinds
         .iter()
         .map(|&(label, kind, log_every, per_loss)| {
             let mut t = with(&label.trim().replace(' ', "-"), &|c| {
-                c.combiner.kind = kind.into();
+                c.combiner.kind = kind;
                 c.train.log_every = log_every;
             })?;
             if per_loss {
@@ -207,14 +207,14 @@ fn bench_workload(
     let mut modes = Vec::new();
     let mut trainers = Vec::new();
     for (mode, j) in [
-        ("exact", 0),
-        ("factorized", 0),
-        ("factorized", 1),
-        ("factorized", 3),
+        (AidMode::Exact, 0),
+        (AidMode::Factorized, 0),
+        (AidMode::Factorized, 1),
+        (AidMode::Factorized, 3),
     ] {
         let mut t = with(&format!("{mode}-{j}"), &|c| {
-            c.combiner.kind = "meltr".into();
-            c.aid.mode = mode.into();
+            c.combiner.kind = CombinerKind::Meltr;
+            c.aid.mode = mode;
             c.aid.iterations = j;
         })?;
         match t.meta_step() {
@@ -231,7 +231,10 @@ fn bench_workload(
     let meta = interleaved(device, &mut trainers, options.rounds, |t| {
         (0..options.meta_steps).try_for_each(|_| t.meta_step())
     })?;
-    let exact_time = modes.iter().position(|m| m.0 == "exact").map(|i| meta[i].0);
+    let exact_time = modes
+        .iter()
+        .position(|m| m.0 == AidMode::Exact)
+        .map(|i| meta[i].0);
     for ((mode, j), (seconds, peak)) in modes.iter().zip(&meta) {
         let per = seconds / options.meta_steps as f64;
         lines.push(format!(
@@ -269,19 +272,19 @@ fn bench_workload(
     let meta_every = 3;
     let steps = options.steps.max(4 * meta_every);
     let steps = steps - steps % meta_every;
-    let runs: [(&str, u64, u64, &str); 4] = [
-        ("sum", 1_000_000, 50, "recent"),
-        ("meltr", meta_every, 50, "recent"),
-        ("meltr", meta_every, 50, "current"),
-        ("meltr", meta_every, 1, "recent"),
+    let runs: [(CombinerKind, u64, u64, TrainBatch); 4] = [
+        (CombinerKind::Sum, 1_000_000, 50, TrainBatch::Recent),
+        (CombinerKind::Meltr, meta_every, 50, TrainBatch::Recent),
+        (CombinerKind::Meltr, meta_every, 50, TrainBatch::Current),
+        (CombinerKind::Meltr, meta_every, 1, TrainBatch::Recent),
     ];
     let mut trainers = runs
         .iter()
         .map(|&(kind, every, log_every, batch)| {
             with(&format!("run-{kind}-{log_every}-{batch}"), &|c| {
-                c.combiner.kind = kind.into();
+                c.combiner.kind = kind;
                 c.meltr.meta_every = every;
-                c.meltr.train_batch = batch.into();
+                c.meltr.train_batch = batch;
                 c.train.log_every = log_every;
             })
         })

@@ -666,7 +666,10 @@ mod tests {
     #[test]
     fn the_embedded_default_config_is_the_repository_default() {
         let embedded = Config::parse(EMBEDDED_DEFAULT).unwrap();
-        assert_eq!(embedded.workload.kind, "video-text");
+        assert_eq!(
+            embedded.workload.kind,
+            crate::config::WorkloadKind::VideoText
+        );
         let on_disk =
             Config::load(&Path::new(env!("CARGO_MANIFEST_DIR")).join(DEFAULT_CONFIG)).unwrap();
         assert_eq!(embedded, on_disk);

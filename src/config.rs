@@ -4,7 +4,13 @@
 //!
 //! Everything here is plain data; no tensors, no terminal.
 
+pub mod choices;
 pub mod watch;
+
+pub use choices::{
+    AidMode, CombinerKind, Dtype, JvpMethod, LrSchedule, MeltrInit, MetaOptimizer, OnCollapse,
+    Pool, TrainBatch, ValSource, WorkloadKind,
+};
 
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
@@ -25,8 +31,7 @@ pub struct Config {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct WorkloadConfig {
-    /// `synthetic` | `video-text` | `torchscript`.
-    pub kind: String,
+    pub kind: WorkloadKind,
     pub primary: String,
     pub auxiliary: Vec<String>,
     pub batch_size: usize,
@@ -49,7 +54,7 @@ pub struct WorkloadConfig {
 impl Default for WorkloadConfig {
     fn default() -> Self {
         Self {
-            kind: "synthetic".into(),
+            kind: WorkloadKind::Synthetic,
             primary: "primary".into(),
             auxiliary: vec!["helpful".into(), "harmful".into()],
             batch_size: 32,
@@ -67,15 +72,13 @@ impl Default for WorkloadConfig {
 pub struct TrainConfig {
     /// `auto` | `cpu` | `cuda` | `cuda:N`.
     pub device: String,
-    /// `f32` | `f64`.
-    pub dtype: String,
+    pub dtype: Dtype,
     /// CPU threads for libtorch's ops. Small models are fastest on 1 (more
     /// threads only contend); raise it for large models trained on the CPU.
     pub threads: usize,
     pub steps: u64,
     pub lr: f64,
-    /// `constant` | `cosine` (from `lr` at step 1 down to 0 at `steps`).
-    pub lr_schedule: String,
+    pub lr_schedule: LrSchedule,
     pub weight_decay: f64,
     pub grad_clip: f64,
     pub eval_every: u64,
@@ -91,12 +94,12 @@ pub struct TrainConfig {
 impl TrainConfig {
     /// The inner learning rate at `step` (1-based) under `lr_schedule`.
     pub fn lr_at(&self, step: u64) -> f64 {
-        match self.lr_schedule.as_str() {
-            "cosine" => {
+        match self.lr_schedule {
+            LrSchedule::Cosine => {
                 let progress = (step.saturating_sub(1) as f64 / self.steps.max(1) as f64).min(1.0);
                 self.lr * 0.5 * (1.0 + (std::f64::consts::PI * progress).cos())
             }
-            _ => self.lr,
+            LrSchedule::Constant => self.lr,
         }
     }
 }
@@ -105,11 +108,11 @@ impl Default for TrainConfig {
     fn default() -> Self {
         Self {
             device: "auto".into(),
-            dtype: "f32".into(),
+            dtype: Dtype::F32,
             threads: 1,
             steps: 600,
             lr: 1e-3,
-            lr_schedule: "constant".into(),
+            lr_schedule: LrSchedule::Constant,
             weight_decay: 0.0,
             grad_clip: 1.0,
             eval_every: 50,
@@ -123,8 +126,7 @@ impl Default for TrainConfig {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct CombinerConfig {
-    /// `primary` | `sum` | `weights` | `uncertainty` | `mlp` | `meltr`.
-    pub kind: String,
+    pub kind: CombinerKind,
     /// Fixed weights for `kind = "weights"`; a loss not listed weighs 0.
     pub weights: BTreeMap<String, f64>,
 }
@@ -132,7 +134,7 @@ pub struct CombinerConfig {
 impl Default for CombinerConfig {
     fn default() -> Self {
         Self {
-            kind: "meltr".into(),
+            kind: CombinerKind::Meltr,
             weights: BTreeMap::new(),
         }
     }
@@ -151,19 +153,19 @@ pub struct MeltrConfig {
     pub meta_grad_clip: f64,
     pub gamma: f64,
     /// `recent` (random pick among the last 10 training batches) | `val`.
-    pub val_source: String,
+    pub val_source: ValSource,
     /// The meta step's training batch: `recent` (random pick among the
     /// last 10, as the public code) | `current` (this step's batch, before
     /// its update, reusing the inner step's forward: one forward fewer per
     /// meta step).
-    pub train_batch: String,
+    pub train_batch: TrainBatch,
     /// `pytorch` (the public code: PyTorch's default initialisation of
     /// nn.Linear, nn.Embedding and nn.TransformerEncoderLayer) | `random`
     /// (tch's default initialisation, about 2.45x wider, random biases) |
     /// `sum` | `primary`: from the `pytorch` init, fit MELTR to that linear
     /// combiner around the first batch's losses, so the run starts with known
     /// effective weights (all 1, or 1 on the primary and 0 elsewhere).
-    pub init: String,
+    pub init: MeltrInit,
     /// The γ term's direct gradient `γ·∂|Σl − M(l)|/∂φ`. The public code
     /// drops it (φ's gradients are overwritten by the implicit term, so γ
     /// reaches φ only through `∇_θ L_pri`); adding it makes MELTR collapse
@@ -171,14 +173,14 @@ pub struct MeltrConfig {
     pub gamma_direct: bool,
     /// The meta optimizer: `adam` (torch.optim.Adam, L2 added to the
     /// gradient: the public code) | `adamw` (decoupled weight decay).
-    pub meta_optimizer: String,
+    pub meta_optimizer: MetaOptimizer,
     /// The batches the meta step draws from: `previous` (the 10 batches
     /// before the current one, as the public code) | `with-current` (the
     /// last 10 including the current one).
-    pub pool: String,
+    pub pool: Pool,
     /// What a detected collapse does: `warn` (an event) | `restore` (also
     /// puts φ and its optimizer back to the last healthy meta step).
-    pub on_collapse: String,
+    pub on_collapse: OnCollapse,
 }
 
 impl Default for MeltrConfig {
@@ -194,13 +196,13 @@ impl Default for MeltrConfig {
             meta_every: 3,
             meta_grad_clip: 50.0,
             gamma: 0.1,
-            val_source: "recent".into(),
-            train_batch: "recent".into(),
-            init: "pytorch".into(),
+            val_source: ValSource::Recent,
+            train_batch: TrainBatch::Recent,
+            init: MeltrInit::Pytorch,
             gamma_direct: false,
-            meta_optimizer: "adam".into(),
-            pool: "previous".into(),
-            on_collapse: "warn".into(),
+            meta_optimizer: MetaOptimizer::Adam,
+            pool: Pool::Previous,
+            on_collapse: OnCollapse::Warn,
         }
     }
 }
@@ -213,11 +215,11 @@ pub struct AidConfig {
     /// Neumann step size α.
     pub alpha: f64,
     /// `factorized` | `exact`.
-    pub mode: String,
+    pub mode: AidMode,
     /// Factorized mode's Jacobian-vector products: `auto` (forward-mode AD,
     /// falling back to finite differences for ops without forward
     /// derivatives) | `forward` | `differences`.
-    pub jvp: String,
+    pub jvp: JvpMethod,
     /// The Neumann series stops (and says so) when a term's norm grows past
     /// this multiple of the first's: for α·H with eigenvalues outside
     /// (0, 2) the series diverges and would feed φ a useless direction.
@@ -229,25 +231,12 @@ impl Default for AidConfig {
         Self {
             iterations: 0,
             alpha: 0.1,
-            mode: "factorized".into(),
-            jvp: "auto".into(),
+            mode: AidMode::Factorized,
+            jvp: JvpMethod::Auto,
             max_growth: 10.0,
         }
     }
 }
-
-pub const WORKLOAD_KINDS: &[&str] = &["synthetic", "video-text", "torchscript"];
-pub const COMBINER_KINDS: &[&str] = &["primary", "sum", "weights", "uncertainty", "mlp", "meltr"];
-pub const AID_MODES: &[&str] = &["factorized", "exact"];
-pub const JVP_METHODS: &[&str] = &["auto", "forward", "differences"];
-pub const VAL_SOURCES: &[&str] = &["recent", "val"];
-pub const TRAIN_BATCHES: &[&str] = &["recent", "current"];
-pub const MELTR_INITS: &[&str] = &["pytorch", "random", "sum", "primary"];
-pub const META_OPTIMIZERS: &[&str] = &["adam", "adamw"];
-pub const POOLS: &[&str] = &["previous", "with-current"];
-pub const ON_COLLAPSE: &[&str] = &["warn", "restore"];
-pub const LR_SCHEDULES: &[&str] = &["constant", "cosine"];
-pub const DTYPES: &[&str] = &["f32", "f64"];
 
 /// Keys that only take effect when a run starts; a live edit of them is
 /// refused with this reason. A key matches when it equals an entry or starts
@@ -458,7 +447,6 @@ impl Config {
             }
         }
         let w = &self.workload;
-        one_of("workload.kind", &w.kind, WORKLOAD_KINDS)?;
         if w.primary.is_empty() {
             return Err(ConfigError::at_key(
                 "workload.primary",
@@ -484,7 +472,7 @@ impl Config {
             }
         }
         at_least("workload.batch_size", w.batch_size as f64, 1.0)?;
-        if w.kind == "torchscript" {
+        if w.kind == WorkloadKind::TorchScript {
             for (key, value) in [
                 ("workload.model", &w.model),
                 ("workload.train", &w.train),
@@ -496,14 +484,14 @@ impl Config {
             }
         }
 
-        if self.train.trace && w.kind != "torchscript" {
+        if self.train.trace && w.kind != WorkloadKind::TorchScript {
             return Err(ConfigError::at_key(
                 "train.trace",
                 "the trace replays batches as rows of stored data: it needs workload.kind = \"torchscript\"",
             ));
         }
 
-        if w.init_from.is_some() && w.kind != "video-text" {
+        if w.init_from.is_some() && w.kind != WorkloadKind::VideoText {
             return Err(ConfigError::at_key(
                 "workload.init_from",
                 "only the video-text workload starts from a foundation checkpoint",
@@ -524,7 +512,6 @@ impl Config {
                 ),
             ));
         }
-        one_of("train.dtype", &t.dtype, DTYPES)?;
         let most = max_threads();
         if !(1..=most).contains(&t.threads) {
             return Err(ConfigError::at_key(
@@ -537,7 +524,6 @@ impl Config {
         }
         at_least("train.steps", t.steps as f64, 1.0)?;
         positive("train.lr", t.lr)?;
-        one_of("train.lr_schedule", &t.lr_schedule, LR_SCHEDULES)?;
         non_negative("train.weight_decay", t.weight_decay)?;
         positive("train.grad_clip", t.grad_clip)?;
         at_least("train.eval_every", t.eval_every as f64, 1.0)?;
@@ -545,7 +531,6 @@ impl Config {
         at_least("train.log_every", t.log_every as f64, 1.0)?;
 
         let c = &self.combiner;
-        one_of("combiner.kind", &c.kind, COMBINER_KINDS)?;
         for (name, weight) in &c.weights {
             let key = format!("combiner.weights.{name}");
             if !weight.is_finite() {
@@ -558,7 +543,7 @@ impl Config {
                 ));
             }
         }
-        if c.kind == "weights" && c.weights.is_empty() {
+        if c.kind == CombinerKind::Weights && c.weights.is_empty() {
             return Err(ConfigError::at_key(
                 "combiner.weights",
                 "combiner.kind = \"weights\" needs a table of fixed weights, e.g. { primary = 1.0 }",
@@ -581,12 +566,6 @@ impl Config {
         at_least("meltr.meta_every", m.meta_every as f64, 1.0)?;
         positive("meltr.meta_grad_clip", m.meta_grad_clip)?;
         non_negative("meltr.gamma", m.gamma)?;
-        one_of("meltr.val_source", &m.val_source, VAL_SOURCES)?;
-        one_of("meltr.init", &m.init, MELTR_INITS)?;
-        one_of("meltr.train_batch", &m.train_batch, TRAIN_BATCHES)?;
-        one_of("meltr.meta_optimizer", &m.meta_optimizer, META_OPTIMIZERS)?;
-        one_of("meltr.pool", &m.pool, POOLS)?;
-        one_of("meltr.on_collapse", &m.on_collapse, ON_COLLAPSE)?;
 
         let a = &self.aid;
         if a.iterations > 100 {
@@ -601,8 +580,6 @@ impl Config {
                 format!("expected 0 < alpha <= 1, got {}", a.alpha),
             ));
         }
-        one_of("aid.mode", &a.mode, AID_MODES)?;
-        one_of("aid.jvp", &a.jvp, JVP_METHODS)?;
         if !(a.max_growth.is_finite() && a.max_growth >= 1.0) {
             return Err(ConfigError::at_key(
                 "aid.max_growth",
@@ -707,6 +684,31 @@ impl Config {
     }
 }
 
+/// The names a choice key accepts, or `None` for a key that is not a
+/// choice (for editors and tests that need every valid value).
+pub fn choices_of(key: &str) -> Option<Vec<&'static str>> {
+    macro_rules! names {
+        ($t:ty) => {
+            Some(<$t>::ALL.iter().map(|v| v.as_str()).collect())
+        };
+    }
+    match key {
+        "workload.kind" => names!(WorkloadKind),
+        "train.dtype" => names!(Dtype),
+        "train.lr_schedule" => names!(LrSchedule),
+        "combiner.kind" => names!(CombinerKind),
+        "meltr.val_source" => names!(ValSource),
+        "meltr.train_batch" => names!(TrainBatch),
+        "meltr.init" => names!(MeltrInit),
+        "meltr.meta_optimizer" => names!(MetaOptimizer),
+        "meltr.pool" => names!(Pool),
+        "meltr.on_collapse" => names!(OnCollapse),
+        "aid.mode" => names!(AidMode),
+        "aid.jvp" => names!(JvpMethod),
+        _ => None,
+    }
+}
+
 /// The most `train.threads` a config may ask for: 4 per core of this
 /// machine (more only contend; thousands stall the first step for minutes).
 pub fn max_threads() -> usize {
@@ -716,22 +718,6 @@ pub fn max_threads() -> usize {
 /// `cuda:N` -> N.
 pub fn parse_cuda_index(device: &str) -> Option<usize> {
     device.strip_prefix("cuda:").and_then(|n| n.parse().ok())
-}
-
-fn one_of(key: &str, value: &str, allowed: &[&str]) -> Result<(), ConfigError> {
-    if allowed.contains(&value) {
-        Ok(())
-    } else {
-        let list = allowed
-            .iter()
-            .map(|a| format!("\"{a}\""))
-            .collect::<Vec<_>>()
-            .join(", ");
-        Err(ConfigError::at_key(
-            key,
-            format!("expected one of {list}, got \"{value}\""),
-        ))
-    }
 }
 
 fn positive(key: &str, value: f64) -> Result<(), ConfigError> {
@@ -914,7 +900,7 @@ mod tests {
         };
         assert_eq!(t.lr_at(1), 0.01);
         assert_eq!(t.lr_at(100), 0.01);
-        t.lr_schedule = "cosine".into();
+        t.lr_schedule = LrSchedule::Cosine;
         assert_eq!(t.lr_at(1), 0.01);
         assert!((t.lr_at(51) - 0.005).abs() < 1e-12, "{}", t.lr_at(51));
         assert!(t.lr_at(100) > 0.0 && t.lr_at(100) < 1e-5);
@@ -951,8 +937,8 @@ mod tests {
         edited.workload.seed = 9;
         edited.workload.batch_size = 3;
         edited.train.device = "cpu".into();
-        edited.train.dtype = "f64".into();
-        edited.combiner.kind = "sum".into();
+        edited.train.dtype = crate::config::Dtype::F64;
+        edited.combiner.kind = crate::config::CombinerKind::Sum;
         edited.meltr.d_model = 16;
         edited.meltr.d_hidden = 16;
         edited.meltr.d_ff = 16;
@@ -971,10 +957,19 @@ mod tests {
         assert_eq!(kept[0].key, "aid.iterations");
     }
 
-    /// A different value of the same type (for tests that must change a key).
-    fn another(value: &toml::Value) -> toml::Value {
+    /// A different valid value for `key` (for tests that must change a key).
+    fn another(key: &str, value: &toml::Value) -> toml::Value {
         match value {
-            toml::Value::String(s) => toml::Value::String(format!("{s}-other")),
+            toml::Value::String(s) => match choices_of(key) {
+                Some(names) => toml::Value::String(
+                    names
+                        .into_iter()
+                        .find(|n| n != s)
+                        .expect("two options")
+                        .into(),
+                ),
+                None => toml::Value::String(format!("{s}-other")),
+            },
             toml::Value::Integer(i) => toml::Value::Integer(i + 1),
             toml::Value::Float(f) => toml::Value::Float(f * 2.0 + 1.0),
             toml::Value::Boolean(b) => toml::Value::Boolean(!b),
@@ -984,6 +979,36 @@ mod tests {
                 toml::Value::Array(a)
             }
             other => panic!("no other value for {other:?}"),
+        }
+    }
+
+    /// `choices_of` knows every choice key, and every name it lists reads
+    /// back as that key's value.
+    #[test]
+    fn choices_of_covers_every_choice_key() {
+        let running = Config::default();
+        for (key, value) in running.flatten() {
+            let toml::Value::String(_) = value else {
+                continue;
+            };
+            let with = |text: &str| {
+                let mut root = toml::Value::try_from(&running).unwrap();
+                *lookup_mut(&mut root, &key).unwrap() = toml::Value::String(text.into());
+                root.try_into::<Config>()
+            };
+            match choices_of(&key) {
+                Some(names) => {
+                    assert!(with("no-such-option").is_err(), "{key} took any text");
+                    for name in names {
+                        let config = with(name).unwrap();
+                        assert_eq!(config.flatten()[&key].as_str(), Some(name), "{key}");
+                    }
+                }
+                None => assert!(
+                    with("free text").is_ok(),
+                    "{key} is a choice: list it in choices_of"
+                ),
+            }
         }
     }
 
@@ -1003,7 +1028,7 @@ mod tests {
             for key in keys {
                 let mut root = toml::Value::try_from(&running).unwrap();
                 let slot = lookup_mut(&mut root, key).unwrap();
-                *slot = another(slot);
+                *slot = another(key, slot);
                 let edited: Config = root.try_into().unwrap();
                 let requested = running.diff(&edited);
                 assert_eq!(requested.len(), 1, "{key}: {requested:?}");
@@ -1016,7 +1041,7 @@ mod tests {
         for key in flat.keys().filter(|k| restart_only_reason(k).is_none()) {
             let mut root = toml::Value::try_from(&running).unwrap();
             let slot = lookup_mut(&mut root, key).unwrap();
-            *slot = another(slot);
+            *slot = another(key, slot);
             let edited: Config = root.try_into().unwrap();
             let kept = running.diff(&edited.keeping_restart_only_of(&running));
             assert_eq!(kept.len(), 1, "{key}: {kept:?}");
@@ -1047,7 +1072,10 @@ mod tests {
             .unwrap_err()
             .message
             .contains("integer"));
-        assert_eq!(c.with_value("aid.mode", "exact").unwrap().aid.mode, "exact");
+        assert_eq!(
+            c.with_value("aid.mode", "exact").unwrap().aid.mode,
+            AidMode::Exact
+        );
         assert!(c.with_value("aid.mode", "fast").is_err());
         assert!(c.with_value("aid.nope", "1").is_err());
     }

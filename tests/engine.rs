@@ -36,7 +36,7 @@ fn meta_steps_on_the_current_batch_reuse_its_forward_and_still_learn() {
     let _serial = serial();
     let root = tempfile::tempdir().unwrap();
     let mut config = small_config("meltr", 900);
-    config.meltr.train_batch = "current".into();
+    config.meltr.train_batch = meltr_tui::config::TrainBatch::Current;
     let (_, lines) = run_session(root.path(), "current", config);
     let norms: Vec<f64> = lines
         .iter()
@@ -98,7 +98,7 @@ fn logging_every_step_leaves_the_run_unchanged() {
             let mut config = small_config(kind, 30);
             config.train.log_every = log_every;
             config.train.eval_every = 10;
-            config.meltr.train_batch = train_batch.into();
+            config.meltr.train_batch = train_batch.parse().unwrap();
             let name = format!("{kind}-{train_batch}-{log_every}");
             run_session(root.path(), &name, config).1
         };

@@ -21,13 +21,13 @@ use std::path::{Path, PathBuf};
 use tch::{Device, Kind};
 
 fn small_meltr(config: &mut Config) {
-    config.combiner.kind = "meltr".into();
+    config.combiner.kind = meltr_tui::config::CombinerKind::Meltr;
     config.meltr.d_model = 16;
     config.meltr.d_hidden = 16;
     config.meltr.d_ff = 32;
     config.meltr.heads = 2;
     config.train.device = "cpu".into();
-    config.train.dtype = "f64".into();
+    config.train.dtype = meltr_tui::config::Dtype::F64;
 }
 
 fn video_text_config() -> Config {
@@ -42,7 +42,7 @@ fn video_text_config() -> Config {
 
 fn torchscript_config(dir: &Path) -> Config {
     let mut c = Config::default();
-    c.workload.kind = "torchscript".into();
+    c.workload.kind = meltr_tui::config::WorkloadKind::TorchScript;
     c.workload.model = Some(dir.join("model.pt").display().to_string());
     c.workload.train = Some(dir.join("train.safetensors").display().to_string());
     c.workload.val = Some(dir.join("val.safetensors").display().to_string());

@@ -46,7 +46,7 @@ fn traced_config(dir: &Path, losses: (&str, &[&str]), mode: &str, iterations: u3
     let (primary, auxiliary) = losses;
     let path = |file: &str| dir.join(file).display().to_string();
     let mut c = Config::default();
-    c.workload.kind = "torchscript".into();
+    c.workload.kind = meltr_tui::config::WorkloadKind::TorchScript;
     c.workload.model = Some(path("model.pt"));
     c.workload.train = Some(path("train.safetensors"));
     c.workload.val = Some(path("val.safetensors"));
@@ -54,7 +54,7 @@ fn traced_config(dir: &Path, losses: (&str, &[&str]), mode: &str, iterations: u3
     c.workload.auxiliary = auxiliary.iter().map(|s| s.to_string()).collect();
     c.workload.batch_size = 16;
     c.train.device = "cpu".into();
-    c.train.dtype = "f64".into();
+    c.train.dtype = meltr_tui::config::Dtype::F64;
     c.train.steps = 30;
     c.train.lr = 3e-3;
     c.train.eval_every = 30;
@@ -64,8 +64,8 @@ fn traced_config(dir: &Path, losses: (&str, &[&str]), mode: &str, iterations: u3
     // A smaller MELTR than the public 256 wide keeps the replay quick; the
     // algorithm is the same at any width.
     (c.meltr.d_model, c.meltr.d_hidden, c.meltr.d_ff) = (64, 32, 128);
-    c.aid.mode = mode.into();
-    c.aid.jvp = "forward".into();
+    c.aid.mode = mode.parse().unwrap();
+    c.aid.jvp = meltr_tui::config::JvpMethod::Forward;
     c.aid.iterations = iterations;
     c.aid.alpha = 0.05;
     c.validate().unwrap();
@@ -189,7 +189,7 @@ fn meta_picks(pool: &str) -> Vec<(u64, u64, u64)> {
         0,
     );
     config.meltr.meta_every = 1;
-    config.meltr.pool = pool.into();
+    config.meltr.pool = pool.parse().unwrap();
     let (dir, _) = run_session(root.path(), pool, config);
     std::fs::read_to_string(dir.join("trace/steps.jsonl"))
         .unwrap()

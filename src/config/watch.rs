@@ -130,7 +130,7 @@ mod tests {
         let mut running = Config::default();
         running.train.steps = 20_000;
         running.train.lr = 0.005;
-        running.combiner.kind = "weights".into();
+        running.combiner.kind = crate::config::CombinerKind::Weights;
         running.combiner.weights = [("primary".to_string(), 1.0)].into();
         std::fs::write(&path, running.to_toml_string()).unwrap();
         let in_force = std::sync::Arc::new(std::sync::Mutex::new(running.clone()));

@@ -10,6 +10,8 @@ use tch::Tensor;
 /// How many checkpoints to keep; older ones are deleted after a new one lands.
 pub const KEEP: usize = 3;
 
+/// The file name of the checkpoint for `step`: `step-NNNNNNNNNN.safetensors`,
+/// zero-padded so that names sort by step.
 pub fn file_name(step: u64) -> String {
     format!("step-{step:010}.safetensors")
 }
@@ -82,12 +84,16 @@ fn prune(dir: &Path) -> Result<()> {
 
 /// A loaded checkpoint, looked up by tensor name.
 pub struct Loaded {
+    /// The step the checkpoint was written at (from its file name).
     pub step: u64,
+    /// Where it was read from.
     pub path: PathBuf,
     tensors: HashMap<String, Tensor>,
 }
 
 impl Loaded {
+    /// Reads the checkpoint file at `path`, labelled as `step`'s; fails on a file
+    /// that is missing, cut short or not safetensors.
     pub fn read(path: &Path, step: u64) -> Result<Loaded> {
         let tensors = Tensor::read_safetensors(path)
             .map_err(|e| anyhow::anyhow!("cannot read checkpoint {}: {e}", path.display()))?
@@ -115,6 +121,7 @@ impl Loaded {
         (None, unreadable)
     }
 
+    /// A shallow copy of the tensor stored as `name`, if the checkpoint has one.
     pub fn get(&self, name: &str) -> Option<Tensor> {
         self.tensors.get(name).map(Tensor::shallow_clone)
     }

@@ -12,6 +12,8 @@ pub const COLLAPSE_WEIGHT: f64 = 1e-3;
 /// ... for this many consecutive meta steps is a collapse.
 pub const COLLAPSE_META_STEPS: u32 = 25;
 
+/// Counts consecutive meta steps whose largest |w_k| is under
+/// [`COLLAPSE_WEIGHT`] and keeps a snapshot of the newest healthy one.
 #[derive(Debug, Default)]
 pub struct CollapseGuard {
     streak: u32,
@@ -22,6 +24,7 @@ pub struct CollapseGuard {
 /// What one observation means.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Verdict {
+    /// No episode completes here: healthy, still counting, or already reported.
     Fine,
     /// This observation completes a collapse episode (reported once).
     Collapsed {

@@ -6,6 +6,7 @@ use super::control::{Command, Event};
 
 /// A client's connection to an engine.
 pub trait EngineLink {
+    /// Hands `command` to the engine; one that has gone away drops it unanswered.
     fn send(&self, command: Command);
     /// Non-blocking: every event that arrived since the last call.
     fn poll(&self) -> Vec<Event>;

@@ -1,5 +1,6 @@
 //! The trainer and its interface. `spawn` runs a trainer on its own thread
 //! and hands back the Command/Event channels; nothing here touches a terminal.
+#![warn(missing_docs)]
 
 pub mod checkpoint;
 pub mod collapse;
@@ -17,9 +18,15 @@ use std::sync::mpsc;
 /// dropped (never waited on) and the client re-reads `metrics.jsonl`.
 pub const EVENT_BUFFER: usize = 4096;
 
+/// A running trainer, as [`spawn`] hands it back: its channels and its thread.
 pub struct EngineHandle {
+    /// Commands to the trainer, applied at its next step boundary.
     pub commands: mpsc::Sender<Command>,
+    /// Events from the trainer; at most [`EVENT_BUFFER`] wait here, and while it
+    /// is full the trainer drops new ones rather than block.
     pub events: mpsc::Receiver<Event>,
+    /// The trainer's thread; ends with the run's final status, or the error that
+    /// failed it (already recorded in `session.json`).
     pub thread: std::thread::JoinHandle<Result<Status>>,
     /// The config in force, kept current by the trainer (a live config file
     /// is read relative to it).

@@ -20,6 +20,7 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 use tch::Tensor;
 
+/// Writes `train.trace`'s files (see the module docs) as the run goes.
 pub struct Tracer {
     dir: PathBuf,
     steps: std::fs::File,

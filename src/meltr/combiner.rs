@@ -12,7 +12,7 @@
 //! | `meltr`       | MELTR network                          | AID meta step   |
 
 use super::net::{MeltrNet, MeltrSizes};
-use crate::config::Config;
+use crate::config::{CombinerKind, Config, MeltrInit};
 use crate::nn::autograd::grad;
 use crate::nn::vars::sorted_variables;
 use anyhow::Result;
@@ -22,6 +22,8 @@ use tch::{Device, Kind, Tensor};
 /// Which optimizer trains a combiner's parameters.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Training {
+    /// Not trained: weights fixed by the kind or the config (`weights` follows
+    /// live edits).
     Fixed,
     /// Jointly with the model, on the combined loss.
     Inner,
@@ -29,7 +31,10 @@ pub enum Training {
     Meta,
 }
 
+/// A way to turn the loss vector into one loss: MELTR or a baseline (see the
+/// table above). `Send` so that it can live on the trainer's thread.
 pub trait Combiner: Send {
+    /// The `combiner.kind` it implements (`"meltr"`, `"sum"`, ...).
     fn kind(&self) -> &'static str;
     /// The combined loss (0-dim) from the loss vector `[K]` (primary first).
     fn combine(&self, losses: &Tensor) -> Tensor;
@@ -40,6 +45,7 @@ pub trait Combiner: Send {
             .collect();
         Tensor::stack(&rows, 0)
     }
+    /// Which optimizer, if any, trains [`Combiner::params`].
     fn training(&self) -> Training;
     /// The parameters of this combiner (empty for fixed ones).
     fn params(&self) -> Vec<Tensor>;
@@ -161,23 +167,23 @@ pub fn build(config: &Config, device: Device, kind: Kind) -> Box<dyn Combiner> {
     let mut vs = nn::VarStore::new(device);
     let root = vs.root();
     let k = names.len() as i64;
-    let combiner: Box<dyn Combiner> = match config.combiner.kind.as_str() {
-        "primary" => {
+    let combiner: Box<dyn Combiner> = match config.combiner.kind {
+        CombinerKind::Primary => {
             let mut fixed = vec![0.0; names.len()];
             fixed[0] = 1.0;
             Box::new(Linear::fixed("primary", &fixed, vs))
         }
-        "sum" => Box::new(Linear::fixed("sum", &vec![1.0; names.len()], vs)),
-        "weights" => {
+        CombinerKind::Sum => Box::new(Linear::fixed("sum", &vec![1.0; names.len()], vs)),
+        CombinerKind::Weights => {
             let fixed = fixed_weights(config);
             Box::new(Linear::fixed("weights", &fixed, vs))
         }
-        "uncertainty" => {
+        CombinerKind::Uncertainty => {
             let log_var = root.zeros("log_var", &[k]);
             vs.set_kind(kind);
             Box::new(Uncertainty { log_var, vs })
         }
-        "mlp" => {
+        CombinerKind::Mlp => {
             let hidden = 16;
             // Raw parameters pass through softplus to stay positive (monotone
             // in every loss). Initialised near Σ l_k: W ≈ 1/hidden, v ≈ 1.
@@ -200,7 +206,7 @@ pub fn build(config: &Config, device: Device, kind: Kind) -> Box<dyn Combiner> {
                 vs,
             })
         }
-        "meltr" => {
+        CombinerKind::Meltr => {
             let m = &config.meltr;
             let net = MeltrNet::new(
                 &root,
@@ -214,13 +220,12 @@ pub fn build(config: &Config, device: Device, kind: Kind) -> Box<dyn Combiner> {
             );
             // Every init but tch's own starts from PyTorch's (`sum` and
             // `primary` then fit from there).
-            if m.init != "random" {
+            if m.init != MeltrInit::Random {
                 net.init_like_pytorch();
             }
             vs.set_kind(kind);
             Box::new(Meltr { net, vs })
         }
-        other => unreachable!("combiner kind `{other}` passed validation"),
     };
     combiner
 }
@@ -362,7 +367,7 @@ mod tests {
 
     fn small_meltr() -> Box<dyn Combiner> {
         let mut config = Config::default();
-        config.combiner.kind = "meltr".into();
+        config.combiner.kind = crate::config::CombinerKind::Meltr;
         config.workload.auxiliary = ["a", "b", "c", "d", "e"].map(String::from).to_vec();
         (config.meltr.d_model, config.meltr.d_hidden) = (32, 16);
         (config.meltr.d_ff, config.meltr.heads) = (64, 4);

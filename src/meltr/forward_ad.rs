@@ -38,6 +38,8 @@ pub struct DualLevel {
 }
 
 impl DualLevel {
+    /// Enters a new dual level, first waiting for any other to be left (one at a
+    /// time per process).
     pub fn enter() -> Result<DualLevel> {
         let guard = LEVEL_LOCK.lock().unwrap_or_else(|e| e.into_inner());
         let level = checked(|e| unsafe { meltr_fwad_enter(e) })?;

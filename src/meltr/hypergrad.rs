@@ -39,53 +39,22 @@ use anyhow::{anyhow, Result};
 use std::cell::RefCell;
 use tch::{Kind, Tensor};
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum AidMode {
-    Exact,
-    Factorized,
-}
+pub use crate::config::{AidMode, JvpMethod};
 
-impl AidMode {
-    pub fn parse(text: &str) -> Option<AidMode> {
-        match text {
-            "exact" => Some(AidMode::Exact),
-            "factorized" => Some(AidMode::Factorized),
-            _ => None,
-        }
-    }
-}
-
-/// How the factorized mode computes Jacobian-vector products.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum JvpMethod {
-    /// Forward-mode AD, falling back to differences when the model has an
-    /// op without a forward derivative.
-    Auto,
-    /// Forward-mode AD only (an error if the model does not support it).
-    Forward,
-    /// Central differences only.
-    Differences,
-}
-
-impl JvpMethod {
-    pub fn parse(text: &str) -> Option<JvpMethod> {
-        match text {
-            "auto" => Some(JvpMethod::Auto),
-            "forward" => Some(JvpMethod::Forward),
-            "differences" => Some(JvpMethod::Differences),
-            _ => None,
-        }
-    }
-}
-
+/// The meta step's knobs, from `aid.*` and `meltr.gamma*`.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct AidSettings {
+    /// Neumann terms J after v_0 (`aid.iterations`); 0 takes p = ∇_θ L_pri.
     pub iterations: u32,
+    /// The Neumann step α in `v_{j+1} = v_j − α·H v_j` (`aid.alpha`, in (0, 1]).
     pub alpha: f64,
+    /// How the mixed term is computed.
     pub mode: AidMode,
+    /// γ, the weight of the regulariser `|Σ_k l_k − M(l)|` in `L_pri`.
     pub gamma: f64,
     /// Adds the γ term's direct φ-gradient (not in the public code).
     pub gamma_direct: bool,
+    /// How the factorized mode gets its JVPs.
     pub jvp: JvpMethod,
     /// The Neumann series stops when `‖v_j‖ > max_growth·‖v_0‖`.
     pub max_growth: f64,
@@ -95,6 +64,7 @@ pub struct AidSettings {
 pub struct MetaProblem<'a> {
     /// Model parameters θ (leaves that require grad).
     pub theta: &'a [Tensor],
+    /// The combiner whose parameters φ get the hypergradient.
     pub combiner: &'a dyn Combiner,
     /// `l(θ; B_t)`, `[K]`, primary first. Must be a deterministic function
     /// of θ (the factorized mode evaluates it at shifted θ).
@@ -107,6 +77,8 @@ pub struct MetaProblem<'a> {
     pub train_forward: Option<&'a Tensor>,
 }
 
+/// What one meta step computes: the hypergradient and what the trainer logs
+/// about it.
 pub struct Hypergradient {
     /// `dL_pri/dφ`, one tensor per combiner parameter.
     pub grads: Vec<Tensor>,

@@ -13,15 +13,22 @@ use crate::nn::transformer::{init_linear_like_pytorch, EncoderLayer};
 use tch::nn::{self, Module};
 use tch::Tensor;
 
+/// The shape of a MELTR network (`meltr.d_*`, `meltr.heads`).
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct MeltrSizes {
+    /// K, the number of losses it combines (primary included).
     pub losses: i64,
+    /// Width of each loss token and of the encoder layer.
     pub d_model: i64,
+    /// Hidden width of the per-loss MLP that embeds a loss value.
     pub d_hidden: i64,
+    /// Hidden width of the encoder layer's feed-forward block.
     pub d_ff: i64,
+    /// Attention heads; must divide `d_model`.
     pub heads: i64,
 }
 
+/// The MELTR network (see the module docs); its parameters are φ.
 #[derive(Debug)]
 pub struct MeltrNet {
     sizes: MeltrSizes,
@@ -33,6 +40,8 @@ pub struct MeltrNet {
 }
 
 impl MeltrNet {
+    /// Creates the parameters under `path` with tch's default initialisation;
+    /// panics unless `heads` divides `d_model`.
     pub fn new(path: &nn::Path, sizes: MeltrSizes) -> Self {
         assert!(
             sizes.d_model % sizes.heads == 0,
@@ -79,6 +88,7 @@ impl MeltrNet {
         init_linear_like_pytorch(&self.head);
     }
 
+    /// The sizes it was built with.
     pub fn sizes(&self) -> MeltrSizes {
         self.sizes
     }

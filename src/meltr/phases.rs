@@ -9,6 +9,8 @@
 use std::time::{Duration, Instant};
 use tch::Device;
 
+/// Per-phase wall time of meta steps, or nothing when disabled (see the
+/// module docs).
 #[derive(Default)]
 pub struct PhaseClock {
     /// `Some` when enabled: the device to synchronize at each mark.
@@ -19,10 +21,12 @@ pub struct PhaseClock {
 }
 
 impl PhaseClock {
+    /// A clock whose marks do nothing (the default).
     pub fn disabled() -> Self {
         Self::default()
     }
 
+    /// A clock that synchronizes `device` at each mark and records phase times.
     pub fn enabled(device: Device) -> Self {
         Self {
             device: Some(device),
@@ -30,6 +34,7 @@ impl PhaseClock {
         }
     }
 
+    /// Whether marks record anything.
     pub fn is_enabled(&self) -> bool {
         self.device.is_some()
     }

@@ -21,7 +21,9 @@ use tch::Tensor;
 
 /// The shares `[K]` and `|G|²` (0-dim), on the device (no host sync).
 pub struct Shares {
+    /// Each loss's share `w_k (g_k · G) / |G|²`, `[K]`; they sum to 1.
     pub shares: Tensor,
+    /// `|G|²`, the combined gradient's squared norm (0-dim).
     pub squared_norm: Tensor,
     /// G itself (detached), when it came out of one backward through the
     /// model seeded with the effective weights: the combined loss's

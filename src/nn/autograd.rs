@@ -66,6 +66,7 @@ pub fn norm(a: &[Tensor]) -> Tensor {
     dot(a, a).sqrt()
 }
 
+/// Detached copies (sharing storage) of every tensor in `a`.
 pub fn detach_all(a: &[Tensor]) -> Vec<Tensor> {
     a.iter().map(Tensor::detach).collect()
 }

@@ -1,6 +1,7 @@
 //! Small building blocks shared by MELTR, the built-in workloads and the
 //! trainer: autograd helpers, the optimizer and clipping, VarStore
 //! helpers, a portable seeded generator, and a transformer encoder.
+#![warn(missing_docs)]
 
 pub mod autograd;
 pub mod optim;

@@ -18,12 +18,20 @@ pub enum WeightDecay {
     Coupled,
 }
 
+/// Adam over an explicit parameter list, PyTorch's formulas, with its whole
+/// state (step count, moments) public for checkpoints.
 pub struct AdamW {
+    /// Learning rate; read at every update, so it may be changed between steps.
     pub lr: f64,
+    /// Weight decay λ (0 for none); how it applies is `decay`.
     pub weight_decay: f64,
+    /// Decoupled (AdamW, the default) or coupled (Adam's L2).
     pub decay: WeightDecay,
+    /// Decay rate of the first-moment average (0.9).
     pub beta1: f64,
+    /// Decay rate of the second-moment average (0.999).
     pub beta2: f64,
+    /// Added to √v̂ in the denominator (1e-8).
     pub eps: f64,
     /// Number of updates taken (bias correction), a 0-dim f64 tensor on the
     /// parameters' device: a skipped update is decided there, without a
@@ -31,6 +39,7 @@ pub struct AdamW {
     pub step: Tensor,
     /// The moments per parameter: views into the buckets' buffers.
     pub m: Vec<Tensor>,
+    /// The second moments (squared-gradient averages), laid out as `m`.
     pub v: Vec<Tensor>,
     buckets: Vec<Bucket>,
 }
@@ -57,6 +66,8 @@ struct Bucket {
 const BUCKET_VALUES: i64 = 1 << 20;
 
 impl AdamW {
+    /// An optimizer for `params` (the order that `step` takes them in), with
+    /// zero moments, PyTorch's default betas and eps, and decoupled decay.
     pub fn new(params: &[Tensor], lr: f64, weight_decay: f64) -> Self {
         let device = params.first().map_or(tch::Device::Cpu, Tensor::device);
         let mut buckets: Vec<Bucket> = Vec::new();

@@ -6,11 +6,14 @@
 pub struct SplitMix(u64);
 
 impl SplitMix {
+    /// A generator for `seed`; each `stream` gives an independent sequence from
+    /// the same seed (one per use, so that uses do not shift each other).
     pub fn new(seed: u64, stream: u64) -> Self {
         let mut s = SplitMix(seed ^ stream.wrapping_mul(0x9E37_79B9_7F4A_7C15));
         s.next_u64();
         s
     }
+    /// The next 64 uniformly random bits.
     pub fn next_u64(&mut self) -> u64 {
         self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
         let mut z = self.0;

@@ -8,6 +8,8 @@
 use tch::nn::{self, Module};
 use tch::Tensor;
 
+/// One post-norm encoder layer as PyTorch's `nn.TransformerEncoderLayer`
+/// (ReLU, no dropout), from unfused ops (see the module docs).
 #[derive(Debug)]
 pub struct EncoderLayer {
     heads: i64,
@@ -32,6 +34,7 @@ pub struct LayerNorm {
 impl LayerNorm {
     const EPS: f64 = 1e-5;
 
+    /// Weight 1 and bias 0 over a last dimension of `size`, under `path`.
     pub fn new(path: nn::Path, size: i64) -> Self {
         Self {
             weight: path.var("weight", &[size], nn::Init::Const(1.0)),
@@ -50,6 +53,8 @@ impl Module for LayerNorm {
 }
 
 impl EncoderLayer {
+    /// Creates the layer's parameters under `path` with tch's default
+    /// initialisation; panics unless `heads` divides `d_model`.
     pub fn new(path: &nn::Path, d_model: i64, heads: i64, d_ff: i64) -> Self {
         assert!(d_model % heads == 0, "heads must divide d_model");
         Self {

@@ -32,14 +32,30 @@ pub const SEND_TIMEOUT: Duration = Duration::from_secs(5);
 #[derive(Debug, Clone, PartialEq)]
 pub enum Incoming<E> {
     /// A broadcast or greeting line (`{"kind":"event",...}`).
-    Event { seq: Option<u64>, event: E },
+    Event {
+        /// The sequence number the server's caller set, if any.
+        seq: Option<u64>,
+        /// The decoded payload ([`ServerLine::Event`]'s `event`).
+        event: E,
+    },
     /// `missed` lines were dropped for this client: re-sync (e.g. from the log on disk).
-    Lagged { missed: u64 },
+    Lagged {
+        /// How many lines the server dropped.
+        missed: u64,
+    },
     /// The server rejected this client's last line.
-    Error { message: String },
+    Error {
+        /// The server's reason.
+        message: String,
+    },
     /// A line that is not a [`ServerLine<E>`] (or is over [`MAX_LINE`]): the
     /// start of it, and why it did not parse.
-    Undecodable { line: String, error: String },
+    Undecodable {
+        /// The line's first 200 bytes (lossy UTF-8).
+        line: String,
+        /// The parse error, or that the line was too long.
+        error: String,
+    },
 }
 
 /// A connection to a runner's socket. Lines arrive parsed as [`Incoming<E>`].

@@ -17,6 +17,7 @@
 //!
 //! What the events and commands mean, and what a greeting holds, belongs to
 //! the caller.
+#![warn(missing_docs)]
 
 pub mod client;
 pub mod server;

@@ -38,19 +38,31 @@ pub enum ServerLine<E> {
         /// Sequence number the caller may set, e.g. to de-duplicate against a greeting snapshot.
         #[serde(default, skip_serializing_if = "Option::is_none")]
         seq: Option<u64>,
+        /// The caller's payload.
         event: E,
     },
     /// The client fell behind and `missed` events were dropped for it.
-    Lagged { missed: u64 },
+    Lagged {
+        /// How many lines were dropped.
+        missed: u64,
+    },
     /// The server could not accept the client's last line.
-    Error { message: String },
+    Error {
+        /// Why, for the client to show or log.
+        message: String,
+    },
 }
 
 /// Why a line cannot be sent as one frame.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum LineError {
+    /// The line is over [`MAX_LINE`] bytes.
     #[error("line is {len} bytes, more than the {MAX_LINE} bytes a line may hold")]
-    TooLong { len: usize },
+    TooLong {
+        /// The line's length in bytes.
+        len: usize,
+    },
+    /// The line holds a newline, which would split it into two frames.
     #[error("line contains a newline: a frame is exactly one line")]
     Newline,
 }

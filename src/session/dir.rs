@@ -20,10 +20,12 @@ use std::path::{Path, PathBuf};
 pub struct SessionDir(PathBuf);
 
 impl SessionDir {
+    /// The layout of the session folder at `path`; nothing is created or checked.
     pub fn new(path: impl Into<PathBuf>) -> SessionDir {
         SessionDir(path.into())
     }
 
+    /// The folder itself, as given.
     pub fn path(&self) -> &Path {
         &self.0
     }
@@ -36,6 +38,7 @@ impl SessionDir {
             .unwrap_or_default()
     }
 
+    /// `config.toml`: the config asked for, which the user edits live.
     pub fn config(&self) -> PathBuf {
         self.0.join("config.toml")
     }
@@ -46,26 +49,32 @@ impl SessionDir {
         self.0.join("config.in-force.toml")
     }
 
+    /// `session.json`: the session's [`SessionMeta`](super::SessionMeta).
     pub fn session_json(&self) -> PathBuf {
         self.0.join("session.json")
     }
 
+    /// `metrics.jsonl`: the append-only log of [`MetricLine`](super::metrics::MetricLine)s.
     pub fn metrics(&self) -> PathBuf {
         self.0.join("metrics.jsonl")
     }
 
+    /// `checkpoints/`: the newest few checkpoints, one safetensors file each.
     pub fn checkpoints(&self) -> PathBuf {
         self.0.join("checkpoints")
     }
 
+    /// `plots/`: figures exported from the session.
     pub fn plots(&self) -> PathBuf {
         self.0.join("plots")
     }
 
+    /// `trace/`: the run written down for the Python replay (`train.trace`).
     pub fn trace(&self) -> PathBuf {
         self.0.join("trace")
     }
 
+    /// `output.log`: a runner's (or the TUI's) stdout and stderr.
     pub fn output_log(&self) -> PathBuf {
         self.0.join("output.log")
     }

@@ -8,6 +8,8 @@ use std::fs::{File, OpenOptions};
 use std::io::{BufRead, BufReader, Write};
 use std::path::{Path, PathBuf};
 
+/// Appends [`MetricLine`]s to `metrics.jsonl`, one `write` each, counting
+/// lines so that each gets its index.
 pub struct MetricsWriter {
     file: File,
     path: PathBuf,
@@ -66,6 +68,7 @@ impl MetricsWriter {
 /// What a read of `metrics.jsonl` found.
 #[derive(Debug, Default)]
 pub struct MetricsRead {
+    /// Every complete line, in file order.
     pub lines: Vec<MetricLine>,
     /// The last line had no newline and did not parse (a crash mid-write).
     pub torn_tail: bool,

@@ -38,17 +38,26 @@ mod nullable {
 /// One line of `metrics.jsonl`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct MetricLine {
+    /// Inner steps done when the line was written (0 before the first).
     pub step: u64,
+    /// Seconds since the session started, not counting time between a stop and
+    /// a resume.
     pub time: f64,
+    /// The line's kind and its fields (flattened into the same JSON object).
     #[serde(flatten)]
     pub record: Record,
 }
 
+/// Severity of an `event` line.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Level {
+    /// Worth knowing; nothing is wrong (a checkpoint written, a resume).
     Info,
+    /// Something went wrong and was handled (a step skipped, a collapse).
     Warn,
+    /// Something failed and stays failed until the user acts (meta steps on hold
+    /// until the config changes).
     Error,
 }
 
@@ -58,13 +67,16 @@ pub enum Level {
 pub enum Record {
     /// One logged training step (every `log_every` steps).
     Train {
+        /// The step's losses on its training batch, by name.
         #[serde(deserialize_with = "nullable::named")]
         losses: Named,
+        /// The combined loss `M(l)` the model was trained on.
         #[serde(deserialize_with = "nullable::number")]
         total: f64,
         /// Effective weights `w_k = ∂M/∂l_k` at the step's losses.
         #[serde(deserialize_with = "nullable::named")]
         weights: Named,
+        /// The inner optimizer's learning rate at this step.
         #[serde(deserialize_with = "nullable::number")]
         lr: f64,
         /// Each loss's share of the combined gradient,
@@ -78,45 +90,65 @@ pub enum Record {
     },
     /// One meta (hypergradient) step.
     Meta {
+        /// Global norm of the hypergradient `dL_pri/dφ`, before clipping.
         #[serde(deserialize_with = "nullable::number")]
         hypergrad_norm: f64,
+        /// The γ regulariser `|Σ_k l_k − M(l)|` on the meta step's training batch.
         #[serde(deserialize_with = "nullable::number")]
         reg: f64,
+        /// The meta optimizer's learning rate at this step.
         #[serde(deserialize_with = "nullable::number")]
         meta_lr: f64,
+        /// Neumann terms J the hypergradient was computed with.
         aid_iterations: u32,
     },
     /// A validation pass.
     Eval {
+        /// Validation metrics (`eval.metrics`), by name.
         #[serde(deserialize_with = "nullable::named")]
         metrics: Named,
+        /// Mean validation losses, by name.
         #[serde(deserialize_with = "nullable::named")]
         losses: Named,
     },
     /// MELTR's transform of each loss: the combined output as that loss
     /// sweeps a range with the others held at their current values.
-    Transform { curves: BTreeMap<String, Curve> },
+    Transform {
+        /// One curve per loss, by loss name.
+        curves: BTreeMap<String, Curve>,
+    },
     /// A config change (`changed`: key -> [old, new]) or a refused edit (`error`).
     Config {
+        /// Each changed key's old and new value.
         #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
         changed: BTreeMap<String, (serde_json::Value, serde_json::Value)>,
+        /// Why an edit was refused (validation failed, or a restart-only key).
         #[serde(default, skip_serializing_if = "Option::is_none")]
         error: Option<String>,
     },
     /// Checkpoints, skipped non-finite steps, MELTR collapse, resume, ...
-    Event { level: Level, message: String },
+    Event {
+        /// Severity: `info`, `warn` or `error`.
+        level: Level,
+        /// What happened, as shown to the user.
+        message: String,
+    },
 }
 
 /// A sampled curve: `y[i]` is the combined loss at `x[i]`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Curve {
+    /// The swept loss values, from 0 to twice the current one.
     #[serde(deserialize_with = "nullable::numbers")]
     pub x: Vec<f64>,
+    /// The combined loss at each `x`.
     #[serde(deserialize_with = "nullable::numbers")]
     pub y: Vec<f64>,
 }
 
 impl MetricLine {
+    /// The line's `kind` field: `"train"`, `"meta"`, `"eval"`, `"transform"`,
+    /// `"config"` or `"event"`.
     pub fn kind(&self) -> &'static str {
         match self.record {
             Record::Train { .. } => "train",
@@ -128,6 +160,7 @@ impl MetricLine {
         }
     }
 
+    /// The line as one JSON object, without the newline.
     pub fn to_json(&self) -> String {
         serde_json::to_string(self).expect("metric lines always serialise")
     }

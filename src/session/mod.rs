@@ -1,5 +1,6 @@
 //! The session directory contract: `config.toml`, `session.json`,
 //! `metrics.jsonl`, `checkpoints/`, `plots/`; atomic writes; listing.
+#![warn(missing_docs)]
 
 pub mod dir;
 pub mod log;
@@ -84,14 +85,20 @@ pub fn remove_orphan_temps(dir: &Path) -> Vec<std::path::PathBuf> {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Status {
+    /// A trainer is running it (or was, until its process died unannounced).
     Running,
+    /// Held by a `Pause` command or a failed write; `Resume` goes on.
     Paused,
+    /// Reached `train.steps` and wrote its final checkpoint.
     Finished,
+    /// Ended by an error, which `error` holds.
     Failed,
+    /// Ended early by a `Stop` command, after a final checkpoint.
     Stopped,
 }
 
 impl Status {
+    /// Its name in `session.json` and in listings (`"running"`, ...).
     pub fn as_str(self) -> &'static str {
         match self {
             Status::Running => "running",
@@ -112,21 +119,31 @@ impl Status {
 /// its status changes.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct SessionMeta {
+    /// The folder's name: `YYYYmmdd-HHMMSS-<name>`, unique in the sessions folder.
     pub id: String,
+    /// The name the user gave at creation.
     pub name: String,
     /// RFC 3339.
     pub created: String,
+    /// Where the run stands.
     pub status: Status,
+    /// The process that runs (or last ran) the trainer; with a non-terminal
+    /// status and a dead pid, the run crashed.
     pub pid: u32,
     /// `cpu` or `cuda:N (device name)`.
     pub device: String,
+    /// The libtorch version the trainer runs on (empty until it has started).
     pub libtorch: String,
+    /// The workload's kind (`workload.kind`).
     pub workload: String,
     /// Loss names, primary first.
     pub losses: Vec<String>,
+    /// The primary loss's name: the one MELTR's meta step optimises on validation.
     pub primary: String,
     /// The validation metric the header and `ls` show (a key of `eval.metrics`).
     pub primary_metric: String,
+    /// Whether larger values of `primary_metric` are better (accuracy, recall)
+    /// rather than smaller (a loss).
     pub higher_is_better: bool,
     /// Total steps the run is configured for.
     pub steps: u64,
@@ -136,6 +153,7 @@ pub struct SessionMeta {
 }
 
 impl SessionMeta {
+    /// Reads and parses `dir/session.json`.
     pub fn read(dir: &Path) -> Result<SessionMeta> {
         let path = SessionDir::new(dir).session_json();
         let text = std::fs::read_to_string(&path)
@@ -144,6 +162,7 @@ impl SessionMeta {
             .with_context(|| format!("{} is not a valid session.json", path.display()))
     }
 
+    /// Writes it as `dir/session.json`, atomically (see [`atomic_replace`]).
     pub fn write(&self, dir: &Path) -> Result<()> {
         let text = serde_json::to_string_pretty(self).expect("session meta always serialises");
         atomic_write(&SessionDir::new(dir).session_json(), text.as_bytes())
@@ -219,7 +238,7 @@ pub fn create(
         pid: std::process::id(),
         device: config.train.device.clone(),
         libtorch: String::new(),
-        workload: config.workload.kind.clone(),
+        workload: config.workload.kind.to_string(),
         losses: config.loss_names(),
         primary: config.workload.primary.clone(),
         primary_metric: String::new(),

@@ -1,11 +1,12 @@
 //! Where losses come from. A workload owns the model θ and the data; the
 //! engine asks it for batches and for named losses, and never looks inside.
+#![warn(missing_docs)]
 
 pub mod synthetic;
 pub mod torchscript;
 pub mod video_text;
 
-use crate::config::Config;
+use crate::config::{Config, WorkloadKind};
 use anyhow::{bail, Context, Result};
 use std::collections::BTreeMap;
 use tch::{Device, Kind, Tensor};
@@ -19,7 +20,10 @@ pub type Losses = BTreeMap<String, Tensor>;
 /// A validation pass: mean losses and metrics over the validation split.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct Evaluation {
+    /// Each loss's mean over the validation split, by name.
     pub losses: BTreeMap<String, f64>,
+    /// The workload's metrics over the validation split (accuracy, recall, ...),
+    /// by name.
     pub metrics: BTreeMap<String, f64>,
 }
 
@@ -84,18 +88,20 @@ pub fn build(
     kind: Kind,
     saved_module: Option<&Tensor>,
 ) -> Result<Box<dyn Workload>> {
-    let workload: Box<dyn Workload> = match config.workload.kind.as_str() {
-        "synthetic" => Box::new(synthetic::Synthetic::new(config, device, kind)),
-        "video-text" => {
+    let workload: Box<dyn Workload> = match config.workload.kind {
+        WorkloadKind::Synthetic => Box::new(synthetic::Synthetic::new(config, device, kind)),
+        WorkloadKind::VideoText => {
             if config.workload.init_from.as_deref() == Some("foundation") {
                 ensure_foundation()?;
             }
             Box::new(video_text::VideoText::new(config, None, device, kind)?)
         }
-        "torchscript" => {
-            Box::new(torchscript::TorchScript::new(config, device, kind, saved_module)?)
-        }
-        other => bail!("workload.kind = \"{other}\" is not a workload; use \"video-text\", \"torchscript\" or \"synthetic\""),
+        WorkloadKind::TorchScript => Box::new(torchscript::TorchScript::new(
+            config,
+            device,
+            kind,
+            saved_module,
+        )?),
     };
     check_loss_names(config, &workload.loss_names())?;
     Ok(workload)
@@ -111,16 +117,16 @@ pub fn saved_module_key() -> String {
 /// the loss names of the built-in workloads, and that a TorchScript
 /// workload's files exist (its loss names come from its module).
 pub fn preflight(config: &Config) -> Result<()> {
-    let known: Option<&[&str]> = match config.workload.kind.as_str() {
-        "synthetic" => Some(&synthetic::LOSSES),
-        "video-text" => Some(&video_text::LOSSES),
-        _ => None,
+    let known: Option<&[&str]> = match config.workload.kind {
+        WorkloadKind::Synthetic => Some(&synthetic::LOSSES),
+        WorkloadKind::VideoText => Some(&video_text::LOSSES),
+        WorkloadKind::TorchScript => None,
     };
     if let Some(names) = known {
         let names: Vec<String> = names.iter().map(|s| s.to_string()).collect();
         check_loss_names(config, &names)?;
     }
-    if config.workload.kind == "torchscript" {
+    if config.workload.kind == WorkloadKind::TorchScript {
         for (key, path) in [
             ("workload.model", &config.workload.model),
             ("workload.train", &config.workload.train),

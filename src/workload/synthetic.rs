@@ -26,6 +26,8 @@ const HIDDEN: i64 = 32;
 const TRAIN_SAMPLES: i64 = 256;
 const VAL_SAMPLES: i64 = 512;
 
+/// The synthetic regression (see the module docs): its data and the student
+/// model θ.
 pub struct Synthetic {
     vs: nn::VarStore,
     /// Batch row indices, a block per device copy.
@@ -94,6 +96,8 @@ struct Teacher {
 }
 
 impl Synthetic {
+    /// Generates the data from `workload.seed` (on the CPU in f64, the same on
+    /// every device) and builds the student on `device` in `kind`.
     pub fn new(config: &Config, device: Device, kind: Kind) -> Self {
         let seed = config.workload.seed;
         // Data: fixed by the seed, generated on the CPU in f64 so it is the

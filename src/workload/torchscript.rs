@@ -30,6 +30,8 @@ pub const MODULE_ENTRY: &str = "__torchscript_module__";
 /// Keys of `forward`'s result with this prefix are metrics, not losses.
 pub const METRIC_PREFIX: &str = "metric/";
 
+/// A user's TorchScript module and its safetensors train and validation
+/// data, under the contract above.
 pub struct TorchScript {
     vs: nn::VarStore,
     /// `RefCell` because switching train/eval mode needs `&mut`, and

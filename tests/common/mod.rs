@@ -22,7 +22,7 @@ pub fn serial() -> std::sync::MutexGuard<'static, ()> {
 /// A small, fast version of the default config for tests.
 pub fn small_config(combiner: &str, steps: u64) -> Config {
     let mut c = Config::default();
-    c.combiner.kind = combiner.into();
+    c.combiner.kind = combiner.parse().expect("a combiner kind");
     c.combiner.weights = [("primary".to_string(), 1.0), ("helpful".to_string(), 0.5)].into();
     c.train.steps = steps;
     c.train.device = "cpu".into();

@@ -31,7 +31,7 @@ impl Trainer {
         // `meltr.train_batch = "current"`: the meta step runs before this
         // update, on this batch, and reuses this forward (its graph kept
         // through the inner backward).
-        let reuse_forward = self.meta_due() && self.config.meltr.train_batch == "current";
+        let reuse_forward = self.meta_due() && self.config.meltr.train_batch == TrainBatch::Current;
         let mut grads = match logged.as_mut().and_then(|(_, s)| s.combined.take()) {
             // The shares' backward gave θ's gradient; the combiner's own
             // inner-trained parameters (if any) take a backward through it

@@ -26,7 +26,7 @@ impl Trainer {
         let pool = meta_pool(
             &self.recent,
             self.current_batch.as_ref(),
-            self.config.meltr.pool == "with-current",
+            self.config.meltr.pool == Pool::WithCurrent,
         );
         let n = pool.len() as u64;
         if n == 0 {
@@ -45,7 +45,7 @@ impl Trainer {
             None => (pool[random_pick].0, &pool[random_pick].1),
         };
         let held_out;
-        let (val_step, val_batch) = if self.config.meltr.val_source == "val" {
+        let (val_step, val_batch) = if self.config.meltr.val_source == ValSource::Val {
             held_out = self.workload.val_batch(self.step)?;
             (None, &held_out)
         } else {
@@ -70,10 +70,10 @@ impl Trainer {
         let settings = AidSettings {
             iterations: aid.iterations,
             alpha: aid.alpha,
-            mode: AidMode::parse(&aid.mode).expect("validated"),
+            mode: aid.mode,
             gamma: self.config.meltr.gamma,
             gamma_direct: self.config.meltr.gamma_direct,
-            jvp: JvpMethod::parse(&aid.jvp).expect("validated"),
+            jvp: aid.jvp,
             max_growth: aid.max_growth,
         };
         let problem = MetaProblem {
@@ -143,7 +143,8 @@ impl Trainer {
             ),
             None => None,
         };
-        let snapshot = (self.config.meltr.on_collapse == "restore").then(|| self.meta_snapshot());
+        let snapshot =
+            (self.config.meltr.on_collapse == OnCollapse::Restore).then(|| self.meta_snapshot());
         self.phase_clock.mark("update");
         self.pending_meta.push(PendingMeta {
             step: self.step,
@@ -193,7 +194,7 @@ impl Trainer {
                 .map(|s| s.iter().map(Tensor::shallow_clone).collect()),
         );
         if let Verdict::Collapsed { healthy_step } = verdict {
-            let restore = self.config.meltr.on_collapse == "restore";
+            let restore = self.config.meltr.on_collapse == OnCollapse::Restore;
             let outcome = match (healthy_step, restore) {
                 (Some(_), true) => {
                     let state = self.meta_state();
@@ -255,9 +256,8 @@ fn meta_pool<'a>(
 /// `meltr.meta_optimizer`: Adam with L2 (`adam`, the public code) or
 /// decoupled decay (`adamw`).
 pub(super) fn meta_decay(config: &Config) -> WeightDecay {
-    if config.meltr.meta_optimizer == "adamw" {
-        WeightDecay::Decoupled
-    } else {
-        WeightDecay::Coupled
+    match config.meltr.meta_optimizer {
+        MetaOptimizer::AdamW => WeightDecay::Decoupled,
+        MetaOptimizer::Adam => WeightDecay::Coupled,
     }
 }

@@ -18,9 +18,11 @@ use super::checkpoint;
 use super::collapse::{CollapseGuard, Verdict, COLLAPSE_META_STEPS, COLLAPSE_WEIGHT};
 use super::control::{Command, Event, Status};
 use super::trace::Tracer;
-use crate::config::Config;
+use crate::config::{
+    Config, Dtype, MeltrInit, MetaOptimizer, OnCollapse, Pool, TrainBatch, ValSource,
+};
 use crate::meltr::combiner::{self, Combiner, Training};
-use crate::meltr::hypergrad::{hypergradient_timed, AidMode, AidSettings, JvpMethod, MetaProblem};
+use crate::meltr::hypergrad::{hypergradient_timed, AidSettings, MetaProblem};
 use crate::meltr::phases::PhaseClock;
 use crate::meltr::shares::{self, Shares};
 use crate::nn::autograd::grad;
@@ -48,6 +50,9 @@ const MAX_SKIPPED_IN_A_ROW: u64 = 50;
 /// Points on each transform curve.
 const TRANSFORM_POINTS: usize = 41;
 
+/// The training loop and all its state: θ and its optimizer, the combiner
+/// and its meta optimizer, the recent batches, the log and the guards. Built
+/// by [`Trainer::new`], consumed by [`Trainer::run`].
 pub struct Trainer {
     dir: SessionDir,
     config: Config,

@@ -20,6 +20,7 @@ pub fn resolve_device(spec: &str) -> Result<Device> {
     }
 }
 
+/// The short name of `device` in logs and `session.json`: `cuda:N` or `cpu`.
 pub fn device_label(device: Device) -> String {
     match device {
         Device::Cuda(i) => format!("cuda:{i}"),
@@ -27,11 +28,11 @@ pub fn device_label(device: Device) -> String {
     }
 }
 
+/// The tensor kind of `train.dtype`.
 pub fn dtype(config: &Config) -> Kind {
-    if config.train.dtype == "f64" {
-        Kind::Double
-    } else {
-        Kind::Float
+    match config.train.dtype {
+        Dtype::F64 => Kind::Double,
+        Dtype::F32 => Kind::Float,
     }
 }
 
@@ -208,7 +209,10 @@ impl Trainer {
         }
         trainer.record_config_in_force();
         if step == 0
-            && matches!(trainer.config.meltr.init.as_str(), "sum" | "primary")
+            && matches!(
+                trainer.config.meltr.init,
+                MeltrInit::Sum | MeltrInit::Primary
+            )
             && trainer.combiner.training() == Training::Meta
         {
             trainer.start_combiner_linear()?;
@@ -224,9 +228,15 @@ impl Trainer {
             let first = self.workload.train_batch(1)?;
             workload::select(&self.workload.losses(&first)?, &self.loss_names)
         })?;
-        let init = self.config.meltr.init.clone();
+        let init = self.config.meltr.init;
         let target: Vec<f64> = (0..self.loss_names.len())
-            .map(|k| if init == "sum" || k == 0 { 1.0 } else { 0.0 })
+            .map(|k| {
+                if init == MeltrInit::Sum || k == 0 {
+                    1.0
+                } else {
+                    0.0
+                }
+            })
             .collect();
         let error = combiner::fit_to_linear(
             self.combiner.as_ref(),

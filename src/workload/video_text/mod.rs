@@ -44,16 +44,24 @@ use std::path::{Path, PathBuf};
 use tch::nn::{self, Module};
 use tch::{Device, Kind, Tensor};
 
+/// Distinct objects in the generated world.
 pub const OBJECTS: i64 = 12;
+/// Distinct actions in the generated world.
 pub const ACTIONS: i64 = 8;
+/// Events (object, action) per clip.
 pub const EVENTS: i64 = 3;
+/// Video frames per clip (`FRAMES / EVENTS` per event).
 pub const FRAMES: i64 = 6;
+/// Features per video frame.
 pub const FEATURES: i64 = 32;
 const BOS: i64 = 1;
 const EOS: i64 = 2;
 const MASK: i64 = 3;
 const FIRST_WORD: i64 = 4;
+/// Token vocabulary: the special tokens below `FIRST_WORD`, then one word per
+/// object and one per action.
 pub const VOCAB: i64 = FIRST_WORD + OBJECTS + ACTIONS;
+/// Tokens per caption: BOS, an object and an action per event, EOS.
 pub const CAPTION: i64 = 2 * EVENTS + 2;
 const RETRIEVAL: &str = "retrieval";
 /// The batch entry holding its captions' token sum (0-dim, on the host).
@@ -78,10 +86,15 @@ pub const LOSSES: [&str; 6] = ["retrieval", "align", "mlm", "mfm", "caption", "d
 /// Which split of the generated data.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Domain {
+    /// The foundation model's pretraining data: objects uniform, mild noise.
     Pretrain,
+    /// The fine-tuning data (train and val): skewed objects, noisier frames and
+    /// a fixed camera offset.
     Downstream,
 }
 
+/// The video-language workload: the generated downstream clips and the
+/// UniVL-style model θ (from a foundation checkpoint with `workload.init_from`).
 pub struct VideoText {
     vs: nn::VarStore,
     /// Batch row indices, a block per device copy.
