@@ -156,8 +156,8 @@ fn the_example_trains_with_meltr_sum_and_primary() {
 }
 
 /// Runs `config` and expects failure with `expected` in its output, and no
-/// libtorch backtrace.
-fn refused(config: &Path, expected: &str) {
+/// libtorch backtrace; returns the output.
+fn refused(config: &Path, expected: &str) -> String {
     let tmp = tempfile::tempdir().unwrap();
     let out = run(tmp.path(), config, "bad");
     let all = text(&out);
@@ -169,6 +169,10 @@ fn refused(config: &Path, expected: &str) {
     for backtrace in ["Exception raised from", "frame #", "libtorch_cpu.so"] {
         assert!(!all.contains(backtrace), "backtrace in the message:\n{all}");
     }
+    // Refused before anything ran: no failed session folder is left.
+    let left: Vec<_> = std::fs::read_dir(tmp.path()).unwrap().flatten().collect();
+    assert!(left.is_empty(), "left behind: {left:?}\n{all}");
+    all
 }
 
 #[test]
@@ -215,6 +219,28 @@ fn bad_models_and_data_are_refused_with_what_to_fix() {
     refused(
         &cfg,
         "workload.primary = \"caption\" is not a loss of this workload; it has: align, mfm, mlm, retrieval, scramble",
+    );
+    // Also from a detached runner (issue 19, item 14: the runner failed
+    // after the session folder was made, and left it behind).
+    let sessions = tmp.path().join("detached");
+    let out = run_with_limit(
+        bin()
+            .arg("--sessions-dir")
+            .arg(&sessions)
+            .args(["run", "--detach", "-n", "bad", "-c"])
+            .arg(&cfg),
+        LIMIT,
+    );
+    assert_eq!(out.status.code(), Some(1), "{}", common::text(&out));
+    assert!(
+        common::text(&out).contains("\"caption\" is not a loss"),
+        "{}",
+        common::text(&out)
+    );
+    assert!(
+        session::list(&sessions).is_empty(),
+        "{}",
+        common::text(&out)
     );
 
     // Data whose tensors disagree on the sample dimension.
