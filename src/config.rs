@@ -4,6 +4,7 @@
 //!
 //! Everything here is plain data; no tensors, no terminal.
 
+pub mod edit;
 pub mod watch;
 
 use serde::{Deserialize, Serialize};
