@@ -334,16 +334,17 @@ fn start(
     steps: Option<u64>,
     mode: Mode,
 ) -> Result<()> {
-    if mode == Mode::Tui {
-        crate::tui::terminal::check_available()?;
-    }
+    // Refuse what cannot start before a session folder exists: the config
+    // (what the user most likely has to fix) first, then the terminal.
     let mut config = load_config(config_path)?;
     if let Some(steps) = steps {
         config.train.steps = steps;
         config.validate().map_err(anyhow::Error::new)?;
     }
-    // Refuse what cannot start before a session folder exists.
     engine::preflight(&config)?;
+    if mode == Mode::Tui {
+        crate::tui::terminal::check_available()?;
+    }
     let name = name.unwrap_or_else(|| {
         config_path
             .file_stem()
@@ -377,11 +378,31 @@ fn resume(root: &Path, query: &str, mode: Mode) -> Result<()> {
     drive(&dir, config, true, mode)
 }
 
+/// A new session whose trainer could not even be built (e.g. a TorchScript
+/// model without the configured primary loss, found only once the module
+/// runs): its folder holds nothing but the config, so it is removed rather
+/// than left behind as a failed session. A resumed session is kept.
+fn discard_unstarted(dir: &Path, resume: bool, error: anyhow::Error) -> anyhow::Error {
+    if resume {
+        return error;
+    }
+    match std::fs::remove_dir_all(dir) {
+        Ok(()) => error.context(format!(
+            "the run did not start; its new session folder {} was removed",
+            dir.display()
+        )),
+        Err(_) => error,
+    }
+}
+
 fn drive(dir: &Path, config: Config, resume: bool, mode: Mode) -> Result<()> {
+    let launch = || {
+        crate::runner::launch::launch(dir, resume).map_err(|e| discard_unstarted(dir, resume, e))
+    };
     match mode {
         Mode::Headless => run_headless(dir, config, resume),
         Mode::Detached => {
-            let pid = crate::runner::launch::launch(dir, resume)?;
+            let pid = launch()?;
             let id = dir.file_name().unwrap_or_default().to_string_lossy();
             println!(
                 "session {id} running detached (runner pid {pid}) in {}",
@@ -391,7 +412,7 @@ fn drive(dir: &Path, config: Config, resume: bool, mode: Mode) -> Result<()> {
             Ok(())
         }
         Mode::Tui => {
-            crate::runner::launch::launch(dir, resume)?;
+            launch()?;
             attach(dir)
         }
     }
@@ -484,7 +505,8 @@ fn read_history(dir: &Path) -> Result<Vec<session::metrics::MetricLine>> {
 fn run_headless(dir: &Path, config: Config, resume: bool) -> Result<()> {
     let meta = SessionMeta::read(dir)?;
     println!("session {} in {}", meta.id, dir.display());
-    let handle = engine::spawn(dir, config, resume)?;
+    let handle =
+        engine::spawn(dir, config, resume).map_err(|e| discard_unstarted(dir, resume, e))?;
     let _watch = crate::runner::serve::watch_config(
         dir,
         handle.commands.clone(),

@@ -5,6 +5,7 @@
 //! Everything here is plain data; no tensors, no terminal.
 
 pub mod choices;
+pub mod edit;
 pub mod watch;
 
 pub use choices::{
@@ -336,17 +337,28 @@ pub struct Change {
 impl Config {
     /// Reads, parses and validates a config file. Relative paths inside stay
     /// as written; resolve them with [`Config::resolve_path`].
+    ///
+    /// A file that sets no key (empty, or only comments) is refused: a run
+    /// from it would silently be all built-in defaults.
     pub fn load(path: &Path) -> Result<Config, ConfigError> {
-        let text = std::fs::read_to_string(path).map_err(|e| ConfigError {
-            file: Some(path.to_path_buf()),
-            line: None,
-            key: None,
-            message: format!("cannot read: {e}"),
-        })?;
-        Config::parse(&text).map_err(|mut e| {
+        let text = read_text(path)?;
+        let located = |mut e: ConfigError| {
             e.file = Some(path.to_path_buf());
             e
-        })
+        };
+        if sets_no_keys(&text) {
+            return Err(located(ConfigError {
+                file: None,
+                line: None,
+                key: None,
+                message:
+                    "sets no keys (the file is empty or holds only comments), so a run would be \
+                          all built-in defaults; start from a complete config, e.g. \
+                          `cp configs/default.toml my.toml`, and edit that"
+                        .into(),
+            }));
+        }
+        Config::parse(&text).map_err(located)
     }
 
     /// Parses and validates TOML text.
@@ -707,6 +719,65 @@ pub fn choices_of(key: &str) -> Option<Vec<&'static str>> {
         "aid.jvp" => names!(JvpMethod),
         _ => None,
     }
+}
+
+/// Reads a config file as text. A byte that is not UTF-8 is reported with
+/// its line and column (TOML files are UTF-8; an editor may have saved
+/// Latin-1).
+pub fn read_text(path: &Path) -> Result<String, ConfigError> {
+    let bytes = std::fs::read(path).map_err(|e| ConfigError {
+        file: Some(path.to_path_buf()),
+        line: None,
+        key: None,
+        message: format!("cannot read: {e}"),
+    })?;
+    decode_text(bytes).map_err(|mut e| {
+        e.file = Some(path.to_path_buf());
+        e
+    })
+}
+
+/// A config file's bytes as text, or where the first non-UTF-8 byte is.
+pub fn decode_text(bytes: Vec<u8>) -> Result<String, ConfigError> {
+    String::from_utf8(bytes).map_err(|e| {
+        let bytes = e.as_bytes();
+        let error = e.utf8_error();
+        let at = error.valid_up_to();
+        let before = &bytes[..at];
+        let line_start = before.iter().rposition(|&b| b == b'\n').map_or(0, |i| i + 1);
+        // Everything before `at` is valid UTF-8: count characters.
+        let column = std::str::from_utf8(&bytes[line_start..at]).map_or(at - line_start, |s| s.chars().count()) + 1;
+        let len = error.error_len().unwrap_or(bytes.len() - at);
+        let bad: Vec<String> = bytes[at..at + len]
+            .iter()
+            .map(|b| format!("0x{b:02x}"))
+            .collect();
+        ConfigError {
+            file: None,
+            line: Some(before.iter().filter(|&&b| b == b'\n').count() + 1),
+            key: None,
+            message: format!(
+                "column {column} (byte {at} of the file): {} is not UTF-8; a config file must be UTF-8 text \
+                 (save it as UTF-8, or write the character as a \\u escape inside a string)",
+                bad.join(" ")
+            ),
+        }
+    })
+}
+
+/// Whether TOML text sets no value at all (empty, comments, empty tables).
+/// Text that does not parse sets something wrong: the parser says what.
+pub fn sets_no_keys(text: &str) -> bool {
+    fn leaves(table: &toml::Table) -> usize {
+        table
+            .values()
+            .map(|v| match v {
+                toml::Value::Table(t) => leaves(t),
+                _ => 1,
+            })
+            .sum()
+    }
+    toml::from_str::<toml::Table>(text).is_ok_and(|t| leaves(&t) == 0)
 }
 
 /// The most `train.threads` a config may ask for: 4 per core of this
@@ -1078,5 +1149,64 @@ mod tests {
         );
         assert!(c.with_value("aid.mode", "fast").is_err());
         assert!(c.with_value("aid.nope", "1").is_err());
+    }
+
+    /// Issue 19, item 14: a non-UTF-8 byte said only "stream did not
+    /// contain valid UTF-8", with no line.
+    #[test]
+    fn a_non_utf8_byte_is_located_by_line_and_column() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("latin1.toml");
+        // "café" in Latin-1 on line 3: é is the single byte 0xe9.
+        std::fs::write(&path, b"[workload]\nseed = 1\n# caf\xe9\n").unwrap();
+        let err = Config::load(&path).unwrap_err();
+        assert_eq!(err.file.as_deref(), Some(path.as_path()));
+        assert_eq!(err.line, Some(3), "{err}");
+        let text = err.to_string();
+        assert!(text.contains("latin1.toml:3:"), "{text}");
+        assert!(text.contains("column 6"), "{text}");
+        assert!(text.contains("0xe9") && text.contains("UTF-8"), "{text}");
+        // The column counts characters, not bytes, before the bad byte.
+        assert!(decode_text("a = \"é\"\n".as_bytes().to_vec()).is_ok());
+        let mut bytes = "k = \"éé".as_bytes().to_vec();
+        bytes.push(0xff);
+        let err = decode_text(bytes).unwrap_err();
+        assert_eq!(err.line, Some(1));
+        assert!(err.message.contains("column 8"), "{err}");
+    }
+
+    /// Issue 19, item 14: an empty or comment-only config silently ran
+    /// 600 steps of built-in defaults.
+    #[test]
+    fn a_config_that_sets_no_keys_is_refused_with_what_to_do() {
+        let dir = tempfile::tempdir().unwrap();
+        for (i, body) in [
+            "",
+            "\n\n",
+            "# nothing here yet\n  # still nothing\n",
+            "[train]\n# lr = 1\n",
+        ]
+        .iter()
+        .enumerate()
+        {
+            let path = dir.path().join(format!("empty{i}.toml"));
+            std::fs::write(&path, body).unwrap();
+            let err = Config::load(&path).unwrap_err().to_string();
+            assert!(
+                err.contains(&format!("empty{i}.toml: sets no keys")),
+                "{err}"
+            );
+            assert!(err.contains("configs/default.toml"), "{err}");
+        }
+        // One key is enough; bad syntax is still reported as such.
+        let path = dir.path().join("one.toml");
+        std::fs::write(&path, "# mine\n[train]\nsteps = 5\n").unwrap();
+        assert_eq!(Config::load(&path).unwrap().train.steps, 5);
+        std::fs::write(&path, "[train\n").unwrap();
+        let err = Config::load(&path).unwrap_err().to_string();
+        assert!(
+            err.contains("one.toml:1:") && !err.contains("sets no keys"),
+            "{err}"
+        );
     }
 }

@@ -402,39 +402,82 @@ fn new_without_a_terminal_fails_before_starting_anything() {
 }
 
 /// Issue 19, item 14: a device that does not exist and a primary loss the
-/// workload lacks left a failed session folder; `ls` on a file said "no
+/// workload lacks left a failed session folder (also from `run --detach`
+/// and `new`); a non-UTF-8 byte gave no line; an empty or comment-only
+/// config silently ran 600 default steps; `ls` on a file said "no
 /// sessions" with rc 0.
 #[test]
 fn a_config_that_cannot_start_leaves_no_session_and_ls_refuses_a_file() {
+    use std::os::unix::process::CommandExt;
     let root = tempfile::tempdir().unwrap();
     let sessions = root.path().join("sessions");
-    let cases = [
-        ("[train]\ndevice = \"cuda:7\"\n", "cuda:7"),
+    let cases: [(&[u8], &[&str]); 7] = [
         (
-            "[workload]\nprimary = \"nope\"\nauxiliary = [\"helpful\"]\n",
-            "nope",
+            b"[train]\ndevice = \"cuda:7\"\n",
+            &["cuda:7", "does not exist"],
         ),
         (
-            "[workload]\nauxiliary = [\"helpful\", \"extra\"]\n",
-            "extra",
+            b"[workload]\nprimary = \"nope\"\nauxiliary = [\"helpful\"]\n",
+            &["workload.primary = \"nope\" is not a loss"],
+        ),
+        (
+            b"[workload]\nauxiliary = [\"helpful\", \"extra\"]\n",
+            &["extra"],
+        ),
+        (b"", &["c.toml: sets no keys", "configs/default.toml"]),
+        (
+            b"# to do: fill in\n\n[train]\n# steps = 10\n",
+            &["c.toml: sets no keys", "configs/default.toml"],
+        ),
+        // Saved as Latin-1: `é` is the single byte 0xe9, on line 2.
+        (
+            b"[train]\n# r\xe9glage fin\nsteps = 10\n",
+            &["c.toml:2: column 4", "0xe9 is not UTF-8"],
+        ),
+        (
+            b"[train]\ndevice = \"cpu\"\nsteps = 10\nlr = \"caf\xc3\xa9\"\n\xff\n",
+            &["c.toml:5: column 1", "0xff"],
         ),
     ];
-    for (body, needle) in cases {
-        let config = write_config(root.path(), body);
-        let out = run_with_limit(
-            bin()
-                .args(["run", "--headless", "-c"])
+    let modes: [&[&str]; 3] = [&["run", "--headless"], &["run", "--detach"], &["new"]];
+    for (body, needles) in cases {
+        let config = root.path().join("c.toml");
+        std::fs::write(&config, body).unwrap();
+        for mode in modes {
+            let mut command = bin();
+            command
+                .args(mode)
+                .arg("-c")
                 .arg(&config)
                 .arg("--sessions-dir")
-                .arg(&sessions),
-            Duration::from_secs(60),
-        );
-        assert_eq!(out.status.code(), Some(1), "{body}: {}", text(&out));
-        assert!(text(&out).contains(needle), "{body}: {}", text(&out));
-        let left: Vec<_> = std::fs::read_dir(&sessions)
-            .map(|d| d.filter_map(|e| e.ok()).map(|e| e.path()).collect())
-            .unwrap_or_default();
-        assert!(left.is_empty(), "{body}: left {left:?}");
+                .arg(&sessions)
+                .stdin(Stdio::null());
+            // No controlling terminal: `new` must fail on the config, not
+            // open a TUI (nor fail on the terminal first).
+            unsafe {
+                command.pre_exec(|| {
+                    libc::setsid();
+                    Ok(())
+                });
+            }
+            let out = run_with_limit(&mut command, Duration::from_secs(60));
+            let what = format!("{mode:?} {}", String::from_utf8_lossy(body));
+            let left = session::list(&sessions);
+            for (_, meta) in &left {
+                if session::pid_alive(meta.pid) && meta.pid != std::process::id() {
+                    unsafe { libc::kill(meta.pid as libc::pid_t, libc::SIGKILL) };
+                }
+            }
+            assert_eq!(out.status.code(), Some(1), "{what}: {}", text(&out));
+            for needle in needles {
+                assert!(text(&out).contains(needle), "{what}: {}", text(&out));
+            }
+            assert!(!text(&out).contains("terminal"), "{what}: {}", text(&out));
+            let left: Vec<_> = std::fs::read_dir(&sessions)
+                .map(|d| d.filter_map(|e| e.ok()).map(|e| e.path()).collect())
+                .unwrap_or_default();
+            assert!(left.is_empty(), "{what}: left {left:?}");
+        }
     }
 
     let file = root.path().join("c.toml");

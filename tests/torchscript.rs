@@ -156,8 +156,8 @@ fn the_example_trains_with_meltr_sum_and_primary() {
 }
 
 /// Runs `config` and expects failure with `expected` in its output, and no
-/// libtorch backtrace.
-fn refused(config: &Path, expected: &str) {
+/// libtorch backtrace; returns the output.
+fn refused(config: &Path, expected: &str) -> String {
     let tmp = tempfile::tempdir().unwrap();
     let out = run(tmp.path(), config, "bad");
     let all = text(&out);
@@ -169,6 +169,10 @@ fn refused(config: &Path, expected: &str) {
     for backtrace in ["Exception raised from", "frame #", "libtorch_cpu.so"] {
         assert!(!all.contains(backtrace), "backtrace in the message:\n{all}");
     }
+    // Refused before anything ran: no failed session folder is left.
+    let left: Vec<_> = std::fs::read_dir(tmp.path()).unwrap().flatten().collect();
+    assert!(left.is_empty(), "left behind: {left:?}\n{all}");
+    all
 }
 
 #[test]
@@ -215,6 +219,28 @@ fn bad_models_and_data_are_refused_with_what_to_fix() {
     refused(
         &cfg,
         "workload.primary = \"caption\" is not a loss of this workload; it has: align, mfm, mlm, retrieval, scramble",
+    );
+    // Also from a detached runner (issue 19, item 14: the runner failed
+    // after the session folder was made, and left it behind).
+    let sessions = tmp.path().join("detached");
+    let out = run_with_limit(
+        bin()
+            .arg("--sessions-dir")
+            .arg(&sessions)
+            .args(["run", "--detach", "-n", "bad", "-c"])
+            .arg(&cfg),
+        LIMIT,
+    );
+    assert_eq!(out.status.code(), Some(1), "{}", common::text(&out));
+    assert!(
+        common::text(&out).contains("\"caption\" is not a loss"),
+        "{}",
+        common::text(&out)
+    );
+    assert!(
+        session::list(&sessions).is_empty(),
+        "{}",
+        common::text(&out)
     );
 
     // Data whose tensors disagree on the sample dimension.
@@ -283,4 +309,126 @@ fn resume_restores_parameters_and_buffers() {
             "straight {ea:?} vs resumed {eb:?}"
         );
     }
+}
+
+/// `tests/fixtures/flag_models.py`'s models, exported once per test binary.
+fn flag_models() -> &'static Path {
+    static DIR: OnceLock<PathBuf> = OnceLock::new();
+    DIR.get_or_init(|| {
+        let dir = tempfile::tempdir().unwrap().keep();
+        run_python(&[
+            repo("tests/fixtures/flag_models.py").as_os_str(),
+            dir.as_os_str(),
+        ]);
+        dir
+    })
+}
+
+/// Data for the flag models: `rows` samples of `x` [rows, width], `y`,
+/// and `flag` set on the rows listed.
+fn flag_data(path: &Path, rows: i64, width: i64, flagged: &[i64]) -> PathBuf {
+    use tch::{Device, Kind, Tensor};
+    tch::manual_seed(1);
+    let x = Tensor::randn([rows, width], (Kind::Float, Device::Cpu));
+    let y = x.sum_dim_intlist(&[1i64][..], false, Kind::Float).sin();
+    let flag = Tensor::zeros([rows], (Kind::Float, Device::Cpu));
+    for &row in flagged {
+        let _ = flag.get(row).fill_(1.0);
+    }
+    Tensor::write_safetensors(&[("x", x), ("y", y), ("flag", flag)], path).unwrap();
+    path.to_path_buf()
+}
+
+fn flag_config(dir: &Path, name: &str, model: &str, train: &Path, val: &Path) -> PathBuf {
+    let body = format!(
+        "[workload]\nkind = \"torchscript\"\nmodel = \"{model}\"\ntrain = \"{train}\"\nval = \"{val}\"\n\
+         primary = \"primary\"\nauxiliary = [\"aux\"]\nbatch_size = 8\n\n\
+         [train]\ndevice = \"cpu\"\nsteps = 40\nlog_every = 1\neval_every = 5\ncheckpoint_every = 1000\n\n\
+         [meltr]\nd_model = 16\nd_hidden = 16\nd_ff = 32\nheads = 2\n",
+        model = flag_models().join(model).display(),
+        train = train.display(),
+        val = val.display(),
+    );
+    let path = dir.join(format!("{name}.toml"));
+    std::fs::write(&path, body).unwrap();
+    path
+}
+
+/// Issue 19, item 13: a TorchScript error at run time said neither which
+/// batch nor which model file; val data were checked only at the first
+/// evaluation.
+#[test]
+fn runtime_errors_name_the_batch_and_the_model_file_and_val_data_are_checked_up_front() {
+    let tmp = tempfile::tempdir().unwrap();
+    let sessions = tmp.path().join("sessions");
+    let model = flag_models()
+        .join("raises_on_flag.pt")
+        .display()
+        .to_string();
+    let exception = "RuntimeError: a flagged row reached the model";
+    let clean_train = flag_data(&tmp.path().join("train.safetensors"), 64, 4, &[]);
+    let clean_val = flag_data(&tmp.path().join("val.safetensors"), 32, 4, &[]);
+
+    // A training batch: row 40 is in one batch of the first epochs.
+    let train = flag_data(&tmp.path().join("train40.safetensors"), 64, 4, &[40]);
+    let cfg = flag_config(tmp.path(), "train", "raises_on_flag.pt", &train, &clean_val);
+    let out = run(&sessions, &cfg, "train");
+    let all = text(&out);
+    assert_eq!(out.status.code(), Some(1), "{all}");
+    for needle in [exception, model.as_str()] {
+        assert!(all.contains(needle), "no `{needle}` in:\n{all}");
+    }
+    let step: u64 = all
+        .split("the training batch of step ")
+        .nth(1)
+        .and_then(|rest| rest.split(':').next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("no training batch named in:\n{all}"));
+    let dir = session::find(&sessions, "train").unwrap();
+    let logged = common::logged_train_steps(&dir);
+    assert_eq!(
+        logged,
+        (1..step).collect::<Vec<_>>(),
+        "it failed at step {step}"
+    );
+    let meta = session::SessionMeta::read(&dir).unwrap();
+    assert!(meta
+        .error
+        .unwrap_or_default()
+        .contains(&format!("step {step}")));
+
+    // A validation batch at an evaluation: rows 16..24 are its third of four.
+    let val = flag_data(&tmp.path().join("val20.safetensors"), 32, 4, &[20]);
+    let cfg = flag_config(tmp.path(), "val", "raises_on_flag.pt", &clean_train, &val);
+    let out = run(&sessions, &cfg, "val");
+    let all = text(&out);
+    assert_eq!(out.status.code(), Some(1), "{all}");
+    let batch = format!(
+        "validation batch 3 of 4 (rows 16..24 of workload.val {})",
+        val.display()
+    );
+    for needle in [batch.as_str(), exception, model.as_str()] {
+        assert!(all.contains(needle), "no `{needle}` in:\n{all}");
+    }
+
+    // Val data the model cannot take are refused before step 1, like
+    // training data: a batch it fails on, and a shape unlike train's.
+    let val = flag_data(&tmp.path().join("val2.safetensors"), 32, 4, &[2]);
+    let cfg = flag_config(tmp.path(), "first", "raises_on_flag.pt", &clean_train, &val);
+    let batch = format!(
+        "workload.val: the first validation batch (rows 0..8 of {})",
+        val.display()
+    );
+    let all = refused(&cfg, &batch);
+    assert!(all.contains(exception), "{all}");
+    let val = flag_data(&tmp.path().join("wide.safetensors"), 32, 5, &[]);
+    let cfg = flag_config(tmp.path(), "wide", "raises_on_flag.pt", &clean_train, &val);
+    refused(
+        &cfg,
+        &format!(
+            "workload.val: {}: tensor `x` has shape [32, 5], i.e. [5] per sample, but in workload.train ({}) it has [4] per sample",
+            val.display(),
+            clean_train.display()
+        ),
+    );
 }

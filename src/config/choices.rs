@@ -46,7 +46,7 @@ macro_rules! choice {
 
         impl fmt::Display for $name {
             fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-                f.write_str(self.as_str())
+                f.pad(self.as_str())
             }
         }
     };
@@ -199,6 +199,8 @@ mod tests {
             assert_eq!(toml::from_str::<Holder>(&text).unwrap(), Holder { pool });
         }
         assert_eq!("with-current".parse::<Pool>(), Ok(Pool::WithCurrent));
+        // Display honours width, as a &str would (tables line up).
+        assert_eq!(format!("{:<10}|", Pool::Previous), "previous  |");
         assert_eq!(
             "newest".parse::<Pool>(),
             Err("expected one of \"previous\", \"with-current\", got \"newest\"".into())

@@ -55,26 +55,31 @@ pub fn watch(
     watcher
         .watch(&dir, RecursiveMode::NonRecursive)
         .with_context(|| format!("cannot watch {}", dir.display()))?;
-    let mut last_text: Option<String> = std::fs::read_to_string(&path).ok();
+    let mut last_bytes: Option<Vec<u8>> = std::fs::read(&path).ok();
     let thread = std::thread::Builder::new()
         .name("config-watch".into())
         .spawn(move || {
             while rx.recv().is_ok() {
                 // Debounce: wait until no event arrived for DEBOUNCE.
                 while rx.recv_timeout(DEBOUNCE).is_ok() {}
-                let Ok(text) = std::fs::read_to_string(&path) else {
+                let Ok(bytes) = std::fs::read(&path) else {
                     continue; // mid-rename; the next event brings the new file
                 };
                 // An empty file is an editor mid-write (truncate, then
                 // write): an empty config would mean "all defaults".
-                if text.trim().is_empty() || last_text.as_deref() == Some(text.as_str()) {
+                if bytes.trim_ascii().is_empty() || last_bytes.as_ref() == Some(&bytes) {
                     continue;
                 }
-                last_text = Some(text.clone());
-                let parsed = Config::parse_over(&in_force(), &text).map_err(|mut e| {
+                last_bytes = Some(bytes.clone());
+                let located = |mut e: ConfigError| {
                     e.file = Some(path.clone());
                     e
-                });
+                };
+                // A byte that is not UTF-8 is reported (with its line), not
+                // silently ignored.
+                let parsed = super::decode_text(bytes)
+                    .and_then(|text| Config::parse_over(&in_force(), &text))
+                    .map_err(located);
                 on_change(parsed);
             }
         })
@@ -169,5 +174,10 @@ mod tests {
         std::fs::write(&path, "[train]\nthreads = 0\n").unwrap();
         let err = wait_for(&rx).unwrap_err();
         assert_eq!(err.key.as_deref(), Some("train.threads"), "{err}");
+        // A byte that is not UTF-8 (a Latin-1 save) names its line.
+        std::fs::write(&path, b"[train]\n# r\xe9glage\nlr = 0.001\n").unwrap();
+        let err = wait_for(&rx).unwrap_err();
+        assert_eq!(err.line, Some(2), "{err}");
+        assert!(err.to_string().contains("config.toml:2: column 4"), "{err}");
     }
 }

@@ -39,7 +39,7 @@ pub mod view;
 #[cfg(test)]
 mod tests;
 
-use crate::config::Config;
+use crate::config::{Config, ConfigError};
 use crate::engine::control::Command;
 use crate::engine::link::EngineLink;
 use crate::session::metrics::{Level, MetricLine};
@@ -178,9 +178,14 @@ pub fn perform(
     match action {
         Action::None => {}
         Action::Send(command) => link.send(command),
-        Action::WriteConfig { config, summary } => match write_config(&app.config_path, &config) {
-            Ok(()) => app.wrote_config(*config, &summary),
-            Err(e) => app.notify(Level::Error, format!("cannot write the config: {e:#}")),
+        Action::WriteConfig {
+            key,
+            value,
+            config,
+            summary,
+        } => match write_config(&app.config_path, &app.in_force, &key, &value, &config) {
+            Ok(written) => app.wrote_config(written, &summary),
+            Err(e) => app.config_not_written(format!("{e:#}")),
         },
         Action::Export => match export {
             Some(f) => app.exported(f()),
@@ -196,7 +201,38 @@ pub fn perform(
     None
 }
 
-/// Writes the whole config to `path` atomically (temp file + rename).
-pub fn write_config(path: &Path, config: &Config) -> Result<()> {
-    atomic_write(path, config.to_toml_string().as_bytes())
+/// Sets `key` to `value` in the config file at `path`, editing the TOML
+/// document in place (comments, order and formatting stay; see
+/// [`crate::config::edit`]) and replacing the file atomically. A file that
+/// is not a valid config read over `in_force` (a pending hand edit with a
+/// mistake) is left byte for byte as it is, and the error says where and
+/// what is wrong. A missing file is written whole from `whole`. Returns
+/// the config the file now asks for, restart-only keys as in force.
+pub fn write_config(
+    path: &Path,
+    in_force: &Config,
+    key: &str,
+    value: &toml::Value,
+    whole: &Config,
+) -> Result<Config> {
+    let bytes = match std::fs::read(path) {
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            atomic_write(path, whole.to_toml_string().as_bytes())?;
+            return Ok(whole.clone());
+        }
+        Err(e) => anyhow::bail!("cannot read {}: {e}", path.display()),
+        Ok(bytes) => bytes,
+    };
+    let located = |mut e: ConfigError| {
+        e.file = Some(path.to_path_buf());
+        anyhow::anyhow!(
+            "{e} (the file holds an edit that is not valid, so it was left as it is: fix or undo that edit first)"
+        )
+    };
+    let text = crate::config::decode_text(bytes).map_err(located)?;
+    Config::parse_over(in_force, &text).map_err(located)?;
+    let edited = crate::config::edit::set_value(&text, key, value).map_err(located)?;
+    let config = Config::parse_over(in_force, &edited).map_err(located)?;
+    atomic_write(path, edited.as_bytes())?;
+    Ok(config.keeping_restart_only_of(in_force))
 }

@@ -133,9 +133,13 @@ pub const FLASH_FOR: Duration = Duration::from_secs(6);
 pub enum Action {
     None,
     Send(Command),
-    /// Write this config to the session's `config.toml` (atomically); the
-    /// file watcher takes it from there. `summary` names what changed.
+    /// Set `key` to `value` in the session's `config.toml`, in place
+    /// (atomically; the rest of the file as the user wrote it); the file
+    /// watcher takes it from there. `config`: the config with the edit (the
+    /// whole file when there is none); `summary` names what changed.
     WriteConfig {
+        key: String,
+        value: toml::Value,
         config: Box<Config>,
         summary: String,
     },
@@ -293,6 +297,15 @@ impl App {
         self.store
             .push_entry(self.step(), Level::Info, EntryKind::Tui, text.clone());
         self.notify(Level::Info, text);
+    }
+
+    /// Records why an edit was not written to `config.toml` (in the events
+    /// pane and the status line).
+    pub fn config_not_written(&mut self, why: String) {
+        let text = format!("cannot write the config: {why}");
+        self.store
+            .push_entry(self.step(), Level::Error, EntryKind::Tui, text.clone());
+        self.notify(Level::Error, text);
     }
 
     /// Records the export callback's answer.
@@ -638,11 +651,13 @@ impl App {
         }
         let value = new
             .flatten()
-            .get(key)
-            .map_or_else(|| text.to_string(), |v| v.to_string());
+            .remove(key)
+            .ok_or_else(|| format!("`{key}` is not a key of the config"))?;
         Ok(Action::WriteConfig {
-            config: Box::new(new),
+            key: key.to_string(),
             summary: format!("{key} = {value}"),
+            value,
+            config: Box::new(new),
         })
     }
 

@@ -595,7 +595,7 @@ fn invalid_edit_is_refused_and_nothing_is_written() {
 }
 
 #[test]
-fn valid_edit_writes_the_whole_config_atomically() {
+fn valid_edit_writes_the_key_atomically() {
     let (dir, path) = temp_config();
     let link = FakeLink::default();
     let mut app = app_with(Theme { color: true }, path.clone());
@@ -635,6 +635,86 @@ fn valid_edit_writes_the_whole_config_atomically() {
         .map(|e| e.unwrap().file_name())
         .collect();
     assert_eq!(names, vec![std::ffi::OsString::from("config.toml")]);
+}
+
+/// Issue 19, item 7: a TUI edit rewrote `config.toml` from the config,
+/// dropping the user's comments (also `lr = 0.003  # by hand`).
+#[test]
+fn an_edit_keeps_the_users_comments_order_and_formatting() {
+    let (_dir, path) = temp_config();
+    let whole = file(&path);
+    let by_hand = format!(
+        "# tuned by hand on the 3rd\n{}",
+        whole.replace("\nlr = 0.0005\n", "\nlr = 0.0005  # by hand\n")
+    );
+    assert_ne!(by_hand, whole, "the fixture's lr line is `lr = 0.0005`");
+    std::fs::write(&path, &by_hand).unwrap();
+    let link = FakeLink::default();
+    let mut app = app_with(Theme { color: true }, path.clone());
+    select(&mut app, "train.lr");
+    press(&mut app, KeyCode::Enter);
+    app.on_key(KeyEvent::new(KeyCode::Char('u'), KeyModifiers::CONTROL));
+    type_text(&mut app, "0.003");
+    let action = press(&mut app, KeyCode::Enter);
+    assert_eq!(perform(&mut app, action, &link, None), None);
+    assert_eq!(
+        file(&path),
+        by_hand.replace("lr = 0.0005  # by hand", "lr = 0.003  # by hand"),
+        "only the value changed"
+    );
+    // The engine applies it; then `]` on a partial file (a hand edit that
+    // names one key) edits that file in place too.
+    app.on_event(Event::ConfigInForce {
+        config: Box::new(app.config.clone()),
+    });
+    std::fs::write(&path, "# J by hand\n[aid]\niterations = 3 # try\n").unwrap();
+    let action = press(&mut app, KeyCode::Char(']'));
+    assert_eq!(perform(&mut app, action, &link, None), None);
+    assert_eq!(file(&path), "# J by hand\n[aid]\niterations = 4 # try\n");
+    assert_eq!(app.config.aid.iterations, 4);
+    assert_eq!(app.config.train.lr, 0.003, "the other keys as in force");
+}
+
+/// Issue 19, item 7: a pending invalid hand edit was overwritten by the
+/// next TUI edit. It is left as it is, and the status line says where and
+/// what is wrong.
+#[test]
+fn a_file_with_an_invalid_hand_edit_is_not_overwritten() {
+    let (_dir, path) = temp_config();
+    let link = FakeLink::default();
+    let mut app = app_with(Theme { color: true }, path.clone());
+    let cases: [(&[u8], &str, &str); 4] = [
+        (b"# mine\n[aid]\niterations = = 3\n", ":3:", "expected"),
+        (b"[train]\nlr = -1 # oops\n", ":2:", "key `train.lr`"),
+        (b"[train]\nspeed = 3\n", ":2:", "speed"),
+        // Saved as Latin-1: a raw 0xe9 byte.
+        (b"[train]\n# r\xe9glage\n", ":2:", "not UTF-8"),
+    ];
+    for (bad, line, what) in cases {
+        std::fs::write(&path, bad).unwrap();
+        let action = press(&mut app, KeyCode::Char(']'));
+        assert!(matches!(action, Action::WriteConfig { .. }), "{action:?}");
+        assert_eq!(perform(&mut app, action, &link, None), None);
+        assert_eq!(
+            std::fs::read(&path).unwrap(),
+            bad,
+            "the file is byte-identical"
+        );
+        let flash = app.flash.clone().unwrap();
+        assert_eq!(flash.level, Level::Error);
+        let expected = format!("{}{line}", path.display());
+        for needle in [expected.as_str(), what, "left as it is"] {
+            assert!(flash.text.contains(needle), "{needle}: {}", flash.text);
+        }
+        assert!(app.store.log.last().unwrap().text.contains(&expected));
+        // Nothing was taken as written.
+        assert_eq!(
+            app.config.aid.iterations,
+            fixtures::config(TOTAL).aid.iterations
+        );
+    }
+    let screen = text(draw(&app, 160, 48).backend().buffer());
+    assert!(screen.contains("cannot write the config"), "{screen}");
 }
 
 #[test]

@@ -48,6 +48,10 @@ pub struct TorchScript {
     epoch_order: RefCell<Option<(u64, Tensor)>>,
     /// Whether the module exports the optional `loss(batch, name)`.
     loss_method: bool,
+    /// The model file, as errors name it (`workload.model PATH`).
+    model_label: String,
+    /// The validation data file, as errors name it.
+    val_path: String,
 }
 
 /// One data file: named tensors with a common first dimension.
@@ -105,6 +109,32 @@ impl Split {
         Ok(Split { tensors, samples })
     }
 
+    /// Checks that tensors this split shares with `train` have the same
+    /// shape after the sample dimension and the same kind of values
+    /// (floating point or not): the model sees batches of both.
+    fn check_like(&self, key: &str, path: &str, train: &Split, train_path: &str) -> Result<()> {
+        for (name, t) in &self.tensors {
+            let Some((_, like)) = train.tensors.iter().find(|(n, _)| n == name) else {
+                continue;
+            };
+            let (shape, want) = (&t.size()[1..], &like.size()[1..]);
+            if shape != want {
+                bail!(
+                    "{key}: {path}: tensor `{name}` has shape {:?}, i.e. {shape:?} per sample, but in workload.train ({train_path}) it has {want:?} per sample; the model sees batches of both",
+                    t.size()
+                );
+            }
+            if t.is_floating_point() != like.is_floating_point() {
+                bail!(
+                    "{key}: {path}: tensor `{name}` holds {:?} values, but in workload.train ({train_path}) {:?}; the model sees batches of both",
+                    t.kind(),
+                    like.kind()
+                );
+            }
+        }
+        Ok(())
+    }
+
     fn rows(&self, index: &Tensor) -> Batch {
         self.tensors
             .iter()
@@ -132,6 +162,10 @@ impl TorchScript {
     ) -> Result<TorchScript> {
         let w = &config.workload;
         let model_path = w.model.as_deref().context("workload.model is required")?;
+        let model_label = match saved_module {
+            Some(_) => format!("workload.model {model_path} (the copy saved in the checkpoint)"),
+            None => format!("workload.model {model_path}"),
+        };
         let mut module = match saved_module {
             Some(bytes) => {
                 let bytes = Vec::<u8>::try_from(bytes)?;
@@ -163,18 +197,11 @@ impl TorchScript {
             let trainable = tensor.requires_grad();
             let _ = vs.root().add(&name.replace('.', "_"), tensor, trainable);
         }
-        let train = Split::load(
-            "workload.train",
-            w.train.as_deref().context("workload.train is required")?,
-            device,
-            kind,
-        )?;
-        let val = Split::load(
-            "workload.val",
-            w.val.as_deref().context("workload.val is required")?,
-            device,
-            kind,
-        )?;
+        let train_path = w.train.as_deref().context("workload.train is required")?;
+        let train = Split::load("workload.train", train_path, device, kind)?;
+        let val_path = w.val.as_deref().context("workload.val is required")?;
+        let val = Split::load("workload.val", val_path, device, kind)?;
+        val.check_like("workload.val", val_path, &train, train_path)?;
         let mut workload = TorchScript {
             vs,
             module: RefCell::new(module),
@@ -187,8 +214,11 @@ impl TorchScript {
             metric_names: Vec::new(),
             epoch_order: RefCell::new(None),
             loss_method: false,
+            model_label,
+            val_path: val_path.to_string(),
         };
         workload.inspect_outputs(model_path)?;
+        workload.check_val_batch()?;
         // The combiner's initialization draws from libtorch's RNG next.
         tch::manual_seed(w.seed as i64);
         Ok(workload)
@@ -198,9 +228,9 @@ impl TorchScript {
     /// against the contract; records the loss and metric names.
     fn inspect_outputs(&mut self, model_path: &str) -> Result<()> {
         let batch = self.train.slice(0, self.batch_size);
-        let outputs = self
-            .forward(&batch)
-            .with_context(|| format!("workload.model: {model_path}"))?;
+        let size = self.batch_size;
+        let first_batch = move || format!("the first training batch (rows 0..{size})");
+        let outputs = self.forward(&batch).with_context(first_batch)?;
         let (metrics, losses): (Vec<_>, Vec<_>) = outputs
             .iter()
             .partition(|(name, _)| name.starts_with(METRIC_PREFIX));
@@ -227,8 +257,24 @@ impl TorchScript {
         self.module.borrow_mut().set_eval();
         let checked = self.check_loss_method(&batch);
         self.module.borrow_mut().set_train();
-        self.loss_method = checked.with_context(|| format!("workload.model: {model_path}"))?;
+        self.loss_method = checked.with_context(first_batch)?;
         Ok(())
+    }
+
+    /// Runs `forward` on the first validation batch, as evaluation will
+    /// (eval mode, no gradients), so that data the model cannot take fail
+    /// now, not at the first evaluation.
+    fn check_val_batch(&self) -> Result<()> {
+        let len = self.batch_size.min(self.val.samples);
+        self.module.borrow_mut().set_eval();
+        let result = tch::no_grad(|| self.forward(&self.val.slice(0, len)));
+        self.module.borrow_mut().set_train();
+        result.map(|_| ()).with_context(|| {
+            format!(
+                "workload.val: the first validation batch (rows 0..{len} of {})",
+                self.val_path
+            )
+        })
     }
 
     /// Whether the module exports `loss(batch, name)`; when it does, its
@@ -241,14 +287,14 @@ impl TorchScript {
             other => other?,
         };
         let Some(expected) = self.forward(batch)?.remove(name) else {
-            bail!("forward returned no `{name}`");
+            bail!("{}: forward returned no `{name}`", self.model_label);
         };
         let (got, want) = (value.double_value(&[]), expected.double_value(&[]));
         if !value.requires_grad() {
-            bail!("loss(batch, \"{name}\") is not differentiable with respect to any parameter (it does not require grad)");
+            bail!("{}: loss(batch, \"{name}\") is not differentiable with respect to any parameter (it does not require grad)", self.model_label);
         }
         if (got - want).abs() > 1e-5 * (1.0 + want.abs()) {
-            bail!("loss(batch, \"{name}\") = {got} but forward(batch)[\"{name}\"] = {want} on the first training batch; the optional `loss` method must return forward's value");
+            bail!("{}: loss(batch, \"{name}\") = {got} but forward(batch)[\"{name}\"] = {want}; the optional `loss` method must return forward's value", self.model_label);
         }
         Ok(true)
     }
@@ -263,7 +309,13 @@ impl TorchScript {
                 LOSS_METHOD,
                 &[batch_ivalue(batch), IValue::String(name.to_string())],
             )
-            .map_err(|e| anyhow!("loss(batch, \"{name}\") failed: {}", torch_message(&e)))?;
+            .map_err(|e| {
+                anyhow!(
+                    "{}: loss(batch, \"{name}\") failed: {}",
+                    self.model_label,
+                    torch_message(&e)
+                )
+            })?;
         match output {
             IValue::Tensor(t) if t.dim() == 0 => Ok(t),
             other => bail!(
@@ -273,8 +325,14 @@ impl TorchScript {
         }
     }
 
-    /// One forward pass: every output, losses and metrics, by name.
+    /// One forward pass: every output, losses and metrics, by name. Errors
+    /// name the model file (callers add which batch).
     fn forward(&self, batch: &Batch) -> Result<BTreeMap<String, Tensor>> {
+        self.forward_checked(batch)
+            .with_context(|| self.model_label.clone())
+    }
+
+    fn forward_checked(&self, batch: &Batch) -> Result<BTreeMap<String, Tensor>> {
         plain_interpreter();
         let output = self
             .module
@@ -496,7 +554,18 @@ impl Workload for TorchScript {
             // Sums stay on the device; one host copy at the end.
             let mut sums: BTreeMap<String, Tensor> = BTreeMap::new();
             for b in 0..batches {
-                for (name, value) in self.forward(&self.val.slice(b * len, len))? {
+                let outputs = self
+                    .forward(&self.val.slice(b * len, len))
+                    .with_context(|| {
+                        format!(
+                            "validation batch {} of {batches} (rows {}..{} of workload.val {})",
+                            b + 1,
+                            b * len,
+                            (b + 1) * len,
+                            self.val_path
+                        )
+                    })?;
+                for (name, value) in outputs {
                     let value = value.to_kind(Kind::Double);
                     match sums.get_mut(&name) {
                         Some(sum) => *sum += value,

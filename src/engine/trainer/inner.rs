@@ -9,7 +9,10 @@ impl Trainer {
         self.step += 1;
         self.inner.lr = self.config.train.lr_at(self.step);
         let batch = self.workload.train_batch(self.step)?;
-        let named = self.workload.losses(&batch)?;
+        let named = self
+            .workload
+            .losses(&batch)
+            .with_context(|| format!("the training batch of step {}", self.step))?;
         let losses = workload::select(&named, &self.loss_names)?;
         let total = self.combiner.combine(&losses);
         let log_now = self.step.is_multiple_of(self.config.train.log_every);

@@ -58,13 +58,26 @@ impl Trainer {
         let workload = self.workload.as_ref();
         let names = &self.loss_names;
         let primary = &self.config.workload.primary;
+        let meta_at = self.step;
         let train_losses = || -> Result<Tensor> {
             tch::manual_seed(forward_seed);
-            workload::select(&workload.losses(train_batch)?, names)
+            let losses = workload.losses(train_batch).with_context(|| {
+                format!("the meta step's training batch (that of step {train_step})")
+            })?;
+            workload::select(&losses, names)
         };
         let val_primary = || -> Result<Tensor> {
             tch::manual_seed(forward_seed + 1);
-            workload.loss(val_batch, primary)
+            workload
+                .loss(val_batch, primary)
+                .with_context(|| match val_step {
+                    Some(s) => {
+                        format!("the meta step's validation batch (the training batch of step {s})")
+                    }
+                    None => {
+                        format!("the meta step's held-out validation batch (for step {meta_at})")
+                    }
+                })
         };
         let aid = self.config.aid.clone();
         let settings = AidSettings {

@@ -299,12 +299,7 @@ pub fn session_config(dir: &Path) -> Result<Config, crate::config::ConfigError> 
     let Ok(in_force) = Config::load(&layout.config_in_force()) else {
         return Config::load(&path);
     };
-    let text = std::fs::read_to_string(&path).map_err(|e| crate::config::ConfigError {
-        file: Some(path.clone()),
-        line: None,
-        key: None,
-        message: format!("cannot read: {e}"),
-    })?;
+    let text = crate::config::read_text(&path)?;
     Config::parse_over(&in_force, &text).map_err(|mut e| {
         e.file = Some(path);
         e
