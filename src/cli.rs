@@ -7,7 +7,7 @@ use crate::session::{self, metrics::Record, SessionMeta};
 use anyhow::{bail, Context, Result};
 use clap::{Parser, Subcommand};
 use std::path::{Path, PathBuf};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 /// The built-in default config, used when `meltr-tui` runs with no command.
 pub const DEFAULT_CONFIG: &str = "configs/default.toml";
@@ -60,6 +60,15 @@ pub enum Cmd {
         /// after the current step, with a checkpoint).
         #[arg(long, conflicts_with = "detach")]
         headless: bool,
+        /// With --headless: how long to keep retrying a write that fails
+        /// (a full disk), with backoff, before stopping the run as failed.
+        #[arg(
+            long,
+            value_name = "SECS",
+            default_value_t = 600,
+            requires = "headless"
+        )]
+        give_up_after: u64,
         /// Start a detached runner (its own process, immune to hang-ups) and
         /// return; `meltr-tui attach` opens the TUI on it.
         #[arg(long)]
@@ -68,8 +77,19 @@ pub enum Cmd {
     /// Continue a session from its newest checkpoint.
     Resume {
         session: String,
+        /// No TUI: train in this process (see `run --headless`).
         #[arg(long, conflicts_with = "detach")]
         headless: bool,
+        /// With --headless: how long to keep retrying a write that fails
+        /// (a full disk), with backoff, before stopping the run as failed.
+        #[arg(
+            long,
+            value_name = "SECS",
+            default_value_t = 600,
+            requires = "headless"
+        )]
+        give_up_after: u64,
+        /// Continue in a detached runner (see `run --detach`).
         #[arg(long)]
         detach: bool,
     },
@@ -161,8 +181,10 @@ pub enum Cmd {
 /// How a session's trainer runs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Mode {
-    /// In this process, printing progress lines.
-    Headless,
+    /// In this process, printing progress lines; a failed write (full
+    /// disk) is retried with backoff for `give_up_after`, then the run
+    /// stops as failed.
+    Headless { give_up_after: Duration },
     /// In a runner process; this one returns at once.
     Detached,
     /// In a runner process, with the TUI attached here.
@@ -170,9 +192,11 @@ enum Mode {
 }
 
 impl Mode {
-    fn of(headless: bool, detach: bool) -> Mode {
+    fn of(headless: bool, detach: bool, give_up_after: u64) -> Mode {
         match (headless, detach) {
-            (true, _) => Mode::Headless,
+            (true, _) => Mode::Headless {
+                give_up_after: Duration::from_secs(give_up_after),
+            },
             (false, true) => Mode::Detached,
             (false, false) => Mode::Tui,
         }
@@ -189,13 +213,21 @@ pub fn dispatch(cli: Cli) -> Result<()> {
             name,
             steps,
             headless,
+            give_up_after,
             detach,
-        }) => start(&root, &config, name, steps, Mode::of(headless, detach)),
+        }) => start(
+            &root,
+            &config,
+            name,
+            steps,
+            Mode::of(headless, detach, give_up_after),
+        ),
         Some(Cmd::Resume {
             session,
             headless,
+            give_up_after,
             detach,
-        }) => resume(&root, &session, Mode::of(headless, detach)),
+        }) => resume(&root, &session, Mode::of(headless, detach, give_up_after)),
         Some(Cmd::Attach { session }) => {
             let dir = match session {
                 Some(query) => session::find(&root, &query)?,
@@ -351,6 +383,10 @@ fn start(
             .map(|s| s.to_string_lossy().to_string())
             .unwrap_or_else(|| "run".into())
     });
+    if !matches!(mode, Mode::Headless { .. }) {
+        // A runner serves a socket: it must have a place (issue 19, item 10).
+        session::check_socket_room(root, &name)?;
+    }
     let dir = session::create(root, &name, &config)?;
     drive(&dir, config, false, mode)
 }
@@ -361,6 +397,9 @@ fn resume(root: &Path, query: &str, mode: Mode) -> Result<()> {
     }
     let dir = session::find(root, query)?;
     let config = engine::trainer::session_config(&dir).map_err(anyhow::Error::new)?;
+    if !matches!(mode, Mode::Headless { .. }) {
+        SessionDir::new(&dir).prepare_socket()?;
+    }
     let mut meta = SessionMeta::read(&dir)?;
     if !meta.status.is_terminal() && meta.pid != std::process::id() && session::pid_alive(meta.pid)
     {
@@ -400,7 +439,7 @@ fn drive(dir: &Path, config: Config, resume: bool, mode: Mode) -> Result<()> {
         crate::runner::launch::launch(dir, resume).map_err(|e| discard_unstarted(dir, resume, e))
     };
     match mode {
-        Mode::Headless => run_headless(dir, config, resume),
+        Mode::Headless { give_up_after } => run_headless(dir, config, resume, give_up_after),
         Mode::Detached => {
             let pid = launch()?;
             let id = dir.file_name().unwrap_or_default().to_string_lossy();
@@ -502,7 +541,21 @@ fn read_history(dir: &Path) -> Result<Vec<session::metrics::MetricLine>> {
 
 /// Runs the engine, following its events with one progress line per log
 /// interval. Ctrl-C stops cleanly (checkpoint, status `stopped`).
-fn run_headless(dir: &Path, config: Config, resume: bool) -> Result<()> {
+/// Retrying writes after the trainer paused because one failed (headless
+/// runs have no one to press resume).
+struct StorageRetry {
+    since: Instant,
+    next: Instant,
+    delay: Duration,
+    reason: String,
+}
+
+impl StorageRetry {
+    const FIRST_DELAY: Duration = Duration::from_secs(1);
+    const MAX_DELAY: Duration = Duration::from_secs(60);
+}
+
+fn run_headless(dir: &Path, config: Config, resume: bool, give_up_after: Duration) -> Result<()> {
     let meta = SessionMeta::read(dir)?;
     println!("session {} in {}", meta.id, dir.display());
     let handle =
@@ -514,6 +567,8 @@ fn run_headless(dir: &Path, config: Config, resume: bool) -> Result<()> {
     )?;
     crate::process::stop_on_signals();
     let mut stop_sent = false;
+    let mut storage: Option<StorageRetry> = None;
+    let mut gave_up: Option<String> = None;
     loop {
         if crate::process::stop_requested() && !stop_sent {
             eprintln!("interrupted: stopping after this step (checkpoint first)");
@@ -522,16 +577,65 @@ fn run_headless(dir: &Path, config: Config, resume: bool) -> Result<()> {
         }
         match handle.events.recv_timeout(Duration::from_millis(100)) {
             Ok(Event::Line { line, .. }) => print_line(&line),
+            // Headless runs pause only when a write failed.
             Ok(Event::Status {
                 status: Status::Paused,
                 message: Some(message),
-            }) => eprintln!("{message}"),
+            }) => match &mut storage {
+                Some(retry) => retry.reason = message,
+                None => {
+                    eprintln!(
+                        "{message}\nretrying with backoff for up to {} s (--give-up-after)",
+                        give_up_after.as_secs()
+                    );
+                    let now = Instant::now();
+                    storage = Some(StorageRetry {
+                        since: now,
+                        next: now + StorageRetry::FIRST_DELAY,
+                        delay: StorageRetry::FIRST_DELAY,
+                        reason: message,
+                    });
+                }
+            },
+            Ok(Event::Status {
+                status: Status::Running,
+                ..
+            }) => {
+                if let Some(retry) = storage.take() {
+                    eprintln!(
+                        "the write succeeded after {:.0} s: training goes on",
+                        retry.since.elapsed().as_secs_f64()
+                    );
+                }
+            }
             Ok(_) => {}
             Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {}
             Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => break,
         }
+        if let Some(retry) = &mut storage {
+            if gave_up.is_none() && retry.since.elapsed() >= give_up_after {
+                let reason = format!(
+                    "gave up after {} s of failed writes: {}",
+                    give_up_after.as_secs(),
+                    retry.reason
+                );
+                eprintln!("{reason}");
+                let _ = handle.commands.send(Command::Stop);
+                gave_up = Some(reason);
+            } else if gave_up.is_none() && Instant::now() >= retry.next {
+                let _ = handle.commands.send(Command::Resume);
+                retry.delay = (retry.delay * 2).min(StorageRetry::MAX_DELAY);
+                retry.next = Instant::now() + retry.delay;
+            }
+        }
     }
     let status = handle.join()?;
+    if let Some(reason) = gave_up {
+        // Best effort: the disk that failed may refuse this write too.
+        let _ = session::update_status(dir, Status::Failed, Some(reason.clone()));
+        println!("session {}: failed", meta.id);
+        bail!("{reason}");
+    }
     println!("session {}: {}", meta.id, status.as_str());
     if let (Status::Stopped, Some(signal)) = (status, crate::process::stop_signal()) {
         // A run ended by a signal exits as the shell expects (a finished
@@ -594,6 +698,15 @@ fn progress_of(dir: &Path, meta: &SessionMeta) -> (u64, Option<f64>) {
     (step, metric)
 }
 
+/// How long `ls` waits for live runners to say their status.
+const LS_RUNNER_TIMEOUT: Duration = Duration::from_millis(800);
+
+/// The steps a session runs to: `train.steps` of the config in force (a
+/// live edit changes it), else what `session.json` was created with.
+fn steps_in_force(dir: &Path, meta: &SessionMeta) -> u64 {
+    Config::load(&SessionDir::new(dir).config_in_force()).map_or(meta.steps, |c| c.train.steps)
+}
+
 fn ls(root: &Path) -> Result<()> {
     if root.exists() && !root.is_dir() {
         bail!(
@@ -610,11 +723,31 @@ fn ls(root: &Path) -> Result<()> {
         "{:<40} {:<9} {:>13} {:>18} {:<8} {:<12}",
         "ID", "STATUS", "STEP", "PRIMARY METRIC", "DEVICE", "RUNNER"
     );
+    // A live runner's own word beats session.json, which it may not have
+    // been able to write (a full disk pauses it): asked all at once, and
+    // never waited on for long (a stuck runner is shown from its files).
+    let live: Vec<PathBuf> = sessions
+        .iter()
+        .filter(|(_, meta)| !meta.status.is_terminal() && session::pid_alive(meta.pid))
+        .map(|(dir, _)| dir.clone())
+        .collect();
+    let said: std::collections::HashMap<PathBuf, crate::runner::Said> = live
+        .iter()
+        .cloned()
+        .zip(crate::runner::ask_status(&live, LS_RUNNER_TIMEOUT))
+        .filter_map(|(dir, said)| Some((dir, said?)))
+        .collect();
+    let mut notes = Vec::new();
     let mut crashed = false;
     for (dir, meta) in sessions {
         let (step, metric) = progress_of(&dir, &meta);
         let alive = !meta.status.is_terminal() && session::pid_alive(meta.pid);
-        let status = if !meta.status.is_terminal() && !alive {
+        let status = if let Some((status, message)) = said.get(&dir) {
+            if let Some(message) = message {
+                notes.push(format!("{}: {message}", meta.id));
+            }
+            status.as_str().to_string()
+        } else if !meta.status.is_terminal() && !alive {
             crashed = true;
             "crashed".to_string()
         } else {
@@ -630,11 +763,17 @@ fn ls(root: &Path) -> Result<()> {
             "{:<40} {:<9} {:>13} {:>18} {:<8} {:<12}",
             meta.id,
             status,
-            format!("{step}/{}", meta.steps),
+            format!("{step}/{}", steps_in_force(&dir, &meta)),
             metric,
             meta.device,
             runner
         );
+    }
+    if !notes.is_empty() {
+        println!();
+        for note in notes {
+            println!("{note}");
+        }
     }
     if crashed {
         println!(

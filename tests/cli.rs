@@ -498,3 +498,51 @@ fn a_config_that_cannot_start_leaves_no_session_and_ls_refuses_a_file() {
         .unwrap();
     assert!(out.status.success(), "{}", text(&out));
 }
+
+/// Issue 19, item 8: a headless run whose checkpoint cannot be written (a
+/// full disk, here a file-size limit: `RLIMIT_FSIZE`, with SIGXFSZ
+/// ignored so the write fails with EFBIG instead of killing) retries with
+/// backoff, then stops as failed with the reason and a non-zero exit,
+/// instead of waiting forever.
+#[test]
+fn a_headless_run_that_cannot_write_gives_up_with_the_reason() {
+    use std::os::unix::process::CommandExt;
+    let root = tempfile::tempdir().unwrap();
+    let mut command = bin();
+    command
+        .args(["run", "-c"])
+        .arg(repo("configs/synthetic.toml"))
+        .args(["--headless", "--give-up-after", "3", "--sessions-dir"])
+        .arg(root.path());
+    // SAFETY: setrlimit and signal are async-signal-safe.
+    unsafe {
+        command.pre_exec(|| {
+            // Metrics lines and session.json fit; a checkpoint (MB) does not.
+            let limit = libc::rlimit {
+                rlim_cur: 256 * 1024,
+                rlim_max: 256 * 1024,
+            };
+            libc::setrlimit(libc::RLIMIT_FSIZE, &limit);
+            libc::signal(libc::SIGXFSZ, libc::SIG_IGN);
+            Ok(())
+        });
+    }
+    let started = Instant::now();
+    let out = run_with_limit(&mut command, Duration::from_secs(120));
+    let output = text(&out);
+    assert_eq!(out.status.code(), Some(1), "{output}");
+    assert!(
+        output.contains("retrying with backoff")
+            && output.contains("gave up after 3 s of failed writes"),
+        "{output}"
+    );
+    assert!(output.contains("cannot write checkpoint"), "{output}");
+    assert!(started.elapsed() < Duration::from_secs(90));
+    let sessions = session::list(root.path());
+    let (_, meta) = &sessions[0];
+    assert_eq!(meta.status, session::Status::Failed, "{output}");
+    assert!(
+        meta.error.as_deref().unwrap_or("").contains("gave up"),
+        "{meta:?}"
+    );
+}
