@@ -1,0 +1,287 @@
+//! Tests of parsing, validation, diffs and live edits.
+
+use super::*;
+
+#[test]
+fn defaults_validate_and_roundtrip() {
+    let c = Config::default();
+    c.validate().unwrap();
+    let back = Config::parse(&c.to_toml_string()).unwrap();
+    assert_eq!(back, c);
+}
+
+#[test]
+fn unknown_key_names_line_and_key() {
+    let err = Config::parse("[aid]\niterations = 2\nbogus = 1\n").unwrap_err();
+    assert_eq!(err.line, Some(3), "{err}");
+    assert!(err.to_string().contains("bogus"), "{err}");
+}
+
+#[test]
+fn wrong_type_names_key() {
+    let err = Config::parse("[train]\nlr = \"fast\"\n").unwrap_err();
+    assert_eq!(err.key.as_deref(), Some("train.lr"), "{err}");
+    assert_eq!(err.line, Some(2));
+}
+
+#[test]
+fn out_of_range_names_key_and_line() {
+    let err = Config::parse("[train]\nsteps = 10\n\n[aid]\nalpha = 3.0\n").unwrap_err();
+    assert_eq!(err.key.as_deref(), Some("aid.alpha"));
+    assert_eq!(err.line, Some(5));
+    assert!(err.message.contains("0 < alpha <= 1"), "{err}");
+}
+
+#[test]
+fn heads_must_divide_d_model() {
+    let err = Config::parse("[meltr]\nd_model = 10\nheads = 3\n").unwrap_err();
+    assert_eq!(err.key.as_deref(), Some("meltr.heads"));
+}
+
+#[test]
+fn cosine_schedule_runs_from_lr_to_zero_and_constant_stays() {
+    let mut t = TrainConfig {
+        lr: 0.01,
+        steps: 100,
+        ..Default::default()
+    };
+    assert_eq!(t.lr_at(1), 0.01);
+    assert_eq!(t.lr_at(100), 0.01);
+    t.lr_schedule = LrSchedule::Cosine;
+    assert_eq!(t.lr_at(1), 0.01);
+    assert!((t.lr_at(51) - 0.005).abs() < 1e-12, "{}", t.lr_at(51));
+    assert!(t.lr_at(100) > 0.0 && t.lr_at(100) < 1e-5);
+    assert!(t.lr_at(30) > t.lr_at(31));
+    // Past the horizon (steps lowered live) it stays at zero.
+    assert!(t.lr_at(500).abs() < 1e-12);
+    let err = Config::parse("[train]\nlr_schedule = \"linear\"\n").unwrap_err();
+    assert_eq!(err.key.as_deref(), Some("train.lr_schedule"), "{err}");
+    let err = Config::parse("[meltr]\ninit = \"zeros\"\n").unwrap_err();
+    assert_eq!(err.key.as_deref(), Some("meltr.init"), "{err}");
+    assert!(restart_only_reason("meltr.init").is_some());
+}
+
+#[test]
+fn diff_marks_restart_only_keys() {
+    let old = Config::default();
+    let mut new = old.clone();
+    new.aid.iterations = 3;
+    new.meltr.d_model = 64;
+    let changes = old.diff(&new);
+    assert_eq!(changes.len(), 2);
+    let live = changes.iter().find(|c| c.key == "aid.iterations").unwrap();
+    assert!(live.restart_only.is_none());
+    let restart = changes.iter().find(|c| c.key == "meltr.d_model").unwrap();
+    assert!(restart.restart_only.is_some());
+    assert!(restart_only_reason("workload.seed").is_some());
+    assert!(restart_only_reason("workloadx").is_none());
+}
+
+#[test]
+fn keeping_restart_only_matches_the_restart_only_list() {
+    let running = Config::default();
+    let mut edited = Config::default();
+    edited.workload.seed = 9;
+    edited.workload.batch_size = 3;
+    edited.train.device = "cpu".into();
+    edited.train.dtype = crate::config::Dtype::F64;
+    edited.combiner.kind = crate::config::CombinerKind::Sum;
+    edited.meltr.d_model = 16;
+    edited.meltr.d_hidden = 16;
+    edited.meltr.d_ff = 16;
+    edited.meltr.heads = 2;
+    edited.aid.iterations = 4;
+    let requested = running.diff(&edited);
+    assert!(
+        requested
+            .iter()
+            .filter(|c| c.restart_only.is_some())
+            .count()
+            >= 9
+    );
+    let kept = running.diff(&edited.keeping_restart_only_of(&running));
+    assert_eq!(kept.len(), 1, "{kept:?}");
+    assert_eq!(kept[0].key, "aid.iterations");
+}
+
+/// A different valid value for `key` (for tests that must change a key).
+fn another(key: &str, value: &toml::Value) -> toml::Value {
+    match value {
+        toml::Value::String(s) => match choices_of(key) {
+            Some(names) => toml::Value::String(
+                names
+                    .into_iter()
+                    .find(|n| n != s)
+                    .expect("two options")
+                    .into(),
+            ),
+            None => toml::Value::String(format!("{s}-other")),
+        },
+        toml::Value::Integer(i) => toml::Value::Integer(i + 1),
+        toml::Value::Float(f) => toml::Value::Float(f * 2.0 + 1.0),
+        toml::Value::Boolean(b) => toml::Value::Boolean(!b),
+        toml::Value::Array(a) => {
+            let mut a = a.clone();
+            a.push(toml::Value::String("other".into()));
+            toml::Value::Array(a)
+        }
+        other => panic!("no other value for {other:?}"),
+    }
+}
+
+/// `choices_of` knows every choice key, and every name it lists reads
+/// back as that key's value.
+#[test]
+fn choices_of_covers_every_choice_key() {
+    let running = Config::default();
+    for (key, value) in running.flatten() {
+        let toml::Value::String(_) = value else {
+            continue;
+        };
+        let with = |text: &str| {
+            let mut root = toml::Value::try_from(&running).unwrap();
+            *lookup_mut(&mut root, &key).unwrap() = toml::Value::String(text.into());
+            root.try_into::<Config>()
+        };
+        match choices_of(&key) {
+            Some(names) => {
+                assert!(with("no-such-option").is_err(), "{key} took any text");
+                for name in names {
+                    let config = with(name).unwrap();
+                    assert_eq!(config.flatten()[&key].as_str(), Some(name), "{key}");
+                }
+            }
+            None => assert!(
+                with("free text").is_ok(),
+                "{key} is a choice: list it in choices_of"
+            ),
+        }
+    }
+}
+
+/// Issue 19, item 4: `meltr.init` is restart-only but a live edit of it
+/// was logged as changed. Every key under every [`RESTART_ONLY`] entry,
+/// edited, is kept at its running value; and nothing else is.
+#[test]
+fn every_restart_only_key_is_kept_and_every_live_key_applies() {
+    let running = Config::default();
+    let flat = running.flatten();
+    for (prefix, _) in RESTART_ONLY {
+        let keys: Vec<&String> = flat
+            .keys()
+            .filter(|k| restart_only_reason(k).is_some() && k.starts_with(prefix))
+            .collect();
+        assert!(!keys.is_empty(), "{prefix} names no key of the config");
+        for key in keys {
+            let mut root = toml::Value::try_from(&running).unwrap();
+            let slot = lookup_mut(&mut root, key).unwrap();
+            *slot = another(key, slot);
+            let edited: Config = root.try_into().unwrap();
+            let requested = running.diff(&edited);
+            assert_eq!(requested.len(), 1, "{key}: {requested:?}");
+            assert!(requested[0].restart_only.is_some(), "{key}");
+            let kept = running.diff(&edited.keeping_restart_only_of(&running));
+            assert!(kept.is_empty(), "{key} was applied live: {kept:?}");
+        }
+    }
+    // Every other key is live: an edit of it goes through.
+    for key in flat.keys().filter(|k| restart_only_reason(k).is_none()) {
+        let mut root = toml::Value::try_from(&running).unwrap();
+        let slot = lookup_mut(&mut root, key).unwrap();
+        *slot = another(key, slot);
+        let edited: Config = root.try_into().unwrap();
+        let kept = running.diff(&edited.keeping_restart_only_of(&running));
+        assert_eq!(kept.len(), 1, "{key}: {kept:?}");
+    }
+}
+
+#[test]
+fn threads_have_an_upper_bound() {
+    let err = Config::parse("[train]\nthreads = 5000\n").unwrap_err();
+    assert_eq!(err.key.as_deref(), Some("train.threads"), "{err}");
+    assert_eq!(err.line, Some(2));
+    assert!(Config::parse("[train]\nthreads = 0\n").is_err());
+    Config::parse(&format!("[train]\nthreads = {}\n", max_threads())).unwrap();
+}
+
+#[test]
+fn with_value_type_and_range_checks() {
+    let c = Config::default();
+    assert_eq!(c.with_value("train.lr", "0.01").unwrap().train.lr, 0.01);
+    assert_eq!(c.with_value("train.lr", "1").unwrap().train.lr, 1.0);
+    assert!(c
+        .with_value("train.lr", "-1")
+        .unwrap_err()
+        .message
+        .contains("> 0"));
+    assert!(c
+        .with_value("aid.iterations", "1.5")
+        .unwrap_err()
+        .message
+        .contains("integer"));
+    assert_eq!(
+        c.with_value("aid.mode", "exact").unwrap().aid.mode,
+        AidMode::Exact
+    );
+    assert!(c.with_value("aid.mode", "fast").is_err());
+    assert!(c.with_value("aid.nope", "1").is_err());
+}
+
+/// Issue 19, item 14: a non-UTF-8 byte said only "stream did not
+/// contain valid UTF-8", with no line.
+#[test]
+fn a_non_utf8_byte_is_located_by_line_and_column() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("latin1.toml");
+    // "café" in Latin-1 on line 3: é is the single byte 0xe9.
+    std::fs::write(&path, b"[workload]\nseed = 1\n# caf\xe9\n").unwrap();
+    let err = Config::load(&path).unwrap_err();
+    assert_eq!(err.file.as_deref(), Some(path.as_path()));
+    assert_eq!(err.line, Some(3), "{err}");
+    let text = err.to_string();
+    assert!(text.contains("latin1.toml:3:"), "{text}");
+    assert!(text.contains("column 6"), "{text}");
+    assert!(text.contains("0xe9") && text.contains("UTF-8"), "{text}");
+    // The column counts characters, not bytes, before the bad byte.
+    assert!(decode_text("a = \"é\"\n".as_bytes().to_vec()).is_ok());
+    let mut bytes = "k = \"éé".as_bytes().to_vec();
+    bytes.push(0xff);
+    let err = decode_text(bytes).unwrap_err();
+    assert_eq!(err.line, Some(1));
+    assert!(err.message.contains("column 8"), "{err}");
+}
+
+/// Issue 19, item 14: an empty or comment-only config silently ran
+/// 600 steps of built-in defaults.
+#[test]
+fn a_config_that_sets_no_keys_is_refused_with_what_to_do() {
+    let dir = tempfile::tempdir().unwrap();
+    for (i, body) in [
+        "",
+        "\n\n",
+        "# nothing here yet\n  # still nothing\n",
+        "[train]\n# lr = 1\n",
+    ]
+    .iter()
+    .enumerate()
+    {
+        let path = dir.path().join(format!("empty{i}.toml"));
+        std::fs::write(&path, body).unwrap();
+        let err = Config::load(&path).unwrap_err().to_string();
+        assert!(
+            err.contains(&format!("empty{i}.toml: sets no keys")),
+            "{err}"
+        );
+        assert!(err.contains("configs/default.toml"), "{err}");
+    }
+    // One key is enough; bad syntax is still reported as such.
+    let path = dir.path().join("one.toml");
+    std::fs::write(&path, "# mine\n[train]\nsteps = 5\n").unwrap();
+    assert_eq!(Config::load(&path).unwrap().train.steps, 5);
+    std::fs::write(&path, "[train\n").unwrap();
+    let err = Config::load(&path).unwrap_err().to_string();
+    assert!(
+        err.contains("one.toml:1:") && !err.contains("sets no keys"),
+        "{err}"
+    );
+}

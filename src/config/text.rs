@@ -1,0 +1,99 @@
+//! A config file as text: reading it (UTF-8, located errors), whether it
+//! sets anything, and where a key is written (for error lines).
+
+use super::*;
+
+/// Reads a config file as text. A byte that is not UTF-8 is reported with
+/// its line and column (TOML files are UTF-8; an editor may have saved
+/// Latin-1).
+pub fn read_text(path: &Path) -> Result<String, ConfigError> {
+    let bytes = std::fs::read(path).map_err(|e| ConfigError {
+        file: Some(path.to_path_buf()),
+        line: None,
+        key: None,
+        message: format!("cannot read: {e}"),
+    })?;
+    decode_text(bytes).map_err(|mut e| {
+        e.file = Some(path.to_path_buf());
+        e
+    })
+}
+
+/// A config file's bytes as text, or where the first non-UTF-8 byte is.
+pub fn decode_text(bytes: Vec<u8>) -> Result<String, ConfigError> {
+    String::from_utf8(bytes).map_err(|e| {
+        let bytes = e.as_bytes();
+        let error = e.utf8_error();
+        let at = error.valid_up_to();
+        let before = &bytes[..at];
+        let line_start = before.iter().rposition(|&b| b == b'\n').map_or(0, |i| i + 1);
+        // Everything before `at` is valid UTF-8: count characters.
+        let column = std::str::from_utf8(&bytes[line_start..at]).map_or(at - line_start, |s| s.chars().count()) + 1;
+        let len = error.error_len().unwrap_or(bytes.len() - at);
+        let bad: Vec<String> = bytes[at..at + len]
+            .iter()
+            .map(|b| format!("0x{b:02x}"))
+            .collect();
+        ConfigError {
+            file: None,
+            line: Some(before.iter().filter(|&&b| b == b'\n').count() + 1),
+            key: None,
+            message: format!(
+                "column {column} (byte {at} of the file): {} is not UTF-8; a config file must be UTF-8 text \
+                 (save it as UTF-8, or write the character as a \\u escape inside a string)",
+                bad.join(" ")
+            ),
+        }
+    })
+}
+
+/// Whether TOML text sets no value at all (empty, comments, empty tables).
+/// Text that does not parse sets something wrong: the parser says what.
+pub fn sets_no_keys(text: &str) -> bool {
+    fn leaves(table: &toml::Table) -> usize {
+        table
+            .values()
+            .map(|v| match v {
+                toml::Value::Table(t) => leaves(t),
+                _ => 1,
+            })
+            .sum()
+    }
+    toml::from_str::<toml::Table>(text).is_ok_and(|t| leaves(&t) == 0)
+}
+
+pub(super) fn line_of_offset(text: &str, offset: usize) -> usize {
+    text[..offset.min(text.len())].matches('\n').count() + 1
+}
+
+/// The 1-based line where a dotted key is set, found by tracking `[section]`
+/// headers; `None` when the key is not written in the file (a default).
+pub fn locate_key(text: &str, key: &str) -> Option<usize> {
+    let (section, leaf) = match key.split_once('.') {
+        Some((s, rest)) => (s, rest.split('.').next().unwrap_or(rest)),
+        None => return None,
+    };
+    let mut current = String::new();
+    let mut section_line = None;
+    for (i, raw) in text.lines().enumerate() {
+        let line = raw.trim();
+        if line.starts_with('[') {
+            current = line
+                .trim_matches(|c| c == '[' || c == ']')
+                .trim()
+                .to_string();
+            if current == section {
+                section_line = Some(i + 1);
+            }
+            continue;
+        }
+        if current == section {
+            if let Some((k, _)) = line.split_once('=') {
+                if k.trim().trim_matches('"') == leaf {
+                    return Some(i + 1);
+                }
+            }
+        }
+    }
+    section_line
+}

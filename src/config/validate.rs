@@ -1,0 +1,216 @@
+//! The one validation every way a config enters goes through: ranges,
+//! relations between keys, and the limits of this machine.
+
+use super::*;
+
+impl Config {
+    /// Checks every value's range and the relations between values. Every
+    /// way a config enters (file, live file, TUI, socket, `--steps`) goes
+    /// through it.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        // Integers a config file can hold (TOML's are i64): a larger one
+        // (from a command over the socket) could not be written back.
+        for (key, value) in [
+            ("workload.batch_size", self.workload.batch_size as u64),
+            ("workload.seed", self.workload.seed),
+            ("train.threads", self.train.threads as u64),
+            ("train.steps", self.train.steps),
+            ("train.eval_every", self.train.eval_every),
+            ("train.checkpoint_every", self.train.checkpoint_every),
+            ("train.log_every", self.train.log_every),
+            ("meltr.meta_every", self.meltr.meta_every),
+        ] {
+            if value > i64::MAX as u64 {
+                return Err(ConfigError::at_key(
+                    key,
+                    format!("expected at most {}, got {value}", i64::MAX),
+                ));
+            }
+        }
+        let w = &self.workload;
+        if w.primary.is_empty() {
+            return Err(ConfigError::at_key(
+                "workload.primary",
+                "must name the primary loss",
+            ));
+        }
+        if w.auxiliary.iter().any(|a| a == &w.primary) {
+            return Err(ConfigError::at_key(
+                "workload.auxiliary",
+                format!(
+                    "`{}` is the primary loss; list only auxiliary losses here",
+                    w.primary
+                ),
+            ));
+        }
+        let mut seen = std::collections::BTreeSet::new();
+        for a in &w.auxiliary {
+            if !seen.insert(a) {
+                return Err(ConfigError::at_key(
+                    "workload.auxiliary",
+                    format!("`{a}` is listed twice"),
+                ));
+            }
+        }
+        at_least("workload.batch_size", w.batch_size as f64, 1.0)?;
+        if w.kind == WorkloadKind::TorchScript {
+            for (key, value) in [
+                ("workload.model", &w.model),
+                ("workload.train", &w.train),
+                ("workload.val", &w.val),
+            ] {
+                if value.is_none() {
+                    return Err(ConfigError::at_key(key, "required when workload.kind = \"torchscript\" (a path relative to the config file)"));
+                }
+            }
+        }
+
+        if self.train.trace && w.kind != WorkloadKind::TorchScript {
+            return Err(ConfigError::at_key(
+                "train.trace",
+                "the trace replays batches as rows of stored data: it needs workload.kind = \"torchscript\"",
+            ));
+        }
+
+        if w.init_from.is_some() && w.kind != WorkloadKind::VideoText {
+            return Err(ConfigError::at_key(
+                "workload.init_from",
+                "only the video-text workload starts from a foundation checkpoint",
+            ));
+        }
+
+        let t = &self.train;
+        if !(t.device == "auto"
+            || t.device == "cpu"
+            || t.device == "cuda"
+            || parse_cuda_index(&t.device).is_some())
+        {
+            return Err(ConfigError::at_key(
+                "train.device",
+                format!(
+                    "expected \"auto\", \"cpu\", \"cuda\" or \"cuda:N\", got \"{}\"",
+                    t.device
+                ),
+            ));
+        }
+        let most = max_threads();
+        if !(1..=most).contains(&t.threads) {
+            return Err(ConfigError::at_key(
+                "train.threads",
+                format!(
+                    "expected 1..={most} (4 per core this machine has), got {}",
+                    t.threads
+                ),
+            ));
+        }
+        at_least("train.steps", t.steps as f64, 1.0)?;
+        positive("train.lr", t.lr)?;
+        non_negative("train.weight_decay", t.weight_decay)?;
+        positive("train.grad_clip", t.grad_clip)?;
+        at_least("train.eval_every", t.eval_every as f64, 1.0)?;
+        at_least("train.checkpoint_every", t.checkpoint_every as f64, 1.0)?;
+        at_least("train.log_every", t.log_every as f64, 1.0)?;
+
+        let c = &self.combiner;
+        for (name, weight) in &c.weights {
+            let key = format!("combiner.weights.{name}");
+            if !weight.is_finite() {
+                return Err(ConfigError::at_key(&key, "must be a finite number"));
+            }
+            if name != &w.primary && !w.auxiliary.contains(name) {
+                return Err(ConfigError::at_key(
+                    &key,
+                    format!("`{name}` is neither the primary loss nor an auxiliary one"),
+                ));
+            }
+        }
+        if c.kind == CombinerKind::Weights && c.weights.is_empty() {
+            return Err(ConfigError::at_key(
+                "combiner.weights",
+                "combiner.kind = \"weights\" needs a table of fixed weights, e.g. { primary = 1.0 }",
+            ));
+        }
+
+        let m = &self.meltr;
+        at_least("meltr.d_model", m.d_model as f64, 1.0)?;
+        at_least("meltr.d_hidden", m.d_hidden as f64, 1.0)?;
+        at_least("meltr.d_ff", m.d_ff as f64, 1.0)?;
+        at_least("meltr.heads", m.heads as f64, 1.0)?;
+        if m.d_model % m.heads != 0 {
+            return Err(ConfigError::at_key(
+                "meltr.heads",
+                format!("must divide meltr.d_model ({}), got {}", m.d_model, m.heads),
+            ));
+        }
+        positive("meltr.meta_lr", m.meta_lr)?;
+        non_negative("meltr.meta_weight_decay", m.meta_weight_decay)?;
+        at_least("meltr.meta_every", m.meta_every as f64, 1.0)?;
+        positive("meltr.meta_grad_clip", m.meta_grad_clip)?;
+        non_negative("meltr.gamma", m.gamma)?;
+
+        let a = &self.aid;
+        if a.iterations > 100 {
+            return Err(ConfigError::at_key(
+                "aid.iterations",
+                format!("expected 0..=100, got {}", a.iterations),
+            ));
+        }
+        if !(a.alpha > 0.0 && a.alpha <= 1.0) {
+            return Err(ConfigError::at_key(
+                "aid.alpha",
+                format!("expected 0 < alpha <= 1, got {}", a.alpha),
+            ));
+        }
+        if !(a.max_growth.is_finite() && a.max_growth >= 1.0) {
+            return Err(ConfigError::at_key(
+                "aid.max_growth",
+                format!("expected a number >= 1, got {}", a.max_growth),
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// The most `train.threads` a config may ask for: 4 per core of this
+/// machine (more only contend; thousands stall the first step for minutes).
+pub fn max_threads() -> usize {
+    4 * std::thread::available_parallelism().map_or(1, |n| n.get())
+}
+
+/// `cuda:N` -> N.
+pub fn parse_cuda_index(device: &str) -> Option<usize> {
+    device.strip_prefix("cuda:").and_then(|n| n.parse().ok())
+}
+
+fn positive(key: &str, value: f64) -> Result<(), ConfigError> {
+    if value.is_finite() && value > 0.0 {
+        Ok(())
+    } else {
+        Err(ConfigError::at_key(
+            key,
+            format!("expected a number > 0, got {value}"),
+        ))
+    }
+}
+
+fn non_negative(key: &str, value: f64) -> Result<(), ConfigError> {
+    if value.is_finite() && value >= 0.0 {
+        Ok(())
+    } else {
+        Err(ConfigError::at_key(
+            key,
+            format!("expected a number >= 0, got {value}"),
+        ))
+    }
+}
+
+fn at_least(key: &str, value: f64, min: f64) -> Result<(), ConfigError> {
+    if value >= min {
+        Ok(())
+    } else {
+        Err(ConfigError::at_key(
+            key,
+            format!("expected an integer >= {min}, got {value}"),
+        ))
+    }
+}

@@ -1,0 +1,374 @@
+//! The application state, free of I/O and terminals: what the engine said
+//! (through [`App::on_event`]), what each pane is showing, and what a key
+//! does ([`App::on_key`] returns an [`Action`] for the caller to carry out).
+//! Edits are validated here with `Config::with_value` and
+//! `restart_only_reason` before anything may be written.
+
+use super::gpu::GpuSample;
+use super::input::Input;
+use super::store::{EntryKind, Store};
+use super::theme::Theme;
+use super::Exit;
+
+mod on_key;
+use crate::config::{restart_only_reason, Config};
+use crate::engine::control::{Command, Event};
+use crate::session::metrics::{Level, MetricLine};
+use crate::session::{SessionMeta, Status};
+use ratatui::crossterm::event::{KeyCode, KeyEvent, KeyEventKind, KeyModifiers};
+use std::collections::BTreeSet;
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+/// The four panes; number keys 1-4 follow this order.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Pane {
+    Curves,
+    Contributions,
+    Hyper,
+    Events,
+}
+
+impl Pane {
+    pub const ALL: [Pane; 4] = [Pane::Curves, Pane::Contributions, Pane::Hyper, Pane::Events];
+
+    pub fn title(self) -> &'static str {
+        match self {
+            Pane::Curves => "Curves",
+            Pane::Contributions => "Contributions",
+            Pane::Hyper => "Hyperparameters",
+            Pane::Events => "Events",
+        }
+    }
+
+    pub fn index(self) -> usize {
+        Pane::ALL.iter().position(|p| *p == self).unwrap_or(0)
+    }
+
+    fn offset(self, by: isize) -> Pane {
+        let n = Pane::ALL.len() as isize;
+        Pane::ALL[(self.index() as isize + by).rem_euclid(n) as usize]
+    }
+}
+
+/// A modal layer over the panes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Overlay {
+    None,
+    /// Every key binding; `scroll` rows scrolled down.
+    Help {
+        scroll: usize,
+    },
+    ConfirmQuit,
+}
+
+/// Which steps the curves show.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Window {
+    Full,
+    /// The last N steps.
+    Last(u64),
+}
+
+/// Recent-window sizes `w` cycles through (those shorter than the run so far).
+pub const WINDOWS: [u64; 4] = [100_000, 10_000, 1_000, 100];
+/// EMA weights `s`/`S` step through.
+pub const SMOOTHING: [Option<f64>; 6] = [
+    None,
+    Some(0.6),
+    Some(0.8),
+    Some(0.9),
+    Some(0.95),
+    Some(0.99),
+];
+
+/// A series the curves pane can show.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum CurveId {
+    /// Training loss `Store::losses[i]`.
+    Loss(usize),
+    /// The combined loss.
+    Total,
+    /// The primary validation metric.
+    Metric,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct CurvesView {
+    pub log: bool,
+    /// Index into [`SMOOTHING`].
+    pub smoothing: usize,
+    pub window: Window,
+    pub hidden: BTreeSet<CurveId>,
+    /// Selected entry of [`App::curve_ids`].
+    pub cursor: usize,
+}
+
+/// The hyperparameter editor: a key being edited and the text typed.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Editor {
+    pub key: String,
+    pub input: Input,
+    /// Why the last Enter was refused.
+    pub error: Option<String>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Progress {
+    pub step: u64,
+    pub total: u64,
+    pub steps_per_sec: f64,
+}
+
+/// A short message in the footer; expires after [`FLASH_FOR`].
+#[derive(Debug, Clone, PartialEq)]
+pub struct Flash {
+    pub level: Level,
+    pub text: String,
+    since: Option<Instant>,
+}
+
+pub const FLASH_FOR: Duration = Duration::from_secs(6);
+
+/// What the caller must do after a key.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Action {
+    None,
+    Send(Command),
+    /// Set `key` to `value` in the session's `config.toml`, in place
+    /// (atomically; the rest of the file as the user wrote it); the file
+    /// watcher takes it from there. `config`: the config with the edit (the
+    /// whole file when there is none); `summary` names what changed.
+    WriteConfig {
+        key: String,
+        value: toml::Value,
+        config: Box<Config>,
+        summary: String,
+    },
+    /// Call the export callback.
+    Export,
+    /// Leave the TUI; with `Exit::Stopped` the caller sends `Command::Stop` first.
+    Quit(Exit),
+}
+
+pub struct App {
+    pub meta: SessionMeta,
+    pub config_path: PathBuf,
+    /// What edits start from: the config in force, or the one this TUI wrote last.
+    pub config: Config,
+    /// The config the engine last reported in force.
+    pub in_force: Config,
+    pub store: Store,
+    pub status: Status,
+    /// Why the run failed or stopped, when the engine said.
+    pub status_message: Option<String>,
+    pub progress: Option<Progress>,
+    pub focus: Pane,
+    pub overlay: Overlay,
+    pub curves: CurvesView,
+    /// Index into `store.losses` of the loss whose transform is shown.
+    pub transform_loss: usize,
+    /// Selected row of the hyperparameter table.
+    pub hyper_cursor: usize,
+    pub editor: Option<Editor>,
+    /// Event-log entries scrolled up from the newest (0 follows new entries).
+    pub events_scroll: usize,
+    pub flash: Option<Flash>,
+    pub gpu: Option<GpuSample>,
+    pub theme: Theme,
+    /// Whether an export callback was given.
+    pub can_export: bool,
+    /// Whether the run lives in a runner process that goes on when the TUI
+    /// leaves (else leaving stops it).
+    pub detachable: bool,
+}
+
+impl App {
+    pub fn new(
+        meta: SessionMeta,
+        config_path: PathBuf,
+        config: Config,
+        history: impl IntoIterator<Item = MetricLine>,
+        theme: Theme,
+    ) -> Self {
+        let mut store = Store::new(&meta.losses, &meta.primary_metric, meta.higher_is_better);
+        for line in history {
+            store.ingest(&line);
+        }
+        Self {
+            status: meta.status,
+            status_message: meta.error.clone(),
+            meta,
+            config_path,
+            in_force: config.clone(),
+            config,
+            store,
+            progress: None,
+            focus: Pane::Curves,
+            overlay: Overlay::None,
+            curves: CurvesView {
+                log: false,
+                smoothing: 0,
+                window: Window::Full,
+                hidden: [CurveId::Total].into(),
+                cursor: 0,
+            },
+            transform_loss: 0,
+            hyper_cursor: 0,
+            editor: None,
+            events_scroll: 0,
+            flash: None,
+            gpu: None,
+            theme,
+            can_export: false,
+            detachable: false,
+        }
+    }
+
+    // ---- what the engine says -------------------------------------------------
+
+    pub fn on_event(&mut self, event: Event) {
+        let entries = self.store.log.len();
+        self.apply(event);
+        // A scrolled-back events pane stays on the entries it shows.
+        if self.events_scroll > 0 {
+            self.events_scroll += self.store.log.len() - entries;
+        }
+    }
+
+    fn apply(&mut self, event: Event) {
+        match event {
+            Event::Line { line, .. } => self.store.ingest(&line),
+            Event::Progress {
+                step,
+                total_steps,
+                steps_per_sec,
+            } => {
+                self.progress = Some(Progress {
+                    step,
+                    total: total_steps,
+                    steps_per_sec,
+                });
+            }
+            Event::Status { status, message } => {
+                self.status = status;
+                let level = match status {
+                    Status::Failed => Level::Error,
+                    Status::Stopped => Level::Warn,
+                    _ => Level::Info,
+                };
+                let text = match &message {
+                    Some(m) => format!("run {}: {m}", status.as_str()),
+                    None => format!("run {}", status.as_str()),
+                };
+                self.status_message = message;
+                let step = self.step();
+                self.store.push_entry(step, level, EntryKind::Status, text);
+            }
+            Event::ConfigInForce { config } => {
+                self.in_force = *config;
+                self.config = self.in_force.clone();
+                self.store.config_error = None;
+            }
+        }
+    }
+
+    /// Expires the footer message.
+    pub fn tick(&mut self, now: Instant) {
+        if let Some(flash) = &mut self.flash {
+            match flash.since {
+                None => flash.since = Some(now),
+                Some(since) if now.duration_since(since) >= FLASH_FOR => self.flash = None,
+                Some(_) => {}
+            }
+        }
+    }
+
+    pub fn notify(&mut self, level: Level, text: impl Into<String>) {
+        self.flash = Some(Flash {
+            level,
+            text: text.into(),
+            since: None,
+        });
+    }
+
+    /// Records a config this TUI wrote to `config.toml`.
+    pub fn wrote_config(&mut self, config: Config, summary: &str) {
+        self.config = config;
+        let text = format!("wrote {summary} to config.toml; applied at the next step");
+        self.store
+            .push_entry(self.step(), Level::Info, EntryKind::Tui, text.clone());
+        self.notify(Level::Info, text);
+    }
+
+    /// Records why an edit was not written to `config.toml` (in the events
+    /// pane and the status line).
+    pub fn config_not_written(&mut self, why: String) {
+        let text = format!("cannot write the config: {why}");
+        self.store
+            .push_entry(self.step(), Level::Error, EntryKind::Tui, text.clone());
+        self.notify(Level::Error, text);
+    }
+
+    /// Records the export callback's answer.
+    pub fn exported(&mut self, result: anyhow::Result<String>) {
+        let (level, text) = match result {
+            Ok(m) => (Level::Info, format!("exported: {m}")),
+            Err(e) => (Level::Error, format!("export failed: {e:#}")),
+        };
+        self.store
+            .push_entry(self.step(), level, EntryKind::Tui, text.clone());
+        self.notify(level, text);
+    }
+
+    // ---- derived values -------------------------------------------------------
+
+    /// The newest step known, from progress or the log.
+    pub fn step(&self) -> u64 {
+        self.progress
+            .map_or(0, |p| p.step)
+            .max(self.store.last_step)
+    }
+
+    pub fn total_steps(&self) -> u64 {
+        self.progress.map_or(self.in_force.train.steps, |p| p.total)
+    }
+
+    /// Seconds left at the current speed, while running.
+    pub fn eta_secs(&self) -> Option<f64> {
+        let p = self.progress?;
+        (self.status == Status::Running && p.steps_per_sec > 0.0)
+            .then(|| self.total_steps().saturating_sub(self.step()) as f64 / p.steps_per_sec)
+    }
+
+    /// The series the curves pane can show, in legend order.
+    pub fn curve_ids(&self) -> Vec<CurveId> {
+        (0..self.store.losses.len())
+            .map(CurveId::Loss)
+            .chain([CurveId::Total, CurveId::Metric])
+            .collect()
+    }
+
+    pub fn curve_name(&self, id: CurveId) -> String {
+        match id {
+            CurveId::Loss(i) => self.store.losses[i].clone(),
+            CurveId::Total => "combined".into(),
+            CurveId::Metric => format!("val {}", self.store.primary_metric),
+        }
+    }
+
+    pub fn smoothing(&self) -> Option<f64> {
+        SMOOTHING[self.curves.smoothing]
+    }
+
+    /// The hyperparameter table: every key of the config edits start from.
+    pub fn hyper_rows(&self) -> Vec<(String, toml::Value)> {
+        self.config.flatten().into_iter().collect()
+    }
+
+    // ---- keys -----------------------------------------------------------------
+}
+
+fn restart_only_message(key: &str, reason: &str) -> String {
+    format!("`{key}` is restart-only ({reason}); change it in config.toml and restart the run")
+}
