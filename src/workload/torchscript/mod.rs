@@ -24,6 +24,13 @@ use std::collections::BTreeMap;
 use std::path::Path;
 use tch::{nn, CModule, Device, IValue, Kind, Tensor};
 
+mod data;
+mod errors;
+
+use data::Split;
+use errors::describe;
+pub use errors::torch_message;
+
 /// Checkpoint entry holding the serialized module (bytes as a u8 tensor).
 pub const MODULE_ENTRY: &str = "__torchscript_module__";
 
@@ -52,102 +59,6 @@ pub struct TorchScript {
     model_label: String,
     /// The validation data file, as errors name it.
     val_path: String,
-}
-
-/// One data file: named tensors with a common first dimension.
-struct Split {
-    tensors: Vec<(String, Tensor)>,
-    samples: i64,
-}
-
-impl Split {
-    fn load(key: &str, path: &str, device: Device, kind: Kind) -> Result<Split> {
-        if !Path::new(path).exists() {
-            bail!("{key}: {path} does not exist");
-        }
-        let tensors = Tensor::read_safetensors(path).map_err(|e| {
-            anyhow!(
-                "{key}: {path} is not a readable safetensors file: {}",
-                torch_message(&e)
-            )
-        })?;
-        if tensors.is_empty() {
-            bail!("{key}: {path} holds no tensors");
-        }
-        let mut sorted = tensors;
-        sorted.sort_by(|a, b| a.0.cmp(&b.0));
-        let mut rows: Vec<(String, i64)> = Vec::new();
-        for (name, t) in &sorted {
-            match t.size().first() {
-                Some(&n) => rows.push((name.clone(), n)),
-                None => bail!("{key}: {path}: tensor `{name}` is 0-dimensional; every tensor needs the sample dimension first"),
-            }
-        }
-        let samples = rows[0].1;
-        if let Some((name, n)) = rows.iter().find(|(_, n)| *n != samples) {
-            let listing: Vec<String> = rows.iter().map(|(k, n)| format!("{k}: {n}")).collect();
-            bail!(
-                "{key}: {path}: tensors disagree on the sample dimension (first dimension): `{name}` has {n} rows, `{}` has {samples} ({})",
-                rows[0].0,
-                listing.join(", ")
-            );
-        }
-        if samples == 0 {
-            bail!("{key}: {path} has no samples (first dimension is 0)");
-        }
-        let tensors = sorted
-            .into_iter()
-            .map(|(name, t)| {
-                let t = if t.is_floating_point() {
-                    t.to_kind(kind)
-                } else {
-                    t
-                };
-                (name, t.to_device(device))
-            })
-            .collect();
-        Ok(Split { tensors, samples })
-    }
-
-    /// Checks that tensors this split shares with `train` have the same
-    /// shape after the sample dimension and the same kind of values
-    /// (floating point or not): the model sees batches of both.
-    fn check_like(&self, key: &str, path: &str, train: &Split, train_path: &str) -> Result<()> {
-        for (name, t) in &self.tensors {
-            let Some((_, like)) = train.tensors.iter().find(|(n, _)| n == name) else {
-                continue;
-            };
-            let (shape, want) = (&t.size()[1..], &like.size()[1..]);
-            if shape != want {
-                bail!(
-                    "{key}: {path}: tensor `{name}` has shape {:?}, i.e. {shape:?} per sample, but in workload.train ({train_path}) it has {want:?} per sample; the model sees batches of both",
-                    t.size()
-                );
-            }
-            if t.is_floating_point() != like.is_floating_point() {
-                bail!(
-                    "{key}: {path}: tensor `{name}` holds {:?} values, but in workload.train ({train_path}) {:?}; the model sees batches of both",
-                    t.kind(),
-                    like.kind()
-                );
-            }
-        }
-        Ok(())
-    }
-
-    fn rows(&self, index: &Tensor) -> Batch {
-        self.tensors
-            .iter()
-            .map(|(name, t)| (name.clone(), t.index_select(0, index)))
-            .collect()
-    }
-
-    fn slice(&self, start: i64, len: i64) -> Batch {
-        self.tensors
-            .iter()
-            .map(|(name, t)| (name.clone(), t.narrow(0, start, len)))
-            .collect()
-    }
 }
 
 impl TorchScript {
@@ -434,61 +345,6 @@ fn load_module(path: &str, device: Device) -> Result<CModule> {
             torch_message(&e)
         )
     })
-}
-
-/// libtorch's message without the C++ backtrace that follows it.
-pub fn torch_message(error: &tch::TchError) -> String {
-    let text = error.to_string();
-    let cut = ["Exception raised from", "\nFrame ", "frame #0"]
-        .iter()
-        .filter_map(|marker| text.find(marker))
-        .min()
-        .unwrap_or(text.len());
-    let trimmed = text[..cut].trim();
-    let trimmed = trimmed
-        .strip_prefix("Internal torch error:")
-        .unwrap_or(trimmed)
-        .trim();
-    let lines: Vec<&str> = trimmed.lines().filter(|l| !l.trim().is_empty()).collect();
-    // A TorchScript runtime error is a traceback that ends with the
-    // exception ("RuntimeError: shape '[7]' is invalid ..."): that line
-    // first, then the innermost frame (file, line, the failing expression).
-    let exception = lines.iter().rposition(|l| {
-        let head = l.split(':').next().unwrap_or("");
-        !head.is_empty()
-            && !head.contains(' ')
-            && (head.ends_with("Error") || head.ends_with("Exception"))
-    });
-    if let (Some(at), true) = (exception, trimmed.contains("Traceback of TorchScript")) {
-        let innermost = lines[..at]
-            .iter()
-            .rposition(|l| l.trim_start().starts_with("File \""))
-            .map(|frame| lines[frame..at].join("\n"))
-            .unwrap_or_default();
-        let message = lines[at..].join("\n");
-        return if innermost.is_empty() {
-            message
-        } else {
-            format!("{message}\n{innermost}")
-        };
-    }
-    // Other errors carry the script source as context; keep it short.
-    lines.into_iter().take(6).collect::<Vec<_>>().join("\n")
-}
-
-fn describe(value: &IValue) -> String {
-    match value {
-        IValue::Tensor(t) => format!("a tensor of shape {:?}", t.size()),
-        IValue::Tuple(items) => format!("a tuple of {} values", items.len()),
-        IValue::GenericList(items) => format!("a list of {} values", items.len()),
-        IValue::TensorList(items) => format!("a list of {} tensors", items.len()),
-        IValue::Double(_) => "a float".into(),
-        IValue::Int(_) => "an int".into(),
-        IValue::Bool(_) => "a bool".into(),
-        IValue::String(_) => "a string".into(),
-        IValue::None => "None".into(),
-        _ => "an unsupported value".into(),
-    }
 }
 
 impl Workload for TorchScript {
