@@ -546,3 +546,59 @@ fn a_headless_run_that_cannot_write_gives_up_with_the_reason() {
         "{meta:?}"
     );
 }
+
+/// `meltr-tui ls` on `root`, which must finish within `limit`.
+fn ls_within(root: &Path, limit: Duration) -> String {
+    let started = Instant::now();
+    let out = run_with_limit(bin().arg("--sessions-dir").arg(root).arg("ls"), limit);
+    assert!(out.status.success(), "{}", text(&out));
+    assert!(started.elapsed() < limit);
+    text(&out)
+}
+
+/// Issue 19, item 11: after a live edit of `train.steps`, `ls` showed the
+/// total `session.json` was created with (`96486/20000`). It shows the
+/// config in force.
+#[test]
+fn ls_shows_the_steps_of_the_config_in_force() {
+    let root = tempfile::tempdir().unwrap();
+    let config = common::small_config("meltr", 600);
+    let dir = session::create(root.path(), "edited", &config).unwrap();
+    session::update_status(&dir, session::Status::Stopped, None).unwrap();
+    let mut in_force = config.clone();
+    in_force.train.steps = 900;
+    std::fs::write(
+        session::SessionDir::new(&dir).config_in_force(),
+        in_force.to_toml_string(),
+    )
+    .unwrap();
+    let listing = ls_within(root.path(), Duration::from_secs(30));
+    assert!(listing.contains(" 0/900 "), "{listing}");
+    // With no config in force recorded, session.json's total.
+    std::fs::remove_file(session::SessionDir::new(&dir).config_in_force()).unwrap();
+    let listing = ls_within(root.path(), Duration::from_secs(30));
+    assert!(listing.contains(" 0/600 "), "{listing}");
+}
+
+/// `ls` asks live runners for their status, but never hangs on one that
+/// does not answer: it shows what `session.json` says.
+#[test]
+fn ls_does_not_wait_on_a_runner_that_does_not_answer() {
+    let root = tempfile::tempdir().unwrap();
+    let dir = session::create(root.path(), "stuck", &common::small_config("meltr", 600)).unwrap();
+    // session.json names this (live) process; its socket accepts nothing.
+    let _listener =
+        std::os::unix::net::UnixListener::bind(meltr_tui::runner::socket_path(&dir)).unwrap();
+    let started = Instant::now();
+    let listing = ls_within(root.path(), Duration::from_secs(30));
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "ls took {:?}",
+        started.elapsed()
+    );
+    let row = listing.lines().find(|l| l.contains("stuck")).unwrap();
+    assert!(
+        row.contains(" running ") && row.contains("alive pid"),
+        "{listing}"
+    );
+}

@@ -503,3 +503,173 @@ fn a_partial_live_config_changes_only_the_keys_it_names() {
     });
     assert_eq!(SessionMeta::read(&dir).unwrap().status, Status::Stopped);
 }
+
+/// `meltr-tui ls`'s row for the session `id`.
+fn ls_row(root: &Path, id: &str) -> String {
+    let out = run_with_limit(bin().arg("--sessions-dir").arg(root).arg("ls"), WAIT);
+    assert!(out.status.success(), "{}", text(&out));
+    let listing = text(&out);
+    listing
+        .lines()
+        .find(|l| l.starts_with(id))
+        .unwrap_or_else(|| panic!("no row for {id}:\n{listing}"))
+        .to_string()
+}
+
+/// Issue 19, item 10: under a sessions folder whose `SESSION/runner.sock`
+/// is longer than a Unix socket path may be (107 bytes), `run --detach`
+/// said "the runner did not start" and left a crashed session. The socket
+/// goes to the fallback folder instead (said so), and everything that
+/// reaches a runner finds it there.
+#[test]
+fn a_sessions_folder_too_long_for_the_socket_runs_detached_with_the_socket_elsewhere() {
+    let tmp = tempfile::tempdir().unwrap();
+    let root = tmp
+        .path()
+        .join("a-sessions-folder-with-a-rather-long-name")
+        .join("and-nested-in-another-one-just-as-long/sessions");
+    let config = write_config(tmp.path(), 200_000, "");
+    let out = run_with_limit(
+        bin()
+            .arg("--sessions-dir")
+            .arg(&root)
+            .args(["run", "--detach", "-n", "deep", "-c"])
+            .arg(&config),
+        WAIT,
+    );
+    let said = text(&out);
+    assert!(out.status.success(), "{said}");
+    let dir = session::find(&root, "deep").unwrap();
+    let _reaper = Reaper(dir.clone());
+    let id = dir.file_name().unwrap().to_string_lossy().to_string();
+    let in_folder = std::fs::canonicalize(&dir).unwrap().join("runner.sock");
+    assert!(
+        in_folder.as_os_str().len() > 107,
+        "the test needs a longer path: {in_folder:?}"
+    );
+
+    let socket = runner::socket_path(&dir);
+    assert!(socket.as_os_str().len() <= 107, "{socket:?}");
+    assert!(!socket.starts_with(&dir), "{socket:?}");
+    assert!(
+        said.contains(&socket.display().to_string()),
+        "`run --detach` does not say where the socket went:\n{said}"
+    );
+    let log = std::fs::read_to_string(dir.join("output.log")).unwrap();
+    assert!(log.contains(&socket.display().to_string()), "{log}");
+    let mode = |p: &Path| std::fs::symlink_metadata(p).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode(&socket), 0o600, "the socket is its owner's only");
+    assert_eq!(mode(socket.parent().unwrap()), 0o700);
+
+    // A client connects, sees steps advance, and its commands arrive.
+    let (link, _) = RemoteLink::attach(&dir).unwrap();
+    let mut first = None;
+    collect_until(&link, "steps over the socket", |e| match e {
+        Event::Progress { step, .. } => *first.get_or_insert(*step) + 20 <= *step,
+        _ => false,
+    });
+    let row = ls_row(&root, &id);
+    assert!(
+        row.contains(" running ") && row.contains("alive pid"),
+        "{row}"
+    );
+    link.send(Command::Pause);
+    collect_until(&link, "paused", |e| {
+        matches!(
+            e,
+            Event::Status {
+                status: Status::Paused,
+                ..
+            }
+        )
+    });
+    assert!(ls_row(&root, &id).contains(" paused "));
+    // End the run early with a live edit, and let it finish.
+    let at = last_train_step(&dir);
+    std::fs::write(
+        dir.join("config.toml"),
+        format!("[train]\nsteps = {}\n", at + 100),
+    )
+    .unwrap();
+    wait_for("the edit to apply", || {
+        (!config_lines(&dir).is_empty()).then_some(())
+    });
+    assert_eq!(
+        config_lines(&dir)[0],
+        (vec!["train.steps".to_string()], None)
+    );
+    link.send(Command::Resume);
+    collect_until(&link, "finished", |e| {
+        matches!(
+            e,
+            Event::Status {
+                status: Status::Finished,
+                ..
+            }
+        )
+    });
+    let pid = SessionMeta::read(&dir).unwrap().pid;
+    wait_for("the runner to exit", || {
+        (!session::pid_alive(pid)).then_some(())
+    });
+    let meta = SessionMeta::read(&dir).unwrap();
+    assert_eq!(meta.status, Status::Finished, "{:?}", meta.error);
+    assert_eq!(last_train_step(&dir), at + 100);
+    assert!(!socket.exists(), "the socket file is removed");
+    let row = ls_row(&root, &id);
+    assert!(row.contains(" finished "), "{row}");
+    assert!(row.contains(&format!("{0}/{0}", at + 100)), "{row}");
+}
+
+/// Issue 19, item 11: a runner paused because it cannot write (a full
+/// disk) cannot write `session.json` either, and `ls` showed it
+/// `running`. `ls` asks a live runner itself.
+#[test]
+fn ls_shows_what_a_live_runner_says_not_a_stale_session_json() {
+    let tmp = tempfile::tempdir().unwrap();
+    let root = tmp.path().join("sessions");
+    let config = write_config(tmp.path(), 200_000, "");
+    let dir = detach(&root, &config, "stale");
+    let _reaper = Reaper(dir.clone());
+    let id = dir.file_name().unwrap().to_string_lossy().to_string();
+    let link = RemoteLink::connect(&dir).unwrap();
+    link.send(Command::Pause);
+    collect_until(&link, "paused", |e| {
+        matches!(
+            e,
+            Event::Status {
+                status: Status::Paused,
+                ..
+            }
+        )
+    });
+    // As a runner that could not write it leaves session.json.
+    let mut meta = SessionMeta::read(&dir).unwrap();
+    assert_eq!(meta.status, Status::Paused);
+    meta.status = Status::Running;
+    meta.write(&dir).unwrap();
+    let started = Instant::now();
+    let row = ls_row(&root, &id);
+    assert!(
+        row.contains(" paused ") && row.contains("alive pid"),
+        "{row}"
+    );
+    assert!(started.elapsed() < Duration::from_secs(10));
+
+    link.send(Command::Resume);
+    let row = wait_for("ls to show it running again", || {
+        let row = ls_row(&root, &id);
+        row.contains(" running ").then_some(row)
+    });
+    assert!(row.contains("alive pid"), "{row}");
+    link.send(Command::Stop);
+    collect_until(&link, "stopped", |e| {
+        matches!(
+            e,
+            Event::Status {
+                status: Status::Stopped,
+                ..
+            }
+        )
+    });
+}

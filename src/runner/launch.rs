@@ -48,6 +48,8 @@ pub fn launch(dir: &Path, resume: bool) -> Result<u32> {
     loop {
         echoed = echo_new_output(&log_path, echoed);
         if is_serving(&dir) {
+            // What it said before serving (e.g. where its socket went).
+            echo_new_output(&log_path, echoed);
             // Reap the child when it ends, so it never lingers as a zombie.
             std::thread::spawn(move || child.wait());
             return Ok(pid);

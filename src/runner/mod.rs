@@ -37,3 +37,70 @@ fn absolute(dir: &Path) -> PathBuf {
 pub fn is_serving(dir: &Path) -> bool {
     std::os::unix::net::UnixStream::connect(socket_path(dir)).is_ok()
 }
+
+/// A runner's own word on its status: the latest `Status` event, which it
+/// sends first thing to every client that connects.
+pub type Said = (crate::session::Status, Option<String>);
+
+/// Asks the runners of the sessions in `dirs`, all at once, for their
+/// status ([`Said`], in the order of `dirs`). A session with no runner
+/// serving, or one that does not answer within `within` (stuck, or never
+/// accepting), gives `None`: this never waits longer than `within`.
+pub fn ask_status(dirs: &[PathBuf], within: Duration) -> Vec<Option<Said>> {
+    let deadline = std::time::Instant::now() + within;
+    let (tx, rx) = std::sync::mpsc::channel();
+    for (i, dir) in dirs.iter().enumerate() {
+        let (tx, dir) = (tx.clone(), dir.clone());
+        // A thread each: even `connect` can block (a full backlog). One
+        // still waiting at the deadline is left behind, and ends with the
+        // process or when its runner answers.
+        let _ = std::thread::Builder::new()
+            .name("ask-status".into())
+            .spawn(move || {
+                let _ = tx.send((i, greeting_status(&dir, deadline)));
+            });
+    }
+    drop(tx);
+    let mut said = vec![None; dirs.len()];
+    loop {
+        let left = deadline.saturating_duration_since(std::time::Instant::now());
+        match rx.recv_timeout(left) {
+            Ok((i, answer)) => said[i] = answer,
+            // Every runner answered, or the time is up.
+            Err(_) => break,
+        }
+    }
+    said
+}
+
+/// The `Status` event of the greeting of the runner of `dir`, if it sends
+/// one before `deadline`.
+fn greeting_status(dir: &Path, deadline: std::time::Instant) -> Option<Said> {
+    use crate::engine::control::Event;
+    use crate::remote::Incoming;
+    let client = crate::remote::Client::<Event>::connect(&socket_path(dir)).ok()?;
+    while std::time::Instant::now() < deadline {
+        // Read before draining: lines that came before a hang-up are kept.
+        let connected = client.is_connected();
+        for incoming in client.try_recv_all() {
+            match incoming {
+                Incoming::Event {
+                    event: Event::Status { status, message },
+                    ..
+                } => return Some((status, message)),
+                Incoming::Event {
+                    event: Event::ConfigInForce { .. },
+                    ..
+                } => {}
+                // Past the greeting, which held no status.
+                Incoming::Event { .. } => return None,
+                _ => {}
+            }
+        }
+        if !connected {
+            return None;
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    None
+}

@@ -1,7 +1,7 @@
 //! The runner process: the engine, the config file watcher and the socket
 //! server, until training ends.
 
-use super::{absolute, socket_path};
+use super::absolute;
 use crate::config::{self, Config};
 use crate::engine::{self, control::Command, control::Event, control::Status};
 use crate::remote;
@@ -49,12 +49,25 @@ pub fn serve(dir: &Path, resume: bool) -> Result<Status> {
     crate::process::ignore_hangups();
     crate::process::stop_on_signals();
     let config = engine::trainer::session_config(&dir).map_err(anyhow::Error::new)?;
+    // Where the socket goes is settled before the trainer starts: a socket
+    // with no place fails the start (saying why), never a running trainer.
+    let socket = SessionDir::new(&dir).prepare_socket().inspect_err(|e| {
+        let _ = crate::session::update_status(&dir, Status::Failed, Some(format!("{e:#}")));
+    })?;
+    if SessionDir::new(&dir).socket_elsewhere() {
+        println!(
+            "the session folder's path is too long for a Unix socket ({} bytes at most): \
+             serving on {}",
+            crate::session::dir::max_socket_path(),
+            socket.display()
+        );
+    }
     let handle = engine::spawn(&dir, config, resume)?;
     let _watch = watch_config(&dir, handle.commands.clone(), Arc::clone(&handle.config))?;
     let greeting = Arc::new(Mutex::new(Greeting::default()));
     let server = {
         let greeting = Arc::clone(&greeting);
-        remote::Server::<Command>::bind(&socket_path(&dir), move || {
+        remote::Server::<Command>::bind(&socket, move || {
             let g = greeting.lock().unwrap_or_else(|e| e.into_inner());
             [&g.config, &g.status]
                 .into_iter()

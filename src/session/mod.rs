@@ -213,6 +213,19 @@ fn new_id(root: &Path, name: &str) -> String {
     id
 }
 
+/// Checks, before a session named `name` is created under `root`, that its
+/// runner will have a place for its socket (see [`SessionDir::socket`]):
+/// where the path in the folder would be too long, the fallback folder must
+/// be usable. (Should the id [`create`] picks turn out longer, after a
+/// clash, a runner that finds no place fails its start the same way.)
+pub fn check_socket_room(root: &Path, name: &str) -> Result<()> {
+    let root = std::fs::canonicalize(root)
+        .or_else(|_| std::path::absolute(root))
+        .unwrap_or_else(|_| root.to_path_buf());
+    let dir = root.join(new_id(&root, name));
+    SessionDir::new(dir).prepare_socket().map(|_| ())
+}
+
 /// Creates `root/<id>/` with `config.toml`, `session.json`, `checkpoints/`
 /// and `plots/`. Returns the session directory.
 pub fn create(
