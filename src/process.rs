@@ -5,7 +5,8 @@
 //!   a clean stop ([`stop_on_signals`]) and exits with the shell's code for
 //!   the signal ([`exit_code`]); a runner also ignores hang-ups.
 //! - The TUI traps SIGINT, SIGTERM and SIGHUP while it owns the terminal
-//!   ([`Trap`]), and puts the previous handlers back when it leaves.
+//!   ([`Trap`]), and puts the previous handlers back when it leaves; a
+//!   viewer exits when its terminal hangs up ([`exit_on_hangup`]).
 
 use std::sync::atomic::{AtomicBool, AtomicI32, Ordering};
 
@@ -103,6 +104,30 @@ impl Trap {
             }
         }
     }
+}
+
+/// A dropped SSH connection leaves the TUI on a dead terminal (crossterm
+/// then spins instead of failing): this watchdog ends the process when the
+/// terminal hangs up. Only the viewer goes; a runner is a separate process.
+pub fn exit_on_hangup() {
+    if unsafe { libc::isatty(0) } != 1 {
+        return;
+    }
+    let _ = std::thread::Builder::new()
+        .name("hangup-watch".into())
+        .spawn(move || loop {
+            std::thread::sleep(std::time::Duration::from_millis(250));
+            let mut tty = libc::pollfd {
+                fd: 0,
+                events: 0,
+                revents: 0,
+            };
+            let hung_up = unsafe { libc::poll(&mut tty, 1, 0) } > 0
+                && tty.revents & (libc::POLLHUP | libc::POLLERR | libc::POLLNVAL) != 0;
+            if hung_up {
+                std::process::exit(0);
+            }
+        });
 }
 
 #[cfg(test)]

@@ -1,0 +1,153 @@
+//! `--headless`: the trainer in this process, one progress line per log
+//! interval, writes retried with backoff, exit codes.
+
+use super::*;
+
+/// Retrying writes after the trainer paused because one failed (headless
+/// runs have no one to press resume).
+struct StorageRetry {
+    since: Instant,
+    next: Instant,
+    delay: Duration,
+    reason: String,
+}
+
+impl StorageRetry {
+    const FIRST_DELAY: Duration = Duration::from_secs(1);
+    const MAX_DELAY: Duration = Duration::from_secs(60);
+}
+
+pub(super) fn run_headless(
+    dir: &Path,
+    config: Config,
+    resume: bool,
+    give_up_after: Duration,
+) -> Result<()> {
+    let meta = SessionMeta::read(dir)?;
+    println!("session {} in {}", meta.id, dir.display());
+    let handle =
+        engine::spawn(dir, config, resume).map_err(|e| discard_unstarted(dir, resume, e))?;
+    let _watch = crate::runner::serve::watch_config(
+        dir,
+        handle.commands.clone(),
+        std::sync::Arc::clone(&handle.config),
+    )?;
+    crate::process::stop_on_signals();
+    let mut stop_sent = false;
+    let mut storage: Option<StorageRetry> = None;
+    let mut gave_up: Option<String> = None;
+    loop {
+        if crate::process::stop_requested() && !stop_sent {
+            eprintln!("interrupted: stopping after this step (checkpoint first)");
+            let _ = handle.commands.send(Command::Stop);
+            stop_sent = true;
+        }
+        match handle.events.recv_timeout(Duration::from_millis(100)) {
+            Ok(Event::Line { line, .. }) => print_line(&line),
+            // Headless runs pause only when a write failed.
+            Ok(Event::Status {
+                status: Status::Paused,
+                message: Some(message),
+            }) => match &mut storage {
+                Some(retry) => retry.reason = message,
+                None => {
+                    eprintln!(
+                        "{message}\nretrying with backoff for up to {} s (--give-up-after)",
+                        give_up_after.as_secs()
+                    );
+                    let now = Instant::now();
+                    storage = Some(StorageRetry {
+                        since: now,
+                        next: now + StorageRetry::FIRST_DELAY,
+                        delay: StorageRetry::FIRST_DELAY,
+                        reason: message,
+                    });
+                }
+            },
+            Ok(Event::Status {
+                status: Status::Running,
+                ..
+            }) => {
+                if let Some(retry) = storage.take() {
+                    eprintln!(
+                        "the write succeeded after {:.0} s: training goes on",
+                        retry.since.elapsed().as_secs_f64()
+                    );
+                }
+            }
+            Ok(_) => {}
+            Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {}
+            Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => break,
+        }
+        if let Some(retry) = &mut storage {
+            if gave_up.is_none() && retry.since.elapsed() >= give_up_after {
+                let reason = format!(
+                    "gave up after {} s of failed writes: {}",
+                    give_up_after.as_secs(),
+                    retry.reason
+                );
+                eprintln!("{reason}");
+                let _ = handle.commands.send(Command::Stop);
+                gave_up = Some(reason);
+            } else if gave_up.is_none() && Instant::now() >= retry.next {
+                let _ = handle.commands.send(Command::Resume);
+                retry.delay = (retry.delay * 2).min(StorageRetry::MAX_DELAY);
+                retry.next = Instant::now() + retry.delay;
+            }
+        }
+    }
+    let status = handle.join()?;
+    if let Some(reason) = gave_up {
+        // Best effort: the disk that failed may refuse this write too.
+        let _ = session::update_status(dir, Status::Failed, Some(reason.clone()));
+        println!("session {}: failed", meta.id);
+        bail!("{reason}");
+    }
+    println!("session {}: {}", meta.id, status.as_str());
+    if let (Status::Stopped, Some(signal)) = (status, crate::process::stop_signal()) {
+        // A run ended by a signal exits as the shell expects (a finished
+        // run exits 0).
+        std::process::exit(crate::process::exit_code(signal));
+    }
+    Ok(())
+}
+
+pub(super) fn fmt_named(values: &session::metrics::Named) -> String {
+    values
+        .iter()
+        .map(|(k, v)| format!("{k} {v:.4}"))
+        .collect::<Vec<_>>()
+        .join("  ")
+}
+
+pub(super) fn print_line(line: &session::metrics::MetricLine) {
+    match &line.record {
+        Record::Train {
+            losses,
+            total,
+            weights,
+            ..
+        } => {
+            println!(
+                "step {:>6}  {}  total {total:.4}  | w: {}",
+                line.step,
+                fmt_named(losses),
+                fmt_named(weights)
+            )
+        }
+        Record::Eval { metrics, .. } => println!("eval {:>6}  {}", line.step, fmt_named(metrics)),
+        Record::Config { changed, error } => {
+            for (key, (old, new)) in changed {
+                println!("config {:>4}  {key}: {old} -> {new}", line.step);
+            }
+            if let Some(error) = error {
+                eprintln!("config error at step {}: {error}", line.step);
+            }
+        }
+        Record::Event { level, message } => match level {
+            session::metrics::Level::Info => println!("event {:>5}  {message}", line.step),
+            _ => eprintln!("{:?} at step {}: {message}", level, line.step),
+        },
+        Record::Meta { .. } | Record::Transform { .. } => {}
+    }
+}

@@ -1,0 +1,396 @@
+//! The command line: argument definitions (clap) and what each subcommand does.
+
+use crate::config::Config;
+use crate::engine::{self, control::Command, control::Event, control::Status};
+use crate::session::SessionDir;
+use crate::session::{self, metrics::Record, SessionMeta};
+use anyhow::{bail, Context, Result};
+use clap::{Parser, Subcommand};
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+mod headless;
+mod list;
+mod session_start;
+
+use headless::run_headless;
+use list::ls;
+use session_start::{attach, discard_unstarted, resume, start};
+
+/// The built-in default config, used when `meltr-tui` runs with no command.
+pub const DEFAULT_CONFIG: &str = "configs/default.toml";
+
+#[derive(Parser, Debug)]
+#[command(
+    name = "meltr-tui",
+    version,
+    about = "Fine-tune models with MELTR (Meta Loss Transformer) from a terminal",
+    long_about = "Fine-tune models with MELTR (Meta Loss Transformer): a small transformer reads the model's loss \
+values (one primary, the rest auxiliary) and outputs the loss the model trains on; every few steps MELTR itself \
+is updated by a bilevel meta step (AID hypergradient). Sessions live in --sessions-dir, one folder each.\n\n\
+With no command, opens a new session of configs/default.toml."
+)]
+pub struct Cli {
+    /// Where sessions live.
+    #[arg(
+        long,
+        global = true,
+        env = "MELTR_SESSIONS",
+        default_value = "sessions"
+    )]
+    pub sessions_dir: PathBuf,
+    #[command(subcommand)]
+    pub command: Option<Cmd>,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum Cmd {
+    /// Start a new session from CONFIG in the TUI.
+    New {
+        #[arg(short, long)]
+        config: PathBuf,
+        #[arg(short, long)]
+        name: Option<String>,
+    },
+    /// Start a new session from CONFIG.
+    Run {
+        #[arg(short, long)]
+        config: PathBuf,
+        /// Session name (default: the config file's stem).
+        #[arg(short, long)]
+        name: Option<String>,
+        /// Override train.steps.
+        #[arg(long)]
+        steps: Option<u64>,
+        /// No TUI: train in this process, printing one progress line per log
+        /// interval. Exit status: 0 when done, 1 on failure (with the
+        /// reason), 130 after Ctrl-C (SIGINT), 143 after SIGTERM (both stop
+        /// after the current step, with a checkpoint).
+        #[arg(long, conflicts_with = "detach")]
+        headless: bool,
+        /// With --headless: how long to keep retrying a write that fails
+        /// (a full disk), with backoff, before stopping the run as failed.
+        #[arg(
+            long,
+            value_name = "SECS",
+            default_value_t = 600,
+            requires = "headless"
+        )]
+        give_up_after: u64,
+        /// Start a detached runner (its own process, immune to hang-ups) and
+        /// return; `meltr-tui attach` opens the TUI on it.
+        #[arg(long)]
+        detach: bool,
+    },
+    /// Continue a session from its newest checkpoint.
+    Resume {
+        session: String,
+        /// No TUI: train in this process (see `run --headless`).
+        #[arg(long, conflicts_with = "detach")]
+        headless: bool,
+        /// With --headless: how long to keep retrying a write that fails
+        /// (a full disk), with backoff, before stopping the run as failed.
+        #[arg(
+            long,
+            value_name = "SECS",
+            default_value_t = 600,
+            requires = "headless"
+        )]
+        give_up_after: u64,
+        /// Continue in a detached runner (see `run --detach`).
+        #[arg(long)]
+        detach: bool,
+    },
+    /// Open the TUI on a session (default: the newest): live when its runner
+    /// is alive, else its history. `q` detaches; the run goes on.
+    Attach { session: Option<String> },
+    /// List sessions: id, status, step, primary metric, device.
+    Ls,
+    /// Write a session's figures (losses, primary metric, weights, final
+    /// weights, transforms) into <session>/plots or --out.
+    Export {
+        session: String,
+        /// Comma-separated: svg, png, pdf.
+        #[arg(long, value_delimiter = ',', default_value = "svg,png,pdf")]
+        format: Vec<crate::plot::Format>,
+        #[arg(long)]
+        out: Option<PathBuf>,
+        /// paper (single column), paper-wide (double column) or slides.
+        #[arg(long, default_value = "paper")]
+        style: crate::plot::Style,
+        /// Logarithmic y axis for the loss curves.
+        #[arg(long)]
+        log_scale: bool,
+        /// EMA smoothing weight in [0, 1); 0 turns smoothing off.
+        #[arg(long, default_value_t = crate::plot::DEFAULT_EMA)]
+        ema: f64,
+    },
+    /// Overlay one metric of several sessions in one figure (format from -o's extension).
+    Compare {
+        #[arg(required = true, num_args = 1..)]
+        sessions: Vec<String>,
+        #[arg(short, long)]
+        output: PathBuf,
+        /// An eval metric or a training loss (default: the primary metric).
+        #[arg(long)]
+        metric: Option<String>,
+        #[arg(long, default_value = "paper")]
+        style: crate::plot::Style,
+    },
+    /// Pretrain the built-in video-text foundation model (the backbone that
+    /// `workload.init_from = "foundation"` fine-tunes).
+    Pretrain {
+        #[arg(long, default_value_t = crate::workload::FOUNDATION_STEPS)]
+        steps: u64,
+        #[arg(long, default_value_t = 0)]
+        seed: u64,
+        /// Where to write it (default: the cache the configs use).
+        #[arg(long)]
+        out: Option<PathBuf>,
+    },
+    /// Versions, CUDA devices and the terminal, to check an installation.
+    Doctor,
+    /// Time inner and meta steps (primary, sum, meltr; exact and factorized
+    /// AID at J = 0, 1, 3), their peak memory, each meta step's phases, and
+    /// training throughput, on the built-in model and optionally a
+    /// TorchScript model; prints ratios.
+    Bench {
+        /// cpu, cuda or cuda:N.
+        #[arg(long, default_value = "cpu")]
+        device: String,
+        /// Inner steps per measurement round.
+        #[arg(long, default_value_t = 12)]
+        steps: u64,
+        /// Meta steps per measurement round.
+        #[arg(long, default_value_t = 4)]
+        meta_steps: u64,
+        /// Timed rounds per measurement, interleaved with the measurements it
+        /// is compared with; the median round is reported.
+        #[arg(long, default_value_t = 10)]
+        rounds: u32,
+        /// Folder with a TorchScript model.pt and train/val.safetensors (e.g.
+        /// the example exporter's output with --attention matmul).
+        #[arg(long)]
+        torchscript: Option<PathBuf>,
+        /// Also write the report to this file.
+        #[arg(long)]
+        out: Option<PathBuf>,
+    },
+    /// The detached runner process itself (started by `run --detach`, `new`
+    /// and the TUI; not for direct use).
+    #[command(name = "__runner", hide = true)]
+    Runner {
+        dir: PathBuf,
+        #[arg(long)]
+        resume: bool,
+    },
+}
+
+/// How a session's trainer runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Mode {
+    /// In this process, printing progress lines; a failed write (full
+    /// disk) is retried with backoff for `give_up_after`, then the run
+    /// stops as failed.
+    Headless { give_up_after: Duration },
+    /// In a runner process; this one returns at once.
+    Detached,
+    /// In a runner process, with the TUI attached here.
+    Tui,
+}
+
+impl Mode {
+    fn of(headless: bool, detach: bool, give_up_after: u64) -> Mode {
+        match (headless, detach) {
+            (true, _) => Mode::Headless {
+                give_up_after: Duration::from_secs(give_up_after),
+            },
+            (false, true) => Mode::Detached,
+            (false, false) => Mode::Tui,
+        }
+    }
+}
+
+pub fn dispatch(cli: Cli) -> Result<()> {
+    let root = cli.sessions_dir;
+    match cli.command {
+        None => start(&root, Path::new(DEFAULT_CONFIG), None, None, Mode::Tui),
+        Some(Cmd::New { config, name }) => start(&root, &config, name, None, Mode::Tui),
+        Some(Cmd::Run {
+            config,
+            name,
+            steps,
+            headless,
+            give_up_after,
+            detach,
+        }) => start(
+            &root,
+            &config,
+            name,
+            steps,
+            Mode::of(headless, detach, give_up_after),
+        ),
+        Some(Cmd::Resume {
+            session,
+            headless,
+            give_up_after,
+            detach,
+        }) => resume(&root, &session, Mode::of(headless, detach, give_up_after)),
+        Some(Cmd::Attach { session }) => {
+            let dir = match session {
+                Some(query) => session::find(&root, &query)?,
+                None => session::latest(&root)?,
+            };
+            attach(&dir)
+        }
+        Some(Cmd::Runner { dir, resume }) => match crate::runner::serve::serve(&dir, resume)? {
+            Status::Failed => bail!("the run failed (see session.json)"),
+            _ => Ok(()),
+        },
+        Some(Cmd::Ls) => ls(&root),
+        Some(Cmd::Export {
+            session,
+            format,
+            out,
+            style,
+            log_scale,
+            ema,
+        }) => {
+            let dir = session::find(&root, &session)?;
+            let opts = crate::plot::ExportOptions {
+                formats: format,
+                out_dir: out,
+                style,
+                log_scale,
+                ema,
+            };
+            println!("{}", export(&dir, &opts)?);
+            Ok(())
+        }
+        Some(Cmd::Compare {
+            sessions,
+            output,
+            metric,
+            style,
+        }) => {
+            let dirs = sessions
+                .iter()
+                .map(|s| session::find(&root, s))
+                .collect::<Result<Vec<_>>>()?;
+            let path = crate::plot::compare(&dirs, &output, metric.as_deref(), style)?;
+            println!("wrote {}", path.display());
+            Ok(())
+        }
+        Some(Cmd::Doctor) => doctor(),
+        Some(Cmd::Bench {
+            device,
+            steps,
+            meta_steps,
+            rounds,
+            torchscript,
+            out,
+        }) => {
+            let report = crate::bench::run(&crate::bench::BenchOptions {
+                device,
+                steps,
+                meta_steps,
+                rounds,
+                torchscript,
+            })?;
+            print!("{report}");
+            if let Some(out) = out {
+                std::fs::write(&out, &report)
+                    .with_context(|| format!("cannot write {}", out.display()))?;
+            }
+            Ok(())
+        }
+        Some(Cmd::Pretrain { steps, seed, out }) => {
+            let out = out.unwrap_or_else(crate::workload::video_text::default_foundation_path);
+            tch::set_num_threads(1);
+            let start = std::time::Instant::now();
+            crate::workload::video_text::pretrain(steps, seed, &out, |step, loss| {
+                println!(
+                    "pretrain step {step:>5}/{steps}  summed loss {loss:.4}  ({:.0} s)",
+                    start.elapsed().as_secs_f64()
+                );
+            })?;
+            println!("wrote {}", out.display());
+            Ok(())
+        }
+    }
+}
+
+/// Exports a session's figures; returns a summary for the user.
+fn export(dir: &Path, opts: &crate::plot::ExportOptions) -> Result<String> {
+    let done = crate::plot::export_session(dir, opts)?;
+    let folder = done
+        .files
+        .first()
+        .and_then(|f| f.parent())
+        .map(|p| p.display().to_string())
+        .unwrap_or_default();
+    let mut summary = format!("wrote {} files to {folder}", done.files.len());
+    for note in &done.skipped {
+        summary.push_str(&format!("; {note}"));
+    }
+    Ok(summary)
+}
+
+fn doctor() -> Result<()> {
+    println!("meltr-tui {}", env!("CARGO_PKG_VERSION"));
+    println!("libtorch   {}", crate::libtorch_version());
+    println!(
+        "  from     {}",
+        option_env!("MELTR_LIBTORCH_LIB").unwrap_or("(unknown)")
+    );
+    let cuda = tch::Cuda::is_available();
+    let count = tch::Cuda::device_count();
+    println!(
+        "CUDA       {}",
+        if cuda {
+            format!("available, {count} device(s)")
+        } else {
+            "not available".into()
+        }
+    );
+    for i in 0..count {
+        println!("  cuda:{i}");
+    }
+    println!(
+        "cuDNN      {}",
+        if tch::Cuda::cudnn_is_available() {
+            "available"
+        } else {
+            "not available"
+        }
+    );
+    println!("threads    {}", tch::get_num_threads());
+    let term = std::env::var("TERM").unwrap_or_else(|_| "(unset)".into());
+    println!(
+        "terminal   TERM={term}  NO_COLOR={}",
+        std::env::var("NO_COLOR").map(|_| "set").unwrap_or("unset")
+    );
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::session_start::{load_config, EMBEDDED_DEFAULT};
+    use super::*;
+
+    #[test]
+    fn the_embedded_default_config_is_the_repository_default() {
+        let embedded = Config::parse(EMBEDDED_DEFAULT).unwrap();
+        assert_eq!(
+            embedded.workload.kind,
+            crate::config::WorkloadKind::VideoText
+        );
+        let on_disk =
+            Config::load(&Path::new(env!("CARGO_MANIFEST_DIR")).join(DEFAULT_CONFIG)).unwrap();
+        assert_eq!(embedded, on_disk);
+        let err = load_config(Path::new("configs/nope.toml"))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("configs/nope.toml does not exist"), "{err}");
+    }
+}

@@ -1,0 +1,191 @@
+//! Starting, resuming and attaching: config checks before any folder
+//! exists, then the trainer headless, in a runner, or with the TUI.
+
+use super::*;
+
+/// The default config, built into the binary so `meltr-tui` works from any
+/// folder (a `configs/default.toml` in the working folder takes precedence).
+pub(super) const EMBEDDED_DEFAULT: &str = include_str!("../../configs/default.toml");
+
+pub(super) fn load_config(path: &Path) -> Result<Config> {
+    if !path.exists() {
+        if path == Path::new(DEFAULT_CONFIG) {
+            return Config::parse(EMBEDDED_DEFAULT).map_err(anyhow::Error::new);
+        }
+        bail!("config file {} does not exist", path.display());
+    }
+    let mut config = Config::load(path).map_err(anyhow::Error::new)?;
+    // Paths inside the config are relative to its file; the session's copy
+    // lives elsewhere, so make them absolute.
+    for p in [
+        &mut config.workload.model,
+        &mut config.workload.train,
+        &mut config.workload.val,
+    ]
+    .into_iter()
+    .flatten()
+    {
+        let resolved = Config::resolve_path(path, p);
+        *p = std::fs::canonicalize(&resolved)
+            .unwrap_or(resolved)
+            .display()
+            .to_string();
+    }
+    Ok(config)
+}
+
+pub(super) fn start(
+    root: &Path,
+    config_path: &Path,
+    name: Option<String>,
+    steps: Option<u64>,
+    mode: Mode,
+) -> Result<()> {
+    // Refuse what cannot start before a session folder exists: the config
+    // (what the user most likely has to fix) first, then the terminal.
+    let mut config = load_config(config_path)?;
+    if let Some(steps) = steps {
+        config.train.steps = steps;
+        config.validate().map_err(anyhow::Error::new)?;
+    }
+    engine::preflight(&config)?;
+    if mode == Mode::Tui {
+        crate::tui::terminal::check_available()?;
+    }
+    let name = name.unwrap_or_else(|| {
+        config_path
+            .file_stem()
+            .map(|s| s.to_string_lossy().to_string())
+            .unwrap_or_else(|| "run".into())
+    });
+    if !matches!(mode, Mode::Headless { .. }) {
+        // A runner serves a socket: it must have a place (issue 19, item 10).
+        session::check_socket_room(root, &name)?;
+    }
+    let dir = session::create(root, &name, &config)?;
+    drive(&dir, config, false, mode)
+}
+
+pub(super) fn resume(root: &Path, query: &str, mode: Mode) -> Result<()> {
+    if mode == Mode::Tui {
+        crate::tui::terminal::check_available()?;
+    }
+    let dir = session::find(root, query)?;
+    let config = engine::trainer::session_config(&dir).map_err(anyhow::Error::new)?;
+    if !matches!(mode, Mode::Headless { .. }) {
+        SessionDir::new(&dir).prepare_socket()?;
+    }
+    let mut meta = SessionMeta::read(&dir)?;
+    if !meta.status.is_terminal() && meta.pid != std::process::id() && session::pid_alive(meta.pid)
+    {
+        bail!(
+            "session {} is still running (pid {}); attach to it instead: meltr-tui attach {}",
+            meta.id,
+            meta.pid,
+            meta.id
+        );
+    }
+    meta.status = Status::Running;
+    meta.pid = std::process::id();
+    meta.error = None;
+    meta.write(&dir)?;
+    drive(&dir, config, true, mode)
+}
+
+/// A new session whose trainer could not even be built (e.g. a TorchScript
+/// model without the configured primary loss, found only once the module
+/// runs): its folder holds nothing but the config, so it is removed rather
+/// than left behind as a failed session. A resumed session is kept.
+pub(super) fn discard_unstarted(dir: &Path, resume: bool, error: anyhow::Error) -> anyhow::Error {
+    if resume {
+        return error;
+    }
+    match std::fs::remove_dir_all(dir) {
+        Ok(()) => error.context(format!(
+            "the run did not start; its new session folder {} was removed",
+            dir.display()
+        )),
+        Err(_) => error,
+    }
+}
+
+pub(super) fn drive(dir: &Path, config: Config, resume: bool, mode: Mode) -> Result<()> {
+    let launch = || {
+        crate::runner::launch::launch(dir, resume).map_err(|e| discard_unstarted(dir, resume, e))
+    };
+    match mode {
+        Mode::Headless { give_up_after } => run_headless(dir, config, resume, give_up_after),
+        Mode::Detached => {
+            let pid = launch()?;
+            let id = dir.file_name().unwrap_or_default().to_string_lossy();
+            println!(
+                "session {id} running detached (runner pid {pid}) in {}",
+                dir.display()
+            );
+            println!("watch it with: meltr-tui attach {id}");
+            Ok(())
+        }
+        Mode::Tui => {
+            launch()?;
+            attach(dir)
+        }
+    }
+}
+
+/// The TUI on the session in `dir`: live through its runner's socket when
+/// one serves, else its history. Leaving detaches; the run goes on.
+pub(super) fn attach(dir: &Path) -> Result<()> {
+    crate::tui::terminal::check_available()?;
+    let (link, history): (Box<dyn crate::engine::link::EngineLink>, _) =
+        if crate::runner::is_serving(dir) {
+            let (link, history) = crate::runner::link::RemoteLink::attach(dir)?;
+            (Box::new(link), history)
+        } else {
+            (Box::new(crate::engine::link::NoEngine), read_history(dir)?)
+        };
+    let meta = SessionMeta::read(dir)?;
+    let config = engine::trainer::session_config(dir).map_err(anyhow::Error::new)?;
+    crate::process::exit_on_hangup();
+    let export_dir = dir.to_path_buf();
+    let export_figures: crate::tui::ExportFn =
+        Box::new(move || export(&export_dir, &crate::plot::ExportOptions::default()));
+    let exit = crate::tui::run(
+        meta.clone(),
+        &SessionDir::new(dir),
+        config,
+        history,
+        link.as_ref(),
+        Some(export_figures),
+    )?;
+    // The terminal may be gone: printing must not fail.
+    use std::io::Write;
+    let mut out = std::io::stdout();
+    if exit == crate::tui::Exit::Stopped {
+        // The runner checkpoints, then ends.
+        let mut status = meta.status;
+        for _ in 0..600 {
+            status = SessionMeta::read(dir).map_or(Status::Stopped, |m| m.status);
+            if status.is_terminal() {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        let _ = writeln!(out, "session {}: {}", meta.id, status.as_str());
+        let _ = writeln!(out, "continue it with: meltr-tui resume {}", meta.id);
+    } else if crate::runner::is_serving(dir) {
+        let _ = writeln!(
+            out,
+            "detached from session {}; it goes on. Attach again with: meltr-tui attach {}",
+            meta.id, meta.id
+        );
+    }
+    Ok(())
+}
+
+pub(super) fn read_history(dir: &Path) -> Result<Vec<session::metrics::MetricLine>> {
+    let path = SessionDir::new(dir).metrics();
+    if !path.exists() {
+        return Ok(Vec::new());
+    }
+    Ok(session::log::read_metrics(&path)?.lines)
+}
