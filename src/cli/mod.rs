@@ -43,10 +43,36 @@ pub struct Cli {
     pub command: Option<Cmd>,
 }
 
+/// Where a started or resumed session trains (default: a detached runner,
+/// with the TUI attached here).
+#[derive(clap::Args, Debug)]
+pub struct HowToRun {
+    /// No TUI: train in this process, printing one progress line per log
+    /// interval. Exit status: 0 when done, 1 on failure (with the reason),
+    /// 130 after Ctrl-C (SIGINT), 143 after SIGTERM (both stop after the
+    /// current step, with a checkpoint).
+    #[arg(long, conflicts_with = "detach")]
+    headless: bool,
+    /// With --headless: how long to keep retrying a write that fails (a
+    /// full disk), with backoff, before stopping the run as failed.
+    #[arg(
+        long,
+        value_name = "SECS",
+        default_value_t = 600,
+        requires = "headless"
+    )]
+    give_up_after: u64,
+    /// Start (or continue in) a detached runner, its own process immune to
+    /// hang-ups, and return; `meltr-tui attach` opens the TUI on it.
+    #[arg(long)]
+    detach: bool,
+}
+
 #[derive(Subcommand, Debug)]
 pub enum Cmd {
     /// Start a new session from CONFIG in the TUI.
     New {
+        /// The run's config file (TOML; e.g. configs/default.toml).
         #[arg(short, long)]
         config: PathBuf,
         #[arg(short, long)]
@@ -54,6 +80,7 @@ pub enum Cmd {
     },
     /// Start a new session from CONFIG.
     Run {
+        /// The run's config file (TOML; e.g. configs/default.toml).
         #[arg(short, long)]
         config: PathBuf,
         /// Session name (default: the config file's stem).
@@ -62,44 +89,14 @@ pub enum Cmd {
         /// Override train.steps.
         #[arg(long)]
         steps: Option<u64>,
-        /// No TUI: train in this process, printing one progress line per log
-        /// interval. Exit status: 0 when done, 1 on failure (with the
-        /// reason), 130 after Ctrl-C (SIGINT), 143 after SIGTERM (both stop
-        /// after the current step, with a checkpoint).
-        #[arg(long, conflicts_with = "detach")]
-        headless: bool,
-        /// With --headless: how long to keep retrying a write that fails
-        /// (a full disk), with backoff, before stopping the run as failed.
-        #[arg(
-            long,
-            value_name = "SECS",
-            default_value_t = 600,
-            requires = "headless"
-        )]
-        give_up_after: u64,
-        /// Start a detached runner (its own process, immune to hang-ups) and
-        /// return; `meltr-tui attach` opens the TUI on it.
-        #[arg(long)]
-        detach: bool,
+        #[command(flatten)]
+        how: HowToRun,
     },
     /// Continue a session from its newest checkpoint.
     Resume {
         session: String,
-        /// No TUI: train in this process (see `run --headless`).
-        #[arg(long, conflicts_with = "detach")]
-        headless: bool,
-        /// With --headless: how long to keep retrying a write that fails
-        /// (a full disk), with backoff, before stopping the run as failed.
-        #[arg(
-            long,
-            value_name = "SECS",
-            default_value_t = 600,
-            requires = "headless"
-        )]
-        give_up_after: u64,
-        /// Continue in a detached runner (see `run --detach`).
-        #[arg(long)]
-        detach: bool,
+        #[command(flatten)]
+        how: HowToRun,
     },
     /// Open the TUI on a session (default: the newest): live when its runner
     /// is alive, else its history. `q` detaches; the run goes on.
@@ -200,10 +197,10 @@ enum Mode {
 }
 
 impl Mode {
-    fn of(headless: bool, detach: bool, give_up_after: u64) -> Mode {
-        match (headless, detach) {
+    fn of(how: &HowToRun) -> Mode {
+        match (how.headless, how.detach) {
             (true, _) => Mode::Headless {
-                give_up_after: Duration::from_secs(give_up_after),
+                give_up_after: Duration::from_secs(how.give_up_after),
             },
             (false, true) => Mode::Detached,
             (false, false) => Mode::Tui,
@@ -220,22 +217,9 @@ pub fn dispatch(cli: Cli) -> Result<()> {
             config,
             name,
             steps,
-            headless,
-            give_up_after,
-            detach,
-        }) => start(
-            &root,
-            &config,
-            name,
-            steps,
-            Mode::of(headless, detach, give_up_after),
-        ),
-        Some(Cmd::Resume {
-            session,
-            headless,
-            give_up_after,
-            detach,
-        }) => resume(&root, &session, Mode::of(headless, detach, give_up_after)),
+            how,
+        }) => start(&root, &config, name, steps, Mode::of(&how)),
+        Some(Cmd::Resume { session, how }) => resume(&root, &session, Mode::of(&how)),
         Some(Cmd::Attach { session }) => {
             let dir = match session {
                 Some(query) => session::find(&root, &query)?,

@@ -46,11 +46,7 @@ impl Trainer {
         resume: bool,
         events: SyncSender<Event>,
     ) -> Result<(Trainer, SessionMeta)> {
-        let point = if resume {
-            Some(resume_point(dir, &mut config)?)
-        } else {
-            None
-        };
+        let point = resume.then(|| resume_point(dir, &mut config)).transpose()?;
         let device = resolve_device(&config.train.device)?;
         let saved_module = point
             .as_ref()
@@ -69,11 +65,7 @@ impl Trainer {
         resume: bool,
         events: SyncSender<Event>,
     ) -> Result<(Trainer, SessionMeta)> {
-        let point = if resume {
-            Some(resume_point(dir, &mut config)?)
-        } else {
-            None
-        };
+        let point = resume.then(|| resume_point(dir, &mut config)).transpose()?;
         Self::assemble(dir, config, workload, point, events)
     }
 
