@@ -185,6 +185,17 @@ fn bench_workload(
     let inner = interleaved(device, &mut trainers, options.rounds, |t| {
         (0..options.steps).try_for_each(|_| t.step())
     })?;
+    // Where an inner step's time goes, in a separate pass (see the meta
+    // step phases below).
+    let mut inner_phases = Vec::new();
+    for ((label, ..), t) in kinds.iter().zip(&mut trainers) {
+        t.time_phases();
+        (0..options.steps).try_for_each(|_| t.step())?;
+        inner_phases.push(format!(
+            "  {label:<14} {}",
+            phase_line(&t.take_phases(), options.steps)
+        ));
+    }
     drop(trainers);
     let per_step = |seconds: f64| seconds / options.steps as f64;
     let sum_step = per_step(inner[1].0);
@@ -200,6 +211,8 @@ fn bench_workload(
             mb(*peak)
         ));
     }
+    lines.push("inner step phases, ms per step (device synchronized at each boundary)".into());
+    lines.extend(inner_phases);
 
     // Meta steps per AID mode (each trainer also takes one untimed meta
     // step, which tells whether the mode is available for this model).
@@ -254,15 +267,8 @@ fn bench_workload(
         for _ in 0..options.meta_steps {
             t.meta_step()?;
         }
-        let phases: Vec<String> = t
-            .take_phases()
-            .iter()
-            .map(|(phase, total)| {
-                let ms = total.as_secs_f64() * 1e3 / options.meta_steps as f64;
-                format!("{phase} {ms:.1}")
-            })
-            .collect();
-        lines.push(format!("  {mode:<10} J={j}  {}", phases.join(" · ")));
+        let phases = phase_line(&t.take_phases(), options.meta_steps);
+        lines.push(format!("  {mode:<10} J={j}  {phases}"));
     }
     drop(trainers);
 
@@ -441,4 +447,16 @@ fn status_kb(field: &str) -> Option<u64> {
         .find_map(|l| l.strip_prefix(field))
         .and_then(|rest| rest.split_whitespace().next())
         .and_then(|n| n.parse().ok())
+}
+
+/// `phase ms · phase ms …`, per step of `steps`.
+fn phase_line(phases: &[(&'static str, std::time::Duration)], steps: u64) -> String {
+    phases
+        .iter()
+        .map(|(phase, total)| {
+            let ms = total.as_secs_f64() * 1e3 / steps.max(1) as f64;
+            format!("{phase} {ms:.2}")
+        })
+        .collect::<Vec<_>>()
+        .join(" · ")
 }

@@ -7,8 +7,11 @@ use super::*;
 impl Trainer {
     pub(super) fn train_step(&mut self) -> Result<()> {
         self.step += 1;
+        // Phases (`meltr-tui bench`; marks do nothing otherwise).
+        self.phase_clock.start();
         self.inner.lr = self.config.train.lr_at(self.step);
         let batch = self.workload.train_batch(self.step)?;
+        self.phase_clock.mark("batch");
         let named = self
             .workload
             .losses(&batch)
@@ -16,6 +19,7 @@ impl Trainer {
         let losses = workload::select(&named, &self.loss_names)?;
         let total = self.combiner.combine(&losses);
         let log_now = self.step.is_multiple_of(self.config.train.log_every);
+        self.phase_clock.mark("forward");
 
         // Non-finite losses or gradients skip the update on the device; the
         // host learns which steps were skipped at the next flush (no
@@ -27,6 +31,7 @@ impl Trainer {
             self.flush_pending()?;
             let weights = combiner::effective_weights(self.combiner.as_ref(), &losses)?;
             let shares = self.gradient_shares(&losses, &weights)?;
+            self.phase_clock.mark("weights + shares");
             Some((weights, shares))
         } else {
             None
@@ -46,13 +51,20 @@ impl Trainer {
             }
             None => grad(&[&total], &self.inner_params, reuse_forward, false)?,
         };
+        self.phase_clock.mark("backward");
         let norm = clip_grad_norm(&mut grads, self.config.train.grad_clip);
         let ok = losses_finite.logical_and(&norm.isfinite());
+        self.phase_clock.mark("clip + guard");
         self.current_batch = Some((self.step, batch));
         if reuse_forward {
             self.meta_step(Some(&losses))?;
         }
+        if reuse_forward {
+            // The meta step restarted the clock.
+            self.phase_clock.start();
+        }
         self.inner.step_if(&self.inner_params, &grads, Some(&ok));
+        self.phase_clock.mark("optimizer");
         let losses = losses.detach();
         if let Some(tracer) = &mut self.tracer {
             tracer.inner_losses(&losses);
@@ -101,6 +113,7 @@ impl Trainer {
                 .chain(shares.values())
                 .any(|v| !v.is_finite())
             {
+                self.phase_clock.mark("log");
                 return self.finish_step(reuse_forward);
             }
             self.emit(Record::Train {
@@ -111,6 +124,7 @@ impl Trainer {
                 shares,
             });
         }
+        self.phase_clock.mark("log");
         self.finish_step(reuse_forward)
     }
 
