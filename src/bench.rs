@@ -46,6 +46,10 @@ pub struct BenchOptions {
     pub rounds: u32,
     /// A folder with `model.pt`, `train.safetensors`, `val.safetensors`.
     pub torchscript: Option<PathBuf>,
+    /// A run config whose workload is benchmarked too (e.g. the user's own
+    /// TorchScript model: its losses, batch size, dtype, threads), named by
+    /// the label; paths in it already resolved.
+    pub config: Option<(String, Config)>,
 }
 
 /// One workload's measurements.
@@ -66,6 +70,11 @@ pub fn run(options: &BenchOptions) -> Result<String> {
     if let Some(dir) = &options.torchscript {
         let config = torchscript_config(dir, options)?;
         reports.push(bench_workload("torchscript", config, options, &scratch)?);
+    }
+    if let Some((label, config)) = &options.config {
+        let mut config = config.clone();
+        base(&mut config, options);
+        reports.push(bench_workload(label, config, options, &scratch)?);
     }
     let _ = std::fs::remove_dir_all(&scratch);
     let mut out = format!(

@@ -432,3 +432,58 @@ fn runtime_errors_name_the_batch_and_the_model_file_and_val_data_are_checked_up_
         ),
     );
 }
+
+/// Issue 16: `bench --torchscript DIR` measures only models whose losses
+/// are named like the example's; `bench --config` takes any run config, so
+/// a user's own model (here losses `primary` and `aux`) is measured with
+/// its own names, batch size and dtype.
+#[test]
+fn bench_measures_a_model_with_its_own_loss_names() {
+    let tmp = tempfile::tempdir().unwrap();
+    let train = flag_data(&tmp.path().join("train.safetensors"), 64, 4, &[]);
+    let val = flag_data(&tmp.path().join("val.safetensors"), 32, 4, &[]);
+    let cfg = flag_config(tmp.path(), "mine", "nan_on_flag.pt", &train, &val);
+    let out = run_with_limit(
+        bin()
+            .args([
+                "bench",
+                "--steps",
+                "2",
+                "--meta-steps",
+                "1",
+                "--rounds",
+                "1",
+            ])
+            .arg("--config")
+            .arg(&cfg)
+            .arg("--sessions-dir")
+            .arg(tmp.path().join("sessions")),
+        Duration::from_secs(300),
+    );
+    let report = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{}", text(&out));
+    let section = report
+        .split("\n## ")
+        .find(|s| s.starts_with(&format!("{} (torchscript)", cfg.display())))
+        .unwrap_or_else(|| panic!("no section for {} in:\n{report}", cfg.display()));
+    for row in [
+        "  sum ",
+        "  meltr logged ",
+        "factorized J=0 ",
+        "meltr, meta_every 3 ",
+    ] {
+        let label = row.trim_start();
+        let line = section
+            .lines()
+            .find(|l| l.trim_start().starts_with(label))
+            .unwrap_or_else(|| panic!("no row {row:?} in:\n{section}"));
+        let timed: Vec<f64> = line[line.find(label).unwrap_or(0) + label.len()..]
+            .split_whitespace()
+            .filter_map(|w| w.parse().ok())
+            .collect();
+        assert!(
+            timed.first().is_some_and(|&ms| ms > 0.0),
+            "row {row:?} has no positive time: {line}"
+        );
+    }
+}

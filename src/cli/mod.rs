@@ -15,7 +15,7 @@ mod session_start;
 
 use headless::run_headless;
 use list::ls;
-use session_start::{attach, discard_unstarted, resume, start};
+use session_start::{attach, discard_unstarted, load_config, resume, start};
 
 /// The built-in default config, used when `meltr-tui` runs with no command.
 pub const DEFAULT_CONFIG: &str = "configs/default.toml";
@@ -169,6 +169,11 @@ pub enum Cmd {
         /// the example exporter's output with --attention matmul).
         #[arg(long)]
         torchscript: Option<PathBuf>,
+        /// Also benchmark the workload of this run config (e.g. your own
+        /// TorchScript model, with its loss names, batch size and dtype);
+        /// its intervals are replaced by the bench's, --device applies.
+        #[arg(short, long)]
+        config: Option<PathBuf>,
         /// Also write the report to this file.
         #[arg(long)]
         out: Option<PathBuf>,
@@ -272,14 +277,25 @@ pub fn dispatch(cli: Cli) -> Result<()> {
             meta_steps,
             rounds,
             torchscript,
+            config,
             out,
         }) => {
+            let config = config
+                .map(|path| -> Result<(String, Config)> {
+                    let config = load_config(&path)?;
+                    Ok((
+                        format!("{} ({})", path.display(), config.workload.kind),
+                        config,
+                    ))
+                })
+                .transpose()?;
             let report = crate::bench::run(&crate::bench::BenchOptions {
                 device,
                 steps,
                 meta_steps,
                 rounds,
                 torchscript,
+                config,
             })?;
             print!("{report}");
             if let Some(out) = out {
@@ -359,7 +375,7 @@ fn doctor() -> Result<()> {
 
 #[cfg(test)]
 mod tests {
-    use super::session_start::{load_config, EMBEDDED_DEFAULT};
+    use super::session_start::EMBEDDED_DEFAULT;
     use super::*;
 
     #[test]
