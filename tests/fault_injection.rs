@@ -6,7 +6,7 @@
 
 mod common;
 
-use common::{bin, repo, run_python, run_with_limit, text};
+use common::{bin, config_lines, repo, run_python, run_with_limit, text};
 use meltr_tui::config::Config;
 use meltr_tui::engine::checkpoint;
 use meltr_tui::engine::control::Status;
@@ -57,19 +57,6 @@ fn kill_9(dir: &Path) {
 
 fn cli(sessions: &Path, args: &[&str]) -> std::process::Output {
     run_with_limit(bin().arg("--sessions-dir").arg(sessions).args(args), WAIT)
-}
-
-/// The `config` lines of the session's log: (changed keys, error).
-fn config_lines(dir: &Path) -> Vec<(Vec<String>, Option<String>)> {
-    session::log::read_metrics(&dir.join("metrics.jsonl"))
-        .unwrap()
-        .lines
-        .into_iter()
-        .filter_map(|l| match l.record {
-            Record::Config { changed, error } => Some((changed.into_keys().collect(), error)),
-            _ => None,
-        })
-        .collect()
 }
 
 /// Steps whose update was skipped as non-finite, from the log's events.

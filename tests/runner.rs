@@ -5,7 +5,7 @@
 
 mod common;
 
-use common::{bin, run_with_limit, text};
+use common::{bin, config_lines, run_with_limit, text};
 use meltr_tui::engine::checkpoint;
 use meltr_tui::engine::control::{Command, Event, Status};
 use meltr_tui::engine::link::EngineLink;
@@ -444,19 +444,6 @@ fn a_full_disk_pauses_training_and_corrupts_nothing() {
     );
     session::log::read_metrics(&dir.join("metrics.jsonl")).unwrap();
     stop(child);
-}
-
-/// The `config` lines of a session's metrics: (changed keys, error).
-fn config_lines(dir: &Path) -> Vec<(Vec<String>, Option<String>)> {
-    session::log::read_metrics(&dir.join("metrics.jsonl"))
-        .unwrap()
-        .lines
-        .into_iter()
-        .filter_map(|l| match l.record {
-            Record::Config { changed, error } => Some((changed.into_keys().collect(), error)),
-            _ => None,
-        })
-        .collect()
 }
 
 /// Issue 19, item 3: writing `[aid]\niterations = 1` over a running

@@ -112,6 +112,19 @@ pub fn logged_train_steps(dir: &Path) -> Vec<u64> {
         .collect()
 }
 
+/// The `config` lines of a session's metrics: (changed keys, error).
+pub fn config_lines(dir: &Path) -> Vec<(Vec<String>, Option<String>)> {
+    session::log::read_metrics(&dir.join("metrics.jsonl"))
+        .unwrap()
+        .lines
+        .into_iter()
+        .filter_map(|l| match l.record {
+            Record::Config { changed, error } => Some((changed.into_keys().collect(), error)),
+            _ => None,
+        })
+        .collect()
+}
+
 /// The `meltr-tui` binary under test.
 pub fn bin() -> Command {
     Command::new(env!("CARGO_BIN_EXE_meltr-tui"))
