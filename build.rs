@@ -2,7 +2,8 @@
 //! keep libtorch_cuda linked even though no symbol references it directly
 //! (otherwise CUDA is never available), and an rpath to libtorch's lib folder
 //! so the binary runs with no LD_LIBRARY_PATH. Also compiles the small C++
-//! shims (`csrc/`: forward-mode AD, device memory statistics) against the
+//! shims (`csrc/`: forward-mode AD, device memory statistics, fused
+//! Adam) against the
 //! same libtorch.
 fn main() {
     compile_shims();
@@ -29,10 +30,11 @@ fn main() {
 
 /// `csrc/*.cpp`, built with libtorch's headers and C++ ABI.
 fn compile_shims() {
-    const SOURCES: [&str; 3] = [
+    const SOURCES: [&str; 4] = [
         "csrc/shim.cpp",
         "csrc/forward_ad.cpp",
         "csrc/device_memory.cpp",
+        "csrc/fused_adam.cpp",
     ];
     for source in SOURCES {
         println!("cargo:rerun-if-changed={source}");

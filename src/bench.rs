@@ -4,8 +4,9 @@
 //! For each workload (the built-in video-text model, and a TorchScript
 //! model such as the example exporter's): time per inner step with the
 //! `primary`, `sum` and `meltr` combiners (and `meltr` logging every step:
-//! effective weights and gradient shares, by a double backward and by one
-//! backward per loss); time per meta step for `exact`
+//! effective weights with gradient shares at the default `shares_every`,
+//! and with shares at every step, by a double backward and by one backward
+//! per loss); time per meta step for `exact`
 //! (where the model allows a second derivative) and `factorized` at J = 0,
 //! 1, 3; the transient peak memory of an inner and of a meta step; and
 //! training throughput (inner and meta steps together) of `meltr` at
@@ -168,22 +169,32 @@ fn bench_workload(
     };
 
     // Inner steps per combiner, and MELTR's when every step is logged
-    // (effective weights, gradient shares and one host read each step).
-    // The last row takes the shares by one backward per loss (the fallback
-    // for models without second derivatives).
+    // (effective weights and one host read each step; gradient shares at
+    // the default `shares_every`, then at every step). The last row takes
+    // the shares by one backward per loss (the fallback for models without
+    // second derivatives).
+    let default_shares_every = crate::config::TrainConfig::default().shares_every;
     let kinds = [
-        ("primary", CombinerKind::Primary, 50, false),
-        ("sum", CombinerKind::Sum, 50, false),
-        ("meltr", CombinerKind::Meltr, 50, false),
-        ("meltr logged", CombinerKind::Meltr, 1, false),
-        ("  per loss", CombinerKind::Meltr, 1, true),
+        ("primary", CombinerKind::Primary, 50, 50, false),
+        ("sum", CombinerKind::Sum, 50, 50, false),
+        ("meltr", CombinerKind::Meltr, 50, 50, false),
+        (
+            "meltr logged",
+            CombinerKind::Meltr,
+            1,
+            default_shares_every,
+            false,
+        ),
+        ("  + shares", CombinerKind::Meltr, 1, 1, false),
+        ("    per loss", CombinerKind::Meltr, 1, 1, true),
     ];
     let mut trainers = kinds
         .iter()
-        .map(|&(label, kind, log_every, per_loss)| {
-            let mut t = with(&label.trim().replace(' ', "-"), &|c| {
+        .map(|&(label, kind, log_every, shares_every, per_loss)| {
+            let mut t = with(&label.trim().replace([' ', '+'], "-"), &|c| {
                 c.combiner.kind = kind;
                 c.train.log_every = log_every;
+                c.train.shares_every = shares_every;
             })?;
             if per_loss {
                 t.shares_per_loss();

@@ -93,6 +93,12 @@ pub struct TrainConfig {
     pub eval_every: u64,
     pub checkpoint_every: u64,
     pub log_every: u64,
+    /// Each loss's share of the combined gradient costs a second backward
+    /// pass; it is computed at the logged step that reaches each multiple
+    /// of this many steps (every logged step when it is at most
+    /// `log_every`). Losses and effective weights are logged every
+    /// `log_every` steps regardless.
+    pub shares_every: u64,
     /// Writes `trace/` in the session folder (initial θ and φ, each step's
     /// batch rows and meta-step picks, the state after every step) for
     /// `scripts/meltr_replay.py trace`, the step-for-step parity check
@@ -101,6 +107,13 @@ pub struct TrainConfig {
 }
 
 impl TrainConfig {
+    /// Whether the logged step `step` computes gradient shares: a multiple
+    /// of `shares_every` lies within the `log_every` steps it ends.
+    pub fn shares_at(&self, step: u64) -> bool {
+        let every = self.shares_every.max(1);
+        step / every > step.saturating_sub(self.log_every) / every
+    }
+
     /// The inner learning rate at `step` (1-based) under `lr_schedule`.
     pub fn lr_at(&self, step: u64) -> f64 {
         match self.lr_schedule {
@@ -127,6 +140,7 @@ impl Default for TrainConfig {
             eval_every: 50,
             checkpoint_every: 200,
             log_every: 10,
+            shares_every: 50,
             trace: false,
         }
     }

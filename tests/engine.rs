@@ -97,6 +97,8 @@ fn logging_every_step_leaves_the_run_unchanged() {
         let run = |log_every: u64| {
             let mut config = small_config(kind, 30);
             config.train.log_every = log_every;
+            // Shares (and so G from their backward) at every logged step.
+            config.train.shares_every = 1;
             config.train.eval_every = 10;
             config.meltr.train_batch = train_batch.parse().unwrap();
             let name = format!("{kind}-{train_batch}-{log_every}");

@@ -62,6 +62,24 @@ fn cosine_schedule_runs_from_lr_to_zero_and_constant_stays() {
 }
 
 #[test]
+fn shares_come_with_the_logged_step_that_reaches_each_multiple() {
+    let at = |log_every: u64, shares_every: u64| -> Vec<u64> {
+        let mut t = TrainConfig::default();
+        (t.log_every, t.shares_every) = (log_every, shares_every);
+        (1..=30)
+            .filter(|s| s % log_every == 0 && t.shares_at(*s))
+            .collect()
+    };
+    assert_eq!(at(1, 10), [10, 20, 30]);
+    assert_eq!(at(10, 10), [10, 20, 30]);
+    // Logged steps 6, 12, 15, 21, 27, 30 reach the multiples 5 … 30.
+    assert_eq!(at(3, 5), [6, 12, 15, 21, 27, 30]);
+    // Sharing at least as often as logging: every logged step.
+    assert_eq!(at(4, 1), [4, 8, 12, 16, 20, 24, 28]);
+    assert_eq!(at(4, 3), [4, 8, 12, 16, 20, 24, 28]);
+}
+
+#[test]
 fn diff_marks_restart_only_keys() {
     let old = Config::default();
     let mut new = old.clone();

@@ -18,6 +18,7 @@ impl Config {
             ("train.eval_every", self.train.eval_every),
             ("train.checkpoint_every", self.train.checkpoint_every),
             ("train.log_every", self.train.log_every),
+            ("train.shares_every", self.train.shares_every),
             ("meltr.meta_every", self.meltr.meta_every),
         ] {
             if value > i64::MAX as u64 {
@@ -110,6 +111,7 @@ impl Config {
         at_least("train.eval_every", t.eval_every as f64, 1.0)?;
         at_least("train.checkpoint_every", t.checkpoint_every as f64, 1.0)?;
         at_least("train.log_every", t.log_every as f64, 1.0)?;
+        at_least("train.shares_every", t.shares_every as f64, 1.0)?;
 
         let c = &self.combiner;
         for (name, weight) in &c.weights {

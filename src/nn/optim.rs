@@ -4,9 +4,47 @@
 //! and gradients come from `run_backward`, not `.grad`. Both follow
 //! PyTorch's formulas (`torch.optim.AdamW` / `torch.optim.Adam`,
 //! `clip_grad_norm_`): the Python replay compares them step for step.
+//!
+//! The update runs ATen's fused kernel (`_fused_adamw_`, through
+//! `csrc/fused_adam.cpp`: one pass over each parameter) where it applies,
+//! and otherwise a dozen elementwise ops per bucket of parameters.
 
 use super::autograd::norm;
+use crate::ffi::checked;
+use std::ffi::c_char;
 use tch::{Kind, Tensor};
+
+extern "C" {
+    fn meltr_fused_adam(
+        params: *const *mut torch_sys::C_tensor,
+        grads: *const *mut torch_sys::C_tensor,
+        exp_avgs: *const *mut torch_sys::C_tensor,
+        exp_avg_sqs: *const *mut torch_sys::C_tensor,
+        count: i64,
+        step: *mut torch_sys::C_tensor,
+        lr: f64,
+        beta1: f64,
+        beta2: f64,
+        weight_decay: f64,
+        eps: f64,
+        decoupled: i32,
+        found_inf: *mut torch_sys::C_tensor,
+        error: *mut *mut c_char,
+    );
+}
+
+/// How [`AdamW`] computes an update; both give PyTorch's formulas, to
+/// rounding.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kernel {
+    /// ATen's fused Adam/AdamW kernel: each value read and written once
+    /// (`cargo bench --bench adamw`). Used where every parameter, gradient
+    /// and moment shares one device and a floating dtype.
+    Fused,
+    /// A dozen elementwise ops over each bucket: the reference the fused
+    /// kernel is tested against, and the fallback.
+    Buckets,
+}
 
 /// How weight decay enters the update.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -41,6 +79,11 @@ pub struct AdamW {
     pub m: Vec<Tensor>,
     /// The second moments (squared-gradient averages), laid out as `m`.
     pub v: Vec<Tensor>,
+    /// The kernel updates run with ([`Kernel::Fused`] by default).
+    pub kernel: Kernel,
+    /// Why the fused kernel was given up in this run, if it was (the
+    /// trainer logs it once).
+    pub fused_failure: Option<String>,
     buckets: Vec<Bucket>,
 }
 
@@ -105,8 +148,16 @@ impl AdamW {
             step: Tensor::zeros([], (Kind::Double, device)),
             m,
             v,
+            kernel: Kernel::Fused,
+            fused_failure: None,
             buckets,
         }
+    }
+
+    /// The same optimizer computing its updates with `kernel`.
+    pub fn with_kernel(mut self, kernel: Kernel) -> Self {
+        self.kernel = kernel;
+        self
     }
 
     /// The same optimizer with `decay` (decoupled by default).
@@ -125,11 +176,86 @@ impl AdamW {
     /// otherwise, even with non-finite gradients). Nothing waits on the
     /// device.
     pub fn step_if(&mut self, params: &[Tensor], grads: &[Tensor], ok: Option<&Tensor>) {
+        if self.kernel == Kernel::Fused && fusable(params.iter().chain(grads).chain(&self.m)) {
+            let count = self.advanced_count(ok);
+            match self.fused_step(params, grads, ok, &count) {
+                Ok(()) => {
+                    tch::no_grad(|| self.step.copy_(&count));
+                    return;
+                }
+                // The kernel checks its arguments before it writes: the
+                // tensors are as they were, and the buckets take over.
+                Err(e) => {
+                    self.kernel = Kernel::Buckets;
+                    self.fused_failure = Some(format!("{e:#}"));
+                }
+            }
+        }
+        self.bucket_step(params, grads, ok);
+    }
+
+    /// The step count after this update: one more, or (where `ok` is
+    /// false) the same.
+    fn advanced_count(&self, ok: Option<&Tensor>) -> Tensor {
+        tch::no_grad(|| match ok {
+            Some(ok) => &self.step + ok.to_kind(Kind::Double),
+            None => &self.step + 1.0,
+        })
+    }
+
+    /// One update by ATen's fused kernel; where `ok` is false it changes
+    /// nothing.
+    fn fused_step(
+        &self,
+        params: &[Tensor],
+        grads: &[Tensor],
+        ok: Option<&Tensor>,
+        count: &Tensor,
+    ) -> anyhow::Result<()> {
+        if params.is_empty() {
+            return Ok(());
+        }
+        let grads: Vec<Tensor> = grads.iter().map(Tensor::contiguous).collect();
+        let pointers = |tensors: &[Tensor]| -> Vec<*mut torch_sys::C_tensor> {
+            tensors.iter().map(|t| t.as_ptr() as *mut _).collect()
+        };
+        let (p, g) = (pointers(params), pointers(&grads));
+        let (m, v) = (pointers(&self.m), pointers(&self.v));
+        // The kernels want float step counts and skip flags.
+        let step = count.to_kind(Kind::Float);
+        let skip = ok.map(|ok| ok.logical_not().to_kind(Kind::Float));
+        let skip_pointer = skip
+            .as_ref()
+            .map_or(std::ptr::null_mut(), |s| s.as_ptr() as *mut _);
+        let decoupled = i32::from(self.decay == WeightDecay::Decoupled);
+        checked(|error| {
+            // SAFETY: every pointer is a live tch tensor held for the call;
+            // the lists are `params.len()` long.
+            unsafe {
+                meltr_fused_adam(
+                    p.as_ptr(),
+                    g.as_ptr(),
+                    m.as_ptr(),
+                    v.as_ptr(),
+                    params.len() as i64,
+                    step.as_ptr() as *mut _,
+                    self.lr,
+                    self.beta1,
+                    self.beta2,
+                    self.weight_decay,
+                    self.eps,
+                    decoupled,
+                    skip_pointer,
+                    error,
+                )
+            }
+        })
+    }
+
+    /// One update by elementwise ops over each bucket.
+    fn bucket_step(&mut self, params: &[Tensor], grads: &[Tensor], ok: Option<&Tensor>) {
+        let count = self.advanced_count(ok);
         tch::no_grad(|| {
-            let count = match ok {
-                Some(ok) => &self.step + ok.to_kind(Kind::Double),
-                None => &self.step + 1.0,
-            };
             let correction = |beta: f64| -((&count * beta.ln()).exp()) + 1.0;
             let (bc1, bc2) = (correction(self.beta1), correction(self.beta2));
             // `target` takes `new` (where `ok`).
@@ -233,6 +359,21 @@ pub fn per_parameter_step(
     });
 }
 
+/// Whether ATen's fused kernel takes these tensors: one device (CPU or
+/// CUDA) and one floating dtype.
+fn fusable<'a>(mut tensors: impl Iterator<Item = &'a Tensor>) -> bool {
+    let Some(first) = tensors.next() else {
+        return false;
+    };
+    let (device, kind) = (first.device(), first.kind());
+    let supported_device = matches!(device, tch::Device::Cpu | tch::Device::Cuda(_));
+    let supported_kind = matches!(
+        kind,
+        Kind::Float | Kind::Double | Kind::Half | Kind::BFloat16
+    );
+    supported_device && supported_kind && tensors.all(|t| t.device() == device && t.kind() == kind)
+}
+
 /// `flat` split into one view per parameter, each in its parameter's shape.
 fn per_parameter(flat: &Tensor, sizes: &[i64], params: &[Tensor]) -> Vec<Tensor> {
     if params.is_empty() {
@@ -268,51 +409,106 @@ mod tests {
 
     #[test]
     fn a_masked_step_changes_nothing_even_with_nan_gradients() {
-        let p = Tensor::from_slice(&[1.0f64, -2.0]).set_requires_grad(true);
-        let mut opt = AdamW::new(&[p.shallow_clone()], 0.1, 0.01);
-        opt.step(&[p.shallow_clone()], &[Tensor::from_slice(&[3.0f64, -0.5])]);
-        let before: Vec<f64> = Vec::try_from(p.detach()).unwrap();
-        let m_before: Vec<f64> = Vec::try_from(&opt.m[0]).unwrap();
-        let no = Tensor::from(false);
-        opt.step_if(
-            &[p.shallow_clone()],
-            &[Tensor::from_slice(&[f64::NAN, 1.0])],
-            Some(&no),
-        );
-        assert_eq!(Vec::<f64>::try_from(p.detach()).unwrap(), before);
-        assert_eq!(Vec::<f64>::try_from(&opt.m[0]).unwrap(), m_before);
-        assert_eq!(opt.step.double_value(&[]), 1.0);
-        // An allowed masked step is the plain step.
-        let q = Tensor::from_slice(&[1.0f64, -2.0]).set_requires_grad(true);
-        let mut plain = AdamW::new(&[q.shallow_clone()], 0.1, 0.01);
-        plain.step(&[q.shallow_clone()], &[Tensor::from_slice(&[3.0f64, -0.5])]);
-        let g = Tensor::from_slice(&[0.7f64, 0.2]);
-        opt.step_if(
-            &[p.shallow_clone()],
-            &[g.shallow_clone()],
-            Some(&Tensor::from(true)),
-        );
-        plain.step(&[q.shallow_clone()], &[g]);
-        assert_eq!(
-            Vec::<f64>::try_from(p.detach()).unwrap(),
-            Vec::<f64>::try_from(q.detach()).unwrap()
-        );
-        assert_eq!(opt.step.double_value(&[]), 2.0);
+        for kernel in [Kernel::Fused, Kernel::Buckets] {
+            let p = Tensor::from_slice(&[1.0f64, -2.0]).set_requires_grad(true);
+            let mut opt = AdamW::new(&[p.shallow_clone()], 0.1, 0.01).with_kernel(kernel);
+            opt.step(&[p.shallow_clone()], &[Tensor::from_slice(&[3.0f64, -0.5])]);
+            let before: Vec<f64> = Vec::try_from(p.detach()).unwrap();
+            let m_before: Vec<f64> = Vec::try_from(&opt.m[0]).unwrap();
+            let no = Tensor::from(false);
+            opt.step_if(
+                &[p.shallow_clone()],
+                &[Tensor::from_slice(&[f64::NAN, 1.0])],
+                Some(&no),
+            );
+            assert_eq!(
+                Vec::<f64>::try_from(p.detach()).unwrap(),
+                before,
+                "{kernel:?}"
+            );
+            assert_eq!(Vec::<f64>::try_from(&opt.m[0]).unwrap(), m_before);
+            assert_eq!(opt.step.double_value(&[]), 1.0);
+            // An allowed masked step is the plain step.
+            let q = Tensor::from_slice(&[1.0f64, -2.0]).set_requires_grad(true);
+            let mut plain = AdamW::new(&[q.shallow_clone()], 0.1, 0.01).with_kernel(kernel);
+            plain.step(&[q.shallow_clone()], &[Tensor::from_slice(&[3.0f64, -0.5])]);
+            let g = Tensor::from_slice(&[0.7f64, 0.2]);
+            opt.step_if(
+                &[p.shallow_clone()],
+                &[g.shallow_clone()],
+                Some(&Tensor::from(true)),
+            );
+            plain.step(&[q.shallow_clone()], &[g]);
+            assert_eq!(
+                Vec::<f64>::try_from(p.detach()).unwrap(),
+                Vec::<f64>::try_from(q.detach()).unwrap()
+            );
+            assert_eq!(opt.step.double_value(&[]), 2.0);
+            assert_eq!((opt.kernel, opt.fused_failure), (kernel, None));
+        }
+    }
+
+    #[test]
+    fn the_fused_kernel_matches_the_bucket_update() {
+        // Both decays, a skipped step with NaN gradients among them, a
+        // bucket boundary (the large parameter), f64 and f32.
+        for (kind, tolerance) in [(Kind::Double, 1e-12), (Kind::Float, 1e-5)] {
+            for decay in [WeightDecay::Decoupled, WeightDecay::Coupled] {
+                let shapes: [&[i64]; 3] = [&[3, 4], &[BUCKET_VALUES + 7], &[5]];
+                // Copies, not two seeded draws: tests share the global RNG.
+                let initial: Vec<Tensor> = shapes
+                    .iter()
+                    .map(|s| Tensor::randn(*s, (kind, tch::Device::Cpu)))
+                    .collect();
+                let copies = || initial.iter().map(Tensor::copy).collect::<Vec<_>>();
+                let (fused_params, bucket_params) = (copies(), copies());
+                let mut fused = AdamW::new(&fused_params, 0.05, 0.02).with_decay(decay);
+                let mut buckets = AdamW::new(&bucket_params, 0.05, 0.02)
+                    .with_decay(decay)
+                    .with_kernel(Kernel::Buckets);
+                for step in 1..=6 {
+                    let mut grads: Vec<Tensor> =
+                        fused_params.iter().map(|p| p.randn_like()).collect();
+                    let ok = Tensor::from(step != 3);
+                    if step == 3 {
+                        let _ = grads[0].get(0).fill_(f64::NAN);
+                    }
+                    fused.step_if(&fused_params, &grads, Some(&ok));
+                    buckets.step_if(&bucket_params, &grads, Some(&ok));
+                }
+                assert_eq!(fused.fused_failure, None);
+                assert_eq!(fused.step.double_value(&[]), 5.0);
+                for (i, (a, b)) in fused_params.iter().zip(&bucket_params).enumerate() {
+                    let scale = b.abs().max().double_value(&[]);
+                    let err = (a - b).abs().max().double_value(&[]) / scale;
+                    assert!(err < tolerance, "{kind:?} {decay:?} parameter {i}: {err:e}");
+                    let v_err = (&fused.v[i] - &buckets.v[i]).abs().max().double_value(&[]);
+                    let v_scale = buckets.v[i].abs().max().double_value(&[]);
+                    assert!(v_err / v_scale < tolerance, "second moment {i}");
+                }
+                // Not a no-op: the parameters moved.
+                assert!(
+                    (&fused_params[2] - &initial[2])
+                        .abs()
+                        .max()
+                        .double_value(&[])
+                        > 1e-3
+                );
+            }
+        }
     }
 
     #[test]
     fn one_buffer_update_matches_the_per_parameter_update() {
         // Three buckets: the large parameter fills one on its own.
         let shapes: [&[i64]; 4] = [&[3, 4], &[BUCKET_VALUES], &[5], &[2, 1, 3]];
-        let make = || -> Vec<Tensor> {
-            tch::manual_seed(1);
-            shapes
-                .iter()
-                .map(|s| Tensor::randn(*s, (Kind::Double, tch::Device::Cpu)))
-                .collect()
-        };
-        let (ours, theirs) = (make(), make());
-        let mut opt = AdamW::new(&ours, 0.05, 0.01);
+        // Copies, not two seeded draws: tests share the global RNG.
+        let ours: Vec<Tensor> = shapes
+            .iter()
+            .map(|s| Tensor::randn(*s, (Kind::Double, tch::Device::Cpu)))
+            .collect();
+        let theirs: Vec<Tensor> = ours.iter().map(Tensor::copy).collect();
+        let mut opt = AdamW::new(&ours, 0.05, 0.01).with_kernel(Kernel::Buckets);
         let mut moments: Vec<(Tensor, Tensor)> = theirs
             .iter()
             .map(|p| (p.zeros_like(), p.zeros_like()))

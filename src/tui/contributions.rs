@@ -120,7 +120,7 @@ fn render_bars(frame: &mut Frame, area: Rect, app: &App) {
     if !train.shares.is_empty() {
         lines.extend(bar_lines(
             app,
-            "share of the gradient".into(),
+            format!("share of the gradient @{}", fmt::steps(train.shares_step)),
             &train.shares,
             true,
             width,

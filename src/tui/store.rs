@@ -44,7 +44,11 @@ pub struct TrainSnapshot {
     pub step: u64,
     pub losses: Named,
     pub weights: Named,
+    /// The newest gradient shares, kept across the lines without any
+    /// (shares come every `train.shares_every` steps).
     pub shares: Named,
+    /// The step `shares` are from.
+    pub shares_step: u64,
     pub total: f64,
     pub lr: f64,
 }
@@ -155,11 +159,18 @@ impl Store {
                 self.loss_track.push(x, &l);
                 self.weight_track.push(x, &w);
                 self.total_track.push(x, &[*total]);
+                let (shares, shares_step) = match &self.train {
+                    Some(previous) if shares.is_empty() => {
+                        (previous.shares.clone(), previous.shares_step)
+                    }
+                    _ => (shares.clone(), step),
+                };
                 self.train = Some(TrainSnapshot {
                     step,
                     losses: losses.clone(),
                     weights: weights.clone(),
-                    shares: shares.clone(),
+                    shares,
+                    shares_step,
                     total: *total,
                     lr: *lr,
                 });
@@ -268,6 +279,32 @@ mod tests {
             .any(|e| e.text.contains("aid.iterations 0 → 3")));
         assert!(s.log.iter().any(|e| e.text.contains("non-finite")));
         assert_eq!(s.transform.as_ref().unwrap().0, 500);
+    }
+
+    #[test]
+    fn shares_stay_until_newer_ones_arrive() {
+        let mut s = Store::new(&["a".to_string()], "acc", true);
+        let line = |step: u64, share: Option<f64>| MetricLine {
+            step,
+            time: 0.1,
+            record: Record::Train {
+                losses: [("a".to_string(), 1.0)].into(),
+                total: 1.0,
+                weights: [("a".to_string(), 1.0)].into(),
+                lr: 0.1,
+                shares: share
+                    .map(|v| [("a".to_string(), v)].into())
+                    .unwrap_or_default(),
+            },
+        };
+        s.ingest(&line(10, Some(1.0)));
+        s.ingest(&line(20, None));
+        let train = s.train.clone().unwrap();
+        assert_eq!((train.step, train.shares_step), (20, 10));
+        assert_eq!(train.shares.get("a"), Some(&1.0));
+        s.ingest(&line(30, Some(0.5)));
+        let train = s.train.clone().unwrap();
+        assert_eq!((train.shares_step, train.shares.get("a")), (30, Some(&0.5)));
     }
 
     #[test]

@@ -30,7 +30,11 @@ impl Trainer {
         let mut logged = if log_now {
             self.flush_pending()?;
             let weights = combiner::effective_weights(self.combiner.as_ref(), &losses)?;
-            let shares = self.gradient_shares(&losses, &weights)?;
+            let shares = if self.config.train.shares_at(self.step) {
+                Some(self.gradient_shares(&losses, &weights)?)
+            } else {
+                None
+            };
             self.phase_clock.mark("weights + shares");
             Some((weights, shares))
         } else {
@@ -40,7 +44,11 @@ impl Trainer {
         // update, on this batch, and reuses this forward (its graph kept
         // through the inner backward).
         let reuse_forward = self.meta_due() && self.config.meltr.train_batch == TrainBatch::Current;
-        let mut grads = match logged.as_mut().and_then(|(_, s)| s.combined.take()) {
+        let mut grads = match logged
+            .as_mut()
+            .and_then(|(_, s)| s.as_mut())
+            .and_then(|s| s.combined.take())
+        {
             // The shares' backward gave θ's gradient; the combiner's own
             // inner-trained parameters (if any) take a backward through it
             // alone.
@@ -64,6 +72,9 @@ impl Trainer {
             self.phase_clock.start();
         }
         self.inner.step_if(&self.inner_params, &grads, Some(&ok));
+        if let Some(why) = self.inner.fused_failure.take() {
+            self.note_unfused("the model's", &why);
+        }
         self.phase_clock.mark("optimizer");
         let losses = losses.detach();
         if let Some(tracer) = &mut self.tracer {
@@ -81,16 +92,16 @@ impl Trainer {
         });
 
         if let Some((weights, shares)) = logged {
-            let values = Self::host_values(&Tensor::cat(
-                &[
-                    losses.to_kind(Kind::Double),
-                    weights.to_kind(Kind::Double),
-                    total.detach().to_kind(Kind::Double).reshape([1]),
-                    shares.squared_norm.to_kind(Kind::Double).reshape([1]),
-                    shares.shares.to_kind(Kind::Double),
-                ],
-                0,
-            ));
+            let mut parts = vec![
+                losses.to_kind(Kind::Double),
+                weights.to_kind(Kind::Double),
+                total.detach().to_kind(Kind::Double).reshape([1]),
+            ];
+            if let Some(shares) = &shares {
+                parts.push(shares.squared_norm.to_kind(Kind::Double).reshape([1]));
+                parts.push(shares.shares.to_kind(Kind::Double));
+            }
+            let values = Self::host_values(&Tensor::cat(&parts, 0));
             let k = self.loss_names.len();
             let pick = |range: std::ops::Range<usize>| -> Named {
                 self.loss_names
@@ -99,8 +110,9 @@ impl Trainer {
                     .zip(values[range].iter().copied())
                     .collect()
             };
-            // A zero or non-finite combined gradient has no shares.
-            let squared_norm = values[2 * k + 1];
+            // Not computed at this step, or a zero or non-finite combined
+            // gradient: no shares.
+            let squared_norm = values.get(2 * k + 1).copied().unwrap_or(0.0);
             let shares = if squared_norm > 0.0 && squared_norm.is_finite() {
                 pick(2 * k + 2..3 * k + 2)
             } else {
@@ -126,6 +138,15 @@ impl Trainer {
         }
         self.phase_clock.mark("log");
         self.finish_step(reuse_forward)
+    }
+
+    /// Says once that an optimizer left ATen's fused kernel for the
+    /// elementwise update (same formulas, slower).
+    pub(super) fn note_unfused(&mut self, whose: &str, why: &str) {
+        self.emit(Record::Event {
+            level: Level::Info,
+            message: format!("{whose} optimizer updates with elementwise ops from now on: the fused Adam kernel failed ({why})"),
+        });
     }
 
     /// Each loss's share of the combined gradient (see [`shares`]), by a

@@ -147,6 +147,9 @@ impl Trainer {
             .expect("meta combiners have a meta optimizer");
         meta.step_if(&phi, &hyper.grads, Some(&ok));
         let meta_lr = meta.lr;
+        if let Some(why) = meta.fused_failure.take() {
+            self.note_unfused("MELTR's", &why);
+        }
         self.meta_steps_done += 1;
         let largest_weight = match &self.last_losses {
             Some(losses) => Some(
