@@ -3,7 +3,7 @@
 //! (otherwise CUDA is never available), and an rpath to libtorch's lib folder
 //! so the binary runs with no LD_LIBRARY_PATH. Also compiles the small C++
 //! shims (`csrc/`: forward-mode AD, device memory statistics, fused
-//! Adam) against the
+//! Adam, foreach clipping) against the
 //! same libtorch.
 fn main() {
     compile_shims();
@@ -30,11 +30,12 @@ fn main() {
 
 /// `csrc/*.cpp`, built with libtorch's headers and C++ ABI.
 fn compile_shims() {
-    const SOURCES: [&str; 4] = [
+    const SOURCES: [&str; 5] = [
         "csrc/shim.cpp",
         "csrc/forward_ad.cpp",
         "csrc/device_memory.cpp",
         "csrc/fused_adam.cpp",
+        "csrc/clip.cpp",
     ];
     for source in SOURCES {
         println!("cargo:rerun-if-changed={source}");

@@ -10,7 +10,7 @@ Usage (from the repository root; `.torch-python` is the PyTorch that
 meltr-tui links, see scripts/setup.sh):
 
     ./.torch-python scripts/torch_loop.py -c CONFIG.toml [--steps N] [--out times.json]
-        [--optimizer default|foreach|fused] [--jit default|plain]
+        [--optimizer default|foreach|fused] [--jit default|plain] [--phases]
     ./.torch-python scripts/torch_loop.py --check-trace SESSION_DIR [SESSION_DIR ...]
 
 What it runs, per step t = 1..N (each step timed with time.perf_counter,
@@ -47,6 +47,10 @@ Options: --optimizer foreach|fused passes foreach=True / fused=True to the
 inner AdamW (default: PyTorch's default implementation); --jit plain turns
 off the TorchScript graph executor's optimization (what the engine does,
 for exact forward-mode derivatives; default: PyTorch's default executor).
+
+--phases (sum, primary, weights) also times each step's forward, backward,
+clip and optimizer separately (synchronized at each boundary on CUDA) and
+prints their medians over steps 2..N, beside `meltr-tui bench`'s phases.
 
 Output (stdout, and --out as JSON): step_times_s (every step), median_step_s,
 median_inner_step_s (steps without a meta step), median_meta_step_s, mean_step_s,
@@ -301,6 +305,8 @@ class PlainLoop:
     def __init__(self, run: Run, workload: DeviceWorkload, implementation: str):
         s = run.settings
         self.run, self.workload, self.s = run, workload, s
+        # --phases: seconds per phase and step (None: not timed).
+        self.phases: Optional[Dict[str, List[float]]] = None
         if run.combiner == "primary":
             self.terms = [(s.primary, 1.0)]
         elif run.combiner == "sum":
@@ -309,19 +315,34 @@ class PlainLoop:
             self.terms = [(n, run.weights[n]) for n in s.loss_names if run.weights.get(n, 0.0) != 0.0]
         self.optimizer = adamw(workload.theta, s.lr, s.weight_decay, implementation)
 
+    def mark(self, phase: str) -> None:
+        """--phases: the time since the previous mark goes to `phase`."""
+        if self.phases is None:
+            return
+        if self.run.device.type == "cuda":
+            torch.cuda.synchronize(self.run.device)
+        now = time.perf_counter()
+        self.phases.setdefault(phase, []).append(now - self._last_mark)
+        self._last_mark = now
+
     def step(self, t: int, batch: Dict[str, Tensor], meta) -> Tensor:
+        self._last_mark = time.perf_counter()
         out = self.workload.model(batch)
         loss = None
         for n, w in self.terms:
             term = out[n] if w == 1.0 else out[n] * w
             loss = term if loss is None else loss + term
+        self.mark("forward")
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
+        self.mark("backward")
         torch.nn.utils.clip_grad_norm_(self.workload.theta, self.s.grad_clip)
+        self.mark("clip")
         if self.s.lr_schedule != "constant":
             for group in self.optimizer.param_groups:
                 group["lr"] = self.s.lr_at(t)
         self.optimizer.step()
+        self.mark("optimizer")
         if t != 1:  # the loss vector only for --check-trace's first step
             return None
         return torch.stack([out[n] for n in self.s.loss_names]).detach()
@@ -370,7 +391,7 @@ class Record:
     first_step_at: float  # perf_counter before step 1
 
 
-def train(run: Run, implementation: str, record_rows: bool = False) -> Record:
+def train(run: Run, implementation: str, record_rows: bool = False, phases: bool = False) -> Record:
     s = run.settings
     workload = DeviceWorkload(s, run.dtype, run.device)
     # As the engine's inspection: one forward on the first rows, in train mode.
@@ -380,6 +401,10 @@ def train(run: Run, implementation: str, record_rows: bool = False) -> Record:
     if missing:
         raise LoopError(f"the model's outputs {sorted(outputs)} lack the configured losses {missing}")
     loop = (MeltrLoop if run.combiner == "meltr" else PlainLoop)(run, workload, implementation)
+    if phases:
+        if not isinstance(loop, PlainLoop):
+            raise LoopError("--phases times the plain loop's phases: use combiner.kind sum, primary or weights")
+        loop.phases = {}
     batches = EngineBatches(samples, s.batch_size, run.seed, run.device)
     val_batches = max(replay.Workload.samples(workload.val) // batches.batch_size, 1)
     val_len = min(batches.batch_size, replay.Workload.samples(workload.val))
@@ -437,12 +462,13 @@ def median(values: List[float]) -> Optional[float]:
     return statistics.median(values) if values else None
 
 
-def timed(config: str, steps: Optional[int], out: Optional[str], implementation: str, jit: str) -> dict:
+def timed(config: str, steps: Optional[int], out: Optional[str], implementation: str, jit: str,
+          phases: bool = False) -> dict:
     run = load_run(config, steps)
     torch.set_num_threads(run.threads)
     if jit == "plain":
         torch._C._set_graph_executor_optimize(False)
-    record = train(run, implementation)
+    record = train(run, implementation, phases=phases)
     loop_s = sum(record.step_times)
     final_s = finish(run, record)
     meta = set(record.meta_steps)
@@ -475,6 +501,11 @@ def timed(config: str, steps: Optional[int], out: Optional[str], implementation:
         "notes": run.notes,
         "step_times_s": record.step_times,
     }
+    phase_ms = {}
+    if phases:
+        # Medians over steps 2.. (the first includes the executor's warm-up).
+        phase_ms = {name: median(times[1:] or times) * 1e3 for name, times in record.loop.phases.items()}
+        summary["phase_median_ms"] = phase_ms
     if out:
         with open(out, "w") as f:
             json.dump(summary, f, indent=1)
@@ -489,6 +520,9 @@ def timed(config: str, steps: Optional[int], out: Optional[str], implementation:
           f"meta {ms(summary['median_meta_step_s'])}  mean {ms(summary['mean_step_s'])}")
     print(f"  loop {loop_s:.3f} s  setup {summary['setup_s']:.3f} s  end (eval + checkpoint) {final_s:.3f} s  "
           f"whole {summary['whole_s']:.3f} s")
+    if phase_ms:
+        print("  phases (median ms, synchronized at each boundary): "
+              + " · ".join(f"{name} {value:.2f}" for name, value in phase_ms.items()))
     for note in run.notes:
         print(f"  note: {note}")
     return summary
@@ -571,6 +605,8 @@ def main(argv: Optional[List[str]] = None) -> int:
                         help="torch.optim.AdamW's implementation (default: PyTorch's default)")
     parser.add_argument("--jit", choices=["default", "plain"], default="default",
                         help="TorchScript executor: PyTorch's default, or plain (optimization off, as the engine)")
+    parser.add_argument("--phases", action="store_true",
+                        help="also time forward, backward, clip and optimizer of each step (sum, primary, weights)")
     parser.add_argument("--check-trace", metavar="SESSION_DIR", nargs="+",
                         help="check batches, meta picks, losses (and θ for sum/primary/weights) against a "
                              "meltr-tui session run with train.trace = true")
@@ -580,7 +616,7 @@ def main(argv: Optional[List[str]] = None) -> int:
             return max(check_trace(session) for session in args.check_trace)
         if not args.config:
             parser.error("-c CONFIG is required (or --check-trace SESSION_DIR)")
-        timed(args.config, args.steps, args.out, args.optimizer, args.jit)
+        timed(args.config, args.steps, args.out, args.optimizer, args.jit, args.phases)
     except LoopError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2

@@ -31,6 +31,12 @@ extern "C" {
         found_inf: *mut torch_sys::C_tensor,
         error: *mut *mut c_char,
     );
+    fn meltr_clip_grad_norm(
+        grads: *const *mut torch_sys::C_tensor,
+        count: i64,
+        max_norm: f64,
+        error: *mut *mut c_char,
+    ) -> *mut torch_sys::C_tensor;
 }
 
 /// How [`AdamW`] computes an update; both give PyTorch's formulas, to
@@ -387,8 +393,32 @@ fn per_parameter(flat: &Tensor, sizes: &[i64], params: &[Tensor]) -> Vec<Tensor>
 }
 
 /// Scales `grads` in place so their global norm is at most `max_norm`.
-/// Returns the norm before clipping (0-dim tensor; no host sync).
+/// Returns the norm before clipping (0-dim tensor; no host sync). As
+/// `torch.nn.utils.clip_grad_norm_`: foreach norms and one foreach multiply
+/// (`csrc/clip.cpp`), or, where those do not apply (gradients on several
+/// devices or of several dtypes), the same formula op by op.
 pub fn clip_grad_norm(grads: &mut [Tensor], max_norm: f64) -> Tensor {
+    if !grads.is_empty() {
+        let pointers: Vec<*mut torch_sys::C_tensor> =
+            grads.iter().map(|g| g.as_ptr() as *mut _).collect();
+        // SAFETY: the pointers are live tch tensors held for the call; the
+        // shim returns a new tensor that `from_ptr` takes ownership of.
+        let total = checked(|error| unsafe {
+            meltr_clip_grad_norm(pointers.as_ptr(), grads.len() as i64, max_norm, error)
+        });
+        if let Ok(raw) = total {
+            if !raw.is_null() {
+                return unsafe { Tensor::from_ptr(raw) };
+            }
+        }
+    }
+    op_by_op_clip_grad_norm(grads, max_norm)
+}
+
+/// [`clip_grad_norm`] by elementwise ops: the fallback, and the reference
+/// it is tested against.
+#[doc(hidden)]
+pub fn op_by_op_clip_grad_norm(grads: &mut [Tensor], max_norm: f64) -> Tensor {
     let total = norm(grads);
     // Scalar arithmetic on the device tensor: no host-to-device copy.
     // `max_norm / (norm + 1e-6)`, as torch.nn.utils.clip_grad_norm_.
@@ -570,6 +600,29 @@ mod tests {
             decoupled.step(&[r.shallow_clone()], &[Tensor::from_slice(&g)]);
         }
         assert!((&p - &r).abs().max().double_value(&[]) > 1e-4);
+    }
+
+    #[test]
+    fn foreach_clipping_matches_clipping_op_by_op() {
+        for (kind, tolerance) in [(Kind::Double, 1e-14), (Kind::Float, 1e-6)] {
+            for max_norm in [0.5, 1e6] {
+                let grads: Vec<Tensor> = [&[7i64, 3][..], &[1000], &[2, 2, 2]]
+                    .iter()
+                    .map(|s| Tensor::randn(*s, (kind, tch::Device::Cpu)))
+                    .collect();
+                let mut foreach: Vec<Tensor> = grads.iter().map(Tensor::copy).collect();
+                let mut by_ops: Vec<Tensor> = grads.iter().map(Tensor::copy).collect();
+                let a = clip_grad_norm(&mut foreach, max_norm).double_value(&[]);
+                let b = op_by_op_clip_grad_norm(&mut by_ops, max_norm).double_value(&[]);
+                assert!((a - b).abs() / b < tolerance, "{kind:?}: norm {a} vs {b}");
+                for (x, y) in foreach.iter().zip(&by_ops) {
+                    let err = (x - y).abs().max().double_value(&[]);
+                    assert!(err < tolerance, "{kind:?} {max_norm}: {err:e}");
+                }
+                let after = norm(&foreach).double_value(&[]);
+                assert!(after <= max_norm.min(a) * (1.0 + 1e-6), "{after} > {max_norm}");
+            }
+        }
     }
 
     #[test]
