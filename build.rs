@@ -3,7 +3,7 @@
 //! (otherwise CUDA is never available), and an rpath to libtorch's lib folder
 //! so the binary runs with no LD_LIBRARY_PATH. Also compiles the small C++
 //! shims (`csrc/`: forward-mode AD, device memory statistics, fused
-//! Adam, foreach clipping) against the
+//! Adam, foreach clipping, c10d process groups) against the
 //! same libtorch.
 fn main() {
     compile_shims();
@@ -30,12 +30,13 @@ fn main() {
 
 /// `csrc/*.cpp`, built with libtorch's headers and C++ ABI.
 fn compile_shims() {
-    const SOURCES: [&str; 5] = [
+    const SOURCES: [&str; 6] = [
         "csrc/shim.cpp",
         "csrc/forward_ad.cpp",
         "csrc/device_memory.cpp",
         "csrc/fused_adam.cpp",
         "csrc/clip.cpp",
+        "csrc/process_group.cpp",
     ];
     for source in SOURCES {
         println!("cargo:rerun-if-changed={source}");

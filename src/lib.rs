@@ -3,6 +3,7 @@
 pub mod bench;
 pub mod config;
 pub mod device_memory;
+pub mod dist;
 pub mod engine;
 pub mod ffi;
 pub mod meltr;

@@ -9,6 +9,9 @@
 //!   and across modules. That is where layering breaks.
 //! - **No file in `src/` over [`MAX_LINES`] lines** unless its module doc
 //!   says why (a line starting `//! Long:`).
+//! - **The binary defines no vtable of libtorch's classes** that the C++
+//!   shims declare themselves (`csrc/process_group.cpp`): one would take
+//!   the place of libtorch's own.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
@@ -408,5 +411,39 @@ fn no_long_files_without_a_reason() {
         long.is_empty(),
         "files over {MAX_LINES} lines without a `//! Long:` reason in their module doc: {}",
         long.join(", ")
+    );
+}
+
+#[test]
+fn the_binary_defines_no_vtable_of_the_classes_the_shims_declare() {
+    // This test's own executable, which links the shims through this use.
+    let join: fn(&meltr_tui::dist::Rendezvous) -> anyhow::Result<meltr_tui::dist::ProcessGroup> =
+        meltr_tui::dist::ProcessGroup::gloo;
+    std::hint::black_box(join);
+    let binary = std::env::current_exe().expect("the test's path");
+    let out = std::process::Command::new("nm")
+        .arg("-C")
+        .arg("--defined-only")
+        .arg(&binary)
+        .output()
+        .expect("nm (binutils) runs");
+    assert!(
+        out.status.success(),
+        "nm failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let symbols = String::from_utf8_lossy(&out.stdout);
+    // The shims' objects are in: the check sees the symbols they define.
+    assert!(
+        symbols.contains("meltr_pg_gloo_new"),
+        "the process-group shim is not linked"
+    );
+    let own: Vec<&str> = symbols
+        .lines()
+        .filter(|l| l.contains("vtable for c10d::ProcessGroupGloo"))
+        .collect();
+    assert!(
+        own.is_empty(),
+        "the binary defines libtorch's vtables: {own:?}"
     );
 }

@@ -1,0 +1,75 @@
+//! Two Gloo ranks on 127.0.0.1, as threads of this test process.
+
+use super::*;
+use std::time::{Duration, Instant};
+
+/// A port nobody listens on now (the OS picks it; tiny race with others).
+fn free_port() -> u16 {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    listener.local_addr().unwrap().port()
+}
+
+fn at(rank: usize, world: usize, port: u16, timeout: Duration) -> Rendezvous {
+    Rendezvous {
+        rank,
+        world_size: world,
+        local_rank: rank,
+        master_addr: "127.0.0.1".into(),
+        master_port: port,
+        timeout,
+        launcher: rendezvous::Launcher::Torchrun,
+    }
+}
+
+#[test]
+fn two_gloo_ranks_average_and_broadcast() {
+    let port = free_port();
+    let ranks: Vec<_> = (0..2)
+        .map(|rank| {
+            std::thread::spawn(move || -> Result<(Vec<Vec<f64>>, Vec<f64>, f64)> {
+                let group = ProcessGroup::gloo(&at(rank, 2, port, Duration::from_secs(30)))?;
+                assert_eq!((group.rank(), group.world_size()), (rank, 2));
+                let r = rank as f64;
+                // Two dtypes, shapes that need the flat buffer split back.
+                let tensors = vec![
+                    Tensor::from_slice(&[1.0 + r, 10.0 * r]).to_kind(Kind::Double),
+                    Tensor::from_slice(&[r; 6])
+                        .to_kind(Kind::Float)
+                        .view([2, 3]),
+                    Tensor::from_slice(&[3.0 * r]).to_kind(Kind::Double),
+                ];
+                group.all_reduce_mean(&tensors)?;
+                let means = tensors
+                    .iter()
+                    .map(|t| Vec::<f64>::try_from(t.to_kind(Kind::Double).reshape(-1)).unwrap())
+                    .collect();
+                let b = Tensor::from_slice(&[r + 7.0, -r]).to_kind(Kind::Double);
+                group.broadcast(std::slice::from_ref(&b), 1)?;
+                let step = group.broadcast_f64(100.0 + r, 0)?;
+                group.barrier()?;
+                Ok((means, Vec::<f64>::try_from(&b).unwrap(), step))
+            })
+        })
+        .collect();
+    for handle in ranks {
+        let (means, broadcast, step) = handle.join().unwrap().unwrap();
+        assert_eq!(means, vec![vec![1.5, 5.0], vec![0.5; 6], vec![1.5]]);
+        assert_eq!(broadcast, vec![8.0, -1.0]);
+        assert_eq!(step, 100.0);
+    }
+}
+
+#[test]
+fn a_rank_alone_gives_up_after_the_timeout_with_a_clear_message() {
+    let started = Instant::now();
+    let err = ProcessGroup::gloo(&at(0, 2, free_port(), Duration::from_secs(2)))
+        .err()
+        .expect("no second rank ever arrives");
+    let waited = started.elapsed();
+    let message = format!("{err:#}");
+    assert!(message.contains("rank 0 of 2 could not join"), "{message}");
+    assert!(
+        waited >= Duration::from_millis(1500) && waited < Duration::from_secs(30),
+        "{waited:?}"
+    );
+}

@@ -1,0 +1,205 @@
+//! The update and clipping against their references.
+
+use super::*;
+
+#[test]
+fn a_masked_step_changes_nothing_even_with_nan_gradients() {
+    for kernel in [Kernel::Fused, Kernel::Buckets] {
+        let p = Tensor::from_slice(&[1.0f64, -2.0]).set_requires_grad(true);
+        let mut opt = AdamW::new(&[p.shallow_clone()], 0.1, 0.01).with_kernel(kernel);
+        opt.step(&[p.shallow_clone()], &[Tensor::from_slice(&[3.0f64, -0.5])]);
+        let before: Vec<f64> = Vec::try_from(p.detach()).unwrap();
+        let m_before: Vec<f64> = Vec::try_from(&opt.m[0]).unwrap();
+        let no = Tensor::from(false);
+        opt.step_if(
+            &[p.shallow_clone()],
+            &[Tensor::from_slice(&[f64::NAN, 1.0])],
+            Some(&no),
+        );
+        assert_eq!(
+            Vec::<f64>::try_from(p.detach()).unwrap(),
+            before,
+            "{kernel:?}"
+        );
+        assert_eq!(Vec::<f64>::try_from(&opt.m[0]).unwrap(), m_before);
+        assert_eq!(opt.step.double_value(&[]), 1.0);
+        // An allowed masked step is the plain step.
+        let q = Tensor::from_slice(&[1.0f64, -2.0]).set_requires_grad(true);
+        let mut plain = AdamW::new(&[q.shallow_clone()], 0.1, 0.01).with_kernel(kernel);
+        plain.step(&[q.shallow_clone()], &[Tensor::from_slice(&[3.0f64, -0.5])]);
+        let g = Tensor::from_slice(&[0.7f64, 0.2]);
+        opt.step_if(
+            &[p.shallow_clone()],
+            &[g.shallow_clone()],
+            Some(&Tensor::from(true)),
+        );
+        plain.step(&[q.shallow_clone()], &[g]);
+        assert_eq!(
+            Vec::<f64>::try_from(p.detach()).unwrap(),
+            Vec::<f64>::try_from(q.detach()).unwrap()
+        );
+        assert_eq!(opt.step.double_value(&[]), 2.0);
+        assert_eq!((opt.kernel, opt.fused_failure), (kernel, None));
+    }
+}
+
+#[test]
+fn the_fused_kernel_matches_the_bucket_update() {
+    // Both decays, a skipped step with NaN gradients among them, a
+    // bucket boundary (the large parameter), f64 and f32.
+    for (kind, tolerance) in [(Kind::Double, 1e-12), (Kind::Float, 1e-5)] {
+        for decay in [WeightDecay::Decoupled, WeightDecay::Coupled] {
+            let shapes: [&[i64]; 3] = [&[3, 4], &[BUCKET_VALUES + 7], &[5]];
+            // Copies, not two seeded draws: tests share the global RNG.
+            let initial: Vec<Tensor> = shapes
+                .iter()
+                .map(|s| Tensor::randn(*s, (kind, tch::Device::Cpu)))
+                .collect();
+            let copies = || initial.iter().map(Tensor::copy).collect::<Vec<_>>();
+            let (fused_params, bucket_params) = (copies(), copies());
+            let mut fused = AdamW::new(&fused_params, 0.05, 0.02).with_decay(decay);
+            let mut buckets = AdamW::new(&bucket_params, 0.05, 0.02)
+                .with_decay(decay)
+                .with_kernel(Kernel::Buckets);
+            for step in 1..=6 {
+                let grads: Vec<Tensor> = fused_params.iter().map(|p| p.randn_like()).collect();
+                let ok = Tensor::from(step != 3);
+                if step == 3 {
+                    let _ = grads[0].get(0).fill_(f64::NAN);
+                }
+                fused.step_if(&fused_params, &grads, Some(&ok));
+                buckets.step_if(&bucket_params, &grads, Some(&ok));
+            }
+            assert_eq!(fused.fused_failure, None);
+            assert_eq!(fused.step.double_value(&[]), 5.0);
+            for (i, (a, b)) in fused_params.iter().zip(&bucket_params).enumerate() {
+                let scale = b.abs().max().double_value(&[]);
+                let err = (a - b).abs().max().double_value(&[]) / scale;
+                assert!(err < tolerance, "{kind:?} {decay:?} parameter {i}: {err:e}");
+                let v_err = (&fused.v[i] - &buckets.v[i]).abs().max().double_value(&[]);
+                let v_scale = buckets.v[i].abs().max().double_value(&[]);
+                assert!(v_err / v_scale < tolerance, "second moment {i}");
+            }
+            // Not a no-op: the parameters moved.
+            assert!(
+                (&fused_params[2] - &initial[2])
+                    .abs()
+                    .max()
+                    .double_value(&[])
+                    > 1e-3
+            );
+        }
+    }
+}
+
+#[test]
+fn one_buffer_update_matches_the_per_parameter_update() {
+    // Three buckets: the large parameter fills one on its own.
+    let shapes: [&[i64]; 4] = [&[3, 4], &[BUCKET_VALUES], &[5], &[2, 1, 3]];
+    // Copies, not two seeded draws: tests share the global RNG.
+    let ours: Vec<Tensor> = shapes
+        .iter()
+        .map(|s| Tensor::randn(*s, (Kind::Double, tch::Device::Cpu)))
+        .collect();
+    let theirs: Vec<Tensor> = ours.iter().map(Tensor::copy).collect();
+    let mut opt = AdamW::new(&ours, 0.05, 0.01).with_kernel(Kernel::Buckets);
+    let mut moments: Vec<(Tensor, Tensor)> = theirs
+        .iter()
+        .map(|p| (p.zeros_like(), p.zeros_like()))
+        .collect();
+    for step in 1..=5 {
+        let grads: Vec<Tensor> = ours.iter().map(|p| p.randn_like()).collect();
+        opt.step(&ours, &grads);
+        per_parameter_step(&theirs, &grads, &mut moments, step as f64, (0.05, 0.01));
+    }
+    for (i, (a, b)) in ours.iter().zip(&theirs).enumerate() {
+        assert_eq!(a.size(), b.size());
+        // Bias corrections differ in rounding (exp·ln vs powf): 1e-12.
+        let err = (a - b).abs().max().double_value(&[]);
+        assert!(err < 1e-12, "parameter {i}: {err:e}");
+        let m_err = (&opt.m[i] - &moments[i].0).abs().max().double_value(&[]);
+        assert!(m_err < 1e-15, "first moment {i}: {m_err:e}");
+    }
+    // The per-parameter views are the moments the checkpoint saves.
+    let names: Vec<String> = opt.state("opt").into_iter().map(|(n, _)| n).collect();
+    assert_eq!(names.len(), 1 + 2 * shapes.len());
+    assert_eq!(opt.buckets.len(), 3);
+    assert_eq!(opt.m[3].size(), vec![2, 1, 3]);
+}
+
+#[test]
+fn adamw_first_step_moves_by_lr_against_gradient_sign() {
+    let p = Tensor::from_slice(&[1.0f64, -2.0]).set_requires_grad(true);
+    let mut opt = AdamW::new(&[p.shallow_clone()], 0.1, 0.0);
+    opt.step(&[p.shallow_clone()], &[Tensor::from_slice(&[3.0f64, -0.5])]);
+    let got: Vec<f64> = Vec::try_from(p.detach()).unwrap();
+    // Adam's first step is lr·sign(g) (up to eps).
+    assert!(
+        (got[0] - 0.9).abs() < 1e-6 && (got[1] + 1.9).abs() < 1e-6,
+        "{got:?}"
+    );
+}
+
+#[test]
+fn coupled_decay_is_adam_on_the_gradient_plus_l2() {
+    // torch.optim.Adam(weight_decay = λ) steps on g + λ·p: the same as
+    // a decoupled-free step on that gradient.
+    let (lr, wd) = (0.01, 0.3);
+    let p = Tensor::from_slice(&[1.0f64, -2.0, 0.5]);
+    let q = p.copy();
+    let mut coupled = AdamW::new(&[p.shallow_clone()], lr, wd).with_decay(WeightDecay::Coupled);
+    let mut plain = AdamW::new(&[q.shallow_clone()], lr, 0.0);
+    for g in [[0.3f64, -0.1, 2.0], [-0.2, 0.4, 0.1], [1.0, 1.0, -1.0]] {
+        let g = Tensor::from_slice(&g);
+        let with_l2 = &g + &q * wd;
+        coupled.step(&[p.shallow_clone()], &[g]);
+        plain.step(&[q.shallow_clone()], &[with_l2]);
+    }
+    let err = (&p - &q).abs().max().double_value(&[]);
+    assert!(err < 1e-15, "{err:e}");
+    // And it differs from decoupled decay (the option is not a no-op).
+    let r = Tensor::from_slice(&[1.0f64, -2.0, 0.5]);
+    let mut decoupled = AdamW::new(&[r.shallow_clone()], lr, wd);
+    for g in [[0.3f64, -0.1, 2.0], [-0.2, 0.4, 0.1], [1.0, 1.0, -1.0]] {
+        decoupled.step(&[r.shallow_clone()], &[Tensor::from_slice(&g)]);
+    }
+    assert!((&p - &r).abs().max().double_value(&[]) > 1e-4);
+}
+
+#[test]
+fn foreach_clipping_matches_clipping_op_by_op() {
+    for (kind, tolerance) in [(Kind::Double, 1e-14), (Kind::Float, 1e-6)] {
+        for max_norm in [0.5, 1e6] {
+            let grads: Vec<Tensor> = [&[7i64, 3][..], &[1000], &[2, 2, 2]]
+                .iter()
+                .map(|s| Tensor::randn(*s, (kind, tch::Device::Cpu)))
+                .collect();
+            let mut foreach: Vec<Tensor> = grads.iter().map(Tensor::copy).collect();
+            let mut by_ops: Vec<Tensor> = grads.iter().map(Tensor::copy).collect();
+            let a = clip_grad_norm(&mut foreach, max_norm).double_value(&[]);
+            let b = op_by_op_clip_grad_norm(&mut by_ops, max_norm).double_value(&[]);
+            assert!((a - b).abs() / b < tolerance, "{kind:?}: norm {a} vs {b}");
+            for (x, y) in foreach.iter().zip(&by_ops) {
+                let err = (x - y).abs().max().double_value(&[]);
+                assert!(err < tolerance, "{kind:?} {max_norm}: {err:e}");
+            }
+            let after = norm(&foreach).double_value(&[]);
+            assert!(
+                after <= max_norm.min(a) * (1.0 + 1e-6),
+                "{after} > {max_norm}"
+            );
+        }
+    }
+}
+
+#[test]
+fn clipping_bounds_the_global_norm() {
+    let mut g = vec![Tensor::from_slice(&[3.0f64]), Tensor::from_slice(&[4.0f64])];
+    let before = clip_grad_norm(&mut g, 1.0).double_value(&[]);
+    assert!((before - 5.0).abs() < 1e-12);
+    let after = norm(&g).double_value(&[]);
+    assert!((after - 5.0 / (5.0 + 1e-6)).abs() < 1e-12, "{after}");
+    let mut small = vec![Tensor::from_slice(&[0.3f64])];
+    let _ = clip_grad_norm(&mut small, 1.0);
+    assert!((small[0].double_value(&[0]) - 0.3).abs() < 1e-12);
+}
