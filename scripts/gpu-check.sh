@@ -5,7 +5,8 @@
 #   scripts/gpu-check.sh run       # there, from the checkout with carry/ copied along
 #
 # `run` writes everything under $OUT (default: carry/out): the CUDA-only
-# tests (allocator peak memory), `meltr-tui bench --device cuda` on the
+# tests (allocator peak memory; the fused AdamW kernel and foreach clipping
+# against their op-by-op references), `meltr-tui bench --device cuda` on the
 # built-in model and the TorchScript example, and `doctor`.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -34,6 +35,7 @@ run)
     carry/meltr-tui doctor >"$out/doctor.txt" 2>&1 || true
     status=0
     carry/lib-tests --ignored device_memory >"$out/cuda-tests.txt" 2>&1 || status=1
+    carry/lib-tests --ignored on_cuda >>"$out/cuda-tests.txt" 2>&1 || status=1
     carry/meltr-tui bench --device cuda --torchscript carry/bench-model \
         --out "$out/bench-cuda.txt" \
         >/dev/null 2>"$out/bench-cuda.log" || status=1

@@ -45,6 +45,16 @@ fn a_masked_step_changes_nothing_even_with_nan_gradients() {
 
 #[test]
 fn the_fused_kernel_matches_the_bucket_update() {
+    fused_matches_buckets_on(tch::Device::Cpu);
+}
+
+#[test]
+#[ignore = "needs a CUDA device (scripts/gpu-check.sh runs it)"]
+fn the_fused_kernel_matches_the_bucket_update_on_cuda() {
+    fused_matches_buckets_on(tch::Device::Cuda(0));
+}
+
+fn fused_matches_buckets_on(device: tch::Device) {
     // Both decays, a skipped step with NaN gradients among them, a
     // bucket boundary (the large parameter), f64 and f32.
     for (kind, tolerance) in [(Kind::Double, 1e-12), (Kind::Float, 1e-5)] {
@@ -53,7 +63,7 @@ fn the_fused_kernel_matches_the_bucket_update() {
             // Copies, not two seeded draws: tests share the global RNG.
             let initial: Vec<Tensor> = shapes
                 .iter()
-                .map(|s| Tensor::randn(*s, (kind, tch::Device::Cpu)))
+                .map(|s| Tensor::randn(*s, (kind, device)))
                 .collect();
             let copies = || initial.iter().map(Tensor::copy).collect::<Vec<_>>();
             let (fused_params, bucket_params) = (copies(), copies());
@@ -63,7 +73,7 @@ fn the_fused_kernel_matches_the_bucket_update() {
                 .with_kernel(Kernel::Buckets);
             for step in 1..=6 {
                 let grads: Vec<Tensor> = fused_params.iter().map(|p| p.randn_like()).collect();
-                let ok = Tensor::from(step != 3);
+                let ok = Tensor::from(step != 3).to_device(device);
                 if step == 3 {
                     let _ = grads[0].get(0).fill_(f64::NAN);
                 }
@@ -168,11 +178,21 @@ fn coupled_decay_is_adam_on_the_gradient_plus_l2() {
 
 #[test]
 fn foreach_clipping_matches_clipping_op_by_op() {
+    foreach_clipping_matches_on(tch::Device::Cpu);
+}
+
+#[test]
+#[ignore = "needs a CUDA device (scripts/gpu-check.sh runs it)"]
+fn foreach_clipping_matches_clipping_op_by_op_on_cuda() {
+    foreach_clipping_matches_on(tch::Device::Cuda(0));
+}
+
+fn foreach_clipping_matches_on(device: tch::Device) {
     for (kind, tolerance) in [(Kind::Double, 1e-14), (Kind::Float, 1e-6)] {
         for max_norm in [0.5, 1e6] {
             let grads: Vec<Tensor> = [&[7i64, 3][..], &[1000], &[2, 2, 2]]
                 .iter()
-                .map(|s| Tensor::randn(*s, (kind, tch::Device::Cpu)))
+                .map(|s| Tensor::randn(*s, (kind, device)))
                 .collect();
             let mut foreach: Vec<Tensor> = grads.iter().map(Tensor::copy).collect();
             let mut by_ops: Vec<Tensor> = grads.iter().map(Tensor::copy).collect();
