@@ -28,7 +28,8 @@ fn main() {
     println!("cargo:rustc-link-arg=-ltorch");
 }
 
-/// `csrc/*.cpp`, built with libtorch's headers and C++ ABI.
+/// `csrc/*.cpp`, built with libtorch's headers and C++ ABI; the NCCL
+/// process group only where libtorch has CUDA (then `cfg(meltr_nccl)`).
 fn compile_shims() {
     const SOURCES: [&str; 6] = [
         "csrc/shim.cpp",
@@ -38,23 +39,38 @@ fn compile_shims() {
         "csrc/clip.cpp",
         "csrc/process_group.cpp",
     ];
-    for source in SOURCES {
+    const NCCL_SOURCE: &str = "csrc/process_group_nccl.cpp";
+    for source in SOURCES
+        .iter()
+        .chain([&NCCL_SOURCE, &"csrc/process_group.h"])
+    {
         println!("cargo:rerun-if-changed={source}");
     }
+    println!("cargo::rustc-check-cfg=cfg(meltr_nccl)");
     let Ok(lib) = std::env::var("DEP_TCH_LIBTORCH_LIB") else {
         panic!("torch-sys did not report libtorch's lib folder (DEP_TCH_LIBTORCH_LIB); run scripts/setup.sh");
     };
     let root = std::path::Path::new(&lib).join("..");
+    let with_cuda = std::path::Path::new(&lib).join("libtorch_cuda.so").exists();
     // The same libstdc++ ABI choice as torch-sys makes (new ABI unless told).
     let abi = std::env::var("LIBTORCH_CXX11_ABI").unwrap_or_else(|_| "1".into());
     println!("cargo:rerun-if-env-changed=LIBTORCH_CXX11_ABI");
-    cc::Build::new()
+    let mut build = cc::Build::new();
+    build
         .cpp(true)
         .files(SOURCES)
         .include(root.join("include"))
         .include(root.join("include/torch/csrc/api/include"))
         .flag("-std=c++17")
         .flag(format!("-D_GLIBCXX_USE_CXX11_ABI={abi}"))
-        .flag("-w")
-        .compile("meltr_shims");
+        .flag("-w");
+    if with_cuda {
+        build.file(NCCL_SOURCE);
+        println!("cargo:rustc-cfg=meltr_nccl");
+    }
+    build.compile("meltr_shims");
+    if with_cuda {
+        // ProcessGroupNCCL lives in libtorch_cuda, which nothing else names.
+        println!("cargo:rustc-link-arg=-ltorch_cuda");
+    }
 }

@@ -1,7 +1,8 @@
 // c10d process groups for data-parallel training, which tch does not wrap:
 // a TCPStore rendezvous (MASTER_ADDR / MASTER_PORT, as torchrun) and
-// torch's own ProcessGroupGloo for CPU tensors; all-reduce, broadcast and
-// barrier, each bounded by a timeout.
+// torch's own ProcessGroupGloo for CPU tensors (ProcessGroupNCCL for CUDA
+// tensors: process_group_nccl.cpp); all-reduce, broadcast and barrier,
+// each bounded by a timeout.
 //
 // The wheel's headers include ProcessGroupGloo.hpp but not the gloo headers
 // it includes, so the class is declared here with just what is called: the
@@ -14,7 +15,8 @@
 //
 // `at::Tensor*` is what tch's `C_tensor` points to. Errors are returned as
 // malloc'd strings the caller frees with meltr_shim_free (shim.cpp).
-#include <torch/csrc/distributed/c10d/Backend.hpp>
+#include "process_group.h"
+
 #include <torch/csrc/distributed/c10d/TCPStore.hpp>
 
 #include <chrono>
@@ -39,18 +41,9 @@ class ProcessGroupGloo : public Backend {
 }  // namespace c10d
 
 namespace {
-// sizeof(c10d::ProcessGroupGloo) is about 1 KiB in torch 2.11.
-constexpr size_t kGlooStorage = 64 * 1024;
-
-struct Group {
-  c10::intrusive_ptr<c10d::Store> store;
-  c10::intrusive_ptr<c10d::Backend> backend;
-  std::chrono::milliseconds timeout;
-};
-
 void fail(char **error, const std::exception &e) { *error = strdup(e.what()); }
 
-void wait(Group *group, const c10::intrusive_ptr<c10d::Work> &work,
+void wait(meltr::Group *group, const c10::intrusive_ptr<c10d::Work> &work,
           const char *what) {
   if (!work->wait(group->timeout)) {
     throw std::runtime_error(std::string(what) + " did not complete within " +
@@ -58,6 +51,20 @@ void wait(Group *group, const c10::intrusive_ptr<c10d::Work> &work,
   }
 }
 }  // namespace
+
+namespace meltr {
+c10::intrusive_ptr<c10d::Store> rendezvous(const char *host, int port,
+                                           int rank, int world,
+                                           std::chrono::milliseconds timeout) {
+  c10d::TCPStoreOptions options;
+  options.port = static_cast<std::uint16_t>(port);
+  options.isServer = rank == 0;
+  options.numWorkers = world;
+  options.waitWorkers = true;
+  options.timeout = timeout;
+  return c10::make_intrusive<c10d::TCPStore>(host, options);
+}
+}  // namespace meltr
 
 extern "C" {
 
@@ -68,16 +75,10 @@ void *meltr_pg_gloo_new(const char *host, int port, int rank, int world,
                         int64_t timeout_ms, char **error) {
   try {
     auto timeout = std::chrono::milliseconds(timeout_ms);
-    c10d::TCPStoreOptions options;
-    options.port = static_cast<std::uint16_t>(port);
-    options.isServer = rank == 0;
-    options.numWorkers = world;
-    options.waitWorkers = true;
-    options.timeout = timeout;
-    auto store = c10::make_intrusive<c10d::TCPStore>(host, options);
+    auto store = meltr::rendezvous(host, port, rank, world, timeout);
     auto gloo_options = c10d::ProcessGroupGloo::Options::create_default(timeout);
-    void *storage = ::operator new(kGlooStorage);
-    std::memset(storage, 0, kGlooStorage);
+    void *storage = ::operator new(meltr::kObjectStorage);
+    std::memset(storage, 0, meltr::kObjectStorage);
     c10d::ProcessGroupGloo *gloo;
     try {
       gloo = new (storage) c10d::ProcessGroupGloo(store, rank, world,
@@ -90,19 +91,19 @@ void *meltr_pg_gloo_new(const char *host, int port, int rank, int world,
     // Backend's virtual destructor, which frees `storage`.
     auto backend = c10::intrusive_ptr<c10d::Backend>::unsafe_steal_from_new(
         static_cast<c10d::Backend *>(gloo));
-    return new Group{store, backend, timeout};
+    return new meltr::Group{store, backend, timeout};
   } catch (const std::exception &e) {
     fail(error, e);
     return nullptr;
   }
 }
 
-void meltr_pg_free(void *group) { delete static_cast<Group *>(group); }
+void meltr_pg_free(void *group) { delete static_cast<meltr::Group *>(group); }
 
 // Sums `tensor` (contiguous) over the ranks, in place.
 void meltr_pg_all_reduce_sum(void *group, at::Tensor *tensor, char **error) {
   try {
-    auto *g = static_cast<Group *>(group);
+    auto *g = static_cast<meltr::Group *>(group);
     std::vector<at::Tensor> list{*tensor};
     c10d::AllreduceOptions options;
     options.timeout = g->timeout;
@@ -116,7 +117,7 @@ void meltr_pg_all_reduce_sum(void *group, at::Tensor *tensor, char **error) {
 void meltr_pg_broadcast(void *group, at::Tensor *tensor, int root,
                         char **error) {
   try {
-    auto *g = static_cast<Group *>(group);
+    auto *g = static_cast<meltr::Group *>(group);
     std::vector<at::Tensor> list{*tensor};
     c10d::BroadcastOptions options;
     options.rootRank = root;
@@ -129,7 +130,7 @@ void meltr_pg_broadcast(void *group, at::Tensor *tensor, int root,
 
 void meltr_pg_barrier(void *group, char **error) {
   try {
-    auto *g = static_cast<Group *>(group);
+    auto *g = static_cast<meltr::Group *>(group);
     c10d::BarrierOptions options;
     options.timeout = g->timeout;
     wait(g, g->backend->barrier(options), "barrier");

@@ -6,7 +6,8 @@
 #
 # `run` writes everything under $OUT (default: carry/out): the CUDA-only
 # tests (allocator peak memory; the fused AdamW kernel and foreach clipping
-# against their op-by-op references), `meltr-tui bench --device cuda` on the
+# against their op-by-op references; an NCCL process group of one rank),
+# `meltr-tui bench --device cuda` on the
 # built-in model and the TorchScript example, and `doctor`.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -35,7 +36,7 @@ run)
     carry/meltr-tui doctor >"$out/doctor.txt" 2>&1 || true
     status=0
     carry/lib-tests --ignored device_memory >"$out/cuda-tests.txt" 2>&1 || status=1
-    carry/lib-tests --ignored on_cuda >>"$out/cuda-tests.txt" 2>&1 || status=1
+    carry/lib-tests --ignored on_cuda >>"$out/cuda-tests.txt" 2>&1 || status=1  # fused AdamW, clipping, NCCL
     carry/meltr-tui bench --device cuda --torchscript carry/bench-model \
         --out "$out/bench-cuda.txt" \
         >/dev/null 2>"$out/bench-cuda.log" || status=1

@@ -417,9 +417,12 @@ fn no_long_files_without_a_reason() {
 #[test]
 fn the_binary_defines_no_vtable_of_the_classes_the_shims_declare() {
     // This test's own executable, which links the shims through this use.
-    let join: fn(&meltr_tui::dist::Rendezvous) -> anyhow::Result<meltr_tui::dist::ProcessGroup> =
-        meltr_tui::dist::ProcessGroup::gloo;
-    std::hint::black_box(join);
+    type Join = fn(&meltr_tui::dist::Rendezvous) -> anyhow::Result<meltr_tui::dist::ProcessGroup>;
+    let joins: [Join; 2] = [
+        meltr_tui::dist::ProcessGroup::gloo,
+        meltr_tui::dist::ProcessGroup::nccl,
+    ];
+    std::hint::black_box(joins);
     let binary = std::env::current_exe().expect("the test's path");
     let out = std::process::Command::new("nm")
         .arg("-C")
@@ -440,7 +443,10 @@ fn the_binary_defines_no_vtable_of_the_classes_the_shims_declare() {
     );
     let own: Vec<&str> = symbols
         .lines()
-        .filter(|l| l.contains("vtable for c10d::ProcessGroupGloo"))
+        .filter(|l| {
+            l.contains("vtable for c10d::ProcessGroupGloo")
+                || l.contains("vtable for c10d::ProcessGroupNCCL")
+        })
         .collect();
     assert!(
         own.is_empty(),

@@ -2,7 +2,9 @@
 //! the ranks are and where they meet ([`rendezvous`]: torchrun's variables
 //! or SLURM's), and the collectives data-parallel training needs over a
 //! c10d process group (`csrc/process_group.cpp`: a TCPStore rendezvous and
-//! ProcessGroupGloo for CPU tensors), each bounded by the group's timeout.
+//! ProcessGroupGloo for CPU tensors; `csrc/process_group_nccl.cpp`:
+//! ProcessGroupNCCL for CUDA tensors, built where libtorch has CUDA), each
+//! bounded by the group's timeout.
 
 pub mod rendezvous;
 
@@ -15,6 +17,15 @@ pub use rendezvous::Rendezvous;
 
 extern "C" {
     fn meltr_pg_gloo_new(
+        host: *const c_char,
+        port: i32,
+        rank: i32,
+        world: i32,
+        timeout_ms: i64,
+        error: *mut *mut c_char,
+    ) -> *mut c_void;
+    #[cfg(meltr_nccl)]
+    fn meltr_pg_nccl_new(
         host: *const c_char,
         port: i32,
         rank: i32,
@@ -52,11 +63,40 @@ impl ProcessGroup {
     /// Joins the Gloo group described by `at` (CPU tensors): waits until
     /// every rank has arrived, or fails after the timeout.
     pub fn gloo(at: &Rendezvous) -> Result<Self> {
+        Self::join(at, "Gloo", meltr_pg_gloo_new)
+    }
+
+    /// Joins the NCCL group described by `at` (CUDA tensors on this
+    /// process's device).
+    #[cfg(meltr_nccl)]
+    pub fn nccl(at: &Rendezvous) -> Result<Self> {
+        Self::join(at, "NCCL", meltr_pg_nccl_new)
+    }
+
+    /// Without CUDA in libtorch there is no NCCL group.
+    #[cfg(not(meltr_nccl))]
+    pub fn nccl(_at: &Rendezvous) -> Result<Self> {
+        anyhow::bail!("this build's libtorch has no CUDA, so no NCCL process group")
+    }
+
+    fn join(
+        at: &Rendezvous,
+        backend: &str,
+        new: unsafe extern "C" fn(
+            *const c_char,
+            i32,
+            i32,
+            i32,
+            i64,
+            *mut *mut c_char,
+        ) -> *mut c_void,
+    ) -> Result<Self> {
         let host = CString::new(at.master_addr.as_str())
             .with_context(|| format!("MASTER_ADDR {:?} holds a NUL byte", at.master_addr))?;
         let timeout_ms = i64::try_from(at.timeout.as_millis()).unwrap_or(i64::MAX);
+        // SAFETY: `host` outlives the call; the shim copies what it keeps.
         let raw = checked(|error| unsafe {
-            meltr_pg_gloo_new(
+            new(
                 host.as_ptr(),
                 i32::from(at.master_port),
                 at.rank as i32,
@@ -67,7 +107,7 @@ impl ProcessGroup {
         })
         .with_context(|| {
             format!(
-                "rank {} of {} could not join the Gloo group at {}:{} within {:?}",
+                "rank {} of {} could not join the {backend} group at {}:{} within {:?}",
                 at.rank, at.world_size, at.master_addr, at.master_port, at.timeout
             )
         })?;

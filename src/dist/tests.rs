@@ -73,3 +73,25 @@ fn a_rank_alone_gives_up_after_the_timeout_with_a_clear_message() {
         "{waited:?}"
     );
 }
+
+#[test]
+#[ignore = "needs a CUDA device (scripts/gpu-check.sh runs it)"]
+fn an_nccl_group_of_one_all_reduces_and_broadcasts_on_cuda() {
+    let group = ProcessGroup::nccl(&at(0, 1, free_port(), Duration::from_secs(60))).unwrap();
+    let device = tch::Device::Cuda(0);
+    let tensors = vec![
+        Tensor::from_slice(&[1.0f32, 2.0]).to_device(device),
+        Tensor::from_slice(&[3.0f64]).to_device(device),
+    ];
+    group.all_reduce_mean(&tensors).unwrap();
+    group.broadcast(&tensors, 0).unwrap();
+    group.barrier().unwrap();
+    assert_eq!(
+        Vec::<f32>::try_from(tensors[0].to_device(tch::Device::Cpu)).unwrap(),
+        [1.0, 2.0]
+    );
+    assert_eq!(
+        Vec::<f64>::try_from(tensors[1].to_device(tch::Device::Cpu)).unwrap(),
+        [3.0]
+    );
+}
