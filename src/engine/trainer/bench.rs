@@ -20,6 +20,21 @@ impl BenchTrainer {
         self.0.train_step()
     }
 
+    /// Joins a data-parallel group now (a run joins when it starts).
+    pub fn join_group(&mut self, at: &crate::dist::Rendezvous) -> Result<()> {
+        self.0.join_group(at)
+    }
+
+    /// θ and then φ (the combiner's parameters), detached copies.
+    pub fn parameters(&self) -> Vec<Tensor> {
+        self.0
+            .theta
+            .iter()
+            .chain(&self.0.combiner.params())
+            .map(|t| t.detach().copy())
+            .collect()
+    }
+
     /// One meta step on the recent batches.
     pub fn meta_step(&mut self) -> Result<()> {
         self.0.meta_step(None)?;

@@ -6,6 +6,9 @@ impl Trainer {
     /// Writes a checkpoint now (and makes the metrics durable up to it).
     pub fn write_checkpoint(&mut self) -> Result<()> {
         self.flush_pending()?;
+        if self.is_follower() {
+            return Ok(());
+        }
         if self.checkpointed_at == Some(self.step) && !self.checkpoint_owed {
             return Ok(());
         }

@@ -10,7 +10,7 @@ impl Trainer {
         // Phases (`meltr-tui bench`; marks do nothing otherwise).
         self.phase_clock.start();
         self.inner.lr = self.config.train.lr_at(self.step);
-        let batch = self.workload.train_batch(self.step)?;
+        let batch = self.shard(self.workload.train_batch(self.step)?)?;
         self.phase_clock.mark("batch");
         let named = self
             .workload
@@ -59,6 +59,9 @@ impl Trainer {
             }
             None => grad(&[&total], &self.inner_params, reuse_forward, false)?,
         };
+        // Data-parallel: the mean gradient of all ranks' shards, and a step
+        // skipped everywhere when any rank's losses are not finite.
+        let losses_finite = self.average_gradients(&grads, &losses_finite)?;
         self.phase_clock.mark("backward");
         let norm = clip_grad_norm(&mut grads, self.config.train.grad_clip);
         let ok = losses_finite.logical_and(&norm.isfinite());
@@ -101,7 +104,10 @@ impl Trainer {
                 parts.push(shares.squared_norm.to_kind(Kind::Double).reshape([1]));
                 parts.push(shares.shares.to_kind(Kind::Double));
             }
-            let values = Self::host_values(&Tensor::cat(&parts, 0));
+            let values = Tensor::cat(&parts, 0);
+            // What every rank logged, averaged (rank 0 writes it).
+            self.average_over_ranks(std::slice::from_ref(&values))?;
+            let values = Self::host_values(&values);
             let k = self.loss_names.len();
             let pick = |range: std::ops::Range<usize>| -> Named {
                 self.loss_names

@@ -46,7 +46,7 @@ impl Trainer {
         };
         let held_out;
         let (val_step, val_batch) = if self.config.meltr.val_source == ValSource::Val {
-            held_out = self.workload.val_batch(self.step)?;
+            held_out = self.shard(self.workload.val_batch(self.step)?)?;
             (None, &held_out)
         } else {
             let (step, batch) = pool[rng.below(n) as usize];
@@ -137,6 +137,11 @@ impl Trainer {
                 });
             }
         }
+        // Data-parallel: φ's hypergradient (and the logged γ term) averaged
+        // over the ranks' shards, so φ moves alike everywhere.
+        let mut averaged: Vec<Tensor> = hyper.grads.iter().map(Tensor::shallow_clone).collect();
+        averaged.push(hyper.reg.reshape([1]));
+        self.average_over_ranks(&averaged)?;
         // A non-finite hypergradient skips the meta update on the device.
         let norm = clip_grad_norm(&mut hyper.grads, self.config.meltr.meta_grad_clip);
         let ok = norm.isfinite();

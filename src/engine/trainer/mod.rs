@@ -8,6 +8,7 @@
 mod bench;
 pub use bench::BenchTrainer;
 mod checkpointing;
+mod data_parallel;
 mod inner;
 mod live;
 mod meta;
@@ -114,13 +115,27 @@ pub struct Trainer {
     tracer: Option<Tracer>,
     /// A copy of `config` that others read (the config file watcher).
     in_force: Arc<Mutex<Config>>,
+    /// The data-parallel group this rank belongs to (see
+    /// `data_parallel.rs`), once joined.
+    group: Option<crate::dist::ProcessGroup>,
+    /// The group to join when the run starts (from the launcher's
+    /// variables), not yet joined.
+    rendezvous: Option<crate::dist::Rendezvous>,
 }
 
 impl Trainer {
+    /// Joins this data-parallel group when the run starts.
+    pub fn set_rendezvous(&mut self, at: crate::dist::Rendezvous) {
+        self.rendezvous = Some(at);
+    }
+
     /// Trains until `train.steps` (live-editable) or a Stop command.
     pub fn run(mut self, commands: Receiver<Command>) -> Result<Status> {
         // OpenMP's thread count is per calling thread: set it on this one.
         tch::set_num_threads(self.config.train.threads as i32);
+        if let Some(at) = self.rendezvous.take() {
+            self.join_group(&at)?;
+        }
         self.send(Event::ConfigInForce {
             config: Box::new(self.config.clone()),
         });
@@ -250,6 +265,9 @@ impl Trainer {
     }
 
     fn evaluate(&mut self) -> Result<()> {
+        if self.is_follower() {
+            return Ok(());
+        }
         self.flush_pending()?;
         let eval = self.workload.evaluate()?;
         self.emit(Record::Eval {

@@ -109,6 +109,9 @@ impl Trainer {
 
     /// As [`Trainer::emit`], for a line about an earlier step.
     pub(super) fn emit_at(&mut self, step: u64, record: Record) {
+        if self.is_follower() {
+            return;
+        }
         let line = MetricLine {
             step,
             time: self.time(),

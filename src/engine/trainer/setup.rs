@@ -189,6 +189,8 @@ impl Trainer {
             skipped_in_a_row: 0,
             tracer,
             in_force: Arc::new(Mutex::new(in_force)),
+            group: None,
+            rendezvous: None,
         };
         for (level, message) in notes {
             trainer.emit(Record::Event { level, message });
