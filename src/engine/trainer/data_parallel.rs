@@ -14,7 +14,7 @@ impl Trainer {
     /// run and a resumed one start alike on every rank.
     pub(super) fn join_group(&mut self, at: &Rendezvous) -> Result<()> {
         let batch_size = self.config.workload.batch_size;
-        if batch_size % at.world_size != 0 {
+        if !batch_size.is_multiple_of(at.world_size) {
             bail!(
                 "workload.batch_size = {batch_size} does not split evenly over {} ranks",
                 at.world_size
