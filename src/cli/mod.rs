@@ -13,6 +13,7 @@ mod fork;
 mod headless;
 mod list;
 mod session_start;
+mod sweep;
 
 use headless::run_headless;
 use list::ls;
@@ -130,6 +131,10 @@ pub enum Cmd {
         #[command(flatten)]
         how: HowToRun,
     },
+    /// A sweep: one session per combination of the --set values (and
+    /// --seeds), all in one group, at most --parallel runners at a time
+    /// here or a SLURM job array (--slurm); `sweep resume|stop|ls GROUP`.
+    Sweep(sweep::SweepArgs),
     /// Open the TUI on a session (default: the newest): live when its runner
     /// is alive, else its history. `q` detaches; the run goes on.
     Attach { session: Option<String> },
@@ -265,6 +270,7 @@ pub fn dispatch(cli: Cli) -> Result<()> {
             set,
             how,
         }) => fork::fork(&root, &session, at, name, &set, Mode::of(&how)),
+        Some(Cmd::Sweep(args)) => sweep::sweep(&root, args),
         Some(Cmd::Attach { session }) => {
             let dir = match session {
                 Some(query) => session::find(&root, &query)?,
