@@ -307,7 +307,10 @@ fn drive_loop(root: &Path, plan: &Plan, parallel: usize) -> Result<()> {
         let states = sweep::states(root, plan);
         let labels: Vec<&'static str> = states.iter().map(State::label).collect();
         for (i, (state, label)) in states.iter().zip(&labels).enumerate() {
-            if last_label.get(i) != Some(label) && !last_label.is_empty() {
+            let was = last_label.get(i).copied();
+            // Starts are announced when made.
+            let started = was == Some("queued") && *label == "running";
+            if was.is_some_and(|was| was != *label) && !started {
                 let member = &plan.members[i];
                 let id = state
                     .dir()
@@ -346,9 +349,14 @@ fn drive_loop(root: &Path, plan: &Plan, parallel: usize) -> Result<()> {
             }
             tried.insert(i);
             let member = &plan.members[i];
+            let verb = if states[i].dir().is_some() {
+                "resumed"
+            } else {
+                "started"
+            };
             match start_member(root, plan, i, &states[i]) {
                 Ok(id) => println!(
-                    "  {:>3} started  {id}  {}",
+                    "  {:>3} {verb:<8} {id}  {}",
                     member.index,
                     member.label(&keys)
                 ),
