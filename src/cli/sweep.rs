@@ -328,7 +328,7 @@ fn drive_loop(root: &Path, plan: &Plan, parallel: usize) -> Result<()> {
             println!("driver stopped: no more members start; running ones go on (`meltr-tui sweep resume {}` continues)", plan.group);
             break;
         }
-        let mut running = states
+        let running = states
             .iter()
             .filter(|s| matches!(s, State::Running { .. }))
             .count();
@@ -343,10 +343,8 @@ fn drive_loop(root: &Path, plan: &Plan, parallel: usize) -> Result<()> {
         if running == 0 && startable.is_empty() {
             break;
         }
-        for i in startable {
-            if running >= parallel {
-                break;
-            }
+        let free = parallel.saturating_sub(running);
+        for i in startable.into_iter().take(free) {
             tried.insert(i);
             let member = &plan.members[i];
             let verb = if states[i].dir().is_some() {
@@ -362,7 +360,6 @@ fn drive_loop(root: &Path, plan: &Plan, parallel: usize) -> Result<()> {
                 ),
                 Err(e) => eprintln!("  {:>3} did not start: {e:#}", member.index),
             }
-            running += 1;
         }
         std::thread::sleep(Duration::from_millis(300));
     }
@@ -372,7 +369,7 @@ fn drive_loop(root: &Path, plan: &Plan, parallel: usize) -> Result<()> {
 /// Starts member `i` in a detached runner: a new session from its config,
 /// or its session resumed. Returns the session id.
 fn start_member(root: &Path, plan: &Plan, i: usize, state: &State) -> Result<String> {
-    let dir = match state.dir() {
+    let (dir, resume) = match state.dir() {
         Some(dir) => {
             SessionDir::new(dir).prepare_socket()?;
             let mut meta = SessionMeta::read(dir)?;
@@ -380,15 +377,20 @@ fn start_member(root: &Path, plan: &Plan, i: usize, state: &State) -> Result<Str
             meta.pid = std::process::id();
             meta.error = None;
             meta.write(dir)?;
-            crate::runner::launch::launch(dir, true)?;
-            dir.to_path_buf()
+            (dir.to_path_buf(), true)
         }
-        None => {
-            let dir = new_member_session(root, plan, i)?;
-            crate::runner::launch::launch(&dir, false)?;
-            dir
-        }
+        None => (new_member_session(root, plan, i)?, false),
     };
+    if let Err(e) = crate::runner::launch::launch(&dir, resume) {
+        // The session names this process until a runner takes it over: a
+        // runner that never got that far must not leave it `running`.
+        if SessionMeta::read(&dir)
+            .is_ok_and(|m| m.pid == std::process::id() && !m.status.is_terminal())
+        {
+            let _ = session::update_status(&dir, Status::Failed, Some(format!("{e:#}")));
+        }
+        return Err(e);
+    }
     Ok(SessionDir::new(&dir).id())
 }
 

@@ -205,6 +205,18 @@ mod tests {
     }
 
     #[test]
+    fn truncate_after_keeps_kept_lines_byte_for_byte() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("metrics.jsonl");
+        // Parsing and printing this float again changes its last digit.
+        let kept = r#"{"step":3,"time":0.30832561,"kind":"meta","hypergrad_norm":68.29016876220703,"reg":11.505110740661621,"meta_lr":0.001,"aid_iterations":0}"#;
+        let later = event(4).to_json();
+        std::fs::write(&path, format!("{kept}\n{later}\n")).unwrap();
+        assert_eq!(truncate_after(&path, 3).unwrap(), 1);
+        assert_eq!(std::fs::read_to_string(&path).unwrap(), format!("{kept}\n"));
+    }
+
+    #[test]
     fn torn_last_line_is_ignored_and_cut_on_reopen() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("metrics.jsonl");
