@@ -1,8 +1,8 @@
 //! `--set` overrides, sweeps and forks as a user meets them: a sweep whose
 //! runner and driver are killed and which is resumed to the end, a SLURM
 //! array script (printed, and run task by task by a stand-in `sbatch`),
-//! forks that continue their parent bit for bit unless a key changed, and
-//! overrides checked like the file.
+//! forks that continue their parent bit for bit unless a key changed,
+//! overrides checked like the file, and a detached sweep stopped as a whole.
 
 mod common;
 
@@ -472,4 +472,57 @@ fn set_overrides_are_checked_like_the_file_and_recorded_in_the_session_config() 
         "only the value changed"
     );
     assert_eq!(common::logged_train_steps(&dir).last(), Some(&40));
+}
+
+#[test]
+fn a_detached_sweep_is_stopped_as_a_whole() {
+    let tmp = tempfile::tempdir().unwrap();
+    let root = tmp.path().join("sessions");
+    let _reaper = Reaper(root.clone());
+    let out = run_with_limit(
+        meltr(&root)
+            .args(["sweep", "--detach", "-c"])
+            .arg(repo("configs/synthetic.toml"))
+            .args(["--set", "aid.iterations=0,1", "--seeds", "0,1"])
+            .args(["--parallel", "2", "--steps", "100000", "--name", "long"])
+            .args(SMALL),
+        WAIT,
+    );
+    assert!(out.status.success(), "{}", text(&out));
+    assert!(
+        text(&out).contains("driven in the background"),
+        "{}",
+        text(&out)
+    );
+    let pid_file = root.join("long.sweep/driver.pid");
+    let driver: u32 = wait_for("the driver's pid file", || {
+        std::fs::read_to_string(&pid_file).ok()?.trim().parse().ok()
+    });
+    let runners: Vec<u32> = wait_for("two running members", || {
+        let pids: Vec<u32> = members(&root, "long")
+            .iter()
+            .filter(|(_, m)| m.pid != driver && session::pid_alive(m.pid))
+            .map(|(_, m)| m.pid)
+            .collect();
+        (pids.len() == 2).then_some(pids)
+    });
+    let out = run_with_limit(meltr(&root).args(["sweep", "stop", "long"]), WAIT);
+    let said = text(&out);
+    assert!(out.status.success(), "{said}");
+    assert!(
+        said.contains(&format!("stopped the driver (pid {driver})")),
+        "{said}"
+    );
+    assert!(
+        !session::pid_alive(driver) && runners.iter().all(|p| !session::pid_alive(*p)),
+        "{said}"
+    );
+    let all = members(&root, "long");
+    assert_eq!(all.len(), 2, "nothing started after the stop");
+    assert!(
+        all.iter().all(|(_, m)| m.status == Status::Stopped),
+        "{all:?}"
+    );
+    assert_eq!(said.matches(" stopped ").count(), 2, "{said}");
+    assert_eq!(said.matches(" queued ").count(), 2, "{said}");
 }

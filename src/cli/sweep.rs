@@ -37,6 +37,10 @@ pub struct SweepArgs {
     /// List the combinations (with --slurm: print the script); write nothing.
     #[arg(long)]
     dry_run: bool,
+    /// Run the driver in the background, immune to hang-ups (its output
+    /// goes to SESSIONS/GROUP.sweep/driver.log), and return.
+    #[arg(long, conflicts_with_all = ["slurm", "dry_run"])]
+    detach: bool,
     /// Submit to SLURM as a job array (sbatch), one member per task.
     #[arg(long)]
     slurm: bool,
@@ -62,6 +66,9 @@ enum SweepAction {
         /// Submit what is left to SLURM instead.
         #[arg(long)]
         slurm: bool,
+        /// Run the driver in the background (output: GROUP.sweep/driver.log).
+        #[arg(long, conflicts_with = "slurm")]
+        detach: bool,
         #[arg(
             long = "sbatch",
             value_name = "OPTION",
@@ -92,12 +99,16 @@ pub(super) fn sweep(root: &Path, args: SweepArgs) -> Result<()> {
             group,
             parallel,
             slurm,
+            detach,
             sbatch,
         }) => {
             let plan = Plan::read(root, &group)?;
-            let parallel = parallel.unwrap_or(plan.parallel).max(1);
             if slurm {
-                return submit(root, plan, parallel, &sbatch, false, true);
+                return submit(root, plan, parallel.unwrap_or(0), &sbatch, false, true);
+            }
+            let parallel = parallel.unwrap_or(plan.parallel).max(1);
+            if detach {
+                return detach_driver(root, &plan, parallel);
             }
             drive(root, &plan, parallel)
         }
@@ -171,7 +182,56 @@ fn create(root: &Path, args: SweepArgs) -> Result<()> {
             false,
         );
     }
+    if args.detach {
+        return detach_driver(root, &plan, plan.parallel);
+    }
     drive(root, &plan, plan.parallel)
+}
+
+/// Starts `sweep resume GROUP` as a background process in its own process
+/// session (a closed terminal never reaches it), output to `driver.log`.
+fn detach_driver(root: &Path, plan: &Plan, parallel: usize) -> Result<()> {
+    use std::os::unix::process::CommandExt;
+    let log_path = sweep::folder(root, &plan.group).join("driver.log");
+    let log = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(&log_path)
+        .with_context(|| format!("cannot open {}", log_path.display()))?;
+    let exe = std::env::current_exe().context("cannot find the meltr-tui executable")?;
+    let mut command = std::process::Command::new(exe);
+    command
+        .arg("--sessions-dir")
+        .arg(root)
+        .args([
+            "sweep",
+            "resume",
+            &plan.group,
+            "--parallel",
+            &parallel.to_string(),
+        ])
+        .stdin(std::process::Stdio::null())
+        .stdout(log.try_clone()?)
+        .stderr(log);
+    // SAFETY: setsid is async-signal-safe; the new session has no
+    // controlling terminal, so its hang-up never reaches the driver.
+    unsafe {
+        command.pre_exec(|| {
+            if libc::setsid() < 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
+    let child = command.spawn().context("cannot start the sweep driver")?;
+    println!(
+        "sweep `{}` driven in the background (pid {}); output in {}; watch with `meltr-tui sweep ls {}`",
+        plan.group,
+        child.id(),
+        log_path.display(),
+        plan.group
+    );
+    Ok(())
 }
 
 /// `--parallel` as a SLURM throttle: only when given.
@@ -482,6 +542,11 @@ fn stop(root: &Path, group: &str) -> Result<()> {
     if let Some(pid) = driver_pid(&sweep::folder(root, group).join("driver.pid")) {
         // SAFETY: a signal to a process we checked is this sweep's driver.
         unsafe { libc::kill(pid as libc::pid_t, libc::SIGTERM) };
+        // Gone before the runners are asked: it could start another one.
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while session::pid_alive(pid) && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(50));
+        }
         println!("stopped the driver (pid {pid})");
     }
     if let Some(job) = &plan.slurm_job {
