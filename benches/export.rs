@@ -37,6 +37,9 @@ fn write_session(dir: &Path, steps: u64, log_every: u64) {
         higher_is_better: true,
         steps,
         error: None,
+        group: None,
+        parent: None,
+        fork_step: None,
     }
     .write(dir)
     .unwrap();

@@ -6,11 +6,13 @@
 
 pub mod choices;
 pub mod edit;
+mod overrides;
 mod restart;
 mod text;
 mod validate;
 pub mod watch;
 
+pub use overrides::{literal, refuse_restart_only, write_overrides, Override};
 pub use restart::{restart_only_reason, Change, RESTART_ONLY};
 use text::line_of_offset;
 pub use text::{decode_text, locate_key, read_text, sets_no_keys};

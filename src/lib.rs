@@ -15,6 +15,7 @@ pub mod remote;
 pub mod runner;
 pub mod session;
 pub mod smoothing;
+pub mod sweep;
 pub mod tui;
 pub mod workload;
 

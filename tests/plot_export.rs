@@ -27,6 +27,9 @@ fn meta(id: &str, name: &str) -> SessionMeta {
         higher_is_better: true,
         steps: 400,
         error: None,
+        group: None,
+        parent: None,
+        fork_step: None,
     }
 }
 

@@ -39,9 +39,17 @@ pub(super) fn ls(root: &Path) -> Result<()> {
         println!("no sessions in {}", root.display());
         return Ok(());
     }
+    // Lineage, when some session is a fork: `parent@step`.
+    let forks = sessions.iter().any(|(_, m)| m.parent.is_some());
     println!(
-        "{:<40} {:<9} {:>13} {:>18} {:<8} {:<12}",
-        "ID", "STATUS", "STEP", "PRIMARY METRIC", "DEVICE", "RUNNER"
+        "{:<40} {:<9} {:>13} {:>18} {:<8} {:<12}{}",
+        "ID",
+        "STATUS",
+        "STEP",
+        "PRIMARY METRIC",
+        "DEVICE",
+        "RUNNER",
+        if forks { " FORKED FROM" } else { "" }
     );
     // A live runner's own word beats session.json, which it may not have
     // been able to write (a full disk pauses it): asked all at once, and
@@ -79,8 +87,13 @@ pub(super) fn ls(root: &Path) -> Result<()> {
             "-".into()
         };
         let metric = metric.map_or("-".into(), |m| format!("{} {m:.4}", meta.primary_metric));
+        let lineage = match (&meta.parent, meta.fork_step) {
+            (Some(parent), Some(at)) => format!(" {parent}@{at}"),
+            _ if forks => " -".into(),
+            _ => String::new(),
+        };
         println!(
-            "{:<40} {:<9} {:>13} {:>18} {:<8} {:<12}",
+            "{:<40} {:<9} {:>13} {:>18} {:<8} {:<12}{lineage}",
             meta.id,
             status,
             format!("{step}/{}", steps_in_force(&dir, &meta)),

@@ -9,9 +9,11 @@ use clap::{Parser, Subcommand};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
+mod fork;
 mod headless;
 mod list;
 mod session_start;
+mod sweep;
 
 use headless::run_headless;
 use list::ls;
@@ -77,6 +79,10 @@ pub enum Cmd {
         config: PathBuf,
         #[arg(short, long)]
         name: Option<String>,
+        /// Set a config key (repeatable): KEY=VALUE, VALUE a TOML literal or
+        /// a bare word (e.g. --set aid.iterations=3 --set combiner.kind=sum).
+        #[arg(long = "set", value_name = "KEY=VALUE")]
+        set: Vec<crate::config::Override>,
     },
     /// Start a new session from CONFIG.
     Run {
@@ -89,15 +95,46 @@ pub enum Cmd {
         /// Override train.steps.
         #[arg(long)]
         steps: Option<u64>,
+        /// Set a config key (repeatable): KEY=VALUE, VALUE a TOML literal or
+        /// a bare word (e.g. --set aid.iterations=3 --set combiner.kind=sum);
+        /// checked as the file is, recorded in the session's config.toml.
+        #[arg(long = "set", value_name = "KEY=VALUE")]
+        set: Vec<crate::config::Override>,
         #[command(flatten)]
         how: HowToRun,
     },
     /// Continue a session from its newest checkpoint.
     Resume {
         session: String,
+        /// Change a live key before continuing (repeatable): KEY=VALUE,
+        /// written into the session's config.toml. Restart-only keys
+        /// (workload, sizes, device, combiner kind) are refused.
+        #[arg(long = "set", value_name = "KEY=VALUE")]
+        set: Vec<crate::config::Override>,
         #[command(flatten)]
         how: HowToRun,
     },
+    /// Start a new session from a session's checkpoint (θ, φ, both
+    /// optimizers, data position): same group, recording its parent and
+    /// fork step; `--set` changes live keys from there on.
+    Fork {
+        session: String,
+        /// The checkpoint step to start from (default: the newest).
+        #[arg(long)]
+        at: Option<u64>,
+        /// Name of the new session (default: the parent's name).
+        #[arg(short, long)]
+        name: Option<String>,
+        /// Change a live key (repeatable): KEY=VALUE.
+        #[arg(long = "set", value_name = "KEY=VALUE")]
+        set: Vec<crate::config::Override>,
+        #[command(flatten)]
+        how: HowToRun,
+    },
+    /// A sweep: one session per combination of the --set values (and
+    /// --seeds), all in one group, at most --parallel runners at a time
+    /// here or a SLURM job array (--slurm); `sweep resume|stop|ls GROUP`.
+    Sweep(sweep::SweepArgs),
     /// Open the TUI on a session (default: the newest): live when its runner
     /// is alive, else its history. `q` detaches; the run goes on.
     Attach { session: Option<String> },
@@ -216,15 +253,24 @@ impl Mode {
 pub fn dispatch(cli: Cli) -> Result<()> {
     let root = cli.sessions_dir;
     match cli.command {
-        None => start(&root, Path::new(DEFAULT_CONFIG), None, None, Mode::Tui),
-        Some(Cmd::New { config, name }) => start(&root, &config, name, None, Mode::Tui),
+        None => start(&root, Path::new(DEFAULT_CONFIG), None, None, &[], Mode::Tui),
+        Some(Cmd::New { config, name, set }) => start(&root, &config, name, None, &set, Mode::Tui),
         Some(Cmd::Run {
             config,
             name,
             steps,
+            set,
             how,
-        }) => start(&root, &config, name, steps, Mode::of(&how)),
-        Some(Cmd::Resume { session, how }) => resume(&root, &session, Mode::of(&how)),
+        }) => start(&root, &config, name, steps, &set, Mode::of(&how)),
+        Some(Cmd::Resume { session, set, how }) => resume(&root, &session, &set, Mode::of(&how)),
+        Some(Cmd::Fork {
+            session,
+            at,
+            name,
+            set,
+            how,
+        }) => fork::fork(&root, &session, at, name, &set, Mode::of(&how)),
+        Some(Cmd::Sweep(args)) => sweep::sweep(&root, args),
         Some(Cmd::Attach { session }) => {
             let dir = match session {
                 Some(query) => session::find(&root, &query)?,

@@ -34,20 +34,34 @@ pub(super) fn load_config(path: &Path) -> Result<Config> {
     Ok(config)
 }
 
-pub(super) fn start(
-    root: &Path,
+/// The config at `config_path` with `--steps` and `--set` applied, all
+/// checked as the file is.
+pub(super) fn configured(
     config_path: &Path,
-    name: Option<String>,
     steps: Option<u64>,
-    mode: Mode,
-) -> Result<()> {
-    // Refuse what cannot start before a session folder exists: the config
-    // (what the user most likely has to fix) first, then the terminal.
+    overrides: &[crate::config::Override],
+) -> Result<Config> {
     let mut config = load_config(config_path)?;
     if let Some(steps) = steps {
         config.train.steps = steps;
         config.validate().map_err(anyhow::Error::new)?;
     }
+    config
+        .with_overrides(overrides)
+        .map_err(|e| anyhow::anyhow!("--set: {e}"))
+}
+
+pub(super) fn start(
+    root: &Path,
+    config_path: &Path,
+    name: Option<String>,
+    steps: Option<u64>,
+    overrides: &[crate::config::Override],
+    mode: Mode,
+) -> Result<()> {
+    // Refuse what cannot start before a session folder exists: the config
+    // (what the user most likely has to fix) first, then the terminal.
+    let config = configured(config_path, steps, overrides)?;
     engine::preflight(&config)?;
     if mode == Mode::Tui {
         crate::tui::terminal::check_available()?;
@@ -66,16 +80,38 @@ pub(super) fn start(
     drive(&dir, config, false, mode)
 }
 
-pub(super) fn resume(root: &Path, query: &str, mode: Mode) -> Result<()> {
+pub(super) fn resume(
+    root: &Path,
+    query: &str,
+    overrides: &[crate::config::Override],
+    mode: Mode,
+) -> Result<()> {
     if mode == Mode::Tui {
         crate::tui::terminal::check_available()?;
     }
     let dir = session::find(root, query)?;
-    let config = engine::trainer::session_config(&dir).map_err(anyhow::Error::new)?;
+    crate::config::refuse_restart_only(overrides, "resume")
+        .map_err(|e| anyhow::anyhow!("--set: {e}"))?;
+    let mut config = engine::trainer::session_config(&dir).map_err(anyhow::Error::new)?;
+    if !overrides.is_empty() {
+        refuse_if_running(&dir)?;
+        config = set_in_session(&dir, &config, overrides)?;
+    }
     if !matches!(mode, Mode::Headless { .. }) {
         SessionDir::new(&dir).prepare_socket()?;
     }
+    refuse_if_running(&dir)?;
     let mut meta = SessionMeta::read(&dir)?;
+    meta.status = Status::Running;
+    meta.pid = std::process::id();
+    meta.error = None;
+    meta.write(&dir)?;
+    drive(&dir, config, true, mode)
+}
+
+/// Fails when another process runs the session in `dir`.
+fn refuse_if_running(dir: &Path) -> Result<()> {
+    let meta = SessionMeta::read(dir)?;
     if !meta.status.is_terminal() && meta.pid != std::process::id() && session::pid_alive(meta.pid)
     {
         bail!(
@@ -85,11 +121,26 @@ pub(super) fn resume(root: &Path, query: &str, mode: Mode) -> Result<()> {
             meta.id
         );
     }
-    meta.status = Status::Running;
-    meta.pid = std::process::id();
-    meta.error = None;
-    meta.write(&dir)?;
-    drive(&dir, config, true, mode)
+    Ok(())
+}
+
+/// Applies `overrides` (checked over `config`, the session's config) to
+/// the session's `config.toml`, keeping the rest of the file; returns the
+/// config it now asks for.
+pub(super) fn set_in_session(
+    dir: &Path,
+    config: &Config,
+    overrides: &[crate::config::Override],
+) -> Result<Config> {
+    let changed = config
+        .with_overrides(overrides)
+        .map_err(|e| anyhow::anyhow!("--set: {e}"))?;
+    let path = SessionDir::new(dir).config();
+    let text = crate::config::read_text(&path).map_err(anyhow::Error::new)?;
+    let edited = crate::config::write_overrides(&text, &changed, overrides)
+        .map_err(|e| anyhow::anyhow!("cannot edit {}: {e}", path.display()))?;
+    session::atomic_write(&path, edited.as_bytes())?;
+    engine::trainer::session_config(dir).map_err(anyhow::Error::new)
 }
 
 /// A new session whose trainer could not even be built (e.g. a TorchScript

@@ -153,17 +153,39 @@ fn cut_torn_tail(path: &Path) -> Result<()> {
 
 /// Keeps only lines with `step <= last_step` (resuming from a checkpoint at
 /// `last_step` must not leave duplicate steps). Rewrites via temp + rename.
+/// Kept lines stay byte for byte as they were (a parse and print could
+/// change a float's last digit); a torn last line goes.
 pub fn truncate_after(path: &Path, last_step: u64) -> Result<usize> {
-    let read = read_metrics(path)?;
-    let kept: Vec<&MetricLine> = read.lines.iter().filter(|l| l.step <= last_step).collect();
-    let dropped = read.lines.len() - kept.len();
-    let mut text = String::new();
-    for line in &kept {
-        text.push_str(&line.to_json());
-        text.push('\n');
-    }
-    super::atomic_write(path, text.as_bytes())?;
+    let (kept, dropped) = lines_up_to(path, last_step)?;
+    super::atomic_write(path, kept.as_bytes())?;
     Ok(dropped)
+}
+
+/// The text of the complete lines of `path` with `step <= last_step`, as
+/// written, and how many later lines there are. A malformed line other than
+/// a torn last one is an error naming it.
+pub fn lines_up_to(path: &Path, last_step: u64) -> Result<(String, usize)> {
+    let bytes = std::fs::read(path).with_context(|| format!("cannot read {}", path.display()))?;
+    let text = String::from_utf8_lossy(&bytes);
+    let (mut kept, mut dropped) = (String::new(), 0);
+    for (number, raw) in text.split_inclusive('\n').enumerate() {
+        let body = raw.trim();
+        if body.is_empty() {
+            continue;
+        }
+        let line = match serde_json::from_str::<MetricLine>(body) {
+            Ok(line) => line,
+            Err(_) if !raw.ends_with('\n') => break,
+            Err(e) => anyhow::bail!("{}:{}: not a metrics line: {e}", path.display(), number + 1),
+        };
+        if line.step <= last_step {
+            kept.push_str(body);
+            kept.push('\n');
+        } else {
+            dropped += 1;
+        }
+    }
+    Ok((kept, dropped))
 }
 
 #[cfg(test)]
@@ -180,6 +202,18 @@ mod tests {
                 message: format!("s{step}"),
             },
         }
+    }
+
+    #[test]
+    fn truncate_after_keeps_kept_lines_byte_for_byte() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("metrics.jsonl");
+        // Parsing and printing this float again changes its last digit.
+        let kept = r#"{"step":3,"time":0.30832561,"kind":"meta","hypergrad_norm":68.29016876220703,"reg":11.505110740661621,"meta_lr":0.001,"aid_iterations":0}"#;
+        let later = event(4).to_json();
+        std::fs::write(&path, format!("{kept}\n{later}\n")).unwrap();
+        assert_eq!(truncate_after(&path, 3).unwrap(), 1);
+        assert_eq!(std::fs::read_to_string(&path).unwrap(), format!("{kept}\n"));
     }
 
     #[test]

@@ -150,6 +150,16 @@ pub struct SessionMeta {
     /// Why the run failed, when it did.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
+    /// The group the session belongs to (a sweep's name; a fork joins its
+    /// parent's group).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub group: Option<String>,
+    /// A fork's parent: the id of the session it started from.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub parent: Option<String>,
+    /// A fork's start: the step of the parent's checkpoint it continues.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fork_step: Option<u64>,
 }
 
 impl SessionMeta {
@@ -178,13 +188,48 @@ pub fn update_status(dir: &Path, status: Status, error: Option<String>) -> Resul
 }
 
 /// Records what only the running trainer knows (device, libtorch, losses,
-/// primary metric, pid) in `session.json`, keeping id, name and created.
+/// primary metric, pid) in `session.json`, keeping id, name, created and
+/// where the session comes from (group, parent, fork step).
 pub fn record_run_facts(dir: &Path, facts: &SessionMeta) -> Result<()> {
-    let mut meta = SessionMeta::read(dir)?;
-    let keep = (meta.id.clone(), meta.name.clone(), meta.created.clone());
-    meta = facts.clone();
-    (meta.id, meta.name, meta.created) = keep;
-    meta.write(dir)
+    let meta = SessionMeta::read(dir)?;
+    SessionMeta {
+        id: meta.id,
+        name: meta.name,
+        created: meta.created,
+        group: meta.group,
+        parent: meta.parent,
+        fork_step: meta.fork_step,
+        ..facts.clone()
+    }
+    .write(dir)
+}
+
+/// Where a new session comes from: its group, and for a fork its parent
+/// and the step it continues from.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Origin {
+    /// [`SessionMeta::group`].
+    pub group: Option<String>,
+    /// [`SessionMeta::parent`].
+    pub parent: Option<String>,
+    /// [`SessionMeta::fork_step`].
+    pub fork_step: Option<u64>,
+}
+
+/// [`create`], recording `origin` in `session.json`.
+pub fn create_from(
+    root: &Path,
+    name: &str,
+    config: &crate::config::Config,
+    origin: Origin,
+) -> Result<std::path::PathBuf> {
+    let dir = create(root, name, config)?;
+    let mut meta = SessionMeta::read(&dir)?;
+    meta.group = origin.group;
+    meta.parent = origin.parent;
+    meta.fork_step = origin.fork_step;
+    meta.write(&dir)?;
+    Ok(dir)
 }
 
 /// A fresh session id: `YYYYmmdd-HHMMSS-<name>`, made unique in `root`.
@@ -258,6 +303,9 @@ pub fn create(
         higher_is_better: false,
         steps: config.train.steps,
         error: None,
+        group: None,
+        parent: None,
+        fork_step: None,
     };
     meta.write(&dir)?;
     Ok(dir)

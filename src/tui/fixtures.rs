@@ -26,6 +26,9 @@ pub fn meta(steps: u64) -> SessionMeta {
         higher_is_better: true,
         steps,
         error: None,
+        group: None,
+        parent: None,
+        fork_step: None,
     }
 }
 

@@ -136,6 +136,9 @@ impl Trainer {
             higher_is_better,
             steps: config.train.steps,
             error: None,
+            group: None,
+            parent: None,
+            fork_step: None,
         };
         let mut recent = VecDeque::new();
         for s in step.saturating_sub(RECENT_BATCHES as u64 - 1).max(1)..=step {

@@ -1,0 +1,300 @@
+//! Running a sweep: the local driver (at most N detached runners, the
+//! rest queued), a member run here headless (a SLURM task), the driver in
+//! the background, and stopping it all.
+
+use super::table::ls_members;
+use super::*;
+use std::collections::BTreeSet;
+
+/// Starts `sweep resume GROUP` as a background process in its own process
+/// session (a closed terminal never reaches it), output to `driver.log`.
+pub(super) fn detach_driver(root: &Path, plan: &Plan, parallel: usize) -> Result<()> {
+    use std::os::unix::process::CommandExt;
+    let log_path = sweep::folder(root, &plan.group).join("driver.log");
+    let log = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(&log_path)
+        .with_context(|| format!("cannot open {}", log_path.display()))?;
+    let exe = std::env::current_exe().context("cannot find the meltr-tui executable")?;
+    let mut command = std::process::Command::new(exe);
+    command
+        .arg("--sessions-dir")
+        .arg(root)
+        .args([
+            "sweep",
+            "resume",
+            &plan.group,
+            "--parallel",
+            &parallel.to_string(),
+        ])
+        .stdin(std::process::Stdio::null())
+        .stdout(log.try_clone()?)
+        .stderr(log);
+    // SAFETY: setsid is async-signal-safe; the new session has no
+    // controlling terminal, so its hang-up never reaches the driver.
+    unsafe {
+        command.pre_exec(|| {
+            if libc::setsid() < 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
+    let child = command.spawn().context("cannot start the sweep driver")?;
+    println!(
+        "sweep `{}` driven in the background (pid {}); output in {}; watch with `meltr-tui sweep ls {}`",
+        plan.group,
+        child.id(),
+        log_path.display(),
+        plan.group
+    );
+    Ok(())
+}
+
+/// Drives the sweep on this machine until no member can start: at most
+/// `parallel` runners at a time; members not started are started, and
+/// members stopped, crashed or failed before this call are resumed, each
+/// at most once per call. Ctrl-C (or `sweep stop`) ends the driver; runners
+/// go on.
+pub(super) fn drive(root: &Path, plan: &Plan, parallel: usize) -> Result<()> {
+    let pid_file = sweep::folder(root, &plan.group).join("driver.pid");
+    if let Some(pid) = driver_pid(&pid_file) {
+        bail!(
+            "sweep `{}` already has a driver (pid {pid}); `meltr-tui sweep stop {}` ends it",
+            plan.group,
+            plan.group
+        );
+    }
+    session::atomic_write(&pid_file, std::process::id().to_string().as_bytes())?;
+    crate::process::stop_on_signals();
+    let result = drive_loop(root, plan, parallel);
+    let _ = std::fs::remove_file(&pid_file);
+    result
+}
+
+fn drive_loop(root: &Path, plan: &Plan, parallel: usize) -> Result<()> {
+    let keys = plan.varying_keys();
+    let mut tried = BTreeSet::new();
+    let mut last_label: Vec<&'static str> = Vec::new();
+    println!(
+        "sweep `{}`: {} members, at most {parallel} at a time (Ctrl-C stops starting more; runners go on)",
+        plan.group,
+        plan.members.len()
+    );
+    loop {
+        let states = sweep::states(root, plan);
+        let labels: Vec<&'static str> = states.iter().map(State::label).collect();
+        for (i, (state, label)) in states.iter().zip(&labels).enumerate() {
+            let was = last_label.get(i).copied();
+            // Starts are announced when made.
+            let started = was == Some("queued") && *label == "running";
+            if was.is_some_and(|was| was != *label) && !started {
+                let member = &plan.members[i];
+                let id = state
+                    .dir()
+                    .map(|d| SessionDir::new(d).id())
+                    .unwrap_or_default();
+                println!(
+                    "  {:>3} {label:<8} {id}  {}",
+                    member.index,
+                    member.label(&keys)
+                );
+            }
+        }
+        last_label = labels;
+        if crate::process::stop_requested() {
+            println!("driver stopped: no more members start; running ones go on (`meltr-tui sweep resume {}` continues)", plan.group);
+            break;
+        }
+        let running = states
+            .iter()
+            .filter(|s| matches!(s, State::Running { .. }))
+            .count();
+        let startable: Vec<usize> = states
+            .iter()
+            .enumerate()
+            .filter(|(i, s)| {
+                !tried.contains(i) && !s.is_finished() && !matches!(s, State::Running { .. })
+            })
+            .map(|(i, _)| i)
+            .collect();
+        if running == 0 && startable.is_empty() {
+            break;
+        }
+        let free = parallel.saturating_sub(running);
+        for i in startable.into_iter().take(free) {
+            tried.insert(i);
+            let member = &plan.members[i];
+            let verb = if states[i].dir().is_some() {
+                "resumed"
+            } else {
+                "started"
+            };
+            match start_member(root, plan, i, &states[i]) {
+                Ok(id) => println!(
+                    "  {:>3} {verb:<8} {id}  {}",
+                    member.index,
+                    member.label(&keys)
+                ),
+                Err(e) => eprintln!("  {:>3} did not start: {e:#}", member.index),
+            }
+        }
+        std::thread::sleep(Duration::from_millis(300));
+    }
+    summary(root, plan)
+}
+
+/// Starts member `i` in a detached runner: a new session from its config,
+/// or its session resumed. Returns the session id.
+fn start_member(root: &Path, plan: &Plan, i: usize, state: &State) -> Result<String> {
+    let (dir, resume) = match state.dir() {
+        Some(dir) => {
+            SessionDir::new(dir).prepare_socket()?;
+            let mut meta = SessionMeta::read(dir)?;
+            meta.status = Status::Running;
+            meta.pid = std::process::id();
+            meta.error = None;
+            meta.write(dir)?;
+            (dir.to_path_buf(), true)
+        }
+        None => (new_member_session(root, plan, i)?, false),
+    };
+    if let Err(e) = crate::runner::launch::launch(&dir, resume) {
+        // The session names this process until a runner takes it over: a
+        // runner that never got that far must not leave it `running`.
+        if SessionMeta::read(&dir)
+            .is_ok_and(|m| m.pid == std::process::id() && !m.status.is_terminal())
+        {
+            let _ = session::update_status(&dir, Status::Failed, Some(format!("{e:#}")));
+        }
+        return Err(e);
+    }
+    Ok(SessionDir::new(&dir).id())
+}
+
+/// Member `i`'s new session folder, from its config in the sweep folder.
+fn new_member_session(root: &Path, plan: &Plan, i: usize) -> Result<PathBuf> {
+    let member = &plan.members[i];
+    let config = Config::load(&sweep::member_config(root, &plan.group, member.index))
+        .map_err(anyhow::Error::new)?;
+    session::check_socket_room(root, &member.name)?;
+    let origin = session::Origin {
+        group: Some(plan.group.clone()),
+        ..Default::default()
+    };
+    session::create_from(root, &member.name, &config, origin)
+}
+
+/// The members' table, then the outcome: an error when not all finished.
+fn summary(root: &Path, plan: &Plan) -> Result<()> {
+    ls_members(root, &plan.group)?;
+    let states = sweep::states(root, plan);
+    let finished = states.iter().filter(|s| s.is_finished()).count();
+    let running = states
+        .iter()
+        .filter(|s| matches!(s, State::Running { .. }))
+        .count();
+    if finished == states.len() {
+        println!("sweep `{}`: all {finished} sessions finished", plan.group);
+        return Ok(());
+    }
+    bail!(
+        "sweep `{}`: {finished} of {} sessions finished, {running} still running; `meltr-tui sweep resume {}` continues the rest",
+        plan.group,
+        states.len(),
+        plan.group
+    )
+}
+
+/// The pid in a driver's pid file, if that process is alive and a sweep driver.
+fn driver_pid(pid_file: &Path) -> Option<u32> {
+    let pid: u32 = std::fs::read_to_string(pid_file)
+        .ok()?
+        .trim()
+        .parse()
+        .ok()?;
+    let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).ok()?;
+    let is_driver = String::from_utf8_lossy(&cmdline)
+        .split('\0')
+        .any(|a| a == "sweep");
+    (session::pid_alive(pid) && is_driver).then_some(pid)
+}
+
+/// `sweep member GROUP INDEX`: member INDEX here, headless.
+pub(super) fn member(
+    root: &Path,
+    group: &str,
+    index: usize,
+    give_up_after: Duration,
+) -> Result<()> {
+    let plan = Plan::read(root, group)?;
+    if index >= plan.members.len() {
+        bail!(
+            "sweep `{group}` has members 0..={}, not {index}",
+            plan.members.len().saturating_sub(1)
+        );
+    }
+    let mode = Mode::Headless { give_up_after };
+    match sweep::states(root, &plan).swap_remove(index) {
+        State::NotStarted => {
+            let dir = new_member_session(root, &plan, index)?;
+            let config =
+                Config::load(&SessionDir::new(&dir).config()).map_err(anyhow::Error::new)?;
+            super::session_start::drive(&dir, config, false, mode)
+        }
+        State::Ended { meta, .. } if meta.status == Status::Finished => {
+            println!(
+                "member {index} of sweep `{group}` (session {}) is finished",
+                meta.id
+            );
+            Ok(())
+        }
+        State::Running { meta, .. } => bail!(
+            "member {index} of sweep `{group}` runs already (session {}, pid {})",
+            meta.id,
+            meta.pid
+        ),
+        State::Ended { meta, .. } => resume(root, &meta.id, &[], mode),
+    }
+}
+
+/// Ends the driver, then asks every running member to stop (a clean stop:
+/// checkpoint first) and waits for them; `scancel`s a SLURM sweep.
+pub(super) fn stop(root: &Path, group: &str) -> Result<()> {
+    let plan = Plan::read(root, group)?;
+    if let Some(pid) = driver_pid(&sweep::folder(root, group).join("driver.pid")) {
+        // SAFETY: a signal to a process we checked is this sweep's driver.
+        unsafe { libc::kill(pid as libc::pid_t, libc::SIGTERM) };
+        // Gone before the runners are asked: it could start another one.
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while session::pid_alive(pid) && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        println!("stopped the driver (pid {pid})");
+    }
+    if let Some(job) = &plan.slurm_job {
+        match std::process::Command::new("scancel").arg(job).status() {
+            Ok(status) if status.success() => println!("cancelled SLURM job {job}"),
+            Ok(status) => eprintln!("scancel {job} failed ({status})"),
+            Err(e) => eprintln!("cannot run scancel {job}: {e}"),
+        }
+    }
+    let running: Vec<SessionMeta> = sweep::states(root, &plan)
+        .into_iter()
+        .filter_map(|s| match s {
+            State::Running { meta, .. } => Some(meta),
+            _ => None,
+        })
+        .collect();
+    for meta in &running {
+        // SAFETY: the pid of a live runner of this sweep's session.
+        unsafe { libc::kill(meta.pid as libc::pid_t, libc::SIGTERM) };
+    }
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while running.iter().any(|m| session::pid_alive(m.pid)) && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    println!("asked {} runner(s) to stop", running.len());
+    ls_members(root, group)
+}

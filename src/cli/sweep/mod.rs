@@ -1,0 +1,291 @@
+//! `sweep`: making a sweep (plan and member configs, see [`crate::sweep`]),
+//! driving it on this machine (at most N detached runners at a time, the
+//! rest queued), submitting it to SLURM, and resuming, stopping and
+//! listing it as a whole.
+
+use super::session_start::load_config;
+use super::*;
+use crate::sweep::{self, slurm, Axis, Plan, State};
+
+mod drive;
+mod table;
+
+use drive::{detach_driver, drive, member, stop};
+use table::{ls_members, ls_sweeps};
+
+/// `meltr-tui sweep`: make and run a sweep, or act on one.
+#[derive(clap::Args, Debug)]
+#[command(args_conflicts_with_subcommands = true, subcommand_negates_reqs = true)]
+pub struct SweepArgs {
+    #[command(subcommand)]
+    action: Option<SweepAction>,
+    /// The base config file.
+    #[arg(short, long, required = true)]
+    config: Option<PathBuf>,
+    /// A swept key and its values (repeatable): KEY=V1,V2,... (one value:
+    /// the same for every member). One session per combination.
+    #[arg(long = "set", value_name = "KEY=V1,V2")]
+    set: Vec<String>,
+    /// Seeds (workload.seed), comma-separated: one more axis.
+    #[arg(long, value_delimiter = ',', value_name = "S1,S2")]
+    seeds: Vec<u64>,
+    /// Runners at a time on this machine (with --slurm: tasks at a time).
+    #[arg(long)]
+    parallel: Option<usize>,
+    /// The group's name (default: the config's name and the time).
+    #[arg(short, long)]
+    name: Option<String>,
+    /// Override train.steps for every member.
+    #[arg(long)]
+    steps: Option<u64>,
+    /// List the combinations (with --slurm: print the script); write nothing.
+    #[arg(long)]
+    dry_run: bool,
+    /// Run the driver in the background, immune to hang-ups (its output
+    /// goes to SESSIONS/GROUP.sweep/driver.log), and return.
+    #[arg(long, conflicts_with_all = ["slurm", "dry_run"])]
+    detach: bool,
+    /// Submit to SLURM as a job array (sbatch), one member per task.
+    #[arg(long)]
+    slurm: bool,
+    /// An extra #SBATCH option for the script (repeatable), e.g. --sbatch=--gres=gpu:1.
+    #[arg(
+        long = "sbatch",
+        value_name = "OPTION",
+        requires = "slurm",
+        allow_hyphen_values = true
+    )]
+    sbatch: Vec<String>,
+}
+
+#[derive(Subcommand, Debug)]
+enum SweepAction {
+    /// Continue a sweep: resume its stopped, crashed or failed members and
+    /// start those not started yet (at most --parallel at a time).
+    Resume {
+        group: String,
+        /// Default: the sweep's own.
+        #[arg(long)]
+        parallel: Option<usize>,
+        /// Submit what is left to SLURM instead.
+        #[arg(long)]
+        slurm: bool,
+        /// Run the driver in the background (output: GROUP.sweep/driver.log).
+        #[arg(long, conflicts_with = "slurm")]
+        detach: bool,
+        #[arg(
+            long = "sbatch",
+            value_name = "OPTION",
+            requires = "slurm",
+            allow_hyphen_values = true
+        )]
+        sbatch: Vec<String>,
+    },
+    /// Stop a sweep: its driver (no more starts) and every member's runner
+    /// (each checkpoints first); `scancel` for a SLURM sweep.
+    Stop { group: String },
+    /// The members of a sweep (or, without GROUP, the sweeps): settings,
+    /// session, status, step, primary metric.
+    Ls { group: Option<String> },
+    /// Run one member here, headless (what each SLURM array task runs):
+    /// start its session, or resume it if it has one, or nothing if done.
+    Member {
+        group: String,
+        index: usize,
+        #[arg(long, value_name = "SECS", default_value_t = 600)]
+        give_up_after: u64,
+    },
+}
+
+pub(super) fn sweep(root: &Path, args: SweepArgs) -> Result<()> {
+    match args.action {
+        Some(SweepAction::Resume {
+            group,
+            parallel,
+            slurm,
+            detach,
+            sbatch,
+        }) => {
+            let plan = Plan::read(root, &group)?;
+            if slurm {
+                return submit(root, plan, parallel.unwrap_or(0), &sbatch, false, true);
+            }
+            let parallel = parallel.unwrap_or(plan.parallel).max(1);
+            if detach {
+                return detach_driver(root, &plan, parallel);
+            }
+            drive(root, &plan, parallel)
+        }
+        Some(SweepAction::Stop { group }) => stop(root, &group),
+        Some(SweepAction::Ls { group }) => match group {
+            Some(group) => ls_members(root, &group),
+            None => ls_sweeps(root),
+        },
+        Some(SweepAction::Member {
+            group,
+            index,
+            give_up_after,
+        }) => member(root, &group, index, Duration::from_secs(give_up_after)),
+        None => create(root, args),
+    }
+}
+
+/// Makes the plan (checking every member's config), then lists it, submits
+/// it or drives it.
+fn create(root: &Path, args: SweepArgs) -> Result<()> {
+    let config_path = args.config.context("--config is required")?;
+    let base = load_config(&config_path)?;
+    let mut axes = args
+        .set
+        .iter()
+        .map(|arg| Axis::parse(arg))
+        .collect::<Result<Vec<_>>>()?;
+    if !args.seeds.is_empty() {
+        if axes.iter().any(|a| a.key == "workload.seed") {
+            bail!("seeds given twice: by --seeds and by --set workload.seed=...");
+        }
+        axes.push(Axis {
+            key: "workload.seed".into(),
+            values: args.seeds.iter().map(ToString::to_string).collect(),
+        });
+    }
+    let group = args.name.unwrap_or_else(|| {
+        let stem = config_path
+            .file_stem()
+            .map_or("sweep".into(), |s| s.to_string_lossy().to_string());
+        format!("{stem}-{}", chrono::Local::now().format("%Y%m%d-%H%M%S"))
+    });
+    let config_abs = std::fs::canonicalize(&config_path).unwrap_or(config_path);
+    let mut plan = Plan::new(&group, &config_abs, axes, args.steps)?;
+    plan.parallel = args.parallel.unwrap_or(1).max(1);
+    let configs = plan.member_configs(&base)?;
+    if let Some(first) = configs.first() {
+        engine::preflight(first)?;
+    }
+    if args.dry_run && !args.slurm {
+        print_combinations(&plan);
+        println!("(dry run: nothing written, nothing started)");
+        return Ok(());
+    }
+    if !args.dry_run {
+        plan.create(root, &configs)?;
+        println!(
+            "sweep `{}`: {} sessions, plan in {}",
+            plan.group,
+            plan.members.len(),
+            sweep::folder(root, &plan.group).display()
+        );
+    }
+    if args.slurm {
+        return submit(
+            root,
+            plan,
+            plan_parallel(&args.parallel),
+            &args.sbatch,
+            args.dry_run,
+            false,
+        );
+    }
+    if args.detach {
+        return detach_driver(root, &plan, plan.parallel);
+    }
+    drive(root, &plan, plan.parallel)
+}
+/// `--parallel` as a SLURM throttle: only when given.
+fn plan_parallel(parallel: &Option<usize>) -> usize {
+    parallel.unwrap_or(0)
+}
+
+fn print_combinations(plan: &Plan) {
+    println!(
+        "sweep `{}`: {} combinations of {}",
+        plan.group,
+        plan.members.len(),
+        plan.config.display()
+    );
+    for m in &plan.members {
+        println!(
+            "  {:>3}  {:<16} {}",
+            m.index,
+            m.name,
+            m.label(&plan.varying_keys())
+        );
+    }
+}
+
+/// Writes the array script for the members not finished yet and submits it
+/// with `sbatch` (or prints it, for a dry run). `throttle` 0: none.
+fn submit(
+    root: &Path,
+    mut plan: Plan,
+    throttle: usize,
+    options: &[String],
+    dry_run: bool,
+    resuming: bool,
+) -> Result<()> {
+    let sessions = std::path::absolute(root).context("cannot make the sessions folder absolute")?;
+    let exe = std::env::current_exe().context("cannot find the meltr-tui executable")?;
+    let workdir = std::env::current_dir().context("cannot read the working folder")?;
+    let states = sweep::states(root, &plan);
+    let indices: Vec<usize> = plan
+        .members
+        .iter()
+        .zip(&states)
+        .filter(|(_, s)| !resuming || !(s.is_finished() || matches!(s, State::Running { .. })))
+        .map(|(m, _)| m.index)
+        .collect();
+    if indices.is_empty() {
+        println!(
+            "sweep `{}`: every member is finished or running; nothing to submit",
+            plan.group
+        );
+        return Ok(());
+    }
+    let script = slurm::script(
+        &plan,
+        &slurm::Job {
+            exe: &exe,
+            sessions: &sessions,
+            workdir: &workdir,
+            indices: &indices,
+            throttle: (throttle > 0).then_some(throttle),
+            options,
+        },
+    );
+    if dry_run {
+        print!("{script}");
+        eprintln!("(dry run: nothing written, nothing submitted)");
+        return Ok(());
+    }
+    let path = sweep::folder(root, &plan.group).join("sbatch.sh");
+    session::atomic_write(&path, script.as_bytes())?;
+    let out = std::process::Command::new("sbatch")
+        .arg(&path)
+        .output()
+        .with_context(|| {
+            format!(
+                "cannot run sbatch (is SLURM installed here?); the script is {}",
+                path.display()
+            )
+        })?;
+    let answer = String::from_utf8_lossy(&out.stdout).to_string();
+    if !out.status.success() {
+        bail!(
+            "sbatch {} failed ({}): {}{}",
+            path.display(),
+            out.status,
+            answer,
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    print!("{answer}");
+    plan.slurm_job = slurm::job_id(&answer);
+    plan.write(root)?;
+    println!(
+        "sweep `{}`: {} array tasks submitted; follow with `meltr-tui sweep ls {}`",
+        plan.group,
+        indices.len(),
+        plan.group
+    );
+    Ok(())
+}

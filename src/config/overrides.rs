@@ -1,0 +1,237 @@
+//! Command-line overrides (`--set key=value`): parsing the argument, setting
+//! the key in a [`Config`] with the same type, choice and range checks as the
+//! file (errors name the key and what was expected), and writing the result
+//! into a session's `config.toml` without touching the rest of the file.
+
+use super::*;
+
+/// One `--set KEY=VALUE`: a dotted key and the value as typed. The value
+/// is a TOML literal (`3`, `0.1`, `true`, `"x"`, `["a", "b"]`); a bare word
+/// that is not one is taken as a string (`combiner.kind=meltr`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Override {
+    pub key: String,
+    pub value: String,
+}
+
+impl std::str::FromStr for Override {
+    type Err = String;
+
+    fn from_str(arg: &str) -> Result<Self, String> {
+        let (key, value) = arg
+            .split_once('=')
+            .ok_or_else(|| format!("expected KEY=VALUE (e.g. aid.iterations=3), got `{arg}`"))?;
+        let key = key.trim();
+        if key.is_empty() || key.split('.').any(str::is_empty) {
+            return Err(format!(
+                "expected a dotted key before `=` (e.g. aid.iterations=3), got `{arg}`"
+            ));
+        }
+        Ok(Override {
+            key: key.to_string(),
+            value: value.trim().to_string(),
+        })
+    }
+}
+
+impl fmt::Display for Override {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}={}", self.key, self.value)
+    }
+}
+
+/// `text` as a TOML value: a TOML literal, else (a bare word) a string.
+pub fn literal(text: &str) -> toml::Value {
+    let text = text.trim();
+    toml::from_str::<toml::Table>(&format!("v = {text}"))
+        .ok()
+        .and_then(|mut t| t.remove("v"))
+        .unwrap_or_else(|| toml::Value::String(text.to_string()))
+}
+
+impl Config {
+    /// A copy with `key` set from the text of a `--set`, checked as the file
+    /// is checked: an unknown key, a value of the wrong type, a name that is
+    /// not one of a choice key's options or a value out of range is an
+    /// error naming the key and what was expected.
+    pub fn with_override(&self, key: &str, text: &str) -> Result<Config, ConfigError> {
+        if let Some(names) = choices_of(key) {
+            let given = match literal(text) {
+                toml::Value::String(s) => s,
+                other => other.to_string(),
+            };
+            if !names.contains(&given.as_str()) {
+                let quoted: Vec<String> = names.iter().map(|n| format!("\"{n}\"")).collect();
+                return Err(ConfigError::at_key(
+                    key,
+                    format!("expected one of {}, got \"{given}\"", quoted.join(", ")),
+                ));
+            }
+        }
+        if self.flatten().contains_key(key) {
+            return self.with_value(key, text);
+        }
+        // A key the config leaves unset (workload.model, a fixed weight) or
+        // no key at all: set it and let the schema say which.
+        let mut root = toml::Value::try_from(self).expect("a Config always serialises");
+        let parts: Vec<&str> = key.split('.').collect();
+        let (leaf, parents) = parts.split_last().expect("split yields at least one part");
+        let mut table = root.as_table_mut().expect("a Config is a table");
+        for (depth, part) in parents.iter().enumerate() {
+            let entry = table
+                .entry(part.to_string())
+                .or_insert_with(|| toml::Value::Table(toml::Table::new()));
+            table = entry.as_table_mut().ok_or_else(|| {
+                ConfigError::at_key(
+                    key,
+                    format!("`{}` is a value, not a table", parents[..=depth].join(".")),
+                )
+            })?;
+        }
+        table.insert(leaf.to_string(), literal(text));
+        let text = toml::to_string(&root).expect("a toml::Value always serialises");
+        Config::parse(&text).map_err(|e| ConfigError {
+            file: None,
+            line: None,
+            key: Some(e.key.unwrap_or_else(|| key.to_string())),
+            message: if e.message.contains("unknown field") {
+                format!("no such key ({})", e.message)
+            } else {
+                e.message
+            },
+        })
+    }
+
+    /// [`Config::with_override`] for each override in turn.
+    pub fn with_overrides(&self, overrides: &[Override]) -> Result<Config, ConfigError> {
+        overrides.iter().try_fold(self.clone(), |config, o| {
+            config.with_override(&o.key, &o.value)
+        })
+    }
+}
+
+/// Refuses overrides of keys that only take effect when a run starts (for
+/// `resume` and `fork`, which continue from a checkpoint), saying why.
+pub fn refuse_restart_only(overrides: &[Override], what: &str) -> Result<(), ConfigError> {
+    for o in overrides {
+        if let Some(reason) = restart_only_reason(&o.key) {
+            return Err(ConfigError::at_key(
+                &o.key,
+                format!(
+                    "cannot change on {what}: {reason}; start a new session with \
+                     `meltr-tui run -c CONFIG --set {o}` instead"
+                ),
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// `text` (a config file) with each override's key set to its value in
+/// `config` (where the overrides were applied and checked): only those
+/// values change; comments and the rest stay byte for byte.
+pub fn write_overrides(
+    text: &str,
+    config: &Config,
+    overrides: &[Override],
+) -> Result<String, ConfigError> {
+    let values = config.flatten();
+    overrides.iter().try_fold(text.to_string(), |text, o| {
+        let value = values
+            .get(&o.key)
+            .cloned()
+            .unwrap_or_else(|| literal(&o.value));
+        edit::set_value(&text, &o.key, &value)
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn set(config: &Config, arg: &str) -> Result<Config, ConfigError> {
+        let o: Override = arg.parse().unwrap();
+        config.with_override(&o.key, &o.value)
+    }
+
+    #[test]
+    fn values_parse_as_toml_literals_or_bare_words() {
+        let c = Config::default();
+        assert_eq!(set(&c, "aid.iterations=3").unwrap().aid.iterations, 3);
+        assert_eq!(set(&c, "train.lr=0.01").unwrap().train.lr, 0.01);
+        assert_eq!(set(&c, "train.lr=1").unwrap().train.lr, 1.0);
+        assert!(set(&c, "train.trace=false").is_ok());
+        let kind = set(&c, "combiner.kind=sum").unwrap().combiner.kind;
+        assert_eq!(kind, CombinerKind::Sum);
+        let kind = set(&c, "combiner.kind=\"primary\"").unwrap().combiner.kind;
+        assert_eq!(kind, CombinerKind::Primary);
+        let aux = set(&c, "workload.auxiliary=[\"helpful\"]").unwrap();
+        assert_eq!(aux.workload.auxiliary, vec!["helpful".to_string()]);
+        let weights = set(&c, "combiner.weights.helpful=0.5").unwrap();
+        assert_eq!(weights.combiner.weights.get("helpful"), Some(&0.5));
+        let init = set(&c, "workload.init_from=foundation").unwrap_err();
+        assert_eq!(init.key.as_deref(), Some("workload.init_from"), "{init}");
+    }
+
+    #[test]
+    fn bad_overrides_name_the_key_and_what_was_expected() {
+        let c = Config::default();
+        let err = set(&c, "aid.iterations=many").unwrap_err();
+        assert_eq!(err.key.as_deref(), Some("aid.iterations"));
+        assert!(err.message.contains("expected an integer"), "{err}");
+        let err = set(&c, "combiner.kind=meltrr").unwrap_err();
+        assert_eq!(err.key.as_deref(), Some("combiner.kind"));
+        assert!(
+            err.message.contains("\"meltr\"") && err.message.contains("\"sum\""),
+            "{err}"
+        );
+        let err = set(&c, "aid.alpha=3").unwrap_err();
+        assert!(
+            err.to_string()
+                .contains("key `aid.alpha`: expected 0 < alpha"),
+            "{err}"
+        );
+        let err = set(&c, "aid.bogus=1").unwrap_err();
+        assert!(err.to_string().contains("no such key"), "{err}");
+        assert!(err.to_string().contains("bogus"), "{err}");
+        let err = set(&c, "nosection.x=1").unwrap_err();
+        assert!(err.to_string().contains("nosection"), "{err}");
+        let err = set(&c, "train.lr.x=1").unwrap_err();
+        assert!(err.to_string().contains("`train.lr` is a value"), "{err}");
+        assert!("aid.iterations".parse::<Override>().is_err());
+        assert!("=3".parse::<Override>().is_err());
+        assert!("aid..x=3".parse::<Override>().is_err());
+    }
+
+    #[test]
+    fn restart_only_keys_are_refused_with_the_reason() {
+        let live: Override = "meltr.meta_lr=0.01".parse().unwrap();
+        let fixed: Override = "combiner.kind=sum".parse().unwrap();
+        refuse_restart_only(std::slice::from_ref(&live), "resume").unwrap();
+        let err = refuse_restart_only(&[live, fixed], "resume").unwrap_err();
+        assert_eq!(err.key.as_deref(), Some("combiner.kind"));
+        assert!(
+            err.message.contains("parameters are created at start"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn writing_overrides_keeps_the_rest_of_the_file() {
+        let text = "# mine\n[aid]\niterations = 0 # J\n\n[train]\nlr = 0.003\n";
+        let base = Config::parse(text).unwrap();
+        let overrides: Vec<Override> = vec![
+            "aid.iterations=2".parse().unwrap(),
+            "meltr.gamma=0".parse().unwrap(),
+        ];
+        let config = base.with_overrides(&overrides).unwrap();
+        let out = write_overrides(text, &config, &overrides).unwrap();
+        assert!(
+            out.starts_with("# mine\n[aid]\niterations = 2 # J\n\n[train]\nlr = 0.003\n"),
+            "{out}"
+        );
+        // gamma is a float: `0` is written as one.
+        assert!(out.ends_with("[meltr]\ngamma = 0.0\n"), "{out}");
+        assert_eq!(Config::parse(&out).unwrap(), config);
+    }
+}

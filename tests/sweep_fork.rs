@@ -1,0 +1,528 @@
+//! `--set` overrides, sweeps and forks as a user meets them: a sweep whose
+//! runner and driver are killed and which is resumed to the end, a SLURM
+//! array script (printed, and run task by task by a stand-in `sbatch`),
+//! forks that continue their parent bit for bit unless a key changed,
+//! overrides checked like the file, and a detached sweep stopped as a whole.
+
+mod common;
+
+use common::{bin, repo, run_with_limit, text};
+use meltr_tui::session::{self, SessionMeta, Status};
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+const WAIT: Duration = Duration::from_secs(120);
+
+/// Small MELTR so a run takes a few seconds.
+const SMALL: [&str; 6] = [
+    "--set",
+    "meltr.d_model=32",
+    "--set",
+    "meltr.heads=4",
+    "--set",
+    "meltr.d_ff=64",
+];
+
+fn meltr(root: &Path) -> std::process::Command {
+    let mut command = bin();
+    command.arg("--sessions-dir").arg(root);
+    command
+}
+
+fn wait_for<T>(what: &str, mut check: impl FnMut() -> Option<T>) -> T {
+    let start = Instant::now();
+    loop {
+        if let Some(v) = check() {
+            return v;
+        }
+        assert!(start.elapsed() < WAIT, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// Kills every live runner under a sessions folder when a test ends early.
+struct Reaper(PathBuf);
+
+impl Drop for Reaper {
+    fn drop(&mut self) {
+        for (_, meta) in session::list(&self.0) {
+            if !meta.status.is_terminal() && session::pid_alive(meta.pid) {
+                unsafe { libc::kill(meta.pid as libc::pid_t, libc::SIGKILL) };
+            }
+        }
+    }
+}
+
+fn members(root: &Path, group: &str) -> Vec<(PathBuf, SessionMeta)> {
+    session::list(root)
+        .into_iter()
+        .filter(|(_, m)| m.group.as_deref() == Some(group))
+        .collect()
+}
+
+#[test]
+fn a_sweep_killed_mid_way_resumes_to_four_finished_sessions_in_one_group() {
+    let tmp = tempfile::tempdir().unwrap();
+    let root = tmp.path().join("sessions");
+    let _reaper = Reaper(root.clone());
+    let log = std::fs::File::create(tmp.path().join("driver.log")).unwrap();
+    let mut driver = meltr(&root)
+        .args(["sweep", "-c"])
+        .arg(repo("configs/synthetic.toml"))
+        .args(["--set", "combiner.kind=meltr,sum", "--seeds", "0,1"])
+        .args(["--parallel", "2", "--steps", "300", "--name", "abl"])
+        .args(["--set", "train.checkpoint_every=50"])
+        .args(SMALL)
+        .stdout(log.try_clone().unwrap())
+        .stderr(log)
+        .spawn()
+        .unwrap();
+    // Two runners at once, each past its first checkpoint and not done.
+    let running = wait_for("two members past a checkpoint", || {
+        let ms = members(&root, "abl");
+        let live: Vec<(PathBuf, SessionMeta)> = ms
+            .into_iter()
+            .filter(|(dir, m)| {
+                m.status == Status::Running
+                    && session::pid_alive(m.pid)
+                    && m.pid != driver.id()
+                    && !meltr_tui::engine::checkpoint::list(&dir.join("checkpoints")).is_empty()
+            })
+            .collect();
+        (live.len() == 2).then_some(live)
+    });
+    assert_eq!(members(&root, "abl").len(), 2, "--parallel 2 started more");
+    // The driver dies (nothing else starts), then one runner.
+    driver.kill().unwrap();
+    driver.wait().unwrap();
+    let (victim_dir, victim) = running[0].clone();
+    unsafe { libc::kill(victim.pid as libc::pid_t, libc::SIGKILL) };
+    wait_for("the runner to die", || {
+        (!session::pid_alive(victim.pid)).then_some(())
+    });
+    let steps_at_kill = common::logged_train_steps(&victim_dir).last().copied();
+    assert!(steps_at_kill.is_some_and(|s| s < 300), "{steps_at_kill:?}");
+
+    let listing = text(&run_with_limit(
+        meltr(&root).args(["sweep", "ls", "abl"]),
+        WAIT,
+    ));
+    assert!(listing.contains("crashed"), "{listing}");
+    assert_eq!(listing.matches("queued").count(), 2, "{listing}");
+
+    let out = run_with_limit(meltr(&root).args(["sweep", "resume", "abl"]), WAIT);
+    let said = text(&out);
+    assert!(out.status.success(), "{said}");
+    assert!(
+        said.contains("resumed") && said.contains(&victim.id),
+        "{said}"
+    );
+    assert!(said.contains("all 4 sessions finished"), "{said}");
+
+    let all = members(&root, "abl");
+    assert_eq!(all.len(), 4, "one session per combination");
+    assert_eq!(
+        session::list(&root).len(),
+        4,
+        "no session outside the group"
+    );
+    let mut settings = Vec::new();
+    for (dir, meta) in &all {
+        assert_eq!(
+            meta.status,
+            Status::Finished,
+            "{}: {:?}",
+            meta.id,
+            meta.error
+        );
+        let expected: Vec<u64> = (1..=30).map(|i| i * 10).collect();
+        assert_eq!(
+            common::logged_train_steps(dir),
+            expected,
+            "{}: each train step once",
+            meta.id
+        );
+        let config = meltr_tui::config::Config::load(&dir.join("config.toml")).unwrap();
+        assert_eq!(config.train.steps, 300);
+        settings.push((config.combiner.kind.to_string(), config.workload.seed));
+    }
+    settings.sort();
+    assert_eq!(
+        settings,
+        [("meltr", 0), ("meltr", 1), ("sum", 0), ("sum", 1)].map(|(k, s)| (k.to_string(), s))
+    );
+    let victim_log = std::fs::read_to_string(victim_dir.join("metrics.jsonl")).unwrap();
+    assert!(
+        victim_log.contains("resumed from checkpoint"),
+        "the killed member was resumed, not restarted"
+    );
+}
+
+#[test]
+fn slurm_dry_run_prints_one_array_task_per_combination_and_each_task_runs_one_session() {
+    let tmp = tempfile::tempdir().unwrap();
+    let root = tmp.path().join("sessions");
+    let sweep_args = |command: &mut std::process::Command| {
+        command
+            .args(["sweep", "--slurm", "-c"])
+            .arg(repo("configs/synthetic.toml"))
+            .args([
+                "--set",
+                "aid.iterations=0,1",
+                "--seeds",
+                "3,4",
+                "--steps",
+                "20",
+            ])
+            .args(["--name", "cluster", "--sbatch=--time=0:10:00"])
+            .args(SMALL);
+    };
+    let mut dry = meltr(&root);
+    sweep_args(&mut dry);
+    let out = run_with_limit(dry.arg("--dry-run"), WAIT);
+    assert!(out.status.success(), "{}", text(&out));
+    let script = String::from_utf8_lossy(&out.stdout).to_string();
+    assert!(script.starts_with("#!/bin/bash\n"), "{script}");
+    assert!(script.contains("\n#SBATCH --array=0-3\n"), "{script}");
+    assert!(script.contains("\n#SBATCH --time=0:10:00\n"), "{script}");
+    let runs: Vec<&str> = script
+        .lines()
+        .filter(|l| l.contains("meltr-tui"))
+        .filter(|l| !l.starts_with('#'))
+        .collect();
+    assert_eq!(runs.len(), 1, "one command per task: {script}");
+    assert!(
+        runs[0].ends_with("sweep member 'cluster' \"$SLURM_ARRAY_TASK_ID\""),
+        "{script}"
+    );
+    assert!(
+        script.contains("#     3  aid.iterations=1 workload.seed=4"),
+        "{script}"
+    );
+    assert!(
+        !root.join("cluster.sweep").exists(),
+        "a dry run writes nothing"
+    );
+
+    // A stand-in sbatch that runs every array task in turn.
+    let fake = tmp.path().join("bin");
+    std::fs::create_dir(&fake).unwrap();
+    let sbatch = fake.join("sbatch");
+    std::fs::write(
+        &sbatch,
+        "#!/bin/bash\nset -e\nspec=$(sed -n 's/^#SBATCH --array=\\([0-9]*\\)-\\([0-9]*\\).*/\\1 \\2/p' \"$1\")\n\
+         for i in $(seq $spec); do SLURM_ARRAY_TASK_ID=$i bash \"$1\" > \"$(dirname \"$1\")/task-$i.out\" 2>&1; done\n\
+         echo \"Submitted batch job 4242\"\n",
+    )
+    .unwrap();
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(&sbatch, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let path = format!(
+        "{}:{}",
+        fake.display(),
+        std::env::var("PATH").unwrap_or_default()
+    );
+    let mut real = meltr(&root);
+    sweep_args(&mut real);
+    let out = run_with_limit(real.env("PATH", path), WAIT);
+    assert!(out.status.success(), "{}", text(&out));
+    assert!(
+        text(&out).contains("Submitted batch job 4242"),
+        "{}",
+        text(&out)
+    );
+    let all = members(&root, "cluster");
+    assert_eq!(all.len(), 4, "one session per task");
+    let mut names: Vec<&str> = all.iter().map(|(_, m)| m.name.as_str()).collect();
+    names.sort();
+    assert_eq!(
+        names,
+        ["cluster-000", "cluster-001", "cluster-002", "cluster-003"]
+    );
+    assert!(all.iter().all(|(_, m)| m.status == Status::Finished));
+    let plan = std::fs::read_to_string(root.join("cluster.sweep/plan.json")).unwrap();
+    assert!(plan.contains("\"slurm_job\": \"4242\""), "{plan}");
+    // A task that runs again (a requeue) starts no second session.
+    let again = run_with_limit(meltr(&root).args(["sweep", "member", "cluster", "2"]), WAIT);
+    assert!(text(&again).contains("is finished"), "{}", text(&again));
+    assert_eq!(members(&root, "cluster").len(), 4);
+}
+
+/// A session's metrics lines after `step` that are not events or config
+/// lines, as written, less their `time` field.
+fn lines_after(dir: &Path, step: u64) -> Vec<String> {
+    let text = std::fs::read_to_string(dir.join("metrics.jsonl")).unwrap();
+    text.lines()
+        .filter(|l| {
+            let v: serde_json::Value = serde_json::from_str(l).unwrap();
+            v["step"].as_u64().unwrap() > step
+                && !matches!(v["kind"].as_str(), Some("event" | "config"))
+        })
+        .map(|l| {
+            let start = l.find(",\"time\":").unwrap();
+            let end = start + 1 + l[start + 1..].find(',').unwrap();
+            format!("{}{}", &l[..start], &l[end..])
+        })
+        .collect()
+}
+
+fn prefix(dir: &Path, step: u64) -> Vec<String> {
+    let text = std::fs::read_to_string(dir.join("metrics.jsonl")).unwrap();
+    text.lines()
+        .filter(|l| {
+            serde_json::from_str::<serde_json::Value>(l).unwrap()["step"]
+                .as_u64()
+                .unwrap()
+                <= step
+        })
+        .map(String::from)
+        .collect()
+}
+
+#[test]
+fn a_fork_with_a_no_op_change_continues_its_parent_bit_for_bit_and_a_real_change_diverges() {
+    let tmp = tempfile::tempdir().unwrap();
+    let root = tmp.path().join("sessions");
+    let out = run_with_limit(
+        meltr(&root)
+            .args(["run", "--headless", "-n", "parent", "--steps", "300", "-c"])
+            .arg(repo("configs/synthetic.toml"))
+            .args(["--set", "train.checkpoint_every=100"])
+            .args(SMALL),
+        WAIT,
+    );
+    assert!(out.status.success(), "{}", text(&out));
+    let parent = session::find(&root, "parent").unwrap();
+    let parent_id = SessionMeta::read(&parent).unwrap().id;
+
+    let fork = |name: &str, at: &str, set: &str| {
+        let out = run_with_limit(
+            meltr(&root).args([
+                "fork",
+                &parent_id,
+                "--headless",
+                "-n",
+                name,
+                "--at",
+                at,
+                "--set",
+                set,
+            ]),
+            WAIT,
+        );
+        (out.status.success(), text(&out))
+    };
+    // synthetic.toml has meltr.meta_lr = 0.001: the same value.
+    let (ok, said) = fork("same", "200", "meltr.meta_lr=0.001");
+    assert!(ok, "{said}");
+    let (ok, said) = fork("faster", "200", "meltr.meta_lr=0.01");
+    assert!(ok, "{said}");
+    let same = session::find(&root, "same").unwrap();
+    let faster = session::find(&root, "faster").unwrap();
+
+    let continuation = lines_after(&parent, 200);
+    assert_eq!(continuation.len(), lines_after(&same, 200).len());
+    assert!(
+        continuation
+            .iter()
+            .filter(|l| l.contains("\"kind\":\"train\""))
+            .count()
+            >= 10
+    );
+    assert_eq!(
+        lines_after(&same, 200),
+        continuation,
+        "a no-op fork replays its parent"
+    );
+    let changed = lines_after(&faster, 200);
+    let train = |lines: &[String]| -> Vec<String> {
+        lines
+            .iter()
+            .filter(|l| l.contains("\"kind\":\"train\""))
+            .cloned()
+            .collect()
+    };
+    for (a, b) in train(&changed).iter().zip(train(&continuation).iter()) {
+        assert_ne!(
+            a, b,
+            "meta_lr 0.01 must change every train line after the fork"
+        );
+    }
+    // The history up to the fork is the parent's, as written.
+    assert_eq!(
+        prefix(&same, 200)[..prefix(&parent, 200).len()],
+        prefix(&parent, 200)[..]
+    );
+
+    let meta = SessionMeta::read(&faster).unwrap();
+    assert_eq!(meta.parent.as_deref(), Some(parent_id.as_str()));
+    assert_eq!(meta.fork_step, Some(200));
+    assert_eq!(meta.status, Status::Finished);
+    let config = meltr_tui::config::Config::load(&faster.join("config.toml")).unwrap();
+    assert_eq!(config.meltr.meta_lr, 0.01);
+
+    // A fork of a fork, from its newest checkpoint, and the lineage in ls.
+    let out = run_with_limit(
+        meltr(&root).args(["fork", "faster", "--headless", "-n", "grandchild"]),
+        WAIT,
+    );
+    assert!(out.status.success(), "{}", text(&out));
+    let grandchild = SessionMeta::read(&session::find(&root, "grandchild").unwrap()).unwrap();
+    assert_eq!(grandchild.parent.as_deref(), Some(meta.id.as_str()));
+    assert_eq!(grandchild.fork_step, Some(300));
+    let ls = text(&run_with_limit(meltr(&root).arg("ls"), WAIT));
+    assert!(ls.contains("FORKED FROM"), "{ls}");
+    assert!(ls.contains(&format!("{parent_id}@200")), "{ls}");
+    assert!(ls.contains(&format!("{}@300", meta.id)), "{ls}");
+
+    // Refusals name what is wrong.
+    let (ok, said) = fork("x", "150", "meltr.meta_lr=0.01");
+    assert!(
+        !ok && said.contains("no checkpoint at step 150") && said.contains("100, 200, 300"),
+        "{said}"
+    );
+    let (ok, said) = fork("x", "200", "combiner.kind=sum");
+    assert!(
+        !ok && said.contains("combiner.kind") && said.contains("cannot change on fork"),
+        "{said}"
+    );
+    assert_eq!(
+        session::list(&root).len(),
+        4,
+        "refused forks leave no folder"
+    );
+}
+
+#[test]
+fn set_overrides_are_checked_like_the_file_and_recorded_in_the_session_config() {
+    let tmp = tempfile::tempdir().unwrap();
+    let root = tmp.path().join("sessions");
+    let run = |sets: &[&str]| {
+        let mut command = meltr(&root);
+        command
+            .args(["run", "--headless", "-n", "o", "--steps", "20", "-c"])
+            .arg(repo("configs/synthetic.toml"))
+            .args(SMALL);
+        for set in sets {
+            command.args(["--set", set]);
+        }
+        let out = run_with_limit(&mut command, WAIT);
+        (out.status.success(), text(&out))
+    };
+    for (set, expected) in [
+        ("aid.bogus=1", "key `aid.bogus`: no such key"),
+        (
+            "aid.iterations=many",
+            "key `aid.iterations`: expected an integer, got `many`",
+        ),
+        (
+            "combiner.kind=meltrr",
+            "key `combiner.kind`: expected one of",
+        ),
+        ("aid.alpha=2", "key `aid.alpha`: expected 0 < alpha <= 1"),
+        ("iterations", "expected KEY=VALUE"),
+    ] {
+        let (ok, said) = run(&[set]);
+        assert!(!ok && said.contains(expected), "--set {set}: {said}");
+    }
+    assert!(
+        session::list(&root).is_empty(),
+        "refused runs leave no folder"
+    );
+
+    let (ok, said) = run(&["aid.iterations=2", "combiner.kind=sum", "train.lr=0.01"]);
+    assert!(ok, "{said}");
+    let dir = session::find(&root, "o").unwrap();
+    let config = meltr_tui::config::Config::load(&dir.join("config.toml")).unwrap();
+    assert_eq!(
+        (
+            config.aid.iterations,
+            config.combiner.kind.as_str(),
+            config.train.lr
+        ),
+        (2, "sum", 0.01)
+    );
+
+    // Resume: live keys are written into config.toml, the rest kept.
+    let config_path = dir.join("config.toml");
+    let edited = format!(
+        "# my notes\n{}",
+        std::fs::read_to_string(&config_path).unwrap()
+    );
+    std::fs::write(&config_path, &edited).unwrap();
+    let out = run_with_limit(
+        meltr(&root).args(["resume", "o", "--headless", "--set", "combiner.kind=meltr"]),
+        WAIT,
+    );
+    assert!(!out.status.success());
+    assert!(
+        text(&out).contains("cannot change on resume"),
+        "{}",
+        text(&out)
+    );
+    let out = run_with_limit(
+        meltr(&root).args(["resume", "o", "--headless", "--set", "train.steps=40"]),
+        WAIT,
+    );
+    assert!(out.status.success(), "{}", text(&out));
+    let after = std::fs::read_to_string(&config_path).unwrap();
+    assert_eq!(
+        after,
+        edited.replace("steps = 20", "steps = 40"),
+        "only the value changed"
+    );
+    assert_eq!(common::logged_train_steps(&dir).last(), Some(&40));
+}
+
+#[test]
+fn a_detached_sweep_is_stopped_as_a_whole() {
+    let tmp = tempfile::tempdir().unwrap();
+    let root = tmp.path().join("sessions");
+    let _reaper = Reaper(root.clone());
+    let out = run_with_limit(
+        meltr(&root)
+            .args(["sweep", "--detach", "-c"])
+            .arg(repo("configs/synthetic.toml"))
+            .args(["--set", "aid.iterations=0,1", "--seeds", "0,1"])
+            .args(["--parallel", "2", "--steps", "100000", "--name", "long"])
+            .args(SMALL),
+        WAIT,
+    );
+    assert!(out.status.success(), "{}", text(&out));
+    assert!(
+        text(&out).contains("driven in the background"),
+        "{}",
+        text(&out)
+    );
+    let pid_file = root.join("long.sweep/driver.pid");
+    let driver: u32 = wait_for("the driver's pid file", || {
+        std::fs::read_to_string(&pid_file).ok()?.trim().parse().ok()
+    });
+    let runners: Vec<u32> = wait_for("two running members", || {
+        let pids: Vec<u32> = members(&root, "long")
+            .iter()
+            .filter(|(_, m)| m.pid != driver && session::pid_alive(m.pid))
+            .map(|(_, m)| m.pid)
+            .collect();
+        (pids.len() == 2).then_some(pids)
+    });
+    let out = run_with_limit(meltr(&root).args(["sweep", "stop", "long"]), WAIT);
+    let said = text(&out);
+    assert!(out.status.success(), "{said}");
+    assert!(
+        said.contains(&format!("stopped the driver (pid {driver})")),
+        "{said}"
+    );
+    assert!(
+        !session::pid_alive(driver) && runners.iter().all(|p| !session::pid_alive(*p)),
+        "{said}"
+    );
+    let all = members(&root, "long");
+    assert_eq!(all.len(), 2, "nothing started after the stop");
+    assert!(
+        all.iter().all(|(_, m)| m.status == Status::Stopped),
+        "{all:?}"
+    );
+    assert_eq!(said.matches(" stopped ").count(), 2, "{said}");
+    assert_eq!(said.matches(" queued ").count(), 2, "{said}");
+}
