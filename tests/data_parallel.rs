@@ -122,3 +122,197 @@ fn meltr_on_two_ranks_keeps_theta_and_phi_identical() {
         "φ did not move"
     );
 }
+
+// --- whole processes: `--nproc`, SLURM's variables, a rank killed -----------
+
+use common::text;
+use meltr_tui::session::metrics::{MetricLine, Record};
+use std::process::Command;
+
+fn binary() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_meltr-tui"))
+}
+
+/// The one session under `sessions` and its metrics lines.
+fn only_session(sessions: &std::path::Path) -> (std::path::PathBuf, Vec<MetricLine>) {
+    let dirs: Vec<_> = std::fs::read_dir(sessions)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.join("session.json").exists())
+        .collect();
+    assert_eq!(dirs.len(), 1, "sessions: {dirs:?}");
+    let lines = meltr_tui::session::log::read_metrics(&dirs[0].join("metrics.jsonl"))
+        .unwrap()
+        .lines;
+    (dirs[0].clone(), lines)
+}
+
+fn train_losses(lines: &[MetricLine]) -> Vec<(u64, f64)> {
+    lines
+        .iter()
+        .filter_map(|l| match &l.record {
+            Record::Train { total, .. } => Some((l.step, *total)),
+            _ => None,
+        })
+        .collect()
+}
+
+const SUM_F64: [&str; 8] = [
+    "--set",
+    "combiner.kind=sum",
+    "--set",
+    "train.dtype=f64",
+    "--set",
+    "train.log_every=5",
+    "--steps",
+    "40",
+];
+
+#[test]
+fn nproc_two_writes_one_session_that_matches_one_process() {
+    let _serial = serial();
+    let root = tempfile::tempdir().unwrap();
+    // The followers' scratch folders go here (TMPDIR), to be checked gone.
+    let tmp = tempfile::tempdir().unwrap();
+    let run = |sessions: &str, extra: &[&str]| {
+        let out = binary()
+            .env("TMPDIR", tmp.path())
+            .args([
+                "run",
+                "--headless",
+                "-c",
+                "configs/synthetic.toml",
+                "--sessions-dir",
+            ])
+            .arg(root.path().join(sessions))
+            .args(SUM_F64)
+            .args(extra)
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{}", text(&out));
+        only_session(&root.path().join(sessions))
+    };
+    let (dir, two) = run("two", &["--nproc", "2"]);
+    let (_, one) = run("one", &[]);
+    let (two_losses, one_losses) = (train_losses(&two), train_losses(&one));
+    // Every logged step once, from rank 0 alone.
+    let steps: Vec<u64> = two_losses.iter().map(|(s, _)| *s).collect();
+    assert_eq!(steps, (1..=8).map(|i| i * 5).collect::<Vec<_>>());
+    assert_eq!(two_losses.len(), one_losses.len());
+    for ((step, a), (_, b)) in two_losses.iter().zip(&one_losses) {
+        assert!(
+            (a - b).abs() <= 1e-6 * b.abs().max(1e-12),
+            "step {step}: {a} vs {b}"
+        );
+    }
+    assert!(dir.join("checkpoints").read_dir().unwrap().count() >= 1);
+    let left: Vec<_> = std::fs::read_dir(tmp.path())
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .collect();
+    assert!(left.is_empty(), "the follower left {left:?} behind");
+}
+
+#[test]
+fn two_ranks_launched_with_slurm_variables_train_one_session() {
+    let _serial = serial();
+    let root = tempfile::tempdir().unwrap();
+    let port = free_port().to_string();
+    let ranks: Vec<_> = (0..2)
+        .map(|rank| {
+            binary()
+                .args([
+                    "run",
+                    "--headless",
+                    "-c",
+                    "configs/synthetic.toml",
+                    "--sessions-dir",
+                ])
+                .arg(root.path())
+                .args(SUM_F64)
+                .env("SLURM_PROCID", rank.to_string())
+                .env("SLURM_NTASKS", "2")
+                .env("SLURM_LOCALID", rank.to_string())
+                .env("SLURM_JOB_NODELIST", "127.0.0.1")
+                .env("MASTER_PORT", &port)
+                .env_remove("RANK")
+                .env_remove("WORLD_SIZE")
+                .stdout(std::process::Stdio::piped())
+                .stderr(std::process::Stdio::piped())
+                .spawn()
+                .unwrap()
+        })
+        .collect();
+    for child in ranks {
+        let out = child.wait_with_output().unwrap();
+        assert!(out.status.success(), "{}", text(&out));
+    }
+    let (_, lines) = only_session(root.path());
+    assert_eq!(train_losses(&lines).len(), 8);
+}
+
+#[test]
+fn a_killed_rank_fails_the_run_at_once_with_a_clear_message() {
+    let _serial = serial();
+    let root = tempfile::tempdir().unwrap();
+    let sessions = root.path().join("s");
+    // The killed follower cannot remove its scratch folder: keep it in here.
+    let mut rank0 = binary()
+        .env("TMPDIR", root.path())
+        .args([
+            "run",
+            "--headless",
+            "-c",
+            "configs/synthetic.toml",
+            "--steps",
+            "100000",
+            "--nproc",
+            "2",
+        ])
+        .arg("--sessions-dir")
+        .arg(&sessions)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Wait for training (a train line), then SIGKILL rank 1.
+    let started = std::time::Instant::now();
+    while started.elapsed() < Duration::from_secs(60) {
+        let trained = std::fs::read_dir(&sessions)
+            .ok()
+            .and_then(|mut d| d.next())
+            .is_some_and(|e| {
+                std::fs::read_to_string(e.unwrap().path().join("metrics.jsonl"))
+                    .is_ok_and(|m| m.contains("\"kind\":\"train\""))
+            });
+        if trained {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let pattern = format!("--sessions-dir {} --headless", sessions.display());
+    let killed = Command::new("pkill")
+        .args(["-9", "-f", "--", &pattern])
+        .status()
+        .unwrap();
+    assert!(killed.success(), "no follower rank to kill");
+    let killed_at = std::time::Instant::now();
+    let out = rank0.wait_with_output().unwrap();
+    assert!(
+        killed_at.elapsed() < Duration::from_secs(60),
+        "rank 0 waited {:?}",
+        killed_at.elapsed()
+    );
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    let said = text(&out);
+    assert!(
+        said.contains("could not average with the other ranks"),
+        "{said}"
+    );
+    let (dir, _) = only_session(&sessions);
+    let meta = std::fs::read_to_string(dir.join("session.json")).unwrap();
+    assert!(
+        meta.contains("\"failed\"") && meta.contains("could not average"),
+        "{meta}"
+    );
+}

@@ -12,6 +12,7 @@ use std::time::{Duration, Instant};
 mod fork;
 mod headless;
 mod list;
+mod ranks;
 mod session_start;
 mod sweep;
 
@@ -100,6 +101,14 @@ pub enum Cmd {
         /// checked as the file is, recorded in the session's config.toml.
         #[arg(long = "set", value_name = "KEY=VALUE")]
         set: Vec<crate::config::Override>,
+        /// Train data-parallel in N processes on this machine (Gloo on the
+        /// CPU, NCCL on GPUs): each takes 1/N of every batch
+        /// (workload.batch_size must divide by N); this process is rank 0
+        /// and alone writes the session. Under torchrun or srun, leave it
+        /// out: their variables (RANK/WORLD_SIZE, SLURM_PROCID/SLURM_NTASKS)
+        /// make each process one rank.
+        #[arg(long, value_name = "N", default_value_t = 1)]
+        nproc: usize,
         #[command(flatten)]
         how: HowToRun,
     },
@@ -260,8 +269,19 @@ pub fn dispatch(cli: Cli) -> Result<()> {
             name,
             steps,
             set,
+            nproc,
             how,
-        }) => start(&root, &config, name, steps, &set, Mode::of(&how)),
+        }) => {
+            if let Some(at) = ranks::follower()? {
+                return ranks::run_follower(&at, &config, steps, &set);
+            }
+            let _ranks = match nproc {
+                0 => bail!("--nproc must be at least 1"),
+                1 => Vec::new(),
+                n => ranks::launch_local_ranks(n)?,
+            };
+            start(&root, &config, name, steps, &set, Mode::of(&how))
+        }
         Some(Cmd::Resume { session, set, how }) => resume(&root, &session, &set, Mode::of(&how)),
         Some(Cmd::Fork {
             session,

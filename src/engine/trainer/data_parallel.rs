@@ -81,7 +81,15 @@ impl Trainer {
     /// a group).
     pub(super) fn average_over_ranks(&self, tensors: &[Tensor]) -> Result<()> {
         match &self.group {
-            Some(group) => group.all_reduce_mean(tensors),
+            Some(group) => group.all_reduce_mean(tensors).with_context(|| {
+                format!(
+                    "step {}: rank {} of {} could not average with the other ranks (one of them died, or did not answer within {} s)",
+                    self.step,
+                    group.rank(),
+                    group.world_size(),
+                    crate::engine::COLLECTIVE_TIMEOUT.as_secs()
+                )
+            }),
             None => Ok(()),
         }
     }
