@@ -257,7 +257,7 @@ fn a_killed_rank_fails_the_run_at_once_with_a_clear_message() {
     let root = tempfile::tempdir().unwrap();
     let sessions = root.path().join("s");
     // The killed follower cannot remove its scratch folder: keep it in here.
-    let mut rank0 = binary()
+    let rank0 = binary()
         .env("TMPDIR", root.path())
         .args([
             "run",
