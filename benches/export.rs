@@ -37,6 +37,8 @@ fn write_session(dir: &Path, steps: u64, log_every: u64) {
         higher_is_better: true,
         steps,
         error: None,
+        group: None,
+        provenance: Default::default(),
     }
     .write(dir)
     .unwrap();
@@ -60,6 +62,7 @@ fn write_session(dir: &Path, steps: u64, log_every: u64) {
         w.append(&MetricLine {
             step,
             time: step as f64 * 0.01,
+            wall: None,
             record,
         })
         .unwrap();
@@ -68,6 +71,7 @@ fn write_session(dir: &Path, steps: u64, log_every: u64) {
             w.append(&MetricLine {
                 step,
                 time: 0.0,
+                wall: None,
                 record: Record::Eval {
                     metrics,
                     losses: Named::new(),
@@ -89,6 +93,7 @@ fn write_session(dir: &Path, steps: u64, log_every: u64) {
     w.append(&MetricLine {
         step: steps,
         time: 0.0,
+        wall: None,
         record: Record::Transform {
             curves: curves.collect(),
         },

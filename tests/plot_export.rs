@@ -27,6 +27,8 @@ fn meta(id: &str, name: &str) -> SessionMeta {
         higher_is_better: true,
         steps: 400,
         error: None,
+        group: None,
+        provenance: Default::default(),
     }
 }
 
@@ -44,6 +46,7 @@ fn write_session(root: &Path, id: &str, name: &str, speed: f64) -> PathBuf {
     let line = |step: u64, record| MetricLine {
         step,
         time: step as f64 * 0.1,
+        wall: None,
         record,
     };
     for step in (0..=400u64).step_by(5) {

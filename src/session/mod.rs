@@ -5,6 +5,7 @@
 pub mod dir;
 pub mod log;
 pub mod metrics;
+pub mod provenance;
 
 use anyhow::{Context, Result};
 use serde::{Deserialize, Serialize};
@@ -12,6 +13,7 @@ use std::io::Write;
 use std::path::Path;
 
 pub use dir::SessionDir;
+pub use provenance::Provenance;
 
 /// Replaces `path` so that a crash leaves either the old file or the new
 /// one, never a mix: `write` fills a temp file in the same folder
@@ -150,6 +152,14 @@ pub struct SessionMeta {
     /// Why the run failed, when it did.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
+    /// The named group (an ablation, a sweep) the session belongs to.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub group: Option<String>,
+    /// What made the session: meltr-tui version, host, command line, git
+    /// commit (each optional; absent in sessions made before they were
+    /// recorded).
+    #[serde(flatten)]
+    pub provenance: Provenance,
 }
 
 impl SessionMeta {
@@ -178,12 +188,25 @@ pub fn update_status(dir: &Path, status: Status, error: Option<String>) -> Resul
 }
 
 /// Records what only the running trainer knows (device, libtorch, losses,
-/// primary metric, pid) in `session.json`, keeping id, name and created.
+/// primary metric, pid) in `session.json`, keeping what its creator wrote:
+/// id, name, created, group and provenance.
 pub fn record_run_facts(dir: &Path, facts: &SessionMeta) -> Result<()> {
+    let old = SessionMeta::read(dir)?;
+    let meta = SessionMeta {
+        id: old.id,
+        name: old.name,
+        created: old.created,
+        group: old.group,
+        provenance: old.provenance,
+        ..facts.clone()
+    };
+    meta.write(dir)
+}
+
+/// Puts the session in `dir` into `group` (None: no group).
+pub fn set_group(dir: &Path, group: Option<&str>) -> Result<()> {
     let mut meta = SessionMeta::read(dir)?;
-    let keep = (meta.id.clone(), meta.name.clone(), meta.created.clone());
-    meta = facts.clone();
-    (meta.id, meta.name, meta.created) = keep;
+    meta.group = group.map(str::to_string);
     meta.write(dir)
 }
 
@@ -258,6 +281,8 @@ pub fn create(
         higher_is_better: false,
         steps: config.train.steps,
         error: None,
+        group: None,
+        provenance: Provenance::of_this_process(),
     };
     meta.write(&dir)?;
     Ok(dir)

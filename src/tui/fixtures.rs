@@ -26,6 +26,8 @@ pub fn meta(steps: u64) -> SessionMeta {
         higher_is_better: true,
         steps,
         error: None,
+        group: None,
+        provenance: Default::default(),
     }
 }
 
@@ -77,6 +79,7 @@ fn line(step: u64, record: Record) -> MetricLine {
     MetricLine {
         step,
         time: step as f64 * 0.05,
+        wall: None,
         record,
     }
 }

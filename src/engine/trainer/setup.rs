@@ -136,6 +136,8 @@ impl Trainer {
             higher_is_better,
             steps: config.train.steps,
             error: None,
+            group: None,
+            provenance: Default::default(),
         };
         let mut recent = VecDeque::new();
         for s in step.saturating_sub(RECENT_BATCHES as u64 - 1).max(1)..=step {
