@@ -148,7 +148,8 @@ pub enum Cmd {
         /// Eval metrics to show (repeatable; default: all, primary first).
         #[arg(long = "metric", value_name = "NAME")]
         metrics: Vec<String>,
-        /// Decimals (default: two significant digits of the std).
+        /// Decimals (default: per column, two significant digits of its
+        /// smallest std).
         #[arg(long)]
         digits: Option<usize>,
         /// Also write the table to this file.

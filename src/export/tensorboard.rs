@@ -44,7 +44,6 @@ mod hparams {
     pub const SESSION_END_INFO: u32 = 4;
     // SessionStartInfo
     pub const HPARAMS: u32 = 1;
-    pub const GROUP_NAME: u32 = 4;
     pub const START_TIME_SECS: u32 = 5;
     // SessionEndInfo
     pub const STATUS: u32 = 1;
@@ -136,9 +135,9 @@ fn hparams_events(
     end: f64,
 ) -> Vec<Message> {
     let mut experiment = Message::new().double(hparams::TIME_CREATED_SECS, start);
-    let mut start_info = Message::new()
-        .double(hparams::START_TIME_SECS, start)
-        .string(hparams::GROUP_NAME, meta.group.as_deref().unwrap_or(""));
+    // No group_name: TensorBoard would average sessions sharing one as
+    // repeats of the same hparams; the group is an hparam instead.
+    let mut start_info = Message::new().double(hparams::START_TIME_SECS, start);
     let mut hp: Vec<(String, toml::Value)> =
         config.iter().map(|(k, v)| (k.clone(), v.clone())).collect();
     if let Some(group) = &meta.group {

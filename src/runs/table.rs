@@ -25,7 +25,8 @@ pub struct TableOptions {
     pub best: bool,
     /// Eval metrics to show (empty: all, the primary first).
     pub metrics: Vec<String>,
-    /// Decimals (default: two significant digits of the std).
+    /// Decimals (default: per column, two significant digits of its
+    /// smallest std).
     pub digits: Option<usize>,
 }
 
@@ -136,8 +137,15 @@ pub fn render(groups: &[Group], opts: &TableOptions) -> Result<String> {
     });
     let is_bold = |row: usize, col: usize| best_row == Some((col, Some(row)));
     let arrow = |name: &String| (name == primary).then_some(if higher { "↑" } else { "↓" });
-    let cell = |s: &Summary| -> (String, Option<String>) {
-        let d = opts.digits.unwrap_or_else(|| s.decimals());
+    // One number of decimals a column, enough for its tightest std.
+    let digits: Vec<usize> = (0..names.len())
+        .map(|j| {
+            let widest = rows.iter().map(|r| r.cells[j].decimals()).max();
+            opts.digits.or(widest).unwrap_or(4)
+        })
+        .collect();
+    let cell = |s: &Summary, j: usize| -> (String, Option<String>) {
+        let d = digits[j];
         let mean = format!("{:.d$}", s.mean);
         (mean, (s.n > 1).then(|| format!("{:.d$}", s.std)))
     };
@@ -181,7 +189,7 @@ pub fn render(groups: &[Group], opts: &TableOptions) -> Result<String> {
                 let mut cells = label_cells(row);
                 cells.push(row.group.runs.len().to_string());
                 for (j, s) in row.cells.iter().enumerate() {
-                    let (mean, std) = cell(s);
+                    let (mean, std) = cell(s, j);
                     let text = std.map_or(mean.clone(), |std| format!("{mean} ± {std}"));
                     cells.push(if is_bold(i, j) {
                         format!("**{text}**")
@@ -256,7 +264,7 @@ pub fn render(groups: &[Group], opts: &TableOptions) -> Result<String> {
                     label_cells(row).iter().map(|c| latex_escape(c)).collect();
                 cells.push(row.group.runs.len().to_string());
                 for (j, s) in row.cells.iter().enumerate() {
-                    let (mean, std) = cell(s);
+                    let (mean, std) = cell(s, j);
                     let body = std.map_or(mean.clone(), |std| format!("{mean} \\pm {std}"));
                     cells.push(if is_bold(i, j) {
                         format!("$\\mathbf{{{body}}}$")
