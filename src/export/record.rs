@@ -36,7 +36,7 @@ pub fn crc32c(data: &[u8]) -> u32 {
 /// CRC of data that embeds CRCs stays well distributed.
 pub fn masked_crc(data: &[u8]) -> u32 {
     let crc = crc32c(data);
-    ((crc >> 15) | (crc << 17)).wrapping_add(0xA282_EAD8)
+    crc.rotate_right(15).wrapping_add(0xA282_EAD8)
 }
 
 /// Appends `data` to `out` as one record.
