@@ -371,6 +371,30 @@ fn table_reports_mean_and_std_per_group_from_the_sessions_own_numbers() {
             assert!(same(got("primary_mse_max"), values[0].max(values[1])));
         }
     }
+    // --group-by regroups: by seed, each group holds meltr and sum.
+    let (header, rows) = parse_csv(&ok(&[
+        "table",
+        "--group",
+        GROUP,
+        "--group-by",
+        "workload.seed",
+        "--format",
+        "csv",
+    ]));
+    assert_eq!(header[..2], ["workload.seed", "n"], "{header:?}");
+    let seed0: Vec<f64> = ["meltr-s0", "sum-s0"]
+        .iter()
+        .map(|name| evals(&dirs[*name]).last().unwrap().1["primary_mse"])
+        .collect();
+    assert_eq!(
+        (rows.len(), rows[0][0].as_str(), rows[0][1].as_str()),
+        (2, "0", "2")
+    );
+    let mean: f64 = rows[0][2].parse().unwrap();
+    assert!(
+        (mean - mean_std(&seed0).0).abs() <= 1e-12 * mean.abs(),
+        "{rows:?}"
+    );
     // Markdown and LaTeX show the same groups with n and mean ± std.
     let md = ok(&["table", "--group", GROUP]);
     assert!(
@@ -469,14 +493,19 @@ fn metrics_lines_carry_wall_time_and_session_json_its_provenance() {
             "{command:?}"
         );
     }
-    // The runs ran in this repository's folder: its HEAD is recorded.
+    // The runs ran in this repository's folder: its HEAD is recorded (and
+    // nothing, were the checkout not a git repository).
     let head = std::process::Command::new("git")
         .args(["rev-parse", "HEAD"])
         .current_dir(repo("."))
         .output()
         .unwrap();
-    let head = String::from_utf8(head.stdout).unwrap();
     let meta = session_json(&dirs()["meltr-s0"]);
+    if !head.status.success() {
+        assert!(meta.get("git_commit").is_none(), "{meta:#}");
+        return;
+    }
+    let head = String::from_utf8(head.stdout).unwrap();
     assert_eq!(meta["git_commit"].as_str(), Some(head.trim()), "{meta:#}");
     assert!(meta["git_dirty"].is_boolean());
 }
