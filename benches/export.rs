@@ -40,6 +40,7 @@ fn write_session(dir: &Path, steps: u64, log_every: u64) {
         group: None,
         parent: None,
         fork_step: None,
+        provenance: Default::default(),
     }
     .write(dir)
     .unwrap();
@@ -63,6 +64,7 @@ fn write_session(dir: &Path, steps: u64, log_every: u64) {
         w.append(&MetricLine {
             step,
             time: step as f64 * 0.01,
+            wall: None,
             record,
         })
         .unwrap();
@@ -71,6 +73,7 @@ fn write_session(dir: &Path, steps: u64, log_every: u64) {
             w.append(&MetricLine {
                 step,
                 time: 0.0,
+                wall: None,
                 record: Record::Eval {
                     metrics,
                     losses: Named::new(),
@@ -92,6 +95,7 @@ fn write_session(dir: &Path, steps: u64, log_every: u64) {
     w.append(&MetricLine {
         step: steps,
         time: 0.0,
+        wall: None,
         record: Record::Transform {
             curves: curves.collect(),
         },

@@ -1,6 +1,6 @@
 #!/usr/bin/env python3
 """Whether two sessions logged the same run: their metrics.jsonl lines equal
-one by one, wall-clock `time` fields aside. For refactors that must not
+one by one, clock fields (`time`, `wall`) aside. For refactors that must not
 change behaviour: run the same config with the binary before and after.
 
     meltr-tui-before run --headless -c configs/default.toml --steps 300 --sessions-dir /tmp/before
@@ -20,6 +20,7 @@ def lines(session):
         for text in f:
             record = json.loads(text)
             record.pop("time", None)
+            record.pop("wall", None)
             out.append(json.dumps(record, sort_keys=True))
     return out
 

@@ -30,6 +30,7 @@ fn meta(id: &str, name: &str) -> SessionMeta {
         group: None,
         parent: None,
         fork_step: None,
+        provenance: Default::default(),
     }
 }
 
@@ -47,6 +48,7 @@ fn write_session(root: &Path, id: &str, name: &str, speed: f64) -> PathBuf {
     let line = |step: u64, record| MetricLine {
         step,
         time: step as f64 * 0.1,
+        wall: None,
         record,
     };
     for step in (0..=400u64).step_by(5) {

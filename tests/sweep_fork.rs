@@ -258,12 +258,20 @@ fn lines_after(dir: &Path, step: u64) -> Vec<String> {
             v["step"].as_u64().unwrap() > step
                 && !matches!(v["kind"].as_str(), Some("event" | "config"))
         })
-        .map(|l| {
-            let start = l.find(",\"time\":").unwrap();
-            let end = start + 1 + l[start + 1..].find(',').unwrap();
-            format!("{}{}", &l[..start], &l[end..])
-        })
+        .map(|l| without_field(&without_field(l, "time"), "wall"))
         .collect()
+}
+
+/// `line` without its `"name":number` field (the clocks differ between
+/// runs, the rest must not), as written: no parsing and printing again.
+fn without_field(line: &str, name: &str) -> String {
+    let key = format!(",\"{name}\":");
+    let Some(start) = line.find(&key) else {
+        return line.to_string();
+    };
+    let rest = &line[start + 1..];
+    let end = start + 1 + rest.find([',', '}']).unwrap();
+    format!("{}{}", &line[..start], &line[end..])
 }
 
 fn prefix(dir: &Path, step: u64) -> Vec<String> {

@@ -147,6 +147,7 @@ fn seed(
     let line = MetricLine {
         step,
         time,
+        wall: Some(crate::session::metrics::wall_now()),
         record: Record::Event {
             level: Level::Info,
             message: if changes.is_empty() {

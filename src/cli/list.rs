@@ -1,63 +1,29 @@
-//! `ls`: the sessions table (status from live runners themselves, steps
-//! from the config in force).
+//! `ls`: the runs table (see `runs`), with the status live runners report
+//! themselves overlaid, filtered, sorted and printed as text, JSON or CSV.
 
 use super::*;
-
-/// Runs the engine, following its events with one progress line per log
-/// interval. Ctrl-C stops cleanly (checkpoint, status `stopped`).
-/// The last step and primary metric recorded in a session's metrics.
-pub(super) fn progress_of(dir: &Path, meta: &SessionMeta) -> (u64, Option<f64>) {
-    let Ok(read) = session::log::read_metrics(&SessionDir::new(dir).metrics()) else {
-        return (0, None);
-    };
-    let step = read.lines.last().map_or(0, |l| l.step);
-    let metric = read.lines.iter().rev().find_map(|l| match &l.record {
-        Record::Eval { metrics, .. } => metrics.get(&meta.primary_metric).copied(),
-        _ => None,
-    });
-    (step, metric)
-}
+use crate::runs::{self, filter::Filter, Run, SortBy};
 
 /// How long `ls` waits for live runners to say their status.
 pub(super) const LS_RUNNER_TIMEOUT: Duration = Duration::from_millis(800);
 
-/// The steps a session runs to: `train.steps` of the config in force (a
-/// live edit changes it), else what `session.json` was created with.
-pub(super) fn steps_in_force(dir: &Path, meta: &SessionMeta) -> u64 {
-    Config::load(&SessionDir::new(dir).config_in_force()).map_or(meta.steps, |c| c.train.steps)
+/// How `ls` prints.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Output {
+    Text,
+    Json,
+    Csv,
 }
 
-pub(super) fn ls(root: &Path) -> Result<()> {
-    if root.exists() && !root.is_dir() {
-        bail!(
-            "{} is not a directory: --sessions-dir (or $MELTR_SESSIONS) names the folder sessions live in",
-            root.display()
-        );
-    }
-    let sessions = session::list(root);
-    if sessions.is_empty() {
-        println!("no sessions in {}", root.display());
-        return Ok(());
-    }
-    // Lineage, when some session is a fork: `parent@step`.
-    let forks = sessions.iter().any(|(_, m)| m.parent.is_some());
-    println!(
-        "{:<40} {:<9} {:>13} {:>18} {:<8} {:<12}{}",
-        "ID",
-        "STATUS",
-        "STEP",
-        "PRIMARY METRIC",
-        "DEVICE",
-        "RUNNER",
-        if forks { " FORKED FROM" } else { "" }
-    );
-    // A live runner's own word beats session.json, which it may not have
-    // been able to write (a full disk pauses it): asked all at once, and
-    // never waited on for long (a stuck runner is shown from its files).
-    let live: Vec<PathBuf> = sessions
+/// A live runner's own word beats session.json, which it may not have been
+/// able to write (a full disk pauses it): asked all at once, and never
+/// waited on for long (a stuck runner is shown from its files). Returns
+/// the runners' messages, one line each.
+fn overlay_live_status(runs: &mut [Run]) -> Vec<String> {
+    let live: Vec<PathBuf> = runs
         .iter()
-        .filter(|(_, meta)| !meta.status.is_terminal() && session::pid_alive(meta.pid))
-        .map(|(dir, _)| dir.clone())
+        .filter(|r| r.alive_pid.is_some())
+        .map(|r| r.dir.clone())
         .collect();
     let said: std::collections::HashMap<PathBuf, crate::runner::Said> = live
         .iter()
@@ -66,52 +32,55 @@ pub(super) fn ls(root: &Path) -> Result<()> {
         .filter_map(|(dir, said)| Some((dir, said?)))
         .collect();
     let mut notes = Vec::new();
-    let mut crashed = false;
-    for (dir, meta) in sessions {
-        let (step, metric) = progress_of(&dir, &meta);
-        let alive = !meta.status.is_terminal() && session::pid_alive(meta.pid);
-        let status = if let Some((status, message)) = said.get(&dir) {
+    for run in runs.iter_mut() {
+        if let Some((status, message)) = said.get(&run.dir) {
             if let Some(message) = message {
-                notes.push(format!("{}: {message}", meta.id));
+                notes.push(format!("{}: {message}", run.meta.id));
             }
-            status.as_str().to_string()
-        } else if !meta.status.is_terminal() && !alive {
-            crashed = true;
-            "crashed".to_string()
-        } else {
-            meta.status.as_str().to_string()
-        };
-        let runner = if alive {
-            format!("alive pid {}", meta.pid)
-        } else {
-            "-".into()
-        };
-        let metric = metric.map_or("-".into(), |m| format!("{} {m:.4}", meta.primary_metric));
-        let lineage = match (&meta.parent, meta.fork_step) {
-            (Some(parent), Some(at)) => format!(" {parent}@{at}"),
-            _ if forks => " -".into(),
-            _ => String::new(),
-        };
-        println!(
-            "{:<40} {:<9} {:>13} {:>18} {:<8} {:<12}{lineage}",
-            meta.id,
-            status,
-            format!("{step}/{}", steps_in_force(&dir, &meta)),
-            metric,
-            meta.device,
-            runner
-        );
-    }
-    if !notes.is_empty() {
-        println!();
-        for note in notes {
-            println!("{note}");
+            run.status = status.as_str().to_string();
         }
     }
-    if crashed {
-        println!(
-            "\na crashed session continues from its newest checkpoint with `meltr-tui resume ID`"
+    notes
+}
+
+pub(super) fn ls(root: &Path, filter: &Filter, sort: SortBy, output: Output) -> Result<()> {
+    if root.exists() && !root.is_dir() {
+        bail!(
+            "{} is not a directory: --sessions-dir (or $MELTR_SESSIONS) names the folder sessions live in",
+            root.display()
         );
+    }
+    let mut all = runs::all(root);
+    let notes = overlay_live_status(&mut all);
+    let mut shown = filter.apply(all)?;
+    runs::sort(&mut shown, sort);
+    match output {
+        Output::Json => print!("{}", runs::render::json(&shown)),
+        Output::Csv => print!("{}", runs::render::csv(&shown)),
+        Output::Text => {
+            if shown.is_empty() {
+                let selected = if *filter == Filter::default() {
+                    String::new()
+                } else {
+                    " that match".to_string()
+                };
+                println!("no sessions{selected} in {}", root.display());
+                return Ok(());
+            }
+            let differing = runs::keys::differing(&shown);
+            print!("{}", runs::render::text(&shown, &differing));
+            if !notes.is_empty() {
+                println!();
+                for note in notes {
+                    println!("{note}");
+                }
+            }
+            if shown.iter().any(|r| r.status == "crashed") {
+                println!(
+                    "\na crashed session continues from its newest checkpoint with `meltr-tui resume ID`"
+                );
+            }
+        }
     }
     Ok(())
 }

@@ -9,13 +9,16 @@ use clap::{Parser, Subcommand};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
+mod doctor;
 mod fork;
 mod headless;
 mod list;
+mod paper;
 mod ranks;
 mod session_start;
 mod sweep;
 
+use crate::runs::filter::Where;
 use headless::run_headless;
 use list::ls;
 use session_start::{attach, discard_unstarted, load_config, resume, start};
@@ -84,6 +87,9 @@ pub enum Cmd {
         /// a bare word (e.g. --set aid.iterations=3 --set combiner.kind=sum).
         #[arg(long = "set", value_name = "KEY=VALUE")]
         set: Vec<crate::config::Override>,
+        /// Put the session in this group (see `ls --group`, `table --group`).
+        #[arg(long)]
+        group: Option<String>,
     },
     /// Start a new session from CONFIG.
     Run {
@@ -109,6 +115,9 @@ pub enum Cmd {
         /// make each process one rank.
         #[arg(long, value_name = "N", default_value_t = 1)]
         nproc: usize,
+        /// Put the session in this group (see `ls --group`, `table --group`).
+        #[arg(long)]
+        group: Option<String>,
         #[command(flatten)]
         how: HowToRun,
     },
@@ -147,15 +156,62 @@ pub enum Cmd {
     /// Open the TUI on a session (default: the newest): live when its runner
     /// is alive, else its history. `q` detaches; the run goes on.
     Attach { session: Option<String> },
-    /// List sessions: id, status, step, primary metric, device.
-    Ls,
+    /// List sessions: id, status, step, primary metric, device, runner,
+    /// group, and the config keys whose values differ between the listed
+    /// sessions (a diff view).
+    Ls {
+        #[command(flatten)]
+        select: Select,
+        /// Order: id (oldest first), metric (final primary metric, best
+        /// first, by each session's higher_is_better) or best (the best
+        /// primary metric over the run).
+        #[arg(long, value_enum, default_value = "id")]
+        sort: crate::runs::SortBy,
+        /// Print a JSON array, one object a session with every field and its
+        /// whole config by dotted key.
+        #[arg(long, conflicts_with = "csv")]
+        json: bool,
+        /// Print CSV, one row a session, every config key a column.
+        #[arg(long)]
+        csv: bool,
+    },
+    /// The final (or best) eval metrics of groups of sessions as mean ± std
+    /// with n: Markdown, CSV or LaTeX (booktabs). Sessions that differ only
+    /// by workload.seed form one group, unless --group-by says otherwise.
+    Table {
+        /// Sessions (ids, parts of ids, or folders); default: every session
+        /// that --group and --where select.
+        sessions: Vec<String>,
+        #[command(flatten)]
+        select: Select,
+        /// Group by the values of this key instead of by seed (repeatable).
+        #[arg(long, value_name = "KEY")]
+        group_by: Vec<String>,
+        /// Each session's eval with its best primary metric, not its last.
+        #[arg(long)]
+        best: bool,
+        #[arg(long, value_enum, default_value = "md")]
+        format: crate::runs::table::TableFormat,
+        /// Eval metrics to show (repeatable; default: all, primary first).
+        #[arg(long = "metric", value_name = "NAME")]
+        metrics: Vec<String>,
+        /// Decimals (default: per column, two significant digits of its
+        /// smallest std).
+        #[arg(long)]
+        digits: Option<usize>,
+        /// Also write the table to this file.
+        #[arg(short, long)]
+        output: Option<PathBuf>,
+    },
     /// Write a session's figures (losses, primary metric, weights, final
-    /// weights, transforms) into <session>/plots or --out.
+    /// weights, transforms) into <session>/plots or --out; or its log as a
+    /// tidy CSV (<out>/<id>.csv) or TensorBoard event files
+    /// (<out>/<id>/events.out.tfevents.*), by default in <session>/export.
     Export {
         session: String,
-        /// Comma-separated: svg, png, pdf.
+        /// Comma-separated: svg, png, pdf, csv, tensorboard.
         #[arg(long, value_delimiter = ',', default_value = "svg,png,pdf")]
-        format: Vec<crate::plot::Format>,
+        format: Vec<crate::export::Format>,
         #[arg(long)]
         out: Option<PathBuf>,
         /// paper (single column), paper-wide (double column) or slides.
@@ -168,10 +224,15 @@ pub enum Cmd {
         #[arg(long, default_value_t = crate::plot::DEFAULT_EMA)]
         ema: f64,
     },
-    /// Overlay one metric of several sessions in one figure (format from -o's extension).
+    /// Overlay one metric of several sessions in one figure (format from
+    /// -o's extension). Sessions that differ only by workload.seed are drawn
+    /// as one curve, their mean, with a band (± std, or min–max).
     Compare {
-        #[arg(required = true, num_args = 1..)]
+        /// Sessions (ids, parts of ids, or folders); default: every session
+        /// that --group and --where select.
         sessions: Vec<String>,
+        #[command(flatten)]
+        select: Select,
         #[arg(short, long)]
         output: PathBuf,
         /// An eval metric or a training loss (default: the primary metric).
@@ -179,6 +240,12 @@ pub enum Cmd {
         metric: Option<String>,
         #[arg(long, default_value = "paper")]
         style: crate::plot::Style,
+        /// Group by the values of this key instead of by seed (repeatable).
+        #[arg(long, value_name = "KEY")]
+        group_by: Vec<String>,
+        /// The band around a group's mean: std, minmax or none.
+        #[arg(long, value_enum, default_value = "std")]
+        band: crate::plot::Band,
     },
     /// Pretrain the built-in video-text foundation model (the backbone that
     /// `workload.init_from = "foundation"` fine-tunes).
@@ -234,6 +301,28 @@ pub enum Cmd {
     },
 }
 
+/// Which sessions a listing, table or comparison takes.
+#[derive(clap::Args, Debug, Clone, Default)]
+pub struct Select {
+    /// Only sessions of this group.
+    #[arg(long)]
+    group: Option<String>,
+    /// Only sessions where KEY=VALUE (repeatable, all must hold): a dotted
+    /// config key (combiner.kind=meltr, aid.iterations=1) or status, group,
+    /// name, id (status=finished).
+    #[arg(long = "where", value_name = "KEY=VALUE")]
+    conditions: Vec<Where>,
+}
+
+impl Select {
+    fn filter(&self) -> crate::runs::filter::Filter {
+        crate::runs::filter::Filter {
+            group: self.group.clone(),
+            conditions: self.conditions.clone(),
+        }
+    }
+}
+
 /// How a session's trainer runs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Mode {
@@ -262,14 +351,28 @@ impl Mode {
 pub fn dispatch(cli: Cli) -> Result<()> {
     let root = cli.sessions_dir;
     match cli.command {
-        None => start(&root, Path::new(DEFAULT_CONFIG), None, None, &[], Mode::Tui),
-        Some(Cmd::New { config, name, set }) => start(&root, &config, name, None, &set, Mode::Tui),
+        None => start(
+            &root,
+            Path::new(DEFAULT_CONFIG),
+            None,
+            None,
+            &[],
+            None,
+            Mode::Tui,
+        ),
+        Some(Cmd::New {
+            config,
+            name,
+            set,
+            group,
+        }) => start(&root, &config, name, None, &set, group, Mode::Tui),
         Some(Cmd::Run {
             config,
             name,
             steps,
             set,
             nproc,
+            group,
             how,
         }) => {
             if let Some(at) = ranks::follower()? {
@@ -280,7 +383,7 @@ pub fn dispatch(cli: Cli) -> Result<()> {
                 1 => Vec::new(),
                 n => ranks::launch_local_ranks(n)?,
             };
-            start(&root, &config, name, steps, &set, Mode::of(&how))
+            start(&root, &config, name, steps, &set, group, Mode::of(&how))
         }
         Some(Cmd::Resume { session, set, how }) => resume(&root, &session, &set, Mode::of(&how)),
         Some(Cmd::Fork {
@@ -302,7 +405,44 @@ pub fn dispatch(cli: Cli) -> Result<()> {
             Status::Failed => bail!("the run failed (see session.json)"),
             _ => Ok(()),
         },
-        Some(Cmd::Ls) => ls(&root),
+        Some(Cmd::Ls {
+            select,
+            sort,
+            json,
+            csv,
+        }) => {
+            let output = match (json, csv) {
+                (true, _) => list::Output::Json,
+                (_, true) => list::Output::Csv,
+                _ => list::Output::Text,
+            };
+            ls(&root, &select.filter(), sort, output)
+        }
+        Some(Cmd::Table {
+            sessions,
+            select,
+            group_by,
+            best,
+            format,
+            metrics,
+            digits,
+            output,
+        }) => {
+            let opts = crate::runs::table::TableOptions {
+                format,
+                best,
+                metrics,
+                digits,
+            };
+            paper::table(
+                &root,
+                &sessions,
+                &select.filter(),
+                &group_by,
+                &opts,
+                output.as_deref(),
+            )
+        }
         Some(Cmd::Export {
             session,
             format,
@@ -312,31 +452,44 @@ pub fn dispatch(cli: Cli) -> Result<()> {
             ema,
         }) => {
             let dir = session::find(&root, &session)?;
-            let opts = crate::plot::ExportOptions {
-                formats: format,
-                out_dir: out,
-                style,
-                log_scale,
-                ema,
-            };
-            println!("{}", export(&dir, &opts)?);
+            let figures: Vec<crate::plot::Format> = format
+                .iter()
+                .filter_map(|f| match f {
+                    crate::export::Format::Figure(f) => Some(*f),
+                    _ => None,
+                })
+                .collect();
+            paper::export_data(&dir, &format, out.as_deref())?;
+            if !figures.is_empty() {
+                let opts = crate::plot::ExportOptions {
+                    formats: figures,
+                    out_dir: out,
+                    style,
+                    log_scale,
+                    ema,
+                };
+                println!("{}", export(&dir, &opts)?);
+            }
             Ok(())
         }
         Some(Cmd::Compare {
             sessions,
+            select,
             output,
             metric,
             style,
+            group_by,
+            band,
         }) => {
-            let dirs = sessions
-                .iter()
-                .map(|s| session::find(&root, s))
-                .collect::<Result<Vec<_>>>()?;
-            let path = crate::plot::compare(&dirs, &output, metric.as_deref(), style)?;
-            println!("wrote {}", path.display());
-            Ok(())
+            let what = paper::CompareArgs {
+                metric: metric.as_deref(),
+                style,
+                group_by: &group_by,
+                band,
+            };
+            paper::compare(&root, &sessions, &select.filter(), &output, &what)
         }
-        Some(Cmd::Doctor) => doctor(),
+        Some(Cmd::Doctor) => doctor::doctor(),
         Some(Cmd::Bench {
             device,
             steps,
@@ -400,43 +553,6 @@ fn export(dir: &Path, opts: &crate::plot::ExportOptions) -> Result<String> {
         summary.push_str(&format!("; {note}"));
     }
     Ok(summary)
-}
-
-fn doctor() -> Result<()> {
-    println!("meltr-tui {}", env!("CARGO_PKG_VERSION"));
-    println!("libtorch   {}", crate::libtorch_version());
-    println!(
-        "  from     {}",
-        option_env!("MELTR_LIBTORCH_LIB").unwrap_or("(unknown)")
-    );
-    let cuda = tch::Cuda::is_available();
-    let count = tch::Cuda::device_count();
-    println!(
-        "CUDA       {}",
-        if cuda {
-            format!("available, {count} device(s)")
-        } else {
-            "not available".into()
-        }
-    );
-    for i in 0..count {
-        println!("  cuda:{i}");
-    }
-    println!(
-        "cuDNN      {}",
-        if tch::Cuda::cudnn_is_available() {
-            "available"
-        } else {
-            "not available"
-        }
-    );
-    println!("threads    {}", tch::get_num_threads());
-    let term = std::env::var("TERM").unwrap_or_else(|_| "(unset)".into());
-    println!(
-        "terminal   TERM={term}  NO_COLOR={}",
-        std::env::var("NO_COLOR").map(|_| "set").unwrap_or("unset")
-    );
-    Ok(())
 }
 
 #[cfg(test)]

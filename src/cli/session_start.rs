@@ -57,6 +57,7 @@ pub(super) fn start(
     name: Option<String>,
     steps: Option<u64>,
     overrides: &[crate::config::Override],
+    group: Option<String>,
     mode: Mode,
 ) -> Result<()> {
     // Refuse what cannot start before a session folder exists: the config
@@ -77,6 +78,9 @@ pub(super) fn start(
         session::check_socket_room(root, &name)?;
     }
     let dir = session::create(root, &name, &config)?;
+    if group.is_some() {
+        session::set_group(&dir, group.as_deref())?;
+    }
     drive(&dir, config, false, mode)
 }
 

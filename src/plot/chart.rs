@@ -418,8 +418,17 @@ fn crowded(ticks: &Ticks, scale: &Scale, axes_w: f64, size: f64, m: &Metrics) ->
     })
 }
 
-/// Draws a line, broken where values are missing (or not positive on a log axis).
+/// Opacity of a band's fill.
+const BAND_OPACITY: f64 = 0.2;
+
+/// Draws a line, broken where values are missing (or not positive on a log
+/// axis); a band as one filled area over its visible points.
 fn draw_line(svg: &mut Svg, frame: &Frame, line: &Line, t: &Theme) {
+    if line.emphasis == Emphasis::Band {
+        let outline: Vec<(f64, f64)> = line.points.iter().filter_map(|&p| frame.to_pt(p)).collect();
+        svg.polygon(&outline, line.look.color, BAND_OPACITY);
+        return;
+    }
     let stroke = line.stroke(t);
     let with_path = line.emphasis != Emphasis::MarkersOnly;
     let mut run: Vec<(f64, f64)> = Vec::new();

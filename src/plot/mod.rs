@@ -12,6 +12,7 @@
 //! machine. Everything is rendered in memory first and written atomically
 //! afterwards; on any failure the files of this call are removed.
 
+pub mod bands;
 pub mod chart;
 pub mod data;
 pub mod figures;
@@ -23,6 +24,7 @@ pub mod series;
 pub mod style;
 pub mod svg;
 
+pub use bands::Band;
 pub use style::{Style, Theme};
 
 use crate::session::atomic_write;
@@ -210,6 +212,75 @@ pub fn compare(
     let metric = metric.map_or_else(|| sessions[0].meta.primary_metric.clone(), str::to_string);
     let theme = style.theme();
     let chart = figures::compare(&sessions, &metric, prep(&theme, DEFAULT_EMA))?;
+    let bytes = encode(&chart.to_svg(&theme), format, &theme)?;
+    let dir = match out_file.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
+        _ => PathBuf::from("."),
+    };
+    let mut files = write_all(
+        &dir,
+        vec![Output {
+            path: out_file.to_path_buf(),
+            bytes,
+        }],
+    )?;
+    Ok(files.remove(0))
+}
+
+/// Sessions drawn as one curve (their mean, with a band).
+#[derive(Debug, Clone, PartialEq)]
+pub struct CurveGroup {
+    /// The legend label (None: the first session's name).
+    pub label: Option<String>,
+    pub dirs: Vec<PathBuf>,
+}
+
+/// Like [`compare`], with each group of sessions drawn as its mean and a
+/// `band`; groups of one session without a label are drawn exactly as
+/// [`compare`] draws them.
+pub fn compare_groups(
+    groups: &[CurveGroup],
+    out_file: &Path,
+    metric: Option<&str>,
+    style: Style,
+    band: Band,
+) -> Result<PathBuf> {
+    if groups
+        .iter()
+        .all(|g| g.label.is_none() && g.dirs.len() == 1)
+    {
+        let dirs: Vec<PathBuf> = groups.iter().map(|g| g.dirs[0].clone()).collect();
+        return compare(&dirs, out_file, metric, style);
+    }
+    let format = Format::from_path(out_file)?;
+    let loaded = groups
+        .iter()
+        .map(|g| {
+            g.dirs
+                .iter()
+                .map(|d| SessionData::load(d))
+                .collect::<Result<Vec<_>>>()
+        })
+        .collect::<Result<Vec<_>>>()?;
+    let Some(first) = loaded.iter().flatten().next() else {
+        bail!("compare needs at least one session");
+    };
+    let metric = metric.map_or_else(|| first.meta.primary_metric.clone(), str::to_string);
+    let grouped: Vec<bands::Grouped> = groups
+        .iter()
+        .zip(&loaded)
+        .map(|(g, sessions)| bands::Grouped {
+            label: g.label.clone().unwrap_or_else(|| {
+                sessions
+                    .first()
+                    .map(|s| s.meta.name.clone())
+                    .unwrap_or_default()
+            }),
+            sessions: sessions.iter().collect(),
+        })
+        .collect();
+    let theme = style.theme();
+    let chart = bands::compare(&grouped, &metric, prep(&theme, DEFAULT_EMA), band)?;
     let bytes = encode(&chart.to_svg(&theme), format, &theme)?;
     let dir = match out_file.parent() {
         Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),

@@ -15,6 +15,9 @@ pub enum Emphasis {
     WithMarkers,
     /// Larger markers only (highlighted points).
     MarkersOnly,
+    /// A translucent filled area (a band around a mean): `points` go along
+    /// the upper edge and back along the lower one, a closed outline.
+    Band,
 }
 
 /// A data series; unlabelled ones stay out of the legend.

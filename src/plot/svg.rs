@@ -206,6 +206,26 @@ impl Svg {
         let _ = writeln!(self.buf, "\" {}/>", stroke_attrs(stroke));
     }
 
+    /// A closed, filled, unstroked polygon; nothing for fewer than three points.
+    pub fn polygon(&mut self, points: &[(f64, f64)], fill: Color, opacity: f64) {
+        if points.len() < 3 {
+            return;
+        }
+        self.buf.push_str("<path d=\"");
+        for (i, (x, y)) in points.iter().enumerate() {
+            let cmd = if i == 0 { 'M' } else { 'L' };
+            if i > 0 {
+                self.buf.push(' ');
+            }
+            let _ = write!(self.buf, "{cmd}{} {}", num(*x), num(*y));
+        }
+        let _ = writeln!(
+            self.buf,
+            "Z\" fill=\"{fill}\" fill-opacity=\"{}\" stroke=\"none\"/>",
+            num(opacity)
+        );
+    }
+
     /// A straight segment.
     pub fn line(&mut self, x1: f64, y1: f64, x2: f64, y2: f64, stroke: &Stroke) {
         self.polyline(&[(x1, y1), (x2, y2)], stroke);

@@ -197,6 +197,7 @@ mod tests {
         MetricLine {
             step,
             time: step as f64,
+            wall: None,
             record: Record::Event {
                 level: Level::Info,
                 message: format!("s{step}"),

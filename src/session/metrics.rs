@@ -1,6 +1,7 @@
 //! The `metrics.jsonl` line format: one JSON object per line, each with
-//! `step`, `kind` and `time` (seconds since the session started), plus the
-//! fields of its kind. Writer and tolerant reader live in `session::log`.
+//! `step`, `kind`, `time` (seconds since the session started) and `wall`
+//! (Unix time in seconds when it was written; absent in lines written
+//! before it was recorded), plus the fields of its kind. Writer and tolerant reader live in `session::log`.
 //!
 //! Plain data (no tensors), shared by the engine, the TUI and the plots.
 
@@ -43,6 +44,11 @@ pub struct MetricLine {
     /// Seconds since the session started, not counting time between a stop and
     /// a resume.
     pub time: f64,
+    /// Wall-clock time the line was written: seconds since the Unix epoch
+    /// (UTC), as other tools (TensorBoard, pandas) expect. `None` in logs
+    /// written before it was recorded.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub wall: Option<f64>,
     /// The line's kind and its fields (flattened into the same JSON object).
     #[serde(flatten)]
     pub record: Record,
@@ -146,6 +152,13 @@ pub struct Curve {
     pub y: Vec<f64>,
 }
 
+/// Now as seconds since the Unix epoch (a `wall` value).
+pub fn wall_now() -> f64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0.0, |d| d.as_secs_f64())
+}
+
 impl MetricLine {
     /// The line's `kind` field: `"train"`, `"meta"`, `"eval"`, `"transform"`,
     /// `"config"` or `"event"`.
@@ -175,6 +188,7 @@ mod tests {
         let line = MetricLine {
             step: 7,
             time: 1.5,
+            wall: Some(1_790_000_000.25),
             record: Record::Train {
                 losses: [("primary".to_string(), 0.5)].into(),
                 total: 0.5,
@@ -187,6 +201,7 @@ mod tests {
         assert_eq!(v["step"], 7);
         assert_eq!(v["kind"], "train");
         assert_eq!(v["time"], 1.5);
+        assert_eq!(v["wall"], 1_790_000_000.25);
         assert_eq!(v["losses"]["primary"], 0.5);
         assert!(v.get("shares").is_none());
         let back: MetricLine = serde_json::from_str(&line.to_json()).unwrap();
@@ -242,6 +257,7 @@ mod tests {
             let line = MetricLine {
                 step: 3,
                 time: 0.0,
+                wall: None,
                 record,
             };
             let json = line.to_json();
@@ -269,6 +285,16 @@ mod tests {
     }
 
     #[test]
+    fn a_line_without_wall_reads_and_writes_without_it() {
+        let old = r#"{"step":4,"time":2.5,"kind":"event","level":"info","message":"m"}"#;
+        let line: MetricLine = serde_json::from_str(old).unwrap();
+        assert_eq!(line.wall, None);
+        assert_eq!(line.to_json(), old);
+        let now = wall_now();
+        assert!(now > 1.7e9, "{now}");
+    }
+
+    #[test]
     fn config_and_event_lines_roundtrip() {
         for record in [
             Record::Config {
@@ -287,6 +313,7 @@ mod tests {
             let line = MetricLine {
                 step: 1,
                 time: 0.0,
+                wall: None,
                 record,
             };
             let back: MetricLine = serde_json::from_str(&line.to_json()).unwrap();

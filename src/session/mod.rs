@@ -5,6 +5,7 @@
 pub mod dir;
 pub mod log;
 pub mod metrics;
+pub mod provenance;
 
 use anyhow::{Context, Result};
 use serde::{Deserialize, Serialize};
@@ -12,6 +13,7 @@ use std::io::Write;
 use std::path::Path;
 
 pub use dir::SessionDir;
+pub use provenance::Provenance;
 
 /// Replaces `path` so that a crash leaves either the old file or the new
 /// one, never a mix: `write` fills a temp file in the same folder
@@ -150,8 +152,8 @@ pub struct SessionMeta {
     /// Why the run failed, when it did.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
-    /// The group the session belongs to (a sweep's name; a fork joins its
-    /// parent's group).
+    /// The group the session belongs to (an ablation, a sweep's name; a
+    /// fork joins its parent's group).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub group: Option<String>,
     /// A fork's parent: the id of the session it started from.
@@ -160,6 +162,11 @@ pub struct SessionMeta {
     /// A fork's start: the step of the parent's checkpoint it continues.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub fork_step: Option<u64>,
+    /// What made the session: meltr-tui version, host, command line, git
+    /// commit (each optional; absent in sessions made before they were
+    /// recorded).
+    #[serde(flatten)]
+    pub provenance: Provenance,
 }
 
 impl SessionMeta {
@@ -188,20 +195,29 @@ pub fn update_status(dir: &Path, status: Status, error: Option<String>) -> Resul
 }
 
 /// Records what only the running trainer knows (device, libtorch, losses,
-/// primary metric, pid) in `session.json`, keeping id, name, created and
-/// where the session comes from (group, parent, fork step).
+/// primary metric, pid) in `session.json`, keeping what its creator wrote:
+/// id, name, created, where the session comes from (group, parent, fork
+/// step) and its provenance.
 pub fn record_run_facts(dir: &Path, facts: &SessionMeta) -> Result<()> {
-    let meta = SessionMeta::read(dir)?;
+    let old = SessionMeta::read(dir)?;
     SessionMeta {
-        id: meta.id,
-        name: meta.name,
-        created: meta.created,
-        group: meta.group,
-        parent: meta.parent,
-        fork_step: meta.fork_step,
+        id: old.id,
+        name: old.name,
+        created: old.created,
+        group: old.group,
+        parent: old.parent,
+        fork_step: old.fork_step,
+        provenance: old.provenance,
         ..facts.clone()
     }
     .write(dir)
+}
+
+/// Puts the session in `dir` into `group` (or none).
+pub fn set_group(dir: &Path, group: Option<&str>) -> Result<()> {
+    let mut meta = SessionMeta::read(dir)?;
+    meta.group = group.map(str::to_string);
+    meta.write(dir)
 }
 
 /// Where a new session comes from: its group, and for a fork its parent
@@ -306,6 +322,7 @@ pub fn create(
         group: None,
         parent: None,
         fork_step: None,
+        provenance: Provenance::of_this_process(),
     };
     meta.write(&dir)?;
     Ok(dir)

@@ -29,6 +29,7 @@ pub fn meta(steps: u64) -> SessionMeta {
         group: None,
         parent: None,
         fork_step: None,
+        provenance: Default::default(),
     }
 }
 
@@ -80,6 +81,7 @@ fn line(step: u64, record: Record) -> MetricLine {
     MetricLine {
         step,
         time: step as f64 * 0.05,
+        wall: None,
         record,
     }
 }

@@ -287,6 +287,7 @@ mod tests {
         let line = |step: u64, share: Option<f64>| MetricLine {
             step,
             time: 0.1,
+            wall: None,
             record: Record::Train {
                 losses: [("a".to_string(), 1.0)].into(),
                 total: 1.0,
@@ -313,6 +314,7 @@ mod tests {
         let line = MetricLine {
             step: 1,
             time: 0.1,
+            wall: None,
             record: Record::Train {
                 losses: [("a".to_string(), 1.0), ("b".to_string(), 2.0)].into(),
                 total: 3.0,

@@ -249,6 +249,7 @@ fn config_error_is_a_banner_until_a_valid_config() {
         line: MetricLine {
             step: 500,
             time: 25.0,
+            wall: None,
             record: Record::Config {
                 changed: Default::default(),
                 error: Some(error.into()),
@@ -807,6 +808,7 @@ fn events_scroll_and_follow() {
         line: MetricLine {
             step: 501,
             time: 25.0,
+            wall: None,
             record: Record::Event {
                 level: Level::Warn,
                 message: "new".into(),

@@ -1,6 +1,5 @@
 //! `sweep ls`: the sweeps in a sessions folder, and one sweep's members.
 
-use super::super::list::{progress_of, steps_in_force};
 use super::*;
 
 /// The sweeps under `root` with their members' counts by state.
@@ -38,11 +37,12 @@ pub(super) fn ls_members(root: &Path, group: &str) -> Result<()> {
         let (id, step, metric) = match &state {
             State::NotStarted => ("-".to_string(), "-".to_string(), "-".to_string()),
             State::Running { dir, meta } | State::Ended { dir, meta, .. } => {
-                let (step, metric) = progress_of(dir, meta);
+                let run = crate::runs::Run::from_meta(dir, meta.clone());
                 (
                     meta.id.clone(),
-                    format!("{step}/{}", steps_in_force(dir, meta)),
-                    metric.map_or("-".into(), |v| format!("{} {v:.4}", meta.primary_metric)),
+                    format!("{}/{}", run.step, run.steps),
+                    run.metric()
+                        .map_or("-".into(), |v| format!("{} {v:.4}", meta.primary_metric)),
                 )
             }
         };

@@ -115,6 +115,7 @@ impl Trainer {
         let line = MetricLine {
             step,
             time: self.time(),
+            wall: Some(crate::session::metrics::wall_now()),
             record,
         };
         self.unwritten.push_back(line);

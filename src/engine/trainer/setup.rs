@@ -139,6 +139,7 @@ impl Trainer {
             group: None,
             parent: None,
             fork_step: None,
+            provenance: Default::default(),
         };
         let mut recent = VecDeque::new();
         for s in step.saturating_sub(RECENT_BATCHES as u64 - 1).max(1)..=step {

@@ -1,0 +1,112 @@
+//! From runs to a paper: `table` (grouped metrics), `compare` (grouped
+//! curves with bands) and `export --format csv,tensorboard` (the log for
+//! other tools).
+
+use super::*;
+use crate::runs::filter::Filter;
+use crate::runs::groups::{self, GroupBy};
+use crate::runs::{self, Run};
+
+/// The runs named (or, with none named, every session of `root`) that
+/// `filter` keeps; at least one.
+fn select(root: &Path, sessions: &[String], filter: &Filter) -> Result<Vec<Run>> {
+    let runs = if sessions.is_empty() {
+        runs::all(root)
+    } else {
+        sessions
+            .iter()
+            .map(|s| Run::load(&session::find(root, s)?))
+            .collect::<Result<Vec<_>>>()?
+    };
+    let runs = filter.apply(runs)?;
+    if runs.is_empty() {
+        bail!(
+            "no sessions selected: name sessions, or give a --group / --where that sessions in {} match",
+            root.display()
+        );
+    }
+    Ok(runs)
+}
+
+fn group_by(keys: &[String]) -> GroupBy {
+    if keys.is_empty() {
+        GroupBy::Seeds
+    } else {
+        GroupBy::Keys(keys.to_vec())
+    }
+}
+
+pub(super) fn table(
+    root: &Path,
+    sessions: &[String],
+    filter: &Filter,
+    keys: &[String],
+    opts: &crate::runs::table::TableOptions,
+    output: Option<&Path>,
+) -> Result<()> {
+    let runs = select(root, sessions, filter)?;
+    let groups = groups::gather(&runs, &group_by(keys))?;
+    let text = crate::runs::table::render(&groups, opts)?;
+    print!("{text}");
+    if let Some(path) = output {
+        crate::session::atomic_write(path, text.as_bytes())
+            .with_context(|| format!("cannot write the table to {}", path.display()))?;
+        eprintln!("wrote {}", path.display());
+    }
+    Ok(())
+}
+
+/// What `compare` draws, besides which sessions.
+pub(super) struct CompareArgs<'a> {
+    pub metric: Option<&'a str>,
+    pub style: crate::plot::Style,
+    pub group_by: &'a [String],
+    pub band: crate::plot::Band,
+}
+
+pub(super) fn compare(
+    root: &Path,
+    sessions: &[String],
+    filter: &Filter,
+    output: &Path,
+    args: &CompareArgs,
+) -> Result<()> {
+    let runs = select(root, sessions, filter)?;
+    let groups = groups::gather(&runs, &group_by(args.group_by))?;
+    // Single sessions keep their names in the legend; groups are labelled
+    // by what tells them apart.
+    let labelled = !args.group_by.is_empty() || groups.iter().any(|g| g.runs.len() > 1);
+    let curves: Vec<crate::plot::CurveGroup> = groups
+        .iter()
+        .map(|g| crate::plot::CurveGroup {
+            label: labelled.then(|| g.label.clone()),
+            dirs: g.runs.iter().map(|r| r.dir.clone()).collect(),
+        })
+        .collect();
+    let path = crate::plot::compare_groups(&curves, output, args.metric, args.style, args.band)?;
+    let sizes: Vec<String> = groups
+        .iter()
+        .map(|g| format!("{} (n={})", g.label, g.runs.len()))
+        .collect();
+    println!("wrote {}: {}", path.display(), sizes.join("; "));
+    Ok(())
+}
+
+/// Writes the data formats among `formats` (csv, tensorboard) for the
+/// session in `dir`, into `out` or `<session>/export`.
+pub(super) fn export_data(
+    dir: &Path,
+    formats: &[crate::export::Format],
+    out: Option<&Path>,
+) -> Result<()> {
+    let out = out.map_or_else(|| dir.join("export"), Path::to_path_buf);
+    for format in formats {
+        let written = match format {
+            crate::export::Format::Csv => crate::export::write_csv(dir, &out)?,
+            crate::export::Format::Tensorboard => crate::export::write_tensorboard(dir, &out)?,
+            crate::export::Format::Figure(_) => continue,
+        };
+        println!("wrote {}", written.display());
+    }
+    Ok(())
+}

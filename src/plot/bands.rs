@@ -1,0 +1,163 @@
+//! The grouped comparison figure: each group of sessions (the seeds of one
+//! setting) drawn as its mean curve with a translucent band (± one sample
+//! std, or min–max) over the steps every member logged; a group of one is
+//! its plain curve. Training losses are EMA-smoothed per session first.
+
+use super::chart::{Body, Chart};
+use super::data::{SeriesSource, SessionData};
+use super::figures::Prep;
+use super::scale::Kind;
+use super::series::{decimate, ema, Emphasis, Line, Points};
+use super::style::look;
+use std::collections::BTreeMap;
+
+/// What surrounds a group's mean.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Band {
+    /// ± one sample standard deviation (n − 1).
+    Std,
+    /// From the lowest to the highest member.
+    Minmax,
+    /// The mean alone.
+    None,
+}
+
+/// The mean and band edges of a group's curves at the steps all of them
+/// have: `(step, mean, lower, upper)`.
+pub fn aggregate(curves: &[Points], band: Band) -> Vec<(f64, f64, f64, f64)> {
+    let mut at: BTreeMap<u64, Vec<f64>> = BTreeMap::new();
+    for curve in curves {
+        for &(x, y) in curve {
+            at.entry(x.to_bits()).or_default().push(y);
+        }
+    }
+    let mut out: Vec<(f64, f64, f64, f64)> = at
+        .into_iter()
+        .filter(|(_, ys)| ys.len() == curves.len())
+        .map(|(bits, ys)| {
+            let n = ys.len() as f64;
+            let mean = ys.iter().sum::<f64>() / n;
+            let (lo, hi) = match band {
+                Band::Std if ys.len() > 1 => {
+                    let var = ys.iter().map(|y| (y - mean).powi(2)).sum::<f64>() / (n - 1.0);
+                    (mean - var.sqrt(), mean + var.sqrt())
+                }
+                Band::Minmax => (
+                    ys.iter().copied().fold(f64::INFINITY, f64::min),
+                    ys.iter().copied().fold(f64::NEG_INFINITY, f64::max),
+                ),
+                _ => (mean, mean),
+            };
+            (f64::from_bits(bits), mean, lo, hi)
+        })
+        .collect();
+    out.sort_by(|a, b| a.0.total_cmp(&b.0));
+    out
+}
+
+/// A group to draw: its legend label and its sessions.
+pub struct Grouped<'a> {
+    pub label: String,
+    pub sessions: Vec<&'a SessionData>,
+}
+
+/// One metric (eval metric or training loss, checked to exist in every
+/// session) as one mean curve and band per group.
+pub fn compare(groups: &[Grouped], metric: &str, prep: Prep, band: Band) -> anyhow::Result<Chart> {
+    let mut bands = Vec::new();
+    let mut means = Vec::new();
+    let mut source = SeriesSource::Eval;
+    let mut largest = 0;
+    for (i, group) in groups.iter().enumerate() {
+        let mut curves = Vec::new();
+        for s in &group.sessions {
+            let (src, points) = s.series(metric)?;
+            source = src;
+            curves.push(match src {
+                SeriesSource::Train => ema(points, prep.ema),
+                SeriesSource::Eval => points.clone(),
+            });
+        }
+        let agg = aggregate(&curves, band);
+        let Some((lo, hi)) = agg.first().zip(agg.last()).map(|(a, b)| (a.0, b.0)) else {
+            anyhow::bail!(
+                "the sessions of `{}` share no step with `{metric}`",
+                group.label
+            );
+        };
+        let n = group.sessions.len();
+        largest = largest.max(n);
+        let thin = |p: Points| decimate(&p, lo, hi, prep.columns);
+        if n > 1 && band != Band::None {
+            let mut outline = thin(agg.iter().map(|a| (a.0, a.3)).collect());
+            let lower = thin(agg.iter().map(|a| (a.0, a.2)).collect());
+            outline.extend(lower.into_iter().rev());
+            bands.push(Line {
+                label: None,
+                points: outline,
+                look: look(i),
+                emphasis: Emphasis::Band,
+            });
+        }
+        means.push(Line {
+            label: Some(if n > 1 {
+                format!("{} (n={n})", group.label)
+            } else {
+                group.label.clone()
+            }),
+            points: thin(agg.iter().map(|a| (a.0, a.1)).collect()),
+            look: look(i),
+            emphasis: match source {
+                SeriesSource::Eval => Emphasis::WithMarkers,
+                SeriesSource::Train => Emphasis::Main,
+            },
+        });
+    }
+    let first = groups
+        .first()
+        .and_then(|g| g.sessions.first())
+        .map(|s| &s.meta);
+    let y_label = match (source, first) {
+        (SeriesSource::Eval, Some(meta)) if meta.primary_metric == metric => {
+            let arrow = if meta.higher_is_better { "↑" } else { "↓" };
+            format!("validation {metric} {arrow}")
+        }
+        (SeriesSource::Eval, _) => format!("validation {metric}"),
+        (SeriesSource::Train, _) if prep.ema > 0.0 => {
+            format!("training loss {metric} (EMA {})", prep.ema)
+        }
+        (SeriesSource::Train, _) => format!("training loss {metric}"),
+    };
+    let spread = match band {
+        _ if largest < 2 => "",
+        Band::Std => " — mean ± std over seeds",
+        Band::Minmax => " — mean, min–max over seeds",
+        Band::None => " — mean over seeds",
+    };
+    bands.extend(means);
+    Ok(Chart {
+        x_label: format!("training step{spread}"),
+        y_label,
+        y_kind: Kind::Linear,
+        tight_x: source == SeriesSource::Train,
+        zero_line: false,
+        body: Body::Lines(bands),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn mean_and_bands_over_common_steps() {
+        let a = vec![(0.0, 1.0), (10.0, 2.0), (20.0, 3.0)];
+        let b = vec![(0.0, 3.0), (10.0, 4.0)];
+        let std = aggregate(&[a.clone(), b.clone()], Band::Std);
+        assert_eq!(std.len(), 2, "step 20 is not in both");
+        let s = 2f64.sqrt();
+        assert_eq!(std[0], (0.0, 2.0, 2.0 - s, 2.0 + s));
+        let minmax = aggregate(&[a, b], Band::Minmax);
+        assert_eq!(minmax[1], (10.0, 3.0, 2.0, 4.0));
+    }
+}

@@ -1,0 +1,109 @@
+//! Which runs a listing keeps: `--group G` and `--where KEY=VALUE`
+//! (repeatable, all must hold), where KEY is a dotted config key
+//! (`combiner.kind`) or one of `status`, `group`, `name`, `id`.
+
+use super::{keys, Run};
+use anyhow::{bail, Result};
+use std::str::FromStr;
+
+/// Keys of `session.json` (and the shown status) that `--where` accepts
+/// besides config keys.
+pub const META_KEYS: [&str; 4] = ["status", "group", "name", "id"];
+
+/// One `KEY=VALUE` condition.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Where {
+    pub key: String,
+    pub value: String,
+}
+
+impl FromStr for Where {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s.split_once('=') {
+            Some((key, value)) if !key.trim().is_empty() => Ok(Where {
+                key: key.trim().to_string(),
+                value: value.trim().to_string(),
+            }),
+            _ => Err(format!(
+                "`{s}` is not KEY=VALUE (e.g. combiner.kind=meltr, status=finished)"
+            )),
+        }
+    }
+}
+
+/// What to keep.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Filter {
+    pub group: Option<String>,
+    pub conditions: Vec<Where>,
+}
+
+impl Filter {
+    /// Whether `run` passes every condition.
+    pub fn keeps(&self, run: &Run) -> bool {
+        if let Some(group) = &self.group {
+            if run.meta.group.as_deref() != Some(group.as_str()) {
+                return false;
+            }
+        }
+        self.conditions.iter().all(|w| {
+            run.value(&w.key)
+                .is_some_and(|actual| keys::matches(&actual, &w.value))
+        })
+    }
+
+    /// The runs of `runs` it keeps. A condition on a key that no run has
+    /// (a typo) is an error naming it, rather than an empty listing.
+    pub fn apply(&self, runs: Vec<Run>) -> Result<Vec<Run>> {
+        for w in &self.conditions {
+            check_key(&runs, &w.key)?;
+        }
+        Ok(runs.into_iter().filter(|r| self.keeps(r)).collect())
+    }
+}
+
+/// Fails unless `key` is a [`META_KEYS`] key or a config key of some run.
+pub fn check_key(runs: &[Run], key: &str) -> Result<()> {
+    if META_KEYS.contains(&key)
+        || runs.is_empty()
+        || runs.iter().any(|r| r.config.contains_key(key))
+    {
+        return Ok(());
+    }
+    let last = key.rsplit('.').next().unwrap_or(key);
+    let mut near: Vec<&String> = runs
+        .iter()
+        .flat_map(|r| r.config.keys())
+        .filter(|k| k.rsplit('.').next() == Some(last) || k.starts_with(key))
+        .collect();
+    near.sort();
+    near.dedup();
+    let hint = if near.is_empty() {
+        format!(
+            "config keys are dotted, e.g. combiner.kind or aid.iterations; also {}",
+            META_KEYS.join(", ")
+        )
+    } else {
+        let near: Vec<&str> = near.iter().map(|s| s.as_str()).collect();
+        format!("did you mean {}?", near.join(" or "))
+    };
+    bail!("no session has the key `{key}`: {hint}")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn conditions_parse_and_a_bad_one_says_the_form() {
+        let w: Where = "combiner.kind = meltr".parse().unwrap();
+        assert_eq!(
+            (w.key.as_str(), w.value.as_str()),
+            ("combiner.kind", "meltr")
+        );
+        let err = "combiner.kind".parse::<Where>().unwrap_err();
+        assert!(err.contains("KEY=VALUE"), "{err}");
+        assert!("=x".parse::<Where>().is_err());
+    }
+}

@@ -1,0 +1,142 @@
+//! Groups of runs for a paper's figure or table: by default the runs that
+//! differ only by seed (`workload.seed`) form one group; `--group-by KEY`
+//! groups by the values of the given keys instead. Each group is labelled
+//! by the keys whose values tell the groups apart (`kind=meltr`).
+
+use super::{filter, keys, Run};
+use anyhow::Result;
+use std::collections::BTreeMap;
+
+/// How runs are grouped.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum GroupBy {
+    /// Runs whose configs are equal but for `workload.seed`.
+    Seeds,
+    /// Runs with the same values of these keys (config keys, or `status`,
+    /// `group`, `name`, `id`).
+    Keys(Vec<String>),
+}
+
+/// Some runs drawn (or tabulated) as one.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Group<'a> {
+    /// For legends: `kind=meltr, iterations=1`, or a name when nothing
+    /// tells the groups apart.
+    pub label: String,
+    /// The keys that tell the groups apart and this group's values of them.
+    pub values: Vec<(String, String)>,
+    pub runs: Vec<&'a Run>,
+}
+
+/// The groups of `runs`, in the order of their first run.
+pub fn gather<'a>(runs: &'a [Run], by: &GroupBy) -> Result<Vec<Group<'a>>> {
+    if let GroupBy::Keys(ks) = by {
+        for k in ks {
+            filter::check_key(runs, k)?;
+        }
+    }
+    let identity = |r: &Run| -> Vec<(String, String)> {
+        match by {
+            GroupBy::Seeds => r
+                .config
+                .iter()
+                .filter(|(k, _)| k.as_str() != keys::SEED)
+                .map(|(k, v)| (k.clone(), keys::text(v)))
+                .collect(),
+            GroupBy::Keys(ks) => ks
+                .iter()
+                .map(|k| (k.clone(), r.value(k).unwrap_or_else(|| "-".into())))
+                .collect(),
+        }
+    };
+    let mut order: Vec<Vec<(String, String)>> = Vec::new();
+    let mut members: BTreeMap<Vec<(String, String)>, Vec<&Run>> = BTreeMap::new();
+    for r in runs {
+        let id = identity(r);
+        if !members.contains_key(&id) {
+            order.push(id.clone());
+        }
+        members.entry(id).or_default().push(r);
+    }
+    let label_keys: Vec<String> = match by {
+        GroupBy::Keys(ks) => ks.clone(),
+        GroupBy::Seeds => {
+            let firsts: Vec<&Run> = order.iter().map(|id| members[id][0]).collect();
+            keys::differing(firsts)
+                .into_iter()
+                .filter(|k| k != keys::SEED)
+                .collect()
+        }
+    };
+    Ok(order
+        .into_iter()
+        .map(|id| {
+            let runs = members.remove(&id).unwrap_or_default();
+            let values: Vec<(String, String)> = label_keys
+                .iter()
+                .map(|k| {
+                    let v = runs
+                        .first()
+                        .and_then(|r| r.value(k))
+                        .unwrap_or_else(|| "-".into());
+                    (k.clone(), v)
+                })
+                .collect();
+            let label = if values.is_empty() {
+                fallback_label(&runs)
+            } else {
+                label_of(&values)
+            };
+            Group {
+                label,
+                values,
+                runs,
+            }
+        })
+        .collect())
+}
+
+/// `kind=meltr, iterations=1`: each key by its last segment unless two
+/// label keys share it.
+fn label_of(values: &[(String, String)]) -> String {
+    let last = |k: &str| k.rsplit('.').next().unwrap_or(k).to_string();
+    values
+        .iter()
+        .map(|(k, v)| {
+            let short = last(k);
+            let clash = values.iter().filter(|(o, _)| last(o) == short).count() > 1;
+            format!("{}={v}", if clash { k.as_str() } else { &short })
+        })
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// The group's name when all its runs share one, else the first run's name.
+fn fallback_label(runs: &[&Run]) -> String {
+    let group = runs.first().and_then(|r| r.meta.group.clone());
+    match group {
+        Some(g) if runs.iter().all(|r| r.meta.group.as_ref() == Some(&g)) => g,
+        _ => runs
+            .first()
+            .map(|r| r.meta.name.clone())
+            .unwrap_or_default(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn labels_use_short_keys_unless_they_clash() {
+        let v = |k: &str, x: &str| (k.to_string(), x.to_string());
+        assert_eq!(
+            label_of(&[v("combiner.kind", "meltr"), v("aid.iterations", "1")]),
+            "kind=meltr, iterations=1"
+        );
+        assert_eq!(
+            label_of(&[v("combiner.kind", "sum"), v("workload.kind", "synthetic")]),
+            "combiner.kind=sum, workload.kind=synthetic"
+        );
+    }
+}

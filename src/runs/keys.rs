@@ -1,0 +1,84 @@
+//! A session's config as dotted keys (`aid.iterations` -> `1`): reading it
+//! (the config in force, else `config.toml`), writing a value as text, the
+//! keys whose values differ between sessions (the runs table's diff view),
+//! and whether a value matches one typed on the command line.
+
+use super::Run;
+use crate::config::Config;
+use crate::session::SessionDir;
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::Path;
+
+/// The key that tells seeds apart.
+pub const SEED: &str = "workload.seed";
+
+/// The config the session ran with, flattened: `config.in-force.toml` (what
+/// the trainer applied), else `config.toml`; empty when neither reads.
+pub fn config_of(dir: &Path) -> BTreeMap<String, toml::Value> {
+    let layout = SessionDir::new(dir);
+    Config::load(&layout.config_in_force())
+        .or_else(|_| Config::load(&layout.config()))
+        .map(|c| c.flatten())
+        .unwrap_or_default()
+}
+
+/// A value as a user writes it: strings bare, arrays `[a, b]`.
+pub fn text(value: &toml::Value) -> String {
+    match value {
+        toml::Value::String(s) => s.clone(),
+        toml::Value::Array(items) => {
+            let items: Vec<String> = items.iter().map(text).collect();
+            format!("[{}]", items.join(", "))
+        }
+        toml::Value::Table(t) => {
+            let items: Vec<String> = t.iter().map(|(k, v)| format!("{k}={}", text(v))).collect();
+            format!("{{{}}}", items.join(", "))
+        }
+        other => other.to_string(),
+    }
+}
+
+/// The keys whose values are not the same in every run (a key missing in
+/// some runs differs too), in key order; none for fewer than two runs.
+pub fn differing<'a>(runs: impl IntoIterator<Item = &'a Run>) -> Vec<String> {
+    let runs: Vec<&Run> = runs.into_iter().collect();
+    if runs.len() < 2 {
+        return Vec::new();
+    }
+    let all: BTreeSet<&String> = runs.iter().flat_map(|r| r.config.keys()).collect();
+    all.into_iter()
+        .filter(|key| {
+            let first = runs[0].config.get(*key);
+            runs.iter().any(|r| r.config.get(*key) != first)
+        })
+        .cloned()
+        .collect()
+}
+
+/// Whether `actual` (a value's [`text`]) is what the user typed: numbers
+/// compare as numbers (`0.1` matches `1e-1`), everything else as text.
+pub fn matches(actual: &str, wanted: &str) -> bool {
+    match (actual.parse::<f64>(), wanted.trim().parse::<f64>()) {
+        (Ok(a), Ok(b)) => a == b,
+        _ => actual == wanted.trim(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn values_read_as_typed_and_numbers_match_by_value() {
+        assert_eq!(text(&toml::Value::String("meltr".into())), "meltr");
+        assert_eq!(text(&toml::Value::Float(0.003)), "0.003");
+        assert_eq!(text(&toml::Value::Integer(3)), "3");
+        let list = toml::Value::Array(vec!["a".into(), "b".into()]);
+        assert_eq!(text(&list), "[a, b]");
+        assert!(matches("0.1", "1e-1"));
+        assert!(matches("3", "3.0"));
+        assert!(!matches("3", "4"));
+        assert!(matches("meltr", "meltr"));
+        assert!(!matches("meltr", "sum"));
+    }
+}

@@ -1,0 +1,185 @@
+//! The runs table: every session of a sessions folder as one [`Run`] —
+//! status, progress, final and best primary metric, group, and its config
+//! flattened to dotted keys. `ls` filters, sorts and prints these rows
+//! (with the config keys that differ between them as columns), `table`
+//! and `compare` gather them into groups of seeds.
+//!
+//! Pure reading of session folders: no runner is asked anything here (the
+//! command line overlays what live runners say).
+
+pub mod filter;
+pub mod groups;
+pub mod keys;
+pub mod render;
+pub mod stats;
+pub mod table;
+
+use crate::session::metrics::{Named, Record};
+use crate::session::{self, SessionDir, SessionMeta};
+use anyhow::Result;
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+/// An eval line's step and metrics.
+pub type Eval = (u64, Named);
+
+/// One session as the runs table sees it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Run {
+    /// The session folder.
+    pub dir: PathBuf,
+    /// Its `session.json`.
+    pub meta: SessionMeta,
+    /// The status shown: `session.json`'s, `crashed` for a non-terminal
+    /// one whose process is gone (the command line may overlay what a live
+    /// runner says).
+    pub status: String,
+    /// The runner's pid while its process is alive.
+    pub alive_pid: Option<u32>,
+    /// The last step logged.
+    pub step: u64,
+    /// The steps it runs to (the config in force).
+    pub steps: u64,
+    /// The last eval line.
+    pub final_eval: Option<Eval>,
+    /// The eval line with the best primary metric (per `higher_is_better`).
+    pub best_eval: Option<Eval>,
+    /// The config it ran with, by dotted key (`aid.iterations`).
+    pub config: BTreeMap<String, toml::Value>,
+}
+
+impl Run {
+    /// Reads the session in `dir`.
+    pub fn load(dir: &Path) -> Result<Run> {
+        let meta = SessionMeta::read(dir)?;
+        Ok(Run::from_meta(dir, meta))
+    }
+
+    /// The run of the session in `dir` whose `session.json` is `meta`.
+    pub fn from_meta(dir: &Path, meta: SessionMeta) -> Run {
+        let (step, evals) = evals_of(dir);
+        let better = |a: f64, b: f64| {
+            if meta.higher_is_better {
+                a > b
+            } else {
+                a < b
+            }
+        };
+        let primary = |e: &Eval| e.1.get(&meta.primary_metric).copied();
+        let mut best: Option<&Eval> = None;
+        for e in &evals {
+            let Some(v) = primary(e).filter(|v| v.is_finite()) else {
+                continue;
+            };
+            if best.and_then(primary).is_none_or(|b| better(v, b)) {
+                best = Some(e);
+            }
+        }
+        let alive = !meta.status.is_terminal() && session::pid_alive(meta.pid);
+        let status = if !meta.status.is_terminal() && !alive {
+            "crashed".to_string()
+        } else {
+            meta.status.as_str().to_string()
+        };
+        let config = keys::config_of(dir);
+        let steps = config
+            .get("train.steps")
+            .and_then(toml::Value::as_integer)
+            .and_then(|s| u64::try_from(s).ok())
+            .unwrap_or(meta.steps);
+        Run {
+            dir: dir.to_path_buf(),
+            status,
+            alive_pid: alive.then_some(meta.pid),
+            step,
+            steps,
+            best_eval: best.cloned(),
+            final_eval: evals.last().cloned(),
+            config,
+            meta,
+        }
+    }
+
+    /// The primary metric at the last eval.
+    pub fn metric(&self) -> Option<f64> {
+        self.final_eval
+            .as_ref()
+            .and_then(|e| e.1.get(&self.meta.primary_metric).copied())
+    }
+
+    /// The best primary metric over the run's evals.
+    pub fn best_metric(&self) -> Option<f64> {
+        self.best_eval
+            .as_ref()
+            .and_then(|e| e.1.get(&self.meta.primary_metric).copied())
+    }
+
+    /// The value a `--where`/`--group-by` key names: a config key, or
+    /// `status`, `group`, `name`, `id`.
+    pub fn value(&self, key: &str) -> Option<String> {
+        match key {
+            "status" => Some(self.status.clone()),
+            "group" => self.meta.group.clone(),
+            "name" => Some(self.meta.name.clone()),
+            "id" => Some(self.meta.id.clone()),
+            _ => self.config.get(key).map(keys::text),
+        }
+    }
+}
+
+/// The last step logged and every eval line of the session in `dir` (a
+/// session with no log yet: step 0, none).
+fn evals_of(dir: &Path) -> (u64, Vec<Eval>) {
+    let Ok(read) = session::log::read_metrics(&SessionDir::new(dir).metrics()) else {
+        return (0, Vec::new());
+    };
+    let step = read.lines.last().map_or(0, |l| l.step);
+    let evals = read
+        .lines
+        .into_iter()
+        .filter_map(|l| match l.record {
+            Record::Eval { metrics, .. } => Some((l.step, metrics)),
+            _ => None,
+        })
+        .collect();
+    (step, evals)
+}
+
+/// Every session under `root`, oldest first.
+pub fn all(root: &Path) -> Vec<Run> {
+    session::list(root)
+        .into_iter()
+        .map(|(dir, meta)| Run::from_meta(&dir, meta))
+        .collect()
+}
+
+/// How `ls` orders its rows.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum SortBy {
+    /// By id: oldest first.
+    Id,
+    /// By the final primary metric, best first (each session's
+    /// `higher_is_better`); sessions without one last.
+    Metric,
+    /// By the best primary metric over the run, best first.
+    Best,
+}
+
+/// Sorts `runs` in place (stable: ties keep their id order).
+pub fn sort(runs: &mut [Run], by: SortBy) {
+    let key = |r: &Run| {
+        let v = match by {
+            SortBy::Id => return f64::NAN,
+            SortBy::Metric => r.metric(),
+            SortBy::Best => r.best_metric(),
+        };
+        match v.filter(|v| v.is_finite()) {
+            Some(v) if r.meta.higher_is_better => -v,
+            Some(v) => v,
+            None => f64::INFINITY,
+        }
+    };
+    if by != SortBy::Id {
+        runs.sort_by(|a, b| key(a).total_cmp(&key(b)));
+    }
+}

@@ -1,0 +1,226 @@
+//! The runs table as text (aligned columns for people, with the config keys
+//! that differ between the rows), JSON (an array of objects with every
+//! field and the whole config) and CSV (one row a run, every config key a
+//! column), the last two for scripts and pandas.
+
+use super::{keys, Run};
+use std::collections::BTreeSet;
+
+/// The fixed columns of the text table and their minimum widths (negative:
+/// right-aligned).
+const COLUMNS: [(&str, i32); 6] = [
+    ("ID", 40),
+    ("STATUS", 9),
+    ("STEP", -13),
+    ("PRIMARY METRIC", -18),
+    ("DEVICE", 8),
+    ("RUNNER", 12),
+];
+
+fn metric_text(run: &Run) -> String {
+    run.metric().map_or("-".into(), |m| {
+        format!("{} {m:.4}", run.meta.primary_metric)
+    })
+}
+
+fn runner_text(run: &Run) -> String {
+    run.alive_pid
+        .map_or("-".into(), |pid| format!("alive pid {pid}"))
+}
+
+/// A fork's lineage: `parent@step`.
+fn lineage_text(run: &Run) -> String {
+    match (&run.meta.parent, run.meta.fork_step) {
+        (Some(parent), Some(at)) => format!("{parent}@{at}"),
+        _ => "-".into(),
+    }
+}
+
+/// Aligned columns: the fixed ones, GROUP when any run has one, FORKED FROM
+/// when any run is a fork, then one column per config key in `differing`.
+pub fn text(runs: &[Run], differing: &[String]) -> String {
+    let mut header: Vec<(String, i32)> = COLUMNS.iter().map(|(h, w)| (h.to_string(), *w)).collect();
+    let with_group = runs.iter().any(|r| r.meta.group.is_some());
+    if with_group {
+        header.push(("GROUP".into(), 5));
+    }
+    let with_forks = runs.iter().any(|r| r.meta.parent.is_some());
+    if with_forks {
+        header.push(("FORKED FROM".into(), 11));
+    }
+    header.extend(differing.iter().map(|k| (k.clone(), 1)));
+    let rows: Vec<Vec<String>> = runs
+        .iter()
+        .map(|r| {
+            let mut row = vec![
+                r.meta.id.clone(),
+                r.status.clone(),
+                format!("{}/{}", r.step, r.steps),
+                metric_text(r),
+                r.meta.device.clone(),
+                runner_text(r),
+            ];
+            if with_group {
+                row.push(r.meta.group.clone().unwrap_or_else(|| "-".into()));
+            }
+            if with_forks {
+                row.push(lineage_text(r));
+            }
+            row.extend(
+                differing
+                    .iter()
+                    .map(|k| r.config.get(k).map_or("-".into(), keys::text)),
+            );
+            row
+        })
+        .collect();
+    let widths: Vec<usize> = header
+        .iter()
+        .enumerate()
+        .map(|(i, (h, min))| {
+            rows.iter()
+                .map(|row| row[i].chars().count())
+                .chain([h.chars().count(), min.unsigned_abs() as usize])
+                .max()
+                .unwrap_or(0)
+        })
+        .collect();
+    let line = |cells: Vec<&str>| -> String {
+        let mut out = String::new();
+        for (i, cell) in cells.iter().enumerate() {
+            let w = widths[i];
+            if i > 0 {
+                out.push(' ');
+            }
+            if header[i].1 < 0 {
+                out.push_str(&format!("{cell:>w$}"));
+            } else {
+                out.push_str(&format!("{cell:<w$}"));
+            }
+        }
+        out.trim_end().to_string() + "\n"
+    };
+    let mut out = line(header.iter().map(|(h, _)| h.as_str()).collect());
+    for row in &rows {
+        out.push_str(&line(row.iter().map(String::as_str).collect()));
+    }
+    out
+}
+
+/// A number for JSON (non-finite: null).
+fn number(v: Option<f64>) -> serde_json::Value {
+    v.filter(|v| v.is_finite())
+        .map_or(serde_json::Value::Null, serde_json::Value::from)
+}
+
+/// One object per run: every field of the text table, the best metric and
+/// its step, and the whole config by dotted key.
+pub fn json(runs: &[Run]) -> String {
+    let rows: Vec<serde_json::Value> = runs
+        .iter()
+        .map(|r| {
+            let config: serde_json::Map<String, serde_json::Value> = r
+                .config
+                .iter()
+                .map(|(k, v)| {
+                    let v = serde_json::to_value(v).unwrap_or(serde_json::Value::Null);
+                    (k.clone(), v)
+                })
+                .collect();
+            serde_json::json!({
+                "id": r.meta.id,
+                "name": r.meta.name,
+                "group": r.meta.group,
+                "status": r.status,
+                "step": r.step,
+                "steps": r.steps,
+                "primary_metric": r.meta.primary_metric,
+                "higher_is_better": r.meta.higher_is_better,
+                "metric": number(r.metric()),
+                "best_metric": number(r.best_metric()),
+                "best_step": r.best_eval.as_ref().map(|e| e.0),
+                "device": r.meta.device,
+                "runner_pid": r.alive_pid,
+                "created": r.meta.created,
+                "dir": r.dir.display().to_string(),
+                "config": config,
+            })
+        })
+        .collect();
+    serde_json::to_string_pretty(&rows).unwrap_or_default() + "\n"
+}
+
+/// A CSV field, quoted when it must be.
+pub fn csv_field(s: &str) -> String {
+    if s.contains([',', '"', '\n', '\r']) {
+        format!("\"{}\"", s.replace('"', "\"\""))
+    } else {
+        s.to_string()
+    }
+}
+
+/// One row per run: the fixed fields, then every config key (the union
+/// over the runs, sorted; empty where a run lacks it).
+pub fn csv(runs: &[Run]) -> String {
+    let config_keys: BTreeSet<&String> = runs.iter().flat_map(|r| r.config.keys()).collect();
+    let mut header: Vec<String> = [
+        "id",
+        "name",
+        "group",
+        "status",
+        "step",
+        "steps",
+        "primary_metric",
+        "higher_is_better",
+        "metric",
+        "best_metric",
+        "best_step",
+        "device",
+        "runner_pid",
+        "created",
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .collect();
+    header.extend(config_keys.iter().map(|k| k.to_string()));
+    let mut out = header
+        .iter()
+        .map(|h| csv_field(h))
+        .collect::<Vec<_>>()
+        .join(",");
+    out.push('\n');
+    let num = |v: Option<f64>| v.map_or(String::new(), |v| v.to_string());
+    for r in runs {
+        let mut row = vec![
+            r.meta.id.clone(),
+            r.meta.name.clone(),
+            r.meta.group.clone().unwrap_or_default(),
+            r.status.clone(),
+            r.step.to_string(),
+            r.steps.to_string(),
+            r.meta.primary_metric.clone(),
+            r.meta.higher_is_better.to_string(),
+            num(r.metric()),
+            num(r.best_metric()),
+            r.best_eval
+                .as_ref()
+                .map_or(String::new(), |e| e.0.to_string()),
+            r.meta.device.clone(),
+            r.alive_pid.map_or(String::new(), |p| p.to_string()),
+            r.meta.created.clone(),
+        ];
+        row.extend(
+            config_keys
+                .iter()
+                .map(|k| r.config.get(*k).map_or(String::new(), keys::text)),
+        );
+        out.push_str(
+            &row.iter()
+                .map(|c| csv_field(c))
+                .collect::<Vec<_>>()
+                .join(","),
+        );
+        out.push('\n');
+    }
+    out
+}

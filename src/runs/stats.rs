@@ -1,0 +1,71 @@
+//! Summaries of a few runs' numbers: mean, sample standard deviation
+//! (n − 1, as papers report over seeds), min and max; and how many decimals
+//! a mean ± std needs.
+
+/// Mean, spread and count of some values.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Summary {
+    pub n: usize,
+    pub mean: f64,
+    /// Sample standard deviation (divides by n − 1); 0 for one value.
+    pub std: f64,
+    pub min: f64,
+    pub max: f64,
+}
+
+impl Summary {
+    /// The summary of `values` (NaN stays NaN: a diverged run is not
+    /// hidden); None for no values.
+    pub fn of(values: &[f64]) -> Option<Summary> {
+        let n = values.len();
+        if n == 0 {
+            return None;
+        }
+        let mean = values.iter().sum::<f64>() / n as f64;
+        let std = if n > 1 {
+            let ss: f64 = values.iter().map(|v| (v - mean).powi(2)).sum();
+            (ss / (n - 1) as f64).sqrt()
+        } else {
+            0.0
+        };
+        let min = values.iter().copied().fold(f64::INFINITY, f64::min);
+        let max = values.iter().copied().fold(f64::NEG_INFINITY, f64::max);
+        Some(Summary {
+            n,
+            mean,
+            std,
+            min,
+            max,
+        })
+    }
+
+    /// Decimals that show the std to two significant digits (at least 2,
+    /// at most 6); 4 when there is no spread to go by.
+    pub fn decimals(&self) -> usize {
+        if self.n < 2 || !(self.std.is_finite() && self.std > 0.0) {
+            return 4;
+        }
+        let magnitude = self.std.log10().floor() as i32;
+        (1 - magnitude).clamp(2, 6) as usize
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sample_std_and_decimals() {
+        let s = Summary::of(&[1.0, 2.0, 3.0, 4.0]).unwrap();
+        assert_eq!(s.mean, 2.5);
+        assert!((s.std - (5.0f64 / 3.0).sqrt()).abs() < 1e-15);
+        assert_eq!((s.min, s.max, s.n), (1.0, 4.0, 4));
+        assert_eq!(s.decimals(), 2);
+        let tight = Summary::of(&[0.871, 0.873, 0.895]).unwrap();
+        assert_eq!(tight.decimals(), 3);
+        let one = Summary::of(&[0.5]).unwrap();
+        assert_eq!((one.std, one.decimals()), (0.0, 4));
+        assert!(Summary::of(&[]).is_none());
+        assert!(Summary::of(&[1.0, f64::NAN]).unwrap().mean.is_nan());
+    }
+}

@@ -1,0 +1,310 @@
+//! `meltr-tui table`: the final (or best) eval metrics of groups of runs as
+//! mean ± std with n, the way a paper's table is written — Markdown, CSV
+//! (full precision, mean/std/min/max columns, for scripts) or LaTeX
+//! (booktabs). The best mean of the primary metric is set in bold.
+
+use super::groups::Group;
+use super::render::csv_field;
+use super::stats::Summary;
+use super::{Eval, Run};
+use anyhow::{bail, Result};
+
+/// The table's output format.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum TableFormat {
+    Md,
+    Csv,
+    Latex,
+}
+
+/// What the table shows.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TableOptions {
+    pub format: TableFormat,
+    /// Each run's eval with its best primary metric instead of its last.
+    pub best: bool,
+    /// Eval metrics to show (empty: all, the primary first).
+    pub metrics: Vec<String>,
+    /// Decimals (default: per column, two significant digits of its
+    /// smallest std).
+    pub digits: Option<usize>,
+}
+
+/// A group's summaries, one per metric.
+struct Row<'g> {
+    group: &'g Group<'g>,
+    cells: Vec<Summary>,
+}
+
+fn chosen(run: &Run, best: bool) -> Result<&Eval> {
+    let eval = if best {
+        run.best_eval.as_ref()
+    } else {
+        run.final_eval.as_ref()
+    };
+    match eval {
+        Some(e) => Ok(e),
+        None => bail!(
+            "session {} has no eval line{} (it is at step {}): leave it out or let it run",
+            run.meta.id,
+            if best {
+                format!(" with a finite {}", run.meta.primary_metric)
+            } else {
+                String::new()
+            },
+            run.step
+        ),
+    }
+}
+
+/// The metric columns: `wanted`, or every metric of the chosen evals with
+/// the primary first.
+fn metric_names(groups: &[Group], opts: &TableOptions) -> Result<Vec<String>> {
+    if !opts.metrics.is_empty() {
+        return Ok(opts.metrics.clone());
+    }
+    let mut names: Vec<String> = Vec::new();
+    if let Some(primary) = groups
+        .first()
+        .and_then(|g| g.runs.first())
+        .map(|r| r.meta.primary_metric.clone())
+    {
+        names.push(primary);
+    }
+    for g in groups {
+        for r in &g.runs {
+            for name in chosen(r, opts.best)?.1.keys() {
+                if !names.contains(name) {
+                    names.push(name.clone());
+                }
+            }
+        }
+    }
+    Ok(names)
+}
+
+fn rows<'g>(groups: &'g [Group<'g>], names: &[String], best: bool) -> Result<Vec<Row<'g>>> {
+    groups
+        .iter()
+        .map(|group| {
+            let mut cells = Vec::new();
+            for name in names {
+                let mut values = Vec::new();
+                for r in &group.runs {
+                    let (step, metrics) = chosen(r, best)?;
+                    match metrics.get(name) {
+                        Some(v) => values.push(*v),
+                        None => bail!(
+                            "session {} has no metric `{name}` at its eval of step {step}; it has: {}",
+                            r.meta.id,
+                            metrics.keys().cloned().collect::<Vec<_>>().join(", ")
+                        ),
+                    }
+                }
+                cells.push(Summary::of(&values).unwrap_or(Summary {
+                    n: 0,
+                    mean: f64::NAN,
+                    std: f64::NAN,
+                    min: f64::NAN,
+                    max: f64::NAN,
+                }));
+            }
+            Ok(Row { group, cells })
+        })
+        .collect()
+}
+
+/// The table of `groups` (at least one run each) in `opts.format`.
+pub fn render(groups: &[Group], opts: &TableOptions) -> Result<String> {
+    if groups.iter().all(|g| g.runs.is_empty()) {
+        bail!("no sessions to tabulate");
+    }
+    let names = metric_names(groups, opts)?;
+    let rows = rows(groups, &names, opts.best)?;
+    let key_names: Vec<String> = groups[0].values.iter().map(|(k, _)| k.clone()).collect();
+    let first = groups[0].runs[0];
+    let (primary, higher) = (&first.meta.primary_metric, first.meta.higher_is_better);
+    // The row with the best mean of the primary metric, when there is a choice.
+    let best_row = names.iter().position(|n| n == primary).and_then(|col| {
+        let means: Vec<f64> = rows.iter().map(|r| r.cells[col].mean).collect();
+        let pick = if higher { f64::max } else { f64::min };
+        let best = means
+            .iter()
+            .copied()
+            .filter(|m| m.is_finite())
+            .reduce(pick)?;
+        (rows.len() > 1).then(|| (col, means.iter().position(|m| *m == best)))
+    });
+    let is_bold = |row: usize, col: usize| best_row == Some((col, Some(row)));
+    let arrow = |name: &String| (name == primary).then_some(if higher { "↑" } else { "↓" });
+    // One number of decimals a column, enough for its tightest std.
+    let digits: Vec<usize> = (0..names.len())
+        .map(|j| {
+            let widest = rows.iter().map(|r| r.cells[j].decimals()).max();
+            opts.digits.or(widest).unwrap_or(4)
+        })
+        .collect();
+    let cell = |s: &Summary, j: usize| -> (String, Option<String>) {
+        let d = digits[j];
+        let mean = format!("{:.d$}", s.mean);
+        (mean, (s.n > 1).then(|| format!("{:.d$}", s.std)))
+    };
+    let label_cells = |row: &Row| -> Vec<String> {
+        if key_names.is_empty() {
+            vec![row.group.label.clone()]
+        } else {
+            row.group.values.iter().map(|(_, v)| v.clone()).collect()
+        }
+    };
+    let label_header: Vec<String> = if key_names.is_empty() {
+        vec!["group".into()]
+    } else {
+        key_names.clone()
+    };
+    let what = if opts.best {
+        format!("best {primary} over each run's evals")
+    } else {
+        "final eval".to_string()
+    };
+    Ok(match opts.format {
+        TableFormat::Md => {
+            let mut header = label_header.clone();
+            header.push("n".into());
+            header.extend(names.iter().map(|n| match arrow(n) {
+                Some(a) => format!("{n} {a}"),
+                None => n.clone(),
+            }));
+            let mut out = format!("| {} |\n", header.join(" | "));
+            let aligns: Vec<&str> = (0..header.len())
+                .map(|i| {
+                    if i < label_header.len() {
+                        "---"
+                    } else {
+                        "---:"
+                    }
+                })
+                .collect();
+            out.push_str(&format!("|{}|\n", aligns.join("|")));
+            for (i, row) in rows.iter().enumerate() {
+                let mut cells = label_cells(row);
+                cells.push(row.group.runs.len().to_string());
+                for (j, s) in row.cells.iter().enumerate() {
+                    let (mean, std) = cell(s, j);
+                    let text = std.map_or(mean.clone(), |std| format!("{mean} ± {std}"));
+                    cells.push(if is_bold(i, j) {
+                        format!("**{text}**")
+                    } else {
+                        text
+                    });
+                }
+                out.push_str(&format!("| {} |\n", cells.join(" | ")));
+            }
+            out.push_str(&format!(
+                "\n{what}; mean ± sample std over the n runs of each group.\n"
+            ));
+            out
+        }
+        TableFormat::Csv => {
+            let mut header = label_header.clone();
+            header.push("n".into());
+            for n in &names {
+                for stat in ["mean", "std", "min", "max"] {
+                    header.push(format!("{n}_{stat}"));
+                }
+            }
+            let mut out = header
+                .iter()
+                .map(|h| csv_field(h))
+                .collect::<Vec<_>>()
+                .join(",")
+                + "\n";
+            for row in &rows {
+                let mut cells = label_cells(row);
+                cells.push(row.group.runs.len().to_string());
+                for s in &row.cells {
+                    let std = if s.n > 1 {
+                        s.std.to_string()
+                    } else {
+                        String::new()
+                    };
+                    cells.extend([
+                        s.mean.to_string(),
+                        std,
+                        s.min.to_string(),
+                        s.max.to_string(),
+                    ]);
+                }
+                let cells: Vec<String> = cells.iter().map(|c| csv_field(c)).collect();
+                out.push_str(&(cells.join(",") + "\n"));
+            }
+            out
+        }
+        TableFormat::Latex => {
+            let columns = format!(
+                "{}r{}",
+                "l".repeat(label_header.len()),
+                "c".repeat(names.len())
+            );
+            let mut header: Vec<String> = label_header.iter().map(|h| latex_escape(h)).collect();
+            header.push("$n$".into());
+            header.extend(names.iter().map(|n| {
+                let arrow = match arrow(n) {
+                    Some("↑") => r" $\uparrow$",
+                    Some(_) => r" $\downarrow$",
+                    None => "",
+                };
+                format!("{}{arrow}", latex_escape(n))
+            }));
+            let mut out = format!(
+                "% meltr-tui table: {what}; mean $\\pm$ sample std over n runs. Needs \\usepackage{{booktabs}}.\n\\begin{{tabular}}{{{columns}}}\n\\toprule\n{} \\\\\n\\midrule\n",
+                header.join(" & ")
+            );
+            for (i, row) in rows.iter().enumerate() {
+                let mut cells: Vec<String> =
+                    label_cells(row).iter().map(|c| latex_escape(c)).collect();
+                cells.push(row.group.runs.len().to_string());
+                for (j, s) in row.cells.iter().enumerate() {
+                    let (mean, std) = cell(s, j);
+                    let body = std.map_or(mean.clone(), |std| format!("{mean} \\pm {std}"));
+                    cells.push(if is_bold(i, j) {
+                        format!("$\\mathbf{{{body}}}$")
+                    } else {
+                        format!("${body}$")
+                    });
+                }
+                out.push_str(&format!("{} \\\\\n", cells.join(" & ")));
+            }
+            out.push_str("\\bottomrule\n\\end{tabular}\n");
+            out
+        }
+    })
+}
+
+/// Text set safely in LaTeX (`_`, `&`, `%`, `#`, `$`, braces, `~`, `^`, `\`).
+pub fn latex_escape(s: &str) -> String {
+    let mut out = String::new();
+    for c in s.chars() {
+        match c {
+            '\\' => out.push_str(r"\textbackslash{}"),
+            '_' | '&' | '%' | '#' | '$' | '{' | '}' => {
+                out.push('\\');
+                out.push(c);
+            }
+            '~' => out.push_str(r"\textasciitilde{}"),
+            '^' => out.push_str(r"\textasciicircum{}"),
+            _ => out.push(c),
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn latex_specials_are_escaped() {
+        assert_eq!(latex_escape("aid.max_growth"), r"aid.max\_growth");
+        assert_eq!(latex_escape("R@1 & 5%"), r"R@1 \& 5\%");
+    }
+}

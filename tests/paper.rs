@@ -1,0 +1,680 @@
+//! Issue 17, items 3–5, end to end through the binary: the runs table
+//! (`ls` with differing keys, filters, sorting, JSON and CSV), grouped
+//! tables and figures (`table`, `compare`), and logs other tools read
+//! (`wall` in metrics lines, provenance in session.json, `export --format
+//! csv` and `--format tensorboard`, read back by pandas-free parsing and by
+//! the `tensorboard` package). The expected numbers are always taken from
+//! the sessions' own `metrics.jsonl`, read here independently as JSON.
+
+mod common;
+
+use common::{bin, repo, run_with_limit, text, torch_python};
+use serde_json::Value;
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::process::Output;
+use std::sync::OnceLock;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+const GROUP: &str = "ablation";
+const STEPS: u64 = 60;
+
+/// A sessions folder with five finished synthetic runs: `combiner.kind`
+/// meltr and sum × seeds 0 and 1 in group `ablation`, and meltr seed 2
+/// outside it. Made once for all tests of this file.
+struct Sweep {
+    root: PathBuf,
+    /// Unix seconds just before the first run and just after the last.
+    started: f64,
+    ended: f64,
+}
+
+fn now() -> f64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_secs_f64()
+}
+
+fn config_text(kind: &str, seed: u64) -> String {
+    let base = std::fs::read_to_string(repo("configs/synthetic.toml")).unwrap();
+    let text = base
+        .replace("kind = \"meltr\"", &format!("kind = \"{kind}\""))
+        .replace("seed = 0", &format!("seed = {seed}"))
+        .replace("eval_every = 50", "eval_every = 20")
+        .replace("device = \"auto\"", "device = \"cpu\"");
+    assert!(
+        text.contains(&format!("kind = \"{kind}\"")) && text.contains(&format!("seed = {seed}"))
+    );
+    text
+}
+
+fn sweep() -> &'static Sweep {
+    static SWEEP: OnceLock<Sweep> = OnceLock::new();
+    SWEEP.get_or_init(|| {
+        let root = tempfile::tempdir().unwrap().keep();
+        let configs = root.join("configs");
+        std::fs::create_dir_all(&configs).unwrap();
+        let started = now();
+        let runs = [
+            ("meltr", 0, Some(GROUP)),
+            ("meltr", 1, Some(GROUP)),
+            ("sum", 0, Some(GROUP)),
+            ("sum", 1, Some(GROUP)),
+            ("meltr", 2, None),
+        ];
+        for (kind, seed, group) in runs {
+            let config = configs.join(format!("{kind}-{seed}.toml"));
+            std::fs::write(&config, config_text(kind, seed)).unwrap();
+            let mut cmd = bin();
+            cmd.args(["run", "--headless", "--steps", &STEPS.to_string(), "-c"])
+                .arg(&config)
+                .args(["-n", &format!("{kind}-s{seed}")])
+                .arg("--sessions-dir")
+                .arg(root.join("sessions"));
+            if let Some(group) = group {
+                cmd.args(["--group", group]);
+            }
+            let out = run_with_limit(&mut cmd, Duration::from_secs(120));
+            assert!(out.status.success(), "{}", text(&out));
+        }
+        Sweep {
+            root: root.join("sessions"),
+            started,
+            ended: now(),
+        }
+    })
+}
+
+fn meltr(args: &[&str]) -> Output {
+    let out = run_with_limit(
+        bin().arg("--sessions-dir").arg(&sweep().root).args(args),
+        Duration::from_secs(60),
+    );
+    out
+}
+
+fn ok(args: &[&str]) -> String {
+    let out = meltr(args);
+    assert!(out.status.success(), "{args:?}: {}", text(&out));
+    String::from_utf8(out.stdout).unwrap()
+}
+
+/// Every session folder of the sweep, by session name.
+fn dirs() -> BTreeMap<String, PathBuf> {
+    std::fs::read_dir(&sweep().root)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.join("session.json").exists())
+        .map(|p| (session_json(&p)["name"].as_str().unwrap().to_string(), p))
+        .collect()
+}
+
+fn session_json(dir: &Path) -> Value {
+    serde_json::from_str(&std::fs::read_to_string(dir.join("session.json")).unwrap()).unwrap()
+}
+
+/// The lines of a session's metrics.jsonl, parsed as plain JSON.
+fn lines(dir: &Path) -> Vec<Value> {
+    std::fs::read_to_string(dir.join("metrics.jsonl"))
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect()
+}
+
+/// The eval lines' metrics of a session: (step, name -> value).
+fn evals(dir: &Path) -> Vec<(u64, BTreeMap<String, f64>)> {
+    lines(dir)
+        .into_iter()
+        .filter(|l| l["kind"] == "eval")
+        .map(|l| {
+            let metrics = l["metrics"]
+                .as_object()
+                .unwrap()
+                .iter()
+                .map(|(k, v)| (k.clone(), v.as_f64().unwrap()))
+                .collect();
+            (l["step"].as_u64().unwrap(), metrics)
+        })
+        .collect()
+}
+
+/// Equal up to the last bit or two: serde_json (without its
+/// `float_roundtrip` feature) may read a number one ulp off.
+fn same(a: f64, b: f64) -> bool {
+    a == b || (a - b).abs() <= 4.0 * f64::EPSILON * b.abs()
+}
+
+fn mean_std(values: &[f64]) -> (f64, f64) {
+    let n = values.len() as f64;
+    let mean = values.iter().sum::<f64>() / n;
+    let var = values.iter().map(|v| (v - mean).powi(2)).sum::<f64>() / (n - 1.0);
+    (mean, var.sqrt())
+}
+
+/// One CSV line's fields (RFC 4180 quoting: `"a, b"`, `""` for a quote).
+fn csv_fields(line: &str) -> Vec<String> {
+    let (mut fields, mut field, mut quoted) = (Vec::new(), String::new(), false);
+    let mut chars = line.chars().peekable();
+    while let Some(c) = chars.next() {
+        match c {
+            '"' if quoted && chars.peek() == Some(&'"') => {
+                field.push('"');
+                chars.next();
+            }
+            '"' => quoted = !quoted,
+            ',' if !quoted => fields.push(std::mem::take(&mut field)),
+            c => field.push(c),
+        }
+    }
+    fields.push(field);
+    fields
+}
+
+fn parse_csv(text: &str) -> (Vec<String>, Vec<Vec<String>>) {
+    let mut rows = text.lines().map(csv_fields);
+    let header = rows.next().unwrap();
+    let rows: Vec<Vec<String>> = rows.collect();
+    for row in &rows {
+        assert_eq!(row.len(), header.len(), "{row:?}");
+    }
+    (header, rows)
+}
+
+#[test]
+fn ls_shows_the_keys_that_differ_as_columns() {
+    let listing = ok(&["ls"]);
+    let header = listing.lines().next().unwrap();
+    for column in [
+        "ID",
+        "STATUS",
+        "PRIMARY METRIC",
+        "GROUP",
+        "combiner.kind",
+        "workload.seed",
+    ] {
+        assert!(header.contains(column), "{column} missing:\n{listing}");
+    }
+    // Keys equal in every session are no column.
+    assert!(
+        !header.contains("train.lr") && !header.contains("aid.iterations"),
+        "{listing}"
+    );
+    assert_eq!(listing.lines().count(), 6, "{listing}");
+    let row = listing.lines().find(|l| l.contains("sum-s1")).unwrap();
+    assert!(
+        row.contains(GROUP) && row.contains(" sum ") && row.contains("finished"),
+        "{row}"
+    );
+    assert!(row.contains(&format!(" {STEPS}/{STEPS} ")), "{row}");
+    // Within one setting only the seed differs.
+    let meltr = ok(&["ls", "--where", "combiner.kind=meltr", "--group", GROUP]);
+    let header = meltr.lines().next().unwrap();
+    assert!(
+        header.contains("workload.seed") && !header.contains("combiner.kind"),
+        "{meltr}"
+    );
+    assert_eq!(meltr.lines().count(), 3, "{meltr}");
+}
+
+#[test]
+fn ls_filters_sorts_and_prints_json_and_csv() {
+    let json: Value = serde_json::from_str(&ok(&[
+        "ls",
+        "--json",
+        "--group",
+        GROUP,
+        "--where",
+        "combiner.kind=sum",
+    ]))
+    .unwrap();
+    let rows = json.as_array().unwrap();
+    assert_eq!(rows.len(), 2, "{json:#}");
+    for row in rows {
+        assert_eq!(row["group"], GROUP);
+        assert_eq!(row["config"]["combiner.kind"], "sum");
+        assert_eq!(row["status"], "finished");
+        // The metric shown is the last eval's, as the log says.
+        let dir = PathBuf::from(row["dir"].as_str().unwrap());
+        let last = evals(&dir).last().unwrap().1["primary_mse"];
+        assert_eq!(row["metric"].as_f64().unwrap(), last);
+        let best = evals(&dir)
+            .iter()
+            .map(|e| e.1["primary_mse"])
+            .fold(f64::INFINITY, f64::min);
+        assert_eq!(
+            row["best_metric"].as_f64().unwrap(),
+            best,
+            "lower is better"
+        );
+    }
+    // Numbers match by value; status is a key too.
+    let seeds: Value = serde_json::from_str(&ok(&[
+        "ls",
+        "--json",
+        "--where",
+        "workload.seed=1.0",
+        "--where",
+        "status=finished",
+    ]))
+    .unwrap();
+    assert_eq!(seeds.as_array().unwrap().len(), 2, "{seeds:#}");
+
+    // Sorted by the primary metric, best (lowest MSE) first.
+    let sorted: Value = serde_json::from_str(&ok(&["ls", "--json", "--sort", "metric"])).unwrap();
+    let metrics: Vec<f64> = sorted
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["metric"].as_f64().unwrap())
+        .collect();
+    assert_eq!(metrics.len(), 5);
+    assert!(metrics.windows(2).all(|w| w[0] <= w[1]), "{metrics:?}");
+    let by_id: Value = serde_json::from_str(&ok(&["ls", "--json"])).unwrap();
+    let unsorted: Vec<f64> = by_id
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["metric"].as_f64().unwrap())
+        .collect();
+    assert_ne!(
+        unsorted, metrics,
+        "sorting changed the order (the test can fail)"
+    );
+
+    // CSV: every config key a column, one row a session.
+    let (header, rows) = parse_csv(&ok(&["ls", "--csv"]));
+    assert_eq!(rows.len(), 5);
+    let col = |name: &str| {
+        header
+            .iter()
+            .position(|h| h == name)
+            .unwrap_or_else(|| panic!("{name}: {header:?}"))
+    };
+    for key in [
+        "id",
+        "group",
+        "metric",
+        "combiner.kind",
+        "train.lr",
+        "workload.seed",
+    ] {
+        col(key);
+    }
+    let kinds: Vec<&str> = rows
+        .iter()
+        .map(|r| r[col("combiner.kind")].as_str())
+        .collect();
+    assert_eq!(
+        kinds.iter().filter(|k| **k == "sum").count(),
+        2,
+        "{kinds:?}"
+    );
+    assert!(rows
+        .iter()
+        .all(|r| r[col("workload.auxiliary")] == "[helpful, harmful]"));
+}
+
+#[test]
+fn ls_names_an_unknown_key_instead_of_listing_nothing() {
+    let out = meltr(&["ls", "--where", "combiner.knd=meltr"]);
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    let message = text(&out);
+    assert!(message.contains("combiner.knd"), "{message}");
+    let out = meltr(&["ls", "--where", "combiner.kind"]);
+    assert!(text(&out).contains("KEY=VALUE"), "{}", text(&out));
+    let none = ok(&["ls", "--group", "nope"]);
+    assert!(none.contains("no sessions that match"), "{none}");
+}
+
+/// The table's numbers, mean and sample std over seeds per setting, equal
+/// those computed here from each session's metrics.jsonl.
+#[test]
+fn table_reports_mean_and_std_per_group_from_the_sessions_own_numbers() {
+    let dirs = dirs();
+    for best in [false, true] {
+        let mut args = vec!["table", "--group", GROUP, "--format", "csv"];
+        if best {
+            args.push("--best");
+        }
+        let (header, rows) = parse_csv(&ok(&args));
+        assert_eq!(header[..2], ["combiner.kind", "n"], "{header:?}");
+        assert_eq!(rows.len(), 2);
+        let col = |name: &str| header.iter().position(|h| h == name).unwrap();
+        for row in &rows {
+            let kind = &row[0];
+            assert_eq!(row[1], "2");
+            let values: Vec<f64> = [0, 1]
+                .iter()
+                .map(|seed| {
+                    let evals = evals(&dirs[&format!("{kind}-s{seed}")]);
+                    let metric = |e: &(u64, BTreeMap<String, f64>)| e.1["primary_mse"];
+                    if best {
+                        evals.iter().map(metric).fold(f64::INFINITY, f64::min)
+                    } else {
+                        metric(evals.last().unwrap())
+                    }
+                })
+                .collect();
+            let (mean, std) = mean_std(&values);
+            let got = |c: &str| row[col(c)].parse::<f64>().unwrap();
+            assert!(
+                (got("primary_mse_mean") - mean).abs() <= 1e-12 * mean.abs(),
+                "{row:?} {values:?}"
+            );
+            assert!(
+                (got("primary_mse_std") - std).abs() <= 1e-9 * std.abs().max(1e-12),
+                "{row:?} {values:?}"
+            );
+            assert!(same(got("primary_mse_min"), values[0].min(values[1])));
+            assert!(same(got("primary_mse_max"), values[0].max(values[1])));
+        }
+    }
+    // --group-by regroups: by seed, each group holds meltr and sum.
+    let (header, rows) = parse_csv(&ok(&[
+        "table",
+        "--group",
+        GROUP,
+        "--group-by",
+        "workload.seed",
+        "--format",
+        "csv",
+    ]));
+    assert_eq!(header[..2], ["workload.seed", "n"], "{header:?}");
+    let seed0: Vec<f64> = ["meltr-s0", "sum-s0"]
+        .iter()
+        .map(|name| evals(&dirs[*name]).last().unwrap().1["primary_mse"])
+        .collect();
+    assert_eq!(
+        (rows.len(), rows[0][0].as_str(), rows[0][1].as_str()),
+        (2, "0", "2")
+    );
+    let mean: f64 = rows[0][2].parse().unwrap();
+    assert!(
+        (mean - mean_std(&seed0).0).abs() <= 1e-12 * mean.abs(),
+        "{rows:?}"
+    );
+    // Markdown and LaTeX show the same groups with n and mean ± std.
+    let md = ok(&["table", "--group", GROUP]);
+    assert!(
+        md.starts_with("| combiner.kind | n | primary_mse ↓ |"),
+        "{md}"
+    );
+    assert!(
+        md.contains("| meltr | 2 | ") && md.contains("| sum | 2 | ") && md.contains(" ± "),
+        "{md}"
+    );
+    assert!(md.contains("**"), "the best mean is bold: {md}");
+    let latex = ok(&["table", "--group", GROUP, "--format", "latex"]);
+    for part in [
+        "\\toprule",
+        "\\midrule",
+        "\\bottomrule",
+        "$n$",
+        "primary\\_mse $\\downarrow$",
+        "\\pm",
+    ] {
+        assert!(latex.contains(part), "{part}:\n{latex}");
+    }
+}
+
+#[test]
+fn compare_draws_one_banded_curve_per_setting() {
+    let out = tempfile::tempdir().unwrap();
+    let svg = out.path().join("ablation.svg");
+    let said = ok(&["compare", "--group", GROUP, "-o", svg.to_str().unwrap()]);
+    assert!(
+        said.contains("kind=meltr (n=2)") && said.contains("kind=sum (n=2)"),
+        "{said}"
+    );
+    let drawn = std::fs::read_to_string(&svg).unwrap();
+    assert_eq!(
+        drawn.matches("fill-opacity=\"0.2\"").count(),
+        2,
+        "one band per setting"
+    );
+    assert!(
+        drawn.contains("kind=meltr (n=2)") && drawn.contains("mean ± std"),
+        "legend and note"
+    );
+    let minmax = out.path().join("minmax.png");
+    ok(&[
+        "compare",
+        "--group",
+        GROUP,
+        "--band",
+        "minmax",
+        "-o",
+        minmax.to_str().unwrap(),
+    ]);
+    assert!(std::fs::metadata(&minmax).unwrap().len() > 10_000);
+    // Singles stay as before: no band, session names in the legend.
+    let single = out.path().join("single.svg");
+    let dirs = dirs();
+    ok(&[
+        "compare",
+        dirs["meltr-s0"].to_str().unwrap(),
+        dirs["sum-s0"].to_str().unwrap(),
+        "-o",
+        single.to_str().unwrap(),
+    ]);
+    let drawn = std::fs::read_to_string(&single).unwrap();
+    assert!(
+        !drawn.contains("fill-opacity=\"0.2\"") && drawn.contains("meltr-s0"),
+        "{drawn}"
+    );
+}
+
+#[test]
+fn metrics_lines_carry_wall_time_and_session_json_its_provenance() {
+    let sweep = sweep();
+    for dir in dirs().values() {
+        let walls: Vec<f64> = lines(dir)
+            .iter()
+            .map(|l| l["wall"].as_f64().unwrap())
+            .collect();
+        assert!(walls.windows(2).all(|w| w[0] <= w[1]), "{walls:?}");
+        assert!(
+            walls[0] >= sweep.started && *walls.last().unwrap() <= sweep.ended,
+            "{walls:?}"
+        );
+        let meta = session_json(dir);
+        assert_eq!(meta["meltr_tui_version"], env!("CARGO_PKG_VERSION"));
+        assert!(!meta["host"].as_str().unwrap().is_empty());
+        let command: Vec<&str> = meta["command"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|a| a.as_str().unwrap())
+            .collect();
+        assert!(
+            command.contains(&"run") && command.contains(&"--headless"),
+            "{command:?}"
+        );
+    }
+    // The runs ran in this repository's folder: its HEAD is recorded (and
+    // nothing, were the checkout not a git repository).
+    let head = std::process::Command::new("git")
+        .args(["rev-parse", "HEAD"])
+        .current_dir(repo("."))
+        .output()
+        .unwrap();
+    let meta = session_json(&dirs()["meltr-s0"]);
+    if !head.status.success() {
+        assert!(meta.get("git_commit").is_none(), "{meta:#}");
+        return;
+    }
+    let head = String::from_utf8(head.stdout).unwrap();
+    assert_eq!(meta["git_commit"].as_str(), Some(head.trim()), "{meta:#}");
+    assert!(meta["git_dirty"].is_boolean());
+}
+
+#[test]
+fn export_csv_is_one_tidy_table_of_the_log() {
+    let dir = dirs()["meltr-s0"].clone();
+    let out = tempfile::tempdir().unwrap();
+    let said = ok(&[
+        "export",
+        dir.to_str().unwrap(),
+        "--format",
+        "csv",
+        "--out",
+        out.path().to_str().unwrap(),
+    ]);
+    let id = dir.file_name().unwrap().to_str().unwrap();
+    let path = out.path().join(format!("{id}.csv"));
+    assert!(said.contains(path.to_str().unwrap()), "{said}");
+    let (header, rows) = parse_csv(&std::fs::read_to_string(&path).unwrap());
+    assert_eq!(header, ["step", "wall", "time", "series", "value"]);
+    let got: BTreeMap<(u64, String), (f64, f64)> = rows
+        .iter()
+        .map(|r| {
+            (
+                (r[0].parse().unwrap(), r[3].clone()),
+                (r[1].parse().unwrap(), r[4].parse().unwrap()),
+            )
+        })
+        .collect();
+    assert_eq!(got.len(), rows.len(), "one value per (step, series)");
+    // Every number of the log's train, meta and eval lines is a row.
+    let mut expected = 0;
+    for line in lines(&dir) {
+        let step = line["step"].as_u64().unwrap();
+        let wall = line["wall"].as_f64().unwrap();
+        let mut check = |series: String, v: &Value| {
+            let (w, value) = got[&(step, series.clone())];
+            assert!(
+                same(value, v.as_f64().unwrap()),
+                "{series} at {step}: {value} vs {v}"
+            );
+            assert!((w - wall).abs() < 1e-5, "{series}: wall {w} vs {wall}");
+            expected += 1;
+        };
+        match line["kind"].as_str().unwrap() {
+            "train" => {
+                for (name, v) in line["losses"].as_object().unwrap() {
+                    check(format!("loss/{name}"), v);
+                }
+                for (name, v) in line["weights"].as_object().unwrap() {
+                    check(format!("weight/{name}"), v);
+                }
+                check("loss/total".into(), &line["total"]);
+                check("lr".into(), &line["lr"]);
+            }
+            "meta" => check("meta/hypergrad_norm".into(), &line["hypergrad_norm"]),
+            "eval" => {
+                for (name, v) in line["metrics"].as_object().unwrap() {
+                    check(format!("eval/{name}"), v);
+                }
+            }
+            _ => {}
+        }
+    }
+    assert!(expected > 50, "{expected}");
+}
+
+#[test]
+fn export_tensorboard_is_read_back_by_tensorboard_itself() {
+    let dir = dirs()["meltr-s1"].clone();
+    let out = tempfile::tempdir().unwrap();
+    ok(&[
+        "export",
+        dir.to_str().unwrap(),
+        "--format",
+        "tensorboard",
+        "--out",
+        out.path().to_str().unwrap(),
+    ]);
+    // A second export replaces the first rather than doubling every point.
+    ok(&[
+        "export",
+        dir.to_str().unwrap(),
+        "--format",
+        "tensorboard",
+        "--out",
+        out.path().to_str().unwrap(),
+    ]);
+    let id = dir.file_name().unwrap().to_str().unwrap();
+    let run = out.path().join(id);
+    let files: Vec<_> = std::fs::read_dir(&run).unwrap().collect();
+    assert_eq!(files.len(), 1, "{files:?}");
+    let read = std::process::Command::new(torch_python())
+        .arg(repo("tests/fixtures/read_tensorboard.py"))
+        .arg(&run)
+        .output()
+        .unwrap();
+    assert!(read.status.success(), "{}", text(&read));
+    let tb: Value = serde_json::from_slice(&read.stdout).unwrap();
+    let scalars = tb["scalars"].as_object().unwrap();
+    // Expected: every series of the log, from metrics.jsonl.
+    let mut expected: BTreeMap<String, Vec<(u64, f64, f64)>> = BTreeMap::new();
+    for line in lines(&dir) {
+        let step = line["step"].as_u64().unwrap();
+        let wall = line["wall"].as_f64().unwrap();
+        let mut add = |tag: String, v: &Value| {
+            expected
+                .entry(tag)
+                .or_default()
+                .push((step, wall, v.as_f64().unwrap()));
+        };
+        match line["kind"].as_str().unwrap() {
+            "train" => {
+                for (field, prefix) in [
+                    ("losses", "loss"),
+                    ("weights", "weight"),
+                    ("shares", "share"),
+                ] {
+                    for (name, v) in line[field].as_object().into_iter().flatten() {
+                        add(format!("{prefix}/{name}"), v);
+                    }
+                }
+                add("loss/total".into(), &line["total"]);
+                add("lr".into(), &line["lr"]);
+            }
+            "meta" => {
+                for field in ["hypergrad_norm", "reg", "meta_lr", "aid_iterations"] {
+                    add(format!("meta/{field}"), &line[field]);
+                }
+            }
+            "eval" => {
+                for (name, v) in line["metrics"].as_object().unwrap() {
+                    add(format!("eval/{name}"), v);
+                }
+                for (name, v) in line["losses"].as_object().unwrap() {
+                    add(format!("eval_loss/{name}"), v);
+                }
+            }
+            _ => {}
+        }
+    }
+    let tags: Vec<&String> = scalars.keys().collect();
+    let wanted: Vec<&String> = expected.keys().collect();
+    assert_eq!(tags, wanted);
+    assert!(
+        expected.contains_key("weight/helpful") && expected.contains_key("meta/hypergrad_norm")
+    );
+    for (tag, points) in &expected {
+        let got = scalars[tag].as_array().unwrap();
+        assert_eq!(got.len(), points.len(), "{tag}");
+        for (g, (step, wall, value)) in got.iter().zip(points) {
+            assert_eq!(g[0].as_u64().unwrap(), *step, "{tag}");
+            assert!((g[1].as_f64().unwrap() - wall).abs() < 1e-6, "{tag}: wall");
+            // Scalars are float32 in event files.
+            let got = g[2].as_f64().unwrap();
+            assert_eq!(
+                got as f32, *value as f32,
+                "{tag} at {step}: {got} vs {value}"
+            );
+        }
+    }
+    // The config as hyperparameters, the eval metrics as their metrics.
+    let hp = &tb["hparams"];
+    assert_eq!(hp["combiner.kind"], "meltr");
+    assert_eq!(hp["workload.seed"], 1.0);
+    assert_eq!(hp["aid.iterations"], 0.0);
+    assert_eq!(hp["group"], GROUP);
+    assert!(tb["hparam_infos"].as_array().unwrap().len() > 20);
+    assert_eq!(tb["metric_tags"], serde_json::json!(["eval/primary_mse"]));
+    assert_eq!(tb["end_status"], 1, "STATUS_SUCCESS for a finished run");
+}
