@@ -39,7 +39,7 @@ for dir in target/bench-model target/wide-mlp; do
     name=$(basename "$dir")
     ./.torch-python scripts/torch_loop.py -c "$dir/sum.toml" --steps 60 --phases | tee "$out/torch-phases-$name.txt"
 done
-./.torch-python scripts/side_by_side.py -c target/bench-model/two_stream.toml --pairs "$pairs" --steps 100 \
+./.torch-python scripts/side_by_side.py -c target/bench-model/two_stream.toml --pairs "$pairs" --steps 60 \
     --settings sum,meltr-factorized --logged --out "$out/side-by-side-example.json" | tee "$out/side-by-side-example.txt"
 ./.torch-python scripts/side_by_side.py -c target/wide-mlp/wide_mlp.toml --pairs "$pairs" --steps 60 \
     --settings sum,meltr-factorized --logged --out "$out/side-by-side-wide-mlp.json" | tee "$out/side-by-side-wide-mlp.txt"
