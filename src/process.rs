@@ -7,6 +7,8 @@
 //! - The TUI traps SIGINT, SIGTERM and SIGHUP while it owns the terminal
 //!   ([`Trap`]), and puts the previous handlers back when it leaves; a
 //!   viewer exits when its terminal hangs up ([`exit_on_hangup`]).
+//! - A detached child (runner, sweep driver) starts in a session of its
+//!   own ([`detach_from_terminal`]).
 
 use std::sync::atomic::{AtomicBool, AtomicI32, Ordering};
 
@@ -21,6 +23,21 @@ extern "C" fn on_stop_signal(signal: libc::c_int) {
 
 extern "C" fn on_trapped_signal(_: libc::c_int) {
     TRAPPED.store(true, Ordering::SeqCst);
+}
+
+/// Makes `command`'s process start a new session: it has no controlling
+/// terminal, so the terminal's hang-up never reaches it.
+pub fn detach_from_terminal(command: &mut std::process::Command) {
+    use std::os::unix::process::CommandExt;
+    // SAFETY: setsid is async-signal-safe, as pre_exec requires.
+    unsafe {
+        command.pre_exec(|| {
+            if libc::setsid() < 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
 }
 
 /// Makes SIGINT and SIGTERM request a clean stop (see [`stop_signal`])

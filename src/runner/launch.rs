@@ -4,7 +4,6 @@ use super::{absolute, is_serving, START_TIMEOUT};
 use crate::session::SessionDir;
 use crate::session::SessionMeta;
 use anyhow::{bail, Context, Result};
-use std::os::unix::process::CommandExt;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
@@ -31,16 +30,7 @@ pub fn launch(dir: &Path, resume: bool) -> Result<u32> {
         .stdin(std::process::Stdio::null())
         .stdout(log.try_clone()?)
         .stderr(log);
-    // SAFETY: setsid is async-signal-safe; a new session has no
-    // controlling terminal, so the terminal's hang-up never reaches it.
-    unsafe {
-        command.pre_exec(|| {
-            if libc::setsid() < 0 {
-                return Err(std::io::Error::last_os_error());
-            }
-            Ok(())
-        });
-    }
+    crate::process::detach_from_terminal(&mut command);
     let mut child = command.spawn().context("cannot start the runner process")?;
     let pid = child.id();
     let started = Instant::now();

@@ -9,7 +9,6 @@ use std::collections::BTreeSet;
 /// Starts `sweep resume GROUP` as a background process in its own process
 /// session (a closed terminal never reaches it), output to `driver.log`.
 pub(super) fn detach_driver(root: &Path, plan: &Plan, parallel: usize) -> Result<()> {
-    use std::os::unix::process::CommandExt;
     let log_path = sweep::folder(root, &plan.group).join("driver.log");
     let log = std::fs::OpenOptions::new()
         .create(true)
@@ -31,16 +30,7 @@ pub(super) fn detach_driver(root: &Path, plan: &Plan, parallel: usize) -> Result
         .stdin(std::process::Stdio::null())
         .stdout(log.try_clone()?)
         .stderr(log);
-    // SAFETY: setsid is async-signal-safe; the new session has no
-    // controlling terminal, so its hang-up never reaches the driver.
-    unsafe {
-        command.pre_exec(|| {
-            if libc::setsid() < 0 {
-                return Err(std::io::Error::last_os_error());
-            }
-            Ok(())
-        });
-    }
+    crate::process::detach_from_terminal(&mut command);
     let child = command.spawn().context("cannot start the sweep driver")?;
     println!(
         "sweep `{}` driven in the background (pid {}); output in {}; watch with `meltr-tui sweep ls {}`",
