@@ -49,15 +49,8 @@ fn detach(root: &Path, config: &Path, name: &str) -> PathBuf {
     session::find(root, name).unwrap()
 }
 
-fn wait_for<T>(what: &str, mut check: impl FnMut() -> Option<T>) -> T {
-    let start = Instant::now();
-    loop {
-        if let Some(v) = check() {
-            return v;
-        }
-        assert!(start.elapsed() < WAIT, "timed out waiting for {what}");
-        std::thread::sleep(Duration::from_millis(50));
-    }
+fn wait_for<T>(what: &str, check: impl FnMut() -> Option<T>) -> T {
+    common::wait_until(what, WAIT, check)
 }
 
 fn last_train_step(dir: &Path) -> u64 {

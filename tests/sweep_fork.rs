@@ -9,7 +9,7 @@ mod common;
 use common::{bin, repo, run_with_limit, text};
 use meltr_tui::session::{self, SessionMeta, Status};
 use std::path::{Path, PathBuf};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 const WAIT: Duration = Duration::from_secs(120);
 
@@ -29,15 +29,8 @@ fn meltr(root: &Path) -> std::process::Command {
     command
 }
 
-fn wait_for<T>(what: &str, mut check: impl FnMut() -> Option<T>) -> T {
-    let start = Instant::now();
-    loop {
-        if let Some(v) = check() {
-            return v;
-        }
-        assert!(start.elapsed() < WAIT, "timed out waiting for {what}");
-        std::thread::sleep(Duration::from_millis(20));
-    }
+fn wait_for<T>(what: &str, check: impl FnMut() -> Option<T>) -> T {
+    common::wait_until(what, WAIT, check)
 }
 
 /// Kills every live runner under a sessions folder when a test ends early.

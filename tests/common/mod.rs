@@ -196,3 +196,16 @@ pub fn export_two_stream(options: &[&str]) -> PathBuf {
     run_python(&args);
     dir
 }
+
+/// Polls `check` every 20 ms until it gives a value; fails the test after
+/// `limit`, naming what it waited for.
+pub fn wait_until<T>(what: &str, limit: Duration, mut check: impl FnMut() -> Option<T>) -> T {
+    let start = Instant::now();
+    loop {
+        if let Some(v) = check() {
+            return v;
+        }
+        assert!(start.elapsed() < limit, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
