@@ -13,8 +13,7 @@ use std::time::Duration;
 use tch::Tensor;
 
 fn free_port() -> u16 {
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    listener.local_addr().unwrap().port()
+    meltr_tui::dist::rendezvous::free_local_port().unwrap()
 }
 
 fn config(combiner: &str, batch_size: usize) -> Config {

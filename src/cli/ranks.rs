@@ -62,10 +62,7 @@ pub(super) fn launch_local_ranks(nproc: usize) -> Result<Vec<std::process::Child
     if Rendezvous::from_env(crate::engine::COLLECTIVE_TIMEOUT)?.is_some() {
         bail!("--nproc starts its own ranks: do not combine it with torchrun's or SLURM's variables (RANK, SLURM_PROCID)");
     }
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .context("finding a free port for the ranks to meet at")?
-        .port();
+    let port = crate::dist::rendezvous::free_local_port()?;
     let at = Rendezvous {
         rank: 0,
         world_size: nproc,

@@ -126,6 +126,15 @@ impl Rendezvous {
     }
 }
 
+/// A TCP port on 127.0.0.1 that nothing listens on now (the OS picks it;
+/// another process may still take it before the rendezvous does).
+pub fn free_local_port() -> Result<u16> {
+    Ok(std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .context("finding a free port for the ranks to meet at")?
+        .port())
+}
+
 /// The first host of a SLURM node list: `node07`, `gpu[01-04,09]`,
 /// `a[1-2],b3` give `node07`, `gpu01`, `a1`.
 pub fn first_node(list: &str) -> Result<String> {

@@ -3,10 +3,8 @@
 use super::*;
 use std::time::{Duration, Instant};
 
-/// A port nobody listens on now (the OS picks it; tiny race with others).
 fn free_port() -> u16 {
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    listener.local_addr().unwrap().port()
+    rendezvous::free_local_port().unwrap()
 }
 
 fn at(rank: usize, world: usize, port: u16, timeout: Duration) -> Rendezvous {
