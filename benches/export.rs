@@ -60,6 +60,7 @@ fn write_session(dir: &Path, steps: u64, log_every: u64) {
             weights,
             lr: 1e-4,
             shares: Named::new(),
+            gpu: None,
         };
         w.append(&MetricLine {
             step,

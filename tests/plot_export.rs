@@ -73,6 +73,7 @@ fn write_session(root: &Path, id: &str, name: &str, speed: f64) -> PathBuf {
                 weights,
                 lr: 1e-4,
                 shares: Named::new(),
+                gpu: None,
             },
         ))
         .unwrap();

@@ -1,7 +1,7 @@
 //! The log's numbers as scalar series, one point per (step, series): the
 //! shared view of the CSV and TensorBoard exports. Series are named like
 //! TensorBoard tags: `loss/<name>`, `loss/total`, `weight/<name>`,
-//! `share/<name>`, `lr`, `meta/<field>`, `eval/<metric>`, `eval_loss/<name>`.
+//! `share/<name>`, `lr`, `gpu/<field>` (CUDA runs), `meta/<field>`, `eval/<metric>`, `eval_loss/<name>`.
 
 use crate::session::metrics::{MetricLine, Record};
 
@@ -38,6 +38,7 @@ pub fn points(lines: &[MetricLine]) -> Vec<Point> {
                 weights,
                 lr,
                 shares,
+                gpu,
             } => {
                 for (name, v) in losses {
                     push(format!("loss/{name}"), *v);
@@ -50,6 +51,9 @@ pub fn points(lines: &[MetricLine]) -> Vec<Point> {
                     push(format!("share/{name}"), *v);
                 }
                 push("lr".into(), *lr);
+                for (series, v) in gpu.iter().flat_map(|g| g.series()) {
+                    push(series.into(), v);
+                }
             }
             Record::Meta {
                 hypergrad_norm,

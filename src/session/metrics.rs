@@ -93,6 +93,10 @@ pub enum Record {
             deserialize_with = "nullable::named"
         )]
         shares: Named,
+        /// The training GPU at this step (CUDA runs with NVML only; absent
+        /// on CPU and in logs written before it was recorded).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        gpu: Option<GpuStats>,
     },
     /// One meta (hypergradient) step.
     Meta {
@@ -139,6 +143,40 @@ pub enum Record {
         /// What happened, as shown to the user.
         message: String,
     },
+}
+
+/// The training GPU at a logged step: NVML's utilisation and device memory
+/// (all processes), and the peak of this process's caching allocator.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct GpuStats {
+    /// Percent of the last sample period in which a kernel ran (0-100).
+    #[serde(deserialize_with = "nullable::number")]
+    pub util: f64,
+    /// Device memory in use, MiB.
+    #[serde(deserialize_with = "nullable::number")]
+    pub mem_used_mib: f64,
+    /// Device memory in all, MiB.
+    #[serde(deserialize_with = "nullable::number")]
+    pub mem_total_mib: f64,
+    /// Peak bytes libtorch's caching allocator held for tensors since the
+    /// process started, MiB (absent when it could not be read).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub peak_allocated_mib: Option<f64>,
+}
+
+impl GpuStats {
+    /// Each value with its series name under `gpu/` (as exported).
+    pub fn series(&self) -> Vec<(&'static str, f64)> {
+        let mut out = vec![
+            ("gpu/util", self.util),
+            ("gpu/mem_used_mib", self.mem_used_mib),
+            ("gpu/mem_total_mib", self.mem_total_mib),
+        ];
+        if let Some(peak) = self.peak_allocated_mib {
+            out.push(("gpu/peak_allocated_mib", peak));
+        }
+        out
+    }
 }
 
 /// A sampled curve: `y[i]` is the combined loss at `x[i]`.
@@ -195,6 +233,7 @@ mod tests {
                 weights: [("primary".to_string(), 1.0)].into(),
                 lr: 1e-3,
                 shares: Named::new(),
+                gpu: None,
             },
         };
         let v: serde_json::Value = serde_json::from_str(&line.to_json()).unwrap();
@@ -204,6 +243,7 @@ mod tests {
         assert_eq!(v["wall"], 1_790_000_000.25);
         assert_eq!(v["losses"]["primary"], 0.5);
         assert!(v.get("shares").is_none());
+        assert!(v.get("gpu").is_none());
         let back: MetricLine = serde_json::from_str(&line.to_json()).unwrap();
         assert_eq!(back, line);
     }
@@ -282,6 +322,39 @@ mod tests {
                 _ => panic!("kind changed: {back:?}"),
             }
         }
+    }
+
+    #[test]
+    fn gpu_stats_roundtrip_and_old_train_lines_read_without_them() {
+        let old = r#"{"step":2,"time":0.5,"kind":"train","losses":{"a":1.0},"total":1.0,"weights":{"a":1.0},"lr":0.001}"#;
+        let line: MetricLine = serde_json::from_str(old).unwrap();
+        assert!(
+            matches!(line.record, Record::Train { gpu: None, .. }),
+            "{line:?}"
+        );
+        assert_eq!(line.to_json(), old);
+
+        let with = r#"{"step":2,"time":0.5,"kind":"train","losses":{"a":1.0},"total":1.0,"weights":{"a":1.0},"lr":0.001,"gpu":{"util":37.0,"mem_used_mib":2048.5,"mem_total_mib":81559.0,"peak_allocated_mib":512.25}}"#;
+        let line: MetricLine = serde_json::from_str(with).unwrap();
+        let Record::Train { gpu: Some(gpu), .. } = &line.record else {
+            panic!("no gpu stats in {line:?}");
+        };
+        assert_eq!(gpu.util, 37.0);
+        assert_eq!(gpu.mem_total_mib, 81559.0);
+        assert_eq!(gpu.peak_allocated_mib, Some(512.25));
+        assert_eq!(
+            gpu.series()
+                .iter()
+                .map(|(name, _)| *name)
+                .collect::<Vec<_>>(),
+            [
+                "gpu/util",
+                "gpu/mem_used_mib",
+                "gpu/mem_total_mib",
+                "gpu/peak_allocated_mib"
+            ]
+        );
+        assert_eq!(line.to_json(), with);
     }
 
     #[test]

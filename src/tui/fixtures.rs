@@ -115,6 +115,7 @@ pub fn lines(total: u64) -> impl Iterator<Item = MetricLine> {
                     weights: named(w),
                     lr: 1e-3,
                     shares: named([contrib[0] / sum, contrib[1] / sum, contrib[2] / sum]),
+                    gpu: None,
                 },
             ));
         }

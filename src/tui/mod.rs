@@ -11,7 +11,6 @@
 //! - [`view`] lays out [`header`], [`curves`], [`contributions`], [`hyper`],
 //!   [`events`] and the [`help`] overlay; [`chart`] draws their plots
 //! - [`terminal`]: raw mode, alternate screen, restoring on exit/panic/signal
-//! - [`gpu`]: NVML readings, loaded at run time
 //! - [`fmt`], [`theme`], [`input`]: number formats, colours (16 or none), the
 //!   editor's text field; [`fixtures`]: a synthetic run for tests and benches
 
@@ -24,7 +23,6 @@ pub mod events;
 pub mod fixtures;
 pub mod fmt;
 pub mod frame;
-pub mod gpu;
 pub mod header;
 pub mod help;
 pub mod hyper;
@@ -101,7 +99,7 @@ pub fn run(
     );
     app.can_export = export.is_some();
     app.detachable = link.detachable();
-    let gpu = gpu::Nvml::open(&app.meta.device);
+    let gpu = crate::gpu::Nvml::open(&app.meta.device);
     let mut tui = terminal::Tui::enter(&output_log)?;
     let input_frame = Duration::from_secs(1) / MAX_FPS;
     let mut last_draw: Option<Instant> = None;

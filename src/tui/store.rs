@@ -153,6 +153,7 @@ impl Store {
                 weights,
                 lr,
                 shares,
+                ..
             } => {
                 let l = self.values_of(losses);
                 let w = self.values_of(weights);
@@ -296,6 +297,7 @@ mod tests {
                 shares: share
                     .map(|v| [("a".to_string(), v)].into())
                     .unwrap_or_default(),
+                gpu: None,
             },
         };
         s.ingest(&line(10, Some(1.0)));
@@ -321,6 +323,7 @@ mod tests {
                 weights: [("a".to_string(), 1.0), ("b".to_string(), 1.0)].into(),
                 lr: 0.1,
                 shares: Named::new(),
+                gpu: None,
             },
         };
         s.ingest(&line);

@@ -134,12 +134,16 @@ impl Trainer {
                 self.phase_clock.mark("log");
                 return self.finish_step(reuse_forward);
             }
+            let (logged_losses, logged_weights) = (pick(0..k), pick(k..2 * k));
+            // Read only for a line that is written (cheap: NVML's counters).
+            let gpu = self.read_gpu();
             self.emit(Record::Train {
-                losses: pick(0..k),
+                losses: logged_losses,
                 total: values[2 * k],
-                weights: pick(k..2 * k),
+                weights: logged_weights,
                 lr: self.inner.lr,
                 shares,
+                gpu,
             });
         }
         self.phase_clock.mark("log");

@@ -9,6 +9,7 @@ mod bench;
 pub use bench::BenchTrainer;
 mod checkpointing;
 mod data_parallel;
+mod gpu_log;
 mod inner;
 mod live;
 mod meta;
@@ -29,10 +30,11 @@ use crate::meltr::shares::{self, Shares};
 use crate::nn::autograd::grad;
 use crate::nn::optim::{clip_grad_norm, AdamW, WeightDecay};
 use crate::session::log::{self, MetricsWriter};
-use crate::session::metrics::{Curve, Level, MetricLine, Named, Record};
+use crate::session::metrics::{Curve, GpuStats, Level, MetricLine, Named, Record};
 use crate::session::{self, SessionDir, SessionMeta};
 use crate::workload::{self, Batch, Workload};
 use anyhow::{bail, Context, Result};
+use gpu_log::GpuSource;
 use meta::{meta_decay, PendingMeta};
 use outbox::PendingStep;
 pub use setup::{device_label, dtype, prepare_resume, resolve_device, session_config};
@@ -121,6 +123,8 @@ pub struct Trainer {
     /// The group to join when the run starts (from the launcher's
     /// variables), not yet joined.
     rendezvous: Option<crate::dist::Rendezvous>,
+    /// Reads the GPU at logged steps (CUDA with NVML; see `gpu_log.rs`).
+    gpu: GpuSource,
 }
 
 impl Trainer {

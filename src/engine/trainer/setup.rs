@@ -156,6 +156,7 @@ impl Trainer {
             None
         };
         let log = MetricsWriter::open(&metrics_path)?;
+        let gpu = GpuSource::open(device);
         let in_force = config.clone();
         let mut trainer = Trainer {
             dir: layout,
@@ -195,6 +196,7 @@ impl Trainer {
             in_force: Arc::new(Mutex::new(in_force)),
             group: None,
             rendezvous: None,
+            gpu,
         };
         for (level, message) in notes {
             trainer.emit(Record::Event { level, message });

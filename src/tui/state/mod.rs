@@ -4,11 +4,11 @@
 //! Edits are validated here with `Config::with_value` and
 //! `restart_only_reason` before anything may be written.
 
-use super::gpu::GpuSample;
 use super::input::Input;
 use super::store::{EntryKind, Store};
 use super::theme::Theme;
 use super::Exit;
+use crate::gpu::GpuSample;
 
 mod on_key;
 use crate::config::{restart_only_reason, Config};

@@ -1,8 +1,10 @@
 //! GPU utilisation and memory from NVML, loaded at run time with
-//! libloading (`libnvidia-ml.so.1`). Where the library, the driver or the
-//! device is missing, [`Nvml::open`] gives `None` and the header simply
-//! leaves the field out.
+//! libloading (`libnvidia-ml.so.1`), for the TUI's header and the trainer's
+//! logged steps. Where the library, the driver or the device is missing,
+//! [`Nvml::open`] gives `None` and the reading is simply left out. The
+//! trainer reads through [`GpuProbe`], so tests can stand in for the GPU.
 
+use crate::session::metrics::GpuStats;
 use libloading::Library;
 use std::ffi::{c_char, c_int, c_uint, c_void, CString};
 
@@ -48,6 +50,51 @@ pub struct Nvml {
     shutdown: ShutdownFn,
     /// Keeps the function pointers above valid.
     _lib: Library,
+}
+
+// SAFETY: NVML's API is thread-safe, and the handle is only a device id
+// valid until `nvmlShutdown` (in `Drop`); the trainer is built on one
+// thread and runs on another.
+unsafe impl Send for Nvml {}
+
+/// Where the trainer reads the GPU's numbers at a logged step.
+pub trait GpuProbe: Send {
+    /// A reading now, or `None` when there is none this time.
+    fn sample(&mut self) -> Option<GpuStats>;
+}
+
+/// The real probe: NVML on the training device, plus the caching
+/// allocator's peak on it.
+pub struct CudaProbe {
+    nvml: Nvml,
+    index: usize,
+}
+
+impl CudaProbe {
+    /// The probe for CUDA device `index` (`device` is its label, e.g.
+    /// `cuda:0`), or `None` without NVML.
+    pub fn open(device: &str, index: usize) -> Option<CudaProbe> {
+        Some(CudaProbe {
+            nvml: Nvml::open(device)?,
+            index,
+        })
+    }
+}
+
+const MIB: f64 = (1u64 << 20) as f64;
+
+impl GpuProbe for CudaProbe {
+    fn sample(&mut self) -> Option<GpuStats> {
+        let s = self.nvml.sample()?;
+        Some(GpuStats {
+            util: f64::from(s.util_percent),
+            mem_used_mib: s.mem_used as f64 / MIB,
+            mem_total_mib: s.mem_total as f64 / MIB,
+            peak_allocated_mib: crate::device_memory::peak_allocated(self.index)
+                .ok()
+                .map(|bytes| bytes as f64 / MIB),
+        })
+    }
 }
 
 /// Which NVML device a `cuda`/`cuda:N ...` device string means, honouring
