@@ -44,6 +44,7 @@ run)
     status=0
     failed=()
     # step NAME SECONDS COMMAND...: runs COMMAND with a time limit, output in $res/NAME.txt
+    # GPU_CHECK_ONLY="NAME ..." runs only those steps (a rerun of failures).
     # The whole run stays inside GPU_CHECK_SECONDS (default 500): each step's
     # limit is cut to what is left, and a step with under 20 s left is skipped.
     deadline=$((SECONDS + ${GPU_CHECK_SECONDS:-500}))
@@ -51,6 +52,9 @@ run)
         local name=$1 limit=$2
         shift 2
         local t0=$SECONDS left=$((deadline - SECONDS))
+        if [[ -n ${GPU_CHECK_ONLY:-} && " $GPU_CHECK_ONLY " != *" $name "* ]]; then
+            return
+        fi
         if ((left < 20)); then
             echo "SKIP  $name (out of time)" | tee -a "$res/summary.txt"
             status=1
@@ -87,14 +91,16 @@ run)
     cp examples/torchscript/two_stream.toml carry/bench-model/
     step export-wide-mlp 60 $python examples/torchscript/export_wide_mlp.py --out carry/wide-mlp
     step side-by-side-example 200 $python scripts/side_by_side.py -c carry/bench-model/two_stream.toml \
-        --binary "$bin" --device cuda --pairs 5 --steps 100 --settings sum,meltr-factorized --logged \
+        --binary "$bin" --python "$python" --device cuda --pairs 5 --steps 100 --settings sum,meltr-factorized --logged \
         --out "$res/side-by-side-example.json"
-    step bench-cuda 150 "$bin" bench --device cuda --torchscript carry/bench-model --out "$res/bench-cuda-table.txt"
+    step bench-cuda 200 "$bin" bench --device cuda --rounds 3 --torchscript carry/bench-model --out "$res/bench-cuda-table.txt"
     step side-by-side-wide-mlp 120 $python scripts/side_by_side.py -c carry/wide-mlp/wide_mlp.toml \
-        --binary "$bin" --device cuda --pairs 5 --steps 100 --settings sum,meltr-factorized \
+        --binary "$bin" --python "$python" --device cuda --pairs 3 --steps 100 --settings sum,meltr-factorized \
         --out "$res/side-by-side-wide-mlp.json"
     if [[ -f scripts/scaling.py ]]; then  # CPU ranks (Gloo) on this machine's cores
         step scaling-cpu 150 $python scripts/scaling.py --binary "$bin" --ranks 1,2,4,8 --out "$res/scaling-cpu.json"
+        step scaling-cpu-wide-mlp 150 $python scripts/scaling.py --binary "$bin" -c carry/wide-mlp/wide_mlp.toml \
+            --ranks 1,2,4,8 --global-batch 256 --steps 30 --out "$res/scaling-cpu-wide-mlp.json"
     fi
     # Session logs only (no checkpoints) travel back.
     find "$res/sessions" -name '*.safetensors' -delete 2>/dev/null || true
