@@ -315,3 +315,51 @@ fn a_killed_rank_fails_the_run_at_once_with_a_clear_message() {
         "{meta}"
     );
 }
+
+// --- scripts/scaling.py: throughput against the number of ranks -------------
+
+#[test]
+fn the_scaling_script_measures_one_and_two_ranks_on_a_fixed_global_batch() {
+    let _serial = serial();
+    let root = tempfile::tempdir().unwrap();
+    let json = root.path().join("scaling.json");
+    let out = Command::new("python3")
+        .args(["scripts/scaling.py", "--binary", env!("CARGO_BIN_EXE_meltr-tui")])
+        .args(["-c", "configs/synthetic.toml", "--ranks", "1,2"])
+        .args(["--steps", "10", "--warmup", "2", "--global-batch", "16"])
+        .arg("--out")
+        .arg(&json)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", text(&out));
+    let table = String::from_utf8_lossy(&out.stdout);
+    assert!(table.contains("| ranks | batch per rank | steps/s"), "{table}");
+    assert!(table.contains("\n| 1 | 16 | ") && table.contains("\n| 2 | 8 | "), "{table}");
+    let report: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).unwrap();
+    let runs = report["runs"].as_array().unwrap();
+    assert_eq!(runs.len(), 2);
+    for (run, ranks) in runs.iter().zip([1, 2]) {
+        assert_eq!(run["ranks"], ranks);
+        // Steps 3..10 timed: 7 intervals, from the session's own train lines.
+        assert_eq!(run["timed_steps"], 7);
+        let rate = run["steps_per_s"].as_f64().unwrap();
+        let seconds = run["timed_seconds"].as_f64().unwrap();
+        assert!(rate > 0.0 && (rate * seconds - 7.0).abs() < 1e-9, "{run}");
+        let samples = run["samples_per_s"].as_f64().unwrap();
+        assert!((samples - 16.0 * rate).abs() < 1e-9 * samples, "{run}");
+    }
+    let speedup = runs[1]["speedup"].as_f64().unwrap();
+    let efficiency = runs[1]["efficiency"].as_f64().unwrap();
+    assert_eq!(runs[0]["speedup"].as_f64(), Some(1.0));
+    assert!((efficiency - speedup / 2.0).abs() < 1e-12);
+
+    // A global batch the ranks cannot split is refused before any run.
+    let out = Command::new("python3")
+        .args(["scripts/scaling.py", "--binary", env!("CARGO_BIN_EXE_meltr-tui")])
+        .args(["--ranks", "1,3", "--global-batch", "16"])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(text(&out).contains("does not divide by 3 ranks"), "{}", text(&out));
+}
