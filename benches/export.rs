@@ -40,6 +40,7 @@ fn write_session(dir: &Path, steps: u64, log_every: u64) {
         group: None,
         parent: None,
         fork_step: None,
+        world_size: None,
         provenance: Default::default(),
     }
     .write(dir)

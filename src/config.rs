@@ -16,7 +16,7 @@ pub use overrides::{literal, refuse_restart_only, write_overrides, Override};
 pub use restart::{restart_only_reason, Change, RESTART_ONLY};
 use text::line_of_offset;
 pub use text::{decode_text, locate_key, read_text, sets_no_keys};
-pub use validate::{max_threads, parse_cuda_index};
+pub use validate::{max_threads, parse_cuda_index, MAX_COLLECTIVE_TIMEOUT_S};
 
 pub use choices::{
     AidMode, CombinerKind, Dtype, JvpMethod, LrSchedule, MeltrInit, MetaOptimizer, OnCollapse,
@@ -106,6 +106,11 @@ pub struct TrainConfig {
     /// `scripts/meltr_replay.py trace`, the step-for-step parity check
     /// against PyTorch. TorchScript workloads; large: for short runs.
     pub trace: bool,
+    /// Data-parallel runs (several ranks): seconds a rank waits for the
+    /// others, at the rendezvous and at every collective, before the run
+    /// fails with the step and the reason (a rank that died or hangs).
+    /// Restart-only: the process group is made with it.
+    pub collective_timeout_s: u64,
 }
 
 impl TrainConfig {
@@ -114,6 +119,11 @@ impl TrainConfig {
     pub fn shares_at(&self, step: u64) -> bool {
         let every = self.shares_every.max(1);
         step / every > step.saturating_sub(self.log_every) / every
+    }
+
+    /// `collective_timeout_s` as a duration.
+    pub fn collective_timeout(&self) -> std::time::Duration {
+        std::time::Duration::from_secs(self.collective_timeout_s)
     }
 
     /// The inner learning rate at `step` (1-based) under `lr_schedule`.
@@ -144,6 +154,7 @@ impl Default for TrainConfig {
             log_every: 10,
             shares_every: 50,
             trace: false,
+            collective_timeout_s: 300,
         }
     }
 }

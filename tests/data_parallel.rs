@@ -304,15 +304,610 @@ fn a_killed_rank_fails_the_run_at_once_with_a_clear_message() {
     );
     assert_eq!(out.status.code(), Some(1), "{}", text(&out));
     let said = text(&out);
-    assert!(
-        said.contains("could not average with the other ranks"),
-        "{said}"
-    );
+    // It fails at its next collective: the step's gradients, or the
+    // orders it sends before a step.
+    let reason = |text: &str| {
+        ["average with", "reach"].iter().any(|how| {
+            text.contains(&format!(
+                "rank 0 of 2 could not {how} the other ranks (one of them died"
+            ))
+        })
+    };
+    assert!(reason(&said), "{said}");
     let (dir, _) = only_session(&sessions);
     let meta = std::fs::read_to_string(dir.join("session.json")).unwrap();
+    assert!(meta.contains("\"failed\"") && reason(&meta), "{meta}");
+}
+
+// --- scripts/scaling.py: throughput against the number of ranks -------------
+
+#[test]
+fn the_scaling_script_measures_one_and_two_ranks_on_a_fixed_global_batch() {
+    let _serial = serial();
+    let root = tempfile::tempdir().unwrap();
+    let json = root.path().join("scaling.json");
+    let out = Command::new("python3")
+        .args([
+            "scripts/scaling.py",
+            "--binary",
+            env!("CARGO_BIN_EXE_meltr-tui"),
+        ])
+        .args(["-c", "configs/synthetic.toml", "--ranks", "1,2"])
+        .args(["--steps", "10", "--warmup", "2", "--global-batch", "16"])
+        .arg("--out")
+        .arg(&json)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", text(&out));
+    let table = String::from_utf8_lossy(&out.stdout);
     assert!(
-        meta.contains("\"failed\"") && meta.contains("could not average"),
-        "{meta}"
+        table.contains("| ranks | batch per rank | steps/s"),
+        "{table}"
+    );
+    assert!(
+        table.contains("\n| 1 | 16 | ") && table.contains("\n| 2 | 8 | "),
+        "{table}"
+    );
+    let report: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).unwrap();
+    let runs = report["runs"].as_array().unwrap();
+    assert_eq!(runs.len(), 2);
+    for (run, ranks) in runs.iter().zip([1, 2]) {
+        assert_eq!(run["ranks"], ranks);
+        // Steps 3..10 timed: 7 intervals, from the session's own train lines.
+        assert_eq!(run["timed_steps"], 7);
+        let rate = run["steps_per_s"].as_f64().unwrap();
+        let seconds = run["timed_seconds"].as_f64().unwrap();
+        assert!(rate > 0.0 && (rate * seconds - 7.0).abs() < 1e-9, "{run}");
+        let samples = run["samples_per_s"].as_f64().unwrap();
+        assert!((samples - 16.0 * rate).abs() < 1e-9 * samples, "{run}");
+    }
+    let speedup = runs[1]["speedup"].as_f64().unwrap();
+    let efficiency = runs[1]["efficiency"].as_f64().unwrap();
+    assert_eq!(runs[0]["speedup"].as_f64(), Some(1.0));
+    assert!((efficiency - speedup / 2.0).abs() < 1e-12);
+
+    // A global batch the ranks cannot split is refused before any run.
+    let out = Command::new("python3")
+        .args([
+            "scripts/scaling.py",
+            "--binary",
+            env!("CARGO_BIN_EXE_meltr-tui"),
+        ])
+        .args(["--ranks", "1,3", "--global-batch", "16"])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(
+        text(&out).contains("does not divide by 3 ranks"),
+        "{}",
+        text(&out)
+    );
+}
+
+// --- rank 0's commands reach every rank at the same step (lockstep.rs) ------
+
+use meltr_tui::engine::control::{Command as EngineCommand, Event, Status};
+use std::sync::mpsc;
+
+/// What one rank of [`two_ranks_running`] ended with.
+struct RankEnd {
+    status: Status,
+    parameters: Vec<Tensor>,
+    config: Config,
+    steps: u64,
+    /// The steps after which a config came into force (start included).
+    applied_after: Vec<u64>,
+}
+
+/// Two ranks (threads) running the trainer's own run loop with collective
+/// timeout `timeout`; `drive` sees rank 0's events as they come and may
+/// send rank 0 commands (the other rank gets none, as in a real run).
+fn two_ranks_running(
+    config: &Config,
+    timeout: Duration,
+    mut drive: impl FnMut(&Event, &mpsc::Sender<EngineCommand>),
+) -> Vec<RankEnd> {
+    let root = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let mut threads = Vec::new();
+    let mut channels = Vec::new();
+    for rank in 0..2 {
+        let dir = meltr_tui::session::create(root.path(), &format!("rank{rank}"), config).unwrap();
+        let (events_tx, events) = mpsc::sync_channel(100_000);
+        let mut trainer = BenchTrainer::with_events(&dir, config.clone(), events_tx).unwrap();
+        let (commands, commands_rx) = mpsc::channel();
+        threads.push(std::thread::spawn(move || {
+            let at = Rendezvous {
+                rank,
+                world_size: 2,
+                local_rank: rank,
+                master_addr: "127.0.0.1".into(),
+                master_port: port,
+                timeout,
+                launcher: Launcher::Torchrun,
+            };
+            trainer.join_group(&at).unwrap();
+            let status = trainer.run(&commands_rx).unwrap();
+            (
+                status,
+                trainer.parameters(),
+                trainer.config(),
+                trainer.steps_done(),
+            )
+        }));
+        channels.push((commands, events));
+    }
+    let applied = |event: &Event, last_step: &mut u64, applied: &mut Vec<u64>| match event {
+        Event::Progress { step, .. } => *last_step = *step,
+        Event::ConfigInForce { .. } => applied.push(*last_step),
+        _ => {}
+    };
+    let (mut last_step, mut applied0) = (0, Vec::new());
+    loop {
+        match channels[0].1.recv_timeout(Duration::from_millis(50)) {
+            Ok(event) => {
+                applied(&event, &mut last_step, &mut applied0);
+                drive(&event, &channels[0].0);
+            }
+            Err(_) if threads[0].is_finished() => break,
+            Err(_) => {}
+        }
+    }
+    let (mut last_step, mut applied1) = (0, Vec::new());
+    for event in channels[1].1.try_iter() {
+        applied(&event, &mut last_step, &mut applied1);
+    }
+    threads
+        .into_iter()
+        .zip([applied0, applied1])
+        .map(|(thread, applied_after)| {
+            let (status, parameters, config, steps) = thread.join().unwrap();
+            RankEnd {
+                status,
+                parameters,
+                config,
+                steps,
+                applied_after,
+            }
+        })
+        .collect()
+}
+
+#[test]
+fn a_live_config_change_on_rank_0_applies_on_every_rank_at_the_same_step() {
+    let _serial = serial();
+    let mut config = config("meltr", 16);
+    config.train.steps = 30;
+    let mut changed = config.clone();
+    changed.train.lr = 1e-2;
+    changed.meltr.meta_lr = 3e-3;
+    let mut sent = false;
+    let ranks = two_ranks_running(&config, Duration::from_secs(60), |event, commands| {
+        if matches!(event, Event::Progress { step, .. } if *step >= 8) && !sent {
+            commands
+                .send(EngineCommand::ApplyConfig {
+                    config: Box::new(changed.clone()),
+                })
+                .unwrap();
+            sent = true;
+        }
+    });
+    for rank in &ranks {
+        assert_eq!(rank.status, Status::Finished);
+        assert_eq!(rank.steps, 30);
+        assert_eq!(
+            (rank.config.train.lr, rank.config.meltr.meta_lr),
+            (1e-2, 3e-3)
+        );
+    }
+    // In force at the start, then the change, after the same step on both.
+    let at = &ranks[0].applied_after;
+    assert_eq!(at.len(), 2, "{at:?}");
+    assert!(at[0] == 0 && (8..30).contains(&at[1]), "{at:?}");
+    assert_eq!(ranks[1].applied_after, *at);
+    assert!(
+        bitwise_equal(&ranks[0].parameters, &ranks[1].parameters),
+        "θ or φ differs between the ranks"
+    );
+    // Not vacuous: without the change the run ends elsewhere.
+    let plain = two_ranks_running(&config, Duration::from_secs(60), |_, _| {});
+    assert!(!bitwise_equal(&plain[0].parameters, &ranks[0].parameters));
+}
+
+#[test]
+fn pause_and_stop_on_rank_0_hold_and_end_every_rank() {
+    let _serial = serial();
+    let mut config = config("meltr", 16);
+    config.train.steps = 1_000_000;
+    config.train.eval_every = 1_000_000;
+    // A pause longer than the collective timeout: rank 0's heartbeat
+    // (every timeout / 3) keeps the other rank waiting, not failing.
+    let timeout = Duration::from_secs(3);
+    let mut paused_at = None;
+    let mut stop_sent = false;
+    let ranks = two_ranks_running(&config, timeout, |event, commands| {
+        let Event::Progress { step, .. } = event else {
+            return;
+        };
+        match paused_at {
+            None if *step >= 5 => {
+                commands.send(EngineCommand::Pause).unwrap();
+                std::thread::sleep(timeout * 2);
+                commands.send(EngineCommand::Resume).unwrap();
+                paused_at = Some(*step);
+            }
+            Some(at) if *step >= at + 5 && !stop_sent => {
+                commands.send(EngineCommand::Stop).unwrap();
+                stop_sent = true;
+            }
+            _ => {}
+        }
+    });
+    assert!(stop_sent, "rank 0 never got past its pause");
+    for rank in &ranks {
+        assert_eq!(rank.status, Status::Stopped);
+    }
+    assert_eq!(ranks[0].steps, ranks[1].steps);
+    assert!(
+        ranks[0].steps >= paused_at.unwrap() + 5,
+        "trained on after the pause"
+    );
+    assert!(bitwise_equal(&ranks[0].parameters, &ranks[1].parameters));
+}
+
+/// The processes whose parent is `pid` (from /proc), not yet ended.
+fn live_children(pid: u32) -> Vec<u32> {
+    std::fs::read_dir("/proc")
+        .unwrap()
+        .filter_map(|e| e.ok()?.file_name().to_str()?.parse::<u32>().ok())
+        .filter(|child| {
+            // /proc/PID/stat: "PID (name) STATE PPID ..."; the name may hold spaces.
+            let stat = std::fs::read_to_string(format!("/proc/{child}/stat")).unwrap_or_default();
+            let rest: Vec<&str> = stat
+                .rsplit_once(')')
+                .map_or(vec![], |(_, r)| r.split_whitespace().collect());
+            rest.len() > 1 && rest[0] != "Z" && rest[1] == pid.to_string()
+        })
+        .collect()
+}
+
+fn alive(pid: u32) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|stat| {
+        stat.rsplit_once(')')
+            .is_some_and(|(_, r)| !r.trim_start().starts_with('Z'))
+    })
+}
+
+#[test]
+fn nproc_two_takes_a_live_edit_and_a_sigterm_stops_both_ranks_cleanly() {
+    let _serial = serial();
+    let root = tempfile::tempdir().unwrap();
+    let sessions = root.path().join("s");
+    let rank0 = binary()
+        .env("TMPDIR", root.path())
+        .args(["run", "--headless", "-c", "configs/synthetic.toml"])
+        .args([
+            "--steps",
+            "1000000",
+            "--nproc",
+            "2",
+            "--set",
+            "train.log_every=5",
+        ])
+        .arg("--sessions-dir")
+        .arg(&sessions)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let metrics = || {
+        std::fs::read_dir(&sessions)
+            .ok()
+            .and_then(|mut d| d.next())
+            .and_then(|e| std::fs::read_to_string(e.ok()?.path().join("metrics.jsonl")).ok())
+            .unwrap_or_default()
+    };
+    common::wait_until("training", Duration::from_secs(60), || {
+        metrics().contains("\"kind\":\"train\"").then_some(())
+    });
+    let follower = common::wait_until("rank 1", Duration::from_secs(10), || {
+        live_children(rank0.id()).first().copied()
+    });
+    // A live edit of the session's config.toml (rank 0 watches it).
+    let (dir, _) = only_session(&sessions);
+    std::fs::write(dir.join("config.toml"), "[train]\nlr = 0.002\n").unwrap();
+    common::wait_until("the change in the log", Duration::from_secs(30), || {
+        metrics()
+            .lines()
+            .any(|l| l.contains("\"kind\":\"config\"") && l.contains("train.lr"))
+            .then_some(())
+    });
+    let trained_after = metrics()
+        .lines()
+        .filter(|l| l.contains("\"kind\":\"train\""))
+        .count();
+    common::wait_until("training after the change", Duration::from_secs(30), || {
+        (metrics()
+            .lines()
+            .filter(|l| l.contains("\"kind\":\"train\""))
+            .count()
+            > trained_after + 1)
+            .then_some(())
+    });
+    assert!(alive(follower), "rank 1 died after the live change");
+    let killed = Command::new("kill")
+        .args(["-TERM", &rank0.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(killed.success());
+    let out = rank0.wait_with_output().unwrap();
+    assert_eq!(out.status.code(), Some(143), "{}", text(&out));
+    common::wait_until("rank 1 to end", Duration::from_secs(30), || {
+        (!alive(follower)).then_some(())
+    });
+    let said = text(&out);
+    assert!(!said.contains("rank 1 of 2"), "rank 1 failed: {said}");
+    let meta = std::fs::read_to_string(dir.join("session.json")).unwrap();
+    assert!(meta.contains("\"stopped\""), "{meta}");
+    assert!(dir.join("checkpoints").read_dir().unwrap().count() >= 1);
+    // Rank 1 ended its own way (it removes its scratch folder last).
+    let left: Vec<_> = std::fs::read_dir(root.path())
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .filter(|n| n != "s")
+        .collect();
+    assert!(left.is_empty(), "rank 1 left {left:?} behind");
+}
+
+// --- resume with another world size ------------------------------------------
+
+#[test]
+fn a_session_resumes_with_one_rank_and_again_with_two() {
+    let _serial = serial();
+    let root = tempfile::tempdir().unwrap();
+    let tmp = tempfile::tempdir().unwrap();
+    let go = |sessions: &std::path::Path, args: &[&str]| {
+        let out = binary()
+            .env("TMPDIR", tmp.path())
+            .args(args)
+            .arg("--sessions-dir")
+            .arg(sessions)
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{args:?}: {}", text(&out));
+    };
+    let sessions = root.path().join("s");
+    go(
+        &sessions,
+        &[
+            "run",
+            "--headless",
+            "-c",
+            "configs/synthetic.toml",
+            "--nproc",
+            "2",
+            "--set",
+            "combiner.kind=sum",
+            "--set",
+            "train.dtype=f64",
+            "--set",
+            "train.log_every=5",
+            "--set",
+            "train.checkpoint_every=10",
+            "--steps",
+            "20",
+        ],
+    );
+    let (dir, _) = only_session(&sessions);
+    let id = dir.file_name().unwrap().to_str().unwrap().to_string();
+    let world = |dir: &std::path::Path| {
+        meltr_tui::session::SessionMeta::read(dir)
+            .unwrap()
+            .world_size
+    };
+    assert_eq!(world(&dir), Some(2));
+    // Trained with 2 ranks, on with 1.
+    go(
+        &sessions,
+        &["resume", &id, "--headless", "--set", "train.steps=30"],
+    );
+    let (_, lines) = only_session(&sessions);
+    assert_eq!(train_losses(&lines).last().unwrap().0, 30);
+    assert_eq!(world(&dir), None);
+    // Trained with 1 rank, on with 2 — and, from a copy of the same
+    // checkpoint, with 1: the same numbers (sum, f64), so rank 1 took rank
+    // 0's θ, optimizer state and step.
+    let copy = root.path().join("copy");
+    std::fs::create_dir(&copy).unwrap();
+    let copied = Command::new("cp")
+        .arg("-r")
+        .arg(&dir)
+        .arg(&copy)
+        .status()
+        .unwrap();
+    assert!(copied.success());
+    go(
+        &sessions,
+        &[
+            "resume",
+            &id,
+            "--headless",
+            "--nproc",
+            "2",
+            "--set",
+            "train.steps=40",
+        ],
+    );
+    go(
+        &copy,
+        &["resume", &id, "--headless", "--set", "train.steps=40"],
+    );
+    let (_, two) = only_session(&sessions);
+    let (_, one) = only_session(&copy);
+    assert_eq!(world(&dir), Some(2));
+    let after = |lines: &[MetricLine]| -> Vec<(u64, f64)> {
+        train_losses(lines)
+            .into_iter()
+            .filter(|(s, _)| *s > 30)
+            .collect()
+    };
+    let (two, one) = (after(&two), after(&one));
+    assert_eq!(two.iter().map(|(s, _)| *s).collect::<Vec<_>>(), [35, 40]);
+    assert_eq!(two.len(), one.len());
+    for ((step, a), (_, b)) in two.iter().zip(&one) {
+        assert!(
+            (a - b).abs() <= 1e-6 * b.abs().max(1e-12),
+            "step {step}: {a} vs {b}"
+        );
+    }
+}
+
+// --- examples/slurm ----------------------------------------------------------
+
+#[test]
+fn the_slurm_example_runs_two_ranks_through_a_stand_in_srun() {
+    let _serial = serial();
+    let script = "examples/slurm/meltr.sbatch";
+    let out = Command::new("bash").args(["-n", script]).output().unwrap();
+    assert!(out.status.success(), "bash -n: {}", text(&out));
+    // Every flag its srun line gives meltr-tui is one `run` has.
+    let source = std::fs::read_to_string(script).unwrap();
+    let srun = source
+        .split("\nsrun ")
+        .nth(1)
+        .expect("an srun line")
+        .split("\n\n")
+        .next()
+        .unwrap()
+        .replace("\\\n", " ");
+    let after_binary = srun.split("\"$MELTR\" run").nth(1).expect("\"$MELTR\" run");
+    let flags: Vec<&str> = after_binary
+        .split_whitespace()
+        .filter(|w| w.starts_with('-'))
+        .collect();
+    assert!(flags.len() >= 5, "{flags:?}");
+    let help = binary().args(["run", "--help"]).output().unwrap();
+    let help = String::from_utf8_lossy(&help.stdout).to_string();
+    for flag in &flags {
+        assert!(
+            help.contains(&format!("{flag} ")) || help.contains(&format!("{flag},")),
+            "`{flag}` is not a flag of `meltr-tui run`:\n{help}"
+        );
+    }
+    // Run it, with a stand-in srun that starts its tasks on this machine.
+    let root = tempfile::tempdir().unwrap();
+    let bin = root.path().join("bin");
+    std::fs::create_dir(&bin).unwrap();
+    std::fs::write(
+        bin.join("srun"),
+        "#!/bin/bash\n\
+         while [[ $1 == --* ]]; do shift; done\n\
+         for i in 0 1; do\n\
+           SLURM_PROCID=$i SLURM_NTASKS=2 SLURM_LOCALID=$i SLURM_JOB_NODELIST=127.0.0.1 \"$@\" &\n\
+         done\n\
+         status=0\n\
+         for job in $(jobs -p); do wait $job || status=1; done\n\
+         exit $status\n",
+    )
+    .unwrap();
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(bin.join("srun"), std::fs::Permissions::from_mode(0o755)).unwrap();
+    let sessions = root.path().join("sessions");
+    let path = format!("{}:{}", bin.display(), std::env::var("PATH").unwrap());
+    let out = Command::new("bash")
+        .arg(script)
+        .args(["--steps", "20", "--set", "train.log_every=5"])
+        .env("PATH", path)
+        .env("CONFIG", "configs/synthetic.toml")
+        .env("SESSIONS", &sessions)
+        .env("MELTR", env!("CARGO_BIN_EXE_meltr-tui"))
+        .env("DEVICE", "cpu")
+        .env("SLURM_JOB_ID", "4242")
+        .env("MASTER_PORT", free_port().to_string())
+        .env_remove("RANK")
+        .env_remove("WORLD_SIZE")
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", text(&out));
+    let (dir, lines) = only_session(&sessions);
+    assert!(
+        dir.to_string_lossy().ends_with("meltr-4242"),
+        "{}",
+        dir.display()
+    );
+    assert_eq!(
+        train_losses(&lines)
+            .iter()
+            .map(|(s, _)| *s)
+            .collect::<Vec<_>>(),
+        [5, 10, 15, 20]
+    );
+    let meta = meltr_tui::session::SessionMeta::read(&dir).unwrap();
+    assert_eq!(meta.world_size, Some(2));
+}
+
+// --- train.collective_timeout_s ----------------------------------------------
+
+#[test]
+fn a_hung_rank_fails_the_run_after_the_configured_collective_timeout() {
+    let _serial = serial();
+    let root = tempfile::tempdir().unwrap();
+    let sessions = root.path().join("s");
+    let rank0 = binary()
+        .env("TMPDIR", root.path())
+        .args([
+            "run",
+            "--headless",
+            "-c",
+            "configs/synthetic.toml",
+            "--steps",
+            "1000000",
+        ])
+        .args(["--nproc", "2", "--set", "train.collective_timeout_s=2"])
+        .arg("--sessions-dir")
+        .arg(&sessions)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    common::wait_until("training", Duration::from_secs(60), || {
+        std::fs::read_dir(&sessions)
+            .ok()?
+            .next()
+            .and_then(|e| std::fs::read_to_string(e.ok()?.path().join("metrics.jsonl")).ok())
+            .filter(|m| m.contains("\"kind\":\"train\""))
+    });
+    let follower = common::wait_until("rank 1", Duration::from_secs(10), || {
+        live_children(rank0.id()).first().copied()
+    });
+    // Rank 1 hangs (stopped, its sockets open): only the timeout ends rank 0.
+    let signal = |name: &str| {
+        let sent = Command::new("kill")
+            .args([name, &follower.to_string()])
+            .status()
+            .unwrap();
+        assert!(sent.success(), "kill {name} {follower}");
+    };
+    signal("-STOP");
+    let hung_at = std::time::Instant::now();
+    let mut rank0 = rank0;
+    // Not wait_with_output: the stopped rank holds rank 0's stderr open.
+    common::wait_until("rank 0 to fail", Duration::from_secs(60), || {
+        rank0.try_wait().unwrap()
+    });
+    let waited = hung_at.elapsed();
+    signal("-KILL");
+    let out = rank0.wait_with_output().unwrap();
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    let said = text(&out);
+    assert!(
+        said.contains("did not answer within train.collective_timeout_s = 2 s"),
+        "{said}"
+    );
+    assert!(
+        waited >= Duration::from_secs(1) && waited < Duration::from_secs(30),
+        "rank 0 failed after {waited:?}"
     );
 }
 

@@ -30,6 +30,7 @@ fn meta(id: &str, name: &str) -> SessionMeta {
         group: None,
         parent: None,
         fork_step: None,
+        world_size: None,
         provenance: Default::default(),
     }
 }

@@ -129,6 +129,10 @@ pub enum Cmd {
         /// (workload, sizes, device, combiner kind) are refused.
         #[arg(long = "set", value_name = "KEY=VALUE")]
         set: Vec<crate::config::Override>,
+        /// Continue data-parallel in N processes on this machine, whatever
+        /// the number of ranks the session trained with (see `run --nproc`).
+        #[arg(long, value_name = "N", default_value_t = 1)]
+        nproc: usize,
         #[command(flatten)]
         how: HowToRun,
     },
@@ -376,7 +380,8 @@ pub fn dispatch(cli: Cli) -> Result<()> {
             how,
         }) => {
             if let Some(at) = ranks::follower()? {
-                return ranks::run_follower(&at, &config, steps, &set);
+                let config = session_start::configured(&config, steps, &set)?;
+                return ranks::run_follower(&at, config);
             }
             let _ranks = match nproc {
                 0 => bail!("--nproc must be at least 1"),
@@ -385,7 +390,22 @@ pub fn dispatch(cli: Cli) -> Result<()> {
             };
             start(&root, &config, name, steps, &set, group, Mode::of(&how))
         }
-        Some(Cmd::Resume { session, set, how }) => resume(&root, &session, &set, Mode::of(&how)),
+        Some(Cmd::Resume {
+            session,
+            set,
+            nproc,
+            how,
+        }) => {
+            if let Some(at) = ranks::follower()? {
+                return ranks::run_follower(&at, ranks::resumed_config(&root, &session)?);
+            }
+            let _ranks = match nproc {
+                0 => bail!("--nproc must be at least 1"),
+                1 => Vec::new(),
+                n => ranks::launch_local_ranks(n)?,
+            };
+            resume(&root, &session, &set, Mode::of(&how))
+        }
         Some(Cmd::Fork {
             session,
             at,

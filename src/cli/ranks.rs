@@ -8,21 +8,24 @@
 use super::*;
 use crate::dist::Rendezvous;
 
-/// Whether this process is a rank other than 0 of a data-parallel run.
-pub(super) fn follower() -> Result<Option<Rendezvous>> {
-    Ok(Rendezvous::from_env(crate::engine::COLLECTIVE_TIMEOUT)?
-        .filter(|at| at.world_size > 1 && at.rank > 0))
+/// The launcher's rendezvous, if any. Its timeout is a placeholder: the
+/// engine joins with `train.collective_timeout_s` of the run's config.
+fn launched() -> Result<Option<Rendezvous>> {
+    Rendezvous::from_env(crate::config::TrainConfig::default().collective_timeout())
 }
 
-/// Trains as rank `at.rank` of the run CONFIG describes: headless, its
+/// Whether this process is a rank other than 0 of a data-parallel run.
+pub(super) fn follower() -> Result<Option<Rendezvous>> {
+    Ok(launched()?.filter(|at| at.world_size > 1 && at.rank > 0))
+}
+
+/// Trains as rank `at.rank` of the run `config` describes: headless, its
 /// session folder in a temporary directory removed at the end; progress
-/// lines are left to rank 0.
-pub(super) fn run_follower(
-    at: &Rendezvous,
-    config_path: &Path,
-    steps: Option<u64>,
-    overrides: &[crate::config::Override],
-) -> Result<()> {
+/// lines are left to rank 0, which also decides when to stop (a SIGINT or
+/// SIGTERM here waits for rank 0's order, which the same signal usually
+/// brings) and sends its config in force, live changes included.
+pub(super) fn run_follower(at: &Rendezvous, config: Config) -> Result<()> {
+    crate::process::stop_on_signals();
     let scratch =
         std::env::temp_dir().join(format!("meltr-tui-rank{}-{}", at.rank, std::process::id()));
     std::fs::create_dir_all(&scratch).with_context(|| {
@@ -33,7 +36,6 @@ pub(super) fn run_follower(
         )
     })?;
     let result = (|| {
-        let config = session_start::configured(config_path, steps, overrides)?;
         let dir = session::create(&scratch, &format!("rank{}", at.rank), &config)?;
         let handle = engine::spawn(&dir, config, false)?;
         handle
@@ -54,12 +56,19 @@ pub(super) fn run_follower(
     }
 }
 
+/// A follower's config for `resume SESSION`: the session's (rank 0 sends
+/// its own, `--set` included, before the first step).
+pub(super) fn resumed_config(root: &Path, query: &str) -> Result<Config> {
+    let dir = session::find(root, query)?;
+    engine::trainer::session_config(&dir).map_err(anyhow::Error::new)
+}
+
 /// `--nproc N`: makes this process rank 0 of N on 127.0.0.1 and starts
 /// ranks 1..N as headless copies of this command (`--nproc` taken out).
 /// Returns the children (their progress lines are dropped; their errors
 /// go to this process's stderr).
 pub(super) fn launch_local_ranks(nproc: usize) -> Result<Vec<std::process::Child>> {
-    if Rendezvous::from_env(crate::engine::COLLECTIVE_TIMEOUT)?.is_some() {
+    if launched()?.is_some() {
         bail!("--nproc starts its own ranks: do not combine it with torchrun's or SLURM's variables (RANK, SLURM_PROCID)");
     }
     let port = crate::dist::rendezvous::free_local_port()?;
@@ -69,7 +78,7 @@ pub(super) fn launch_local_ranks(nproc: usize) -> Result<Vec<std::process::Child
         local_rank: 0,
         master_addr: "127.0.0.1".into(),
         master_port: port,
-        timeout: crate::engine::COLLECTIVE_TIMEOUT,
+        timeout: crate::config::TrainConfig::default().collective_timeout(),
         launcher: crate::dist::rendezvous::Launcher::Torchrun,
     };
     let args = child_args(std::env::args().skip(1).collect());

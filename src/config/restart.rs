@@ -12,6 +12,10 @@ pub const RESTART_ONLY: &[(&str, &str)] = &[
     ("train.device", "tensors live on the device chosen at start"),
     ("train.trace", "a trace starts with the run's initial state"),
     (
+        "train.collective_timeout_s",
+        "the ranks' process group is made with it when the run starts",
+    ),
+    (
         "train.dtype",
         "parameters are created in this dtype at start",
     ),

@@ -223,6 +223,27 @@ fn threads_have_an_upper_bound() {
 }
 
 #[test]
+fn the_collective_timeout_is_a_restart_only_key_from_one_second_to_a_day() {
+    assert_eq!(Config::default().train.collective_timeout_s, 300);
+    let c = Config::parse("[train]\ncollective_timeout_s = 30\n").unwrap();
+    assert_eq!(
+        c.train.collective_timeout(),
+        std::time::Duration::from_secs(30)
+    );
+    for bad in [0, MAX_COLLECTIVE_TIMEOUT_S + 1] {
+        let err = Config::parse(&format!("[train]\ncollective_timeout_s = {bad}\n")).unwrap_err();
+        assert_eq!(
+            err.key.as_deref(),
+            Some("train.collective_timeout_s"),
+            "{err}"
+        );
+        assert_eq!(err.line, Some(2));
+        assert!(err.message.contains("a day at most"), "{err}");
+    }
+    assert!(restart_only_reason("train.collective_timeout_s").is_some());
+}
+
+#[test]
 fn with_value_type_and_range_checks() {
     let c = Config::default();
     assert_eq!(c.with_value("train.lr", "0.01").unwrap().train.lr, 0.01);

@@ -19,6 +19,10 @@ impl Config {
             ("train.checkpoint_every", self.train.checkpoint_every),
             ("train.log_every", self.train.log_every),
             ("train.shares_every", self.train.shares_every),
+            (
+                "train.collective_timeout_s",
+                self.train.collective_timeout_s,
+            ),
             ("meltr.meta_every", self.meltr.meta_every),
         ] {
             if value > i64::MAX as u64 {
@@ -112,6 +116,15 @@ impl Config {
         at_least("train.checkpoint_every", t.checkpoint_every as f64, 1.0)?;
         at_least("train.log_every", t.log_every as f64, 1.0)?;
         at_least("train.shares_every", t.shares_every as f64, 1.0)?;
+        if !(1..=MAX_COLLECTIVE_TIMEOUT_S).contains(&t.collective_timeout_s) {
+            return Err(ConfigError::at_key(
+                "train.collective_timeout_s",
+                format!(
+                    "expected 1..={MAX_COLLECTIVE_TIMEOUT_S} seconds (a day at most), got {}",
+                    t.collective_timeout_s
+                ),
+            ));
+        }
 
         let c = &self.combiner;
         for (name, weight) in &c.weights {
@@ -172,6 +185,10 @@ impl Config {
         Ok(())
     }
 }
+
+/// The longest `train.collective_timeout_s`: a day (a rank that hangs
+/// longer is not coming back).
+pub const MAX_COLLECTIVE_TIMEOUT_S: u64 = 24 * 3600;
 
 /// The most `train.threads` a config may ask for: 4 per core of this
 /// machine (more only contend; thousands stall the first step for minutes).

@@ -53,6 +53,7 @@ pub struct ProcessGroup {
     raw: *mut c_void,
     rank: usize,
     world: usize,
+    timeout: std::time::Duration,
 }
 
 // SAFETY: the c10d group is used by one thread at a time (methods take
@@ -115,6 +116,7 @@ impl ProcessGroup {
             raw,
             rank: at.rank,
             world: at.world_size,
+            timeout: at.timeout,
         })
     }
 
@@ -126,6 +128,11 @@ impl ProcessGroup {
     /// The number of ranks.
     pub fn world_size(&self) -> usize {
         self.world
+    }
+
+    /// How long the rendezvous and every collective wait for the others.
+    pub fn timeout(&self) -> std::time::Duration {
+        self.timeout
     }
 
     /// Replaces every tensor with its mean over the ranks, in one

@@ -126,6 +126,23 @@ impl Rendezvous {
     }
 }
 
+impl Rendezvous {
+    /// The device this rank trains on, for `train.device = spec` on a node
+    /// with `cuda_devices` visible GPUs: `auto` and `cuda` take one GPU a
+    /// local rank (`cuda:LOCAL_RANK`, as torchrun's convention) where the
+    /// node shows several, and are left alone where it shows one (SLURM's
+    /// `--gpus-per-task=1` gives each task its own `cuda:0`) or none; an
+    /// explicit `cpu` or `cuda:N` is kept.
+    pub fn device_for(&self, spec: &str, cuda_devices: usize) -> String {
+        match spec {
+            "auto" | "cuda" if cuda_devices > 1 => {
+                format!("cuda:{}", self.local_rank % cuda_devices)
+            }
+            other => other.to_string(),
+        }
+    }
+}
+
 /// A TCP port on 127.0.0.1 that nothing listens on now (the OS picks it;
 /// another process may still take it before the rendezvous does).
 pub fn free_local_port() -> Result<u16> {
@@ -182,6 +199,27 @@ mod tests {
         assert_eq!(first_node("x-y[003]").unwrap(), "x-y003");
         assert!(first_node("gpu[01-").is_err());
         assert!(first_node("").is_err());
+    }
+
+    #[test]
+    fn ranks_on_a_node_with_several_gpus_take_one_each() {
+        let at = |local_rank| Rendezvous {
+            rank: 4 + local_rank,
+            world_size: 8,
+            local_rank,
+            master_addr: "gpu01".into(),
+            master_port: DEFAULT_PORT,
+            timeout: Duration::from_secs(5),
+            launcher: Launcher::Slurm,
+        };
+        assert_eq!(at(3).device_for("auto", 4), "cuda:3");
+        assert_eq!(at(3).device_for("cuda", 4), "cuda:3");
+        assert_eq!(at(5).device_for("cuda", 4), "cuda:1");
+        // One visible GPU a task (--gpus-per-task=1), or none, or explicit.
+        assert_eq!(at(3).device_for("cuda", 1), "cuda");
+        assert_eq!(at(3).device_for("auto", 0), "auto");
+        assert_eq!(at(3).device_for("cpu", 4), "cpu");
+        assert_eq!(at(3).device_for("cuda:2", 4), "cuda:2");
     }
 
     #[test]

@@ -54,22 +54,25 @@ pub fn preflight(config: &crate::config::Config) -> Result<()> {
 /// checkpoint with `resume`) and starts it on a new thread. Setup errors
 /// (bad workload, unreadable checkpoint, no CUDA) are returned here and
 /// recorded in `session.json` with status `failed`.
-pub fn spawn(dir: &Path, config: crate::config::Config, resume: bool) -> Result<EngineHandle> {
-    // Under torchrun or srun (several ranks), the run trains data-parallel.
-    let rendezvous =
-        crate::dist::Rendezvous::from_env(COLLECTIVE_TIMEOUT)?.filter(|at| at.world_size > 1);
+pub fn spawn(dir: &Path, mut config: crate::config::Config, resume: bool) -> Result<EngineHandle> {
+    // Under torchrun or srun (several ranks), the run trains data-parallel,
+    // every collective bounded by `train.collective_timeout_s`, one GPU a
+    // local rank.
+    let rendezvous = crate::dist::Rendezvous::from_env(config.train.collective_timeout())?
+        .filter(|at| at.world_size > 1);
+    if let Some(at) = &rendezvous {
+        config.train.device =
+            at.device_for(&config.train.device, tch::Cuda::device_count() as usize);
+    }
     start(dir, |events| {
-        let (mut trainer, meta) = trainer::Trainer::new(dir, config, resume, events)?;
+        let (mut trainer, mut meta) = trainer::Trainer::new(dir, config, resume, events)?;
         if let Some(at) = rendezvous {
+            meta.world_size = Some(at.world_size);
             trainer.set_rendezvous(at);
         }
         Ok((trainer, meta))
     })
 }
-
-/// How long a rank waits for the others, at the rendezvous and at every
-/// collective, before the run fails.
-pub const COLLECTIVE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(300);
 
 /// As [`spawn`], training a workload built by the caller (fault-injection
 /// tests, embedding the engine in other programs).

@@ -162,6 +162,10 @@ pub struct SessionMeta {
     /// A fork's start: the step of the parent's checkpoint it continues.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub fork_step: Option<u64>,
+    /// The number of ranks that train the run data-parallel (its last
+    /// start: a resume may use another number); absent for one process.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub world_size: Option<usize>,
     /// What made the session: meltr-tui version, host, command line, git
     /// commit (each optional; absent in sessions made before they were
     /// recorded).
@@ -322,6 +326,7 @@ pub fn create(
         group: None,
         parent: None,
         fork_step: None,
+        world_size: None,
         provenance: Provenance::of_this_process(),
     };
     meta.write(&dir)?;

@@ -29,6 +29,7 @@ pub fn meta(steps: u64) -> SessionMeta {
         group: None,
         parent: None,
         fork_step: None,
+        world_size: None,
         provenance: Default::default(),
     }
 }

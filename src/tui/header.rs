@@ -1,5 +1,5 @@
-//! The header: session name, status, step / total, speed, ETA, device,
-//! the primary metric, GPU use (when NVML is there), and red banners for a
+//! The header: session name, status, step / total, speed, ETA, device
+//! (and the number of ranks of a data-parallel run), the primary metric, GPU use (when NVML is there), and red banners for a
 //! refused config edit or a failed run.
 
 use super::fmt;
@@ -102,6 +102,10 @@ pub fn render(frame: &mut Frame, area: Rect, app: &App) {
     }
 
     let mut second = vec![Span::raw(app.meta.device.clone())];
+    if let Some(ranks) = app.meta.world_size.filter(|&n| n > 1) {
+        // Data-parallel: the device is rank 0's.
+        second.push(Span::raw(format!(" × {ranks} ranks")));
+    }
     second.push(sep());
     let metric = &app.store.primary_metric;
     let arrow = if app.meta.higher_is_better {

@@ -182,6 +182,23 @@ fn header_shows_progress_speed_eta_device_and_metric() {
 }
 
 #[test]
+fn header_shows_the_number_of_ranks_of_a_data_parallel_run() {
+    let mut app = app();
+    let t = draw(&app, 80, 24);
+    assert!(!text(t.backend().buffer()).contains("ranks"));
+    app.meta.world_size = Some(1);
+    assert!(!text(draw(&app, 80, 24).backend().buffer()).contains("ranks"));
+    app.meta.world_size = Some(4);
+    let t = draw(&app, 80, 24);
+    let screen = text(t.backend().buffer());
+    assert!(
+        screen.contains("cuda:0 (NVIDIA H100 80GB HBM3) × 4 ranks"),
+        "{screen}"
+    );
+    insta::assert_snapshot!("header_4_ranks_80x24", t.backend());
+}
+
+#[test]
 fn contributions_show_weights_shares_and_transform() {
     let mut app = app();
     app.focus = Pane::Contributions;

@@ -14,6 +14,31 @@ impl BenchTrainer {
         Ok(BenchTrainer(Trainer::new(dir, config, false, events)?.0))
     }
 
+    /// As [`BenchTrainer::new`], its events sent to `events`.
+    pub fn with_events(
+        dir: &Path,
+        config: Config,
+        events: SyncSender<Event>,
+    ) -> Result<BenchTrainer> {
+        Ok(BenchTrainer(Trainer::new(dir, config, false, events)?.0))
+    }
+
+    /// The run loop as [`Trainer::run`] drives it (after
+    /// [`BenchTrainer::join_group`]), on `commands`, to its end.
+    pub fn run(&mut self, commands: &Receiver<Command>) -> Result<Status> {
+        self.0.run_loop(commands)
+    }
+
+    /// The config in force.
+    pub fn config(&self) -> Config {
+        self.0.config.clone()
+    }
+
+    /// Steps done.
+    pub fn steps_done(&self) -> u64 {
+        self.0.step
+    }
+
     /// One training step as a run takes it (inner step, and the meta step,
     /// eval and checkpoint when due).
     pub fn step(&mut self) -> Result<()> {

@@ -41,6 +41,15 @@ impl Trainer {
             .context("taking rank 0's parameters")?;
         self.step = group.broadcast_f64(self.step as f64, 0)? as u64;
         self.group = Some(group);
+        // The meta step's pool holds this rank's shards of the last batches
+        // (a resumed rank 0 refilled it with whole ones; a fresh rank that
+        // joins a resumed run, whatever world size it trained with, had
+        // none).
+        let pool = self.recent_batches_before(self.step)?;
+        self.recent = pool
+            .into_iter()
+            .map(|(step, batch)| Ok((step, self.shard(batch)?)))
+            .collect::<Result<_>>()?;
         Ok(())
     }
 
@@ -83,11 +92,11 @@ impl Trainer {
         match &self.group {
             Some(group) => group.all_reduce_mean(tensors).with_context(|| {
                 format!(
-                    "step {}: rank {} of {} could not average with the other ranks (one of them died, or did not answer within {} s)",
+                    "step {}: rank {} of {} could not average with the other ranks (one of them died, or did not answer within train.collective_timeout_s = {} s)",
                     self.step,
                     group.rank(),
                     group.world_size(),
-                    crate::engine::COLLECTIVE_TIMEOUT.as_secs()
+                    group.timeout().as_secs()
                 )
             }),
             None => Ok(()),

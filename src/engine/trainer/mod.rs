@@ -12,6 +12,7 @@ mod data_parallel;
 mod gpu_log;
 mod inner;
 mod live;
+mod lockstep;
 mod meta;
 mod outbox;
 mod setup;
@@ -35,12 +36,13 @@ use crate::session::{self, SessionDir, SessionMeta};
 use crate::workload::{self, Batch, Workload};
 use anyhow::{bail, Context, Result};
 use gpu_log::GpuSource;
+use lockstep::Order;
 use meta::{meta_decay, PendingMeta};
 use outbox::PendingStep;
 pub use setup::{device_label, dtype, prepare_resume, resolve_device, session_config};
 use std::collections::VecDeque;
 use std::path::Path;
-use std::sync::mpsc::{Receiver, SyncSender, TryRecvError};
+use std::sync::mpsc::{Receiver, RecvTimeoutError, SyncSender, TryRecvError};
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 use tch::{Device, Kind, Tensor};
@@ -125,6 +127,8 @@ pub struct Trainer {
     rendezvous: Option<crate::dist::Rendezvous>,
     /// Reads the GPU at logged steps (CUDA with NVML; see `gpu_log.rs`).
     gpu: GpuSource,
+    /// Rank 0: what it last told the other ranks (see `lockstep.rs`).
+    lockstep_sent: lockstep::Sent,
 }
 
 impl Trainer {
@@ -135,27 +139,46 @@ impl Trainer {
 
     /// Trains until `train.steps` (live-editable) or a Stop command.
     pub fn run(mut self, commands: Receiver<Command>) -> Result<Status> {
-        // OpenMP's thread count is per calling thread: set it on this one.
-        tch::set_num_threads(self.config.train.threads as i32);
         if let Some(at) = self.rendezvous.take() {
             self.join_group(&at)?;
         }
+        self.run_loop(&commands)
+    }
+
+    /// The run: steps, commands (from rank 0 on every rank), the end.
+    fn run_loop(&mut self, commands: &Receiver<Command>) -> Result<Status> {
+        // OpenMP's thread count is per calling thread: set it on this one.
+        tch::set_num_threads(self.config.train.threads as i32);
         self.send(Event::ConfigInForce {
             config: Box::new(self.config.clone()),
         });
         self.set_status(Status::Running, None);
         let mut window = (Instant::now(), self.step);
         loop {
-            if !self.handle_commands(&commands)? {
-                self.write_checkpoint()?;
-                self.set_status(Status::Stopped, None);
-                return Ok(Status::Stopped);
-            }
-            if self.storage_error.is_some() {
-                self.pause_for_storage();
-                continue;
+            // Rank 0 decides for every rank (see `lockstep.rs`).
+            let order = match self.handle_commands(commands)? {
+                false => Order::Stop,
+                true if self.storage_error.is_some() => Order::Wait,
+                true => Order::Train,
+            };
+            match self.lockstep(order)? {
+                Order::Stop => {
+                    self.write_checkpoint()?;
+                    self.set_status(Status::Stopped, None);
+                    return Ok(Status::Stopped);
+                }
+                Order::Wait => {
+                    if self.storage_error.is_some() {
+                        self.pause_for_storage();
+                    }
+                    continue;
+                }
+                Order::Train => {}
             }
             if self.step >= self.config.train.steps {
+                // Every rank is done: rank 0 needs the others no more (it
+                // may still wait out a failed checkpoint write).
+                self.leave_group_when_done();
                 self.write_checkpoint()?;
                 if self.storage_error.is_some() {
                     continue;
@@ -208,9 +231,18 @@ impl Trainer {
     fn handle_commands(&mut self, commands: &Receiver<Command>) -> Result<bool> {
         loop {
             let command = if self.status == Status::Paused {
-                match commands.recv() {
+                let waited = match self.heartbeat() {
+                    Some(every) => commands.recv_timeout(every),
+                    None => commands.recv().map_err(|_| RecvTimeoutError::Disconnected),
+                };
+                match waited {
                     Ok(c) => c,
-                    Err(_) => return Ok(false),
+                    Err(RecvTimeoutError::Timeout) => {
+                        // The other ranks wait with rank 0.
+                        self.lockstep(Order::Wait)?;
+                        continue;
+                    }
+                    Err(RecvTimeoutError::Disconnected) => return Ok(false),
                 }
             } else {
                 match commands.try_recv() {

@@ -139,12 +139,10 @@ impl Trainer {
             group: None,
             parent: None,
             fork_step: None,
+            world_size: None,
             provenance: Default::default(),
         };
-        let mut recent = VecDeque::new();
-        for s in step.saturating_sub(RECENT_BATCHES as u64 - 1).max(1)..=step {
-            recent.push_back((s, workload.train_batch(s)?));
-        }
+        let recent = recent_batches(workload.as_ref(), step)?;
         let tracer = if config.train.trace {
             Some(Tracer::open(
                 dir,
@@ -197,6 +195,7 @@ impl Trainer {
             group: None,
             rendezvous: None,
             gpu,
+            lockstep_sent: Default::default(),
         };
         for (level, message) in notes {
             trainer.emit(Record::Event { level, message });
@@ -304,6 +303,21 @@ pub fn session_config(dir: &Path) -> Result<Config, crate::config::ConfigError> 
         e.file = Some(path);
         e
     })
+}
+
+/// The meta step's pool as it stands after `step`: the training batches
+/// of the last steps, oldest first.
+fn recent_batches(workload: &dyn Workload, step: u64) -> Result<VecDeque<(u64, Batch)>> {
+    (step.saturating_sub(RECENT_BATCHES as u64 - 1).max(1)..=step)
+        .map(|s| Ok((s, workload.train_batch(s)?)))
+        .collect()
+}
+
+impl Trainer {
+    /// [`recent_batches`] of this trainer's workload.
+    pub(super) fn recent_batches_before(&self, step: u64) -> Result<VecDeque<(u64, Batch)>> {
+        recent_batches(self.workload.as_ref(), step)
+    }
 }
 
 /// A path's last component, for messages.
