@@ -87,6 +87,19 @@ fn fused_matches_buckets_on(device: tch::Device) {
             let relative = |a: &Tensor, b: &Tensor| {
                 (a - b).abs().max().double_value(&[]) / b.abs().max().double_value(&[])
             };
+            // ATen's CUDA kernel computes 1 − β₂ from β₂ rounded to the
+            // tensors' float type: in f32 that is 1 − 0.99900001287, so
+            // v's increments are 1.29e-5 (relative) smaller than the
+            // buckets' (which round 1 − β₂ itself). Seen on an H200: v off
+            // by 1.285e-5 to 1.296e-5 on every parameter, θ and m by < 4e-7.
+            let beta2_rounding = match kind {
+                Kind::Float => {
+                    let rounded = 1.0 - f64::from(fused.beta2 as f32);
+                    ((1.0 - fused.beta2) - rounded).abs() / (1.0 - fused.beta2)
+                }
+                _ => 0.0,
+            };
+            let v_tolerance = tolerance + 1.1 * beta2_rounding;
             for (i, (a, b)) in fused_params.iter().zip(&bucket_params).enumerate() {
                 let errors = [
                     relative(a, b),
@@ -99,7 +112,7 @@ fn fused_matches_buckets_on(device: tch::Device) {
                     fused.v[i].abs().max().double_value(&[]),
                     buckets.v[i].abs().max().double_value(&[])
                 );
-                if !errors.iter().all(|e| *e < tolerance) {
+                if errors[0] >= tolerance || errors[1] >= tolerance || errors[2] >= v_tolerance {
                     failures.push(context);
                 }
             }
