@@ -703,12 +703,15 @@ def summarize_metrics(task: Task, rows: List[dict]) -> dict:
     return result
 
 
-def run_engine(job: Job, suite: str, binary: str, sessions: str, steps: Optional[int], tag: str) -> dict:
+def run_engine(job: Job, suite: str, binary: str, sessions: str, steps: Optional[int], tag: str,
+               overrides: List[str]) -> dict:
     name = f"aux-{job.task.name}-{job.method}-s{job.seed}-{tag}"
     config = os.path.join(sessions, WORK, "configs", name + ".toml")
     write_toml(config, run_sections(job, suite, steps), f"aux-suite run {name}")
     log = os.path.join(sessions, WORK, "logs", name + ".log")
     command = [binary, "--sessions-dir", sessions, "run", "--headless", "-n", name, "-c", config]
+    for override in overrides:
+        command += ["--set", override]
     seconds, cpu, rc = timed(command, log)
     session = find_session(sessions, name)
     if session is None or not os.path.exists(os.path.join(session, "metrics.jsonl")):
@@ -788,7 +791,7 @@ def run_all(jobs: List[Job], args: argparse.Namespace, suite: str) -> List[dict]
         if job.method == REPLAY:
             result = run_replay(job, suite, args.python, args.sessions, args.steps, tag)
         else:
-            result = run_engine(job, suite, args.binary, args.sessions, args.steps, tag)
+            result = run_engine(job, suite, args.binary, args.sessions, args.steps, tag, args.set or [])
         return {"task": job.task.name, "method": job.method, "seed": job.seed, **result}
 
     records = []
@@ -945,8 +948,11 @@ def markdown(header: dict, tasks: List[Task], methods: List[str], table: dict, s
             f" (built {header.get('binary_built', '?')})",
             f"- seeds {header['seeds']}; steps: {header['steps'] or 'per task (600)'}; one thread per run, "
             f"{header['jobs']} runs at a time; suite version {VERSION}",
-            "- MELTR and AID at meltr-tui's built-in defaults (no [meltr]/[aid] sections);"
-            " model init and data fixed per task, the seed changes batch order and the combiner's init",
+            ("- MELTR and AID at meltr-tui's built-in defaults (no [meltr]/[aid] sections)"
+             if not header.get("overrides") else
+             "- meltr-tui's runs with " + ", ".join(f"`{o}`" for o in header["overrides"])
+             + " (the replay at the public defaults)")
+            + "; model init and data fixed per task, the seed changes batch order and the combiner's init",
             "- fixed weights: `oracle` 1 on every loss except the harmful ones (0);"
             " `harmful-only` 1 on the primary and the harmful ones (0 elsewhere)"]
     out += [f"- **{note}**" for note in header.get("notes", [])] + [""]
@@ -1094,6 +1100,7 @@ def command_run(args: argparse.Namespace, argv: List[str]) -> int:
         "torch": torch.__version__,
         "seeds": args.seeds,
         "steps": args.steps,
+        "overrides": args.set or [],
         "jobs": args.jobs,
         "suite": suite,
         "wall_seconds": time.perf_counter() - started,
@@ -1122,6 +1129,9 @@ def main(argv: Optional[List[str]] = None) -> int:
                      help="default: meltr sum primary uncertainty replay")
     run.add_argument("--tasks", nargs="+", help=f"default: all of {list(TASK_BY_NAME)}")
     run.add_argument("--steps", type=int, help="override every task's steps")
+    run.add_argument("--set", action="append", metavar="KEY=VALUE",
+                     help="a config override for meltr-tui's runs (repeatable; e.g. meltr.meta_lr=0.01); "
+                     "the replay keeps the public defaults")
     run.add_argument("--jobs", type=int, default=2, help="runs at a time (default 2)")
     run.add_argument("--sessions", help="sessions directory (default: <cache>/sessions)")
     run.add_argument("--out", help="markdown report; JSON beside it (default docs/aux-suite.md)")
