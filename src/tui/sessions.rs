@@ -1,0 +1,214 @@
+//! The sessions view on screen: the runs table of the sessions folder (id,
+//! status, step, primary metric, lineage and the config keys that differ
+//! between the sessions, as `ls` shows them) and, once asked for, the
+//! marked sessions' primary training losses overlaid in one chart. Also
+//! reads those curves ([`read_overlay`]) for the caller.
+
+use super::chart::{self, PlotSeries};
+use super::fmt;
+use super::state::{App, Overlaid, OverlayCurve, SessionsView};
+use crate::plot::data::SessionData;
+use crate::runs::{keys, Run};
+use anyhow::Result;
+use ratatui::layout::{Constraint, Layout, Rect};
+use ratatui::text::{Line, Span};
+use ratatui::widgets::{Block, Cell, Paragraph, Row, Table, TableState};
+use ratatui::Frame;
+use std::path::PathBuf;
+
+/// The fixed columns before the differing config keys.
+const FIXED: [&str; 5] = ["", "ID", "STATUS", "STEP", "METRIC"];
+
+/// Draws the view into `area` (where the panes would be).
+pub fn render(frame: &mut Frame, area: Rect, app: &App, view: &SessionsView) {
+    let marked = view.marked.len();
+    let note = Line::from(Span::styled(
+        format!(" {} sessions · {marked} marked ", view.runs.len()),
+        app.theme.dim(),
+    ));
+    let block = Block::bordered()
+        .border_style(app.theme.accent())
+        .title(Span::styled(" Sessions ", app.theme.accent()))
+        .title(note.right_aligned())
+        .title_bottom(" ↑↓ select · Space mark · o overlay marked · Enter attach · Esc back ");
+    let inner = block.inner(area);
+    frame.render_widget(block, area);
+    if view.runs.is_empty() {
+        let text = "no sessions in this folder";
+        frame.render_widget(Paragraph::new(Span::styled(text, app.theme.dim())), inner);
+        return;
+    }
+    let table_area = match &view.overlay {
+        None => inner,
+        Some(overlaid) => {
+            let rows = (view.runs.len() as u16 + 1).min(inner.height / 2).max(2);
+            let [table, curves] =
+                Layout::vertical([Constraint::Length(rows), Constraint::Min(0)]).areas(inner);
+            render_overlay(frame, curves, app, overlaid);
+            table
+        }
+    };
+    render_table(frame, table_area, app, view);
+}
+
+/// The lineage cell: `parent@step` for a fork.
+fn lineage(run: &Run) -> String {
+    match (&run.meta.parent, run.meta.fork_step) {
+        (Some(parent), Some(at)) => format!("{parent}@{at}"),
+        _ => "-".into(),
+    }
+}
+
+fn metric(run: &Run) -> String {
+    run.metric().map_or("-".into(), |m| {
+        format!("{} {}", run.meta.primary_metric, fmt::num(m))
+    })
+}
+
+fn render_table(frame: &mut Frame, area: Rect, app: &App, view: &SessionsView) {
+    let current = app.session_dir();
+    let with_forks = view.runs.iter().any(|r| r.meta.parent.is_some());
+    let mut header: Vec<String> = FIXED.iter().map(|h| h.to_string()).collect();
+    if with_forks {
+        header.push("FORKED FROM".into());
+    }
+    header.extend(view.differing.iter().cloned());
+    let cells: Vec<Vec<String>> = view
+        .runs
+        .iter()
+        .map(|r| {
+            let mark = if view.marked.contains(&r.dir) {
+                "●"
+            } else {
+                "○"
+            };
+            let attached = r.dir.file_name() == current.file_name();
+            let mut row = vec![
+                mark.to_string(),
+                format!("{}{}", r.meta.id, if attached { " ◂" } else { "" }),
+                r.status.clone(),
+                format!("{}/{}", r.step, r.steps),
+                metric(r),
+            ];
+            if with_forks {
+                row.push(lineage(r));
+            }
+            row.extend(
+                view.differing
+                    .iter()
+                    .map(|k| r.config.get(k).map_or("-".into(), keys::text)),
+            );
+            row
+        })
+        .collect();
+    let widths: Vec<Constraint> = (0..header.len())
+        .map(|i| {
+            let w = cells
+                .iter()
+                .map(|row| row[i].chars().count())
+                .chain([header[i].chars().count()])
+                .max()
+                .unwrap_or(1);
+            Constraint::Length(w as u16)
+        })
+        .collect();
+    let rows = cells.into_iter().enumerate().map(|(i, row)| {
+        let style = if view.marked.contains(&view.runs[i].dir) {
+            app.theme.accent()
+        } else {
+            ratatui::style::Style::new()
+        };
+        Row::new(row.into_iter().map(Cell::from)).style(style)
+    });
+    let table = Table::new(rows, widths)
+        .header(Row::new(header.into_iter().map(Cell::from)).style(app.theme.dim()))
+        .row_highlight_style(app.theme.selected());
+    let mut state = TableState::default().with_selected(Some(view.cursor));
+    frame.render_stateful_widget(table, area, &mut state);
+}
+
+fn render_overlay(frame: &mut Frame, area: Rect, app: &App, overlaid: &Overlaid) {
+    let [legend_area, chart_area] =
+        Layout::vertical([Constraint::Length(1), Constraint::Min(0)]).areas(area);
+    let mut spans = vec![Span::styled(
+        format!("{} · ", overlaid.what),
+        app.theme.dim(),
+    )];
+    for (i, curve) in overlaid.curves.iter().enumerate() {
+        if i > 0 {
+            spans.push(Span::raw("  "));
+        }
+        spans.extend(chart::legend_entry(
+            &curve.label,
+            app.theme.series(i),
+            true,
+            app.theme,
+        ));
+    }
+    frame.render_widget(Paragraph::new(Line::from(spans)), legend_area);
+    let xs = overlaid
+        .curves
+        .iter()
+        .flat_map(|c| c.points.iter().map(|p| p.0));
+    let x = crate::plot::series::extent(xs).unwrap_or((0.0, 1.0));
+    let series: Vec<PlotSeries> = overlaid
+        .curves
+        .iter()
+        .enumerate()
+        .map(|(i, c)| {
+            let style = app.theme.series(i);
+            let columns = chart::columns_for(chart_area.width, style.marker);
+            let points = crate::plot::series::decimate(&c.points, x.0, x.1, columns);
+            PlotSeries {
+                points: chart::transform(points.into_iter(), false),
+                style,
+            }
+        })
+        .collect();
+    chart::render(
+        frame,
+        chart_area,
+        &series,
+        x,
+        false,
+        "no training steps logged yet",
+        app.theme,
+    );
+}
+
+/// The primary training loss of each session in `dirs`, labelled by name
+/// (with the id when two share a name; a fork says where it comes from).
+pub fn read_overlay(dirs: &[PathBuf]) -> Result<Overlaid> {
+    let sessions = dirs
+        .iter()
+        .map(|d| SessionData::load(d))
+        .collect::<Result<Vec<_>>>()?;
+    let primaries: std::collections::BTreeSet<&str> =
+        sessions.iter().map(|s| s.meta.primary.as_str()).collect();
+    let what = match primaries.iter().next() {
+        Some(p) if primaries.len() == 1 => format!("training loss {p}"),
+        _ => "primary training loss".to_string(),
+    };
+    let curves = sessions
+        .iter()
+        .map(|s| {
+            let twins = sessions
+                .iter()
+                .filter(|o| o.meta.name == s.meta.name)
+                .count();
+            let mut label = if twins > 1 {
+                format!("{} ({})", s.meta.name, s.meta.id)
+            } else {
+                s.meta.name.clone()
+            };
+            if let Some(at) = s.meta.fork_step {
+                label.push_str(&format!(" (fork @{at})"));
+            }
+            OverlayCurve {
+                label,
+                points: s.losses.get(&s.meta.primary).cloned().unwrap_or_default(),
+            }
+        })
+        .collect();
+    Ok(Overlaid { what, curves })
+}
