@@ -27,7 +27,7 @@ pub fn render(frame: &mut Frame, area: Rect, scroll: usize, theme: Theme) {
         .skip(scroll)
         .map(|(context, keys, what)| {
             Line::from(vec![
-                Span::styled(format!("{context:<9}"), theme.dim()),
+                Span::styled(format!("{context:<8}"), theme.dim()),
                 Span::styled(format!("{keys:<KEYS_WIDTH$}"), theme.accent()),
                 Span::raw(*what),
             ])

@@ -65,15 +65,26 @@ fn metric(run: &Run) -> String {
     })
 }
 
-fn render_table(frame: &mut Frame, area: Rect, app: &App, view: &SessionsView) {
+/// The table's text: a header and one row per run; `short` puts session
+/// names where ids would be (for narrow terminals).
+fn cells(app: &App, view: &SessionsView, short: bool) -> (Vec<String>, Vec<Vec<String>>) {
     let current = app.session_dir();
     let with_forks = view.runs.iter().any(|r| r.meta.parent.is_some());
     let mut header: Vec<String> = FIXED.iter().map(|h| h.to_string()).collect();
+    if short {
+        header[1] = "NAME".into();
+    }
     if with_forks {
         header.push("FORKED FROM".into());
     }
     header.extend(view.differing.iter().cloned());
-    let cells: Vec<Vec<String>> = view
+    let name_of = |id: &str| {
+        view.runs
+            .iter()
+            .find(|r| r.meta.id == id)
+            .map_or(id.to_string(), |r| r.meta.name.clone())
+    };
+    let rows = view
         .runs
         .iter()
         .map(|r| {
@@ -83,15 +94,19 @@ fn render_table(frame: &mut Frame, area: Rect, app: &App, view: &SessionsView) {
                 "○"
             };
             let attached = r.dir.file_name() == current.file_name();
+            let id = if short { &r.meta.name } else { &r.meta.id };
             let mut row = vec![
                 mark.to_string(),
-                format!("{}{}", r.meta.id, if attached { " ◂" } else { "" }),
+                format!("{id}{}", if attached { " ◂" } else { "" }),
                 r.status.clone(),
                 format!("{}/{}", r.step, r.steps),
                 metric(r),
             ];
             if with_forks {
-                row.push(lineage(r));
+                row.push(match (&r.meta.parent, r.meta.fork_step) {
+                    (Some(parent), Some(at)) if short => format!("{}@{at}", name_of(parent)),
+                    _ => lineage(r),
+                });
             }
             row.extend(
                 view.differing
@@ -101,18 +116,31 @@ fn render_table(frame: &mut Frame, area: Rect, app: &App, view: &SessionsView) {
             row
         })
         .collect();
-    let widths: Vec<Constraint> = (0..header.len())
+    (header, rows)
+}
+
+/// Each column's width: its widest cell.
+fn column_widths(header: &[String], rows: &[Vec<String>]) -> Vec<u16> {
+    (0..header.len())
         .map(|i| {
-            let w = cells
-                .iter()
+            rows.iter()
                 .map(|row| row[i].chars().count())
                 .chain([header[i].chars().count()])
                 .max()
-                .unwrap_or(1);
-            Constraint::Length(w as u16)
+                .unwrap_or(1) as u16
         })
-        .collect();
-    let rows = cells.into_iter().enumerate().map(|(i, row)| {
+        .collect()
+}
+
+fn render_table(frame: &mut Frame, area: Rect, app: &App, view: &SessionsView) {
+    let (mut header, mut rows) = cells(app, view, false);
+    let mut widths = column_widths(&header, &rows);
+    let needed: u16 = widths.iter().map(|w| w + 1).sum();
+    if needed > area.width {
+        (header, rows) = cells(app, view, true);
+        widths = column_widths(&header, &rows);
+    }
+    let rows = rows.into_iter().enumerate().map(|(i, row)| {
         let style = if view.marked.contains(&view.runs[i].dir) {
             app.theme.accent()
         } else {
@@ -120,7 +148,7 @@ fn render_table(frame: &mut Frame, area: Rect, app: &App, view: &SessionsView) {
         };
         Row::new(row.into_iter().map(Cell::from)).style(style)
     });
-    let table = Table::new(rows, widths)
+    let table = Table::new(rows, widths.into_iter().map(Constraint::Length))
         .header(Row::new(header.into_iter().map(Cell::from)).style(app.theme.dim()))
         .row_highlight_style(app.theme.selected());
     let mut state = TableState::default().with_selected(Some(view.cursor));

@@ -92,15 +92,16 @@ fn render_footer(frame: &mut Frame, area: Rect, app: &App) {
             Line::from(Span::styled(fmt::clip(&flash.text, width), style))
         }
         None => {
-            let text = if app.editor.is_some() {
-                "Enter write · Esc cancel · ←→ move · Ctrl-U clear · ? help".to_string()
+            let hint = if app.editor.is_some() {
+                "Enter write · Esc cancel · ←→ move · Ctrl-U clear"
             } else if app.sessions.is_some() {
-                "Space mark · o overlay · Enter attach · Esc back · f fork · ? help · q quit"
-                    .to_string()
+                "Space mark · o overlay · Enter attach · Esc back"
             } else {
-                let hint = footer_hint(app.focus);
-                format!("{hint} · Tab pane · p pause · c ckpt · e export · r sessions · f fork · ? help · q quit")
+                footer_hint(app.focus)
             };
+            let text = format!(
+                "{hint} · Tab pane · p pause · c ckpt · e export · ? help · q quit · r sessions · f fork"
+            );
             Line::from(Span::styled(fmt::clip(&text, width), app.theme.dim()))
         }
     };

@@ -131,7 +131,8 @@ fn space_marks_and_o_overlays_only_two_or_more() {
     press(&mut app, KeyCode::Char(' '));
     assert_eq!(
         app.sessions.as_ref().expect("open").marked_dirs(),
-        vec![PathBuf::from("sessions/base")]
+        vec![PathBuf::from("sessions/base-fork")],
+        "base (row 1) unmarked"
     );
     press(&mut app, KeyCode::Esc);
     assert!(app.sessions.is_none());
@@ -272,9 +273,9 @@ fn help_has_the_sessions_and_fork_keys() {
     for (context, keys) in [
         ("global", "r"),
         ("global", "f"),
-        ("sessions", "Space"),
-        ("sessions", "o"),
-        ("sessions", "Enter"),
+        ("runs", "Space"),
+        ("runs", "o"),
+        ("runs", "Enter"),
     ] {
         assert!(
             crate::tui::keys::KEYS
