@@ -72,6 +72,8 @@ pub type ExportFn = Box<dyn Fn() -> Result<String>>;
 /// Forks the attached session from its newest checkpoint with the given
 /// config (the edited one) and starts the fork.
 pub type ForkFn = Box<dyn Fn(&Config) -> Result<ForkReport>>;
+/// What [`ForkFn`] holds, borrowed.
+pub type Forker<'a> = dyn Fn(&Config) -> Result<ForkReport> + 'a;
 
 /// What the TUI may ask of its caller besides the engine: each key that
 /// needs one says it is unavailable without it.
@@ -87,7 +89,7 @@ pub struct Hooks {
 #[derive(Default, Clone, Copy)]
 pub struct Ctx<'a> {
     pub export: Option<&'a dyn Fn() -> Result<String>>,
-    pub fork: Option<&'a dyn Fn(&Config) -> Result<ForkReport>>,
+    pub fork: Option<&'a Forker<'a>>,
     /// The folder the sessions view lists.
     pub sessions_root: Option<&'a Path>,
 }
