@@ -18,6 +18,8 @@ use std::path::PathBuf;
 
 /// The fixed columns before the differing config keys.
 const FIXED: [&str; 5] = ["", "ID", "STATUS", "STEP", "METRIC"];
+/// The lineage column's header, shown when any session is a fork.
+const FORKED: &str = "FORKED FROM";
 
 /// Draws the view into `area` (where the panes would be).
 pub fn render(frame: &mut Frame, area: Rect, app: &App, view: &SessionsView) {
@@ -75,7 +77,7 @@ fn cells(app: &App, view: &SessionsView, short: bool) -> (Vec<String>, Vec<Vec<S
         header[1] = "NAME".into();
     }
     if with_forks {
-        header.push("FORKED FROM".into());
+        header.push(FORKED.into());
     }
     header.extend(view.differing.iter().cloned());
     let name_of = |id: &str| {
@@ -135,10 +137,20 @@ fn column_widths(header: &[String], rows: &[Vec<String>]) -> Vec<u16> {
 fn render_table(frame: &mut Frame, area: Rect, app: &App, view: &SessionsView) {
     let (mut header, mut rows) = cells(app, view, false);
     let mut widths = column_widths(&header, &rows);
-    let needed: u16 = widths.iter().map(|w| w + 1).sum();
-    if needed > area.width {
+    let needed = |widths: &[u16]| widths.iter().map(|w| w + 1).sum::<u16>();
+    if needed(&widths) > area.width {
         (header, rows) = cells(app, view, true);
         widths = column_widths(&header, &rows);
+    }
+    // Still too wide: the differing keys go, last first, before the fixed
+    // columns would be squeezed.
+    let fixed = FIXED.len() + usize::from(header.get(FIXED.len()).is_some_and(|h| h == FORKED));
+    while needed(&widths) > area.width && widths.len() > fixed {
+        widths.pop();
+        header.pop();
+        for row in &mut rows {
+            row.pop();
+        }
     }
     let rows = rows.into_iter().enumerate().map(|(i, row)| {
         let style = if view.marked.contains(&view.runs[i].dir) {
