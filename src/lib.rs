@@ -7,6 +7,7 @@ pub mod dist;
 pub mod engine;
 pub mod export;
 pub mod ffi;
+pub mod fork;
 pub mod gpu;
 pub mod meltr;
 pub mod nn;

@@ -1,17 +1,10 @@
 //! `fork`: a new session that continues another one from one of its
-//! checkpoints (θ, φ, both optimizers; the data position and every random
-//! draw follow from the step), with live keys changed by `--set`.
-//!
-//! The fork's folder gets a copy of the checkpoint and of the parent's
-//! metrics up to its step (so its curves start where the parent's were),
-//! then it is resumed like any session: from that step on it trains as the
-//! parent would have, but for the changed keys.
+//! checkpoints, with live keys changed by `--set` (the folder is made by
+//! [`crate::fork::create`]), then trained like a resumed session.
 
 use super::session_start::drive;
 use super::*;
 use crate::config::Override;
-use crate::engine::checkpoint;
-use crate::session::metrics::{Level, MetricLine};
 
 pub(super) fn fork(
     root: &Path,
@@ -25,142 +18,11 @@ pub(super) fn fork(
         crate::tui::terminal::check_available()?;
     }
     let parent_dir = session::find(root, query)?;
-    let parent = SessionMeta::read(&parent_dir)?;
-    crate::config::refuse_restart_only(overrides, "fork")
-        .map_err(|e| anyhow::anyhow!("--set: {e}"))?;
-    let (step, checkpoint_path) = pick_checkpoint(&parent_dir, &parent.id, at)?;
-    let config = parent_config(&parent_dir)?
-        .with_overrides(overrides)
-        .map_err(|e| anyhow::anyhow!("--set: {e}"))?;
-    if config.train.trace {
-        bail!(
-            "session {} writes a trace (train.trace = true), which starts with the run: a fork \
-             cannot continue it",
-            parent.id
-        );
-    }
-    engine::preflight(&config)?;
-    let name = name.unwrap_or_else(|| format!("{}-fork", parent.name));
-    if !matches!(mode, Mode::Headless { .. }) {
-        session::check_socket_room(root, &name)?;
-    }
-    let origin = session::Origin {
-        group: parent.group.clone(),
-        parent: Some(parent.id.clone()),
-        fork_step: Some(step),
-    };
-    let dir = session::create_from(root, &name, &config, origin)?;
-    let seeded = seed(
-        &dir,
-        &parent_dir,
-        &parent.id,
-        step,
-        &checkpoint_path,
-        overrides,
-    );
-    if let Err(e) = seeded {
-        let _ = std::fs::remove_dir_all(&dir);
-        return Err(e.context(format!("cannot fork {} at step {step}", parent.id)));
-    }
+    let check_socket = !matches!(mode, Mode::Headless { .. });
+    let forked = crate::fork::create(root, &parent_dir, at, name, overrides, check_socket)?;
     println!(
-        "forked {} at step {step} into session {}",
-        parent.id,
-        SessionDir::new(&dir).id()
+        "forked {} at step {} into session {}",
+        forked.parent, forked.step, forked.id
     );
-    drive(&dir, config, true, mode)
-}
-
-/// The checkpoint at step `at` (default: the newest) of the session in
-/// `dir`: its step and file. A step with no checkpoint is an error that
-/// lists the steps there are.
-pub(super) fn pick_checkpoint(dir: &Path, id: &str, at: Option<u64>) -> Result<(u64, PathBuf)> {
-    let all = checkpoint::list(&SessionDir::new(dir).checkpoints());
-    let Some(newest) = all.last() else {
-        bail!(
-            "session {id} has no checkpoint to fork from (one is written every \
-             train.checkpoint_every steps and when a run stops)"
-        );
-    };
-    let Some(at) = at else {
-        return Ok(newest.clone());
-    };
-    match all.iter().find(|(s, _)| *s == at) {
-        Some(found) => Ok(found.clone()),
-        None => {
-            let steps: Vec<String> = all.iter().map(|(s, _)| s.to_string()).collect();
-            bail!(
-                "session {id} has no checkpoint at step {at}; it has checkpoints at steps {} \
-                 (--at takes one of them)",
-                steps.join(", ")
-            )
-        }
-    }
-}
-
-/// The config the parent runs with: its config in force, else what its
-/// `config.toml` asks for.
-fn parent_config(dir: &Path) -> Result<Config> {
-    let layout = SessionDir::new(dir);
-    Config::load(&layout.config_in_force())
-        .or_else(|_| engine::trainer::session_config(dir))
-        .map_err(anyhow::Error::new)
-}
-
-/// Fills the new session folder `dir`: the parent's checkpoint at `step`,
-/// its metrics up to that step (as written), and an event saying where the
-/// fork comes from.
-fn seed(
-    dir: &Path,
-    parent_dir: &Path,
-    parent_id: &str,
-    step: u64,
-    checkpoint_path: &Path,
-    overrides: &[Override],
-) -> Result<()> {
-    let layout = SessionDir::new(dir);
-    let target = layout.checkpoints().join(checkpoint::file_name(step));
-    checkpoint::Loaded::read(checkpoint_path, step)?;
-    std::fs::copy(checkpoint_path, &target).with_context(|| {
-        format!(
-            "cannot copy {} to {}",
-            checkpoint_path.display(),
-            target.display()
-        )
-    })?;
-    let parent_metrics = SessionDir::new(parent_dir).metrics();
-    let (mut text, _) = if parent_metrics.exists() {
-        session::log::lines_up_to(&parent_metrics, step)?
-    } else {
-        (String::new(), 0)
-    };
-    let time = session::log::read_metrics(&parent_metrics)
-        .ok()
-        .and_then(|read| {
-            read.lines
-                .iter()
-                .rev()
-                .find(|l| l.step <= step)
-                .map(|l| l.time)
-        })
-        .unwrap_or(0.0);
-    let changes: Vec<String> = overrides.iter().map(ToString::to_string).collect();
-    let line = MetricLine {
-        step,
-        time,
-        wall: Some(crate::session::metrics::wall_now()),
-        record: Record::Event {
-            level: Level::Info,
-            message: if changes.is_empty() {
-                format!("forked from session {parent_id} at step {step}")
-            } else {
-                format!(
-                    "forked from session {parent_id} at step {step} with {}",
-                    changes.join(", ")
-                )
-            },
-        },
-    };
-    text.push_str(&line.to_json());
-    text.push('\n');
-    session::atomic_write(&layout.metrics(), text.as_bytes())
+    drive(&forked.dir, forked.config, true, mode)
 }

@@ -188,9 +188,23 @@ pub(super) fn drive(dir: &Path, config: Config, resume: bool, mode: Mode) -> Res
 }
 
 /// The TUI on the session in `dir`: live through its runner's socket when
-/// one serves, else its history. Leaving detaches; the run goes on.
+/// one serves, else its history. Leaving detaches; the run goes on. The
+/// sessions view may switch it to another session of the same folder.
 pub(super) fn attach(dir: &Path) -> Result<()> {
     crate::tui::terminal::check_available()?;
+    crate::process::exit_on_hangup();
+    let mut dir = dir.to_path_buf();
+    loop {
+        match attach_once(&dir)? {
+            crate::tui::Exit::Attach(next) => dir = next,
+            _ => return Ok(()),
+        }
+    }
+}
+
+/// One TUI on the session in `dir`, until the user leaves it or picks
+/// another session (returned as `Exit::Attach`).
+fn attach_once(dir: &Path) -> Result<crate::tui::Exit> {
     let (link, history): (Box<dyn crate::engine::link::EngineLink>, _) =
         if crate::runner::is_serving(dir) {
             let (link, history) = crate::runner::link::RemoteLink::attach(dir)?;
@@ -200,17 +214,21 @@ pub(super) fn attach(dir: &Path) -> Result<()> {
         };
     let meta = SessionMeta::read(dir)?;
     let config = engine::trainer::session_config(dir).map_err(anyhow::Error::new)?;
-    crate::process::exit_on_hangup();
     let export_dir = dir.to_path_buf();
-    let export_figures: crate::tui::ExportFn =
-        Box::new(move || export(&export_dir, &crate::plot::ExportOptions::default()));
+    let fork_dir = dir.to_path_buf();
+    let hooks = crate::tui::Hooks {
+        export: Some(Box::new(move || {
+            export(&export_dir, &crate::plot::ExportOptions::default())
+        })),
+        fork: Some(Box::new(move |edited| fork_from_tui(&fork_dir, edited))),
+    };
     let exit = crate::tui::run(
         meta.clone(),
         &SessionDir::new(dir),
         config,
         history,
         link.as_ref(),
-        Some(export_figures),
+        hooks,
     )?;
     // The terminal may be gone: printing must not fail.
     use std::io::Write;
@@ -228,13 +246,34 @@ pub(super) fn attach(dir: &Path) -> Result<()> {
         let _ = writeln!(out, "session {}: {}", meta.id, status.as_str());
         let _ = writeln!(out, "continue it with: meltr-tui resume {}", meta.id);
     } else if crate::runner::is_serving(dir) {
+        let verb = match &exit {
+            crate::tui::Exit::Attach(_) => "left",
+            _ => "detached from",
+        };
         let _ = writeln!(
             out,
-            "detached from session {}; it goes on. Attach again with: meltr-tui attach {}",
+            "{verb} session {}; it goes on. Attach again with: meltr-tui attach {}",
             meta.id, meta.id
         );
     }
-    Ok(())
+    Ok(exit)
+}
+
+/// `f` in the TUI: forks the session in `dir` from its newest checkpoint
+/// with the keys `edited` changes (as `meltr-tui fork --set` would), and
+/// starts the fork in a detached runner.
+fn fork_from_tui(dir: &Path, edited: &Config) -> Result<crate::tui::state::ForkReport> {
+    let root = dir.parent().unwrap_or(Path::new("."));
+    let overrides = crate::fork::overrides_toward(dir, edited)?;
+    let forked = crate::fork::create(root, dir, None, None, &overrides, true)?;
+    crate::runner::launch::launch(&forked.dir, true)
+        .map_err(|e| discard_unstarted(&forked.dir, false, e))?;
+    Ok(crate::tui::state::ForkReport {
+        id: forked.id,
+        dir: forked.dir,
+        step: forked.step,
+        changes: overrides.iter().map(ToString::to_string).collect(),
+    })
 }
 
 pub(super) fn read_history(dir: &Path) -> Result<Vec<session::metrics::MetricLine>> {

@@ -312,8 +312,78 @@ fn legend_names(sessions: &[SessionData]) -> Vec<String> {
         .collect()
 }
 
+/// For each session, the session it was forked from when that one is in
+/// the figure too (its index) and the fork step.
+pub fn fork_points(sessions: &[SessionData]) -> Vec<Option<(usize, u64)>> {
+    sessions
+        .iter()
+        .map(|s| {
+            let parent = s.meta.parent.as_deref()?;
+            let at = s.meta.fork_step?;
+            let p = sessions.iter().position(|o| o.meta.id == parent)?;
+            Some((p, at))
+        })
+        .collect()
+}
+
+/// How many forks away from a session not forked from one in the figure.
+fn fork_depth(forks: &[Option<(usize, u64)>], mut i: usize) -> usize {
+    let mut depth = 0;
+    while let Some((p, _)) = forks[i] {
+        depth += 1;
+        i = p;
+        if depth > forks.len() {
+            break; // a cycle cannot come from real sessions; stop anyway
+        }
+    }
+    depth
+}
+
+/// The fork's lines start at its fork step (before it they are its
+/// parent's, drawn already) from the point of the parent's main line there,
+/// where a marker in the fork's colour, labelled with the parent, shows
+/// the branches parting. Without a parent's point at that step (it logged
+/// nothing around it) the fork's lines start at its own first point.
+fn start_at_fork(lines: &mut Vec<Line>, at: u64, parent: (&str, &[Line]), look: SeriesLook) {
+    let x = at as f64;
+    for line in lines.iter_mut() {
+        line.points.retain(|p| p.0 >= x);
+    }
+    let main_of = |ls: &[Line]| {
+        ls.iter()
+            .position(|l| l.emphasis != Emphasis::Faint && l.emphasis != Emphasis::MarkersOnly)
+    };
+    let from_parent = main_of(parent.1).and_then(|m| interpolate(&parent.1[m].points, x));
+    let Some(m) = main_of(lines) else {
+        return;
+    };
+    let y = match from_parent {
+        Some(y) => {
+            if lines[m].points.first().is_none_or(|p| p.0 > x) {
+                lines[m].points.insert(0, (x, y));
+            }
+            y
+        }
+        None => match lines[m].points.first() {
+            Some(p) => p.1,
+            None => return,
+        },
+    };
+    lines.push(Line {
+        label: Some(format!("fork of {} at step {}", parent.0, compact(x))),
+        points: vec![(x, y)],
+        look: SeriesLook {
+            shape: Shape::Triangle,
+            ..look
+        },
+        emphasis: Emphasis::MarkersOnly,
+    });
+}
+
 /// One metric (eval metric or train loss, already checked to exist in
-/// every session) across sessions.
+/// every session) across sessions. A fork whose parent is drawn too starts
+/// at its fork step, with the fork point marked and `parent → fork` as its
+/// legend label.
 pub fn compare(sessions: &[SessionData], metric: &str, prep: Prep) -> anyhow::Result<Chart> {
     let mut series = Vec::new();
     for s in sessions {
@@ -321,20 +391,37 @@ pub fn compare(sessions: &[SessionData], metric: &str, prep: Prep) -> anyhow::Re
     }
     let range = step_range(series.iter().map(|(_, p)| *p));
     let names = legend_names(sessions);
+    let forks = fork_points(sessions);
+    let mut per_session: Vec<Vec<Line>> = series
+        .iter()
+        .enumerate()
+        .map(|(i, (source, points))| {
+            let name = match forks[i] {
+                Some((p, _)) => format!("{} → {}", names[p], names[i]),
+                None => names[i].clone(),
+            };
+            match source {
+                SeriesSource::Eval => vec![eval_line(name, points, look(i), prep.columns)],
+                SeriesSource::Train => smoothed(name, points, look(i), prep, range),
+            }
+        })
+        .collect();
+    // Parents before their forks, so a fork of a fork joins its trimmed parent.
+    let mut order: Vec<usize> = (0..sessions.len()).collect();
+    order.sort_by_key(|&i| fork_depth(&forks, i));
+    for i in order {
+        if let Some((p, at)) = forks[i] {
+            let parent = per_session[p].clone();
+            start_at_fork(&mut per_session[i], at, (&names[p], &parent), look(i));
+        }
+    }
     let mut faint = Vec::new();
     let mut main = Vec::new();
-    for (i, ((source, points), name)) in series.iter().zip(names).enumerate() {
-        match source {
-            SeriesSource::Eval => main.push(eval_line(name, points, look(i), prep.columns)),
-            SeriesSource::Train => {
-                for line in smoothed(name, points, look(i), prep, range) {
-                    if line.emphasis == Emphasis::Faint {
-                        faint.push(line)
-                    } else {
-                        main.push(line)
-                    }
-                }
-            }
+    for line in per_session.into_iter().flatten() {
+        if line.emphasis == Emphasis::Faint {
+            faint.push(line)
+        } else {
+            main.push(line)
         }
     }
     faint.extend(main);

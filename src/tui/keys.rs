@@ -12,6 +12,12 @@ pub const KEYS: &[(&str, &str, &str)] = &[
     ("global", "p", "pause / resume the run"),
     ("global", "c", "write a checkpoint now"),
     ("global", "e", "export figures"),
+    ("global", "r", "sessions of this folder (Esc or r: back)"),
+    (
+        "global",
+        "f",
+        "fork from the newest checkpoint, with the edits",
+    ),
     ("global", "] [", "AID iterations J +1 / -1"),
     ("global", "} {", "AID step alpha x2 / /2"),
     (
@@ -47,6 +53,11 @@ pub const KEYS: &[(&str, &str, &str)] = &[
         "Left Right Home End",
         "move; Backspace Del Ctrl-U delete",
     ),
+    ("runs", "Up Down Home End", "select a session"),
+    ("runs", "Space", "mark / unmark (2 or more to overlay)"),
+    ("runs", "o", "overlay the marked sessions' loss curves"),
+    ("runs", "Enter", "attach to the selected session"),
+    ("runs", "Esc", "close the overlay, then the view"),
     ("events", "Up Down PgUp PgDn", "scroll"),
     ("events", "Home / End", "oldest / follow newest"),
 ];

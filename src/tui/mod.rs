@@ -9,7 +9,8 @@
 //! - [`store`]: series and logs derived from metric lines
 //! - [`decimate`]: min/max pyramids, so drawing cost is independent of run length
 //! - [`view`] lays out [`header`], [`curves`], [`contributions`], [`hyper`],
-//!   [`events`] and the [`help`] overlay; [`chart`] draws their plots
+//!   [`events`] and the [`help`] overlay, or the [`sessions`] view instead
+//!   of the panes; [`chart`] draws their plots
 //! - [`terminal`]: raw mode, alternate screen, restoring on exit/panic/signal
 //! - [`fmt`], [`theme`], [`input`]: number formats, colours (16 or none), the
 //!   editor's text field; [`fixtures`]: a synthetic run for tests and benches
@@ -28,6 +29,7 @@ pub mod help;
 pub mod hyper;
 pub mod input;
 pub mod keys;
+pub mod sessions;
 pub mod state;
 pub mod store;
 pub mod terminal;
@@ -44,12 +46,12 @@ use crate::session::metrics::{Level, MetricLine};
 use crate::session::{atomic_write, SessionDir, SessionMeta};
 use anyhow::Result;
 use ratatui::crossterm::event::{self as term_event, Event as TermEvent};
-use state::{Action, App};
-use std::path::Path;
+use state::{Action, App, ForkReport};
+use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 /// How the user left the TUI.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Exit {
     /// Quit (confirmed); the run was left as it was (going on, or ended).
     Left,
@@ -58,10 +60,37 @@ pub enum Exit {
     /// Ctrl-C, SIGINT, SIGTERM or SIGHUP: no confirmation was asked and
     /// nothing was sent; the caller decides what happens to the run.
     Interrupted,
+    /// Leave this session (as with `Left`) for the one in this folder,
+    /// chosen in the sessions view: the caller attaches the TUI to it.
+    Attach(PathBuf),
 }
 
 /// Makes the figures; its `Ok` text (e.g. the folder written) is shown.
 pub type ExportFn = Box<dyn Fn() -> Result<String>>;
+/// Forks the attached session from its newest checkpoint with the given
+/// config (the edited one) and starts the fork.
+pub type ForkFn = Box<dyn Fn(&Config) -> Result<ForkReport>>;
+/// What [`ForkFn`] holds, borrowed.
+pub type Forker<'a> = dyn Fn(&Config) -> Result<ForkReport> + 'a;
+
+/// What the TUI may ask of its caller besides the engine: each key that
+/// needs one says it is unavailable without it.
+#[derive(Default)]
+pub struct Hooks {
+    /// Called on `e`.
+    pub export: Option<ExportFn>,
+    /// Called on `f`.
+    pub fork: Option<ForkFn>,
+}
+
+/// What [`perform_with`] may use to carry out an action.
+#[derive(Default, Clone, Copy)]
+pub struct Ctx<'a> {
+    pub export: Option<&'a dyn Fn() -> Result<String>>,
+    pub fork: Option<&'a Forker<'a>>,
+    /// The folder the sessions view lists.
+    pub sessions_root: Option<&'a Path>,
+}
 
 /// At most this many redraws per second, after input.
 pub const MAX_FPS: u32 = 30;
@@ -80,14 +109,15 @@ const GPU_EVERY: Duration = Duration::from_secs(1);
 ///   lines already in `metrics.jsonl`.
 /// - While the TUI runs, the process's stdout and stderr are appended to
 ///   the session's `output.log`.
-/// - `export`: called on `e`; without it `e` says export is unavailable.
+/// - `hooks`: export and fork callbacks (see [`Hooks`]); the sessions view
+///   lists the folder `session` lies in.
 pub fn run(
     meta: SessionMeta,
     session: &SessionDir,
     config: Config,
     history: Vec<MetricLine>,
     link: &dyn EngineLink,
-    export: Option<ExportFn>,
+    hooks: Hooks,
 ) -> Result<Exit> {
     let output_log = session.output_log();
     let mut app = App::new(
@@ -97,8 +127,14 @@ pub fn run(
         history,
         theme::Theme::from_env(),
     );
-    app.can_export = export.is_some();
+    app.can_export = hooks.export.is_some();
+    app.can_fork = hooks.fork.is_some();
     app.detachable = link.detachable();
+    let ctx = Ctx {
+        export: hooks.export.as_deref(),
+        fork: hooks.fork.as_deref(),
+        sessions_root: session.path().parent(),
+    };
     let gpu = crate::gpu::Nvml::open(&app.meta.device);
     let mut tui = terminal::Tui::enter(&output_log)?;
     let input_frame = Duration::from_secs(1) / MAX_FPS;
@@ -147,11 +183,11 @@ pub fn run(
             match term_event::read()? {
                 TermEvent::Key(key) => {
                     let action = app.on_key(key);
-                    if let Action::Export = action {
+                    if let Action::Export | Action::Fork = action {
                         // Say "exporting" before the callback blocks the loop.
                         tui.terminal.draw(|f| view::draw(f, &app))?;
                     }
-                    if let Some(exit) = perform(&mut app, action, link, export.as_deref()) {
+                    if let Some(exit) = perform_with(&mut app, action, link, ctx) {
                         return Ok(exit);
                     }
                 }
@@ -166,13 +202,29 @@ pub fn run(
     }
 }
 
-/// Carries out an [`Action`]; `Some` when the TUI must exit.
+/// Carries out an [`Action`] with only an export callback; `Some` when the
+/// TUI must exit.
 pub fn perform(
     app: &mut App,
     action: Action,
     link: &dyn EngineLink,
     export: Option<&dyn Fn() -> Result<String>>,
 ) -> Option<Exit> {
+    let ctx = Ctx {
+        export,
+        ..Ctx::default()
+    };
+    perform_with(app, action, link, ctx)
+}
+
+/// Carries out an [`Action`]; `Some` when the TUI must exit.
+pub fn perform_with(
+    app: &mut App,
+    action: Action,
+    link: &dyn EngineLink,
+    ctx: Ctx,
+) -> Option<Exit> {
+    let export = ctx.export;
     match action {
         Action::None => {}
         Action::Send(command) => link.send(command),
@@ -188,6 +240,18 @@ pub fn perform(
         Action::Export => match export {
             Some(f) => app.exported(f()),
             None => app.notify(Level::Warn, "export is not available here"),
+        },
+        Action::ListSessions => app.show_sessions(match ctx.sessions_root {
+            Some(root) => Ok(crate::runs::all(root)),
+            None => Err(anyhow::anyhow!("no sessions folder is known here")),
+        }),
+        Action::OverlayCurves(dirs) => app.show_overlay(sessions::read_overlay(&dirs)),
+        Action::Fork => match ctx.fork {
+            Some(f) => {
+                let result = f(&app.config);
+                app.forked(result)
+            }
+            None => app.notify(Level::Warn, "fork is not available here"),
         },
         Action::Quit(exit) => {
             if exit == Exit::Stopped {

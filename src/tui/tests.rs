@@ -22,6 +22,8 @@ use ratatui::Terminal;
 use std::cell::RefCell;
 use std::path::{Path, PathBuf};
 
+mod sessions;
+
 const STEPS: u64 = 500;
 const TOTAL: u64 = 1000;
 

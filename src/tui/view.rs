@@ -3,7 +3,7 @@
 //! the [`App`] and draws; no state changes.
 
 use super::state::{App, Overlay, Pane};
-use super::{contributions, curves, events, fmt, header, help, hyper};
+use super::{contributions, curves, events, fmt, header, help, hyper, sessions};
 use crate::session::metrics::Level;
 use ratatui::layout::{Constraint, Layout, Rect};
 use ratatui::text::{Line, Span};
@@ -37,7 +37,9 @@ pub fn draw(frame: &mut Frame, app: &App) {
     ])
     .areas(area);
     header::render(frame, head, app);
-    if grid {
+    if let Some(view) = &app.sessions {
+        sessions::render(frame, tabs.union(body), app, view);
+    } else if grid {
         let [top, bottom] =
             Layout::vertical([Constraint::Percentage(58), Constraint::Percentage(42)]).areas(body);
         let [a, b] =
@@ -92,10 +94,14 @@ fn render_footer(frame: &mut Frame, area: Rect, app: &App) {
         None => {
             let hint = if app.editor.is_some() {
                 "Enter write · Esc cancel · ←→ move · Ctrl-U clear"
+            } else if app.sessions.is_some() {
+                "Space mark · o overlay · Enter attach · Esc back"
             } else {
                 footer_hint(app.focus)
             };
-            let text = format!("{hint} · Tab pane · p pause · c ckpt · e export · ? help · q quit");
+            let text = format!(
+                "{hint} · Tab pane · p pause · c ckpt · e export · ? help · q quit · r sessions · f fork"
+            );
             Line::from(Span::styled(fmt::clip(&text, width), app.theme.dim()))
         }
     };

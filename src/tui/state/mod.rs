@@ -11,13 +11,15 @@ use super::Exit;
 use crate::gpu::GpuSample;
 
 mod on_key;
+mod sessions;
 use crate::config::{restart_only_reason, Config};
 use crate::engine::control::{Command, Event};
 use crate::session::metrics::{Level, MetricLine};
 use crate::session::{SessionMeta, Status};
 use ratatui::crossterm::event::{KeyCode, KeyEvent, KeyEventKind, KeyModifiers};
+pub use sessions::{Overlaid, OverlayCurve, SessionsView, MIN_OVERLAID};
 use std::collections::BTreeSet;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 /// The four panes; number keys 1-4 follow this order.
@@ -128,6 +130,18 @@ pub struct Flash {
     since: Option<Instant>,
 }
 
+/// What the fork callback made.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ForkReport {
+    /// The new session's id and folder.
+    pub id: String,
+    pub dir: PathBuf,
+    /// The checkpoint step it starts from.
+    pub step: u64,
+    /// Its `--set`s (`key=value`), the edits that differ from the parent.
+    pub changes: Vec<String>,
+}
+
 pub const FLASH_FOR: Duration = Duration::from_secs(6);
 
 /// What the caller must do after a key.
@@ -147,6 +161,15 @@ pub enum Action {
     },
     /// Call the export callback.
     Export,
+    /// Read the sessions folder and open the sessions view
+    /// ([`App::show_sessions`]).
+    ListSessions,
+    /// Read these sessions' curves for the overlay ([`App::show_overlay`]).
+    OverlayCurves(Vec<PathBuf>),
+    /// Fork the attached session from its newest checkpoint with
+    /// [`App::config`] (the edited config), and start the fork
+    /// ([`App::forked`]).
+    Fork,
     /// Leave the TUI; with `Exit::Stopped` the caller sends `Command::Stop` first.
     Quit(Exit),
 }
@@ -181,6 +204,10 @@ pub struct App {
     /// Whether the run lives in a runner process that goes on when the TUI
     /// leaves (else leaving stops it).
     pub detachable: bool,
+    /// Whether a fork callback was given.
+    pub can_fork: bool,
+    /// The sessions view, while open (it replaces the panes).
+    pub sessions: Option<SessionsView>,
 }
 
 impl App {
@@ -222,6 +249,8 @@ impl App {
             theme,
             can_export: false,
             detachable: false,
+            can_fork: false,
+            sessions: None,
         }
     }
 
@@ -315,6 +344,31 @@ impl App {
         let (level, text) = match result {
             Ok(m) => (Level::Info, format!("exported: {m}")),
             Err(e) => (Level::Error, format!("export failed: {e:#}")),
+        };
+        self.store
+            .push_entry(self.step(), level, EntryKind::Tui, text.clone());
+        self.notify(level, text);
+    }
+
+    /// Records the fork callback's answer: the new session's id (or why
+    /// there is none) in the status line and the events pane.
+    pub fn forked(&mut self, result: anyhow::Result<ForkReport>) {
+        let (level, text) = match result {
+            Ok(f) => {
+                let with = if f.changes.is_empty() {
+                    String::new()
+                } else {
+                    format!(" with {}", f.changes.join(", "))
+                };
+                (
+                    Level::Info,
+                    format!(
+                        "forked at step {}{with} into session {} (running); r lists it, Enter attaches",
+                        f.step, f.id
+                    ),
+                )
+            }
+            Err(e) => (Level::Error, format!("fork failed: {e:#}")),
         };
         self.store
             .push_entry(self.step(), level, EntryKind::Tui, text.clone());

@@ -31,6 +31,13 @@ impl App {
         if self.editor.is_some() {
             return self.editor_key(key);
         }
+        if self.sessions.is_some() {
+            // The view's keys first; the global ones still work; no pane's.
+            return self
+                .sessions_key(key)
+                .or_else(|| self.global_key(key))
+                .unwrap_or(Action::None);
+        }
         if let Some(action) = self.global_key(key) {
             return action;
         }
@@ -115,6 +122,8 @@ impl App {
                     Action::None
                 }
             }
+            KeyCode::Char('r') => Action::ListSessions,
+            KeyCode::Char('f') => self.fork_key(),
             KeyCode::Char(']') => {
                 let j = self.config.aid.iterations.saturating_add(1);
                 self.propose_or_notify("aid.iterations", &j.to_string())
@@ -138,6 +147,16 @@ impl App {
             _ => return None,
         };
         Some(action)
+    }
+
+    /// `f`: fork the attached session with the config as edited here.
+    fn fork_key(&mut self) -> Action {
+        if !self.can_fork {
+            self.notify(Level::Warn, "fork is not available here");
+            return Action::None;
+        }
+        self.notify(Level::Info, "forking from the newest checkpoint…");
+        Action::Fork
     }
 
     fn curves_key(&mut self, key: KeyEvent) -> Option<Action> {

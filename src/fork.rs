@@ -1,0 +1,206 @@
+//! Forking a session: a new session folder that continues another one from
+//! one of its checkpoints (θ, φ, both optimizers; the data position and
+//! every random draw follow from the step), with live keys changed. Shared
+//! by `meltr-tui fork` and the TUI's `f`; starting the fork's trainer is
+//! the caller's business.
+//!
+//! The fork's folder gets a copy of the checkpoint and of the parent's
+//! metrics up to its step (so its curves start where the parent's were),
+//! then it is resumed like any session: from that step on it trains as the
+//! parent would have, but for the changed keys.
+
+use crate::config::{Config, Override};
+use crate::engine::{self, checkpoint};
+use crate::session::metrics::{Level, MetricLine, Record};
+use crate::session::{self, SessionDir, SessionMeta};
+use anyhow::{bail, Context, Result};
+use std::path::{Path, PathBuf};
+
+/// A fork made by [`create`], not yet started.
+#[derive(Debug, Clone)]
+pub struct Forked {
+    /// The new session's folder.
+    pub dir: PathBuf,
+    /// Its id.
+    pub id: String,
+    /// The parent's id.
+    pub parent: String,
+    /// The checkpoint step it starts from.
+    pub step: u64,
+    /// The config it runs with (the parent's with the overrides).
+    pub config: Config,
+}
+
+/// Makes a fork of the session in `parent_dir` under `root`: from its
+/// checkpoint at step `at` (default: the newest), named `name` (default:
+/// `<parent name>-fork`), with `overrides` (live keys only) applied to the
+/// parent's config. `check_socket` asks for room for a runner's socket
+/// (everything but a headless run needs one). On any error no folder is
+/// left behind.
+pub fn create(
+    root: &Path,
+    parent_dir: &Path,
+    at: Option<u64>,
+    name: Option<String>,
+    overrides: &[Override],
+    check_socket: bool,
+) -> Result<Forked> {
+    let parent = SessionMeta::read(parent_dir)?;
+    crate::config::refuse_restart_only(overrides, "fork")
+        .map_err(|e| anyhow::anyhow!("--set: {e}"))?;
+    let (step, checkpoint_path) = pick_checkpoint(parent_dir, &parent.id, at)?;
+    let config = parent_config(parent_dir)?
+        .with_overrides(overrides)
+        .map_err(|e| anyhow::anyhow!("--set: {e}"))?;
+    if config.train.trace {
+        bail!(
+            "session {} writes a trace (train.trace = true), which starts with the run: a fork \
+             cannot continue it",
+            parent.id
+        );
+    }
+    engine::preflight(&config)?;
+    let name = name.unwrap_or_else(|| format!("{}-fork", parent.name));
+    if check_socket {
+        session::check_socket_room(root, &name)?;
+    }
+    let origin = session::Origin {
+        group: parent.group.clone(),
+        parent: Some(parent.id.clone()),
+        fork_step: Some(step),
+    };
+    let dir = session::create_from(root, &name, &config, origin)?;
+    let seeded = seed(
+        &dir,
+        parent_dir,
+        &parent.id,
+        step,
+        &checkpoint_path,
+        overrides,
+    );
+    if let Err(e) = seeded {
+        let _ = std::fs::remove_dir_all(&dir);
+        return Err(e.context(format!("cannot fork {} at step {step}", parent.id)));
+    }
+    Ok(Forked {
+        id: SessionDir::new(&dir).id(),
+        dir,
+        parent: parent.id,
+        step,
+        config,
+    })
+}
+
+/// The overrides that turn the parent's config (see [`parent_config`])
+/// into `wanted`, for the live keys: what the TUI's editor changed becomes
+/// the fork's `--set`. Restart-only keys are not compared (a fork keeps
+/// them).
+pub fn overrides_toward(parent_dir: &Path, wanted: &Config) -> Result<Vec<Override>> {
+    let parent = parent_config(parent_dir)?.flatten();
+    Ok(wanted
+        .flatten()
+        .into_iter()
+        .filter(|(key, value)| {
+            crate::config::restart_only_reason(key).is_none() && parent.get(key) != Some(value)
+        })
+        .map(|(key, value)| Override {
+            key,
+            value: value.to_string(),
+        })
+        .collect())
+}
+
+/// The checkpoint at step `at` (default: the newest) of the session in
+/// `dir`: its step and file. A step with no checkpoint is an error that
+/// lists the steps there are.
+pub fn pick_checkpoint(dir: &Path, id: &str, at: Option<u64>) -> Result<(u64, PathBuf)> {
+    let all = checkpoint::list(&SessionDir::new(dir).checkpoints());
+    let Some(newest) = all.last() else {
+        bail!(
+            "session {id} has no checkpoint to fork from (one is written every \
+             train.checkpoint_every steps and when a run stops)"
+        );
+    };
+    let Some(at) = at else {
+        return Ok(newest.clone());
+    };
+    match all.iter().find(|(s, _)| *s == at) {
+        Some(found) => Ok(found.clone()),
+        None => {
+            let steps: Vec<String> = all.iter().map(|(s, _)| s.to_string()).collect();
+            bail!(
+                "session {id} has no checkpoint at step {at}; it has checkpoints at steps {} \
+                 (--at takes one of them)",
+                steps.join(", ")
+            )
+        }
+    }
+}
+
+/// The config the parent runs with: its config in force, else what its
+/// `config.toml` asks for.
+pub fn parent_config(dir: &Path) -> Result<Config> {
+    let layout = SessionDir::new(dir);
+    Config::load(&layout.config_in_force())
+        .or_else(|_| engine::trainer::session_config(dir))
+        .map_err(anyhow::Error::new)
+}
+
+/// Fills the new session folder `dir`: the parent's checkpoint at `step`,
+/// its metrics up to that step (as written), and an event saying where the
+/// fork comes from.
+fn seed(
+    dir: &Path,
+    parent_dir: &Path,
+    parent_id: &str,
+    step: u64,
+    checkpoint_path: &Path,
+    overrides: &[Override],
+) -> Result<()> {
+    let layout = SessionDir::new(dir);
+    let target = layout.checkpoints().join(checkpoint::file_name(step));
+    checkpoint::Loaded::read(checkpoint_path, step)?;
+    std::fs::copy(checkpoint_path, &target).with_context(|| {
+        format!(
+            "cannot copy {} to {}",
+            checkpoint_path.display(),
+            target.display()
+        )
+    })?;
+    let parent_metrics = SessionDir::new(parent_dir).metrics();
+    let (mut text, _) = if parent_metrics.exists() {
+        session::log::lines_up_to(&parent_metrics, step)?
+    } else {
+        (String::new(), 0)
+    };
+    let time = session::log::read_metrics(&parent_metrics)
+        .ok()
+        .and_then(|read| {
+            read.lines
+                .iter()
+                .rev()
+                .find(|l| l.step <= step)
+                .map(|l| l.time)
+        })
+        .unwrap_or(0.0);
+    let changes: Vec<String> = overrides.iter().map(ToString::to_string).collect();
+    let line = MetricLine {
+        step,
+        time,
+        wall: Some(crate::session::metrics::wall_now()),
+        record: Record::Event {
+            level: Level::Info,
+            message: if changes.is_empty() {
+                format!("forked from session {parent_id} at step {step}")
+            } else {
+                format!(
+                    "forked from session {parent_id} at step {step} with {}",
+                    changes.join(", ")
+                )
+            },
+        },
+    };
+    text.push_str(&line.to_json());
+    text.push('\n');
+    session::atomic_write(&layout.metrics(), text.as_bytes())
+}

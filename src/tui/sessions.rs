@@ -1,0 +1,254 @@
+//! The sessions view on screen: the runs table of the sessions folder (id,
+//! status, step, primary metric, lineage and the config keys that differ
+//! between the sessions, as `ls` shows them) and, once asked for, the
+//! marked sessions' primary training losses overlaid in one chart. Also
+//! reads those curves ([`read_overlay`]) for the caller.
+
+use super::chart::{self, PlotSeries};
+use super::fmt;
+use super::state::{App, Overlaid, OverlayCurve, SessionsView};
+use crate::plot::data::SessionData;
+use crate::runs::{keys, Run};
+use anyhow::Result;
+use ratatui::layout::{Constraint, Layout, Rect};
+use ratatui::text::{Line, Span};
+use ratatui::widgets::{Block, Cell, Paragraph, Row, Table, TableState};
+use ratatui::Frame;
+use std::path::PathBuf;
+
+/// The fixed columns before the differing config keys.
+const FIXED: [&str; 5] = ["", "ID", "STATUS", "STEP", "METRIC"];
+/// The lineage column's header, shown when any session is a fork.
+const FORKED: &str = "FORKED FROM";
+
+/// Draws the view into `area` (where the panes would be).
+pub fn render(frame: &mut Frame, area: Rect, app: &App, view: &SessionsView) {
+    let marked = view.marked.len();
+    let note = Line::from(Span::styled(
+        format!(" {} sessions · {marked} marked ", view.runs.len()),
+        app.theme.dim(),
+    ));
+    let block = Block::bordered()
+        .border_style(app.theme.accent())
+        .title(Span::styled(" Sessions ", app.theme.accent()))
+        .title(note.right_aligned())
+        .title_bottom(" ↑↓ select · Space mark · o overlay marked · Enter attach · Esc back ");
+    let inner = block.inner(area);
+    frame.render_widget(block, area);
+    if view.runs.is_empty() {
+        let text = "no sessions in this folder";
+        frame.render_widget(Paragraph::new(Span::styled(text, app.theme.dim())), inner);
+        return;
+    }
+    let table_area = match &view.overlay {
+        None => inner,
+        Some(overlaid) => {
+            let rows = (view.runs.len() as u16 + 1).min(inner.height / 2).max(2);
+            let [table, curves] =
+                Layout::vertical([Constraint::Length(rows), Constraint::Min(0)]).areas(inner);
+            render_overlay(frame, curves, app, overlaid);
+            table
+        }
+    };
+    render_table(frame, table_area, app, view);
+}
+
+/// The lineage cell: `parent@step` for a fork.
+fn lineage(run: &Run) -> String {
+    match (&run.meta.parent, run.meta.fork_step) {
+        (Some(parent), Some(at)) => format!("{parent}@{at}"),
+        _ => "-".into(),
+    }
+}
+
+fn metric(run: &Run) -> String {
+    run.metric().map_or("-".into(), |m| {
+        format!("{} {}", run.meta.primary_metric, fmt::num(m))
+    })
+}
+
+/// The table's text: a header and one row per run; `short` puts session
+/// names where ids would be (for narrow terminals).
+fn cells(app: &App, view: &SessionsView, short: bool) -> (Vec<String>, Vec<Vec<String>>) {
+    let current = app.session_dir();
+    let with_forks = view.runs.iter().any(|r| r.meta.parent.is_some());
+    let mut header: Vec<String> = FIXED.iter().map(|h| h.to_string()).collect();
+    if short {
+        header[1] = "NAME".into();
+    }
+    if with_forks {
+        header.push(FORKED.into());
+    }
+    header.extend(view.differing.iter().cloned());
+    let name_of = |id: &str| {
+        view.runs
+            .iter()
+            .find(|r| r.meta.id == id)
+            .map_or(id.to_string(), |r| r.meta.name.clone())
+    };
+    let rows = view
+        .runs
+        .iter()
+        .map(|r| {
+            let mark = if view.marked.contains(&r.dir) {
+                "●"
+            } else {
+                "○"
+            };
+            let attached = r.dir.file_name() == current.file_name();
+            let id = if short { &r.meta.name } else { &r.meta.id };
+            let mut row = vec![
+                mark.to_string(),
+                format!("{id}{}", if attached { " ◂" } else { "" }),
+                r.status.clone(),
+                format!("{}/{}", r.step, r.steps),
+                metric(r),
+            ];
+            if with_forks {
+                row.push(match (&r.meta.parent, r.meta.fork_step) {
+                    (Some(parent), Some(at)) if short => format!("{}@{at}", name_of(parent)),
+                    _ => lineage(r),
+                });
+            }
+            row.extend(
+                view.differing
+                    .iter()
+                    .map(|k| r.config.get(k).map_or("-".into(), keys::text)),
+            );
+            row
+        })
+        .collect();
+    (header, rows)
+}
+
+/// Each column's width: its widest cell.
+fn column_widths(header: &[String], rows: &[Vec<String>]) -> Vec<u16> {
+    (0..header.len())
+        .map(|i| {
+            rows.iter()
+                .map(|row| row[i].chars().count())
+                .chain([header[i].chars().count()])
+                .max()
+                .unwrap_or(1) as u16
+        })
+        .collect()
+}
+
+fn render_table(frame: &mut Frame, area: Rect, app: &App, view: &SessionsView) {
+    let (mut header, mut rows) = cells(app, view, false);
+    let mut widths = column_widths(&header, &rows);
+    let needed = |widths: &[u16]| widths.iter().map(|w| w + 1).sum::<u16>();
+    if needed(&widths) > area.width {
+        (header, rows) = cells(app, view, true);
+        widths = column_widths(&header, &rows);
+    }
+    // Still too wide: the differing keys go, last first, before the fixed
+    // columns would be squeezed.
+    let fixed = FIXED.len() + usize::from(header.get(FIXED.len()).is_some_and(|h| h == FORKED));
+    while needed(&widths) > area.width && widths.len() > fixed {
+        widths.pop();
+        header.pop();
+        for row in &mut rows {
+            row.pop();
+        }
+    }
+    let rows = rows.into_iter().enumerate().map(|(i, row)| {
+        let style = if view.marked.contains(&view.runs[i].dir) {
+            app.theme.accent()
+        } else {
+            ratatui::style::Style::new()
+        };
+        Row::new(row.into_iter().map(Cell::from)).style(style)
+    });
+    let table = Table::new(rows, widths.into_iter().map(Constraint::Length))
+        .header(Row::new(header.into_iter().map(Cell::from)).style(app.theme.dim()))
+        .row_highlight_style(app.theme.selected());
+    let mut state = TableState::default().with_selected(Some(view.cursor));
+    frame.render_stateful_widget(table, area, &mut state);
+}
+
+fn render_overlay(frame: &mut Frame, area: Rect, app: &App, overlaid: &Overlaid) {
+    let [legend_area, chart_area] =
+        Layout::vertical([Constraint::Length(1), Constraint::Min(0)]).areas(area);
+    let mut spans = vec![Span::styled(
+        format!("{} · ", overlaid.what),
+        app.theme.dim(),
+    )];
+    for (i, curve) in overlaid.curves.iter().enumerate() {
+        if i > 0 {
+            spans.push(Span::raw("  "));
+        }
+        spans.extend(chart::legend_entry(
+            &curve.label,
+            app.theme.series(i),
+            true,
+            app.theme,
+        ));
+    }
+    frame.render_widget(Paragraph::new(Line::from(spans)), legend_area);
+    let xs = overlaid
+        .curves
+        .iter()
+        .flat_map(|c| c.points.iter().map(|p| p.0));
+    let x = crate::plot::series::extent(xs).unwrap_or((0.0, 1.0));
+    let series: Vec<PlotSeries> = overlaid
+        .curves
+        .iter()
+        .enumerate()
+        .map(|(i, c)| {
+            let style = app.theme.series(i);
+            let columns = chart::columns_for(chart_area.width, style.marker);
+            let points = crate::plot::series::decimate(&c.points, x.0, x.1, columns);
+            PlotSeries {
+                points: chart::transform(points.into_iter(), false),
+                style,
+            }
+        })
+        .collect();
+    chart::render(
+        frame,
+        chart_area,
+        &series,
+        x,
+        false,
+        "no training steps logged yet",
+        app.theme,
+    );
+}
+
+/// The primary training loss of each session in `dirs`, labelled by name
+/// (with the id when two share a name; a fork says where it comes from).
+pub fn read_overlay(dirs: &[PathBuf]) -> Result<Overlaid> {
+    let sessions = dirs
+        .iter()
+        .map(|d| SessionData::load(d))
+        .collect::<Result<Vec<_>>>()?;
+    let primaries: std::collections::BTreeSet<&str> =
+        sessions.iter().map(|s| s.meta.primary.as_str()).collect();
+    let what = match primaries.iter().next() {
+        Some(p) if primaries.len() == 1 => format!("training loss {p}"),
+        _ => "primary training loss".to_string(),
+    };
+    let curves = sessions
+        .iter()
+        .map(|s| {
+            let twins = sessions
+                .iter()
+                .filter(|o| o.meta.name == s.meta.name)
+                .count();
+            let mut label = if twins > 1 {
+                format!("{} ({})", s.meta.name, s.meta.id)
+            } else {
+                s.meta.name.clone()
+            };
+            if let Some(at) = s.meta.fork_step {
+                label.push_str(&format!(" (fork @{at})"));
+            }
+            OverlayCurve {
+                label,
+                points: s.losses.get(&s.meta.primary).cloned().unwrap_or_default(),
+            }
+        })
+        .collect();
+    Ok(Overlaid { what, curves })
+}

@@ -1,0 +1,287 @@
+//! The sessions view (`r`) and forking (`f`): keys -> actions, what the
+//! caller's answers change, and snapshots of the list and the overlay.
+
+use super::*;
+use crate::runs::Run;
+use crate::tui::state::{ForkReport, Overlaid, OverlayCurve};
+use crate::tui::{perform_with, Ctx};
+use std::collections::BTreeMap;
+
+/// A row of the runs table as `runs::all` would read it.
+fn run(name: &str, step: u64, accuracy: Option<f64>, j: i64, fork: Option<(&str, u64)>) -> Run {
+    let mut meta = fixtures::meta(TOTAL);
+    meta.id = format!("20260101-12000{}-{name}", name.len() % 10);
+    meta.name = name.into();
+    meta.parent = fork.map(|(p, _)| p.to_string());
+    meta.fork_step = fork.map(|(_, s)| s);
+    let mut config: BTreeMap<String, toml::Value> = Config::default().flatten();
+    config.insert("aid.iterations".into(), toml::Value::Integer(j));
+    let eval: Option<crate::runs::Eval> =
+        accuracy.map(|a| (step, [("accuracy".to_string(), a)].into()));
+    Run {
+        dir: PathBuf::from(format!("sessions/{name}")),
+        status: if step == TOTAL { "finished" } else { "running" }.into(),
+        alive_pid: None,
+        step,
+        steps: TOTAL,
+        final_eval: eval.clone(),
+        best_eval: eval,
+        config,
+        meta,
+    }
+}
+
+/// The attached session (`sessions/demo`), another, and a fork of it.
+fn runs() -> Vec<Run> {
+    vec![
+        run("demo", STEPS, Some(0.71), 3, None),
+        run("base", TOTAL, Some(0.64), 0, None),
+        run(
+            "base-fork",
+            TOTAL,
+            Some(0.69),
+            1,
+            Some(("20260101-120004-base", 400)),
+        ),
+    ]
+}
+
+fn with_sessions() -> App {
+    let mut app = app();
+    assert_eq!(press(&mut app, KeyCode::Char('r')), Action::ListSessions);
+    app.show_sessions(Ok(runs()));
+    app
+}
+
+fn curve(label: &str, from: u64, scale: f64) -> OverlayCurve {
+    OverlayCurve {
+        label: label.into(),
+        points: (from..TOTAL)
+            .step_by(10)
+            .map(|s| (s as f64, scale / (1.0 + s as f64 / 100.0)))
+            .collect(),
+    }
+}
+
+fn overlaid() -> Overlaid {
+    Overlaid {
+        what: "training loss primary".into(),
+        curves: vec![
+            curve("base", 0, 2.0),
+            curve("base-fork (fork @400)", 400, 1.5),
+        ],
+    }
+}
+
+#[test]
+fn r_opens_the_view_on_the_attached_session_and_esc_or_r_closes_it() {
+    let mut app = with_sessions();
+    let view = app.sessions.as_ref().expect("the view is open");
+    assert_eq!(view.cursor, 0, "cursor on sessions/demo, the attached one");
+    assert_eq!(view.differing, vec!["aid.iterations".to_string()]);
+    assert_eq!(press(&mut app, KeyCode::Esc), Action::None);
+    assert!(app.sessions.is_none());
+    app.show_sessions(Ok(runs()));
+    press(&mut app, KeyCode::Char('r'));
+    assert!(app.sessions.is_none());
+    // A number key leaves the view for that pane.
+    app.show_sessions(Ok(runs()));
+    press(&mut app, KeyCode::Char('3'));
+    assert!(app.sessions.is_none());
+    assert_eq!(app.focus, Pane::Hyper);
+}
+
+#[test]
+fn pane_keys_do_nothing_in_the_view_but_global_ones_work() {
+    let mut app = with_sessions();
+    let hidden = app.curves.hidden.clone();
+    press(&mut app, KeyCode::Char('l'));
+    assert!(!app.curves.log, "l is the curves pane's, not the view's");
+    assert_eq!(app.curves.hidden, hidden);
+    assert_eq!(
+        press(&mut app, KeyCode::Char('p')),
+        Action::Send(Command::Pause)
+    );
+    press(&mut app, KeyCode::Char('q'));
+    assert_eq!(app.overlay, Overlay::ConfirmQuit);
+}
+
+#[test]
+fn space_marks_and_o_overlays_only_two_or_more() {
+    let mut app = with_sessions();
+    press(&mut app, KeyCode::Down);
+    assert_eq!(press(&mut app, KeyCode::Char(' ')), Action::None);
+    let view = app.sessions.as_ref().expect("open");
+    assert_eq!(view.cursor, 2, "Space moves on to the next row");
+    assert_eq!(press(&mut app, KeyCode::Char('o')), Action::None);
+    let flash = app.flash.as_ref().expect("says why").text.clone();
+    assert!(flash.contains("1 marked"), "{flash}");
+    press(&mut app, KeyCode::Char(' '));
+    assert_eq!(
+        press(&mut app, KeyCode::Char('o')),
+        Action::OverlayCurves(vec!["sessions/base".into(), "sessions/base-fork".into()])
+    );
+    app.show_overlay(Ok(overlaid()));
+    assert!(app.sessions.as_ref().expect("open").overlay.is_some());
+    // Esc closes the overlay first, then the view; Space unmarks.
+    press(&mut app, KeyCode::Esc);
+    let view = app.sessions.as_ref().expect("still open");
+    assert!(view.overlay.is_none());
+    press(&mut app, KeyCode::Up);
+    press(&mut app, KeyCode::Char(' '));
+    assert_eq!(
+        app.sessions.as_ref().expect("open").marked_dirs(),
+        vec![PathBuf::from("sessions/base-fork")],
+        "base (row 1) unmarked"
+    );
+    press(&mut app, KeyCode::Esc);
+    assert!(app.sessions.is_none());
+}
+
+#[test]
+fn enter_attaches_to_another_session_and_closes_on_this_one() {
+    let mut app = with_sessions();
+    assert_eq!(press(&mut app, KeyCode::Enter), Action::None);
+    assert!(app.sessions.is_none(), "Enter on the attached one closes");
+    app.show_sessions(Ok(runs()));
+    press(&mut app, KeyCode::End);
+    let action = press(&mut app, KeyCode::Enter);
+    assert_eq!(
+        action,
+        Action::Quit(Exit::Attach("sessions/base-fork".into()))
+    );
+    let link = FakeLink::default();
+    assert_eq!(
+        perform(&mut app, action, &link, None),
+        Some(Exit::Attach("sessions/base-fork".into()))
+    );
+    assert!(link.sent.borrow().is_empty(), "switching stops nothing");
+}
+
+#[test]
+fn a_folder_that_cannot_be_listed_is_said() {
+    let mut app = app();
+    let link = FakeLink::default();
+    perform_with(&mut app, Action::ListSessions, &link, Ctx::default());
+    assert!(app.sessions.is_none());
+    let flash = app.flash.as_ref().expect("says why").text.clone();
+    assert!(flash.contains("cannot list sessions"), "{flash}");
+}
+
+#[test]
+fn f_forks_with_the_edited_config_and_says_the_new_id() {
+    let mut app = app();
+    assert_eq!(press(&mut app, KeyCode::Char('f')), Action::None);
+    assert!(app
+        .flash
+        .as_ref()
+        .expect("warns")
+        .text
+        .contains("not available"));
+
+    app.can_fork = true;
+    select(&mut app, "train.lr");
+    press(&mut app, KeyCode::Enter);
+    app.editor.as_mut().expect("editing").input.clear();
+    type_text(&mut app, "0.002");
+    let edit = press(&mut app, KeyCode::Enter);
+    let Action::WriteConfig { config, .. } = edit else {
+        panic!("expected a write, got {edit:?}");
+    };
+    app.wrote_config(*config, "train.lr = 0.002");
+
+    assert_eq!(press(&mut app, KeyCode::Char('f')), Action::Fork);
+    let seen: RefCell<Vec<f64>> = RefCell::default();
+    let fork = |c: &Config| -> anyhow::Result<ForkReport> {
+        seen.borrow_mut().push(c.train.lr);
+        Ok(ForkReport {
+            id: "20260101-130000-demo-fork".into(),
+            dir: "sessions/20260101-130000-demo-fork".into(),
+            step: 400,
+            changes: vec!["train.lr=0.002".into()],
+        })
+    };
+    let ctx = Ctx {
+        fork: Some(&fork),
+        ..Ctx::default()
+    };
+    let link = FakeLink::default();
+    assert_eq!(perform_with(&mut app, Action::Fork, &link, ctx), None);
+    assert_eq!(
+        *seen.borrow(),
+        vec![0.002],
+        "the fork gets the edited config"
+    );
+    let flash = app.flash.as_ref().expect("says the id").text.clone();
+    assert!(
+        flash.contains("into session 20260101-130000-demo-fork")
+            && flash.contains("step 400")
+            && flash.contains("train.lr=0.002"),
+        "{flash}"
+    );
+    let failing = |_: &Config| -> anyhow::Result<ForkReport> {
+        anyhow::bail!("session demo has no checkpoint to fork from")
+    };
+    let ctx = Ctx {
+        fork: Some(&failing),
+        ..Ctx::default()
+    };
+    perform_with(&mut app, Action::Fork, &link, ctx);
+    let flash = app.flash.as_ref().expect("says why").text.clone();
+    assert!(
+        flash.contains("fork failed: session demo has no checkpoint"),
+        "{flash}"
+    );
+}
+
+#[test]
+fn snapshot_sessions_view_and_overlay() {
+    let mut app = with_sessions();
+    press(&mut app, KeyCode::Down);
+    press(&mut app, KeyCode::Char(' '));
+    press(&mut app, KeyCode::Char(' '));
+    insta::assert_snapshot!("sessions_160x45", draw(&app, 160, 45).backend());
+    insta::assert_snapshot!("sessions_80x24", draw(&app, 80, 24).backend());
+    app.show_overlay(Ok(overlaid()));
+    let t = draw(&app, 160, 45);
+    let screen = text(t.backend().buffer());
+    assert!(
+        screen.contains("base-fork (fork @400)") && screen.contains("training loss primary"),
+        "{screen}"
+    );
+    insta::assert_snapshot!("sessions_overlay_160x45", t.backend());
+}
+
+#[test]
+fn the_view_draws_at_any_size_and_with_no_sessions() {
+    let mut app = with_sessions();
+    app.show_overlay(Ok(overlaid()));
+    for w in (0..=170).step_by(9).chain([1, 2, 80, 120]) {
+        for h in (0..=50).step_by(4).chain([1, 2, 24, 32]) {
+            draw(&app, w, h);
+        }
+    }
+    app.show_sessions(Ok(Vec::new()));
+    let screen = text(draw(&app, 80, 24).backend().buffer());
+    assert!(screen.contains("no sessions in this folder"), "{screen}");
+    assert_eq!(press(&mut app, KeyCode::Enter), Action::None);
+    assert_eq!(press(&mut app, KeyCode::Char(' ')), Action::None);
+}
+
+#[test]
+fn help_has_the_sessions_and_fork_keys() {
+    for (context, keys) in [
+        ("global", "r"),
+        ("global", "f"),
+        ("runs", "Space"),
+        ("runs", "o"),
+        ("runs", "Enter"),
+    ] {
+        assert!(
+            crate::tui::keys::KEYS
+                .iter()
+                .any(|(c, k, _)| *c == context && *k == keys),
+            "help misses {context} {keys}"
+        );
+    }
+}

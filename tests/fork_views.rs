@@ -1,0 +1,253 @@
+//! Forks where a user sees them: `compare` draws a fork from its fork step
+//! with the fork point marked and `parent → fork` in the legend; `f` in the
+//! TUI (driven in tmux) forks the attached session with the edited config,
+//! says the new id, and the sessions view (`r`, Enter) attaches to it.
+//!
+//! The TUI test needs `tmux` (it fails, saying so, when it is missing).
+
+mod common;
+
+use common::{bin, repo, run_with_limit, text};
+use meltr_tui::config::Config;
+use meltr_tui::plot::data::SessionData;
+use meltr_tui::plot::figures::{compare, Prep};
+use meltr_tui::plot::series::Emphasis;
+use meltr_tui::session::{self, SessionMeta, Status};
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::Duration;
+
+const WAIT: Duration = Duration::from_secs(120);
+
+/// A small, quick synthetic run: `steps` steps, a checkpoint every 20.
+fn parent(root: &Path, name: &str, steps: &str) -> PathBuf {
+    let out = run_with_limit(
+        bin()
+            .arg("--sessions-dir")
+            .arg(root)
+            .args(["run", "--headless", "-n", name, "--steps", steps, "-c"])
+            .arg(repo("configs/synthetic.toml"))
+            .args(["--set", "train.checkpoint_every=20"])
+            .args(["--set", "train.eval_every=10"])
+            .args(["--set", "meltr.d_model=32", "--set", "meltr.heads=4"])
+            .args(["--set", "meltr.d_ff=64", "--set", "train.device=\"cpu\""]),
+        WAIT,
+    );
+    assert!(out.status.success(), "{}", text(&out));
+    session::find(root, name).unwrap()
+}
+
+#[test]
+fn compare_starts_a_fork_at_its_fork_step_and_marks_the_fork_point() {
+    let tmp = tempfile::tempdir().unwrap();
+    let root = tmp.path().join("sessions");
+    let parent_dir = parent(&root, "base", "60");
+    let out = run_with_limit(
+        bin().arg("--sessions-dir").arg(&root).args([
+            "fork",
+            "base",
+            "--at",
+            "20",
+            "--headless",
+            "-n",
+            "branch",
+            "--set",
+            "meltr.meta_lr=0.01",
+        ]),
+        WAIT,
+    );
+    assert!(out.status.success(), "{}", text(&out));
+    let fork_dir = session::find(&root, "branch").unwrap();
+    let sessions = [
+        SessionData::load(&parent_dir).unwrap(),
+        SessionData::load(&fork_dir).unwrap(),
+    ];
+    // The fork's log holds the parent's lines up to step 20 too.
+    assert!(sessions[1].losses["primary"][0].0 < 20.0);
+    let prep = Prep {
+        ema: 0.0,
+        columns: 1000,
+    };
+    for metric in ["primary", sessions[0].meta.primary_metric.as_str()] {
+        let chart = compare(&sessions, metric, prep).unwrap();
+        let meltr_tui::plot::chart::Body::Lines(lines) = chart.body else {
+            panic!("compare draws lines");
+        };
+        let by_label = |label: &str| {
+            lines
+                .iter()
+                .find(|l| l.label.as_deref() == Some(label))
+                .unwrap_or_else(|| panic!("no line labelled {label:?} in {lines:#?}"))
+        };
+        let base = by_label("base");
+        let branch = by_label("base → branch");
+        assert!(
+            base.points[0].0 < 20.0,
+            "{metric}: the parent starts at its start"
+        );
+        assert_eq!(
+            branch.points[0].0, 20.0,
+            "{metric}: the fork starts at step 20"
+        );
+        assert!(branch.points.iter().all(|p| p.0 >= 20.0));
+        let marker = by_label("fork of base at step 20");
+        assert_eq!(marker.emphasis, Emphasis::MarkersOnly);
+        // On the parent's curve, at the fork step.
+        let at_fork = base.points.iter().find(|p| p.0 == 20.0).unwrap();
+        assert_eq!(marker.points, vec![*at_fork], "{metric}");
+    }
+    // The figure itself, in PNG.
+    let png = tmp.path().join("fork.png");
+    meltr_tui::plot::compare(
+        &[parent_dir, fork_dir],
+        &png,
+        Some("primary"),
+        meltr_tui::plot::Style::Paper,
+    )
+    .unwrap();
+    assert!(std::fs::read(&png).unwrap().starts_with(b"\x89PNG"));
+}
+
+/// A private tmux server running one command at 160x45, killed when dropped.
+struct Tmux {
+    socket: String,
+}
+
+impl Tmux {
+    fn start(command: &str) -> Tmux {
+        match Command::new("tmux").arg("-V").output() {
+            Ok(out) if out.status.success() => {}
+            _ => panic!("this test drives the TUI through tmux: install tmux"),
+        }
+        let socket = format!("meltr-fork-test-{}", std::process::id());
+        let tmux = Tmux { socket };
+        tmux.run(&[
+            "-f",
+            "/dev/null",
+            "new-session",
+            "-d",
+            "-s",
+            "t",
+            "-x",
+            "160",
+            "-y",
+            "45",
+            command,
+        ]);
+        tmux
+    }
+
+    fn run(&self, args: &[&str]) -> String {
+        let out = Command::new("tmux")
+            .env_remove("TMUX")
+            .env("LANG", "C.UTF-8")
+            .args(["-u", "-L", &self.socket])
+            .args(args)
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "tmux {args:?}: {}", text(&out));
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
+    fn screen(&self) -> String {
+        self.run(&["capture-pane", "-p", "-t", "t"])
+    }
+
+    fn keys(&self, keys: &[&str]) {
+        let mut args = vec!["send-keys", "-t", "t"];
+        args.extend_from_slice(keys);
+        self.run(&args);
+    }
+
+    /// Waits until the screen contains `what`; returns the screen.
+    fn wait_for(&self, what: &str) -> String {
+        common::wait_until(&format!("{what:?} on screen"), WAIT, || {
+            let screen = self.screen();
+            screen.contains(what).then_some(screen)
+        })
+    }
+}
+
+impl Drop for Tmux {
+    fn drop(&mut self) {
+        let _ = Command::new("tmux")
+            .args(["-L", &self.socket, "kill-server"])
+            .output();
+    }
+}
+
+#[test]
+fn f_in_the_tui_forks_with_the_edited_key_and_enter_in_the_sessions_view_attaches() {
+    let tmp = tempfile::tempdir().unwrap();
+    let root = tmp.path().join("sessions");
+    let parent_dir = parent(&root, "base", "40");
+    let parent_id = SessionMeta::read(&parent_dir).unwrap().id;
+    let command = format!(
+        "{} --sessions-dir '{}' attach base",
+        env!("CARGO_BIN_EXE_meltr-tui"),
+        root.display()
+    );
+    let tmux = Tmux::start(&command);
+    tmux.wait_for("Hyperparameters");
+
+    // train.steps 40 -> 70 in the editor (written to the parent's
+    // config.toml; the parent has ended, so it stays pending there).
+    let keys = Config::load(&parent_dir.join("config.toml"))
+        .unwrap()
+        .flatten();
+    let index = keys.keys().position(|k| k == "train.steps").unwrap();
+    tmux.keys(&["3", "Home"]);
+    for _ in 0..index {
+        tmux.keys(&["Down"]);
+    }
+    tmux.keys(&["Enter", "C-u"]);
+    tmux.run(&["send-keys", "-t", "t", "-l", "70"]);
+    tmux.keys(&["Enter"]);
+    tmux.wait_for("wrote train.steps = 70");
+
+    tmux.keys(&["f"]);
+    let screen = tmux.wait_for("into session");
+    let forks: Vec<(PathBuf, SessionMeta)> = session::list(&root)
+        .into_iter()
+        .filter(|(_, m)| m.parent.as_deref() == Some(parent_id.as_str()))
+        .collect();
+    assert_eq!(forks.len(), 1, "{screen}");
+    let (fork_dir, meta) = &forks[0];
+    assert!(
+        screen.contains(&meta.id),
+        "the status line names the fork\n{screen}"
+    );
+    assert!(screen.contains("train.steps=70"), "{screen}");
+    assert_eq!(meta.fork_step, Some(40));
+    assert_eq!(meta.group, SessionMeta::read(&parent_dir).unwrap().group);
+    let config = Config::load(&fork_dir.join("config.toml")).unwrap();
+    assert_eq!(config.train.steps, 70, "the edited key is the fork's");
+    // The fork trains on from step 40 to 70 in its own runner.
+    common::wait_until("the fork to finish", WAIT, || {
+        let m = SessionMeta::read(fork_dir).ok()?;
+        (m.status == Status::Finished).then_some(())
+    });
+    let steps = common::logged_train_steps(fork_dir);
+    assert_eq!(steps.last(), Some(&70), "{steps:?}");
+
+    // The sessions view lists both, the fork with its lineage; Enter on it
+    // attaches this TUI to it.
+    tmux.keys(&["r"]);
+    let screen = tmux.wait_for("FORKED FROM");
+    assert!(screen.contains(&format!("{parent_id}@40")), "{screen}");
+    assert!(
+        screen.contains("train.steps"),
+        "the differing key\n{screen}"
+    );
+    tmux.keys(&["End", "Enter"]);
+    // The panes again, the header naming the fork.
+    common::wait_until("the TUI on the fork", WAIT, || {
+        let screen = tmux.screen();
+        let on_fork = screen
+            .lines()
+            .next()
+            .is_some_and(|l| l.contains("base-fork"));
+        (on_fork && !screen.contains("FORKED FROM")).then_some(())
+    });
+    tmux.keys(&["q", "y"]);
+}
