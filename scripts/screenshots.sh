@@ -14,6 +14,8 @@
 #   tui-hyperparameters.png  hyperparameters pane, the editor open on aid.iterations
 #   tui-help.png             the help overlay (?)
 #   tui-detach.png           the quit dialog (q): detach, or stop the run
+#   tui-sessions.png         the sessions view (r) with two more sessions
+#   tui-sessions-overlay.png two of them marked and overlaid (Space, o)
 #   tui-80x24.png            the same run at 80x24: one pane and a tab bar
 #
 # Needs Xvfb, xterm, xdotool, ImageMagick and the DejaVu fonts, e.g.
@@ -148,6 +150,17 @@ shot tui-help.png
 keys Escape q
 shot tui-detach.png
 keys n 1 l
+# The sessions view (r), with two short synthetic runs beside this one, and
+# their training losses overlaid (Space marks, o overlays).
+for seed in 0 1; do
+    "$BIN" --sessions-dir "$tmp/sessions" run --headless -c configs/synthetic.toml --steps 60 \
+        --set workload.seed=$seed -n "synthetic-seed$seed" >/dev/null 2>&1
+done
+keys r
+shot tui-sessions.png
+keys Down space space o
+shot tui-sessions-overlay.png
+keys Escape Escape 1
 xdotool windowsize --usehints --sync "$wid" 80 24 2>/dev/null || xdotool windowsize --usehints "$wid" 80 24
 sleep 1
 shot tui-80x24.png
