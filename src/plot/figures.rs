@@ -295,7 +295,7 @@ pub fn transforms(data: &SessionData) -> Option<Figure> {
 }
 
 /// Legend names for sessions: their names, made unique with the id if needed.
-fn legend_names(sessions: &[SessionData]) -> Vec<String> {
+pub(crate) fn legend_names(sessions: &[SessionData]) -> Vec<String> {
     sessions
         .iter()
         .map(|s| {

@@ -231,16 +231,8 @@ pub fn read_overlay(dirs: &[PathBuf]) -> Result<Overlaid> {
     };
     let curves = sessions
         .iter()
-        .map(|s| {
-            let twins = sessions
-                .iter()
-                .filter(|o| o.meta.name == s.meta.name)
-                .count();
-            let mut label = if twins > 1 {
-                format!("{} ({})", s.meta.name, s.meta.id)
-            } else {
-                s.meta.name.clone()
-            };
+        .zip(crate::plot::figures::legend_names(&sessions))
+        .map(|(s, mut label)| {
             if let Some(at) = s.meta.fork_step {
                 label.push_str(&format!(" (fork @{at})"));
             }
