@@ -74,7 +74,7 @@ fn all_reduces_started_together_are_waited_for_later() {
                 first.wait()?;
                 Ok(vec![
                     Vec::try_from(&a)?,
-                    Vec::try_from(&b.sum(Kind::Double))?,
+                    Vec::try_from(&b.sum(Kind::Double).reshape([1]))?,
                 ])
             })
         })

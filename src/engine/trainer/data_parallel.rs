@@ -29,6 +29,16 @@ impl Timing {
     pub(super) fn started(&self) -> (usize, usize) {
         (self.started_in_backward, self.buckets)
     }
+
+    /// One inner step's backward, wait, and buckets started during the
+    /// backward of all.
+    fn add(&mut self, backward: Duration, wait: Duration, started: usize, buckets: usize) {
+        self.steps += 1;
+        self.backward += backward;
+        self.wait += wait;
+        self.started_in_backward += started;
+        self.buckets += buckets;
+    }
 }
 
 impl Trainer {
@@ -158,9 +168,12 @@ impl Trainer {
         let Some(buckets) = self.buckets.take() else {
             let grads = self.inner_backward(total, from_shares, keep_graph)?;
             self.phase_clock.mark("backward");
+            let backward = started.elapsed();
             let finite = self.average_gradients(&grads, finite)?;
             if self.group.is_some() {
                 self.phase_clock.mark("all-reduce");
+                self.dp_timing
+                    .add(backward, started.elapsed() - backward, 0, 0);
             }
             return Ok((grads, finite));
         };
@@ -171,12 +184,12 @@ impl Trainer {
             self.phase_clock.mark("backward");
             let backward = started.elapsed();
             let averaged = buckets.finish()?;
-            let t = &mut self.dp_timing;
-            t.steps += 1;
-            t.backward += backward;
-            t.wait += started.elapsed() - backward;
-            t.started_in_backward += averaged.started_in_backward;
-            t.buckets += buckets.len();
+            self.dp_timing.add(
+                backward,
+                started.elapsed() - backward,
+                averaged.started_in_backward,
+                buckets.len(),
+            );
             Ok(averaged)
         });
         if averaged.is_err() {
@@ -222,22 +235,28 @@ impl Trainer {
         }
     }
 
-    /// Rank 0, at the end of a data-parallel run with buckets: one event
-    /// with the mean backward time and wait for the all-reduces per step.
+    /// Rank 0, at the end of a data-parallel run: one event with the mean
+    /// backward time and wait for θ's all-reduces per inner step.
     pub(super) fn report_dp_timing(&mut self) {
         let t = std::mem::take(&mut self.dp_timing);
         if t.steps == 0 {
             return;
         }
         let per_step = |d: Duration| 1e3 * d.as_secs_f64() / t.steps as f64;
+        let buckets = match t.buckets {
+            0 => "one all-reduce after it".to_string(),
+            all => format!(
+                "{:.1} of {:.1} buckets' all-reduces started during it",
+                t.started_in_backward as f64 / t.steps as f64,
+                all as f64 / t.steps as f64
+            ),
+        };
         self.emit(Record::Event {
             level: Level::Info,
             message: format!(
-                "gradient buckets over {} inner steps: backward {:.2} ms a step (which started {} of its {} buckets' all-reduces), then {:.2} ms waiting for the all-reduces",
+                "θ's gradient averaging over {} inner steps: backward {:.2} ms a step ({buckets}), then {:.2} ms waiting for the all-reduce",
                 t.steps,
                 per_step(t.backward),
-                t.started_in_backward as f64 / t.steps as f64,
-                t.buckets as f64 / t.steps as f64,
                 per_step(t.wait),
             ),
         });
