@@ -158,6 +158,12 @@ void *meltr_buckets_new(void *group, at::Tensor **params, int64_t count,
     state->backend = g->backend;
     state->timeout = g->timeout;
     for (int64_t i = 0; i < count; ++i) {
+      // Checked before any hook is registered (register_hook would throw
+      // half-way through).
+      if (!params[i]->requires_grad()) {
+        throw std::runtime_error("parameter " + std::to_string(i) +
+                                 " does not require grad");
+      }
       state->slots.push_back(Slot{*params[i], 0, 0});
     }
     // Reverse parameter order: the backward's order, roughly.
