@@ -112,7 +112,7 @@ pub struct TrainConfig {
     /// Restart-only: the process group is made with it.
     pub collective_timeout_s: u64,
     /// Data-parallel runs: θ's gradients are averaged in buckets of at
-    /// most this many MB, each all-reduced while the backward computes the
+    /// most this many MiB, each all-reduced while the backward computes the
     /// rest; 0 averages them in one all-reduce after the backward.
     /// Restart-only: the buckets are laid out when the ranks join.
     pub bucket_mb: f64,

@@ -129,7 +129,7 @@ impl Config {
             return Err(ConfigError::at_key(
                 "train.bucket_mb",
                 format!(
-                    "expected 0 (one all-reduce after the backward) to {MAX_BUCKET_MB} MB, got {}",
+                    "expected 0 (one all-reduce after the backward) to {MAX_BUCKET_MB} MiB, got {}",
                     t.bucket_mb
                 ),
             ));
@@ -195,7 +195,7 @@ impl Config {
     }
 }
 
-/// The largest `train.bucket_mb` (a bucket as large as a big model).
+/// The largest `train.bucket_mb`, in MiB (a bucket as large as a big model).
 const MAX_BUCKET_MB: f64 = 4096.0;
 
 /// The longest `train.collective_timeout_s`: a day (a rank that hangs
