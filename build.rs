@@ -3,7 +3,7 @@
 //! (otherwise CUDA is never available), and an rpath to libtorch's lib folder
 //! so the binary runs with no LD_LIBRARY_PATH. Also compiles the small C++
 //! shims (`csrc/`: forward-mode AD, device memory statistics, fused
-//! Adam, foreach clipping, c10d process groups) against the
+//! Adam, foreach clipping, c10d process groups and gradient buckets) against the
 //! same libtorch.
 fn main() {
     compile_shims();
@@ -31,13 +31,14 @@ fn main() {
 /// `csrc/*.cpp`, built with libtorch's headers and C++ ABI; the NCCL
 /// process group only where libtorch has CUDA (then `cfg(meltr_nccl)`).
 fn compile_shims() {
-    const SOURCES: [&str; 6] = [
+    const SOURCES: [&str; 7] = [
         "csrc/shim.cpp",
         "csrc/forward_ad.cpp",
         "csrc/device_memory.cpp",
         "csrc/fused_adam.cpp",
         "csrc/clip.cpp",
         "csrc/process_group.cpp",
+        "csrc/grad_buckets.cpp",
     ];
     const NCCL_SOURCE: &str = "csrc/process_group_nccl.cpp";
     for source in SOURCES

@@ -111,6 +111,11 @@ pub struct TrainConfig {
     /// fails with the step and the reason (a rank that died or hangs).
     /// Restart-only: the process group is made with it.
     pub collective_timeout_s: u64,
+    /// Data-parallel runs: θ's gradients are averaged in buckets of at
+    /// most this many MiB, each all-reduced while the backward computes the
+    /// rest; 0 averages them in one all-reduce after the backward.
+    /// Restart-only: the buckets are laid out when the ranks join.
+    pub bucket_mb: f64,
 }
 
 impl TrainConfig {
@@ -155,6 +160,7 @@ impl Default for TrainConfig {
             shares_every: 50,
             trace: false,
             collective_timeout_s: 300,
+            bucket_mb: 25.0,
         }
     }
 }

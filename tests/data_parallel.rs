@@ -29,6 +29,16 @@ fn config(combiner: &str, batch_size: usize) -> Config {
 /// batches of `batch_size`, one list per rank; each rank's trainer is
 /// built before any trains, as processes would be.
 fn train(config: &Config, world: usize, steps: usize) -> Vec<Vec<Tensor>> {
+    train_ranks(config, world, steps)
+        .into_iter()
+        .map(|(params, _)| params)
+        .collect()
+}
+
+/// As [`train`], with each rank's gradient buckets started during the
+/// backward and all buckets, over the steps (None: no buckets).
+type Buckets = Option<(usize, usize)>;
+fn train_ranks(config: &Config, world: usize, steps: usize) -> Vec<(Vec<Tensor>, Buckets)> {
     let root = tempfile::tempdir().unwrap();
     let port = free_port();
     let trainers: Vec<BenchTrainer> = (0..world)
@@ -59,7 +69,7 @@ fn train(config: &Config, world: usize, steps: usize) -> Vec<Vec<Tensor>> {
                     trainer.step().unwrap();
                 }
                 trainer.sync().unwrap();
-                trainer.parameters()
+                (trainer.parameters(), trainer.buckets_started_in_backward())
             })
         })
         .collect();
@@ -118,6 +128,76 @@ fn meltr_on_two_ranks_keeps_theta_and_phi_identical() {
     let phi = |params: &[Tensor]| params.last().unwrap().shallow_clone();
     assert!(
         max_relative_difference(&[phi(&ranks[0])], &[phi(&start[0])]) > 1e-6,
+        "φ did not move"
+    );
+}
+
+// --- θ's gradients in buckets overlapped with the backward (train.bucket_mb) --
+
+fn with_buckets(mut config: Config, bucket_mb: f64) -> Config {
+    config.train.bucket_mb = bucket_mb;
+    config.validate().unwrap();
+    config
+}
+
+#[test]
+fn buckets_started_during_the_backward_average_as_one_process_with_the_whole_batch() {
+    let _serial = serial();
+    let steps = 12;
+    // 2 KiB buckets: several per step on the synthetic model.
+    let bucketed = train_ranks(&with_buckets(config("sum", 16), 0.002), 2, steps);
+    let (started, buckets) = bucketed[0]
+        .1
+        .expect("2 ranks with bucket_mb > 0 use buckets");
+    assert!(buckets >= 3 * steps, "{buckets} buckets in {steps} steps");
+    // The hooks start all but the last bucket (parameter 0's, which the
+    // backward gives last) before the backward returns.
+    assert!(
+        started >= buckets - steps,
+        "only {started} of {buckets} buckets started during the backward"
+    );
+    assert_eq!(bucketed[0].1, bucketed[1].1);
+    let (rank0, rank1) = (&bucketed[0].0, &bucketed[1].0);
+    assert!(bitwise_equal(rank0, rank1), "θ differs between the ranks");
+    let single = train(&config("sum", 16), 1, steps);
+    let err = max_relative_difference(rank0, &single[0]);
+    assert!(
+        err < 1e-6,
+        "2 ranks × 8 rows vs 1 process × 16 rows: {err:e}"
+    );
+    // train.bucket_mb = 0: one all-reduce after the backward, and the
+    // same sums (two ranks: a + b either way).
+    let after = train_ranks(&with_buckets(config("sum", 16), 0.0), 2, steps);
+    assert_eq!(after[0].1, None, "bucket_mb = 0 turns the buckets off");
+    assert!(bitwise_equal(rank0, &after[0].0));
+    let start = train(&config("sum", 16), 1, 0);
+    assert!(max_relative_difference(rank0, &start[0]) > 1e-3);
+}
+
+#[test]
+fn buckets_leave_the_meta_step_and_the_gradient_shares_alone() {
+    let _serial = serial();
+    // Every step logged with gradient shares (θ's gradient from their
+    // double backward, put in the buckets after it) and a meta step every
+    // second step (backward passes over θ the hooks must ignore).
+    let mut c = config("meltr", 16);
+    c.train.log_every = 1;
+    c.train.shares_every = 3;
+    let steps = 8;
+    let bucketed = train_ranks(&with_buckets(c.clone(), 0.002), 2, steps);
+    let off = train_ranks(&with_buckets(c.clone(), 0.0), 2, steps);
+    assert!(
+        bitwise_equal(&bucketed[0].0, &bucketed[1].0),
+        "θ or φ differs between the ranks"
+    );
+    let (started, buckets) = bucketed[0].1.unwrap();
+    assert!(started > 0 && buckets > started, "{started} of {buckets}");
+    let err = max_relative_difference(&bucketed[0].0, &off[0].0);
+    assert!(err < 1e-12, "buckets vs one all-reduce: {err:e}");
+    let start = train(&c, 1, 0);
+    let phi = |params: &[Tensor]| params.last().unwrap().shallow_clone();
+    assert!(
+        max_relative_difference(&[phi(&bucketed[0].0)], &[phi(&start[0])]) > 1e-6,
         "φ did not move"
     );
 }

@@ -16,6 +16,10 @@ pub const RESTART_ONLY: &[(&str, &str)] = &[
         "the ranks' process group is made with it when the run starts",
     ),
     (
+        "train.bucket_mb",
+        "the gradient buckets are laid out when the ranks join",
+    ),
+    (
         "train.dtype",
         "parameters are created in this dtype at start",
     ),

@@ -244,6 +244,24 @@ fn the_collective_timeout_is_a_restart_only_key_from_one_second_to_a_day() {
 }
 
 #[test]
+fn the_bucket_size_is_a_restart_only_key_from_zero_to_4096_mb() {
+    assert_eq!(Config::default().train.bucket_mb, 25.0);
+    for (text, mb) in [("0", 0.0), ("1", 1.0), ("0.5", 0.5)] {
+        let c = Config::parse(&format!("[train]\nbucket_mb = {text}\n")).unwrap();
+        assert_eq!(c.train.bucket_mb, mb);
+    }
+    for bad in ["-1", "4097", "nan"] {
+        let err = Config::parse(&format!("[train]\nbucket_mb = {bad}\n")).unwrap_err();
+        assert_eq!(err.key.as_deref(), Some("train.bucket_mb"), "{err}");
+        assert!(
+            err.message.contains("one all-reduce after the backward"),
+            "{err}"
+        );
+    }
+    assert!(restart_only_reason("train.bucket_mb").is_some());
+}
+
+#[test]
 fn with_value_type_and_range_checks() {
     let c = Config::default();
     assert_eq!(c.with_value("train.lr", "0.01").unwrap().train.lr, 0.01);

@@ -125,6 +125,15 @@ impl Config {
                 ),
             ));
         }
+        if !(0.0..=MAX_BUCKET_MB).contains(&t.bucket_mb) {
+            return Err(ConfigError::at_key(
+                "train.bucket_mb",
+                format!(
+                    "expected 0 (one all-reduce after the backward) to {MAX_BUCKET_MB} MiB, got {}",
+                    t.bucket_mb
+                ),
+            ));
+        }
 
         let c = &self.combiner;
         for (name, weight) in &c.weights {
@@ -185,6 +194,9 @@ impl Config {
         Ok(())
     }
 }
+
+/// The largest `train.bucket_mb`, in MiB (a bucket as large as a big model).
+const MAX_BUCKET_MB: f64 = 4096.0;
 
 /// The longest `train.collective_timeout_s`: a day (a rank that hangs
 /// longer is not coming back).

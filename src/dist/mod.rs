@@ -4,8 +4,11 @@
 //! c10d process group (`csrc/process_group.cpp`: a TCPStore rendezvous and
 //! ProcessGroupGloo for CPU tensors; `csrc/process_group_nccl.cpp`:
 //! ProcessGroupNCCL for CUDA tensors, built where libtorch has CUDA), each
-//! bounded by the group's timeout.
+//! bounded by the group's timeout; all-reduces can also start now and be
+//! waited for later ([`PendingWork`]), and [`GradBuckets`] overlaps θ's
+//! gradient averaging with the backward.
 
+pub mod buckets;
 pub mod rendezvous;
 
 use crate::ffi::checked;
@@ -13,6 +16,7 @@ use anyhow::{Context, Result};
 use std::ffi::{c_char, c_void, CString};
 use tch::{Kind, Tensor};
 
+pub use buckets::GradBuckets;
 pub use rendezvous::Rendezvous;
 
 extern "C" {
@@ -46,6 +50,40 @@ extern "C" {
         error: *mut *mut c_char,
     );
     fn meltr_pg_barrier(group: *mut c_void, error: *mut *mut c_char);
+    fn meltr_pg_all_reduce_sum_start(
+        group: *mut c_void,
+        tensor: *mut torch_sys::C_tensor,
+        error: *mut *mut c_char,
+    ) -> *mut c_void;
+    fn meltr_pg_work_wait(work: *mut c_void, error: *mut *mut c_char);
+}
+
+/// An all-reduce started by [`ProcessGroup::start_all_reduce_sum`]: its
+/// tensor holds the sum once [`PendingWork::wait`] returns.
+#[must_use = "wait for the all-reduce before reading its tensor"]
+pub struct PendingWork {
+    raw: *mut c_void,
+}
+
+impl PendingWork {
+    /// Blocks until the all-reduce is done, at most the group's timeout.
+    pub fn wait(mut self) -> Result<()> {
+        let raw = std::mem::replace(&mut self.raw, std::ptr::null_mut());
+        // SAFETY: `raw` came from meltr_pg_all_reduce_sum_start; the wait
+        // frees it.
+        checked(|error| unsafe { meltr_pg_work_wait(raw, error) })
+    }
+}
+
+impl Drop for PendingWork {
+    fn drop(&mut self) {
+        if !self.raw.is_null() {
+            // Not waited for: wait now (the tensor must not be reused while
+            // Gloo or NCCL still writes it), and drop the outcome.
+            let raw = std::mem::replace(&mut self.raw, std::ptr::null_mut());
+            let _ = checked(|error| unsafe { meltr_pg_work_wait(raw, error) });
+        }
+    }
 }
 
 /// One rank's membership of a c10d process group.
@@ -169,6 +207,15 @@ impl ProcessGroup {
         checked(|error| unsafe {
             meltr_pg_all_reduce_sum(self.raw, tensor.as_ptr() as *mut _, error)
         })
+    }
+
+    /// Starts summing `tensor` (contiguous) over the ranks, in place, and
+    /// returns at once; the sum is there after [`PendingWork::wait`].
+    pub fn start_all_reduce_sum(&self, tensor: &Tensor) -> Result<PendingWork> {
+        let raw = checked(|error| unsafe {
+            meltr_pg_all_reduce_sum_start(self.raw, tensor.as_ptr() as *mut _, error)
+        })?;
+        Ok(PendingWork { raw })
     }
 
     /// Overwrites every tensor with rank `root`'s.

@@ -58,6 +58,62 @@ fn two_gloo_ranks_average_and_broadcast() {
 }
 
 #[test]
+fn all_reduces_started_together_are_waited_for_later() {
+    let port = free_port();
+    let ranks: Vec<_> = (0..2)
+        .map(|rank| {
+            std::thread::spawn(move || -> Result<Vec<Vec<f64>>> {
+                let group = ProcessGroup::gloo(&at(rank, 2, port, Duration::from_secs(30)))?;
+                let r = rank as f64;
+                let a = Tensor::from_slice(&[1.0 + r, 2.0 * r]);
+                let b = Tensor::from_slice(&[r; 1000]);
+                // Both in flight at once, waited for in the other order.
+                let first = group.start_all_reduce_sum(&a)?;
+                let second = group.start_all_reduce_sum(&b)?;
+                second.wait()?;
+                first.wait()?;
+                Ok(vec![
+                    Vec::try_from(&a)?,
+                    Vec::try_from(&b.sum(Kind::Double).reshape([1]))?,
+                ])
+            })
+        })
+        .collect();
+    for handle in ranks {
+        assert_eq!(
+            handle.join().unwrap().unwrap(),
+            vec![vec![3.0, 2.0], vec![1000.0]]
+        );
+    }
+}
+
+#[test]
+fn an_all_reduce_the_other_rank_never_joins_fails_after_the_timeout() {
+    let port = free_port();
+    let (done, wait_done) = std::sync::mpsc::channel::<()>();
+    let absent = std::thread::spawn(move || {
+        let group = ProcessGroup::gloo(&at(1, 2, port, Duration::from_secs(2))).unwrap();
+        // In the group, but never in the all-reduce (until rank 0 is done).
+        let _ = wait_done.recv_timeout(Duration::from_secs(60));
+        drop(group);
+    });
+    let group = ProcessGroup::gloo(&at(0, 2, port, Duration::from_secs(2))).unwrap();
+    let t = Tensor::from_slice(&[1.0f64]);
+    let started = Instant::now();
+    let err = group
+        .start_all_reduce_sum(&t)
+        .and_then(PendingWork::wait)
+        .expect_err("rank 1 never joins the all-reduce");
+    let waited = started.elapsed();
+    done.send(()).unwrap();
+    absent.join().unwrap();
+    assert!(
+        waited >= Duration::from_millis(1500) && waited < Duration::from_secs(30),
+        "{waited:?}: {err:#}"
+    );
+}
+
+#[test]
 fn a_rank_alone_gives_up_after_the_timeout_with_a_clear_message() {
     let started = Instant::now();
     let err = ProcessGroup::gloo(&at(0, 2, free_port(), Duration::from_secs(2)))

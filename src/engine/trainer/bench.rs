@@ -50,6 +50,14 @@ impl BenchTrainer {
         self.0.join_group(at)
     }
 
+    /// Data-parallel with gradient buckets: the buckets whose all-reduce
+    /// started during the backward, and all buckets, summed over the inner
+    /// steps so far (None without buckets).
+    pub fn buckets_started_in_backward(&self) -> Option<(usize, usize)> {
+        self.0.buckets.as_ref()?;
+        Some(self.0.dp_timing.started())
+    }
+
     /// θ and then φ (the combiner's parameters), detached copies.
     pub fn parameters(&self) -> Vec<Tensor> {
         self.0

@@ -2,11 +2,44 @@
 //! starts from rank 0's state, takes its own shard of every batch, and
 //! averages θ's gradients (with the non-finite flag), the logged numbers
 //! and φ's hypergradient over the ranks before using them, so θ and φ stay
-//! identical everywhere. Rank 0 alone writes the session: the other ranks
-//! emit no lines, evaluate nothing and write no checkpoints.
+//! identical everywhere. θ's gradients go through buckets whose
+//! all-reduces start during the backward (`train.bucket_mb`; see
+//! `dist/buckets.rs`), or one all-reduce after it (`train.bucket_mb = 0`).
+//! Rank 0 alone writes the session: the other ranks emit no lines,
+//! evaluate nothing and write no checkpoints.
 
 use super::*;
-use crate::dist::{ProcessGroup, Rendezvous};
+use crate::dist::{GradBuckets, ProcessGroup, Rendezvous};
+use std::time::Duration;
+
+/// Where the data-parallel inner steps' time went: the backward (with the
+/// buckets' all-reduces it started) and the wait for the all-reduces after
+/// it.
+#[derive(Debug, Default)]
+pub(super) struct Timing {
+    steps: u64,
+    backward: Duration,
+    wait: Duration,
+    started_in_backward: usize,
+    buckets: usize,
+}
+
+impl Timing {
+    /// Buckets started during the backward, and all buckets, so far.
+    pub(super) fn started(&self) -> (usize, usize) {
+        (self.started_in_backward, self.buckets)
+    }
+
+    /// One inner step's backward, wait, and buckets started during the
+    /// backward of all.
+    fn add(&mut self, backward: Duration, wait: Duration, started: usize, buckets: usize) {
+        self.steps += 1;
+        self.backward += backward;
+        self.wait += wait;
+        self.started_in_backward += started;
+        self.buckets += buckets;
+    }
+}
 
 impl Trainer {
     /// Joins the group `at` describes (Gloo on the CPU, NCCL on CUDA) and
@@ -40,6 +73,14 @@ impl Trainer {
             .broadcast(&state, 0)
             .context("taking rank 0's parameters")?;
         self.step = group.broadcast_f64(self.step as f64, 0)? as u64;
+        let bucket_mb = self.config.train.bucket_mb;
+        if bucket_mb > 0.0 {
+            let bytes = (bucket_mb * 1024.0 * 1024.0) as usize;
+            self.buckets = Some(
+                GradBuckets::new(&group, &self.inner_params, bytes.max(1))
+                    .with_context(|| format!("train.bucket_mb = {bucket_mb}"))?,
+            );
+        }
         self.group = Some(group);
         // The meta step's pool holds this rank's shards of the last batches
         // (a resumed rank 0 refilled it with whole ones; a fresh rank that
@@ -90,15 +131,9 @@ impl Trainer {
     /// a group).
     pub(super) fn average_over_ranks(&self, tensors: &[Tensor]) -> Result<()> {
         match &self.group {
-            Some(group) => group.all_reduce_mean(tensors).with_context(|| {
-                format!(
-                    "step {}: rank {} of {} could not average with the other ranks (one of them died, or did not answer within train.collective_timeout_s = {} s)",
-                    self.step,
-                    group.rank(),
-                    group.world_size(),
-                    group.timeout().as_secs()
-                )
-            }),
+            Some(group) => group
+                .all_reduce_mean(tensors)
+                .with_context(|| self.collective_failure()),
             None => Ok(()),
         }
     }
@@ -115,5 +150,115 @@ impl Trainer {
         all.push(bad.shallow_clone());
         self.average_over_ranks(&all)?;
         Ok(bad.eq(0.0).reshape(Vec::<i64>::new()))
+    }
+
+    /// θ's (and inner-trained combiner parameters') gradient of `total`,
+    /// averaged over the ranks, with `finite` true only where it is true on
+    /// every rank. `from_shares`: θ's part, already computed by the
+    /// gradient shares' backward. With buckets, their all-reduces start
+    /// during the backward; otherwise one all-reduce follows it.
+    pub(super) fn averaged_backward(
+        &mut self,
+        total: &Tensor,
+        from_shares: Option<Vec<Tensor>>,
+        keep_graph: bool,
+        finite: &Tensor,
+    ) -> Result<(Vec<Tensor>, Tensor)> {
+        let started = Instant::now();
+        let Some(buckets) = self.buckets.take() else {
+            let grads = self.inner_backward(total, from_shares, keep_graph)?;
+            self.phase_clock.mark("backward");
+            let backward = started.elapsed();
+            let finite = self.average_gradients(&grads, finite)?;
+            if self.group.is_some() {
+                self.phase_clock.mark("all-reduce");
+                self.dp_timing
+                    .add(backward, started.elapsed() - backward, 0, 0);
+            }
+            return Ok((grads, finite));
+        };
+        let averaged = buckets.arm(finite).and_then(|()| {
+            let grads = self.inner_backward(total, from_shares, keep_graph)?;
+            // Gradients the hooks did not see (the shares' ones).
+            buckets.deliver(&grads)?;
+            self.phase_clock.mark("backward");
+            let backward = started.elapsed();
+            let averaged = buckets.finish()?;
+            self.dp_timing.add(
+                backward,
+                started.elapsed() - backward,
+                averaged.started_in_backward,
+                buckets.len(),
+            );
+            Ok(averaged)
+        });
+        if averaged.is_err() {
+            // Disarms the hooks (what is still pending is dropped).
+            let _ = buckets.finish();
+        }
+        self.buckets = Some(buckets);
+        let averaged = averaged.with_context(|| self.collective_failure())?;
+        self.phase_clock.mark("all-reduce");
+        Ok((averaged.grads, averaged.finite))
+    }
+
+    /// The inner step's backward (see [`Trainer::averaged_backward`]).
+    fn inner_backward(
+        &self,
+        total: &Tensor,
+        from_shares: Option<Vec<Tensor>>,
+        keep_graph: bool,
+    ) -> Result<Vec<Tensor>> {
+        match from_shares {
+            // The combiner's own inner-trained parameters (if any) take a
+            // backward through `total` alone.
+            Some(mut theta_grads) => {
+                let own = &self.inner_params[self.theta.len()..];
+                theta_grads.extend(grad(&[total], own, keep_graph, false)?);
+                Ok(theta_grads)
+            }
+            None => grad(&[total], &self.inner_params, keep_graph, false),
+        }
+    }
+
+    /// What a failed collective of this step means.
+    fn collective_failure(&self) -> String {
+        match &self.group {
+            Some(group) => format!(
+                "step {}: rank {} of {} could not average with the other ranks (one of them died, or did not answer within train.collective_timeout_s = {} s)",
+                self.step,
+                group.rank(),
+                group.world_size(),
+                group.timeout().as_secs()
+            ),
+            None => format!("step {}", self.step),
+        }
+    }
+
+    /// Rank 0, at the end of a data-parallel run: one event with the mean
+    /// backward time and wait for θ's all-reduces per inner step.
+    pub(super) fn report_dp_timing(&mut self) {
+        let t = std::mem::take(&mut self.dp_timing);
+        if t.steps == 0 {
+            return;
+        }
+        let per_step = |d: Duration| 1e3 * d.as_secs_f64() / t.steps as f64;
+        let buckets = match t.buckets {
+            0 => "one all-reduce after it".to_string(),
+            all => format!(
+                "{:.1} of {:.1} buckets' all-reduces started during it",
+                t.started_in_backward as f64 / t.steps as f64,
+                all as f64 / t.steps as f64
+            ),
+        };
+        self.emit(Record::Event {
+            level: Level::Info,
+            message: format!(
+                "θ's gradient averaging over {} inner steps: backward {:.2} ms a step ({buckets}), then {:.2} ms waiting for the all-reduce",
+                t.steps,
+                per_step(t.backward),
+                per_step(t.wait),
+            ),
+        });
     }
 }

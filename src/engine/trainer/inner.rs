@@ -44,25 +44,15 @@ impl Trainer {
         // update, on this batch, and reuses this forward (its graph kept
         // through the inner backward).
         let reuse_forward = self.meta_due() && self.config.meltr.train_batch == TrainBatch::Current;
-        let mut grads = match logged
+        // θ's gradient: from the shares' backward if it gave one, and, with
+        // data-parallel ranks, the mean of all ranks' shards (a step skipped
+        // everywhere when any rank's losses are not finite).
+        let from_shares = logged
             .as_mut()
             .and_then(|(_, s)| s.as_mut())
-            .and_then(|s| s.combined.take())
-        {
-            // The shares' backward gave θ's gradient; the combiner's own
-            // inner-trained parameters (if any) take a backward through it
-            // alone.
-            Some(mut theta_grads) => {
-                let own = &self.inner_params[self.theta.len()..];
-                theta_grads.extend(grad(&[&total], own, reuse_forward, false)?);
-                theta_grads
-            }
-            None => grad(&[&total], &self.inner_params, reuse_forward, false)?,
-        };
-        // Data-parallel: the mean gradient of all ranks' shards, and a step
-        // skipped everywhere when any rank's losses are not finite.
-        let losses_finite = self.average_gradients(&grads, &losses_finite)?;
-        self.phase_clock.mark("backward");
+            .and_then(|s| s.combined.take());
+        let (mut grads, losses_finite) =
+            self.averaged_backward(&total, from_shares, reuse_forward, &losses_finite)?;
         let norm = clip_grad_norm(&mut grads, self.config.train.grad_clip);
         let ok = losses_finite.logical_and(&norm.isfinite());
         self.phase_clock.mark("clip + guard");

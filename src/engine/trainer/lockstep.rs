@@ -125,6 +125,8 @@ impl Trainer {
     /// messages (a failed final checkpoint may keep it waiting, alone).
     pub(super) fn leave_group_when_done(&mut self) {
         if self.group.as_ref().is_some_and(|g| g.rank() == 0) {
+            self.report_dp_timing();
+            self.buckets = None;
             self.group = None;
         }
     }

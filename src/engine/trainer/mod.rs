@@ -122,6 +122,12 @@ pub struct Trainer {
     /// The data-parallel group this rank belongs to (see
     /// `data_parallel.rs`), once joined.
     group: Option<crate::dist::ProcessGroup>,
+    /// θ's gradient buckets over `group`, overlapped with the backward
+    /// (`train.bucket_mb` > 0).
+    buckets: Option<crate::dist::GradBuckets>,
+    /// Where the data-parallel inner steps' time went (rank 0 says at the
+    /// end).
+    dp_timing: data_parallel::Timing,
     /// The group to join when the run starts (from the launcher's
     /// variables), not yet joined.
     rendezvous: Option<crate::dist::Rendezvous>,

@@ -193,6 +193,8 @@ impl Trainer {
             tracer,
             in_force: Arc::new(Mutex::new(in_force)),
             group: None,
+            buckets: None,
+            dp_timing: Default::default(),
             rendezvous: None,
             gpu,
             lockstep_sent: Default::default(),
