@@ -7,7 +7,8 @@
 # `run` packs everything into $OUT/gpu-results.tar.gz (default: carry/out):
 # the CUDA-only tests (allocator peak memory; the fused AdamW kernel and
 # foreach clipping against their op-by-op references; an NCCL process group
-# of one rank; NVML series in the metrics log), the main job and a
+# of one rank, gradient buckets over NCCL; NVML series in the metrics
+# log), the main job and a
 # one-rank data-parallel run on the GPU, `meltr-tui bench --device cuda`,
 # scripts/side_by_side.py on CUDA (the TorchScript example and the wide
 # MLP against the PyTorch loop) and, when present, CPU-rank scaling.

@@ -149,3 +149,51 @@ fn an_nccl_group_of_one_all_reduces_and_broadcasts_on_cuda() {
         [3.0]
     );
 }
+
+#[test]
+#[ignore = "needs a CUDA device (scripts/gpu-check.sh runs it)"]
+fn gradient_buckets_average_during_the_backward_on_cuda() {
+    // NCCL: also that the hook's copies and NCCL's stream are ordered.
+    let group = ProcessGroup::nccl(&at(0, 1, free_port(), Duration::from_secs(60))).unwrap();
+    buckets_of_one_rank_return_autograds_gradients(&group, tch::Device::Cuda(0));
+}
+
+#[test]
+fn gradient_buckets_of_one_gloo_rank_return_autograds_gradients() {
+    let group = ProcessGroup::gloo(&at(0, 1, free_port(), Duration::from_secs(60))).unwrap();
+    buckets_of_one_rank_return_autograds_gradients(&group, tch::Device::Cpu);
+}
+
+/// World size 1: the mean of one rank is its own gradient, so the buckets
+/// must hand back exactly what autograd computed.
+fn buckets_of_one_rank_return_autograds_gradients(group: &ProcessGroup, device: tch::Device) {
+    let params: Vec<Tensor> = [[64i64, 32], [32, 8], [8, 1]]
+        .iter()
+        .map(|s| Tensor::randn(s.as_slice(), (tch::Kind::Float, device)).set_requires_grad(true))
+        .collect();
+    // 4 KiB buckets: the 8 KiB first parameter fills one alone, so at
+    // least one all-reduce starts before the backward ends.
+    let buckets = buckets::GradBuckets::new(group, &params, 4096).unwrap();
+    assert!(buckets.len() >= 2, "{} buckets", buckets.len());
+    let x = Tensor::randn([16, 64], (tch::Kind::Float, device));
+    for _ in 0..3 {
+        let loss = x
+            .matmul(&params[0])
+            .tanh()
+            .matmul(&params[1])
+            .tanh()
+            .matmul(&params[2])
+            .square()
+            .mean(None);
+        buckets.arm(&Tensor::from(true).to_device(device)).unwrap();
+        let grads = Tensor::run_backward(&[&loss], &params, false, false);
+        buckets.deliver(&grads).unwrap();
+        let averaged = buckets.finish().unwrap();
+        assert!(bool::try_from(averaged.finite.to_device(tch::Device::Cpu)).unwrap());
+        assert!(averaged.started_in_backward >= 1);
+        for (ours, autograd) in averaged.grads.iter().zip(&grads) {
+            let err = (ours - autograd).abs().max().double_value(&[]);
+            assert!(err == 0.0, "bucketed gradient differs by {err:e}");
+        }
+    }
+}
