@@ -336,24 +336,7 @@ fn a_killed_rank_fails_the_run_at_once_with_a_clear_message() {
     let root = tempfile::tempdir().unwrap();
     let sessions = root.path().join("s");
     // The killed follower cannot remove its scratch folder: keep it in here.
-    let rank0 = binary()
-        .env("TMPDIR", root.path())
-        .args([
-            "run",
-            "--headless",
-            "-c",
-            "configs/synthetic.toml",
-            "--steps",
-            "100000",
-            "--nproc",
-            "2",
-        ])
-        .arg("--sessions-dir")
-        .arg(&sessions)
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
+    let rank0 = two_local_ranks(root.path(), &sessions, "100000", &[]);
     // Wait for training (a train line), then SIGKILL rank 1.
     let started = std::time::Instant::now();
     while started.elapsed() < Duration::from_secs(60) {
@@ -664,23 +647,7 @@ fn nproc_two_takes_a_live_edit_and_a_sigterm_stops_both_ranks_cleanly() {
     let _serial = serial();
     let root = tempfile::tempdir().unwrap();
     let sessions = root.path().join("s");
-    let rank0 = binary()
-        .env("TMPDIR", root.path())
-        .args(["run", "--headless", "-c", "configs/synthetic.toml"])
-        .args([
-            "--steps",
-            "1000000",
-            "--nproc",
-            "2",
-            "--set",
-            "train.log_every=5",
-        ])
-        .arg("--sessions-dir")
-        .arg(&sessions)
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
+    let rank0 = two_local_ranks(root.path(), &sessions, "1000000", &["train.log_every=5"]);
     let metrics = || {
         std::fs::read_dir(&sessions)
             .ok()
@@ -934,23 +901,12 @@ fn a_hung_rank_fails_the_run_after_the_configured_collective_timeout() {
     let _serial = serial();
     let root = tempfile::tempdir().unwrap();
     let sessions = root.path().join("s");
-    let rank0 = binary()
-        .env("TMPDIR", root.path())
-        .args([
-            "run",
-            "--headless",
-            "-c",
-            "configs/synthetic.toml",
-            "--steps",
-            "1000000",
-        ])
-        .args(["--nproc", "2", "--set", "train.collective_timeout_s=2"])
-        .arg("--sessions-dir")
-        .arg(&sessions)
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
+    let rank0 = two_local_ranks(
+        root.path(),
+        &sessions,
+        "1000000",
+        &["train.collective_timeout_s=2"],
+    );
     common::wait_until("training", Duration::from_secs(60), || {
         std::fs::read_dir(&sessions)
             .ok()?
@@ -989,4 +945,30 @@ fn a_hung_rank_fails_the_run_after_the_configured_collective_timeout() {
         waited >= Duration::from_secs(1) && waited < Duration::from_secs(30),
         "rank 0 failed after {waited:?}"
     );
+}
+
+/// `run --headless --nproc 2` of the synthetic config for `steps` steps,
+/// with `--set` for each of `overrides`, its output piped; a follower's
+/// scratch folder goes under `tmp` (a killed one cannot remove it).
+fn two_local_ranks(
+    tmp: &std::path::Path,
+    sessions: &std::path::Path,
+    steps: &str,
+    overrides: &[&str],
+) -> std::process::Child {
+    let mut command = binary();
+    command
+        .env("TMPDIR", tmp)
+        .args(["run", "--headless", "-c", "configs/synthetic.toml"])
+        .args(["--steps", steps, "--nproc", "2"]);
+    for o in overrides {
+        command.args(["--set", o]);
+    }
+    command
+        .arg("--sessions-dir")
+        .arg(sessions)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap()
 }
