@@ -212,19 +212,7 @@ pub fn compare(
     let metric = metric.map_or_else(|| sessions[0].meta.primary_metric.clone(), str::to_string);
     let theme = style.theme();
     let chart = figures::compare(&sessions, &metric, prep(&theme, DEFAULT_EMA))?;
-    let bytes = encode(&chart.to_svg(&theme), format, &theme)?;
-    let dir = match out_file.parent() {
-        Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
-        _ => PathBuf::from("."),
-    };
-    let mut files = write_all(
-        &dir,
-        vec![Output {
-            path: out_file.to_path_buf(),
-            bytes,
-        }],
-    )?;
-    Ok(files.remove(0))
+    write_figure(out_file, encode(&chart.to_svg(&theme), format, &theme)?)
 }
 
 /// Sessions drawn as one curve (their mean, with a band).
@@ -281,19 +269,7 @@ pub fn compare_groups(
         .collect();
     let theme = style.theme();
     let chart = bands::compare(&grouped, &metric, prep(&theme, DEFAULT_EMA), band)?;
-    let bytes = encode(&chart.to_svg(&theme), format, &theme)?;
-    let dir = match out_file.parent() {
-        Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
-        _ => PathBuf::from("."),
-    };
-    let mut files = write_all(
-        &dir,
-        vec![Output {
-            path: out_file.to_path_buf(),
-            bytes,
-        }],
-    )?;
-    Ok(files.remove(0))
+    write_figure(out_file, encode(&chart.to_svg(&theme), format, &theme)?)
 }
 
 /// Creates `dir` if needed and writes every output atomically. If any write
@@ -337,4 +313,21 @@ fn remove_dirs(created: &[PathBuf]) {
     for d in created.iter().rev() {
         let _ = std::fs::remove_dir(d);
     }
+}
+
+/// Writes one figure to `out_file` (its folder made if needed) and returns
+/// the path written.
+fn write_figure(out_file: &Path, bytes: Vec<u8>) -> Result<PathBuf> {
+    let dir = match out_file.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
+        _ => PathBuf::from("."),
+    };
+    let mut files = write_all(
+        &dir,
+        vec![Output {
+            path: out_file.to_path_buf(),
+            bytes,
+        }],
+    )?;
+    Ok(files.remove(0))
 }

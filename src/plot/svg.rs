@@ -190,11 +190,9 @@ impl Svg {
         );
     }
 
-    /// An open polyline through `points`; nothing for fewer than two.
-    pub fn polyline(&mut self, points: &[(f64, f64)], stroke: &Stroke) {
-        if points.len() < 2 {
-            return;
-        }
+    /// `<path d="M x y L x y …` through `points`, the element left open
+    /// for its attributes.
+    fn path_start(&mut self, points: &[(f64, f64)]) {
         self.buf.push_str("<path d=\"");
         for (i, (x, y)) in points.iter().enumerate() {
             let cmd = if i == 0 { 'M' } else { 'L' };
@@ -203,6 +201,14 @@ impl Svg {
             }
             let _ = write!(self.buf, "{cmd}{} {}", num(*x), num(*y));
         }
+    }
+
+    /// An open polyline through `points`; nothing for fewer than two.
+    pub fn polyline(&mut self, points: &[(f64, f64)], stroke: &Stroke) {
+        if points.len() < 2 {
+            return;
+        }
+        self.path_start(points);
         let _ = writeln!(self.buf, "\" {}/>", stroke_attrs(stroke));
     }
 
@@ -211,14 +217,7 @@ impl Svg {
         if points.len() < 3 {
             return;
         }
-        self.buf.push_str("<path d=\"");
-        for (i, (x, y)) in points.iter().enumerate() {
-            let cmd = if i == 0 { 'M' } else { 'L' };
-            if i > 0 {
-                self.buf.push(' ');
-            }
-            let _ = write!(self.buf, "{cmd}{} {}", num(*x), num(*y));
-        }
+        self.path_start(points);
         let _ = writeln!(
             self.buf,
             "Z\" fill=\"{fill}\" fill-opacity=\"{}\" stroke=\"none\"/>",
