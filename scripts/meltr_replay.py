@@ -125,6 +125,7 @@ class Settings:
     batch_size: int
     dtype: str
     steps: int
+    log_every: int
     lr: float
     lr_schedule: str
     weight_decay: float
@@ -190,6 +191,7 @@ def load_settings(path: str) -> Tuple[Settings, dict]:
         batch_size=int(workload.get("batch_size", 32)),
         dtype=train.get("dtype", "f32"),
         steps=int(train.get("steps", 600)),
+        log_every=int(train.get("log_every", 10)),
         lr=float(train.get("lr", 1e-3)),
         lr_schedule=train.get("lr_schedule", "constant"),
         weight_decay=float(train.get("weight_decay", 0.0)),
@@ -917,8 +919,9 @@ def run(config: str, seed: int, steps: Optional[int], out: str, threads: int, dt
             picks = (train_step, val_step)
             meta = (workload.rows(train_rows), workload.rows(val_rows))
         losses, result = trainer.step(t, workload.rows(rows), meta, weights)
-        if primary_weight_start is None:
-            primary_weight_start = float(weights[0][0])
+        # As the engine's first train line: the weights at step log_every.
+        if primary_weight_start is None and t >= settings.log_every:
+            primary_weight_start = float(weights[-1][0])
         weights = weights[-WEIGHT_WINDOW:]
         if writer:
             writer.step(trainer, t, rows, picks, losses, result)

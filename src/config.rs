@@ -220,8 +220,11 @@ pub struct MeltrConfig {
     /// before the current one, as the public code) | `with-current` (the
     /// last 10 including the current one).
     pub pool: Pool,
-    /// What a detected collapse does: `warn` (an event) | `restore` (also
-    /// puts φ and its optimizer back to the last healthy meta step).
+    /// What a detected collapse (see `engine::collapse`) does: `restore`
+    /// (put φ and its optimizer back to the newest healthy meta step and
+    /// halve the meta-learning rate; the default, a departure from the
+    /// public code measured on the auxiliary-learning suite) | `warn` (an
+    /// event only, as the public code, which has no watch).
     pub on_collapse: OnCollapse,
 }
 
@@ -244,7 +247,7 @@ impl Default for MeltrConfig {
             gamma_direct: false,
             meta_optimizer: MetaOptimizer::Adam,
             pool: Pool::Previous,
-            on_collapse: OnCollapse::Warn,
+            on_collapse: OnCollapse::Restore,
         }
     }
 }

@@ -1,22 +1,59 @@
-//! The collapse watch. Without the γ term MELTR can collapse: its first
-//! layer's ReLUs die, its output stops depending on the losses, every
-//! effective weight goes to 0 and the model stops learning. The guard counts
-//! meta steps whose largest |w_k| is tiny, reports an episode once, and
-//! (`meltr.on_collapse = "restore"`) keeps a copy of φ and its optimizer's
-//! state at the newest healthy meta step to put back.
+//! The collapse watch. MELTR can collapse in two ways, both seen on the
+//! auxiliary-learning suite with the public code's semantics: the primary's
+//! effective weight falls to about zero (or below) and stays there, so the
+//! model stops training its own task (`aux_suite.py` flags a final primary
+//! weight below a tenth of its weight under `sum`); or every effective weight
+//! does (its first layer's ReLUs die and its output stops depending on the
+//! losses). The guard counts meta steps in either state, reports an episode
+//! once, and (`meltr.on_collapse = "restore"`) keeps a copy of φ and its
+//! optimizer's state at the newest healthy meta step to put back.
 
 use tch::Tensor;
 
 /// Every |w_k| below this ...
 pub const COLLAPSE_WEIGHT: f64 = 1e-3;
-/// ... for this many consecutive meta steps is a collapse.
+/// ... for this many consecutive meta steps is a collapse of every weight.
 pub const COLLAPSE_META_STEPS: u32 = 25;
+/// The primary's effective weight below this (a tenth of its weight under
+/// `sum`; negative counts: the model would climb its own task loss) ...
+pub const PRIMARY_FLOOR: f64 = 0.1;
+/// ... for this many consecutive meta steps, once it has been above, is a
+/// collapse of the primary. (PyTorch's default init starts MELTR near 0,
+/// either sign, so the watch arms only when the primary first clears the
+/// floor.)
+pub const PRIMARY_COLLAPSE_META_STEPS: u32 = 25;
+/// A meta step is healthy (a state a restore may go back to) when the
+/// primary has at least half its weight under `sum`: the newest step just
+/// above [`PRIMARY_FLOOR`] is usually the start of the slide, and restoring
+/// there slid straight back on the suite's `few-labels` task.
+pub const HEALTHY_PRIMARY: f64 = 0.5;
 
-/// Counts consecutive meta steps whose largest |w_k| is under
-/// [`COLLAPSE_WEIGHT`] and keeps a snapshot of the newest healthy one.
+/// What the watch sees after one meta step's update.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Weights {
+    /// The largest |w_k|.
+    pub largest: f64,
+    /// The primary's w.
+    pub primary: f64,
+}
+
+/// Which collapse an episode is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Collapse {
+    /// The primary's weight stayed under [`PRIMARY_FLOOR`].
+    Primary,
+    /// Every weight stayed under [`COLLAPSE_WEIGHT`].
+    Every,
+}
+
+/// Counts consecutive collapsed meta steps and keeps a snapshot of the
+/// newest healthy one.
 #[derive(Debug, Default)]
 pub struct CollapseGuard {
-    streak: u32,
+    every_streak: u32,
+    primary_streak: u32,
+    /// The primary has cleared [`PRIMARY_FLOOR`] at least once.
+    primary_armed: bool,
     /// The newest healthy meta step and copies of the state it had.
     healthy: Option<(u64, Vec<Tensor>)>,
 }
@@ -28,36 +65,48 @@ pub enum Verdict {
     Fine,
     /// This observation completes a collapse episode (reported once).
     Collapsed {
+        /// Which weights collapsed.
+        kind: Collapse,
         /// The meta step a restore would go back to, if any was healthy.
         healthy_step: Option<u64>,
     },
 }
 
 impl CollapseGuard {
-    /// One meta step's largest |effective weight| after its update, with
-    /// the state it left (`snapshot`: copies of φ and the meta optimizer's
-    /// state, taken at that step) when restoring is on.
+    /// One meta step's effective weights after its update, with the state
+    /// it left (`snapshot`: copies of φ and the meta optimizer's state,
+    /// taken at that step) when restoring is on.
     pub fn observe(
         &mut self,
         step: u64,
-        largest_weight: f64,
+        weights: Weights,
         snapshot: Option<Vec<Tensor>>,
     ) -> Verdict {
-        if largest_weight < COLLAPSE_WEIGHT {
-            self.streak += 1;
-            return if self.streak == COLLAPSE_META_STEPS {
-                Verdict::Collapsed {
-                    healthy_step: self.healthy.as_ref().map(|(s, _)| *s),
-                }
-            } else {
-                Verdict::Fine
-            };
+        let every_low = weights.largest < COLLAPSE_WEIGHT;
+        let primary_low = weights.primary < PRIMARY_FLOOR;
+        self.primary_armed |= !primary_low;
+        self.every_streak = if every_low { self.every_streak + 1 } else { 0 };
+        self.primary_streak = if primary_low && self.primary_armed {
+            self.primary_streak + 1
+        } else {
+            0
+        };
+        if !every_low && weights.primary >= HEALTHY_PRIMARY {
+            if let Some(snapshot) = snapshot {
+                self.healthy = Some((step, snapshot));
+            }
         }
-        self.streak = 0;
-        if let Some(snapshot) = snapshot {
-            self.healthy = Some((step, snapshot));
+        let kind = if self.primary_streak == PRIMARY_COLLAPSE_META_STEPS {
+            Collapse::Primary
+        } else if self.every_streak == COLLAPSE_META_STEPS {
+            Collapse::Every
+        } else {
+            return Verdict::Fine;
+        };
+        Verdict::Collapsed {
+            kind,
+            healthy_step: self.healthy.as_ref().map(|(s, _)| *s),
         }
-        Verdict::Fine
     }
 
     /// Copies the healthy state into `targets` (the same tensors, in the
@@ -70,7 +119,8 @@ impl CollapseGuard {
                 target.shallow_clone().copy_(saved);
             }
         });
-        self.streak = 0;
+        self.every_streak = 0;
+        self.primary_streak = 0;
         Some(*step)
     }
 }
@@ -79,30 +129,71 @@ impl CollapseGuard {
 mod tests {
     use super::*;
 
-    fn reports(guard: &mut CollapseGuard, weights: &[f64]) -> usize {
+    /// Every weight at `w` (the primary too).
+    fn flat(w: f64) -> Weights {
+        Weights {
+            largest: w.abs(),
+            primary: w,
+        }
+    }
+
+    /// The primary at `primary`, an auxiliary at 1.
+    fn primary_at(primary: f64) -> Weights {
+        Weights {
+            largest: primary.abs().max(1.0),
+            primary,
+        }
+    }
+
+    fn reports(guard: &mut CollapseGuard, weights: &[Weights]) -> Vec<Collapse> {
         weights
             .iter()
-            .filter(|w| guard.observe(0, **w, None) != Verdict::Fine)
-            .count()
+            .filter_map(|w| match guard.observe(0, *w, None) {
+                Verdict::Collapsed { kind, .. } => Some(kind),
+                Verdict::Fine => None,
+            })
+            .collect()
     }
 
     #[test]
-    fn collapse_is_reported_once_per_episode_and_rearmed_on_recovery() {
+    fn every_weight_collapsing_is_reported_once_per_episode_and_rearmed_on_recovery() {
         let mut guard = CollapseGuard::default();
-        let tiny = vec![1e-5; COLLAPSE_META_STEPS as usize * 3];
+        // Never armed for the primary (it starts below the floor): only the
+        // collapse of every weight counts, after its own streak.
+        let tiny = vec![flat(1e-5); COLLAPSE_META_STEPS as usize * 3];
         assert_eq!(
             reports(&mut guard, &tiny),
-            1,
+            vec![Collapse::Every],
             "one warning for a long collapse"
         );
-        assert_eq!(reports(&mut guard, &[0.5]), 0);
-        let short = &tiny[..COLLAPSE_META_STEPS as usize - 1];
-        assert_eq!(reports(&mut guard, short), 0, "too short");
-        assert_eq!(reports(&mut guard, &[0.5]), 0);
+        assert_eq!(reports(&mut guard, &[flat(0.5)]), vec![]);
+        // Armed now: the primary's shorter streak reports first.
         assert_eq!(
             reports(&mut guard, &tiny),
-            1,
-            "a new episode after recovery"
+            vec![Collapse::Primary, Collapse::Every]
+        );
+    }
+
+    #[test]
+    fn the_primary_collapses_after_its_streak_below_the_floor_once_it_was_above() {
+        let mut guard = CollapseGuard::default();
+        let low = vec![primary_at(0.05); PRIMARY_COLLAPSE_META_STEPS as usize * 2];
+        // PyTorch's init starts the primary near 0: not a collapse.
+        assert_eq!(reports(&mut guard, &low), vec![]);
+        assert_eq!(reports(&mut guard, &[primary_at(1.5)]), vec![]);
+        let short = &low[..PRIMARY_COLLAPSE_META_STEPS as usize - 1];
+        assert_eq!(reports(&mut guard, short), vec![], "too short");
+        assert_eq!(
+            reports(&mut guard, &[primary_at(0.2)]),
+            vec![],
+            "above the floor again"
+        );
+        // A negative weight is below the floor too.
+        let negative = vec![primary_at(-0.3); PRIMARY_COLLAPSE_META_STEPS as usize * 2];
+        assert_eq!(
+            reports(&mut guard, &negative),
+            vec![Collapse::Primary],
+            "once per episode"
         );
     }
 
@@ -112,31 +203,36 @@ mod tests {
         let phi = Tensor::from_slice(&[1.0f64, 2.0]);
         // Nothing healthy yet: a collapse has nothing to restore.
         let verdicts: Vec<Verdict> = (0..COLLAPSE_META_STEPS)
-            .map(|s| guard.observe(s as u64, 1e-6, None))
+            .map(|s| guard.observe(s as u64, flat(1e-6), None))
             .collect();
         assert_eq!(
             verdicts.last(),
-            Some(&Verdict::Collapsed { healthy_step: None })
+            Some(&Verdict::Collapsed {
+                kind: Collapse::Every,
+                healthy_step: None
+            })
         );
         assert_eq!(guard.restore(std::slice::from_ref(&phi)), None);
-        // Healthy at steps 30 and 33 (the newest counts), then collapsed.
-        for step in [30, 33] {
+        // Healthy at steps 30 and 33 (the newest counts); at 36 the
+        // primary is above the floor but under the healthy bar.
+        for (step, primary) in [(30, 0.7), (33, HEALTHY_PRIMARY), (36, 0.3)] {
             let _ = tch::no_grad(|| phi.shallow_clone().fill_(step as f64));
-            guard.observe(step, 0.4, Some(vec![phi.copy()]));
+            guard.observe(step, primary_at(primary), Some(vec![phi.copy()]));
         }
         let _ = tch::no_grad(|| phi.shallow_clone().fill_(-7.0));
-        let last = (0..COLLAPSE_META_STEPS)
-            .map(|i| guard.observe(36 + 3 * i as u64, 1e-6, Some(vec![phi.copy()])))
+        let last = (0..PRIMARY_COLLAPSE_META_STEPS)
+            .map(|i| guard.observe(39 + 3 * i as u64, primary_at(0.01), Some(vec![phi.copy()])))
             .last();
         assert_eq!(
             last,
             Some(Verdict::Collapsed {
+                kind: Collapse::Primary,
                 healthy_step: Some(33)
             })
         );
         assert_eq!(guard.restore(std::slice::from_ref(&phi)), Some(33));
         assert_eq!(Vec::<f64>::try_from(&phi).unwrap(), vec![33.0, 33.0]);
         // Re-armed: the next collapse needs a full streak again.
-        assert_eq!(reports(&mut guard, &[1e-6; 3]), 0);
+        assert_eq!(reports(&mut guard, &[primary_at(0.01); 3]), vec![]);
     }
 }

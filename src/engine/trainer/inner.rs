@@ -6,6 +6,7 @@ use super::*;
 
 impl Trainer {
     pub(super) fn train_step(&mut self) -> Result<()> {
+        self.apply_due_restore();
         self.step += 1;
         // Phases (`meltr-tui bench`; marks do nothing otherwise).
         self.phase_clock.start();

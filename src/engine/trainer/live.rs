@@ -36,7 +36,11 @@ impl Trainer {
             self.inner.lr = effective.train.lr_at(self.step.max(1));
             self.inner.weight_decay = effective.train.weight_decay;
             if let Some(meta) = self.meta.as_mut() {
-                meta.lr = effective.meltr.meta_lr;
+                // Only an edit of the key itself: a collapse restore may
+                // have lowered the rate in force.
+                if effective.meltr.meta_lr != old.meltr.meta_lr {
+                    meta.lr = effective.meltr.meta_lr;
+                }
                 meta.weight_decay = effective.meltr.meta_weight_decay;
                 meta.decay = meta_decay(&effective);
             }

@@ -3,6 +3,9 @@
 
 use super::*;
 
+/// What a restore after a collapse multiplies the meta-learning rate by.
+const RESTORE_META_LR_FACTOR: f64 = 0.5;
+
 /// A meta step whose numbers the host has not read yet.
 pub(super) struct PendingMeta {
     pub(super) step: u64,
@@ -10,8 +13,9 @@ pub(super) struct PendingMeta {
     pub(super) reg: Tensor,
     pub(super) meta_lr: f64,
     pub(super) aid_iterations: u32,
-    /// The largest |effective weight| after the update (collapse watch).
-    pub(super) largest_weight: Option<Tensor>,
+    /// The largest |effective weight| and the primary's after the update,
+    /// as one 2-vector (the collapse watch).
+    pub(super) watched_weights: Option<Tensor>,
     /// Copies of φ and the meta optimizer's state after the update
     /// (`meltr.on_collapse = "restore"`).
     pub(super) snapshot: Option<Vec<Tensor>>,
@@ -156,12 +160,15 @@ impl Trainer {
             self.note_unfused("MELTR's", &why);
         }
         self.meta_steps_done += 1;
-        let largest_weight = match &self.last_losses {
-            Some(losses) => Some(
-                combiner::effective_weights(self.combiner.as_ref(), losses)?
-                    .abs()
-                    .max(),
-            ),
+        let watched_weights = match &self.last_losses {
+            Some(losses) => {
+                let w = combiner::effective_weights(self.combiner.as_ref(), losses)?;
+                let watched = Tensor::stack(&[w.abs().max(), w.get(0)], 0);
+                // Each rank's losses are its own shard's: averaged, every
+                // rank's watch decides alike (and φ stays the same).
+                self.average_over_ranks(std::slice::from_ref(&watched))?;
+                Some(watched)
+            }
             None => None,
         };
         let snapshot =
@@ -173,7 +180,7 @@ impl Trainer {
             reg: hyper.reg,
             meta_lr,
             aid_iterations: aid.iterations,
-            largest_weight,
+            watched_weights,
             snapshot,
         });
         Ok(())
@@ -181,7 +188,11 @@ impl Trainer {
 
     /// A meta step's line (or its skip), and the collapse watch.
     pub(super) fn write_meta(&mut self, m: &PendingMeta, values: &[f64]) {
-        let (norm, reg, largest) = (values[0], values[1], values[2]);
+        let (norm, reg) = (values[0], values[1]);
+        let watched = Weights {
+            largest: values[2],
+            primary: values[3],
+        };
         if !norm.is_finite() {
             self.emit_at(
                 m.step,
@@ -204,35 +215,73 @@ impl Trainer {
                 aid_iterations: m.aid_iterations,
             },
         );
-        if !largest.is_finite() {
+        if !(watched.largest.is_finite() && watched.primary.is_finite()) {
             return;
         }
         let verdict = self.collapse.observe(
             m.step,
-            largest,
+            watched,
             m.snapshot
                 .as_ref()
                 .map(|s| s.iter().map(Tensor::shallow_clone).collect()),
         );
-        if let Verdict::Collapsed { healthy_step } = verdict {
-            let restore = self.config.meltr.on_collapse == OnCollapse::Restore;
-            let outcome = match (healthy_step, restore) {
-                (Some(_), true) => {
-                    let state = self.meta_state();
-                    let from = self.collapse.restore(&state).unwrap_or_default();
-                    format!("φ and its optimizer restored from the meta step at step {from} (meltr.on_collapse = \"restore\")")
-                }
-                (None, true) => "no healthy meta step to restore from yet".to_string(),
-                (_, false) => "the model is no longer learning; meltr.on_collapse = \"restore\" would put φ back to the last healthy meta step".to_string(),
-            };
-            self.emit_at(m.step, Record::Event {
+        let Verdict::Collapsed { kind, healthy_step } = verdict else {
+            return;
+        };
+        let what = match kind {
+            Collapse::Primary => format!(
+                "the primary's effective weight ({}) has stayed below {PRIMARY_FLOOR} (a tenth of its weight under `sum`) \
+                 for {PRIMARY_COLLAPSE_META_STEPS} meta steps (now {:.3}): the model is hardly training its own task",
+                self.loss_names[0], watched.primary
+            ),
+            Collapse::Every => format!(
+                "every effective weight has stayed below {COLLAPSE_WEIGHT} for {COLLAPSE_META_STEPS} meta steps \
+                 (largest {:.2e}): the model is no longer learning",
+                watched.largest
+            ),
+        };
+        let outcome = match (healthy_step, self.config.meltr.on_collapse) {
+            (Some(from), OnCollapse::Restore) => {
+                // φ may be in the graph of this step's forward: the copy
+                // waits for the next step (`apply_due_restore`).
+                self.restore_due = true;
+                // The same meta-learning rate slid there once; half of it
+                // moves φ away from the healthy state more slowly.
+                let meta = self
+                    .meta
+                    .as_mut()
+                    .expect("meta combiners have a meta optimizer");
+                meta.lr *= RESTORE_META_LR_FACTOR;
+                format!(
+                    "φ and its optimizer restored from the meta step at step {from} and the meta-learning rate halved to {:.3e} \
+                     for the rest of the run (meltr.on_collapse = \"restore\"; an edit of meltr.meta_lr sets it again)",
+                    meta.lr
+                )
+            }
+            (None, OnCollapse::Restore) => "no healthy meta step to restore from yet".to_string(),
+            (_, OnCollapse::Warn) => {
+                "meltr.on_collapse = \"restore\" would put φ back to the last healthy meta step"
+                    .to_string()
+            }
+        };
+        self.emit_at(
+            m.step,
+            Record::Event {
                 level: Level::Warn,
                 message: format!(
-                    "MELTR collapse: every effective weight has stayed below {COLLAPSE_WEIGHT} for {COLLAPSE_META_STEPS} meta steps (largest {largest:.2e}); \
-                     {outcome}. Raise meltr.gamma (now {}) or lower meltr.meta_lr",
+                    "MELTR collapse: {what}; {outcome}. Raise meltr.gamma (now {}) or lower meltr.meta_lr",
                     self.config.meltr.gamma
                 ),
-            });
+            },
+        );
+    }
+
+    /// Puts φ and its optimizer back to the newest healthy meta step when a
+    /// collapse asked for it (before a step's forward: no graph holds φ).
+    pub(super) fn apply_due_restore(&mut self) {
+        if std::mem::take(&mut self.restore_due) {
+            let state = self.meta_state();
+            self.collapse.restore(&state);
         }
     }
 
@@ -243,7 +292,7 @@ impl Trainer {
     }
 
     /// φ, then the meta optimizer's step count and moments (shallow).
-    fn meta_state(&self) -> Vec<Tensor> {
+    pub(super) fn meta_state(&self) -> Vec<Tensor> {
         let mut state = self.combiner.params();
         if let Some(meta) = &self.meta {
             state.extend(meta.state("meta").into_iter().map(|(_, t)| t));

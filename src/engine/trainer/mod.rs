@@ -15,10 +15,15 @@ mod live;
 mod lockstep;
 mod meta;
 mod outbox;
+#[cfg(test)]
+mod restore_tests;
 mod setup;
 
 use super::checkpoint;
-use super::collapse::{CollapseGuard, Verdict, COLLAPSE_META_STEPS, COLLAPSE_WEIGHT};
+use super::collapse::{
+    Collapse, CollapseGuard, Verdict, Weights, COLLAPSE_META_STEPS, COLLAPSE_WEIGHT,
+    PRIMARY_COLLAPSE_META_STEPS, PRIMARY_FLOOR,
+};
 use super::control::{Command, Event, Status};
 use super::trace::Tracer;
 use crate::config::{
@@ -87,6 +92,8 @@ pub struct Trainer {
     meta_blocked: Option<String>,
     meta_steps_done: u64,
     collapse: CollapseGuard,
+    /// A collapse asked for φ's restore, done before the next forward.
+    restore_due: bool,
     events: SyncSender<Event>,
     steps_per_sec: f64,
     /// Lines not yet in `metrics.jsonl` because a write failed; written, in

@@ -31,14 +31,15 @@ impl Trainer {
         for m in &metas {
             scalars.push(m.norm.to_kind(Kind::Double));
             scalars.push(m.reg.to_kind(Kind::Double));
-            scalars.push(match &m.largest_weight {
+            let watched = match &m.watched_weights {
                 Some(w) => w.to_kind(Kind::Double),
-                None => Tensor::from(f64::NAN).to_device(m.norm.device()),
-            });
+                None => Tensor::from_slice(&[f64::NAN; 2]).to_device(m.norm.device()),
+            };
+            scalars.extend(watched.unbind(0));
         }
         let host = Self::host_values(&Tensor::stack(&scalars, 0));
         let (step_flags, meta_values) = host.split_at(2 * steps.len());
-        let mut metas = metas.iter().zip(meta_values.chunks(3)).peekable();
+        let mut metas = metas.iter().zip(meta_values.chunks(4)).peekable();
         for (s, flags) in steps.iter().zip(step_flags.chunks(2)) {
             // Meta lines of earlier steps first: the file stays in step order.
             while let Some((m, values)) = metas.next_if(|(m, _)| m.step < s.step) {

@@ -177,6 +177,7 @@ impl Trainer {
             meta_blocked: None,
             meta_steps_done: 0,
             collapse: CollapseGuard::default(),
+            restore_due: false,
             events,
             steps_per_sec: 0.0,
             unwritten: VecDeque::new(),

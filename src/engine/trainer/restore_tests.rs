@@ -1,0 +1,175 @@
+//! The collapse watch end to end through the trainer: MELTR knocked into a
+//! collapse on purpose is put back to its newest healthy meta step, with
+//! the meta-learning rate halved (`meltr.on_collapse = "restore"`), or only
+//! reported (`"warn"`).
+
+use super::*;
+use crate::config::OnCollapse;
+use crate::session::log::read_metrics;
+use crate::session::metrics::MetricLine;
+use std::path::Path;
+
+const META_LR: f64 = 1e-3;
+
+fn config(on_collapse: OnCollapse) -> Config {
+    let mut config = Config::parse(include_str!("../../../configs/synthetic.toml")).unwrap();
+    config.train.device = "cpu".into();
+    config.train.steps = 400;
+    config.train.log_every = 3;
+    config.train.eval_every = 1000;
+    config.train.checkpoint_every = 1000;
+    config.meltr.meta_lr = META_LR;
+    config.meltr.on_collapse = on_collapse;
+    config
+}
+
+/// Steps before the knock-out: PyTorch's init starts the primary's weight
+/// near 0; it passes the healthy bar within the first few meta steps.
+const HEALTHY_STEPS: u64 = 45;
+
+/// A trainer after [`HEALTHY_STEPS`] steps, then φ and its optimizer's
+/// moments zeroed (MELTR's output and every effective weight are then 0, and
+/// stay there: all of φ's gradients vanish), with copies of φ after each
+/// healthy step.
+fn knocked_out(on_collapse: OnCollapse, dir: &Path) -> (Trainer, Vec<Vec<Tensor>>) {
+    let (events, _keep) = std::sync::mpsc::sync_channel(1 << 16);
+    let (mut trainer, _) = Trainer::new(dir, config(on_collapse), false, events).unwrap();
+    let mut phi_after_step = vec![Vec::new()];
+    for _ in 0..HEALTHY_STEPS {
+        trainer.train_step().unwrap();
+        phi_after_step.push(tch::no_grad(|| {
+            trainer.combiner.params().iter().map(Tensor::copy).collect()
+        }));
+    }
+    let phi_len = trainer.combiner.params().len();
+    tch::no_grad(|| {
+        for (i, t) in trainer.meta_state().iter().enumerate() {
+            // φ, then the step count (kept), then the moments.
+            if i != phi_len {
+                let _ = t.shallow_clone().zero_();
+            }
+        }
+    });
+    (trainer, phi_after_step)
+}
+
+fn lines(dir: &Path) -> Vec<MetricLine> {
+    read_metrics(&SessionDir::new(dir).metrics()).unwrap().lines
+}
+
+fn collapse_events(lines: &[MetricLine]) -> Vec<(u64, String)> {
+    lines
+        .iter()
+        .filter_map(|l| match &l.record {
+            Record::Event { message, .. } if message.contains("MELTR collapse") => {
+                Some((l.step, message.clone()))
+            }
+            _ => None,
+        })
+        .collect()
+}
+
+fn primary_weights(lines: &[MetricLine], steps: std::ops::Range<u64>) -> Vec<f64> {
+    lines
+        .iter()
+        .filter(|l| steps.contains(&l.step))
+        .filter_map(|l| match &l.record {
+            Record::Train { weights, .. } => weights.get("primary").copied(),
+            _ => None,
+        })
+        .collect()
+}
+
+#[test]
+fn a_collapsed_meltr_is_restored_to_its_newest_healthy_step_with_half_the_meta_rate() {
+    let dir = tempfile::tempdir().unwrap();
+    let (mut trainer, phi_after_step) = knocked_out(OnCollapse::Restore, dir.path());
+    // The watch reads the meta steps at the log steps' flushes; the restore
+    // waits for the next step's start.
+    while !trainer.restore_due {
+        assert!(
+            trainer.step < HEALTHY_STEPS + 3 * u64::from(COLLAPSE_META_STEPS) + 10,
+            "no restore by step {}",
+            trainer.step
+        );
+        trainer.train_step().unwrap();
+    }
+    let detected = trainer.step;
+    trainer.apply_due_restore();
+    let logged = lines(dir.path());
+    let events = collapse_events(&logged);
+    assert_eq!(events.len(), 1, "{events:?}");
+    let message = &events[0].1;
+    // 25 meta steps after the knock-out (the primary's watch: armed, and
+    // under the floor from the first meta step after it).
+    let first_low = HEALTHY_STEPS + 3;
+    assert_eq!(
+        events[0].0,
+        first_low + 3 * u64::from(PRIMARY_COLLAPSE_META_STEPS - 1),
+        "{message}"
+    );
+    assert!(
+        message.contains("primary's effective weight") && message.contains("halved"),
+        "{message}"
+    );
+    let healthy: u64 = message
+        .split("restored from the meta step at step ")
+        .nth(1)
+        .and_then(|rest| rest.split(' ').next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("no healthy step in: {message}"));
+    assert!(
+        healthy.is_multiple_of(3) && healthy <= HEALTHY_STEPS,
+        "{message}"
+    );
+    // Every weight was 0 between the knock-out and the restore ...
+    let knocked = primary_weights(&logged, HEALTHY_STEPS + 1..detected + 1);
+    assert!(
+        !knocked.is_empty() && knocked.iter().all(|w| *w == 0.0),
+        "{knocked:?}"
+    );
+    // ... and φ is now exactly what it was after that healthy step, the
+    // meta steps at half the rate.
+    let phi = trainer.combiner.params();
+    for (now, then) in phi.iter().zip(&phi_after_step[healthy as usize]) {
+        assert!(now.equal(then), "φ differs from step {healthy}'s");
+    }
+    assert_eq!(trainer.meta.as_ref().map(|m| m.lr), Some(META_LR / 2.0));
+    // Training goes on from there with non-zero weights.
+    for _ in 0..6 {
+        trainer.train_step().unwrap();
+    }
+    trainer.flush_pending().unwrap();
+    let after = primary_weights(&lines(dir.path()), detected + 1..u64::MAX);
+    assert!(
+        !after.is_empty() && after.iter().all(|w| *w != 0.0),
+        "{after:?}"
+    );
+}
+
+#[test]
+fn with_warn_a_collapse_is_reported_and_left_alone() {
+    let dir = tempfile::tempdir().unwrap();
+    let (mut trainer, _) = knocked_out(OnCollapse::Warn, dir.path());
+    for _ in 0..(3 * COLLAPSE_META_STEPS + 30) {
+        trainer.train_step().unwrap();
+    }
+    trainer.flush_pending().unwrap();
+    let logged = lines(dir.path());
+    let events = collapse_events(&logged);
+    // One report per episode (the primary's first; the every-weight watch
+    // completes its own longer streak later).
+    assert!(!events.is_empty() && events.len() <= 2, "{events:?}");
+    assert!(
+        events
+            .iter()
+            .all(|(_, m)| m.contains("would put φ back") && !m.contains("restored")),
+        "{events:?}"
+    );
+    let last = primary_weights(&logged, trainer.step - 3..trainer.step + 1);
+    assert!(
+        !last.is_empty() && last.iter().all(|w| *w == 0.0),
+        "{last:?}"
+    );
+    assert_eq!(trainer.meta.as_ref().map(|m| m.lr), Some(META_LR));
+}
