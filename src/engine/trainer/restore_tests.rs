@@ -115,7 +115,7 @@ fn a_collapsed_meltr_is_restored_to_its_newest_healthy_step_with_half_the_meta_r
     let healthy: u64 = message
         .split("restored from the meta step at step ")
         .nth(1)
-        .and_then(|rest| rest.split(' ').next())
+        .and_then(|rest| rest.split(|c: char| !c.is_ascii_digit()).next())
         .and_then(|n| n.parse().ok())
         .unwrap_or_else(|| panic!("no healthy step in: {message}"));
     assert!(
@@ -135,6 +135,17 @@ fn a_collapsed_meltr_is_restored_to_its_newest_healthy_step_with_half_the_meta_r
         assert!(now.equal(then), "φ differs from step {healthy}'s");
     }
     assert_eq!(trainer.meta.as_ref().map(|m| m.lr), Some(META_LR / 2.0));
+    // The optimizer keeps its step count; its moments start again from 0.
+    let state = trainer.meta_state();
+    let phi_len = phi.len();
+    assert!(
+        state[phi_len].double_value(&[]) >= 10.0,
+        "step count {}",
+        state[phi_len]
+    );
+    for moment in &state[phi_len + 1..] {
+        assert_eq!(moment.abs().max().double_value(&[]), 0.0);
+    }
     // Training goes on from there with non-zero weights.
     for _ in 0..6 {
         trainer.train_step().unwrap();
