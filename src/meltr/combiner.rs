@@ -51,6 +51,11 @@ pub trait Combiner: Send {
     fn params(&self) -> Vec<Tensor>;
     /// Its VarStore, for checkpoints.
     fn var_store(&self) -> &nn::VarStore;
+    /// The MELTR network behind it, when it is MELTR (the linear fit solves
+    /// for its head).
+    fn meltr_net(&self) -> Option<&MeltrNet> {
+        None
+    }
     /// Applies live config changes that concern it (fixed weights).
     fn apply_config(&mut self, _config: &Config) {}
 }
@@ -68,72 +73,6 @@ pub fn effective_weights_graph(combiner: &dyn Combiner, losses: &Tensor) -> Resu
     let l = losses.detach().set_requires_grad(true);
     let out = combiner.combine(&l);
     Ok(grad(&[&out], &[l], true, true)?.remove(0))
-}
-
-/// Adam steps and loss vectors per step of [`fit_to_linear`].
-const FIT_STEPS: usize = 600;
-const FIT_SAMPLES: usize = 16;
-const FIT_LR: f64 = 5e-3;
-const FIT_SPREAD: f64 = 0.25;
-
-/// `meltr.init = "sum" | "primary"`: fits a meta-trained combiner to the
-/// linear combination `Σ c_k l_k` near `losses` before the first step.
-/// MELTR's random init (the public code's) gives effective weights of random sign, and a
-/// negative weight on the primary makes the model climb its own task loss
-/// until the meta steps correct it; from a linear start the run begins like
-/// that baseline and the meta steps move away from it. Adam on the mean of
-/// `Σ_k (w_k − c_k)² / K + ((M(l) − c·l) / c·l)²` over loss vectors spread
-/// log-normally around `losses` (each loss times `e^{z/2}`, z standard
-/// normal, drawn from `seed`). Returns the largest `|w_k − c_k|` at
-/// `losses` after the fit.
-pub fn fit_to_linear(
-    combiner: &dyn Combiner,
-    losses: &Tensor,
-    target: &[f64],
-    seed: u64,
-) -> Result<f64> {
-    let params = combiner.params();
-    let losses = losses.detach();
-    let (kind, device) = (losses.kind(), losses.device());
-    let k = losses.numel();
-    anyhow::ensure!(
-        target.len() == k,
-        "{} target weights for {k} losses",
-        target.len()
-    );
-    let target = Tensor::from_slice(target).to_kind(kind).to_device(device);
-    let mut rng = crate::nn::rng::SplitMix::new(seed, 0x004c_494e);
-    let mut uniform = || ((rng.next_u64() >> 11) as f64 + 1.0) / (1u64 << 53) as f64;
-    let noise: Vec<f64> = (0..FIT_STEPS * FIT_SAMPLES * k)
-        .map(|_| {
-            // Box–Muller from two uniforms in (0, 1].
-            let (u, v) = (uniform(), uniform());
-            (-2.0 * u.ln()).sqrt() * (std::f64::consts::TAU * v).cos()
-        })
-        .collect();
-    let spread = (Tensor::from_slice(&noise).to_kind(kind).to_device(device) * FIT_SPREAD)
-        .exp()
-        .reshape([(FIT_STEPS * FIT_SAMPLES) as i64, k as i64]);
-    let mut adam = crate::nn::optim::AdamW::new(&params, FIT_LR, 0.0);
-    for step in 0..FIT_STEPS {
-        // Cosine decay: large steps find the fit, small ones settle it.
-        adam.lr =
-            FIT_LR * 0.5 * (1.0 + (std::f64::consts::PI * step as f64 / FIT_STEPS as f64).cos());
-        let rows = (spread.narrow(0, (step * FIT_SAMPLES) as i64, FIT_SAMPLES as i64) * &losses)
-            .set_requires_grad(true);
-        let combined = combiner.combine_rows(&rows);
-        // Rows are independent, so the gradient of their sum holds each
-        // row's effective weights.
-        let total = combined.sum(kind);
-        let weights = grad(&[&total], std::slice::from_ref(&rows), true, true)?.remove(0);
-        let linear = rows.matmul(&target);
-        let gap = (weights - &target).square().sum(kind) / FIT_SAMPLES as f64
-            + ((combined - &linear) / linear).square().mean(kind);
-        let grads = grad(&[&gap], &params, false, false)?;
-        adam.step(&params, &grads);
-    }
-    let weights = effective_weights(combiner, &losses)?;
-    Ok((weights - target).abs().max().double_value(&[]))
 }
 
 /// MELTR's transform of loss `k`: the combined output at `points` values of
@@ -359,62 +298,7 @@ impl Combiner for Meltr {
     fn var_store(&self) -> &nn::VarStore {
         &self.vs
     }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn small_meltr() -> Box<dyn Combiner> {
-        let mut config = Config::default();
-        config.combiner.kind = crate::config::CombinerKind::Meltr;
-        config.workload.auxiliary = ["a", "b", "c", "d", "e"].map(String::from).to_vec();
-        (config.meltr.d_model, config.meltr.d_hidden) = (32, 16);
-        (config.meltr.d_ff, config.meltr.heads) = (64, 4);
-        build(&config, Device::Cpu, Kind::Float)
-    }
-
-    fn largest_error(combiner: &dyn Combiner, losses: &Tensor, target: &[f64]) -> f64 {
-        let w = effective_weights(combiner, losses).unwrap();
-        (w - Tensor::from_slice(target))
-            .abs()
-            .max()
-            .double_value(&[])
-    }
-
-    #[test]
-    fn fitting_to_a_linear_combiner_sets_the_effective_weights() {
-        // Loss values of the video-text workload's first step, spanning
-        // two orders of magnitude.
-        let losses = Tensor::from_slice(&[0.7f32, 0.05, 1.5, 6.8, 1.2, 3.4]);
-        let primary = [1.0, 0.0, 0.0, 0.0, 0.0, 0.0];
-        for seed in [1, 2] {
-            // A fresh random init each time.
-            let meltr = small_meltr();
-            let before = largest_error(meltr.as_ref(), &losses, &primary);
-            let after = fit_to_linear(meltr.as_ref(), &losses, &primary, seed).unwrap();
-            eprintln!("primary: largest |w_k - c_k| {before:.3} at init, {after:.3} after the fit");
-            assert!((after - largest_error(meltr.as_ref(), &losses, &primary)).abs() < 1e-6);
-            assert!(after < 0.25, "{after}");
-            let combined = meltr.combine(&losses).double_value(&[]);
-            assert!((combined - 0.7).abs() < 0.1, "M(l) = {combined}, l_1 = 0.7");
-        }
-
-        // The sum: every weight moves toward 1 (the fit can stall with one
-        // loss short of it, which the trainer reports in its event line).
-        let meltr = small_meltr();
-        let init = crate::nn::autograd::snapshot(&meltr.params());
-        let before = largest_error(meltr.as_ref(), &losses, &[1.0; 6]);
-        let after = fit_to_linear(meltr.as_ref(), &losses, &[1.0; 6], 7).unwrap();
-        eprintln!("sum: largest |w_k - 1| {before:.3} at init, {after:.3} after the fit");
-        assert!(after < 0.5 * before, "{before} -> {after}");
-
-        // The same seed fits the same parameters from the same init.
-        let fitted = crate::nn::autograd::snapshot(&meltr.params());
-        crate::nn::autograd::assign(&meltr.params(), &init);
-        fit_to_linear(meltr.as_ref(), &losses, &[1.0; 6], 7).unwrap();
-        for (a, b) in meltr.params().iter().zip(&fitted) {
-            assert_eq!(a, b);
-        }
+    fn meltr_net(&self) -> Option<&MeltrNet> {
+        Some(&self.net)
     }
 }

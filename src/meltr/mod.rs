@@ -4,6 +4,7 @@
 #![warn(missing_docs)]
 
 pub mod combiner;
+pub mod fit;
 pub mod forward_ad;
 pub mod hypergrad;
 pub mod net;

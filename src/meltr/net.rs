@@ -101,15 +101,26 @@ impl MeltrNet {
 
     /// Combined losses `[S]` from `S` independent loss vectors `[S, K]`.
     pub fn forward_rows(&self, losses: &Tensor) -> Tensor {
+        self.head.forward(&self.pooled_rows(losses)).reshape([-1])
+    }
+
+    /// What the head reads: the encoder's output averaged over the K tokens,
+    /// `[S, d_model]` from `[S, K]`. The combined loss is
+    /// `pooled · head_weight`, linear in the head.
+    pub fn pooled_rows(&self, losses: &Tensor) -> Tensor {
         let k = self.sizes.losses;
         let tokens = self
             .loss_out
             .forward(&self.loss_in.forward(&losses.reshape([-1, k, 1])).relu())
             + &self.loss_type;
         let x = self.encoder.forward(&tokens, None);
-        self.head
-            .forward(&x.mean_dim(1, false, x.kind()))
-            .reshape([-1])
+        x.mean_dim(1, false, x.kind())
+    }
+
+    /// The head's weight `[1, d_model]` (a parameter: assign to it only
+    /// outside autograd).
+    pub fn head_weight(&self) -> &Tensor {
+        &self.head.ws
     }
 }
 

@@ -3,6 +3,7 @@
 //! back), the log cut back to it, and the restart-only keys in force.
 
 use super::*;
+use crate::meltr::fit::FIT_TOLERANCE;
 
 /// Resolves `train.device` to a libtorch device, or says why not.
 pub fn resolve_device(spec: &str) -> Result<Device> {
@@ -224,7 +225,8 @@ impl Trainer {
 
     /// `meltr.init = "sum" | "primary"`: fits the combiner to that linear
     /// combiner around the first batch's losses (see
-    /// [`combiner::fit_to_linear`]).
+    /// [`crate::meltr::fit::fit_to_linear`]); warns when the fit leaves an
+    /// effective weight more than [`FIT_TOLERANCE`] off.
     fn start_combiner_linear(&mut self) -> Result<()> {
         let losses = tch::no_grad(|| -> Result<Tensor> {
             let first = self.workload.train_batch(1)?;
@@ -240,18 +242,28 @@ impl Trainer {
                 }
             })
             .collect();
-        let error = combiner::fit_to_linear(
+        let error = crate::meltr::fit::fit_to_linear(
             self.combiner.as_ref(),
             &losses,
             &target,
             self.config.workload.seed,
         )?;
-        self.emit(Record::Event {
-            level: Level::Info,
-            message: format!(
-                "meltr.init = \"{init}\": MELTR fitted to the `{init}` combiner around the first batch's losses (largest effective-weight error {error:.3})"
-            ),
-        });
+        let event = if error <= FIT_TOLERANCE {
+            Record::Event {
+                level: Level::Info,
+                message: format!(
+                    "meltr.init = \"{init}\": MELTR fitted to the `{init}` combiner around the first batch's losses (largest effective-weight error {error:.3})"
+                ),
+            }
+        } else {
+            Record::Event {
+                level: Level::Warn,
+                message: format!(
+                    "meltr.init = \"{init}\": the fit to the `{init}` combiner left an effective weight {error:.3} off (tolerance {FIT_TOLERANCE}); the run does not start from `{init}`. Use combiner.kind = \"{init}\" for that baseline, or meltr.init = \"pytorch\""
+                ),
+            }
+        };
+        self.emit(event);
         Ok(())
     }
 }
