@@ -81,27 +81,34 @@ fn every_combiner_trains_with_finite_losses() {
 }
 
 /// A logged step's update takes θ's gradient from the gradient shares'
-/// backward: the run must be the same, bit for bit, whatever `log_every`.
+/// backward, or (without shares) from a backward that also returns the
+/// effective weights: the run must be the same, bit for bit, whatever
+/// `log_every`.
 #[test]
 fn logging_every_step_leaves_the_run_unchanged() {
     let _serial = serial();
     let root = tempfile::tempdir().unwrap();
     // `uncertainty` trains its own weights in the inner step; `meltr` with
     // `train_batch = "current"` keeps the step's graph for its meta step.
-    for (kind, train_batch) in [
-        ("sum", "recent"),
-        ("uncertainty", "recent"),
-        ("meltr", "recent"),
-        ("meltr", "current"),
+    // `shares_every` 1: shares (and so G from their backward) at every
+    // logged step; 1000: none in these runs.
+    for (kind, train_batch, shares_every) in [
+        ("sum", "recent", 1),
+        ("uncertainty", "recent", 1),
+        ("meltr", "recent", 1),
+        ("meltr", "current", 1),
+        ("sum", "recent", 1000),
+        ("uncertainty", "recent", 1000),
+        ("meltr", "recent", 1000),
+        ("meltr", "current", 1000),
     ] {
         let run = |log_every: u64| {
             let mut config = small_config(kind, 30);
             config.train.log_every = log_every;
-            // Shares (and so G from their backward) at every logged step.
-            config.train.shares_every = 1;
+            config.train.shares_every = shares_every;
             config.train.eval_every = 10;
             config.meltr.train_batch = train_batch.parse().unwrap();
-            let name = format!("{kind}-{train_batch}-{log_every}");
+            let name = format!("{kind}-{train_batch}-{shares_every}-{log_every}");
             run_session(root.path(), &name, config).1
         };
         let (every, tenth) = (run(1), run(10));
@@ -114,8 +121,12 @@ fn logging_every_step_leaves_the_run_unchanged() {
                 .map(|l| {
                     let mut record = l.record.clone();
                     if let Record::Train { shares, .. } = &mut record {
-                        let sum: f64 = shares.values().sum();
-                        assert!((sum - 1.0).abs() < 1e-3, "{kind}: shares {shares:?}");
+                        if shares_every == 1 {
+                            let sum: f64 = shares.values().sum();
+                            assert!((sum - 1.0).abs() < 1e-3, "{kind}: shares {shares:?}");
+                        } else {
+                            assert!(shares.is_empty(), "{kind}: shares {shares:?}");
+                        }
                         shares.clear();
                     }
                     format!("{} {record:?}", l.step)
@@ -124,7 +135,80 @@ fn logging_every_step_leaves_the_run_unchanged() {
         };
         let (every, tenth) = (comparable(&every), comparable(&tenth));
         assert!(every.len() > 6, "{kind}: {every:?}");
-        assert_eq!(every, tenth, "{kind}, train_batch = {train_batch}");
+        assert_eq!(
+            every, tenth,
+            "{kind}, train_batch = {train_batch}, shares_every = {shares_every}"
+        );
+    }
+}
+
+/// A logged step without shares takes its weights from the inner backward
+/// (∂total/∂losses): they must be the combiner's effective weights at the
+/// logged losses, computed on their own from the combiner as it was before
+/// the step (the previous step's checkpoint), after meta steps and inner
+/// updates of the combiner alike.
+#[test]
+fn logged_weights_are_the_combiners_effective_weights() {
+    use meltr_tui::engine::trainer::dtype;
+    use meltr_tui::meltr::combiner;
+    use meltr_tui::session::SessionDir;
+    let _serial = serial();
+    let root = tempfile::tempdir().unwrap();
+    for (kind, train_batch) in [
+        ("meltr", "recent"),
+        ("meltr", "current"),
+        ("mlp", "recent"),
+        ("uncertainty", "recent"),
+        ("weights", "recent"),
+    ] {
+        let mut config = small_config(kind, 4);
+        config.train.dtype = meltr_tui::config::Dtype::F64;
+        config.train.log_every = 1;
+        config.train.shares_every = 1000;
+        config.train.checkpoint_every = 1;
+        config.meltr.meta_every = 2;
+        config.meltr.train_batch = train_batch.parse().unwrap();
+        let (dir, lines) = run_session(
+            root.path(),
+            &format!("{kind}-{train_batch}"),
+            config.clone(),
+        );
+        // The three newest checkpoints are kept: steps 2, 3 and 4.
+        let checkpoints = checkpoint::list(&SessionDir::new(&dir).checkpoints());
+        let steps: Vec<u64> = checkpoints.iter().map(|(s, _)| *s).collect();
+        assert_eq!(steps, [2, 3, 4], "{kind}");
+        let mut compared = 0;
+        for (before, path) in &checkpoints[..2] {
+            let step = before + 1;
+            let (losses, logged) = lines
+                .iter()
+                .find_map(|l| match &l.record {
+                    Record::Train {
+                        losses, weights, ..
+                    } if l.step == step => Some((losses.clone(), weights.clone())),
+                    _ => None,
+                })
+                .unwrap_or_else(|| panic!("{kind}: no train line at step {step}"));
+            let reference = combiner::build(&config, tch::Device::Cpu, dtype(&config));
+            let loaded = checkpoint::Loaded::read(path, *before).unwrap();
+            meltr_tui::nn::vars::load_into(reference.var_store(), "", &loaded.lookup("combiner."))
+                .unwrap();
+            let names = config.loss_names();
+            let at: Vec<f64> = names.iter().map(|n| losses[n]).collect();
+            let expected =
+                combiner::effective_weights(reference.as_ref(), &tch::Tensor::from_slice(&at))
+                    .unwrap();
+            let expected = Vec::<f64>::try_from(&expected).unwrap();
+            let logged: Vec<f64> = names.iter().map(|n| logged[n]).collect();
+            let error = relative_error(&logged, &expected);
+            eprintln!("{kind}, {train_batch}, step {step}: logged {logged:?}, expected {expected:?}, relative error {error:e}");
+            assert!(
+                error < 1e-6,
+                "{kind}, step {step}: {logged:?} vs {expected:?}"
+            );
+            compared += 1;
+        }
+        assert_eq!(compared, 2, "{kind}");
     }
 }
 

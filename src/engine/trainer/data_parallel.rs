@@ -41,6 +41,30 @@ impl Timing {
     }
 }
 
+/// What the inner backward does besides θ's gradient of the combined loss.
+pub(super) enum Extra {
+    /// Nothing (an unlogged step, or a logged one whose weights are known).
+    None,
+    /// θ's part, already computed by the gradient shares' backward: only
+    /// inner-trained combiner parameters still need one.
+    FromShares(Vec<Tensor>),
+    /// Also `∂total/∂losses` for this loss vector (the one the combiner
+    /// consumed, not detached): the logged step's effective weights, from
+    /// the same reverse pass instead of a backward of their own.
+    Weights(Tensor),
+}
+
+/// The inner backward's results (see [`Trainer::averaged_backward`]).
+pub(super) struct InnerGrads {
+    /// The inner parameters' gradients, averaged over the ranks.
+    pub grads: Vec<Tensor>,
+    /// True only where every rank's losses and gradients were finite.
+    pub finite: Tensor,
+    /// For [`Extra::Weights`]: this rank's effective weights (not averaged:
+    /// the logged values are averaged together).
+    pub weights: Option<Tensor>,
+}
+
 impl Trainer {
     /// Joins the group `at` describes (Gloo on the CPU, NCCL on CUDA) and
     /// takes rank 0's parameters, optimizer states and step, so a fresh
@@ -154,19 +178,19 @@ impl Trainer {
 
     /// θ's (and inner-trained combiner parameters') gradient of `total`,
     /// averaged over the ranks, with `finite` true only where it is true on
-    /// every rank. `from_shares`: θ's part, already computed by the
-    /// gradient shares' backward. With buckets, their all-reduces start
-    /// during the backward; otherwise one all-reduce follows it.
+    /// every rank, and what `extra` asks of the same backward (see
+    /// [`Extra`]). With buckets, their all-reduces start during the
+    /// backward; otherwise one all-reduce follows it.
     pub(super) fn averaged_backward(
         &mut self,
         total: &Tensor,
-        from_shares: Option<Vec<Tensor>>,
+        extra: Extra,
         keep_graph: bool,
         finite: &Tensor,
-    ) -> Result<(Vec<Tensor>, Tensor)> {
+    ) -> Result<InnerGrads> {
         let started = Instant::now();
         let Some(buckets) = self.buckets.take() else {
-            let grads = self.inner_backward(total, from_shares, keep_graph)?;
+            let (grads, weights) = self.inner_backward(total, extra, keep_graph)?;
             self.phase_clock.mark("backward");
             let backward = started.elapsed();
             let finite = self.average_gradients(&grads, finite)?;
@@ -175,10 +199,14 @@ impl Trainer {
                 self.dp_timing
                     .add(backward, started.elapsed() - backward, 0, 0);
             }
-            return Ok((grads, finite));
+            return Ok(InnerGrads {
+                grads,
+                finite,
+                weights,
+            });
         };
         let averaged = buckets.arm(finite).and_then(|()| {
-            let grads = self.inner_backward(total, from_shares, keep_graph)?;
+            let (grads, weights) = self.inner_backward(total, extra, keep_graph)?;
             // Gradients the hooks did not see (the shares' ones).
             buckets.deliver(&grads)?;
             self.phase_clock.mark("backward");
@@ -190,34 +218,54 @@ impl Trainer {
                 averaged.started_in_backward,
                 buckets.len(),
             );
-            Ok(averaged)
+            Ok((averaged, weights))
         });
         if averaged.is_err() {
             // Disarms the hooks (what is still pending is dropped).
             let _ = buckets.finish();
         }
         self.buckets = Some(buckets);
-        let averaged = averaged.with_context(|| self.collective_failure())?;
+        let (averaged, weights) = averaged.with_context(|| self.collective_failure())?;
         self.phase_clock.mark("all-reduce");
-        Ok((averaged.grads, averaged.finite))
+        Ok(InnerGrads {
+            grads: averaged.grads,
+            finite: averaged.finite,
+            weights,
+        })
     }
 
-    /// The inner step's backward (see [`Trainer::averaged_backward`]).
+    /// The inner step's backward (see [`Trainer::averaged_backward`]):
+    /// the inner parameters' gradients and, for [`Extra::Weights`], this
+    /// rank's effective weights.
     fn inner_backward(
         &self,
         total: &Tensor,
-        from_shares: Option<Vec<Tensor>>,
+        extra: Extra,
         keep_graph: bool,
-    ) -> Result<Vec<Tensor>> {
-        match from_shares {
+    ) -> Result<(Vec<Tensor>, Option<Tensor>)> {
+        match extra {
+            Extra::None => Ok((grad(&[total], &self.inner_params, keep_graph, false)?, None)),
             // The combiner's own inner-trained parameters (if any) take a
             // backward through `total` alone.
-            Some(mut theta_grads) => {
+            Extra::FromShares(mut theta_grads) => {
                 let own = &self.inner_params[self.theta.len()..];
                 theta_grads.extend(grad(&[total], own, keep_graph, false)?);
-                Ok(theta_grads)
+                Ok((theta_grads, None))
             }
-            None => grad(&[total], &self.inner_params, keep_graph, false),
+            // One more input of the same reverse pass: autograd captures
+            // the gradient flowing into the loss vector on its way to θ,
+            // and θ's gradients are computed by the same ops as without it.
+            Extra::Weights(losses) => {
+                let mut inputs: Vec<Tensor> = self
+                    .inner_params
+                    .iter()
+                    .map(Tensor::shallow_clone)
+                    .collect();
+                inputs.push(losses);
+                let mut grads = grad(&[total], &inputs, keep_graph, false)?;
+                let weights = grads.pop();
+                Ok((grads, weights))
+            }
         }
     }
 

@@ -2,6 +2,7 @@
 //! combined loss, with the non-finite guard on the device, and the logged
 //! step's weights and gradient shares.
 
+use super::data_parallel::{Extra, InnerGrads};
 use super::*;
 
 impl Trainer {
@@ -27,14 +28,25 @@ impl Trainer {
         // per-step host sync).
         let losses_finite = total.isfinite().logical_and(&losses.isfinite().all());
         // Weights and shares at the losses this update uses (before the
-        // step changes any inner-trained combiner parameters).
+        // step changes any inner-trained combiner parameters). The shares'
+        // double backward needs the weights first; without shares they
+        // come from the inner backward itself (`Extra::Weights`: one more
+        // input of its reverse pass instead of a backward of their own).
+        let shares_now = log_now && self.config.train.shares_at(self.step);
+        let fold_weights = log_now && !shares_now && losses.requires_grad();
         let mut logged = if log_now {
             self.flush_pending()?;
-            let weights = combiner::effective_weights(self.combiner.as_ref(), &losses)?;
-            let shares = if self.config.train.shares_at(self.step) {
-                Some(self.gradient_shares(&losses, &weights)?)
-            } else {
+            let weights = if fold_weights {
                 None
+            } else {
+                Some(combiner::effective_weights(
+                    self.combiner.as_ref(),
+                    &losses,
+                )?)
+            };
+            let shares = match &weights {
+                Some(weights) if shares_now => Some(self.gradient_shares(&losses, weights)?),
+                _ => None,
             };
             self.phase_clock.mark("weights + shares");
             Some((weights, shares))
@@ -48,12 +60,19 @@ impl Trainer {
         // θ's gradient: from the shares' backward if it gave one, and, with
         // data-parallel ranks, the mean of all ranks' shards (a step skipped
         // everywhere when any rank's losses are not finite).
-        let from_shares = logged
-            .as_mut()
-            .and_then(|(_, s)| s.as_mut())
-            .and_then(|s| s.combined.take());
-        let (mut grads, losses_finite) =
-            self.averaged_backward(&total, from_shares, reuse_forward, &losses_finite)?;
+        let extra = match logged.as_mut() {
+            _ if fold_weights => Extra::Weights(losses.shallow_clone()),
+            Some((_, Some(shares))) => shares
+                .combined
+                .take()
+                .map_or(Extra::None, Extra::FromShares),
+            _ => Extra::None,
+        };
+        let InnerGrads {
+            mut grads,
+            finite: losses_finite,
+            weights: folded_weights,
+        } = self.averaged_backward(&total, extra, reuse_forward, &losses_finite)?;
         let norm = clip_grad_norm(&mut grads, self.config.train.grad_clip);
         let ok = losses_finite.logical_and(&norm.isfinite());
         self.phase_clock.mark("clip + guard");
@@ -86,6 +105,9 @@ impl Trainer {
         });
 
         if let Some((weights, shares)) = logged {
+            let weights = weights
+                .or(folded_weights)
+                .context("the inner backward returned no effective weights")?;
             let mut parts = vec![
                 losses.to_kind(Kind::Double),
                 weights.to_kind(Kind::Double),
