@@ -6,7 +6,7 @@
 //! does (its first layer's ReLUs die and its output stops depending on the
 //! losses). The guard counts meta steps in either state, reports an episode
 //! once, and (`meltr.on_collapse = "restore"`) keeps a copy of φ and its
-//! optimizer's state at the newest healthy meta step to put back.
+//! optimizer's step count at the newest healthy meta step to put back.
 
 use tch::Tensor;
 
@@ -74,7 +74,7 @@ pub enum Verdict {
 
 impl CollapseGuard {
     /// One meta step's effective weights after its update, with the state
-    /// it left (`snapshot`: copies of φ and the meta optimizer's state,
+    /// it left (`snapshot`: copies of φ and the meta optimizer's step count,
     /// taken at that step) when restoring is on.
     pub fn observe(
         &mut self,

@@ -177,6 +177,16 @@ impl AdamW {
         self.step_if(params, grads, None);
     }
 
+    /// Sets both moments to 0 (the step count stays): the next update
+    /// starts its averages afresh.
+    pub fn clear_moments(&mut self) {
+        tch::no_grad(|| {
+            for moment in self.m.iter().chain(&self.v) {
+                let _ = moment.shallow_clone().zero_();
+            }
+        });
+    }
+
     /// As [`AdamW::step`], applied only where the 0-dim bool `ok` is true
     /// (parameters, moments and the step count all stay as they were
     /// otherwise, even with non-finite gradients). Nothing waits on the

@@ -16,7 +16,7 @@ pub(super) struct PendingMeta {
     /// The largest |effective weight| and the primary's after the update,
     /// as one 2-vector (the collapse watch).
     pub(super) watched_weights: Option<Tensor>,
-    /// Copies of φ and the meta optimizer's state after the update
+    /// Copies of φ and the meta optimizer's step count after the update
     /// (`meltr.on_collapse = "restore"`).
     pub(super) snapshot: Option<Vec<Tensor>>,
 }
@@ -281,33 +281,29 @@ impl Trainer {
     /// a step's forward: no graph holds φ).
     pub(super) fn apply_due_restore(&mut self) {
         if std::mem::take(&mut self.restore_due) {
-            let state = self.meta_state();
-            self.collapse.restore(&state);
+            self.collapse.restore(&self.restorable_state());
             // The moments are what carried φ into the collapse: restored,
             // they replay the slide (on the suite's few-labels seed 4 it
             // collapsed again: 46.2 against 57.6 with them cleared). The
-            // step count stays, so Adam's bias correction does not blow
-            // the first updates up.
-            let phi_len = self.combiner.params().len();
-            tch::no_grad(|| {
-                for moment in &state[phi_len + 1..] {
-                    let _ = moment.shallow_clone().zero_();
-                }
-            });
+            // step count is put back, so Adam's bias correction does not
+            // blow the first updates up.
+            if let Some(meta) = self.meta.as_mut() {
+                meta.clear_moments();
+            }
         }
     }
 
-    /// Copies of φ and the meta optimizer's state, in [`Self::meta_state`]'s
-    /// order (device copies; no host sync).
+    /// Copies of [`Self::restorable_state`] (device copies; no host sync).
     fn meta_snapshot(&self) -> Vec<Tensor> {
-        tch::no_grad(|| self.meta_state().iter().map(Tensor::copy).collect())
+        tch::no_grad(|| self.restorable_state().iter().map(Tensor::copy).collect())
     }
 
-    /// φ, then the meta optimizer's step count and moments (shallow).
-    pub(super) fn meta_state(&self) -> Vec<Tensor> {
+    /// What a collapse restore puts back: φ, then the meta optimizer's step
+    /// count (shallow).
+    pub(super) fn restorable_state(&self) -> Vec<Tensor> {
         let mut state = self.combiner.params();
         if let Some(meta) = &self.meta {
-            state.extend(meta.state("meta").into_iter().map(|(_, t)| t));
+            state.push(meta.step.shallow_clone());
         }
         state
     }

@@ -248,22 +248,18 @@ impl Trainer {
             &target,
             self.config.workload.seed,
         )?;
-        let event = if error <= FIT_TOLERANCE {
-            Record::Event {
-                level: Level::Info,
-                message: format!(
-                    "meltr.init = \"{init}\": MELTR fitted to the `{init}` combiner around the first batch's losses (largest effective-weight error {error:.3})"
-                ),
-            }
+        let (level, message) = if error <= FIT_TOLERANCE {
+            (
+                Level::Info,
+                format!("meltr.init = \"{init}\": MELTR fitted to the `{init}` combiner around the first batch's losses (largest effective-weight error {error:.3})"),
+            )
         } else {
-            Record::Event {
-                level: Level::Warn,
-                message: format!(
-                    "meltr.init = \"{init}\": the fit to the `{init}` combiner left an effective weight {error:.3} off (tolerance {FIT_TOLERANCE}); the run does not start from `{init}`. Use combiner.kind = \"{init}\" for that baseline, or meltr.init = \"pytorch\""
-                ),
-            }
+            (
+                Level::Warn,
+                format!("meltr.init = \"{init}\": the fit to the `{init}` combiner left an effective weight {error:.3} off (tolerance {FIT_TOLERANCE}); the run does not start from `{init}`. Use combiner.kind = \"{init}\" for that baseline, or meltr.init = \"pytorch\""),
+            )
         };
-        self.emit(event);
+        self.emit(Record::Event { level, message });
         Ok(())
     }
 }
