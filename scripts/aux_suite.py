@@ -1055,6 +1055,62 @@ def command_report(args: argparse.Namespace) -> int:
     return 0
 
 
+def command_variants(args: argparse.Namespace) -> int:
+    """Compares MELTR variants (`run --methods meltr --set ...` JSONs) with
+    the default MELTR of a full run: each variant's MELTR runs stand in for
+    the default's, the other methods stay, and the must-show summary is
+    computed again, so every variant is judged on the same sum, primary and
+    replay runs."""
+    with open(args.base) as f:
+        base = json.load(f)
+    tasks = [TASK_BY_NAME[name] for name in base["tasks"]]
+    methods = base["methods"]
+    rows = [("default", base["header"].get("command", ""), base["runs"])]
+    for spec in args.variant:
+        name, _, path = spec.partition("=")
+        if not path:
+            raise SystemExit(f"aux-suite variants: `{spec}` is not NAME=JSON")
+        with open(path) as f:
+            variant = json.load(f)
+        meltr = [r for r in variant["runs"] if r["method"] == "meltr"]
+        keys = {(r["task"], r["seed"]) for r in meltr}
+        base_keys = {(r["task"], r["seed"]) for r in base["runs"] if r["method"] == "meltr"}
+        if keys != base_keys:
+            raise SystemExit(f"aux-suite variants: {path} does not hold MELTR runs for the same tasks and seeds"
+                             f" as {args.base} (missing {sorted(base_keys - keys)[:4]})")
+        others = [r for r in base["runs"] if r["method"] != "meltr"]
+        rows.append((name, variant["header"].get("command", ""), others + meltr))
+    out = ["# MELTR variants on the auxiliary-learning suite", "",
+           f"Written by `scripts/aux_suite.py {shlex.join(args.argv)}`; commit {git_commit()}, "
+           f"{time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}.", "",
+           f"Each variant's MELTR runs stand in for the default's in `{args.base}` (its sum, primary and replay"
+           " runs stay). MELTR − sum: each task's difference divided by its spread of method means, averaged"
+           " over tasks (the issue's \"MELTR ≥ sum\" is ≥ 0). Collapsed: runs whose primary weight ends below"
+           " a tenth of its start.", "",
+           "| variant | " + " | ".join(t.name for t in tasks) + " | MELTR − sum | beats sum | collapsed |",
+           "|---|" + "---|" * (len(tasks) + 3)]
+    for name, _, records in rows:
+        table = aggregate(records, tasks, methods)
+        summary = summarize(records, tasks, methods, table)
+        cells = []
+        for t in tasks:
+            metric = table[t.name]["meltr"]["metric"]
+            d = digits_for(t)
+            cells.append(f"{number(metric['mean'], d)} ± {number(metric['std'], d)}")
+        collapsed = sum(1 for t in tasks for v in summary[t.name].get("collapse", {}).values()
+                        if v.startswith("COLLAPSED"))
+        seeds = sum(len(summary[t.name].get("collapse", {})) for t in tasks)
+        overall = summary["overall"]
+        out.append(f"| {name} | " + " | ".join(cells)
+                   + f" | {overall['meltr_minus_sum_normalized_mean']:+.3f} | {overall['meltr_beats_sum']}"
+                   f" | {collapsed}/{seeds} |")
+    out += ["", "Commands:", ""] + [f"- {name}: `{command}`" for name, command, _ in rows if command]
+    with open(args.out, "w") as f:
+        f.write("\n".join(out) + "\n")
+    print(f"aux-suite: wrote {args.out}", file=sys.stderr)
+    return 0
+
+
 def command_build(args: argparse.Namespace) -> int:
     build_suite(args.out)
     return 0
@@ -1141,12 +1197,20 @@ def main(argv: Optional[List[str]] = None) -> int:
     report = sub.add_parser("report", help="render the markdown again from a run's JSON")
     report.add_argument("json", help="the JSON a run wrote")
     report.add_argument("--out", help="markdown (default: the JSON's path with .md)")
+    variants = sub.add_parser("variants", help="compare MELTR variants' runs with a full run's default MELTR")
+    variants.add_argument("base", help="the JSON of a full run (every method, the default config)")
+    variants.add_argument("variant", nargs="+", metavar="NAME=JSON",
+                          help="a run's JSON with MELTR runs of a variant (`run --methods meltr --set ...`)")
+    variants.add_argument("--out", required=True, help="markdown table")
     args = parser.parse_args(argv)
+    args.argv = argv
     torch.set_num_threads(1)
     if args.command == "build":
         return command_build(args)
     if args.command == "report":
         return command_report(args)
+    if args.command == "variants":
+        return command_variants(args)
     return command_run(args, argv)
 
 

@@ -78,4 +78,27 @@ fn meltr_beats_primary_and_keeps_up_with_sum_over_three_seeds() {
             "{run}"
         );
     }
+    // `variants` judges a variant's MELTR runs against the same other runs:
+    // the smoke run as its own variant gives the default's row again.
+    let variants = root.path().join("variants.md");
+    let out = std::process::Command::new(torch_python())
+        .arg(repo("scripts/aux_suite.py"))
+        .arg("variants")
+        .arg(report.with_extension("json"))
+        .arg(format!("same={}", report.with_extension("json").display()))
+        .arg("--out")
+        .arg(&variants)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", text(&out));
+    let table = std::fs::read_to_string(&variants).unwrap();
+    let row = |name: &str| -> String {
+        let line = table
+            .lines()
+            .find(|l| l.starts_with(&format!("| {name} |")))
+            .unwrap_or_else(|| panic!("no `{name}` row in:\n{table}"));
+        line.trim_start_matches(&format!("| {name} |")).to_string()
+    };
+    assert_eq!(row("default"), row("same"), "{table}");
+    assert!(row("default").contains(" ± "), "{table}");
 }

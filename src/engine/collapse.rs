@@ -123,6 +123,67 @@ impl CollapseGuard {
         self.primary_streak = 0;
         Some(*step)
     }
+
+    /// How many tensors the healthy snapshot holds, if there is one.
+    pub fn snapshot_len(&self) -> Option<usize> {
+        self.healthy.as_ref().map(|(_, saved)| saved.len())
+    }
+
+    /// The watch's state by name, for checkpoints: its counters (`{prefix}.counters`:
+    /// the two streaks, armed, the healthy step or -1) and the healthy
+    /// snapshot (`{prefix}.healthy.{i}`), so a resumed run watches and
+    /// restores as the uninterrupted one would.
+    pub fn state(&self, prefix: &str) -> Vec<(String, Tensor)> {
+        let healthy_step = self.healthy.as_ref().map_or(-1.0, |(s, _)| *s as f64);
+        let counters = [
+            f64::from(self.every_streak),
+            f64::from(self.primary_streak),
+            f64::from(u8::from(self.primary_armed)),
+            healthy_step,
+        ];
+        let mut out = vec![(format!("{prefix}.counters"), Tensor::from_slice(&counters))];
+        if let Some((_, saved)) = &self.healthy {
+            for (i, t) in saved.iter().enumerate() {
+                out.push((format!("{prefix}.healthy.{i}"), t.shallow_clone()));
+            }
+        }
+        out
+    }
+
+    /// Restores [`Self::state`]; `device` is where the snapshot lives (φ's
+    /// device). A checkpoint from before the watch was saved leaves a fresh
+    /// watch.
+    pub fn load_state(
+        &mut self,
+        prefix: &str,
+        lookup: &dyn Fn(&str) -> Option<Tensor>,
+        device: tch::Device,
+    ) -> anyhow::Result<()> {
+        let Some(counters) = lookup(&format!("{prefix}.counters")) else {
+            *self = Self::default();
+            return Ok(());
+        };
+        let values = Vec::<f64>::try_from(counters.to_kind(tch::Kind::Double).flatten(0, -1))?;
+        let [every, primary, armed, healthy_step] = values[..] else {
+            anyhow::bail!("`{prefix}.counters` holds {} values, not 4", values.len());
+        };
+        self.every_streak = every as u32;
+        self.primary_streak = primary as u32;
+        self.primary_armed = armed != 0.0;
+        self.healthy = None;
+        if healthy_step >= 0.0 {
+            let saved: Vec<Tensor> = (0..)
+                .map_while(|i| lookup(&format!("{prefix}.healthy.{i}")))
+                .map(|t| t.to_device(device))
+                .collect();
+            anyhow::ensure!(
+                !saved.is_empty(),
+                "`{prefix}.counters` names a healthy step but the checkpoint holds no snapshot"
+            );
+            self.healthy = Some((healthy_step as u64, saved));
+        }
+        Ok(())
+    }
 }
 
 #[cfg(test)]
@@ -237,5 +298,30 @@ mod tests {
         assert_eq!(Vec::<f64>::try_from(&phi).unwrap(), vec![33.0, 33.0]);
         // Re-armed: the next collapse needs a full streak again.
         assert_eq!(reports(&mut guard, &[primary_at(0.01); 3]), vec![]);
+    }
+
+    #[test]
+    fn the_saved_state_reads_back_into_the_same_watch() {
+        use std::collections::HashMap;
+        let mut guard = CollapseGuard::default();
+        let phi = Tensor::from_slice(&[1.5f64, -2.0]);
+        guard.observe(12, primary_at(0.9), Some(vec![phi.copy()]));
+        for step in [15, 18] {
+            guard.observe(step, primary_at(0.01), Some(vec![phi.copy()]));
+        }
+        let saved: HashMap<String, Tensor> = guard.state("c").into_iter().collect();
+        let mut read = CollapseGuard::default();
+        read.load_state("c", &|n| saved.get(n).map(Tensor::copy), tch::Device::Cpu)
+            .unwrap();
+        assert_eq!(
+            (read.every_streak, read.primary_streak, read.primary_armed),
+            (0, 2, true)
+        );
+        let (step, snapshot) = read.healthy.as_ref().unwrap();
+        assert_eq!((*step, snapshot.len()), (12, 1));
+        assert!(snapshot[0].equal(&phi));
+        // Without a saved watch (an older checkpoint): a fresh one.
+        read.load_state("c", &|_| None, tch::Device::Cpu).unwrap();
+        assert!(read.healthy.is_none() && !read.primary_armed);
     }
 }

@@ -26,3 +26,13 @@ impl SplitMix {
         self.next_u64() % n.max(1)
     }
 }
+
+/// libtorch's default generator is one per process. A build that seeds it
+/// and then draws (data, initial parameters) holds this guard, so that
+/// builds on other threads (parallel tests, in-process ranks) cannot slip
+/// their draws in between and change what a seed gives.
+pub fn global_draws() -> std::sync::MutexGuard<'static, ()> {
+    static LOCK: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    LOCK.lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+}

@@ -2,10 +2,18 @@
 
 use super::*;
 
+/// Checkpoint names of the run state beyond the parameters and moments.
+pub(super) const META_LR: &str = "meta.lr";
+pub(super) const COLLAPSE: &str = "collapse";
+
 impl Trainer {
     /// Writes a checkpoint now (and makes the metrics durable up to it).
     pub fn write_checkpoint(&mut self) -> Result<()> {
         self.flush_pending()?;
+        // A restore the flush asked for lands before the checkpoint (nothing
+        // reads φ before the next step's forward), so a resume starts from
+        // the restored φ, like the run that goes on.
+        self.apply_due_restore();
         if self.is_follower() {
             return Ok(());
         }
@@ -23,7 +31,12 @@ impl Trainer {
         tensors.extend(self.inner.state("inner"));
         if let Some(meta) = &self.meta {
             tensors.extend(meta.state("meta"));
+            // The meta-learning rate in use (a collapse restore halves it)
+            // and the configured one it came from.
+            let lr = [meta.lr, self.config.meltr.meta_lr];
+            tensors.push((META_LR.to_string(), Tensor::from_slice(&lr)));
         }
+        tensors.extend(self.collapse.state(COLLAPSE));
         let written = self
             .log
             .sync()

@@ -187,3 +187,73 @@ fn with_warn_a_collapse_is_reported_and_left_alone() {
     );
     assert_eq!(trainer.meta.as_ref().map(|m| m.lr), Some(META_LR));
 }
+
+/// Copies a session folder (files and one level of subfolders, as a
+/// session has).
+fn copy_session(from: &Path, to: &Path) {
+    for entry in std::fs::read_dir(from).unwrap() {
+        let entry = entry.unwrap();
+        let target = to.join(entry.file_name());
+        if entry.file_type().unwrap().is_dir() {
+            std::fs::create_dir_all(&target).unwrap();
+            copy_session(&entry.path(), &target);
+        } else {
+            std::fs::copy(entry.path(), target).unwrap();
+        }
+    }
+}
+
+fn resumed(dir: &Path, config: Config) -> Trainer {
+    let (events, _keep) = std::sync::mpsc::sync_channel(1 << 16);
+    Trainer::new(dir, config, true, events).unwrap().0
+}
+
+#[test]
+fn a_resume_after_a_restore_keeps_the_halved_rate_and_the_watch() {
+    let dir = tempfile::tempdir().unwrap();
+    let (mut straight, _) = knocked_out(OnCollapse::Restore, dir.path());
+    while !straight.restore_due {
+        straight.train_step().unwrap();
+    }
+    // The checkpoint lands the due restore first.
+    straight.write_checkpoint().unwrap();
+    assert!(!straight.restore_due);
+    let copy = tempfile::tempdir().unwrap();
+    copy_session(dir.path(), copy.path());
+    let edited = tempfile::tempdir().unwrap();
+    copy_session(dir.path(), edited.path());
+
+    let mut resumed_run = resumed(copy.path(), config(OnCollapse::Restore));
+    assert_eq!(resumed_run.meta.as_ref().map(|m| m.lr), Some(META_LR / 2.0));
+    for _ in 0..12 {
+        straight.train_step().unwrap();
+        resumed_run.train_step().unwrap();
+    }
+    for (a, b) in straight
+        .combiner
+        .params()
+        .iter()
+        .zip(&resumed_run.combiner.params())
+    {
+        assert!(
+            a.equal(b),
+            "φ after the resume differs from the straight run's"
+        );
+    }
+    // The watch goes on alike: same counters, same healthy snapshot.
+    let (a, b) = (
+        straight.collapse.state("c"),
+        resumed_run.collapse.state("c"),
+    );
+    assert_eq!(a.len(), b.len());
+    assert!(a.len() > 1, "no healthy snapshot was kept");
+    for ((name, x), (_, y)) in a.iter().zip(&b) {
+        assert!(x.equal(y), "{name} differs after the resume");
+    }
+
+    // A resume whose config edits meltr.meta_lr takes the edit.
+    let mut edit = config(OnCollapse::Restore);
+    edit.meltr.meta_lr = 3.0 * META_LR;
+    let edited_run = resumed(edited.path(), edit);
+    assert_eq!(edited_run.meta.as_ref().map(|m| m.lr), Some(3.0 * META_LR));
+}

@@ -48,6 +48,9 @@ impl Trainer {
         events: SyncSender<Event>,
     ) -> Result<(Trainer, SessionMeta)> {
         let point = resume.then(|| resume_point(dir, &mut config)).transpose()?;
+        // Seeding, data, θ, φ and the init fit draw from libtorch's one
+        // generator, in that order.
+        let _draws = crate::nn::rng::global_draws();
         let device = resolve_device(&config.train.device)?;
         let saved_module = point
             .as_ref()
@@ -67,6 +70,7 @@ impl Trainer {
         events: SyncSender<Event>,
     ) -> Result<(Trainer, SessionMeta)> {
         let point = resume.then(|| resume_point(dir, &mut config)).transpose()?;
+        let _draws = crate::nn::rng::global_draws();
         Self::assemble(dir, config, workload, point, events)
     }
 
@@ -103,6 +107,7 @@ impl Trainer {
         let mut parts = (workload, combiner, inner, meta);
         let (mut step, mut time_offset, mut resumed_from) = (0, 0.0, None);
         let mut notes = Vec::new();
+        let mut collapse = CollapseGuard::default();
         if let Some(point) = resume {
             notes = point.notes;
             // Cut the log back to the checkpoint actually used.
@@ -110,6 +115,7 @@ impl Trainer {
             prepare_resume(dir, step)?;
             if let Some(ckpt) = point.checkpoint {
                 restore(&ckpt, &mut parts)?;
+                restore_watch(&ckpt, &config, &mut parts, &mut collapse, device)?;
                 resumed_from = Some(ckpt.path);
             }
             if metrics_path.exists() {
@@ -177,7 +183,7 @@ impl Trainer {
             status: Status::Running,
             meta_blocked: None,
             meta_steps_done: 0,
-            collapse: CollapseGuard::default(),
+            collapse,
             restore_due: false,
             events,
             steps_per_sec: 0.0,
@@ -284,6 +290,41 @@ fn restore(ckpt: &checkpoint::Loaded, (workload, combiner, inner, meta): &mut Pa
     if let Some(meta) = meta {
         meta.load_state("meta", &|n| ckpt.get(n))
             .with_context(context)?;
+    }
+    Ok(())
+}
+
+/// The collapse watch and the meta-learning rate a collapse restore left
+/// (checkpoints from before they were saved: a fresh watch, the configured
+/// rate). A resume whose config edits `meltr.meta_lr` takes the edit, as a
+/// live edit does.
+fn restore_watch(
+    ckpt: &checkpoint::Loaded,
+    config: &Config,
+    (_, combiner, _, meta): &mut Parts,
+    collapse: &mut CollapseGuard,
+    device: Device,
+) -> Result<()> {
+    let context = || format!("checkpoint {}", ckpt.path.display());
+    collapse
+        .load_state(super::checkpointing::COLLAPSE, &|n| ckpt.get(n), device)
+        .with_context(context)?;
+    if let Some(saved) = collapse.snapshot_len() {
+        let expected = combiner.params().len() + usize::from(meta.is_some());
+        anyhow::ensure!(
+            saved == expected,
+            "{}: its collapse snapshot holds {saved} tensors, this config's restorable state {expected}",
+            context()
+        );
+    }
+    if let (Some(meta), Some(lr)) = (meta.as_mut(), ckpt.get(super::checkpointing::META_LR)) {
+        let [in_use, configured] = Vec::<f64>::try_from(lr.to_kind(Kind::Double).flatten(0, -1))
+            .ok()
+            .and_then(|v| <[f64; 2]>::try_from(v).ok())
+            .with_context(|| format!("{}: `meta.lr` is not [in use, configured]", context()))?;
+        if configured == config.meltr.meta_lr {
+            meta.lr = in_use;
+        }
     }
     Ok(())
 }
