@@ -56,12 +56,31 @@ pub fn fit_to_linear(
         target.len()
     );
     let target = Tensor::from_slice(target).to_kind(kind).to_device(device);
+    let error = || -> Result<f64> {
+        let weights = effective_weights(combiner, &losses)?;
+        Ok((weights - &target).abs().max().double_value(&[]))
+    };
     match combiner.meltr_net() {
         Some(net) => solve_head(net, &losses, &target, seed)?,
-        None => fit_by_adam(combiner, &losses, &target, seed)?,
+        None => {
+            // The monotone MLP cannot put a weight at 0, so `primary` is
+            // out of its reach, and its Adam fit was seen to end further off
+            // than it started (0.59 → 0.89 on the synthetic workload in
+            // session 10): keep whichever of the two is closer.
+            let before = error()?;
+            let start: Vec<Tensor> =
+                tch::no_grad(|| combiner.params().iter().map(Tensor::copy).collect());
+            fit_by_adam(combiner, &losses, &target, seed)?;
+            if error()? > before {
+                tch::no_grad(|| {
+                    for (param, saved) in combiner.params().iter().zip(&start) {
+                        param.shallow_clone().copy_(saved);
+                    }
+                });
+            }
+        }
     }
-    let weights = effective_weights(combiner, &losses)?;
-    Ok((weights - target).abs().max().double_value(&[]))
+    error()
 }
 
 /// `rows` loss-vector factors `[rows, k]`, each `e^{FIT_SPREAD z}` with z
@@ -200,6 +219,19 @@ mod tests {
         build(&config, Device::Cpu, Kind::Float)
     }
 
+    /// configs/synthetic.toml and its first training batch's losses (f32).
+    fn synthetic_first_losses() -> (Config, Tensor) {
+        let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("configs/synthetic.toml");
+        let config = Config::load(&path).unwrap();
+        let workload = crate::workload::build(&config, Device::Cpu, Kind::Float, None).unwrap();
+        let losses = tch::no_grad(|| {
+            let first = workload.train_batch(1).unwrap();
+            crate::workload::select(&workload.losses(&first).unwrap(), &config.loss_names())
+                .unwrap()
+        });
+        (config, losses.to_kind(Kind::Float))
+    }
+
     fn largest_error(combiner: &dyn Combiner, losses: &Tensor, target: &[f64]) -> f64 {
         let w = effective_weights(combiner, losses).unwrap();
         (w - Tensor::from_slice(target).to_kind(Kind::Float))
@@ -256,15 +288,8 @@ mod tests {
     fn fit_reaches_the_linear_weights_on_the_synthetic_workloads_first_losses() {
         // The losses the trainer fits around: the synthetic workload's first
         // training batch (configs/synthetic.toml).
-        let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("configs/synthetic.toml");
-        let config = Config::load(&path).unwrap();
-        let workload = crate::workload::build(&config, Device::Cpu, Kind::Float, None).unwrap();
-        let losses = tch::no_grad(|| {
-            let first = workload.train_batch(1).unwrap();
-            crate::workload::select(&workload.losses(&first).unwrap(), &config.loss_names())
-                .unwrap()
-        });
-        let values: Vec<f32> = Vec::try_from(&losses.to_kind(Kind::Float)).unwrap();
+        let (_, losses) = synthetic_first_losses();
+        let values: Vec<f32> = Vec::try_from(&losses).unwrap();
         assert_eq!(values.len(), 3);
         fits_both_targets(&values, FIT_TOLERANCE);
     }
@@ -290,6 +315,37 @@ mod tests {
         fit_to_linear(second.as_ref(), &l, &[1.0; 4], 9).unwrap();
         for (a, b) in first.params().iter().zip(&second.params()) {
             assert_eq!(a, b);
+        }
+    }
+
+    #[test]
+    fn the_monotone_mlp_fits_sum_and_moves_toward_primary() {
+        let (mut config, l) = synthetic_first_losses();
+        config.combiner.kind = CombinerKind::Mlp;
+        let k = l.numel();
+        let mut primary = vec![0.0; k];
+        primary[0] = 1.0;
+        // `sum` within the tolerance; `primary` (a weight at 0, out of a
+        // monotone MLP's reach): measured 0.69–0.72 → 0.64–0.65 over 24 inits.
+        for (target, reach) in [(vec![1.0; k], FIT_TOLERANCE), (primary, 0.68)] {
+            for seed in 0..4 {
+                let combiner = {
+                    let _draws = crate::nn::rng::global_draws();
+                    tch::manual_seed(seed);
+                    build(&config, Device::Cpu, Kind::Float)
+                };
+                let before = largest_error(combiner.as_ref(), &l, &target);
+                let after = fit_to_linear(combiner.as_ref(), &l, &target, 7).unwrap();
+                eprintln!(
+                    "mlp {target:?} seed {seed}: largest |w_k - c_k| {before:.3} -> {after:.3}"
+                );
+                assert!(
+                    after < before && after <= reach,
+                    "{target:?}: {before} -> {after}"
+                );
+                let measured = largest_error(combiner.as_ref(), &l, &target);
+                assert!((after - measured).abs() < 1e-6, "{after} vs {measured}");
+            }
         }
     }
 }
