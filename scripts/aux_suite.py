@@ -8,6 +8,7 @@ nobody tuned MELTR for.
                      [--sessions DIR] [--out docs/aux-suite.md]
                      [--tasks ...] [--steps N] [--jobs 2] [--smoke]
     aux_suite.py report RUN.json [--out RUN.md]
+    aux_suite.py variants BASE.json NAME=VARIANT.json ... --out TABLE.md
 
 `build` writes one folder per task: `model.pt` (TorchScript,
 `forward(batch: Dict[str, Tensor]) -> Dict[str, Tensor]`: 0-dim losses and
@@ -19,7 +20,9 @@ ${MELTR_CACHE:-${XDG_CACHE_HOME:-~/.cache}/meltr-tui}/aux-suite (rebuilt
 when VERSION changes) unless --suite names one, trains every task x seed x
 method on one thread per run, and writes a markdown report and a JSON file
 beside it with every run's numbers (`report` renders the markdown again
-from that JSON). `--smoke` is the CI subset. Methods: meltr-tui's
+from that JSON). `variants` judges MELTR variants (`run --methods meltr
+--set KEY=VALUE`) against a full run's other methods, one table row each
+(docs/aux-suite-variants/README.md). `--smoke` is the CI subset. Methods: meltr-tui's
 combiners (primary, sum, uncertainty, mlp, meltr); fixed weights from the
 roles: `oracle` (1 on every loss except the harmful ones, which get 0) and
 `harmful-only` (1 on the primary and the harmful ones); `replay`
