@@ -225,6 +225,13 @@ fn a_resume_after_a_restore_keeps_the_halved_rate_and_the_watch() {
 
     let mut resumed_run = resumed(copy.path(), config(OnCollapse::Restore));
     assert_eq!(resumed_run.meta.as_ref().map(|m| m.lr), Some(META_LR / 2.0));
+    // The log says why the rate is not the configured one.
+    resumed_run.flush_pending().unwrap();
+    let said = lines(copy.path()).iter().any(|l| {
+        matches!(&l.record, Record::Event { message, .. }
+            if message.contains("meta-learning rate resumes at 5.000e-4"))
+    });
+    assert!(said, "no note on the resumed meta-learning rate");
     for _ in 0..12 {
         straight.train_step().unwrap();
         resumed_run.train_step().unwrap();

@@ -115,7 +115,11 @@ impl Trainer {
             prepare_resume(dir, step)?;
             if let Some(ckpt) = point.checkpoint {
                 restore(&ckpt, &mut parts)?;
-                restore_watch(&ckpt, &config, &mut parts, &mut collapse, device)?;
+                if let Some(note) =
+                    restore_watch(&ckpt, &config, &mut parts, &mut collapse, device)?
+                {
+                    notes.push((Level::Info, note));
+                }
                 resumed_from = Some(ckpt.path);
             }
             if metrics_path.exists() {
@@ -297,14 +301,15 @@ fn restore(ckpt: &checkpoint::Loaded, (workload, combiner, inner, meta): &mut Pa
 /// The collapse watch and the meta-learning rate a collapse restore left
 /// (checkpoints from before they were saved: a fresh watch, the configured
 /// rate). A resume whose config edits `meltr.meta_lr` takes the edit, as a
-/// live edit does.
+/// live edit does. Returns a note for the log when the resumed rate is not
+/// the configured one.
 fn restore_watch(
     ckpt: &checkpoint::Loaded,
     config: &Config,
     (_, combiner, _, meta): &mut Parts,
     collapse: &mut CollapseGuard,
     device: Device,
-) -> Result<()> {
+) -> Result<Option<String>> {
     let context = || format!("checkpoint {}", ckpt.path.display());
     collapse
         .load_state(super::checkpointing::COLLAPSE, &|n| ckpt.get(n), device)
@@ -322,11 +327,15 @@ fn restore_watch(
             .ok()
             .and_then(|v| <[f64; 2]>::try_from(v).ok())
             .with_context(|| format!("{}: `meta.lr` is not [in use, configured]", context()))?;
-        if configured == config.meltr.meta_lr {
+        if configured == config.meltr.meta_lr && in_use != configured {
             meta.lr = in_use;
+            return Ok(Some(format!(
+                "the meta-learning rate resumes at {in_use:.3e}, not meltr.meta_lr = {configured:.3e}: \
+                 a collapse restore lowered it before the checkpoint (an edit of meltr.meta_lr sets it again)"
+            )));
         }
     }
-    Ok(())
+    Ok(None)
 }
 
 /// Makes a session ready to resume from the checkpoint at `step` (0: none):
