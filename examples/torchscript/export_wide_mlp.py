@@ -87,12 +87,12 @@ class WideMlp(nn.Module):
         }
 
 
-def make_split(samples: int, generator: torch.Generator) -> Dict[str, Tensor]:
+def make_split(samples: int, generator: torch.Generator, width: int = WIDTH) -> Dict[str, Tensor]:
     """Labels from fixed random read-outs of x (drawn from their own seeds, so
     both splits share them), with 10% of the labels flipped."""
-    readout = torch.randn(WIDTH, CLASSES, generator=torch.Generator().manual_seed(11))
-    projection = torch.randn(WIDTH, RECON, generator=torch.Generator().manual_seed(12))
-    x = torch.randn(samples, WIDTH, generator=generator)
+    readout = torch.randn(width, CLASSES, generator=torch.Generator().manual_seed(11))
+    projection = torch.randn(width, RECON, generator=torch.Generator().manual_seed(12))
+    x = torch.randn(samples, width, generator=generator)
     label = (x @ readout).argmax(-1)
     flip = torch.rand(samples, generator=generator) < 0.1
     label = torch.where(flip, torch.randint(0, CLASSES, (samples,), generator=generator), label)
@@ -100,7 +100,7 @@ def make_split(samples: int, generator: torch.Generator) -> Dict[str, Tensor]:
         "x": x.float(),
         "label": label.long(),
         "group": (label % GROUPS).long(),
-        "recon": (x @ projection / WIDTH**0.5).float(),
+        "recon": (x @ projection / width**0.5).float(),
         "noise": torch.randint(0, NOISE_CLASSES, (samples,), generator=generator).long(),
     }
 
@@ -146,15 +146,18 @@ def main() -> None:
     parser.add_argument("--train", type=int, default=4096, help="training samples")
     parser.add_argument("--val", type=int, default=512, help="validation samples")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--width", type=int, default=WIDTH,
+                        help="input and hidden width (default: %(default)s; e.g. 32 for a model whose step is"
+                        " bound by per-op overhead, as small models are on a GPU)")
     args = parser.parse_args()
 
     torch.manual_seed(args.seed)
     os.makedirs(args.out, exist_ok=True)
-    model = torch.jit.script(WideMlp())
+    model = torch.jit.script(WideMlp(args.width))
     model.save(os.path.join(args.out, "model.pt"))
     generator = torch.Generator().manual_seed(args.seed + 1)
-    write_safetensors(os.path.join(args.out, "train.safetensors"), make_split(args.train, generator))
-    write_safetensors(os.path.join(args.out, "val.safetensors"), make_split(args.val, generator))
+    write_safetensors(os.path.join(args.out, "train.safetensors"), make_split(args.train, generator, args.width))
+    write_safetensors(os.path.join(args.out, "val.safetensors"), make_split(args.val, generator, args.width))
     with open(os.path.join(args.out, "wide_mlp.toml"), "w") as f:
         f.write(CONFIG)
     params = sum(p.numel() for p in model.parameters())

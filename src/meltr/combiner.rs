@@ -36,8 +36,15 @@ pub enum Training {
 pub trait Combiner: Send {
     /// The `combiner.kind` it implements (`"meltr"`, `"sum"`, ...).
     fn kind(&self) -> &'static str;
-    /// The combined loss (0-dim) from the loss vector `[K]` (primary first).
+    /// The combined loss (0-dim) from the loss vector `[K]` (primary first),
+    /// differentiable to any order.
     fn combine(&self, losses: &Tensor) -> Tensor;
+    /// [`Combiner::combine`] for a graph that is differentiated once at most
+    /// (the inner step's backward, effective weights, plots): the same
+    /// function, through fused kernels where the combiner has them.
+    fn combine_first_order(&self, losses: &Tensor) -> Tensor {
+        self.combine(losses)
+    }
     /// Combined losses `[S]` of `S` independent loss vectors `[S, K]`.
     fn combine_rows(&self, losses: &Tensor) -> Tensor {
         let rows: Vec<Tensor> = (0..losses.size()[0])
@@ -63,7 +70,7 @@ pub trait Combiner: Send {
 /// Effective weights `w_k = ∂M/∂l_k` at `losses` (detached; `[K]`).
 pub fn effective_weights(combiner: &dyn Combiner, losses: &Tensor) -> Result<Tensor> {
     let l = losses.detach().set_requires_grad(true);
-    let out = combiner.combine(&l);
+    let out = combiner.combine_first_order(&l);
     Ok(grad(&[&out], &[l], false, false)?.remove(0))
 }
 
@@ -93,7 +100,7 @@ pub fn transform_curve(
             .map(|&x| {
                 let l = losses.detach().copy();
                 let _ = l.get(k).fill_(x);
-                combiner.combine(&l).double_value(&[])
+                combiner.combine_first_order(&l).double_value(&[])
             })
             .collect();
         (xs, ys)
@@ -285,6 +292,9 @@ impl Combiner for Meltr {
     }
     fn combine(&self, losses: &Tensor) -> Tensor {
         self.net.forward(losses)
+    }
+    fn combine_first_order(&self, losses: &Tensor) -> Tensor {
+        self.net.forward_first_order(losses)
     }
     fn combine_rows(&self, losses: &Tensor) -> Tensor {
         self.net.forward_rows(losses)

@@ -9,7 +9,7 @@
 //! differentiates through MELTR twice, and fused attention kernels have no
 //! double backward. No dropout: the meta step needs a deterministic function.
 
-use crate::nn::transformer::{init_linear_like_pytorch, EncoderLayer};
+use crate::nn::transformer::{init_linear_like_pytorch, Derivatives, EncoderLayer};
 use tch::nn::{self, Module};
 use tch::Tensor;
 
@@ -99,6 +99,17 @@ impl MeltrNet {
             .reshape(Vec::<i64>::new())
     }
 
+    /// [`Self::forward`] through fused layer-norm and attention kernels:
+    /// the same function in fewer ops, for a graph that is differentiated
+    /// once at most (an inner step's backward, effective weights).
+    pub fn forward_first_order(&self, losses: &Tensor) -> Tensor {
+        let pooled = self.pooled_rows_with(
+            &losses.reshape([1, self.sizes.losses]),
+            Derivatives::FirstOrder,
+        );
+        self.head.forward(&pooled).reshape(Vec::<i64>::new())
+    }
+
     /// Combined losses `[S]` from `S` independent loss vectors `[S, K]`.
     pub fn forward_rows(&self, losses: &Tensor) -> Tensor {
         self.head.forward(&self.pooled_rows(losses)).reshape([-1])
@@ -108,12 +119,16 @@ impl MeltrNet {
     /// `[S, d_model]` from `[S, K]`. The combined loss is
     /// `pooled · head_weight`, linear in the head.
     pub fn pooled_rows(&self, losses: &Tensor) -> Tensor {
+        self.pooled_rows_with(losses, Derivatives::Any)
+    }
+
+    fn pooled_rows_with(&self, losses: &Tensor, derivatives: Derivatives) -> Tensor {
         let k = self.sizes.losses;
         let tokens = self
             .loss_out
             .forward(&self.loss_in.forward(&losses.reshape([-1, k, 1])).relu())
             + &self.loss_type;
-        let x = self.encoder.forward(&tokens, None);
+        let x = self.encoder.forward_with(&tokens, None, derivatives);
         x.mean_dim(1, false, x.kind())
     }
 
@@ -198,6 +213,71 @@ mod tests {
         // The loss-type embedding is N(0, 1): 24 draws, std well above 0.02.
         let std = vars["loss_type"].std(true).double_value(&[]);
         assert!(std > 0.5 && std < 1.6, "{std}");
+    }
+
+    /// The default sizes (d_model 256, 8 heads), as the inner step runs them.
+    fn default_sized(kind: Kind) -> (nn::VarStore, MeltrNet) {
+        tch::manual_seed(1);
+        let mut vs = nn::VarStore::new(Device::Cpu);
+        let net = MeltrNet::new(
+            &vs.root(),
+            MeltrSizes {
+                losses: 4,
+                d_model: 256,
+                d_hidden: 128,
+                d_ff: 512,
+                heads: 8,
+            },
+        );
+        net.init_like_pytorch();
+        vs.set_kind(kind);
+        (vs, net)
+    }
+
+    #[test]
+    fn the_fused_first_order_forward_is_the_same_function_with_the_same_gradients() {
+        // (kind, relative tolerance): f64 checks the math, f32 what runs.
+        for (kind, tolerance) in [(Kind::Double, 1e-9), (Kind::Float, 2e-5)] {
+            for (vs, net) in [tiny(kind), default_sized(kind)] {
+                let params = vs.trainable_variables();
+                for losses in [[0.7, 1.3, 2.1, 0.4], [3.0, 0.01, 0.5, 9.0]] {
+                    let k = net.sizes().losses as usize;
+                    let l = Tensor::from_slice(&losses[..k]).to_kind(kind);
+                    let run = |first_order: bool| {
+                        let l = l.detach().set_requires_grad(true);
+                        let out = if first_order {
+                            net.forward_first_order(&l)
+                        } else {
+                            net.forward(&l)
+                        };
+                        let mut inputs: Vec<Tensor> =
+                            params.iter().map(Tensor::shallow_clone).collect();
+                        inputs.push(l);
+                        let mut all = grad(&[&out], &inputs, false, false).unwrap();
+                        all.insert(0, out.detach());
+                        all
+                    };
+                    let (fused, elementary) = (run(true), run(false));
+                    // Relative to each tensor, plus a floor at the largest
+                    // one's rounding: the key bias's gradient is 0 in exact
+                    // arithmetic (it shifts every score of a query alike),
+                    // so both sides hold only rounding noise there.
+                    let largest = elementary
+                        .iter()
+                        .map(|t| t.abs().max().double_value(&[]))
+                        .fold(0.0, f64::max);
+                    for (i, (a, b)) in fused.iter().zip(&elementary).enumerate() {
+                        let off = (a - b).abs().max().double_value(&[]);
+                        let allowed = tolerance * b.abs().max().double_value(&[])
+                            + tolerance * 0.05 * largest;
+                        assert!(
+                            off <= allowed,
+                            "{kind:?}, tensor {i} (0: M, then φ's grads, last: w): off by {off:.2e}, allowed {allowed:.2e}"
+                        );
+                    }
+                }
+            }
+        }
     }
 
     #[test]

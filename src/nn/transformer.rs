@@ -3,7 +3,11 @@
 //! meta step), and fused attention kernels have no double backward; the
 //! meta step's Hessian-vector products run forward-mode AD over a backward
 //! pass, and libtorch's fused layer-norm backward has no forward derivative.
-//! So nothing here uses fused kernels.
+//! So a forward that may be differentiated that way uses no fused kernels
+//! ([`Derivatives::Any`]). One that is only ever differentiated once (an
+//! inner step, effective weights) can take the fused layer norm and
+//! attention ([`Derivatives::FirstOrder`]): the same function in fewer ops,
+//! which is most of its cost when the layer is as small as MELTR's.
 
 use tch::nn::{self, Module};
 use tch::Tensor;
@@ -52,6 +56,32 @@ impl Module for LayerNorm {
     }
 }
 
+impl LayerNorm {
+    /// The same function as libtorch's fused kernel (one op; first-order
+    /// derivatives only, see the module docs).
+    pub fn forward_fused(&self, x: &Tensor) -> Tensor {
+        let d = self.weight.size()[0];
+        x.layer_norm([d], Some(&self.weight), Some(&self.bias), Self::EPS, false)
+    }
+
+    fn forward_with(&self, x: &Tensor, derivatives: Derivatives) -> Tensor {
+        match derivatives {
+            Derivatives::Any => self.forward(x),
+            Derivatives::FirstOrder => self.forward_fused(x),
+        }
+    }
+}
+
+/// How a forward will be differentiated, which decides whether it may use
+/// fused kernels (see the module docs).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Derivatives {
+    /// Any order, forward mode over a backward included: elementary ops.
+    Any,
+    /// One backward at most: fused layer norm and attention.
+    FirstOrder,
+}
+
 impl EncoderLayer {
     /// Creates the layer's parameters under `path` with tch's default
     /// initialisation; panics unless `heads` divides `d_model`.
@@ -95,8 +125,18 @@ impl EncoderLayer {
 
     /// `x`: `[batch, tokens, d_model]`. `mask`: optional additive mask
     /// broadcastable to `[batch, heads, tokens, tokens]` (0 = attend,
-    /// -inf = blocked).
+    /// -inf = blocked). Differentiable to any order.
     pub fn forward(&self, x: &Tensor, mask: Option<&Tensor>) -> Tensor {
+        self.forward_with(x, mask, Derivatives::Any)
+    }
+
+    /// [`Self::forward`], with fused kernels where `derivatives` allows.
+    pub fn forward_with(
+        &self,
+        x: &Tensor,
+        mask: Option<&Tensor>,
+        derivatives: Derivatives,
+    ) -> Tensor {
         let (b, n, d) = x.size3().expect("[batch, tokens, d_model]");
         let h = self.heads;
         let dh = d / h;
@@ -104,17 +144,27 @@ impl EncoderLayer {
         let q = split(self.query.forward(x));
         let k = split(self.key.forward(x));
         let v = split(self.value.forward(x));
-        let mut scores = q.matmul(&k.transpose(2, 3)) / (dh as f64).sqrt();
-        if let Some(mask) = mask {
-            scores += mask;
+        let attended = match derivatives {
+            Derivatives::Any => {
+                let mut scores = q.matmul(&k.transpose(2, 3)) / (dh as f64).sqrt();
+                if let Some(mask) = mask {
+                    scores += mask;
+                }
+                super::softmax(&scores).matmul(&v)
+            }
+            Derivatives::FirstOrder => {
+                Tensor::scaled_dot_product_attention(&q, &k, &v, mask, 0.0, false, None, false)
+            }
         }
-        let attended = super::softmax(&scores)
-            .matmul(&v)
-            .transpose(1, 2)
-            .reshape([b, n, d]);
-        let x = self.norm1.forward(&(x + self.attn_out.forward(&attended)));
-        self.norm2
-            .forward(&(&x + self.ff_out.forward(&self.ff_in.forward(&x).relu())))
+        .transpose(1, 2)
+        .reshape([b, n, d]);
+        let x = self
+            .norm1
+            .forward_with(&(x + self.attn_out.forward(&attended)), derivatives);
+        self.norm2.forward_with(
+            &(&x + self.ff_out.forward(&self.ff_in.forward(&x).relu())),
+            derivatives,
+        )
     }
 }
 
