@@ -14,6 +14,7 @@
 use super::net::{MeltrNet, MeltrSizes};
 use crate::config::{CombinerKind, Config, MeltrInit};
 use crate::nn::autograd::grad;
+pub use crate::nn::transformer::Derivatives;
 use crate::nn::vars::sorted_variables;
 use anyhow::Result;
 use tch::nn;
@@ -39,10 +40,11 @@ pub trait Combiner: Send {
     /// The combined loss (0-dim) from the loss vector `[K]` (primary first),
     /// differentiable to any order.
     fn combine(&self, losses: &Tensor) -> Tensor;
-    /// [`Combiner::combine`] for a graph that is differentiated once at most
-    /// (the inner step's backward, effective weights, plots): the same
-    /// function, through fused kernels where the combiner has them.
-    fn combine_first_order(&self, losses: &Tensor) -> Tensor {
+    /// [`Combiner::combine`] for a graph that is differentiated only as
+    /// `derivatives` says (the inner step's backward, effective weights,
+    /// the factorized meta step): the same function, through fused kernels
+    /// where the combiner has them.
+    fn combine_with(&self, losses: &Tensor, _derivatives: Derivatives) -> Tensor {
         self.combine(losses)
     }
     /// Combined losses `[S]` of `S` independent loss vectors `[S, K]`.
@@ -70,15 +72,16 @@ pub trait Combiner: Send {
 /// Effective weights `w_k = ∂M/∂l_k` at `losses` (detached; `[K]`).
 pub fn effective_weights(combiner: &dyn Combiner, losses: &Tensor) -> Result<Tensor> {
     let l = losses.detach().set_requires_grad(true);
-    let out = combiner.combine_first_order(&l);
+    let out = combiner.combine_with(&l, Derivatives::FirstOrder);
     Ok(grad(&[&out], &[l], false, false)?.remove(0))
 }
 
 /// Effective weights as a differentiable function of the combiner's
-/// parameters (`create_graph`): used by the factorized mixed derivative.
+/// parameters (`create_graph`): used by the factorized mixed derivative,
+/// one more backward (reverse mode only).
 pub fn effective_weights_graph(combiner: &dyn Combiner, losses: &Tensor) -> Result<Tensor> {
     let l = losses.detach().set_requires_grad(true);
-    let out = combiner.combine(&l);
+    let out = combiner.combine_with(&l, Derivatives::Reverse);
     Ok(grad(&[&out], &[l], true, true)?.remove(0))
 }
 
@@ -100,7 +103,9 @@ pub fn transform_curve(
             .map(|&x| {
                 let l = losses.detach().copy();
                 let _ = l.get(k).fill_(x);
-                combiner.combine_first_order(&l).double_value(&[])
+                combiner
+                    .combine_with(&l, Derivatives::FirstOrder)
+                    .double_value(&[])
             })
             .collect();
         (xs, ys)
@@ -293,8 +298,8 @@ impl Combiner for Meltr {
     fn combine(&self, losses: &Tensor) -> Tensor {
         self.net.forward(losses)
     }
-    fn combine_first_order(&self, losses: &Tensor) -> Tensor {
-        self.net.forward_first_order(losses)
+    fn combine_with(&self, losses: &Tensor, derivatives: Derivatives) -> Tensor {
+        self.net.forward_with(losses, derivatives)
     }
     fn combine_rows(&self, losses: &Tensor) -> Tensor {
         self.net.forward_rows(losses)

@@ -32,7 +32,7 @@
 //!   differences, the fallback for models whose ops lack forward
 //!   derivatives (e.g. fused attention kernels).
 
-use super::combiner::{effective_weights_graph, Combiner};
+use super::combiner::{effective_weights_graph, Combiner, Derivatives};
 use super::phases::PhaseClock;
 use crate::nn::autograd::{self, grad};
 use anyhow::{anyhow, Result};
@@ -120,13 +120,14 @@ pub fn hypergradient_timed(
         .map(Tensor::shallow_clone)
         .collect();
     // `|Σ l − M(l)|` on the training batch, with the graph (from the given
-    // forward when there is one).
-    let train_terms = || -> Result<(Tensor, Tensor, Tensor)> {
+    // forward when there is one); MELTR's part differentiated as the mode
+    // does: reverse mode only, the factorized mode's once.
+    let train_terms = |derivatives: Derivatives| -> Result<(Tensor, Tensor, Tensor)> {
         let losses = match problem.train_forward {
             Some(losses) => losses.shallow_clone(),
             None => (problem.train_losses)()?,
         };
-        let combined = problem.combiner.combine(&losses);
+        let combined = problem.combiner.combine_with(&losses, derivatives);
         let reg = (losses.sum(losses.kind()) - &combined).abs();
         Ok((losses, combined, reg))
     };
@@ -135,7 +136,7 @@ pub fn hypergradient_timed(
     let neumann_stop;
     let (grads, reg) = match settings.mode {
         AidMode::Exact => {
-            let (_, combined, reg) = train_terms()?;
+            let (_, combined, reg) = train_terms(Derivatives::Reverse)?;
             clock.mark("train fwd");
             let primary_loss = (problem.val_primary)()? + &reg * settings.gamma;
             clock.mark("val fwd");
@@ -169,7 +170,7 @@ pub fn hypergradient_timed(
             let g_val = grad(&[&val], theta, false, false)?;
             clock.mark("val bwd");
             drop(val);
-            let (losses, combined, reg) = train_terms()?;
+            let (losses, combined, reg) = train_terms(Derivatives::FirstOrder)?;
             clock.mark("train fwd");
             let inputs = if settings.gamma_direct {
                 &with_phi[..]
@@ -383,7 +384,9 @@ fn hvp_by_differences(problem: &MetaProblem, v: &[Tensor]) -> Result<Vec<Tensor>
         return Ok(v.iter().map(Tensor::zeros_like).collect());
     };
     let aux_grad = || -> Result<Vec<Tensor>> {
-        let combined = problem.combiner.combine(&(problem.train_losses)()?);
+        let combined = problem
+            .combiner
+            .combine_with(&(problem.train_losses)()?, Derivatives::FirstOrder);
         grad(&[&combined], problem.theta, false, false)
     };
     let (plus, minus) = at_shifted(problem.theta, v, eps, &aux_grad)?;

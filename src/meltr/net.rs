@@ -99,14 +99,10 @@ impl MeltrNet {
             .reshape(Vec::<i64>::new())
     }
 
-    /// [`Self::forward`] through fused layer-norm and attention kernels:
-    /// the same function in fewer ops, for a graph that is differentiated
-    /// once at most (an inner step's backward, effective weights).
-    pub fn forward_first_order(&self, losses: &Tensor) -> Tensor {
-        let pooled = self.pooled_rows_with(
-            &losses.reshape([1, self.sizes.losses]),
-            Derivatives::FirstOrder,
-        );
+    /// [`Self::forward`] through the fused kernels `derivatives` allows
+    /// (see [`Derivatives`]): the same function in fewer ops.
+    pub fn forward_with(&self, losses: &Tensor, derivatives: Derivatives) -> Tensor {
+        let pooled = self.pooled_rows_with(&losses.reshape([1, self.sizes.losses]), derivatives);
         self.head.forward(&pooled).reshape(Vec::<i64>::new())
     }
 
@@ -234,8 +230,32 @@ mod tests {
         (vs, net)
     }
 
+    /// `M`, then `∇_φ M` and `w = ∂M/∂l`; with `second`, also
+    /// `∇_φ (w · u)` (the factorized meta step's MELTR term).
+    fn derivatives_of(
+        net: &MeltrNet,
+        params: &[Tensor],
+        l: &Tensor,
+        derivatives: Derivatives,
+        second: bool,
+    ) -> Vec<Tensor> {
+        let l = l.detach().set_requires_grad(true);
+        let out = net.forward_with(&l, derivatives);
+        let mut inputs: Vec<Tensor> = params.iter().map(Tensor::shallow_clone).collect();
+        inputs.push(l);
+        let mut all = grad(&[&out], &inputs, second, second).unwrap();
+        if second {
+            let w = all.last().unwrap();
+            let u = Tensor::linspace(-1.0, 2.0, w.numel() as i64, (w.kind(), w.device()));
+            let mixed = grad(&[&(w * u).sum(w.kind())], params, false, false).unwrap();
+            all.extend(mixed);
+        }
+        all.insert(0, out);
+        all.iter().map(Tensor::detach).collect()
+    }
+
     #[test]
-    fn the_fused_first_order_forward_is_the_same_function_with_the_same_gradients() {
+    fn the_fused_forwards_are_the_same_function_with_the_same_derivatives() {
         // (kind, relative tolerance): f64 checks the math, f32 what runs.
         for (kind, tolerance) in [(Kind::Double, 1e-9), (Kind::Float, 2e-5)] {
             for (vs, net) in [tiny(kind), default_sized(kind)] {
@@ -243,37 +263,29 @@ mod tests {
                 for losses in [[0.7, 1.3, 2.1, 0.4], [3.0, 0.01, 0.5, 9.0]] {
                     let k = net.sizes().losses as usize;
                     let l = Tensor::from_slice(&losses[..k]).to_kind(kind);
-                    let run = |first_order: bool| {
-                        let l = l.detach().set_requires_grad(true);
-                        let out = if first_order {
-                            net.forward_first_order(&l)
-                        } else {
-                            net.forward(&l)
-                        };
-                        let mut inputs: Vec<Tensor> =
-                            params.iter().map(Tensor::shallow_clone).collect();
-                        inputs.push(l);
-                        let mut all = grad(&[&out], &inputs, false, false).unwrap();
-                        all.insert(0, out.detach());
-                        all
-                    };
-                    let (fused, elementary) = (run(true), run(false));
-                    // Relative to each tensor, plus a floor at the largest
-                    // one's rounding: the key bias's gradient is 0 in exact
-                    // arithmetic (it shifts every score of a query alike),
-                    // so both sides hold only rounding noise there.
-                    let largest = elementary
-                        .iter()
-                        .map(|t| t.abs().max().double_value(&[]))
-                        .fold(0.0, f64::max);
-                    for (i, (a, b)) in fused.iter().zip(&elementary).enumerate() {
-                        let off = (a - b).abs().max().double_value(&[]);
-                        let allowed = tolerance * b.abs().max().double_value(&[])
-                            + tolerance * 0.05 * largest;
-                        assert!(
-                            off <= allowed,
-                            "{kind:?}, tensor {i} (0: M, then φ's grads, last: w): off by {off:.2e}, allowed {allowed:.2e}"
-                        );
+                    for (fused, second) in [
+                        (Derivatives::FirstOrder, false),
+                        (Derivatives::Reverse, true),
+                    ] {
+                        let got = derivatives_of(&net, &params, &l, fused, second);
+                        let want = derivatives_of(&net, &params, &l, Derivatives::Any, second);
+                        // Relative to each tensor, plus a floor at the largest
+                        // one's rounding: the key bias's gradient is 0 in exact
+                        // arithmetic (it shifts every score of a query alike),
+                        // so both sides hold only rounding noise there.
+                        let largest = want
+                            .iter()
+                            .map(|t| t.abs().max().double_value(&[]))
+                            .fold(0.0, f64::max);
+                        for (i, (a, b)) in got.iter().zip(&want).enumerate() {
+                            let off = (a - b).abs().max().double_value(&[]);
+                            let allowed = tolerance * b.abs().max().double_value(&[])
+                                + tolerance * 0.05 * largest;
+                            assert!(
+                                off <= allowed,
+                                "{kind:?} {fused:?}, tensor {i} (M, ∇_φ M, w, then ∇_φ(w·u)): off by {off:.2e}, allowed {allowed:.2e}"
+                            );
+                        }
                     }
                 }
             }

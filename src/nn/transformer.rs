@@ -4,10 +4,13 @@
 //! meta step's Hessian-vector products run forward-mode AD over a backward
 //! pass, and libtorch's fused layer-norm backward has no forward derivative.
 //! So a forward that may be differentiated that way uses no fused kernels
-//! ([`Derivatives::Any`]). One that is only ever differentiated once (an
-//! inner step, effective weights) can take the fused layer norm and
-//! attention ([`Derivatives::FirstOrder`]): the same function in fewer ops,
-//! which is most of its cost when the layer is as small as MELTR's.
+//! ([`Derivatives::Any`]). One differentiated by reverse mode only, twice
+//! at most (the factorized meta step's MELTR term), can take the fused
+//! layer norm and softmax, whose backwards have backwards
+//! ([`Derivatives::Reverse`]); one differentiated once (an inner step,
+//! effective weights) the fused attention too ([`Derivatives::FirstOrder`]).
+//! The same function in fewer ops, which is most of its cost when the
+//! layer is as small as MELTR's.
 
 use tch::nn::{self, Module};
 use tch::Tensor;
@@ -67,7 +70,7 @@ impl LayerNorm {
     fn forward_with(&self, x: &Tensor, derivatives: Derivatives) -> Tensor {
         match derivatives {
             Derivatives::Any => self.forward(x),
-            Derivatives::FirstOrder => self.forward_fused(x),
+            Derivatives::Reverse | Derivatives::FirstOrder => self.forward_fused(x),
         }
     }
 }
@@ -78,6 +81,9 @@ impl LayerNorm {
 pub enum Derivatives {
     /// Any order, forward mode over a backward included: elementary ops.
     Any,
+    /// Reverse mode only, a backward of the backward included: fused layer
+    /// norm and softmax.
+    Reverse,
     /// One backward at most: fused layer norm and attention.
     FirstOrder,
 }
@@ -144,14 +150,16 @@ impl EncoderLayer {
         let q = split(self.query.forward(x));
         let k = split(self.key.forward(x));
         let v = split(self.value.forward(x));
-        let attended = match derivatives {
-            Derivatives::Any => {
-                let mut scores = q.matmul(&k.transpose(2, 3)) / (dh as f64).sqrt();
-                if let Some(mask) = mask {
-                    scores += mask;
-                }
-                super::softmax(&scores).matmul(&v)
+        let scores = || {
+            let scores = q.matmul(&k.transpose(2, 3)) / (dh as f64).sqrt();
+            match mask {
+                Some(mask) => scores + mask,
+                None => scores,
             }
+        };
+        let attended = match derivatives {
+            Derivatives::Any => super::softmax(&scores()).matmul(&v),
+            Derivatives::Reverse => scores().softmax(-1, x.kind()).matmul(&v),
             Derivatives::FirstOrder => {
                 Tensor::scaled_dot_product_attention(&q, &k, &v, mask, 0.0, false, None, false)
             }

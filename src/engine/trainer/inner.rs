@@ -20,7 +20,9 @@ impl Trainer {
             .with_context(|| format!("the training batch of step {}", self.step))?;
         let losses = workload::select(&named, &self.loss_names)?;
         // Differentiated once (the meta step builds its own graphs).
-        let total = self.combiner.combine_first_order(&losses);
+        let total = self
+            .combiner
+            .combine_with(&losses, combiner::Derivatives::FirstOrder);
         let log_now = self.step.is_multiple_of(self.config.train.log_every);
         self.phase_clock.mark("forward");
 
