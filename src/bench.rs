@@ -174,33 +174,42 @@ fn bench_workload(
     // the shares by one backward per loss (the fallback for models without
     // second derivatives).
     let default_shares_every = crate::config::TrainConfig::default().shares_every;
+    // (label, combiner, log_every, shares_every, shares by one backward per
+    // loss, MELTR through its elementary ops only: what its fused kernels save)
     let kinds = [
-        ("primary", CombinerKind::Primary, 50, 50, false),
-        ("sum", CombinerKind::Sum, 50, 50, false),
-        ("meltr", CombinerKind::Meltr, 50, 50, false),
+        ("primary", CombinerKind::Primary, 50, 50, false, false),
+        ("sum", CombinerKind::Sum, 50, 50, false, false),
+        ("meltr", CombinerKind::Meltr, 50, 50, false, false),
+        ("meltr unfused", CombinerKind::Meltr, 50, 50, false, true),
         (
             "meltr logged",
             CombinerKind::Meltr,
             1,
             default_shares_every,
             false,
+            false,
         ),
-        ("  + shares", CombinerKind::Meltr, 1, 1, false),
-        ("    per loss", CombinerKind::Meltr, 1, 1, true),
+        ("  + shares", CombinerKind::Meltr, 1, 1, false, false),
+        ("    per loss", CombinerKind::Meltr, 1, 1, true, false),
     ];
     let mut trainers = kinds
         .iter()
-        .map(|&(label, kind, log_every, shares_every, per_loss)| {
-            let mut t = with(&label.trim().replace([' ', '+'], "-"), &|c| {
-                c.combiner.kind = kind;
-                c.train.log_every = log_every;
-                c.train.shares_every = shares_every;
-            })?;
-            if per_loss {
-                t.shares_per_loss();
-            }
-            Ok(t)
-        })
+        .map(
+            |&(label, kind, log_every, shares_every, per_loss, elementary)| {
+                let mut t = with(&label.trim().replace([' ', '+'], "-"), &|c| {
+                    c.combiner.kind = kind;
+                    c.train.log_every = log_every;
+                    c.train.shares_every = shares_every;
+                })?;
+                if per_loss {
+                    t.shares_per_loss();
+                }
+                if elementary {
+                    t.elementary_combiner_ops();
+                }
+                Ok(t)
+            },
+        )
         .collect::<Result<Vec<_>>>()?;
     let inner = interleaved(device, &mut trainers, options.rounds, |t| {
         (0..options.steps).try_for_each(|_| t.step())
@@ -298,21 +307,52 @@ fn bench_workload(
     let meta_every = 3;
     let steps = options.steps.max(4 * meta_every);
     let steps = steps - steps % meta_every;
-    let runs: [(CombinerKind, u64, u64, TrainBatch); 4] = [
-        (CombinerKind::Sum, 1_000_000, 50, TrainBatch::Recent),
-        (CombinerKind::Meltr, meta_every, 50, TrainBatch::Recent),
-        (CombinerKind::Meltr, meta_every, 50, TrainBatch::Current),
-        (CombinerKind::Meltr, meta_every, 1, TrainBatch::Recent),
+    // (combiner, meta_every, log_every, train_batch, elementary ops only)
+    let runs: [(CombinerKind, u64, u64, TrainBatch, bool); 5] = [
+        (CombinerKind::Sum, 1_000_000, 50, TrainBatch::Recent, false),
+        (
+            CombinerKind::Meltr,
+            meta_every,
+            50,
+            TrainBatch::Recent,
+            false,
+        ),
+        (
+            CombinerKind::Meltr,
+            meta_every,
+            50,
+            TrainBatch::Current,
+            false,
+        ),
+        (
+            CombinerKind::Meltr,
+            meta_every,
+            1,
+            TrainBatch::Recent,
+            false,
+        ),
+        (
+            CombinerKind::Meltr,
+            meta_every,
+            50,
+            TrainBatch::Recent,
+            true,
+        ),
     ];
     let mut trainers = runs
         .iter()
-        .map(|&(kind, every, log_every, batch)| {
-            with(&format!("run-{kind}-{log_every}-{batch}"), &|c| {
+        .map(|&(kind, every, log_every, batch, elementary)| {
+            let label = format!("run-{kind}-{log_every}-{batch}-{elementary}");
+            let mut t = with(&label, &|c| {
                 c.combiner.kind = kind;
                 c.meltr.meta_every = every;
                 c.meltr.train_batch = batch;
                 c.train.log_every = log_every;
-            })
+            })?;
+            if elementary {
+                t.elementary_combiner_ops();
+            }
+            Ok(t)
         })
         .collect::<Result<Vec<_>>>()?;
     let rates: Vec<f64> = interleaved(device, &mut trainers, options.rounds, |t| {
@@ -321,8 +361,8 @@ fn bench_workload(
     .iter()
     .map(|(seconds, _)| steps as f64 / seconds)
     .collect();
-    let [sum_rate, meltr_rate, meltr_current, meltr_log1] = rates[..] else {
-        unreachable!("four runs")
+    let [sum_rate, meltr_rate, meltr_current, meltr_log1, meltr_unfused] = rates[..] else {
+        unreachable!("five runs")
     };
     lines.push(format!(
         "  sum                          {sum_rate:>8.1}    1.00"
@@ -338,6 +378,11 @@ fn bench_workload(
     lines.push(format!(
         "  meltr, log_every 1 vs 50     {meltr_log1:>8.1}  {:>6.2}  (× log_every 50)",
         meltr_log1 / meltr_rate
+    ));
+    lines.push(format!(
+        "  meltr unfused, meta_every 3  {meltr_unfused:>8.1}  {:>6.2}  (× sum; MELTR's elementary ops only: {:.2} × fused)",
+        meltr_unfused / sum_rate,
+        meltr_unfused / meltr_rate
     ));
     Ok(Report {
         name: name.into(),

@@ -260,7 +260,14 @@ fn bench_reports_every_row() {
         );
         numbers
     };
-    for label in ["primary", "sum", "meltr", "meltr logged", "per loss"] {
+    for label in [
+        "primary",
+        "sum",
+        "meltr",
+        "meltr unfused",
+        "meltr logged",
+        "per loss",
+    ] {
         assert_eq!(row(label).len(), 3, "{label}: ms/step, × sum, peak MB");
     }
     for label in [
@@ -278,6 +285,8 @@ fn bench_reports_every_row() {
     ] {
         assert_eq!(row(label).len(), 2, "{label}: steps/s and ratio");
     }
+    let unfused = "meltr unfused, meta_every 3";
+    assert_eq!(row(unfused).len(), 3, "steps/s, × sum and × fused");
     let phases = written
         .lines()
         .filter(|l| l.contains(" · ") && l.contains("loss JVP"))

@@ -47,6 +47,9 @@ pub trait Combiner: Send {
     fn combine_with(&self, losses: &Tensor, _derivatives: Derivatives) -> Tensor {
         self.combine(losses)
     }
+    /// Whether [`Combiner::combine_with`] may take fused kernels (on from
+    /// the start; `meltr-tui bench` turns them off to measure what they save).
+    fn allow_fused_kernels(&mut self, _allow: bool) {}
     /// Combined losses `[S]` of `S` independent loss vectors `[S, K]`.
     fn combine_rows(&self, losses: &Tensor) -> Tensor {
         let rows: Vec<Tensor> = (0..losses.size()[0])
@@ -175,7 +178,11 @@ pub fn build(config: &Config, device: Device, kind: Kind) -> Box<dyn Combiner> {
                 net.init_like_pytorch();
             }
             vs.set_kind(kind);
-            Box::new(Meltr { net, vs })
+            Box::new(Meltr {
+                net,
+                vs,
+                fused: true,
+            })
         }
     };
     combiner
@@ -289,6 +296,7 @@ impl Combiner for MonotoneMlp {
 struct Meltr {
     net: MeltrNet,
     vs: nn::VarStore,
+    fused: bool,
 }
 
 impl Combiner for Meltr {
@@ -299,7 +307,15 @@ impl Combiner for Meltr {
         self.net.forward(losses)
     }
     fn combine_with(&self, losses: &Tensor, derivatives: Derivatives) -> Tensor {
+        let derivatives = if self.fused {
+            derivatives
+        } else {
+            Derivatives::Any
+        };
         self.net.forward_with(losses, derivatives)
+    }
+    fn allow_fused_kernels(&mut self, allow: bool) {
+        self.fused = allow;
     }
     fn combine_rows(&self, losses: &Tensor) -> Tensor {
         self.net.forward_rows(losses)

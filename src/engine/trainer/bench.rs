@@ -83,6 +83,12 @@ impl BenchTrainer {
         self.0.shares_per_loss = Some("bench".into());
     }
 
+    /// Runs MELTR through its elementary ops everywhere (no fused layer
+    /// norm, softmax or attention), to measure what the fused kernels save.
+    pub fn elementary_combiner_ops(&mut self) {
+        self.0.combiner.allow_fused_kernels(false);
+    }
+
     /// Starts timing each meta step's phases (synchronizing the device at
     /// every phase boundary).
     pub fn time_phases(&mut self) {
