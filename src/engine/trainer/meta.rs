@@ -160,6 +160,7 @@ impl Trainer {
             self.note_unfused("MELTR's", &why);
         }
         self.meta_steps_done += 1;
+        self.phase_clock.mark("clip + update");
         let watched_weights = match &self.last_losses {
             Some(losses) => {
                 let w = combiner::effective_weights(self.combiner.as_ref(), losses)?;
@@ -171,9 +172,10 @@ impl Trainer {
             }
             None => None,
         };
+        self.phase_clock.mark("watched weights");
         let snapshot =
             (self.config.meltr.on_collapse == OnCollapse::Restore).then(|| self.meta_snapshot());
-        self.phase_clock.mark("update");
+        self.phase_clock.mark("snapshot");
         self.pending_meta.push(PendingMeta {
             step: self.step,
             norm,
