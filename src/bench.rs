@@ -148,6 +148,15 @@ fn trainer(config: &Config, scratch: &Path, name: &str) -> Result<BenchTrainer> 
     BenchTrainer::new(&dir, config.clone())
 }
 
+/// What a bench trainer runs beyond its config.
+#[derive(Debug, Default, Clone, Copy)]
+struct Variant {
+    /// Gradient shares by one backward per loss (the fallback).
+    shares_per_loss: bool,
+    /// MELTR through its elementary ops only (what its fused kernels save).
+    elementary: bool,
+}
+
 fn bench_workload(
     name: &str,
     config: Config,
@@ -158,15 +167,23 @@ fn bench_workload(
     let device = crate::engine::trainer::resolve_device(&options.device)?;
     let mut lines = Vec::new();
     let warmup = 3;
-    let with = |label: &str, edit: &dyn Fn(&mut Config)| -> Result<BenchTrainer> {
-        let mut c = config.clone();
-        edit(&mut c);
-        let mut t = trainer(&c, scratch, &format!("{name}-{label}"))?;
-        for _ in 0..warmup {
-            t.step()?;
-        }
-        Ok(t)
-    };
+    let with =
+        |label: &str, variant: Variant, edit: &dyn Fn(&mut Config)| -> Result<BenchTrainer> {
+            let mut c = config.clone();
+            edit(&mut c);
+            let mut t = trainer(&c, scratch, &format!("{name}-{label}"))?;
+            // Before the warm-up, so that it warms the path being timed.
+            if variant.shares_per_loss {
+                t.shares_per_loss();
+            }
+            if variant.elementary {
+                t.elementary_combiner_ops();
+            }
+            for _ in 0..warmup {
+                t.step()?;
+            }
+            Ok(t)
+        };
 
     // Inner steps per combiner, and MELTR's when every step is logged
     // (effective weights and one host read each step; gradient shares at
@@ -195,19 +212,16 @@ fn bench_workload(
     let mut trainers = kinds
         .iter()
         .map(
-            |&(label, kind, log_every, shares_every, per_loss, elementary)| {
-                let mut t = with(&label.trim().replace([' ', '+'], "-"), &|c| {
+            |&(label, kind, log_every, shares_every, shares_per_loss, elementary)| {
+                let variant = Variant {
+                    shares_per_loss,
+                    elementary,
+                };
+                with(&label.trim().replace([' ', '+'], "-"), variant, &|c| {
                     c.combiner.kind = kind;
                     c.train.log_every = log_every;
                     c.train.shares_every = shares_every;
-                })?;
-                if per_loss {
-                    t.shares_per_loss();
-                }
-                if elementary {
-                    t.elementary_combiner_ops();
-                }
-                Ok(t)
+                })
             },
         )
         .collect::<Result<Vec<_>>>()?;
@@ -254,7 +268,7 @@ fn bench_workload(
         (AidMode::Factorized, 1),
         (AidMode::Factorized, 3),
     ] {
-        let mut t = with(&format!("{mode}-{j}"), &|c| {
+        let mut t = with(&format!("{mode}-{j}"), Variant::default(), &|c| {
             c.combiner.kind = CombinerKind::Meltr;
             c.aid.mode = mode;
             c.aid.iterations = j;
@@ -343,16 +357,16 @@ fn bench_workload(
         .iter()
         .map(|&(kind, every, log_every, batch, elementary)| {
             let label = format!("run-{kind}-{log_every}-{batch}-{elementary}");
-            let mut t = with(&label, &|c| {
+            let variant = Variant {
+                elementary,
+                ..Variant::default()
+            };
+            with(&label, variant, &|c| {
                 c.combiner.kind = kind;
                 c.meltr.meta_every = every;
                 c.meltr.train_batch = batch;
                 c.train.log_every = log_every;
-            })?;
-            if elementary {
-                t.elementary_combiner_ops();
-            }
-            Ok(t)
+            })
         })
         .collect::<Result<Vec<_>>>()?;
     let rates: Vec<f64> = interleaved(device, &mut trainers, options.rounds, |t| {

@@ -5,9 +5,12 @@
 //! learned row per loss), one post-norm transformer encoder layer, mean over
 //! the K tokens, Linear(d_model -> 1, no bias).
 //!
-//! Attention is written as matmul + softmax on purpose: the meta step
-//! differentiates through MELTR twice, and fused attention kernels have no
-//! double backward. No dropout: the meta step needs a deterministic function.
+//! [`MeltrNet::forward`] is elementary ops only (attention as matmul +
+//! softmax, layer norm written out): the meta step differentiates through
+//! MELTR twice and forward over reverse, which fused kernels do not allow.
+//! [`MeltrNet::forward_with`] takes the fused kernels a call site's
+//! derivatives allow ([`Derivatives`]). No dropout: the meta step needs a
+//! deterministic function.
 
 use crate::nn::transformer::{init_linear_like_pytorch, Derivatives, EncoderLayer};
 use tch::nn::{self, Module};
@@ -93,10 +96,10 @@ impl MeltrNet {
         self.sizes
     }
 
-    /// Combined loss (0-dim) from the loss vector `[K]`.
+    /// Combined loss (0-dim) from the loss vector `[K]`, differentiable to
+    /// any order.
     pub fn forward(&self, losses: &Tensor) -> Tensor {
-        self.forward_rows(&losses.reshape([1, self.sizes.losses]))
-            .reshape(Vec::<i64>::new())
+        self.forward_with(losses, Derivatives::Any)
     }
 
     /// [`Self::forward`] through the fused kernels `derivatives` allows

@@ -60,9 +60,9 @@ impl Module for LayerNorm {
 }
 
 impl LayerNorm {
-    /// The same function as libtorch's fused kernel (one op; first-order
-    /// derivatives only, see the module docs).
-    pub fn forward_fused(&self, x: &Tensor) -> Tensor {
+    /// The same function through libtorch's fused kernel (one op; reverse
+    /// mode to any order, no forward derivative of its backward).
+    fn forward_fused(&self, x: &Tensor) -> Tensor {
         let d = self.weight.size()[0];
         x.layer_norm([d], Some(&self.weight), Some(&self.bias), Self::EPS, false)
     }
