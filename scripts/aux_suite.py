@@ -8,7 +8,7 @@ nobody tuned MELTR for.
                      [--sessions DIR] [--out docs/aux-suite.md]
                      [--tasks ...] [--steps N] [--jobs 2] [--smoke]
     aux_suite.py report RUN.json [--out RUN.md]
-    aux_suite.py variants BASE.json NAME=VARIANT.json ... --out TABLE.md
+    aux_suite.py variants BASE.json NAME=VARIANT.json[+MORE.json] ... --out TABLE.md
 
 `build` writes one folder per task: `model.pt` (TorchScript,
 `forward(batch: Dict[str, Tensor]) -> Dict[str, Tensor]`: 0-dim losses and
@@ -1070,19 +1070,25 @@ def command_variants(args: argparse.Namespace) -> int:
     methods = base["methods"]
     rows = [("default", base["header"].get("command", ""), base["runs"])]
     for spec in args.variant:
-        name, _, path = spec.partition("=")
-        if not path:
+        name, _, paths = spec.partition("=")
+        if not paths:
             raise SystemExit(f"aux-suite variants: `{spec}` is not NAME=JSON")
-        with open(path) as f:
-            variant = json.load(f)
-        meltr = [r for r in variant["runs"] if r["method"] == "meltr"]
+        # NAME=A.json+B.json: one variant run in parts over disjoint seeds.
+        meltr, commands = [], []
+        for path in paths.split("+"):
+            with open(path) as f:
+                variant = json.load(f)
+            meltr += [r for r in variant["runs"] if r["method"] == "meltr"]
+            commands.append(variant["header"].get("command", ""))
+        path = paths
         keys = {(r["task"], r["seed"]) for r in meltr}
         base_keys = {(r["task"], r["seed"]) for r in base["runs"] if r["method"] == "meltr"}
-        if keys != base_keys:
+        if keys != base_keys or len(keys) != len(meltr):
             raise SystemExit(f"aux-suite variants: {path} does not hold MELTR runs for the same tasks and seeds"
-                             f" as {args.base} (missing {sorted(base_keys - keys)[:4]})")
+                             f" as {args.base}, once each (missing {sorted(base_keys - keys)[:4]},"
+                             f" extra {sorted(keys - base_keys)[:4]}, {len(meltr) - len(keys)} repeated)")
         others = [r for r in base["runs"] if r["method"] != "meltr"]
-        rows.append((name, variant["header"].get("command", ""), others + meltr))
+        rows.append((name, " and ".join(dict.fromkeys(c for c in commands if c)), others + meltr))
     out = ["# MELTR variants on the auxiliary-learning suite", "",
            f"Written by `scripts/aux_suite.py {shlex.join(args.argv)}`; commit {git_commit()}, "
            f"{time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}.", "",
@@ -1202,8 +1208,9 @@ def main(argv: Optional[List[str]] = None) -> int:
     report.add_argument("--out", help="markdown (default: the JSON's path with .md)")
     variants = sub.add_parser("variants", help="compare MELTR variants' runs with a full run's default MELTR")
     variants.add_argument("base", help="the JSON of a full run (every method, the default config)")
-    variants.add_argument("variant", nargs="+", metavar="NAME=JSON",
-                          help="a run's JSON with MELTR runs of a variant (`run --methods meltr --set ...`)")
+    variants.add_argument("variant", nargs="+", metavar="NAME=JSON[+JSON...]",
+                          help="a run's JSON with MELTR runs of a variant (`run --methods meltr --set ...`); "
+                               "A.json+B.json joins runs of one variant made over disjoint seeds")
     variants.add_argument("--out", required=True, help="markdown table")
     args = parser.parse_args(argv)
     args.argv = argv

@@ -79,17 +79,38 @@ fn meltr_beats_primary_and_keeps_up_with_sum_over_three_seeds() {
         );
     }
     // `variants` judges a variant's MELTR runs against the same other runs:
-    // the smoke run as its own variant gives the default's row again.
+    // the smoke run as its own variant gives the default's row again, and
+    // so does the same run split by seed into two JSONs joined with `+`.
+    let full = report.with_extension("json");
+    let part = |name: &str, keep: fn(u64) -> bool| {
+        let mut part = data.clone();
+        let runs = part["runs"].as_array_mut().unwrap();
+        runs.retain(|run| keep(run["seed"].as_u64().unwrap()));
+        let path = root.path().join(name);
+        std::fs::write(&path, serde_json::to_string(&part).unwrap()).unwrap();
+        path.display().to_string()
+    };
+    let (low, high) = (part("low.json", |s| s < 2), part("high.json", |s| s >= 2));
     let variants = root.path().join("variants.md");
-    let out = std::process::Command::new(torch_python())
-        .arg(repo("scripts/aux_suite.py"))
-        .arg("variants")
-        .arg(report.with_extension("json"))
-        .arg(format!("same={}", report.with_extension("json").display()))
-        .arg("--out")
-        .arg(&variants)
-        .output()
-        .unwrap();
+    let variants_of = |specs: &[String]| {
+        std::process::Command::new(torch_python())
+            .arg(repo("scripts/aux_suite.py"))
+            .arg("variants")
+            .arg(&full)
+            .args(specs)
+            .arg("--out")
+            .arg(&variants)
+            .output()
+            .unwrap()
+    };
+    // Runs given twice are refused, not averaged in twice.
+    let out = variants_of(&[format!("twice={low}+{low}+{high}")]);
+    assert!(!out.status.success(), "{}", text(&out));
+    assert!(text(&out).contains("repeated"), "{}", text(&out));
+    let out = variants_of(&[
+        format!("same={}", full.display()),
+        format!("split={high}+{low}"),
+    ]);
     assert!(out.status.success(), "{}", text(&out));
     let table = std::fs::read_to_string(&variants).unwrap();
     let row = |name: &str| -> String {
@@ -100,5 +121,6 @@ fn meltr_beats_primary_and_keeps_up_with_sum_over_three_seeds() {
         line.trim_start_matches(&format!("| {name} |")).to_string()
     };
     assert_eq!(row("default"), row("same"), "{table}");
+    assert_eq!(row("default"), row("split"), "{table}");
     assert!(row("default").contains(" ± "), "{table}");
 }
