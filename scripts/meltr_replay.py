@@ -52,7 +52,9 @@ puts it. Engine options honoured when the config sets them:
 meltr.train_batch = "current" (the meta step runs before the inner update,
 at the same theta, on this step's batch), aid.max_growth (the Neumann
 series stops before the first term with ||v_j|| > max_growth * ||v_0||;
-absent: no stop, as AuxiLearn), meltr.gamma_direct, meltr.meta_optimizer.
+absent: no stop, as AuxiLearn), meltr.gamma_direct, meltr.meta_optimizer,
+meltr.init = "residual" (MELTR's output is sum(losses) plus the network's,
+its head starting at zero).
 
 Modes:
   trace SESSION_DIR [--report FILE]
@@ -291,8 +293,11 @@ class Meltr(nn.Module):
     """M_phi: K losses -> one scalar. Modules built in the public code's order
     (so torch.manual_seed gives the same default initialisation)."""
 
-    def __init__(self, k: int, d_model: int, d_hidden: int, d_ff: int, heads: int):
+    def __init__(self, k: int, d_model: int, d_hidden: int, d_ff: int, heads: int, residual: bool = False):
         super().__init__()
+        # The engine's `meltr.init = "residual"` (not the public code): the
+        # output is sum(losses) plus the network's, the head starting at 0.
+        self.residual = residual
         self.task_embedding = nn.Embedding(k, d_model)
         self.loss_fc1 = nn.Linear(1, d_hidden)
         self.loss_fc2 = nn.Linear(d_hidden, d_model)
@@ -308,7 +313,8 @@ class Meltr(nn.Module):
 
     def forward(self, losses: Tensor) -> Tensor:
         mixed = encoder_layer(self.encoder, self.tokens(losses).unsqueeze(0))
-        return self.fc1(mixed.mean(1)).reshape(())
+        out = self.fc1(mixed.mean(1)).reshape(())
+        return out + losses.sum() if self.residual else out
 
     def forward_stock(self, losses: Tensor) -> Tensor:
         """The same through the stock layer (for the self-test only)."""
@@ -625,7 +631,11 @@ def build(settings: Settings, dtype: torch.dtype, seed: Optional[int]) -> Traine
     if seed is not None:
         torch.manual_seed(seed)
     s = settings
-    meltr = Meltr(len(s.loss_names), s.d_model, s.d_hidden, s.d_ff, s.heads).to(dtype)
+    residual = s.init == "residual"
+    meltr = Meltr(len(s.loss_names), s.d_model, s.d_hidden, s.d_ff, s.heads, residual).to(dtype)
+    if residual:
+        with torch.no_grad():
+            meltr.fc1.weight.zero_()
     return Trainer(workload, meltr, settings)
 
 
@@ -896,7 +906,7 @@ def run(config: str, seed: int, steps: Optional[int], out: str, threads: int, dt
     dtype_name = dtype_name or ("f64" if trace_dir else "f32")
     settings.dtype = dtype_name
     dtype = {"f32": torch.float32, "f64": torch.float64}[dtype_name]
-    if settings.init != "random":
+    if settings.init not in ("pytorch", "residual"):
         print(f"note: meltr.init = {settings.init!r} is the engine's option; this run uses PyTorch's default init")
     if settings.val_source != "recent":
         raise ReplayError(f"meltr.val_source = {settings.val_source!r} is not the public algorithm; use `recent`")

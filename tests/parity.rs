@@ -101,22 +101,27 @@ fn replay(name: &str, config: Config) -> Report {
     serde_json::from_str(&std::fs::read_to_string(&report).unwrap()).unwrap()
 }
 
+/// The run of `config` (30 steps, 10 meta steps) agrees with its replay on
+/// every compared quantity.
+fn assert_replays(name: &str, config: Config) {
+    let report = replay(name, config);
+    eprintln!("{name}: {report:?}");
+    assert_eq!((report.steps, report.meta_steps), (30, 10), "{name}");
+    for key in ["losses", "theta", "phi", "hyper", "reg"] {
+        let err = report.max_rel[key];
+        assert!(
+            err <= TOLERANCE,
+            "{name}: `{key}` differs from the PyTorch replay by {err:e} (relative) > {TOLERANCE:e}"
+        );
+    }
+}
+
 fn check_parity(model: &str, dir: &Path, losses: (&str, &[&str])) {
     let _serial = serial();
     for mode in ["exact", "factorized"] {
         for iterations in [0, 2] {
             let name = format!("{model}-{mode}-j{iterations}");
-            let report = replay(&name, traced_config(dir, losses, mode, iterations));
-            eprintln!("{name}: {report:?}");
-            assert_eq!(report.steps, 30, "{name}");
-            assert_eq!(report.meta_steps, 10, "{name}");
-            for key in ["losses", "theta", "phi", "hyper", "reg"] {
-                let err = report.max_rel[key];
-                assert!(
-                    err <= TOLERANCE,
-                    "{name}: `{key}` differs from the PyTorch replay by {err:e} (relative) > {TOLERANCE:e}"
-                );
-            }
+            assert_replays(&name, traced_config(dir, losses, mode, iterations));
         }
     }
 }
@@ -137,6 +142,22 @@ fn the_engine_replays_the_public_algorithm_on_a_suite_task() {
     let task = Config::parse(&toml).unwrap();
     let auxiliary: Vec<&str> = task.workload.auxiliary.iter().map(String::as_str).collect();
     check_parity("suite-mixed", dir, (&task.workload.primary, &auxiliary));
+}
+
+/// `meltr.init = "residual"` (an engine option: MELTR as a correction to
+/// `sum`, its head starting at zero) replayed with the same output form.
+#[test]
+fn the_residual_option_replays_on_a_suite_task() {
+    let _serial = serial();
+    let dir = suite_task();
+    let toml = std::fs::read_to_string(dir.join("task.toml")).unwrap();
+    let task = Config::parse(&toml).unwrap();
+    let auxiliary: Vec<&str> = task.workload.auxiliary.iter().map(String::as_str).collect();
+    for mode in ["exact", "factorized"] {
+        let mut config = traced_config(dir, (&task.workload.primary, &auxiliary), mode, 0);
+        config.meltr.init = meltr_tui::config::MeltrInit::Residual;
+        assert_replays(&format!("residual-{mode}"), config);
+    }
 }
 
 #[test]

@@ -127,6 +127,9 @@ choice! {
         Sum = "sum",
         /// `pytorch`, then fitted to the `primary` combiner.
         Primary = "primary",
+        /// `pytorch` with a zero head, and `Σl` added to the output: MELTR
+        /// starts as the `sum` combiner and learns a correction to it.
+        Residual = "residual",
     }
 }
 

@@ -177,6 +177,11 @@ pub fn build(config: &Config, device: Device, kind: Kind) -> Box<dyn Combiner> {
             if m.init != MeltrInit::Random {
                 net.init_like_pytorch();
             }
+            let net = if m.init == MeltrInit::Residual {
+                net.residual_on_sum()
+            } else {
+                net
+            };
             vs.set_kind(kind);
             Box::new(Meltr {
                 net,

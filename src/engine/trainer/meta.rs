@@ -271,7 +271,7 @@ impl Trainer {
             Record::Event {
                 level: Level::Warn,
                 message: format!(
-                    "MELTR collapse: {what}; {outcome}. Raise meltr.gamma (now {}) or lower meltr.meta_lr",
+                    "MELTR collapse: {what}; {outcome}. Raise meltr.gamma (now {}), lower meltr.meta_lr, or start MELTR as a correction to `sum` (meltr.init = \"residual\", at the next start)",
                     self.config.meltr.gamma
                 ),
             },
