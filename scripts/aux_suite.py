@@ -884,6 +884,11 @@ def summarize(records: List[dict], tasks: List[Task], methods: List[str], table:
             spread = max(means.values()) - min(means.values())
             entry["meltr_minus_sum"] = meltr - means["sum"]
             entry["meltr_minus_sum_normalized"] = (meltr - means["sum"]) / spread if spread > 0 else 0.0
+            # Its standard error over seeds (Welch: the two means' errors
+            # add), so a score near 0 can be told from a tie.
+            m, s = row["meltr"]["metric"], row["sum"]["metric"]
+            se = math.sqrt(m["std"] ** 2 / m["n"] + s["std"] ** 2 / s["n"])
+            entry["meltr_minus_sum_normalized_se"] = se / spread if spread > 0 else 0.0
         if meltr is not None and "primary" in means:
             entry["meltr_minus_primary"] = meltr - means["primary"]
             entry["meltr_ge_primary"] = meltr >= means["primary"]
@@ -910,6 +915,11 @@ def summarize(records: List[dict], tasks: List[Task], methods: List[str], table:
 
     summary["overall"] = {
         "meltr_minus_sum_normalized_mean": statistics.fmean(normalized) if normalized else None,
+        # The standard error of that mean over tasks (independent tasks).
+        "meltr_minus_sum_normalized_se": math.sqrt(sum(e["meltr_minus_sum_normalized_se"] ** 2
+                                                       for e in summary.values()
+                                                       if "meltr_minus_sum_normalized_se" in e)) / len(normalized)
+        if normalized else None,
         "meltr_beats_sum": count("meltr_minus_sum", lambda v: v > 0),
         "sum_beats_primary": count("sum_minus_primary", lambda v: v > 0),
         "meltr_ge_primary": count("meltr_ge_primary", bool),
@@ -981,7 +991,8 @@ def markdown(header: dict, tasks: List[Task], methods: List[str], table: dict, s
     overall = summary["overall"]
     if overall["meltr_minus_sum_normalized_mean"] is not None:
         out.append(f"- MELTR − sum, averaged over tasks (each task's difference divided by its spread of method"
-                   f" means): {overall['meltr_minus_sum_normalized_mean']:+.2f}; MELTR beats sum on"
+                   f" means): {overall['meltr_minus_sum_normalized_mean']:+.3f}"
+                   f" ± {overall['meltr_minus_sum_normalized_se']:.3f} (standard error over seeds); MELTR beats sum on"
                    f" {overall['meltr_beats_sum']} tasks")
     out.append(f"- MELTR ≥ primary on {overall['meltr_ge_primary']} tasks")
     out.append(f"- MELTR's seed mean within 2 std (the larger of the two methods' seed std) of the replay's on"
@@ -1094,8 +1105,8 @@ def command_variants(args: argparse.Namespace) -> int:
            f"{time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}.", "",
            f"Each variant's MELTR runs stand in for the default's in `{args.base}` (its sum, primary and replay"
            " runs stay). MELTR − sum: each task's difference divided by its spread of method means, averaged"
-           " over tasks (the issue's \"MELTR ≥ sum\" is ≥ 0). Collapsed: runs whose primary weight ends below"
-           " a tenth of its start.", "",
+           " over tasks (the issue's \"MELTR ≥ sum\" is ≥ 0), ± its standard error over seeds. Collapsed: runs"
+           " whose primary weight ends below a tenth of its start.", "",
            "| variant | " + " | ".join(t.name for t in tasks) + " | MELTR − sum | beats sum | collapsed |",
            "|---|" + "---|" * (len(tasks) + 3)]
     for name, _, records in rows:
@@ -1111,7 +1122,8 @@ def command_variants(args: argparse.Namespace) -> int:
         seeds = sum(len(summary[t.name].get("collapse", {})) for t in tasks)
         overall = summary["overall"]
         out.append(f"| {name} | " + " | ".join(cells)
-                   + f" | {overall['meltr_minus_sum_normalized_mean']:+.3f} | {overall['meltr_beats_sum']}"
+                   + f" | {overall['meltr_minus_sum_normalized_mean']:+.3f}"
+                   f" ± {overall['meltr_minus_sum_normalized_se']:.3f} | {overall['meltr_beats_sum']}"
                    f" | {collapsed}/{seeds} |")
     out += ["", "Commands:", ""] + [f"- {name}: `{command}`" for name, command, _ in rows if command]
     with open(args.out, "w") as f:

@@ -60,6 +60,28 @@ fn meltr_beats_primary_and_keeps_up_with_sum_over_three_seeds() {
             "{task}: MELTR {meltr:.2} trails sum {sum:.2} by more than {BELOW_SUM}"
         );
     }
+    // The score's standard error, recomputed here from the table: Welch's
+    // error of the two means over the task's spread of method means,
+    // combined over the (independent) tasks.
+    let cell = |task: &str, method: &str, key: &str| -> f64 {
+        data["table"][task][method]["metric"][key].as_f64().unwrap()
+    };
+    let mut variance = 0.0;
+    for task in ["mixed", "few-labels"] {
+        let means = ["meltr", "sum", "primary"].map(|m| cell(task, m, "mean"));
+        let spread = means.iter().cloned().fold(f64::MIN, f64::max)
+            - means.iter().cloned().fold(f64::MAX, f64::min);
+        let error = |m: &str| cell(task, m, "std").powi(2) / cell(task, m, "n");
+        variance += (error("meltr") + error("sum")) / spread.powi(2);
+    }
+    let expected = variance.sqrt() / 2.0;
+    let reported = data["summary"]["overall"]["meltr_minus_sum_normalized_se"]
+        .as_f64()
+        .unwrap();
+    assert!(
+        expected > 0.0 && (reported - expected).abs() <= 1e-12 * expected,
+        "standard error {reported}, recomputed {expected}"
+    );
     // No seed collapses: the primary keeps a clearly positive weight.
     for run in data["runs"].as_array().unwrap() {
         if run["method"] != "meltr" {
