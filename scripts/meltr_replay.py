@@ -149,6 +149,7 @@ class Settings:
     iterations: int
     alpha: float
     max_growth: Optional[float]
+    seed: int = 0  # workload.seed: the forwards' dropout seeds (forward_seed)
 
     @property
     def loss_names(self) -> List[str]:
@@ -215,6 +216,7 @@ def load_settings(path: str) -> Tuple[Settings, dict]:
         iterations=int(aid.get("iterations", 0)),
         alpha=float(aid.get("alpha", 0.1)),
         max_growth=float(aid["max_growth"]) if "max_growth" in aid else None,
+        seed=int(workload.get("seed", 0)),
     )
     combiner = raw.get("combiner", {}).get("kind", "meltr")
     if combiner != "meltr":
@@ -390,6 +392,10 @@ class Workload:
     def __init__(self, settings: Settings, dtype: torch.dtype):
         if not os.path.exists(settings.model):
             raise ReplayError(f"model not found: {settings.model}")
+        # The plain interpreter, as the engine runs TorchScript: the optimizing
+        # executor rewrites the graph after its profiling runs, and its fused
+        # dropout draws other masks from the same seed.
+        torch._C._set_graph_executor_optimize(False)
         self.model = torch.jit.load(settings.model, map_location="cpu")
         self.model.to(dtype)
         self.dtype = dtype
@@ -433,6 +439,15 @@ class Workload:
             raise ReplayError(f"the model's outputs {sorted(out)} lack the configured losses {missing}")
         return torch.stack([out[n] for n in self.names])
 
+    def primary(self, batch: Dict[str, Tensor]) -> Tensor:
+        """The primary loss alone, as the engine's meta step takes it: through
+        the module's exported `loss(batch, name)` when it has one (the same
+        value as forward's; with dropout, the same masks only if it draws as
+        forward does up to that loss), else forward's."""
+        if hasattr(self.model, "loss"):
+            return self.model.loss(batch, self.names[0])
+        return self.losses(batch)[0]
+
     def load_theta(self, tensors: Dict[str, Tensor], source: str) -> None:
         with torch.no_grad():
             for name, p in self.named_params:
@@ -450,6 +465,33 @@ class Workload:
 
 # --------------------------------------------------------------------------
 # The algorithm
+
+
+# Which forward of a step a seed is for (the engine's `nn::rng::Forward`).
+INNER_FORWARD, META_TRAIN_FORWARD, META_VAL_FORWARD = 0, 1, 2
+_MASK64 = (1 << 64) - 1
+_GOLDEN = 0x9E3779B97F4A7C15
+
+
+def forward_seed(seed: int, step: int, forward: int) -> int:
+    """The seed the engine gives libtorch's generator before a forward
+    (`nn::rng::forward_seed`: SplitMix64 of the run's seed on a stream of the
+    step and the forward), so dropout draws the same masks here."""
+    state = (seed ^ ((0x464F525700000000 ^ (((step << 2) | forward) & _MASK64)) * _GOLDEN)) & _MASK64
+    for _ in range(2):  # SplitMix::new draws once; the seed is the next draw
+        state = (state + _GOLDEN) & _MASK64
+        z = state
+        z = ((z ^ (z >> 30)) * 0xBF58476D1CE4E5B9) & _MASK64
+        z = ((z ^ (z >> 27)) * 0x94D049BB133111EB) & _MASK64
+        z ^= z >> 31
+    return z >> 1
+
+
+def seeded(seed: Optional[int], forward: Callable[[], Tensor]) -> Tensor:
+    """`forward()` after torch.manual_seed(seed) (as it comes when None)."""
+    if seed is not None:
+        torch.manual_seed(seed)
+    return forward()
 
 
 def grads(output: Tensor, inputs: Sequence[Tensor], **kwargs) -> List[Tensor]:
@@ -521,11 +563,17 @@ def hypergradient(
     alpha: float,
     gamma_direct: bool,
     max_growth: Optional[float] = None,
+    primary_fn: Optional[Callable[[Dict[str, Tensor]], Tensor]] = None,
+    seeds: Tuple[Optional[int], Optional[int]] = (None, None),
 ) -> MetaResult:
-    """MELTRgrad.grad with AuxiLearn's Neumann series, at the current theta."""
+    """MELTRgrad.grad with AuxiLearn's Neumann series, at the current theta.
+    `primary_fn`: the validation batch's primary loss (default: losses_fn's
+    first); `seeds`: the generator's seeds before the training and the
+    validation forward (the engine's, for models with dropout)."""
     phi = list(meltr.parameters())
-    val_primary = losses_fn(b_val)[0]
-    train_losses = losses_fn(b_train)
+    primary_fn = primary_fn or (lambda batch: losses_fn(batch)[0])
+    val_primary = seeded(seeds[1], lambda: primary_fn(b_val))
+    train_losses = seeded(seeds[0], lambda: losses_fn(b_train))
     combined = meltr(train_losses)
     reg = (train_losses.sum() - combined).abs()
     v0 = grads(val_primary + gamma * reg, theta, retain_graph=True)
@@ -559,9 +607,10 @@ class Trainer:
         meta_class = torch.optim.Adam if settings.meta_optimizer == "adam" else torch.optim.AdamW
         self.meta = meta_class(self.phi, lr=settings.meta_lr, weight_decay=settings.meta_weight_decay)
 
-    def inner_gradient(self, batch: Dict[str, Tensor]) -> Tensor:
+    def inner_gradient(self, step: int, batch: Dict[str, Tensor]) -> Tensor:
         """Forward, grad_theta M(l) clipped into theta's .grad. Returns l (detached)."""
-        losses = self.workload.losses(batch)
+        seed = forward_seed(self.s.seed, step, INNER_FORWARD)
+        losses = seeded(seed, lambda: self.workload.losses(batch))
         for p, g in zip(self.theta, grads(self.meltr(losses), self.theta)):
             p.grad = g
         torch.nn.utils.clip_grad_norm_(self.theta, self.s.grad_clip)
@@ -573,12 +622,14 @@ class Trainer:
         self.inner.step()
         self.inner.zero_grad(set_to_none=True)
 
-    def meta_step(self, b_train: Dict[str, Tensor], b_val: Dict[str, Tensor]) -> MetaResult:
+    def meta_step(self, step: int, b_train: Dict[str, Tensor], b_val: Dict[str, Tensor]) -> MetaResult:
         s = self.s
+        seeds = (forward_seed(s.seed, step, META_TRAIN_FORWARD), forward_seed(s.seed, step, META_VAL_FORWARD))
         try:
             result = hypergradient(
                 self.workload.losses, self.meltr, self.theta, b_train, b_val,
                 s.gamma, s.iterations, s.alpha, s.gamma_direct, s.max_growth,
+                primary_fn=self.workload.primary, seeds=seeds,
             )
         except RuntimeError as e:
             if "derivative for" in str(e) and "not implemented" in str(e):
@@ -602,15 +653,15 @@ class Trainer:
         same theta with meltr.train_batch = "current" (the engine's option).
         `weights`: if given, gets this step's effective weights appended (at
         its losses, before any update)."""
-        losses = self.inner_gradient(batch)
+        losses = self.inner_gradient(step, batch)
         if weights is not None:
             weights.append(effective_weights(self.meltr, losses))
         result = None
         if meta is not None and self.s.train_batch == "current":
-            result = self.meta_step(*meta)
+            result = self.meta_step(step, *meta)
         self.inner_update(step)
         if meta is not None and self.s.train_batch != "current":
-            result = self.meta_step(*meta)
+            result = self.meta_step(step, *meta)
         return losses, result
 
     def hyper_by_engine_name(self, result: MetaResult) -> Dict[str, Tensor]:
@@ -901,6 +952,7 @@ def run(config: str, seed: int, steps: Optional[int], out: str, threads: int, dt
     settings, raw = load_settings(config)
     if steps is not None:
         settings.steps = steps
+    settings.seed = seed  # the engine's workload.seed for the same run
     if settings.steps < 1:
         raise ReplayError(f"nothing to run: {settings.steps} steps")
     dtype_name = dtype_name or ("f64" if trace_dir else "f32")
@@ -1238,6 +1290,11 @@ def self_test() -> None:
     error, iterations, rate = check_neumann_solve()
     print(f"Neumann p vs direct solve (contraction {rate:.3f}, J={iterations}), rel = {error:.2e}; "
           "a diverging series stops at aid.max_growth")
+    # The engine's `forward_seeds_are_pinned` test holds the same values.
+    pins = [forward_seed(0, 1, INNER_FORWARD), forward_seed(7, 30, META_TRAIN_FORWARD),
+            forward_seed(_MASK64, 12345, META_VAL_FORWARD)]
+    assert pins == [5022792191686593838, 1818162376358596220, 3646454355600130421], pins
+    print("forward seeds: the engine's pinned values")
     worst = check_round_trip()
     print("trace round trip (run --write-trace, then trace), max rel: "
           + "  ".join(f"{g} {v:.1e}" for g, v in worst.items()))

@@ -30,8 +30,12 @@ matmul they are written from elementary ops (matmul + softmax attention,
 layer norm written out): both AID modes work, and forward-mode AD gives the
 meta step exact JVPs and Hessian-vector products.
 
-No randomness inside forward (dropout 0, masks come with the data), so the
-same batch always gives the same losses: finite-difference JVPs rely on it.
+By default no randomness inside forward (dropout 0, masks come with the
+data). --dropout P adds dropout to every encoder layer (after attention and
+in the feed-forward block, as nn.TransformerEncoderLayer has it): meltr-tui
+seeds libtorch's generator before each forward from (seed, step, which
+forward), so the meta step's repeated evaluations of a batch see one mask
+and scripts/meltr_replay.py draws the same masks.
 """
 
 import argparse
@@ -87,9 +91,10 @@ class MatmulEncoderLayer(nn.Module):
     + softmax, layer norm written out (twice differentiable, and forward-mode
     AD works through its backward pass)."""
 
-    def __init__(self, d: int, heads: int, ff: int):
+    def __init__(self, d: int, heads: int, ff: int, dropout: float = 0.0):
         super().__init__()
         self.heads = heads
+        self.dropout = dropout
         self.qkv = nn.Linear(d, 3 * d)
         self.out = nn.Linear(d, d)
         self.norm1 = PlainLayerNorm(d)
@@ -103,29 +108,32 @@ class MatmulEncoderLayer(nn.Module):
         q, k, v = self.qkv(x).view(b, n, 3, h, d // h).permute(2, 0, 3, 1, 4).unbind(0)
         attn = plain_softmax(q @ k.transpose(-1, -2) / (d // h) ** 0.5)
         mixed = (attn @ v).transpose(1, 2).reshape(b, n, d)
-        x = self.norm1(x + self.out(mixed))
-        return self.norm2(x + self.ff2(F.gelu(self.ff1(x))))
+        x = self.norm1(x + self.drop(self.out(mixed)))
+        return self.norm2(x + self.drop(self.ff2(self.drop(F.gelu(self.ff1(x))))))
+
+    def drop(self, x: Tensor) -> Tensor:
+        return F.dropout(x, self.dropout, self.training)
 
 
-def encoder(d: int, heads: int, attention: str) -> nn.Module:
+def encoder(d: int, heads: int, attention: str, dropout: float) -> nn.Module:
     if attention == "matmul":
-        return MatmulEncoderLayer(d, heads, 2 * d)
+        return MatmulEncoderLayer(d, heads, 2 * d, dropout)
     return nn.TransformerEncoderLayer(
-        d, heads, 2 * d, dropout=0.0, activation="gelu", batch_first=True
+        d, heads, 2 * d, dropout=dropout, activation="gelu", batch_first=True
     )
 
 
 class TwoStream(nn.Module):
-    def __init__(self, d: int = 64, heads: int = 4, attention: str = "sdpa"):
+    def __init__(self, d: int = 64, heads: int = 4, attention: str = "sdpa", dropout: float = 0.0):
         super().__init__()
         self.video_proj = nn.Linear(FEATURES, d)
         self.video_pos = nn.Parameter(torch.randn(FRAMES, d) * 0.02)
-        self.video_enc = encoder(d, heads, attention)
+        self.video_enc = encoder(d, heads, attention, dropout)
         self.text_emb = nn.Embedding(VOCAB + 1, d)
         self.text_pos = nn.Parameter(torch.randn(WORDS, d) * 0.02)
-        self.text_enc = encoder(d, heads, attention)
+        self.text_enc = encoder(d, heads, attention, dropout)
         self.stream_type = nn.Parameter(torch.randn(2, d) * 0.02)
-        self.cross_enc = encoder(d, heads, attention)
+        self.cross_enc = encoder(d, heads, attention, dropout)
         # BatchNorm keeps running statistics: buffers that checkpoints must hold.
         self.video_norm = nn.BatchNorm1d(d)
         self.align_head = nn.Linear(d, 1)
@@ -291,11 +299,13 @@ def main() -> None:
     parser.add_argument("--train", type=int, default=1024, help="training samples")
     parser.add_argument("--val", type=int, default=256, help="validation samples")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--dropout", type=float, default=0.0,
+                        help="dropout in every encoder layer (default 0: no randomness in forward)")
     args = parser.parse_args()
 
     torch.manual_seed(args.seed)
     os.makedirs(args.out, exist_ok=True)
-    model = torch.jit.script(TwoStream(attention=args.attention))
+    model = torch.jit.script(TwoStream(attention=args.attention, dropout=args.dropout))
     model.save(os.path.join(args.out, "model.pt"))
     generator = torch.Generator().manual_seed(args.seed + 1)
     write_safetensors(os.path.join(args.out, "train.safetensors"), make_split(args.train, generator, 0.0))

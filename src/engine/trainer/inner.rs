@@ -14,9 +14,10 @@ impl Trainer {
         self.inner.lr = self.config.train.lr_at(self.step);
         let batch = self.shard(self.workload.train_batch(self.step)?)?;
         self.phase_clock.mark("batch");
-        let named = self
-            .workload
-            .losses(&batch)
+        // Randomness in the model (dropout) drawn from (seed, step): the
+        // same after a resume, and in the PyTorch replay of a trace.
+        let seed = forward_seed(self.config.workload.seed, self.step, Forward::Inner);
+        let named = seeded(seed, || self.workload.losses(&batch))
             .with_context(|| format!("the training batch of step {}", self.step))?;
         let losses = workload::select(&named, &self.loss_names)?;
         // Differentiated once (the meta step builds its own graphs).

@@ -56,32 +56,34 @@ impl Trainer {
             let (step, batch) = pool[rng.below(n) as usize];
             (Some(*step), batch)
         };
-        // Same seed before every forward: any randomness in the model (e.g.
-        // dropout) is identical across the finite-difference evaluations.
-        let forward_seed = (self.config.workload.seed ^ self.step) as i64;
+        // Same seed before every forward of a batch: any randomness in the
+        // model (e.g. dropout) is identical across the γ term, the JVPs and
+        // the finite-difference evaluations.
+        let seed = self.config.workload.seed;
+        let (train_seed, val_seed) = (
+            forward_seed(seed, self.step, Forward::MetaTrain),
+            forward_seed(seed, self.step, Forward::MetaVal),
+        );
         let workload = self.workload.as_ref();
         let names = &self.loss_names;
         let primary = &self.config.workload.primary;
         let meta_at = self.step;
         let train_losses = || -> Result<Tensor> {
-            tch::manual_seed(forward_seed);
-            let losses = workload.losses(train_batch).with_context(|| {
-                format!("the meta step's training batch (that of step {train_step})")
-            })?;
+            let losses =
+                seeded(train_seed, || workload.losses(train_batch)).with_context(|| {
+                    format!("the meta step's training batch (that of step {train_step})")
+                })?;
             workload::select(&losses, names)
         };
         let val_primary = || -> Result<Tensor> {
-            tch::manual_seed(forward_seed + 1);
-            workload
-                .loss(val_batch, primary)
-                .with_context(|| match val_step {
-                    Some(s) => {
-                        format!("the meta step's validation batch (the training batch of step {s})")
-                    }
-                    None => {
-                        format!("the meta step's held-out validation batch (for step {meta_at})")
-                    }
-                })
+            seeded(val_seed, || workload.loss(val_batch, primary)).with_context(|| match val_step {
+                Some(s) => {
+                    format!("the meta step's validation batch (the training batch of step {s})")
+                }
+                None => {
+                    format!("the meta step's held-out validation batch (for step {meta_at})")
+                }
+            })
         };
         let aid = self.config.aid.clone();
         let settings = AidSettings {

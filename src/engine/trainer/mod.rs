@@ -35,6 +35,7 @@ use crate::meltr::phases::PhaseClock;
 use crate::meltr::shares::{self, Shares};
 use crate::nn::autograd::grad;
 use crate::nn::optim::{clip_grad_norm, AdamW, WeightDecay};
+use crate::nn::rng::{forward_seed, seeded, Forward};
 use crate::session::log::{self, MetricsWriter};
 use crate::session::metrics::{Curve, GpuStats, Level, MetricLine, Named, Record};
 use crate::session::{self, SessionDir, SessionMeta};
