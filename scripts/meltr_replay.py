@@ -624,7 +624,10 @@ class Trainer:
 
     def meta_step(self, step: int, b_train: Dict[str, Tensor], b_val: Dict[str, Tensor]) -> MetaResult:
         s = self.s
-        seeds = (forward_seed(s.seed, step, META_TRAIN_FORWARD), forward_seed(s.seed, step, META_VAL_FORWARD))
+        # With train_batch = "current" the engine reuses the inner step's
+        # forward of this batch, masks included.
+        train_forward = INNER_FORWARD if s.train_batch == "current" else META_TRAIN_FORWARD
+        seeds = (forward_seed(s.seed, step, train_forward), forward_seed(s.seed, step, META_VAL_FORWARD))
         try:
             result = hypergradient(
                 self.workload.losses, self.meltr, self.theta, b_train, b_val,

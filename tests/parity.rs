@@ -161,11 +161,23 @@ fn the_engine_replays_the_public_algorithm_on_the_two_stream_example() {
 fn a_model_with_dropout_replays_mask_for_mask() {
     let _serial = serial();
     let losses: (&str, &[&str]) = ("retrieval", &["align", "mlm", "mfm", "scramble"]);
-    for (mode, iterations) in [("exact", 0), ("factorized", 0), ("factorized", 2)] {
+    let cases = [
+        ("exact", 0, "recent"),
+        ("factorized", 0, "recent"),
+        ("factorized", 2, "recent"),
+        // The meta step reuses the inner step's forward, masks included.
+        ("exact", 0, "current"),
+        ("factorized", 0, "current"),
+    ];
+    for (mode, iterations, train_batch) in cases {
         let mut config = traced_config(two_stream_with_dropout(), losses, mode, iterations);
+        config.meltr.train_batch = train_batch.parse().unwrap();
         // Not the default seed: the seed must reach the replay too.
         config.workload.seed = 5;
-        assert_replays(&format!("dropout-{mode}-j{iterations}"), config);
+        assert_replays(
+            &format!("dropout-{mode}-j{iterations}-{train_batch}"),
+            config,
+        );
     }
 }
 

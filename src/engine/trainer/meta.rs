@@ -59,9 +59,15 @@ impl Trainer {
         // Same seed before every forward of a batch: any randomness in the
         // model (e.g. dropout) is identical across the γ term, the JVPs and
         // the finite-difference evaluations.
+        // A reused inner forward (this step's batch) drew the inner step's
+        // masks: its re-evaluations draw them again.
         let seed = self.config.workload.seed;
+        let train_forward = match current_forward {
+            Some(_) => Forward::Inner,
+            None => Forward::MetaTrain,
+        };
         let (train_seed, val_seed) = (
-            forward_seed(seed, self.step, Forward::MetaTrain),
+            forward_seed(seed, self.step, train_forward),
             forward_seed(seed, self.step, Forward::MetaVal),
         );
         let workload = self.workload.as_ref();
