@@ -31,8 +31,9 @@ roles: `oracle` (1 on every loss except the harmful ones, which get 0) and
 The models: a shared trunk (input 48 -> 96, ReLU -> 32, ReLU; 16 wide in
 few-labels) and one linear head per loss. Plain ops only (linear, relu,
 logsumexp + gather cross-entropy, squared error): forward-mode AD and
-double backward work through them. No dropout and no randomness in forward:
-labels, masks, corruptions and second views are in the data, drawn from a
+double backward work through them. No dropout and no randomness in forward
+(except in `sequence`, a GRU with dropout: another architecture, and
+randomness that the engine and the replay seed alike): labels, masks, corruptions and second views are in the data, drawn from a
 fixed data seed; the initial model comes from a fixed model seed. A run's
 seed changes the batch order and the combiner's initialisation. The inner
 optimizer is Adam, so a head that only its own loss reaches learns at the
@@ -79,6 +80,12 @@ The tasks (primary loss first):
                samples; metric
                r2 = 1 − MSE/Var(y) (Var(y) a constant of the task).
                helpful: regress z; harmful: random targets per sample.
+  sequence     256 sequences of 12 tokens (32 kinds); classify how many
+               small tokens (the 8 lowest) a sequence holds: 0, 1, 2, 3+.
+               Token embeddings, a GRU, dropout 0.1 on its outputs.
+               helpful: tags, whether each position's token is small (the
+               concept the count needs, per step of the GRU); harmful: a
+               random 4-way class per sequence.
 
 Why it is a fair test: nothing here shares data, sizes or loss shapes with
 the video-text workload MELTR's defaults were chosen on; every method gets
@@ -114,7 +121,7 @@ sys.path.insert(0, HERE)
 import safetensors_lite  # noqa: E402  (scripts/safetensors_lite.py)
 
 # Bump when the tasks, data or models change: cached suites are rebuilt.
-VERSION = 1
+VERSION = 2
 D_IN = 48
 D_LATENT = 8
 D_NUISANCE = 16
@@ -265,6 +272,35 @@ class ManyAuxModel(nn.Module):
         }
 
 
+class SequenceModel(nn.Module):
+    """Another architecture, with randomness inside forward: token
+    embeddings, a GRU, dropout 0.1 on its outputs, one linear head per loss.
+    meltr-tui seeds each forward's dropout from (seed, step, which forward)
+    and the replay draws the same masks."""
+
+    def __init__(self):
+        super().__init__()
+        self.embed = nn.Embedding(SEQ_VOCAB, 16)
+        self.gru = nn.GRU(16, FEATURE, batch_first=True)
+        self.drop = nn.Dropout(0.1)
+        self.primary = nn.Linear(FEATURE, 4)
+        self.tags = nn.Linear(FEATURE, 2)
+        self.random = nn.Linear(FEATURE, 4)
+
+    def forward(self, batch: Dict[str, Tensor]) -> Dict[str, Tensor]:
+        steps, last = self.gru(self.embed(batch["tokens"]))
+        steps, h = self.drop(steps), self.drop(last[0])
+        logits = self.primary(h)
+        with torch.no_grad():
+            acc = accuracy(logits, batch["y"])
+        return {
+            "primary": cross_entropy(logits, batch["y"]).mean(),
+            "tags": cross_entropy(self.tags(steps), batch["small"]).mean(),
+            "random": cross_entropy(self.random(h), batch["random_class"]).mean(),
+            "metric/accuracy": acc,
+        }
+
+
 class RegressionModel(nn.Module):
     def __init__(self, target_variance: float):
         super().__init__()
@@ -404,6 +440,27 @@ def regression_data(g: torch.Generator) -> Splits:
     return splits[0], splits[1]
 
 
+SEQ_VOCAB = 32
+SEQ_LENGTH = 12
+SEQ_SMALL = 8  # tokens below this are "small"
+
+
+def sequence_data(g: torch.Generator) -> Splits:
+    """Token sequences; the primary label is how many small tokens a
+    sequence holds (0, 1, 2, or 3 and more), `small` tags each position."""
+    splits = []
+    for n in (256, VAL_SAMPLES):
+        tokens = torch.randint(0, SEQ_VOCAB, (n, SEQ_LENGTH), generator=g)
+        small = (tokens < SEQ_SMALL).long()
+        splits.append({
+            "tokens": tokens,
+            "small": small,
+            "y": small.sum(1).clamp(max=3),
+            "random_class": torch.randint(0, 4, (n,), generator=g),
+        })
+    return splits[0], splits[1]
+
+
 # ---------------------------------------------------------------- tasks ---
 
 
@@ -472,6 +529,14 @@ TASKS = [
         regression_data,
         {"primary": "primary", "latent": "helpful", "harmful": "harmful"},
         "r2",
+    ),
+    Task(
+        "sequence",
+        "256 token sequences, GRU with dropout 0.1; helpful per-token tags, harmful random classes",
+        SequenceModel,
+        sequence_data,
+        {"primary": "primary", "tags": "helpful", "random": "harmful"},
+        "accuracy",
     ),
 ]
 TASK_BY_NAME = {task.name: task for task in TASKS}
@@ -574,7 +639,8 @@ def build_task(task: Task, folder: str) -> None:
     comment = f"aux-suite task `{task.name}`: {task.summary}\nwritten by scripts/aux_suite.py (version {VERSION})"
     write_toml(os.path.join(folder, "task.toml"), task_config(task), comment)
     info = {"name": task.name, "summary": task.summary, "roles": task.roles, "metric": task.metric,
-            "train_samples": len(train["x"]), "val_samples": len(val["x"]), "version": VERSION}
+            "train_samples": len(next(iter(train.values()))), "val_samples": len(next(iter(val.values()))),
+            "version": VERSION}
     with open(os.path.join(folder, "task.json"), "w") as f:
         json.dump(info, f, indent=1)
 
