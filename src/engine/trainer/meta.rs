@@ -58,9 +58,9 @@ impl Trainer {
         };
         // Same seed before every forward of a batch: any randomness in the
         // model (e.g. dropout) is identical across the γ term, the JVPs and
-        // the finite-difference evaluations.
-        // A reused inner forward (this step's batch) drew the inner step's
-        // masks: its re-evaluations draw them again.
+        // the finite-difference evaluations. A reused inner forward (this
+        // step's batch) drew the inner step's masks: re-evaluations of it
+        // draw those again.
         let seed = self.config.workload.seed;
         let train_forward = match current_forward {
             Some(_) => Forward::Inner,
