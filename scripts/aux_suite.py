@@ -33,8 +33,8 @@ few-labels) and one linear head per loss. Plain ops only (linear, relu,
 logsumexp + gather cross-entropy, squared error): forward-mode AD and
 double backward work through them. No dropout and no randomness in forward
 (except in `sequence`, a GRU with dropout: another architecture, and
-randomness that the engine and the replay seed alike): labels, masks, corruptions and second views are in the data, drawn from a
-fixed data seed; the initial model comes from a fixed model seed. A run's
+randomness that the engine and the replay seed alike): labels, masks,
+corruptions and second views are in the data, drawn from a fixed data seed; the initial model comes from a fixed model seed. A run's
 seed changes the batch order and the combiner's initialisation. The inner
 optimizer is Adam, so a head that only its own loss reaches learns at the
 same speed whatever that loss's weight: the weights act through the shared
@@ -973,6 +973,7 @@ def summarize(records: List[dict], tasks: List[Task], methods: List[str], table:
             entry["replay_collapse"] = {str(r["seed"]): collapse_check(r) for r in replays}
         summary[task.name] = entry
     normalized = [e["meltr_minus_sum_normalized"] for e in summary.values() if "meltr_minus_sum_normalized" in e]
+    errors = [e["meltr_minus_sum_normalized_se"] for e in summary.values() if "meltr_minus_sum_normalized_se" in e]
 
     def count(key: str, test: Callable[[object], bool]) -> str:
         """"wins/comparable" over the tasks where both methods ran."""
@@ -981,11 +982,8 @@ def summarize(records: List[dict], tasks: List[Task], methods: List[str], table:
 
     summary["overall"] = {
         "meltr_minus_sum_normalized_mean": statistics.fmean(normalized) if normalized else None,
-        # The standard error of that mean over tasks (independent tasks).
-        "meltr_minus_sum_normalized_se": math.sqrt(sum(e["meltr_minus_sum_normalized_se"] ** 2
-                                                       for e in summary.values()
-                                                       if "meltr_minus_sum_normalized_se" in e)) / len(normalized)
-        if normalized else None,
+        # The standard error of that mean (the tasks' errors independent).
+        "meltr_minus_sum_normalized_se": math.hypot(*errors) / len(errors) if errors else None,
         "meltr_beats_sum": count("meltr_minus_sum", lambda v: v > 0),
         "sum_beats_primary": count("sum_minus_primary", lambda v: v > 0),
         "meltr_ge_primary": count("meltr_ge_primary", bool),
