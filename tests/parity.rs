@@ -181,6 +181,35 @@ fn a_model_with_dropout_replays_mask_for_mask() {
     }
 }
 
+/// A tied weight (the MLM head uses the text embedding's matrix) and frozen
+/// parameters (the position embeddings, `requires_grad = False`), as
+/// fine-tuning models often have: trained once and not at all, as PyTorch
+/// does. libtorch's C++ parameter listing names a tied tensor twice; trained
+/// under both names its optimizer ran twice per step (and the replay refused
+/// the trace: "parameters the model does not have").
+#[test]
+fn tied_and_frozen_parameters_replay() {
+    static DIR: OnceLock<PathBuf> = OnceLock::new();
+    let dir = DIR.get_or_init(|| {
+        export_two_stream(&[
+            "--train",
+            "128",
+            "--val",
+            "32",
+            "--attention",
+            "matmul",
+            "--tie-embeddings",
+            "--freeze-positions",
+        ])
+    });
+    let _serial = serial();
+    let losses: (&str, &[&str]) = ("retrieval", &["align", "mlm", "mfm", "scramble"]);
+    for (mode, iterations) in [("exact", 0), ("factorized", 2)] {
+        let config = traced_config(dir, losses, mode, iterations);
+        assert_replays(&format!("tied-{mode}-j{iterations}"), config);
+    }
+}
+
 #[test]
 fn the_engine_replays_the_public_algorithm_on_a_suite_task() {
     let dir = suite_task();

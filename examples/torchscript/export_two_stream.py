@@ -124,7 +124,8 @@ def encoder(d: int, heads: int, attention: str, dropout: float) -> nn.Module:
 
 
 class TwoStream(nn.Module):
-    def __init__(self, d: int = 64, heads: int = 4, attention: str = "sdpa", dropout: float = 0.0):
+    def __init__(self, d: int = 64, heads: int = 4, attention: str = "sdpa", dropout: float = 0.0,
+                 tie_embeddings: bool = False, freeze_positions: bool = False):
         super().__init__()
         self.video_proj = nn.Linear(FEATURES, d)
         self.video_pos = nn.Parameter(torch.randn(FRAMES, d) * 0.02)
@@ -138,6 +139,15 @@ class TwoStream(nn.Module):
         self.video_norm = nn.BatchNorm1d(d)
         self.align_head = nn.Linear(d, 1)
         self.mlm_head = nn.Linear(d, VOCAB)
+        if tie_embeddings:
+            # Weight tying: the MLM head predicts over the embedding's rows
+            # (the vocabulary and the mask token) with the embedding's matrix.
+            self.mlm_head = nn.Linear(d, VOCAB + 1)
+            self.mlm_head.weight = self.text_emb.weight
+        if freeze_positions:
+            # Parameters a fine-tuning run must leave alone.
+            self.video_pos.requires_grad_(False)
+            self.text_pos.requires_grad_(False)
         self.mfm_head = nn.Linear(d, FEATURES)
         self.scramble_head = nn.Linear(d, 8)
         self.log_temperature = nn.Parameter(torch.tensor(2.3))
@@ -301,11 +311,17 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--dropout", type=float, default=0.0,
                         help="dropout in every encoder layer (default 0: no randomness in forward)")
+    parser.add_argument("--tie-embeddings", action="store_true",
+                        help="the MLM head uses the text embedding's matrix (one parameter, two modules)")
+    parser.add_argument("--freeze-positions", action="store_true",
+                        help="the position embeddings do not require grad (left untrained)")
     args = parser.parse_args()
 
     torch.manual_seed(args.seed)
     os.makedirs(args.out, exist_ok=True)
-    model = torch.jit.script(TwoStream(attention=args.attention, dropout=args.dropout))
+    model = torch.jit.script(TwoStream(attention=args.attention, dropout=args.dropout,
+                                       tie_embeddings=args.tie_embeddings,
+                                       freeze_positions=args.freeze_positions))
     model.save(os.path.join(args.out, "model.pt"))
     generator = torch.Generator().manual_seed(args.seed + 1)
     write_safetensors(os.path.join(args.out, "train.safetensors"), make_split(args.train, generator, 0.0))

@@ -103,7 +103,7 @@ impl TorchScript {
         if parameters.is_empty() {
             bail!("workload.model: {model_path} has no parameters to train");
         }
-        for (name, tensor) in parameters {
+        for (name, tensor) in distinct_parameters(parameters) {
             // Same tensor as the module's: training the VarStore trains the module.
             let trainable = tensor.requires_grad();
             let _ = vs.root().add(&name.replace('.', "_"), tensor, trainable);
@@ -312,6 +312,20 @@ fn plain_interpreter() {
     tch::jit::set_graph_executor_optimize(false);
 }
 
+/// The module's parameters with shared ones (tied weights, e.g. an output
+/// layer using the input embedding's matrix) once, under their first name,
+/// as PyTorch's `Module.parameters()` lists them: libtorch's C++ listing
+/// names a shared tensor once per module holding it, and training each name
+/// would apply the optimizer to one tensor twice per step and count its
+/// gradient twice in the clipping norm and the hypergradient.
+fn distinct_parameters(parameters: Vec<(String, Tensor)>) -> Vec<(String, Tensor)> {
+    let mut seen = std::collections::HashSet::new();
+    parameters
+        .into_iter()
+        .filter(|(_, t)| seen.insert((t.data_ptr() as usize, t.size(), t.stride(), t.kind())))
+        .collect()
+}
+
 /// The optional method computing one loss alone (see the README's
 /// TorchScript contract).
 const LOSS_METHOD: &str = "loss";
@@ -503,5 +517,24 @@ mod tests {
         );
         assert!(message.contains("reshape(7)"), "{message}");
         assert!(!message.contains("line 9"), "{message}");
+    }
+
+    #[test]
+    fn a_shared_parameter_is_trained_once_under_its_first_name() {
+        let embedding = Tensor::randn([5, 3], (tch::Kind::Float, Device::Cpu));
+        let bias = Tensor::zeros([5], (tch::Kind::Float, Device::Cpu));
+        // Same shape, separate storage: a parameter of its own.
+        let look_alike = embedding.copy();
+        let listed = vec![
+            ("emb.weight".to_string(), embedding.shallow_clone()),
+            ("out.weight".to_string(), embedding.shallow_clone()),
+            ("out.bias".to_string(), bias),
+            ("other.weight".to_string(), look_alike),
+        ];
+        let names: Vec<String> = distinct_parameters(listed)
+            .into_iter()
+            .map(|(n, _)| n)
+            .collect();
+        assert_eq!(names, ["emb.weight", "out.bias", "other.weight"]);
     }
 }
