@@ -170,18 +170,42 @@ pub fn ensure_foundation() -> Result<()> {
     Ok(())
 }
 
-/// Every configured loss must be one the workload produces.
+/// Every configured loss must be one the workload produces. A name that
+/// comes from the built-in defaults (a config without `workload.primary` or
+/// `workload.auxiliary` gets the synthetic workload's) is said to be one,
+/// with the keys to set for this model.
 pub fn check_loss_names(config: &Config, available: &[String]) -> Result<()> {
     let list = available.join(", ");
-    if !available.contains(&config.workload.primary) {
+    let defaults = crate::config::WorkloadConfig::default();
+    let w = &config.workload;
+    if !available.contains(&w.primary) {
+        let origin = if w.primary == defaults.primary {
+            " (the built-in default, used when the config sets no workload.primary)"
+        } else {
+            ""
+        };
         bail!(
-            "workload.primary = \"{}\" is not a loss of this workload; it has: {list}",
-            config.workload.primary
+            "workload.primary = \"{}\"{origin} is not a loss of this workload; it has: {list}",
+            w.primary
         );
     }
-    for aux in &config.workload.auxiliary {
+    for aux in &w.auxiliary {
         if !available.contains(aux) {
-            bail!("workload.auxiliary lists \"{aux}\", which is not a loss of this workload; it has: {list}");
+            let origin = if w.auxiliary == defaults.auxiliary {
+                " (the built-in default list, used when the config sets no workload.auxiliary)"
+            } else {
+                ""
+            };
+            let others: Vec<String> = available
+                .iter()
+                .filter(|n| **n != w.primary)
+                .map(|n| format!("\"{n}\""))
+                .collect();
+            bail!(
+                "workload.auxiliary lists \"{aux}\"{origin}, which is not a loss of this workload; it has: {list}. \
+                 To combine all its other losses: auxiliary = [{}]",
+                others.join(", ")
+            );
         }
     }
     Ok(())
@@ -280,5 +304,33 @@ mod tests {
                 Vec::<i64>::try_from(&from_block).unwrap()
             );
         }
+    }
+
+    #[test]
+    fn loss_names_from_the_defaults_are_said_to_be_defaults() {
+        let model: Vec<String> = ["main", "aux", "tags"].map(String::from).to_vec();
+        let mut config = Config::default();
+        config.workload.primary = "main".into();
+        let message = check_loss_names(&config, &model).unwrap_err().to_string();
+        assert_eq!(
+            message,
+            "workload.auxiliary lists \"helpful\" (the built-in default list, used when the config \
+             sets no workload.auxiliary), which is not a loss of this workload; it has: main, aux, tags. \
+             To combine all its other losses: auxiliary = [\"aux\", \"tags\"]"
+        );
+        config.workload.auxiliary = vec!["aux".into(), "nope".into()];
+        let message = check_loss_names(&config, &model).unwrap_err().to_string();
+        assert!(
+            message.starts_with("workload.auxiliary lists \"nope\", which is not"),
+            "{message}"
+        );
+        config.workload.auxiliary = vec!["tags".into()];
+        check_loss_names(&config, &model).unwrap();
+        config.workload.primary = Config::default().workload.primary;
+        let message = check_loss_names(&config, &model).unwrap_err().to_string();
+        assert!(
+            message.starts_with("workload.primary = \"primary\" (the built-in default, used when the config sets no workload.primary) is not"),
+            "{message}"
+        );
     }
 }
