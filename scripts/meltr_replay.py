@@ -386,6 +386,19 @@ def theta_key(name: str) -> str:
     return "theta." + name.replace(".", "_")
 
 
+def math_attention() -> None:
+    """Routes scaled_dot_product_attention (stock nn.MultiheadAttention and
+    nn.TransformerEncoderLayer call it in training) to PyTorch's math path:
+    the fused kernels (flash, memory-efficient, cuDNN) have no second
+    derivative, which the public algorithm takes through the model; the math
+    path computes the same function from elementary ops, which have one. The
+    flags are process-wide."""
+    torch.backends.cuda.enable_flash_sdp(False)
+    torch.backends.cuda.enable_mem_efficient_sdp(False)
+    torch.backends.cuda.enable_cudnn_sdp(False)
+    torch.backends.cuda.enable_math_sdp(True)
+
+
 class Workload:
     """The model (forward(batch) -> {name: 0-dim tensor}) and its data."""
 
@@ -396,6 +409,7 @@ class Workload:
         # executor rewrites the graph after its profiling runs, and its fused
         # dropout draws other masks from the same seed.
         torch._C._set_graph_executor_optimize(False)
+        math_attention()
         self.model = torch.jit.load(settings.model, map_location="cpu")
         self.model.to(dtype)
         self.dtype = dtype
@@ -638,8 +652,8 @@ class Trainer:
             if "derivative for" in str(e) and "not implemented" in str(e):
                 raise ReplayError(
                     f"the model has no second derivatives ({str(e).splitlines()[0]}); the meta step "
-                    "differentiates twice through it (export it from elementary ops, e.g. matmul + "
-                    "softmax attention instead of the fused kernels)"
+                    "differentiates twice through it (fused attention already runs on the math path here; "
+                    "export the op that lacks one from elementary ops)"
                 ) from None
             raise
         for p, h in zip(self.phi, result.hyper):

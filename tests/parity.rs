@@ -210,6 +210,25 @@ fn tied_and_frozen_parameters_replay() {
     }
 }
 
+/// PyTorch's stock attention (`nn.TransformerEncoderLayer`, its fused
+/// scaled-dot-product kernels) and BatchNorm, as the example ships: the
+/// replay takes the public algorithm's double backward on the math path
+/// (the fused kernels have no second derivative), the engine's factorized
+/// mode its finite differences (no forward derivative either; `auto` falls
+/// back). Before the replay chose the math path it refused the model.
+#[test]
+fn stock_attention_replays_through_the_math_path() {
+    static DIR: OnceLock<PathBuf> = OnceLock::new();
+    let dir = DIR.get_or_init(|| export_two_stream(&["--train", "128", "--val", "32"]));
+    let _serial = serial();
+    let losses: (&str, &[&str]) = ("retrieval", &["align", "mlm", "mfm", "scramble"]);
+    for iterations in [0, 2] {
+        let mut config = traced_config(dir, losses, "factorized", iterations);
+        config.aid.jvp = meltr_tui::config::JvpMethod::Auto;
+        assert_replays(&format!("stock-attention-j{iterations}"), config);
+    }
+}
+
 #[test]
 fn the_engine_replays_the_public_algorithm_on_a_suite_task() {
     let dir = suite_task();
