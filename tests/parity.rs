@@ -5,7 +5,9 @@
 //! hypergradient and the γ regulariser after every step. f64, 30 inner and
 //! 10 meta steps, both AID modes (`factorized` against the replay's exact
 //! double backward), J = 0 and J = 2, on the example two-stream model and on
-//! a task of the auxiliary-learning suite.
+//! a task of the auxiliary-learning suite; and on variants of the example
+//! that real models are like: dropout, a tied weight with frozen
+//! parameters, PyTorch's stock (fused) attention with BatchNorm.
 
 mod common;
 
@@ -17,31 +19,26 @@ use std::sync::OnceLock;
 /// The largest relative error the replay may show on any step.
 const TOLERANCE: f64 = 1e-6;
 
+/// The example two-stream model, 128 training and 32 validation samples,
+/// exported with the exporter's `options`.
+fn small_example(options: &[&str]) -> PathBuf {
+    let mut args = vec!["--train", "128", "--val", "32"];
+    args.extend_from_slice(options);
+    export_two_stream(&args)
+}
+
 /// The example two-stream model with matmul attention (double backward
 /// and forward-mode AD through every op), exported once.
 fn two_stream() -> &'static Path {
     static DIR: OnceLock<PathBuf> = OnceLock::new();
-    DIR.get_or_init(|| {
-        export_two_stream(&["--train", "128", "--val", "32", "--attention", "matmul"])
-    })
+    DIR.get_or_init(|| small_example(&["--attention", "matmul"]))
 }
 
 /// The same with dropout 0.1 in every encoder layer: randomness inside
 /// forward, which the replay reproduces from the engine's forward seeds.
 fn two_stream_with_dropout() -> &'static Path {
     static DIR: OnceLock<PathBuf> = OnceLock::new();
-    DIR.get_or_init(|| {
-        export_two_stream(&[
-            "--train",
-            "128",
-            "--val",
-            "32",
-            "--attention",
-            "matmul",
-            "--dropout",
-            "0.1",
-        ])
-    })
+    DIR.get_or_init(|| small_example(&["--attention", "matmul", "--dropout", "0.1"]))
 }
 
 /// The suite's `mixed` task (helpful, harmful and badly scaled auxiliaries).
@@ -191,11 +188,7 @@ fn a_model_with_dropout_replays_mask_for_mask() {
 fn tied_and_frozen_parameters_replay() {
     static DIR: OnceLock<PathBuf> = OnceLock::new();
     let dir = DIR.get_or_init(|| {
-        export_two_stream(&[
-            "--train",
-            "128",
-            "--val",
-            "32",
+        small_example(&[
             "--attention",
             "matmul",
             "--tie-embeddings",
@@ -219,7 +212,7 @@ fn tied_and_frozen_parameters_replay() {
 #[test]
 fn stock_attention_replays_through_the_math_path() {
     static DIR: OnceLock<PathBuf> = OnceLock::new();
-    let dir = DIR.get_or_init(|| export_two_stream(&["--train", "128", "--val", "32"]));
+    let dir = DIR.get_or_init(|| small_example(&[]));
     let _serial = serial();
     let losses: (&str, &[&str]) = ("retrieval", &["align", "mlm", "mfm", "scramble"]);
     for iterations in [0, 2] {
