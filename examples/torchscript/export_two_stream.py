@@ -36,6 +36,11 @@ in the feed-forward block, as nn.TransformerEncoderLayer has it): meltr-tui
 seeds libtorch's generator before each forward from (seed, step, which
 forward), so the meta step's repeated evaluations of a batch see one mask
 and scripts/meltr_replay.py draws the same masks.
+
+--tie-embeddings makes the MLM head use the text embedding's matrix (one
+parameter in two modules, trained once per step) and --freeze-positions
+exports the position embeddings with requires_grad False (left untrained):
+tests/parity.rs checks both against the replay.
 """
 
 import argparse
