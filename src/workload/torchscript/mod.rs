@@ -322,7 +322,10 @@ fn distinct_parameters(parameters: Vec<(String, Tensor)>) -> Vec<(String, Tensor
     let mut seen = std::collections::HashSet::new();
     parameters
         .into_iter()
-        .filter(|(_, t)| seen.insert((t.data_ptr() as usize, t.size(), t.stride(), t.kind())))
+        // Empty tensors may all have a null data pointer: never the same.
+        .filter(|(_, t)| {
+            t.numel() == 0 || seen.insert((t.data_ptr() as usize, t.size(), t.stride(), t.kind()))
+        })
         .collect()
 }
 
@@ -521,20 +524,33 @@ mod tests {
 
     #[test]
     fn a_shared_parameter_is_trained_once_under_its_first_name() {
-        let embedding = Tensor::randn([5, 3], (tch::Kind::Float, Device::Cpu));
-        let bias = Tensor::zeros([5], (tch::Kind::Float, Device::Cpu));
+        let opts = (tch::Kind::Float, Device::Cpu);
+        let embedding = Tensor::randn([5, 3], opts);
+        let bias = Tensor::zeros([5], opts);
         // Same shape, separate storage: a parameter of its own.
         let look_alike = embedding.copy();
+        let (empty_a, empty_b) = (Tensor::zeros([0], opts), Tensor::zeros([0], opts));
         let listed = vec![
             ("emb.weight".to_string(), embedding.shallow_clone()),
             ("out.weight".to_string(), embedding.shallow_clone()),
             ("out.bias".to_string(), bias),
             ("other.weight".to_string(), look_alike),
+            ("empty_a".to_string(), empty_a),
+            ("empty_b".to_string(), empty_b),
         ];
         let names: Vec<String> = distinct_parameters(listed)
             .into_iter()
             .map(|(n, _)| n)
             .collect();
-        assert_eq!(names, ["emb.weight", "out.bias", "other.weight"]);
+        assert_eq!(
+            names,
+            [
+                "emb.weight",
+                "out.bias",
+                "other.weight",
+                "empty_a",
+                "empty_b"
+            ]
+        );
     }
 }
