@@ -195,6 +195,14 @@ fn tied_and_frozen_parameters_replay() {
             "--freeze-positions",
         ])
     });
+    // The fixture does tie: libtorch lists the one tensor under both names.
+    let module = tch::CModule::load(dir.join("model.pt")).unwrap();
+    let listed = module.named_parameters().unwrap();
+    let pointer = |name: &str| {
+        let (_, t) = listed.iter().find(|(n, _)| n == name).unwrap();
+        t.data_ptr()
+    };
+    assert_eq!(pointer("text_emb.weight"), pointer("mlm_head.weight"));
     let _serial = serial();
     let losses: (&str, &[&str]) = ("retrieval", &["align", "mlm", "mfm", "scramble"]);
     for (mode, iterations) in [("exact", 0), ("factorized", 2)] {

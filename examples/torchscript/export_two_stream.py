@@ -143,11 +143,11 @@ class TwoStream(nn.Module):
         # BatchNorm keeps running statistics: buffers that checkpoints must hold.
         self.video_norm = nn.BatchNorm1d(d)
         self.align_head = nn.Linear(d, 1)
-        self.mlm_head = nn.Linear(d, VOCAB)
+        # Weight tying: the MLM head predicts over the embedding's rows (the
+        # vocabulary and the mask token, which gets a logit of its own) with
+        # the embedding's matrix.
+        self.mlm_head = nn.Linear(d, VOCAB + 1 if tie_embeddings else VOCAB)
         if tie_embeddings:
-            # Weight tying: the MLM head predicts over the embedding's rows
-            # (the vocabulary and the mask token) with the embedding's matrix.
-            self.mlm_head = nn.Linear(d, VOCAB + 1)
             self.mlm_head.weight = self.text_emb.weight
         if freeze_positions:
             # Parameters a fine-tuning run must leave alone.

@@ -341,10 +341,32 @@ impl AdamW {
         tch::no_grad(|| -> anyhow::Result<()> {
             self.step
                 .copy_(&step.to_kind(Kind::Double).reshape(Vec::<i64>::new()));
+            // Moments are stored by position: a checkpoint of another
+            // parameter listing (another model, or one written before tied
+            // weights were listed once) must not be spread over this one's.
+            let same_shape = |name: String, into: &Tensor| -> anyhow::Result<Tensor> {
+                let saved = get(name.clone())?;
+                anyhow::ensure!(
+                    saved.size() == into.size(),
+                    "checkpoint's `{name}` has shape {:?} where this run's parameter has {:?}: \
+                     the checkpoint lists other parameters",
+                    saved.size(),
+                    into.size()
+                );
+                Ok(saved)
+            };
             for (i, (m, v)) in self.m.iter_mut().zip(self.v.iter_mut()).enumerate() {
-                m.copy_(&get(format!("{prefix}.m.{i}"))?);
-                v.copy_(&get(format!("{prefix}.v.{i}"))?);
+                let saved_m = same_shape(format!("{prefix}.m.{i}"), m)?;
+                let saved_v = same_shape(format!("{prefix}.v.{i}"), v)?;
+                m.copy_(&saved_m);
+                v.copy_(&saved_v);
             }
+            let extra = format!("{prefix}.m.{}", self.m.len());
+            anyhow::ensure!(
+                lookup(&extra).is_none(),
+                "the checkpoint holds optimizer moments for more parameters than this run has \
+                 (`{extra}`): it lists other parameters"
+            );
             Ok(())
         })
     }

@@ -180,7 +180,7 @@ pub fn check_loss_names(config: &Config, available: &[String]) -> Result<()> {
     let w = &config.workload;
     if !available.contains(&w.primary) {
         let origin = if w.primary == defaults.primary {
-            " (the built-in default, used when the config sets no workload.primary)"
+            " (the built-in default: does the config set workload.primary?)"
         } else {
             ""
         };
@@ -192,7 +192,7 @@ pub fn check_loss_names(config: &Config, available: &[String]) -> Result<()> {
     for aux in &w.auxiliary {
         if !available.contains(aux) {
             let origin = if w.auxiliary == defaults.auxiliary {
-                " (the built-in default list, used when the config sets no workload.auxiliary)"
+                " (the built-in default list: does the config set workload.auxiliary?)"
             } else {
                 ""
             };
@@ -203,7 +203,7 @@ pub fn check_loss_names(config: &Config, available: &[String]) -> Result<()> {
                 .collect();
             bail!(
                 "workload.auxiliary lists \"{aux}\"{origin}, which is not a loss of this workload; it has: {list}. \
-                 To combine all its other losses: auxiliary = [{}]",
+                 To combine all its other losses: workload.auxiliary = [{}]",
                 others.join(", ")
             );
         }
@@ -314,9 +314,9 @@ mod tests {
         let message = check_loss_names(&config, &model).unwrap_err().to_string();
         assert_eq!(
             message,
-            "workload.auxiliary lists \"helpful\" (the built-in default list, used when the config \
-             sets no workload.auxiliary), which is not a loss of this workload; it has: main, aux, tags. \
-             To combine all its other losses: auxiliary = [\"aux\", \"tags\"]"
+            "workload.auxiliary lists \"helpful\" (the built-in default list: does the config set \
+             workload.auxiliary?), which is not a loss of this workload; it has: main, aux, tags. \
+             To combine all its other losses: workload.auxiliary = [\"aux\", \"tags\"]"
         );
         config.workload.auxiliary = vec!["aux".into(), "nope".into()];
         let message = check_loss_names(&config, &model).unwrap_err().to_string();
@@ -329,7 +329,7 @@ mod tests {
         config.workload.primary = Config::default().workload.primary;
         let message = check_loss_names(&config, &model).unwrap_err().to_string();
         assert!(
-            message.starts_with("workload.primary = \"primary\" (the built-in default, used when the config sets no workload.primary) is not"),
+            message.starts_with("workload.primary = \"primary\" (the built-in default: does the config set workload.primary?) is not"),
             "{message}"
         );
     }

@@ -261,3 +261,37 @@ fn clipping_bounds_the_global_norm() {
     let _ = clip_grad_norm(&mut small, 1.0);
     assert!((small[0].double_value(&[0]) - 0.3).abs() < 1e-12);
 }
+
+#[test]
+fn moments_of_another_parameter_listing_are_refused() {
+    use std::collections::HashMap;
+    let opts = (Kind::Float, tch::Device::Cpu);
+    let two = [Tensor::zeros([3, 2], opts), Tensor::zeros([4], opts)];
+    let saved: HashMap<String, Tensor> =
+        AdamW::new(&two, 1e-3, 0.0).state("o").into_iter().collect();
+    let lookup = |n: &str| saved.get(n).map(Tensor::copy);
+    // The same listing reads back.
+    AdamW::new(&two, 1e-3, 0.0)
+        .load_state("o", &lookup)
+        .unwrap();
+    // A listing with one parameter fewer (a tied weight listed once): the
+    // first shape differs, or, with the first one kept, a moment is left over.
+    let fewer = [Tensor::zeros([4], opts)];
+    let error = AdamW::new(&fewer, 1e-3, 0.0)
+        .load_state("o", &lookup)
+        .unwrap_err()
+        .to_string();
+    assert!(
+        error.contains("has shape [3, 2] where this run's parameter has [4]"),
+        "{error}"
+    );
+    let first_only = [Tensor::zeros([3, 2], opts)];
+    let error = AdamW::new(&first_only, 1e-3, 0.0)
+        .load_state("o", &lookup)
+        .unwrap_err()
+        .to_string();
+    assert!(
+        error.contains("more parameters than this run has (`o.m.1`)"),
+        "{error}"
+    );
+}

@@ -314,10 +314,12 @@ fn plain_interpreter() {
 
 /// The module's parameters with shared ones (tied weights, e.g. an output
 /// layer using the input embedding's matrix) once, under their first name,
-/// as PyTorch's `Module.parameters()` lists them: libtorch's C++ listing
-/// names a shared tensor once per module holding it, and training each name
-/// would apply the optimizer to one tensor twice per step and count its
-/// gradient twice in the clipping norm and the hypergradient.
+/// as PyTorch's `Module.parameters()` lists a tied parameter: libtorch's C++
+/// listing names a shared tensor once per module holding it, and training
+/// each name would apply the optimizer to one tensor twice per step and
+/// count its gradient twice in the clipping norm and the hypergradient.
+/// Shared means the same memory (pointer, shape, strides, dtype), so two
+/// parameters built over one buffer count as one too.
 fn distinct_parameters(parameters: Vec<(String, Tensor)>) -> Vec<(String, Tensor)> {
     let mut seen = std::collections::HashSet::new();
     parameters
