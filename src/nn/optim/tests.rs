@@ -276,20 +276,18 @@ fn moments_of_another_parameter_listing_are_refused() {
         .unwrap();
     // A listing with one parameter fewer (a tied weight listed once): the
     // first shape differs, or, with the first one kept, a moment is left over.
-    let fewer = [Tensor::zeros([4], opts)];
-    let error = AdamW::new(&fewer, 1e-3, 0.0)
-        .load_state("o", &lookup)
-        .unwrap_err()
-        .to_string();
+    let refusal = |params: &[Tensor]| {
+        AdamW::new(params, 1e-3, 0.0)
+            .load_state("o", &lookup)
+            .unwrap_err()
+            .to_string()
+    };
+    let error = refusal(&[Tensor::zeros([4], opts)]);
     assert!(
         error.contains("has shape [3, 2] where this run's parameter has [4]"),
         "{error}"
     );
-    let first_only = [Tensor::zeros([3, 2], opts)];
-    let error = AdamW::new(&first_only, 1e-3, 0.0)
-        .load_state("o", &lookup)
-        .unwrap_err()
-        .to_string();
+    let error = refusal(&[Tensor::zeros([3, 2], opts)]);
     assert!(
         error.contains("more parameters than this run has (`o.m.1`)"),
         "{error}"
