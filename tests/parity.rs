@@ -13,6 +13,7 @@ mod common;
 
 use common::{export_two_stream, repo, run_python, run_session, serial, torch_python};
 use meltr_tui::config::Config;
+use meltr_tui::session::metrics::{MetricLine, Record};
 use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
 
@@ -94,10 +95,11 @@ struct Report {
     max_rel: std::collections::BTreeMap<String, f64>,
 }
 
-/// Runs the engine with a trace, replays it, returns the replay's report.
-fn replay(name: &str, config: Config) -> Report {
+/// Runs the engine with a trace, replays it, returns the replay's report
+/// and the run's log.
+fn replay(name: &str, config: Config) -> (Report, Vec<MetricLine>) {
     let root = tempfile::tempdir().unwrap();
-    let (dir, _) = run_session(root.path(), name, config);
+    let (dir, lines) = run_session(root.path(), name, config);
     let report = dir.join("trace/parity.json");
     let out = std::process::Command::new(torch_python())
         .arg(repo("scripts/meltr_replay.py"))
@@ -113,13 +115,16 @@ fn replay(name: &str, config: Config) -> Report {
         String::from_utf8_lossy(&out.stdout),
         String::from_utf8_lossy(&out.stderr)
     );
-    serde_json::from_str(&std::fs::read_to_string(&report).unwrap()).unwrap()
+    (
+        serde_json::from_str(&std::fs::read_to_string(&report).unwrap()).unwrap(),
+        lines,
+    )
 }
 
 /// The run of `config` (30 steps, 10 meta steps) agrees with its replay on
-/// every compared quantity.
-fn assert_replays(name: &str, config: Config) {
-    let report = replay(name, config);
+/// every compared quantity; returns the run's log.
+fn assert_replays(name: &str, config: Config) -> Vec<MetricLine> {
+    let (report, lines) = replay(name, config);
     eprintln!("{name}: {report:?}");
     assert_eq!((report.steps, report.meta_steps), (30, 10), "{name}");
     for key in ["losses", "theta", "phi", "hyper", "reg"] {
@@ -129,6 +134,7 @@ fn assert_replays(name: &str, config: Config) {
             "{name}: `{key}` differs from the PyTorch replay by {err:e} (relative) > {TOLERANCE:e}"
         );
     }
+    lines
 }
 
 fn check_parity(model: &str, dir: &Path, losses: (&str, &[&str])) {
@@ -207,7 +213,12 @@ fn tied_and_frozen_parameters_replay() {
     let losses: (&str, &[&str]) = ("retrieval", &["align", "mlm", "mfm", "scramble"]);
     for (mode, iterations) in [("exact", 0), ("factorized", 2)] {
         let config = traced_config(dir, losses, mode, iterations);
-        assert_replays(&format!("tied-{mode}-j{iterations}"), config);
+        let lines = assert_replays(&format!("tied-{mode}-j{iterations}"), config);
+        let said = lines.iter().any(|l| {
+            matches!(&l.record, Record::Event { message, .. }
+                if message.contains("tied parameters (mlm_head.weight is text_emb.weight)"))
+        });
+        assert!(said, "the run does not say which parameters are tied");
     }
 }
 

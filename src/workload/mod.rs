@@ -62,6 +62,11 @@ pub trait Workload: Send {
     }
     /// The full validation pass.
     fn evaluate(&self) -> Result<Evaluation>;
+    /// What a run should know about how the model was taken in (e.g. tied
+    /// weights trained under one name), said once at its start.
+    fn notes(&self) -> Vec<String> {
+        Vec::new()
+    }
     /// Everything to checkpoint (parameters and buffers), by name.
     fn state(&self) -> Vec<(String, Tensor)> {
         crate::nn::vars::named_state(self.var_store(), "")

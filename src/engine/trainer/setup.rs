@@ -211,7 +211,11 @@ impl Trainer {
             gpu,
             lockstep_sent: Default::default(),
         };
-        for (level, message) in notes {
+        let workload_notes = trainer.workload.notes();
+        for (level, message) in notes
+            .into_iter()
+            .chain(workload_notes.into_iter().map(|m| (Level::Info, m)))
+        {
             trainer.emit(Record::Event { level, message });
         }
         if let Some(path) = resumed_from {

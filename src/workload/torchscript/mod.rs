@@ -59,6 +59,9 @@ pub struct TorchScript {
     model_label: String,
     /// The validation data file, as errors name it.
     val_path: String,
+    /// Parameters listed under more than one name (tied weights): each
+    /// further name with the name it is trained under.
+    shared: Vec<(String, String)>,
 }
 
 impl TorchScript {
@@ -103,7 +106,8 @@ impl TorchScript {
         if parameters.is_empty() {
             bail!("workload.model: {model_path} has no parameters to train");
         }
-        for (name, tensor) in distinct_parameters(parameters) {
+        let (parameters, shared) = distinct_parameters(parameters);
+        for (name, tensor) in parameters {
             // Same tensor as the module's: training the VarStore trains the module.
             let trainable = tensor.requires_grad();
             let _ = vs.root().add(&name.replace('.', "_"), tensor, trainable);
@@ -127,6 +131,7 @@ impl TorchScript {
             loss_method: false,
             model_label,
             val_path: val_path.to_string(),
+            shared,
         };
         workload.inspect_outputs(model_path)?;
         workload.check_val_batch()?;
@@ -320,16 +325,34 @@ fn plain_interpreter() {
 /// count its gradient twice in the clipping norm and the hypergradient.
 /// Shared means the same memory (pointer, shape, strides, dtype), so two
 /// parameters built over one buffer count as one too.
-fn distinct_parameters(parameters: Vec<(String, Tensor)>) -> Vec<(String, Tensor)> {
-    let mut seen = std::collections::HashSet::new();
-    parameters
-        .into_iter()
+/// Returns the distinct parameters and, for each further name of a shared
+/// one, (that name, the name it is trained under).
+fn distinct_parameters(parameters: Vec<(String, Tensor)>) -> DistinctParameters {
+    let mut first_name = std::collections::HashMap::new();
+    let mut distinct = Vec::new();
+    let mut shared = Vec::new();
+    for (name, tensor) in parameters {
         // Empty tensors may all have a null data pointer: never the same.
-        .filter(|(_, t)| {
-            t.numel() == 0 || seen.insert((t.data_ptr() as usize, t.size(), t.stride(), t.kind()))
-        })
-        .collect()
+        if tensor.numel() > 0 {
+            let memory = (
+                tensor.data_ptr() as usize,
+                tensor.size(),
+                tensor.stride(),
+                tensor.kind(),
+            );
+            if let Some(first) = first_name.get(&memory) {
+                shared.push((name, String::clone(first)));
+                continue;
+            }
+            first_name.insert(memory, name.clone());
+        }
+        distinct.push((name, tensor));
+    }
+    (distinct, shared)
 }
+
+/// [`distinct_parameters`]' result.
+type DistinctParameters = (Vec<(String, Tensor)>, Vec<(String, String)>);
 
 /// The optional method computing one loss alone (see the README's
 /// TorchScript contract).
@@ -367,6 +390,22 @@ fn load_module(path: &str, device: Device) -> Result<CModule> {
 }
 
 impl Workload for TorchScript {
+    fn notes(&self) -> Vec<String> {
+        if self.shared.is_empty() {
+            return Vec::new();
+        }
+        let pairs: Vec<String> = self
+            .shared
+            .iter()
+            .map(|(name, trained_as)| format!("{name} is {trained_as}"))
+            .collect();
+        vec![format!(
+            "{}: tied parameters ({}) are one tensor, trained once per step under the first name, as PyTorch's parameters() lists them",
+            self.model_label,
+            pairs.join(", ")
+        )]
+    }
+
     fn kind(&self) -> &'static str {
         "torchscript"
     }
@@ -540,10 +579,12 @@ mod tests {
             ("empty_a".to_string(), empty_a),
             ("empty_b".to_string(), empty_b),
         ];
-        let names: Vec<String> = distinct_parameters(listed)
-            .into_iter()
-            .map(|(n, _)| n)
-            .collect();
+        let (distinct, shared) = distinct_parameters(listed);
+        let names: Vec<String> = distinct.into_iter().map(|(n, _)| n).collect();
+        assert_eq!(
+            shared,
+            [("out.weight".to_string(), "emb.weight".to_string())]
+        );
         assert_eq!(
             names,
             [
