@@ -34,7 +34,8 @@ logsumexp + gather cross-entropy, squared error): forward-mode AD and
 double backward work through them. No dropout and no randomness in forward
 (except in `sequence`, a GRU with dropout: another architecture, and
 randomness that the engine and the replay seed alike): labels, masks,
-corruptions and second views are in the data, drawn from a fixed data seed; the initial model comes from a fixed model seed. A run's
+corruptions and second views are in the data, drawn from a fixed data seed;
+the initial model comes from a fixed model seed. A run's
 seed changes the batch order and the combiner's initialisation. The inner
 optimizer is Adam, so a head that only its own loss reaches learns at the
 same speed whatever that loss's weight: the weights act through the shared

@@ -20,6 +20,9 @@ use std::sync::OnceLock;
 /// The largest relative error the replay may show on any step.
 const TOLERANCE: f64 = 1e-6;
 
+/// The example's primary loss and the auxiliaries the tests combine.
+const EXAMPLE_LOSSES: (&str, &[&str]) = ("retrieval", &["align", "mlm", "mfm", "scramble"]);
+
 /// The example two-stream model, 128 training and 32 validation samples,
 /// exported with the exporter's `options`.
 fn small_example(options: &[&str]) -> PathBuf {
@@ -149,11 +152,7 @@ fn check_parity(model: &str, dir: &Path, losses: (&str, &[&str])) {
 
 #[test]
 fn the_engine_replays_the_public_algorithm_on_the_two_stream_example() {
-    check_parity(
-        "two-stream",
-        two_stream(),
-        ("retrieval", &["align", "mlm", "mfm", "scramble"]),
-    );
+    check_parity("two-stream", two_stream(), EXAMPLE_LOSSES);
 }
 
 /// Dropout draws its masks from libtorch's generator, which the engine seeds
@@ -163,7 +162,7 @@ fn the_engine_replays_the_public_algorithm_on_the_two_stream_example() {
 #[test]
 fn a_model_with_dropout_replays_mask_for_mask() {
     let _serial = serial();
-    let losses: (&str, &[&str]) = ("retrieval", &["align", "mlm", "mfm", "scramble"]);
+    let losses = EXAMPLE_LOSSES;
     let cases = [
         ("exact", 0, "recent"),
         ("factorized", 0, "recent"),
@@ -210,7 +209,7 @@ fn tied_and_frozen_parameters_replay() {
     };
     assert_eq!(pointer("text_emb.weight"), pointer("mlm_head.weight"));
     let _serial = serial();
-    let losses: (&str, &[&str]) = ("retrieval", &["align", "mlm", "mfm", "scramble"]);
+    let losses = EXAMPLE_LOSSES;
     for (mode, iterations) in [("exact", 0), ("factorized", 2)] {
         let config = traced_config(dir, losses, mode, iterations);
         let lines = assert_replays(&format!("tied-{mode}-j{iterations}"), config);
@@ -233,11 +232,19 @@ fn stock_attention_replays_through_the_math_path() {
     static DIR: OnceLock<PathBuf> = OnceLock::new();
     let dir = DIR.get_or_init(|| small_example(&[]));
     let _serial = serial();
-    let losses: (&str, &[&str]) = ("retrieval", &["align", "mlm", "mfm", "scramble"]);
+    let losses = EXAMPLE_LOSSES;
     for iterations in [0, 2] {
         let mut config = traced_config(dir, losses, "factorized", iterations);
         config.aid.jvp = meltr_tui::config::JvpMethod::Auto;
-        assert_replays(&format!("stock-attention-j{iterations}"), config);
+        let lines = assert_replays(&format!("stock-attention-j{iterations}"), config);
+        let fell_back = lines.iter().any(|l| {
+            matches!(&l.record, Record::Event { message, .. }
+                if message.contains("the meta step uses finite differences"))
+        });
+        assert!(
+            fell_back,
+            "fused attention should take the difference fallback"
+        );
     }
 }
 
@@ -271,12 +278,7 @@ fn a_tampered_trace_is_caught() {
     // The comparison can fail: one changed φ entry in one state file shows.
     let _serial = serial();
     let root = tempfile::tempdir().unwrap();
-    let config = traced_config(
-        two_stream(),
-        ("retrieval", &["align", "mlm", "mfm", "scramble"]),
-        "exact",
-        0,
-    );
+    let config = traced_config(two_stream(), EXAMPLE_LOSSES, "exact", 0);
     let config = Config {
         train: meltr_tui::config::TrainConfig {
             steps: 6,
@@ -309,12 +311,7 @@ fn a_tampered_trace_is_caught() {
 /// step, as (step, train_step, val_step).
 fn meta_picks(pool: &str) -> Vec<(u64, u64, u64)> {
     let root = tempfile::tempdir().unwrap();
-    let mut config = traced_config(
-        two_stream(),
-        ("retrieval", &["align", "mlm", "mfm", "scramble"]),
-        "factorized",
-        0,
-    );
+    let mut config = traced_config(two_stream(), EXAMPLE_LOSSES, "factorized", 0);
     config.meltr.meta_every = 1;
     config.meltr.pool = pool.parse().unwrap();
     let (dir, _) = run_session(root.path(), pool, config);

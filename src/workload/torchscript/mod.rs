@@ -26,10 +26,12 @@ use tch::{nn, CModule, Device, IValue, Kind, Tensor};
 
 mod data;
 mod errors;
+mod params;
 
 use data::Split;
 use errors::describe;
 pub use errors::torch_message;
+use params::{distinct_parameters, TiedName};
 
 /// Checkpoint entry holding the serialized module (bytes as a u8 tensor).
 pub const MODULE_ENTRY: &str = "__torchscript_module__";
@@ -61,7 +63,7 @@ pub struct TorchScript {
     val_path: String,
     /// Parameters listed under more than one name (tied weights): each
     /// further name with the name it is trained under.
-    shared: Vec<(String, String)>,
+    shared: Vec<TiedName>,
 }
 
 impl TorchScript {
@@ -317,43 +319,6 @@ fn plain_interpreter() {
     tch::jit::set_graph_executor_optimize(false);
 }
 
-/// The module's parameters with shared ones (tied weights, e.g. an output
-/// layer using the input embedding's matrix) once, under their first name,
-/// as PyTorch's `Module.parameters()` lists a tied parameter: libtorch's C++
-/// listing names a shared tensor once per module holding it, and training
-/// each name would apply the optimizer to one tensor twice per step and
-/// count its gradient twice in the clipping norm and the hypergradient.
-/// Shared means the same memory (pointer, shape, strides, dtype), so two
-/// parameters built over one buffer count as one too.
-/// Returns the distinct parameters and, for each further name of a shared
-/// one, (that name, the name it is trained under).
-fn distinct_parameters(parameters: Vec<(String, Tensor)>) -> DistinctParameters {
-    let mut first_name = std::collections::HashMap::new();
-    let mut distinct = Vec::new();
-    let mut shared = Vec::new();
-    for (name, tensor) in parameters {
-        // Empty tensors may all have a null data pointer: never the same.
-        if tensor.numel() > 0 {
-            let memory = (
-                tensor.data_ptr() as usize,
-                tensor.size(),
-                tensor.stride(),
-                tensor.kind(),
-            );
-            if let Some(first) = first_name.get(&memory) {
-                shared.push((name, String::clone(first)));
-                continue;
-            }
-            first_name.insert(memory, name.clone());
-        }
-        distinct.push((name, tensor));
-    }
-    (distinct, shared)
-}
-
-/// [`distinct_parameters`]' result.
-type DistinctParameters = (Vec<(String, Tensor)>, Vec<(String, String)>);
-
 /// The optional method computing one loss alone (see the README's
 /// TorchScript contract).
 const LOSS_METHOD: &str = "loss";
@@ -561,39 +526,5 @@ mod tests {
         );
         assert!(message.contains("reshape(7)"), "{message}");
         assert!(!message.contains("line 9"), "{message}");
-    }
-
-    #[test]
-    fn a_shared_parameter_is_trained_once_under_its_first_name() {
-        let opts = (tch::Kind::Float, Device::Cpu);
-        let embedding = Tensor::randn([5, 3], opts);
-        let bias = Tensor::zeros([5], opts);
-        // Same shape, separate storage: a parameter of its own.
-        let look_alike = embedding.copy();
-        let (empty_a, empty_b) = (Tensor::zeros([0], opts), Tensor::zeros([0], opts));
-        let listed = vec![
-            ("emb.weight".to_string(), embedding.shallow_clone()),
-            ("out.weight".to_string(), embedding.shallow_clone()),
-            ("out.bias".to_string(), bias),
-            ("other.weight".to_string(), look_alike),
-            ("empty_a".to_string(), empty_a),
-            ("empty_b".to_string(), empty_b),
-        ];
-        let (distinct, shared) = distinct_parameters(listed);
-        let names: Vec<String> = distinct.into_iter().map(|(n, _)| n).collect();
-        assert_eq!(
-            shared,
-            [("out.weight".to_string(), "emb.weight".to_string())]
-        );
-        assert_eq!(
-            names,
-            [
-                "emb.weight",
-                "out.bias",
-                "other.weight",
-                "empty_a",
-                "empty_b"
-            ]
-        );
     }
 }
