@@ -15,4 +15,4 @@ demo: build
 
 test: setup
 	@./scripts/test-deps.sh
-	cargo test --all-targets -- --test-threads=2
+	cargo test --all-targets --no-fail-fast -- --test-threads=2

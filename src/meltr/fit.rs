@@ -212,6 +212,7 @@ mod tests {
     /// MELTR at its default size over `k` losses, PyTorch's init from
     /// `seed`.
     fn meltr(k: usize, seed: i64) -> Box<dyn Combiner> {
+        let _draws = crate::nn::rng::global_draws();
         tch::manual_seed(seed);
         let mut config = Config::default();
         config.combiner.kind = CombinerKind::Meltr;
@@ -219,10 +220,15 @@ mod tests {
         build(&config, Device::Cpu, Kind::Float)
     }
 
-    /// configs/synthetic.toml and its first training batch's losses (f32).
-    fn synthetic_first_losses() -> (Config, Tensor) {
+    /// configs/synthetic.toml with `workload.seed` and its first training
+    /// batch's losses (f32). Holds libtorch's generator while building: tests
+    /// on other threads draw from it too, and a draw slipped in between gave
+    /// CI other losses than a run of this test alone.
+    fn synthetic_first_losses(workload_seed: u64) -> (Config, Tensor) {
         let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("configs/synthetic.toml");
-        let config = Config::load(&path).unwrap();
+        let mut config = Config::load(&path).unwrap();
+        config.workload.seed = workload_seed;
+        let _draws = crate::nn::rng::global_draws();
         let workload = crate::workload::build(&config, Device::Cpu, Kind::Float, None).unwrap();
         let losses = tch::no_grad(|| {
             let first = workload.train_batch(1).unwrap();
@@ -288,7 +294,7 @@ mod tests {
     fn fit_reaches_the_linear_weights_on_the_synthetic_workloads_first_losses() {
         // The losses the trainer fits around: the synthetic workload's first
         // training batch (configs/synthetic.toml).
-        let (_, losses) = synthetic_first_losses();
+        let (_, losses) = synthetic_first_losses(0);
         let values: Vec<f32> = Vec::try_from(&losses).unwrap();
         assert_eq!(values.len(), 3);
         fits_both_targets(&values, FIT_TOLERANCE);
@@ -319,32 +325,39 @@ mod tests {
     }
 
     #[test]
-    fn the_monotone_mlp_fits_sum_and_moves_toward_primary() {
-        let (mut config, l) = synthetic_first_losses();
-        config.combiner.kind = CombinerKind::Mlp;
-        let k = l.numel();
-        let mut primary = vec![0.0; k];
-        primary[0] = 1.0;
-        // `sum` within the tolerance; `primary` (a weight at 0, out of a
-        // monotone MLP's reach): measured 0.69–0.72 → 0.64–0.65 over 24 inits.
-        for (target, reach) in [(vec![1.0; k], FIT_TOLERANCE), (primary, 0.68)] {
-            for seed in 0..4 {
-                let combiner = {
-                    let _draws = crate::nn::rng::global_draws();
-                    tch::manual_seed(seed);
-                    build(&config, Device::Cpu, Kind::Float)
-                };
-                let before = largest_error(combiner.as_ref(), &l, &target);
-                let after = fit_to_linear(combiner.as_ref(), &l, &target, 7).unwrap();
-                eprintln!(
-                    "mlp {target:?} seed {seed}: largest |w_k - c_k| {before:.3} -> {after:.3}"
-                );
-                assert!(
-                    after < before && after <= reach,
-                    "{target:?}: {before} -> {after}"
-                );
-                let measured = largest_error(combiner.as_ref(), &l, &target);
-                assert!((after - measured).abs() < 1e-6, "{after} vs {measured}");
+    fn the_monotone_mlp_fits_sum_and_never_ends_further_from_primary() {
+        // Over the first losses of three workload seeds and two inits.
+        // `sum`: measured a 5–14x smaller largest error (0.31–0.40 → 0.03–0.08
+        // over workload seeds 0–7), so at least 3x here. `primary` (a weight
+        // at 0, out of a monotone MLP's reach): Adam got closer on 2 of those
+        // 8 loss vectors (0.71 → 0.65, 0.84 → 0.26) and further on the rest,
+        // where the fit keeps the start, so the property is "never further".
+        for workload_seed in 0..3 {
+            let (mut config, l) = synthetic_first_losses(workload_seed);
+            config.combiner.kind = CombinerKind::Mlp;
+            let k = l.numel();
+            let mut primary = vec![0.0; k];
+            primary[0] = 1.0;
+            for (target, shrink) in [(vec![1.0; k], 3.0), (primary, 1.0)] {
+                for seed in 0..2 {
+                    let combiner = {
+                        let _draws = crate::nn::rng::global_draws();
+                        tch::manual_seed(seed);
+                        build(&config, Device::Cpu, Kind::Float)
+                    };
+                    let before = largest_error(combiner.as_ref(), &l, &target);
+                    let after = fit_to_linear(combiner.as_ref(), &l, &target, 7).unwrap();
+                    eprintln!(
+                        "mlp {target:?} workload seed {workload_seed} seed {seed}: \
+                         largest |w_k - c_k| {before:.3} -> {after:.3}"
+                    );
+                    assert!(
+                        after * shrink <= before,
+                        "{target:?}: {before} -> {after}, wanted at least {shrink}x smaller"
+                    );
+                    let measured = largest_error(combiner.as_ref(), &l, &target);
+                    assert!((after - measured).abs() < 1e-6, "{after} vs {measured}");
+                }
             }
         }
     }

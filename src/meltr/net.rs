@@ -175,6 +175,7 @@ mod tests {
     }
 
     fn tiny_on(kind: Kind, device: Device) -> (nn::VarStore, MeltrNet) {
+        let _draws = crate::nn::rng::global_draws();
         tch::manual_seed(0);
         let mut vs = nn::VarStore::new(device);
         let net = MeltrNet::new(
@@ -300,6 +301,7 @@ mod tests {
 
     /// The default sizes (d_model 256, 8 heads), as the inner step runs them.
     fn default_sized_on(kind: Kind, device: Device) -> (nn::VarStore, MeltrNet) {
+        let _draws = crate::nn::rng::global_draws();
         tch::manual_seed(1);
         let mut vs = nn::VarStore::new(device);
         let net = MeltrNet::new(

@@ -93,6 +93,7 @@ mod tests {
     }
 
     fn problem(k: usize) -> Problem {
+        let _draws = crate::nn::rng::global_draws();
         tch::manual_seed(7);
         let opts = (Kind::Double, Device::Cpu);
         let theta = Tensor::randn([6], opts).set_requires_grad(true);
