@@ -7,11 +7,14 @@
 //! double backward), J = 0 and J = 2, on the example two-stream model and on
 //! a task of the auxiliary-learning suite; and on variants of the example
 //! that real models are like: dropout, a tied weight with frozen
-//! parameters, PyTorch's stock (fused) attention with BatchNorm.
+//! parameters, PyTorch's stock (fused) attention with BatchNorm; and a
+//! masked auxiliary loss that is a constant on some batches.
 
 mod common;
 
-use common::{export_two_stream, repo, run_python, run_session, serial, torch_python};
+use common::{
+    export_two_stream, flag_data, flag_models, repo, run_python, run_session, serial, torch_python,
+};
 use meltr_tui::config::Config;
 use meltr_tui::session::metrics::{MetricLine, Record};
 use std::path::{Path, PathBuf};
@@ -360,4 +363,37 @@ fn the_meta_pool_is_the_ten_batches_before_the_current_one() {
     assert!(with_current
         .iter()
         .any(|&(s, t, v)| s > 1 && (t == s || v == s)));
+}
+
+/// A masked auxiliary (over flagged rows, `zeros(())` on a batch with none,
+/// as a masked-token loss on a batch with nothing masked): it gives no
+/// gradient on those steps, in the inner step and in the meta step's
+/// Jacobian-vector products, as in PyTorch.
+#[test]
+fn a_loss_constant_on_some_batches_replays() {
+    let dir = tempfile::tempdir().unwrap().keep();
+    std::fs::copy(
+        flag_models().join("aux_on_flagged_rows.pt"),
+        dir.join("model.pt"),
+    )
+    .unwrap();
+    // Four flagged rows in 128: about 60% of the batches of 16 have none.
+    flag_data(&dir.join("train.safetensors"), 128, 4, &[5, 37, 70, 101]);
+    flag_data(&dir.join("val.safetensors"), 32, 4, &[3, 20]);
+    let _serial = serial();
+    for (mode, iterations) in [("exact", 0), ("factorized", 2)] {
+        let config = traced_config(&dir, ("primary", &["aux"]), mode, iterations);
+        let lines = assert_replays(&format!("masked-{mode}-j{iterations}"), config);
+        let aux: Vec<f64> = lines
+            .iter()
+            .filter_map(|l| match &l.record {
+                Record::Train { losses, .. } => losses.get("aux").copied(),
+                _ => None,
+            })
+            .collect();
+        assert!(
+            aux.contains(&0.0) && aux.iter().any(|&a| a > 0.0),
+            "the run should have batches with and without flagged rows: {aux:?}"
+        );
+    }
 }

@@ -4,7 +4,7 @@
 
 mod common;
 
-use common::{bin, metrics_of, repo, run_python, run_with_limit, text};
+use common::{bin, flag_data, flag_models, metrics_of, repo, run_python, run_with_limit, text};
 use meltr_tui::session::{self, metrics::MetricLine, metrics::Record};
 use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
@@ -315,34 +315,6 @@ fn resume_restores_parameters_and_buffers() {
     }
 }
 
-/// `tests/fixtures/flag_models.py`'s models, exported once per test binary.
-fn flag_models() -> &'static Path {
-    static DIR: OnceLock<PathBuf> = OnceLock::new();
-    DIR.get_or_init(|| {
-        let dir = tempfile::tempdir().unwrap().keep();
-        run_python(&[
-            repo("tests/fixtures/flag_models.py").as_os_str(),
-            dir.as_os_str(),
-        ]);
-        dir
-    })
-}
-
-/// Data for the flag models: `rows` samples of `x` [rows, width], `y`,
-/// and `flag` set on the rows listed.
-fn flag_data(path: &Path, rows: i64, width: i64, flagged: &[i64]) -> PathBuf {
-    use tch::{Device, Kind, Tensor};
-    tch::manual_seed(1);
-    let x = Tensor::randn([rows, width], (Kind::Float, Device::Cpu));
-    let y = x.sum_dim_intlist(&[1i64][..], false, Kind::Float).sin();
-    let flag = Tensor::zeros([rows], (Kind::Float, Device::Cpu));
-    for &row in flagged {
-        let _ = flag.get(row).fill_(1.0);
-    }
-    Tensor::write_safetensors(&[("x", x), ("y", y), ("flag", flag)], path).unwrap();
-    path.to_path_buf()
-}
-
 fn flag_config(dir: &Path, name: &str, model: &str, train: &Path, val: &Path) -> PathBuf {
     let body = format!(
         "[workload]\nkind = \"torchscript\"\nmodel = \"{model}\"\ntrain = \"{train}\"\nval = \"{val}\"\n\
@@ -434,6 +406,41 @@ fn runtime_errors_name_the_batch_and_the_model_file_and_val_data_are_checked_up_
             val.display(),
             clean_train.display()
         ),
+    );
+}
+
+/// A masked auxiliary loss (computed over flagged rows, a constant 0 on a
+/// batch with none) was refused when the first batch had nothing flagged:
+/// the check now looks at the first 8 batches, and only a loss without a
+/// gradient on all of them is refused.
+#[test]
+fn a_loss_constant_on_some_batches_trains_and_one_constant_on_all_is_refused() {
+    let tmp = tempfile::tempdir().unwrap();
+    let sessions = tmp.path().join("sessions");
+    let val = flag_data(&tmp.path().join("val.safetensors"), 32, 4, &[3]);
+    // Batch size 8: row 20 is in the third batch of rows, rows 0..16 have none.
+    let train = flag_data(&tmp.path().join("train.safetensors"), 64, 4, &[20, 45]);
+    let cfg = flag_config(tmp.path(), "masked", "aux_on_flagged_rows.pt", &train, &val);
+    let out = run(&sessions, &cfg, "masked");
+    assert!(out.status.success(), "{}", text(&out));
+    let (_, lines) = metrics_of(&sessions, "masked");
+    let aux: Vec<f64> = lines
+        .iter()
+        .filter_map(|line| match &line.record {
+            Record::Train { losses, .. } => losses.get("aux").copied(),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(aux.len(), 40, "{aux:?}");
+    assert!(aux.iter().all(|a| a.is_finite()), "{aux:?}");
+    let constant = aux.iter().filter(|&&a| a == 0.0).count();
+    assert!(constant > 0 && constant < aux.len(), "{aux:?}");
+
+    let none = flag_data(&tmp.path().join("none.safetensors"), 64, 4, &[]);
+    let cfg = flag_config(tmp.path(), "never", "aux_on_flagged_rows.pt", &none, &val);
+    refused(
+        &cfg,
+        "loss `aux` is not differentiable with respect to any parameter on the first 8 training batch(es)",
     );
 }
 

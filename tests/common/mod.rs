@@ -197,6 +197,34 @@ pub fn export_two_stream(options: &[&str]) -> PathBuf {
     dir
 }
 
+/// `tests/fixtures/flag_models.py`'s models, exported once per test binary.
+pub fn flag_models() -> &'static Path {
+    static DIR: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
+    DIR.get_or_init(|| {
+        let dir = tempfile::tempdir().unwrap().keep();
+        run_python(&[
+            repo("tests/fixtures/flag_models.py").as_os_str(),
+            dir.as_os_str(),
+        ]);
+        dir
+    })
+}
+
+/// Data for the flag models: `rows` samples of `x` [rows, width], `y`,
+/// and `flag` set on the rows listed.
+pub fn flag_data(path: &Path, rows: i64, width: i64, flagged: &[i64]) -> PathBuf {
+    use tch::{Device, Kind, Tensor};
+    tch::manual_seed(1);
+    let x = Tensor::randn([rows, width], (Kind::Float, Device::Cpu));
+    let y = x.sum_dim_intlist(&[1i64][..], false, Kind::Float).sin();
+    let flag = Tensor::zeros([rows], (Kind::Float, Device::Cpu));
+    for &row in flagged {
+        let _ = flag.get(row).fill_(1.0);
+    }
+    Tensor::write_safetensors(&[("x", x), ("y", y), ("flag", flag)], path).unwrap();
+    path.to_path_buf()
+}
+
 /// Polls `check` every 20 ms until it gives a value; fails the test after
 /// `limit`, naming what it waited for.
 pub fn wait_until<T>(what: &str, limit: Duration, mut check: impl FnMut() -> Option<T>) -> T {

@@ -39,6 +39,10 @@ pub const MODULE_ENTRY: &str = "__torchscript_module__";
 /// Keys of `forward`'s result with this prefix are metrics, not losses.
 pub const METRIC_PREFIX: &str = "metric/";
 
+/// How many training batches (from the first) may show a loss constant
+/// before the run is refused for it.
+const CONSTANT_LOSS_BATCHES: i64 = 8;
+
 /// A user's TorchScript module and its safetensors train and validation
 /// data, under the contract above.
 pub struct TorchScript {
@@ -159,10 +163,13 @@ impl TorchScript {
             if !loss.is_floating_point() {
                 bail!("workload.model: {model_path}: loss `{name}` is a {:?} tensor; losses must be floating point", loss.kind());
             }
-            if !loss.requires_grad() {
-                bail!("workload.model: {model_path}: loss `{name}` is not differentiable with respect to any parameter (it does not require grad: computed under no_grad, from data only, or from frozen parameters)");
-            }
         }
+        let constant: Vec<String> = losses
+            .iter()
+            .filter(|(_, loss)| !loss.requires_grad())
+            .map(|(name, _)| name.to_string())
+            .collect();
+        self.check_some_batch_differentiates(model_path, constant)?;
         self.loss_names = losses.iter().map(|(n, _)| n.to_string()).collect();
         self.metric_names = metrics
             .iter()
@@ -177,6 +184,40 @@ impl TorchScript {
         self.module.borrow_mut().set_train();
         self.loss_method = checked.with_context(first_batch)?;
         Ok(())
+    }
+
+    /// Refuses a loss that depends on no parameter. A loss may be a
+    /// constant on some batches (a masked loss over a batch with nothing
+    /// masked returns `zeros(())`; the engine then takes no gradient from
+    /// it), so `constant`, the losses without a gradient on the first batch,
+    /// are looked at on the next few batches before the run is refused.
+    fn check_some_batch_differentiates(
+        &self,
+        model_path: &str,
+        mut constant: Vec<String>,
+    ) -> Result<()> {
+        let batches = (self.train.samples / self.batch_size).clamp(1, CONSTANT_LOSS_BATCHES);
+        for index in 1..batches {
+            if constant.is_empty() {
+                return Ok(());
+            }
+            let rows = self.train.slice(index * self.batch_size, self.batch_size);
+            let outputs = self.forward(&rows).with_context(|| {
+                format!(
+                    "training batch {} (rows {}..{}), run because a loss had no gradient on the first",
+                    index + 1,
+                    index * self.batch_size,
+                    (index + 1) * self.batch_size
+                )
+            })?;
+            constant.retain(|name| !outputs.get(name).is_some_and(Tensor::requires_grad));
+        }
+        match constant.first() {
+            None => Ok(()),
+            Some(name) => bail!(
+                "workload.model: {model_path}: loss `{name}` is not differentiable with respect to any parameter on the first {batches} training batch(es) (it does not require grad: computed under no_grad, from data only, or from frozen parameters)"
+            ),
+        }
     }
 
     /// Runs `forward` on the first validation batch, as evaluation will
