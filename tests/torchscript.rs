@@ -444,6 +444,36 @@ fn a_loss_constant_on_some_batches_trains_and_one_constant_on_all_is_refused() {
     );
 }
 
+/// Losses in another floating-point kind than the run's (the primary in
+/// f64, an auxiliary in bf16, in an f32 run) panicked MELTR's first layer
+/// ("mat1 and mat2 must have the same dtype"); they are cast to the run's
+/// kind, in both AID modes.
+#[test]
+fn losses_in_other_float_kinds_are_cast_to_the_runs() {
+    let tmp = tempfile::tempdir().unwrap();
+    let sessions = tmp.path().join("sessions");
+    let train = flag_data(&tmp.path().join("train.safetensors"), 64, 4, &[]);
+    let val = flag_data(&tmp.path().join("val.safetensors"), 32, 4, &[]);
+    for mode in ["exact", "factorized"] {
+        let cfg = flag_config(tmp.path(), mode, "mixed_kinds.pt", &train, &val);
+        let body = std::fs::read_to_string(&cfg).unwrap();
+        let body = body.replace("[meltr]", &format!("[aid]\nmode = \"{mode}\"\n\n[meltr]"));
+        std::fs::write(&cfg, body).unwrap();
+        let out = run(&sessions, &cfg, mode);
+        assert!(out.status.success(), "{mode}: {}", text(&out));
+        let (_, lines) = metrics_of(&sessions, mode);
+        let weights: Vec<f64> = lines
+            .iter()
+            .filter_map(|line| match &line.record {
+                Record::Train { weights, .. } => weights.get("primary").copied(),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(weights.len(), 40, "{mode}");
+        assert!(weights.iter().all(|w| w.is_finite()), "{mode}: {weights:?}");
+    }
+}
+
 /// Issue 16: `bench --torchscript DIR` measures only models whose losses
 /// are named like the example's; `bench --config` takes any run config, so
 /// a user's own model (here losses `primary` and `aux`) is measured with

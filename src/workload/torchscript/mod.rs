@@ -68,6 +68,11 @@ pub struct TorchScript {
     /// Parameters listed under more than one name (tied weights): each
     /// further name with the name it is trained under.
     shared: Vec<TiedName>,
+    /// The run's floating-point kind. A loss the model returns in another
+    /// (an f64 reduction, a half-precision head) is cast to it, so the loss
+    /// vector and MELTR see one kind; its gradient flows back through the
+    /// cast.
+    kind: Kind,
 }
 
 impl TorchScript {
@@ -138,6 +143,7 @@ impl TorchScript {
             model_label,
             val_path: val_path.to_string(),
             shared,
+            kind,
         };
         workload.inspect_outputs(model_path)?;
         workload.check_val_batch()?;
@@ -276,7 +282,7 @@ impl TorchScript {
                 )
             })?;
         match output {
-            IValue::Tensor(t) if t.dim() == 0 => Ok(t),
+            IValue::Tensor(t) if t.dim() == 0 => Ok(self.in_run_kind(t)),
             other => bail!(
                 "loss(batch, \"{name}\") must return a 0-dim tensor; it returned {}",
                 describe(&other)
@@ -324,9 +330,18 @@ impl TorchScript {
                     tensor.size()
                 );
             }
-            out.insert(name, tensor);
+            out.insert(name, self.in_run_kind(tensor));
         }
         Ok(out)
+    }
+
+    /// `value` in the run's kind when it is floating point in another.
+    fn in_run_kind(&self, value: Tensor) -> Tensor {
+        if value.is_floating_point() && value.kind() != self.kind {
+            value.to_kind(self.kind)
+        } else {
+            value
+        }
     }
 
     /// Row indices of training batch `step`: consecutive slices of a
