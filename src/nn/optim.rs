@@ -231,11 +231,27 @@ impl AdamW {
         if params.is_empty() {
             return Ok(());
         }
+        // The kernel walks each tensor's memory in order, so parameter,
+        // gradient and moments must share one layout: the moments are
+        // contiguous, so a non-contiguous parameter (a transposed weight)
+        // is updated in a contiguous copy that is written back after.
         let grads: Vec<Tensor> = grads.iter().map(Tensor::contiguous).collect();
+        let staged: Vec<Tensor> = tch::no_grad(|| {
+            params
+                .iter()
+                .map(|p| {
+                    if p.is_contiguous() {
+                        p.shallow_clone()
+                    } else {
+                        p.contiguous()
+                    }
+                })
+                .collect()
+        });
         let pointers = |tensors: &[Tensor]| -> Vec<*mut torch_sys::C_tensor> {
             tensors.iter().map(|t| t.as_ptr() as *mut _).collect()
         };
-        let (p, g) = (pointers(params), pointers(&grads));
+        let (p, g) = (pointers(&staged), pointers(&grads));
         let (m, v) = (pointers(&self.m), pointers(&self.v));
         // The kernels want float step counts and skip flags.
         let step = count.to_kind(Kind::Float);
@@ -265,7 +281,15 @@ impl AdamW {
                     error,
                 )
             }
-        })
+        })?;
+        tch::no_grad(|| {
+            for (param, copy) in params.iter().zip(&staged) {
+                if !param.is_contiguous() {
+                    param.shallow_clone().copy_(copy);
+                }
+            }
+        });
+        Ok(())
     }
 
     /// One update by elementwise ops over each bucket.

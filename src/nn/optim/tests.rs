@@ -56,19 +56,24 @@ fn the_fused_kernel_matches_the_bucket_update_on_cuda() {
 
 fn fused_matches_buckets_on(device: tch::Device) {
     // Both decays, a skipped step with NaN gradients among them, a
-    // bucket boundary (the large parameter), f64 and f32. Every case is
-    // checked before failing, so one failing run shows them all.
+    // bucket boundary (the large parameter), a non-contiguous parameter (a
+    // transposed weight: the kernel walks memory in order, and once
+    // updated it against the moments' row-major order), f64 and f32.
+    // Every case is checked before failing, so one failing run shows them
+    // all.
     let mut failures = Vec::new();
     for (kind, tolerance) in [(Kind::Double, 1e-12), (Kind::Float, 1e-5)] {
         for decay in [WeightDecay::Decoupled, WeightDecay::Coupled] {
             let shapes: [&[i64]; 3] = [&[3, 4], &[BUCKET_VALUES + 7], &[5]];
             // Copies, not two seeded draws: tests share the global RNG.
-            let initial: Vec<Tensor> = shapes
+            let mut initial: Vec<Tensor> = shapes
                 .iter()
                 .map(|s| Tensor::randn(*s, (kind, device)))
                 .collect();
+            initial.push(Tensor::randn([4, 6], (kind, device)).transpose(0, 1));
             let copies = || initial.iter().map(Tensor::copy).collect::<Vec<_>>();
             let (fused_params, bucket_params) = (copies(), copies());
+            assert!(!fused_params[3].is_contiguous() && !bucket_params[3].is_contiguous());
             let mut fused = AdamW::new(&fused_params, 0.05, 0.02).with_decay(decay);
             let mut buckets = AdamW::new(&bucket_params, 0.05, 0.02)
                 .with_decay(decay)
