@@ -2,9 +2,9 @@
 //! keep libtorch_cuda linked even though no symbol references it directly
 //! (otherwise CUDA is never available), and an rpath to libtorch's lib folder
 //! so the binary runs with no LD_LIBRARY_PATH. Also compiles the small C++
-//! shims (`csrc/`: forward-mode AD, device memory statistics, fused
-//! Adam, foreach clipping, c10d process groups and gradient buckets) against the
-//! same libtorch.
+//! shims (`csrc/`: forward-mode AD, device memory statistics, fused Adam,
+//! TorchScript module buffers, foreach clipping, c10d process groups and
+//! gradient buckets) against the same libtorch.
 fn main() {
     compile_shims();
     println!("cargo:rerun-if-env-changed=DEP_TCH_LIBTORCH_LIB");
@@ -31,8 +31,9 @@ fn main() {
 /// `csrc/*.cpp`, built with libtorch's headers and C++ ABI; the NCCL
 /// process group only where libtorch has CUDA (then `cfg(meltr_nccl)`).
 fn compile_shims() {
-    const SOURCES: [&str; 7] = [
+    const SOURCES: [&str; 8] = [
         "csrc/shim.cpp",
+        "csrc/module_buffers.cpp",
         "csrc/forward_ad.cpp",
         "csrc/device_memory.cpp",
         "csrc/fused_adam.cpp",

@@ -60,8 +60,8 @@ Modes:
   trace SESSION_DIR [--report FILE]
       Replays a trace written by the engine (train.trace = true, train.dtype
       = "f64") step for step in f64 with the engine's batches and meta picks,
-      and compares losses, theta, phi, the hypergradient and the regulariser
-      after every step: per group, ||ours - engine|| / max(||engine||, 1e-300)
+      and compares losses, theta, phi, the hypergradient, the regulariser and
+      the model's buffers (when the trace has them) after every step: per group, ||ours - engine|| / max(||engine||, 1e-300)
       over all its tensors. Writes a JSON report (default
       SESSION_DIR/trace/parity.json): steps, meta_steps, max_rel and
       worst_step per group, notes (meta picks outside the public pool, meta
@@ -795,6 +795,9 @@ def compare_state(trainer: Trainer, source: str, losses: Tensor, result: Optiona
         "theta": compare_group(trainer.theta_by_trace_name(), state, "theta", source),
         "phi": compare_group(trainer.phi_by_engine_name(), state, "phi", source),
     }
+    if any(key.startswith("buffer.") for key in state):
+        ours = {n: b for n, b in trainer.workload.model.named_buffers()}
+        errors["buffers"] = compare_group(ours, state, "buffer", source)
     if result is not None:
         errors["hyper"] = compare_group(trainer.hyper_by_engine_name(result), state, "hyper", source)
         errors["reg"] = rel_error([result.reg], [need(state, "reg", source, ())])
@@ -827,7 +830,7 @@ def replay(session: str, report_path: Optional[str]) -> dict:
     trainer, trace = start_replay(session)
     steps = read_steps(os.path.join(trace, "steps.jsonl"))
     rows_of: Dict[int, Tensor] = {}
-    groups = ("losses", "theta", "phi", "hyper", "reg")
+    groups = ("losses", "theta", "phi", "hyper", "reg", "buffers")
     worst = {g: 0.0 for g in groups}
     worst_step: Dict[str, Optional[int]] = {g: None for g in groups}
     per_step, notes, meta_steps = [], [], 0
@@ -919,6 +922,7 @@ class TraceWriter:
         state = {"theta." + n: x for n, x in trainer.theta_by_trace_name().items()}
         state["losses"] = losses
         state.update({"phi." + n: p for n, p in trainer.phi_by_engine_name().items()})
+        state.update({"buffer." + n: b for n, b in trainer.workload.model.named_buffers()})
         if result is not None:
             state.update({"hyper." + n: h for n, h in trainer.hyper_by_engine_name(result).items()})
             state["reg"] = result.reg

@@ -133,7 +133,7 @@ fn assert_replays(name: &str, config: Config) -> Vec<MetricLine> {
     let (report, lines) = replay(name, config);
     eprintln!("{name}: {report:?}");
     assert_eq!((report.steps, report.meta_steps), (30, 10), "{name}");
-    for key in ["losses", "theta", "phi", "hyper", "reg"] {
+    for key in ["losses", "theta", "phi", "hyper", "reg", "buffers"] {
         let err = report.max_rel[key];
         assert!(
             err <= TOLERANCE,

@@ -9,7 +9,8 @@
 //!   `meltr.val_source = "val"`);
 //! - `state-<step>.safetensors`: θ and φ after the step (after its meta
 //!   step), `losses` (the inner forward's loss vector), and on meta steps
-//!   `hyper.<name>` (the hypergradient before clipping) and `reg`.
+//!   `hyper.<name>` (the hypergradient before clipping) and `reg`; and the
+//!   model's buffers as `buffer.<name>` (BatchNorm statistics).
 
 use crate::meltr::combiner::Combiner;
 use crate::nn::vars::sorted_named_variables;
@@ -94,15 +95,18 @@ impl Tracer {
         });
     }
 
-    /// Writes step `step` (θ: the model's parameters in name order).
+    /// Writes step `step` (θ: the model's parameters in name order;
+    /// `buffers`: the model's, by name).
     pub fn step(
         &mut self,
         step: u64,
         rows: Option<Vec<i64>>,
         theta: &[Tensor],
         combiner: &dyn Combiner,
+        buffers: Vec<(String, Tensor)>,
     ) -> Result<()> {
         let mut tensors = self.named_state(theta, combiner);
+        tensors.extend(buffers.into_iter().map(|(n, t)| (format!("buffer.{n}"), t)));
         if let Some(losses) = self.losses.take() {
             tensors.push(("losses".into(), losses));
         }

@@ -136,10 +136,13 @@ pub fn hypergradient_timed(
     let neumann_stop;
     let (grads, reg) = match settings.mode {
         AidMode::Exact => {
+            // The validation forward first, as the public code runs them
+            // (the order BatchNorm statistics see the batches in).
+            let val = (problem.val_primary)()?;
+            clock.mark("val fwd");
             let (_, combined, reg) = train_terms(Derivatives::Reverse)?;
             clock.mark("train fwd");
-            let primary_loss = (problem.val_primary)()? + &reg * settings.gamma;
-            clock.mark("val fwd");
+            let primary_loss = val + &reg * settings.gamma;
             let grad_aux = grad(&[&combined], theta, true, true).map_err(exact_unavailable)?;
             clock.mark("train bwd (graph)");
             let inputs = if settings.gamma_direct {

@@ -67,6 +67,12 @@ pub trait Workload: Send {
     fn notes(&self) -> Vec<String> {
         Vec::new()
     }
+    /// The model's buffers (BatchNorm's running statistics, counters), by
+    /// name, sharing its storage: a training-mode forward may move them.
+    /// The built-in workloads have none.
+    fn buffers(&self) -> Result<Vec<(String, Tensor)>> {
+        Ok(Vec::new())
+    }
     /// Everything to checkpoint (parameters and buffers), by name.
     fn state(&self) -> Vec<(String, Tensor)> {
         crate::nn::vars::named_state(self.var_store(), "")
@@ -74,6 +80,42 @@ pub trait Workload: Send {
     /// Restores `state`; a missing or mis-shaped entry is an error.
     fn load_state(&mut self, lookup: &dyn Fn(&str) -> Option<Tensor>) -> Result<()> {
         crate::nn::vars::load_into(self.var_store(), "", lookup)
+    }
+}
+
+/// A copy of a workload's buffers, put back after forwards that a PyTorch
+/// loop of the public algorithm does not run (load-time checks, the
+/// factorized meta step's further evaluations of its training batch), so
+/// that BatchNorm statistics move exactly as they would there.
+pub struct SavedBuffers(Vec<Tensor>);
+
+impl SavedBuffers {
+    /// Copies the workload's buffers as they are now.
+    pub fn take(workload: &dyn Workload) -> Result<Self> {
+        let buffers = workload.buffers()?;
+        Ok(SavedBuffers(tch::no_grad(|| {
+            buffers.iter().map(|(_, t)| t.copy()).collect()
+        })))
+    }
+
+    /// Writes the copies back into the workload's buffers.
+    pub fn restore(&self, workload: &dyn Workload) -> Result<()> {
+        if self.0.is_empty() {
+            return Ok(());
+        }
+        let live = workload.buffers()?;
+        anyhow::ensure!(
+            live.len() == self.0.len(),
+            "the model has {} buffers, {} were saved",
+            live.len(),
+            self.0.len()
+        );
+        tch::no_grad(|| {
+            for ((_, buffer), saved) in live.iter().zip(&self.0) {
+                buffer.shallow_clone().copy_(saved);
+            }
+        });
+        Ok(())
     }
 }
 

@@ -2,6 +2,8 @@
 //! its update, and the collapse watch over the effective weights.
 
 use super::*;
+use crate::workload::SavedBuffers;
+use std::cell::RefCell;
 
 /// What a restore after a collapse multiplies the meta-learning rate by.
 const RESTORE_META_LR_FACTOR: f64 = 0.5;
@@ -74,11 +76,30 @@ impl Trainer {
         let names = &self.loss_names;
         let primary = &self.config.workload.primary;
         let meta_at = self.step;
+        // A PyTorch loop of the public algorithm runs the training batch's
+        // forward once: later evaluations of it (the factorized mode's
+        // JVPs and finite differences) start from the model's buffers as
+        // that one left them, and so does what follows the meta step. (Put
+        // back before a forward, not after: its graph holds the buffers
+        // until its backward.) A reused inner forward was that one.
+        let after_first_forward = RefCell::new(match current_forward {
+            Some(_) => Some(SavedBuffers::take(workload)?),
+            None => None,
+        });
+        let further_forwards = std::cell::Cell::new(false);
         let train_losses = || -> Result<Tensor> {
+            if let Some(buffers) = after_first_forward.borrow().as_ref() {
+                buffers.restore(workload)?;
+                further_forwards.set(true);
+            }
             let losses =
                 seeded(train_seed, || workload.losses(train_batch)).with_context(|| {
                     format!("the meta step's training batch (that of step {train_step})")
                 })?;
+            let mut saved = after_first_forward.borrow_mut();
+            if saved.is_none() {
+                *saved = Some(SavedBuffers::take(workload)?);
+            }
             workload::select(&losses, names)
         };
         let val_primary = || -> Result<Tensor> {
@@ -109,6 +130,11 @@ impl Trainer {
             train_forward: current_forward,
         };
         let result = hypergradient_timed(&problem, &settings, &mut self.phase_clock);
+        if further_forwards.get() {
+            if let Some(buffers) = after_first_forward.borrow().as_ref() {
+                buffers.restore(workload)?;
+            }
+        }
         let mut hyper = match result {
             Ok(h) => h,
             Err(e) if self.meta_steps_done == 0 => {

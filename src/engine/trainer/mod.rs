@@ -301,7 +301,14 @@ impl Trainer {
         }
         if let Some(tracer) = &mut self.tracer {
             let rows = self.workload.batch_rows(self.step);
-            tracer.step(self.step, rows, &self.theta, self.combiner.as_ref())?;
+            let buffers = self.workload.buffers()?;
+            tracer.step(
+                self.step,
+                rows,
+                &self.theta,
+                self.combiner.as_ref(),
+                buffers,
+            )?;
         }
         if self.step.is_multiple_of(self.config.train.eval_every)
             || self.step == self.config.train.steps

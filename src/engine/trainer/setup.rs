@@ -244,7 +244,10 @@ impl Trainer {
     fn start_combiner_linear(&mut self) -> Result<()> {
         let losses = tch::no_grad(|| -> Result<Tensor> {
             let first = self.workload.train_batch(1)?;
-            workload::select(&self.workload.losses(&first)?, &self.loss_names)
+            let buffers = workload::SavedBuffers::take(self.workload.as_ref())?;
+            let losses = self.workload.losses(&first)?;
+            buffers.restore(self.workload.as_ref())?;
+            workload::select(&losses, &self.loss_names)
         })?;
         let init = self.config.meltr.init;
         let target: Vec<f64> = (0..self.loss_names.len())

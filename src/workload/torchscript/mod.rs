@@ -15,7 +15,7 @@
 //! also carry the whole serialized module, and a resumed run loads it from
 //! there.
 
-use super::{Batch, Evaluation, Losses, Workload};
+use super::{Batch, Evaluation, Losses, SavedBuffers, Workload};
 use crate::config::Config;
 use crate::nn::rng::SplitMix;
 use anyhow::{anyhow, bail, Context, Result};
@@ -24,6 +24,7 @@ use std::collections::BTreeMap;
 use std::path::Path;
 use tch::{nn, CModule, Device, IValue, Kind, Tensor};
 
+mod buffers;
 mod data;
 mod errors;
 mod params;
@@ -145,8 +146,12 @@ impl TorchScript {
             shared,
             kind,
         };
+        // The checks' training-mode forwards must not move BatchNorm
+        // statistics: a PyTorch loop starts from the exported ones.
+        let exported = SavedBuffers::take(&workload)?;
         workload.inspect_outputs(model_path)?;
         workload.check_val_batch()?;
+        exported.restore(&workload)?;
         // The combiner's initialization draws from libtorch's RNG next.
         tch::manual_seed(w.seed as i64);
         Ok(workload)
@@ -528,6 +533,10 @@ impl Workload for TorchScript {
         });
         self.module.borrow_mut().set_train();
         result
+    }
+
+    fn buffers(&self) -> Result<Vec<(String, Tensor)>> {
+        buffers::named_buffers(&self.module.borrow())
     }
 
     fn state(&self) -> Vec<(String, Tensor)> {
