@@ -474,6 +474,55 @@ fn losses_in_other_float_kinds_are_cast_to_the_runs() {
     }
 }
 
+/// A sparse embedding (`nn.Embedding(sparse=True)`) panicked the optimizer
+/// ("contiguous" of a sparse gradient); its gradients are taken dense, so it
+/// trains as its `sparse=False` twin (same initial parameters), in both AID
+/// modes.
+#[test]
+fn a_sparse_embedding_trains_as_its_dense_twin() {
+    let tmp = tempfile::tempdir().unwrap();
+    let models = tmp.path().join("models");
+    run_python(&[
+        repo("tests/fixtures/sparse_models.py").as_os_str(),
+        models.as_os_str(),
+    ]);
+    let sessions = tmp.path().join("sessions");
+    for mode in ["factorized", "exact"] {
+        let mut losses = Vec::new();
+        for model in ["sparse", "dense"] {
+            let name = format!("{model}-{mode}");
+            let body = format!(
+                "[workload]\nkind = \"torchscript\"\nmodel = \"{model}.pt\"\ntrain = \"train.safetensors\"\n\
+                 val = \"val.safetensors\"\nprimary = \"primary\"\nauxiliary = [\"first_token\"]\nbatch_size = 16\n\n\
+                 [train]\ndevice = \"cpu\"\nsteps = 20\nlog_every = 1\neval_every = 20\ncheckpoint_every = 1000\n\n\
+                 [aid]\nmode = \"{mode}\"\n\n[meltr]\nd_model = 16\nd_hidden = 16\nd_ff = 32\nheads = 2\nmeta_every = 2\n"
+            );
+            let cfg = models.join(format!("{name}.toml"));
+            std::fs::write(&cfg, body).unwrap();
+            let out = run(&sessions, &cfg, &name);
+            assert!(out.status.success(), "{name}: {}", text(&out));
+            let (_, lines) = metrics_of(&sessions, &name);
+            let primary: Vec<f64> = lines
+                .iter()
+                .filter_map(|line| match &line.record {
+                    Record::Train { losses, .. } => losses.get("primary").copied(),
+                    _ => None,
+                })
+                .collect();
+            assert_eq!(primary.len(), 20, "{name}");
+            losses.push(primary);
+        }
+        let (sparse, dense) = (&losses[0], &losses[1]);
+        for (step, (a, b)) in sparse.iter().zip(dense).enumerate() {
+            assert!(
+                (a - b).abs() <= 1e-4 * b.abs(),
+                "{mode}, step {}: sparse {a} vs dense {b}",
+                step + 1
+            );
+        }
+    }
+}
+
 /// Issue 16: `bench --torchscript DIR` measures only models whose losses
 /// are named like the example's; `bench --config` takes any run config, so
 /// a user's own model (here losses `primary` and `aux`) is measured with

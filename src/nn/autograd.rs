@@ -7,6 +7,10 @@ use tch::Tensor;
 
 /// `d(Σ outputs)/d inputs`, without touching `.grad`. An input the outputs do
 /// not depend on gets zeros. `create_graph` keeps the result differentiable.
+/// Sparse gradients (`nn.Embedding(sparse=True)`) come back dense: the
+/// optimizer and the meta step's vector algebra take dense tensors, and the
+/// update is then that of `sparse=False` (PyTorch's AdamW refuses sparse
+/// gradients).
 pub fn grad(
     outputs: &[&Tensor],
     inputs: &[Tensor],
@@ -30,10 +34,12 @@ pub fn grad(
         .into_iter()
         .zip(inputs)
         .map(|(g, x)| {
-            if g.defined() {
-                g
-            } else {
+            if !g.defined() {
                 Tensor::zeros_like(x)
+            } else if g.is_sparse() {
+                g.to_dense(None, false)
+            } else {
+                g
             }
         })
         .collect())
