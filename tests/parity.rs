@@ -13,7 +13,8 @@
 mod common;
 
 use common::{
-    export_two_stream, flag_data, flag_models, repo, run_python, run_session, serial, torch_python,
+    export_two_stream, flag_data, flag_models, logged_loss, repo, run_python, run_session, serial,
+    torch_python,
 };
 use meltr_tui::config::Config;
 use meltr_tui::session::metrics::{MetricLine, Record};
@@ -384,13 +385,7 @@ fn a_loss_constant_on_some_batches_replays() {
     for (mode, iterations) in [("exact", 0), ("factorized", 2)] {
         let config = traced_config(&dir, ("primary", &["aux"]), mode, iterations);
         let lines = assert_replays(&format!("masked-{mode}-j{iterations}"), config);
-        let aux: Vec<f64> = lines
-            .iter()
-            .filter_map(|l| match &l.record {
-                Record::Train { losses, .. } => losses.get("aux").copied(),
-                _ => None,
-            })
-            .collect();
+        let aux = logged_loss(&lines, "aux");
         assert!(
             aux.contains(&0.0) && aux.iter().any(|&a| a > 0.0),
             "the run should have batches with and without flagged rows: {aux:?}"

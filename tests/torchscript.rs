@@ -424,13 +424,7 @@ fn a_loss_constant_on_some_batches_trains_and_one_constant_on_all_is_refused() {
     let out = run(&sessions, &cfg, "masked");
     assert!(out.status.success(), "{}", text(&out));
     let (_, lines) = metrics_of(&sessions, "masked");
-    let aux: Vec<f64> = lines
-        .iter()
-        .filter_map(|line| match &line.record {
-            Record::Train { losses, .. } => losses.get("aux").copied(),
-            _ => None,
-        })
-        .collect();
+    let aux = common::logged_loss(&lines, "aux");
     assert_eq!(aux.len(), 40, "{aux:?}");
     assert!(aux.iter().all(|a| a.is_finite()), "{aux:?}");
     let constant = aux.iter().filter(|&&a| a == 0.0).count();
@@ -502,13 +496,7 @@ fn a_sparse_embedding_trains_as_its_dense_twin() {
             let out = run(&sessions, &cfg, &name);
             assert!(out.status.success(), "{name}: {}", text(&out));
             let (_, lines) = metrics_of(&sessions, &name);
-            let primary: Vec<f64> = lines
-                .iter()
-                .filter_map(|line| match &line.record {
-                    Record::Train { losses, .. } => losses.get("primary").copied(),
-                    _ => None,
-                })
-                .collect();
+            let primary = common::logged_loss(&lines, "primary");
             assert_eq!(primary.len(), 20, "{name}");
             losses.push(primary);
         }

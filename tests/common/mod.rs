@@ -101,6 +101,17 @@ pub fn late_weight(lines: &[MetricLine], loss: &str, n: usize) -> f64 {
     ws.iter().sum::<f64>() / ws.len() as f64
 }
 
+/// `loss`'s value on each `train` line that has it, in file order.
+pub fn logged_loss(lines: &[MetricLine], loss: &str) -> Vec<f64> {
+    lines
+        .iter()
+        .filter_map(|l| match &l.record {
+            Record::Train { losses, .. } => losses.get(loss).copied(),
+            _ => None,
+        })
+        .collect()
+}
+
 /// Steps of the `train` lines in a session's metrics, in file order.
 pub fn logged_train_steps(dir: &Path) -> Vec<u64> {
     session::log::read_metrics(&dir.join("metrics.jsonl"))
