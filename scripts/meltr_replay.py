@@ -579,15 +579,21 @@ def hypergradient(
     max_growth: Optional[float] = None,
     primary_fn: Optional[Callable[[Dict[str, Tensor]], Tensor]] = None,
     seeds: Tuple[Optional[int], Optional[int]] = (None, None),
+    train_forward: Optional[Tensor] = None,
 ) -> MetaResult:
     """MELTRgrad.grad with AuxiLearn's Neumann series, at the current theta.
     `primary_fn`: the validation batch's primary loss (default: losses_fn's
     first); `seeds`: the generator's seeds before the training and the
-    validation forward (the engine's, for models with dropout)."""
+    validation forward (the engine's, for models with dropout);
+    `train_forward`: the training batch's loss vector with its graph, when
+    an earlier forward of it is reused (meltr.train_batch = "current")."""
     phi = list(meltr.parameters())
     primary_fn = primary_fn or (lambda batch: losses_fn(batch)[0])
     val_primary = seeded(seeds[1], lambda: primary_fn(b_val))
-    train_losses = seeded(seeds[0], lambda: losses_fn(b_train))
+    if train_forward is None:
+        train_losses = seeded(seeds[0], lambda: losses_fn(b_train))
+    else:
+        train_losses = train_forward
     combined = meltr(train_losses)
     reg = (train_losses.sum() - combined).abs()
     v0 = grads(val_primary + gamma * reg, theta, retain_graph=True)
@@ -622,13 +628,14 @@ class Trainer:
         self.meta = meta_class(self.phi, lr=settings.meta_lr, weight_decay=settings.meta_weight_decay)
 
     def inner_gradient(self, step: int, batch: Dict[str, Tensor]) -> Tensor:
-        """Forward, grad_theta M(l) clipped into theta's .grad. Returns l (detached)."""
+        """Forward, grad_theta M(l) clipped into theta's .grad. Returns l with
+        its graph (kept for a meta step that reuses this forward)."""
         seed = forward_seed(self.s.seed, step, INNER_FORWARD)
         losses = seeded(seed, lambda: self.workload.losses(batch))
-        for p, g in zip(self.theta, grads(self.meltr(losses), self.theta)):
+        for p, g in zip(self.theta, grads(self.meltr(losses), self.theta, retain_graph=True)):
             p.grad = g
         torch.nn.utils.clip_grad_norm_(self.theta, self.s.grad_clip)
-        return losses.detach()
+        return losses
 
     def inner_update(self, step: int) -> None:
         for group in self.inner.param_groups:
@@ -636,17 +643,19 @@ class Trainer:
         self.inner.step()
         self.inner.zero_grad(set_to_none=True)
 
-    def meta_step(self, step: int, b_train: Dict[str, Tensor], b_val: Dict[str, Tensor]) -> MetaResult:
+    def meta_step(self, step: int, b_train: Dict[str, Tensor], b_val: Dict[str, Tensor],
+                  inner_forward: Optional[Tensor] = None) -> MetaResult:
         s = self.s
         # With train_batch = "current" the engine reuses the inner step's
-        # forward of this batch, masks included.
+        # forward of this batch (`inner_forward`), masks included, and
+        # BatchNorm statistics as it left them.
         train_forward = INNER_FORWARD if s.train_batch == "current" else META_TRAIN_FORWARD
         seeds = (forward_seed(s.seed, step, train_forward), forward_seed(s.seed, step, META_VAL_FORWARD))
         try:
             result = hypergradient(
                 self.workload.losses, self.meltr, self.theta, b_train, b_val,
                 s.gamma, s.iterations, s.alpha, s.gamma_direct, s.max_growth,
-                primary_fn=self.workload.primary, seeds=seeds,
+                primary_fn=self.workload.primary, seeds=seeds, train_forward=inner_forward,
             )
         except RuntimeError as e:
             if "derivative for" in str(e) and "not implemented" in str(e):
@@ -670,12 +679,13 @@ class Trainer:
         same theta with meltr.train_batch = "current" (the engine's option).
         `weights`: if given, gets this step's effective weights appended (at
         its losses, before any update)."""
-        losses = self.inner_gradient(step, batch)
+        forward = self.inner_gradient(step, batch)
+        losses = forward.detach()
         if weights is not None:
             weights.append(effective_weights(self.meltr, losses))
         result = None
         if meta is not None and self.s.train_batch == "current":
-            result = self.meta_step(step, *meta)
+            result = self.meta_step(step, *meta, inner_forward=forward)
         self.inner_update(step)
         if meta is not None and self.s.train_batch != "current":
             result = self.meta_step(step, *meta)

@@ -16,7 +16,7 @@ use common::{
     export_two_stream, flag_data, flag_models, logged_loss, repo, run_python, run_session, serial,
     torch_python,
 };
-use meltr_tui::config::Config;
+use meltr_tui::config::{Config, TrainBatch};
 use meltr_tui::session::metrics::{MetricLine, Record};
 use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
@@ -237,10 +237,16 @@ fn stock_attention_replays_through_the_math_path() {
     let dir = DIR.get_or_init(|| small_example(&[]));
     let _serial = serial();
     let losses = EXAMPLE_LOSSES;
-    for iterations in [0, 2] {
+    // BatchNorm's running statistics are compared too; with
+    // `meltr.train_batch = "current"` the meta step reuses the inner forward
+    // (the replay too), and its evaluations leave the statistics alone.
+    let (recent, current) = (TrainBatch::Recent, TrainBatch::Current);
+    for (iterations, train_batch) in [(0, recent), (2, recent), (0, current)] {
         let mut config = traced_config(dir, losses, "factorized", iterations);
         config.aid.jvp = meltr_tui::config::JvpMethod::Auto;
-        let lines = assert_replays(&format!("stock-attention-j{iterations}"), config);
+        config.meltr.train_batch = train_batch;
+        let name = format!("stock-attention-j{iterations}-{train_batch:?}");
+        let lines = assert_replays(&name, config);
         let fell_back = lines.iter().any(|l| {
             matches!(&l.record, Record::Event { message, .. }
                 if message.contains("the meta step uses finite differences"))

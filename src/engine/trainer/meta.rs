@@ -81,13 +81,15 @@ impl Trainer {
         // JVPs and finite differences) start from the model's buffers as
         // that one left them, and so does what follows the meta step. (Put
         // back before a forward, not after: its graph holds the buffers
-        // until its backward.) A reused inner forward was that one.
-        let after_first_forward = RefCell::new(match current_forward {
-            Some(_) => Some(SavedBuffers::take(workload)?),
-            None => None,
-        });
+        // until its backward.) A reused inner forward was that one: then
+        // every evaluation is a further one, from the buffers as they are
+        // at the first (after the validation forward).
+        let after_first_forward: RefCell<Option<SavedBuffers>> = RefCell::new(None);
         let further_forwards = std::cell::Cell::new(false);
         let train_losses = || -> Result<Tensor> {
+            if current_forward.is_some() && after_first_forward.borrow().is_none() {
+                *after_first_forward.borrow_mut() = Some(SavedBuffers::take(workload)?);
+            }
             if let Some(buffers) = after_first_forward.borrow().as_ref() {
                 buffers.restore(workload)?;
                 further_forwards.set(true);
