@@ -85,20 +85,18 @@ impl Trainer {
         // every evaluation is a further one, from the buffers as they are
         // at the first (after the validation forward).
         let after_first_forward: RefCell<Option<SavedBuffers>> = RefCell::new(None);
-        let further_forwards = std::cell::Cell::new(false);
         let train_losses = || -> Result<Tensor> {
-            if current_forward.is_some() && after_first_forward.borrow().is_none() {
-                *after_first_forward.borrow_mut() = Some(SavedBuffers::take(workload)?);
+            let mut saved = after_first_forward.borrow_mut();
+            if saved.is_none() && current_forward.is_some() {
+                *saved = Some(SavedBuffers::take(workload)?);
             }
-            if let Some(buffers) = after_first_forward.borrow().as_ref() {
+            if let Some(buffers) = saved.as_ref() {
                 buffers.restore(workload)?;
-                further_forwards.set(true);
             }
             let losses =
                 seeded(train_seed, || workload.losses(train_batch)).with_context(|| {
                     format!("the meta step's training batch (that of step {train_step})")
                 })?;
-            let mut saved = after_first_forward.borrow_mut();
             if saved.is_none() {
                 *saved = Some(SavedBuffers::take(workload)?);
             }
@@ -132,10 +130,8 @@ impl Trainer {
             train_forward: current_forward,
         };
         let result = hypergradient_timed(&problem, &settings, &mut self.phase_clock);
-        if further_forwards.get() {
-            if let Some(buffers) = after_first_forward.borrow().as_ref() {
-                buffers.restore(workload)?;
-            }
+        if let Some(buffers) = after_first_forward.borrow().as_ref() {
+            buffers.restore(workload)?;
         }
         let mut hyper = match result {
             Ok(h) => h,

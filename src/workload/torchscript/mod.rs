@@ -215,7 +215,7 @@ impl TorchScript {
             let rows = self.train.slice(index * self.batch_size, self.batch_size);
             let outputs = self.forward(&rows).with_context(|| {
                 format!(
-                    "training batch {} (rows {}..{}), run because a loss had no gradient on the first",
+                    "training batch {} (rows {}..{}), checked because a loss had no gradient on the first batch",
                     index + 1,
                     index * self.batch_size,
                     (index + 1) * self.batch_size
