@@ -6,7 +6,7 @@
 
 mod common;
 
-use common::{bin, config_lines, repo, run_python, run_with_limit, text};
+use common::{bin, config_lines, flag_data, repo, run_python, run_with_limit, text};
 use meltr_tui::config::Config;
 use meltr_tui::engine::checkpoint;
 use meltr_tui::engine::control::Status;
@@ -74,22 +74,9 @@ fn write_config(dir: &Path) -> PathBuf {
         repo("tests/fixtures/flag_models.py").as_os_str(),
         models.as_os_str(),
     ]);
-    use tch::{Device, Kind, Tensor};
-    let data = |name: &str, rows: i64, flagged: Option<i64>| {
-        let x = Tensor::randn([rows, 4], (Kind::Float, Device::Cpu));
-        let y = x.sum_dim_intlist(&[1i64][..], false, Kind::Float).sin();
-        let flag = Tensor::zeros([rows], (Kind::Float, Device::Cpu));
-        if let Some(row) = flagged {
-            let _ = flag.get(row).fill_(1.0);
-        }
-        let path = dir.join(name);
-        Tensor::write_safetensors(&[("x", x), ("y", y), ("flag", flag)], &path).unwrap();
-        path
-    };
-    tch::manual_seed(3);
     let (train, val) = (
-        data("train.safetensors", 64, Some(63)),
-        data("val.safetensors", 32, None),
+        flag_data(&dir.join("train.safetensors"), 64, 4, &[63]),
+        flag_data(&dir.join("val.safetensors"), 32, 4, &[]),
     );
     let path = dir.join("faults.toml");
     std::fs::write(

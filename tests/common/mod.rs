@@ -221,12 +221,24 @@ pub fn flag_models() -> &'static Path {
     })
 }
 
+/// Seeds libtorch's process-wide generator and holds the engine's draws
+/// lock until the guard drops. A test's draws made without it land between
+/// another thread's seeding and its draws (an in-process run's dropout
+/// masks, another test's data): CI once saw a dropout run's replay 6e-3 off
+/// because a parallel test seeded and drew its data mid-forward.
+pub fn seeded_draws(seed: i64) -> std::sync::MutexGuard<'static, ()> {
+    let draws = meltr_tui::nn::rng::global_draws();
+    tch::manual_seed(seed);
+    draws
+}
+
 /// Data for the flag models: `rows` samples of `x` [rows, width], `y`,
 /// and `flag` set on the rows listed.
 pub fn flag_data(path: &Path, rows: i64, width: i64, flagged: &[i64]) -> PathBuf {
     use tch::{Device, Kind, Tensor};
-    tch::manual_seed(1);
+    let draws = seeded_draws(1);
     let x = Tensor::randn([rows, width], (Kind::Float, Device::Cpu));
+    drop(draws);
     let y = x.sum_dim_intlist(&[1i64][..], false, Kind::Float).sin();
     let flag = Tensor::zeros([rows], (Kind::Float, Device::Cpu));
     for &row in flagged {

@@ -55,6 +55,9 @@ fn the_fused_kernel_matches_the_bucket_update_on_cuda() {
 }
 
 fn fused_matches_buckets_on(device: tch::Device) {
+    // Unseeded draws, but under the lock: one without it can land inside
+    // another test's seeded section and change what that seed gives.
+    let _draws = crate::nn::rng::global_draws();
     // Both decays, a skipped step with NaN gradients among them, a
     // bucket boundary (the large parameter), a non-contiguous parameter (a
     // transposed weight: the kernel walks memory in order, and once
@@ -147,6 +150,7 @@ fn fused_matches_buckets_on(device: tch::Device) {
 
 #[test]
 fn one_buffer_update_matches_the_per_parameter_update() {
+    let _draws = crate::nn::rng::global_draws();
     // Three buckets: the large parameter fills one on its own.
     let shapes: [&[i64]; 4] = [&[3, 4], &[BUCKET_VALUES], &[5], &[2, 1, 3]];
     // Copies, not two seeded draws: tests share the global RNG.
@@ -231,6 +235,7 @@ fn foreach_clipping_matches_clipping_op_by_op_on_cuda() {
 }
 
 fn foreach_clipping_matches_on(device: tch::Device) {
+    let _draws = crate::nn::rng::global_draws();
     for (kind, tolerance) in [(Kind::Double, 1e-14), (Kind::Float, 1e-6)] {
         for max_norm in [0.5, 1e6] {
             let grads: Vec<Tensor> = [&[7i64, 3][..], &[1000], &[2, 2, 2]]
