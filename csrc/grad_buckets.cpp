@@ -84,7 +84,9 @@ struct State {
         std::vector<at::Tensor> list{b.flat};
         c10d::AllreduceOptions options;
         options.timeout = timeout;
-        b.work = backend->allreduce(list, options);
+        b.work = meltr::start_collective(*backend, [&](c10d::Backend &pg) {
+          return pg.allreduce(list, options);
+        });
         b.started_in_backward = in_backward;
       } catch (const std::exception &e) {
         if (error.empty()) error = e.what();
@@ -128,7 +130,10 @@ void *meltr_pg_all_reduce_sum_start(void *group, at::Tensor *tensor,
     std::vector<at::Tensor> list{*tensor};
     c10d::AllreduceOptions options;
     options.timeout = g->timeout;
-    return new Pending{g->backend->allreduce(list, options), g->timeout};
+    auto work = meltr::start_collective(*g->backend, [&](c10d::Backend &b) {
+      return b.allreduce(list, options);
+    });
+    return new Pending{work, g->timeout};
   } catch (const std::exception &e) {
     fail(error, e);
     return nullptr;

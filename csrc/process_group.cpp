@@ -22,6 +22,7 @@
 #include <chrono>
 #include <cstring>
 #include <exception>
+#include <mutex>
 #include <new>
 #include <string>
 #include <vector>
@@ -53,6 +54,16 @@ void wait(meltr::Group *group, const c10::intrusive_ptr<c10d::Work> &work,
 }  // namespace
 
 namespace meltr {
+c10::intrusive_ptr<c10d::Work> start_collective(
+    c10d::Backend &backend,
+    const std::function<c10::intrusive_ptr<c10d::Work>(c10d::Backend &)>
+        &start) {
+  if (backend.getBackendName() == "nccl") return start(backend);
+  static std::mutex starting;
+  std::lock_guard<std::mutex> lock(starting);
+  return start(backend);
+}
+
 c10::intrusive_ptr<c10d::Store> rendezvous(const char *host, int port,
                                            int rank, int world,
                                            std::chrono::milliseconds timeout) {
@@ -107,7 +118,10 @@ void meltr_pg_all_reduce_sum(void *group, at::Tensor *tensor, char **error) {
     std::vector<at::Tensor> list{*tensor};
     c10d::AllreduceOptions options;
     options.timeout = g->timeout;
-    wait(g, g->backend->allreduce(list, options), "all-reduce");
+    auto work = meltr::start_collective(*g->backend, [&](c10d::Backend &b) {
+      return b.allreduce(list, options);
+    });
+    wait(g, work, "all-reduce");
   } catch (const std::exception &e) {
     fail(error, e);
   }
@@ -122,7 +136,10 @@ void meltr_pg_broadcast(void *group, at::Tensor *tensor, int root,
     c10d::BroadcastOptions options;
     options.rootRank = root;
     options.timeout = g->timeout;
-    wait(g, g->backend->broadcast(list, options), "broadcast");
+    auto work = meltr::start_collective(*g->backend, [&](c10d::Backend &b) {
+      return b.broadcast(list, options);
+    });
+    wait(g, work, "broadcast");
   } catch (const std::exception &e) {
     fail(error, e);
   }
@@ -133,7 +150,9 @@ void meltr_pg_barrier(void *group, char **error) {
     auto *g = static_cast<meltr::Group *>(group);
     c10d::BarrierOptions options;
     options.timeout = g->timeout;
-    wait(g, g->backend->barrier(options), "barrier");
+    auto work = meltr::start_collective(
+        *g->backend, [&](c10d::Backend &b) { return b.barrier(options); });
+    wait(g, work, "barrier");
   } catch (const std::exception &e) {
     fail(error, e);
   }

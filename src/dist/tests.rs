@@ -167,6 +167,7 @@ fn gradient_buckets_of_one_gloo_rank_return_autograds_gradients() {
 /// World size 1: the mean of one rank is its own gradient, so the buckets
 /// must hand back exactly what autograd computed.
 fn buckets_of_one_rank_return_autograds_gradients(group: &ProcessGroup, device: tch::Device) {
+    let _draws = crate::nn::rng::global_draws();
     let params: Vec<Tensor> = [[64i64, 32], [32, 8], [8, 1]]
         .iter()
         .map(|s| Tensor::randn(s.as_slice(), (tch::Kind::Float, device)).set_requires_grad(true))
@@ -195,5 +196,42 @@ fn buckets_of_one_rank_return_autograds_gradients(group: &ProcessGroup, device: 
             let err = (ours - autograd).abs().max().double_value(&[]);
             assert!(err == 0.0, "bucketed gradient differs by {err:e}");
         }
+    }
+}
+
+/// Many groups of one process starting their first collectives at once (as
+/// in-process ranks in tests do). torch 2.11's flight recorder files a
+/// group's first collective in a map it updates before taking its lock;
+/// unserialized, this crashed the process (SIGSEGV in the map's insert)
+/// in most runs.
+#[test]
+fn groups_of_one_process_start_collectives_at_once() {
+    const THREADS: usize = 8;
+    const ROUNDS: usize = 12;
+    let start = std::sync::Arc::new(std::sync::Barrier::new(THREADS));
+    let threads: Vec<_> = (0..THREADS)
+        .map(|i| {
+            let start = start.clone();
+            std::thread::spawn(move || -> Result<()> {
+                let mut groups = Vec::new();
+                for round in 0..ROUNDS {
+                    let value = (i * ROUNDS + round) as f64;
+                    let t = Tensor::from_slice(&[value]);
+                    groups.push(ProcessGroup::gloo(&at(
+                        0,
+                        1,
+                        free_port(),
+                        Duration::from_secs(30),
+                    ))?);
+                    start.wait();
+                    groups[round].all_reduce_sum(&t)?;
+                    assert_eq!(t.double_value(&[0]), value);
+                }
+                Ok(())
+            })
+        })
+        .collect();
+    for thread in threads {
+        thread.join().unwrap().unwrap();
     }
 }
