@@ -265,9 +265,9 @@ pub struct AidConfig {
     pub alpha: f64,
     /// `factorized` | `exact`.
     pub mode: AidMode,
-    /// Factorized mode's Jacobian-vector products: `auto` (forward-mode AD,
-    /// falling back to finite differences for ops without forward
-    /// derivatives) | `forward` | `differences`.
+    /// Factorized mode's Jacobian-vector products: `auto` (forward-mode AD;
+    /// for ops without forward derivatives double backward, then finite
+    /// differences) | `forward` | `differences`.
     pub jvp: JvpMethod,
     /// The Neumann series stops (and says so) when a term's norm grows past
     /// this multiple of the first's: for α·H with eigenvalues outside

@@ -9,7 +9,8 @@ use common::relative_error;
 use anyhow::Result;
 use meltr_tui::meltr::combiner::{Combiner, Training};
 use meltr_tui::meltr::hypergrad::{
-    hypergradient, neumann, AidMode, AidSettings, JvpMethod, MetaProblem,
+    hypergradient, hypergradient_timed, neumann, AidMode, AidSettings, Hypergradient, JvpMethod,
+    JvpRoutes, MetaProblem,
 };
 use meltr_tui::meltr::net::{MeltrNet, MeltrSizes};
 use meltr_tui::nn::autograd::{self, grad};
@@ -354,17 +355,31 @@ fn j0_is_minus_the_mixed_derivative_times_the_primary_gradient() {
     }
 }
 
+/// Which ops [`SmallModel`]'s forward takes.
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum Ops {
+    /// Elementary ops: every derivative, forward over reverse included.
+    Elementary,
+    /// A fused attention kernel: neither forward derivatives nor a second
+    /// derivative.
+    FusedAttention,
+    /// The third loss a cross entropy (log-softmax and `nll_loss`): a second
+    /// derivative, but `nll_loss`'s backward has no forward derivative.
+    CrossEntropy,
+}
+
 /// A small nonlinear model: θ = (W1 [h×d], W2 [3×h]) on fixed data, three
-/// losses (regression, a second target, an L1-ish smooth one).
+/// losses (regression, a second target, an L1-ish smooth one or a cross
+/// entropy).
 struct SmallModel {
     x: Tensor,
     y: Tensor,
     theta: Vec<Tensor>,
-    fused_attention: bool,
+    ops: Ops,
 }
 
 impl SmallModel {
-    fn new(kind: Kind, fused_attention: bool) -> Self {
+    fn new(kind: Kind, ops: Ops) -> Self {
         tch::manual_seed(11);
         let (d, h, n) = (4, 8, 6);
         let opts = (kind, Device::Cpu);
@@ -374,17 +389,12 @@ impl SmallModel {
             (Tensor::randn([h, d], opts) * 0.5).set_requires_grad(true),
             (Tensor::randn([3, h], opts) * 0.5).set_requires_grad(true),
         ];
-        Self {
-            x,
-            y,
-            theta,
-            fused_attention,
-        }
+        Self { x, y, theta, ops }
     }
 
     fn losses(&self) -> Tensor {
         let mut hidden = self.x.matmul(&self.theta[0].transpose(0, 1)).tanh(); // [n, h]
-        if self.fused_attention {
+        if self.ops == Ops::FusedAttention {
             // One self-attention over the n samples with libtorch's fused kernel.
             let q = hidden.unsqueeze(0).unsqueeze(0);
             hidden = Tensor::scaled_dot_product_attention(
@@ -401,13 +411,17 @@ impl SmallModel {
             .squeeze_dim(0);
         }
         let out = hidden.matmul(&self.theta[1].transpose(0, 1)); // [n, 3]
-        let err = out - &self.y;
+        let err = &out - &self.y;
         let k = err.kind();
+        let third = match self.ops {
+            Ops::CrossEntropy => out.cross_entropy_for_logits(&self.y.argmax(1, false)),
+            _ => (err.select(1, 2).square() + 1.0).sqrt().mean(k),
+        };
         Tensor::stack(
             &[
                 err.select(1, 0).square().mean(k),
                 err.select(1, 1).square().mean(k),
-                (err.select(1, 2).square() + 1.0).sqrt().mean(k),
+                third,
             ],
             0,
         )
@@ -415,6 +429,33 @@ impl SmallModel {
 
     fn hypergrad(&self, combiner: &dyn Combiner, mode: AidMode, j: u32) -> Result<Vec<f64>> {
         Ok(self.hypergrad_from(combiner, mode, j, None)?.0)
+    }
+
+    /// The hypergradient under `settings` (and what it fell back to), with
+    /// the JVP routes of earlier meta steps; also how many training
+    /// forwards it ran.
+    fn hypergradient(
+        &self,
+        combiner: &dyn Combiner,
+        settings: &AidSettings,
+        routes: &JvpRoutes,
+    ) -> Result<(Hypergradient, usize)> {
+        let forwards = std::cell::Cell::new(0);
+        let train = || -> Result<Tensor> {
+            forwards.set(forwards.get() + 1);
+            Ok(self.losses())
+        };
+        let val = || -> Result<Tensor> { Ok(self.losses().get(0) * 1.1) };
+        let problem = MetaProblem {
+            theta: &self.theta,
+            combiner,
+            train_losses: &train,
+            val_primary: &val,
+            train_forward: None,
+        };
+        let clock = &mut meltr_tui::meltr::phases::PhaseClock::disabled();
+        let h = hypergradient_timed(&problem, settings, routes, clock)?;
+        Ok((h, forwards.get()))
     }
 
     /// As `hypergrad`, with the training losses' forward given (as the
@@ -450,7 +491,7 @@ fn factorized_agrees_with_exact_in_f64_and_f32() {
     // The models draw from libtorch's process-wide RNG.
     let _serial = common::serial();
     for (kind, tolerance) in [(Kind::Double, 1e-6), (Kind::Float, 1e-2)] {
-        let model = SmallModel::new(kind, false);
+        let model = SmallModel::new(kind, Ops::Elementary);
         let meltr = TinyMeltr::new(3, kind);
         for j in [0, 2] {
             let exact = model.hypergrad(&meltr, AidMode::Exact, j).unwrap();
@@ -472,7 +513,7 @@ fn factorized_agrees_with_exact_in_f64_and_f32() {
 fn a_reused_training_forward_gives_the_same_hypergradient_with_one_forward_fewer() {
     // The models draw from libtorch's process-wide RNG.
     let _serial = common::serial();
-    let model = SmallModel::new(Kind::Double, false);
+    let model = SmallModel::new(Kind::Double, Ops::Elementary);
     let meltr = TinyMeltr::new(3, Kind::Double);
     for mode in [AidMode::Exact, AidMode::Factorized] {
         for j in [0, 2] {
@@ -502,7 +543,7 @@ fn mixed_term_matches_finite_differences_on_tiny_meltr() {
     let _serial = common::serial();
     // With γ = 0 and J = 0 the hypergradient is −∂/∂φ (∇_θ M_φ(l(θ)) · g),
     // g = ∇_θ l_val. Check it entry by entry by central differences in φ.
-    let model = SmallModel::new(Kind::Double, false);
+    let model = SmallModel::new(Kind::Double, Ops::Elementary);
     let meltr = TinyMeltr::new(3, Kind::Double);
     let g = grad(
         &[&(model.losses().get(0) * 1.1)],
@@ -558,7 +599,7 @@ fn mixed_term_matches_finite_differences_on_tiny_meltr() {
 fn fused_attention_trains_with_factorized_and_exact_fails_clearly() {
     // The models draw from libtorch's process-wide RNG.
     let _serial = common::serial();
-    let model = SmallModel::new(Kind::Float, true);
+    let model = SmallModel::new(Kind::Float, Ops::FusedAttention);
     let meltr = TinyMeltr::new(3, Kind::Float);
     let err = model
         .hypergrad(&meltr, AidMode::Exact, 1)
@@ -607,4 +648,66 @@ fn fused_attention_trains_with_factorized_and_exact_fails_clearly() {
         last.is_finite() && last < first,
         "primary loss {first} -> {last}"
     );
+}
+
+/// A cross entropy (no forward-over-reverse through `nll_loss`'s backward)
+/// at J > 0: `auto` takes the Hessian-vector products by double backward,
+/// exact, where differences are not (in f32 they are off by their step's
+/// truncation and rounding error); later meta steps go there directly.
+#[test]
+fn auto_takes_double_backward_where_forward_over_reverse_is_missing() {
+    // The models draw from libtorch's process-wide RNG.
+    let _serial = common::serial();
+    let model = SmallModel::new(Kind::Float, Ops::CrossEntropy);
+    let meltr = TinyMeltr::new(3, Kind::Float);
+    let with = |mode, jvp, routes: &JvpRoutes| {
+        let settings = AidSettings {
+            jvp,
+            ..settings(mode, 2, 0.1, 0.1)
+        };
+        model.hypergradient(&meltr, &settings, routes)
+    };
+    let fresh = || JvpRoutes::default();
+    let exact = flat(
+        &with(AidMode::Exact, JvpMethod::Auto, &fresh())
+            .unwrap()
+            .0
+            .grads,
+    );
+    let routes = JvpRoutes::default();
+    let (auto, first_forwards) = with(AidMode::Factorized, JvpMethod::Auto, &routes).unwrap();
+    let why = auto
+        .fallback
+        .clone()
+        .expect("auto should say what it fell back to");
+    assert!(
+        why.contains("double backward (exact)") && why.contains("forward over reverse failed"),
+        "{why}"
+    );
+    let (differences, _) = with(AidMode::Factorized, JvpMethod::Differences, &fresh()).unwrap();
+    let (auto_err, differences_err) = (
+        relative_error(&flat(&auto.grads), &exact),
+        relative_error(&flat(&differences.grads), &exact),
+    );
+    eprintln!("f32, J = 2, against exact: auto {auto_err:e}, differences {differences_err:e}");
+    // Measured: 0 (the same products as exact mode's), differences 1.7e-5.
+    assert!(auto_err <= 1e-6, "auto: {auto_err:e}");
+    assert!(
+        exact.iter().any(|v| v.abs() > 1e-6),
+        "hypergradient is trivially zero"
+    );
+    // The next meta step skips the attempt that failed: one forward fewer,
+    // the same hypergradient, and it still says what it takes.
+    let (again, forwards) = with(AidMode::Factorized, JvpMethod::Auto, &routes).unwrap();
+    assert_eq!(forwards + 1, first_forwards);
+    assert_eq!(flat(&again.grads), flat(&auto.grads));
+    assert_eq!(again.fallback, auto.fallback);
+    // Asked for forward mode alone, it says what `auto` would do.
+    let err = format!(
+        "{:#}",
+        with(AidMode::Factorized, JvpMethod::Forward, &fresh())
+            .err()
+            .unwrap()
+    );
+    assert!(err.contains("falls back to double backward"), "{err}");
 }

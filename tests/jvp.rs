@@ -2,8 +2,9 @@
 //! AD and central differences — against the `exact` path (double backward
 //! through the model), in f64, on the built-in video-text model and on the
 //! TorchScript example with matmul attention, for J = 0 and J = 2. And the
-//! fallback: the example with fused attention (no forward derivative) uses
-//! differences under `aid.jvp = "auto"` and says why. And the single-loss
+//! fallback: the example with fused attention (no forward derivative, no
+//! second derivative) uses differences under `aid.jvp = "auto"` and says
+//! why. And the single-loss
 //! forward the meta step's validation batch uses: the same value and
 //! gradient as the full forward's. And the gradient shares' double
 //! backward (a JVP of the loss vector through the retained graph) against
@@ -178,6 +179,12 @@ fn fused_attention_falls_back_to_differences_and_says_why() {
     );
     let why = why.expect("forward-mode AD through fused attention should be unavailable");
     eprintln!("fallback reason: {why}");
+    // Nor has it a second derivative, so not double backward either.
+    assert!(
+        why.contains("Hessian-vector products by finite differences")
+            && why.contains("double backward failed"),
+        "{why}"
+    );
     let (differences, _) = hypergrad_of(
         workload.as_ref(),
         combiner.as_ref(),

@@ -249,7 +249,7 @@ fn stock_attention_replays_through_the_math_path() {
         let lines = assert_replays(&name, config);
         let fell_back = lines.iter().any(|l| {
             matches!(&l.record, Record::Event { message, .. }
-                if message.contains("the meta step uses finite differences"))
+                if message.contains("Hessian-vector products by finite differences"))
         });
         assert!(
             fell_back,
@@ -397,4 +397,33 @@ fn a_loss_constant_on_some_batches_replays() {
             "the run should have batches with and without flagged rows: {aux:?}"
         );
     }
+}
+
+/// A classifier with the stock `F.cross_entropy` at J = 2 in the factorized
+/// mode: `nll_loss`'s backward has no forward derivative, so `aid.jvp =
+/// "auto"` takes the Neumann series' Hessian-vector products by double
+/// backward (before: finite differences), and the run says so.
+#[test]
+fn a_stock_cross_entropy_replays_with_double_backward_products() {
+    let dir = tempfile::tempdir().unwrap().keep();
+    std::fs::copy(
+        flag_models().join("stock_cross_entropy.pt"),
+        dir.join("model.pt"),
+    )
+    .unwrap();
+    flag_data(&dir.join("train.safetensors"), 128, 4, &[]);
+    flag_data(&dir.join("val.safetensors"), 32, 4, &[]);
+    let _serial = serial();
+    let mut config = traced_config(&dir, ("primary", &["aux"]), "factorized", 2);
+    config.aid.jvp = meltr_tui::config::JvpMethod::Auto;
+    let lines = assert_replays("stock-cross-entropy-j2", config);
+    let said = lines.iter().find_map(|l| match &l.record {
+        Record::Event { message, .. } if message.contains("forward-mode AD") => Some(message),
+        _ => None,
+    });
+    eprintln!("logged: {said:?}");
+    assert!(
+        said.is_some_and(|m| m.contains("Hessian-vector products by double backward (exact)")),
+        "the run should log the double-backward fallback"
+    );
 }

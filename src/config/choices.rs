@@ -178,8 +178,9 @@ choice! {
 choice! {
     /// `aid.jvp`: the factorized mode's Jacobian-vector products.
     JvpMethod {
-        /// Forward-mode AD, falling back to finite differences for ops
-        /// without forward derivatives.
+        /// Forward-mode AD; for ops without forward derivatives the
+        /// Hessian-vector products fall back to double backward, then (ops
+        /// without second derivatives either) finite differences.
         Auto = "auto",
         Forward = "forward",
         Differences = "differences",

@@ -28,9 +28,11 @@
 //!   vector along p, and the Neumann HVPs are JVPs of first-order gradients;
 //!   only MELTR is differentiated twice, and no second-order graph of the
 //!   model is kept. The JVPs are exact by forward-mode AD
-//!   ([`super::forward_ad`]; forward-over-reverse for the HVPs) or central
-//!   differences, the fallback for models whose ops lack forward
-//!   derivatives (e.g. fused attention kernels).
+//!   ([`super::forward_ad`]; forward-over-reverse for the HVPs). For models
+//!   whose ops lack forward derivatives `JvpMethod::Auto` falls back, for
+//!   the HVPs, to reverse over reverse (exact where the ops have second
+//!   derivatives, as the stock `cross_entropy`'s `nll_loss` does), then to
+//!   central differences (e.g. fused attention kernels have neither).
 
 use super::combiner::{effective_weights_graph, Combiner, Derivatives};
 use super::phases::PhaseClock;
@@ -84,8 +86,8 @@ pub struct Hypergradient {
     pub grads: Vec<Tensor>,
     /// The γ regulariser's value `|Σ l − M(l)|` on B_t (0-dim).
     pub reg: Tensor,
-    /// Why forward-mode AD was not used, when `JvpMethod::Auto` fell back
-    /// to differences.
+    /// What `JvpMethod::Auto` fell back to, and why forward-mode AD was not
+    /// used.
     pub fallback: Option<String>,
     /// Where the Neumann series stopped early because it diverged.
     pub neumann_stop: Option<NeumannStop>,
@@ -102,14 +104,20 @@ pub struct NeumannStop {
 
 /// Computes the AID hypergradient for the combiner's parameters.
 pub fn hypergradient(problem: &MetaProblem, settings: &AidSettings) -> Result<Hypergradient> {
-    hypergradient_timed(problem, settings, &mut PhaseClock::disabled())
+    hypergradient_timed(
+        problem,
+        settings,
+        &JvpRoutes::default(),
+        &mut PhaseClock::disabled(),
+    )
 }
 
 /// [`hypergradient`], marking each phase on `clock` (names as the bench
-/// prints them).
+/// prints them), with the JVP routes earlier meta steps found in `routes`.
 pub fn hypergradient_timed(
     problem: &MetaProblem,
     settings: &AidSettings,
+    routes: &JvpRoutes,
     clock: &mut PhaseClock,
 ) -> Result<Hypergradient> {
     let phi = problem.combiner.params();
@@ -186,7 +194,11 @@ pub fn hypergradient_timed(
             let g: Vec<Tensor> = g.iter().zip(&g_val).map(|(a, b)| a + b).collect();
             let at_losses = losses.detach();
             drop((losses, combined, g_val));
-            let jvps = Jvps::new(problem, settings.jvp);
+            let jvps = Jvps {
+                problem,
+                method: settings.jvp,
+                routes,
+            };
             let (p, stop) = neumann(&|v| jvps.hvp(v), g, settings)?;
             neumann_stop = stop;
             clock.mark("Neumann HVPs");
@@ -212,95 +224,143 @@ pub fn hypergradient_timed(
     })
 }
 
+/// What the factorized mode's JVPs fell back to under `JvpMethod::Auto`:
+/// kept by the trainer across meta steps, so that each one does not try
+/// (and pay for) what failed before. The model's ops are the same at every
+/// step.
+#[derive(Debug, Default)]
+pub struct JvpRoutes {
+    /// Set once the Hessian-vector products fell back: what they take from
+    /// then on, and why.
+    hvp: RefCell<Option<(HvpRoute, String)>>,
+    /// Set once the loss-vector JVP fell back to differences, and why.
+    loss_jvp: RefCell<Option<String>>,
+}
+
 /// The factorized mode's JVPs by the configured method.
 struct Jvps<'a, 'p> {
     problem: &'a MetaProblem<'p>,
     method: JvpMethod,
-    /// Set when `Auto` fell back to differences for the Hessian-vector
-    /// products (then they stay with differences).
-    hvp_fallback: RefCell<Option<String>>,
-    /// The same for the loss-vector JVP.
-    jvp_fallback: RefCell<Option<String>>,
+    routes: &'a JvpRoutes,
+}
+
+/// How the Hessian-vector products are computed after forward over reverse
+/// failed.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum HvpRoute {
+    /// Reverse over reverse: exact.
+    DoubleBackward,
+    /// Central differences of gradients.
+    Differences,
 }
 
 impl<'a, 'p> Jvps<'a, 'p> {
-    fn new(problem: &'a MetaProblem<'p>, method: JvpMethod) -> Self {
-        Self {
-            problem,
-            method,
-            hvp_fallback: RefCell::new(None),
-            jvp_fallback: RefCell::new(None),
-        }
-    }
-
-    /// Why forward-mode AD was not used, if it was not.
-    fn fallback(self) -> Option<String> {
-        match (
-            self.hvp_fallback.into_inner(),
-            self.jvp_fallback.into_inner(),
-        ) {
+    /// What was used instead of forward-mode AD, and why, if anything was.
+    fn fallback(&self) -> Option<String> {
+        let hvp = self
+            .routes
+            .hvp
+            .borrow()
+            .clone()
+            .map(|(route, why)| match route {
+                HvpRoute::DoubleBackward => {
+                    format!("Hessian-vector products by double backward (exact): {why}")
+                }
+                HvpRoute::Differences => {
+                    format!("Hessian-vector products by finite differences: {why}")
+                }
+            });
+        let jvp = self
+            .routes
+            .loss_jvp
+            .borrow()
+            .as_ref()
+            .map(|why| format!("the loss JVP by finite differences: {why}"));
+        match (hvp, jvp) {
             (None, None) => None,
-            (Some(h), None) => Some(format!("Hessian-vector products: {h}")),
-            (None, Some(j)) => Some(format!("loss JVP: {j}")),
-            (Some(h), Some(j)) => Some(format!("Hessian-vector products: {h}; loss JVP: {j}")),
+            (Some(one), None) | (None, Some(one)) => Some(one),
+            (Some(h), Some(j)) => Some(format!("{h}; {j}")),
         }
     }
 
-    /// Runs `forward`, or `differences` when configured so or when `Auto`
-    /// saw forward-mode AD fail (recorded in `fallback`).
-    fn either<T>(
-        &self,
-        fallback: &RefCell<Option<String>>,
-        forward: impl FnOnce() -> Result<T>,
-        differences: impl FnOnce() -> Result<T>,
-    ) -> Result<T> {
-        let use_forward = match self.method {
-            JvpMethod::Forward => true,
-            JvpMethod::Differences => false,
-            JvpMethod::Auto => fallback.borrow().is_none(),
-        };
-        if !use_forward {
-            return differences();
-        }
-        match forward() {
-            Ok(value) => Ok(value),
-            Err(e) if self.method == JvpMethod::Auto => {
-                *fallback.borrow_mut() = Some(format!("{e:#}"));
-                differences()
-            }
-            Err(e) => Err(e.context("forward-mode AD failed (aid.jvp = \"forward\"); \"auto\" falls back to finite differences")),
-        }
-    }
-
-    /// `H v` with `H = ∇²_θ L_aux(B_t)`.
+    /// `H v` with `H = ∇²_θ L_aux(B_t)`: forward over reverse; under
+    /// `Auto`, once that failed, reverse over reverse and, once that
+    /// failed too, differences.
     fn hvp(&self, v: &[Tensor]) -> Result<Vec<Tensor>> {
         let problem = self.problem;
-        self.either(
-            &self.hvp_fallback,
-            || {
-                // Forward over reverse: the tangent of the gradient is H v.
-                let aux_grad = || -> Result<Vec<Tensor>> {
-                    let combined = problem.combiner.combine(&(problem.train_losses)()?);
-                    grad(&[&combined], problem.theta, false, false)
-                };
-                super::forward_ad::jvp_many(problem.theta, v, &aux_grad)
-            },
-            || hvp_by_differences(problem, v),
-        )
+        let forward_over_reverse = || {
+            // The tangent of the gradient is H v.
+            let aux_grad = || -> Result<Vec<Tensor>> {
+                let combined = problem.combiner.combine(&(problem.train_losses)()?);
+                grad(&[&combined], problem.theta, false, false)
+            };
+            super::forward_ad::jvp_many(problem.theta, v, &aux_grad)
+        };
+        match self.method {
+            JvpMethod::Forward => forward_over_reverse().map_err(forward_failed),
+            JvpMethod::Differences => hvp_by_differences(problem, v),
+            JvpMethod::Auto => {
+                let route = self.routes.hvp.borrow().as_ref().map(|(route, _)| *route);
+                if route.is_none() {
+                    match forward_over_reverse() {
+                        Ok(hv) => return Ok(hv),
+                        Err(e) => self.hvp_falls_back(
+                            HvpRoute::DoubleBackward,
+                            format!("forward over reverse failed ({e:#})"),
+                        ),
+                    }
+                }
+                if route != Some(HvpRoute::Differences) {
+                    match hvp_by_double_backward(problem, v) {
+                        Ok(hv) => return Ok(hv),
+                        Err(e) => self.hvp_falls_back(
+                            HvpRoute::Differences,
+                            format!("double backward failed ({e:#})"),
+                        ),
+                    }
+                }
+                hvp_by_differences(problem, v)
+            }
+        }
     }
 
-    /// `∇_θ l_k · p` for every k.
+    /// Records that the Hessian-vector products take `route` from now on,
+    /// adding `why` to the reasons so far.
+    fn hvp_falls_back(&self, route: HvpRoute, why: String) {
+        let mut fallback = self.routes.hvp.borrow_mut();
+        let why = match fallback.take() {
+            Some((_, before)) => format!("{before}; {why}"),
+            None => why,
+        };
+        *fallback = Some((route, why));
+    }
+
+    /// `∇_θ l_k · p` for every k: forward mode; under `Auto`, once that
+    /// failed, differences.
     fn loss_jvp(&self, p: &[Tensor]) -> Result<Tensor> {
         let problem = self.problem;
-        self.either(
-            &self.jvp_fallback,
-            || {
-                let losses = || tch::no_grad(|| (problem.train_losses)());
-                Ok(super::forward_ad::jvp(problem.theta, p, &losses)?.1)
-            },
-            || loss_jvp_by_differences(problem, p),
-        )
+        let forward = || {
+            let losses = || tch::no_grad(|| (problem.train_losses)());
+            Ok(super::forward_ad::jvp(problem.theta, p, &losses)?.1)
+        };
+        match self.method {
+            JvpMethod::Forward => forward().map_err(forward_failed),
+            JvpMethod::Differences => loss_jvp_by_differences(problem, p),
+            JvpMethod::Auto if self.routes.loss_jvp.borrow().is_some() => {
+                loss_jvp_by_differences(problem, p)
+            }
+            JvpMethod::Auto => forward().or_else(|e: anyhow::Error| {
+                *self.routes.loss_jvp.borrow_mut() = Some(format!("forward mode failed ({e:#})"));
+                loss_jvp_by_differences(problem, p)
+            }),
+        }
     }
+}
+
+fn forward_failed(error: anyhow::Error) -> anyhow::Error {
+    error.context(
+        "forward-mode AD failed (aid.jvp = \"forward\"); \"auto\" falls back to double backward or finite differences",
+    )
 }
 
 /// `direct − mixed`, or `−mixed` without a direct term.
@@ -379,6 +439,17 @@ fn at_shifted<T>(
     let minus = f();
     autograd::assign(theta, &saved);
     Ok((plus?, minus?))
+}
+
+/// `H v = ∇_θ (∇_θ L_aux · v)`, reverse over reverse: MELTR differentiated
+/// twice in reverse mode, and the training batch's second-order graph kept
+/// for the length of one product.
+fn hvp_by_double_backward(problem: &MetaProblem, v: &[Tensor]) -> Result<Vec<Tensor>> {
+    let combined = problem
+        .combiner
+        .combine_with(&(problem.train_losses)()?, Derivatives::Reverse);
+    let aux_grad = grad(&[&combined], problem.theta, true, true)?;
+    grad(&[&autograd::dot(&aux_grad, v)], problem.theta, false, false)
 }
 
 /// `H v ≈ (∇_θ L_aux(θ+εv) − ∇_θ L_aux(θ−εv)) / 2ε`.

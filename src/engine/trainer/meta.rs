@@ -129,7 +129,8 @@ impl Trainer {
             val_primary: &val_primary,
             train_forward: current_forward,
         };
-        let result = hypergradient_timed(&problem, &settings, &mut self.phase_clock);
+        let result =
+            hypergradient_timed(&problem, &settings, &self.jvp_routes, &mut self.phase_clock);
         if let Some(buffers) = after_first_forward.borrow().as_ref() {
             buffers.restore(workload)?;
         }
@@ -169,7 +170,7 @@ impl Trainer {
                 self.jvp_fallback_reported = true;
                 self.emit(Record::Event {
                     level: Level::Info,
-                    message: format!("forward-mode AD is not available for this model ({why}); the meta step uses finite differences"),
+                    message: format!("forward-mode AD is not available for this model; the meta step takes {why}"),
                 });
             }
         }

@@ -30,7 +30,7 @@ use crate::config::{
     Config, Dtype, MeltrInit, MetaOptimizer, OnCollapse, Pool, TrainBatch, ValSource,
 };
 use crate::meltr::combiner::{self, Combiner, Training};
-use crate::meltr::hypergrad::{hypergradient_timed, AidSettings, MetaProblem};
+use crate::meltr::hypergrad::{hypergradient_timed, AidSettings, JvpRoutes, MetaProblem};
 use crate::meltr::phases::PhaseClock;
 use crate::meltr::shares::{self, Shares};
 use crate::nn::autograd::grad;
@@ -105,6 +105,8 @@ pub struct Trainer {
     storage_error: Option<String>,
     /// The last checkpoint attempt failed and is retried on `Resume`.
     checkpoint_owed: bool,
+    /// What the factorized meta step's JVPs fell back to so far.
+    jvp_routes: JvpRoutes,
     /// Whether the fallback from forward-mode AD was logged already.
     jvp_fallback_reported: bool,
     /// Why gradient shares fell back to one backward per loss, once they

@@ -194,6 +194,7 @@ impl Trainer {
             unwritten: VecDeque::new(),
             storage_error: None,
             checkpoint_owed: false,
+            jvp_routes: JvpRoutes::default(),
             jvp_fallback_reported: false,
             shares_per_loss: None,
             phase_clock: PhaseClock::disabled(),
