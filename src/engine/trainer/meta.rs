@@ -166,12 +166,12 @@ impl Trainer {
             tracer.meta(train_step, val_step, &hyper.grads, &hyper.reg);
         }
         if let Some(why) = hyper.fallback.take() {
-            if !self.jvp_fallback_reported {
-                self.jvp_fallback_reported = true;
+            if self.jvp_fallback_reported.as_ref() != Some(&why) {
                 self.emit(Record::Event {
                     level: Level::Info,
                     message: format!("forward-mode AD is not available for this model; the meta step takes {why}"),
                 });
+                self.jvp_fallback_reported = Some(why);
             }
         }
         // Data-parallel: φ's hypergradient (and the logged γ term) averaged

@@ -107,8 +107,9 @@ pub struct Trainer {
     checkpoint_owed: bool,
     /// What the factorized meta step's JVPs fell back to so far.
     jvp_routes: JvpRoutes,
-    /// Whether the fallback from forward-mode AD was logged already.
-    jvp_fallback_reported: bool,
+    /// The fallback from forward-mode AD last logged (logged again when it
+    /// changes, e.g. from double backward to differences).
+    jvp_fallback_reported: Option<String>,
     /// Why gradient shares fell back to one backward per loss, once they
     /// have.
     shares_per_loss: Option<String>,

@@ -195,7 +195,7 @@ impl Trainer {
             storage_error: None,
             checkpoint_owed: false,
             jvp_routes: JvpRoutes::default(),
-            jvp_fallback_reported: false,
+            jvp_fallback_reported: None,
             shares_per_loss: None,
             phase_clock: PhaseClock::disabled(),
             checkpointed_at: resumed_from.as_ref().map(|_| step),
