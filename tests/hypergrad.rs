@@ -432,42 +432,16 @@ impl SmallModel {
     }
 
     /// The hypergradient under `settings` (and what it fell back to), with
-    /// the JVP routes of earlier meta steps; also how many training
-    /// forwards it ran.
+    /// the JVP routes of earlier meta steps and the training losses'
+    /// forward if given (as the trainer passes the inner step's); also how
+    /// many training forwards it ran itself.
     fn hypergradient(
         &self,
         combiner: &dyn Combiner,
         settings: &AidSettings,
         routes: &JvpRoutes,
-    ) -> Result<(Hypergradient, usize)> {
-        let forwards = std::cell::Cell::new(0);
-        let train = || -> Result<Tensor> {
-            forwards.set(forwards.get() + 1);
-            Ok(self.losses())
-        };
-        let val = || -> Result<Tensor> { Ok(self.losses().get(0) * 1.1) };
-        let problem = MetaProblem {
-            theta: &self.theta,
-            combiner,
-            train_losses: &train,
-            val_primary: &val,
-            train_forward: None,
-        };
-        let clock = &mut meltr_tui::meltr::phases::PhaseClock::disabled();
-        let h = hypergradient_timed(&problem, settings, routes, clock)?;
-        Ok((h, forwards.get()))
-    }
-
-    /// As `hypergrad`, with the training losses' forward given (as the
-    /// trainer passes the inner step's); also returns how many training
-    /// forwards the hypergradient ran itself.
-    fn hypergrad_from(
-        &self,
-        combiner: &dyn Combiner,
-        mode: AidMode,
-        j: u32,
         train_forward: Option<&Tensor>,
-    ) -> Result<(Vec<f64>, usize)> {
+    ) -> Result<(Hypergradient, usize)> {
         let forwards = std::cell::Cell::new(0);
         let train = || -> Result<Tensor> {
             forwards.set(forwards.get() + 1);
@@ -481,8 +455,24 @@ impl SmallModel {
             val_primary: &val,
             train_forward,
         };
-        let grads = flat(&hypergradient(&problem, &settings(mode, j, 0.1, 0.1))?.grads);
-        Ok((grads, forwards.get()))
+        let clock = &mut meltr_tui::meltr::phases::PhaseClock::disabled();
+        let h = hypergradient_timed(&problem, settings, routes, clock)?;
+        Ok((h, forwards.get()))
+    }
+
+    /// As `hypergrad`, with the training losses' forward if given; also
+    /// returns how many training forwards the hypergradient ran itself.
+    fn hypergrad_from(
+        &self,
+        combiner: &dyn Combiner,
+        mode: AidMode,
+        j: u32,
+        train_forward: Option<&Tensor>,
+    ) -> Result<(Vec<f64>, usize)> {
+        let settings = settings(mode, j, 0.1, 0.1);
+        let (h, forwards) =
+            self.hypergradient(combiner, &settings, &JvpRoutes::default(), train_forward)?;
+        Ok((flat(&h.grads), forwards))
     }
 }
 
@@ -665,7 +655,7 @@ fn auto_takes_double_backward_where_forward_over_reverse_is_missing() {
             jvp,
             ..settings(mode, 2, 0.1, 0.1)
         };
-        model.hypergradient(&meltr, &settings, routes)
+        model.hypergradient(&meltr, &settings, routes, None)
     };
     let fresh = || JvpRoutes::default();
     let exact = flat(

@@ -372,21 +372,24 @@ fn the_meta_pool_is_the_ten_batches_before_the_current_one() {
         .any(|&(s, t, v)| s > 1 && (t == s || v == s)));
 }
 
+/// A folder with one of `tests/fixtures/flag_models.py`'s models as
+/// `model.pt`, 128 training and 32 validation rows, the listed ones flagged.
+fn flag_model_task(model: &str, flagged_train: &[i64], flagged_val: &[i64]) -> PathBuf {
+    let dir = tempfile::tempdir().unwrap().keep();
+    std::fs::copy(flag_models().join(model), dir.join("model.pt")).unwrap();
+    flag_data(&dir.join("train.safetensors"), 128, 4, flagged_train);
+    flag_data(&dir.join("val.safetensors"), 32, 4, flagged_val);
+    dir
+}
+
 /// A masked auxiliary (over flagged rows, `zeros(())` on a batch with none,
 /// as a masked-token loss on a batch with nothing masked): it gives no
 /// gradient on those steps, in the inner step and in the meta step's
 /// Jacobian-vector products, as in PyTorch.
 #[test]
 fn a_loss_constant_on_some_batches_replays() {
-    let dir = tempfile::tempdir().unwrap().keep();
-    std::fs::copy(
-        flag_models().join("aux_on_flagged_rows.pt"),
-        dir.join("model.pt"),
-    )
-    .unwrap();
     // Four flagged rows in 128: about 60% of the batches of 16 have none.
-    flag_data(&dir.join("train.safetensors"), 128, 4, &[5, 37, 70, 101]);
-    flag_data(&dir.join("val.safetensors"), 32, 4, &[3, 20]);
+    let dir = flag_model_task("aux_on_flagged_rows.pt", &[5, 37, 70, 101], &[3, 20]);
     let _serial = serial();
     for (mode, iterations) in [("exact", 0), ("factorized", 2)] {
         let config = traced_config(&dir, ("primary", &["aux"]), mode, iterations);
@@ -405,14 +408,7 @@ fn a_loss_constant_on_some_batches_replays() {
 /// backward (before: finite differences), and the run says so.
 #[test]
 fn a_stock_cross_entropy_replays_with_double_backward_products() {
-    let dir = tempfile::tempdir().unwrap().keep();
-    std::fs::copy(
-        flag_models().join("stock_cross_entropy.pt"),
-        dir.join("model.pt"),
-    )
-    .unwrap();
-    flag_data(&dir.join("train.safetensors"), 128, 4, &[]);
-    flag_data(&dir.join("val.safetensors"), 32, 4, &[]);
+    let dir = flag_model_task("stock_cross_entropy.pt", &[], &[]);
     let _serial = serial();
     let mut config = traced_config(&dir, ("primary", &["aux"]), "factorized", 2);
     config.aid.jvp = meltr_tui::config::JvpMethod::Auto;
