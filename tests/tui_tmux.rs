@@ -90,6 +90,17 @@ impl Tmux {
         String::from_utf8_lossy(&out.stdout).into_owned()
     }
 
+    /// Whether `what` is on the screen within a few frames: one capture can
+    /// catch tmux in the middle of drawing a frame.
+    fn shows(&self, what: &str) -> bool {
+        (0..10).any(|attempt| {
+            if attempt > 0 {
+                std::thread::sleep(POLL);
+            }
+            self.screen().contains(what)
+        })
+    }
+
     /// The screen and the lines scrolled off it.
     fn screen_and_history(&self) -> String {
         let out = self.output(&["capture-pane", "-p", "-S", "-", "-t", TARGET]);
@@ -613,11 +624,7 @@ fn tui_in_tmux_shows_the_run_and_applies_edits_from_the_editor_and_from_outside(
         }),
         "a meta step after the invalid edit left aid.iterations = {NEW_ITERATIONS}"
     );
-    assert!(
-        run.tmux.screen().contains("config refused"),
-        "{}",
-        run.diagnostics()
-    );
+    assert!(run.tmux.shows("config refused"), "{}", run.diagnostics());
 
     // ---- quit, stopping the run ---------------------------------------------
     run.stop_from_the_quit_dialog(&exit_file);
@@ -699,7 +706,7 @@ fn a_dropped_terminal_leaves_the_run_going_and_attach_picks_it_up() {
     run.wait_screen_step_beyond(on_screen);
     // History from before the drop is drawn too: the curves start at the
     // first logged step.
-    assert!(run.tmux.screen().contains("1 Curves"));
+    assert!(run.tmux.shows("1 Curves"), "{}", run.diagnostics());
 
     run.stop_from_the_quit_dialog(&exit_file);
     run.wait("the runner to end", |_| {
