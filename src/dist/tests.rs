@@ -203,7 +203,7 @@ fn buckets_of_one_rank_return_autograds_gradients(group: &ProcessGroup, device: 
 /// in-process ranks in tests do). torch 2.11's flight recorder files a
 /// group's first collective in a map it updates before taking its lock;
 /// unserialized, this crashed the process (SIGSEGV in the map's insert)
-/// in most runs.
+/// in 4 of 8 runs.
 #[test]
 fn groups_of_one_process_start_collectives_at_once() {
     const THREADS: usize = 8;

@@ -247,7 +247,7 @@ struct Jvps<'a, 'p> {
 /// How the Hessian-vector products are computed after forward over reverse
 /// failed.
 #[derive(Debug, Clone, Copy, PartialEq)]
-pub enum HvpRoute {
+enum HvpRoute {
     /// Reverse over reverse: exact.
     DoubleBackward,
     /// Central differences of gradients.
