@@ -31,8 +31,10 @@
 //!   ([`super::forward_ad`]; forward-over-reverse for the HVPs). For models
 //!   whose ops lack forward derivatives `JvpMethod::Auto` falls back, for
 //!   the HVPs, to reverse over reverse (exact where the ops have second
-//!   derivatives, as the stock `cross_entropy`'s `nll_loss` does), then to
-//!   central differences (e.g. fused attention kernels have neither).
+//!   derivatives, as the stock `cross_entropy`'s `nll_loss` does; one
+//!   gradient with its second-order graph serves the whole series, as in
+//!   `Exact`), then to central differences (e.g. fused attention kernels
+//!   have neither).
 
 use super::combiner::{effective_weights_graph, Combiner, Derivatives};
 use super::phases::PhaseClock;
@@ -188,18 +190,33 @@ pub fn hypergradient_timed(
             } else {
                 theta
             };
-            let mut g = grad(&[&(&reg * settings.gamma)], inputs, false, false)?;
+            // Where earlier meta steps found that the products take double
+            // backward, they start from this forward (its graph kept).
+            let products_reuse_forward = settings.iterations > 0
+                && settings.jvp == JvpMethod::Auto
+                && routes.hvp_route() == Some(HvpRoute::DoubleBackward);
+            let mut g = grad(
+                &[&(&reg * settings.gamma)],
+                inputs,
+                products_reuse_forward,
+                false,
+            )?;
             clock.mark("γ bwd");
             let direct = settings.gamma_direct.then(|| g.split_off(theta.len()));
             let g: Vec<Tensor> = g.iter().zip(&g_val).map(|(a, b)| a + b).collect();
             let at_losses = losses.detach();
-            drop((losses, combined, g_val));
             let jvps = Jvps {
                 problem,
                 method: settings.jvp,
                 routes,
+                products_forward: RefCell::new(
+                    products_reuse_forward.then(|| losses.shallow_clone()),
+                ),
+                aux_grad: RefCell::new(None),
             };
+            drop((losses, combined, g_val));
             let (p, stop) = neumann(&|v| jvps.hvp(v), g, settings)?;
+            jvps.end_products();
             neumann_stop = stop;
             clock.mark("Neumann HVPs");
             let jvp = jvps.loss_jvp(&p)?;
@@ -237,11 +254,24 @@ pub struct JvpRoutes {
     loss_jvp: RefCell<Option<String>>,
 }
 
+impl JvpRoutes {
+    fn hvp_route(&self) -> Option<HvpRoute> {
+        self.hvp.borrow().as_ref().map(|(route, _)| *route)
+    }
+}
+
 /// The factorized mode's JVPs by the configured method.
 struct Jvps<'a, 'p> {
     problem: &'a MetaProblem<'p>,
     method: JvpMethod,
     routes: &'a JvpRoutes,
+    /// The training losses with their graph, for the double-backward
+    /// products to start from instead of a fresh forward.
+    products_forward: RefCell<Option<Tensor>>,
+    /// This meta step's `∇_θ L_aux` with its second-order graph, once the
+    /// products take double backward: one forward and backward serve all J
+    /// of them (as in exact mode).
+    aux_grad: RefCell<Option<Vec<Tensor>>>,
 }
 
 /// How the Hessian-vector products are computed after forward over reverse
@@ -300,7 +330,7 @@ impl<'a, 'p> Jvps<'a, 'p> {
             JvpMethod::Forward => forward_over_reverse().map_err(forward_failed),
             JvpMethod::Differences => hvp_by_differences(problem, v),
             JvpMethod::Auto => {
-                let route = self.routes.hvp.borrow().as_ref().map(|(route, _)| *route);
+                let route = self.routes.hvp_route();
                 if route.is_none() {
                     match forward_over_reverse() {
                         Ok(hv) => return Ok(hv),
@@ -311,7 +341,7 @@ impl<'a, 'p> Jvps<'a, 'p> {
                     }
                 }
                 if route != Some(HvpRoute::Differences) {
-                    match hvp_by_double_backward(problem, v) {
+                    match self.hvp_by_double_backward(v) {
                         Ok(hv) => return Ok(hv),
                         Err(e) => self.hvp_falls_back(
                             HvpRoute::Differences,
@@ -322,6 +352,32 @@ impl<'a, 'p> Jvps<'a, 'p> {
                 hvp_by_differences(problem, v)
             }
         }
+    }
+
+    /// `H v = ∇_θ (∇_θ L_aux · v)`, reverse over reverse: MELTR
+    /// differentiated twice in reverse mode. The gradient and its graph are
+    /// built at the first product and kept until [`Self::end_products`].
+    fn hvp_by_double_backward(&self, v: &[Tensor]) -> Result<Vec<Tensor>> {
+        let problem = self.problem;
+        let mut aux_grad = self.aux_grad.borrow_mut();
+        let aux_grad = match aux_grad.as_mut() {
+            Some(aux_grad) => aux_grad,
+            None => {
+                let losses = match self.products_forward.take() {
+                    Some(losses) => losses,
+                    None => (problem.train_losses)()?,
+                };
+                let combined = problem.combiner.combine_with(&losses, Derivatives::Reverse);
+                aux_grad.insert(grad(&[&combined], problem.theta, true, true)?)
+            }
+        };
+        grad(&[&autograd::dot(aux_grad, v)], problem.theta, true, false)
+    }
+
+    /// Frees the products' graphs once the Neumann series is summed.
+    fn end_products(&self) {
+        self.products_forward.take();
+        self.aux_grad.take();
     }
 
     /// Records that the Hessian-vector products take `route` from now on,
@@ -439,17 +495,6 @@ fn at_shifted<T>(
     let minus = f();
     autograd::assign(theta, &saved);
     Ok((plus?, minus?))
-}
-
-/// `H v = ∇_θ (∇_θ L_aux · v)`, reverse over reverse: MELTR differentiated
-/// twice in reverse mode, and the training batch's second-order graph kept
-/// for the length of one product.
-fn hvp_by_double_backward(problem: &MetaProblem, v: &[Tensor]) -> Result<Vec<Tensor>> {
-    let combined = problem
-        .combiner
-        .combine_with(&(problem.train_losses)()?, Derivatives::Reverse);
-    let aux_grad = grad(&[&combined], problem.theta, true, true)?;
-    grad(&[&autograd::dot(&aux_grad, v)], problem.theta, false, false)
 }
 
 /// `H v ≈ (∇_θ L_aux(θ+εv) − ∇_θ L_aux(θ−εv)) / 2ε`.
