@@ -351,10 +351,22 @@ fn resume_continues_from_the_newest_checkpoint_without_duplicate_steps() {
     );
 }
 
-/// Wraps the synthetic workload and makes every loss NaN on chosen steps.
+/// Wraps the synthetic workload and makes every loss NaN on chosen steps;
+/// notes the thread of every forward.
 struct NanOnSteps {
     inner: Box<dyn Workload>,
     steps: std::ops::RangeInclusive<u64>,
+    forward_threads: std::sync::Arc<std::sync::Mutex<Vec<String>>>,
+}
+
+impl NanOnSteps {
+    fn new(config: &meltr_tui::config::Config, steps: std::ops::RangeInclusive<u64>) -> Self {
+        NanOnSteps {
+            inner: workload::build(config, tch::Device::Cpu, tch::Kind::Float, None).unwrap(),
+            steps,
+            forward_threads: Default::default(),
+        }
+    }
 }
 
 impl Workload for NanOnSteps {
@@ -384,6 +396,11 @@ impl Workload for NanOnSteps {
         self.inner.val_batch(index)
     }
     fn losses(&self, batch: &Batch) -> anyhow::Result<Losses> {
+        let thread = std::thread::current()
+            .name()
+            .unwrap_or("unnamed")
+            .to_string();
+        self.forward_threads.lock().unwrap().push(thread);
         let mut losses = self.inner.losses(batch)?;
         if let Some((_, poison)) = batch.iter().find(|(n, _)| n == "poison") {
             for loss in losses.values_mut() {
@@ -403,11 +420,7 @@ fn non_finite_losses_skip_the_update_and_never_reach_the_parameters() {
     let root = tempfile::tempdir().unwrap();
     let config = small_config("meltr", 60);
     let dir = session::create(root.path(), "nan", &config).unwrap();
-    let inner = workload::build(&config, tch::Device::Cpu, tch::Kind::Float, None).unwrap();
-    let poisoned = Box::new(NanOnSteps {
-        inner,
-        steps: 20..=24,
-    });
+    let poisoned = Box::new(NanOnSteps::new(&config, 20..=24));
     let params: Vec<tch::Tensor> = poisoned.parameters();
     let handle = engine::spawn_with_workload(&dir, config, poisoned, false).unwrap();
     assert_eq!(handle.thread.join().unwrap().unwrap(), Status::Finished);
@@ -437,6 +450,27 @@ fn non_finite_losses_skip_the_update_and_never_reach_the_parameters() {
         .unwrap();
     assert_eq!(last_total.0, 60);
     assert!(last_total.1.is_finite());
+}
+
+#[test]
+fn a_run_computes_on_the_trainer_thread_from_its_setup_on() {
+    // libtorch's CPU kernels keep one OpenMP worker pool per thread that
+    // ran them; a second pool (the caller's, from building the trainer)
+    // makes libgomp stop spinning between parallel regions: about 1.2x
+    // slower steps on two cores (BENCHMARKS.md).
+    let _serial = serial();
+    let root = tempfile::tempdir().unwrap();
+    let mut config = small_config("meltr", 6);
+    // The setup fits MELTR to `sum` around the first batch's losses.
+    config.meltr.init = meltr_tui::config::MeltrInit::Sum;
+    let dir = session::create(root.path(), "threads", &config).unwrap();
+    let workload = NanOnSteps::new(&config, u64::MAX..=u64::MAX);
+    let threads = std::sync::Arc::clone(&workload.forward_threads);
+    let handle = engine::spawn_with_workload(&dir, config, Box::new(workload), false).unwrap();
+    assert_eq!(handle.thread.join().unwrap().unwrap(), Status::Finished);
+    let threads = threads.lock().unwrap();
+    assert!(threads.len() > 6, "forwards: {threads:?}");
+    assert!(threads.iter().all(|t| t == "trainer"), "{threads:?}");
 }
 
 /// Runs `config` in a new session until step >= `until`, then stops it

@@ -64,8 +64,9 @@ pub fn spawn(dir: &Path, mut config: crate::config::Config, resume: bool) -> Res
         config.train.device =
             at.device_for(&config.train.device, tch::Cuda::device_count() as usize);
     }
-    start(dir, |events| {
-        let (mut trainer, mut meta) = trainer::Trainer::new(dir, config, resume, events)?;
+    let at = dir.to_path_buf();
+    start(dir, move |events| {
+        let (mut trainer, mut meta) = trainer::Trainer::new(&at, config, resume, events)?;
         if let Some(at) = rendezvous {
             meta.world_size = Some(at.world_size);
             trainer.set_rendezvous(at);
@@ -82,34 +83,55 @@ pub fn spawn_with_workload(
     workload: Box<dyn crate::workload::Workload>,
     resume: bool,
 ) -> Result<EngineHandle> {
-    start(dir, |events| {
-        trainer::Trainer::with_workload(dir, config, workload, resume, events)
+    let at = dir.to_path_buf();
+    start(dir, move |events| {
+        trainer::Trainer::with_workload(&at, config, workload, resume, events)
     })
 }
 
 type Built = Result<(trainer::Trainer, crate::session::SessionMeta)>;
 
-fn start(dir: &Path, build: impl FnOnce(mpsc::SyncSender<Event>) -> Built) -> Result<EngineHandle> {
+/// Builds the trainer and runs it, both on the trainer's thread: every
+/// libtorch CPU kernel of a run then starts its OpenMP parallel regions
+/// from that one thread. A second thread that has run any (the caller's,
+/// had it built the trainer) keeps a second pool of OpenMP workers alive,
+/// and with more workers than cores libgomp stops spinning between
+/// parallel regions and puts its workers to sleep after each one: a
+/// `sum` step of the wide MLP took 1.2x as long (see BENCHMARKS.md).
+fn start(
+    dir: &Path,
+    build: impl FnOnce(mpsc::SyncSender<Event>) -> Built + Send + 'static,
+) -> Result<EngineHandle> {
     let (command_tx, command_rx) = mpsc::channel();
     let (event_tx, event_rx) = mpsc::sync_channel(EVENT_BUFFER);
-    let built = build(event_tx.clone())
-        .and_then(|(trainer, meta)| crate::session::record_run_facts(dir, &meta).map(|()| trainer));
-    let trainer = match built {
-        Ok(trainer) => trainer,
-        Err(e) => {
-            let _ = crate::session::update_status(dir, Status::Failed, Some(format!("{e:#}")));
-            return Err(e);
-        }
-    };
-    let config = trainer.config_in_force();
-    let dir = dir.to_path_buf();
+    let (built_tx, built_rx) = mpsc::channel();
+    let session = dir.to_path_buf();
     let thread = std::thread::Builder::new()
         .name("trainer".into())
         .spawn(move || {
+            let built = build(event_tx.clone()).and_then(|(trainer, meta)| {
+                crate::session::record_run_facts(&session, &meta).map(|()| trainer)
+            });
+            let trainer = match built {
+                Ok(trainer) => {
+                    let _ = built_tx.send(Ok(trainer.config_in_force()));
+                    trainer
+                }
+                Err(e) => {
+                    let _ = crate::session::update_status(
+                        &session,
+                        Status::Failed,
+                        Some(format!("{e:#}")),
+                    );
+                    let _ = built_tx.send(Err(e));
+                    return Err(anyhow::anyhow!("the trainer was not built"));
+                }
+            };
             let result = trainer.run(command_rx);
             if let Err(e) = &result {
                 let message = format!("{e:#}");
-                let _ = crate::session::update_status(&dir, Status::Failed, Some(message.clone()));
+                let _ =
+                    crate::session::update_status(&session, Status::Failed, Some(message.clone()));
                 let _ = event_tx.try_send(Event::Status {
                     status: Status::Failed,
                     message: Some(message),
@@ -118,6 +140,20 @@ fn start(dir: &Path, build: impl FnOnce(mpsc::SyncSender<Event>) -> Built) -> Re
             result
         })
         .context("cannot start the trainer thread")?;
+    let config = match built_rx.recv() {
+        Ok(Ok(config)) => config,
+        Ok(Err(e)) => {
+            let _ = thread.join();
+            return Err(e);
+        }
+        Err(_) => {
+            // The thread ended without a word: it panicked while building.
+            let _ = thread.join();
+            let message = "the trainer thread panicked while setting up the run";
+            let _ = crate::session::update_status(dir, Status::Failed, Some(message.into()));
+            anyhow::bail!(message);
+        }
+    };
     Ok(EngineHandle {
         commands: command_tx,
         events: event_rx,
