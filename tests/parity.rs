@@ -402,6 +402,25 @@ fn a_loss_constant_on_some_batches_replays() {
     }
 }
 
+/// A held-out shape of model: Conv2d, BatchNorm2d, max pooling, Dropout2d
+/// and a label-smoothed stock cross entropy, factorized at J = 2: dropout
+/// masks drawn alike, running statistics moved alike, and the Hessian-vector
+/// products by double backward from one gradient per meta step (from the
+/// second meta step on, built on the γ term's training forward).
+#[test]
+fn a_convolutional_model_with_channel_dropout_replays() {
+    let dir = flag_model_task("conv_pool.pt", &[], &[]);
+    let _serial = serial();
+    let mut config = traced_config(&dir, ("primary", &["aux"]), "factorized", 2);
+    config.aid.jvp = meltr_tui::config::JvpMethod::Auto;
+    let lines = assert_replays("conv-pool-j2", config);
+    assert!(
+        lines.iter().any(|l| matches!(&l.record,
+            Record::Event { message, .. } if message.contains("Hessian-vector products by double backward"))),
+        "the run should take the double-backward products"
+    );
+}
+
 /// A classifier with the stock `F.cross_entropy` at J = 2 in the factorized
 /// mode: `nll_loss`'s backward has no forward derivative, so `aid.jvp =
 /// "auto"` takes the Neumann series' Hessian-vector products by double
