@@ -409,16 +409,7 @@ fn a_loss_constant_on_some_batches_replays() {
 /// second meta step on, built on the γ term's training forward).
 #[test]
 fn a_convolutional_model_with_channel_dropout_replays() {
-    let dir = flag_model_task("conv_pool.pt", &[], &[]);
-    let _serial = serial();
-    let mut config = traced_config(&dir, ("primary", &["aux"]), "factorized", 2);
-    config.aid.jvp = meltr_tui::config::JvpMethod::Auto;
-    let lines = assert_replays("conv-pool-j2", config);
-    assert!(
-        lines.iter().any(|l| matches!(&l.record,
-            Record::Event { message, .. } if message.contains("Hessian-vector products by double backward"))),
-        "the run should take the double-backward products"
-    );
+    replays_by_double_backward("conv_pool.pt", "conv-pool-j2");
 }
 
 /// A classifier with the stock `F.cross_entropy` at J = 2 in the factorized
@@ -427,18 +418,25 @@ fn a_convolutional_model_with_channel_dropout_replays() {
 /// backward (before: finite differences), and the run says so.
 #[test]
 fn a_stock_cross_entropy_replays_with_double_backward_products() {
-    let dir = flag_model_task("stock_cross_entropy.pt", &[], &[]);
+    replays_by_double_backward("stock_cross_entropy.pt", "stock-cross-entropy-j2");
+}
+
+/// Runs a flag model (primary `primary`, auxiliary `aux`) factorized at
+/// J = 2 under `aid.jvp = "auto"`, checks it against the replay, and checks
+/// that the run logged its Hessian-vector products by double backward.
+fn replays_by_double_backward(model: &str, name: &str) {
+    let dir = flag_model_task(model, &[], &[]);
     let _serial = serial();
     let mut config = traced_config(&dir, ("primary", &["aux"]), "factorized", 2);
     config.aid.jvp = meltr_tui::config::JvpMethod::Auto;
-    let lines = assert_replays("stock-cross-entropy-j2", config);
+    let lines = assert_replays(name, config);
     let said = lines.iter().find_map(|l| match &l.record {
         Record::Event { message, .. } if message.contains("forward-mode AD") => Some(message),
         _ => None,
     });
-    eprintln!("logged: {said:?}");
+    eprintln!("{name} logged: {said:?}");
     assert!(
         said.is_some_and(|m| m.contains("Hessian-vector products by double backward (exact)")),
-        "the run should log the double-backward fallback"
+        "{name}: the run should log the double-backward fallback"
     );
 }
