@@ -81,7 +81,6 @@ Uses torch and the standard library only.
 """
 
 import argparse
-import copy
 import json
 import math
 import os
@@ -147,7 +146,6 @@ class Settings:
     val_source: str
     train_batch: str
     init: str
-    primary_floor: float
     iterations: int
     alpha: float
     max_growth: Optional[float]
@@ -215,7 +213,6 @@ def load_settings(path: str) -> Tuple[Settings, dict]:
         val_source=meltr.get("val_source", "recent"),
         train_batch=meltr.get("train_batch", "recent"),
         init=meltr.get("init", "random"),
-        primary_floor=float(meltr.get("primary_floor", 0.0)),
         iterations=int(aid.get("iterations", 0)),
         alpha=float(aid.get("alpha", 0.1)),
         max_growth=float(aid["max_growth"]) if "max_growth" in aid else None,
@@ -567,7 +564,6 @@ class MetaResult:
     hyper: List[Tensor]  # d(meta objective)/dphi as applied (before clipping), per MELTR parameter
     reg: Tensor  # |sum l - M(l)| on B_t
     neumann_stop: Optional[int] = None  # terms summed, if the series stopped early (aid.max_growth)
-    held: bool = False  # the update was undone at meltr.primary_floor
 
 
 def hypergradient(
@@ -630,9 +626,6 @@ class Trainer:
         )
         meta_class = torch.optim.Adam if settings.meta_optimizer == "adam" else torch.optim.AdamW
         self.meta = meta_class(self.phi, lr=settings.meta_lr, weight_decay=settings.meta_weight_decay)
-        # The newest finite training losses (the engine's `last_losses`),
-        # which meltr.primary_floor judges a meta update on.
-        self.last_losses: Optional[Tensor] = None
 
     def inner_gradient(self, step: int, batch: Dict[str, Tensor]) -> Tensor:
         """Forward, grad_theta M(l) clipped into theta's .grad. Returns l with
@@ -675,22 +668,8 @@ class Trainer:
         for p, h in zip(self.phi, result.hyper):
             p.grad = h.clone()
         torch.nn.utils.clip_grad_norm_(self.phi, s.meta_grad_clip)
-        floor = s.primary_floor if self.last_losses is not None else 0.0
-        if floor > 0:
-            before = effective_weights(self.meltr, self.last_losses)[0]
-            saved = ([p.detach().clone() for p in self.phi], copy.deepcopy(self.meta.state_dict()))
         self.meta.step()
         self.meta.zero_grad(set_to_none=True)
-        if floor > 0:
-            # meltr.primary_floor (the engine's option, not the public code):
-            # an update that lowers the primary's weight below the floor is undone.
-            after = effective_weights(self.meltr, self.last_losses)[0]
-            result.held = bool(after < floor and after < before)
-            if result.held:
-                with torch.no_grad():
-                    for p, old in zip(self.phi, saved[0]):
-                        p.copy_(old)
-                self.meta.load_state_dict(saved[1])
         return result
 
     def step(self, step: int, batch, meta: Optional[Tuple[dict, dict]],
@@ -708,8 +687,6 @@ class Trainer:
         if meta is not None and self.s.train_batch == "current":
             result = self.meta_step(step, *meta, inner_forward=forward)
         self.inner_update(step)
-        if bool(torch.isfinite(losses).all()):
-            self.last_losses = losses
         if meta is not None and self.s.train_batch != "current":
             result = self.meta_step(step, *meta)
         return losses, result
@@ -866,7 +843,7 @@ def replay(session: str, report_path: Optional[str]) -> dict:
     groups = ("losses", "theta", "phi", "hyper", "reg", "buffers")
     worst = {g: 0.0 for g in groups}
     worst_step: Dict[str, Optional[int]] = {g: None for g in groups}
-    per_step, notes, meta_steps, held = [], [], 0, []
+    per_step, notes, meta_steps = [], [], 0
     for entry in steps:
         t = int(entry["step"])
         rows_of[t] = torch.tensor(entry["rows"], dtype=torch.int64)
@@ -878,8 +855,6 @@ def replay(session: str, report_path: Optional[str]) -> dict:
         if result is not None and result.neumann_stop is not None:
             notes.append(f"step {t}: the Neumann series diverged and stopped at {result.neumann_stop} term(s) "
                          f"(aid.max_growth = {trainer.s.max_growth})")
-        if result is not None and result.held:
-            held.append(t)
         errors = compare_state(trainer, os.path.join(trace, f"state-{t}.safetensors"), losses, result)
         for group, value in errors.items():
             if value > worst[group] or worst_step[group] is None:
@@ -891,7 +866,6 @@ def replay(session: str, report_path: Optional[str]) -> dict:
     report = {
         "steps": len(steps),
         "meta_steps": meta_steps,
-        "held_meta_steps": held,  # updates undone at meltr.primary_floor
         "max_rel": worst,
         "worst_step": worst_step,
         "notes": notes,

@@ -230,11 +230,6 @@ pub struct MeltrConfig {
     /// public code measured on the auxiliary-learning suite) | `warn` (an
     /// event only, as the public code, which has no watch).
     pub on_collapse: OnCollapse,
-    /// A meta step that would lower the primary's effective weight to
-    /// below this (on the step's training losses) is not taken: φ and its
-    /// optimizer keep their state and the meta line says `"held": true`.
-    /// 0 turns it off (the public code has no floor).
-    pub primary_floor: f64,
 }
 
 impl Default for MeltrConfig {
@@ -257,7 +252,6 @@ impl Default for MeltrConfig {
             meta_optimizer: MetaOptimizer::Adam,
             pool: Pool::Previous,
             on_collapse: OnCollapse::Restore,
-            primary_floor: 0.0,
         }
     }
 }

@@ -100,9 +100,6 @@ struct Report {
     steps: u64,
     meta_steps: u64,
     max_rel: std::collections::BTreeMap<String, f64>,
-    /// Meta steps whose update the replay undid at `meltr.primary_floor`.
-    #[serde(default)]
-    held_meta_steps: Vec<u64>,
 }
 
 /// Runs the engine with a trace, replays it, returns the replay's report
@@ -284,40 +281,6 @@ fn the_residual_option_replays_on_a_suite_task() {
         config.meltr.init = meltr_tui::config::MeltrInit::Residual;
         assert_replays(&format!("residual-{mode}"), config);
     }
-}
-
-/// `meltr.primary_floor` (an engine option: a meta update that lowers the
-/// primary's effective weight below the floor is undone) holds the same
-/// meta steps in the replay, and both kinds of meta step occur.
-#[test]
-fn the_primary_floor_option_replays_on_a_suite_task() {
-    let _serial = serial();
-    let dir = suite_task();
-    let toml = std::fs::read_to_string(dir.join("task.toml")).unwrap();
-    let task = Config::parse(&toml).unwrap();
-    let auxiliary: Vec<&str> = task.workload.auxiliary.iter().map(String::as_str).collect();
-    let mut config = traced_config(dir, (&task.workload.primary, &auxiliary), "factorized", 0);
-    config.meltr.primary_floor = 1.0;
-    let (report, lines) = replay("floor", config);
-    assert_eq!((report.steps, report.meta_steps), (30, 10));
-    for key in ["losses", "theta", "phi", "hyper", "reg", "buffers"] {
-        let err = report.max_rel[key];
-        assert!(err <= TOLERANCE, "floor: `{key}` off by {err:e}");
-    }
-    let held: Vec<u64> = lines
-        .iter()
-        .filter(|l| matches!(l.record, Record::Meta { held: true, .. }))
-        .map(|l| l.step)
-        .collect();
-    eprintln!("floor: held at steps {held:?}");
-    assert_eq!(
-        held, report.held_meta_steps,
-        "held meta steps: engine vs replay"
-    );
-    assert!(
-        (1..10).contains(&held.len()),
-        "the floor should hold some meta steps and not others: {held:?}"
-    );
 }
 
 #[test]

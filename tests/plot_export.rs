@@ -98,7 +98,6 @@ fn write_session(root: &Path, id: &str, name: &str, speed: f64) -> PathBuf {
                     reg: 0.01,
                     meta_lr: 1e-3,
                     aid_iterations: 3,
-                    held: false,
                 },
             ))
             .unwrap();

@@ -171,7 +171,6 @@ impl Config {
         at_least("meltr.meta_every", m.meta_every as f64, 1.0)?;
         positive("meltr.meta_grad_clip", m.meta_grad_clip)?;
         non_negative("meltr.gamma", m.gamma)?;
-        non_negative("meltr.primary_floor", m.primary_floor)?;
 
         let a = &self.aid;
         if a.iterations > 100 {

@@ -60,13 +60,11 @@ pub fn points(lines: &[MetricLine]) -> Vec<Point> {
                 reg,
                 meta_lr,
                 aid_iterations,
-                held,
             } => {
                 push("meta/hypergrad_norm".into(), *hypergrad_norm);
                 push("meta/reg".into(), *reg);
                 push("meta/meta_lr".into(), *meta_lr);
                 push("meta/aid_iterations".into(), f64::from(*aid_iterations));
-                push("meta/held".into(), f64::from(u8::from(*held)));
             }
             Record::Eval { metrics, losses } => {
                 for (name, v) in metrics {

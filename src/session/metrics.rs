@@ -111,10 +111,6 @@ pub enum Record {
         meta_lr: f64,
         /// Neumann terms J the hypergradient was computed with.
         aid_iterations: u32,
-        /// The update was not taken: it would have lowered the primary's
-        /// effective weight below `meltr.primary_floor` (absent: taken).
-        #[serde(default, skip_serializing_if = "std::ops::Not::not")]
-        held: bool,
     },
     /// A validation pass.
     Eval {
@@ -286,7 +282,6 @@ mod tests {
                 reg: 0.25,
                 meta_lr: 1e-3,
                 aid_iterations: 0,
-                held: false,
             },
             Record::Transform {
                 curves: [(

@@ -18,8 +18,6 @@ pub(super) struct PendingMeta {
     /// The largest |effective weight| and the primary's after the update,
     /// as one 2-vector (the collapse watch).
     pub(super) watched_weights: Option<Tensor>,
-    /// The update was undone at `meltr.primary_floor` (0-dim bool).
-    pub(super) held: Option<Tensor>,
     /// Copies of φ and the meta optimizer's step count after the update
     /// (`meltr.on_collapse = "restore"`).
     pub(super) snapshot: Option<Vec<Tensor>>,
@@ -184,17 +182,6 @@ impl Trainer {
         // A non-finite hypergradient skips the meta update on the device.
         let norm = clip_grad_norm(&mut hyper.grads, self.config.meltr.meta_grad_clip);
         let ok = norm.isfinite();
-        // `meltr.primary_floor`: the weights before the update and the
-        // state that gave them, to hold on to (all on the device).
-        let losses = self.last_losses.as_ref().map(Tensor::shallow_clone);
-        let before = match &losses {
-            Some(losses) if self.config.meltr.primary_floor > 0.0 => {
-                let saved: Vec<Tensor> =
-                    tch::no_grad(|| self.held_state().iter().map(Tensor::copy).collect());
-                Some((self.watched_weights(losses)?, saved))
-            }
-            _ => None,
-        };
         let phi = self.combiner.params();
         let meta = self
             .meta
@@ -207,16 +194,16 @@ impl Trainer {
         }
         self.meta_steps_done += 1;
         self.phase_clock.mark("clip + update");
-        let after = losses
-            .as_ref()
-            .map(|losses| self.watched_weights(losses))
-            .transpose()?;
-        let (watched_weights, held) = match (after, before) {
-            (Some(after), Some((before, saved))) => {
-                let held = self.hold_at_floor(&ok, &before, &after, &saved);
-                (Some(before.where_self(&held, &after)), Some(held))
+        let watched_weights = match &self.last_losses {
+            Some(losses) => {
+                let w = combiner::effective_weights(self.combiner.as_ref(), losses)?;
+                let watched = Tensor::stack(&[w.abs().max(), w.get(0)], 0);
+                // Each rank's losses are its own shard's: averaged, every
+                // rank's watch decides alike (and φ stays the same).
+                self.average_over_ranks(std::slice::from_ref(&watched))?;
+                Some(watched)
             }
-            (after, _) => (after, None),
+            None => None,
         };
         self.phase_clock.mark("watched weights");
         let snapshot =
@@ -229,55 +216,9 @@ impl Trainer {
             meta_lr,
             aid_iterations: aid.iterations,
             watched_weights,
-            held,
             snapshot,
         });
         Ok(())
-    }
-
-    /// The largest |effective weight| and the primary's on `losses`, as one
-    /// 2-vector. Each rank's losses are its own shard's: averaged, every
-    /// rank's watch and floor decide alike (and φ stays the same).
-    fn watched_weights(&self, losses: &Tensor) -> Result<Tensor> {
-        let w = combiner::effective_weights(self.combiner.as_ref(), losses)?;
-        let watched = Tensor::stack(&[w.abs().max(), w.get(0)], 0);
-        self.average_over_ranks(std::slice::from_ref(&watched))?;
-        Ok(watched)
-    }
-
-    /// `meltr.primary_floor`: undoes the update just taken (puts `saved`,
-    /// copies of [`Self::held_state`] from before it, back) where it took
-    /// the primary's weight below the floor and lower than it was; the
-    /// 0-dim bool "held". Decided on the device: no host sync.
-    fn hold_at_floor(
-        &self,
-        ok: &Tensor,
-        before: &Tensor,
-        after: &Tensor,
-        saved: &[Tensor],
-    ) -> Tensor {
-        let (was, now) = (before.get(1), after.get(1));
-        let held = ok
-            .logical_and(&now.lt(self.config.meltr.primary_floor))
-            .logical_and(&now.lt_tensor(&was));
-        tch::no_grad(|| {
-            for (target, saved) in self.held_state().iter().zip(saved) {
-                target
-                    .shallow_clone()
-                    .copy_(&saved.where_self(&held, target));
-            }
-        });
-        held
-    }
-
-    /// What an update changes: φ, the meta optimizer's step count and its
-    /// moments (shallow).
-    fn held_state(&self) -> Vec<Tensor> {
-        let mut state = self.restorable_state();
-        if let Some(meta) = &self.meta {
-            state.extend(meta.m.iter().chain(&meta.v).map(Tensor::shallow_clone));
-        }
-        state
     }
 
     /// A meta step's line (or its skip), and the collapse watch.
@@ -287,7 +228,6 @@ impl Trainer {
             largest: values[2],
             primary: values[3],
         };
-        let held = values[4] == 1.0;
         if !norm.is_finite() {
             self.emit_at(
                 m.step,
@@ -308,22 +248,8 @@ impl Trainer {
                 reg,
                 meta_lr: m.meta_lr,
                 aid_iterations: m.aid_iterations,
-                held,
             },
         );
-        if held && !std::mem::replace(&mut self.floor_held_reported, true) {
-            self.emit_at(
-                m.step,
-                Record::Event {
-                    level: Level::Info,
-                    message: format!(
-                        "step {}: the meta update would have lowered the primary's effective weight ({}) below meltr.primary_floor = {}; \
-                         not taken (φ and its optimizer kept). Such meta lines say \"held\": true",
-                        m.step, self.loss_names[0], self.config.meltr.primary_floor
-                    ),
-                },
-            );
-        }
         if !(watched.largest.is_finite() && watched.primary.is_finite()) {
             return;
         }

@@ -95,8 +95,6 @@ pub struct Trainer {
     collapse: CollapseGuard,
     /// A collapse asked for φ's restore, done before the next forward.
     restore_due: bool,
-    /// A meta update was held at `meltr.primary_floor` (said once).
-    floor_held_reported: bool,
     events: SyncSender<Event>,
     steps_per_sec: f64,
     /// Lines not yet in `metrics.jsonl` because a write failed; written, in

@@ -4,10 +4,6 @@
 
 use super::*;
 
-/// The values a meta step reads back: hypergradient norm, γ term, the two
-/// watched weights, and whether the floor held the update.
-const META_VALUES: usize = 5;
-
 /// An inner step whose outcome the host has not read yet.
 pub(super) struct PendingStep {
     pub(super) step: u64,
@@ -40,14 +36,10 @@ impl Trainer {
                 None => Tensor::from_slice(&[f64::NAN; 2]).to_device(m.norm.device()),
             };
             scalars.extend(watched.unbind(0));
-            scalars.push(match &m.held {
-                Some(held) => held.to_kind(Kind::Double),
-                None => Tensor::zeros([], (Kind::Double, m.norm.device())),
-            });
         }
         let host = Self::host_values(&Tensor::stack(&scalars, 0));
         let (step_flags, meta_values) = host.split_at(2 * steps.len());
-        let mut metas = metas.iter().zip(meta_values.chunks(META_VALUES)).peekable();
+        let mut metas = metas.iter().zip(meta_values.chunks(4)).peekable();
         for (s, flags) in steps.iter().zip(step_flags.chunks(2)) {
             // Meta lines of earlier steps first: the file stays in step order.
             while let Some((m, values)) = metas.next_if(|(m, _)| m.step < s.step) {

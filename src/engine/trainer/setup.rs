@@ -189,7 +189,6 @@ impl Trainer {
             meta_steps_done: 0,
             collapse,
             restore_due: false,
-            floor_held_reported: false,
             events,
             steps_per_sec: 0.0,
             unwritten: VecDeque::new(),
