@@ -55,45 +55,31 @@ impl Config {
     /// not one of a choice key's options or a value out of range is an
     /// error naming the key and what was expected.
     pub fn with_override(&self, key: &str, text: &str) -> Result<Config, ConfigError> {
-        if let Some(names) = choices_of(key) {
-            let given = match literal(text) {
-                toml::Value::String(s) => s,
-                other => other.to_string(),
-            };
-            if !names.contains(&given.as_str()) {
-                let quoted: Vec<String> = names.iter().map(|n| format!("\"{n}\"")).collect();
-                return Err(ConfigError::at_key(
-                    key,
-                    format!("expected one of {}, got \"{given}\"", quoted.join(", ")),
-                ));
-            }
-        }
-        if self.flatten().contains_key(key) {
-            return self.with_value(key, text);
-        }
-        // A key the config leaves unset (workload.model, a fixed weight) or
-        // no key at all: set it and let the schema say which.
+        self.with_overrides(&[Override {
+            key: key.to_string(),
+            value: text.to_string(),
+        }])
+    }
+
+    /// A copy with every override set, then checked as one file is: each
+    /// value's type and choice as it is set, ranges and the rules between
+    /// keys on the result, so the order of the `--set`s does not matter
+    /// (`combiner.kind=weights` before `combiner.weights={...}` is fine).
+    pub fn with_overrides(&self, overrides: &[Override]) -> Result<Config, ConfigError> {
         let mut root = toml::Value::try_from(self).expect("a Config always serialises");
-        let parts: Vec<&str> = key.split('.').collect();
-        let (leaf, parents) = parts.split_last().expect("split yields at least one part");
-        let mut table = root.as_table_mut().expect("a Config is a table");
-        for (depth, part) in parents.iter().enumerate() {
-            let entry = table
-                .entry(part.to_string())
-                .or_insert_with(|| toml::Value::Table(toml::Table::new()));
-            table = entry.as_table_mut().ok_or_else(|| {
-                ConfigError::at_key(
-                    key,
-                    format!("`{}` is a value, not a table", parents[..=depth].join(".")),
-                )
-            })?;
+        for o in overrides {
+            set_override(&mut root, &o.key, &o.value)?;
         }
-        table.insert(leaf.to_string(), literal(text));
         let text = toml::to_string(&root).expect("a toml::Value always serialises");
+        // An error the schema cannot place is the override's, if only one.
+        let only_key = match overrides {
+            [o] => Some(o.key.clone()),
+            _ => None,
+        };
         Config::parse(&text).map_err(|e| ConfigError {
             file: None,
             line: None,
-            key: Some(e.key.unwrap_or_else(|| key.to_string())),
+            key: e.key.or(only_key),
             message: if e.message.contains("unknown field") {
                 format!("no such key ({})", e.message)
             } else {
@@ -101,13 +87,46 @@ impl Config {
             },
         })
     }
+}
 
-    /// [`Config::with_override`] for each override in turn.
-    pub fn with_overrides(&self, overrides: &[Override]) -> Result<Config, ConfigError> {
-        overrides.iter().try_fold(self.clone(), |config, o| {
-            config.with_override(&o.key, &o.value)
-        })
+/// Sets `key` in a config's TOML tree from the text of a `--set`: a choice
+/// key's name is checked against its options, a value the config has is
+/// parsed as that value's type; a key it leaves unset (workload.model, a
+/// fixed weight) or no key at all is set as typed, for the schema to judge.
+fn set_override(root: &mut toml::Value, key: &str, text: &str) -> Result<(), ConfigError> {
+    if let Some(names) = choices_of(key) {
+        let given = match literal(text) {
+            toml::Value::String(s) => s,
+            other => other.to_string(),
+        };
+        if !names.contains(&given.as_str()) {
+            let quoted: Vec<String> = names.iter().map(|n| format!("\"{n}\"")).collect();
+            return Err(ConfigError::at_key(
+                key,
+                format!("expected one of {}, got \"{given}\"", quoted.join(", ")),
+            ));
+        }
     }
+    if let Some(slot) = lookup_mut(root, key).filter(|slot| !slot.is_table()) {
+        *slot = parse_value_like(slot, text).map_err(|m| ConfigError::at_key(key, m))?;
+        return Ok(());
+    }
+    let parts: Vec<&str> = key.split('.').collect();
+    let (leaf, parents) = parts.split_last().expect("split yields at least one part");
+    let mut table = root.as_table_mut().expect("a Config is a table");
+    for (depth, part) in parents.iter().enumerate() {
+        let entry = table
+            .entry(part.to_string())
+            .or_insert_with(|| toml::Value::Table(toml::Table::new()));
+        table = entry.as_table_mut().ok_or_else(|| {
+            ConfigError::at_key(
+                key,
+                format!("`{}` is a value, not a table", parents[..=depth].join(".")),
+            )
+        })?;
+    }
+    table.insert(leaf.to_string(), literal(text));
+    Ok(())
 }
 
 /// Refuses overrides of keys that only take effect when a run starts (for
@@ -201,6 +220,36 @@ mod tests {
         assert!("aid.iterations".parse::<Override>().is_err());
         assert!("=3".parse::<Override>().is_err());
         assert!("aid..x=3".parse::<Override>().is_err());
+    }
+
+    #[test]
+    fn overrides_are_checked_together_in_any_order() {
+        let c = Config::default();
+        let parsed =
+            |args: &[&str]| -> Vec<Override> { args.iter().map(|a| a.parse().unwrap()).collect() };
+        // `kind = "weights"` alone is refused (it needs its weights); with
+        // them, in either order, it is the same config.
+        let kind_first = parsed(&["combiner.kind=weights", "combiner.weights={primary = 1.0}"]);
+        let weights_first: Vec<Override> = kind_first.iter().rev().cloned().collect();
+        let a = c.with_overrides(&kind_first).unwrap();
+        let b = c.with_overrides(&weights_first).unwrap();
+        assert_eq!(a, b);
+        assert_eq!(a.combiner.kind, CombinerKind::Weights);
+        assert_eq!(a.combiner.weights.get("primary"), Some(&1.0));
+        let err = c
+            .with_overrides(&parsed(&["combiner.kind=weights"]))
+            .unwrap_err();
+        assert_eq!(err.key.as_deref(), Some("combiner.weights"), "{err}");
+        // Each value is still checked where it is set, naming its key.
+        let err = c
+            .with_overrides(&parsed(&["combiner.kind=weights", "aid.iterations=many"]))
+            .unwrap_err();
+        assert_eq!(err.key.as_deref(), Some("aid.iterations"), "{err}");
+        // A later override of the same key wins.
+        let twice = c
+            .with_overrides(&parsed(&["train.lr=0.5", "train.lr=0.25"]))
+            .unwrap();
+        assert_eq!(twice.train.lr, 0.25);
     }
 
     #[test]
