@@ -186,6 +186,25 @@ impl CollapseGuard {
     }
 }
 
+impl Weights {
+    /// What a collapse of the primary means for the run, in words: the
+    /// model drops its own task, or (the primary still the largest weight)
+    /// every weight shrank with it, as in the suite's runs that end so.
+    pub fn primary_collapse_reading(&self) -> String {
+        if self.primary > 0.0 && self.primary >= self.largest {
+            "every weight shrank with it and the primary's is still the largest (the combined loss still \
+             favours the model's own task, at a smaller scale: the inner steps shrink until Adam's \
+             second-moment average catches up)"
+                .to_string()
+        } else {
+            format!(
+                "the model is hardly training its own task (the largest weight is {:.3})",
+                self.largest
+            )
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -323,5 +342,30 @@ mod tests {
         // Without a saved watch (an older checkpoint): a fresh one.
         read.load_state("c", &|_| None, tch::Device::Cpu).unwrap();
         assert!(read.healthy.is_none() && !read.primary_armed);
+    }
+
+    #[test]
+    fn a_primary_collapse_says_whether_every_weight_shrank_with_it() {
+        let shrank = Weights {
+            largest: 0.02,
+            primary: 0.02,
+        };
+        assert!(shrank
+            .primary_collapse_reading()
+            .contains("still the largest"));
+        let dropped = Weights {
+            largest: 0.9,
+            primary: 0.02,
+        };
+        let reading = dropped.primary_collapse_reading();
+        assert!(
+            reading.contains("hardly training its own task"),
+            "{reading}"
+        );
+        assert!(reading.contains("0.900"), "{reading}");
+        // A negative primary climbs its own loss, whatever the others do.
+        assert!(flat(-0.05)
+            .primary_collapse_reading()
+            .contains("hardly training"));
     }
 }

@@ -266,8 +266,10 @@ impl Trainer {
         let what = match kind {
             Collapse::Primary => format!(
                 "the primary's effective weight ({}) has stayed below {PRIMARY_FLOOR} (a tenth of its weight under `sum`) \
-                 for {PRIMARY_COLLAPSE_META_STEPS} meta steps (now {:.3}): the model is hardly training its own task",
-                self.loss_names[0], watched.primary
+                 for {PRIMARY_COLLAPSE_META_STEPS} meta steps (now {:.3}): {}",
+                self.loss_names[0],
+                watched.primary,
+                watched.primary_collapse_reading()
             ),
             Collapse::Every => format!(
                 "every effective weight has stayed below {COLLAPSE_WEIGHT} for {COLLAPSE_META_STEPS} meta steps \
