@@ -70,29 +70,35 @@ fn a_sweep_killed_mid_way_resumes_to_four_finished_sessions_in_one_group() {
         .stderr(log)
         .spawn()
         .unwrap();
-    // Two runners at once, each past its first checkpoint and not done.
-    let running = wait_for("two members past a checkpoint", || {
-        let ms = members(&root, "abl");
-        let live: Vec<(PathBuf, SessionMeta)> = ms
-            .into_iter()
-            .filter(|(dir, m)| {
-                m.status == Status::Running
-                    && session::pid_alive(m.pid)
-                    && m.pid != driver.id()
-                    && !meltr_tui::engine::checkpoint::list(&dir.join("checkpoints")).is_empty()
-            })
-            .collect();
-        (live.len() == 2).then_some(live)
+    // Two runners at once, each past its first checkpoint and not done. Each
+    // is frozen (SIGSTOP) as soon as it is seen past a checkpoint, so that a
+    // fast machine cannot finish it while the test waits for the other.
+    let mut frozen: Vec<(PathBuf, SessionMeta)> = Vec::new();
+    wait_for("two members past a checkpoint", || {
+        for (dir, m) in members(&root, "abl") {
+            let past_checkpoint = m.status == Status::Running
+                && session::pid_alive(m.pid)
+                && m.pid != driver.id()
+                && !meltr_tui::engine::checkpoint::list(&dir.join("checkpoints")).is_empty();
+            if past_checkpoint && frozen.iter().all(|(_, f)| f.id != m.id) {
+                unsafe { libc::kill(m.pid as libc::pid_t, libc::SIGSTOP) };
+                frozen.push((dir, m));
+            }
+        }
+        (frozen.len() == 2).then_some(())
     });
     assert_eq!(members(&root, "abl").len(), 2, "--parallel 2 started more");
-    // The driver dies (nothing else starts), then one runner.
+    // The driver dies (nothing else starts), then the runner that is less far.
     driver.kill().unwrap();
     driver.wait().unwrap();
-    let (victim_dir, victim) = running[0].clone();
+    frozen.sort_by_key(|(dir, _)| common::logged_train_steps(dir).last().copied());
+    let (victim_dir, victim) = frozen[0].clone();
     unsafe { libc::kill(victim.pid as libc::pid_t, libc::SIGKILL) };
     wait_for("the runner to die", || {
         (!session::pid_alive(victim.pid)).then_some(())
     });
+    let (_, survivor) = &frozen[1];
+    unsafe { libc::kill(survivor.pid as libc::pid_t, libc::SIGCONT) };
     let steps_at_kill = common::logged_train_steps(&victim_dir).last().copied();
     assert!(steps_at_kill.is_some_and(|s| s < 300), "{steps_at_kill:?}");
 
