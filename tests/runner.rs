@@ -286,7 +286,9 @@ fn the_socket_is_for_its_owner_only() {
 fn kill_9_at_random_moments_then_resume_twenty_times() {
     let tmp = tempfile::tempdir().unwrap();
     let root = tmp.path().join("sessions");
-    let config = write_config(tmp.path(), 2_000, "checkpoint_every = 10\n");
+    // More steps than any machine runs in the twenty rounds; the last runner
+    // is then told (through the live config) to end soon.
+    let config = write_config(tmp.path(), 100_000, "checkpoint_every = 10\n");
     let dir = detach(&root, &config, "crashy");
     let _reaper = Reaper(dir.clone());
     let mut rng = SplitMix::new(7, 0);
@@ -312,8 +314,14 @@ fn kill_9_at_random_moments_then_resume_twenty_times() {
         );
         assert!(out.status.success(), "round {round}: {}", text(&out));
     }
-    // Let the last runner finish the run.
+    // Let the last runner finish the run, at a step a little ahead.
     let pid = SessionMeta::read(&dir).unwrap().pid;
+    let last_step = (last_train_step(&dir) / LOG_EVERY + 120) * LOG_EVERY;
+    let live = dir.join("config.toml");
+    let text_before = std::fs::read_to_string(&live).unwrap();
+    assert!(text_before.contains("steps = 100000"), "{text_before}");
+    let edited = text_before.replace("steps = 100000", &format!("steps = {last_step}"));
+    std::fs::write(&live, edited).unwrap();
     wait_for("the run to finish", || {
         (!session::pid_alive(pid)).then_some(())
     });
@@ -322,7 +330,7 @@ fn kill_9_at_random_moments_then_resume_twenty_times() {
 
     let read = session::log::read_metrics(&dir.join("metrics.jsonl")).unwrap();
     let steps = common::logged_train_steps(&dir);
-    let expected: Vec<u64> = (1..=2_000 / LOG_EVERY).map(|i| i * LOG_EVERY).collect();
+    let expected: Vec<u64> = (1..=last_step / LOG_EVERY).map(|i| i * LOG_EVERY).collect();
     assert_eq!(steps, expected, "train steps continuous, each once");
     let resumes = read
         .lines
