@@ -370,6 +370,41 @@ fn an_interrupted_headless_run_exits_130_or_143() {
     }
 }
 
+/// `run --headless ... | head -2`: the reader goes away after two lines. The
+/// run used to panic on the broken pipe (and crash with SIGSEGV, leaving the
+/// session "running"); it must train to the end and finish.
+#[test]
+fn a_headless_run_whose_stdout_reader_goes_away_trains_to_the_end() {
+    let root = tempfile::tempdir().unwrap();
+    let config = write_config(
+        root.path(),
+        "[train]\ndevice = \"cpu\"\nsteps = 120\nlog_every = 1\neval_every = 60\n\
+         [meltr]\nd_model = 32\nd_hidden = 32\nd_ff = 64\nheads = 4\n",
+    );
+    let sessions = root.path().join("s");
+    let mut child = bin()
+        .args(["run", "--headless", "-n", "piped", "-c"])
+        .arg(&config)
+        .arg("--sessions-dir")
+        .arg(&sessions)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stdout = std::io::BufReader::new(child.stdout.take().unwrap());
+    let mut line = String::new();
+    while !line.starts_with("step") {
+        line.clear();
+        assert!(std::io::BufRead::read_line(&mut stdout, &mut line).unwrap() > 0);
+    }
+    drop(stdout);
+    let out = child.wait_with_output().unwrap();
+    assert!(out.status.success(), "{:?}: {}", out.status, text(&out));
+    let (dir, meta) = session::list(&sessions).remove(0);
+    assert_eq!(meta.status, session::Status::Finished, "{:?}", meta.error);
+    assert_eq!(logged_train_steps(&dir).last(), Some(&120));
+}
+
 /// Issue 19, item 9: `new` without a terminal said "no terminal to draw on"
 /// only after starting a runner that then trained to the end.
 #[test]

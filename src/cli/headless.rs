@@ -3,6 +3,23 @@
 
 use super::*;
 
+/// A line on stdout. A failed write (the reader went away: `... | head`)
+/// is dropped, never a panic: the run, its log and checkpoints go on.
+macro_rules! say {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        let _ = writeln!(std::io::stdout(), $($arg)*);
+    }};
+}
+
+/// [`say!`] for stderr.
+macro_rules! say_err {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        let _ = writeln!(std::io::stderr(), $($arg)*);
+    }};
+}
+
 /// Retrying writes after the trainer paused because one failed (headless
 /// runs have no one to press resume).
 struct StorageRetry {
@@ -24,7 +41,7 @@ pub(super) fn run_headless(
     give_up_after: Duration,
 ) -> Result<()> {
     let meta = SessionMeta::read(dir)?;
-    println!("session {} in {}", meta.id, dir.display());
+    say!("session {} in {}", meta.id, dir.display());
     let handle =
         engine::spawn(dir, config, resume).map_err(|e| discard_unstarted(dir, resume, e))?;
     let _watch = crate::runner::serve::watch_config(
@@ -38,7 +55,7 @@ pub(super) fn run_headless(
     let mut gave_up: Option<String> = None;
     loop {
         if crate::process::stop_requested() && !stop_sent {
-            eprintln!("interrupted: stopping after this step (checkpoint first)");
+            say_err!("interrupted: stopping after this step (checkpoint first)");
             let _ = handle.commands.send(Command::Stop);
             stop_sent = true;
         }
@@ -51,7 +68,7 @@ pub(super) fn run_headless(
             }) => match &mut storage {
                 Some(retry) => retry.reason = message,
                 None => {
-                    eprintln!(
+                    say_err!(
                         "{message}\nretrying with backoff for up to {} s (--give-up-after)",
                         give_up_after.as_secs()
                     );
@@ -69,7 +86,7 @@ pub(super) fn run_headless(
                 ..
             }) => {
                 if let Some(retry) = storage.take() {
-                    eprintln!(
+                    say_err!(
                         "the write succeeded after {:.0} s: training goes on",
                         retry.since.elapsed().as_secs_f64()
                     );
@@ -86,7 +103,7 @@ pub(super) fn run_headless(
                     give_up_after.as_secs(),
                     retry.reason
                 );
-                eprintln!("{reason}");
+                say_err!("{reason}");
                 let _ = handle.commands.send(Command::Stop);
                 gave_up = Some(reason);
             } else if gave_up.is_none() && Instant::now() >= retry.next {
@@ -100,10 +117,10 @@ pub(super) fn run_headless(
     if let Some(reason) = gave_up {
         // Best effort: the disk that failed may refuse this write too.
         let _ = session::update_status(dir, Status::Failed, Some(reason.clone()));
-        println!("session {}: failed", meta.id);
+        say!("session {}: failed", meta.id);
         bail!("{reason}");
     }
-    println!("session {}: {}", meta.id, status.as_str());
+    say!("session {}: {}", meta.id, status.as_str());
     if let (Status::Stopped, Some(signal)) = (status, crate::process::stop_signal()) {
         // A run ended by a signal exits as the shell expects (a finished
         // run exits 0).
@@ -128,25 +145,25 @@ pub(super) fn print_line(line: &session::metrics::MetricLine) {
             weights,
             ..
         } => {
-            println!(
+            say!(
                 "step {:>6}  {}  total {total:.4}  | w: {}",
                 line.step,
                 fmt_named(losses),
                 fmt_named(weights)
             )
         }
-        Record::Eval { metrics, .. } => println!("eval {:>6}  {}", line.step, fmt_named(metrics)),
+        Record::Eval { metrics, .. } => say!("eval {:>6}  {}", line.step, fmt_named(metrics)),
         Record::Config { changed, error } => {
             for (key, (old, new)) in changed {
-                println!("config {:>4}  {key}: {old} -> {new}", line.step);
+                say!("config {:>4}  {key}: {old} -> {new}", line.step);
             }
             if let Some(error) = error {
-                eprintln!("config error at step {}: {error}", line.step);
+                say_err!("config error at step {}: {error}", line.step);
             }
         }
         Record::Event { level, message } => match level {
-            session::metrics::Level::Info => println!("event {:>5}  {message}", line.step),
-            _ => eprintln!("{:?} at step {}: {message}", level, line.step),
+            session::metrics::Level::Info => say!("event {:>5}  {message}", line.step),
+            _ => say_err!("{:?} at step {}: {message}", level, line.step),
         },
         Record::Meta { .. } | Record::Transform { .. } => {}
     }
