@@ -12,7 +12,7 @@ mod text;
 mod validate;
 pub mod watch;
 
-pub use overrides::{literal, refuse_restart_only, write_overrides, Override};
+pub use overrides::{anchor_path, literal, refuse_restart_only, write_overrides, Override};
 pub use restart::{restart_only_reason, Change, RESTART_ONLY};
 use text::line_of_offset;
 pub use text::{decode_text, locate_key, read_text, sets_no_keys};

@@ -94,6 +94,8 @@ impl Config {
 /// parsed as that value's type; a key it leaves unset (workload.model, a
 /// fixed weight) or no key at all is set as typed, for the schema to judge.
 fn set_override(root: &mut toml::Value, key: &str, text: &str) -> Result<(), ConfigError> {
+    let anchored = anchor_path(key, text);
+    let text = anchored.as_str();
     if let Some(names) = choices_of(key) {
         let given = match literal(text) {
             toml::Value::String(s) => s,
@@ -127,6 +129,32 @@ fn set_override(root: &mut toml::Value, key: &str, text: &str) -> Result<(), Con
     }
     table.insert(leaf.to_string(), literal(text));
     Ok(())
+}
+
+/// Keys whose values are paths. A config file's relative paths are taken
+/// from the file's folder; a `--set`'s from the folder it was typed in.
+const PATH_KEYS: [&str; 3] = ["workload.model", "workload.train", "workload.val"];
+
+/// The `--set` text for `key` with a relative path made absolute from the
+/// current directory (as a TOML string), so that a session's `config.toml`,
+/// a sweep's plan and a fork never depend on where they are run from; any
+/// other text as it is.
+pub fn anchor_path(key: &str, text: &str) -> String {
+    if !PATH_KEYS.contains(&key) {
+        return text.to_string();
+    }
+    let toml::Value::String(path) = literal(text) else {
+        return text.to_string();
+    };
+    if path.is_empty() || Path::new(&path).is_absolute() {
+        return text.to_string();
+    }
+    let Ok(cwd) = std::env::current_dir() else {
+        return text.to_string();
+    };
+    let joined = cwd.join(&path);
+    let absolute = std::fs::canonicalize(&joined).unwrap_or(joined);
+    toml::Value::String(absolute.display().to_string()).to_string()
 }
 
 /// Refuses overrides of keys that only take effect when a run starts (for
@@ -220,6 +248,23 @@ mod tests {
         assert!("aid.iterations".parse::<Override>().is_err());
         assert!("=3".parse::<Override>().is_err());
         assert!("aid..x=3".parse::<Override>().is_err());
+    }
+
+    #[test]
+    fn relative_paths_are_taken_from_the_current_directory() {
+        let cwd = std::env::current_dir().unwrap();
+        let c = set(&Config::default(), "workload.model=models/m.pt").unwrap();
+        let model = cwd.join("models/m.pt").display().to_string();
+        assert_eq!(c.workload.model.as_deref(), Some(model.as_str()));
+        // An existing one is canonical (no `./`), a quoted one is the same.
+        let c = set(&Config::default(), "workload.train=\"./Cargo.toml\"").unwrap();
+        let manifest = cwd.join("Cargo.toml").canonicalize().unwrap();
+        assert_eq!(c.workload.train, Some(manifest.display().to_string()));
+        let c = set(&Config::default(), "workload.val=/data/v.safetensors").unwrap();
+        assert_eq!(c.workload.val.as_deref(), Some("/data/v.safetensors"));
+        // Other string keys are left as typed.
+        let c = set(&Config::default(), "workload.primary=a/b").unwrap();
+        assert_eq!(c.workload.primary, "a/b");
     }
 
     #[test]

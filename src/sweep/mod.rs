@@ -46,6 +46,11 @@ impl Axis {
         if values.iter().any(String::is_empty) {
             bail!("--set {arg}: an empty value in the list (expected KEY=V1,V2,...)");
         }
+        // Relative paths from here: members may run from anywhere.
+        let values = values
+            .iter()
+            .map(|v| crate::config::anchor_path(&o.key, v))
+            .collect();
         Ok(Axis { key: o.key, values })
     }
 }
@@ -418,6 +423,14 @@ mod tests {
         assert_eq!(configs[11].aid.iterations, 3);
         assert_eq!(configs[11].workload.auxiliary, vec!["helpful".to_string()]);
         assert!(configs.iter().all(|c| c.train.steps == 20));
+    }
+
+    #[test]
+    fn relative_model_paths_are_anchored_where_the_sweep_is_made() {
+        let cwd = std::env::current_dir().unwrap();
+        let axis = Axis::parse("workload.model=a/m.pt,\"/abs/m.pt\"").unwrap();
+        let expected = toml::Value::String(cwd.join("a/m.pt").display().to_string());
+        assert_eq!(axis.values, [expected.to_string(), "\"/abs/m.pt\"".into()]);
     }
 
     #[test]
