@@ -943,21 +943,23 @@ class TraceWriter:
 
 
 def evaluate(workload: Workload, batch_size: int) -> Tuple[Dict[str, float], Dict[str, float]]:
-    """Means of every output over consecutive full validation batches, in
-    eval() mode without gradients: (metrics without their prefix, losses)."""
+    """Means of every output over the validation split in eval() mode
+    without gradients, as the engine takes them: consecutive batches of
+    batch_size, then the rows left over, each output weighted by its
+    batch's rows (every row counts once): (metrics without their prefix,
+    losses)."""
     workload.model.eval()
     n = Workload.samples(workload.val)
     length = min(batch_size, n)
-    batches = max(n // length, 1)
     sums: Dict[str, float] = {}
     with torch.no_grad():
-        for b in range(batches):
-            rows = torch.arange(b * length, (b + 1) * length)
+        for start in range(0, n, length):
+            rows = torch.arange(start, min(start + length, n))
             for name, value in workload.outputs(workload.rows(rows, workload.val)).items():
-                sums[name] = sums.get(name, 0.0) + float(value)
+                sums[name] = sums.get(name, 0.0) + float(value) * len(rows)
     workload.model.train()
-    metrics = {n[len(METRIC_PREFIX):]: v / batches for n, v in sums.items() if n.startswith(METRIC_PREFIX)}
-    losses = {n: v / batches for n, v in sums.items() if not n.startswith(METRIC_PREFIX)}
+    metrics = {k[len(METRIC_PREFIX):]: v / n for k, v in sums.items() if k.startswith(METRIC_PREFIX)}
+    losses = {k: v / n for k, v in sums.items() if not k.startswith(METRIC_PREFIX)}
     return metrics, losses
 
 

@@ -19,8 +19,8 @@ pub use text::{decode_text, locate_key, read_text, sets_no_keys};
 pub use validate::{max_threads, parse_cuda_index, MAX_COLLECTIVE_TIMEOUT_S};
 
 pub use choices::{
-    AidMode, CombinerKind, Dtype, JvpMethod, LrSchedule, MeltrInit, MetaOptimizer, OnCollapse,
-    Pool, TrainBatch, ValSource, WorkloadKind,
+    AidMode, CombinerKind, Dtype, JvpMethod, LrSchedule, MeltrInit, MetaOptimizer, MetricGoal,
+    OnCollapse, Pool, TrainBatch, ValSource, WorkloadKind,
 };
 
 use serde::{Deserialize, Serialize};
@@ -60,6 +60,15 @@ pub struct WorkloadConfig {
     /// built-in one, pretrained on first use and cached) or a path.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub init_from: Option<String>,
+    /// The evaluation metric that the header, `ls`, `table`, `compare` and
+    /// the figures go by (a name the workload reports, without `metric/`).
+    /// Unset: the workload's own choice (a TorchScript model's first metric).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub metric: Option<String>,
+    /// Whether that metric is better higher (`max`) or lower (`min`). Unset:
+    /// from its name (lower for losses, errors, ranks, mse, mae, nll, ...).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub metric_goal: Option<MetricGoal>,
 }
 
 impl Default for WorkloadConfig {
@@ -74,6 +83,8 @@ impl Default for WorkloadConfig {
             train: None,
             val: None,
             init_from: None,
+            metric: None,
+            metric_goal: None,
         }
     }
 }
@@ -481,6 +492,7 @@ pub fn choices_of(key: &str) -> Option<Vec<&'static str>> {
     }
     match key {
         "workload.kind" => names!(WorkloadKind),
+        "workload.metric_goal" => names!(MetricGoal),
         "train.dtype" => names!(Dtype),
         "train.lr_schedule" => names!(LrSchedule),
         "combiner.kind" => names!(CombinerKind),

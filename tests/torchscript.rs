@@ -565,3 +565,93 @@ fn bench_measures_a_model_with_its_own_loss_names() {
         );
     }
 }
+
+/// `flag_config` with `extra` lines in its `[workload]` table.
+fn flag_config_with(
+    dir: &Path,
+    name: &str,
+    model: &str,
+    data: (&Path, &Path),
+    extra: &str,
+) -> PathBuf {
+    let path = flag_config(dir, name, model, data.0, data.1);
+    let body = std::fs::read_to_string(&path).unwrap();
+    let body = body.replacen("batch_size = 8\n", &format!("batch_size = 8\n{extra}"), 1);
+    std::fs::write(&path, body).unwrap();
+    path
+}
+
+/// The primary metric is the model's first in eval mode (`mse`, which it
+/// reports only there), lower is better by its name; `workload.metric` and
+/// `workload.metric_goal` choose another, and a name the model lacks is
+/// refused with the ones it has. Evaluation scores every validation row,
+/// the ones left after the full batches too (it used to drop them), and a
+/// batch size above the training set's size is said, not done silently.
+#[test]
+fn the_primary_metric_is_configurable_and_evaluation_scores_every_row() {
+    let tmp = tempfile::tempdir().unwrap();
+    let sessions = tmp.path().join("sessions");
+    let train = flag_data(&tmp.path().join("train.safetensors"), 64, 4, &[]);
+    // 100 rows in batches of 8: twelve full ones and 4 rows more. `flag`
+    // holds each row's number, so the mean over all rows is 49.5 (47.5 over
+    // the first 96).
+    let val = tmp.path().join("val.safetensors");
+    {
+        use tch::{Device, Kind, Tensor};
+        let x = Tensor::randn([100, 4], (Kind::Float, Device::Cpu));
+        let y = x.sum_dim_intlist(&[1i64][..], false, Kind::Float).sin();
+        let rows = Tensor::arange(100, (Kind::Float, Device::Cpu));
+        Tensor::write_safetensors(&[("x", x), ("y", y), ("flag", rows)], &val).unwrap();
+    }
+    let data = (train.as_path(), val.as_path());
+
+    let cfg = flag_config_with(tmp.path(), "default", "metrics.pt", data, "");
+    let out = run(&sessions, &cfg, "default");
+    assert!(out.status.success(), "{}", text(&out));
+    let (dir, lines) = metrics_of(&sessions, "default");
+    let meta = session::SessionMeta::read(&dir).unwrap();
+    assert_eq!(
+        (meta.primary_metric.as_str(), meta.higher_is_better),
+        ("mse", false)
+    );
+    assert_eq!(common::last_eval(&lines, "row_mean"), 49.5);
+
+    let extra = "metric = \"row_mean\"\nmetric_goal = \"min\"\n";
+    let cfg = flag_config_with(tmp.path(), "chosen", "metrics.pt", data, extra);
+    let out = run(&sessions, &cfg, "chosen");
+    assert!(out.status.success(), "{}", text(&out));
+    let (dir, _) = metrics_of(&sessions, "chosen");
+    let meta = session::SessionMeta::read(&dir).unwrap();
+    assert_eq!(
+        (meta.primary_metric.as_str(), meta.higher_is_better),
+        ("row_mean", false)
+    );
+
+    let cfg = flag_config_with(
+        tmp.path(),
+        "typo",
+        "metrics.pt",
+        data,
+        "metric = \"msee\"\n",
+    );
+    refused(
+        &cfg,
+        "workload.metric = \"msee\" is not a metric this workload reports; it reports: mse, row_mean",
+    );
+
+    let extra = "batch_size = 1000\n";
+    let cfg = flag_config(tmp.path(), "whole", "metrics.pt", &train, &val);
+    let body = std::fs::read_to_string(&cfg)
+        .unwrap()
+        .replacen("batch_size = 8\n", extra, 1);
+    std::fs::write(&cfg, body).unwrap();
+    let out = run(&sessions, &cfg, "whole");
+    assert!(out.status.success(), "{}", text(&out));
+    let (_, lines) = metrics_of(&sessions, "whole");
+    let said = lines.iter().any(|l| {
+        matches!(&l.record, Record::Event { message, .. }
+            if message.contains("workload.batch_size = 1000 is more than the 64 samples of workload.train"))
+    });
+    assert!(said, "{}", text(&out));
+    assert_eq!(common::last_eval(&lines, "row_mean"), 49.5);
+}

@@ -65,6 +65,16 @@ choice! {
 }
 
 choice! {
+    /// `workload.metric_goal`: which way the primary metric improves.
+    MetricGoal {
+        /// Higher is better (accuracy, recall, R²).
+        Max = "max",
+        /// Lower is better (an error, a distance, a loss).
+        Min = "min",
+    }
+}
+
+choice! {
     /// `train.dtype`.
     Dtype {
         F32 = "f32",

@@ -6,7 +6,7 @@ pub mod synthetic;
 pub mod torchscript;
 pub mod video_text;
 
-use crate::config::{Config, WorkloadKind};
+use crate::config::{Config, MetricGoal, WorkloadConfig, WorkloadKind};
 use anyhow::{bail, Context, Result};
 use std::collections::BTreeMap;
 use tch::{Device, Kind, Tensor};
@@ -34,8 +34,13 @@ pub trait Workload: Send {
     fn kind(&self) -> &'static str;
     /// Every loss the model produces.
     fn loss_names(&self) -> Vec<String>;
-    /// The metric the header and `ls` show, and whether higher is better.
+    /// The metric the header and `ls` show unless `workload.metric` says
+    /// otherwise, and whether higher is better.
     fn primary_metric(&self) -> (String, bool);
+    /// Every metric an evaluation reports (what `workload.metric` may name).
+    fn metric_names(&self) -> Vec<String> {
+        vec![self.primary_metric().0]
+    }
     /// The VarStore holding θ.
     fn var_store(&self) -> &tch::nn::VarStore;
     /// θ, in a stable (name) order.
@@ -258,6 +263,51 @@ pub fn check_loss_names(config: &Config, available: &[String]) -> Result<()> {
     Ok(())
 }
 
+/// The primary metric and whether higher is better: `workload.metric` and
+/// `workload.metric_goal` where the config sets them, else the workload's
+/// own choice. A metric the workload does not report is an error that
+/// lists the ones it does.
+pub fn primary_metric(workload: &dyn Workload, w: &WorkloadConfig) -> Result<(String, bool)> {
+    let (default, default_higher) = workload.primary_metric();
+    let name = match &w.metric {
+        None => default.clone(),
+        Some(name) => {
+            let reported = workload.metric_names();
+            if !reported.contains(name) {
+                bail!(
+                    "workload.metric = \"{name}\" is not a metric this workload reports; it reports: {} \
+                     (a TorchScript model's `metric/...` outputs in eval mode, without the prefix)",
+                    reported.join(", ")
+                );
+            }
+            name.clone()
+        }
+    };
+    let higher_is_better = match w.metric_goal {
+        Some(goal) => goal == MetricGoal::Max,
+        None if name == default => default_higher,
+        None => !lower_is_better(&name),
+    };
+    Ok((name, higher_is_better))
+}
+
+/// Whether a metric is better lower, from its name: losses, errors, ranks,
+/// distances, perplexities (`val_loss`, `mse`, `rmse`, `MAE`, `nll`, `wer`,
+/// `MedR`, `top1_error`). Any other name is taken as better higher;
+/// `workload.metric_goal` says otherwise.
+pub fn lower_is_better(name: &str) -> bool {
+    const PARTS: [&str; 4] = ["loss", "err", "rank", "perplexity"];
+    const WORDS: [&str; 14] = [
+        "mse", "mae", "rmse", "msle", "nll", "wer", "cer", "ter", "ppl", "medr", "meanr", "mnr",
+        "distance", "dist",
+    ];
+    let lower = name.to_lowercase();
+    PARTS.iter().any(|part| lower.contains(part))
+        || lower
+            .split(|c: char| !c.is_ascii_alphanumeric())
+            .any(|word| WORDS.contains(&word))
+}
+
 /// Stacks the configured losses into `[K]`, primary first.
 pub fn select(losses: &Losses, order: &[String]) -> Result<Tensor> {
     let picked: Result<Vec<&Tensor>> = order
@@ -339,6 +389,36 @@ fn rows_of_block(seed: u64, stream: u64, block: u64, samples: i64, batch_size: i
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn metric_directions_follow_their_names() {
+        for lower in [
+            "val_loss",
+            "mse",
+            "RMSE",
+            "mae",
+            "nll",
+            "wer",
+            "top1_error",
+            "MedR",
+            "mean_rank",
+            "perplexity",
+            "l2_dist",
+        ] {
+            assert!(lower_is_better(lower), "{lower}");
+        }
+        for higher in [
+            "accuracy",
+            "R@1",
+            "r2",
+            "f1",
+            "answer_acc",
+            "power",
+            "precision",
+        ] {
+            assert!(!lower_is_better(higher), "{higher}");
+        }
+    }
 
     #[test]
     fn block_rows_equal_per_batch_rows() {

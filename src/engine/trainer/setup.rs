@@ -130,7 +130,8 @@ impl Trainer {
             }
         }
         let (workload, combiner, inner, meta) = parts;
-        let (primary_metric, higher_is_better) = workload.primary_metric();
+        let (primary_metric, higher_is_better) =
+            crate::workload::primary_metric(workload.as_ref(), &config.workload)?;
         let device = theta.first().map(Tensor::device).unwrap_or(Device::Cpu);
         let meta_info = SessionMeta {
             id: layout.id(),

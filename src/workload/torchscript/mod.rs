@@ -69,6 +69,9 @@ pub struct TorchScript {
     /// Parameters listed under more than one name (tied weights): each
     /// further name with the name it is trained under.
     shared: Vec<TiedName>,
+    /// Said at the start when `workload.batch_size` is more than the
+    /// training set has: a batch is then the whole set.
+    whole_set_batches: Option<String>,
     /// The run's floating-point kind. A loss the model returns in another
     /// (an f64 reduction, a half-precision head) is cast to it, so the loss
     /// vector and MELTR see one kind; its gradient flows back through the
@@ -129,7 +132,15 @@ impl TorchScript {
         let val_path = w.val.as_deref().context("workload.val is required")?;
         let val = Split::load("workload.val", val_path, device, kind)?;
         val.check_like("workload.val", val_path, &train, train_path)?;
+        let whole_set_batches = (w.batch_size as i64 > train.samples).then(|| {
+            format!(
+                "workload.batch_size = {} is more than the {} samples of workload.train {train_path}: \
+                 every training batch is the whole set ({} rows)",
+                w.batch_size, train.samples, train.samples
+            )
+        });
         let mut workload = TorchScript {
+            whole_set_batches,
             vs,
             module: RefCell::new(module),
             batch_size: (w.batch_size as i64).min(train.samples),
@@ -150,7 +161,7 @@ impl TorchScript {
         // statistics: a PyTorch loop starts from the exported ones.
         let exported = SavedBuffers::take(&workload)?;
         workload.inspect_outputs(model_path)?;
-        workload.check_val_batch()?;
+        workload.check_val_batches()?;
         exported.restore(&workload)?;
         // The combiner's initialization draws from libtorch's RNG next.
         tch::manual_seed(w.seed as i64);
@@ -164,9 +175,10 @@ impl TorchScript {
         let size = self.batch_size;
         let first_batch = move || format!("the first training batch (rows 0..{size})");
         let outputs = self.forward(&batch).with_context(first_batch)?;
-        let (metrics, losses): (Vec<_>, Vec<_>) = outputs
+        let losses: Vec<_> = outputs
             .iter()
-            .partition(|(name, _)| name.starts_with(METRIC_PREFIX));
+            .filter(|(name, _)| !name.starts_with(METRIC_PREFIX))
+            .collect();
         if losses.is_empty() {
             bail!("workload.model: {model_path}: forward returned only metrics; it must return at least one loss (a key without the `{METRIC_PREFIX}` prefix)");
         }
@@ -182,10 +194,6 @@ impl TorchScript {
             .collect();
         self.check_some_batch_differentiates(model_path, constant)?;
         self.loss_names = losses.iter().map(|(n, _)| n.to_string()).collect();
-        self.metric_names = metrics
-            .iter()
-            .map(|(n, _)| n[METRIC_PREFIX.len()..].to_string())
-            .collect();
         if !self.loss_names.contains(&self.primary) {
             return Ok(()); // workload::build names the missing primary
         }
@@ -231,20 +239,50 @@ impl TorchScript {
         }
     }
 
-    /// Runs `forward` on the first validation batch, as evaluation will
-    /// (eval mode, no gradients), so that data the model cannot take fail
-    /// now, not at the first evaluation.
-    fn check_val_batch(&self) -> Result<()> {
-        let len = self.batch_size.min(self.val.samples);
+    /// Runs the model in eval mode on the first validation batch and, when
+    /// the split does not divide into batches, on the smaller last one, so
+    /// that a model the evaluation would fail on is refused up front; records
+    /// the metrics the evaluation reports, in the model's order.
+    fn check_val_batches(&mut self) -> Result<()> {
+        let batches = self.val_batches();
+        let mut checked = vec![batches[0]];
+        if batches.len() > 1 && batches[batches.len() - 1].1 != batches[0].1 {
+            checked.push(batches[batches.len() - 1]);
+        }
         self.module.borrow_mut().set_eval();
-        let result = tch::no_grad(|| self.forward(&self.val.slice(0, len)));
+        let result = checked
+            .iter()
+            .zip(["first", "last"])
+            .map(|(&(start, len), which)| {
+                tch::no_grad(|| self.forward_in_order(&self.val.slice(start, len))).with_context(
+                    || {
+                        format!(
+                            "workload.val: the {which} validation batch (rows {start}..{} of {})",
+                            start + len,
+                            self.val_path
+                        )
+                    },
+                )
+            })
+            .collect::<Result<Vec<_>>>();
         self.module.borrow_mut().set_train();
-        result.map(|_| ()).with_context(|| {
-            format!(
-                "workload.val: the first validation batch (rows 0..{len} of {})",
-                self.val_path
-            )
-        })
+        let first = result?.swap_remove(0);
+        self.metric_names = first
+            .iter()
+            .filter_map(|(name, _)| name.strip_prefix(METRIC_PREFIX))
+            .map(str::to_string)
+            .collect();
+        Ok(())
+    }
+
+    /// The validation split as batches, `(first row, rows)`: full batches
+    /// of `batch_size`, then the rows left over, so that every row counts.
+    fn val_batches(&self) -> Vec<(i64, i64)> {
+        let (samples, len) = (self.val.samples, self.batch_size.min(self.val.samples));
+        (0..samples)
+            .step_by(len.max(1) as usize)
+            .map(|start| (start, len.min(samples - start)))
+            .collect()
     }
 
     /// Whether the module exports `loss(batch, name)`; when it does, its
@@ -298,11 +336,16 @@ impl TorchScript {
     /// One forward pass: every output, losses and metrics, by name. Errors
     /// name the model file (callers add which batch).
     fn forward(&self, batch: &Batch) -> Result<BTreeMap<String, Tensor>> {
+        Ok(self.forward_in_order(batch)?.into_iter().collect())
+    }
+
+    /// `forward`'s outputs in the order the model returned them.
+    fn forward_in_order(&self, batch: &Batch) -> Result<Vec<(String, Tensor)>> {
         self.forward_checked(batch)
             .with_context(|| self.model_label.clone())
     }
 
-    fn forward_checked(&self, batch: &Batch) -> Result<BTreeMap<String, Tensor>> {
+    fn forward_checked(&self, batch: &Batch) -> Result<Vec<(String, Tensor)>> {
         plain_interpreter();
         let output = self
             .module
@@ -315,7 +358,7 @@ impl TorchScript {
                 describe(&output)
             );
         };
-        let mut out = BTreeMap::new();
+        let mut out = Vec::with_capacity(entries.len());
         for (key, value) in entries {
             let IValue::String(name) = key else {
                 bail!(
@@ -335,7 +378,7 @@ impl TorchScript {
                     tensor.size()
                 );
             }
-            out.insert(name, self.in_run_kind(tensor));
+            out.push((name, self.in_run_kind(tensor)));
         }
         Ok(out)
     }
@@ -417,19 +460,21 @@ fn load_module(path: &str, device: Device) -> Result<CModule> {
 
 impl Workload for TorchScript {
     fn notes(&self) -> Vec<String> {
+        let mut notes: Vec<String> = self.whole_set_batches.iter().cloned().collect();
         if self.shared.is_empty() {
-            return Vec::new();
+            return notes;
         }
         let pairs: Vec<String> = self
             .shared
             .iter()
             .map(|(name, trained_as)| format!("{name} is {trained_as}"))
             .collect();
-        vec![format!(
+        notes.push(format!(
             "{}: tied parameters ({}) are one tensor, trained once per step under the first name, as PyTorch's parameters() lists them",
             self.model_label,
             pairs.join(", ")
-        )]
+        ));
+        notes
     }
 
     fn kind(&self) -> &'static str {
@@ -440,18 +485,20 @@ impl Workload for TorchScript {
         self.loss_names.clone()
     }
 
-    /// The first metric the model reports (higher is better unless its name
-    /// says loss, error or rank), else the primary loss on validation.
+    /// The first metric the model reports in eval mode, else the primary
+    /// loss on validation (lower is better).
     fn primary_metric(&self) -> (String, bool) {
         match self.metric_names.first() {
-            Some(name) => {
-                let lower = name.to_lowercase();
-                let lower_is_better = ["loss", "err", "rank", "perplexity"]
-                    .iter()
-                    .any(|word| lower.contains(word));
-                (name.clone(), !lower_is_better)
-            }
+            Some(name) => (name.clone(), !super::lower_is_better(name)),
             None => (self.primary.clone(), false),
+        }
+    }
+
+    fn metric_names(&self) -> Vec<String> {
+        if self.metric_names.is_empty() {
+            vec![self.primary.clone()]
+        } else {
+            self.metric_names.clone()
         }
     }
 
@@ -489,24 +536,22 @@ impl Workload for TorchScript {
     fn evaluate(&self) -> Result<Evaluation> {
         self.module.borrow_mut().set_eval();
         let result = tch::no_grad(|| -> Result<Evaluation> {
-            let len = self.batch_size.min(self.val.samples);
-            let batches = (self.val.samples / len).max(1);
-            // Sums stay on the device; one host copy at the end.
+            let batches = self.val_batches();
+            let count = batches.len();
+            // Sums of each output times its batch's rows stay on the device;
+            // one host copy at the end. Every row weighs the same.
             let mut sums: BTreeMap<String, Tensor> = BTreeMap::new();
-            for b in 0..batches {
-                let outputs = self
-                    .forward(&self.val.slice(b * len, len))
-                    .with_context(|| {
-                        format!(
-                            "validation batch {} of {batches} (rows {}..{} of workload.val {})",
-                            b + 1,
-                            b * len,
-                            (b + 1) * len,
-                            self.val_path
-                        )
-                    })?;
+            for (b, &(start, len)) in batches.iter().enumerate() {
+                let outputs = self.forward(&self.val.slice(start, len)).with_context(|| {
+                    format!(
+                        "validation batch {} of {count} (rows {start}..{} of workload.val {})",
+                        b + 1,
+                        start + len,
+                        self.val_path
+                    )
+                })?;
                 for (name, value) in outputs {
-                    let value = value.to_kind(Kind::Double);
+                    let value = value.to_kind(Kind::Double) * len as f64;
                     match sums.get_mut(&name) {
                         Some(sum) => *sum += value,
                         None => {
@@ -517,7 +562,7 @@ impl Workload for TorchScript {
             }
             let mut eval = Evaluation::default();
             for (name, sum) in sums {
-                let mean = sum.double_value(&[]) / batches as f64;
+                let mean = sum.double_value(&[]) / self.val.samples as f64;
                 match name.strip_prefix(METRIC_PREFIX) {
                     Some(metric) => eval.metrics.insert(metric.to_string(), mean),
                     None => eval.losses.insert(name, mean),
