@@ -80,6 +80,49 @@ fn every_combiner_trains_with_finite_losses() {
     }
 }
 
+/// A meta line is written with the next logged step (no host sync before),
+/// but its `time` is when its step ran: the meta lines of steps 21..39
+/// spread over most of the interval between the train lines of steps 20 and
+/// 40 (they all had the time of their writing).
+#[test]
+fn meta_lines_carry_the_time_of_their_step() {
+    let _serial = serial();
+    let root = tempfile::tempdir().unwrap();
+    let mut config = small_config("meltr", 40);
+    config.train.log_every = 20;
+    config.meltr.meta_every = 1;
+    let (_, lines) = run_session(root.path(), "timed", config);
+    let time_of = |step: u64, meta: bool| {
+        lines
+            .iter()
+            .find(|l| {
+                l.step == step
+                    && match l.record {
+                        Record::Meta { .. } => meta,
+                        Record::Train { .. } => !meta,
+                        _ => false,
+                    }
+            })
+            .map(|l| l.time)
+            .unwrap_or_else(|| {
+                panic!(
+                    "no {} line at step {step}",
+                    if meta { "meta" } else { "train" }
+                )
+            })
+    };
+    let (t20, t40) = (time_of(20, false), time_of(40, false));
+    let metas: Vec<f64> = (21..40).map(|step| time_of(step, true)).collect();
+    assert!(metas.windows(2).all(|w| w[0] <= w[1]), "{metas:?}");
+    assert!(t20 <= metas[0] && metas[18] <= t40, "{t20} {metas:?} {t40}");
+    assert!(
+        metas[18] - metas[0] >= 0.5 * (t40 - t20),
+        "meta lines 21..39 span {:.4} s of the {:.4} s between train lines 20 and 40",
+        metas[18] - metas[0],
+        t40 - t20
+    );
+}
+
 /// A logged step's update takes θ's gradient from the gradient shares'
 /// backward, or (without shares) from a backward that also returns the
 /// effective weights: the run must be the same, bit for bit, whatever

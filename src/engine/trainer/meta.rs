@@ -21,6 +21,11 @@ pub(super) struct PendingMeta {
     /// Copies of φ and the meta optimizer's step count after the update
     /// (`meltr.on_collapse = "restore"`).
     pub(super) snapshot: Option<Vec<Tensor>>,
+    /// The run's clock and the wall clock when the step was taken (its line
+    /// is written later, with the next logged step's host copy): what its
+    /// line's `time` and `wall` say.
+    pub(super) time: f64,
+    pub(super) wall: f64,
 }
 
 impl Trainer {
@@ -217,6 +222,8 @@ impl Trainer {
             aid_iterations: aid.iterations,
             watched_weights,
             snapshot,
+            time: self.time(),
+            wall: crate::session::metrics::wall_now(),
         });
         Ok(())
     }
@@ -229,8 +236,8 @@ impl Trainer {
             primary: values[3],
         };
         if !norm.is_finite() {
-            self.emit_at(
-                m.step,
+            self.emit_taken(
+                m,
                 Record::Event {
                     level: Level::Warn,
                     message: format!(
@@ -241,8 +248,8 @@ impl Trainer {
             );
             return;
         }
-        self.emit_at(
-            m.step,
+        self.emit_taken(
+            m,
             Record::Meta {
                 hypergrad_norm: norm,
                 reg,
@@ -301,8 +308,8 @@ impl Trainer {
                     .to_string()
             }
         };
-        self.emit_at(
-            m.step,
+        self.emit_taken(
+            m,
             Record::Event {
                 level: Level::Warn,
                 message: format!(

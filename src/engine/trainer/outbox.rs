@@ -110,13 +110,24 @@ impl Trainer {
 
     /// As [`Trainer::emit`], for a line about an earlier step.
     pub(super) fn emit_at(&mut self, step: u64, record: Record) {
+        let (time, wall) = (self.time(), crate::session::metrics::wall_now());
+        self.emit_timed(step, time, wall, record);
+    }
+
+    /// [`Self::emit_at`] for a meta step's line, written after the step was
+    /// taken: it carries the step's own time.
+    pub(super) fn emit_taken(&mut self, m: &super::meta::PendingMeta, record: Record) {
+        self.emit_timed(m.step, m.time, m.wall, record);
+    }
+
+    fn emit_timed(&mut self, step: u64, time: f64, wall: f64, record: Record) {
         if self.is_follower() {
             return;
         }
         let line = MetricLine {
             step,
-            time: self.time(),
-            wall: Some(crate::session::metrics::wall_now()),
+            time,
+            wall: Some(wall),
             record,
         };
         self.unwritten.push_back(line);
