@@ -358,8 +358,15 @@ pub fn find(root: &Path, query: &str) -> Result<std::path::PathBuf> {
     if let Some((dir, _)) = all.iter().find(|(_, m)| m.id == query) {
         return Ok(dir.clone());
     }
-    let matches: Vec<&(std::path::PathBuf, SessionMeta)> =
-        all.iter().filter(|(_, m)| m.id.contains(query)).collect();
+    // A session's exact name wins over ids that merely contain it
+    // (`probe` is not `evalprobe`).
+    let named: Vec<&(std::path::PathBuf, SessionMeta)> =
+        all.iter().filter(|(_, m)| m.name == query).collect();
+    let matches: Vec<&(std::path::PathBuf, SessionMeta)> = if named.is_empty() {
+        all.iter().filter(|(_, m)| m.id.contains(query)).collect()
+    } else {
+        named
+    };
     match matches.as_slice() {
         [(dir, _)] => Ok(dir.clone()),
         [] => {
@@ -410,5 +417,25 @@ pub fn pid_alive(pid: u32) -> bool {
                 != Some("Z")
         }
         Err(_) => true,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_exact_name_wins_over_ids_that_contain_it() {
+        let tmp = tempfile::tempdir().unwrap();
+        let config = crate::config::Config::default();
+        let probe = create(tmp.path(), "probe", &config).unwrap();
+        let evalprobe = create(tmp.path(), "evalprobe", &config).unwrap();
+        assert_eq!(find(tmp.path(), "probe").unwrap(), probe);
+        assert_eq!(find(tmp.path(), "evalprobe").unwrap(), evalprobe);
+        assert_eq!(find(tmp.path(), "alpro").unwrap(), evalprobe);
+        // Two sessions of one name: which one is for the id to say.
+        create(tmp.path(), "probe", &config).unwrap();
+        let said = find(tmp.path(), "probe").unwrap_err().to_string();
+        assert!(said.contains("matches several sessions"), "{said}");
     }
 }

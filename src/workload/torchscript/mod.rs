@@ -2,8 +2,8 @@
 //!
 //! The contract (DESIGN.md, "Bring-your-own model"): `forward(batch:
 //! Dict[str, Tensor]) -> Dict[str, Tensor]` returns 0-dim tensors; keys are
-//! losses except `metric/*`, which are evaluation metrics averaged over the
-//! validation batches. Every tensor of a data file has the sample dimension
+//! losses except `metric/*`, which are evaluation metrics averaged over
+//! every validation row (`validation.rs`). Every tensor of a data file has the sample dimension
 //! first; a batch is the same row slice of every tensor, taken from a
 //! per-epoch permutation drawn from the seed (a pure function of the step,
 //! so a resumed run sees the same data).
@@ -28,6 +28,7 @@ mod buffers;
 mod data;
 mod errors;
 mod params;
+mod validation;
 
 use data::Split;
 use errors::describe;
@@ -237,52 +238,6 @@ impl TorchScript {
                 "workload.model: {model_path}: loss `{name}` is not differentiable with respect to any parameter on the first {batches} training batch(es) (it does not require grad: computed under no_grad, from data only, or from frozen parameters)"
             ),
         }
-    }
-
-    /// Runs the model in eval mode on the first validation batch and, when
-    /// the split does not divide into batches, on the smaller last one, so
-    /// that a model the evaluation would fail on is refused up front; records
-    /// the metrics the evaluation reports, in the model's order.
-    fn check_val_batches(&mut self) -> Result<()> {
-        let batches = self.val_batches();
-        let mut checked = vec![batches[0]];
-        if batches.len() > 1 && batches[batches.len() - 1].1 != batches[0].1 {
-            checked.push(batches[batches.len() - 1]);
-        }
-        self.module.borrow_mut().set_eval();
-        let result = checked
-            .iter()
-            .zip(["first", "last"])
-            .map(|(&(start, len), which)| {
-                tch::no_grad(|| self.forward_in_order(&self.val.slice(start, len))).with_context(
-                    || {
-                        format!(
-                            "workload.val: the {which} validation batch (rows {start}..{} of {})",
-                            start + len,
-                            self.val_path
-                        )
-                    },
-                )
-            })
-            .collect::<Result<Vec<_>>>();
-        self.module.borrow_mut().set_train();
-        let first = result?.swap_remove(0);
-        self.metric_names = first
-            .iter()
-            .filter_map(|(name, _)| name.strip_prefix(METRIC_PREFIX))
-            .map(str::to_string)
-            .collect();
-        Ok(())
-    }
-
-    /// The validation split as batches, `(first row, rows)`: full batches
-    /// of `batch_size`, then the rows left over, so that every row counts.
-    fn val_batches(&self) -> Vec<(i64, i64)> {
-        let (samples, len) = (self.val.samples, self.batch_size.min(self.val.samples));
-        (0..samples)
-            .step_by(len.max(1) as usize)
-            .map(|start| (start, len.min(samples - start)))
-            .collect()
     }
 
     /// Whether the module exports `loss(batch, name)`; when it does, its
@@ -534,50 +489,7 @@ impl Workload for TorchScript {
     }
 
     fn evaluate(&self) -> Result<Evaluation> {
-        self.module.borrow_mut().set_eval();
-        let result = tch::no_grad(|| -> Result<Evaluation> {
-            let batches = self.val_batches();
-            let count = batches.len();
-            // Sums of each output times its batch's rows stay on the device;
-            // one host copy at the end. Every row weighs the same.
-            let mut sums: BTreeMap<String, Tensor> = BTreeMap::new();
-            for (b, &(start, len)) in batches.iter().enumerate() {
-                let outputs = self.forward(&self.val.slice(start, len)).with_context(|| {
-                    format!(
-                        "validation batch {} of {count} (rows {start}..{} of workload.val {})",
-                        b + 1,
-                        start + len,
-                        self.val_path
-                    )
-                })?;
-                for (name, value) in outputs {
-                    let value = value.to_kind(Kind::Double) * len as f64;
-                    match sums.get_mut(&name) {
-                        Some(sum) => *sum += value,
-                        None => {
-                            sums.insert(name, value);
-                        }
-                    }
-                }
-            }
-            let mut eval = Evaluation::default();
-            for (name, sum) in sums {
-                let mean = sum.double_value(&[]) / self.val.samples as f64;
-                match name.strip_prefix(METRIC_PREFIX) {
-                    Some(metric) => eval.metrics.insert(metric.to_string(), mean),
-                    None => eval.losses.insert(name, mean),
-                };
-            }
-            if self.metric_names.is_empty() {
-                // No metrics: the header shows the primary validation loss.
-                if let Some(&loss) = eval.losses.get(&self.primary) {
-                    eval.metrics.insert(self.primary.clone(), loss);
-                }
-            }
-            Ok(eval)
-        });
-        self.module.borrow_mut().set_train();
-        result
+        self.evaluate_split()
     }
 
     fn buffers(&self) -> Result<Vec<(String, Tensor)>> {
