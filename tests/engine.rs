@@ -11,46 +11,77 @@ use meltr_tui::engine::{
 use meltr_tui::session::{self, metrics::Record};
 use meltr_tui::workload::{self, Batch, Losses, Workload};
 
-#[test]
-fn meltr_downweights_the_harmful_loss_and_matches_primary_only() {
-    let _serial = serial();
-    let root = tempfile::tempdir().unwrap();
-    let steps = 900;
-    let (_, meltr) = run_session(root.path(), "meltr", small_config("meltr", steps));
-    let (_, primary) = run_session(root.path(), "primary", small_config("primary", steps));
-    let helpful = late_weight(&meltr, "helpful", 10);
-    let harmful = late_weight(&meltr, "harmful", 10);
-    eprintln!("meltr late weights: helpful {helpful:.4}, harmful {harmful:.4}");
-    assert!(
-        harmful < helpful,
-        "harmful weight {harmful} should end below helpful {helpful}"
-    );
-    let m = last_eval(&meltr, "primary_mse");
-    let p = last_eval(&primary, "primary_mse");
-    eprintln!("val primary_mse: meltr {m:.4}, primary-only {p:.4}");
-    assert!(m <= p, "meltr {m} should be no worse than primary-only {p}");
+/// The synthetic workload's 900-step MELTR run of `seed`, with `edit`
+/// applied to the small config: its metrics lines.
+fn meltr_run(
+    root: &std::path::Path,
+    seed: u64,
+    edit: impl Fn(&mut meltr_tui::config::Config),
+) -> Vec<meltr_tui::session::metrics::MetricLine> {
+    let mut config = small_config("meltr", 900);
+    config.workload.seed = seed;
+    edit(&mut config);
+    run_session(root, &format!("meltr-{seed}"), config).1
 }
 
+/// Over three seeds MELTR weighs the harmful auxiliary below the helpful one
+/// in every run (by 0.29-1.5 over seeds 0-5 here) and ends with a lower
+/// validation error than primary-only on average (0.82x over seeds 0-2;
+/// seed 3 alone is within 2%).
+#[test]
+fn meltr_downweights_the_harmful_loss_and_beats_primary_only_over_seeds() {
+    let _serial = serial();
+    let root = tempfile::tempdir().unwrap();
+    let (mut meltr_mse, mut primary_mse) = (0.0, 0.0);
+    for seed in 0..3 {
+        let lines = meltr_run(root.path(), seed, |_| {});
+        let helpful = late_weight(&lines, "helpful", 10);
+        let harmful = late_weight(&lines, "harmful", 10);
+        eprintln!("seed {seed}: late weights helpful {helpful:.4}, harmful {harmful:.4}");
+        assert!(
+            harmful < helpful,
+            "seed {seed}: harmful weight {harmful} should end below helpful {helpful}"
+        );
+        let mut config = small_config("primary", 900);
+        config.workload.seed = seed;
+        let (_, primary) = run_session(root.path(), &format!("primary-{seed}"), config);
+        meltr_mse += last_eval(&lines, "primary_mse") / 3.0;
+        primary_mse += last_eval(&primary, "primary_mse") / 3.0;
+    }
+    eprintln!("mean val primary_mse: meltr {meltr_mse:.4}, primary-only {primary_mse:.4}");
+    assert!(
+        meltr_mse <= 0.95 * primary_mse,
+        "meltr {meltr_mse} should be at least 5% below primary-only {primary_mse}"
+    );
+}
+
+/// `train_batch = "current"` still learns the split: harmful below helpful
+/// on every seed (by 0.39-0.70 over seeds 0-5 here).
 #[test]
 fn meta_steps_on_the_current_batch_reuse_its_forward_and_still_learn() {
     let _serial = serial();
     let root = tempfile::tempdir().unwrap();
-    let mut config = small_config("meltr", 900);
-    config.meltr.train_batch = meltr_tui::config::TrainBatch::Current;
-    let (_, lines) = run_session(root.path(), "current", config);
-    let norms: Vec<f64> = lines
-        .iter()
-        .filter_map(|l| match &l.record {
-            Record::Meta { hypergrad_norm, .. } => Some(*hypergrad_norm),
-            _ => None,
-        })
-        .collect();
-    assert_eq!(norms.len(), 300, "one meta line per meta_every = 3 steps");
-    assert!(norms.iter().all(|n| n.is_finite() && *n > 0.0));
-    let helpful = late_weight(&lines, "helpful", 10);
-    let harmful = late_weight(&lines, "harmful", 10);
-    eprintln!("train_batch = current: late weights helpful {helpful:.4}, harmful {harmful:.4}");
-    assert!(harmful < helpful, "harmful {harmful} vs helpful {helpful}");
+    for seed in 0..3 {
+        let lines = meltr_run(root.path(), seed, |c| {
+            c.meltr.train_batch = meltr_tui::config::TrainBatch::Current;
+        });
+        let norms: Vec<f64> = lines
+            .iter()
+            .filter_map(|l| match &l.record {
+                Record::Meta { hypergrad_norm, .. } => Some(*hypergrad_norm),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(norms.len(), 300, "one meta line per meta_every = 3 steps");
+        assert!(norms.iter().all(|n| n.is_finite() && *n > 0.0));
+        let helpful = late_weight(&lines, "helpful", 10);
+        let harmful = late_weight(&lines, "harmful", 10);
+        eprintln!("seed {seed}, train_batch = current: late weights helpful {helpful:.4}, harmful {harmful:.4}");
+        assert!(
+            harmful < helpful,
+            "seed {seed}: harmful {harmful} vs helpful {helpful}"
+        );
+    }
 }
 
 #[test]
