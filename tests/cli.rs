@@ -333,6 +333,35 @@ fn a_run_whose_every_update_is_skipped_fails_and_its_log_stays_readable() {
     assert!(export.status.success(), "{}", text(&export));
 }
 
+/// Starts `run --headless` of `config` and reads its stdout up to the first
+/// progress line.
+fn headless_until_a_step(
+    config: &Path,
+    sessions: &Path,
+    name: &str,
+    stderr: Stdio,
+) -> (
+    std::process::Child,
+    std::io::BufReader<std::process::ChildStdout>,
+) {
+    let mut child = bin()
+        .args(["run", "--headless", "-n", name, "-c"])
+        .arg(config)
+        .arg("--sessions-dir")
+        .arg(sessions)
+        .stdout(Stdio::piped())
+        .stderr(stderr)
+        .spawn()
+        .unwrap();
+    let mut stdout = std::io::BufReader::new(child.stdout.take().unwrap());
+    let mut line = String::new();
+    while !line.starts_with("step") {
+        line.clear();
+        assert!(std::io::BufRead::read_line(&mut stdout, &mut line).unwrap() > 0);
+    }
+    (child, stdout)
+}
+
 #[test]
 fn an_interrupted_headless_run_exits_130_or_143() {
     let root = tempfile::tempdir().unwrap();
@@ -343,22 +372,8 @@ fn an_interrupted_headless_run_exits_130_or_143() {
     );
     for (signal, code) in [(libc::SIGINT, 130), (libc::SIGTERM, 143)] {
         let sessions = root.path().join(format!("s{signal}"));
-        let mut child = bin()
-            .args(["run", "--headless", "-n", "long", "-c"])
-            .arg(&config)
-            .arg("--sessions-dir")
-            .arg(&sessions)
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap();
-        // Wait for the first progress line, then interrupt.
-        let mut stdout = std::io::BufReader::new(child.stdout.take().unwrap());
-        let mut line = String::new();
-        while !line.starts_with("step") {
-            line.clear();
-            assert!(std::io::BufRead::read_line(&mut stdout, &mut line).unwrap() > 0);
-        }
+        let (mut child, mut stdout) =
+            headless_until_a_step(&config, &sessions, "long", Stdio::null());
         // Keep draining stdout so the run never blocks on a full pipe.
         let drain = std::thread::spawn(move || std::io::copy(&mut stdout, &mut std::io::sink()));
         unsafe { libc::kill(child.id() as i32, signal) };
@@ -382,21 +397,7 @@ fn a_headless_run_whose_stdout_reader_goes_away_trains_to_the_end() {
          [meltr]\nd_model = 32\nd_hidden = 32\nd_ff = 64\nheads = 4\n",
     );
     let sessions = root.path().join("s");
-    let mut child = bin()
-        .args(["run", "--headless", "-n", "piped", "-c"])
-        .arg(&config)
-        .arg("--sessions-dir")
-        .arg(&sessions)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut stdout = std::io::BufReader::new(child.stdout.take().unwrap());
-    let mut line = String::new();
-    while !line.starts_with("step") {
-        line.clear();
-        assert!(std::io::BufRead::read_line(&mut stdout, &mut line).unwrap() > 0);
-    }
+    let (child, stdout) = headless_until_a_step(&config, &sessions, "piped", Stdio::piped());
     drop(stdout);
     let out = child.wait_with_output().unwrap();
     assert!(out.status.success(), "{:?}: {}", out.status, text(&out));
