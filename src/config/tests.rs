@@ -342,13 +342,3 @@ fn a_config_that_sets_no_keys_is_refused_with_what_to_do() {
         "{err}"
     );
 }
-
-#[test]
-fn a_trace_of_meta_steps_on_held_out_batches_is_refused() {
-    let base = "[workload]\nkind = \"torchscript\"\nmodel = \"m.pt\"\ntrain = \"t.safetensors\"\n\
-                val = \"v.safetensors\"\n[train]\ntrace = true\n";
-    Config::parse(base).unwrap();
-    let err = Config::parse(&format!("{base}[meltr]\nval_source = \"val\"\n")).unwrap_err();
-    assert_eq!(err.key.as_deref(), Some("train.trace"), "{err}");
-    assert!(err.message.contains("val_source = \"recent\""), "{err}");
-}

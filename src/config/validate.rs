@@ -76,13 +76,6 @@ impl Config {
                 "the trace replays batches as rows of stored data: it needs workload.kind = \"torchscript\"",
             ));
         }
-        if self.train.trace && self.meltr.val_source == ValSource::Val {
-            return Err(ConfigError::at_key(
-                "train.trace",
-                "the trace does not record the held-out batches that meltr.val_source = \"val\" draws, \
-                 so scripts/meltr_replay.py could not follow it: trace with val_source = \"recent\"",
-            ));
-        }
 
         if w.init_from.is_some() && w.kind != WorkloadKind::VideoText {
             return Err(ConfigError::at_key(
