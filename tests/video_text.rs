@@ -102,3 +102,31 @@ fn a_foundation_of_another_shape_is_refused_with_the_reason() {
         "{err}"
     );
 }
+
+/// `workload.metric` may name any metric the evaluation reports; MedR (a
+/// rank) is lower-is-better by its name, and a name it lacks is refused.
+#[test]
+fn the_primary_metric_can_be_any_reported_one() {
+    let _serial = serial();
+    let root = tempfile::tempdir().unwrap();
+    let mut config = video_config(2, None);
+    config.workload.metric = Some("MedR".into());
+    let (dir, lines) = run_session(root.path(), "medr", config);
+    let meta = meltr_tui::session::SessionMeta::read(&dir).unwrap();
+    assert_eq!(
+        (meta.primary_metric.as_str(), meta.higher_is_better),
+        ("MedR", false)
+    );
+    assert!(last_eval(&lines, "MedR") >= 1.0);
+    let mut config = video_config(2, None);
+    config.workload.metric = Some("R@10".into());
+    let dir = meltr_tui::session::create(root.path(), "r10", &config).unwrap();
+    let err = meltr_tui::engine::spawn(&dir, config, false)
+        .err()
+        .expect("must fail")
+        .to_string();
+    assert!(
+        err.contains("it reports: R@1, R@5, MedR, caption_acc"),
+        "{err}"
+    );
+}

@@ -83,6 +83,10 @@ const FOUNDATION_WORLD_SEED: u64 = 2023;
 /// Every loss this workload produces.
 pub const LOSSES: [&str; 6] = ["retrieval", "align", "mlm", "mfm", "caption", "distractor"];
 
+/// What an evaluation reports: text-to-video recall at 1 and 5 (%), the
+/// median rank of the true clip, next-token caption accuracy (%).
+pub const METRICS: [&str; 4] = ["R@1", "R@5", "MedR", "caption_acc"];
+
 /// Which split of the generated data.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Domain {
@@ -243,6 +247,10 @@ impl Workload for VideoText {
         ("R@1".into(), true)
     }
 
+    fn metric_names(&self) -> Vec<String> {
+        METRICS.iter().map(|s| s.to_string()).collect()
+    }
+
     fn var_store(&self) -> &nn::VarStore {
         &self.vs
     }
@@ -311,13 +319,11 @@ impl Workload for VideoText {
                 .into_iter()
                 .map(|(k, t)| (k, t.double_value(&[])))
                 .collect();
-            let metrics = [
-                ("R@1".to_string(), at(1)),
-                ("R@5".to_string(), at(5)),
-                ("MedR".to_string(), median),
-                ("caption_acc".to_string(), accuracy),
-            ]
-            .into();
+            let metrics = METRICS
+                .iter()
+                .map(|s| s.to_string())
+                .zip([at(1), at(5), median, accuracy])
+                .collect();
             Ok(Evaluation { losses, metrics })
         })
     }
