@@ -946,20 +946,24 @@ def evaluate(workload: Workload, batch_size: int) -> Tuple[Dict[str, float], Dic
     """Means of every output over the validation split in eval() mode
     without gradients, as the engine takes them: consecutive batches of
     batch_size, then the rows left over, each output weighted by its
-    batch's rows (every row counts once): (metrics without their prefix,
+    batch's rows (every row counts once; an output a batch leaves out is
+    averaged over the rows that had it): (metrics without their prefix,
     losses)."""
     workload.model.eval()
     n = Workload.samples(workload.val)
     length = min(batch_size, n)
     sums: Dict[str, float] = {}
+    counts: Dict[str, int] = {}
     with torch.no_grad():
         for start in range(0, n, length):
             rows = torch.arange(start, min(start + length, n))
             for name, value in workload.outputs(workload.rows(rows, workload.val)).items():
                 sums[name] = sums.get(name, 0.0) + float(value) * len(rows)
+                counts[name] = counts.get(name, 0) + len(rows)
     workload.model.train()
-    metrics = {k[len(METRIC_PREFIX):]: v / n for k, v in sums.items() if k.startswith(METRIC_PREFIX)}
-    losses = {k: v / n for k, v in sums.items() if not k.startswith(METRIC_PREFIX)}
+    means = {k: v / counts[k] for k, v in sums.items()}
+    metrics = {k[len(METRIC_PREFIX):]: v for k, v in means.items() if k.startswith(METRIC_PREFIX)}
+    losses = {k: v for k, v in means.items() if not k.startswith(METRIC_PREFIX)}
     return metrics, losses
 
 

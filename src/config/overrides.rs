@@ -133,7 +133,12 @@ fn set_override(root: &mut toml::Value, key: &str, text: &str) -> Result<(), Con
 
 /// Keys whose values are paths. A config file's relative paths are taken
 /// from the file's folder; a `--set`'s from the folder it was typed in.
-const PATH_KEYS: [&str; 3] = ["workload.model", "workload.train", "workload.val"];
+const PATH_KEYS: [&str; 4] = [
+    "workload.model",
+    "workload.train",
+    "workload.val",
+    "workload.init_from",
+];
 
 /// The `--set` text for `key` with a relative path made absolute from the
 /// current directory (as a TOML string), so that a session's `config.toml`,
@@ -146,13 +151,19 @@ pub fn anchor_path(key: &str, text: &str) -> String {
     let toml::Value::String(path) = literal(text) else {
         return text.to_string();
     };
-    if path.is_empty() || Path::new(&path).is_absolute() {
+    // `init_from = "foundation"` names the built-in checkpoint, not a file.
+    if path.is_empty() || Path::new(&path).is_absolute() || path == "foundation" {
         return text.to_string();
     }
-    let Ok(cwd) = std::env::current_dir() else {
+    // The shell leaves `~` alone inside `--set key=~/...`.
+    let (base, rest) = match path.strip_prefix("~/") {
+        Some(rest) => (std::env::var_os("HOME").map(PathBuf::from), rest),
+        None => (std::env::current_dir().ok(), path.as_str()),
+    };
+    let Some(base) = base else {
         return text.to_string();
     };
-    let joined = cwd.join(&path);
+    let joined = base.join(rest);
     let absolute = std::fs::canonicalize(&joined).unwrap_or(joined);
     toml::Value::String(absolute.display().to_string()).to_string()
 }
@@ -262,7 +273,15 @@ mod tests {
         assert_eq!(c.workload.train, Some(manifest.display().to_string()));
         let c = set(&Config::default(), "workload.val=/data/v.safetensors").unwrap();
         assert_eq!(c.workload.val.as_deref(), Some("/data/v.safetensors"));
-        // Other string keys are left as typed.
+        let home = std::env::var("HOME").unwrap();
+        let c = set(&Config::default(), "workload.model=~/no-such/m.pt").unwrap();
+        let expected = Path::new(&home).join("no-such/m.pt").display().to_string();
+        assert_eq!(c.workload.model, Some(expected));
+        // Other string keys are left as typed, and the built-in foundation.
+        let mut video = Config::default();
+        video.workload.kind = WorkloadKind::VideoText;
+        let c = set(&video, "workload.init_from=foundation").unwrap();
+        assert_eq!(c.workload.init_from.as_deref(), Some("foundation"));
         let c = set(&Config::default(), "workload.primary=a/b").unwrap();
         assert_eq!(c.workload.primary, "a/b");
     }

@@ -296,16 +296,22 @@ pub fn primary_metric(workload: &dyn Workload, w: &WorkloadConfig) -> Result<(St
 /// `MedR`, `top1_error`). Any other name is taken as better higher;
 /// `workload.metric_goal` says otherwise.
 pub fn lower_is_better(name: &str) -> bool {
-    const PARTS: [&str; 4] = ["loss", "err", "rank", "perplexity"];
-    const WORDS: [&str; 14] = [
+    const PARTS: [&str; 3] = ["loss", "err", "perplexity"];
+    const WORDS: [&str; 16] = [
         "mse", "mae", "rmse", "msle", "nll", "wer", "cer", "ter", "ppl", "medr", "meanr", "mnr",
-        "distance", "dist",
+        "rank", "ranks", "distance", "dist",
     ];
     let lower = name.to_lowercase();
-    PARTS.iter().any(|part| lower.contains(part))
+    let mut words = lower.split(|c: char| !c.is_ascii_alphanumeric());
+    // A reciprocal rank (MRR) grows as ranks improve.
+    if lower.contains("reciprocal")
         || lower
             .split(|c: char| !c.is_ascii_alphanumeric())
-            .any(|word| WORDS.contains(&word))
+            .any(|w| w == "mrr")
+    {
+        return false;
+    }
+    PARTS.iter().any(|part| lower.contains(part)) || words.any(|word| WORDS.contains(&word))
 }
 
 /// Stacks the configured losses into `[K]`, primary first.

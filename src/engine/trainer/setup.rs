@@ -123,10 +123,13 @@ impl Trainer {
                 resumed_from = Some(ckpt.path);
             }
             if metrics_path.exists() {
+                // The latest time, not the last line's: meta lines carry
+                // their step's time and are written after later steps ran.
                 time_offset = log::read_metrics(&metrics_path)?
                     .lines
-                    .last()
-                    .map_or(0.0, |l| l.time);
+                    .iter()
+                    .map(|l| l.time)
+                    .fold(0.0, f64::max);
             }
         }
         let (workload, combiner, inner, meta) = parts;

@@ -64,8 +64,9 @@ impl TorchScript {
             let batches = self.val_batches();
             let count = batches.len();
             // Sums of each output times its batch's rows stay on the device;
-            // one host copy at the end. Every row weighs the same.
-            let mut sums: BTreeMap<String, Tensor> = BTreeMap::new();
+            // one host copy at the end. Every row weighs the same; an output
+            // a batch leaves out is averaged over the rows that had it.
+            let mut sums: BTreeMap<String, (Tensor, i64)> = BTreeMap::new();
             for (b, &(start, len)) in batches.iter().enumerate() {
                 let outputs = self.forward(&self.val.slice(start, len)).with_context(|| {
                     format!(
@@ -78,16 +79,19 @@ impl TorchScript {
                 for (name, value) in outputs {
                     let value = value.to_kind(Kind::Double) * len as f64;
                     match sums.get_mut(&name) {
-                        Some(sum) => *sum += value,
+                        Some((sum, rows)) => {
+                            *sum += value;
+                            *rows += len;
+                        }
                         None => {
-                            sums.insert(name, value);
+                            sums.insert(name, (value, len));
                         }
                     }
                 }
             }
             let mut eval = Evaluation::default();
-            for (name, sum) in sums {
-                let mean = sum.double_value(&[]) / self.val.samples as f64;
+            for (name, (sum, rows)) in sums {
+                let mean = sum.double_value(&[]) / rows as f64;
                 match name.strip_prefix(METRIC_PREFIX) {
                     Some(metric) => eval.metrics.insert(metric.to_string(), mean),
                     None => eval.losses.insert(name, mean),
