@@ -24,6 +24,17 @@ fn meltr_run(
     run_session(root, &format!("meltr-{seed}"), config).1
 }
 
+/// Asserts that a run's late harmful weight is below its helpful one.
+fn assert_harmful_below_helpful(lines: &[meltr_tui::session::metrics::MetricLine], run: &str) {
+    let helpful = late_weight(lines, "helpful", 10);
+    let harmful = late_weight(lines, "harmful", 10);
+    eprintln!("{run}: late weights helpful {helpful:.4}, harmful {harmful:.4}");
+    assert!(
+        harmful < helpful,
+        "{run}: harmful weight {harmful} should end below helpful {helpful}"
+    );
+}
+
 /// Over three seeds MELTR weighs the harmful auxiliary below the helpful one
 /// in every run (by 0.29-1.5 over seeds 0-5 here) and ends with a lower
 /// validation error than primary-only on average (0.82x over seeds 0-2;
@@ -35,13 +46,7 @@ fn meltr_downweights_the_harmful_loss_and_beats_primary_only_over_seeds() {
     let (mut meltr_mse, mut primary_mse) = (0.0, 0.0);
     for seed in 0..3 {
         let lines = meltr_run(root.path(), seed, |_| {});
-        let helpful = late_weight(&lines, "helpful", 10);
-        let harmful = late_weight(&lines, "harmful", 10);
-        eprintln!("seed {seed}: late weights helpful {helpful:.4}, harmful {harmful:.4}");
-        assert!(
-            harmful < helpful,
-            "seed {seed}: harmful weight {harmful} should end below helpful {helpful}"
-        );
+        assert_harmful_below_helpful(&lines, &format!("seed {seed}"));
         let mut config = small_config("primary", 900);
         config.workload.seed = seed;
         let (_, primary) = run_session(root.path(), &format!("primary-{seed}"), config);
@@ -74,13 +79,7 @@ fn meta_steps_on_the_current_batch_reuse_its_forward_and_still_learn() {
             .collect();
         assert_eq!(norms.len(), 300, "one meta line per meta_every = 3 steps");
         assert!(norms.iter().all(|n| n.is_finite() && *n > 0.0));
-        let helpful = late_weight(&lines, "helpful", 10);
-        let harmful = late_weight(&lines, "harmful", 10);
-        eprintln!("seed {seed}, train_batch = current: late weights helpful {helpful:.4}, harmful {harmful:.4}");
-        assert!(
-            harmful < helpful,
-            "seed {seed}: harmful {harmful} vs helpful {helpful}"
-        );
+        assert_harmful_below_helpful(&lines, &format!("seed {seed}, train_batch = current"));
     }
 }
 

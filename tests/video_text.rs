@@ -78,6 +78,15 @@ fn fine_tuning_from_the_foundation_beats_training_from_scratch() {
     );
 }
 
+/// The error that stops a session of `config` before its first step.
+fn setup_error(root: &std::path::Path, name: &str, config: Config) -> String {
+    let dir = meltr_tui::session::create(root, name, &config).unwrap();
+    meltr_tui::engine::spawn(&dir, config, false)
+        .err()
+        .expect("must fail")
+        .to_string()
+}
+
 #[test]
 fn a_foundation_of_another_shape_is_refused_with_the_reason() {
     let _serial = serial();
@@ -92,11 +101,7 @@ fn a_foundation_of_another_shape_is_refused_with_the_reason() {
     )
     .unwrap();
     let config = video_config(5, Some(bogus.display().to_string()));
-    let dir = meltr_tui::session::create(root.path(), "bogus", &config).unwrap();
-    let err = meltr_tui::engine::spawn(&dir, config, false)
-        .err()
-        .expect("must fail")
-        .to_string();
+    let err = setup_error(root.path(), "bogus", config);
     assert!(
         err.contains("not a video-text foundation checkpoint"),
         "{err}"
@@ -130,11 +135,7 @@ fn the_primary_metric_can_be_any_reported_one() {
     assert_eq!(reported, ["MedR", "R@1", "R@5", "caption_acc"]);
     let mut config = video_config(2, None);
     config.workload.metric = Some("R@10".into());
-    let dir = meltr_tui::session::create(root.path(), "r10", &config).unwrap();
-    let err = meltr_tui::engine::spawn(&dir, config, false)
-        .err()
-        .expect("must fail")
-        .to_string();
+    let err = setup_error(root.path(), "r10", config);
     assert!(
         err.contains("it reports: R@1, R@5, MedR, caption_acc"),
         "{err}"

@@ -302,16 +302,12 @@ pub fn lower_is_better(name: &str) -> bool {
         "rank", "ranks", "distance", "dist",
     ];
     let lower = name.to_lowercase();
-    let mut words = lower.split(|c: char| !c.is_ascii_alphanumeric());
+    let words: Vec<&str> = lower.split(|c: char| !c.is_ascii_alphanumeric()).collect();
     // A reciprocal rank (MRR) grows as ranks improve.
-    if lower.contains("reciprocal")
-        || lower
-            .split(|c: char| !c.is_ascii_alphanumeric())
-            .any(|w| w == "mrr")
-    {
+    if lower.contains("reciprocal") || words.contains(&"mrr") {
         return false;
     }
-    PARTS.iter().any(|part| lower.contains(part)) || words.any(|word| WORDS.contains(&word))
+    PARTS.iter().any(|part| lower.contains(part)) || words.iter().any(|w| WORDS.contains(w))
 }
 
 /// Stacks the configured losses into `[K]`, primary first.
@@ -421,6 +417,9 @@ mod tests {
             "answer_acc",
             "power",
             "precision",
+            "MRR",
+            "mean_reciprocal_rank",
+            "ranking_acc",
         ] {
             assert!(!lower_is_better(higher), "{higher}");
         }

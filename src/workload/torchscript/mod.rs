@@ -3,10 +3,10 @@
 //! The contract (DESIGN.md, "Bring-your-own model"): `forward(batch:
 //! Dict[str, Tensor]) -> Dict[str, Tensor]` returns 0-dim tensors; keys are
 //! losses except `metric/*`, which are evaluation metrics averaged over
-//! every validation row (`validation.rs`). Every tensor of a data file has the sample dimension
-//! first; a batch is the same row slice of every tensor, taken from a
-//! per-epoch permutation drawn from the seed (a pure function of the step,
-//! so a resumed run sees the same data).
+//! every validation row (`validation.rs`). Every tensor of a data file has
+//! the sample dimension first; a batch is the same row slice of every
+//! tensor, taken from a per-epoch permutation drawn from the seed (a pure
+//! function of the step, so a resumed run sees the same data).
 //!
 //! Everything is checked when the workload is built, with messages that say
 //! what to fix. The module's parameters are registered in a VarStore (same
