@@ -647,3 +647,73 @@ fn ls_does_not_wait_on_a_runner_that_does_not_answer() {
         "{listing}"
     );
 }
+
+/// The config lines a session's log holds: (step, key, old, new).
+fn logged_changes(dir: &Path) -> Vec<(u64, String, String, String)> {
+    session::log::read_metrics(&dir.join("metrics.jsonl"))
+        .unwrap()
+        .lines
+        .into_iter()
+        .flat_map(|l| match l.record {
+            Record::Config { changed, .. } => changed
+                .into_iter()
+                .map(|(key, (old, new))| (l.step, key, old.to_string(), new.to_string()))
+                .collect(),
+            _ => Vec::new(),
+        })
+        .collect()
+}
+
+#[test]
+fn a_resume_logs_how_its_config_differs_from_the_checkpointed_run() {
+    let root = tempfile::tempdir().unwrap();
+    let config = write_config(
+        root.path(),
+        "[train]\ndevice = \"cpu\"\nsteps = 60\ncheckpoint_every = 30\nlog_every = 10\neval_every = 60\n\
+         [meltr]\nd_model = 32\nd_hidden = 32\nd_ff = 64\nheads = 4\n",
+    );
+    let sessions = root.path().join("sessions");
+    let headless = |args: &[&str]| {
+        let out = run_with_limit(
+            bin().args(args).arg("--sessions-dir").arg(&sessions),
+            Duration::from_secs(120),
+        );
+        assert!(out.status.success(), "{args:?}: {}", text(&out));
+    };
+    headless(&["run", "--headless", "-n", "edits", "-c", config.to_str().unwrap()]);
+    let (dir, _) = session::list(&sessions).remove(0);
+    assert_eq!(logged_changes(&dir), [], "a plain run changes nothing");
+
+    // `resume --set`: steps 61.. run with γ 0.5, and the log says so.
+    headless(&[
+        "resume", "--headless", "edits", "--set", "meltr.gamma=0.5", "--set", "train.steps=90",
+    ]);
+    let change = |step: u64, key: &str, old: &str, new: &str| {
+        (step, key.to_string(), old.to_string(), new.to_string())
+    };
+    let set = vec![
+        change(60, "meltr.gamma", "0.1", "0.5"),
+        change(60, "train.steps", "60", "90"),
+    ];
+    assert_eq!(logged_changes(&dir), set);
+
+    // A crash that loses the checkpoints written since: the resume from
+    // step 30 runs with config.toml's γ 0.5 where the run had 0.1 (the
+    // session's last config in force already says 0.5, so only the
+    // checkpoint knows).
+    for (step, path) in checkpoint::list(&dir.join("checkpoints")) {
+        if step > 30 {
+            std::fs::remove_file(path).unwrap();
+        }
+    }
+    headless(&["resume", "--headless", "edits"]);
+    assert_eq!(
+        logged_changes(&dir),
+        [
+            change(30, "meltr.gamma", "0.1", "0.5"),
+            change(30, "train.steps", "60", "90"),
+        ]
+    );
+    let steps = logged_train_steps(&dir);
+    assert_eq!(steps, (1..=9).map(|i| i * 10).collect::<Vec<u64>>());
+}

@@ -48,12 +48,8 @@ impl Trainer {
             self.meta_blocked = None;
             self.config = effective;
             self.record_config_in_force();
-            let changed = changes
-                .iter()
-                .map(|c| (c.key.clone(), (to_json(&c.old), to_json(&c.new))))
-                .collect();
             self.emit(Record::Config {
-                changed,
+                changed: changed_values(&changes),
                 error: None,
             });
             self.send(Event::ConfigInForce {
@@ -98,6 +94,30 @@ impl Trainer {
     pub fn config_in_force(&self) -> Arc<Mutex<Config>> {
         Arc::clone(&self.in_force)
     }
+
+    /// On resume: logs the keys whose values differ from the config the
+    /// run had at the step it resumes from (`ran_with`), as a config line,
+    /// so that the log says which steps ran with which values.
+    pub(super) fn record_resumed_changes(&mut self, ran_with: &Config) {
+        let changes = ran_with.diff(&self.config);
+        if changes.is_empty() {
+            return;
+        }
+        self.emit(Record::Config {
+            changed: changed_values(&changes),
+            error: None,
+        });
+    }
+}
+
+/// A config line's `changed` map.
+fn changed_values(
+    changes: &[crate::config::Change],
+) -> std::collections::BTreeMap<String, (serde_json::Value, serde_json::Value)> {
+    changes
+        .iter()
+        .map(|c| (c.key.clone(), (to_json(&c.old), to_json(&c.new))))
+        .collect()
 }
 
 fn to_json(value: &toml::Value) -> serde_json::Value {

@@ -108,8 +108,10 @@ impl Trainer {
         let (mut step, mut time_offset, mut resumed_from) = (0, 0.0, None);
         let mut notes = Vec::new();
         let mut collapse = CollapseGuard::default();
+        let mut ran_with = None;
         if let Some(point) = resume {
             notes = point.notes;
+            ran_with = point.ran_with;
             // Cut the log back to the checkpoint actually used.
             step = point.checkpoint.as_ref().map_or(0, |c| c.step);
             prepare_resume(dir, step)?;
@@ -228,6 +230,9 @@ impl Trainer {
                 level: Level::Info,
                 message: format!("resumed from checkpoint {} at step {step}", path.display()),
             });
+        }
+        if let Some(ran_with) = &ran_with {
+            trainer.record_resumed_changes(ran_with);
         }
         trainer.record_config_in_force();
         if step == 0
@@ -406,6 +411,10 @@ fn file_name(path: &Path) -> String {
 struct ResumePoint {
     checkpoint: Option<checkpoint::Loaded>,
     notes: Vec<(Level, String)>,
+    /// The config in force at the checkpoint's step (from the checkpoint;
+    /// for one written before checkpoints carried it, the session's last
+    /// config in force), when it reads back.
+    ran_with: Option<Config>,
 }
 
 /// Gets a session ready to resume: removes temp files of writers that died
@@ -432,9 +441,11 @@ fn resume_point(dir: &Path, config: &mut Config) -> Result<ResumePoint> {
 
     let in_force_path = layout.config_in_force();
     let in_force_name = file_name(&in_force_path);
+    let mut last_in_force = None;
     if in_force_path.exists() {
         match Config::load(&in_force_path) {
             Ok(in_force) => {
+                last_in_force = Some(in_force.clone());
                 let kept = config.clone().keeping_restart_only_of(&in_force);
                 let not_applied: Vec<String> = config
                     .diff(&kept)
@@ -479,5 +490,18 @@ fn resume_point(dir: &Path, config: &mut Config) -> Result<ResumePoint> {
             format!("skipped checkpoint {name}, which does not read back ({why}); {moved}"),
         ));
     }
-    Ok(ResumePoint { checkpoint, notes })
+    let ran_with = match checkpoint.as_ref().and_then(|c| c.get(super::checkpointing::CONFIG_IN_FORCE)) {
+        Some(bytes) => {
+            let text = Vec::<u8>::try_from(bytes)
+                .ok()
+                .and_then(|b| String::from_utf8(b).ok());
+            text.and_then(|t| Config::parse(&t).ok())
+        }
+        None => last_in_force,
+    };
+    Ok(ResumePoint {
+        checkpoint,
+        notes,
+        ran_with,
+    })
 }
