@@ -410,9 +410,10 @@ fn runtime_errors_name_the_batch_and_the_model_file_and_val_data_are_checked_up_
 }
 
 /// A masked auxiliary loss (computed over flagged rows, a constant 0 on a
-/// batch with none) was refused when the first batch had nothing flagged:
-/// the check now looks at the first 8 batches, and only a loss without a
-/// gradient on all of them is refused.
+/// batch with none) was refused when the first batch had nothing flagged,
+/// and later when the first 8 had none (data sorted with the flagged rows
+/// last): the check now looks through the whole training set, and only a
+/// loss without a gradient on every row is refused.
 #[test]
 fn a_loss_constant_on_some_batches_trains_and_one_constant_on_all_is_refused() {
     let tmp = tempfile::tempdir().unwrap();
@@ -422,6 +423,11 @@ fn a_loss_constant_on_some_batches_trains_and_one_constant_on_all_is_refused() {
     let train = flag_data(&tmp.path().join("train.safetensors"), 64, 4, &[20, 45]);
     let cfg = flag_config(tmp.path(), "masked", "aux_on_flagged_rows.pt", &train, &val);
     let out = run(&sessions, &cfg, "masked");
+    assert!(out.status.success(), "{}", text(&out));
+    // Sorted data: the only flagged row is the last, in batch 16 of 16.
+    let sorted = flag_data(&tmp.path().join("sorted.safetensors"), 128, 4, &[127]);
+    let cfg = flag_config(tmp.path(), "sorted", "aux_on_flagged_rows.pt", &sorted, &val);
+    let out = run(&sessions, &cfg, "sorted");
     assert!(out.status.success(), "{}", text(&out));
     let (_, lines) = metrics_of(&sessions, "masked");
     let aux = common::logged_loss(&lines, "aux");
@@ -434,7 +440,7 @@ fn a_loss_constant_on_some_batches_trains_and_one_constant_on_all_is_refused() {
     let cfg = flag_config(tmp.path(), "never", "aux_on_flagged_rows.pt", &none, &val);
     refused(
         &cfg,
-        "loss `aux` is not differentiable with respect to any parameter on the first 8 training batch(es)",
+        "loss `aux` is not differentiable with respect to any parameter on any row of workload.train (64 rows, in batches of 8)",
     );
 }
 

@@ -41,10 +41,6 @@ pub const MODULE_ENTRY: &str = "__torchscript_module__";
 /// Keys of `forward`'s result with this prefix are metrics, not losses.
 pub const METRIC_PREFIX: &str = "metric/";
 
-/// How many training batches (from the first) may show a loss constant
-/// before the run is refused for it.
-const CONSTANT_LOSS_BATCHES: i64 = 8;
-
 /// A user's TorchScript module and its safetensors train and validation
 /// data, under the contract above.
 pub struct TorchScript {
@@ -210,32 +206,33 @@ impl TorchScript {
     /// constant on some batches (a masked loss over a batch with nothing
     /// masked returns `zeros(())`; the engine then takes no gradient from
     /// it), so `constant`, the losses without a gradient on the first batch,
-    /// are looked at on the next few batches before the run is refused.
+    /// are looked at on the following batches, through the whole training
+    /// set if need be (data sorted by class or length may hold the rows
+    /// such a loss needs at the end), before the run is refused.
     fn check_some_batch_differentiates(
         &self,
         model_path: &str,
         mut constant: Vec<String>,
     ) -> Result<()> {
-        let batches = (self.train.samples / self.batch_size).clamp(1, CONSTANT_LOSS_BATCHES);
-        for index in 1..batches {
-            if constant.is_empty() {
-                return Ok(());
-            }
-            let rows = self.train.slice(index * self.batch_size, self.batch_size);
+        let samples = self.train.samples;
+        let mut start = self.batch_size;
+        while !constant.is_empty() && start < samples {
+            let size = self.batch_size.min(samples - start);
+            let rows = self.train.slice(start, size);
             let outputs = self.forward(&rows).with_context(|| {
                 format!(
-                    "training batch {} (rows {}..{}), checked because a loss had no gradient on the first batch",
-                    index + 1,
-                    index * self.batch_size,
-                    (index + 1) * self.batch_size
+                    "training rows {start}..{}, checked because a loss had no gradient on the first batch",
+                    start + size
                 )
             })?;
             constant.retain(|name| !outputs.get(name).is_some_and(Tensor::requires_grad));
+            start += size;
         }
         match constant.first() {
             None => Ok(()),
             Some(name) => bail!(
-                "workload.model: {model_path}: loss `{name}` is not differentiable with respect to any parameter on the first {batches} training batch(es) (it does not require grad: computed under no_grad, from data only, or from frozen parameters)"
+                "workload.model: {model_path}: loss `{name}` is not differentiable with respect to any parameter on any row of workload.train ({samples} rows, in batches of {}): it does not require grad (computed under no_grad, from data only, or from frozen parameters)",
+                self.batch_size
             ),
         }
     }
