@@ -51,6 +51,8 @@ pub struct BenchOptions {
     /// TorchScript model: its losses, batch size, dtype, threads), named by
     /// the label; paths in it already resolved.
     pub config: Option<(String, Config)>,
+    /// Benchmark the built-in video-text model too (first).
+    pub builtin: bool,
 }
 
 /// One workload's measurements.
@@ -61,21 +63,40 @@ struct Report {
 
 pub fn run(options: &BenchOptions) -> Result<String> {
     Allocator::Timing.apply();
-    let scratch = tempfile_dir()?;
-    let mut reports = vec![bench_workload(
-        "video-text",
-        video_text_config(options),
-        options,
-        &scratch,
-    )?];
+    // Every workload is set up before any is timed: a model that cannot be
+    // benchmarked is refused at once, not after the others' minutes.
+    let mut workloads = Vec::new();
+    if options.builtin {
+        workloads.push(("video-text".to_string(), video_text_config(options)));
+    }
     if let Some(dir) = &options.torchscript {
         let config = torchscript_config(dir, options)?;
-        reports.push(bench_workload("torchscript", config, options, &scratch)?);
+        let label = format!(
+            "torchscript {} (primary `{}`, auxiliary {})",
+            dir.display(),
+            config.workload.primary,
+            config
+                .workload
+                .auxiliary
+                .iter()
+                .map(|a| format!("`{a}`"))
+                .collect::<Vec<_>>()
+                .join(", ")
+        );
+        workloads.push((label, config));
     }
     if let Some((label, config)) = &options.config {
         let mut config = config.clone();
         base(&mut config, options);
-        reports.push(bench_workload(label, config, options, &scratch)?);
+        workloads.push((label.clone(), config));
+    }
+    if workloads.is_empty() {
+        bail!("nothing to benchmark: --no-builtin needs --torchscript DIR or -c CONFIG");
+    }
+    let scratch = tempfile_dir()?;
+    let mut reports = Vec::new();
+    for (label, config) in workloads {
+        reports.push(bench_workload(&label, config, options, &scratch)?);
     }
     let _ = std::fs::remove_dir_all(&scratch);
     let mut out = format!(
@@ -139,7 +160,27 @@ fn torchscript_config(dir: &Path, options: &BenchOptions) -> Result<Config> {
     c.workload.train = Some(file("train.safetensors")?);
     c.workload.val = Some(file("val.safetensors")?);
     base(&mut c, options);
+    adopt_loss_names(&mut c, options)
+        .with_context(|| format!("--torchscript {}", dir.display()))?;
     Ok(c)
+}
+
+/// A model of the user's own does not name its losses as the example's
+/// config does: takes them from the model (the primary is the first it
+/// returns, the rest auxiliary). `-c CONFIG` chooses them instead.
+fn adopt_loss_names(config: &mut Config, options: &BenchOptions) -> Result<()> {
+    let device = crate::engine::trainer::resolve_device(&options.device)?;
+    let kind = crate::engine::trainer::dtype(config);
+    let model = crate::workload::torchscript::TorchScript::new(config, device, kind, None)?;
+    let losses = model.losses_in_returned_order();
+    let w = &mut config.workload;
+    let known = |name: &String| losses.contains(name);
+    if known(&w.primary) && w.auxiliary.iter().all(known) {
+        return Ok(());
+    }
+    w.primary = losses[0].clone();
+    w.auxiliary = losses[1..].to_vec();
+    Ok(())
 }
 
 /// A trainer on a throwaway session.

@@ -680,13 +680,26 @@ fn a_resume_logs_how_its_config_differs_from_the_checkpointed_run() {
         );
         assert!(out.status.success(), "{args:?}: {}", text(&out));
     };
-    headless(&["run", "--headless", "-n", "edits", "-c", config.to_str().unwrap()]);
+    headless(&[
+        "run",
+        "--headless",
+        "-n",
+        "edits",
+        "-c",
+        config.to_str().unwrap(),
+    ]);
     let (dir, _) = session::list(&sessions).remove(0);
     assert_eq!(logged_changes(&dir), [], "a plain run changes nothing");
 
     // `resume --set`: steps 61.. run with γ 0.5, and the log says so.
     headless(&[
-        "resume", "--headless", "edits", "--set", "meltr.gamma=0.5", "--set", "train.steps=90",
+        "resume",
+        "--headless",
+        "edits",
+        "--set",
+        "meltr.gamma=0.5",
+        "--set",
+        "train.steps=90",
     ]);
     let change = |step: u64, key: &str, old: &str, new: &str| {
         (step, key.to_string(), old.to_string(), new.to_string())

@@ -283,7 +283,10 @@ pub enum Cmd {
         #[arg(long, default_value_t = 10)]
         rounds: u32,
         /// Folder with a TorchScript model.pt and train/val.safetensors (e.g.
-        /// the example exporter's output with --attention matmul).
+        /// the example exporter's output with --attention matmul), run with
+        /// the example's config; a model whose losses are named otherwise
+        /// takes the first by name as primary and the rest as auxiliary
+        /// (use --config to choose them, the batch size and dtype).
         #[arg(long)]
         torchscript: Option<PathBuf>,
         /// Also benchmark the workload of this run config (e.g. your own
@@ -291,6 +294,10 @@ pub enum Cmd {
         /// its intervals are replaced by the bench's, --device applies.
         #[arg(short, long)]
         config: Option<PathBuf>,
+        /// Skip the built-in video-text model (benchmarked first by
+        /// default); needs --torchscript or --config.
+        #[arg(long)]
+        no_builtin: bool,
         /// Also write the report to this file.
         #[arg(long)]
         out: Option<PathBuf>,
@@ -517,6 +524,7 @@ pub fn dispatch(cli: Cli) -> Result<()> {
             rounds,
             torchscript,
             config,
+            no_builtin,
             out,
         }) => {
             let config = config
@@ -535,6 +543,7 @@ pub fn dispatch(cli: Cli) -> Result<()> {
                 rounds,
                 torchscript,
                 config,
+                builtin: !no_builtin,
             })?;
             print!("{report}");
             if let Some(out) = out {

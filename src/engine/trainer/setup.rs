@@ -490,7 +490,10 @@ fn resume_point(dir: &Path, config: &mut Config) -> Result<ResumePoint> {
             format!("skipped checkpoint {name}, which does not read back ({why}); {moved}"),
         ));
     }
-    let ran_with = match checkpoint.as_ref().and_then(|c| c.get(super::checkpointing::CONFIG_IN_FORCE)) {
+    let ran_with = match checkpoint
+        .as_ref()
+        .and_then(|c| c.get(super::checkpointing::CONFIG_IN_FORCE))
+    {
         Some(bytes) => {
             let text = Vec::<u8>::try_from(bytes)
                 .ok()

@@ -63,6 +63,8 @@ pub struct TorchScript {
     model_label: String,
     /// The validation data file, as errors name it.
     val_path: String,
+    /// The loss names in the order `forward` returns them.
+    returned_losses: Vec<String>,
     /// Parameters listed under more than one name (tied weights): each
     /// further name with the name it is trained under.
     shared: Vec<TiedName>,
@@ -146,6 +148,7 @@ impl TorchScript {
             seed: w.seed,
             primary: w.primary.clone(),
             loss_names: Vec::new(),
+            returned_losses: Vec::new(),
             metric_names: Vec::new(),
             epoch_order: RefCell::new(None),
             loss_method: false,
@@ -165,13 +168,25 @@ impl TorchScript {
         Ok(workload)
     }
 
+    /// The loss names in the order `forward` returns them (a model's own
+    /// order usually puts its main task first).
+    pub fn losses_in_returned_order(&self) -> &[String] {
+        &self.returned_losses
+    }
+
     /// Runs `forward` on the first training batch and checks the result
     /// against the contract; records the loss and metric names.
     fn inspect_outputs(&mut self, model_path: &str) -> Result<()> {
         let batch = self.train.slice(0, self.batch_size);
         let size = self.batch_size;
         let first_batch = move || format!("the first training batch (rows 0..{size})");
-        let outputs = self.forward(&batch).with_context(first_batch)?;
+        let in_order = self.forward_in_order(&batch).with_context(first_batch)?;
+        self.returned_losses = in_order
+            .iter()
+            .map(|(name, _)| name.clone())
+            .filter(|name| !name.starts_with(METRIC_PREFIX))
+            .collect();
+        let outputs: BTreeMap<String, Tensor> = in_order.into_iter().collect();
         let losses: Vec<_> = outputs
             .iter()
             .filter(|(name, _)| !name.starts_with(METRIC_PREFIX))
