@@ -800,3 +800,57 @@ fn resume_reads_a_partial_config_over_the_config_in_force() {
     let expected: Vec<u64> = (1..=6).map(|i| i * 10).collect();
     assert_eq!(logged_train_steps(&dir), expected);
 }
+
+/// `train.steps` lowered below the step reached ends the run there, says
+/// so and evaluates that step (the run used to end silently, its last eval
+/// an earlier one, `ls` showing "finished 23/10").
+#[test]
+fn lowering_steps_below_the_step_reached_ends_the_run_with_an_eval_and_an_event() {
+    let _serial = serial();
+    let root = tempfile::tempdir().unwrap();
+    let mut config = small_config("sum", 100_000);
+    config.train.eval_every = 1000;
+    let dir = session::create(root.path(), "lowered", &config).unwrap();
+    let handle = engine::spawn(&dir, config.clone(), false).unwrap();
+    loop {
+        match handle.events.recv().unwrap() {
+            Event::Progress { step, .. } if step >= 20 => break,
+            _ => {}
+        }
+    }
+    let mut edited = config.clone();
+    edited.train.steps = 10;
+    handle
+        .commands
+        .send(Command::ApplyConfig {
+            config: Box::new(edited),
+        })
+        .unwrap();
+    assert_eq!(handle.thread.join().unwrap().unwrap(), Status::Finished);
+    let lines = session::log::read_metrics(&dir.join("metrics.jsonl"))
+        .unwrap()
+        .lines;
+    let last_train = lines
+        .iter()
+        .filter(|l| matches!(l.record, Record::Train { .. }))
+        .map(|l| l.step)
+        .max()
+        .unwrap();
+    let ended = lines
+        .iter()
+        .find_map(|l| match &l.record {
+            Record::Event { message, .. } if message.contains("is below the step reached") => {
+                Some(l.step)
+            }
+            _ => None,
+        })
+        .expect("an event saying why the run ended");
+    let evals: Vec<u64> = lines
+        .iter()
+        .filter(|l| matches!(l.record, Record::Eval { .. }))
+        .map(|l| l.step)
+        .collect();
+    assert!(ended >= 20, "ended at {ended}");
+    assert_eq!(evals, [ended], "one eval, at the step the run ended");
+    assert!(last_train <= ended, "no step after the end: {last_train}");
+}

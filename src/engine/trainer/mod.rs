@@ -126,6 +126,9 @@ pub struct Trainer {
     neumann_stopped: bool,
     /// Consecutive inner steps skipped as non-finite (as of the last flush).
     skipped_in_a_row: u64,
+    /// The run was told (a live edit of `train.steps`) to end before the
+    /// step it had reached, and the log says so.
+    ended_past_steps: bool,
     /// `train.trace`: the run's trace for the Python replay.
     tracer: Option<Tracer>,
     /// A copy of `config` that others read (the config file watcher).
@@ -192,6 +195,9 @@ impl Trainer {
                 }
                 Order::Train => {}
             }
+            if self.step > self.config.train.steps && !self.ended_past_steps {
+                self.end_past_steps()?;
+            }
             if self.step >= self.config.train.steps {
                 // Every rank is done: rank 0 needs the others no more (it
                 // may still wait out a failed checkpoint write).
@@ -215,6 +221,23 @@ impl Trainer {
                 steps_per_sec: self.steps_per_sec,
             });
         }
+    }
+
+    /// `train.steps` was lowered below the step reached: the run ends
+    /// here, says so, and evaluates this step unless it just did.
+    fn end_past_steps(&mut self) -> Result<()> {
+        self.ended_past_steps = true;
+        self.emit(Record::Event {
+            level: Level::Info,
+            message: format!(
+                "train.steps = {} is below the step reached: the run ends at step {}",
+                self.config.train.steps, self.step
+            ),
+        });
+        if self.step > 0 && !self.step.is_multiple_of(self.config.train.eval_every) {
+            self.evaluate()?;
+        }
+        Ok(())
     }
 
     /// Pauses after a failed write, saying why; `Resume` retries.

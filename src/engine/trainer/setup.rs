@@ -209,6 +209,7 @@ impl Trainer {
             pending_meta: Vec::new(),
             neumann_stopped: false,
             skipped_in_a_row: 0,
+            ended_past_steps: false,
             tracer,
             in_force: Arc::new(Mutex::new(in_force)),
             group: None,
