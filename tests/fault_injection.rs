@@ -52,18 +52,31 @@ fn cli(sessions: &Path, args: &[&str]) -> std::process::Output {
     run_with_limit(bin().arg("--sessions-dir").arg(sessions).args(args), WAIT)
 }
 
-/// Steps whose update was skipped as non-finite, from the log's events.
-fn skipped_steps(dir: &Path) -> Vec<u64> {
+/// Steps whose update was skipped as non-finite, and the events' messages,
+/// from the log.
+fn skips(dir: &Path) -> Vec<(u64, String)> {
     session::log::read_metrics(&dir.join("metrics.jsonl"))
         .unwrap()
         .lines
         .into_iter()
-        .filter(|l| {
-            matches!(&l.record, Record::Event { message, .. }
-            if message.contains("non-finite loss") || message.contains("non-finite gradient"))
+        .filter_map(|l| match l.record {
+            Record::Event { message, .. }
+                if message.contains("non-finite loss")
+                    || message.contains("non-finite gradient") =>
+            {
+                Some((l.step, message))
+            }
+            _ => None,
         })
-        .map(|l| l.step)
         .collect()
+}
+
+fn skipped_steps(dir: &Path) -> Vec<u64> {
+    skips(dir).into_iter().map(|(step, _)| step).collect()
+}
+
+fn skip_messages(dir: &Path) -> Vec<String> {
+    skips(dir).into_iter().map(|(_, message)| message).collect()
 }
 
 /// A tiny regression whose batches holding row 63 give NaN losses (one
@@ -122,6 +135,15 @@ fn nan_partial_and_refused_edits_torn_line_truncated_checkpoint_and_two_kill_9s(
     wait_for("a skipped NaN step and 20 steps", || {
         (!skipped_steps(&dir).is_empty() && last_train_step(&dir) >= 20).then_some(())
     });
+    // Each skip names its batch's rows, the bad row 63 among them.
+    for message in skip_messages(&dir) {
+        let rows = message
+            .split_once("training rows [")
+            .and_then(|(_, rest)| rest.split_once(']'))
+            .map(|(rows, _)| rows.split(", ").map(|r| r.parse::<i64>().unwrap()))
+            .unwrap_or_else(|| panic!("no rows in {message:?}"));
+        assert!(rows.collect::<Vec<_>>().contains(&63), "{message}");
+    }
 
     // A partial live config changes the one key it names.
     let partial = "[aid]\niterations = 1\n";

@@ -240,10 +240,7 @@ impl Trainer {
                 m,
                 Record::Event {
                     level: Level::Warn,
-                    message: format!(
-                        "step {}: non-finite hypergradient; meta update skipped",
-                        m.step
-                    ),
+                    message: "non-finite hypergradient; meta update skipped".to_string(),
                 },
             );
             return;

@@ -46,15 +46,17 @@ impl Trainer {
                 self.write_meta(m, values);
             }
             if flags[0] == 0.0 {
-                let message = if flags[1] == 0.0 {
-                    format!(
-                        "step {}: non-finite loss {:?}; update skipped",
-                        s.step,
-                        self.named_values(&s.losses)
-                    )
+                let what = if flags[1] == 0.0 {
+                    format!("non-finite loss {:?}", self.named_values(&s.losses))
                 } else {
-                    format!("step {}: non-finite gradient; update skipped", s.step)
+                    "non-finite gradient".to_string()
                 };
+                // The batch's rows, to find a bad sample in the data.
+                let rows = match self.workload.batch_rows(s.step) {
+                    Some(rows) => format!(" (training rows {rows:?})"),
+                    None => String::new(),
+                };
+                let message = format!("{what}; update skipped{rows}");
                 self.emit_at(
                     s.step,
                     Record::Event {
