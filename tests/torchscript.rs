@@ -444,10 +444,22 @@ fn a_loss_constant_on_some_batches_trains_and_one_constant_on_all_is_refused() {
 
     let none = flag_data(&tmp.path().join("none.safetensors"), 64, 4, &[]);
     let cfg = flag_config(tmp.path(), "never", "aux_on_flagged_rows.pt", &none, &val);
-    refused(
-        &cfg,
-        "loss `aux` is not differentiable with respect to any parameter on any row of workload.train (64 rows, in batches of 8)",
+    let why = "loss `aux` is not differentiable with respect to any parameter on any row of workload.train (64 rows, in batches of 8)";
+    refused(&cfg, why);
+
+    // A detached runner that cannot start: its reason is said once (the
+    // launcher echoed the runner's own error line as well).
+    let out = run_with_limit(
+        bin()
+            .args(["run", "--detach", "-c"])
+            .arg(&cfg)
+            .arg("--sessions-dir")
+            .arg(tmp.path().join("detached")),
+        Duration::from_secs(120),
     );
+    let all = text(&out);
+    assert!(!out.status.success(), "{all}");
+    assert_eq!(all.matches(why).count(), 1, "{all}");
 }
 
 /// Losses in another floating-point kind than the run's (the primary in

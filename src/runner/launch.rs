@@ -45,10 +45,11 @@ pub fn launch(dir: &Path, resume: bool) -> Result<u32> {
             return Ok(pid);
         }
         if let Some(exit) = child.try_wait()? {
+            let error = SessionMeta::read(&dir).ok().and_then(|m| m.error);
             echo_new_output(&log_path, echoed);
-            let why = SessionMeta::read(&dir)
-                .ok()
-                .and_then(|m| m.error)
+            // Its error lines, but the one the refusal below says.
+            echo_errors(&log_path, start_len, error.as_deref());
+            let why = error
                 .unwrap_or_else(|| format!("it exited with {exit}; see {}", log_path.display()));
             bail!("the runner did not start: {why}");
         }
@@ -64,13 +65,38 @@ pub fn launch(dir: &Path, resume: bool) -> Result<u32> {
     }
 }
 
-/// Prints what `path` gained since byte `from` to stderr; returns the new end.
+/// How the process's own error lines start (`main`'s report): held back
+/// while it starts, as a runner that fails to start says why in its
+/// session and the launcher says it once.
+const ERROR_LINE: &str = "error: ";
+
+/// Prints the whole lines `path` gained since byte `from` to stderr, but
+/// error lines; returns where the next line starts.
 fn echo_new_output(path: &Path, from: u64) -> u64 {
+    echo_lines(path, from, |line| !line.starts_with(ERROR_LINE))
+}
+
+/// Prints the error lines `path` gained since byte `from`, but those that
+/// contain `said`.
+fn echo_errors(path: &Path, from: u64, said: Option<&str>) {
+    echo_lines(path, from, |line| {
+        line.starts_with(ERROR_LINE) && !said.is_some_and(|said| line.contains(said))
+    });
+}
+
+/// Prints the whole lines after byte `from` that `show` picks; a line still
+/// being written waits for the next call. Returns where the next line starts.
+fn echo_lines(path: &Path, from: u64, show: impl Fn(&str) -> bool) -> u64 {
     let Ok(bytes) = std::fs::read(path) else {
         return from;
     };
-    if (bytes.len() as u64) > from {
-        eprint!("{}", String::from_utf8_lossy(&bytes[from as usize..]));
+    let new = bytes.get(from as usize..).unwrap_or_default();
+    let Some(end) = new.iter().rposition(|&b| b == b'\n') else {
+        return from;
+    };
+    let text = String::from_utf8_lossy(&new[..=end]);
+    for line in text.split_inclusive('\n').filter(|line| show(line)) {
+        eprint!("{line}");
     }
-    bytes.len() as u64
+    from + end as u64 + 1
 }
