@@ -10,6 +10,10 @@ use anyhow::Result;
 use std::cell::Cell;
 use std::path::{Path, PathBuf};
 
+/// How the status message of a run whose runner died (`kill -9`, a reboot)
+/// starts: the TUI calls such a run "crashed", as `ls` does.
+pub const RUNNER_GONE: &str = "the runner is gone";
+
 /// An [`EngineLink`] to a runner over its socket. Lines the client missed
 /// (it was slow, or they were written while it connected) are re-read from
 /// `metrics.jsonl`, so the TUI's history has no gaps and no duplicates.
@@ -136,7 +140,7 @@ impl EngineLink for RemoteLink {
                     Event::Status {
                         status: Status::Failed,
                         message: Some(format!(
-                            "the runner (pid {}) is gone; `meltr-tui resume {}` continues from the newest checkpoint",
+                            "{RUNNER_GONE} (pid {}); `meltr-tui resume {}` continues from the newest checkpoint",
                             meta.pid, meta.id
                         )),
                     }

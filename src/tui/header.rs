@@ -24,7 +24,8 @@ fn banners(app: &App) -> Vec<String> {
     }
     if app.status == Status::Failed {
         out.push(format!(
-            "run failed: {}",
+            "run {}: {}",
+            status_label(app),
             app.status_message.as_deref().unwrap_or("(no reason given)")
         ));
     }
@@ -52,6 +53,19 @@ pub fn height(app: &App, width: u16) -> u16 {
     2 + banner_lines(app, width).len() as u16
 }
 
+/// The run's status in words; a run whose runner died is "crashed", as
+/// `ls` says.
+fn status_label(app: &App) -> &'static str {
+    let runner_gone = app
+        .status_message
+        .as_deref()
+        .is_some_and(|m| m.starts_with(crate::runner::link::RUNNER_GONE));
+    match app.status {
+        Status::Failed if runner_gone => "crashed",
+        status => status.as_str(),
+    }
+}
+
 fn status_span(app: &App) -> Span<'static> {
     let (glyph, color) = match app.status {
         Status::Running => ("●", Color::Green),
@@ -66,7 +80,7 @@ fn status_span(app: &App) -> Span<'static> {
         Style::new()
     };
     Span::styled(
-        format!("{glyph} {}", app.status.as_str()),
+        format!("{glyph} {}", status_label(app)),
         style.add_modifier(Modifier::BOLD),
     )
 }
@@ -92,7 +106,7 @@ pub fn render(frame: &mut Frame, area: Rect, app: &App) {
             fmt::steps(total)
         )),
     ];
-    if let Some(p) = app.progress {
+    if let Some(p) = app.progress.filter(|_| app.status == Status::Running) {
         first.push(sep());
         first.push(Span::raw(format!("{} steps/s", fmt::rate(p.steps_per_sec))));
     }

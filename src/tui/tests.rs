@@ -460,6 +460,33 @@ fn pause_resume_checkpoint_follow_status() {
     );
 }
 
+/// A run whose runner died reads "crashed", as in `ls`, and shows no
+/// stale rate (it showed "✖ failed ... 47.2 steps/s").
+#[test]
+fn a_run_whose_runner_died_reads_crashed_without_a_rate() {
+    let mut app = app();
+    app.on_event(Event::Progress {
+        step: 40,
+        total_steps: 100,
+        steps_per_sec: 47.25,
+    });
+    let running = text(draw(&app, 100, 24).backend().buffer());
+    assert!(running.contains("47.2 steps/s"), "{running}");
+    app.on_event(Event::Status {
+        status: Status::Failed,
+        message: Some(format!(
+            "{} (pid 7); `meltr-tui resume x` continues from the newest checkpoint",
+            crate::runner::link::RUNNER_GONE
+        )),
+    });
+    let screen = text(draw(&app, 100, 24).backend().buffer());
+    assert!(
+        screen.contains("✖ crashed") && screen.contains("run crashed: the runner is gone"),
+        "{screen}"
+    );
+    assert!(!screen.contains("steps/s"), "{screen}");
+}
+
 #[test]
 fn quit_asks_first_and_can_stop_the_run() {
     let link = FakeLink::default();
