@@ -59,6 +59,14 @@ pub fn create(
             parent.id
         );
     }
+    if config.train.steps <= step {
+        bail!(
+            "the fork would not train: it starts at step {step} and train.steps is {}; \
+             set train.steps above {step} (e.g. --set train.steps={}, or in the TUI's editor)",
+            config.train.steps,
+            step + config.train.steps.max(1)
+        );
+    }
     engine::preflight(&config)?;
     let name = name.unwrap_or_else(|| format!("{}-fork", parent.name));
     if check_socket {

@@ -368,9 +368,29 @@ fn a_fork_with_a_no_op_change_continues_its_parent_bit_for_bit_and_a_real_change
     let config = meltr_tui::config::Config::load(&faster.join("config.toml")).unwrap();
     assert_eq!(config.meltr.meta_lr, 0.01);
 
-    // A fork of a fork, from its newest checkpoint, and the lineage in ls.
+    // A fork of a fork, from its newest checkpoint (its last step, so it
+    // must be given more steps to train), and the lineage in ls.
     let out = run_with_limit(
-        meltr(&root).args(["fork", "faster", "--headless", "-n", "grandchild"]),
+        meltr(&root).args(["fork", "faster", "--headless", "-n", "idle"]),
+        WAIT,
+    );
+    let said = text(&out);
+    assert!(
+        !out.status.success()
+            && said
+                .contains("the fork would not train: it starts at step 300 and train.steps is 300"),
+        "{said}"
+    );
+    let out = run_with_limit(
+        meltr(&root).args([
+            "fork",
+            "faster",
+            "--headless",
+            "-n",
+            "grandchild",
+            "--set",
+            "train.steps=320",
+        ]),
         WAIT,
     );
     assert!(out.status.success(), "{}", text(&out));

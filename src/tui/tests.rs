@@ -487,6 +487,27 @@ fn a_run_whose_runner_died_reads_crashed_without_a_rate() {
     assert!(!screen.contains("steps/s"), "{screen}");
 }
 
+/// An edit written while the run trains applies within a second; one
+/// written after it ended waits for a resume or a fork, and says so.
+#[test]
+fn a_written_edit_says_when_it_applies() {
+    let mut app = app();
+    let config = app.config.clone();
+    app.wrote_config(config.clone(), "aid.iterations = 2");
+    let flash = app.flash.as_ref().unwrap().text.clone();
+    assert!(flash.contains("applies it at a step boundary"), "{flash}");
+    app.on_event(Event::Status {
+        status: Status::Finished,
+        message: None,
+    });
+    app.wrote_config(config, "aid.iterations = 3");
+    let flash = app.flash.as_ref().unwrap().text.clone();
+    assert!(
+        flash.contains("the run has finished: resume or fork (f)"),
+        "{flash}"
+    );
+}
+
 #[test]
 fn quit_asks_first_and_can_stop_the_run() {
     let link = FakeLink::default();

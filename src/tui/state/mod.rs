@@ -324,7 +324,14 @@ impl App {
     /// Records a config this TUI wrote to `config.toml`.
     pub fn wrote_config(&mut self, config: Config, summary: &str) {
         self.config = config;
-        let text = format!("wrote {summary} to config.toml; applied at the next step");
+        let text = if self.status.is_terminal() {
+            format!(
+                "wrote {summary} to config.toml; the run has {}: resume or fork (f) to train with it",
+                self.status.as_str()
+            )
+        } else {
+            format!("wrote {summary} to config.toml; the run applies it at a step boundary within a second")
+        };
         self.store
             .push_entry(self.step(), Level::Info, EntryKind::Tui, text.clone());
         self.notify(Level::Info, text);
