@@ -75,6 +75,9 @@ pub(super) fn ls(root: &Path, filter: &Filter, sort: SortBy, output: Output) -> 
                     println!("{note}");
                 }
             }
+            if let Some(metrics) = runs::mixed_metrics(&shown).filter(|_| sort != SortBy::Id) {
+                println!("\nthe sessions report different metrics ({metrics}): sorted within each");
+            }
             if shown.iter().any(|r| r.status == "crashed") {
                 println!(
                     "\na crashed session continues from its newest checkpoint with `meltr-tui resume ID`"

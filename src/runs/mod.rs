@@ -159,7 +159,9 @@ pub enum SortBy {
     /// By id: oldest first.
     Id,
     /// By the final primary metric, best first (each session's
-    /// `higher_is_better`); sessions without one last.
+    /// `higher_is_better`); sessions without one last. Sessions reporting
+    /// different metrics are not compared: they are sorted within each
+    /// metric, the metrics in name order.
     Metric,
     /// By the best primary metric over the run, best first.
     Best,
@@ -180,6 +182,63 @@ pub fn sort(runs: &mut [Run], by: SortBy) {
         }
     };
     if by != SortBy::Id {
-        runs.sort_by(|a, b| key(a).total_cmp(&key(b)));
+        runs.sort_by(|a, b| {
+            let metric = |r: &Run| r.meta.primary_metric.clone();
+            metric(a).cmp(&metric(b)).then(key(a).total_cmp(&key(b)))
+        });
+    }
+}
+
+/// The distinct primary metrics of `runs`, with their direction arrows,
+/// when there is more than one (values of different metrics are not
+/// comparable: `ls` says it sorted within each).
+pub fn mixed_metrics(runs: &[Run]) -> Option<String> {
+    let mut metrics: Vec<String> = runs
+        .iter()
+        .map(|r| {
+            let arrow = if r.meta.higher_is_better {
+                "↑"
+            } else {
+                "↓"
+            };
+            format!("{} {arrow}", r.meta.primary_metric)
+        })
+        .collect();
+    metrics.sort();
+    metrics.dedup();
+    (metrics.len() > 1).then(|| metrics.join(", "))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Sessions reporting different metrics (an accuracy ↑, an error ↓)
+    /// were sorted as one list, comparing the two; now each metric's
+    /// sessions are sorted best first, and `ls` names the metrics.
+    #[test]
+    fn sorting_by_metric_compares_only_sessions_of_one_metric() {
+        let root = tempfile::tempdir().unwrap();
+        let config = crate::config::Config::default();
+        let run = |name: &str, metric: &str, higher: bool, value: f64| {
+            let dir = session::create(root.path(), name, &config).unwrap();
+            let mut meta = SessionMeta::read(&dir).unwrap();
+            meta.primary_metric = metric.to_string();
+            meta.higher_is_better = higher;
+            let mut run = Run::from_meta(&dir, meta);
+            run.final_eval = Some((10, [(metric.to_string(), value)].into_iter().collect()));
+            run
+        };
+        let mut runs = vec![
+            run("acc-low", "tag_acc", true, 0.5),
+            run("cer-high", "cer", false, 9.0),
+            run("acc-high", "tag_acc", true, 0.9),
+            run("cer-low", "cer", false, 3.0),
+        ];
+        assert_eq!(mixed_metrics(&runs).as_deref(), Some("cer ↓, tag_acc ↑"));
+        sort(&mut runs, SortBy::Metric);
+        let names: Vec<&str> = runs.iter().map(|r| r.meta.name.as_str()).collect();
+        assert_eq!(names, ["cer-low", "cer-high", "acc-high", "acc-low"]);
+        assert_eq!(mixed_metrics(&runs[..2]), None);
     }
 }
