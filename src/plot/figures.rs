@@ -247,10 +247,22 @@ pub fn transforms(data: &SessionData) -> Option<Figure> {
         let Some(curve) = curves.get(name) else {
             continue;
         };
+        // Each loss on its own scale, as a multiple of its value at the
+        // step (the curve spans 0..2 of it): losses of different sizes
+        // (0.03 and 5) would otherwise crowd the small one into x = 0.
+        let scale = curve
+            .x
+            .last()
+            .copied()
+            .filter(|&x| x > 0.0)
+            .map(|x| x / 2.0);
+        let Some(scale) = scale else {
+            continue;
+        };
         let mut points: Points = curve
             .x
             .iter()
-            .copied()
+            .map(|x| x / scale)
             .zip(curve.y.iter().copied())
             .collect();
         points.sort_by(|a, b| a.0.total_cmp(&b.0));
@@ -258,7 +270,8 @@ pub fn transforms(data: &SessionData) -> Option<Figure> {
         if let Some(y) = data
             .last_losses
             .get(name)
-            .and_then(|&x| interpolate(&points, x).map(|y| (x, y)))
+            .map(|&x| x / scale)
+            .and_then(|x| interpolate(&points, x).map(|y| (x, y)))
         {
             marks.push(Line {
                 label: None,
@@ -281,10 +294,7 @@ pub fn transforms(data: &SessionData) -> Option<Figure> {
     Some(Figure {
         name: "transforms",
         chart: Chart {
-            x_label: format!(
-                "loss value lₖ, others fixed (step {})",
-                compact(*step as f64)
-            ),
+            x_label: format!("lₖ / lₖ at step {} (others fixed)", compact(*step as f64)),
             y_label: "MELTR output M(l)".into(),
             y_kind: Kind::Linear,
             tight_x: false,
@@ -445,4 +455,58 @@ pub fn compare(sessions: &[SessionData], metric: &str, prep: Prep) -> anyhow::Re
         zero_line: false,
         body: Body::Lines(faint),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::session::metrics::Curve;
+
+    /// Losses of different sizes (0.03 and 5) shared one x axis, the small
+    /// one's curve crowded into x = 0; each is now drawn over 0..2 of its
+    /// own value at the step, the run's point at 1.
+    #[test]
+    fn transform_curves_of_losses_of_different_sizes_share_the_x_range() {
+        let root = tempfile::tempdir().unwrap();
+        let mut config = crate::config::Config::default();
+        config.workload.primary = "big".into();
+        config.workload.auxiliary = vec!["small".into()];
+        let dir = crate::session::create(root.path(), "t", &config).unwrap();
+        let metrics = crate::session::SessionDir::new(&dir).metrics();
+        std::fs::write(
+            &metrics,
+            "{\"step\":1,\"time\":0.1,\"kind\":\"train\",\"losses\":{\"big\":5.0,\"small\":0.03},\
+             \"total\":5.03,\"weights\":{\"big\":1.0,\"small\":1.0},\"lr\":0.001}\n",
+        )
+        .unwrap();
+        let mut data = SessionData::load(&dir).unwrap();
+        let curve = |current: f64| Curve {
+            x: (0..=4).map(|i| current * i as f64 / 2.0).collect(),
+            y: (0..=4).map(|i| i as f64).collect(),
+        };
+        data.transform = Some((
+            40,
+            [
+                ("big".to_string(), curve(5.0)),
+                ("small".to_string(), curve(0.03)),
+            ]
+            .into_iter()
+            .collect(),
+        ));
+        data.last_losses = [("big".to_string(), 5.0), ("small".to_string(), 0.03)]
+            .into_iter()
+            .collect();
+        let figure = transforms(&data).unwrap();
+        let Body::Lines(lines) = figure.chart.body else {
+            panic!("transforms draws lines");
+        };
+        for line in &lines {
+            let xs: Vec<f64> = line.points.iter().map(|p| p.0).collect();
+            match &line.label {
+                Some(_) => assert_eq!(xs, [0.0, 0.5, 1.0, 1.5, 2.0], "{:?}", line.label),
+                None => assert_eq!(xs, [1.0], "the run's point"),
+            }
+        }
+        assert_eq!(lines.len(), 4, "two curves and their points");
+    }
 }
