@@ -312,22 +312,12 @@ fn live_config_applies_at_step_boundary_and_restart_only_keys_are_refused() {
     let dir = session::create(root.path(), "live", &config).unwrap();
     let handle = engine::spawn(&dir, config.clone(), false).unwrap();
     // Wait for a few steps, then change lr, J and a restart-only key at once.
-    loop {
-        match handle.events.recv().unwrap() {
-            Event::Progress { step, .. } if step >= 20 => break,
-            _ => {}
-        }
-    }
+    wait_for_step(&handle, 20);
     let mut edited = config.clone();
     edited.train.lr = 1e-4;
     edited.aid.iterations = 2;
     edited.meltr.d_model = 64;
-    handle
-        .commands
-        .send(Command::ApplyConfig {
-            config: Box::new(edited),
-        })
-        .unwrap();
+    apply(&handle, edited);
     handle.commands.send(Command::Stop).unwrap();
     assert_eq!(handle.thread.join().unwrap().unwrap(), Status::Stopped);
 
@@ -683,12 +673,7 @@ fn a_refused_restart_only_edit_does_not_break_resume() {
     edited.meltr.d_model = 64;
     edited.train.lr = 1e-3;
     std::fs::write(dir.join("config.toml"), edited.to_toml_string()).unwrap();
-    handle
-        .commands
-        .send(Command::ApplyConfig {
-            config: Box::new(edited.clone()),
-        })
-        .unwrap();
+    apply(&handle, edited.clone());
     handle.commands.send(Command::Stop).unwrap();
     assert_eq!(handle.thread.join().unwrap().unwrap(), Status::Stopped);
 
@@ -747,12 +732,7 @@ fn an_invalid_config_sent_as_a_command_is_refused_and_training_goes_on() {
     for (_, edit) in &edits {
         let mut bad = config.clone();
         edit(&mut bad);
-        handle
-            .commands
-            .send(Command::ApplyConfig {
-                config: Box::new(bad),
-            })
-            .unwrap();
+        apply(&handle, bad);
     }
     let status = handle
         .thread
@@ -812,20 +792,10 @@ fn lowering_steps_below_the_step_reached_ends_the_run_with_an_eval_and_an_event(
     config.train.eval_every = 1000;
     let dir = session::create(root.path(), "lowered", &config).unwrap();
     let handle = engine::spawn(&dir, config.clone(), false).unwrap();
-    loop {
-        match handle.events.recv().unwrap() {
-            Event::Progress { step, .. } if step >= 20 => break,
-            _ => {}
-        }
-    }
+    wait_for_step(&handle, 20);
     let mut edited = config.clone();
     edited.train.steps = 10;
-    handle
-        .commands
-        .send(Command::ApplyConfig {
-            config: Box::new(edited),
-        })
-        .unwrap();
+    apply(&handle, edited);
     assert_eq!(handle.thread.join().unwrap().unwrap(), Status::Finished);
     let lines = session::log::read_metrics(&dir.join("metrics.jsonl"))
         .unwrap()
@@ -853,4 +823,24 @@ fn lowering_steps_below_the_step_reached_ends_the_run_with_an_eval_and_an_event(
     assert!(ended >= 20, "ended at {ended}");
     assert_eq!(evals, [ended], "one eval, at the step the run ended");
     assert!(last_train <= ended, "no step after the end: {last_train}");
+}
+
+/// Waits until the run reports step `step` or later.
+fn wait_for_step(handle: &engine::EngineHandle, step: u64) {
+    loop {
+        match handle.events.recv().unwrap() {
+            Event::Progress { step: at, .. } if at >= step => return,
+            _ => {}
+        }
+    }
+}
+
+/// Sends a config to the running engine, as the file watcher does.
+fn apply(handle: &engine::EngineHandle, config: meltr_tui::config::Config) {
+    handle
+        .commands
+        .send(Command::ApplyConfig {
+            config: Box::new(config),
+        })
+        .unwrap();
 }
