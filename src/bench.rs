@@ -67,7 +67,8 @@ pub fn run(options: &BenchOptions) -> Result<String> {
     // benchmarked is refused at once, not after the others' minutes.
     let mut workloads = Vec::new();
     if options.builtin {
-        workloads.push(("video-text".to_string(), video_text_config(options)));
+        let config = video_text_config(options);
+        workloads.push(("video-text".to_string(), "video-text", config));
     }
     if let Some(dir) = &options.torchscript {
         let config = torchscript_config(dir, options)?;
@@ -83,20 +84,24 @@ pub fn run(options: &BenchOptions) -> Result<String> {
                 .collect::<Vec<_>>()
                 .join(", ")
         );
-        workloads.push((label, config));
+        workloads.push((label, "torchscript", config));
     }
     if let Some((label, config)) = &options.config {
         let mut config = config.clone();
         base(&mut config, options);
-        workloads.push((label.clone(), config));
+        let device = crate::engine::trainer::resolve_device(&options.device)?;
+        let kind = crate::engine::trainer::dtype(&config);
+        crate::workload::build(&config, device, kind, None)
+            .with_context(|| format!("-c {label}"))?;
+        workloads.push((label.clone(), "config", config));
     }
     if workloads.is_empty() {
         bail!("nothing to benchmark: --no-builtin needs --torchscript DIR or -c CONFIG");
     }
     let scratch = tempfile_dir()?;
     let mut reports = Vec::new();
-    for (label, config) in workloads {
-        reports.push(bench_workload(&label, config, options, &scratch)?);
+    for (title, short, config) in workloads {
+        reports.push(bench_workload(&title, short, config, options, &scratch)?);
     }
     let _ = std::fs::remove_dir_all(&scratch);
     let mut out = format!(
@@ -198,13 +203,16 @@ struct Variant {
     elementary: bool,
 }
 
+/// Times one workload; `title` heads its report, `short` names its
+/// throwaway sessions.
 fn bench_workload(
-    name: &str,
+    title: &str,
+    short: &str,
     config: Config,
     options: &BenchOptions,
     scratch: &Path,
 ) -> Result<Report> {
-    eprintln!("bench: {name}");
+    eprintln!("bench: {title}");
     let device = crate::engine::trainer::resolve_device(&options.device)?;
     let mut lines = Vec::new();
     let warmup = 3;
@@ -212,7 +220,7 @@ fn bench_workload(
         |label: &str, variant: Variant, edit: &dyn Fn(&mut Config)| -> Result<BenchTrainer> {
             let mut c = config.clone();
             edit(&mut c);
-            let mut t = trainer(&c, scratch, &format!("{name}-{label}"))?;
+            let mut t = trainer(&c, scratch, &format!("{short}-{label}"))?;
             // Before the warm-up, so that it warms the path being timed.
             if variant.shares_per_loss {
                 t.shares_per_loss();
@@ -440,7 +448,7 @@ fn bench_workload(
         meltr_unfused / meltr_rate
     ));
     Ok(Report {
-        name: name.into(),
+        name: title.into(),
         lines,
     })
 }

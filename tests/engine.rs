@@ -795,34 +795,47 @@ fn lowering_steps_below_the_step_reached_ends_the_run_with_an_eval_and_an_event(
     wait_for_step(&handle, 20);
     let mut edited = config.clone();
     edited.train.steps = 10;
-    apply(&handle, edited);
+    apply(&handle, edited.clone());
     assert_eq!(handle.thread.join().unwrap().unwrap(), Status::Finished);
-    let lines = session::log::read_metrics(&dir.join("metrics.jsonl"))
-        .unwrap()
-        .lines;
-    let last_train = lines
-        .iter()
-        .filter(|l| matches!(l.record, Record::Train { .. }))
-        .map(|l| l.step)
-        .max()
-        .unwrap();
-    let ended = lines
-        .iter()
-        .find_map(|l| match &l.record {
-            Record::Event { message, .. } if message.contains("is below the step reached") => {
-                Some(l.step)
-            }
-            _ => None,
-        })
-        .expect("an event saying why the run ended");
-    let evals: Vec<u64> = lines
-        .iter()
-        .filter(|l| matches!(l.record, Record::Eval { .. }))
-        .map(|l| l.step)
-        .collect();
+    // (last train step, steps of the end events, steps of the evals)
+    let ending = || {
+        let lines = session::log::read_metrics(&dir.join("metrics.jsonl"))
+            .unwrap()
+            .lines;
+        let of = |pick: &dyn Fn(&Record) -> bool| -> Vec<u64> {
+            lines
+                .iter()
+                .filter(|l| pick(&l.record))
+                .map(|l| l.step)
+                .collect()
+        };
+        let trains = of(&|r| matches!(r, Record::Train { .. }));
+        let ends = of(&|r| {
+            matches!(r, Record::Event { message, .. }
+                if message.contains("is not above the step reached"))
+        });
+        let evals = of(&|r| matches!(r, Record::Eval { .. }));
+        (trains.last().copied().unwrap(), ends, evals)
+    };
+    let (last_train, ends, evals) = ending();
+    assert_eq!(ends.len(), 1, "an event saying why the run ended: {ends:?}");
+    let ended = ends[0];
     assert!(ended >= 20, "ended at {ended}");
     assert_eq!(evals, [ended], "one eval, at the step the run ended");
     assert!(last_train <= ended, "no step after the end: {last_train}");
+
+    // Resuming the ended run (steps still below) neither trains nor says
+    // it again; nor does one whose steps equal the step reached.
+    for steps in [10, ended] {
+        edited.train.steps = steps;
+        let handle = engine::spawn(&dir, edited.clone(), true).unwrap();
+        assert_eq!(handle.thread.join().unwrap().unwrap(), Status::Finished);
+        assert_eq!(
+            ending(),
+            (last_train, vec![ended], vec![ended]),
+            "steps {steps}"
+        );
+    }
 }
 
 /// Waits until the run reports step `step` or later.

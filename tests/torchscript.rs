@@ -397,6 +397,20 @@ fn runtime_errors_name_the_batch_and_the_model_file_and_val_data_are_checked_up_
     );
     let all = refused(&cfg, &batch);
     assert!(all.contains(exception), "{all}");
+    // The same refusal from a detached runner: the model's exception (a
+    // report of several lines) is said once.
+    let out = run_with_limit(
+        bin()
+            .args(["run", "--detach", "-c"])
+            .arg(&cfg)
+            .arg("--sessions-dir")
+            .arg(tmp.path().join("detached")),
+        Duration::from_secs(120),
+    );
+    let all = text(&out);
+    assert!(!out.status.success(), "{all}");
+    assert_eq!(all.matches(exception).count(), 1, "{all}");
+    assert_eq!(all.matches(&batch).count(), 1, "{all}");
     let val = flag_data(&tmp.path().join("wide.safetensors"), 32, 5, &[]);
     let cfg = flag_config(tmp.path(), "wide", "raises_on_flag.pt", &clean_train, &val);
     refused(
@@ -424,8 +438,9 @@ fn a_loss_constant_on_some_batches_trains_and_one_constant_on_all_is_refused() {
     let cfg = flag_config(tmp.path(), "masked", "aux_on_flagged_rows.pt", &train, &val);
     let out = run(&sessions, &cfg, "masked");
     assert!(out.status.success(), "{}", text(&out));
-    // Sorted data: the only flagged row is the last, in batch 16 of 16.
-    let sorted = flag_data(&tmp.path().join("sorted.safetensors"), 128, 4, &[127]);
+    // Sorted data: the only flagged row is the last, past twelve full
+    // batches (the check's last window is rows 92..100).
+    let sorted = flag_data(&tmp.path().join("sorted.safetensors"), 100, 4, &[99]);
     let cfg = flag_config(
         tmp.path(),
         "sorted",

@@ -265,9 +265,7 @@ pub enum Cmd {
     /// Versions, CUDA devices and the terminal, to check an installation.
     Doctor,
     /// Time inner and meta steps (primary, sum, meltr; exact and factorized
-    /// AID at J = 0, 1, 3), their peak memory, each meta step's phases, and
-    /// training throughput, on the built-in model and optionally a
-    /// TorchScript model; prints ratios.
+    /// AID at J = 0, 1, 3), peak memory, phases and throughput; prints ratios.
     Bench {
         /// cpu, cuda or cuda:N.
         #[arg(long, default_value = "cpu")]
@@ -278,24 +276,19 @@ pub enum Cmd {
         /// Meta steps per measurement round.
         #[arg(long, default_value_t = 4)]
         meta_steps: u64,
-        /// Timed rounds per measurement, interleaved with the measurements it
-        /// is compared with; the median round is reported.
+        /// Timed rounds per measurement, interleaved; the median is reported.
         #[arg(long, default_value_t = 10)]
         rounds: u32,
-        /// Folder with a TorchScript model.pt and train/val.safetensors (e.g.
-        /// the example exporter's output with --attention matmul), run with
-        /// the example's config; a model whose losses are named otherwise
-        /// takes the first by name as primary and the rest as auxiliary
-        /// (use --config to choose them, the batch size and dtype).
+        /// Folder with model.pt and train/val.safetensors (e.g. the example
+        /// exporter's output), run with the example's config; the first loss
+        /// the model returns is the primary (--config chooses).
         #[arg(long)]
         torchscript: Option<PathBuf>,
-        /// Also benchmark the workload of this run config (e.g. your own
-        /// TorchScript model, with its loss names, batch size and dtype);
-        /// its intervals are replaced by the bench's, --device applies.
+        /// Also benchmark this run config's workload (e.g. your own model,
+        /// its losses, batch size, dtype); --device applies.
         #[arg(short, long)]
         config: Option<PathBuf>,
-        /// Skip the built-in video-text model (benchmarked first by
-        /// default); needs --torchscript or --config.
+        /// Skip the built-in video-text model (needs --torchscript or -c).
         #[arg(long)]
         no_builtin: bool,
         /// Also write the report to this file.

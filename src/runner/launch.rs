@@ -39,16 +39,15 @@ pub fn launch(dir: &Path, resume: bool) -> Result<u32> {
         echoed = echo_new_output(&log_path, echoed);
         if is_serving(&dir) {
             // What it said before serving (e.g. where its socket went).
-            echo_new_output(&log_path, echoed);
+            echo_rest(&log_path, echoed, None);
             // Reap the child when it ends, so it never lingers as a zombie.
             std::thread::spawn(move || child.wait());
             return Ok(pid);
         }
         if let Some(exit) = child.try_wait()? {
             let error = SessionMeta::read(&dir).ok().and_then(|m| m.error);
-            echo_new_output(&log_path, echoed);
-            // Its error lines, but the one the refusal below says.
-            echo_errors(&log_path, start_len, error.as_deref());
+            // Its report, unless it is what the refusal below says.
+            echo_rest(&log_path, echoed, error.as_deref());
             let why = error
                 .unwrap_or_else(|| format!("it exited with {exit}; see {}", log_path.display()));
             bail!("the runner did not start: {why}");
@@ -65,38 +64,47 @@ pub fn launch(dir: &Path, resume: bool) -> Result<u32> {
     }
 }
 
-/// How the process's own error lines start (`main`'s report): held back
-/// while it starts, as a runner that fails to start says why in its
-/// session and the launcher says it once.
-const ERROR_LINE: &str = "error: ";
+/// How the process's own error report starts (`main`'s, the last thing it
+/// writes, possibly over several lines): held back while it starts, as a
+/// runner that fails to start says why in its session and the launcher
+/// says it once.
+const ERROR_REPORT: &str = "error: ";
 
-/// Prints the whole lines `path` gained since byte `from` to stderr, but
-/// error lines; returns where the next line starts.
+/// Prints the whole lines `path` gained since byte `from` to stderr, up to
+/// an error report; returns where the next line to print starts (a line
+/// still being written, or the report, waits).
 fn echo_new_output(path: &Path, from: u64) -> u64 {
-    echo_lines(path, from, |line| !line.starts_with(ERROR_LINE))
-}
-
-/// Prints the error lines `path` gained since byte `from`, but those that
-/// contain `said`.
-fn echo_errors(path: &Path, from: u64, said: Option<&str>) {
-    echo_lines(path, from, |line| {
-        line.starts_with(ERROR_LINE) && !said.is_some_and(|said| line.contains(said))
-    });
-}
-
-/// Prints the whole lines after byte `from` that `show` picks; a line still
-/// being written waits for the next call. Returns where the next line starts.
-fn echo_lines(path: &Path, from: u64, show: impl Fn(&str) -> bool) -> u64 {
     let Ok(bytes) = std::fs::read(path) else {
         return from;
     };
-    let new = bytes.get(from as usize..).unwrap_or_default();
-    let Some(end) = new.iter().rposition(|&b| b == b'\n') else {
-        return from;
-    };
-    let text = String::from_utf8_lossy(&new[..=end]);
-    for line in text.split_inclusive('\n').filter(|line| show(line)) {
-        eprint!("{line}");
+    let mut at = from as usize;
+    for line in bytes
+        .get(at..)
+        .unwrap_or_default()
+        .split_inclusive(|&b| b == b'\n')
+    {
+        let whole = line.last() == Some(&b'\n');
+        if !whole || line.starts_with(ERROR_REPORT.as_bytes()) {
+            break;
+        }
+        eprint!("{}", String::from_utf8_lossy(line));
+        at += line.len();
     }
-    from + end as u64 + 1
+    at as u64
+}
+
+/// Prints everything after byte `from`, once the process has served or
+/// ended, unless it is only the report of `said`.
+fn echo_rest(path: &Path, from: u64, said: Option<&str>) {
+    let Ok(bytes) = std::fs::read(path) else {
+        return;
+    };
+    let rest = String::from_utf8_lossy(bytes.get(from as usize..).unwrap_or_default());
+    let only_said = said.is_some_and(|said| rest.trim_end() == format!("{ERROR_REPORT}{said}"));
+    if !rest.is_empty() && !only_said {
+        eprint!("{rest}");
+        if !rest.ends_with('\n') {
+            eprintln!();
+        }
+    }
 }

@@ -182,9 +182,20 @@ pub fn sort(runs: &mut [Run], by: SortBy) {
         }
     };
     if by != SortBy::Id {
+        // Sessions without a value last; the others by metric (name and
+        // direction), best first within each.
+        let group = |r: &Run| {
+            let value = key(r);
+            let rank = (
+                value == f64::INFINITY,
+                r.meta.primary_metric.clone(),
+                !r.meta.higher_is_better,
+            );
+            (rank, value)
+        };
         runs.sort_by(|a, b| {
-            let metric = |r: &Run| r.meta.primary_metric.clone();
-            metric(a).cmp(&metric(b)).then(key(a).total_cmp(&key(b)))
+            let ((a_rank, a_value), (b_rank, b_value)) = (group(a), group(b));
+            a_rank.cmp(&b_rank).then(a_value.total_cmp(&b_value))
         });
     }
 }
@@ -195,6 +206,7 @@ pub fn sort(runs: &mut [Run], by: SortBy) {
 pub fn mixed_metrics(runs: &[Run]) -> Option<String> {
     let mut metrics: Vec<String> = runs
         .iter()
+        .filter(|r| !r.meta.primary_metric.is_empty())
         .map(|r| {
             let arrow = if r.meta.higher_is_better {
                 "↑"
@@ -234,11 +246,15 @@ mod tests {
             run("cer-high", "cer", false, 9.0),
             run("acc-high", "tag_acc", true, 0.9),
             run("cer-low", "cer", false, 3.0),
+            run("never-ran", "", true, f64::NAN),
         ];
         assert_eq!(mixed_metrics(&runs).as_deref(), Some("cer ↓, tag_acc ↑"));
         sort(&mut runs, SortBy::Metric);
         let names: Vec<&str> = runs.iter().map(|r| r.meta.name.as_str()).collect();
-        assert_eq!(names, ["cer-low", "cer-high", "acc-high", "acc-low"]);
+        assert_eq!(
+            names,
+            ["cer-low", "cer-high", "acc-high", "acc-low", "never-ran"]
+        );
         assert_eq!(mixed_metrics(&runs[..2]), None);
     }
 }

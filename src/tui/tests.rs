@@ -500,10 +500,19 @@ fn a_written_edit_says_when_it_applies() {
         status: Status::Finished,
         message: None,
     });
-    app.wrote_config(config, "aid.iterations = 3");
+    app.wrote_config(config.clone(), "aid.iterations = 3");
     let flash = app.flash.as_ref().unwrap().text.clone();
     assert!(
-        flash.contains("the run has finished: resume or fork (f)"),
+        flash.contains("the run has ended: resume or fork (f) to train with it"),
+        "{flash}"
+    );
+    // At its last step: a resume or fork would not train.
+    let mut ended = config;
+    ended.train.steps = app.step();
+    app.wrote_config(ended, "aid.iterations = 4");
+    let flash = app.flash.as_ref().unwrap().text.clone();
+    assert!(
+        flash.contains(&format!("raise train.steps above {}", app.step())),
         "{flash}"
     );
 }

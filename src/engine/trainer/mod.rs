@@ -126,9 +126,8 @@ pub struct Trainer {
     neumann_stopped: bool,
     /// Consecutive inner steps skipped as non-finite (as of the last flush).
     skipped_in_a_row: u64,
-    /// The run was told (a live edit of `train.steps`) to end before the
-    /// step it had reached, and the log says so.
-    ended_past_steps: bool,
+    /// The step of the newest eval line (from the log on resume).
+    last_eval_step: Option<u64>,
     /// `train.trace`: the run's trace for the Python replay.
     tracer: Option<Tracer>,
     /// A copy of `config` that others read (the config file watcher).
@@ -195,8 +194,14 @@ impl Trainer {
                 }
                 Order::Train => {}
             }
-            if self.step > self.config.train.steps && !self.ended_past_steps {
-                self.end_past_steps()?;
+            if self.step >= self.config.train.steps
+                && self.step > 0
+                && self.last_eval_step != Some(self.step)
+            {
+                // Training reaches the end with an eval at its last step;
+                // without one, `train.steps` was lowered to or below the
+                // step reached.
+                self.end_early()?;
             }
             if self.step >= self.config.train.steps {
                 // Every rank is done: rank 0 needs the others no more (it
@@ -223,21 +228,17 @@ impl Trainer {
         }
     }
 
-    /// `train.steps` was lowered below the step reached: the run ends
-    /// here, says so, and evaluates this step unless it just did.
-    fn end_past_steps(&mut self) -> Result<()> {
-        self.ended_past_steps = true;
+    /// `train.steps` was lowered to or below the step reached: the run
+    /// ends here, says so, and evaluates this step.
+    fn end_early(&mut self) -> Result<()> {
         self.emit(Record::Event {
             level: Level::Info,
             message: format!(
-                "train.steps = {} is below the step reached: the run ends at step {}",
+                "train.steps = {} is not above the step reached: the run ends at step {}",
                 self.config.train.steps, self.step
             ),
         });
-        if self.step > 0 && !self.step.is_multiple_of(self.config.train.eval_every) {
-            self.evaluate()?;
-        }
-        Ok(())
+        self.evaluate()
     }
 
     /// Pauses after a failed write, saying why; `Resume` retries.
@@ -348,6 +349,7 @@ impl Trainer {
     }
 
     fn evaluate(&mut self) -> Result<()> {
+        self.last_eval_step = Some(self.step);
         if self.is_follower() {
             return Ok(());
         }

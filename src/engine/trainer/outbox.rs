@@ -53,7 +53,7 @@ impl Trainer {
                 };
                 // The batch's rows, to find a bad sample in the data.
                 let rows = match self.workload.batch_rows(s.step) {
-                    Some(rows) => format!(" (training rows {rows:?})"),
+                    Some(rows) => format!(" (training rows {})", listed(&rows)),
                     None => String::new(),
                 };
                 let message = format!("{what}; update skipped{rows}");
@@ -166,3 +166,16 @@ impl Trainer {
         self.send(Event::Status { status, message });
     }
 }
+
+/// Rows as `[3, 17, ...]`, the first [`ROWS_LISTED`] of a larger batch
+/// followed by how many there are.
+fn listed(rows: &[i64]) -> String {
+    if rows.len() <= ROWS_LISTED {
+        return format!("{rows:?}");
+    }
+    let shown: Vec<String> = rows[..ROWS_LISTED].iter().map(i64::to_string).collect();
+    format!("[{}, … ({} rows)]", shown.join(", "), rows.len())
+}
+
+/// How many of a skipped batch's rows its warning lists.
+const ROWS_LISTED: usize = 64;

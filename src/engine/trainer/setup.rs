@@ -109,6 +109,7 @@ impl Trainer {
         let mut notes = Vec::new();
         let mut collapse = CollapseGuard::default();
         let mut ran_with = None;
+        let mut last_eval_step = None;
         if let Some(point) = resume {
             notes = point.notes;
             ran_with = point.ran_with;
@@ -125,13 +126,15 @@ impl Trainer {
                 resumed_from = Some(ckpt.path);
             }
             if metrics_path.exists() {
+                let lines = log::read_metrics(&metrics_path)?.lines;
                 // The latest time, not the last line's: meta lines carry
                 // their step's time and are written after later steps ran.
-                time_offset = log::read_metrics(&metrics_path)?
-                    .lines
+                time_offset = lines.iter().map(|l| l.time).fold(0.0, f64::max);
+                last_eval_step = lines
                     .iter()
-                    .map(|l| l.time)
-                    .fold(0.0, f64::max);
+                    .filter(|l| matches!(l.record, Record::Eval { .. }))
+                    .map(|l| l.step)
+                    .max();
             }
         }
         let (workload, combiner, inner, meta) = parts;
@@ -209,7 +212,7 @@ impl Trainer {
             pending_meta: Vec::new(),
             neumann_stopped: false,
             skipped_in_a_row: 0,
-            ended_past_steps: false,
+            last_eval_step,
             tracer,
             in_force: Arc::new(Mutex::new(in_force)),
             group: None,
@@ -442,11 +445,9 @@ fn resume_point(dir: &Path, config: &mut Config) -> Result<ResumePoint> {
 
     let in_force_path = layout.config_in_force();
     let in_force_name = file_name(&in_force_path);
-    let mut last_in_force = None;
     if in_force_path.exists() {
         match Config::load(&in_force_path) {
             Ok(in_force) => {
-                last_in_force = Some(in_force.clone());
                 let kept = config.clone().keeping_restart_only_of(&in_force);
                 let not_applied: Vec<String> = config
                     .diff(&kept)
@@ -491,18 +492,12 @@ fn resume_point(dir: &Path, config: &mut Config) -> Result<ResumePoint> {
             format!("skipped checkpoint {name}, which does not read back ({why}); {moved}"),
         ));
     }
-    let ran_with = match checkpoint
+    let ran_with = checkpoint
         .as_ref()
         .and_then(|c| c.get(super::checkpointing::CONFIG_IN_FORCE))
-    {
-        Some(bytes) => {
-            let text = Vec::<u8>::try_from(bytes)
-                .ok()
-                .and_then(|b| String::from_utf8(b).ok());
-            text.and_then(|t| Config::parse(&t).ok())
-        }
-        None => last_in_force,
-    };
+        .and_then(|bytes| Vec::<u8>::try_from(bytes).ok())
+        .and_then(|bytes| String::from_utf8(bytes).ok())
+        .and_then(|text| Config::parse(&text).ok());
     Ok(ResumePoint {
         checkpoint,
         notes,

@@ -323,12 +323,18 @@ impl App {
 
     /// Records a config this TUI wrote to `config.toml`.
     pub fn wrote_config(&mut self, config: Config, summary: &str) {
+        let config_steps = config.train.steps;
         self.config = config;
         let text = if self.status.is_terminal() {
-            format!(
-                "wrote {summary} to config.toml; the run has {}: resume or fork (f) to train with it",
-                self.status.as_str()
-            )
+            let more = if config_steps <= self.step() {
+                format!(
+                    "raise train.steps above {}, then resume or fork (f)",
+                    self.step()
+                )
+            } else {
+                "resume or fork (f) to train with it".to_string()
+            };
+            format!("wrote {summary} to config.toml; the run has ended: {more}")
         } else {
             format!("wrote {summary} to config.toml; the run applies it at a step boundary within a second")
         };

@@ -230,9 +230,13 @@ impl TorchScript {
         mut constant: Vec<String>,
     ) -> Result<()> {
         let samples = self.train.samples;
-        let mut start = self.batch_size;
+        let size = self.batch_size;
+        let mut start = size;
         while !constant.is_empty() && start < samples {
-            let size = self.batch_size.min(samples - start);
+            // The last window is a full batch too (overlapping the one
+            // before): training never forwards a smaller one, and a model
+            // may not take one (BatchNorm on a single row).
+            start = start.min(samples - size);
             let rows = self.train.slice(start, size);
             let outputs = self.forward(&rows).with_context(|| {
                 format!(
