@@ -179,6 +179,24 @@ fn refused(config: &Path, expected: &str) -> String {
     all
 }
 
+/// `run --detach` with a config its runner refuses at start: what it said.
+fn refused_detached(config: &Path, sessions: &Path) -> String {
+    let out = run_with_limit(
+        bin()
+            .args(["run", "--detach", "-c"])
+            .arg(config)
+            .arg("--sessions-dir")
+            .arg(sessions),
+        Duration::from_secs(120),
+    );
+    let all = text(&out);
+    assert!(
+        !out.status.success(),
+        "expected failure, got success:\n{all}"
+    );
+    all
+}
+
 #[test]
 fn bad_models_and_data_are_refused_with_what_to_fix() {
     let tmp = tempfile::tempdir().unwrap();
@@ -399,16 +417,7 @@ fn runtime_errors_name_the_batch_and_the_model_file_and_val_data_are_checked_up_
     assert!(all.contains(exception), "{all}");
     // The same refusal from a detached runner: the model's exception (a
     // report of several lines) is said once.
-    let out = run_with_limit(
-        bin()
-            .args(["run", "--detach", "-c"])
-            .arg(&cfg)
-            .arg("--sessions-dir")
-            .arg(tmp.path().join("detached")),
-        Duration::from_secs(120),
-    );
-    let all = text(&out);
-    assert!(!out.status.success(), "{all}");
+    let all = refused_detached(&cfg, &tmp.path().join("detached"));
     assert_eq!(all.matches(exception).count(), 1, "{all}");
     assert_eq!(all.matches(&batch).count(), 1, "{all}");
     let val = flag_data(&tmp.path().join("wide.safetensors"), 32, 5, &[]);
@@ -464,16 +473,7 @@ fn a_loss_constant_on_some_batches_trains_and_one_constant_on_all_is_refused() {
 
     // A detached runner that cannot start: its reason is said once (the
     // launcher echoed the runner's own error line as well).
-    let out = run_with_limit(
-        bin()
-            .args(["run", "--detach", "-c"])
-            .arg(&cfg)
-            .arg("--sessions-dir")
-            .arg(tmp.path().join("detached")),
-        Duration::from_secs(120),
-    );
-    let all = text(&out);
-    assert!(!out.status.success(), "{all}");
+    let all = refused_detached(&cfg, &tmp.path().join("detached"));
     assert_eq!(all.matches(why).count(), 1, "{all}");
 }
 
