@@ -5,7 +5,8 @@
 //! hyperparameter editor (written to `config.toml`, later `train` lines carry
 //! it); `config.toml` replaced by rename as vim saves it (a new
 //! `aid.iterations`, applied); an invalid value (the error with file, line and
-//! key on screen while steps keep advancing); quit, stopping the run.
+//! key on screen while steps keep advancing); quit, stopping the run; a
+//! dropped terminal, attach again; a run whose runner was killed, attached.
 //!
 //! Needs `tmux` (the test fails, saying so, when it is missing).
 
@@ -713,4 +714,68 @@ fn a_dropped_terminal_leaves_the_run_going_and_attach_picks_it_up() {
         (!is_our_binary(runner)).then_some(())
     });
     assert_eq!(SessionMeta::read(&dir).unwrap().status, Status::Stopped);
+}
+
+/// Polls `check` until it gives a value, for at most [`WAIT`].
+fn poll<T>(what: &str, mut check: impl FnMut() -> Option<T>) -> T {
+    let start = Instant::now();
+    loop {
+        if let Some(value) = check() {
+            return value;
+        }
+        assert!(start.elapsed() < WAIT, "timed out waiting for {what}");
+        std::thread::sleep(POLL);
+    }
+}
+
+/// A run whose runner was killed (`kill -9`, a reboot) still says
+/// `running` in its `session.json`; attached, the TUI showed "● running"
+/// where `ls` says crashed. It reads "✖ crashed" with the way on.
+#[test]
+fn attaching_to_a_run_whose_runner_was_killed_shows_it_crashed() {
+    require_tmux();
+    let tmp = tempfile::tempdir().unwrap();
+    let root = tmp.path().join("sessions");
+    let config_path = tmp.path().join("tiny.toml");
+    std::fs::write(&config_path, config_text()).unwrap();
+    let bin = Path::new(env!("CARGO_BIN_EXE_meltr-tui"));
+    let out = Command::new(bin)
+        .arg("--sessions-dir")
+        .arg(&root)
+        .args(["run", "--detach", "-n", "killed", "-c"])
+        .arg(&config_path)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let dir = session::find(&root, "killed").unwrap();
+    let runner = poll("the runner", || runner_pid(&dir));
+    poll("a few steps", || {
+        let lines = session::log::read_metrics(&dir.join("metrics.jsonl")).ok()?;
+        last_train_step(&lines.lines).filter(|&s| s >= 2 * LOG_EVERY)
+    });
+    unsafe { libc::kill(runner as libc::pid_t, libc::SIGKILL) };
+    poll("the runner to die", || {
+        (!is_our_binary(runner)).then_some(())
+    });
+    assert_eq!(SessionMeta::read(&dir).unwrap().status, Status::Running);
+
+    let command = format!(
+        "{} --sessions-dir {} attach killed",
+        quote(bin),
+        quote(&root)
+    );
+    let tmux = Tmux::start(tmp.path(), &command);
+    let screen = poll("the TUI's header", || {
+        let screen = tmux.screen();
+        screen.contains("killed").then_some(screen)
+    });
+    assert!(
+        tmux.shows("✖ crashed") && tmux.shows("run crashed: the runner is gone"),
+        "{screen}"
+    );
+    assert!(!tmux.screen().contains("● running"), "{}", tmux.screen());
 }

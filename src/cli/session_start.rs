@@ -205,14 +205,20 @@ pub(super) fn attach(dir: &Path) -> Result<()> {
 /// One TUI on the session in `dir`, until the user leaves it or picks
 /// another session (returned as `Exit::Attach`).
 fn attach_once(dir: &Path) -> Result<crate::tui::Exit> {
-    let (link, history): (Box<dyn crate::engine::link::EngineLink>, _) =
-        if crate::runner::is_serving(dir) {
-            let (link, history) = crate::runner::link::RemoteLink::attach(dir)?;
-            (Box::new(link), history)
-        } else {
-            (Box::new(crate::engine::link::NoEngine), read_history(dir)?)
-        };
-    let meta = SessionMeta::read(dir)?;
+    let serving = crate::runner::is_serving(dir);
+    let (link, history): (Box<dyn crate::engine::link::EngineLink>, _) = if serving {
+        let (link, history) = crate::runner::link::RemoteLink::attach(dir)?;
+        (Box::new(link), history)
+    } else {
+        (Box::new(crate::engine::link::NoEngine), read_history(dir)?)
+    };
+    let mut meta = SessionMeta::read(dir)?;
+    if !serving && !meta.status.is_terminal() && !session::pid_alive(meta.pid) {
+        // Its runner died without a word (kill -9, a reboot): crashed, as
+        // `ls` says, not "running".
+        meta.status = Status::Failed;
+        meta.error = Some(crate::runner::link::runner_gone(&meta));
+    }
     let config = engine::trainer::session_config(dir).map_err(anyhow::Error::new)?;
     let export_dir = dir.to_path_buf();
     let fork_dir = dir.to_path_buf();

@@ -14,6 +14,14 @@ use std::path::{Path, PathBuf};
 /// starts: the TUI calls such a run "crashed", as `ls` does.
 pub const RUNNER_GONE: &str = "the runner is gone";
 
+/// What the TUI says of a run whose runner died.
+pub fn runner_gone(meta: &SessionMeta) -> String {
+    format!(
+        "{RUNNER_GONE} (pid {}); `meltr-tui resume {}` continues from the newest checkpoint",
+        meta.pid, meta.id
+    )
+}
+
 /// An [`EngineLink`] to a runner over its socket. Lines the client missed
 /// (it was slow, or they were written while it connected) are re-read from
 /// `metrics.jsonl`, so the TUI's history has no gaps and no duplicates.
@@ -139,10 +147,7 @@ impl EngineLink for RemoteLink {
                 } else {
                     Event::Status {
                         status: Status::Failed,
-                        message: Some(format!(
-                            "{RUNNER_GONE} (pid {}); `meltr-tui resume {}` continues from the newest checkpoint",
-                            meta.pid, meta.id
-                        )),
+                        message: Some(runner_gone(&meta)),
                     }
                 };
                 out.push(event);
