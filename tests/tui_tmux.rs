@@ -10,6 +10,9 @@
 //!
 //! Needs `tmux` (the test fails, saying so, when it is missing).
 
+mod common;
+
+use common::wait_until;
 use meltr_tui::config::Config;
 use meltr_tui::session::{
     self,
@@ -716,18 +719,6 @@ fn a_dropped_terminal_leaves_the_run_going_and_attach_picks_it_up() {
     assert_eq!(SessionMeta::read(&dir).unwrap().status, Status::Stopped);
 }
 
-/// Polls `check` until it gives a value, for at most [`WAIT`].
-fn poll<T>(what: &str, mut check: impl FnMut() -> Option<T>) -> T {
-    let start = Instant::now();
-    loop {
-        if let Some(value) = check() {
-            return value;
-        }
-        assert!(start.elapsed() < WAIT, "timed out waiting for {what}");
-        std::thread::sleep(POLL);
-    }
-}
-
 /// A run whose runner was killed (`kill -9`, a reboot) still says
 /// `running` in its `session.json`; attached, the TUI showed "● running"
 /// where `ls` says crashed. It reads "✖ crashed" with the way on.
@@ -752,13 +743,13 @@ fn attaching_to_a_run_whose_runner_was_killed_shows_it_crashed() {
         String::from_utf8_lossy(&out.stderr)
     );
     let dir = session::find(&root, "killed").unwrap();
-    let runner = poll("the runner", || runner_pid(&dir));
-    poll("a few steps", || {
+    let runner = wait_until("the runner", WAIT, || runner_pid(&dir));
+    wait_until("a few steps", WAIT, || {
         let lines = session::log::read_metrics(&dir.join("metrics.jsonl")).ok()?;
         last_train_step(&lines.lines).filter(|&s| s >= 2 * LOG_EVERY)
     });
     unsafe { libc::kill(runner as libc::pid_t, libc::SIGKILL) };
-    poll("the runner to die", || {
+    wait_until("the runner to die", WAIT, || {
         (!is_our_binary(runner)).then_some(())
     });
     assert_eq!(SessionMeta::read(&dir).unwrap().status, Status::Running);
@@ -769,7 +760,7 @@ fn attaching_to_a_run_whose_runner_was_killed_shows_it_crashed() {
         quote(&root)
     );
     let tmux = Tmux::start(tmp.path(), &command);
-    let screen = poll("the TUI's header", || {
+    let screen = wait_until("the TUI's header", WAIT, || {
         let screen = tmux.screen();
         screen.contains("killed").then_some(screen)
     });

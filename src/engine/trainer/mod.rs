@@ -194,16 +194,13 @@ impl Trainer {
                 }
                 Order::Train => {}
             }
-            if self.step >= self.config.train.steps
-                && self.step > 0
-                && self.last_eval_step != Some(self.step)
-            {
+            if self.step >= self.config.train.steps {
                 // Training reaches the end with an eval at its last step;
                 // without one, `train.steps` was lowered to or below the
                 // step reached.
-                self.end_early()?;
-            }
-            if self.step >= self.config.train.steps {
+                if self.step > 0 && self.last_eval_step != Some(self.step) {
+                    self.end_early()?;
+                }
                 // Every rank is done: rank 0 needs the others no more (it
                 // may still wait out a failed checkpoint write).
                 self.leave_group_when_done();

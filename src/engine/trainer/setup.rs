@@ -415,9 +415,9 @@ fn file_name(path: &Path) -> String {
 struct ResumePoint {
     checkpoint: Option<checkpoint::Loaded>,
     notes: Vec<(Level, String)>,
-    /// The config in force at the checkpoint's step (from the checkpoint;
-    /// for one written before checkpoints carried it, the session's last
-    /// config in force), when it reads back.
+    /// The config in force at the checkpoint's step, when the checkpoint
+    /// carries it (one written before checkpoints did, or a resume from
+    /// step 0, has nothing to compare with: the resume logs no changes).
     ran_with: Option<Config>,
 }
 
