@@ -245,10 +245,14 @@ fn aid_converges_to_the_closed_form_implicit_gradient() {
             .iter()
             .map(|&j| relative_error(&q.aid(&theta, mode, j, 1.0, 0.0, false), &truth))
             .collect();
+        // Once the series has converged the error sits at f64 rounding
+        // (about 2e-11 here, varying with the CPU's summation order), where
+        // "falls" is noise.
+        const CONVERGED: f64 = 1e-9;
         for pair in errors.windows(2) {
             assert!(
-                pair[1] < pair[0],
-                "{mode:?}: error must fall with J: {errors:?}"
+                pair[1] < pair[0] || pair[0].max(pair[1]) < CONVERGED,
+                "{mode:?}: error must fall with J until it reaches rounding: {errors:?}"
             );
         }
         assert!(
