@@ -49,9 +49,12 @@ pub fn create(
     crate::config::refuse_restart_only(overrides, "fork")
         .map_err(|e| anyhow::anyhow!("--set: {e}"))?;
     let (step, checkpoint_path) = pick_checkpoint(parent_dir, &parent.id, at)?;
-    let config = parent_config(parent_dir)?
-        .with_overrides(overrides)
-        .map_err(|e| anyhow::anyhow!("--set: {e}"))?;
+    let config = config_at(
+        parent_dir,
+        &checkpoint::Loaded::read(&checkpoint_path, step)?,
+    )?
+    .with_overrides(overrides)
+    .map_err(|e| anyhow::anyhow!("--set: {e}"))?;
     if config.train.trace {
         bail!(
             "session {} writes a trace (train.trace = true), which starts with the run: a fork \
@@ -99,12 +102,16 @@ pub fn create(
     })
 }
 
-/// The overrides that turn the parent's config (see [`parent_config`])
-/// into `wanted`, for the live keys: what the TUI's editor changed becomes
-/// the fork's `--set`. Restart-only keys are not compared (a fork keeps
-/// them).
+/// The overrides that turn the config a fork from the parent's newest
+/// checkpoint starts with (see [`config_at`]) into `wanted`, for the live
+/// keys: what the TUI's editor shows becomes the fork's `--set`.
+/// Restart-only keys are not compared (a fork keeps them).
 pub fn overrides_toward(parent_dir: &Path, wanted: &Config) -> Result<Vec<Override>> {
-    let parent = parent_config(parent_dir)?.flatten();
+    let parent = match checkpoint::list(&SessionDir::new(parent_dir).checkpoints()).last() {
+        Some((step, path)) => config_at(parent_dir, &checkpoint::Loaded::read(path, *step)?)?,
+        None => parent_config(parent_dir)?,
+    }
+    .flatten();
     Ok(wanted
         .flatten()
         .into_iter()
@@ -145,9 +152,21 @@ pub fn pick_checkpoint(dir: &Path, id: &str, at: Option<u64>) -> Result<(u64, Pa
     }
 }
 
+/// The config a fork from `checkpoint` of the session in `dir` starts with:
+/// the one in force when the checkpoint was written (live edits and
+/// `resume --set`s after it do not leak into the fork, so a fork with no
+/// `--set` continues exactly as the parent did), else, for a checkpoint
+/// that does not carry it, the parent's latest (see [`parent_config`]).
+pub fn config_at(dir: &Path, checkpoint: &checkpoint::Loaded) -> Result<Config> {
+    match checkpoint.config() {
+        Some(config) => Ok(config),
+        None => parent_config(dir),
+    }
+}
+
 /// The config the parent runs with: its config in force, else what its
 /// `config.toml` asks for.
-pub fn parent_config(dir: &Path) -> Result<Config> {
+fn parent_config(dir: &Path) -> Result<Config> {
     let layout = SessionDir::new(dir);
     Config::load(&layout.config_in_force())
         .or_else(|_| engine::trainer::session_config(dir))
@@ -167,7 +186,6 @@ fn seed(
 ) -> Result<()> {
     let layout = SessionDir::new(dir);
     let target = layout.checkpoints().join(checkpoint::file_name(step));
-    checkpoint::Loaded::read(checkpoint_path, step)?;
     std::fs::copy(checkpoint_path, &target).with_context(|| {
         format!(
             "cannot copy {} to {}",

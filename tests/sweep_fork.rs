@@ -418,6 +418,40 @@ fn a_fork_with_a_no_op_change_continues_its_parent_bit_for_bit_and_a_real_change
         4,
         "refused forks leave no folder"
     );
+
+    // The parent resumed with another meta_lr: a fork at 200 still starts
+    // from the config in force at 200 (the checkpoint's), not the newest.
+    let out = run_with_limit(
+        meltr(&root).args([
+            "resume",
+            &parent_id,
+            "--headless",
+            "--set",
+            "meltr.meta_lr=0.01",
+            "--set",
+            "train.steps=320",
+        ]),
+        WAIT,
+    );
+    assert!(out.status.success(), "{}", text(&out));
+    let out = run_with_limit(
+        meltr(&root).args([
+            "fork",
+            &parent_id,
+            "--headless",
+            "-n",
+            "later",
+            "--at",
+            "200",
+        ]),
+        WAIT,
+    );
+    assert!(out.status.success(), "{}", text(&out));
+    assert_eq!(
+        lines_after(&session::find(&root, "later").unwrap(), 200),
+        continuation,
+        "a fork after the parent's resume replays the parent as it ran from 200"
+    );
 }
 
 #[test]

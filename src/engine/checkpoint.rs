@@ -2,6 +2,7 @@
 //! combiner, both optimizers and the step, written atomically (temp file,
 //! fsync, rename) so a kill at any moment leaves the previous one intact.
 
+use crate::config::Config;
 use anyhow::{Context, Result};
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -82,6 +83,12 @@ fn prune(dir: &Path) -> Result<()> {
     Ok(())
 }
 
+/// The name of the config in force at the checkpoint's step, stored as
+/// TOML bytes: a resume logs how the config it runs with differs (a
+/// `--set`, or a live edit the crash rolled back), and a fork starts from
+/// it.
+pub const CONFIG_IN_FORCE: &str = "config.toml";
+
 /// A loaded checkpoint, looked up by tensor name.
 pub struct Loaded {
     /// The step the checkpoint was written at (from its file name).
@@ -124,6 +131,14 @@ impl Loaded {
     /// A shallow copy of the tensor stored as `name`, if the checkpoint has one.
     pub fn get(&self, name: &str) -> Option<Tensor> {
         self.tensors.get(name).map(Tensor::shallow_clone)
+    }
+
+    /// The config in force when the checkpoint was written; `None` for a
+    /// checkpoint written before checkpoints carried it, or one whose
+    /// config no longer parses.
+    pub fn config(&self) -> Option<Config> {
+        let bytes = Vec::<u8>::try_from(self.get(CONFIG_IN_FORCE)?).ok()?;
+        Config::parse(&String::from_utf8(bytes).ok()?).ok()
     }
 
     /// Entries whose names start with `prefix`, prefix removed.

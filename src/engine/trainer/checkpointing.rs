@@ -5,10 +5,6 @@ use super::*;
 /// Checkpoint names of the run state beyond the parameters and moments.
 pub(super) const META_LR: &str = "meta.lr";
 pub(super) const COLLAPSE: &str = "collapse";
-/// The config in force at the checkpoint's step, as TOML bytes: a resume
-/// logs how the config it runs with differs (a `--set`, or a live edit the
-/// crash rolled back).
-pub(super) const CONFIG_IN_FORCE: &str = "config.toml";
 
 impl Trainer {
     /// Writes a checkpoint now (and makes the metrics durable up to it).
@@ -43,7 +39,7 @@ impl Trainer {
         tensors.extend(self.collapse.state(COLLAPSE));
         let config = self.config.to_toml_string();
         tensors.push((
-            CONFIG_IN_FORCE.to_string(),
+            checkpoint::CONFIG_IN_FORCE.to_string(),
             Tensor::from_slice(config.as_bytes()),
         ));
         let written = self

@@ -492,12 +492,7 @@ fn resume_point(dir: &Path, config: &mut Config) -> Result<ResumePoint> {
             format!("skipped checkpoint {name}, which does not read back ({why}); {moved}"),
         ));
     }
-    let ran_with = checkpoint
-        .as_ref()
-        .and_then(|c| c.get(super::checkpointing::CONFIG_IN_FORCE))
-        .and_then(|bytes| Vec::<u8>::try_from(bytes).ok())
-        .and_then(|bytes| String::from_utf8(bytes).ok())
-        .and_then(|text| Config::parse(&text).ok());
+    let ran_with = checkpoint.as_ref().and_then(checkpoint::Loaded::config);
     Ok(ResumePoint {
         checkpoint,
         notes,
