@@ -16,8 +16,19 @@ use std::time::Duration;
 /// Points of accuracy MELTR must keep over `primary` (measured: +6.8 on
 /// `mixed`, +10.4 on `few-labels`).
 const OVER_PRIMARY: f64 = 3.0;
-/// Points of accuracy MELTR may trail `sum` by (measured: +0.1 and −0.2).
-const BELOW_SUM: f64 = 2.0;
+/// Points of accuracy MELTR may trail `sum` by, per task. Over twelve
+/// seeds (docs/aux-suite.md) MELTR − sum is −0.40 on `mixed` (seed std
+/// 0.56 and 0.66) and −1.51 on `few-labels` (1.76 and 0.63), so a
+/// three-seed mean difference has a spread of about 0.5 and 1.1 points:
+/// each margin is the twelve-seed difference plus about 2.5 of those
+/// spreads. Seeds 0–2 are MELTR's luckiest on `few-labels` here (+0.1),
+/// and another CPU's rounding need not keep them so.
+fn below_sum(task: &str) -> f64 {
+    match task {
+        "mixed" => 2.0,
+        _ => 4.5,
+    }
+}
 
 #[test]
 fn meltr_beats_primary_and_keeps_up_with_sum_over_three_seeds() {
@@ -55,9 +66,10 @@ fn meltr_beats_primary_and_keeps_up_with_sum_over_three_seeds() {
             meltr >= primary + OVER_PRIMARY,
             "{task}: MELTR {meltr:.2} is not {OVER_PRIMARY} above primary {primary:.2}"
         );
+        let margin = below_sum(task);
         assert!(
-            meltr >= sum - BELOW_SUM,
-            "{task}: MELTR {meltr:.2} trails sum {sum:.2} by more than {BELOW_SUM}"
+            meltr >= sum - margin,
+            "{task}: MELTR {meltr:.2} trails sum {sum:.2} by more than {margin}"
         );
     }
     // The score's standard error, recomputed here from the table: Welch's
