@@ -419,6 +419,8 @@ fn resume_continues_from_the_newest_checkpoint_without_duplicate_steps() {
 struct NanOnSteps {
     inner: Box<dyn Workload>,
     steps: std::ops::RangeInclusive<u64>,
+    /// The loss made NaN on those steps; `None`: every loss.
+    only: Option<&'static str>,
     forward_threads: std::sync::Arc<std::sync::Mutex<Vec<String>>>,
 }
 
@@ -427,6 +429,7 @@ impl NanOnSteps {
         NanOnSteps {
             inner: workload::build(config, tch::Device::Cpu, tch::Kind::Float, None).unwrap(),
             steps,
+            only: None,
             forward_threads: Default::default(),
         }
     }
@@ -466,8 +469,10 @@ impl Workload for NanOnSteps {
         self.forward_threads.lock().unwrap().push(thread);
         let mut losses = self.inner.losses(batch)?;
         if let Some((_, poison)) = batch.iter().find(|(n, _)| n == "poison") {
-            for loss in losses.values_mut() {
-                *loss = &*loss * poison.to_kind(loss.kind());
+            for (name, loss) in losses.iter_mut() {
+                if self.only.is_none_or(|only| only == name) {
+                    *loss = &*loss * poison.to_kind(loss.kind());
+                }
             }
         }
         Ok(losses)
@@ -513,6 +518,59 @@ fn non_finite_losses_skip_the_update_and_never_reach_the_parameters() {
         .unwrap();
     assert_eq!(last_total.0, 60);
     assert!(last_total.1.is_finite());
+}
+
+/// The events about skipped inner steps (not meta steps), with their steps.
+fn skip_events(dir: &std::path::Path) -> Vec<(u64, String)> {
+    session::log::read_metrics(&dir.join("metrics.jsonl"))
+        .unwrap()
+        .lines
+        .into_iter()
+        .filter_map(|l| match l.record {
+            Record::Event { message, .. }
+                if message.contains("; update skipped") || message.contains("in a row were") =>
+            {
+                Some((l.step, message))
+            }
+            _ => None,
+        })
+        .collect()
+}
+
+#[test]
+fn a_long_skip_streak_is_counted_not_listed_and_one_nan_loss_is_named_when_it_fails() {
+    let _serial = serial();
+    let root = tempfile::tempdir().unwrap();
+    // Every loss NaN on steps 20-34: ten listed, then one line on recovery.
+    let config = small_config("meltr", 60);
+    let dir = session::create(root.path(), "streak", &config).unwrap();
+    let poisoned = Box::new(NanOnSteps::new(&config, 20..=34));
+    let handle = engine::spawn_with_workload(&dir, config, poisoned, false).unwrap();
+    assert_eq!(handle.thread.join().unwrap().unwrap(), Status::Finished);
+    let events = skip_events(&dir);
+    let steps: Vec<u64> = events.iter().map(|(step, _)| *step).collect();
+    assert_eq!(steps, [(20..=29).collect::<Vec<_>>(), vec![35]].concat());
+    assert!(events[9]
+        .1
+        .ends_with("further steps skipped in a row are counted, not listed"));
+    assert_eq!(
+        events[10].1,
+        "15 steps in a row were skipped (steps 20–34); this one trained"
+    );
+
+    // Only `harmful` NaN from step 20 on: the run fails naming it.
+    let config = small_config("meltr", 200);
+    let dir = session::create(root.path(), "one-loss", &config).unwrap();
+    let mut poisoned = NanOnSteps::new(&config, 20..=u64::MAX);
+    poisoned.only = Some("harmful");
+    let handle = engine::spawn_with_workload(&dir, config, Box::new(poisoned), false).unwrap();
+    let error = format!("{:#}", handle.thread.join().unwrap().unwrap_err());
+    assert!(
+        error.contains("the last 50 steps were all skipped: loss harmful was non-finite")
+            && error.contains("while the others stayed finite"),
+        "{error}"
+    );
+    assert_eq!(skip_events(&dir).len(), 10, "listed, then counted");
 }
 
 #[test]

@@ -125,7 +125,7 @@ pub struct Trainer {
     /// event per episode).
     neumann_stopped: bool,
     /// Consecutive inner steps skipped as non-finite (as of the last flush).
-    skipped_in_a_row: u64,
+    skip_streak: outbox::SkipStreak,
     /// The step of the newest eval line (from the log on resume).
     last_eval_step: Option<u64>,
     /// `train.trace`: the run's trace for the Python replay.

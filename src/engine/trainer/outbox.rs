@@ -46,45 +46,105 @@ impl Trainer {
                 self.write_meta(m, values);
             }
             if flags[0] == 0.0 {
-                let what = if flags[1] == 0.0 {
-                    format!("non-finite loss {:?}", self.named_values(&s.losses))
-                } else {
-                    "non-finite gradient".to_string()
-                };
-                // The batch's rows, to find a bad sample in the data.
-                let rows = match self.workload.batch_rows(s.step) {
-                    Some(rows) => format!(" (training rows {})", listed(&rows)),
-                    None => String::new(),
-                };
-                let message = format!("{what}; update skipped{rows}");
-                self.emit_at(
-                    s.step,
-                    Record::Event {
-                        level: Level::Warn,
-                        message,
-                    },
-                );
-                self.skipped_in_a_row += 1;
+                let losses = (flags[1] == 0.0).then(|| self.named_values(&s.losses));
+                self.skip_streak.add(s.step, losses.as_ref());
+                if self.skip_streak.len <= STEPS_LISTED_PER_STREAK {
+                    let what = match &losses {
+                        Some(losses) => format!("non-finite loss {losses:?}"),
+                        None => "non-finite gradient".to_string(),
+                    };
+                    // The batch's rows, to find a bad sample in the data.
+                    let rows = match self.workload.batch_rows(s.step) {
+                        Some(rows) => format!(" (training rows {})", listed(&rows)),
+                        None => String::new(),
+                    };
+                    let more = if self.skip_streak.len == STEPS_LISTED_PER_STREAK {
+                        "; further steps skipped in a row are counted, not listed"
+                    } else {
+                        ""
+                    };
+                    self.emit_at(
+                        s.step,
+                        Record::Event {
+                            level: Level::Warn,
+                            message: format!("{what}; update skipped{rows}{more}"),
+                        },
+                    );
+                }
             } else {
-                self.skipped_in_a_row = 0;
+                let streak = std::mem::take(&mut self.skip_streak);
+                if streak.len > STEPS_LISTED_PER_STREAK {
+                    self.emit_at(
+                        s.step,
+                        Record::Event {
+                            level: Level::Warn,
+                            message: format!(
+                                "{} steps in a row were skipped (steps {}–{}); this one trained",
+                                streak.len,
+                                streak.first,
+                                s.step - 1
+                            ),
+                        },
+                    );
+                }
             }
         }
-        if self.skipped_in_a_row >= MAX_SKIPPED_IN_A_ROW {
+        if self.skip_streak.len >= MAX_SKIPPED_IN_A_ROW {
             for (m, values) in metas {
                 self.write_meta(m, values);
             }
-            bail!(
-                "the last {} steps were all skipped (non-finite losses or gradients; see the events): the run cannot recover. \
-                 Lower train.lr (now {}) or train.grad_clip (now {}), then start again",
-                self.skipped_in_a_row,
-                self.config.train.lr,
-                self.config.train.grad_clip
-            );
+            bail!("{}", self.unrecoverable_streak());
         }
         for (m, values) in metas {
             self.write_meta(m, values);
         }
         Ok(())
+    }
+
+    /// Why a run whose last [`MAX_SKIPPED_IN_A_ROW`] steps were skipped
+    /// stops, with the fix its losses point to.
+    fn unrecoverable_streak(&self) -> String {
+        let streak = &self.skip_streak;
+        let lower = format!(
+            "lower train.lr (now {}) or train.grad_clip (now {})",
+            self.config.train.lr, self.config.train.grad_clip
+        );
+        let always: Vec<&str> = self
+            .loss_names
+            .iter()
+            .filter(|name| {
+                streak
+                    .always_non_finite
+                    .iter()
+                    .flatten()
+                    .any(|n| n == *name)
+            })
+            .map(String::as_str)
+            .collect();
+        let head = format!("the last {} steps were all skipped", streak.len);
+        if always.is_empty() {
+            format!(
+                "{head} (non-finite losses or gradients; see the events): the run cannot recover. \
+                 {}, then start again",
+                capitalised(&lower)
+            )
+        } else if always.len() == self.loss_names.len() {
+            format!(
+                "{head}: every loss was non-finite on each of them, so training has diverged \
+                 (or the model returns NaN whatever its input): the run cannot recover. {}, \
+                 then start again",
+                capitalised(&lower)
+            )
+        } else {
+            format!(
+                "{head}: loss {} was non-finite (NaN or inf) on each of them while the others \
+                 stayed finite, so the model computes it so at these weights or on these \
+                 batches (a log of 0, a division by an empty count, a bad value in the data: \
+                 the events name the first batches' rows). The run cannot recover; if that \
+                 loss's curve blew up before, {lower}",
+                always.join(", ")
+            )
+        }
     }
 
     /// One device-to-host copy of a vector.
@@ -176,6 +236,48 @@ fn listed(rows: &[i64]) -> String {
     let shown: Vec<String> = rows[..ROWS_LISTED].iter().map(i64::to_string).collect();
     format!("[{}, … ({} rows)]", shown.join(", "), rows.len())
 }
+
+/// The inner steps skipped in a row so far (as of the last flush).
+#[derive(Default)]
+pub(super) struct SkipStreak {
+    pub(super) len: u64,
+    first: u64,
+    /// The losses non-finite on every step of the streak (`None` before
+    /// its first step).
+    always_non_finite: Option<std::collections::BTreeSet<String>>,
+}
+
+impl SkipStreak {
+    /// One more skipped step: its losses when they were not all finite
+    /// (`None`: finite losses, a non-finite gradient).
+    fn add(&mut self, step: u64, losses: Option<&Named>) {
+        if self.len == 0 {
+            self.first = step;
+        }
+        self.len += 1;
+        let bad = losses
+            .into_iter()
+            .flatten()
+            .filter(|(_, v)| !v.is_finite())
+            .map(|(name, _)| name.clone())
+            .collect();
+        self.always_non_finite = Some(match self.always_non_finite.take() {
+            None => bad,
+            Some(before) => before.intersection(&bad).cloned().collect(),
+        });
+    }
+}
+
+fn capitalised(text: &str) -> String {
+    let mut chars = text.chars();
+    chars
+        .next()
+        .map(|c| c.to_uppercase().chain(chars).collect())
+        .unwrap_or_default()
+}
+
+/// Skipped steps of one streak listed one by one; the rest are counted.
+const STEPS_LISTED_PER_STREAK: u64 = 10;
 
 /// How many of a skipped batch's rows its warning lists.
 const ROWS_LISTED: usize = 64;

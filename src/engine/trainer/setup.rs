@@ -211,7 +211,7 @@ impl Trainer {
             pending_steps: Vec::new(),
             pending_meta: Vec::new(),
             neumann_stopped: false,
-            skipped_in_a_row: 0,
+            skip_streak: Default::default(),
             last_eval_step,
             tracer,
             in_force: Arc::new(Mutex::new(in_force)),
