@@ -129,8 +129,10 @@ pub enum Record {
     },
     /// A config change (`changed`: key -> [old, new]) or a refused edit (`error`).
     Config {
-        /// Each changed key's old and new value.
-        #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+        /// Each changed key's old and new value; always written, `{}` when
+        /// a valid file changed nothing (a bad edit undone), so every config
+        /// line has `changed`, `error` or both.
+        #[serde(default)]
         changed: BTreeMap<String, (serde_json::Value, serde_json::Value)>,
         /// Why an edit was refused (validation failed, or a restart-only key).
         #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -392,5 +394,20 @@ mod tests {
             let back: MetricLine = serde_json::from_str(&line.to_json()).unwrap();
             assert_eq!(back, line);
         }
+        // A valid edit that changed nothing still says `changed`.
+        let nothing = MetricLine {
+            step: 1,
+            time: 0.0,
+            wall: None,
+            record: Record::Config {
+                changed: BTreeMap::new(),
+                error: None,
+            },
+        };
+        assert!(
+            nothing.to_json().ends_with(r#""kind":"config","changed":{}}"#),
+            "{}",
+            nothing.to_json()
+        );
     }
 }
