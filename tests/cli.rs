@@ -459,15 +459,15 @@ fn a_config_that_cannot_start_leaves_no_session_and_ls_refuses_a_file() {
     let cases: [(&[u8], &[&str]); 7] = [
         (
             b"[train]\ndevice = \"cuda:7\"\n",
-            &["cuda:7", "does not exist"],
+            &["c.toml: ", "cuda:7", "does not exist"],
         ),
         (
             b"[workload]\nprimary = \"nope\"\nauxiliary = [\"helpful\"]\n",
-            &["workload.primary = \"nope\" is not a loss"],
+            &["c.toml: ", "workload.primary = \"nope\" is not a loss"],
         ),
         (
             b"[workload]\nauxiliary = [\"helpful\", \"extra\"]\n",
-            &["extra"],
+            &["c.toml: ", "extra"],
         ),
         (b"", &["c.toml: sets no keys", "configs/default.toml"]),
         (

@@ -63,7 +63,8 @@ pub(super) fn start(
     // Refuse what cannot start before a session folder exists: the config
     // (what the user most likely has to fix) first, then the terminal.
     let config = configured(config_path, steps, overrides)?;
-    engine::preflight(&config)?;
+    let in_file = || config_path.display().to_string();
+    engine::preflight(&config).with_context(in_file)?;
     if mode == Mode::Tui {
         crate::tui::terminal::check_available()?;
     }
@@ -81,7 +82,14 @@ pub(super) fn start(
     if group.is_some() {
         session::set_group(&dir, group.as_deref())?;
     }
-    drive(&dir, config, false, mode)
+    drive(&dir, config, false, mode).map_err(|e| {
+        // What stops a run before its first step is in the user's file.
+        if e.downcast_ref::<NotStarted>().is_some() {
+            e.context(in_file())
+        } else {
+            e
+        }
+    })
 }
 
 pub(super) fn resume(
@@ -156,11 +164,23 @@ pub(super) fn discard_unstarted(dir: &Path, resume: bool, error: anyhow::Error) 
         return error;
     }
     match std::fs::remove_dir_all(dir) {
-        Ok(()) => error.context(format!(
-            "the run did not start; its new session folder {} was removed",
-            dir.display()
-        )),
+        Ok(()) => error.context(NotStarted(dir.to_path_buf())),
         Err(_) => error,
+    }
+}
+
+/// The context of a new session's error before its first step (see
+/// [`discard_unstarted`]).
+#[derive(Debug)]
+struct NotStarted(PathBuf);
+
+impl std::fmt::Display for NotStarted {
+    fn fmt(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+        write!(
+            f,
+            "the run did not start; its new session folder {} was removed",
+            self.0.display()
+        )
     }
 }
 

@@ -405,7 +405,9 @@ mod tests {
             },
         };
         assert!(
-            nothing.to_json().ends_with(r#""kind":"config","changed":{}}"#),
+            nothing
+                .to_json()
+                .ends_with(r#""kind":"config","changed":{}}"#),
             "{}",
             nothing.to_json()
         );
