@@ -118,13 +118,18 @@ fn render_bars(frame: &mut Frame, area: Rect, app: &App) {
     let heading = format!("weight ∂M/∂l @{}", fmt::steps(train.step));
     let mut lines = bar_lines(app, heading, &train.weights, false, width);
     if !train.shares.is_empty() {
-        lines.extend(bar_lines(
+        let shares = bar_lines(
             app,
             format!("share of the gradient @{}", fmt::steps(train.shares_step)),
             &train.shares,
             true,
             width,
-        ));
+        );
+        // All of the section or none of it: a heading over a cut list reads
+        // as shares that are missing.
+        if lines.len() + shares.len() <= usize::from(area.height) {
+            lines.extend(shares);
+        }
     }
     frame.render_widget(Paragraph::new(lines), area);
 }

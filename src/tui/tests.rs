@@ -219,6 +219,44 @@ fn contributions_show_weights_shares_and_transform() {
 }
 
 #[test]
+fn the_shares_heading_comes_with_every_loss_bar_or_not_at_all() {
+    // At 120×40 (four panes) the heading showed with no bars under it.
+    let mut app = app();
+    let losses = app.store.losses.clone();
+    // Below 120×32 one pane with tabs, from there the 2×2 grid.
+    app.focus = Pane::Contributions;
+    for (width, height) in [
+        (80, 24),
+        (100, 30),
+        (120, 34),
+        (120, 40),
+        (120, 50),
+        (160, 48),
+        (200, 60),
+    ] {
+        let screen = text(draw(&app, width, height).backend().buffer());
+        let rows: Vec<Vec<char>> = screen.lines().map(|l| l.chars().collect()).collect();
+        let Some((r, c)) = rows.iter().enumerate().find_map(|(r, row)| {
+            let line: String = row.iter().collect();
+            let byte = line.find("share of the gradient")?;
+            Some((r, line[..byte].chars().count()))
+        }) else {
+            continue;
+        };
+        for (i, name) in losses.iter().enumerate() {
+            let below: String = rows
+                .get(r + 1 + i)
+                .map(|row| row.iter().skip(c).collect())
+                .unwrap_or_default();
+            assert!(
+                below.starts_with(name.as_str()),
+                "{width}×{height}: no `{name}` bar under the shares heading\n{screen}"
+            );
+        }
+    }
+}
+
+#[test]
 fn shares_absent_shows_weights_only() {
     let mut app = app();
     app.store.train.as_mut().unwrap().shares.clear();
