@@ -552,10 +552,10 @@ fn a_long_skip_streak_is_counted_not_listed_and_one_nan_loss_is_named_when_it_fa
     assert_eq!(steps, [(20..=29).collect::<Vec<_>>(), vec![35]].concat());
     assert!(events[9]
         .1
-        .ends_with("further steps skipped in a row are counted, not listed"));
+        .ends_with("further ones skipped in a row are counted, not listed"));
     assert_eq!(
         events[10].1,
-        "15 steps in a row were skipped (steps 20–34); this one trained"
+        "15 steps in a row were skipped (steps 20–34); this one went through"
     );
 
     // Only `harmful` NaN from step 20 on: the run fails naming it.
@@ -571,6 +571,16 @@ fn a_long_skip_streak_is_counted_not_listed_and_one_nan_loss_is_named_when_it_fa
         "{error}"
     );
     assert_eq!(skip_events(&dir).len(), 10, "listed, then counted");
+    let meta_skips = session::log::read_metrics(&dir.join("metrics.jsonl"))
+        .unwrap()
+        .lines
+        .into_iter()
+        .filter(|l| matches!(&l.record, Record::Event { message, .. } if message.contains("meta update skipped")))
+        .count();
+    assert_eq!(
+        meta_skips, 10,
+        "skipped meta steps too: listed, then counted"
+    );
 }
 
 #[test]

@@ -236,14 +236,26 @@ impl Trainer {
             primary: values[3],
         };
         if !norm.is_finite() {
+            self.meta_skip_streak.add(m.step, None);
+            if let Some(more) = self.meta_skip_streak.listing() {
+                self.emit_taken(
+                    m,
+                    Record::Event {
+                        level: Level::Warn,
+                        message: format!("non-finite hypergradient; meta update skipped{more}"),
+                    },
+                );
+            }
+            return;
+        }
+        if let Some(message) = std::mem::take(&mut self.meta_skip_streak).ended("meta steps") {
             self.emit_taken(
                 m,
                 Record::Event {
                     level: Level::Warn,
-                    message: "non-finite hypergradient; meta update skipped".to_string(),
+                    message,
                 },
             );
-            return;
         }
         self.emit_taken(
             m,

@@ -126,6 +126,8 @@ pub struct Trainer {
     neumann_stopped: bool,
     /// Consecutive inner steps skipped as non-finite (as of the last flush).
     skip_streak: outbox::SkipStreak,
+    /// Consecutive meta steps skipped for a non-finite hypergradient.
+    meta_skip_streak: outbox::SkipStreak,
     /// The step of the newest eval line (from the log on resume).
     last_eval_step: Option<u64>,
     /// `train.trace`: the run's trace for the Python replay.

@@ -48,7 +48,7 @@ impl Trainer {
             if flags[0] == 0.0 {
                 let losses = (flags[1] == 0.0).then(|| self.named_values(&s.losses));
                 self.skip_streak.add(s.step, losses.as_ref());
-                if self.skip_streak.len <= STEPS_LISTED_PER_STREAK {
+                if let Some(more) = self.skip_streak.listing() {
                     let what = match &losses {
                         Some(losses) => format!("non-finite loss {losses:?}"),
                         None => "non-finite gradient".to_string(),
@@ -57,11 +57,6 @@ impl Trainer {
                     let rows = match self.workload.batch_rows(s.step) {
                         Some(rows) => format!(" (training rows {})", listed(&rows)),
                         None => String::new(),
-                    };
-                    let more = if self.skip_streak.len == STEPS_LISTED_PER_STREAK {
-                        "; further steps skipped in a row are counted, not listed"
-                    } else {
-                        ""
                     };
                     self.emit_at(
                         s.step,
@@ -72,18 +67,12 @@ impl Trainer {
                     );
                 }
             } else {
-                let streak = std::mem::take(&mut self.skip_streak);
-                if streak.len > STEPS_LISTED_PER_STREAK {
+                if let Some(message) = std::mem::take(&mut self.skip_streak).ended("steps") {
                     self.emit_at(
                         s.step,
                         Record::Event {
                             level: Level::Warn,
-                            message: format!(
-                                "{} steps in a row were skipped (steps {}–{}); this one trained",
-                                streak.len,
-                                streak.first,
-                                s.step - 1
-                            ),
+                            message,
                         },
                     );
                 }
@@ -242,18 +231,44 @@ fn listed(rows: &[i64]) -> String {
 pub(super) struct SkipStreak {
     pub(super) len: u64,
     first: u64,
+    last: u64,
     /// The losses non-finite on every step of the streak (`None` before
     /// its first step).
     always_non_finite: Option<std::collections::BTreeSet<String>>,
 }
 
 impl SkipStreak {
+    /// Whether the newest skipped step gets its own event, and what its
+    /// message ends with: the first [`STEPS_LISTED_PER_STREAK`] of a streak
+    /// do; the rest are counted (see [`Self::ended`]).
+    pub(super) fn listing(&self) -> Option<&'static str> {
+        match self.len.cmp(&STEPS_LISTED_PER_STREAK) {
+            std::cmp::Ordering::Less => Some(""),
+            std::cmp::Ordering::Equal => {
+                Some("; further ones skipped in a row are counted, not listed")
+            }
+            std::cmp::Ordering::Greater => None,
+        }
+    }
+
+    /// The event for a streak of `what` (steps, meta steps) that has just
+    /// ended, when some of it went unlisted.
+    pub(super) fn ended(self, what: &str) -> Option<String> {
+        (self.len > STEPS_LISTED_PER_STREAK).then(|| {
+            format!(
+                "{} {what} in a row were skipped (steps {}–{}); this one went through",
+                self.len, self.first, self.last
+            )
+        })
+    }
+
     /// One more skipped step: its losses when they were not all finite
     /// (`None`: finite losses, a non-finite gradient).
-    fn add(&mut self, step: u64, losses: Option<&Named>) {
+    pub(super) fn add(&mut self, step: u64, losses: Option<&Named>) {
         if self.len == 0 {
             self.first = step;
         }
+        self.last = step;
         self.len += 1;
         let bad = losses
             .into_iter()

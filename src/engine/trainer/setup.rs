@@ -212,6 +212,7 @@ impl Trainer {
             pending_meta: Vec::new(),
             neumann_stopped: false,
             skip_streak: Default::default(),
+            meta_skip_streak: Default::default(),
             last_eval_step,
             tracer,
             in_force: Arc::new(Mutex::new(in_force)),
