@@ -522,19 +522,9 @@ fn non_finite_losses_skip_the_update_and_never_reach_the_parameters() {
 
 /// The events about skipped inner steps (not meta steps), with their steps.
 fn skip_events(dir: &std::path::Path) -> Vec<(u64, String)> {
-    session::log::read_metrics(&dir.join("metrics.jsonl"))
-        .unwrap()
-        .lines
-        .into_iter()
-        .filter_map(|l| match l.record {
-            Record::Event { message, .. }
-                if message.contains("; update skipped") || message.contains("in a row were") =>
-            {
-                Some((l.step, message))
-            }
-            _ => None,
-        })
-        .collect()
+    common::events_matching(dir, |m| {
+        m.contains("; update skipped") || m.contains("in a row were")
+    })
 }
 
 #[test]
@@ -571,12 +561,7 @@ fn a_long_skip_streak_is_counted_not_listed_and_one_nan_loss_is_named_when_it_fa
         "{error}"
     );
     assert_eq!(skip_events(&dir).len(), 10, "listed, then counted");
-    let meta_skips = session::log::read_metrics(&dir.join("metrics.jsonl"))
-        .unwrap()
-        .lines
-        .into_iter()
-        .filter(|l| matches!(&l.record, Record::Event { message, .. } if message.contains("meta update skipped")))
-        .count();
+    let meta_skips = common::events_matching(&dir, |m| m.contains("meta update skipped")).len();
     assert_eq!(
         meta_skips, 10,
         "skipped meta steps too: listed, then counted"

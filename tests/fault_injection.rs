@@ -55,20 +55,9 @@ fn cli(sessions: &Path, args: &[&str]) -> std::process::Output {
 /// Steps whose update was skipped as non-finite, and the events' messages,
 /// from the log.
 fn skips(dir: &Path) -> Vec<(u64, String)> {
-    session::log::read_metrics(&dir.join("metrics.jsonl"))
-        .unwrap()
-        .lines
-        .into_iter()
-        .filter_map(|l| match l.record {
-            Record::Event { message, .. }
-                if message.contains("non-finite loss")
-                    || message.contains("non-finite gradient") =>
-            {
-                Some((l.step, message))
-            }
-            _ => None,
-        })
-        .collect()
+    common::events_matching(dir, |m| {
+        m.contains("non-finite loss") || m.contains("non-finite gradient")
+    })
 }
 
 fn skipped_steps(dir: &Path) -> Vec<u64> {

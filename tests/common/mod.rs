@@ -123,6 +123,20 @@ pub fn logged_train_steps(dir: &Path) -> Vec<u64> {
         .collect()
 }
 
+/// The `event` lines of a session's metrics whose message `matches`:
+/// (step, message), in file order.
+pub fn events_matching(dir: &Path, matches: impl Fn(&str) -> bool) -> Vec<(u64, String)> {
+    session::log::read_metrics(&dir.join("metrics.jsonl"))
+        .unwrap()
+        .lines
+        .into_iter()
+        .filter_map(|l| match l.record {
+            Record::Event { message, .. } if matches(&message) => Some((l.step, message)),
+            _ => None,
+        })
+        .collect()
+}
+
 /// The `config` lines of a session's metrics: (changed keys, error).
 pub fn config_lines(dir: &Path) -> Vec<(Vec<String>, Option<String>)> {
     session::log::read_metrics(&dir.join("metrics.jsonl"))
