@@ -293,6 +293,41 @@ fn nproc_two_writes_one_session_that_matches_one_process() {
 }
 
 #[test]
+fn a_batch_that_does_not_split_over_the_ranks_is_refused_before_any_session() {
+    let root = tempfile::tempdir().unwrap();
+    let sessions = root.path().join("sessions");
+    let out = binary()
+        .args([
+            "run",
+            "--headless",
+            "--nproc",
+            "2",
+            "-c",
+            "configs/synthetic.toml",
+        ])
+        .args([
+            "--set",
+            "workload.batch_size=33",
+            "--steps",
+            "5",
+            "--sessions-dir",
+        ])
+        .arg(&sessions)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    assert!(
+        text(&out).contains(
+            "synthetic.toml: workload.batch_size = 33 does not split evenly over 2 ranks"
+        ),
+        "{}",
+        text(&out)
+    );
+    let left = std::fs::read_dir(&sessions).map_or(0, |d| d.count());
+    assert_eq!(left, 0, "a session folder was left behind");
+}
+
+#[test]
 fn two_ranks_launched_with_slurm_variables_train_one_session() {
     let _serial = serial();
     let root = tempfile::tempdir().unwrap();

@@ -43,11 +43,25 @@ impl EngineHandle {
 }
 
 /// What can be checked about a config before a session folder is made for
-/// it: the device exists, and the workload has the losses it names (see
-/// [`crate::workload::preflight`]).
+/// it: the device exists, the batch splits over the ranks of a
+/// data-parallel run (`--nproc`, torchrun, srun), and the workload has the
+/// losses it names (see [`crate::workload::preflight`]).
 pub fn preflight(config: &crate::config::Config) -> Result<()> {
     trainer::resolve_device(&config.train.device)?;
+    if let Some(at) = crate::dist::Rendezvous::from_env(config.train.collective_timeout())? {
+        batch_splits(config.workload.batch_size, at.world_size)?;
+    }
     crate::workload::preflight(config)
+}
+
+/// Fails unless a batch of `batch_size` rows splits evenly over `ranks`.
+pub fn batch_splits(batch_size: usize, ranks: usize) -> Result<()> {
+    if !batch_size.is_multiple_of(ranks) {
+        anyhow::bail!(
+            "workload.batch_size = {batch_size} does not split evenly over {ranks} ranks"
+        );
+    }
+    Ok(())
 }
 
 /// Builds the trainer for the session in `dir` (restoring the newest

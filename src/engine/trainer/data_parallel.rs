@@ -70,13 +70,7 @@ impl Trainer {
     /// takes rank 0's parameters, optimizer states and step, so a fresh
     /// run and a resumed one start alike on every rank.
     pub(super) fn join_group(&mut self, at: &Rendezvous) -> Result<()> {
-        let batch_size = self.config.workload.batch_size;
-        if !batch_size.is_multiple_of(at.world_size) {
-            bail!(
-                "workload.batch_size = {batch_size} does not split evenly over {} ranks",
-                at.world_size
-            );
-        }
+        crate::engine::batch_splits(self.config.workload.batch_size, at.world_size)?;
         let device = self.theta.first().map_or(Device::Cpu, Tensor::device);
         let group = match device {
             Device::Cuda(_) => ProcessGroup::nccl(at)?,
