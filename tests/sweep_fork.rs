@@ -245,6 +245,15 @@ fn slurm_dry_run_prints_one_array_task_per_combination_and_each_task_runs_one_se
     let again = run_with_limit(meltr(&root).args(["sweep", "member", "cluster", "2"]), WAIT);
     assert!(text(&again).contains("is finished"), "{}", text(&again));
     assert_eq!(members(&root, "cluster").len(), 4);
+    // A dry run of a name that is taken says so, as the real run would.
+    let mut dry = meltr(&root);
+    sweep_args(&mut dry);
+    let out = run_with_limit(dry.arg("--dry-run"), WAIT);
+    assert!(
+        !out.status.success() && text(&out).contains("sweep `cluster` exists"),
+        "{}",
+        text(&out)
+    );
 }
 
 /// A session's metrics lines after `step` that are not events or config

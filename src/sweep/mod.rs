@@ -100,8 +100,13 @@ impl Member {
             .collect()
     }
 
-    /// `key=value key=value` of the settings whose key is in `keys`.
+    /// `key=value key=value` of the settings whose key is in `keys` (all
+    /// of them when `keys` is empty: a sweep of one combination).
     pub fn label(&self, keys: &[&str]) -> String {
+        if keys.is_empty() {
+            let all: Vec<&str> = self.settings.iter().map(|(k, _)| k.as_str()).collect();
+            return self.label(&all);
+        }
         self.settings
             .iter()
             .filter(|(k, _)| keys.contains(&k.as_str()))
@@ -140,6 +145,13 @@ impl Plan {
             if !seen.insert(axis.key.as_str()) {
                 bail!(
                     "key `{}` is swept twice (give its values in one --set, comma-separated)",
+                    axis.key
+                );
+            }
+            let mut values = std::collections::BTreeSet::new();
+            if let Some(twice) = axis.values.iter().find(|v| !values.insert(v.as_str())) {
+                bail!(
+                    "key `{}` lists the value `{twice}` twice: its runs would repeat each other",
                     axis.key
                 );
             }
@@ -214,15 +226,8 @@ impl Plan {
     /// Writes the sweep's folder under `root`: `plan.json` and every
     /// member's config. Refuses a group whose folder exists.
     pub fn create(&self, root: &Path, configs: &[Config]) -> Result<()> {
+        self.refuse_existing(root)?;
         let folder = folder(root, &self.group);
-        if folder.exists() {
-            bail!(
-                "sweep `{}` exists ({}); continue it with `meltr-tui sweep resume {}` or pick another --name",
-                self.group,
-                folder.display(),
-                self.group
-            );
-        }
         let configs_dir = folder.join("configs");
         std::fs::create_dir_all(&configs_dir)
             .with_context(|| format!("cannot create {}", configs_dir.display()))?;
@@ -233,6 +238,20 @@ impl Plan {
             )?;
         }
         self.write(root)
+    }
+
+    /// Fails when a sweep of this name exists under `root`.
+    pub fn refuse_existing(&self, root: &Path) -> Result<()> {
+        let folder = folder(root, &self.group);
+        if folder.exists() {
+            bail!(
+                "sweep `{}` exists ({}); continue it with `meltr-tui sweep resume {}` or pick another --name",
+                self.group,
+                folder.display(),
+                self.group
+            );
+        }
+        Ok(())
     }
 
     /// (Re)writes `plan.json`.
@@ -445,6 +464,23 @@ mod tests {
             .unwrap_err()
             .to_string()
             .contains("swept twice"));
+        let repeated = vec![Axis::parse("workload.seed=0,1,0").unwrap()];
+        assert!(Plan::new("g", Path::new("c"), repeated, None)
+            .unwrap_err()
+            .to_string()
+            .contains("key `workload.seed` lists the value `0` twice"));
+        let single = Plan::new(
+            "g",
+            Path::new("c"),
+            vec![Axis::parse("aid.alpha=x").unwrap()],
+            None,
+        )
+        .unwrap();
+        assert!(single
+            .member_configs(&Config::default())
+            .unwrap_err()
+            .to_string()
+            .contains("combination 0 (aid.alpha=x)"));
         let plan = Plan::new(
             "g",
             Path::new("c"),

@@ -162,6 +162,7 @@ fn create(root: &Path, args: SweepArgs) -> Result<()> {
     if let Some(first) = configs.first() {
         engine::preflight(first)?;
     }
+    plan.refuse_existing(root)?;
     if args.dry_run && !args.slurm {
         print_combinations(&plan);
         println!("(dry run: nothing written, nothing started)");
@@ -197,10 +198,11 @@ fn plan_parallel(parallel: &Option<usize>) -> usize {
 }
 
 fn print_combinations(plan: &Plan) {
+    let n = plan.members.len();
     println!(
-        "sweep `{}`: {} combinations of {}",
+        "sweep `{}`: {n} combination{} of {}",
         plan.group,
-        plan.members.len(),
+        if n == 1 { "" } else { "s" },
         plan.config.display()
     );
     for m in &plan.members {
