@@ -330,6 +330,29 @@ fn svg_is_byte_identical_across_exports() {
 }
 
 #[test]
+fn a_second_session_exported_to_the_same_folder_says_what_it_replaced() {
+    let root = tempfile::tempdir().unwrap();
+    let one = write_session(root.path(), "s1", "meltr", 1.0);
+    let two = write_session(root.path(), "s2", "sum", 0.5);
+    let shared = ExportOptions {
+        formats: vec![Format::Svg],
+        out_dir: Some(root.path().join("figs")),
+        ..ExportOptions::default()
+    };
+    let first = export_session(&one, &shared).unwrap();
+    assert!(first.replaced.is_empty(), "{:?}", first.replaced);
+    let second = export_session(&two, &shared).unwrap();
+    assert_eq!(second.replaced, second.files);
+    // In a session's own plots/ a new export replaces the last as usual.
+    let own = ExportOptions {
+        formats: vec![Format::Svg],
+        ..ExportOptions::default()
+    };
+    export_session(&one, &own).unwrap();
+    assert!(export_session(&one, &own).unwrap().replaced.is_empty());
+}
+
+#[test]
 fn styles_set_the_pixel_size() {
     let root = tempfile::tempdir().unwrap();
     let dir = write_session(root.path(), "s1", "meltr", 1.0);

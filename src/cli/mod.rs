@@ -488,7 +488,7 @@ pub fn dispatch(cli: Cli) -> Result<()> {
                     log_scale,
                     ema,
                 };
-                println!("{}", export(&dir, &opts)?);
+                println!("{}", paper::export(&dir, &opts)?);
             }
             Ok(())
         }
@@ -562,21 +562,6 @@ pub fn dispatch(cli: Cli) -> Result<()> {
 }
 
 /// Exports a session's figures; returns a summary for the user.
-fn export(dir: &Path, opts: &crate::plot::ExportOptions) -> Result<String> {
-    let done = crate::plot::export_session(dir, opts)?;
-    let folder = done
-        .files
-        .first()
-        .and_then(|f| f.parent())
-        .map(|p| p.display().to_string())
-        .unwrap_or_default();
-    let mut summary = format!("wrote {} files to {folder}", done.files.len());
-    for note in &done.skipped {
-        summary.push_str(&format!("; {note}"));
-    }
-    Ok(summary)
-}
-
 #[cfg(test)]
 mod tests {
     use super::session_start::EMBEDDED_DEFAULT;

@@ -92,6 +92,36 @@ pub(super) fn compare(
     Ok(())
 }
 
+/// Writes a session's figures and says what was written (and replaced,
+/// and left out).
+pub(super) fn export(dir: &Path, opts: &crate::plot::ExportOptions) -> Result<String> {
+    let done = crate::plot::export_session(dir, opts)?;
+    let folder = done
+        .files
+        .first()
+        .and_then(|f| f.parent())
+        .map(|p| p.display().to_string())
+        .unwrap_or_default();
+    let mut summary = format!("wrote {} files to {folder}", done.files.len());
+    if !done.replaced.is_empty() {
+        let names: Vec<String> = done
+            .replaced
+            .iter()
+            .filter_map(|p| p.file_name())
+            .map(|n| n.to_string_lossy().to_string())
+            .collect();
+        summary.push_str(&format!(
+            ", replacing {} already there ({}): give each session its own --out folder to keep both",
+            names.len(),
+            names.join(", ")
+        ));
+    }
+    for note in &done.skipped {
+        summary.push_str(&format!("; {note}"));
+    }
+    Ok(summary)
+}
+
 /// Writes the data formats among `formats` (csv, tensorboard) for the
 /// session in `dir`, into `out` or `<session>/export`.
 pub(super) fn export_data(

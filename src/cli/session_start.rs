@@ -244,7 +244,7 @@ fn attach_once(dir: &Path) -> Result<crate::tui::Exit> {
     let fork_dir = dir.to_path_buf();
     let hooks = crate::tui::Hooks {
         export: Some(Box::new(move || {
-            export(&export_dir, &crate::plot::ExportOptions::default())
+            super::paper::export(&export_dir, &crate::plot::ExportOptions::default())
         })),
         fork: Some(Box::new(move |edited| fork_from_tui(&fork_dir, edited))),
     };

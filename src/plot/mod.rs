@@ -135,6 +135,10 @@ impl Default for ExportOptions {
 #[derive(Debug, Clone, PartialEq, Default)]
 pub struct Exported {
     pub files: Vec<PathBuf>,
+    /// Files of `files` that were there before, in a folder given as
+    /// `out_dir` (in the session's own `plots/` a new export replaces the
+    /// old one as a matter of course).
+    pub replaced: Vec<PathBuf>,
     /// One line per figure left out, saying why (e.g. no eval lines yet).
     pub skipped: Vec<String>,
 }
@@ -188,8 +192,20 @@ pub fn export_session(session_dir: &Path, opts: &ExportOptions) -> Result<Export
             });
         }
     }
+    let replaced = match opts.out_dir {
+        Some(_) => outputs
+            .iter()
+            .filter(|o| o.path.exists())
+            .map(|o| o.path.clone())
+            .collect(),
+        None => Vec::new(),
+    };
     let files = write_all(&out_dir, outputs)?;
-    Ok(Exported { files, skipped })
+    Ok(Exported {
+        files,
+        replaced,
+        skipped,
+    })
 }
 
 /// Overlays `metric` (default: the first session's primary metric; an eval
