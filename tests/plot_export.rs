@@ -291,7 +291,7 @@ fn exports_every_figure_in_every_format() {
                 "retrieval",
                 "align",
             ],
-            _ => &["MELTR output M(l)", "retrieval (primary)"],
+            _ => &["combined loss M(l)", "retrieval (primary)"],
         };
         for e in expect {
             assert!(joined.contains(e), "{name}.svg lacks '{e}': {joined}");

@@ -295,7 +295,7 @@ pub fn transforms(data: &SessionData) -> Option<Figure> {
         name: "transforms",
         chart: Chart {
             x_label: format!("lₖ / lₖ at step {} (others fixed)", compact(*step as f64)),
-            y_label: "MELTR output M(l)".into(),
+            y_label: "combined loss M(l)".into(),
             y_kind: Kind::Linear,
             tight_x: false,
             zero_line: false,

@@ -161,8 +161,8 @@ impl Trainer {
             self.emit(Record::Event {
                 level: Level::Warn,
                 message: format!(
-                    "step {}: the Neumann series diverges (‖v_{}‖ = {:.3e}·‖v_0‖ > aid.max_growth = {}); it stops at {} term(s) while this lasts. Lower aid.alpha (now {}) or aid.iterations",
-                    self.step, stop.terms, stop.growth, aid.max_growth, stop.terms, aid.alpha
+                    "the Neumann series diverges (‖v_{}‖ = {:.3e}·‖v_0‖ > aid.max_growth = {}); it stops at {} term(s) while this lasts. Lower aid.alpha (now {}) or aid.iterations",
+                    stop.terms, stop.growth, aid.max_growth, stop.terms, aid.alpha
                 ),
             });
         }
