@@ -439,7 +439,7 @@ fn compare_draws_one_banded_curve_per_setting() {
         "one band per setting"
     );
     assert!(
-        drawn.contains("kind=meltr (n=2)") && drawn.contains("mean ± std"),
+        drawn.contains("kind=meltr (n=2)") && drawn.contains("mean ± std over runs"),
         "legend and note"
     );
     let minmax = out.path().join("minmax.png");
@@ -453,6 +453,20 @@ fn compare_draws_one_banded_curve_per_setting() {
         minmax.to_str().unwrap(),
     ]);
     assert!(std::fs::metadata(&minmax).unwrap().len() > 10_000);
+    let log = out.path().join("log.svg");
+    ok(&[
+        "compare",
+        "--group",
+        GROUP,
+        "--log-scale",
+        "-o",
+        log.to_str().unwrap(),
+    ]);
+    assert_ne!(
+        std::fs::read_to_string(&log).unwrap(),
+        drawn,
+        "--log-scale changes the y axis"
+    );
     // Singles stay as before: no band, session names in the legend.
     let single = out.path().join("single.svg");
     let dirs = dirs();

@@ -250,6 +250,9 @@ pub enum Cmd {
         /// The band around a group's mean: std, minmax or none.
         #[arg(long, value_enum, default_value = "std")]
         band: crate::plot::Band,
+        /// A log y axis (values ≤ 0 are left out).
+        #[arg(long)]
+        log_scale: bool,
     },
     /// Pretrain the built-in video-text foundation model (the backbone that
     /// `workload.init_from = "foundation"` fine-tunes).
@@ -500,12 +503,14 @@ pub fn dispatch(cli: Cli) -> Result<()> {
             style,
             group_by,
             band,
+            log_scale,
         }) => {
             let what = paper::CompareArgs {
                 metric: metric.as_deref(),
                 style,
                 group_by: &group_by,
                 band,
+                log_scale,
             };
             paper::compare(&root, &sessions, &select.filter(), &output, &what)
         }

@@ -62,6 +62,7 @@ pub(super) struct CompareArgs<'a> {
     pub style: crate::plot::Style,
     pub group_by: &'a [String],
     pub band: crate::plot::Band,
+    pub log_scale: bool,
 }
 
 pub(super) fn compare(
@@ -83,7 +84,14 @@ pub(super) fn compare(
             dirs: g.runs.iter().map(|r| r.dir.clone()).collect(),
         })
         .collect();
-    let path = crate::plot::compare_groups(&curves, output, args.metric, args.style, args.band)?;
+    let path = crate::plot::compare_groups(
+        &curves,
+        output,
+        args.metric,
+        args.style,
+        args.band,
+        args.log_scale,
+    )?;
     let sizes: Vec<String> = groups
         .iter()
         .map(|g| format!("{} (n={})", g.label, g.runs.len()))

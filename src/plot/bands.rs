@@ -130,9 +130,9 @@ pub fn compare(groups: &[Grouped], metric: &str, prep: Prep, band: Band) -> anyh
     };
     let spread = match band {
         _ if largest < 2 => "",
-        Band::Std => " — mean ± std over seeds",
-        Band::Minmax => " — mean, min–max over seeds",
-        Band::None => " — mean over seeds",
+        Band::Std => " — mean ± std over runs",
+        Band::Minmax => " — mean, min–max over runs",
+        Band::None => " — mean over runs",
     };
     bands.extend(means);
     Ok(Chart {

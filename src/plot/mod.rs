@@ -217,6 +217,17 @@ pub fn compare(
     metric: Option<&str>,
     style: Style,
 ) -> Result<PathBuf> {
+    compare_scaled(session_dirs, out_file, metric, style, false)
+}
+
+/// [`compare`], on a log y axis with `log_scale` (values ≤ 0 left out).
+fn compare_scaled(
+    session_dirs: &[PathBuf],
+    out_file: &Path,
+    metric: Option<&str>,
+    style: Style,
+    log_scale: bool,
+) -> Result<PathBuf> {
     if session_dirs.is_empty() {
         bail!("compare needs at least one session");
     }
@@ -228,6 +239,7 @@ pub fn compare(
     let metric = metric.map_or_else(|| sessions[0].meta.primary_metric.clone(), str::to_string);
     let theme = style.theme();
     let chart = figures::compare(&sessions, &metric, prep(&theme, DEFAULT_EMA))?;
+    let chart = with_log_scale(chart, log_scale);
     write_figure(out_file, encode(&chart.to_svg(&theme), format, &theme)?)
 }
 
@@ -248,13 +260,14 @@ pub fn compare_groups(
     metric: Option<&str>,
     style: Style,
     band: Band,
+    log_scale: bool,
 ) -> Result<PathBuf> {
     if groups
         .iter()
         .all(|g| g.label.is_none() && g.dirs.len() == 1)
     {
         let dirs: Vec<PathBuf> = groups.iter().map(|g| g.dirs[0].clone()).collect();
-        return compare(&dirs, out_file, metric, style);
+        return compare_scaled(&dirs, out_file, metric, style, log_scale);
     }
     let format = Format::from_path(out_file)?;
     let loaded = groups
@@ -285,7 +298,15 @@ pub fn compare_groups(
         .collect();
     let theme = style.theme();
     let chart = bands::compare(&grouped, &metric, prep(&theme, DEFAULT_EMA), band)?;
+    let chart = with_log_scale(chart, log_scale);
     write_figure(out_file, encode(&chart.to_svg(&theme), format, &theme)?)
+}
+
+fn with_log_scale(mut chart: chart::Chart, log_scale: bool) -> chart::Chart {
+    if log_scale {
+        chart.y_kind = scale::Kind::Log;
+    }
+    chart
 }
 
 /// Creates `dir` if needed and writes every output atomically. If any write
