@@ -68,7 +68,7 @@ pub fn gather<'a>(runs: &'a [Run], by: &GroupBy) -> Result<Vec<Group<'a>>> {
                 .collect()
         }
     };
-    Ok(order
+    let mut groups: Vec<Group> = order
         .into_iter()
         .map(|id| {
             let runs = members.remove(&id).unwrap_or_default();
@@ -93,7 +93,23 @@ pub fn gather<'a>(runs: &'a [Run], by: &GroupBy) -> Result<Vec<Group<'a>>> {
                 runs,
             }
         })
-        .collect())
+        .collect();
+    // Numbers ascending (lr 0.15, 0.2, 0.3, 1.0), anything else in the
+    // order the runs came (a stable sort).
+    groups.sort_by(|a, b| {
+        a.values
+            .iter()
+            .zip(&b.values)
+            .map(
+                |((_, x), (_, y))| match (x.parse::<f64>(), y.parse::<f64>()) {
+                    (Ok(x), Ok(y)) => x.total_cmp(&y),
+                    _ => std::cmp::Ordering::Equal,
+                },
+            )
+            .find(|o| o.is_ne())
+            .unwrap_or(std::cmp::Ordering::Equal)
+    });
+    Ok(groups)
 }
 
 /// `kind=meltr, iterations=1`: each key by its last segment unless two
@@ -126,6 +142,37 @@ fn fallback_label(runs: &[&Run]) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn numeric_settings_come_in_ascending_order_and_words_as_they_came() {
+        let root = tempfile::tempdir().unwrap();
+        let mut runs = Vec::new();
+        for (i, (lr, kind)) in [(0.3, "meltr"), (1.0, "sum"), (0.15, "meltr"), (0.2, "sum")]
+            .into_iter()
+            .enumerate()
+        {
+            let mut config = crate::config::Config::default();
+            config.train.lr = lr;
+            config.combiner.kind = kind.parse().unwrap();
+            let dir = crate::session::create(root.path(), &format!("r{i}"), &config).unwrap();
+            runs.push(Run::load(&dir).unwrap());
+        }
+        let labels = |by: GroupBy| -> Vec<String> {
+            gather(&runs, &by)
+                .unwrap()
+                .into_iter()
+                .map(|g| g.label)
+                .collect()
+        };
+        assert_eq!(
+            labels(GroupBy::Keys(vec!["train.lr".into()])),
+            ["lr=0.15", "lr=0.2", "lr=0.3", "lr=1.0"]
+        );
+        assert_eq!(
+            labels(GroupBy::Keys(vec!["combiner.kind".into()])),
+            ["kind=meltr", "kind=sum"]
+        );
+    }
 
     #[test]
     fn labels_use_short_keys_unless_they_clash() {
