@@ -223,6 +223,44 @@ impl Plan {
             .collect()
     }
 
+    /// Notes on combinations that repeat each other: members whose
+    /// combiner is not MELTR and whose settings differ only in `meltr.*`
+    /// and `aid.*` keys, which such a run does not read (`configs` as
+    /// [`Self::member_configs`] gives them).
+    pub fn repeats(&self, configs: &[Config]) -> Vec<String> {
+        let mut same: std::collections::BTreeMap<Vec<&(String, String)>, Vec<&Member>> =
+            Default::default();
+        for (member, config) in self.members.iter().zip(configs) {
+            if config.combiner.kind == crate::config::CombinerKind::Meltr {
+                continue;
+            }
+            let read: Vec<&(String, String)> = member
+                .settings
+                .iter()
+                .filter(|(k, _)| !k.starts_with("meltr.") && !k.starts_with("aid."))
+                .collect();
+            same.entry(read).or_default().push(member);
+        }
+        same.into_values()
+            .filter(|members| members.len() > 1)
+            .map(|members| {
+                let indices: Vec<String> = members.iter().map(|m| m.index.to_string()).collect();
+                let unread: std::collections::BTreeSet<&str> = members[0]
+                    .settings
+                    .iter()
+                    .map(|(k, _)| k.as_str())
+                    .filter(|k| k.starts_with("meltr.") || k.starts_with("aid."))
+                    .collect();
+                format!(
+                    "combinations {} repeat each other: they differ only in {}, which a run \
+                     whose combiner is not MELTR does not read",
+                    indices.join(", "),
+                    unread.into_iter().collect::<Vec<_>>().join(", ")
+                )
+            })
+            .collect()
+    }
+
     /// Writes the sweep's folder under `root`: `plan.json` and every
     /// member's config. Refuses a group whose folder exists.
     pub fn create(&self, root: &Path, configs: &[Config]) -> Result<()> {
@@ -464,6 +502,25 @@ mod tests {
             .unwrap_err()
             .to_string()
             .contains("swept twice"));
+        let ablation = Plan::new(
+            "g",
+            Path::new("c"),
+            vec![
+                Axis::parse("meltr.meta_lr=0.0003,0.001").unwrap(),
+                Axis::parse("combiner.kind=meltr,sum").unwrap(),
+                Axis::parse("workload.seed=0,1").unwrap(),
+            ],
+            None,
+        )
+        .unwrap();
+        let configs = ablation.member_configs(&Config::default()).unwrap();
+        assert_eq!(
+            ablation.repeats(&configs),
+            [
+                "combinations 2, 6 repeat each other: they differ only in meltr.meta_lr, which a run whose combiner is not MELTR does not read",
+                "combinations 3, 7 repeat each other: they differ only in meltr.meta_lr, which a run whose combiner is not MELTR does not read",
+            ]
+        );
         let repeated = vec![Axis::parse("workload.seed=0,1,0").unwrap()];
         assert!(Plan::new("g", Path::new("c"), repeated, None)
             .unwrap_err()

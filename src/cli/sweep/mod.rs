@@ -163,6 +163,9 @@ fn create(root: &Path, args: SweepArgs) -> Result<()> {
         engine::preflight(first)?;
     }
     plan.refuse_existing(root)?;
+    for note in plan.repeats(&configs) {
+        eprintln!("note: {note}");
+    }
     if args.dry_run && !args.slurm {
         print_combinations(&plan);
         println!("(dry run: nothing written, nothing started)");
