@@ -10,6 +10,12 @@ use std::str::FromStr;
 /// besides config keys.
 pub const META_KEYS: [&str; 4] = ["status", "group", "name", "id"];
 
+/// The statuses a listing shows: `session.json`'s, and `crashed` for a
+/// run whose process is gone.
+const STATUSES: [&str; 6] = [
+    "running", "paused", "finished", "failed", "stopped", "crashed",
+];
+
 /// One `KEY=VALUE` condition.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Where {
@@ -58,6 +64,13 @@ impl Filter {
     pub fn apply(&self, runs: Vec<Run>) -> Result<Vec<Run>> {
         for w in &self.conditions {
             check_key(&runs, &w.key)?;
+            if w.key == "status" && !STATUSES.contains(&w.value.as_str()) {
+                bail!(
+                    "status={} matches no run: a status is one of {}",
+                    w.value,
+                    STATUSES.join(", ")
+                );
+            }
         }
         Ok(runs.into_iter().filter(|r| self.keeps(r)).collect())
     }
@@ -94,6 +107,31 @@ pub fn check_key(runs: &[Run], key: &str) -> Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_status_that_does_not_exist_is_refused_with_the_list() {
+        use crate::session::Status;
+        for status in [
+            Status::Running,
+            Status::Paused,
+            Status::Finished,
+            Status::Failed,
+            Status::Stopped,
+        ] {
+            assert!(STATUSES.contains(&status.as_str()));
+        }
+        let filter = Filter {
+            group: None,
+            conditions: vec!["status=done".parse().unwrap()],
+        };
+        let err = filter.apply(Vec::new()).unwrap_err().to_string();
+        assert!(err.contains("finished, failed, stopped, crashed"), "{err}");
+        let fine = Filter {
+            group: None,
+            conditions: vec!["status=crashed".parse().unwrap()],
+        };
+        assert!(fine.apply(Vec::new()).unwrap().is_empty());
+    }
 
     #[test]
     fn conditions_parse_and_a_bad_one_says_the_form() {
