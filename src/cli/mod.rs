@@ -81,6 +81,7 @@ pub enum Cmd {
         /// The run's config file (TOML; e.g. configs/default.toml).
         #[arg(short, long)]
         config: PathBuf,
+        /// Session name (default: the config file's stem).
         #[arg(short, long)]
         name: Option<String>,
         /// Set a config key (repeatable): KEY=VALUE, VALUE a TOML literal or
@@ -123,6 +124,7 @@ pub enum Cmd {
     },
     /// Continue a session from its newest checkpoint.
     Resume {
+        /// The session (its id, a unique part of it, or its folder).
         session: String,
         /// Change a live key before continuing (repeatable): KEY=VALUE,
         /// written into the session's config.toml. Restart-only keys
@@ -140,6 +142,7 @@ pub enum Cmd {
     /// optimizers, data position): same group, recording its parent and
     /// fork step; `--set` changes live keys from there on.
     Fork {
+        /// The session (its id, a unique part of it, or its folder).
         session: String,
         /// The checkpoint step to start from (default: the newest).
         #[arg(long)]
@@ -212,10 +215,12 @@ pub enum Cmd {
     /// tidy CSV (<out>/<id>.csv) or TensorBoard event files
     /// (<out>/<id>/events.out.tfevents.*), by default in <session>/export.
     Export {
+        /// The session (its id, a unique part of it, or its folder).
         session: String,
         /// Comma-separated: svg, png, pdf, csv, tensorboard.
         #[arg(long, value_delimiter = ',', default_value = "svg,png,pdf")]
         format: Vec<crate::export::Format>,
+        /// Output folder (default: <session>/plots for figures, <session>/export for data).
         #[arg(long)]
         out: Option<PathBuf>,
         /// paper (single column), paper-wide (double column) or slides.
@@ -237,11 +242,13 @@ pub enum Cmd {
         sessions: Vec<String>,
         #[command(flatten)]
         select: Select,
+        /// The figure file; its extension picks the format (svg, png, pdf).
         #[arg(short, long)]
         output: PathBuf,
         /// An eval metric or a training loss (default: the primary metric).
         #[arg(long)]
         metric: Option<String>,
+        /// paper (single column), paper-wide (double column) or slides.
         #[arg(long, default_value = "paper")]
         style: crate::plot::Style,
         /// Group by the values of this key instead of by seed (repeatable).
