@@ -192,7 +192,7 @@ impl Chart {
         // Tick choice needs the axes' size only roughly; estimate it.
         let est_w = w - 12.0 * t.tick_pt;
         let est_h = h - 6.0 * t.tick_pt - top_extra;
-        let y_ticks = y_scale.ticks(((est_h / (3.5 * t.tick_pt)) as usize).clamp(3, 7));
+        let y_ticks = y_ticks_at_least_three(&y_scale, (est_h / (3.5 * t.tick_pt)) as usize);
         let y_tick_w = y_ticks
             .major
             .iter()
@@ -399,6 +399,19 @@ impl Chart {
 }
 
 /// As many x ticks as fit without their labels crowding each other.
+/// Ticks for a y axis with room for about `room` labels (3 to 7), and at
+/// least three where a denser round step gives them: a short axis (under
+/// a tall legend, or on a slide) with two labels is hard to read off.
+fn y_ticks_at_least_three(scale: &Scale, room: usize) -> Ticks {
+    let mut target = room.clamp(3, 7);
+    let mut ticks = scale.ticks(target);
+    while ticks.major.len() < 3 && target < 10 {
+        target += 1;
+        ticks = scale.ticks(target);
+    }
+    ticks
+}
+
 fn fit_x_ticks(scale: &Scale, axes_w: f64, size: f64, m: &Metrics) -> Ticks {
     let mut target = ((axes_w / (4.0 * size)) as usize).clamp(3, 10);
     loop {
@@ -480,5 +493,20 @@ fn draw_bars(svg: &mut Svg, frame: &Frame, bars: &[Bar], t: &Theme, m: &Metrics)
             Anchor::Middle,
             0.0,
         );
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_short_y_axis_still_gets_three_labels() {
+        // 0.45-0.9 at three labels' room gives a 0.2 step: 0.6 and 0.8 only.
+        let scale = Scale::exact(Kind::Linear, 0.45, 0.9);
+        assert_eq!(scale.ticks(3).major.len(), 2);
+        let ticks = y_ticks_at_least_three(&scale, 2);
+        let labels: Vec<&str> = ticks.major.iter().map(|(_, l)| l.as_str()).collect();
+        assert_eq!(labels, ["0.5", "0.6", "0.7", "0.8", "0.9"]);
     }
 }
