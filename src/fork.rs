@@ -27,14 +27,15 @@ pub struct Forked {
     pub parent: String,
     /// The checkpoint step it starts from.
     pub step: u64,
-    /// The config it runs with (the parent's with the overrides).
+    /// The config it runs with (the parent's at the fork step, with the
+    /// overrides).
     pub config: Config,
 }
 
 /// Makes a fork of the session in `parent_dir` under `root`: from its
 /// checkpoint at step `at` (default: the newest), named `name` (default:
 /// `<parent name>-fork`), with `overrides` (live keys only) applied to the
-/// parent's config. `check_socket` asks for room for a runner's socket
+/// config in force at that checkpoint (see [`config_at`]). `check_socket` asks for room for a runner's socket
 /// (everything but a headless run needs one). On any error no folder is
 /// left behind.
 pub fn create(
@@ -102,17 +103,23 @@ pub fn create(
     })
 }
 
-/// The overrides that turn the config a fork from the parent's newest
-/// checkpoint starts with (see [`config_at`]) into `wanted`, for the live
-/// keys: what the TUI's editor shows becomes the fork's `--set`.
-/// Restart-only keys are not compared (a fork keeps them).
-pub fn overrides_toward(parent_dir: &Path, wanted: &Config) -> Result<Vec<Override>> {
-    let parent = match checkpoint::list(&SessionDir::new(parent_dir).checkpoints()).last() {
+/// The parent's newest checkpoint step (`None` without one) and the
+/// overrides that turn the config a fork from it starts with (see
+/// [`config_at`]) into `wanted`, for the live keys: what the TUI's editor
+/// shows becomes the fork's `--set`, for a fork at that step (a running
+/// parent may write a newer checkpoint meanwhile). Restart-only keys are
+/// not compared (a fork keeps them).
+pub fn overrides_toward(
+    parent_dir: &Path,
+    wanted: &Config,
+) -> Result<(Option<u64>, Vec<Override>)> {
+    let newest = checkpoint::list(&SessionDir::new(parent_dir).checkpoints()).pop();
+    let parent = match &newest {
         Some((step, path)) => config_at(parent_dir, &checkpoint::Loaded::read(path, *step)?)?,
         None => parent_config(parent_dir)?,
     }
     .flatten();
-    Ok(wanted
+    let overrides = wanted
         .flatten()
         .into_iter()
         .filter(|(key, value)| {
@@ -122,7 +129,8 @@ pub fn overrides_toward(parent_dir: &Path, wanted: &Config) -> Result<Vec<Overri
             key,
             value: value.to_string(),
         })
-        .collect())
+        .collect();
+    Ok((newest.map(|(step, _)| step), overrides))
 }
 
 /// The checkpoint at step `at` (default: the newest) of the session in

@@ -318,7 +318,7 @@ fn a_batch_that_does_not_split_over_the_ranks_is_refused_before_any_session() {
     assert_eq!(out.status.code(), Some(1), "{}", text(&out));
     assert!(
         text(&out).contains(
-            "synthetic.toml: workload.batch_size = 33 does not split evenly over 2 ranks"
+            "synthetic.toml with --set workload.batch_size=33: workload.batch_size = 33 does not split evenly over 2 ranks"
         ),
         "{}",
         text(&out)

@@ -170,6 +170,9 @@ fn refused(config: &Path, expected: &str) -> String {
         "expected failure, got success:\n{all}"
     );
     assert!(all.contains(expected), "expected `{expected}` in:\n{all}");
+    // Whatever stops it before its first step is said to come from the file.
+    let file = config.display().to_string();
+    assert!(all.contains(&file), "expected `{file}` in:\n{all}");
     for backtrace in ["Exception raised from", "frame #", "libtorch_cpu.so"] {
         assert!(!all.contains(backtrace), "backtrace in the message:\n{all}");
     }

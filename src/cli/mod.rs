@@ -396,7 +396,7 @@ pub fn dispatch(cli: Cli) -> Result<()> {
             let _ranks = match nproc {
                 0 => bail!("--nproc must be at least 1"),
                 1 => Vec::new(),
-                n => ranks::launch_local_ranks(n)?,
+                n => ranks::check_then_launch(&config, steps, &set, n)?,
             };
             start(&root, &config, name, steps, &set, group, Mode::of(&how))
         }
@@ -573,7 +573,6 @@ pub fn dispatch(cli: Cli) -> Result<()> {
     }
 }
 
-/// Exports a session's figures; returns a summary for the user.
 #[cfg(test)]
 mod tests {
     use super::session_start::EMBEDDED_DEFAULT;

@@ -119,7 +119,7 @@ pub(super) fn export(dir: &Path, opts: &crate::plot::ExportOptions) -> Result<St
             .map(|n| n.to_string_lossy().to_string())
             .collect();
         summary.push_str(&format!(
-            ", replacing {} already there ({}): give each session its own --out folder to keep both",
+            ", replacing {} already there ({}); if those were another session's, give each session its own --out folder",
             names.len(),
             names.join(", ")
         ));

@@ -63,6 +63,22 @@ pub(super) fn resumed_config(root: &Path, query: &str) -> Result<Config> {
     engine::trainer::session_config(&dir).map_err(anyhow::Error::new)
 }
 
+/// `run --nproc N`: refuses, before any rank starts, a config that cannot
+/// train on N ranks (which `start` would refuse on rank 0 only after the
+/// others were started and left waiting), then launches them.
+pub(super) fn check_then_launch(
+    config_path: &Path,
+    steps: Option<u64>,
+    overrides: &[crate::config::Override],
+    nproc: usize,
+) -> Result<Vec<std::process::Child>> {
+    let config = session_start::configured(config_path, steps, overrides)?;
+    engine::batch_splits(config.workload.batch_size, nproc)
+        .and_then(|()| engine::preflight(&config))
+        .with_context(|| session_start::from_file(config_path, overrides))?;
+    launch_local_ranks(nproc)
+}
+
 /// `--nproc N`: makes this process rank 0 of N on 127.0.0.1 and starts
 /// ranks 1..N as headless copies of this command (`--nproc` taken out).
 /// Returns the children (their progress lines are dropped; their errors

@@ -34,6 +34,16 @@ pub(super) fn load_config(path: &Path) -> Result<Config> {
     Ok(config)
 }
 
+/// Where a config comes from, to prefix an error it causes: the file, and
+/// the `--set`s over it.
+pub(super) fn from_file(config_path: &Path, overrides: &[crate::config::Override]) -> String {
+    let sets: Vec<String> = overrides.iter().map(|o| format!("--set {o}")).collect();
+    match sets.is_empty() {
+        true => config_path.display().to_string(),
+        false => format!("{} with {}", config_path.display(), sets.join(" ")),
+    }
+}
+
 /// The config at `config_path` with `--steps` and `--set` applied, all
 /// checked as the file is.
 pub(super) fn configured(
@@ -63,7 +73,7 @@ pub(super) fn start(
     // Refuse what cannot start before a session folder exists: the config
     // (what the user most likely has to fix) first, then the terminal.
     let config = configured(config_path, steps, overrides)?;
-    let in_file = || config_path.display().to_string();
+    let in_file = || from_file(config_path, overrides);
     engine::preflight(&config).with_context(in_file)?;
     if mode == Mode::Tui {
         crate::tui::terminal::check_available()?;
@@ -290,8 +300,8 @@ fn attach_once(dir: &Path) -> Result<crate::tui::Exit> {
 /// starts the fork in a detached runner.
 fn fork_from_tui(dir: &Path, edited: &Config) -> Result<crate::tui::state::ForkReport> {
     let root = dir.parent().unwrap_or(Path::new("."));
-    let overrides = crate::fork::overrides_toward(dir, edited)?;
-    let forked = crate::fork::create(root, dir, None, None, &overrides, true)?;
+    let (step, overrides) = crate::fork::overrides_toward(dir, edited)?;
+    let forked = crate::fork::create(root, dir, step, None, &overrides, true)?;
     crate::runner::launch::launch(&forked.dir, true)
         .map_err(|e| discard_unstarted(&forked.dir, false, e))?;
     Ok(crate::tui::state::ForkReport {

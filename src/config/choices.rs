@@ -106,6 +106,13 @@ choice! {
     }
 }
 
+impl CombinerKind {
+    /// Whether meta steps train it (it reads `meltr.*` and `aid.*`).
+    pub fn meta_trained(self) -> bool {
+        matches!(self, CombinerKind::Mlp | CombinerKind::Meltr)
+    }
+}
+
 choice! {
     /// `meltr.val_source`: where the meta step's validation batch comes from.
     ValSource {

@@ -398,7 +398,6 @@ impl Chart {
     }
 }
 
-/// As many x ticks as fit without their labels crowding each other.
 /// Ticks for a y axis with room for about `room` labels (3 to 7), and at
 /// least three where a denser round step gives them: a short axis (under
 /// a tall legend, or on a slide) with two labels is hard to read off.
@@ -412,6 +411,7 @@ fn y_ticks_at_least_three(scale: &Scale, room: usize) -> Ticks {
     ticks
 }
 
+/// As many x ticks as fit without their labels crowding each other.
 fn fit_x_ticks(scale: &Scale, axes_w: f64, size: f64, m: &Metrics) -> Ticks {
     let mut target = ((axes_w / (4.0 * size)) as usize).clamp(3, 10);
     loop {

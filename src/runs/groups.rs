@@ -68,7 +68,7 @@ pub fn gather<'a>(runs: &'a [Run], by: &GroupBy) -> Result<Vec<Group<'a>>> {
                 .collect()
         }
     };
-    let mut groups: Vec<Group> = order
+    let groups: Vec<Group> = order
         .into_iter()
         .map(|id| {
             let runs = members.remove(&id).unwrap_or_default();
@@ -94,21 +94,37 @@ pub fn gather<'a>(runs: &'a [Run], by: &GroupBy) -> Result<Vec<Group<'a>>> {
             }
         })
         .collect();
-    // Numbers ascending (lr 0.15, 0.2, 0.3, 1.0), anything else in the
-    // order the runs came (a stable sort).
-    groups.sort_by(|a, b| {
-        a.values
+    // Per key, numbers ascending (lr 0.15, 0.2, 0.3, 1.0) and before
+    // words, words in the order their first run came: a total order, so
+    // the sort is well defined whatever the values.
+    let mut words: Vec<Vec<String>> = vec![Vec::new(); label_keys.len()];
+    for g in &groups {
+        for (i, (_, v)) in g.values.iter().enumerate() {
+            if v.parse::<f64>().is_err() && !words[i].contains(v) {
+                words[i].push(v.clone());
+            }
+        }
+    }
+    let rank = |g: &Group| -> Vec<(u8, f64)> {
+        g.values
             .iter()
-            .zip(&b.values)
-            .map(
-                |((_, x), (_, y))| match (x.parse::<f64>(), y.parse::<f64>()) {
-                    (Ok(x), Ok(y)) => x.total_cmp(&y),
-                    _ => std::cmp::Ordering::Equal,
-                },
-            )
+            .enumerate()
+            .map(|(i, (_, v))| match v.parse::<f64>() {
+                Ok(x) => (0, x),
+                Err(_) => (1, words[i].iter().position(|w| w == v).unwrap_or(0) as f64),
+            })
+            .collect()
+    };
+    let mut ranked: Vec<(Vec<(u8, f64)>, Group)> =
+        groups.into_iter().map(|g| (rank(&g), g)).collect();
+    ranked.sort_by(|(a, _), (b, _)| {
+        a.iter()
+            .zip(b)
+            .map(|(x, y)| x.0.cmp(&y.0).then(x.1.total_cmp(&y.1)))
             .find(|o| o.is_ne())
             .unwrap_or(std::cmp::Ordering::Equal)
     });
+    let groups: Vec<Group> = ranked.into_iter().map(|(_, g)| g).collect();
     Ok(groups)
 }
 
@@ -171,6 +187,19 @@ mod tests {
         assert_eq!(
             labels(GroupBy::Keys(vec!["combiner.kind".into()])),
             ["kind=meltr", "kind=sum"]
+        );
+        // Words first-seen order, then numbers within: kinds not interleaved.
+        assert_eq!(
+            labels(GroupBy::Keys(vec![
+                "combiner.kind".into(),
+                "train.lr".into()
+            ])),
+            [
+                "kind=meltr, lr=0.15",
+                "kind=meltr, lr=0.3",
+                "kind=sum, lr=0.2",
+                "kind=sum, lr=1.0"
+            ]
         );
     }
 

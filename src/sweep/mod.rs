@@ -103,13 +103,9 @@ impl Member {
     /// `key=value key=value` of the settings whose key is in `keys` (all
     /// of them when `keys` is empty: a sweep of one combination).
     pub fn label(&self, keys: &[&str]) -> String {
-        if keys.is_empty() {
-            let all: Vec<&str> = self.settings.iter().map(|(k, _)| k.as_str()).collect();
-            return self.label(&all);
-        }
         self.settings
             .iter()
-            .filter(|(k, _)| keys.contains(&k.as_str()))
+            .filter(|(k, _)| keys.is_empty() || keys.contains(&k.as_str()))
             .map(|(k, v)| format!("{k}={v}"))
             .collect::<Vec<_>>()
             .join(" ")
@@ -224,14 +220,14 @@ impl Plan {
     }
 
     /// Notes on combinations that repeat each other: members whose
-    /// combiner is not MELTR and whose settings differ only in `meltr.*`
-    /// and `aid.*` keys, which such a run does not read (`configs` as
-    /// [`Self::member_configs`] gives them).
+    /// combiner is not meta-trained and whose settings differ only in
+    /// `meltr.*` and `aid.*` keys, which such a run does not read
+    /// (`configs` as [`Self::member_configs`] gives them).
     pub fn repeats(&self, configs: &[Config]) -> Vec<String> {
         let mut same: std::collections::BTreeMap<Vec<&(String, String)>, Vec<&Member>> =
             Default::default();
         for (member, config) in self.members.iter().zip(configs) {
-            if config.combiner.kind == crate::config::CombinerKind::Meltr {
+            if config.combiner.kind.meta_trained() {
                 continue;
             }
             let read: Vec<&(String, String)> = member
@@ -245,15 +241,16 @@ impl Plan {
             .filter(|members| members.len() > 1)
             .map(|members| {
                 let indices: Vec<String> = members.iter().map(|m| m.index.to_string()).collect();
+                // The keys whose values tell these members apart.
                 let unread: std::collections::BTreeSet<&str> = members[0]
                     .settings
                     .iter()
+                    .filter(|setting| members.iter().any(|m| !m.settings.contains(setting)))
                     .map(|(k, _)| k.as_str())
-                    .filter(|k| k.starts_with("meltr.") || k.starts_with("aid."))
                     .collect();
                 format!(
                     "combinations {} repeat each other: they differ only in {}, which a run \
-                     whose combiner is not MELTR does not read",
+                     whose combiner is not meta-trained (meltr, mlp) does not read",
                     indices.join(", "),
                     unread.into_iter().collect::<Vec<_>>().join(", ")
                 )
@@ -517,10 +514,26 @@ mod tests {
         assert_eq!(
             ablation.repeats(&configs),
             [
-                "combinations 2, 6 repeat each other: they differ only in meltr.meta_lr, which a run whose combiner is not MELTR does not read",
-                "combinations 3, 7 repeat each other: they differ only in meltr.meta_lr, which a run whose combiner is not MELTR does not read",
+                "combinations 2, 6 repeat each other: they differ only in meltr.meta_lr, which a run whose combiner is not meta-trained (meltr, mlp) does not read",
+                "combinations 3, 7 repeat each other: they differ only in meltr.meta_lr, which a run whose combiner is not meta-trained (meltr, mlp) does not read",
             ]
         );
+        let mlp = Plan::new(
+            "g",
+            Path::new("c"),
+            vec![
+                Axis::parse("meltr.meta_lr=0.0003,0.001").unwrap(),
+                Axis::parse("combiner.kind=mlp").unwrap(),
+            ],
+            None,
+        )
+        .unwrap();
+        let configs = mlp.member_configs(&Config::default()).unwrap();
+        assert!(mlp.repeats(&configs).is_empty(), "mlp is meta-trained too");
+        // No axis at all: one member, labelled by nothing.
+        let bare = Plan::new("g", Path::new("c"), Vec::new(), None).unwrap();
+        assert_eq!(bare.members.len(), 1);
+        assert_eq!(bare.members[0].label(&bare.varying_keys()), "");
         let repeated = vec![Axis::parse("workload.seed=0,1,0").unwrap()];
         assert!(Plan::new("g", Path::new("c"), repeated, None)
             .unwrap_err()

@@ -248,7 +248,9 @@ impl Trainer {
             }
             return;
         }
-        if let Some(message) = std::mem::take(&mut self.meta_skip_streak).ended("meta steps") {
+        if let Some(message) = std::mem::take(&mut self.meta_skip_streak)
+            .ended("meta steps", super::outbox::WENT_THROUGH)
+        {
             self.emit_taken(
                 m,
                 Record::Event {

@@ -184,6 +184,7 @@ impl Trainer {
             };
             match self.lockstep(order)? {
                 Order::Stop => {
+                    self.report_open_streaks()?;
                     self.write_checkpoint()?;
                     self.set_status(Status::Stopped, None);
                     return Ok(Status::Stopped);
@@ -206,6 +207,7 @@ impl Trainer {
                 // Every rank is done: rank 0 needs the others no more (it
                 // may still wait out a failed checkpoint write).
                 self.leave_group_when_done();
+                self.report_open_streaks()?;
                 self.write_checkpoint()?;
                 if self.storage_error.is_some() {
                     continue;

@@ -67,7 +67,9 @@ impl Trainer {
                     );
                 }
             } else {
-                if let Some(message) = std::mem::take(&mut self.skip_streak).ended("steps") {
+                if let Some(message) =
+                    std::mem::take(&mut self.skip_streak).ended("steps", WENT_THROUGH)
+                {
                     self.emit_at(
                         s.step,
                         Record::Event {
@@ -126,14 +128,33 @@ impl Trainer {
             )
         } else {
             format!(
-                "{head}: loss {} was non-finite (NaN or inf) on each of them while the others \
-                 stayed finite, so the model computes it so at these weights or on these \
+                "{head}: loss {} was non-finite (NaN or inf) on each of them and the others \
+                 were finite on some, so the model computes it so at these weights or on these \
                  batches (a log of 0, a division by an empty count, a bad value in the data: \
                  the events name the first batches' rows). The run cannot recover; if that \
                  loss's curve blew up before, {lower}",
                 always.join(", ")
             )
         }
+    }
+
+    /// At the end of a run (finished or stopped): counts the skip streaks
+    /// still open, whose steps past the first ten no line names yet.
+    pub(super) fn report_open_streaks(&mut self) -> Result<()> {
+        self.flush_pending()?;
+        let open = [
+            (std::mem::take(&mut self.skip_streak), "steps"),
+            (std::mem::take(&mut self.meta_skip_streak), "meta steps"),
+        ];
+        for (streak, what) in open {
+            if let Some(message) = streak.ended(what, "until the run ended") {
+                self.emit(Record::Event {
+                    level: Level::Warn,
+                    message,
+                });
+            }
+        }
+        Ok(())
     }
 
     /// One device-to-host copy of a vector.
@@ -226,7 +247,10 @@ fn listed(rows: &[i64]) -> String {
     format!("[{}, … ({} rows)]", shown.join(", "), rows.len())
 }
 
-/// The inner steps skipped in a row so far (as of the last flush).
+/// How a skip streak's count ends when a step goes through.
+pub(super) const WENT_THROUGH: &str = "this one went through";
+
+/// Steps (inner or meta) skipped in a row so far, as of the last flush.
 #[derive(Default)]
 pub(super) struct SkipStreak {
     pub(super) len: u64,
@@ -252,11 +276,11 @@ impl SkipStreak {
     }
 
     /// The event for a streak of `what` (steps, meta steps) that has just
-    /// ended, when some of it went unlisted.
-    pub(super) fn ended(self, what: &str) -> Option<String> {
+    /// ended (`then`: how), when some of it went unlisted.
+    pub(super) fn ended(self, what: &str, then: &str) -> Option<String> {
         (self.len > STEPS_LISTED_PER_STREAK).then(|| {
             format!(
-                "{} {what} in a row were skipped (steps {}–{}); this one went through",
+                "{} {what} in a row were skipped (steps {}–{}); {then}",
                 self.len, self.first, self.last
             )
         })
