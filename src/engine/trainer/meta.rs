@@ -249,7 +249,7 @@ impl Trainer {
             return;
         }
         if let Some(message) = std::mem::take(&mut self.meta_skip_streak)
-            .ended("meta steps", super::outbox::WENT_THROUGH)
+            .ended("meta steps", super::skips::WENT_THROUGH)
         {
             self.emit_taken(
                 m,

@@ -18,6 +18,7 @@ mod outbox;
 #[cfg(test)]
 mod restore_tests;
 mod setup;
+mod skips;
 
 use super::checkpoint;
 use super::collapse::{
@@ -125,9 +126,9 @@ pub struct Trainer {
     /// event per episode).
     neumann_stopped: bool,
     /// Consecutive inner steps skipped as non-finite (as of the last flush).
-    skip_streak: outbox::SkipStreak,
+    skip_streak: skips::SkipStreak,
     /// Consecutive meta steps skipped for a non-finite hypergradient.
-    meta_skip_streak: outbox::SkipStreak,
+    meta_skip_streak: skips::SkipStreak,
     /// The step of the newest eval line (from the log on resume).
     last_eval_step: Option<u64>,
     /// `train.trace`: the run's trace for the Python replay.

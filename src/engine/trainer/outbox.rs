@@ -68,7 +68,7 @@ impl Trainer {
                 }
             } else {
                 if let Some(message) =
-                    std::mem::take(&mut self.skip_streak).ended("steps", WENT_THROUGH)
+                    std::mem::take(&mut self.skip_streak).ended("steps", skips::WENT_THROUGH)
                 {
                     self.emit_at(
                         s.step,
@@ -247,66 +247,6 @@ fn listed(rows: &[i64]) -> String {
     format!("[{}, … ({} rows)]", shown.join(", "), rows.len())
 }
 
-/// How a skip streak's count ends when a step goes through.
-pub(super) const WENT_THROUGH: &str = "this one went through";
-
-/// Steps (inner or meta) skipped in a row so far, as of the last flush.
-#[derive(Default)]
-pub(super) struct SkipStreak {
-    pub(super) len: u64,
-    first: u64,
-    last: u64,
-    /// The losses non-finite on every step of the streak (`None` before
-    /// its first step).
-    always_non_finite: Option<std::collections::BTreeSet<String>>,
-}
-
-impl SkipStreak {
-    /// Whether the newest skipped step gets its own event, and what its
-    /// message ends with: the first [`STEPS_LISTED_PER_STREAK`] of a streak
-    /// do; the rest are counted (see [`Self::ended`]).
-    pub(super) fn listing(&self) -> Option<&'static str> {
-        match self.len.cmp(&STEPS_LISTED_PER_STREAK) {
-            std::cmp::Ordering::Less => Some(""),
-            std::cmp::Ordering::Equal => {
-                Some("; further ones skipped in a row are counted, not listed")
-            }
-            std::cmp::Ordering::Greater => None,
-        }
-    }
-
-    /// The event for a streak of `what` (steps, meta steps) that has just
-    /// ended (`then`: how), when some of it went unlisted.
-    pub(super) fn ended(self, what: &str, then: &str) -> Option<String> {
-        (self.len > STEPS_LISTED_PER_STREAK).then(|| {
-            format!(
-                "{} {what} in a row were skipped (steps {}–{}); {then}",
-                self.len, self.first, self.last
-            )
-        })
-    }
-
-    /// One more skipped step: its losses when they were not all finite
-    /// (`None`: finite losses, a non-finite gradient).
-    pub(super) fn add(&mut self, step: u64, losses: Option<&Named>) {
-        if self.len == 0 {
-            self.first = step;
-        }
-        self.last = step;
-        self.len += 1;
-        let bad = losses
-            .into_iter()
-            .flatten()
-            .filter(|(_, v)| !v.is_finite())
-            .map(|(name, _)| name.clone())
-            .collect();
-        self.always_non_finite = Some(match self.always_non_finite.take() {
-            None => bad,
-            Some(before) => before.intersection(&bad).cloned().collect(),
-        });
-    }
-}
-
 fn capitalised(text: &str) -> String {
     let mut chars = text.chars();
     chars
@@ -314,9 +254,6 @@ fn capitalised(text: &str) -> String {
         .map(|c| c.to_uppercase().chain(chars).collect())
         .unwrap_or_default()
 }
-
-/// Skipped steps of one streak listed one by one; the rest are counted.
-const STEPS_LISTED_PER_STREAK: u64 = 10;
 
 /// How many of a skipped batch's rows its warning lists.
 const ROWS_LISTED: usize = 64;

@@ -1,0 +1,68 @@
+//! Streaks of skipped steps (inner or meta, for non-finite values): the
+//! first few are listed one by one, the rest counted when the streak ends,
+//! and which losses were non-finite on every step of it.
+
+use crate::session::metrics::Named;
+
+/// How a skip streak's count ends when a step goes through.
+pub(super) const WENT_THROUGH: &str = "this one went through";
+
+/// Steps (inner or meta) skipped in a row so far, as of the last flush.
+#[derive(Default)]
+pub(super) struct SkipStreak {
+    pub(super) len: u64,
+    first: u64,
+    last: u64,
+    /// The losses non-finite on every step of the streak (`None` before
+    /// its first step).
+    pub(super) always_non_finite: Option<std::collections::BTreeSet<String>>,
+}
+
+impl SkipStreak {
+    /// Whether the newest skipped step gets its own event, and what its
+    /// message ends with: the first [`STEPS_LISTED_PER_STREAK`] of a streak
+    /// do; the rest are counted (see [`Self::ended`]).
+    pub(super) fn listing(&self) -> Option<&'static str> {
+        match self.len.cmp(&STEPS_LISTED_PER_STREAK) {
+            std::cmp::Ordering::Less => Some(""),
+            std::cmp::Ordering::Equal => {
+                Some("; further ones skipped in a row are counted, not listed")
+            }
+            std::cmp::Ordering::Greater => None,
+        }
+    }
+
+    /// The event for a streak of `what` (steps, meta steps) that has just
+    /// ended (`then`: how), when some of it went unlisted.
+    pub(super) fn ended(self, what: &str, then: &str) -> Option<String> {
+        (self.len > STEPS_LISTED_PER_STREAK).then(|| {
+            format!(
+                "{} {what} in a row were skipped (steps {}–{}); {then}",
+                self.len, self.first, self.last
+            )
+        })
+    }
+
+    /// One more skipped step: its losses when they were not all finite
+    /// (`None`: finite losses, a non-finite gradient).
+    pub(super) fn add(&mut self, step: u64, losses: Option<&Named>) {
+        if self.len == 0 {
+            self.first = step;
+        }
+        self.last = step;
+        self.len += 1;
+        let bad = losses
+            .into_iter()
+            .flatten()
+            .filter(|(_, v)| !v.is_finite())
+            .map(|(name, _)| name.clone())
+            .collect();
+        self.always_non_finite = Some(match self.always_non_finite.take() {
+            None => bad,
+            Some(before) => before.intersection(&bad).cloned().collect(),
+        });
+    }
+}
+
+/// Skipped steps of one streak listed one by one; the rest are counted.
+const STEPS_LISTED_PER_STREAK: u64 = 10;
