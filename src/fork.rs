@@ -35,9 +35,9 @@ pub struct Forked {
 /// Makes a fork of the session in `parent_dir` under `root`: from its
 /// checkpoint at step `at` (default: the newest), named `name` (default:
 /// `<parent name>-fork`), with `overrides` (live keys only) applied to the
-/// config in force at that checkpoint (see [`config_at`]). `check_socket` asks for room for a runner's socket
-/// (everything but a headless run needs one). On any error no folder is
-/// left behind.
+/// config in force at that checkpoint (see [`config_at`]). `check_socket`
+/// asks for room for a runner's socket (everything but a headless run
+/// needs one). On any error no folder is left behind.
 pub fn create(
     root: &Path,
     parent_dir: &Path,

@@ -108,12 +108,6 @@ fn a_sweep_killed_mid_way_resumes_to_four_finished_sessions_in_one_group() {
     ));
     assert!(listing.contains("crashed"), "{listing}");
     assert_eq!(listing.matches("queued").count(), 2, "{listing}");
-    // Columns line up: each row's session starts under SESSION.
-    let rows: Vec<Vec<char>> = listing.lines().map(|l| l.chars().collect()).collect();
-    let at = listing.lines().next().unwrap().find("SESSION").unwrap();
-    for row in &rows[1..] {
-        assert!(row[at - 1] == ' ' && row[at] != ' ', "{listing}");
-    }
 
     let out = run_with_limit(meltr(&root).args(["sweep", "resume", "abl"]), WAIT);
     let said = text(&out);

@@ -124,8 +124,7 @@ pub fn gather<'a>(runs: &'a [Run], by: &GroupBy) -> Result<Vec<Group<'a>>> {
             .find(|o| o.is_ne())
             .unwrap_or(std::cmp::Ordering::Equal)
     });
-    let groups: Vec<Group> = ranked.into_iter().map(|(_, g)| g).collect();
-    Ok(groups)
+    Ok(ranked.into_iter().map(|(_, g)| g).collect())
 }
 
 /// `kind=meltr, iterations=1`: each key by its last segment unless two

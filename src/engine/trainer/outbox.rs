@@ -66,18 +66,16 @@ impl Trainer {
                         },
                     );
                 }
-            } else {
-                if let Some(message) =
-                    std::mem::take(&mut self.skip_streak).ended("steps", skips::WENT_THROUGH)
-                {
-                    self.emit_at(
-                        s.step,
-                        Record::Event {
-                            level: Level::Warn,
-                            message,
-                        },
-                    );
-                }
+            } else if let Some(message) =
+                std::mem::take(&mut self.skip_streak).ended("steps", skips::WENT_THROUGH)
+            {
+                self.emit_at(
+                    s.step,
+                    Record::Event {
+                        level: Level::Warn,
+                        message,
+                    },
+                );
             }
         }
         if self.skip_streak.len >= MAX_SKIPPED_IN_A_ROW {
@@ -103,14 +101,8 @@ impl Trainer {
         let always: Vec<&str> = self
             .loss_names
             .iter()
-            .filter(|name| {
-                streak
-                    .always_non_finite
-                    .iter()
-                    .flatten()
-                    .any(|n| n == *name)
-            })
             .map(String::as_str)
+            .filter(|name| streak.non_finite_throughout(name))
             .collect();
         let head = format!("the last {} steps were all skipped", streak.len);
         if always.is_empty() {

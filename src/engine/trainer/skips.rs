@@ -15,7 +15,7 @@ pub(super) struct SkipStreak {
     last: u64,
     /// The losses non-finite on every step of the streak (`None` before
     /// its first step).
-    pub(super) always_non_finite: Option<std::collections::BTreeSet<String>>,
+    always_non_finite: Option<std::collections::BTreeSet<String>>,
 }
 
 impl SkipStreak {
@@ -41,6 +41,13 @@ impl SkipStreak {
                 self.len, self.first, self.last
             )
         })
+    }
+
+    /// Whether loss `name` was non-finite on every step of the streak.
+    pub(super) fn non_finite_throughout(&self, name: &str) -> bool {
+        self.always_non_finite
+            .as_ref()
+            .is_some_and(|names| names.contains(name))
     }
 
     /// One more skipped step: its losses when they were not all finite
