@@ -48,6 +48,9 @@ pub(super) fn table(
     let groups = groups::gather(&runs, &group_by(keys))?;
     let text = crate::runs::table::render(&groups, opts)?;
     print!("{text}");
+    for note in groups::pooling_notes(&groups) {
+        eprintln!("{note}");
+    }
     if let Some(path) = output {
         crate::session::atomic_write(path, text.as_bytes())
             .with_context(|| format!("cannot write the table to {}", path.display()))?;
@@ -97,6 +100,9 @@ pub(super) fn compare(
         .map(|g| format!("{} (n={})", g.label, g.runs.len()))
         .collect();
     println!("wrote {}: {}", path.display(), sizes.join("; "));
+    for note in groups::pooling_notes(&groups) {
+        println!("{note}");
+    }
     Ok(())
 }
 

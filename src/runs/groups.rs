@@ -28,6 +28,38 @@ pub struct Group<'a> {
     pub runs: Vec<&'a Run>,
 }
 
+impl Group<'_> {
+    /// The config keys, other than the seed and the grouping keys, whose
+    /// values differ between this group's runs: what its n pools besides
+    /// seeds.
+    pub fn pooled_keys(&self) -> Vec<String> {
+        keys::differing(self.runs.iter().copied())
+            .into_iter()
+            .filter(|k| k != keys::SEED && !self.values.iter().any(|(g, _)| g == k))
+            .collect()
+    }
+}
+
+/// A line for each group whose runs differ in more than the seed (possible
+/// with `--group-by`), so that its n is not read as seeds alone.
+pub fn pooling_notes(groups: &[Group]) -> Vec<String> {
+    groups
+        .iter()
+        .filter_map(|g| {
+            let pooled = g.pooled_keys();
+            (!pooled.is_empty()).then(|| {
+                format!(
+                    "note: {} (n={}) pools runs that differ in {}; add {} to --group-by to split it",
+                    g.label,
+                    g.runs.len(),
+                    pooled.join(", "),
+                    if pooled.len() == 1 { "it" } else { "them" }
+                )
+            })
+        })
+        .collect()
+}
+
 /// The groups of `runs`, in the order of their first run.
 pub fn gather<'a>(runs: &'a [Run], by: &GroupBy) -> Result<Vec<Group<'a>>> {
     if let GroupBy::Keys(ks) = by {
@@ -200,6 +232,41 @@ mod tests {
                 "kind=sum, lr=1.0"
             ]
         );
+    }
+
+    #[test]
+    fn a_group_pooling_other_settings_says_which() {
+        let root = tempfile::tempdir().unwrap();
+        let mut runs = Vec::new();
+        for (i, (lr, kind, seed)) in [
+            (0.1, "meltr", 0),
+            (0.1, "meltr", 1),
+            (0.1, "sum", 0),
+            (0.3, "sum", 1),
+        ]
+        .into_iter()
+        .enumerate()
+        {
+            let mut config = crate::config::Config::default();
+            config.train.lr = lr;
+            config.combiner.kind = kind.parse().unwrap();
+            config.workload.seed = seed;
+            let dir = crate::session::create(root.path(), &format!("r{i}"), &config).unwrap();
+            runs.push(Run::load(&dir).unwrap());
+        }
+        let groups = gather(&runs, &GroupBy::Keys(vec!["combiner.kind".into()])).unwrap();
+        assert_eq!(
+            groups[0].pooled_keys(),
+            Vec::<String>::new(),
+            "seeds alone are not noted"
+        );
+        assert_eq!(groups[1].pooled_keys(), ["train.lr"]);
+        assert_eq!(
+            pooling_notes(&groups),
+            ["note: kind=sum (n=2) pools runs that differ in train.lr; add it to --group-by to split it"]
+        );
+        let by_seed = gather(&runs, &GroupBy::Seeds).unwrap();
+        assert!(pooling_notes(&by_seed).is_empty());
     }
 
     #[test]

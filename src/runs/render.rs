@@ -36,6 +36,16 @@ fn lineage_text(run: &Run) -> String {
     }
 }
 
+/// `step/steps`; a run that went past the steps now configured (lowered by
+/// a live edit after it had gone further) says so instead of `603/100`.
+fn progress_text(run: &Run) -> String {
+    if run.step > run.steps {
+        format!("{} (steps now {})", run.step, run.steps)
+    } else {
+        format!("{}/{}", run.step, run.steps)
+    }
+}
+
 /// Aligned columns: the fixed ones, GROUP when any run has one, FORKED FROM
 /// when any run is a fork, then one column per config key in `differing`.
 pub fn text(runs: &[Run], differing: &[String]) -> String {
@@ -55,7 +65,7 @@ pub fn text(runs: &[Run], differing: &[String]) -> String {
             let mut row = vec![
                 r.meta.id.clone(),
                 r.status.clone(),
-                format!("{}/{}", r.step, r.steps),
+                progress_text(r),
                 metric_text(r),
                 r.meta.device.clone(),
                 runner_text(r),
@@ -223,4 +233,22 @@ pub fn csv(runs: &[Run]) -> String {
         out.push('\n');
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn progress_past_the_configured_steps_is_not_a_fraction() {
+        let root = tempfile::tempdir().unwrap();
+        let dir = crate::session::create(root.path(), "lowered", &crate::config::Config::default())
+            .unwrap();
+        let mut run = Run::from_meta(&dir, crate::session::SessionMeta::read(&dir).unwrap());
+        run.step = 40;
+        run.steps = 100;
+        assert_eq!(progress_text(&run), "40/100");
+        run.step = 603;
+        assert_eq!(progress_text(&run), "603 (steps now 100)");
+    }
 }
