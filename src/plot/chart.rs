@@ -146,7 +146,8 @@ impl Chart {
                 .collect();
             placement = legend.inside(layout.frame.area, &drawn);
             if placement.is_none() {
-                let above = legend.above(layout.frame.area.w);
+                // Above the axes the legend may use the figure's whole width.
+                let above = legend.above(t.width_in * 72.0 - 2.0 * t.tick_pt);
                 layout = self.layout(t, m, legend.above_height(&above));
                 placement = Some(above);
             }
@@ -177,7 +178,7 @@ impl Chart {
         svg.end_group();
         self.draw_axes(&mut svg, &layout, t, m);
         if let (Some(legend), Some(placement)) = (&legend, &placement) {
-            legend.draw(&mut svg, placement, area, t, m);
+            legend.draw(&mut svg, placement, area, t.width_in * 72.0, t, m);
         }
         svg.finish()
     }

@@ -126,26 +126,42 @@ impl<'a> Legend<'a> {
             .then_some(Placement::Inside { x, y })
     }
 
-    /// Entries packed into rows no wider than `width`.
+    /// Entries in a grid of as many columns as fit in `width` (at least
+    /// one), filled row by row, so that the columns line up.
     pub fn above(&self, width: f64) -> Placement {
-        let mut rows: Vec<Vec<usize>> = vec![Vec::new()];
-        let mut used = 0.0;
-        for i in 0..self.entries.len() {
-            let w = self.entry_w(i);
-            let row = rows.last_mut().expect("rows is never empty");
-            if !row.is_empty() && used + self.column_gap() + w > width {
-                rows.push(vec![i]);
-                used = w;
-            } else {
-                used += if row.is_empty() {
-                    w
-                } else {
-                    self.column_gap() + w
-                };
-                row.push(i);
-            }
+        let n = self.entries.len();
+        let grid = |columns: usize| -> Vec<Vec<usize>> {
+            (0..n)
+                .collect::<Vec<_>>()
+                .chunks(columns)
+                .map(<[usize]>::to_vec)
+                .collect()
+        };
+        let columns = (1..=n)
+            .rev()
+            .find(|&c| self.grid_width(&grid(c)) <= width)
+            .unwrap_or(1);
+        Placement::Above {
+            rows: grid(columns),
         }
-        Placement::Above { rows }
+    }
+
+    /// Each grid column's width: its widest entry.
+    fn column_widths(&self, rows: &[Vec<usize>]) -> Vec<f64> {
+        let columns = rows.iter().map(Vec::len).max().unwrap_or(0);
+        (0..columns)
+            .map(|c| {
+                rows.iter()
+                    .filter_map(|row| row.get(c))
+                    .map(|&i| self.entry_w(i))
+                    .fold(0.0, f64::max)
+            })
+            .collect()
+    }
+
+    fn grid_width(&self, rows: &[Vec<usize>]) -> f64 {
+        let widths = self.column_widths(rows);
+        widths.iter().sum::<f64>() + self.column_gap() * widths.len().saturating_sub(1) as f64
     }
 
     /// Height a placement above the axes takes, including its gap.
@@ -159,7 +175,17 @@ impl<'a> Legend<'a> {
         }
     }
 
-    pub fn draw(&self, svg: &mut Svg, placement: &Placement, area: Rect, t: &Theme, m: &Metrics) {
+    /// Draws the legend; `figure_w` bounds a grid above the axes, which is
+    /// centred over them where it fits and kept inside the figure otherwise.
+    pub fn draw(
+        &self,
+        svg: &mut Svg,
+        placement: &Placement,
+        area: Rect,
+        figure_w: f64,
+        t: &Theme,
+        m: &Metrics,
+    ) {
         match placement {
             Placement::Inside { x, y } => {
                 let (w, h) = self.boxed();
@@ -177,14 +203,16 @@ impl<'a> Legend<'a> {
             }
             Placement::Above { rows } => {
                 let top = area.y - self.above_height(placement);
+                let widths = self.column_widths(rows);
+                let grid_w = self.grid_width(rows);
+                let centred = area.x + (area.w - grid_w) / 2.0;
+                let left = centred.min(figure_w - self.em - grid_w).max(self.em);
                 for (r, row) in rows.iter().enumerate() {
-                    let total: f64 = row.iter().map(|&i| self.entry_w(i)).sum::<f64>()
-                        + self.column_gap() * (row.len() - 1) as f64;
-                    let mut x = area.x + (area.w - total) / 2.0;
                     let mid = top + r as f64 * (self.em + self.spacing()) + self.em / 2.0;
-                    for &i in row {
+                    let mut x = left;
+                    for (&i, w) in row.iter().zip(&widths) {
                         self.draw_entry(svg, i, x, mid, t, m);
-                        x += self.entry_w(i) + self.column_gap();
+                        x += w + self.column_gap();
                     }
                 }
             }
@@ -216,5 +244,46 @@ impl<'a> Legend<'a> {
             Anchor::Start,
             0.0,
         );
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::plot::series::Emphasis;
+
+    fn lines(labels: &[&str]) -> Vec<Line> {
+        labels
+            .iter()
+            .enumerate()
+            .map(|(i, l)| Line {
+                label: Some(l.to_string()),
+                points: vec![(0.0, 0.0)],
+                look: crate::plot::style::look(i),
+                emphasis: Emphasis::Main,
+            })
+            .collect()
+    }
+
+    /// Greedy packing left a row of one between rows of two, columns out of
+    /// line; a grid lines them up and fills every row but the last.
+    #[test]
+    fn entries_above_the_axes_form_aligned_columns() {
+        let theme = crate::plot::Style::Paper.theme();
+        let m = Metrics::get();
+        let labels = ["a", "a much longer label than the others", "b", "c", "d"];
+        let lines = lines(&labels);
+        let legend = Legend::new(&lines, &theme, m).unwrap();
+        let two = legend.grid_width(&[vec![0, 1], vec![2, 3], vec![4]]);
+        // Packed greedily, "b", "c" and "d" would share a row out of line
+        // with the columns above.
+        let Placement::Above { rows } = legend.above(two + 1.0) else {
+            panic!("above gives rows")
+        };
+        assert_eq!(rows, [vec![0, 1], vec![2, 3], vec![4]]);
+        let Placement::Above { rows } = legend.above(1.0) else {
+            panic!("above gives rows")
+        };
+        assert_eq!(rows.len(), labels.len(), "one column when nothing fits");
     }
 }

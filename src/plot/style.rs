@@ -128,12 +128,15 @@ pub struct SeriesLook {
     pub shape: Shape,
 }
 
-/// Series `i` gets colour `i`, dash `i` and marker `i`, each cycling.
+/// Series `i` gets colour `i`, dash `i` and marker `i`, each cycling; each
+/// time the colours come round again, dashes and markers shift by one, so
+/// the first 32 series all look different (series 8 is not series 0 again).
 pub fn look(i: usize) -> SeriesLook {
+    let round = i / PALETTE.len();
     SeriesLook {
         color: PALETTE[i % PALETTE.len()],
-        dash: DASHES[i % DASHES.len()],
-        shape: SHAPES[i % SHAPES.len()],
+        dash: DASHES[(i + round) % DASHES.len()],
+        shape: SHAPES[(i + round) % SHAPES.len()],
     }
 }
 
@@ -150,6 +153,15 @@ mod tests {
             .parse::<Style>()
             .unwrap_err()
             .contains("paper, paper-wide, slides"));
+    }
+
+    #[test]
+    fn the_first_32_series_all_look_different() {
+        for i in 0..32 {
+            for j in 0..i {
+                assert_ne!(look(i), look(j), "series {i} looks like series {j}");
+            }
+        }
     }
 
     #[test]
