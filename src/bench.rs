@@ -281,12 +281,8 @@ fn bench_workload(
     // step phases below).
     let mut inner_phases = Vec::new();
     for ((label, ..), t) in kinds.iter().zip(&mut trainers) {
-        t.time_phases();
-        (0..options.steps).try_for_each(|_| t.step())?;
-        inner_phases.push(format!(
-            "  {label:<14} {}",
-            phase_line(&t.take_phases(), options.steps)
-        ));
+        let phases = phased(t, options.steps, |t| t.step())?;
+        inner_phases.push(format!("  {label:<14} {phases}"));
     }
     drop(trainers);
     let per_step = |seconds: f64| seconds / options.steps as f64;
@@ -355,11 +351,7 @@ fn bench_workload(
     // device at each phase boundary.
     lines.push("meta step phases, ms per meta step (device synchronized at each boundary)".into());
     for ((mode, j), t) in modes.iter().zip(&mut trainers) {
-        t.time_phases();
-        for _ in 0..options.meta_steps {
-            t.meta_step()?;
-        }
-        let phases = phase_line(&t.take_phases(), options.meta_steps);
+        let phases = phased(t, options.meta_steps, |t| t.meta_step())?;
         lines.push(format!("  {mode:<10} J={j}  {phases}"));
     }
     drop(trainers);
@@ -577,14 +569,41 @@ fn status_kb(field: &str) -> Option<u64> {
         .and_then(|n| n.parse().ok())
 }
 
-/// `phase ms · phase ms …`, per step of `steps`.
-fn phase_line(phases: &[(&'static str, std::time::Duration)], steps: u64) -> String {
-    phases
+/// Runs `step` `steps` times with its phases timed; the line gives each
+/// phase's ms per step, then what no phase covered and the whole, so that
+/// the line sums to the step's time.
+fn phased(
+    t: &mut BenchTrainer,
+    steps: u64,
+    mut step: impl FnMut(&mut BenchTrainer) -> Result<()>,
+) -> Result<String> {
+    t.sync()?;
+    t.time_phases();
+    let start = Instant::now();
+    for _ in 0..steps {
+        step(t)?;
+    }
+    t.sync()?;
+    let whole = start.elapsed();
+    Ok(phase_line(&t.take_phases(), whole, steps))
+}
+
+/// `phase ms · phase ms … · other ms = total ms`, per step of `steps`.
+fn phase_line(
+    phases: &[(&'static str, std::time::Duration)],
+    whole: std::time::Duration,
+    steps: u64,
+) -> String {
+    let per = |d: std::time::Duration| d.as_secs_f64() * 1e3 / steps.max(1) as f64;
+    let timed: std::time::Duration = phases.iter().map(|(_, d)| *d).sum();
+    let mut parts: Vec<String> = phases
         .iter()
-        .map(|(phase, total)| {
-            let ms = total.as_secs_f64() * 1e3 / steps.max(1) as f64;
-            format!("{phase} {ms:.2}")
-        })
-        .collect::<Vec<_>>()
-        .join(" · ")
+        .map(|(phase, total)| format!("{phase} {:.2}", per(*total)))
+        .collect();
+    parts.push(format!(
+        "other {:.2} = {:.2}",
+        per(whole.saturating_sub(timed)),
+        per(whole)
+    ));
+    parts.join(" · ")
 }

@@ -292,6 +292,25 @@ fn bench_reports_every_row() {
         .filter(|l| l.contains(" · ") && l.contains("loss JVP"))
         .count();
     assert_eq!(phases, 3, "phase lines of factorized J = 0, 1, 3");
+    // Every phase line sums to its step's time: `a 1.00 · … · other 0.10 = 2.30`.
+    let phase_lines: Vec<&str> = written
+        .lines()
+        .filter(|l| l.contains(" · ") && l.contains("other "))
+        .collect();
+    assert!(phase_lines.len() >= 9, "inner and meta phase lines: {written}");
+    for line in phase_lines {
+        let (parts, whole) = line.rsplit_once(" = ").expect("`= total` ends the line");
+        let whole: f64 = whole.trim().parse().unwrap();
+        let ms: Vec<f64> = parts
+            .split(" · ")
+            .map(|p| p.rsplit(' ').next().unwrap().parse().unwrap())
+            .collect();
+        let sum: f64 = ms.iter().sum();
+        assert!(
+            (sum - whole).abs() <= 0.006 * ms.len() as f64 + 1e-9,
+            "phases sum to {sum}, not {whole}: {line}"
+        );
+    }
 }
 
 #[test]
