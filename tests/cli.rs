@@ -297,7 +297,10 @@ fn bench_reports_every_row() {
         .lines()
         .filter(|l| l.contains(" · ") && l.contains("other "))
         .collect();
-    assert!(phase_lines.len() >= 9, "inner and meta phase lines: {written}");
+    assert!(
+        phase_lines.len() >= 9,
+        "inner and meta phase lines: {written}"
+    );
     for line in phase_lines {
         let (parts, whole) = line.rsplit_once(" = ").expect("`= total` ends the line");
         let whole: f64 = whole.trim().parse().unwrap();

@@ -1,7 +1,9 @@
 //! Groups of runs for a paper's figure or table: by default the runs that
 //! differ only by seed (`workload.seed`) form one group; `--group-by KEY`
 //! groups by the values of the given keys instead. Each group is labelled
-//! by the keys whose values tell the groups apart (`kind=meltr`).
+//! by the keys whose values tell the groups apart (`kind=meltr`). A fork is
+//! never another seed of the run it continues: it shares its parent's steps
+//! up to the fork, so by seed it forms its own group.
 
 use super::{filter, keys, Run};
 use anyhow::Result;
@@ -40,24 +42,62 @@ impl Group<'_> {
     }
 }
 
-/// A line for each group whose runs differ in more than the seed (possible
-/// with `--group-by`), so that its n is not read as seeds alone.
-pub fn pooling_notes(groups: &[Group]) -> Vec<String> {
-    groups
+/// The identity key that keeps a fork out of its parent's seeds.
+const FORK: &str = "fork of";
+
+/// `fork of NAME@STEP` for a fork (its parent by name when the parent is
+/// among `runs`, else by id).
+fn fork_of(run: &Run, runs: &[Run]) -> Option<String> {
+    let parent = run.meta.parent.as_ref()?;
+    let name = runs
         .iter()
-        .filter_map(|g| {
-            let pooled = g.pooled_keys();
-            (!pooled.is_empty()).then(|| {
-                format!(
-                    "note: {} (n={}) pools runs that differ in {}; add {} to --group-by to split it",
-                    g.label,
-                    g.runs.len(),
-                    pooled.join(", "),
-                    if pooled.len() == 1 { "it" } else { "them" }
-                )
-            })
-        })
-        .collect()
+        .find(|r| &r.meta.id == parent)
+        .map_or(parent.as_str(), |r| r.meta.name.as_str());
+    let at = run
+        .meta
+        .fork_step
+        .map_or(String::new(), |s| format!("@{s}"));
+    Some(format!("{FORK} {name}{at}"))
+}
+
+/// A line for each group whose n is not seeds alone (possible with
+/// `--group-by`): its runs differ in more than the seed, or it holds a fork
+/// with its parent, whose steps up to the fork it repeats.
+pub fn pooling_notes(groups: &[Group]) -> Vec<String> {
+    let mut notes = Vec::new();
+    for g in groups {
+        let pooled = g.pooled_keys();
+        if !pooled.is_empty() {
+            notes.push(format!(
+                "note: {} (n={}) pools runs that differ in {}; add {} to --group-by to split it",
+                g.label,
+                g.runs.len(),
+                pooled.join(", "),
+                if pooled.len() == 1 { "it" } else { "them" }
+            ));
+        }
+        let with_parent = |r: &&&Run| {
+            r.meta
+                .parent
+                .as_ref()
+                .is_some_and(|p| g.runs.iter().any(|o| &o.meta.id == p))
+        };
+        let forks: Vec<String> = g
+            .runs
+            .iter()
+            .filter(with_parent)
+            .map(|r| r.meta.name.clone())
+            .collect();
+        if !forks.is_empty() {
+            notes.push(format!(
+                "note: {} (n={}) counts forks with their parents ({}): a fork repeats its parent's steps up to the fork, so it is not an independent seed",
+                g.label,
+                g.runs.len(),
+                forks.join(", ")
+            ));
+        }
+    }
+    notes
 }
 
 /// The groups of `runs`, in the order of their first run.
@@ -74,6 +114,7 @@ pub fn gather<'a>(runs: &'a [Run], by: &GroupBy) -> Result<Vec<Group<'a>>> {
                 .iter()
                 .filter(|(k, _)| k.as_str() != keys::SEED)
                 .map(|(k, v)| (k.clone(), keys::text(v)))
+                .chain(fork_of(r, runs).map(|f| (FORK.to_string(), f)))
                 .collect(),
             GroupBy::Keys(ks) => ks
                 .iter()
@@ -100,7 +141,7 @@ pub fn gather<'a>(runs: &'a [Run], by: &GroupBy) -> Result<Vec<Group<'a>>> {
                 .collect()
         }
     };
-    let groups: Vec<Group> = order
+    let mut groups: Vec<Group> = order
         .into_iter()
         .map(|id| {
             let runs = members.remove(&id).unwrap_or_default();
@@ -126,6 +167,16 @@ pub fn gather<'a>(runs: &'a [Run], by: &GroupBy) -> Result<Vec<Group<'a>>> {
             }
         })
         .collect();
+    // A fork labelled like another group says whose fork it is.
+    let labels: Vec<String> = groups.iter().map(|g| g.label.clone()).collect();
+    for g in &mut groups {
+        let twin = labels.iter().filter(|l| **l == g.label).count() > 1;
+        if let (true, Some(fork)) = (twin, g.runs.first().and_then(|r| fork_of(r, runs))) {
+            if g.runs.iter().all(|r| r.meta.parent.is_some()) {
+                g.label = format!("{} ({fork})", g.label);
+            }
+        }
+    }
     // Per key, numbers ascending (lr 0.15, 0.2, 0.3, 1.0) and before
     // words, words in the order their first run came: a total order, so
     // the sort is well defined whatever the values.
@@ -267,6 +318,50 @@ mod tests {
         );
         let by_seed = gather(&runs, &GroupBy::Seeds).unwrap();
         assert!(pooling_notes(&by_seed).is_empty());
+    }
+
+    /// A fork with no edits continued its parent bit for bit and was
+    /// counted as a fourth seed (walkthrough: n=4 where 3 ran).
+    #[test]
+    fn a_fork_is_not_another_seed_of_its_parent() {
+        let root = tempfile::tempdir().unwrap();
+        let mut runs = Vec::new();
+        for (name, seed) in [("s0", 0), ("s1", 1), ("s2", 2), ("s1-fork", 1)] {
+            let mut config = crate::config::Config::default();
+            config.workload.seed = seed;
+            let dir = crate::session::create(root.path(), name, &config).unwrap();
+            let mut run = Run::load(&dir).unwrap();
+            run.meta.group = Some("matrix".into());
+            runs.push(run);
+        }
+        runs[3].meta.parent = Some(runs[1].meta.id.clone());
+        runs[3].meta.fork_step = Some(200);
+        let by_seed = gather(&runs, &GroupBy::Seeds).unwrap();
+        let sizes: Vec<(String, usize)> = by_seed
+            .iter()
+            .map(|g| (g.label.clone(), g.runs.len()))
+            .collect();
+        assert_eq!(
+            sizes,
+            [
+                ("matrix".to_string(), 3),
+                ("matrix (fork of s1@200)".to_string(), 1)
+            ]
+        );
+        assert!(pooling_notes(&by_seed).is_empty());
+        let by_kind = gather(&runs, &GroupBy::Keys(vec!["combiner.kind".into()])).unwrap();
+        assert_eq!(
+            by_kind[0].runs.len(),
+            4,
+            "--group-by pools what it is told to"
+        );
+        let notes = pooling_notes(&by_kind);
+        assert_eq!(notes.len(), 1, "{notes:?}");
+        assert!(
+            notes[0].contains("counts forks with their parents (s1-fork)"),
+            "{}",
+            notes[0]
+        );
     }
 
     #[test]

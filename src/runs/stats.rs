@@ -40,13 +40,13 @@ impl Summary {
     }
 
     /// Decimals that show the std to two significant digits (at least 2,
-    /// at most 6); 4 when there is no spread to go by.
-    pub fn decimals(&self) -> usize {
+    /// at most 6); none when there is no spread to go by.
+    pub fn decimals(&self) -> Option<usize> {
         if self.n < 2 || !(self.std.is_finite() && self.std > 0.0) {
-            return 4;
+            return None;
         }
         let magnitude = self.std.log10().floor() as i32;
-        (1 - magnitude).clamp(2, 6) as usize
+        Some((1 - magnitude).clamp(2, 6) as usize)
     }
 }
 
@@ -60,11 +60,11 @@ mod tests {
         assert_eq!(s.mean, 2.5);
         assert!((s.std - (5.0f64 / 3.0).sqrt()).abs() < 1e-15);
         assert_eq!((s.min, s.max, s.n), (1.0, 4.0, 4));
-        assert_eq!(s.decimals(), 2);
+        assert_eq!(s.decimals(), Some(2));
         let tight = Summary::of(&[0.871, 0.873, 0.895]).unwrap();
-        assert_eq!(tight.decimals(), 3);
+        assert_eq!(tight.decimals(), Some(3));
         let one = Summary::of(&[0.5]).unwrap();
-        assert_eq!((one.std, one.decimals()), (0.0, 4));
+        assert_eq!((one.std, one.decimals()), (0.0, None));
         assert!(Summary::of(&[]).is_none());
         assert!(Summary::of(&[1.0, f64::NAN]).unwrap().mean.is_nan());
     }

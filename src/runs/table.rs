@@ -137,10 +137,11 @@ pub fn render(groups: &[Group], opts: &TableOptions) -> Result<String> {
     });
     let is_bold = |row: usize, col: usize| best_row == Some((col, Some(row)));
     let arrow = |name: &String| (name == primary).then_some(if higher { "↑" } else { "↓" });
-    // One number of decimals a column, enough for its tightest std.
+    // One number of decimals a column, enough for its tightest std; a
+    // single run has no std and leaves the choice to the others.
     let digits: Vec<usize> = (0..names.len())
         .map(|j| {
-            let widest = rows.iter().map(|r| r.cells[j].decimals()).max();
+            let widest = rows.iter().filter_map(|r| r.cells[j].decimals()).max();
             opts.digits.or(widest).unwrap_or(4)
         })
         .collect();
@@ -301,6 +302,43 @@ pub fn latex_escape(s: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// One n=1 row (no std) switched the whole column from 2 decimals to 4.
+    #[test]
+    fn a_single_run_row_does_not_set_the_columns_decimals() {
+        let root = tempfile::tempdir().unwrap();
+        let mut runs = Vec::new();
+        for (i, (gamma, accuracy)) in [(0.1, 85.0), (0.1, 85.6), (0.1, 84.9), (0.3, 86.0)]
+            .into_iter()
+            .enumerate()
+        {
+            let mut config = crate::config::Config::default();
+            config.meltr.gamma = gamma;
+            let dir = crate::session::create(root.path(), &format!("r{i}"), &config).unwrap();
+            let mut run = Run::load(&dir).unwrap();
+            run.meta.primary_metric = "accuracy".into();
+            run.meta.higher_is_better = true;
+            run.final_eval = Some((
+                10,
+                [("accuracy".to_string(), accuracy)].into_iter().collect(),
+            ));
+            runs.push(run);
+        }
+        let groups = super::super::groups::gather(
+            &runs,
+            &super::super::groups::GroupBy::Keys(vec!["meltr.gamma".into()]),
+        )
+        .unwrap();
+        let options = TableOptions {
+            format: TableFormat::Md,
+            best: false,
+            metrics: Vec::new(),
+            digits: None,
+        };
+        let text = render(&groups, &options).unwrap();
+        assert!(text.contains("| 0.1 | 3 | 85.17 ± 0.38 |"), "{text}");
+        assert!(text.contains("| 0.3 | 1 | **86.00** |"), "{text}");
+    }
 
     #[test]
     fn latex_specials_are_escaped() {
