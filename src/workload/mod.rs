@@ -72,6 +72,11 @@ pub trait Workload: Send {
     fn notes(&self) -> Vec<String> {
         Vec::new()
     }
+    /// What in the data will likely go wrong (non-finite values), said
+    /// once at the start as warnings.
+    fn data_warnings(&self) -> Vec<String> {
+        Vec::new()
+    }
     /// The model's buffers (BatchNorm's running statistics, counters), by
     /// name, sharing its storage: a training-mode forward may move them.
     /// The built-in workloads have none.

@@ -237,6 +237,7 @@ impl Trainer {
         };
         if !norm.is_finite() {
             self.meta_skip_streak.add(m.step, None);
+            self.skipped.meta_steps += 1;
             if let Some(more) = self.meta_skip_streak.listing() {
                 self.emit_taken(
                     m,

@@ -129,6 +129,8 @@ pub struct Trainer {
     skip_streak: skips::SkipStreak,
     /// Consecutive meta steps skipped for a non-finite hypergradient.
     meta_skip_streak: skips::SkipStreak,
+    /// Every skipped update of the run, for the summary at its end.
+    skipped: skips::SkipTotals,
     /// The step of the newest eval line (from the log on resume).
     last_eval_step: Option<u64>,
     /// `train.trace`: the run's trace for the Python replay.

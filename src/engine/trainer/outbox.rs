@@ -48,6 +48,7 @@ impl Trainer {
             if flags[0] == 0.0 {
                 let losses = (flags[1] == 0.0).then(|| self.named_values(&s.losses));
                 self.skip_streak.add(s.step, losses.as_ref());
+                self.skipped.steps += 1;
                 if let Some(more) = self.skip_streak.listing() {
                     let what = match &losses {
                         Some(losses) => format!("non-finite loss {losses:?}"),
@@ -138,13 +139,15 @@ impl Trainer {
             (std::mem::take(&mut self.skip_streak), "steps"),
             (std::mem::take(&mut self.meta_skip_streak), "meta steps"),
         ];
-        for (streak, what) in open {
-            if let Some(message) = streak.ended(what, "until the run ended") {
-                self.emit(Record::Event {
-                    level: Level::Warn,
-                    message,
-                });
-            }
+        let ended = open
+            .into_iter()
+            .filter_map(|(streak, what)| streak.ended(what, "until the run ended"));
+        let summary = self.skipped.summary();
+        for message in ended.chain(summary).collect::<Vec<_>>() {
+            self.emit(Record::Event {
+                level: Level::Warn,
+                message,
+            });
         }
         Ok(())
     }

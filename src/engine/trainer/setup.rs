@@ -213,6 +213,10 @@ impl Trainer {
             neumann_stopped: false,
             skip_streak: Default::default(),
             meta_skip_streak: Default::default(),
+            skipped: skips::SkipTotals {
+                since: step,
+                ..Default::default()
+            },
             last_eval_step,
             tracer,
             in_force: Arc::new(Mutex::new(in_force)),
@@ -224,9 +228,11 @@ impl Trainer {
             lockstep_sent: Default::default(),
         };
         let workload_notes = trainer.workload.notes();
+        let data_warnings = trainer.workload.data_warnings();
         for (level, message) in notes
             .into_iter()
             .chain(workload_notes.into_iter().map(|m| (Level::Info, m)))
+            .chain(data_warnings.into_iter().map(|m| (Level::Warn, m)))
         {
             trainer.emit(Record::Event { level, message });
         }

@@ -7,6 +7,37 @@ use crate::session::metrics::Named;
 /// How a skip streak's count ends when a step goes through.
 pub(super) const WENT_THROUGH: &str = "this one went through";
 
+/// Skipped updates over the whole run (since this process took it up), for
+/// the summary at its end.
+#[derive(Default)]
+pub(super) struct SkipTotals {
+    pub(super) steps: u64,
+    pub(super) meta_steps: u64,
+    /// The step the run started (or resumed) from.
+    pub(super) since: u64,
+}
+
+impl SkipTotals {
+    /// `in all, 7 step updates and 4 meta updates were skipped …`, when any were.
+    pub(super) fn summary(&self) -> Option<String> {
+        let plural =
+            |n: u64, what: &str| format!("{n} {what} update{}", if n == 1 { "" } else { "s" });
+        let parts: Vec<String> = [(self.steps, "step"), (self.meta_steps, "meta")]
+            .into_iter()
+            .filter(|(n, _)| *n > 0)
+            .map(|(n, what)| plural(n, what))
+            .collect();
+        (!parts.is_empty()).then(|| {
+            format!(
+                "in all, {} {} skipped for non-finite values since step {} (the warnings name the first steps of each streak)",
+                parts.join(" and "),
+                if self.steps + self.meta_steps == 1 { "was" } else { "were" },
+                self.since
+            )
+        })
+    }
+}
+
 /// Steps (inner or meta) skipped in a row so far, as of the last flush.
 #[derive(Default)]
 pub(super) struct SkipStreak {
@@ -73,3 +104,23 @@ impl SkipStreak {
 
 /// Skipped steps of one streak listed one by one; the rest are counted.
 const STEPS_LISTED_PER_STREAK: u64 = 10;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_run_summary_counts_both_kinds_and_only_when_any() {
+        let mut totals = SkipTotals {
+            since: 200,
+            ..Default::default()
+        };
+        assert_eq!(totals.summary(), None);
+        totals.steps = 7;
+        totals.meta_steps = 1;
+        assert_eq!(
+            totals.summary().unwrap(),
+            "in all, 7 step updates and 1 meta update were skipped for non-finite values since step 200 (the warnings name the first steps of each streak)"
+        );
+    }
+}

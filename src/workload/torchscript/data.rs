@@ -90,6 +90,39 @@ impl Split {
         Ok(())
     }
 
+    /// One line per floating-point tensor holding NaN or ±inf: how many,
+    /// and the first rows that hold them, so they can be found and fixed
+    /// (a model that masks such values on purpose can ignore it).
+    pub(super) fn non_finite(&self, key: &str, path: &str, effect: &str) -> Vec<String> {
+        const LISTED: usize = 10;
+        let mut lines = Vec::new();
+        for (name, t) in &self.tensors {
+            if !t.is_floating_point() {
+                continue;
+            }
+            let bad = t.isfinite().logical_not();
+            let count = bad.sum(Kind::Int64).int64_value(&[]);
+            if count == 0 {
+                continue;
+            }
+            let per_row = bad.reshape([self.samples, -1]).any_dim(1, false);
+            let rows = Vec::<i64>::try_from(per_row.nonzero().flatten(0, -1)).unwrap_or_default();
+            let shown: Vec<String> = rows.iter().take(LISTED).map(i64::to_string).collect();
+            let more = if rows.len() > LISTED {
+                format!(" and {} more", rows.len() - LISTED)
+            } else {
+                String::new()
+            };
+            lines.push(format!(
+                "{key}: {path}: tensor `{name}` holds {count} non-finite value{} (NaN or inf) in row{} {}{more}: {effect}, unless the model masks them",
+                if count == 1 { "" } else { "s" },
+                if rows.len() == 1 { "" } else { "s" },
+                shown.join(", ")
+            ));
+        }
+        lines
+    }
+
     pub(super) fn rows(&self, index: &Tensor) -> Batch {
         self.tensors
             .iter()

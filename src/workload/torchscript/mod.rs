@@ -71,6 +71,8 @@ pub struct TorchScript {
     /// Said at the start when `workload.batch_size` is more than the
     /// training set has: a batch is then the whole set.
     whole_set_batches: Option<String>,
+    /// Non-finite values in the data files, by tensor and row.
+    non_finite: Vec<String>,
     /// The run's floating-point kind. A loss the model returns in another
     /// (an f64 reduction, a half-precision head) is cast to it, so the loss
     /// vector and MELTR see one kind; its gradient flows back through the
@@ -138,8 +140,22 @@ impl TorchScript {
                 w.batch_size, train.samples, train.samples
             )
         });
+        let non_finite = [
+            train.non_finite(
+                "workload.train",
+                train_path,
+                "training batches that draw them give NaN losses and their updates are skipped",
+            ),
+            val.non_finite(
+                "workload.val",
+                val_path,
+                "evaluation losses and metrics that read them are NaN (null in metrics.jsonl)",
+            ),
+        ]
+        .concat();
         let mut workload = TorchScript {
             whole_set_batches,
+            non_finite,
             vs,
             module: RefCell::new(module),
             batch_size: (w.batch_size as i64).min(train.samples),
@@ -446,6 +462,10 @@ impl Workload for TorchScript {
             pairs.join(", ")
         ));
         notes
+    }
+
+    fn data_warnings(&self) -> Vec<String> {
+        self.non_finite.clone()
     }
 
     fn kind(&self) -> &'static str {
