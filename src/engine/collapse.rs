@@ -56,6 +56,8 @@ pub struct CollapseGuard {
     primary_armed: bool,
     /// The newest healthy meta step and copies of the state it had.
     healthy: Option<(u64, Vec<Tensor>)>,
+    /// The newest observation.
+    last: Option<Weights>,
 }
 
 /// What one observation means.
@@ -82,6 +84,7 @@ impl CollapseGuard {
         weights: Weights,
         snapshot: Option<Vec<Tensor>>,
     ) -> Verdict {
+        self.last = Some(weights);
         let every_low = weights.largest < COLLAPSE_WEIGHT;
         let primary_low = weights.primary < PRIMARY_FLOOR;
         self.primary_armed |= !primary_low;
@@ -122,6 +125,16 @@ impl CollapseGuard {
         self.every_streak = 0;
         self.primary_streak = 0;
         Some(*step)
+    }
+
+    /// A slide of the primary's weight below [`PRIMARY_FLOOR`] still too
+    /// short to be reported (it would be at the run's end): its length in
+    /// meta steps and the newest weights.
+    pub fn unreported_slide(&self) -> Option<(u32, Weights)> {
+        let open = self.primary_streak > 0 && self.primary_streak < PRIMARY_COLLAPSE_META_STEPS;
+        open.then_some(())
+            .and(self.last)
+            .map(|w| (self.primary_streak, w))
     }
 
     /// How many tensors the healthy snapshot holds, if there is one.
@@ -278,6 +291,25 @@ mod tests {
             vec![Collapse::Primary],
             "once per episode"
         );
+    }
+
+    #[test]
+    fn a_slide_too_short_to_report_is_there_for_the_runs_end() {
+        let mut guard = CollapseGuard::default();
+        reports(&mut guard, &[primary_at(0.05), primary_at(0.05)]);
+        assert_eq!(
+            guard.unreported_slide(),
+            None,
+            "not armed: the init's weight"
+        );
+        reports(
+            &mut guard,
+            &[primary_at(1.5), primary_at(0.04), primary_at(0.03)],
+        );
+        assert_eq!(guard.unreported_slide(), Some((2, primary_at(0.03))));
+        let rest = vec![primary_at(0.03); PRIMARY_COLLAPSE_META_STEPS as usize];
+        assert_eq!(reports(&mut guard, &rest), vec![Collapse::Primary]);
+        assert_eq!(guard.unreported_slide(), None, "reported already");
     }
 
     #[test]

@@ -143,7 +143,17 @@ impl Trainer {
             .into_iter()
             .filter_map(|(streak, what)| streak.ended(what, "until the run ended"));
         let summary = self.skipped.summary();
-        for message in ended.chain(summary).collect::<Vec<_>>() {
+        let slide = self.collapse.unreported_slide().map(|(meta_steps, w)| {
+            format!(
+                "the run ends with the primary's effective weight ({}) below {PRIMARY_FLOOR} for its last {meta_steps} \
+                 meta steps (now {:.3}; the collapse watch acts after {PRIMARY_COLLAPSE_META_STEPS}): {}. \
+                 Compare its metric with a `sum` run's, or fork from a checkpoint before the slide",
+                self.loss_names[0],
+                w.primary,
+                w.primary_collapse_reading()
+            )
+        });
+        for message in ended.chain(summary).chain(slide).collect::<Vec<_>>() {
             self.emit(Record::Event {
                 level: Level::Warn,
                 message,
