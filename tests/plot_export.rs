@@ -285,8 +285,11 @@ fn exports_every_figure_in_every_format() {
                 "effective weight ∂M/∂lₖ (EMA 0.9)",
                 "retrieval (primary)",
             ],
+            // Each weight is the mean of the last 10 lines, steps 355-400
+            // (the first's 0.5 + step/1600: 0.736, where step 400 has 0.75).
             "final-weights" => &[
-                "loss (weights at step 400)",
+                "loss (mean of the last logged steps, 355–400)",
+                "0.736",
                 "effective weight ∂M/∂lₖ",
                 "retrieval",
                 "align",

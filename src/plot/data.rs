@@ -30,8 +30,6 @@ pub struct SessionData {
     pub transform: Option<(u64, BTreeMap<String, Curve>)>,
     /// The losses of the last logged training step.
     pub last_losses: BTreeMap<String, f64>,
-    /// The effective weights of the last logged training step.
-    pub last_weights: (u64, BTreeMap<String, f64>),
 }
 
 impl SessionData {
@@ -62,7 +60,6 @@ impl SessionData {
             metrics: Curves::new(),
             transform: None,
             last_losses: BTreeMap::new(),
-            last_weights: (0, BTreeMap::new()),
         };
         let push = |into: &mut Curves, step: f64, named: &BTreeMap<String, f64>| {
             for (name, &v) in named {
@@ -78,7 +75,6 @@ impl SessionData {
                     push(&mut data.losses, step, &losses);
                     push(&mut data.weights, step, &weights);
                     data.last_losses = losses;
-                    data.last_weights = (line.step, weights);
                 }
                 Record::Eval { metrics, .. } => push(&mut data.metrics, step, &metrics),
                 Record::Transform { curves } => data.transform = Some((line.step, curves)),

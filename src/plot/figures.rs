@@ -9,6 +9,7 @@ use super::series::{decimate, ema, extent, interpolate, Points};
 use super::series::{Emphasis, Line};
 use super::style::{look, SeriesLook};
 use super::svg::Shape;
+use std::collections::BTreeMap;
 
 /// A chart and the file stem it is saved under.
 #[derive(Debug, Clone, PartialEq)]
@@ -209,8 +210,32 @@ pub fn weights(data: &SessionData, prep: Prep) -> Option<Figure> {
     })
 }
 
+/// Logged steps the final weights are averaged over: one line's weights
+/// move a lot from step to step (the README's tables use the same mean).
+pub const FINAL_WEIGHT_LINES: usize = 10;
+
+/// Each loss's effective weight averaged over its last
+/// [`FINAL_WEIGHT_LINES`] finite logged values, and the steps they span.
+pub fn final_weight_means(data: &SessionData) -> Option<((f64, f64), BTreeMap<String, f64>)> {
+    let mut span: Option<(f64, f64)> = None;
+    let mut means = BTreeMap::new();
+    for (name, points) in &data.weights {
+        let finite: Vec<&(f64, f64)> = points.iter().filter(|(_, w)| w.is_finite()).collect();
+        let last = &finite[finite.len().saturating_sub(FINAL_WEIGHT_LINES)..];
+        let (Some(first), Some(end)) = (last.first(), last.last()) else {
+            continue;
+        };
+        means.insert(
+            name.clone(),
+            last.iter().map(|(_, w)| w).sum::<f64>() / last.len() as f64,
+        );
+        span = Some(span.map_or((first.0, end.0), |(a, b)| (a.min(first.0), b.max(end.0))));
+    }
+    span.map(|span| (span, means))
+}
+
 pub fn final_weights(data: &SessionData) -> Option<Figure> {
-    let (step, weights) = &data.last_weights;
+    let ((from, to), weights) = final_weight_means(data)?;
     let bars: Vec<Bar> = data
         .loss_order()
         .iter()
@@ -226,10 +251,19 @@ pub fn final_weights(data: &SessionData) -> Option<Figure> {
     if bars.is_empty() {
         return None;
     }
+    let when = if from == to {
+        format!("weights at step {}", compact(to))
+    } else {
+        format!(
+            "mean of the last logged steps, {}–{}",
+            compact(from),
+            compact(to)
+        )
+    };
     Some(Figure {
         name: "final-weights",
         chart: Chart {
-            x_label: format!("loss (weights at step {})", compact(*step as f64)),
+            x_label: format!("loss ({when})"),
             y_label: "effective weight ∂M/∂lₖ".into(),
             y_kind: Kind::Linear,
             tight_x: false,
