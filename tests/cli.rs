@@ -345,6 +345,28 @@ fn a_run_whose_every_update_is_skipped_fails_and_its_log_stays_readable() {
         .lines;
     assert!(lines.iter().any(|l| matches!(&l.record,
         Record::Eval { losses, .. } if losses.values().any(|v| v.is_nan()))));
+    // The log ends at the failing step, which `ls` shows.
+    let last = lines.last().unwrap();
+    assert!(
+        matches!(&last.record, Record::Event { level: session::metrics::Level::Error, message }
+            if message.starts_with("the run failed here")),
+        "{last:?}"
+    );
+    let ls = run_with_limit(
+        bin().arg("--sessions-dir").arg(&sessions).arg("ls"),
+        Duration::from_secs(60),
+    );
+    let row = text(&ls)
+        .lines()
+        .find(|l| l.contains("-nan "))
+        .unwrap_or_default()
+        .to_string();
+    let cells: Vec<&str> = row.split_whitespace().collect();
+    assert_eq!(
+        cells.get(1..3),
+        Some(&["failed", &format!("{}/120", last.step)][..]),
+        "{row}"
+    );
     let export = run_with_limit(
         bin()
             .arg("--sessions-dir")

@@ -166,7 +166,16 @@ impl Trainer {
         if let Some(at) = self.rendezvous.take() {
             self.join_group(&at)?;
         }
-        self.run_loop(&commands)
+        let result = self.run_loop(&commands);
+        if result.is_err() {
+            // The log ends at the failing step (not at the last logged
+            // one), so `ls` and the curves show where the run stopped.
+            self.emit(Record::Event {
+                level: Level::Error,
+                message: "the run failed here; session.json keeps the error".into(),
+            });
+        }
+        result
     }
 
     /// The run: steps, commands (from rank 0 on every rank), the end.
