@@ -773,4 +773,21 @@ fn a_resume_logs_how_its_config_differs_from_the_checkpointed_run() {
     );
     let steps = logged_train_steps(&dir);
     assert_eq!(steps, (1..=9).map(|i| i * 10).collect::<Vec<u64>>());
+
+    // Finished at its last step: another resume is refused with what to do
+    // (it printed "resumed ... finished" and exited 0).
+    let again = run_with_limit(
+        bin()
+            .args(["resume", "--headless", "edits"])
+            .arg("--sessions-dir")
+            .arg(&sessions),
+        Duration::from_secs(60),
+    );
+    assert_eq!(again.status.code(), Some(1), "{}", text(&again));
+    assert!(
+        text(&again).contains("finished at step 90 (train.steps = 90): nothing to resume")
+            && text(&again).contains("--set train.steps=180"),
+        "{}",
+        text(&again)
+    );
 }

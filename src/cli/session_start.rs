@@ -119,6 +119,7 @@ pub(super) fn resume(
         refuse_if_running(&dir)?;
         config = set_in_session(&dir, &config, overrides)?;
     }
+    refuse_if_done(&dir, &config)?;
     if !matches!(mode, Mode::Headless { .. }) {
         SessionDir::new(&dir).prepare_socket()?;
     }
@@ -129,6 +130,27 @@ pub(super) fn resume(
     meta.error = None;
     meta.write(&dir)?;
     drive(&dir, config, true, mode)
+}
+
+/// Fails when the session finished and its `train.steps` (with the
+/// resume's `--set`s) asks for no step beyond its newest checkpoint: a
+/// resume would only say "finished" again.
+fn refuse_if_done(dir: &Path, config: &crate::config::Config) -> Result<()> {
+    let meta = SessionMeta::read(dir)?;
+    let reached = crate::engine::checkpoint::list(&SessionDir::new(dir).checkpoints())
+        .last()
+        .map_or(0, |(step, _)| *step);
+    if meta.status == Status::Finished && config.train.steps <= reached {
+        bail!(
+            "session {id} finished at step {reached} (train.steps = {steps}): nothing to resume. \
+             To train it further, resume with more steps (`meltr-tui resume {id} --set train.steps={more}`), \
+             or fork it into a new session (`meltr-tui fork {id} --set train.steps={more}`)",
+            id = meta.id,
+            steps = config.train.steps,
+            more = reached.max(1) * 2
+        );
+    }
+    Ok(())
 }
 
 /// Fails when another process runs the session in `dir`.
