@@ -436,7 +436,8 @@ fn replays_by_double_backward(model: &str, name: &str) {
     });
     eprintln!("{name} logged: {said:?}");
     assert!(
-        said.is_some_and(|m| m.contains("Hessian-vector products by double backward (exact)")),
+        said.is_some_and(|m| m
+            .contains("Hessian-vector products by double backward, as aid.mode = \"exact\" does")),
         "{name}: the run should log the double-backward fallback"
     );
 }

@@ -378,9 +378,22 @@ fn runtime_errors_name_the_batch_and_the_model_file_and_val_data_are_checked_up_
     let step: u64 = all
         .split("the training batch of step ")
         .nth(1)
-        .and_then(|rest| rest.split(':').next())
+        .and_then(|rest| rest.split([' ', ':']).next())
         .and_then(|n| n.parse().ok())
         .unwrap_or_else(|| panic!("no training batch named in:\n{all}"));
+    // ... and its rows, the flagged row 40 among them.
+    let rows = all
+        .split_once(&format!(
+            "the training batch of step {step} (training rows ["
+        ))
+        .and_then(|(_, rest)| rest.split_once(']'))
+        .map(|(rows, _)| {
+            rows.split(", ")
+                .map(|r| r.parse::<i64>().unwrap())
+                .collect::<Vec<_>>()
+        })
+        .unwrap_or_else(|| panic!("no rows named in:\n{all}"));
+    assert!(rows.contains(&40), "{rows:?}");
     let dir = session::find(&sessions, "train").unwrap();
     let logged = common::logged_train_steps(&dir);
     assert_eq!(

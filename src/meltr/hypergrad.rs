@@ -294,7 +294,10 @@ impl<'a, 'p> Jvps<'a, 'p> {
             .clone()
             .map(|(route, why)| match route {
                 HvpRoute::DoubleBackward => {
-                    format!("Hessian-vector products by double backward (exact): {why}")
+                    format!(
+                        "Hessian-vector products by double backward, as aid.mode = \"exact\" does \
+                         (so at aid.iterations > 0 the factorized mode saves little on this model): {why}"
+                    )
                 }
                 HvpRoute::Differences => {
                     format!("Hessian-vector products by finite differences: {why}")

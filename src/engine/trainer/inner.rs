@@ -17,8 +17,16 @@ impl Trainer {
         // Randomness in the model (dropout) drawn from (seed, step): the
         // same after a resume, and in the PyTorch replay of a trace.
         let seed = forward_seed(self.config.workload.seed, self.step, Forward::Inner);
-        let named = seeded(seed, || self.workload.losses(&batch))
-            .with_context(|| format!("the training batch of step {}", self.step))?;
+        let named = seeded(seed, || self.workload.losses(&batch)).with_context(|| {
+            // The batch's rows, to find a bad sample in the data.
+            let rows = self
+                .workload
+                .batch_rows(self.step)
+                .map_or(String::new(), |rows| {
+                    format!(" (training rows {})", super::outbox::listed(&rows))
+                });
+            format!("the training batch of step {}{rows}", self.step)
+        })?;
         let losses = workload::select(&named, &self.loss_names)?;
         // Differentiated once (the meta step builds its own graphs).
         let total = self

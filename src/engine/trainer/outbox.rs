@@ -244,7 +244,7 @@ impl Trainer {
 
 /// Rows as `[3, 17, ...]`, the first [`ROWS_LISTED`] of a larger batch
 /// followed by how many there are.
-fn listed(rows: &[i64]) -> String {
+pub(super) fn listed(rows: &[i64]) -> String {
     if rows.len() <= ROWS_LISTED {
         return format!("{rows:?}");
     }
