@@ -211,6 +211,14 @@ fn bad_models_and_data_are_refused_with_what_to_fix() {
         &config(tmp.path(), "sum", 5, &not_script, ""),
         "is not a TorchScript module",
     );
+    let saved = refused(
+        &config(tmp.path(), "sum", 5, &bad.join("state_dict.pt"), ""),
+        "is not a TorchScript module (save one with `torch.jit.script(model).save(path)`",
+    );
+    assert!(
+        saved.contains("it is a `torch.save` archive") && !saved.contains("corrupted"),
+        "{saved}"
+    );
     refused(
         &config(tmp.path(), "sum", 5, &bad.join("returns_tensor.pt"), ""),
         "forward must return Dict[str, Tensor]",

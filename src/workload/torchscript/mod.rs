@@ -437,10 +437,16 @@ fn load_module(path: &str, device: Device) -> Result<CModule> {
         bail!("workload.model: {path} does not exist");
     }
     CModule::load_on_device(path, device).map_err(|e| {
+        let message = torch_message(&e);
+        // libtorch's own words for a `torch.save` archive blame corruption.
+        let why = if message.contains("constants.pkl") && message.contains("not found") {
+            "it is a `torch.save` archive (a state_dict or a pickled model: weights without TorchScript code)".to_string()
+        } else {
+            message
+        };
         anyhow!(
-            "workload.model: {path} is not a TorchScript module (save one with `torch.jit.script(model).save(path)`, using PyTorch {}): {}",
+            "workload.model: {path} is not a TorchScript module (save one with `torch.jit.script(model).save(path)`, using PyTorch {}): {why}",
             crate::libtorch_version(),
-            torch_message(&e)
         )
     })
 }
