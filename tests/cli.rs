@@ -310,7 +310,8 @@ fn bench_reports_every_row() {
             .collect();
         let sum: f64 = ms.iter().sum();
         assert!(
-            (sum - whole).abs() <= 0.006 * ms.len() as f64 + 1e-9,
+            // Each printed number is off by at most 0.005.
+            (sum - whole).abs() <= 0.005 * (ms.len() + 1) as f64 + 1e-9,
             "phases sum to {sum}, not {whole}: {line}"
         );
     }
@@ -349,7 +350,7 @@ fn a_run_whose_every_update_is_skipped_fails_and_its_log_stays_readable() {
     let last = lines.last().unwrap();
     assert!(
         matches!(&last.record, Record::Event { level: session::metrics::Level::Error, message }
-            if message.starts_with("the run failed here")),
+            if message == meltr_tui::session::log::RUN_FAILED),
         "{last:?}"
     );
     let ls = run_with_limit(
@@ -789,5 +790,36 @@ fn a_resume_logs_how_its_config_differs_from_the_checkpointed_run() {
             && text(&again).contains("--set train.steps=180"),
         "{}",
         text(&again)
+    );
+    // ... and its --sets are not written into the session's config.
+    let before = std::fs::read_to_string(dir.join("config.toml")).unwrap();
+    let refused = run_with_limit(
+        bin()
+            .args(["resume", "--headless", "edits", "--set", "meltr.gamma=0.9"])
+            .arg("--sessions-dir")
+            .arg(&sessions),
+        Duration::from_secs(60),
+    );
+    assert_eq!(refused.status.code(), Some(1), "{}", text(&refused));
+    assert_eq!(
+        std::fs::read_to_string(dir.join("config.toml")).unwrap(),
+        before
+    );
+    // With its checkpoints gone it is still finished, not started over
+    // (which would cut its log).
+    for (_, path) in checkpoint::list(&dir.join("checkpoints")) {
+        std::fs::remove_file(path).unwrap();
+    }
+    let gone = run_with_limit(
+        bin()
+            .args(["resume", "--headless", "edits"])
+            .arg("--sessions-dir")
+            .arg(&sessions),
+        Duration::from_secs(60),
+    );
+    assert!(text(&gone).contains("nothing to resume"), "{}", text(&gone));
+    assert_eq!(
+        logged_train_steps(&dir),
+        (1..=9).map(|i| i * 10).collect::<Vec<u64>>()
     );
 }

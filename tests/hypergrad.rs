@@ -675,7 +675,8 @@ fn auto_takes_double_backward_where_forward_over_reverse_is_missing() {
         .clone()
         .expect("auto should say what it fell back to");
     assert!(
-        why.contains("double backward (exact)") && why.contains("forward over reverse failed"),
+        why.contains("double backward, as aid.mode = \"exact\" does")
+            && why.contains("forward over reverse failed"),
         "{why}"
     );
     let (differences, _) = with(AidMode::Factorized, JvpMethod::Differences, &fresh()).unwrap();

@@ -115,11 +115,16 @@ pub(super) fn resume(
     crate::config::refuse_restart_only(overrides, "resume")
         .map_err(|e| anyhow::anyhow!("--set: {e}"))?;
     let mut config = engine::trainer::session_config(&dir).map_err(anyhow::Error::new)?;
+    // Checked before the `--set`s are written: a refused resume leaves the
+    // session's config as it was.
+    let wanted = config
+        .with_overrides(overrides)
+        .map_err(|e| anyhow::anyhow!("--set: {e}"))?;
+    refuse_if_done(&dir, &wanted)?;
     if !overrides.is_empty() {
         refuse_if_running(&dir)?;
         config = set_in_session(&dir, &config, overrides)?;
     }
-    refuse_if_done(&dir, &config)?;
     if !matches!(mode, Mode::Headless { .. }) {
         SessionDir::new(&dir).prepare_socket()?;
     }
@@ -133,13 +138,16 @@ pub(super) fn resume(
 }
 
 /// Fails when the session finished and its `train.steps` (with the
-/// resume's `--set`s) asks for no step beyond its newest checkpoint: a
-/// resume would only say "finished" again.
+/// resume's `--set`s) asks for no step beyond the one it reached: a resume
+/// would only say "finished" again.
 fn refuse_if_done(dir: &Path, config: &crate::config::Config) -> Result<()> {
     let meta = SessionMeta::read(dir)?;
-    let reached = crate::engine::checkpoint::list(&SessionDir::new(dir).checkpoints())
+    // The log's last step too: with its checkpoints deleted, a resume would
+    // start over and cut the finished run's log.
+    let checkpointed = crate::engine::checkpoint::list(&SessionDir::new(dir).checkpoints())
         .last()
         .map_or(0, |(step, _)| *step);
+    let reached = checkpointed.max(crate::runs::Run::from_meta(dir, meta.clone()).step);
     if meta.status == Status::Finished && config.train.steps <= reached {
         bail!(
             "session {id} finished at step {reached} (train.steps = {steps}): nothing to resume. \

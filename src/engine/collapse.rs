@@ -22,6 +22,9 @@ pub const PRIMARY_FLOOR: f64 = 0.1;
 /// either sign, so the watch arms only when the primary first clears the
 /// floor.)
 pub const PRIMARY_COLLAPSE_META_STEPS: u32 = 25;
+/// A slide still under way when the run ends is said once it has lasted
+/// this many meta steps (one low reading is noise).
+pub const SLIDE_AT_END_META_STEPS: u32 = 3;
 /// A meta step is healthy (a state a restore may go back to) when the
 /// primary has at least half its weight under `sum`: the newest step just
 /// above [`PRIMARY_FLOOR`] is usually the start of the slide, and restoring
@@ -127,11 +130,13 @@ impl CollapseGuard {
         Some(*step)
     }
 
-    /// A slide of the primary's weight below [`PRIMARY_FLOOR`] still too
-    /// short to be reported (it would be at the run's end): its length in
-    /// meta steps and the newest weights.
+    /// A slide of the primary's weight below [`PRIMARY_FLOOR`] for at least
+    /// [`SLIDE_AT_END_META_STEPS`] but too short to be reported as a
+    /// collapse (said at the run's end): its length in meta steps and the
+    /// newest weights.
     pub fn unreported_slide(&self) -> Option<(u32, Weights)> {
-        let open = self.primary_streak > 0 && self.primary_streak < PRIMARY_COLLAPSE_META_STEPS;
+        let open =
+            (SLIDE_AT_END_META_STEPS..PRIMARY_COLLAPSE_META_STEPS).contains(&self.primary_streak);
         open.then_some(())
             .and(self.last)
             .map(|w| (self.primary_streak, w))
@@ -306,8 +311,14 @@ mod tests {
             &mut guard,
             &[primary_at(1.5), primary_at(0.04), primary_at(0.03)],
         );
-        assert_eq!(guard.unreported_slide(), Some((2, primary_at(0.03))));
-        let rest = vec![primary_at(0.03); PRIMARY_COLLAPSE_META_STEPS as usize];
+        assert_eq!(
+            guard.unreported_slide(),
+            None,
+            "two low readings may be noise"
+        );
+        reports(&mut guard, &[primary_at(0.02)]);
+        assert_eq!(guard.unreported_slide(), Some((3, primary_at(0.02))));
+        let rest = vec![primary_at(0.03); PRIMARY_COLLAPSE_META_STEPS as usize - 3];
         assert_eq!(reports(&mut guard, &rest), vec![Collapse::Primary]);
         assert_eq!(guard.unreported_slide(), None, "reported already");
     }

@@ -28,6 +28,9 @@ pub struct Group<'a> {
     /// The keys that tell the groups apart and this group's values of them.
     pub values: Vec<(String, String)>,
     pub runs: Vec<&'a Run>,
+    /// By seed, a group of forks with their parents' settings: `NAME@STEP`
+    /// of the runs they continue.
+    pub fork_of: Option<String>,
 }
 
 impl Group<'_> {
@@ -43,21 +46,40 @@ impl Group<'_> {
 }
 
 /// The identity key that keeps a fork out of its parent's seeds.
-const FORK: &str = "fork of";
+const FORK_AT: &str = "fork at";
 
-/// `fork of NAME@STEP` for a fork (its parent by name when the parent is
-/// among `runs`, else by id).
-fn fork_of(run: &Run, runs: &[Run]) -> Option<String> {
-    let parent = run.meta.parent.as_ref()?;
-    let name = runs
+/// A run's settings but the seed: what runs that are seeds of one setting
+/// share.
+fn settings(run: &Run) -> Vec<(String, String)> {
+    run.config
         .iter()
+        .filter(|(k, _)| k.as_str() != keys::SEED)
+        .map(|(k, v)| (k.clone(), keys::text(v)))
+        .collect()
+}
+
+/// The run among `runs` that `run` was forked from, when it has the same
+/// settings: then `run` repeats its steps up to the fork and is no other
+/// seed of it. (A fork with edited settings is a setting of its own anyway.)
+fn repeated_parent<'a>(run: &Run, runs: &'a [Run]) -> Option<&'a Run> {
+    let parent = run.meta.parent.as_ref()?;
+    runs.iter()
         .find(|r| &r.meta.id == parent)
-        .map_or(parent.as_str(), |r| r.meta.name.as_str());
-    let at = run
-        .meta
-        .fork_step
-        .map_or(String::new(), |s| format!("@{s}"));
-    Some(format!("{FORK} {name}{at}"))
+        .filter(|p| settings(p) == settings(run))
+}
+
+/// `NAME@STEP, …`: the runs a group's forks repeat, and where they forked.
+fn forked_from(runs: &[&Run], all: &[Run]) -> Option<String> {
+    let mut parents: Vec<String> = Vec::new();
+    for r in runs {
+        let parent = repeated_parent(r, all)?;
+        let at = r.meta.fork_step.map_or(String::new(), |s| format!("@{s}"));
+        let named = format!("{}{at}", parent.meta.name);
+        if !parents.contains(&named) {
+            parents.push(named);
+        }
+    }
+    (!parents.is_empty()).then(|| parents.join(", "))
 }
 
 /// A line for each group whose n is not seeds alone (possible with
@@ -102,6 +124,7 @@ pub fn pooling_notes(groups: &[Group]) -> Vec<String> {
 
 /// The groups of `runs`, in the order of their first run.
 pub fn gather<'a>(runs: &'a [Run], by: &GroupBy) -> Result<Vec<Group<'a>>> {
+    let all_runs = runs;
     if let GroupBy::Keys(ks) = by {
         for k in ks {
             filter::check_key(runs, k)?;
@@ -109,13 +132,16 @@ pub fn gather<'a>(runs: &'a [Run], by: &GroupBy) -> Result<Vec<Group<'a>>> {
     }
     let identity = |r: &Run| -> Vec<(String, String)> {
         match by {
-            GroupBy::Seeds => r
-                .config
-                .iter()
-                .filter(|(k, _)| k.as_str() != keys::SEED)
-                .map(|(k, v)| (k.clone(), keys::text(v)))
-                .chain(fork_of(r, runs).map(|f| (FORK.to_string(), f)))
-                .collect(),
+            GroupBy::Seeds => {
+                let mut id = settings(r);
+                // Forks at one step from runs of one setting pool with each
+                // other, not with the runs they repeat.
+                if repeated_parent(r, runs).is_some() {
+                    let at = r.meta.fork_step.map_or("?".into(), |s| s.to_string());
+                    id.push((FORK_AT.to_string(), at));
+                }
+                id
+            }
             GroupBy::Keys(ks) => ks
                 .iter()
                 .map(|k| (k.clone(), r.value(k).unwrap_or_else(|| "-".into())))
@@ -160,10 +186,15 @@ pub fn gather<'a>(runs: &'a [Run], by: &GroupBy) -> Result<Vec<Group<'a>>> {
             } else {
                 label_of(&values)
             };
+            let fork_of = match by {
+                GroupBy::Seeds => forked_from(&runs, all_runs),
+                GroupBy::Keys(_) => None,
+            };
             Group {
                 label,
                 values,
                 runs,
+                fork_of,
             }
         })
         .collect();
@@ -171,10 +202,8 @@ pub fn gather<'a>(runs: &'a [Run], by: &GroupBy) -> Result<Vec<Group<'a>>> {
     let labels: Vec<String> = groups.iter().map(|g| g.label.clone()).collect();
     for g in &mut groups {
         let twin = labels.iter().filter(|l| **l == g.label).count() > 1;
-        if let (true, Some(fork)) = (twin, g.runs.first().and_then(|r| fork_of(r, runs))) {
-            if g.runs.iter().all(|r| r.meta.parent.is_some()) {
-                g.label = format!("{} ({fork})", g.label);
-            }
+        if let (true, Some(fork)) = (twin, &g.fork_of) {
+            g.label = format!("{} (fork of {fork})", g.label);
         }
     }
     // Per key, numbers ascending (lr 0.15, 0.2, 0.3, 1.0) and before
@@ -326,7 +355,15 @@ mod tests {
     fn a_fork_is_not_another_seed_of_its_parent() {
         let root = tempfile::tempdir().unwrap();
         let mut runs = Vec::new();
-        for (name, seed) in [("s0", 0), ("s1", 1), ("s2", 2), ("s1-fork", 1)] {
+        let runs_named = [
+            ("s0", 0),
+            ("s1", 1),
+            ("s2", 2),
+            ("s1-fork", 1),
+            ("s2-fork", 2),
+            ("orphan", 3),
+        ];
+        for (name, seed) in runs_named {
             let mut config = crate::config::Config::default();
             config.workload.seed = seed;
             let dir = crate::session::create(root.path(), name, &config).unwrap();
@@ -334,8 +371,13 @@ mod tests {
             run.meta.group = Some("matrix".into());
             runs.push(run);
         }
-        runs[3].meta.parent = Some(runs[1].meta.id.clone());
-        runs[3].meta.fork_step = Some(200);
+        for (fork, parent) in [(3, 1), (4, 2)] {
+            runs[fork].meta.parent = Some(runs[parent].meta.id.clone());
+            runs[fork].meta.fork_step = Some(200);
+        }
+        // Its parent deleted (not among the runs): an ordinary seed.
+        runs[5].meta.parent = Some("20200101-000000-gone".into());
+        runs[5].meta.fork_step = Some(100);
         let by_seed = gather(&runs, &GroupBy::Seeds).unwrap();
         let sizes: Vec<(String, usize)> = by_seed
             .iter()
@@ -344,21 +386,21 @@ mod tests {
         assert_eq!(
             sizes,
             [
-                ("matrix".to_string(), 3),
-                ("matrix (fork of s1@200)".to_string(), 1)
+                ("matrix".to_string(), 4),
+                ("matrix (fork of s1@200, s2@200)".to_string(), 2)
             ]
         );
         assert!(pooling_notes(&by_seed).is_empty());
         let by_kind = gather(&runs, &GroupBy::Keys(vec!["combiner.kind".into()])).unwrap();
         assert_eq!(
             by_kind[0].runs.len(),
-            4,
+            6,
             "--group-by pools what it is told to"
         );
         let notes = pooling_notes(&by_kind);
         assert_eq!(notes.len(), 1, "{notes:?}");
         assert!(
-            notes[0].contains("counts forks with their parents (s1-fork)"),
+            notes[0].contains("counts forks with their parents (s1-fork, s2-fork)"),
             "{}",
             notes[0]
         );

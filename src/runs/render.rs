@@ -38,7 +38,7 @@ fn lineage_text(run: &Run) -> String {
 
 /// `step/steps`; a run that went past the steps now configured (lowered by
 /// a live edit after it had gone further) says so instead of `603/100`.
-fn progress_text(run: &Run) -> String {
+pub fn progress_text(run: &Run) -> String {
     if run.step > run.steps {
         format!("{} (steps now {})", run.step, run.steps)
     } else {

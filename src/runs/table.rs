@@ -150,18 +150,26 @@ pub fn render(groups: &[Group], opts: &TableOptions) -> Result<String> {
         let mean = format!("{:.d$}", s.mean);
         (mean, (s.n > 1).then(|| format!("{:.d$}", s.std)))
     };
+    // A fork's row would read like another group with the same settings.
+    let with_forks = !key_names.is_empty() && groups.iter().any(|g| g.fork_of.is_some());
     let label_cells = |row: &Row| -> Vec<String> {
         if key_names.is_empty() {
-            vec![row.group.label.clone()]
-        } else {
-            row.group.values.iter().map(|(_, v)| v.clone()).collect()
+            return vec![row.group.label.clone()];
         }
+        let mut cells: Vec<String> = row.group.values.iter().map(|(_, v)| v.clone()).collect();
+        if with_forks {
+            cells.push(row.group.fork_of.clone().unwrap_or_else(|| "-".into()));
+        }
+        cells
     };
-    let label_header: Vec<String> = if key_names.is_empty() {
+    let mut label_header: Vec<String> = if key_names.is_empty() {
         vec!["group".into()]
     } else {
         key_names.clone()
     };
+    if with_forks {
+        label_header.push("forked from".into());
+    }
     let what = if opts.best {
         format!("best {primary} over each run's evals")
     } else {
@@ -338,6 +346,39 @@ mod tests {
         let text = render(&groups, &options).unwrap();
         assert!(text.contains("| 0.1 | 3 | 85.17 ± 0.38 |"), "{text}");
         assert!(text.contains("| 0.3 | 1 | **86.00** |"), "{text}");
+    }
+
+    /// A fork's row read like a second group with the same settings.
+    #[test]
+    fn a_forks_row_says_what_it_was_forked_from() {
+        let root = tempfile::tempdir().unwrap();
+        let mut runs = Vec::new();
+        for (name, kind) in [("m0", "meltr"), ("s0", "sum"), ("m0-fork", "meltr")] {
+            let mut config = crate::config::Config::default();
+            config.combiner.kind = kind.parse().unwrap();
+            let dir = crate::session::create(root.path(), name, &config).unwrap();
+            let mut run = Run::load(&dir).unwrap();
+            run.meta.primary_metric = "accuracy".into();
+            run.final_eval = Some((10, [("accuracy".to_string(), 80.0)].into_iter().collect()));
+            runs.push(run);
+        }
+        runs[2].meta.parent = Some(runs[0].meta.id.clone());
+        runs[2].meta.fork_step = Some(200);
+        let groups =
+            super::super::groups::gather(&runs, &super::super::groups::GroupBy::Seeds).unwrap();
+        let options = TableOptions {
+            format: TableFormat::Md,
+            best: false,
+            metrics: Vec::new(),
+            digits: None,
+        };
+        let text = render(&groups, &options).unwrap();
+        assert!(
+            text.starts_with("| combiner.kind | forked from | n |"),
+            "{text}"
+        );
+        assert!(text.contains("| meltr | - | 1 |"), "{text}");
+        assert!(text.contains("| meltr | m0@200 | 1 |"), "{text}");
     }
 
     #[test]

@@ -2,7 +2,7 @@
 //! `write` call, and a reader that tolerates a torn last line (a crash
 //! mid-write) and skips nothing else silently.
 
-use super::metrics::MetricLine;
+use super::metrics::{Level, MetricLine, Record};
 use anyhow::{Context, Result};
 use std::fs::{File, OpenOptions};
 use std::io::{BufRead, BufReader, Write};
@@ -161,9 +161,18 @@ pub fn truncate_after(path: &Path, last_step: u64) -> Result<usize> {
     Ok(dropped)
 }
 
+/// The message of the line a failed run ends its log with (at the failing
+/// step). A resume or fork from that step drops it: the run goes on there.
+pub const RUN_FAILED: &str = "the run failed at this step (its error is in session.json)";
+
+/// Whether `line` is the mark a failed run left ([`RUN_FAILED`]).
+fn is_failure_mark(line: &MetricLine) -> bool {
+    matches!(&line.record, Record::Event { level: Level::Error, message } if message == RUN_FAILED)
+}
+
 /// The text of the complete lines of `path` with `step <= last_step`, as
-/// written, and how many later lines there are. A malformed line other than
-/// a torn last one is an error naming it.
+/// written (but a failed run's mark), and how many later lines there are. A
+/// malformed line other than a torn last one is an error naming it.
 pub fn lines_up_to(path: &Path, last_step: u64) -> Result<(String, usize)> {
     let bytes = std::fs::read(path).with_context(|| format!("cannot read {}", path.display()))?;
     let text = String::from_utf8_lossy(&bytes);
@@ -178,6 +187,9 @@ pub fn lines_up_to(path: &Path, last_step: u64) -> Result<(String, usize)> {
             Err(_) if !raw.ends_with('\n') => break,
             Err(e) => anyhow::bail!("{}:{}: not a metrics line: {e}", path.display(), number + 1),
         };
+        if is_failure_mark(&line) {
+            continue;
+        }
         if line.step <= last_step {
             kept.push_str(body);
             kept.push('\n');
@@ -191,7 +203,6 @@ pub fn lines_up_to(path: &Path, last_step: u64) -> Result<(String, usize)> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::session::metrics::{Level, Record};
 
     fn event(step: u64) -> MetricLine {
         MetricLine {
@@ -272,6 +283,26 @@ mod tests {
         .unwrap();
         let err = read_metrics(&path).unwrap_err().to_string();
         assert!(err.contains(":2:"), "{err}");
+    }
+
+    #[test]
+    fn a_failed_runs_mark_goes_when_the_run_goes_on() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("m.jsonl");
+        let mut w = MetricsWriter::open(&path).unwrap();
+        let mark = MetricLine {
+            record: Record::Event {
+                level: Level::Error,
+                message: RUN_FAILED.into(),
+            },
+            ..event(20)
+        };
+        for line in [event(10), event(20), mark] {
+            w.append(&line).unwrap();
+        }
+        let (kept, dropped) = lines_up_to(&path, 20).unwrap();
+        assert_eq!((kept.lines().count(), dropped), (2, 0), "{kept}");
+        assert!(!kept.contains(RUN_FAILED));
     }
 
     #[test]

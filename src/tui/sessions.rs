@@ -101,7 +101,7 @@ fn cells(app: &App, view: &SessionsView, short: bool) -> (Vec<String>, Vec<Vec<S
                 mark.to_string(),
                 format!("{id}{}", if attached { " ◂" } else { "" }),
                 r.status.clone(),
-                format!("{}/{}", r.step, r.steps),
+                crate::runs::render::progress_text(r),
                 metric(r),
             ];
             if with_forks {

@@ -44,7 +44,7 @@ pub(super) fn ls_members(root: &Path, group: &str) -> Result<()> {
                 let run = crate::runs::Run::from_meta(dir, meta.clone());
                 (
                     meta.id.clone(),
-                    format!("{}/{}", run.step, run.steps),
+                    crate::runs::render::progress_text(&run),
                     run.metric()
                         .map_or("-".into(), |v| format!("{} {v:.4}", meta.primary_metric)),
                 )

@@ -172,7 +172,7 @@ impl Trainer {
             // one), so `ls` and the curves show where the run stopped.
             self.emit(Record::Event {
                 level: Level::Error,
-                message: "the run failed here; session.json keeps the error".into(),
+                message: crate::session::log::RUN_FAILED.into(),
             });
         }
         result

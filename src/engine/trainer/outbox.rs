@@ -132,7 +132,9 @@ impl Trainer {
     }
 
     /// At the end of a run (finished or stopped): counts the skip streaks
-    /// still open, whose steps past the first ten no line names yet.
+    /// still open, whose steps past the first ten no line names yet, says
+    /// how many updates the run skipped in all, and warns of a slide of the
+    /// primary's weight too recent for the collapse watch.
     pub(super) fn report_open_streaks(&mut self) -> Result<()> {
         self.flush_pending()?;
         let open = [

@@ -27,12 +27,15 @@ impl SkipTotals {
             .filter(|(n, _)| *n > 0)
             .map(|(n, what)| plural(n, what))
             .collect();
+        let since = match self.since {
+            0 => String::new(),
+            step => format!(" since step {step}"),
+        };
         (!parts.is_empty()).then(|| {
             format!(
-                "in all, {} {} skipped for non-finite values since step {} (the warnings name the first steps of each streak)",
+                "in all, {} {} skipped for non-finite values{since} (the warnings name the first steps of each streak)",
                 parts.join(" and "),
                 if self.steps + self.meta_steps == 1 { "was" } else { "were" },
-                self.since
             )
         })
     }
@@ -116,8 +119,15 @@ mod tests {
             ..Default::default()
         };
         assert_eq!(totals.summary(), None);
+        totals.meta_steps = 2;
+        totals.since = 0;
+        assert!(totals
+            .summary()
+            .unwrap()
+            .starts_with("in all, 2 meta updates were skipped for non-finite values (the"));
         totals.steps = 7;
         totals.meta_steps = 1;
+        totals.since = 200;
         assert_eq!(
             totals.summary().unwrap(),
             "in all, 7 step updates and 1 meta update were skipped for non-finite values since step 200 (the warnings name the first steps of each streak)"

@@ -7,6 +7,57 @@ use super::*;
 pub(super) struct Split {
     pub(super) tensors: Vec<(String, Tensor)>,
     pub(super) samples: i64,
+    /// Floating-point tensors holding NaN or ±inf, as read from the file.
+    non_finite: Vec<NonFinite>,
+}
+
+/// Where one tensor holds non-finite values.
+struct NonFinite {
+    tensor: String,
+    values: i64,
+    /// The first [`ROWS_NAMED`] rows holding any.
+    rows: Vec<i64>,
+    /// How many rows hold any.
+    row_count: i64,
+}
+
+/// Rows named per tensor in the non-finite warning.
+const ROWS_NAMED: usize = 10;
+
+/// Scans `t` (on the CPU, as read) a slice of rows at a time, so the masks
+/// stay small whatever the data's size.
+fn non_finite(name: &str, t: &Tensor, samples: i64) -> Result<Option<NonFinite>> {
+    let per_row = t.numel() as i64 / samples.max(1);
+    let chunk = ((1i64 << 22) / per_row.max(1)).max(1);
+    let mut found = NonFinite {
+        tensor: name.to_string(),
+        values: 0,
+        rows: Vec::new(),
+        row_count: 0,
+    };
+    let mut start = 0;
+    while start < samples {
+        let len = chunk.min(samples - start);
+        let bad = t
+            .narrow(0, start, len)
+            .isfinite()
+            .logical_not()
+            .reshape([len, -1]);
+        let rows = bad.any_dim(1, false);
+        found.values += bad.sum(Kind::Int64).int64_value(&[]);
+        found.row_count += rows.sum(Kind::Int64).int64_value(&[]);
+        if found.rows.len() < ROWS_NAMED {
+            let at = Vec::<i64>::try_from(rows.nonzero().flatten(0, -1))
+                .map_err(|e| anyhow!("cannot scan tensor `{name}` for non-finite values: {e}"))?;
+            found.rows.extend(
+                at.iter()
+                    .take(ROWS_NAMED - found.rows.len())
+                    .map(|r| r + start),
+            );
+        }
+        start += len;
+    }
+    Ok((found.values > 0).then_some(found))
 }
 
 impl Split {
@@ -44,6 +95,12 @@ impl Split {
         if samples == 0 {
             bail!("{key}: {path} has no samples (first dimension is 0)");
         }
+        // Before the cast: a value that overflows the run's kind is the
+        // cast's doing, not the file's.
+        let mut non_finite_found = Vec::new();
+        for (name, t) in sorted.iter().filter(|(_, t)| t.is_floating_point()) {
+            non_finite_found.extend(non_finite(name, t, samples)?);
+        }
         let tensors = sorted
             .into_iter()
             .map(|(name, t)| {
@@ -55,7 +112,11 @@ impl Split {
                 (name, t.to_device(device))
             })
             .collect();
-        Ok(Split { tensors, samples })
+        Ok(Split {
+            tensors,
+            samples,
+            non_finite: non_finite_found,
+        })
     }
 
     /// Checks that tensors this split shares with `train` have the same
@@ -94,33 +155,24 @@ impl Split {
     /// and the first rows that hold them, so they can be found and fixed
     /// (a model that masks such values on purpose can ignore it).
     pub(super) fn non_finite(&self, key: &str, path: &str, effect: &str) -> Vec<String> {
-        const LISTED: usize = 10;
-        let mut lines = Vec::new();
-        for (name, t) in &self.tensors {
-            if !t.is_floating_point() {
-                continue;
-            }
-            let bad = t.isfinite().logical_not();
-            let count = bad.sum(Kind::Int64).int64_value(&[]);
-            if count == 0 {
-                continue;
-            }
-            let per_row = bad.reshape([self.samples, -1]).any_dim(1, false);
-            let rows = Vec::<i64>::try_from(per_row.nonzero().flatten(0, -1)).unwrap_or_default();
-            let shown: Vec<String> = rows.iter().take(LISTED).map(i64::to_string).collect();
-            let more = if rows.len() > LISTED {
-                format!(" and {} more", rows.len() - LISTED)
-            } else {
-                String::new()
-            };
-            lines.push(format!(
-                "{key}: {path}: tensor `{name}` holds {count} non-finite value{} (NaN or inf) in row{} {}{more}: {effect}, unless the model masks them",
-                if count == 1 { "" } else { "s" },
-                if rows.len() == 1 { "" } else { "s" },
-                shown.join(", ")
-            ));
-        }
-        lines
+        self.non_finite
+            .iter()
+            .map(|f| {
+                let shown: Vec<String> = f.rows.iter().map(i64::to_string).collect();
+                let more = match f.row_count - f.rows.len() as i64 {
+                    0 => String::new(),
+                    n => format!(" and {n} more"),
+                };
+                format!(
+                    "{key}: {path}: tensor `{}` holds {} non-finite value{} (NaN or inf) in row{} {}{more}: {effect}, unless the model masks them",
+                    f.tensor,
+                    f.values,
+                    if f.values == 1 { "" } else { "s" },
+                    if f.row_count == 1 { "" } else { "s" },
+                    shown.join(", ")
+                )
+            })
+            .collect()
     }
 
     pub(super) fn rows(&self, index: &Tensor) -> Batch {

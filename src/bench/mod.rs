@@ -37,6 +37,9 @@ use std::path::{Path, PathBuf};
 use std::time::Instant;
 use tch::Device;
 
+mod phases;
+use phases::phased;
+
 pub struct BenchOptions {
     pub device: String,
     /// Inner steps timed per combiner (after warm-up).
@@ -140,8 +143,8 @@ fn base(config: &mut Config, options: &BenchOptions) {
 }
 
 fn video_text_config(options: &BenchOptions) -> Config {
-    let mut c =
-        Config::parse(include_str!("../configs/default.toml")).expect("the default config parses");
+    let mut c = Config::parse(include_str!("../../configs/default.toml"))
+        .expect("the default config parses");
     c.workload.init_from = None;
     base(&mut c, options);
     c
@@ -159,7 +162,7 @@ fn torchscript_config(dir: &Path, options: &BenchOptions) -> Result<Config> {
         }
         Ok(path.canonicalize()?.display().to_string())
     };
-    let mut c = Config::parse(include_str!("../examples/torchscript/two_stream.toml"))
+    let mut c = Config::parse(include_str!("../../examples/torchscript/two_stream.toml"))
         .context("the example config parses")?;
     c.workload.model = Some(file("model.pt")?);
     c.workload.train = Some(file("train.safetensors")?);
@@ -567,43 +570,4 @@ fn status_kb(field: &str) -> Option<u64> {
         .find_map(|l| l.strip_prefix(field))
         .and_then(|rest| rest.split_whitespace().next())
         .and_then(|n| n.parse().ok())
-}
-
-/// Runs `step` `steps` times with its phases timed; the line gives each
-/// phase's ms per step, then what no phase covered and the whole, so that
-/// the line sums to the step's time.
-fn phased(
-    t: &mut BenchTrainer,
-    steps: u64,
-    mut step: impl FnMut(&mut BenchTrainer) -> Result<()>,
-) -> Result<String> {
-    t.sync()?;
-    t.time_phases();
-    let start = Instant::now();
-    for _ in 0..steps {
-        step(t)?;
-    }
-    t.sync()?;
-    let whole = start.elapsed();
-    Ok(phase_line(&t.take_phases(), whole, steps))
-}
-
-/// `phase ms · phase ms … · other ms = total ms`, per step of `steps`.
-fn phase_line(
-    phases: &[(&'static str, std::time::Duration)],
-    whole: std::time::Duration,
-    steps: u64,
-) -> String {
-    let per = |d: std::time::Duration| d.as_secs_f64() * 1e3 / steps.max(1) as f64;
-    let timed: std::time::Duration = phases.iter().map(|(_, d)| *d).sum();
-    let mut parts: Vec<String> = phases
-        .iter()
-        .map(|(phase, total)| format!("{phase} {:.2}", per(*total)))
-        .collect();
-    parts.push(format!(
-        "other {:.2} = {:.2}",
-        per(whole.saturating_sub(timed)),
-        per(whole)
-    ));
-    parts.join(" · ")
 }
