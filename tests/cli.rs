@@ -764,6 +764,9 @@ fn a_resume_logs_how_its_config_differs_from_the_checkpointed_run() {
             std::fs::remove_file(path).unwrap();
         }
     }
+    // Crashed: still "running" in session.json, its runner (pid) gone. (A
+    // finished session is not resumed; see the end.)
+    session::update_status(&dir, session::Status::Running, None).unwrap();
     headless(&["resume", "--headless", "edits"]);
     assert_eq!(
         logged_changes(&dir),
