@@ -399,6 +399,24 @@ fn table_reports_mean_and_std_per_group_from_the_sessions_own_numbers() {
         (mean - mean_std(&seed0).0).abs() <= 1e-12 * mean.abs(),
         "{rows:?}"
     );
+    // A group pooling other settings says so in the table's file too (it
+    // went to the terminal only; walkthrough).
+    let out = tempfile::tempdir().unwrap();
+    let file = out.path().join("by-seed.md");
+    ok(&[
+        "table",
+        "--group",
+        GROUP,
+        "--group-by",
+        "workload.seed",
+        "-o",
+        file.to_str().unwrap(),
+    ]);
+    let written = std::fs::read_to_string(&file).unwrap();
+    assert!(
+        written.contains("note: seed=0 (n=2) pools runs that differ in combiner.kind"),
+        "{written}"
+    );
     // Markdown and LaTeX show the same groups with n and mean ± std.
     let md = ok(&["table", "--group", GROUP]);
     assert!(

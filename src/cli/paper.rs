@@ -5,6 +5,7 @@
 use super::*;
 use crate::runs::filter::Filter;
 use crate::runs::groups::{self, GroupBy};
+use crate::runs::table::TableFormat;
 use crate::runs::{self, Run};
 
 /// The runs named (or, with none named, every session of `root`) that
@@ -46,11 +47,18 @@ pub(super) fn table(
 ) -> Result<()> {
     let runs = select(root, sessions, filter)?;
     let groups = groups::gather(&runs, &group_by(keys))?;
-    let text = crate::runs::table::render(&groups, opts)?;
-    print!("{text}");
-    for note in groups::pooling_notes(&groups) {
-        eprintln!("{note}");
+    let mut text = crate::runs::table::render(&groups, opts)?;
+    // The caveats go with the table (into the file too), as comments where
+    // the format has them; CSV stays data only.
+    let notes = groups::caveats(&groups);
+    match opts.format {
+        TableFormat::Md if !notes.is_empty() => text.push_str(&format!("\n{}\n", notes.join("\n"))),
+        TableFormat::Latex => notes
+            .iter()
+            .for_each(|n| text.push_str(&format!("% {n}\n"))),
+        _ => notes.iter().for_each(|n| eprintln!("{n}")),
     }
+    print!("{text}");
     if let Some(path) = output {
         crate::session::atomic_write(path, text.as_bytes())
             .with_context(|| format!("cannot write the table to {}", path.display()))?;
@@ -100,7 +108,7 @@ pub(super) fn compare(
         .map(|g| format!("{} (n={})", g.label, g.runs.len()))
         .collect();
     println!("wrote {}: {}", path.display(), sizes.join("; "));
-    for note in groups::pooling_notes(&groups) {
+    for note in groups::caveats(&groups) {
         println!("{note}");
     }
     Ok(())

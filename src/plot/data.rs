@@ -33,6 +33,15 @@ pub struct SessionData {
 }
 
 impl SessionData {
+    /// Drops every point before step `x` (a fork's history, its parent's).
+    pub fn keep_from(&mut self, x: f64) {
+        for curves in [&mut self.losses, &mut self.weights, &mut self.metrics] {
+            for points in curves.values_mut() {
+                points.retain(|p| p.0 >= x);
+            }
+        }
+    }
+
     /// Reads `session.json` and `metrics.jsonl` of `dir`.
     pub fn load(dir: &Path) -> Result<SessionData> {
         if !dir.is_dir() {

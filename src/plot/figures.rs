@@ -461,7 +461,18 @@ pub fn compare(sessions: &[SessionData], metric: &str, prep: Prep) -> anyhow::Re
     }
     let mut faint = Vec::new();
     let mut main = Vec::new();
-    for line in per_session.into_iter().flatten() {
+    let mut marked: Vec<String> = Vec::new();
+    for mut line in per_session.into_iter().flatten() {
+        // Forks of one parent at one step: one legend entry for their marks.
+        if line.emphasis == Emphasis::MarkersOnly {
+            if let Some(label) = &line.label {
+                if marked.contains(label) {
+                    line.label = None;
+                } else {
+                    marked.push(label.clone());
+                }
+            }
+        }
         if line.emphasis == Emphasis::Faint {
             faint.push(line)
         } else {

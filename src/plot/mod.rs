@@ -270,7 +270,7 @@ pub fn compare_groups(
         return compare_scaled(&dirs, out_file, metric, style, log_scale);
     }
     let format = Format::from_path(out_file)?;
-    let loaded = groups
+    let mut loaded = groups
         .iter()
         .map(|g| {
             g.dirs
@@ -279,6 +279,16 @@ pub fn compare_groups(
                 .collect::<Result<Vec<_>>>()
         })
         .collect::<Result<Vec<_>>>()?;
+    // A fork whose parent is drawn too starts at its fork step: before it,
+    // its log is its parent's, already in the figure.
+    let drawn: Vec<String> = loaded.iter().flatten().map(|s| s.meta.id.clone()).collect();
+    for s in loaded.iter_mut().flatten() {
+        if let (Some(parent), Some(at)) = (&s.meta.parent, s.meta.fork_step) {
+            if drawn.contains(parent) {
+                s.keep_from(at as f64);
+            }
+        }
+    }
     let Some(first) = loaded.iter().flatten().next() else {
         bail!("compare needs at least one session");
     };

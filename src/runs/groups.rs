@@ -28,8 +28,7 @@ pub struct Group<'a> {
     /// The keys that tell the groups apart and this group's values of them.
     pub values: Vec<(String, String)>,
     pub runs: Vec<&'a Run>,
-    /// By seed, a group of forks with their parents' settings: `NAME@STEP`
-    /// of the runs they continue.
+    /// By seed, a group of forks: `NAME@STEP` of the runs they continue.
     pub fork_of: Option<String>,
 }
 
@@ -58,23 +57,28 @@ fn settings(run: &Run) -> Vec<(String, String)> {
         .collect()
 }
 
-/// The run among `runs` that `run` was forked from, when it has the same
-/// settings: then `run` repeats its steps up to the fork and is no other
-/// seed of it. (A fork with edited settings is a setting of its own anyway.)
-fn repeated_parent<'a>(run: &Run, runs: &'a [Run]) -> Option<&'a Run> {
-    let parent = run.meta.parent.as_ref()?;
-    runs.iter()
-        .find(|r| &r.meta.id == parent)
-        .filter(|p| settings(p) == settings(run))
+/// Whether `run` is a fork whose history is not a from-scratch run's of
+/// its settings: its parent is among `runs` (with the same settings it
+/// repeats the parent's steps; with others it trained under the parent's
+/// until the fork), or it changed settings at the fork. A fork with its
+/// parent gone and nothing changed is just a longer run of those settings.
+fn forked_history(run: &Run, runs: &[Run]) -> bool {
+    run.meta.parent.as_ref().is_some_and(|parent| {
+        !run.fork_changes.is_empty() || runs.iter().any(|r| &r.meta.id == parent)
+    })
 }
 
-/// `NAME@STEP, …`: the runs a group's forks repeat, and where they forked.
+/// `NAME@STEP, …`: where a group's runs were forked from, when all were.
 fn forked_from(runs: &[&Run], all: &[Run]) -> Option<String> {
     let mut parents: Vec<String> = Vec::new();
     for r in runs {
-        let parent = repeated_parent(r, all)?;
+        let parent = r.meta.parent.as_ref()?;
+        let name = all
+            .iter()
+            .find(|p| &p.meta.id == parent)
+            .map_or(parent.as_str(), |p| p.meta.name.as_str());
         let at = r.meta.fork_step.map_or(String::new(), |s| format!("@{s}"));
-        let named = format!("{}{at}", parent.meta.name);
+        let named = format!("{name}{at}");
         if !parents.contains(&named) {
             parents.push(named);
         }
@@ -82,18 +86,27 @@ fn forked_from(runs: &[&Run], all: &[Run]) -> Option<String> {
     (!parents.is_empty()).then(|| parents.join(", "))
 }
 
-/// A line for each group whose n is not seeds alone (possible with
-/// `--group-by`): its runs differ in more than the seed, or it holds a fork
-/// with its parent, whose steps up to the fork it repeats.
-pub fn pooling_notes(groups: &[Group]) -> Vec<String> {
+/// `NAME, NAME and 3 more`.
+fn few(names: &[String]) -> String {
+    const SHOWN: usize = 4;
+    match names.len() {
+        n if n <= SHOWN => names.join(", "),
+        n => format!("{} and {} more", names[..SHOWN].join(", "), n - SHOWN),
+    }
+}
+
+/// What a reader of a group's numbers must know, one line each: its runs
+/// differ in more than the seed (possible with `--group-by`), it holds a
+/// fork with its parent (whose steps up to the fork it repeats), runs that
+/// did not finish, or runs whose settings changed while they trained.
+pub fn caveats(groups: &[Group]) -> Vec<String> {
     let mut notes = Vec::new();
     for g in groups {
+        let head = format!("note: {} (n={})", g.label, g.runs.len());
         let pooled = g.pooled_keys();
         if !pooled.is_empty() {
             notes.push(format!(
-                "note: {} (n={}) pools runs that differ in {}; add {} to --group-by to split it",
-                g.label,
-                g.runs.len(),
+                "{head} pools runs that differ in {}; add {} to --group-by to split it",
                 pooled.join(", "),
                 if pooled.len() == 1 { "it" } else { "them" }
             ));
@@ -112,10 +125,48 @@ pub fn pooling_notes(groups: &[Group]) -> Vec<String> {
             .collect();
         if !forks.is_empty() {
             notes.push(format!(
-                "note: {} (n={}) counts forks with their parents ({}): a fork repeats its parent's steps up to the fork, so it is not an independent seed",
-                g.label,
-                g.runs.len(),
-                forks.join(", ")
+                "{head} counts forks with their parents ({}): a fork repeats its parent's steps up to the fork, so it is not an independent seed",
+                few(&forks)
+            ));
+        }
+        let unfinished: Vec<String> = g
+            .runs
+            .iter()
+            .filter(|r| r.status != "finished")
+            .map(|r| format!("{} {} at {}/{}", r.meta.name, r.status, r.step, r.steps))
+            .collect();
+        if !unfinished.is_empty() {
+            notes.push(format!(
+                "{head} has runs that did not finish ({}): their last eval is not the end of training",
+                few(&unfinished)
+            ));
+        }
+        let edited: Vec<String> = g
+            .runs
+            .iter()
+            .filter(|r| !r.edits.is_empty())
+            .map(|r| {
+                let mut keys: Vec<&str> = r
+                    .edits
+                    .iter()
+                    .flat_map(|(_, k)| k.iter().map(String::as_str))
+                    .collect();
+                keys.sort_unstable();
+                keys.dedup();
+                let steps: Vec<String> = r.edits.iter().map(|(s, _)| s.to_string()).collect();
+                format!(
+                    "{}: {} at step{} {}",
+                    r.meta.name,
+                    keys.join(", "),
+                    if steps.len() == 1 { "" } else { "s" },
+                    few(&steps)
+                )
+            })
+            .collect();
+        if !edited.is_empty() {
+            notes.push(format!(
+                "{head} has runs whose settings changed while they trained ({}): the settings shown are the last ones",
+                edited.join("; ")
             ));
         }
     }
@@ -134,9 +185,9 @@ pub fn gather<'a>(runs: &'a [Run], by: &GroupBy) -> Result<Vec<Group<'a>>> {
         match by {
             GroupBy::Seeds => {
                 let mut id = settings(r);
-                // Forks at one step from runs of one setting pool with each
-                // other, not with the runs they repeat.
-                if repeated_parent(r, runs).is_some() {
+                // Forks at one step pool with each other, not with the runs
+                // they repeat or with runs trained from scratch.
+                if forked_history(r, runs) {
                     let at = r.meta.fork_step.map_or("?".into(), |s| s.to_string());
                     id.push((FORK_AT.to_string(), at));
                 }
@@ -198,11 +249,9 @@ pub fn gather<'a>(runs: &'a [Run], by: &GroupBy) -> Result<Vec<Group<'a>>> {
             }
         })
         .collect();
-    // A fork labelled like another group says whose fork it is.
-    let labels: Vec<String> = groups.iter().map(|g| g.label.clone()).collect();
+    // A group of forks says whose forks they are.
     for g in &mut groups {
-        let twin = labels.iter().filter(|l| **l == g.label).count() > 1;
-        if let (true, Some(fork)) = (twin, &g.fork_of) {
+        if let Some(fork) = &g.fork_of {
             g.label = format!("{} (fork of {fork})", g.label);
         }
     }
@@ -332,7 +381,9 @@ mod tests {
             config.combiner.kind = kind.parse().unwrap();
             config.workload.seed = seed;
             let dir = crate::session::create(root.path(), &format!("r{i}"), &config).unwrap();
-            runs.push(Run::load(&dir).unwrap());
+            let mut run = Run::load(&dir).unwrap();
+            run.status = "finished".into();
+            runs.push(run);
         }
         let groups = gather(&runs, &GroupBy::Keys(vec!["combiner.kind".into()])).unwrap();
         assert_eq!(
@@ -342,11 +393,11 @@ mod tests {
         );
         assert_eq!(groups[1].pooled_keys(), ["train.lr"]);
         assert_eq!(
-            pooling_notes(&groups),
+            caveats(&groups),
             ["note: kind=sum (n=2) pools runs that differ in train.lr; add it to --group-by to split it"]
         );
         let by_seed = gather(&runs, &GroupBy::Seeds).unwrap();
-        assert!(pooling_notes(&by_seed).is_empty());
+        assert!(caveats(&by_seed).is_empty());
     }
 
     /// A fork with no edits continued its parent bit for bit and was
@@ -356,53 +407,102 @@ mod tests {
         let root = tempfile::tempdir().unwrap();
         let mut runs = Vec::new();
         let runs_named = [
-            ("s0", 0),
-            ("s1", 1),
-            ("s2", 2),
-            ("s1-fork", 1),
-            ("s2-fork", 2),
-            ("orphan", 3),
+            ("s0", 0, 0.1),
+            ("s1", 1, 0.1),
+            ("s2", 2, 0.1),
+            ("s1-fork", 1, 0.1),
+            ("s2-fork", 2, 0.1),
+            ("orphan", 3, 0.1),
+            ("g03", 0, 0.3),
+            ("g03-fork", 0, 0.3),
         ];
-        for (name, seed) in runs_named {
+        for (name, seed, gamma) in runs_named {
+            let mut config = crate::config::Config::default();
+            config.workload.seed = seed;
+            config.meltr.gamma = gamma;
+            let dir = crate::session::create(root.path(), name, &config).unwrap();
+            let mut run = Run::load(&dir).unwrap();
+            run.meta.group = Some("matrix".into());
+            run.status = "finished".into();
+            runs.push(run);
+        }
+        for (fork, parent) in [(3, 1), (4, 2), (7, 0)] {
+            runs[fork].meta.parent = Some(runs[parent].meta.id.clone());
+            runs[fork].meta.fork_step = Some(200);
+        }
+        // Trained under γ 0.1 until step 200: not a γ 0.3 run from scratch.
+        runs[7].fork_changes = vec!["meltr.gamma".into()];
+        // Its parent deleted (not among the runs), nothing changed: an
+        // ordinary seed.
+        runs[5].meta.parent = Some("20200101-000000-gone".into());
+        runs[5].meta.fork_step = Some(100);
+        let by_seed = gather(&runs, &GroupBy::Seeds).unwrap();
+        let sizes: Vec<(String, usize, Option<String>)> = by_seed
+            .iter()
+            .map(|g| (g.label.clone(), g.runs.len(), g.fork_of.clone()))
+            .collect();
+        let fork = |s: &str| Some(s.to_string());
+        assert_eq!(
+            sizes,
+            [
+                ("gamma=0.1".to_string(), 4, None),
+                (
+                    "gamma=0.1 (fork of s1@200, s2@200)".to_string(),
+                    2,
+                    fork("s1@200, s2@200")
+                ),
+                ("gamma=0.3".to_string(), 1, None),
+                ("gamma=0.3 (fork of s0@200)".to_string(), 1, fork("s0@200")),
+            ]
+        );
+        assert!(caveats(&by_seed).is_empty());
+        let by_kind = gather(&runs, &GroupBy::Keys(vec!["combiner.kind".into()])).unwrap();
+        assert_eq!(
+            by_kind[0].runs.len(),
+            8,
+            "--group-by pools what it is told to"
+        );
+        let notes = caveats(&by_kind);
+        assert_eq!(notes.len(), 2, "{notes:?}");
+        assert!(
+            notes[0].contains("pools runs that differ in meltr.gamma"),
+            "{}",
+            notes[0]
+        );
+        assert!(
+            notes[1].contains("counts forks with their parents (s1-fork, s2-fork, g03-fork)"),
+            "{}",
+            notes[1]
+        );
+    }
+
+    /// A stopped run and one edited while it trained entered tables like
+    /// any other (walkthrough).
+    #[test]
+    fn unfinished_and_edited_runs_are_noted() {
+        let root = tempfile::tempdir().unwrap();
+        let mut runs = Vec::new();
+        for (name, seed) in [("s0", 0), ("s1", 1), ("s2", 2)] {
             let mut config = crate::config::Config::default();
             config.workload.seed = seed;
             let dir = crate::session::create(root.path(), name, &config).unwrap();
             let mut run = Run::load(&dir).unwrap();
-            run.meta.group = Some("matrix".into());
+            run.status = "finished".into();
             runs.push(run);
         }
-        for (fork, parent) in [(3, 1), (4, 2)] {
-            runs[fork].meta.parent = Some(runs[parent].meta.id.clone());
-            runs[fork].meta.fork_step = Some(200);
-        }
-        // Its parent deleted (not among the runs): an ordinary seed.
-        runs[5].meta.parent = Some("20200101-000000-gone".into());
-        runs[5].meta.fork_step = Some(100);
-        let by_seed = gather(&runs, &GroupBy::Seeds).unwrap();
-        let sizes: Vec<(String, usize)> = by_seed
-            .iter()
-            .map(|g| (g.label.clone(), g.runs.len()))
-            .collect();
+        runs[1].status = "stopped".into();
+        (runs[1].step, runs[1].steps) = (150, 400);
+        runs[2].edits = vec![
+            (100, vec!["aid.iterations".into()]),
+            (300, vec!["aid.iterations".into()]),
+        ];
+        let groups = gather(&runs, &GroupBy::Seeds).unwrap();
         assert_eq!(
-            sizes,
+            caveats(&groups),
             [
-                ("matrix".to_string(), 4),
-                ("matrix (fork of s1@200, s2@200)".to_string(), 2)
+                "note: s0 (n=3) has runs that did not finish (s1 stopped at 150/400): their last eval is not the end of training",
+                "note: s0 (n=3) has runs whose settings changed while they trained (s2: aid.iterations at steps 100, 300): the settings shown are the last ones",
             ]
-        );
-        assert!(pooling_notes(&by_seed).is_empty());
-        let by_kind = gather(&runs, &GroupBy::Keys(vec!["combiner.kind".into()])).unwrap();
-        assert_eq!(
-            by_kind[0].runs.len(),
-            6,
-            "--group-by pools what it is told to"
-        );
-        let notes = pooling_notes(&by_kind);
-        assert_eq!(notes.len(), 1, "{notes:?}");
-        assert!(
-            notes[0].contains("counts forks with their parents (s1-fork, s2-fork)"),
-            "{}",
-            notes[0]
         );
     }
 

@@ -46,6 +46,12 @@ pub struct Run {
     pub best_eval: Option<Eval>,
     /// The config it ran with, by dotted key (`aid.iterations`).
     pub config: BTreeMap<String, toml::Value>,
+    /// Settings changed while it trained (live edits, a resume's `--set`s):
+    /// the step and the keys; a fork's own changes at its fork step are
+    /// not among them.
+    pub edits: Vec<(u64, Vec<String>)>,
+    /// A fork's changes at its fork step (the keys).
+    pub fork_changes: Vec<String>,
 }
 
 impl Run {
@@ -57,7 +63,11 @@ impl Run {
 
     /// The run of the session in `dir` whose `session.json` is `meta`.
     pub fn from_meta(dir: &Path, meta: SessionMeta) -> Run {
-        let (step, evals) = evals_of(dir);
+        let Logged { step, evals, edits } = logged(dir);
+        let (at_fork, edits): (Vec<_>, Vec<_>) = edits
+            .into_iter()
+            .partition(|(at, _)| meta.parent.is_some() && Some(*at) == meta.fork_step);
+        let fork_changes = at_fork.into_iter().flat_map(|(_, keys)| keys).collect();
         let better = |a: f64, b: f64| {
             if meta.higher_is_better {
                 a > b
@@ -96,6 +106,8 @@ impl Run {
             best_eval: best.cloned(),
             final_eval: evals.last().cloned(),
             config,
+            edits,
+            fork_changes,
             meta,
         }
     }
@@ -129,20 +141,32 @@ impl Run {
 
 /// The last step logged and every eval line of the session in `dir` (a
 /// session with no log yet: step 0, none).
-fn evals_of(dir: &Path) -> (u64, Vec<Eval>) {
+/// What `Run` reads from a session's log.
+#[derive(Default)]
+struct Logged {
+    step: u64,
+    evals: Vec<Eval>,
+    edits: Vec<(u64, Vec<String>)>,
+}
+
+fn logged(dir: &Path) -> Logged {
     let Ok(read) = session::log::read_metrics(&SessionDir::new(dir).metrics()) else {
-        return (0, Vec::new());
+        return Logged::default();
     };
-    let step = read.lines.last().map_or(0, |l| l.step);
-    let evals = read
-        .lines
-        .into_iter()
-        .filter_map(|l| match l.record {
-            Record::Eval { metrics, .. } => Some((l.step, metrics)),
-            _ => None,
-        })
-        .collect();
-    (step, evals)
+    let mut out = Logged {
+        step: read.lines.last().map_or(0, |l| l.step),
+        ..Logged::default()
+    };
+    for line in read.lines {
+        match line.record {
+            Record::Eval { metrics, .. } => out.evals.push((line.step, metrics)),
+            Record::Config { changed, .. } if !changed.is_empty() => {
+                out.edits.push((line.step, changed.into_keys().collect()));
+            }
+            _ => {}
+        }
+    }
+    out
 }
 
 /// Every session under `root`, oldest first.

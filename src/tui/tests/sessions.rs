@@ -27,6 +27,8 @@ fn run(name: &str, step: u64, accuracy: Option<f64>, j: i64, fork: Option<(&str,
         final_eval: eval.clone(),
         best_eval: eval,
         config,
+        edits: Vec::new(),
+        fork_changes: Vec::new(),
         meta,
     }
 }
