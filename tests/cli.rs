@@ -425,8 +425,14 @@ fn an_interrupted_headless_run_exits_130_or_143() {
         let status = child.wait().unwrap();
         let _ = drain.join();
         assert_eq!(status.code(), Some(code), "signal {signal}");
-        let (_, meta) = session::list(&sessions).remove(0);
+        let (dir, meta) = session::list(&sessions).remove(0);
         assert_eq!(meta.status, session::Status::Stopped);
+        // The log says where it stopped (it held only the checkpoint line).
+        let stopped = common::events_matching(&dir, |m| m.starts_with("stopped at step "));
+        assert_eq!(stopped.len(), 1, "signal {signal}");
+        assert!(stopped[0]
+            .1
+            .starts_with(&format!("stopped at step {} of 100000", stopped[0].0)));
     }
 }
 

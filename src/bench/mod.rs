@@ -442,11 +442,24 @@ fn bench_workload(
         meltr_unfused / sum_rate,
         meltr_unfused / meltr_rate
     ));
+    lines.extend(ROW_NOTES.iter().map(|l| l.to_string()));
     Ok(Report {
         name: title.into(),
         lines,
     })
 }
+
+/// What the report's rows are, for a reader who has not read this file.
+const ROW_NOTES: [&str; 8] = [
+    "what the rows are:",
+    "  meltr unfused: MELTR's forward through elementary ops (no fused layer norm, softmax, attention); meltr logged: a step that logs (weights from the backward); + shares: and each loss's share of the gradient; per loss: shares by one backward per loss",
+    "  exact / factorized J: aid.mode and aid.iterations; a mode the model cannot take says `not available`; a run says when forward-mode AD falls back (double backward or differences)",
+    "  watched weights: the collapse watch's read of the effective weights; snapshot: the copy of φ a restore would go back to",
+    "  other: time in no named phase; the phase lines come from a separate pass that synchronizes at",
+    "  every boundary, one run rather than the median of interleaved rounds, so their totals differ",
+    "  from the ms/step columns by the machine's noise and the synchronization",
+    "  ratios compare rows of this report only (one machine, one run)",
+];
 
 /// Runs `work` on each trainer in turn, `rounds` times over (interleaved,
 /// so a slow spell of a shared machine hits every configuration alike),

@@ -197,6 +197,15 @@ impl Trainer {
             match self.lockstep(order)? {
                 Order::Stop => {
                     self.report_open_streaks()?;
+                    // The log says where the run stopped (a signal, `q`,
+                    // `sweep stop`); `resume` continues from here.
+                    self.emit(Record::Event {
+                        level: Level::Info,
+                        message: format!(
+                            "stopped at step {} of {}; `meltr-tui resume` continues from its checkpoint here",
+                            self.step, self.config.train.steps
+                        ),
+                    });
                     self.write_checkpoint()?;
                     self.set_status(Status::Stopped, None);
                     return Ok(Status::Stopped);
