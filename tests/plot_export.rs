@@ -309,6 +309,43 @@ fn exports_every_figure_in_every_format() {
     assert_eq!(files_under(&plots).len(), names.len() * 3);
 }
 
+/// A loss decades above the others drew them flat along zero, silently
+/// (walkthrough: a target scaled x100); the export now says so.
+#[test]
+fn losses_decades_apart_get_a_log_scale_hint() {
+    let root = tempfile::tempdir().unwrap();
+    let dir = write_session(root.path(), "s1", "meltr", 1.0);
+    let exported = export_session(&dir, &ExportOptions::default()).unwrap();
+    assert!(exported.skipped.is_empty(), "{:?}", exported.skipped);
+    // The second loss 1000x larger on every train line.
+    let path = dir.join("metrics.jsonl");
+    let scaled: Vec<String> = std::fs::read_to_string(&path)
+        .unwrap()
+        .lines()
+        .map(|line| {
+            let mut v: serde_json::Value = serde_json::from_str(line).unwrap();
+            if v["kind"] == "train" {
+                let loss = &mut v["losses"][LOSSES[1]];
+                *loss = serde_json::json!(loss.as_f64().unwrap() * 1000.0);
+            }
+            v.to_string()
+        })
+        .collect();
+    std::fs::write(&path, scaled.join("\n") + "\n").unwrap();
+    let exported = export_session(&dir, &ExportOptions::default()).unwrap();
+    let hint = exported.skipped.join("; ");
+    assert!(
+        hint.contains(&format!("losses: `{}`", LOSSES[1]))
+            && hint.contains("--log-scale shows both"),
+        "{hint}"
+    );
+    let logged = ExportOptions {
+        log_scale: true,
+        ..ExportOptions::default()
+    };
+    assert!(export_session(&dir, &logged).unwrap().skipped.is_empty());
+}
+
 #[test]
 fn svg_is_byte_identical_across_exports() {
     let root = tempfile::tempdir().unwrap();

@@ -57,7 +57,43 @@ pub fn session_figures(
         transforms(data),
         "transforms: no transform lines logged".into(),
     );
+    if !log_scale {
+        skipped.extend(losses_span_note(data));
+    }
     (figures, skipped)
+}
+
+/// Losses this many times apart (by their medians) leave the small ones
+/// flat along zero on a linear axis.
+const SPAN_WORTH_A_LOG_AXIS: f64 = 100.0;
+
+/// A hint when the losses' typical sizes are decades apart.
+fn losses_span_note(data: &SessionData) -> Option<String> {
+    let medians: Vec<(&String, f64)> = data
+        .losses
+        .iter()
+        .filter_map(|(name, points)| {
+            let mut values: Vec<f64> = points
+                .iter()
+                .map(|p| p.1.abs())
+                .filter(|v| v.is_finite() && *v > 0.0)
+                .collect();
+            values.sort_by(f64::total_cmp);
+            values.get(values.len() / 2).map(|m| (name, *m))
+        })
+        .collect();
+    let largest = medians.iter().max_by(|a, b| a.1.total_cmp(&b.1))?;
+    let smallest = medians.iter().min_by(|a, b| a.1.total_cmp(&b.1))?;
+    (largest.1 / smallest.1 > SPAN_WORTH_A_LOG_AXIS).then(|| {
+        format!(
+            "losses: `{}` (~{}) is {:.0}x `{}` (~{}), which a linear axis draws flat; --log-scale shows both",
+            largest.0,
+            short(largest.1),
+            largest.1 / smallest.1,
+            smallest.0,
+            short(smallest.1)
+        )
+    })
 }
 
 /// Raw curve faint behind its EMA (or just the raw curve when not smoothing),
@@ -482,13 +518,14 @@ pub fn compare(sessions: &[SessionData], metric: &str, prep: Prep) -> anyhow::Re
     faint.extend(main);
     let y_label = match series[0].0 {
         SeriesSource::Eval => {
-            let higher = sessions[0].meta.higher_is_better;
-            let arrow = if sessions[0].meta.primary_metric == metric {
-                format!(" {}", better(higher))
+            // The session's direction for its primary metric, else the
+            // name's (as `table` guesses it).
+            let higher = if sessions[0].meta.primary_metric == metric {
+                sessions[0].meta.higher_is_better
             } else {
-                String::new()
+                !crate::workload::lower_is_better(metric)
             };
-            format!("validation {metric}{arrow}")
+            format!("validation {metric} {}", better(higher))
         }
         SeriesSource::Train => format!("training loss {metric}{}", smoothing_note(prep)),
     };

@@ -1,7 +1,7 @@
 //! `meltr-tui table`: the final (or best) eval metrics of groups of runs as
 //! mean ± std with n, the way a paper's table is written — Markdown, CSV
 //! (full precision, mean/std/min/max columns, for scripts) or LaTeX
-//! (booktabs). The best mean of the primary metric is set in bold.
+//! (booktabs). Each column's best mean is set in bold, its direction by an arrow.
 
 use super::groups::Group;
 use super::render::csv_field;
@@ -123,20 +123,37 @@ pub fn render(groups: &[Group], opts: &TableOptions) -> Result<String> {
     let rows = rows(groups, &names, opts.best)?;
     let key_names: Vec<String> = groups[0].values.iter().map(|(k, _)| k.clone()).collect();
     let first = groups[0].runs[0];
-    let (primary, higher) = (&first.meta.primary_metric, first.meta.higher_is_better);
-    // The row with the best mean of the primary metric, when there is a choice.
-    let best_row = names.iter().position(|n| n == primary).and_then(|col| {
-        let means: Vec<f64> = rows.iter().map(|r| r.cells[col].mean).collect();
-        let pick = if higher { f64::max } else { f64::min };
-        let best = means
-            .iter()
-            .copied()
-            .filter(|m| m.is_finite())
-            .reduce(pick)?;
-        (rows.len() > 1).then(|| (col, means.iter().position(|m| *m == best)))
-    });
-    let is_bold = |row: usize, col: usize| best_row == Some((col, Some(row)));
-    let arrow = |name: &String| (name == primary).then_some(if higher { "↑" } else { "↓" });
+    let primary = &first.meta.primary_metric;
+    // Each column's direction: the session's for the primary metric, else
+    // guessed from the name as for a primary (`val_mse` lower, `r2` higher).
+    let higher: Vec<bool> = names
+        .iter()
+        .map(|n| {
+            if n == primary {
+                first.meta.higher_is_better
+            } else {
+                !crate::workload::lower_is_better(n)
+            }
+        })
+        .collect();
+    // Per column, the row with the best mean, when there is a choice.
+    let best_rows: Vec<Option<usize>> = (0..names.len())
+        .map(|col| {
+            let means: Vec<f64> = rows.iter().map(|r| r.cells[col].mean).collect();
+            let pick = if higher[col] { f64::max } else { f64::min };
+            let best = means
+                .iter()
+                .copied()
+                .filter(|m| m.is_finite())
+                .reduce(pick)?;
+            (rows.len() > 1).then(|| means.iter().position(|m| *m == best))?
+        })
+        .collect();
+    let is_bold = |row: usize, col: usize| best_rows[col] == Some(row);
+    let arrow = |name: &String| {
+        let col = names.iter().position(|n| n == name)?;
+        Some(if higher[col] { "↑" } else { "↓" })
+    };
     // One number of decimals a column, enough for its tightest std; a
     // single run has no std and leaves the choice to the others.
     let digits: Vec<usize> = (0..names.len())
@@ -379,6 +396,43 @@ mod tests {
         );
         assert!(text.contains("| meltr | - | 1 |"), "{text}");
         assert!(text.contains("| meltr | m0@200 | 1 |"), "{text}");
+    }
+
+    /// Only the primary metric had an arrow and a bold best (walkthrough:
+    /// a paper table needed hand edits).
+    #[test]
+    fn every_metric_column_gets_its_direction_and_best() {
+        let root = tempfile::tempdir().unwrap();
+        let mut runs = Vec::new();
+        for (name, kind, r2, mse) in [("m", "meltr", 0.9, 0.3), ("s", "sum", 0.8, 0.2)] {
+            let mut config = crate::config::Config::default();
+            config.combiner.kind = kind.parse().unwrap();
+            let dir = crate::session::create(root.path(), name, &config).unwrap();
+            let mut run = Run::load(&dir).unwrap();
+            run.meta.primary_metric = "r2".into();
+            run.meta.higher_is_better = true;
+            let metrics = [("r2".to_string(), r2), ("val_mse".to_string(), mse)];
+            run.final_eval = Some((10, metrics.into_iter().collect()));
+            runs.push(run);
+        }
+        let groups =
+            super::super::groups::gather(&runs, &super::super::groups::GroupBy::Seeds).unwrap();
+        let options = TableOptions {
+            format: TableFormat::Md,
+            best: false,
+            metrics: Vec::new(),
+            digits: None,
+        };
+        let text = render(&groups, &options).unwrap();
+        assert!(
+            text.starts_with("| combiner.kind | n | r2 ↑ | val_mse ↓ |"),
+            "{text}"
+        );
+        assert!(
+            text.contains("| meltr | 1 | **0.9000** | 0.3000 |"),
+            "{text}"
+        );
+        assert!(text.contains("| sum | 1 | 0.8000 | **0.2000** |"), "{text}");
     }
 
     #[test]

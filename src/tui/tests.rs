@@ -555,6 +555,39 @@ fn a_written_edit_says_when_it_applies() {
     );
 }
 
+/// At 80 columns a long message lost its point, which comes last ("…the
+/// run has ended: raise train.steps a"); it wraps onto up to three lines.
+#[test]
+fn a_long_message_wraps_at_the_bottom_instead_of_being_cut() {
+    let mut app = app();
+    let mut ended = app.config.clone();
+    ended.train.steps = app.step();
+    app.on_event(Event::Status {
+        status: Status::Finished,
+        message: None,
+    });
+    app.wrote_config(ended, "aid.iterations = 4");
+    let flash = app.flash.as_ref().unwrap().text.clone();
+    assert!(
+        flash.chars().count() > 80 && flash.chars().count() <= 240,
+        "{flash}"
+    );
+    let screen = text(draw(&app, 80, 24).backend().buffer());
+    let bottom: String = screen
+        .lines()
+        .rev()
+        .take(3)
+        .collect::<Vec<_>>()
+        .into_iter()
+        .rev()
+        .collect();
+    let squeezed = |s: &str| s.split_whitespace().collect::<String>();
+    assert!(
+        squeezed(&bottom).contains(&squeezed(&flash)),
+        "{flash}\n{screen}"
+    );
+}
+
 #[test]
 fn quit_asks_first_and_can_stop_the_run() {
     let link = FakeLink::default();

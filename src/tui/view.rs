@@ -33,7 +33,7 @@ pub fn draw(frame: &mut Frame, app: &App) {
         Constraint::Length(header_height),
         Constraint::Length(if grid { 0 } else { 1 }),
         Constraint::Min(1),
-        Constraint::Length(1),
+        Constraint::Length(footer_height(app, area.width)),
     ])
     .areas(area);
     header::render(frame, head, app);
@@ -81,6 +81,21 @@ fn render_tabs(frame: &mut Frame, area: Rect, app: &App) {
     frame.render_widget(tabs, area);
 }
 
+/// Lines a flash message may take at the bottom: where the point of a long
+/// one (why an edit was refused, what to do) comes last, one line cut it.
+const FLASH_LINES: usize = 3;
+
+/// The footer's height: one line, or as many as the flash needs (up to
+/// [`FLASH_LINES`]).
+fn footer_height(app: &App, width: u16) -> u16 {
+    let width = usize::from(width).max(1);
+    let needed = app
+        .flash
+        .as_ref()
+        .map_or(1, |f| f.text.chars().count().div_ceil(width));
+    needed.clamp(1, FLASH_LINES) as u16
+}
+
 fn render_footer(frame: &mut Frame, area: Rect, app: &App) {
     let width = usize::from(area.width);
     let line = match &app.flash {
@@ -89,7 +104,15 @@ fn render_footer(frame: &mut Frame, area: Rect, app: &App) {
                 Level::Info => app.theme.accent(),
                 level => app.theme.level(level),
             };
-            Line::from(Span::styled(fmt::clip(&flash.text, width), style))
+            // Wrapped by characters, so the lines add up to the height.
+            let text = fmt::clip(&flash.text, width * usize::from(area.height.max(1)));
+            let chars: Vec<char> = text.chars().collect();
+            let lines: Vec<Line> = chars
+                .chunks(width.max(1))
+                .map(|c| Line::from(Span::styled(c.iter().collect::<String>(), style)))
+                .collect();
+            frame.render_widget(Paragraph::new(lines), area);
+            return;
         }
         None => {
             let hint = if app.editor.is_some() {
