@@ -39,9 +39,28 @@ pub enum Placement {
     },
 }
 
+/// `text`, or as much of it as fits in `room` points followed by `…`.
+fn fitted(text: &str, room: f64, em: f64, m: &Metrics) -> String {
+    if m.width(text, em) <= room {
+        return text.to_string();
+    }
+    let mut chars: Vec<char> = text.chars().collect();
+    while !chars.is_empty() {
+        chars.pop();
+        let cut = format!("{}…", chars.iter().collect::<String>().trim_end());
+        if m.width(&cut, em) <= room {
+            return cut;
+        }
+    }
+    "…".to_string()
+}
+
 /// The labelled lines of a chart and their measured sizes.
 pub struct Legend<'a> {
     entries: Vec<&'a Line>,
+    /// The labels as drawn: shortened with `…` where one would not fit in
+    /// the figure's width.
+    labels: Vec<String>,
     text_w: Vec<f64>,
     em: f64,
 }
@@ -53,12 +72,17 @@ impl<'a> Legend<'a> {
             return None;
         }
         let em = t.tick_pt;
-        let text_w = entries
+        // Room for a label: the figure's width less the margins, the
+        // handle and its padding (see `above`).
+        let room = t.width_in * 72.0 - 2.0 * em - 2.8 * em;
+        let labels: Vec<String> = entries
             .iter()
-            .map(|l| m.width(l.label.as_deref().unwrap_or(""), em))
+            .map(|l| fitted(l.label.as_deref().unwrap_or(""), room, em, m))
             .collect();
+        let text_w = labels.iter().map(|l| m.width(l, em)).collect();
         Some(Legend {
             entries,
+            labels,
             text_w,
             em,
         })
@@ -235,7 +259,7 @@ impl<'a> Legend<'a> {
                 line.look.color,
             );
         }
-        let label = line.label.as_deref().unwrap_or("");
+        let label = &self.labels[i];
         svg.text(
             h1 + self.text_pad(),
             mid + m.cap_height(self.em) / 2.0,
@@ -285,5 +309,26 @@ mod tests {
             panic!("above gives rows")
         };
         assert_eq!(rows.len(), labels.len(), "one column when nothing fits");
+    }
+
+    /// A label wider than the figure ran off its right edge (eight
+    /// settings' labels in a paper figure); it is shortened with `…`.
+    #[test]
+    fn a_label_wider_than_the_figure_is_shortened() {
+        let theme = crate::plot::Style::Paper.theme();
+        let m = Metrics::get();
+        let long =
+            "kind=meltr, gamma=0.1, steps=360 (fork of meltr-s1@300, my_fork%1@300, another@300)";
+        let lines = lines(&["short", long]);
+        let legend = Legend::new(&lines, &theme, m).unwrap();
+        assert_eq!(legend.labels[0], "short");
+        assert!(legend.labels[1].ends_with('…') && legend.labels[1].len() < long.len());
+        assert!(long.starts_with(legend.labels[1].trim_end_matches('…')));
+        let width = theme.width_in * 72.0 - 2.0 * theme.tick_pt;
+        assert!(
+            legend.entry_w(1) <= width,
+            "{} > {width}",
+            legend.entry_w(1)
+        );
     }
 }
