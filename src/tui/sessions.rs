@@ -97,6 +97,22 @@ fn cells(app: &App, view: &SessionsView, short: bool) -> (Vec<String>, Vec<Vec<S
             };
             let attached = r.dir.file_name() == current.file_name();
             let id = if short { &r.meta.name } else { &r.meta.id };
+            // The attached session's row as the header has it (live), not
+            // as its files had it when the view was read.
+            let live;
+            let r = if attached {
+                let mut now = r.clone();
+                now.step = now.step.max(app.step());
+                let on_disk = now.final_eval.as_ref().map_or(0, |e| e.0);
+                if let Some((step, value)) = app.store.metric().filter(|(s, _)| *s >= on_disk) {
+                    let named = [(app.store.primary_metric.clone(), value)];
+                    now.final_eval = Some((step, named.into_iter().collect()));
+                }
+                live = now;
+                &live
+            } else {
+                r
+            };
             let mut row = vec![
                 mark.to_string(),
                 format!("{id}{}", if attached { " ◂" } else { "" }),
