@@ -202,11 +202,20 @@ fn seed(
         )
     })?;
     let parent_metrics = SessionDir::new(parent_dir).metrics();
-    let (mut text, _) = if parent_metrics.exists() {
+    let (kept, _) = if parent_metrics.exists() {
         session::log::lines_up_to(&parent_metrics, step)?
     } else {
         (String::new(), 0)
     };
+    // The parent's "stopped at" line is not the fork's history.
+    let mut text: String = kept
+        .lines()
+        .filter(|l| {
+            serde_json::from_str::<MetricLine>(l)
+                .map_or(true, |line| !session::log::is_stop_mark(&line))
+        })
+        .flat_map(|l| [l, "\n"])
+        .collect();
     let time = session::log::read_metrics(&parent_metrics)
         .ok()
         .and_then(|read| {

@@ -52,7 +52,10 @@ pub(super) fn table(
     // the format has them; CSV stays data only.
     let notes = groups::caveats(&groups);
     match opts.format {
-        TableFormat::Md if !notes.is_empty() => text.push_str(&format!("\n{}\n", notes.join("\n"))),
+        TableFormat::Md if !notes.is_empty() => {
+            let list: Vec<String> = notes.iter().map(|n| format!("- {n}")).collect();
+            text.push_str(&format!("\n{}\n", list.join("\n")))
+        }
         TableFormat::Latex => notes
             .iter()
             .for_each(|n| text.push_str(&format!("% {n}\n"))),

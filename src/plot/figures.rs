@@ -73,10 +73,15 @@ fn losses_span_note(data: &SessionData) -> Option<String> {
         .losses
         .iter()
         .filter_map(|(name, points)| {
+            // A log axis draws only positive values: no hint for a loss
+            // that is ever zero or negative.
+            if points.iter().any(|p| p.1 <= 0.0) {
+                return None;
+            }
             let mut values: Vec<f64> = points
                 .iter()
-                .map(|p| p.1.abs())
-                .filter(|v| v.is_finite() && *v > 0.0)
+                .map(|p| p.1)
+                .filter(|v| v.is_finite())
                 .collect();
             values.sort_by(f64::total_cmp);
             values.get(values.len() / 2).map(|m| (name, *m))
@@ -86,7 +91,7 @@ fn losses_span_note(data: &SessionData) -> Option<String> {
     let smallest = medians.iter().min_by(|a, b| a.1.total_cmp(&b.1))?;
     (largest.1 / smallest.1 > SPAN_WORTH_A_LOG_AXIS).then(|| {
         format!(
-            "losses: `{}` (~{}) is {:.0}x `{}` (~{}), which a linear axis draws flat; --log-scale shows both",
+            "losses: `{}` (~{}) is {:.0}x `{}` (~{}), which a linear axis draws flat; `meltr-tui export --log-scale` shows both",
             largest.0,
             short(largest.1),
             largest.1 / smallest.1,

@@ -139,7 +139,8 @@ pub struct Exported {
     /// `out_dir` (in the session's own `plots/` a new export replaces the
     /// old one as a matter of course).
     pub replaced: Vec<PathBuf>,
-    /// One line per figure left out, saying why (e.g. no eval lines yet).
+    /// One line per figure left out, saying why (e.g. no eval lines yet),
+    /// and hints on figures drawn (losses decades apart).
     pub skipped: Vec<String>,
 }
 
@@ -279,13 +280,20 @@ pub fn compare_groups(
                 .collect::<Result<Vec<_>>>()
         })
         .collect::<Result<Vec<_>>>()?;
-    // A fork whose parent is drawn too starts at its fork step: before it,
-    // its log is its parent's, already in the figure.
-    let drawn: Vec<String> = loaded.iter().flatten().map(|s| s.meta.id.clone()).collect();
-    for s in loaded.iter_mut().flatten() {
-        if let (Some(parent), Some(at)) = (&s.meta.parent, s.meta.fork_step) {
-            if drawn.contains(parent) {
-                s.keep_from(at as f64);
+    // A fork whose parent is drawn in another group starts at its fork
+    // step: before it, its log is its parent's, already in the figure. (In
+    // the parent's own group, trimming would cut the group's mean too.)
+    let drawn: Vec<(usize, String)> = loaded
+        .iter()
+        .enumerate()
+        .flat_map(|(g, sessions)| sessions.iter().map(move |s| (g, s.meta.id.clone())))
+        .collect();
+    for (g, sessions) in loaded.iter_mut().enumerate() {
+        for s in sessions {
+            if let (Some(parent), Some(at)) = (&s.meta.parent, s.meta.fork_step) {
+                if drawn.iter().any(|(h, id)| *h != g && id == parent) {
+                    s.keep_from(at as f64);
+                }
             }
         }
     }

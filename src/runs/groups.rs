@@ -57,21 +57,39 @@ fn settings(run: &Run) -> Vec<(String, String)> {
         .collect()
 }
 
-/// Whether `run` is a fork whose history is not a from-scratch run's of
-/// its settings: its parent is among `runs` (with the same settings it
-/// repeats the parent's steps; with others it trained under the parent's
-/// until the fork), or it changed settings at the fork. A fork with its
-/// parent gone and nothing changed is just a longer run of those settings.
-fn forked_history(run: &Run, runs: &[Run]) -> bool {
-    run.meta.parent.as_ref().is_some_and(|parent| {
-        !run.fork_changes.is_empty() || runs.iter().any(|r| &r.meta.id == parent)
-    })
+/// The runs `run` continues: its parent, then its parent's ancestors.
+fn lineage(run: &Run) -> Vec<&str> {
+    let mut ids: Vec<&str> = run.meta.parent.iter().map(String::as_str).collect();
+    for (id, _) in &run.ancestors {
+        if !ids.contains(&id.as_str()) {
+            ids.push(id);
+        }
+    }
+    ids
 }
 
-/// `NAME@STEP, …`: where a group's runs were forked from, when all were.
+/// Whether `run` is a fork whose history is not a from-scratch run's of
+/// its settings: a run it continues (its parent, or theirs) is among
+/// `runs` (with the same settings it repeats that run's steps; with others
+/// it trained under them until the fork), or it changed settings at the
+/// fork. A fork of runs all gone, nothing changed, is just a longer run of
+/// those settings.
+fn forked_history(run: &Run, runs: &[Run]) -> bool {
+    run.meta.parent.is_some()
+        && (!run.fork_changes.is_empty()
+            || lineage(run)
+                .iter()
+                .any(|id| runs.iter().any(|r| r.meta.id == *id)))
+}
+
+/// `NAME@STEP, …`: where a group of forks with a history of their own was
+/// forked from.
 fn forked_from(runs: &[&Run], all: &[Run]) -> Option<String> {
     let mut parents: Vec<String> = Vec::new();
     for r in runs {
+        if !forked_history(r, all) {
+            return None;
+        }
         let parent = r.meta.parent.as_ref()?;
         let name = all
             .iter()
@@ -83,7 +101,7 @@ fn forked_from(runs: &[&Run], all: &[Run]) -> Option<String> {
             parents.push(named);
         }
     }
-    (!parents.is_empty()).then(|| parents.join(", "))
+    (!parents.is_empty()).then(|| few(&parents))
 }
 
 /// `NAME, NAME and 3 more`.
@@ -112,10 +130,9 @@ pub fn caveats(groups: &[Group]) -> Vec<String> {
             ));
         }
         let with_parent = |r: &&&Run| {
-            r.meta
-                .parent
-                .as_ref()
-                .is_some_and(|p| g.runs.iter().any(|o| &o.meta.id == p))
+            lineage(r)
+                .iter()
+                .any(|id| g.runs.iter().any(|o| o.meta.id == *id))
         };
         let forks: Vec<String> = g
             .runs
@@ -153,7 +170,8 @@ pub fn caveats(groups: &[Group]) -> Vec<String> {
                     .collect();
                 keys.sort_unstable();
                 keys.dedup();
-                let steps: Vec<String> = r.edits.iter().map(|(s, _)| s.to_string()).collect();
+                let mut steps: Vec<String> = r.edits.iter().map(|(s, _)| s.to_string()).collect();
+                steps.dedup();
                 format!(
                     "{}: {} at step{} {}",
                     r.meta.name,
@@ -473,6 +491,39 @@ mod tests {
             notes[1].contains("counts forks with their parents (s1-fork, s2-fork, g03-fork)"),
             "{}",
             notes[1]
+        );
+    }
+
+    /// A fork of a fork whose middle run is not among the runs still
+    /// continues the first: it is no seed of it.
+    #[test]
+    fn a_fork_of_a_fork_is_no_seed_of_the_first() {
+        let root = tempfile::tempdir().unwrap();
+        let mut runs = Vec::new();
+        for (name, seed) in [("a", 0), ("b", 1), ("grandchild", 0)] {
+            let mut config = crate::config::Config::default();
+            config.workload.seed = seed;
+            let dir = crate::session::create(root.path(), name, &config).unwrap();
+            let mut run = Run::load(&dir).unwrap();
+            run.status = "finished".into();
+            runs.push(run);
+        }
+        runs[2].meta.parent = Some("20200101-000000-middle".into());
+        runs[2].meta.fork_step = Some(300);
+        runs[2].ancestors = vec![
+            ("20200101-000000-middle".into(), 300),
+            (runs[0].meta.id.clone(), 200),
+        ];
+        let groups = gather(&runs, &GroupBy::Seeds).unwrap();
+        let sizes: Vec<usize> = groups.iter().map(|g| g.runs.len()).collect();
+        assert_eq!(sizes, [2, 1]);
+        let by_kind = gather(&runs, &GroupBy::Keys(vec!["combiner.kind".into()])).unwrap();
+        let notes = caveats(&by_kind);
+        assert!(
+            notes
+                .iter()
+                .any(|n| n.contains("counts forks with their parents (grandchild)")),
+            "{notes:?}"
         );
     }
 

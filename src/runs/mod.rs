@@ -46,12 +46,17 @@ pub struct Run {
     pub best_eval: Option<Eval>,
     /// The config it ran with, by dotted key (`aid.iterations`).
     pub config: BTreeMap<String, toml::Value>,
-    /// Settings changed while it trained (live edits, a resume's `--set`s):
-    /// the step and the keys; a fork's own changes at its fork step are
-    /// not among them.
+    /// Settings changed while its numbers were made (live edits, a
+    /// resume's `--set`s), the step and the keys, a fork's history (its
+    /// parents' edits before the fork) included and its own changes at
+    /// the fork not.
     pub edits: Vec<(u64, Vec<String>)>,
     /// A fork's changes at its fork step (the keys).
     pub fork_changes: Vec<String>,
+    /// Every run this one was forked from, nearest first, with the step:
+    /// its parent, its parent's parent, … (from the fork lines its log
+    /// carries).
+    pub ancestors: Vec<(String, u64)>,
 }
 
 impl Run {
@@ -63,11 +68,13 @@ impl Run {
 
     /// The run of the session in `dir` whose `session.json` is `meta`.
     pub fn from_meta(dir: &Path, meta: SessionMeta) -> Run {
-        let Logged { step, evals, edits } = logged(dir);
-        let (at_fork, edits): (Vec<_>, Vec<_>) = edits
-            .into_iter()
-            .partition(|(at, _)| meta.parent.is_some() && Some(*at) == meta.fork_step);
-        let fork_changes = at_fork.into_iter().flat_map(|(_, keys)| keys).collect();
+        let Logged {
+            step,
+            evals,
+            edits,
+            fork_changes,
+            ancestors,
+        } = logged(dir, &meta);
         let better = |a: f64, b: f64| {
             if meta.higher_is_better {
                 a > b
@@ -108,6 +115,7 @@ impl Run {
             config,
             edits,
             fork_changes,
+            ancestors,
             meta,
         }
     }
@@ -139,17 +147,35 @@ impl Run {
     }
 }
 
-/// The last step logged and every eval line of the session in `dir` (a
-/// session with no log yet: step 0, none).
-/// What `Run` reads from a session's log.
+/// What `Run` reads from a session's log (a session with no log yet:
+/// step 0, nothing else).
 #[derive(Default)]
 struct Logged {
     step: u64,
     evals: Vec<Eval>,
     edits: Vec<(u64, Vec<String>)>,
+    fork_changes: Vec<String>,
+    ancestors: Vec<(String, u64)>,
 }
 
-fn logged(dir: &Path) -> Logged {
+/// `forked from session ID at step N[ with K=V, …]`: the id, the step and
+/// the keys changed (see `fork::seed`).
+fn fork_line(message: &str) -> Option<(String, u64, Vec<String>)> {
+    let rest = message.strip_prefix("forked from session ")?;
+    let (id, rest) = rest.split_once(" at step ")?;
+    let (step, changes) = match rest.split_once(" with ") {
+        Some((step, changes)) => (step, changes),
+        None => (rest, ""),
+    };
+    let keys = changes
+        .split(", ")
+        .filter_map(|c| c.split_once('=').map(|(k, _)| k.trim().to_string()))
+        .filter(|k| !k.is_empty() && !k.contains(' '))
+        .collect();
+    Some((id.to_string(), step.trim().parse().ok()?, keys))
+}
+
+fn logged(dir: &Path, meta: &SessionMeta) -> Logged {
     let Ok(read) = session::log::read_metrics(&SessionDir::new(dir).metrics()) else {
         return Logged::default();
     };
@@ -157,11 +183,26 @@ fn logged(dir: &Path) -> Logged {
         step: read.lines.last().map_or(0, |l| l.step),
         ..Logged::default()
     };
+    // Config lines at the fork step after this run's own fork line are its
+    // changes at the fork; those before it were its parent's.
+    let mut own_fork_seen = false;
     for line in read.lines {
         match line.record {
             Record::Eval { metrics, .. } => out.evals.push((line.step, metrics)),
             Record::Config { changed, .. } if !changed.is_empty() => {
-                out.edits.push((line.step, changed.into_keys().collect()));
+                let own = own_fork_seen && Some(line.step) == meta.fork_step;
+                if !own {
+                    out.edits.push((line.step, changed.into_keys().collect()));
+                }
+            }
+            Record::Event { message, .. } => {
+                if let Some((id, step, keys)) = fork_line(&message) {
+                    if meta.parent.as_ref() == Some(&id) && meta.fork_step == Some(step) {
+                        own_fork_seen = true;
+                        out.fork_changes = keys;
+                    }
+                    out.ancestors.insert(0, (id, step));
+                }
             }
             _ => {}
         }
@@ -248,6 +289,68 @@ pub fn mixed_metrics(runs: &[Run]) -> Option<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A fork's log starts with its parent's lines (its history): a config
+    /// line of the parent's at the fork step was read as the fork's own
+    /// change, and a fork of a fork knew only its parent.
+    #[test]
+    fn a_forks_log_tells_its_own_changes_from_its_history() {
+        use crate::session::log::MetricsWriter;
+        use crate::session::metrics::{Level, MetricLine};
+        let root = tempfile::tempdir().unwrap();
+        let dir = session::create(root.path(), "child", &crate::config::Config::default()).unwrap();
+        let mut meta = SessionMeta::read(&dir).unwrap();
+        meta.parent = Some("p-id".into());
+        meta.fork_step = Some(300);
+        meta.write(&dir).unwrap();
+        let line = |step: u64, record: Record| MetricLine {
+            step,
+            time: 0.0,
+            wall: None,
+            record,
+        };
+        let config = |key: &str| Record::Config {
+            changed: [(
+                key.to_string(),
+                (serde_json::json!(0), serde_json::json!(1)),
+            )]
+            .into(),
+            error: None,
+        };
+        let event = |message: &str| Record::Event {
+            level: Level::Info,
+            message: message.into(),
+        };
+        let mut w = MetricsWriter::open(&dir.join("metrics.jsonl")).unwrap();
+        for l in [
+            line(200, event("forked from session g-id at step 200")),
+            line(250, config("aid.iterations")),
+            line(300, config("train.lr")),
+            line(
+                300,
+                event("forked from session p-id at step 300 with meltr.gamma=0.3, train.steps=900"),
+            ),
+            line(300, config("meltr.gamma")),
+            line(350, config("aid.alpha")),
+        ] {
+            w.append(&l).unwrap();
+        }
+        let run = Run::load(&dir).unwrap();
+        assert_eq!(run.fork_changes, ["meltr.gamma", "train.steps"]);
+        let edits: Vec<(u64, &str)> = run.edits.iter().map(|(s, k)| (*s, k[0].as_str())).collect();
+        assert_eq!(
+            edits,
+            [
+                (250, "aid.iterations"),
+                (300, "train.lr"),
+                (350, "aid.alpha")
+            ]
+        );
+        assert_eq!(
+            run.ancestors,
+            [("p-id".to_string(), 300), ("g-id".to_string(), 200)]
+        );
+    }
 
     /// Sessions reporting different metrics (an accuracy ↑, an error ↓)
     /// were sorted as one list, comparing the two; now each metric's

@@ -165,6 +165,15 @@ pub fn truncate_after(path: &Path, last_step: u64) -> Result<usize> {
 /// step). A resume or fork from that step drops it: the run goes on there.
 pub const RUN_FAILED: &str = "the run failed at this step (its error is in session.json)";
 
+/// How the line a stopped run ends its log with begins (a fork from that
+/// step leaves it out: the fork did not stop there).
+pub const STOPPED_AT: &str = "stopped at step ";
+
+/// Whether `line` is a stopped run's mark ([`STOPPED_AT`]).
+pub fn is_stop_mark(line: &MetricLine) -> bool {
+    matches!(&line.record, Record::Event { level: Level::Info, message } if message.starts_with(STOPPED_AT))
+}
+
 /// Whether `line` is the mark a failed run left ([`RUN_FAILED`]).
 fn is_failure_mark(line: &MetricLine) -> bool {
     matches!(&line.record, Record::Event { level: Level::Error, message } if message == RUN_FAILED)

@@ -301,7 +301,7 @@ pub fn primary_metric(workload: &dyn Workload, w: &WorkloadConfig) -> Result<(St
 /// `MedR`, `top1_error`). Any other name is taken as better higher;
 /// `workload.metric_goal` says otherwise.
 pub fn lower_is_better(name: &str) -> bool {
-    const PARTS: [&str; 3] = ["loss", "err", "perplexity"];
+    const PARTS: [&str; 2] = ["loss", "perplexity"];
     const WORDS: [&str; 16] = [
         "mse", "mae", "rmse", "msle", "nll", "wer", "cer", "ter", "ppl", "medr", "meanr", "mnr",
         "rank", "ranks", "distance", "dist",
@@ -312,7 +312,11 @@ pub fn lower_is_better(name: &str) -> bool {
     if lower.contains("reciprocal") || words.contains(&"mrr") {
         return false;
     }
-    PARTS.iter().any(|part| lower.contains(part)) || words.iter().any(|w| WORDS.contains(w))
+    // Errors as words (`err`, `error_rate`, `top1error`), not any "err"
+    // inside a word (`referring_acc`, `transferred`).
+    let error = |w: &&str| w.starts_with("err") || w.ends_with("error") || w.ends_with("err");
+    PARTS.iter().any(|part| lower.contains(part))
+        || words.iter().any(|w| WORDS.contains(w) || error(w))
 }
 
 /// Stacks the configured losses into `[K]`, primary first.
@@ -407,6 +411,9 @@ mod tests {
             "nll",
             "wer",
             "top1_error",
+            "top1error",
+            "err",
+            "error_rate",
             "MedR",
             "mean_rank",
             "perplexity",
@@ -425,6 +432,8 @@ mod tests {
             "MRR",
             "mean_reciprocal_rank",
             "ranking_acc",
+            "referring_acc",
+            "transferred_acc",
         ] {
             assert!(!lower_is_better(higher), "{higher}");
         }

@@ -197,16 +197,18 @@ impl Trainer {
             match self.lockstep(order)? {
                 Order::Stop => {
                     self.report_open_streaks()?;
+                    self.write_checkpoint()?;
                     // The log says where the run stopped (a signal, `q`,
-                    // `sweep stop`); `resume` continues from here.
+                    // `sweep stop`), once its checkpoint is written.
                     self.emit(Record::Event {
                         level: Level::Info,
                         message: format!(
-                            "stopped at step {} of {}; `meltr-tui resume` continues from its checkpoint here",
-                            self.step, self.config.train.steps
+                            "{}{} of {}; `meltr-tui resume` continues from its checkpoint here",
+                            crate::session::log::STOPPED_AT,
+                            self.step,
+                            self.config.train.steps
                         ),
                     });
-                    self.write_checkpoint()?;
                     self.set_status(Status::Stopped, None);
                     return Ok(Status::Stopped);
                 }

@@ -29,6 +29,7 @@ fn run(name: &str, step: u64, accuracy: Option<f64>, j: i64, fork: Option<(&str,
         config,
         edits: Vec::new(),
         fork_changes: Vec::new(),
+        ancestors: Vec::new(),
         meta,
     }
 }
