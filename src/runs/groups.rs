@@ -337,6 +337,16 @@ fn fallback_label(runs: &[&Run]) -> String {
 mod tests {
     use super::*;
 
+    /// A finished run of the default settings with `seed`.
+    fn finished_seed(root: &std::path::Path, name: &str, seed: u64) -> Run {
+        let mut config = crate::config::Config::default();
+        config.workload.seed = seed;
+        let dir = crate::session::create(root, name, &config).unwrap();
+        let mut run = Run::load(&dir).unwrap();
+        run.status = "finished".into();
+        run
+    }
+
     #[test]
     fn numeric_settings_come_in_ascending_order_and_words_as_they_came() {
         let root = tempfile::tempdir().unwrap();
@@ -501,12 +511,7 @@ mod tests {
         let root = tempfile::tempdir().unwrap();
         let mut runs = Vec::new();
         for (name, seed) in [("a", 0), ("b", 1), ("grandchild", 0)] {
-            let mut config = crate::config::Config::default();
-            config.workload.seed = seed;
-            let dir = crate::session::create(root.path(), name, &config).unwrap();
-            let mut run = Run::load(&dir).unwrap();
-            run.status = "finished".into();
-            runs.push(run);
+            runs.push(finished_seed(root.path(), name, seed));
         }
         runs[2].meta.parent = Some("20200101-000000-middle".into());
         runs[2].meta.fork_step = Some(300);
@@ -534,12 +539,7 @@ mod tests {
         let root = tempfile::tempdir().unwrap();
         let mut runs = Vec::new();
         for (name, seed) in [("s0", 0), ("s1", 1), ("s2", 2)] {
-            let mut config = crate::config::Config::default();
-            config.workload.seed = seed;
-            let dir = crate::session::create(root.path(), name, &config).unwrap();
-            let mut run = Run::load(&dir).unwrap();
-            run.status = "finished".into();
-            runs.push(run);
+            runs.push(finished_seed(root.path(), name, seed));
         }
         runs[1].status = "stopped".into();
         (runs[1].step, runs[1].steps) = (150, 400);

@@ -328,6 +328,17 @@ pub fn latex_escape(s: &str) -> String {
 mod tests {
     use super::*;
 
+    /// The Markdown table of `groups` with the default options.
+    fn markdown(groups: &[Group]) -> String {
+        let options = TableOptions {
+            format: TableFormat::Md,
+            best: false,
+            metrics: Vec::new(),
+            digits: None,
+        };
+        render(groups, &options).unwrap()
+    }
+
     /// One n=1 row (no std) switched the whole column from 2 decimals to 4.
     #[test]
     fn a_single_run_row_does_not_set_the_columns_decimals() {
@@ -354,13 +365,7 @@ mod tests {
             &super::super::groups::GroupBy::Keys(vec!["meltr.gamma".into()]),
         )
         .unwrap();
-        let options = TableOptions {
-            format: TableFormat::Md,
-            best: false,
-            metrics: Vec::new(),
-            digits: None,
-        };
-        let text = render(&groups, &options).unwrap();
+        let text = markdown(&groups);
         assert!(text.contains("| 0.1 | 3 | 85.17 ± 0.38 |"), "{text}");
         assert!(text.contains("| 0.3 | 1 | **86.00** |"), "{text}");
     }
@@ -383,13 +388,7 @@ mod tests {
         runs[2].meta.fork_step = Some(200);
         let groups =
             super::super::groups::gather(&runs, &super::super::groups::GroupBy::Seeds).unwrap();
-        let options = TableOptions {
-            format: TableFormat::Md,
-            best: false,
-            metrics: Vec::new(),
-            digits: None,
-        };
-        let text = render(&groups, &options).unwrap();
+        let text = markdown(&groups);
         assert!(
             text.starts_with("| combiner.kind | forked from | n |"),
             "{text}"
@@ -417,13 +416,7 @@ mod tests {
         }
         let groups =
             super::super::groups::gather(&runs, &super::super::groups::GroupBy::Seeds).unwrap();
-        let options = TableOptions {
-            format: TableFormat::Md,
-            best: false,
-            metrics: Vec::new(),
-            digits: None,
-        };
-        let text = render(&groups, &options).unwrap();
+        let text = markdown(&groups);
         assert!(
             text.starts_with("| combiner.kind | n | r2 ↑ | val_mse ↓ |"),
             "{text}"
