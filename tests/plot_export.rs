@@ -336,7 +336,7 @@ fn losses_decades_apart_get_a_log_scale_hint() {
     let hint = exported.skipped.join("; ");
     assert!(
         hint.contains(&format!("losses: `{}`", LOSSES[1]))
-            && hint.contains("--log-scale shows both"),
+            && hint.contains("meltr-tui export --log-scale` shows both"),
         "{hint}"
     );
     let logged = ExportOptions {
