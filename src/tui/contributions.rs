@@ -84,14 +84,26 @@ fn bar_lines(
         .filter(|v| v.is_finite())
         .fold(0.0f64, |m, v| m.max(v.abs()));
     let signed = values.values().any(|v| *v < 0.0);
+    let text = |v: f64| {
+        if percent {
+            format!("{:.1}%", v * 100.0)
+        } else {
+            fmt::signed(v)
+        }
+    };
+    // One width for every value (`+3.149` and `-9.10e-4` alike), so the
+    // bars start in one column.
+    let value_w = names
+        .iter()
+        .filter_map(|n| values.get(n))
+        .map(|&v| text(v).chars().count())
+        .max()
+        .unwrap_or(0)
+        .max(7);
     for (i, name) in names.iter().enumerate() {
         let Some(&v) = values.get(name) else { continue };
-        let value = if percent {
-            format!("{:>6.1}%", v * 100.0)
-        } else {
-            format!("{:>7}", fmt::signed(v))
-        };
-        let bar_w = width.saturating_sub(name_w + value.chars().count() + 2);
+        let value = format!("{:>value_w$}", text(v));
+        let bar_w = width.saturating_sub(name_w + value_w + 2);
         let style = app
             .theme
             .series(curves::style_index(app, CurveId::Loss(i)))
@@ -268,7 +280,40 @@ pub fn render(frame: &mut Frame, area: Rect, app: &App, focused: bool) {
 
 #[cfg(test)]
 mod tests {
-    use super::bar;
+    use super::*;
+    use crate::tui::fixtures;
+
+    /// `area +3.149 │` and `shape -9.10e-4 │`: a value wider than the
+    /// column pushed its bar one character right (walkthrough, 80 columns).
+    #[test]
+    fn bars_start_in_one_column_whatever_the_values_width() {
+        let app = App::new(
+            fixtures::meta(1000),
+            std::path::PathBuf::from("sessions/demo/config.toml"),
+            fixtures::config(1000),
+            fixtures::history(500),
+            crate::tui::theme::Theme { color: false },
+        );
+        let values: Named = app
+            .store
+            .losses
+            .iter()
+            .zip([3.149, -9.1e-4, 0.5, -12.25, 1e-6])
+            .map(|(n, v)| (n.clone(), v))
+            .collect();
+        let lines = bar_lines(&app, "weights".into(), &values, false, 60);
+        let columns: Vec<usize> = lines[1..]
+            .iter()
+            .map(|l| {
+                let text: String = l.spans.iter().map(|s| s.content.as_ref()).collect();
+                text.chars().position(|c| c == '│').unwrap()
+            })
+            .collect();
+        assert!(
+            columns.len() >= 2 && columns.windows(2).all(|w| w[0] == w[1]),
+            "{columns:?}"
+        );
+    }
 
     #[test]
     fn bars_scale_and_sign() {
