@@ -103,6 +103,7 @@ fn cells(app: &App, view: &SessionsView, short: bool) -> (Vec<String>, Vec<Vec<S
             let r = if attached {
                 let mut now = r.clone();
                 now.step = now.step.max(app.step());
+                now.status = app.status.as_str().to_string();
                 let on_disk = now.final_eval.as_ref().map_or(0, |e| e.0);
                 if let Some((step, value)) = app.store.metric().filter(|(s, _)| *s >= on_disk) {
                     let named = [(app.store.primary_metric.clone(), value)];

@@ -237,6 +237,35 @@ fn f_forks_with_the_edited_config_and_says_the_new_id() {
     );
 }
 
+/// The attached session's row read its files, older than the header
+/// (walkthrough: `running 1520/6000` under a header at step 1,562).
+#[test]
+fn the_attached_row_shows_what_the_header_shows() {
+    let mut app = with_sessions();
+    app.on_event(Event::Status {
+        status: Status::Paused,
+        message: None,
+    });
+    app.on_event(Event::Progress {
+        step: STEPS + 20,
+        total_steps: TOTAL,
+        steps_per_sec: 12.5,
+    });
+    let screen = text(draw(&app, 160, 45).backend().buffer());
+    let row = screen
+        .lines()
+        .find(|l| l.contains("demo ◂"))
+        .unwrap_or_else(|| panic!("{screen}"));
+    let expected = format!("paused  {}/{TOTAL}", STEPS + 20);
+    assert!(
+        row.split_whitespace()
+            .collect::<Vec<_>>()
+            .join(" ")
+            .contains(&expected.split_whitespace().collect::<Vec<_>>().join(" ")),
+        "{row}"
+    );
+}
+
 #[test]
 fn snapshot_sessions_view_and_overlay() {
     let mut app = with_sessions();
