@@ -129,35 +129,45 @@ pub fn caveats(groups: &[Group]) -> Vec<String> {
                 if pooled.len() == 1 { "it" } else { "them" }
             ));
         }
-        let with_parent = |r: &&&Run| {
-            lineage(r)
-                .iter()
-                .any(|id| g.runs.iter().any(|o| o.meta.id == *id))
+        // `HEAD what (a, b): why`, when there is anything to list.
+        let mut listed = |what: &str, list: String, why: &str| {
+            if !list.is_empty() {
+                notes.push(format!("{head} {what} ({list}): {why}"));
+            }
         };
         let forks: Vec<String> = g
             .runs
             .iter()
-            .filter(with_parent)
+            .filter(|r| {
+                lineage(r)
+                    .iter()
+                    .any(|id| g.runs.iter().any(|o| o.meta.id == *id))
+            })
             .map(|r| r.meta.name.clone())
             .collect();
-        if !forks.is_empty() {
-            notes.push(format!(
-                "{head} counts forks with their parents ({}): a fork repeats its parent's steps up to the fork, so it is not an independent seed",
-                few(&forks)
-            ));
-        }
+        listed(
+            "counts forks with their parents",
+            few(&forks),
+            "a fork repeats its parent's steps up to the fork, so it is not an independent seed",
+        );
         let unfinished: Vec<String> = g
             .runs
             .iter()
             .filter(|r| r.status != "finished")
-            .map(|r| format!("{} {} at {}/{}", r.meta.name, r.status, r.step, r.steps))
+            .map(|r| {
+                format!(
+                    "{} {} at {}",
+                    r.meta.name,
+                    r.status,
+                    super::render::progress_text(r)
+                )
+            })
             .collect();
-        if !unfinished.is_empty() {
-            notes.push(format!(
-                "{head} has runs that did not finish ({}): their last eval is not the end of training",
-                few(&unfinished)
-            ));
-        }
+        listed(
+            "has runs that did not finish",
+            few(&unfinished),
+            "their last eval is not the end of training",
+        );
         let edited: Vec<String> = g
             .runs
             .iter()
@@ -181,12 +191,11 @@ pub fn caveats(groups: &[Group]) -> Vec<String> {
                 )
             })
             .collect();
-        if !edited.is_empty() {
-            notes.push(format!(
-                "{head} has runs whose settings changed while they trained ({}): the settings shown are the last ones",
-                edited.join("; ")
-            ));
-        }
+        listed(
+            "has runs whose settings changed while they trained",
+            edited.join("; "),
+            "the settings shown are the last ones",
+        );
     }
     notes
 }

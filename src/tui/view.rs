@@ -85,14 +85,23 @@ fn render_tabs(frame: &mut Frame, area: Rect, app: &App) {
 /// one (why an edit was refused, what to do) comes last, one line cut it.
 const FLASH_LINES: usize = 3;
 
-/// The footer's height: one line, or as many as the flash needs (up to
-/// [`FLASH_LINES`]).
+/// A flash message wrapped at word boundaries into at most [`FLASH_LINES`]
+/// lines, the last cut with `…` when there is more.
+fn flash_lines(text: &str, width: usize) -> Vec<String> {
+    let mut lines = fmt::wrap(text, width);
+    if lines.len() > FLASH_LINES {
+        let rest = lines.split_off(FLASH_LINES - 1).join(" ");
+        lines.push(fmt::clip(&rest, width));
+    }
+    lines
+}
+
+/// The footer's height: one line, or as many as the flash needs.
 fn footer_height(app: &App, width: u16) -> u16 {
-    let width = usize::from(width).max(1);
     let needed = app
         .flash
         .as_ref()
-        .map_or(1, |f| f.text.chars().count().div_ceil(width));
+        .map_or(1, |f| flash_lines(&f.text, usize::from(width)).len());
     needed.clamp(1, FLASH_LINES) as u16
 }
 
@@ -104,12 +113,9 @@ fn render_footer(frame: &mut Frame, area: Rect, app: &App) {
                 Level::Info => app.theme.accent(),
                 level => app.theme.level(level),
             };
-            // Wrapped by characters, so the lines add up to the height.
-            let text = fmt::clip(&flash.text, width * usize::from(area.height.max(1)));
-            let chars: Vec<char> = text.chars().collect();
-            let lines: Vec<Line> = chars
-                .chunks(width.max(1))
-                .map(|c| Line::from(Span::styled(c.iter().collect::<String>(), style)))
+            let lines: Vec<Line> = flash_lines(&flash.text, width)
+                .into_iter()
+                .map(|l| Line::from(Span::styled(l, style)))
                 .collect();
             frame.render_widget(Paragraph::new(lines), area);
             return;
