@@ -79,7 +79,13 @@ pub struct MetricsRead {
 /// and is ignored.
 pub fn read_metrics(path: &Path) -> Result<MetricsRead> {
     let file = File::open(path).with_context(|| format!("cannot open {}", path.display()))?;
-    let mut reader = BufReader::new(file);
+    parse_metrics(BufReader::new(file), path)
+}
+
+/// [`read_metrics`] over any reader. A line without a newline ends the read
+/// even when more bytes follow by then: a live writer is appending it, and
+/// what it appends next is that line's rest, never a line of its own.
+fn parse_metrics(mut reader: impl BufRead, path: &Path) -> Result<MetricsRead> {
     let mut out = MetricsRead::default();
     let mut buf = String::new();
     let mut number = 0usize;
@@ -94,13 +100,15 @@ pub fn read_metrics(path: &Path) -> Result<MetricsRead> {
         number += 1;
         let complete = buf.ends_with('\n');
         let text = buf.trim();
-        if text.is_empty() {
-            continue;
+        if !text.is_empty() {
+            match serde_json::from_str::<MetricLine>(text) {
+                Ok(line) => out.lines.push(line),
+                Err(_) if !complete => out.torn_tail = true,
+                Err(e) => anyhow::bail!("{}:{number}: not a metrics line: {e}", path.display()),
+            }
         }
-        match serde_json::from_str::<MetricLine>(text) {
-            Ok(line) => out.lines.push(line),
-            Err(_) if !complete => out.torn_tail = true,
-            Err(e) => anyhow::bail!("{}:{number}: not a metrics line: {e}", path.display()),
+        if !complete {
+            break;
         }
     }
     Ok(out)
@@ -258,6 +266,45 @@ mod tests {
             vec![1, 2, 3]
         );
         assert!(!read.torn_tail);
+    }
+
+    /// A file that ends mid-line on the first read and has the rest of the
+    /// line (and another) on the next, as a live session's file does.
+    struct GrowingFile {
+        reads: std::collections::VecDeque<Vec<u8>>,
+    }
+
+    impl std::io::Read for GrowingFile {
+        fn read(&mut self, out: &mut [u8]) -> std::io::Result<usize> {
+            let Some(mut chunk) = self.reads.pop_front() else {
+                return Ok(0);
+            };
+            let n = chunk.len().min(out.len());
+            out[..n].copy_from_slice(&chunk[..n]);
+            if n < chunk.len() {
+                self.reads.push_front(chunk.split_off(n));
+            }
+            Ok(n)
+        }
+    }
+
+    #[test]
+    fn a_line_being_written_while_read_is_a_torn_tail_not_an_error() {
+        let whole = format!("{}\n{}\n", event(1).to_json(), event(2).to_json());
+        let cut = whole.find("\"kind\"").unwrap() + event(1).to_json().len() + 1;
+        let file = GrowingFile {
+            // First part, end of file (an empty read), then the rest of
+            // the line and a later line: what a writer appends meanwhile.
+            reads: [
+                whole[..cut].as_bytes().to_vec(),
+                vec![],
+                format!("{}{}\n", &whole[cut..], event(3).to_json()).into_bytes(),
+            ]
+            .into(),
+        };
+        let read = parse_metrics(BufReader::new(file), Path::new("m.jsonl")).unwrap();
+        assert_eq!(read.lines.iter().map(|l| l.step).collect::<Vec<_>>(), [1]);
+        assert!(read.torn_tail);
     }
 
     #[test]
