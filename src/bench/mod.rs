@@ -29,7 +29,7 @@
 //! timed rounds take them from the heap as a settled run does: see
 //! [`Allocator`]).
 
-use crate::config::{AidMode, CombinerKind, Config, MeltrInit, TrainBatch};
+use crate::config::{AidMode, CombinerKind, Config, JvpMethod, MeltrInit, TrainBatch};
 use crate::device_memory;
 use crate::engine::trainer::BenchTrainer;
 use anyhow::{bail, Context, Result};
@@ -365,51 +365,53 @@ fn bench_workload(
     let meta_every = 3;
     let steps = options.steps.max(4 * meta_every);
     let steps = steps - steps % meta_every;
-    // (combiner, meta_every, log_every, train_batch, elementary ops only)
-    let runs: [(CombinerKind, u64, u64, TrainBatch, bool); 5] = [
-        (CombinerKind::Sum, 1_000_000, 50, TrainBatch::Recent, false),
-        (
-            CombinerKind::Meltr,
-            meta_every,
-            50,
-            TrainBatch::Recent,
-            false,
-        ),
-        (
-            CombinerKind::Meltr,
-            meta_every,
-            50,
-            TrainBatch::Current,
-            false,
-        ),
-        (
-            CombinerKind::Meltr,
-            meta_every,
-            1,
-            TrainBatch::Recent,
-            false,
-        ),
-        (
-            CombinerKind::Meltr,
-            meta_every,
-            50,
-            TrainBatch::Recent,
-            true,
-        ),
+    let sum = ThroughputRun {
+        kind: CombinerKind::Sum,
+        meta_every: 1_000_000,
+        ..ThroughputRun::default()
+    };
+    let meltr = ThroughputRun {
+        meta_every,
+        ..ThroughputRun::default()
+    };
+    let runs = [
+        sum,
+        meltr,
+        ThroughputRun {
+            train_batch: TrainBatch::Current,
+            ..meltr
+        },
+        ThroughputRun {
+            train_batch: TrainBatch::Current,
+            jvp: JvpMethod::Differences,
+            ..meltr
+        },
+        ThroughputRun {
+            log_every: 1,
+            ..meltr
+        },
+        ThroughputRun {
+            elementary: true,
+            ..meltr
+        },
     ];
     let mut trainers = runs
         .iter()
-        .map(|&(kind, every, log_every, batch, elementary)| {
-            let label = format!("run-{kind}-{log_every}-{batch}-{elementary}");
+        .map(|run| {
+            let label = format!(
+                "run-{}-{}-{}-{}-{}",
+                run.kind, run.log_every, run.train_batch, run.jvp, run.elementary
+            );
             let variant = Variant {
-                elementary,
+                elementary: run.elementary,
                 ..Variant::default()
             };
             with(&label, variant, &|c| {
-                c.combiner.kind = kind;
-                c.meltr.meta_every = every;
-                c.meltr.train_batch = batch;
-                c.train.log_every = log_every;
+                c.combiner.kind = run.kind;
+                c.meltr.meta_every = run.meta_every;
+                c.meltr.train_batch = run.train_batch;
+                c.aid.jvp = run.jvp;
+                c.train.log_every = run.log_every;
             })
         })
         .collect::<Result<Vec<_>>>()?;
@@ -419,8 +421,10 @@ fn bench_workload(
     .iter()
     .map(|(seconds, _)| steps as f64 / seconds)
     .collect();
-    let [sum_rate, meltr_rate, meltr_current, meltr_log1, meltr_unfused] = rates[..] else {
-        unreachable!("five runs")
+    let [sum_rate, meltr_rate, meltr_current, meltr_differences, meltr_log1, meltr_unfused] =
+        rates[..]
+    else {
+        unreachable!("six runs")
     };
     lines.push(format!(
         "  sum                          {sum_rate:>8.1}    1.00"
@@ -432,6 +436,10 @@ fn bench_workload(
     lines.push(format!(
         "  meltr, train_batch current   {meltr_current:>8.1}  {:>6.2}  (× sum; reuses the inner forward)",
         meltr_current / sum_rate
+    ));
+    lines.push(format!(
+        "  meltr, current + differences {meltr_differences:>8.1}  {:>6.2}  (× sum; and aid.jvp = differences: no-grad forwards)",
+        meltr_differences / sum_rate
     ));
     lines.push(format!(
         "  meltr, log_every 1 vs 50     {meltr_log1:>8.1}  {:>6.2}  (× log_every 50)",
@@ -447,6 +455,31 @@ fn bench_workload(
         name: title.into(),
         lines,
     })
+}
+
+/// One configuration the throughput section times.
+#[derive(Clone, Copy)]
+struct ThroughputRun {
+    kind: CombinerKind,
+    meta_every: u64,
+    log_every: u64,
+    train_batch: TrainBatch,
+    jvp: JvpMethod,
+    /// MELTR through elementary ops only (no fused kernels).
+    elementary: bool,
+}
+
+impl Default for ThroughputRun {
+    fn default() -> Self {
+        Self {
+            kind: CombinerKind::Meltr,
+            meta_every: 3,
+            log_every: 50,
+            train_batch: TrainBatch::Recent,
+            jvp: JvpMethod::Auto,
+            elementary: false,
+        }
+    }
 }
 
 /// What the report's rows are, for a reader who has not read this file.
