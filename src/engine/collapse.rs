@@ -22,6 +22,13 @@ pub const PRIMARY_FLOOR: f64 = 0.1;
 /// either sign, so the watch arms only when the primary first clears the
 /// floor.)
 pub const PRIMARY_COLLAPSE_META_STEPS: u32 = 25;
+/// A primary whose weight has not cleared [`PRIMARY_FLOOR`] in the run's
+/// first this many meta steps never rose: reported although the watch never
+/// armed (an auxiliary loss thousands of times the primary's value did this
+/// to the public algorithm as well, in a held-out walkthrough). On the
+/// auxiliary-learning suite (6 tasks × 12 seeds) the primary cleared the
+/// floor by meta step 33 at the latest.
+pub const PRIMARY_NEVER_ROSE_META_STEPS: u32 = 60;
 /// A slide still under way when the run ends is said once it has lasted
 /// this many meta steps (one low reading is noise).
 pub const SLIDE_AT_END_META_STEPS: u32 = 3;
@@ -34,8 +41,10 @@ pub const HEALTHY_PRIMARY: f64 = 0.5;
 /// What the watch sees after one meta step's update.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Weights {
-    /// The largest |w_k|.
+    /// The weight largest in magnitude, with its sign.
     pub largest: f64,
+    /// Which loss holds it (0 is the primary).
+    pub largest_at: usize,
     /// The primary's w.
     pub primary: f64,
 }
@@ -45,6 +54,9 @@ pub struct Weights {
 pub enum Collapse {
     /// The primary's weight stayed under [`PRIMARY_FLOOR`].
     Primary,
+    /// The primary's weight never cleared [`PRIMARY_FLOOR`] in the first
+    /// [`PRIMARY_NEVER_ROSE_META_STEPS`] meta steps.
+    PrimaryNeverRose,
     /// Every weight stayed under [`COLLAPSE_WEIGHT`].
     Every,
 }
@@ -57,6 +69,8 @@ pub struct CollapseGuard {
     primary_streak: u32,
     /// The primary has cleared [`PRIMARY_FLOOR`] at least once.
     primary_armed: bool,
+    /// Meta steps seen before the primary first cleared the floor.
+    unarmed_meta_steps: u32,
     /// The newest healthy meta step and copies of the state it had.
     healthy: Option<(u64, Vec<Tensor>)>,
     /// The newest observation.
@@ -88,9 +102,12 @@ impl CollapseGuard {
         snapshot: Option<Vec<Tensor>>,
     ) -> Verdict {
         self.last = Some(weights);
-        let every_low = weights.largest < COLLAPSE_WEIGHT;
+        let every_low = weights.magnitude() < COLLAPSE_WEIGHT;
         let primary_low = weights.primary < PRIMARY_FLOOR;
         self.primary_armed |= !primary_low;
+        if !self.primary_armed {
+            self.unarmed_meta_steps += 1;
+        }
         self.every_streak = if every_low { self.every_streak + 1 } else { 0 };
         self.primary_streak = if primary_low && self.primary_armed {
             self.primary_streak + 1
@@ -106,6 +123,11 @@ impl CollapseGuard {
             Collapse::Primary
         } else if self.every_streak == COLLAPSE_META_STEPS {
             Collapse::Every
+        } else if !self.primary_armed
+            && self.unarmed_meta_steps == PRIMARY_NEVER_ROSE_META_STEPS
+            && !every_low
+        {
+            Collapse::PrimaryNeverRose
         } else {
             return Verdict::Fine;
         };
@@ -148,7 +170,8 @@ impl CollapseGuard {
     }
 
     /// The watch's state by name, for checkpoints: its counters (`{prefix}.counters`:
-    /// the two streaks, armed, the healthy step or -1) and the healthy
+    /// the two streaks, armed, the healthy step or -1, the unarmed meta
+    /// steps) and the healthy
     /// snapshot (`{prefix}.healthy.{i}`), so a resumed run watches and
     /// restores as the uninterrupted one would.
     pub fn state(&self, prefix: &str) -> Vec<(String, Tensor)> {
@@ -158,6 +181,7 @@ impl CollapseGuard {
             f64::from(self.primary_streak),
             f64::from(u8::from(self.primary_armed)),
             healthy_step,
+            f64::from(self.unarmed_meta_steps),
         ];
         let mut out = vec![(format!("{prefix}.counters"), Tensor::from_slice(&counters))];
         if let Some((_, saved)) = &self.healthy {
@@ -182,12 +206,21 @@ impl CollapseGuard {
             return Ok(());
         };
         let values = Vec::<f64>::try_from(counters.to_kind(tch::Kind::Double).flatten(0, -1))?;
-        let [every, primary, armed, healthy_step] = values[..] else {
-            anyhow::bail!("`{prefix}.counters` holds {} values, not 4", values.len());
+        // Checkpoints from before the unarmed count hold four values.
+        let (every, primary, armed, healthy_step, unarmed) = match values[..] {
+            [every, primary, armed, healthy_step] => (every, primary, armed, healthy_step, 0.0),
+            [every, primary, armed, healthy_step, unarmed] => {
+                (every, primary, armed, healthy_step, unarmed)
+            }
+            _ => anyhow::bail!(
+                "`{prefix}.counters` holds {} values, not 4 or 5",
+                values.len()
+            ),
         };
         self.every_streak = every as u32;
         self.primary_streak = primary as u32;
         self.primary_armed = armed != 0.0;
+        self.unarmed_meta_steps = unarmed as u32;
         self.healthy = None;
         if healthy_step >= 0.0 {
             let saved: Vec<Tensor> = (0..)
@@ -205,20 +238,55 @@ impl CollapseGuard {
 }
 
 impl Weights {
-    /// What a collapse of the primary means for the run, in words: the
-    /// model drops its own task, or (the primary still the largest weight)
-    /// every weight shrank with it, as in the suite's runs that end so.
-    pub fn primary_collapse_reading(&self) -> String {
-        if self.primary > 0.0 && self.primary >= self.largest {
-            "every weight shrank with it and the primary's is still the largest (the combined loss still \
+    /// The weights of one meta step, primary first.
+    pub fn of(weights: &[f64]) -> Self {
+        let (largest_at, largest) =
+            weights
+                .iter()
+                .copied()
+                .enumerate()
+                .fold((0, 0.0f64), |best, (k, w)| {
+                    if w.abs() > best.1.abs() || w.is_nan() {
+                        (k, w)
+                    } else {
+                        best
+                    }
+                });
+        Self {
+            largest,
+            largest_at,
+            primary: weights.first().copied().unwrap_or(f64::NAN),
+        }
+    }
+
+    /// The largest |w_k|.
+    pub fn magnitude(&self) -> f64 {
+        self.largest.abs()
+    }
+
+    /// What a low primary weight means for the run, in words (`names`: the
+    /// losses, primary first): the model drops its own task (or climbs it,
+    /// below zero), or (the primary still the largest weight) every weight
+    /// shrank with it, as in the suite's runs that end so.
+    pub fn primary_collapse_reading(&self, names: &[String]) -> String {
+        if self.primary > 0.0 && self.largest_at == 0 {
+            return "every weight shrank with it and the primary's is still the largest (the combined loss still \
              favours the model's own task, at a smaller scale: the inner steps shrink until Adam's \
              second-moment average catches up)"
+                .to_string();
+        }
+        let largest = format!(
+            "the largest weight is {}'s, {:+.3}",
+            names.get(self.largest_at).map_or("?", String::as_str),
+            self.largest
+        );
+        if self.primary < 0.0 && self.largest_at == 0 {
+            "the weight is negative and the largest in magnitude, so the model climbs its own task's loss"
                 .to_string()
+        } else if self.primary < 0.0 {
+            format!("the weight is negative, so the model climbs its own task's loss ({largest})")
         } else {
-            format!(
-                "the model is hardly training its own task (the largest weight is {:.3})",
-                self.largest
-            )
+            format!("the model is hardly training its own task ({largest})")
         }
     }
 }
@@ -229,18 +297,12 @@ mod tests {
 
     /// Every weight at `w` (the primary too).
     fn flat(w: f64) -> Weights {
-        Weights {
-            largest: w.abs(),
-            primary: w,
-        }
+        Weights::of(&[w, w])
     }
 
     /// The primary at `primary`, an auxiliary at 1.
     fn primary_at(primary: f64) -> Weights {
-        Weights {
-            largest: primary.abs().max(1.0),
-            primary,
-        }
+        Weights::of(&[primary, 1.0])
     }
 
     fn reports(guard: &mut CollapseGuard, weights: &[Weights]) -> Vec<Collapse> {
@@ -279,8 +341,10 @@ mod tests {
     fn the_primary_collapses_after_its_streak_below_the_floor_once_it_was_above() {
         let mut guard = CollapseGuard::default();
         let low = vec![primary_at(0.05); PRIMARY_COLLAPSE_META_STEPS as usize * 2];
-        // PyTorch's init starts the primary near 0: not a collapse.
-        assert_eq!(reports(&mut guard, &low), vec![]);
+        // PyTorch's init starts the primary near 0: not a collapse (until it
+        // never rises, below).
+        let start = vec![primary_at(0.05); PRIMARY_NEVER_ROSE_META_STEPS as usize - 1];
+        assert_eq!(reports(&mut guard, &start), vec![]);
         assert_eq!(reports(&mut guard, &[primary_at(1.5)]), vec![]);
         let short = &low[..PRIMARY_COLLAPSE_META_STEPS as usize - 1];
         assert_eq!(reports(&mut guard, short), vec![], "too short");
@@ -295,6 +359,46 @@ mod tests {
             reports(&mut guard, &negative),
             vec![Collapse::Primary],
             "once per episode"
+        );
+    }
+
+    #[test]
+    fn a_primary_that_never_rises_is_reported_once_though_the_watch_never_armed() {
+        let mut guard = CollapseGuard::default();
+        let early = PRIMARY_NEVER_ROSE_META_STEPS as usize - 1;
+        // Below the floor from the start, and negative at the end.
+        let mut low = vec![primary_at(0.05); early];
+        low.extend(vec![
+            primary_at(-0.4);
+            3 * PRIMARY_NEVER_ROSE_META_STEPS as usize
+        ]);
+        assert_eq!(reports(&mut guard, &low[..early]), vec![], "too early");
+        assert_eq!(
+            reports(&mut guard, &low[early..]),
+            vec![Collapse::PrimaryNeverRose],
+            "once, at its step"
+        );
+        // A primary that rose in time is the armed watch's business.
+        let mut guard = CollapseGuard::default();
+        let mut rose = vec![primary_at(0.05); early];
+        rose.push(primary_at(0.6));
+        rose.extend(vec![
+            primary_at(0.3);
+            2 * PRIMARY_NEVER_ROSE_META_STEPS as usize
+        ]);
+        assert_eq!(reports(&mut guard, &rose), vec![]);
+        // The count survives a checkpoint: a resumed run reports at the
+        // same meta step as an uninterrupted one.
+        let mut guard = CollapseGuard::default();
+        reports(&mut guard, &low[..early]);
+        let saved: std::collections::HashMap<String, Tensor> =
+            guard.state("c").into_iter().collect();
+        let mut read = CollapseGuard::default();
+        read.load_state("c", &|n| saved.get(n).map(Tensor::copy), tch::Device::Cpu)
+            .unwrap();
+        assert_eq!(
+            reports(&mut read, &low[early..early + 1]),
+            vec![Collapse::PrimaryNeverRose]
         );
     }
 
@@ -389,26 +493,32 @@ mod tests {
 
     #[test]
     fn a_primary_collapse_says_whether_every_weight_shrank_with_it() {
-        let shrank = Weights {
-            largest: 0.02,
-            primary: 0.02,
-        };
+        let names: Vec<String> = ["cls", "count_x200", "random"].map(String::from).into();
+        let shrank = Weights::of(&[0.02, 0.01, -0.015]);
         assert!(shrank
-            .primary_collapse_reading()
+            .primary_collapse_reading(&names)
             .contains("still the largest"));
-        let dropped = Weights {
-            largest: 0.9,
-            primary: 0.02,
-        };
-        let reading = dropped.primary_collapse_reading();
+        let dropped = Weights::of(&[0.02, 0.4, -0.9]);
+        let reading = dropped.primary_collapse_reading(&names);
         assert!(
             reading.contains("hardly training its own task"),
             "{reading}"
         );
-        assert!(reading.contains("0.900"), "{reading}");
-        // A negative primary climbs its own loss, whatever the others do.
-        assert!(flat(-0.05)
-            .primary_collapse_reading()
-            .contains("hardly training"));
+        assert!(
+            reading.contains("random's, -0.900"),
+            "names the loss and keeps the sign: {reading}"
+        );
+        // A negative primary climbs its own loss, even as the largest.
+        let climbing = Weights::of(&[-0.2, 0.12, 0.3]);
+        let reading = climbing.primary_collapse_reading(&names);
+        assert!(
+            reading.contains("negative") && reading.contains("random's, +0.300"),
+            "{reading}"
+        );
+        let reading = Weights::of(&[-0.63, 0.12, 0.3]).primary_collapse_reading(&names);
+        assert!(
+            reading.contains("negative and the largest in magnitude"),
+            "{reading}"
+        );
     }
 }

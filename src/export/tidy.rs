@@ -3,7 +3,7 @@
 //! TensorBoard tags: `loss/<name>`, `loss/total`, `weight/<name>`,
 //! `share/<name>`, `lr`, `gpu/<field>` (CUDA runs), `meta/<field>`, `eval/<metric>`, `eval_loss/<name>`.
 
-use crate::session::metrics::{MetricLine, Record};
+use crate::session::metrics::{MetricLine, Record, EVAL_LOSS_PREFIX};
 
 /// One value of one series.
 #[derive(Debug, Clone, PartialEq)]
@@ -71,7 +71,7 @@ pub fn points(lines: &[MetricLine]) -> Vec<Point> {
                     push(format!("eval/{name}"), *v);
                 }
                 for (name, v) in losses {
-                    push(format!("eval_loss/{name}"), *v);
+                    push(format!("{EVAL_LOSS_PREFIX}{name}"), *v);
                 }
             }
             Record::Transform { .. } | Record::Config { .. } | Record::Event { .. } => {}

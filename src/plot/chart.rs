@@ -4,7 +4,7 @@
 //! the embedded font's real glyph widths.
 
 use super::font::Metrics;
-use super::legend::{Legend, Rect};
+use super::legend::{fitted, Legend, Rect};
 use super::scale::{self, Kind, Scale, Ticks};
 use super::series::extent;
 use super::series::{Emphasis, Line};
@@ -349,18 +349,28 @@ impl Chart {
         );
         // Centred on the axes; a label longer than they are tall (a legend
         // above took their height) starts at their top and runs down into
-        // the free corner below, not up into the legend.
-        let long = m.width(&self.y_label, t.label_pt);
+        // the free corner below, not up into the legend. One longer than
+        // the figure is tall (slides are short) is set smaller, down to
+        // three quarters, and then shortened with `…`.
+        let room = h - 2.0 * s.pad;
+        let natural = m.width(&self.y_label, t.label_pt);
+        let pt = if natural > room {
+            (t.label_pt * room / natural).max(0.75 * t.label_pt)
+        } else {
+            t.label_pt
+        };
+        let label = fitted(&self.y_label, room, pt, m);
+        let long = m.width(&label, pt);
         let y_mid = if long > a.h {
             (a.y + long / 2.0).min(h - s.pad - long / 2.0)
         } else {
             a.y + a.h / 2.0
         };
         svg.text(
-            s.pad + m.ascent(t.label_pt),
+            s.pad + m.ascent(pt),
             y_mid,
-            &self.y_label,
-            t.label_pt,
+            &label,
+            pt,
             Anchor::Middle,
             -90.0,
         );
@@ -551,6 +561,65 @@ mod tests {
             mid - long / 2.0 >= top - 1e-6,
             "label top {} above the axes' {top}",
             mid - long / 2.0
+        );
+    }
+
+    /// A slides figure is 324 points tall; a 16-point label of a long loss
+    /// name (316 points) ran off its top (walkthrough).
+    #[test]
+    fn a_y_label_longer_than_the_figure_is_tall_fits_in_it() {
+        let theme = super::super::Style::Slides.theme();
+        let height = theme.height_in * 72.0;
+        let drawn = |y_label: &str| -> (String, f64, f64) {
+            let chart = Chart {
+                x_label: "training step".into(),
+                y_label: y_label.into(),
+                y_kind: Kind::Log,
+                tight_x: false,
+                zero_line: false,
+                body: Body::Lines(vec![Line {
+                    label: None,
+                    points: vec![(0.0, 1.0), (10.0, 100.0)],
+                    look: super::super::style::look(0),
+                    emphasis: super::super::series::Emphasis::Main,
+                }]),
+            };
+            let svg = chart.to_svg(&theme);
+            let at = svg.find("rotate(-90").unwrap();
+            let element = &svg[svg[..at].rfind("<text").unwrap()..];
+            let attribute = |key: &str| -> f64 {
+                let from = element.find(key).unwrap() + key.len();
+                element[from..].split('"').next().unwrap().parse().unwrap()
+            };
+            let text = element[element.find('>').unwrap() + 1..element.find("</text>").unwrap()]
+                .to_string();
+            (text, attribute(" y=\""), attribute("font-size=\""))
+        };
+        let long = "training loss count_mse_x200 (EMA 0.9)";
+        // Nearly as long as the figure is tall: more than it has between
+        // its margins.
+        assert!(
+            Metrics::get().width(long, theme.label_pt) > 0.95 * height,
+            "the case needs a label about as tall as the figure"
+        );
+        for label in [long.to_string(), format!("{long} {long}")] {
+            let (text, mid, pt) = drawn(&label);
+            let half = Metrics::get().width(&text, pt) / 2.0;
+            assert!(
+                mid - half >= 0.0 && mid + half <= height,
+                "{text:?} at {pt} pt spans {}..{} of {height}",
+                mid - half,
+                mid + half
+            );
+            assert!(pt >= 0.75 * theme.label_pt - 1e-9, "{pt}");
+        }
+        let (text, _, pt) = drawn(long);
+        assert_eq!(text, long, "set smaller ({pt} pt), not cut");
+        let twice = format!("{long} {long}");
+        let (text, _, _) = drawn(&twice);
+        assert!(
+            text.ends_with('…') && twice.starts_with(text.trim_end_matches('…')),
+            "{text}"
         );
     }
 

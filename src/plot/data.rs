@@ -5,7 +5,7 @@
 
 use super::series::Points;
 use crate::session::log::read_metrics;
-use crate::session::metrics::{Curve, Record};
+use crate::session::metrics::{Curve, Record, EVAL_LOSS_PREFIX};
 use crate::session::SessionDir;
 use crate::session::SessionMeta;
 use anyhow::{bail, Context, Result};
@@ -26,6 +26,9 @@ pub struct SessionData {
     pub weights: Curves,
     /// Evaluation metric `name -> (step, value)`.
     pub metrics: Curves,
+    /// Mean validation loss `name -> (step, value)` (asked for as
+    /// `eval_loss/<name>`).
+    pub eval_losses: Curves,
     /// The newest transform curves and the step they were taken at.
     pub transform: Option<(u64, BTreeMap<String, Curve>)>,
     /// The losses of the last logged training step.
@@ -35,7 +38,12 @@ pub struct SessionData {
 impl SessionData {
     /// Drops every point before step `x` (a fork's history, its parent's).
     pub fn keep_from(&mut self, x: f64) {
-        for curves in [&mut self.losses, &mut self.weights, &mut self.metrics] {
+        for curves in [
+            &mut self.losses,
+            &mut self.weights,
+            &mut self.metrics,
+            &mut self.eval_losses,
+        ] {
             for points in curves.values_mut() {
                 points.retain(|p| p.0 >= x);
             }
@@ -67,6 +75,7 @@ impl SessionData {
             losses: Curves::new(),
             weights: Curves::new(),
             metrics: Curves::new(),
+            eval_losses: Curves::new(),
             transform: None,
             last_losses: BTreeMap::new(),
         };
@@ -85,7 +94,10 @@ impl SessionData {
                     push(&mut data.weights, step, &weights);
                     data.last_losses = losses;
                 }
-                Record::Eval { metrics, .. } => push(&mut data.metrics, step, &metrics),
+                Record::Eval { metrics, losses } => {
+                    push(&mut data.metrics, step, &metrics);
+                    push(&mut data.eval_losses, step, &losses);
+                }
                 Record::Transform { curves } => data.transform = Some((line.step, curves)),
                 _ => {}
             }
@@ -97,7 +109,12 @@ impl SessionData {
                 path.display()
             );
         }
-        for curves in [&mut data.losses, &mut data.weights, &mut data.metrics] {
+        for curves in [
+            &mut data.losses,
+            &mut data.weights,
+            &mut data.metrics,
+            &mut data.eval_losses,
+        ] {
             for points in curves.values_mut() {
                 // Steps only go up within a run; a resume may repeat some.
                 points.sort_by(|a, b| a.0.total_cmp(&b.0));
@@ -129,9 +146,16 @@ impl SessionData {
     }
 
     /// A metric or loss series by name: an eval metric first, then a train
-    /// loss. The error lists what the session has.
+    /// loss; `eval_loss/<loss>` is a validation loss. The error lists what
+    /// the session has.
     pub fn series(&self, name: &str) -> Result<(SeriesSource, &Points)> {
         if let Some(points) = self.metrics.get(name) {
+            return Ok((SeriesSource::Eval, points));
+        }
+        if let Some(points) = name
+            .strip_prefix(EVAL_LOSS_PREFIX)
+            .and_then(|loss| self.eval_losses.get(loss))
+        {
             return Ok((SeriesSource::Eval, points));
         }
         if let Some(points) = self.losses.get(name) {
@@ -144,8 +168,17 @@ impl SessionData {
                 c.keys().cloned().collect::<Vec<_>>().join(", ")
             }
         };
+        let eval_losses = if self.eval_losses.is_empty() {
+            "(none)".to_string()
+        } else {
+            self.eval_losses
+                .keys()
+                .map(|loss| format!("{EVAL_LOSS_PREFIX}{loss}"))
+                .collect::<Vec<_>>()
+                .join(", ")
+        };
         bail!(
-            "session '{}' has no metric or loss named '{name}'; it has eval metrics: {}; train losses: {}",
+            "session '{}' has no metric or loss named '{name}'; it has eval metrics: {}; train losses: {}; validation losses: {eval_losses}",
             self.meta.name,
             list(&self.metrics),
             list(&self.losses)
@@ -158,4 +191,54 @@ impl SessionData {
 pub enum SeriesSource {
     Eval,
     Train,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::session::log::MetricsWriter;
+    use crate::session::metrics::MetricLine;
+
+    /// `compare --metric eval_loss/cls` found no such series (walkthrough).
+    #[test]
+    fn a_validation_loss_is_a_series_by_its_export_name() {
+        let root = tempfile::tempdir().unwrap();
+        let dir =
+            crate::session::create(root.path(), "r", &crate::config::Config::default()).unwrap();
+        let mut w = MetricsWriter::open(&dir.join("metrics.jsonl")).unwrap();
+        let line = |step: u64, record: Record| MetricLine {
+            step,
+            time: 0.0,
+            wall: None,
+            record,
+        };
+        w.append(&line(
+            1,
+            Record::Train {
+                losses: [("cls".to_string(), 1.0)].into(),
+                total: 1.0,
+                weights: [("cls".to_string(), 1.0)].into(),
+                lr: 1e-3,
+                shares: Default::default(),
+                gpu: None,
+            },
+        ))
+        .unwrap();
+        for (step, loss) in [(5, 0.9), (10, 0.6)] {
+            w.append(&line(
+                step,
+                Record::Eval {
+                    metrics: [("accuracy".to_string(), 50.0)].into(),
+                    losses: [("cls".to_string(), loss)].into(),
+                },
+            ))
+            .unwrap();
+        }
+        let data = SessionData::load(&dir).unwrap();
+        let (source, points) = data.series("eval_loss/cls").unwrap();
+        assert_eq!(source, SeriesSource::Eval);
+        assert_eq!(points, &vec![(5.0, 0.9), (10.0, 0.6)]);
+        let err = data.series("eval_loss/nope").unwrap_err().to_string();
+        assert!(err.contains("validation losses: eval_loss/cls"), "{err}");
+    }
 }

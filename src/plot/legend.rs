@@ -40,7 +40,7 @@ pub enum Placement {
 }
 
 /// `text`, or as much of it as fits in `room` points followed by `…`.
-fn fitted(text: &str, room: f64, em: f64, m: &Metrics) -> String {
+pub(super) fn fitted(text: &str, room: f64, em: f64, m: &Metrics) -> String {
     if m.width(text, em) <= room {
         return text.to_string();
     }

@@ -14,7 +14,7 @@ pub mod render;
 pub mod stats;
 pub mod table;
 
-use crate::session::metrics::{Named, Record};
+use crate::session::metrics::{self, Named, Record};
 use crate::session::{self, SessionDir, SessionMeta};
 use anyhow::Result;
 use std::collections::BTreeMap;
@@ -188,7 +188,9 @@ fn logged(dir: &Path, meta: &SessionMeta) -> Logged {
     let mut own_fork_seen = false;
     for line in read.lines {
         match line.record {
-            Record::Eval { metrics, .. } => out.evals.push((line.step, metrics)),
+            Record::Eval { metrics, losses } => out
+                .evals
+                .push((line.step, metrics::eval_values(&metrics, &losses))),
             Record::Config { changed, .. } if !changed.is_empty() => {
                 let own = own_fork_seen && Some(line.step) == meta.fork_step;
                 if !own {

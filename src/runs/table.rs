@@ -7,6 +7,7 @@ use super::groups::Group;
 use super::render::csv_field;
 use super::stats::Summary;
 use super::{Eval, Run};
+use crate::session::metrics::EVAL_LOSS_PREFIX;
 use anyhow::{bail, Result};
 
 /// The table's output format.
@@ -58,7 +59,8 @@ fn chosen(run: &Run, best: bool) -> Result<&Eval> {
 }
 
 /// The metric columns: `wanted`, or every metric of the chosen evals with
-/// the primary first.
+/// the primary first (validation losses, `eval_loss/<loss>`, only when
+/// asked for).
 fn metric_names(groups: &[Group], opts: &TableOptions) -> Result<Vec<String>> {
     if !opts.metrics.is_empty() {
         return Ok(opts.metrics.clone());
@@ -74,7 +76,7 @@ fn metric_names(groups: &[Group], opts: &TableOptions) -> Result<Vec<String>> {
     for g in groups {
         for r in &g.runs {
             for name in chosen(r, opts.best)?.1.keys() {
-                if !names.contains(name) {
+                if !names.contains(name) && !name.starts_with(EVAL_LOSS_PREFIX) {
                     names.push(name.clone());
                 }
             }
@@ -395,6 +397,50 @@ mod tests {
         );
         assert!(text.contains("| meltr | - | 1 |"), "{text}");
         assert!(text.contains("| meltr | m0@200 | 1 |"), "{text}");
+    }
+
+    /// `table --metric eval_loss/cls_ce` said the session had no such
+    /// metric, though its eval lines hold the validation losses (and the
+    /// CSV export names them so); without --metric they stay out.
+    #[test]
+    fn validation_losses_are_columns_when_asked_for() {
+        use crate::session::log::MetricsWriter;
+        use crate::session::metrics::MetricLine;
+        let root = tempfile::tempdir().unwrap();
+        let mut runs = Vec::new();
+        for (name, kind, loss) in [("m", "meltr", 0.5), ("s", "sum", 0.7)] {
+            let mut config = crate::config::Config::default();
+            config.combiner.kind = kind.parse().unwrap();
+            let dir = crate::session::create(root.path(), name, &config).unwrap();
+            let mut w = MetricsWriter::open(&dir.join("metrics.jsonl")).unwrap();
+            w.append(&MetricLine {
+                step: 10,
+                time: 1.0,
+                wall: None,
+                record: crate::session::metrics::Record::Eval {
+                    metrics: [("accuracy".to_string(), 80.0)].into(),
+                    losses: [("cls".to_string(), loss)].into(),
+                },
+            })
+            .unwrap();
+            let mut run = Run::load(&dir).unwrap();
+            run.meta.primary_metric = "accuracy".into();
+            run.meta.higher_is_better = true;
+            runs.push(run);
+        }
+        let groups =
+            super::super::groups::gather(&runs, &super::super::groups::GroupBy::Seeds).unwrap();
+        assert!(!markdown(&groups).contains("eval_loss"));
+        let options = TableOptions {
+            format: TableFormat::Md,
+            best: false,
+            metrics: vec!["eval_loss/cls".into()],
+            digits: None,
+        };
+        let text = render(&groups, &options).unwrap();
+        assert!(text.contains("| eval_loss/cls ↓ |"), "{text}");
+        assert!(text.contains("| meltr | 1 | **0.5000** |"), "{text}");
+        assert!(text.contains("| sum | 1 | 0.7000 |"), "{text}");
     }
 
     /// Only the primary metric had an arrow and a bold best (walkthrough:

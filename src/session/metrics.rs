@@ -11,6 +11,19 @@ use std::collections::BTreeMap;
 /// Values keyed by loss or metric name, in a stable order.
 pub type Named = BTreeMap<String, f64>;
 
+/// How tables, comparisons and exports name an eval line's mean validation
+/// loss: `eval_loss/<loss>`.
+pub const EVAL_LOSS_PREFIX: &str = "eval_loss/";
+
+/// An eval line's metrics and its losses (as `eval_loss/<loss>`), by name.
+pub fn eval_values(metrics: &Named, losses: &Named) -> Named {
+    let mut out = metrics.clone();
+    for (name, v) in losses {
+        out.insert(format!("{EVAL_LOSS_PREFIX}{name}"), *v);
+    }
+    out
+}
+
 /// JSON has no NaN or ±inf: serde_json writes them as `null`, and these
 /// read `null` back as NaN, so a diverged run's log stays readable (its
 /// curves show gaps, `ls` and `export` still work).

@@ -118,7 +118,7 @@ fn bar_lines(
     lines
 }
 
-fn render_bars(frame: &mut Frame, area: Rect, app: &App) {
+pub(super) fn render_bars(frame: &mut Frame, area: Rect, app: &App) {
     let width = usize::from(area.width);
     let Some(train) = &app.store.train else {
         frame.render_widget(
@@ -129,6 +129,20 @@ fn render_bars(frame: &mut Frame, area: Rect, app: &App) {
     };
     let heading = format!("weight ∂M/∂l @{}", fmt::steps(train.step));
     let mut lines = bar_lines(app, heading, &train.weights, false, width);
+    let height = usize::from(area.height);
+    if lines.len() > height && height >= 2 {
+        // The rows that do not fit are named on the last line, with their
+        // values: a hidden loss may hold the weight the bars are scaled to.
+        let rows: Vec<(&String, f64)> = app
+            .store
+            .losses
+            .iter()
+            .filter_map(|n| Some((n, *train.weights.get(n)?)))
+            .collect();
+        let shown = height - 2;
+        lines.truncate(1 + shown);
+        lines.push(hidden_rows_line(app, &rows[shown..], width));
+    }
     if !train.shares.is_empty() {
         let shares = bar_lines(
             app,
@@ -144,6 +158,17 @@ fn render_bars(frame: &mut Frame, area: Rect, app: &App) {
         }
     }
     frame.render_widget(Paragraph::new(lines), area);
+}
+
+/// `+N more: name value, …` for rows a short pane cannot show, clipped to
+/// `width`.
+fn hidden_rows_line(app: &App, hidden: &[(&String, f64)], width: usize) -> Line<'static> {
+    let listed: Vec<String> = hidden
+        .iter()
+        .map(|(name, v)| format!("{name} {}", fmt::signed(*v)))
+        .collect();
+    let text = format!("+{} more: {}", hidden.len(), listed.join(", "));
+    Line::from(Span::styled(fmt::clip(&text, width), app.theme.dim()))
 }
 
 fn render_transform(frame: &mut Frame, area: Rect, app: &App) {

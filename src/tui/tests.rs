@@ -256,6 +256,33 @@ fn the_shares_heading_comes_with_every_loss_bar_or_not_at_all() {
     }
 }
 
+/// In a short pane the weights that did not fit were left out without a
+/// word, though one held the largest weight the bars are scaled to
+/// (walkthrough: six losses at 120×35).
+#[test]
+fn weights_that_do_not_fit_are_named_with_their_values() {
+    let app = app();
+    let w = app.store.train.as_ref().unwrap().weights.clone();
+    let mut terminal = Terminal::new(TestBackend::new(60, 3)).unwrap();
+    terminal
+        .draw(|f| super::contributions::render_bars(f, f.area(), &app))
+        .unwrap();
+    let screen = text(terminal.backend().buffer());
+    let rows: Vec<&str> = screen.lines().collect();
+    assert!(rows[0].starts_with("weight ∂M/∂l"), "{screen}");
+    assert!(rows[1].starts_with("primary"), "{screen}");
+    let signed = super::fmt::signed;
+    assert_eq!(
+        rows[2].trim_end(),
+        format!(
+            "+2 more: helpful {}, harmful {}",
+            signed(w["helpful"]),
+            signed(w["harmful"])
+        ),
+        "{screen}"
+    );
+}
+
 #[test]
 fn shares_absent_shows_weights_only() {
     let mut app = app();

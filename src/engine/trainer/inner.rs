@@ -160,6 +160,15 @@ impl Trainer {
                 return self.finish_step(reuse_forward);
             }
             let (logged_losses, logged_weights) = (pick(0..k), pick(k..2 * k));
+            if !std::mem::replace(&mut self.loss_scales_checked, true) && self.meta.is_some() {
+                let values: Vec<f64> = values[..k].to_vec();
+                if let Some(message) = far_larger_losses(&self.loss_names, &values) {
+                    self.emit(Record::Event {
+                        level: Level::Warn,
+                        message,
+                    });
+                }
+            }
             // Read only for a line that is written (cheap: NVML's counters).
             let gpu = self.read_gpu();
             self.emit(Record::Train {
@@ -201,5 +210,56 @@ impl Trainer {
             }
         }
         shares::per_loss(losses, weights, &self.theta)
+    }
+}
+
+/// An auxiliary loss at least this many times the primary's value is named
+/// at the run's first train line (the suite's badly scaled losses are
+/// within 25x; one about 2000x took MELTR over in a held-out walkthrough).
+pub(super) const FAR_LARGER_LOSS: f64 = 100.0;
+
+/// The warning for auxiliary losses [`FAR_LARGER_LOSS`] times the primary's
+/// value or more (`values`: primary first), if any.
+pub(super) fn far_larger_losses(names: &[String], values: &[f64]) -> Option<String> {
+    let primary = values.first()?.abs();
+    let large: Vec<String> = names
+        .iter()
+        .zip(values)
+        .skip(1)
+        .filter(|(_, v)| v.abs() >= FAR_LARGER_LOSS * primary && primary > 0.0)
+        .map(|(name, v)| format!("{name} ({v:.3e}, {:.0}x)", v.abs() / primary))
+        .collect();
+    (!large.is_empty()).then(|| {
+        format!(
+            "auxiliary loss {} at least {FAR_LARGER_LOSS:.0}x the primary's value ({} = {:.3e}): MELTR reads the raw \
+             loss values, as the public code does, and such a loss can take the combined loss over (the primary's \
+             effective weight then never rises). If the collapse watch says so, scale it down in the model or set \
+             meltr.init = \"residual\"",
+            large.join(", "),
+            names[0],
+            values[0]
+        )
+    })
+}
+
+#[cfg(test)]
+mod scale_tests {
+    use super::*;
+
+    #[test]
+    fn only_an_auxiliary_far_larger_than_the_primary_is_named() {
+        let names: Vec<String> = ["cls", "count", "count_x200", "tiny"]
+            .map(String::from)
+            .into();
+        let message = far_larger_losses(&names, &[1.4, 20.0, 4000.0, 1e-4]).unwrap();
+        assert!(message.contains("count_x200 (4.000e3, 2857x)"), "{message}");
+        assert!(
+            !message.contains("count (") && !message.contains("tiny"),
+            "{message}"
+        );
+        assert!(message.contains("cls = 1.400e0"), "{message}");
+        // Just under the bar, or a primary of 0: nothing to say.
+        assert_eq!(far_larger_losses(&names, &[1.0, 99.0, 50.0, 1.0]), None);
+        assert_eq!(far_larger_losses(&names, &[0.0, 5.0, 1.0, 1.0]), None);
     }
 }

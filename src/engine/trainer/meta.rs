@@ -202,7 +202,7 @@ impl Trainer {
         let watched_weights = match &self.last_losses {
             Some(losses) => {
                 let w = combiner::effective_weights(self.combiner.as_ref(), losses)?;
-                let watched = Tensor::stack(&[w.abs().max(), w.get(0)], 0);
+                let watched = w.detach().copy();
                 // Each rank's losses are its own shard's: averaged, every
                 // rank's watch decides alike (and φ stays the same).
                 self.average_over_ranks(std::slice::from_ref(&watched))?;
@@ -231,10 +231,7 @@ impl Trainer {
     /// A meta step's line (or its skip), and the collapse watch.
     pub(super) fn write_meta(&mut self, m: &PendingMeta, values: &[f64]) {
         let (norm, reg) = (values[0], values[1]);
-        let watched = Weights {
-            largest: values[2],
-            primary: values[3],
-        };
+        let watched = Weights::of(&values[2..]);
         if !norm.is_finite() {
             self.meta_skip_streak.add(m.step, None);
             self.skipped.meta_steps += 1;
@@ -288,12 +285,19 @@ impl Trainer {
                  for {PRIMARY_COLLAPSE_META_STEPS} meta steps (now {:.3}): {}",
                 self.loss_names[0],
                 watched.primary,
-                watched.primary_collapse_reading()
+                watched.primary_collapse_reading(&self.loss_names)
+            ),
+            Collapse::PrimaryNeverRose => format!(
+                "the primary's effective weight ({}) has not reached {PRIMARY_FLOOR} (a tenth of its weight under `sum`) \
+                 in the run's first {PRIMARY_NEVER_ROSE_META_STEPS} meta steps (now {:.3}): {}",
+                self.loss_names[0],
+                watched.primary,
+                watched.primary_collapse_reading(&self.loss_names)
             ),
             Collapse::Every => format!(
                 "every effective weight has stayed below {COLLAPSE_WEIGHT} for {COLLAPSE_META_STEPS} meta steps \
                  (largest {:.2e}): the model is no longer learning",
-                watched.largest
+                watched.magnitude()
             ),
         };
         let outcome = match (healthy_step, self.config.meltr.on_collapse) {
@@ -325,11 +329,30 @@ impl Trainer {
             Record::Event {
                 level: Level::Warn,
                 message: format!(
-                    "MELTR collapse: {what}; {outcome}. Raise meltr.gamma (now {}), lower meltr.meta_lr, or start MELTR as a correction to `sum` (meltr.init = \"residual\", at the next start)",
-                    self.config.meltr.gamma
+                    "MELTR collapse: {what}; {outcome}. {}",
+                    self.collapse_advice(kind)
                 ),
             },
         );
+    }
+
+    /// What a user can change after a collapse of this kind.
+    fn collapse_advice(&self, kind: Collapse) -> String {
+        let residual =
+            "start MELTR as a correction to `sum` (meltr.init = \"residual\", at the next start)";
+        match kind {
+            // Seen with an auxiliary loss thousands of times the primary's
+            // value, where a larger γ made it worse.
+            Collapse::PrimaryNeverRose => format!(
+                "MELTR reads the raw loss values, as the public code does, so an auxiliary loss far larger \
+                 than the primary's can take the combined loss over: compare the losses' scales (the first \
+                 train lines) and scale such a loss down in the model, or {residual}"
+            ),
+            Collapse::Primary | Collapse::Every => format!(
+                "Raise meltr.gamma (now {}), lower meltr.meta_lr, or {residual}",
+                self.config.meltr.gamma
+            ),
+        }
     }
 
     /// Puts φ back to the newest healthy meta step, with its optimizer's

@@ -23,7 +23,7 @@ mod skips;
 use super::checkpoint;
 use super::collapse::{
     Collapse, CollapseGuard, Verdict, Weights, COLLAPSE_META_STEPS, COLLAPSE_WEIGHT,
-    PRIMARY_COLLAPSE_META_STEPS, PRIMARY_FLOOR,
+    PRIMARY_COLLAPSE_META_STEPS, PRIMARY_FLOOR, PRIMARY_NEVER_ROSE_META_STEPS,
 };
 use super::control::{Command, Event, Status};
 use super::trace::Tracer;
@@ -96,6 +96,8 @@ pub struct Trainer {
     collapse: CollapseGuard,
     /// A collapse asked for φ's restore, done before the next forward.
     restore_due: bool,
+    /// The losses' scales were compared (at the first train line).
+    loss_scales_checked: bool,
     events: SyncSender<Event>,
     steps_per_sec: f64,
     /// Lines not yet in `metrics.jsonl` because a write failed; written, in

@@ -33,13 +33,20 @@ impl Trainer {
             scalars.push(m.reg.to_kind(Kind::Double));
             let watched = match &m.watched_weights {
                 Some(w) => w.to_kind(Kind::Double),
-                None => Tensor::from_slice(&[f64::NAN; 2]).to_device(m.norm.device()),
+                None => Tensor::full(
+                    [self.loss_names.len() as i64],
+                    f64::NAN,
+                    (Kind::Double, m.norm.device()),
+                ),
             };
             scalars.extend(watched.unbind(0));
         }
         let host = Self::host_values(&Tensor::stack(&scalars, 0));
         let (step_flags, meta_values) = host.split_at(2 * steps.len());
-        let mut metas = metas.iter().zip(meta_values.chunks(4)).peekable();
+        let mut metas = metas
+            .iter()
+            .zip(meta_values.chunks(2 + self.loss_names.len()))
+            .peekable();
         for (s, flags) in steps.iter().zip(step_flags.chunks(2)) {
             // Meta lines of earlier steps first: the file stays in step order.
             while let Some((m, values)) = metas.next_if(|(m, _)| m.step < s.step) {
@@ -152,7 +159,7 @@ impl Trainer {
                  Compare its metric with a `sum` run's, or fork from a checkpoint before the slide",
                 self.loss_names[0],
                 w.primary,
-                w.primary_collapse_reading()
+                w.primary_collapse_reading(&self.loss_names)
             )
         });
         for message in ended.chain(summary).chain(slide).collect::<Vec<_>>() {

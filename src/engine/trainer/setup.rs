@@ -198,6 +198,7 @@ impl Trainer {
             meta_steps_done: 0,
             collapse,
             restore_due: false,
+            loss_scales_checked: false,
             events,
             steps_per_sec: 0.0,
             unwritten: VecDeque::new(),
