@@ -329,7 +329,15 @@ impl fmt::Display for ConfigError {
         if let Some(key) = &self.key {
             write!(f, "key `{key}`: ")?;
         }
-        write!(f, "{}", self.message)
+        // One line: TOML's messages break lines ("invalid table header\n
+        // expected ..."), which one-line readers (the TUI, events) glued.
+        let parts: Vec<&str> = self
+            .message
+            .lines()
+            .map(str::trim)
+            .filter(|l| !l.is_empty())
+            .collect();
+        write!(f, "{}", parts.join("; "))
     }
 }
 

@@ -281,6 +281,7 @@ fn bench_reports_every_row() {
     for label in [
         "meltr, meta_every 3",
         "meltr, train_batch current",
+        "meltr, current + differences",
         "meltr, log_every 1 vs 50",
     ] {
         assert_eq!(row(label).len(), 2, "{label}: steps/s and ratio");

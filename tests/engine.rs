@@ -905,6 +905,37 @@ fn lowering_steps_below_the_step_reached_ends_the_run_with_an_eval_and_an_event(
     }
 }
 
+/// The same when the step reached had its eval already (walkthrough:
+/// `steps = 50` at step 150, eval_every 50, ended with no word).
+#[test]
+fn lowering_steps_to_an_evaluated_step_says_so_and_evaluates_once() {
+    let _serial = serial();
+    let root = tempfile::tempdir().unwrap();
+    let mut config = small_config("sum", 100_000);
+    config.train.eval_every = 1;
+    let dir = session::create(root.path(), "lowered-at-eval", &config).unwrap();
+    let handle = engine::spawn(&dir, config.clone(), false).unwrap();
+    wait_for_step(&handle, 20);
+    let mut edited = config.clone();
+    edited.train.steps = 10;
+    apply(&handle, edited);
+    assert_eq!(handle.thread.join().unwrap().unwrap(), Status::Finished);
+    let lines = session::log::read_metrics(&dir.join("metrics.jsonl"))
+        .unwrap()
+        .lines;
+    let ends: Vec<u64> = lines
+        .iter()
+        .filter(|l| matches!(&l.record, Record::Event { message, .. } if message.contains("is not above the step reached")))
+        .map(|l| l.step)
+        .collect();
+    assert_eq!(ends.len(), 1, "{ends:?}");
+    let evals_there = lines
+        .iter()
+        .filter(|l| l.step == ends[0] && matches!(l.record, Record::Eval { .. }))
+        .count();
+    assert_eq!(evals_there, 1, "the step's own eval, not a second one");
+}
+
 /// Waits until the run reports step `step` or later.
 fn wait_for_step(handle: &engine::EngineHandle, step: u64) {
     loop {

@@ -451,7 +451,8 @@ fn compare_overlays_runs_with_session_names() {
     let (pages, _, text) = pdf_text(&pdf);
     assert_eq!(pages, 1);
     assert!(
-        text.contains("validation R@5") && text.contains("primary only"),
+        // A metric other than the primary gets its direction by name too.
+        text.contains("validation R@5 ↑") && text.contains("primary only"),
         "{text}"
     );
 }

@@ -80,7 +80,7 @@ pub(super) fn ls(root: &Path, filter: &Filter, sort: SortBy, output: Output) -> 
             }
             if shown.iter().any(|r| r.status == "crashed") {
                 println!(
-                    "\na crashed session continues from its newest checkpoint with `meltr-tui resume ID`"
+                    "\na crashed session continues from its newest checkpoint with `meltr-tui resume ID` (one with none starts again from step 0)"
                 );
             }
         }

@@ -342,3 +342,12 @@ fn a_config_that_sets_no_keys_is_refused_with_what_to_do() {
         "{err}"
     );
 }
+
+/// A TOML syntax error's message has a line break; the TUI and the events
+/// glued its halves ("invalid table headerexpected"): one line, joined.
+#[test]
+fn a_syntax_error_reads_as_one_line() {
+    let err = Config::parse("[train\nlr = 1\n").unwrap_err().to_string();
+    assert!(!err.contains('\n'), "{err}");
+    assert!(err.contains("; "), "{err}");
+}

@@ -69,7 +69,8 @@ pub struct CollapseGuard {
     primary_streak: u32,
     /// The primary has cleared [`PRIMARY_FLOOR`] at least once.
     primary_armed: bool,
-    /// Meta steps seen before the primary first cleared the floor.
+    /// Meta steps seen before the primary first cleared the floor (those
+    /// with every weight collapsed left out).
     unarmed_meta_steps: u32,
     /// The newest healthy meta step and copies of the state it had.
     healthy: Option<(u64, Vec<Tensor>)>,
@@ -105,7 +106,9 @@ impl CollapseGuard {
         let every_low = weights.magnitude() < COLLAPSE_WEIGHT;
         let primary_low = weights.primary < PRIMARY_FLOOR;
         self.primary_armed |= !primary_low;
-        if !self.primary_armed {
+        // Steps where every weight collapsed are that watch's business:
+        // not counted, so the count cannot step past its report there.
+        if !self.primary_armed && !every_low {
             self.unarmed_meta_steps += 1;
         }
         self.every_streak = if every_low { self.every_streak + 1 } else { 0 };
@@ -124,8 +127,8 @@ impl CollapseGuard {
         } else if self.every_streak == COLLAPSE_META_STEPS {
             Collapse::Every
         } else if !self.primary_armed
-            && self.unarmed_meta_steps == PRIMARY_NEVER_ROSE_META_STEPS
             && !every_low
+            && self.unarmed_meta_steps == PRIMARY_NEVER_ROSE_META_STEPS
         {
             Collapse::PrimaryNeverRose
         } else {
@@ -486,9 +489,34 @@ mod tests {
         let (step, snapshot) = read.healthy.as_ref().unwrap();
         assert_eq!((*step, snapshot.len()), (12, 1));
         assert!(snapshot[0].equal(&phi));
+        // Counters from before the never-rose count (four values) read too.
+        let old = Tensor::from_slice(&[0.0f64, 2.0, 1.0, -1.0]);
+        read.load_state(
+            "c",
+            &|n| (n == "c.counters").then(|| old.copy()),
+            tch::Device::Cpu,
+        )
+        .unwrap();
+        assert_eq!(
+            (
+                read.primary_streak,
+                read.primary_armed,
+                read.unarmed_meta_steps
+            ),
+            (2, true, 0)
+        );
         // Without a saved watch (an older checkpoint): a fresh one.
         read.load_state("c", &|_| None, tch::Device::Cpu).unwrap();
         assert!(read.healthy.is_none() && !read.primary_armed);
+    }
+
+    /// A NaN weight must not read as a small (collapsed) or healthy one:
+    /// the trainer skips observations whose `largest` is not finite.
+    #[test]
+    fn a_nan_weight_makes_the_largest_not_finite() {
+        assert!(Weights::of(&[1.0, f64::NAN, 0.5]).largest.is_nan());
+        assert!(Weights::of(&[f64::NAN, 0.2]).largest.is_nan());
+        assert_eq!(Weights::of(&[0.3, -2.0, 1.0]).largest_at, 1);
     }
 
     #[test]

@@ -5,7 +5,7 @@
 
 use super::chart::{Body, Chart};
 use super::data::{SeriesSource, SessionData};
-use super::figures::Prep;
+use super::figures::{eval_axis_label, Prep};
 use super::scale::Kind;
 use super::series::{decimate, ema, Emphasis, Line, Points};
 use super::style::look;
@@ -118,11 +118,8 @@ pub fn compare(groups: &[Grouped], metric: &str, prep: Prep, band: Band) -> anyh
         .and_then(|g| g.sessions.first())
         .map(|s| &s.meta);
     let y_label = match (source, first) {
-        (SeriesSource::Eval, Some(meta)) if meta.primary_metric == metric => {
-            let arrow = if meta.higher_is_better { "↑" } else { "↓" };
-            format!("validation {metric} {arrow}")
-        }
-        (SeriesSource::Eval, _) => format!("validation {metric}"),
+        (SeriesSource::Eval, Some(meta)) => eval_axis_label(meta, metric),
+        (SeriesSource::Eval, None) => format!("validation {metric}"),
         (SeriesSource::Train, _) if prep.ema > 0.0 => {
             format!("training loss {metric} (EMA {})", prep.ema)
         }

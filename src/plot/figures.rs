@@ -176,6 +176,16 @@ pub fn losses(data: &SessionData, prep: Prep, log_scale: bool) -> Figure {
 }
 
 /// The direction-of-better arrow used in metric labels.
+/// `validation METRIC ↑|↓`: the primary's direction, else the name's guess.
+pub(super) fn eval_axis_label(meta: &crate::session::SessionMeta, metric: &str) -> String {
+    let higher = if meta.primary_metric == metric {
+        meta.higher_is_better
+    } else {
+        !crate::workload::lower_is_better(metric)
+    };
+    format!("validation {metric} {}", better(higher))
+}
+
 fn better(higher: bool) -> &'static str {
     if higher {
         "↑"
@@ -522,16 +532,7 @@ pub fn compare(sessions: &[SessionData], metric: &str, prep: Prep) -> anyhow::Re
     }
     faint.extend(main);
     let y_label = match series[0].0 {
-        SeriesSource::Eval => {
-            // The session's direction for its primary metric, else the
-            // name's (as `table` guesses it).
-            let higher = if sessions[0].meta.primary_metric == metric {
-                sessions[0].meta.higher_is_better
-            } else {
-                !crate::workload::lower_is_better(metric)
-            };
-            format!("validation {metric} {}", better(higher))
-        }
+        SeriesSource::Eval => eval_axis_label(&sessions[0].meta, metric),
         SeriesSource::Train => format!("training loss {metric}{}", smoothing_note(prep)),
     };
     Ok(Chart {

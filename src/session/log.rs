@@ -70,7 +70,8 @@ impl MetricsWriter {
 pub struct MetricsRead {
     /// Every complete line, in file order.
     pub lines: Vec<MetricLine>,
-    /// The last line had no newline and did not parse (a crash mid-write).
+    /// The last line had no newline and did not parse (a crash mid-write,
+    /// or a live writer still appending it).
     pub torn_tail: bool,
 }
 
@@ -85,21 +86,25 @@ pub fn read_metrics(path: &Path) -> Result<MetricsRead> {
 /// [`read_metrics`] over any reader. A line without a newline ends the read
 /// even when more bytes follow by then: a live writer is appending it, and
 /// what it appends next is that line's rest, never a line of its own.
+///
+/// Bytes, not text, until a line is complete: a read that ends inside a
+/// multi-byte character (`φ`, `×` in an event) is a torn line too.
 fn parse_metrics(mut reader: impl BufRead, path: &Path) -> Result<MetricsRead> {
     let mut out = MetricsRead::default();
-    let mut buf = String::new();
+    let mut buf = Vec::new();
     let mut number = 0usize;
     loop {
         buf.clear();
         let n = reader
-            .read_line(&mut buf)
+            .read_until(b'\n', &mut buf)
             .with_context(|| format!("cannot read {}", path.display()))?;
         if n == 0 {
             break;
         }
         number += 1;
-        let complete = buf.ends_with('\n');
-        let text = buf.trim();
+        let complete = buf.ends_with(b"\n");
+        let text = String::from_utf8_lossy(&buf);
+        let text = text.trim();
         if !text.is_empty() {
             match serde_json::from_str::<MetricLine>(text) {
                 Ok(line) => out.lines.push(line),
@@ -304,6 +309,33 @@ mod tests {
         };
         let read = parse_metrics(BufReader::new(file), Path::new("m.jsonl")).unwrap();
         assert_eq!(read.lines.iter().map(|l| l.step).collect::<Vec<_>>(), [1]);
+        assert!(read.torn_tail);
+    }
+
+    #[test]
+    fn a_read_that_ends_inside_a_character_is_a_torn_tail_too() {
+        let done = event(1).to_json() + "\n";
+        let mut growing = MetricLine {
+            step: 2,
+            time: 2.0,
+            wall: None,
+            record: Record::Event {
+                level: Level::Warn,
+                message: "φ restored".into(),
+            },
+        }
+        .to_json()
+        .into_bytes();
+        let phi = growing
+            .windows(2)
+            .position(|w| w == "φ".as_bytes())
+            .unwrap();
+        let rest = growing.split_off(phi + 1);
+        let file = GrowingFile {
+            reads: [[done.into_bytes(), growing].concat(), vec![], rest].into(),
+        };
+        let read = parse_metrics(BufReader::new(file), Path::new("m.jsonl")).unwrap();
+        assert_eq!(read.lines.len(), 1);
         assert!(read.torn_tail);
     }
 

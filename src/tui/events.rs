@@ -53,8 +53,12 @@ pub fn render(frame: &mut Frame, area: Rect, app: &App, focused: bool) {
         let mut wrapped = fmt::wrap(&entry.text, text_w);
         let room = height - lines.len();
         if wrapped.len() > room {
-            // Keep the start of a long entry that only partly fits.
+            // Keep the start of a long entry that only partly fits, marked
+            // as cut (scrolling shows the rest).
             wrapped.truncate(room);
+            if let Some(last) = wrapped.last_mut() {
+                *last = fmt::clip(&format!("{last} …"), text_w);
+            }
         }
         let mut block: Vec<Line> = wrapped
             .into_iter()

@@ -369,6 +369,41 @@ fn config_error_is_a_banner_until_a_valid_config() {
     );
 }
 
+/// The top entry of a full events pane lost its end without a mark
+/// (walkthrough: a refusal's reason was cut off).
+#[test]
+fn an_event_cut_at_the_top_of_the_pane_says_so() {
+    let mut app = app();
+    let reason = "the reason comes last, expected f64";
+    let long = format!("{} {reason}", "word ".repeat(60));
+    for (seq, (step, message)) in [(501, long.as_str()), (502, "newer")]
+        .into_iter()
+        .enumerate()
+    {
+        app.on_event(Event::Line {
+            seq: seq as u64,
+            line: MetricLine {
+                step,
+                time: 25.0,
+                wall: None,
+                record: Record::Event {
+                    level: Level::Warn,
+                    message: message.into(),
+                },
+            },
+        });
+    }
+    app.focus = Pane::Events;
+    // 80x8: a few rows for the pane, fewer than the long entry needs.
+    let screen = text(draw(&app, 80, 10).backend().buffer());
+    assert!(screen.contains("newer"), "{screen}");
+    assert!(
+        !screen.contains("expected f64"),
+        "the case needs a cut entry: {screen}"
+    );
+    assert!(screen.contains("word …"), "{screen}");
+}
+
 #[test]
 fn snapshot_curves_log_smoothed_and_no_color() {
     let mut app = app();

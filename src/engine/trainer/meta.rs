@@ -15,8 +15,8 @@ pub(super) struct PendingMeta {
     pub(super) reg: Tensor,
     pub(super) meta_lr: f64,
     pub(super) aid_iterations: u32,
-    /// The largest |effective weight| and the primary's after the update,
-    /// as one 2-vector (the collapse watch).
+    /// The effective weights after the update, primary first (the collapse
+    /// watch).
     pub(super) watched_weights: Option<Tensor>,
     /// Copies of φ and the meta optimizer's step count after the update
     /// (`meltr.on_collapse = "restore"`).
@@ -158,13 +158,16 @@ impl Trainer {
         };
         let stopped = hyper.neumann_stop;
         if let Some(stop) = stopped.filter(|_| !self.neumann_stopped) {
-            self.emit(Record::Event {
-                level: Level::Warn,
-                message: format!(
-                    "the Neumann series diverges (‖v_{}‖ = {:.3e}·‖v_0‖ > aid.max_growth = {}); it stops at {} term(s) while this lasts. Lower aid.alpha (now {}) or aid.iterations",
-                    stop.terms, stop.growth, aid.max_growth, stop.terms, aid.alpha
-                ),
-            });
+            self.neumann_episodes += 1;
+            if let Some(count) = episode_said(self.neumann_episodes) {
+                self.emit(Record::Event {
+                    level: Level::Warn,
+                    message: format!(
+                        "the Neumann series diverges (‖v_{}‖ = {:.3e}·‖v_0‖ > aid.max_growth = {}); it stops at {} term(s) while this lasts{count}. Lower aid.alpha (now {}) or aid.iterations",
+                        stop.terms, stop.growth, aid.max_growth, stop.terms, aid.alpha
+                    ),
+                });
+            }
         }
         self.neumann_stopped = stopped.is_some();
         if let Some(tracer) = &mut self.tracer {
@@ -292,7 +295,11 @@ impl Trainer {
                  in the run's first {PRIMARY_NEVER_ROSE_META_STEPS} meta steps (now {:.3}): {}",
                 self.loss_names[0],
                 watched.primary,
-                watched.primary_collapse_reading(&self.loss_names)
+                if watched.largest_at == 0 && watched.primary > 0.0 {
+                    "every weight stays small, the primary's the largest".to_string()
+                } else {
+                    watched.primary_collapse_reading(&self.loss_names)
+                }
             ),
             Collapse::Every => format!(
                 "every effective weight has stayed below {COLLAPSE_WEIGHT} for {COLLAPSE_META_STEPS} meta steps \
@@ -312,13 +319,20 @@ impl Trainer {
                     .as_mut()
                     .expect("meta combiners have a meta optimizer");
                 meta.lr *= RESTORE_META_LR_FACTOR;
+                // Meta lines are written in batches, after later steps
+                // may have run: say when the restore takes effect.
                 format!(
-                    "φ restored from the meta step at step {from}, its optimizer's moments cleared and the meta-learning rate halved to {:.3e} \
+                    "φ restored from the meta step at step {from} before step {}, its optimizer's moments cleared and the meta-learning rate halved to {:.3e} \
                      for the rest of the run (meltr.on_collapse = \"restore\"; an edit of meltr.meta_lr sets it again)",
+                    self.step + 1,
                     meta.lr
                 )
             }
             (None, OnCollapse::Restore) => "no healthy meta step to restore from yet".to_string(),
+            // (With "warn" no healthy state is kept: the kind tells.)
+            (_, OnCollapse::Warn) if kind == Collapse::PrimaryNeverRose => {
+                "no meta step was healthy yet, so there is nothing to restore".to_string()
+            }
             (_, OnCollapse::Warn) => {
                 "meltr.on_collapse = \"restore\" would put φ back to the last healthy meta step"
                     .to_string()
@@ -416,5 +430,49 @@ pub(super) fn meta_decay(config: &Config) -> WeightDecay {
     match config.meltr.meta_optimizer {
         MetaOptimizer::AdamW => WeightDecay::Decoupled,
         MetaOptimizer::Adam => WeightDecay::Coupled,
+    }
+}
+
+/// Whether the `n`th episode of a recurring warning is said (the 1st, 2nd,
+/// 4th, 8th, …), and the words that count it.
+fn episode_said(n: u32) -> Option<String> {
+    match n {
+        1 => Some(String::new()),
+        n if n.is_power_of_two() => Some(format!(
+            " (the {} time this run; said again at the {})",
+            ordinal(n),
+            ordinal(2 * n)
+        )),
+        _ => None,
+    }
+}
+
+/// `1st`, `2nd`, `3rd`, `4th`, …, `11th`, `12th`, `13th`, `21st`, …
+fn ordinal(n: u32) -> String {
+    let suffix = match (n % 10, n % 100) {
+        (_, 11..=13) => "th",
+        (1, _) => "st",
+        (2, _) => "nd",
+        (3, _) => "rd",
+        _ => "th",
+    };
+    format!("{n}{suffix}")
+}
+
+#[cfg(test)]
+mod episode_tests {
+    #[test]
+    fn a_recurring_warning_is_said_at_powers_of_two() {
+        let said: Vec<u32> = (1..=40)
+            .filter(|&n| super::episode_said(n).is_some())
+            .collect();
+        assert_eq!(said, [1, 2, 4, 8, 16, 32]);
+        assert_eq!(super::episode_said(1).unwrap(), "");
+        assert!(super::episode_said(2).unwrap().contains("the 2nd time"));
+        assert!(super::episode_said(4)
+            .unwrap()
+            .contains("4th time this run; said again at the 8th"));
+        let ordinals: Vec<String> = [1, 3, 11, 12, 22, 113].map(super::ordinal).into();
+        assert_eq!(ordinals, ["1st", "3rd", "11th", "12th", "22nd", "113th"]);
     }
 }

@@ -28,7 +28,7 @@ use super::collapse::{
 use super::control::{Command, Event, Status};
 use super::trace::Tracer;
 use crate::config::{
-    Config, Dtype, MeltrInit, MetaOptimizer, OnCollapse, Pool, TrainBatch, ValSource,
+    CombinerKind, Config, Dtype, MeltrInit, MetaOptimizer, OnCollapse, Pool, TrainBatch, ValSource,
 };
 use crate::meltr::combiner::{self, Combiner, Training};
 use crate::meltr::hypergrad::{hypergradient_timed, AidSettings, JvpRoutes, MetaProblem};
@@ -127,6 +127,9 @@ pub struct Trainer {
     /// Whether the previous meta step's Neumann series stopped early (one
     /// event per episode).
     neumann_stopped: bool,
+    /// Episodes of a stopped Neumann series so far (said at the 1st, 2nd,
+    /// 4th, 8th, …: one line each filled the events pane).
+    neumann_episodes: u32,
     /// Consecutive inner steps skipped as non-finite (as of the last flush).
     skip_streak: skips::SkipStreak,
     /// Consecutive meta steps skipped for a non-finite hypergradient.
@@ -189,6 +192,7 @@ impl Trainer {
         });
         self.set_status(Status::Running, None);
         let mut window = (Instant::now(), self.step);
+        let started_at = self.step;
         loop {
             // Rank 0 decides for every rank (see `lockstep.rs`).
             let order = match self.handle_commands(commands)? {
@@ -224,10 +228,13 @@ impl Trainer {
             }
             if self.step >= self.config.train.steps {
                 // Training reaches the end with an eval at its last step;
-                // without one, `train.steps` was lowered to or below the
-                // step reached.
-                if self.step > 0 && self.last_eval_step != Some(self.step) {
-                    self.end_early()?;
+                // without one, or past the end it trained to here (an eval
+                // step may be the one reached), `train.steps` was lowered
+                // to or below the step reached.
+                let evaluated = self.last_eval_step == Some(self.step);
+                let passed = self.step > self.config.train.steps && self.step > started_at;
+                if self.step > 0 && (!evaluated || passed) {
+                    self.end_early(evaluated)?;
                 }
                 // Every rank is done: rank 0 needs the others no more (it
                 // may still wait out a failed checkpoint write).
@@ -256,7 +263,7 @@ impl Trainer {
 
     /// `train.steps` was lowered to or below the step reached: the run
     /// ends here, says so, and evaluates this step.
-    fn end_early(&mut self) -> Result<()> {
+    fn end_early(&mut self, evaluated: bool) -> Result<()> {
         self.emit(Record::Event {
             level: Level::Info,
             message: format!(
@@ -264,7 +271,11 @@ impl Trainer {
                 self.config.train.steps, self.step
             ),
         });
-        self.evaluate()
+        if evaluated {
+            Ok(())
+        } else {
+            self.evaluate()
+        }
     }
 
     /// Pauses after a failed write, saying why; `Resume` retries.

@@ -119,6 +119,12 @@ fn a_collapsed_meltr_is_restored_to_its_newest_healthy_step_with_half_the_meta_r
         message.contains("primary's effective weight") && message.contains("halved"),
         "{message}"
     );
+    // Stamped at the meta step that saw it; applied before the next step
+    // after the flush that read it.
+    assert!(
+        message.contains(&format!(" before step {}, ", detected + 1)),
+        "{message}"
+    );
     let healthy: u64 = message
         .split("restored from the meta step at step ")
         .nth(1)

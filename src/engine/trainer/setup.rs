@@ -115,6 +115,11 @@ impl Trainer {
             ran_with = point.ran_with;
             // Cut the log back to the checkpoint actually used.
             step = point.checkpoint.as_ref().map_or(0, |c| c.step);
+            if point.checkpoint.is_none() {
+                if let Some(note) = restart_note(&metrics_path, &config)? {
+                    notes.push((Level::Warn, note));
+                }
+            }
             prepare_resume(dir, step)?;
             if let Some(ckpt) = point.checkpoint {
                 restore(&ckpt, &mut parts)?;
@@ -198,7 +203,8 @@ impl Trainer {
             meta_steps_done: 0,
             collapse,
             restore_due: false,
-            loss_scales_checked: false,
+            // Said at the run's start; a resumed run's log has it already.
+            loss_scales_checked: resumed_from.is_some(),
             events,
             steps_per_sec: 0.0,
             unwritten: VecDeque::new(),
@@ -212,6 +218,7 @@ impl Trainer {
             pending_steps: Vec::new(),
             pending_meta: Vec::new(),
             neumann_stopped: false,
+            neumann_episodes: 0,
             skip_streak: Default::default(),
             meta_skip_streak: Default::default(),
             skipped: skips::SkipTotals {
@@ -367,6 +374,29 @@ fn restore_watch(
     Ok(None)
 }
 
+/// What a resume without a checkpoint drops, when the log went past step
+/// 0: the run starts again, and says so (it did silently, with the config
+/// as edited since applying from step 0).
+fn restart_note(metrics: &Path, config: &Config) -> Result<Option<String>> {
+    if !metrics.exists() {
+        return Ok(None);
+    }
+    let last = log::read_metrics(metrics)?
+        .lines
+        .iter()
+        .map(|l| l.step)
+        .max()
+        .unwrap_or(0);
+    Ok((last > 0).then(|| {
+        format!(
+            "no checkpoint to resume from (the run stopped at step {last}, before its first checkpoint; \
+             train.checkpoint_every = {}): it starts again from step 0 with config.toml as it is now, \
+             and the {last} logged steps are dropped",
+            config.train.checkpoint_every
+        )
+    }))
+}
+
 /// Makes a session ready to resume from the checkpoint at `step` (0: none):
 /// cuts `metrics.jsonl` back to it (everything after it will be redone).
 /// Idempotent.
@@ -506,4 +536,39 @@ fn resume_point(dir: &Path, config: &mut Config) -> Result<ResumePoint> {
         notes,
         ran_with,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::session::metrics::MetricLine;
+
+    /// A crash before the first checkpoint was resumed from step 0 without
+    /// a word (walkthrough): the dropped steps are said.
+    #[test]
+    fn a_resume_without_a_checkpoint_says_it_starts_again() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("metrics.jsonl");
+        let config = Config::default();
+        assert_eq!(restart_note(&path, &config).unwrap(), None, "no log yet");
+        let mut w = log::MetricsWriter::open(&path).unwrap();
+        assert_eq!(restart_note(&path, &config).unwrap(), None, "empty log");
+        for step in [10, 140] {
+            w.append(&MetricLine {
+                step,
+                time: 0.0,
+                wall: None,
+                record: Record::Event {
+                    level: Level::Info,
+                    message: "x".into(),
+                },
+            })
+            .unwrap();
+        }
+        let note = restart_note(&path, &config).unwrap().unwrap();
+        assert!(
+            note.contains("stopped at step 140") && note.contains("starts again from step 0"),
+            "{note}"
+        );
+    }
 }

@@ -1,0 +1,116 @@
+//! Layout tests of [`super::Chart`]: labels, legends and ticks.
+
+use super::*;
+
+/// Under a tall legend the y label, centred on the short axes, ran up
+/// into the legend (walkthrough: eight settings in a paper figure).
+#[test]
+fn a_y_label_longer_than_the_axes_starts_at_their_top() {
+    let lines: Vec<Line> = (0..8)
+        .map(|i| Line {
+            label: Some(format!(
+                "kind=meltr, gamma=0.{i}, steps=360 (fork of meltr-s0@240)"
+            )),
+            points: vec![(0.0, i as f64), (10.0, i as f64 + 1.0)],
+            look: super::super::style::look(i),
+            emphasis: super::super::series::Emphasis::Main,
+        })
+        .collect();
+    let chart = Chart {
+        x_label: "training step".into(),
+        y_label: "validation val_mse ↓".into(),
+        y_kind: Kind::Linear,
+        tight_x: false,
+        zero_line: false,
+        body: Body::Lines(lines),
+    };
+    let svg = chart.to_svg(&super::super::Style::Paper.theme());
+    let number = |text: &str, key: &str| -> f64 {
+        let at = text.find(key).unwrap() + key.len();
+        text[at..].split('"').next().unwrap().parse().unwrap()
+    };
+    let clip = &svg[svg.find("<clipPath id=\"axes\">").unwrap()..];
+    let (top, height) = (number(clip, "y=\""), number(clip, "height=\""));
+    let label = &svg[svg.find("rotate(-90").unwrap() - 120..];
+    let label = &label[label.find("<text").unwrap()..];
+    let mid = number(label, " y=\"");
+    let long = Metrics::get().width(
+        "validation val_mse ↓",
+        super::super::Style::Paper.theme().label_pt,
+    );
+    assert!(long > height, "the case needs a label longer than the axes");
+    assert!(
+        mid - long / 2.0 >= top - 1e-6,
+        "label top {} above the axes' {top}",
+        mid - long / 2.0
+    );
+}
+
+/// A slides figure is 324 points tall; a 16-point label of a long loss
+/// name (316 points) ran off its top (walkthrough).
+#[test]
+fn a_y_label_longer_than_the_figure_is_tall_fits_in_it() {
+    let theme = super::super::Style::Slides.theme();
+    let height = theme.height_in * 72.0;
+    let drawn = |y_label: &str| -> (String, f64, f64) {
+        let chart = Chart {
+            x_label: "training step".into(),
+            y_label: y_label.into(),
+            y_kind: Kind::Log,
+            tight_x: false,
+            zero_line: false,
+            body: Body::Lines(vec![Line {
+                label: None,
+                points: vec![(0.0, 1.0), (10.0, 100.0)],
+                look: super::super::style::look(0),
+                emphasis: super::super::series::Emphasis::Main,
+            }]),
+        };
+        let svg = chart.to_svg(&theme);
+        let at = svg.find("rotate(-90").unwrap();
+        let element = &svg[svg[..at].rfind("<text").unwrap()..];
+        let attribute = |key: &str| -> f64 {
+            let from = element.find(key).unwrap() + key.len();
+            element[from..].split('"').next().unwrap().parse().unwrap()
+        };
+        let text =
+            element[element.find('>').unwrap() + 1..element.find("</text>").unwrap()].to_string();
+        (text, attribute(" y=\""), attribute("font-size=\""))
+    };
+    let long = "training loss count_mse_x200 (EMA 0.9)";
+    // Nearly as long as the figure is tall: more than it has between
+    // its margins.
+    assert!(
+        Metrics::get().width(long, theme.label_pt) > 0.95 * height,
+        "the case needs a label about as tall as the figure"
+    );
+    for label in [long.to_string(), format!("{long} {long}")] {
+        let (text, mid, pt) = drawn(&label);
+        let half = Metrics::get().width(&text, pt) / 2.0;
+        assert!(
+            mid - half >= 0.0 && mid + half <= height,
+            "{text:?} at {pt} pt spans {}..{} of {height}",
+            mid - half,
+            mid + half
+        );
+        assert!(pt >= 0.75 * theme.label_pt - 1e-9, "{pt}");
+    }
+    let (text, _, pt) = drawn(long);
+    assert_eq!(text, long, "set smaller ({pt} pt), not cut");
+    let twice = format!("{long} {long}");
+    let (text, _, _) = drawn(&twice);
+    assert!(
+        text.ends_with('…') && twice.starts_with(text.trim_end_matches('…')),
+        "{text}"
+    );
+}
+
+#[test]
+fn a_short_y_axis_still_gets_three_labels() {
+    // 0.45-0.9 at three labels' room gives a 0.2 step: 0.6 and 0.8 only.
+    let scale = Scale::exact(Kind::Linear, 0.45, 0.9);
+    assert_eq!(scale.ticks(3).major.len(), 2);
+    let ticks = y_ticks_at_least_three(&scale, 2);
+    let labels: Vec<&str> = ticks.major.iter().map(|(_, l)| l.as_str()).collect();
+    assert_eq!(labels, ["0.5", "0.6", "0.7", "0.8", "0.9"]);
+}
