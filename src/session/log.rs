@@ -301,7 +301,7 @@ mod tests {
             // First part, end of file (an empty read), then the rest of
             // the line and a later line: what a writer appends meanwhile.
             reads: [
-                whole[..cut].as_bytes().to_vec(),
+                whole.as_bytes()[..cut].to_vec(),
                 vec![],
                 format!("{}{}\n", &whole[cut..], event(3).to_json()).into_bytes(),
             ]
