@@ -855,15 +855,7 @@ fn resume_reads_a_partial_config_over_the_config_in_force() {
 fn lowering_steps_below_the_step_reached_ends_the_run_with_an_eval_and_an_event() {
     let _serial = serial();
     let root = tempfile::tempdir().unwrap();
-    let mut config = small_config("sum", 100_000);
-    config.train.eval_every = 1000;
-    let dir = session::create(root.path(), "lowered", &config).unwrap();
-    let handle = engine::spawn(&dir, config.clone(), false).unwrap();
-    wait_for_step(&handle, 20);
-    let mut edited = config.clone();
-    edited.train.steps = 10;
-    apply(&handle, edited.clone());
-    assert_eq!(handle.thread.join().unwrap().unwrap(), Status::Finished);
+    let (dir, mut edited) = lowered_to_ten_past_step_twenty(root.path(), 1000);
     // (last train step, steps of the end events, steps of the evals)
     let ending = || {
         let lines = session::log::read_metrics(&dir.join("metrics.jsonl"))
@@ -911,15 +903,7 @@ fn lowering_steps_below_the_step_reached_ends_the_run_with_an_eval_and_an_event(
 fn lowering_steps_to_an_evaluated_step_says_so_and_evaluates_once() {
     let _serial = serial();
     let root = tempfile::tempdir().unwrap();
-    let mut config = small_config("sum", 100_000);
-    config.train.eval_every = 1;
-    let dir = session::create(root.path(), "lowered-at-eval", &config).unwrap();
-    let handle = engine::spawn(&dir, config.clone(), false).unwrap();
-    wait_for_step(&handle, 20);
-    let mut edited = config.clone();
-    edited.train.steps = 10;
-    apply(&handle, edited);
-    assert_eq!(handle.thread.join().unwrap().unwrap(), Status::Finished);
+    let (dir, _) = lowered_to_ten_past_step_twenty(root.path(), 1);
     let lines = session::log::read_metrics(&dir.join("metrics.jsonl"))
         .unwrap()
         .lines;
@@ -934,6 +918,25 @@ fn lowering_steps_to_an_evaluated_step_says_so_and_evaluates_once() {
         .filter(|l| l.step == ends[0] && matches!(l.record, Record::Eval { .. }))
         .count();
     assert_eq!(evals_there, 1, "the step's own eval, not a second one");
+}
+
+/// A `sum` run evaluating every `eval_every` steps, its `train.steps`
+/// lowered to 10 once it reached step 20, run to its end: its folder and
+/// the lowered config.
+fn lowered_to_ten_past_step_twenty(
+    root: &std::path::Path,
+    eval_every: u64,
+) -> (std::path::PathBuf, meltr_tui::config::Config) {
+    let mut config = small_config("sum", 100_000);
+    config.train.eval_every = eval_every;
+    let dir = session::create(root, "lowered", &config).unwrap();
+    let handle = engine::spawn(&dir, config.clone(), false).unwrap();
+    wait_for_step(&handle, 20);
+    let mut edited = config;
+    edited.train.steps = 10;
+    apply(&handle, edited.clone());
+    assert_eq!(handle.thread.join().unwrap().unwrap(), Status::Finished);
+    (dir, edited)
 }
 
 /// Waits until the run reports step `step` or later.
