@@ -143,6 +143,73 @@ pub fn render(
 }
 
 /// A legend entry: the series' glyph in its style, then its name.
+/// At most this many lines of legend above a chart.
+pub const LEGEND_MAX_LINES: usize = 3;
+
+/// Legend entries (after `prefix` and a space) packed into lines of
+/// `width` cells, two spaces apart, at most [`LEGEND_MAX_LINES`]; entries that do not fit then
+/// are counted on the last line (`+N more`). One line was cut off at the
+/// pane's edge without a word (walkthrough).
+pub fn legend_lines(
+    prefix: Option<Span<'static>>,
+    entries: Vec<Vec<Span<'static>>>,
+    width: usize,
+    theme: Theme,
+) -> Vec<Line<'static>> {
+    type Entry = Vec<Span<'static>>;
+    let entry_width = |e: &Entry| e.iter().map(Span::width).sum::<usize>();
+    // A line's width: its entries two cells apart.
+    let line_width = |line: &[Entry]| {
+        line.iter().map(entry_width).sum::<usize>() + 2 * line.len().saturating_sub(1)
+    };
+    let prefix: Vec<Entry> = prefix.map(|p| vec![p]).into_iter().collect();
+    let fixed = prefix.len();
+    let mut lines: Vec<Vec<Entry>> = vec![prefix];
+    let mut left = entries.into_iter();
+    let mut more = 0;
+    while let Some(entry) = left.next() {
+        let line = lines.last_mut().expect("one line at least");
+        let fits =
+            line_width(line) + 2 * usize::from(!line.is_empty()) + entry_width(&entry) <= width;
+        if fits || line.is_empty() {
+            line.push(entry);
+        } else if lines.len() < LEGEND_MAX_LINES {
+            lines.push(vec![entry]);
+        } else {
+            more = 1 + left.len();
+            break;
+        }
+    }
+    if more > 0 {
+        let count = |n: usize| format!("+{n} more");
+        // The prefix (on the first line) stays.
+        let keep = if lines.len() == 1 { fixed } else { 0 };
+        let line = lines.last_mut().expect("one line at least");
+        while line.len() > keep + 1 && line_width(line) + 2 + count(more).len() > width {
+            line.pop();
+            more += 1;
+        }
+        line.push(vec![Span::styled(count(more), theme.dim())]);
+    }
+    lines
+        .into_iter()
+        .enumerate()
+        .map(|(n, line)| {
+            let mut spans = Vec::new();
+            for (i, entry) in line.into_iter().enumerate() {
+                // The prefix is followed by one space, entries by two.
+                match i {
+                    0 => {}
+                    1 if n == 0 && fixed == 1 => spans.push(Span::raw(" ")),
+                    _ => spans.push(Span::raw("  ")),
+                }
+                spans.extend(entry);
+            }
+            Line::from(spans)
+        })
+        .collect()
+}
+
 pub fn legend_entry(
     name: &str,
     style: SeriesStyle,
@@ -156,5 +223,52 @@ pub fn legend_entry(
         ]
     } else {
         vec![Span::styled(format!("· {name}"), theme.dim())]
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn texts(lines: &[Line]) -> Vec<String> {
+        lines.iter().map(|l| l.to_string()).collect()
+    }
+
+    fn entries(names: &[&str]) -> Vec<Vec<Span<'static>>> {
+        names
+            .iter()
+            .map(|n| vec![Span::raw(n.to_string())])
+            .collect()
+    }
+
+    #[test]
+    fn a_legend_wraps_and_counts_what_does_not_fit() {
+        let theme = Theme { color: false };
+        let names = ["alpha", "beta", "gamma", "delta", "epsilon"];
+        let one = legend_lines(None, entries(&names), 80, theme);
+        assert_eq!(texts(&one), ["alpha  beta  gamma  delta  epsilon"]);
+        let prefix = || Some(Span::raw("w ="));
+        let wrapped = legend_lines(prefix(), entries(&names), 18, theme);
+        assert_eq!(
+            texts(&wrapped),
+            ["w = alpha  beta", "gamma  delta", "epsilon"]
+        );
+        // Three lines at most; the rest counted, every name accounted for.
+        let many: Vec<String> = (0..12).map(|i| format!("loss{i:02}")).collect();
+        let many: Vec<&str> = many.iter().map(String::as_str).collect();
+        let cut = legend_lines(prefix(), entries(&many), 20, theme);
+        let text = texts(&cut);
+        assert_eq!(text.len(), LEGEND_MAX_LINES);
+        assert!(text.iter().all(|l| l.chars().count() <= 20), "{text:?}");
+        let last = text.last().unwrap();
+        let shown = text.join(" ").matches("loss").count();
+        let more: usize = last
+            .split("+")
+            .nth(1)
+            .and_then(|r| r.split(' ').next())
+            .and_then(|n| n.parse().ok())
+            .unwrap_or_else(|| panic!("no count in {text:?}"));
+        assert_eq!(shown + more, many.len(), "{text:?}");
+        assert!(text[0].starts_with("w ="), "{text:?}");
     }
 }

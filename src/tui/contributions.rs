@@ -260,22 +260,30 @@ pub fn render(frame: &mut Frame, area: Rect, app: &App, focused: bool) {
         Layout::vertical([Constraint::Min(0), Constraint::Length(bottom_height)]).areas(inner);
 
     // Effective weights over time, in the curves pane's window.
+    let entries = store
+        .losses
+        .iter()
+        .enumerate()
+        .map(|(i, name)| {
+            let style = app.theme.series(curves::style_index(app, CurveId::Loss(i)));
+            chart::legend_entry(name, style, true, app.theme)
+        })
+        .collect();
+    let prefix = Span::styled("w = ∂M/∂l ", app.theme.dim());
+    let legend = chart::legend_lines(Some(prefix), entries, usize::from(top.width), app.theme);
     let [legend_area, plot] =
-        Layout::vertical([Constraint::Length(1), Constraint::Min(0)]).areas(top);
-    let mut spans = vec![Span::styled("w = ∂M/∂l  ", app.theme.dim())];
+        Layout::vertical([Constraint::Length(legend.len() as u16), Constraint::Min(0)]).areas(top);
     let mut series = Vec::new();
     let x = curves::x_range(app, &[&store.weight_track]);
-    for (i, name) in store.losses.iter().enumerate() {
+    for i in 0..store.losses.len() {
         let style = app.theme.series(curves::style_index(app, CurveId::Loss(i)));
-        spans.extend(chart::legend_entry(name, style, true, app.theme));
-        spans.push(Span::raw("  "));
         if let Some(x) = x {
             let points =
                 chart::track_points(&store.weight_track, i, x, plot.width, style.marker, false);
             series.push(PlotSeries { points, style });
         }
     }
-    frame.render_widget(Paragraph::new(Line::from(spans)), legend_area);
+    frame.render_widget(Paragraph::new(legend), legend_area);
     chart::render(
         frame,
         plot,

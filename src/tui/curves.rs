@@ -55,12 +55,9 @@ fn settings_note(app: &App) -> Line<'static> {
     ))
 }
 
-fn legend(app: &App, focused: bool) -> Line<'static> {
-    let mut spans = Vec::new();
+fn legend(app: &App, focused: bool, width: u16) -> Vec<Line<'static>> {
+    let mut entries = Vec::new();
     for (i, id) in app.curve_ids().into_iter().enumerate() {
-        if i > 0 {
-            spans.push(Span::raw("  "));
-        }
         let shown = !app.curves.hidden.contains(&id);
         let mut entry = chart::legend_entry(
             &app.curve_name(id),
@@ -74,9 +71,9 @@ fn legend(app: &App, focused: bool) -> Line<'static> {
                 .map(|s| s.patch_style(app.theme.selected()))
                 .collect();
         }
-        spans.extend(entry);
+        entries.push(entry);
     }
-    Line::from(spans)
+    chart::legend_lines(None, entries, usize::from(width), app.theme)
 }
 
 pub fn render(frame: &mut Frame, area: Rect, app: &App, focused: bool) {
@@ -91,13 +88,14 @@ pub fn render(frame: &mut Frame, area: Rect, app: &App, focused: bool) {
     } else {
         0
     };
+    let legend_lines = legend(app, focused, inner.width);
     let [legend_area, losses_area, metric_area] = Layout::vertical([
-        Constraint::Length(1),
+        Constraint::Length(legend_lines.len() as u16),
         Constraint::Min(0),
         Constraint::Length(metric_height),
     ])
     .areas(inner);
-    frame.render_widget(Paragraph::new(legend(app, focused)), legend_area);
+    frame.render_widget(Paragraph::new(legend_lines), legend_area);
 
     let Some(x) = x_range(app, &[&store.loss_track, &store.metric_track]) else {
         chart::render(

@@ -185,24 +185,17 @@ fn render_table(frame: &mut Frame, area: Rect, app: &App, view: &SessionsView) {
 }
 
 fn render_overlay(frame: &mut Frame, area: Rect, app: &App, overlaid: &Overlaid) {
+    let entries = overlaid
+        .curves
+        .iter()
+        .enumerate()
+        .map(|(i, curve)| chart::legend_entry(&curve.label, app.theme.series(i), true, app.theme))
+        .collect();
+    let prefix = Span::styled(format!("{} ·", overlaid.what), app.theme.dim());
+    let legend = chart::legend_lines(Some(prefix), entries, usize::from(area.width), app.theme);
     let [legend_area, chart_area] =
-        Layout::vertical([Constraint::Length(1), Constraint::Min(0)]).areas(area);
-    let mut spans = vec![Span::styled(
-        format!("{} · ", overlaid.what),
-        app.theme.dim(),
-    )];
-    for (i, curve) in overlaid.curves.iter().enumerate() {
-        if i > 0 {
-            spans.push(Span::raw("  "));
-        }
-        spans.extend(chart::legend_entry(
-            &curve.label,
-            app.theme.series(i),
-            true,
-            app.theme,
-        ));
-    }
-    frame.render_widget(Paragraph::new(Line::from(spans)), legend_area);
+        Layout::vertical([Constraint::Length(legend.len() as u16), Constraint::Min(0)]).areas(area);
+    frame.render_widget(Paragraph::new(legend), legend_area);
     let xs = overlaid
         .curves
         .iter()
