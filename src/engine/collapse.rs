@@ -29,6 +29,11 @@ pub const PRIMARY_COLLAPSE_META_STEPS: u32 = 25;
 /// auxiliary-learning suite (6 tasks × 12 seeds) the primary cleared the
 /// floor by meta step 33 at the latest.
 pub const PRIMARY_NEVER_ROSE_META_STEPS: u32 = 60;
+/// Why a far larger auxiliary loss can keep the primary's weight down (the
+/// first train line's warning and the never-rose report say it alike).
+pub const RAW_LOSS_VALUES: &str =
+    "MELTR reads the raw loss values, as the public code does, so an \
+     auxiliary loss far larger than the primary's can take the combined loss over";
 /// A slide still under way when the run ends is said once it has lasted
 /// this many meta steps (one low reading is noise).
 pub const SLIDE_AT_END_META_STEPS: u32 = 3;
@@ -265,6 +270,17 @@ impl Weights {
     /// The largest |w_k|.
     pub fn magnitude(&self) -> f64 {
         self.largest.abs()
+    }
+
+    /// [`Self::primary_collapse_reading`] for a primary that never rose:
+    /// there, a positive primary that is the largest weight means every
+    /// weight stayed small (none shrank).
+    pub fn never_rose_reading(&self, names: &[String]) -> String {
+        if self.primary > 0.0 && self.largest_at == 0 {
+            "every weight stays small, the primary's the largest".to_string()
+        } else {
+            self.primary_collapse_reading(names)
+        }
     }
 
     /// What a low primary weight means for the run, in words (`names`: the
@@ -517,6 +533,18 @@ mod tests {
         assert!(Weights::of(&[1.0, f64::NAN, 0.5]).largest.is_nan());
         assert!(Weights::of(&[f64::NAN, 0.2]).largest.is_nan());
         assert_eq!(Weights::of(&[0.3, -2.0, 1.0]).largest_at, 1);
+    }
+
+    #[test]
+    fn a_primary_that_never_rose_is_read_as_small_not_shrunk() {
+        let names: Vec<String> = ["cls", "big"].map(String::from).into();
+        let small = Weights::of(&[0.05, 0.01]).never_rose_reading(&names);
+        assert!(
+            small.contains("stays small") && !small.contains("shrank"),
+            "{small}"
+        );
+        let taken = Weights::of(&[-0.2, 0.3]).never_rose_reading(&names);
+        assert!(taken.contains("big's, +0.300"), "{taken}");
     }
 
     #[test]

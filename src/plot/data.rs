@@ -5,7 +5,7 @@
 
 use super::series::Points;
 use crate::session::log::read_metrics;
-use crate::session::metrics::{Curve, Record, EVAL_LOSS_PREFIX};
+use crate::session::metrics::{eval_values, Curve, Record};
 use crate::session::SessionDir;
 use crate::session::SessionMeta;
 use anyhow::{bail, Context, Result};
@@ -24,11 +24,9 @@ pub struct SessionData {
     pub losses: Curves,
     /// Effective weight `name -> (step, w)`.
     pub weights: Curves,
-    /// Evaluation metric `name -> (step, value)`.
+    /// Evaluation metric `name -> (step, value)`, and mean validation loss
+    /// as `eval_loss/<loss>`.
     pub metrics: Curves,
-    /// Mean validation loss `name -> (step, value)` (asked for as
-    /// `eval_loss/<name>`).
-    pub eval_losses: Curves,
     /// The newest transform curves and the step they were taken at.
     pub transform: Option<(u64, BTreeMap<String, Curve>)>,
     /// The losses of the last logged training step.
@@ -38,12 +36,7 @@ pub struct SessionData {
 impl SessionData {
     /// Drops every point before step `x` (a fork's history, its parent's).
     pub fn keep_from(&mut self, x: f64) {
-        for curves in [
-            &mut self.losses,
-            &mut self.weights,
-            &mut self.metrics,
-            &mut self.eval_losses,
-        ] {
+        for curves in [&mut self.losses, &mut self.weights, &mut self.metrics] {
             for points in curves.values_mut() {
                 points.retain(|p| p.0 >= x);
             }
@@ -75,7 +68,6 @@ impl SessionData {
             losses: Curves::new(),
             weights: Curves::new(),
             metrics: Curves::new(),
-            eval_losses: Curves::new(),
             transform: None,
             last_losses: BTreeMap::new(),
         };
@@ -95,8 +87,7 @@ impl SessionData {
                     data.last_losses = losses;
                 }
                 Record::Eval { metrics, losses } => {
-                    push(&mut data.metrics, step, &metrics);
-                    push(&mut data.eval_losses, step, &losses);
+                    push(&mut data.metrics, step, &eval_values(&metrics, &losses))
                 }
                 Record::Transform { curves } => data.transform = Some((line.step, curves)),
                 _ => {}
@@ -109,12 +100,7 @@ impl SessionData {
                 path.display()
             );
         }
-        for curves in [
-            &mut data.losses,
-            &mut data.weights,
-            &mut data.metrics,
-            &mut data.eval_losses,
-        ] {
+        for curves in [&mut data.losses, &mut data.weights, &mut data.metrics] {
             for points in curves.values_mut() {
                 // Steps only go up within a run; a resume may repeat some.
                 points.sort_by(|a, b| a.0.total_cmp(&b.0));
@@ -145,17 +131,11 @@ impl SessionData {
         }
     }
 
-    /// A metric or loss series by name: an eval metric first, then a train
-    /// loss; `eval_loss/<loss>` is a validation loss. The error lists what
+    /// A metric or loss series by name: an eval metric (or validation loss,
+    /// `eval_loss/<loss>`) first, then a train loss. The error lists what
     /// the session has.
     pub fn series(&self, name: &str) -> Result<(SeriesSource, &Points)> {
         if let Some(points) = self.metrics.get(name) {
-            return Ok((SeriesSource::Eval, points));
-        }
-        if let Some(points) = name
-            .strip_prefix(EVAL_LOSS_PREFIX)
-            .and_then(|loss| self.eval_losses.get(loss))
-        {
             return Ok((SeriesSource::Eval, points));
         }
         if let Some(points) = self.losses.get(name) {
@@ -168,17 +148,8 @@ impl SessionData {
                 c.keys().cloned().collect::<Vec<_>>().join(", ")
             }
         };
-        let eval_losses = if self.eval_losses.is_empty() {
-            "(none)".to_string()
-        } else {
-            self.eval_losses
-                .keys()
-                .map(|loss| format!("{EVAL_LOSS_PREFIX}{loss}"))
-                .collect::<Vec<_>>()
-                .join(", ")
-        };
         bail!(
-            "session '{}' has no metric or loss named '{name}'; it has eval metrics: {}; train losses: {}; validation losses: {eval_losses}",
+            "session '{}' has no metric or loss named '{name}'; it has eval metrics: {}; train losses: {}",
             self.meta.name,
             list(&self.metrics),
             list(&self.losses)
@@ -239,6 +210,9 @@ mod tests {
         assert_eq!(source, SeriesSource::Eval);
         assert_eq!(points, &vec![(5.0, 0.9), (10.0, 0.6)]);
         let err = data.series("eval_loss/nope").unwrap_err().to_string();
-        assert!(err.contains("validation losses: eval_loss/cls"), "{err}");
+        assert!(
+            err.contains("eval metrics: accuracy, eval_loss/cls;"),
+            "{err}"
+        );
     }
 }

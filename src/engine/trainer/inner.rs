@@ -243,9 +243,8 @@ pub(super) fn far_larger_losses(
     };
     (!large.is_empty()).then(|| {
         format!(
-            "auxiliary loss {} at least {FAR_LARGER_LOSS:.0}x the primary's value ({} = {:.3e}): MELTR reads the raw \
-             loss values, as the public code does, and such a loss can take the combined loss over (the primary's \
-             effective weight then never rises). If the primary's weight stays near 0 or below, {remedy}",
+            "auxiliary loss {} at least {FAR_LARGER_LOSS:.0}x the primary's value ({} = {:.3e}): {RAW_LOSS_VALUES} \
+             (the primary's effective weight then never rises). If the primary's weight stays near 0 or below, {remedy}",
             large.join(", "),
             names[0],
             values[0]

@@ -295,11 +295,7 @@ impl Trainer {
                  in the run's first {PRIMARY_NEVER_ROSE_META_STEPS} meta steps (now {:.3}): {}",
                 self.loss_names[0],
                 watched.primary,
-                if watched.largest_at == 0 && watched.primary > 0.0 {
-                    "every weight stays small, the primary's the largest".to_string()
-                } else {
-                    watched.primary_collapse_reading(&self.loss_names)
-                }
+                watched.never_rose_reading(&self.loss_names)
             ),
             Collapse::Every => format!(
                 "every effective weight has stayed below {COLLAPSE_WEIGHT} for {COLLAPSE_META_STEPS} meta steps \
@@ -358,9 +354,8 @@ impl Trainer {
             // Seen with an auxiliary loss thousands of times the primary's
             // value, where a larger γ made it worse.
             Collapse::PrimaryNeverRose => format!(
-                "MELTR reads the raw loss values, as the public code does, so an auxiliary loss far larger \
-                 than the primary's can take the combined loss over: compare the losses' scales (the first \
-                 train lines) and scale such a loss down in the model, or {residual}"
+                "{RAW_LOSS_VALUES}: compare the losses' scales (the first train lines) and scale such a \
+                 loss down in the model, or {residual}"
             ),
             Collapse::Primary | Collapse::Every => format!(
                 "Raise meltr.gamma (now {}), lower meltr.meta_lr, or {residual}",

@@ -23,7 +23,7 @@ mod skips;
 use super::checkpoint;
 use super::collapse::{
     Collapse, CollapseGuard, Verdict, Weights, COLLAPSE_META_STEPS, COLLAPSE_WEIGHT,
-    PRIMARY_COLLAPSE_META_STEPS, PRIMARY_FLOOR, PRIMARY_NEVER_ROSE_META_STEPS,
+    PRIMARY_COLLAPSE_META_STEPS, PRIMARY_FLOOR, PRIMARY_NEVER_ROSE_META_STEPS, RAW_LOSS_VALUES,
 };
 use super::control::{Command, Event, Status};
 use super::trace::Tracer;
@@ -234,7 +234,7 @@ impl Trainer {
                 let evaluated = self.last_eval_step == Some(self.step);
                 let passed = self.step > self.config.train.steps && self.step > started_at;
                 if self.step > 0 && (!evaluated || passed) {
-                    self.end_early(evaluated)?;
+                    self.end_early()?;
                 }
                 // Every rank is done: rank 0 needs the others no more (it
                 // may still wait out a failed checkpoint write).
@@ -262,8 +262,8 @@ impl Trainer {
     }
 
     /// `train.steps` was lowered to or below the step reached: the run
-    /// ends here, says so, and evaluates this step.
-    fn end_early(&mut self, evaluated: bool) -> Result<()> {
+    /// ends here, says so, and evaluates this step unless it was.
+    fn end_early(&mut self) -> Result<()> {
         self.emit(Record::Event {
             level: Level::Info,
             message: format!(
@@ -271,7 +271,7 @@ impl Trainer {
                 self.config.train.steps, self.step
             ),
         });
-        if evaluated {
+        if self.last_eval_step == Some(self.step) {
             Ok(())
         } else {
             self.evaluate()
