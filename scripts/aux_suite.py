@@ -61,6 +61,10 @@ The tasks (primary loss first):
                tell them apart; helpful_x50: regressing z, times 50. All
                three kinds at once, and a loss 50x the others' scale that a
                combiner must read correctly rather than by magnitude.
+  far-scale    mixed with the latent regression times 2000 instead of 50
+               (about 100x the primary's loss at the start, as a
+               reconstruction or count loss in its raw units can be):
+               MELTR reads loss values, so this probes its input's scale.
   label-noise  the same primary on 1024 samples, 40% of the training labels
                replaced by another class (validation labels clean); the
                clean signs of z as the related auxiliary. Primary-only
@@ -122,7 +126,7 @@ sys.path.insert(0, HERE)
 import safetensors_lite  # noqa: E402  (scripts/safetensors_lite.py)
 
 # Bump when the tasks, data or models change: cached suites are rebuilt.
-VERSION = 2
+VERSION = 3
 D_IN = 48
 D_LATENT = 8
 D_NUISANCE = 16
@@ -172,8 +176,11 @@ class Trunk(nn.Module):
 
 
 class MixedModel(nn.Module):
-    def __init__(self):
+    def __init__(self, scale: float = 50.0):
         super().__init__()
+        # The latent regression's factor and the loss's name (helpful_x50).
+        self.scale = scale
+        self.scaled_name = f"helpful_x{scale:g}"
         self.trunk = Trunk()
         self.primary = nn.Linear(FEATURE, 4)
         self.signs = nn.Linear(FEATURE, 2 * D_LATENT)
@@ -185,13 +192,14 @@ class MixedModel(nn.Module):
         logits = self.primary(h)
         with torch.no_grad():
             acc = accuracy(logits, batch["y"])
-        return {
+        out = {
             "primary": cross_entropy(logits, batch["y"]).mean(),
             "helpful": signs_loss(self.signs(h), batch["signs"]),
             "harmful": signs_loss(self.harmful(h), batch["random_signs"]),
-            "helpful_x50": 50.0 * mse(self.latent(h), batch["z"]),
             "metric/accuracy": acc,
         }
+        out[self.scaled_name] = self.scale * mse(self.latent(h), batch["z"])
+        return out
 
 
 class LabelNoiseModel(nn.Module):
@@ -486,6 +494,14 @@ TASKS = [
         MixedModel,
         mixed_data,
         {"primary": "primary", "helpful": "helpful", "harmful": "harmful", "helpful_x50": "scaled"},
+        "accuracy",
+    ),
+    Task(
+        "far-scale",
+        "mixed with the latent regression x2000: an auxiliary loss far larger than the primary",
+        lambda: MixedModel(2000.0),
+        mixed_data,
+        {"primary": "primary", "helpful": "helpful", "harmful": "harmful", "helpful_x2000": "scaled"},
         "accuracy",
     ),
     Task(

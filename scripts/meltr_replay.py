@@ -54,7 +54,9 @@ at the same theta, on this step's batch), aid.max_growth (the Neumann
 series stops before the first term with ||v_j|| > max_growth * ||v_0||;
 absent: no stop, as AuxiLearn), meltr.gamma_direct, meltr.meta_optimizer,
 meltr.init = "residual" (MELTR's output is sum(losses) plus the network's,
-its head starting at zero).
+its head starting at zero), and in `trace` meltr.loss_scale (MELTR reads
+the losses times the factors the engine measured, trace/loss-scale.safetensors,
+and the gamma term's sum is taken at that scale).
 
 Modes:
   trace SESSION_DIR [--report FILE]
@@ -146,6 +148,7 @@ class Settings:
     val_source: str
     train_batch: str
     init: str
+    loss_scale: str
     iterations: int
     alpha: float
     max_growth: Optional[float]
@@ -213,6 +216,7 @@ def load_settings(path: str) -> Tuple[Settings, dict]:
         val_source=meltr.get("val_source", "recent"),
         train_batch=meltr.get("train_batch", "recent"),
         init=meltr.get("init", "random"),
+        loss_scale=meltr.get("loss_scale", "raw"),
         iterations=int(aid.get("iterations", 0)),
         alpha=float(aid.get("alpha", 0.1)),
         max_growth=float(aid["max_growth"]) if "max_growth" in aid else None,
@@ -300,6 +304,9 @@ class Meltr(nn.Module):
         # The engine's `meltr.init = "residual"` (not the public code): the
         # output is sum(losses) plus the network's, the head starting at 0.
         self.residual = residual
+        # The engine's `meltr.loss_scale` (not the public code): [K] factors
+        # MELTR reads the losses at, from the trace; None: the raw losses.
+        self.scale: Optional[Tensor] = None
         self.task_embedding = nn.Embedding(k, d_model)
         self.loss_fc1 = nn.Linear(1, d_hidden)
         self.loss_fc2 = nn.Linear(d_hidden, d_model)
@@ -313,10 +320,17 @@ class Meltr(nn.Module):
         scale = self.loss_fc2(torch.relu(self.loss_fc1(losses.unsqueeze(1))))
         return scale + self.task_embedding.weight
 
+    def scaled(self, losses: Tensor) -> Tensor:
+        return losses if self.scale is None else losses * self.scale
+
+    def reference_sum(self, losses: Tensor) -> Tensor:
+        """sum(losses) at the scale MELTR reads them: the gamma term's."""
+        return self.scaled(losses).sum()
+
     def forward(self, losses: Tensor) -> Tensor:
-        mixed = encoder_layer(self.encoder, self.tokens(losses).unsqueeze(0))
+        mixed = encoder_layer(self.encoder, self.tokens(self.scaled(losses)).unsqueeze(0))
         out = self.fc1(mixed.mean(1)).reshape(())
-        return out + losses.sum() if self.residual else out
+        return out + self.reference_sum(losses) if self.residual else out
 
     def forward_stock(self, losses: Tensor) -> Tensor:
         """The same through the stock layer (for the self-test only)."""
@@ -595,7 +609,7 @@ def hypergradient(
     else:
         train_losses = train_forward
     combined = meltr(train_losses)
-    reg = (train_losses.sum() - combined).abs()
+    reg = (meltr.reference_sum(train_losses) - combined).abs()
     v0 = grads(val_primary + gamma * reg, theta, retain_graph=True)
     direct = grads(reg, phi, retain_graph=True) if gamma_direct else None
 
@@ -831,6 +845,12 @@ def start_replay(session: str) -> Tuple[Trainer, str]:
     init = safetensors_lite.read(init_path)
     trainer.workload.load_theta(init, init_path)
     load_phi(trainer.meltr, init, init_path)
+    if settings.loss_scale != "raw":
+        scale_path = os.path.join(trace, "loss-scale.safetensors")
+        if not os.path.exists(scale_path):
+            raise ReplayError(f"meltr.loss_scale = {settings.loss_scale!r} but the trace has no {scale_path}")
+        scale = need(safetensors_lite.read(scale_path), "loss_scale", scale_path, (len(settings.loss_names),))
+        trainer.meltr.scale = scale.to(torch.float64)
     trainer.workload.model.train()
     return trainer, trace
 
@@ -999,6 +1019,9 @@ def run(config: str, seed: int, steps: Optional[int], out: str, threads: int, dt
         print(f"note: meltr.init = {settings.init!r} is the engine's option; this run uses PyTorch's default init")
     if settings.val_source != "recent":
         raise ReplayError(f"meltr.val_source = {settings.val_source!r} is not the public algorithm; use `recent`")
+    if settings.loss_scale != "raw":
+        raise ReplayError(f"meltr.loss_scale = {settings.loss_scale!r}: a standalone run reads the raw losses, "
+                          "as the public code; `trace` replays the engine's factors")
     started = time.perf_counter()
     trainer = build(settings, dtype, seed)
     workload = trainer.workload

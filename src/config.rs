@@ -19,8 +19,8 @@ pub use text::{decode_text, locate_key, read_text, sets_no_keys};
 pub use validate::{max_threads, parse_cuda_index, MAX_COLLECTIVE_TIMEOUT_S};
 
 pub use choices::{
-    AidMode, CombinerKind, Dtype, JvpMethod, LrSchedule, MeltrInit, MetaOptimizer, MetricGoal,
-    OnCollapse, Pool, TrainBatch, ValSource, WorkloadKind,
+    AidMode, CombinerKind, Dtype, JvpMethod, LossScale, LrSchedule, MeltrInit, MetaOptimizer,
+    MetricGoal, OnCollapse, Pool, TrainBatch, ValSource, WorkloadKind,
 };
 
 use serde::{Deserialize, Serialize};
@@ -241,6 +241,16 @@ pub struct MeltrConfig {
     /// public code measured on the auxiliary-learning suite) | `warn` (an
     /// event only, as the public code, which has no watch).
     pub on_collapse: OnCollapse,
+    /// The scale MELTR reads the losses at, from their values on the first
+    /// training batch: `raw` (as the model returns them: the public code) |
+    /// `capped` (a loss more than `max_loss_ratio` times the primary's is
+    /// read at that ratio, the rest raw) | `primary` (every loss read at
+    /// the primary's size, `l_k·|l_primary|/|l_k|`). The factors apply to
+    /// MELTR's input and to the γ term's `Σl`; the effective weights stay
+    /// weights on the raw losses.
+    pub loss_scale: LossScale,
+    /// `loss_scale = "capped"`'s bound on a loss's ratio to the primary.
+    pub max_loss_ratio: f64,
 }
 
 impl Default for MeltrConfig {
@@ -263,6 +273,8 @@ impl Default for MeltrConfig {
             meta_optimizer: MetaOptimizer::Adam,
             pool: Pool::Previous,
             on_collapse: OnCollapse::Restore,
+            loss_scale: LossScale::Capped,
+            max_loss_ratio: 50.0,
         }
     }
 }
@@ -510,6 +522,7 @@ pub fn choices_of(key: &str) -> Option<Vec<&'static str>> {
         "meltr.meta_optimizer" => names!(MetaOptimizer),
         "meltr.pool" => names!(Pool),
         "meltr.on_collapse" => names!(OnCollapse),
+        "meltr.loss_scale" => names!(LossScale),
         "aid.mode" => names!(AidMode),
         "aid.jvp" => names!(JvpMethod),
         _ => None,

@@ -958,3 +958,219 @@ fn apply(handle: &engine::EngineHandle, config: meltr_tui::config::Config) {
         })
         .unwrap();
 }
+
+/// The synthetic workload with its losses multiplied by fixed factors, as a
+/// model that returns them at another scale would.
+struct ScaledLosses {
+    inner: Box<dyn Workload>,
+    /// primary, helpful, harmful.
+    factors: [f64; 3],
+}
+
+impl Workload for ScaledLosses {
+    fn kind(&self) -> &'static str {
+        "synthetic"
+    }
+    fn loss_names(&self) -> Vec<String> {
+        self.inner.loss_names()
+    }
+    fn primary_metric(&self) -> (String, bool) {
+        self.inner.primary_metric()
+    }
+    fn var_store(&self) -> &tch::nn::VarStore {
+        self.inner.var_store()
+    }
+    fn train_batch(&self, step: u64) -> anyhow::Result<Batch> {
+        self.inner.train_batch(step)
+    }
+    fn val_batch(&self, index: u64) -> anyhow::Result<Batch> {
+        self.inner.val_batch(index)
+    }
+    fn losses(&self, batch: &Batch) -> anyhow::Result<Losses> {
+        let mut losses = self.inner.losses(batch)?;
+        for (name, loss) in losses.iter_mut() {
+            let k = ["primary", "helpful", "harmful"]
+                .iter()
+                .position(|n| *n == name.as_str())
+                .expect("a synthetic loss");
+            *loss = &*loss * self.factors[k];
+        }
+        Ok(losses)
+    }
+    fn evaluate(&self) -> anyhow::Result<meltr_tui::workload::Evaluation> {
+        self.inner.evaluate()
+    }
+}
+
+/// Runs `config` to the end on the synthetic workload with its losses
+/// scaled by `factors`: the session's folder and metrics.
+fn scaled_session(
+    root: &std::path::Path,
+    name: &str,
+    factors: [f64; 3],
+    config: meltr_tui::config::Config,
+) -> (
+    std::path::PathBuf,
+    Vec<meltr_tui::session::metrics::MetricLine>,
+) {
+    let dir = session::create(root, name, &config).unwrap();
+    let kind = match config.train.dtype {
+        meltr_tui::config::Dtype::F64 => tch::Kind::Double,
+        meltr_tui::config::Dtype::F32 => tch::Kind::Float,
+    };
+    let workload = ScaledLosses {
+        inner: workload::build(&config, tch::Device::Cpu, kind, None).unwrap(),
+        factors,
+    };
+    let handle = engine::spawn_with_workload(&dir, config, Box::new(workload), false).unwrap();
+    assert_eq!(handle.thread.join().unwrap().unwrap(), Status::Finished);
+    let lines = session::log::read_metrics(&dir.join("metrics.jsonl"))
+        .unwrap()
+        .lines;
+    (dir, lines)
+}
+
+/// The last logged effective weights and the final metric of a 60-step f64
+/// MELTR run on the synthetic workload with its losses scaled by
+/// `factors`, at `loss_scale`.
+fn scaled_run(
+    root: &std::path::Path,
+    name: &str,
+    factors: [f64; 3],
+    loss_scale: meltr_tui::config::LossScale,
+) -> (Vec<f64>, f64) {
+    let mut config = small_config("meltr", 60);
+    config.train.dtype = meltr_tui::config::Dtype::F64;
+    config.meltr.loss_scale = loss_scale;
+    let (_, lines) = scaled_session(root, name, factors, config);
+    let weights = ["primary", "helpful", "harmful"].map(|loss| late_weight(&lines, loss, 1));
+    (weights.to_vec(), last_eval(&lines, "primary_mse"))
+}
+
+/// `meltr.loss_scale = "primary"` makes MELTR blind to the scale a model
+/// returns its auxiliary losses at: x50 and x0.02 leave the run unchanged
+/// and divide the effective weights by exactly those factors. With `raw`
+/// (the public code) the same factors change the run.
+#[test]
+fn primary_loss_scale_makes_meltr_blind_to_the_auxiliaries_scale() {
+    use meltr_tui::config::LossScale;
+    let _serial = serial();
+    let root = tempfile::tempdir().unwrap();
+    let factors = [1.0, 50.0, 0.02];
+    let as_is = [1.0; 3];
+    let (w_plain, metric_plain) = scaled_run(root.path(), "p1", as_is, LossScale::Primary);
+    let (w_scaled, metric_scaled) = scaled_run(root.path(), "p50", factors, LossScale::Primary);
+    let undone: Vec<f64> = w_scaled.iter().zip(factors).map(|(w, f)| w * f).collect();
+    assert!(
+        relative_error(&undone, &w_plain) < 1e-6,
+        "weights x factors {undone:?} vs unscaled {w_plain:?}"
+    );
+    assert!(
+        (metric_scaled - metric_plain).abs() <= 1e-6 * metric_plain.abs(),
+        "{metric_scaled} vs {metric_plain}"
+    );
+    let (w_raw, _) = scaled_run(root.path(), "r1", as_is, LossScale::Raw);
+    let (w_raw_scaled, _) = scaled_run(root.path(), "r50", factors, LossScale::Raw);
+    let undone: Vec<f64> = w_raw_scaled
+        .iter()
+        .zip(factors)
+        .map(|(w, f)| w * f)
+        .collect();
+    assert!(
+        relative_error(&undone, &w_raw) > 1e-2,
+        "raw losses: {undone:?} vs {w_raw:?}"
+    );
+}
+
+/// The factors are measured once, on the first batch, saved with every
+/// checkpoint and read back on resume (not measured again under a θ that
+/// has trained).
+#[test]
+fn the_loss_scale_is_measured_once_and_resumed_from_the_checkpoint() {
+    let _serial = serial();
+    let root = tempfile::tempdir().unwrap();
+    let mut config = small_config("meltr", 60);
+    config.meltr.loss_scale = meltr_tui::config::LossScale::Primary;
+    config.train.checkpoint_every = 10;
+    let dir = run_and_stop(root.path(), "scale-resume", &config, 25);
+    let (step, path) = checkpoint::list(&dir.join("checkpoints")).pop().unwrap();
+    let saved = checkpoint::Loaded::read(&path, step)
+        .unwrap()
+        .get("meltr.loss_scale")
+        .expect("the checkpoint holds the factors");
+    let saved = Vec::<f64>::try_from(saved.to_kind(tch::Kind::Double)).unwrap();
+    assert_eq!(saved.len(), 3);
+    assert_eq!(saved[0], 1.0, "the primary is read as it is");
+    let handle = engine::spawn(&dir, config, true).unwrap();
+    assert_eq!(handle.thread.join().unwrap().unwrap(), Status::Finished);
+    let measured = events_matching(&dir, |m| m.starts_with("meltr.loss_scale"));
+    assert_eq!(measured.len(), 1, "{measured:?}");
+    assert_eq!(measured[0].0, 0, "{measured:?}");
+    for name in ["helpful (", "harmful ("] {
+        assert!(measured[0].1.contains(name), "{measured:?}");
+    }
+}
+
+/// A meta line says how many Neumann iterations its hypergradient summed:
+/// fewer than `aid.iterations` where the series diverged and stopped (a
+/// walkthrough read J = 3 on lines whose series had stopped at once).
+#[test]
+fn meta_lines_count_the_neumann_iterations_actually_summed() {
+    let _serial = serial();
+    let root = tempfile::tempdir().unwrap();
+    let mut config = small_config("meltr", 30);
+    config.aid.iterations = 3;
+    config.aid.alpha = 1.0;
+    // MELTR as Σl plus a correction, on losses 1000x larger: α·H far
+    // outside (0, 2).
+    config.meltr.init = meltr_tui::config::MeltrInit::Residual;
+    let (dir, lines) = scaled_session(root.path(), "diverging", [1e3; 3], config);
+    assert!(
+        !events_matching(&dir, |m| m.contains("Neumann series diverges")).is_empty(),
+        "the series should diverge"
+    );
+    let iterations: Vec<u32> = lines
+        .iter()
+        .filter_map(|l| match &l.record {
+            Record::Meta { aid_iterations, .. } => Some(*aid_iterations),
+            _ => None,
+        })
+        .collect();
+    assert!(iterations.len() >= 5, "{iterations:?}");
+    assert!(iterations.iter().all(|&j| j < 3), "{iterations:?}");
+}
+
+/// The default, `meltr.loss_scale = "capped"`: a run whose losses stay
+/// within `max_loss_ratio` of the primary's is the public code's, bit for
+/// bit; a loss past it is read at that ratio, however far past it is.
+#[test]
+fn capped_loss_scale_changes_only_a_loss_past_the_ratio() {
+    use meltr_tui::config::LossScale;
+    let _serial = serial();
+    let root = tempfile::tempdir().unwrap();
+    assert_eq!(
+        meltr_tui::config::Config::default().meltr.loss_scale,
+        LossScale::Capped
+    );
+    let as_is = [1.0; 3];
+    let capped = scaled_run(root.path(), "c1", as_is, LossScale::Capped);
+    let raw = scaled_run(root.path(), "r1", as_is, LossScale::Raw);
+    assert_eq!(capped, raw, "nothing past the ratio: the raw run");
+    let far = [1.0, 2000.0, 1.0];
+    let farther = [1.0, 4000.0, 1.0];
+    let (w_far, metric_far) = scaled_run(root.path(), "c2000", far, LossScale::Capped);
+    let (w_farther, metric_farther) = scaled_run(root.path(), "c4000", farther, LossScale::Capped);
+    let undo =
+        |w: &[f64], f: [f64; 3]| -> Vec<f64> { w.iter().zip(f).map(|(w, f)| w * f).collect() };
+    assert!(
+        relative_error(&undo(&w_far, far), &undo(&w_farther, farther)) < 1e-6,
+        "{w_far:?} vs {w_farther:?}"
+    );
+    assert!((metric_far - metric_farther).abs() <= 1e-6 * metric_far.abs());
+    // And it is not the raw run: x2000 is read at 50x the primary.
+    let (w_raw_far, _) = scaled_run(root.path(), "r2000", far, LossScale::Raw);
+    assert!(
+        relative_error(&w_raw_far, &w_far) > 1e-2,
+        "{w_raw_far:?} vs {w_far:?}"
+    );
+}

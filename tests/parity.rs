@@ -283,6 +283,31 @@ fn the_residual_option_replays_on_a_suite_task() {
     }
 }
 
+/// The default `meltr.loss_scale = "capped"` where it changes a loss (the
+/// suite's far-scale task: an auxiliary over 1000x the primary's value, read
+/// at 50x) replays with the factors the engine measured.
+#[test]
+fn a_capped_loss_replays_on_the_far_scale_task() {
+    let _serial = serial();
+    let dir = suite_task().parent().unwrap().join("far-scale");
+    let toml = std::fs::read_to_string(dir.join("task.toml")).unwrap();
+    let task = Config::parse(&toml).unwrap();
+    let auxiliary: Vec<&str> = task.workload.auxiliary.iter().map(String::as_str).collect();
+    for mode in ["exact", "factorized"] {
+        let config = traced_config(&dir, (&task.workload.primary, &auxiliary), mode, 0);
+        assert_eq!(
+            config.meltr.loss_scale,
+            meltr_tui::config::LossScale::Capped
+        );
+        let lines = assert_replays(&format!("capped-{mode}"), config);
+        let capped = lines.iter().any(|l| {
+            matches!(&l.record, Record::Event { message, .. }
+                if message.contains("MELTR reads helpful_x2000"))
+        });
+        assert!(capped, "{mode}: the x2000 loss should be read at 50x");
+    }
+}
+
 #[test]
 fn a_tampered_trace_is_caught() {
     // The comparison can fail: one changed φ entry in one state file shows.

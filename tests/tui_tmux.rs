@@ -37,12 +37,15 @@ const NEW_ITERATIONS: u32 = 2;
 
 /// A small run that goes on for minutes; the test stops it at the end.
 /// (About 150 steps/s on one CPU core, so a few thousand steps could end
-/// before the last check on a fast machine.)
+/// before the last check on a fast machine.) A small α: the series must not
+/// stop early, or the meta lines count fewer iterations than the edit of J
+/// asks for.
 fn config_text() -> String {
     format!(
         "[workload]\nkind = \"synthetic\"\n\n\
          [train]\ndevice = \"cpu\"\nsteps = 200000\nlog_every = {LOG_EVERY}\n\n\
-         [meltr]\nd_model = 32\nd_hidden = 32\nd_ff = 64\nheads = 4\n"
+         [meltr]\nd_model = 32\nd_hidden = 32\nd_ff = 64\nheads = 4\n\n\
+         [aid]\nalpha = 0.01\nmax_growth = 1e6\n"
     )
 }
 

@@ -60,7 +60,7 @@ pub(super) fn run_headless(
             stop_sent = true;
         }
         match handle.events.recv_timeout(Duration::from_millis(100)) {
-            Ok(Event::Line { line, .. }) => print_line(&line),
+            Ok(Event::Line { line, .. }) => print_line(&line, &meta.losses),
             // Headless runs pause only when a write failed.
             Ok(Event::Status {
                 status: Status::Paused,
@@ -129,15 +129,20 @@ pub(super) fn run_headless(
     Ok(())
 }
 
-pub(super) fn fmt_named(values: &session::metrics::Named) -> String {
-    values
-        .iter()
+/// `name value` pairs, the names in `order` first (the losses as the
+/// config lists them, primary first), then any others by name.
+pub(super) fn fmt_named(values: &session::metrics::Named, order: &[String]) -> String {
+    let listed = order.iter().filter_map(|k| values.get_key_value(k));
+    let rest = values.iter().filter(|(k, _)| !order.contains(k));
+    listed
+        .chain(rest)
         .map(|(k, v)| format!("{k} {v:.4}"))
         .collect::<Vec<_>>()
         .join("  ")
 }
 
-pub(super) fn print_line(line: &session::metrics::MetricLine) {
+/// Prints a metrics line for the terminal; the losses in `order`.
+pub(super) fn print_line(line: &session::metrics::MetricLine, order: &[String]) {
     match &line.record {
         Record::Train {
             losses,
@@ -148,11 +153,11 @@ pub(super) fn print_line(line: &session::metrics::MetricLine) {
             say!(
                 "step {:>6}  {}  total {total:.4}  | w: {}",
                 line.step,
-                fmt_named(losses),
-                fmt_named(weights)
+                fmt_named(losses, order),
+                fmt_named(weights, order)
             )
         }
-        Record::Eval { metrics, .. } => say!("eval {:>6}  {}", line.step, fmt_named(metrics)),
+        Record::Eval { metrics, .. } => say!("eval {:>6}  {}", line.step, fmt_named(metrics, &[])),
         Record::Config { changed, error } => {
             for (key, (old, new)) in changed {
                 say!("config {:>4}  {key}: {old} -> {new}", line.step);
@@ -166,5 +171,33 @@ pub(super) fn print_line(line: &session::metrics::MetricLine) {
             _ => say_err!("{:?} at step {}: {message}", level, line.step),
         },
         Record::Meta { .. } | Record::Transform { .. } => {}
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::fmt_named;
+
+    /// A walkthrough read `harmful 0.1  helpful 0.2  primary 0.3`: the
+    /// primary came last because the names were sorted.
+    #[test]
+    fn named_values_print_primary_first_in_the_configs_order() {
+        let values = [
+            ("harmful", 0.5),
+            ("helpful", 0.25),
+            ("primary", 1.0),
+            ("zz", 2.0),
+        ]
+        .map(|(k, v)| (k.to_string(), v))
+        .into();
+        let order = ["primary", "helpful", "harmful"].map(String::from);
+        assert_eq!(
+            fmt_named(&values, &order),
+            "primary 1.0000  helpful 0.2500  harmful 0.5000  zz 2.0000"
+        );
+        assert_eq!(
+            fmt_named(&values, &[]),
+            "harmful 0.5000  helpful 0.2500  primary 1.0000  zz 2.0000"
+        );
     }
 }

@@ -171,6 +171,19 @@ choice! {
 }
 
 choice! {
+    /// `meltr.loss_scale`: the scale MELTR reads each loss at.
+    LossScale {
+        /// The loss values as the model returns them (the public code).
+        Raw = "raw",
+        /// Each loss times |l_primary| / |l_k| on the first training batch.
+        Primary = "primary",
+        /// A loss more than `meltr.max_loss_ratio` times the primary's on
+        /// the first training batch read at that ratio; the rest raw.
+        Capped = "capped",
+    }
+}
+
+choice! {
     /// `meltr.on_collapse`: what a detected collapse does.
     OnCollapse {
         /// An event.

@@ -47,6 +47,14 @@ pub const RESTART_ONLY: &[(&str, &str)] = &[
         "meltr.init",
         "MELTR is initialised once, before the first step",
     ),
+    (
+        "meltr.loss_scale",
+        "the losses' scales are measured once, on the first batch",
+    ),
+    (
+        "meltr.max_loss_ratio",
+        "the losses' scales are measured once, on the first batch",
+    ),
 ];
 
 /// Why a key cannot change while a run goes on, or `None` when it is live.

@@ -171,6 +171,12 @@ impl Config {
         at_least("meltr.meta_every", m.meta_every as f64, 1.0)?;
         positive("meltr.meta_grad_clip", m.meta_grad_clip)?;
         non_negative("meltr.gamma", m.gamma)?;
+        if !(m.max_loss_ratio.is_finite() && m.max_loss_ratio >= 1.0) {
+            return Err(ConfigError::at_key(
+                "meltr.max_loss_ratio",
+                format!("expected a number >= 1, got {}", m.max_loss_ratio),
+            ));
+        }
 
         let a = &self.aid;
         if a.iterations > 100 {

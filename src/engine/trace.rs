@@ -10,7 +10,9 @@
 //! - `state-<step>.safetensors`: θ and φ after the step (after its meta
 //!   step), `losses` (the inner forward's loss vector), and on meta steps
 //!   `hyper.<name>` (the hypergradient before clipping) and `reg`; and the
-//!   model's buffers as `buffer.<name>` (BatchNorm statistics).
+//!   model's buffers as `buffer.<name>` (BatchNorm statistics);
+//! - `loss-scale.safetensors`: `loss_scale`, the factors MELTR reads the
+//!   losses at (`meltr.loss_scale` other than `raw`), measured before step 1.
 
 use crate::meltr::combiner::Combiner;
 use crate::nn::vars::sorted_named_variables;
@@ -127,6 +129,15 @@ impl Tracer {
             })),
         });
         writeln!(self.steps, "{line}").context("cannot append to trace/steps.jsonl")
+    }
+
+    /// Writes the factors MELTR reads the losses at (measured before the
+    /// first step).
+    pub fn loss_scale(&self, scale: &Tensor) -> Result<()> {
+        self.write_tensors(
+            "loss-scale.safetensors",
+            &[("loss_scale".to_string(), scale.shallow_clone())],
+        )
     }
 
     fn named_state(&self, theta: &[Tensor], combiner: &dyn Combiner) -> Vec<(String, Tensor)> {

@@ -68,6 +68,16 @@ pub trait Combiner: Send {
     fn meltr_net(&self) -> Option<&MeltrNet> {
         None
     }
+    /// [`Combiner::meltr_net`], to set what is measured at the start
+    /// (`meltr.loss_scale`).
+    fn meltr_net_mut(&mut self) -> Option<&mut MeltrNet> {
+        None
+    }
+    /// `Σl` as the γ term `|Σl − M(l)|` reads it: the plain sum, or
+    /// MELTR's at the scale it reads the losses at.
+    fn reference_sum(&self, losses: &Tensor) -> Tensor {
+        losses.sum(losses.kind())
+    }
     /// Applies live config changes that concern it (fixed weights).
     fn apply_config(&mut self, _config: &Config) {}
 }
@@ -336,5 +346,11 @@ impl Combiner for Meltr {
     }
     fn meltr_net(&self) -> Option<&MeltrNet> {
         Some(&self.net)
+    }
+    fn meltr_net_mut(&mut self) -> Option<&mut MeltrNet> {
+        Some(&mut self.net)
+    }
+    fn reference_sum(&self, losses: &Tensor) -> Tensor {
+        self.net.reference_sum(losses)
     }
 }

@@ -129,7 +129,7 @@ pub fn hypergradient_timed(
         .chain(&phi)
         .map(Tensor::shallow_clone)
         .collect();
-    // `|Σ l − M(l)|` on the training batch, with the graph (from the given
+    // `|Σ l − M(l)|` (Σ at MELTR's loss scale) on the training batch, with the graph (from the given
     // forward when there is one); MELTR's part differentiated as the mode
     // does: reverse mode only, the factorized mode's once.
     let train_terms = |derivatives: Derivatives| -> Result<(Tensor, Tensor, Tensor)> {
@@ -138,7 +138,7 @@ pub fn hypergradient_timed(
             None => (problem.train_losses)()?,
         };
         let combined = problem.combiner.combine_with(&losses, derivatives);
-        let reg = (losses.sum(losses.kind()) - &combined).abs();
+        let reg = (problem.combiner.reference_sum(&losses) - &combined).abs();
         Ok((losses, combined, reg))
     };
 

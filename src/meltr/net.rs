@@ -42,6 +42,9 @@ pub struct MeltrNet {
     head: nn::Linear,
     /// `meltr.init = "residual"`: the output is `Σl` plus the network's.
     residual: bool,
+    /// `meltr.loss_scale = "primary"`: `[K]` factors the network reads the
+    /// losses at (`None`: the raw values).
+    input_scale: Option<Tensor>,
 }
 
 impl MeltrNet {
@@ -76,6 +79,7 @@ impl MeltrNet {
                 },
             ),
             residual: false,
+            input_scale: None,
         }
     }
 
@@ -107,6 +111,33 @@ impl MeltrNet {
         init_linear_like_pytorch(&self.head);
     }
 
+    /// Reads the losses at `scale` (`[K]`) from now on: MELTR's input is
+    /// `scale ⊙ l` and the `Σl` it is compared with (and, residual, adds)
+    /// becomes `Σ scale_k l_k`. Effective weights stay weights on `l`.
+    pub fn set_input_scale(&mut self, scale: Tensor) {
+        assert_eq!(scale.size(), [self.sizes.losses], "one factor per loss");
+        self.input_scale = Some(scale.detach());
+    }
+
+    /// The factors set by [`Self::set_input_scale`], if any.
+    pub fn input_scale(&self) -> Option<&Tensor> {
+        self.input_scale.as_ref()
+    }
+
+    /// The losses as the network reads them (rows `[S, K]` or one `[K]`).
+    fn scaled(&self, losses: &Tensor) -> Tensor {
+        match &self.input_scale {
+            Some(scale) => losses * scale,
+            None => losses.shallow_clone(),
+        }
+    }
+
+    /// `Σl` at the scale the network reads the losses at: what the γ term
+    /// compares MELTR's output with, and what `residual` adds to it.
+    pub fn reference_sum(&self, losses: &Tensor) -> Tensor {
+        self.scaled(losses).sum(losses.kind())
+    }
+
     /// The sizes it was built with.
     pub fn sizes(&self) -> MeltrSizes {
         self.sizes
@@ -124,7 +155,7 @@ impl MeltrNet {
         let pooled = self.pooled_rows_with(&losses.reshape([1, self.sizes.losses]), derivatives);
         let out = self.head.forward(&pooled).reshape(Vec::<i64>::new());
         if self.residual {
-            out + losses.sum(losses.kind())
+            out + self.reference_sum(losses)
         } else {
             out
         }
@@ -134,7 +165,7 @@ impl MeltrNet {
     pub fn forward_rows(&self, losses: &Tensor) -> Tensor {
         let out = self.head.forward(&self.pooled_rows(losses)).reshape([-1]);
         if self.residual {
-            out + losses.sum_dim_intlist(1, false, losses.kind())
+            out + self.scaled(losses).sum_dim_intlist(1, false, losses.kind())
         } else {
             out
         }
@@ -149,10 +180,12 @@ impl MeltrNet {
 
     fn pooled_rows_with(&self, losses: &Tensor, derivatives: Derivatives) -> Tensor {
         let k = self.sizes.losses;
-        let tokens = self
-            .loss_out
-            .forward(&self.loss_in.forward(&losses.reshape([-1, k, 1])).relu())
-            + &self.loss_type;
+        let tokens = self.loss_out.forward(
+            &self
+                .loss_in
+                .forward(&self.scaled(losses).reshape([-1, k, 1]))
+                .relu(),
+        ) + &self.loss_type;
         let x = self.encoder.forward_with(&tokens, None, derivatives);
         x.mean_dim(1, false, x.kind())
     }
@@ -263,6 +296,34 @@ mod tests {
                 "row {r}"
             );
         }
+    }
+
+    #[test]
+    fn an_input_scale_is_the_same_network_on_scaled_losses() {
+        let (_vs, net) = tiny(Kind::Double);
+        net.init_like_pytorch();
+        let mut net = net.residual_on_sum();
+        tch::no_grad(|| {
+            let _ = net.head_weight().shallow_clone().fill_(0.3);
+        });
+        let l = Tensor::from_slice(&[0.7f64, 130.0, 0.021]).set_requires_grad(true);
+        let scale = Tensor::from_slice(&[1.0f64, 0.01, 50.0]);
+        let at_scaled = (&l * &scale).detach().set_requires_grad(true);
+        let plain = net.forward(&at_scaled);
+        let plain_weights = grad(&[&plain], &[at_scaled.shallow_clone()], false, false).unwrap();
+        net.set_input_scale(scale.shallow_clone());
+        for derivatives in [Derivatives::Any, Derivatives::FirstOrder] {
+            let out = net.forward_with(&l, derivatives);
+            let weights = grad(&[&out], &[l.shallow_clone()], false, false).unwrap();
+            assert!((out.double_value(&[]) - plain.double_value(&[])).abs() < 1e-12);
+            let expected = &plain_weights[0] * &scale;
+            let off = (&weights[0] - expected).abs().max().double_value(&[]);
+            assert!(off < 1e-12, "{derivatives:?}: weights off by {off}");
+        }
+        let rows = net.forward_rows(&l.detach().reshape([1, 3]));
+        assert!((rows.double_value(&[0]) - plain.double_value(&[])).abs() < 1e-12);
+        let sum = net.reference_sum(&l).double_value(&[]);
+        assert!((sum - (0.7 + 1.3 + 1.05)).abs() < 1e-12, "{sum}");
     }
 
     #[test]

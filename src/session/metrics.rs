@@ -122,7 +122,8 @@ pub enum Record {
         /// The meta optimizer's learning rate at this step.
         #[serde(deserialize_with = "nullable::number")]
         meta_lr: f64,
-        /// Neumann terms J the hypergradient was computed with.
+        /// Neumann iterations the hypergradient was computed with: `aid.iterations`,
+        /// or fewer where the series diverged and stopped early.
         aid_iterations: u32,
     },
     /// A validation pass.

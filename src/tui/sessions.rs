@@ -160,13 +160,30 @@ fn render_table(frame: &mut Frame, area: Rect, app: &App, view: &SessionsView) {
         widths = column_widths(&header, &rows);
     }
     // Still too wide: the differing keys go, last first, before the fixed
-    // columns would be squeezed.
+    // columns would be squeezed; a last column counts them (`+2 keys`).
     let fixed = FIXED.len() + usize::from(header.get(FIXED.len()).is_some_and(|h| h == FORKED));
-    while needed(&widths) > area.width && widths.len() > fixed {
+    let mut hidden = 0;
+    let marker = |hidden: usize| format!("+{hidden} key{}", if hidden == 1 { "" } else { "s" });
+    let marker_width = |hidden: usize| {
+        if hidden == 0 {
+            0
+        } else {
+            marker(hidden).chars().count() as u16 + 1
+        }
+    };
+    while needed(&widths) + marker_width(hidden) > area.width && widths.len() > fixed {
         widths.pop();
         header.pop();
         for row in &mut rows {
             row.pop();
+        }
+        hidden += 1;
+    }
+    if hidden > 0 {
+        header.push(marker(hidden));
+        widths.push(marker_width(hidden) - 1);
+        for row in &mut rows {
+            row.push(String::new());
         }
     }
     let rows = rows.into_iter().enumerate().map(|(i, row)| {

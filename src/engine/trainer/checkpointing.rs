@@ -5,6 +5,8 @@ use super::*;
 /// Checkpoint names of the run state beyond the parameters and moments.
 pub(super) const META_LR: &str = "meta.lr";
 pub(super) const COLLAPSE: &str = "collapse";
+/// `meltr.loss_scale = "primary"`: the factors measured on the first batch.
+pub(super) const LOSS_SCALE: &str = "meltr.loss_scale";
 
 impl Trainer {
     /// Writes a checkpoint now (and makes the metrics durable up to it).
@@ -28,6 +30,9 @@ impl Trainer {
             self.combiner.var_store(),
             "combiner.",
         ));
+        if let Some(scale) = self.combiner.meltr_net().and_then(|n| n.input_scale()) {
+            tensors.push((LOSS_SCALE.to_string(), scale.shallow_clone()));
+        }
         tensors.extend(self.inner.state("inner"));
         if let Some(meta) = &self.meta {
             tensors.extend(meta.state("meta"));

@@ -162,6 +162,7 @@ impl Trainer {
             let (logged_losses, logged_weights) = (pick(0..k), pick(k..2 * k));
             if !std::mem::replace(&mut self.loss_scales_checked, true)
                 && self.config.combiner.kind == CombinerKind::Meltr
+                && self.config.meltr.loss_scale == LossScale::Raw
             {
                 let residual = self.config.meltr.init == MeltrInit::Residual;
                 if let Some(message) = far_larger_losses(&self.loss_names, &values[..k], residual) {
@@ -237,9 +238,9 @@ pub(super) fn far_larger_losses(
         .map(|(name, v)| format!("{name} ({v:.3e}, {:.0}x)", v.abs() / primary))
         .collect();
     let remedy = if residual {
-        "scale it down in the model"
+        "set meltr.loss_scale = \"capped\" (the default) or scale it down in the model"
     } else {
-        "scale it down in the model or set meltr.init = \"residual\""
+        "set meltr.loss_scale = \"capped\" (the default), scale it down in the model or set meltr.init = \"residual\""
     };
     (!large.is_empty()).then(|| {
         format!(

@@ -222,7 +222,8 @@ impl Trainer {
             norm,
             reg: hyper.reg,
             meta_lr,
-            aid_iterations: aid.iterations,
+            // The terms actually summed: a diverging series stops early.
+            aid_iterations: stopped.map_or(aid.iterations, |stop| stop.terms - 1),
             watched_weights,
             snapshot,
             time: self.time(),
@@ -353,9 +354,15 @@ impl Trainer {
         match kind {
             // Seen with an auxiliary loss thousands of times the primary's
             // value, where a larger γ made it worse.
+            Collapse::PrimaryNeverRose if self.config.meltr.loss_scale == LossScale::Raw => format!(
+                "{RAW_LOSS_VALUES}: compare the losses' scales (the first train lines) and set \
+                 meltr.loss_scale = \"capped\" (the default) or scale such a loss down in the model, or {residual}"
+            ),
             Collapse::PrimaryNeverRose => format!(
-                "{RAW_LOSS_VALUES}: compare the losses' scales (the first train lines) and scale such a \
-                 loss down in the model, or {residual}"
+                "Compare the losses' scales (the first train lines): MELTR reads an auxiliary loss up to \
+                 meltr.max_loss_ratio = {} times the primary's; lower it or set meltr.loss_scale = \"primary\" \
+                 (every loss at the primary's size), or {residual}",
+                self.config.meltr.max_loss_ratio
             ),
             Collapse::Primary | Collapse::Every => format!(
                 "Raise meltr.gamma (now {}), lower meltr.meta_lr, or {residual}",

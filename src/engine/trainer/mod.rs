@@ -13,6 +13,7 @@ mod gpu_log;
 mod inner;
 mod live;
 mod lockstep;
+mod loss_scale;
 mod meta;
 mod outbox;
 #[cfg(test)]
@@ -28,7 +29,8 @@ use super::collapse::{
 use super::control::{Command, Event, Status};
 use super::trace::Tracer;
 use crate::config::{
-    CombinerKind, Config, Dtype, MeltrInit, MetaOptimizer, OnCollapse, Pool, TrainBatch, ValSource,
+    CombinerKind, Config, Dtype, LossScale, MeltrInit, MetaOptimizer, OnCollapse, Pool, TrainBatch,
+    ValSource,
 };
 use crate::meltr::combiner::{self, Combiner, Training};
 use crate::meltr::hypergrad::{hypergradient_timed, AidSettings, JvpRoutes, MetaProblem};

@@ -254,6 +254,11 @@ impl Trainer {
             trainer.record_resumed_changes(ran_with);
         }
         trainer.record_config_in_force();
+        if trainer.config.meltr.loss_scale != LossScale::Raw
+            && trainer.combiner.training() == Training::Meta
+        {
+            trainer.measure_loss_scale()?;
+        }
         if step == 0
             && matches!(
                 trainer.config.meltr.init,
@@ -266,23 +271,36 @@ impl Trainer {
         Ok((trainer, meta_info))
     }
 
-    /// `meltr.init = "sum" | "primary"`: fits the combiner to that linear
-    /// combiner around the first batch's losses (see
-    /// [`crate::meltr::fit::fit_to_linear`]); warns when the fit leaves an
-    /// effective weight more than [`FIT_TOLERANCE`] off.
-    fn start_combiner_linear(&mut self) -> Result<()> {
-        let losses = tch::no_grad(|| -> Result<Tensor> {
+    /// The first training batch's losses under the current θ, leaving the
+    /// model's buffers (BatchNorm statistics) as they were.
+    pub(super) fn first_batch_losses(&self) -> Result<Tensor> {
+        tch::no_grad(|| -> Result<Tensor> {
             let first = self.workload.train_batch(1)?;
             let buffers = workload::SavedBuffers::take(self.workload.as_ref())?;
             let losses = self.workload.losses(&first)?;
             buffers.restore(self.workload.as_ref())?;
             workload::select(&losses, &self.loss_names)
-        })?;
+        })
+    }
+
+    /// `meltr.init = "sum" | "primary"`: fits the combiner to that linear
+    /// combiner around the first batch's losses (see
+    /// [`crate::meltr::fit::fit_to_linear`]); warns when the fit leaves an
+    /// effective weight more than [`FIT_TOLERANCE`] off. With a loss scale,
+    /// `sum` is the sum at that scale.
+    fn start_combiner_linear(&mut self) -> Result<()> {
+        let losses = self.first_batch_losses()?;
         let init = self.config.meltr.init;
-        let target: Vec<f64> = (0..self.loss_names.len())
-            .map(|k| {
+        let scale = match self.combiner.meltr_net().and_then(|net| net.input_scale()) {
+            Some(scale) => Vec::<f64>::try_from(scale.to_kind(Kind::Double))?,
+            None => vec![1.0; self.loss_names.len()],
+        };
+        let target: Vec<f64> = scale
+            .iter()
+            .enumerate()
+            .map(|(k, &c)| {
                 if init == MeltrInit::Sum || k == 0 {
-                    1.0
+                    c
                 } else {
                     0.0
                 }
@@ -324,6 +342,13 @@ fn restore(ckpt: &checkpoint::Loaded, (workload, combiner, inner, meta): &mut Pa
         .with_context(context)?;
     crate::nn::vars::load_into(combiner.var_store(), "combiner.", &|n| ckpt.get(n))
         .with_context(context)?;
+    if let (Some(scale), Some(net)) = (
+        ckpt.get(super::checkpointing::LOSS_SCALE),
+        combiner.meltr_net_mut(),
+    ) {
+        let like = &net.head_weight().shallow_clone();
+        net.set_input_scale(scale.to_kind(like.kind()).to_device(like.device()));
+    }
     inner
         .load_state("inner", &|n| ckpt.get(n))
         .with_context(context)?;

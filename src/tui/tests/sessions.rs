@@ -317,3 +317,42 @@ fn help_has_the_sessions_and_fork_keys() {
         );
     }
 }
+
+/// Differing keys that do not fit were dropped without a word
+/// (walkthrough): the last column counts them.
+#[test]
+fn differing_keys_that_do_not_fit_are_counted() {
+    let mut app = app();
+    press(&mut app, KeyCode::Char('r'));
+    let keys = [
+        "meltr.gamma",
+        "meltr.meta_lr",
+        "train.lr",
+        "meltr.meta_every",
+        "train.weight_decay",
+    ];
+    let mut many = runs();
+    for (i, r) in many.iter_mut().enumerate() {
+        for key in keys {
+            r.config
+                .insert(key.into(), toml::Value::Float(0.001 * (i + 1) as f64));
+        }
+    }
+    app.show_sessions(Ok(many));
+    let wide = text(draw(&app, 170, 24).backend().buffer());
+    assert!(keys.iter().all(|k| wide.contains(k)), "{wide}");
+    assert!(!wide.contains(" key"), "{wide}");
+    let narrow = text(draw(&app, 80, 24).backend().buffer());
+    let header = narrow
+        .lines()
+        .find(|l| l.contains("STATUS"))
+        .unwrap_or_else(|| panic!("{narrow}"));
+    let hidden = 6 - ["aid.iterations"]
+        .iter()
+        .chain(&keys)
+        .filter(|k| header.contains(*k))
+        .count();
+    assert!(hidden > 0, "{header}");
+    let marker = format!("+{hidden} key{}", if hidden == 1 { "" } else { "s" });
+    assert!(header.contains(&marker), "{header}");
+}

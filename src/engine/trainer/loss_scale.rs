@@ -1,0 +1,145 @@
+//! `meltr.loss_scale`: the factors MELTR reads each loss at, measured once
+//! on the first training batch and kept in checkpoints.
+
+use super::*;
+
+impl Trainer {
+    /// `meltr.loss_scale = "capped" | "primary"`: measures the factors on
+    /// the first batch (restored from the checkpoint on resume; measured
+    /// now when there is none) and says which losses they change.
+    pub(super) fn measure_loss_scale(&mut self) -> Result<()> {
+        if self
+            .combiner
+            .meltr_net()
+            .is_some_and(|net| net.input_scale().is_some())
+        {
+            return Ok(());
+        }
+        let values = Vec::<f64>::try_from(self.first_batch_losses()?.to_kind(Kind::Double))?;
+        let meltr = &self.config.meltr;
+        let factors = loss_scale_factors(&values, meltr.loss_scale, meltr.max_loss_ratio);
+        let changed: Vec<String> = self
+            .loss_names
+            .iter()
+            .zip(&values)
+            .zip(&factors)
+            .filter(|(_, &f)| f != 1.0)
+            .map(|((name, value), &f)| {
+                let ratio = value.abs() / values[0].abs();
+                format!("{name} ({ratio:.3}x the primary) x{}", factor_text(f))
+            })
+            .collect();
+        let setting = match meltr.loss_scale {
+            LossScale::Capped => format!(
+                "meltr.loss_scale = \"capped\" (max_loss_ratio {})",
+                meltr.max_loss_ratio
+            ),
+            other => format!("meltr.loss_scale = \"{other}\""),
+        };
+        let when = if self.step == 0 {
+            "on the first batch".to_string()
+        } else {
+            format!("at step {} (the checkpoint had none)", self.step)
+        };
+        let like = self
+            .combiner
+            .params()
+            .first()
+            .map(Tensor::kind)
+            .unwrap_or(Kind::Float);
+        let device = self
+            .inner_params
+            .first()
+            .map(Tensor::device)
+            .unwrap_or(Device::Cpu);
+        let scale = Tensor::from_slice(&factors).to_kind(like).to_device(device);
+        // Set even when every factor is 1 (exact): a checkpoint keeps them,
+        // and a resume does not measure again under a trained θ.
+        if let (Some(tracer), 0) = (&self.tracer, self.step) {
+            tracer.loss_scale(&scale)?;
+        }
+        if let Some(net) = self.combiner.meltr_net_mut() {
+            net.set_input_scale(scale);
+        }
+        let message = match (changed.is_empty(), meltr.loss_scale) {
+            // The default guard says nothing where it changes nothing.
+            (true, LossScale::Capped) => return Ok(()),
+            (true, _) => format!("{setting}: every loss is read as it is ({when})"),
+            (false, _) => format!(
+                "{setting}: MELTR reads {} ({when}; its effective weights stay weights on the raw losses)",
+                changed.join(", ")
+            ),
+        };
+        self.emit(Record::Event {
+            level: Level::Info,
+            message,
+        });
+        Ok(())
+    }
+}
+
+fn factor_text(f: f64) -> String {
+    if (1e-3..1e3).contains(&f) {
+        crate::numfmt::fixed(f, 4)
+    } else {
+        format!("{f:.2e}")
+    }
+}
+
+/// The factors of `scale` from the first batch's loss values (primary
+/// first): `primary`: `|l_primary| / |l_k|`; `capped`: that times
+/// `max_ratio` where below 1, else 1; `raw`: 1. A zero or non-finite loss
+/// keeps factor 1, as does every loss when the primary's is zero; factors
+/// stay within [1e-6, 1e6].
+fn loss_scale_factors(values: &[f64], scale: LossScale, max_ratio: f64) -> Vec<f64> {
+    let primary = values.first().map_or(0.0, |v| v.abs());
+    values
+        .iter()
+        .map(|v| {
+            let to_primary = primary / v.abs();
+            if !(primary > 0.0 && to_primary.is_finite() && to_primary > 0.0) {
+                return 1.0;
+            }
+            let factor = match scale {
+                LossScale::Raw => 1.0,
+                LossScale::Primary => to_primary,
+                LossScale::Capped => (to_primary * max_ratio).min(1.0),
+            };
+            factor.clamp(1e-6, 1e6)
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn loss_scale_factors_bring_each_loss_to_the_primarys_size() {
+        let values = [2.0, 400.0, -0.5, 2.0, 50.0];
+        assert_eq!(
+            loss_scale_factors(&values, LossScale::Primary, 50.0),
+            [1.0, 0.005, 4.0, 1.0, 0.04]
+        );
+        // Capped: only the loss past 50x the primary's changes, to 50x.
+        assert_eq!(
+            loss_scale_factors(&values, LossScale::Capped, 50.0),
+            [1.0, 0.25, 1.0, 1.0, 1.0]
+        );
+        assert_eq!(loss_scale_factors(&values, LossScale::Raw, 50.0), [1.0; 5]);
+        // Nothing to scale by: a zero, infinite or NaN loss keeps factor 1,
+        // as does every loss when the primary is zero; the rest are clamped.
+        assert_eq!(
+            loss_scale_factors(
+                &[2.0, 0.0, f64::INFINITY, f64::NAN, 1e-9],
+                LossScale::Primary,
+                50.0
+            ),
+            [1.0, 1.0, 1.0, 1.0, 1e6]
+        );
+        assert_eq!(
+            loss_scale_factors(&[0.0, 3.0], LossScale::Primary, 50.0),
+            [1.0, 1.0]
+        );
+    }
+}
