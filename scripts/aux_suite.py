@@ -62,7 +62,7 @@ The tasks (primary loss first):
                three kinds at once, and a loss 50x the others' scale that a
                combiner must read correctly rather than by magnitude.
   far-scale    mixed with the latent regression times 2000 instead of 50
-               (about 100x the primary's loss at the start, as a
+               (over 1000x the primary's loss at the start, as a
                reconstruction or count loss in its raw units can be):
                MELTR reads loss values, so this probes its input's scale.
   label-noise  the same primary on 1024 samples, 40% of the training labels

@@ -246,8 +246,9 @@ pub struct MeltrConfig {
     /// `capped` (a loss more than `max_loss_ratio` times the primary's is
     /// read at that ratio, the rest raw) | `primary` (every loss read at
     /// the primary's size, `l_k·|l_primary|/|l_k|`). The factors apply to
-    /// MELTR's input and to the γ term's `Σl`; the effective weights stay
-    /// weights on the raw losses.
+    /// MELTR's input and to the γ term's `Σl` (and the `Σl` that
+    /// `init = "residual"` adds); the effective weights stay weights on the
+    /// raw losses. Fixed for a run: checkpoints keep the factors.
     pub loss_scale: LossScale,
     /// `loss_scale = "capped"`'s bound on a loss's ratio to the primary.
     pub max_loss_ratio: f64,

@@ -39,10 +39,25 @@ fn train(config: &Config, world: usize, steps: usize) -> Vec<Vec<Tensor>> {
 /// backward and all buckets, over the steps (None: no buckets).
 type Buckets = Option<(usize, usize)>;
 fn train_ranks(config: &Config, world: usize, steps: usize) -> Vec<(Vec<Tensor>, Buckets)> {
+    train_configs(&vec![config.clone(); world], steps)
+        .into_iter()
+        .map(|(params, buckets, _)| (params, buckets))
+        .collect()
+}
+
+/// As [`train_ranks`], rank `r` built with `configs[r]`; with each rank's
+/// loss factors at the end.
+fn train_configs(
+    configs: &[Config],
+    steps: usize,
+) -> Vec<(Vec<Tensor>, Buckets, Option<Vec<f64>>)> {
+    let world = configs.len();
     let root = tempfile::tempdir().unwrap();
     let port = free_port();
-    let trainers: Vec<BenchTrainer> = (0..world)
-        .map(|rank| {
+    let trainers: Vec<BenchTrainer> = configs
+        .iter()
+        .enumerate()
+        .map(|(rank, config)| {
             let dir =
                 meltr_tui::session::create(root.path(), &format!("rank{rank}"), config).unwrap();
             BenchTrainer::new(&dir, config.clone()).unwrap()
@@ -69,7 +84,11 @@ fn train_ranks(config: &Config, world: usize, steps: usize) -> Vec<(Vec<Tensor>,
                     trainer.step().unwrap();
                 }
                 trainer.sync().unwrap();
-                (trainer.parameters(), trainer.buckets_started_in_backward())
+                (
+                    trainer.parameters(),
+                    trainer.buckets_started_in_backward(),
+                    trainer.loss_scale(),
+                )
             })
         })
         .collect();
@@ -129,6 +148,26 @@ fn meltr_on_two_ranks_keeps_theta_and_phi_identical() {
     assert!(
         max_relative_difference(&[phi(&ranks[0])], &[phi(&start[0])]) > 1e-6,
         "φ did not move"
+    );
+}
+
+/// Ranks that join take rank 0's loss factors (`meltr.loss_scale`) with θ
+/// and φ: a resumed rank 0 kept them in its checkpoint, while a fresh rank
+/// would measure its own. Here rank 1 is built with none at all.
+#[test]
+fn joining_ranks_take_rank_zeros_loss_factors() {
+    let _serial = serial();
+    let mut scaled = config("meltr", 16);
+    scaled.meltr.loss_scale = meltr_tui::config::LossScale::Primary;
+    let mut raw = config("meltr", 16);
+    raw.meltr.loss_scale = meltr_tui::config::LossScale::Raw;
+    let ranks = train_configs(&[scaled, raw], 4);
+    let factors = ranks[0].2.clone().expect("rank 0 measured factors");
+    assert!(factors.iter().any(|&f| f != 1.0), "{factors:?}");
+    assert_eq!(
+        ranks[1].2,
+        Some(factors),
+        "rank 1 reads the losses as rank 0"
     );
 }
 

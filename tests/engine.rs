@@ -1111,6 +1111,33 @@ fn the_loss_scale_is_measured_once_and_resumed_from_the_checkpoint() {
     }
 }
 
+/// A checkpoint written before factors were kept: the resumed run reads
+/// the raw losses, as it did, and says so (measuring under the trained θ
+/// would change mid-run the function MELTR learned).
+#[test]
+fn a_checkpoint_without_loss_factors_resumes_raw_and_says_so() {
+    let _serial = serial();
+    let root = tempfile::tempdir().unwrap();
+    let mut config = small_config("meltr", 40);
+    config.meltr.loss_scale = meltr_tui::config::LossScale::Primary;
+    config.train.checkpoint_every = 10;
+    let dir = run_and_stop(root.path(), "old-checkpoint", &config, 15);
+    for (_, path) in checkpoint::list(&dir.join("checkpoints")) {
+        let kept: Vec<(String, tch::Tensor)> = tch::Tensor::read_safetensors(&path)
+            .unwrap()
+            .into_iter()
+            .filter(|(name, _)| name != "meltr.loss_scale")
+            .collect();
+        tch::Tensor::write_safetensors(&kept, &path).unwrap();
+    }
+    let handle = engine::spawn(&dir, config, true).unwrap();
+    assert_eq!(handle.thread.join().unwrap().unwrap(), Status::Finished);
+    let said = events_matching(&dir, |m| m.contains("holds no loss factors"));
+    assert_eq!(said.len(), 1, "{said:?}");
+    let measured = events_matching(&dir, |m| m.contains("measured on the first batch"));
+    assert!(measured.iter().all(|(step, _)| *step == 0), "{measured:?}");
+}
+
 /// A meta line says how many Neumann iterations its hypergradient summed:
 /// fewer than `aid.iterations` where the series diverged and stopped (a
 /// walkthrough read J = 3 on lines whose series had stopped at once).

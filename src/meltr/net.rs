@@ -42,8 +42,8 @@ pub struct MeltrNet {
     head: nn::Linear,
     /// `meltr.init = "residual"`: the output is `Σl` plus the network's.
     residual: bool,
-    /// `meltr.loss_scale = "primary"`: `[K]` factors the network reads the
-    /// losses at (`None`: the raw values).
+    /// `meltr.loss_scale` other than `raw`: `[K]` factors the network reads
+    /// the losses at (`None`: the raw values).
     input_scale: Option<Tensor>,
 }
 
@@ -111,12 +111,14 @@ impl MeltrNet {
         init_linear_like_pytorch(&self.head);
     }
 
-    /// Reads the losses at `scale` (`[K]`) from now on: MELTR's input is
+    /// Reads the losses at `scale` (`[K]`; `None`: raw) from now on: MELTR's input is
     /// `scale ⊙ l` and the `Σl` it is compared with (and, residual, adds)
     /// becomes `Σ scale_k l_k`. Effective weights stay weights on `l`.
-    pub fn set_input_scale(&mut self, scale: Tensor) {
-        assert_eq!(scale.size(), [self.sizes.losses], "one factor per loss");
-        self.input_scale = Some(scale.detach());
+    pub fn set_input_scale(&mut self, scale: Option<Tensor>) {
+        if let Some(scale) = &scale {
+            assert_eq!(scale.size(), [self.sizes.losses], "one factor per loss");
+        }
+        self.input_scale = scale.map(|s| s.detach());
     }
 
     /// The factors set by [`Self::set_input_scale`], if any.
@@ -311,7 +313,7 @@ mod tests {
         let at_scaled = (&l * &scale).detach().set_requires_grad(true);
         let plain = net.forward(&at_scaled);
         let plain_weights = grad(&[&plain], &[at_scaled.shallow_clone()], false, false).unwrap();
-        net.set_input_scale(scale.shallow_clone());
+        net.set_input_scale(Some(scale.shallow_clone()));
         for derivatives in [Derivatives::Any, Derivatives::FirstOrder] {
             let out = net.forward_with(&l, derivatives);
             let weights = grad(&[&out], &[l.shallow_clone()], false, false).unwrap();

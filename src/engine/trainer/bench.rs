@@ -68,6 +68,12 @@ impl BenchTrainer {
             .collect()
     }
 
+    /// The factors MELTR reads the losses at (`meltr.loss_scale`), if any.
+    pub fn loss_scale(&self) -> Option<Vec<f64>> {
+        let scale = self.0.combiner.meltr_net()?.input_scale()?;
+        Vec::<f64>::try_from(scale.to_kind(tch::Kind::Double)).ok()
+    }
+
     /// One meta step on the recent batches.
     pub fn meta_step(&mut self) -> Result<()> {
         self.0.meta_step(None)?;

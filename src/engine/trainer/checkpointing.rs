@@ -5,7 +5,8 @@ use super::*;
 /// Checkpoint names of the run state beyond the parameters and moments.
 pub(super) const META_LR: &str = "meta.lr";
 pub(super) const COLLAPSE: &str = "collapse";
-/// `meltr.loss_scale = "primary"`: the factors measured on the first batch.
+/// `meltr.loss_scale` other than `raw`: the factors measured on the first
+/// batch.
 pub(super) const LOSS_SCALE: &str = "meltr.loss_scale";
 
 impl Trainer {

@@ -87,9 +87,16 @@ impl Trainer {
             state.extend(optimizer.m.iter().map(Tensor::shallow_clone));
             state.extend(optimizer.v.iter().map(Tensor::shallow_clone));
         }
+        // MELTR's loss factors: rank 0's (measured at its start or kept by
+        // its checkpoint), so that every rank combines the losses alike.
+        let scale_slot = self.loss_scale_slot();
+        state.extend(scale_slot.iter().map(Tensor::shallow_clone));
         group
             .broadcast(&state, 0)
             .context("taking rank 0's parameters")?;
+        if let Some(slot) = &scale_slot {
+            self.set_loss_scale_slot(slot);
+        }
         self.step = group.broadcast_f64(self.step as f64, 0)? as u64;
         let bucket_mb = self.config.train.bucket_mb;
         if bucket_mb > 0.0 {

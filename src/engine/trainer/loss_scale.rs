@@ -4,17 +4,50 @@
 use super::*;
 
 impl Trainer {
-    /// `meltr.loss_scale = "capped" | "primary"`: measures the factors on
-    /// the first batch (restored from the checkpoint on resume; measured
-    /// now when there is none) and says which losses they change.
-    pub(super) fn measure_loss_scale(&mut self) -> Result<()> {
-        if self
+    /// Puts `meltr.loss_scale` in force at the start of a run: the factors
+    /// a checkpoint kept, or measured now on the first batch (a fresh run),
+    /// or none (`raw`, or a checkpoint from before factors were kept:
+    /// measuring under a trained θ would change mid-run the function MELTR
+    /// has learned).
+    pub(super) fn start_loss_scale(&mut self) -> Result<()> {
+        let setting = self.config.meltr.loss_scale;
+        let restored = self
             .combiner
             .meltr_net()
-            .is_some_and(|net| net.input_scale().is_some())
-        {
+            .is_some_and(|net| net.input_scale().is_some());
+        let warn = |message: String| Record::Event {
+            level: Level::Warn,
+            message,
+        };
+        if restored {
+            if setting == LossScale::Raw {
+                self.emit(warn(format!(
+                    "meltr.loss_scale = \"raw\", but the checkpoint at step {} holds the loss factors this run \
+                     started with; they stay in force (the setting is fixed for a run: start a new session to read \
+                     the raw losses)",
+                    self.step
+                )));
+            }
             return Ok(());
         }
+        if setting == LossScale::Raw {
+            return Ok(());
+        }
+        if self.step > 0 {
+            self.emit(warn(format!(
+                "meltr.loss_scale = \"{setting}\", but the checkpoint at step {} holds no loss factors (it was \
+                 written before they were kept): MELTR reads the raw losses for the rest of this run, as it did \
+                 before it",
+                self.step
+            )));
+            return Ok(());
+        }
+        self.measure_loss_scale()
+    }
+
+    /// Measures the factors on the first batch, puts them in force, and
+    /// says which losses they change.
+    fn measure_loss_scale(&mut self) -> Result<()> {
         let values = Vec::<f64>::try_from(self.first_batch_losses()?.to_kind(Kind::Double))?;
         let meltr = &self.config.meltr;
         let factors = loss_scale_factors(&values, meltr.loss_scale, meltr.max_loss_ratio);
@@ -36,11 +69,6 @@ impl Trainer {
             ),
             other => format!("meltr.loss_scale = \"{other}\""),
         };
-        let when = if self.step == 0 {
-            "on the first batch".to_string()
-        } else {
-            format!("at step {} (the checkpoint had none)", self.step)
-        };
         let like = self
             .combiner
             .params()
@@ -55,18 +83,19 @@ impl Trainer {
         let scale = Tensor::from_slice(&factors).to_kind(like).to_device(device);
         // Set even when every factor is 1 (exact): a checkpoint keeps them,
         // and a resume does not measure again under a trained θ.
-        if let (Some(tracer), 0) = (&self.tracer, self.step) {
+        if let Some(tracer) = &self.tracer {
             tracer.loss_scale(&scale)?;
         }
         if let Some(net) = self.combiner.meltr_net_mut() {
-            net.set_input_scale(scale);
+            net.set_input_scale(Some(scale));
         }
         let message = match (changed.is_empty(), meltr.loss_scale) {
             // The default guard says nothing where it changes nothing.
             (true, LossScale::Capped) => return Ok(()),
-            (true, _) => format!("{setting}: every loss is read as it is ({when})"),
+            (true, _) => format!("{setting}: every loss is read as it is on the first batch"),
             (false, _) => format!(
-                "{setting}: MELTR reads {} ({when}; its effective weights stay weights on the raw losses)",
+                "{setting}: MELTR reads {} (measured on the first batch; its effective weights stay weights on \
+                 the raw losses)",
                 changed.join(", ")
             ),
         };
@@ -75,6 +104,30 @@ impl Trainer {
             message,
         });
         Ok(())
+    }
+
+    /// The factors in force as one `[K + 1]` tensor (a leading 1, or all
+    /// zeros for none), for rank 0 to broadcast (see [`Self::set_loss_scale_slot`]).
+    pub(super) fn loss_scale_slot(&self) -> Option<Tensor> {
+        let net = self.combiner.meltr_net()?;
+        let like = net.head_weight();
+        let options = (like.kind(), like.device());
+        Some(match net.input_scale() {
+            Some(scale) => Tensor::cat(
+                &[Tensor::ones([1], options), scale.to_device(like.device())],
+                0,
+            ),
+            None => Tensor::zeros([net.sizes().losses + 1], options),
+        })
+    }
+
+    /// Puts in force the factors of a slot from [`Self::loss_scale_slot`].
+    pub(super) fn set_loss_scale_slot(&mut self, slot: &Tensor) {
+        if let Some(net) = self.combiner.meltr_net_mut() {
+            let k = net.sizes().losses;
+            let scale = (slot.double_value(&[0]) == 1.0).then(|| slot.narrow(0, 1, k).copy());
+            net.set_input_scale(scale);
+        }
     }
 }
 

@@ -358,11 +358,16 @@ impl Trainer {
                 "{RAW_LOSS_VALUES}: compare the losses' scales (the first train lines) and set \
                  meltr.loss_scale = \"capped\" (the default) or scale such a loss down in the model, or {residual}"
             ),
-            Collapse::PrimaryNeverRose => format!(
+            Collapse::PrimaryNeverRose if self.config.meltr.loss_scale == LossScale::Capped => format!(
                 "Compare the losses' scales (the first train lines): MELTR reads an auxiliary loss up to \
-                 meltr.max_loss_ratio = {} times the primary's; lower it or set meltr.loss_scale = \"primary\" \
-                 (every loss at the primary's size), or {residual}",
+                 meltr.max_loss_ratio = {} times the primary's; in a new session lower it or set \
+                 meltr.loss_scale = \"primary\" (every loss at the primary's size), or {residual}",
                 self.config.meltr.max_loss_ratio
+            ),
+            Collapse::PrimaryNeverRose => format!(
+                "MELTR reads every loss at the primary's size (meltr.loss_scale = \"primary\"), so the \
+                 losses' scales are not the cause: raise meltr.gamma (now {}), lower meltr.meta_lr, or {residual}",
+                self.config.meltr.gamma
             ),
             Collapse::Primary | Collapse::Every => format!(
                 "Raise meltr.gamma (now {}), lower meltr.meta_lr, or {residual}",

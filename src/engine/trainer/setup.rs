@@ -254,10 +254,8 @@ impl Trainer {
             trainer.record_resumed_changes(ran_with);
         }
         trainer.record_config_in_force();
-        if trainer.config.meltr.loss_scale != LossScale::Raw
-            && trainer.combiner.training() == Training::Meta
-        {
-            trainer.measure_loss_scale()?;
+        if trainer.combiner.meltr_net().is_some() {
+            trainer.start_loss_scale()?;
         }
         if step == 0
             && matches!(
@@ -272,8 +270,12 @@ impl Trainer {
     }
 
     /// The first training batch's losses under the current θ, leaving the
-    /// model's buffers (BatchNorm statistics) as they were.
+    /// model's buffers (BatchNorm statistics) as they were; called in setup,
+    /// under [`crate::nn::rng::global_draws`].
     pub(super) fn first_batch_losses(&self) -> Result<Tensor> {
+        // Step 1's inner forward exactly, dropout mask included (the caller
+        // holds the global draws).
+        tch::manual_seed(forward_seed(self.config.workload.seed, 1, Forward::Inner));
         tch::no_grad(|| -> Result<Tensor> {
             let first = self.workload.train_batch(1)?;
             let buffers = workload::SavedBuffers::take(self.workload.as_ref())?;
@@ -312,10 +314,17 @@ impl Trainer {
             &target,
             self.config.workload.seed,
         )?;
+        // Under loss factors other than 1, `sum` is the sum at that scale.
+        let scaled = init == MeltrInit::Sum && scale.iter().any(|&c| c != 1.0);
+        let at_scale = if scaled {
+            " at meltr.loss_scale's factors (the sum of the losses as MELTR reads them)"
+        } else {
+            ""
+        };
         let (level, message) = if error <= FIT_TOLERANCE {
             (
                 Level::Info,
-                format!("meltr.init = \"{init}\": MELTR fitted to the `{init}` combiner around the first batch's losses (largest effective-weight error {error:.3})"),
+                format!("meltr.init = \"{init}\": MELTR fitted to the `{init}` combiner{at_scale} around the first batch's losses (largest effective-weight error {error:.3})"),
             )
         } else {
             (
@@ -342,12 +351,14 @@ fn restore(ckpt: &checkpoint::Loaded, (workload, combiner, inner, meta): &mut Pa
         .with_context(context)?;
     crate::nn::vars::load_into(combiner.var_store(), "combiner.", &|n| ckpt.get(n))
         .with_context(context)?;
+    // The factors measured at the run's start (`meltr.loss_scale` is fixed
+    // for a run; `start_loss_scale` says so if the config now disagrees).
     if let (Some(scale), Some(net)) = (
         ckpt.get(super::checkpointing::LOSS_SCALE),
         combiner.meltr_net_mut(),
     ) {
         let like = &net.head_weight().shallow_clone();
-        net.set_input_scale(scale.to_kind(like.kind()).to_device(like.device()));
+        net.set_input_scale(Some(scale.to_kind(like.kind()).to_device(like.device())));
     }
     inner
         .load_state("inner", &|n| ckpt.get(n))
