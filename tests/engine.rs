@@ -414,28 +414,45 @@ fn resume_continues_from_the_newest_checkpoint_without_duplicate_steps() {
     );
 }
 
-/// Wraps the synthetic workload and makes every loss NaN on chosen steps;
-/// notes the thread of every forward.
-struct NanOnSteps {
+/// Wraps the synthetic workload: multiplies its losses by fixed factors
+/// and makes them NaN on chosen steps; notes the thread of every forward.
+struct Tampered {
     inner: Box<dyn Workload>,
     steps: std::ops::RangeInclusive<u64>,
     /// The loss made NaN on those steps; `None`: every loss.
     only: Option<&'static str>,
+    /// primary, helpful, harmful (1 each: as they are).
+    factors: [f64; 3],
     forward_threads: std::sync::Arc<std::sync::Mutex<Vec<String>>>,
 }
 
-impl NanOnSteps {
+impl Tampered {
+    /// NaN losses on `steps`.
     fn new(config: &meltr_tui::config::Config, steps: std::ops::RangeInclusive<u64>) -> Self {
-        NanOnSteps {
-            inner: workload::build(config, tch::Device::Cpu, tch::Kind::Float, None).unwrap(),
+        let kind = match config.train.dtype {
+            meltr_tui::config::Dtype::F64 => tch::Kind::Double,
+            meltr_tui::config::Dtype::F32 => tch::Kind::Float,
+        };
+        Tampered {
+            inner: workload::build(config, tch::Device::Cpu, kind, None).unwrap(),
             steps,
             only: None,
+            factors: [1.0; 3],
             forward_threads: Default::default(),
+        }
+    }
+
+    /// Losses times `factors`, as a model that returns them at another
+    /// scale would; never NaN.
+    fn scaled(config: &meltr_tui::config::Config, factors: [f64; 3]) -> Self {
+        Tampered {
+            factors,
+            ..Tampered::new(config, u64::MAX..=u64::MAX)
         }
     }
 }
 
-impl Workload for NanOnSteps {
+impl Workload for Tampered {
     fn kind(&self) -> &'static str {
         "synthetic"
     }
@@ -468,6 +485,15 @@ impl Workload for NanOnSteps {
             .to_string();
         self.forward_threads.lock().unwrap().push(thread);
         let mut losses = self.inner.losses(batch)?;
+        for (name, loss) in losses.iter_mut() {
+            let k = ["primary", "helpful", "harmful"]
+                .iter()
+                .position(|n| *n == name.as_str())
+                .expect("a synthetic loss");
+            if self.factors[k] != 1.0 {
+                *loss = &*loss * self.factors[k];
+            }
+        }
         if let Some((_, poison)) = batch.iter().find(|(n, _)| n == "poison") {
             for (name, loss) in losses.iter_mut() {
                 if self.only.is_none_or(|only| only == name) {
@@ -488,7 +514,7 @@ fn non_finite_losses_skip_the_update_and_never_reach_the_parameters() {
     let root = tempfile::tempdir().unwrap();
     let config = small_config("meltr", 60);
     let dir = session::create(root.path(), "nan", &config).unwrap();
-    let poisoned = Box::new(NanOnSteps::new(&config, 20..=24));
+    let poisoned = Box::new(Tampered::new(&config, 20..=24));
     let params: Vec<tch::Tensor> = poisoned.parameters();
     let handle = engine::spawn_with_workload(&dir, config, poisoned, false).unwrap();
     assert_eq!(handle.thread.join().unwrap().unwrap(), Status::Finished);
@@ -535,7 +561,7 @@ fn a_long_skip_streak_is_counted_not_listed_and_one_nan_loss_is_named_when_it_fa
     // Every loss NaN on steps 20-34: ten listed, then one line on recovery.
     let config = small_config("meltr", 60);
     let dir = session::create(root.path(), "streak", &config).unwrap();
-    let poisoned = Box::new(NanOnSteps::new(&config, 20..=34));
+    let poisoned = Box::new(Tampered::new(&config, 20..=34));
     let handle = engine::spawn_with_workload(&dir, config, poisoned, false).unwrap();
     assert_eq!(handle.thread.join().unwrap().unwrap(), Status::Finished);
     let events = skip_events(&dir);
@@ -552,7 +578,7 @@ fn a_long_skip_streak_is_counted_not_listed_and_one_nan_loss_is_named_when_it_fa
     // NaN from step 45 to the end (60): ten listed, the rest counted.
     let config = small_config("meltr", 60);
     let dir = session::create(root.path(), "open", &config).unwrap();
-    let poisoned = Box::new(NanOnSteps::new(&config, 45..=u64::MAX));
+    let poisoned = Box::new(Tampered::new(&config, 45..=u64::MAX));
     let handle = engine::spawn_with_workload(&dir, config, poisoned, false).unwrap();
     assert_eq!(handle.thread.join().unwrap().unwrap(), Status::Finished);
     let events = skip_events(&dir);
@@ -565,7 +591,7 @@ fn a_long_skip_streak_is_counted_not_listed_and_one_nan_loss_is_named_when_it_fa
     // Only `harmful` NaN from step 20 on: the run fails naming it.
     let config = small_config("meltr", 200);
     let dir = session::create(root.path(), "one-loss", &config).unwrap();
-    let mut poisoned = NanOnSteps::new(&config, 20..=u64::MAX);
+    let mut poisoned = Tampered::new(&config, 20..=u64::MAX);
     poisoned.only = Some("harmful");
     let handle = engine::spawn_with_workload(&dir, config, Box::new(poisoned), false).unwrap();
     let error = format!("{:#}", handle.thread.join().unwrap().unwrap_err());
@@ -594,7 +620,7 @@ fn a_run_computes_on_the_trainer_thread_from_its_setup_on() {
     // The setup fits MELTR to `sum` around the first batch's losses.
     config.meltr.init = meltr_tui::config::MeltrInit::Sum;
     let dir = session::create(root.path(), "threads", &config).unwrap();
-    let workload = NanOnSteps::new(&config, u64::MAX..=u64::MAX);
+    let workload = Tampered::new(&config, u64::MAX..=u64::MAX);
     let threads = std::sync::Arc::clone(&workload.forward_threads);
     let handle = engine::spawn_with_workload(&dir, config, Box::new(workload), false).unwrap();
     assert_eq!(handle.thread.join().unwrap().unwrap(), Status::Finished);
@@ -959,49 +985,6 @@ fn apply(handle: &engine::EngineHandle, config: meltr_tui::config::Config) {
         .unwrap();
 }
 
-/// The synthetic workload with its losses multiplied by fixed factors, as a
-/// model that returns them at another scale would.
-struct ScaledLosses {
-    inner: Box<dyn Workload>,
-    /// primary, helpful, harmful.
-    factors: [f64; 3],
-}
-
-impl Workload for ScaledLosses {
-    fn kind(&self) -> &'static str {
-        "synthetic"
-    }
-    fn loss_names(&self) -> Vec<String> {
-        self.inner.loss_names()
-    }
-    fn primary_metric(&self) -> (String, bool) {
-        self.inner.primary_metric()
-    }
-    fn var_store(&self) -> &tch::nn::VarStore {
-        self.inner.var_store()
-    }
-    fn train_batch(&self, step: u64) -> anyhow::Result<Batch> {
-        self.inner.train_batch(step)
-    }
-    fn val_batch(&self, index: u64) -> anyhow::Result<Batch> {
-        self.inner.val_batch(index)
-    }
-    fn losses(&self, batch: &Batch) -> anyhow::Result<Losses> {
-        let mut losses = self.inner.losses(batch)?;
-        for (name, loss) in losses.iter_mut() {
-            let k = ["primary", "helpful", "harmful"]
-                .iter()
-                .position(|n| *n == name.as_str())
-                .expect("a synthetic loss");
-            *loss = &*loss * self.factors[k];
-        }
-        Ok(losses)
-    }
-    fn evaluate(&self) -> anyhow::Result<meltr_tui::workload::Evaluation> {
-        self.inner.evaluate()
-    }
-}
-
 /// Runs `config` to the end on the synthetic workload with its losses
 /// scaled by `factors`: the session's folder and metrics.
 fn scaled_session(
@@ -1014,14 +997,7 @@ fn scaled_session(
     Vec<meltr_tui::session::metrics::MetricLine>,
 ) {
     let dir = session::create(root, name, &config).unwrap();
-    let kind = match config.train.dtype {
-        meltr_tui::config::Dtype::F64 => tch::Kind::Double,
-        meltr_tui::config::Dtype::F32 => tch::Kind::Float,
-    };
-    let workload = ScaledLosses {
-        inner: workload::build(&config, tch::Device::Cpu, kind, None).unwrap(),
-        factors,
-    };
+    let workload = Tampered::scaled(&config, factors);
     let handle = engine::spawn_with_workload(&dir, config, Box::new(workload), false).unwrap();
     assert_eq!(handle.thread.join().unwrap().unwrap(), Status::Finished);
     let lines = session::log::read_metrics(&dir.join("metrics.jsonl"))

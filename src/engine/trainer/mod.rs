@@ -9,11 +9,11 @@ mod bench;
 pub use bench::BenchTrainer;
 mod checkpointing;
 mod data_parallel;
+mod first_batch;
 mod gpu_log;
 mod inner;
 mod live;
 mod lockstep;
-mod loss_scale;
 mod meta;
 mod outbox;
 #[cfg(test)]

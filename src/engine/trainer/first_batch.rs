@@ -1,9 +1,78 @@
-//! `meltr.loss_scale`: the factors MELTR reads each loss at, measured once
-//! on the first training batch and kept in checkpoints.
+//! What a run settles on its first training batch before step 1:
+//! `meltr.loss_scale`'s factors (kept in checkpoints) and the fit of
+//! `meltr.init = "sum" | "primary"`.
 
 use super::*;
+use crate::meltr::fit::FIT_TOLERANCE;
 
 impl Trainer {
+    /// The first training batch's losses under the current θ, leaving the
+    /// model's buffers (BatchNorm statistics) as they were; called in setup,
+    /// under [`crate::nn::rng::global_draws`].
+    fn first_batch_losses(&self) -> Result<Tensor> {
+        // Step 1's inner forward exactly, dropout mask included (the caller
+        // holds the global draws).
+        tch::manual_seed(forward_seed(self.config.workload.seed, 1, Forward::Inner));
+        tch::no_grad(|| -> Result<Tensor> {
+            let first = self.workload.train_batch(1)?;
+            let buffers = workload::SavedBuffers::take(self.workload.as_ref())?;
+            let losses = self.workload.losses(&first)?;
+            buffers.restore(self.workload.as_ref())?;
+            workload::select(&losses, &self.loss_names)
+        })
+    }
+
+    /// `meltr.init = "sum" | "primary"`: fits the combiner to that linear
+    /// combiner around the first batch's losses (see
+    /// [`crate::meltr::fit::fit_to_linear`]); warns when the fit leaves an
+    /// effective weight more than [`FIT_TOLERANCE`] off. With a loss scale,
+    /// `sum` is the sum at that scale.
+    pub(super) fn start_combiner_linear(&mut self) -> Result<()> {
+        let losses = self.first_batch_losses()?;
+        let init = self.config.meltr.init;
+        let scale = match self.combiner.meltr_net().and_then(|net| net.input_scale()) {
+            Some(scale) => Vec::<f64>::try_from(scale.to_kind(Kind::Double))?,
+            None => vec![1.0; self.loss_names.len()],
+        };
+        let target: Vec<f64> = scale
+            .iter()
+            .enumerate()
+            .map(|(k, &c)| {
+                if init == MeltrInit::Sum || k == 0 {
+                    c
+                } else {
+                    0.0
+                }
+            })
+            .collect();
+        let error = crate::meltr::fit::fit_to_linear(
+            self.combiner.as_ref(),
+            &losses,
+            &target,
+            self.config.workload.seed,
+        )?;
+        // Under loss factors other than 1, `sum` is the sum at that scale.
+        let scaled = init == MeltrInit::Sum && scale.iter().any(|&c| c != 1.0);
+        let at_scale = if scaled {
+            " at meltr.loss_scale's factors (the sum of the losses as MELTR reads them)"
+        } else {
+            ""
+        };
+        let (level, message) = if error <= FIT_TOLERANCE {
+            (
+                Level::Info,
+                format!("meltr.init = \"{init}\": MELTR fitted to the `{init}` combiner{at_scale} around the first batch's losses (largest effective-weight error {error:.3})"),
+            )
+        } else {
+            (
+                Level::Warn,
+                format!("meltr.init = \"{init}\": the fit to the `{init}` combiner left an effective weight {error:.3} off (tolerance {FIT_TOLERANCE}); the run does not start from `{init}`. Use combiner.kind = \"{init}\" for that baseline, or meltr.init = \"pytorch\""),
+            )
+        };
+        self.emit(Record::Event { level, message });
+        Ok(())
+    }
+
     /// Puts `meltr.loss_scale` in force at the start of a run: the factors
     /// a checkpoint kept, or measured now on the first batch (a fresh run),
     /// or none (`raw`, or a checkpoint from before factors were kept:
