@@ -128,7 +128,15 @@ impl Trainer {
             .filter(|(_, &f)| f != 1.0)
             .map(|((name, value), &f)| {
                 let ratio = value.abs() / values[0].abs();
-                format!("{name} ({ratio:.3}x the primary) x{}", factor_text(f))
+                let decimals = if ratio >= 100.0 {
+                    0
+                } else if ratio >= 1.0 {
+                    1
+                } else {
+                    3
+                };
+                let ratio = crate::numfmt::fixed(ratio, decimals);
+                format!("{name} ({ratio}x the primary) x{}", factor_text(f))
             })
             .collect();
         let setting = match meltr.loss_scale {
