@@ -111,14 +111,16 @@ impl MeltrNet {
         init_linear_like_pytorch(&self.head);
     }
 
-    /// Reads the losses at `scale` (`[K]`; `None`: raw) from now on: MELTR's input is
+    /// Reads the losses at `scale` (`[K]`, any kind or device: taken to φ's;
+    /// `None`: raw) from now on: MELTR's input is
     /// `scale ⊙ l` and the `Σl` it is compared with (and, residual, adds)
     /// becomes `Σ scale_k l_k`. Effective weights stay weights on `l`.
     pub fn set_input_scale(&mut self, scale: Option<Tensor>) {
         if let Some(scale) = &scale {
             assert_eq!(scale.size(), [self.sizes.losses], "one factor per loss");
         }
-        self.input_scale = scale.map(|s| s.detach());
+        let like = &self.head.ws;
+        self.input_scale = scale.map(|s| s.detach().to_kind(like.kind()).to_device(like.device()));
     }
 
     /// The factors set by [`Self::set_input_scale`], if any.

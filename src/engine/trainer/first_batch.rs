@@ -146,25 +146,17 @@ impl Trainer {
             ),
             other => format!("meltr.loss_scale = \"{other}\""),
         };
-        let like = self
-            .combiner
-            .params()
-            .first()
-            .map(Tensor::kind)
-            .unwrap_or(Kind::Float);
-        let device = self
-            .inner_params
-            .first()
-            .map(Tensor::device)
-            .unwrap_or(Device::Cpu);
-        let scale = Tensor::from_slice(&factors).to_kind(like).to_device(device);
         // Set even when every factor is 1 (exact): a checkpoint keeps them,
         // and a resume does not measure again under a trained θ.
-        if let Some(tracer) = &self.tracer {
-            tracer.loss_scale(&scale)?;
-        }
         if let Some(net) = self.combiner.meltr_net_mut() {
-            net.set_input_scale(Some(scale));
+            net.set_input_scale(Some(Tensor::from_slice(&factors)));
+        }
+        // The trace gets them as MELTR holds them (φ's kind).
+        if let (Some(tracer), Some(scale)) = (
+            &self.tracer,
+            self.combiner.meltr_net().and_then(|n| n.input_scale()),
+        ) {
+            tracer.loss_scale(scale)?;
         }
         let message = match (changed.is_empty(), meltr.loss_scale) {
             // The default guard says nothing where it changes nothing.

@@ -289,8 +289,7 @@ fn restore(ckpt: &checkpoint::Loaded, (workload, combiner, inner, meta): &mut Pa
         ckpt.get(super::checkpointing::LOSS_SCALE),
         combiner.meltr_net_mut(),
     ) {
-        let like = &net.head_weight().shallow_clone();
-        net.set_input_scale(Some(scale.to_kind(like.kind()).to_device(like.device())));
+        net.set_input_scale(Some(scale));
     }
     inner
         .load_state("inner", &|n| ckpt.get(n))
