@@ -80,6 +80,8 @@ pub fn create(
         group: parent.group.clone(),
         parent: Some(parent.id.clone()),
         fork_step: Some(step),
+        // The parent's comments (its config.toml as its user wrote it).
+        config_text: std::fs::read_to_string(SessionDir::new(parent_dir).config()).ok(),
     };
     let dir = session::create_from(root, &name, &config, origin)?;
     let seeded = seed(

@@ -30,11 +30,15 @@ fn headless_default_run_finishes_within_two_minutes_and_matches_the_contract() {
     assert_eq!(meta.losses, vec!["primary", "helpful", "harmful"]);
     assert_eq!(meta.device, "cpu");
     assert!(meta.libtorch.starts_with("2.11.0"), "{}", meta.libtorch);
-    assert!(
-        dir.join("config.toml").exists()
-            && dir.join("checkpoints").is_dir()
-            && dir.join("plots").is_dir()
-    );
+    assert!(dir.join("checkpoints").is_dir() && dir.join("plots").is_dir());
+    // The session's config.toml is the whole config, with the comments of
+    // the file it was started from.
+    let kept = std::fs::read_to_string(dir.join("config.toml")).unwrap();
+    let source = std::fs::read_to_string(repo("configs/synthetic.toml")).unwrap();
+    let comments: Vec<&str> = source.lines().filter(|l| l.starts_with('#')).collect();
+    assert!(!comments.is_empty());
+    assert!(kept.starts_with(&(comments.join("\n") + "\n")), "{kept}");
+    assert!(kept.contains("[aid]") && kept.contains("[meltr]"), "{kept}");
     // One progress line per log interval on stdout.
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert_eq!(

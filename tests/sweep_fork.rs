@@ -376,6 +376,13 @@ fn a_fork_with_a_no_op_change_continues_its_parent_bit_for_bit_and_a_real_change
     assert_eq!(meta.status, Status::Finished);
     let config = meltr_tui::config::Config::load(&faster.join("config.toml")).unwrap();
     assert_eq!(config.meltr.meta_lr, 0.01);
+    // The fork's config.toml keeps the comments its parent's had (those of
+    // synthetic.toml), with the fork's value in place.
+    let opening = std::fs::read_to_string(repo("configs/synthetic.toml")).unwrap();
+    let opening = opening.lines().next().unwrap();
+    assert!(opening.starts_with('#'), "{opening}");
+    let kept = std::fs::read_to_string(faster.join("config.toml")).unwrap();
+    assert!(kept.starts_with(opening), "{kept}");
 
     // A fork of a fork, from its newest checkpoint (its last step, so it
     // must be given more steps to train), and the lineage in ls.

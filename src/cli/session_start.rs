@@ -34,6 +34,16 @@ pub(super) fn load_config(path: &Path) -> Result<Config> {
     Ok(config)
 }
 
+/// The text of the config file at `path` (the built-in default's when it
+/// is the default path and missing), for its comments.
+fn config_text(path: &Path) -> String {
+    match std::fs::read_to_string(path) {
+        Ok(text) => text,
+        Err(_) if path == Path::new(DEFAULT_CONFIG) => EMBEDDED_DEFAULT.to_string(),
+        Err(_) => String::new(),
+    }
+}
+
 /// Where a config comes from, to prefix an error it causes: the file, and
 /// the `--set`s over it.
 pub(super) fn from_file(config_path: &Path, overrides: &[crate::config::Override]) -> String {
@@ -88,10 +98,12 @@ pub(super) fn start(
         // A runner serves a socket: it must have a place (issue 19, item 10).
         session::check_socket_room(root, &name)?;
     }
-    let dir = session::create(root, &name, &config)?;
-    if group.is_some() {
-        session::set_group(&dir, group.as_deref())?;
-    }
+    let origin = session::Origin {
+        group,
+        config_text: Some(config_text(config_path)),
+        ..Default::default()
+    };
+    let dir = session::create_from(root, &name, &config, origin)?;
     drive(&dir, config, false, mode).map_err(|e| {
         // What stops a run before its first step is in the user's file.
         if e.downcast_ref::<NotStarted>().is_some() {

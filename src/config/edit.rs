@@ -72,6 +72,112 @@ pub fn set_value(text: &str, key: &str, value: &toml::Value) -> Result<String, C
     Ok(doc.to_string())
 }
 
+/// `full`, a complete config as a session keeps it, written over `source`,
+/// the file the user wrote it from: `source` stays as it was (comments, key
+/// order, formatting, a value written as `1e-3`) wherever `full` has the
+/// same value; a value `full` changed (an override, a path made absolute)
+/// is replaced in place, comment kept; the keys and sections only `full`
+/// has follow, each section's after the user's keys, new sections at the
+/// end. The result parses to `full`. What does not parse comes back as
+/// `full`.
+pub fn keep_comments(full: &str, source: &str) -> String {
+    let (Ok(complete), Ok(mut doc)) = (full.parse::<DocumentMut>(), source.parse::<DocumentMut>())
+    else {
+        return full.to_string();
+    };
+    // Sections only `full` has go after all of the user's.
+    let mut next_position = last_position(doc.as_table()) + 1;
+    write_over(
+        doc.as_table_mut(),
+        complete.as_table(),
+        None,
+        &mut next_position,
+    );
+    let mut text = doc.to_string();
+    if !text.ends_with('\n') {
+        text.push('\n');
+    }
+    text
+}
+
+/// Makes `to` (the section at position `at`; `None`: the top level) hold
+/// `full`'s keys and values, keeping `to`'s text where a value is the same
+/// (see [`keep_comments`]).
+fn write_over(to: &mut Table, full: &Table, at: Option<usize>, next_position: &mut usize) {
+    let gone: Vec<String> = to
+        .iter()
+        .filter(|(name, _)| !full.contains_key(name))
+        .map(|(name, _)| name.to_string())
+        .collect();
+    for name in gone {
+        to.remove(&name);
+    }
+    for (name, item) in full.iter() {
+        match (to.get_mut(name), item) {
+            (Some(Item::Value(old)), Item::Value(new)) => {
+                if !same_value(old, new) {
+                    let mut new = new.clone();
+                    *new.decor_mut() = old.decor().clone();
+                    *old = new;
+                }
+            }
+            (Some(Item::Table(old)), Item::Table(new)) => {
+                let position = old.position();
+                write_over(old, new, position, next_position)
+            }
+            (Some(old), new) => *old = appended(new, at, next_position),
+            (None, new) => {
+                to.insert(name, appended(new, at, next_position));
+            }
+        }
+    }
+}
+
+/// `item` to add to a section at `parent` (`None`: the file's top level),
+/// each of its sections with a blank line above: right after that section
+/// (an equal position keeps the order sections are visited in), or at the
+/// end of the file, numbered from `next_position` on.
+fn appended(item: &Item, parent: Option<usize>, next_position: &mut usize) -> Item {
+    fn place(table: &mut Table, parent: Option<usize>, next_position: &mut usize) {
+        let position = parent.unwrap_or_else(|| {
+            *next_position += 1;
+            *next_position - 1
+        });
+        table.set_position(position);
+        table.decor_mut().set_prefix("\n");
+        for (_, item) in table.iter_mut() {
+            if let Item::Table(table) = item {
+                place(table, Some(position), next_position);
+            }
+        }
+    }
+    let mut item = item.clone();
+    if let Item::Table(table) = &mut item {
+        place(table, parent, next_position);
+    }
+    item
+}
+
+/// The largest section position in `table`, nested sections included.
+fn last_position(table: &Table) -> usize {
+    table
+        .iter()
+        .filter_map(|(_, item)| item.as_table())
+        .map(|t| t.position().unwrap_or(0).max(last_position(t)))
+        .max()
+        .unwrap_or(0)
+}
+
+/// Whether two TOML values are equal as values (`1e-3` and `0.001` are).
+fn same_value(a: &Value, b: &Value) -> bool {
+    let parse = |v: &Value| {
+        let mut v = v.clone();
+        v.decor_mut().clear();
+        format!("v = {v}").parse::<toml::Table>().ok()
+    };
+    parse(a).is_some_and(|a| Some(a) == parse(b))
+}
+
 /// A `toml::Value` as a `toml_edit` value, written as TOML writes it.
 fn edit_value(value: &toml::Value) -> Result<Value, String> {
     let text = value.to_string();
@@ -141,6 +247,50 @@ mod tests {
         assert_eq!(out, "aid.iterations = 4 # dotted\n");
         let out = set("", "meltr.gamma", 0.2);
         assert_eq!(out, "[meltr]\ngamma = 0.2\n");
+    }
+
+    #[test]
+    fn a_complete_config_is_written_over_the_file_it_came_from() {
+        let source = "# my run, tuned by hand\n\
+                      [train]\n\
+                      lr = 1e-3  # by hand\n\
+                      \n\
+                      # AID: keep J small\n\
+                      [aid]\n\
+                      # J, the Neumann terms\n\
+                      iterations = 2 # J\n\
+                      # the end\n";
+        // As the engine writes a session's config: every key, its own order,
+        // the values after overrides (iterations is 3 here).
+        let full = "[workload]\nkind = \"synthetic\"\n\n[train]\nsteps = 100\nlr = 0.001\n\n\
+                    [aid]\nalpha = 0.1\niterations = 3\n";
+        let out = keep_comments(full, source);
+        assert_eq!(
+            out,
+            "# my run, tuned by hand\n[train]\nlr = 1e-3  # by hand\nsteps = 100\n\n\
+             # AID: keep J small\n[aid]\n# J, the Neumann terms\niterations = 3 # J\nalpha = 0.1\n\
+             \n[workload]\nkind = \"synthetic\"\n# the end\n"
+        );
+        // The same values as `full`, key for key.
+        let parsed: toml::Table = toml::from_str(&out).unwrap();
+        assert_eq!(parsed, toml::from_str::<toml::Table>(full).unwrap());
+        // A key `full` lacks goes; an inline section becomes full's.
+        let out = keep_comments(full, "gone = 1\naid = { iterations = 1 }\n");
+        let parsed: toml::Table = toml::from_str(&out).unwrap();
+        assert_eq!(parsed, toml::from_str::<toml::Table>(full).unwrap());
+        // A section only `full` has inside one the file has follows it.
+        let full =
+            "[combiner]\nkind = \"sum\"\n\n[combiner.weights]\nx = 1\n\n[aid]\nalpha = 0.1\n";
+        let out = keep_comments(
+            full,
+            "[combiner] # mine\nkind = \"sum\"\n[aid]\nalpha = 0.1\n",
+        );
+        assert_eq!(
+            out,
+            "[combiner] # mine\nkind = \"sum\"\n\n[combiner.weights]\nx = 1\n[aid]\nalpha = 0.1\n"
+        );
+        // A source that is not TOML adds nothing.
+        assert_eq!(keep_comments(full, "[train\n"), full);
     }
 
     #[test]

@@ -224,8 +224,8 @@ pub fn set_group(dir: &Path, group: Option<&str>) -> Result<()> {
     meta.write(dir)
 }
 
-/// Where a new session comes from: its group, and for a fork its parent
-/// and the step it continues from.
+/// Where a new session comes from: its group, for a fork its parent and
+/// the step it continues from, and the text its config was written from.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Origin {
     /// [`SessionMeta::group`].
@@ -234,20 +234,55 @@ pub struct Origin {
     pub parent: Option<String>,
     /// [`SessionMeta::fork_step`].
     pub fork_step: Option<u64>,
+    /// The config file the session's config comes from (the user's `-c`
+    /// file, a parent's `config.toml`): its comments are kept in the
+    /// session's `config.toml` ([`crate::config::edit::keep_comments`]).
+    pub config_text: Option<String>,
 }
 
-/// [`create`], recording `origin` in `session.json`.
+/// [`create`], recording `origin` in `session.json` and keeping its config
+/// text's comments in `config.toml`.
 pub fn create_from(
     root: &Path,
     name: &str,
     config: &crate::config::Config,
     origin: Origin,
 ) -> Result<std::path::PathBuf> {
-    let dir = create(root, name, config)?;
-    let mut meta = SessionMeta::read(&dir)?;
-    meta.group = origin.group;
-    meta.parent = origin.parent;
-    meta.fork_step = origin.fork_step;
+    std::fs::create_dir_all(root)
+        .with_context(|| format!("cannot create sessions folder {}", root.display()))?;
+    let id = new_id(root, name);
+    let dir = root.join(&id);
+    let layout = SessionDir::new(&dir);
+    for sub in [layout.checkpoints(), layout.plots()] {
+        std::fs::create_dir_all(&sub)
+            .with_context(|| format!("cannot create {}", sub.display()))?;
+    }
+    let mut text = config.to_toml_string();
+    if let Some(source) = &origin.config_text {
+        text = crate::config::edit::keep_comments(&text, source);
+    }
+    atomic_write(&layout.config(), text.as_bytes())?;
+    let meta = SessionMeta {
+        id,
+        name: name.to_string(),
+        created: chrono::Local::now().to_rfc3339(),
+        status: Status::Running,
+        pid: std::process::id(),
+        device: config.train.device.clone(),
+        libtorch: String::new(),
+        workload: config.workload.kind.to_string(),
+        losses: config.loss_names(),
+        primary: config.workload.primary.clone(),
+        primary_metric: String::new(),
+        higher_is_better: false,
+        steps: config.train.steps,
+        error: None,
+        group: origin.group,
+        parent: origin.parent,
+        fork_step: origin.fork_step,
+        world_size: None,
+        provenance: Provenance::of_this_process(),
+    };
     meta.write(&dir)?;
     Ok(dir)
 }
@@ -298,39 +333,7 @@ pub fn create(
     name: &str,
     config: &crate::config::Config,
 ) -> Result<std::path::PathBuf> {
-    std::fs::create_dir_all(root)
-        .with_context(|| format!("cannot create sessions folder {}", root.display()))?;
-    let id = new_id(root, name);
-    let dir = root.join(&id);
-    let layout = SessionDir::new(&dir);
-    for sub in [layout.checkpoints(), layout.plots()] {
-        std::fs::create_dir_all(&sub)
-            .with_context(|| format!("cannot create {}", sub.display()))?;
-    }
-    atomic_write(&layout.config(), config.to_toml_string().as_bytes())?;
-    let meta = SessionMeta {
-        id,
-        name: name.to_string(),
-        created: chrono::Local::now().to_rfc3339(),
-        status: Status::Running,
-        pid: std::process::id(),
-        device: config.train.device.clone(),
-        libtorch: String::new(),
-        workload: config.workload.kind.to_string(),
-        losses: config.loss_names(),
-        primary: config.workload.primary.clone(),
-        primary_metric: String::new(),
-        higher_is_better: false,
-        steps: config.train.steps,
-        error: None,
-        group: None,
-        parent: None,
-        fork_step: None,
-        world_size: None,
-        provenance: Provenance::of_this_process(),
-    };
-    meta.write(&dir)?;
-    Ok(dir)
+    create_from(root, name, config, Origin::default())
 }
 
 /// Every session under `root` (folders with a readable `session.json`),

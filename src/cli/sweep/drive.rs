@@ -166,11 +166,12 @@ fn start_member(root: &Path, plan: &Plan, i: usize, state: &State) -> Result<Str
 /// Member `i`'s new session folder, from its config in the sweep folder.
 fn new_member_session(root: &Path, plan: &Plan, i: usize) -> Result<PathBuf> {
     let member = &plan.members[i];
-    let config = Config::load(&sweep::member_config(root, &plan.group, member.index))
-        .map_err(anyhow::Error::new)?;
+    let path = sweep::member_config(root, &plan.group, member.index);
+    let config = Config::load(&path).map_err(anyhow::Error::new)?;
     session::check_socket_room(root, &member.name)?;
     let origin = session::Origin {
         group: Some(plan.group.clone()),
+        config_text: std::fs::read_to_string(&path).ok(),
         ..Default::default()
     };
     session::create_from(root, &member.name, &config, origin)
