@@ -75,7 +75,7 @@ fn bar_lines(
     let names = &app.store.losses;
     let name_w = names
         .iter()
-        .map(|n| n.chars().count())
+        .map(|n| fmt::width(n))
         .max()
         .unwrap_or(4)
         .min(12);
@@ -96,7 +96,7 @@ fn bar_lines(
     let value_w = names
         .iter()
         .filter_map(|n| values.get(n))
-        .map(|&v| text(v).chars().count())
+        .map(|&v| fmt::width(&text(v)))
         .max()
         .unwrap_or(0)
         .max(7);
@@ -109,7 +109,7 @@ fn bar_lines(
             .series(curves::style_index(app, CurveId::Loss(i)))
             .style;
         lines.push(Line::from(vec![
-            Span::raw(format!("{:<name_w$} ", fmt::clip(name, name_w))),
+            Span::raw(fmt::pad(&fmt::clip(name, name_w), name_w + 1)),
             Span::raw(value),
             Span::raw(" "),
             Span::styled(bar(v, max, bar_w, signed), style),

@@ -1,5 +1,7 @@
 //! Number, step and duration formatting shared by every pane, so the same
-//! value always reads the same way.
+//! value always reads the same way, and text measured in terminal columns.
+
+use unicode_width::{UnicodeWidthChar, UnicodeWidthStr};
 
 /// A value in at most ~8 characters: `0.4123`, `2.318`, `152.3`, `1.20e-4`.
 pub fn num(v: f64) -> String {
@@ -94,29 +96,64 @@ pub fn duration(secs: f64) -> String {
     }
 }
 
-/// Cuts `text` to at most `width` characters, marking the cut with `…`.
-pub fn clip(text: &str, width: usize) -> String {
-    if text.chars().count() <= width {
+/// The columns `text` takes on a terminal: a CJK character or an emoji
+/// takes two, a combining mark none.
+pub fn width(text: &str) -> usize {
+    UnicodeWidthStr::width(text)
+}
+
+fn char_width(c: char) -> usize {
+    UnicodeWidthChar::width(c).unwrap_or(0)
+}
+
+/// `text` padded with spaces to `width` columns (as `{:<width$}` would for
+/// one-column characters).
+pub fn pad(text: &str, columns: usize) -> String {
+    format!("{text}{}", " ".repeat(columns.saturating_sub(width(text))))
+}
+
+/// Cuts `text` to at most `width` columns, marking the cut with `…`.
+pub fn clip(text: &str, columns: usize) -> String {
+    if width(text) <= columns {
         return text.to_string();
     }
-    if width == 0 {
+    if columns == 0 {
         return String::new();
     }
-    let mut out: String = text.chars().take(width - 1).collect();
+    let mut out = String::new();
+    let mut used = 0;
+    for c in text.chars() {
+        let w = char_width(c);
+        if used + w > columns - 1 {
+            break;
+        }
+        used += w;
+        out.push(c);
+    }
     out.push('…');
     out
 }
 
-/// Splits `text` into lines of at most `width` characters, at a space
-/// where there is one in the line, else mid-word.
-pub fn wrap(text: &str, width: usize) -> Vec<String> {
-    let width = width.max(1);
+/// Splits `text` into lines of at most `width` columns, at a space where
+/// there is one in the line, else mid-word.
+pub fn wrap(text: &str, columns: usize) -> Vec<String> {
+    let columns = columns.max(1);
     let mut rest: Vec<char> = text.chars().collect();
     let mut lines = Vec::new();
-    while rest.len() > width {
-        let cut = match rest[..=width].iter().rposition(|c| *c == ' ') {
+    while rest.iter().map(|&c| char_width(c)).sum::<usize>() > columns {
+        // The most characters that fit (at least one, however wide).
+        let mut fit = 0;
+        let mut used = 0;
+        while fit < rest.len() && used + char_width(rest[fit]) <= columns {
+            used += char_width(rest[fit]);
+            fit += 1;
+        }
+        let fit = fit.max(1);
+        // A space just past the fitting part may end the line too.
+        let upto = (fit + 1).min(rest.len());
+        let cut = match rest[..upto].iter().rposition(|c| *c == ' ') {
             Some(space) if space > 0 => space,
-            _ => width,
+            _ => fit,
         };
         lines.push(
             rest[..cut]
@@ -158,6 +195,14 @@ mod tests {
         assert_eq!(wrap("abcdef", 4), vec!["abcd", "ef"]);
         assert_eq!(wrap("ab cd ef", 5), vec!["ab cd", "ef"]);
         assert_eq!(wrap("abc defgh", 4), vec!["abc", "defg", "h"]);
+        // Wide characters take two columns each.
+        assert_eq!(width("損失"), 4);
+        assert_eq!(clip("損失関数", 5), "損失…");
+        assert_eq!(clip("損失", 4), "損失");
+        assert_eq!(wrap("損失 関数の重み", 6), vec!["損失", "関数の", "重み"]);
+        assert!(wrap("損失関数の重みとは", 7).iter().all(|l| width(l) <= 7));
+        assert_eq!(pad("損失", 6), "損失  ");
+        assert_eq!(pad("ab", 4), "ab  ");
         assert_eq!(wrap("", 4), vec![""]);
     }
 }

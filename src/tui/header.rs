@@ -160,8 +160,10 @@ pub fn render(frame: &mut Frame, area: Rect, app: &App) {
 
     let mut lines = vec![Line::from(first), Line::from(second)];
     lines.extend(banner_lines(app, area.width).into_iter().map(|l| {
-        let pad = usize::from(area.width).saturating_sub(l.chars().count());
-        Line::from(Span::styled(l + &" ".repeat(pad), theme.banner()))
+        Line::from(Span::styled(
+            fmt::pad(&l, usize::from(area.width)),
+            theme.banner(),
+        ))
     }));
     frame.render_widget(Paragraph::new(lines), area);
 }

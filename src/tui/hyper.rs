@@ -22,10 +22,7 @@ fn banner(app: &App, width: usize) -> Vec<Line<'static>> {
     lines.truncate(BANNER_LINES);
     lines
         .into_iter()
-        .map(|l| {
-            let pad = width.saturating_sub(l.chars().count());
-            Line::from(Span::styled(l + &" ".repeat(pad), app.theme.banner()))
-        })
+        .map(|l| Line::from(Span::styled(fmt::pad(&l, width), app.theme.banner())))
         .collect()
 }
 
@@ -109,7 +106,7 @@ pub fn render(frame: &mut Frame, area: Rect, app: &App, focused: bool) {
     let offset = (cursor + 1).saturating_sub(height);
     let key_w = rows
         .iter()
-        .map(|(k, _)| k.chars().count())
+        .map(|(k, _)| fmt::width(k))
         .max()
         .unwrap_or(10)
         .min(width / 2);
@@ -142,10 +139,10 @@ pub fn render(frame: &mut Frame, area: Rect, app: &App, focused: bool) {
                 Style::new()
             };
             Line::from(vec![
-                Span::styled(format!("{:<key_w$} ", fmt::clip(key, key_w)), key_style),
-                Span::raw(format!(
-                    "{:<value_w$} ",
-                    fmt::clip(&value.to_string(), value_w)
+                Span::styled(fmt::pad(&fmt::clip(key, key_w), key_w + 1), key_style),
+                Span::raw(fmt::pad(
+                    &fmt::clip(&value.to_string(), value_w),
+                    value_w + 1,
                 )),
                 Span::styled(format!("{note:<note_w$}"), note_style),
             ])

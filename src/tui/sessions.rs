@@ -143,8 +143,8 @@ fn column_widths(header: &[String], rows: &[Vec<String>]) -> Vec<u16> {
     (0..header.len())
         .map(|i| {
             rows.iter()
-                .map(|row| row[i].chars().count())
-                .chain([header[i].chars().count()])
+                .map(|row| fmt::width(&row[i]))
+                .chain([fmt::width(&header[i])])
                 .max()
                 .unwrap_or(1) as u16
         })
