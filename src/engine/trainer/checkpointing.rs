@@ -4,6 +4,8 @@ use super::*;
 
 /// Checkpoint names of the run state beyond the parameters and moments.
 pub(super) const META_LR: &str = "meta.lr";
+/// γ in force (a collapse restore raises it) and the configured one.
+pub(super) const GAMMA: &str = "meltr.gamma";
 pub(super) const COLLAPSE: &str = "collapse";
 /// `meltr.loss_scale` other than `raw`: the factors measured on the first
 /// batch.
@@ -42,6 +44,8 @@ impl Trainer {
             let lr = [meta.lr, self.config.meltr.meta_lr];
             tensors.push((META_LR.to_string(), Tensor::from_slice(&lr)));
         }
+        let gamma = [self.gamma, self.config.meltr.gamma];
+        tensors.push((GAMMA.to_string(), Tensor::from_slice(&gamma)));
         tensors.extend(self.collapse.state(COLLAPSE));
         let config = self.config.to_toml_string();
         tensors.push((

@@ -44,6 +44,10 @@ impl Trainer {
                 meta.weight_decay = effective.meltr.meta_weight_decay;
                 meta.decay = meta_decay(&effective);
             }
+            // Likewise γ, which a collapse restore may have raised.
+            if effective.meltr.gamma != old.meltr.gamma {
+                self.gamma = effective.meltr.gamma;
+            }
             self.combiner.apply_config(&effective);
             self.meta_blocked = None;
             self.config = effective;

@@ -96,6 +96,9 @@ pub struct Trainer {
     meta_blocked: Option<String>,
     meta_steps_done: u64,
     collapse: CollapseGuard,
+    /// γ in force: `meltr.gamma`, or [`meta::RESTORE_GAMMA_FACTOR`] times it
+    /// once a collapse restore raised it (until an edit of the key).
+    gamma: f64,
     /// A collapse asked for φ's restore, done before the next forward.
     restore_due: bool,
     /// The losses' scales were compared (at the first train line).

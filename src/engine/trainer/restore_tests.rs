@@ -1,7 +1,7 @@
 //! The collapse watch end to end through the trainer: MELTR knocked into a
 //! collapse on purpose is put back to its newest healthy meta step, with
-//! the meta-learning rate halved (`meltr.on_collapse = "restore"`), or only
-//! reported (`"warn"`).
+//! the meta-learning rate halved and γ raised (`meltr.on_collapse =
+//! "restore"`), or only reported (`"warn"`).
 
 use super::*;
 use crate::config::OnCollapse;
@@ -148,6 +148,14 @@ fn a_collapsed_meltr_is_restored_to_its_newest_healthy_step_with_half_the_meta_r
         assert!(now.equal(then), "φ differs from step {healthy}'s");
     }
     assert_eq!(trainer.meta.as_ref().map(|m| m.lr), Some(META_LR / 2.0));
+    // γ is three times the configured one from the restore on, and the
+    // message says so.
+    let gamma = trainer.config.meltr.gamma;
+    assert_eq!(trainer.gamma, 3.0 * gamma);
+    assert!(
+        message.contains(&format!("γ raised to {}", 3.0 * gamma)),
+        "{message}"
+    );
     // The optimizer's step count is back at that step's (one update per
     // meta step); its moments start again from 0.
     let meta = trainer.meta.as_ref().unwrap();
@@ -192,6 +200,7 @@ fn with_warn_a_collapse_is_reported_and_left_alone() {
         "{last:?}"
     );
     assert_eq!(trainer.meta.as_ref().map(|m| m.lr), Some(META_LR));
+    assert_eq!(trainer.gamma, trainer.config.meltr.gamma);
 }
 
 /// Copies a session folder (files and one level of subfolders, as a
@@ -215,7 +224,7 @@ fn resumed(dir: &Path, config: Config) -> Trainer {
 }
 
 #[test]
-fn a_resume_after_a_restore_keeps_the_halved_rate_and_the_watch() {
+fn a_resume_after_a_restore_keeps_the_halved_rate_the_raised_gamma_and_the_watch() {
     let dir = tempfile::tempdir().unwrap();
     let (mut straight, _) = knocked_out(OnCollapse::Restore, dir.path());
     while !straight.restore_due {
@@ -238,6 +247,13 @@ fn a_resume_after_a_restore_keeps_the_halved_rate_and_the_watch() {
             if message.contains("meta-learning rate resumes at 5.000e-4"))
     });
     assert!(said, "no note on the resumed meta-learning rate");
+    // γ too (the φ check below fails without it).
+    assert_eq!(resumed_run.gamma, straight.gamma);
+    assert!(resumed_run.gamma > resumed_run.config.meltr.gamma);
+    let said = lines(copy.path()).iter().any(
+        |l| matches!(&l.record, Record::Event { message, .. } if message.contains("γ resumes at")),
+    );
+    assert!(said, "no note on the resumed γ");
     for _ in 0..12 {
         straight.train_step().unwrap();
         resumed_run.train_step().unwrap();
@@ -267,6 +283,8 @@ fn a_resume_after_a_restore_keeps_the_halved_rate_and_the_watch() {
     // A resume whose config edits meltr.meta_lr takes the edit.
     let mut edit = config(OnCollapse::Restore);
     edit.meltr.meta_lr = 3.0 * META_LR;
+    edit.meltr.gamma = 0.2;
     let edited_run = resumed(edited.path(), edit);
     assert_eq!(edited_run.meta.as_ref().map(|m| m.lr), Some(3.0 * META_LR));
+    assert_eq!(edited_run.gamma, 0.2);
 }

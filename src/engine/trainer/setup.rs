@@ -107,6 +107,7 @@ impl Trainer {
         let (mut step, mut time_offset, mut resumed_from) = (0, 0.0, None);
         let mut notes = Vec::new();
         let mut collapse = CollapseGuard::default();
+        let mut gamma = config.meltr.gamma;
         let mut ran_with = None;
         let mut last_eval_step = None;
         if let Some(point) = resume {
@@ -122,11 +123,10 @@ impl Trainer {
             prepare_resume(dir, step)?;
             if let Some(ckpt) = point.checkpoint {
                 restore(&ckpt, &mut parts)?;
-                if let Some(note) =
-                    restore_watch(&ckpt, &config, &mut parts, &mut collapse, device)?
-                {
-                    notes.push((Level::Info, note));
-                }
+                let (resumed_gamma, watch_notes) =
+                    restore_watch(&ckpt, &config, &mut parts, &mut collapse, device)?;
+                gamma = resumed_gamma;
+                notes.extend(watch_notes.into_iter().map(|n| (Level::Info, n)));
                 resumed_from = Some(ckpt.path);
             }
             if metrics_path.exists() {
@@ -201,6 +201,7 @@ impl Trainer {
             meta_blocked: None,
             meta_steps_done: 0,
             collapse,
+            gamma,
             restore_due: false,
             // Said at the run's start; a resumed run's log has it already.
             loss_scales_checked: resumed_from.is_some(),
@@ -301,18 +302,18 @@ fn restore(ckpt: &checkpoint::Loaded, (workload, combiner, inner, meta): &mut Pa
     Ok(())
 }
 
-/// The collapse watch and the meta-learning rate a collapse restore left
-/// (checkpoints from before they were saved: a fresh watch, the configured
-/// rate). A resume whose config edits `meltr.meta_lr` takes the edit, as a
-/// live edit does. Returns a note for the log when the resumed rate is not
-/// the configured one.
+/// The collapse watch, and the meta-learning rate and γ a collapse restore
+/// left (checkpoints from before they were saved: a fresh watch, the
+/// configured values). A resume whose config edits `meltr.meta_lr` or
+/// `meltr.gamma` takes the edit, as a live edit does. Returns γ in force and
+/// a note for the log for each value that is not the configured one.
 fn restore_watch(
     ckpt: &checkpoint::Loaded,
     config: &Config,
     (_, combiner, _, meta): &mut Parts,
     collapse: &mut CollapseGuard,
     device: Device,
-) -> Result<Option<String>> {
+) -> Result<(f64, Vec<String>)> {
     let context = || format!("checkpoint {}", ckpt.path.display());
     collapse
         .load_state(super::checkpointing::COLLAPSE, &|n| ckpt.get(n), device)
@@ -325,20 +326,39 @@ fn restore_watch(
             context()
         );
     }
-    if let (Some(meta), Some(lr)) = (meta.as_mut(), ckpt.get(super::checkpointing::META_LR)) {
-        let [in_use, configured] = Vec::<f64>::try_from(lr.to_kind(Kind::Double).flatten(0, -1))
+    // [in force, configured] as the checkpoint saved them: the value in
+    // force when the configuration has not changed since.
+    let in_force = |key: &str, configured_now: f64| -> Result<Option<f64>> {
+        let Some(saved) = ckpt.get(key) else {
+            return Ok(None);
+        };
+        let [in_use, configured] = Vec::<f64>::try_from(saved.to_kind(Kind::Double).flatten(0, -1))
             .ok()
             .and_then(|v| <[f64; 2]>::try_from(v).ok())
-            .with_context(|| format!("{}: `meta.lr` is not [in use, configured]", context()))?;
-        if configured == config.meltr.meta_lr && in_use != configured {
-            meta.lr = in_use;
-            return Ok(Some(format!(
-                "the meta-learning rate resumes at {in_use:.3e}, not meltr.meta_lr = {configured:.3e}: \
-                 a collapse restore lowered it before the checkpoint (an edit of meltr.meta_lr sets it again)"
-            )));
+            .with_context(|| format!("{}: `{key}` is not [in use, configured]", context()))?;
+        Ok((configured == configured_now && in_use != configured).then_some(in_use))
+    };
+    let mut notes = Vec::new();
+    if let Some(meta) = meta.as_mut() {
+        if let Some(lr) = in_force(super::checkpointing::META_LR, config.meltr.meta_lr)? {
+            meta.lr = lr;
+            notes.push(format!(
+                "the meta-learning rate resumes at {lr:.3e}, not meltr.meta_lr = {:.3e}: \
+                 a collapse restore lowered it before the checkpoint (an edit of meltr.meta_lr sets it again)",
+                config.meltr.meta_lr
+            ));
         }
     }
-    Ok(None)
+    let mut gamma = config.meltr.gamma;
+    if let Some(raised) = in_force(super::checkpointing::GAMMA, config.meltr.gamma)? {
+        gamma = raised;
+        notes.push(format!(
+            "γ resumes at {raised}, not meltr.gamma = {}: a collapse restore raised it before the \
+             checkpoint (an edit of meltr.gamma sets it again)",
+            config.meltr.gamma
+        ));
+    }
+    Ok((gamma, notes))
 }
 
 /// What a resume without a checkpoint drops, when the log went past step
