@@ -171,6 +171,77 @@ fn joining_ranks_take_rank_zeros_loss_factors() {
     );
 }
 
+/// Ranks that join take rank 0's collapse watch (counters and healthy
+/// snapshot), meta-learning rate and γ: a resumed rank 0 has them from its
+/// checkpoint, a fresh rank would start its own, and the ranks must decide
+/// restores alike. Here rank 0 trained alone first, with other rates.
+#[test]
+fn joining_ranks_take_rank_zeros_collapse_watch_meta_rate_and_gamma() {
+    let _serial = serial();
+    let mut ahead = config("meltr", 16);
+    ahead.meltr.meta_lr = 2e-3;
+    ahead.meltr.gamma = 0.3;
+    let fresh = config("meltr", 16);
+    let root = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let mut rank0 = BenchTrainer::new(
+        &meltr_tui::session::create(root.path(), "rank0", &ahead).unwrap(),
+        ahead,
+    )
+    .unwrap();
+    // Meta steps under restore keep a healthy snapshot once the primary's
+    // weight clears 0.5.
+    for _ in 0..40 {
+        rank0.step().unwrap();
+    }
+    rank0.sync().unwrap();
+    let (before, ..) = rank0.collapse_watch();
+    assert!(before.len() > 1, "rank 0 kept no healthy snapshot");
+    let rank1 = BenchTrainer::new(
+        &meltr_tui::session::create(root.path(), "rank1", &fresh).unwrap(),
+        fresh,
+    )
+    .unwrap();
+    let handles: Vec<_> = [rank0, rank1]
+        .into_iter()
+        .enumerate()
+        .map(|(rank, mut trainer)| {
+            std::thread::spawn(move || {
+                let at = Rendezvous {
+                    rank,
+                    world_size: 2,
+                    local_rank: rank,
+                    master_addr: "127.0.0.1".into(),
+                    master_port: port,
+                    timeout: Duration::from_secs(60),
+                    launcher: Launcher::Torchrun,
+                };
+                trainer.join_group(&at).unwrap();
+                let joined = trainer.collapse_watch();
+                for _ in 0..6 {
+                    trainer.step().unwrap();
+                }
+                trainer.sync().unwrap();
+                (joined, trainer.parameters())
+            })
+        })
+        .collect();
+    let ranks: Vec<_> = handles.into_iter().map(|h| h.join().unwrap()).collect();
+    let ((watch0, lr0, gamma0), params0) = &ranks[0];
+    let ((watch1, lr1, gamma1), params1) = &ranks[1];
+    assert_eq!((*lr1, *gamma1), (*lr0, *gamma0));
+    assert_eq!((*lr1, *gamma1), (Some(2e-3), 0.3));
+    assert_eq!(watch0.len(), before.len());
+    assert_eq!(watch1.len(), watch0.len(), "rank 1 lacks the snapshot");
+    for ((name, a), (_, b)) in watch0.iter().zip(watch1) {
+        assert!(a.equal(b), "{name} differs between the ranks");
+    }
+    assert!(
+        bitwise_equal(params0, params1),
+        "θ or φ differs between the ranks"
+    );
+}
+
 // --- θ's gradients in buckets overlapped with the backward (train.bucket_mb) --
 
 fn with_buckets(mut config: Config, bucket_mb: f64) -> Config {

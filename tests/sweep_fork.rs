@@ -88,6 +88,13 @@ fn a_sweep_killed_mid_way_resumes_to_four_finished_sessions_in_one_group() {
         (frozen.len() == 2).then_some(())
     });
     assert_eq!(members(&root, "abl").len(), 2, "--parallel 2 started more");
+    // Members' config.toml keep the comments of the base file.
+    let opening = std::fs::read_to_string(repo("configs/synthetic.toml")).unwrap();
+    let opening = opening.lines().next().unwrap().to_string();
+    for (dir, _) in members(&root, "abl") {
+        let kept = std::fs::read_to_string(dir.join("config.toml")).unwrap();
+        assert!(kept.starts_with(&opening), "{kept}");
+    }
     // The driver dies (nothing else starts), then the runner that is less far.
     driver.kill().unwrap();
     driver.wait().unwrap();

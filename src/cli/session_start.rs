@@ -36,7 +36,7 @@ pub(super) fn load_config(path: &Path) -> Result<Config> {
 
 /// The text of the config file at `path` (the built-in default's when it
 /// is the default path and missing), for its comments.
-fn config_text(path: &Path) -> String {
+pub(super) fn config_text(path: &Path) -> String {
     match std::fs::read_to_string(path) {
         Ok(text) => text,
         Err(_) if path == Path::new(DEFAULT_CONFIG) => EMBEDDED_DEFAULT.to_string(),

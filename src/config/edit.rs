@@ -97,7 +97,12 @@ pub fn keep_comments(full: &str, source: &str) -> String {
     if !text.ends_with('\n') {
         text.push('\n');
     }
-    text
+    // Whatever the file's shape, the result must read as `full` does.
+    let values = |text: &str| toml::from_str::<toml::Table>(text).ok();
+    match values(&text).is_some() && values(&text) == values(full) {
+        true => text,
+        false => full.to_string(),
+    }
 }
 
 /// Makes `to` (the section at position `at`; `None`: the top level) hold
@@ -125,7 +130,19 @@ fn write_over(to: &mut Table, full: &Table, at: Option<usize>, next_position: &m
                 let position = old.position();
                 write_over(old, new, position, next_position)
             }
-            (Some(old), new) => *old = appended(new, at, next_position),
+            (Some(_), new) => {
+                // A value where `full` has a section (an inline table): the
+                // comment above the user's line moves above the section's
+                // header, which is written from the same key.
+                let mut new = appended(new, at, next_position);
+                let mut key = to.key_mut(name).expect("present");
+                let above = key.leaf_decor().prefix().cloned();
+                key.leaf_decor_mut().clear();
+                if let (Item::Table(table), Some(above)) = (&mut new, above) {
+                    table.decor_mut().set_prefix(above);
+                }
+                to.insert(name, new);
+            }
             (None, new) => {
                 to.insert(name, appended(new, at, next_position));
             }
@@ -275,9 +292,19 @@ mod tests {
         let parsed: toml::Table = toml::from_str(&out).unwrap();
         assert_eq!(parsed, toml::from_str::<toml::Table>(full).unwrap());
         // A key `full` lacks goes; an inline section becomes full's.
-        let out = keep_comments(full, "gone = 1\naid = { iterations = 1 }\n");
+        let out = keep_comments(full, "gone = 1\n\n# mine\naid = { iterations = 1 }\n");
         let parsed: toml::Table = toml::from_str(&out).unwrap();
         assert_eq!(parsed, toml::from_str::<toml::Table>(full).unwrap());
+        assert!(out.contains("\n# mine\n[aid]\n"), "{out}");
+        let source = "[combiner]\nkind = \"sum\"\n\n# by hand\nweights = { helpful = 0.5 }\n";
+        let with_weights = "[combiner]\nkind = \"sum\"\n\n[combiner.weights]\nhelpful = 0.5\n";
+        let out = keep_comments(with_weights, source);
+        assert_eq!(
+            toml::from_str::<toml::Table>(&out).unwrap(),
+            toml::from_str::<toml::Table>(with_weights).unwrap(),
+            "{out}"
+        );
+        assert!(out.contains("# by hand\n[combiner.weights]\n"), "{out}");
         // A section only `full` has inside one the file has follows it.
         let full =
             "[combiner]\nkind = \"sum\"\n\n[combiner.weights]\nx = 1\n\n[aid]\nalpha = 0.1\n";

@@ -259,8 +259,10 @@ impl Plan {
     }
 
     /// Writes the sweep's folder under `root`: `plan.json` and every
-    /// member's config. Refuses a group whose folder exists.
-    pub fn create(&self, root: &Path, configs: &[Config]) -> Result<()> {
+    /// member's config, written over `base_text` (the base config file's
+    /// text: its comments stay, see [`crate::config::edit::keep_comments`]).
+    /// Refuses a group whose folder exists.
+    pub fn create(&self, root: &Path, configs: &[Config], base_text: &str) -> Result<()> {
         self.refuse_existing(root)?;
         let folder = folder(root, &self.group);
         let configs_dir = folder.join("configs");
@@ -269,7 +271,7 @@ impl Plan {
         for (member, config) in self.members.iter().zip(configs) {
             session::atomic_write(
                 &member_config(root, &self.group, member.index),
-                config.to_toml_string().as_bytes(),
+                crate::config::edit::keep_comments(&config.to_toml_string(), base_text).as_bytes(),
             )?;
         }
         self.write(root)

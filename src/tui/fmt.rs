@@ -1,7 +1,7 @@
 //! Number, step and duration formatting shared by every pane, so the same
 //! value always reads the same way, and text measured in terminal columns.
 
-use unicode_width::{UnicodeWidthChar, UnicodeWidthStr};
+use unicode_width::UnicodeWidthChar;
 
 /// A value in at most ~8 characters: `0.4123`, `2.318`, `152.3`, `1.20e-4`.
 pub fn num(v: f64) -> String {
@@ -97,22 +97,23 @@ pub fn duration(secs: f64) -> String {
 }
 
 /// The columns `text` takes on a terminal: a CJK character or an emoji
-/// takes two, a combining mark none.
+/// takes two, a combining mark or a control character none (counted per
+/// character, as [`clip`] and [`wrap`] cut).
 pub fn width(text: &str) -> usize {
-    UnicodeWidthStr::width(text)
+    text.chars().map(char_width).sum()
 }
 
 fn char_width(c: char) -> usize {
     UnicodeWidthChar::width(c).unwrap_or(0)
 }
 
-/// `text` padded with spaces to `width` columns (as `{:<width$}` would for
-/// one-column characters).
+/// `text` padded with spaces to `columns` columns (as `{:<columns$}` would
+/// for one-column characters).
 pub fn pad(text: &str, columns: usize) -> String {
     format!("{text}{}", " ".repeat(columns.saturating_sub(width(text))))
 }
 
-/// Cuts `text` to at most `width` columns, marking the cut with `…`.
+/// Cuts `text` to at most `columns` columns, marking the cut with `…`.
 pub fn clip(text: &str, columns: usize) -> String {
     if width(text) <= columns {
         return text.to_string();
@@ -134,13 +135,14 @@ pub fn clip(text: &str, columns: usize) -> String {
     out
 }
 
-/// Splits `text` into lines of at most `width` columns, at a space where
-/// there is one in the line, else mid-word.
+/// Splits `text` into lines of at most `columns` columns, at a space where
+/// there is one in the line, else mid-word (a character wider than the line
+/// gets a line of its own).
 pub fn wrap(text: &str, columns: usize) -> Vec<String> {
     let columns = columns.max(1);
     let mut rest: Vec<char> = text.chars().collect();
     let mut lines = Vec::new();
-    while rest.iter().map(|&c| char_width(c)).sum::<usize>() > columns {
+    while rest.iter().copied().map(char_width).sum::<usize>() > columns {
         // The most characters that fit (at least one, however wide).
         let mut fit = 0;
         let mut used = 0;

@@ -155,6 +155,7 @@ fn create(root: &Path, args: SweepArgs) -> Result<()> {
             .map_or("sweep".into(), |s| s.to_string_lossy().to_string());
         format!("{stem}-{}", chrono::Local::now().format("%Y%m%d-%H%M%S"))
     });
+    let base_text = super::session_start::config_text(&config_path);
     let config_abs = std::fs::canonicalize(&config_path).unwrap_or(config_path);
     let mut plan = Plan::new(&group, &config_abs, axes, args.steps)?;
     plan.parallel = args.parallel.unwrap_or(1).max(1);
@@ -172,7 +173,7 @@ fn create(root: &Path, args: SweepArgs) -> Result<()> {
         return Ok(());
     }
     if !args.dry_run {
-        plan.create(root, &configs)?;
+        plan.create(root, &configs, &base_text)?;
         println!(
             "sweep `{}`: {} sessions, plan in {}",
             plan.group,

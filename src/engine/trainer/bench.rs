@@ -74,6 +74,14 @@ impl BenchTrainer {
         Vec::<f64>::try_from(scale.to_kind(tch::Kind::Double)).ok()
     }
 
+    /// What a collapse restore decides from and leaves: the watch's state
+    /// (as checkpoints hold it), the meta-learning rate and γ in force.
+    pub fn collapse_watch(&self) -> (Vec<(String, Tensor)>, Option<f64>, f64) {
+        let t = &self.0;
+        let state = t.collapse.state("collapse");
+        (state, t.meta.as_ref().map(|m| m.lr), t.gamma)
+    }
+
     /// One meta step on the recent batches.
     pub fn meta_step(&mut self) -> Result<()> {
         self.0.meta_step(None)?;

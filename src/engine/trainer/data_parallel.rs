@@ -98,6 +98,7 @@ impl Trainer {
             self.set_loss_scale_slot(slot);
         }
         self.step = group.broadcast_f64(self.step as f64, 0)? as u64;
+        self.share_collapse_watch(&group)?;
         let bucket_mb = self.config.train.bucket_mb;
         if bucket_mb > 0.0 {
             let bytes = (bucket_mb * 1024.0 * 1024.0) as usize;
@@ -116,6 +117,58 @@ impl Trainer {
             .into_iter()
             .map(|(step, batch)| Ok((step, self.shard(batch)?)))
             .collect::<Result<_>>()?;
+        Ok(())
+    }
+
+    /// Takes rank 0's collapse watch (its counters and healthy snapshot)
+    /// and the meta-learning rate and γ a restore left: a resumed rank 0
+    /// has them from its checkpoint, the other ranks start fresh, and every
+    /// rank must decide and restore alike from the same weights.
+    fn share_collapse_watch(&mut self, group: &ProcessGroup) -> Result<()> {
+        const PREFIX: &str = "collapse";
+        let mut state = self.collapse.state(PREFIX);
+        let counters = Vec::<f64>::try_from(state[0].1.to_kind(Kind::Double).flatten(0, -1))?;
+        let counters = counters
+            .into_iter()
+            .map(|value| group.broadcast_f64(value, 0))
+            .collect::<Result<Vec<f64>>>()
+            .context("taking rank 0's collapse watch")?;
+        state[0].1 = Tensor::from_slice(&counters);
+        // A healthy step (counters[3] ≥ 0): its snapshot, shaped like what
+        // a restore puts back.
+        if counters[3] >= 0.0 {
+            let snapshot: Vec<Tensor> = match state.len() > 1 {
+                true => state[1..].iter().map(|(_, t)| t.shallow_clone()).collect(),
+                false => tch::no_grad(|| {
+                    self.restorable_state()
+                        .iter()
+                        .map(Tensor::zeros_like)
+                        .collect()
+                }),
+            };
+            group
+                .broadcast(&snapshot, 0)
+                .context("taking rank 0's healthy snapshot")?;
+            state.truncate(1);
+            state.extend(
+                snapshot
+                    .into_iter()
+                    .enumerate()
+                    .map(|(i, t)| (format!("{PREFIX}.healthy.{i}"), t)),
+            );
+        }
+        let device = self.theta.first().map_or(Device::Cpu, Tensor::device);
+        let lookup = |name: &str| {
+            state
+                .iter()
+                .find(|(n, _)| n == name)
+                .map(|(_, t)| t.shallow_clone())
+        };
+        self.collapse.load_state(PREFIX, &lookup, device)?;
+        if let Some(meta) = self.meta.as_mut() {
+            meta.lr = group.broadcast_f64(meta.lr, 0)?;
+        }
+        self.gamma = group.broadcast_f64(self.gamma, 0)?;
         Ok(())
     }
 

@@ -8,9 +8,14 @@ use std::cell::RefCell;
 /// What a restore after a collapse multiplies the meta-learning rate by.
 const RESTORE_META_LR_FACTOR: f64 = 0.5;
 /// γ after a collapse restore, as a multiple of `meltr.gamma`: a larger γ
-/// holds M(l) nearer Σl, and on the auxiliary-learning suite γ = 0.3 ended
-/// no run collapsed where 0.1 ended 2 of 84 (README, "Method").
+/// holds M(l) nearer Σl; on the auxiliary-learning suite γ = 0.3 ended no
+/// run collapsed (README, "The method": `meltr.on_collapse`).
 pub(super) const RESTORE_GAMMA_FACTOR: f64 = 3.0;
+
+/// γ as configs write it: `0.3`, not `0.30000000000000004`.
+pub(super) fn fmt_gamma(gamma: f64) -> String {
+    crate::numfmt::trim_zeros(format!("{gamma:.6}"))
+}
 
 /// A meta step whose numbers the host has not read yet.
 pub(super) struct PendingMeta {
@@ -326,7 +331,7 @@ impl Trainer {
                     .gamma
                     .max(RESTORE_GAMMA_FACTOR * self.config.meltr.gamma);
                 let raised = match gamma > self.gamma {
-                    true => format!(" and γ raised to {gamma}"),
+                    true => format!(" and γ raised to {}", fmt_gamma(gamma)),
                     false => String::new(),
                 };
                 let lr = meta.lr;
@@ -380,12 +385,25 @@ impl Trainer {
             ),
             Collapse::PrimaryNeverRose => format!(
                 "MELTR reads every loss at the primary's size (meltr.loss_scale = \"primary\"), so the \
-                 losses' scales are not the cause: raise meltr.gamma (now {}), lower meltr.meta_lr, or {residual}",
-                self.gamma
+                 losses' scales are not the cause: raise meltr.gamma ({}), lower meltr.meta_lr, or {residual}",
+                self.gamma_now()
             ),
             Collapse::Primary | Collapse::Every => format!(
-                "Raise meltr.gamma (now {}), lower meltr.meta_lr, or {residual}",
-                self.gamma
+                "Raise meltr.gamma ({}), lower meltr.meta_lr, or {residual}",
+                self.gamma_now()
+            ),
+        }
+    }
+
+    /// `now 0.1`, or `0.1; 0.3 in force since a restore raised it`.
+    fn gamma_now(&self) -> String {
+        let configured = self.config.meltr.gamma;
+        match self.gamma == configured {
+            true => format!("now {}", fmt_gamma(configured)),
+            false => format!(
+                "{}; {} in force since a collapse restore raised it",
+                fmt_gamma(configured),
+                fmt_gamma(self.gamma)
             ),
         }
     }

@@ -392,10 +392,12 @@ impl Trainer {
 
     fn evaluate(&mut self) -> Result<()> {
         self.last_eval_step = Some(self.step);
+        // Every rank flushes here: the flush is where collapse restores are
+        // decided, and the ranks must decide at the same steps.
+        self.flush_pending()?;
         if self.is_follower() {
             return Ok(());
         }
-        self.flush_pending()?;
         let eval = self.workload.evaluate()?;
         self.emit(Record::Eval {
             metrics: eval.metrics,

@@ -3,6 +3,7 @@
 //! the meta-learning rate halved and γ raised (`meltr.on_collapse =
 //! "restore"`), or only reported (`"warn"`).
 
+use super::meta::fmt_gamma;
 use super::*;
 use crate::config::OnCollapse;
 use crate::session::log::read_metrics;
@@ -153,7 +154,7 @@ fn a_collapsed_meltr_is_restored_to_its_newest_healthy_step_with_half_the_meta_r
     let gamma = trainer.config.meltr.gamma;
     assert_eq!(trainer.gamma, 3.0 * gamma);
     assert!(
-        message.contains(&format!("γ raised to {}", 3.0 * gamma)),
+        message.contains(&format!("γ raised to {}", fmt_gamma(3.0 * gamma))),
         "{message}"
     );
     // The optimizer's step count is back at that step's (one update per

@@ -353,9 +353,10 @@ fn restore_watch(
     if let Some(raised) = in_force(super::checkpointing::GAMMA, config.meltr.gamma)? {
         gamma = raised;
         notes.push(format!(
-            "γ resumes at {raised}, not meltr.gamma = {}: a collapse restore raised it before the \
+            "γ resumes at {}, not meltr.gamma = {}: a collapse restore raised it before the \
              checkpoint (an edit of meltr.gamma sets it again)",
-            config.meltr.gamma
+            super::meta::fmt_gamma(raised),
+            super::meta::fmt_gamma(config.meltr.gamma)
         ));
     }
     Ok((gamma, notes))
