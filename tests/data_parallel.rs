@@ -69,16 +69,7 @@ fn train_configs(
         .map(|(rank, mut trainer)| {
             std::thread::spawn(move || {
                 if world > 1 {
-                    let at = Rendezvous {
-                        rank,
-                        world_size: world,
-                        local_rank: rank,
-                        master_addr: "127.0.0.1".into(),
-                        master_port: port,
-                        timeout: Duration::from_secs(60),
-                        launcher: Launcher::Torchrun,
-                    };
-                    trainer.join_group(&at).unwrap();
+                    trainer.join_group(&rendezvous(rank, world, port)).unwrap();
                 }
                 for _ in 0..steps {
                     trainer.step().unwrap();
@@ -93,6 +84,19 @@ fn train_configs(
         })
         .collect();
     handles.into_iter().map(|h| h.join().unwrap()).collect()
+}
+
+/// Rank `rank` of `world` threads meeting on 127.0.0.1:`port`.
+fn rendezvous(rank: usize, world: usize, port: u16) -> Rendezvous {
+    Rendezvous {
+        rank,
+        world_size: world,
+        local_rank: rank,
+        master_addr: "127.0.0.1".into(),
+        master_port: port,
+        timeout: Duration::from_secs(60),
+        launcher: Launcher::Torchrun,
+    }
 }
 
 fn max_relative_difference(a: &[Tensor], b: &[Tensor]) -> f64 {
@@ -207,16 +211,7 @@ fn joining_ranks_take_rank_zeros_collapse_watch_meta_rate_and_gamma() {
         .enumerate()
         .map(|(rank, mut trainer)| {
             std::thread::spawn(move || {
-                let at = Rendezvous {
-                    rank,
-                    world_size: 2,
-                    local_rank: rank,
-                    master_addr: "127.0.0.1".into(),
-                    master_port: port,
-                    timeout: Duration::from_secs(60),
-                    launcher: Launcher::Torchrun,
-                };
-                trainer.join_group(&at).unwrap();
+                trainer.join_group(&rendezvous(rank, 2, port)).unwrap();
                 let joined = trainer.collapse_watch();
                 for _ in 0..6 {
                     trainer.step().unwrap();
