@@ -249,6 +249,11 @@ fn bench_reports_every_row() {
     assert!(out.status.success(), "{}", text(&out));
     let written = std::fs::read_to_string(&report).unwrap();
     assert_eq!(written.trim(), String::from_utf8_lossy(&out.stdout).trim());
+    // Each workload says what it was measured with.
+    assert!(
+        written.contains("config: batch 32 · f32 · 1 thread(s) · MELTR d_model 256"),
+        "{written}"
+    );
     let row = |label: &str| -> Vec<f64> {
         let line = written
             .lines()

@@ -106,7 +106,10 @@ pub fn run(options: &BenchOptions) -> Result<String> {
     let scratch = tempfile_dir()?;
     let mut reports = Vec::new();
     for (title, short, config) in workloads {
-        reports.push(bench_workload(&title, short, config, options, &scratch)?);
+        let settings = settings_line(&config);
+        let mut report = bench_workload(&title, short, config, options, &scratch)?;
+        report.lines.insert(0, settings);
+        reports.push(report);
     }
     let _ = std::fs::remove_dir_all(&scratch);
     let mut out = format!(
@@ -125,6 +128,24 @@ pub fn run(options: &BenchOptions) -> Result<String> {
         }
     }
     Ok(out)
+}
+
+/// What a workload's figures were measured with: the settings that
+/// change a step's cost.
+fn settings_line(config: &Config) -> String {
+    let m = &config.meltr;
+    format!(
+        "config: batch {} · {} · {} thread(s) · MELTR d_model {}, d_ff {}, {} heads · aid.mode {}, J = {}, jvp {}",
+        config.workload.batch_size,
+        config.train.dtype,
+        config.train.threads,
+        m.d_model,
+        m.d_ff,
+        m.heads,
+        config.aid.mode,
+        config.aid.iterations,
+        config.aid.jvp,
+    )
 }
 
 fn tempfile_dir() -> Result<PathBuf> {
