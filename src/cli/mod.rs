@@ -254,7 +254,7 @@ pub enum Cmd {
         /// Group by the values of this key instead of by seed (repeatable).
         #[arg(long, value_name = "KEY")]
         group_by: Vec<String>,
-        /// The band around a group's mean: std, minmax or none.
+        /// The band around a group's mean: std (± one sample std, within the members' range), minmax or none.
         #[arg(long, value_enum, default_value = "std")]
         band: crate::plot::Band,
         /// A log y axis (values ≤ 0 are left out).

@@ -1,7 +1,9 @@
 //! The grouped comparison figure: each group of sessions (the seeds of one
 //! setting) drawn as its mean curve with a translucent band (± one sample
 //! std, or min–max) over the steps every member logged; a group of one is
-//! its plain curve. Training losses are EMA-smoothed per session first.
+//! its plain curve. The std band stays within the members' values (an
+//! accuracy band never passes the best seed, a loss band never reaches
+//! below the lowest loss, so a log axis always has it). Training losses are EMA-smoothed per session first.
 
 use super::chart::{Body, Chart};
 use super::data::{SeriesSource, SessionData};
@@ -14,7 +16,7 @@ use std::collections::BTreeMap;
 /// What surrounds a group's mean.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum Band {
-    /// ± one sample standard deviation (n − 1).
+    /// ± one sample standard deviation (n − 1), within the members' range.
     Std,
     /// From the lowest to the highest member.
     Minmax,
@@ -40,12 +42,10 @@ pub fn aggregate(curves: &[Points], band: Band) -> Vec<(f64, f64, f64, f64)> {
             let (lo, hi) = match band {
                 Band::Std if ys.len() > 1 => {
                     let var = ys.iter().map(|y| (y - mean).powi(2)).sum::<f64>() / (n - 1.0);
-                    (mean - var.sqrt(), mean + var.sqrt())
+                    let (min, max) = range(&ys);
+                    ((mean - var.sqrt()).max(min), (mean + var.sqrt()).min(max))
                 }
-                Band::Minmax => (
-                    ys.iter().copied().fold(f64::INFINITY, f64::min),
-                    ys.iter().copied().fold(f64::NEG_INFINITY, f64::max),
-                ),
+                Band::Minmax => range(&ys),
                 _ => (mean, mean),
             };
             (f64::from_bits(bits), mean, lo, hi)
@@ -53,6 +53,13 @@ pub fn aggregate(curves: &[Points], band: Band) -> Vec<(f64, f64, f64, f64)> {
         .collect();
     out.sort_by(|a, b| a.0.total_cmp(&b.0));
     out
+}
+
+/// The lowest and highest of `ys`.
+fn range(ys: &[f64]) -> (f64, f64) {
+    let min = ys.iter().copied().fold(f64::INFINITY, f64::min);
+    let max = ys.iter().copied().fold(f64::NEG_INFINITY, f64::max);
+    (min, max)
 }
 
 /// A group to draw: its legend label and its sessions.
@@ -152,9 +159,16 @@ mod tests {
         let b = vec![(0.0, 3.0), (10.0, 4.0)];
         let std = aggregate(&[a.clone(), b.clone()], Band::Std);
         assert_eq!(std.len(), 2, "step 20 is not in both");
-        let s = 2f64.sqrt();
-        assert_eq!(std[0], (0.0, 2.0, 2.0 - s, 2.0 + s));
+        // ± √2 around 2 would pass both members (1 and 3): the band is
+        // theirs.
+        assert_eq!(std[0], (0.0, 2.0, 1.0, 3.0));
         let minmax = aggregate(&[a, b], Band::Minmax);
         assert_eq!(minmax[1], (10.0, 3.0, 2.0, 4.0));
+        // Where ± one std lies inside the members' range, it is the band.
+        let three = [vec![(0.0, 0.0)], vec![(0.0, 1.0)], vec![(0.0, 5.0)]];
+        let (_, mean, lo, hi) = aggregate(&three, Band::Std)[0];
+        let sd = ((4.0 + 1.0 + 9.0) / 2.0f64).sqrt();
+        assert_eq!((mean, lo, hi), (2.0, 0.0, 2.0 + sd));
+        assert!(2.0 - sd < 0.0 && 2.0 + sd < 5.0);
     }
 }
