@@ -321,6 +321,28 @@ mod tests {
     }
 
     #[test]
+    fn the_shipped_configs_keep_every_comment_line() {
+        let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+        let mut files: Vec<_> = std::fs::read_dir(root.join("configs"))
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .filter(|p| p.extension().is_some_and(|e| e == "toml"))
+            .collect();
+        files.push(root.join("examples/torchscript/two_stream.toml"));
+        assert!(files.len() > 3, "{files:?}");
+        for file in files {
+            let source = std::fs::read_to_string(&file).unwrap();
+            let full = crate::config::Config::parse(&source)
+                .unwrap()
+                .to_toml_string();
+            let out = keep_comments(&full, &source);
+            for line in source.lines().filter(|l| l.trim_start().starts_with('#')) {
+                assert!(out.contains(line), "{}: lost {line:?}", file.display());
+            }
+        }
+    }
+
+    #[test]
     fn text_that_is_not_toml_is_refused_with_its_line() {
         let err = set_value(
             "[train]\nlr = 0.003\nsteps = = 5\n",
