@@ -509,6 +509,35 @@ fn non_finite_data_is_named_by_tensor_and_row_and_the_skips_are_counted() {
     );
 }
 
+/// Floating-point data stored in another precision than the run's is read
+/// in the run's (walkthrough: a model that computed a loss in float64 from
+/// an F64 target failed at step 1 with "Found dtype Float but expected
+/// Double", nothing saying the data had been cast): the start says so.
+#[test]
+fn data_read_in_another_precision_is_said_at_the_start() {
+    let tmp = tempfile::tempdir().unwrap();
+    let sessions = tmp.path().join("sessions");
+    let train = flag_data(&tmp.path().join("train.safetensors"), 64, 4, &[]);
+    let mut tensors = tch::Tensor::read_safetensors(&train).unwrap();
+    for (name, t) in tensors.iter_mut() {
+        if name == "x" {
+            *t = t.to_kind(tch::Kind::Double);
+        }
+    }
+    tch::Tensor::write_safetensors(&tensors, &train).unwrap();
+    let val = flag_data(&tmp.path().join("val.safetensors"), 32, 4, &[]);
+    let cfg = flag_config(tmp.path(), "f64", "nan_on_flag.pt", &train, &val);
+    let out = run(&sessions, &cfg, "f64");
+    let all = text(&out);
+    assert!(out.status.success(), "{all}");
+    let needle = format!(
+        "workload.train: {}: `x` (Double) is read as Float (train.dtype)",
+        train.display()
+    );
+    assert!(all.contains(&needle), "no `{needle}` in:\n{all}");
+    assert!(!all.contains("workload.val: "), "{all}");
+}
+
 /// A masked auxiliary loss (computed over flagged rows, a constant 0 on a
 /// batch with none) was refused when the first batch had nothing flagged,
 /// and later when the first 8 had none (data sorted with the flagged rows

@@ -172,8 +172,8 @@ impl Trainer {
                 self.emit(Record::Event {
                     level: Level::Warn,
                     message: format!(
-                        "the Neumann series diverges (‖v_{}‖ = {:.3e}·‖v_0‖ > aid.max_growth = {}); it stops at {} term(s) while this lasts{count}. Lower aid.alpha (now {}) or aid.iterations",
-                        stop.terms, stop.growth, aid.max_growth, stop.terms, aid.alpha
+                        "the Neumann series diverges (‖v_{}‖ = {:.3e}·‖v_0‖ > aid.max_growth = {}); it stops there, after {} of aid.iterations = {} (the meta lines' aid_iterations), while this lasts{count}. Lower aid.alpha (now {}) or aid.iterations",
+                        stop.terms, stop.growth, aid.max_growth, stop.terms.saturating_sub(1), aid.iterations, aid.alpha
                     ),
                 });
             }

@@ -9,6 +9,9 @@ pub(super) struct Split {
     pub(super) samples: i64,
     /// Floating-point tensors holding NaN or ±inf, as read from the file.
     non_finite: Vec<NonFinite>,
+    /// Floating-point tensors stored in another kind than the run's, with
+    /// that kind: they are read in the run's (`train.dtype`).
+    cast: Vec<(String, Kind)>,
 }
 
 /// Where one tensor holds non-finite values.
@@ -101,6 +104,11 @@ impl Split {
         for (name, t) in sorted.iter().filter(|(_, t)| t.is_floating_point()) {
             non_finite_found.extend(non_finite(name, t, samples)?);
         }
+        let cast = sorted
+            .iter()
+            .filter(|(_, t)| t.is_floating_point() && t.kind() != kind)
+            .map(|(name, t)| (name.clone(), t.kind()))
+            .collect();
         let tensors = sorted
             .into_iter()
             .map(|(name, t)| {
@@ -116,6 +124,7 @@ impl Split {
             tensors,
             samples,
             non_finite: non_finite_found,
+            cast,
         })
     }
 
@@ -149,6 +158,27 @@ impl Split {
             }
         }
         Ok(())
+    }
+
+    /// Which floating-point tensors the file stores in another precision
+    /// than the run's `kind`, read in the run's: a note, since a model that
+    /// computes a loss in the file's precision must cast them back.
+    pub(super) fn cast_note(&self, key: &str, path: &str, kind: Kind) -> Option<String> {
+        if self.cast.is_empty() {
+            return None;
+        }
+        let listed: Vec<String> = self
+            .cast
+            .iter()
+            .map(|(name, from)| format!("`{name}` ({from:?})"))
+            .collect();
+        Some(format!(
+            "{key}: {path}: {} {} read as {kind:?} (train.dtype), the model's precision; a model that \
+             computes a loss in the file's precision casts {} back itself (e.g. `.double()`), or set train.dtype",
+            listed.join(", "),
+            if listed.len() == 1 { "is" } else { "are" },
+            if listed.len() == 1 { "it" } else { "them" },
+        ))
     }
 
     /// One line per floating-point tensor holding NaN or ±inf: how many,
