@@ -68,11 +68,10 @@ pub struct TorchScript {
     /// Parameters listed under more than one name (tied weights): each
     /// further name with the name it is trained under.
     shared: Vec<TiedName>,
-    /// Said at the start when `workload.batch_size` is more than the
-    /// training set has: a batch is then the whole set.
-    whole_set_batches: Option<String>,
-    /// Which files' floating-point tensors are read in another precision.
-    cast_notes: Vec<String>,
+    /// Said at the start: a `workload.batch_size` more than the training
+    /// set has (a batch is then the whole set), data read in another
+    /// precision.
+    data_notes: Vec<String>,
     /// Non-finite values in the data files, by tensor and row.
     non_finite: Vec<String>,
     /// The run's floating-point kind. A loss the model returns in another
@@ -155,16 +154,13 @@ impl TorchScript {
             ),
         ]
         .concat();
-        let cast_notes = [
+        let data_notes = [
+            whole_set_batches,
             train.cast_note("workload.train", train_path, kind),
             val.cast_note("workload.val", val_path, kind),
-        ]
-        .into_iter()
-        .flatten()
-        .collect();
+        ];
         let mut workload = TorchScript {
-            whole_set_batches,
-            cast_notes,
+            data_notes: data_notes.into_iter().flatten().collect(),
             non_finite,
             vs,
             module: RefCell::new(module),
@@ -463,8 +459,7 @@ fn load_module(path: &str, device: Device) -> Result<CModule> {
 
 impl Workload for TorchScript {
     fn notes(&self) -> Vec<String> {
-        let mut notes: Vec<String> = self.whole_set_batches.iter().cloned().collect();
-        notes.extend(self.cast_notes.iter().cloned());
+        let mut notes = self.data_notes.clone();
         if self.shared.is_empty() {
             return notes;
         }
