@@ -99,7 +99,8 @@ pub fn keep_comments(full: &str, source: &str) -> String {
     }
     // Whatever the file's shape, the result must read as `full` does.
     let values = |text: &str| toml::from_str::<toml::Table>(text).ok();
-    match values(&text).is_some() && values(&text) == values(full) {
+    let ours = values(&text);
+    match ours.is_some() && ours == values(full) {
         true => text,
         false => full.to_string(),
     }

@@ -127,16 +127,19 @@ impl Trainer {
     fn share_collapse_watch(&mut self, group: &ProcessGroup) -> Result<()> {
         const PREFIX: &str = "collapse";
         let mut state = self.collapse.state(PREFIX);
-        let counters = Vec::<f64>::try_from(state[0].1.to_kind(Kind::Double).flatten(0, -1))?;
-        let counters = counters
-            .into_iter()
-            .map(|value| group.broadcast_f64(value, 0))
-            .collect::<Result<Vec<f64>>>()
+        // The counters (a small host tensor, as `broadcast_f64` sends).
+        group
+            .broadcast(
+                &state[..1]
+                    .iter()
+                    .map(|(_, t)| t.shallow_clone())
+                    .collect::<Vec<_>>(),
+                0,
+            )
             .context("taking rank 0's collapse watch")?;
-        state[0].1 = Tensor::from_slice(&counters);
         // A healthy step (counters[3] ≥ 0): its snapshot, shaped like what
         // a restore puts back.
-        if counters[3] >= 0.0 {
+        if state[0].1.double_value(&[3]) >= 0.0 {
             let snapshot: Vec<Tensor> = match state.len() > 1 {
                 true => state[1..].iter().map(|(_, t)| t.shallow_clone()).collect(),
                 false => tch::no_grad(|| {
