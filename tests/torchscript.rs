@@ -300,6 +300,29 @@ fn bad_models_and_data_are_refused_with_what_to_fix() {
         &cfg,
         "tensors disagree on the sample dimension (first dimension): `video` has 10 rows, `text` has 9",
     );
+
+    // Validation data without a tensor the model reads: the missing
+    // tensor is named as the data's fault, above TorchScript's KeyError.
+    let val = exported().join("val.safetensors");
+    let lacking = tmp.path().join("val-without-word-mask.safetensors");
+    let kept: Vec<(String, tch::Tensor)> = tch::Tensor::read_safetensors(&val)
+        .unwrap()
+        .into_iter()
+        .filter(|(name, _)| name != "word_mask")
+        .collect();
+    tch::Tensor::write_safetensors(&kept, &lacking).unwrap();
+    let cfg = config(tmp.path(), "sum", 5, &model, "");
+    let text = std::fs::read_to_string(&cfg).unwrap();
+    let val = val.display().to_string();
+    std::fs::write(&cfg, text.replace(&val, &lacking.display().to_string())).unwrap();
+    let all = refused(
+        &cfg,
+        &format!(
+            "workload.val ({}) has no tensor `word_mask`, which workload.train has",
+            lacking.display()
+        ),
+    );
+    assert!(all.contains("KeyError: word_mask"), "{all}");
 }
 
 #[test]

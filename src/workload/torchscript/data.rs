@@ -128,6 +128,11 @@ impl Split {
         })
     }
 
+    /// The tensors' names, in the file's order.
+    pub(super) fn names(&self) -> impl Iterator<Item = &str> {
+        self.tensors.iter().map(|(name, _)| name.as_str())
+    }
+
     /// Checks that tensors this split shares with `train` have the same
     /// shape after the sample dimension and the same kind of values
     /// (floating point or not): the model sees batches of both.

@@ -36,13 +36,39 @@ impl TorchScript {
             })
             .collect::<Result<Vec<_>>>();
         self.module.borrow_mut().set_train();
-        let first = result?.swap_remove(0);
+        let first = result
+            .map_err(|error| self.name_tensors_val_lacks(error))?
+            .swap_remove(0);
         self.metric_names = first
             .iter()
             .filter_map(|(name, _)| name.strip_prefix(METRIC_PREFIX))
             .map(str::to_string)
             .collect();
         Ok(())
+    }
+
+    /// `error` (the model failed on a validation batch), led by the
+    /// tensors it names as missing (TorchScript's `KeyError: NAME`) that
+    /// the training file has and the validation file lacks: the likely fix
+    /// is in the data, not the model.
+    fn name_tensors_val_lacks(&self, error: anyhow::Error) -> anyhow::Error {
+        let text = format!("{error:#}");
+        let lacking: Vec<String> = self
+            .train
+            .names()
+            .filter(|name| !self.val.names().any(|n| n == *name))
+            .filter(|name| text.contains(&format!("KeyError: {name}")))
+            .map(|name| format!("`{name}`"))
+            .collect();
+        if lacking.is_empty() {
+            return error;
+        }
+        error.context(format!(
+            "workload.val ({}) has no tensor {}, which workload.train has and the model reads in eval mode; \
+             add it to the validation file (same shape per sample as in the training file)",
+            self.val_path,
+            lacking.join(", ")
+        ))
     }
 
     /// The validation split as batches, `(first row, rows)`: full batches
