@@ -425,6 +425,12 @@ fn runtime_errors_name_the_batch_and_the_model_file_and_val_data_are_checked_up_
         })
         .unwrap_or_else(|| panic!("no rows named in:\n{all}"));
     assert!(rows.contains(&40), "{rows:?}");
+    // The row that fails on its own is found, and the batch's tensors listed.
+    assert!(
+        all.contains("; of those, row 40 fails on its own: "),
+        "{all}"
+    );
+    assert!(all.contains("the batch it was given: `"), "{all}");
     let dir = session::find(&sessions, "train").unwrap();
     let logged = common::logged_train_steps(&dir);
     assert_eq!(
@@ -437,6 +443,20 @@ fn runtime_errors_name_the_batch_and_the_model_file_and_val_data_are_checked_up_
         .error
         .unwrap_or_default()
         .contains(&format!("step {step}")));
+
+    // The first training batch, checked before step 1: rows 0..8.
+    let train = flag_data(&tmp.path().join("train3.safetensors"), 64, 4, &[3, 5]);
+    let cfg = flag_config(
+        tmp.path(),
+        "train3",
+        "raises_on_flag.pt",
+        &train,
+        &clean_val,
+    );
+    refused(
+        &cfg,
+        "the first training batch (rows 0..8); of those, rows [3, 5] fail on their own: ",
+    );
 
     // A validation batch at an evaluation: rows 16..24 are its third of four.
     let val = flag_data(&tmp.path().join("val20.safetensors"), 32, 4, &[20]);

@@ -55,6 +55,12 @@ pub trait Workload: Send {
     fn batch_rows(&self, _step: u64) -> Option<Vec<i64>> {
         None
     }
+    /// Of the training rows of step `step`'s batch, those whose forward
+    /// fails when run alone (a label out of range, say), for a failed step's
+    /// error; `None` where the workload cannot tell.
+    fn rows_failing_alone(&self, _step: u64) -> Option<Vec<i64>> {
+        None
+    }
     /// A held-out batch (for `meltr.val_source = "val"`).
     fn val_batch(&self, index: u64) -> Result<Batch>;
     /// One forward pass: every loss, differentiable w.r.t. θ.
@@ -330,6 +336,28 @@ pub fn select(losses: &Losses, order: &[String]) -> Result<Tensor> {
         })
         .collect();
     Ok(Tensor::stack(&picked?, 0))
+}
+
+/// Rows as `[3, 17, ...]`, the first [`ROWS_LISTED`] of a larger batch
+/// followed by how many there are.
+pub fn listed_rows(rows: &[i64]) -> String {
+    if rows.len() <= ROWS_LISTED {
+        return format!("{rows:?}");
+    }
+    let shown: Vec<String> = rows[..ROWS_LISTED].iter().map(i64::to_string).collect();
+    format!("[{}, … ({} rows)]", shown.join(", "), rows.len())
+}
+
+/// How many of a batch's rows an error or warning lists.
+const ROWS_LISTED: usize = 64;
+
+/// What a failed batch's error adds about the rows that fail on their own
+/// ([`Workload::rows_failing_alone`]).
+pub fn failing_alone_note(rows: &[i64]) -> String {
+    match rows {
+        [row] => format!("; of those, row {row} fails on its own"),
+        _ => format!("; of those, rows {} fail on their own", listed_rows(rows)),
+    }
 }
 
 /// Row indices of batch `index` from a split of `samples` rows: drawn with

@@ -18,14 +18,19 @@ impl Trainer {
         // same after a resume, and in the PyTorch replay of a trace.
         let seed = forward_seed(self.config.workload.seed, self.step, Forward::Inner);
         let named = seeded(seed, || self.workload.losses(&batch)).with_context(|| {
-            // The batch's rows, to find a bad sample in the data.
+            // The batch's rows, to find a bad sample in the data, and the
+            // ones that fail on their own.
             let rows = self
                 .workload
                 .batch_rows(self.step)
                 .map_or(String::new(), |rows| {
-                    format!(" (training rows {})", super::outbox::listed(&rows))
+                    format!(" (training rows {})", workload::listed_rows(&rows))
                 });
-            format!("the training batch of step {}{rows}", self.step)
+            let alone = self
+                .workload
+                .rows_failing_alone(self.step)
+                .map_or(String::new(), |rows| workload::failing_alone_note(&rows));
+            format!("the training batch of step {}{rows}{alone}", self.step)
         })?;
         let losses = workload::select(&named, &self.loss_names)?;
         // Differentiated once (the meta step builds its own graphs).

@@ -63,7 +63,7 @@ impl Trainer {
                     };
                     // The batch's rows, to find a bad sample in the data.
                     let rows = match self.workload.batch_rows(s.step) {
-                        Some(rows) => format!(" (training rows {})", listed(&rows)),
+                        Some(rows) => format!(" (training rows {})", workload::listed_rows(&rows)),
                         None => String::new(),
                     };
                     self.emit_at(
@@ -251,16 +251,6 @@ impl Trainer {
     }
 }
 
-/// Rows as `[3, 17, ...]`, the first [`ROWS_LISTED`] of a larger batch
-/// followed by how many there are.
-pub(super) fn listed(rows: &[i64]) -> String {
-    if rows.len() <= ROWS_LISTED {
-        return format!("{rows:?}");
-    }
-    let shown: Vec<String> = rows[..ROWS_LISTED].iter().map(i64::to_string).collect();
-    format!("[{}, … ({} rows)]", shown.join(", "), rows.len())
-}
-
 fn capitalised(text: &str) -> String {
     let mut chars = text.chars();
     chars
@@ -268,6 +258,3 @@ fn capitalised(text: &str) -> String {
         .map(|c| c.to_uppercase().chain(chars).collect())
         .unwrap_or_default()
 }
-
-/// How many of a skipped batch's rows its warning lists.
-const ROWS_LISTED: usize = 64;

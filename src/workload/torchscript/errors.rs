@@ -1,5 +1,6 @@
 //! libtorch's errors from a user's module, made readable: the exception
-//! and its innermost frame first, values described briefly.
+//! and the innermost frame of the user's code first, values described
+//! briefly.
 
 use super::*;
 
@@ -19,7 +20,7 @@ pub fn torch_message(error: &tch::TchError) -> String {
     let lines: Vec<&str> = trimmed.lines().filter(|l| !l.trim().is_empty()).collect();
     // A TorchScript runtime error is a traceback that ends with the
     // exception ("RuntimeError: shape '[7]' is invalid ..."): that line
-    // first, then the innermost frame (file, line, the failing expression).
+    // first, then the frame that failed (file, line, the failing expression).
     let exception = lines.iter().rposition(|l| {
         let head = l.split(':').next().unwrap_or("");
         !head.is_empty()
@@ -27,20 +28,59 @@ pub fn torch_message(error: &tch::TchError) -> String {
             && (head.ends_with("Error") || head.ends_with("Exception"))
     });
     if let (Some(at), true) = (exception, trimmed.contains("Traceback of TorchScript")) {
-        let innermost = lines[..at]
-            .iter()
-            .rposition(|l| l.trim_start().starts_with("File \""))
-            .map(|frame| lines[frame..at].join("\n"))
-            .unwrap_or_default();
         let message = lines[at..].join("\n");
-        return if innermost.is_empty() {
-            message
-        } else {
-            format!("{message}\n{innermost}")
-        };
+        let frames = traceback_frames(&lines[..at]);
+        // The innermost frame in the user's own code says which call
+        // failed (a model has several `cross_entropy`s); torch's own frame
+        // inside it, when there is one, by its header only.
+        let own = frames.iter().rposition(|frame| !in_torch_library(frame[0]));
+        let mut shown: Vec<String> = own.map(|k| frames[k].join("\n")).into_iter().collect();
+        if let Some(innermost) = frames.last() {
+            if own != Some(frames.len() - 1) {
+                shown.push(match own {
+                    Some(_) => format!("  inside {}", innermost[0].trim()),
+                    None => innermost.join("\n"),
+                });
+            }
+        }
+        return std::iter::once(message)
+            .chain(shown)
+            .collect::<Vec<_>>()
+            .join("\n");
     }
     // Other errors carry the script source as context; keep it short.
     lines.into_iter().take(6).collect::<Vec<_>>().join("\n")
+}
+
+/// A TorchScript traceback's frames, each from its `File "…"` line to the
+/// next; from the "original code" traceback (the user's source) when the
+/// error carries one, else the serialized code's.
+fn traceback_frames<'a>(lines: &[&'a str]) -> Vec<Vec<&'a str>> {
+    let start = lines
+        .iter()
+        .position(|l| l.contains("Traceback of TorchScript, original code"))
+        .unwrap_or(0);
+    let mut frames: Vec<Vec<&str>> = Vec::new();
+    for line in &lines[start..] {
+        if line.trim_start().starts_with("File \"") {
+            frames.push(vec![line]);
+        } else if let Some(frame) = frames.last_mut() {
+            frame.push(line);
+        }
+    }
+    frames
+}
+
+/// Whether a traceback frame's `File "…"` line is in torch's own Python
+/// package (as installed, or as TorchScript serializes it).
+fn in_torch_library(file_line: &str) -> bool {
+    [
+        "/site-packages/torch/",
+        "/dist-packages/torch/",
+        "\"code/__torch__/torch/",
+    ]
+    .iter()
+    .any(|dir| file_line.contains(dir))
 }
 
 pub(super) fn describe(value: &IValue) -> String {
@@ -55,5 +95,119 @@ pub(super) fn describe(value: &IValue) -> String {
         IValue::String(_) => "a string".into(),
         IValue::None => "None".into(),
         _ => "an unsupported value".into(),
+    }
+}
+
+/// A failed batch's rows checked one by one at most: beyond, the error
+/// goes without the rows that fail alone.
+const ROWS_CHECKED_ALONE: usize = 1024;
+
+impl TorchScript {
+    /// Which of `rows` (training rows) make the forward fail on their own,
+    /// run one at a time in eval mode without gradients (so that BatchNorm
+    /// takes a single row, and running statistics do not move); `None` when
+    /// there are too many to check or none fails alone (the failure is the
+    /// batch's, not a row's).
+    pub(super) fn rows_failing_alone(&self, rows: &[i64]) -> Option<Vec<i64>> {
+        if rows.len() > ROWS_CHECKED_ALONE {
+            return None;
+        }
+        self.module.borrow_mut().set_eval();
+        let failing: Vec<i64> = rows
+            .iter()
+            .copied()
+            .filter(|&row| {
+                tch::no_grad(|| self.forward_checked(&self.train.slice(row, 1))).is_err()
+            })
+            .collect();
+        self.module.borrow_mut().set_train();
+        (!failing.is_empty()).then_some(failing)
+    }
+}
+
+/// A batch's tensors as a failed forward's error lists them: name, kind
+/// and shape (a label tensor of the wrong kind, a key the file lacks).
+pub(super) fn batch_inventory(batch: &Batch) -> String {
+    batch
+        .iter()
+        .map(|(name, t)| format!("`{name}` {:?} {:?}", t.kind(), t.size()))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_torchscript_runtime_error_shows_its_exception_and_innermost_frame() {
+        // As libtorch reports a scripted `reshape` that fails at run time.
+        let text = "The following operation failed in the TorchScript interpreter.\n\
+            Traceback of TorchScript (most recent call last):\n  File \"m.py\", line 9, in forward\n\
+            \x20   def forward(self, batch):\n        return {\"primary\": self.base(batch)}\n\
+            \x20                          ~~~~~~~~~ <--- HERE\n  File \"m.py\", line 7, in base\n\
+            \x20   def base(self, batch):\n        return batch[\"x\"].reshape(7).sum()\n\
+            \x20              ~~~~~~~~~~~~~~~~~ <--- HERE\n\
+            RuntimeError: shape '[7]' is invalid for input of size 12\n";
+        let message = torch_message(&tch::TchError::Torch(text.into()));
+        let mut lines = message.lines();
+        assert_eq!(
+            lines.next(),
+            Some("RuntimeError: shape '[7]' is invalid for input of size 12")
+        );
+        assert!(
+            message.contains("File \"m.py\", line 7, in base"),
+            "{message}"
+        );
+        assert!(message.contains("reshape(7)"), "{message}");
+        assert!(!message.contains("line 9"), "{message}");
+    }
+
+    #[test]
+    fn a_failure_inside_torch_shows_the_users_line_that_called_it() {
+        // As libtorch reports float labels given to `F.cross_entropy` in a
+        // model with several such calls (a walkthrough's): the serialized
+        // traceback, then the original code's, whose innermost frame is
+        // torch's own.
+        let text = "The following operation failed in the TorchScript interpreter.\n\
+            Traceback of TorchScript, serialized code (most recent call last):\n\
+            \x20 File \"code/__torch__.py\", line 32, in forward\n\
+            \x20   cls = _0((cls_head).forward(pooled, ), batch[\"labels\"], None)\n\
+            \x20         ~~ <--- HERE\n\
+            \x20 File \"code/__torch__/torch/nn/functional.py\", line 19, in cross_entropy\n\
+            \x20 _3 = torch.cross_entropy_loss(input, target, weight)\n\
+            \x20      ~~~~~~~~~~~~~~~~~~~~~~~~ <--- HERE\n\
+            Traceback of TorchScript, original code (most recent call last):\n\
+            \x20 File \"/tmp/w/build_model.py\", line 61, in forward\n\
+            \x20       pooled = h.mean(1)\n\
+            \x20       cls = F.cross_entropy(self.cls_head(pooled), batch[\"labels\"])\n\
+            \x20             ~~~~~~~~~~~~~~~ <--- HERE\n\
+            \x20 File \"/venv/lib/python3.11/site-packages/torch/nn/functional.py\", line 3504, in cross_entropy\n\
+            \x20   return torch._C._nn.cross_entropy_loss(\n\
+            \x20          ~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~ <--- HERE\n\
+            RuntimeError: expected scalar type Long but found Float\n";
+        let message = torch_message(&tch::TchError::Torch(text.into()));
+        let lines: Vec<&str> = message.lines().collect();
+        assert_eq!(
+            lines[0],
+            "RuntimeError: expected scalar type Long but found Float"
+        );
+        assert_eq!(
+            lines[1].trim(),
+            "File \"/tmp/w/build_model.py\", line 61, in forward"
+        );
+        assert!(
+            message.contains("cls = F.cross_entropy(self.cls_head(pooled)"),
+            "{message}"
+        );
+        let inside = lines.last().unwrap();
+        assert!(
+            inside.starts_with("  inside File \"")
+                && inside.ends_with("torch/nn/functional.py\", line 3504, in cross_entropy"),
+            "{message}"
+        );
+        // Neither the serialized code nor torch's source lines.
+        assert!(!message.contains("code/__torch__"), "{message}");
+        assert!(!message.contains("_C._nn"), "{message}");
     }
 }

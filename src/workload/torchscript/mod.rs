@@ -31,8 +31,8 @@ mod params;
 mod validation;
 
 use data::Split;
-use errors::describe;
 pub use errors::torch_message;
+use errors::{batch_inventory, describe};
 use params::{distinct_parameters, TiedName};
 
 /// Checkpoint entry holding the serialized module (bytes as a u8 tensor).
@@ -202,7 +202,12 @@ impl TorchScript {
         let batch = self.train.slice(0, self.batch_size);
         let size = self.batch_size;
         let first_batch = move || format!("the first training batch (rows 0..{size})");
-        let in_order = self.forward_in_order(&batch).with_context(first_batch)?;
+        let in_order = self.forward_in_order(&batch).map_err(|error| {
+            let alone = self
+                .rows_failing_alone(&(0..size).collect::<Vec<_>>())
+                .map_or(String::new(), |rows| super::failing_alone_note(&rows));
+            error.context(format!("{}{alone}", first_batch()))
+        })?;
         self.returned_losses = in_order
             .iter()
             .map(|(name, _)| name.clone())
@@ -344,7 +349,13 @@ impl TorchScript {
             .module
             .borrow()
             .forward_is(&[batch_ivalue(batch)])
-            .map_err(|e| anyhow!("forward failed: {}", torch_message(&e)))?;
+            .map_err(|e| {
+                anyhow!(
+                    "forward failed: {}\nthe batch it was given: {}",
+                    torch_message(&e),
+                    batch_inventory(batch)
+                )
+            })?;
         let IValue::GenericDict(entries) = output else {
             bail!(
                 "forward must return Dict[str, Tensor] (losses and `metric/...` values); it returned {}",
@@ -517,6 +528,10 @@ impl Workload for TorchScript {
         Vec::try_from(self.train_rows(step).to_device(Device::Cpu)).ok()
     }
 
+    fn rows_failing_alone(&self, step: u64) -> Option<Vec<i64>> {
+        self.rows_failing_alone(&self.batch_rows(step)?)
+    }
+
     fn val_batch(&self, index: u64) -> Result<Batch> {
         let batches = (self.val.samples / self.batch_size).max(1) as u64;
         let len = self.batch_size.min(self.val.samples);
@@ -568,33 +583,4 @@ fn serialize(module: &CModule) -> Result<Vec<u8>> {
         .and_then(|()| std::fs::read(&tmp).context("cannot read the saved module back"));
     let _ = std::fs::remove_file(&tmp);
     result
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn a_torchscript_runtime_error_shows_its_exception_and_innermost_frame() {
-        // As libtorch reports a scripted `reshape` that fails at run time.
-        let text = "The following operation failed in the TorchScript interpreter.\n\
-            Traceback of TorchScript (most recent call last):\n  File \"m.py\", line 9, in forward\n\
-            \x20   def forward(self, batch):\n        return {\"primary\": self.base(batch)}\n\
-            \x20                          ~~~~~~~~~ <--- HERE\n  File \"m.py\", line 7, in base\n\
-            \x20   def base(self, batch):\n        return batch[\"x\"].reshape(7).sum()\n\
-            \x20              ~~~~~~~~~~~~~~~~~ <--- HERE\n\
-            RuntimeError: shape '[7]' is invalid for input of size 12\n";
-        let message = torch_message(&tch::TchError::Torch(text.into()));
-        let mut lines = message.lines();
-        assert_eq!(
-            lines.next(),
-            Some("RuntimeError: shape '[7]' is invalid for input of size 12")
-        );
-        assert!(
-            message.contains("File \"m.py\", line 7, in base"),
-            "{message}"
-        );
-        assert!(message.contains("reshape(7)"), "{message}");
-        assert!(!message.contains("line 9"), "{message}");
-    }
 }
