@@ -98,6 +98,7 @@ fn write_session(root: &Path, id: &str, name: &str, speed: f64) -> PathBuf {
                     reg: 0.01,
                     meta_lr: 1e-3,
                     aid_iterations: 3,
+                    gamma: Some(0.1),
                 },
             ))
             .unwrap();

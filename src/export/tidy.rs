@@ -60,11 +60,15 @@ pub fn points(lines: &[MetricLine]) -> Vec<Point> {
                 reg,
                 meta_lr,
                 aid_iterations,
+                gamma,
             } => {
                 push("meta/hypergrad_norm".into(), *hypergrad_norm);
                 push("meta/reg".into(), *reg);
                 push("meta/meta_lr".into(), *meta_lr);
                 push("meta/aid_iterations".into(), f64::from(*aid_iterations));
+                if let Some(gamma) = gamma {
+                    push("meta/gamma".into(), *gamma);
+                }
             }
             Record::Eval { metrics, losses } => {
                 for (name, v) in metrics {

@@ -125,6 +125,10 @@ pub enum Record {
         /// Neumann iterations the hypergradient was computed with: `aid.iterations`,
         /// or fewer where the series diverged and stopped early.
         aid_iterations: u32,
+        /// γ in force at this step: `meltr.gamma`, or more after a collapse
+        /// restore raised it (absent in logs written before it was recorded).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        gamma: Option<f64>,
     },
     /// A validation pass.
     Eval {
@@ -298,6 +302,7 @@ mod tests {
                 reg: 0.25,
                 meta_lr: 1e-3,
                 aid_iterations: 0,
+                gamma: Some(0.1),
             },
             Record::Transform {
                 curves: [(

@@ -128,6 +128,7 @@ pub fn lines(total: u64) -> impl Iterator<Item = MetricLine> {
                     reg: 0.01,
                     meta_lr: 1e-3,
                     aid_iterations: if step >= total * 2 / 5 { 3 } else { 0 },
+                    gamma: Some(0.1),
                 },
             ));
         }

@@ -118,9 +118,15 @@ pub fn render(frame: &mut Frame, area: Rect, app: &App, focused: bool) {
         .skip(offset)
         .take(height)
         .map(|(i, (key, value))| {
+            let engine = engine_value(app, key, value);
             let (note, note_style) = if in_force.get(key) != Some(value) {
                 (
                     "pending",
+                    app.theme.level(crate::session::metrics::Level::Warn),
+                )
+            } else if engine.is_some() {
+                (
+                    "restore",
                     app.theme.level(crate::session::metrics::Level::Warn),
                 )
             } else if restart_only_reason(key).is_some() {
@@ -141,7 +147,13 @@ pub fn render(frame: &mut Frame, area: Rect, app: &App, focused: bool) {
             Line::from(vec![
                 Span::styled(fmt::pad(&fmt::clip(key, key_w), key_w + 1), key_style),
                 Span::raw(fmt::pad(
-                    &fmt::clip(&value.to_string(), value_w),
+                    &fmt::clip(
+                        &match engine {
+                            Some(now) => format!("{value} → {} now", fmt::num(now)),
+                            None => value.to_string(),
+                        },
+                        value_w,
+                    ),
                     value_w + 1,
                 )),
                 Span::styled(format!("{note:<note_w$}"), note_style),
@@ -150,4 +162,23 @@ pub fn render(frame: &mut Frame, area: Rect, app: &App, focused: bool) {
         })
         .collect();
     frame.render_widget(Paragraph::new(lines), table_area);
+}
+
+/// The value the engine runs `key` at, where a collapse restore moved it
+/// off the config's (`meltr.meta_lr` halved, `meltr.gamma` raised): from
+/// the newest meta line, when it is newer than the key's last edit (an
+/// edit sets the value again).
+fn engine_value(app: &App, key: &str, configured: &toml::Value) -> Option<f64> {
+    let meta = app.store.meta.as_ref()?;
+    let now = match key {
+        "meltr.meta_lr" => meta.meta_lr,
+        "meltr.gamma" => meta.gamma?,
+        _ => return None,
+    };
+    let configured = configured
+        .as_float()
+        .or_else(|| configured.as_integer().map(|i| i as f64))?;
+    let edited = app.store.edited_at.get(key).copied().unwrap_or(0);
+    let moved = (now - configured).abs() > 1e-9 * configured.abs().max(1e-12);
+    (meta.step > edited && moved).then_some(now)
 }

@@ -60,6 +60,8 @@ pub struct MetaSnapshot {
     pub hypergrad_norm: f64,
     pub meta_lr: f64,
     pub aid_iterations: u32,
+    /// γ in force (absent in logs written before it was recorded).
+    pub gamma: Option<f64>,
 }
 
 /// Everything derived from the metrics log.
@@ -85,6 +87,8 @@ pub struct Store {
     pub log: Vec<Entry>,
     /// The newest refused config edit, until a valid config follows.
     pub config_error: Option<String>,
+    /// The step of each config key's newest applied edit.
+    pub edited_at: BTreeMap<String, u64>,
     pub last_step: u64,
     pub last_time: f64,
 }
@@ -106,6 +110,7 @@ impl Store {
             transform: None,
             log: Vec::new(),
             config_error: None,
+            edited_at: BTreeMap::new(),
             last_step: 0,
             last_time: 0.0,
         }
@@ -180,6 +185,7 @@ impl Store {
                 hypergrad_norm,
                 meta_lr,
                 aid_iterations,
+                gamma,
                 ..
             } => {
                 self.meta = Some(MetaSnapshot {
@@ -187,6 +193,7 @@ impl Store {
                     hypergrad_norm: *hypergrad_norm,
                     meta_lr: *meta_lr,
                     aid_iterations: *aid_iterations,
+                    gamma: *gamma,
                 });
             }
             Record::Eval { metrics, losses } => {
@@ -222,6 +229,9 @@ impl Store {
                         EntryKind::Config,
                         format!("refused: {error}"),
                     );
+                }
+                for key in changed.keys() {
+                    self.edited_at.insert(key.clone(), step);
                 }
                 if !changed.is_empty() {
                     let parts: Vec<String> = changed

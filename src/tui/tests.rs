@@ -1068,3 +1068,65 @@ fn help_lists_every_global_key() {
         assert!(keys.contains(k), "help misses {k}");
     }
 }
+
+/// A walkthrough: after a collapse restore the hyperparameters pane still
+/// read `meltr.gamma 0.1` and `meltr.meta_lr 0.001`, the config's values,
+/// while the engine ran at 0.3 and 5e-4. The meta lines' values are shown
+/// beside them until the key's next edit.
+#[test]
+fn the_rate_and_gamma_a_restore_set_are_shown_beside_the_configs() {
+    let mut app = app();
+    let meta_line = |step, meta_lr, gamma| Event::Line {
+        seq: 0,
+        line: MetricLine {
+            step,
+            time: 25.0,
+            wall: None,
+            record: Record::Meta {
+                hypergrad_norm: 0.1,
+                reg: 0.01,
+                meta_lr,
+                aid_iterations: 0,
+                gamma: Some(gamma),
+            },
+        },
+    };
+    app.focus = Pane::Hyper;
+    let row = |app: &mut App, key: &str| {
+        select(app, key);
+        let screen = text(draw(app, 160, 48).backend().buffer());
+        screen
+            .lines()
+            .find(|l| l.contains(&format!("{key} ")))
+            .unwrap_or_else(|| panic!("no {key} row in:\n{screen}"))
+            .to_string()
+    };
+    app.on_event(meta_line(STEPS + 1, 1e-3, 0.1));
+    assert!(!row(&mut app, "meltr.gamma").contains("now"));
+    app.on_event(meta_line(STEPS + 4, 5e-4, 0.3));
+    let gamma = row(&mut app, "meltr.gamma");
+    assert!(
+        gamma.contains("0.1 → 0.3000 now") && gamma.contains("restore"),
+        "{gamma}"
+    );
+    let rate = row(&mut app, "meltr.meta_lr");
+    assert!(
+        rate.contains("0.001 → 5.00e-4 now") && rate.contains("restore"),
+        "{rate}"
+    );
+    // An edit of γ sets it again: no mark until a newer meta line differs.
+    app.on_event(Event::Line {
+        seq: 0,
+        line: MetricLine {
+            step: STEPS + 5,
+            time: 26.0,
+            wall: None,
+            record: Record::Config {
+                changed: [("meltr.gamma".to_string(), (0.3.into(), 0.1.into()))].into(),
+                error: None,
+            },
+        },
+    });
+    assert!(!row(&mut app, "meltr.gamma").contains("now"));
+    assert!(row(&mut app, "meltr.meta_lr").contains("5.00e-4 now"));
+}

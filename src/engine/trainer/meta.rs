@@ -24,6 +24,8 @@ pub(super) struct PendingMeta {
     pub(super) reg: Tensor,
     pub(super) meta_lr: f64,
     pub(super) aid_iterations: u32,
+    /// γ in force at this step.
+    pub(super) gamma: f64,
     /// The effective weights after the update, primary first (the collapse
     /// watch).
     pub(super) watched_weights: Option<Tensor>,
@@ -233,6 +235,7 @@ impl Trainer {
             meta_lr,
             // The terms actually summed: a diverging series stops early.
             aid_iterations: stopped.map_or(aid.iterations, |stop| stop.terms - 1),
+            gamma: self.gamma,
             watched_weights,
             snapshot,
             time: self.time(),
@@ -277,6 +280,7 @@ impl Trainer {
                 reg,
                 meta_lr: m.meta_lr,
                 aid_iterations: m.aid_iterations,
+                gamma: Some(m.gamma),
             },
         );
         if !(watched.largest.is_finite() && watched.primary.is_finite()) {
