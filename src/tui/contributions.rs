@@ -296,8 +296,13 @@ pub fn render(frame: &mut Frame, area: Rect, app: &App, focused: bool) {
 
     let (bars, transform) = if side {
         let [a, b] = Layout::horizontal([Constraint::Percentage(50), Constraint::Percentage(50)])
-            .spacing(2)
+            .spacing(3)
             .areas(bottom);
+        // A rule between the bars and the transform chart: the chart's
+        // y-axis labels otherwise read as values of the bars' rows.
+        let rule = Rect::new(a.right() + 1, bottom.y, 1, bottom.height);
+        let lines = vec![Line::styled("┆", app.theme.dim()); usize::from(bottom.height)];
+        frame.render_widget(Paragraph::new(lines), rule);
         (a, b)
     } else {
         let [a, b] = Layout::vertical([
