@@ -219,6 +219,13 @@ fn f_in_the_tui_forks_with_the_edited_key_and_enter_in_the_sessions_view_attache
     tmux.wait_for(&meta.id);
     assert_eq!(meta.fork_step, Some(40));
     assert_eq!(meta.group, SessionMeta::read(&parent_dir).unwrap().group);
+    // Its command is the `fork` that makes it, not the TUI's `attach`.
+    let made_by = meta.provenance.command.clone().unwrap_or_default();
+    assert_eq!(
+        made_by[1..],
+        ["fork", &parent_id, "--at", "40", "--detach", "--set", "train.steps=70"],
+        "{made_by:?}"
+    );
     let config = Config::load(&fork_dir.join("config.toml")).unwrap();
     assert_eq!(config.train.steps, 70, "the edited key is the fork's");
     // The fork trains on from step 40 to 70 in its own runner.

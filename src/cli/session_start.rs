@@ -344,7 +344,8 @@ fn fork_from_tui(dir: &Path, edited: &Config) -> Result<crate::tui::state::ForkR
     let root = dir.parent().unwrap_or(Path::new("."));
     let (step, overrides) = crate::fork::overrides_toward(dir, edited)?;
     let forked = crate::fork::create(root, dir, step, None, &overrides, true)?;
-    crate::runner::launch::launch(&forked.dir, true)
+    record_fork_command(&forked, &overrides)
+        .and_then(|()| crate::runner::launch::launch(&forked.dir, true))
         .map_err(|e| discard_unstarted(&forked.dir, false, e))?;
     Ok(crate::tui::state::ForkReport {
         id: forked.id,
@@ -352,6 +353,32 @@ fn fork_from_tui(dir: &Path, edited: &Config) -> Result<crate::tui::state::ForkR
         step: forked.step,
         changes: overrides.iter().map(ToString::to_string).collect(),
     })
+}
+
+/// A TUI fork's `command` in `session.json`: the `meltr-tui fork` line
+/// that makes the same fork, rather than the command line of the TUI's
+/// process (which made the parent).
+fn record_fork_command(
+    forked: &crate::fork::Forked,
+    overrides: &[crate::config::Override],
+) -> Result<()> {
+    let program = std::env::args()
+        .next()
+        .unwrap_or_else(|| "meltr-tui".into());
+    let mut command = vec![
+        program,
+        "fork".into(),
+        forked.parent.clone(),
+        "--at".into(),
+        forked.step.to_string(),
+        "--detach".into(),
+    ];
+    for o in overrides {
+        command.extend(["--set".into(), o.to_string()]);
+    }
+    let mut meta = SessionMeta::read(&forked.dir)?;
+    meta.provenance.command = Some(command);
+    meta.write(&forked.dir)
 }
 
 pub(super) fn read_history(dir: &Path) -> Result<Vec<session::metrics::MetricLine>> {
