@@ -223,7 +223,15 @@ fn f_in_the_tui_forks_with_the_edited_key_and_enter_in_the_sessions_view_attache
     let made_by = meta.provenance.command.clone().unwrap_or_default();
     assert_eq!(
         made_by[1..],
-        ["fork", &parent_id, "--at", "40", "--detach", "--set", "train.steps=70"],
+        [
+            "fork",
+            &parent_id,
+            "--at",
+            "40",
+            "--detach",
+            "--set",
+            "train.steps=70"
+        ],
         "{made_by:?}"
     );
     let config = Config::load(&fork_dir.join("config.toml")).unwrap();

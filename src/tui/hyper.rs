@@ -52,7 +52,7 @@ fn editor_lines(app: &App, width: usize) -> Vec<Line<'static>> {
                 .map(|l| Line::styled(l, app.theme.banner())),
         ),
         None => lines.push(Line::styled(
-            "Enter writes config.toml · Esc cancels",
+            "Enter writes config.toml · Ctrl-F forks with it instead · Esc cancels",
             app.theme.dim(),
         )),
     }

@@ -50,11 +50,20 @@ pub const KEYS: &[(&str, &str, &str)] = &[
     ("editor", "Enter / Esc", "write the value / cancel"),
     (
         "editor",
+        "Ctrl-F",
+        "fork with the value instead (this run unchanged)",
+    ),
+    (
+        "editor",
         "Left Right Home End",
         "move; Backspace Del Ctrl-U delete",
     ),
     ("runs", "Up Down Home End", "select a session"),
-    ("runs", "Space", "mark / unmark (2 or more to overlay)"),
+    (
+        "runs",
+        "Space",
+        "mark / unmark, then down (2 or more to overlay)",
+    ),
     ("runs", "o", "overlay the marked sessions' loss curves"),
     ("runs", "Enter", "attach to the selected session"),
     ("runs", "Esc", "close the overlay, then the view"),

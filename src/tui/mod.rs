@@ -183,7 +183,7 @@ pub fn run(
             match term_event::read()? {
                 TermEvent::Key(key) => {
                     let action = app.on_key(key);
-                    if let Action::Export | Action::Fork = action {
+                    if let Action::Export | Action::Fork(_) = action {
                         // Say "exporting" before the callback blocks the loop.
                         tui.terminal.draw(|f| view::draw(f, &app))?;
                     }
@@ -246,9 +246,9 @@ pub fn perform_with(
             None => Err(anyhow::anyhow!("no sessions folder is known here")),
         }),
         Action::OverlayCurves(dirs) => app.show_overlay(sessions::read_overlay(&dirs)),
-        Action::Fork => match ctx.fork {
+        Action::Fork(edited) => match ctx.fork {
             Some(f) => {
-                let result = f(&app.config);
+                let result = f(edited.as_deref().unwrap_or(&app.config));
                 app.forked(result)
             }
             None => app.notify(Level::Warn, "fork is not available here"),

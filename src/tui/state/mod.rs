@@ -167,9 +167,10 @@ pub enum Action {
     /// Read these sessions' curves for the overlay ([`App::show_overlay`]).
     OverlayCurves(Vec<PathBuf>),
     /// Fork the attached session from its newest checkpoint with
-    /// [`App::config`] (the edited config), and start the fork
-    /// ([`App::forked`]).
-    Fork,
+    /// [`App::config`] (the edited config), or with the given config (an
+    /// editor value tried on the fork only, not written here), and start
+    /// the fork ([`App::forked`]).
+    Fork(Option<Box<Config>>),
     /// Leave the TUI; with `Exit::Stopped` the caller sends `Command::Stop` first.
     Quit(Exit),
 }

@@ -156,7 +156,7 @@ impl App {
             return Action::None;
         }
         self.notify(Level::Info, "forking from the newest checkpoint…");
-        Action::Fork
+        Action::Fork(None)
     }
 
     fn curves_key(&mut self, key: KeyEvent) -> Option<Action> {
@@ -280,6 +280,9 @@ impl App {
             KeyCode::Char('u') if key.modifiers.contains(KeyModifiers::CONTROL) => {
                 editor.input.clear()
             }
+            KeyCode::Char('f') if key.modifiers.contains(KeyModifiers::CONTROL) => {
+                return self.fork_with_editor_value();
+            }
             KeyCode::Char(c) => editor.input.insert(c),
             KeyCode::Backspace => editor.input.backspace(),
             KeyCode::Delete => editor.input.delete(),
@@ -290,6 +293,42 @@ impl App {
             _ => {}
         }
         Action::None
+    }
+
+    /// Ctrl-F in the editor: a fork with the value, which is not written to
+    /// this session's `config.toml` (the attached run goes on as it was).
+    fn fork_with_editor_value(&mut self) -> Action {
+        let Some(editor) = &self.editor else {
+            return Action::None;
+        };
+        let (key, text) = (editor.key.clone(), editor.input.text().to_string());
+        match self.propose(&key, &text) {
+            Ok(Action::WriteConfig {
+                config, summary, ..
+            }) => {
+                self.editor = None;
+                if !self.can_fork {
+                    self.notify(Level::Warn, "fork is not available here");
+                    return Action::None;
+                }
+                self.notify(
+                    Level::Info,
+                    format!("forking with {summary} (not applied to this run)…"),
+                );
+                Action::Fork(Some(config))
+            }
+            // Unchanged: the fork of `f`.
+            Ok(_) => {
+                self.editor = None;
+                self.fork_key()
+            }
+            Err(message) => {
+                if let Some(editor) = &mut self.editor {
+                    editor.error = Some(message);
+                }
+                Action::None
+            }
+        }
     }
 
     /// Validates setting `key` to `text`: restart-only keys are refused with

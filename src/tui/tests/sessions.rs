@@ -193,7 +193,7 @@ fn f_forks_with_the_edited_config_and_says_the_new_id() {
     };
     app.wrote_config(*config, "train.lr = 0.002");
 
-    assert_eq!(press(&mut app, KeyCode::Char('f')), Action::Fork);
+    assert_eq!(press(&mut app, KeyCode::Char('f')), Action::Fork(None));
     let seen: RefCell<Vec<f64>> = RefCell::default();
     let fork = |c: &Config| -> anyhow::Result<ForkReport> {
         seen.borrow_mut().push(c.train.lr);
@@ -209,7 +209,7 @@ fn f_forks_with_the_edited_config_and_says_the_new_id() {
         ..Ctx::default()
     };
     let link = FakeLink::default();
-    assert_eq!(perform_with(&mut app, Action::Fork, &link, ctx), None);
+    assert_eq!(perform_with(&mut app, Action::Fork(None), &link, ctx), None);
     assert_eq!(
         *seen.borrow(),
         vec![0.002],
@@ -229,12 +229,67 @@ fn f_forks_with_the_edited_config_and_says_the_new_id() {
         fork: Some(&failing),
         ..Ctx::default()
     };
-    perform_with(&mut app, Action::Fork, &link, ctx);
+    perform_with(&mut app, Action::Fork(None), &link, ctx);
     let flash = app.flash.as_ref().expect("says why").text.clone();
     assert!(
         flash.contains("fork failed: session demo has no checkpoint"),
         "{flash}"
     );
+}
+
+/// A walkthrough: an edit in the TUI applied to the attached run, so a
+/// fork after it was the same as its parent. Ctrl-F in the editor forks
+/// with the value and leaves this run's config as it was.
+#[test]
+fn ctrl_f_in_the_editor_forks_with_the_value_without_writing_it_here() {
+    let mut app = app();
+    app.can_fork = true;
+    let before = app.config.clone();
+    select(&mut app, "train.lr");
+    press(&mut app, KeyCode::Enter);
+    app.editor.as_mut().expect("editing").input.clear();
+    type_text(&mut app, "0.002");
+    let ctrl_f = KeyEvent::new(KeyCode::Char('f'), KeyModifiers::CONTROL);
+    let action = app.on_key(ctrl_f);
+    let Action::Fork(Some(config)) = &action else {
+        panic!("expected a fork with the value, got {action:?}");
+    };
+    assert_eq!(config.train.lr, 0.002);
+    assert!(app.editor.is_none());
+    assert_eq!(app.config, before, "nothing changes here");
+    let flash = app.flash.as_ref().expect("says so").text.clone();
+    assert!(
+        flash.contains("train.lr = 0.002 (not applied to this run)"),
+        "{flash}"
+    );
+    let seen: RefCell<Vec<f64>> = RefCell::default();
+    let fork = |c: &Config| -> anyhow::Result<ForkReport> {
+        seen.borrow_mut().push(c.train.lr);
+        Ok(ForkReport {
+            id: "20260101-130000-demo-fork".into(),
+            dir: "sessions/20260101-130000-demo-fork".into(),
+            step: 400,
+            changes: vec!["train.lr=0.002".into()],
+        })
+    };
+    let ctx = Ctx {
+        fork: Some(&fork),
+        ..Ctx::default()
+    };
+    assert_eq!(
+        perform_with(&mut app, action, &FakeLink::default(), ctx),
+        None
+    );
+    assert_eq!(*seen.borrow(), vec![0.002]);
+    assert_eq!(app.config, before);
+
+    // A value the config refuses stays in the editor with the reason.
+    select(&mut app, "train.lr");
+    press(&mut app, KeyCode::Enter);
+    app.editor.as_mut().expect("editing").input.clear();
+    type_text(&mut app, "fast");
+    assert_eq!(app.on_key(ctrl_f), Action::None);
+    assert!(app.editor.as_ref().expect("still editing").error.is_some());
 }
 
 /// The attached session's row read its files, older than the header
