@@ -199,7 +199,9 @@ pub enum Cmd {
         best: bool,
         #[arg(long, value_enum, default_value = "md")]
         format: crate::runs::table::TableFormat,
-        /// Eval metrics to show (repeatable; default: all, primary first).
+        /// Eval metrics to show (repeatable; default: all, primary first);
+        /// also `eval_loss/<loss>` (a validation loss) and `weight/<loss>`
+        /// (MELTR's final effective weight, mean of the last 10 logged).
         #[arg(long = "metric", value_name = "NAME")]
         metrics: Vec<String>,
         /// Decimals (default: per column, two significant digits of its

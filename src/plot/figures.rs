@@ -261,28 +261,12 @@ pub fn weights(data: &SessionData, prep: Prep) -> Option<Figure> {
     })
 }
 
-/// Logged steps the final weights are averaged over: one line's weights
-/// move a lot from step to step (the README's tables use the same mean).
-pub const FINAL_WEIGHT_LINES: usize = 10;
+pub use crate::session::metrics::FINAL_WEIGHT_LINES;
 
 /// Each loss's effective weight averaged over its last
 /// [`FINAL_WEIGHT_LINES`] finite logged values, and the steps they span.
 pub fn final_weight_means(data: &SessionData) -> Option<((f64, f64), BTreeMap<String, f64>)> {
-    let mut span: Option<(f64, f64)> = None;
-    let mut means = BTreeMap::new();
-    for (name, points) in &data.weights {
-        let finite: Vec<&(f64, f64)> = points.iter().filter(|(_, w)| w.is_finite()).collect();
-        let last = &finite[finite.len().saturating_sub(FINAL_WEIGHT_LINES)..];
-        let (Some(first), Some(end)) = (last.first(), last.last()) else {
-            continue;
-        };
-        means.insert(
-            name.clone(),
-            last.iter().map(|(_, w)| w).sum::<f64>() / last.len() as f64,
-        );
-        span = Some(span.map_or((first.0, end.0), |(a, b)| (a.min(first.0), b.max(end.0))));
-    }
-    span.map(|span| (span, means))
+    crate::session::metrics::final_means(&data.weights)
 }
 
 pub fn final_weights(data: &SessionData) -> Option<Figure> {

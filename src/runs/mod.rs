@@ -44,6 +44,10 @@ pub struct Run {
     pub final_eval: Option<Eval>,
     /// The eval line with the best primary metric (per `higher_is_better`).
     pub best_eval: Option<Eval>,
+    /// Each loss's effective weight at the end: the mean over its last
+    /// [`metrics::FINAL_WEIGHT_LINES`] logged values (empty when none was
+    /// logged).
+    pub final_weights: Named,
     /// The config it ran with, by dotted key (`aid.iterations`).
     pub config: BTreeMap<String, toml::Value>,
     /// Settings changed while its numbers were made (live edits, a
@@ -74,6 +78,7 @@ impl Run {
             edits,
             fork_changes,
             ancestors,
+            weights,
         } = logged(dir, &meta);
         let better = |a: f64, b: f64| {
             if meta.higher_is_better {
@@ -112,6 +117,7 @@ impl Run {
             steps,
             best_eval: best.cloned(),
             final_eval: evals.last().cloned(),
+            final_weights: metrics::final_means(&weights).map_or_else(Named::new, |(_, m)| m),
             config,
             edits,
             fork_changes,
@@ -156,6 +162,8 @@ struct Logged {
     edits: Vec<(u64, Vec<String>)>,
     fork_changes: Vec<String>,
     ancestors: Vec<(String, u64)>,
+    /// Each loss's logged effective weights, `(step, w)`.
+    weights: BTreeMap<String, Vec<(f64, f64)>>,
 }
 
 /// `forked from session ID at step N[ with K=V, …]`: the id, the step and
@@ -191,6 +199,12 @@ fn logged(dir: &Path, meta: &SessionMeta) -> Logged {
             Record::Eval { metrics, losses } => out
                 .evals
                 .push((line.step, metrics::eval_values(&metrics, &losses))),
+            Record::Train { weights, .. } => {
+                for (name, w) in weights {
+                    let series = out.weights.entry(name).or_default();
+                    series.push((line.step as f64, w));
+                }
+            }
             Record::Config { changed, .. } if !changed.is_empty() => {
                 let own = own_fork_seen && Some(line.step) == meta.fork_step;
                 if !own {

@@ -7,7 +7,7 @@ use super::groups::Group;
 use super::render::csv_field;
 use super::stats::Summary;
 use super::{Eval, Run};
-use crate::session::metrics::EVAL_LOSS_PREFIX;
+use crate::session::metrics::{EVAL_LOSS_PREFIX, FINAL_WEIGHT_LINES, WEIGHT_PREFIX};
 use anyhow::{bail, Result};
 
 /// The table's output format.
@@ -93,15 +93,7 @@ fn rows<'g>(groups: &'g [Group<'g>], names: &[String], best: bool) -> Result<Vec
             for name in names {
                 let mut values = Vec::new();
                 for r in &group.runs {
-                    let (step, metrics) = chosen(r, best)?;
-                    match metrics.get(name) {
-                        Some(v) => values.push(*v),
-                        None => bail!(
-                            "session {} has no metric `{name}` at its eval of step {step}; it has: {}",
-                            r.meta.id,
-                            metrics.keys().cloned().collect::<Vec<_>>().join(", ")
-                        ),
-                    }
+                    values.push(value_of(r, name, best)?);
                 }
                 cells.push(Summary::of(&values).unwrap_or(Summary {
                     n: 0,
@@ -116,6 +108,44 @@ fn rows<'g>(groups: &'g [Group<'g>], names: &[String], best: bool) -> Result<Vec
         .collect()
 }
 
+/// A run's value for a column: `weight/<loss>` its final effective weight
+/// of that loss, else the metric at the chosen eval.
+fn value_of(run: &Run, name: &str, best: bool) -> Result<f64> {
+    let weights = || {
+        run.final_weights
+            .keys()
+            .map(|loss| format!("{WEIGHT_PREFIX}{loss}"))
+            .collect::<Vec<_>>()
+    };
+    if let Some(loss) = name.strip_prefix(WEIGHT_PREFIX) {
+        return match run.final_weights.get(loss) {
+            Some(v) => Ok(*v),
+            None if run.final_weights.is_empty() => bail!(
+                "session {} logged no effective weights (`{name}`)",
+                run.meta.id
+            ),
+            None => bail!(
+                "session {} has no loss `{loss}` with logged weights; it has: {}",
+                run.meta.id,
+                weights().join(", ")
+            ),
+        };
+    }
+    let (step, metrics) = chosen(run, best)?;
+    match metrics.get(name) {
+        Some(v) => Ok(*v),
+        None => {
+            let mut have: Vec<String> = metrics.keys().cloned().collect();
+            have.extend(weights());
+            bail!(
+                "session {} has no metric `{name}` at its eval of step {step}; it has: {}",
+                run.meta.id,
+                have.join(", ")
+            )
+        }
+    }
+}
+
 /// The table of `groups` (at least one run each) in `opts.format`.
 pub fn render(groups: &[Group], opts: &TableOptions) -> Result<String> {
     if groups.iter().all(|g| g.runs.is_empty()) {
@@ -127,34 +157,36 @@ pub fn render(groups: &[Group], opts: &TableOptions) -> Result<String> {
     let first = groups[0].runs[0];
     let primary = &first.meta.primary_metric;
     // Each column's direction: the session's for the primary metric, else
-    // guessed from the name as for a primary (`val_mse` lower, `r2` higher).
-    let higher: Vec<bool> = names
+    // guessed from the name as for a primary (`val_mse` lower, `r2` higher);
+    // none for a weight (no row is better for a larger one).
+    let higher: Vec<Option<bool>> = names
         .iter()
         .map(|n| {
-            if n == primary {
-                first.meta.higher_is_better
+            if n.starts_with(WEIGHT_PREFIX) {
+                None
+            } else if n == primary {
+                Some(first.meta.higher_is_better)
             } else {
-                !crate::workload::lower_is_better(n)
+                Some(!crate::workload::lower_is_better(n))
             }
         })
         .collect();
-    // Per column, the row with the best mean, when there is a choice.
-    let best_rows: Vec<Option<usize>> = (0..names.len())
+    // Per column, the best mean, when there is a choice: every row with it
+    // is bold (ties alike).
+    let best_means: Vec<Option<f64>> = (0..names.len())
         .map(|col| {
-            let means: Vec<f64> = rows.iter().map(|r| r.cells[col].mean).collect();
-            let pick = if higher[col] { f64::max } else { f64::min };
-            let best = means
+            let pick = if higher[col]? { f64::max } else { f64::min };
+            let best = rows
                 .iter()
-                .copied()
+                .map(|r| r.cells[col].mean)
                 .filter(|m| m.is_finite())
                 .reduce(pick)?;
-            (rows.len() > 1).then(|| means.iter().position(|m| *m == best))?
+            (rows.len() > 1).then_some(best)
         })
         .collect();
-    let is_bold = |row: usize, col: usize| best_rows[col] == Some(row);
     let arrow = |name: &String| {
         let col = names.iter().position(|n| n == name)?;
-        Some(if higher[col] { "↑" } else { "↓" })
+        Some(if higher[col]? { "↑" } else { "↓" })
     };
     // One number of decimals a column, enough for its tightest std; a
     // single run has no std and leaves the choice to the others.
@@ -164,6 +196,13 @@ pub fn render(groups: &[Group], opts: &TableOptions) -> Result<String> {
             opts.digits.or(widest).unwrap_or(4)
         })
         .collect();
+    // Ties as printed: means that differ past the shown digits tie too.
+    let is_bold = |row: usize, col: usize| {
+        let d = digits[col];
+        best_means[col].is_some_and(|best| {
+            format!("{best:.d$}") == format!("{:.d$}", rows[row].cells[col].mean)
+        })
+    };
     let cell = |s: &Summary, j: usize| -> (String, Option<String>) {
         let d = digits[j];
         let mean = format!("{:.d$}", s.mean);
@@ -189,11 +228,16 @@ pub fn render(groups: &[Group], opts: &TableOptions) -> Result<String> {
     if with_forks {
         label_header.push("forked from".into());
     }
-    let what = if opts.best {
+    let mut what = if opts.best {
         format!("best {primary} over each run's evals")
     } else {
         "final eval".to_string()
     };
+    if names.iter().any(|n| n.starts_with(WEIGHT_PREFIX)) {
+        what.push_str(&format!(
+            "; {WEIGHT_PREFIX}<loss>: the effective weight ∂M/∂l, mean of each run's last {FINAL_WEIGHT_LINES} logged steps"
+        ));
+    }
     Ok(match opts.format {
         TableFormat::Md => {
             let mut header = label_header.clone();
@@ -372,6 +416,30 @@ mod tests {
         assert!(text.contains("| 0.3 | 1 | **86.00** |"), "{text}");
     }
 
+    /// Two rows with the best mean as printed are both bold (a walkthrough
+    /// saw only the first of two 67.9s marked).
+    #[test]
+    fn tied_best_means_are_all_bold() {
+        let root = tempfile::tempdir().unwrap();
+        let mut runs = Vec::new();
+        for (kind, accuracy) in [("meltr", 67.9), ("sum", 67.900_000_1), ("primary", 57.7)] {
+            let mut config = crate::config::Config::default();
+            config.combiner.kind = kind.parse().unwrap();
+            let dir = crate::session::create(root.path(), kind, &config).unwrap();
+            let mut run = Run::load(&dir).unwrap();
+            run.meta.primary_metric = "accuracy".into();
+            run.meta.higher_is_better = true;
+            run.final_eval = Some((10, [("accuracy".to_string(), accuracy)].into()));
+            runs.push(run);
+        }
+        let groups =
+            super::super::groups::gather(&runs, &super::super::groups::GroupBy::Seeds).unwrap();
+        let text = markdown(&groups);
+        assert!(text.contains("| meltr | 1 | **67.9000** |"), "{text}");
+        assert!(text.contains("| sum | 1 | **67.9000** |"), "{text}");
+        assert!(text.contains("| primary | 1 | 57.7000 |"), "{text}");
+    }
+
     /// A fork's row read like a second group with the same settings.
     #[test]
     fn a_forks_row_says_what_it_was_forked_from() {
@@ -441,6 +509,70 @@ mod tests {
         assert!(text.contains("| eval_loss/cls ↓ |"), "{text}");
         assert!(text.contains("| meltr | 1 | **0.5000** |"), "{text}");
         assert!(text.contains("| sum | 1 | 0.7000 |"), "{text}");
+    }
+
+    /// A walkthrough: "which loss does MELTR weigh least, over seeds" had
+    /// no command; `weight/<loss>` columns give each run's final weight
+    /// (the mean of its last 10 logged), with neither arrow nor bold.
+    #[test]
+    fn final_weights_are_columns_when_asked_for() {
+        use std::io::Write;
+        let root = tempfile::tempdir().unwrap();
+        let mut runs = Vec::new();
+        for (seed, harmful) in [(0, 0.2), (1, 0.4)] {
+            let mut config = crate::config::Config::default();
+            config.workload.seed = seed;
+            let dir = crate::session::create(root.path(), "m", &config).unwrap();
+            let mut log = std::fs::File::create(dir.join("metrics.jsonl")).unwrap();
+            // 15 lines: the first 5 (weight 9) fall outside the last 10.
+            for step in 1..=15u64 {
+                let w = if step <= 5 { 9.0 } else { harmful };
+                writeln!(
+                    log,
+                    r#"{{"step":{step},"time":1.0,"kind":"train","losses":{{"primary":1.0,"harmful":1.0}},"total":2.0,"weights":{{"primary":1.5,"harmful":{w}}},"lr":0.001}}"#
+                )
+                .unwrap();
+            }
+            writeln!(
+                log,
+                r#"{{"step":15,"time":1.0,"kind":"eval","metrics":{{"accuracy":80.0}},"losses":{{}}}}"#
+            )
+            .unwrap();
+            drop(log);
+            let mut run = Run::load(&dir).unwrap();
+            run.meta.primary_metric = "accuracy".into();
+            run.meta.higher_is_better = true;
+            runs.push(run);
+        }
+        let groups =
+            super::super::groups::gather(&runs, &super::super::groups::GroupBy::Seeds).unwrap();
+        let options = TableOptions {
+            format: TableFormat::Md,
+            best: false,
+            metrics: vec!["accuracy".into(), "weight/harmful".into()],
+            digits: Some(2),
+        };
+        let text = render(&groups, &options).unwrap();
+        assert!(text.contains("| accuracy ↑ | weight/harmful |"), "{text}");
+        assert!(
+            text.contains("| 2 | 80.00 ± 0.00 | 0.30 ± 0.14 |"),
+            "{text}"
+        );
+        assert!(
+            text.contains("mean of each run's last 10 logged steps"),
+            "{text}"
+        );
+        let missing = TableOptions {
+            metrics: vec!["weight/mlm".into()],
+            ..options
+        };
+        let error = render(&groups, &missing).unwrap_err().to_string();
+        assert!(
+            error.contains(
+                "has no loss `mlm` with logged weights; it has: weight/harmful, weight/primary"
+            ),
+            "{error}"
+        );
     }
 
     /// Only the primary metric had an arrow and a bold best (walkthrough:

@@ -24,6 +24,35 @@ pub fn eval_values(metrics: &Named, losses: &Named) -> Named {
     out
 }
 
+/// How tables name a run's final effective weight of a loss: `weight/<loss>`.
+pub const WEIGHT_PREFIX: &str = "weight/";
+
+/// Logged steps a run's final weights are averaged over: one line's weights
+/// move a lot from step to step (the README's tables, `final-weights.png`
+/// and `table --metric weight/<loss>` use the same mean).
+pub const FINAL_WEIGHT_LINES: usize = 10;
+
+/// Each series' mean over its last [`FINAL_WEIGHT_LINES`] finite `(step,
+/// value)` points, and the steps those points span (`None` when no series
+/// has one).
+pub fn final_means(series: &BTreeMap<String, Vec<(f64, f64)>>) -> Option<((f64, f64), Named)> {
+    let mut span: Option<(f64, f64)> = None;
+    let mut means = Named::new();
+    for (name, points) in series {
+        let finite: Vec<&(f64, f64)> = points.iter().filter(|(_, w)| w.is_finite()).collect();
+        let last = &finite[finite.len().saturating_sub(FINAL_WEIGHT_LINES)..];
+        let (Some(first), Some(end)) = (last.first(), last.last()) else {
+            continue;
+        };
+        means.insert(
+            name.clone(),
+            last.iter().map(|(_, w)| w).sum::<f64>() / last.len() as f64,
+        );
+        span = Some(span.map_or((first.0, end.0), |(a, b)| (a.min(first.0), b.max(end.0))));
+    }
+    span.map(|span| (span, means))
+}
+
 /// JSON has no NaN or ±inf: serde_json writes them as `null`, and these
 /// read `null` back as NaN, so a diverged run's log stays readable (its
 /// curves show gaps, `ls` and `export` still work).
