@@ -76,6 +76,43 @@ fn legend(app: &App, focused: bool, width: u16) -> Vec<Line<'static>> {
     chart::legend_lines(None, entries, usize::from(width), app.theme)
 }
 
+/// On a log scale, the shown loss-pane series with values ≤ 0 in the
+/// window (MELTR's combined loss can be negative), which the chart cannot
+/// draw: said rather than left as gaps.
+fn not_drawn_on_log_scale(app: &App, x: (f64, f64)) -> Option<String> {
+    if !app.curves.log {
+        return None;
+    }
+    let store = &app.store;
+    let names: Vec<String> = app
+        .curve_ids()
+        .into_iter()
+        .filter(|id| !app.curves.hidden.contains(id))
+        .filter(|id| {
+            let (track, channel) = match id {
+                CurveId::Loss(c) => (&store.loss_track, *c),
+                CurveId::Total => (&store.total_track, 0),
+                CurveId::Metric => return false,
+            };
+            track
+                .decimate(channel, x.0, x.1, NON_POSITIVE_PROBE_COLUMNS)
+                .iter()
+                .any(|(_, y)| *y <= 0.0)
+        })
+        .map(|id| app.curve_name(id))
+        .collect();
+    (!names.is_empty()).then(|| {
+        format!(
+            "log scale: values ≤ 0 of {} not drawn (l: linear)",
+            names.join(", ")
+        )
+    })
+}
+
+/// Decimation columns when looking for values ≤ 0 (min/max per column
+/// keeps every minimum).
+const NON_POSITIVE_PROBE_COLUMNS: usize = 256;
+
 pub fn render(frame: &mut Frame, area: Rect, app: &App, focused: bool) {
     let block = pane_block(app.theme, Pane::Curves, focused, Some(settings_note(app)));
     let inner = block.inner(area);
@@ -88,7 +125,15 @@ pub fn render(frame: &mut Frame, area: Rect, app: &App, focused: bool) {
     } else {
         0
     };
-    let legend_lines = legend(app, focused, inner.width);
+    let mut legend_lines = legend(app, focused, inner.width);
+    let x = x_range(app, &[&store.loss_track, &store.metric_track]);
+    if let Some(note) = x.and_then(|x| not_drawn_on_log_scale(app, x)) {
+        legend_lines.extend(
+            fmt::wrap(&note, usize::from(inner.width))
+                .into_iter()
+                .map(|l| Line::styled(l, app.theme.dim())),
+        );
+    }
     let [legend_area, losses_area, metric_area] = Layout::vertical([
         Constraint::Length(legend_lines.len() as u16),
         Constraint::Min(0),
@@ -97,7 +142,7 @@ pub fn render(frame: &mut Frame, area: Rect, app: &App, focused: bool) {
     .areas(inner);
     frame.render_widget(Paragraph::new(legend_lines), legend_area);
 
-    let Some(x) = x_range(app, &[&store.loss_track, &store.metric_track]) else {
+    let Some(x) = x else {
         chart::render(
             frame,
             losses_area,

@@ -12,7 +12,7 @@ use super::{perform, view, Exit};
 use crate::config::Config;
 use crate::engine::control::{Command, Event};
 use crate::engine::link::EngineLink;
-use crate::session::metrics::{Level, MetricLine, Record};
+use crate::session::metrics::{Level, MetricLine, Named, Record};
 use crate::session::Status;
 use ratatui::backend::TestBackend;
 use ratatui::buffer::Buffer;
@@ -1129,4 +1129,40 @@ fn the_rate_and_gamma_a_restore_set_are_shown_beside_the_configs() {
     });
     assert!(!row(&mut app, "meltr.gamma").contains("now"));
     assert!(row(&mut app, "meltr.meta_lr").contains("5.00e-4 now"));
+}
+
+/// A walkthrough: on a log scale MELTR's combined loss (−10 to +24 there)
+/// showed as fragments, with nothing saying its negative values were left
+/// out.
+#[test]
+fn a_log_scale_says_which_series_have_values_it_cannot_draw() {
+    let mut app = app();
+    press(&mut app, KeyCode::Char('l'));
+    app.curves.hidden.remove(&CurveId::Total);
+    let screen = |app: &App| text(draw(app, 120, 40).backend().buffer());
+    assert!(!screen(&app).contains("not drawn"), "{}", screen(&app));
+    let losses: Named = app.store.losses.iter().map(|l| (l.clone(), 0.5)).collect();
+    app.on_event(Event::Line {
+        seq: 0,
+        line: MetricLine {
+            step: STEPS + 1,
+            time: 26.0,
+            wall: None,
+            record: Record::Train {
+                losses: losses.clone(),
+                total: -3.0,
+                weights: losses,
+                lr: 1e-3,
+                shares: Named::new(),
+                gpu: None,
+            },
+        },
+    });
+    assert!(
+        screen(&app).contains("log scale: values ≤ 0 of combined not drawn (l: linear)"),
+        "{}",
+        screen(&app)
+    );
+    press(&mut app, KeyCode::Char('l'));
+    assert!(!screen(&app).contains("not drawn"));
 }
