@@ -221,17 +221,21 @@ fn f_in_the_tui_forks_with_the_edited_key_and_enter_in_the_sessions_view_attache
     assert_eq!(meta.group, SessionMeta::read(&parent_dir).unwrap().group);
     // Its command is the `fork` that makes it, not the TUI's `attach`.
     let made_by = meta.provenance.command.clone().unwrap_or_default();
+    let root_arg = root.display().to_string();
+    let expected = [
+        "--sessions-dir",
+        root_arg.as_str(),
+        "fork",
+        &parent_id,
+        "--at",
+        "40",
+        "--detach",
+        "--set",
+        "train.steps=70",
+    ];
     assert_eq!(
-        made_by[1..],
-        [
-            "fork",
-            &parent_id,
-            "--at",
-            "40",
-            "--detach",
-            "--set",
-            "train.steps=70"
-        ],
+        made_by.get(1..),
+        Some(&expected.map(String::from)[..]),
         "{made_by:?}"
     );
     let config = Config::load(&fork_dir.join("config.toml")).unwrap();

@@ -669,7 +669,13 @@ fn export_tensorboard_is_read_back_by_tensorboard_itself() {
                 add("lr".into(), &line["lr"]);
             }
             "meta" => {
-                for field in ["hypergrad_norm", "reg", "meta_lr", "aid_iterations"] {
+                for field in [
+                    "hypergrad_norm",
+                    "reg",
+                    "meta_lr",
+                    "aid_iterations",
+                    "gamma",
+                ] {
                     add(format!("meta/{field}"), &line[field]);
                 }
             }

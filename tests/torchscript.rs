@@ -231,9 +231,14 @@ fn bad_models_and_data_are_refused_with_what_to_fix() {
         &config(tmp.path(), "sum", 5, &bad.join("constant_loss.pt"), ""),
         "loss `align` is not differentiable with respect to any parameter",
     );
-    refused(
+    let all = refused(
         &config(tmp.path(), "sum", 5, &bad.join("missing_input.pt"), ""),
         "forward failed",
+    );
+    // Every row fails alone too: the model's fault, so no row is blamed.
+    assert!(
+        !all.contains("on its own") && !all.contains("on their own"),
+        "{all}"
     );
     refused(
         &config(tmp.path(), "sum", 5, &bad.join("wrong_loss_method.pt"), ""),

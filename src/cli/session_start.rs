@@ -365,8 +365,11 @@ fn record_fork_command(
     let program = std::env::args()
         .next()
         .unwrap_or_else(|| "meltr-tui".into());
+    let root = forked.dir.parent().unwrap_or(Path::new("."));
     let mut command = vec![
         program,
+        "--sessions-dir".into(),
+        root.display().to_string(),
         "fork".into(),
         forked.parent.clone(),
         "--at".into(),

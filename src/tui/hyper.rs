@@ -118,7 +118,10 @@ pub fn render(frame: &mut Frame, area: Rect, app: &App, focused: bool) {
         .skip(offset)
         .take(height)
         .map(|(i, (key, value))| {
-            let engine = engine_value(app, key, value);
+            let engine = in_force
+                .get(key)
+                .filter(|configured| *configured == value)
+                .and_then(|configured| engine_value(app, key, configured));
             let (note, note_style) = if in_force.get(key) != Some(value) {
                 (
                     "pending",
@@ -165,9 +168,10 @@ pub fn render(frame: &mut Frame, area: Rect, app: &App, focused: bool) {
 }
 
 /// The value the engine runs `key` at, where a collapse restore moved it
-/// off the config's (`meltr.meta_lr` halved, `meltr.gamma` raised): from
-/// the newest meta line, when it is newer than the key's last edit (an
-/// edit sets the value again).
+/// off the config in force (`meltr.meta_lr` halved, `meltr.gamma`
+/// raised): from the newest meta line, when it is newer than the key's last
+/// edit (an edit sets the value again). Callers ask only for keys without
+/// a pending edit.
 fn engine_value(app: &App, key: &str, configured: &toml::Value) -> Option<f64> {
     let meta = app.store.meta.as_ref()?;
     let now = match key {

@@ -165,16 +165,31 @@ impl Trainer {
                 return self.finish_step(reuse_forward);
             }
             let (logged_losses, logged_weights) = (pick(0..k), pick(k..2 * k));
-            if !std::mem::replace(&mut self.loss_scales_checked, true)
-                && self.config.combiner.kind == CombinerKind::Meltr
-                && self.config.meltr.loss_scale == LossScale::Raw
-            {
-                let residual = self.config.meltr.init == MeltrInit::Residual;
-                if let Some(message) = far_larger_losses(&self.loss_names, &values[..k], residual) {
-                    self.emit(Record::Event {
-                        level: Level::Warn,
-                        message,
-                    });
+            if !std::mem::replace(&mut self.loss_scales_checked, true) {
+                let kind = self.config.combiner.kind;
+                if kind == CombinerKind::Meltr && self.config.meltr.loss_scale == LossScale::Raw {
+                    let residual = self.config.meltr.init == MeltrInit::Residual;
+                    if let Some(message) =
+                        far_larger_losses(&self.loss_names, &values[..k], residual)
+                    {
+                        self.emit(Record::Event {
+                            level: Level::Warn,
+                            message,
+                        });
+                    }
+                }
+                // Weights near 1 at the start: a user's `weights` may
+                // already scale the loss up.
+                if matches!(
+                    kind,
+                    CombinerKind::Sum | CombinerKind::Meltr | CombinerKind::Mlp
+                ) {
+                    if let Some(message) = far_smaller_losses(&self.loss_names, &values[..k]) {
+                        self.emit(Record::Event {
+                            level: Level::Info,
+                            message,
+                        });
+                    }
                 }
             }
             // Read only for a line that is written (cheap: NVML's counters).
@@ -258,6 +273,31 @@ pub(super) fn far_larger_losses(
     })
 }
 
+/// The note for auxiliary losses at most 1/[`FAR_LARGER_LOSS`] of the
+/// primary's value (`values`: primary first), if any: such a loss (one
+/// scaled by 1e-3 in the model, say) usually has as small a gradient, so it
+/// hardly moves the model at a weight near 1.
+pub(super) fn far_smaller_losses(names: &[String], values: &[f64]) -> Option<String> {
+    let primary = values.first()?.abs();
+    let small: Vec<String> = names
+        .iter()
+        .zip(values)
+        .skip(1)
+        .filter(|(_, v)| v.abs() * FAR_LARGER_LOSS <= primary && v.abs() > 0.0)
+        .map(|(name, v)| format!("{name} ({v:.3e}, 1/{:.0})", primary / v.abs()))
+        .collect();
+    (!small.is_empty()).then(|| {
+        format!(
+            "at the first logged step, auxiliary loss {} is at most 1/{FAR_LARGER_LOSS:.0} of the primary's value ({} = {:.3e}): \
+             its gradient is likely as small, so at a weight near 1 it hardly moves the model (the \
+             contributions pane's gradient shares show it); scale it up in the model if it should count",
+            small.join(", "),
+            names[0],
+            values[0]
+        )
+    })
+}
+
 #[cfg(test)]
 mod scale_tests {
     use super::*;
@@ -288,5 +328,13 @@ mod scale_tests {
             far_larger_losses(&names, &[0.0, 5.0, 1.0, 1.0], false),
             None
         );
+        // The other end: a loss a walkthrough scaled by 1e-3 (700x below).
+        let small = far_smaller_losses(&names, &[1.4, 20.0, 4000.0, 2e-3]).unwrap();
+        assert!(small.contains("tiny (2.000e-3, 1/700)"), "{small}");
+        assert!(
+            !small.contains("count (") && !small.contains("count_x200"),
+            "{small}"
+        );
+        assert_eq!(far_smaller_losses(&names, &[1.0, 0.011, 5.0, 0.0]), None);
     }
 }

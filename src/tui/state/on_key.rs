@@ -302,15 +302,16 @@ impl App {
             return Action::None;
         };
         let (key, text) = (editor.key.clone(), editor.input.text().to_string());
+        if !self.can_fork {
+            // The editor stays open with its value: Enter still writes it.
+            self.notify(Level::Warn, "fork is not available here");
+            return Action::None;
+        }
         match self.propose(&key, &text) {
             Ok(Action::WriteConfig {
                 config, summary, ..
             }) => {
                 self.editor = None;
-                if !self.can_fork {
-                    self.notify(Level::Warn, "fork is not available here");
-                    return Action::None;
-                }
                 self.notify(
                     Level::Info,
                     format!("forking with {summary} (not applied to this run)…"),

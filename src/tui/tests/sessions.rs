@@ -244,13 +244,19 @@ fn f_forks_with_the_edited_config_and_says_the_new_id() {
 #[test]
 fn ctrl_f_in_the_editor_forks_with_the_value_without_writing_it_here() {
     let mut app = app();
-    app.can_fork = true;
     let before = app.config.clone();
     select(&mut app, "train.lr");
     press(&mut app, KeyCode::Enter);
     app.editor.as_mut().expect("editing").input.clear();
     type_text(&mut app, "0.002");
     let ctrl_f = KeyEvent::new(KeyCode::Char('f'), KeyModifiers::CONTROL);
+    // Where forking is not available the value stays in the editor.
+    assert_eq!(app.on_key(ctrl_f), Action::None);
+    assert_eq!(
+        app.editor.as_ref().expect("still editing").input.text(),
+        "0.002"
+    );
+    app.can_fork = true;
     let action = app.on_key(ctrl_f);
     let Action::Fork(Some(config)) = &action else {
         panic!("expected a fork with the value, got {action:?}");

@@ -31,9 +31,11 @@ pub fn torch_message(error: &tch::TchError) -> String {
         let message = lines[at..].join("\n");
         let frames = traceback_frames(&lines[..at]);
         // The innermost frame in the user's own code says which call
-        // failed (a model has several `cross_entropy`s); torch's own frame
+        // failed (a model has several `cross_entropy`s); the library's frame
         // inside it, when there is one, by its header only.
-        let own = frames.iter().rposition(|frame| !in_torch_library(frame[0]));
+        let own = frames
+            .iter()
+            .rposition(|frame| !in_installed_package(frame[0]));
         let mut shown: Vec<String> = own.map(|k| frames[k].join("\n")).into_iter().collect();
         if let Some(innermost) = frames.last() {
             if own != Some(frames.len() - 1) {
@@ -71,12 +73,14 @@ fn traceback_frames<'a>(lines: &[&'a str]) -> Vec<Vec<&'a str>> {
     frames
 }
 
-/// Whether a traceback frame's `File "…"` line is in torch's own Python
-/// package (as installed, or as TorchScript serializes it).
-fn in_torch_library(file_line: &str) -> bool {
+/// Whether a traceback frame's `File "…"` line is in an installed package
+/// (torch, torchvision, transformers…) or in torch as TorchScript
+/// serializes it, rather than in the user's own code.
+fn in_installed_package(file_line: &str) -> bool {
     [
-        "/site-packages/torch/",
-        "/dist-packages/torch/",
+        "/site-packages/",
+        "/dist-packages/",
+        "\\site-packages\\",
         "\"code/__torch__/torch/",
     ]
     .iter()
@@ -98,18 +102,21 @@ pub(super) fn describe(value: &IValue) -> String {
     }
 }
 
-/// A failed batch's rows checked one by one at most: beyond, the error
-/// goes without the rows that fail alone.
-const ROWS_CHECKED_ALONE: usize = 1024;
+/// A failed batch's rows checked one by one at most (a forward each, on
+/// the error path only): beyond, the error goes without them.
+const ROWS_CHECKED_ALONE: usize = 256;
 
 impl TorchScript {
     /// Which of `rows` (training rows) make the forward fail on their own,
     /// run one at a time in eval mode without gradients (so that BatchNorm
-    /// takes a single row, and running statistics do not move); `None` when
-    /// there are too many to check or none fails alone (the failure is the
-    /// batch's, not a row's).
-    pub(super) fn rows_failing_alone(&self, rows: &[i64]) -> Option<Vec<i64>> {
-        if rows.len() > ROWS_CHECKED_ALONE {
+    /// takes a single row, and running statistics do not move). `None` when
+    /// there are too many to check, on CUDA (a device-side assert, as an
+    /// out-of-range label raises there, breaks every later forward), or
+    /// when none or every row fails alone: then the fault is the model's or
+    /// the batch's (a misspelt key, a loss that needs two rows), not a row's.
+    pub(super) fn rows_failing_alone_of(&self, rows: &[i64]) -> Option<Vec<i64>> {
+        let on_cpu = self.train.tensors.first()?.1.device() == Device::Cpu;
+        if rows.len() > ROWS_CHECKED_ALONE || !on_cpu {
             return None;
         }
         self.module.borrow_mut().set_eval();
@@ -121,7 +128,7 @@ impl TorchScript {
             })
             .collect();
         self.module.borrow_mut().set_train();
-        (!failing.is_empty()).then_some(failing)
+        (!failing.is_empty() && failing.len() < rows.len()).then_some(failing)
     }
 }
 

@@ -204,7 +204,7 @@ impl TorchScript {
         let first_batch = move || format!("the first training batch (rows 0..{size})");
         let in_order = self.forward_in_order(&batch).map_err(|error| {
             let alone = self
-                .rows_failing_alone(&(0..size).collect::<Vec<_>>())
+                .rows_failing_alone_of(&(0..size).collect::<Vec<_>>())
                 .map_or(String::new(), |rows| super::failing_alone_note(&rows));
             error.context(format!("{}{alone}", first_batch()))
         })?;
@@ -529,7 +529,7 @@ impl Workload for TorchScript {
     }
 
     fn rows_failing_alone(&self, step: u64) -> Option<Vec<i64>> {
-        self.rows_failing_alone(&self.batch_rows(step)?)
+        self.rows_failing_alone_of(&self.batch_rows(step)?)
     }
 
     fn val_batch(&self, index: u64) -> Result<Batch> {

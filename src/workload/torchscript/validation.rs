@@ -57,7 +57,12 @@ impl TorchScript {
             .train
             .names()
             .filter(|name| !self.val.names().any(|n| n == *name))
-            .filter(|name| text.contains(&format!("KeyError: {name}")))
+            .filter(|name| {
+                // The whole name: `mask` is not `KeyError: mask_2`.
+                text.split(&format!("KeyError: {name}"))
+                    .skip(1)
+                    .any(|after| after.chars().next().is_none_or(char::is_whitespace))
+            })
             .map(|name| format!("`{name}`"))
             .collect();
         if lacking.is_empty() {

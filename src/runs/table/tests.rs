@@ -1,0 +1,245 @@
+//! `meltr-tui table`'s rendering, on runs made in temporary folders.
+
+use super::*;
+
+/// The Markdown table of `groups` with the default options.
+fn markdown(groups: &[Group]) -> String {
+    let options = TableOptions {
+        format: TableFormat::Md,
+        best: false,
+        metrics: Vec::new(),
+        digits: None,
+    };
+    render(groups, &options).unwrap()
+}
+
+/// One n=1 row (no std) switched the whole column from 2 decimals to 4.
+#[test]
+fn a_single_run_row_does_not_set_the_columns_decimals() {
+    let root = tempfile::tempdir().unwrap();
+    let mut runs = Vec::new();
+    for (i, (gamma, accuracy)) in [(0.1, 85.0), (0.1, 85.6), (0.1, 84.9), (0.3, 86.0)]
+        .into_iter()
+        .enumerate()
+    {
+        let mut config = crate::config::Config::default();
+        config.meltr.gamma = gamma;
+        let dir = crate::session::create(root.path(), &format!("r{i}"), &config).unwrap();
+        let mut run = Run::load(&dir).unwrap();
+        run.meta.primary_metric = "accuracy".into();
+        run.meta.higher_is_better = true;
+        run.final_eval = Some((
+            10,
+            [("accuracy".to_string(), accuracy)].into_iter().collect(),
+        ));
+        runs.push(run);
+    }
+    let groups = super::super::groups::gather(
+        &runs,
+        &super::super::groups::GroupBy::Keys(vec!["meltr.gamma".into()]),
+    )
+    .unwrap();
+    let text = markdown(&groups);
+    assert!(text.contains("| 0.1 | 3 | 85.17 ± 0.38 |"), "{text}");
+    assert!(text.contains("| 0.3 | 1 | **86.00** |"), "{text}");
+}
+
+/// Two rows with the best mean as printed are both bold (a walkthrough
+/// saw only the first of two 67.9s marked).
+#[test]
+fn tied_best_means_are_all_bold() {
+    let root = tempfile::tempdir().unwrap();
+    let mut runs = Vec::new();
+    for (kind, accuracy) in [("meltr", 67.9), ("sum", 67.900_000_1), ("primary", 57.7)] {
+        let mut config = crate::config::Config::default();
+        config.combiner.kind = kind.parse().unwrap();
+        let dir = crate::session::create(root.path(), kind, &config).unwrap();
+        let mut run = Run::load(&dir).unwrap();
+        run.meta.primary_metric = "accuracy".into();
+        run.meta.higher_is_better = true;
+        run.final_eval = Some((10, [("accuracy".to_string(), accuracy)].into()));
+        runs.push(run);
+    }
+    let groups =
+        super::super::groups::gather(&runs, &super::super::groups::GroupBy::Seeds).unwrap();
+    let text = markdown(&groups);
+    assert!(text.contains("| meltr | 1 | **67.9000** |"), "{text}");
+    assert!(text.contains("| sum | 1 | **67.9000** |"), "{text}");
+    assert!(text.contains("| primary | 1 | 57.7000 |"), "{text}");
+    // When every row ties, none is the best.
+    let two =
+        super::super::groups::gather(&runs[..2], &super::super::groups::GroupBy::Seeds).unwrap();
+    assert!(!markdown(&two).contains("**"), "{}", markdown(&two));
+}
+
+/// A fork's row read like a second group with the same settings.
+#[test]
+fn a_forks_row_says_what_it_was_forked_from() {
+    let root = tempfile::tempdir().unwrap();
+    let mut runs = Vec::new();
+    for (name, kind) in [("m0", "meltr"), ("s0", "sum"), ("m0-fork", "meltr")] {
+        let mut config = crate::config::Config::default();
+        config.combiner.kind = kind.parse().unwrap();
+        let dir = crate::session::create(root.path(), name, &config).unwrap();
+        let mut run = Run::load(&dir).unwrap();
+        run.meta.primary_metric = "accuracy".into();
+        run.final_eval = Some((10, [("accuracy".to_string(), 80.0)].into_iter().collect()));
+        runs.push(run);
+    }
+    runs[2].meta.parent = Some(runs[0].meta.id.clone());
+    runs[2].meta.fork_step = Some(200);
+    let groups =
+        super::super::groups::gather(&runs, &super::super::groups::GroupBy::Seeds).unwrap();
+    let text = markdown(&groups);
+    assert!(
+        text.starts_with("| combiner.kind | forked from | n |"),
+        "{text}"
+    );
+    assert!(text.contains("| meltr | - | 1 |"), "{text}");
+    assert!(text.contains("| meltr | m0@200 | 1 |"), "{text}");
+}
+
+/// `table --metric eval_loss/cls_ce` said the session had no such
+/// metric, though its eval lines hold the validation losses (and the
+/// CSV export names them so); without --metric they stay out.
+#[test]
+fn validation_losses_are_columns_when_asked_for() {
+    use crate::session::log::MetricsWriter;
+    use crate::session::metrics::MetricLine;
+    let root = tempfile::tempdir().unwrap();
+    let mut runs = Vec::new();
+    for (name, kind, loss) in [("m", "meltr", 0.5), ("s", "sum", 0.7)] {
+        let mut config = crate::config::Config::default();
+        config.combiner.kind = kind.parse().unwrap();
+        let dir = crate::session::create(root.path(), name, &config).unwrap();
+        let mut w = MetricsWriter::open(&dir.join("metrics.jsonl")).unwrap();
+        w.append(&MetricLine {
+            step: 10,
+            time: 1.0,
+            wall: None,
+            record: crate::session::metrics::Record::Eval {
+                metrics: [("accuracy".to_string(), 80.0)].into(),
+                losses: [("cls".to_string(), loss)].into(),
+            },
+        })
+        .unwrap();
+        let mut run = Run::load(&dir).unwrap();
+        run.meta.primary_metric = "accuracy".into();
+        run.meta.higher_is_better = true;
+        runs.push(run);
+    }
+    let groups =
+        super::super::groups::gather(&runs, &super::super::groups::GroupBy::Seeds).unwrap();
+    assert!(!markdown(&groups).contains("eval_loss"));
+    let options = TableOptions {
+        format: TableFormat::Md,
+        best: false,
+        metrics: vec!["eval_loss/cls".into()],
+        digits: None,
+    };
+    let text = render(&groups, &options).unwrap();
+    assert!(text.contains("| eval_loss/cls ↓ |"), "{text}");
+    assert!(text.contains("| meltr | 1 | **0.5000** |"), "{text}");
+    assert!(text.contains("| sum | 1 | 0.7000 |"), "{text}");
+}
+
+/// A walkthrough: "which loss does MELTR weigh least, over seeds" had
+/// no command; `weight/<loss>` columns give each run's final weight
+/// (the mean of its last 10 logged), with neither arrow nor bold.
+#[test]
+fn final_weights_are_columns_when_asked_for() {
+    use std::io::Write;
+    let root = tempfile::tempdir().unwrap();
+    let mut runs = Vec::new();
+    for (seed, harmful) in [(0, 0.2), (1, 0.4)] {
+        let mut config = crate::config::Config::default();
+        config.workload.seed = seed;
+        let dir = crate::session::create(root.path(), "m", &config).unwrap();
+        let mut log = std::fs::File::create(dir.join("metrics.jsonl")).unwrap();
+        // 15 lines: the first 5 (weight 9) fall outside the last 10.
+        for step in 1..=15u64 {
+            let w = if step <= 5 { 9.0 } else { harmful };
+            writeln!(
+                log,
+                r#"{{"step":{step},"time":1.0,"kind":"train","losses":{{"primary":1.0,"harmful":1.0}},"total":2.0,"weights":{{"primary":1.5,"harmful":{w}}},"lr":0.001}}"#
+            )
+            .unwrap();
+        }
+        writeln!(
+            log,
+            r#"{{"step":15,"time":1.0,"kind":"eval","metrics":{{"accuracy":80.0}},"losses":{{}}}}"#
+        )
+        .unwrap();
+        drop(log);
+        let mut run = Run::load(&dir).unwrap();
+        run.meta.primary_metric = "accuracy".into();
+        run.meta.higher_is_better = true;
+        runs.push(run);
+    }
+    let groups =
+        super::super::groups::gather(&runs, &super::super::groups::GroupBy::Seeds).unwrap();
+    let options = TableOptions {
+        format: TableFormat::Md,
+        best: false,
+        metrics: vec!["accuracy".into(), "weight/harmful".into()],
+        digits: Some(2),
+    };
+    let text = render(&groups, &options).unwrap();
+    assert!(text.contains("| accuracy ↑ | weight/harmful |"), "{text}");
+    assert!(
+        text.contains("| 2 | 80.00 ± 0.00 | 0.30 ± 0.14 |"),
+        "{text}"
+    );
+    assert!(
+        text.contains("mean of each run's last 10 logged steps"),
+        "{text}"
+    );
+    let missing = TableOptions {
+        metrics: vec!["weight/mlm".into()],
+        ..options
+    };
+    let error = render(&groups, &missing).unwrap_err().to_string();
+    assert!(
+        error.contains(
+            "has no loss `mlm` with logged weights; it has: weight/harmful, weight/primary"
+        ),
+        "{error}"
+    );
+}
+
+/// Only the primary metric had an arrow and a bold best (walkthrough:
+/// a paper table needed hand edits).
+#[test]
+fn every_metric_column_gets_its_direction_and_best() {
+    let root = tempfile::tempdir().unwrap();
+    let mut runs = Vec::new();
+    for (name, kind, r2, mse) in [("m", "meltr", 0.9, 0.3), ("s", "sum", 0.8, 0.2)] {
+        let mut config = crate::config::Config::default();
+        config.combiner.kind = kind.parse().unwrap();
+        let dir = crate::session::create(root.path(), name, &config).unwrap();
+        let mut run = Run::load(&dir).unwrap();
+        run.meta.primary_metric = "r2".into();
+        run.meta.higher_is_better = true;
+        let metrics = [("r2".to_string(), r2), ("val_mse".to_string(), mse)];
+        run.final_eval = Some((10, metrics.into_iter().collect()));
+        runs.push(run);
+    }
+    let groups =
+        super::super::groups::gather(&runs, &super::super::groups::GroupBy::Seeds).unwrap();
+    let text = markdown(&groups);
+    assert!(
+        text.starts_with("| combiner.kind | n | r2 ↑ | val_mse ↓ |"),
+        "{text}"
+    );
+    assert!(
+        text.contains("| meltr | 1 | **0.9000** | 0.3000 |"),
+        "{text}"
+    );
+    assert!(text.contains("| sum | 1 | 0.8000 | **0.2000** |"), "{text}");
+}
+
+#[test]
+fn latex_specials_are_escaped() {
+    assert_eq!(latex_escape("aid.max_growth"), r"aid.max\_growth");
+    assert_eq!(latex_escape("R@1 & 5%"), r"R@1 \& 5\%");
+}
