@@ -122,7 +122,7 @@ fn render_footer(frame: &mut Frame, area: Rect, app: &App) {
         }
         None => {
             let hint = if app.editor.is_some() {
-                "Enter write · Esc cancel · ←→ move · Ctrl-U clear"
+                "Enter write · Ctrl-F fork with it · Esc cancel · ←→ move · Ctrl-U clear"
             } else if app.sessions.is_some() {
                 "Space mark · o overlay · Enter attach · Esc back"
             } else {
