@@ -13,6 +13,22 @@ fn markdown(groups: &[Group]) -> String {
     render(groups, &options).unwrap()
 }
 
+/// A session of `config` under `root` whose `metrics.jsonl` is `log`, as
+/// a run whose primary metric is `accuracy` (higher is better).
+fn accuracy_run(
+    root: &std::path::Path,
+    name: &str,
+    config: &crate::config::Config,
+    log: &str,
+) -> Run {
+    let dir = crate::session::create(root, name, config).unwrap();
+    std::fs::write(dir.join("metrics.jsonl"), log).unwrap();
+    let mut run = Run::load(&dir).unwrap();
+    run.meta.primary_metric = "accuracy".into();
+    run.meta.higher_is_better = true;
+    run
+}
+
 /// One n=1 row (no std) switched the whole column from 2 decimals to 4.
 #[test]
 fn a_single_run_row_does_not_set_the_columns_decimals() {
@@ -24,10 +40,7 @@ fn a_single_run_row_does_not_set_the_columns_decimals() {
     {
         let mut config = crate::config::Config::default();
         config.meltr.gamma = gamma;
-        let dir = crate::session::create(root.path(), &format!("r{i}"), &config).unwrap();
-        let mut run = Run::load(&dir).unwrap();
-        run.meta.primary_metric = "accuracy".into();
-        run.meta.higher_is_better = true;
+        let mut run = accuracy_run(root.path(), &format!("r{i}"), &config, "");
         run.final_eval = Some((
             10,
             [("accuracy".to_string(), accuracy)].into_iter().collect(),
@@ -53,10 +66,7 @@ fn tied_best_means_are_all_bold() {
     for (kind, accuracy) in [("meltr", 67.9), ("sum", 67.900_000_1), ("primary", 57.7)] {
         let mut config = crate::config::Config::default();
         config.combiner.kind = kind.parse().unwrap();
-        let dir = crate::session::create(root.path(), kind, &config).unwrap();
-        let mut run = Run::load(&dir).unwrap();
-        run.meta.primary_metric = "accuracy".into();
-        run.meta.higher_is_better = true;
+        let mut run = accuracy_run(root.path(), kind, &config, "");
         run.final_eval = Some((10, [("accuracy".to_string(), accuracy)].into()));
         runs.push(run);
     }
@@ -148,33 +158,24 @@ fn validation_losses_are_columns_when_asked_for() {
 /// (the mean of its last 10 logged), with neither arrow nor bold.
 #[test]
 fn final_weights_are_columns_when_asked_for() {
-    use std::io::Write;
     let root = tempfile::tempdir().unwrap();
     let mut runs = Vec::new();
     for (seed, harmful) in [(0, 0.2), (1, 0.4)] {
         let mut config = crate::config::Config::default();
         config.workload.seed = seed;
-        let dir = crate::session::create(root.path(), "m", &config).unwrap();
-        let mut log = std::fs::File::create(dir.join("metrics.jsonl")).unwrap();
         // 15 lines: the first 5 (weight 9) fall outside the last 10.
-        for step in 1..=15u64 {
-            let w = if step <= 5 { 9.0 } else { harmful };
-            writeln!(
-                log,
-                r#"{{"step":{step},"time":1.0,"kind":"train","losses":{{"primary":1.0,"harmful":1.0}},"total":2.0,"weights":{{"primary":1.5,"harmful":{w}}},"lr":0.001}}"#
-            )
-            .unwrap();
-        }
-        writeln!(
-            log,
-            r#"{{"step":15,"time":1.0,"kind":"eval","metrics":{{"accuracy":80.0}},"losses":{{}}}}"#
-        )
-        .unwrap();
-        drop(log);
-        let mut run = Run::load(&dir).unwrap();
-        run.meta.primary_metric = "accuracy".into();
-        run.meta.higher_is_better = true;
-        runs.push(run);
+        let mut log: String = (1..=15u64)
+            .map(|step| {
+                let w = if step <= 5 { 9.0 } else { harmful };
+                format!(
+                    r#"{{"step":{step},"time":1.0,"kind":"train","losses":{{"primary":1.0,"harmful":1.0}},"total":2.0,"weights":{{"primary":1.5,"harmful":{w}}},"lr":0.001}}"#
+                ) + "\n"
+            })
+            .collect();
+        log.push_str(
+            r#"{"step":15,"time":1.0,"kind":"eval","metrics":{"accuracy":80.0},"losses":{}}"#,
+        );
+        runs.push(accuracy_run(root.path(), "m", &config, &(log + "\n")));
     }
     let groups =
         super::super::groups::gather(&runs, &super::super::groups::GroupBy::Seeds).unwrap();
