@@ -172,6 +172,17 @@ fn a_folder_that_cannot_be_listed_is_said() {
     assert!(flash.contains("cannot list sessions"), "{flash}");
 }
 
+/// A fork callback that succeeds, recording the `train.lr` it was given.
+fn recorded_fork(seen: &RefCell<Vec<f64>>, config: &Config) -> anyhow::Result<ForkReport> {
+    seen.borrow_mut().push(config.train.lr);
+    Ok(ForkReport {
+        id: "20260101-130000-demo-fork".into(),
+        dir: "sessions/20260101-130000-demo-fork".into(),
+        step: 400,
+        changes: vec!["train.lr=0.002".into()],
+    })
+}
+
 #[test]
 fn f_forks_with_the_edited_config_and_says_the_new_id() {
     let mut app = app();
@@ -196,15 +207,7 @@ fn f_forks_with_the_edited_config_and_says_the_new_id() {
 
     assert_eq!(press(&mut app, KeyCode::Char('f')), Action::Fork(None));
     let seen: RefCell<Vec<f64>> = RefCell::default();
-    let fork = |c: &Config| -> anyhow::Result<ForkReport> {
-        seen.borrow_mut().push(c.train.lr);
-        Ok(ForkReport {
-            id: "20260101-130000-demo-fork".into(),
-            dir: "sessions/20260101-130000-demo-fork".into(),
-            step: 400,
-            changes: vec!["train.lr=0.002".into()],
-        })
-    };
+    let fork = |c: &Config| recorded_fork(&seen, c);
     let ctx = Ctx {
         fork: Some(&fork),
         ..Ctx::default()
@@ -270,15 +273,7 @@ fn ctrl_f_in_the_editor_forks_with_the_value_without_writing_it_here() {
         "{flash}"
     );
     let seen: RefCell<Vec<f64>> = RefCell::default();
-    let fork = |c: &Config| -> anyhow::Result<ForkReport> {
-        seen.borrow_mut().push(c.train.lr);
-        Ok(ForkReport {
-            id: "20260101-130000-demo-fork".into(),
-            dir: "sessions/20260101-130000-demo-fork".into(),
-            step: 400,
-            changes: vec!["train.lr=0.002".into()],
-        })
-    };
+    let fork = |c: &Config| recorded_fork(&seen, c);
     let ctx = Ctx {
         fork: Some(&fork),
         ..Ctx::default()
