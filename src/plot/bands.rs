@@ -3,7 +3,8 @@
 //! std, or min–max) over the steps every member logged; a group of one is
 //! its plain curve. The std band stays within the members' values (an
 //! accuracy band never passes the best seed, a loss band never reaches
-//! below the lowest loss, so a log axis always has it). Training losses are EMA-smoothed per session first.
+//! below the lowest loss, so a log axis always has it). Training losses
+//! are EMA-smoothed per session first.
 
 use super::chart::{Body, Chart};
 use super::data::{SeriesSource, SessionData};

@@ -261,10 +261,9 @@ pub fn weights(data: &SessionData, prep: Prep) -> Option<Figure> {
     })
 }
 
-pub use crate::session::metrics::FINAL_WEIGHT_LINES;
-
 /// Each loss's effective weight averaged over its last
-/// [`FINAL_WEIGHT_LINES`] finite logged values, and the steps they span.
+/// [`FINAL_WEIGHT_LINES`](crate::session::metrics::FINAL_WEIGHT_LINES)
+/// finite logged values, and the steps they span.
 pub fn final_weight_means(data: &SessionData) -> Option<((f64, f64), BTreeMap<String, f64>)> {
     crate::session::metrics::final_means(&data.weights)
 }

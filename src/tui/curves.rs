@@ -7,6 +7,7 @@ use super::decimate::Track;
 use super::fmt;
 use super::frame::pane_block;
 use super::state::{App, CurveId, Pane, Window};
+use super::store::Store;
 use ratatui::layout::{Constraint, Layout, Rect};
 use ratatui::text::{Line, Span};
 use ratatui::widgets::Paragraph;
@@ -89,15 +90,12 @@ fn not_drawn_on_log_scale(app: &App, x: (f64, f64)) -> Option<String> {
         .into_iter()
         .filter(|id| !app.curves.hidden.contains(id))
         .filter(|id| {
-            let (track, channel) = match id {
-                CurveId::Loss(c) => (&store.loss_track, *c),
-                CurveId::Total => (&store.total_track, 0),
-                CurveId::Metric => return false,
-            };
-            track
-                .decimate(channel, x.0, x.1, NON_POSITIVE_PROBE_COLUMNS)
-                .iter()
-                .any(|(_, y)| *y <= 0.0)
+            loss_pane_track(store, *id).is_some_and(|(track, channel)| {
+                track
+                    .decimate(channel, x.0, x.1, NON_POSITIVE_PROBE_COLUMNS)
+                    .iter()
+                    .any(|(_, y)| *y <= 0.0)
+            })
         })
         .map(|id| app.curve_name(id))
         .collect();
@@ -107,6 +105,16 @@ fn not_drawn_on_log_scale(app: &App, x: (f64, f64)) -> Option<String> {
             names.join(", ")
         )
     })
+}
+
+/// The track and channel of a series drawn in the losses chart (the metric
+/// has its own chart below).
+fn loss_pane_track(store: &Store, id: CurveId) -> Option<(&Track, usize)> {
+    match id {
+        CurveId::Loss(c) => Some((&store.loss_track, c)),
+        CurveId::Total => Some((&store.total_track, 0)),
+        CurveId::Metric => None,
+    }
 }
 
 /// Decimation columns when looking for values ≤ 0 (min/max per column
@@ -167,11 +175,7 @@ pub fn render(frame: &mut Frame, area: Rect, app: &App, focused: bool) {
         .curve_ids()
         .into_iter()
         .filter(|id| !app.curves.hidden.contains(id))
-        .filter_map(|id| match id {
-            CurveId::Loss(c) => Some(plot(&store.loss_track, c, id, width)),
-            CurveId::Total => Some(plot(&store.total_track, 0, id, width)),
-            CurveId::Metric => None,
-        })
+        .filter_map(|id| loss_pane_track(store, id).map(|(track, c)| plot(track, c, id, width)))
         .collect();
     chart::render(
         frame,
