@@ -205,7 +205,7 @@ pub enum Cmd {
         #[arg(long = "metric", value_name = "NAME")]
         metrics: Vec<String>,
         /// Decimals (default: per column, two significant digits of its
-        /// smallest std).
+        /// smallest std; four of its largest mean when no row has a std).
         #[arg(long)]
         digits: Option<usize>,
         /// Also write the table to this file.

@@ -50,6 +50,17 @@ impl Summary {
     }
 }
 
+/// Decimals that show `value` to four significant digits (at least 2, at
+/// most 6): a column of single runs, which has no std to go by, reads
+/// `67.70` and `0.9037`, not `67.7000`.
+pub fn significant_decimals(value: f64) -> usize {
+    if !(value.is_finite() && value != 0.0) {
+        return 2;
+    }
+    let magnitude = value.abs().log10().floor() as i32;
+    (3 - magnitude).clamp(2, 6) as usize
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -66,6 +77,12 @@ mod tests {
         let one = Summary::of(&[0.5]).unwrap();
         assert_eq!((one.std, one.decimals()), (0.0, None));
         assert!(Summary::of(&[]).is_none());
+        assert_eq!(significant_decimals(67.7), 2);
+        assert_eq!(significant_decimals(0.9037), 4);
+        assert_eq!(significant_decimals(-0.0123), 5);
+        assert_eq!(significant_decimals(1234.0), 2);
+        assert_eq!(significant_decimals(1e-9), 6);
+        assert_eq!(significant_decimals(f64::NAN), 2);
         assert!(Summary::of(&[1.0, f64::NAN]).unwrap().mean.is_nan());
     }
 }

@@ -5,7 +5,7 @@
 
 use super::groups::Group;
 use super::render::csv_field;
-use super::stats::Summary;
+use super::stats::{significant_decimals, Summary};
 use super::{Eval, Run};
 use crate::session::metrics::{EVAL_LOSS_PREFIX, FINAL_WEIGHT_LINES, WEIGHT_PREFIX};
 use anyhow::{bail, Result};
@@ -189,11 +189,20 @@ pub fn render(groups: &[Group], opts: &TableOptions) -> Result<String> {
         Some(if higher[col]? { "↑" } else { "↓" })
     };
     // One number of decimals a column, enough for its tightest std; a
-    // single run has no std and leaves the choice to the others.
+    // single run has no std and leaves the choice to the others, and a
+    // column of single runs shows its largest mean to four significant
+    // digits.
     let digits: Vec<usize> = (0..names.len())
         .map(|j| {
             let widest = rows.iter().filter_map(|r| r.cells[j].decimals()).max();
-            opts.digits.or(widest).unwrap_or(4)
+            let largest = rows
+                .iter()
+                .map(|r| r.cells[j].mean)
+                .filter(|m| m.is_finite())
+                .fold(0.0f64, |a, m| a.max(m.abs()));
+            opts.digits
+                .or(widest)
+                .unwrap_or_else(|| significant_decimals(largest))
         })
         .collect();
     // Ties as printed: means that differ past the shown digits tie too; a

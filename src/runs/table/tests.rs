@@ -57,6 +57,32 @@ fn a_single_run_row_does_not_set_the_columns_decimals() {
     assert!(text.contains("| 0.3 | 1 | **86.00** |"), "{text}");
 }
 
+/// A table of single runs read `67.7000` (a walkthrough's n = 1 rows):
+/// with no std to go by, four significant digits of the largest mean.
+#[test]
+fn a_column_of_single_runs_shows_four_significant_digits() {
+    let root = tempfile::tempdir().unwrap();
+    let mut runs = Vec::new();
+    for (i, (gamma, accuracy)) in [(0.1, 67.7), (0.3, 8.25)].into_iter().enumerate() {
+        let mut config = crate::config::Config::default();
+        config.meltr.gamma = gamma;
+        let mut run = accuracy_run(root.path(), &format!("r{i}"), &config, "");
+        run.final_eval = Some((
+            10,
+            [("accuracy".to_string(), accuracy)].into_iter().collect(),
+        ));
+        runs.push(run);
+    }
+    let groups = super::super::groups::gather(
+        &runs,
+        &super::super::groups::GroupBy::Keys(vec!["meltr.gamma".into()]),
+    )
+    .unwrap();
+    let text = markdown(&groups);
+    assert!(text.contains("| 0.1 | 1 | **67.70** |"), "{text}");
+    assert!(text.contains("| 0.3 | 1 | 8.25 |"), "{text}");
+}
+
 /// Two rows with the best mean as printed are both bold (a walkthrough
 /// saw only the first of two 67.9s marked).
 #[test]
@@ -73,9 +99,9 @@ fn tied_best_means_are_all_bold() {
     let groups =
         super::super::groups::gather(&runs, &super::super::groups::GroupBy::Seeds).unwrap();
     let text = markdown(&groups);
-    assert!(text.contains("| meltr | 1 | **67.9000** |"), "{text}");
-    assert!(text.contains("| sum | 1 | **67.9000** |"), "{text}");
-    assert!(text.contains("| primary | 1 | 57.7000 |"), "{text}");
+    assert!(text.contains("| meltr | 1 | **67.90** |"), "{text}");
+    assert!(text.contains("| sum | 1 | **67.90** |"), "{text}");
+    assert!(text.contains("| primary | 1 | 57.70 |"), "{text}");
     // When every row ties, none is the best.
     let two =
         super::super::groups::gather(&runs[..2], &super::super::groups::GroupBy::Seeds).unwrap();
