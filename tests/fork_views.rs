@@ -65,7 +65,7 @@ fn compare_starts_a_fork_at_its_fork_step_and_marks_the_fork_point() {
     // The fork's log holds the parent's lines up to step 20 too.
     assert!(sessions[1].losses["primary"][0].0 < 20.0);
     let prep = Prep {
-        ema: 0.0,
+        smoothing: meltr_tui::plot::Smoothing::Ema(0.0),
         columns: 1000,
     };
     for metric in ["primary", sessions[0].meta.primary_metric.as_str()] {

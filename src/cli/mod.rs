@@ -231,9 +231,10 @@ pub enum Cmd {
         /// Logarithmic y axis for the loss curves.
         #[arg(long)]
         log_scale: bool,
-        /// EMA smoothing weight in [0, 1); 0 turns smoothing off.
-        #[arg(long, default_value_t = crate::plot::DEFAULT_EMA)]
-        ema: f64,
+        /// EMA weight in [0, 1) for training curves (0: none), or `auto`: 0.9,
+        /// less under 200 logged points so the curve does not lag its end.
+        #[arg(long, default_value = "auto")]
+        ema: crate::plot::Smoothing,
     },
     /// Overlay one metric of several sessions in one figure (format from
     /// -o's extension). Sessions that differ only by workload.seed are drawn

@@ -8,7 +8,7 @@
 
 use super::chart::{Body, Chart};
 use super::data::{SeriesSource, SessionData};
-use super::figures::{eval_axis_label, Prep};
+use super::figures::{eval_axis_label, smoothing_note, Prep};
 use super::scale::Kind;
 use super::series::{decimate, ema, Emphasis, Line, Points};
 use super::style::look;
@@ -76,13 +76,20 @@ pub fn compare(groups: &[Grouped], metric: &str, prep: Prep, band: Band) -> anyh
     let mut means = Vec::new();
     let mut source = SeriesSource::Eval;
     let mut largest = 0;
+    let mut all_series = Vec::new();
+    for group in groups {
+        for s in &group.sessions {
+            all_series.push(s.series(metric)?.1);
+        }
+    }
+    let ema_weight = prep.smoothing.weight_for(all_series.into_iter());
     for (i, group) in groups.iter().enumerate() {
         let mut curves = Vec::new();
         for s in &group.sessions {
             let (src, points) = s.series(metric)?;
             source = src;
             curves.push(match src {
-                SeriesSource::Train => ema(points, prep.ema),
+                SeriesSource::Train => ema(points, ema_weight),
                 SeriesSource::Eval => points.clone(),
             });
         }
@@ -128,10 +135,7 @@ pub fn compare(groups: &[Grouped], metric: &str, prep: Prep, band: Band) -> anyh
     let y_label = match (source, first) {
         (SeriesSource::Eval, Some(meta)) => eval_axis_label(meta, metric),
         (SeriesSource::Eval, None) => format!("validation {metric}"),
-        (SeriesSource::Train, _) if prep.ema > 0.0 => {
-            format!("training loss {metric} (EMA {})", prep.ema)
-        }
-        (SeriesSource::Train, _) => format!("training loss {metric}"),
+        (SeriesSource::Train, _) => format!("training loss {metric}{}", smoothing_note(ema_weight)),
     };
     let spread = match band {
         _ if largest < 2 => "",

@@ -5,8 +5,7 @@
 use super::chart::{Bar, Body, Chart};
 use super::data::{SeriesSource, SessionData};
 use super::scale::{compact, short, Kind};
-use super::series::{decimate, ema, extent, interpolate, Points};
-use super::series::{Emphasis, Line};
+use super::series::{decimate, ema, extent, interpolate, Emphasis, Line, Points, Smoothing};
 use super::style::{look, SeriesLook};
 use super::svg::Shape;
 use std::collections::BTreeMap;
@@ -21,8 +20,8 @@ pub struct Figure {
 /// How curves are prepared for drawing.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Prep {
-    /// Smoothing weight (0 = none).
-    pub ema: f64,
+    /// How training curves are smoothed.
+    pub smoothing: Smoothing,
     /// Pixel columns to decimate to.
     pub columns: usize,
 }
@@ -101,13 +100,13 @@ fn losses_span_note(data: &SessionData) -> Option<String> {
     })
 }
 
-/// Raw curve faint behind its EMA (or just the raw curve when not smoothing),
-/// both decimated over `[x_lo, x_hi]`.
+/// Raw curve faint behind its EMA of weight `ema_weight` (or just the raw curve
+/// when not smoothing), both decimated over `[x_lo, x_hi]`.
 fn smoothed(
     label: String,
     points: &Points,
     look: SeriesLook,
-    prep: Prep,
+    (prep, ema_weight): (Prep, f64),
     (x_lo, x_hi): (f64, f64),
 ) -> Vec<Line> {
     let thin = |p: &Points| decimate(p, x_lo, x_hi, prep.columns);
@@ -117,7 +116,7 @@ fn smoothed(
         look: look.clone(),
         emphasis: Emphasis::Main,
     };
-    if prep.ema <= 0.0 || points.len() < 3 {
+    if ema_weight <= 0.0 || points.len() < 3 {
         return vec![main(thin(points))];
     }
     let faint = Line {
@@ -126,21 +125,28 @@ fn smoothed(
         look: look.clone(),
         emphasis: Emphasis::Faint,
     };
-    vec![faint, main(thin(&ema(points, prep.ema)))]
+    vec![faint, main(thin(&ema(points, ema_weight)))]
 }
 
 fn step_range<'a>(curves: impl Iterator<Item = &'a Points>) -> (f64, f64) {
     extent(curves.flat_map(|p| p.iter().map(|q| q.0))).unwrap_or((0.0, 1.0))
 }
 
-/// Per-loss training curves in one loss-coloured set of lines per loss.
-fn per_loss(data: &SessionData, curves: &super::data::Curves, prep: Prep) -> Vec<Line> {
+/// Per-loss training curves in one loss-coloured set of lines per loss,
+/// smoothed with EMA weight `ema_weight`.
+fn per_loss(
+    data: &SessionData,
+    curves: &super::data::Curves,
+    prep: Prep,
+    ema_weight: f64,
+) -> Vec<Line> {
     let range = step_range(curves.values());
     // Draw faint curves first so no smoothed curve hides under another's noise.
     let (mut faint, mut main): (Vec<Line>, Vec<Line>) = (Vec::new(), Vec::new());
     for (i, name) in data.loss_order().iter().enumerate() {
         if let Some(points) = curves.get(name) {
-            for line in smoothed(data.loss_label(name), points, look(i), prep, range) {
+            let smoothing = (prep, ema_weight);
+            for line in smoothed(data.loss_label(name), points, look(i), smoothing, range) {
                 if line.emphasis == Emphasis::Faint {
                     faint.push(line)
                 } else {
@@ -153,24 +159,26 @@ fn per_loss(data: &SessionData, curves: &super::data::Curves, prep: Prep) -> Vec
     faint
 }
 
-fn smoothing_note(prep: Prep) -> String {
-    if prep.ema > 0.0 {
-        format!(" (EMA {})", prep.ema)
+/// The axis note for curves smoothed with EMA weight `ema_weight`.
+pub fn smoothing_note(ema_weight: f64) -> String {
+    if ema_weight > 0.0 {
+        format!(" (EMA {ema_weight})")
     } else {
         String::new()
     }
 }
 
 pub fn losses(data: &SessionData, prep: Prep, log_scale: bool) -> Figure {
+    let ema_weight = prep.smoothing.weight_for(data.losses.values());
     Figure {
         name: "losses",
         chart: Chart {
             x_label: STEP.into(),
-            y_label: format!("training loss{}", smoothing_note(prep)),
+            y_label: format!("training loss{}", smoothing_note(ema_weight)),
             y_kind: if log_scale { Kind::Log } else { Kind::Linear },
             tight_x: true,
             zero_line: false,
-            body: Body::Lines(per_loss(data, &data.losses, prep)),
+            body: Body::Lines(per_loss(data, &data.losses, prep, ema_weight)),
         },
     }
 }
@@ -248,15 +256,16 @@ pub fn weights(data: &SessionData, prep: Prep) -> Option<Figure> {
     if data.weights.is_empty() {
         return None;
     }
+    let ema_weight = prep.smoothing.weight_for(data.weights.values());
     Some(Figure {
         name: "weights",
         chart: Chart {
             x_label: STEP.into(),
-            y_label: format!("effective weight ∂M/∂lₖ{}", smoothing_note(prep)),
+            y_label: format!("effective weight ∂M/∂lₖ{}", smoothing_note(ema_weight)),
             y_kind: Kind::Linear,
             tight_x: true,
             zero_line: true,
-            body: Body::Lines(per_loss(data, &data.weights, prep)),
+            body: Body::Lines(per_loss(data, &data.weights, prep, ema_weight)),
         },
     })
 }
@@ -468,6 +477,7 @@ pub fn compare(sessions: &[SessionData], metric: &str, prep: Prep) -> anyhow::Re
         series.push(s.series(metric)?);
     }
     let range = step_range(series.iter().map(|(_, p)| *p));
+    let ema_weight = prep.smoothing.weight_for(series.iter().map(|(_, p)| *p));
     let names = legend_names(sessions);
     let forks = fork_points(sessions);
     let mut per_session: Vec<Vec<Line>> = series
@@ -480,7 +490,7 @@ pub fn compare(sessions: &[SessionData], metric: &str, prep: Prep) -> anyhow::Re
             };
             match source {
                 SeriesSource::Eval => vec![eval_line(name, points, look(i), prep.columns)],
-                SeriesSource::Train => smoothed(name, points, look(i), prep, range),
+                SeriesSource::Train => smoothed(name, points, look(i), (prep, ema_weight), range),
             }
         })
         .collect();
@@ -516,7 +526,7 @@ pub fn compare(sessions: &[SessionData], metric: &str, prep: Prep) -> anyhow::Re
     faint.extend(main);
     let y_label = match series[0].0 {
         SeriesSource::Eval => eval_axis_label(&sessions[0].meta, metric),
-        SeriesSource::Train => format!("training loss {metric}{}", smoothing_note(prep)),
+        SeriesSource::Train => format!("training loss {metric}{}", smoothing_note(ema_weight)),
     };
     Ok(Chart {
         x_label: STEP.into(),

@@ -25,6 +25,7 @@ pub mod style;
 pub mod svg;
 
 pub use bands::Band;
+pub use series::Smoothing;
 pub use style::{Style, Theme};
 
 use crate::session::atomic_write;
@@ -102,7 +103,8 @@ impl fmt::Display for Format {
     }
 }
 
-/// Default EMA smoothing weight (TensorBoard's convention: 0 = none).
+/// Default EMA smoothing weight (TensorBoard's convention: 0 = none), the
+/// most [`Smoothing::Auto`] gives.
 pub const DEFAULT_EMA: f64 = 0.9;
 
 /// What `export_session` writes, and how.
@@ -114,9 +116,9 @@ pub struct ExportOptions {
     pub style: Style,
     /// Logarithmic y axis for the loss curves.
     pub log_scale: bool,
-    /// EMA smoothing weight in `[0, 1)` for loss and weight curves; the raw
-    /// curve is drawn faintly behind. 0 disables smoothing.
-    pub ema: f64,
+    /// EMA smoothing of the loss and weight curves; the raw curve is drawn
+    /// faintly behind.
+    pub ema: Smoothing,
 }
 
 impl Default for ExportOptions {
@@ -126,7 +128,7 @@ impl Default for ExportOptions {
             out_dir: None,
             style: Style::Paper,
             log_scale: false,
-            ema: DEFAULT_EMA,
+            ema: Smoothing::Auto,
         }
     }
 }
@@ -150,9 +152,9 @@ struct Output {
     bytes: Vec<u8>,
 }
 
-fn prep(theme: &Theme, ema: f64) -> Prep {
+fn prep(theme: &Theme, smoothing: Smoothing) -> Prep {
     Prep {
-        ema,
+        smoothing,
         columns: theme.pixels().0 as usize,
     }
 }
@@ -171,8 +173,10 @@ pub fn export_session(session_dir: &Path, opts: &ExportOptions) -> Result<Export
     if opts.formats.is_empty() {
         bail!("no output format given (expected e.g. svg,png,pdf)");
     }
-    if !(0.0..1.0).contains(&opts.ema) {
-        bail!("EMA smoothing weight must be in [0, 1), got {}", opts.ema);
+    if let Smoothing::Ema(weight) = opts.ema {
+        if !(0.0..1.0).contains(&weight) {
+            bail!("EMA smoothing weight must be in [0, 1), got {weight}");
+        }
     }
     let data = SessionData::load(session_dir)?;
     let theme = opts.style.theme();
@@ -239,7 +243,7 @@ fn compare_scaled(
         .collect::<Result<Vec<_>>>()?;
     let metric = metric.map_or_else(|| sessions[0].meta.primary_metric.clone(), str::to_string);
     let theme = style.theme();
-    let chart = figures::compare(&sessions, &metric, prep(&theme, DEFAULT_EMA))?;
+    let chart = figures::compare(&sessions, &metric, prep(&theme, Smoothing::Auto))?;
     let chart = with_log_scale(chart, log_scale);
     write_figure(out_file, encode(&chart.to_svg(&theme), format, &theme)?)
 }
@@ -315,7 +319,7 @@ pub fn compare_groups(
         })
         .collect();
     let theme = style.theme();
-    let chart = bands::compare(&grouped, &metric, prep(&theme, DEFAULT_EMA), band)?;
+    let chart = bands::compare(&grouped, &metric, prep(&theme, Smoothing::Auto), band)?;
     let chart = with_log_scale(chart, log_scale);
     write_figure(out_file, encode(&chart.to_svg(&theme), format, &theme)?)
 }

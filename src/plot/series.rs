@@ -42,6 +42,53 @@ pub fn ema(points: &[(f64, f64)], weight: f64) -> Points {
     points.iter().map(|&(x, y)| (x, ema.next(y))).collect()
 }
 
+/// How a figure smooths its training curves.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Smoothing {
+    /// [`super::DEFAULT_EMA`], lowered for short curves so that the EMA's
+    /// time constant, 1/(1 − w) points, stays within a twentieth of the
+    /// longest curve: with 0.9 a 30-point curve would lag its last 10
+    /// points. Curves of 200 points or more get 0.9; 20 or fewer, none.
+    Auto,
+    /// This EMA weight in `[0, 1)` (0 = none) whatever the curves' length.
+    Ema(f64),
+}
+
+impl Smoothing {
+    /// The EMA weight for a figure whose longest smoothed curve has
+    /// `points` points (`Auto` rounded down to two decimals, so the figure's
+    /// note names the weight used).
+    pub fn weight(self, points: usize) -> f64 {
+        match self {
+            Smoothing::Ema(weight) => weight,
+            Smoothing::Auto => {
+                let cap = 1.0 - 20.0 / points.max(1) as f64;
+                ((cap * 100.0).floor() / 100.0).clamp(0.0, super::DEFAULT_EMA)
+            }
+        }
+    }
+
+    /// The EMA weight for a figure of these curves: the longest sets it.
+    pub fn weight_for<'a>(self, curves: impl Iterator<Item = &'a Points>) -> f64 {
+        self.weight(curves.map(Vec::len).max().unwrap_or(0))
+    }
+}
+
+impl std::str::FromStr for Smoothing {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        if s == "auto" {
+            return Ok(Smoothing::Auto);
+        }
+        match s.parse::<f64>() {
+            Ok(w) if (0.0..1.0).contains(&w) => Ok(Smoothing::Ema(w)),
+            _ => Err(format!(
+                "expected `auto` or an EMA weight in [0, 1) (0 turns smoothing off), got `{s}`"
+            )),
+        }
+    }
+}
+
 /// Keeps, for each of `columns` equal slices of `[x_lo, x_hi]`, the first,
 /// lowest, highest and last point (in their original order). Drawn at that
 /// many columns the result looks exactly like the full curve.
@@ -107,6 +154,7 @@ pub fn interpolate(curve: &[(f64, f64)], x: f64) -> Option<f64> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::plot::DEFAULT_EMA;
 
     #[test]
     fn ema_is_debiased_and_zero_weight_is_identity() {
@@ -115,6 +163,35 @@ mod tests {
             assert!((y - 2.0).abs() < 1e-12);
         }
         assert_eq!(ema(&pts, 0.0), pts);
+    }
+
+    /// A walkthrough's 30-point curve lagged its last 10 points under 0.9.
+    #[test]
+    fn auto_smoothing_keeps_the_time_constant_within_a_twentieth_of_the_curve() {
+        let auto = Smoothing::Auto;
+        assert_eq!(auto.weight(30), 0.33);
+        assert_eq!(auto.weight(100), 0.8);
+        assert_eq!(auto.weight(200), DEFAULT_EMA);
+        assert_eq!(auto.weight(100_000), DEFAULT_EMA);
+        assert_eq!((auto.weight(20), auto.weight(3), auto.weight(0)), (0.0, 0.0, 0.0));
+        for n in 21..400 {
+            let w = auto.weight(n);
+            assert!(1.0 / (1.0 - w) <= n as f64 / 20.0 + 1e-9, "{n}: {w}");
+        }
+        assert_eq!(Smoothing::Ema(0.95).weight(30), 0.95);
+        let curves: [Points; 2] = [vec![(0.0, 1.0); 30], vec![(0.0, 1.0); 100]];
+        assert_eq!(auto.weight_for(curves.iter()), 0.8);
+    }
+
+    #[test]
+    fn smoothing_parses_auto_or_a_weight_in_the_unit_interval() {
+        assert_eq!("auto".parse(), Ok(Smoothing::Auto));
+        assert_eq!("0.5".parse(), Ok(Smoothing::Ema(0.5)));
+        assert_eq!("0".parse(), Ok(Smoothing::Ema(0.0)));
+        for bad in ["1", "-0.1", "nan", "fast"] {
+            let err = bad.parse::<Smoothing>().unwrap_err();
+            assert!(err.contains(&format!("got `{bad}`")), "{err}");
+        }
     }
 
     #[test]
