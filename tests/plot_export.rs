@@ -367,7 +367,10 @@ fn an_explicit_ema_weight_is_kept_on_short_curves() {
         export_session(&dir, &opts).unwrap();
         let texts = svg_texts(&opts.out_dir.unwrap().join("losses.svg"));
         let axis = texts.iter().find(|t| t.starts_with("training loss"));
-        assert_eq!(axis.map(String::as_str), Some(note.unwrap_or("training loss")));
+        assert_eq!(
+            axis.map(String::as_str),
+            Some(note.unwrap_or("training loss"))
+        );
     }
 }
 

@@ -173,7 +173,10 @@ mod tests {
         assert_eq!(auto.weight(100), 0.8);
         assert_eq!(auto.weight(200), DEFAULT_EMA);
         assert_eq!(auto.weight(100_000), DEFAULT_EMA);
-        assert_eq!((auto.weight(20), auto.weight(3), auto.weight(0)), (0.0, 0.0, 0.0));
+        assert_eq!(
+            (auto.weight(20), auto.weight(3), auto.weight(0)),
+            (0.0, 0.0, 0.0)
+        );
         for n in 21..400 {
             let w = auto.weight(n);
             assert!(1.0 / (1.0 - w) <= n as f64 / 20.0 + 1e-9, "{n}: {w}");

@@ -116,6 +116,13 @@ impl SavedBuffers {
 
     /// Writes the copies back into the workload's buffers.
     pub fn restore(&self, workload: &dyn Workload) -> Result<()> {
+        self.restore_unless(workload, None)
+    }
+
+    /// Writes the copies back unless `kept` (a boolean scalar on the
+    /// buffers' device) is true, without a host sync: a skipped update's
+    /// forward leaves BatchNorm's statistics as they were, as it leaves θ.
+    pub fn restore_unless(&self, workload: &dyn Workload, kept: Option<&Tensor>) -> Result<()> {
         if self.0.is_empty() {
             return Ok(());
         }
@@ -128,7 +135,11 @@ impl SavedBuffers {
         );
         tch::no_grad(|| {
             for ((_, buffer), saved) in live.iter().zip(&self.0) {
-                buffer.shallow_clone().copy_(saved);
+                let value = match kept {
+                    Some(kept) => buffer.where_self(kept, saved),
+                    None => saved.shallow_clone(),
+                };
+                buffer.shallow_clone().copy_(&value);
             }
         });
         Ok(())

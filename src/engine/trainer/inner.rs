@@ -17,6 +17,8 @@ impl Trainer {
         // Randomness in the model (dropout) drawn from (seed, step): the
         // same after a resume, and in the PyTorch replay of a trace.
         let seed = forward_seed(self.config.workload.seed, self.step, Forward::Inner);
+        // The buffers before this forward, put back if the update is skipped.
+        let buffers_before = workload::SavedBuffers::take(self.workload.as_ref())?;
         let named = seeded(seed, || self.workload.losses(&batch)).with_context(|| {
             // The batch's rows, to find a bad sample in the data, and the
             // ones that fail on their own.
@@ -102,6 +104,7 @@ impl Trainer {
             self.phase_clock.start();
         }
         self.inner.step_if(&self.inner_params, &grads, Some(&ok));
+        buffers_before.restore_unless(self.workload.as_ref(), Some(&ok))?;
         if let Some(why) = self.inner.fused_failure.take() {
             self.note_unfused("the model's", &why);
         }

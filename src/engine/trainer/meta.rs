@@ -55,6 +55,10 @@ impl Trainer {
             return Ok(());
         }
         self.phase_clock.start();
+        // The buffers before this step's forwards, put back if its update
+        // is skipped (a pool batch with NaN rows would leave NaN in
+        // BatchNorm's running statistics otherwise).
+        let buffers_before = SavedBuffers::take(self.workload.as_ref())?;
         let mut rng =
             crate::nn::rng::SplitMix::new(self.config.workload.seed, 0x4d45_5441 ^ self.step);
         // Drawn either way, so the validation pick is the same in both modes.
@@ -156,6 +160,7 @@ impl Trainer {
                 return Err(e.context("the first meta step failed"))
             }
             Err(e) => {
+                buffers_before.restore(self.workload.as_ref())?;
                 let message = format!("meta step at step {} failed: {e:#}; meta steps paused until the config changes", self.step);
                 self.meta_blocked = Some(message.clone());
                 {
@@ -201,6 +206,7 @@ impl Trainer {
         // A non-finite hypergradient skips the meta update on the device.
         let norm = clip_grad_norm(&mut hyper.grads, self.config.meltr.meta_grad_clip);
         let ok = norm.isfinite();
+        buffers_before.restore_unless(self.workload.as_ref(), Some(&ok))?;
         let phi = self.combiner.params();
         let meta = self
             .meta

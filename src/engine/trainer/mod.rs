@@ -135,6 +135,9 @@ pub struct Trainer {
     /// Episodes of a stopped Neumann series so far (said at the 1st, 2nd,
     /// 4th, 8th, …: one line each filled the events pane).
     neumann_episodes: u32,
+    /// The last eval had non-finite losses and said so (said again only
+    /// after a finite one).
+    eval_non_finite_said: bool,
     /// Consecutive inner steps skipped as non-finite (as of the last flush).
     skip_streak: skips::SkipStreak,
     /// Consecutive meta steps skipped for a non-finite hypergradient.
@@ -390,6 +393,48 @@ impl Trainer {
         Ok(())
     }
 
+    /// Warns when validation losses are not finite: the metrics then come
+    /// from NaN outputs (an argmax of NaN is class 0) and mean nothing.
+    fn check_eval_is_finite(&mut self, eval: &workload::Evaluation) {
+        let non_finite: Vec<&str> = eval
+            .losses
+            .iter()
+            .filter(|(_, v)| !v.is_finite())
+            .map(|(name, _)| name.as_str())
+            .collect();
+        if non_finite.is_empty() {
+            self.eval_non_finite_said = false;
+            return;
+        }
+        if std::mem::replace(&mut self.eval_non_finite_said, true) {
+            return;
+        }
+        let all = non_finite.len() == eval.losses.len();
+        let metrics = eval
+            .metrics
+            .keys()
+            .map(String::as_str)
+            .collect::<Vec<_>>()
+            .join(", ");
+        let which = if all {
+            "every validation loss is".to_string()
+        } else {
+            format!("the validation loss of {} is", non_finite.join(", "))
+        };
+        let cause = if all {
+            "the model's parameters or buffers (e.g. BatchNorm's running statistics) or the validation data hold NaN or inf"
+        } else {
+            "the validation data or the model's outputs for those losses hold NaN or inf"
+        };
+        self.emit(Record::Event {
+            level: Level::Warn,
+            message: format!(
+                "evaluation at step {}: {which} non-finite: {cause}, so its metrics ({metrics}) mean nothing; said again only after a finite evaluation",
+                self.step
+            ),
+        });
+    }
+
     fn evaluate(&mut self) -> Result<()> {
         self.last_eval_step = Some(self.step);
         // Every rank flushes here: the flush is where collapse restores are
@@ -399,6 +444,7 @@ impl Trainer {
             return Ok(());
         }
         let eval = self.workload.evaluate()?;
+        self.check_eval_is_finite(&eval);
         self.emit(Record::Eval {
             metrics: eval.metrics,
             losses: eval.losses,

@@ -219,6 +219,7 @@ impl Trainer {
             pending_meta: Vec::new(),
             neumann_stopped: false,
             neumann_episodes: 0,
+            eval_non_finite_said: false,
             skip_streak: Default::default(),
             meta_skip_streak: Default::default(),
             skipped: skips::SkipTotals {
