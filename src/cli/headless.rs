@@ -136,9 +136,19 @@ pub(super) fn fmt_named(values: &session::metrics::Named, order: &[String]) -> S
     let rest = values.iter().filter(|(k, _)| !order.contains(k));
     listed
         .chain(rest)
-        .map(|(k, v)| format!("{k} {v:.4}"))
+        .map(|(k, v)| format!("{k} {}", fmt_value(*v)))
         .collect::<Vec<_>>()
         .join("  ")
+}
+
+/// Four decimals, or four significant digits for a magnitude under 1e-3
+/// (a walkthrough's loss of 7e-4 printed as `0.0000` on every line).
+fn fmt_value(v: f64) -> String {
+    if v != 0.0 && v.abs() < 1e-3 {
+        format!("{v:.3e}")
+    } else {
+        format!("{v:.4}")
+    }
 }
 
 /// Prints a metrics line for the terminal; the losses in `order`.
@@ -168,7 +178,9 @@ pub(super) fn print_line(line: &session::metrics::MetricLine, order: &[String]) 
         }
         Record::Event { level, message } => match level {
             session::metrics::Level::Info => say!("event {:>5}  {message}", line.step),
-            _ => say_err!("{:?} at step {}: {message}", level, line.step),
+            // Aligned with `step` and `event` lines, on stderr.
+            session::metrics::Level::Warn => say_err!("warn {:>6}  {message}", line.step),
+            session::metrics::Level::Error => say_err!("error {:>5}  {message}", line.step),
         },
         Record::Meta { .. } | Record::Transform { .. } => {}
     }
@@ -198,6 +210,18 @@ mod tests {
         assert_eq!(
             fmt_named(&values, &[]),
             "harmful 0.5000  helpful 0.2500  primary 1.0000  zz 2.0000"
+        );
+        let small = [
+            ("tiny", 7.259e-4),
+            ("w", -4e-4),
+            ("zero", 0.0),
+            ("nan", f64::NAN),
+        ]
+        .map(|(k, v)| (k.to_string(), v))
+        .into();
+        assert_eq!(
+            fmt_named(&small, &["tiny".to_string()]),
+            "tiny 7.259e-4  nan NaN  w -4.000e-4  zero 0.0000"
         );
     }
 }

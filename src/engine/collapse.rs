@@ -172,6 +172,12 @@ impl CollapseGuard {
             .map(|w| (self.primary_streak, w))
     }
 
+    /// Whether the primary has cleared [`PRIMARY_FLOOR`] (the watch of its
+    /// collapse is on).
+    pub fn armed(&self) -> bool {
+        self.primary_armed
+    }
+
     /// How many tensors the healthy snapshot holds, if there is one.
     pub fn snapshot_len(&self) -> Option<usize> {
         self.healthy.as_ref().map(|(_, saved)| saved.len())

@@ -5,6 +5,7 @@
 pub mod checkpoint;
 pub mod collapse;
 pub mod control;
+pub mod early_climb;
 pub mod link;
 pub mod trace;
 pub mod trainer;

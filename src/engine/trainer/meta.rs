@@ -2,6 +2,7 @@
 //! its update, and the collapse watch over the effective weights.
 
 use super::*;
+use crate::engine::early_climb::ClimbNote;
 use crate::workload::SavedBuffers;
 use std::cell::RefCell;
 
@@ -292,6 +293,11 @@ impl Trainer {
         if !(watched.largest.is_finite() && watched.primary.is_finite()) {
             return;
         }
+        let armed = self.collapse.armed();
+        if let Some(note) = self.early_climb.observe(m.step, watched.primary, armed) {
+            let record = self.early_climb_event(note, watched);
+            self.emit_taken(m, record);
+        }
         let verdict = self.collapse.observe(
             m.step,
             watched,
@@ -374,6 +380,40 @@ impl Trainer {
                 ),
             },
         );
+    }
+
+    /// The words for an [`EarlyClimb`] note.
+    fn early_climb_event(&self, note: ClimbNote, watched: Weights) -> Record {
+        let primary = &self.loss_names[0];
+        match note {
+            ClimbNote::Climbing { since, meta_steps } => {
+                let others = if watched.largest < 0.0 && watched.largest_at != 0 {
+                    format!(
+                        " (and {}'s, the largest in magnitude, {:+.2e}: it climbs that one too)",
+                        self.loss_names[watched.largest_at], watched.largest
+                    )
+                } else {
+                    String::new()
+                };
+                Record::Event {
+                    level: Level::Warn,
+                    message: format!(
+                        "the primary's effective weight ({primary}) has been negative since step {since} ({meta_steps} meta steps, now {:+.2e}){others}: \
+                         the model climbs its own task's loss. MELTR starts with every weight near 0, either sign (the public code's initialisation), \
+                         and its meta steps usually turn the primary's positive within tens of steps (on the auxiliary-learning suite it cleared 0.1 \
+                         by meta step 33 at the latest); a later event says when. meltr.init = \"residual\" starts as `sum` instead (at the next start)",
+                        watched.primary
+                    ),
+                }
+            }
+            ClimbNote::Ended { since } => Record::Event {
+                level: Level::Info,
+                message: format!(
+                    "the primary's effective weight ({primary}) is positive again ({:+.2e}): the model no longer climbs its own task's loss, as it did from step {since}",
+                    watched.primary
+                ),
+            },
+        }
     }
 
     /// What a user can change after a collapse of this kind.

@@ -96,6 +96,8 @@ pub struct Trainer {
     meta_blocked: Option<String>,
     meta_steps_done: u64,
     collapse: CollapseGuard,
+    /// Says a start with the primary's weight negative (see `early_climb`).
+    early_climb: super::early_climb::EarlyClimb,
     /// γ in force: `meltr.gamma`, or [`meta::RESTORE_GAMMA_FACTOR`] times it
     /// once a collapse restore raised it (until an edit of the key).
     gamma: f64,

@@ -201,6 +201,7 @@ impl Trainer {
             meta_blocked: None,
             meta_steps_done: 0,
             collapse,
+            early_climb: Default::default(),
             gamma,
             restore_due: false,
             // Said at the run's start; a resumed run's log has it already.
