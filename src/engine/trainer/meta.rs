@@ -176,12 +176,16 @@ impl Trainer {
         let stopped = hyper.neumann_stop;
         if let Some(stop) = stopped.filter(|_| !self.neumann_stopped) {
             self.neumann_episodes += 1;
+            let summed = match stop.terms.saturating_sub(1) {
+                0 => "summing no term of the series (as aid.iterations = 0 would)".to_string(),
+                terms => format!("after {terms} of aid.iterations = {}", aid.iterations),
+            };
             if let Some(count) = episode_said(self.neumann_episodes) {
                 self.emit(Record::Event {
                     level: Level::Warn,
                     message: format!(
-                        "the Neumann series diverges (‖v_{}‖ = {:.3e}·‖v_0‖ > aid.max_growth = {}); it stops there, after {} of aid.iterations = {} (the meta lines' aid_iterations), while this lasts{count}. Lower aid.alpha (now {}) or aid.iterations",
-                        stop.terms, stop.growth, aid.max_growth, stop.terms.saturating_sub(1), aid.iterations, aid.alpha
+                        "the Neumann series diverges (‖v_{}‖ = {:.3e}·‖v_0‖ > aid.max_growth = {}); it stops there, {summed} (the meta lines' aid_iterations), while this lasts{count}. Lower aid.alpha (now {}) or aid.iterations",
+                        stop.terms, stop.growth, aid.max_growth, aid.alpha
                     ),
                 });
             }
@@ -194,7 +198,7 @@ impl Trainer {
             if self.jvp_fallback_reported.as_ref() != Some(&why) {
                 self.emit(Record::Event {
                     level: Level::Info,
-                    message: format!("forward-mode AD is not available for this model; the meta step takes {why}"),
+                    message: format!("forward-mode AD is not available for this model; the meta step computes the same products another way, {why}"),
                 });
                 self.jvp_fallback_reported = Some(why);
             }
