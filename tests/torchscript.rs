@@ -328,6 +328,62 @@ fn bad_models_and_data_are_refused_with_what_to_fix() {
         ),
     );
     assert!(all.contains("KeyError: word_mask"), "{all}");
+
+    // A walkthrough's data errors in the other direction, and integer
+    // labels of another width: each named by tensor and file.
+    let train = exported().join("train.safetensors");
+    let rewritten =
+        |from: &Path, to: &str, map: &dyn Fn(&str, tch::Tensor) -> Option<tch::Tensor>| {
+            let path = tmp.path().join(to);
+            let kept: Vec<(String, tch::Tensor)> = tch::Tensor::read_safetensors(from)
+                .unwrap()
+                .into_iter()
+                .filter_map(|(name, t)| map(&name, t).map(|t| (name, t)))
+                .collect();
+            tch::Tensor::write_safetensors(&kept, &path).unwrap();
+            path
+        };
+    let with_data = |train_file: &Path, val_file: &Path| {
+        let cfg = config(tmp.path(), "sum", 5, &model, "");
+        let text = std::fs::read_to_string(&cfg).unwrap();
+        let text = text
+            .replace(
+                &train.display().to_string(),
+                &train_file.display().to_string(),
+            )
+            .replace(&val, &val_file.display().to_string());
+        std::fs::write(&cfg, text).unwrap();
+        cfg
+    };
+    let val_path = PathBuf::from(&val);
+    let train_lacking = rewritten(&train, "train-without-word-mask.safetensors", &|name, t| {
+        (name != "word_mask").then_some(t)
+    });
+    let all = refused(
+        &with_data(&train_lacking, &val_path),
+        &format!(
+            "workload.train ({}) has no tensor `word_mask`, which workload.val has",
+            train_lacking.display()
+        ),
+    );
+    assert!(all.contains("KeyError: word_mask"), "{all}");
+    let narrow = |name: &str, t: tch::Tensor| {
+        Some(if name == "scramble" {
+            t.to_kind(tch::Kind::Int)
+        } else {
+            t
+        })
+    };
+    let train_i32 = rewritten(&train, "train-i32.safetensors", &narrow);
+    refused(
+        &with_data(&train_i32, &val_path),
+        "tensor `scramble` holds Int64 values, but in workload.train",
+    );
+    let val_i32 = rewritten(&val_path, "val-i32.safetensors", &narrow);
+    refused(
+        &with_data(&train_i32, &val_i32),
+        "`scramble` (Int) not Int64: class indices for `cross_entropy` and `nll_loss` must be Int64",
+    );
 }
 
 #[test]

@@ -135,7 +135,8 @@ impl Split {
 
     /// Checks that tensors this split shares with `train` have the same
     /// shape after the sample dimension and the same kind of values
-    /// (floating point or not): the model sees batches of both.
+    /// (floating point or not, and the same integer type): the model sees
+    /// batches of both.
     pub(super) fn check_like(
         &self,
         key: &str,
@@ -154,7 +155,10 @@ impl Split {
                     t.size()
                 );
             }
-            if t.is_floating_point() != like.is_floating_point() {
+            // Floating-point tensors are read in the run's kind; integer
+            // ones as stored, so their widths must agree too.
+            let integers_differ = !t.is_floating_point() && t.kind() != like.kind();
+            if t.is_floating_point() != like.is_floating_point() || integers_differ {
                 bail!(
                     "{key}: {path}: tensor `{name}` holds {:?} values, but in workload.train ({train_path}) {:?}; the model sees batches of both",
                     t.kind(),

@@ -142,6 +142,26 @@ pub(super) fn batch_inventory(batch: &Batch) -> String {
         .join(", ")
 }
 
+/// What a known libtorch message means for this batch, when the batch shows
+/// it: class indices stored as Int32 fail `cross_entropy` with "expected
+/// scalar type Long but found Int" (a walkthrough), which names no tensor.
+pub(super) fn batch_hint(message: &str, batch: &Batch) -> Option<String> {
+    if !message.contains("expected scalar type Long but found Int") {
+        return None;
+    }
+    let narrow: Vec<String> = batch
+        .iter()
+        .filter(|(_, t)| matches!(t.kind(), Kind::Int | Kind::Int16 | Kind::Int8 | Kind::Uint8))
+        .map(|(name, t)| format!("`{name}` ({:?})", t.kind()))
+        .collect();
+    (!narrow.is_empty()).then(|| {
+        format!(
+            "{} not Int64: class indices for `cross_entropy` and `nll_loss` must be Int64 (torch.long); store them so in the data, or cast in the model (`.long()`)",
+            narrow.join(", ")
+        )
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

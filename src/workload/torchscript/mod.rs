@@ -32,7 +32,7 @@ mod validation;
 
 use data::Split;
 pub use errors::torch_message;
-use errors::{batch_inventory, describe};
+use errors::{batch_hint, batch_inventory, describe};
 use params::{distinct_parameters, TiedName};
 
 /// Checkpoint entry holding the serialized module (bytes as a u8 tensor).
@@ -61,8 +61,9 @@ pub struct TorchScript {
     loss_method: bool,
     /// The model file, as errors name it (`workload.model PATH`).
     model_label: String,
-    /// The validation data file, as errors name it.
+    /// The data files, as errors name them.
     val_path: String,
+    train_path: String,
     /// The loss names in the order `forward` returns them.
     returned_losses: Vec<String>,
     /// Parameters listed under more than one name (tied weights): each
@@ -176,6 +177,7 @@ impl TorchScript {
             loss_method: false,
             model_label,
             val_path: val_path.to_string(),
+            train_path: train_path.to_string(),
             shared,
             kind,
         };
@@ -206,6 +208,7 @@ impl TorchScript {
             let alone = self
                 .rows_failing_alone_of(&(0..size).collect::<Vec<_>>())
                 .map_or(String::new(), |rows| super::failing_alone_note(&rows));
+            let error = self.name_tensors_lacking(error, validation::Lacking::Train);
             error.context(format!("{}{alone}", first_batch()))
         })?;
         self.returned_losses = in_order
@@ -350,9 +353,10 @@ impl TorchScript {
             .borrow()
             .forward_is(&[batch_ivalue(batch)])
             .map_err(|e| {
+                let message = torch_message(&e);
+                let hint = batch_hint(&message, batch).map_or(String::new(), |h| format!("\n{h}"));
                 anyhow!(
-                    "forward failed: {}\nthe batch it was given: {}",
-                    torch_message(&e),
+                    "forward failed: {message}\nthe batch it was given: {}{hint}",
                     batch_inventory(batch)
                 )
             })?;

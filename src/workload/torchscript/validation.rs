@@ -8,6 +8,13 @@ use anyhow::{Context, Result};
 use std::collections::BTreeMap;
 use tch::{Kind, Tensor};
 
+/// Which split's file lacks a tensor the other has.
+#[derive(Debug, Clone, Copy)]
+pub(super) enum Lacking {
+    Train,
+    Val,
+}
+
 impl TorchScript {
     /// Runs the model in eval mode on the first validation batch and, when
     /// the split does not divide into batches, on the smaller last one, so
@@ -37,7 +44,7 @@ impl TorchScript {
             .collect::<Result<Vec<_>>>();
         self.module.borrow_mut().set_train();
         let first = result
-            .map_err(|error| self.name_tensors_val_lacks(error))?
+            .map_err(|error| self.name_tensors_lacking(error, Lacking::Val))?
             .swap_remove(0);
         self.metric_names = first
             .iter()
@@ -47,16 +54,23 @@ impl TorchScript {
         Ok(())
     }
 
-    /// `error` (the model failed on a validation batch), led by the
-    /// tensors it names as missing (TorchScript's `KeyError: NAME`) that
-    /// the training file has and the validation file lacks: the likely fix
-    /// is in the data, not the model.
-    fn name_tensors_val_lacks(&self, error: anyhow::Error) -> anyhow::Error {
+    /// `error` (the model failed on a batch of the split `lacking`), led
+    /// by the tensors it names as missing (TorchScript's `KeyError: NAME`)
+    /// that the other split's file has: the likely fix is in the data, not
+    /// the model.
+    pub(super) fn name_tensors_lacking(
+        &self,
+        error: anyhow::Error,
+        lacking: Lacking,
+    ) -> anyhow::Error {
         let text = format!("{error:#}");
-        let lacking: Vec<String> = self
-            .train
+        let (short, has) = match lacking {
+            Lacking::Val => (&self.val, &self.train),
+            Lacking::Train => (&self.train, &self.val),
+        };
+        let missing: Vec<String> = has
             .names()
-            .filter(|name| !self.val.names().any(|n| n == *name))
+            .filter(|name| !short.names().any(|n| n == *name))
             .filter(|name| {
                 // The whole name: `mask` is not `KeyError: mask_2`.
                 text.split(&format!("KeyError: {name}"))
@@ -65,15 +79,22 @@ impl TorchScript {
             })
             .map(|name| format!("`{name}`"))
             .collect();
-        if lacking.is_empty() {
+        if missing.is_empty() {
             return error;
         }
-        error.context(format!(
-            "workload.val ({}) has no tensor {}, which workload.train has and the model reads in eval mode; \
-             add it to the validation file (same shape per sample as in the training file)",
-            self.val_path,
-            lacking.join(", ")
-        ))
+        let missing = missing.join(", ");
+        error.context(match lacking {
+            Lacking::Val => format!(
+                "workload.val ({}) has no tensor {missing}, which workload.train has and the model reads in eval mode; \
+                 add it to the validation file (same shape per sample as in the training file)",
+                self.val_path,
+            ),
+            Lacking::Train => format!(
+                "workload.train ({}) has no tensor {missing}, which workload.val has and the model reads; \
+                 add it to the training file (same shape per sample as in the validation file)",
+                self.train_path,
+            ),
+        })
     }
 
     /// The validation split as batches, `(first row, rows)`: full batches
