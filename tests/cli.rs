@@ -824,6 +824,29 @@ fn a_resume_logs_how_its_config_differs_from_the_checkpointed_run() {
         std::fs::read_to_string(dir.join("config.toml")).unwrap(),
         before
     );
+    // The TUI's resume checks its arguments before the terminal: a
+    // refused restart-only --set said "no terminal to draw on" (a
+    // walkthrough). A new process session: no terminal.
+    let mut command = bin();
+    command
+        .args(["resume", "edits", "--set", "workload.batch_size=16"])
+        .arg("--sessions-dir")
+        .arg(&sessions)
+        .stdin(Stdio::null());
+    unsafe {
+        use std::os::unix::process::CommandExt;
+        command.pre_exec(|| {
+            libc::setsid();
+            Ok(())
+        });
+    }
+    let refused = run_with_limit(&mut command, Duration::from_secs(60));
+    assert_eq!(refused.status.code(), Some(1), "{}", text(&refused));
+    assert!(
+        text(&refused).contains("workload.batch_size") && !text(&refused).contains("terminal"),
+        "{}",
+        text(&refused)
+    );
     // With its checkpoints gone it is still finished, not started over
     // (which would cut its log).
     for (_, path) in checkpoint::list(&dir.join("checkpoints")) {

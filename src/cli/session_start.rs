@@ -120,9 +120,6 @@ pub(super) fn resume(
     overrides: &[crate::config::Override],
     mode: Mode,
 ) -> Result<()> {
-    if mode == Mode::Tui {
-        crate::tui::terminal::check_available()?;
-    }
     let dir = session::find(root, query)?;
     crate::config::refuse_restart_only(overrides, "resume")
         .map_err(|e| anyhow::anyhow!("--set: {e}"))?;
@@ -133,6 +130,11 @@ pub(super) fn resume(
         .with_overrides(overrides)
         .map_err(|e| anyhow::anyhow!("--set: {e}"))?;
     refuse_if_done(&dir, &wanted)?;
+    // After the arguments' checks (a walkthrough's refused `--set` read "no
+    // terminal" first), before anything is written.
+    if mode == Mode::Tui {
+        crate::tui::terminal::check_available()?;
+    }
     if !overrides.is_empty() {
         refuse_if_running(&dir)?;
         config = set_in_session(&dir, &config, overrides)?;
