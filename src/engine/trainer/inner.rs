@@ -181,6 +181,14 @@ impl Trainer {
                         });
                     }
                 }
+                if kind == CombinerKind::Sum {
+                    if let Some(message) = far_larger_under_sum(&self.loss_names, &values[..k]) {
+                        self.emit(Record::Event {
+                            level: Level::Info,
+                            message,
+                        });
+                    }
+                }
                 // Weights near 1 at the start: a user's `weights` may
                 // already scale the loss up.
                 if matches!(
@@ -252,14 +260,7 @@ pub(super) fn far_larger_losses(
     values: &[f64],
     residual: bool,
 ) -> Option<String> {
-    let primary = values.first()?.abs();
-    let large: Vec<String> = names
-        .iter()
-        .zip(values)
-        .skip(1)
-        .filter(|(_, v)| v.abs() >= FAR_LARGER_LOSS * primary && primary > 0.0)
-        .map(|(name, v)| format!("{name} ({v:.3e}, {:.0}x)", v.abs() / primary))
-        .collect();
+    let large = far_larger(names, values);
     let remedy = if residual {
         "set meltr.loss_scale = \"capped\" (the default) or scale it down in the model"
     } else {
@@ -269,6 +270,36 @@ pub(super) fn far_larger_losses(
         format!(
             "auxiliary loss {} at least {FAR_LARGER_LOSS:.0}x the primary's value ({} = {:.3e}): {RAW_LOSS_VALUES} \
              (the primary's effective weight then never rises). If the primary's weight stays near 0 or below, {remedy}",
+            large.join(", "),
+            names[0],
+            values[0]
+        )
+    })
+}
+
+/// Auxiliary losses at least [`FAR_LARGER_LOSS`] times the primary's value
+/// (`values`: primary first), as `name (value, ratio)`.
+fn far_larger(names: &[String], values: &[f64]) -> Vec<String> {
+    let primary = values.first().map_or(0.0, |v| v.abs());
+    names
+        .iter()
+        .zip(values)
+        .skip(1)
+        .filter(|(_, v)| v.abs() >= FAR_LARGER_LOSS * primary && primary > 0.0)
+        .map(|(name, v)| format!("{name} ({v:.3e}, {:.0}x)", v.abs() / primary))
+        .collect()
+}
+
+/// The note under `sum` for auxiliary losses [`FAR_LARGER_LOSS`] times the
+/// primary's value or more: at weight 1 such a loss likely takes most of
+/// the gradient (a walkthrough's ×100 loss took 99.8% of it, unsaid).
+pub(super) fn far_larger_under_sum(names: &[String], values: &[f64]) -> Option<String> {
+    let large = far_larger(names, values);
+    (!large.is_empty()).then(|| {
+        format!(
+            "at the first logged step, auxiliary loss {} is at least {FAR_LARGER_LOSS:.0}x the primary's value ({} = {:.3e}): \
+             under `sum` it likely takes most of the gradient (the contributions pane's gradient shares and the export's \
+             share/ columns show it); scale it down in the model, or weigh it with combiner.kind = \"weights\", if it should count less",
             large.join(", "),
             names[0],
             values[0]
@@ -339,5 +370,13 @@ mod scale_tests {
             "{small}"
         );
         assert_eq!(far_smaller_losses(&names, &[1.0, 0.011, 5.0, 0.0]), None);
+        // Under `sum`, the large one is said with its share of the gradient.
+        let under_sum = far_larger_under_sum(&names, &[1.4, 20.0, 4000.0, 1e-4]).unwrap();
+        assert!(
+            under_sum.contains("count_x200 (4.000e3, 2857x)"),
+            "{under_sum}"
+        );
+        assert!(under_sum.contains("most of the gradient"), "{under_sum}");
+        assert_eq!(far_larger_under_sum(&names, &[1.0, 99.0, 50.0, 1.0]), None);
     }
 }
