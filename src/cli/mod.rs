@@ -200,8 +200,8 @@ pub enum Cmd {
         #[arg(long, value_enum, default_value = "md")]
         format: crate::runs::table::TableFormat,
         /// Eval metrics to show (repeatable; default: all, primary first);
-        /// also `eval_loss/<loss>` (a validation loss) and `weight/<loss>`
-        /// (MELTR's final effective weight, mean of the last 10 logged).
+        /// also `eval_loss/<loss>` (a validation loss), `weight/<loss>` and
+        /// `share/<loss>` (final effective weight, gradient share: last 10 logged).
         #[arg(long = "metric", value_name = "NAME")]
         metrics: Vec<String>,
         /// Decimals (default: per column, two significant digits of its
@@ -248,7 +248,8 @@ pub enum Cmd {
         /// The figure file; its extension picks the format (svg, png, pdf).
         #[arg(short, long)]
         output: PathBuf,
-        /// An eval metric or a training loss (default: the primary metric).
+        /// An eval metric or a training loss (default: the primary metric);
+        /// also `weight/<loss>` or `share/<loss>` (effective weight, gradient share).
         #[arg(long)]
         metric: Option<String>,
         /// paper (single column), paper-wide (double column) or slides.

@@ -3,7 +3,9 @@
 //! TensorBoard tags: `loss/<name>`, `loss/total`, `weight/<name>`,
 //! `share/<name>`, `lr`, `gpu/<field>` (CUDA runs), `meta/<field>`, `eval/<metric>`, `eval_loss/<name>`.
 
-use crate::session::metrics::{MetricLine, Record, EVAL_LOSS_PREFIX};
+use crate::session::metrics::{
+    MetricLine, Record, EVAL_LOSS_PREFIX, LOSS_PREFIX, SHARE_PREFIX, WEIGHT_PREFIX,
+};
 
 /// One value of one series.
 #[derive(Debug, Clone, PartialEq)]
@@ -41,14 +43,14 @@ pub fn points(lines: &[MetricLine]) -> Vec<Point> {
                 gpu,
             } => {
                 for (name, v) in losses {
-                    push(format!("loss/{name}"), *v);
+                    push(format!("{LOSS_PREFIX}{name}"), *v);
                 }
-                push("loss/total".into(), *total);
+                push(format!("{LOSS_PREFIX}total"), *total);
                 for (name, v) in weights {
-                    push(format!("weight/{name}"), *v);
+                    push(format!("{WEIGHT_PREFIX}{name}"), *v);
                 }
                 for (name, v) in shares {
-                    push(format!("share/{name}"), *v);
+                    push(format!("{SHARE_PREFIX}{name}"), *v);
                 }
                 push("lr".into(), *lr);
                 for (series, v) in gpu.iter().flat_map(|g| g.series()) {

@@ -8,7 +8,8 @@
 
 use super::chart::{Body, Chart};
 use super::data::{SeriesSource, SessionData};
-use super::figures::{eval_axis_label, smoothing_note, Prep};
+use super::figures::Prep;
+use super::labels::{eval_axis_label, train_axis_label};
 use super::scale::Kind;
 use super::series::{decimate, ema, Emphasis, Line, Points};
 use super::style::look;
@@ -135,7 +136,7 @@ pub fn compare(groups: &[Grouped], metric: &str, prep: Prep, band: Band) -> anyh
     let y_label = match (source, first) {
         (SeriesSource::Eval, Some(meta)) => eval_axis_label(meta, metric),
         (SeriesSource::Eval, None) => format!("validation {metric}"),
-        (SeriesSource::Train, _) => format!("training loss {metric}{}", smoothing_note(ema_weight)),
+        (SeriesSource::Train, _) => train_axis_label(metric, ema_weight),
     };
     let spread = match band {
         _ if largest < 2 => "",

@@ -5,7 +5,9 @@
 
 use super::series::Points;
 use crate::session::log::read_metrics;
-use crate::session::metrics::{eval_values, Curve, Record};
+use crate::session::metrics::{
+    eval_values, Curve, Record, LOSS_PREFIX, SHARE_PREFIX, WEIGHT_PREFIX,
+};
 use crate::session::SessionDir;
 use crate::session::SessionMeta;
 use anyhow::{bail, Context, Result};
@@ -24,6 +26,9 @@ pub struct SessionData {
     pub losses: Curves,
     /// Effective weight `name -> (step, w)`.
     pub weights: Curves,
+    /// Share of the combined gradient `name -> (step, share)`, at the
+    /// steps that logged shares.
+    pub shares: Curves,
     /// Evaluation metric `name -> (step, value)`, and mean validation loss
     /// as `eval_loss/<loss>`.
     pub metrics: Curves,
@@ -36,11 +41,20 @@ pub struct SessionData {
 impl SessionData {
     /// Drops every point before step `x` (a fork's history, its parent's).
     pub fn keep_from(&mut self, x: f64) {
-        for curves in [&mut self.losses, &mut self.weights, &mut self.metrics] {
+        for curves in self.all_curves() {
             for points in curves.values_mut() {
                 points.retain(|p| p.0 >= x);
             }
         }
+    }
+
+    fn all_curves(&mut self) -> [&mut Curves; 4] {
+        [
+            &mut self.losses,
+            &mut self.weights,
+            &mut self.shares,
+            &mut self.metrics,
+        ]
     }
 
     /// Reads `session.json` and `metrics.jsonl` of `dir`.
@@ -67,6 +81,7 @@ impl SessionData {
             meta,
             losses: Curves::new(),
             weights: Curves::new(),
+            shares: Curves::new(),
             metrics: Curves::new(),
             transform: None,
             last_losses: BTreeMap::new(),
@@ -80,10 +95,14 @@ impl SessionData {
             let step = line.step as f64;
             match line.record {
                 Record::Train {
-                    losses, weights, ..
+                    losses,
+                    weights,
+                    shares,
+                    ..
                 } => {
                     push(&mut data.losses, step, &losses);
                     push(&mut data.weights, step, &weights);
+                    push(&mut data.shares, step, &shares);
                     data.last_losses = losses;
                 }
                 Record::Eval { metrics, losses } => {
@@ -100,7 +119,7 @@ impl SessionData {
                 path.display()
             );
         }
-        for curves in [&mut data.losses, &mut data.weights, &mut data.metrics] {
+        for curves in data.all_curves() {
             for points in curves.values_mut() {
                 // Steps only go up within a run; a resume may repeat some.
                 points.sort_by(|a, b| a.0.total_cmp(&b.0));
@@ -138,7 +157,15 @@ impl SessionData {
         if let Some(points) = self.metrics.get(name) {
             return Ok((SeriesSource::Eval, points));
         }
-        if let Some(points) = self.losses.get(name) {
+        let per_loss = [
+            (LOSS_PREFIX, &self.losses),
+            (WEIGHT_PREFIX, &self.weights),
+            (SHARE_PREFIX, &self.shares),
+        ];
+        let found = per_loss.iter().find_map(|(prefix, curves)| {
+            name.strip_prefix(prefix).and_then(|loss| curves.get(loss))
+        });
+        if let Some(points) = found.or_else(|| self.losses.get(name)) {
             return Ok((SeriesSource::Train, points));
         }
         let list = |c: &Curves| {
@@ -149,7 +176,8 @@ impl SessionData {
             }
         };
         bail!(
-            "session '{}' has no metric or loss named '{name}'; it has eval metrics: {}; train losses: {}",
+            "session '{}' has no metric or loss named '{name}'; it has eval metrics: {}; train losses: {} \
+             (also as {LOSS_PREFIX}<loss>; {WEIGHT_PREFIX}<loss> and {SHARE_PREFIX}<loss> for their effective weights and gradient shares)",
             self.meta.name,
             list(&self.metrics),
             list(&self.losses)
@@ -190,7 +218,7 @@ mod tests {
                 total: 1.0,
                 weights: [("cls".to_string(), 1.0)].into(),
                 lr: 1e-3,
-                shares: Default::default(),
+                shares: [("cls".to_string(), 0.25)].into(),
                 gpu: None,
             },
         ))
@@ -214,5 +242,22 @@ mod tests {
             err.contains("eval metrics: accuracy, eval_loss/cls;"),
             "{err}"
         );
+        // The export's names for the per-step series (a walkthrough's
+        // `--metric loss/cls` and `weight/cls` were refused).
+        for (name, value) in [
+            ("cls", 1.0),
+            ("loss/cls", 1.0),
+            ("weight/cls", 1.0),
+            ("share/cls", 0.25),
+        ] {
+            let (source, points) = data.series(name).unwrap();
+            assert_eq!(
+                (source, points),
+                (SeriesSource::Train, &vec![(1.0, value)]),
+                "{name}"
+            );
+        }
+        let err = data.series("weight/nope").unwrap_err().to_string();
+        assert!(err.contains("weight/<loss> and share/<loss>"), "{err}");
     }
 }

@@ -4,6 +4,7 @@
 
 use super::chart::{Bar, Body, Chart};
 use super::data::{SeriesSource, SessionData};
+use super::labels::{better, eval_axis_label, smoothing_note, train_axis_label};
 use super::scale::{compact, short, Kind};
 use super::series::{decimate, ema, extent, interpolate, Emphasis, Line, Points, Smoothing};
 use super::style::{look, SeriesLook};
@@ -159,15 +160,6 @@ fn per_loss(
     faint
 }
 
-/// The axis note for curves smoothed with EMA weight `ema_weight`.
-pub fn smoothing_note(ema_weight: f64) -> String {
-    if ema_weight > 0.0 {
-        format!(" (EMA {ema_weight})")
-    } else {
-        String::new()
-    }
-}
-
 pub fn losses(data: &SessionData, prep: Prep, log_scale: bool) -> Figure {
     let ema_weight = prep.smoothing.weight_for(data.losses.values());
     Figure {
@@ -180,25 +172,6 @@ pub fn losses(data: &SessionData, prep: Prep, log_scale: bool) -> Figure {
             zero_line: false,
             body: Body::Lines(per_loss(data, &data.losses, prep, ema_weight)),
         },
-    }
-}
-
-/// The direction-of-better arrow used in metric labels.
-/// `validation METRIC ↑|↓`: the primary's direction, else the name's guess.
-pub(super) fn eval_axis_label(meta: &crate::session::SessionMeta, metric: &str) -> String {
-    let higher = if meta.primary_metric == metric {
-        meta.higher_is_better
-    } else {
-        !crate::workload::lower_is_better(metric)
-    };
-    format!("validation {metric} {}", better(higher))
-}
-
-fn better(higher: bool) -> &'static str {
-    if higher {
-        "↑"
-    } else {
-        "↓"
     }
 }
 
@@ -526,7 +499,7 @@ pub fn compare(sessions: &[SessionData], metric: &str, prep: Prep) -> anyhow::Re
     faint.extend(main);
     let y_label = match series[0].0 {
         SeriesSource::Eval => eval_axis_label(&sessions[0].meta, metric),
-        SeriesSource::Train => format!("training loss {metric}{}", smoothing_note(ema_weight)),
+        SeriesSource::Train => train_axis_label(metric, ema_weight),
     };
     Ok(Chart {
         x_label: STEP.into(),

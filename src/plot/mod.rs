@@ -17,6 +17,7 @@ pub mod chart;
 pub mod data;
 pub mod figures;
 pub mod font;
+pub mod labels;
 pub mod legend;
 pub mod render;
 pub mod scale;

@@ -48,6 +48,9 @@ pub struct Run {
     /// [`metrics::FINAL_WEIGHT_LINES`] logged values (empty when none was
     /// logged).
     pub final_weights: Named,
+    /// Each loss's share of the combined gradient at the end, averaged
+    /// alike (empty when no shares were logged).
+    pub final_shares: Named,
     /// The config it ran with, by dotted key (`aid.iterations`).
     pub config: BTreeMap<String, toml::Value>,
     /// Settings changed while its numbers were made (live edits, a
@@ -79,6 +82,7 @@ impl Run {
             fork_changes,
             ancestors,
             weights,
+            shares,
         } = logged(dir, &meta);
         let better = |a: f64, b: f64| {
             if meta.higher_is_better {
@@ -118,6 +122,7 @@ impl Run {
             best_eval: best.cloned(),
             final_eval: evals.last().cloned(),
             final_weights: metrics::final_means(&weights).map_or_else(Named::new, |(_, m)| m),
+            final_shares: metrics::final_means(&shares).map_or_else(Named::new, |(_, m)| m),
             config,
             edits,
             fork_changes,
@@ -164,6 +169,8 @@ struct Logged {
     ancestors: Vec<(String, u64)>,
     /// Each loss's logged effective weights, `(step, w)`.
     weights: BTreeMap<String, Vec<(f64, f64)>>,
+    /// Each loss's logged gradient shares, `(step, share)`.
+    shares: BTreeMap<String, Vec<(f64, f64)>>,
 }
 
 /// `forked from session ID at step N[ with K=V, …]`: the id, the step and
@@ -199,10 +206,16 @@ fn logged(dir: &Path, meta: &SessionMeta) -> Logged {
             Record::Eval { metrics, losses } => out
                 .evals
                 .push((line.step, metrics::eval_values(&metrics, &losses))),
-            Record::Train { weights, .. } => {
+            Record::Train {
+                weights, shares, ..
+            } => {
                 for (name, w) in weights {
                     let series = out.weights.entry(name).or_default();
                     series.push((line.step as f64, w));
+                }
+                for (name, share) in shares {
+                    let series = out.shares.entry(name).or_default();
+                    series.push((line.step as f64, share));
                 }
             }
             Record::Config { changed, .. } if !changed.is_empty() => {

@@ -7,7 +7,9 @@ use super::groups::Group;
 use super::render::csv_field;
 use super::stats::{significant_decimals, Summary};
 use super::{Eval, Run};
-use crate::session::metrics::{EVAL_LOSS_PREFIX, FINAL_WEIGHT_LINES, WEIGHT_PREFIX};
+use crate::session::metrics::{
+    Named, EVAL_LOSS_PREFIX, FINAL_WEIGHT_LINES, SHARE_PREFIX, WEIGHT_PREFIX,
+};
 use anyhow::{bail, Result};
 
 /// The table's output format.
@@ -108,26 +110,55 @@ fn rows<'g>(groups: &'g [Group<'g>], names: &[String], best: bool) -> Result<Vec
         .collect()
 }
 
-/// A run's value for a column: `weight/<loss>` its final effective weight
-/// of that loss, else the metric at the chosen eval.
+/// The per-loss columns: prefix, what the log calls them, and the run's
+/// final means.
+fn per_loss_columns(run: &Run) -> [(&'static str, &'static str, &Named); 2] {
+    [
+        (WEIGHT_PREFIX, "effective weights", &run.final_weights),
+        (SHARE_PREFIX, "gradient shares", &run.final_shares),
+    ]
+}
+
+/// Whether a column is a per-loss series (a weight or a share: no row is
+/// better for a larger one).
+fn is_per_loss(name: &str) -> bool {
+    name.starts_with(WEIGHT_PREFIX) || name.starts_with(SHARE_PREFIX)
+}
+
+/// A run's value for a column: `weight/<loss>` (`share/<loss>`) its final
+/// effective weight (gradient share) of that loss, else the metric at the
+/// chosen eval.
 fn value_of(run: &Run, name: &str, best: bool) -> Result<f64> {
-    let weights = || {
-        run.final_weights
-            .keys()
-            .map(|loss| format!("{WEIGHT_PREFIX}{loss}"))
+    let per_loss_names = || {
+        per_loss_columns(run)
+            .iter()
+            .flat_map(|(prefix, _, means)| means.keys().map(move |loss| format!("{prefix}{loss}")))
             .collect::<Vec<_>>()
     };
-    if let Some(loss) = name.strip_prefix(WEIGHT_PREFIX) {
-        return match run.final_weights.get(loss) {
+    for (prefix, what, means) in per_loss_columns(run) {
+        let Some(loss) = name.strip_prefix(prefix) else {
+            continue;
+        };
+        return match means.get(loss) {
             Some(v) => Ok(*v),
-            None if run.final_weights.is_empty() => bail!(
-                "session {} logged no effective weights (`{name}`)",
-                run.meta.id
+            None if means.is_empty() => bail!(
+                "session {} logged no {what} (`{name}`){}",
+                run.meta.id,
+                if prefix == SHARE_PREFIX {
+                    "; train.shares_every sets how often they are logged"
+                } else {
+                    ""
+                }
             ),
             None => bail!(
-                "session {} has no loss `{loss}` with logged weights; it has: {}",
+                "session {} has no loss `{loss}` with logged {what}; it has: {}",
                 run.meta.id,
-                weights().join(", ")
+                per_loss_names()
+                    .iter()
+                    .filter(|n| n.starts_with(prefix))
+                    .cloned()
+                    .collect::<Vec<_>>()
+                    .join(", ")
             ),
         };
     }
@@ -136,7 +167,7 @@ fn value_of(run: &Run, name: &str, best: bool) -> Result<f64> {
         Some(v) => Ok(*v),
         None => {
             let mut have: Vec<String> = metrics.keys().cloned().collect();
-            have.extend(weights());
+            have.extend(per_loss_names());
             bail!(
                 "session {} has no metric `{name}` at its eval of step {step}; it has: {}",
                 run.meta.id,
@@ -162,7 +193,7 @@ pub fn render(groups: &[Group], opts: &TableOptions) -> Result<String> {
     let higher: Vec<Option<bool>> = names
         .iter()
         .map(|n| {
-            if n.starts_with(WEIGHT_PREFIX) {
+            if is_per_loss(n) {
                 None
             } else if n == primary {
                 Some(first.meta.higher_is_better)
@@ -244,10 +275,15 @@ pub fn render(groups: &[Group], opts: &TableOptions) -> Result<String> {
     } else {
         "final eval".to_string()
     };
-    if names.iter().any(|n| n.starts_with(WEIGHT_PREFIX)) {
-        what.push_str(&format!(
-            "; {WEIGHT_PREFIX}<loss>: the effective weight ∂M/∂l, mean of each run's last {FINAL_WEIGHT_LINES} logged steps"
-        ));
+    for (prefix, meaning) in [
+        (WEIGHT_PREFIX, "the effective weight ∂M/∂l"),
+        (SHARE_PREFIX, "the loss's share of the combined gradient"),
+    ] {
+        if names.iter().any(|n| n.starts_with(prefix)) {
+            what.push_str(&format!(
+                "; {prefix}<loss>: {meaning}, mean of each run's last {FINAL_WEIGHT_LINES} logged values"
+            ));
+        }
     }
     Ok(match opts.format {
         TableFormat::Md => {

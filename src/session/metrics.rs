@@ -24,8 +24,13 @@ pub fn eval_values(metrics: &Named, losses: &Named) -> Named {
     out
 }
 
+/// The export's (and `compare`'s) name for a training loss: `loss/<loss>`.
+pub const LOSS_PREFIX: &str = "loss/";
 /// How tables name a run's final effective weight of a loss: `weight/<loss>`.
 pub const WEIGHT_PREFIX: &str = "weight/";
+/// ... and its final share of the combined gradient: `share/<loss>` (the
+/// export's name for the logged shares).
+pub const SHARE_PREFIX: &str = "share/";
 
 /// Logged steps a run's final weights are averaged over: one line's weights
 /// move a lot from step to step (the README's tables, `final-weights.png`

@@ -186,7 +186,7 @@ fn validation_losses_are_columns_when_asked_for() {
 fn final_weights_are_columns_when_asked_for() {
     let root = tempfile::tempdir().unwrap();
     let mut runs = Vec::new();
-    for (seed, harmful) in [(0, 0.2), (1, 0.4)] {
+    for (seed, harmful, share) in [(0, 0.2, 0.75), (1, 0.4, 0.65)] {
         let mut config = crate::config::Config::default();
         config.workload.seed = seed;
         // 15 lines: the first 5 (weight 9) fall outside the last 10.
@@ -194,7 +194,7 @@ fn final_weights_are_columns_when_asked_for() {
             .map(|step| {
                 let w = if step <= 5 { 9.0 } else { harmful };
                 format!(
-                    r#"{{"step":{step},"time":1.0,"kind":"train","losses":{{"primary":1.0,"harmful":1.0}},"total":2.0,"weights":{{"primary":1.5,"harmful":{w}}},"lr":0.001}}"#
+                    r#"{{"step":{step},"time":1.0,"kind":"train","losses":{{"primary":1.0,"harmful":1.0}},"total":2.0,"weights":{{"primary":1.5,"harmful":{w}}},"shares":{{"harmful":{share}}},"lr":0.001}}"#
                 ) + "\n"
             })
             .collect();
@@ -208,28 +208,44 @@ fn final_weights_are_columns_when_asked_for() {
     let options = TableOptions {
         format: TableFormat::Md,
         best: false,
-        metrics: vec!["accuracy".into(), "weight/harmful".into()],
+        metrics: vec![
+            "accuracy".into(),
+            "weight/harmful".into(),
+            "share/harmful".into(),
+        ],
         digits: Some(2),
     };
     let text = render(&groups, &options).unwrap();
-    assert!(text.contains("| accuracy ↑ | weight/harmful |"), "{text}");
     assert!(
-        text.contains("| 2 | 80.00 ± 0.00 | 0.30 ± 0.14 |"),
+        text.contains("| accuracy ↑ | weight/harmful | share/harmful |"),
         "{text}"
     );
     assert!(
-        text.contains("mean of each run's last 10 logged steps"),
+        text.contains("| 2 | 80.00 ± 0.00 | 0.30 ± 0.14 | 0.70 ± 0.07 |"),
         "{text}"
     );
-    let missing = TableOptions {
-        metrics: vec!["weight/mlm".into()],
-        ..options
+    assert!(text.contains("share/<loss>: the loss's share"), "{text}");
+    assert!(
+        text.contains("mean of each run's last 10 logged values"),
+        "{text}"
+    );
+    let missing = |metric: &str| {
+        let options = TableOptions {
+            metrics: vec![metric.into()],
+            ..options.clone()
+        };
+        render(&groups, &options).unwrap_err().to_string()
     };
-    let error = render(&groups, &missing).unwrap_err().to_string();
+    let error = missing("weight/mlm");
     assert!(
         error.contains(
-            "has no loss `mlm` with logged weights; it has: weight/harmful, weight/primary"
+            "has no loss `mlm` with logged effective weights; it has: weight/harmful, weight/primary"
         ),
+        "{error}"
+    );
+    let error = missing("share/primary");
+    assert!(
+        error.contains("has no loss `primary` with logged gradient shares; it has: share/harmful"),
         "{error}"
     );
 }
