@@ -606,6 +606,21 @@ fn non_finite_data_is_named_by_tensor_and_row_and_the_skips_are_counted() {
     let count = |what: &str| common::events_matching(&dir, |m| m.contains(what)).len();
     let (steps, metas) = (count("; update skipped"), count("meta update skipped"));
     assert!(steps > 0 && metas > 0, "{all}");
+    // Each skip names the rows of its batch that hold the NaN (a
+    // walkthrough had to find them among the batch's 32).
+    for (step, message) in common::events_matching(&dir, |m| m.contains("; update skipped")) {
+        let named = [
+            "row 10 holds",
+            "row 50 holds",
+            "rows [10, 50] hold",
+            "rows [50, 10] hold",
+        ];
+        assert!(
+            named.iter().any(|n| message.contains(n))
+                && message.contains("NaN or inf in workload.train"),
+            "step {step}: {message}"
+        );
+    }
     let summary = common::events_matching(&dir, |m| m.starts_with("in all, "));
     assert_eq!(summary.len(), 1, "{all}");
     let expected = format!("in all, {steps} step updates and {metas} meta updates were skipped");

@@ -55,6 +55,12 @@ pub trait Workload: Send {
     fn batch_rows(&self, _step: u64) -> Option<Vec<i64>> {
         None
     }
+    /// Of the training rows of step `step`'s batch, those that hold NaN or
+    /// ±inf in the data (for a skipped step's warning); `None` where the
+    /// workload cannot tell.
+    fn non_finite_rows(&self, _step: u64) -> Option<Vec<i64>> {
+        None
+    }
     /// Of the training rows of step `step`'s batch, those whose forward
     /// fails when run alone (a label out of range, say), for a failed step's
     /// error; `None` where the workload cannot tell.

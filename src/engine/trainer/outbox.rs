@@ -62,8 +62,23 @@ impl Trainer {
                         None => "non-finite gradient".to_string(),
                     };
                     // The batch's rows, to find a bad sample in the data.
+                    let bad = match self.workload.non_finite_rows(s.step) {
+                        Some(bad) => match bad[..] {
+                            [] => String::new(),
+                            [row] => {
+                                format!("; of those, row {row} holds NaN or inf in workload.train")
+                            }
+                            _ => format!(
+                                "; of those, rows {} hold NaN or inf in workload.train",
+                                workload::listed_rows(&bad)
+                            ),
+                        },
+                        _ => String::new(),
+                    };
                     let rows = match self.workload.batch_rows(s.step) {
-                        Some(rows) => format!(" (training rows {})", workload::listed_rows(&rows)),
+                        Some(rows) => {
+                            format!(" (training rows {}{bad})", workload::listed_rows(&rows))
+                        }
                         None => String::new(),
                     };
                     self.emit_at(
