@@ -350,7 +350,7 @@ impl fmt::Display for ConfigError {
             .map(str::trim)
             .filter(|l| !l.is_empty())
             .collect();
-        write!(f, "{}", parts.join("; "))
+        write!(f, "{}", text::readable_type_error(&parts.join("; ")))
     }
 }
 

@@ -22,6 +22,26 @@ fn wrong_type_names_key() {
     let err = Config::parse("[train]\nlr = \"fast\"\n").unwrap_err();
     assert_eq!(err.key.as_deref(), Some("train.lr"), "{err}");
     assert_eq!(err.line, Some(2));
+    // serde's words ("invalid type: string \"300\", expected u64") in a
+    // user's (a walkthrough's quoted number).
+    let quoted = Config::parse("[train]\nsteps = \"300\"\n").unwrap_err();
+    assert!(
+        quoted.to_string().ends_with(
+            "key `train.steps`: expected a whole number ≥ 0, got the string \"300\" (numbers and true/false are written without quotes)"
+        ),
+        "{quoted}"
+    );
+    let negative = Config::parse("[train]\nsteps = -3\n").unwrap_err();
+    assert!(
+        negative
+            .to_string()
+            .contains("expected a whole number ≥ 0, got the whole number -3"),
+        "{negative}"
+    );
+    assert!(
+        !negative.to_string().contains("without quotes"),
+        "{negative}"
+    );
 }
 
 #[test]

@@ -97,3 +97,42 @@ pub fn locate_key(text: &str, key: &str) -> Option<usize> {
     }
     section_line
 }
+
+/// serde's "invalid type: string \"300\", expected u64" (or "invalid
+/// value: integer `-3`, expected u64") in a user's words:
+/// "expected a whole number ≥ 0, got the string \"300\" (numbers and true/
+/// false are written without quotes)". Other messages pass unchanged.
+pub fn readable_type_error(message: &str) -> String {
+    let Some(rest) = message
+        .strip_prefix("invalid type: ")
+        .or_else(|| message.strip_prefix("invalid value: "))
+    else {
+        return message.to_string();
+    };
+    let Some((got, expected)) = rest.split_once(", expected ") else {
+        return message.to_string();
+    };
+    let (expected, after) = match expected.split_once(';') {
+        Some((e, after)) => (e, format!(";{after}")),
+        None => (expected, String::new()),
+    };
+    let wanted = match expected.trim() {
+        "u8" | "u16" | "u32" | "u64" | "usize" => "a whole number ≥ 0",
+        "i8" | "i16" | "i32" | "i64" | "isize" => "a whole number",
+        "f32" | "f64" => "a number",
+        other => other,
+    };
+    let quoted = got.starts_with("string ");
+    let hint = if quoted && wanted != "a string" {
+        " (numbers and true/false are written without quotes)"
+    } else {
+        ""
+    };
+    let got = got
+        .replace("string ", "the string ")
+        .replace("integer ", "the whole number ")
+        .replace("floating point ", "the number ")
+        .replace("boolean ", "")
+        .replace('`', "");
+    format!("expected {wanted}, got {got}{hint}{after}")
+}
