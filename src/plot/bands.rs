@@ -151,6 +151,7 @@ pub fn compare(groups: &[Grouped], metric: &str, prep: Prep, band: Band) -> anyh
         y_kind: Kind::Linear,
         tight_x: source == SeriesSource::Train,
         zero_line: false,
+        marks: Vec::new(),
         body: Body::Lines(bands),
     })
 }

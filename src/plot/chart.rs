@@ -10,6 +10,7 @@ use super::series::extent;
 use super::series::{Emphasis, Line};
 use super::style::{SeriesLook, Theme};
 use super::svg::{Anchor, Stroke, Svg};
+pub use marks::Mark;
 
 /// One bar of a categorical bar chart.
 #[derive(Debug, Clone, PartialEq)]
@@ -36,6 +37,9 @@ pub struct Chart {
     /// A reference line at y = 0 when it is in view.
     pub zero_line: bool,
     pub body: Body,
+    /// Steps where the run changed course (a config edit, a collapse
+    /// restore): a dashed vertical line each, labelled while few.
+    pub marks: Vec<Mark>,
 }
 
 const GRID: &str = "#E6E6E6";
@@ -140,10 +144,12 @@ impl Chart {
         let mut layout = self.layout(t, m, 0.0);
         let mut placement = None;
         if let Some(legend) = &legend {
-            let drawn: Vec<(f64, f64)> = lines
+            let mut drawn: Vec<(f64, f64)> = lines
                 .iter()
                 .flat_map(|l| l.points.iter().filter_map(|&p| layout.frame.to_pt(p)))
                 .collect();
+            // The marks' labels too: the legend must not hide them.
+            drawn.extend(self.mark_label_points(&layout.frame, t, m));
             placement = legend.inside(layout.frame.area, &drawn);
             if placement.is_none() {
                 // Above the axes the legend may use the figure's whole width.
@@ -175,6 +181,7 @@ impl Chart {
                 .for_each(|line| draw_line(&mut svg, frame, line, t)),
             Body::Bars(bars) => draw_bars(&mut svg, frame, bars, t, m),
         }
+        self.draw_marks(&mut svg, frame, t, m);
         svg.end_group();
         self.draw_axes(&mut svg, &layout, t, m);
         if let (Some(legend), Some(placement)) = (&legend, &placement) {
@@ -517,5 +524,6 @@ fn draw_bars(svg: &mut Svg, frame: &Frame, bars: &[Bar], t: &Theme, m: &Metrics)
     }
 }
 
+mod marks;
 #[cfg(test)]
 mod tests;

@@ -3,10 +3,11 @@
 //! latest transform curves. Reading goes through `session::log`, so a torn
 //! last line is tolerated exactly as everywhere else.
 
+use super::chart::Mark;
 use super::series::Points;
 use crate::session::log::read_metrics;
 use crate::session::metrics::{
-    eval_values, Curve, Record, LOSS_PREFIX, SHARE_PREFIX, WEIGHT_PREFIX,
+    eval_values, Curve, Record, LOSS_PREFIX, RESTORE_EVENT, SHARE_PREFIX, WEIGHT_PREFIX,
 };
 use crate::session::SessionDir;
 use crate::session::SessionMeta;
@@ -36,6 +37,9 @@ pub struct SessionData {
     pub transform: Option<(u64, BTreeMap<String, Curve>)>,
     /// The losses of the last logged training step.
     pub last_losses: BTreeMap<String, f64>,
+    /// Where the run changed course: config edits (the keys) and collapse
+    /// restores, by step.
+    pub marks: Vec<Mark>,
 }
 
 impl SessionData {
@@ -85,6 +89,7 @@ impl SessionData {
             metrics: Curves::new(),
             transform: None,
             last_losses: BTreeMap::new(),
+            marks: Vec::new(),
         };
         let push = |into: &mut Curves, step: f64, named: &BTreeMap<String, f64>| {
             for (name, &v) in named {
@@ -109,6 +114,25 @@ impl SessionData {
                     push(&mut data.metrics, step, &eval_values(&metrics, &losses))
                 }
                 Record::Transform { curves } => data.transform = Some((line.step, curves)),
+                Record::Config { changed, .. } if !changed.is_empty() => {
+                    let keys: Vec<&str> = changed.keys().map(String::as_str).collect();
+                    data.marks.push(Mark {
+                        x: step,
+                        label: keys.join(", "),
+                    });
+                }
+                Record::Event { message, .. } if message.contains(RESTORE_EVENT) => {
+                    // Said at the meta step that decided it; φ changes
+                    // before the step it names.
+                    let at = message
+                        .split_once(" before step ")
+                        .and_then(|(_, rest)| rest.split([' ', ',']).next()?.parse::<f64>().ok())
+                        .unwrap_or(step);
+                    data.marks.push(Mark {
+                        x: at,
+                        label: "restore".into(),
+                    });
+                }
                 _ => {}
             }
         }
@@ -259,5 +283,27 @@ mod tests {
         }
         let err = data.series("weight/nope").unwrap_err().to_string();
         assert!(err.contains("weight/<loss> and share/<loss>"), "{err}");
+
+        // Config edits and collapse restores are marks: the keys at the
+        // edit's step, a restore at the step it names.
+        w.append(&line(
+            12,
+            Record::Config {
+                changed: [("aid.alpha".to_string(), (0.1.into(), 0.02.into()))].into(),
+                error: None,
+            },
+        ))
+        .unwrap();
+        w.append(&line(
+            14,
+            Record::Event {
+                level: crate::session::metrics::Level::Warn,
+                message: format!("MELTR collapse: …; {RESTORE_EVENT} at step 3 before step 16, its optimizer's moments cleared"),
+            },
+        ))
+        .unwrap();
+        let marks = SessionData::load(&dir).unwrap().marks;
+        let marks: Vec<(f64, &str)> = marks.iter().map(|m| (m.x, m.label.as_str())).collect();
+        assert_eq!(marks, [(12.0, "aid.alpha"), (16.0, "restore")]);
     }
 }

@@ -170,6 +170,7 @@ pub fn losses(data: &SessionData, prep: Prep, log_scale: bool) -> Figure {
             y_kind: if log_scale { Kind::Log } else { Kind::Linear },
             tight_x: true,
             zero_line: false,
+            marks: data.marks.clone(),
             body: Body::Lines(per_loss(data, &data.losses, prep, ema_weight)),
         },
     }
@@ -217,6 +218,7 @@ pub fn metric(data: &SessionData, prep: Prep) -> Option<Figure> {
             y_kind: Kind::Linear,
             tight_x: false,
             zero_line: false,
+            marks: data.marks.clone(),
             body: Body::Lines(vec![
                 eval_line(name.clone(), points, look(0), prep.columns),
                 best_line,
@@ -238,6 +240,7 @@ pub fn weights(data: &SessionData, prep: Prep) -> Option<Figure> {
             y_kind: Kind::Linear,
             tight_x: true,
             zero_line: true,
+            marks: data.marks.clone(),
             body: Body::Lines(per_loss(data, &data.weights, prep, ema_weight)),
         },
     })
@@ -284,6 +287,7 @@ pub fn final_weights(data: &SessionData) -> Option<Figure> {
             y_kind: Kind::Linear,
             tight_x: false,
             zero_line: true,
+            marks: Vec::new(),
             body: Body::Bars(bars),
         },
     })
@@ -349,6 +353,7 @@ pub fn transforms(data: &SessionData) -> Option<Figure> {
             y_kind: Kind::Linear,
             tight_x: false,
             zero_line: false,
+            marks: Vec::new(),
             body: Body::Lines(lines),
         },
     })
@@ -507,6 +512,7 @@ pub fn compare(sessions: &[SessionData], metric: &str, prep: Prep) -> anyhow::Re
         y_kind: Kind::Linear,
         tight_x: series.iter().all(|(s, _)| *s == SeriesSource::Train),
         zero_line: false,
+        marks: Vec::new(),
         body: Body::Lines(faint),
     })
 }

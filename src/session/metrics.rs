@@ -24,6 +24,8 @@ pub fn eval_values(metrics: &Named, losses: &Named) -> Named {
     out
 }
 
+/// How a collapse restore's event begins (figures mark the step it names).
+pub const RESTORE_EVENT: &str = "φ restored from the meta step";
 /// The export's (and `compare`'s) name for a training loss: `loss/<loss>`.
 pub const LOSS_PREFIX: &str = "loss/";
 /// How tables name a run's final effective weight of a loss: `weight/<loss>`.

@@ -3,6 +3,7 @@
 
 use super::*;
 use crate::engine::early_climb::ClimbNote;
+use crate::session::metrics::RESTORE_EVENT;
 use crate::workload::SavedBuffers;
 use std::cell::RefCell;
 
@@ -359,7 +360,7 @@ impl Trainer {
                 // Meta lines are written in batches, after later steps
                 // may have run: say when the restore takes effect.
                 format!(
-                    "φ restored from the meta step at step {from} before step {}, its optimizer's moments cleared, the meta-learning rate halved to {lr:.3e}{raised} \
+                    "{RESTORE_EVENT} at step {from} before step {}, its optimizer's moments cleared, the meta-learning rate halved to {lr:.3e}{raised} \
                      for the rest of the run (meltr.on_collapse = \"restore\"; an edit of meltr.meta_lr or meltr.gamma sets it again)",
                     self.step + 1,
                 )

@@ -22,6 +22,7 @@ fn a_y_label_longer_than_the_axes_starts_at_their_top() {
         y_kind: Kind::Linear,
         tight_x: false,
         zero_line: false,
+        marks: Vec::new(),
         body: Body::Lines(lines),
     };
     let svg = chart.to_svg(&super::super::Style::Paper.theme());
@@ -59,6 +60,7 @@ fn a_y_label_longer_than_the_figure_is_tall_fits_in_it() {
             y_kind: Kind::Log,
             tight_x: false,
             zero_line: false,
+            marks: Vec::new(),
             body: Body::Lines(vec![Line {
                 label: None,
                 points: vec![(0.0, 1.0), (10.0, 100.0)],
@@ -113,4 +115,72 @@ fn a_short_y_axis_still_gets_three_labels() {
     let ticks = y_ticks_at_least_three(&scale, 2);
     let labels: Vec<&str> = ticks.major.iter().map(|(_, l)| l.as_str()).collect();
     assert_eq!(labels, ["0.5", "0.6", "0.7", "0.8", "0.9"]);
+}
+
+/// A walkthrough's weights figure jumped at three collapse restores and
+/// two live edits with nothing to say why: each is a dashed line with its
+/// label; marks closer than a label's height share one label, and too
+/// many labels leave only the lines.
+#[test]
+fn marks_are_labelled_lines_merged_when_close() {
+    let line = Line {
+        label: Some("w".into()),
+        points: vec![(0.0, 0.0), (1000.0, 1.0)],
+        look: super::super::style::look(0),
+        emphasis: super::super::series::Emphasis::Main,
+    };
+    let chart = |marks: &[(f64, &str)]| Chart {
+        x_label: "training step".into(),
+        y_label: "w".into(),
+        y_kind: Kind::Linear,
+        tight_x: true,
+        zero_line: false,
+        marks: marks
+            .iter()
+            .map(|&(x, label)| Mark {
+                x,
+                label: label.into(),
+            })
+            .collect(),
+        body: Body::Lines(vec![line.clone()]),
+    };
+    let theme = super::super::Style::Paper.theme();
+    let texts = |svg: &str| -> Vec<String> {
+        svg.split("<text")
+            .skip(1)
+            .filter_map(|t| Some(t.split_once('>')?.1.split_once("</text>")?.0.to_string()))
+            .collect()
+    };
+    let dashed = |svg: &str| svg.matches("stroke-dasharray").count();
+    let plain = chart(&[]).to_svg(&theme);
+    let svg = chart(&[
+        (300.0, "aid.alpha"),
+        (302.0, "restore"),
+        (700.0, "restore"),
+        (5000.0, "out of view"),
+    ])
+    .to_svg(&theme);
+    let labels = texts(&svg);
+    assert!(
+        labels.contains(&"aid.alpha, restore".to_string()),
+        "{labels:?}"
+    );
+    assert!(labels.contains(&"restore".to_string()), "{labels:?}");
+    assert!(
+        !labels.iter().any(|l| l.contains("out of view")),
+        "{labels:?}"
+    );
+    assert_eq!(
+        dashed(&svg) - dashed(&plain),
+        3,
+        "one line per mark in view"
+    );
+    let many: Vec<(f64, &str)> = (1..=7).map(|i| (f64::from(i) * 120.0, "edit")).collect();
+    let svg = chart(&many).to_svg(&theme);
+    assert!(
+        !texts(&svg).contains(&"edit".to_string()),
+        "{:?}",
+        texts(&svg)
+    );
+    assert_eq!(dashed(&svg) - dashed(&plain), 7);
 }
