@@ -2,7 +2,8 @@
 // counter), which tch does not list: the engine copies them before forwards
 // that the public algorithm does not run (load-time checks, the factorized
 // meta step's repeated evaluations of its training batch) and puts them
-// back after, so they move exactly as in a PyTorch loop.
+// back after, so they move exactly as in a PyTorch loop; and after a
+// skipped (non-finite) update's forwards.
 //
 // Errors are returned as malloc'd strings the caller frees with
 // meltr_shim_free (shim.cpp).

@@ -136,6 +136,8 @@ FEATURE = 32
 BATCH = 64
 DATA_SEED = 20230601
 MODEL_SEED = 7
+# How the engine's early-climb warning reads (src/engine/trainer/meta.rs).
+EARLY_CLIMB = "has been negative since step"
 
 
 # --------------------------------------------------------------- models ---
@@ -1109,11 +1111,29 @@ def markdown(header: dict, tasks: List[Task], methods: List[str], table: dict, s
     if failures:
         out += ["", "## Failed runs", ""]
         out += [f"- {r['task']} {r['method']} seed {r['seed']}: {r.get('error')}" for r in failures]
-    warnings_seen = sorted({(r["task"], r["method"], w) for r in records for w in r.get("warnings", [])})
-    if warnings_seen:
-        out += ["", "## Engine warnings", ""]
-        out += [f"- {t} {m}: {w}" for t, m, w in warnings_seen[:40]]
+    warnings = engine_warnings(records)
+    if warnings:
+        out += ["", "## Engine warnings", ""] + warnings
     return "\n".join(out) + "\n"
+
+
+def engine_warnings(records: List[dict]) -> List[str]:
+    """The runs' warnings as report lines: the early-climb warning (one per
+    run whose primary weight started negative) counted per task and method,
+    the others listed once each (the first 40)."""
+    climbs: Dict[Tuple[str, str], int] = {}
+    runs: Dict[Tuple[str, str], int] = {}
+    for r in records:
+        key = (r["task"], r["method"])
+        runs[key] = runs.get(key, 0) + 1
+        if any(EARLY_CLIMB in w for w in r.get("warnings", [])):
+            climbs[key] = climbs.get(key, 0) + 1
+    seen = sorted({(r["task"], r["method"], w) for r in records for w in r.get("warnings", []) if EARLY_CLIMB not in w})
+    lines = [
+        f"- {t} {m}: the primary's weight started negative (the model climbed its own loss for a while) in {n} of {runs[(t, m)]} runs"
+        for (t, m), n in sorted(climbs.items())
+    ]
+    return lines + [f"- {t} {m}: {w}" for t, m, w in seen[:40]]
 
 
 def signed(value: Optional[float], digits: int) -> str:

@@ -161,9 +161,10 @@ pub(super) fn print_line(line: &session::metrics::MetricLine, order: &[String]) 
             ..
         } => {
             say!(
-                "step {:>6}  {}  total {total:.4}  | w: {}",
+                "step {:>6}  {}  total {}  | w: {}",
                 line.step,
                 fmt_named(losses, order),
+                fmt_value(*total),
                 fmt_named(weights, order)
             )
         }

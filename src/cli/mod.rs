@@ -205,7 +205,7 @@ pub enum Cmd {
         #[arg(long = "metric", value_name = "NAME")]
         metrics: Vec<String>,
         /// Decimals (default: per column, two significant digits of its
-        /// smallest std; four of its largest mean when no row has a std).
+        /// smallest std; up to four of its largest mean when no row has one).
         #[arg(long)]
         digits: Option<usize>,
         /// Also write the table to this file.
@@ -249,7 +249,7 @@ pub enum Cmd {
         #[arg(short, long)]
         output: PathBuf,
         /// An eval metric or a training loss (default: the primary metric);
-        /// also `weight/<loss>` or `share/<loss>` (effective weight, gradient share).
+        /// also `loss/<loss>`, `weight/<loss>`, `share/<loss>` (weight, gradient share).
         #[arg(long)]
         metric: Option<String>,
         /// paper (single column), paper-wide (double column) or slides.

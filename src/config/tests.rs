@@ -42,6 +42,21 @@ fn wrong_type_names_key() {
         !negative.to_string().contains("without quotes"),
         "{negative}"
     );
+    // The user's own text is not rewritten; a value past the type's range
+    // says the range.
+    let text = Config::parse("[train]\nlr = \"a string x\"\n").unwrap_err();
+    assert!(
+        text.to_string()
+            .contains("expected a number, got the string \"a string x\" (numbers"),
+        "{text}"
+    );
+    let huge = Config::parse("[aid]\niterations = 5000000000\n").unwrap_err();
+    assert!(
+        huge.to_string().contains(
+            "expected a whole number at most 4294967295, got the whole number 5000000000"
+        ),
+        "{huge}"
+    );
 }
 
 #[test]

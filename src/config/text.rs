@@ -116,23 +116,42 @@ pub fn readable_type_error(message: &str) -> String {
         Some((e, after)) => (e, format!(";{after}")),
         None => (expected, String::new()),
     };
-    let wanted = match expected.trim() {
-        "u8" | "u16" | "u32" | "u64" | "usize" => "a whole number ≥ 0",
-        "i8" | "i16" | "i32" | "i64" | "isize" => "a whole number",
-        "f32" | "f64" => "a number",
-        other => other,
+    let expected = expected.trim();
+    let unsigned_max = match expected {
+        "u8" => Some(u64::from(u8::MAX)),
+        "u16" => Some(u64::from(u16::MAX)),
+        "u32" => Some(u64::from(u32::MAX)),
+        "u64" | "usize" => Some(u64::MAX),
+        _ => None,
     };
-    let quoted = got.starts_with("string ");
-    let hint = if quoted && wanted != "a string" {
+    // Only the leading type word is serde's; the rest is the user's value.
+    let (what, value) = got.split_once(' ').unwrap_or((got, ""));
+    let value = value.trim_matches('`');
+    let too_large = unsigned_max.is_some() && what == "integer" && !value.starts_with('-');
+    let wanted = match expected {
+        _ if too_large => format!(
+            "a whole number at most {}",
+            unsigned_max.unwrap_or(u64::MAX)
+        ),
+        "u8" | "u16" | "u32" | "u64" | "usize" => "a whole number ≥ 0".to_string(),
+        "i8" | "i16" | "i32" | "i64" | "isize" => "a whole number".to_string(),
+        "f32" | "f64" => "a number".to_string(),
+        other => other.to_string(),
+    };
+    let hint = if what == "string" && wanted != "a string" {
         " (numbers and true/false are written without quotes)"
     } else {
         ""
     };
-    let got = got
-        .replace("string ", "the string ")
-        .replace("integer ", "the whole number ")
-        .replace("floating point ", "the number ")
-        .replace("boolean ", "")
-        .replace('`', "");
+    let got = match what {
+        "string" => format!("the string {value}"),
+        "integer" => format!("the whole number {value}"),
+        "floating" => format!(
+            "the number {}",
+            value.trim_start_matches("point ").trim_matches('`')
+        ),
+        "boolean" => value.to_string(),
+        _ => got.to_string(),
+    };
     format!("expected {wanted}, got {got}{hint}{after}")
 }

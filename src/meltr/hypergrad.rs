@@ -339,7 +339,7 @@ impl<'a, 'p> Jvps<'a, 'p> {
                         Ok(hv) => return Ok(hv),
                         Err(e) => self.hvp_falls_back(
                             HvpRoute::DoubleBackward,
-                            format!("forward over reverse failed: libtorch has no forward derivative for an op in this model's backward, a gap in libtorch, not a fault of the model (libtorch: {e:#})"),
+                            format!("forward over reverse failed, most often because libtorch has no forward derivative for an op in this model's backward, a gap in libtorch rather than a fault of the model (libtorch: {e:#})"),
                         ),
                     }
                 }

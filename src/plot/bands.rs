@@ -77,17 +77,18 @@ pub fn compare(groups: &[Grouped], metric: &str, prep: Prep, band: Band) -> anyh
     let mut means = Vec::new();
     let mut source = SeriesSource::Eval;
     let mut largest = 0;
-    let mut all_series = Vec::new();
-    for group in groups {
-        for s in &group.sessions {
-            all_series.push(s.series(metric)?.1);
-        }
-    }
-    let ema_weight = prep.smoothing.weight_for(all_series.into_iter());
+    // Each group's sessions' series, looked up once; the longest sets the
+    // smoothing of all.
+    let series: Vec<Vec<(SeriesSource, &Points)>> = groups
+        .iter()
+        .map(|g| g.sessions.iter().map(|s| s.series(metric)).collect())
+        .collect::<anyhow::Result<_>>()?;
+    let ema_weight = prep
+        .smoothing
+        .weight_for(series.iter().flatten().map(|(_, p)| *p));
     for (i, group) in groups.iter().enumerate() {
         let mut curves = Vec::new();
-        for s in &group.sessions {
-            let (src, points) = s.series(metric)?;
+        for &(src, points) in &series[i] {
             source = src;
             curves.push(match src {
                 SeriesSource::Train => ema(points, ema_weight),

@@ -125,7 +125,8 @@ impl SessionData {
                     // Said at the meta step that decided it; φ changes
                     // before the step it names.
                     let at = message
-                        .split_once(" before step ")
+                        .split_once(RESTORE_EVENT)
+                        .and_then(|(_, restore)| restore.split_once(" before step "))
                         .and_then(|(_, rest)| rest.split([' ', ',']).next()?.parse::<f64>().ok())
                         .unwrap_or(step);
                     data.marks.push(Mark {

@@ -110,35 +110,51 @@ fn rows<'g>(groups: &'g [Group<'g>], names: &[String], best: bool) -> Result<Vec
         .collect()
 }
 
-/// The per-loss columns: prefix, what the log calls them, and the run's
-/// final means.
-fn per_loss_columns(run: &Run) -> [(&'static str, &'static str, &Named); 2] {
-    [
-        (WEIGHT_PREFIX, "effective weights", &run.final_weights),
-        (SHARE_PREFIX, "gradient shares", &run.final_shares),
-    ]
+/// The per-loss columns: prefix, what the log calls them, what a column
+/// holds.
+const PER_LOSS: [(&str, &str, &str); 2] = [
+    (
+        WEIGHT_PREFIX,
+        "effective weights",
+        "the effective weight ∂M/∂l",
+    ),
+    (
+        SHARE_PREFIX,
+        "gradient shares",
+        "the loss's share of the combined gradient",
+    ),
+];
+
+/// A run's final means of the per-loss series with this prefix.
+fn final_means_of<'a>(run: &'a Run, prefix: &str) -> &'a Named {
+    if prefix == SHARE_PREFIX {
+        &run.final_shares
+    } else {
+        &run.final_weights
+    }
 }
 
 /// Whether a column is a per-loss series (a weight or a share: no row is
 /// better for a larger one).
 fn is_per_loss(name: &str) -> bool {
-    name.starts_with(WEIGHT_PREFIX) || name.starts_with(SHARE_PREFIX)
+    PER_LOSS.iter().any(|(prefix, ..)| name.starts_with(prefix))
 }
 
 /// A run's value for a column: `weight/<loss>` (`share/<loss>`) its final
 /// effective weight (gradient share) of that loss, else the metric at the
 /// chosen eval.
 fn value_of(run: &Run, name: &str, best: bool) -> Result<f64> {
-    let per_loss_names = || {
-        per_loss_columns(run)
-            .iter()
-            .flat_map(|(prefix, _, means)| means.keys().map(move |loss| format!("{prefix}{loss}")))
-            .collect::<Vec<_>>()
+    let names_of = |prefix: &str| -> Vec<String> {
+        final_means_of(run, prefix)
+            .keys()
+            .map(|loss| format!("{prefix}{loss}"))
+            .collect()
     };
-    for (prefix, what, means) in per_loss_columns(run) {
+    for (prefix, what, _) in PER_LOSS {
         let Some(loss) = name.strip_prefix(prefix) else {
             continue;
         };
+        let means = final_means_of(run, prefix);
         return match means.get(loss) {
             Some(v) => Ok(*v),
             None if means.is_empty() => bail!(
@@ -153,12 +169,7 @@ fn value_of(run: &Run, name: &str, best: bool) -> Result<f64> {
             None => bail!(
                 "session {} has no loss `{loss}` with logged {what}; it has: {}",
                 run.meta.id,
-                per_loss_names()
-                    .iter()
-                    .filter(|n| n.starts_with(prefix))
-                    .cloned()
-                    .collect::<Vec<_>>()
-                    .join(", ")
+                names_of(prefix).join(", ")
             ),
         };
     }
@@ -167,7 +178,7 @@ fn value_of(run: &Run, name: &str, best: bool) -> Result<f64> {
         Some(v) => Ok(*v),
         None => {
             let mut have: Vec<String> = metrics.keys().cloned().collect();
-            have.extend(per_loss_names());
+            have.extend(PER_LOSS.iter().flat_map(|(prefix, ..)| names_of(prefix)));
             bail!(
                 "session {} has no metric `{name}` at its eval of step {step}; it has: {}",
                 run.meta.id,
@@ -275,10 +286,7 @@ pub fn render(groups: &[Group], opts: &TableOptions) -> Result<String> {
     } else {
         "final eval".to_string()
     };
-    for (prefix, meaning) in [
-        (WEIGHT_PREFIX, "the effective weight ∂M/∂l"),
-        (SHARE_PREFIX, "the loss's share of the combined gradient"),
-    ] {
+    for (prefix, _, meaning) in PER_LOSS {
         if names.iter().any(|n| n.starts_with(prefix)) {
             what.push_str(&format!(
                 "; {prefix}<loss>: {meaning}, mean of each run's last {FINAL_WEIGHT_LINES} logged values"

@@ -108,7 +108,8 @@ pub trait Workload: Send {
 /// A copy of a workload's buffers, put back after forwards that a PyTorch
 /// loop of the public algorithm does not run (load-time checks, the
 /// factorized meta step's further evaluations of its training batch), so
-/// that BatchNorm statistics move exactly as they would there.
+/// that BatchNorm statistics move exactly as they would there; and after a
+/// skipped update's forwards, so that NaN rows leave them as they were.
 pub struct SavedBuffers(Vec<Tensor>);
 
 impl SavedBuffers {
@@ -140,15 +141,17 @@ impl SavedBuffers {
             self.0.len()
         );
         tch::no_grad(|| {
-            for ((_, buffer), saved) in live.iter().zip(&self.0) {
+            for ((name, buffer), saved) in live.iter().zip(&self.0) {
                 let value = match kept {
-                    Some(kept) => buffer.where_self(kept, saved),
+                    Some(kept) => buffer
+                        .f_where_self(kept, saved)
+                        .with_context(|| format!("cannot put buffer `{name}` back"))?,
                     None => saved.shallow_clone(),
                 };
                 buffer.shallow_clone().copy_(&value);
             }
-        });
-        Ok(())
+            Ok(())
+        })
     }
 }
 

@@ -104,6 +104,8 @@ impl Trainer {
             self.phase_clock.start();
         }
         self.inner.step_if(&self.inner_params, &grads, Some(&ok));
+        // (After a reused forward's meta step: a skipped update discards its
+        // buffer moves too, those of a batch that was not finite here.)
         buffers_before.restore_unless(self.workload.as_ref(), Some(&ok))?;
         if let Some(why) = self.inner.fused_failure.take() {
             self.note_unfused("the model's", &why);
@@ -297,14 +299,22 @@ pub(super) fn far_larger_under_sum(names: &[String], values: &[f64]) -> Option<S
     let large = far_larger(names, values);
     (!large.is_empty()).then(|| {
         format!(
-            "at the first logged step, auxiliary loss {} is at least {FAR_LARGER_LOSS:.0}x the primary's value ({} = {:.3e}): \
+            "at the first logged step, {} at least {FAR_LARGER_LOSS:.0}x the primary's value ({} = {:.3e}): \
              under `sum` it likely takes most of the gradient (the contributions pane's gradient shares and the export's \
              share/ columns show it); scale it down in the model, or weigh it with combiner.kind = \"weights\", if it should count less",
-            large.join(", "),
+            losses_are(&large),
             names[0],
             values[0]
         )
     })
+}
+
+/// `auxiliary loss a (…) is` or `auxiliary losses a (…), b (…) are`.
+fn losses_are(listed: &[String]) -> String {
+    match listed {
+        [one] => format!("auxiliary loss {one} is"),
+        many => format!("auxiliary losses {} are", many.join(", ")),
+    }
 }
 
 /// The note for auxiliary losses at most 1/[`FAR_LARGER_LOSS`] of the
@@ -322,10 +332,10 @@ pub(super) fn far_smaller_losses(names: &[String], values: &[f64]) -> Option<Str
         .collect();
     (!small.is_empty()).then(|| {
         format!(
-            "at the first logged step, auxiliary loss {} is at most 1/{FAR_LARGER_LOSS:.0} of the primary's value ({} = {:.3e}): \
+            "at the first logged step, {} at most 1/{FAR_LARGER_LOSS:.0} of the primary's value ({} = {:.3e}): \
              its gradient is likely as small, so at a weight near 1 it hardly moves the model (the \
              contributions pane's gradient shares show it); scale it up in the model if it should count",
-            small.join(", "),
+            losses_are(&small),
             names[0],
             values[0]
         )

@@ -178,7 +178,7 @@ impl Trainer {
         if let Some(stop) = stopped.filter(|_| !self.neumann_stopped) {
             self.neumann_episodes += 1;
             let summed = match stop.terms.saturating_sub(1) {
-                0 => "summing no term of the series (as aid.iterations = 0 would)".to_string(),
+                0 => "at v₀ alone, with no term after it (as aid.iterations = 0)".to_string(),
                 terms => format!("after {terms} of aid.iterations = {}", aid.iterations),
             };
             if let Some(count) = episode_said(self.neumann_episodes) {
@@ -199,7 +199,7 @@ impl Trainer {
             if self.jvp_fallback_reported.as_ref() != Some(&why) {
                 self.emit(Record::Event {
                     level: Level::Info,
-                    message: format!("forward-mode AD is not available for this model; the meta step computes the same products another way, {why}"),
+                    message: format!("forward-mode AD is not available for this model; the meta step takes {why}"),
                 });
                 self.jvp_fallback_reported = Some(why);
             }
@@ -400,13 +400,22 @@ impl Trainer {
                 } else {
                     String::new()
                 };
+                // Why, and what to change: MELTR's default starts (every
+                // weight near 0, either sign) do this; other starts rarely.
+                let default_start = self.config.combiner.kind == CombinerKind::Meltr
+                    && matches!(self.config.meltr.init, MeltrInit::Pytorch | MeltrInit::Random);
+                let why = if default_start {
+                    "MELTR starts with every weight near 0, either sign (the public code's initialisation), \
+                     and its meta steps usually turn the primary's positive within tens of steps (on the auxiliary-learning suite it cleared 0.1 \
+                     by meta step 33 at the latest); a later event says when. meltr.init = \"residual\" starts as `sum` instead (at the next start)"
+                } else {
+                    "the meta steps may turn it positive again (a later event says when); if they do not, lower meltr.meta_lr or raise meltr.gamma"
+                };
                 Record::Event {
                     level: Level::Warn,
                     message: format!(
                         "the primary's effective weight ({primary}) has been negative since step {since} ({meta_steps} meta steps, now {:+.2e}){others}: \
-                         the model climbs its own task's loss. MELTR starts with every weight near 0, either sign (the public code's initialisation), \
-                         and its meta steps usually turn the primary's positive within tens of steps (on the auxiliary-learning suite it cleared 0.1 \
-                         by meta step 33 at the latest); a later event says when. meltr.init = \"residual\" starts as `sum` instead (at the next start)",
+                         the model climbs its own task's loss. {why}",
                         watched.primary
                     ),
                 }

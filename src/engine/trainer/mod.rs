@@ -412,12 +412,10 @@ impl Trainer {
             return;
         }
         let all = non_finite.len() == eval.losses.len();
-        let metrics = eval
-            .metrics
-            .keys()
-            .map(String::as_str)
-            .collect::<Vec<_>>()
-            .join(", ");
+        let metrics = match eval.metrics.keys().map(String::as_str).collect::<Vec<_>>() {
+            names if names.is_empty() => String::new(),
+            names => format!(" ({})", names.join(", ")),
+        };
         let which = if all {
             "every validation loss is".to_string()
         } else {
@@ -431,7 +429,7 @@ impl Trainer {
         self.emit(Record::Event {
             level: Level::Warn,
             message: format!(
-                "evaluation at step {}: {which} non-finite: {cause}, so its metrics ({metrics}) mean nothing; said again only after a finite evaluation",
+                "evaluation at step {}: {which} non-finite: {cause}, so its metrics{metrics} mean nothing; said again only after a finite evaluation",
                 self.step
             ),
         });

@@ -144,14 +144,29 @@ pub(super) fn batch_inventory(batch: &Batch) -> String {
 
 /// What a known libtorch message means for this batch, when the batch shows
 /// it: class indices stored as Int32 fail `cross_entropy` with "expected
-/// scalar type Long but found Int" (a walkthrough), which names no tensor.
+/// scalar type Long but found Int" on the CPU (a walkthrough) and
+/// "\"nll_loss…\" not implemented for 'Int'" on CUDA, neither naming a
+/// tensor. Only tensors of the kind the message names are listed.
 pub(super) fn batch_hint(message: &str, batch: &Batch) -> Option<String> {
-    if !message.contains("expected scalar type Long but found Int") {
-        return None;
-    }
+    let found = message
+        .split_once("expected scalar type Long but found ")
+        .map(|(_, rest)| rest)
+        .or_else(|| {
+            let (_, rest) = message
+                .split_once("nll_loss")?
+                .1
+                .split_once("not implemented for '")?;
+            Some(rest)
+        })?;
+    let kind = match found.split(|c: char| !c.is_alphanumeric()).next()? {
+        "Int" => Kind::Int,
+        "Short" => Kind::Int16,
+        "Char" => Kind::Int8,
+        _ => return None,
+    };
     let narrow: Vec<String> = batch
         .iter()
-        .filter(|(_, t)| matches!(t.kind(), Kind::Int | Kind::Int16 | Kind::Int8 | Kind::Uint8))
+        .filter(|(_, t)| t.kind() == kind)
         .map(|(name, t)| format!("`{name}` ({:?})", t.kind()))
         .collect();
     (!narrow.is_empty()).then(|| {
@@ -165,6 +180,32 @@ pub(super) fn batch_hint(message: &str, batch: &Batch) -> Option<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The CPU's and CUDA's words for Int32 class indices; a uint8 mask in
+    /// the batch is not blamed.
+    #[test]
+    fn narrow_class_indices_are_named_from_either_devices_message() {
+        let batch: Batch = [
+            ("label", Tensor::zeros([4], (Kind::Int, tch::Device::Cpu))),
+            ("mask", Tensor::zeros([4], (Kind::Uint8, tch::Device::Cpu))),
+            (
+                "tokens",
+                Tensor::zeros([4], (Kind::Int64, tch::Device::Cpu)),
+            ),
+        ]
+        .into_iter()
+        .map(|(n, t)| (n.to_string(), t))
+        .collect();
+        for message in [
+            "RuntimeError: expected scalar type Long but found Int",
+            "RuntimeError: \"nll_loss_forward_reduce_cuda_kernel_2d_index\" not implemented for 'Int'",
+        ] {
+            let hint = batch_hint(message, &batch).unwrap();
+            assert!(hint.starts_with("`label` (Int) not Int64"), "{hint}");
+            assert!(!hint.contains("mask") && !hint.contains("tokens"), "{hint}");
+        }
+        assert_eq!(batch_hint("RuntimeError: shape mismatch", &batch), None);
+    }
 
     #[test]
     fn a_torchscript_runtime_error_shows_its_exception_and_innermost_frame() {
