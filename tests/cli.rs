@@ -7,7 +7,7 @@ use common::{bin, logged_train_steps, repo, run_with_limit, text};
 use meltr_tui::engine::checkpoint;
 use meltr_tui::session::{self, metrics::Record, SessionMeta};
 use std::path::Path;
-use std::process::Stdio;
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 #[test]
@@ -467,11 +467,23 @@ fn a_headless_run_whose_stdout_reader_goes_away_trains_to_the_end() {
     assert_eq!(logged_train_steps(&dir).last(), Some(&120));
 }
 
+/// Runs `command` in a new process session: no controlling terminal, so
+/// no /dev/tty (as under a detached launcher).
+fn without_terminal(command: &mut Command) {
+    use std::os::unix::process::CommandExt;
+    // SAFETY: setsid is async-signal-safe.
+    unsafe {
+        command.pre_exec(|| {
+            libc::setsid();
+            Ok(())
+        });
+    }
+}
+
 /// Issue 19, item 9: `new` without a terminal said "no terminal to draw on"
 /// only after starting a runner that then trained to the end.
 #[test]
 fn new_without_a_terminal_fails_before_starting_anything() {
-    use std::os::unix::process::CommandExt;
     let root = tempfile::tempdir().unwrap();
     let sessions = root.path().join("sessions");
     let config = write_config(
@@ -486,13 +498,7 @@ fn new_without_a_terminal_fails_before_starting_anything() {
         .arg("--sessions-dir")
         .arg(&sessions)
         .stdin(Stdio::null());
-    // A new process session: no controlling terminal, so no /dev/tty.
-    unsafe {
-        command.pre_exec(|| {
-            libc::setsid();
-            Ok(())
-        });
-    }
+    without_terminal(&mut command);
     let out = run_with_limit(&mut command, Duration::from_secs(60));
     // Before anything else: never leave a runner training (a failing run of
     // this test must not either).
@@ -514,7 +520,6 @@ fn new_without_a_terminal_fails_before_starting_anything() {
 /// sessions" with rc 0.
 #[test]
 fn a_config_that_cannot_start_leaves_no_session_and_ls_refuses_a_file() {
-    use std::os::unix::process::CommandExt;
     let root = tempfile::tempdir().unwrap();
     let sessions = root.path().join("sessions");
     let cases: [(&[u8], &[&str]); 7] = [
@@ -560,12 +565,7 @@ fn a_config_that_cannot_start_leaves_no_session_and_ls_refuses_a_file() {
                 .stdin(Stdio::null());
             // No controlling terminal: `new` must fail on the config, not
             // open a TUI (nor fail on the terminal first).
-            unsafe {
-                command.pre_exec(|| {
-                    libc::setsid();
-                    Ok(())
-                });
-            }
+            without_terminal(&mut command);
             let out = run_with_limit(&mut command, Duration::from_secs(60));
             let what = format!("{mode:?} {}", String::from_utf8_lossy(body));
             let left = session::list(&sessions);
@@ -833,13 +833,7 @@ fn a_resume_logs_how_its_config_differs_from_the_checkpointed_run() {
         .arg("--sessions-dir")
         .arg(&sessions)
         .stdin(Stdio::null());
-    unsafe {
-        use std::os::unix::process::CommandExt;
-        command.pre_exec(|| {
-            libc::setsid();
-            Ok(())
-        });
-    }
+    without_terminal(&mut command);
     let refused = run_with_limit(&mut command, Duration::from_secs(60));
     assert_eq!(refused.status.code(), Some(1), "{}", text(&refused));
     assert!(

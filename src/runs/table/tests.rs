@@ -29,22 +29,16 @@ fn accuracy_run(
     run
 }
 
-/// One n=1 row (no std) switched the whole column from 2 decimals to 4.
-#[test]
-fn a_single_run_row_does_not_set_the_columns_decimals() {
+/// The Markdown table of accuracy runs `(meltr.gamma, final accuracy)`,
+/// grouped by γ.
+fn by_gamma(runs_of: &[(f64, f64)]) -> String {
     let root = tempfile::tempdir().unwrap();
     let mut runs = Vec::new();
-    for (i, (gamma, accuracy)) in [(0.1, 85.0), (0.1, 85.6), (0.1, 84.9), (0.3, 86.0)]
-        .into_iter()
-        .enumerate()
-    {
+    for (i, &(gamma, accuracy)) in runs_of.iter().enumerate() {
         let mut config = crate::config::Config::default();
         config.meltr.gamma = gamma;
         let mut run = accuracy_run(root.path(), &format!("r{i}"), &config, "");
-        run.final_eval = Some((
-            10,
-            [("accuracy".to_string(), accuracy)].into_iter().collect(),
-        ));
+        run.final_eval = Some((10, [("accuracy".to_string(), accuracy)].into()));
         runs.push(run);
     }
     let groups = super::super::groups::gather(
@@ -52,7 +46,13 @@ fn a_single_run_row_does_not_set_the_columns_decimals() {
         &super::super::groups::GroupBy::Keys(vec!["meltr.gamma".into()]),
     )
     .unwrap();
-    let text = markdown(&groups);
+    markdown(&groups)
+}
+
+/// One n=1 row (no std) switched the whole column from 2 decimals to 4.
+#[test]
+fn a_single_run_row_does_not_set_the_columns_decimals() {
+    let text = by_gamma(&[(0.1, 85.0), (0.1, 85.6), (0.1, 84.9), (0.3, 86.0)]);
     assert!(text.contains("| 0.1 | 3 | 85.17 ± 0.38 |"), "{text}");
     assert!(text.contains("| 0.3 | 1 | **86.00** |"), "{text}");
 }
@@ -61,24 +61,7 @@ fn a_single_run_row_does_not_set_the_columns_decimals() {
 /// with no std to go by, four significant digits of the largest mean.
 #[test]
 fn a_column_of_single_runs_shows_four_significant_digits() {
-    let root = tempfile::tempdir().unwrap();
-    let mut runs = Vec::new();
-    for (i, (gamma, accuracy)) in [(0.1, 67.7), (0.3, 8.25)].into_iter().enumerate() {
-        let mut config = crate::config::Config::default();
-        config.meltr.gamma = gamma;
-        let mut run = accuracy_run(root.path(), &format!("r{i}"), &config, "");
-        run.final_eval = Some((
-            10,
-            [("accuracy".to_string(), accuracy)].into_iter().collect(),
-        ));
-        runs.push(run);
-    }
-    let groups = super::super::groups::gather(
-        &runs,
-        &super::super::groups::GroupBy::Keys(vec!["meltr.gamma".into()]),
-    )
-    .unwrap();
-    let text = markdown(&groups);
+    let text = by_gamma(&[(0.1, 67.7), (0.3, 8.25)]);
     assert!(text.contains("| 0.1 | 1 | **67.70** |"), "{text}");
     assert!(text.contains("| 0.3 | 1 | 8.25 |"), "{text}");
 }
