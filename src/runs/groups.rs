@@ -173,22 +173,47 @@ pub fn caveats(groups: &[Group]) -> Vec<String> {
             .iter()
             .filter(|r| !r.edits.is_empty())
             .map(|r| {
-                let mut keys: Vec<&str> = r
+                // A fork's edits up to its fork step are its parent's (a
+                // walkthrough read them as the fork's own, and missed the
+                // fork's own change at the fork).
+                let fork_step = r.meta.fork_step.filter(|_| r.meta.parent.is_some());
+                let (inherited, own): (Vec<_>, Vec<_>) = r
                     .edits
                     .iter()
-                    .flat_map(|(_, k)| k.iter().map(String::as_str))
+                    .partition(|(s, _)| fork_step.is_some_and(|at| *s <= at));
+                let mut parts: Vec<String> = [(inherited, true), (own, false)]
+                    .into_iter()
+                    .filter(|(edits, _)| !edits.is_empty())
+                    .map(|(edits, before_fork)| {
+                        let mut keys: Vec<&str> = edits
+                            .iter()
+                            .flat_map(|(_, k)| k.iter().map(String::as_str))
+                            .collect();
+                        keys.sort_unstable();
+                        keys.dedup();
+                        let mut steps: Vec<String> =
+                            edits.iter().map(|(s, _)| s.to_string()).collect();
+                        steps.dedup();
+                        format!(
+                            "{} at step{} {}{}",
+                            keys.join(", "),
+                            if steps.len() == 1 { "" } else { "s" },
+                            few(&steps),
+                            if before_fork {
+                                " in its parent, before the fork"
+                            } else {
+                                ""
+                            }
+                        )
+                    })
                     .collect();
-                keys.sort_unstable();
-                keys.dedup();
-                let mut steps: Vec<String> = r.edits.iter().map(|(s, _)| s.to_string()).collect();
-                steps.dedup();
-                format!(
-                    "{}: {} at step{} {}",
-                    r.meta.name,
-                    keys.join(", "),
-                    if steps.len() == 1 { "" } else { "s" },
-                    few(&steps)
-                )
+                if let (Some(at), false) = (fork_step, r.fork_changes.is_empty()) {
+                    parts.push(format!(
+                        "{} at its fork (step {at})",
+                        r.fork_changes.join(", ")
+                    ));
+                }
+                format!("{}: {}", r.meta.name, parts.join("; "))
             })
             .collect();
         listed(
@@ -563,6 +588,20 @@ mod tests {
                 "note: s0 (n=3) has runs that did not finish (s1 stopped at 150/400): their last eval is not the end of training",
                 "note: s0 (n=3) has runs whose settings changed while they trained (s2: aid.iterations at steps 100, 300): the settings shown are the last ones",
             ]
+        );
+        // A fork (its parent gone): the edits up to its fork step were its
+        // parent's, and its own change at the fork is named.
+        runs[2].meta.parent = Some("20200101-000000-gone".into());
+        runs[2].meta.fork_step = Some(200);
+        runs[2].fork_changes = vec!["aid.alpha".into()];
+        runs[1].status = "finished".into();
+        let groups = gather(&runs, &GroupBy::Seeds).unwrap();
+        let notes = caveats(&groups);
+        assert!(
+            notes.iter().any(|n| n.contains(
+                "(s2: aid.iterations at step 100 in its parent, before the fork; aid.iterations at step 300; aid.alpha at its fork (step 200))"
+            )),
+            "{notes:?}"
         );
     }
 
