@@ -1,0 +1,250 @@
+//! Tests of grouping runs and of the notes on groups.
+
+use super::*;
+
+/// A finished run of the default settings with `seed`.
+fn finished_seed(root: &std::path::Path, name: &str, seed: u64) -> Run {
+    let mut config = crate::config::Config::default();
+    config.workload.seed = seed;
+    let dir = crate::session::create(root, name, &config).unwrap();
+    let mut run = Run::load(&dir).unwrap();
+    run.status = "finished".into();
+    run
+}
+
+#[test]
+fn numeric_settings_come_in_ascending_order_and_words_as_they_came() {
+    let root = tempfile::tempdir().unwrap();
+    let mut runs = Vec::new();
+    for (i, (lr, kind)) in [(0.3, "meltr"), (1.0, "sum"), (0.15, "meltr"), (0.2, "sum")]
+        .into_iter()
+        .enumerate()
+    {
+        let mut config = crate::config::Config::default();
+        config.train.lr = lr;
+        config.combiner.kind = kind.parse().unwrap();
+        let dir = crate::session::create(root.path(), &format!("r{i}"), &config).unwrap();
+        runs.push(Run::load(&dir).unwrap());
+    }
+    let labels = |by: GroupBy| -> Vec<String> {
+        gather(&runs, &by)
+            .unwrap()
+            .into_iter()
+            .map(|g| g.label)
+            .collect()
+    };
+    assert_eq!(
+        labels(GroupBy::Keys(vec!["train.lr".into()])),
+        ["lr=0.15", "lr=0.2", "lr=0.3", "lr=1.0"]
+    );
+    assert_eq!(
+        labels(GroupBy::Keys(vec!["combiner.kind".into()])),
+        ["kind=meltr", "kind=sum"]
+    );
+    // Words first-seen order, then numbers within: kinds not interleaved.
+    assert_eq!(
+        labels(GroupBy::Keys(vec![
+            "combiner.kind".into(),
+            "train.lr".into()
+        ])),
+        [
+            "kind=meltr, lr=0.15",
+            "kind=meltr, lr=0.3",
+            "kind=sum, lr=0.2",
+            "kind=sum, lr=1.0"
+        ]
+    );
+}
+
+#[test]
+fn a_group_pooling_other_settings_says_which() {
+    let root = tempfile::tempdir().unwrap();
+    let mut runs = Vec::new();
+    for (i, (lr, kind, seed)) in [
+        (0.1, "meltr", 0),
+        (0.1, "meltr", 1),
+        (0.1, "sum", 0),
+        (0.3, "sum", 1),
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        let mut config = crate::config::Config::default();
+        config.train.lr = lr;
+        config.combiner.kind = kind.parse().unwrap();
+        config.workload.seed = seed;
+        let dir = crate::session::create(root.path(), &format!("r{i}"), &config).unwrap();
+        let mut run = Run::load(&dir).unwrap();
+        run.status = "finished".into();
+        runs.push(run);
+    }
+    let groups = gather(&runs, &GroupBy::Keys(vec!["combiner.kind".into()])).unwrap();
+    assert_eq!(
+        groups[0].pooled_keys(),
+        Vec::<String>::new(),
+        "seeds alone are not noted"
+    );
+    assert_eq!(groups[1].pooled_keys(), ["train.lr"]);
+    assert_eq!(
+        caveats(&groups),
+        ["note: kind=sum (n=2) pools runs that differ in train.lr; add it to --group-by to split it"]
+    );
+    let by_seed = gather(&runs, &GroupBy::Seeds).unwrap();
+    assert!(caveats(&by_seed).is_empty());
+}
+
+/// A fork with no edits continued its parent bit for bit and was
+/// counted as a fourth seed (walkthrough: n=4 where 3 ran).
+#[test]
+fn a_fork_is_not_another_seed_of_its_parent() {
+    let root = tempfile::tempdir().unwrap();
+    let mut runs = Vec::new();
+    let runs_named = [
+        ("s0", 0, 0.1),
+        ("s1", 1, 0.1),
+        ("s2", 2, 0.1),
+        ("s1-fork", 1, 0.1),
+        ("s2-fork", 2, 0.1),
+        ("orphan", 3, 0.1),
+        ("g03", 0, 0.3),
+        ("g03-fork", 0, 0.3),
+    ];
+    for (name, seed, gamma) in runs_named {
+        let mut config = crate::config::Config::default();
+        config.workload.seed = seed;
+        config.meltr.gamma = gamma;
+        let dir = crate::session::create(root.path(), name, &config).unwrap();
+        let mut run = Run::load(&dir).unwrap();
+        run.meta.group = Some("matrix".into());
+        run.status = "finished".into();
+        runs.push(run);
+    }
+    for (fork, parent) in [(3, 1), (4, 2), (7, 0)] {
+        runs[fork].meta.parent = Some(runs[parent].meta.id.clone());
+        runs[fork].meta.fork_step = Some(200);
+    }
+    // Trained under γ 0.1 until step 200: not a γ 0.3 run from scratch.
+    runs[7].fork_changes = vec!["meltr.gamma".into()];
+    // Its parent deleted (not among the runs), nothing changed: an
+    // ordinary seed.
+    runs[5].meta.parent = Some("20200101-000000-gone".into());
+    runs[5].meta.fork_step = Some(100);
+    let by_seed = gather(&runs, &GroupBy::Seeds).unwrap();
+    let sizes: Vec<(String, usize, Option<String>)> = by_seed
+        .iter()
+        .map(|g| (g.label.clone(), g.runs.len(), g.fork_of.clone()))
+        .collect();
+    let fork = |s: &str| Some(s.to_string());
+    assert_eq!(
+        sizes,
+        [
+            ("gamma=0.1".to_string(), 4, None),
+            (
+                "gamma=0.1 (fork of s1@200, s2@200)".to_string(),
+                2,
+                fork("s1@200, s2@200")
+            ),
+            ("gamma=0.3".to_string(), 1, None),
+            ("gamma=0.3 (fork of s0@200)".to_string(), 1, fork("s0@200")),
+        ]
+    );
+    assert!(caveats(&by_seed).is_empty());
+    let by_kind = gather(&runs, &GroupBy::Keys(vec!["combiner.kind".into()])).unwrap();
+    assert_eq!(
+        by_kind[0].runs.len(),
+        8,
+        "--group-by pools what it is told to"
+    );
+    let notes = caveats(&by_kind);
+    assert_eq!(notes.len(), 2, "{notes:?}");
+    assert!(
+        notes[0].contains("pools runs that differ in meltr.gamma"),
+        "{}",
+        notes[0]
+    );
+    assert!(
+        notes[1].contains("counts forks with their parents (s1-fork, s2-fork, g03-fork)"),
+        "{}",
+        notes[1]
+    );
+}
+
+/// A fork of a fork whose middle run is not among the runs still
+/// continues the first: it is no seed of it.
+#[test]
+fn a_fork_of_a_fork_is_no_seed_of_the_first() {
+    let root = tempfile::tempdir().unwrap();
+    let mut runs = Vec::new();
+    for (name, seed) in [("a", 0), ("b", 1), ("grandchild", 0)] {
+        runs.push(finished_seed(root.path(), name, seed));
+    }
+    runs[2].meta.parent = Some("20200101-000000-middle".into());
+    runs[2].meta.fork_step = Some(300);
+    runs[2].ancestors = vec![
+        ("20200101-000000-middle".into(), 300),
+        (runs[0].meta.id.clone(), 200),
+    ];
+    let groups = gather(&runs, &GroupBy::Seeds).unwrap();
+    let sizes: Vec<usize> = groups.iter().map(|g| g.runs.len()).collect();
+    assert_eq!(sizes, [2, 1]);
+    let by_kind = gather(&runs, &GroupBy::Keys(vec!["combiner.kind".into()])).unwrap();
+    let notes = caveats(&by_kind);
+    assert!(
+        notes
+            .iter()
+            .any(|n| n.contains("counts forks with their parents (grandchild)")),
+        "{notes:?}"
+    );
+}
+
+/// A stopped run and one edited while it trained entered tables like
+/// any other (walkthrough).
+#[test]
+fn unfinished_and_edited_runs_are_noted() {
+    let root = tempfile::tempdir().unwrap();
+    let mut runs = Vec::new();
+    for (name, seed) in [("s0", 0), ("s1", 1), ("s2", 2)] {
+        runs.push(finished_seed(root.path(), name, seed));
+    }
+    runs[1].status = "stopped".into();
+    (runs[1].step, runs[1].steps) = (150, 400);
+    runs[2].edits = vec![
+        (100, vec!["aid.iterations".into()]),
+        (300, vec!["aid.iterations".into()]),
+    ];
+    let groups = gather(&runs, &GroupBy::Seeds).unwrap();
+    assert_eq!(
+        caveats(&groups),
+        [
+            "note: s0 (n=3) has runs that did not finish (s1 stopped at 150/400): their last eval is not the end of training",
+            "note: s0 (n=3) has runs whose settings changed while they trained (s2: aid.iterations at steps 100, 300): the settings shown are the last ones",
+        ]
+    );
+    // A fork (its parent gone): the edits up to its fork step were its
+    // parent's, and its own change at the fork is named.
+    runs[2].meta.parent = Some("20200101-000000-gone".into());
+    runs[2].meta.fork_step = Some(200);
+    runs[2].fork_changes = vec!["aid.alpha".into()];
+    runs[1].status = "finished".into();
+    let groups = gather(&runs, &GroupBy::Seeds).unwrap();
+    let notes = caveats(&groups);
+    assert!(
+        notes.iter().any(|n| n.contains(
+            "(s2: aid.iterations at step 100 in its parent, before the fork; aid.iterations at step 300; aid.alpha at its fork (step 200))"
+        )),
+        "{notes:?}"
+    );
+}
+
+#[test]
+fn labels_use_short_keys_unless_they_clash() {
+    let v = |k: &str, x: &str| (k.to_string(), x.to_string());
+    assert_eq!(
+        label_of(&[v("combiner.kind", "meltr"), v("aid.iterations", "1")]),
+        "kind=meltr, iterations=1"
+    );
+    assert_eq!(
+        label_of(&[v("combiner.kind", "sum"), v("workload.kind", "synthetic")]),
+        "combiner.kind=sum, workload.kind=synthetic"
+    );
+}
