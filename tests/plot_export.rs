@@ -2,7 +2,7 @@
 //! requested size and carries its text, SVG output is byte-stable, and bad
 //! input fails with a clear message and leaves no files behind.
 
-use meltr_tui::plot::{compare, export_session, ExportOptions, Format, Smoothing, Style};
+use meltr_tui::plot::{compare, export_session, ExportOptions, Format, LossAxis, Smoothing, Style};
 use meltr_tui::session::log::MetricsWriter;
 use meltr_tui::session::metrics::{Curve, Level, MetricLine, Named, Record};
 use meltr_tui::session::{SessionMeta, Status};
@@ -143,6 +143,21 @@ fn svg_texts(path: &Path) -> Vec<String> {
         .filter(|n| n.has_tag_name("text"))
         .filter_map(|n| n.text().map(str::to_string))
         .collect()
+}
+
+/// "log" when the figure's tick labels include a power of ten (`10⁻¹`),
+/// which only a log axis writes.
+fn y_axis_kind(path: &Path) -> &'static str {
+    let decade = |t: &String| {
+        t.strip_prefix("10")
+            .and_then(|rest| rest.chars().next())
+            .is_some_and(|c| "⁰¹²³⁴⁵⁶⁷⁸⁹⁻".contains(c))
+    };
+    if svg_texts(path).iter().any(decade) {
+        "log"
+    } else {
+        "linear"
+    }
 }
 
 fn png_size(path: &Path) -> (u32, u32) {
@@ -313,9 +328,10 @@ fn exports_every_figure_in_every_format() {
 }
 
 /// A loss decades above the others drew them flat along zero, silently
-/// (walkthrough: a target scaled x100); the export now says so.
+/// (walkthrough: a target scaled x100); `auto` now draws them on a log axis
+/// and says so, and a linear axis asked for says what it hides.
 #[test]
-fn losses_decades_apart_get_a_log_scale_hint() {
+fn losses_decades_apart_go_on_a_log_axis() {
     let root = tempfile::tempdir().unwrap();
     let dir = write_session(root.path(), "s1", "meltr", 1.0);
     let exported = export_session(&dir, &ExportOptions::default()).unwrap();
@@ -338,12 +354,29 @@ fn losses_decades_apart_get_a_log_scale_hint() {
     let exported = export_session(&dir, &ExportOptions::default()).unwrap();
     let hint = exported.skipped.join("; ");
     assert!(
-        hint.contains(&format!("losses: `{}`", LOSSES[1]))
-            && hint.contains("meltr-tui export --log-scale` shows both"),
+        hint.contains(&format!("losses: on a log axis, since `{}`", LOSSES[1]))
+            && hint.contains("(`--y-scale linear` for a linear one)"),
         "{hint}"
     );
+    let plots = dir.join("plots");
+    assert_eq!(y_axis_kind(&plots.join("losses.svg")), "log");
+    let linear = ExportOptions {
+        loss_axis: LossAxis::Linear,
+        out_dir: Some(root.path().join("linear")),
+        ..ExportOptions::default()
+    };
+    let hint = export_session(&dir, &linear).unwrap().skipped.join("; ");
+    assert!(
+        hint.contains(&format!("losses: `{}`", LOSSES[1]))
+            && hint.contains("which a linear axis draws flat; `--y-scale log` shows both"),
+        "{hint}"
+    );
+    assert_eq!(
+        y_axis_kind(&root.path().join("linear/losses.svg")),
+        "linear"
+    );
     let logged = ExportOptions {
-        log_scale: true,
+        loss_axis: LossAxis::Log,
         ..ExportOptions::default()
     };
     assert!(export_session(&dir, &logged).unwrap().skipped.is_empty());
@@ -381,7 +414,7 @@ fn svg_is_byte_identical_across_exports() {
     let opts = |out: &str| ExportOptions {
         formats: vec![Format::Svg],
         out_dir: Some(root.path().join(out)),
-        log_scale: true,
+        loss_axis: LossAxis::Log,
         ..ExportOptions::default()
     };
     let a = export_session(&dir, &opts("a")).unwrap().files;

@@ -41,9 +41,10 @@ pub(super) fn run_headless(
     give_up_after: Duration,
 ) -> Result<()> {
     let meta = SessionMeta::read(dir)?;
-    say!("session {} in {}", meta.id, dir.display());
     let handle =
         engine::spawn(dir, config, resume).map_err(|e| discard_unstarted(dir, resume, e))?;
+    // Named only once it exists for good: a failed build removes a new folder.
+    say!("session {} in {}", meta.id, dir.display());
     let _watch = crate::runner::serve::watch_config(
         dir,
         handle.commands.clone(),

@@ -228,8 +228,12 @@ pub enum Cmd {
         /// paper (single column), paper-wide (double column) or slides.
         #[arg(long, default_value = "paper")]
         style: crate::plot::Style,
-        /// Logarithmic y axis for the loss curves.
-        #[arg(long)]
+        /// The loss figure's y axis: auto is logarithmic when the losses'
+        /// typical sizes are more than 100x apart (and all positive).
+        #[arg(long, value_enum, default_value = "auto")]
+        y_scale: crate::plot::LossAxis,
+        /// Same as --y-scale log.
+        #[arg(long, conflicts_with = "y_scale")]
         log_scale: bool,
         /// EMA weight in [0, 1) for training curves (0: none), or `auto`: 0.9,
         /// less under 200 logged points so the curve does not lag its end.
@@ -482,6 +486,7 @@ pub fn dispatch(cli: Cli) -> Result<()> {
             format,
             out,
             style,
+            y_scale,
             log_scale,
             ema,
         }) => {
@@ -499,7 +504,11 @@ pub fn dispatch(cli: Cli) -> Result<()> {
                     formats: figures,
                     out_dir: out,
                     style,
-                    log_scale,
+                    loss_axis: if log_scale {
+                        crate::plot::LossAxis::Log
+                    } else {
+                        y_scale
+                    },
                     ema,
                 };
                 println!("{}", paper::export(&dir, &opts)?);

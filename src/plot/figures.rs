@@ -29,12 +29,31 @@ pub struct Prep {
 
 const STEP: &str = "training step";
 
-/// All figures a session has data for, and a note for each it has not.
+/// The loss figure's y axis.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum)]
+pub enum LossAxis {
+    /// Logarithmic when the losses' typical sizes are more than 100x
+    /// apart (a linear axis would draw the small ones flat along zero) and
+    /// all of them are positive; linear otherwise.
+    #[default]
+    Auto,
+    Linear,
+    Log,
+}
+
+/// All figures a session has data for, and a note for each it has not
+/// (and for the loss axis `auto` chose or the one given hides a loss).
 pub fn session_figures(
     data: &SessionData,
     prep: Prep,
-    log_scale: bool,
+    axis: LossAxis,
 ) -> (Vec<Figure>, Vec<String>) {
+    let span = losses_span(data);
+    let log_scale = match axis {
+        LossAxis::Auto => span.as_ref().is_some_and(|s| s.all_positive),
+        LossAxis::Linear => false,
+        LossAxis::Log => true,
+    };
     let mut figures = vec![losses(data, prep, log_scale)];
     let mut skipped = Vec::new();
     let mut add = |figure: Option<Figure>, why: String| match figure {
@@ -57,8 +76,21 @@ pub fn session_figures(
         transforms(data),
         "transforms: no transform lines logged".into(),
     );
-    if !log_scale {
-        skipped.extend(losses_span_note(data));
+    match (span, log_scale) {
+        (Some(span), true) if axis == LossAxis::Auto => skipped.push(format!(
+            "losses: on a log axis, since {} (`--y-scale linear` for a linear one)",
+            span.text
+        )),
+        (Some(span), false) => skipped.push(format!(
+            "losses: {}, which a linear axis draws flat; `--y-scale log` shows both{}",
+            span.text,
+            if span.all_positive {
+                ""
+            } else {
+                " (leaving out the losses that are ever ≤ 0)"
+            }
+        )),
+        _ => {}
     }
     (figures, skipped)
 }
@@ -67,15 +99,24 @@ pub fn session_figures(
 /// flat along zero on a linear axis.
 const SPAN_WORTH_A_LOG_AXIS: f64 = 100.0;
 
-/// A hint when the losses' typical sizes are decades apart.
-fn losses_span_note(data: &SessionData) -> Option<String> {
+/// Losses whose typical sizes (medians) are decades apart.
+struct LossSpan {
+    /// "`a` (~x) is Nx `b` (~y)".
+    text: String,
+    /// Every loss is positive wherever logged: a log axis leaves none out.
+    all_positive: bool,
+}
+
+/// The largest and smallest of the positive losses' medians, when they
+/// are more than [`SPAN_WORTH_A_LOG_AXIS`] apart.
+fn losses_span(data: &SessionData) -> Option<LossSpan> {
+    let mut all_positive = true;
     let medians: Vec<(&String, f64)> = data
         .losses
         .iter()
         .filter_map(|(name, points)| {
-            // A log axis draws only positive values: no hint for a loss
-            // that is ever zero or negative.
             if points.iter().any(|p| p.1 <= 0.0) {
+                all_positive = false;
                 return None;
             }
             let mut values: Vec<f64> = points
@@ -89,15 +130,16 @@ fn losses_span_note(data: &SessionData) -> Option<String> {
         .collect();
     let largest = medians.iter().max_by(|a, b| a.1.total_cmp(&b.1))?;
     let smallest = medians.iter().min_by(|a, b| a.1.total_cmp(&b.1))?;
-    (largest.1 / smallest.1 > SPAN_WORTH_A_LOG_AXIS).then(|| {
-        format!(
-            "losses: `{}` (~{}) is {:.0}x `{}` (~{}), which a linear axis draws flat; `meltr-tui export --log-scale` shows both",
+    (largest.1 / smallest.1 > SPAN_WORTH_A_LOG_AXIS).then(|| LossSpan {
+        text: format!(
+            "`{}` (~{}) is {:.0}x `{}` (~{})",
             largest.0,
             short(largest.1),
             largest.1 / smallest.1,
             smallest.0,
             short(smallest.1)
-        )
+        ),
+        all_positive,
     })
 }
 

@@ -26,6 +26,7 @@ pub mod style;
 pub mod svg;
 
 pub use bands::Band;
+pub use figures::LossAxis;
 pub use series::Smoothing;
 pub use style::{Style, Theme};
 
@@ -115,8 +116,8 @@ pub struct ExportOptions {
     /// Defaults to `<session>/plots`.
     pub out_dir: Option<PathBuf>,
     pub style: Style,
-    /// Logarithmic y axis for the loss curves.
-    pub log_scale: bool,
+    /// The loss figure's y axis.
+    pub loss_axis: LossAxis,
     /// EMA smoothing of the loss and weight curves; the raw curve is drawn
     /// faintly behind.
     pub ema: Smoothing,
@@ -128,7 +129,7 @@ impl Default for ExportOptions {
             formats: Format::ALL.to_vec(),
             out_dir: None,
             style: Style::Paper,
-            log_scale: false,
+            loss_axis: LossAxis::Auto,
             ema: Smoothing::Auto,
         }
     }
@@ -182,7 +183,7 @@ pub fn export_session(session_dir: &Path, opts: &ExportOptions) -> Result<Export
     let data = SessionData::load(session_dir)?;
     let theme = opts.style.theme();
     let (figures, skipped) =
-        figures::session_figures(&data, prep(&theme, opts.ema), opts.log_scale);
+        figures::session_figures(&data, prep(&theme, opts.ema), opts.loss_axis);
     let out_dir = opts
         .out_dir
         .clone()
