@@ -176,9 +176,14 @@ fn refused(config: &Path, expected: &str) -> String {
     for backtrace in ["Exception raised from", "frame #", "libtorch_cpu.so"] {
         assert!(!all.contains(backtrace), "backtrace in the message:\n{all}");
     }
-    // Refused before anything ran: no failed session folder is left.
+    // Refused before anything ran: no failed session folder is left, and
+    // none was named as if it would be.
     let left: Vec<_> = std::fs::read_dir(tmp.path()).unwrap().flatten().collect();
     assert!(left.is_empty(), "left behind: {left:?}\n{all}");
+    let named = all
+        .lines()
+        .any(|l| l.starts_with("session ") && l.contains(" in "));
+    assert!(!named, "a removed session folder was named:\n{all}");
     all
 }
 
