@@ -31,9 +31,10 @@ fn main() {
 /// `csrc/*.cpp`, built with libtorch's headers and C++ ABI; the NCCL
 /// process group only where libtorch has CUDA (then `cfg(meltr_nccl)`).
 fn compile_shims() {
-    const SOURCES: [&str; 8] = [
+    const SOURCES: [&str; 9] = [
         "csrc/shim.cpp",
         "csrc/module_buffers.cpp",
+        "csrc/attention.cpp",
         "csrc/forward_ad.cpp",
         "csrc/device_memory.cpp",
         "csrc/fused_adam.cpp",

@@ -365,8 +365,10 @@ enum Ops {
     /// Elementary ops: every derivative, forward over reverse included.
     Elementary,
     /// A fused attention kernel: neither forward derivatives nor a second
-    /// derivative.
+    /// derivative (the math path, with the fused kernels off, has both).
     FusedAttention,
+    /// A pairwise distance (`cdist`): no second derivative on any path.
+    Distance,
     /// The third loss a cross entropy (log-softmax and `nll_loss`): a second
     /// derivative, but `nll_loss`'s backward has no forward derivative.
     CrossEntropy,
@@ -397,11 +399,17 @@ impl SmallModel {
     }
 
     fn losses(&self) -> Tensor {
+        self.try_losses().unwrap()
+    }
+
+    /// The losses, or libtorch's error (forward-mode AD through the fused
+    /// attention kernel fails).
+    fn try_losses(&self) -> Result<Tensor> {
         let mut hidden = self.x.matmul(&self.theta[0].transpose(0, 1)).tanh(); // [n, h]
         if self.ops == Ops::FusedAttention {
             // One self-attention over the n samples with libtorch's fused kernel.
             let q = hidden.unsqueeze(0).unsqueeze(0);
-            hidden = Tensor::scaled_dot_product_attention(
+            hidden = Tensor::f_scaled_dot_product_attention(
                 &q,
                 &q,
                 &q,
@@ -410,9 +418,13 @@ impl SmallModel {
                 false,
                 None,
                 false,
-            )
+            )?
             .squeeze_dim(0)
             .squeeze_dim(0);
+        }
+        if self.ops == Ops::Distance {
+            let apart = Tensor::cdist(&hidden, &(hidden.detach() + 1.0), 2.0, None);
+            hidden = &hidden * apart.mean_dim(1, true, apart.kind());
         }
         let out = hidden.matmul(&self.theta[1].transpose(0, 1)); // [n, 3]
         let err = &out - &self.y;
@@ -421,14 +433,14 @@ impl SmallModel {
             Ops::CrossEntropy => out.cross_entropy_for_logits(&self.y.argmax(1, false)),
             _ => (err.select(1, 2).square() + 1.0).sqrt().mean(k),
         };
-        Tensor::stack(
+        Ok(Tensor::stack(
             &[
                 err.select(1, 0).square().mean(k),
                 err.select(1, 1).square().mean(k),
                 third,
             ],
             0,
-        )
+        ))
     }
 
     fn hypergrad(&self, combiner: &dyn Combiner, mode: AidMode, j: u32) -> Result<Vec<f64>> {
@@ -449,9 +461,9 @@ impl SmallModel {
         let forwards = std::cell::Cell::new(0);
         let train = || -> Result<Tensor> {
             forwards.set(forwards.get() + 1);
-            Ok(self.losses())
+            self.try_losses()
         };
-        let val = || -> Result<Tensor> { Ok(self.losses().get(0) * 1.1) };
+        let val = || -> Result<Tensor> { Ok(self.try_losses()?.get(0) * 1.1) };
         let problem = MetaProblem {
             theta: &self.theta,
             combiner,
@@ -589,25 +601,37 @@ fn mixed_term_matches_finite_differences_on_tiny_meltr() {
     }
 }
 
+/// Fused attention: both modes turn the fused kernels off for what needs
+/// derivatives they lack, say so, and agree.
 #[test]
-fn fused_attention_trains_with_factorized_and_exact_fails_clearly() {
+fn fused_attention_takes_the_math_path_in_both_modes() {
     // The models draw from libtorch's process-wide RNG.
     let _serial = common::serial();
     let model = SmallModel::new(Kind::Float, Ops::FusedAttention);
     let meltr = TinyMeltr::new(3, Kind::Float);
-    let err = model
-        .hypergrad(&meltr, AidMode::Exact, 1)
-        .unwrap_err()
-        .to_string();
-    assert!(err.contains("aid.mode = \"factorized\""), "{err}");
+    let routes = || JvpRoutes::default();
+    let of = |mode| {
+        let settings = AidSettings {
+            jvp: JvpMethod::Auto,
+            ..settings(mode, 1, 0.1, 0.1)
+        };
+        model
+            .hypergradient(&meltr, &settings, &routes(), None)
+            .unwrap()
+            .0
+    };
+    let (exact, factorized) = (of(AidMode::Exact), of(AidMode::Factorized));
+    let said = |h: &meltr_tui::meltr::hypergrad::Hypergradient| h.fallback.clone().unwrap();
     assert!(
-        err.contains("derivative for"),
-        "the libtorch reason is kept: {err}"
+        said(&exact).contains("fused kernels off")
+            && said(&factorized).contains("fused kernels off"),
+        "{} / {}",
+        said(&exact),
+        said(&factorized)
     );
-    assert!(
-        !err.contains("frame #"),
-        "no C++ backtrace in the message: {err}"
-    );
+    let err = relative_error(&flat(&factorized.grads), &flat(&exact.grads));
+    assert!(err <= 1e-5, "factorized vs exact on the math path: {err:e}");
+    assert!(meltr_tui::nn::attention::fused_enabled().unwrap());
 
     // A few bilevel rounds: inner AdamW steps on M(l), meta steps on φ.
     let mut inner = meltr_tui::nn::optim::AdamW::new(&model.theta, 1e-2, 0.0);
@@ -642,6 +666,39 @@ fn fused_attention_trains_with_factorized_and_exact_fails_clearly() {
         last.is_finite() && last < first,
         "primary loss {first} -> {last}"
     );
+}
+
+/// An op without a second derivative on any path: `exact` fails, saying why
+/// and what to set; `factorized` trains.
+#[test]
+fn without_second_derivatives_exact_fails_clearly_and_factorized_takes_differences() {
+    // The models draw from libtorch's process-wide RNG.
+    let _serial = common::serial();
+    let model = SmallModel::new(Kind::Float, Ops::Distance);
+    let meltr = TinyMeltr::new(3, Kind::Float);
+    let err = model
+        .hypergrad(&meltr, AidMode::Exact, 1)
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("aid.mode = \"factorized\""), "{err}");
+    assert!(
+        err.contains("derivative for '_cdist_backward'"),
+        "the libtorch reason is kept: {err}"
+    );
+    assert!(
+        !err.contains("frame #"),
+        "no C++ backtrace in the message: {err}"
+    );
+    // Its hypergradient by differences is finite.
+    let (hyper, _) = model
+        .hypergradient(
+            &meltr,
+            &settings(AidMode::Factorized, 1, 0.1, 0.1),
+            &JvpRoutes::default(),
+            None,
+        )
+        .unwrap();
+    assert!(autograd::all_finite(&hyper.grads));
 }
 
 /// A cross entropy (no forward-over-reverse through `nll_loss`'s backward)

@@ -3,8 +3,8 @@
 //! through the model), in f64, on the built-in video-text model and on the
 //! TorchScript example with matmul attention, for J = 0 and J = 2. And the
 //! fallback: the example with fused attention (no forward derivative, no
-//! second derivative) uses differences under `aid.jvp = "auto"` and says
-//! why. And the single-loss
+//! second derivative) takes the math path under `aid.jvp = "auto"` and
+//! says why. And the single-loss
 //! forward the meta step's validation batch uses: the same value and
 //! gradient as the full forward's. And the gradient shares' double
 //! backward (a JVP of the loss vector through the retained graph) against
@@ -163,38 +163,44 @@ fn torchscript_matmul_attention_jvps_agree_with_exact() {
     agree_with_exact("torchscript (matmul attention)", workload.as_ref(), &config);
 }
 
+/// Fused attention (flash on the CPU) has neither forward-mode nor second
+/// derivatives; `auto` turns the fused kernels off for the meta step's
+/// products (the math path has both), so factorized and exact stay exact,
+/// and the kernels are back on afterwards.
 #[test]
-fn fused_attention_falls_back_to_differences_and_says_why() {
+fn fused_attention_takes_the_math_path_and_says_why() {
     let _serial = serial();
     let config = torchscript_config(&export("sdpa"));
     let workload = workload::build(&config, Device::Cpu, Kind::Double, None).unwrap();
     let combiner = combiner::build(&config, Device::Cpu, Kind::Double);
-    let (auto, why) = hypergrad_of(
-        workload.as_ref(),
-        combiner.as_ref(),
-        &config,
-        AidMode::Factorized,
-        JvpMethod::Auto,
-        2,
-    );
+    let of = |mode, jvp| hypergrad_of(workload.as_ref(), combiner.as_ref(), &config, mode, jvp, 2);
+    let (auto, why) = of(AidMode::Factorized, JvpMethod::Auto);
     let why = why.expect("forward-mode AD through fused attention should be unavailable");
     eprintln!("fallback reason: {why}");
-    // Nor has it a second derivative, so not double backward either.
     assert!(
-        why.contains("Hessian-vector products by finite differences")
-            && why.contains("double backward failed"),
+        why.contains("Hessian-vector products by double backward with scaled_dot_product_attention's fused kernels off")
+            && why.contains("the loss JVP by forward mode with scaled_dot_product_attention's fused kernels off")
+            && why.contains("double backward failed (")
+            && why.contains("forward mode failed ("),
         "{why}"
     );
-    let (differences, _) = hypergrad_of(
-        workload.as_ref(),
-        combiner.as_ref(),
-        &config,
-        AidMode::Factorized,
-        JvpMethod::Differences,
-        2,
+    // One line per reason: no traceback, no plea to file an issue.
+    assert!(!why.contains('\n') && !why.contains("Please file"), "{why}");
+    let (exact, exact_why) = of(AidMode::Exact, JvpMethod::Auto);
+    let exact_why = exact_why.expect("exact needs the math path too");
+    assert!(
+        exact_why.starts_with(
+            "the second derivatives through the model with scaled_dot_product_attention's fused kernels off"
+        ),
+        "{exact_why}"
     );
-    let err = relative_error(&auto, &differences);
-    assert!(err < 1e-9, "auto after fallback vs differences: {err:e}");
+    let err = relative_error(&auto, &exact);
+    eprintln!("auto (math attention) vs exact: {err:.2e}");
+    assert!(err < 1e-9, "auto vs exact on the math path: {err:e}");
+    let (differences, _) = of(AidMode::Factorized, JvpMethod::Differences);
+    let err = relative_error(&differences, &exact);
+    assert!(err < 1e-6, "differences vs exact: {err:e}");
+    assert!(meltr_tui::nn::attention::fused_enabled().unwrap());
 }
 
 /// `loss(batch, primary)` against `losses(batch)[primary]`: value and

@@ -228,9 +228,10 @@ fn tied_and_frozen_parameters_replay() {
 /// PyTorch's stock attention (`nn.TransformerEncoderLayer`, its fused
 /// scaled-dot-product kernels) and BatchNorm, as the example ships: the
 /// replay takes the public algorithm's double backward on the math path
-/// (the fused kernels have no second derivative), the engine's factorized
-/// mode its finite differences (no forward derivative either; `auto` falls
-/// back). Before the replay chose the math path it refused the model.
+/// (the fused kernels have no second derivative), and so does the engine's
+/// factorized mode (no forward derivative either; `auto` turns the fused
+/// kernels off for the meta step's products). Before the replay chose the
+/// math path it refused the model.
 #[test]
 fn stock_attention_replays_through_the_math_path() {
     static DIR: OnceLock<PathBuf> = OnceLock::new();
@@ -249,12 +250,9 @@ fn stock_attention_replays_through_the_math_path() {
         let lines = assert_replays(&name, config);
         let fell_back = lines.iter().any(|l| {
             matches!(&l.record, Record::Event { message, .. }
-                if message.contains("by finite differences"))
+                if message.contains("scaled_dot_product_attention's fused kernels off"))
         });
-        assert!(
-            fell_back,
-            "fused attention should take the difference fallback"
-        );
+        assert!(fell_back, "fused attention should take the math path");
     }
 }
 

@@ -129,50 +129,29 @@ pub fn hypergradient_timed(
         .chain(&phi)
         .map(Tensor::shallow_clone)
         .collect();
-    // `|Σ l − M(l)|` (Σ at MELTR's loss scale) on the training batch, with the graph (from the given
-    // forward when there is one); MELTR's part differentiated as the mode
-    // does: reverse mode only, the factorized mode's once.
-    let train_terms = |derivatives: Derivatives| -> Result<(Tensor, Tensor, Tensor)> {
-        let losses = match problem.train_forward {
-            Some(losses) => losses.shallow_clone(),
-            None => (problem.train_losses)()?,
-        };
-        let combined = problem.combiner.combine_with(&losses, derivatives);
-        let reg = (problem.combiner.reference_sum(&losses) - &combined).abs();
-        Ok((losses, combined, reg))
-    };
 
-    let mut fallback = None;
+    let fallback;
     let neumann_stop;
     let (grads, reg) = match settings.mode {
         AidMode::Exact => {
-            // The validation forward first, as the public code runs them
-            // (the order BatchNorm statistics see the batches in).
-            let val = (problem.val_primary)()?;
-            clock.mark("val fwd");
-            let (_, combined, reg) = train_terms(Derivatives::Reverse)?;
-            clock.mark("train fwd");
-            let primary_loss = val + &reg * settings.gamma;
-            let grad_aux = grad(&[&combined], theta, true, true).map_err(exact_unavailable)?;
-            clock.mark("train bwd (graph)");
-            let inputs = if settings.gamma_direct {
-                &with_phi[..]
-            } else {
-                theta
+            let math_attention = routes.exact.borrow().is_some();
+            let (grads, reg, stop) = match exact(problem, settings, clock, math_attention) {
+                Ok(done) => done,
+                Err(Exact::SecondOrder(e)) if !math_attention => {
+                    // Once per run: the second attempt runs the step's
+                    // forwards again (BatchNorm statistics move twice).
+                    let done = exact(problem, settings, clock, true)
+                        .map_err(|again| exact_unavailable(again.into_inner()))?;
+                    *routes.exact.borrow_mut() = Some(brief(&e));
+                    done
+                }
+                Err(failed) => return Err(failed.into_error()),
             };
-            let mut g = grad(&[&primary_loss], inputs, true, false)?;
-            clock.mark("val+γ bwd");
-            let direct = settings.gamma_direct.then(|| g.split_off(theta.len()));
-            let hvp = |v: &[Tensor]| -> Result<Vec<Tensor>> {
-                grad(&[&autograd::dot(&grad_aux, v)], theta, true, false).map_err(exact_unavailable)
-            };
-            let (p, stop) = neumann(&hvp, g, settings)?;
+            fallback = routes.exact.borrow().as_ref().map(|why| {
+                format!("the second derivatives through the model {MATH_ATTENTION}: {why}")
+            });
             neumann_stop = stop;
-            clock.mark("Neumann HVPs");
-            let mixed = grad(&[&autograd::dot(&grad_aux, &p)], &phi, false, false)
-                .map_err(exact_unavailable)?;
-            clock.mark("mixed 2nd bwd");
-            (subtract(direct, mixed), reg)
+            (grads, reg)
         }
         AidMode::Factorized => {
             // One batch's graph alive at a time (peak memory near an inner
@@ -183,7 +162,7 @@ pub fn hypergradient_timed(
             let g_val = grad(&[&val], theta, false, false)?;
             clock.mark("val bwd");
             drop(val);
-            let (losses, combined, reg) = train_terms(Derivatives::FirstOrder)?;
+            let (losses, combined, reg) = train_terms(problem, Derivatives::FirstOrder, true)?;
             clock.mark("train fwd");
             let inputs = if settings.gamma_direct {
                 &with_phi[..]
@@ -241,6 +220,99 @@ pub fn hypergradient_timed(
     })
 }
 
+/// `|Σ l − M(l)|` (Σ at MELTR's loss scale) on the training batch, with the
+/// graph (from the inner step's forward when there is one and `reuse`);
+/// MELTR's part differentiated as the mode does: reverse mode only, the
+/// factorized mode's once. The losses, M(l) and the regulariser.
+fn train_terms(
+    problem: &MetaProblem,
+    derivatives: Derivatives,
+    reuse: bool,
+) -> Result<(Tensor, Tensor, Tensor)> {
+    let losses = match problem.train_forward.filter(|_| reuse) {
+        Some(losses) => losses.shallow_clone(),
+        None => (problem.train_losses)()?,
+    };
+    let combined = problem.combiner.combine_with(&losses, derivatives);
+    let reg = (problem.combiner.reference_sum(&losses) - &combined).abs();
+    Ok((losses, combined, reg))
+}
+
+/// How an exact meta step failed.
+enum Exact {
+    /// A second derivative through the model: libtorch lacks one.
+    SecondOrder(anyhow::Error),
+    Other(anyhow::Error),
+}
+
+impl Exact {
+    fn into_inner(self) -> anyhow::Error {
+        match self {
+            Exact::SecondOrder(e) | Exact::Other(e) => e,
+        }
+    }
+
+    fn into_error(self) -> anyhow::Error {
+        match self {
+            Exact::SecondOrder(e) => exact_unavailable(e),
+            Exact::Other(e) => e,
+        }
+    }
+}
+
+/// The exact mode's meta step: the hypergradient, the regulariser and where
+/// the Neumann series stopped; with `math_attention`, every pass with the
+/// fused attention kernels off and a training forward of its own.
+fn exact(
+    problem: &MetaProblem,
+    settings: &AidSettings,
+    clock: &mut PhaseClock,
+    math_attention: bool,
+) -> std::result::Result<(Vec<Tensor>, Tensor, Option<NeumannStop>), Exact> {
+    let _math = math_attention
+        .then(crate::nn::attention::MathAttention::enter)
+        .transpose()
+        .map_err(Exact::Other)?;
+    let phi = problem.combiner.params();
+    let theta = problem.theta;
+    // The validation forward first, as the public code runs them (the
+    // order BatchNorm statistics see the batches in).
+    let val = (problem.val_primary)().map_err(Exact::Other)?;
+    clock.mark("val fwd");
+    let (_, combined, reg) =
+        train_terms(problem, Derivatives::Reverse, !math_attention).map_err(Exact::Other)?;
+    clock.mark("train fwd");
+    let primary_loss = val + &reg * settings.gamma;
+    let grad_aux = grad(&[&combined], theta, true, true).map_err(Exact::SecondOrder)?;
+    clock.mark("train bwd (graph)");
+    let mut inputs: Vec<Tensor> = theta.iter().map(Tensor::shallow_clone).collect();
+    if settings.gamma_direct {
+        inputs.extend(phi.iter().map(Tensor::shallow_clone));
+    }
+    let mut g = grad(&[&primary_loss], &inputs, true, false).map_err(Exact::Other)?;
+    clock.mark("val+γ bwd");
+    let direct = settings.gamma_direct.then(|| g.split_off(theta.len()));
+    // The products' errors are libtorch's second derivatives (marked so
+    // through the cell: `neumann` takes an anyhow closure).
+    let second_order_failed = std::cell::Cell::new(false);
+    let hvp = |v: &[Tensor]| -> Result<Vec<Tensor>> {
+        grad(&[&autograd::dot(&grad_aux, v)], theta, true, false)
+            .inspect_err(|_| second_order_failed.set(true))
+    };
+    let (p, stop) = neumann(&hvp, g, settings).map_err(|e| {
+        if second_order_failed.get() {
+            Exact::SecondOrder(e)
+        } else {
+            Exact::Other(e)
+        }
+    })?;
+    clock.mark("Neumann HVPs");
+    let mixed =
+        grad(&[&autograd::dot(&grad_aux, &p)], &phi, false, false).map_err(Exact::SecondOrder)?;
+    clock.mark("mixed 2nd bwd");
+    Ok((subtract(direct, mixed), reg, stop))
+}
+
 /// What the factorized mode's JVPs fell back to under `JvpMethod::Auto`:
 /// kept by the trainer across meta steps, so that each one does not try
 /// (and pay for) what failed before. The model's ops are the same at every
@@ -250,14 +322,39 @@ pub struct JvpRoutes {
     /// Set once the Hessian-vector products fell back: what they take from
     /// then on, and why.
     hvp: RefCell<Option<(HvpRoute, String)>>,
-    /// Set once the loss-vector JVP fell back to differences, and why.
-    loss_jvp: RefCell<Option<String>>,
+    /// Set once the loss-vector JVP fell back: what it takes from then on,
+    /// and why.
+    loss_jvp: RefCell<Option<(LossJvpRoute, String)>>,
+    /// Set once the exact mode's second derivatives needed the fused
+    /// attention kernels off: why.
+    exact: RefCell<Option<String>>,
 }
 
 impl JvpRoutes {
     fn hvp_route(&self) -> Option<HvpRoute> {
         self.hvp.borrow().as_ref().map(|(route, _)| *route)
     }
+
+    fn loss_jvp_route(&self) -> Option<LossJvpRoute> {
+        self.loss_jvp.borrow().as_ref().map(|(route, _)| *route)
+    }
+}
+
+/// Records that a product takes `route` from now on, adding `why` to the
+/// reasons so far.
+fn fall_back<R>(slot: &RefCell<Option<(R, String)>>, route: R, why: String) {
+    let mut fallback = slot.borrow_mut();
+    let why = match fallback.take() {
+        Some((_, before)) => format!("{before}; {why}"),
+        None => why,
+    };
+    *fallback = Some((route, why));
+}
+
+/// A libtorch error in one line: its context chain up to the first line
+/// break (TorchScript appends a traceback, libtorch a plea to file an issue).
+fn brief(error: &anyhow::Error) -> String {
+    crate::nn::autograd::first_line(&format!("{error:#}"))
 }
 
 /// The factorized mode's JVPs by the configured method.
@@ -275,14 +372,30 @@ struct Jvps<'a, 'p> {
 }
 
 /// How the Hessian-vector products are computed after forward over reverse
-/// failed.
-#[derive(Debug, Clone, Copy, PartialEq)]
+/// failed, in the order `Auto` tries them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum HvpRoute {
     /// Reverse over reverse: exact.
     DoubleBackward,
+    /// Reverse over reverse with `scaled_dot_product_attention`'s fused
+    /// kernels off (its math path has second derivatives): exact.
+    DoubleBackwardMathAttention,
     /// Central differences of gradients.
     Differences,
 }
+
+/// How the loss JVP is computed after forward mode failed, in the order
+/// `Auto` tries them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum LossJvpRoute {
+    /// Forward mode with the fused attention kernels off: exact.
+    ForwardMathAttention,
+    /// Central differences of the losses.
+    Differences,
+}
+
+/// What the fused attention kernels' absence means, for the fallback notes.
+const MATH_ATTENTION: &str = "with scaled_dot_product_attention's fused kernels off for it (its math path has the derivatives they lack; the inner steps keep them)";
 
 impl<'a, 'p> Jvps<'a, 'p> {
     /// What was used instead of forward-mode AD, and why, if anything was.
@@ -299,16 +412,28 @@ impl<'a, 'p> Jvps<'a, 'p> {
                          (so at aid.iterations > 0 the factorized mode saves little on this model): {why}"
                     )
                 }
+                HvpRoute::DoubleBackwardMathAttention => {
+                    format!("Hessian-vector products by double backward {MATH_ATTENTION}: {why}")
+                }
                 HvpRoute::Differences => {
-                    format!("Hessian-vector products by finite differences: {why}")
+                    format!(
+                        "Hessian-vector products by finite differences of gradients (inexact where the model has kinks, e.g. ReLU, between the two points; aid.iterations = 0 needs none): {why}"
+                    )
                 }
             });
         let jvp = self
             .routes
             .loss_jvp
             .borrow()
-            .as_ref()
-            .map(|why| format!("the loss JVP by finite differences: {why}"));
+            .clone()
+            .map(|(route, why)| match route {
+                LossJvpRoute::ForwardMathAttention => {
+                    format!("the loss JVP by forward mode {MATH_ATTENTION}: {why}")
+                }
+                LossJvpRoute::Differences => {
+                    format!("the loss JVP by finite differences: {why}")
+                }
+            });
         match (hvp, jvp) {
             (None, None) => None,
             (Some(one), None) | (None, Some(one)) => Some(one),
@@ -333,23 +458,42 @@ impl<'a, 'p> Jvps<'a, 'p> {
             JvpMethod::Forward => forward_over_reverse().map_err(forward_failed),
             JvpMethod::Differences => hvp_by_differences(problem, v),
             JvpMethod::Auto => {
-                let route = self.routes.hvp_route();
-                if route.is_none() {
+                let slot = &self.routes.hvp;
+                if self.routes.hvp_route().is_none() {
                     match forward_over_reverse() {
                         Ok(hv) => return Ok(hv),
-                        Err(e) => self.hvp_falls_back(
+                        Err(e) => fall_back(
+                            slot,
                             HvpRoute::DoubleBackward,
-                            format!("forward over reverse failed, most often because libtorch has no forward derivative for an op in this model's backward, a gap in libtorch rather than a fault of the model (libtorch: {e:#})"),
+                            format!("forward over reverse failed, most often because libtorch has no forward derivative for an op in this model's backward, a gap in libtorch rather than a fault of the model (libtorch: {})", brief(&e)),
                         ),
                     }
                 }
-                if route != Some(HvpRoute::Differences) {
-                    match self.hvp_by_double_backward(v) {
+                if self.routes.hvp_route() == Some(HvpRoute::DoubleBackward) {
+                    match self.hvp_by_double_backward(v, false) {
                         Ok(hv) => return Ok(hv),
-                        Err(e) => self.hvp_falls_back(
-                            HvpRoute::Differences,
-                            format!("double backward failed ({e:#})"),
-                        ),
+                        Err(e) => {
+                            // Its gradient's graph went through the fused kernels.
+                            self.aux_grad.take();
+                            fall_back(
+                                slot,
+                                HvpRoute::DoubleBackwardMathAttention,
+                                format!("double backward failed ({})", brief(&e)),
+                            )
+                        }
+                    }
+                }
+                if self.routes.hvp_route() == Some(HvpRoute::DoubleBackwardMathAttention) {
+                    match self.hvp_by_double_backward(v, true) {
+                        Ok(hv) => return Ok(hv),
+                        Err(e) => {
+                            self.aux_grad.take();
+                            fall_back(
+                                slot,
+                                HvpRoute::Differences,
+                                format!("with the fused attention kernels off too ({})", brief(&e)),
+                            )
+                        }
                     }
                 }
                 hvp_by_differences(problem, v)
@@ -359,14 +503,20 @@ impl<'a, 'p> Jvps<'a, 'p> {
 
     /// `H v = ∇_θ (∇_θ L_aux · v)`, reverse over reverse: MELTR
     /// differentiated twice in reverse mode. The gradient and its graph are
-    /// built at the first product and kept until [`Self::end_products`].
-    fn hvp_by_double_backward(&self, v: &[Tensor]) -> Result<Vec<Tensor>> {
+    /// built at the first product and kept until [`Self::end_products`];
+    /// with `math_attention`, from a forward of their own with the fused
+    /// attention kernels off.
+    fn hvp_by_double_backward(&self, v: &[Tensor], math_attention: bool) -> Result<Vec<Tensor>> {
         let problem = self.problem;
+        let _math = math_attention
+            .then(crate::nn::attention::MathAttention::enter)
+            .transpose()?;
         let mut aux_grad = self.aux_grad.borrow_mut();
         let aux_grad = match aux_grad.as_mut() {
             Some(aux_grad) => aux_grad,
             None => {
-                let losses = match self.products_forward.take() {
+                let reused = self.products_forward.take().filter(|_| !math_attention);
+                let losses = match reused {
                     Some(losses) => losses,
                     None => (problem.train_losses)()?,
                 };
@@ -383,36 +533,46 @@ impl<'a, 'p> Jvps<'a, 'p> {
         self.aux_grad.take();
     }
 
-    /// Records that the Hessian-vector products take `route` from now on,
-    /// adding `why` to the reasons so far.
-    fn hvp_falls_back(&self, route: HvpRoute, why: String) {
-        let mut fallback = self.routes.hvp.borrow_mut();
-        let why = match fallback.take() {
-            Some((_, before)) => format!("{before}; {why}"),
-            None => why,
-        };
-        *fallback = Some((route, why));
-    }
-
     /// `∇_θ l_k · p` for every k: forward mode; under `Auto`, once that
-    /// failed, differences.
+    /// failed, forward mode with the fused attention kernels off, then
+    /// differences.
     fn loss_jvp(&self, p: &[Tensor]) -> Result<Tensor> {
         let problem = self.problem;
-        let forward = || {
+        let forward = |math_attention: bool| -> Result<Tensor> {
+            let _math = math_attention
+                .then(crate::nn::attention::MathAttention::enter)
+                .transpose()?;
             let losses = || tch::no_grad(|| (problem.train_losses)());
             Ok(super::forward_ad::jvp(problem.theta, p, &losses)?.1)
         };
-        match self.method {
-            JvpMethod::Forward => forward().map_err(forward_failed),
-            JvpMethod::Differences => loss_jvp_by_differences(problem, p),
-            JvpMethod::Auto if self.routes.loss_jvp.borrow().is_some() => {
-                loss_jvp_by_differences(problem, p)
-            }
-            JvpMethod::Auto => forward().or_else(|e: anyhow::Error| {
-                *self.routes.loss_jvp.borrow_mut() = Some(format!("forward mode failed ({e:#})"));
-                loss_jvp_by_differences(problem, p)
-            }),
+        if self.method == JvpMethod::Forward {
+            return forward(false).map_err(forward_failed);
         }
+        if self.method == JvpMethod::Differences {
+            return loss_jvp_by_differences(problem, p);
+        }
+        let slot = &self.routes.loss_jvp;
+        if self.routes.loss_jvp_route().is_none() {
+            match forward(false) {
+                Ok(jvp) => return Ok(jvp),
+                Err(e) => fall_back(
+                    slot,
+                    LossJvpRoute::ForwardMathAttention,
+                    format!("forward mode failed ({})", brief(&e)),
+                ),
+            }
+        }
+        if self.routes.loss_jvp_route() == Some(LossJvpRoute::ForwardMathAttention) {
+            match forward(true) {
+                Ok(jvp) => return Ok(jvp),
+                Err(e) => fall_back(
+                    slot,
+                    LossJvpRoute::Differences,
+                    format!("with the fused attention kernels off too ({})", brief(&e)),
+                ),
+            }
+        }
+        loss_jvp_by_differences(problem, p)
     }
 }
 

@@ -3,6 +3,7 @@
 //! helpers, a portable seeded generator, and a transformer encoder.
 #![warn(missing_docs)]
 
+pub mod attention;
 pub mod autograd;
 pub mod optim;
 pub mod rng;

@@ -199,7 +199,7 @@ impl Trainer {
             if self.jvp_fallback_reported.as_ref() != Some(&why) {
                 self.emit(Record::Event {
                     level: Level::Info,
-                    message: format!("forward-mode AD is not available for this model; the meta step takes {why}"),
+                    message: format!("the meta step takes {why}"),
                 });
                 self.jvp_fallback_reported = Some(why);
             }

@@ -1,0 +1,71 @@
+//! Which kernels `scaled_dot_product_attention` may pick, through the
+//! `csrc/attention.cpp` shim (tch exposes none of libtorch's SDPA
+//! settings). Its fused kernels (flash, memory-efficient, cuDNN) have no
+//! second derivatives and no forward-mode ones; its math path has both.
+//! The meta step turns the fused kernels off, for its own passes only,
+//! where a second-order or forward-mode pass through them failed: a stock
+//! `nn.TransformerEncoderLayer` with dropout 0 takes flash attention on the
+//! CPU.
+
+use crate::ffi::checked;
+use anyhow::Result;
+use std::ffi::c_char;
+
+extern "C" {
+    fn meltr_sdp_fused_enabled(error: *mut *mut c_char) -> i64;
+    fn meltr_sdp_set_fused(mask: i64, error: *mut *mut c_char);
+}
+
+/// While alive, `scaled_dot_product_attention` runs its math path; the
+/// fused kernels enabled before come back on drop. The setting is
+/// process-wide (libtorch's global context), so guards nest but two
+/// trainers of one process share it.
+#[must_use = "the fused kernels come back when the guard is dropped"]
+pub struct MathAttention {
+    previous: i64,
+}
+
+impl MathAttention {
+    /// Turns every fused SDPA kernel off.
+    pub fn enter() -> Result<Self> {
+        let previous = checked(|e| unsafe { meltr_sdp_fused_enabled(e) })?;
+        checked(|e| unsafe { meltr_sdp_set_fused(0, e) })?;
+        Ok(Self { previous })
+    }
+}
+
+impl Drop for MathAttention {
+    fn drop(&mut self) {
+        // Setting flags does not fail in practice; a failure here leaves
+        // the math path on, which is slower but computes the same.
+        let _ = checked(|e| unsafe { meltr_sdp_set_fused(self.previous, e) });
+    }
+}
+
+/// Whether any fused SDPA kernel is enabled now (tests).
+pub fn fused_enabled() -> Result<bool> {
+    Ok(checked(|e| unsafe { meltr_sdp_fused_enabled(e) })? != 0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_guard_turns_the_fused_kernels_off_and_back_on() {
+        assert!(fused_enabled().unwrap(), "libtorch enables them by default");
+        {
+            let _outer = MathAttention::enter().unwrap();
+            assert!(!fused_enabled().unwrap());
+            {
+                let _inner = MathAttention::enter().unwrap();
+                assert!(!fused_enabled().unwrap());
+            }
+            assert!(
+                !fused_enabled().unwrap(),
+                "the inner guard restores the outer's"
+            );
+        }
+        assert!(fused_enabled().unwrap());
+    }
+}
