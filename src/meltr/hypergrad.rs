@@ -33,8 +33,11 @@
 //!   the HVPs, to reverse over reverse (exact where the ops have second
 //!   derivatives, as the stock `cross_entropy`'s `nll_loss` does; one
 //!   gradient with its second-order graph serves the whole series, as in
-//!   `Exact`), then to central differences (e.g. fused attention kernels
-//!   have neither).
+//!   `Exact`); where that fails too, to the same with
+//!   `scaled_dot_product_attention`'s fused kernels off (they have neither
+//!   derivative; the math path has both); then to central differences. The
+//!   loss JVP likewise: forward mode, with the fused kernels off, then
+//!   differences; and `Exact` retries once with them off.
 
 use super::combiner::{effective_weights_graph, Combiner, Derivatives};
 use super::phases::PhaseClock;
