@@ -23,8 +23,8 @@ impl Trainer {
             .filter_map(|c| {
                 c.restart_only.map(|why| {
                     format!(
-                        "`{}` can only change at restart ({why}); {} stays in force",
-                        c.key, c.old
+                        "`{}` = {} can only change at restart ({why}); {} stays in force",
+                        c.key, c.new, c.old
                     )
                 })
             })
@@ -71,12 +71,13 @@ impl Trainer {
                 config: Box::new(self.config.clone()),
             });
         }
-        if !refused.is_empty() {
+        if !refused.is_empty() && refused != self.refused_edits {
             self.emit(Record::Config {
                 changed: Default::default(),
                 error: Some(refused.join("; ")),
             });
         }
+        self.refused_edits = refused;
     }
 
     /// Publishes the config in force: to the file watcher (a partial live

@@ -120,6 +120,9 @@ pub struct Trainer {
     /// The fallback from forward-mode AD last logged (logged again when it
     /// changes, e.g. from double backward to differences).
     jvp_fallback_reported: Option<String>,
+    /// The restart-only edits last refused (said again only when they
+    /// change: every later edit of the file would repeat them).
+    refused_edits: Vec<String>,
     /// Why gradient shares fell back to one backward per loss, once they
     /// have.
     shares_per_loss: Option<String>,

@@ -213,6 +213,7 @@ impl Trainer {
             checkpoint_owed: false,
             jvp_routes: JvpRoutes::default(),
             jvp_fallback_reported: None,
+            refused_edits: Vec::new(),
             shares_per_loss: None,
             phase_clock: PhaseClock::disabled(),
             checkpointed_at: resumed_from.as_ref().map(|_| step),
