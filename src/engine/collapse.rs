@@ -301,7 +301,7 @@ impl Weights {
                 .to_string();
         }
         let largest = format!(
-            "the largest weight is {}'s, {:+.3}",
+            "the weight largest in magnitude is {}'s, {:+.3}",
             names.get(self.largest_at).map_or("?", String::as_str),
             self.largest
         );
@@ -567,8 +567,8 @@ mod tests {
             "{reading}"
         );
         assert!(
-            reading.contains("random's, -0.900"),
-            "names the loss and keeps the sign: {reading}"
+            reading.contains("the weight largest in magnitude is random's, -0.900"),
+            "names the loss, keeps the sign and says it is by magnitude: {reading}"
         );
         // A negative primary climbs its own loss, even as the largest.
         let climbing = Weights::of(&[-0.2, 0.12, 0.3]);
