@@ -216,30 +216,7 @@ pub enum Cmd {
     /// weights, transforms) into <session>/plots or --out; or its log as a
     /// tidy CSV (<out>/<id>.csv) or TensorBoard event files
     /// (<out>/<id>/events.out.tfevents.*), by default in <session>/export.
-    Export {
-        /// The session (its id, a unique part of it, or its folder).
-        session: String,
-        /// Comma-separated: svg, png, pdf, csv, tensorboard.
-        #[arg(long, value_delimiter = ',', default_value = "svg,png,pdf")]
-        format: Vec<crate::export::Format>,
-        /// Output folder (default: <session>/plots for figures, <session>/export for data).
-        #[arg(long)]
-        out: Option<PathBuf>,
-        /// paper (single column), paper-wide (double column) or slides.
-        #[arg(long, default_value = "paper")]
-        style: crate::plot::Style,
-        /// The loss figure's y axis: auto is logarithmic when the losses'
-        /// typical sizes are more than 100x apart (and all positive).
-        #[arg(long, value_enum, default_value = "auto")]
-        y_scale: crate::plot::LossAxis,
-        /// Same as --y-scale log.
-        #[arg(long, conflicts_with = "y_scale")]
-        log_scale: bool,
-        /// EMA weight in [0, 1) for training curves (0: none), or `auto`: 0.9,
-        /// less under 200 logged points so the curve does not lag its end.
-        #[arg(long, default_value = "auto")]
-        ema: crate::plot::Smoothing,
-    },
+    Export(paper::ExportArgs),
     /// Overlay one metric of several sessions in one figure (format from
     /// -o's extension). Sessions that differ only by workload.seed are drawn
     /// as one curve, their mean, with a band (± std, or min–max).
@@ -282,8 +259,8 @@ pub enum Cmd {
     },
     /// Versions, CUDA devices and the terminal, to check an installation.
     Doctor,
-    /// Time inner and meta steps (primary, sum, meltr; exact and factorized
-    /// AID at J = 0, 1, 3), peak memory, phases and throughput; prints ratios.
+    /// Time inner and meta steps (primary, sum, meltr; exact AID at J = 0,
+    /// factorized at J = 0, 1, 3), peak memory, phases and throughput; prints ratios.
     Bench {
         /// cpu, cuda or cuda:N.
         #[arg(long, default_value = "cpu")]
@@ -481,40 +458,7 @@ pub fn dispatch(cli: Cli) -> Result<()> {
                 output.as_deref(),
             )
         }
-        Some(Cmd::Export {
-            session,
-            format,
-            out,
-            style,
-            y_scale,
-            log_scale,
-            ema,
-        }) => {
-            let dir = session::find(&root, &session)?;
-            let figures: Vec<crate::plot::Format> = format
-                .iter()
-                .filter_map(|f| match f {
-                    crate::export::Format::Figure(f) => Some(*f),
-                    _ => None,
-                })
-                .collect();
-            paper::export_data(&dir, &format, out.as_deref())?;
-            if !figures.is_empty() {
-                let opts = crate::plot::ExportOptions {
-                    formats: figures,
-                    out_dir: out,
-                    style,
-                    loss_axis: if log_scale {
-                        crate::plot::LossAxis::Log
-                    } else {
-                        y_scale
-                    },
-                    ema,
-                };
-                println!("{}", paper::export(&dir, &opts)?);
-            }
-            Ok(())
-        }
+        Some(Cmd::Export(args)) => paper::export_command(&root, args),
         Some(Cmd::Compare {
             sessions,
             select,

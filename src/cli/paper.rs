@@ -117,6 +117,62 @@ pub(super) fn compare(
     Ok(())
 }
 
+/// `export`'s arguments.
+#[derive(clap::Args, Debug)]
+pub struct ExportArgs {
+    /// The session (its id, a unique part of it, or its folder).
+    pub session: String,
+    /// Comma-separated: svg, png, pdf, csv, tensorboard.
+    #[arg(long, value_delimiter = ',', default_value = "svg,png,pdf")]
+    pub format: Vec<crate::export::Format>,
+    /// Output folder (default: <session>/plots for figures, <session>/export for data).
+    #[arg(long)]
+    pub out: Option<PathBuf>,
+    /// paper (single column), paper-wide (double column) or slides.
+    #[arg(long, default_value = "paper")]
+    pub style: crate::plot::Style,
+    /// The loss figure's y axis: auto is logarithmic when the losses'
+    /// typical sizes are more than 100x apart (and all positive).
+    #[arg(long, value_enum, default_value = "auto")]
+    pub y_scale: crate::plot::LossAxis,
+    /// Same as --y-scale log.
+    #[arg(long, conflicts_with = "y_scale")]
+    pub log_scale: bool,
+    /// EMA weight in [0, 1) for training curves (0: none), or `auto`: 0.9,
+    /// less under 200 logged points so the curve does not lag its end.
+    #[arg(long, default_value = "auto")]
+    pub ema: crate::plot::Smoothing,
+}
+
+/// `export`: the session's figures and/or its log for other tools.
+pub(super) fn export_command(root: &Path, args: ExportArgs) -> Result<()> {
+    let dir = session::find(root, &args.session)?;
+    let figures: Vec<crate::plot::Format> = args
+        .format
+        .iter()
+        .filter_map(|f| match f {
+            crate::export::Format::Figure(f) => Some(*f),
+            _ => None,
+        })
+        .collect();
+    export_data(&dir, &args.format, args.out.as_deref())?;
+    if !figures.is_empty() {
+        let opts = crate::plot::ExportOptions {
+            formats: figures,
+            out_dir: args.out,
+            style: args.style,
+            loss_axis: if args.log_scale {
+                crate::plot::LossAxis::Log
+            } else {
+                args.y_scale
+            },
+            ema: args.ema,
+        };
+        println!("{}", export(&dir, &opts)?);
+    }
+    Ok(())
+}
+
 /// Writes a session's figures and says what was written (and replaced,
 /// and left out).
 pub(super) fn export(dir: &Path, opts: &crate::plot::ExportOptions) -> Result<String> {
