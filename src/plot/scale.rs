@@ -106,13 +106,19 @@ impl Scale {
             };
             return Ticks { major, minor };
         }
-        let major = mantissas(&[1, 2, 5]);
-        if major.len() >= 2 {
-            let labels = plain_labels(&major);
-            return Ticks {
-                major: major.into_iter().zip(labels).collect(),
-                minor: mantissas(&[3, 4, 6, 7, 8, 9]),
-            };
+        // Within a decade or two: the sparsest mantissas that still label
+        // three values (two left a reader guessing between 0.2 and 0.5).
+        const SETS: [&[u32]; 2] = [&[1, 2, 5], &[1, 2, 3, 5]];
+        for set in SETS {
+            let major = mantissas(set);
+            if major.len() >= 3 {
+                let rest: Vec<u32> = (2..=9).filter(|m| !set.contains(m)).collect();
+                let labels = plain_labels(&major);
+                return Ticks {
+                    major: major.into_iter().zip(labels).collect(),
+                    minor: mantissas(&rest),
+                };
+            }
         }
         // Less than a factor of ~2.5: linear steps read best.
         linear_ticks(self.lo, self.hi, target)
@@ -261,7 +267,12 @@ mod tests {
         assert_eq!(labels(&t), ["10⁻²", "10⁻¹", "10⁰"]);
         assert!(t.minor.contains(&0.005) && t.minor.contains(&2.0));
         let t = Scale::exact(Kind::Log, 0.15, 0.9).ticks(5);
-        assert_eq!(labels(&t), ["0.2", "0.5"]);
+        assert_eq!(labels(&t), ["0.2", "0.3", "0.5"]);
+        let t = Scale::exact(Kind::Log, 0.15, 2.2).ticks(5);
+        assert_eq!(labels(&t), ["0.2", "0.5", "1.0", "2.0"]);
+        // A factor of 2: linear steps.
+        let t = Scale::exact(Kind::Log, 0.4, 0.8).ticks(5);
+        assert_eq!(labels(&t), ["0.4", "0.5", "0.6", "0.7", "0.8"]);
     }
 
     #[test]
