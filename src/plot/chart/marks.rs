@@ -22,6 +22,22 @@ fn mark_label_size(t: &Theme) -> f64 {
     t.tick_pt * 0.8
 }
 
+/// The marks' labels joined; where that does not fit in `room`, the keys
+/// without their sections (`aid.iterations` → `iterations`: a truncated
+/// `aid.iterations, m…` hid the second edit), shortened only past that.
+fn mark_label(parts: &[&str], room: f64, size: f64, m: &Metrics) -> String {
+    let full = parts.join(", ");
+    if m.width(&full, size) <= room {
+        return full;
+    }
+    let short: Vec<&str> = parts
+        .iter()
+        .flat_map(|part| part.split(", "))
+        .map(|key| key.rsplit('.').next().unwrap_or(key))
+        .collect();
+    fitted(&short.join(", "), room, size, m)
+}
+
 impl Chart {
     /// The marks' labels, at the x (points) of the first mark of each run of
     /// marks closer than a label's height (one label, theirs joined),
@@ -54,7 +70,7 @@ impl Chart {
         let room = MARK_LABEL_HEIGHT * frame.area.h;
         labels
             .into_iter()
-            .map(|(px, parts)| (px, fitted(&parts.join(", "), room, size, m)))
+            .map(|(px, parts)| (px, mark_label(&parts, room, size, m)))
             .collect()
     }
 

@@ -175,6 +175,13 @@ fn marks_are_labelled_lines_merged_when_close() {
         3,
         "one line per mark in view"
     );
+    // Keys too long to fit joined lose their sections, not the second key.
+    let svg = chart(&[(500.0, "aid.iterations"), (503.0, "meltr.gamma")]).to_svg(&theme);
+    let labels = texts(&svg);
+    assert!(
+        labels.contains(&"iterations, gamma".to_string()),
+        "{labels:?}"
+    );
     let many: Vec<(f64, &str)> = (1..=7).map(|i| (f64::from(i) * 120.0, "edit")).collect();
     let svg = chart(&many).to_svg(&theme);
     assert!(
