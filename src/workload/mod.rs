@@ -61,13 +61,6 @@ pub trait Workload: Send {
     fn non_finite_rows(&self, _step: u64) -> Option<Vec<i64>> {
         None
     }
-    /// Whether step `step`'s training batch holds NaN or ±inf in its data
-    /// (its inner update is skipped, and the meta step's pool leaves it
-    /// out); `false` where the workload cannot tell. Cheap where the data
-    /// has none.
-    fn batch_has_non_finite_data(&self, _step: u64) -> bool {
-        false
-    }
     /// Of the training rows of step `step`'s batch, those whose forward
     /// fails when run alone (a label out of range, say), for a failed step's
     /// error; `None` where the workload cannot tell.

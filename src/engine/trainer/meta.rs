@@ -47,14 +47,11 @@ impl Trainer {
     /// `meltr.train_batch = "current"`); that batch is then the training
     /// batch and the meta step reuses that forward.
     pub(super) fn meta_step(&mut self, current_forward: Option<&Tensor>) -> Result<()> {
-        let mut pool = meta_pool(
+        let pool = meta_pool(
             &self.recent,
             self.current_batch.as_ref(),
             self.config.meltr.pool == Pool::WithCurrent,
         );
-        // A batch with NaN in its data skipped its inner update and would
-        // skip this one too (the public code has no such batches to leave out).
-        pool.retain(|(step, _)| !self.workload.batch_has_non_finite_data(*step));
         let n = pool.len() as u64;
         if n == 0 {
             return Ok(());

@@ -221,11 +221,6 @@ impl Split {
             .collect()
     }
 
-    /// Whether any row holds NaN or ±inf in a floating-point tensor.
-    pub(super) fn has_non_finite(&self) -> bool {
-        !self.non_finite.is_empty()
-    }
-
     /// Of `rows`, those holding NaN or ±inf in a floating-point tensor, in
     /// their order in `rows`.
     pub(super) fn non_finite_of(&self, rows: &[i64]) -> Vec<i64> {

@@ -536,14 +536,6 @@ impl Workload for TorchScript {
         Some(self.train.non_finite_of(&self.batch_rows(step)?))
     }
 
-    fn batch_has_non_finite_data(&self, step: u64) -> bool {
-        // No host copy of the batch's rows where the data is clean.
-        self.train.has_non_finite()
-            && self
-                .non_finite_rows(step)
-                .is_some_and(|rows| !rows.is_empty())
-    }
-
     fn rows_failing_alone(&self, step: u64) -> Option<Vec<i64>> {
         self.rows_failing_alone_of(&self.batch_rows(step)?)
     }
