@@ -472,30 +472,28 @@ impl<'a, 'p> Jvps<'a, 'p> {
                         ),
                     }
                 }
-                if self.routes.hvp_route() == Some(HvpRoute::DoubleBackward) {
-                    match self.hvp_by_double_backward(v, false) {
-                        Ok(hv) => return Ok(hv),
-                        Err(e) => {
-                            // Its gradient's graph went through the fused kernels.
-                            self.aux_grad.take();
-                            fall_back(
-                                slot,
-                                HvpRoute::DoubleBackwardMathAttention,
-                                format!("double backward failed ({})", brief(&e)),
-                            )
-                        }
-                    }
-                }
-                if self.routes.hvp_route() == Some(HvpRoute::DoubleBackwardMathAttention) {
-                    match self.hvp_by_double_backward(v, true) {
-                        Ok(hv) => return Ok(hv),
-                        Err(e) => {
-                            self.aux_grad.take();
-                            fall_back(
-                                slot,
-                                HvpRoute::Differences,
-                                format!("with the fused attention kernels off too ({})", brief(&e)),
-                            )
+                let tries = [
+                    (
+                        HvpRoute::DoubleBackward,
+                        HvpRoute::DoubleBackwardMathAttention,
+                        "double backward failed",
+                    ),
+                    (
+                        HvpRoute::DoubleBackwardMathAttention,
+                        HvpRoute::Differences,
+                        "with the fused attention kernels off too",
+                    ),
+                ];
+                for (route, next, failed) in tries {
+                    if self.routes.hvp_route() == Some(route) {
+                        let math_attention = route == HvpRoute::DoubleBackwardMathAttention;
+                        match self.hvp_by_double_backward(v, math_attention) {
+                            Ok(hv) => return Ok(hv),
+                            Err(e) => {
+                                // Its gradient's graph is not reused by the next route.
+                                self.aux_grad.take();
+                                fall_back(slot, next, format!("{failed} ({})", brief(&e)));
+                            }
                         }
                     }
                 }

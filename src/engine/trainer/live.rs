@@ -17,18 +17,22 @@ impl Trainer {
             return;
         }
         let old = self.config.clone();
-        let refused: Vec<String> = old
+        // In full, and as said again while the file still asks for it.
+        let (refused, refused_short): (Vec<String>, Vec<String>) = old
             .diff(&requested)
             .into_iter()
             .filter_map(|c| {
                 c.restart_only.map(|why| {
-                    format!(
-                        "`{}` = {} can only change at restart ({why}); {} stays in force",
-                        c.key, c.new, c.old
+                    (
+                        format!(
+                            "`{}` = {} can only change at restart ({why}); {} stays in force",
+                            c.key, c.new, c.old
+                        ),
+                        format!("`{}` = {}", c.key, c.new),
                     )
                 })
             })
-            .collect();
+            .unzip();
         let effective = requested.keeping_restart_only_of(&old);
         let changes = old.diff(&effective);
         if !changes.is_empty() {
@@ -71,10 +75,20 @@ impl Trainer {
                 config: Box::new(self.config.clone()),
             });
         }
-        if !refused.is_empty() && refused != self.refused_edits {
+        if !refused.is_empty() {
+            // Said while the file asks for it (the TUI shows the newest
+            // config record's error), shortly once said in full.
+            let error = if refused == self.refused_edits {
+                format!(
+                    "still refused (restart-only, see above): {}",
+                    refused_short.join(", ")
+                )
+            } else {
+                refused.join("; ")
+            };
             self.emit(Record::Config {
                 changed: Default::default(),
-                error: Some(refused.join("; ")),
+                error: Some(error),
             });
         }
         self.refused_edits = refused;

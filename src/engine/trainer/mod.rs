@@ -120,8 +120,8 @@ pub struct Trainer {
     /// The fallback from forward-mode AD last logged (logged again when it
     /// changes, e.g. from double backward to differences).
     jvp_fallback_reported: Option<String>,
-    /// The restart-only edits last refused (said again only when they
-    /// change: every later edit of the file would repeat them).
+    /// The restart-only edits last refused (said in full once, then in
+    /// short while the file still asks for them).
     refused_edits: Vec<String>,
     /// Why gradient shares fell back to one backward per loss, once they
     /// have.
