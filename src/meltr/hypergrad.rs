@@ -143,8 +143,17 @@ pub fn hypergradient_timed(
                 Err(Exact::SecondOrder(e)) if !math_attention => {
                     // Once per run: the second attempt runs the step's
                     // forwards again (BatchNorm statistics move twice).
-                    let done = exact(problem, settings, clock, true)
-                        .map_err(|again| exact_unavailable(again.into_inner()))?;
+                    let done = exact(problem, settings, clock, true).map_err(|again| match again {
+                        Exact::SecondOrder(again) => exact_unavailable(anyhow!(
+                            "{}; with the fused attention kernels off: {}",
+                            brief(&e),
+                            brief(&again)
+                        )),
+                        Exact::Other(again) => again.context(format!(
+                            "the exact meta step retried with the fused attention kernels off (after: {})",
+                            brief(&e)
+                        )),
+                    })?;
                     *routes.exact.borrow_mut() = Some(brief(&e));
                     done
                 }
@@ -249,12 +258,6 @@ enum Exact {
 }
 
 impl Exact {
-    fn into_inner(self) -> anyhow::Error {
-        match self {
-            Exact::SecondOrder(e) | Exact::Other(e) => e,
-        }
-    }
-
     fn into_error(self) -> anyhow::Error {
         match self {
             Exact::SecondOrder(e) => exact_unavailable(e),

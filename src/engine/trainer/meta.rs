@@ -109,11 +109,15 @@ impl Trainer {
         let after_first_forward: RefCell<Option<SavedBuffers>> = RefCell::new(None);
         let train_losses = || -> Result<Tensor> {
             let mut saved = after_first_forward.borrow_mut();
-            if saved.is_none() && current_forward.is_some() {
-                *saved = Some(SavedBuffers::take(workload)?);
-            }
-            if let Some(buffers) = saved.as_ref() {
-                buffers.restore(workload)?;
+            // (Not put back right after the copy: an in-place write, even of
+            // the same values, would invalidate the graphs that saved them,
+            // such as the validation forward's in exact mode.)
+            match saved.as_ref() {
+                Some(buffers) => buffers.restore(workload)?,
+                None if current_forward.is_some() => {
+                    *saved = Some(SavedBuffers::take(workload)?);
+                }
+                None => {}
             }
             let losses =
                 seeded(train_seed, || workload.losses(train_batch)).with_context(|| {
@@ -124,7 +128,14 @@ impl Trainer {
             }
             workload::select(&losses, names)
         };
+        // An exact meta step retried with the fused attention kernels off
+        // runs the validation forward again: from the buffers the first one
+        // started from, so that they move once.
+        let val_forwards = std::cell::Cell::new(0u32);
         let val_primary = || -> Result<Tensor> {
+            if val_forwards.replace(val_forwards.get() + 1) > 0 {
+                buffers_before.restore(workload)?;
+            }
             seeded(val_seed, || workload.loss(val_batch, primary)).with_context(|| match val_step {
                 Some(s) => {
                     format!("the meta step's validation batch (the training batch of step {s})")
