@@ -355,7 +355,7 @@ fn losses_decades_apart_go_on_a_log_axis() {
     let hint = exported.skipped.join("; ");
     assert!(
         hint.contains(&format!("losses: on a log axis, since `{}`", LOSSES[1]))
-            && hint.contains("(`--y-scale linear` for a linear one)"),
+            && hint.contains("(`meltr-tui export --y-scale linear` for a linear one)"),
         "{hint}"
     );
     let plots = dir.join("plots");
@@ -368,7 +368,9 @@ fn losses_decades_apart_go_on_a_log_axis() {
     let hint = export_session(&dir, &linear).unwrap().skipped.join("; ");
     assert!(
         hint.contains(&format!("losses: `{}`", LOSSES[1]))
-            && hint.contains("which a linear axis draws flat; `--y-scale log` shows both"),
+            && hint.contains(
+                "which a linear axis draws flat; `meltr-tui export --y-scale log` shows both"
+            ),
         "{hint}"
     );
     assert_eq!(

@@ -25,7 +25,9 @@ Metrics (keys `metric/...`, averaged over validation batches):
 
 With --attention sdpa (default) the encoders are PyTorch's stock
 nn.TransformerEncoderLayer, whose attention runs the fused scaled-dot-product
-kernels (no double backward: use aid.mode = "factorized"). With --attention
+kernels (neither double backward nor forward-mode derivatives: the meta step
+runs its passes that need them with the fused kernels off, the math path, and
+says so in the log). With --attention
 matmul they are written from elementary ops (matmul + softmax attention,
 layer norm written out): both AID modes work, and forward-mode AD gives the
 meta step exact JVPs and Hessian-vector products.

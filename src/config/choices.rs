@@ -209,8 +209,9 @@ choice! {
     /// `aid.jvp`: the factorized mode's Jacobian-vector products.
     JvpMethod {
         /// Forward-mode AD; for ops without forward derivatives the
-        /// Hessian-vector products fall back to double backward, then (ops
-        /// without second derivatives either) finite differences.
+        /// Hessian-vector products fall back to double backward, then the
+        /// same with scaled_dot_product_attention's fused kernels off, then
+        /// (ops without second derivatives on any path) finite differences.
         Auto = "auto",
         Forward = "forward",
         Differences = "differences",

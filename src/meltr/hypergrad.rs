@@ -80,7 +80,8 @@ pub struct MetaProblem<'a> {
     pub val_primary: &'a dyn Fn() -> Result<Tensor>,
     /// `l(θ; B_t)` already computed at this θ with its graph (the inner
     /// step's forward): the γ term (and, in `Exact`, the training gradient)
-    /// backpropagates through it instead of a fresh forward.
+    /// backpropagates through it instead of a fresh forward (not where the
+    /// fused attention kernels it went through must be off).
     pub train_forward: Option<&'a Tensor>,
 }
 
@@ -91,8 +92,9 @@ pub struct Hypergradient {
     pub grads: Vec<Tensor>,
     /// The γ regulariser's value `|Σ l − M(l)|` on B_t (0-dim).
     pub reg: Tensor,
-    /// What `JvpMethod::Auto` fell back to, and why forward-mode AD was not
-    /// used.
+    /// What the meta step took instead of its first route (factorized:
+    /// forward-mode AD; exact: double backward with the fused attention
+    /// kernels on), and why.
     pub fallback: Option<String>,
     /// Where the Neumann series stopped early because it diverged.
     pub neumann_stop: Option<NeumannStop>,
@@ -319,7 +321,8 @@ fn exact(
     Ok((subtract(direct, mixed), reg, stop))
 }
 
-/// What the factorized mode's JVPs fell back to under `JvpMethod::Auto`:
+/// What the factorized mode's JVPs fell back to under `JvpMethod::Auto`,
+/// and whether exact mode needs the fused attention kernels off:
 /// kept by the trainer across meta steps, so that each one does not try
 /// (and pay for) what failed before. The model's ops are the same at every
 /// step.
@@ -582,7 +585,7 @@ impl<'a, 'p> Jvps<'a, 'p> {
 
 fn forward_failed(error: anyhow::Error) -> anyhow::Error {
     error.context(
-        "forward-mode AD failed (aid.jvp = \"forward\"); \"auto\" falls back to double backward or finite differences",
+        "forward-mode AD failed (aid.jvp = \"forward\"); \"auto\" falls back to double backward, the fused attention kernels off, or finite differences",
     )
 }
 

@@ -78,11 +78,11 @@ pub fn session_figures(
     );
     match (span, log_scale) {
         (Some(span), true) if axis == LossAxis::Auto => skipped.push(format!(
-            "losses: on a log axis, since {} (`--y-scale linear` for a linear one)",
+            "losses: on a log axis, since {} (`meltr-tui export --y-scale linear` for a linear one)",
             span.text
         )),
         (Some(span), false) => skipped.push(format!(
-            "losses: {}, which a linear axis draws flat; `--y-scale log` shows both{}",
+            "losses: {}, which a linear axis draws flat; `meltr-tui export --y-scale log` shows both{}",
             span.text,
             if span.all_positive {
                 ""

@@ -33,7 +33,7 @@ pub const KEYS: &[(&str, &str, &str)] = &[
     (
         "global",
         "Ctrl-C",
-        "quit at once, leaving the run to the caller",
+        "quit at once; the run goes on (attach again)",
     ),
     ("curves", "l", "log scale on / off"),
     ("curves", "s / S", "more / less EMA smoothing"),

@@ -128,8 +128,9 @@ fn render_footer(frame: &mut Frame, area: Rect, app: &App) {
             } else {
                 footer_hint(app.focus)
             };
+            // Help and quit first: a narrow terminal clips the rest.
             let text = format!(
-                "{hint} · Tab pane · p pause · c ckpt · e export · ? help · q quit · r sessions · f fork"
+                "? help · q quit · {hint} · Tab pane · p pause · c ckpt · e export · r sessions · f fork"
             );
             Line::from(Span::styled(fmt::clip(&text, width), app.theme.dim()))
         }
