@@ -17,28 +17,40 @@ extern "C" {
 }
 
 /// While alive, `scaled_dot_product_attention` runs its math path; the
-/// fused kernels enabled before come back on drop. The setting is
-/// process-wide (libtorch's global context), so guards nest but two
-/// trainers of one process share it.
+/// fused kernels enabled before the first live guard come back when the
+/// last one is dropped. The setting is process-wide (libtorch's global
+/// context): guards on several threads share one count, so one thread's
+/// drop never turns the kernels back on under another's products.
 #[must_use = "the fused kernels come back when the guard is dropped"]
-pub struct MathAttention {
-    previous: i64,
-}
+pub struct MathAttention(());
+
+/// Live guards, and the fused kernels enabled before the first.
+static GUARDS: std::sync::Mutex<(usize, i64)> = std::sync::Mutex::new((0, 0));
 
 impl MathAttention {
     /// Turns every fused SDPA kernel off.
     pub fn enter() -> Result<Self> {
-        let previous = checked(|e| unsafe { meltr_sdp_fused_enabled(e) })?;
-        checked(|e| unsafe { meltr_sdp_set_fused(0, e) })?;
-        Ok(Self { previous })
+        let mut guards = GUARDS.lock().unwrap_or_else(|e| e.into_inner());
+        if guards.0 == 0 {
+            let previous = checked(|e| unsafe { meltr_sdp_fused_enabled(e) })?;
+            checked(|e| unsafe { meltr_sdp_set_fused(0, e) })?;
+            guards.1 = previous;
+        }
+        guards.0 += 1;
+        Ok(Self(()))
     }
 }
 
 impl Drop for MathAttention {
     fn drop(&mut self) {
-        // Setting flags does not fail in practice; a failure here leaves
-        // the math path on, which is slower but computes the same.
-        let _ = checked(|e| unsafe { meltr_sdp_set_fused(self.previous, e) });
+        let mut guards = GUARDS.lock().unwrap_or_else(|e| e.into_inner());
+        guards.0 -= 1;
+        if guards.0 == 0 {
+            // Setting flags does not fail in practice; a failure here
+            // leaves the math path on, slower but the same function.
+            let previous = guards.1;
+            let _ = checked(|e| unsafe { meltr_sdp_set_fused(previous, e) });
+        }
     }
 }
 
@@ -61,11 +73,18 @@ mod tests {
                 let _inner = MathAttention::enter().unwrap();
                 assert!(!fused_enabled().unwrap());
             }
-            assert!(
-                !fused_enabled().unwrap(),
-                "the inner guard restores the outer's"
-            );
+            assert!(!fused_enabled().unwrap(), "the outer guard is alive");
         }
+        assert!(fused_enabled().unwrap());
+        // Dropped out of order (two threads' products): on after the last.
+        let a = MathAttention::enter().unwrap();
+        let b = std::thread::spawn(MathAttention::enter)
+            .join()
+            .unwrap()
+            .unwrap();
+        drop(a);
+        assert!(!fused_enabled().unwrap(), "b still needs the math path");
+        drop(b);
         assert!(fused_enabled().unwrap());
     }
 }
