@@ -632,6 +632,27 @@ fn fused_attention_takes_the_math_path_in_both_modes() {
     let err = relative_error(&flat(&factorized.grads), &flat(&exact.grads));
     assert!(err <= 1e-5, "factorized vs exact on the math path: {err:e}");
     assert!(meltr_tui::nn::attention::fused_enabled().unwrap());
+    // A run's later meta steps: the routes found before, the inner step's
+    // forward (through the fused kernels) given; the products do not start
+    // from it, and the routes that failed are not tried again.
+    let routes = JvpRoutes::default();
+    let auto = AidSettings {
+        jvp: JvpMethod::Auto,
+        ..settings(AidMode::Factorized, 1, 0.1, 0.1)
+    };
+    let step = || {
+        let inner = model.losses();
+        model
+            .hypergradient(&meltr, &auto, &routes, Some(&inner))
+            .unwrap()
+    };
+    let (first, _) = step();
+    let (again, forwards) = step();
+    assert_eq!(flat(&again.grads), flat(&first.grads));
+    let err = relative_error(&flat(&again.grads), &flat(&exact.grads));
+    assert!(err <= 1e-5, "later meta step vs exact: {err:e}");
+    // The products' own forward on the math path, and the loss JVP's.
+    assert_eq!(forwards, 2);
 
     // A few bilevel rounds: inner AdamW steps on M(l), meta steps on φ.
     let mut inner = meltr_tui::nn::optim::AdamW::new(&model.theta, 1e-2, 0.0);
