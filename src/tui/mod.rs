@@ -101,6 +101,9 @@ const DATA_FRAME: Duration = Duration::from_millis(100);
 const INPUT_POLL: Duration = Duration::from_millis(25);
 /// How often the GPU is read.
 const GPU_EVERY: Duration = Duration::from_secs(1);
+/// How often an open sessions view (and its overlay) reads the sessions
+/// folder again.
+const SESSIONS_EVERY: Duration = Duration::from_secs(3);
 
 /// Runs the TUI until the user quits; returns how.
 ///
@@ -140,6 +143,7 @@ pub fn run(
     let input_frame = Duration::from_secs(1) / MAX_FPS;
     let mut last_draw: Option<Instant> = None;
     let mut last_gpu: Option<Instant> = None;
+    let mut last_sessions: Option<Instant> = None;
     // What changed since the last frame: new data, or the user's input.
     let (mut data_dirty, mut input_dirty) = (true, false);
     loop {
@@ -157,6 +161,19 @@ pub fn run(
                 last_gpu = Some(now);
                 data_dirty = true;
             }
+        }
+        match (&app.sessions, ctx.sessions_root) {
+            (Some(_), Some(root))
+                if last_sessions.is_none_or(|t| now.duration_since(t) >= SESSIONS_EVERY) =>
+            {
+                if last_sessions.is_some() {
+                    app.refresh_sessions(crate::runs::all(root), sessions::read_overlay);
+                    data_dirty = true;
+                }
+                last_sessions = Some(now);
+            }
+            (None, _) => last_sessions = None,
+            _ => {}
         }
         let had_flash = app.flash.is_some();
         app.tick(now);

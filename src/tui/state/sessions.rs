@@ -80,6 +80,32 @@ impl App {
         }
     }
 
+    /// Replaces the open sessions view's rows with `runs` (read again by
+    /// the caller) and its overlay, when shown, with `overlay` of the
+    /// marked folders: the other sessions move on too. The cursor stays on
+    /// its session, the marks on theirs; a failed read keeps what is shown.
+    pub fn refresh_sessions(
+        &mut self,
+        runs: Vec<Run>,
+        overlay: impl FnOnce(&[PathBuf]) -> anyhow::Result<Overlaid>,
+    ) {
+        let Some(view) = self.sessions.as_mut() else {
+            return;
+        };
+        let at = view.runs.get(view.cursor).map(|r| r.dir.clone());
+        view.differing = crate::runs::keys::differing(&runs);
+        view.cursor = at
+            .and_then(|dir| runs.iter().position(|r| r.dir == dir))
+            .unwrap_or(view.cursor)
+            .min(runs.len().saturating_sub(1));
+        view.runs = runs;
+        if view.overlay.is_some() {
+            if let Ok(fresh) = overlay(&view.marked_dirs()) {
+                view.overlay = Some(fresh);
+            }
+        }
+    }
+
     /// Shows the curves the caller read for the marked sessions.
     pub fn show_overlay(&mut self, overlaid: anyhow::Result<Overlaid>) {
         match (overlaid, &mut self.sessions) {

@@ -143,6 +143,46 @@ fn space_marks_and_o_overlays_only_two_or_more() {
     assert!(app.sessions.is_none());
 }
 
+/// The other sessions move on while the view is open (a walkthrough saw
+/// their rows and the overlay stand still): a refresh replaces them and
+/// keeps the cursor and the marks on their sessions.
+#[test]
+fn a_refresh_moves_the_other_rows_and_the_overlay_on() {
+    let mut app = with_sessions();
+    press(&mut app, KeyCode::Down);
+    press(&mut app, KeyCode::Char(' '));
+    press(&mut app, KeyCode::Char(' '));
+    app.show_overlay(Ok(overlaid()));
+    press(&mut app, KeyCode::Up);
+    // A new session listed first, and `base` further on.
+    let mut later = runs();
+    later[1].step = TOTAL + 50;
+    later.insert(0, run("newer", 10, None, 2, None));
+    let mut read = Vec::new();
+    app.refresh_sessions(later, |dirs| {
+        read = dirs.to_vec();
+        let mut fresh = overlaid();
+        fresh.curves[0].points.push((TOTAL as f64, 0.1));
+        Ok(fresh)
+    });
+    let view = app.sessions.as_ref().expect("open");
+    assert_eq!(view.runs.len(), 4);
+    assert_eq!(view.runs[2].step, TOTAL + 50);
+    assert_eq!(
+        view.runs[view.cursor].meta.name, "base",
+        "cursor stays on base"
+    );
+    assert_eq!(
+        read,
+        vec![PathBuf::from("sessions/base"), "sessions/base-fork".into()]
+    );
+    let overlay = view.overlay.as_ref().expect("still shown");
+    assert_eq!(overlay.curves[0].points.last(), Some(&(TOTAL as f64, 0.1)));
+    // A failed read of the curves keeps those shown.
+    app.refresh_sessions(runs(), |_| Err(anyhow::anyhow!("gone")));
+    assert!(app.sessions.as_ref().unwrap().overlay.is_some());
+}
+
 #[test]
 fn enter_attaches_to_another_session_and_closes_on_this_one() {
     let mut app = with_sessions();
