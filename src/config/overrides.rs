@@ -80,11 +80,7 @@ impl Config {
             file: None,
             line: None,
             key: e.key.or(only_key),
-            message: if e.message.contains("unknown field") {
-                format!("no such key ({})", e.message)
-            } else {
-                e.message
-            },
+            message: super::text::readable_type_error(&e.message),
         })
     }
 }

@@ -15,6 +15,28 @@ fn unknown_key_names_line_and_key() {
     let err = Config::parse("[aid]\niterations = 2\nbogus = 1\n").unwrap_err();
     assert_eq!(err.line, Some(3), "{err}");
     assert!(err.to_string().contains("bogus"), "{err}");
+    // A typo gets the nearest key first, before the section's list.
+    let typo = Config::parse("[train]\nlrr = 0.1\n")
+        .unwrap_err()
+        .to_string();
+    assert!(
+        typo.ends_with("key `train.lrr`: no such key `lrr` (did you mean `lr`?); the keys here: device, dtype, threads, steps, lr, lr_schedule, weight_decay, grad_clip, eval_every, checkpoint_every, log_every, shares_every, trace, collective_timeout_s, bucket_mb"),
+        "{typo}"
+    );
+    // Nothing near: no guess.
+    let far = Config::parse("[aid]\nbogus = 1\n").unwrap_err().to_string();
+    assert!(
+        far.contains("no such key `bogus`; the keys here: "),
+        "{far}"
+    );
+    let by_set = Config::default()
+        .with_override("meltr.gama", "0.3")
+        .unwrap_err()
+        .to_string();
+    assert!(
+        by_set.contains("no such key `gama` (did you mean `gamma`?)"),
+        "{by_set}"
+    );
 }
 
 #[test]

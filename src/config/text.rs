@@ -98,11 +98,55 @@ pub fn locate_key(text: &str, key: &str) -> Option<usize> {
     section_line
 }
 
+/// serde's "unknown field `lrr`, expected one of `device`, …" with the
+/// nearest key first ("did you mean `lr`?"): the list alone is long, and
+/// a pane that shows a few lines of the error cut it off before the key.
+fn unknown_key_hint(message: &str) -> Option<String> {
+    let rest = message.strip_prefix("unknown field `")?;
+    let (typed, rest) = rest.split_once('`')?;
+    let keys: Vec<&str> = rest
+        .split('`')
+        .skip(1)
+        .step_by(2)
+        .filter(|k| !k.is_empty())
+        .collect();
+    let nearest = keys
+        .iter()
+        .map(|k| (edit_distance(typed, k), *k))
+        .min()
+        .filter(|(d, k)| *d <= (k.chars().count() / 3).max(2))
+        .map(|(_, k)| format!(" (did you mean `{k}`?)"))
+        .unwrap_or_default();
+    Some(format!(
+        "no such key `{typed}`{nearest}; the keys here: {}",
+        keys.join(", ")
+    ))
+}
+
+/// Levenshtein distance by characters.
+fn edit_distance(a: &str, b: &str) -> usize {
+    let b: Vec<char> = b.chars().collect();
+    let mut row: Vec<usize> = (0..=b.len()).collect();
+    for (i, ca) in a.chars().enumerate() {
+        let mut diagonal = row[0];
+        row[0] = i + 1;
+        for (j, cb) in b.iter().enumerate() {
+            let substituted = diagonal + usize::from(ca != *cb);
+            diagonal = row[j + 1];
+            row[j + 1] = substituted.min(row[j] + 1).min(diagonal + 1);
+        }
+    }
+    row[b.len()]
+}
+
 /// serde's "invalid type: string \"300\", expected u64" (or "invalid
 /// value: integer `-3`, expected u64") in a user's words:
 /// "expected a whole number ≥ 0, got the string \"300\" (numbers and true/
 /// false are written without quotes)". Other messages pass unchanged.
 pub fn readable_type_error(message: &str) -> String {
+    if let Some(hinted) = unknown_key_hint(message) {
+        return hinted;
+    }
     let Some(rest) = message
         .strip_prefix("invalid type: ")
         .or_else(|| message.strip_prefix("invalid value: "))
