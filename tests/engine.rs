@@ -787,6 +787,11 @@ fn a_refused_restart_only_edit_does_not_break_resume() {
     handle.commands.send(Command::Stop).unwrap();
     assert_eq!(handle.thread.join().unwrap().unwrap(), Status::Stopped);
 
+    // What `resume --detach` says before the runner starts.
+    assert_eq!(
+        engine::trainer::restart_only_edits_left_out(&dir).unwrap(),
+        vec!["`meltr.d_model` = 64 (in force: 32)".to_string()]
+    );
     // Resume with the file as the user left it (as `meltr-tui resume` does).
     let from_file = meltr_tui::config::Config::load(&dir.join("config.toml")).unwrap();
     assert_eq!(from_file.meltr.d_model, 64);

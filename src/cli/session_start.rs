@@ -245,12 +245,24 @@ pub(super) fn drive(dir: &Path, config: Config, resume: bool, mode: Mode) -> Res
     match mode {
         Mode::Headless { give_up_after } => run_headless(dir, config, resume, give_up_after),
         Mode::Detached => {
+            // Said here too: the runner logs it where no one is watching.
+            let left_out = if resume {
+                engine::trainer::restart_only_edits_left_out(dir).unwrap_or_default()
+            } else {
+                Vec::new()
+            };
             let pid = launch()?;
             let id = dir.file_name().unwrap_or_default().to_string_lossy();
             println!(
                 "session {id} running detached (runner pid {pid}) in {}",
                 dir.display()
             );
+            if !left_out.is_empty() {
+                println!(
+                    "warning: restart-only edits in config.toml were not applied: {}; it resumes with the config it ran with. To train with them, start a new session",
+                    left_out.join(", ")
+                );
+            }
             println!("watch it with: meltr-tui attach {id}");
             Ok(())
         }

@@ -48,7 +48,10 @@ use gpu_log::GpuSource;
 use lockstep::Order;
 use meta::{meta_decay, PendingMeta};
 use outbox::PendingStep;
-pub use setup::{device_label, dtype, prepare_resume, resolve_device, session_config};
+pub use setup::{
+    device_label, dtype, prepare_resume, resolve_device, restart_only_edits_left_out,
+    session_config,
+};
 use std::collections::VecDeque;
 use std::path::Path;
 use std::sync::mpsc::{Receiver, RecvTimeoutError, SyncSender, TryRecvError};

@@ -450,6 +450,30 @@ struct ResumePoint {
     ran_with: Option<Config>,
 }
 
+/// `config` with its restart-only keys as in `in_force`, and the edits
+/// that leaves out (`key` = file value (in force: value)).
+fn restart_only_left_out(config: &Config, in_force: &Config) -> (Config, Vec<String>) {
+    let kept = config.clone().keeping_restart_only_of(in_force);
+    let left_out = config
+        .diff(&kept)
+        .iter()
+        .map(|c| format!("`{}` = {} (in force: {})", c.key, c.old, c.new))
+        .collect();
+    (kept, left_out)
+}
+
+/// The restart-only edits in a session's `config.toml` that resuming it
+/// leaves out (none when it has no config in force yet), for a caller to
+/// say before the run starts elsewhere (`resume --detach`).
+pub fn restart_only_edits_left_out(dir: &Path) -> Result<Vec<String>> {
+    let layout = SessionDir::new(dir);
+    let Ok(in_force) = Config::load(&layout.config_in_force()) else {
+        return Ok(Vec::new());
+    };
+    let config = session_config(dir).map_err(anyhow::Error::new)?;
+    Ok(restart_only_left_out(&config, &in_force).1)
+}
+
 /// Gets a session ready to resume: removes temp files of writers that died
 /// mid-write, sets restart-only keys of `config` back to what was in force
 /// (`config.in-force.toml`), and finds the newest checkpoint that reads
@@ -477,12 +501,7 @@ fn resume_point(dir: &Path, config: &mut Config) -> Result<ResumePoint> {
     if in_force_path.exists() {
         match Config::load(&in_force_path) {
             Ok(in_force) => {
-                let kept = config.clone().keeping_restart_only_of(&in_force);
-                let not_applied: Vec<String> = config
-                    .diff(&kept)
-                    .iter()
-                    .map(|c| format!("`{}` = {} (in force: {})", c.key, c.old, c.new))
-                    .collect();
+                let (kept, not_applied) = restart_only_left_out(config, &in_force);
                 if !not_applied.is_empty() {
                     kept.validate().map_err(|e| {
                         anyhow::anyhow!(
