@@ -64,11 +64,15 @@ fn status_lines(app: &App) -> Vec<Line<'static>> {
     let mut first = format!("J {} · α {} · {}", aid.iterations, aid.alpha, aid.mode);
     if let Some(m) = &app.store.meta {
         first.push_str(&format!(
-            " · meta @{}: |∇φ| {} J {}",
+            " · meta @{}: |∇φ| {}",
             fmt::steps(m.step),
             fmt::num(m.hypergrad_norm),
-            m.aid_iterations
         ));
+        // The Neumann terms that step summed, when not the J configured (a
+        // diverging series stopped early, or J edited since).
+        if m.aid_iterations != aid.iterations {
+            first.push_str(&format!(" with J {}", m.aid_iterations));
+        }
     }
     vec![
         Line::from(first),

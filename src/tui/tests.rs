@@ -1166,3 +1166,32 @@ fn a_log_scale_says_which_series_have_values_it_cannot_draw() {
     press(&mut app, KeyCode::Char('l'));
     assert!(!screen(&app).contains("not drawn"));
 }
+
+/// The status line under the hyperparameters says how many Neumann terms
+/// the newest meta step summed only when that is not the J configured (it
+/// showed `J 3 … J 3`, two Js, one unlabelled).
+#[test]
+fn the_meta_steps_j_is_said_only_when_it_differs_from_the_configured() {
+    let mut app = app();
+    app.focus = Pane::Hyper;
+    let configured = app.config.aid.iterations;
+    let status = |app: &App| {
+        text(draw(app, 160, 48).backend().buffer())
+            .lines()
+            .find(|l| l.contains("meta @"))
+            .map(str::to_string)
+            .expect("a meta step is shown")
+    };
+    let meta = app.store.meta.clone().expect("the fixture has meta lines");
+    assert_eq!(meta.aid_iterations, configured);
+    assert!(!status(&app).contains("with J"), "{}", status(&app));
+    app.store.meta = Some(crate::tui::store::MetaSnapshot {
+        aid_iterations: configured - 1,
+        ..meta
+    });
+    assert!(
+        status(&app).contains(&format!("with J {}", configured - 1)),
+        "{}",
+        status(&app)
+    );
+}
