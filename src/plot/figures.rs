@@ -390,7 +390,10 @@ pub fn transforms(data: &SessionData) -> Option<Figure> {
     Some(Figure {
         name: "transforms",
         chart: Chart {
-            x_label: format!("lₖ / lₖ at step {} (others fixed)", compact(*step as f64)),
+            x_label: format!(
+                "lₖ as a multiple of its value at step {} (others fixed)",
+                compact(*step as f64)
+            ),
             y_label: "combined loss M(l)".into(),
             y_kind: Kind::Linear,
             tight_x: false,
