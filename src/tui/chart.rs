@@ -77,6 +77,26 @@ fn y_bounds(series: &[PlotSeries]) -> Option<(f64, f64)> {
     Some((lo - pad, hi + pad))
 }
 
+/// Axis labels for `values`: [`fmt::axis`]'s, or where two of those would
+/// read the same (a narrow range far from zero read `-164 -165 -165`),
+/// the fewest decimals that tell them apart.
+pub fn distinct_labels(values: &[f64]) -> Vec<String> {
+    let differ = |labels: &[String]| labels.windows(2).all(|w| w[0] != w[1]);
+    let plain: Vec<String> = values.iter().map(|v| fmt::axis(*v)).collect();
+    if differ(&plain) {
+        return plain;
+    }
+    (1..=6)
+        .map(|decimals| {
+            values
+                .iter()
+                .map(|v| format!("{v:.decimals$}"))
+                .collect::<Vec<_>>()
+        })
+        .find(|labels| differ(labels))
+        .unwrap_or(plain)
+}
+
 /// Draws `series` over steps `x`; `log` means the y values are log10 and
 /// the labels show 10^y. `empty` is said when there is nothing to draw.
 pub fn render(
@@ -103,7 +123,7 @@ pub fn render(
         return;
     };
     let (x0, x1) = if x.1 > x.0 { x } else { (x.0 - 0.5, x.0 + 0.5) };
-    let ylabel = |v: f64| fmt::axis(if log { 10f64.powf(v) } else { v });
+    let real = |v: f64| if log { 10f64.powf(v) } else { v };
     let datasets = series
         .iter()
         .map(|s| {
@@ -118,9 +138,9 @@ pub fn render(
                 .data(&s.points)
         })
         .collect();
-    let mut y_labels: Vec<Line> = [y0, (y0 + y1) / 2.0, y1]
-        .iter()
-        .map(|v| Line::from(ylabel(*v)))
+    let mut y_labels: Vec<Line> = distinct_labels(&[y0, (y0 + y1) / 2.0, y1].map(real))
+        .into_iter()
+        .map(Line::from)
         .collect();
     if area.height < 7 {
         y_labels.remove(1);
@@ -270,5 +290,18 @@ mod tests {
             .unwrap_or_else(|| panic!("no count in {text:?}"));
         assert_eq!(shown + more, many.len(), "{text:?}");
         assert!(text[0].starts_with("w ="), "{text:?}");
+    }
+
+    #[test]
+    fn labels_get_the_decimals_that_tell_them_apart() {
+        assert_eq!(distinct_labels(&[0.0, 0.5, 1.0]), ["0", "0.5", "1"]);
+        assert_eq!(
+            distinct_labels(&[-164.2, -164.6, -165.0]),
+            ["-164.2", "-164.6", "-165.0"]
+        );
+        assert_eq!(
+            distinct_labels(&[3.2101, 3.2105, 3.2109]),
+            ["3.2101", "3.2105", "3.2109"]
+        );
     }
 }
