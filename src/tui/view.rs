@@ -121,17 +121,21 @@ fn render_footer(frame: &mut Frame, area: Rect, app: &App) {
             return;
         }
         None => {
-            let hint = if app.editor.is_some() {
+            let text = if app.editor.is_some() {
+                // Keys type into the editor: only its own are said.
                 "Enter write · Ctrl-F fork with it · Esc cancel · ←→ move · Ctrl-U clear"
-            } else if app.sessions.is_some() {
-                "Space mark · o overlay · Enter attach · Esc back"
+                    .to_string()
             } else {
-                footer_hint(app.focus)
+                let hint = if app.sessions.is_some() {
+                    "Space mark · o overlay · Enter attach · Esc back"
+                } else {
+                    footer_hint(app.focus)
+                };
+                // Help and quit first: a narrow terminal clips the rest.
+                format!(
+                    "? help · q quit · {hint} · Tab pane · p pause · c ckpt · e export · r sessions · f fork"
+                )
             };
-            // Help and quit first: a narrow terminal clips the rest.
-            let text = format!(
-                "? help · q quit · {hint} · Tab pane · p pause · c ckpt · e export · r sessions · f fork"
-            );
             Line::from(Span::styled(fmt::clip(&text, width), app.theme.dim()))
         }
     };
