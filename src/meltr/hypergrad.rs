@@ -38,6 +38,11 @@
 //!   derivative; the math path has both); then to central differences. The
 //!   loss JVP likewise: forward mode, with the fused kernels off, then
 //!   differences; and `Exact` retries once with them off.
+//!
+//! Long: both modes, the factorized mode's fallback routes and the Neumann
+//! series work on one `MetaProblem` and share its error handling (which
+//! failure is a missing derivative, which a fault); apart, each part would
+//! need the others' private route and error types.
 
 use super::combiner::{effective_weights_graph, Combiner, Derivatives};
 use super::phases::PhaseClock;

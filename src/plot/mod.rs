@@ -19,6 +19,7 @@ pub mod figures;
 pub mod font;
 pub mod labels;
 pub mod legend;
+pub mod loss_axis;
 pub mod render;
 pub mod scale;
 pub mod series;
@@ -26,7 +27,7 @@ pub mod style;
 pub mod svg;
 
 pub use bands::Band;
-pub use figures::LossAxis;
+pub use loss_axis::LossAxis;
 pub use series::Smoothing;
 pub use style::{Style, Theme};
 
