@@ -462,7 +462,9 @@ fn replays_by_double_backward(model: &str, name: &str) {
     config.aid.jvp = meltr_tui::config::JvpMethod::Auto;
     let lines = assert_replays(name, config);
     let said = lines.iter().find_map(|l| match &l.record {
-        Record::Event { message, .. } if message.contains("forward-mode AD") => Some(message),
+        Record::Event { message, .. } if message.starts_with("the meta step takes") => {
+            Some(message)
+        }
         _ => None,
     });
     eprintln!("{name} logged: {said:?}");
