@@ -143,7 +143,7 @@ pub fn run(
     let input_frame = Duration::from_secs(1) / MAX_FPS;
     let mut last_draw: Option<Instant> = None;
     let mut last_gpu: Option<Instant> = None;
-    let mut last_sessions: Option<Instant> = None;
+    let mut sessions_reread = SessionsReread::default();
     // What changed since the last frame: new data, or the user's input.
     let (mut data_dirty, mut input_dirty) = (true, false);
     loop {
@@ -162,19 +162,7 @@ pub fn run(
                 data_dirty = true;
             }
         }
-        match (&app.sessions, ctx.sessions_root) {
-            (Some(_), Some(root))
-                if last_sessions.is_none_or(|t| now.duration_since(t) >= SESSIONS_EVERY) =>
-            {
-                if last_sessions.is_some() {
-                    app.refresh_sessions(crate::runs::all(root), sessions::read_overlay);
-                    data_dirty = true;
-                }
-                last_sessions = Some(now);
-            }
-            (None, _) => last_sessions = None,
-            _ => {}
-        }
+        data_dirty |= sessions_reread.poll(&mut app, ctx.sessions_root, now);
         let had_flash = app.flash.is_some();
         app.tick(now);
         data_dirty |= had_flash != app.flash.is_some();
@@ -216,6 +204,61 @@ pub fn run(
                 break;
             }
         }
+    }
+}
+
+/// Reads the sessions folder again for an open sessions view, every
+/// [`SESSIONS_EVERY`], on a thread of its own: listing every session reads
+/// their logs, which must not stall the keys.
+#[derive(Default)]
+struct SessionsReread {
+    /// When the view was listed or last re-read; `None` while it is closed.
+    since: Option<Instant>,
+    /// The read under way: the runs, and the overlay's curves when shown.
+    pending: Option<std::sync::mpsc::Receiver<Reread>>,
+}
+
+/// What a re-read of the sessions folder found.
+type Reread = (Vec<crate::runs::Run>, Option<Result<state::Overlaid>>);
+
+impl SessionsReread {
+    /// Starts a read when one is due, hands a finished one to `app`; true
+    /// when the view changed.
+    fn poll(&mut self, app: &mut App, root: Option<&Path>, now: Instant) -> bool {
+        let (Some(view), Some(root)) = (&app.sessions, root) else {
+            *self = Self::default();
+            return false;
+        };
+        if let Some(pending) = &self.pending {
+            return match pending.try_recv() {
+                Ok((runs, overlay)) => {
+                    self.pending = None;
+                    app.refresh_sessions(runs, overlay);
+                    true
+                }
+                Err(std::sync::mpsc::TryRecvError::Empty) => false,
+                Err(std::sync::mpsc::TryRecvError::Disconnected) => {
+                    self.pending = None;
+                    false
+                }
+            };
+        }
+        match self.since {
+            None => self.since = Some(now),
+            Some(t) if now.duration_since(t) >= SESSIONS_EVERY => {
+                self.since = Some(now);
+                let root = root.to_path_buf();
+                let marked = view.overlay.is_some().then(|| view.marked_dirs());
+                let (tx, rx) = std::sync::mpsc::channel();
+                std::thread::spawn(move || {
+                    let overlay = marked.map(|dirs| sessions::read_overlay(&dirs));
+                    let _ = tx.send((crate::runs::all(&root), overlay));
+                });
+                self.pending = Some(rx);
+            }
+            Some(_) => {}
+        }
+        false
     }
 }
 

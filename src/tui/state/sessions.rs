@@ -81,14 +81,11 @@ impl App {
     }
 
     /// Replaces the open sessions view's rows with `runs` (read again by
-    /// the caller) and its overlay, when shown, with `overlay` of the
-    /// marked folders: the other sessions move on too. The cursor stays on
-    /// its session, the marks on theirs; a failed read keeps what is shown.
-    pub fn refresh_sessions(
-        &mut self,
-        runs: Vec<Run>,
-        overlay: impl FnOnce(&[PathBuf]) -> anyhow::Result<Overlaid>,
-    ) {
+    /// the caller) and its overlay, when shown, with `overlay` (the marked
+    /// folders' curves read again): the other sessions move on too. The
+    /// cursor stays on its session, the marks on theirs; a failed read of
+    /// the curves keeps those shown.
+    pub fn refresh_sessions(&mut self, runs: Vec<Run>, overlay: Option<anyhow::Result<Overlaid>>) {
         let Some(view) = self.sessions.as_mut() else {
             return;
         };
@@ -99,10 +96,8 @@ impl App {
             .unwrap_or(view.cursor)
             .min(runs.len().saturating_sub(1));
         view.runs = runs;
-        if view.overlay.is_some() {
-            if let Ok(fresh) = overlay(&view.marked_dirs()) {
-                view.overlay = Some(fresh);
-            }
+        if let (Some(shown), Some(Ok(fresh))) = (view.overlay.as_mut(), overlay) {
+            *shown = fresh;
         }
     }
 

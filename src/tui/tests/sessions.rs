@@ -158,13 +158,14 @@ fn a_refresh_moves_the_other_rows_and_the_overlay_on() {
     let mut later = runs();
     later[1].step = TOTAL + 50;
     later.insert(0, run("newer", 10, None, 2, None));
-    let mut read = Vec::new();
-    app.refresh_sessions(later, |dirs| {
-        read = dirs.to_vec();
-        let mut fresh = overlaid();
-        fresh.curves[0].points.push((TOTAL as f64, 0.1));
-        Ok(fresh)
-    });
+    assert_eq!(
+        app.sessions.as_ref().unwrap().marked_dirs(),
+        vec![PathBuf::from("sessions/base"), "sessions/base-fork".into()],
+        "what the caller reads the curves of"
+    );
+    let mut fresh = overlaid();
+    fresh.curves[0].points.push((TOTAL as f64, 0.1));
+    app.refresh_sessions(later, Some(Ok(fresh)));
     let view = app.sessions.as_ref().expect("open");
     assert_eq!(view.runs.len(), 4);
     assert_eq!(view.runs[2].step, TOTAL + 50);
@@ -172,14 +173,10 @@ fn a_refresh_moves_the_other_rows_and_the_overlay_on() {
         view.runs[view.cursor].meta.name, "base",
         "cursor stays on base"
     );
-    assert_eq!(
-        read,
-        vec![PathBuf::from("sessions/base"), "sessions/base-fork".into()]
-    );
     let overlay = view.overlay.as_ref().expect("still shown");
     assert_eq!(overlay.curves[0].points.last(), Some(&(TOTAL as f64, 0.1)));
     // A failed read of the curves keeps those shown.
-    app.refresh_sessions(runs(), |_| Err(anyhow::anyhow!("gone")));
+    app.refresh_sessions(runs(), Some(Err(anyhow::anyhow!("gone"))));
     assert!(app.sessions.as_ref().unwrap().overlay.is_some());
 }
 
