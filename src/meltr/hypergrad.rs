@@ -282,10 +282,8 @@ fn exact(
     clock: &mut PhaseClock,
     math_attention: bool,
 ) -> std::result::Result<(Vec<Tensor>, Tensor, Option<NeumannStop>), Exact> {
-    let _math = math_attention
-        .then(crate::nn::attention::MathAttention::enter)
-        .transpose()
-        .map_err(Exact::Other)?;
+    let _math =
+        crate::nn::attention::MathAttention::enter_if(math_attention).map_err(Exact::Other)?;
     let phi = problem.combiner.params();
     let theta = problem.theta;
     // The validation forward first, as the public code runs them (the
@@ -520,9 +518,7 @@ impl<'a, 'p> Jvps<'a, 'p> {
     /// attention kernels off.
     fn hvp_by_double_backward(&self, v: &[Tensor], math_attention: bool) -> Result<Vec<Tensor>> {
         let problem = self.problem;
-        let _math = math_attention
-            .then(crate::nn::attention::MathAttention::enter)
-            .transpose()?;
+        let _math = crate::nn::attention::MathAttention::enter_if(math_attention)?;
         let mut aux_grad = self.aux_grad.borrow_mut();
         let aux_grad = match aux_grad.as_mut() {
             Some(aux_grad) => aux_grad,
@@ -551,9 +547,7 @@ impl<'a, 'p> Jvps<'a, 'p> {
     fn loss_jvp(&self, p: &[Tensor]) -> Result<Tensor> {
         let problem = self.problem;
         let forward = |math_attention: bool| -> Result<Tensor> {
-            let _math = math_attention
-                .then(crate::nn::attention::MathAttention::enter)
-                .transpose()?;
+            let _math = crate::nn::attention::MathAttention::enter_if(math_attention)?;
             let losses = || tch::no_grad(|| (problem.train_losses)());
             Ok(super::forward_ad::jvp(problem.theta, p, &losses)?.1)
         };
@@ -563,25 +557,29 @@ impl<'a, 'p> Jvps<'a, 'p> {
         if self.method == JvpMethod::Differences {
             return loss_jvp_by_differences(problem, p);
         }
-        let slot = &self.routes.loss_jvp;
-        if self.routes.loss_jvp_route().is_none() {
-            match forward(false) {
-                Ok(jvp) => return Ok(jvp),
-                Err(e) => fall_back(
-                    slot,
-                    LossJvpRoute::ForwardMathAttention,
-                    format!("forward mode failed ({})", brief(&e)),
-                ),
-            }
-        }
-        if self.routes.loss_jvp_route() == Some(LossJvpRoute::ForwardMathAttention) {
-            match forward(true) {
-                Ok(jvp) => return Ok(jvp),
-                Err(e) => fall_back(
-                    slot,
-                    LossJvpRoute::Differences,
-                    format!("with the fused attention kernels off too ({})", brief(&e)),
-                ),
+        // Each route in turn from the one earlier meta steps found.
+        let tries = [
+            (
+                None,
+                LossJvpRoute::ForwardMathAttention,
+                "forward mode failed",
+            ),
+            (
+                Some(LossJvpRoute::ForwardMathAttention),
+                LossJvpRoute::Differences,
+                "with the fused attention kernels off too",
+            ),
+        ];
+        for (route, next, failed) in tries {
+            if self.routes.loss_jvp_route() == route {
+                match forward(route.is_some()) {
+                    Ok(jvp) => return Ok(jvp),
+                    Err(e) => fall_back(
+                        &self.routes.loss_jvp,
+                        next,
+                        format!("{failed} ({})", brief(&e)),
+                    ),
+                }
             }
         }
         loss_jvp_by_differences(problem, p)

@@ -28,6 +28,11 @@ pub struct MathAttention(());
 static GUARDS: std::sync::Mutex<(usize, i64)> = std::sync::Mutex::new((0, 0));
 
 impl MathAttention {
+    /// A guard when `math` is asked for, none otherwise.
+    pub fn enter_if(math: bool) -> Result<Option<Self>> {
+        math.then(Self::enter).transpose()
+    }
+
     /// Turns every fused SDPA kernel off.
     pub fn enter() -> Result<Self> {
         let mut guards = GUARDS.lock().unwrap_or_else(|e| e.into_inner());
