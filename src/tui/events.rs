@@ -1,14 +1,15 @@
 //! The events pane: config changes and refusals, errors, skipped
 //! non-finite steps, checkpoints, evals, status changes and what this TUI
-//! did, newest at the bottom. Drawing reads only the entries that fit.
+//! did, newest at the bottom. Drawing reads only the entries that fit;
+//! Enter shows the bottom one whole in a box over the panes.
 
 use super::fmt;
 use super::frame::pane_block;
 use super::state::{App, Pane};
 use crate::session::metrics::Level;
-use ratatui::layout::Rect;
+use ratatui::layout::{Constraint, Flex, Layout, Rect};
 use ratatui::text::{Line, Span};
-use ratatui::widgets::Paragraph;
+use ratatui::widgets::{Block, Clear, Paragraph};
 use ratatui::Frame;
 
 /// Width of the `step kind ` prefix.
@@ -85,4 +86,45 @@ pub fn render(frame: &mut Frame, area: Rect, app: &App, focused: bool) {
     }
     lines.reverse();
     frame.render_widget(Paragraph::new(lines), inner);
+}
+
+/// The log's entry `index` whole, in a centred box (`scroll` rows down,
+/// kept within the entry).
+pub fn render_entry(frame: &mut Frame, area: Rect, app: &App, index: usize, scroll: usize) {
+    let Some(entry) = app.store.log.get(index) else {
+        return;
+    };
+    let width = area.width.min(100);
+    let lines = fmt::wrap(&entry.text, usize::from(width.saturating_sub(2)));
+    let height = area.height.min(lines.len() as u16 + 2);
+    let [row] = Layout::vertical([Constraint::Length(height)])
+        .flex(Flex::Center)
+        .areas(area);
+    let [rect] = Layout::horizontal([Constraint::Length(width)])
+        .flex(Flex::Center)
+        .areas(row);
+    let shown = usize::from(height.saturating_sub(2));
+    let scroll = scroll.min(lines.len().saturating_sub(shown));
+    let more = lines.len() - scroll > shown;
+    let bottom = match (scroll > 0, more) {
+        (false, false) => " any key closes ",
+        (true, false) => " ↑ scroll · any other key closes ",
+        (false, true) => " ↓ more · any other key closes ",
+        (true, true) => " ↑↓ scroll · any other key closes ",
+    };
+    let style = app.theme.level(entry.level);
+    let text: Vec<Line> = lines
+        .into_iter()
+        .skip(scroll)
+        .map(|line| Line::styled(line, style))
+        .collect();
+    let block = Block::bordered()
+        .title(format!(
+            " step {} · {} ",
+            fmt::steps(entry.step),
+            entry.kind.label()
+        ))
+        .title_bottom(bottom);
+    frame.render_widget(Clear, rect);
+    frame.render_widget(Paragraph::new(text).block(block), rect);
 }

@@ -69,4 +69,5 @@ pub const KEYS: &[(&str, &str, &str)] = &[
     ("runs", "Esc", "close the overlay, then the view"),
     ("events", "Up Down PgUp PgDn", "scroll"),
     ("events", "Home / End", "oldest / follow newest"),
+    ("events", "Enter", "the bottom entry whole (↑↓ scroll it)"),
 ];

@@ -404,6 +404,54 @@ fn an_event_cut_at_the_top_of_the_pane_says_so() {
     assert!(screen.contains("word …"), "{screen}");
 }
 
+/// An entry longer than the whole pane never showed its end (session 29's
+/// walkthrough: the collapse advice); Enter shows it whole, ↓ scrolls it.
+#[test]
+fn enter_shows_the_bottom_event_whole() {
+    let mut app = app();
+    let reason = "the reason comes last, expected f64";
+    let long = format!("{} {reason}", "word ".repeat(300));
+    for (seq, (step, message)) in [(501, long.as_str()), (502, "newer")]
+        .into_iter()
+        .enumerate()
+    {
+        app.on_event(Event::Line {
+            seq: seq as u64,
+            line: MetricLine {
+                step,
+                time: 25.0,
+                wall: None,
+                record: Record::Event {
+                    level: Level::Warn,
+                    message: message.into(),
+                },
+            },
+        });
+    }
+    app.focus = Pane::Events;
+    press(&mut app, KeyCode::Up);
+    let pane = text(draw(&app, 80, 24).backend().buffer());
+    assert!(
+        !pane.contains("expected f64"),
+        "the case needs a cut entry: {pane}"
+    );
+    press(&mut app, KeyCode::Enter);
+    let shown = text(draw(&app, 80, 24).backend().buffer());
+    assert!(shown.contains("step 501"), "{shown}");
+    assert!(shown.contains("↓ more"), "{shown}");
+    for _ in 0..40 {
+        press(&mut app, KeyCode::Down);
+    }
+    let end = text(draw(&app, 80, 24).backend().buffer());
+    assert!(end.contains("expected f64"), "{end}");
+    press(&mut app, KeyCode::Esc);
+    assert_eq!(app.overlay, Overlay::None);
+    // Enter with nothing scrolled shows the newest.
+    press(&mut app, KeyCode::End);
+    press(&mut app, KeyCode::Enter);
+    assert!(text(draw(&app, 80, 24).backend().buffer()).contains("step 502"));
+}
+
 #[test]
 fn snapshot_curves_log_smoothed_and_no_color() {
     let mut app = app();
@@ -474,6 +522,12 @@ fn any_size_draws_without_panic() {
         Box::new(|_| {}),
         Box::new(|a| a.overlay = Overlay::Help { scroll: 3 }),
         Box::new(|a| a.overlay = Overlay::ConfirmQuit),
+        Box::new(|a| {
+            a.overlay = Overlay::Entry {
+                index: 0,
+                scroll: 99,
+            }
+        }),
         Box::new(|a| {
             a.overlay = Overlay::None;
             select(a, "train.lr");

@@ -57,6 +57,7 @@ pub fn draw(frame: &mut Frame, app: &App) {
     match app.overlay {
         Overlay::Help { scroll } => help::render(frame, body, scroll, app.theme),
         Overlay::ConfirmQuit => help::render_confirm_quit(frame, body, app),
+        Overlay::Entry { index, scroll } => events::render_entry(frame, body, app, index, scroll),
         Overlay::None => {}
     }
 }
@@ -148,6 +149,6 @@ fn footer_hint(pane: Pane) -> &'static str {
         Pane::Curves => "l log · s/S smooth · w window · ↑↓ Space series",
         Pane::Contributions => "t/T transform loss",
         Pane::Hyper => "↑↓ select · Enter edit · ][ J · }{ α",
-        Pane::Events => "↑↓ PgUp PgDn scroll · End follow",
+        Pane::Events => "↑↓ PgUp PgDn scroll · Enter whole entry · End follow",
     }
 }

@@ -62,6 +62,12 @@ pub enum Overlay {
         scroll: usize,
     },
     ConfirmQuit,
+    /// One events-pane entry in full (`index` into the log), `scroll`
+    /// rows scrolled down: an entry longer than the pane is cut there.
+    Entry {
+        index: usize,
+        scroll: usize,
+    },
 }
 
 /// Which steps the curves show.

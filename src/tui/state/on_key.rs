@@ -26,6 +26,20 @@ impl App {
                 return Action::None;
             }
             Overlay::ConfirmQuit => return self.confirm_quit_key(key),
+            Overlay::Entry { index, scroll } => {
+                self.overlay = match key.code {
+                    KeyCode::Up | KeyCode::Char('k') => Overlay::Entry {
+                        index,
+                        scroll: scroll.saturating_sub(1),
+                    },
+                    KeyCode::Down | KeyCode::Char('j') => Overlay::Entry {
+                        index,
+                        scroll: scroll + 1,
+                    },
+                    _ => Overlay::None,
+                };
+                return Action::None;
+            }
             Overlay::None => {}
         }
         if self.editor.is_some() {
@@ -375,6 +389,13 @@ impl App {
             KeyCode::PageDown => *s = s.saturating_sub(10),
             KeyCode::Home => *s = max,
             KeyCode::End => *s = 0,
+            // The entry at the bottom of the pane, whole.
+            KeyCode::Enter if !self.store.log.is_empty() => {
+                self.overlay = Overlay::Entry {
+                    index: max - (*s).min(max),
+                    scroll: 0,
+                }
+            }
             _ => return None,
         }
         Some(Action::None)
