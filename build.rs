@@ -34,7 +34,7 @@ fn compile_shims() {
     const SOURCES: [&str; 9] = [
         "csrc/shim.cpp",
         "csrc/module_buffers.cpp",
-        "csrc/attention.cpp",
+        "csrc/math_kernels.cpp",
         "csrc/forward_ad.cpp",
         "csrc/device_memory.cpp",
         "csrc/fused_adam.cpp",

@@ -631,7 +631,7 @@ fn fused_attention_takes_the_math_path_in_both_modes() {
     );
     let err = relative_error(&flat(&factorized.grads), &flat(&exact.grads));
     assert!(err <= 1e-5, "factorized vs exact on the math path: {err:e}");
-    assert!(meltr_tui::nn::attention::fused_enabled().unwrap());
+    assert!(meltr_tui::nn::math_kernels::fused_enabled().unwrap());
     // A run's later meta steps: the routes found before, the inner step's
     // forward (through the fused kernels) given; the products do not start
     // from it, and the routes that failed are not tried again.

@@ -178,8 +178,8 @@ fn fused_attention_takes_the_math_path_and_says_why() {
     let why = why.expect("forward-mode AD through fused attention should be unavailable");
     eprintln!("fallback reason: {why}");
     assert!(
-        why.contains("Hessian-vector products by double backward with scaled_dot_product_attention's fused kernels off")
-            && why.contains("the loss JVP by forward mode with scaled_dot_product_attention's fused kernels off")
+        why.contains("Hessian-vector products by double backward with the fused kernels off")
+            && why.contains("the loss JVP by forward mode with the fused kernels off")
             && why.contains("double backward failed (")
             && why.contains("forward mode failed ("),
         "{why}"
@@ -189,9 +189,8 @@ fn fused_attention_takes_the_math_path_and_says_why() {
     let (exact, exact_why) = of(AidMode::Exact, JvpMethod::Auto);
     let exact_why = exact_why.expect("exact needs the math path too");
     assert!(
-        exact_why.starts_with(
-            "the second derivatives through the model with scaled_dot_product_attention's fused kernels off"
-        ),
+        exact_why
+            .starts_with("the second derivatives through the model with the fused kernels off"),
         "{exact_why}"
     );
     let err = relative_error(&auto, &exact);
@@ -200,7 +199,64 @@ fn fused_attention_takes_the_math_path_and_says_why() {
     let (differences, _) = of(AidMode::Factorized, JvpMethod::Differences);
     let err = relative_error(&differences, &exact);
     assert!(err < 1e-6, "differences vs exact: {err:e}");
-    assert!(meltr_tui::nn::attention::fused_enabled().unwrap());
+    assert!(meltr_tui::nn::math_kernels::fused_enabled().unwrap());
+}
+
+/// `nn.LSTM` in f32 takes oneDNN's RNN layer on the CPU (f64 does not),
+/// which has no forward derivative: `auto` runs the loss JVP's forward mode
+/// with the fused kernels off (the native cells have one) instead of
+/// falling back to finite differences (a walkthrough's f32 LSTM, 1e-3 off),
+/// and agrees with exact mode's double backward (which oneDNN's layer has)
+/// to f32's precision, at J = 0 and J = 2.
+#[test]
+fn an_lstm_in_f32_takes_forward_mode_through_the_native_cells() {
+    let _serial = serial();
+    let dir = tempfile::tempdir().unwrap().keep();
+    std::fs::copy(common::flag_models().join("lstm.pt"), dir.join("model.pt")).unwrap();
+    common::flag_data(&dir.join("train.safetensors"), 64, 4, &[]);
+    common::flag_data(&dir.join("val.safetensors"), 32, 4, &[]);
+    let mut config = torchscript_config(&dir);
+    config.workload.primary = "primary".into();
+    config.workload.auxiliary = vec!["aux".into()];
+    config.train.dtype = meltr_tui::config::Dtype::F32;
+    config.validate().unwrap();
+    let workload = workload::build(&config, Device::Cpu, Kind::Float, None).unwrap();
+    let combiner = combiner::build(&config, Device::Cpu, Kind::Float);
+    for iterations in [0, 2] {
+        let of = |mode, jvp| {
+            hypergrad_of(
+                workload.as_ref(),
+                combiner.as_ref(),
+                &config,
+                mode,
+                jvp,
+                iterations,
+            )
+        };
+        let (auto, why) = of(AidMode::Factorized, JvpMethod::Auto);
+        let why = why.expect("oneDNN's LSTM layer has no forward derivative");
+        eprintln!("J = {iterations}: {why}");
+        assert!(
+            why.contains("the loss JVP by forward mode with the fused kernels off")
+                && why.contains("mkldnn_rnn_layer"),
+            "{why}"
+        );
+        let (exact, exact_why) = of(AidMode::Exact, JvpMethod::Auto);
+        assert_eq!(
+            exact_why, None,
+            "double backward goes through oneDNN's layer"
+        );
+        let norm = exact.iter().map(|x| x * x).sum::<f64>().sqrt();
+        assert!(norm > 1e-6, "a hypergradient to compare: ‖h‖ = {norm:e}");
+        let err = relative_error(&auto, &exact);
+        let (differences, _) = of(AidMode::Factorized, JvpMethod::Differences);
+        eprintln!(
+            "J = {iterations}: auto vs exact {err:.2e}, differences vs exact {:.2e}",
+            relative_error(&differences, &exact)
+        );
+        assert!(err < 1e-4, "auto vs exact, f32: {err:e}");
+    }
+    assert!(meltr_tui::nn::math_kernels::fused_enabled().unwrap());
 }
 
 /// `loss(batch, primary)` against `losses(batch)[primary]`: value and

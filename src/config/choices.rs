@@ -210,7 +210,7 @@ choice! {
     JvpMethod {
         /// Forward-mode AD; for ops without forward derivatives the
         /// Hessian-vector products fall back to double backward, then the
-        /// same with scaled_dot_product_attention's fused kernels off, then
+        /// same with the fused kernels off (attention, oneDNN, cuDNN), then
         /// (ops without second derivatives on any path) finite differences.
         Auto = "auto",
         Forward = "forward",

@@ -33,9 +33,10 @@
 //!   the HVPs, to reverse over reverse (exact where the ops have second
 //!   derivatives, as the stock `cross_entropy`'s `nll_loss` does; one
 //!   gradient with its second-order graph serves the whole series, as in
-//!   `Exact`); where that fails too, to the same with
-//!   `scaled_dot_product_attention`'s fused kernels off (they have neither
-//!   derivative; the math path has both); then to central differences. The
+//!   `Exact`); where that fails too, to the same with the fused kernels off
+//!   (`scaled_dot_product_attention`'s, oneDNN's and cuDNN's RNNs have
+//!   neither derivative; the plain kernels have both,
+//!   [`crate::nn::math_kernels`]); then to central differences. The
 //!   loss JVP likewise: forward mode, with the fused kernels off, then
 //!   differences; and `Exact` retries once with them off.
 //!
@@ -86,7 +87,7 @@ pub struct MetaProblem<'a> {
     /// `l(θ; B_t)` already computed at this θ with its graph (the inner
     /// step's forward): the γ term (and, in `Exact`, the training gradient)
     /// backpropagates through it instead of a fresh forward (not where the
-    /// fused attention kernels it went through must be off).
+    /// fused kernels it went through must be off).
     pub train_forward: Option<&'a Tensor>,
 }
 
@@ -98,7 +99,7 @@ pub struct Hypergradient {
     /// The γ regulariser's value `|Σ l − M(l)|` on B_t (0-dim).
     pub reg: Tensor,
     /// What the meta step took instead of its first route (factorized:
-    /// forward-mode AD; exact: double backward with the fused attention
+    /// forward-mode AD; exact: double backward with the fused
     /// kernels on), and why.
     pub fallback: Option<String>,
     /// Where the Neumann series stopped early because it diverged.
@@ -144,30 +145,31 @@ pub fn hypergradient_timed(
     let neumann_stop;
     let (grads, reg) = match settings.mode {
         AidMode::Exact => {
-            let math_attention = routes.exact.borrow().is_some();
-            let (grads, reg, stop) = match exact(problem, settings, clock, math_attention) {
+            let math_kernels = routes.exact.borrow().is_some();
+            let (grads, reg, stop) = match exact(problem, settings, clock, math_kernels) {
                 Ok(done) => done,
-                Err(Exact::SecondOrder(e)) if !math_attention => {
+                Err(Exact::SecondOrder(e)) if !math_kernels => {
                     // Once per run: the second attempt runs the step's
                     // forwards again (BatchNorm statistics move twice).
-                    let done = exact(problem, settings, clock, true).map_err(|again| match again {
-                        Exact::SecondOrder(again) => exact_unavailable(anyhow!(
-                            "{}; with the fused attention kernels off: {}",
-                            brief(&e),
-                            brief(&again)
-                        )),
-                        Exact::Other(again) => again.context(format!(
-                            "the exact meta step retried with the fused attention kernels off (after: {})",
+                    let done =
+                        exact(problem, settings, clock, true).map_err(|again| match again {
+                            Exact::SecondOrder(again) => exact_unavailable(anyhow!(
+                                "{}; with the fused kernels off: {}",
+                                brief(&e),
+                                brief(&again)
+                            )),
+                            Exact::Other(again) => again.context(format!(
+                            "the exact meta step retried with the fused kernels off (after: {})",
                             brief(&e)
                         )),
-                    })?;
+                        })?;
                     *routes.exact.borrow_mut() = Some(brief(&e));
                     done
                 }
                 Err(failed) => return Err(failed.into_error()),
             };
             fallback = routes.exact.borrow().as_ref().map(|why| {
-                format!("the second derivatives through the model {MATH_ATTENTION}: {why}")
+                format!("the second derivatives through the model {MATH_KERNELS}: {why}")
             });
             neumann_stop = stop;
             (grads, reg)
@@ -274,16 +276,16 @@ impl Exact {
 }
 
 /// The exact mode's meta step: the hypergradient, the regulariser and where
-/// the Neumann series stopped; with `math_attention`, every pass with the
-/// fused attention kernels off and a training forward of its own.
+/// the Neumann series stopped; with `math_kernels`, every pass with the
+/// fused kernels off and a training forward of its own.
 fn exact(
     problem: &MetaProblem,
     settings: &AidSettings,
     clock: &mut PhaseClock,
-    math_attention: bool,
+    math_kernels: bool,
 ) -> std::result::Result<(Vec<Tensor>, Tensor, Option<NeumannStop>), Exact> {
     let _math =
-        crate::nn::attention::MathAttention::enter_if(math_attention).map_err(Exact::Other)?;
+        crate::nn::math_kernels::MathKernels::enter_if(math_kernels).map_err(Exact::Other)?;
     let phi = problem.combiner.params();
     let theta = problem.theta;
     // The validation forward first, as the public code runs them (the
@@ -291,7 +293,7 @@ fn exact(
     let val = (problem.val_primary)().map_err(Exact::Other)?;
     clock.mark("val fwd");
     let (_, combined, reg) =
-        train_terms(problem, Derivatives::Reverse, !math_attention).map_err(Exact::Other)?;
+        train_terms(problem, Derivatives::Reverse, !math_kernels).map_err(Exact::Other)?;
     clock.mark("train fwd");
     let primary_loss = val + &reg * settings.gamma;
     let grad_aux = grad(&[&combined], theta, true, true).map_err(Exact::SecondOrder)?;
@@ -325,7 +327,7 @@ fn exact(
 }
 
 /// What the factorized mode's JVPs fell back to under `JvpMethod::Auto`,
-/// and whether exact mode needs the fused attention kernels off:
+/// and whether exact mode needs the fused kernels off:
 /// kept by the trainer across meta steps, so that each one does not try
 /// (and pay for) what failed before. The model's ops are the same at every
 /// step.
@@ -338,7 +340,7 @@ pub struct JvpRoutes {
     /// and why.
     loss_jvp: RefCell<Option<(LossJvpRoute, String)>>,
     /// Set once the exact mode's second derivatives needed the fused
-    /// attention kernels off: why.
+    /// kernels off: why.
     exact: RefCell<Option<String>>,
 }
 
@@ -361,6 +363,28 @@ fn fall_back<R>(slot: &RefCell<Option<(R, String)>>, route: R, why: String) {
         None => why,
     };
     *fallback = Some((route, why));
+}
+
+/// The reasons one product's routes failed for, in turn: a retry that
+/// fails with the error before says so instead of repeating it.
+#[derive(Default)]
+struct Reasons {
+    last: Option<String>,
+}
+
+impl Reasons {
+    /// `failed (why)`, or `failed (the same)`.
+    fn failed(&mut self, failed: &str, error: &anyhow::Error) -> String {
+        let why = brief(error);
+        let shown = if self.last.as_deref() == Some(why.as_str()) {
+            "the same"
+        } else {
+            why.as_str()
+        };
+        let said = format!("{failed} ({shown})");
+        self.last = Some(why);
+        said
+    }
 }
 
 /// A libtorch error in one line: its context chain up to the first line
@@ -389,9 +413,9 @@ struct Jvps<'a, 'p> {
 enum HvpRoute {
     /// Reverse over reverse: exact.
     DoubleBackward,
-    /// Reverse over reverse with `scaled_dot_product_attention`'s fused
-    /// kernels off (its math path has second derivatives): exact.
-    DoubleBackwardMathAttention,
+    /// Reverse over reverse with the fused kernels off (the plain ones
+    /// have second derivatives): exact.
+    DoubleBackwardMathKernels,
     /// Central differences of gradients.
     Differences,
 }
@@ -400,14 +424,14 @@ enum HvpRoute {
 /// `Auto` tries them.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum LossJvpRoute {
-    /// Forward mode with the fused attention kernels off: exact.
-    ForwardMathAttention,
+    /// Forward mode with the fused kernels off: exact.
+    ForwardMathKernels,
     /// Central differences of the losses.
     Differences,
 }
 
-/// What the fused attention kernels' absence means, for the fallback notes.
-const MATH_ATTENTION: &str = "with scaled_dot_product_attention's fused kernels off for it (its math path has the derivatives they lack; the inner steps keep them)";
+/// What the fused kernels' absence means, for the fallback notes.
+const MATH_KERNELS: &str = "with the fused kernels off for it (scaled_dot_product_attention's, oneDNN's, cuDNN's: the plain kernels have the derivatives they lack; the inner steps keep them)";
 
 impl<'a, 'p> Jvps<'a, 'p> {
     /// What was used instead of forward-mode AD, and why, if anything was.
@@ -424,8 +448,8 @@ impl<'a, 'p> Jvps<'a, 'p> {
                          (so at aid.iterations > 0 the factorized mode saves little on this model): {why}"
                     )
                 }
-                HvpRoute::DoubleBackwardMathAttention => {
-                    format!("Hessian-vector products by double backward {MATH_ATTENTION}: {why}")
+                HvpRoute::DoubleBackwardMathKernels => {
+                    format!("Hessian-vector products by double backward {MATH_KERNELS}: {why}")
                 }
                 HvpRoute::Differences => {
                     format!(
@@ -439,8 +463,8 @@ impl<'a, 'p> Jvps<'a, 'p> {
             .borrow()
             .clone()
             .map(|(route, why)| match route {
-                LossJvpRoute::ForwardMathAttention => {
-                    format!("the loss JVP by forward mode {MATH_ATTENTION}: {why}")
+                LossJvpRoute::ForwardMathKernels => {
+                    format!("the loss JVP by forward mode {MATH_KERNELS}: {why}")
                 }
                 LossJvpRoute::Differences => {
                     format!("the loss JVP by finite differences: {why}")
@@ -484,24 +508,25 @@ impl<'a, 'p> Jvps<'a, 'p> {
                 let tries = [
                     (
                         HvpRoute::DoubleBackward,
-                        HvpRoute::DoubleBackwardMathAttention,
+                        HvpRoute::DoubleBackwardMathKernels,
                         "double backward failed",
                     ),
                     (
-                        HvpRoute::DoubleBackwardMathAttention,
+                        HvpRoute::DoubleBackwardMathKernels,
                         HvpRoute::Differences,
-                        "with the fused attention kernels off too",
+                        "with the fused kernels off too",
                     ),
                 ];
+                let mut said = Reasons::default();
                 for (route, next, failed) in tries {
                     if self.routes.hvp_route() == Some(route) {
-                        let math_attention = route == HvpRoute::DoubleBackwardMathAttention;
-                        match self.hvp_by_double_backward(v, math_attention) {
+                        let math_kernels = route == HvpRoute::DoubleBackwardMathKernels;
+                        match self.hvp_by_double_backward(v, math_kernels) {
                             Ok(hv) => return Ok(hv),
                             Err(e) => {
                                 // Its gradient's graph is not reused by the next route.
                                 self.aux_grad.take();
-                                fall_back(slot, next, format!("{failed} ({})", brief(&e)));
+                                fall_back(slot, next, said.failed(failed, &e));
                             }
                         }
                     }
@@ -514,16 +539,16 @@ impl<'a, 'p> Jvps<'a, 'p> {
     /// `H v = ∇_θ (∇_θ L_aux · v)`, reverse over reverse: MELTR
     /// differentiated twice in reverse mode. The gradient and its graph are
     /// built at the first product and kept until [`Self::end_products`];
-    /// with `math_attention`, from a forward of their own with the fused
-    /// attention kernels off.
-    fn hvp_by_double_backward(&self, v: &[Tensor], math_attention: bool) -> Result<Vec<Tensor>> {
+    /// with `math_kernels`, from a forward of their own with the fused
+    /// kernels off.
+    fn hvp_by_double_backward(&self, v: &[Tensor], math_kernels: bool) -> Result<Vec<Tensor>> {
         let problem = self.problem;
-        let _math = crate::nn::attention::MathAttention::enter_if(math_attention)?;
+        let _math = crate::nn::math_kernels::MathKernels::enter_if(math_kernels)?;
         let mut aux_grad = self.aux_grad.borrow_mut();
         let aux_grad = match aux_grad.as_mut() {
             Some(aux_grad) => aux_grad,
             None => {
-                let reused = self.products_forward.take().filter(|_| !math_attention);
+                let reused = self.products_forward.take().filter(|_| !math_kernels);
                 let losses = match reused {
                     Some(losses) => losses,
                     None => (problem.train_losses)()?,
@@ -542,12 +567,12 @@ impl<'a, 'p> Jvps<'a, 'p> {
     }
 
     /// `∇_θ l_k · p` for every k: forward mode; under `Auto`, once that
-    /// failed, forward mode with the fused attention kernels off, then
+    /// failed, forward mode with the fused kernels off, then
     /// differences.
     fn loss_jvp(&self, p: &[Tensor]) -> Result<Tensor> {
         let problem = self.problem;
-        let forward = |math_attention: bool| -> Result<Tensor> {
-            let _math = crate::nn::attention::MathAttention::enter_if(math_attention)?;
+        let forward = |math_kernels: bool| -> Result<Tensor> {
+            let _math = crate::nn::math_kernels::MathKernels::enter_if(math_kernels)?;
             let losses = || tch::no_grad(|| (problem.train_losses)());
             Ok(super::forward_ad::jvp(problem.theta, p, &losses)?.1)
         };
@@ -561,24 +586,21 @@ impl<'a, 'p> Jvps<'a, 'p> {
         let tries = [
             (
                 None,
-                LossJvpRoute::ForwardMathAttention,
+                LossJvpRoute::ForwardMathKernels,
                 "forward mode failed",
             ),
             (
-                Some(LossJvpRoute::ForwardMathAttention),
+                Some(LossJvpRoute::ForwardMathKernels),
                 LossJvpRoute::Differences,
-                "with the fused attention kernels off too",
+                "with the fused kernels off too",
             ),
         ];
+        let mut said = Reasons::default();
         for (route, next, failed) in tries {
             if self.routes.loss_jvp_route() == route {
                 match forward(route.is_some()) {
                     Ok(jvp) => return Ok(jvp),
-                    Err(e) => fall_back(
-                        &self.routes.loss_jvp,
-                        next,
-                        format!("{failed} ({})", brief(&e)),
-                    ),
+                    Err(e) => fall_back(&self.routes.loss_jvp, next, said.failed(failed, &e)),
                 }
             }
         }
@@ -588,7 +610,7 @@ impl<'a, 'p> Jvps<'a, 'p> {
 
 fn forward_failed(error: anyhow::Error) -> anyhow::Error {
     error.context(
-        "forward-mode AD failed (aid.jvp = \"forward\"); \"auto\" falls back to double backward, the fused attention kernels off, or finite differences",
+        "forward-mode AD failed (aid.jvp = \"forward\"); \"auto\" falls back to double backward, the fused kernels off, or finite differences",
     )
 }
 

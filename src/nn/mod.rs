@@ -3,8 +3,8 @@
 //! helpers, a portable seeded generator, and a transformer encoder.
 #![warn(missing_docs)]
 
-pub mod attention;
 pub mod autograd;
+pub mod math_kernels;
 pub mod optim;
 pub mod rng;
 pub mod transformer;

@@ -128,7 +128,7 @@ impl Trainer {
             }
             workload::select(&losses, names)
         };
-        // An exact meta step retried with the fused attention kernels off
+        // An exact meta step retried with the fused kernels off
         // runs the validation forward again: from the buffers the first one
         // started from, so that they move once.
         let val_forwards = std::cell::Cell::new(0u32);
