@@ -534,9 +534,24 @@ fn runtime_errors_name_the_batch_and_the_model_file_and_val_data_are_checked_up_
         "validation batch 3 of 4 (rows 16..24 of workload.val {})",
         val.display()
     );
-    for needle in [batch.as_str(), exception, model.as_str()] {
+    // The row, and the training so far kept (a walkthrough lost 50 steps
+    // to a bad validation label): a checkpoint at the failed evaluation.
+    let kept =
+        "the evaluation at step 5 failed; the training up to step 5 is kept in its checkpoint";
+    for needle in [
+        batch.as_str(),
+        exception,
+        model.as_str(),
+        kept,
+        "; of those, row 20 fails on its own: ",
+    ] {
         assert!(all.contains(needle), "no `{needle}` in:\n{all}");
     }
+    let dir = session::find(&sessions, "val").unwrap();
+    assert!(
+        dir.join("checkpoints/step-0000000005.safetensors").exists(),
+        "{all}"
+    );
 
     // Val data the model cannot take are refused before step 1, like
     // training data: a batch it fails on, and a shape unlike train's.
@@ -614,15 +629,16 @@ fn non_finite_data_is_named_by_tensor_and_row_and_the_skips_are_counted() {
     // Each skip names the rows of its batch that hold the NaN (a
     // walkthrough had to find them among the batch's 32).
     for (step, message) in common::events_matching(&dir, |m| m.contains("; update skipped")) {
+        // And the tensor: a model may mask NaN labels in another one.
         let named = [
-            "row 10 holds",
-            "row 50 holds",
-            "rows [10, 50] hold",
-            "rows [50, 10] hold",
+            "row 10 in `y`",
+            "row 50 in `y`",
+            "rows [10, 50] in `y`",
+            "rows [50, 10] in `y`",
         ];
         assert!(
             named.iter().any(|n| message.contains(n))
-                && message.contains("NaN or inf in workload.train"),
+                && message.contains("of those, NaN or inf in workload.train: "),
             "step {step}: {message}"
         );
     }

@@ -7,6 +7,9 @@
 //! losses). The guard counts meta steps in either state, reports an episode
 //! once, and (`meltr.on_collapse = "restore"`) keeps a copy of φ and its
 //! optimizer's step count at the newest healthy meta step to put back.
+//! One or two readings out of line (a spike of the weights in a collapse,
+//! a dip in a healthy run) neither end a count nor make a restore point:
+//! that takes [`SETTLED_META_STEPS`] in a row.
 
 use tch::Tensor;
 
@@ -42,6 +45,12 @@ pub const SLIDE_AT_END_META_STEPS: u32 = 3;
 /// above [`PRIMARY_FLOOR`] is usually the start of the slide, and restoring
 /// there slid straight back on the suite's `few-labels` task.
 pub const HEALTHY_PRIMARY: f64 = 0.5;
+/// Readings in a row that settle a state: a collapse count ends only after
+/// this many meta steps out of it, and a healthy meta step is a restore
+/// point only as the latest of this many. (A held-out LSTM's collapse had
+/// one meta step of large weights in it: it restarted the count, so the
+/// report came at the run's last step, and it was the restore point.)
+pub const SETTLED_META_STEPS: u32 = 3;
 
 /// What the watch sees after one meta step's update.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -72,6 +81,12 @@ pub enum Collapse {
 pub struct CollapseGuard {
     every_streak: u32,
     primary_streak: u32,
+    /// Meta steps in a row out of the counted state since each streak's
+    /// last low reading ([`SETTLED_META_STEPS`] of them end the streak).
+    every_out: u32,
+    primary_out: u32,
+    /// Healthy meta steps in a row.
+    healthy_run: u32,
     /// The primary has cleared [`PRIMARY_FLOOR`] at least once.
     primary_armed: bool,
     /// Meta steps seen before the primary first cleared the floor (those
@@ -116,13 +131,15 @@ impl CollapseGuard {
         if !self.primary_armed && !every_low {
             self.unarmed_meta_steps += 1;
         }
-        self.every_streak = if every_low { self.every_streak + 1 } else { 0 };
-        self.primary_streak = if primary_low && self.primary_armed {
-            self.primary_streak + 1
-        } else {
-            0
-        };
-        if !every_low && weights.primary >= HEALTHY_PRIMARY {
+        count(&mut self.every_streak, &mut self.every_out, every_low);
+        count(
+            &mut self.primary_streak,
+            &mut self.primary_out,
+            primary_low && self.primary_armed,
+        );
+        let healthy = !every_low && weights.primary >= HEALTHY_PRIMARY;
+        self.healthy_run = if healthy { self.healthy_run + 1 } else { 0 };
+        if self.healthy_run >= SETTLED_META_STEPS {
             if let Some(snapshot) = snapshot {
                 self.healthy = Some((step, snapshot));
             }
@@ -157,6 +174,8 @@ impl CollapseGuard {
         });
         self.every_streak = 0;
         self.primary_streak = 0;
+        self.every_out = 0;
+        self.primary_out = 0;
         Some(*step)
     }
 
@@ -196,6 +215,9 @@ impl CollapseGuard {
             f64::from(u8::from(self.primary_armed)),
             healthy_step,
             f64::from(self.unarmed_meta_steps),
+            f64::from(self.every_out),
+            f64::from(self.primary_out),
+            f64::from(self.healthy_run),
         ];
         let mut out = vec![(format!("{prefix}.counters"), Tensor::from_slice(&counters))];
         if let Some((_, saved)) = &self.healthy {
@@ -220,17 +242,20 @@ impl CollapseGuard {
             return Ok(());
         };
         let values = Vec::<f64>::try_from(counters.to_kind(tch::Kind::Double).flatten(0, -1))?;
-        // Checkpoints from before the unarmed count hold four values.
-        let (every, primary, armed, healthy_step, unarmed) = match values[..] {
-            [every, primary, armed, healthy_step] => (every, primary, armed, healthy_step, 0.0),
-            [every, primary, armed, healthy_step, unarmed] => {
-                (every, primary, armed, healthy_step, unarmed)
-            }
-            _ => anyhow::bail!(
-                "`{prefix}.counters` holds {} values, not 4 or 5",
-                values.len()
-            ),
-        };
+        // Checkpoints from before the unarmed count hold four values, from
+        // before the settling counts five.
+        let mut padded = [0.0; 8];
+        anyhow::ensure!(
+            matches!(values.len(), 4 | 5 | 8),
+            "`{prefix}.counters` holds {} values, not 4, 5 or 8",
+            values.len()
+        );
+        padded[..values.len()].copy_from_slice(&values);
+        let [every, primary, armed, healthy_step, unarmed, every_out, primary_out, healthy_run] =
+            padded;
+        self.every_out = every_out as u32;
+        self.primary_out = primary_out as u32;
+        self.healthy_run = healthy_run as u32;
         self.every_streak = every as u32;
         self.primary_streak = primary as u32;
         self.primary_armed = armed != 0.0;
@@ -248,6 +273,21 @@ impl CollapseGuard {
             self.healthy = Some((healthy_step as u64, saved));
         }
         Ok(())
+    }
+}
+
+/// One reading of a collapse count: a low reading extends `streak`; a
+/// streak ends after [`SETTLED_META_STEPS`] readings in a row out of it.
+fn count(streak: &mut u32, out: &mut u32, low: bool) {
+    if low {
+        *streak += 1;
+        *out = 0;
+    } else if *streak > 0 {
+        *out += 1;
+        if *out >= SETTLED_META_STEPS {
+            *streak = 0;
+            *out = 0;
+        }
     }
 }
 
@@ -468,9 +508,16 @@ mod tests {
             })
         );
         assert_eq!(guard.restore(std::slice::from_ref(&phi)), None);
-        // Healthy at steps 30 and 33 (the newest counts); at 36 the
+        // Healthy from step 24 to 33 (the newest counts); at 36 the
         // primary is above the floor but under the healthy bar.
-        for (step, primary) in [(30, 0.7), (33, HEALTHY_PRIMARY), (36, 0.3)] {
+        let readings = [
+            (24, 0.8),
+            (27, 0.9),
+            (30, 0.7),
+            (33, HEALTHY_PRIMARY),
+            (36, 0.3),
+        ];
+        for (step, primary) in readings {
             let _ = tch::no_grad(|| phi.shallow_clone().fill_(step as f64));
             guard.observe(step, primary_at(primary), Some(vec![phi.copy()]));
         }
@@ -491,22 +538,83 @@ mod tests {
         assert_eq!(reports(&mut guard, &[primary_at(0.01); 3]), vec![]);
     }
 
+    /// A held-out LSTM's collapse: one meta step of large weights in it
+    /// restarted the count (the report came at the run's last step) and was
+    /// the restore point.
+    #[test]
+    fn a_lone_reading_out_of_line_neither_ends_a_count_nor_makes_a_restore_point() {
+        let mut guard = CollapseGuard::default();
+        let phi = Tensor::from_slice(&[0.0f64]);
+        let mut observe = |step: u64, primary: f64| {
+            let _ = tch::no_grad(|| phi.shallow_clone().fill_(step as f64));
+            guard.observe(step, primary_at(primary), Some(vec![phi.copy()]))
+        };
+        for step in 1..=5 {
+            assert_eq!(observe(step, 1.2), Verdict::Fine);
+        }
+        let mut step = 6;
+        // Low, with a spike (two readings) in the middle.
+        let half = PRIMARY_COLLAPSE_META_STEPS / 2;
+        for primary in (0..half)
+            .map(|_| 0.01)
+            .chain([1.5, 1.4])
+            .chain((half..PRIMARY_COLLAPSE_META_STEPS - 1).map(|_| -0.2))
+        {
+            assert_eq!(observe(step, primary), Verdict::Fine, "step {step}");
+            step += 1;
+        }
+        assert_eq!(
+            observe(step, -0.2),
+            Verdict::Collapsed {
+                kind: Collapse::Primary,
+                healthy_step: Some(5)
+            },
+            "the spike neither restarted the count nor became the restore point"
+        );
+        // Three readings out of it end a streak: the next needs a full count.
+        let mut guard = CollapseGuard::default();
+        let settle = vec![primary_at(1.0); SETTLED_META_STEPS as usize];
+        let mut readings = vec![primary_at(1.0)];
+        readings.extend(vec![
+            primary_at(0.01);
+            PRIMARY_COLLAPSE_META_STEPS as usize - 1
+        ]);
+        readings.extend(settle);
+        readings.extend(vec![
+            primary_at(0.01);
+            PRIMARY_COLLAPSE_META_STEPS as usize - 1
+        ]);
+        assert_eq!(reports(&mut guard, &readings), vec![]);
+        assert_eq!(
+            reports(&mut guard, &[primary_at(0.01)]),
+            vec![Collapse::Primary]
+        );
+    }
+
     #[test]
     fn the_saved_state_reads_back_into_the_same_watch() {
         use std::collections::HashMap;
         let mut guard = CollapseGuard::default();
         let phi = Tensor::from_slice(&[1.5f64, -2.0]);
-        guard.observe(12, primary_at(0.9), Some(vec![phi.copy()]));
-        for step in [15, 18] {
-            guard.observe(step, primary_at(0.01), Some(vec![phi.copy()]));
+        for step in [6, 9, 12] {
+            guard.observe(step, primary_at(0.9), Some(vec![phi.copy()]));
+        }
+        for (step, primary) in [(15, 0.01), (18, 0.01), (21, 0.7)] {
+            guard.observe(step, primary_at(primary), Some(vec![phi.copy()]));
         }
         let saved: HashMap<String, Tensor> = guard.state("c").into_iter().collect();
         let mut read = CollapseGuard::default();
         read.load_state("c", &|n| saved.get(n).map(Tensor::copy), tch::Device::Cpu)
             .unwrap();
         assert_eq!(
-            (read.every_streak, read.primary_streak, read.primary_armed),
-            (0, 2, true)
+            (
+                read.every_streak,
+                read.primary_streak,
+                read.primary_out,
+                read.healthy_run,
+                read.primary_armed
+            ),
+            (0, 2, 1, 1, true)
         );
         let (step, snapshot) = read.healthy.as_ref().unwrap();
         assert_eq!((*step, snapshot.len()), (12, 1));

@@ -56,9 +56,9 @@ pub trait Workload: Send {
         None
     }
     /// Of the training rows of step `step`'s batch, those that hold NaN or
-    /// ±inf in the data (for a skipped step's warning); `None` where the
-    /// workload cannot tell.
-    fn non_finite_rows(&self, _step: u64) -> Option<Vec<i64>> {
+    /// ±inf in the data, by data tensor (for a skipped step's warning);
+    /// `None` where the workload cannot tell.
+    fn non_finite_rows(&self, _step: u64) -> Option<Vec<(String, Vec<i64>)>> {
         None
     }
     /// Of the training rows of step `step`'s batch, those whose forward

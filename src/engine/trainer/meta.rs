@@ -345,7 +345,11 @@ impl Trainer {
                 watched.magnitude()
             ),
         };
+        let at_the_end = self.step >= self.config.train.steps;
         let outcome = match (healthy_step, self.config.meltr.on_collapse) {
+            (Some(from), OnCollapse::Restore) if at_the_end => format!(
+                "the run ends at this step, so φ is not restored (the last healthy meta step was at step {from})"
+            ),
             (Some(from), OnCollapse::Restore) => {
                 // φ may be in the graph of this step's forward: the copy
                 // waits for the next step (`apply_due_restore`).

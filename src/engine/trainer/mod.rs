@@ -441,6 +441,20 @@ impl Trainer {
         });
     }
 
+    /// A failed evaluation (a bad validation row, a model that fails in
+    /// eval mode) leaves θ as trained: a checkpoint keeps it, so the run
+    /// resumes from here once the data or model is fixed.
+    fn keep_the_training_of(&mut self, error: anyhow::Error) -> anyhow::Error {
+        let step = self.step;
+        let kept = match self.write_checkpoint() {
+            Ok(()) => format!(
+                "the training up to step {step} is kept in its checkpoint: fix the validation data or the model, then `meltr-tui resume` this session"
+            ),
+            Err(e) => format!("and the checkpoint at step {step} failed too: {e:#}"),
+        };
+        error.context(format!("the evaluation at step {step} failed; {kept}"))
+    }
+
     fn evaluate(&mut self) -> Result<()> {
         self.last_eval_step = Some(self.step);
         // Every rank flushes here: the flush is where collapse restores are
@@ -449,7 +463,10 @@ impl Trainer {
         if self.is_follower() {
             return Ok(());
         }
-        let eval = self.workload.evaluate()?;
+        let eval = match self.workload.evaluate() {
+            Ok(eval) => eval,
+            Err(error) => return Err(self.keep_the_training_of(error)),
+        };
         self.check_eval_is_finite(&eval);
         self.emit(Record::Eval {
             metrics: eval.metrics,

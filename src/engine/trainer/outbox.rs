@@ -62,19 +62,11 @@ impl Trainer {
                         None => "non-finite gradient".to_string(),
                     };
                     // The batch's rows, to find a bad sample in the data.
-                    let bad = match self.workload.non_finite_rows(s.step) {
-                        Some(bad) => match bad[..] {
-                            [] => String::new(),
-                            [row] => {
-                                format!("; of those, row {row} holds NaN or inf in workload.train")
-                            }
-                            _ => format!(
-                                "; of those, rows {} hold NaN or inf in workload.train",
-                                workload::listed_rows(&bad)
-                            ),
-                        },
-                        _ => String::new(),
-                    };
+                    let bad = self
+                        .workload
+                        .non_finite_rows(s.step)
+                        .map(|bad| non_finite_listing(&bad))
+                        .unwrap_or_default();
                     let rows = match self.workload.batch_rows(s.step) {
                         Some(rows) => {
                             format!(" (training rows {}{bad})", workload::listed_rows(&rows))
@@ -272,4 +264,24 @@ fn capitalised(text: &str) -> String {
         .next()
         .map(|c| c.to_uppercase().chain(chars).collect())
         .unwrap_or_default()
+}
+
+/// `; of those, …` for a skipped step's warning: which rows hold NaN or inf
+/// in which of workload.train's tensors (a model may mask NaN labels: the
+/// tensor tells those rows from a bad sample); empty when none does.
+fn non_finite_listing(bad: &[(String, Vec<i64>)]) -> String {
+    let each: Vec<String> = bad
+        .iter()
+        .map(|(tensor, rows)| match rows[..] {
+            [row] => format!("row {row} in `{tensor}`"),
+            _ => format!("rows {} in `{tensor}`", workload::listed_rows(rows)),
+        })
+        .collect();
+    match each.len() {
+        0 => String::new(),
+        _ => format!(
+            "; of those, NaN or inf in workload.train: {}",
+            each.join("; ")
+        ),
+    }
 }

@@ -223,30 +223,30 @@ impl Split {
 
     /// Of `rows`, those holding NaN or ±inf in a floating-point tensor, in
     /// their order in `rows`.
-    pub(super) fn non_finite_of(&self, rows: &[i64]) -> Vec<i64> {
+    pub(super) fn non_finite_of(&self, rows: &[i64]) -> Vec<(String, Vec<i64>)> {
         if self.non_finite.is_empty() || rows.is_empty() {
             return Vec::new();
         }
         let index = Tensor::from_slice(rows).to_device(self.tensors[0].1.device());
-        let bad = self
-            .tensors
+        self.tensors
             .iter()
             .filter(|(_, t)| t.is_floating_point())
-            .map(|(_, t)| {
-                t.index_select(0, &index)
+            .filter_map(|(name, t)| {
+                let bad = t
+                    .index_select(0, &index)
                     .isfinite()
                     .logical_not()
                     .reshape([rows.len() as i64, -1])
-                    .any_dim(1, false)
+                    .any_dim(1, false);
+                let flags =
+                    Vec::<bool>::try_from(bad.to_device(tch::Device::Cpu)).unwrap_or_default();
+                let bad: Vec<i64> = rows
+                    .iter()
+                    .zip(flags)
+                    .filter_map(|(&row, bad)| bad.then_some(row))
+                    .collect();
+                (!bad.is_empty()).then(|| (name.clone(), bad))
             })
-            .reduce(|a, b| a.logical_or(&b));
-        let Some(bad) = bad else {
-            return Vec::new();
-        };
-        let flags = Vec::<bool>::try_from(bad.to_device(tch::Device::Cpu)).unwrap_or_default();
-        rows.iter()
-            .zip(flags)
-            .filter_map(|(&row, bad)| bad.then_some(row))
             .collect()
     }
 

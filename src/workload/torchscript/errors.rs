@@ -115,7 +115,12 @@ impl TorchScript {
     /// when none or every row fails alone: then the fault is the model's or
     /// the batch's (a misspelt key, a loss that needs two rows), not a row's.
     pub(super) fn rows_failing_alone_of(&self, rows: &[i64]) -> Option<Vec<i64>> {
-        let on_cpu = self.train.tensors.first()?.1.device() == Device::Cpu;
+        self.rows_failing_alone_in(&self.train, rows)
+    }
+
+    /// [`Self::rows_failing_alone_of`] in the split `data`.
+    pub(super) fn rows_failing_alone_in(&self, data: &Split, rows: &[i64]) -> Option<Vec<i64>> {
+        let on_cpu = data.tensors.first()?.1.device() == Device::Cpu;
         if rows.len() > ROWS_CHECKED_ALONE || !on_cpu {
             return None;
         }
@@ -123,9 +128,7 @@ impl TorchScript {
         let failing: Vec<i64> = rows
             .iter()
             .copied()
-            .filter(|&row| {
-                tch::no_grad(|| self.forward_checked(&self.train.slice(row, 1))).is_err()
-            })
+            .filter(|&row| tch::no_grad(|| self.forward_checked(&data.slice(row, 1))).is_err())
             .collect();
         self.module.borrow_mut().set_train();
         (!failing.is_empty() && failing.len() < rows.len()).then_some(failing)

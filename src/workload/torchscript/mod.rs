@@ -532,7 +532,7 @@ impl Workload for TorchScript {
         Vec::try_from(self.train_rows(step).to_device(Device::Cpu)).ok()
     }
 
-    fn non_finite_rows(&self, step: u64) -> Option<Vec<i64>> {
+    fn non_finite_rows(&self, step: u64) -> Option<Vec<(String, Vec<i64>)>> {
         Some(self.train.non_finite_of(&self.batch_rows(step)?))
     }
 

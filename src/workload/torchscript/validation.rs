@@ -33,8 +33,11 @@ impl TorchScript {
             .map(|(&(start, len), which)| {
                 tch::no_grad(|| self.forward_in_order(&self.val.slice(start, len))).with_context(
                     || {
+                        let alone = self
+                            .rows_failing_alone_in(&self.val, &(start..start + len).collect::<Vec<_>>())
+                            .map_or(String::new(), |rows| super::super::failing_alone_note(&rows));
                         format!(
-                            "workload.val: the {which} validation batch (rows {start}..{} of {})",
+                            "workload.val: the {which} validation batch (rows {start}..{} of {}){alone}",
                             start + len,
                             self.val_path
                         )
@@ -121,8 +124,12 @@ impl TorchScript {
             let mut sums: BTreeMap<String, (Tensor, i64)> = BTreeMap::new();
             for (b, &(start, len)) in batches.iter().enumerate() {
                 let outputs = self.forward(&self.val.slice(start, len)).with_context(|| {
+                    // The rows that fail on their own, to find a bad sample.
+                    let alone = self
+                        .rows_failing_alone_in(&self.val, &(start..start + len).collect::<Vec<_>>())
+                        .map_or(String::new(), |rows| super::super::failing_alone_note(&rows));
                     format!(
-                        "validation batch {} of {count} (rows {start}..{} of workload.val {})",
+                        "validation batch {} of {count} (rows {start}..{} of workload.val {}){alone}",
                         b + 1,
                         start + len,
                         self.val_path
