@@ -328,8 +328,16 @@ fn ls_names_an_unknown_key_instead_of_listing_nothing() {
     assert!(message.contains("combiner.knd"), "{message}");
     let out = meltr(&["ls", "--where", "combiner.kind"]);
     assert!(text(&out).contains("KEY=VALUE"), "{}", text(&out));
-    let none = ok(&["ls", "--group", "nope"]);
-    assert!(none.contains("no sessions that match"), "{none}");
+    // An unknown group names the groups there, in ls as in table/compare.
+    for command in ["ls", "table"] {
+        let out = meltr(&[command, "--group", "nope"]);
+        assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+        let message = text(&out);
+        assert!(
+            message.contains(&format!("no group `nope`; the groups here: {GROUP}")),
+            "{command}: {message}"
+        );
+    }
 }
 
 /// The table's numbers, mean and sample std over seeds per setting, equal

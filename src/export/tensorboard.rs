@@ -7,7 +7,7 @@
 
 use super::proto::Message;
 use super::{record, tidy};
-use crate::session::metrics::{MetricLine, Record};
+use crate::session::metrics::{MetricLine, Record, EVAL_PREFIX};
 use crate::session::{SessionMeta, Status};
 use std::collections::BTreeMap;
 
@@ -212,7 +212,7 @@ pub fn event_file(
     for l in lines {
         if let Record::Eval { metrics: m, .. } = &l.record {
             for name in m.keys() {
-                let tag = format!("eval/{name}");
+                let tag = format!("{EVAL_PREFIX}{name}");
                 if !metrics.contains(&tag) {
                     metrics.push(tag);
                 }

@@ -4,7 +4,7 @@
 //! `share/<name>`, `lr`, `gpu/<field>` (CUDA runs), `meta/<field>`, `eval/<metric>`, `eval_loss/<name>`.
 
 use crate::session::metrics::{
-    MetricLine, Record, EVAL_LOSS_PREFIX, LOSS_PREFIX, SHARE_PREFIX, WEIGHT_PREFIX,
+    MetricLine, Record, EVAL_LOSS_PREFIX, EVAL_PREFIX, LOSS_PREFIX, SHARE_PREFIX, WEIGHT_PREFIX,
 };
 
 /// One value of one series.
@@ -74,7 +74,7 @@ pub fn points(lines: &[MetricLine]) -> Vec<Point> {
             }
             Record::Eval { metrics, losses } => {
                 for (name, v) in metrics {
-                    push(format!("eval/{name}"), *v);
+                    push(format!("{EVAL_PREFIX}{name}"), *v);
                 }
                 for (name, v) in losses {
                     push(format!("{EVAL_LOSS_PREFIX}{name}"), *v);

@@ -7,7 +7,8 @@ use super::chart::Mark;
 use super::series::Points;
 use crate::session::log::read_metrics;
 use crate::session::metrics::{
-    eval_values, Curve, Record, LOSS_PREFIX, RESTORE_EVENT, SHARE_PREFIX, WEIGHT_PREFIX,
+    eval_values, Curve, Record, EVAL_PREFIX, LOSS_PREFIX, RESTORE_EVENT, SHARE_PREFIX,
+    WEIGHT_PREFIX,
 };
 use crate::session::SessionDir;
 use crate::session::SessionMeta;
@@ -179,7 +180,8 @@ impl SessionData {
     /// `eval_loss/<loss>`) first, then a train loss. The error lists what
     /// the session has.
     pub fn series(&self, name: &str) -> Result<(SeriesSource, &Points)> {
-        if let Some(points) = self.metrics.get(name) {
+        let metric = name.strip_prefix(EVAL_PREFIX).unwrap_or(name);
+        if let Some(points) = self.metrics.get(metric) {
             return Ok((SeriesSource::Eval, points));
         }
         let per_loss = [
@@ -202,7 +204,7 @@ impl SessionData {
         };
         bail!(
             "session '{}' has no metric or loss named '{name}'; it has eval metrics: {}; train losses: {} \
-             (also as {LOSS_PREFIX}<loss>; {WEIGHT_PREFIX}<loss> and {SHARE_PREFIX}<loss> for their effective weights and gradient shares)",
+             (also as {EVAL_PREFIX}<metric> and {LOSS_PREFIX}<loss>, as the CSV export names them; {WEIGHT_PREFIX}<loss> and {SHARE_PREFIX}<loss> for their effective weights and gradient shares)",
             self.meta.name,
             list(&self.metrics),
             list(&self.losses)
@@ -262,6 +264,13 @@ mod tests {
         let (source, points) = data.series("eval_loss/cls").unwrap();
         assert_eq!(source, SeriesSource::Eval);
         assert_eq!(points, &vec![(5.0, 0.9), (10.0, 0.6)]);
+        // A metric by the CSV export's name too (a walkthrough's
+        // `--metric eval/accuracy` was refused).
+        for name in ["accuracy", "eval/accuracy"] {
+            let (source, points) = data.series(name).unwrap();
+            assert_eq!(source, SeriesSource::Eval);
+            assert_eq!(points, &vec![(5.0, 50.0), (10.0, 50.0)], "{name}");
+        }
         let err = data.series("eval_loss/nope").unwrap_err().to_string();
         assert!(
             err.contains("eval metrics: accuracy, eval_loss/cls;"),

@@ -72,7 +72,31 @@ impl Filter {
                 );
             }
         }
+        if let Some(group) = &self.group {
+            check_group(&runs, group)?;
+        }
         Ok(runs.into_iter().filter(|r| self.keeps(r)).collect())
+    }
+}
+
+/// Fails unless some run of `runs` is in `group`, naming the groups there
+/// (a typo, or the wrong sessions folder, would otherwise read as "no
+/// sessions selected").
+fn check_group(runs: &[Run], group: &str) -> Result<()> {
+    let mut groups: Vec<&str> = runs
+        .iter()
+        .filter_map(|r| r.meta.group.as_deref())
+        .collect();
+    if groups.contains(&group) || runs.is_empty() {
+        return Ok(());
+    }
+    groups.sort();
+    groups.dedup();
+    match groups[..] {
+        [] => bail!(
+            "no group `{group}`: these sessions belong to no group (`sweep --name NAME` makes one)"
+        ),
+        _ => bail!("no group `{group}`; the groups here: {}", groups.join(", ")),
     }
 }
 

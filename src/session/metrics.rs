@@ -24,6 +24,10 @@ pub fn eval_values(metrics: &Named, losses: &Named) -> Named {
     out
 }
 
+/// The export's name for an eval metric: `eval/<metric>` (`compare` takes
+/// it too, and the bare name).
+pub const EVAL_PREFIX: &str = "eval/";
+
 /// How a collapse restore's event begins (figures mark the step it names).
 pub const RESTORE_EVENT: &str = "φ restored from the meta step";
 /// The export's (and `compare`'s) name for a training loss: `loss/<loss>`.
