@@ -201,7 +201,7 @@ pub enum Cmd {
         format: crate::runs::table::TableFormat,
         /// Eval metrics to show (repeatable; default: all, primary first);
         /// also `eval_loss/<loss>` (a validation loss), `weight/<loss>` and
-        /// `share/<loss>` (final effective weight, gradient share: last 10 logged).
+        /// `share/<loss>` (final effective weight, gradient share: the mean of the last 10 logged within the last 10% of steps).
         #[arg(long = "metric", value_name = "NAME")]
         metrics: Vec<String>,
         /// Decimals (default: per column, two significant digits of its

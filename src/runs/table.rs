@@ -8,7 +8,7 @@ use super::render::csv_field;
 use super::stats::{significant_decimals, Summary};
 use super::{Eval, Run};
 use crate::session::metrics::{
-    Named, EVAL_LOSS_PREFIX, FINAL_WEIGHT_LINES, SHARE_PREFIX, WEIGHT_PREFIX,
+    Named, EVAL_LOSS_PREFIX, FINAL_WEIGHT_LINES, FINAL_WEIGHT_SPAN, SHARE_PREFIX, WEIGHT_PREFIX,
 };
 use anyhow::{bail, Result};
 
@@ -289,7 +289,8 @@ pub fn render(groups: &[Group], opts: &TableOptions) -> Result<String> {
     for (prefix, _, meaning) in PER_LOSS {
         if names.iter().any(|n| n.starts_with(prefix)) {
             what.push_str(&format!(
-                "; {prefix}<loss>: {meaning}, mean of each run's last {FINAL_WEIGHT_LINES} logged values"
+                "; {prefix}<loss>: {meaning}, mean of each run's last {FINAL_WEIGHT_LINES} logged values within its last {:.0}% of steps",
+                FINAL_WEIGHT_SPAN * 100.0
             ));
         }
     }

@@ -42,16 +42,24 @@ pub const SHARE_PREFIX: &str = "share/";
 /// move a lot from step to step (the README's tables, `final-weights.png`
 /// and `table --metric weight/<loss>` use the same mean).
 pub const FINAL_WEIGHT_LINES: usize = 10;
+/// ... of those within this last fraction of the steps logged: with a
+/// sparse log (`log_every` 25 in a 300-step run, a walkthrough) ten lines
+/// reached back to step 75 and hid the run's end.
+pub const FINAL_WEIGHT_SPAN: f64 = 0.1;
 
 /// Each series' mean over its last [`FINAL_WEIGHT_LINES`] finite `(step,
-/// value)` points, and the steps those points span (`None` when no series
-/// has one).
+/// value)` points within the last [`FINAL_WEIGHT_SPAN`] of its steps, and
+/// the steps those points span (`None` when no series has one).
 pub fn final_means(series: &BTreeMap<String, Vec<(f64, f64)>>) -> Option<((f64, f64), Named)> {
     let mut span: Option<(f64, f64)> = None;
     let mut means = Named::new();
     for (name, points) in series {
         let finite: Vec<&(f64, f64)> = points.iter().filter(|(_, w)| w.is_finite()).collect();
-        let last = &finite[finite.len().saturating_sub(FINAL_WEIGHT_LINES)..];
+        let from = finite
+            .last()
+            .map_or(0.0, |(end, _)| end * (1.0 - FINAL_WEIGHT_SPAN));
+        let within = finite.partition_point(|(step, _)| *step < from);
+        let last = &finite[(finite.len().saturating_sub(FINAL_WEIGHT_LINES)).max(within)..];
         let (Some(first), Some(end)) = (last.first(), last.last()) else {
             continue;
         };
@@ -280,6 +288,22 @@ impl MetricLine {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Ten lines of a sparse log reached back over most of the run.
+    #[test]
+    fn final_means_take_the_last_lines_within_the_runs_end() {
+        let sparse: Vec<(f64, f64)> = (1..=12)
+            .map(|i| (25.0 * i as f64, if i <= 10 { 1.0 } else { 0.1 }))
+            .collect();
+        let dense: Vec<(f64, f64)> = (1..=1000)
+            .map(|step| (step as f64, if step <= 990 { 1.0 } else { 0.5 }))
+            .collect();
+        let series = BTreeMap::from([("sparse".to_string(), sparse), ("dense".to_string(), dense)]);
+        let (span, means) = final_means(&series).unwrap();
+        assert_eq!(means["sparse"], 0.1, "steps 275 and 300 only");
+        assert_eq!(means["dense"], 0.5, "the last 10 lines");
+        assert_eq!(span, (275.0, 1000.0));
+    }
 
     #[test]
     fn train_line_has_contract_fields() {

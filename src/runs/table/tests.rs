@@ -209,7 +209,7 @@ fn final_weights_are_columns_when_asked_for() {
     );
     assert!(text.contains("share/<loss>: the loss's share"), "{text}");
     assert!(
-        text.contains("mean of each run's last 10 logged values"),
+        text.contains("mean of each run's last 10 logged values within its last 10% of steps"),
         "{text}"
     );
     let missing = |metric: &str| {
