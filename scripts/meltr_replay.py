@@ -835,7 +835,9 @@ def start_replay(session: str) -> Tuple[Trainer, str]:
     trace = os.path.join(session, "trace")
     settings, _ = load_settings(os.path.join(session, "config.toml"))
     if settings.dtype != "f64":
-        print(f"warning: the engine ran in {settings.dtype}; the replay runs in f64, expect errors at that precision")
+        print(f"warning: the engine ran in {settings.dtype}; the replay runs in f64, expect errors at that precision "
+              "(the parity checks trace in f64: train.dtype = \"f64\"; f64 may take other kernels than f32, e.g. "
+              "nn.LSTM takes oneDNN's RNN layer in f32 only, so the run's events say which route its meta step took)")
     if settings.val_source != "recent":
         raise ReplayError(f"meltr.val_source = {settings.val_source!r}: the trace does not say which held-out rows were used")
     trainer = build(settings, torch.float64, seed=None)

@@ -137,7 +137,11 @@ pub(super) fn fmt_named(values: &session::metrics::Named, order: &[String]) -> S
     let rest = values.iter().filter(|(k, _)| !order.contains(k));
     listed
         .chain(rest)
-        .map(|(k, v)| format!("{k} {}", fmt_value(*v)))
+        .map(|(k, v)| match k.contains(char::is_whitespace) {
+            // `reg mse 0.9` would read as two names.
+            true => format!("{k:?} {}", fmt_value(*v)),
+            false => format!("{k} {}", fmt_value(*v)),
+        })
         .collect::<Vec<_>>()
         .join("  ")
 }
@@ -213,6 +217,9 @@ mod tests {
             fmt_named(&values, &[]),
             "harmful 0.5000  helpful 0.2500  primary 1.0000  zz 2.0000"
         );
+        // A name with a space is quoted (a walkthrough's `reg mse`).
+        let spaced = [("reg mse".to_string(), 0.5)].into();
+        assert_eq!(fmt_named(&spaced, &[]), "\"reg mse\" 0.5000");
         let small = [
             ("tiny", 7.259e-4),
             ("w", -4e-4),

@@ -7,6 +7,7 @@ pub mod collapse;
 pub mod control;
 pub mod early_climb;
 pub mod link;
+pub mod loss_rise;
 pub mod trace;
 pub mod trainer;
 

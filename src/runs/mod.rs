@@ -225,6 +225,19 @@ fn logged(dir: &Path, meta: &SessionMeta) -> Logged {
                 }
             }
             Record::Event { message, .. } => {
+                // A collapse restore changes φ and meltr.meta_lr (γ too,
+                // the first time): the numbers after it come from those.
+                if message.contains(metrics::RESTORE_EVENT) {
+                    let gamma = if message.contains("γ raised to") {
+                        ", meltr.gamma"
+                    } else {
+                        ""
+                    };
+                    out.edits.push((
+                        line.step,
+                        vec![format!("φ, meltr.meta_lr{gamma} (a collapse restore)")],
+                    ));
+                }
                 if let Some((id, step, keys)) = fork_line(&message) {
                     if meta.parent.as_ref() == Some(&id) && meta.fork_step == Some(step) {
                         own_fork_seen = true;
@@ -361,6 +374,15 @@ mod tests {
             ),
             line(300, config("meltr.gamma")),
             line(350, config("aid.alpha")),
+            // A collapse restore counts as a change too (a walkthrough's
+            // table said nothing of one).
+            line(
+                399,
+                event(&format!(
+                    "MELTR collapse: …; {} at step 324 before step 400, its optimizer's moments cleared",
+                    metrics::RESTORE_EVENT
+                )),
+            ),
         ] {
             w.append(&l).unwrap();
         }
@@ -372,7 +394,8 @@ mod tests {
             [
                 (250, "aid.iterations"),
                 (300, "train.lr"),
-                (350, "aid.alpha")
+                (350, "aid.alpha"),
+                (399, "φ, meltr.meta_lr (a collapse restore)")
             ]
         );
         assert_eq!(

@@ -205,6 +205,13 @@ impl Trainer {
                     }
                 }
             }
+            if let Some(rise) = self.loss_rise.observe(self.step, values[0]) {
+                let message = self.loss_rise_event(rise, &values[k..2 * k]);
+                self.emit(Record::Event {
+                    level: Level::Warn,
+                    message,
+                });
+            }
             // Read only for a line that is written (cheap: NVML's counters).
             let gpu = self.read_gpu();
             self.emit(Record::Train {
@@ -218,6 +225,37 @@ impl Trainer {
         }
         self.phase_clock.mark("log");
         self.finish_step(reuse_forward)
+    }
+
+    /// What a climb of the primary's training loss means, with the
+    /// effective weights now (`weights`, primary first).
+    fn loss_rise_event(&self, rise: crate::engine::loss_rise::Rise, weights: &[f64]) -> String {
+        let primary = &self.loss_names[0];
+        let cause = if self.config.combiner.kind == CombinerKind::Meltr {
+            let now: Vec<String> = self
+                .loss_names
+                .iter()
+                .zip(weights)
+                .map(|(name, w)| format!("{name} {w:+.2e}"))
+                .collect();
+            format!(
+                "MELTR's effective weights now: {}. If they drive it, the collapse watch says so once they stay low; \
+                 meltr.on_collapse = \"restore\" puts φ back then, a lower meltr.meta_lr or a higher meltr.gamma slows them; \
+                 if the inner steps do, lower train.lr",
+                now.join(", ")
+            )
+        } else {
+            "lower train.lr, or clip harder (train.grad_clip)".to_string()
+        };
+        format!(
+            "the primary's training loss ({primary}) has climbed to {:.4} (smoothed over the logged lines), over {} times its lowest, \
+             {:.4} at step {}, and above its first logged value, {:.4}: the model is moving away from its own task. {cause}",
+            rise.now,
+            crate::engine::loss_rise::RISE_FACTOR,
+            rise.lowest,
+            rise.lowest_step,
+            rise.first
+        )
     }
 
     /// Says once that an optimizer left ATen's fused kernel for the

@@ -101,6 +101,8 @@ pub struct Trainer {
     collapse: CollapseGuard,
     /// Says a start with the primary's weight negative (see `early_climb`).
     early_climb: super::early_climb::EarlyClimb,
+    /// Says the primary's training loss climbing (see `loss_rise`).
+    loss_rise: super::loss_rise::LossRise,
     /// γ in force: `meltr.gamma`, or [`meta::RESTORE_GAMMA_FACTOR`] times it
     /// once a collapse restore raised it (until an edit of the key).
     gamma: f64,

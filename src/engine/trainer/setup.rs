@@ -202,6 +202,7 @@ impl Trainer {
             meta_steps_done: 0,
             collapse,
             early_climb: Default::default(),
+            loss_rise: Default::default(),
             gamma,
             restore_due: false,
             // Said at the run's start; a resumed run's log has it already.

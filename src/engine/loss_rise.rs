@@ -1,0 +1,128 @@
+//! The primary's training loss climbing back up: whatever drives it (MELTR's
+//! weights turned against the model's own task, an inner learning rate too
+//! large), the model is moving away from its task. A held-out LSTM's MELTR
+//! run saw its primary training loss go from 0.8 to 14.5 over 150 steps
+//! with all weights near 0 and nothing said until the run's last step (the
+//! weight watches count meta steps; this reads the logged losses). Said
+//! once per episode; a resumed run starts the watch afresh.
+
+/// The newest logged value's weight in the smoothed loss.
+pub const SMOOTHING: f64 = 0.3;
+/// The smoothed loss above this multiple of its lowest so far ...
+pub const RISE_FACTOR: f64 = 2.0;
+/// ... and above its first value, for this many logged lines in a row, is
+/// a climb ...
+pub const RISE_LINES: u32 = 3;
+/// ... said again only after it fell back below this multiple.
+pub const REARM_FACTOR: f64 = 1.5;
+
+/// A climb, as said.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Rise {
+    /// The smoothed loss now.
+    pub now: f64,
+    /// Its lowest ...
+    pub lowest: f64,
+    /// ... and the logged step of that.
+    pub lowest_step: u64,
+    /// The first logged value.
+    pub first: f64,
+}
+
+/// Watches the primary's logged training loss.
+#[derive(Debug, Default)]
+pub struct LossRise {
+    smoothed: Option<f64>,
+    first: f64,
+    lowest: Option<(u64, f64)>,
+    above: u32,
+    said: bool,
+}
+
+impl LossRise {
+    /// One logged line's primary training loss; a climb the first time it
+    /// settles. Losses that reach 0 or below (a log-likelihood) are not
+    /// read: "twice the lowest" means nothing there.
+    pub fn observe(&mut self, step: u64, loss: f64) -> Option<Rise> {
+        if !loss.is_finite() {
+            return None;
+        }
+        let smoothed = match self.smoothed {
+            None => {
+                self.first = loss;
+                loss
+            }
+            Some(s) => s + SMOOTHING * (loss - s),
+        };
+        self.smoothed = Some(smoothed);
+        if self.lowest.is_none_or(|(_, low)| smoothed < low) {
+            self.lowest = Some((step, smoothed));
+        }
+        let (lowest_step, lowest) = self.lowest?;
+        if lowest <= 0.0 {
+            return None;
+        }
+        let risen = smoothed > RISE_FACTOR * lowest && smoothed > self.first;
+        self.above = if risen { self.above + 1 } else { 0 };
+        if smoothed < REARM_FACTOR * lowest {
+            self.said = false;
+        }
+        if self.above >= RISE_LINES && !self.said {
+            self.said = true;
+            return Some(Rise {
+                now: smoothed,
+                lowest,
+                lowest_step,
+                first: self.first,
+            });
+        }
+        None
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn said(watch: &mut LossRise, losses: &[f64]) -> Vec<u64> {
+        losses
+            .iter()
+            .enumerate()
+            .filter_map(|(i, &l)| watch.observe(10 * i as u64, l).map(|_| 10 * i as u64))
+            .collect()
+    }
+
+    #[test]
+    fn a_climb_above_twice_the_lowest_and_the_start_is_said_once_per_episode() {
+        let mut watch = LossRise::default();
+        // Falls from 1.4 to 0.8, then climbs as the LSTM's did.
+        let mut losses = vec![1.4, 1.2, 1.0, 0.9, 0.8, 0.8, 0.8];
+        losses.extend([1.4, 3.2, 5.1, 4.5, 4.7, 4.4, 7.7, 10.6]);
+        let steps = said(&mut watch, &losses);
+        assert_eq!(steps.len(), 1, "{steps:?}");
+        assert!(steps[0] <= 110, "said late: {steps:?}");
+        // Back down, then up again: a second episode.
+        let mut again = vec![0.5; 12];
+        again.extend([4.0; 6]);
+        assert_eq!(said(&mut watch, &again).len(), 1);
+    }
+
+    #[test]
+    fn noise_overfitting_and_negative_losses_are_not_climbs() {
+        let mut watch = LossRise::default();
+        // Noisy but falling: one bad batch is smoothed away.
+        let noisy = [2.0, 1.5, 1.2, 3.0, 1.0, 0.9, 1.1, 0.8, 2.5, 0.7, 0.7];
+        assert_eq!(said(&mut watch, &noisy), Vec::<u64>::new());
+        // Twice the lowest but not above the start: not said.
+        let mut watch = LossRise::default();
+        let back = [4.0, 2.0, 1.0, 1.0, 2.5, 2.6, 2.7, 2.8, 2.9, 3.0];
+        assert_eq!(said(&mut watch, &back), Vec::<u64>::new());
+        let mut watch = LossRise::default();
+        let negative = [-1.0, -2.0, -3.0, 5.0, 6.0, 7.0, 8.0];
+        assert_eq!(said(&mut watch, &negative), Vec::<u64>::new());
+        assert_eq!(
+            said(&mut watch, &[f64::NAN, f64::INFINITY]),
+            Vec::<u64>::new()
+        );
+    }
+}
