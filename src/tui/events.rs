@@ -7,7 +7,7 @@ use super::fmt;
 use super::frame::pane_block;
 use super::state::{App, Pane};
 use crate::session::metrics::Level;
-use ratatui::layout::{Constraint, Flex, Layout, Rect};
+use ratatui::layout::Rect;
 use ratatui::text::{Line, Span};
 use ratatui::widgets::{Block, Clear, Paragraph};
 use ratatui::Frame;
@@ -97,12 +97,7 @@ pub fn render_entry(frame: &mut Frame, area: Rect, app: &App, index: usize, scro
     let width = area.width.min(100);
     let lines = fmt::wrap(&entry.text, usize::from(width.saturating_sub(2)));
     let height = area.height.min(lines.len() as u16 + 2);
-    let [row] = Layout::vertical([Constraint::Length(height)])
-        .flex(Flex::Center)
-        .areas(area);
-    let [rect] = Layout::horizontal([Constraint::Length(width)])
-        .flex(Flex::Center)
-        .areas(row);
+    let rect = super::frame::centred(area, width, height);
     let shown = usize::from(height.saturating_sub(2));
     let scroll = scroll.min(lines.len().saturating_sub(shown));
     let more = lines.len() - scroll > shown;

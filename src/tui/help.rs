@@ -4,7 +4,7 @@
 use super::keys::KEYS;
 use super::state::App;
 use super::theme::Theme;
-use ratatui::layout::{Constraint, Flex, Layout, Rect};
+use ratatui::layout::Rect;
 use ratatui::text::{Line, Span};
 use ratatui::widgets::{Block, Clear, Paragraph};
 use ratatui::Frame;
@@ -13,14 +13,7 @@ const KEYS_WIDTH: usize = 20;
 
 /// The centred help box.
 pub fn render(frame: &mut Frame, area: Rect, scroll: usize, theme: Theme) {
-    let width = area.width.min(80);
-    let height = area.height.min(KEYS.len() as u16 + 2);
-    let [row] = Layout::vertical([Constraint::Length(height)])
-        .flex(Flex::Center)
-        .areas(area);
-    let [rect] = Layout::horizontal([Constraint::Length(width)])
-        .flex(Flex::Center)
-        .areas(row);
+    let rect = super::frame::centred(area, 80, KEYS.len() as u16 + 2);
     frame.render_widget(Clear, rect);
     let lines: Vec<Line> = KEYS
         .iter()
@@ -71,13 +64,7 @@ pub fn render_confirm_quit(frame: &mut Frame, area: Rect, app: &App) {
         Span::styled(" n ", app.theme.accent()),
         Span::raw("stay"),
     ]));
-    let height = (lines.len() as u16 + 2).min(area.height);
-    let [row] = Layout::vertical([Constraint::Length(height)])
-        .flex(Flex::Center)
-        .areas(area);
-    let [rect] = Layout::horizontal([Constraint::Length(area.width.min(34))])
-        .flex(Flex::Center)
-        .areas(row);
+    let rect = super::frame::centred(area, 34, lines.len() as u16 + 2);
     frame.render_widget(Clear, rect);
     frame.render_widget(
         Paragraph::new(lines).block(Block::bordered().title(" Quit ")),

@@ -369,13 +369,13 @@ fn config_error_is_a_banner_until_a_valid_config() {
     );
 }
 
-/// The top entry of a full events pane lost its end without a mark
-/// (walkthrough: a refusal's reason was cut off).
-#[test]
-fn an_event_cut_at_the_top_of_the_pane_says_so() {
-    let mut app = app();
-    let reason = "the reason comes last, expected f64";
-    let long = format!("{} {reason}", "word ".repeat(60));
+/// Warnings at steps 501 (`words` words, then "the reason comes last,
+/// expected f64") and 502 ("newer").
+fn long_then_newer(app: &mut App, words: usize) {
+    let long = format!(
+        "{} the reason comes last, expected f64",
+        "word ".repeat(words)
+    );
     for (seq, (step, message)) in [(501, long.as_str()), (502, "newer")]
         .into_iter()
         .enumerate()
@@ -393,6 +393,14 @@ fn an_event_cut_at_the_top_of_the_pane_says_so() {
             },
         });
     }
+}
+
+/// The top entry of a full events pane lost its end without a mark
+/// (walkthrough: a refusal's reason was cut off).
+#[test]
+fn an_event_cut_at_the_top_of_the_pane_says_so() {
+    let mut app = app();
+    long_then_newer(&mut app, 60);
     app.focus = Pane::Events;
     // 80x8: a few rows for the pane, fewer than the long entry needs.
     let screen = text(draw(&app, 80, 10).backend().buffer());
@@ -409,25 +417,7 @@ fn an_event_cut_at_the_top_of_the_pane_says_so() {
 #[test]
 fn enter_shows_the_bottom_event_whole() {
     let mut app = app();
-    let reason = "the reason comes last, expected f64";
-    let long = format!("{} {reason}", "word ".repeat(300));
-    for (seq, (step, message)) in [(501, long.as_str()), (502, "newer")]
-        .into_iter()
-        .enumerate()
-    {
-        app.on_event(Event::Line {
-            seq: seq as u64,
-            line: MetricLine {
-                step,
-                time: 25.0,
-                wall: None,
-                record: Record::Event {
-                    level: Level::Warn,
-                    message: message.into(),
-                },
-            },
-        });
-    }
+    long_then_newer(&mut app, 300);
     app.focus = Pane::Events;
     press(&mut app, KeyCode::Up);
     let pane = text(draw(&app, 80, 24).backend().buffer());
