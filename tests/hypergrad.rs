@@ -423,7 +423,7 @@ impl SmallModel {
             .squeeze_dim(0);
         }
         if self.ops == Ops::Distance {
-            let apart = Tensor::cdist(&hidden, &(hidden.detach() + 1.0), 2.0, None);
+            let apart = Tensor::f_cdist(&hidden, &(&hidden + 1.0), 2.0, None)?;
             hidden = &hidden * apart.mean_dim(1, true, apart.kind());
         }
         let out = hidden.matmul(&self.theta[1].transpose(0, 1)); // [n, 3]
@@ -720,6 +720,45 @@ fn without_second_derivatives_exact_fails_clearly_and_factorized_takes_differenc
         )
         .unwrap();
     assert!(autograd::all_finite(&hyper.grads));
+}
+
+/// `cdist` has no forward derivative on any path: `auto`'s loss JVP takes
+/// one backward pass per loss (exact) instead of finite differences, and
+/// agrees with differences in f64 to their truncation error (at J = 0 the
+/// loss JVP is the only product).
+#[test]
+fn without_forward_derivatives_the_loss_jvp_takes_one_backward_per_loss() {
+    let _serial = common::serial();
+    let model = SmallModel::new(Kind::Double, Ops::Distance);
+    let meltr = TinyMeltr::new(3, Kind::Double);
+    let with = |jvp| {
+        let settings = AidSettings {
+            jvp,
+            ..settings(AidMode::Factorized, 0, 0.1, 0.1)
+        };
+        model
+            .hypergradient(&meltr, &settings, &JvpRoutes::default(), None)
+            .unwrap()
+            .0
+    };
+    let auto = with(JvpMethod::Auto);
+    let why = auto
+        .fallback
+        .clone()
+        .expect("cdist has no forward derivative");
+    assert!(
+        why.contains("the loss JVP by one backward pass per loss")
+            && why.contains("forward mode failed ("),
+        "{why}"
+    );
+    let differences = with(JvpMethod::Differences);
+    let err = relative_error(&flat(&auto.grads), &flat(&differences.grads));
+    eprintln!("f64, J = 0: one backward per loss vs differences {err:e}");
+    assert!(err < 1e-6, "{err:e}");
+    assert!(
+        flat(&auto.grads).iter().any(|v| v.abs() > 1e-9),
+        "hypergradient is trivially zero"
+    );
 }
 
 /// A cross entropy (no forward-over-reverse through `nll_loss`'s backward)

@@ -552,6 +552,23 @@ fn runtime_errors_name_the_batch_and_the_model_file_and_val_data_are_checked_up_
         dir.join("checkpoints/step-0000000005.safetensors").exists(),
         "{all}"
     );
+    // With the row fixed, `resume` goes on from there and owes step 5 its
+    // evaluation.
+    flag_data(&val, 32, 4, &[]);
+    let mut cmd = bin();
+    cmd.arg("--sessions-dir")
+        .arg(&sessions)
+        .args(["resume", "--headless"])
+        .arg(&dir);
+    let out = run_with_limit(&mut cmd, Duration::from_secs(120));
+    assert!(out.status.success(), "{}", text(&out));
+    let (_, lines) = metrics_of(&sessions, "val");
+    let evals: Vec<u64> = lines
+        .iter()
+        .filter(|l| matches!(l.record, Record::Eval { .. }))
+        .map(|l| l.step)
+        .collect();
+    assert_eq!(evals, (1..=8).map(|i| 5 * i).collect::<Vec<_>>());
 
     // Val data the model cannot take are refused before step 1, like
     // training data: a batch it fails on, and a shape unlike train's.

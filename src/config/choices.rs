@@ -211,7 +211,9 @@ choice! {
         /// Forward-mode AD; for ops without forward derivatives the
         /// Hessian-vector products fall back to double backward, then the
         /// same with the fused kernels off (attention, oneDNN, cuDNN), then
-        /// (ops without second derivatives on any path) finite differences.
+        /// (ops without second derivatives on any path) finite differences;
+        /// the loss JVP to forward mode with them off, then one backward
+        /// pass per loss.
         Auto = "auto",
         Forward = "forward",
         Differences = "differences",

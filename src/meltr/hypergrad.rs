@@ -37,8 +37,9 @@
 //!   (`scaled_dot_product_attention`'s, oneDNN's and cuDNN's RNNs have
 //!   neither derivative; the plain kernels have both,
 //!   [`crate::nn::math_kernels`]); then to central differences. The
-//!   loss JVP likewise: forward mode, with the fused kernels off, then
-//!   differences; and `Exact` retries once with them off.
+//!   loss JVP likewise: forward mode, with the fused kernels off, then one
+//!   backward pass per loss (exact), then differences; and `Exact` retries
+//!   once with them off.
 //!
 //! Long: both modes, the factorized mode's fallback routes and the Neumann
 //! series work on one `MetaProblem` and share its error handling (which
@@ -145,18 +146,22 @@ pub fn hypergradient_timed(
     let neumann_stop;
     let (grads, reg) = match settings.mode {
         AidMode::Exact => {
-            let math_kernels = routes.exact.borrow().is_some();
-            let (grads, reg, stop) = match exact(problem, settings, clock, math_kernels) {
+            let off = match routes.exact.borrow().is_some() {
+                true => routes.fused_off.get(),
+                false => 0,
+            };
+            let (grads, reg, stop) = match exact(problem, settings, clock, off) {
                 Ok(done) => done,
-                Err(Exact::SecondOrder(e)) if !math_kernels => {
+                Err(Exact::SecondOrder(e)) if off == 0 => {
                     // Once per run: the second attempt runs the step's
                     // forwards again (BatchNorm statistics move twice).
+                    let off = routes.turn_off_named_in(&e);
                     let done =
-                        exact(problem, settings, clock, true).map_err(|again| match again {
+                        exact(problem, settings, clock, off).map_err(|again| match again {
                             Exact::SecondOrder(again) => exact_unavailable(anyhow!(
                                 "{}; with the fused kernels off: {}",
                                 brief(&e),
-                                brief(&again)
+                                Reasons::same_or(&e, &again)
                             )),
                             Exact::Other(again) => again.context(format!(
                             "the exact meta step retried with the fused kernels off (after: {})",
@@ -169,7 +174,10 @@ pub fn hypergradient_timed(
                 Err(failed) => return Err(failed.into_error()),
             };
             fallback = routes.exact.borrow().as_ref().map(|why| {
-                format!("the second derivatives through the model {MATH_KERNELS}: {why}")
+                format!(
+                    "the second derivatives through the model {}: {why}",
+                    kernels_off(routes.fused_off.get())
+                )
             });
             neumann_stop = stop;
             (grads, reg)
@@ -276,16 +284,15 @@ impl Exact {
 }
 
 /// The exact mode's meta step: the hypergradient, the regulariser and where
-/// the Neumann series stopped; with `math_kernels`, every pass with the
+/// the Neumann series stopped; with `off` (fused kernel families), every pass with the
 /// fused kernels off and a training forward of its own.
 fn exact(
     problem: &MetaProblem,
     settings: &AidSettings,
     clock: &mut PhaseClock,
-    math_kernels: bool,
+    off: i64,
 ) -> std::result::Result<(Vec<Tensor>, Tensor, Option<NeumannStop>), Exact> {
-    let _math =
-        crate::nn::math_kernels::MathKernels::enter_if(math_kernels).map_err(Exact::Other)?;
+    let _math = crate::nn::math_kernels::MathKernels::enter_if(off).map_err(Exact::Other)?;
     let phi = problem.combiner.params();
     let theta = problem.theta;
     // The validation forward first, as the public code runs them (the
@@ -293,7 +300,7 @@ fn exact(
     let val = (problem.val_primary)().map_err(Exact::Other)?;
     clock.mark("val fwd");
     let (_, combined, reg) =
-        train_terms(problem, Derivatives::Reverse, !math_kernels).map_err(Exact::Other)?;
+        train_terms(problem, Derivatives::Reverse, off == 0).map_err(Exact::Other)?;
     clock.mark("train fwd");
     let primary_loss = val + &reg * settings.gamma;
     let grad_aux = grad(&[&combined], theta, true, true).map_err(Exact::SecondOrder)?;
@@ -342,9 +349,29 @@ pub struct JvpRoutes {
     /// Set once the exact mode's second derivatives needed the fused
     /// kernels off: why.
     exact: RefCell<Option<String>>,
+    /// The fused kernel families the routes that need them off turn off
+    /// (those the failures named: [`crate::nn::math_kernels::named_in`]).
+    fused_off: std::cell::Cell<i64>,
 }
 
 impl JvpRoutes {
+    /// Adds the fused kernel families `error` names to those turned off;
+    /// all of them now.
+    fn turn_off_named_in(&self, error: &anyhow::Error) -> i64 {
+        let named = crate::nn::math_kernels::named_in(&format!("{error:#}"));
+        self.fused_off.set(self.fused_off.get() | named);
+        self.fused_off.get()
+    }
+
+    /// The families to turn off on `route`, a math-kernel one or not.
+    fn off_if(&self, math_kernels: bool) -> i64 {
+        if math_kernels {
+            self.fused_off.get()
+        } else {
+            0
+        }
+    }
+
     fn hvp_route(&self) -> Option<HvpRoute> {
         self.hvp.borrow().as_ref().map(|(route, _)| *route)
     }
@@ -373,6 +400,16 @@ struct Reasons {
 }
 
 impl Reasons {
+    /// `again`'s reason, or `the same` when it is `first`'s.
+    fn same_or(first: &anyhow::Error, again: &anyhow::Error) -> String {
+        let again = brief(again);
+        if again == brief(first) {
+            "the same".to_string()
+        } else {
+            again
+        }
+    }
+
     /// `failed (why)`, or `failed (the same)`.
     fn failed(&mut self, failed: &str, error: &anyhow::Error) -> String {
         let why = brief(error);
@@ -426,12 +463,21 @@ enum HvpRoute {
 enum LossJvpRoute {
     /// Forward mode with the fused kernels off: exact.
     ForwardMathKernels,
+    /// One backward pass per loss through one forward: exact with first
+    /// derivatives alone (K backward passes).
+    Backward,
     /// Central differences of the losses.
     Differences,
 }
 
-/// What the fused kernels' absence means, for the fallback notes.
-const MATH_KERNELS: &str = "with the fused kernels off for it (scaled_dot_product_attention's, oneDNN's, cuDNN's: the plain kernels have the derivatives they lack; the inner steps keep them)";
+/// What turning the fused kernel families `off` off means, for the
+/// fallback notes.
+fn kernels_off(off: i64) -> String {
+    format!(
+        "with the fused kernels off for it ({}: the plain kernels have the derivatives they lack; the inner steps keep them)",
+        crate::nn::math_kernels::describe(off)
+    )
+}
 
 impl<'a, 'p> Jvps<'a, 'p> {
     /// What was used instead of forward-mode AD, and why, if anything was.
@@ -448,9 +494,10 @@ impl<'a, 'p> Jvps<'a, 'p> {
                          (so at aid.iterations > 0 the factorized mode saves little on this model): {why}"
                     )
                 }
-                HvpRoute::DoubleBackwardMathKernels => {
-                    format!("Hessian-vector products by double backward {MATH_KERNELS}: {why}")
-                }
+                HvpRoute::DoubleBackwardMathKernels => format!(
+                    "Hessian-vector products by double backward {}: {why}",
+                    kernels_off(self.routes.fused_off.get())
+                ),
                 HvpRoute::Differences => {
                     format!(
                         "Hessian-vector products by finite differences of gradients (inexact where the model has kinks, e.g. ReLU, between the two points; aid.iterations = 0 needs none): {why}"
@@ -463,8 +510,12 @@ impl<'a, 'p> Jvps<'a, 'p> {
             .borrow()
             .clone()
             .map(|(route, why)| match route {
-                LossJvpRoute::ForwardMathKernels => {
-                    format!("the loss JVP by forward mode {MATH_KERNELS}: {why}")
+                LossJvpRoute::ForwardMathKernels => format!(
+                    "the loss JVP by forward mode {}: {why}",
+                    kernels_off(self.routes.fused_off.get())
+                ),
+                LossJvpRoute::Backward => {
+                    format!("the loss JVP by one backward pass per loss (exact, from first derivatives): {why}")
                 }
                 LossJvpRoute::Differences => {
                     format!("the loss JVP by finite differences: {why}")
@@ -521,9 +572,12 @@ impl<'a, 'p> Jvps<'a, 'p> {
                 for (route, next, failed) in tries {
                     if self.routes.hvp_route() == Some(route) {
                         let math_kernels = route == HvpRoute::DoubleBackwardMathKernels;
-                        match self.hvp_by_double_backward(v, math_kernels) {
+                        match self.hvp_by_double_backward(v, self.routes.off_if(math_kernels)) {
                             Ok(hv) => return Ok(hv),
                             Err(e) => {
+                                if next == HvpRoute::DoubleBackwardMathKernels {
+                                    self.routes.turn_off_named_in(&e);
+                                }
                                 // Its gradient's graph is not reused by the next route.
                                 self.aux_grad.take();
                                 fall_back(slot, next, said.failed(failed, &e));
@@ -539,16 +593,16 @@ impl<'a, 'p> Jvps<'a, 'p> {
     /// `H v = ∇_θ (∇_θ L_aux · v)`, reverse over reverse: MELTR
     /// differentiated twice in reverse mode. The gradient and its graph are
     /// built at the first product and kept until [`Self::end_products`];
-    /// with `math_kernels`, from a forward of their own with the fused
-    /// kernels off.
-    fn hvp_by_double_backward(&self, v: &[Tensor], math_kernels: bool) -> Result<Vec<Tensor>> {
+    /// with fused kernel families `off`, from a forward of their own with
+    /// those off.
+    fn hvp_by_double_backward(&self, v: &[Tensor], off: i64) -> Result<Vec<Tensor>> {
         let problem = self.problem;
-        let _math = crate::nn::math_kernels::MathKernels::enter_if(math_kernels)?;
+        let _math = crate::nn::math_kernels::MathKernels::enter_if(off)?;
         let mut aux_grad = self.aux_grad.borrow_mut();
         let aux_grad = match aux_grad.as_mut() {
             Some(aux_grad) => aux_grad,
             None => {
-                let reused = self.products_forward.take().filter(|_| !math_kernels);
+                let reused = self.products_forward.take().filter(|_| off == 0);
                 let losses = match reused {
                     Some(losses) => losses,
                     None => (problem.train_losses)()?,
@@ -567,12 +621,13 @@ impl<'a, 'p> Jvps<'a, 'p> {
     }
 
     /// `∇_θ l_k · p` for every k: forward mode; under `Auto`, once that
-    /// failed, forward mode with the fused kernels off, then
-    /// differences.
+    /// failed, forward mode with the fused kernels off, then one backward
+    /// per loss, then differences.
     fn loss_jvp(&self, p: &[Tensor]) -> Result<Tensor> {
         let problem = self.problem;
         let forward = |math_kernels: bool| -> Result<Tensor> {
-            let _math = crate::nn::math_kernels::MathKernels::enter_if(math_kernels)?;
+            let off = self.routes.off_if(math_kernels);
+            let _math = crate::nn::math_kernels::MathKernels::enter_if(off)?;
             let losses = || tch::no_grad(|| (problem.train_losses)());
             Ok(super::forward_ad::jvp(problem.theta, p, &losses)?.1)
         };
@@ -591,16 +646,30 @@ impl<'a, 'p> Jvps<'a, 'p> {
             ),
             (
                 Some(LossJvpRoute::ForwardMathKernels),
-                LossJvpRoute::Differences,
+                LossJvpRoute::Backward,
                 "with the fused kernels off too",
+            ),
+            (
+                Some(LossJvpRoute::Backward),
+                LossJvpRoute::Differences,
+                "one backward pass per loss failed",
             ),
         ];
         let mut said = Reasons::default();
         for (route, next, failed) in tries {
             if self.routes.loss_jvp_route() == route {
-                match forward(route.is_some()) {
+                let jvp = match route {
+                    Some(LossJvpRoute::Backward) => loss_jvp_by_backward(problem, p),
+                    _ => forward(route.is_some()),
+                };
+                match jvp {
                     Ok(jvp) => return Ok(jvp),
-                    Err(e) => fall_back(&self.routes.loss_jvp, next, said.failed(failed, &e)),
+                    Err(e) => {
+                        if next == LossJvpRoute::ForwardMathKernels {
+                            self.routes.turn_off_named_in(&e);
+                        }
+                        fall_back(&self.routes.loss_jvp, next, said.failed(failed, &e))
+                    }
                 }
             }
         }
@@ -712,6 +781,22 @@ fn hvp_by_differences(problem: &MetaProblem, v: &[Tensor]) -> Result<Vec<Tensor>
 }
 
 /// `∇_θ l_k · p` for every k, `≈ (l(θ+εp) − l(θ−εp)) / 2ε`.
+/// `∇_θ l_k · p` for every k by one backward pass per loss through one
+/// forward: exact wherever the model has first derivatives (what forward
+/// mode lacks on some ops on every path, e.g. libtorch's CUDA LSTM cells
+/// without cuDNN, `cdist`), at K backward passes.
+fn loss_jvp_by_backward(problem: &MetaProblem, p: &[Tensor]) -> Result<Tensor> {
+    let losses = (problem.train_losses)()?;
+    let k = losses.size1()?;
+    let jvps = (0..k)
+        .map(|i| -> Result<Tensor> {
+            let gradient = grad(&[&losses.get(i)], problem.theta, i + 1 < k, false)?;
+            Ok(autograd::dot(&gradient, p).detach())
+        })
+        .collect::<Result<Vec<_>>>()?;
+    Ok(Tensor::stack(&jvps, 0))
+}
+
 fn loss_jvp_by_differences(problem: &MetaProblem, p: &[Tensor]) -> Result<Tensor> {
     let eval = || tch::no_grad(|| (problem.train_losses)());
     let Some(eps) = step_size(problem.theta, p) else {

@@ -18,8 +18,56 @@ extern "C" {
     fn meltr_set_fused(mask: i64, error: *mut *mut c_char);
 }
 
-/// While alive, libtorch runs its plain kernels (attention's math path,
-/// native RNN cells, no oneDNN or cuDNN); the fused kernels enabled before the first live guard come back when the
+/// `scaled_dot_product_attention`'s fused backends, as bits of the shim's
+/// mask (flash, memory-efficient, cuDNN attention, FA3, overrideable).
+pub const ATTENTION: i64 = 1 | 2 | 4 | 8 | 16;
+/// oneDNN (mkldnn): the CPU's fused RNN layers, convolutions.
+pub const ONEDNN: i64 = 32;
+/// cuDNN: the GPU's fused RNNs, convolutions, BatchNorm.
+pub const CUDNN: i64 = 64;
+/// Every family the shim can turn off.
+pub const ALL: i64 = ATTENTION | ONEDNN | CUDNN;
+
+/// The fused kernels a failed pass's error names (libtorch names the op:
+/// `mkldnn_rnn_layer`, `_cudnn_rnn`, `_scaled_dot_product_flash_attention_
+/// for_cpu`), so that only those are turned off (a model with attention
+/// and convolutions keeps oneDNN's convolutions); all of them when it names
+/// none.
+pub fn named_in(error: &str) -> i64 {
+    let error = error.to_lowercase();
+    let named = [
+        (ATTENTION, &["attention", "sdp", "flash"][..]),
+        (ONEDNN, &["mkldnn", "onednn"][..]),
+        (CUDNN, &["cudnn"][..]),
+    ]
+    .into_iter()
+    .filter(|(_, words)| words.iter().any(|w| error.contains(w)))
+    .fold(0, |bits, (family, _)| bits | family);
+    if named == 0 {
+        ALL
+    } else {
+        named
+    }
+}
+
+/// The families in `off`, in words (`scaled_dot_product_attention's,
+/// oneDNN's`).
+pub fn describe(off: i64) -> String {
+    [
+        (ATTENTION, "scaled_dot_product_attention's"),
+        (ONEDNN, "oneDNN's"),
+        (CUDNN, "cuDNN's"),
+    ]
+    .into_iter()
+    .filter(|(family, _)| off & family != 0)
+    .map(|(_, name)| name)
+    .collect::<Vec<_>>()
+    .join(", ")
+}
+
+/// While alive, libtorch runs its plain kernels instead of the fused ones
+/// named when it was entered (attention's math path, the native RNN cells);
+/// the fused kernels enabled before the first live guard come back when the
 /// last one is dropped. The setting is process-wide (libtorch's global
 /// context): guards on several threads share one count, so one thread's
 /// drop never turns the kernels back on under another's products.
@@ -30,18 +78,18 @@ pub struct MathKernels(());
 static GUARDS: std::sync::Mutex<(usize, i64)> = std::sync::Mutex::new((0, 0));
 
 impl MathKernels {
-    /// A guard when `math` is asked for, none otherwise.
-    pub fn enter_if(math: bool) -> Result<Option<Self>> {
-        math.then(Self::enter).transpose()
+    /// A guard turning the families in `off` off; none for 0.
+    pub fn enter_if(off: i64) -> Result<Option<Self>> {
+        (off != 0).then(|| Self::enter(off)).transpose()
     }
 
-    /// Turns every fused kernel off.
-    pub fn enter() -> Result<Self> {
+    /// Turns the fused kernels of the families in `off` off.
+    pub fn enter(off: i64) -> Result<Self> {
         let mut guards = GUARDS.lock().unwrap_or_else(|e| e.into_inner());
+        let now = checked(|e| unsafe { meltr_fused_enabled(e) })?;
+        checked(|e| unsafe { meltr_set_fused(now & !off, e) })?;
         if guards.0 == 0 {
-            let previous = checked(|e| unsafe { meltr_fused_enabled(e) })?;
-            checked(|e| unsafe { meltr_set_fused(0, e) })?;
-            guards.1 = previous;
+            guards.1 = now;
         }
         guards.0 += 1;
         Ok(Self(()))
@@ -61,9 +109,18 @@ impl Drop for MathKernels {
     }
 }
 
-/// Whether any fused kernel is enabled now (tests).
+/// Whether every fused kernel family has its kernels enabled now, as
+/// libtorch starts (tests).
 pub fn fused_enabled() -> Result<bool> {
-    Ok(checked(|e| unsafe { meltr_fused_enabled(e) })? != 0)
+    let on = checked(|e| unsafe { meltr_fused_enabled(e) })?;
+    Ok([ATTENTION, ONEDNN, CUDNN]
+        .iter()
+        .all(|family| on & family != 0))
+}
+
+/// Whether any kernel of the families in `family` is enabled now (tests).
+pub fn any_enabled(family: i64) -> Result<bool> {
+    Ok(checked(|e| unsafe { meltr_fused_enabled(e) })? & family != 0)
 }
 
 #[cfg(test)]
@@ -78,18 +135,18 @@ mod tests {
         let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
         assert!(fused_enabled().unwrap(), "libtorch enables them by default");
         {
-            let _outer = MathKernels::enter().unwrap();
+            let _outer = MathKernels::enter(ALL).unwrap();
             assert!(!fused_enabled().unwrap());
             {
-                let _inner = MathKernels::enter().unwrap();
+                let _inner = MathKernels::enter(ALL).unwrap();
                 assert!(!fused_enabled().unwrap());
             }
             assert!(!fused_enabled().unwrap(), "the outer guard is alive");
         }
         assert!(fused_enabled().unwrap());
         // Dropped out of order (two threads' products): on after the last.
-        let a = MathKernels::enter().unwrap();
-        let b = std::thread::spawn(MathKernels::enter)
+        let a = MathKernels::enter(ALL).unwrap();
+        let b = std::thread::spawn(|| MathKernels::enter(ALL))
             .join()
             .unwrap()
             .unwrap();
@@ -97,6 +154,27 @@ mod tests {
         assert!(!fused_enabled().unwrap(), "b still needs the math path");
         drop(b);
         assert!(fused_enabled().unwrap());
+        // One family only: the others stay on.
+        {
+            let _attention = MathKernels::enter(ATTENTION).unwrap();
+            assert!(!any_enabled(ATTENTION).unwrap());
+            assert!(any_enabled(ONEDNN).unwrap() && any_enabled(CUDNN).unwrap());
+        }
+        assert!(fused_enabled().unwrap());
+    }
+
+    #[test]
+    fn an_error_names_the_families_to_turn_off() {
+        let lstm = "Trying to use forward AD with mkldnn_rnn_layer that does not support it";
+        assert_eq!(named_in(lstm), ONEDNN);
+        let flash = "derivative for aten::_scaled_dot_product_flash_attention_for_cpu_backward is not implemented";
+        assert_eq!(named_in(flash), ATTENTION);
+        assert_eq!(named_in("_cudnn_rnn_backward is not implemented"), CUDNN);
+        assert_eq!(named_in("some other op"), ALL);
+        assert_eq!(
+            describe(ATTENTION | CUDNN),
+            "scaled_dot_product_attention's, cuDNN's"
+        );
     }
 
     /// An LSTM's forward-mode JVP with the fused kernels off against its
@@ -142,7 +220,7 @@ mod tests {
             }
         );
         let (_, tangent) = {
-            let _plain = MathKernels::enter().unwrap();
+            let _plain = MathKernels::enter(ALL).unwrap();
             crate::meltr::forward_ad::jvp(&theta, &p, &f).unwrap()
         };
         let gradient = crate::nn::autograd::grad(&[&f().unwrap()], &theta, false, false).unwrap();

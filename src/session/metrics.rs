@@ -39,8 +39,9 @@ pub const WEIGHT_PREFIX: &str = "weight/";
 pub const SHARE_PREFIX: &str = "share/";
 
 /// Logged steps a run's final weights are averaged over: one line's weights
-/// move a lot from step to step (the README's tables, `final-weights.png`
-/// and `table --metric weight/<loss>` use the same mean).
+/// move a lot from step to step (`final-weights.png` and `table --metric
+/// weight/<loss>` use this mean; the README's and the suite's scripts keep
+/// their own, the last 10 lines, stated with their tables).
 pub const FINAL_WEIGHT_LINES: usize = 10;
 /// ... of those within this last fraction of the steps logged: with a
 /// sparse log (`log_every` 25 in a 300-step run, a walkthrough) ten lines

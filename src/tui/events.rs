@@ -99,6 +99,7 @@ pub fn render_entry(frame: &mut Frame, area: Rect, app: &App, index: usize, scro
     let height = area.height.min(lines.len() as u16 + 2);
     let rect = super::frame::centred(area, width, height);
     let shown = usize::from(height.saturating_sub(2));
+    app.entry_scroll_max.set(lines.len().saturating_sub(shown));
     let scroll = scroll.min(lines.len().saturating_sub(shown));
     let more = lines.len() - scroll > shown;
     let bottom = match (scroll > 0, more) {

@@ -434,6 +434,10 @@ fn enter_shows_the_bottom_event_whole() {
     }
     let end = text(draw(&app, 80, 24).backend().buffer());
     assert!(end.contains("expected f64"), "{end}");
+    // ↓ stopped at the end: one ↑ scrolls back at once.
+    press(&mut app, KeyCode::Up);
+    let back = text(draw(&app, 80, 24).backend().buffer());
+    assert!(back.contains("↑↓ scroll"), "{back}");
     press(&mut app, KeyCode::Esc);
     assert_eq!(app.overlay, Overlay::None);
     // Enter with nothing scrolled shows the newest.

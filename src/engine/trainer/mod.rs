@@ -211,6 +211,13 @@ impl Trainer {
         self.set_status(Status::Running, None);
         let mut window = (Instant::now(), self.step);
         let started_at = self.step;
+        // A run resumed from the checkpoint a failed evaluation wrote owes
+        // that evaluation (its eval series would have a hole there).
+        let eval_step = self.step.is_multiple_of(self.config.train.eval_every)
+            || self.step == self.config.train.steps;
+        if self.step > 0 && eval_step && self.last_eval_step != Some(self.step) {
+            self.evaluate()?;
+        }
         loop {
             // Rank 0 decides for every rank (see `lockstep.rs`).
             let order = match self.handle_commands(commands)? {
@@ -448,11 +455,26 @@ impl Trainer {
     /// resumes from here once the data or model is fixed.
     fn keep_the_training_of(&mut self, error: anyhow::Error) -> anyhow::Error {
         let step = self.step;
-        let kept = match self.write_checkpoint() {
-            Ok(()) => format!(
+        let text = format!("{error:#}");
+        // After a device-side assert (an out-of-range label on CUDA) every
+        // later CUDA call fails, and tch panics on some: no checkpoint.
+        if text.contains("device-side assert") || text.contains("CUDA error") {
+            return error.context(format!(
+                "the evaluation at step {step} failed, on the device (no checkpoint could be written after it)"
+            ));
+        }
+        let written =
+            std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| self.write_checkpoint()));
+        let kept = match written {
+            Ok(Ok(())) if self.checkpointed_at == Some(step) => format!(
                 "the training up to step {step} is kept in its checkpoint: fix the validation data or the model, then `meltr-tui resume` this session"
             ),
-            Err(e) => format!("and the checkpoint at step {step} failed too: {e:#}"),
+            Ok(Ok(())) => format!(
+                "and its checkpoint could not be written either: {}",
+                self.storage_error.clone().unwrap_or_default()
+            ),
+            Ok(Err(e)) => format!("and its checkpoint failed too: {e:#}"),
+            Err(_) => "and writing its checkpoint failed too".to_string(),
         };
         error.context(format!("the evaluation at step {step} failed; {kept}"))
     }

@@ -195,6 +195,9 @@ pub struct App {
     pub progress: Option<Progress>,
     pub focus: Pane,
     pub overlay: Overlay,
+    /// How far the entry box can scroll at its last drawing (its wrapped
+    /// lines less those shown): ↓ stops there.
+    pub entry_scroll_max: std::cell::Cell<usize>,
     pub curves: CurvesView,
     /// Index into `store.losses` of the loss whose transform is shown.
     pub transform_loss: usize,
@@ -240,6 +243,7 @@ impl App {
             progress: None,
             focus: Pane::Curves,
             overlay: Overlay::None,
+            entry_scroll_max: std::cell::Cell::new(0),
             curves: CurvesView {
                 log: false,
                 smoothing: 0,

@@ -34,7 +34,7 @@ impl App {
                     },
                     KeyCode::Down | KeyCode::Char('j') => Overlay::Entry {
                         index,
-                        scroll: scroll + 1,
+                        scroll: (scroll + 1).min(self.entry_scroll_max.get()),
                     },
                     _ => Overlay::None,
                 };

@@ -1,0 +1,345 @@
+use super::*;
+
+/// Every weight at `w` (the primary too).
+fn flat(w: f64) -> Weights {
+    Weights::of(&[w, w])
+}
+
+/// The primary at `primary`, an auxiliary at 1.
+fn primary_at(primary: f64) -> Weights {
+    Weights::of(&[primary, 1.0])
+}
+
+fn reports(guard: &mut CollapseGuard, weights: &[Weights]) -> Vec<Collapse> {
+    weights
+        .iter()
+        .filter_map(|w| match guard.observe(0, *w, None) {
+            Verdict::Collapsed { kind, .. } => Some(kind),
+            Verdict::Fine => None,
+        })
+        .collect()
+}
+
+#[test]
+fn every_weight_collapsing_is_reported_once_per_episode_and_rearmed_on_recovery() {
+    let mut guard = CollapseGuard::default();
+    // Never armed for the primary (it starts below the floor): only the
+    // collapse of every weight counts, after its own streak.
+    let tiny = vec![flat(1e-5); COLLAPSE_META_STEPS as usize * 3];
+    assert_eq!(
+        reports(&mut guard, &tiny),
+        vec![Collapse::Every],
+        "one warning for a long collapse"
+    );
+    assert_eq!(reports(&mut guard, &[flat(0.5)]), vec![]);
+    // Armed now: the primary's streak (no longer than the other) reports
+    // first; the every-weight one too if it is longer.
+    let expected = if PRIMARY_COLLAPSE_META_STEPS < COLLAPSE_META_STEPS {
+        vec![Collapse::Primary, Collapse::Every]
+    } else {
+        vec![Collapse::Primary]
+    };
+    assert_eq!(reports(&mut guard, &tiny), expected);
+}
+
+#[test]
+fn the_primary_collapses_after_its_streak_below_the_floor_once_it_was_above() {
+    let mut guard = CollapseGuard::default();
+    let low = vec![primary_at(0.05); PRIMARY_COLLAPSE_META_STEPS as usize * 2];
+    // PyTorch's init starts the primary near 0: not a collapse (until it
+    // never rises, below).
+    let start = vec![primary_at(0.05); PRIMARY_NEVER_ROSE_META_STEPS as usize - 1];
+    assert_eq!(reports(&mut guard, &start), vec![]);
+    assert_eq!(reports(&mut guard, &[primary_at(1.5)]), vec![]);
+    let short = &low[..PRIMARY_COLLAPSE_META_STEPS as usize - 1];
+    assert_eq!(reports(&mut guard, short), vec![], "too short");
+    assert_eq!(
+        reports(&mut guard, &[primary_at(0.2)]),
+        vec![],
+        "above the floor again"
+    );
+    // A negative weight is below the floor too.
+    let negative = vec![primary_at(-0.3); PRIMARY_COLLAPSE_META_STEPS as usize * 2];
+    assert_eq!(
+        reports(&mut guard, &negative),
+        vec![Collapse::Primary],
+        "once per episode"
+    );
+}
+
+#[test]
+fn a_primary_that_never_rises_is_reported_once_though_the_watch_never_armed() {
+    let mut guard = CollapseGuard::default();
+    let early = PRIMARY_NEVER_ROSE_META_STEPS as usize - 1;
+    // Below the floor from the start, and negative at the end.
+    let mut low = vec![primary_at(0.05); early];
+    low.extend(vec![
+        primary_at(-0.4);
+        3 * PRIMARY_NEVER_ROSE_META_STEPS as usize
+    ]);
+    assert_eq!(reports(&mut guard, &low[..early]), vec![], "too early");
+    assert_eq!(
+        reports(&mut guard, &low[early..]),
+        vec![Collapse::PrimaryNeverRose],
+        "once, at its step"
+    );
+    // A primary that rose in time is the armed watch's business.
+    let mut guard = CollapseGuard::default();
+    let mut rose = vec![primary_at(0.05); early];
+    rose.push(primary_at(0.6));
+    rose.extend(vec![
+        primary_at(0.3);
+        2 * PRIMARY_NEVER_ROSE_META_STEPS as usize
+    ]);
+    assert_eq!(reports(&mut guard, &rose), vec![]);
+    // The count survives a checkpoint: a resumed run reports at the
+    // same meta step as an uninterrupted one.
+    let mut guard = CollapseGuard::default();
+    reports(&mut guard, &low[..early]);
+    let saved: std::collections::HashMap<String, Tensor> = guard.state("c").into_iter().collect();
+    let mut read = CollapseGuard::default();
+    read.load_state("c", &|n| saved.get(n).map(Tensor::copy), tch::Device::Cpu)
+        .unwrap();
+    assert_eq!(
+        reports(&mut read, &low[early..early + 1]),
+        vec![Collapse::PrimaryNeverRose]
+    );
+}
+
+#[test]
+fn a_slide_too_short_to_report_is_there_for_the_runs_end() {
+    let mut guard = CollapseGuard::default();
+    reports(&mut guard, &[primary_at(0.05), primary_at(0.05)]);
+    assert_eq!(
+        guard.unreported_slide(),
+        None,
+        "not armed: the init's weight"
+    );
+    reports(
+        &mut guard,
+        &[primary_at(1.5), primary_at(0.04), primary_at(0.03)],
+    );
+    assert_eq!(
+        guard.unreported_slide(),
+        None,
+        "two low readings may be noise"
+    );
+    reports(&mut guard, &[primary_at(0.02)]);
+    assert_eq!(guard.unreported_slide(), Some((3, primary_at(0.02))));
+    // Recovered at the end: no slide to say, though the count is open.
+    let mut recovered = CollapseGuard::default();
+    reports(
+        &mut recovered,
+        &[
+            primary_at(1.5),
+            primary_at(0.04),
+            primary_at(0.03),
+            primary_at(0.02),
+            primary_at(0.8),
+        ],
+    );
+    assert_eq!(recovered.unreported_slide(), None);
+    let rest = vec![primary_at(0.03); PRIMARY_COLLAPSE_META_STEPS as usize - 3];
+    assert_eq!(reports(&mut guard, &rest), vec![Collapse::Primary]);
+    assert_eq!(guard.unreported_slide(), None, "reported already");
+}
+
+#[test]
+fn restore_puts_back_the_newest_healthy_state() {
+    let mut guard = CollapseGuard::default();
+    let phi = Tensor::from_slice(&[1.0f64, 2.0]);
+    // Nothing healthy yet: a collapse has nothing to restore.
+    let verdicts: Vec<Verdict> = (0..COLLAPSE_META_STEPS)
+        .map(|s| guard.observe(s as u64, flat(1e-6), None))
+        .collect();
+    assert_eq!(
+        verdicts.last(),
+        Some(&Verdict::Collapsed {
+            kind: Collapse::Every,
+            healthy_step: None
+        })
+    );
+    assert_eq!(guard.restore(std::slice::from_ref(&phi)), None);
+    // Healthy from step 24 to 33 (the newest counts); at 36 the
+    // primary is above the floor but under the healthy bar.
+    let readings = [
+        (24, 0.8),
+        (27, 0.9),
+        (30, 0.7),
+        (33, HEALTHY_PRIMARY),
+        (36, 0.3),
+    ];
+    for (step, primary) in readings {
+        let _ = tch::no_grad(|| phi.shallow_clone().fill_(step as f64));
+        guard.observe(step, primary_at(primary), Some(vec![phi.copy()]));
+    }
+    let _ = tch::no_grad(|| phi.shallow_clone().fill_(-7.0));
+    let last = (0..PRIMARY_COLLAPSE_META_STEPS)
+        .map(|i| guard.observe(39 + 3 * i as u64, primary_at(0.01), Some(vec![phi.copy()])))
+        .last();
+    assert_eq!(
+        last,
+        Some(Verdict::Collapsed {
+            kind: Collapse::Primary,
+            healthy_step: Some(33)
+        })
+    );
+    assert_eq!(guard.restore(std::slice::from_ref(&phi)), Some(33));
+    assert_eq!(Vec::<f64>::try_from(&phi).unwrap(), vec![33.0, 33.0]);
+    // Re-armed: the next collapse needs a full streak again.
+    assert_eq!(reports(&mut guard, &[primary_at(0.01); 3]), vec![]);
+}
+
+/// A held-out LSTM's collapse: one meta step of large weights in it
+/// restarted the count (the report came at the run's last step) and was
+/// the restore point.
+#[test]
+fn a_lone_reading_out_of_line_neither_ends_a_count_nor_makes_a_restore_point() {
+    let mut guard = CollapseGuard::default();
+    let phi = Tensor::from_slice(&[0.0f64]);
+    let mut observe = |step: u64, primary: f64| {
+        let _ = tch::no_grad(|| phi.shallow_clone().fill_(step as f64));
+        guard.observe(step, primary_at(primary), Some(vec![phi.copy()]))
+    };
+    for step in 1..=5 {
+        assert_eq!(observe(step, 1.2), Verdict::Fine);
+    }
+    let mut step = 6;
+    // Low, with a spike (two readings) in the middle.
+    let half = PRIMARY_COLLAPSE_META_STEPS / 2;
+    for primary in (0..half)
+        .map(|_| 0.01)
+        .chain([1.5, 1.4])
+        .chain((half..PRIMARY_COLLAPSE_META_STEPS - 1).map(|_| -0.2))
+    {
+        assert_eq!(observe(step, primary), Verdict::Fine, "step {step}");
+        step += 1;
+    }
+    assert_eq!(
+        observe(step, -0.2),
+        Verdict::Collapsed {
+            kind: Collapse::Primary,
+            healthy_step: Some(5)
+        },
+        "the spike neither restarted the count nor became the restore point"
+    );
+    // Three readings out of it end a streak: the next needs a full count.
+    let mut guard = CollapseGuard::default();
+    let settle = vec![primary_at(1.0); SETTLED_META_STEPS as usize];
+    let mut readings = vec![primary_at(1.0)];
+    readings.extend(vec![
+        primary_at(0.01);
+        PRIMARY_COLLAPSE_META_STEPS as usize - 1
+    ]);
+    readings.extend(settle);
+    readings.extend(vec![
+        primary_at(0.01);
+        PRIMARY_COLLAPSE_META_STEPS as usize - 1
+    ]);
+    assert_eq!(reports(&mut guard, &readings), vec![]);
+    assert_eq!(
+        reports(&mut guard, &[primary_at(0.01)]),
+        vec![Collapse::Primary]
+    );
+}
+
+#[test]
+fn the_saved_state_reads_back_into_the_same_watch() {
+    use std::collections::HashMap;
+    let mut guard = CollapseGuard::default();
+    let phi = Tensor::from_slice(&[1.5f64, -2.0]);
+    for step in [6, 9, 12] {
+        guard.observe(step, primary_at(0.9), Some(vec![phi.copy()]));
+    }
+    for (step, primary) in [(15, 0.01), (18, 0.01), (21, 0.7)] {
+        guard.observe(step, primary_at(primary), Some(vec![phi.copy()]));
+    }
+    let saved: HashMap<String, Tensor> = guard.state("c").into_iter().collect();
+    let mut read = CollapseGuard::default();
+    read.load_state("c", &|n| saved.get(n).map(Tensor::copy), tch::Device::Cpu)
+        .unwrap();
+    assert_eq!(
+        (
+            read.every_streak,
+            read.primary_streak,
+            read.primary_out,
+            read.healthy_run,
+            read.primary_armed
+        ),
+        (0, 2, 1, 1, true)
+    );
+    let (step, snapshot) = read.healthy.as_ref().unwrap();
+    assert_eq!((*step, snapshot.len()), (12, 1));
+    assert!(snapshot[0].equal(&phi));
+    // Counters from before the never-rose count (four values) read too.
+    let old = Tensor::from_slice(&[0.0f64, 2.0, 1.0, -1.0]);
+    read.load_state(
+        "c",
+        &|n| (n == "c.counters").then(|| old.copy()),
+        tch::Device::Cpu,
+    )
+    .unwrap();
+    assert_eq!(
+        (
+            read.primary_streak,
+            read.primary_armed,
+            read.unarmed_meta_steps
+        ),
+        (2, true, 0)
+    );
+    // Without a saved watch (an older checkpoint): a fresh one.
+    read.load_state("c", &|_| None, tch::Device::Cpu).unwrap();
+    assert!(read.healthy.is_none() && !read.primary_armed);
+}
+
+/// A NaN weight must not read as a small (collapsed) or healthy one:
+/// the trainer skips observations whose `largest` is not finite.
+#[test]
+fn a_nan_weight_makes_the_largest_not_finite() {
+    assert!(Weights::of(&[1.0, f64::NAN, 0.5]).largest.is_nan());
+    assert!(Weights::of(&[f64::NAN, 0.2]).largest.is_nan());
+    assert_eq!(Weights::of(&[0.3, -2.0, 1.0]).largest_at, 1);
+}
+
+#[test]
+fn a_primary_that_never_rose_is_read_as_small_not_shrunk() {
+    let names: Vec<String> = ["cls", "big"].map(String::from).into();
+    let small = Weights::of(&[0.05, 0.01]).never_rose_reading(&names);
+    assert!(
+        small.contains("stays small") && !small.contains("shrank"),
+        "{small}"
+    );
+    let taken = Weights::of(&[-0.2, 0.3]).never_rose_reading(&names);
+    assert!(taken.contains("big's, +0.300"), "{taken}");
+}
+
+#[test]
+fn a_primary_collapse_says_whether_every_weight_shrank_with_it() {
+    let names: Vec<String> = ["cls", "count_x200", "random"].map(String::from).into();
+    let shrank = Weights::of(&[0.02, 0.01, -0.015]);
+    assert!(shrank
+        .primary_collapse_reading(&names)
+        .contains("still the largest"));
+    let dropped = Weights::of(&[0.02, 0.4, -0.9]);
+    let reading = dropped.primary_collapse_reading(&names);
+    assert!(
+        reading.contains("hardly training its own task"),
+        "{reading}"
+    );
+    assert!(
+        reading.contains("the weight largest in magnitude is random's, -0.900"),
+        "names the loss, keeps the sign and says it is by magnitude: {reading}"
+    );
+    // A negative primary climbs its own loss, even as the largest.
+    let climbing = Weights::of(&[-0.2, 0.12, 0.3]);
+    let reading = climbing.primary_collapse_reading(&names);
+    assert!(
+        reading.contains("negative") && reading.contains("random's, +0.300"),
+        "{reading}"
+    );
+    let reading = Weights::of(&[-0.63, 0.12, 0.3]).primary_collapse_reading(&names);
+    assert!(
+        reading.contains("negative and the largest in magnitude"),
+        "{reading}"
+    );
+}
