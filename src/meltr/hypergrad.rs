@@ -49,6 +49,7 @@
 use super::combiner::{effective_weights_graph, Combiner, Derivatives};
 use super::phases::PhaseClock;
 use crate::nn::autograd::{self, grad};
+use crate::nn::math_kernels::ALL as ALL_FUSED;
 use anyhow::{anyhow, Result};
 use std::cell::RefCell;
 use tch::{Kind, Tensor};
@@ -155,19 +156,25 @@ pub fn hypergradient_timed(
                 Err(Exact::SecondOrder(e)) if off == 0 => {
                     // Once per run: the second attempt runs the step's
                     // forwards again (BatchNorm statistics move twice).
-                    let off = routes.turn_off_named_in(&e);
-                    let done =
-                        exact(problem, settings, clock, off).map_err(|again| match again {
-                            Exact::SecondOrder(again) => exact_unavailable(anyhow!(
-                                "{}; with the fused kernels off: {}",
-                                brief(&e),
-                                Reasons::same_or(&e, &again)
-                            )),
-                            Exact::Other(again) => again.context(format!(
+                    let named = routes.turn_off_named_in(&e);
+                    let mut retried = exact(problem, settings, clock, named);
+                    if matches!(retried, Err(Exact::SecondOrder(_))) && named != ALL_FUSED {
+                        // Each error names only the first op in the way:
+                        // another family may stand behind it.
+                        routes.fused_off.set(ALL_FUSED);
+                        retried = exact(problem, settings, clock, ALL_FUSED);
+                    }
+                    let done = retried.map_err(|again| match again {
+                        Exact::SecondOrder(again) => exact_unavailable(anyhow!(
+                            "{}; with the fused kernels off: {}",
+                            brief(&e),
+                            Reasons::same_or(&e, &again)
+                        )),
+                        Exact::Other(again) => again.context(format!(
                             "the exact meta step retried with the fused kernels off (after: {})",
                             brief(&e)
                         )),
-                        })?;
+                    })?;
                     *routes.exact.borrow_mut() = Some(brief(&e));
                     done
                 }
@@ -577,6 +584,15 @@ impl<'a, 'p> Jvps<'a, 'p> {
                             Err(e) => {
                                 if next == HvpRoute::DoubleBackwardMathKernels {
                                     self.routes.turn_off_named_in(&e);
+                                } else if self.routes.fused_off.get() != ALL_FUSED {
+                                    // Each error names only the first op in
+                                    // the way: every family off before
+                                    // giving up on double backward.
+                                    self.aux_grad.take();
+                                    self.routes.fused_off.set(ALL_FUSED);
+                                    if let Ok(hv) = self.hvp_by_double_backward(v, ALL_FUSED) {
+                                        return Ok(hv);
+                                    }
                                 }
                                 // Its gradient's graph is not reused by the next route.
                                 self.aux_grad.take();
@@ -679,7 +695,7 @@ impl<'a, 'p> Jvps<'a, 'p> {
 
 fn forward_failed(error: anyhow::Error) -> anyhow::Error {
     error.context(
-        "forward-mode AD failed (aid.jvp = \"forward\"); \"auto\" falls back to double backward, the fused kernels off, or finite differences",
+        "forward-mode AD failed (aid.jvp = \"forward\"); \"auto\" falls back to double backward, the fused kernels off, one backward pass per loss, or finite differences",
     )
 }
 
@@ -780,7 +796,6 @@ fn hvp_by_differences(problem: &MetaProblem, v: &[Tensor]) -> Result<Vec<Tensor>
         .collect())
 }
 
-/// `∇_θ l_k · p` for every k, `≈ (l(θ+εp) − l(θ−εp)) / 2ε`.
 /// `∇_θ l_k · p` for every k by one backward pass per loss through one
 /// forward: exact wherever the model has first derivatives (what forward
 /// mode lacks on some ops on every path, e.g. libtorch's CUDA LSTM cells
@@ -794,9 +809,10 @@ fn loss_jvp_by_backward(problem: &MetaProblem, p: &[Tensor]) -> Result<Tensor> {
             Ok(autograd::dot(&gradient, p).detach())
         })
         .collect::<Result<Vec<_>>>()?;
-    Ok(Tensor::stack(&jvps, 0))
+    Ok(Tensor::stack(&jvps, 0).to_kind(losses.kind()))
 }
 
+/// `∇_θ l_k · p` for every k, `≈ (l(θ+εp) − l(θ−εp)) / 2ε`.
 fn loss_jvp_by_differences(problem: &MetaProblem, p: &[Tensor]) -> Result<Tensor> {
     let eval = || tch::no_grad(|| (problem.train_losses)());
     let Some(eps) = step_size(problem.theta, p) else {

@@ -35,13 +35,18 @@ pub const ALL: i64 = ATTENTION | ONEDNN | CUDNN;
 /// none.
 pub fn named_in(error: &str) -> i64 {
     let error = error.to_lowercase();
+    let has = |words: &[&str]| words.iter().any(|w| error.contains(w));
+    // SDPA's cuDNN backend is an attention kernel (its flag is SDPA's):
+    // all of cuDNN stays on for the convolutions.
+    if has(&["attention", "sdp", "flash"]) {
+        return ATTENTION;
+    }
     let named = [
-        (ATTENTION, &["attention", "sdp", "flash"][..]),
-        (ONEDNN, &["mkldnn", "onednn"][..]),
-        (CUDNN, &["cudnn"][..]),
+        (ONEDNN, has(&["mkldnn", "onednn"])),
+        (CUDNN, has(&["cudnn"])),
     ]
     .into_iter()
-    .filter(|(_, words)| words.iter().any(|w| error.contains(w)))
+    .filter(|(_, named)| *named)
     .fold(0, |bits, (family, _)| bits | family);
     if named == 0 {
         ALL
@@ -170,6 +175,8 @@ mod tests {
         let flash = "derivative for aten::_scaled_dot_product_flash_attention_for_cpu_backward is not implemented";
         assert_eq!(named_in(flash), ATTENTION);
         assert_eq!(named_in("_cudnn_rnn_backward is not implemented"), CUDNN);
+        let cudnn_attention = "_scaled_dot_product_cudnn_attention_backward is not implemented";
+        assert_eq!(named_in(cudnn_attention), ATTENTION);
         assert_eq!(named_in("some other op"), ALL);
         assert_eq!(
             describe(ATTENTION | CUDNN),
