@@ -7,8 +7,8 @@ use super::chart::Mark;
 use super::series::Points;
 use crate::session::log::read_metrics;
 use crate::session::metrics::{
-    eval_values, Curve, Record, EVAL_PREFIX, LOSS_PREFIX, RESTORE_EVENT, SHARE_PREFIX,
-    WEIGHT_PREFIX,
+    eval_values, restored_before, Curve, Record, EVAL_PREFIX, LOSS_PREFIX, RESTORE_EVENT,
+    SHARE_PREFIX, WEIGHT_PREFIX,
 };
 use crate::session::SessionDir;
 use crate::session::SessionMeta;
@@ -125,11 +125,7 @@ impl SessionData {
                 Record::Event { message, .. } if message.contains(RESTORE_EVENT) => {
                     // Said at the meta step that decided it; φ changes
                     // before the step it names.
-                    let at = message
-                        .split_once(RESTORE_EVENT)
-                        .and_then(|(_, restore)| restore.split_once(" before step "))
-                        .and_then(|(_, rest)| rest.split([' ', ',']).next()?.parse::<f64>().ok())
-                        .unwrap_or(step);
+                    let at = restored_before(&message).map_or(step, |s| s as f64);
                     data.marks.push(Mark {
                         x: at,
                         label: "restore".into(),

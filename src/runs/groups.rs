@@ -221,6 +221,25 @@ pub fn caveats(groups: &[Group]) -> Vec<String> {
             edited.join("; "),
             "the settings shown are the last ones",
         );
+        let restored: Vec<String> = g
+            .runs
+            .iter()
+            .filter(|r| !r.restores.is_empty())
+            .map(|r| {
+                let steps: Vec<String> = r.restores.iter().map(u64::to_string).collect();
+                format!(
+                    "{} before step{} {}",
+                    r.meta.name,
+                    if steps.len() == 1 { "" } else { "s" },
+                    few(&steps)
+                )
+            })
+            .collect();
+        listed(
+            "has runs with collapse restores",
+            restored.join("; "),
+            "φ was put back and the meta-learning rate in force halved (γ raised at the first); the settings shown are the configured ones",
+        );
     }
     notes
 }

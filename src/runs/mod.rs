@@ -60,6 +60,9 @@ pub struct Run {
     pub edits: Vec<(u64, Vec<String>)>,
     /// A fork's changes at its fork step (the keys).
     pub fork_changes: Vec<String>,
+    /// The steps before which a collapse restore put φ back (and lowered
+    /// the meta-learning rate in force, γ raised the first time).
+    pub restores: Vec<u64>,
     /// Every run this one was forked from, nearest first, with the step:
     /// its parent, its parent's parent, … (from the fork lines its log
     /// carries).
@@ -80,6 +83,7 @@ impl Run {
             evals,
             edits,
             fork_changes,
+            restores,
             ancestors,
             weights,
             shares,
@@ -126,6 +130,7 @@ impl Run {
             config,
             edits,
             fork_changes,
+            restores,
             ancestors,
             meta,
         }
@@ -166,6 +171,7 @@ struct Logged {
     evals: Vec<Eval>,
     edits: Vec<(u64, Vec<String>)>,
     fork_changes: Vec<String>,
+    restores: Vec<u64>,
     ancestors: Vec<(String, u64)>,
     /// Each loss's logged effective weights, `(step, w)`.
     weights: BTreeMap<String, Vec<(f64, f64)>>,
@@ -225,18 +231,10 @@ fn logged(dir: &Path, meta: &SessionMeta) -> Logged {
                 }
             }
             Record::Event { message, .. } => {
-                // A collapse restore changes φ and meltr.meta_lr (γ too,
-                // the first time): the numbers after it come from those.
-                if message.contains(metrics::RESTORE_EVENT) {
-                    let gamma = if message.contains("γ raised to") {
-                        ", meltr.gamma"
-                    } else {
-                        ""
-                    };
-                    out.edits.push((
-                        line.step,
-                        vec![format!("φ, meltr.meta_lr{gamma} (a collapse restore)")],
-                    ));
+                // A collapse restore changes φ and the meta-learning rate
+                // in force: the numbers after it come from those.
+                if let Some(before) = metrics::restored_before(&message) {
+                    out.restores.push(before);
                 }
                 if let Some((id, step, keys)) = fork_line(&message) {
                     if meta.parent.as_ref() == Some(&id) && meta.fork_step == Some(step) {
@@ -374,8 +372,8 @@ mod tests {
             ),
             line(300, config("meltr.gamma")),
             line(350, config("aid.alpha")),
-            // A collapse restore counts as a change too (a walkthrough's
-            // table said nothing of one).
+            // A collapse restore is listed too (a walkthrough's table said
+            // nothing of one).
             line(
                 399,
                 event(&format!(
@@ -388,14 +386,14 @@ mod tests {
         }
         let run = Run::load(&dir).unwrap();
         assert_eq!(run.fork_changes, ["meltr.gamma", "train.steps"]);
+        assert_eq!(run.restores, [400]);
         let edits: Vec<(u64, &str)> = run.edits.iter().map(|(s, k)| (*s, k[0].as_str())).collect();
         assert_eq!(
             edits,
             [
                 (250, "aid.iterations"),
                 (300, "train.lr"),
-                (350, "aid.alpha"),
-                (399, "φ, meltr.meta_lr (a collapse restore)")
+                (350, "aid.alpha")
             ]
         );
         assert_eq!(

@@ -30,6 +30,14 @@ pub const EVAL_PREFIX: &str = "eval/";
 
 /// How a collapse restore's event begins (figures mark the step it names).
 pub const RESTORE_EVENT: &str = "φ restored from the meta step";
+
+/// The step a collapse restore's event says φ changes before (`… before
+/// step N, …`); `None` when `message` is not such an event.
+pub fn restored_before(message: &str) -> Option<u64> {
+    let (_, restore) = message.split_once(RESTORE_EVENT)?;
+    let (_, rest) = restore.split_once(" before step ")?;
+    rest.split([' ', ',']).next()?.parse().ok()
+}
 /// The export's (and `compare`'s) name for a training loss: `loss/<loss>`.
 pub const LOSS_PREFIX: &str = "loss/";
 /// How tables name a run's final effective weight of a loss: `weight/<loss>`.

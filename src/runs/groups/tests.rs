@@ -212,12 +212,15 @@ fn unfinished_and_edited_runs_are_noted() {
         (100, vec!["aid.iterations".into()]),
         (300, vec!["aid.iterations".into()]),
     ];
+    // A collapse restore (a walkthrough's table said nothing of one).
+    runs[0].restores = vec![331];
     let groups = gather(&runs, &GroupBy::Seeds).unwrap();
     assert_eq!(
         caveats(&groups),
         [
             "note: s0 (n=3) has runs that did not finish (s1 stopped at 150/400): their last eval is not the end of training",
             "note: s0 (n=3) has runs whose settings changed while they trained (s2: aid.iterations at steps 100, 300): the settings shown are the last ones",
+            "note: s0 (n=3) has runs with collapse restores (s0 before step 331): φ was put back and the meta-learning rate in force halved (γ raised at the first); the settings shown are the configured ones",
         ]
     );
     // A fork (its parent gone): the edits up to its fork step were its

@@ -31,6 +31,7 @@ fn run(name: &str, step: u64, accuracy: Option<f64>, j: i64, fork: Option<(&str,
         config,
         edits: Vec::new(),
         fork_changes: Vec::new(),
+        restores: Vec::new(),
         ancestors: Vec::new(),
         meta,
     }
