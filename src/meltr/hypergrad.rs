@@ -147,10 +147,7 @@ pub fn hypergradient_timed(
     let neumann_stop;
     let (grads, reg) = match settings.mode {
         AidMode::Exact => {
-            let off = match routes.exact.borrow().is_some() {
-                true => routes.fused_off.get(),
-                false => 0,
-            };
+            let off = routes.off_if(routes.exact.borrow().is_some());
             let (grads, reg, stop) = match exact(problem, settings, clock, off) {
                 Ok(done) => done,
                 Err(Exact::SecondOrder(e)) if off == 0 => {
