@@ -812,6 +812,25 @@ fn a_resume_logs_how_its_config_differs_from_the_checkpointed_run() {
     );
     // ... and its --sets are not written into the session's config.
     let before = std::fs::read_to_string(dir.join("config.toml")).unwrap();
+    // Fewer steps than it reached: refused as `fork` refuses it (a stopped
+    // session was marked finished, "steps now 10", at step 352).
+    session::update_status(&dir, session::Status::Stopped, None).unwrap();
+    let fewer = run_with_limit(
+        bin()
+            .args(["resume", "--headless", "edits", "--set", "train.steps=40"])
+            .arg("--sessions-dir")
+            .arg(&sessions),
+        Duration::from_secs(60),
+    );
+    assert_eq!(fewer.status.code(), Some(1), "{}", text(&fewer));
+    assert!(
+        text(&fewer).contains("--set train.steps=40: session")
+            && text(&fewer)
+                .contains("resumes from its checkpoint at step 90, so it would not train"),
+        "{}",
+        text(&fewer)
+    );
+    session::update_status(&dir, session::Status::Finished, None).unwrap();
     let refused = run_with_limit(
         bin()
             .args(["resume", "--headless", "edits", "--set", "meltr.gamma=0.9"])

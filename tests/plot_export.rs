@@ -385,6 +385,41 @@ fn losses_decades_apart_go_on_a_log_axis() {
     assert!(export_session(&dir, &logged).unwrap().skipped.is_empty());
 }
 
+/// A loss that starts far above the others (a held-out CNN's x100
+/// auxiliary at 460, then about 5, the others below 2) set the linear
+/// axis's range and drew every curve flat; its peak counts too.
+#[test]
+fn a_loss_that_starts_decades_above_the_others_goes_on_a_log_axis() {
+    let root = tempfile::tempdir().unwrap();
+    let dir = write_session(root.path(), "s1", "meltr", 1.0);
+    let path = dir.join("metrics.jsonl");
+    let mut first = true;
+    let spiked: Vec<String> = std::fs::read_to_string(&path)
+        .unwrap()
+        .lines()
+        .map(|line| {
+            let mut v: serde_json::Value = serde_json::from_str(line).unwrap();
+            if v["kind"] == "train" && std::mem::replace(&mut first, false) {
+                let loss = &mut v["losses"][LOSSES[1]];
+                *loss = serde_json::json!(loss.as_f64().unwrap() * 1000.0);
+            }
+            v.to_string()
+        })
+        .collect();
+    assert!(!first, "no train line");
+    std::fs::write(&path, spiked.join("\n") + "\n").unwrap();
+    let exported = export_session(&dir, &ExportOptions::default()).unwrap();
+    let hint = exported.skipped.join("; ");
+    assert!(
+        hint.contains(&format!(
+            "losses: on a log axis, since `{}` peaks at",
+            LOSSES[1]
+        )),
+        "{hint}"
+    );
+    assert_eq!(y_axis_kind(&dir.join("plots/losses.svg")), "log");
+}
+
 /// An explicit weight is used as given, however short the curves.
 #[test]
 fn an_explicit_ema_weight_is_kept_on_short_curves() {

@@ -129,7 +129,7 @@ pub(super) fn resume(
     let wanted = config
         .with_overrides(overrides)
         .map_err(|e| anyhow::anyhow!("--set: {e}"))?;
-    refuse_if_done(&dir, &wanted)?;
+    refuse_if_done(&dir, &wanted, config.train.steps)?;
     // After the arguments' checks (a walkthrough's refused `--set` read "no
     // terminal" first), before anything is written.
     if mode == Mode::Tui {
@@ -153,8 +153,10 @@ pub(super) fn resume(
 
 /// Fails when the session finished and its `train.steps` (with the
 /// resume's `--set`s) asks for no step beyond the one it reached: a resume
-/// would only say "finished" again.
-fn refuse_if_done(dir: &Path, config: &crate::config::Config) -> Result<()> {
+/// would only say "finished" again. A `--set train.steps` (was `before`)
+/// at or below that step is refused whatever the status, as `fork` refuses
+/// it (it marked a stopped run finished, "steps now 10", at step 352).
+fn refuse_if_done(dir: &Path, config: &crate::config::Config, before: u64) -> Result<()> {
     let meta = SessionMeta::read(dir)?;
     // The log's last step too: with its checkpoints deleted, a resume would
     // start over and cut the finished run's log.
@@ -162,6 +164,16 @@ fn refuse_if_done(dir: &Path, config: &crate::config::Config) -> Result<()> {
         .last()
         .map_or(0, |(step, _)| *step);
     let reached = checkpointed.max(crate::runs::Run::from_meta(dir, meta.clone()).step);
+    // A resume goes on from the newest checkpoint.
+    if config.train.steps != before && config.train.steps <= checkpointed {
+        bail!(
+            "--set train.steps={steps}: session {id} resumes from its checkpoint at step {checkpointed}, \
+             so it would not train; set train.steps above {checkpointed} (e.g. --set train.steps={more})",
+            id = meta.id,
+            steps = config.train.steps,
+            more = if before > checkpointed { before } else { 2 * checkpointed }
+        );
+    }
     if meta.status == Status::Finished && config.train.steps <= reached {
         bail!(
             "session {id} finished at step {reached} (train.steps = {steps}): nothing to resume. \

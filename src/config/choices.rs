@@ -118,7 +118,8 @@ choice! {
     ValSource {
         /// A random pick among the recent training batches.
         Recent = "recent",
-        /// The workload's held-out split.
+        /// The workload's held-out split (its forward in training mode:
+        /// BatchNorm's running statistics then see the evaluation rows).
         Val = "val",
     }
 }

@@ -23,6 +23,22 @@ fn unknown_key_names_line_and_key() {
         typo.ends_with("key `train.lrr`: no such key `lrr` (did you mean `lr`?); the keys here: device, dtype, threads, steps, lr, lr_schedule, weight_decay, grad_clip, eval_every, checkpoint_every, log_every, shares_every, trace, collective_timeout_s, bucket_mb"),
         "{typo}"
     );
+    // Another tool's name for a key is no typo, but gets ours.
+    for (section, typed, ours) in [
+        ("train", "learning_rate", "lr"),
+        ("train", "max_steps", "steps"),
+        ("workload", "batch", "batch_size"),
+        // Two edits from `jvp`, but meant as J.
+        ("aid", "j", "iterations"),
+    ] {
+        let other = Config::parse(&format!("[{section}]\n{typed} = 1\n"))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            other.contains(&format!("no such key `{typed}` (did you mean `{ours}`?)")),
+            "{other}"
+        );
+    }
     // Nothing near: no guess.
     let far = Config::parse("[aid]\nbogus = 1\n").unwrap_err().to_string();
     assert!(

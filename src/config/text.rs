@@ -110,17 +110,38 @@ fn unknown_key_hint(message: &str) -> Option<String> {
         .step_by(2)
         .filter(|k| !k.is_empty())
         .collect();
-    let nearest = keys
-        .iter()
-        .map(|k| (edit_distance(typed, k), *k))
-        .min()
-        .filter(|(d, k)| *d <= (k.chars().count() / 3).max(2))
-        .map(|(_, k)| format!(" (did you mean `{k}`?)"))
+    let spelled = || {
+        keys.iter()
+            .map(|k| (edit_distance(typed, k), *k))
+            .min()
+            .filter(|(d, k)| *d <= (k.chars().count() / 3).max(2))
+            .map(|(_, k)| k)
+    };
+    let nearest = other_frameworks_name(typed)
+        .filter(|k| keys.contains(k))
+        .or_else(spelled)
+        .map(|k| format!(" (did you mean `{k}`?)"))
         .unwrap_or_default();
     Some(format!(
         "no such key `{typed}`{nearest}; the keys here: {}",
         keys.join(", ")
     ))
+}
+
+/// Our key for a name other training tools use (`learning_rate` is no
+/// misspelling of `lr`).
+fn other_frameworks_name(typed: &str) -> Option<&'static str> {
+    Some(match typed {
+        "learning_rate" | "learningrate" | "base_lr" => "lr",
+        "max_steps" | "num_steps" | "total_steps" | "iterations" => "steps",
+        "clip_grad_norm" | "max_grad_norm" | "clip" | "gradient_clip" => "grad_clip",
+        "batch" | "bs" | "batchsize" | "train_batch_size" => "batch_size",
+        "scheduler" | "lr_scheduler" | "schedule" => "lr_schedule",
+        "meta_learning_rate" | "meta_lr_rate" => "meta_lr",
+        "neumann_iterations" | "neumann_steps" | "j" => "iterations",
+        "meta_interval" | "meta_steps_every" => "meta_every",
+        _ => return None,
+    })
 }
 
 /// Levenshtein distance by characters.

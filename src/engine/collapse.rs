@@ -131,11 +131,17 @@ impl CollapseGuard {
         if !self.primary_armed && !every_low {
             self.unarmed_meta_steps += 1;
         }
-        count(&mut self.every_streak, &mut self.every_out, every_low);
-        count(
+        let every_reached = count(
+            &mut self.every_streak,
+            &mut self.every_out,
+            every_low,
+            COLLAPSE_META_STEPS,
+        );
+        let primary_reached = count(
             &mut self.primary_streak,
             &mut self.primary_out,
             primary_low && self.primary_armed,
+            PRIMARY_COLLAPSE_META_STEPS,
         );
         let healthy = !every_low && weights.primary >= HEALTHY_PRIMARY;
         self.healthy_run = if healthy { self.healthy_run + 1 } else { 0 };
@@ -144,9 +150,9 @@ impl CollapseGuard {
                 self.healthy = Some((step, snapshot));
             }
         }
-        let kind = if self.primary_streak == PRIMARY_COLLAPSE_META_STEPS {
+        let kind = if primary_reached {
             Collapse::Primary
-        } else if self.every_streak == COLLAPSE_META_STEPS {
+        } else if every_reached {
             Collapse::Every
         } else if !self.primary_armed
             && !every_low
@@ -279,17 +285,22 @@ impl CollapseGuard {
 
 /// One reading of a collapse count: a low reading extends `streak`; a
 /// streak ends after [`SETTLED_META_STEPS`] readings in a row out of it.
-fn count(streak: &mut u32, out: &mut u32, low: bool) {
+/// Whether this reading brought the streak to `report_at` (a reading out
+/// of line leaves a reported streak where it is: not a second report).
+fn count(streak: &mut u32, out: &mut u32, low: bool, report_at: u32) -> bool {
     if low {
         *streak += 1;
         *out = 0;
-    } else if *streak > 0 {
+        return *streak == report_at;
+    }
+    if *streak > 0 {
         *out += 1;
         if *out >= SETTLED_META_STEPS {
             *streak = 0;
             *out = 0;
         }
     }
+    false
 }
 
 impl Weights {

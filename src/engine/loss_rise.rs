@@ -4,7 +4,9 @@
 //! run saw its primary training loss go from 0.8 to 14.5 over 150 steps
 //! with all weights near 0 and nothing said until the run's last step (the
 //! weight watches count meta steps; this reads the logged losses). Said
-//! once per episode; a resumed run starts the watch afresh.
+//! once per episode; a resumed run replays its logged lines into the watch.
+
+use crate::session::metrics::{MetricLine, Record};
 
 /// The newest logged value's weight in the smoothed loss.
 pub const SMOOTHING: f64 = 0.3;
@@ -40,6 +42,20 @@ pub struct LossRise {
 }
 
 impl LossRise {
+    /// The watch as the train lines of `lines` left it (`primary`'s loss),
+    /// for a resumed run: a climb they hold counts as said.
+    pub fn replayed(lines: &[MetricLine], primary: &str) -> Self {
+        let mut watch = Self::default();
+        for line in lines {
+            if let Record::Train { losses, .. } = &line.record {
+                if let Some(&loss) = losses.get(primary) {
+                    let _ = watch.observe(line.step, loss);
+                }
+            }
+        }
+        watch
+    }
+
     /// One logged line's primary training loss; a climb the first time it
     /// settles. Losses that reach 0 or below (a log-likelihood) are not
     /// read: "twice the lowest" means nothing there.
@@ -105,6 +121,48 @@ mod tests {
         let mut again = vec![0.5; 12];
         again.extend([4.0; 6]);
         assert_eq!(said(&mut watch, &again).len(), 1);
+    }
+
+    /// Train lines with the primary's loss `losses[i]` at step 10·i.
+    fn logged(losses: &[f64]) -> Vec<MetricLine> {
+        losses
+            .iter()
+            .enumerate()
+            .map(|(i, &loss)| MetricLine {
+                step: 10 * i as u64,
+                time: 0.0,
+                wall: None,
+                record: Record::Train {
+                    losses: [("main".to_string(), loss), ("aux".to_string(), 1.0)].into(),
+                    total: loss,
+                    weights: Default::default(),
+                    lr: 1e-3,
+                    shares: Default::default(),
+                    gpu: None,
+                },
+            })
+            .collect()
+    }
+
+    /// A resumed run's watch is the uninterrupted one's: a climb said
+    /// before the resume is not said again, one under way is said on time.
+    #[test]
+    fn a_resumed_watch_replays_the_logged_lines() {
+        let climb = [1.4, 1.0, 0.8, 0.8, 3.2, 5.1, 4.5, 4.7, 7.7];
+        let mut straight = LossRise::default();
+        let said = said(&mut straight, &climb);
+        assert_eq!(said.len(), 1, "{said:?}");
+        // Resumed after the climb was said: the rest of it is not said.
+        let mut resumed = LossRise::replayed(&logged(&climb), "main");
+        assert_eq!(resumed.observe(90, 8.0), None);
+        // Resumed in the middle of it: said at the same line as straight.
+        let cut = said[0] as usize / 10;
+        let mut resumed = LossRise::replayed(&logged(&climb[..cut]), "main");
+        assert!(resumed.observe(said[0], climb[cut]).is_some());
+        // Another loss's name reads nothing.
+        let mut other = LossRise::replayed(&logged(&climb), "aux");
+        assert_eq!(other.smoothed, Some(1.0));
+        assert!(other.observe(0, 1.0).is_none());
     }
 
     #[test]

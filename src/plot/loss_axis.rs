@@ -1,5 +1,5 @@
 //! The loss figure's y axis: linear or log, chosen from how far apart the
-//! losses' typical sizes are, and the note that says so.
+//! losses' typical sizes (and peaks) are, and the note that says so.
 
 use super::data::SessionData;
 use super::scale::short;
@@ -7,9 +7,10 @@ use super::scale::short;
 /// The loss figure's y axis.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum)]
 pub enum LossAxis {
-    /// Logarithmic when the losses' typical sizes are more than 100x
-    /// apart (a linear axis would draw the small ones flat along zero) and
-    /// all of them are positive; linear otherwise.
+    /// Logarithmic when the losses' typical sizes, or a loss's peak and
+    /// another's typical size, are more than 100x apart (a linear axis
+    /// would draw the small ones flat along zero) and all of them are
+    /// positive; linear otherwise.
     #[default]
     Auto,
     Linear,
@@ -59,11 +60,15 @@ struct LossSpan {
     all_positive: bool,
 }
 
-/// The largest and smallest of the positive losses' medians, when they
-/// are more than [`SPAN_WORTH_A_LOG_AXIS`] apart.
+/// The largest of the positive losses' medians against the smallest (or,
+/// failing that, a loss's peak against the smallest median of the others:
+/// a loss that starts 1000x the others sets a linear axis's range as well;
+/// a held-out CNN's x100 auxiliary started at 460 and drew the others
+/// flat), when they are more than [`SPAN_WORTH_A_LOG_AXIS`] apart.
 fn losses_span(data: &SessionData) -> Option<LossSpan> {
     let mut all_positive = true;
-    let medians: Vec<(&String, f64)> = data
+    // (name, median, (step, peak)) of each loss logged positive throughout.
+    let sizes: Vec<(&String, f64, (f64, f64))> = data
         .losses
         .iter()
         .filter_map(|(name, points)| {
@@ -71,26 +76,49 @@ fn losses_span(data: &SessionData) -> Option<LossSpan> {
                 all_positive = false;
                 return None;
             }
-            let mut values: Vec<f64> = points
-                .iter()
-                .map(|p| p.1)
-                .filter(|v| v.is_finite())
-                .collect();
+            let finite: Vec<(f64, f64)> =
+                points.iter().copied().filter(|p| p.1.is_finite()).collect();
+            let peak = finite.iter().copied().max_by(|a, b| a.1.total_cmp(&b.1))?;
+            let mut values: Vec<f64> = finite.iter().map(|p| p.1).collect();
             values.sort_by(f64::total_cmp);
-            values.get(values.len() / 2).map(|m| (name, *m))
+            Some((name, values[values.len() / 2], peak))
         })
         .collect();
-    let largest = medians.iter().max_by(|a, b| a.1.total_cmp(&b.1))?;
-    let smallest = medians.iter().min_by(|a, b| a.1.total_cmp(&b.1))?;
-    (largest.1 / smallest.1 > SPAN_WORTH_A_LOG_AXIS).then(|| LossSpan {
-        text: format!(
-            "`{}` (~{}) is {:.0}x `{}` (~{})",
+    let smallest = sizes.iter().min_by(|a, b| a.1.total_cmp(&b.1))?;
+    let largest = sizes.iter().max_by(|a, b| a.1.total_cmp(&b.1))?;
+    let versus = |s: &(&String, f64, (f64, f64))| format!("`{}` (~{})", s.0, short(s.1));
+    // Each loss's peak against the smallest median of the others (a loss
+    // that falls 100-fold from its start is no reason on its own).
+    let peak = sizes
+        .iter()
+        .filter_map(|loss| {
+            let other = sizes
+                .iter()
+                .filter(|o| o.0 != loss.0)
+                .min_by(|a, b| a.1.total_cmp(&b.1))?;
+            Some((loss, other, loss.2 .1 / other.1))
+        })
+        .max_by(|a, b| a.2.total_cmp(&b.2));
+    let text = if largest.1 / smallest.1 > SPAN_WORTH_A_LOG_AXIS {
+        format!(
+            "`{}` (~{}) is {:.0}x {}",
             largest.0,
             short(largest.1),
             largest.1 / smallest.1,
-            smallest.0,
-            short(smallest.1)
-        ),
-        all_positive,
-    })
+            versus(smallest)
+        )
+    } else if let Some((loss, other, ratio)) =
+        peak.filter(|(_, _, ratio)| *ratio > SPAN_WORTH_A_LOG_AXIS)
+    {
+        let (step, value) = loss.2;
+        format!(
+            "`{}` peaks at {} (step {step}), {ratio:.0}x {}",
+            loss.0,
+            short(value),
+            versus(other)
+        )
+    } else {
+        return None;
+    };
+    Some(LossSpan { text, all_positive })
 }

@@ -199,8 +199,9 @@ pub fn render(groups: &[Group], opts: &TableOptions) -> Result<String> {
     let first = groups[0].runs[0];
     let primary = &first.meta.primary_metric;
     // Each column's direction: the session's for the primary metric, else
-    // guessed from the name as for a primary (`val_mse` lower, `r2` higher);
-    // none for a weight (no row is better for a larger one).
+    // read from the name (`val_mse` lower, `r2` higher); none for a weight
+    // (no row is better for a larger one) or a name that is no known score
+    // (a model's BatchNorm statistic had an ↑ and a bold "best").
     let higher: Vec<Option<bool>> = names
         .iter()
         .map(|n| {
@@ -209,7 +210,7 @@ pub fn render(groups: &[Group], opts: &TableOptions) -> Result<String> {
             } else if n == primary {
                 Some(first.meta.higher_is_better)
             } else {
-                Some(!crate::workload::lower_is_better(n))
+                crate::workload::score_direction(n.strip_prefix("eval/").unwrap_or(n))
             }
         })
         .collect();

@@ -328,9 +328,10 @@ pub fn primary_metric(workload: &dyn Workload, w: &WorkloadConfig) -> Result<(St
 /// `workload.metric_goal` says otherwise.
 pub fn lower_is_better(name: &str) -> bool {
     const PARTS: [&str; 2] = ["loss", "perplexity"];
-    const WORDS: [&str; 16] = [
-        "mse", "mae", "rmse", "msle", "nll", "wer", "cer", "ter", "ppl", "medr", "meanr", "mnr",
-        "rank", "ranks", "distance", "dist",
+    // `MdR` and `MnR`: the MELTR paper's median and mean rank.
+    const WORDS: [&str; 17] = [
+        "mse", "mae", "rmse", "msle", "nll", "wer", "cer", "ter", "ppl", "medr", "mdr", "meanr",
+        "mnr", "rank", "ranks", "distance", "dist",
     ];
     let lower = name.to_lowercase();
     let words: Vec<&str> = lower.split(|c: char| !c.is_ascii_alphanumeric()).collect();
@@ -343,6 +344,35 @@ pub fn lower_is_better(name: &str) -> bool {
     let error = |w: &&str| w.starts_with("err") || w.ends_with("error") || w.ends_with("err");
     PARTS.iter().any(|part| lower.contains(part))
         || words.iter().any(|w| WORDS.contains(w) || error(w))
+}
+
+/// Whether a metric named `name` is a score, and which way is better:
+/// `Some(false)` for [`lower_is_better`] names, `Some(true)` for the usual
+/// scores (accuracy, F1, AUC, R², recall and R@k, precision, mAP, BLEU, …),
+/// `None` for anything else (a model's diagnostic, such as a BatchNorm
+/// statistic, has no better side).
+pub fn score_direction(name: &str) -> Option<bool> {
+    if lower_is_better(name) {
+        return Some(false);
+    }
+    const PARTS: [&str; 6] = ["acc", "recall", "precision", "score", "correlation", "bleu"];
+    const WORDS: [&str; 22] = [
+        "f1", "auc", "auroc", "r2", "map", "ap", "mrr", "ndcg", "iou", "miou", "dice", "rouge",
+        "meteor", "cider", "spice", "kappa", "spearman", "pearson", "corr", "psnr", "ssim", "hits",
+    ];
+    let lower = name.to_lowercase();
+    let words: Vec<&str> = lower.split(|c: char| !c.is_ascii_alphanumeric()).collect();
+    // R@1, r@5, hit@10, top1, top5_acc
+    let at_k = lower.starts_with("r@")
+        || lower.starts_with("hit")
+        || words.iter().any(|w| {
+            w.strip_prefix("top")
+                .is_some_and(|k| k.parse::<u32>().is_ok())
+        });
+    let known = at_k
+        || PARTS.iter().any(|part| lower.contains(part))
+        || words.iter().any(|w| WORDS.contains(w));
+    known.then_some(true)
 }
 
 /// Stacks the configured losses into `[K]`, primary first.
@@ -448,6 +478,38 @@ fn rows_of_block(seed: u64, stream: u64, block: u64, samples: i64, batch_size: i
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn scores_have_a_direction_and_diagnostics_none() {
+        for higher in [
+            "accuracy",
+            "mlm_acc",
+            "R@1",
+            "r@5",
+            "macro_f1",
+            "auc",
+            "r2",
+            "mAP",
+            "top1",
+            "hits@10",
+            "bleu4",
+            "recall_at_5",
+        ] {
+            assert_eq!(score_direction(higher), Some(true), "{higher}");
+        }
+        for lower in ["val_mse", "eval_loss/cls", "MdR", "error_rate"] {
+            assert_eq!(score_direction(lower), Some(false), "{lower}");
+        }
+        for neither in [
+            "bn1_running_mean0",
+            "grad_norm",
+            "lr",
+            "temperature",
+            "mean_len",
+        ] {
+            assert_eq!(score_direction(neither), None, "{neither}");
+        }
+    }
 
     #[test]
     fn metric_directions_follow_their_names() {

@@ -243,6 +243,34 @@ fn a_lone_reading_out_of_line_neither_ends_a_count_nor_makes_a_restore_point() {
     );
 }
 
+/// A reported collapse with a reading out of line after it (the primary at
+/// 0.112, then low again) was reported a second time, "stayed below 0.1 …
+/// (now 0.112)" (a held-out CNN): an episode is reported once, whichever
+/// watch.
+#[test]
+fn a_reading_out_of_line_after_the_report_does_not_report_again() {
+    for (low, high) in [
+        (primary_at(0.08), primary_at(0.112)),
+        (flat(1e-5), flat(0.5)),
+    ] {
+        let mut guard = CollapseGuard::default();
+        // Armed, then low until the report.
+        let mut readings = vec![primary_at(1.0)];
+        readings.extend(vec![
+            low;
+            COLLAPSE_META_STEPS.max(PRIMARY_COLLAPSE_META_STEPS)
+                as usize
+        ]);
+        let first = reports(&mut guard, &readings);
+        assert_eq!(first.len(), 1, "{first:?}");
+        let mut after = vec![high];
+        after.extend(vec![low; 10]);
+        after.push(high);
+        after.extend(vec![low; 10]);
+        assert_eq!(reports(&mut guard, &after), vec![], "reported again");
+    }
+}
+
 #[test]
 fn the_saved_state_reads_back_into_the_same_watch() {
     use std::collections::HashMap;

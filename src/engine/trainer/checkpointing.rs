@@ -7,6 +7,8 @@ pub(super) const META_LR: &str = "meta.lr";
 /// γ in force (a collapse restore raises it) and the configured one.
 pub(super) const GAMMA: &str = "meltr.gamma";
 pub(super) const COLLAPSE: &str = "collapse";
+/// The steps of the meta step's pool whose update was skipped (when any).
+pub(super) const POOL_SKIPPED: &str = "pool.skipped";
 /// `meltr.loss_scale` other than `raw`: the factors measured on the first
 /// batch.
 pub(super) const LOSS_SCALE: &str = "meltr.loss_scale";
@@ -47,6 +49,10 @@ impl Trainer {
         let gamma = [self.gamma, self.config.meltr.gamma];
         tensors.push((GAMMA.to_string(), Tensor::from_slice(&gamma)));
         tensors.extend(self.collapse.state(COLLAPSE));
+        if !self.pool_skipped.is_empty() {
+            let steps: Vec<f64> = self.pool_skipped.iter().map(|&s| s as f64).collect();
+            tensors.push((POOL_SKIPPED.to_string(), Tensor::from_slice(&steps)));
+        }
         let config = self.config.to_toml_string();
         tensors.push((
             checkpoint::CONFIG_IN_FORCE.to_string(),

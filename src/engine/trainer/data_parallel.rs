@@ -107,6 +107,7 @@ impl Trainer {
                     .with_context(|| format!("train.bucket_mb = {bucket_mb}"))?,
             );
         }
+        self.share_pool_skipped(&group)?;
         self.group = Some(group);
         // The meta step's pool holds this rank's shards of the last batches
         // (a resumed rank 0 refilled it with whole ones; a fresh rank that
@@ -172,6 +173,30 @@ impl Trainer {
             meta.lr = group.broadcast_f64(meta.lr, 0)?;
         }
         self.gamma = group.broadcast_f64(self.gamma, 0)?;
+        Ok(())
+    }
+
+    /// Takes rank 0's skipped steps in the pool's window (from its
+    /// checkpoint): every rank's meta step then draws from the same batches.
+    fn share_pool_skipped(&mut self, group: &ProcessGroup) -> Result<()> {
+        let window: Vec<u64> = (0..RECENT_BATCHES as u64)
+            .filter_map(|back| self.step.checked_sub(back))
+            .collect();
+        let flags: Vec<f64> = window
+            .iter()
+            .map(|s| f64::from(u8::from(self.pool_skipped.contains(s))))
+            .collect();
+        let flags = Tensor::from_slice(&flags);
+        group
+            .broadcast(std::slice::from_ref(&flags), 0)
+            .context("taking rank 0's skipped steps")?;
+        let flags = Vec::<f64>::try_from(&flags)?;
+        self.pool_skipped = window
+            .into_iter()
+            .zip(flags)
+            .filter(|(_, skipped)| *skipped != 0.0)
+            .map(|(step, _)| step)
+            .collect();
         Ok(())
     }
 

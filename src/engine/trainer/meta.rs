@@ -1,6 +1,7 @@
 //! The meta step: φ's hypergradient by AID on a batch of the recent pool,
 //! its update, and the collapse watch over the effective weights.
 
+use super::meta_words::{alpha_advice, drawn_batches, episode_said};
 use super::*;
 use crate::engine::early_climb::ClimbNote;
 use crate::session::metrics::RESTORE_EVENT;
@@ -22,6 +23,11 @@ pub(super) fn fmt_gamma(gamma: f64) -> String {
 /// A meta step whose numbers the host has not read yet.
 pub(super) struct PendingMeta {
     pub(super) step: u64,
+    /// The steps whose training batches it drew: for φ's training
+    /// losses, and for the validation loss (`None`: the held-out split);
+    /// `None` when the pool held no batch whose update went through (the
+    /// meta step is skipped).
+    pub(super) drew: Option<(u64, Option<u64>)>,
     pub(super) norm: Tensor,
     pub(super) reg: Tensor,
     pub(super) meta_lr: f64,
@@ -47,13 +53,31 @@ impl Trainer {
     /// `meltr.train_batch = "current"`); that batch is then the training
     /// batch and the meta step reuses that forward.
     pub(super) fn meta_step(&mut self, current_forward: Option<&Tensor>) -> Result<()> {
+        self.note_skipped_pending();
         let pool = meta_pool(
             &self.recent,
             self.current_batch.as_ref(),
             self.config.meltr.pool == Pool::WithCurrent,
+            &self.pool_skipped,
         );
         let n = pool.len() as u64;
         if n == 0 {
+            // Every batch of the window was skipped: the meta step is
+            // skipped too, and said and counted as one.
+            let nan = || Tensor::from(f64::NAN);
+            self.pending_meta.push(PendingMeta {
+                step: self.step,
+                drew: None,
+                norm: nan(),
+                reg: nan(),
+                meta_lr: self.meta.as_ref().map_or(0.0, |m| m.lr),
+                aid_iterations: 0,
+                gamma: self.gamma,
+                watched_weights: None,
+                snapshot: None,
+                time: self.time(),
+                wall: crate::session::metrics::wall_now(),
+            });
             return Ok(());
         }
         self.phase_clock.start();
@@ -196,8 +220,11 @@ impl Trainer {
                 self.emit(Record::Event {
                     level: Level::Warn,
                     message: format!(
-                        "the Neumann series diverges (‖v_{}‖ = {:.3e}·‖v_0‖ > aid.max_growth = {}); it stops there, {summed} (the meta lines' aid_iterations), while this lasts{count}. Lower aid.alpha (now {}) or aid.iterations",
-                        stop.terms, stop.growth, aid.max_growth, aid.alpha
+                        "the Neumann series diverges (‖v_{}‖ = {:.3e}·‖v_0‖ > aid.max_growth = {}); it stops there, {summed} (the meta lines' aid_iterations), while this lasts{count}. {}",
+                        stop.terms,
+                        stop.growth,
+                        aid.max_growth,
+                        alpha_advice(aid.alpha, stop.terms, stop.growth)
                     ),
                 });
             }
@@ -253,6 +280,7 @@ impl Trainer {
         self.phase_clock.mark("snapshot");
         self.pending_meta.push(PendingMeta {
             step: self.step,
+            drew: Some((train_step, val_step)),
             norm,
             reg: hyper.reg,
             meta_lr,
@@ -279,7 +307,15 @@ impl Trainer {
                     m,
                     Record::Event {
                         level: Level::Warn,
-                        message: format!("non-finite hypergradient; meta update skipped{more}"),
+                        message: match m.drew {
+                            Some(_) => format!(
+                                "non-finite hypergradient ({}); meta update skipped{more}",
+                                drawn_batches(m.drew)
+                            ),
+                            None => {
+                                format!("{}; meta update skipped{more}", drawn_batches(None))
+                            }
+                        },
                     },
                 );
             }
@@ -303,7 +339,9 @@ impl Trainer {
                 reg,
                 meta_lr: m.meta_lr,
                 aid_iterations: m.aid_iterations,
-                gamma: Some(m.gamma),
+                // As configs write it (the value in force may carry a
+                // product's last-bit noise: 3 × 0.1).
+                gamma: Some(format!("{:.12e}", m.gamma).parse().unwrap_or(m.gamma)),
             },
         );
         if !(watched.largest.is_finite() && watched.primary.is_finite()) {
@@ -524,22 +562,32 @@ impl Trainer {
 /// [`RECENT_BATCHES`] before this step's (`meltr.pool = "previous"`, the
 /// public code), or the last ones including it (`with_current`). An empty
 /// pool (a meta step at step 1) holds this step's batch, as the public
-/// code's first meta step uses its current batch.
+/// code's first meta step uses its current batch. Batches whose update was
+/// skipped (`skipped`: their steps) are left out: a NaN row in one made
+/// every meta step that drew it skip as well (a held-out walkthrough lost
+/// 8 of 20 meta updates to one bad row; the public code has no guard).
 fn meta_pool<'a>(
     recent: &'a VecDeque<(u64, Batch)>,
     current: Option<&'a (u64, Batch)>,
     with_current: bool,
+    skipped: &BTreeSet<u64>,
 ) -> Vec<&'a (u64, Batch)> {
-    let mut pool: Vec<&(u64, Batch)> = recent.iter().collect();
+    let mut window: Vec<&(u64, Batch)> = recent.iter().collect();
     if let Some(current) = current {
-        if with_current || pool.is_empty() {
-            pool.push(current);
-            if pool.len() > RECENT_BATCHES {
-                pool.remove(0);
+        if with_current || window.is_empty() {
+            window.push(current);
+            if window.len() > RECENT_BATCHES {
+                window.remove(0);
             }
         }
     }
-    pool
+    window.retain(|(step, _)| !skipped.contains(step));
+    // Nothing left: this step's batch, when its update is not known to be
+    // skipped.
+    match current {
+        Some(current) if window.is_empty() && !skipped.contains(&current.0) => vec![current],
+        _ => window,
+    }
 }
 
 /// `meltr.meta_optimizer`: Adam with L2 (`adam`, the public code) or
@@ -548,49 +596,5 @@ pub(super) fn meta_decay(config: &Config) -> WeightDecay {
     match config.meltr.meta_optimizer {
         MetaOptimizer::AdamW => WeightDecay::Decoupled,
         MetaOptimizer::Adam => WeightDecay::Coupled,
-    }
-}
-
-/// Whether the `n`th episode of a recurring warning is said (the 1st, 2nd,
-/// 4th, 8th, …), and the words that count it.
-fn episode_said(n: u32) -> Option<String> {
-    match n {
-        1 => Some(String::new()),
-        n if n.is_power_of_two() => Some(format!(
-            " (the {} time this run; said again at the {})",
-            ordinal(n),
-            ordinal(2 * n)
-        )),
-        _ => None,
-    }
-}
-
-/// `1st`, `2nd`, `3rd`, `4th`, …, `11th`, `12th`, `13th`, `21st`, …
-fn ordinal(n: u32) -> String {
-    let suffix = match (n % 10, n % 100) {
-        (_, 11..=13) => "th",
-        (1, _) => "st",
-        (2, _) => "nd",
-        (3, _) => "rd",
-        _ => "th",
-    };
-    format!("{n}{suffix}")
-}
-
-#[cfg(test)]
-mod episode_tests {
-    #[test]
-    fn a_recurring_warning_is_said_at_powers_of_two() {
-        let said: Vec<u32> = (1..=40)
-            .filter(|&n| super::episode_said(n).is_some())
-            .collect();
-        assert_eq!(said, [1, 2, 4, 8, 16, 32]);
-        assert_eq!(super::episode_said(1).unwrap(), "");
-        assert!(super::episode_said(2).unwrap().contains("the 2nd time"));
-        assert!(super::episode_said(4)
-            .unwrap()
-            .contains("4th time this run; said again at the 8th"));
-        let ordinals: Vec<String> = [1, 3, 11, 12, 22, 113].map(super::ordinal).into();
-        assert_eq!(ordinals, ["1st", "3rd", "11th", "12th", "22nd", "113th"]);
     }
 }

@@ -15,6 +15,7 @@ mod inner;
 mod live;
 mod lockstep;
 mod meta;
+mod meta_words;
 mod outbox;
 #[cfg(test)]
 mod restore_tests;
@@ -52,7 +53,7 @@ pub use setup::{
     device_label, dtype, prepare_resume, resolve_device, restart_only_edits_left_out,
     session_config,
 };
-use std::collections::VecDeque;
+use std::collections::{BTreeSet, VecDeque};
 use std::path::Path;
 use std::sync::mpsc::{Receiver, RecvTimeoutError, SyncSender, TryRecvError};
 use std::sync::{Arc, Mutex};
@@ -86,6 +87,10 @@ pub struct Trainer {
     /// The meta step's pool: the last training batches by step, oldest
     /// first (before the current one's, with `meltr.pool = "previous"`).
     recent: VecDeque<(u64, Batch)>,
+    /// Steps of the pool's window whose update was skipped (non-finite
+    /// losses or gradient): a meta step draws neither of its batches from
+    /// them (a batch with a NaN row would make its hypergradient NaN too).
+    pool_skipped: BTreeSet<u64>,
     /// This step's batch until the step ends (then it joins `recent`).
     current_batch: Option<(u64, Batch)>,
     /// The losses of the last inner step (detached), for weights/transforms.

@@ -53,6 +53,9 @@ impl Trainer {
                 self.write_meta(m, values);
             }
             if flags[0] == 0.0 {
+                if self.meta.is_some() {
+                    self.pool_skipped.insert(s.step);
+                }
                 let losses = (flags[1] == 0.0).then(|| self.named_values(&s.losses));
                 self.skip_streak.add(s.step, losses.as_ref());
                 self.skipped.steps += 1;
@@ -102,7 +105,38 @@ impl Trainer {
         for (m, values) in metas {
             self.write_meta(m, values);
         }
+        self.forget_skips_before_the_pool();
         Ok(())
+    }
+
+    /// Reads which pending steps' updates were skipped into `pool_skipped`
+    /// before a meta step draws from the pool, on the CPU (a copy, no
+    /// wait); on CUDA that read would wait for the queued work at every
+    /// meta step, so there the flush's read (at logged steps) has to do.
+    /// Forgets skipped steps older than the pool's window.
+    pub(super) fn note_skipped_pending(&mut self) {
+        let on_cpu = self.theta.first().is_none_or(|t| t.device() == Device::Cpu);
+        if on_cpu && !self.pending_steps.is_empty() {
+            let flags: Vec<Tensor> = self
+                .pending_steps
+                .iter()
+                .map(|s| s.ok.to_kind(Kind::Double))
+                .collect();
+            let host = Self::host_values(&Tensor::stack(&flags, 0));
+            for (s, ok) in self.pending_steps.iter().zip(host) {
+                if ok == 0.0 {
+                    self.pool_skipped.insert(s.step);
+                }
+            }
+        }
+        self.forget_skips_before_the_pool();
+    }
+
+    /// Keeps `pool_skipped` to the pool's window (the current step's and
+    /// the [`RECENT_BATCHES`] before it).
+    fn forget_skips_before_the_pool(&mut self) {
+        let oldest = self.step.saturating_sub(RECENT_BATCHES as u64);
+        self.pool_skipped.retain(|&s| s >= oldest);
     }
 
     /// Why a run whose last [`MAX_SKIPPED_IN_A_ROW`] steps were skipped

@@ -169,10 +169,26 @@ fn a_collapsed_meltr_is_restored_to_its_newest_healthy_step_with_half_the_meta_r
         trainer.train_step().unwrap();
     }
     trainer.flush_pending().unwrap();
-    let after = primary_weights(&lines(dir.path()), detected + 1..u64::MAX);
+    let logged = lines(dir.path());
+    let after = primary_weights(&logged, detected + 1..u64::MAX);
     assert!(
         !after.is_empty() && after.iter().all(|w| *w != 0.0),
         "{after:?}"
+    );
+    // The meta lines say γ as a config would (3 × 0.1 is
+    // 0.30000000000000004 in f64).
+    let said: Vec<f64> = logged
+        .iter()
+        .filter(|l| l.step > detected)
+        .filter_map(|l| match l.record {
+            Record::Meta { gamma, .. } => gamma,
+            _ => None,
+        })
+        .collect();
+    let written: f64 = fmt_gamma(3.0 * gamma).parse().unwrap();
+    assert!(
+        !said.is_empty() && said.iter().all(|g| *g == written),
+        "{said:?} (γ {gamma})"
     );
 }
 
@@ -288,4 +304,56 @@ fn a_resume_after_a_restore_keeps_the_halved_rate_the_raised_gamma_and_the_watch
     let edited_run = resumed(edited.path(), edit);
     assert_eq!(edited_run.meta.as_ref().map(|m| m.lr), Some(3.0 * META_LR));
     assert_eq!(edited_run.gamma, 0.2);
+}
+
+/// The pool's skipped steps travel with the checkpoint: a resumed run's
+/// meta steps draw from the same batches as the uninterrupted run's (and
+/// the skipped ones change what they draw: the check can fail).
+#[test]
+fn a_resume_draws_from_the_pool_as_the_run_would_have() {
+    let run = |skipped: &[u64]| {
+        let dir = tempfile::tempdir().unwrap();
+        let (events, _keep) = std::sync::mpsc::sync_channel(1 << 16);
+        let (mut trainer, _) =
+            Trainer::new(dir.path(), config(OnCollapse::Restore), false, events).unwrap();
+        for _ in 0..12 {
+            trainer.train_step().unwrap();
+        }
+        // As if these steps' updates had been skipped.
+        trainer.pool_skipped.extend(skipped);
+        trainer.write_checkpoint().unwrap();
+        (dir, trainer)
+    };
+    let phi_after = |trainer: &mut Trainer| {
+        for _ in 0..9 {
+            trainer.train_step().unwrap();
+        }
+        tch::no_grad(|| {
+            trainer
+                .combiner
+                .params()
+                .iter()
+                .map(Tensor::copy)
+                .collect::<Vec<_>>()
+        })
+    };
+    let (dir, mut straight) = run(&[5, 7, 8, 9, 10, 11, 12]);
+    let copy = tempfile::tempdir().unwrap();
+    copy_session(dir.path(), copy.path());
+    let mut resumed_run = resumed(copy.path(), config(OnCollapse::Restore));
+    assert_eq!(
+        resumed_run.pool_skipped,
+        BTreeSet::from([5, 7, 8, 9, 10, 11, 12])
+    );
+    let (a, b) = (phi_after(&mut straight), phi_after(&mut resumed_run));
+    assert!(
+        a.iter().zip(&b).all(|(a, b)| a.equal(b)),
+        "φ differs after the resume"
+    );
+    let (_, mut unskipped) = run(&[]);
+    let c = phi_after(&mut unskipped);
+    assert!(
+        !a.iter().zip(&c).all(|(a, c)| a.equal(c)),
+        "the skipped steps changed nothing the meta steps drew"
+    );
 }

@@ -3,6 +3,7 @@
 //! back), the log cut back to it, and the restart-only keys in force.
 
 use super::*;
+use crate::engine::loss_rise::LossRise;
 
 /// Resolves `train.device` to a libtorch device, or says why not.
 pub fn resolve_device(spec: &str) -> Result<Device> {
@@ -110,6 +111,8 @@ impl Trainer {
         let mut gamma = config.meltr.gamma;
         let mut ran_with = None;
         let mut last_eval_step = None;
+        let mut pool_skipped = BTreeSet::new();
+        let mut loss_rise = LossRise::default();
         if let Some(point) = resume {
             notes = point.notes;
             ran_with = point.ran_with;
@@ -126,6 +129,11 @@ impl Trainer {
                 let (resumed_gamma, watch_notes) =
                     restore_watch(&ckpt, &config, &mut parts, &mut collapse, device)?;
                 gamma = resumed_gamma;
+                if let Some(steps) = ckpt.get(super::checkpointing::POOL_SKIPPED) {
+                    let steps = Vec::<f64>::try_from(steps.to_kind(Kind::Double))
+                        .with_context(|| format!("checkpoint {}", ckpt.path.display()))?;
+                    pool_skipped = steps.into_iter().map(|s| s as u64).collect();
+                }
                 notes.extend(watch_notes.into_iter().map(|n| (Level::Info, n)));
                 resumed_from = Some(ckpt.path);
             }
@@ -139,6 +147,9 @@ impl Trainer {
                     .filter(|l| matches!(l.record, Record::Eval { .. }))
                     .map(|l| l.step)
                     .max();
+                // The loss-climb watch, as the logged lines left it (a climb
+                // said before the resume is not said again).
+                loss_rise = LossRise::replayed(&lines, &config.workload.primary);
             }
         }
         let (workload, combiner, inner, meta) = parts;
@@ -192,6 +203,7 @@ impl Trainer {
             meta,
             step,
             recent,
+            pool_skipped,
             current_batch: None,
             last_losses: None,
             log,
@@ -202,7 +214,7 @@ impl Trainer {
             meta_steps_done: 0,
             collapse,
             early_climb: Default::default(),
-            loss_rise: Default::default(),
+            loss_rise,
             gamma,
             restore_due: false,
             // Said at the run's start; a resumed run's log has it already.

@@ -27,6 +27,7 @@ use tch::{nn, CModule, Device, IValue, Kind, Tensor};
 mod buffers;
 mod data;
 mod errors;
+mod losses;
 mod params;
 mod validation;
 
@@ -53,6 +54,9 @@ pub struct TorchScript {
     batch_size: i64,
     seed: u64,
     primary: String,
+    /// `workload.auxiliary`: with the primary, the losses trained on (the
+    /// model may return more; those are only logged).
+    auxiliary: Vec<String>,
     loss_names: Vec<String>,
     metric_names: Vec<String>,
     /// The training permutation of the current epoch, on the device.
@@ -170,6 +174,7 @@ impl TorchScript {
             val,
             seed: w.seed,
             primary: w.primary.clone(),
+            auxiliary: w.auxiliary.clone(),
             loss_names: Vec::new(),
             returned_losses: Vec::new(),
             metric_names: Vec::new(),
@@ -229,61 +234,27 @@ impl TorchScript {
                 bail!("workload.model: {model_path}: loss `{name}` is a {:?} tensor; losses must be floating point", loss.kind());
             }
         }
+        self.loss_names = losses.iter().map(|(n, _)| n.to_string()).collect();
+        let trained: Vec<&String> = std::iter::once(&self.primary)
+            .chain(&self.auxiliary)
+            .collect();
+        if trained.iter().any(|name| !self.loss_names.contains(name)) {
+            return Ok(()); // workload::build names the missing loss
+        }
+        // Only the losses the config trains on need a gradient: a model may
+        // return others to be logged (a constant baseline, say).
         let constant: Vec<String> = losses
             .iter()
-            .filter(|(_, loss)| !loss.requires_grad())
+            .filter(|(name, loss)| trained.contains(name) && !loss.requires_grad())
             .map(|(name, _)| name.to_string())
             .collect();
         self.check_some_batch_differentiates(model_path, constant)?;
-        self.loss_names = losses.iter().map(|(n, _)| n.to_string()).collect();
-        if !self.loss_names.contains(&self.primary) {
-            return Ok(()); // workload::build names the missing primary
-        }
         // In eval mode: the check must not move running statistics.
         self.module.borrow_mut().set_eval();
         let checked = self.check_loss_method(&batch);
         self.module.borrow_mut().set_train();
         self.loss_method = checked.with_context(first_batch)?;
         Ok(())
-    }
-
-    /// Refuses a loss that depends on no parameter. A loss may be a
-    /// constant on some batches (a masked loss over a batch with nothing
-    /// masked returns `zeros(())`; the engine then takes no gradient from
-    /// it), so `constant`, the losses without a gradient on the first batch,
-    /// are looked at on the following batches, through the whole training
-    /// set if need be (data sorted by class or length may hold the rows
-    /// such a loss needs at the end), before the run is refused.
-    fn check_some_batch_differentiates(
-        &self,
-        model_path: &str,
-        mut constant: Vec<String>,
-    ) -> Result<()> {
-        let samples = self.train.samples;
-        let size = self.batch_size;
-        let mut start = size;
-        while !constant.is_empty() && start < samples {
-            // The last window is a full batch too (overlapping the one
-            // before): training never forwards a smaller one, and a model
-            // may not take one (BatchNorm on a single row).
-            start = start.min(samples - size);
-            let rows = self.train.slice(start, size);
-            let outputs = self.forward(&rows).with_context(|| {
-                format!(
-                    "training rows {start}..{}, checked because a loss had no gradient on the first batch",
-                    start + size
-                )
-            })?;
-            constant.retain(|name| !outputs.get(name).is_some_and(Tensor::requires_grad));
-            start += size;
-        }
-        match constant.first() {
-            None => Ok(()),
-            Some(name) => bail!(
-                "workload.model: {model_path}: loss `{name}` is not differentiable with respect to any parameter on any row of workload.train ({samples} rows, in batches of {}): it does not require grad (computed under no_grad, from data only, or from frozen parameters)",
-                self.batch_size
-            ),
-        }
     }
 
     /// Whether the module exports `loss(batch, name)`; when it does, its
@@ -475,6 +446,7 @@ fn load_module(path: &str, device: Device) -> Result<CModule> {
 impl Workload for TorchScript {
     fn notes(&self) -> Vec<String> {
         let mut notes = self.data_notes.clone();
+        notes.extend(self.untrained_losses_note());
         if self.shared.is_empty() {
             return notes;
         }

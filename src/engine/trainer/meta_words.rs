@@ -1,0 +1,168 @@
+//! The meta step's warnings in words: which batches it drew, what to set
+//! `aid.alpha` to when the Neumann series diverges, and how often a
+//! recurring warning is said.
+
+/// What to set `aid.alpha` to after the series grew `growth`-fold in
+/// `terms` terms. Each term multiplies an eigendirection of H by 1 − α·λ,
+/// so a growth of r per term means |1 − α·λ| ≈ r for some λ: λ ≈ (1 + r)/α
+/// if positive, and α below 2/λ converges along it (a held-out CNN grew
+/// 118-fold at α = 0.1; 0.005, a guess, still diverged, where 2/λ read
+/// this way was 0.0017); λ ≈ −(r − 1)/α if negative, and then no α does.
+/// v_0 has other components too, so a positive λ read this way is a lower
+/// bound and 2/λ a ceiling: α above it diverges for sure, α below it may
+/// still.
+pub(super) fn alpha_advice(alpha: f64, terms: u32, growth: f64) -> String {
+    let per_term = growth.powf(1.0 / f64::from(terms.max(1)));
+    if !(per_term > 1.0 && per_term.is_finite()) {
+        return format!("Lower aid.alpha (now {alpha}) or aid.iterations");
+    }
+    let largest = (1.0 + per_term) / alpha;
+    format!(
+        "It grew {per_term:.3} times per term, so H has an eigenvalue λ with |1 − α·λ| ≈ {per_term:.3}. \
+         If λ is positive (curvature, the usual cause), it is at least about {largest:.3e}, and \
+         aid.alpha (now {alpha}) must be below 2/λ ≈ {:.2e} at the very least (a smaller α converges \
+         more surely, and sums more slowly); if negative (about −{:.3e}), no α converges: \
+         use aid.iterations = 0",
+        2.0 / largest,
+        (per_term - 1.0) / alpha
+    )
+}
+
+/// Which batches a meta step drew, in words (a non-finite hypergradient
+/// names them: a batch whose own update went through can still hold a
+/// value that only the meta step's derivatives turn into NaN).
+pub(super) fn drawn_batches(drew: Option<(u64, Option<u64>)>) -> String {
+    let Some((train, val)) = drew else {
+        return "no batch to draw: every batch in the meta step's pool had its update skipped"
+            .to_string();
+    };
+    match val {
+        Some(val) if val == train => format!("both losses on the training batch of step {train}"),
+        Some(val) => {
+            format!("the training batches of step {train} (training losses) and step {val} (validation loss)")
+        }
+        None => format!("the training batch of step {train} and a held-out validation batch"),
+    }
+}
+
+/// Whether the `n`th episode of a recurring warning is said (the 1st, 2nd,
+/// 4th, 8th, …), and the words that count it.
+pub(super) fn episode_said(n: u32) -> Option<String> {
+    match n {
+        1 => Some(String::new()),
+        n if n.is_power_of_two() => Some(format!(
+            " (the {} time this run; said again at the {})",
+            ordinal(n),
+            ordinal(2 * n)
+        )),
+        _ => None,
+    }
+}
+
+/// `1st`, `2nd`, `3rd`, `4th`, …, `11th`, `12th`, `13th`, `21st`, …
+fn ordinal(n: u32) -> String {
+    let suffix = match (n % 10, n % 100) {
+        (_, 11..=13) => "th",
+        (1, _) => "st",
+        (2, _) => "nd",
+        (3, _) => "rd",
+        _ => "th",
+    };
+    format!("{n}{suffix}")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// ‖v_terms‖ / ‖v_0‖ of the series v_{j+1} = (1 − α·H) v_j for a
+    /// diagonal H, from v_0 = (1, …, 1).
+    fn growth(eigenvalues: &[f64], alpha: f64, terms: u32) -> f64 {
+        let norm = |v: &[f64]| v.iter().map(|x| x * x).sum::<f64>().sqrt();
+        let mut v = vec![1.0; eigenvalues.len()];
+        let start = norm(&v);
+        for _ in 0..terms {
+            for (x, l) in v.iter_mut().zip(eigenvalues) {
+                *x *= 1.0 - alpha * l;
+            }
+        }
+        norm(&v) / start
+    }
+
+    /// The number after `2/λ ≈` in the advice.
+    fn advised_bound(advice: &str) -> f64 {
+        let after = advice.split("2/λ ≈ ").nth(1).expect(advice);
+        after
+            .split_whitespace()
+            .next()
+            .unwrap()
+            .parse()
+            .expect(advice)
+    }
+
+    /// The ceiling read from a real series' growth: never below the true
+    /// 2/λ_max (no α it excludes converges), and 2/λ_max itself when v_0
+    /// lies along the top eigendirection.
+    #[test]
+    fn the_advised_alpha_is_a_ceiling_at_two_over_the_largest_eigenvalue() {
+        let eigenvalues = [1189.0, 300.0, 20.0, 1.0, 0.01];
+        let truth = 2.0 / 1189.0;
+        for (alpha, terms) in [(0.1, 1), (0.1, 3), (0.005, 2), (0.01, 4)] {
+            let g = growth(&eigenvalues, alpha, terms);
+            assert!(g > 10.0, "the example must diverge: {g}");
+            let advice = alpha_advice(alpha, terms, g);
+            let ceiling = advised_bound(&advice);
+            assert!(ceiling >= truth * 0.9999, "{advice}: below 2/λ = {truth}");
+            assert!(
+                growth(&eigenvalues, ceiling * 1.01, 100) > 1.0,
+                "{advice}: above the ceiling, the series converged"
+            );
+            // Along the top direction alone: the ceiling is 2/λ.
+            let top = alpha_advice(alpha, terms, growth(&eigenvalues[..1], alpha, terms));
+            let ceiling = advised_bound(&top);
+            assert!(
+                (ceiling / truth - 1.0).abs() < 0.01,
+                "{top}: not 2/λ = {truth}"
+            );
+        }
+        // Negative curvature grows the series at any α: its size is said.
+        let negative = alpha_advice(0.1, 1, growth(&[-500.0], 0.1, 1));
+        assert!(
+            negative.contains("if negative (about −5.000e2), no α converges"),
+            "{negative}"
+        );
+        // No growth per term to read: the plain advice.
+        assert_eq!(
+            alpha_advice(0.1, 2, 0.5),
+            "Lower aid.alpha (now 0.1) or aid.iterations"
+        );
+    }
+
+    #[test]
+    fn a_skipped_meta_step_names_the_batches_it_drew() {
+        assert_eq!(
+            drawn_batches(Some((42, Some(42)))),
+            "both losses on the training batch of step 42"
+        );
+        assert!(
+            drawn_batches(Some((42, Some(45)))).contains("step 42 (training losses) and step 45")
+        );
+        assert!(drawn_batches(Some((42, None))).contains("held-out"));
+        assert!(drawn_batches(None).contains("every batch in the meta step's pool"));
+    }
+
+    #[test]
+    fn a_recurring_warning_is_said_at_powers_of_two() {
+        let said: Vec<u32> = (1..=40)
+            .filter(|&n| super::episode_said(n).is_some())
+            .collect();
+        assert_eq!(said, [1, 2, 4, 8, 16, 32]);
+        assert_eq!(super::episode_said(1).unwrap(), "");
+        assert!(super::episode_said(2).unwrap().contains("the 2nd time"));
+        assert!(super::episode_said(4)
+            .unwrap()
+            .contains("4th time this run; said again at the 8th"));
+        let ordinals: Vec<String> = [1, 3, 11, 12, 22, 113].map(super::ordinal).into();
+        assert_eq!(ordinals, ["1st", "3rd", "11th", "12th", "22nd", "113th"]);
+    }
+}

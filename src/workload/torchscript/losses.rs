@@ -1,0 +1,68 @@
+//! The model's losses beyond the contract's shape checks: those the config
+//! trains on need a gradient on some batch; the others are only logged.
+
+use super::TorchScript;
+use anyhow::{bail, Context, Result};
+use tch::Tensor;
+
+impl TorchScript {
+    /// Refuses a loss that depends on no parameter. A loss may be a
+    /// constant on some batches (a masked loss over a batch with nothing
+    /// masked returns `zeros(())`; the engine then takes no gradient from
+    /// it), so `constant`, the losses without a gradient on the first batch,
+    /// are looked at on the following batches, through the whole training
+    /// set if need be (data sorted by class or length may hold the rows
+    /// such a loss needs at the end), before the run is refused.
+    pub(super) fn check_some_batch_differentiates(
+        &self,
+        model_path: &str,
+        mut constant: Vec<String>,
+    ) -> Result<()> {
+        let samples = self.train.samples;
+        let size = self.batch_size;
+        let mut start = size;
+        while !constant.is_empty() && start < samples {
+            // The last window is a full batch too (overlapping the one
+            // before): training never forwards a smaller one, and a model
+            // may not take one (BatchNorm on a single row).
+            start = start.min(samples - size);
+            let rows = self.train.slice(start, size);
+            let outputs = self.forward(&rows).with_context(|| {
+                format!(
+                    "training rows {start}..{}, checked because a loss had no gradient on the first batch",
+                    start + size
+                )
+            })?;
+            constant.retain(|name| !outputs.get(name).is_some_and(Tensor::requires_grad));
+            start += size;
+        }
+        match constant.first() {
+            None => Ok(()),
+            Some(name) => bail!(
+                "workload.model: {model_path}: loss `{name}` is not differentiable with respect to any parameter on any row of workload.train ({samples} rows, in batches of {}): it does not require grad (computed under no_grad, from data only, or from frozen parameters)",
+                self.batch_size
+            ),
+        }
+    }
+
+    /// The losses the model returns that the config does not combine:
+    /// never trained on, but in the eval lines, where they could pass for
+    /// trained ones (a held-out walkthrough's `1e4·` loss sat there
+    /// unexplained).
+    pub(super) fn untrained_losses_note(&self) -> Option<String> {
+        let left: Vec<&str> = self
+            .loss_names
+            .iter()
+            .filter(|name| **name != self.primary && !self.auxiliary.contains(name))
+            .map(String::as_str)
+            .collect();
+        (!left.is_empty()).then(|| {
+            format!(
+                "{}: the model also returns {} (not in workload.primary or workload.auxiliary): \
+                 not trained on, logged in the eval lines only",
+                self.model_label,
+                left.join(", ")
+            )
+        })
+    }
+}
