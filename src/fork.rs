@@ -37,12 +37,15 @@ pub struct Forked {
 /// `<parent name>-fork`), with `overrides` (live keys only) applied to the
 /// config in force at that checkpoint (see [`config_at`]). `check_socket`
 /// asks for room for a runner's socket (everything but a headless run
-/// needs one). On any error no folder is left behind.
+/// needs one). `group`: the fork's group, `Some(None)` for none (default:
+/// the parent's; an exploratory fork of a sweep's member otherwise joins
+/// the sweep's table and figures). On any error no folder is left behind.
 pub fn create(
     root: &Path,
     parent_dir: &Path,
     at: Option<u64>,
     name: Option<String>,
+    group: Option<Option<String>>,
     overrides: &[Override],
     check_socket: bool,
 ) -> Result<Forked> {
@@ -77,7 +80,7 @@ pub fn create(
         session::check_socket_room(root, &name)?;
     }
     let origin = session::Origin {
-        group: parent.group.clone(),
+        group: group.unwrap_or_else(|| parent.group.clone()),
         parent: Some(parent.id.clone()),
         fork_step: Some(step),
         // The parent's comments (its config.toml as its user wrote it).

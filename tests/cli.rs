@@ -417,6 +417,47 @@ fn headless_until_a_step(
     (child, stdout)
 }
 
+/// A second `run -n first` made `export first` match two sessions, unsaid
+/// (a walkthrough): the second run says so, with its own id.
+#[test]
+fn a_name_given_twice_is_said_with_the_new_id() {
+    let root = tempfile::tempdir().unwrap();
+    let config = write_config(
+        root.path(),
+        "[train]\ndevice = \"cpu\"\nsteps = 2\nlog_every = 1\neval_every = 100\n\
+         [meltr]\nd_model = 32\nd_hidden = 32\nd_ff = 64\nheads = 4\n",
+    );
+    let sessions = root.path().join("sessions");
+    let run = || {
+        run_with_limit(
+            bin()
+                .args(["run", "--headless", "-n", "first", "-c"])
+                .arg(&config)
+                .arg("--sessions-dir")
+                .arg(&sessions),
+            Duration::from_secs(120),
+        )
+    };
+    let once = run();
+    assert!(once.status.success(), "{}", text(&once));
+    assert!(!text(&once).contains("also names"), "{}", text(&once));
+    let twice = run();
+    assert!(twice.status.success(), "{}", text(&twice));
+    let ids: Vec<String> = session::list(&sessions)
+        .into_iter()
+        .map(|(_, m)| m.id)
+        .collect();
+    assert_eq!(ids.len(), 2);
+    let said = String::from_utf8_lossy(&twice.stderr).to_string();
+    assert!(
+        said.contains(&format!(
+            "note: `first` also names {}; give this session's id ({})",
+            ids[0], ids[1]
+        )),
+        "{said}"
+    );
+}
+
 #[test]
 fn an_interrupted_headless_run_exits_130_or_143() {
     let root = tempfile::tempdir().unwrap();

@@ -106,6 +106,38 @@ fn compare_starts_a_fork_at_its_fork_step_and_marks_the_fork_point() {
     )
     .unwrap();
     assert!(std::fs::read(&png).unwrap().starts_with(b"\x89PNG"));
+
+    // A fork joins its parent's group unless `--group` says another, or
+    // none (a walkthrough's exploratory fork joined a sweep's table).
+    let fork = |parent: &str, at: &str, name: &str, group: Option<&str>| {
+        let mut command = bin();
+        command.arg("--sessions-dir").arg(&root).args([
+            "fork",
+            parent,
+            "--at",
+            at,
+            "--headless",
+            "-n",
+            name,
+        ]);
+        if let Some(group) = group {
+            command.args(["--group", group]);
+        }
+        let out = run_with_limit(&mut command, WAIT);
+        assert!(out.status.success(), "{}", text(&out));
+        session::SessionMeta::read(&session::find(&root, name).unwrap())
+            .unwrap()
+            .group
+    };
+    assert_eq!(
+        fork("base", "20", "grouped", Some("exp")),
+        Some("exp".to_string())
+    );
+    assert_eq!(
+        fork("grouped", "40", "inherits", None),
+        Some("exp".to_string())
+    );
+    assert_eq!(fork("grouped", "40", "loose", Some("none")), None);
 }
 
 /// A private tmux server running one command at 160x45, killed when dropped.

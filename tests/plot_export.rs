@@ -420,6 +420,43 @@ fn a_loss_that_starts_decades_above_the_others_goes_on_a_log_axis() {
     assert_eq!(y_axis_kind(&dir.join("plots/losses.svg")), "log");
 }
 
+/// Figures of a run that has not finished read as a finished run's (its
+/// "final" weights, its best metric): the export says so.
+#[test]
+fn an_unfinished_session_is_said_to_be_one() {
+    let root = tempfile::tempdir().unwrap();
+    let dir = write_session(root.path(), "s1", "meltr", 1.0);
+    assert!(export_session(&dir, &ExportOptions::default())
+        .unwrap()
+        .skipped
+        .iter()
+        .all(|n| !n.contains("has not finished")));
+    let mut running = meta("s1", "meltr");
+    running.status = Status::Running;
+    running.pid = std::process::id();
+    running.write(&dir).unwrap();
+    let notes = export_session(&dir, &ExportOptions::default())
+        .unwrap()
+        .skipped;
+    assert!(
+        notes
+            .iter()
+            .any(|n| n.starts_with("the session has not finished (running at step 400 of ")),
+        "{notes:?}"
+    );
+    running.pid = i32::MAX as u32; // above any pid_max: no such process
+    running.write(&dir).unwrap();
+    let notes = export_session(&dir, &ExportOptions::default())
+        .unwrap()
+        .skipped;
+    assert!(
+        notes
+            .iter()
+            .any(|n| n.contains("has not finished (crashed at step 400")),
+        "{notes:?}"
+    );
+}
+
 /// An explicit weight is used as given, however short the curves.
 #[test]
 fn an_explicit_ema_weight_is_kept_on_short_curves() {

@@ -11,6 +11,7 @@ pub(super) fn fork(
     query: &str,
     at: Option<u64>,
     name: Option<String>,
+    group: Option<String>,
     overrides: &[Override],
     mode: Mode,
 ) -> Result<()> {
@@ -19,7 +20,9 @@ pub(super) fn fork(
     }
     let parent_dir = session::find(root, query)?;
     let check_socket = !matches!(mode, Mode::Headless { .. });
-    let forked = crate::fork::create(root, &parent_dir, at, name, overrides, check_socket)?;
+    // `--group none`: in no group.
+    let group = group.map(|g| (g != "none").then_some(g));
+    let forked = crate::fork::create(root, &parent_dir, at, name, group, overrides, check_socket)?;
     println!(
         "forked {} at step {} into session {}",
         forked.parent, forked.step, forked.id

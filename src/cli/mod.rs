@@ -150,6 +150,10 @@ pub enum Cmd {
         /// Name of the new session (default: the parent's name).
         #[arg(short, long)]
         name: Option<String>,
+        /// The fork's group (default: the parent's; `none` for none, so an
+        /// exploratory fork stays out of a sweep's table and figures).
+        #[arg(long)]
+        group: Option<String>,
         /// Change a live key (repeatable): KEY=VALUE.
         #[arg(long = "set", value_name = "KEY=VALUE")]
         set: Vec<crate::config::Override>,
@@ -405,9 +409,10 @@ pub fn dispatch(cli: Cli) -> Result<()> {
             session,
             at,
             name,
+            group,
             set,
             how,
-        }) => fork::fork(&root, &session, at, name, &set, Mode::of(&how)),
+        }) => fork::fork(&root, &session, at, name, group, &set, Mode::of(&how)),
         Some(Cmd::Sweep(args)) => sweep::sweep(&root, args),
         Some(Cmd::Attach { session }) => {
             let dir = match session {

@@ -88,6 +88,7 @@ pub(super) fn start(
     if mode == Mode::Tui {
         crate::tui::terminal::check_available()?;
     }
+    let named_by_user = name.is_some();
     let name = name.unwrap_or_else(|| {
         config_path
             .file_stem()
@@ -103,7 +104,23 @@ pub(super) fn start(
         config_text: Some(config_text(config_path)),
         ..Default::default()
     };
+    let namesakes: Vec<String> = match named_by_user {
+        true => session::list(root)
+            .into_iter()
+            .filter(|(_, m)| m.name == name)
+            .map(|(_, m)| m.id)
+            .collect(),
+        false => Vec::new(),
+    };
     let dir = session::create_from(root, &name, &config, origin)?;
+    if !namesakes.is_empty() {
+        // `export NAME` and `attach NAME` then match several sessions.
+        eprintln!(
+            "note: `{name}` also names {}; give this session's id ({}) to commands that take one",
+            namesakes.join(", "),
+            dir.file_name().unwrap_or_default().to_string_lossy()
+        );
+    }
     drive(&dir, config, false, mode).map_err(|e| {
         // What stops a run before its first step is in the user's file.
         if e.downcast_ref::<NotStarted>().is_some() {
@@ -369,7 +386,7 @@ fn attach_once(dir: &Path) -> Result<crate::tui::Exit> {
 fn fork_from_tui(dir: &Path, edited: &Config) -> Result<crate::tui::state::ForkReport> {
     let root = dir.parent().unwrap_or(Path::new("."));
     let (step, overrides) = crate::fork::overrides_toward(dir, edited)?;
-    let forked = crate::fork::create(root, dir, step, None, &overrides, true)?;
+    let forked = crate::fork::create(root, dir, step, None, None, &overrides, true)?;
     record_fork_command(&forked, &overrides)
         .and_then(|()| crate::runner::launch::launch(&forked.dir, true))
         .map_err(|e| discard_unstarted(&forked.dir, false, e))?;

@@ -172,6 +172,25 @@ fn encode(svg: &str, format: Format, theme: &Theme) -> Result<Vec<u8>> {
 
 /// Writes the standard figures of the session in `session_dir`: files
 /// `<figure>.<ext>` in `opts.out_dir` (default `<session_dir>/plots`).
+/// Says that a session's figures show a run that has not finished (its
+/// final weights and best metric read as a finished run's otherwise).
+fn unfinished_note(session_dir: &Path) -> Option<String> {
+    use crate::session::{SessionMeta, Status};
+    let meta = SessionMeta::read(session_dir).ok()?;
+    if meta.status == Status::Finished {
+        return None;
+    }
+    let steps = meta.steps;
+    let state = match meta.status {
+        Status::Running | Status::Paused if !crate::session::pid_alive(meta.pid) => "crashed",
+        status => status.as_str(),
+    };
+    let step = crate::runs::Run::from_meta(session_dir, meta).step;
+    Some(format!(
+        "the session has not finished ({state} at step {step} of {steps}): the figures show the run so far"
+    ))
+}
+
 pub fn export_session(session_dir: &Path, opts: &ExportOptions) -> Result<Exported> {
     if opts.formats.is_empty() {
         bail!("no output format given (expected e.g. svg,png,pdf)");
@@ -183,8 +202,9 @@ pub fn export_session(session_dir: &Path, opts: &ExportOptions) -> Result<Export
     }
     let data = SessionData::load(session_dir)?;
     let theme = opts.style.theme();
-    let (figures, skipped) =
+    let (figures, mut skipped) =
         figures::session_figures(&data, prep(&theme, opts.ema), opts.loss_axis);
+    skipped.extend(unfinished_note(session_dir));
     let out_dir = opts
         .out_dir
         .clone()

@@ -988,6 +988,12 @@ fn restart_only_keys_are_refused_with_the_reason() {
         flash.contains("restart-only") && flash.contains("MELTR's size is fixed"),
         "{flash}"
     );
+    // Where it can change: a new session (a resume and a fork refuse it).
+    assert!(
+        flash.contains("start a new session (`meltr-tui run -c CONFIG --set meltr.d_model=...`)")
+            && !flash.contains("restart the run"),
+        "{flash}"
+    );
     let err = app.propose("train.device", "cpu").unwrap_err();
     assert!(
         err.contains("tensors live on the device chosen at start"),

@@ -447,6 +447,12 @@ impl App {
     // ---- keys -----------------------------------------------------------------
 }
 
+/// Why `key` cannot change here, and where it can: neither a resume nor a
+/// fork takes a restart-only edit (this said "restart the run", and the
+/// resume then refused it), only a new session.
 fn restart_only_message(key: &str, reason: &str) -> String {
-    format!("`{key}` is restart-only ({reason}); change it in config.toml and restart the run")
+    format!(
+        "`{key}` is restart-only ({reason}): this session keeps its value, resumed or forked; \
+         to train with another, start a new session (`meltr-tui run -c CONFIG --set {key}=...`)"
+    )
 }
