@@ -545,6 +545,29 @@ fn styles_set_the_pixel_size() {
     }
 }
 
+/// Sessions of two workloads: their primary metrics differ, said as such
+/// unless a metric is named.
+#[test]
+fn compare_says_when_sessions_have_different_primary_metrics() {
+    let root = tempfile::tempdir().unwrap();
+    let a = write_session(root.path(), "a", "meltr", 1.0);
+    let b = write_session(root.path(), "b", "other", 1.0);
+    let mut other = meta("b", "other");
+    other.primary_metric = "accuracy".into();
+    other.write(&b).unwrap();
+    let out = root.path().join("mixed.svg");
+    let error = compare(&[a.clone(), b.clone()], &out, None, Style::Paper)
+        .unwrap_err()
+        .to_string();
+    assert!(
+        error.starts_with("these sessions have different primary metrics")
+            && error.contains("`R@1` (meltr)")
+            && error.contains("`accuracy` (other)"),
+        "{error}"
+    );
+    compare(&[a, b], &out, Some("caption"), Style::Paper).unwrap();
+}
+
 #[test]
 fn compare_overlays_runs_with_session_names() {
     let root = tempfile::tempdir().unwrap();

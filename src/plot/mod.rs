@@ -264,11 +264,45 @@ fn compare_scaled(
         .iter()
         .map(|d| SessionData::load(d))
         .collect::<Result<Vec<_>>>()?;
-    let metric = metric.map_or_else(|| sessions[0].meta.primary_metric.clone(), str::to_string);
+    let metric = metric_to_compare(sessions.iter(), metric)?;
     let theme = style.theme();
     let chart = figures::compare(&sessions, &metric, prep(&theme, Smoothing::Auto))?;
     let chart = with_log_scale(chart, log_scale);
     write_figure(out_file, encode(&chart.to_svg(&theme), format, &theme)?)
+}
+
+/// The metric a comparison draws: `metric`, else the sessions' primary
+/// metric when they share one (sessions of two workloads failed on the
+/// second's "has no metric or loss named 'accuracy'").
+fn metric_to_compare<'a>(
+    sessions: impl Iterator<Item = &'a SessionData>,
+    metric: Option<&str>,
+) -> Result<String> {
+    if let Some(metric) = metric {
+        return Ok(metric.to_string());
+    }
+    let mut primaries: std::collections::BTreeMap<&str, Vec<&str>> = Default::default();
+    for s in sessions {
+        primaries
+            .entry(s.meta.primary_metric.as_str())
+            .or_default()
+            .push(s.meta.name.as_str());
+    }
+    match primaries.len() {
+        0 => bail!("compare needs at least one session"),
+        1 => Ok(primaries.into_keys().next().unwrap_or_default().to_string()),
+        _ => {
+            let each: Vec<String> = primaries
+                .iter()
+                .map(|(metric, names)| format!("`{metric}` ({})", names.join(", ")))
+                .collect();
+            bail!(
+                "these sessions have different primary metrics, so they come from different workloads or \
+                 configs: {}; compare one kind at a time, or name a metric they all report with --metric",
+                each.join("; ")
+            )
+        }
+    }
 }
 
 /// Sessions drawn as one curve (their mean, with a band).
@@ -324,10 +358,7 @@ pub fn compare_groups(
             }
         }
     }
-    let Some(first) = loaded.iter().flatten().next() else {
-        bail!("compare needs at least one session");
-    };
-    let metric = metric.map_or_else(|| first.meta.primary_metric.clone(), str::to_string);
+    let metric = metric_to_compare(loaded.iter().flatten(), metric)?;
     let grouped: Vec<bands::Grouped> = groups
         .iter()
         .zip(&loaded)

@@ -269,3 +269,48 @@ fn latex_specials_are_escaped() {
     assert_eq!(latex_escape("aid.max_growth"), r"aid.max\_growth");
     assert_eq!(latex_escape("R@1 & 5%"), r"R@1 \& 5\%");
 }
+
+/// A group of two workloads failed on the second's metric ("session … has
+/// no metric `primary_mse`"): said as different primary metrics, by
+/// session, unless a metric is named.
+#[test]
+fn runs_of_different_workloads_are_said_to_be_so() {
+    let root = tempfile::tempdir().unwrap();
+    let config = crate::config::Config::default();
+    let mut runs = Vec::new();
+    for (name, metric) in [("a", "accuracy"), ("b", "primary_mse")] {
+        let mut run = accuracy_run(root.path(), name, &config, "");
+        run.meta.primary_metric = metric.into();
+        run.final_eval = Some((
+            10,
+            [(metric.to_string(), 1.0), ("shared".to_string(), 2.0)].into(),
+        ));
+        runs.push(run);
+    }
+    let groups =
+        super::super::groups::gather(&runs, &super::super::groups::GroupBy::Keys(vec![])).unwrap();
+    let error = render(
+        &groups,
+        &TableOptions {
+            format: TableFormat::Md,
+            best: false,
+            metrics: Vec::new(),
+            digits: None,
+        },
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(
+        error.starts_with("these sessions have different primary metrics")
+            && error.contains(&format!("`accuracy` ({})", runs[0].meta.id))
+            && error.contains(&format!("`primary_mse` ({})", runs[1].meta.id)),
+        "{error}"
+    );
+    let named = TableOptions {
+        format: TableFormat::Md,
+        best: false,
+        metrics: vec!["shared".into()],
+        digits: None,
+    };
+    assert!(render(&groups, &named).unwrap().contains("shared"));
+}
