@@ -281,28 +281,11 @@ fn metric_to_compare<'a>(
     if let Some(metric) = metric {
         return Ok(metric.to_string());
     }
-    let mut primaries: std::collections::BTreeMap<&str, Vec<&str>> = Default::default();
-    for s in sessions {
-        primaries
-            .entry(s.meta.primary_metric.as_str())
-            .or_default()
-            .push(s.meta.name.as_str());
-    }
-    match primaries.len() {
-        0 => bail!("compare needs at least one session"),
-        1 => Ok(primaries.into_keys().next().unwrap_or_default().to_string()),
-        _ => {
-            let each: Vec<String> = primaries
-                .iter()
-                .map(|(metric, names)| format!("`{metric}` ({})", names.join(", ")))
-                .collect();
-            bail!(
-                "these sessions have different primary metrics, so they come from different workloads or \
-                 configs: {}; compare one kind at a time, or name a metric they all report with --metric",
-                each.join("; ")
-            )
-        }
-    }
+    crate::runs::shared_primary_metric(
+        sessions.map(|s| (s.meta.primary_metric.as_str(), s.meta.name.as_str())),
+        "compare one kind at a time",
+    )?
+    .context("compare needs at least one session")
 }
 
 /// Sessions drawn as one curve (their mean, with a band).

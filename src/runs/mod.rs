@@ -326,6 +326,32 @@ pub fn mixed_metrics(runs: &[Run]) -> Option<String> {
     (metrics.len() > 1).then(|| metrics.join(", "))
 }
 
+/// The primary metric that `(metric, session)` pairs share, or an error
+/// that lists each metric's sessions (sessions of two workloads failed on
+/// the second's metric, "has no metric `primary_mse`"); `what` is the
+/// command's advice, e.g. "tabulate one kind at a time".
+pub fn shared_primary_metric<'a>(
+    pairs: impl Iterator<Item = (&'a str, &'a str)>,
+    what: &str,
+) -> anyhow::Result<Option<String>> {
+    let mut by_metric: std::collections::BTreeMap<&str, Vec<&str>> = Default::default();
+    for (metric, session) in pairs {
+        by_metric.entry(metric).or_default().push(session);
+    }
+    if by_metric.len() <= 1 {
+        return Ok(by_metric.into_keys().next().map(str::to_string));
+    }
+    let each: Vec<String> = by_metric
+        .iter()
+        .map(|(metric, sessions)| format!("`{metric}` ({})", sessions.join(", ")))
+        .collect();
+    anyhow::bail!(
+        "these sessions have different primary metrics, so they come from different workloads or \
+         configs: {}; {what}, or name a metric they all report with --metric",
+        each.join("; ")
+    )
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

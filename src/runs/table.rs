@@ -11,7 +11,6 @@ use crate::session::metrics::{
     Named, EVAL_LOSS_PREFIX, FINAL_WEIGHT_LINES, FINAL_WEIGHT_SPAN, SHARE_PREFIX, WEIGHT_PREFIX,
 };
 use anyhow::{bail, Result};
-use std::collections::BTreeMap;
 
 /// The table's output format.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -70,25 +69,13 @@ fn metric_names(groups: &[Group], opts: &TableOptions) -> Result<Vec<String>> {
     }
     // Runs of different workloads report different metrics: said as such
     // (it read "session … has no metric `primary_mse`").
-    let mut primaries: BTreeMap<&str, Vec<&str>> = BTreeMap::new();
-    for r in groups.iter().flat_map(|g| &g.runs) {
-        primaries
-            .entry(r.meta.primary_metric.as_str())
-            .or_default()
-            .push(r.meta.id.as_str());
-    }
-    if primaries.len() > 1 {
-        let each: Vec<String> = primaries
+    super::shared_primary_metric(
+        groups
             .iter()
-            .map(|(metric, ids)| format!("`{metric}` ({})", ids.join(", ")))
-            .collect();
-        bail!(
-            "these sessions have different primary metrics, so they come from different workloads or \
-             configs: {}; tabulate one kind at a time (--where, --group or session ids), or name a metric \
-             they all report with --metric",
-            each.join("; ")
-        );
-    }
+            .flat_map(|g| &g.runs)
+            .map(|r| (r.meta.primary_metric.as_str(), r.meta.id.as_str())),
+        "tabulate one kind at a time (--where, --group or session ids)",
+    )?;
     let mut names: Vec<String> = Vec::new();
     if let Some(primary) = groups
         .first()
