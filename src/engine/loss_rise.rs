@@ -159,7 +159,7 @@ mod tests {
         let cut = said[0] as usize / 10;
         let mut resumed = LossRise::replayed(&logged(&climb[..cut]), "main");
         assert!(resumed.observe(said[0], climb[cut]).is_some());
-        // Another loss's name reads nothing.
+        // Another loss's name reads that loss (a constant 1.0 here: no climb).
         let mut other = LossRise::replayed(&logged(&climb), "aux");
         assert_eq!(other.smoothed, Some(1.0));
         assert!(other.observe(0, 1.0).is_none());
