@@ -546,6 +546,13 @@ fn non_finite_losses_skip_the_update_and_never_reach_the_parameters() {
         })
         .collect();
     assert_eq!(skipped, vec![20, 21, 22, 23, 24]);
+    // Logging step 20's line is owed until a step's losses are finite.
+    let train_steps: Vec<u64> = lines
+        .iter()
+        .filter(|l| matches!(l.record, Record::Train { .. }))
+        .map(|l| l.step)
+        .collect();
+    assert_eq!(train_steps, [10, 25, 30, 40, 50, 60]);
     assert!(
         meltr_tui::nn::autograd::all_finite(&params),
         "NaN reached the parameters"
@@ -605,8 +612,11 @@ fn a_long_skip_streak_is_counted_not_listed_and_one_nan_loss_is_named_when_it_fa
         "16 steps in a row were skipped (steps 45–60); until the run ended"
     );
 
-    // Only `harmful` NaN from step 20 on: the run fails naming it.
-    let config = small_config("meltr", 200);
+    // Only `harmful` NaN from step 20 on: the run fails naming it, at the
+    // 50th skip though logging steps are 40 apart (a skipped logging step
+    // hands its line to the next step, which flushes and checks).
+    let mut config = small_config("meltr", 200);
+    config.train.log_every = 40;
     let dir = session::create(root.path(), "one-loss", &config).unwrap();
     let mut poisoned = Tampered::new(&config, 20..=u64::MAX);
     poisoned.only = Some("harmful");

@@ -39,7 +39,11 @@ impl Trainer {
         let total = self
             .combiner
             .combine_with(&losses, combiner::Derivatives::FirstOrder);
-        let log_now = self.step.is_multiple_of(self.config.train.log_every);
+        // A logging step whose losses were not finite hands its train line
+        // to the next step (the curve keeps no gap of two periods, and a
+        // streak of skips is flushed, and its limit checked, every step).
+        let on_schedule = self.step.is_multiple_of(self.config.train.log_every);
+        let log_now = on_schedule || self.train_line_owed;
         self.phase_clock.mark("forward");
 
         // Non-finite losses or gradients skip the update on the device; the
@@ -51,7 +55,7 @@ impl Trainer {
         // double backward needs the weights first; without shares they
         // come from the inner backward itself (`Extra::Weights`: one more
         // input of its reverse pass instead of a backward of their own).
-        let shares_now = log_now && self.config.train.shares_at(self.step);
+        let shares_now = on_schedule && self.config.train.shares_at(self.step);
         let fold_weights = log_now && !shares_now && losses.requires_grad();
         let mut logged = if log_now {
             self.flush_pending()?;
@@ -159,16 +163,18 @@ impl Trainer {
             } else {
                 Named::new()
             };
-            // A skipped (non-finite) step has no train line; its event
-            // comes with the next flush.
+            // A skipped (non-finite) step has no train line (the next
+            // step logs instead); its event comes with the next flush.
             if values[..=2 * k]
                 .iter()
                 .chain(shares.values())
                 .any(|v| !v.is_finite())
             {
+                self.train_line_owed = true;
                 self.phase_clock.mark("log");
                 return self.finish_step(reuse_forward);
             }
+            self.train_line_owed = false;
             let (logged_losses, logged_weights) = (pick(0..k), pick(k..2 * k));
             if !std::mem::replace(&mut self.loss_scales_checked, true) {
                 let kind = self.config.combiner.kind;

@@ -115,6 +115,8 @@ pub struct Trainer {
     restore_due: bool,
     /// The losses' scales were compared (at the first train line).
     loss_scales_checked: bool,
+    /// The last logging step's losses were not finite: this step logs.
+    train_line_owed: bool,
     events: SyncSender<Event>,
     steps_per_sec: f64,
     /// Lines not yet in `metrics.jsonl` because a write failed; written, in

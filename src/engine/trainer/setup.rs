@@ -219,6 +219,7 @@ impl Trainer {
             restore_due: false,
             // Said at the run's start; a resumed run's log has it already.
             loss_scales_checked: resumed_from.is_some(),
+            train_line_owed: false,
             events,
             steps_per_sec: 0.0,
             unwritten: VecDeque::new(),
