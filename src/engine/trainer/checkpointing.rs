@@ -1,4 +1,5 @@
-//! Writing checkpoints (after the metrics are durable up to them).
+//! Writing checkpoints (after the metrics are durable up to them), and
+//! reading a resumed run's state back from one.
 
 use super::*;
 
@@ -9,6 +10,9 @@ pub(super) const GAMMA: &str = "meltr.gamma";
 pub(super) const COLLAPSE: &str = "collapse";
 /// The steps of the meta step's pool whose update was skipped (when any).
 pub(super) const POOL_SKIPPED: &str = "pool.skipped";
+/// The Neumann series' stop episodes so far and whether the last meta
+/// step's stopped (a resumed run counts its warnings on).
+pub(super) const NEUMANN_STOPS: &str = "aid.neumann_stops";
 /// `meltr.loss_scale` other than `raw`: the factors measured on the first
 /// batch.
 pub(super) const LOSS_SCALE: &str = "meltr.loss_scale";
@@ -53,6 +57,13 @@ impl Trainer {
             let steps: Vec<f64> = self.pool_skipped.iter().map(|&s| s as f64).collect();
             tensors.push((POOL_SKIPPED.to_string(), Tensor::from_slice(&steps)));
         }
+        if self.neumann_episodes > 0 {
+            let stops = [
+                f64::from(self.neumann_episodes),
+                f64::from(u8::from(self.neumann_stopped)),
+            ];
+            tensors.push((NEUMANN_STOPS.to_string(), Tensor::from_slice(&stops)));
+        }
         let config = self.config.to_toml_string();
         tensors.push((
             checkpoint::CONFIG_IN_FORCE.to_string(),
@@ -82,4 +93,107 @@ impl Trainer {
         });
         Ok(())
     }
+}
+
+pub(super) type Parts = (Box<dyn Workload>, Box<dyn Combiner>, AdamW, Option<AdamW>);
+
+pub(super) fn restore(
+    ckpt: &checkpoint::Loaded,
+    (workload, combiner, inner, meta): &mut Parts,
+) -> Result<()> {
+    let context = || {
+        format!(
+            "checkpoint {} does not match this config",
+            ckpt.path.display()
+        )
+    };
+    workload
+        .load_state(&ckpt.lookup("model."))
+        .with_context(context)?;
+    crate::nn::vars::load_into(combiner.var_store(), "combiner.", &|n| ckpt.get(n))
+        .with_context(context)?;
+    // The factors measured at the run's start (`meltr.loss_scale` is fixed
+    // for a run; `start_loss_scale` says so if the config now disagrees).
+    if let (Some(scale), Some(net)) = (
+        ckpt.get(super::checkpointing::LOSS_SCALE),
+        combiner.meltr_net_mut(),
+    ) {
+        net.set_input_scale(Some(scale));
+    }
+    inner
+        .load_state("inner", &|n| ckpt.get(n))
+        .with_context(context)?;
+    if let Some(meta) = meta {
+        meta.load_state("meta", &|n| ckpt.get(n))
+            .with_context(context)?;
+    }
+    Ok(())
+}
+
+/// The collapse watch, and the meta-learning rate and γ a collapse restore
+/// left (checkpoints from before they were saved: a fresh watch, the
+/// configured values). A resume whose config edits `meltr.meta_lr` or
+/// `meltr.gamma` takes the edit, as a live edit does. Returns γ in force and
+/// a note for the log for each value that is not the configured one.
+pub(super) fn restore_watch(
+    ckpt: &checkpoint::Loaded,
+    config: &Config,
+    (_, combiner, _, meta): &mut Parts,
+    collapse: &mut CollapseGuard,
+    device: Device,
+) -> Result<(f64, Vec<String>)> {
+    let context = || format!("checkpoint {}", ckpt.path.display());
+    collapse
+        .load_state(super::checkpointing::COLLAPSE, &|n| ckpt.get(n), device)
+        .with_context(context)?;
+    if let Some(saved) = collapse.snapshot_len() {
+        let expected = combiner.params().len() + usize::from(meta.is_some());
+        anyhow::ensure!(
+            saved == expected,
+            "{}: its collapse snapshot holds {saved} tensors, this config's restorable state {expected}",
+            context()
+        );
+    }
+    // [in force, configured] as the checkpoint saved them: the value in
+    // force when the configuration has not changed since.
+    let in_force = |key: &str, configured_now: f64| -> Result<Option<f64>> {
+        let Some(saved) = ckpt.get(key) else {
+            return Ok(None);
+        };
+        let [in_use, configured] = Vec::<f64>::try_from(saved.to_kind(Kind::Double).flatten(0, -1))
+            .ok()
+            .and_then(|v| <[f64; 2]>::try_from(v).ok())
+            .with_context(|| format!("{}: `{key}` is not [in use, configured]", context()))?;
+        Ok((configured == configured_now && in_use != configured).then_some(in_use))
+    };
+    let mut notes = Vec::new();
+    if let Some(meta) = meta.as_mut() {
+        if let Some(lr) = in_force(super::checkpointing::META_LR, config.meltr.meta_lr)? {
+            meta.lr = lr;
+            notes.push(format!(
+                "the meta-learning rate resumes at {lr:.3e}, not meltr.meta_lr = {:.3e}: \
+                 a collapse restore lowered it before the checkpoint (an edit of meltr.meta_lr sets it again)",
+                config.meltr.meta_lr
+            ));
+        }
+    }
+    let mut gamma = config.meltr.gamma;
+    if let Some(raised) = in_force(super::checkpointing::GAMMA, config.meltr.gamma)? {
+        gamma = raised;
+        notes.push(format!(
+            "γ resumes at {}, not meltr.gamma = {}: a collapse restore raised it before the \
+             checkpoint (an edit of meltr.gamma sets it again)",
+            super::meta::fmt_gamma(raised),
+            super::meta::fmt_gamma(config.meltr.gamma)
+        ));
+    }
+    Ok((gamma, notes))
+}
+
+/// A run-state entry of the checkpoint as numbers, when it has one.
+pub(super) fn saved_values(ckpt: &checkpoint::Loaded, key: &str) -> Result<Option<Vec<f64>>> {
+    ckpt.get(key)
+        .map(|t| Vec::<f64>::try_from(t.to_kind(Kind::Double).flatten(0, -1)))
+        .transpose()
+        .with_context(|| format!("checkpoint {}: `{key}`", ckpt.path.display()))
 }

@@ -357,3 +357,23 @@ fn a_resume_draws_from_the_pool_as_the_run_would_have() {
         "the skipped steps changed nothing the meta steps drew"
     );
 }
+
+/// The Neumann series' stop episodes travel with the checkpoint: a resumed
+/// run's warnings count on (the 5th is not said as the 1st).
+#[test]
+fn a_resume_counts_the_neumann_stops_on() {
+    let dir = tempfile::tempdir().unwrap();
+    let (events, _keep) = std::sync::mpsc::sync_channel(1 << 16);
+    let (mut trainer, _) =
+        Trainer::new(dir.path(), config(OnCollapse::Restore), false, events).unwrap();
+    for _ in 0..3 {
+        trainer.train_step().unwrap();
+    }
+    (trainer.neumann_episodes, trainer.neumann_stopped) = (5, true);
+    trainer.write_checkpoint().unwrap();
+    let resumed_run = resumed(dir.path(), config(OnCollapse::Restore));
+    assert_eq!(
+        (resumed_run.neumann_episodes, resumed_run.neumann_stopped),
+        (5, true)
+    );
+}

@@ -112,6 +112,7 @@ impl Trainer {
         let mut ran_with = None;
         let mut last_eval_step = None;
         let mut pool_skipped = BTreeSet::new();
+        let (mut neumann_episodes, mut neumann_stopped) = (0, false);
         let mut loss_rise = LossRise::default();
         if let Some(point) = resume {
             notes = point.notes;
@@ -125,14 +126,24 @@ impl Trainer {
             }
             prepare_resume(dir, step)?;
             if let Some(ckpt) = point.checkpoint {
-                restore(&ckpt, &mut parts)?;
-                let (resumed_gamma, watch_notes) =
-                    restore_watch(&ckpt, &config, &mut parts, &mut collapse, device)?;
+                super::checkpointing::restore(&ckpt, &mut parts)?;
+                let (resumed_gamma, watch_notes) = super::checkpointing::restore_watch(
+                    &ckpt,
+                    &config,
+                    &mut parts,
+                    &mut collapse,
+                    device,
+                )?;
                 gamma = resumed_gamma;
-                if let Some(steps) = ckpt.get(super::checkpointing::POOL_SKIPPED) {
-                    let steps = Vec::<f64>::try_from(steps.to_kind(Kind::Double))
-                        .with_context(|| format!("checkpoint {}", ckpt.path.display()))?;
+                if let Some(steps) =
+                    super::checkpointing::saved_values(&ckpt, super::checkpointing::POOL_SKIPPED)?
+                {
                     pool_skipped = steps.into_iter().map(|s| s as u64).collect();
+                }
+                let stops =
+                    super::checkpointing::saved_values(&ckpt, super::checkpointing::NEUMANN_STOPS)?;
+                if let Some(&[episodes, stopped]) = stops.as_deref() {
+                    (neumann_episodes, neumann_stopped) = (episodes as u32, stopped != 0.0);
                 }
                 notes.extend(watch_notes.into_iter().map(|n| (Level::Info, n)));
                 resumed_from = Some(ckpt.path);
@@ -233,8 +244,8 @@ impl Trainer {
             checkpointed_at: resumed_from.as_ref().map(|_| step),
             pending_steps: Vec::new(),
             pending_meta: Vec::new(),
-            neumann_stopped: false,
-            neumann_episodes: 0,
+            neumann_stopped,
+            neumann_episodes,
             eval_non_finite_said: false,
             skip_streak: Default::default(),
             meta_skip_streak: Default::default(),
@@ -285,98 +296,6 @@ impl Trainer {
         }
         Ok((trainer, meta_info))
     }
-}
-
-type Parts = (Box<dyn Workload>, Box<dyn Combiner>, AdamW, Option<AdamW>);
-
-fn restore(ckpt: &checkpoint::Loaded, (workload, combiner, inner, meta): &mut Parts) -> Result<()> {
-    let context = || {
-        format!(
-            "checkpoint {} does not match this config",
-            ckpt.path.display()
-        )
-    };
-    workload
-        .load_state(&ckpt.lookup("model."))
-        .with_context(context)?;
-    crate::nn::vars::load_into(combiner.var_store(), "combiner.", &|n| ckpt.get(n))
-        .with_context(context)?;
-    // The factors measured at the run's start (`meltr.loss_scale` is fixed
-    // for a run; `start_loss_scale` says so if the config now disagrees).
-    if let (Some(scale), Some(net)) = (
-        ckpt.get(super::checkpointing::LOSS_SCALE),
-        combiner.meltr_net_mut(),
-    ) {
-        net.set_input_scale(Some(scale));
-    }
-    inner
-        .load_state("inner", &|n| ckpt.get(n))
-        .with_context(context)?;
-    if let Some(meta) = meta {
-        meta.load_state("meta", &|n| ckpt.get(n))
-            .with_context(context)?;
-    }
-    Ok(())
-}
-
-/// The collapse watch, and the meta-learning rate and γ a collapse restore
-/// left (checkpoints from before they were saved: a fresh watch, the
-/// configured values). A resume whose config edits `meltr.meta_lr` or
-/// `meltr.gamma` takes the edit, as a live edit does. Returns γ in force and
-/// a note for the log for each value that is not the configured one.
-fn restore_watch(
-    ckpt: &checkpoint::Loaded,
-    config: &Config,
-    (_, combiner, _, meta): &mut Parts,
-    collapse: &mut CollapseGuard,
-    device: Device,
-) -> Result<(f64, Vec<String>)> {
-    let context = || format!("checkpoint {}", ckpt.path.display());
-    collapse
-        .load_state(super::checkpointing::COLLAPSE, &|n| ckpt.get(n), device)
-        .with_context(context)?;
-    if let Some(saved) = collapse.snapshot_len() {
-        let expected = combiner.params().len() + usize::from(meta.is_some());
-        anyhow::ensure!(
-            saved == expected,
-            "{}: its collapse snapshot holds {saved} tensors, this config's restorable state {expected}",
-            context()
-        );
-    }
-    // [in force, configured] as the checkpoint saved them: the value in
-    // force when the configuration has not changed since.
-    let in_force = |key: &str, configured_now: f64| -> Result<Option<f64>> {
-        let Some(saved) = ckpt.get(key) else {
-            return Ok(None);
-        };
-        let [in_use, configured] = Vec::<f64>::try_from(saved.to_kind(Kind::Double).flatten(0, -1))
-            .ok()
-            .and_then(|v| <[f64; 2]>::try_from(v).ok())
-            .with_context(|| format!("{}: `{key}` is not [in use, configured]", context()))?;
-        Ok((configured == configured_now && in_use != configured).then_some(in_use))
-    };
-    let mut notes = Vec::new();
-    if let Some(meta) = meta.as_mut() {
-        if let Some(lr) = in_force(super::checkpointing::META_LR, config.meltr.meta_lr)? {
-            meta.lr = lr;
-            notes.push(format!(
-                "the meta-learning rate resumes at {lr:.3e}, not meltr.meta_lr = {:.3e}: \
-                 a collapse restore lowered it before the checkpoint (an edit of meltr.meta_lr sets it again)",
-                config.meltr.meta_lr
-            ));
-        }
-    }
-    let mut gamma = config.meltr.gamma;
-    if let Some(raised) = in_force(super::checkpointing::GAMMA, config.meltr.gamma)? {
-        gamma = raised;
-        notes.push(format!(
-            "γ resumes at {}, not meltr.gamma = {}: a collapse restore raised it before the \
-             checkpoint (an edit of meltr.gamma sets it again)",
-            super::meta::fmt_gamma(raised),
-            super::meta::fmt_gamma(config.meltr.gamma)
-        ));
-    }
-    Ok((gamma, notes))
 }
 
 /// What a resume without a checkpoint drops, when the log went past step
