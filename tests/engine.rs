@@ -997,6 +997,56 @@ fn lowered_to_ten_past_step_twenty(
     (dir, edited)
 }
 
+#[test]
+fn time_paused_is_not_counted_in_the_log_and_the_pause_is_logged() {
+    let _serial = serial();
+    let root = tempfile::tempdir().unwrap();
+    let mut config = small_config("sum", 100_000);
+    config.train.log_every = 1;
+    let dir = session::create(root.path(), "paused", &config).unwrap();
+    let handle = engine::spawn(&dir, config, false).unwrap();
+    wait_for_step(&handle, 20);
+    handle.commands.send(Command::Pause).unwrap();
+    std::thread::sleep(std::time::Duration::from_millis(1500));
+    handle.commands.send(Command::Resume).unwrap();
+    wait_for_step(&handle, 60);
+    handle.commands.send(Command::Stop).unwrap();
+    assert_eq!(handle.thread.join().unwrap().unwrap(), Status::Stopped);
+    let lines = session::log::read_metrics(&dir.join("metrics.jsonl"))
+        .unwrap()
+        .lines;
+    let longest_gap = lines
+        .windows(2)
+        .map(|w| w[1].time - w[0].time)
+        .fold(0.0, f64::max);
+    assert!(longest_gap < 1.0, "a gap of {longest_gap} s in `time`");
+    let said = common::events_matching(&dir, |m| {
+        m.starts_with("paused at step ") || m.starts_with("resumed after ")
+    });
+    assert_eq!(said.len(), 2, "{said:?}");
+    assert!(said[1].1.contains("not counted"), "{said:?}");
+}
+
+/// A run's start says the metric it is judged by and which way, and a
+/// MELTR with no auxiliary loss to weigh is warned about.
+#[test]
+fn the_start_names_the_primary_metric_and_warns_of_a_meltr_without_auxiliaries() {
+    let _serial = serial();
+    let root = tempfile::tempdir().unwrap();
+    let mut config = small_config("meltr", 10);
+    config.workload.auxiliary.clear();
+    config.combiner.weights.clear();
+    let (dir, _) = run_session(root.path(), "alone", config);
+    let said = events_matching(&dir, |m| {
+        m.starts_with("primary metric: ") || m.contains("with no auxiliary loss")
+    });
+    assert_eq!(said.len(), 2, "{said:?}");
+    assert_eq!(
+        said[0],
+        (0, "primary metric: primary_mse, lower is better".into())
+    );
+}
+
 /// Waits until the run reports step `step` or later.
 fn wait_for_step(handle: &engine::EngineHandle, step: u64) {
     loop {
@@ -1180,6 +1230,34 @@ fn meta_lines_count_the_neumann_iterations_actually_summed() {
         .collect();
     assert!(iterations.len() >= 5, "{iterations:?}");
     assert!(iterations.iter().all(|&j| j < 3), "{iterations:?}");
+}
+
+/// A diverging series whose α is then lowered live: its end is said once.
+#[test]
+fn a_neumann_series_that_converges_again_says_so_once() {
+    let _serial = serial();
+    let root = tempfile::tempdir().unwrap();
+    let mut config = small_config("meltr", 100_000);
+    config.aid.iterations = 3;
+    config.aid.alpha = 1.0;
+    config.meltr.init = meltr_tui::config::MeltrInit::Residual;
+    let dir = session::create(root.path(), "recovers", &config).unwrap();
+    let workload = Tampered::scaled(&config, [1e3; 3]);
+    let handle =
+        engine::spawn_with_workload(&dir, config.clone(), Box::new(workload), false).unwrap();
+    wait_for_step(&handle, 30);
+    let mut edited = config;
+    edited.aid.alpha = 1e-9;
+    apply(&handle, edited);
+    wait_for_step(&handle, 60);
+    handle.commands.send(Command::Stop).unwrap();
+    assert_eq!(handle.thread.join().unwrap().unwrap(), Status::Stopped);
+    let diverged = events_matching(&dir, |m| m.contains("Neumann series diverges"));
+    let converged = events_matching(&dir, |m| m.contains("Neumann series no longer diverges"));
+    assert!(!diverged.is_empty(), "the series should diverge first");
+    assert_eq!(converged.len(), 1, "{converged:?}");
+    assert!(converged[0].0 > diverged[0].0);
+    assert!(converged[0].1.contains("all aid.iterations = 3 terms"));
 }
 
 /// The default, `meltr.loss_scale = "capped"`: a run whose losses stay

@@ -459,6 +459,53 @@ fn resume_restores_parameters_and_buffers() {
     }
 }
 
+/// `export --format model` writes the fine-tuned module: the newest
+/// checkpoint's parameters, not the ones it started from.
+#[test]
+fn export_writes_the_trained_torchscript_module() {
+    let tmp = tempfile::tempdir().unwrap();
+    let model = exported().join("model.pt");
+    let cfg = config(tmp.path(), "sum", 20, &model, "");
+    assert!(run(tmp.path(), &cfg, "tuned").status.success());
+    let dir = session::find(tmp.path(), "tuned").unwrap();
+    let out_dir = tmp.path().join("out");
+    let out = bin()
+        .arg("--sessions-dir")
+        .arg(tmp.path())
+        .args(["export", "tuned", "--format", "model", "--out"])
+        .arg(&out_dir)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", text(&out));
+    let id = dir.file_name().unwrap().to_string_lossy().to_string();
+    let written = out_dir.join(format!("{id}-step-20.pt"));
+    assert!(
+        text(&out).contains(&format!("wrote {}", written.display())),
+        "{}",
+        text(&out)
+    );
+    let params = |path: &Path| {
+        tch::CModule::load(path)
+            .unwrap()
+            .named_parameters()
+            .unwrap()
+    };
+    let checkpoint =
+        tch::Tensor::read_safetensors(dir.join("checkpoints/step-0000000020.safetensors"))
+            .unwrap()
+            .into_iter()
+            .collect::<std::collections::HashMap<_, _>>();
+    let (tuned, initial) = (params(&written), params(&model));
+    assert_eq!(tuned.len(), initial.len());
+    let mut moved = 0;
+    for ((name, t), (_, t0)) in tuned.iter().zip(&initial) {
+        let saved = &checkpoint[&format!("model.{}", name.replace('.', "_"))];
+        assert!(t.equal(saved), "{name} is not the checkpoint's");
+        moved += usize::from(!t.equal(t0));
+    }
+    assert!(moved > 0, "the exported module is the untrained one");
+}
+
 fn flag_config(dir: &Path, name: &str, model: &str, train: &Path, val: &Path) -> PathBuf {
     let body = format!(
         "[workload]\nkind = \"torchscript\"\nmodel = \"{model}\"\ntrain = \"{train}\"\nval = \"{val}\"\n\

@@ -219,7 +219,8 @@ pub enum Cmd {
     /// Write a session's figures (losses, primary metric, weights, final
     /// weights, transforms) into <session>/plots or --out; or its log as a
     /// tidy CSV (<out>/<id>.csv) or TensorBoard event files
-    /// (<out>/<id>/events.out.tfevents.*), by default in <session>/export.
+    /// (<out>/<id>/events.out.tfevents.*), or its fine-tuned TorchScript
+    /// module (<out>/<id>-step-N.pt), by default in <session>/export.
     Export(paper::ExportArgs),
     /// Overlay one metric of several sessions in one figure (format from
     /// -o's extension). Sessions that differ only by workload.seed are drawn

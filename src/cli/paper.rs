@@ -122,7 +122,8 @@ pub(super) fn compare(
 pub struct ExportArgs {
     /// The session (its id, a unique part of it, or its folder).
     pub session: String,
-    /// Comma-separated: svg, png, pdf, csv, tensorboard.
+    /// Comma-separated: svg, png, pdf, csv, tensorboard, model (the trained
+    /// TorchScript module from the newest checkpoint, <out>/<id>-step-N.pt).
     #[arg(long, value_delimiter = ',', default_value = "svg,png,pdf")]
     pub format: Vec<crate::export::Format>,
     /// Output folder (default: <session>/plots for figures, <session>/export for data).
@@ -215,6 +216,15 @@ pub(super) fn export_data(
         let written = match format {
             crate::export::Format::Csv => crate::export::write_csv(dir, &out)?,
             crate::export::Format::Tensorboard => crate::export::write_tensorboard(dir, &out)?,
+            crate::export::Format::Model => {
+                let (path, step) = crate::export::write_model(dir, &out)?;
+                println!(
+                    "wrote {} (the TorchScript module as trained to step {step}; \
+                     torch.jit.load(path, map_location=\"cpu\") reads it anywhere)",
+                    path.display()
+                );
+                continue;
+            }
             crate::export::Format::Figure(_) => continue,
         };
         println!("wrote {}", written.display());

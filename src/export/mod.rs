@@ -1,8 +1,9 @@
 //! A session's log in the formats other tools read: `csv`, one tidy table
 //! (step, wall, time, series, value) for pandas or R, and `tensorboard`,
 //! event files TensorBoard opens (and W&B's TensorBoard sync imports) with
-//! every scalar series and the config as hyperparameters. `export`'s
-//! figure formats (svg, png, pdf) stay in `plot`.
+//! every scalar series and the config as hyperparameters; and `model`, the
+//! fine-tuned TorchScript module itself. `export`'s figure formats (svg,
+//! png, pdf) stay in `plot`.
 
 pub mod proto;
 pub mod record;
@@ -24,6 +25,9 @@ pub enum Format {
     Csv,
     /// TensorBoard event files.
     Tensorboard,
+    /// The trained TorchScript module (a TorchScript workload's newest
+    /// checkpoint).
+    Model,
 }
 
 impl FromStr for Format {
@@ -32,8 +36,11 @@ impl FromStr for Format {
         match s.trim().to_ascii_lowercase().as_str() {
             "csv" => Ok(Format::Csv),
             "tensorboard" | "tb" => Ok(Format::Tensorboard),
+            "model" | "pt" | "torchscript" => Ok(Format::Model),
             other => other.parse().map(Format::Figure).map_err(|_| {
-                format!("unknown format '{other}' (expected svg, png, pdf, csv or tensorboard)")
+                format!(
+                    "unknown format '{other}' (expected svg, png, pdf, csv, tensorboard or model)"
+                )
             }),
         }
     }
@@ -45,6 +52,7 @@ impl fmt::Display for Format {
             Format::Figure(format) => format.fmt(f),
             Format::Csv => f.write_str("csv"),
             Format::Tensorboard => f.write_str("tensorboard"),
+            Format::Model => f.write_str("model"),
         }
     }
 }
@@ -89,4 +97,40 @@ pub fn write_tensorboard(session: &Path, out: &Path) -> Result<PathBuf> {
     let path = run_dir.join(tensorboard::file_name(start));
     atomic_write(&path, &tensorboard::event_file(&meta, &config, &lines))?;
     Ok(path)
+}
+
+/// Writes `<out>/<session id>-step-<N>.pt`, the TorchScript module as the
+/// newest readable checkpoint holds it (trained parameters and buffers,
+/// frozen ones as loaded; in the run's dtype and on its device); returns
+/// its path and step.
+pub fn write_model(session: &Path, out: &Path) -> Result<(PathBuf, u64)> {
+    let dir = SessionDir::new(session);
+    let id = dir.id();
+    let (newest, unreadable) =
+        crate::engine::checkpoint::Loaded::newest_readable(&dir.checkpoints());
+    let unread = match unreadable.first() {
+        Some((path, why)) => format!(" ({} does not read back: {why})", path.display()),
+        None => String::new(),
+    };
+    let ckpt = newest.with_context(|| {
+        format!(
+            "session {id} has no checkpoint to export the model from{unread}: a run writes one \
+             every train.checkpoint_every steps, at its end, and on `c` in the TUI"
+        )
+    })?;
+    let module = ckpt
+        .get(&crate::workload::saved_module_key())
+        .with_context(|| {
+            format!(
+            "session {id} trains a built-in workload, not a TorchScript model: its checkpoint {} \
+             holds the parameters as model.* tensors (safetensors), there is no module to export",
+            ckpt.path.display()
+        )
+        })?;
+    let bytes = Vec::<u8>::try_from(module)
+        .with_context(|| format!("checkpoint {}: the saved module", ckpt.path.display()))?;
+    std::fs::create_dir_all(out).with_context(|| format!("cannot create {}", out.display()))?;
+    let path = out.join(format!("{id}-step-{}.pt", ckpt.step));
+    atomic_write(&path, &bytes)?;
+    Ok((path, ckpt.step))
 }

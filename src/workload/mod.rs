@@ -327,6 +327,11 @@ pub fn primary_metric(workload: &dyn Workload, w: &WorkloadConfig) -> Result<(St
 /// `MedR`, `top1_error`). Any other name is taken as better higher;
 /// `workload.metric_goal` says otherwise.
 pub fn lower_is_better(name: &str) -> bool {
+    // `neg_mse` (scikit-learn's scorers), `negative_log_loss`: a negated
+    // error grows as the model improves.
+    if let Some(negated) = negation_of(name) {
+        return !lower_is_better(negated);
+    }
     const PARTS: [&str; 2] = ["loss", "perplexity"];
     // `MdR` and `MnR`: the MELTR paper's median and mean rank.
     const WORDS: [&str; 17] = [
@@ -352,6 +357,9 @@ pub fn lower_is_better(name: &str) -> bool {
 /// `None` for anything else (a model's diagnostic, such as a BatchNorm
 /// statistic, has no better side).
 pub fn score_direction(name: &str) -> Option<bool> {
+    if let Some(negated) = negation_of(name) {
+        return score_direction(negated).map(|higher| !higher);
+    }
     if lower_is_better(name) {
         return Some(false);
     }
@@ -373,6 +381,21 @@ pub fn score_direction(name: &str) -> Option<bool> {
         || PARTS.iter().any(|part| lower.contains(part))
         || words.iter().any(|w| WORDS.contains(w));
     known.then_some(true)
+}
+
+/// The metric a negated name negates: `neg_mse`, `negative-log-loss`,
+/// `minus_mae`, `-rmse` (any case).
+fn negation_of(name: &str) -> Option<&str> {
+    let lower = name.to_ascii_lowercase();
+    ["negative", "minus", "neg"]
+        .iter()
+        .find_map(|prefix| {
+            let rest = lower.strip_prefix(prefix)?;
+            rest.starts_with(['_', '-', ' ', '.'])
+                .then(|| &name[prefix.len() + 1..])
+        })
+        .or_else(|| name.strip_prefix('-'))
+        .filter(|rest| !rest.is_empty())
 }
 
 /// Stacks the configured losses into `[K]`, primary first.
@@ -497,8 +520,18 @@ mod tests {
         ] {
             assert_eq!(score_direction(higher), Some(true), "{higher}");
         }
-        for lower in ["val_mse", "eval_loss/cls", "MdR", "error_rate"] {
+        for lower in [
+            "val_mse",
+            "eval_loss/cls",
+            "MdR",
+            "error_rate",
+            "neg_accuracy",
+        ] {
             assert_eq!(score_direction(lower), Some(false), "{lower}");
+        }
+        // Negated errors (scikit-learn's scorers) are better higher.
+        for higher in ["neg_mse", "negative_log_loss", "NEG-RMSE", "-mae"] {
+            assert_eq!(score_direction(higher), Some(true), "{higher}");
         }
         for neither in [
             "bn1_running_mean0",
@@ -528,6 +561,8 @@ mod tests {
             "mean_rank",
             "perplexity",
             "l2_dist",
+            "neg_accuracy",
+            "negotiated_loss",
         ] {
             assert!(lower_is_better(lower), "{lower}");
         }
@@ -544,6 +579,11 @@ mod tests {
             "ranking_acc",
             "referring_acc",
             "transferred_acc",
+            "neg_mse",
+            "neg_root_mean_squared_error",
+            "negative-log-loss",
+            "minus_mae",
+            "-rmse",
         ] {
             assert!(!lower_is_better(higher), "{higher}");
         }

@@ -229,6 +229,15 @@ impl Trainer {
                 });
             }
         }
+        if self.neumann_stopped && stopped.is_none() {
+            self.emit(Record::Event {
+                level: Level::Info,
+                message: format!(
+                    "the Neumann series no longer diverges: all aid.iterations = {} terms are summed again",
+                    aid.iterations
+                ),
+            });
+        }
         self.neumann_stopped = stopped.is_some();
         if let Some(tracer) = &mut self.tracer {
             tracer.meta(train_step, val_step, &hyper.grads, &hyper.reg);

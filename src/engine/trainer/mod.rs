@@ -97,7 +97,11 @@ pub struct Trainer {
     last_losses: Option<Tensor>,
     log: MetricsWriter,
     clock: Instant,
+    /// Seconds added to `clock` for the log's `time`: the run's time before
+    /// a resume, less the time spent paused.
     time_offset: f64,
+    /// When a `Pause` command stopped stepping (not counted in `time`).
+    paused_since: Option<Instant>,
     status: Status,
     /// Why meta steps are on hold (e.g. exact mode impossible on this model);
     /// cleared by the next config change.
@@ -333,8 +337,31 @@ impl Trainer {
                 return Ok(());
             }
         }
+        if let Some(since) = self.paused_since.take() {
+            let paused = since.elapsed().as_secs_f64();
+            self.time_offset -= paused;
+            self.emit(Record::Event {
+                level: Level::Info,
+                message: format!(
+                    "resumed after {} paused (not counted in the log's time)",
+                    crate::tui::fmt::duration(paused)
+                ),
+            });
+        }
         self.set_status(Status::Running, None);
         Ok(())
+    }
+
+    /// `Pause`: stops stepping until `Resume`; the log's `time` stops too.
+    fn pause(&mut self) {
+        if self.status != Status::Paused {
+            self.paused_since = Some(Instant::now());
+            self.emit(Record::Event {
+                level: Level::Info,
+                message: format!("paused at step {}", self.step),
+            });
+        }
+        self.set_status(Status::Paused, None);
     }
 
     /// Applies pending commands; blocks while paused. False means stop.
@@ -363,7 +390,7 @@ impl Trainer {
                 }
             };
             match command {
-                Command::Pause => self.set_status(Status::Paused, None),
+                Command::Pause => self.pause(),
                 Command::Resume => self.resume()?,
                 Command::ApplyConfig { config } => self.apply_config(*config),
                 Command::ReportConfigError { error } => self.emit(Record::Config {

@@ -166,6 +166,14 @@ impl Trainer {
         let (workload, combiner, inner, meta) = parts;
         let (primary_metric, higher_is_better) =
             crate::workload::primary_metric(workload.as_ref(), &config.workload)?;
+        if step == 0 {
+            notes.extend(start_notes(
+                &config,
+                workload.kind(),
+                &primary_metric,
+                higher_is_better,
+            ));
+        }
         let device = theta.first().map(Tensor::device).unwrap_or(Device::Cpu);
         let meta_info = SessionMeta {
             id: layout.id(),
@@ -220,6 +228,7 @@ impl Trainer {
             log,
             clock: Instant::now(),
             time_offset,
+            paused_since: None,
             status: Status::Running,
             meta_blocked: None,
             meta_steps_done: 0,
@@ -296,6 +305,41 @@ impl Trainer {
         }
         Ok((trainer, meta_info))
     }
+}
+
+/// Said when a run starts: the metric it is judged by and which way (a
+/// name's guess can be wrong: `ls`, `table` and "best" go by it), and a
+/// MELTR with nothing to weigh.
+fn start_notes(
+    config: &Config,
+    workload_kind: &str,
+    metric: &str,
+    higher_is_better: bool,
+) -> Vec<(Level, String)> {
+    let goal = if higher_is_better { "higher" } else { "lower" };
+    let why = match config.workload.metric_goal {
+        Some(_) => " (workload.metric_goal)",
+        None if workload_kind == "torchscript" => {
+            " (guessed from its name; workload.metric_goal = \"max\" or \"min\" says otherwise)"
+        }
+        None => "",
+    };
+    let mut notes = vec![(
+        Level::Info,
+        format!("primary metric: {metric}, {goal} is better{why}"),
+    )];
+    if config.combiner.kind == CombinerKind::Meltr && config.workload.auxiliary.is_empty() {
+        notes.push((
+            Level::Warn,
+            format!(
+                "combiner.kind = \"meltr\" with no auxiliary loss (workload.auxiliary is empty): \
+                 MELTR can only rescale {}, a learned learning-rate factor; list auxiliary losses, \
+                 or use combiner.kind = \"primary\"",
+                config.workload.primary
+            ),
+        ));
+    }
+    notes
 }
 
 /// What a resume without a checkpoint drops, when the log went past step

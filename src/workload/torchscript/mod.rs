@@ -129,6 +129,7 @@ impl TorchScript {
             bail!("workload.model: {model_path} has no parameters to train");
         }
         let (parameters, shared) = distinct_parameters(parameters);
+        let frozen = params::frozen_note(&parameters);
         for (name, tensor) in parameters {
             // Same tensor as the module's: training the VarStore trains the module.
             let trainable = tensor.requires_grad();
@@ -160,6 +161,7 @@ impl TorchScript {
         ]
         .concat();
         let data_notes = [
+            frozen.map(|note| format!("workload.model {model_path}: {note}")),
             whole_set_batches,
             train.cast_note("workload.train", train_path, kind),
             val.cast_note("workload.val", val_path, kind),
