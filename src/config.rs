@@ -447,11 +447,15 @@ impl Config {
             let line = inner.span().map(|s| line_of_offset(text, s.start));
             let key = (path != "." && !path.is_empty()).then_some(path);
             let line = line.or_else(|| key.as_deref().and_then(|k| locate_key(text, k)));
+            let mut message = inner.message().trim().to_string();
+            if let (None, Some(span)) = (&key, inner.span()) {
+                message.push_str(&text::syntax_context(text, span.start));
+            }
             ConfigError {
                 file: None,
                 line,
                 key,
-                message: inner.message().trim().to_string(),
+                message,
             }
         })?;
         Ok(config)

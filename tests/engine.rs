@@ -796,6 +796,27 @@ fn a_refused_restart_only_edit_does_not_break_resume() {
     apply(&handle, edited.clone());
     handle.commands.send(Command::Stop).unwrap();
     assert_eq!(handle.thread.join().unwrap().unwrap(), Status::Stopped);
+    // The refusal points at the file's line, as other refusals do.
+    let file = dir.join("config.toml");
+    let line =
+        meltr_tui::config::locate_key(&std::fs::read_to_string(&file).unwrap(), "meltr.d_model")
+            .unwrap();
+    let refusal = session::log::read_metrics(&dir.join("metrics.jsonl"))
+        .unwrap()
+        .lines
+        .into_iter()
+        .find_map(|l| match l.record {
+            Record::Config { error: Some(e), .. } => Some(e),
+            _ => None,
+        })
+        .unwrap();
+    assert!(
+        refusal.starts_with(&format!(
+            "{}:{line}: `meltr.d_model` = 64 can only change",
+            file.display()
+        )),
+        "{refusal}"
+    );
 
     // What `resume --detach` says before the runner starts.
     assert_eq!(

@@ -424,3 +424,14 @@ fn a_syntax_error_reads_as_one_line() {
     assert!(!err.contains('\n'), "{err}");
     assert!(err.contains("; "), "{err}");
 }
+
+/// TOML's syntax messages name neither the text nor the column ("expected
+/// newline, `#`"): the error quotes the line and points at the column.
+#[test]
+fn a_syntax_error_quotes_its_line_and_column() {
+    let err = Config::parse("[aid]\niterations = 2 3\n")
+        .unwrap_err()
+        .to_string();
+    assert!(err.starts_with("line 2: "), "{err}");
+    assert!(err.ends_with("; column 16 of `iterations = 2 3`"), "{err}");
+}

@@ -66,6 +66,20 @@ pub(super) fn line_of_offset(text: &str, offset: usize) -> usize {
     text[..offset.min(text.len())].matches('\n').count() + 1
 }
 
+/// Where a syntax error is, for its message: `; column 17 of `iterations =
+/// 2 3`` (TOML's own message names neither the text nor the column).
+pub(super) fn syntax_context(text: &str, offset: usize) -> String {
+    let offset = offset.min(text.len());
+    let start = text[..offset].rfind('\n').map_or(0, |i| i + 1);
+    let end = text[offset..].find('\n').map_or(text.len(), |i| offset + i);
+    let line = text[start..end].trim_end_matches('\r');
+    if line.trim().is_empty() {
+        return String::new();
+    }
+    let column = text[start..offset].chars().count() + 1;
+    format!("; column {column} of `{}`", line.trim())
+}
+
 /// The 1-based line where a dotted key is set, found by tracking `[section]`
 /// headers; `None` when the key is not written in the file (a default).
 pub fn locate_key(text: &str, key: &str) -> Option<usize> {

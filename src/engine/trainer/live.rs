@@ -17,6 +17,19 @@ impl Trainer {
             return;
         }
         let old = self.config.clone();
+        // `config.toml:12: ` where the session's file sets a refused key.
+        let file = self.dir.config();
+        let text = std::fs::read_to_string(&file).unwrap_or_default();
+        let in_file = Config::parse_over(&old, &text).ok();
+        let located = |key: &str| {
+            let asks = in_file.as_ref().is_some_and(|f| {
+                old.diff(f).iter().any(|c| c.key == key) && requested.diff(f).is_empty()
+            });
+            match crate::config::locate_key(&text, key) {
+                Some(line) if asks => format!("{}:{line}: ", file.display()),
+                _ => String::new(),
+            }
+        };
         // In full, and as said again while the file still asks for it.
         let (refused, refused_short): (Vec<String>, Vec<String>) = old
             .diff(&requested)
@@ -25,8 +38,11 @@ impl Trainer {
                 c.restart_only.map(|why| {
                     (
                         format!(
-                            "`{}` = {} can only change at restart ({why}); {} stays in force",
-                            c.key, c.new, c.old
+                            "{}`{}` = {} can only change at restart ({why}); {} stays in force",
+                            located(&c.key),
+                            c.key,
+                            c.new,
+                            c.old
                         ),
                         format!("`{}` = {}", c.key, c.new),
                     )
