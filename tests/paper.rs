@@ -208,6 +208,8 @@ fn ls_shows_the_keys_that_differ_as_columns() {
         "{row}"
     );
     assert!(row.contains(&format!(" {STEPS}/{STEPS} ")), "{row}");
+    // The metric's direction, as the TUI's header and `table` show it.
+    assert!(row.contains(" primary_mse↓ "), "{row}");
     // Within one setting only the seed differs.
     let meltr = ok(&["ls", "--where", "combiner.kind=meltr", "--group", GROUP]);
     let header = meltr.lines().next().unwrap();

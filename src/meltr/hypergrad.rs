@@ -434,6 +434,21 @@ fn brief(error: &anyhow::Error) -> String {
     crate::nn::autograd::first_line(&format!("{error:#}"))
 }
 
+/// Why forward over reverse failed, from libtorch's words: a missing
+/// forward derivative is the usual cause, but not the only one (a plain
+/// MLP with LayerNorm and GELU failed with "ZeroTensors are immutable").
+fn forward_over_reverse_failure(libtorch: &str) -> String {
+    let lower = libtorch.to_lowercase();
+    let cause = if lower.contains("forward ad") || lower.contains("not implemented") {
+        "libtorch has no forward derivative for an op in this model's backward"
+    } else {
+        "libtorch's forward-mode AD cannot run this model's backward"
+    };
+    format!(
+        "forward over reverse failed: {cause}, a limitation of libtorch rather than a fault of the model (libtorch: {libtorch})"
+    )
+}
+
 /// The factorized mode's JVPs by the configured method.
 struct Jvps<'a, 'p> {
     problem: &'a MetaProblem<'p>,
@@ -556,7 +571,7 @@ impl<'a, 'p> Jvps<'a, 'p> {
                         Err(e) => fall_back(
                             slot,
                             HvpRoute::DoubleBackward,
-                            format!("forward over reverse failed, most often because libtorch has no forward derivative for an op in this model's backward, a gap in libtorch rather than a fault of the model (libtorch: {})", brief(&e)),
+                            forward_over_reverse_failure(&brief(&e)),
                         ),
                     }
                 }
@@ -817,4 +832,21 @@ fn loss_jvp_by_differences(problem: &MetaProblem, p: &[Tensor]) -> Result<Tensor
     };
     let (plus, minus) = at_shifted(problem.theta, p, eps, &eval)?;
     Ok((plus - minus) / (2.0 * eps))
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn a_forward_over_reverse_failure_is_explained_by_what_libtorch_said() {
+        let missing = super::forward_over_reverse_failure(
+            "Trying to use forward AD with _foo that does not support it",
+        );
+        assert!(missing.contains("no forward derivative for an op"), "{missing}");
+        let other = super::forward_over_reverse_failure("ZeroTensors are immutable");
+        assert!(
+            other.contains("forward-mode AD cannot run this model's backward")
+                && other.ends_with("(libtorch: ZeroTensors are immutable)"),
+            "{other}"
+        );
+    }
 }

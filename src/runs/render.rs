@@ -17,9 +17,15 @@ const COLUMNS: [(&str, i32); 6] = [
     ("RUNNER", 12),
 ];
 
+/// `accuracy↑ 81.2500`: the arrow as the TUI's header and `table` show it.
 fn metric_text(run: &Run) -> String {
+    let arrow = if run.meta.higher_is_better {
+        '↑'
+    } else {
+        '↓'
+    };
     run.metric().map_or("-".into(), |m| {
-        format!("{} {m:.4}", run.meta.primary_metric)
+        format!("{}{arrow} {m:.4}", run.meta.primary_metric)
     })
 }
 

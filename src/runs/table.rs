@@ -359,18 +359,11 @@ pub fn render(groups: &[Group], opts: &TableOptions) -> Result<String> {
             for row in &rows {
                 let mut cells = label_cells(row);
                 cells.push(row.group.runs.len().to_string());
+                // Full precision; `+ 0.0` writes -0 as 0.
+                let full = |v: f64| (v + 0.0).to_string();
                 for s in &row.cells {
-                    let std = if s.n > 1 {
-                        s.std.to_string()
-                    } else {
-                        String::new()
-                    };
-                    cells.extend([
-                        s.mean.to_string(),
-                        std,
-                        s.min.to_string(),
-                        s.max.to_string(),
-                    ]);
+                    let std = if s.n > 1 { full(s.std) } else { String::new() };
+                    cells.extend([full(s.mean), std, full(s.min), full(s.max)]);
                 }
                 let cells: Vec<String> = cells.iter().map(|c| csv_field(c)).collect();
                 out.push_str(&(cells.join(",") + "\n"));

@@ -372,6 +372,16 @@ pub fn find(root: &Path, query: &str) -> Result<std::path::PathBuf> {
     };
     match matches.as_slice() {
         [(dir, _)] => Ok(dir.clone()),
+        // A path, not an id: say what is wrong with the folder itself.
+        [] if query.contains(std::path::MAIN_SEPARATOR) || query.starts_with('.') => {
+            if !as_path.exists() {
+                anyhow::bail!("no session at {query}: no such folder")
+            }
+            anyhow::bail!(
+                "{query} is not a session folder (it has no session.json); sessions live in {}",
+                root.display()
+            )
+        }
         [] => {
             let ids: Vec<&str> = all
                 .iter()
@@ -440,5 +450,25 @@ mod tests {
         create(tmp.path(), "probe", &config).unwrap();
         let said = find(tmp.path(), "probe").unwrap_err().to_string();
         assert!(said.contains("matches several sessions"), "{said}");
+    }
+
+    #[test]
+    fn a_path_that_is_no_session_is_said_as_such() {
+        let tmp = tempfile::tempdir().unwrap();
+        let missing = tmp.path().join("nonexistent/dir");
+        let said = find(tmp.path(), &missing.to_string_lossy())
+            .unwrap_err()
+            .to_string();
+        assert_eq!(
+            said,
+            format!("no session at {}: no such folder", missing.display())
+        );
+        let said = find(tmp.path(), &tmp.path().to_string_lossy())
+            .unwrap_err()
+            .to_string();
+        assert!(
+            said.contains("is not a session folder (it has no session.json)"),
+            "{said}"
+        );
     }
 }

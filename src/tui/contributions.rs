@@ -63,6 +63,17 @@ pub fn bar(v: f64, max: f64, width: usize, signed: bool) -> String {
     }
 }
 
+/// A share as a percentage with one decimal: a share of -0.00001 is no
+/// negative share, so no `-0.0%`.
+fn percent_text(share: f64) -> String {
+    let percent = format!("{:.1}", share * 100.0);
+    let percent = percent
+        .strip_prefix('-')
+        .filter(|p| *p == "0.0")
+        .unwrap_or(&percent);
+    format!("{percent}%")
+}
+
 /// One section of bars: a heading, then `name value bar` per loss.
 fn bar_lines(
     app: &App,
@@ -86,7 +97,7 @@ fn bar_lines(
     let signed = values.values().any(|v| *v < 0.0);
     let text = |v: f64| {
         if percent {
-            format!("{:.1}%", v * 100.0)
+            percent_text(v)
         } else {
             fmt::signed(v)
         }
@@ -319,6 +330,13 @@ pub fn render(frame: &mut Frame, area: Rect, app: &App, focused: bool) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_share_that_rounds_to_zero_has_no_sign() {
+        assert_eq!(percent_text(-1e-5), "0.0%");
+        assert_eq!(percent_text(-0.05), "-5.0%");
+        assert_eq!(percent_text(0.123), "12.3%");
+    }
     use crate::tui::fixtures;
 
     /// `area +3.149 │` and `shape -9.10e-4 │`: a value wider than the
