@@ -841,7 +841,10 @@ mod tests {
         let missing = super::forward_over_reverse_failure(
             "Trying to use forward AD with _foo that does not support it",
         );
-        assert!(missing.contains("no forward derivative for an op"), "{missing}");
+        assert!(
+            missing.contains("no forward derivative for an op"),
+            "{missing}"
+        );
         let other = super::forward_over_reverse_failure("ZeroTensors are immutable");
         assert!(
             other.contains("forward-mode AD cannot run this model's backward")

@@ -3,6 +3,7 @@
 #![warn(missing_docs)]
 
 pub mod dir;
+pub mod inputs;
 pub mod log;
 pub mod metrics;
 pub mod provenance;

@@ -166,6 +166,8 @@ impl Trainer {
         let (workload, combiner, inner, meta) = parts;
         let (primary_metric, higher_is_better) =
             crate::workload::primary_metric(workload.as_ref(), &config.workload)?;
+        let changed_inputs = crate::session::inputs::check_or_record(dir, &config)?;
+        notes.extend(changed_inputs.into_iter().map(|n| (Level::Warn, n)));
         if step == 0 {
             notes.extend(start_notes(
                 &config,

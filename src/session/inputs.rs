@@ -1,0 +1,142 @@
+//! The run's input files (the TorchScript model, the training and
+//! validation data) as they were when it started — size and modification
+//! time, in `inputs.json` — so a resume can say which changed since: it
+//! goes on with the checkpoint's saved module, but reads the data files as
+//! they are now, and neither had been said.
+
+use super::atomic_write;
+use crate::config::Config;
+use anyhow::{Context, Result};
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+use std::path::Path;
+
+/// The session file that holds the fingerprints.
+const FILE: &str = "inputs.json";
+
+/// One input file as the run found it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+struct Fingerprint {
+    path: String,
+    bytes: u64,
+    /// Seconds since the Unix epoch.
+    modified: Option<f64>,
+}
+
+impl Fingerprint {
+    fn of(path: &str) -> Option<Fingerprint> {
+        let meta = std::fs::metadata(path).ok()?;
+        let modified = meta
+            .modified()
+            .ok()
+            .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
+            .map(|d| d.as_secs_f64());
+        Some(Fingerprint {
+            path: path.to_string(),
+            bytes: meta.len(),
+            modified,
+        })
+    }
+
+    /// How `now` differs from this, when it does.
+    fn change(&self, now: &Fingerprint) -> Option<String> {
+        if now.bytes != self.bytes {
+            Some(format!("{} → {} bytes", self.bytes, now.bytes))
+        } else if now.modified != self.modified {
+            Some("rewritten, same size".to_string())
+        } else {
+            None
+        }
+    }
+}
+
+/// The config keys that name input files, with the file each names.
+fn inputs(config: &Config) -> BTreeMap<&'static str, String> {
+    let w = &config.workload;
+    [
+        ("workload.model", &w.model),
+        ("workload.train", &w.train),
+        ("workload.val", &w.val),
+    ]
+    .into_iter()
+    .filter_map(|(key, path)| Some((key, path.clone()?)))
+    .collect()
+}
+
+/// At a run's start (or the first resume of a session from before this
+/// record), writes the inputs' fingerprints; later, says which input
+/// changed since, and what the run does about it.
+pub fn check_or_record(dir: &Path, config: &Config) -> Result<Vec<String>> {
+    let file = dir.join(FILE);
+    let now: BTreeMap<String, Fingerprint> = inputs(config)
+        .into_iter()
+        .filter_map(|(key, path)| Some((key.to_string(), Fingerprint::of(&path)?)))
+        .collect();
+    let Ok(text) = std::fs::read_to_string(&file) else {
+        let json = serde_json::to_string_pretty(&now).expect("fingerprints serialise");
+        atomic_write(&file, json.as_bytes())?;
+        return Ok(Vec::new());
+    };
+    let then: BTreeMap<String, Fingerprint> = serde_json::from_str(&text)
+        .with_context(|| format!("{} is not a valid inputs record", file.display()))?;
+    let mut notes = Vec::new();
+    for (key, now) in &now {
+        let Some(then) = then.get(key) else { continue };
+        let what = if then.path != now.path {
+            Some(format!("now {} instead of {}", now.path, then.path))
+        } else {
+            then.change(now)
+        };
+        let Some(what) = what else { continue };
+        let consequence = if key == "workload.model" {
+            "the resume goes on with the module saved in the checkpoint, as trained; a changed model needs a new run"
+        } else {
+            "the resumed run reads the file as it is now"
+        };
+        notes.push(format!(
+            "{key} {} changed since the run started ({what}): {consequence}",
+            now.path
+        ));
+    }
+    Ok(notes)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_resume_says_which_input_changed_since_the_start() {
+        let tmp = tempfile::tempdir().unwrap();
+        let (model, train) = (tmp.path().join("model.pt"), tmp.path().join("train.st"));
+        std::fs::write(&model, b"module").unwrap();
+        std::fs::write(&train, b"rows").unwrap();
+        let mut config = Config::default();
+        config.workload.model = Some(model.display().to_string());
+        config.workload.train = Some(train.display().to_string());
+        let session = tmp.path().join("session");
+        std::fs::create_dir(&session).unwrap();
+        assert!(check_or_record(&session, &config).unwrap().is_empty());
+        // Unchanged: nothing to say.
+        assert!(check_or_record(&session, &config).unwrap().is_empty());
+        std::fs::write(&train, b"more rows").unwrap();
+        let said = check_or_record(&session, &config).unwrap();
+        assert_eq!(
+            said,
+            [format!(
+                "workload.train {} changed since the run started (4 → 9 bytes): the resumed run reads the file as it is now",
+                train.display()
+            )]
+        );
+        std::fs::write(&model, b"modulE").unwrap();
+        let file = std::fs::File::options().write(true).open(&model).unwrap();
+        file.set_modified(std::time::UNIX_EPOCH + std::time::Duration::from_secs(1))
+            .unwrap();
+        let said = check_or_record(&session, &config).unwrap();
+        assert!(
+            said.iter().any(|s| s.starts_with("workload.model")
+                && s.contains("(rewritten, same size): the resume goes on with the module saved in the checkpoint")),
+            "{said:?}"
+        );
+    }
+}
