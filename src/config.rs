@@ -69,6 +69,12 @@ pub struct WorkloadConfig {
     /// from its name (lower for losses, errors, ranks, mse, mae, nll, ...).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub metric_goal: Option<MetricGoal>,
+    /// Rows per evaluation batch (TorchScript workloads). Unset:
+    /// `batch_size`. Metrics are row-weighted means of per-batch values,
+    /// so one that is no mean (R², macro-F1) is exact only when one batch
+    /// holds the whole validation split: set this to its row count or more.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub eval_batch_size: Option<usize>,
 }
 
 impl Default for WorkloadConfig {
@@ -85,6 +91,7 @@ impl Default for WorkloadConfig {
             init_from: None,
             metric: None,
             metric_goal: None,
+            eval_batch_size: None,
         }
     }
 }

@@ -1082,8 +1082,26 @@ fn the_primary_metric_is_configurable_and_evaluation_scores_every_row() {
     );
     refused(
         &cfg,
-        "workload.metric = \"msee\" is not a metric this workload reports; it reports: mse, row_mean",
+        "workload.metric = \"msee\" is not a metric this workload reports; it reports: mse, row_mean, row_max",
     );
+
+    // A metric that is no mean of per-batch values is exact with one
+    // evaluation batch of every row: row_max is 99 then; the mean of the
+    // batches' maxima (7, 15, …, 95, 99) is less.
+    let (_, lines) = metrics_of(&sessions, "default");
+    assert!(common::last_eval(&lines, "row_max") < 99.0);
+    let cfg = flag_config_with(
+        tmp.path(),
+        "whole-eval",
+        "metrics.pt",
+        data,
+        "eval_batch_size = 100\n",
+    );
+    let out = run(&sessions, &cfg, "whole-eval");
+    assert!(out.status.success(), "{}", text(&out));
+    let (_, lines) = metrics_of(&sessions, "whole-eval");
+    assert_eq!(common::last_eval(&lines, "row_max"), 99.0);
+    assert_eq!(common::last_eval(&lines, "row_mean"), 49.5);
 
     let extra = "batch_size = 1000\n";
     let cfg = flag_config(tmp.path(), "whole", "metrics.pt", &train, &val);

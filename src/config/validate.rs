@@ -58,6 +58,9 @@ impl Config {
             }
         }
         at_least("workload.batch_size", w.batch_size as f64, 1.0)?;
+        if let Some(rows) = w.eval_batch_size {
+            at_least("workload.eval_batch_size", rows as f64, 1.0)?;
+        }
         if w.kind == WorkloadKind::TorchScript {
             for (key, value) in [
                 ("workload.model", &w.model),

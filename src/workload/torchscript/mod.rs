@@ -52,6 +52,9 @@ pub struct TorchScript {
     train: Split,
     val: Split,
     batch_size: i64,
+    /// Rows per evaluation batch (`workload.eval_batch_size`, else
+    /// `batch_size`).
+    eval_batch_size: i64,
     seed: u64,
     primary: String,
     /// `workload.auxiliary`: with the primary, the losses trained on (the
@@ -172,6 +175,9 @@ impl TorchScript {
             vs,
             module: RefCell::new(module),
             batch_size: (w.batch_size as i64).min(train.samples),
+            eval_batch_size: w
+                .eval_batch_size
+                .map_or((w.batch_size as i64).min(train.samples), |rows| rows as i64),
             train,
             val,
             seed: w.seed,

@@ -103,7 +103,7 @@ impl TorchScript {
     /// The validation split as batches, `(first row, rows)`: full batches
     /// of `batch_size`, then the rows left over, so that every row counts.
     pub(super) fn val_batches(&self) -> Vec<(i64, i64)> {
-        let (samples, len) = (self.val.samples, self.batch_size.min(self.val.samples));
+        let (samples, len) = (self.val.samples, self.eval_batch_size.min(self.val.samples));
         (0..samples)
             .step_by(len.max(1) as usize)
             .map(|start| (start, len.min(samples - start)))
