@@ -1,7 +1,7 @@
 //! The loss figure's y axis: linear or log, chosen from how far apart the
 //! losses' typical sizes (and peaks) are, and the note that says so.
 
-use super::data::SessionData;
+use super::data::{Curves, SessionData};
 use super::scale::short;
 
 /// The loss figure's y axis.
@@ -22,7 +22,7 @@ impl LossAxis {
     /// losses are decades apart (which axis `auto` chose, or what a linear
     /// one hides).
     pub fn choose(self, data: &SessionData) -> (bool, Option<String>) {
-        let span = losses_span(data);
+        let span = losses_span(&data.losses);
         let log_scale = match self {
             LossAxis::Auto => span.as_ref().is_some_and(|s| s.all_positive),
             LossAxis::Linear => false,
@@ -48,6 +48,12 @@ impl LossAxis {
     }
 }
 
+/// Whether `auto` would draw these losses on a log axis (the TUI's loss
+/// pane starts as the exported figure would, until `l` says otherwise).
+pub fn worth_a_log_axis(losses: &Curves) -> bool {
+    losses_span(losses).is_some_and(|s| s.all_positive)
+}
+
 /// Losses this many times apart (by their medians) leave the small ones
 /// flat along zero on a linear axis.
 const SPAN_WORTH_A_LOG_AXIS: f64 = 100.0;
@@ -65,11 +71,10 @@ struct LossSpan {
 /// a loss that starts 1000x the others sets a linear axis's range as well;
 /// a held-out CNN's x100 auxiliary started at 460 and drew the others
 /// flat), when they are more than [`SPAN_WORTH_A_LOG_AXIS`] apart.
-fn losses_span(data: &SessionData) -> Option<LossSpan> {
+fn losses_span(losses: &Curves) -> Option<LossSpan> {
     let mut all_positive = true;
     // (name, median, (step, peak)) of each loss logged positive throughout.
-    let sizes: Vec<(&String, f64, (f64, f64))> = data
-        .losses
+    let sizes: Vec<(&String, f64, (f64, f64))> = losses
         .iter()
         .filter_map(|(name, points)| {
             if points.iter().any(|p| p.1 <= 0.0) {

@@ -42,7 +42,13 @@ pub fn style_index(app: &App, id: CurveId) -> usize {
 }
 
 fn settings_note(app: &App) -> Line<'static> {
-    let scale = if app.curves.log { "log" } else { "lin" };
+    let scale = match (app.log_scale(), app.curves.log_chosen) {
+        (true, true) => "log",
+        (false, true) => "lin",
+        // Chosen from the losses' sizes.
+        (true, false) => "log (auto)",
+        (false, false) => "lin",
+    };
     let smooth = app
         .smoothing()
         .map_or("raw".to_string(), |w| format!("EMA {w}"));
@@ -81,7 +87,7 @@ fn legend(app: &App, focused: bool, width: u16) -> Vec<Line<'static>> {
 /// window (MELTR's combined loss can be negative), which the chart cannot
 /// draw: said rather than left as gaps.
 fn not_drawn_on_log_scale(app: &App, x: (f64, f64)) -> Option<String> {
-    if !app.curves.log {
+    if !app.log_scale() {
         return None;
     }
     let store = &app.store;
@@ -162,7 +168,7 @@ pub fn render(frame: &mut Frame, area: Rect, app: &App, focused: bool) {
         );
         return;
     };
-    let log = app.curves.log;
+    let log = app.log_scale();
     let plot = |track: &Track, channel: usize, id: CurveId, width: u16| {
         let style = app.theme.series(style_index(app, id));
         PlotSeries {

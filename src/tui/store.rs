@@ -91,6 +91,10 @@ pub struct Store {
     pub edited_at: BTreeMap<String, u64>,
     pub last_step: u64,
     pub last_time: f64,
+    /// The losses' sizes are decades apart (and all positive): the loss
+    /// pane draws them on a log axis, as an exported figure would, until
+    /// `l` says otherwise. Read again as the log doubles.
+    pub losses_far_apart: bool,
 }
 
 impl Store {
@@ -113,7 +117,32 @@ impl Store {
             edited_at: BTreeMap::new(),
             last_step: 0,
             last_time: 0.0,
+            losses_far_apart: false,
         }
+    }
+
+    /// Reads [`Self::losses_far_apart`] from the train lines so far, at
+    /// 8, 16, 32, … lines (a loss that starts far above the others decides
+    /// early; later reads follow the run at a cost that stays small).
+    fn check_loss_sizes(&mut self) {
+        let lines = self.loss_track.len();
+        if lines < 8 || !lines.is_power_of_two() {
+            return;
+        }
+        let xs = self.loss_track.xs();
+        let curves: crate::plot::data::Curves = self
+            .losses
+            .iter()
+            .enumerate()
+            .map(|(c, name)| {
+                let values = self.loss_track.channel(c).raw();
+                (
+                    name.clone(),
+                    xs.iter().copied().zip(values.iter().copied()).collect(),
+                )
+            })
+            .collect();
+        self.losses_far_apart = crate::plot::loss_axis::worth_a_log_axis(&curves);
     }
 
     /// Index of a loss, adding a channel for a loss not seen before.
@@ -163,6 +192,7 @@ impl Store {
                 let l = self.values_of(losses);
                 let w = self.values_of(weights);
                 self.loss_track.push(x, &l);
+                self.check_loss_sizes();
                 self.weight_track.push(x, &w);
                 self.total_track.push(x, &[*total]);
                 let (shares, shares_step) = match &self.train {

@@ -1221,6 +1221,47 @@ fn a_log_scale_says_which_series_have_values_it_cannot_draw() {
     assert!(!screen(&app).contains("not drawn"));
 }
 
+/// Losses decades apart start on a log axis, as `export` draws them (a
+/// walkthrough's x100 loss drew the others flat along zero until `l`);
+/// `l` then switches as before.
+#[test]
+fn losses_decades_apart_start_on_a_log_axis_until_l() {
+    let mut app = app();
+    assert!(!app.log_scale(), "the fixture's losses are alike");
+    for step in 0..16 {
+        let losses: Named = app
+            .store
+            .losses
+            .iter()
+            .enumerate()
+            .map(|(i, l)| (l.clone(), if i == 0 { 5000.0 } else { 0.5 }))
+            .collect();
+        app.on_event(Event::Line {
+            seq: 0,
+            line: MetricLine {
+                step: STEPS + 1 + step,
+                time: 26.0,
+                wall: None,
+                record: Record::Train {
+                    losses: losses.clone(),
+                    total: 1.0,
+                    weights: losses,
+                    lr: 1e-3,
+                    shares: Named::new(),
+                    gpu: None,
+                },
+            },
+        });
+    }
+    assert!(app.log_scale());
+    let screen = text(draw(&app, 120, 40).backend().buffer());
+    assert!(screen.contains(" log (auto) · "), "{screen}");
+    press(&mut app, KeyCode::Char('l'));
+    assert!(!app.log_scale());
+    press(&mut app, KeyCode::Char('l'));
+    assert!(app.log_scale());
+}
+
 /// The status line under the hyperparameters says how many Neumann terms
 /// the newest meta step summed only when that is not the J configured (it
 /// showed `J 3 … J 3`, two Js, one unlabelled).

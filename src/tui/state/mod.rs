@@ -103,7 +103,11 @@ pub enum CurveId {
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct CurvesView {
+    /// The log axis as `l` last set it; see [`App::log_scale`].
     pub log: bool,
+    /// Whether `l` was pressed: until then the loss pane's axis follows the
+    /// losses' sizes ([`Store::losses_far_apart`]).
+    pub log_chosen: bool,
     /// Index into [`SMOOTHING`].
     pub smoothing: usize,
     pub window: Window,
@@ -246,6 +250,7 @@ impl App {
             entry_scroll_max: std::cell::Cell::new(0),
             curves: CurvesView {
                 log: false,
+                log_chosen: false,
                 smoothing: 0,
                 window: Window::Full,
                 hidden: [CurveId::Total].into(),
@@ -437,6 +442,16 @@ impl App {
 
     pub fn smoothing(&self) -> Option<f64> {
         SMOOTHING[self.curves.smoothing]
+    }
+
+    /// Whether the curves are drawn on a log axis: as `l` set it, else
+    /// when the losses' sizes are decades apart (as `export` chooses).
+    pub fn log_scale(&self) -> bool {
+        if self.curves.log_chosen {
+            self.curves.log
+        } else {
+            self.store.losses_far_apart
+        }
     }
 
     /// The hyperparameter table: every key of the config edits start from.

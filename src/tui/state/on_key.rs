@@ -176,7 +176,10 @@ impl App {
     fn curves_key(&mut self, key: KeyEvent) -> Option<Action> {
         let ids = self.curve_ids();
         match key.code {
-            KeyCode::Char('l') => self.curves.log = !self.curves.log,
+            KeyCode::Char('l') => {
+                self.curves.log = !self.log_scale();
+                self.curves.log_chosen = true;
+            }
             KeyCode::Char('s') => {
                 self.set_smoothing((self.curves.smoothing + 1).min(SMOOTHING.len() - 1))
             }
