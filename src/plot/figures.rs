@@ -7,7 +7,9 @@ use super::data::{SeriesSource, SessionData};
 use super::labels::{better, eval_axis_label, smoothing_note, train_axis_label};
 use super::loss_axis::LossAxis;
 use super::scale::{compact, short, Kind};
-use super::series::{decimate, ema, extent, interpolate, Emphasis, Line, Points, Smoothing};
+use super::series::{
+    decimate, ema, ema_of_logs, extent, interpolate, Emphasis, Line, Points, Smoothing,
+};
 use super::style::{look, SeriesLook};
 use super::svg::Shape;
 use std::collections::BTreeMap;
@@ -65,12 +67,14 @@ pub fn session_figures(
 }
 
 /// Raw curve faint behind its EMA of weight `ema_weight` (or just the raw curve
-/// when not smoothing), both decimated over `[x_lo, x_hi]`.
+/// when not smoothing), both decimated over `[x_lo, x_hi]`; on a log axis
+/// (`log_space`) the EMA averages logarithms, so one spike does not hold
+/// the curve a decade above every raw point for hundreds of steps.
 fn smoothed(
     label: String,
     points: &Points,
     look: SeriesLook,
-    (prep, ema_weight): (Prep, f64),
+    (prep, ema_weight, log_space): (Prep, f64, bool),
     (x_lo, x_hi): (f64, f64),
 ) -> Vec<Line> {
     let thin = |p: &Points| decimate(p, x_lo, x_hi, prep.columns);
@@ -89,7 +93,12 @@ fn smoothed(
         look: look.clone(),
         emphasis: Emphasis::Faint,
     };
-    vec![faint, main(thin(&ema(points, ema_weight)))]
+    let smooth = if log_space {
+        ema_of_logs(points, ema_weight)
+    } else {
+        ema(points, ema_weight)
+    };
+    vec![faint, main(thin(&smooth))]
 }
 
 fn step_range<'a>(curves: impl Iterator<Item = &'a Points>) -> (f64, f64) {
@@ -102,14 +111,14 @@ fn per_loss(
     data: &SessionData,
     curves: &super::data::Curves,
     prep: Prep,
-    ema_weight: f64,
+    (ema_weight, log_space): (f64, bool),
 ) -> Vec<Line> {
     let range = step_range(curves.values());
     // Draw faint curves first so no smoothed curve hides under another's noise.
     let (mut faint, mut main): (Vec<Line>, Vec<Line>) = (Vec::new(), Vec::new());
     for (i, name) in data.loss_order().iter().enumerate() {
         if let Some(points) = curves.get(name) {
-            let smoothing = (prep, ema_weight);
+            let smoothing = (prep, ema_weight, log_space);
             for line in smoothed(data.loss_label(name), points, look(i), smoothing, range) {
                 if line.emphasis == Emphasis::Faint {
                     faint.push(line)
@@ -134,7 +143,7 @@ pub fn losses(data: &SessionData, prep: Prep, log_scale: bool) -> Figure {
             tight_x: true,
             zero_line: false,
             marks: data.marks.clone(),
-            body: Body::Lines(per_loss(data, &data.losses, prep, ema_weight)),
+            body: Body::Lines(per_loss(data, &data.losses, prep, (ema_weight, log_scale))),
         },
     }
 }
@@ -204,7 +213,7 @@ pub fn weights(data: &SessionData, prep: Prep) -> Option<Figure> {
             tight_x: true,
             zero_line: true,
             marks: data.marks.clone(),
-            body: Body::Lines(per_loss(data, &data.weights, prep, ema_weight)),
+            body: Body::Lines(per_loss(data, &data.weights, prep, (ema_weight, false))),
         },
     })
 }
@@ -434,7 +443,9 @@ pub fn compare(sessions: &[SessionData], metric: &str, prep: Prep) -> anyhow::Re
             };
             match source {
                 SeriesSource::Eval => vec![eval_line(name, points, look(i), prep.columns)],
-                SeriesSource::Train => smoothed(name, points, look(i), (prep, ema_weight), range),
+                SeriesSource::Train => {
+                    smoothed(name, points, look(i), (prep, ema_weight, false), range)
+                }
             }
         })
         .collect();

@@ -42,6 +42,21 @@ pub fn ema(points: &[(f64, f64)], weight: f64) -> Points {
     points.iter().map(|&(x, y)| (x, ema.next(y))).collect()
 }
 
+/// [`ema`] of the logarithms, for a log axis: a geometric mean that one
+/// spike moves by its factor, not its size. Values ≤ 0, which a log axis
+/// leaves out, are left out here too.
+pub fn ema_of_logs(points: &[(f64, f64)], weight: f64) -> Points {
+    let positive: Points = points
+        .iter()
+        .filter(|p| p.1 > 0.0)
+        .map(|&(x, y)| (x, y.ln()))
+        .collect();
+    ema(&positive, weight)
+        .into_iter()
+        .map(|(x, y)| (x, y.exp()))
+        .collect()
+}
+
 /// How a figure smooths its training curves.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub enum Smoothing {
@@ -155,6 +170,21 @@ pub fn interpolate(curve: &[(f64, f64)], x: f64) -> Option<f64> {
 mod tests {
     use super::*;
     use crate::plot::DEFAULT_EMA;
+
+    #[test]
+    fn an_ema_of_logs_is_moved_by_a_spikes_factor_not_its_size() {
+        // 1, then a 1000x spike, then 1 again for 20 points.
+        let mut pts: Points = vec![(0.0, 1.0), (1.0, 1000.0)];
+        pts.extend((2..22).map(|x| (x as f64, 1.0)));
+        let (linear, logs) = (ema(&pts, 0.9), ema_of_logs(&pts, 0.9));
+        let end = |p: &Points| p.last().unwrap().1;
+        // The linear EMA stays far above every raw point after it; the log
+        // one is back within 20% of them.
+        assert!(end(&linear) > 5.0, "{}", end(&linear));
+        assert!(end(&logs) < 1.2, "{}", end(&logs));
+        let negative = vec![(0.0, -1.0), (1.0, 2.0)];
+        assert_eq!(ema_of_logs(&negative, 0.5).len(), 1);
+    }
 
     #[test]
     fn ema_is_debiased_and_zero_weight_is_identity() {
