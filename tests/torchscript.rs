@@ -506,6 +506,28 @@ fn export_writes_the_trained_torchscript_module() {
     assert!(moved > 0, "the exported module is the untrained one");
 }
 
+/// A safetensors dtype libtorch has no kind for (U16) is named with its
+/// tensor; libtorch's own error named neither the tensor nor a fix.
+#[test]
+fn a_dtype_libtorch_cannot_read_is_named_with_its_tensor() {
+    let tmp = tempfile::tempdir().unwrap();
+    let val = flag_data(&tmp.path().join("val.safetensors"), 16, 4, &[]);
+    let train = tmp.path().join("train.safetensors");
+    let header = r#"{"x":{"dtype":"F32","shape":[2],"data_offsets":[0,8]},"y":{"dtype":"U16","shape":[2],"data_offsets":[8,12]}}"#;
+    let mut bytes = (header.len() as u64).to_le_bytes().to_vec();
+    bytes.extend(header.as_bytes());
+    bytes.extend([0u8; 12]);
+    std::fs::write(&train, bytes).unwrap();
+    let cfg = flag_config(tmp.path(), "u16", "metrics.pt", &train, &val);
+    refused(
+        &cfg,
+        &format!(
+            "workload.train: {}: tensor `y` has dtype U16, which libtorch cannot read (it reads BOOL, U8,",
+            train.display()
+        ),
+    );
+}
+
 fn flag_config(dir: &Path, name: &str, model: &str, train: &Path, val: &Path) -> PathBuf {
     let body = format!(
         "[workload]\nkind = \"torchscript\"\nmodel = \"{model}\"\ntrain = \"{train}\"\nval = \"{val}\"\n\

@@ -63,16 +63,56 @@ fn non_finite(name: &str, t: &Tensor, samples: i64) -> Result<Option<NonFinite>>
     Ok((found.values > 0).then_some(found))
 }
 
+/// The safetensors dtypes libtorch reads (the format has more: U16, U32,
+/// U64, the F8 kinds).
+const READABLE_DTYPES: [&str; 10] = [
+    "BOOL", "U8", "I8", "I16", "I32", "I64", "F16", "BF16", "F32", "F64",
+];
+
+/// `tensor `y` has dtype U16` (and the others) when the file's header
+/// reads and names dtypes libtorch has no kind for: its own error says only
+/// "unsupported dtype U16", naming no tensor.
+fn dtypes_libtorch_cannot_read(path: &Path) -> Option<String> {
+    use std::io::Read;
+    let mut file = std::fs::File::open(path).ok()?;
+    let mut length = [0u8; 8];
+    file.read_exact(&mut length).ok()?;
+    let length = usize::try_from(u64::from_le_bytes(length)).ok()?;
+    if length > 100_000_000 {
+        return None;
+    }
+    let mut header = vec![0u8; length];
+    file.read_exact(&mut header).ok()?;
+    let header: serde_json::Map<String, serde_json::Value> =
+        serde_json::from_slice(&header).ok()?;
+    let unreadable: Vec<String> = header
+        .iter()
+        .filter(|(name, _)| *name != "__metadata__")
+        .filter_map(|(name, entry)| {
+            let dtype = entry.get("dtype")?.as_str()?;
+            (!READABLE_DTYPES.contains(&dtype))
+                .then(|| format!("tensor `{name}` has dtype {dtype}"))
+        })
+        .collect();
+    (!unreadable.is_empty()).then(|| unreadable.join(", "))
+}
+
 impl Split {
     pub(super) fn load(key: &str, path: &str, device: Device, kind: Kind) -> Result<Split> {
         if !Path::new(path).exists() {
             bail!("{key}: {path} does not exist");
         }
         let tensors = Tensor::read_safetensors(path).map_err(|e| {
-            anyhow!(
-                "{key}: {path} is not a readable safetensors file: {}",
-                torch_message(&e)
-            )
+            match dtypes_libtorch_cannot_read(Path::new(path)) {
+                Some(which) => anyhow!(
+                    "{key}: {path}: {which}, which libtorch cannot read (it reads {}); save them as one of those (labels as int64)",
+                    READABLE_DTYPES.join(", ")
+                ),
+                None => anyhow!(
+                    "{key}: {path} is not a readable safetensors file: {}",
+                    torch_message(&e)
+                ),
+            }
         })?;
         if tensors.is_empty() {
             bail!("{key}: {path} holds no tensors");
