@@ -30,6 +30,9 @@ fn unknown_key_names_line_and_key() {
         ("workload", "batch", "batch_size"),
         // Two edits from `jvp`, but meant as J.
         ("aid", "j", "iterations"),
+        // One of ours with a word added.
+        ("train", "lr_rate", "lr"),
+        ("train", "total_eval_every", "eval_every"),
     ] {
         let other = Config::parse(&format!("[{section}]\n{typed} = 1\n"))
             .unwrap_err()

@@ -131,9 +131,17 @@ fn unknown_key_hint(message: &str) -> Option<String> {
             .filter(|(d, k)| *d <= (k.chars().count() / 3).max(2))
             .map(|(_, k)| k)
     };
+    // `lr_rate`, `train_steps`: one of ours with a word added.
+    let with_a_word = || {
+        keys.iter()
+            .filter(|k| typed.starts_with(&format!("{k}_")) || typed.ends_with(&format!("_{k}")))
+            .max_by_key(|k| k.len())
+            .copied()
+    };
     let nearest = other_frameworks_name(typed)
         .filter(|k| keys.contains(k))
         .or_else(spelled)
+        .or_else(with_a_word)
         .map(|k| format!(" (did you mean `{k}`?)"))
         .unwrap_or_default();
     Some(format!(
