@@ -495,6 +495,24 @@ fn compare_draws_one_banded_curve_per_setting() {
         drawn,
         "--log-scale changes the y axis"
     );
+    // A paper's names for the groups.
+    let renamed = out.path().join("renamed.svg");
+    ok(&[
+        "compare",
+        "--group",
+        GROUP,
+        "--label",
+        "kind=meltr=MELTR",
+        "-o",
+        renamed.to_str().unwrap(),
+    ]);
+    let text = std::fs::read_to_string(&renamed).unwrap();
+    assert!(
+        text.contains("MELTR (n=2)")
+            && !text.contains("kind=meltr")
+            && text.contains("kind=sum (n=2)"),
+        "{text}"
+    );
     // Singles stay as before: no band, session names in the legend.
     let single = out.path().join("single.svg");
     let dirs = dirs();

@@ -250,6 +250,10 @@ pub enum Cmd {
         /// A log y axis (values ≤ 0 are left out).
         #[arg(long)]
         log_scale: bool,
+        /// Rename a group in the legend, as `LABEL=TEXT` with LABEL as the
+        /// command prints it (`--label 'kind=meltr=MELTR'`; repeatable).
+        #[arg(long, value_name = "LABEL=TEXT")]
+        label: Vec<String>,
     },
     /// Pretrain the built-in video-text foundation model (the backbone that
     /// `workload.init_from = "foundation"` fine-tunes).
@@ -474,6 +478,7 @@ pub fn dispatch(cli: Cli) -> Result<()> {
             group_by,
             band,
             log_scale,
+            label,
         }) => {
             let what = paper::CompareArgs {
                 metric: metric.as_deref(),
@@ -481,6 +486,7 @@ pub fn dispatch(cli: Cli) -> Result<()> {
                 group_by: &group_by,
                 band,
                 log_scale,
+                renames: &label,
             };
             paper::compare(&root, &sessions, &select.filter(), &output, &what)
         }

@@ -77,6 +77,32 @@ pub(super) struct CompareArgs<'a> {
     pub group_by: &'a [String],
     pub band: crate::plot::Band,
     pub log_scale: bool,
+    /// `--label LABEL=TEXT`: legend texts for groups.
+    pub renames: &'a [String],
+}
+
+/// The legend text of each group: its label, or the `--label` text given
+/// for it. A rename that matches no group is an error that lists the labels.
+fn legend_labels(labels: &[String], renames: &[String]) -> Result<Vec<String>> {
+    let mut out = labels.to_vec();
+    for rename in renames {
+        let Some((from, to)) = rename.rsplit_once('=') else {
+            anyhow::bail!(
+                "--label `{rename}`: expected LABEL=TEXT, e.g. --label 'kind=meltr=MELTR'"
+            );
+        };
+        let hits: Vec<usize> = (0..labels.len()).filter(|&i| labels[i] == from).collect();
+        if hits.is_empty() {
+            anyhow::bail!(
+                "--label `{rename}`: no group is labelled `{from}`; the labels: {}",
+                labels.join("; ")
+            );
+        }
+        for i in hits {
+            out[i] = to.to_string();
+        }
+    }
+    Ok(out)
 }
 
 pub(super) fn compare(
@@ -91,10 +117,19 @@ pub(super) fn compare(
     // Single sessions keep their names in the legend; groups are labelled
     // by what tells them apart.
     let labelled = !args.group_by.is_empty() || groups.iter().any(|g| g.runs.len() > 1);
+    if !labelled && !args.renames.is_empty() {
+        anyhow::bail!(
+            "--label renames groups, and these sessions are drawn one by one under their names; \
+             give --group-by KEY (or sessions that share settings) to draw groups"
+        );
+    }
+    let labels: Vec<String> = groups.iter().map(|g| g.label.clone()).collect();
+    let legend = legend_labels(&labels, args.renames)?;
     let curves: Vec<crate::plot::CurveGroup> = groups
         .iter()
-        .map(|g| crate::plot::CurveGroup {
-            label: labelled.then(|| g.label.clone()),
+        .zip(&legend)
+        .map(|(g, text)| crate::plot::CurveGroup {
+            label: labelled.then(|| text.clone()),
             dirs: g.runs.iter().map(|r| r.dir.clone()).collect(),
         })
         .collect();
@@ -230,4 +265,24 @@ pub(super) fn export_data(
         println!("wrote {}", written.display());
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod legend_tests {
+    use super::legend_labels;
+
+    #[test]
+    fn a_label_renames_its_group_and_an_unknown_one_lists_the_labels() {
+        let labels = ["kind=meltr".to_string(), "kind=sum".to_string()];
+        let renamed = legend_labels(&labels, &["kind=meltr=MELTR".into()]).unwrap();
+        assert_eq!(renamed, ["MELTR", "kind=sum"]);
+        let unknown = legend_labels(&labels, &["kind=mltr=MELTR".into()])
+            .unwrap_err()
+            .to_string();
+        assert_eq!(
+            unknown,
+            "--label `kind=mltr=MELTR`: no group is labelled `kind=mltr`; the labels: kind=meltr; kind=sum"
+        );
+        assert!(legend_labels(&labels, &["MELTR".into()]).is_err());
+    }
 }
