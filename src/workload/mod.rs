@@ -2,9 +2,12 @@
 //! engine asks it for batches and for named losses, and never looks inside.
 #![warn(missing_docs)]
 
+mod metric_direction;
 pub mod synthetic;
 pub mod torchscript;
 pub mod video_text;
+
+pub use metric_direction::{lower_is_better, score_direction};
 
 use crate::config::{Config, MetricGoal, WorkloadConfig, WorkloadKind};
 use anyhow::{bail, Context, Result};
@@ -322,82 +325,6 @@ pub fn primary_metric(workload: &dyn Workload, w: &WorkloadConfig) -> Result<(St
     Ok((name, higher_is_better))
 }
 
-/// Whether a metric is better lower, from its name: losses, errors, ranks,
-/// distances, perplexities (`val_loss`, `mse`, `rmse`, `MAE`, `nll`, `wer`,
-/// `MedR`, `top1_error`). Any other name is taken as better higher;
-/// `workload.metric_goal` says otherwise.
-pub fn lower_is_better(name: &str) -> bool {
-    // `neg_mse` (scikit-learn's scorers), `negative_log_loss`: a negated
-    // error grows as the model improves.
-    if let Some(negated) = negation_of(name) {
-        return !lower_is_better(negated);
-    }
-    const PARTS: [&str; 2] = ["loss", "perplexity"];
-    // `MdR` and `MnR`: the MELTR paper's median and mean rank.
-    const WORDS: [&str; 17] = [
-        "mse", "mae", "rmse", "msle", "nll", "wer", "cer", "ter", "ppl", "medr", "mdr", "meanr",
-        "mnr", "rank", "ranks", "distance", "dist",
-    ];
-    let lower = name.to_lowercase();
-    let words: Vec<&str> = lower.split(|c: char| !c.is_ascii_alphanumeric()).collect();
-    // A reciprocal rank (MRR) grows as ranks improve.
-    if lower.contains("reciprocal") || words.contains(&"mrr") {
-        return false;
-    }
-    // Errors as words (`err`, `error_rate`, `top1error`), not any "err"
-    // inside a word (`referring_acc`, `transferred`).
-    let error = |w: &&str| w.starts_with("err") || w.ends_with("error") || w.ends_with("err");
-    PARTS.iter().any(|part| lower.contains(part))
-        || words.iter().any(|w| WORDS.contains(w) || error(w))
-}
-
-/// Whether a metric named `name` is a score, and which way is better:
-/// `Some(false)` for [`lower_is_better`] names, `Some(true)` for the usual
-/// scores (accuracy, F1, AUC, R², recall and R@k, precision, mAP, BLEU, …),
-/// `None` for anything else (a model's diagnostic, such as a BatchNorm
-/// statistic, has no better side).
-pub fn score_direction(name: &str) -> Option<bool> {
-    if let Some(negated) = negation_of(name) {
-        return score_direction(negated).map(|higher| !higher);
-    }
-    if lower_is_better(name) {
-        return Some(false);
-    }
-    const PARTS: [&str; 6] = ["acc", "recall", "precision", "score", "correlation", "bleu"];
-    const WORDS: [&str; 22] = [
-        "f1", "auc", "auroc", "r2", "map", "ap", "mrr", "ndcg", "iou", "miou", "dice", "rouge",
-        "meteor", "cider", "spice", "kappa", "spearman", "pearson", "corr", "psnr", "ssim", "hits",
-    ];
-    let lower = name.to_lowercase();
-    let words: Vec<&str> = lower.split(|c: char| !c.is_ascii_alphanumeric()).collect();
-    // R@1, r@5, hit@10, top1, top5_acc
-    let at_k = lower.starts_with("r@")
-        || lower.starts_with("hit")
-        || words.iter().any(|w| {
-            w.strip_prefix("top")
-                .is_some_and(|k| k.parse::<u32>().is_ok())
-        });
-    let known = at_k
-        || PARTS.iter().any(|part| lower.contains(part))
-        || words.iter().any(|w| WORDS.contains(w));
-    known.then_some(true)
-}
-
-/// The metric a negated name negates: `neg_mse`, `negative-log-loss`,
-/// `minus_mae`, `-rmse` (any case).
-fn negation_of(name: &str) -> Option<&str> {
-    let lower = name.to_ascii_lowercase();
-    ["negative", "minus", "neg"]
-        .iter()
-        .find_map(|prefix| {
-            let rest = lower.strip_prefix(prefix)?;
-            rest.starts_with(['_', '-', ' ', '.'])
-                .then(|| &name[prefix.len() + 1..])
-        })
-        .or_else(|| name.strip_prefix('-'))
-        .filter(|rest| !rest.is_empty())
-}
-
 /// Stacks the configured losses into `[K]`, primary first.
 pub fn select(losses: &Losses, order: &[String]) -> Result<Tensor> {
     let picked: Result<Vec<&Tensor>> = order
@@ -501,93 +428,6 @@ fn rows_of_block(seed: u64, stream: u64, block: u64, samples: i64, batch_size: i
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn scores_have_a_direction_and_diagnostics_none() {
-        for higher in [
-            "accuracy",
-            "mlm_acc",
-            "R@1",
-            "r@5",
-            "macro_f1",
-            "auc",
-            "r2",
-            "mAP",
-            "top1",
-            "hits@10",
-            "bleu4",
-            "recall_at_5",
-        ] {
-            assert_eq!(score_direction(higher), Some(true), "{higher}");
-        }
-        for lower in [
-            "val_mse",
-            "eval_loss/cls",
-            "MdR",
-            "error_rate",
-            "neg_accuracy",
-        ] {
-            assert_eq!(score_direction(lower), Some(false), "{lower}");
-        }
-        // Negated errors (scikit-learn's scorers) are better higher.
-        for higher in ["neg_mse", "negative_log_loss", "NEG-RMSE", "-mae"] {
-            assert_eq!(score_direction(higher), Some(true), "{higher}");
-        }
-        for neither in [
-            "bn1_running_mean0",
-            "grad_norm",
-            "lr",
-            "temperature",
-            "mean_len",
-        ] {
-            assert_eq!(score_direction(neither), None, "{neither}");
-        }
-    }
-
-    #[test]
-    fn metric_directions_follow_their_names() {
-        for lower in [
-            "val_loss",
-            "mse",
-            "RMSE",
-            "mae",
-            "nll",
-            "wer",
-            "top1_error",
-            "top1error",
-            "err",
-            "error_rate",
-            "MedR",
-            "mean_rank",
-            "perplexity",
-            "l2_dist",
-            "neg_accuracy",
-            "negotiated_loss",
-        ] {
-            assert!(lower_is_better(lower), "{lower}");
-        }
-        for higher in [
-            "accuracy",
-            "R@1",
-            "r2",
-            "f1",
-            "answer_acc",
-            "power",
-            "precision",
-            "MRR",
-            "mean_reciprocal_rank",
-            "ranking_acc",
-            "referring_acc",
-            "transferred_acc",
-            "neg_mse",
-            "neg_root_mean_squared_error",
-            "negative-log-loss",
-            "minus_mae",
-            "-rmse",
-        ] {
-            assert!(!lower_is_better(higher), "{higher}");
-        }
-    }
 
     #[test]
     fn block_rows_equal_per_batch_rows() {

@@ -1,7 +1,7 @@
 //! The meta step: φ's hypergradient by AID on a batch of the recent pool,
 //! its update, and the collapse watch over the effective weights.
 
-use super::meta_words::{alpha_advice, drawn_batches, episode_said};
+use super::meta_words::{drawn_batches, episode_said, neumann_converges, neumann_stopped};
 use super::*;
 use crate::engine::early_climb::ClimbNote;
 use crate::session::metrics::RESTORE_EVENT;
@@ -212,30 +212,19 @@ impl Trainer {
         let stopped = hyper.neumann_stop;
         if let Some(stop) = stopped.filter(|_| !self.neumann_stopped) {
             self.neumann_episodes += 1;
-            let summed = match stop.terms.saturating_sub(1) {
-                0 => "at v₀ alone, with no term after it (as aid.iterations = 0)".to_string(),
-                terms => format!("after {terms} of aid.iterations = {}", aid.iterations),
-            };
             if let Some(count) = episode_said(self.neumann_episodes) {
+                let message = neumann_stopped(&stop, &aid, &count);
                 self.emit(Record::Event {
                     level: Level::Warn,
-                    message: format!(
-                        "the Neumann series diverges (‖v_{}‖ = {:.3e}·‖v_0‖ > aid.max_growth = {}); it stops there, {summed} (the meta lines' aid_iterations), while this lasts{count}. {}",
-                        stop.terms,
-                        stop.growth,
-                        aid.max_growth,
-                        alpha_advice(aid.alpha, stop.terms, stop.growth)
-                    ),
+                    message,
                 });
             }
         }
         if self.neumann_stopped && stopped.is_none() {
+            let message = neumann_converges(aid.iterations);
             self.emit(Record::Event {
                 level: Level::Info,
-                message: format!(
-                    "the Neumann series no longer diverges: all aid.iterations = {} terms are summed again",
-                    aid.iterations
-                ),
+                message,
             });
         }
         self.neumann_stopped = stopped.is_some();

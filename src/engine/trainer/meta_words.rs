@@ -2,6 +2,31 @@
 //! `aid.alpha` to when the Neumann series diverges, and how often a
 //! recurring warning is said.
 
+/// The warning for a Neumann series stopped for diverging (`count`: which
+/// episode, see [`episode_said`]), with the `aid.alpha` to try.
+pub(super) fn neumann_stopped(
+    stop: &crate::meltr::hypergrad::NeumannStop,
+    aid: &crate::config::AidConfig,
+    count: &str,
+) -> String {
+    let summed = match stop.terms.saturating_sub(1) {
+        0 => "at v₀ alone, with no term after it (as aid.iterations = 0)".to_string(),
+        terms => format!("after {terms} of aid.iterations = {}", aid.iterations),
+    };
+    format!(
+        "the Neumann series diverges (‖v_{}‖ = {:.3e}·‖v_0‖ > aid.max_growth = {}); it stops there, {summed} (the meta lines' aid_iterations), while this lasts{count}. {}",
+        stop.terms,
+        stop.growth,
+        aid.max_growth,
+        alpha_advice(aid.alpha, stop.terms, stop.growth)
+    )
+}
+
+/// The end of a stopped series' episode: it sums every term again.
+pub(super) fn neumann_converges(iterations: u32) -> String {
+    format!("the Neumann series no longer diverges: all aid.iterations = {iterations} terms are summed again")
+}
+
 /// What to set `aid.alpha` to after the series grew `growth`-fold in
 /// `terms` terms. Each term multiplies an eigendirection of H by 1 − α·λ,
 /// so a growth of r per term means |1 − α·λ| ≈ r for some λ: λ ≈ (1 + r)/α

@@ -53,8 +53,8 @@ pub(super) fn frozen_note(parameters: &[(String, Tensor)]) -> Option<String> {
     if frozen.is_empty() {
         return None;
     }
-    let values = |list: &mut dyn Iterator<Item = &Tensor>| -> i64 {
-        list.map(Tensor::numel).map(|n| n as i64).sum()
+    let values = |list: &mut dyn Iterator<Item = &Tensor>| -> u64 {
+        list.map(Tensor::numel).map(|n| n as u64).sum()
     };
     let frozen_values = values(&mut frozen.iter().map(|(_, t)| t));
     let all_values = values(&mut parameters.iter().map(|(_, t)| t));
@@ -82,22 +82,9 @@ pub(super) fn frozen_note(parameters: &[(String, Tensor)]) -> Option<String> {
         "{} of {} parameter tensors are frozen (requires_grad = False; {} of {} values{listed}) and not trained",
         frozen.len(),
         parameters.len(),
-        grouped(frozen_values),
-        grouped(all_values),
+        crate::tui::fmt::steps(frozen_values),
+        crate::tui::fmt::steps(all_values),
     ))
-}
-
-/// `1424` as `1,424`.
-fn grouped(n: i64) -> String {
-    let digits = n.to_string();
-    let mut out = String::new();
-    for (i, c) in digits.chars().enumerate() {
-        if i > 0 && (digits.len() - i) % 3 == 0 {
-            out.push(',');
-        }
-        out.push(c);
-    }
-    out
 }
 
 /// A further name of a shared parameter, and the name it is trained under.
