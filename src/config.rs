@@ -412,7 +412,17 @@ impl Config {
             let key = (path != "." && !path.is_empty()).then_some(path);
             let line = line.or_else(|| key.as_deref().and_then(|k| locate_key(text, k)));
             let mut message = inner.message().trim().to_string();
-            if let (None, Some(span)) = (&key, inner.span()) {
+            // Syntax errors only: a top-level unknown key (no key path
+            // either) keeps serde's message, which its hint reads.
+            let semantic = [
+                "unknown field",
+                "invalid type",
+                "invalid value",
+                "missing field",
+            ]
+            .iter()
+            .any(|start| message.starts_with(start));
+            if let (None, Some(span), false) = (&key, inner.span(), semantic) {
                 message.push_str(&text::syntax_context(text, span.start));
             }
             ConfigError {

@@ -208,6 +208,13 @@ fn seed(
             target.display()
         )
     })?;
+    // The input files as the parent found them: a fork continues its
+    // training, so a change since is a change since the parent's start.
+    let inputs = crate::session::inputs::FILE;
+    if parent_dir.join(inputs).exists() {
+        std::fs::copy(parent_dir.join(inputs), dir.join(inputs))
+            .with_context(|| format!("cannot copy {}", parent_dir.join(inputs).display()))?;
+    }
     let parent_metrics = SessionDir::new(parent_dir).metrics();
     let (kept, _) = if parent_metrics.exists() {
         session::log::lines_up_to(&parent_metrics, step)?

@@ -86,7 +86,16 @@ pub(super) struct CompareArgs<'a> {
 fn legend_labels(labels: &[String], renames: &[String]) -> Result<Vec<String>> {
     let mut out = labels.to_vec();
     for rename in renames {
-        let Some((from, to)) = rename.rsplit_once('=') else {
+        // LABEL holds `=` itself: the split whose left side is a label,
+        // else the last `=`.
+        let splits = rename
+            .match_indices('=')
+            .map(|(i, _)| (&rename[..i], &rename[i + 1..]));
+        let Some((from, to)) = splits
+            .clone()
+            .find(|(from, _)| labels.iter().any(|l| l == from))
+            .or_else(|| splits.last())
+        else {
             anyhow::bail!(
                 "--label `{rename}`: expected LABEL=TEXT, e.g. --label 'kind=meltr=MELTR'"
             );
@@ -284,5 +293,8 @@ mod legend_tests {
             "--label `kind=mltr=MELTR`: no group is labelled `kind=mltr`; the labels: kind=meltr; kind=sum"
         );
         assert!(legend_labels(&labels, &["MELTR".into()]).is_err());
+        // A text with `=` of its own.
+        let renamed = legend_labels(&labels, &["kind=sum=J=0".into()]).unwrap();
+        assert_eq!(renamed, ["kind=meltr", "J=0"]);
     }
 }

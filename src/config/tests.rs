@@ -437,4 +437,11 @@ fn a_syntax_error_quotes_its_line_and_column() {
         .to_string();
     assert!(err.starts_with("line 2: "), "{err}");
     assert!(err.ends_with("; column 16 of `iterations = 2 3`"), "{err}");
+    // A key above every section is no syntax error: the keys listed are
+    // the sections, with no quoted line among them.
+    let err = Config::parse("steps = 100\n").unwrap_err().to_string();
+    assert!(
+        err.contains("no such key `steps`") && err.ends_with("meltr, aid"),
+        "{err}"
+    );
 }

@@ -121,11 +121,18 @@ pub fn write_model(session: &Path, out: &Path) -> Result<(PathBuf, u64)> {
     let module = ckpt
         .get(&crate::workload::saved_module_key())
         .with_context(|| {
-            format!(
-            "session {id} trains a built-in workload, not a TorchScript model: its checkpoint {} \
-             holds the parameters as model.* tensors (safetensors), there is no module to export",
-            ckpt.path.display()
-        )
+            let path = ckpt.path.display();
+            match SessionMeta::read(session).map(|m| m.workload) {
+                Ok(kind) if kind != "torchscript" => format!(
+                    "session {id} trains the built-in {kind} workload, not a TorchScript model: its \
+                     checkpoint {path} holds the parameters as model.* tensors (safetensors), there \
+                     is no module to export"
+                ),
+                _ => format!(
+                    "checkpoint {path} holds no TorchScript module (the run could not serialize it \
+                     then; its output.log says why); its model.* tensors are the trained parameters"
+                ),
+            }
         })?;
     let bytes = Vec::<u8>::try_from(module)
         .with_context(|| format!("checkpoint {}: the saved module", ckpt.path.display()))?;

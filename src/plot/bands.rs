@@ -11,7 +11,7 @@ use super::data::{SeriesSource, SessionData};
 use super::figures::Prep;
 use super::labels::{eval_axis_label, train_axis_label};
 use super::scale::Kind;
-use super::series::{decimate, ema, Emphasis, Line, Points};
+use super::series::{decimate, ema, ema_of_logs, Emphasis, Line, Points};
 use super::style::look;
 use std::collections::BTreeMap;
 
@@ -71,8 +71,14 @@ pub struct Grouped<'a> {
 }
 
 /// One metric (eval metric or training loss, checked to exist in every
-/// session) as one mean curve and band per group.
-pub fn compare(groups: &[Grouped], metric: &str, prep: Prep, band: Band) -> anyhow::Result<Chart> {
+/// session) as one mean curve and band per group; training curves are
+/// smoothed in log space for a log axis (`log_scale`).
+pub fn compare(
+    groups: &[Grouped],
+    metric: &str,
+    prep: Prep,
+    (band, log_scale): (Band, bool),
+) -> anyhow::Result<Chart> {
     let mut bands = Vec::new();
     let mut means = Vec::new();
     let mut source = SeriesSource::Eval;
@@ -91,6 +97,7 @@ pub fn compare(groups: &[Grouped], metric: &str, prep: Prep, band: Band) -> anyh
         for &(src, points) in &series[i] {
             source = src;
             curves.push(match src {
+                SeriesSource::Train if log_scale => ema_of_logs(points, ema_weight),
                 SeriesSource::Train => ema(points, ema_weight),
                 SeriesSource::Eval => points.clone(),
             });

@@ -356,7 +356,8 @@ pub fn compare_groups(
         })
         .collect();
     let theme = style.theme();
-    let chart = bands::compare(&grouped, &metric, prep(&theme, Smoothing::Auto), band)?;
+    let prep = prep(&theme, Smoothing::Auto);
+    let chart = bands::compare(&grouped, &metric, prep, (band, log_scale))?;
     let chart = with_log_scale(chart, log_scale);
     write_figure(out_file, encode(&chart.to_svg(&theme), format, &theme)?)
 }

@@ -6,13 +6,13 @@
 
 use super::atomic_write;
 use crate::config::Config;
-use anyhow::{Context, Result};
+use anyhow::Result;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::path::Path;
 
 /// The session file that holds the fingerprints.
-const FILE: &str = "inputs.json";
+pub const FILE: &str = "inputs.json";
 
 /// One input file as the run found it.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -43,7 +43,7 @@ impl Fingerprint {
         if now.bytes != self.bytes {
             Some(format!("{} → {} bytes", self.bytes, now.bytes))
         } else if now.modified != self.modified {
-            Some("rewritten, same size".to_string())
+            Some("modification time changed, same size".to_string())
         } else {
             None
         }
@@ -63,22 +63,32 @@ fn inputs(config: &Config) -> BTreeMap<&'static str, String> {
     .collect()
 }
 
-/// At a run's start (or the first resume of a session from before this
-/// record), writes the inputs' fingerprints; later, says which input
-/// changed since, and what the run does about it.
-pub fn check_or_record(dir: &Path, config: &Config) -> Result<Vec<String>> {
+/// At a run's start (`from_checkpoint` false: step 0, a fresh run or a
+/// restart), or the first resume of a session from before this record,
+/// writes the inputs' fingerprints; a resume from a checkpoint says which
+/// input changed since, and what the run does about it.
+pub fn check_or_record(dir: &Path, config: &Config, from_checkpoint: bool) -> Result<Vec<String>> {
     let file = dir.join(FILE);
     let now: BTreeMap<String, Fingerprint> = inputs(config)
         .into_iter()
         .filter_map(|(key, path)| Some((key.to_string(), Fingerprint::of(&path)?)))
         .collect();
-    let Ok(text) = std::fs::read_to_string(&file) else {
+    let record = || -> Result<()> {
         let json = serde_json::to_string_pretty(&now).expect("fingerprints serialise");
-        atomic_write(&file, json.as_bytes())?;
-        return Ok(Vec::new());
+        atomic_write(&file, json.as_bytes())
     };
-    let then: BTreeMap<String, Fingerprint> = serde_json::from_str(&text)
-        .with_context(|| format!("{} is not a valid inputs record", file.display()))?;
+    let text = match std::fs::read_to_string(&file) {
+        Ok(text) if from_checkpoint => text,
+        _ => return record().map(|()| Vec::new()),
+    };
+    // An advisory record: unreadable, it is written afresh, not a failure.
+    let Ok(then) = serde_json::from_str::<BTreeMap<String, Fingerprint>>(&text) else {
+        record()?;
+        return Ok(vec![format!(
+            "{} did not read back; the input files are recorded afresh (a change before now goes unsaid)",
+            file.display()
+        )]);
+    };
     let mut notes = Vec::new();
     for (key, now) in &now {
         let Some(then) = then.get(key) else { continue };
@@ -116,11 +126,13 @@ mod tests {
         config.workload.train = Some(train.display().to_string());
         let session = tmp.path().join("session");
         std::fs::create_dir(&session).unwrap();
-        assert!(check_or_record(&session, &config).unwrap().is_empty());
+        assert!(check_or_record(&session, &config, false)
+            .unwrap()
+            .is_empty());
         // Unchanged: nothing to say.
-        assert!(check_or_record(&session, &config).unwrap().is_empty());
+        assert!(check_or_record(&session, &config, true).unwrap().is_empty());
         std::fs::write(&train, b"more rows").unwrap();
-        let said = check_or_record(&session, &config).unwrap();
+        let said = check_or_record(&session, &config, true).unwrap();
         assert_eq!(
             said,
             [format!(
@@ -132,11 +144,22 @@ mod tests {
         let file = std::fs::File::options().write(true).open(&model).unwrap();
         file.set_modified(std::time::UNIX_EPOCH + std::time::Duration::from_secs(1))
             .unwrap();
-        let said = check_or_record(&session, &config).unwrap();
+        let said = check_or_record(&session, &config, true).unwrap();
         assert!(
             said.iter().any(|s| s.starts_with("workload.model")
-                && s.contains("(rewritten, same size): the resume goes on with the module saved in the checkpoint")),
+                && s.contains("(modification time changed, same size): the resume goes on with the module saved in the checkpoint")),
             "{said:?}"
         );
+        // A restart from step 0 starts from the files as they are: a new
+        // record, nothing to say then or after.
+        assert!(check_or_record(&session, &config, false)
+            .unwrap()
+            .is_empty());
+        assert!(check_or_record(&session, &config, true).unwrap().is_empty());
+        // An unreadable record is said and written afresh.
+        std::fs::write(session.join(FILE), b"{").unwrap();
+        let said = check_or_record(&session, &config, true).unwrap();
+        assert!(said[0].contains("did not read back"), "{said:?}");
+        assert!(check_or_record(&session, &config, true).unwrap().is_empty());
     }
 }

@@ -13,6 +13,9 @@ pub(super) const POOL_SKIPPED: &str = "pool.skipped";
 /// The Neumann series' stop episodes so far and whether the last meta
 /// step's stopped (a resumed run counts its warnings on).
 pub(super) const NEUMANN_STOPS: &str = "aid.neumann_stops";
+/// Present when the last logging step's losses were not finite: the
+/// resumed run's next step logs.
+pub(super) const TRAIN_LINE_OWED: &str = "train.line_owed";
 /// `meltr.loss_scale` other than `raw`: the factors measured on the first
 /// batch.
 pub(super) const LOSS_SCALE: &str = "meltr.loss_scale";
@@ -63,6 +66,9 @@ impl Trainer {
                 f64::from(u8::from(self.neumann_stopped)),
             ];
             tensors.push((NEUMANN_STOPS.to_string(), Tensor::from_slice(&stops)));
+        }
+        if self.train_line_owed {
+            tensors.push((TRAIN_LINE_OWED.to_string(), Tensor::from_slice(&[1.0f64])));
         }
         let config = self.config.to_toml_string();
         tensors.push((

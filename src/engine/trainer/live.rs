@@ -18,12 +18,12 @@ impl Trainer {
         }
         let old = self.config.clone();
         // `config.toml:12: ` where the session's file sets a refused key.
+        // (Read only for a refused key: edits are rare, refusals rarer.)
         let file = self.dir.config();
-        let text = std::fs::read_to_string(&file).unwrap_or_default();
-        let in_file = Config::parse_over(&old, &text).ok();
         let located = |key: &str| {
-            let asks = in_file.as_ref().is_some_and(|f| {
-                old.diff(f).iter().any(|c| c.key == key) && requested.diff(f).is_empty()
+            let text = std::fs::read_to_string(&file).unwrap_or_default();
+            let asks = Config::parse_over(&old, &text).is_ok_and(|f| {
+                old.diff(&f).iter().any(|c| c.key == key) && requested.diff(&f).is_empty()
             });
             match crate::config::locate_key(&text, key) {
                 Some(line) if asks => format!("{}:{line}: ", file.display()),

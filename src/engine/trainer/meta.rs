@@ -220,7 +220,10 @@ impl Trainer {
                 });
             }
         }
-        if self.neumann_stopped && stopped.is_none() {
+        // Said for the episodes whose start was said (a series that flips
+        // back and forth would fill the log).
+        let said = episode_said(self.neumann_episodes).is_some();
+        if self.neumann_stopped && stopped.is_none() && said {
             let message = neumann_converges(aid.iterations);
             self.emit(Record::Event {
                 level: Level::Info,

@@ -316,6 +316,7 @@ impl Trainer {
 
     /// Pauses after a failed write, saying why; `Resume` retries.
     fn pause_for_storage(&mut self) {
+        self.paused_since.get_or_insert_with(Instant::now);
         let error = self.storage_error.clone().unwrap_or_default();
         self.set_status(
             Status::Paused,
@@ -339,6 +340,7 @@ impl Trainer {
         }
         if let Some(since) = self.paused_since.take() {
             let paused = since.elapsed().as_secs_f64();
+            // `time()` subtracted the pause while it lasted; now for good.
             self.time_offset -= paused;
             self.emit(Record::Event {
                 level: Level::Info,

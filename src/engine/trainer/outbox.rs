@@ -225,8 +225,11 @@ impl Trainer {
         self.loss_names.iter().cloned().zip(host).collect()
     }
 
+    /// Seconds the run has trained: since its start, less every pause
+    /// (the one still going on too, for lines written while paused).
     pub(super) fn time(&self) -> f64 {
-        self.time_offset + self.clock.elapsed().as_secs_f64()
+        let paused_now = self.paused_since.map_or(0.0, |s| s.elapsed().as_secs_f64());
+        self.time_offset + self.clock.elapsed().as_secs_f64() - paused_now
     }
 
     /// Appends a line to `metrics.jsonl` and tells the clients. A failed

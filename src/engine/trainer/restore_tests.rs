@@ -359,9 +359,10 @@ fn a_resume_draws_from_the_pool_as_the_run_would_have() {
 }
 
 /// The Neumann series' stop episodes travel with the checkpoint: a resumed
-/// run's warnings count on (the 5th is not said as the 1st).
+/// run's warnings count on (the 5th is not said as the 1st); so does a
+/// train line owed by a skipped logging step.
 #[test]
-fn a_resume_counts_the_neumann_stops_on() {
+fn a_resume_counts_the_neumann_stops_on_and_logs_an_owed_line() {
     let dir = tempfile::tempdir().unwrap();
     let (events, _keep) = std::sync::mpsc::sync_channel(1 << 16);
     let (mut trainer, _) =
@@ -370,10 +371,15 @@ fn a_resume_counts_the_neumann_stops_on() {
         trainer.train_step().unwrap();
     }
     (trainer.neumann_episodes, trainer.neumann_stopped) = (5, true);
+    trainer.train_line_owed = true;
     trainer.write_checkpoint().unwrap();
     let resumed_run = resumed(dir.path(), config(OnCollapse::Restore));
     assert_eq!(
         (resumed_run.neumann_episodes, resumed_run.neumann_stopped),
         (5, true)
+    );
+    assert!(
+        resumed_run.train_line_owed,
+        "the owed train line is forgotten"
     );
 }

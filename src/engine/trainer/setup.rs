@@ -113,6 +113,7 @@ impl Trainer {
         let mut last_eval_step = None;
         let mut pool_skipped = BTreeSet::new();
         let (mut neumann_episodes, mut neumann_stopped) = (0, false);
+        let mut train_line_owed = false;
         let mut loss_rise = LossRise::default();
         if let Some(point) = resume {
             notes = point.notes;
@@ -140,6 +141,7 @@ impl Trainer {
                 {
                     pool_skipped = steps.into_iter().map(|s| s as u64).collect();
                 }
+                train_line_owed = ckpt.get(super::checkpointing::TRAIN_LINE_OWED).is_some();
                 let stops =
                     super::checkpointing::saved_values(&ckpt, super::checkpointing::NEUMANN_STOPS)?;
                 if let Some(&[episodes, stopped]) = stops.as_deref() {
@@ -166,7 +168,7 @@ impl Trainer {
         let (workload, combiner, inner, meta) = parts;
         let (primary_metric, higher_is_better) =
             crate::workload::primary_metric(workload.as_ref(), &config.workload)?;
-        let changed_inputs = crate::session::inputs::check_or_record(dir, &config)?;
+        let changed_inputs = crate::session::inputs::check_or_record(dir, &config, step > 0)?;
         notes.extend(changed_inputs.into_iter().map(|n| (Level::Warn, n)));
         if step == 0 {
             notes.extend(start_notes(
@@ -241,7 +243,7 @@ impl Trainer {
             restore_due: false,
             // Said at the run's start; a resumed run's log has it already.
             loss_scales_checked: resumed_from.is_some(),
-            train_line_owed: false,
+            train_line_owed,
             events,
             steps_per_sec: 0.0,
             unwritten: VecDeque::new(),
