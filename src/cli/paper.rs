@@ -94,7 +94,7 @@ fn legend_labels(labels: &[String], renames: &[String]) -> Result<Vec<String>> {
         let Some((from, to)) = splits
             .clone()
             .find(|(from, _)| labels.iter().any(|l| l == from))
-            .or_else(|| splits.last())
+            .or_else(|| splits.clone().next_back())
         else {
             anyhow::bail!(
                 "--label `{rename}`: expected LABEL=TEXT, e.g. --label 'kind=meltr=MELTR'"

@@ -200,13 +200,11 @@ impl Trainer {
                 buffers_before.restore(self.workload.as_ref())?;
                 let message = format!("meta step at step {} failed: {e:#}; meta steps paused until the config changes", self.step);
                 self.meta_blocked = Some(message.clone());
-                {
-                    self.emit(Record::Event {
-                        level: Level::Error,
-                        message,
-                    });
-                    return Ok(());
-                }
+                self.emit(Record::Event {
+                    level: Level::Error,
+                    message,
+                });
+                return Ok(());
             }
         };
         let stopped = hyper.neumann_stop;
@@ -220,8 +218,7 @@ impl Trainer {
                 });
             }
         }
-        // Said for the episodes whose start was said (a series that flips
-        // back and forth would fill the log).
+        // Said where the episode's start was (a flipping series fills the log).
         let said = episode_said(self.neumann_episodes).is_some();
         if self.neumann_stopped && stopped.is_none() && said {
             let message = neumann_converges(aid.iterations);
