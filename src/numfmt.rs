@@ -27,6 +27,19 @@ pub fn fixed(v: f64, decimals: usize) -> String {
     }
 }
 
+/// `12340` -> `12,340`: a count with thousands separators.
+pub fn thousands(n: u64) -> String {
+    let digits = n.to_string();
+    let mut out = String::with_capacity(digits.len() + digits.len() / 3);
+    for (i, c) in digits.chars().enumerate() {
+        if i > 0 && (digits.len() - i).is_multiple_of(3) {
+            out.push(',');
+        }
+        out.push(c);
+    }
+    out
+}
+
 /// `12000` -> `12k`, `1500000` -> `1.5M` (at most `decimals` decimals of
 /// the scaled value); below 1000, [`fixed`].
 pub fn compact(v: f64, decimals: usize) -> String {
@@ -59,6 +72,14 @@ pub fn mantissa_exponent(v: f64, sig: usize) -> (String, i32) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn thousands_are_separated_by_commas() {
+        assert_eq!(thousands(0), "0");
+        assert_eq!(thousands(999), "999");
+        assert_eq!(thousands(1424), "1,424");
+        assert_eq!(thousands(12_345_678), "12,345,678");
+    }
 
     #[test]
     fn fixed_trims_and_never_says_minus_zero() {

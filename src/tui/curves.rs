@@ -43,11 +43,10 @@ pub fn style_index(app: &App, id: CurveId) -> usize {
 
 fn settings_note(app: &App) -> Line<'static> {
     let scale = match (app.log_scale(), app.curves.log_chosen) {
+        (false, _) => "lin",
         (true, true) => "log",
-        (false, true) => "lin",
         // Chosen from the losses' sizes.
         (true, false) => "log (auto)",
-        (false, false) => "lin",
     };
     let smooth = app
         .smoothing()

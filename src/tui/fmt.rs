@@ -71,15 +71,7 @@ pub fn axis(v: f64) -> String {
 
 /// A step count with thousands separators: `12,340`.
 pub fn steps(n: u64) -> String {
-    let digits = n.to_string();
-    let mut out = String::with_capacity(digits.len() + digits.len() / 3);
-    for (i, c) in digits.chars().enumerate() {
-        if i > 0 && (digits.len() - i).is_multiple_of(3) {
-            out.push(',');
-        }
-        out.push(c);
-    }
-    out
+    crate::numfmt::thousands(n)
 }
 
 /// A duration: `45s`, `5m06s`, `1h02m`, `2d03h`.

@@ -120,10 +120,7 @@ pub(super) fn restore(
         .with_context(context)?;
     // The factors measured at the run's start (`meltr.loss_scale` is fixed
     // for a run; `start_loss_scale` says so if the config now disagrees).
-    if let (Some(scale), Some(net)) = (
-        ckpt.get(super::checkpointing::LOSS_SCALE),
-        combiner.meltr_net_mut(),
-    ) {
+    if let (Some(scale), Some(net)) = (ckpt.get(LOSS_SCALE), combiner.meltr_net_mut()) {
         net.set_input_scale(Some(scale));
     }
     inner
@@ -150,7 +147,7 @@ pub(super) fn restore_watch(
 ) -> Result<(f64, Vec<String>)> {
     let context = || format!("checkpoint {}", ckpt.path.display());
     collapse
-        .load_state(super::checkpointing::COLLAPSE, &|n| ckpt.get(n), device)
+        .load_state(COLLAPSE, &|n| ckpt.get(n), device)
         .with_context(context)?;
     if let Some(saved) = collapse.snapshot_len() {
         let expected = combiner.params().len() + usize::from(meta.is_some());
@@ -163,18 +160,17 @@ pub(super) fn restore_watch(
     // [in force, configured] as the checkpoint saved them: the value in
     // force when the configuration has not changed since.
     let in_force = |key: &str, configured_now: f64| -> Result<Option<f64>> {
-        let Some(saved) = ckpt.get(key) else {
+        let Some(saved) = saved_values(ckpt, key)? else {
             return Ok(None);
         };
-        let [in_use, configured] = Vec::<f64>::try_from(saved.to_kind(Kind::Double).flatten(0, -1))
+        let [in_use, configured] = <[f64; 2]>::try_from(saved)
             .ok()
-            .and_then(|v| <[f64; 2]>::try_from(v).ok())
             .with_context(|| format!("{}: `{key}` is not [in use, configured]", context()))?;
         Ok((configured == configured_now && in_use != configured).then_some(in_use))
     };
     let mut notes = Vec::new();
     if let Some(meta) = meta.as_mut() {
-        if let Some(lr) = in_force(super::checkpointing::META_LR, config.meltr.meta_lr)? {
+        if let Some(lr) = in_force(META_LR, config.meltr.meta_lr)? {
             meta.lr = lr;
             notes.push(format!(
                 "the meta-learning rate resumes at {lr:.3e}, not meltr.meta_lr = {:.3e}: \
@@ -184,7 +180,7 @@ pub(super) fn restore_watch(
         }
     }
     let mut gamma = config.meltr.gamma;
-    if let Some(raised) = in_force(super::checkpointing::GAMMA, config.meltr.gamma)? {
+    if let Some(raised) = in_force(GAMMA, config.meltr.gamma)? {
         gamma = raised;
         notes.push(format!(
             "γ resumes at {}, not meltr.gamma = {}: a collapse restore raised it before the \

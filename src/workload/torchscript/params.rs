@@ -82,8 +82,8 @@ pub(super) fn frozen_note(parameters: &[(String, Tensor)]) -> Option<String> {
         "{} of {} parameter tensors are frozen (requires_grad = False; {} of {} values{listed}) and not trained",
         frozen.len(),
         parameters.len(),
-        crate::tui::fmt::steps(frozen_values),
-        crate::tui::fmt::steps(all_values),
+        crate::numfmt::thousands(frozen_values),
+        crate::numfmt::thousands(all_values),
     ))
 }
 
