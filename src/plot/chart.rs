@@ -176,9 +176,16 @@ impl Chart {
             );
         }
         match &self.body {
-            Body::Lines(lines) => lines
-                .iter()
-                .for_each(|line| draw_line(&mut svg, frame, line, t)),
+            // Single-point marks (a fork point, the best value) after every
+            // path, so no other run's line covers them.
+            Body::Lines(lines) => {
+                let (marks, paths): (Vec<&Line>, Vec<&Line>) = lines
+                    .iter()
+                    .partition(|l| l.emphasis == Emphasis::MarkersOnly);
+                for line in paths.into_iter().chain(marks) {
+                    draw_line(&mut svg, frame, line, t)
+                }
+            }
             Body::Bars(bars) => draw_bars(&mut svg, frame, bars, t, m),
         }
         self.draw_marks(&mut svg, frame, t, m);

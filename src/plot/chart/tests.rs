@@ -191,3 +191,49 @@ fn marks_are_labelled_lines_merged_when_close() {
     );
     assert_eq!(dashed(&svg) - dashed(&plain), 7);
 }
+
+/// A fork's point, marked on its parent's curve, was covered by the
+/// parent's line when the fork came first in the list (walkthrough: a
+/// legend entry "fork of figs at step 2.6k" with no visible mark).
+#[test]
+fn a_single_point_mark_is_drawn_over_every_line() {
+    use super::super::series::Emphasis;
+    let fork_point = Line {
+        label: Some("fork of a at step 5".into()),
+        points: vec![(5.0, 5.0)],
+        look: super::super::style::look(0),
+        emphasis: Emphasis::MarkersOnly,
+    };
+    let parent = Line {
+        label: Some("a".into()),
+        points: vec![(0.0, 0.0), (10.0, 10.0)],
+        look: super::super::style::look(1),
+        emphasis: Emphasis::Main,
+    };
+    let chart = Chart {
+        x_label: "training step".into(),
+        y_label: "loss".into(),
+        y_kind: Kind::Linear,
+        tight_x: false,
+        zero_line: false,
+        marks: Vec::new(),
+        body: Body::Lines(vec![fork_point, parent]),
+    };
+    let svg = chart.to_svg(&super::super::Style::Paper.theme());
+    let axes = &svg[svg
+        .find("clip-path=\"url(#axes)\"")
+        .expect("the axes' group")..];
+    let parent_path = axes
+        .find(&format!(
+            "stroke=\"{}\"",
+            super::super::style::look(1).color
+        ))
+        .expect("the parent's path");
+    let mark = axes
+        .find(&format!("fill=\"{}\"", super::super::style::look(0).color))
+        .expect("the fork's mark");
+    assert!(
+        mark > parent_path,
+        "the mark is drawn before the parent's line"
+    );
+}
