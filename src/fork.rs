@@ -32,12 +32,21 @@ pub struct Forked {
     pub config: Config,
 }
 
+/// What a fork will run with, checked before its folder is made.
+#[derive(Debug, Clone, Copy)]
+pub struct Needs {
+    /// Room for a runner's socket (everything but a headless run has one).
+    pub socket: bool,
+    /// A terminal to draw on (a TUI started for the fork).
+    pub terminal: bool,
+}
+
 /// Makes a fork of the session in `parent_dir` under `root`: from its
 /// checkpoint at step `at` (default: the newest), named `name` (default:
 /// `<parent name>-fork`), with `overrides` (live keys only) applied to the
-/// config in force at that checkpoint (see [`config_at`]). `check_socket`
-/// asks for room for a runner's socket (everything but a headless run
-/// needs one). `group`: the fork's group, `Some(None)` for none (default:
+/// config in force at that checkpoint (see [`config_at`]). `needs`: what
+/// the fork will run with, checked after the request and before a folder
+/// is made. `group`: the fork's group, `Some(None)` for none (default:
 /// the parent's; an exploratory fork of a sweep's member otherwise joins
 /// the sweep's table and figures). On any error no folder is left behind.
 pub fn create(
@@ -47,7 +56,7 @@ pub fn create(
     name: Option<String>,
     group: Option<Option<String>>,
     overrides: &[Override],
-    check_socket: bool,
+    needs: Needs,
 ) -> Result<Forked> {
     let parent = SessionMeta::read(parent_dir)?;
     crate::config::refuse_restart_only(overrides, "fork")
@@ -76,8 +85,11 @@ pub fn create(
     }
     engine::preflight(&config)?;
     let name = name.unwrap_or_else(|| format!("{}-fork", parent.name));
-    if check_socket {
+    if needs.socket {
         session::check_socket_room(root, &name)?;
+    }
+    if needs.terminal {
+        crate::tui::terminal::check_available("use `fork --headless` or `fork --detach`")?;
     }
     let origin = session::Origin {
         group: group.unwrap_or_else(|| parent.group.clone()),

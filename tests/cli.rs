@@ -901,6 +901,40 @@ fn a_resume_logs_how_its_config_differs_from_the_checkpointed_run() {
         "{}",
         text(&refused)
     );
+    // So does the TUI's fork: a missing checkpoint said "no terminal" (a
+    // walkthrough), and the hint for a fork named `run`.
+    let fork_without_terminal = |at: &str| {
+        let mut command = bin();
+        command
+            .args(["fork", "edits", "--at", at, "--set", "train.steps=200"])
+            .arg("--sessions-dir")
+            .arg(&sessions)
+            .stdin(Stdio::null());
+        without_terminal(&mut command);
+        run_with_limit(&mut command, Duration::from_secs(60))
+    };
+    let sessions_before = session::list(&sessions).len();
+    let no_checkpoint = fork_without_terminal("3");
+    assert_eq!(no_checkpoint.status.code(), Some(1));
+    assert!(
+        text(&no_checkpoint).contains("no checkpoint at step 3")
+            && !text(&no_checkpoint).contains("terminal"),
+        "{}",
+        text(&no_checkpoint)
+    );
+    let newest = checkpoint::list(&dir.join("checkpoints")).last().unwrap().0;
+    let no_terminal = fork_without_terminal(&newest.to_string());
+    assert_eq!(no_terminal.status.code(), Some(1));
+    assert!(
+        text(&no_terminal).contains("use `fork --headless` or `fork --detach`"),
+        "{}",
+        text(&no_terminal)
+    );
+    assert_eq!(
+        session::list(&sessions).len(),
+        sessions_before,
+        "a fork folder was left"
+    );
     // With its checkpoints gone it is still finished, not started over
     // (which would cut its log).
     for (_, path) in checkpoint::list(&dir.join("checkpoints")) {

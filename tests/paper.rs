@@ -288,6 +288,22 @@ fn ls_filters_sorts_and_prints_json_and_csv() {
         by_metric, metrics,
         "ls --sort metric reorders the same rows"
     );
+    // Sorted by the best value, the listing shows it (and its step).
+    let best_rows = ok(&["ls", "--sort", "best"]);
+    let header = best_rows.lines().next().unwrap();
+    let at = |column: &str| header.find(column).unwrap_or(usize::MAX);
+    assert!(
+        at("PRIMARY METRIC") < at("BEST") && at("BEST") < at("DEVICE"),
+        "{best_rows}"
+    );
+    let row = &by_id.as_array().unwrap()[0];
+    let best = format!("{:.4} @", row["best_metric"].as_f64().unwrap());
+    let line = best_rows
+        .lines()
+        .find(|l| l.starts_with(row["id"].as_str().unwrap()))
+        .unwrap();
+    assert!(line.contains(&best), "{best} in {line}");
+    assert!(!ok(&["ls"]).lines().next().unwrap().contains("BEST"));
 
     // CSV: every config key a column, one row a session.
     let (header, rows) = parse_csv(&ok(&["ls", "--csv"]));
@@ -330,6 +346,17 @@ fn ls_names_an_unknown_key_instead_of_listing_nothing() {
     assert!(message.contains("combiner.knd"), "{message}");
     let out = meltr(&["ls", "--where", "combiner.kind"]);
     assert!(text(&out).contains("KEY=VALUE"), "{}", text(&out));
+    // So does a value no session has (a walkthrough's `metlr` listed
+    // nothing, exit 0), in ls as in table.
+    for command in ["ls", "table"] {
+        let out = meltr(&[command, "--where", "combiner.kind=metlr"]);
+        assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+        assert!(
+            text(&out).contains("no session has combiner.kind=metlr; its values here: meltr, sum"),
+            "{command}: {}",
+            text(&out)
+        );
+    }
     // An unknown group names the groups there, in ls as in table/compare.
     for command in ["ls", "table"] {
         let out = meltr(&[command, "--group", "nope"]);

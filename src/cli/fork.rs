@@ -15,14 +15,16 @@ pub(super) fn fork(
     overrides: &[Override],
     mode: Mode,
 ) -> Result<()> {
-    if mode == Mode::Tui {
-        crate::tui::terminal::check_available()?;
-    }
     let parent_dir = session::find(root, query)?;
-    let check_socket = !matches!(mode, Mode::Headless { .. });
+    // The request's own errors (no checkpoint there, a bad `--set`) come
+    // before "no terminal".
+    let needs = crate::fork::Needs {
+        socket: !matches!(mode, Mode::Headless { .. }),
+        terminal: mode == Mode::Tui,
+    };
     // `--group none`: in no group.
     let group = group.map(|g| (g != "none").then_some(g));
-    let forked = crate::fork::create(root, &parent_dir, at, name, group, overrides, check_socket)?;
+    let forked = crate::fork::create(root, &parent_dir, at, name, group, overrides, needs)?;
     println!(
         "forked {} at step {} into session {}",
         forked.parent, forked.step, forked.id

@@ -178,6 +178,9 @@ pub(super) fn print_line(line: &session::metrics::MetricLine, order: &[String]) 
             for (key, (old, new)) in changed {
                 say!("config {:>4}  {key}: {old} -> {new}", line.step);
             }
+            if changed.is_empty() && error.is_none() {
+                say!("config {:>4}  read; no value changed", line.step);
+            }
             if let Some(error) = error {
                 say_err!("config error at step {}: {error}", line.step);
             }

@@ -68,7 +68,8 @@ pub(super) fn ls(root: &Path, filter: &Filter, sort: SortBy, output: Output) -> 
                 return Ok(());
             }
             let differing = runs::keys::differing(&shown);
-            print!("{}", runs::render::text(&shown, &differing));
+            let with_best = sort == SortBy::Best;
+            print!("{}", runs::render::text(&shown, &differing, with_best));
             if !notes.is_empty() {
                 println!();
                 for note in notes {

@@ -86,7 +86,7 @@ pub(super) fn start(
     let in_file = || from_file(config_path, overrides);
     engine::preflight(&config).with_context(in_file)?;
     if mode == Mode::Tui {
-        crate::tui::terminal::check_available()?;
+        crate::tui::terminal::check_available("use `run --headless` or `run --detach`")?;
     }
     let named_by_user = name.is_some();
     let name = name.unwrap_or_else(|| {
@@ -150,7 +150,7 @@ pub(super) fn resume(
     // After the arguments' checks (a walkthrough's refused `--set` read "no
     // terminal" first), before anything is written.
     if mode == Mode::Tui {
-        crate::tui::terminal::check_available()?;
+        crate::tui::terminal::check_available("use `resume --headless` or `resume --detach`")?;
     }
     if !overrides.is_empty() {
         refuse_if_running(&dir)?;
@@ -306,7 +306,9 @@ pub(super) fn drive(dir: &Path, config: Config, resume: bool, mode: Mode) -> Res
 /// one serves, else its history. Leaving detaches; the run goes on. The
 /// sessions view may switch it to another session of the same folder.
 pub(super) fn attach(dir: &Path) -> Result<()> {
-    crate::tui::terminal::check_available()?;
+    crate::tui::terminal::check_available(
+        "`ls` shows the sessions and `export` writes a session's figures and CSV",
+    )?;
     crate::process::exit_on_hangup();
     let mut dir = dir.to_path_buf();
     loop {
@@ -386,7 +388,12 @@ fn attach_once(dir: &Path) -> Result<crate::tui::Exit> {
 fn fork_from_tui(dir: &Path, edited: &Config) -> Result<crate::tui::state::ForkReport> {
     let root = dir.parent().unwrap_or(Path::new("."));
     let (step, overrides) = crate::fork::overrides_toward(dir, edited)?;
-    let forked = crate::fork::create(root, dir, step, None, None, &overrides, true)?;
+    // From a TUI already drawing: its terminal is there.
+    let needs = crate::fork::Needs {
+        socket: true,
+        terminal: false,
+    };
+    let forked = crate::fork::create(root, dir, step, None, None, &overrides, needs)?;
     record_fork_command(&forked, &overrides)
         .and_then(|()| crate::runner::launch::launch(&forked.dir, true))
         .map_err(|e| discard_unstarted(&forked.dir, false, e))?;

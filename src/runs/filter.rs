@@ -75,7 +75,52 @@ impl Filter {
         if let Some(group) = &self.group {
             check_group(&runs, group)?;
         }
+        self.check_values(&runs)?;
         Ok(runs.into_iter().filter(|r| self.keeps(r)).collect())
+    }
+
+    /// Fails when a condition's value is one no run (of the group) has,
+    /// naming the values there: `combiner.kind=metlr` listed nothing, with
+    /// no hint of the typo (a walkthrough). A status is checked apart.
+    fn check_values(&self, runs: &[Run]) -> Result<()> {
+        let in_group = |r: &&Run| {
+            self.group
+                .as_ref()
+                .is_none_or(|g| r.meta.group.as_deref() == Some(g.as_str()))
+        };
+        let candidates: Vec<&Run> = runs.iter().filter(in_group).collect();
+        if candidates.is_empty() {
+            return Ok(());
+        }
+        for w in self.conditions.iter().filter(|w| w.key != "status") {
+            let mut values: Vec<String> =
+                candidates.iter().filter_map(|r| r.value(&w.key)).collect();
+            if values.iter().any(|v| keys::matches(v, &w.value)) {
+                continue;
+            }
+            values.sort();
+            values.dedup();
+            const SHOWN: usize = 8;
+            let more = values.len().saturating_sub(SHOWN);
+            values.truncate(SHOWN);
+            let more = if more > 0 {
+                format!(" and {more} more")
+            } else {
+                String::new()
+            };
+            let scope = if self.group.is_some() {
+                " of the group"
+            } else {
+                ""
+            };
+            bail!(
+                "no session{scope} has {}={}; its values here: {}{more}",
+                w.key,
+                w.value,
+                values.join(", ")
+            );
+        }
+        Ok(())
     }
 }
 

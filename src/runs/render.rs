@@ -17,6 +17,9 @@ const COLUMNS: [(&str, i32); 6] = [
     ("RUNNER", 12),
 ];
 
+/// Where BEST goes: after PRIMARY METRIC.
+const BEST_AT: usize = 4;
+
 /// `accuracy↑ 81.2500`: the arrow as the TUI's header and `table` show it.
 fn metric_text(run: &Run) -> String {
     let arrow = if run.meta.higher_is_better {
@@ -27,6 +30,14 @@ fn metric_text(run: &Run) -> String {
     run.metric().map_or("-".into(), |m| {
         format!("{}{arrow} {m:.4}", run.meta.primary_metric)
     })
+}
+
+/// `0.8120 @1,350`: the best primary metric and its step.
+fn best_text(run: &Run) -> String {
+    match (run.best_metric(), &run.best_eval) {
+        (Some(m), Some((step, _))) => format!("{m:.4} @{}", crate::numfmt::thousands(*step)),
+        _ => "-".into(),
+    }
 }
 
 fn runner_text(run: &Run) -> String {
@@ -52,10 +63,15 @@ pub fn progress_text(run: &Run) -> String {
     }
 }
 
-/// Aligned columns: the fixed ones, GROUP when any run has one, FORKED FROM
+/// Aligned columns: the fixed ones (with BEST, the best primary metric and
+/// its step, after the final one when `with_best`: a listing sorted by it
+/// showed only the final value), GROUP when any run has one, FORKED FROM
 /// when any run is a fork, then one column per config key in `differing`.
-pub fn text(runs: &[Run], differing: &[String]) -> String {
+pub fn text(runs: &[Run], differing: &[String], with_best: bool) -> String {
     let mut header: Vec<(String, i32)> = COLUMNS.iter().map(|(h, w)| (h.to_string(), *w)).collect();
+    if with_best {
+        header.insert(BEST_AT, ("BEST".into(), -6));
+    }
     let with_group = runs.iter().any(|r| r.meta.group.is_some());
     if with_group {
         header.push(("GROUP".into(), 5));
@@ -76,6 +92,9 @@ pub fn text(runs: &[Run], differing: &[String]) -> String {
                 r.meta.device.clone(),
                 runner_text(r),
             ];
+            if with_best {
+                row.insert(BEST_AT, best_text(r));
+            }
             if with_group {
                 row.push(r.meta.group.clone().unwrap_or_else(|| "-".into()));
             }

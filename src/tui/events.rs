@@ -6,6 +6,7 @@
 use super::fmt;
 use super::frame::pane_block;
 use super::state::{App, Pane};
+use super::store::Entry;
 use crate::session::metrics::Level;
 use ratatui::layout::Rect;
 use ratatui::text::{Line, Span};
@@ -17,7 +18,15 @@ const PREFIX: usize = 17;
 
 pub fn render(frame: &mut Frame, area: Rect, app: &App, focused: bool) {
     let log = &app.store.log;
-    let scroll = app.events_scroll.min(log.len().saturating_sub(1));
+    // The pane's inside, within its border.
+    let (width, height) = (
+        usize::from(area.width.saturating_sub(2)),
+        usize::from(area.height.saturating_sub(2)),
+    );
+    let text_w = width.saturating_sub(PREFIX).max(8);
+    let scroll_max = scroll_max(log, text_w, height);
+    app.events_scroll_max.set(Some(scroll_max));
+    let scroll = app.events_scroll.min(scroll_max);
     let note = if scroll > 0 {
         format!(" {} newer below · End follows ", scroll)
     } else {
@@ -31,8 +40,6 @@ pub fn render(frame: &mut Frame, area: Rect, app: &App, focused: bool) {
     );
     let inner = block.inner(area);
     frame.render_widget(block, area);
-    let height = usize::from(inner.height);
-    let width = usize::from(inner.width);
     if height == 0 || width == 0 {
         return;
     }
@@ -43,10 +50,17 @@ pub fn render(frame: &mut Frame, area: Rect, app: &App, focused: bool) {
         );
         return;
     }
-    let text_w = width.saturating_sub(PREFIX).max(8);
-    // Walk back from the newest shown entry until the pane is full.
+    // At the top (Home) the oldest entry is shown whole, entries below it
+    // filling the pane; elsewhere the pane fills up from the newest shown
+    // entry, whole at the bottom.
+    let from_top = scroll > 0 && scroll == scroll_max;
+    let shown: Box<dyn Iterator<Item = &Entry>> = if from_top {
+        Box::new(log.iter())
+    } else {
+        Box::new(log[..log.len() - scroll].iter().rev())
+    };
     let mut lines: Vec<Line> = Vec::with_capacity(height);
-    for entry in log[..log.len() - scroll].iter().rev() {
+    for entry in shown {
         if lines.len() >= height {
             break;
         }
@@ -81,11 +95,28 @@ pub fn render(frame: &mut Frame, area: Rect, app: &App, focused: bool) {
                 ])
             })
             .collect();
-        block.reverse();
+        if !from_top {
+            block.reverse();
+        }
         lines.extend(block);
     }
-    lines.reverse();
+    if !from_top {
+        lines.reverse();
+    }
     frame.render_widget(Paragraph::new(lines), inner);
+}
+
+/// How many entries the pane can scroll up from the newest: until the
+/// oldest entry is at its top with the pane still full (0 when they all fit).
+fn scroll_max(log: &[Entry], text_w: usize, height: usize) -> usize {
+    let mut rows = 0;
+    for (i, entry) in log.iter().enumerate() {
+        rows += fmt::wrap(&entry.text, text_w).len();
+        if rows >= height {
+            return log.len() - 1 - i;
+        }
+    }
+    0
 }
 
 /// The log's entry `index` whole, in a centred box (`scroll` rows down,

@@ -271,6 +271,16 @@ impl Store {
                     self.push_entry(step, Level::Info, EntryKind::Config, parts.join(", "));
                 }
                 if error.is_none() {
+                    // A file read with nothing to change: a bad edit undone
+                    // was otherwise silent here (a walkthrough).
+                    if changed.is_empty() {
+                        let text = if self.config_error.is_some() {
+                            "config valid again; the config in force is unchanged"
+                        } else {
+                            "config read; no value changed"
+                        };
+                        self.push_entry(step, Level::Info, EntryKind::Config, text.into());
+                    }
                     self.config_error = None;
                 }
             }
@@ -320,6 +330,35 @@ mod tests {
             .any(|e| e.text.contains("aid.iterations 0 → 3")));
         assert!(s.log.iter().any(|e| e.text.contains("non-finite")));
         assert_eq!(s.transform.as_ref().unwrap().0, 500);
+    }
+
+    /// A bad edit undone left the error entry as the pane's last word on
+    /// the config (a walkthrough).
+    #[test]
+    fn a_config_read_with_nothing_changed_is_said() {
+        let mut s = Store::new(&["a".to_string()], "acc", true);
+        let config = |step: u64, error: Option<&str>| MetricLine {
+            step,
+            time: 0.1,
+            wall: None,
+            record: Record::Config {
+                changed: Default::default(),
+                error: error.map(String::from),
+            },
+        };
+        s.ingest(&config(10, Some("aid.alpha: expected 0 < alpha <= 1")));
+        s.ingest(&config(12, None));
+        let texts: Vec<&str> = s.log.iter().map(|e| e.text.as_str()).collect();
+        assert_eq!(
+            texts[texts.len() - 2..],
+            [
+                "refused: aid.alpha: expected 0 < alpha <= 1",
+                "config valid again; the config in force is unchanged"
+            ]
+        );
+        assert!(s.config_error.is_none());
+        s.ingest(&config(14, None));
+        assert_eq!(s.log.last().unwrap().text, "config read; no value changed");
     }
 
     #[test]

@@ -47,8 +47,10 @@ fn check(ret: libc::c_int, what: &str) -> Result<libc::c_int> {
 }
 
 /// Whether there is a terminal to draw on (stdout is one, or `/dev/tty`
-/// opens), checked before anything is started for the TUI.
-pub fn check_available() -> Result<()> {
+/// opens), checked before anything is started for the TUI. `instead`: what
+/// to do without one, for the message (e.g. "use `resume --headless` or
+/// `resume --detach`").
+pub fn check_available(instead: &str) -> Result<()> {
     if unsafe { libc::isatty(1) } == 1 {
         return Ok(());
     }
@@ -57,10 +59,12 @@ pub fn check_available() -> Result<()> {
         .write(true)
         .open("/dev/tty")
         .map(drop)
-        .context(
-            "no terminal to draw on (stdout is not a terminal and /dev/tty cannot be opened); \
-             without one, use `run --headless` or `run --detach`",
-        )
+        .with_context(|| {
+            format!(
+                "no terminal to draw on (stdout is not a terminal and /dev/tty cannot be \
+                 opened); without one, {instead}"
+            )
+        })
 }
 
 impl Tui {

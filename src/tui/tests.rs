@@ -1093,6 +1093,64 @@ fn events_scroll_and_follow() {
     assert!(screen.contains("skipped step: non-finite loss"), "{screen}");
 }
 
+/// Home showed the oldest entry alone at the top of an otherwise empty pane.
+#[test]
+fn events_home_shows_the_oldest_entries_in_a_full_pane() {
+    let mut app = app();
+    app.focus = Pane::Events;
+    for i in 0..40 {
+        app.on_event(Event::Line {
+            seq: 0,
+            line: MetricLine {
+                step: 600 + i,
+                time: 30.0,
+                wall: None,
+                record: Record::Event {
+                    level: Level::Info,
+                    message: format!("numbered entry {i}"),
+                },
+            },
+        });
+    }
+    let oldest = app.store.log[0].text.clone();
+    let _ = draw(&app, 80, 24);
+    press(&mut app, KeyCode::Home);
+    let screen = text(draw(&app, 80, 24).backend().buffer());
+    // The oldest entry whole at the top (its start and its end)...
+    let rows: Vec<&str> = screen.lines().collect();
+    let top = rows
+        .iter()
+        .position(|r| r.starts_with("┏ 4 Events"))
+        .unwrap()
+        + 1;
+    assert!(rows[top].contains(&oldest[..20]), "{screen}");
+    let tail: String = oldest
+        .chars()
+        .rev()
+        .take(6)
+        .collect::<Vec<_>>()
+        .into_iter()
+        .rev()
+        .collect();
+    assert!(
+        rows[top..top + 3].iter().any(|r| r.contains(&tail)),
+        "{tail}: {screen}"
+    );
+    // ... and entries down to the pane's last row.
+    let bottom = rows.iter().position(|r| r.starts_with("┗")).unwrap() - 1;
+    assert!(
+        rows[bottom].trim_matches(|c| c == '┃' || c == ' ').len() > 0,
+        "a full pane: {screen}"
+    );
+    assert!(!screen.contains("numbered entry 39"), "{screen}");
+    // Up at the top stays there; Down then shows the next entry at the bottom.
+    let top = app.events_scroll;
+    press(&mut app, KeyCode::Up);
+    assert_eq!(app.events_scroll, top);
+    press(&mut app, KeyCode::Down);
+    assert_eq!(app.events_scroll, top - 1);
+}
+
 #[test]
 fn help_lists_every_global_key() {
     let keys: String = super::keys::KEYS

@@ -1,7 +1,7 @@
 //! Marks: where a run changed course (a config edit, a collapse restore),
 //! drawn as dashed vertical lines with their labels rotated along them.
 
-use super::{fitted, Anchor, Chart, Frame, Metrics, Stroke, Svg, Theme, ZERO};
+use super::{fitted, scale, Anchor, Chart, Frame, Metrics, Stroke, Svg, Theme, ZERO};
 
 /// A vertical line at step `x`, with a short label.
 #[derive(Debug, Clone, PartialEq)]
@@ -14,6 +14,11 @@ pub struct Mark {
 /// More labels than this (after merging close marks) are left out: the
 /// lines alone are drawn.
 const MAX_MARK_LABELS: usize = 6;
+/// Marks of one label further apart than this (in label heights) are
+/// drawn as separate lines: the label then says their steps.
+const APART: f64 = 0.3;
+/// A span's baseline right of its run's first line (in label heights).
+const SPAN_OFFSET: f64 = 1.05;
 /// A mark's label takes at most this fraction of the axes' height.
 const MARK_LABEL_HEIGHT: f64 = 0.45;
 
@@ -22,10 +27,10 @@ fn mark_label_size(t: &Theme) -> f64 {
     t.tick_pt * 0.8
 }
 
-/// The marks' labels joined; where that does not fit in `room`, the keys
-/// without their sections (`aid.iterations` → `iterations`: a truncated
+/// The keys joined; where that does not fit in `room`, without their
+/// sections (`aid.iterations` → `iterations`: a truncated
 /// `aid.iterations, m…` hid the second edit), shortened only past that.
-fn mark_label(parts: &[&str], room: f64, size: f64, m: &Metrics) -> String {
+fn keys_label(parts: &[&str], room: f64, size: f64, m: &Metrics) -> String {
     let full = parts.join(", ");
     if m.width(&full, size) <= room {
         return full;
@@ -38,43 +43,63 @@ fn mark_label(parts: &[&str], room: f64, size: f64, m: &Metrics) -> String {
     fitted(&short.join(", "), room, size, m)
 }
 
+/// One label of a run of close marks, left of its first line; marks drawn
+/// apart also get their steps' span (`@186–250`) right of it, over the
+/// lines it covers: a walkthrough's `meta_lr, gamma, m…` on the first of
+/// three lines read as three changes at its step.
+#[derive(Debug, Clone, PartialEq)]
+pub(super) struct MarkLabel {
+    /// The first mark's x (points).
+    px: f64,
+    keys: String,
+    span: Option<String>,
+}
+
 impl Chart {
-    /// The marks' labels, at the x (points) of the first mark of each run of
-    /// marks closer than a label's height (one label, theirs joined),
-    /// shortened to fit; none when there are too many.
-    pub(super) fn mark_labels(&self, frame: &Frame, t: &Theme, m: &Metrics) -> Vec<(f64, String)> {
+    /// The marks' labels, one per run of marks closer than a label's height
+    /// (theirs joined), shortened to fit; none when there are too many.
+    pub(super) fn mark_labels(&self, frame: &Frame, t: &Theme, m: &Metrics) -> Vec<MarkLabel> {
         let size = mark_label_size(t);
-        let mut xs: Vec<(f64, &str)> = self
+        let mut in_view: Vec<&Mark> = self
             .marks
             .iter()
             .filter(|mark| frame.x.contains(mark.x))
-            .map(|mark| (frame.px(mark.x), mark.label.as_str()))
             .collect();
-        xs.sort_by(|a, b| a.0.total_cmp(&b.0));
-        let mut labels: Vec<(f64, Vec<&str>)> = Vec::new();
-        let mut last_px = f64::NEG_INFINITY;
-        for (px, label) in xs {
-            match labels.last_mut() {
-                Some((_, parts)) if px - last_px < 1.3 * size => {
+        in_view.sort_by(|a, b| a.x.total_cmp(&b.x));
+        // (the first and last mark's x in points and step, the labels)
+        let mut runs: Vec<((f64, f64), (f64, f64), Vec<&str>)> = Vec::new();
+        for mark in in_view {
+            let (px, label) = (frame.px(mark.x), mark.label.as_str());
+            match runs.last_mut() {
+                // Close to the last line, or to a span's column.
+                Some(((first, last), steps, parts))
+                    if px - *last < 1.3 * size
+                        || (*last - *first >= APART * size && px - *first < 2.2 * size) =>
+                {
                     if !parts.contains(&label) {
                         parts.push(label);
                     }
+                    *last = px;
+                    steps.1 = mark.x;
                 }
-                _ => labels.push((px, vec![label])),
+                _ => runs.push(((px, px), (mark.x, mark.x), vec![label])),
             }
-            last_px = px;
         }
-        if labels.len() > MAX_MARK_LABELS {
+        if runs.len() > MAX_MARK_LABELS {
             return Vec::new();
         }
         let room = MARK_LABEL_HEIGHT * frame.area.h;
-        labels
-            .into_iter()
-            .map(|(px, parts)| (px, mark_label(&parts, room, size, m)))
+        runs.into_iter()
+            .map(|((first, last), steps, parts)| MarkLabel {
+                px: first,
+                keys: keys_label(&parts, room, size, m),
+                span: (last - first >= APART * size)
+                    .then(|| format!("@{}–{}", scale::compact(steps.0), scale::compact(steps.1))),
+            })
             .collect()
     }
 
-    /// Points along the labels' span at the top of the axes, for the
+    /// Points along the labels' columns at the top of the axes, for the
     /// legend to keep clear of.
     pub(super) fn mark_label_points(
         &self,
@@ -83,9 +108,14 @@ impl Chart {
         m: &Metrics,
     ) -> Vec<(f64, f64)> {
         let area = frame.area;
+        let size = mark_label_size(t);
         self.mark_labels(frame, t, m)
             .into_iter()
-            .flat_map(|(px, _)| {
+            .flat_map(|label| {
+                let right = label.span.map(|_| label.px + SPAN_OFFSET * size);
+                [Some(label.px), right].into_iter().flatten()
+            })
+            .flat_map(|px| {
                 (0..=8).map(move |i| (px, area.y + MARK_LABEL_HEIGHT * area.h * f64::from(i) / 8.0))
             })
             .collect()
@@ -106,15 +136,15 @@ impl Chart {
             svg.line(px, area.y, px, area.y + area.h, &stroke);
         }
         let size = mark_label_size(t);
-        for (px, label) in self.mark_labels(frame, t, m) {
-            svg.text(
-                px - 0.3 * size,
-                area.y + 0.4 * size,
-                &label,
-                size,
-                Anchor::End,
-                -90.0,
-            );
+        // Rotated text reads upwards, its glyphs left of its baseline.
+        for label in self.mark_labels(frame, t, m) {
+            let columns = [
+                Some((label.px - 0.3 * size, label.keys)),
+                label.span.map(|span| (label.px + SPAN_OFFSET * size, span)),
+            ];
+            for (x, text) in columns.into_iter().flatten() {
+                svg.text(x, area.y + 0.4 * size, &text, size, Anchor::End, -90.0);
+            }
         }
     }
 }

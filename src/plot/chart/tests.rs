@@ -182,6 +182,12 @@ fn marks_are_labelled_lines_merged_when_close() {
         labels.contains(&"iterations, gamma".to_string()),
         "{labels:?}"
     );
+    // Marks of one label drawn apart say their steps: the label sat on the
+    // first line only (a walkthrough's edits at 186, 237 and 250).
+    let svg = chart(&[(500.0, "gamma"), (520.0, "meta_lr"), (535.0, "restore")]).to_svg(&theme);
+    let labels = texts(&svg);
+    assert!(labels.contains(&"@500–535".to_string()), "{labels:?}");
+    assert!(labels.iter().any(|l| l.starts_with("gamma,")), "{labels:?}");
     let many: Vec<(f64, &str)> = (1..=7).map(|i| (f64::from(i) * 120.0, "edit")).collect();
     let svg = chart(&many).to_svg(&theme);
     assert!(

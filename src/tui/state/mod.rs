@@ -210,6 +210,10 @@ pub struct App {
     pub editor: Option<Editor>,
     /// Event-log entries scrolled up from the newest (0 follows new entries).
     pub events_scroll: usize,
+    /// How far the events pane can scroll at its last drawing: to where the
+    /// oldest entry is at its top and the pane still full (none before the
+    /// first drawing: as far as the oldest entry).
+    pub events_scroll_max: std::cell::Cell<Option<usize>>,
     pub flash: Option<Flash>,
     pub gpu: Option<GpuSample>,
     pub theme: Theme,
@@ -260,6 +264,7 @@ impl App {
             hyper_cursor: 0,
             editor: None,
             events_scroll: 0,
+            events_scroll_max: std::cell::Cell::new(None),
             flash: None,
             gpu: None,
             theme,

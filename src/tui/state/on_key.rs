@@ -383,8 +383,11 @@ impl App {
     }
 
     fn events_key(&mut self, key: KeyEvent) -> Option<Action> {
-        let max = self.store.log.len().saturating_sub(1);
+        let newest = self.store.log.len().saturating_sub(1);
+        let max = self.events_scroll_max.get().unwrap_or(newest).min(newest);
         let s = &mut self.events_scroll;
+        // Scrolled past the top by a resize or entries that grew: from the top.
+        *s = (*s).min(max);
         match key.code {
             KeyCode::Up | KeyCode::Char('k') => *s = (*s + 1).min(max),
             KeyCode::Down | KeyCode::Char('j') => *s = s.saturating_sub(1),
@@ -395,7 +398,7 @@ impl App {
             // The entry at the bottom of the pane, whole.
             KeyCode::Enter if !self.store.log.is_empty() => {
                 self.overlay = Overlay::Entry {
-                    index: max - (*s).min(max),
+                    index: newest - *s,
                     scroll: 0,
                 }
             }
