@@ -1139,7 +1139,9 @@ fn events_home_shows_the_oldest_entries_in_a_full_pane() {
     // ... and entries down to the pane's last row.
     let bottom = rows.iter().position(|r| r.starts_with("┗")).unwrap() - 1;
     assert!(
-        rows[bottom].trim_matches(|c| c == '┃' || c == ' ').len() > 0,
+        !rows[bottom]
+            .trim_matches(|c| c == '┃' || c == ' ')
+            .is_empty(),
         "a full pane: {screen}"
     );
     assert!(!screen.contains("numbered entry 39"), "{screen}");

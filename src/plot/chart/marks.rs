@@ -67,7 +67,8 @@ impl Chart {
             .collect();
         in_view.sort_by(|a, b| a.x.total_cmp(&b.x));
         // (the first and last mark's x in points and step, the labels)
-        let mut runs: Vec<((f64, f64), (f64, f64), Vec<&str>)> = Vec::new();
+        type Run<'a> = ((f64, f64), (f64, f64), Vec<&'a str>);
+        let mut runs: Vec<Run> = Vec::new();
         for mark in in_view {
             let (px, label) = (frame.px(mark.x), mark.label.as_str());
             match runs.last_mut() {
