@@ -3,7 +3,8 @@
 //!
 //! - A training process (headless run, runner) asks SIGINT and SIGTERM for
 //!   a clean stop ([`stop_on_signals`]) and exits with the shell's code for
-//!   the signal ([`exit_code`]); a runner also ignores hang-ups.
+//!   the signal ([`exit_code`]); a runner ignores hang-ups, a headless run
+//!   stops cleanly on one too ([`stop_on_hangup`]).
 //! - The TUI traps SIGINT, SIGTERM and SIGHUP while it owns the terminal
 //!   ([`Trap`]), and puts the previous handlers back when it leaves; a
 //!   viewer exits when its terminal hangs up ([`exit_on_hangup`]).
@@ -51,6 +52,28 @@ pub fn stop_on_signals() {
     }
 }
 
+/// Makes SIGHUP request a clean stop too, for a headless run: a dropped
+/// SSH connection killed one mid-interval, its steps since the last
+/// checkpoint lost (a walkthrough). Under `nohup` (SIGHUP ignored from
+/// the start) it stays ignored.
+pub fn stop_on_hangup() {
+    stop_on_unless_ignored(libc::SIGHUP);
+}
+
+fn stop_on_unless_ignored(signal: libc::c_int) {
+    // SAFETY: a query of the current disposition (null new action), then
+    // a handler that only stores to an atomic.
+    unsafe {
+        let mut current: libc::sigaction = std::mem::zeroed();
+        if libc::sigaction(signal, std::ptr::null(), &mut current) == 0
+            && current.sa_sigaction == libc::SIG_IGN
+        {
+            return;
+        }
+        libc::signal(signal, on_stop_signal as *const () as libc::sighandler_t);
+    }
+}
+
 /// Whether SIGINT or SIGTERM arrived since [`stop_on_signals`].
 pub fn stop_requested() -> bool {
     stop_signal().is_some()
@@ -64,8 +87,8 @@ pub fn stop_signal() -> Option<i32> {
     }
 }
 
-/// The shell's exit status for a process ended by `signal`: 130 for
-/// SIGINT, 143 for SIGTERM.
+/// The shell's exit status for a process ended by `signal`: 129 for
+/// SIGHUP, 130 for SIGINT, 143 for SIGTERM.
 pub fn exit_code(signal: i32) -> i32 {
     128 + signal
 }
@@ -168,6 +191,28 @@ mod tests {
     fn stop_on_signals_for(signal: libc::c_int) {
         let handler = on_stop_signal as *const () as libc::sighandler_t;
         unsafe { libc::signal(signal, handler) };
+    }
+
+    /// A signal ignored from the start (SIGHUP under `nohup`) stays
+    /// ignored; otherwise it asks for a stop. (SIGUSR2: SIGHUP is the other
+    /// test's, and tests run at once.)
+    #[test]
+    fn a_signal_ignored_from_the_start_stays_ignored() {
+        let disposition = || unsafe {
+            let mut current: libc::sigaction = std::mem::zeroed();
+            libc::sigaction(libc::SIGUSR2, std::ptr::null(), &mut current);
+            current.sa_sigaction
+        };
+        unsafe { libc::signal(libc::SIGUSR2, libc::SIG_IGN) };
+        stop_on_unless_ignored(libc::SIGUSR2);
+        assert_eq!(disposition(), libc::SIG_IGN);
+        unsafe { libc::signal(libc::SIGUSR2, libc::SIG_DFL) };
+        stop_on_unless_ignored(libc::SIGUSR2);
+        assert_eq!(
+            disposition(),
+            on_stop_signal as *const () as libc::sighandler_t
+        );
+        unsafe { libc::signal(libc::SIGUSR2, libc::SIG_IGN) };
     }
 
     #[test]

@@ -459,14 +459,19 @@ fn a_name_given_twice_is_said_with_the_new_id() {
 }
 
 #[test]
-fn an_interrupted_headless_run_exits_130_or_143() {
+fn an_interrupted_headless_run_exits_129_130_or_143() {
     let root = tempfile::tempdir().unwrap();
     let config = write_config(
         root.path(),
         "[train]\ndevice = \"cpu\"\nsteps = 100000\nlog_every = 5\neval_every = 100000\n\
          [meltr]\nd_model = 32\nd_hidden = 32\nd_ff = 64\nheads = 4\n",
     );
-    for (signal, code) in [(libc::SIGINT, 130), (libc::SIGTERM, 143)] {
+    // SIGHUP: a dropped SSH connection (it killed the run mid-interval).
+    for (signal, code) in [
+        (libc::SIGINT, 130),
+        (libc::SIGTERM, 143),
+        (libc::SIGHUP, 129),
+    ] {
         let sessions = root.path().join(format!("s{signal}"));
         let (mut child, mut stdout) =
             headless_until_a_step(&config, &sessions, "long", Stdio::null());

@@ -734,6 +734,22 @@ fn resume_falls_back_to_the_newest_checkpoint_that_loads() {
 
 /// Issue 19, item 6: a writer killed mid-checkpoint leaves
 /// `.step-N.safetensors.tmp-PID`; resume removes temp files of dead writers.
+/// The last step logs a train line off the log_every schedule: a 5-step
+/// run at log_every 10 logged none (a walkthrough: "no training steps
+/// logged yet" from export on a finished run).
+#[test]
+fn the_last_step_logs_a_train_line() {
+    let root = tempfile::tempdir().unwrap();
+    for (steps, expected) in [(12, vec![10, 12]), (5, vec![5]), (20, vec![10, 20])] {
+        let (dir, _) = run_session(
+            root.path(),
+            &format!("s{steps}"),
+            small_config("sum", steps),
+        );
+        assert_eq!(logged_train_steps(&dir), expected, "{steps} steps");
+    }
+}
+
 #[test]
 fn resume_removes_temp_files_of_dead_writers() {
     let _serial = serial();

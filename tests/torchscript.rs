@@ -4,7 +4,10 @@
 
 mod common;
 
-use common::{bin, flag_data, flag_models, metrics_of, repo, run_python, run_with_limit, text};
+use common::{
+    bin, flag_data, flag_models, logged_train_steps, metrics_of, repo, run_python, run_with_limit,
+    text,
+};
 use meltr_tui::session::{self, metrics::MetricLine, metrics::Record};
 use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
@@ -457,6 +460,59 @@ fn resume_restores_parameters_and_buffers() {
             "straight {ea:?} vs resumed {eb:?}"
         );
     }
+}
+
+/// A resume that cannot start (its validation data moved away) left a
+/// finished session "failed" for good, with the resume's `--set` in its
+/// config.toml; a fork that could not start left a failed folder (a
+/// walkthrough).
+#[test]
+fn a_resume_or_fork_that_cannot_start_leaves_the_session_as_it_was() {
+    let tmp = tempfile::tempdir().unwrap();
+    let val = tmp.path().join("val.safetensors");
+    std::fs::copy(exported().join("val.safetensors"), &val).unwrap();
+    let cfg = config(tmp.path(), "sum", 20, &exported().join("model.pt"), "");
+    let body = std::fs::read_to_string(&cfg).unwrap();
+    let exported_val = exported().join("val.safetensors").display().to_string();
+    std::fs::write(
+        &cfg,
+        body.replace(&exported_val, &val.display().to_string()),
+    )
+    .unwrap();
+    let sessions = tmp.path().join("sessions");
+    assert!(run(&sessions, &cfg, "moved").status.success());
+    let dir = session::find(&sessions, "moved").unwrap();
+    let config_before = std::fs::read_to_string(dir.join("config.toml")).unwrap();
+    let moved = tmp.path().join("elsewhere.safetensors");
+    std::fs::rename(&val, &moved).unwrap();
+    let cli = |args: &[&str]| {
+        run_with_limit(bin().arg("--sessions-dir").arg(&sessions).args(args), LIMIT)
+    };
+    let out = cli(&["resume", "--headless", "moved", "--set", "train.steps=40"]);
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    assert!(
+        text(&out).contains("is as it was (finished, its config.toml unchanged)"),
+        "{}",
+        text(&out)
+    );
+    let meta = session::SessionMeta::read(&dir).unwrap();
+    assert_eq!(meta.status, session::Status::Finished, "{:?}", meta.error);
+    assert_eq!(
+        std::fs::read_to_string(dir.join("config.toml")).unwrap(),
+        config_before
+    );
+    let out = cli(&["fork", "--headless", "moved", "--set", "train.steps=40"]);
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    assert_eq!(
+        session::list(&sessions).len(),
+        1,
+        "a failed fork's folder was left"
+    );
+    // With the file back, the resume trains on.
+    std::fs::rename(&moved, &val).unwrap();
+    let out = cli(&["resume", "--headless", "moved", "--set", "train.steps=40"]);
+    assert!(out.status.success(), "{}", text(&out));
+    assert_eq!(logged_train_steps(&dir).last(), Some(&40));
 }
 
 /// `export --format model` writes the fine-tuned module: the newest

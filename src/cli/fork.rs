@@ -2,7 +2,7 @@
 //! checkpoints, with live keys changed by `--set` (the folder is made by
 //! [`crate::fork::create`]), then trained like a resumed session.
 
-use super::session_start::drive;
+use super::session_start::{drive, Origin};
 use super::*;
 use crate::config::Override;
 
@@ -29,5 +29,5 @@ pub(super) fn fork(
         "forked {} at step {} into session {}",
         forked.parent, forked.step, forked.id
     );
-    drive(&forked.dir, forked.config, true, mode)
+    drive(&forked.dir, forked.config, &Origin::Forked, mode)
 }

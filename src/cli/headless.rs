@@ -37,12 +37,17 @@ impl StorageRetry {
 pub(super) fn run_headless(
     dir: &Path,
     config: Config,
-    resume: bool,
+    origin: &Origin,
     give_up_after: Duration,
 ) -> Result<()> {
     let meta = SessionMeta::read(dir)?;
-    let handle =
-        engine::spawn(dir, config, resume).map_err(|e| discard_unstarted(dir, resume, e))?;
+    // Before the data loads: a signal then (seconds for a large file) killed
+    // the process and left a "crashed" folder; now the run stops cleanly
+    // once built.
+    crate::process::stop_on_signals();
+    crate::process::stop_on_hangup();
+    let handle = engine::spawn(dir, config, origin.resumes())
+        .map_err(|e| discard_unstarted(dir, origin, e))?;
     // Named only once it exists for good: a failed build removes a new folder.
     say!("session {} in {}", meta.id, dir.display());
     let _watch = crate::runner::serve::watch_config(
@@ -50,7 +55,6 @@ pub(super) fn run_headless(
         handle.commands.clone(),
         std::sync::Arc::clone(&handle.config),
     )?;
-    crate::process::stop_on_signals();
     let mut stop_sent = false;
     let mut storage: Option<StorageRetry> = None;
     let mut gave_up: Option<String> = None;

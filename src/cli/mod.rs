@@ -21,7 +21,7 @@ mod sweep;
 use crate::runs::filter::Where;
 use headless::run_headless;
 use list::ls;
-use session_start::{attach, discard_unstarted, load_config, resume, start};
+use session_start::{attach, discard_unstarted, load_config, resume, start, Origin};
 
 /// The built-in default config, used when `meltr-tui` runs with no command.
 pub const DEFAULT_CONFIG: &str = "configs/default.toml";
@@ -55,8 +55,9 @@ pub struct Cli {
 pub struct HowToRun {
     /// No TUI: train in this process, printing one progress line per log
     /// interval. Exit status: 0 when done, 1 on failure (with the reason),
-    /// 130 after Ctrl-C (SIGINT), 143 after SIGTERM (both stop after the
-    /// current step, with a checkpoint).
+    /// 130 after Ctrl-C (SIGINT), 143 after SIGTERM, 129 after SIGHUP (a
+    /// dropped SSH connection; all three stop after the current step, with
+    /// a checkpoint; `--detach` keeps training instead).
     #[arg(long, conflicts_with = "detach")]
     headless: bool,
     /// With --headless: how long to keep retrying a write that fails (a

@@ -121,7 +121,7 @@ pub(super) fn start(
             dir.file_name().unwrap_or_default().to_string_lossy()
         );
     }
-    drive(&dir, config, false, mode).map_err(|e| {
+    drive(&dir, config, &Origin::New, mode).map_err(|e| {
         // What stops a run before its first step is in the user's file.
         if e.downcast_ref::<NotStarted>().is_some() {
             e.context(in_file())
@@ -152,20 +152,27 @@ pub(super) fn resume(
     if mode == Mode::Tui {
         crate::tui::terminal::check_available("use `resume --headless` or `resume --detach`")?;
     }
+    refuse_if_running(&dir)?;
+    // What a resume that fails before its first step puts back.
+    let before = Before {
+        meta: SessionMeta::read(&dir)?,
+        config_text: std::fs::read_to_string(SessionDir::new(&dir).config()).ok(),
+    };
     if !overrides.is_empty() {
-        refuse_if_running(&dir)?;
         config = set_in_session(&dir, &config, overrides)?;
     }
+    let origin = Origin::Resumed(Box::new(before));
     if !matches!(mode, Mode::Headless { .. }) {
-        SessionDir::new(&dir).prepare_socket()?;
+        if let Err(e) = SessionDir::new(&dir).prepare_socket() {
+            return Err(discard_unstarted(&dir, &origin, e));
+        }
     }
-    refuse_if_running(&dir)?;
     let mut meta = SessionMeta::read(&dir)?;
     meta.status = Status::Running;
     meta.pid = std::process::id();
     meta.error = None;
     meta.write(&dir)?;
-    drive(&dir, config, true, mode)
+    drive(&dir, config, &origin, mode)
 }
 
 /// Fails when the session finished and its `train.steps` (with the
@@ -238,17 +245,68 @@ pub(super) fn set_in_session(
     engine::trainer::session_config(dir).map_err(anyhow::Error::new)
 }
 
-/// A new session whose trainer could not even be built (e.g. a TorchScript
-/// model without the configured primary loss, found only once the module
-/// runs): its folder holds nothing but the config, so it is removed rather
-/// than left behind as a failed session. A resumed session is kept.
-pub(super) fn discard_unstarted(dir: &Path, resume: bool, error: anyhow::Error) -> anyhow::Error {
-    if resume {
-        return error;
+/// Where a session that is started comes from: what a start that fails
+/// before its first step undoes.
+pub(super) enum Origin {
+    /// A new session (a sweep's member too).
+    New,
+    /// A fork: a new session seeded with its parent's checkpoint.
+    Forked,
+    /// A session resumed, as it was before.
+    Resumed(Box<Before>),
+}
+
+impl Origin {
+    /// Whether the run continues from a checkpoint.
+    pub(super) fn resumes(&self) -> bool {
+        !matches!(self, Origin::New)
     }
-    match std::fs::remove_dir_all(dir) {
-        Ok(()) => error.context(NotStarted(dir.to_path_buf())),
-        Err(_) => error,
+}
+
+/// A resumed session's record and config file before the resume.
+pub(super) struct Before {
+    meta: SessionMeta,
+    config_text: Option<String>,
+}
+
+/// A run whose trainer could not even be built (e.g. a TorchScript model
+/// without the configured primary loss, found only once the module runs,
+/// or a data file moved away since): a new session's or a fork's folder
+/// holds nothing but the config, so it is removed rather than left behind
+/// as a failed session; a resumed session gets back its status and its
+/// config.toml without the resume's `--set`s (a walkthrough's finished run
+/// read "failed" for good, and a sweep's resume then trained it further).
+pub(super) fn discard_unstarted(
+    dir: &Path,
+    origin: &Origin,
+    error: anyhow::Error,
+) -> anyhow::Error {
+    match origin {
+        Origin::New | Origin::Forked => match std::fs::remove_dir_all(dir) {
+            Ok(()) => error.context(NotStarted(dir.to_path_buf())),
+            Err(_) => error,
+        },
+        Origin::Resumed(before) => {
+            let config = SessionDir::new(dir).config();
+            let put_back = before
+                .meta
+                .write(dir)
+                .and_then(|()| match &before.config_text {
+                    Some(text) => session::atomic_write(&config, text.as_bytes()),
+                    None => Ok(()),
+                });
+            match put_back {
+                Ok(()) => error.context(format!(
+                    "the resume did not start; session {} is as it was ({}, its config.toml unchanged)",
+                    before.meta.id,
+                    before.meta.status.as_str()
+                )),
+                Err(e) => error.context(format!(
+                    "the resume did not start, and session {} could not be put back as it was: {e:#}",
+                    before.meta.id
+                )),
+            }
+        }
     }
 }
 
@@ -267,15 +325,16 @@ impl std::fmt::Display for NotStarted {
     }
 }
 
-pub(super) fn drive(dir: &Path, config: Config, resume: bool, mode: Mode) -> Result<()> {
+pub(super) fn drive(dir: &Path, config: Config, origin: &Origin, mode: Mode) -> Result<()> {
     let launch = || {
-        crate::runner::launch::launch(dir, resume).map_err(|e| discard_unstarted(dir, resume, e))
+        crate::runner::launch::launch(dir, origin.resumes())
+            .map_err(|e| discard_unstarted(dir, origin, e))
     };
     match mode {
-        Mode::Headless { give_up_after } => run_headless(dir, config, resume, give_up_after),
+        Mode::Headless { give_up_after } => run_headless(dir, config, origin, give_up_after),
         Mode::Detached => {
             // Said here too: the runner logs it where no one is watching.
-            let left_out = if resume {
+            let left_out = if matches!(origin, Origin::Resumed(_)) {
                 engine::trainer::restart_only_edits_left_out(dir).unwrap_or_default()
             } else {
                 Vec::new()
@@ -396,7 +455,7 @@ fn fork_from_tui(dir: &Path, edited: &Config) -> Result<crate::tui::state::ForkR
     let forked = crate::fork::create(root, dir, step, None, None, &overrides, needs)?;
     record_fork_command(&forked, &overrides)
         .and_then(|()| crate::runner::launch::launch(&forked.dir, true))
-        .map_err(|e| discard_unstarted(&forked.dir, false, e))?;
+        .map_err(|e| discard_unstarted(&forked.dir, &Origin::Forked, e))?;
     Ok(crate::tui::state::ForkReport {
         id: forked.id,
         dir: forked.dir,

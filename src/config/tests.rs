@@ -109,6 +109,18 @@ fn out_of_range_names_key_and_line() {
 }
 
 #[test]
+fn meltr_sizes_have_a_ceiling() {
+    let err = Config::parse("[meltr]\nd_model = 4000000\nheads = 1\n").unwrap_err();
+    assert!(
+        err.to_string()
+            .contains("key `meltr.d_model`: expected at most 8192 (MELTR is a small transformer"),
+        "{err}"
+    );
+    assert!(Config::parse("[meltr]\nd_ff = 32768\n").is_ok());
+    assert!(Config::parse("[meltr]\nd_ff = 32769\n").is_err());
+}
+
+#[test]
 fn heads_must_divide_d_model() {
     let err = Config::parse("[meltr]\nd_model = 10\nheads = 3\n").unwrap_err();
     assert_eq!(err.key.as_deref(), Some("meltr.heads"));

@@ -163,6 +163,23 @@ impl Config {
         at_least("meltr.d_hidden", m.d_hidden as f64, 1.0)?;
         at_least("meltr.d_ff", m.d_ff as f64, 1.0)?;
         at_least("meltr.heads", m.heads as f64, 1.0)?;
+        // A size libtorch cannot allocate panicked in tch's VarStore, with a
+        // backtrace (a walkthrough's d_model = 4000000).
+        for (key, value, max) in [
+            ("meltr.d_model", m.d_model, MAX_WIDTH),
+            ("meltr.d_hidden", m.d_hidden, MAX_WIDTH),
+            ("meltr.d_ff", m.d_ff, 4 * MAX_WIDTH),
+        ] {
+            if value > max {
+                return Err(ConfigError::at_key(
+                    key,
+                    format!(
+                        "expected at most {max} (MELTR is a small transformer over the K loss \
+                         values: d_model 256, d_hidden 128, d_ff 512 by default), got {value}"
+                    ),
+                ));
+            }
+        }
         if m.d_model % m.heads != 0 {
             return Err(ConfigError::at_key(
                 "meltr.heads",
@@ -243,6 +260,9 @@ fn non_negative(key: &str, value: f64) -> Result<(), ConfigError> {
         ))
     }
 }
+
+/// MELTR's widest layer allowed (`d_ff`: four times this).
+const MAX_WIDTH: i64 = 8192;
 
 fn at_least(key: &str, value: f64, min: f64) -> Result<(), ConfigError> {
     if value >= min {

@@ -232,7 +232,7 @@ pub(super) fn member(
             let dir = new_member_session(root, &plan, index)?;
             let config =
                 Config::load(&SessionDir::new(&dir).config()).map_err(anyhow::Error::new)?;
-            super::session_start::drive(&dir, config, false, mode)
+            super::session_start::drive(&dir, config, &super::session_start::Origin::New, mode)
         }
         State::Ended { meta, .. } if meta.status == Status::Finished => {
             println!(

@@ -42,7 +42,10 @@ impl Trainer {
         // A logging step whose losses were not finite hands its train line
         // to the next step (the curve keeps no gap of two periods, and a
         // streak of skips is flushed, and its limit checked, every step).
-        let on_schedule = self.step.is_multiple_of(self.config.train.log_every);
+        // The last step too: a run of 5 steps at log_every 10 logged no
+        // train line at all, and figures and tables of it failed.
+        let on_schedule = self.step.is_multiple_of(self.config.train.log_every)
+            || self.step == self.config.train.steps;
         let log_now = on_schedule || self.train_line_owed;
         self.phase_clock.mark("forward");
 
