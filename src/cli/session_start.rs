@@ -122,8 +122,10 @@ pub(super) fn start(
         );
     }
     drive(&dir, config, &Origin::New, mode).map_err(|e| {
-        // What stops a run before its first step is in the user's file.
-        if e.downcast_ref::<NotStarted>().is_some() {
+        // What stops a run before its first step is in the user's file
+        // (a Ctrl-C is not).
+        let interrupted = e.is::<crate::runner::launch::Interrupted>();
+        if e.downcast_ref::<NotStarted>().is_some() && !interrupted {
             e.context(in_file())
         } else {
             e
@@ -327,8 +329,25 @@ impl std::fmt::Display for NotStarted {
 
 pub(super) fn drive(dir: &Path, config: Config, origin: &Origin, mode: Mode) -> Result<()> {
     let launch = || {
-        crate::runner::launch::launch(dir, origin.resumes())
-            .map_err(|e| discard_unstarted(dir, origin, e))
+        // Ctrl-C while the runner starts stops it (see `Interrupted`).
+        let trap = crate::process::Trap::set();
+        let launched = crate::runner::launch::launch(dir, origin.resumes());
+        trap.release();
+        launched.map_err(|e| {
+            let interrupted = e.is::<crate::runner::launch::Interrupted>();
+            if interrupted && matches!(origin, Origin::Resumed(_)) {
+                // Stopped where it was (it may have trained a step): a
+                // runner killed while loading left "running".
+                let meta = SessionMeta::read(dir);
+                if meta.is_ok_and(|m| m.status == Status::Running) {
+                    let _ = session::update_status(dir, Status::Stopped, None);
+                }
+                e
+            } else {
+                // A new session or fork interrupted before it ran: gone.
+                discard_unstarted(dir, origin, e)
+            }
+        })
     };
     match mode {
         Mode::Headless { give_up_after } => run_headless(dir, config, origin, give_up_after),

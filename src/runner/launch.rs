@@ -7,10 +7,33 @@ use anyhow::{bail, Context, Result};
 use std::path::Path;
 use std::time::{Duration, Instant};
 
+/// A launch given up on a signal (Ctrl-C) while the runner started: the
+/// runner was asked to stop, and waited for. (It went on training, hidden,
+/// when the launching process died of the Ctrl-C: a walkthrough.)
+#[derive(Debug)]
+pub struct Interrupted;
+
+impl std::fmt::Display for Interrupted {
+    fn fmt(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+        write!(
+            f,
+            "interrupted while the runner started; the runner was stopped"
+        )
+    }
+}
+
+impl std::error::Error for Interrupted {}
+
+/// How long a runner asked to stop while starting gets before it is killed
+/// (it may be reading a large data file).
+const STOP_WAIT: Duration = Duration::from_secs(20);
+
 /// Starts a runner process for the session in `dir` (continuing from its
 /// newest checkpoint with `resume`) and waits until it serves. Its output
 /// goes to `output.log`, which is echoed here while waiting (e.g. the
-/// foundation model's pretraining progress). Returns the runner's pid.
+/// foundation model's pretraining progress). Returns the runner's pid. A
+/// signal caught by a [`crate::process::Trap`] while waiting stops the
+/// runner ([`Interrupted`]).
 pub fn launch(dir: &Path, resume: bool) -> Result<u32> {
     let dir = absolute(dir);
     let log_path = SessionDir::new(&dir).output_log();
@@ -51,6 +74,20 @@ pub fn launch(dir: &Path, resume: bool) -> Result<u32> {
             let why = error
                 .unwrap_or_else(|| format!("it exited with {exit}; see {}", log_path.display()));
             bail!("the runner did not start: {why}");
+        }
+        if crate::process::Trap::sprung() {
+            // SAFETY: a signal to the child we started, not yet reaped.
+            unsafe { libc::kill(pid as libc::pid_t, libc::SIGTERM) };
+            let asked = Instant::now();
+            while child.try_wait()?.is_none() {
+                if asked.elapsed() > STOP_WAIT {
+                    let _ = child.kill();
+                    let _ = child.wait();
+                    break;
+                }
+                std::thread::sleep(Duration::from_millis(50));
+            }
+            return Err(anyhow::Error::new(Interrupted));
         }
         if started.elapsed() > START_TIMEOUT {
             let _ = child.kill();
