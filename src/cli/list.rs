@@ -54,6 +54,15 @@ pub(super) fn ls(root: &Path, filter: &Filter, sort: SortBy, output: Output) -> 
     let notes = overlay_live_status(&mut all);
     let mut shown = filter.apply(all)?;
     runs::sort(&mut shown, sort);
+    let mut notes = notes;
+    // A corrupt line listed the session at step 0 with no metric, unsaid.
+    notes.extend(shown.iter().filter_map(|r| {
+        let error = r.log_error.as_ref()?;
+        Some(format!(
+            "{}: its log does not read, so its step and metric are not shown: {error}",
+            r.meta.id
+        ))
+    }));
     match output {
         Output::Json => print!("{}", runs::render::json(&shown)),
         Output::Csv => print!("{}", runs::render::csv(&shown)),

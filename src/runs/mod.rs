@@ -28,6 +28,9 @@ pub type Eval = (u64, Named);
 pub struct Run {
     /// The session folder.
     pub dir: PathBuf,
+    /// Why its `metrics.jsonl` does not read (a corrupt line): its step,
+    /// evals and weights are then unknown, not zero.
+    pub log_error: Option<String>,
     /// Its `session.json`.
     pub meta: SessionMeta,
     /// The status shown: `session.json`'s, `crashed` for a non-terminal
@@ -87,6 +90,7 @@ impl Run {
             ancestors,
             weights,
             shares,
+            unreadable,
         } = logged(dir, &meta);
         let better = |a: f64, b: f64| {
             if meta.higher_is_better {
@@ -132,6 +136,7 @@ impl Run {
             fork_changes,
             restores,
             ancestors,
+            log_error: unreadable,
             meta,
         }
     }
@@ -177,6 +182,8 @@ struct Logged {
     weights: BTreeMap<String, Vec<(f64, f64)>>,
     /// Each loss's logged gradient shares, `(step, share)`.
     shares: BTreeMap<String, Vec<(f64, f64)>>,
+    /// Why the log does not read, when it is there and does not.
+    unreadable: Option<String>,
 }
 
 /// `forked from session ID at step N[ with K=V, …]`: the id, the step and
@@ -197,8 +204,15 @@ fn fork_line(message: &str) -> Option<(String, u64, Vec<String>)> {
 }
 
 fn logged(dir: &Path, meta: &SessionMeta) -> Logged {
-    let Ok(read) = session::log::read_metrics(&SessionDir::new(dir).metrics()) else {
-        return Logged::default();
+    let path = SessionDir::new(dir).metrics();
+    let read = match session::log::read_metrics(&path) {
+        Ok(read) => read,
+        Err(e) => {
+            return Logged {
+                unreadable: path.exists().then(|| format!("{e:#}")),
+                ..Logged::default()
+            }
+        }
     };
     let mut out = Logged {
         step: read.lines.last().map_or(0, |l| l.step),

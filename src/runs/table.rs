@@ -47,6 +47,11 @@ fn chosen(run: &Run, best: bool) -> Result<&Eval> {
     };
     match eval {
         Some(e) => Ok(e),
+        None if run.log_error.is_some() => bail!(
+            "session {}'s log does not read ({}): mend or remove that line, or leave the session out",
+            run.meta.id,
+            run.log_error.as_deref().unwrap_or_default()
+        ),
         None => bail!(
             "session {} has no eval line{} (it is at step {}): leave it out or let it run",
             run.meta.id,

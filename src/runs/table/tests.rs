@@ -314,3 +314,29 @@ fn runs_of_different_workloads_are_said_to_be_so() {
     };
     assert!(render(&groups, &named).unwrap().contains("shared"));
 }
+
+/// A corrupt line in the middle of a log listed the run at step 0 and
+/// `table` said it had "no eval line (it is at step 0)" (a walkthrough).
+#[test]
+fn a_log_that_does_not_read_is_named_with_its_line() {
+    let root = tempfile::tempdir().unwrap();
+    let config = crate::config::Config::default();
+    let eval = r#"{"step":20,"time":1.0,"kind":"eval","metrics":{"accuracy":0.5},"losses":{}}"#;
+    let run = accuracy_run(
+        root.path(),
+        "corrupt",
+        &config,
+        &format!("{eval}\nnot json\n{eval}\n"),
+    );
+    let error = run.log_error.clone().expect("the log does not read");
+    assert!(error.contains("metrics.jsonl:2"), "{error}");
+    let message = chosen(&run, false).unwrap_err().to_string();
+    assert!(
+        message.contains("log does not read") && message.contains("metrics.jsonl:2"),
+        "{message}"
+    );
+    // A log that reads has no error.
+    let fine = accuracy_run(root.path(), "fine", &config, &format!("{eval}\n"));
+    assert!(fine.log_error.is_none());
+    assert!(chosen(&fine, false).is_ok());
+}

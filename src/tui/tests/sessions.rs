@@ -20,6 +20,7 @@ fn run(name: &str, step: u64, accuracy: Option<f64>, j: i64, fork: Option<(&str,
         accuracy.map(|a| (step, [("accuracy".to_string(), a)].into()));
     Run {
         dir: PathBuf::from(format!("sessions/{name}")),
+        log_error: None,
         status: if step == TOTAL { "finished" } else { "running" }.into(),
         alive_pid: None,
         step,
