@@ -53,6 +53,21 @@ pub fn compact(v: f64, decimals: usize) -> String {
     fixed(v / div, decimals) + suffix
 }
 
+/// A value for a message: 4 significant digits, in `1.353e38` form outside
+/// 0.001 to 1e6 (a loss of 1.35e38 was printed with all 39 digits).
+pub fn readable(v: f64) -> String {
+    if !v.is_finite() || v == 0.0 {
+        return format!("{v}");
+    }
+    if (1e-3..1e6).contains(&v.abs()) {
+        let decimals = (3 - v.abs().log10().floor() as i32).max(0) as usize;
+        trim_zeros(format!("{v:.decimals$}"))
+    } else {
+        let (m, e) = mantissa_exponent(v, 4);
+        format!("{m}e{e}")
+    }
+}
+
 /// `v = mantissa × 10^exponent` with the mantissa rounded to `sig`
 /// significant digits (and renormalised when rounding reaches 10).
 pub fn mantissa_exponent(v: f64, sig: usize) -> (String, i32) {
@@ -72,6 +87,16 @@ pub fn mantissa_exponent(v: f64, sig: usize) -> (String, i32) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn readable_values_keep_four_significant_digits() {
+        assert_eq!(readable(1.352729020968571e38), "1.353e38");
+        assert_eq!(readable(1.7693), "1.769");
+        assert_eq!(readable(250000.0), "250000");
+        assert_eq!(readable(-0.000_123_4), "-1.234e-4");
+        assert_eq!(readable(f64::INFINITY), "inf");
+        assert_eq!(readable(0.0), "0");
+    }
 
     #[test]
     fn thousands_are_separated_by_commas() {

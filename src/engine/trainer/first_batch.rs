@@ -127,15 +127,7 @@ impl Trainer {
             .zip(&factors)
             .filter(|(_, &f)| f != 1.0)
             .map(|((name, value), &f)| {
-                let ratio = value.abs() / values[0].abs();
-                let decimals = if ratio >= 100.0 {
-                    0
-                } else if ratio >= 1.0 {
-                    1
-                } else {
-                    3
-                };
-                let ratio = crate::numfmt::fixed(ratio, decimals);
+                let ratio = crate::numfmt::readable(value.abs() / values[0].abs());
                 format!("{name} ({ratio}x the primary) x{}", factor_text(f))
             })
             .collect();

@@ -61,7 +61,7 @@ impl Trainer {
                 self.skipped.steps += 1;
                 if let Some(more) = self.skip_streak.listing() {
                     let what = match &losses {
-                        Some(losses) => format!("non-finite loss {losses:?}"),
+                        Some(losses) => non_finite_losses(losses),
                         None => "non-finite gradient".to_string(),
                     };
                     // The batch's rows, to find a bad sample in the data.
@@ -320,5 +320,49 @@ fn non_finite_listing(bad: &[(String, Vec<i64>)]) -> String {
             "; of those, NaN or inf in workload.train: {}",
             each.join("; ")
         ),
+    }
+}
+
+/// What was not finite of a step's losses: named, or the combined loss
+/// when each was finite (a loss of 1.35e38 overflowed float32 in the sum;
+/// "non-finite loss" listing only finite values read as a wrong report).
+fn non_finite_losses(losses: &crate::session::metrics::Named) -> String {
+    let listed: Vec<String> = losses
+        .iter()
+        .map(|(k, v)| format!("{k} {}", crate::numfmt::readable(*v)))
+        .collect();
+    let largest = losses
+        .iter()
+        .filter(|(_, v)| v.is_finite())
+        .max_by(|a, b| a.1.abs().total_cmp(&b.1.abs()));
+    match largest {
+        Some((name, value)) if losses.values().all(|v| v.is_finite()) => format!(
+            "non-finite combined loss from finite losses ({}): `{name}` at {} overflows \
+             the training precision when combined",
+            listed.join(", "),
+            crate::numfmt::readable(*value)
+        ),
+        _ => format!("non-finite loss ({})", listed.join(", ")),
+    }
+}
+
+#[cfg(test)]
+mod message_tests {
+    use super::non_finite_losses;
+
+    #[test]
+    fn finite_losses_that_overflow_combined_are_said_as_such() {
+        let huge = [
+            ("aux".to_string(), 1.352729020968571e38),
+            ("cls".to_string(), 1.7693),
+        ]
+        .into();
+        assert_eq!(
+            non_finite_losses(&huge),
+            "non-finite combined loss from finite losses (aux 1.353e38, cls 1.769): `aux` at \
+             1.353e38 overflows the training precision when combined"
+        );
+        let nan = [("aux".to_string(), f64::NAN), ("cls".to_string(), 1.0)].into();
+        assert_eq!(non_finite_losses(&nan), "non-finite loss (aux NaN, cls 1)");
     }
 }
