@@ -9,6 +9,7 @@ mod bench;
 pub use bench::BenchTrainer;
 mod checkpointing;
 mod data_parallel;
+mod eval_finite;
 mod first_batch;
 mod gpu_log;
 mod inner;
@@ -444,46 +445,6 @@ impl Trainer {
             self.write_checkpoint()?;
         }
         Ok(())
-    }
-
-    /// Warns when validation losses are not finite: the metrics then come
-    /// from NaN outputs (an argmax of NaN is class 0) and mean nothing.
-    fn check_eval_is_finite(&mut self, eval: &workload::Evaluation) {
-        let non_finite: Vec<&str> = eval
-            .losses
-            .iter()
-            .filter(|(_, v)| !v.is_finite())
-            .map(|(name, _)| name.as_str())
-            .collect();
-        if non_finite.is_empty() {
-            self.eval_non_finite_said = false;
-            return;
-        }
-        if std::mem::replace(&mut self.eval_non_finite_said, true) {
-            return;
-        }
-        let all = non_finite.len() == eval.losses.len();
-        let metrics = match eval.metrics.keys().map(String::as_str).collect::<Vec<_>>() {
-            names if names.is_empty() => String::new(),
-            names => format!(" ({})", names.join(", ")),
-        };
-        let which = if all {
-            "every validation loss is".to_string()
-        } else {
-            format!("the validation loss of {} is", non_finite.join(", "))
-        };
-        let cause = if all {
-            "the model's parameters or buffers (e.g. BatchNorm's running statistics) or the validation data hold NaN or inf"
-        } else {
-            "the validation data or the model's outputs for those losses hold NaN or inf"
-        };
-        self.emit(Record::Event {
-            level: Level::Warn,
-            message: format!(
-                "evaluation at step {}: {which} non-finite: {cause}, so its metrics{metrics} mean nothing; said again only after a finite evaluation",
-                self.step
-            ),
-        });
     }
 
     /// A failed evaluation (a bad validation row, a model that fails in
