@@ -114,6 +114,9 @@ pub struct TrainConfig {
     pub grad_clip: f64,
     pub eval_every: u64,
     pub checkpoint_every: u64,
+    /// How many checkpoints a run keeps, the newest (0: every one). Older
+    /// ones are deleted as new ones land; forks start only from kept ones.
+    pub keep_checkpoints: usize,
     pub log_every: u64,
     /// Each loss's share of the combined gradient costs a second backward
     /// pass; it is computed at the logged step that reaches each multiple
@@ -176,6 +179,7 @@ impl Default for TrainConfig {
             grad_clip: 1.0,
             eval_every: 50,
             checkpoint_every: 200,
+            keep_checkpoints: 3,
             log_every: 10,
             shares_every: 50,
             trace: false,

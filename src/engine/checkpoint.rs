@@ -8,17 +8,15 @@ use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use tch::Tensor;
 
-/// How many checkpoints to keep; older ones are deleted after a new one lands.
-pub const KEEP: usize = 3;
-
 /// The file name of the checkpoint for `step`: `step-NNNNNNNNNN.safetensors`,
 /// zero-padded so that names sort by step.
 pub fn file_name(step: u64) -> String {
     format!("step-{step:010}.safetensors")
 }
 
-/// Writes `tensors` as the checkpoint for `step`; returns its path.
-pub fn write(dir: &Path, step: u64, tensors: &[(String, Tensor)]) -> Result<PathBuf> {
+/// Writes `tensors` as the checkpoint for `step`, then deletes all but the
+/// newest `keep` (0: none); returns its path.
+pub fn write(dir: &Path, step: u64, tensors: &[(String, Tensor)], keep: usize) -> Result<PathBuf> {
     std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
     let path = dir.join(file_name(step));
     let cpu: Vec<(String, Tensor)> = tensors
@@ -31,11 +29,32 @@ pub fn write(dir: &Path, step: u64, tensors: &[(String, Tensor)]) -> Result<Path
         })
         .collect();
     crate::session::atomic_replace(&path, |tmp| {
-        Tensor::write_safetensors(&cpu, tmp)
-            .map_err(|e| anyhow::anyhow!("cannot write checkpoint {}: {e}", tmp.display()))
+        Tensor::write_safetensors(&cpu, tmp).map_err(|e| {
+            anyhow::anyhow!(
+                "cannot write checkpoint {}: {}",
+                tmp.display(),
+                readable_os_error(&e.to_string())
+            )
+        })
     })?;
-    prune(dir)?;
+    if keep > 0 {
+        prune(dir, keep)?;
+    }
     Ok(path)
+}
+
+/// libtorch's safetensors writer reports an I/O error in Rust's debug form
+/// (`IoError(Os { code: 28, kind: StorageFull, .. })`): the OS's words for
+/// its code instead ("No space left on device (os error 28)").
+fn readable_os_error(text: &str) -> String {
+    let code = text
+        .split_once("Os { code: ")
+        .and_then(|(_, rest)| rest.split(|c: char| !c.is_ascii_digit()).next())
+        .and_then(|digits| digits.parse::<i32>().ok());
+    match code {
+        Some(code) => std::io::Error::from_raw_os_error(code).to_string(),
+        None => text.to_string(),
+    }
 }
 
 /// Checkpoint files by step, oldest first (temp files are ignored).
@@ -74,9 +93,9 @@ pub fn set_aside(path: &Path) -> Result<PathBuf> {
     Ok(aside)
 }
 
-fn prune(dir: &Path) -> Result<()> {
+fn prune(dir: &Path, keep: usize) -> Result<()> {
     let all = list(dir);
-    for (_, path) in all.iter().take(all.len().saturating_sub(KEEP)) {
+    for (_, path) in all.iter().take(all.len().saturating_sub(keep)) {
         std::fs::remove_file(path)
             .with_context(|| format!("cannot delete old checkpoint {}", path.display()))?;
     }
@@ -155,7 +174,13 @@ mod tests {
     fn keeps_newest_three_and_ignores_temp_files() {
         let dir = tempfile::tempdir().unwrap();
         for step in 1..=5 {
-            write(dir.path(), step, &[("x".into(), Tensor::from(step as f64))]).unwrap();
+            write(
+                dir.path(),
+                step,
+                &[("x".into(), Tensor::from(step as f64))],
+                3,
+            )
+            .unwrap();
         }
         std::fs::write(
             dir.path().join(".step-0000000006.safetensors.tmp-1"),
@@ -171,11 +196,47 @@ mod tests {
         assert_eq!(newest.get("x").unwrap().double_value(&[]), 5.0);
     }
 
+    /// `train.keep_checkpoints`: 0 keeps every one (a walkthrough could not
+    /// fork a finished 1500-step run at step 300).
+    #[test]
+    fn keeps_as_many_as_asked_or_all() {
+        for (keep, expected) in [
+            (0, vec![1, 2, 3, 4, 5]),
+            (1, vec![5]),
+            (4, vec![2, 3, 4, 5]),
+        ] {
+            let dir = tempfile::tempdir().unwrap();
+            for step in 1..=5 {
+                let x = [("x".to_string(), Tensor::from(step as f64))];
+                write(dir.path(), step, &x, keep).unwrap();
+            }
+            let steps: Vec<u64> = list(dir.path()).into_iter().map(|(s, _)| s).collect();
+            assert_eq!(steps, expected, "keep {keep}");
+        }
+    }
+
+    #[test]
+    fn an_os_error_in_debug_form_reads_as_the_os_says() {
+        let debug =
+            r#"IoError(Os { code: 28, kind: StorageFull, message: "No space left on device" })"#;
+        assert_eq!(
+            readable_os_error(debug),
+            std::io::Error::from_raw_os_error(28).to_string()
+        );
+        assert_eq!(readable_os_error("shape mismatch"), "shape mismatch");
+    }
+
     #[test]
     fn newest_readable_skips_truncated_checkpoints() {
         let dir = tempfile::tempdir().unwrap();
         for step in 1..=3 {
-            write(dir.path(), step, &[("x".into(), Tensor::from(step as f64))]).unwrap();
+            write(
+                dir.path(),
+                step,
+                &[("x".into(), Tensor::from(step as f64))],
+                3,
+            )
+            .unwrap();
         }
         let newest = dir.path().join(file_name(3));
         let bytes = std::fs::read(&newest).unwrap();

@@ -75,10 +75,10 @@ impl Trainer {
             checkpoint::CONFIG_IN_FORCE.to_string(),
             Tensor::from_slice(config.as_bytes()),
         ));
-        let written = self
-            .log
-            .sync()
-            .and_then(|()| checkpoint::write(&self.dir.checkpoints(), self.step, &tensors));
+        let written = self.log.sync().and_then(|()| {
+            let keep = self.config.train.keep_checkpoints;
+            checkpoint::write(&self.dir.checkpoints(), self.step, &tensors, keep)
+        });
         let path = match written {
             Ok(path) => path,
             Err(e) => {

@@ -242,11 +242,21 @@ impl Trainer {
                     self.report_open_streaks()?;
                     self.write_checkpoint()?;
                     // The log says where the run stopped (a signal, `q`,
-                    // `sweep stop`), once its checkpoint is written.
+                    // `sweep stop`), once its checkpoint is written; one
+                    // that could not be (a full disk) is not "here".
+                    let from = match (self.checkpoint_owed, self.checkpointed_at) {
+                        (false, _) => "its checkpoint here".to_string(),
+                        (true, Some(at)) => format!(
+                            "its checkpoint at step {at} (the one here could not be written)"
+                        ),
+                        (true, None) => {
+                            "step 0 (no checkpoint of this run could be written)".to_string()
+                        }
+                    };
                     self.emit(Record::Event {
                         level: Level::Info,
                         message: format!(
-                            "{}{} of {}; `meltr-tui resume` continues from its checkpoint here",
+                            "{}{} of {}; `meltr-tui resume` continues from {from}",
                             crate::session::log::STOPPED_AT,
                             self.step,
                             self.config.train.steps
