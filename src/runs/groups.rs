@@ -150,6 +150,27 @@ pub fn caveats(groups: &[Group]) -> Vec<String> {
             few(&forks),
             "a fork repeats its parent's steps up to the fork, so it is not an independent seed",
         );
+        // Runs of one config, seed included, are repeats, not replicates:
+        // n and the spread counted them as such, unsaid (a walkthrough's
+        // n=2, ± 0.00).
+        let mut by_config: BTreeMap<String, (String, Vec<String>)> = BTreeMap::new();
+        for r in g.runs.iter().filter(|r| !forks.contains(&r.meta.name)) {
+            let seed = r.value("workload.seed").unwrap_or_default();
+            let entry = by_config
+                .entry(format!("{:?}", r.config))
+                .or_insert_with(|| (seed, Vec::new()));
+            entry.1.push(r.meta.name.clone());
+        }
+        let repeated: Vec<String> = by_config
+            .values()
+            .filter(|(_, names)| names.len() > 1)
+            .map(|(seed, names)| format!("seed {seed}: {}", few(names)))
+            .collect();
+        listed(
+            "has runs of the same seed",
+            repeated.join("; "),
+            "they repeat one another rather than replicate, so n and the spread overstate the evidence",
+        );
         let unfinished: Vec<String> = g
             .runs
             .iter()

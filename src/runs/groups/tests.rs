@@ -251,3 +251,29 @@ fn labels_use_short_keys_unless_they_clash() {
         "combiner.kind=sum, workload.kind=synthetic"
     );
 }
+
+/// Two runs of one seed pooled as replicates were unsaid (a walkthrough's
+/// `n=2, 25.00 ± 0.00` of one config run twice).
+#[test]
+fn runs_of_the_same_seed_in_a_group_are_noted() {
+    let root = tempfile::tempdir().unwrap();
+    let runs = vec![
+        finished_seed(root.path(), "a", 0),
+        finished_seed(root.path(), "b", 0),
+        finished_seed(root.path(), "c", 1),
+    ];
+    let groups = gather(&runs, &GroupBy::Seeds).unwrap();
+    let notes = caveats(&groups);
+    assert!(
+        notes
+            .iter()
+            .any(|n| n.contains("has runs of the same seed (seed 0: a, b)")),
+        "{notes:?}"
+    );
+    let distinct = vec![
+        finished_seed(root.path(), "d", 0),
+        finished_seed(root.path(), "e", 1),
+    ];
+    let notes = caveats(&gather(&distinct, &GroupBy::Seeds).unwrap());
+    assert!(!notes.iter().any(|n| n.contains("same seed")), "{notes:?}");
+}
