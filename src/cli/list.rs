@@ -55,6 +55,11 @@ pub(super) fn ls(root: &Path, filter: &Filter, sort: SortBy, output: Output) -> 
     let mut shown = filter.apply(all)?;
     runs::sort(&mut shown, sort);
     let mut notes = notes;
+    notes.extend(
+        session::unreadable(root)
+            .into_iter()
+            .map(|(dir, error)| format!("{} is not listed: {error}", dir.display())),
+    );
     // A corrupt line listed the session at step 0 with no metric, unsaid.
     notes.extend(shown.iter().filter_map(|r| {
         let error = r.log_error.as_ref()?;

@@ -352,6 +352,26 @@ pub fn list(root: &Path) -> Vec<(std::path::PathBuf, SessionMeta)> {
     out
 }
 
+/// Folders of `root` whose `session.json` is there and does not read (cut
+/// short, edited by hand), with why: [`list`] leaves them out, and they
+/// vanished unsaid from `ls` and from lookups by id (a walkthrough).
+pub fn unreadable(root: &Path) -> Vec<(std::path::PathBuf, String)> {
+    let Ok(entries) = std::fs::read_dir(root) else {
+        return Vec::new();
+    };
+    let mut out: Vec<(std::path::PathBuf, String)> = entries
+        .filter_map(|e| e.ok())
+        .map(|e| e.path())
+        .filter(|p| SessionDir::new(p).session_json().is_file())
+        .filter_map(|p| {
+            let error = SessionMeta::read(&p).err()?;
+            Some((p, format!("{error:#}")))
+        })
+        .collect();
+    out.sort();
+    out
+}
+
 /// Finds a session by path, exact id, or a unique part of its id.
 pub fn find(root: &Path, query: &str) -> Result<std::path::PathBuf> {
     let as_path = Path::new(query);
@@ -384,6 +404,14 @@ pub fn find(root: &Path, query: &str) -> Result<std::path::PathBuf> {
             )
         }
         [] => {
+            let broken = unreadable(root);
+            let named_here = broken.iter().find(|(dir, _)| {
+                dir.file_name()
+                    .is_some_and(|n| n.to_string_lossy().contains(query))
+            });
+            if let Some((_, error)) = named_here {
+                anyhow::bail!("session `{query}` does not read: {error}")
+            }
             let ids: Vec<&str> = all
                 .iter()
                 .rev()
@@ -437,6 +465,34 @@ pub fn pid_alive(pid: u32) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A cut-short session.json made its session vanish: `ls` left it out
+    /// unsaid, and its exact id was "no session" (a walkthrough).
+    #[test]
+    fn a_session_json_that_does_not_read_is_named_not_lost() {
+        let root = tempfile::tempdir().unwrap();
+        let config = crate::config::Config::default();
+        let good = create(root.path(), "good", &config).unwrap();
+        let bad = create(root.path(), "bad", &config).unwrap();
+        std::fs::write(SessionDir::new(&bad).session_json(), "{\"id\": \"x").unwrap();
+        // A folder with no session.json at all (a sweep's) is not a session.
+        std::fs::create_dir(root.path().join("other")).unwrap();
+        let broken = unreadable(root.path());
+        assert_eq!(broken.len(), 1, "{broken:?}");
+        assert_eq!(broken[0].0, bad);
+        assert!(
+            broken[0].1.contains("is not a valid session.json"),
+            "{broken:?}"
+        );
+        let id = bad.file_name().unwrap().to_string_lossy().to_string();
+        let error = find(root.path(), &id).unwrap_err().to_string();
+        assert!(
+            error.contains(&format!("session `{id}` does not read")),
+            "{error}"
+        );
+        assert_eq!(list(root.path()).len(), 1);
+        assert_eq!(find(root.path(), "good").unwrap(), good);
+    }
 
     #[test]
     fn an_exact_name_wins_over_ids_that_contain_it() {
