@@ -590,6 +590,18 @@ fn a_detached_sweep_is_stopped_as_a_whole() {
             .collect();
         (pids.len() == 2).then_some(pids)
     });
+    // A second background driver is refused here, not only in its log
+    // (it said "driven in the background" and exited 0).
+    let second = run_with_limit(
+        meltr(&root).args(["sweep", "resume", "long", "--detach"]),
+        WAIT,
+    );
+    assert_eq!(second.status.code(), Some(1), "{}", text(&second));
+    assert!(
+        text(&second).contains(&format!("sweep `long` already has a driver (pid {driver})")),
+        "{}",
+        text(&second)
+    );
     let out = run_with_limit(meltr(&root).args(["sweep", "stop", "long"]), WAIT);
     let said = text(&out);
     assert!(out.status.success(), "{said}");

@@ -9,6 +9,9 @@ use std::collections::BTreeSet;
 /// Starts `sweep resume GROUP` as a background process in its own process
 /// session (a closed terminal never reaches it), output to `driver.log`.
 pub(super) fn detach_driver(root: &Path, plan: &Plan, parallel: usize) -> Result<()> {
+    // Refused here, not only in the background driver's log (it said
+    // "driven in the background" and exited 0, its driver gone at once).
+    refuse_a_second_driver(root, plan)?;
     let log_path = sweep::folder(root, &plan.group).join("driver.log");
     let log = std::fs::OpenOptions::new()
         .create(true)
@@ -48,14 +51,8 @@ pub(super) fn detach_driver(root: &Path, plan: &Plan, parallel: usize) -> Result
 /// at most once per call. Ctrl-C (or `sweep stop`) ends the driver; runners
 /// go on.
 pub(super) fn drive(root: &Path, plan: &Plan, parallel: usize) -> Result<()> {
+    refuse_a_second_driver(root, plan)?;
     let pid_file = sweep::folder(root, &plan.group).join("driver.pid");
-    if let Some(pid) = driver_pid(&pid_file) {
-        bail!(
-            "sweep `{}` already has a driver (pid {pid}); `meltr-tui sweep stop {}` ends it",
-            plan.group,
-            plan.group
-        );
-    }
     session::atomic_write(&pid_file, std::process::id().to_string().as_bytes())?;
     crate::process::stop_on_signals();
     let result = drive_loop(root, plan, parallel);
@@ -196,6 +193,19 @@ fn summary(root: &Path, plan: &Plan) -> Result<()> {
         states.len(),
         plan.group
     )
+}
+
+/// Fails while another process drives the sweep.
+fn refuse_a_second_driver(root: &Path, plan: &Plan) -> Result<()> {
+    let pid_file = sweep::folder(root, &plan.group).join("driver.pid");
+    if let Some(pid) = driver_pid(&pid_file) {
+        bail!(
+            "sweep `{}` already has a driver (pid {pid}); `meltr-tui sweep stop {}` ends it",
+            plan.group,
+            plan.group
+        );
+    }
+    Ok(())
 }
 
 /// The pid in a driver's pid file, if that process is alive and a sweep driver.
