@@ -1,11 +1,17 @@
 //! The log's numbers as scalar series, one point per (step, series): the
 //! shared view of the CSV and TensorBoard exports. Series are named like
 //! TensorBoard tags: `loss/<name>`, `loss/total`, `weight/<name>`,
-//! `share/<name>`, `lr`, `gpu/<field>` (CUDA runs), `meta/<field>`, `eval/<metric>`, `eval_loss/<name>`.
+//! `share/<name>`, `lr`, `gpu/<field>` (CUDA runs), `meta/<field>`, `eval/<metric>`, `eval_loss/<name>`,
+//! and `config/<key>` for each numeric key changed while the run trained
+//! (its value from the first line, then at each change: a live edit of J
+//! was invisible in the CSV).
 
 use crate::session::metrics::{
     MetricLine, Record, EVAL_LOSS_PREFIX, EVAL_PREFIX, LOSS_PREFIX, SHARE_PREFIX, WEIGHT_PREFIX,
 };
+
+/// The series of a config key changed while the run trained.
+pub const CONFIG_PREFIX: &str = "config/";
 
 /// One value of one series.
 #[derive(Debug, Clone, PartialEq)]
@@ -19,10 +25,40 @@ pub struct Point {
     pub value: f64,
 }
 
-/// Every scalar of `lines`, in file order (transform curves, config and
-/// event lines carry no scalars).
+/// A config value as a number: numbers, and booleans as 0 and 1.
+fn config_number(value: &serde_json::Value) -> Option<f64> {
+    value
+        .as_f64()
+        .or_else(|| value.as_bool().map(|b| f64::from(u8::from(b))))
+}
+
+/// Every scalar of `lines`, in file order (transform curves and events
+/// carry none; a changed numeric key's first value comes first, at the
+/// first line's step).
 pub fn points(lines: &[MetricLine]) -> Vec<Point> {
     let mut out = Vec::new();
+    let mut first_values: Vec<(String, f64)> = Vec::new();
+    for line in lines {
+        if let Record::Config { changed, .. } = &line.record {
+            for (key, (old, _)) in changed {
+                let seen = first_values.iter().any(|(k, _)| k == key);
+                if let (false, Some(old)) = (seen, config_number(old)) {
+                    first_values.push((key.clone(), old));
+                }
+            }
+        }
+    }
+    if let Some(first) = lines.first() {
+        for (key, value) in first_values {
+            out.push(Point {
+                step: first.step,
+                wall: first.wall,
+                time: first.time,
+                series: format!("{CONFIG_PREFIX}{key}"),
+                value,
+            });
+        }
+    }
     for line in lines {
         let mut push = |series: String, value: f64| {
             out.push(Point {
@@ -80,7 +116,14 @@ pub fn points(lines: &[MetricLine]) -> Vec<Point> {
                     push(format!("{EVAL_LOSS_PREFIX}{name}"), *v);
                 }
             }
-            Record::Transform { .. } | Record::Config { .. } | Record::Event { .. } => {}
+            Record::Config { changed, .. } => {
+                for (key, (_, new)) in changed {
+                    if let Some(value) = config_number(new) {
+                        push(format!("{CONFIG_PREFIX}{key}"), value);
+                    }
+                }
+            }
+            Record::Transform { .. } | Record::Event { .. } => {}
         }
     }
     out
@@ -99,4 +142,63 @@ pub fn csv(points: &[Point]) -> String {
         ));
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn line(step: u64, record: Record) -> MetricLine {
+        MetricLine {
+            step,
+            time: step as f64,
+            wall: None,
+            record,
+        }
+    }
+
+    fn config(changes: &[(&str, serde_json::Value, serde_json::Value)]) -> Record {
+        Record::Config {
+            changed: changes
+                .iter()
+                .map(|(k, old, new)| (k.to_string(), (old.clone(), new.clone())))
+                .collect(),
+            error: None,
+        }
+    }
+
+    /// A live edit of J (0 → 2 → 1) was invisible in the CSV (a walkthrough).
+    #[test]
+    fn numeric_config_changes_are_a_series_from_the_first_line() {
+        let event = Record::Event {
+            level: crate::session::metrics::Level::Info,
+            message: "start".into(),
+        };
+        let lines = vec![
+            line(0, event),
+            line(20, config(&[("aid.iterations", 0.into(), 2.into())])),
+            line(
+                30,
+                config(&[("aid.mode", "exact".into(), "factorized".into())]),
+            ),
+            line(40, config(&[("aid.iterations", 2.into(), 1.into())])),
+            line(50, config(&[("train.trace", false.into(), true.into())])),
+        ];
+        let series = |name: &str| -> Vec<(u64, f64)> {
+            points(&lines)
+                .into_iter()
+                .filter(|p| p.series == name)
+                .map(|p| (p.step, p.value))
+                .collect()
+        };
+        assert_eq!(
+            series("config/aid.iterations"),
+            [(0, 0.0), (20, 2.0), (40, 1.0)]
+        );
+        assert_eq!(series("config/train.trace"), [(0, 0.0), (50, 1.0)]);
+        assert!(
+            series("config/aid.mode").is_empty(),
+            "words are not numbers"
+        );
+    }
 }
