@@ -290,20 +290,10 @@ pub fn create_from(
 
 /// A fresh session id: `YYYYmmdd-HHMMSS-<name>`, made unique in `root`.
 fn new_id(root: &Path, name: &str) -> String {
-    let slug: String = name
-        .chars()
-        .map(|c| {
-            if c.is_ascii_alphanumeric() || c == '-' || c == '_' {
-                c
-            } else {
-                '-'
-            }
-        })
-        .collect();
     let base = format!(
         "{}-{}",
         chrono::Local::now().format("%Y%m%d-%H%M%S"),
-        slug.trim_matches('-')
+        slug(name)
     );
     let mut id = base.clone();
     let mut n = 2;
@@ -312,6 +302,25 @@ fn new_id(root: &Path, name: &str) -> String {
         n += 1;
     }
     id
+}
+
+/// `name` as a folder name's part: letters (any script) and digits, `-` and
+/// `_`; other runs of characters one `-`; at most 60 characters; `session`
+/// for none (`-n "."` made an id ending in `-`, `régla` became `r-gla`).
+fn slug(name: &str) -> String {
+    let mut out = String::new();
+    for c in name.chars() {
+        if c.is_alphanumeric() || c == '_' {
+            out.push(c);
+        } else if !out.ends_with('-') {
+            out.push('-');
+        }
+    }
+    let out: String = out.trim_matches('-').chars().take(60).collect();
+    match out.trim_end_matches('-') {
+        "" => "session".to_string(),
+        kept => kept.to_string(),
+    }
 }
 
 /// Checks, before a session named `name` is created under `root`, that its
@@ -465,6 +474,15 @@ pub fn pid_alive(pid: u32) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn names_become_folder_names_in_any_script() {
+        assert_eq!(slug("régla 日本語 🚀"), "régla-日本語");
+        assert_eq!(slug("."), "session");
+        assert_eq!(slug("my run/2"), "my-run-2");
+        assert_eq!(slug("a--b__c"), "a-b__c");
+        assert_eq!(slug(&"x".repeat(300)).len(), 60);
+    }
 
     /// A cut-short session.json made its session vanish: `ls` left it out
     /// unsaid, and its exact id was "no session" (a walkthrough).

@@ -30,7 +30,7 @@ pub struct SweepArgs {
     #[arg(long, value_delimiter = ',', value_name = "S1,S2")]
     seeds: Vec<u64>,
     /// Runners at a time on this machine (with --slurm: tasks at a time).
-    #[arg(long)]
+    #[arg(long, value_parser = at_least_one)]
     parallel: Option<usize>,
     /// The group's name (default: the config's name and the time).
     #[arg(short, long)]
@@ -65,7 +65,7 @@ enum SweepAction {
     Resume {
         group: String,
         /// Default: the sweep's own.
-        #[arg(long)]
+        #[arg(long, value_parser = at_least_one)]
         parallel: Option<usize>,
         /// Submit what is left to SLURM instead.
         #[arg(long)]
@@ -196,6 +196,15 @@ fn create(root: &Path, args: SweepArgs) -> Result<()> {
     }
     drive(root, &plan, plan.parallel)
 }
+/// `--parallel`: a count of at least one (0 silently meant 1).
+fn at_least_one(text: &str) -> std::result::Result<usize, String> {
+    match text.parse::<usize>() {
+        Ok(0) => Err("0 runners would start nothing; at least 1".into()),
+        Ok(n) => Ok(n),
+        Err(_) => Err(format!("`{text}` is not a count of runners (1, 2, …)")),
+    }
+}
+
 /// `--parallel` as a SLURM throttle: only when given.
 fn plan_parallel(parallel: &Option<usize>) -> usize {
     parallel.unwrap_or(0)
