@@ -7,6 +7,11 @@ fn main() {
     let cli = meltr_tui::cli::Cli::parse();
     if let Err(error) = meltr_tui::cli::dispatch(cli) {
         eprintln!("error: {error:#}");
-        std::process::exit(1);
+        // Interrupted while a runner started: the shell's code for it.
+        let interrupted = error.is::<meltr_tui::runner::launch::Interrupted>();
+        match meltr_tui::process::Trap::signal().filter(|_| interrupted) {
+            Some(signal) => std::process::exit(meltr_tui::process::exit_code(signal)),
+            None => std::process::exit(1),
+        }
     }
 }

@@ -11,18 +11,24 @@
 //! - A detached child (runner, sweep driver) starts in a session of its
 //!   own ([`detach_from_terminal`]).
 
-use std::sync::atomic::{AtomicBool, AtomicI32, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI32, AtomicU32, Ordering};
 
-/// The signal that asked for a stop (0: none yet).
+/// The signal that asked for a stop (0: none yet) ...
 static STOP_SIGNAL: AtomicI32 = AtomicI32::new(0);
-/// Set by a [`Trap`]'s handler.
+/// ... and how many such signals arrived.
+static STOP_COUNT: AtomicU32 = AtomicU32::new(0);
+/// Set by a [`Trap`]'s handler ...
 static TRAPPED: AtomicBool = AtomicBool::new(false);
+/// ... with the signal it caught.
+static TRAPPED_SIGNAL: AtomicI32 = AtomicI32::new(0);
 
 extern "C" fn on_stop_signal(signal: libc::c_int) {
     STOP_SIGNAL.store(signal, Ordering::SeqCst);
+    STOP_COUNT.fetch_add(1, Ordering::SeqCst);
 }
 
-extern "C" fn on_trapped_signal(_: libc::c_int) {
+extern "C" fn on_trapped_signal(signal: libc::c_int) {
+    TRAPPED_SIGNAL.store(signal, Ordering::SeqCst);
     TRAPPED.store(true, Ordering::SeqCst);
 }
 
@@ -74,12 +80,19 @@ fn stop_on_unless_ignored(signal: libc::c_int) {
     }
 }
 
-/// Whether SIGINT or SIGTERM arrived since [`stop_on_signals`].
+/// Whether a stop signal (SIGINT, SIGTERM, or SIGHUP after
+/// [`stop_on_hangup`]) arrived.
 pub fn stop_requested() -> bool {
     stop_signal().is_some()
 }
 
-/// The signal (SIGINT or SIGTERM) that asked for a stop, if one did.
+/// How many stop signals arrived (a second one while a run is still being
+/// built quits at once: see the headless run).
+pub fn stop_count() -> u32 {
+    STOP_COUNT.load(Ordering::SeqCst)
+}
+
+/// The signal that asked for a stop, if one did.
 pub fn stop_signal() -> Option<i32> {
     match STOP_SIGNAL.load(Ordering::SeqCst) {
         0 => None,
@@ -113,21 +126,42 @@ impl Trap {
     const SIGNALS: [libc::c_int; 3] = [libc::SIGINT, libc::SIGTERM, libc::SIGHUP];
 
     pub fn set() -> Trap {
+        Self::set_for(&Self::SIGNALS, false)
+    }
+
+    /// SIGINT and SIGTERM only, each unless ignored from the start (a
+    /// `nohup` or `&` job's): a Ctrl-C while a runner starts. A hang-up
+    /// then still ends this process alone, and the runner trains on.
+    pub fn interrupts() -> Trap {
+        Self::set_for(&[libc::SIGINT, libc::SIGTERM], true)
+    }
+
+    fn set_for(signals: &[libc::c_int], unless_ignored: bool) -> Trap {
         TRAPPED.store(false, Ordering::SeqCst);
         let mut previous = Vec::new();
-        for signal in Self::SIGNALS {
+        for &signal in signals {
             // SAFETY: plain sigaction structs; the handler only stores to an
             // atomic.
             unsafe {
+                let mut old: libc::sigaction = std::mem::zeroed();
+                if libc::sigaction(signal, std::ptr::null(), &mut old) != 0
+                    || (unless_ignored && old.sa_sigaction == libc::SIG_IGN)
+                {
+                    continue;
+                }
                 let mut new: libc::sigaction = std::mem::zeroed();
                 new.sa_sigaction = on_trapped_signal as *const () as libc::sighandler_t;
-                let mut old: libc::sigaction = std::mem::zeroed();
                 if libc::sigaction(signal, &new, &mut old) == 0 {
                     previous.push((signal, old));
                 }
             }
         }
         Trap { previous }
+    }
+
+    /// The signal a trap caught last, if any did.
+    pub fn signal() -> Option<i32> {
+        Self::sprung().then(|| TRAPPED_SIGNAL.load(Ordering::SeqCst))
     }
 
     /// Whether one of the signals arrived since [`Trap::set`].

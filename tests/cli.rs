@@ -399,15 +399,27 @@ fn headless_until_a_step(
     std::process::Child,
     std::io::BufReader<std::process::ChildStdout>,
 ) {
-    let mut child = bin()
+    let mut command = bin();
+    command
         .args(["run", "--headless", "-n", name, "-c"])
         .arg(config)
         .arg("--sessions-dir")
         .arg(sessions)
         .stdout(Stdio::piped())
-        .stderr(stderr)
-        .spawn()
-        .unwrap();
+        .stderr(stderr);
+    // SIGHUP as a terminal's: a test run under `nohup` (or a CI runner that
+    // ignores it) would pass the ignore on, and a headless run keeps it.
+    {
+        use std::os::unix::process::CommandExt;
+        // SAFETY: signal is async-signal-safe.
+        unsafe {
+            command.pre_exec(|| {
+                libc::signal(libc::SIGHUP, libc::SIG_DFL);
+                Ok(())
+            });
+        }
+    }
+    let mut child = command.spawn().unwrap();
     let mut stdout = std::io::BufReader::new(child.stdout.take().unwrap());
     let mut line = String::new();
     while !line.starts_with("step") {

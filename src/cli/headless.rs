@@ -46,8 +46,14 @@ pub(super) fn run_headless(
     // once built.
     crate::process::stop_on_signals();
     crate::process::stop_on_hangup();
-    let handle = engine::spawn(dir, config, origin.resumes())
-        .map_err(|e| discard_unstarted(dir, origin, e))?;
+    let building = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(true));
+    let watch = std::sync::Arc::clone(&building);
+    // A new session quit before it ran leaves no folder.
+    let new_dir = matches!(origin, Origin::New).then(|| dir.to_path_buf());
+    std::thread::spawn(move || answer_signals_while_building(&watch, new_dir));
+    let built = engine::spawn(dir, config, origin.resumes());
+    building.store(false, std::sync::atomic::Ordering::SeqCst);
+    let handle = built.map_err(|e| discard_unstarted(dir, origin, e))?;
     // Named only once it exists for good: a failed build removes a new folder.
     say!("session {} in {}", meta.id, dir.display());
     let _watch = crate::runner::serve::watch_config(
@@ -132,6 +138,32 @@ pub(super) fn run_headless(
         std::process::exit(crate::process::exit_code(signal));
     }
     Ok(())
+}
+
+/// While the run is built (a large data file read, a pretraining, peers
+/// awaited), a stop signal waits for it: said at the first, and a second
+/// one quits at once, with the shell's code for it.
+fn answer_signals_while_building(
+    building: &std::sync::atomic::AtomicBool,
+    new_dir: Option<std::path::PathBuf>,
+) {
+    let mut said = false;
+    while building.load(std::sync::atomic::Ordering::SeqCst) {
+        match (crate::process::stop_count(), crate::process::stop_signal()) {
+            (n, Some(signal)) if n >= 2 => {
+                if let Some(dir) = &new_dir {
+                    let _ = std::fs::remove_dir_all(dir);
+                }
+                std::process::exit(crate::process::exit_code(signal))
+            }
+            (1, Some(_)) if !said => {
+                say_err!("interrupted while the run is being built: it stops once built (again to quit now)");
+                said = true;
+            }
+            _ => {}
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
 }
 
 /// `name value` pairs, the names in `order` first (the losses as the

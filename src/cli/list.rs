@@ -52,7 +52,10 @@ pub(super) fn ls(root: &Path, filter: &Filter, sort: SortBy, output: Output) -> 
     }
     let mut all = runs::all(root);
     let notes = overlay_live_status(&mut all);
-    let mut shown = filter.apply(all)?;
+    let mut shown = match output {
+        Output::Text => filter.apply(all)?,
+        Output::Json | Output::Csv => filter.apply_any_value(all)?,
+    };
     runs::sort(&mut shown, sort);
     let mut notes = notes;
     notes.extend(
@@ -69,8 +72,16 @@ pub(super) fn ls(root: &Path, filter: &Filter, sort: SortBy, output: Output) -> 
         ))
     }));
     match output {
-        Output::Json => print!("{}", runs::render::json(&shown)),
-        Output::Csv => print!("{}", runs::render::csv(&shown)),
+        // Scripts read stdout; the notes go to stderr.
+        Output::Json | Output::Csv => {
+            match output {
+                Output::Json => print!("{}", runs::render::json(&shown)),
+                _ => print!("{}", runs::render::csv(&shown)),
+            }
+            for note in notes {
+                eprintln!("note: {note}");
+            }
+        }
         Output::Text => {
             if shown.is_empty() {
                 let selected = if *filter == Filter::default() {
@@ -79,6 +90,10 @@ pub(super) fn ls(root: &Path, filter: &Filter, sort: SortBy, output: Output) -> 
                     " that match".to_string()
                 };
                 println!("no sessions{selected} in {}", root.display());
+                // A session whose record does not read is still said.
+                for note in notes {
+                    println!("{note}");
+                }
                 return Ok(());
             }
             let differing = runs::keys::differing(&shown);

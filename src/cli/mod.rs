@@ -9,6 +9,7 @@ use clap::{Parser, Subcommand};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
+mod arg_checks;
 mod doctor;
 mod fork;
 mod headless;
@@ -49,28 +50,6 @@ pub struct Cli {
     pub command: Option<Cmd>,
 }
 
-/// A session's name as given: not empty, no control characters (a newline
-/// or tab garbled the TUI's header), at most 100 characters.
-fn session_name(name: &str) -> std::result::Result<String, String> {
-    let name = name.trim();
-    if name.is_empty() {
-        return Err("a session name needs a character other than spaces".into());
-    }
-    if let Some(c) = name.chars().find(|c| c.is_control()) {
-        return Err(format!(
-            "{c:?} in a session name: names show in the TUI, `ls` and folder names, so they \
-             hold no control characters"
-        ));
-    }
-    if name.chars().count() > 100 {
-        return Err(format!(
-            "a session name of {} characters; at most 100",
-            name.chars().count()
-        ));
-    }
-    Ok(name.to_string())
-}
-
 /// Where a started or resumed session trains (default: a detached runner,
 /// with the TUI attached here).
 #[derive(clap::Args, Debug)]
@@ -105,7 +84,7 @@ pub enum Cmd {
         #[arg(short, long)]
         config: PathBuf,
         /// Session name (default: the config file's stem).
-        #[arg(short, long, value_parser = session_name)]
+        #[arg(short, long, value_parser = arg_checks::session_name)]
         name: Option<String>,
         /// Set a config key (repeatable): KEY=VALUE, VALUE a TOML literal or
         /// a bare word (e.g. --set aid.iterations=3 --set combiner.kind=sum).
@@ -121,7 +100,7 @@ pub enum Cmd {
         #[arg(short, long)]
         config: PathBuf,
         /// Session name (default: the config file's stem).
-        #[arg(short, long, value_parser = session_name)]
+        #[arg(short, long, value_parser = arg_checks::session_name)]
         name: Option<String>,
         /// Override train.steps.
         #[arg(long)]
@@ -171,7 +150,7 @@ pub enum Cmd {
         #[arg(long)]
         at: Option<u64>,
         /// Name of the new session (default: the parent's name).
-        #[arg(short, long, value_parser = session_name)]
+        #[arg(short, long, value_parser = arg_checks::session_name)]
         name: Option<String>,
         /// The fork's group (default: the parent's; `none` for none, so an
         /// exploratory fork stays out of a sweep's table and figures).
@@ -569,47 +548,6 @@ pub fn dispatch(cli: Cli) -> Result<()> {
 mod tests {
     use super::session_start::EMBEDDED_DEFAULT;
     use super::*;
-
-    #[test]
-    fn session_names_are_checked_as_given() {
-        assert_eq!(session_name("  run 1 ").unwrap(), "run 1");
-        assert!(session_name("")
-            .unwrap_err()
-            .contains("a character other than spaces"));
-        assert!(session_name("new\nline")
-            .unwrap_err()
-            .contains("'\\n' in a session name"));
-        assert!(session_name(&"x".repeat(101))
-            .unwrap_err()
-            .contains("at most 100"));
-        let parsed = Cli::try_parse_from(["meltr-tui", "run", "-c", "c.toml", "-n", "tab\tname"]);
-        assert!(parsed.is_err());
-    }
-
-    #[test]
-    fn a_sweep_runs_at_least_one_runner_at_a_time() {
-        let sweep = |parallel: &str| {
-            Cli::try_parse_from([
-                "meltr-tui",
-                "sweep",
-                "-c",
-                "c.toml",
-                "--set",
-                "meltr.gamma=0,0.1",
-                "--parallel",
-                parallel,
-            ])
-        };
-        let refused = sweep("0").unwrap_err().to_string();
-        assert!(
-            refused.contains("0 runners would start nothing"),
-            "{refused}"
-        );
-        assert!(sweep("2").is_ok());
-        assert!(
-            Cli::try_parse_from(["meltr-tui", "sweep", "resume", "g", "--parallel", "0"]).is_err()
-        );
-    }
 
     #[test]
     fn the_embedded_default_config_is_the_repository_default() {

@@ -156,9 +156,11 @@ pub(super) fn resume(
     }
     refuse_if_running(&dir)?;
     // What a resume that fails before its first step puts back.
+    let layout = SessionDir::new(&dir);
     let before = Before {
         meta: SessionMeta::read(&dir)?,
-        config_text: std::fs::read_to_string(SessionDir::new(&dir).config()).ok(),
+        config_text: std::fs::read_to_string(layout.config()).ok(),
+        in_force_text: std::fs::read_to_string(layout.config_in_force()).ok(),
     };
     if !overrides.is_empty() {
         config = set_in_session(&dir, &config, overrides)?;
@@ -265,10 +267,12 @@ impl Origin {
     }
 }
 
-/// A resumed session's record and config file before the resume.
+/// A resumed session's record and config files before the resume (the
+/// config in force is recorded early in a run's setup, `--set`s included).
 pub(super) struct Before {
     meta: SessionMeta,
     config_text: Option<String>,
+    in_force_text: Option<String>,
 }
 
 /// A run whose trainer could not even be built (e.g. a TorchScript model
@@ -284,24 +288,35 @@ pub(super) fn discard_unstarted(
     error: anyhow::Error,
 ) -> anyhow::Error {
     match origin {
+        // A fork whose parent has since pruned the fork point holds its only
+        // copy: kept, to be resumed once the cause is fixed.
+        Origin::Forked if !fork_point_kept_by_parent(dir) => error.context(format!(
+            "the fork did not start; its folder {} is kept, as its checkpoint is the only copy \
+             left of its parent's: `meltr-tui resume` starts it once the cause is fixed",
+            dir.display()
+        )),
         Origin::New | Origin::Forked => match std::fs::remove_dir_all(dir) {
             Ok(()) => error.context(NotStarted(dir.to_path_buf())),
             Err(_) => error,
         },
         Origin::Resumed(before) => {
-            let config = SessionDir::new(dir).config();
-            let put_back = before
-                .meta
-                .write(dir)
-                .and_then(|()| match &before.config_text {
-                    Some(text) => session::atomic_write(&config, text.as_bytes()),
+            let layout = SessionDir::new(dir);
+            let files = [
+                (layout.config(), &before.config_text),
+                (layout.config_in_force(), &before.in_force_text),
+            ];
+            let put_back = before.meta.write(dir).and_then(|()| {
+                files.iter().try_for_each(|(path, text)| match text {
+                    Some(text) => session::atomic_write(path, text.as_bytes()),
                     None => Ok(()),
-                });
+                })
+            });
+            // As `ls` says it: a run whose process is gone crashed.
+            let status = crate::runs::Run::from_meta(dir, before.meta.clone()).status;
             match put_back {
                 Ok(()) => error.context(format!(
-                    "the resume did not start; session {} is as it was ({}, its config.toml unchanged)",
+                    "the resume did not start; session {} is as it was ({status}, its config.toml unchanged)",
                     before.meta.id,
-                    before.meta.status.as_str()
                 )),
                 Err(e) => error.context(format!(
                     "the resume did not start, and session {} could not be put back as it was: {e:#}",
@@ -310,6 +325,23 @@ pub(super) fn discard_unstarted(
             }
         }
     }
+}
+
+/// Whether the parent of the fork in `dir` still has the checkpoint it was
+/// forked from.
+fn fork_point_kept_by_parent(dir: &Path) -> bool {
+    let Ok(meta) = SessionMeta::read(dir) else {
+        return false;
+    };
+    let root = dir.parent().unwrap_or(Path::new("."));
+    let (Some(parent), Some(at)) = (meta.parent, meta.fork_step) else {
+        return false;
+    };
+    session::find(root, &parent).is_ok_and(|parent_dir| {
+        crate::engine::checkpoint::list(&SessionDir::new(&parent_dir).checkpoints())
+            .iter()
+            .any(|(step, _)| *step == at)
+    })
 }
 
 /// The context of a new session's error before its first step (see
@@ -330,7 +362,7 @@ impl std::fmt::Display for NotStarted {
 pub(super) fn drive(dir: &Path, config: Config, origin: &Origin, mode: Mode) -> Result<()> {
     let launch = || {
         // Ctrl-C while the runner starts stops it (see `Interrupted`).
-        let trap = crate::process::Trap::set();
+        let trap = crate::process::Trap::interrupts();
         let launched = crate::runner::launch::launch(dir, origin.resumes());
         trap.release();
         launched.map_err(|e| {

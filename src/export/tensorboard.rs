@@ -222,8 +222,12 @@ pub fn event_file(
     for e in hparams_events(meta, config, &metrics, start, end) {
         record::append(&mut out, e.as_bytes());
     }
-    for line in lines {
-        let points = tidy::points(std::slice::from_ref(line));
+    // The values changed keys started with, then each line's scalars.
+    let initial = lines
+        .first()
+        .map(|first| (first, tidy::initial_config_points(lines)));
+    let per_line = lines.iter().map(|line| (line, tidy::line_points(line)));
+    for (line, points) in initial.into_iter().chain(per_line) {
         if points.is_empty() {
             continue;
         }

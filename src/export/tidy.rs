@@ -34,8 +34,18 @@ fn config_number(value: &serde_json::Value) -> Option<f64> {
 
 /// Every scalar of `lines`, in file order (transform curves and events
 /// carry none; a changed numeric key's first value comes first, at the
-/// first line's step).
+/// first line's step: [`initial_config_points`]).
 pub fn points(lines: &[MetricLine]) -> Vec<Point> {
+    let mut out = initial_config_points(lines);
+    for line in lines {
+        out.extend(line_points(line));
+    }
+    out
+}
+
+/// The value each numeric key changed in `lines` had before its first
+/// change, at the first line's step.
+pub fn initial_config_points(lines: &[MetricLine]) -> Vec<Point> {
     let mut out = Vec::new();
     let mut first_values: Vec<(String, f64)> = Vec::new();
     for line in lines {
@@ -59,7 +69,13 @@ pub fn points(lines: &[MetricLine]) -> Vec<Point> {
             });
         }
     }
-    for line in lines {
+    out
+}
+
+/// The scalars of one line (a config line's: its new values).
+pub fn line_points(line: &MetricLine) -> Vec<Point> {
+    let mut out = Vec::new();
+    {
         let mut push = |series: String, value: f64| {
             out.push(Point {
                 step: line.step,
@@ -200,5 +216,13 @@ mod tests {
             series("config/aid.mode").is_empty(),
             "words are not numbers"
         );
+        // Line by line (TensorBoard's way) a config line gives its new values
+        // only: the export wrote the old one at every change's step.
+        let by_line: Vec<(String, u64, f64)> = lines[1..2]
+            .iter()
+            .flat_map(line_points)
+            .map(|p| (p.series, p.step, p.value))
+            .collect();
+        assert_eq!(by_line, [("config/aid.iterations".to_string(), 20, 2.0)]);
     }
 }

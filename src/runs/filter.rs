@@ -79,6 +79,20 @@ impl Filter {
         Ok(runs.into_iter().filter(|r| self.keeps(r)).collect())
     }
 
+    /// [`Filter::apply`] where a value no run has selects nothing, without
+    /// an error: for scripts (`ls --json`) that poll for a session to appear.
+    pub fn apply_any_value(&self, runs: Vec<Run>) -> Result<Vec<Run>> {
+        let lenient = Filter {
+            group: self.group.clone(),
+            conditions: Vec::new(),
+        };
+        for w in &self.conditions {
+            check_key(&runs, &w.key)?;
+        }
+        let runs = lenient.apply(runs)?;
+        Ok(runs.into_iter().filter(|r| self.keeps(r)).collect())
+    }
+
     /// Fails when a condition's value is one no run (of the group) has,
     /// naming the values there: `combiner.kind=metlr` listed nothing, with
     /// no hint of the typo (a walkthrough). A status is checked apart.
@@ -98,6 +112,14 @@ impl Filter {
             if values.iter().any(|v| keys::matches(v, &w.value)) {
                 continue;
             }
+            let scope = if self.group.is_some() {
+                " of the group"
+            } else {
+                ""
+            };
+            if values.is_empty() {
+                bail!("no session{scope} sets {}", w.key);
+            }
             values.sort();
             values.dedup();
             const SHOWN: usize = 8;
@@ -107,11 +129,6 @@ impl Filter {
                 format!(" and {more} more")
             } else {
                 String::new()
-            };
-            let scope = if self.group.is_some() {
-                " of the group"
-            } else {
-                ""
             };
             bail!(
                 "no session{scope} has {}={}; its values here: {}{more}",

@@ -135,7 +135,7 @@ pub fn caveats(groups: &[Group]) -> Vec<String> {
                 notes.push(format!("{head} {what} ({list}): {why}"));
             }
         };
-        let forks: Vec<String> = g
+        let fork_runs: Vec<&Run> = g
             .runs
             .iter()
             .filter(|r| {
@@ -143,8 +143,9 @@ pub fn caveats(groups: &[Group]) -> Vec<String> {
                     .iter()
                     .any(|id| g.runs.iter().any(|o| o.meta.id == *id))
             })
-            .map(|r| r.meta.name.clone())
+            .copied()
             .collect();
+        let forks: Vec<String> = fork_runs.iter().map(|r| r.meta.name.clone()).collect();
         listed(
             "counts forks with their parents",
             few(&forks),
@@ -154,7 +155,8 @@ pub fn caveats(groups: &[Group]) -> Vec<String> {
         // n and the spread counted them as such, unsaid (a walkthrough's
         // n=2, ± 0.00).
         let mut by_config: BTreeMap<String, (String, Vec<String>)> = BTreeMap::new();
-        for r in g.runs.iter().filter(|r| !forks.contains(&r.meta.name)) {
+        let is_fork = |r: &Run| fork_runs.iter().any(|f| f.meta.id == r.meta.id);
+        for r in g.runs.iter().filter(|r| !is_fork(r)) {
             let seed = r.value("workload.seed").unwrap_or_default();
             let entry = by_config
                 .entry(format!("{:?}", r.config))

@@ -305,7 +305,8 @@ fn new_id(root: &Path, name: &str) -> String {
 }
 
 /// `name` as a folder name's part: letters (any script) and digits, `-` and
-/// `_`; other runs of characters one `-`; at most 60 characters; `session`
+/// `_`; other runs of characters one `-`; at most 60 characters (and 120
+/// bytes); `session`
 /// for none (`-n "."` made an id ending in `-`, `régla` became `r-gla`).
 fn slug(name: &str) -> String {
     let mut out = String::new();
@@ -316,7 +317,15 @@ fn slug(name: &str) -> String {
             out.push('-');
         }
     }
-    let out: String = out.trim_matches('-').chars().take(60).collect();
+    // At most 60 characters and 120 bytes (a file name holds 255 bytes).
+    let mut kept = String::new();
+    for c in out.trim_matches('-').chars().take(60) {
+        if kept.len() + c.len_utf8() > 120 {
+            break;
+        }
+        kept.push(c);
+    }
+    let out = kept;
     match out.trim_end_matches('-') {
         "" => "session".to_string(),
         kept => kept.to_string(),
@@ -482,6 +491,7 @@ mod tests {
         assert_eq!(slug("my run/2"), "my-run-2");
         assert_eq!(slug("a--b__c"), "a-b__c");
         assert_eq!(slug(&"x".repeat(300)).len(), 60);
+        assert!(slug(&"日".repeat(300)).len() <= 120);
     }
 
     /// A cut-short session.json made its session vanish: `ls` left it out

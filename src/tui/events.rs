@@ -25,7 +25,7 @@ pub fn render(frame: &mut Frame, area: Rect, app: &App, focused: bool) {
     );
     let text_w = width.saturating_sub(PREFIX).max(8);
     let scroll_max = scroll_max(log, text_w, height);
-    app.events_scroll_max.set(Some(scroll_max));
+    app.events_scroll_max.set(Some((scroll_max, log.len())));
     let scroll = app.events_scroll.min(scroll_max);
     let note = if scroll > 0 {
         format!(" {} newer below · End follows ", scroll)

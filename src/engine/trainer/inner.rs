@@ -43,9 +43,10 @@ impl Trainer {
         // to the next step (the curve keeps no gap of two periods, and a
         // streak of skips is flushed, and its limit checked, every step).
         // The last step too: a run of 5 steps at log_every 10 logged no
-        // train line at all, and figures and tables of it failed.
-        let on_schedule = self.step.is_multiple_of(self.config.train.log_every)
-            || self.step == self.config.train.steps;
+        // train line at all, and figures and tables of it failed. (Shares,
+        // a second backward, keep to the schedule.)
+        let scheduled = self.step.is_multiple_of(self.config.train.log_every);
+        let on_schedule = scheduled || self.step == self.config.train.steps;
         let log_now = on_schedule || self.train_line_owed;
         self.phase_clock.mark("forward");
 
@@ -58,7 +59,7 @@ impl Trainer {
         // double backward needs the weights first; without shares they
         // come from the inner backward itself (`Extra::Weights`: one more
         // input of its reverse pass instead of a backward of their own).
-        let shares_now = on_schedule && self.config.train.shares_at(self.step);
+        let shares_now = scheduled && self.config.train.shares_at(self.step);
         let fold_weights = log_now && !shares_now && losses.requires_grad();
         let mut logged = if log_now {
             self.flush_pending()?;

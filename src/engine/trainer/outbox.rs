@@ -335,16 +335,26 @@ fn non_finite_losses(losses: &crate::session::metrics::Named) -> String {
         .iter()
         .filter(|(_, v)| v.is_finite())
         .max_by(|a, b| a.1.abs().total_cmp(&b.1.abs()));
+    let all_finite = losses.values().all(|v| v.is_finite());
     match largest {
-        Some((name, value)) if losses.values().all(|v| v.is_finite()) => format!(
+        // Near float32's largest (3.4e38), weights of a few units overflow.
+        Some((name, value)) if all_finite && value.abs() >= OVERFLOWS => format!(
             "non-finite combined loss from finite losses ({}): `{name}` at {} overflows \
              the training precision when combined",
             listed.join(", "),
             crate::numfmt::readable(*value)
         ),
+        _ if all_finite => format!(
+            "non-finite combined loss from finite losses ({}): the combiner's output is NaN or \
+             inf (its weights: MELTR's parameters, or the fixed ones)",
+            listed.join(", ")
+        ),
         _ => format!("non-finite loss ({})", listed.join(", ")),
     }
 }
+
+/// A loss this large is blamed for a combined loss that overflowed.
+const OVERFLOWS: f64 = 1e30;
 
 #[cfg(test)]
 mod message_tests {
@@ -361,6 +371,12 @@ mod message_tests {
             non_finite_losses(&huge),
             "non-finite combined loss from finite losses (aux 1.353e38, cls 1.769): `aux` at \
              1.353e38 overflows the training precision when combined"
+        );
+        let small = [("aux".to_string(), 2.5), ("cls".to_string(), 1.0)].into();
+        assert!(
+            non_finite_losses(&small).ends_with("the combiner's output is NaN or inf (its weights: MELTR's parameters, or the fixed ones)"),
+            "{}",
+            non_finite_losses(&small)
         );
         let nan = [("aux".to_string(), f64::NAN), ("cls".to_string(), 1.0)].into();
         assert_eq!(non_finite_losses(&nan), "non-finite loss (aux NaN, cls 1)");

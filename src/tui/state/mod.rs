@@ -210,10 +210,11 @@ pub struct App {
     pub editor: Option<Editor>,
     /// Event-log entries scrolled up from the newest (0 follows new entries).
     pub events_scroll: usize,
-    /// How far the events pane can scroll at its last drawing: to where the
-    /// oldest entry is at its top and the pane still full (none before the
-    /// first drawing: as far as the oldest entry).
-    pub events_scroll_max: std::cell::Cell<Option<usize>>,
+    /// How far the events pane can scroll at its last drawing (to where the
+    /// oldest entry is at its top and the pane still full), with the log's
+    /// length then (none before the first drawing: as far as the oldest
+    /// entry).
+    pub events_scroll_max: std::cell::Cell<Option<(usize, usize)>>,
     pub flash: Option<Flash>,
     pub gpu: Option<GpuSample>,
     pub theme: Theme,

@@ -384,7 +384,13 @@ impl App {
 
     fn events_key(&mut self, key: KeyEvent) -> Option<Action> {
         let newest = self.store.log.len().saturating_sub(1);
-        let max = self.events_scroll_max.get().unwrap_or(newest).min(newest);
+        // Entries that arrived since the drawing moved the top up as far.
+        let len = self.store.log.len();
+        let max = self
+            .events_scroll_max
+            .get()
+            .map_or(newest, |(max, then)| max + len.saturating_sub(then))
+            .min(newest);
         let s = &mut self.events_scroll;
         // Scrolled past the top by a resize or entries that grew: from the top.
         *s = (*s).min(max);
