@@ -154,7 +154,11 @@ fn answer_signals_while_building(
                 if let Some(dir) = &new_dir {
                     let _ = std::fs::remove_dir_all(dir);
                 }
-                std::process::exit(crate::process::exit_code(signal))
+                say_err!("quit while the run was being built");
+                // `_exit`, not `exit`: exit's static destructors tear libtorch
+                // down under the trainer thread still loading (it panicked).
+                // SAFETY: ends the process; nothing after it runs.
+                unsafe { libc::_exit(crate::process::exit_code(signal)) }
             }
             (1, Some(_)) if !said => {
                 say_err!("interrupted while the run is being built: it stops once built (again to quit now)");
