@@ -357,6 +357,11 @@ fn ls_names_an_unknown_key_instead_of_listing_nothing() {
             text(&out)
         );
     }
+    // For scripts polling for a session, `ls --json` selects none instead.
+    assert_eq!(
+        ok(&["ls", "--json", "--where", "combiner.kind=metlr"]).trim(),
+        "[]"
+    );
     // An unknown group names the groups there, in ls as in table/compare.
     for command in ["ls", "table"] {
         let out = meltr(&[command, "--group", "nope"]);

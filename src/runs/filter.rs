@@ -62,6 +62,16 @@ impl Filter {
     /// The runs of `runs` it keeps. A condition on a key that no run has
     /// (a typo) is an error naming it, rather than an empty listing.
     pub fn apply(&self, runs: Vec<Run>) -> Result<Vec<Run>> {
+        self.select(runs, true)
+    }
+
+    /// [`Filter::apply`] where a value no run has selects nothing, without
+    /// an error: for scripts (`ls --json`) that poll for a session to appear.
+    pub fn apply_any_value(&self, runs: Vec<Run>) -> Result<Vec<Run>> {
+        self.select(runs, false)
+    }
+
+    fn select(&self, runs: Vec<Run>, check_values: bool) -> Result<Vec<Run>> {
         for w in &self.conditions {
             check_key(&runs, &w.key)?;
             if w.key == "status" && !STATUSES.contains(&w.value.as_str()) {
@@ -75,21 +85,9 @@ impl Filter {
         if let Some(group) = &self.group {
             check_group(&runs, group)?;
         }
-        self.check_values(&runs)?;
-        Ok(runs.into_iter().filter(|r| self.keeps(r)).collect())
-    }
-
-    /// [`Filter::apply`] where a value no run has selects nothing, without
-    /// an error: for scripts (`ls --json`) that poll for a session to appear.
-    pub fn apply_any_value(&self, runs: Vec<Run>) -> Result<Vec<Run>> {
-        let lenient = Filter {
-            group: self.group.clone(),
-            conditions: Vec::new(),
-        };
-        for w in &self.conditions {
-            check_key(&runs, &w.key)?;
+        if check_values {
+            self.check_values(&runs)?;
         }
-        let runs = lenient.apply(runs)?;
         Ok(runs.into_iter().filter(|r| self.keeps(r)).collect())
     }
 

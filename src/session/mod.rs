@@ -355,15 +355,19 @@ pub fn create(
     create_from(root, name, config, Origin::default())
 }
 
+/// The paths in `root` (none when it does not read).
+fn entries(root: &Path) -> impl Iterator<Item = std::path::PathBuf> {
+    std::fs::read_dir(root)
+        .into_iter()
+        .flatten()
+        .filter_map(|e| e.ok())
+        .map(|e| e.path())
+}
+
 /// Every session under `root` (folders with a readable `session.json`),
 /// oldest first by id.
 pub fn list(root: &Path) -> Vec<(std::path::PathBuf, SessionMeta)> {
-    let Ok(entries) = std::fs::read_dir(root) else {
-        return Vec::new();
-    };
-    let mut out: Vec<(std::path::PathBuf, SessionMeta)> = entries
-        .filter_map(|e| e.ok())
-        .map(|e| e.path())
+    let mut out: Vec<(std::path::PathBuf, SessionMeta)> = entries(root)
         .filter_map(|p| SessionMeta::read(&p).ok().map(|m| (p, m)))
         .collect();
     out.sort_by(|a, b| a.1.id.cmp(&b.1.id));
@@ -374,12 +378,7 @@ pub fn list(root: &Path) -> Vec<(std::path::PathBuf, SessionMeta)> {
 /// short, edited by hand), with why: [`list`] leaves them out, and they
 /// vanished unsaid from `ls` and from lookups by id (a walkthrough).
 pub fn unreadable(root: &Path) -> Vec<(std::path::PathBuf, String)> {
-    let Ok(entries) = std::fs::read_dir(root) else {
-        return Vec::new();
-    };
-    let mut out: Vec<(std::path::PathBuf, String)> = entries
-        .filter_map(|e| e.ok())
-        .map(|e| e.path())
+    let mut out: Vec<(std::path::PathBuf, String)> = entries(root)
         .filter(|p| SessionDir::new(p).session_json().is_file())
         .filter_map(|p| {
             let error = SessionMeta::read(&p).err()?;
