@@ -304,6 +304,38 @@ fn fixed_weights_are_reported_as_effective_weights() {
     assert_eq!(weights["harmful"], 0.0);
 }
 
+/// An auxiliary that owns the combined gradient is said once, with the
+/// step its streak began (walkthrough E's x100 loss had ≥ 99.5% of it under
+/// every combiner, unsaid).
+#[test]
+fn an_auxiliary_owning_the_gradient_is_said_once() {
+    let _serial = serial();
+    let root = tempfile::tempdir().unwrap();
+    let mut config = small_config("weights", 80);
+    config.train.shares_every = 10;
+    let run = |name: &str, helpful: f64| {
+        let mut config = config.clone();
+        config.combiner.weights = [
+            ("primary".to_string(), 1.0),
+            ("helpful".to_string(), helpful),
+        ]
+        .into();
+        let (dir, _) = run_session(root.path(), name, config);
+        events_matching(&dir, |m| m.starts_with("auxiliary loss "))
+    };
+    let said = run("owned", 1e4);
+    assert_eq!(said.len(), 1, "{said:?}");
+    let (step, message) = &said[0];
+    assert_eq!(*step, 30, "the third share line: {message}");
+    assert!(
+        message.starts_with("auxiliary loss helpful has had ")
+            && message.contains("in a row since step 10")
+            && message.contains("combiner.weights may be what does it: lower it"),
+        "{message}"
+    );
+    assert!(run("balanced", 0.5).is_empty());
+}
+
 #[test]
 fn live_config_applies_at_step_boundary_and_restart_only_keys_are_refused() {
     let _serial = serial();

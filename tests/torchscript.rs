@@ -424,11 +424,21 @@ fn bad_models_and_data_are_refused_with_what_to_fix() {
 fn resume_restores_parameters_and_buffers() {
     let tmp = tempfile::tempdir().unwrap();
     let model = exported().join("model.pt");
+    // Shares at steps 15 and 30: on both sides of the resume.
+    let with_shares = |path: PathBuf| {
+        let text = std::fs::read_to_string(&path).unwrap();
+        std::fs::write(
+            &path,
+            text.replace("log_every = 5", "log_every = 5\nshares_every = 15"),
+        )
+        .unwrap();
+        path
+    };
     // Uninterrupted: 40 steps.
-    let cfg = config(tmp.path(), "meltr", 40, &model, "");
+    let cfg = with_shares(config(tmp.path(), "meltr", 40, &model, ""));
     assert!(run(tmp.path(), &cfg, "straight").status.success());
     // Interrupted at 20 (a checkpoint), then resumed to 40.
-    let cfg20 = config(tmp.path(), "meltr", 20, &model, "");
+    let cfg20 = with_shares(config(tmp.path(), "meltr", 20, &model, ""));
     assert!(run(tmp.path(), &cfg20, "resumed").status.success());
     let dir = session::find(tmp.path(), "resumed").unwrap();
     let live = dir.join("config.toml");
@@ -446,6 +456,19 @@ fn resume_restores_parameters_and_buffers() {
 
     let (_, a) = metrics_of(tmp.path(), "straight");
     let (_, b) = metrics_of(tmp.path(), "resumed");
+    // The shares' fallback (the example's fused attention) is said once,
+    // not again by the resume, which goes straight to it.
+    let fallbacks = |lines: &[MetricLine]| {
+        lines
+            .iter()
+            .filter(|l| matches!(&l.record, Record::Event { message, .. } if message.contains("one backward pass per loss")))
+            .count()
+    };
+    assert_eq!((fallbacks(&a), fallbacks(&b)), (1, 1));
+    let shares_after_resume = b.iter().any(
+        |l| matches!(&l.record, Record::Train { shares, .. } if l.step > 20 && !shares.is_empty()),
+    );
+    assert!(shares_after_resume, "no shares after the resume: {b:?}");
     // The validation pass runs the module in eval mode, where BatchNorm uses
     // its running statistics: equal evals at step 40 need restored buffers.
     let (ea, eb) = (evals(&a, "retrieval"), evals(&b, "retrieval"));

@@ -69,4 +69,36 @@ mod tests {
             Cli::try_parse_from(["meltr-tui", "sweep", "resume", "g", "--parallel", "0"]).is_err()
         );
     }
+
+    /// Only a headless run gives up on failed writes; a runner pauses (a
+    /// walkthrough's `--detach --give-up-after 5` was accepted and ignored).
+    #[test]
+    fn give_up_after_needs_headless() {
+        let mode = |how: &[&str]| {
+            let mut args = vec!["meltr-tui", "run", "-c", "c.toml"];
+            args.extend(how);
+            match Cli::try_parse_from(args).unwrap().command {
+                Some(crate::cli::Cmd::Run { how, .. }) => crate::cli::Mode::of(&how),
+                other => panic!("{other:?}"),
+            }
+        };
+        for how in [
+            &["--detach", "--give-up-after", "5"][..],
+            &["--give-up-after", "5"],
+        ] {
+            let refused = mode(how).unwrap_err().to_string();
+            assert!(
+                refused.starts_with("--give-up-after needs --headless"),
+                "{how:?}: {refused}"
+            );
+        }
+        let headless = mode(&["--headless", "--give-up-after", "5"]).unwrap();
+        assert_eq!(
+            headless,
+            crate::cli::Mode::Headless {
+                give_up_after: std::time::Duration::from_secs(5)
+            }
+        );
+        assert_eq!(mode(&["--detach"]).unwrap(), crate::cli::Mode::Detached);
+    }
 }

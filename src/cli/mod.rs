@@ -62,14 +62,14 @@ pub struct HowToRun {
     #[arg(long, conflicts_with = "detach")]
     headless: bool,
     /// With --headless: how long to keep retrying a write that fails (a
-    /// full disk), with backoff, before stopping the run as failed.
-    #[arg(
-        long,
-        value_name = "SECS",
-        default_value_t = 600,
-        requires = "headless"
-    )]
-    give_up_after: u64,
+    /// full disk), with backoff, before stopping the run as failed
+    /// [default: 600]. A runner (the TUI's, --detach) pauses instead, for
+    /// `attach` to resume.
+    // Checked in `Mode::of`: `requires = "headless"` passes whatever the
+    // command line, a flag being always set (to false by default), and
+    // `--detach --give-up-after 5` was accepted and did nothing.
+    #[arg(long, value_name = "SECS")]
+    give_up_after: Option<u64>,
     /// Start (or continue in) a detached runner, its own process immune to
     /// hang-ups, and return; `meltr-tui attach` opens the TUI on it.
     #[arg(long)]
@@ -86,6 +86,9 @@ pub enum Cmd {
         /// Session name (default: the config file's stem).
         #[arg(short, long, value_parser = arg_checks::session_name)]
         name: Option<String>,
+        /// Override train.steps.
+        #[arg(long)]
+        steps: Option<u64>,
         /// Set a config key (repeatable): KEY=VALUE, VALUE a TOML literal or
         /// a bare word (e.g. --set aid.iterations=3 --set combiner.kind=sum).
         #[arg(long = "set", value_name = "KEY=VALUE")]
@@ -347,14 +350,20 @@ enum Mode {
 }
 
 impl Mode {
-    fn of(how: &HowToRun) -> Mode {
-        match (how.headless, how.detach) {
+    fn of(how: &HowToRun) -> Result<Mode> {
+        if how.give_up_after.is_some() && !how.headless {
+            bail!(
+                "--give-up-after needs --headless: a runner (the TUI's, or --detach) pauses on a failed write \
+                 instead of giving up; `meltr-tui attach` then shows why, and `p` resumes it"
+            );
+        }
+        Ok(match (how.headless, how.detach) {
             (true, _) => Mode::Headless {
-                give_up_after: Duration::from_secs(how.give_up_after),
+                give_up_after: Duration::from_secs(how.give_up_after.unwrap_or(600)),
             },
             (false, true) => Mode::Detached,
             (false, false) => Mode::Tui,
-        }
+        })
     }
 }
 
@@ -373,9 +382,10 @@ pub fn dispatch(cli: Cli) -> Result<()> {
         Some(Cmd::New {
             config,
             name,
+            steps,
             set,
             group,
-        }) => start(&root, &config, name, None, &set, group, Mode::Tui),
+        }) => start(&root, &config, name, steps, &set, group, Mode::Tui),
         Some(Cmd::Run {
             config,
             name,
@@ -385,6 +395,7 @@ pub fn dispatch(cli: Cli) -> Result<()> {
             group,
             how,
         }) => {
+            let mode = Mode::of(&how)?;
             if let Some(at) = ranks::follower()? {
                 let config = session_start::configured(&config, steps, &set)?;
                 return ranks::run_follower(&at, config);
@@ -394,7 +405,7 @@ pub fn dispatch(cli: Cli) -> Result<()> {
                 1 => Vec::new(),
                 n => ranks::check_then_launch(&config, steps, &set, n)?,
             };
-            start(&root, &config, name, steps, &set, group, Mode::of(&how))
+            start(&root, &config, name, steps, &set, group, mode)
         }
         Some(Cmd::Resume {
             session,
@@ -402,6 +413,7 @@ pub fn dispatch(cli: Cli) -> Result<()> {
             nproc,
             how,
         }) => {
+            let mode = Mode::of(&how)?;
             if let Some(at) = ranks::follower()? {
                 return ranks::run_follower(&at, ranks::resumed_config(&root, &session)?);
             }
@@ -410,7 +422,7 @@ pub fn dispatch(cli: Cli) -> Result<()> {
                 1 => Vec::new(),
                 n => ranks::launch_local_ranks(n)?,
             };
-            resume(&root, &session, &set, Mode::of(&how))
+            resume(&root, &session, &set, mode)
         }
         Some(Cmd::Fork {
             session,
@@ -419,7 +431,7 @@ pub fn dispatch(cli: Cli) -> Result<()> {
             group,
             set,
             how,
-        }) => fork::fork(&root, &session, at, name, group, &set, Mode::of(&how)),
+        }) => fork::fork(&root, &session, at, name, group, &set, Mode::of(&how)?),
         Some(Cmd::Sweep(args)) => sweep::sweep(&root, args),
         Some(Cmd::Attach { session }) => {
             let dir = match session {

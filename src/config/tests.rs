@@ -100,6 +100,33 @@ fn wrong_type_names_key() {
     );
 }
 
+/// A `--set` number TOML refuses for its size says so (a walkthrough's
+/// `train.lr=1e400` read "expected a number").
+#[test]
+fn a_set_number_past_64_bits_says_its_range() {
+    let said = |key: &str, text: &str| {
+        Config::default()
+            .with_override(key, text)
+            .unwrap_err()
+            .to_string()
+    };
+    for (key, text, kind) in [
+        ("train.lr", "1e400", "float"),
+        ("train.lr", "-2.5E+999", "float"),
+        ("train.lr", "99999999999999999999", "float"),
+        ("train.steps", "18446744073709551616", "integer"),
+    ] {
+        let message = said(key, text);
+        assert!(
+            message.contains(&format!("`{text}` is beyond the range of a 64-bit {kind}")),
+            "{key}={text}: {message}"
+        );
+    }
+    // Not a number at all, or a float for an integer key: the type.
+    assert!(said("train.lr", "fast").contains("expected a number, got `fast`"));
+    assert!(said("train.steps", "1e400").contains("expected an integer, got `1e400`"));
+}
+
 #[test]
 fn out_of_range_names_key_and_line() {
     let err = Config::parse("[train]\nsteps = 10\n\n[aid]\nalpha = 3.0\n").unwrap_err();

@@ -6,6 +6,7 @@ pub mod checkpoint;
 pub mod collapse;
 pub mod control;
 pub mod early_climb;
+pub mod gradient_owner;
 pub mod link;
 pub mod loss_rise;
 pub mod trace;

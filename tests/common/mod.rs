@@ -23,7 +23,9 @@ pub fn serial() -> std::sync::MutexGuard<'static, ()> {
 pub fn small_config(combiner: &str, steps: u64) -> Config {
     let mut c = Config::default();
     c.combiner.kind = combiner.parse().expect("a combiner kind");
-    c.combiner.weights = [("primary".to_string(), 1.0), ("helpful".to_string(), 0.5)].into();
+    if c.combiner.kind == meltr_tui::config::CombinerKind::Weights {
+        c.combiner.weights = [("primary".to_string(), 1.0), ("helpful".to_string(), 0.5)].into();
+    }
     c.train.steps = steps;
     c.train.device = "cpu".into();
     c.train.lr = 3e-3;

@@ -222,6 +222,14 @@ impl Trainer {
                     message,
                 });
             }
+            let primary = &self.config.workload.primary;
+            if let Some(owner) = self.gradient_owner.observe(self.step, &shares, primary) {
+                let message = gradient_owner_event(&owner, primary, self.config.combiner.kind);
+                self.emit(Record::Event {
+                    level: Level::Warn,
+                    message,
+                });
+            }
             // Read only for a line that is written (cheap: NVML's counters).
             let gpu = self.read_gpu();
             self.emit(Record::Train {
@@ -288,7 +296,7 @@ impl Trainer {
                     self.shares_per_loss = Some(format!("{e:#}"));
                     self.emit(Record::Event {
                         level: Level::Info,
-                        message: format!("gradient shares take one backward pass per loss from now on: their double backward failed ({e:#})"),
+                        message: format!("{SHARES_PER_LOSS_FROM_NOW}{e:#})"),
                     });
                 }
             }
@@ -296,6 +304,44 @@ impl Trainer {
         shares::per_loss(losses, weights, &self.theta)
     }
 }
+
+/// What an auxiliary owning the combined gradient means (see
+/// `gradient_owner`).
+fn gradient_owner_event(
+    owner: &crate::engine::gradient_owner::Owner,
+    primary: &str,
+    kind: CombinerKind,
+) -> String {
+    const REMEDY: &str =
+        "A loss on a far larger scale than the others does this; scale it down in the model, \
+                          or give it a small fixed weight (combiner.kind = \"weights\")";
+    let why = match kind {
+        CombinerKind::Meltr => format!(
+            "MELTR reads the losses on a common scale (meltr.loss_scale), but each loss's gradient is its own: \
+             its effective weight would have to fall far below the others'. {REMEDY}"
+        ),
+        CombinerKind::Weights => {
+            "Its weight in combiner.weights may be what does it: lower it, or scale the loss down in the model"
+                .to_string()
+        }
+        CombinerKind::Sum => REMEDY.to_string(),
+        _ => format!("The combiner has not offset its scale. {REMEDY}"),
+    };
+    format!(
+        "auxiliary loss {} has had {:.1}% of the combined gradient on {} logged share lines in a row since step {} \
+         (the primary, {primary}: {:.1}%): the model trains almost only on it. {why}",
+        owner.loss,
+        100.0 * owner.share,
+        crate::engine::gradient_owner::LINES,
+        owner.since,
+        100.0 * owner.primary_share,
+    )
+}
+
+/// The start of the event said when the shares' double backward failed;
+/// a resume reads it back and goes straight to one backward per loss.
+pub(super) const SHARES_PER_LOSS_FROM_NOW: &str =
+    "gradient shares take one backward pass per loss from now on: their double backward failed (";
 
 /// An auxiliary loss at least this many times the primary's value is named
 /// at the run's first train line (the suite's badly scaled losses are

@@ -3,6 +3,7 @@
 //! back), the log cut back to it, and the restart-only keys in force.
 
 use super::*;
+use crate::engine::gradient_owner::GradientOwner;
 use crate::engine::loss_rise::LossRise;
 
 /// Resolves `train.device` to a libtorch device, or says why not.
@@ -115,6 +116,8 @@ impl Trainer {
         let (mut neumann_episodes, mut neumann_stopped) = (0, false);
         let mut train_line_owed = false;
         let mut loss_rise = LossRise::default();
+        let mut gradient_owner = GradientOwner::default();
+        let mut shares_per_loss = None;
         if let Some(point) = resume {
             notes = point.notes;
             ran_with = point.ran_with;
@@ -163,6 +166,15 @@ impl Trainer {
                 // The loss-climb watch, as the logged lines left it (a climb
                 // said before the resume is not said again).
                 loss_rise = LossRise::replayed(&lines, &config.workload.primary);
+                gradient_owner = GradientOwner::replayed(&lines, &config.workload.primary);
+                // The shares' double backward failed before on this model:
+                // not tried (and said) again.
+                shares_per_loss = lines.iter().find_map(|line| match &line.record {
+                    Record::Event { message, .. } => message
+                        .strip_prefix(super::inner::SHARES_PER_LOSS_FROM_NOW)
+                        .map(|why| why.to_string()),
+                    _ => None,
+                });
             }
         }
         let (workload, combiner, inner, meta) = parts;
@@ -239,6 +251,7 @@ impl Trainer {
             collapse,
             early_climb: Default::default(),
             loss_rise,
+            gradient_owner,
             gamma,
             restore_due: false,
             // Said at the run's start; a resumed run's log has it already.
@@ -252,7 +265,7 @@ impl Trainer {
             jvp_routes: JvpRoutes::default(),
             jvp_fallback_reported: None,
             refused_edits: Vec::new(),
-            shares_per_loss: None,
+            shares_per_loss,
             phase_clock: PhaseClock::disabled(),
             checkpointed_at: resumed_from.as_ref().map(|_| step),
             pending_steps: Vec::new(),
@@ -340,6 +353,17 @@ fn start_notes(
                  MELTR can only rescale {}, a learned learning-rate factor; list auxiliary losses, \
                  or use combiner.kind = \"primary\"",
                 config.workload.primary
+            ),
+        ));
+    }
+    let kind = config.combiner.kind;
+    if kind != CombinerKind::Weights && !config.combiner.weights.is_empty() {
+        notes.push((
+            Level::Info,
+            format!(
+                "combiner.weights is set but combiner.kind = \"{}\": the weights are unused \
+                 (they weigh the losses only with combiner.kind = \"weights\")",
+                kind.as_str()
             ),
         ));
     }
@@ -533,6 +557,24 @@ fn resume_point(dir: &Path, config: &mut Config) -> Result<ResumePoint> {
 mod tests {
     use super::*;
     use crate::session::metrics::MetricLine;
+
+    /// Fixed weights left in a config whose combiner ignores them are said
+    /// (a walkthrough's `meltr` run silently dropped them).
+    #[test]
+    fn fixed_weights_another_combiner_ignores_are_said() {
+        let unused = |kind: CombinerKind, weights: &[(&str, f64)]| {
+            let mut config = Config::default();
+            config.combiner.kind = kind;
+            config.combiner.weights = weights.iter().map(|&(k, w)| (k.to_string(), w)).collect();
+            start_notes(&config, "synthetic", "m", true)
+                .into_iter()
+                .any(|(_, note)| note.starts_with("combiner.weights is set but"))
+        };
+        assert!(unused(CombinerKind::Meltr, &[("aux", 0.5)]));
+        assert!(unused(CombinerKind::Sum, &[("aux", 0.5)]));
+        assert!(!unused(CombinerKind::Weights, &[("aux", 0.5)]));
+        assert!(!unused(CombinerKind::Meltr, &[]));
+    }
 
     /// A crash before the first checkpoint was resumed from step 0 without
     /// a word (walkthrough): the dropped steps are said.
