@@ -418,6 +418,34 @@ fn bad_models_and_data_are_refused_with_what_to_fix() {
         &with_data(&train_i32, &val_i32),
         "`scramble` (Int) not Int64: class indices for `cross_entropy` and `nll_loss` must be Int64",
     );
+
+    // A 1-row validation split under meltr.val_source = "val": the meta
+    // step's validation forward in training mode (the example's BatchNorm)
+    // fails, before step 1 (a walkthrough's failed at the first meta step).
+    let one_row = rewritten(&val_path, "val-one-row.safetensors", &|_, t| {
+        Some(t.narrow(0, 0, 1))
+    });
+    let meltr_on = |val_source: &str| {
+        let cfg = config(tmp.path(), "meltr", 5, &model, "");
+        let text = std::fs::read_to_string(&cfg).unwrap();
+        let text = text.replace(&val, &one_row.display().to_string()).replace(
+            "[meltr]\n",
+            &format!("[meltr]\nval_source = \"{val_source}\"\n"),
+        );
+        std::fs::write(&cfg, text).unwrap();
+        cfg
+    };
+    let all = refused(
+        &meltr_on("val"),
+        "meltr.val_source = \"val\": the meta step's validation forward (the model in training mode, \
+         on a batch of the validation split) fails, before step 1",
+    );
+    assert!(
+        all.contains("Expected more than 1 value per channel"),
+        "{all}"
+    );
+    let out = run(tmp.path(), &meltr_on("recent"), "one-row-recent");
+    assert!(out.status.success(), "{}", common::text(&out));
 }
 
 #[test]

@@ -1,6 +1,7 @@
 //! What a run settles on its first training batch before step 1:
 //! `meltr.loss_scale`'s factors (kept in checkpoints) and the fit of
-//! `meltr.init = "sum" | "primary"`.
+//! `meltr.init = "sum" | "primary"`; and, with `meltr.val_source = "val"`,
+//! that the meta step's validation forward runs.
 
 use super::*;
 use crate::meltr::fit::FIT_TOLERANCE;
@@ -20,6 +21,26 @@ impl Trainer {
             buffers.restore(self.workload.as_ref())?;
             workload::select(&losses, &self.loss_names)
         })
+    }
+
+    /// `meltr.val_source = "val"`: the meta step's validation forward (the
+    /// model in training mode), tried once on the validation split's first
+    /// batch before step 1, the buffers put back. A model that cannot take
+    /// it (BatchNorm on a 1-row split) failed at the first meta step.
+    pub(super) fn check_meta_validation_batch(&self) -> Result<()> {
+        tch::manual_seed(forward_seed(self.config.workload.seed, 1, Forward::MetaVal));
+        tch::no_grad(|| -> Result<()> {
+            let batch = self.shard(self.workload.val_batch(1)?)?;
+            let buffers = workload::SavedBuffers::take(self.workload.as_ref())?;
+            let tried = self.workload.loss(&batch, &self.config.workload.primary);
+            buffers.restore(self.workload.as_ref())?;
+            tried.map(drop)
+        })
+        .context(
+            "meltr.val_source = \"val\": the meta step's validation forward (the model in training mode, \
+             on a batch of the validation split) fails, before step 1; meltr.val_source = \"recent\" \
+             (the default) validates on recent training batches instead",
+        )
     }
 
     /// `meltr.init = "sum" | "primary"`: fits the combiner to that linear

@@ -320,6 +320,11 @@ impl Trainer {
         {
             trainer.start_combiner_linear()?;
         }
+        if trainer.config.meltr.val_source == ValSource::Val
+            && trainer.combiner.training() == Training::Meta
+        {
+            trainer.check_meta_validation_batch()?;
+        }
         Ok((trainer, meta_info))
     }
 }
