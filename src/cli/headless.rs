@@ -206,7 +206,7 @@ pub(super) fn print_line(line: &session::metrics::MetricLine, order: &[String]) 
             ..
         } => {
             say!(
-                "step {:>6}  {}  total {}  | w: {}",
+                "step {:>6}  {}  combined {}  | w: {}",
                 line.step,
                 fmt_named(losses, order),
                 fmt_value(*total),

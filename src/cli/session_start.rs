@@ -446,7 +446,7 @@ fn attach_once(dir: &Path) -> Result<crate::tui::Exit> {
         meta.status = Status::Failed;
         meta.error = Some(crate::runner::link::runner_gone(&meta));
     }
-    let config = engine::trainer::session_config(dir).map_err(anyhow::Error::new)?;
+    let config = attach_config(dir)?;
     let export_dir = dir.to_path_buf();
     let fork_dir = dir.to_path_buf();
     let hooks = crate::tui::Hooks {
@@ -550,4 +550,47 @@ pub(super) fn read_history(dir: &Path) -> Result<Vec<session::metrics::MetricLin
         return Ok(Vec::new());
     }
     Ok(session::log::read_metrics(&path)?.lines)
+}
+
+/// The config the TUI opens on: `config.toml` read over the config in
+/// force, its restart-only keys at their values in force (a refused edit
+/// stays in the file; the hyperparameter pane showed it as the run's).
+fn attach_config(dir: &Path) -> Result<Config> {
+    let config = engine::trainer::session_config(dir).map_err(anyhow::Error::new)?;
+    Ok(
+        match Config::load(&SessionDir::new(dir).config_in_force()) {
+            Ok(in_force) => config.keeping_restart_only_of(&in_force),
+            Err(_) => config,
+        },
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_tui_opens_on_restart_only_keys_in_force() {
+        let dir = tempfile::tempdir().unwrap();
+        let layout = SessionDir::new(dir.path());
+        let in_force = Config::default();
+        let write = |path: PathBuf, config: &Config| {
+            std::fs::write(path, toml::to_string(config).unwrap()).unwrap();
+        };
+        write(layout.config_in_force(), &in_force);
+        // A refused restart-only edit and an accepted live one in the file.
+        let mut edited = in_force.clone();
+        edited.meltr.d_model = in_force.meltr.d_model / 2;
+        edited.train.lr = in_force.train.lr / 2.0;
+        write(layout.config(), &edited);
+        let opened = attach_config(dir.path()).unwrap();
+        assert_eq!(opened.meltr.d_model, in_force.meltr.d_model);
+        assert_eq!(opened.train.lr, edited.train.lr);
+        // Without a config in force (a run that never started): the file.
+        std::fs::remove_file(layout.config_in_force()).unwrap();
+        assert_eq!(
+            attach_config(dir.path()).unwrap().meltr.d_model,
+            edited.meltr.d_model
+        );
+    }
 }

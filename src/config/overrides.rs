@@ -199,6 +199,60 @@ pub fn write_overrides(
     })
 }
 
+/// Parses user text as a TOML value of the same type as `like`.
+pub(super) fn parse_value_like(like: &toml::Value, text: &str) -> Result<toml::Value, String> {
+    let text = text.trim();
+    let parsed: Option<toml::Value> = toml::from_str::<toml::Table>(&format!("v = {text}"))
+        .ok()
+        .and_then(|mut t| t.remove("v"))
+        // The toml crate reads some numbers past f64's range as ±inf.
+        .filter(|v| !v.as_float().is_some_and(f64::is_infinite) || spells_infinity(text));
+    let type_name = like.type_str();
+    match (like, parsed) {
+        (toml::Value::String(_), Some(v @ toml::Value::String(_))) => Ok(v),
+        (toml::Value::String(_), _) => Ok(toml::Value::String(text.to_string())),
+        (toml::Value::Float(_), Some(toml::Value::Integer(i))) => Ok(toml::Value::Float(i as f64)),
+        (toml::Value::Float(_), Some(v @ toml::Value::Float(_))) => Ok(v),
+        (toml::Value::Integer(_), Some(v @ toml::Value::Integer(_))) => Ok(v),
+        (toml::Value::Boolean(_), Some(v @ toml::Value::Boolean(_))) => Ok(v),
+        (toml::Value::Array(_), Some(v @ toml::Value::Array(_))) => Ok(v),
+        (toml::Value::Float(_) | toml::Value::Integer(_), None)
+            if out_of_range(text, like.is_integer()) =>
+        {
+            Err(format!(
+                "`{text}` is beyond the range of a 64-bit {type_name} (TOML's numbers)"
+            ))
+        }
+        (_, _) => Err(format!("expected {}, got `{text}`", article(type_name))),
+    }
+}
+
+/// `inf` as typed (TOML's `inf`, `+inf`, `-inf`), not a number too large.
+fn spells_infinity(text: &str) -> bool {
+    text.to_ascii_lowercase().contains("inf")
+}
+
+/// A number TOML refuses only for its size (`1e400`, an integer past 2⁶³):
+/// "expected a number" would puzzle whoever typed one.
+fn out_of_range(text: &str, integer: bool) -> bool {
+    let plain = text.replace('_', "");
+    let huge_float = || {
+        plain
+            .parse::<f64>()
+            .is_ok_and(|v| v.is_infinite() && !spells_infinity(&plain))
+    };
+    plain.parse::<i128>().is_ok() || (!integer && huge_float())
+}
+
+fn article(type_name: &str) -> String {
+    match type_name {
+        "integer" => "an integer".into(),
+        "float" => "a number".into(),
+        "array" => "an array like [\"a\", \"b\"]".into(),
+        other => format!("a {other}"),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -559,54 +559,5 @@ fn resume_point(dir: &Path, config: &mut Config) -> Result<ResumePoint> {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::session::metrics::MetricLine;
-
-    /// Fixed weights left in a config whose combiner ignores them are said
-    /// (a walkthrough's `meltr` run silently dropped them).
-    #[test]
-    fn fixed_weights_another_combiner_ignores_are_said() {
-        let unused = |kind: CombinerKind, weights: &[(&str, f64)]| {
-            let mut config = Config::default();
-            config.combiner.kind = kind;
-            config.combiner.weights = weights.iter().map(|&(k, w)| (k.to_string(), w)).collect();
-            start_notes(&config, "synthetic", "m", true)
-                .into_iter()
-                .any(|(_, note)| note.starts_with("combiner.weights is set but"))
-        };
-        assert!(unused(CombinerKind::Meltr, &[("aux", 0.5)]));
-        assert!(unused(CombinerKind::Sum, &[("aux", 0.5)]));
-        assert!(!unused(CombinerKind::Weights, &[("aux", 0.5)]));
-        assert!(!unused(CombinerKind::Meltr, &[]));
-    }
-
-    /// A crash before the first checkpoint was resumed from step 0 without
-    /// a word (walkthrough): the dropped steps are said.
-    #[test]
-    fn a_resume_without_a_checkpoint_says_it_starts_again() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("metrics.jsonl");
-        let config = Config::default();
-        assert_eq!(restart_note(&path, &config).unwrap(), None, "no log yet");
-        let mut w = log::MetricsWriter::open(&path).unwrap();
-        assert_eq!(restart_note(&path, &config).unwrap(), None, "empty log");
-        for step in [10, 140] {
-            w.append(&MetricLine {
-                step,
-                time: 0.0,
-                wall: None,
-                record: Record::Event {
-                    level: Level::Info,
-                    message: "x".into(),
-                },
-            })
-            .unwrap();
-        }
-        let note = restart_note(&path, &config).unwrap().unwrap();
-        assert!(
-            note.contains("stopped at step 140") && note.contains("starts again from step 0"),
-            "{note}"
-        );
-    }
-}
+#[path = "setup_tests.rs"]
+mod tests;
