@@ -213,8 +213,9 @@ pub enum Cmd {
         /// `share/<loss>` (final effective weight, gradient share: the mean of the last 10 logged within the last 10% of steps).
         #[arg(long = "metric", value_name = "NAME")]
         metrics: Vec<String>,
-        /// Decimals (default: per column, two significant digits of its
-        /// smallest std; up to four of its largest mean when no row has one).
+        /// Decimals (default: each mean ± std to two significant digits of
+        /// its std; a single run at its column's coarsest, or four
+        /// significant digits of the largest mean when no row has a std).
         #[arg(long)]
         digits: Option<usize>,
         /// Also write the table to this file.

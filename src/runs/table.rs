@@ -28,8 +28,7 @@ pub struct TableOptions {
     pub best: bool,
     /// Eval metrics to show (empty: all, the primary first).
     pub metrics: Vec<String>,
-    /// Decimals (default: per column, two significant digits of its
-    /// smallest std).
+    /// Decimals (default: per cell, two significant digits of its std).
     pub digits: Option<usize>,
 }
 
@@ -245,13 +244,14 @@ pub fn render(groups: &[Group], opts: &TableOptions) -> Result<String> {
         let col = names.iter().position(|n| n == name)?;
         Some(if higher[col]? { "↑" } else { "↓" })
     };
-    // One number of decimals a column, enough for its tightest std; a
-    // single run has no std and leaves the choice to the others, and a
-    // column of single runs shows its largest mean to four significant
-    // digits.
+    // Each mean ± std to two significant digits of its own std (a column
+    // at its tightest std's read `0.66075 ± 0.52452` beside a std of
+    // 0.00011). A single run has no std: it takes the column's coarsest,
+    // and a column of single runs shows its largest mean to four
+    // significant digits. Ties are judged at the column's coarsest.
     let digits: Vec<usize> = (0..names.len())
         .map(|j| {
-            let widest = rows.iter().filter_map(|r| r.cells[j].decimals()).max();
+            let widest = rows.iter().filter_map(|r| r.cells[j].decimals()).min();
             let largest = rows
                 .iter()
                 .map(|r| r.cells[j].mean)
@@ -272,7 +272,7 @@ pub fn render(groups: &[Group], opts: &TableOptions) -> Result<String> {
     };
     let is_bold = |row: usize, col: usize| ties(row, col) && !(0..rows.len()).all(|r| ties(r, col));
     let cell = |s: &Summary, j: usize| -> (String, Option<String>) {
-        let d = digits[j];
+        let d = opts.digits.or(s.decimals()).unwrap_or(digits[j]);
         let mean = format!("{:.d$}", s.mean);
         (mean, (s.n > 1).then(|| format!("{:.d$}", s.std)))
     };

@@ -57,6 +57,27 @@ fn a_single_run_row_does_not_set_the_columns_decimals() {
     assert!(text.contains("| 0.3 | 1 | **86.00** |"), "{text}");
 }
 
+/// Each cell's decimals follow its own std: one tight row read the
+/// column's other means to five decimals (`0.66075 ± 0.52452`, walkthrough
+/// G); a single run takes the column's coarsest.
+#[test]
+fn each_mean_shows_its_own_std_to_two_digits() {
+    let text = by_gamma(&[
+        (0.1, 0.2),
+        (0.1, 1.2),
+        (0.1, 0.58),
+        (0.3, 0.7201),
+        (0.3, 0.7202),
+        (1.0, 0.5),
+    ]);
+    assert!(text.contains("| 0.1 | 3 | 0.66 ± 0.50 |"), "{text}");
+    assert!(
+        text.contains("| 0.3 | 2 | **0.720150 ± 0.000071** |"),
+        "{text}"
+    );
+    assert!(text.contains("| 1.0 | 1 | 0.50 |"), "{text}");
+}
+
 /// A table of single runs read `67.7000` (a walkthrough's n = 1 rows):
 /// with no std to go by, four significant digits of the largest mean.
 #[test]
