@@ -336,6 +336,35 @@ fn an_auxiliary_owning_the_gradient_is_said_once() {
     assert!(run("balanced", 0.5).is_empty());
 }
 
+/// An auxiliary loss climbing under a negative weight is said (walkthrough
+/// G's random-label loss rose from 1.4 to 5.5 under MELTR's −0.06, unsaid);
+/// under a positive weight, nothing.
+#[test]
+fn an_auxiliary_maximised_by_a_negative_weight_is_said() {
+    let _serial = serial();
+    let root = tempfile::tempdir().unwrap();
+    let config = small_config("weights", 200);
+    let run = |name: &str, helpful: f64| {
+        let mut config = config.clone();
+        config.combiner.weights = [
+            ("primary".to_string(), 1.0),
+            ("helpful".to_string(), helpful),
+        ]
+        .into();
+        let (dir, _) = run_session(root.path(), name, config);
+        events_matching(&dir, |m| {
+            m.starts_with("auxiliary loss helpful has climbed")
+        })
+    };
+    let said = run("maximised", -0.5);
+    assert_eq!(said.len(), 1, "{said:?}");
+    assert!(
+        said[0].1.contains("under an effective weight of -0.5"),
+        "{said:?}"
+    );
+    assert!(run("minimised", 0.5).is_empty());
+}
+
 #[test]
 fn live_config_applies_at_step_boundary_and_restart_only_keys_are_refused() {
     let _serial = serial();

@@ -222,6 +222,23 @@ impl Trainer {
                     message,
                 });
             }
+            for aux in 1..k {
+                let Some(rise) = self.auxiliary_rise[aux - 1].observe(self.step, values[aux])
+                else {
+                    continue;
+                };
+                // Climbing under a positive weight is the model's business
+                // (an overfit auxiliary); under a negative one the combiner
+                // asks for it.
+                let weight = values[k + aux];
+                if weight < 0.0 {
+                    let message = auxiliary_climb_event(&self.loss_names[aux], rise, weight);
+                    self.emit(Record::Event {
+                        level: Level::Warn,
+                        message,
+                    });
+                }
+            }
             let primary = &self.config.workload.primary;
             if let Some(owner) = self.gradient_owner.observe(self.step, &shares, primary) {
                 let message = gradient_owner_event(&owner, primary, self.config.combiner.kind);
@@ -303,6 +320,21 @@ impl Trainer {
         }
         shares::per_loss(losses, weights, &self.theta)
     }
+}
+
+/// What an auxiliary loss climbing under a negative effective weight means.
+fn auxiliary_climb_event(name: &str, rise: crate::engine::loss_rise::Rise, weight: f64) -> String {
+    format!(
+        "auxiliary loss {name} has climbed to {} (smoothed over the logged lines), over {} times its lowest, {} at step {}, \
+         under an effective weight of {}: the combiner has the model maximise it. MELTR may mean it (a loss it judges \
+         harmful), but the shared layers then learn against that loss; to train without it instead, leave it out of \
+         workload.auxiliary (or give it weight 0, combiner.kind = \"weights\") at the next start",
+        crate::numfmt::readable(rise.now),
+        crate::engine::loss_rise::RISE_FACTOR,
+        crate::numfmt::readable(rise.lowest),
+        rise.lowest_step,
+        crate::numfmt::readable(weight),
+    )
 }
 
 /// What an auxiliary owning the combined gradient means (see

@@ -113,6 +113,9 @@ pub struct Trainer {
     early_climb: super::early_climb::EarlyClimb,
     /// Says the primary's training loss climbing (see `loss_rise`).
     loss_rise: super::loss_rise::LossRise,
+    /// Says an auxiliary loss climbing under a negative weight (one
+    /// `loss_rise` watch per auxiliary, in `workload.auxiliary`'s order).
+    auxiliary_rise: Vec<super::loss_rise::LossRise>,
     /// Says an auxiliary owning the combined gradient (see `gradient_owner`).
     gradient_owner: super::gradient_owner::GradientOwner,
     /// γ in force: `meltr.gamma`, or [`meta::RESTORE_GAMMA_FACTOR`] times it

@@ -117,6 +117,12 @@ impl Trainer {
         let mut train_line_owed = false;
         let mut loss_rise = LossRise::default();
         let mut gradient_owner = GradientOwner::default();
+        let mut auxiliary_rise: Vec<LossRise> = config
+            .workload
+            .auxiliary
+            .iter()
+            .map(|_| LossRise::default())
+            .collect();
         let mut shares_per_loss = None;
         if let Some(point) = resume {
             notes = point.notes;
@@ -167,6 +173,12 @@ impl Trainer {
                 // said before the resume is not said again).
                 loss_rise = LossRise::replayed(&lines, &config.workload.primary);
                 gradient_owner = GradientOwner::replayed(&lines, &config.workload.primary);
+                auxiliary_rise = config
+                    .workload
+                    .auxiliary
+                    .iter()
+                    .map(|name| LossRise::replayed(&lines, name))
+                    .collect();
                 // The shares' double backward failed before on this model:
                 // not tried (and said) again.
                 shares_per_loss = lines.iter().find_map(|line| match &line.record {
@@ -252,6 +264,7 @@ impl Trainer {
             early_climb: Default::default(),
             loss_rise,
             gradient_owner,
+            auxiliary_rise,
             gamma,
             restore_due: false,
             // Said at the run's start; a resumed run's log has it already.
