@@ -242,7 +242,7 @@ pub fn final_weights(data: &SessionData) -> Option<Figure> {
     if bars.is_empty() {
         return None;
     }
-    let when = if from == to {
+    let mut when = if from == to {
         format!("weights at step {}", compact(to))
     } else {
         format!(
@@ -251,6 +251,20 @@ pub fn final_weights(data: &SessionData) -> Option<Figure> {
             compact(to)
         )
     };
+    // A mean across a collapse restore mixes two φs (a walkthrough's bars
+    // read 0.77 for a weight that was 4–10 for most of the run).
+    let restores: Vec<String> = data
+        .marks
+        .iter()
+        .filter(|m| m.label == "restore" && m.x > from && m.x <= to)
+        .map(|m| compact(m.x))
+        .collect();
+    if !restores.is_empty() {
+        when.push_str(&format!(
+            ", across φ's collapse restore at step {}",
+            restores.join(", ")
+        ));
+    }
     Some(Figure {
         name: "final-weights",
         chart: Chart {
@@ -545,5 +559,35 @@ mod tests {
             }
         }
         assert_eq!(lines.len(), 4, "two curves and their points");
+    }
+
+    /// The final weights' window says a collapse restore inside it.
+    #[test]
+    fn final_weights_say_a_restore_in_their_window() {
+        let root = tempfile::tempdir().unwrap();
+        let dir =
+            crate::session::create(root.path(), "r", &crate::config::Config::default()).unwrap();
+        let lines: String = (1..=100)
+            .map(|step| {
+                format!(
+                    "{{\"step\":{step},\"time\":0.1,\"kind\":\"train\",\"losses\":{{\"primary\":1.0}},\
+                     \"total\":1.0,\"weights\":{{\"primary\":1.0}},\"lr\":0.001}}\n"
+                )
+            })
+            .collect();
+        std::fs::write(crate::session::SessionDir::new(&dir).metrics(), lines).unwrap();
+        let mut data = SessionData::load(&dir).unwrap();
+        let label = |data: &SessionData| final_weights(data).unwrap().chart.x_label;
+        assert_eq!(label(&data), "loss (mean of the last logged steps, 91–100)");
+        for (x, label) in [(80.0, "restore"), (95.0, "aid.alpha"), (96.0, "restore")] {
+            data.marks.push(crate::plot::chart::Mark {
+                x,
+                label: label.into(),
+            });
+        }
+        assert_eq!(
+            label(&data),
+            "loss (mean of the last logged steps, 91–100, across φ's collapse restore at step 96)"
+        );
     }
 }
