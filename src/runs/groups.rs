@@ -264,7 +264,38 @@ pub fn caveats(groups: &[Group]) -> Vec<String> {
             "φ was put back and the meta-learning rate in force halved (γ raised at the first); the settings shown are the configured ones",
         );
     }
+    notes.extend(unlike_budgets(groups));
     notes
+}
+
+/// Finished runs whose final evals lie at different steps: rows trained for
+/// different budgets (a walkthrough resumed one sweep member to 700 steps,
+/// and its n = 1 row read best against 500-step ones).
+fn unlike_budgets(groups: &[Group]) -> Option<String> {
+    let mut by_step: BTreeMap<u64, Vec<String>> = BTreeMap::new();
+    for r in groups.iter().flat_map(|g| &g.runs) {
+        if let (Some((step, _)), "finished") = (&r.final_eval, r.status.as_str()) {
+            by_step.entry(*step).or_default().push(r.meta.name.clone());
+        }
+    }
+    (by_step.len() > 1).then(|| {
+        let ends: Vec<String> = by_step
+            .iter()
+            .map(|(step, names)| match names.len() {
+                1 => format!("{step}: {}", names[0]),
+                n => format!("{step}: {n} runs"),
+            })
+            .collect();
+        let most = by_step
+            .iter()
+            .max_by_key(|(_, names)| names.len())
+            .map_or(0, |(step, _)| *step);
+        format!(
+            "note: the runs' final evals lie at different steps ({}): rows of different training budgets compare unlike; \
+             --where train.steps={most} keeps those of {most} steps",
+            ends.join("; ")
+        )
+    })
 }
 
 /// The groups of `runs`, in the order of their first run.

@@ -277,3 +277,34 @@ fn runs_of_the_same_seed_in_a_group_are_noted() {
     let notes = caveats(&gather(&distinct, &GroupBy::Seeds).unwrap());
     assert!(!notes.iter().any(|n| n.contains("same seed")), "{notes:?}");
 }
+
+/// Finished runs whose final evals lie at different steps are noted (a
+/// walkthrough resumed one sweep member to 700 steps; its row read best
+/// against 500-step ones).
+#[test]
+fn runs_of_different_budgets_are_noted() {
+    let root = tempfile::tempdir().unwrap();
+    let ended_at = |name: &str, seed: u64, step: u64| {
+        let mut run = finished_seed(root.path(), name, seed);
+        run.final_eval = Some((step, [("accuracy".to_string(), 0.9)].into()));
+        run
+    };
+    let budget_note = |runs: &[Run]| {
+        caveats(&gather(runs, &GroupBy::Seeds).unwrap())
+            .into_iter()
+            .find(|n| n.contains("different steps"))
+    };
+    let mixed = [
+        ended_at("a", 0, 500),
+        ended_at("b", 1, 500),
+        ended_at("c", 2, 700),
+    ];
+    let note = budget_note(&mixed).expect("a note");
+    assert!(note.contains("(500: 2 runs; 700: c)"), "{note}");
+    let alike = [ended_at("d", 0, 500), ended_at("e", 1, 500)];
+    assert_eq!(budget_note(&alike), None);
+    // An unfinished run is noted as such, not as another budget.
+    let mut stopped = ended_at("f", 2, 300);
+    stopped.status = "stopped".into();
+    assert_eq!(budget_note(&[ended_at("g", 0, 500), stopped]), None);
+}
