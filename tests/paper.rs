@@ -529,7 +529,7 @@ fn compare_draws_one_banded_curve_per_setting() {
     );
     // A paper's names for the groups.
     let renamed = out.path().join("renamed.svg");
-    ok(&[
+    let said = ok(&[
         "compare",
         "--group",
         GROUP,
@@ -538,6 +538,8 @@ fn compare_draws_one_banded_curve_per_setting() {
         "-o",
         renamed.to_str().unwrap(),
     ]);
+    // Said as drawn.
+    assert!(said.contains(": MELTR (n=2); kind=sum (n=2)"), "{said}");
     let text = std::fs::read_to_string(&renamed).unwrap();
     assert!(
         text.contains("MELTR (n=2)")

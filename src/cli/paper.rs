@@ -150,9 +150,12 @@ pub(super) fn compare(
         args.band,
         args.log_scale,
     )?;
+    // As the legend reads (a walkthrough's --label renames were printed
+    // under the old labels).
     let sizes: Vec<String> = groups
         .iter()
-        .map(|g| format!("{} (n={})", g.label, g.runs.len()))
+        .zip(&legend)
+        .map(|(g, text)| format!("{text} (n={})", g.runs.len()))
         .collect();
     println!("wrote {}: {}", path.display(), sizes.join("; "));
     for note in groups::caveats(&groups) {
