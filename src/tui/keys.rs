@@ -28,7 +28,7 @@ pub const KEYS: &[(&str, &str, &str)] = &[
     (
         "global",
         "q",
-        "quit or detach (asks first; s there stops the run)",
+        "quit or detach (if live, asks; s stops the run)",
     ),
     (
         "global",

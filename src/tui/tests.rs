@@ -698,6 +698,19 @@ fn a_long_message_wraps_at_the_bottom_instead_of_being_cut() {
     );
 }
 
+/// A finished run has nothing to stop or leave running: `q` quits (a
+/// walkthrough was asked to confirm).
+#[test]
+fn quit_on_a_finished_run_asks_nothing() {
+    let mut app = app();
+    app.status = Status::Finished;
+    assert_eq!(
+        press(&mut app, KeyCode::Char('q')),
+        Action::Quit(Exit::Left)
+    );
+    assert_eq!(app.overlay, Overlay::None);
+}
+
 #[test]
 fn quit_asks_first_and_can_stop_the_run() {
     let link = FakeLink::default();

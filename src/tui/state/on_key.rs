@@ -94,6 +94,8 @@ impl App {
                 self.overlay = Overlay::Help { scroll: 0 };
                 Action::None
             }
+            // Nothing to stop or leave running: no question.
+            KeyCode::Char('q') if self.status.is_terminal() => Action::Quit(Exit::Left),
             KeyCode::Char('q') => {
                 self.overlay = Overlay::ConfirmQuit;
                 Action::None
