@@ -547,7 +547,9 @@ fn compare_draws_one_banded_curve_per_setting() {
             && text.contains("kind=sum (n=2)"),
         "{text}"
     );
-    // Singles stay as before: no band, session names in the legend.
+    // Singles stay as before: no band, session names in the legend, each
+    // followed by the setting that tells it apart (walkthrough G's fork
+    // figure read `tui2` and `tui2 → tui2-fork`, the γ it changed nowhere).
     let single = out.path().join("single.svg");
     let dirs = dirs();
     ok(&[
@@ -559,7 +561,9 @@ fn compare_draws_one_banded_curve_per_setting() {
     ]);
     let drawn = std::fs::read_to_string(&single).unwrap();
     assert!(
-        !drawn.contains("fill-opacity=\"0.2\"") && drawn.contains("meltr-s0"),
+        !drawn.contains("fill-opacity=\"0.2\"")
+            && drawn.contains("meltr-s0 (kind=meltr)")
+            && drawn.contains("sum-s0 (kind=sum)"),
         "{drawn}"
     );
 }

@@ -139,6 +139,13 @@ pub(super) fn compare(
         .zip(&legend)
         .map(|(g, text)| crate::plot::CurveGroup {
             label: labelled.then(|| text.clone()),
+            // Drawn under its name: the settings that tell it apart follow
+            // (a fork's line already says whose fork it is).
+            setting: (!labelled && !g.values.is_empty()).then(|| {
+                let fork = g.fork_of.as_ref().map(|f| format!(" (fork of {f})"));
+                let label = fork.as_ref().and_then(|f| g.label.strip_suffix(f.as_str()));
+                label.unwrap_or(&g.label).to_string()
+            }),
             dirs: g.runs.iter().map(|r| r.dir.clone()).collect(),
         })
         .collect();

@@ -41,6 +41,9 @@ pub struct SessionData {
     /// Where the run changed course: config edits (the keys) and collapse
     /// restores, by step.
     pub marks: Vec<Mark>,
+    /// What tells this session apart in a comparison of single sessions
+    /// (`gamma=0.3`), after its name in the legend.
+    pub setting: Option<String>,
 }
 
 impl SessionData {
@@ -91,6 +94,7 @@ impl SessionData {
             transform: None,
             last_losses: BTreeMap::new(),
             marks: Vec::new(),
+            setting: None,
         };
         let push = |into: &mut Curves, step: f64, named: &BTreeMap<String, f64>| {
             for (name, &v) in named {

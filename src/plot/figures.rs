@@ -455,6 +455,10 @@ pub fn compare(sessions: &[SessionData], metric: &str, prep: Prep) -> anyhow::Re
                 Some((p, _)) => format!("{} → {}", names[p], names[i]),
                 None => names[i].clone(),
             };
+            let name = match &sessions[i].setting {
+                Some(setting) => format!("{name} ({setting})"),
+                None => name,
+            };
             match source {
                 SeriesSource::Eval => vec![eval_line(name, points, look(i), prep.columns)],
                 SeriesSource::Train => {

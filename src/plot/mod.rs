@@ -245,12 +245,13 @@ pub fn compare(
     metric: Option<&str>,
     style: Style,
 ) -> Result<PathBuf> {
-    compare_scaled(session_dirs, out_file, metric, style, false)
+    compare_scaled(session_dirs, &[], out_file, metric, style, false)
 }
 
 /// [`compare`], on a log y axis with `log_scale` (values ≤ 0 left out).
 fn compare_scaled(
     session_dirs: &[PathBuf],
+    settings: &[Option<String>],
     out_file: &Path,
     metric: Option<&str>,
     style: Style,
@@ -260,10 +261,13 @@ fn compare_scaled(
         bail!("compare needs at least one session");
     }
     let format = Format::from_path(out_file)?;
-    let sessions = session_dirs
+    let mut sessions = session_dirs
         .iter()
         .map(|d| SessionData::load(d))
         .collect::<Result<Vec<_>>>()?;
+    for (session, setting) in sessions.iter_mut().zip(settings) {
+        session.setting.clone_from(setting);
+    }
     let metric = metric_to_compare(sessions.iter(), metric)?;
     let theme = style.theme();
     let chart = figures::compare(&sessions, &metric, prep(&theme, Smoothing::Auto))?;
@@ -293,6 +297,9 @@ fn metric_to_compare<'a>(
 pub struct CurveGroup {
     /// The legend label (None: the first session's name).
     pub label: Option<String>,
+    /// For a group of one session drawn under its name: what tells it
+    /// apart (`gamma=0.3`), after the name.
+    pub setting: Option<String>,
     pub dirs: Vec<PathBuf>,
 }
 
@@ -312,7 +319,8 @@ pub fn compare_groups(
         .all(|g| g.label.is_none() && g.dirs.len() == 1)
     {
         let dirs: Vec<PathBuf> = groups.iter().map(|g| g.dirs[0].clone()).collect();
-        return compare_scaled(&dirs, out_file, metric, style, log_scale);
+        let settings: Vec<Option<String>> = groups.iter().map(|g| g.setting.clone()).collect();
+        return compare_scaled(&dirs, &settings, out_file, metric, style, log_scale);
     }
     let format = Format::from_path(out_file)?;
     let mut loaded = groups
