@@ -438,7 +438,7 @@ fn bad_models_and_data_are_refused_with_what_to_fix() {
     let all = refused(
         &meltr_on("val"),
         "meltr.val_source = \"val\": the meta step's validation forward (the model in training mode, \
-         on a batch of the validation split) fails, before step 1",
+         on a batch of the validation split) fails, tried before training",
     );
     assert!(
         all.contains("Expected more than 1 value per channel"),
@@ -485,7 +485,7 @@ fn resume_restores_parameters_and_buffers() {
     let (_, a) = metrics_of(tmp.path(), "straight");
     let (_, b) = metrics_of(tmp.path(), "resumed");
     // The shares' fallback (the example's fused attention) is said once,
-    // not again by the resume, which goes straight to it.
+    // not again by the resume (which tries the double backward again).
     let fallbacks = |lines: &[MetricLine]| {
         lines
             .iter()

@@ -161,8 +161,12 @@ pub(super) fn compare(
     // under the old labels).
     let sizes: Vec<String> = groups
         .iter()
+        .zip(&curves)
         .zip(&legend)
-        .map(|(g, text)| format!("{text} (n={})", g.runs.len()))
+        .map(|((g, curve), text)| match &curve.setting {
+            Some(setting) => format!("{} ({setting})", g.runs[0].meta.name),
+            None => format!("{text} (n={})", g.runs.len()),
+        })
         .collect();
     println!("wrote {}: {}", path.display(), sizes.join("; "));
     for note in groups::caveats(&groups) {

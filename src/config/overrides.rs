@@ -216,13 +216,8 @@ pub(super) fn parse_value_like(like: &toml::Value, text: &str) -> Result<toml::V
         (toml::Value::Integer(_), Some(v @ toml::Value::Integer(_))) => Ok(v),
         (toml::Value::Boolean(_), Some(v @ toml::Value::Boolean(_))) => Ok(v),
         (toml::Value::Array(_), Some(v @ toml::Value::Array(_))) => Ok(v),
-        (toml::Value::Float(_) | toml::Value::Integer(_), None)
-            if out_of_range(text, like.is_integer()) =>
-        {
-            Err(format!(
-                "`{text}` is beyond the range of a 64-bit {type_name} (TOML's numbers)"
-            ))
-        }
+        (toml::Value::Float(_), None) => number_toml_refused(text, type_name, false),
+        (toml::Value::Integer(_), None) => number_toml_refused(text, type_name, true),
         (_, _) => Err(format!("expected {}, got `{text}`", article(type_name))),
     }
 }
@@ -232,16 +227,27 @@ fn spells_infinity(text: &str) -> bool {
     text.to_ascii_lowercase().contains("inf")
 }
 
-/// A number TOML refuses only for its size (`1e400`, an integer past 2⁶³):
-/// "expected a number" would puzzle whoever typed one.
-fn out_of_range(text: &str, integer: bool) -> bool {
+/// Text TOML refuses for a number key: a number past 64 bits says its
+/// range ("expected a number" would puzzle whoever typed `1e400`); a float
+/// key takes any finite number Rust reads (`99999999999999999999`, an
+/// integer past 2⁶³ to TOML, is 1e20); an integer with leading zeros says
+/// so; anything else expects the type.
+fn number_toml_refused(text: &str, type_name: &str, integer: bool) -> Result<toml::Value, String> {
     let plain = text.replace('_', "");
-    let huge_float = || {
-        plain
-            .parse::<f64>()
-            .is_ok_and(|v| v.is_infinite() && !spells_infinity(&plain))
-    };
-    plain.parse::<i128>().is_ok() || (!integer && huge_float())
+    let whole = plain.parse::<i128>().ok();
+    let beyond = format!("`{text}` is beyond the range of a 64-bit {type_name} (TOML's numbers)");
+    if integer {
+        return Err(match whole {
+            Some(n) if i64::try_from(n).is_err() => beyond,
+            Some(_) => format!("expected an integer without leading zeros, got `{text}`"),
+            None => format!("expected {}, got `{text}`", article(type_name)),
+        });
+    }
+    match plain.parse::<f64>() {
+        Ok(v) if v.is_finite() => Ok(toml::Value::Float(v)),
+        Ok(v) if v.is_infinite() && !spells_infinity(&plain) => Err(beyond),
+        _ => Err(format!("expected {}, got `{text}`", article(type_name))),
+    }
 }
 
 fn article(type_name: &str) -> String {

@@ -28,7 +28,8 @@ pub struct Owner {
     pub since: u64,
 }
 
-/// Watches the logged gradient shares (primary first in `names`).
+/// Watches the logged gradient shares for an auxiliary (any loss but the
+/// primary) that owns the gradient.
 #[derive(Debug, Default)]
 pub struct GradientOwner {
     /// The auxiliary at or above [`OWNED`], since which step, for how many

@@ -45,11 +45,21 @@ impl LossRise {
     /// The watch as the train lines of `lines` left it (`primary`'s loss),
     /// for a resumed run: a climb they hold counts as said.
     pub fn replayed(lines: &[MetricLine], primary: &str) -> Self {
+        Self::replayed_if(lines, primary, |_| true)
+    }
+
+    /// As [`Self::replayed`] for loss `name`, a climb sayable at a line
+    /// where `sayable(its effective weight)` (see [`Self::observe_if`]).
+    pub fn replayed_if(lines: &[MetricLine], name: &str, sayable: impl Fn(f64) -> bool) -> Self {
         let mut watch = Self::default();
         for line in lines {
-            if let Record::Train { losses, .. } = &line.record {
-                if let Some(&loss) = losses.get(primary) {
-                    let _ = watch.observe(line.step, loss);
+            if let Record::Train {
+                losses, weights, ..
+            } = &line.record
+            {
+                if let Some(&loss) = losses.get(name) {
+                    let weight = weights.get(name).copied().unwrap_or(f64::NAN);
+                    let _ = watch.observe_if(line.step, loss, sayable(weight));
                 }
             }
         }
@@ -60,6 +70,13 @@ impl LossRise {
     /// settles. Losses that reach 0 or below (a log-likelihood) are not
     /// read: "twice the lowest" means nothing there.
     pub fn observe(&mut self, step: u64, loss: f64) -> Option<Rise> {
+        self.observe_if(step, loss, true)
+    }
+
+    /// As [`Self::observe`], a climb said only while `sayable` (an
+    /// auxiliary's under a negative weight): one not said then is said at
+    /// the first line that is.
+    pub fn observe_if(&mut self, step: u64, loss: f64, sayable: bool) -> Option<Rise> {
         if !loss.is_finite() {
             return None;
         }
@@ -83,7 +100,7 @@ impl LossRise {
         if smoothed < REARM_FACTOR * lowest {
             self.said = false;
         }
-        if self.above >= RISE_LINES && !self.said {
+        if self.above >= RISE_LINES && !self.said && sayable {
             self.said = true;
             return Some(Rise {
                 now: smoothed,
@@ -163,6 +180,35 @@ mod tests {
         let mut other = LossRise::replayed(&logged(&climb), "aux");
         assert_eq!(other.smoothed, Some(1.0));
         assert!(other.observe(0, 1.0).is_none());
+    }
+
+    /// A climb confirmed while it may not be said (an auxiliary under a
+    /// positive weight) is said at the first line where it may, live and
+    /// after a resume alike (it was used up unsaid).
+    #[test]
+    fn a_climb_not_sayable_yet_is_said_once_it_is() {
+        let climb = [1.4, 1.0, 0.8, 0.8, 3.2, 5.1, 4.5, 4.7, 7.7, 8.0, 8.5];
+        // Sayable (a negative weight) from the 9th line only.
+        let weight = |i: usize| if i >= 8 { -0.05 } else { 0.2 };
+        let mut live = LossRise::default();
+        let said: Vec<usize> = (0..climb.len())
+            .filter(|&i| {
+                live.observe_if(10 * i as u64, climb[i], weight(i) < 0.0)
+                    .is_some()
+            })
+            .collect();
+        assert_eq!(said, vec![8]);
+        let lines: Vec<MetricLine> = logged(&climb[..8])
+            .into_iter()
+            .map(|mut line| {
+                if let Record::Train { weights, .. } = &mut line.record {
+                    weights.insert("main".into(), 0.2);
+                }
+                line
+            })
+            .collect();
+        let mut resumed = LossRise::replayed_if(&lines, "main", |w| w < 0.0);
+        assert!(resumed.observe_if(80, climb[8], true).is_some());
     }
 
     #[test]

@@ -272,6 +272,13 @@ pub fn caveats(groups: &[Group]) -> Vec<String> {
 /// different budgets (a walkthrough resumed one sweep member to 700 steps,
 /// and its n = 1 row read best against 500-step ones).
 fn unlike_budgets(groups: &[Group]) -> Option<String> {
+    // Budgets told apart on purpose (--group-by train.steps) are the point.
+    if groups
+        .iter()
+        .any(|g| g.values.iter().any(|(key, _)| key == "train.steps"))
+    {
+        return None;
+    }
     let mut by_step: BTreeMap<u64, Vec<String>> = BTreeMap::new();
     for r in groups.iter().flat_map(|g| &g.runs) {
         if let (Some((step, _)), "finished") = (&r.final_eval, r.status.as_str()) {
@@ -291,7 +298,7 @@ fn unlike_budgets(groups: &[Group]) -> Option<String> {
             .max_by_key(|(_, names)| names.len())
             .map_or(0, |(step, _)| *step);
         format!(
-            "note: the runs' final evals lie at different steps ({}): rows of different training budgets compare unlike; \
+            "note: the runs' final evals lie at different steps ({}): groups of different training budgets compare unlike; \
              --where train.steps={most} keeps those of {most} steps",
             ends.join("; ")
         )

@@ -24,13 +24,15 @@ impl Trainer {
     }
 
     /// `meltr.val_source = "val"`: the meta step's validation forward (the
-    /// model in training mode), tried once on the validation split's first
-    /// batch before step 1, the buffers put back. A model that cannot take
-    /// it (BatchNorm on a 1-row split) failed at the first meta step.
+    /// model in training mode), tried once before training starts or
+    /// resumes, on the batch a meta step at step 1 would draw, the buffers
+    /// put back. A model that cannot take it (BatchNorm on a 1-row split)
+    /// failed at the first meta step. (Whole: built before a data-parallel
+    /// group is joined, the trainer does not know its rank's share yet.)
     pub(super) fn check_meta_validation_batch(&self) -> Result<()> {
         tch::manual_seed(forward_seed(self.config.workload.seed, 1, Forward::MetaVal));
         tch::no_grad(|| -> Result<()> {
-            let batch = self.shard(self.workload.val_batch(1)?)?;
+            let batch = self.workload.val_batch(1)?;
             let buffers = workload::SavedBuffers::take(self.workload.as_ref())?;
             let tried = self.workload.loss(&batch, &self.config.workload.primary);
             buffers.restore(self.workload.as_ref())?;
@@ -38,7 +40,7 @@ impl Trainer {
         })
         .context(
             "meltr.val_source = \"val\": the meta step's validation forward (the model in training mode, \
-             on a batch of the validation split) fails, before step 1; meltr.val_source = \"recent\" \
+             on a batch of the validation split) fails, tried before training; meltr.val_source = \"recent\" \
              (the default) validates on recent training batches instead",
         )
     }

@@ -223,15 +223,12 @@ impl Trainer {
                 });
             }
             for aux in 1..k {
-                let Some(rise) = self.auxiliary_rise[aux - 1].observe(self.step, values[aux])
-                else {
-                    continue;
-                };
                 // Climbing under a positive weight is the model's business
                 // (an overfit auxiliary); under a negative one the combiner
                 // asks for it.
                 let weight = values[k + aux];
-                if weight < 0.0 {
+                let watch = &mut self.auxiliary_rise[aux - 1];
+                if let Some(rise) = watch.observe_if(self.step, values[aux], weight < 0.0) {
                     let message = auxiliary_climb_event(&self.loss_names[aux], rise, weight);
                     self.emit(Record::Event {
                         level: Level::Warn,
@@ -311,10 +308,12 @@ impl Trainer {
                 Ok(shares) => return Ok(shares),
                 Err(e) => {
                     self.shares_per_loss = Some(format!("{e:#}"));
-                    self.emit(Record::Event {
-                        level: Level::Info,
-                        message: format!("{SHARES_PER_LOSS_FROM_NOW}{e:#})"),
-                    });
+                    if !std::mem::replace(&mut self.shares_fallback_said, true) {
+                        self.emit(Record::Event {
+                            level: Level::Info,
+                            message: format!("{SHARES_PER_LOSS_FROM_NOW}{e:#})"),
+                        });
+                    }
                 }
             }
         }
@@ -361,17 +360,23 @@ fn gradient_owner_event(
     };
     format!(
         "auxiliary loss {} has had {:.1}% of the combined gradient on {} logged share lines in a row since step {} \
-         (the primary, {primary}: {:.1}%): the model trains almost only on it. {why}",
+         (the primary, {primary}: {:.1}%{}): the model trains almost only on it. {why}",
         owner.loss,
         100.0 * owner.share,
         crate::engine::gradient_owner::LINES,
         owner.since,
         100.0 * owner.primary_share,
+        // Shares sum to 1: one above it has others pulling against it.
+        if owner.share > 1.0 {
+            "; the others pull against it"
+        } else {
+            ""
+        },
     )
 }
 
 /// The start of the event said when the shares' double backward failed;
-/// a resume reads it back and goes straight to one backward per loss.
+/// a resume reads it back, so as not to say it again.
 pub(super) const SHARES_PER_LOSS_FROM_NOW: &str =
     "gradient shares take one backward pass per loss from now on: their double backward failed (";
 

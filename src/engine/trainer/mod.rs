@@ -148,6 +148,8 @@ pub struct Trainer {
     /// Why gradient shares fell back to one backward per loss, once they
     /// have.
     shares_per_loss: Option<String>,
+    /// The fallback was said (in this run, or before its resume).
+    shares_fallback_said: bool,
     /// Times the meta step's phases when the bench enables it.
     phase_clock: PhaseClock,
     /// The step of the last checkpoint written (none twice for one step).

@@ -123,7 +123,7 @@ impl Trainer {
             .iter()
             .map(|_| LossRise::default())
             .collect();
-        let mut shares_per_loss = None;
+        let mut shares_fallback_said = false;
         if let Some(point) = resume {
             notes = point.notes;
             ran_with = point.ran_with;
@@ -177,15 +177,14 @@ impl Trainer {
                     .workload
                     .auxiliary
                     .iter()
-                    .map(|name| LossRise::replayed(&lines, name))
+                    .map(|name| LossRise::replayed_if(&lines, name, |weight| weight < 0.0))
                     .collect();
-                // The shares' double backward failed before on this model:
-                // not tried (and said) again.
-                shares_per_loss = lines.iter().find_map(|line| match &line.record {
-                    Record::Event { message, .. } => message
-                        .strip_prefix(super::inner::SHARES_PER_LOSS_FROM_NOW)
-                        .map(|why| why.to_string()),
-                    _ => None,
+                // The shares' double backward failed before: tried again
+                // (the failure may have been passing, and every rank must
+                // take one path), not said again.
+                shares_fallback_said = lines.iter().any(|line| {
+                    matches!(&line.record, Record::Event { message, .. }
+                        if message.starts_with(super::inner::SHARES_PER_LOSS_FROM_NOW))
                 });
             }
         }
@@ -278,7 +277,8 @@ impl Trainer {
             jvp_routes: JvpRoutes::default(),
             jvp_fallback_reported: None,
             refused_edits: Vec::new(),
-            shares_per_loss,
+            shares_per_loss: None,
+            shares_fallback_said,
             phase_clock: PhaseClock::disabled(),
             checkpointed_at: resumed_from.as_ref().map(|_| step),
             pending_steps: Vec::new(),
