@@ -304,6 +304,25 @@ fn fixed_weights_are_reported_as_effective_weights() {
     assert_eq!(weights["harmful"], 0.0);
 }
 
+/// The events starting with `prefix` of a run of `config` with fixed
+/// weights 1 on the primary and `helpful` on the helpful loss.
+fn events_with_helpful_weight(
+    root: &std::path::Path,
+    config: &meltr_tui::config::Config,
+    name: &str,
+    helpful: f64,
+    prefix: &str,
+) -> Vec<(u64, String)> {
+    let mut config = config.clone();
+    config.combiner.weights = [
+        ("primary".to_string(), 1.0),
+        ("helpful".to_string(), helpful),
+    ]
+    .into();
+    let (dir, _) = run_session(root, name, config);
+    events_matching(&dir, |m| m.starts_with(prefix))
+}
+
 /// An auxiliary that owns the combined gradient is said once, with the
 /// step its streak began (walkthrough E's x100 loss had ≥ 99.5% of it under
 /// every combiner, unsaid).
@@ -314,14 +333,7 @@ fn an_auxiliary_owning_the_gradient_is_said_once() {
     let mut config = small_config("weights", 80);
     config.train.shares_every = 10;
     let run = |name: &str, helpful: f64| {
-        let mut config = config.clone();
-        config.combiner.weights = [
-            ("primary".to_string(), 1.0),
-            ("helpful".to_string(), helpful),
-        ]
-        .into();
-        let (dir, _) = run_session(root.path(), name, config);
-        events_matching(&dir, |m| m.starts_with("auxiliary loss "))
+        events_with_helpful_weight(root.path(), &config, name, helpful, "auxiliary loss ")
     };
     let said = run("owned", 1e4);
     assert_eq!(said.len(), 1, "{said:?}");
@@ -345,16 +357,8 @@ fn an_auxiliary_maximised_by_a_negative_weight_is_said() {
     let root = tempfile::tempdir().unwrap();
     let config = small_config("weights", 200);
     let run = |name: &str, helpful: f64| {
-        let mut config = config.clone();
-        config.combiner.weights = [
-            ("primary".to_string(), 1.0),
-            ("helpful".to_string(), helpful),
-        ]
-        .into();
-        let (dir, _) = run_session(root.path(), name, config);
-        events_matching(&dir, |m| {
-            m.starts_with("auxiliary loss helpful has climbed")
-        })
+        let prefix = "auxiliary loss helpful has climbed";
+        events_with_helpful_weight(root.path(), &config, name, helpful, prefix)
     };
     let said = run("maximised", -0.5);
     assert_eq!(said.len(), 1, "{said:?}");
