@@ -78,7 +78,7 @@ run)
     # CUDA-only unit tests: allocator peak memory, the fused AdamW kernel and
     # foreach clipping against their references, an NCCL group of one rank,
     # NVML series in the metrics log.
-    step cuda-tests 150 carry/lib-tests --ignored --test-threads=1 on_cuda
+    step cuda-tests 150 carry/lib-tests --ignored --test-threads=1 --nocapture on_cuda
     step device-memory-tests 60 carry/lib-tests --ignored --test-threads=1 device_memory
     # The main job (configs/default.toml, device auto) headless on the GPU.
     step default-run 180 "$bin" run --headless -c configs/default.toml --sessions-dir "$res/sessions" -n default-cuda
@@ -89,10 +89,10 @@ run)
         --set train.device=cuda --sessions-dir "$res/sessions" -n rank-nccl-cuda
     # The TorchScript models, exported here by this machine's torch.
     step export-example 60 $python examples/torchscript/export_two_stream.py --attention matmul --out carry/bench-model
-    cp examples/torchscript/two_stream.toml carry/bench-model/
+    [[ ! -d carry/bench-model ]] || cp examples/torchscript/two_stream.toml carry/bench-model/
     step export-wide-mlp 60 $python examples/torchscript/export_wide_mlp.py --out carry/wide-mlp
     step side-by-side-example 200 $python scripts/side_by_side.py -c carry/bench-model/two_stream.toml \
-        --binary "$bin" --python "$python" --device cuda --pairs 5 --steps 100 --settings sum,meltr-factorized --logged \
+        --binary "$bin" --python "$python" --device cuda --pairs 3 --steps 100 --settings sum,meltr-factorized --logged \
         --out "$res/side-by-side-example.json"
     step bench-cuda 200 "$bin" bench --device cuda --rounds 3 --torchscript carry/bench-model --out "$res/bench-cuda-table.txt"
     step side-by-side-wide-mlp 120 $python scripts/side_by_side.py -c carry/wide-mlp/wide_mlp.toml \
