@@ -257,7 +257,7 @@ mod tests {
         let fused = crate::meltr::forward_ad::jvp(&lstm.theta, &p, &f);
         let error = format!(
             "{:#}",
-            fused.err().expect("oneDNN's layer has no forward mode")
+            fused.expect_err("oneDNN's layer has no forward mode")
         );
         assert_eq!(named_in(&error), ONEDNN, "{error}");
         let (_, tangent) = {
