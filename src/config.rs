@@ -114,8 +114,9 @@ pub struct TrainConfig {
     pub grad_clip: f64,
     pub eval_every: u64,
     pub checkpoint_every: u64,
-    /// How many checkpoints a run keeps, the newest (0: every one). Older
-    /// ones are deleted as new ones land; forks start only from kept ones.
+    /// How many checkpoints a run keeps, the newest (0: every one), and
+    /// the best-evaluated one besides (`export --best`). Older ones are
+    /// deleted as new ones land; forks start only from kept ones.
     pub keep_checkpoints: usize,
     pub log_every: u64,
     /// Each loss's share of the combined gradient costs a second backward

@@ -611,6 +611,42 @@ fn export_writes_the_trained_torchscript_module() {
         moved += usize::from(!t.equal(t0));
     }
     assert!(moved > 0, "the exported module is the untrained one");
+
+    // --best: the one kept checkpoint written at an evaluation (step 20),
+    // the metric named; --at a step without a checkpoint lists those kept.
+    let export = |extra: &[&str]| {
+        bin()
+            .arg("--sessions-dir")
+            .arg(tmp.path())
+            .args(["export", "tuned", "--out"])
+            .arg(&out_dir)
+            .args(extra)
+            .output()
+            .unwrap()
+    };
+    std::fs::remove_file(&written).unwrap();
+    let best = export(&["--format", "model", "--best"]);
+    assert!(best.status.success(), "{}", text(&best));
+    assert!(
+        text(&best).contains("as trained to step 20; the ")
+            && text(&best).contains("among the kept checkpoints' evaluations")
+            && written.exists(),
+        "{}",
+        text(&best)
+    );
+    let at = export(&["--format", "model", "--at", "10"]);
+    assert!(
+        !at.status.success()
+            && text(&at).contains("has no checkpoint at step 10; it has checkpoints at steps 20"),
+        "{}",
+        text(&at)
+    );
+    let figures = export(&["--best"]);
+    assert!(
+        !figures.status.success() && text(&figures).contains("add --format model"),
+        "{}",
+        text(&figures)
+    );
 }
 
 /// A safetensors dtype libtorch has no kind for (U16) is named with its

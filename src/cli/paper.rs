@@ -184,6 +184,13 @@ pub struct ExportArgs {
     /// TorchScript module from the newest checkpoint, <out>/<id>-step-N.pt).
     #[arg(long, value_delimiter = ',', default_value = "svg,png,pdf")]
     pub format: Vec<crate::export::Format>,
+    /// The model from the checkpoint written at this step instead.
+    #[arg(long, value_name = "STEP", conflicts_with = "best")]
+    pub at: Option<u64>,
+    /// The model from the kept checkpoint whose evaluation (at its step)
+    /// has the best primary metric.
+    #[arg(long)]
+    pub best: bool,
     /// Output folder (default: <session>/plots for figures, <session>/export for data).
     #[arg(long)]
     pub out: Option<PathBuf>,
@@ -214,7 +221,17 @@ pub(super) fn export_command(root: &Path, args: ExportArgs) -> Result<()> {
             _ => None,
         })
         .collect();
-    export_data(&dir, &args.format, args.out.as_deref())?;
+    let pick = match (args.at, args.best) {
+        (Some(step), _) => crate::export::model::Pick::At(step),
+        (None, true) => crate::export::model::Pick::Best,
+        (None, false) => crate::export::model::Pick::Newest,
+    };
+    if pick != crate::export::model::Pick::Newest
+        && !args.format.contains(&crate::export::Format::Model)
+    {
+        bail!("--at and --best pick the checkpoint of the model export: add --format model");
+    }
+    export_data(&dir, &args.format, args.out.as_deref(), pick)?;
     if !figures.is_empty() {
         let opts = crate::plot::ExportOptions {
             formats: figures,
@@ -268,6 +285,7 @@ pub(super) fn export_data(
     dir: &Path,
     formats: &[crate::export::Format],
     out: Option<&Path>,
+    pick: crate::export::model::Pick,
 ) -> Result<()> {
     let out = out.map_or_else(|| dir.join("export"), Path::to_path_buf);
     for format in formats {
@@ -275,11 +293,16 @@ pub(super) fn export_data(
             crate::export::Format::Csv => crate::export::write_csv(dir, &out)?,
             crate::export::Format::Tensorboard => crate::export::write_tensorboard(dir, &out)?,
             crate::export::Format::Model => {
-                let (path, step) = crate::export::write_model(dir, &out)?;
+                let written = crate::export::model::write_model(dir, &out, pick)?;
+                let why = written
+                    .note
+                    .map(|note| format!("; {note}"))
+                    .unwrap_or_default();
                 println!(
-                    "wrote {} (the TorchScript module as trained to step {step}; \
+                    "wrote {} (the TorchScript module as trained to step {}{why}; \
                      torch.jit.load(path, map_location=\"cpu\") reads it anywhere)",
-                    path.display()
+                    written.path.display(),
+                    written.step
                 );
                 continue;
             }

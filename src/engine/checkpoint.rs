@@ -15,9 +15,15 @@ pub fn file_name(step: u64) -> String {
 }
 
 /// Writes `tensors` as the checkpoint for `step`, then deletes all but the
-/// newest `keep` (0: deletes none); returns its path. A failed delete is no
+/// newest `keep` (0: deletes none) and `also_keep`'s; returns its path. A failed delete is no
 /// failed write (the next checkpoint tries it again).
-pub fn write(dir: &Path, step: u64, tensors: &[(String, Tensor)], keep: usize) -> Result<PathBuf> {
+pub fn write(
+    dir: &Path,
+    step: u64,
+    tensors: &[(String, Tensor)],
+    keep: usize,
+    also_keep: Option<u64>,
+) -> Result<PathBuf> {
     std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
     let path = dir.join(file_name(step));
     let cpu: Vec<(String, Tensor)> = tensors
@@ -39,7 +45,7 @@ pub fn write(dir: &Path, step: u64, tensors: &[(String, Tensor)], keep: usize) -
         })
     })?;
     if keep > 0 {
-        let _ = prune(dir, keep);
+        let _ = prune(dir, keep, also_keep);
     }
     Ok(path)
 }
@@ -94,9 +100,10 @@ pub fn set_aside(path: &Path) -> Result<PathBuf> {
     Ok(aside)
 }
 
-fn prune(dir: &Path, keep: usize) -> Result<()> {
+fn prune(dir: &Path, keep: usize, also_keep: Option<u64>) -> Result<()> {
     let all = list(dir);
-    for (_, path) in all.iter().take(all.len().saturating_sub(keep)) {
+    let older = all.iter().take(all.len().saturating_sub(keep));
+    for (_, path) in older.filter(|(step, _)| Some(*step) != also_keep) {
         std::fs::remove_file(path)
             .with_context(|| format!("cannot delete old checkpoint {}", path.display()))?;
     }
@@ -180,6 +187,7 @@ mod tests {
                 step,
                 &[("x".into(), Tensor::from(step as f64))],
                 3,
+                None,
             )
             .unwrap();
         }
@@ -209,11 +217,19 @@ mod tests {
             let dir = tempfile::tempdir().unwrap();
             for step in 1..=5 {
                 let x = [("x".to_string(), Tensor::from(step as f64))];
-                write(dir.path(), step, &x, keep).unwrap();
+                write(dir.path(), step, &x, keep, None).unwrap();
             }
             let steps: Vec<u64> = list(dir.path()).into_iter().map(|(s, _)| s).collect();
             assert_eq!(steps, expected, "keep {keep}");
         }
+        // The best-evaluated checkpoint (step 2) outlives the newest two.
+        let dir = tempfile::tempdir().unwrap();
+        for step in 1..=5 {
+            let x = [("x".to_string(), Tensor::from(step as f64))];
+            write(dir.path(), step, &x, 2, Some(2).filter(|_| step >= 2)).unwrap();
+        }
+        let steps: Vec<u64> = list(dir.path()).into_iter().map(|(s, _)| s).collect();
+        assert_eq!(steps, vec![2, 4, 5]);
     }
 
     #[test]
@@ -236,6 +252,7 @@ mod tests {
                 step,
                 &[("x".into(), Tensor::from(step as f64))],
                 3,
+                None,
             )
             .unwrap();
         }

@@ -5,6 +5,7 @@
 //! fine-tuned TorchScript module itself. `export`'s figure formats (svg,
 //! png, pdf) stay in `plot`.
 
+pub mod model;
 pub mod proto;
 pub mod record;
 pub mod tensorboard;
@@ -25,8 +26,8 @@ pub enum Format {
     Csv,
     /// TensorBoard event files.
     Tensorboard,
-    /// The trained TorchScript module (a TorchScript workload's newest
-    /// checkpoint).
+    /// The trained TorchScript module (a TorchScript workload's checkpoint:
+    /// [`model::Pick`]).
     Model,
 }
 
@@ -97,47 +98,4 @@ pub fn write_tensorboard(session: &Path, out: &Path) -> Result<PathBuf> {
     let path = run_dir.join(tensorboard::file_name(start));
     atomic_write(&path, &tensorboard::event_file(&meta, &config, &lines))?;
     Ok(path)
-}
-
-/// Writes `<out>/<session id>-step-<N>.pt`, the TorchScript module as the
-/// newest readable checkpoint holds it (trained parameters and buffers,
-/// frozen ones as loaded; in the run's dtype and on its device); returns
-/// its path and step.
-pub fn write_model(session: &Path, out: &Path) -> Result<(PathBuf, u64)> {
-    let dir = SessionDir::new(session);
-    let id = dir.id();
-    let (newest, unreadable) =
-        crate::engine::checkpoint::Loaded::newest_readable(&dir.checkpoints());
-    let unread = match unreadable.first() {
-        Some((path, why)) => format!(" ({} does not read back: {why})", path.display()),
-        None => String::new(),
-    };
-    let ckpt = newest.with_context(|| {
-        format!(
-            "session {id} has no checkpoint to export the model from{unread}: a run writes one \
-             every train.checkpoint_every steps, at its end, and on `c` in the TUI"
-        )
-    })?;
-    let module = ckpt
-        .get(&crate::workload::saved_module_key())
-        .with_context(|| {
-            let path = ckpt.path.display();
-            match SessionMeta::read(session).map(|m| m.workload) {
-                Ok(kind) if kind != "torchscript" => format!(
-                    "session {id} trains the built-in {kind} workload, not a TorchScript model: its \
-                     checkpoint {path} holds the parameters as model.* tensors (safetensors), there \
-                     is no module to export"
-                ),
-                _ => format!(
-                    "checkpoint {path} holds no TorchScript module (the run could not serialize it \
-                     then; its output.log says why); its model.* tensors are the trained parameters"
-                ),
-            }
-        })?;
-    let bytes = Vec::<u8>::try_from(module)
-        .with_context(|| format!("checkpoint {}: the saved module", ckpt.path.display()))?;
-    std::fs::create_dir_all(out).with_context(|| format!("cannot create {}", out.display()))?;
-    let path = out.join(format!("{id}-step-{}.pt", ckpt.step));
-    atomic_write(&path, &bytes)?;
-    Ok((path, ckpt.step))
 }

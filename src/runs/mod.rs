@@ -203,6 +203,12 @@ fn fork_line(message: &str) -> Option<(String, u64, Vec<String>)> {
     Some((id.to_string(), step.trim().parse().ok()?, keys))
 }
 
+/// The session's eval lines in log order (empty when its log does not
+/// read).
+pub fn evals_of(dir: &Path, meta: &SessionMeta) -> Vec<Eval> {
+    logged(dir, meta).evals
+}
+
 fn logged(dir: &Path, meta: &SessionMeta) -> Logged {
     let path = SessionDir::new(dir).metrics();
     let read = match session::log::read_metrics(&path) {

@@ -19,6 +19,62 @@ pub(super) const TRAIN_LINE_OWED: &str = "train.line_owed";
 /// `meltr.loss_scale` other than `raw`: the factors measured on the first
 /// batch.
 pub(super) const LOSS_SCALE: &str = "meltr.loss_scale";
+/// The best-evaluated checkpoint's step and primary metric.
+pub(super) const BEST_EVALUATED: &str = "eval.best_checkpoint";
+
+/// The checkpoint with the best primary metric among those written at an
+/// evaluation's step: kept past `train.keep_checkpoints`, so that
+/// `export --best` finds it.
+#[derive(Debug)]
+pub(super) struct BestEvaluated {
+    metric: String,
+    higher_is_better: bool,
+    /// The last evaluation's step and primary metric.
+    last_eval: Option<(u64, f64)>,
+    /// The best checkpoint written so far: step and metric.
+    best: Option<(u64, f64)>,
+}
+
+impl BestEvaluated {
+    pub(super) fn new(metric: &str, higher_is_better: bool, saved: Option<Vec<f64>>) -> Self {
+        let best = match saved.as_deref() {
+            Some(&[step, value]) => Some((step as u64, value)),
+            _ => None,
+        };
+        Self {
+            metric: metric.to_string(),
+            higher_is_better,
+            last_eval: None,
+            best,
+        }
+    }
+
+    pub(super) fn evaluated(
+        &mut self,
+        step: u64,
+        metrics: &std::collections::BTreeMap<String, f64>,
+    ) {
+        self.last_eval = metrics.get(&self.metric).map(|&v| (step, v));
+    }
+
+    /// The best checkpoint once one is written at `step`.
+    fn with_checkpoint_at(&self, step: u64) -> Option<(u64, f64)> {
+        let here = self
+            .last_eval
+            .filter(|&(at, value)| at == step && value.is_finite());
+        match (self.best, here) {
+            (Some(best), Some(here)) => {
+                let better = if self.higher_is_better {
+                    here.1 > best.1
+                } else {
+                    here.1 < best.1
+                };
+                Some(if better { here } else { best })
+            }
+            (best, here) => here.or(best),
+        }
+    }
+}
 
 impl Trainer {
     /// Writes a checkpoint now (and makes the metrics durable up to it).
@@ -75,9 +131,23 @@ impl Trainer {
             checkpoint::CONFIG_IN_FORCE.to_string(),
             Tensor::from_slice(config.as_bytes()),
         ));
+        let best = self.best_evaluated.with_checkpoint_at(self.step);
+        if let Some((step, value)) = best {
+            tensors.push((
+                BEST_EVALUATED.to_string(),
+                Tensor::from_slice(&[step as f64, value]),
+            ));
+        }
         let written = self.log.sync().and_then(|()| {
             let keep = self.config.train.keep_checkpoints;
-            checkpoint::write(&self.dir.checkpoints(), self.step, &tensors, keep)
+            let also_keep = best.map(|(step, _)| step);
+            checkpoint::write(
+                &self.dir.checkpoints(),
+                self.step,
+                &tensors,
+                keep,
+                also_keep,
+            )
         });
         let path = match written {
             Ok(path) => path,
@@ -90,6 +160,7 @@ impl Trainer {
         };
         self.checkpoint_owed = false;
         self.checkpointed_at = Some(self.step);
+        self.best_evaluated.best = best;
         self.emit(Record::Event {
             level: Level::Info,
             message: format!(
@@ -198,4 +269,37 @@ pub(super) fn saved_values(ckpt: &checkpoint::Loaded, key: &str) -> Result<Optio
         .map(|t| Vec::<f64>::try_from(t.to_kind(Kind::Double).flatten(0, -1)))
         .transpose()
         .with_context(|| format!("checkpoint {}: `{key}`", ckpt.path.display()))
+}
+
+#[cfg(test)]
+mod best_tests {
+    use super::BestEvaluated;
+    use std::collections::BTreeMap;
+
+    fn metric(value: f64) -> BTreeMap<String, f64> {
+        BTreeMap::from([("acc".to_string(), value), ("other".to_string(), 9.0)])
+    }
+
+    /// Only a checkpoint written at an evaluation's step counts; the best
+    /// stays until a better one is written; a non-finite metric never wins.
+    #[test]
+    fn the_best_evaluated_checkpoint_is_the_best_written_at_an_evaluation() {
+        let mut best = BestEvaluated::new("acc", true, None);
+        best.evaluated(50, &metric(0.9));
+        assert_eq!(best.with_checkpoint_at(60), None, "no evaluation at 60");
+        assert_eq!(best.with_checkpoint_at(50), Some((50, 0.9)));
+        best.best = best.with_checkpoint_at(50);
+        best.evaluated(100, &metric(0.7));
+        assert_eq!(best.with_checkpoint_at(100), Some((50, 0.9)));
+        best.evaluated(150, &metric(f64::NAN));
+        assert_eq!(best.with_checkpoint_at(150), Some((50, 0.9)));
+        best.evaluated(200, &metric(0.95));
+        assert_eq!(best.with_checkpoint_at(200), Some((200, 0.95)));
+        // Lower is better; a resumed run starts from the saved best.
+        let mut loss = BestEvaluated::new("acc", false, Some(vec![50.0, 0.3]));
+        loss.evaluated(100, &metric(0.4));
+        assert_eq!(loss.with_checkpoint_at(100), Some((50, 0.3)));
+        loss.evaluated(150, &metric(0.2));
+        assert_eq!(loss.with_checkpoint_at(150), Some((150, 0.2)));
+    }
 }

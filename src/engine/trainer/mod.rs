@@ -175,6 +175,8 @@ pub struct Trainer {
     skipped: skips::SkipTotals,
     /// The step of the newest eval line (from the log on resume).
     last_eval_step: Option<u64>,
+    /// The best-evaluated checkpoint, kept past `train.keep_checkpoints`.
+    best_evaluated: checkpointing::BestEvaluated,
     /// `train.trace`: the run's trace for the Python replay.
     tracer: Option<Tracer>,
     /// A copy of `config` that others read (the config file watcher).
@@ -506,6 +508,7 @@ impl Trainer {
             Err(error) => return Err(self.keep_the_training_of(error)),
         };
         self.check_eval_is_finite(&eval);
+        self.best_evaluated.evaluated(self.step, &eval.metrics);
         self.emit(Record::Eval {
             metrics: eval.metrics,
             losses: eval.losses,

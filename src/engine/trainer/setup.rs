@@ -114,6 +114,7 @@ impl Trainer {
         let mut last_eval_step = None;
         let mut pool_skipped = BTreeSet::new();
         let (mut neumann_episodes, mut neumann_stopped) = (0, false);
+        let mut best_saved = None;
         let mut train_line_owed = false;
         let mut loss_rise = LossRise::default();
         let mut gradient_owner = GradientOwner::default();
@@ -156,6 +157,10 @@ impl Trainer {
                 if let Some(&[episodes, stopped]) = stops.as_deref() {
                     (neumann_episodes, neumann_stopped) = (episodes as u32, stopped != 0.0);
                 }
+                best_saved = super::checkpointing::saved_values(
+                    &ckpt,
+                    super::checkpointing::BEST_EVALUATED,
+                )?;
                 notes.extend(watch_notes.into_iter().map(|n| (Level::Info, n)));
                 resumed_from = Some(ckpt.path);
             }
@@ -201,6 +206,8 @@ impl Trainer {
                 higher_is_better,
             ));
         }
+        let best_evaluated =
+            super::checkpointing::BestEvaluated::new(&primary_metric, higher_is_better, best_saved);
         let device = theta.first().map(Tensor::device).unwrap_or(Device::Cpu);
         let meta_info = SessionMeta {
             id: layout.id(),
@@ -293,6 +300,7 @@ impl Trainer {
                 ..Default::default()
             },
             last_eval_step,
+            best_evaluated,
             tracer,
             in_force: Arc::new(Mutex::new(in_force)),
             group: None,

@@ -1,0 +1,237 @@
+//! `export --format model`: the fine-tuned TorchScript module a
+//! checkpoint holds, from the newest checkpoint, the one at a step
+//! (`--at`), or the one whose evaluation scored best (`--best`).
+
+use crate::engine::checkpoint::{self, Loaded};
+use crate::session::{atomic_write, SessionDir, SessionMeta};
+use anyhow::{bail, Context, Result};
+use std::path::{Path, PathBuf};
+
+/// Which checkpoint the module comes from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Pick {
+    /// The newest readable one.
+    Newest,
+    /// The one written at this step.
+    At(u64),
+    /// Among the kept checkpoints written at an evaluation's step, the one
+    /// with the best primary metric.
+    Best,
+}
+
+/// A written module: its path, its step, and what to tell about the pick
+/// (`--best`: the metric, and the better evaluation whose checkpoint was
+/// not kept, if any).
+pub struct Written {
+    pub path: PathBuf,
+    pub step: u64,
+    pub note: Option<String>,
+}
+
+/// The best-scoring checkpoint among `checkpoints` (steps, ascending) by
+/// the evaluations at their steps (`evals`: step and primary metric, in
+/// log order; a step evaluated twice, as after a resume, counts its last),
+/// and a note naming the metric and, when an evaluation without a kept
+/// checkpoint scored better, that one.
+fn best_of(
+    checkpoints: &[u64],
+    evals: &[(u64, f64)],
+    metric: &str,
+    higher_is_better: bool,
+) -> Result<(u64, String)> {
+    let better = |a: f64, b: f64| if higher_is_better { a > b } else { a < b };
+    let mut at_step = std::collections::BTreeMap::new();
+    for &(step, value) in evals {
+        at_step.insert(step, value);
+    }
+    let best_among = |steps: &mut dyn Iterator<Item = u64>| {
+        let mut best: Option<(u64, f64)> = None;
+        for step in steps {
+            let Some(&value) = at_step.get(&step).filter(|v| v.is_finite()) else {
+                continue;
+            };
+            if best.is_none_or(|(_, b)| better(value, b)) {
+                best = Some((step, value));
+            }
+        }
+        best
+    };
+    let Some((step, value)) = best_among(&mut checkpoints.iter().copied()) else {
+        let steps: Vec<String> = checkpoints.iter().map(u64::to_string).collect();
+        bail!(
+            "no kept checkpoint was written at an evaluation's step (checkpoints at steps {}; \
+             evaluations with a finite {metric} at {} steps): --best needs both at one step \
+             (train.checkpoint_every a multiple of train.eval_every); --at STEP or the newest \
+             checkpoint exports one anyway",
+            steps.join(", "),
+            at_step.values().filter(|v| v.is_finite()).count(),
+        );
+    };
+    let goal = if higher_is_better {
+        "highest"
+    } else {
+        "lowest"
+    };
+    let mut note = format!(
+        "the {goal} {metric} among the kept checkpoints' evaluations: {}",
+        crate::numfmt::readable(value)
+    );
+    if let Some((overall_step, overall)) = best_among(&mut at_step.keys().copied()) {
+        if better(overall, value) {
+            note.push_str(&format!(
+                "; the evaluation at step {overall_step} scored {} but has no checkpoint kept \
+                 (one is written every train.checkpoint_every steps, and a run keeps its newest \
+                 train.keep_checkpoints; 0 keeps all)",
+                crate::numfmt::readable(overall)
+            ));
+        }
+    }
+    Ok((step, note))
+}
+
+/// The checkpoint `pick` names in the session in `dir` (`id`), read.
+fn picked(dir: &Path, id: &str, pick: Pick) -> Result<(Loaded, Option<String>)> {
+    let layout = SessionDir::new(dir);
+    let all = checkpoint::list(&layout.checkpoints());
+    let steps: Vec<u64> = all.iter().map(|(step, _)| *step).collect();
+    let listed = || {
+        steps
+            .iter()
+            .map(u64::to_string)
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    let (step, note) = match pick {
+        Pick::Newest => {
+            let (newest, unreadable) = Loaded::newest_readable(&layout.checkpoints());
+            let unread = match unreadable.first() {
+                Some((path, why)) => format!(" ({} does not read back: {why})", path.display()),
+                None => String::new(),
+            };
+            let newest = newest.with_context(|| {
+                format!(
+                    "session {id} has no checkpoint to export the model from{unread}: a run writes \
+                     one every train.checkpoint_every steps, at its end, and on `c` in the TUI"
+                )
+            })?;
+            return Ok((newest, None));
+        }
+        Pick::At(at) if steps.contains(&at) => (at, None),
+        Pick::At(at) => bail!(
+            "session {id} has no checkpoint at step {at}; it has checkpoints at steps {} (a run \
+             keeps its newest train.keep_checkpoints, 3 by default; 0 keeps all)",
+            listed()
+        ),
+        Pick::Best => {
+            if steps.is_empty() {
+                bail!("session {id} has no checkpoint to export the model from");
+            }
+            let meta = SessionMeta::read(dir)?;
+            let evals: Vec<(u64, f64)> = crate::runs::evals_of(dir, &meta)
+                .into_iter()
+                .filter_map(|(step, metrics)| metrics.get(&meta.primary_metric).map(|&v| (step, v)))
+                .collect();
+            let (step, note) = best_of(&steps, &evals, &meta.primary_metric, meta.higher_is_better)
+                .with_context(|| format!("session {id}"))?;
+            (step, Some(note))
+        }
+    };
+    let path = &all[steps
+        .iter()
+        .position(|&s| s == step)
+        .expect("a listed step")]
+    .1;
+    let loaded = Loaded::read(path, step)
+        .with_context(|| format!("checkpoint {} does not read back", path.display()))?;
+    Ok((loaded, note))
+}
+
+/// Writes `<out>/<session id>-step-<N>.pt`, the TorchScript module as the
+/// picked checkpoint holds it (trained parameters and buffers, frozen
+/// ones as loaded; in the run's dtype and on its device).
+pub fn write_model(session: &Path, out: &Path, pick: Pick) -> Result<Written> {
+    let dir = SessionDir::new(session);
+    let id = dir.id();
+    let (ckpt, note) = picked(session, &id, pick)?;
+    let module = ckpt
+        .get(&crate::workload::saved_module_key())
+        .with_context(|| {
+            let path = ckpt.path.display();
+            match SessionMeta::read(session).map(|m| m.workload) {
+                Ok(kind) if kind != "torchscript" => format!(
+                    "session {id} trains the built-in {kind} workload, not a TorchScript model: its \
+                     checkpoint {path} holds the parameters as model.* tensors (safetensors), there \
+                     is no module to export"
+                ),
+                _ => format!(
+                    "checkpoint {path} holds no TorchScript module (the run could not serialize it \
+                     then; its output.log says why); its model.* tensors are the trained parameters"
+                ),
+            }
+        })?;
+    let bytes = Vec::<u8>::try_from(module)
+        .with_context(|| format!("checkpoint {}: the saved module", ckpt.path.display()))?;
+    std::fs::create_dir_all(out).with_context(|| format!("cannot create {}", out.display()))?;
+    let path = out.join(format!("{id}-step-{}.pt", ckpt.step));
+    atomic_write(&path, &bytes)?;
+    Ok(Written {
+        path,
+        step: ckpt.step,
+        note,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::best_of;
+
+    #[test]
+    fn best_picks_the_best_evaluated_checkpoint_and_names_a_better_unkept_one() {
+        // Accuracy: evaluations every 50 steps, checkpoints kept at 200, 300, 400.
+        let evals = [
+            (50, 0.60),
+            (100, 0.90),
+            (200, 0.80),
+            (250, 0.85),
+            (300, 0.82),
+            (400, 0.70),
+        ];
+        let (step, note) = best_of(&[200, 300, 400], &evals, "acc", true).unwrap();
+        assert_eq!(step, 300);
+        assert!(
+            note.starts_with("the highest acc among the kept checkpoints' evaluations: 0.82"),
+            "{note}"
+        );
+        assert!(
+            note.contains("the evaluation at step 100 scored 0.9 but has no checkpoint kept"),
+            "{note}"
+        );
+        // A loss-like metric: the lowest wins; with the overall lowest kept,
+        // no second part.
+        let (step, note) = best_of(&[50, 300, 400], &evals, "mse", false).unwrap();
+        assert_eq!(step, 50);
+        assert!(
+            note.starts_with("the lowest mse") && !note.contains("no checkpoint kept"),
+            "{note}"
+        );
+    }
+
+    #[test]
+    fn best_counts_a_steps_last_evaluation_and_skips_non_finite_ones() {
+        // Step 200 evaluated twice (a resume): its second value counts.
+        let evals = [(100, 0.5), (200, 0.9), (200, 0.4), (300, f64::NAN)];
+        let (step, _) = best_of(&[100, 200, 300], &evals, "acc", true).unwrap();
+        assert_eq!(step, 100);
+    }
+
+    #[test]
+    fn best_without_an_evaluated_checkpoint_says_what_would_give_one() {
+        let err = best_of(&[30, 60], &[(25, 0.5), (50, 0.6)], "acc", true).unwrap_err();
+        let text = format!("{err:#}");
+        assert!(
+            text.contains("checkpoints at steps 30, 60; evaluations with a finite acc at 2 steps")
+                && text.contains("--at STEP"),
+            "{text}"
+        );
+    }
+}
