@@ -446,7 +446,11 @@ fn attach_once(dir: &Path) -> Result<crate::tui::Exit> {
         meta.status = Status::Failed;
         meta.error = Some(crate::runner::link::runner_gone(&meta));
     }
-    let config = attach_config(dir)?;
+    let (config, refused) = attach_config(dir)?;
+    let mut history = history;
+    if let Some(error) = refused {
+        refused_in_history(&mut history, error);
+    }
     let export_dir = dir.to_path_buf();
     let fork_dir = dir.to_path_buf();
     let hooks = crate::tui::Hooks {
@@ -555,14 +559,40 @@ pub(super) fn read_history(dir: &Path) -> Result<Vec<session::metrics::MetricLin
 /// The config the TUI opens on: `config.toml` read over the config in
 /// force, its restart-only keys at their values in force (a refused edit
 /// stays in the file; the hyperparameter pane showed it as the run's).
-fn attach_config(dir: &Path) -> Result<Config> {
-    let config = engine::trainer::session_config(dir).map_err(anyhow::Error::new)?;
-    Ok(
-        match Config::load(&SessionDir::new(dir).config_in_force()) {
-            Ok(in_force) => config.keeping_restart_only_of(&in_force),
-            Err(_) => config,
+/// A `config.toml` that does not read opens on the config in force, with
+/// why it does not read: the user attaches to fix it (the run goes on
+/// with its last good config).
+fn attach_config(dir: &Path) -> Result<(Config, Option<String>)> {
+    let in_force = Config::load(&SessionDir::new(dir).config_in_force());
+    match (engine::trainer::session_config(dir), in_force) {
+        (Ok(config), Ok(in_force)) => Ok((config.keeping_restart_only_of(&in_force), None)),
+        (Ok(config), Err(_)) => Ok((config, None)),
+        (Err(error), Ok(in_force)) => Ok((in_force, Some(error.to_string()))),
+        (Err(error), Err(_)) => Err(error.into()),
+    }
+}
+
+/// Makes the TUI show `error` (the config file does not read) as the
+/// runner does, unless the log's last config line already says so.
+fn refused_in_history(history: &mut Vec<session::metrics::MetricLine>, error: String) {
+    use session::metrics::{MetricLine, Record};
+    let said = history.iter().rev().find_map(|line| match &line.record {
+        Record::Config { error, .. } => Some(error.is_some()),
+        _ => None,
+    });
+    if said == Some(true) {
+        return;
+    }
+    let last = history.last();
+    history.push(MetricLine {
+        step: last.map_or(0, |l| l.step),
+        time: last.map_or(0.0, |l| l.time),
+        wall: None,
+        record: Record::Config {
+            changed: Default::default(),
+            error: Some(error),
         },
-    )
+    });
 }
 
 #[cfg(test)]
@@ -583,13 +613,31 @@ mod tests {
         edited.meltr.d_model = in_force.meltr.d_model / 2;
         edited.train.lr = in_force.train.lr / 2.0;
         write(layout.config(), &edited);
-        let opened = attach_config(dir.path()).unwrap();
+        let (opened, refused) = attach_config(dir.path()).unwrap();
         assert_eq!(opened.meltr.d_model, in_force.meltr.d_model);
         assert_eq!(opened.train.lr, edited.train.lr);
-        // Without a config in force (a run that never started): the file.
+        assert_eq!(refused, None);
+        // A file that does not read (walkthrough H: attach refused to open):
+        // the config in force, and why.
+        let text = std::fs::read_to_string(layout.config()).unwrap();
+        let bad = text.replace("iterations = ", "iterations = \"two\" # ");
+        assert_ne!(bad, text);
+        std::fs::write(layout.config(), &bad).unwrap();
+        let (opened, refused) = attach_config(dir.path()).unwrap();
+        assert_eq!(opened.train.lr, in_force.train.lr);
+        let refused = refused.expect("the file's error");
+        assert!(refused.contains("aid.iterations"), "{refused}");
+        let mut history = Vec::new();
+        refused_in_history(&mut history, refused.clone());
+        refused_in_history(&mut history, refused);
+        assert_eq!(history.len(), 1, "said once");
+        // Without a config in force (a run that never started): the file,
+        // and its error when it does not read.
         std::fs::remove_file(layout.config_in_force()).unwrap();
+        assert!(attach_config(dir.path()).is_err());
+        write(layout.config(), &edited);
         assert_eq!(
-            attach_config(dir.path()).unwrap().meltr.d_model,
+            attach_config(dir.path()).unwrap().0.meltr.d_model,
             edited.meltr.d_model
         );
     }

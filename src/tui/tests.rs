@@ -359,8 +359,28 @@ fn config_error_is_a_banner_until_a_valid_config() {
     app.focus = Pane::Events;
     assert!(text(draw(&app, 80, 24).backend().buffer())
         .contains("refused: sessions/demo/config.toml:3"));
+    // The config in force a runner greets an attaching TUI with keeps it
+    // (walkthrough H: the banner was gone on attach).
     app.on_event(Event::ConfigInForce {
         config: Box::new(fixtures::config(TOTAL)),
+    });
+    let screen = text(draw(&app, 80, 24).backend().buffer());
+    assert!(
+        screen.contains("last good config stays in force"),
+        "{screen}"
+    );
+    // The runner's line for a file that reads again clears it.
+    app.on_event(Event::Line {
+        seq: 1,
+        line: MetricLine {
+            step: 510,
+            time: 26.0,
+            wall: None,
+            record: Record::Config {
+                changed: Default::default(),
+                error: None,
+            },
+        },
     });
     let screen = text(draw(&app, 80, 24).backend().buffer());
     assert!(

@@ -317,9 +317,11 @@ impl App {
                 self.store.push_entry(step, level, EntryKind::Status, text);
             }
             Event::ConfigInForce { config } => {
+                // The config error stays until the log says the file reads
+                // again: a runner greets every TUI that attaches with its
+                // config in force, bad file or not.
                 self.in_force = *config;
                 self.config = self.in_force.clone();
-                self.store.config_error = None;
             }
         }
     }
