@@ -259,7 +259,7 @@ pub(super) fn export(dir: &Path, opts: &crate::plot::ExportOptions) -> Result<St
         .and_then(|f| f.parent())
         .map(|p| p.display().to_string())
         .unwrap_or_default();
-    let mut summary = format!("wrote {} files to {folder}", done.files.len());
+    let mut summary = format!("wrote {} figure files to {folder}", done.files.len());
     if !done.replaced.is_empty() {
         let names: Vec<String> = done
             .replaced

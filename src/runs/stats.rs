@@ -22,14 +22,18 @@ impl Summary {
             return None;
         }
         let mean = values.iter().sum::<f64>() / n as f64;
-        let std = if n > 1 {
+        let min = values.iter().copied().fold(f64::INFINITY, f64::min);
+        let max = values.iter().copied().fold(f64::NEG_INFINITY, f64::max);
+        // Equal values have no spread: the mean's rounding (three runs at
+        // 99.6 give a std of 1.7e-14) would show as `± 0.000000`.
+        let std = if n > 1 && max > min {
             let ss: f64 = values.iter().map(|v| (v - mean).powi(2)).sum();
             (ss / (n - 1) as f64).sqrt()
+        } else if values.iter().any(|v| v.is_nan()) {
+            f64::NAN
         } else {
             0.0
         };
-        let min = values.iter().copied().fold(f64::INFINITY, f64::min);
-        let max = values.iter().copied().fold(f64::NEG_INFINITY, f64::max);
         Some(Summary {
             n,
             mean,
@@ -64,6 +68,14 @@ pub fn significant_decimals(value: f64) -> usize {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn equal_values_have_no_spread() {
+        let s = Summary::of(&[99.6, 99.6, 99.6]).unwrap();
+        assert_eq!(s.std, 0.0);
+        assert_eq!(s.decimals(), None);
+        assert!(Summary::of(&[1.0, f64::NAN]).unwrap().std.is_nan());
+    }
 
     #[test]
     fn sample_std_and_decimals() {
