@@ -649,6 +649,63 @@ fn export_writes_the_trained_torchscript_module() {
     );
 }
 
+/// `check` builds the run without training: a misspelt auxiliary loss
+/// of a TorchScript model (known only once it runs) is said with the
+/// model's losses, and no session is left; a good config says what it
+/// would train. A sweep's `--dry-run` checks its first member alike
+/// (walkthrough H: it passed, then every member failed).
+#[test]
+fn check_and_a_sweeps_dry_run_build_the_model_before_any_session() {
+    let tmp = tempfile::tempdir().unwrap();
+    let cfg = config(tmp.path(), "meltr", 20, &exported().join("model.pt"), "");
+    let cli = |args: &[&str]| {
+        bin()
+            .arg("--sessions-dir")
+            .arg(tmp.path().join("sessions"))
+            .args(args)
+            .output()
+            .unwrap()
+    };
+    let path = cfg.to_str().unwrap();
+    let good = cli(&["check", "-c", path]);
+    assert!(good.status.success(), "{}", text(&good));
+    assert!(
+        text(&good).contains("ok, a run would train the torchscript workload on cpu")
+            && text(&good).contains("auxiliary      align, mlm, mfm")
+            && text(&good).contains("combiner       meltr · 20 steps"),
+        "{}",
+        text(&good)
+    );
+    let misspelt = "workload.auxiliary=[\"align\",\"mlmm\"]";
+    let bad = cli(&["check", "-c", path, "--set", misspelt]);
+    assert!(
+        !bad.status.success()
+            && text(&bad).contains(
+                "workload.auxiliary lists \"mlmm\", which is not a loss of this workload"
+            ),
+        "{}",
+        text(&bad)
+    );
+    let sweep = cli(&[
+        "sweep",
+        "-c",
+        path,
+        "--set",
+        "combiner.kind=meltr,sum",
+        "--set",
+        misspelt,
+        "--dry-run",
+    ]);
+    assert!(
+        !sweep.status.success()
+            && text(&sweep).contains("the sweep's first member")
+            && text(&sweep).contains("\"mlmm\", which is not a loss"),
+        "{}",
+        text(&sweep)
+    );
+    assert!(!tmp.path().join("sessions").exists(), "a session was made");
+}
+
 /// A safetensors dtype libtorch has no kind for (U16) is named with its
 /// tensor; libtorch's own error named neither the tensor nor a fix.
 #[test]

@@ -40,3 +40,40 @@ pub(super) fn doctor() -> Result<()> {
     );
     Ok(())
 }
+
+/// `meltr-tui check`: builds the run `config_path` (with `overrides`) asks
+/// for, as `run` would before its first step, and says what it would
+/// train.
+pub(super) fn check(
+    config_path: &std::path::Path,
+    overrides: &[crate::config::Override],
+) -> Result<()> {
+    use anyhow::Context;
+    let config = super::session_start::configured(config_path, None, overrides)?;
+    let meta = crate::engine::check_builds(&config)
+        .with_context(|| super::session_start::from_file(config_path, overrides))?;
+    let (primary, auxiliary) = meta.losses.split_first().expect("a primary loss");
+    let goal = if meta.higher_is_better {
+        "higher"
+    } else {
+        "lower"
+    };
+    println!(
+        "{}: ok, a run would train the {} workload on {}",
+        super::session_start::from_file(config_path, overrides),
+        meta.workload,
+        meta.device
+    );
+    println!("  primary loss   {primary}");
+    println!("  auxiliary      {}", auxiliary.join(", "));
+    println!(
+        "  metric         {} ({goal} is better)",
+        meta.primary_metric
+    );
+    println!(
+        "  combiner       {} · {} steps",
+        config.combiner.kind.as_str(),
+        config.train.steps
+    );
+    Ok(())
+}

@@ -274,6 +274,19 @@ pub enum Cmd {
     },
     /// Versions, CUDA devices and the terminal, to check an installation.
     Doctor,
+    /// Check a config and its model without training: builds the run as
+    /// `run` would before its first step (a TorchScript model's forward on
+    /// the first training batch, its loss names, the data files, the
+    /// device, the combiner) in a scratch folder, then says what the run
+    /// would train, or what to fix.
+    Check {
+        /// The config file (TOML).
+        #[arg(short, long)]
+        config: PathBuf,
+        /// Set a config key (repeatable), as `run --set` does.
+        #[arg(long = "set", value_name = "KEY=VALUE")]
+        set: Vec<crate::config::Override>,
+    },
     /// Time inner and meta steps (primary, sum, meltr; exact AID at J = 0,
     /// factorized at J = 0, 1, 3), peak memory, phases and throughput; prints ratios.
     Bench {
@@ -506,6 +519,7 @@ pub fn dispatch(cli: Cli) -> Result<()> {
             paper::compare(&root, &sessions, &select.filter(), &output, &what)
         }
         Some(Cmd::Doctor) => doctor::doctor(),
+        Some(Cmd::Check { config, set }) => doctor::check(&config, &set),
         Some(Cmd::Bench {
             device,
             steps,

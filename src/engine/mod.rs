@@ -57,6 +57,28 @@ pub fn preflight(config: &crate::config::Config) -> Result<()> {
     crate::workload::preflight(config)
 }
 
+/// Builds the run `config` asks for in a scratch session folder, as `run`
+/// does before its first step (the workload with its model's forward on
+/// the first training batch and the loss names, the validation data, the
+/// combiner, the first-batch checks), then throws it away: `check`, and a
+/// sweep's first member before any session exists. Returns what the run
+/// would record about itself.
+pub fn check_builds(config: &crate::config::Config) -> Result<crate::session::SessionMeta> {
+    preflight(config)?;
+    let scratch = std::env::temp_dir().join(format!("meltr-tui-check-{}", std::process::id()));
+    std::fs::create_dir_all(&scratch)
+        .with_context(|| format!("cannot create {}", scratch.display()))?;
+    // The events the setup sends (notes) wait here; none is read.
+    let (events, _kept) = std::sync::mpsc::sync_channel(4096);
+    let built =
+        trainer::Trainer::new(&scratch, config.clone(), false, events).map(|(trainer, meta)| {
+            drop(trainer);
+            meta
+        });
+    let _ = std::fs::remove_dir_all(&scratch);
+    built
+}
+
 /// Fails unless a batch of `batch_size` rows splits evenly over `ranks`.
 pub fn batch_splits(batch_size: usize, ranks: usize) -> Result<()> {
     if !batch_size.is_multiple_of(ranks) {

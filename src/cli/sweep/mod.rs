@@ -161,7 +161,15 @@ fn create(root: &Path, args: SweepArgs) -> Result<()> {
     plan.parallel = args.parallel.unwrap_or(1).max(1);
     let configs = plan.member_configs(&base)?;
     if let Some(first) = configs.first() {
-        engine::preflight(first)?;
+        // A TorchScript model's loss names and data show only once it runs
+        // (walkthrough H: a misspelt loss passed --dry-run, then failed in
+        // every member); the built-ins' are known without building them.
+        if first.workload.kind == crate::config::WorkloadKind::TorchScript {
+            engine::check_builds(first)
+                .with_context(|| format!("{}, the sweep's first member", plan.config.display()))?;
+        } else {
+            engine::preflight(first)?;
+        }
     }
     plan.refuse_existing(root)?;
     for note in plan.repeats(&configs) {
