@@ -835,6 +835,9 @@ fn loss_jvp_by_differences(problem: &MetaProblem, p: &[Tensor]) -> Result<Tensor
 }
 
 #[cfg(test)]
+mod lstm_tests;
+
+#[cfg(test)]
 mod tests {
     #[test]
     fn a_forward_over_reverse_failure_is_explained_by_what_libtorch_said() {
