@@ -49,9 +49,9 @@ pub(super) fn check(
     overrides: &[crate::config::Override],
 ) -> Result<()> {
     use anyhow::Context;
-    let config = super::session_start::configured(config_path, None, overrides)?;
+    let config = super::config_file::configured(config_path, None, overrides)?;
     let meta = crate::engine::check_builds(&config)
-        .with_context(|| super::session_start::from_file(config_path, overrides))?;
+        .with_context(|| super::config_file::from_file(config_path, overrides))?;
     let (primary, auxiliary) = meta.losses.split_first().expect("a primary loss");
     let goal = if meta.higher_is_better {
         "higher"
@@ -60,7 +60,7 @@ pub(super) fn check(
     };
     println!(
         "{}: ok, a run would train the {} workload on {}",
-        super::session_start::from_file(config_path, overrides),
+        super::config_file::from_file(config_path, overrides),
         meta.workload,
         meta.device
     );

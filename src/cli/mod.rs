@@ -10,6 +10,7 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 mod arg_checks;
+mod config_file;
 mod doctor;
 mod fork;
 mod headless;
@@ -20,9 +21,10 @@ mod session_start;
 mod sweep;
 
 use crate::runs::filter::Where;
+use config_file::load_config;
 use headless::run_headless;
 use list::ls;
-use session_start::{attach, discard_unstarted, load_config, resume, start, Origin};
+use session_start::{attach, discard_unstarted, resume, start, Origin};
 
 /// The built-in default config, used when `meltr-tui` runs with no command.
 pub const DEFAULT_CONFIG: &str = "configs/default.toml";
@@ -43,7 +45,7 @@ pub struct Cli {
         long,
         global = true,
         env = "MELTR_SESSIONS",
-        default_value = "sessions"
+        default_value = crate::session::DEFAULT_ROOT
     )]
     pub sessions_dir: PathBuf,
     #[command(subcommand)]
@@ -210,7 +212,7 @@ pub enum Cmd {
         format: crate::runs::table::TableFormat,
         /// Eval metrics to show (repeatable; default: all, primary first);
         /// also `eval_loss/<loss>` (a validation loss), `weight/<loss>` and
-        /// `share/<loss>` (final effective weight, gradient share: the mean of the last 10 logged within the last 10% of steps).
+        /// `share/<loss>` (final effective weight, gradient share: the mean of the values logged in the last 10% of steps, the last 10 at most).
         #[arg(long = "metric", value_name = "NAME")]
         metrics: Vec<String>,
         /// Decimals (default: each mean ± std to two significant digits of
@@ -411,7 +413,7 @@ pub fn dispatch(cli: Cli) -> Result<()> {
         }) => {
             let mode = Mode::of(&how)?;
             if let Some(at) = ranks::follower()? {
-                let config = session_start::configured(&config, steps, &set)?;
+                let config = config_file::configured(&config, steps, &set)?;
                 return ranks::run_follower(&at, config);
             }
             let _ranks = match nproc {
@@ -568,27 +570,5 @@ pub fn dispatch(cli: Cli) -> Result<()> {
             println!("wrote {}", out.display());
             Ok(())
         }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::session_start::EMBEDDED_DEFAULT;
-    use super::*;
-
-    #[test]
-    fn the_embedded_default_config_is_the_repository_default() {
-        let embedded = Config::parse(EMBEDDED_DEFAULT).unwrap();
-        assert_eq!(
-            embedded.workload.kind,
-            crate::config::WorkloadKind::VideoText
-        );
-        let on_disk =
-            Config::load(&Path::new(env!("CARGO_MANIFEST_DIR")).join(DEFAULT_CONFIG)).unwrap();
-        assert_eq!(embedded, on_disk);
-        let err = load_config(Path::new("configs/nope.toml"))
-            .unwrap_err()
-            .to_string();
-        assert!(err.contains("configs/nope.toml does not exist"), "{err}");
     }
 }

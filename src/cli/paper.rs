@@ -82,9 +82,12 @@ pub(super) struct CompareArgs<'a> {
 }
 
 /// The legend text of each group: its label, or the `--label` text given
-/// for it. A rename that matches no group is an error that lists the labels.
-fn legend_labels(labels: &[String], renames: &[String]) -> Result<Vec<String>> {
+/// for it, named by its label or by its label with whole keys (`fulls`:
+/// `combiner.kind=sum`, as the table's header names the key). A rename
+/// that matches no group is an error that lists the labels.
+fn legend_labels(labels: &[String], fulls: &[String], renames: &[String]) -> Result<Vec<String>> {
     let mut out = labels.to_vec();
+    let names = |i: usize| [labels[i].as_str(), fulls.get(i).map_or("", |f| f.as_str())];
     for rename in renames {
         // LABEL holds `=` itself: the split whose left side is a label,
         // else the last `=`.
@@ -93,14 +96,16 @@ fn legend_labels(labels: &[String], renames: &[String]) -> Result<Vec<String>> {
             .map(|(i, _)| (&rename[..i], &rename[i + 1..]));
         let Some((from, to)) = splits
             .clone()
-            .find(|(from, _)| labels.iter().any(|l| l == from))
+            .find(|(from, _)| (0..labels.len()).any(|i| names(i).contains(from)))
             .or_else(|| splits.clone().next_back())
         else {
             anyhow::bail!(
                 "--label `{rename}`: expected LABEL=TEXT, e.g. --label 'kind=meltr=MELTR'"
             );
         };
-        let hits: Vec<usize> = (0..labels.len()).filter(|&i| labels[i] == from).collect();
+        let hits: Vec<usize> = (0..labels.len())
+            .filter(|&i| names(i).contains(&from))
+            .collect();
         if hits.is_empty() {
             anyhow::bail!(
                 "--label `{rename}`: no group is labelled `{from}`; the labels: {}",
@@ -133,7 +138,14 @@ pub(super) fn compare(
         );
     }
     let labels: Vec<String> = groups.iter().map(|g| g.label.clone()).collect();
-    let legend = legend_labels(&labels, args.renames)?;
+    let fulls: Vec<String> = groups
+        .iter()
+        .map(|g| {
+            let pairs: Vec<String> = g.values.iter().map(|(k, v)| format!("{k}={v}")).collect();
+            pairs.join(", ")
+        })
+        .collect();
+    let legend = legend_labels(&labels, &fulls, args.renames)?;
     let curves: Vec<crate::plot::CurveGroup> = groups
         .iter()
         .zip(&legend)
@@ -300,7 +312,8 @@ pub(super) fn export_data(
                     .unwrap_or_default();
                 println!(
                     "wrote {} (the TorchScript module as trained to step {}{why}; \
-                     torch.jit.load(path, map_location=\"cpu\") reads it anywhere)",
+                     torch.jit.load(path, map_location=\"cpu\") reads it anywhere, in training mode as saved: \
+                     call .eval() before inference)",
                     written.path.display(),
                     written.step
                 );
@@ -320,18 +333,25 @@ mod legend_tests {
     #[test]
     fn a_label_renames_its_group_and_an_unknown_one_lists_the_labels() {
         let labels = ["kind=meltr".to_string(), "kind=sum".to_string()];
-        let renamed = legend_labels(&labels, &["kind=meltr=MELTR".into()]).unwrap();
+        let fulls = [
+            "combiner.kind=meltr".to_string(),
+            "combiner.kind=sum".to_string(),
+        ];
+        let renamed = legend_labels(&labels, &fulls, &["kind=meltr=MELTR".into()]).unwrap();
         assert_eq!(renamed, ["MELTR", "kind=sum"]);
-        let unknown = legend_labels(&labels, &["kind=mltr=MELTR".into()])
+        // The whole key, as the table's header has it.
+        let renamed = legend_labels(&labels, &fulls, &["combiner.kind=sum=Sum".into()]).unwrap();
+        assert_eq!(renamed, ["kind=meltr", "Sum"]);
+        let unknown = legend_labels(&labels, &fulls, &["kind=mltr=MELTR".into()])
             .unwrap_err()
             .to_string();
         assert_eq!(
             unknown,
             "--label `kind=mltr=MELTR`: no group is labelled `kind=mltr`; the labels: kind=meltr; kind=sum"
         );
-        assert!(legend_labels(&labels, &["MELTR".into()]).is_err());
+        assert!(legend_labels(&labels, &fulls, &["MELTR".into()]).is_err());
         // A text with `=` of its own.
-        let renamed = legend_labels(&labels, &["kind=sum=J=0".into()]).unwrap();
+        let renamed = legend_labels(&labels, &fulls, &["kind=sum=J=0".into()]).unwrap();
         assert_eq!(renamed, ["kind=meltr", "J=0"]);
     }
 }

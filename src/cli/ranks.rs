@@ -72,10 +72,10 @@ pub(super) fn check_then_launch(
     overrides: &[crate::config::Override],
     nproc: usize,
 ) -> Result<Vec<std::process::Child>> {
-    let config = session_start::configured(config_path, steps, overrides)?;
+    let config = config_file::configured(config_path, steps, overrides)?;
     engine::batch_splits(config.workload.batch_size, nproc)
         .and_then(|()| engine::preflight(&config))
-        .with_context(|| session_start::from_file(config_path, overrides))?;
+        .with_context(|| config_file::from_file(config_path, overrides))?;
     launch_local_ranks(nproc)
 }
 

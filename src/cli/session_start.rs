@@ -1,75 +1,8 @@
 //! Starting, resuming and attaching: config checks before any folder
 //! exists, then the trainer headless, in a runner, or with the TUI.
 
+use super::config_file::{config_text, configured, from_file};
 use super::*;
-
-/// The default config, built into the binary so `meltr-tui` works from any
-/// folder (a `configs/default.toml` in the working folder takes precedence).
-pub(super) const EMBEDDED_DEFAULT: &str = include_str!("../../configs/default.toml");
-
-pub(super) fn load_config(path: &Path) -> Result<Config> {
-    if !path.exists() {
-        if path == Path::new(DEFAULT_CONFIG) {
-            return Config::parse(EMBEDDED_DEFAULT).map_err(anyhow::Error::new);
-        }
-        bail!("config file {} does not exist", path.display());
-    }
-    let mut config = Config::load(path).map_err(anyhow::Error::new)?;
-    // Paths inside the config are relative to its file; the session's copy
-    // lives elsewhere, so make them absolute.
-    for p in [
-        &mut config.workload.model,
-        &mut config.workload.train,
-        &mut config.workload.val,
-    ]
-    .into_iter()
-    .flatten()
-    {
-        let resolved = Config::resolve_path(path, p);
-        *p = std::fs::canonicalize(&resolved)
-            .unwrap_or(resolved)
-            .display()
-            .to_string();
-    }
-    Ok(config)
-}
-
-/// The text of the config file at `path` (the built-in default's when it
-/// is the default path and missing), for its comments.
-pub(super) fn config_text(path: &Path) -> String {
-    match std::fs::read_to_string(path) {
-        Ok(text) => text,
-        Err(_) if path == Path::new(DEFAULT_CONFIG) => EMBEDDED_DEFAULT.to_string(),
-        Err(_) => String::new(),
-    }
-}
-
-/// Where a config comes from, to prefix an error it causes: the file, and
-/// the `--set`s over it.
-pub(super) fn from_file(config_path: &Path, overrides: &[crate::config::Override]) -> String {
-    let sets: Vec<String> = overrides.iter().map(|o| format!("--set {o}")).collect();
-    match sets.is_empty() {
-        true => config_path.display().to_string(),
-        false => format!("{} with {}", config_path.display(), sets.join(" ")),
-    }
-}
-
-/// The config at `config_path` with `--steps` and `--set` applied, all
-/// checked as the file is.
-pub(super) fn configured(
-    config_path: &Path,
-    steps: Option<u64>,
-    overrides: &[crate::config::Override],
-) -> Result<Config> {
-    let mut config = load_config(config_path)?;
-    if let Some(steps) = steps {
-        config.train.steps = steps;
-        config.validate().map_err(anyhow::Error::new)?;
-    }
-    config
-        .with_overrides(overrides)
-        .map_err(|e| anyhow::anyhow!("--set: {e}"))
-}
 
 pub(super) fn start(
     root: &Path,
@@ -205,9 +138,11 @@ fn refuse_if_done(dir: &Path, config: &crate::config::Config, before: u64) -> Re
     if meta.status == Status::Finished && config.train.steps <= reached {
         bail!(
             "session {id} finished at step {reached} (train.steps = {steps}): nothing to resume. \
-             To train it further, resume with more steps (`meltr-tui resume {id} --set train.steps={more}`), \
-             or fork it into a new session (`meltr-tui fork {id} --set train.steps={more}`)",
+             To train it further, resume with more steps (`{resume} --set train.steps={more}`), \
+             or fork it into a new session (`{fork} --set train.steps={more}`)",
             id = meta.id,
+            resume = session::command_for(dir, "resume"),
+            fork = session::command_for(dir, "fork"),
             steps = config.train.steps,
             more = reached.max(1) * 2
         );
@@ -221,10 +156,10 @@ fn refuse_if_running(dir: &Path) -> Result<()> {
     if !meta.status.is_terminal() && meta.pid != std::process::id() && session::pid_alive(meta.pid)
     {
         bail!(
-            "session {} is still running (pid {}); attach to it instead: meltr-tui attach {}",
+            "session {} is still running (pid {}); attach to it instead: {}",
             meta.id,
             meta.pid,
-            meta.id
+            session::command_for(dir, "attach")
         );
     }
     Ok(())
@@ -402,7 +337,7 @@ pub(super) fn drive(dir: &Path, config: Config, origin: &Origin, mode: Mode) -> 
                     left_out.join(", ")
                 );
             }
-            println!("watch it with: meltr-tui attach {id}");
+            println!("watch it with: {}", session::command_for(dir, "attach"));
             Ok(())
         }
         Mode::Tui => {
@@ -481,7 +416,11 @@ fn attach_once(dir: &Path) -> Result<crate::tui::Exit> {
             std::thread::sleep(Duration::from_millis(100));
         }
         let _ = writeln!(out, "session {}: {}", meta.id, status.as_str());
-        let _ = writeln!(out, "continue it with: meltr-tui resume {}", meta.id);
+        let _ = writeln!(
+            out,
+            "continue it with: {}",
+            session::command_for(dir, "resume")
+        );
     } else if crate::runner::is_serving(dir) {
         let verb = match &exit {
             crate::tui::Exit::Attach(_) => "left",
@@ -489,8 +428,9 @@ fn attach_once(dir: &Path) -> Result<crate::tui::Exit> {
         };
         let _ = writeln!(
             out,
-            "{verb} session {}; it goes on. Attach again with: meltr-tui attach {}",
-            meta.id, meta.id
+            "{verb} session {}; it goes on. Attach again with: {}",
+            meta.id,
+            session::command_for(dir, "attach")
         );
     }
     Ok(exit)

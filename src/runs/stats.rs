@@ -2,6 +2,10 @@
 //! (n − 1, as papers report over seeds), min and max; and how many decimals
 //! a mean ± std needs.
 
+/// A spread below this fraction of the mean is rounding (an f32 has 24
+/// bits, about 6e-8), not a difference between runs.
+const FLOAT_NOISE: f64 = 1e-6;
+
 /// Mean, spread and count of some values.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Summary {
@@ -25,8 +29,10 @@ impl Summary {
         let min = values.iter().copied().fold(f64::INFINITY, f64::min);
         let max = values.iter().copied().fold(f64::NEG_INFINITY, f64::max);
         // Equal values have no spread: the mean's rounding (three runs at
-        // 99.6 give a std of 1.7e-14) would show as `± 0.000000`.
-        let std = if n > 1 && max > min {
+        // 99.6 give a std of 1.7e-14) would show as `± 0.000000`, and so
+        // would values equal but for f32 rounding in the log (a primary-only
+        // run's gradient share, 1 and 0.99999994).
+        let std = if n > 1 && max - min > FLOAT_NOISE * mean.abs() {
             let ss: f64 = values.iter().map(|v| (v - mean).powi(2)).sum();
             (ss / (n - 1) as f64).sqrt()
         } else if values.iter().any(|v| v.is_nan()) {
@@ -74,6 +80,10 @@ mod tests {
         let s = Summary::of(&[99.6, 99.6, 99.6]).unwrap();
         assert_eq!(s.std, 0.0);
         assert_eq!(s.decimals(), None);
+        let f32_rounded = Summary::of(&[1.0, f64::from(0.99999994f32), 1.0]).unwrap();
+        assert_eq!(f32_rounded.std, 0.0);
+        let tiny_but_real = Summary::of(&[1e-3, 1.001e-3]).unwrap();
+        assert!(tiny_but_real.std > 0.0);
         assert!(Summary::of(&[1.0, f64::NAN]).unwrap().std.is_nan());
     }
 

@@ -304,7 +304,7 @@ pub fn render(groups: &[Group], opts: &TableOptions) -> Result<String> {
     for (prefix, _, meaning) in PER_LOSS {
         if names.iter().any(|n| n.starts_with(prefix)) {
             what.push_str(&format!(
-                "; {prefix}<loss>: {meaning}, mean of each run's last {FINAL_WEIGHT_LINES} logged values within its last {:.0}% of steps",
+                "; {prefix}<loss>: {meaning}, mean of each run's values logged in its last {:.0}% of steps (the last {FINAL_WEIGHT_LINES} at most)",
                 FINAL_WEIGHT_SPAN * 100.0
             ));
         }

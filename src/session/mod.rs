@@ -2,6 +2,7 @@
 //! `metrics.jsonl`, `checkpoints/`, `plots/`; atomic writes; listing.
 #![warn(missing_docs)]
 
+pub mod command_line;
 pub mod dir;
 pub mod inputs;
 pub mod log;
@@ -13,6 +14,7 @@ use serde::{Deserialize, Serialize};
 use std::io::Write;
 use std::path::Path;
 
+pub use command_line::{command_for, DEFAULT_ROOT};
 pub use dir::SessionDir;
 pub use provenance::Provenance;
 
@@ -436,7 +438,10 @@ pub fn find(root: &Path, query: &str) -> Result<std::path::PathBuf> {
                 .map(|(_, m)| m.id.as_str())
                 .collect();
             if ids.is_empty() {
-                anyhow::bail!("no session `{query}`: {} holds no sessions", root.display())
+                anyhow::bail!(
+                    "no session `{query}`: {} holds no sessions (sessions elsewhere: --sessions-dir DIR or MELTR_SESSIONS=DIR)",
+                    root.display()
+                )
             }
             anyhow::bail!(
                 "no session `{query}` in {}; newest: {}",

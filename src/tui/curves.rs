@@ -168,7 +168,9 @@ pub fn render(frame: &mut Frame, area: Rect, app: &App, focused: bool) {
         return;
     };
     let log = app.log_scale();
-    let plot = |track: &Track, channel: usize, id: CurveId, width: u16| {
+    // The metric's chart stays linear: an accuracy or R² is read on its own
+    // scale (a log axis gave an accuracy ticks above 1, a walkthrough).
+    let plot = |track: &Track, channel: usize, id: CurveId, width: u16, log: bool| {
         let style = app.theme.series(style_index(app, id));
         PlotSeries {
             points: chart::track_points(track, channel, x, width, style.marker, log),
@@ -180,7 +182,9 @@ pub fn render(frame: &mut Frame, area: Rect, app: &App, focused: bool) {
         .curve_ids()
         .into_iter()
         .filter(|id| !app.curves.hidden.contains(id))
-        .filter_map(|id| loss_pane_track(store, id).map(|(track, c)| plot(track, c, id, width)))
+        .filter_map(|id| {
+            loss_pane_track(store, id).map(|(track, c)| plot(track, c, id, width, log))
+        })
         .collect();
     chart::render(
         frame,
@@ -195,7 +199,13 @@ pub fn render(frame: &mut Frame, area: Rect, app: &App, focused: bool) {
     if metric_height > 0 {
         let [title, plot_area] =
             Layout::vertical([Constraint::Length(1), Constraint::Min(0)]).areas(metric_area);
-        let metric = plot(&store.metric_track, 0, CurveId::Metric, plot_area.width);
+        let metric = plot(
+            &store.metric_track,
+            0,
+            CurveId::Metric,
+            plot_area.width,
+            false,
+        );
         let mut spans = chart::legend_entry(
             &app.curve_name(CurveId::Metric),
             metric.style,
@@ -211,7 +221,7 @@ pub fn render(frame: &mut Frame, area: Rect, app: &App, focused: bool) {
             plot_area,
             &[metric],
             x,
-            log,
+            false,
             "no eval yet",
             app.theme,
         );

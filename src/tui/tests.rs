@@ -476,6 +476,21 @@ fn snapshot_curves_log_smoothed_and_no_color() {
     let screen = text(draw(&app, 80, 24).backend().buffer());
     assert!(screen.contains("log · EMA 0.9 · full"), "{screen}");
     insta::assert_snapshot!("curves_log_ema_80x24", draw(&app, 80, 24).backend());
+    // The metric's chart stays linear on a log axis (an accuracy had ticks
+    // above 1 there, a walkthrough): the same with `l` off.
+    let metric_chart = |app: &App| -> String {
+        text(draw(app, 80, 24).backend().buffer())
+            .lines()
+            .skip_while(|l| !l.contains("━ val accuracy 0"))
+            .take_while(|l| !l.starts_with('┗'))
+            .collect::<Vec<_>>()
+            .join("\n")
+    };
+    let on_log = metric_chart(&app);
+    assert!(on_log.lines().count() > 3, "{on_log}");
+    press(&mut app, KeyCode::Char('l'));
+    assert!(!app.log_scale());
+    assert_eq!(metric_chart(&app), on_log);
 
     let plain = app_with(Theme { color: false }, PathBuf::from("x"));
     let t = draw(&plain, 80, 24);

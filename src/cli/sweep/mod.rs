@@ -3,7 +3,7 @@
 //! rest queued), submitting it to SLURM, and resuming, stopping and
 //! listing it as a whole.
 
-use super::session_start::load_config;
+use super::config_file::load_config;
 use super::*;
 use crate::sweep::{self, slurm, Axis, Plan, State};
 
@@ -155,7 +155,7 @@ fn create(root: &Path, args: SweepArgs) -> Result<()> {
             .map_or("sweep".into(), |s| s.to_string_lossy().to_string());
         format!("{stem}-{}", chrono::Local::now().format("%Y%m%d-%H%M%S"))
     });
-    let base_text = super::session_start::config_text(&config_path);
+    let base_text = super::config_file::config_text(&config_path);
     let config_abs = std::fs::canonicalize(&config_path).unwrap_or(config_path);
     let mut plan = Plan::new(&group, &config_abs, axes, args.steps)?;
     plan.parallel = args.parallel.unwrap_or(1).max(1);

@@ -230,7 +230,9 @@ fn final_weights_are_columns_when_asked_for() {
     );
     assert!(text.contains("share/<loss>: the loss's share"), "{text}");
     assert!(
-        text.contains("mean of each run's last 10 logged values within its last 10% of steps"),
+        text.contains(
+            "mean of each run's values logged in its last 10% of steps (the last 10 at most)"
+        ),
         "{text}"
     );
     let missing = |metric: &str| {
