@@ -672,7 +672,8 @@ fn check_and_a_sweeps_dry_run_build_the_model_before_any_session() {
     assert!(
         text(&good).contains("ok, a run would train the torchscript workload on cpu")
             && text(&good).contains("auxiliary      align, mlm, mfm")
-            && text(&good).contains("combiner       meltr · 20 steps"),
+            && text(&good).contains("combiner       meltr · 20 steps")
+            && text(&good).contains("first batch    retrieval "),
         "{}",
         text(&good)
     );

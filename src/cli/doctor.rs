@@ -50,7 +50,7 @@ pub(super) fn check(
 ) -> Result<()> {
     use anyhow::Context;
     let config = super::config_file::configured(config_path, None, overrides)?;
-    let meta = crate::engine::check_builds(&config)
+    let (meta, first_losses) = crate::engine::check_builds(&config)
         .with_context(|| super::config_file::from_file(config_path, overrides))?;
     let (primary, auxiliary) = meta.losses.split_first().expect("a primary loss");
     let goal = if meta.higher_is_better {
@@ -75,5 +75,51 @@ pub(super) fn check(
         config.combiner.kind.as_str(),
         config.train.steps
     );
+    println!("  first batch    {}", first_batch_words(&first_losses));
     Ok(())
+}
+
+/// The first batch's losses, each auxiliary far from the primary's scale
+/// (10x or more either way) with its ratio: what `meltr.loss_scale` and
+/// `sum` will meet (a walkthrough's 859x auxiliary was first said at step
+/// 10 of the run).
+fn first_batch_words(losses: &[(String, f64)]) -> String {
+    let primary = losses.first().map_or(f64::NAN, |(_, v)| v.abs());
+    let words: Vec<String> = losses
+        .iter()
+        .enumerate()
+        .map(|(i, (name, value))| {
+            let ratio = value.abs() / primary;
+            let far = i > 0 && ratio.is_finite() && !(0.1..10.0).contains(&ratio);
+            match far {
+                true => format!(
+                    "{name} {} ({}x the primary)",
+                    crate::numfmt::readable(*value),
+                    crate::numfmt::readable(ratio)
+                ),
+                false => format!("{name} {}", crate::numfmt::readable(*value)),
+            }
+        })
+        .collect();
+    words.join(", ")
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn a_loss_far_from_the_primarys_scale_is_said_with_its_ratio() {
+        let losses = [
+            ("cls".to_string(), 1.6),
+            ("freq".to_string(), 0.9),
+            ("freq100".to_string(), 90.0),
+            ("tiny".to_string(), 0.01),
+        ];
+        let words = super::first_batch_words(&losses);
+        assert!(words.contains("freq100 90 (56.25x the primary)"), "{words}");
+        assert!(words.contains("tiny 0.01 ("), "{words}");
+        assert!(
+            words.contains("freq 0.9,") && !words.contains("freq 0.9 ("),
+            "{words}"
+        );
+    }
 }

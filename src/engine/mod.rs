@@ -62,19 +62,18 @@ pub fn preflight(config: &crate::config::Config) -> Result<()> {
 /// the first training batch and the loss names, the validation data, the
 /// combiner, the first-batch checks), then throws it away: `check`, and a
 /// sweep's first member before any session exists. Returns what the run
-/// would record about itself.
-pub fn check_builds(config: &crate::config::Config) -> Result<crate::session::SessionMeta> {
+/// would record about itself, and the first training batch's losses.
+pub fn check_builds(
+    config: &crate::config::Config,
+) -> Result<(crate::session::SessionMeta, Vec<(String, f64)>)> {
     preflight(config)?;
     let scratch = std::env::temp_dir().join(format!("meltr-tui-check-{}", std::process::id()));
     std::fs::create_dir_all(&scratch)
         .with_context(|| format!("cannot create {}", scratch.display()))?;
     // The events the setup sends (notes) wait here; none is read.
     let (events, _kept) = std::sync::mpsc::sync_channel(4096);
-    let built =
-        trainer::Trainer::new(&scratch, config.clone(), false, events).map(|(trainer, meta)| {
-            drop(trainer);
-            meta
-        });
+    let built = trainer::Trainer::new(&scratch, config.clone(), false, events)
+        .and_then(|(trainer, meta)| Ok((meta, trainer.first_batch_values()?)));
     let _ = std::fs::remove_dir_all(&scratch);
     built
 }

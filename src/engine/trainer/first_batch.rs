@@ -23,6 +23,14 @@ impl Trainer {
         })
     }
 
+    /// The first training batch's losses by name, as step 1 sees them
+    /// (`check` shows them: a badly scaled auxiliary shows before any run).
+    pub fn first_batch_values(&self) -> Result<Vec<(String, f64)>> {
+        let _draws = crate::nn::rng::global_draws();
+        let values = Vec::<f64>::try_from(self.first_batch_losses()?.to_kind(Kind::Double))?;
+        Ok(self.loss_names.iter().cloned().zip(values).collect())
+    }
+
     /// `meltr.val_source = "val"`: the meta step's validation forward (the
     /// model in training mode), tried once before training starts or
     /// resumes, on the batch a meta step at step 1 would draw, the buffers
