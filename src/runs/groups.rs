@@ -263,6 +263,26 @@ pub fn caveats(groups: &[Group]) -> Vec<String> {
             restored.join("; "),
             "φ was put back and the meta-learning rate in force halved (γ raised at the first); the settings shown are the configured ones",
         );
+        let collapsed: Vec<String> = g
+            .runs
+            .iter()
+            .filter(|r| !r.unrestored_collapses.is_empty())
+            .map(|r| {
+                let steps: Vec<String> =
+                    r.unrestored_collapses.iter().map(u64::to_string).collect();
+                format!(
+                    "{} at step{} {}",
+                    r.meta.name,
+                    if steps.len() == 1 { "" } else { "s" },
+                    few(&steps)
+                )
+            })
+            .collect();
+        listed(
+            "has runs whose MELTR collapsed with nothing put back",
+            collapsed.join("; "),
+            "no healthy meta step to restore yet, or meltr.on_collapse = \"warn\" (the run's events say which)",
+        );
     }
     notes.extend(unlike_budgets(groups));
     notes

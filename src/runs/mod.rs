@@ -66,6 +66,10 @@ pub struct Run {
     /// The steps before which a collapse restore put φ back (and lowered
     /// the meta-learning rate in force, γ raised the first time).
     pub restores: Vec<u64>,
+    /// The steps of collapse warnings that put nothing back (no healthy
+    /// meta step yet, or `meltr.on_collapse = "warn"`): its numbers after
+    /// them come from a collapsed MELTR.
+    pub unrestored_collapses: Vec<u64>,
     /// Every run this one was forked from, nearest first, with the step:
     /// its parent, its parent's parent, … (from the fork lines its log
     /// carries).
@@ -87,6 +91,7 @@ impl Run {
             edits,
             fork_changes,
             restores,
+            unrestored_collapses,
             ancestors,
             weights,
             shares,
@@ -135,6 +140,7 @@ impl Run {
             edits,
             fork_changes,
             restores,
+            unrestored_collapses,
             ancestors,
             log_error: unreadable,
             meta,
@@ -177,6 +183,7 @@ struct Logged {
     edits: Vec<(u64, Vec<String>)>,
     fork_changes: Vec<String>,
     restores: Vec<u64>,
+    unrestored_collapses: Vec<u64>,
     ancestors: Vec<(String, u64)>,
     /// Each loss's logged effective weights, `(step, w)`.
     weights: BTreeMap<String, Vec<(f64, f64)>>,
@@ -255,6 +262,8 @@ fn logged(dir: &Path, meta: &SessionMeta) -> Logged {
                 // in force: the numbers after it come from those.
                 if let Some(before) = metrics::restored_before(&message) {
                     out.restores.push(before);
+                } else if message.starts_with(metrics::COLLAPSE_EVENT) {
+                    out.unrestored_collapses.push(line.step);
                 }
                 if let Some((id, step, keys)) = fork_line(&message) {
                     if meta.parent.as_ref() == Some(&id) && meta.fork_step == Some(step) {
@@ -427,12 +436,20 @@ mod tests {
                     metrics::RESTORE_EVENT
                 )),
             ),
+            line(
+                420,
+                event(&format!(
+                    "{}the primary's weight fell …; no healthy meta step to restore from yet. …",
+                    metrics::COLLAPSE_EVENT
+                )),
+            ),
         ] {
             w.append(&l).unwrap();
         }
         let run = Run::load(&dir).unwrap();
         assert_eq!(run.fork_changes, ["meltr.gamma", "train.steps"]);
         assert_eq!(run.restores, [400]);
+        assert_eq!(run.unrestored_collapses, [420]);
         let edits: Vec<(u64, &str)> = run.edits.iter().map(|(s, k)| (*s, k[0].as_str())).collect();
         assert_eq!(
             edits,

@@ -28,6 +28,10 @@ pub fn eval_values(metrics: &Named, losses: &Named) -> Named {
 /// it too, and the bare name).
 pub const EVAL_PREFIX: &str = "eval/";
 
+/// How the event of a MELTR collapse begins (its outcome follows: a
+/// restore, or why there was none).
+pub const COLLAPSE_EVENT: &str = "MELTR collapse: ";
+
 /// How a collapse restore's event begins (figures mark the step it names).
 pub const RESTORE_EVENT: &str = "φ restored from the meta step";
 

@@ -19,7 +19,14 @@ fn banner(app: &App, width: usize) -> Vec<Line<'static>> {
         return Vec::new();
     };
     let mut lines = fmt::wrap(&format!("config refused: {error}"), width);
-    lines.truncate(BANNER_LINES);
+    if lines.len() > BANNER_LINES {
+        // Cut, and said so (a walkthrough's banner ended mid-sentence):
+        // the events pane holds it whole.
+        const MORE: &str = " (in full: 4 Events)";
+        let rest = lines.split_off(BANNER_LINES - 1).join(" ");
+        let room = width.saturating_sub(fmt::width(MORE));
+        lines.push(format!("{}{MORE}", fmt::clip(&rest, room)));
+    }
     lines
         .into_iter()
         .map(|l| Line::from(Span::styled(fmt::pad(&l, width), app.theme.banner())))

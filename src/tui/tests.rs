@@ -352,6 +352,24 @@ fn config_error_is_a_banner_until_a_valid_config() {
         "{screen}"
     );
     insta::assert_snapshot!("config_error_80x24", t.backend());
+    // A refusal longer than the banner's lines says where it is whole.
+    let long = format!("{error}; {}", "and more words of the reason ".repeat(12));
+    app.on_event(Event::Line {
+        seq: 0,
+        line: MetricLine {
+            step: 501,
+            time: 25.5,
+            wall: None,
+            record: Record::Config {
+                changed: Default::default(),
+                error: Some(long),
+            },
+        },
+    });
+    let screen = text(draw(&app, 80, 24).backend().buffer());
+    assert!(screen.contains("… (in full: 4 Events)"), "{screen}");
+    app.store.config_error = Some(error.into());
+    let t = draw(&app, 80, 24);
     // The banner is red.
     let buf = t.backend().buffer();
     assert_eq!(buf[(0, 2)].bg, Color::Red);

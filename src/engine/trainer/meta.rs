@@ -4,7 +4,7 @@
 use super::meta_words::{drawn_batches, episode_said, neumann_converges, neumann_stopped};
 use super::*;
 use crate::engine::early_climb::ClimbNote;
-use crate::session::metrics::RESTORE_EVENT;
+use crate::session::metrics::{COLLAPSE_EVENT, RESTORE_EVENT};
 use crate::workload::SavedBuffers;
 use std::cell::RefCell;
 
@@ -431,7 +431,7 @@ impl Trainer {
             Record::Event {
                 level: Level::Warn,
                 message: format!(
-                    "MELTR collapse: {what}; {outcome}. {}",
+                    "{COLLAPSE_EVENT}{what}; {outcome}. {}",
                     self.collapse_advice(kind)
                 ),
             },

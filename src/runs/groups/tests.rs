@@ -214,6 +214,9 @@ fn unfinished_and_edited_runs_are_noted() {
     ];
     // A collapse restore (a walkthrough's table said nothing of one).
     runs[0].restores = vec![331];
+    // And a collapse with nothing to put back (a walkthrough's table said
+    // nothing of one either).
+    runs[2].unrestored_collapses = vec![20];
     let groups = gather(&runs, &GroupBy::Seeds).unwrap();
     assert_eq!(
         caveats(&groups),
@@ -221,8 +224,10 @@ fn unfinished_and_edited_runs_are_noted() {
             "note: s0 (n=3) has runs that did not finish (s1 stopped at 150/400): their last eval is not the end of training",
             "note: s0 (n=3) has runs whose settings changed while they trained (s2: aid.iterations at steps 100, 300): the settings shown are the last ones",
             "note: s0 (n=3) has runs with collapse restores (s0 before step 331): φ was put back and the meta-learning rate in force halved (γ raised at the first); the settings shown are the configured ones",
+            "note: s0 (n=3) has runs whose MELTR collapsed with nothing put back (s2 at step 20): no healthy meta step to restore yet, or meltr.on_collapse = \"warn\" (the run's events say which)",
         ]
     );
+    runs[2].unrestored_collapses.clear();
     // A fork (its parent gone): the edits up to its fork step were its
     // parent's, and its own change at the fork is named.
     runs[2].meta.parent = Some("20200101-000000-gone".into());

@@ -33,6 +33,7 @@ fn run(name: &str, step: u64, accuracy: Option<f64>, j: i64, fork: Option<(&str,
         edits: Vec::new(),
         fork_changes: Vec::new(),
         restores: Vec::new(),
+        unrestored_collapses: Vec::new(),
         ancestors: Vec::new(),
         meta,
     }
