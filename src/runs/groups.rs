@@ -51,9 +51,9 @@ const FORK_AT: &str = "fork at";
 /// share.
 fn settings(run: &Run) -> Vec<(String, String)> {
     run.config
-        .iter()
-        .filter(|(k, _)| k.as_str() != keys::SEED)
-        .map(|(k, v)| (k.clone(), keys::text(v)))
+        .keys()
+        .filter(|k| k.as_str() != keys::SEED)
+        .map(|k| (k.clone(), run.setting(k).unwrap_or_default()))
         .collect()
 }
 
@@ -242,7 +242,7 @@ pub fn caveats(groups: &[Group]) -> Vec<String> {
         listed(
             "has runs whose settings changed while they trained",
             edited.join("; "),
-            "the settings shown are the last ones",
+            "a setting changed this way reads OLD→NEW@STEP",
         );
         let restored: Vec<String> = g
             .runs
@@ -347,7 +347,7 @@ pub fn gather<'a>(runs: &'a [Run], by: &GroupBy) -> Result<Vec<Group<'a>>> {
             }
             GroupBy::Keys(ks) => ks
                 .iter()
-                .map(|k| (k.clone(), r.value(k).unwrap_or_else(|| "-".into())))
+                .map(|k| (k.clone(), r.setting(k).unwrap_or_else(|| "-".into())))
                 .collect(),
         }
     };
@@ -363,10 +363,14 @@ pub fn gather<'a>(runs: &'a [Run], by: &GroupBy) -> Result<Vec<Group<'a>>> {
     let label_keys: Vec<String> = match by {
         GroupBy::Keys(ks) => ks.clone(),
         GroupBy::Seeds => {
+            // As the groups were told apart: by setting, edits included.
             let firsts: Vec<&Run> = order.iter().map(|id| members[id][0]).collect();
-            keys::differing(firsts)
-                .into_iter()
-                .filter(|k| k != keys::SEED)
+            let all: std::collections::BTreeSet<&String> =
+                firsts.iter().flat_map(|r| r.config.keys()).collect();
+            all.into_iter()
+                .filter(|k| k.as_str() != keys::SEED)
+                .filter(|k| firsts.iter().any(|r| r.setting(k) != firsts[0].setting(k)))
+                .cloned()
                 .collect()
         }
     };
@@ -379,7 +383,7 @@ pub fn gather<'a>(runs: &'a [Run], by: &GroupBy) -> Result<Vec<Group<'a>>> {
                 .map(|k| {
                     let v = runs
                         .first()
-                        .and_then(|r| r.value(k))
+                        .and_then(|r| r.setting(k))
                         .unwrap_or_else(|| "-".into());
                     (k.clone(), v)
                 })

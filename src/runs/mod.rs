@@ -70,6 +70,10 @@ pub struct Run {
     /// meta step yet, or `meltr.on_collapse = "warn"`): its numbers after
     /// them come from a collapsed MELTR.
     pub unrestored_collapses: Vec<u64>,
+    /// Each key edited while it trained: its value before the first edit,
+    /// and each edit's step and new value (as [`Self::edits`], whose keys
+    /// these are).
+    pub edited: Edited,
     /// Every run this one was forked from, nearest first, with the step:
     /// its parent, its parent's parent, … (from the fork lines its log
     /// carries).
@@ -92,6 +96,7 @@ impl Run {
             fork_changes,
             restores,
             unrestored_collapses,
+            edited,
             ancestors,
             weights,
             shares,
@@ -141,6 +146,7 @@ impl Run {
             fork_changes,
             restores,
             unrestored_collapses,
+            edited,
             ancestors,
             log_error: unreadable,
             meta,
@@ -161,6 +167,22 @@ impl Run {
             .and_then(|e| e.1.get(&self.meta.primary_metric).copied())
     }
 
+    /// The value of `key` as a row or a legend shows it: [`Self::value`],
+    /// with its live edits as `OLD→NEW@STEP` (a walkthrough's sweep member,
+    /// edited at step 505, read as if it had trained with the new value
+    /// throughout, in a row and a legend entry of its own).
+    pub fn setting(&self, key: &str) -> Option<String> {
+        let value = self.value(key)?;
+        let Some((before, changes)) = self.edited.get(key) else {
+            return Some(value);
+        };
+        let mut text = before.clone();
+        for (step, new) in changes {
+            text.push_str(&format!("→{new}@{step}"));
+        }
+        Some(text)
+    }
+
     /// The value a `--where`/`--group-by` key names: a config key, or
     /// `status`, `group`, `name`, `id`.
     pub fn value(&self, key: &str) -> Option<String> {
@@ -174,6 +196,15 @@ impl Run {
     }
 }
 
+/// Live-edited keys: the value before, and `(step, new value)` per edit.
+pub type Edited = BTreeMap<String, (String, Vec<(u64, String)>)>;
+
+/// A config value of the log (JSON) as [`keys::text`] writes it.
+fn json_text(value: &serde_json::Value) -> String {
+    serde_json::from_value::<toml::Value>(value.clone())
+        .map_or_else(|_| value.to_string(), |v| keys::text(&v))
+}
+
 /// What `Run` reads from a session's log (a session with no log yet:
 /// step 0, nothing else).
 #[derive(Default)]
@@ -184,6 +215,7 @@ struct Logged {
     fork_changes: Vec<String>,
     restores: Vec<u64>,
     unrestored_collapses: Vec<u64>,
+    edited: Edited,
     ancestors: Vec<(String, u64)>,
     /// Each loss's logged effective weights, `(step, w)`.
     weights: BTreeMap<String, Vec<(f64, f64)>>,
@@ -254,6 +286,13 @@ fn logged(dir: &Path, meta: &SessionMeta) -> Logged {
             Record::Config { changed, .. } if !changed.is_empty() => {
                 let own = own_fork_seen && Some(line.step) == meta.fork_step;
                 if !own {
+                    for (key, (old, new)) in &changed {
+                        let (_, changes) = out
+                            .edited
+                            .entry(key.clone())
+                            .or_insert_with(|| (json_text(old), Vec::new()));
+                        changes.push((line.step, json_text(new)));
+                    }
                     out.edits.push((line.step, changed.into_keys().collect()));
                 }
             }
@@ -450,6 +489,13 @@ mod tests {
         assert_eq!(run.fork_changes, ["meltr.gamma", "train.steps"]);
         assert_eq!(run.restores, [400]);
         assert_eq!(run.unrestored_collapses, [420]);
+        // Rows and legends show an edited key with its history.
+        assert_eq!(run.setting("aid.alpha").as_deref(), Some("0→1@350"));
+        assert_eq!(
+            run.setting("meltr.gamma"),
+            run.value("meltr.gamma"),
+            "the fork's own change is its setting, not an edit"
+        );
         let edits: Vec<(u64, &str)> = run.edits.iter().map(|(s, k)| (*s, k[0].as_str())).collect();
         assert_eq!(
             edits,

@@ -222,7 +222,7 @@ fn unfinished_and_edited_runs_are_noted() {
         caveats(&groups),
         [
             "note: s0 (n=3) has runs that did not finish (s1 stopped at 150/400): their last eval is not the end of training",
-            "note: s0 (n=3) has runs whose settings changed while they trained (s2: aid.iterations at steps 100, 300): the settings shown are the last ones",
+            "note: s0 (n=3) has runs whose settings changed while they trained (s2: aid.iterations at steps 100, 300): a setting changed this way reads OLD→NEW@STEP",
             "note: s0 (n=3) has runs with collapse restores (s0 before step 331): φ was put back and the meta-learning rate in force halved (γ raised at the first); the settings shown are the configured ones",
             "note: s0 (n=3) has runs whose MELTR collapsed with nothing put back (s2 at step 20): no healthy meta step to restore yet, or meltr.on_collapse = \"warn\" (the run's events say which)",
         ]
@@ -312,4 +312,35 @@ fn runs_of_different_budgets_are_noted() {
     let mut stopped = ended_at("f", 2, 300);
     stopped.status = "stopped".into();
     assert_eq!(budget_note(&[ended_at("g", 0, 500), stopped]), None);
+}
+
+/// A run whose setting was edited live is labelled with the edit (a
+/// walkthrough's sweep member, aid.alpha 0.1 → 0.5 at step 505, read
+/// `alpha=0.5` as if trained so throughout); runs edited alike pool.
+#[test]
+fn a_live_edit_shows_in_the_label_as_old_new_at_step() {
+    let root = tempfile::tempdir().unwrap();
+    let mut runs: Vec<Run> = (0..4)
+        .map(|seed| finished_seed(root.path(), &format!("s{seed}"), seed))
+        .collect();
+    for run in &mut runs[2..] {
+        run.config
+            .insert("aid.alpha".into(), toml::Value::Float(0.5));
+        run.edits = vec![(505, vec!["aid.alpha".into()])];
+        run.edited.insert(
+            "aid.alpha".into(),
+            ("0.1".into(), vec![(505, "0.5".into())]),
+        );
+    }
+    let groups = gather(&runs, &GroupBy::Seeds).unwrap();
+    let labels: Vec<(&str, usize)> = groups
+        .iter()
+        .map(|g| (g.label.as_str(), g.runs.len()))
+        .collect();
+    assert_eq!(labels, [("alpha=0.1", 2), ("alpha=0.1→0.5@505", 2)]);
+    let by_key = gather(&runs, &GroupBy::Keys(vec!["aid.alpha".into()])).unwrap();
+    assert_eq!(
+        by_key[1].values,
+        [("aid.alpha".into(), "0.1→0.5@505".into())]
+    );
 }

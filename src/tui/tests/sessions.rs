@@ -34,6 +34,7 @@ fn run(name: &str, step: u64, accuracy: Option<f64>, j: i64, fork: Option<(&str,
         fork_changes: Vec::new(),
         restores: Vec::new(),
         unrestored_collapses: Vec::new(),
+        edited: Default::default(),
         ancestors: Vec::new(),
         meta,
     }
