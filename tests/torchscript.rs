@@ -1275,6 +1275,18 @@ fn the_primary_metric_is_configurable_and_evaluation_scores_every_row() {
     let data = (train.as_path(), val.as_path());
 
     let cfg = flag_config_with(tmp.path(), "default", "metrics.pt", data, "");
+    // `check` says which metrics a batched evaluation only approximates (a
+    // walkthrough's R² averaged over batches read 0.344, the split's 0.408).
+    let checked = bin().arg("check").arg("-c").arg(&cfg).output().unwrap();
+    assert!(
+        text(&checked).contains(
+            "note: metrics are means over 13 evaluation batches of up to 8 rows, weighted by rows; \
+             row_max: not a mean over rows, so not the value over the whole split \
+             (workload.eval_batch_size = 100 evaluates it in one batch)"
+        ),
+        "{}",
+        text(&checked)
+    );
     let out = run(&sessions, &cfg, "default");
     assert!(out.status.success(), "{}", text(&out));
     let (dir, lines) = metrics_of(&sessions, "default");

@@ -50,7 +50,11 @@ pub(super) fn check(
 ) -> Result<()> {
     use anyhow::Context;
     let config = super::config_file::configured(config_path, None, overrides)?;
-    let (meta, first_losses) = crate::engine::check_builds(&config)
+    let crate::engine::Checked {
+        meta,
+        said,
+        first_losses,
+    } = crate::engine::check_builds(&config)
         .with_context(|| super::config_file::from_file(config_path, overrides))?;
     let (primary, auxiliary) = meta.losses.split_first().expect("a primary loss");
     let goal = if meta.higher_is_better {
@@ -76,6 +80,14 @@ pub(super) fn check(
         config.train.steps
     );
     println!("  first batch    {}", first_batch_words(&first_losses));
+    // What a run's start would say (its first events), but the greeting.
+    for (level, message) in said {
+        let tag = match level {
+            crate::session::metrics::Level::Info => "note",
+            _ => "warning",
+        };
+        println!("{tag}: {message}");
+    }
     Ok(())
 }
 

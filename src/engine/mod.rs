@@ -57,23 +57,54 @@ pub fn preflight(config: &crate::config::Config) -> Result<()> {
     crate::workload::preflight(config)
 }
 
+/// What [`check_builds`] found.
+pub struct Checked {
+    /// What the run would record about itself.
+    pub meta: crate::session::SessionMeta,
+    /// The setup's events, as a run's log would begin.
+    pub said: Vec<(crate::session::metrics::Level, String)>,
+    /// The first training batch's losses by name.
+    pub first_losses: Vec<(String, f64)>,
+}
+
 /// Builds the run `config` asks for in a scratch session folder, as `run`
 /// does before its first step (the workload with its model's forward on
 /// the first training batch and the loss names, the validation data, the
 /// combiner, the first-batch checks), then throws it away: `check`, and a
 /// sweep's first member before any session exists. Returns what the run
-/// would record about itself, and the first training batch's losses.
-pub fn check_builds(
-    config: &crate::config::Config,
-) -> Result<(crate::session::SessionMeta, Vec<(String, f64)>)> {
+/// would record about itself, what the setup said (its notes and
+/// warnings, as a run's first events), and the first training batch's
+/// losses.
+pub fn check_builds(config: &crate::config::Config) -> Result<Checked> {
     preflight(config)?;
     let scratch = std::env::temp_dir().join(format!("meltr-tui-check-{}", std::process::id()));
     std::fs::create_dir_all(&scratch)
         .with_context(|| format!("cannot create {}", scratch.display()))?;
     // The events the setup sends (notes) wait here; none is read.
     let (events, _kept) = std::sync::mpsc::sync_channel(4096);
-    let built = trainer::Trainer::new(&scratch, config.clone(), false, events)
-        .and_then(|(trainer, meta)| Ok((meta, trainer.first_batch_values()?)));
+    let built = trainer::Trainer::new(&scratch, config.clone(), false, events).and_then(
+        |(trainer, meta)| {
+            let first_losses = trainer.first_batch_values()?;
+            drop(trainer);
+            let log = crate::session::SessionDir::new(&scratch).metrics();
+            let said = crate::session::log::read_metrics(&log)
+                .map(|read| read.lines)
+                .unwrap_or_default()
+                .into_iter()
+                .filter_map(|line| match line.record {
+                    crate::session::metrics::Record::Event { level, message } => {
+                        Some((level, message))
+                    }
+                    _ => None,
+                })
+                .collect();
+            Ok(Checked {
+                meta,
+                said,
+                first_losses,
+            })
+        },
+    );
     let _ = std::fs::remove_dir_all(&scratch);
     built
 }

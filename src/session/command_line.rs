@@ -7,30 +7,34 @@ use std::path::Path;
 /// Where sessions live unless `--sessions-dir` or `MELTR_SESSIONS` says.
 pub const DEFAULT_ROOT: &str = "sessions";
 
-/// How to name the session in `dir` on the command line: `meltr-tui ID`,
-/// with `--sessions-dir` when a plain `meltr-tui` would look elsewhere (a
-/// walkthrough ran with `--sessions-dir`, then the printed `meltr-tui
-/// attach ID` found no session).
+/// How to name the session in `dir` on the command line: `meltr-tui
+/// SUBCOMMAND ID`, with `--sessions-dir` unless a plain `meltr-tui` finds
+/// it from anywhere it is likely typed: the default folder as given (the
+/// user's working folder), or the folder `MELTR_SESSIONS` names. (Two
+/// walkthroughs ran with `--sessions-dir`; the printed `meltr-tui attach
+/// ID`, typed from another folder, found no session.)
 pub fn command_for(dir: &Path, subcommand: &str) -> String {
-    let default_root = std::env::var_os("MELTR_SESSIONS").map_or_else(
-        || std::path::PathBuf::from(DEFAULT_ROOT),
-        std::path::PathBuf::from,
-    );
-    command_from(dir, subcommand, &default_root)
+    let from_env = std::env::var_os("MELTR_SESSIONS").map(std::path::PathBuf::from);
+    command_from(dir, subcommand, from_env.as_deref())
 }
 
-/// [`command_for`] where a plain `meltr-tui` looks in `default_root`.
-fn command_from(dir: &Path, subcommand: &str, default_root: &Path) -> String {
+/// [`command_for`] with `MELTR_SESSIONS` as `from_env`.
+fn command_from(dir: &Path, subcommand: &str, from_env: Option<&Path>) -> String {
     let id = dir.file_name().unwrap_or_default().to_string_lossy();
     let root = dir.parent().unwrap_or(Path::new("."));
     let same = |a: &Path, b: &Path| match (a.canonicalize(), b.canonicalize()) {
         (Ok(a), Ok(b)) => a == b,
         _ => a == b,
     };
-    if same(root, default_root) {
+    let plain = match from_env {
+        Some(env_root) => same(root, env_root),
+        None => root == Path::new(DEFAULT_ROOT),
+    };
+    if plain {
         format!("meltr-tui {subcommand} {id}")
     } else {
-        let root = root.canonicalize().unwrap_or_else(|_| root.to_path_buf());
+        let root = std::path::absolute(root).unwrap_or_else(|_| root.to_path_buf());
+        let root = root.canonicalize().unwrap_or(root);
         format!(
             "meltr-tui --sessions-dir {} {subcommand} {id}",
             root.display()
@@ -42,26 +46,30 @@ fn command_from(dir: &Path, subcommand: &str, default_root: &Path) -> String {
 mod tests {
     use super::*;
 
-    /// The printed `attach`/`resume` names the sessions folder only where
-    /// a plain `meltr-tui` would not look.
+    /// The printed `attach`/`resume` names the sessions folder unless it is
+    /// the default as given or `MELTR_SESSIONS`.
     #[test]
     fn printed_commands_name_a_sessions_folder_that_is_not_the_default() {
         let tmp = tempfile::tempdir().unwrap();
         let elsewhere = tmp.path().join("runs");
         std::fs::create_dir_all(elsewhere.join("abc")).unwrap();
-        assert_eq!(
-            command_from(&elsewhere.join("abc"), "attach", Path::new("sessions")),
-            format!(
-                "meltr-tui --sessions-dir {} attach abc",
-                elsewhere.canonicalize().unwrap().display()
-            )
+        let named = format!(
+            "meltr-tui --sessions-dir {} attach abc",
+            elsewhere.canonicalize().unwrap().display()
         );
+        assert_eq!(command_from(&elsewhere.join("abc"), "attach", None), named);
+        // Given by --sessions-dir, it is named even where a folder called
+        // `sessions` is that folder: the hint is typed from anywhere.
+        let named_sessions = tmp.path().join("sessions");
+        std::fs::create_dir_all(named_sessions.join("abc")).unwrap();
+        assert!(command_from(&named_sessions.join("abc"), "attach", None)
+            .starts_with("meltr-tui --sessions-dir /"));
         assert_eq!(
-            command_from(&elsewhere.join("abc"), "resume", &elsewhere),
+            command_from(&elsewhere.join("abc"), "resume", Some(&elsewhere)),
             "meltr-tui resume abc"
         );
         assert_eq!(
-            command_from(Path::new("sessions/abc"), "attach", Path::new("sessions")),
+            command_from(Path::new("sessions/abc"), "attach", None),
             "meltr-tui attach abc"
         );
     }

@@ -635,10 +635,19 @@ fn pause_resume_checkpoint_follow_status() {
         press(&mut app, KeyCode::Char('p')),
         Action::Send(Command::Pause)
     );
+    assert_eq!(app.flash.as_ref().unwrap().text, "pause requested");
     app.on_event(Event::Status {
         status: Status::Paused,
         message: None,
     });
+    // Done once the header says so (it stayed beside it, a walkthrough).
+    assert!(
+        app.flash
+            .as_ref()
+            .is_none_or(|f| !f.text.ends_with("requested")),
+        "{:?}",
+        app.flash.as_ref().map(|f| &f.text)
+    );
     assert_eq!(
         press(&mut app, KeyCode::Char('p')),
         Action::Send(Command::Resume)
@@ -697,6 +706,15 @@ fn a_written_edit_says_when_it_applies() {
     app.wrote_config(config.clone(), "aid.iterations = 2");
     let flash = app.flash.as_ref().unwrap().text.clone();
     assert!(flash.contains("applies it at a step boundary"), "{flash}");
+    // Applied: the runner's config in force ends the message.
+    app.on_event(Event::ConfigInForce {
+        config: Box::new(config.clone()),
+    });
+    assert!(
+        app.flash.is_none(),
+        "{:?}",
+        app.flash.as_ref().map(|f| &f.text)
+    );
     app.on_event(Event::Status {
         status: Status::Finished,
         message: None,

@@ -36,11 +36,11 @@ pub(super) fn detach_driver(root: &Path, plan: &Plan, parallel: usize) -> Result
     crate::process::detach_from_terminal(&mut command);
     let child = command.spawn().context("cannot start the sweep driver")?;
     println!(
-        "sweep `{}` driven in the background (pid {}); output in {}; watch with `meltr-tui sweep ls {}`",
+        "sweep `{}` driven in the background (pid {}); output in {}; watch with `{}`",
         plan.group,
         child.id(),
         log_path.display(),
-        plan.group
+        crate::session::command_for(&root.join(&plan.group), "sweep ls")
     );
     Ok(())
 }

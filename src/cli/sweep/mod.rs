@@ -305,10 +305,10 @@ fn submit(
     plan.slurm_job = slurm::job_id(&answer);
     plan.write(root)?;
     println!(
-        "sweep `{}`: {} array tasks submitted; follow with `meltr-tui sweep ls {}`",
+        "sweep `{}`: {} array tasks submitted; follow with `{}`",
         plan.group,
         indices.len(),
-        plan.group
+        crate::session::command_for(&root.join(&plan.group), "sweep ls")
     );
     Ok(())
 }

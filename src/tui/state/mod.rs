@@ -315,8 +315,14 @@ impl App {
                 self.status_message = message;
                 let step = self.step();
                 self.store.push_entry(step, level, EntryKind::Status, text);
+                // The header shows the new state: "pause requested" is done
+                // (it stayed beside it, a walkthrough).
+                self.clear_flash_if(|text| text.ends_with(" requested"));
             }
             Event::ConfigInForce { config } => {
+                // Applied: "wrote … applies it within a second" is done (it
+                // stayed past a later edit from the shell, a walkthrough).
+                self.clear_flash_if(|text| text.starts_with("wrote "));
                 // The config error stays until the log says the file reads
                 // again: a runner greets every TUI that attaches with its
                 // config in force, bad file or not.
@@ -334,6 +340,13 @@ impl App {
                 Some(since) if now.duration_since(since) >= FLASH_FOR => self.flash = None,
                 Some(_) => {}
             }
+        }
+    }
+
+    /// Drops the footer message when `done` says the event made it stale.
+    fn clear_flash_if(&mut self, done: impl Fn(&str) -> bool) {
+        if self.flash.as_ref().is_some_and(|f| done(&f.text)) {
+            self.flash = None;
         }
     }
 

@@ -455,6 +455,7 @@ impl Workload for TorchScript {
     fn notes(&self) -> Vec<String> {
         let mut notes = self.data_notes.clone();
         notes.extend(self.untrained_losses_note());
+        notes.extend(self.batch_averaged_metrics_note());
         if self.shared.is_empty() {
             return notes;
         }

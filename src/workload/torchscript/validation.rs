@@ -168,3 +168,39 @@ impl TorchScript {
         result
     }
 }
+
+/// Metric names (lowercase parts) that are no mean over rows, whose mean
+/// over evaluation batches is not their value over the split.
+const NOT_ROW_MEANS: [&str; 12] = [
+    "r2", "rmse", "f1", "auc", "corr", "pearson", "spearman", "mcc", "kappa", "recall", "max",
+    "min",
+];
+
+impl TorchScript {
+    /// Said when a metric named like [`NOT_ROW_MEANS`] is averaged over
+    /// more than one evaluation batch (a walkthrough's R² read 0.344 where
+    /// the split's was 0.408; the README said why, the run did not).
+    pub(super) fn batch_averaged_metrics_note(&self) -> Option<String> {
+        let batches = self.val_batches();
+        let named: Vec<&String> = self
+            .metric_names
+            .iter()
+            .filter(|name| {
+                let lower = name.to_lowercase();
+                NOT_ROW_MEANS.iter().any(|part| lower.contains(part))
+            })
+            .collect();
+        (batches.len() > 1 && !named.is_empty()).then(|| {
+            let names: Vec<&str> = named.iter().map(|n| n.as_str()).collect();
+            format!(
+                "metrics are means over {} evaluation batches of up to {} rows, weighted by rows; \
+                 {}: not a mean over rows, so not the value over the whole split \
+                 (workload.eval_batch_size = {} evaluates it in one batch)",
+                batches.len(),
+                self.eval_batch_size,
+                names.join(", "),
+                self.val.samples
+            )
+        })
+    }
+}
