@@ -374,6 +374,9 @@ fn nproc_two_writes_one_session_that_matches_one_process() {
             .output()
             .unwrap();
         assert!(out.status.success(), "{}", text(&out));
+        // The start says on how many ranks (it did not, a walkthrough).
+        let said = extra.contains(&"--nproc") == text(&out).contains("(on cpu × 2 ranks)");
+        assert!(said, "{}", text(&out));
         only_session(&root.path().join(sessions))
     };
     let (dir, two) = run("two", &["--nproc", "2"]);

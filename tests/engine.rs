@@ -1413,3 +1413,44 @@ fn capped_loss_scale_changes_only_a_loss_past_the_ratio() {
         "{w_raw_far:?} vs {w_far:?}"
     );
 }
+
+/// A checkpoint asked for by hand (the TUI's `c`) outlives
+/// `train.keep_checkpoints` (a walkthrough's was pruned three checkpoints
+/// later), and the run says so.
+#[test]
+fn a_checkpoint_asked_for_by_hand_is_kept_past_the_rotation() {
+    let _serial = serial();
+    let root = tempfile::tempdir().unwrap();
+    let mut config = small_config("sum", 100_000);
+    config.train.checkpoint_every = 10;
+    config.train.keep_checkpoints = 2;
+    // No evaluation: the best-evaluated checkpoint is kept too.
+    config.train.eval_every = 1000;
+    let dir = session::create(root.path(), "pinned", &config).unwrap();
+    let handle = engine::spawn(&dir, config, false).unwrap();
+    wait_for_step(&handle, 5);
+    handle.commands.send(Command::Checkpoint).unwrap();
+    wait_for_step(&handle, 60);
+    handle.commands.send(Command::Stop).unwrap();
+    assert_eq!(handle.thread.join().unwrap().unwrap(), Status::Stopped);
+    let lines = session::log::read_metrics(&dir.join("metrics.jsonl"))
+        .unwrap()
+        .lines;
+    let asked = lines
+        .iter()
+        .find_map(|l| match &l.record {
+            Record::Event { message, .. } if message.contains("asked for by hand") => Some(l.step),
+            _ => None,
+        })
+        .expect("the kept checkpoint is said");
+    let steps: Vec<u64> = checkpoint::list(&dir.join("checkpoints"))
+        .into_iter()
+        .map(|(step, _)| step)
+        .collect();
+    assert!(asked < 50 && steps.contains(&asked), "{asked}: {steps:?}");
+    assert_eq!(
+        steps.len(),
+        3,
+        "the newest two and the pinned one: {steps:?}"
+    );
+}

@@ -55,7 +55,19 @@ pub(super) fn run_headless(
     building.store(false, std::sync::atomic::Ordering::SeqCst);
     let handle = built.map_err(|e| discard_unstarted(dir, origin, e))?;
     // Named only once it exists for good: a failed build removes a new folder.
-    say!("session {} in {}", meta.id, dir.display());
+    // With where it trains, and on how many ranks (a `--nproc 2` run never
+    // said so, a walkthrough).
+    let facts = SessionMeta::read(dir).unwrap_or_else(|_| meta.clone());
+    let ranks = facts
+        .world_size
+        .filter(|&n| n > 1)
+        .map_or(String::new(), |n| format!(" × {n} ranks"));
+    say!(
+        "session {} in {} (on {}{ranks})",
+        meta.id,
+        dir.display(),
+        facts.device
+    );
     let _watch = crate::runner::serve::watch_config(
         dir,
         handle.commands.clone(),

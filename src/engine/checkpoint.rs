@@ -100,10 +100,24 @@ pub fn set_aside(path: &Path) -> Result<PathBuf> {
     Ok(aside)
 }
 
+/// The marker of a checkpoint asked for by hand (see [`pin`]).
+fn pin_name(step: u64) -> String {
+    format!("step-{step:010}.pinned")
+}
+
+/// Marks the checkpoint of `step` in `dir` as asked for by hand (the TUI's
+/// `c`): pruning keeps it, whatever `train.keep_checkpoints` (a
+/// walkthrough's was deleted three checkpoints later).
+pub fn pin(dir: &Path, step: u64) -> Result<()> {
+    let marker = dir.join(pin_name(step));
+    std::fs::write(&marker, b"").with_context(|| format!("cannot write {}", marker.display()))
+}
+
 fn prune(dir: &Path, keep: usize, also_keep: Option<u64>) -> Result<()> {
     let all = list(dir);
     let older = all.iter().take(all.len().saturating_sub(keep));
-    for (_, path) in older.filter(|(step, _)| Some(*step) != also_keep) {
+    let pinned = |step: u64| dir.join(pin_name(step)).exists();
+    for (_, path) in older.filter(|(step, _)| Some(*step) != also_keep && !pinned(*step)) {
         std::fs::remove_file(path)
             .with_context(|| format!("cannot delete old checkpoint {}", path.display()))?;
     }
@@ -230,6 +244,17 @@ mod tests {
         }
         let steps: Vec<u64> = list(dir.path()).into_iter().map(|(s, _)| s).collect();
         assert_eq!(steps, vec![2, 4, 5]);
+        // One asked for by hand (step 1, pinned) outlives them all.
+        let dir = tempfile::tempdir().unwrap();
+        for step in 1..=5 {
+            let x = [("x".to_string(), Tensor::from(step as f64))];
+            write(dir.path(), step, &x, 2, None).unwrap();
+            if step == 1 {
+                pin(dir.path(), 1).unwrap();
+            }
+        }
+        let steps: Vec<u64> = list(dir.path()).into_iter().map(|(s, _)| s).collect();
+        assert_eq!(steps, vec![1, 4, 5]);
     }
 
     #[test]

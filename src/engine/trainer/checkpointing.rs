@@ -77,6 +77,27 @@ impl BestEvaluated {
 }
 
 impl Trainer {
+    /// A checkpoint asked for by hand (the TUI's `c`): written now and
+    /// kept past `train.keep_checkpoints`.
+    pub(super) fn write_checkpoint_asked(&mut self) -> Result<()> {
+        self.write_checkpoint()?;
+        if self.is_follower() || self.checkpointed_at != Some(self.step) {
+            return Ok(());
+        }
+        let step = self.step;
+        let message = match checkpoint::pin(&self.dir.checkpoints(), step) {
+            Ok(()) => format!(
+                "checkpoint of step {step} kept past train.keep_checkpoints (asked for by hand)"
+            ),
+            Err(e) => format!("{e:#}: the checkpoint of step {step} may be pruned as any other"),
+        };
+        self.emit(Record::Event {
+            level: Level::Info,
+            message,
+        });
+        Ok(())
+    }
+
     /// Writes a checkpoint now (and makes the metrics durable up to it).
     pub fn write_checkpoint(&mut self) -> Result<()> {
         self.flush_pending()?;

@@ -373,12 +373,20 @@ impl Trainer {
             return;
         }
         let per_step = |d: Duration| 1e3 * d.as_secs_f64() / t.steps as f64;
+        let per_step_buckets = t.buckets as f64 / t.steps as f64;
         let buckets = match t.buckets {
             0 => "one all-reduce after it".to_string(),
-            all => format!(
-                "{:.1} of {:.1} buckets' all-reduces started during it",
+            // One bucket is the whole gradient, ready only as the backward
+            // ends: "1.0 of 1.0 started during it" read as overlap.
+            _ if per_step_buckets <= 1.0 => {
+                "the gradient fits one bucket, whose all-reduce starts as it ends: no overlap \
+                 (a smaller train.bucket_mb splits it)"
+                    .to_string()
+            }
+            _ => format!(
+                "{:.1} of its {:.0} buckets' all-reduces started before it ended",
                 t.started_in_backward as f64 / t.steps as f64,
-                all as f64 / t.steps as f64
+                per_step_buckets
             ),
         };
         self.emit(Record::Event {

@@ -419,7 +419,7 @@ impl Trainer {
                     changed: Default::default(),
                     error: Some(error),
                 }),
-                Command::Checkpoint => self.write_checkpoint()?,
+                Command::Checkpoint => self.write_checkpoint_asked()?,
                 Command::Stop => return Ok(false),
             }
         }
