@@ -144,12 +144,34 @@ pub(super) fn run_headless(
         bail!("{reason}");
     }
     say!("session {}: {}", meta.id, status.as_str());
+    if let Some(note) = best_before_the_end(dir) {
+        say!("{note}");
+    }
     if let (Status::Stopped, Some(signal)) = (status, crate::process::stop_signal()) {
         // A run ended by a signal exits as the shell expects (a finished
         // run exits 0).
         std::process::exit(crate::process::exit_code(signal));
     }
     Ok(())
+}
+
+/// Said at the end when an earlier evaluation scored better than the last
+/// (a walkthrough's RMSE rose from 0.79 at step 850 to 1.04 at the end,
+/// unsaid): where the best was, and what takes it.
+fn best_before_the_end(dir: &Path) -> Option<String> {
+    let run = crate::runs::Run::load(dir).ok()?;
+    let ((best_step, best), (final_step, last)) =
+        (run.best_eval.as_ref()?, run.final_eval.as_ref()?);
+    let metric = &run.meta.primary_metric;
+    let (best, last) = (*best.get(metric)?, *last.get(metric)?);
+    (best_step != final_step && best != last).then(|| {
+        format!(
+            "the best evaluation was not the last: {metric} {} at step {best_step}, {} at step {final_step} \
+             (export --format model --best takes the best kept checkpoint; table --best reports best evaluations)",
+            fmt_value(best),
+            fmt_value(last)
+        )
+    })
 }
 
 /// While the run is built (a large data file read, a pretraining, peers
@@ -286,6 +308,47 @@ mod tests {
         assert_eq!(
             fmt_named(&small, &["tiny".to_string()]),
             "tiny 7.259e-4  nan NaN  w -4.000e-4  zero 0.0000"
+        );
+    }
+}
+
+#[cfg(test)]
+mod best_tests {
+    use crate::session::log::MetricsWriter;
+    use crate::session::metrics::{MetricLine, Named, Record};
+
+    /// An earlier evaluation that scored better than the last is said at
+    /// the end with its step; a run whose last was its best says nothing.
+    #[test]
+    fn a_better_evaluation_before_the_end_is_said() {
+        let root = tempfile::tempdir().unwrap();
+        let config = crate::config::Config::default();
+        let dir = crate::session::create(root.path(), "worse", &config).unwrap();
+        let mut meta = crate::session::SessionMeta::read(&dir).unwrap();
+        (meta.primary_metric, meta.higher_is_better) = ("R@1".into(), true);
+        meta.write(&dir).unwrap();
+        let metric = meta.primary_metric;
+        let eval = |step: u64, value: f64| MetricLine {
+            step,
+            time: 0.0,
+            wall: None,
+            record: Record::Eval {
+                metrics: [(metric.clone(), value)].into(),
+                losses: Named::new(),
+            },
+        };
+        let mut log = MetricsWriter::open(&dir.join("metrics.jsonl")).unwrap();
+        log.append(&eval(50, 40.0)).unwrap();
+        assert_eq!(super::best_before_the_end(&dir), None);
+        // R@1, higher is better: 60 at step 100 beats the last, 45.
+        log.append(&eval(100, 60.0)).unwrap();
+        log.append(&eval(150, 45.0)).unwrap();
+        let said = super::best_before_the_end(&dir).expect("said");
+        assert!(
+            said.starts_with(&format!(
+                "the best evaluation was not the last: {metric} 60.0000 at step 100, 45.0000 at step 150"
+            )),
+            "{said}"
         );
     }
 }
