@@ -1307,6 +1307,15 @@ fn the_primary_metric_is_configurable_and_evaluation_scores_every_row() {
         (meta.primary_metric.as_str(), meta.higher_is_better),
         ("row_mean", false)
     );
+    // Named as the model returns it, prefix and all (it was refused).
+    let extra = "metric = \"metric/row_mean\"\nmetric_goal = \"min\"\n";
+    let cfg = flag_config_with(tmp.path(), "prefixed", "metrics.pt", data, extra);
+    let checked = bin().arg("check").arg("-c").arg(&cfg).output().unwrap();
+    assert!(
+        text(&checked).contains("metric         row_mean (lower is better)"),
+        "{}",
+        text(&checked)
+    );
 
     let cfg = flag_config_with(
         tmp.path(),

@@ -306,6 +306,11 @@ pub fn primary_metric(workload: &dyn Workload, w: &WorkloadConfig) -> Result<(St
     let name = match &w.metric {
         None => default.clone(),
         Some(name) => {
+            // As the model names it (`metric/r2`) or as the log does (`r2`).
+            let name = name
+                .strip_prefix(crate::workload::torchscript::METRIC_PREFIX)
+                .unwrap_or(name);
+            let name = &name.to_string();
             let reported = workload.metric_names();
             if !reported.contains(name) {
                 bail!(
