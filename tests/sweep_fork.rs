@@ -342,6 +342,13 @@ fn a_fork_with_a_no_op_change_continues_its_parent_bit_for_bit_and_a_real_change
     assert!(ok, "{said}");
     let same = session::find(&root, "same").unwrap();
     let faster = session::find(&root, "faster").unwrap();
+    // Its start is no resume (it read as one, a walkthrough).
+    let log = std::fs::read_to_string(same.join("metrics.jsonl")).unwrap();
+    assert!(
+        log.contains("starts from its parent's checkpoint of step 200")
+            && !log.contains("resumed from checkpoint"),
+        "{log}"
+    );
 
     let continuation = lines_after(&parent, 200);
     assert_eq!(continuation.len(), lines_after(&same, 200).len());

@@ -320,9 +320,20 @@ impl Trainer {
             trainer.emit(Record::Event { level, message });
         }
         if let Some(path) = resumed_from {
+            // A fork's first start follows its "forked from" line: not a
+            // resume of anything yet (it read as one, a walkthrough).
+            let fork_start = crate::session::SessionMeta::read(dir)
+                .is_ok_and(|m| m.parent.is_some() && m.fork_step == Some(step));
+            let message = match fork_start {
+                true => format!(
+                    "starts from its parent's checkpoint of step {step} (copied to {})",
+                    path.display()
+                ),
+                false => format!("resumed from checkpoint {} at step {step}", path.display()),
+            };
             trainer.emit(Record::Event {
                 level: Level::Info,
-                message: format!("resumed from checkpoint {} at step {step}", path.display()),
+                message,
             });
         }
         if let Some(ran_with) = &ran_with {
