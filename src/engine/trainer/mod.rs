@@ -22,6 +22,7 @@ mod outbox;
 mod restore_tests;
 mod setup;
 mod skips;
+mod start_notes;
 
 use super::checkpoint;
 use super::collapse::{

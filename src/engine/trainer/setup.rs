@@ -2,6 +2,7 @@
 //! optimizers; on resume, the checkpoint to restore (the newest that reads
 //! back), the log cut back to it, and the restart-only keys in force.
 
+use super::start_notes::start_notes;
 use super::*;
 use crate::engine::gradient_owner::GradientOwner;
 use crate::engine::loss_rise::LossRise;
@@ -359,52 +360,6 @@ impl Trainer {
         }
         Ok((trainer, meta_info))
     }
-}
-
-/// Said when a run starts: the metric it is judged by and which way (a
-/// name's guess can be wrong: `ls`, `table` and "best" go by it), and a
-/// MELTR with nothing to weigh.
-fn start_notes(
-    config: &Config,
-    workload_kind: &str,
-    metric: &str,
-    higher_is_better: bool,
-) -> Vec<(Level, String)> {
-    let goal = if higher_is_better { "higher" } else { "lower" };
-    let why = match config.workload.metric_goal {
-        Some(_) => " (workload.metric_goal)",
-        None if workload_kind == "torchscript" => {
-            " (guessed from its name; workload.metric_goal = \"max\" or \"min\" says otherwise)"
-        }
-        None => "",
-    };
-    let mut notes = vec![(
-        Level::Info,
-        format!("primary metric: {metric}, {goal} is better{why}"),
-    )];
-    if config.combiner.kind == CombinerKind::Meltr && config.workload.auxiliary.is_empty() {
-        notes.push((
-            Level::Warn,
-            format!(
-                "combiner.kind = \"meltr\" with no auxiliary loss (workload.auxiliary is empty): \
-                 MELTR can only rescale {}, a learned learning-rate factor; list auxiliary losses, \
-                 or use combiner.kind = \"primary\"",
-                config.workload.primary
-            ),
-        ));
-    }
-    let kind = config.combiner.kind;
-    if kind != CombinerKind::Weights && !config.combiner.weights.is_empty() {
-        notes.push((
-            Level::Info,
-            format!(
-                "combiner.weights is set but combiner.kind = \"{}\": the weights are unused \
-                 (they weigh the losses only with combiner.kind = \"weights\")",
-                kind.as_str()
-            ),
-        ));
-    }
-    notes
 }
 
 /// What a resume without a checkpoint drops, when the log went past step

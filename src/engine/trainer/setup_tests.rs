@@ -49,3 +49,35 @@ fn a_resume_without_a_checkpoint_says_it_starts_again() {
         "{note}"
     );
 }
+
+/// A `workload.metric_goal` against what the metric's name says (`error`
+/// with "max") is a warning; one the name agrees with, or a name with no
+/// direction, a note.
+#[test]
+fn a_metric_goal_against_the_metrics_name_is_warned() {
+    let level = |metric: &str, goal: crate::config::MetricGoal| {
+        let mut config = Config::default();
+        config.workload.metric_goal = Some(goal);
+        let higher = goal == crate::config::MetricGoal::Max;
+        let notes = start_notes(&config, "torchscript", metric, higher);
+        let (level, note) = notes
+            .into_iter()
+            .find(|(_, n)| n.starts_with("primary metric:"))
+            .expect("the primary metric is said");
+        (level, note)
+    };
+    let (against, said) = level("error", crate::config::MetricGoal::Max);
+    assert_eq!(against, Level::Warn, "{said}");
+    assert!(
+        said.contains("though its name reads the other way"),
+        "{said}"
+    );
+    assert_eq!(
+        level("error", crate::config::MetricGoal::Min).0,
+        Level::Info
+    );
+    assert_eq!(
+        level("row_mean", crate::config::MetricGoal::Max).0,
+        Level::Info
+    );
+}

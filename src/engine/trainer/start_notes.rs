@@ -1,0 +1,63 @@
+//! What a run says as it starts: the metric it is judged by and which
+//! way, and settings that will not do what they seem to.
+
+use super::*;
+
+/// Said when a run starts: the metric it is judged by and which way (a
+/// name's guess can be wrong: `ls`, `table` and "best" go by it), and a
+/// MELTR with nothing to weigh.
+pub(super) fn start_notes(
+    config: &Config,
+    workload_kind: &str,
+    metric: &str,
+    higher_is_better: bool,
+) -> Vec<(Level, String)> {
+    let goal = if higher_is_better { "higher" } else { "lower" };
+    let why = match config.workload.metric_goal {
+        Some(_) => " (workload.metric_goal)",
+        None if workload_kind == "torchscript" => {
+            " (guessed from its name; workload.metric_goal = \"max\" or \"min\" says otherwise)"
+        }
+        None => "",
+    };
+    // A goal set against what the name says (`error` with "max") is more
+    // likely a slip than a choice: said (a walkthrough's went unsaid).
+    let against_name = config.workload.metric_goal.is_some()
+        && crate::workload::score_direction(metric) == Some(!higher_is_better);
+    let mut notes = vec![match against_name {
+        false => (
+            Level::Info,
+            format!("primary metric: {metric}, {goal} is better{why}"),
+        ),
+        true => (
+            Level::Warn,
+            format!(
+                "primary metric: {metric}, {goal} is better (workload.metric_goal), though its name reads \
+                 the other way: `ls --sort`, the tables' bold and \"best\" go by workload.metric_goal"
+            ),
+        ),
+    }];
+    if config.combiner.kind == CombinerKind::Meltr && config.workload.auxiliary.is_empty() {
+        notes.push((
+            Level::Warn,
+            format!(
+                "combiner.kind = \"meltr\" with no auxiliary loss (workload.auxiliary is empty): \
+                 MELTR can only rescale {}, a learned learning-rate factor; list auxiliary losses, \
+                 or use combiner.kind = \"primary\"",
+                config.workload.primary
+            ),
+        ));
+    }
+    let kind = config.combiner.kind;
+    if kind != CombinerKind::Weights && !config.combiner.weights.is_empty() {
+        notes.push((
+            Level::Info,
+            format!(
+                "combiner.weights is set but combiner.kind = \"{}\": the weights are unused \
+                 (they weigh the losses only with combiner.kind = \"weights\")",
+                kind.as_str()
+            ),
+        ));
+    }
+    notes
+}
