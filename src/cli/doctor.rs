@@ -80,7 +80,7 @@ pub(super) fn check(
         config.train.steps
     );
     println!("  first batch    {}", first_batch_words(&first_losses));
-    // What a run's start would say (its first events), but the greeting.
+    // What a run's start would say: its first events.
     for (level, message) in said {
         let tag = match level {
             crate::session::metrics::Level::Info => "note",

@@ -87,7 +87,10 @@ pub(super) struct CompareArgs<'a> {
 /// that matches no group is an error that lists the labels.
 fn legend_labels(labels: &[String], fulls: &[String], renames: &[String]) -> Result<Vec<String>> {
     let mut out = labels.to_vec();
-    let names = |i: usize| [labels[i].as_str(), fulls.get(i).map_or("", |f| f.as_str())];
+    // A group named by nothing (no key tells it apart) has no whole-key name.
+    let named = |i: usize, name: &str| {
+        labels[i] == name || fulls.get(i).is_some_and(|f| !f.is_empty() && f == name)
+    };
     for rename in renames {
         // LABEL holds `=` itself: the split whose left side is a label,
         // else the last `=`.
@@ -96,16 +99,14 @@ fn legend_labels(labels: &[String], fulls: &[String], renames: &[String]) -> Res
             .map(|(i, _)| (&rename[..i], &rename[i + 1..]));
         let Some((from, to)) = splits
             .clone()
-            .find(|(from, _)| (0..labels.len()).any(|i| names(i).contains(from)))
+            .find(|(from, _)| (0..labels.len()).any(|i| named(i, from)))
             .or_else(|| splits.clone().next_back())
         else {
             anyhow::bail!(
                 "--label `{rename}`: expected LABEL=TEXT, e.g. --label 'kind=meltr=MELTR'"
             );
         };
-        let hits: Vec<usize> = (0..labels.len())
-            .filter(|&i| names(i).contains(&from))
-            .collect();
+        let hits: Vec<usize> = (0..labels.len()).filter(|&i| named(i, from)).collect();
         if hits.is_empty() {
             anyhow::bail!(
                 "--label `{rename}`: no group is labelled `{from}`; the labels: {}",
@@ -350,6 +351,8 @@ mod legend_tests {
             "--label `kind=mltr=MELTR`: no group is labelled `kind=mltr`; the labels: kind=meltr; kind=sum"
         );
         assert!(legend_labels(&labels, &fulls, &["MELTR".into()]).is_err());
+        // A group with no whole-key name is not named by an empty LABEL.
+        assert!(legend_labels(&labels, &[String::new(), String::new()], &["=X".into()]).is_err());
         // A text with `=` of its own.
         let renamed = legend_labels(&labels, &fulls, &["kind=sum=J=0".into()]).unwrap();
         assert_eq!(renamed, ["kind=meltr", "J=0"]);

@@ -194,15 +194,15 @@ pub fn caveats(groups: &[Group]) -> Vec<String> {
         let edited: Vec<String> = g
             .runs
             .iter()
-            .filter(|r| !r.edits.is_empty())
+            .filter(|r| !r.edited.is_empty())
             .map(|r| {
                 // A fork's edits up to its fork step are its parent's (a
                 // walkthrough read them as the fork's own, and missed the
                 // fork's own change at the fork).
                 let fork_step = r.meta.fork_step.filter(|_| r.meta.parent.is_some());
                 let (inherited, own): (Vec<_>, Vec<_>) = r
-                    .edits
-                    .iter()
+                    .edits()
+                    .into_iter()
                     .partition(|(s, _)| fork_step.is_some_and(|at| *s <= at));
                 let mut parts: Vec<String> = [(inherited, true), (own, false)]
                     .into_iter()

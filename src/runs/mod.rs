@@ -56,11 +56,6 @@ pub struct Run {
     pub final_shares: Named,
     /// The config it ran with, by dotted key (`aid.iterations`).
     pub config: BTreeMap<String, toml::Value>,
-    /// Settings changed while its numbers were made (live edits, a
-    /// resume's `--set`s), the step and the keys, a fork's history (its
-    /// parents' edits before the fork) included and its own changes at
-    /// the fork not.
-    pub edits: Vec<(u64, Vec<String>)>,
     /// A fork's changes at its fork step (the keys).
     pub fork_changes: Vec<String>,
     /// The steps before which a collapse restore put φ back (and lowered
@@ -70,9 +65,10 @@ pub struct Run {
     /// meta step yet, or `meltr.on_collapse = "warn"`): its numbers after
     /// them come from a collapsed MELTR.
     pub unrestored_collapses: Vec<u64>,
-    /// Each key edited while it trained: its value before the first edit,
-    /// and each edit's step and new value (as [`Self::edits`], whose keys
-    /// these are).
+    /// Settings changed while its numbers were made (live edits, a
+    /// resume's `--set`s; a fork's history, its parents' edits before the
+    /// fork, included and its own changes at the fork not), by key: the
+    /// value before the first edit, and each edit's step and new value.
     pub edited: Edited,
     /// Every run this one was forked from, nearest first, with the step:
     /// its parent, its parent's parent, … (from the fork lines its log
@@ -92,7 +88,6 @@ impl Run {
         let Logged {
             step,
             evals,
-            edits,
             fork_changes,
             restores,
             unrestored_collapses,
@@ -142,7 +137,6 @@ impl Run {
             final_weights: metrics::final_means(&weights).map_or_else(Named::new, |(_, m)| m),
             final_shares: metrics::final_means(&shares).map_or_else(Named::new, |(_, m)| m),
             config,
-            edits,
             fork_changes,
             restores,
             unrestored_collapses,
@@ -165,6 +159,18 @@ impl Run {
         self.best_eval
             .as_ref()
             .and_then(|e| e.1.get(&self.meta.primary_metric).copied())
+    }
+
+    /// The steps where settings changed while it trained, in order, with
+    /// the keys each changed (from [`Self::edited`]).
+    pub fn edits(&self) -> Vec<(u64, Vec<String>)> {
+        let mut by_step: BTreeMap<u64, Vec<String>> = BTreeMap::new();
+        for (key, (_, changes)) in &self.edited {
+            for (step, _) in changes {
+                by_step.entry(*step).or_default().push(key.clone());
+            }
+        }
+        by_step.into_iter().collect()
     }
 
     /// The value of `key` as a row or a legend shows it: [`Self::value`],
@@ -211,7 +217,6 @@ fn json_text(value: &serde_json::Value) -> String {
 struct Logged {
     step: u64,
     evals: Vec<Eval>,
-    edits: Vec<(u64, Vec<String>)>,
     fork_changes: Vec<String>,
     restores: Vec<u64>,
     unrestored_collapses: Vec<u64>,
@@ -293,7 +298,6 @@ fn logged(dir: &Path, meta: &SessionMeta) -> Logged {
                             .or_insert_with(|| (json_text(old), Vec::new()));
                         changes.push((line.step, json_text(new)));
                     }
-                    out.edits.push((line.step, changed.into_keys().collect()));
                 }
             }
             Record::Event { message, .. } => {
@@ -496,7 +500,8 @@ mod tests {
             run.value("meltr.gamma"),
             "the fork's own change is its setting, not an edit"
         );
-        let edits: Vec<(u64, &str)> = run.edits.iter().map(|(s, k)| (*s, k[0].as_str())).collect();
+        let edits = run.edits();
+        let edits: Vec<(u64, &str)> = edits.iter().map(|(s, k)| (*s, k[0].as_str())).collect();
         assert_eq!(
             edits,
             [

@@ -208,10 +208,14 @@ fn unfinished_and_edited_runs_are_noted() {
     }
     runs[1].status = "stopped".into();
     (runs[1].step, runs[1].steps) = (150, 400);
-    runs[2].edits = vec![
-        (100, vec!["aid.iterations".into()]),
-        (300, vec!["aid.iterations".into()]),
-    ];
+    // Edited alike in every run (a run edited otherwise is a setting of
+    // its own, OLD→NEW@STEP).
+    for run in &mut runs {
+        run.edited.insert(
+            "aid.iterations".into(),
+            ("0".into(), vec![(100, "1".into()), (300, "0".into())]),
+        );
+    }
     // A collapse restore (a walkthrough's table said nothing of one).
     runs[0].restores = vec![331];
     // And a collapse with nothing to put back (a walkthrough's table said
@@ -222,7 +226,7 @@ fn unfinished_and_edited_runs_are_noted() {
         caveats(&groups),
         [
             "note: s0 (n=3) has runs that did not finish (s1 stopped at 150/400): their last eval is not the end of training",
-            "note: s0 (n=3) has runs whose settings changed while they trained (s2: aid.iterations at steps 100, 300): a setting changed this way reads OLD→NEW@STEP",
+            "note: s0 (n=3) has runs whose settings changed while they trained (s0: aid.iterations at steps 100, 300; s1: aid.iterations at steps 100, 300; s2: aid.iterations at steps 100, 300): a setting changed this way reads OLD→NEW@STEP",
             "note: s0 (n=3) has runs with collapse restores (s0 before step 331): φ was put back and the meta-learning rate in force halved (γ raised at the first); the settings shown are the configured ones",
             "note: s0 (n=3) has runs whose MELTR collapsed with nothing put back (s2 at step 20): no healthy meta step to restore yet, or meltr.on_collapse = \"warn\" (the run's events say which)",
         ]
@@ -326,7 +330,6 @@ fn a_live_edit_shows_in_the_label_as_old_new_at_step() {
     for run in &mut runs[2..] {
         run.config
             .insert("aid.alpha".into(), toml::Value::Float(0.5));
-        run.edits = vec![(505, vec!["aid.alpha".into()])];
         run.edited.insert(
             "aid.alpha".into(),
             ("0.1".into(), vec![(505, "0.5".into())]),

@@ -138,6 +138,19 @@ pub struct Flash {
     pub level: Level,
     pub text: String,
     since: Option<Instant>,
+    /// The event that makes it stale before it expires, if any.
+    until: Option<Until>,
+}
+
+/// What ends a footer message early: it announced something the screen
+/// shows once it happens (a walkthrough saw "pause requested" beside the
+/// header's "paused").
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Until {
+    /// The run's status changes (pause, resume).
+    StatusChanges,
+    /// The runner sends its config in force (an edit written, applied).
+    ConfigApplied,
 }
 
 /// What the fork callback made.
@@ -317,12 +330,12 @@ impl App {
                 self.store.push_entry(step, level, EntryKind::Status, text);
                 // The header shows the new state: "pause requested" is done
                 // (it stayed beside it, a walkthrough).
-                self.clear_flash_if(|text| text.ends_with(" requested"));
+                self.clear_flash(Until::StatusChanges);
             }
             Event::ConfigInForce { config } => {
                 // Applied: "wrote … applies it within a second" is done (it
                 // stayed past a later edit from the shell, a walkthrough).
-                self.clear_flash_if(|text| text.starts_with("wrote "));
+                self.clear_flash(Until::ConfigApplied);
                 // The config error stays until the log says the file reads
                 // again: a runner greets every TUI that attaches with its
                 // config in force, bad file or not.
@@ -343,18 +356,24 @@ impl App {
         }
     }
 
-    /// Drops the footer message when `done` says the event made it stale.
-    fn clear_flash_if(&mut self, done: impl Fn(&str) -> bool) {
-        if self.flash.as_ref().is_some_and(|f| done(&f.text)) {
+    /// Drops the footer message that `event` makes stale.
+    fn clear_flash(&mut self, event: Until) {
+        if self.flash.as_ref().is_some_and(|f| f.until == Some(event)) {
             self.flash = None;
         }
     }
 
     pub fn notify(&mut self, level: Level, text: impl Into<String>) {
+        self.notify_until(level, text, None);
+    }
+
+    /// [`Self::notify`], ended early by `until`.
+    pub fn notify_until(&mut self, level: Level, text: impl Into<String>, until: Option<Until>) {
         self.flash = Some(Flash {
             level,
             text: text.into(),
             since: None,
+            until,
         });
     }
 
@@ -377,7 +396,7 @@ impl App {
         };
         self.store
             .push_entry(self.step(), Level::Info, EntryKind::Tui, text.clone());
-        self.notify(Level::Info, text);
+        self.notify_until(Level::Info, text, Some(Until::ConfigApplied));
     }
 
     /// Records why an edit was not written to `config.toml` (in the events

@@ -102,11 +102,11 @@ impl App {
             }
             KeyCode::Char('p') => match self.status {
                 Status::Running => {
-                    self.notify(Level::Info, "pause requested");
+                    self.notify_until(Level::Info, "pause requested", Some(Until::StatusChanges));
                     Action::Send(Command::Pause)
                 }
                 Status::Paused => {
-                    self.notify(Level::Info, "resume requested");
+                    self.notify_until(Level::Info, "resume requested", Some(Until::StatusChanges));
                     Action::Send(Command::Resume)
                 }
                 s => {
