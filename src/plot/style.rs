@@ -112,11 +112,16 @@ const PALETTE: [Color; 8] = [
 /// Dash patterns in multiples of the line width (matplotlib's proportions).
 const DASHES: [&[f64]; 4] = [&[], &[3.7, 1.6], &[6.4, 1.6, 1.0, 1.6], &[1.0, 1.65]];
 
-const SHAPES: [Shape; 4] = [
+/// As many shapes as colours, so the first eight series differ in greyscale.
+const SHAPES: [Shape; 8] = [
     Shape::Circle,
     Shape::Square,
     Shape::Triangle,
     Shape::Diamond,
+    Shape::TriangleDown,
+    Shape::Pentagon,
+    Shape::Hexagon,
+    Shape::Star,
 ];
 
 /// The look of the `i`-th series of a figure.
@@ -160,6 +165,16 @@ mod tests {
         for i in 0..32 {
             for j in 0..i {
                 assert_ne!(look(i), look(j), "series {i} looks like series {j}");
+            }
+        }
+    }
+
+    #[test]
+    fn the_first_eight_series_differ_without_colour() {
+        for i in 0..8 {
+            for j in 0..i {
+                let (a, b) = (look(i), look(j));
+                assert_ne!((a.dash, a.shape), (b.dash, b.shape), "series {i} and {j}");
             }
         }
     }

@@ -4,6 +4,7 @@
 
 use super::font;
 // Writing into a String cannot fail: `let _ = write!(…)` throughout.
+use std::f64::consts::PI;
 use std::fmt::Write;
 
 /// A colour as `#RRGGBB`.
@@ -46,6 +47,27 @@ pub enum Shape {
     Square,
     Triangle,
     Diamond,
+    TriangleDown,
+    Pentagon,
+    Hexagon,
+    Star,
+}
+
+/// The corners of a regular `n`-gon of circumradius `r` centred on `(x, y)`,
+/// the first at `start` radians from straight up (clockwise, y down); with
+/// `inner`, a star alternating between `r` and `inner`.
+fn corners(x: f64, y: f64, n: usize, r: f64, start: f64, inner: Option<f64>) -> Vec<(f64, f64)> {
+    let points = if inner.is_some() { 2 * n } else { n };
+    (0..points)
+        .map(|i| {
+            let angle = start + std::f64::consts::TAU * i as f64 / points as f64;
+            let radius = match inner {
+                Some(inner) if i % 2 == 1 => inner,
+                _ => r,
+            };
+            (x + radius * angle.sin(), y - radius * angle.cos())
+        })
+        .collect()
 }
 
 /// Formats a coordinate: two decimals at most, no trailing zeros, no `-0`.
@@ -276,7 +298,35 @@ impl Svg {
                 num(x - r * 0.85),
                 num(y)
             ),
+            Shape::TriangleDown => {
+                self.outlined(&corners(x, y, 3, r * 1.1, PI, None), color, stroke, &sw)
+            }
+            Shape::Pentagon => {
+                self.outlined(&corners(x, y, 5, r * 1.05, 0.0, None), color, stroke, &sw)
+            }
+            Shape::Hexagon => self.outlined(&corners(x, y, 6, r, 0.0, None), color, stroke, &sw),
+            Shape::Star => self.outlined(
+                &corners(x, y, 5, r * 1.3, 0.0, Some(r * 0.6)),
+                color,
+                stroke,
+                &sw,
+            ),
         };
+    }
+
+    /// A filled polygon with a round-joined outline, for markers.
+    fn outlined(
+        &mut self,
+        points: &[(f64, f64)],
+        color: Color,
+        stroke: &str,
+        width: &str,
+    ) -> std::fmt::Result {
+        self.path_start(points);
+        writeln!(
+            self.buf,
+            "Z\" fill=\"{color}\" stroke=\"{stroke}\" stroke-width=\"{width}\" stroke-linejoin=\"round\"/>"
+        )
     }
 
     /// Text with its baseline at `y`, rotated by `rotate` degrees about the anchor.
