@@ -27,6 +27,16 @@ pub fn fixed(v: f64, decimals: usize) -> String {
     }
 }
 
+/// `v` with exactly `decimals` decimals (a table column keeps its trailing
+/// zeros), and `0.0000` where the rounding leaves `-0.0000`.
+pub fn padded(v: f64, decimals: usize) -> String {
+    let s = format!("{v:.decimals$}");
+    match s.strip_prefix('-') {
+        Some(rest) if rest.chars().all(|c| c == '0' || c == '.') => rest.to_string(),
+        _ => s,
+    }
+}
+
 /// `12340` -> `12,340`: a count with thousands separators.
 pub fn thousands(n: u64) -> String {
     let digits = n.to_string();
@@ -87,6 +97,14 @@ pub fn mantissa_exponent(v: f64, sig: usize) -> (String, i32) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn padded_keeps_its_decimals_and_drops_a_negative_zero() {
+        assert_eq!(padded(-0.00001, 4), "0.0000");
+        assert_eq!(padded(-0.0, 2), "0.00");
+        assert_eq!(padded(-0.5, 2), "-0.50");
+        assert_eq!(padded(2.0, 3), "2.000");
+    }
 
     #[test]
     fn readable_values_keep_four_significant_digits() {

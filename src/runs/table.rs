@@ -7,6 +7,7 @@ use super::groups::Group;
 use super::render::csv_field;
 use super::stats::{significant_decimals, Summary};
 use super::{Eval, Run};
+use crate::numfmt::padded;
 use crate::session::metrics::{
     Named, EVAL_LOSS_PREFIX, FINAL_WEIGHT_LINES, FINAL_WEIGHT_SPAN, SHARE_PREFIX, WEIGHT_PREFIX,
 };
@@ -266,15 +267,13 @@ pub fn render(groups: &[Group], opts: &TableOptions) -> Result<String> {
     // column where every row ties has no best.
     let ties = |row: usize, col: usize| {
         let d = digits[col];
-        best_means[col].is_some_and(|best| {
-            format!("{best:.d$}") == format!("{:.d$}", rows[row].cells[col].mean)
-        })
+        best_means[col].is_some_and(|best| padded(best, d) == padded(rows[row].cells[col].mean, d))
     };
     let is_bold = |row: usize, col: usize| ties(row, col) && !(0..rows.len()).all(|r| ties(r, col));
     let cell = |s: &Summary, j: usize| -> (String, Option<String>) {
         let d = opts.digits.or(s.decimals()).unwrap_or(digits[j]);
-        let mean = format!("{:.d$}", s.mean);
-        (mean, (s.n > 1).then(|| format!("{:.d$}", s.std)))
+        let mean = padded(s.mean, d);
+        (mean, (s.n > 1).then(|| padded(s.std, d)))
     };
     // A fork's row would read like another group with the same settings.
     let with_forks = !key_names.is_empty() && groups.iter().any(|g| g.fork_of.is_some());

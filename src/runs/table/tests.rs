@@ -363,3 +363,12 @@ fn a_log_that_does_not_read_is_named_with_its_line() {
     assert!(fine.log_error.is_none());
     assert!(chosen(&fine, false).is_ok());
 }
+
+/// A column of zeros from f32 weights (`-0.0`) read `-0.0000 ± 0.0000`
+/// (walkthrough K: `share/recon` of the `primary` combiner).
+#[test]
+fn a_negative_zero_mean_reads_as_zero() {
+    let text = by_gamma(&[(0.1, -0.0), (0.1, -0.0), (0.3, 0.5), (0.3, 0.6)]);
+    assert!(text.contains("| 0.1 | 2 | 0.000 ± 0.000 |"), "{text}");
+    assert!(!text.contains("-0.0"), "{text}");
+}
