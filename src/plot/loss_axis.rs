@@ -7,10 +7,10 @@ use super::scale::short;
 /// The loss figure's y axis.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum)]
 pub enum LossAxis {
-    /// Logarithmic when the losses' typical sizes, or a loss's peak and
-    /// another's typical size, are more than 100x apart (a linear axis
-    /// would draw the small ones flat along zero) and all of them are
-    /// positive; linear otherwise.
+    /// Logarithmic when the losses' typical sizes are more than 10x apart,
+    /// or a loss's peak and another's typical size more than 100x (a
+    /// linear axis would draw the small ones flat along zero), and all of
+    /// them are positive; linear otherwise.
     #[default]
     Auto,
     Linear,
@@ -54,9 +54,14 @@ pub fn worth_a_log_axis(losses: &Curves) -> bool {
     losses_span(losses).is_some_and(|s| s.all_positive)
 }
 
-/// Losses this many times apart (by their medians) leave the small ones
-/// flat along zero on a linear axis.
-const SPAN_WORTH_A_LOG_AXIS: f64 = 100.0;
+/// Losses this many times apart by their medians leave the small ones
+/// flat along zero on a linear axis (walkthrough K: at 18x apart, three of
+/// four losses drew as one line along the bottom).
+const MEDIANS_WORTH_A_LOG_AXIS: f64 = 10.0;
+
+/// A loss's peak this many times another's median sets a linear axis's
+/// range on its own (a peak is short-lived: it takes more than the medians).
+const PEAK_WORTH_A_LOG_AXIS: f64 = 100.0;
 
 /// Losses whose typical sizes (medians) are decades apart.
 struct LossSpan {
@@ -70,7 +75,8 @@ struct LossSpan {
 /// failing that, a loss's peak against the smallest median of the others:
 /// a loss that starts 1000x the others sets a linear axis's range as well;
 /// a held-out CNN's x100 auxiliary started at 460 and drew the others
-/// flat), when they are more than [`SPAN_WORTH_A_LOG_AXIS`] apart.
+/// flat), when they are more than [`MEDIANS_WORTH_A_LOG_AXIS`] (or
+/// [`PEAK_WORTH_A_LOG_AXIS`]) apart.
 fn losses_span(losses: &Curves) -> Option<LossSpan> {
     let mut all_positive = true;
     // (name, median, (step, peak)) of each loss logged positive throughout.
@@ -104,7 +110,7 @@ fn losses_span(losses: &Curves) -> Option<LossSpan> {
             Some((loss, other, loss.2 .1 / other.1))
         })
         .max_by(|a, b| a.2.total_cmp(&b.2));
-    let text = if largest.1 / smallest.1 > SPAN_WORTH_A_LOG_AXIS {
+    let text = if largest.1 / smallest.1 > MEDIANS_WORTH_A_LOG_AXIS {
         format!(
             "`{}` (~{}) is {:.0}x {}",
             largest.0,
@@ -113,7 +119,7 @@ fn losses_span(losses: &Curves) -> Option<LossSpan> {
             versus(smallest)
         )
     } else if let Some((loss, other, ratio)) =
-        peak.filter(|(_, _, ratio)| *ratio > SPAN_WORTH_A_LOG_AXIS)
+        peak.filter(|(_, _, ratio)| *ratio > PEAK_WORTH_A_LOG_AXIS)
     {
         let (step, value) = loss.2;
         format!(
@@ -126,4 +132,40 @@ fn losses_span(losses: &Curves) -> Option<LossSpan> {
         return None;
     };
     Some(LossSpan { text, all_positive })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Losses flat at `levels`, with a first value of `start` on the first.
+    fn flat(levels: &[f64], start: f64) -> Curves {
+        levels
+            .iter()
+            .enumerate()
+            .map(|(i, &level)| {
+                let points = (0..20)
+                    .map(|s| {
+                        let first = i == 0 && s == 0;
+                        (s as f64, if first { start } else { level })
+                    })
+                    .collect();
+                (format!("loss{i}"), points)
+            })
+            .collect()
+    }
+
+    #[test]
+    fn medians_18x_apart_take_a_log_axis_and_5x_do_not() {
+        // Walkthrough K: a reconstruction loss ~18x the primary.
+        assert!(worth_a_log_axis(&flat(&[1.0, 18.0], 1.0)));
+        assert!(!worth_a_log_axis(&flat(&[1.0, 5.0], 1.0)));
+    }
+
+    #[test]
+    fn a_peak_needs_100x_the_others() {
+        // A loss falling 30-fold from its start beside another is common.
+        assert!(!worth_a_log_axis(&flat(&[1.0, 2.0], 30.0)));
+        assert!(worth_a_log_axis(&flat(&[1.0, 2.0], 300.0)));
+    }
 }

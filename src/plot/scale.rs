@@ -92,6 +92,19 @@ impl Scale {
                 .filter(|&v| self.contains(v))
                 .collect()
         };
+        // Two decades' powers alone leave a reader guessing between them
+        // (walkthrough K: 10⁰ and 10¹ on an axis from 0.6 to 30): mantissas
+        // first, while they fit.
+        if decades.len() == 2 {
+            let major = mantissas(&[1, 2, 5]);
+            if major.len() <= target + 2 {
+                let labels = plain_labels(&major);
+                return Ticks {
+                    major: major.into_iter().zip(labels).collect(),
+                    minor: mantissas(&[3, 4, 6, 7, 8, 9]),
+                };
+            }
+        }
         if decades.len() >= 2 {
             let every = decades.len().div_ceil(target.max(2)).max(1);
             let major: Vec<(f64, String)> = decades
@@ -270,6 +283,9 @@ mod tests {
         assert_eq!(labels(&t), ["0.2", "0.3", "0.5"]);
         let t = Scale::exact(Kind::Log, 0.15, 2.2).ticks(5);
         assert_eq!(labels(&t), ["0.2", "0.5", "1.0", "2.0"]);
+        // Two decades: their powers and the mantissas between.
+        let t = Scale::exact(Kind::Log, 0.6, 30.0).ticks(5);
+        assert_eq!(labels(&t), ["1", "2", "5", "10", "20"]);
         // A factor of 2: linear steps.
         let t = Scale::exact(Kind::Log, 0.4, 0.8).ticks(5);
         assert_eq!(labels(&t), ["0.4", "0.5", "0.6", "0.7", "0.8"]);
