@@ -486,6 +486,14 @@ fn a_partial_live_config_changes_only_the_keys_it_names() {
         error.contains("config.toml:3") && error.contains("speed"),
         "{lines:?}"
     );
+    // A detached run's owner reads both in `output.log`, with no viewer
+    // (walkthrough K found it empty after a refused edit).
+    let output = std::fs::read_to_string(dir.join("output.log")).unwrap();
+    assert!(output.contains("aid.iterations: 0 -> 1"), "{output}");
+    assert!(
+        output.contains("config error at step") && output.contains("speed"),
+        "{output}"
+    );
     // The run goes on with steps = 20000 (not the default 600).
     let meta = SessionMeta::read(&dir).unwrap();
     assert_eq!(meta.status, Status::Running, "{:?}", meta.error);

@@ -248,23 +248,14 @@ pub(super) fn print_line(line: &session::metrics::MetricLine, order: &[String]) 
             )
         }
         Record::Eval { metrics, .. } => say!("eval {:>6}  {}", line.step, fmt_named(metrics, &[])),
-        Record::Config { changed, error } => {
-            for (key, (old, new)) in changed {
-                say!("config {:>4}  {key}: {old} -> {new}", line.step);
-            }
-            if changed.is_empty() && error.is_none() {
-                say!("config {:>4}  read; no value changed", line.step);
-            }
-            if let Some(error) = error {
-                say_err!("config error at step {}: {error}", line.step);
+        Record::Config { .. } | Record::Event { .. } => {
+            for (problem, text) in line.notices() {
+                match problem {
+                    true => say_err!("{text}"),
+                    false => say!("{text}"),
+                }
             }
         }
-        Record::Event { level, message } => match level {
-            session::metrics::Level::Info => say!("event {:>5}  {message}", line.step),
-            // Aligned with `step` and `event` lines, on stderr.
-            session::metrics::Level::Warn => say_err!("warn {:>6}  {message}", line.step),
-            session::metrics::Level::Error => say_err!("error {:>5}  {message}", line.step),
-        },
         Record::Meta { .. } | Record::Transform { .. } => {}
     }
 }

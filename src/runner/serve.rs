@@ -95,6 +95,13 @@ pub fn serve(dir: &Path, resume: bool) -> Result<Status> {
                         _ => {}
                     }
                 }
+                // `output.log`: what a detached run's owner reads without
+                // a viewer (a refused edit was seen only in the TUI).
+                if let Event::Line { line, .. } = &event {
+                    for (_, text) in line.notices() {
+                        println!("{text}");
+                    }
+                }
                 if let Ok(line) = remote::event_line(&event, None) {
                     // Oversized lines cannot be framed; clients re-read the log.
                     let _ = server.broadcast(line);

@@ -296,6 +296,37 @@ impl MetricLine {
     pub fn to_json(&self) -> String {
         serde_json::to_string(self).expect("metric lines always serialise")
     }
+
+    /// What a console shows of a config or event line, as `(is a problem,
+    /// text)` rows: each changed key, a refused edit, an event. Per-step
+    /// records give none (each console prints those its own way).
+    pub fn notices(&self) -> Vec<(bool, String)> {
+        let step = self.step;
+        match &self.record {
+            Record::Config { changed, error } => {
+                let mut rows: Vec<(bool, String)> = changed
+                    .iter()
+                    .map(|(key, (old, new))| {
+                        (false, format!("config {step:>4}  {key}: {old} -> {new}"))
+                    })
+                    .collect();
+                if changed.is_empty() && error.is_none() {
+                    rows.push((false, format!("config {step:>4}  read; no value changed")));
+                }
+                if let Some(error) = error {
+                    rows.push((true, format!("config error at step {step}: {error}")));
+                }
+                rows
+            }
+            // Aligned with `step` lines.
+            Record::Event { level, message } => vec![match level {
+                Level::Info => (false, format!("event {step:>5}  {message}")),
+                Level::Warn => (true, format!("warn {step:>6}  {message}")),
+                Level::Error => (true, format!("error {step:>5}  {message}")),
+            }],
+            _ => Vec::new(),
+        }
+    }
 }
 
 #[cfg(test)]
