@@ -494,6 +494,22 @@ fn a_partial_live_config_changes_only_the_keys_it_names() {
         output.contains("config error at step") && output.contains("speed"),
         "{output}"
     );
+    // `ls` says the file is not what runs, until an edit is taken.
+    let id = dir.file_name().unwrap().to_string_lossy().to_string();
+    let refusal = |root: &Path| {
+        let out = run_with_limit(bin().arg("--sessions-dir").arg(root).arg("ls"), WAIT);
+        text(&out)
+            .lines()
+            .find(|l| l.starts_with(&format!("{id}: its config.toml edit at step")))
+            .map(str::to_string)
+    };
+    let note = refusal(&root).expect("ls notes the refused edit");
+    assert!(note.contains("speed"), "{note}");
+    std::fs::write(dir.join("config.toml"), "[train]\nlr = 0.002\n").unwrap();
+    wait_for("the good edit to be applied", || {
+        (config_lines(&dir).len() >= 3).then_some(())
+    });
+    assert_eq!(refusal(&root), None);
     // The run goes on with steps = 20000 (not the default 600).
     let meta = SessionMeta::read(&dir).unwrap();
     assert_eq!(meta.status, Status::Running, "{:?}", meta.error);

@@ -63,6 +63,16 @@ pub(super) fn ls(root: &Path, filter: &Filter, sort: SortBy, output: Output) -> 
             .into_iter()
             .map(|(dir, error)| format!("{} is not listed: {error}", dir.display())),
     );
+    // A refused edit leaves config.toml saying what the run does not do
+    // (walkthrough K: batch_size 64 in the file while 32 ran, unsaid).
+    notes.extend(shown.iter().filter(|r| r.alive_pid.is_some()).filter_map(|r| {
+        let (step, error) = r.refused_edit.as_ref()?;
+        let first = error.lines().next().unwrap_or_default();
+        Some(format!(
+            "{}: its config.toml edit at step {step} was refused, so the file is not what runs: {first}",
+            r.meta.id
+        ))
+    }));
     // A corrupt line listed the session at step 0 with no metric, unsaid.
     notes.extend(shown.iter().filter_map(|r| {
         let error = r.log_error.as_ref()?;

@@ -74,6 +74,9 @@ pub struct Run {
     /// its parent, its parent's parent, … (from the fork lines its log
     /// carries).
     pub ancestors: Vec<(String, u64)>,
+    /// The step and reason of a refused `config.toml` edit that no later
+    /// edit replaced: the file then says what the run does not do.
+    pub refused_edit: Option<(u64, String)>,
 }
 
 impl Run {
@@ -93,6 +96,7 @@ impl Run {
             unrestored_collapses,
             edited,
             ancestors,
+            refused_edit,
             weights,
             shares,
             unreadable,
@@ -142,6 +146,7 @@ impl Run {
             unrestored_collapses,
             edited,
             ancestors,
+            refused_edit,
             log_error: unreadable,
             meta,
         }
@@ -222,6 +227,7 @@ struct Logged {
     unrestored_collapses: Vec<u64>,
     edited: Edited,
     ancestors: Vec<(String, u64)>,
+    refused_edit: Option<(u64, String)>,
     /// Each loss's logged effective weights, `(step, w)`.
     weights: BTreeMap<String, Vec<(f64, f64)>>,
     /// Each loss's logged gradient shares, `(step, share)`.
@@ -288,7 +294,8 @@ fn logged(dir: &Path, meta: &SessionMeta) -> Logged {
                     series.push((line.step as f64, share));
                 }
             }
-            Record::Config { changed, .. } if !changed.is_empty() => {
+            Record::Config { changed, error } => {
+                out.refused_edit = error.map(|e| (line.step, e));
                 let own = own_fork_seen && Some(line.step) == meta.fork_step;
                 if !own {
                     for (key, (old, new)) in &changed {
