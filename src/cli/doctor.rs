@@ -80,6 +80,9 @@ pub(super) fn check(
         config.train.steps
     );
     println!("  first batch    {}", first_batch_words(&first_losses));
+    if let Some(hint) = large_loss_hint(&first_losses) {
+        println!("hint: {hint}");
+    }
     // What a run's start would say: its first events.
     for (level, message) in said {
         let tag = match level {
@@ -116,6 +119,30 @@ fn first_batch_words(losses: &[(String, f64)]) -> String {
     words.join(", ")
 }
 
+/// What to do about auxiliaries 10x or more the primary's value: `check`
+/// said the ratio and no more (walkthrough K: an 18x reconstruction loss
+/// then carried 97% of the gradient under `sum` and MELTR alike, and
+/// `primary` beat both by 5 points and more).
+fn large_loss_hint(losses: &[(String, f64)]) -> Option<String> {
+    let primary = losses.first().map(|(_, v)| v.abs())?;
+    let large: Vec<(&str, f64)> = losses
+        .iter()
+        .skip(1)
+        .map(|(name, value)| (name.as_str(), value.abs() / primary))
+        .filter(|(_, ratio)| ratio.is_finite() && *ratio >= 10.0)
+        .collect();
+    let (name, ratio) = *large.first()?;
+    let names = large.iter().map(|(n, _)| *n).collect::<Vec<_>>().join(", ");
+    Some(format!(
+        "{names} start{} 10x or more the primary's value; `sum` and `uncertainty` start with equal weights and \
+         MELTR's γ term pulls it towards the plain sum, so such a loss can carry most of the gradient (`table --metric share/{name}` \
+         shows its share after a run). If its scale is arbitrary, divide it in the model's forward \
+         (by ~{} for {name})",
+        if large.len() == 1 { "s" } else { "" },
+        crate::numfmt::readable(ratio.round())
+    ))
+}
+
 #[cfg(test)]
 mod tests {
     #[test]
@@ -128,6 +155,12 @@ mod tests {
         ];
         let words = super::first_batch_words(&losses);
         assert!(words.contains("freq100 90 (56.25x the primary)"), "{words}");
+        let hint = super::large_loss_hint(&losses).expect("a hint for freq100");
+        assert!(
+            hint.starts_with("freq100 starts 10x") && hint.contains("by ~56 for freq100"),
+            "{hint}"
+        );
+        assert_eq!(super::large_loss_hint(&losses[..2]), None);
         assert!(words.contains("tiny 0.01 ("), "{words}");
         assert!(
             words.contains("freq 0.9,") && !words.contains("freq 0.9 ("),
