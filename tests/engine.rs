@@ -1336,7 +1336,7 @@ fn meta_lines_count_the_neumann_iterations_actually_summed() {
     for (_, message) in &diverged {
         assert!(
             !message.contains("after 0 of")
-                && (message.contains("at v₀ alone") || message.contains(" of aid.iterations = 3")),
+                && (message.contains("sum v₀ alone") || message.contains(" of aid.iterations = 3")),
             "{message}"
         );
     }

@@ -10,11 +10,11 @@ pub(super) fn neumann_stopped(
     count: &str,
 ) -> String {
     let summed = match stop.terms.saturating_sub(1) {
-        0 => "at v₀ alone, with no term after it (as aid.iterations = 0)".to_string(),
-        terms => format!("after {terms} of aid.iterations = {}", aid.iterations),
+        0 => "v₀ alone (as aid.iterations = 0)".to_string(),
+        terms => format!("{terms} of aid.iterations = {} terms", aid.iterations),
     };
     format!(
-        "the Neumann series diverges (‖v_{}‖ = {:.3e}·‖v_0‖ > aid.max_growth = {}); it stops there, {summed} (the meta lines' aid_iterations), while this lasts{count}. {}",
+        "the Neumann series diverges (‖v_{}‖ = {:.3e}·‖v_0‖ > aid.max_growth = {}): the meta steps sum {summed} while this lasts{count}. {}",
         stop.terms,
         stop.growth,
         aid.max_growth,
@@ -43,12 +43,10 @@ pub(super) fn alpha_advice(alpha: f64, terms: u32, growth: f64) -> String {
     }
     let largest = (1.0 + per_term) / alpha;
     format!(
-        "It grew {per_term:.3} times per term, so H has an eigenvalue λ with |1 − α·λ| ≈ {per_term:.3}. \
-         If λ is positive (curvature, the usual cause), it is at least about {largest:.3e}, and \
-         aid.alpha (now {alpha}) must be below 2/λ ≈ {:.2e} at the very least (a smaller α converges \
-         more surely, and sums more slowly); the curvature grows as training goes on, so a tenth of \
-         that, {:.1e}, lasts longer (a held-out GNN's bound fell twelvefold over 1300 steps); \
-         if negative (about −{:.3e}), no α converges: use aid.iterations = 0",
+        "A growth of {per_term:.3} per term puts an eigenvalue λ of H at about {largest:.3e} if \
+         positive: aid.alpha (now {alpha}) must be below 2/λ ≈ {:.2e} (a tenth of that, {:.1e}, \
+         lasts longer as curvature grows with training); if negative (about −{:.3e}), \
+         no α converges: use aid.iterations = 0 (README, `aid.iterations`)",
         2.0 / largest,
         0.2 / largest,
         (per_term - 1.0) / alpha
@@ -155,7 +153,7 @@ mod tests {
         // A tenth of the ceiling is offered, the bound moving up with λ.
         let advice = alpha_advice(0.1, 1, growth(&eigenvalues[..1], 0.1, 1));
         assert!(
-            advice.contains("so a tenth of that, 1.7e-4, lasts longer"),
+            advice.contains("a tenth of that, 1.7e-4, lasts longer"),
             "{advice}"
         );
         // Negative curvature grows the series at any α: its size is said.
