@@ -95,6 +95,17 @@ fn compare_starts_a_fork_at_its_fork_step_and_marks_the_fork_point() {
         // On the parent's curve, at the fork step.
         let at_fork = base.points.iter().find(|p| p.0 == 20.0).unwrap();
         assert_eq!(marker.points, vec![*at_fork], "{metric}");
+        // The fork is drawn over its parent, in either order of sessions.
+        let reversed = [sessions[1].clone(), sessions[0].clone()];
+        let chart = compare(&reversed, metric, prep).unwrap();
+        let meltr_tui::plot::chart::Body::Lines(lines) = chart.body else {
+            panic!("compare draws lines");
+        };
+        let at = |label: &str| lines.iter().position(|l| l.label.as_deref() == Some(label));
+        assert!(
+            at("base") < at("base → branch") && at("base").is_some(),
+            "{metric}: the parent is drawn over its fork"
+        );
     }
     // The figure itself, in PNG.
     let png = tmp.path().join("fork.png");

@@ -470,7 +470,7 @@ pub fn compare(sessions: &[SessionData], metric: &str, prep: Prep) -> anyhow::Re
     // Parents before their forks, so a fork of a fork joins its trimmed parent.
     let mut order: Vec<usize> = (0..sessions.len()).collect();
     order.sort_by_key(|&i| fork_depth(&forks, i));
-    for i in order {
+    for &i in &order {
         if let Some((p, at)) = forks[i] {
             let parent = per_session[p].clone();
             start_at_fork(&mut per_session[i], at, (&names[p], &parent), look(i));
@@ -479,7 +479,13 @@ pub fn compare(sessions: &[SessionData], metric: &str, prep: Prep) -> anyhow::Re
     let mut faint = Vec::new();
     let mut main = Vec::new();
     let mut marked: Vec<String> = Vec::new();
-    for mut line in per_session.into_iter().flatten() {
+    // Drawn in that order too: a fork over its parent, whatever order the
+    // sessions came in (a walkthrough's parent hid its fork's line).
+    let drawn: Vec<Line> = order
+        .iter()
+        .flat_map(|&i| std::mem::take(&mut per_session[i]))
+        .collect();
+    for mut line in drawn {
         // Forks of one parent at one step: one legend entry for their marks.
         if line.emphasis == Emphasis::MarkersOnly {
             if let Some(label) = &line.label {
