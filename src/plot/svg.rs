@@ -331,6 +331,32 @@ impl Svg {
 
     /// Text with its baseline at `y`, rotated by `rotate` degrees about the anchor.
     pub fn text(&mut self, x: f64, y: f64, text: &str, size: f64, anchor: Anchor, rotate: f64) {
+        self.text_with(x, y, text, size, (anchor, rotate), false);
+    }
+
+    /// [`Svg::text`] on a white halo, for text drawn over curves (a
+    /// mark's label crossing a loss curve did not read).
+    pub fn text_on_data(
+        &mut self,
+        x: f64,
+        y: f64,
+        text: &str,
+        size: f64,
+        anchor: Anchor,
+        rotate: f64,
+    ) {
+        self.text_with(x, y, text, size, (anchor, rotate), true);
+    }
+
+    fn text_with(
+        &mut self,
+        x: f64,
+        y: f64,
+        text: &str,
+        size: f64,
+        (anchor, rotate): (Anchor, f64),
+        halo: bool,
+    ) {
         let anchor = match anchor {
             Anchor::Start => "start",
             Anchor::Middle => "middle",
@@ -343,6 +369,13 @@ impl Svg {
             num(y),
             num(size)
         );
+        if halo {
+            let _ = write!(
+                self.buf,
+                r##" stroke="#FFFFFF" stroke-width="{}" stroke-opacity="0.85" stroke-linejoin="round" paint-order="stroke""##,
+                num(size * 0.3)
+            );
+        }
         if rotate != 0.0 {
             let _ = write!(
                 self.buf,

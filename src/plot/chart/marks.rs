@@ -144,7 +144,7 @@ impl Chart {
                 label.span.map(|span| (label.px + SPAN_OFFSET * size, span)),
             ];
             for (x, text) in columns.into_iter().flatten() {
-                svg.text(x, area.y + 0.4 * size, &text, size, Anchor::End, -90.0);
+                svg.text_on_data(x, area.y + 0.4 * size, &text, size, Anchor::End, -90.0);
             }
         }
     }

@@ -166,6 +166,12 @@ fn marks_are_labelled_lines_merged_when_close() {
         "{labels:?}"
     );
     assert!(labels.contains(&"restore".to_string()), "{labels:?}");
+    // On a white halo: a label crossing a curve read badly (walkthrough K).
+    assert_eq!(
+        svg.matches("paint-order=\"stroke\"").count(),
+        2,
+        "one halo per label"
+    );
     assert!(
         !labels.iter().any(|l| l.contains("out of view")),
         "{labels:?}"
