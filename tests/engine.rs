@@ -463,13 +463,7 @@ fn resume_continues_from_the_newest_checkpoint_without_duplicate_steps() {
     // after step 100 by deleting the stop checkpoint.
     let dir = session::create(root.path(), "resumed", &config).unwrap();
     let handle = engine::spawn(&dir, config.clone(), false).unwrap();
-    loop {
-        if let Event::Progress { step, .. } = handle.events.recv().unwrap() {
-            if step >= 120 {
-                break;
-            }
-        }
-    }
+    wait_for_step(&handle, 120);
     handle.commands.send(Command::Stop).unwrap();
     handle.thread.join().unwrap().unwrap();
     let ckpts = checkpoint::list(&dir.join("checkpoints"));
@@ -731,13 +725,7 @@ fn run_and_stop(
 ) -> std::path::PathBuf {
     let dir = session::create(root, name, config).unwrap();
     let handle = engine::spawn(&dir, config.clone(), false).unwrap();
-    loop {
-        if let Event::Progress { step, .. } = handle.events.recv().unwrap() {
-            if step >= until {
-                break;
-            }
-        }
-    }
+    wait_for_step(&handle, until);
     handle.commands.send(Command::Stop).unwrap();
     assert_eq!(handle.thread.join().unwrap().unwrap(), Status::Stopped);
     dir
@@ -862,13 +850,7 @@ fn a_refused_restart_only_edit_does_not_break_resume() {
     let config = small_config("meltr", 60);
     let dir = session::create(root.path(), "refused", &config).unwrap();
     let handle = engine::spawn(&dir, config.clone(), false).unwrap();
-    loop {
-        if let Event::Progress { step, .. } = handle.events.recv().unwrap() {
-            if step >= 20 {
-                break;
-            }
-        }
-    }
+    wait_for_step(&handle, 20);
     // The user's edit: a restart-only key (refused) and a live one.
     let mut edited = config.clone();
     edited.meltr.d_model = 64;
@@ -939,13 +921,7 @@ fn an_invalid_config_sent_as_a_command_is_refused_and_training_goes_on() {
     let config = small_config("meltr", 100);
     let dir = session::create(root.path(), "invalid", &config).unwrap();
     let handle = engine::spawn(&dir, config.clone(), false).unwrap();
-    loop {
-        if let Event::Progress { step, .. } = handle.events.recv().unwrap() {
-            if step >= 10 {
-                break;
-            }
-        }
-    }
+    wait_for_step(&handle, 10);
     type Edit = fn(&mut meltr_tui::config::Config);
     let edits: [(&str, Edit); 7] = [
         ("train.threads", |c| c.train.threads = 0),
