@@ -499,8 +499,8 @@ fn compare_draws_one_banded_curve_per_setting() {
         "one band per setting"
     );
     assert!(
-        drawn.contains("kind=meltr (n=2)") && drawn.contains("mean ± std over runs"),
-        "legend and note"
+        drawn.contains("kind=meltr (n=2)") && drawn.contains("mean, min–max of 2 runs"),
+        "legend and note: two runs' std band is their min–max"
     );
     let minmax = out.path().join("minmax.png");
     ok(&[

@@ -8,7 +8,7 @@ use std::str::FromStr;
 
 /// Keys of `session.json` (and the shown status) that `--where` accepts
 /// besides config keys.
-pub const META_KEYS: [&str; 4] = ["status", "group", "name", "id"];
+pub const META_KEYS: [&str; 5] = ["status", "group", "name", "id", "ranks"];
 
 /// The statuses a listing shows: `session.json`'s, and `crashed` for a
 /// run whose process is gone.

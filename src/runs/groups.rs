@@ -129,6 +129,26 @@ pub fn caveats(groups: &[Group]) -> Vec<String> {
                 if pooled.len() == 1 { "it" } else { "them" }
             ));
         }
+        // Ranks live in session.json, not the config: runs on different
+        // numbers pooled as seeds, unsaid (walkthrough L).
+        let mut ranks: Vec<String> = g
+            .runs
+            .iter()
+            .map(|r| format!("{}: {}", r.meta.name, r.meta.world_size.unwrap_or(1)))
+            .collect();
+        ranks.sort_unstable();
+        let counts: std::collections::BTreeSet<usize> = g
+            .runs
+            .iter()
+            .map(|r| r.meta.world_size.unwrap_or(1))
+            .collect();
+        if counts.len() > 1 {
+            notes.push(format!(
+                "{head} pools runs trained on different numbers of ranks ({}): M is not linear, so a \
+                 MELTR run depends on it (a `sum` run does not, to rounding); --group-by ranks splits them",
+                few(&ranks)
+            ));
+        }
         // `HEAD what (a, b): why`, when there is anything to list.
         let mut listed = |what: &str, list: String, why: &str| {
             if !list.is_empty() {
@@ -281,7 +301,7 @@ pub fn caveats(groups: &[Group]) -> Vec<String> {
         listed(
             "has runs whose MELTR collapsed with nothing put back",
             collapsed.join("; "),
-            "no healthy meta step to restore yet, or meltr.on_collapse = \"warn\" (the run's events say which)",
+            "no healthy meta step to restore yet, meltr.on_collapse = \"warn\", or the run ended before the watch acted (the run's events say which)",
         );
     }
     notes.extend(unlike_budgets(groups));

@@ -195,10 +195,11 @@ impl Run {
     }
 
     /// The value a `--where`/`--group-by` key names: a config key, or
-    /// `status`, `group`, `name`, `id`.
+    /// `status`, `group`, `name`, `id`, `ranks` (of its last start).
     pub fn value(&self, key: &str) -> Option<String> {
         match key {
             "status" => Some(self.status.clone()),
+            "ranks" => Some(self.meta.world_size.unwrap_or(1).to_string()),
             "group" => self.meta.group.clone(),
             "name" => Some(self.meta.name.clone()),
             "id" => Some(self.meta.id.clone()),
@@ -312,7 +313,9 @@ fn logged(dir: &Path, meta: &SessionMeta) -> Logged {
                 // in force: the numbers after it come from those.
                 if let Some(before) = metrics::restored_before(&message) {
                     out.restores.push(before);
-                } else if message.starts_with(metrics::COLLAPSE_EVENT) {
+                } else if message.starts_with(metrics::COLLAPSE_EVENT)
+                    || message.starts_with(metrics::ENDS_COLLAPSED_EVENT)
+                {
                     out.unrestored_collapses.push(line.step);
                 }
                 if let Some((id, step, keys)) = fork_line(&message) {
@@ -493,13 +496,22 @@ mod tests {
                     metrics::COLLAPSE_EVENT
                 )),
             ),
+            // A slide the watch had not acted on at the end (walkthrough L:
+            // a table said nothing of a run that ended collapsed).
+            line(
+                450,
+                event(&format!(
+                    "{} (primary) below 0.1 for its last 19 meta steps …",
+                    metrics::ENDS_COLLAPSED_EVENT
+                )),
+            ),
         ] {
             w.append(&l).unwrap();
         }
         let run = Run::load(&dir).unwrap();
         assert_eq!(run.fork_changes, ["meltr.gamma", "train.steps"]);
         assert_eq!(run.restores, [400]);
-        assert_eq!(run.unrestored_collapses, [420]);
+        assert_eq!(run.unrestored_collapses, [420, 450]);
         // Rows and legends show an edited key with its history.
         assert_eq!(run.setting("aid.alpha").as_deref(), Some("0→1@350"));
         assert_eq!(

@@ -32,6 +32,10 @@ pub const EVAL_PREFIX: &str = "eval/";
 /// restore, or why there was none).
 pub const COLLAPSE_EVENT: &str = "MELTR collapse: ";
 
+/// How the event of a run that ends in a collapse the watch had not yet
+/// acted on begins.
+pub const ENDS_COLLAPSED_EVENT: &str = "the run ends with the primary's effective weight";
+
 /// How a collapse restore's event begins (figures mark the step it names).
 pub const RESTORE_EVENT: &str = "φ restored from the meta step";
 

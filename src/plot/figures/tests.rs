@@ -1,0 +1,81 @@
+//! The per-session figures' series and labels.
+
+use super::*;
+use crate::session::metrics::Curve;
+
+/// Losses of different sizes (0.03 and 5) shared one x axis, the small
+/// one's curve crowded into x = 0; each is now drawn over 0..2 of its
+/// own value at the step, the run's point at 1.
+#[test]
+fn transform_curves_of_losses_of_different_sizes_share_the_x_range() {
+    let root = tempfile::tempdir().unwrap();
+    let mut config = crate::config::Config::default();
+    config.workload.primary = "big".into();
+    config.workload.auxiliary = vec!["small".into()];
+    let dir = crate::session::create(root.path(), "t", &config).unwrap();
+    let metrics = crate::session::SessionDir::new(&dir).metrics();
+    std::fs::write(
+        &metrics,
+        "{\"step\":1,\"time\":0.1,\"kind\":\"train\",\"losses\":{\"big\":5.0,\"small\":0.03},\
+         \"total\":5.03,\"weights\":{\"big\":1.0,\"small\":1.0},\"lr\":0.001}\n",
+    )
+    .unwrap();
+    let mut data = SessionData::load(&dir).unwrap();
+    let curve = |current: f64| Curve {
+        x: (0..=4).map(|i| current * i as f64 / 2.0).collect(),
+        y: (0..=4).map(|i| i as f64).collect(),
+    };
+    data.transform = Some((
+        40,
+        [
+            ("big".to_string(), curve(5.0)),
+            ("small".to_string(), curve(0.03)),
+        ]
+        .into_iter()
+        .collect(),
+    ));
+    data.last_losses = [("big".to_string(), 5.0), ("small".to_string(), 0.03)]
+        .into_iter()
+        .collect();
+    let figure = transforms(&data).unwrap();
+    let Body::Lines(lines) = figure.chart.body else {
+        panic!("transforms draws lines");
+    };
+    for line in &lines {
+        let xs: Vec<f64> = line.points.iter().map(|p| p.0).collect();
+        match &line.label {
+            Some(_) => assert_eq!(xs, [0.0, 0.5, 1.0, 1.5, 2.0], "{:?}", line.label),
+            None => assert_eq!(xs, [1.0], "the run's point"),
+        }
+    }
+    assert_eq!(lines.len(), 4, "two curves and their points");
+}
+
+/// The final weights' window says a collapse restore inside it.
+#[test]
+fn final_weights_say_a_restore_in_their_window() {
+    let root = tempfile::tempdir().unwrap();
+    let dir = crate::session::create(root.path(), "r", &crate::config::Config::default()).unwrap();
+    let lines: String = (1..=100)
+        .map(|step| {
+            format!(
+                "{{\"step\":{step},\"time\":0.1,\"kind\":\"train\",\"losses\":{{\"primary\":1.0}},\
+                 \"total\":1.0,\"weights\":{{\"primary\":1.0}},\"lr\":0.001}}\n"
+            )
+        })
+        .collect();
+    std::fs::write(crate::session::SessionDir::new(&dir).metrics(), lines).unwrap();
+    let mut data = SessionData::load(&dir).unwrap();
+    let label = |data: &SessionData| final_weights(data).unwrap().chart.x_label;
+    assert_eq!(label(&data), "loss (mean of the last logged steps, 91–100)");
+    for (x, label) in [(80.0, "restore"), (95.0, "aid.alpha"), (96.0, "restore")] {
+        data.marks.push(crate::plot::chart::Mark {
+            x,
+            label: label.into(),
+        });
+    }
+    assert_eq!(
+        label(&data),
+        "loss (mean over steps 91–100, across a φ restore)"
+    );
+}
