@@ -249,8 +249,8 @@ impl Plan {
                     .map(|(k, _)| k.as_str())
                     .collect();
                 format!(
-                    "combinations {} repeat each other: they differ only in {}, which a run \
-                     whose combiner is not meta-trained (meltr, mlp) does not read",
+                    "combinations {} repeat each other: they differ only in {}, which only the \
+                     meta-trained combiners (meltr, mlp) read; they run all the same",
                     indices.join(", "),
                     unread.into_iter().collect::<Vec<_>>().join(", ")
                 )
@@ -516,8 +516,8 @@ mod tests {
         assert_eq!(
             ablation.repeats(&configs),
             [
-                "combinations 2, 6 repeat each other: they differ only in meltr.meta_lr, which a run whose combiner is not meta-trained (meltr, mlp) does not read",
-                "combinations 3, 7 repeat each other: they differ only in meltr.meta_lr, which a run whose combiner is not meta-trained (meltr, mlp) does not read",
+                "combinations 2, 6 repeat each other: they differ only in meltr.meta_lr, which only the meta-trained combiners (meltr, mlp) read; they run all the same",
+                "combinations 3, 7 repeat each other: they differ only in meltr.meta_lr, which only the meta-trained combiners (meltr, mlp) read; they run all the same",
             ]
         );
         let mlp = Plan::new(
