@@ -19,6 +19,7 @@
 //! user's `resume` never write the same file. Everything here is plain
 //! data and files; starting runners is the CLI's (`cli::sweep`).
 
+mod repeats;
 pub mod slurm;
 
 use crate::config::{Config, Override};
@@ -215,45 +216,6 @@ impl Plan {
                         m.label(&self.varying_keys())
                     )
                 })
-            })
-            .collect()
-    }
-
-    /// Notes on combinations that repeat each other: members whose
-    /// combiner is not meta-trained and whose settings differ only in
-    /// `meltr.*` and `aid.*` keys, which such a run does not read
-    /// (`configs` as [`Self::member_configs`] gives them).
-    pub fn repeats(&self, configs: &[Config]) -> Vec<String> {
-        let mut same: std::collections::BTreeMap<Vec<&(String, String)>, Vec<&Member>> =
-            Default::default();
-        for (member, config) in self.members.iter().zip(configs) {
-            if config.combiner.kind.meta_trained() {
-                continue;
-            }
-            let read: Vec<&(String, String)> = member
-                .settings
-                .iter()
-                .filter(|(k, _)| !k.starts_with("meltr.") && !k.starts_with("aid."))
-                .collect();
-            same.entry(read).or_default().push(member);
-        }
-        same.into_values()
-            .filter(|members| members.len() > 1)
-            .map(|members| {
-                let indices: Vec<String> = members.iter().map(|m| m.index.to_string()).collect();
-                // The keys whose values tell these members apart.
-                let unread: std::collections::BTreeSet<&str> = members[0]
-                    .settings
-                    .iter()
-                    .filter(|setting| members.iter().any(|m| !m.settings.contains(setting)))
-                    .map(|(k, _)| k.as_str())
-                    .collect();
-                format!(
-                    "combinations {} repeat each other: they differ only in {}, which only the \
-                     meta-trained combiners (meltr, mlp) read; they run all the same",
-                    indices.join(", "),
-                    unread.into_iter().collect::<Vec<_>>().join(", ")
-                )
             })
             .collect()
     }
@@ -513,13 +475,29 @@ mod tests {
         )
         .unwrap();
         let configs = ablation.member_configs(&Config::default()).unwrap();
+        let (kept, kept_configs, notes) = ablation.without_repeats(configs);
         assert_eq!(
-            ablation.repeats(&configs),
+            notes,
             [
-                "combinations 2, 6 repeat each other: they differ only in meltr.meta_lr, which only the meta-trained combiners (meltr, mlp) read; they run all the same",
-                "combinations 3, 7 repeat each other: they differ only in meltr.meta_lr, which only the meta-trained combiners (meltr, mlp) read; they run all the same",
+                "combiner.kind=sum workload.seed=0 would run the same for meltr.meta_lr = 0.0003, 0.001, which only the meta-trained combiners (meltr, mlp) read: it runs once, as meltr.meta_lr=0.0003",
+                "combiner.kind=sum workload.seed=1 would run the same for meltr.meta_lr = 0.0003, 0.001, which only the meta-trained combiners (meltr, mlp) read: it runs once, as meltr.meta_lr=0.0003",
             ]
         );
+        // Walkthrough L's sweep ran each `sum` run once per meta_lr: 8
+        // members are 6, numbered again, each with its own config.
+        let labels: Vec<String> = kept.members.iter().map(|m| m.label(&[])).collect();
+        assert_eq!(kept.members.len(), 6, "{labels:?}");
+        assert_eq!(kept_configs.len(), 6);
+        for (at, member) in kept.members.iter().enumerate() {
+            assert_eq!(member.index, at);
+            assert_eq!(member.name, format!("g-{at:03}"));
+            assert_eq!(
+                kept_configs[at].combiner.kind.as_str(),
+                member.settings[1].1,
+                "{labels:?}"
+            );
+        }
+        assert!(!labels.contains(&"meltr.meta_lr=0.001 combiner.kind=sum workload.seed=0".into()));
         let mlp = Plan::new(
             "g",
             Path::new("c"),
@@ -531,7 +509,9 @@ mod tests {
         )
         .unwrap();
         let configs = mlp.member_configs(&Config::default()).unwrap();
-        assert!(mlp.repeats(&configs).is_empty(), "mlp is meta-trained too");
+        let (mlp, _, notes) = mlp.without_repeats(configs);
+        assert!(notes.is_empty(), "mlp is meta-trained too");
+        assert_eq!(mlp.members.len(), 2);
         // No axis at all: one member, labelled by nothing.
         let bare = Plan::new("g", Path::new("c"), Vec::new(), None).unwrap();
         assert_eq!(bare.members.len(), 1);

@@ -160,6 +160,7 @@ fn create(root: &Path, args: SweepArgs) -> Result<()> {
     let mut plan = Plan::new(&group, &config_abs, axes, args.steps)?;
     plan.parallel = args.parallel.unwrap_or(1).max(1);
     let configs = plan.member_configs(&base)?;
+    let (plan, configs, repeats) = plan.without_repeats(configs);
     if let Some(first) = configs.first() {
         // A TorchScript model's loss names and data show only once it runs
         // (walkthrough H: a misspelt loss passed --dry-run, then failed in
@@ -172,7 +173,7 @@ fn create(root: &Path, args: SweepArgs) -> Result<()> {
         }
     }
     plan.refuse_existing(root)?;
-    for note in plan.repeats(&configs) {
+    for note in repeats {
         eprintln!("note: {note}");
     }
     if args.dry_run && !args.slurm {
