@@ -46,6 +46,9 @@ fn detach(root: &Path, config: &Path, name: &str) -> PathBuf {
     );
     assert!(out.status.success(), "{}", text(&out));
     assert!(text(&out).contains("running detached"), "{}", text(&out));
+    // The run's own notices stay in output.log (walkthrough L: a start note
+    // on the terminal, out of place).
+    assert!(!text(&out).contains("primary metric:"), "{}", text(&out));
     session::find(root, name).unwrap()
 }
 
@@ -489,6 +492,11 @@ fn a_partial_live_config_changes_only_the_keys_it_names() {
     // A detached run's owner reads both in `output.log`, with no viewer
     // (walkthrough K found it empty after a refused edit).
     let output = std::fs::read_to_string(dir.join("output.log")).unwrap();
+    let (before, after) = output
+        .split_once(meltr_tui::runner::SERVING_LINE)
+        .expect("the serving line");
+    assert!(after.contains("primary metric:"), "{output}");
+    assert!(!before.contains("primary metric:"), "{output}");
     assert!(output.contains("aid.iterations: 0 -> 1"), "{output}");
     assert!(
         output.contains("config error at step") && output.contains("speed"),

@@ -121,7 +121,10 @@ fn echo_new_output(path: &Path, from: u64) -> u64 {
         .split_inclusive(|&b| b == b'\n')
     {
         let whole = line.last() == Some(&b'\n');
-        if !whole || line.starts_with(ERROR_REPORT.as_bytes()) {
+        if !whole
+            || line.starts_with(ERROR_REPORT.as_bytes())
+            || line.starts_with(super::SERVING_LINE.as_bytes())
+        {
             break;
         }
         eprint!("{}", String::from_utf8_lossy(line));
@@ -137,6 +140,12 @@ fn echo_rest(path: &Path, from: u64, said: Option<&str>) {
         return;
     };
     let rest = String::from_utf8_lossy(bytes.get(from as usize..).unwrap_or_default());
+    // The run's own notices follow the serving line: a viewer shows them,
+    // and a fork made from a TUI echoed them into its parent's output.log.
+    let rest = match rest.find(super::SERVING_LINE) {
+        Some(at) => std::borrow::Cow::Owned(rest[..at].to_string()),
+        None => rest,
+    };
     let only_said = said.is_some_and(|said| rest.trim_end() == format!("{ERROR_REPORT}{said}"));
     if !rest.is_empty() && !only_said {
         eprint!("{rest}");

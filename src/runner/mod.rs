@@ -33,6 +33,12 @@ fn absolute(dir: &Path) -> PathBuf {
     std::fs::canonicalize(dir).unwrap_or_else(|_| dir.to_path_buf())
 }
 
+/// The line a runner writes to `output.log` once it serves; the run's
+/// config changes, refused edits and events follow it there (the launcher
+/// echoes only what comes before).
+pub const SERVING_LINE: &str =
+    "runner serving: the run's config changes, refused edits and events follow";
+
 /// Whether a runner answers on the session's socket.
 pub fn is_serving(dir: &Path) -> bool {
     std::os::unix::net::UnixStream::connect(socket_path(dir)).is_ok()

@@ -76,6 +76,7 @@ pub fn serve(dir: &Path, resume: bool) -> Result<Status> {
                 .collect()
         })?
     };
+    println!("{}", super::SERVING_LINE);
     let mut stop_sent = false;
     loop {
         if crate::process::stop_requested() && !stop_sent {
