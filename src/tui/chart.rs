@@ -60,7 +60,9 @@ pub fn columns_for(width: u16, marker: Marker) -> usize {
     usize::from(width.max(1)) * per_cell
 }
 
-/// Y bounds of all points, padded 5% (a flat line gets a visible band).
+/// Y bounds of all points, padded 5% (a flat line gets a visible band);
+/// values that are all ≥ 0 keep the axis from going below 0 (walkthrough
+/// L read a loss axis starting at −0.015).
 fn y_bounds(series: &[PlotSeries]) -> Option<(f64, f64)> {
     let ys = series.iter().flat_map(|s| s.points.iter().map(|p| p.1));
     let (lo, hi) = ys.fold((f64::INFINITY, f64::NEG_INFINITY), |(lo, hi), y| {
@@ -74,7 +76,8 @@ fn y_bounds(series: &[PlotSeries]) -> Option<(f64, f64)> {
     } else {
         lo.abs().max(1.0) * 0.05
     };
-    Some((lo - pad, hi + pad))
+    let floor = if lo >= 0.0 { 0.0 } else { f64::NEG_INFINITY };
+    Some(((lo - pad).max(floor), hi + pad))
 }
 
 /// Axis labels for `values`: [`fmt::axis`]'s, or where two of those would
@@ -259,6 +262,23 @@ mod tests {
             .iter()
             .map(|n| vec![Span::raw(n.to_string())])
             .collect()
+    }
+
+    #[test]
+    fn non_negative_values_keep_the_axis_at_or_above_zero() {
+        let series = |ys: &[f64]| PlotSeries {
+            points: ys.iter().enumerate().map(|(i, &y)| (i as f64, y)).collect(),
+            style: SeriesStyle {
+                style: ratatui::style::Style::default(),
+                marker: Marker::Braille,
+                glyph: "•",
+            },
+        };
+        let (lo, hi) = y_bounds(&[series(&[0.01, 5.0])]).unwrap();
+        assert_eq!(lo, 0.0, "a loss axis went to −0.015 (walkthrough L)");
+        assert!(hi > 5.0);
+        let (lo, _) = y_bounds(&[series(&[-0.1, 1.0])]).unwrap();
+        assert!(lo < -0.1, "negative values keep their margin");
     }
 
     #[test]
