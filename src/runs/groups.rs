@@ -262,7 +262,7 @@ pub fn caveats(groups: &[Group]) -> Vec<String> {
         listed(
             "has runs whose settings changed while they trained",
             edited.join("; "),
-            "a setting changed this way reads OLD→NEW@STEP",
+            "where a row or legend shows such a setting, it reads OLD→NEW@STEP",
         );
         let restored: Vec<String> = g
             .runs
