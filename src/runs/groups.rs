@@ -479,15 +479,14 @@ fn label_of(values: &[(String, String)]) -> String {
         .join(", ")
 }
 
-/// The group's name when all its runs share one, else the first run's name.
+/// The group's name when all its runs share one, else their names.
 fn fallback_label(runs: &[&Run]) -> String {
     let group = runs.first().and_then(|r| r.meta.group.clone());
     match group {
         Some(g) if runs.iter().all(|r| r.meta.group.as_ref() == Some(&g)) => g,
-        _ => runs
-            .first()
-            .map(|r| r.meta.name.clone())
-            .unwrap_or_default(),
+        // Every run's name: the first's alone read as if it were all of
+        // them (walkthrough L pooled `dp1` with another group's run).
+        _ => few(&runs.iter().map(|r| r.meta.name.clone()).collect::<Vec<_>>()),
     }
 }
 
