@@ -83,8 +83,6 @@ pub fn compare(
     let mut means = Vec::new();
     let mut source = SeriesSource::Eval;
     let mut largest = 0;
-    // The fewest runs of a group drawn with a band.
-    let mut fewest_banded = usize::MAX;
     // Each group's sessions' series, looked up once; the longest sets the
     // smoothing of all.
     let series: Vec<Vec<(SeriesSource, &Points)>> = groups
@@ -115,7 +113,6 @@ pub fn compare(
         largest = largest.max(n);
         let thin = |p: Points| decimate(&p, lo, hi, prep.columns);
         if n > 1 && band != Band::None {
-            fewest_banded = fewest_banded.min(n);
             let mut outline = thin(agg.iter().map(|a| (a.0, a.3)).collect());
             let lower = thin(agg.iter().map(|a| (a.0, a.2)).collect());
             outline.extend(lower.into_iter().rev());
@@ -149,12 +146,13 @@ pub fn compare(
         (SeriesSource::Eval, None) => format!("validation {metric}"),
         (SeriesSource::Train, _) => train_axis_label(metric, ema_weight),
     };
-    // Two runs' ± std always passes both (it is their gap / √2): such a
-    // band is their min–max, and the label says so (walkthrough L's
-    // "mean ± std" band matched `--band minmax` pixel for pixel).
+    // Two runs' ± std always passes both (it is their gap / √2): where no
+    // group has more, every band is its min–max, and the label says so
+    // (walkthrough L's "mean ± std" band matched `--band minmax` pixel for
+    // pixel).
     let spread = match band {
         _ if largest < 2 => "",
-        Band::Std if fewest_banded == 2 && largest == 2 => " — mean, min–max of 2 runs",
+        Band::Std if largest == 2 => " — mean, min–max of 2 runs",
         Band::Std => " — mean ± std over runs",
         Band::Minmax => " — mean, min–max over runs",
         Band::None => " — mean over runs",

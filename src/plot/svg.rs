@@ -4,7 +4,7 @@
 
 use super::font;
 // Writing into a String cannot fail: `let _ = write!(…)` throughout.
-use std::f64::consts::PI;
+use std::f64::consts::{PI, TAU};
 use std::fmt::Write;
 
 /// A colour as `#RRGGBB`.
@@ -60,7 +60,7 @@ fn corners(x: f64, y: f64, n: usize, r: f64, start: f64, inner: Option<f64>) -> 
     let points = if inner.is_some() { 2 * n } else { n };
     (0..points)
         .map(|i| {
-            let angle = start + std::f64::consts::TAU * i as f64 / points as f64;
+            let angle = start + TAU * i as f64 / points as f64;
             let radius = match inner {
                 Some(inner) if i % 2 == 1 => inner,
                 _ => r,

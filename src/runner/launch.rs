@@ -142,10 +142,7 @@ fn echo_rest(path: &Path, from: u64, said: Option<&str>) {
     let rest = String::from_utf8_lossy(bytes.get(from as usize..).unwrap_or_default());
     // The run's own notices follow the serving line: a viewer shows them,
     // and a fork made from a TUI echoed them into its parent's output.log.
-    let rest = match rest.find(super::SERVING_LINE) {
-        Some(at) => std::borrow::Cow::Owned(rest[..at].to_string()),
-        None => rest,
-    };
+    let rest = &rest[..rest.find(super::SERVING_LINE).unwrap_or(rest.len())];
     let only_said = said.is_some_and(|said| rest.trim_end() == format!("{ERROR_REPORT}{said}"));
     if !rest.is_empty() && !only_said {
         eprint!("{rest}");

@@ -131,22 +131,18 @@ pub fn caveats(groups: &[Group]) -> Vec<String> {
         }
         // Ranks live in session.json, not the config: runs on different
         // numbers pooled as seeds, unsaid (walkthrough L).
-        let mut ranks: Vec<String> = g
-            .runs
-            .iter()
-            .map(|r| format!("{}: {}", r.meta.name, r.meta.world_size.unwrap_or(1)))
-            .collect();
-        ranks.sort_unstable();
-        let counts: std::collections::BTreeSet<usize> = g
-            .runs
-            .iter()
-            .map(|r| r.meta.world_size.unwrap_or(1))
-            .collect();
-        if counts.len() > 1 {
+        let ranks = |r: &Run| r.meta.world_size.unwrap_or(1);
+        if g.runs.iter().any(|r| ranks(r) != ranks(g.runs[0])) {
+            let mut each: Vec<String> = g
+                .runs
+                .iter()
+                .map(|r| format!("{}: {}", r.meta.name, ranks(r)))
+                .collect();
+            each.sort_unstable();
             notes.push(format!(
                 "{head} pools runs trained on different numbers of ranks ({}): M is not linear, so a \
                  MELTR run depends on it (a `sum` run does not, to rounding); --group-by ranks splits them",
-                few(&ranks)
+                few(&each)
             ));
         }
         // `HEAD what (a, b): why`, when there is anything to list.

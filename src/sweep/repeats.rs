@@ -5,6 +5,9 @@
 use super::{Member, Plan};
 use crate::config::Config;
 
+/// A member's `(key, value)`.
+type Setting = (String, String);
+
 impl Plan {
     /// The positions of members that repeat each other, a set each, in
     /// member order (`configs` as [`Plan::member_configs`] gives them).
@@ -30,18 +33,15 @@ impl Plan {
     /// The note on one set of repeating members, by their settings (the
     /// combination numbers change as the repeats leave).
     fn repeat_note(members: &[&Member]) -> String {
-        let differs =
-            |setting: &(String, String)| members.iter().any(|m| !m.settings.contains(setting));
-        let common: Vec<String> = members[0]
+        let (varying, common): (Vec<&Setting>, Vec<&Setting>) = members[0]
             .settings
             .iter()
-            .filter(|s| !differs(s))
-            .map(|(k, v)| format!("{k}={v}"))
-            .collect();
-        let unread: Vec<String> = members[0]
-            .settings
+            .partition(|setting| members.iter().any(|m| !m.settings.contains(setting)));
+        let pairs = |settings: &[&Setting]| -> Vec<String> {
+            settings.iter().map(|(k, v)| format!("{k}={v}")).collect()
+        };
+        let unread: Vec<String> = varying
             .iter()
-            .filter(|s| differs(s))
             .map(|(key, _)| {
                 let mut values: Vec<&str> = Vec::new();
                 for m in members {
@@ -54,18 +54,12 @@ impl Plan {
                 format!("{key} = {}", values.join(", "))
             })
             .collect();
-        let first: Vec<String> = members[0]
-            .settings
-            .iter()
-            .filter(|s| differs(s))
-            .map(|(k, v)| format!("{k}={v}"))
-            .collect();
         format!(
             "{} would run the same for {}, which only the meta-trained combiners (meltr, mlp) \
              read: it runs once, as {}",
-            common.join(" "),
+            pairs(&common).join(" "),
             unread.join(" and "),
-            first.join(" ")
+            pairs(&varying).join(" ")
         )
     }
 
