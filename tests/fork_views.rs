@@ -69,7 +69,7 @@ fn compare_starts_a_fork_at_its_fork_step_and_marks_the_fork_point() {
         columns: 1000,
     };
     for metric in ["primary", sessions[0].meta.primary_metric.as_str()] {
-        let chart = compare(&sessions, metric, prep).unwrap();
+        let chart = compare(&sessions, metric, prep, &[0, 1]).unwrap();
         let meltr_tui::plot::chart::Body::Lines(lines) = chart.body else {
             panic!("compare draws lines");
         };
@@ -97,7 +97,7 @@ fn compare_starts_a_fork_at_its_fork_step_and_marks_the_fork_point() {
         assert_eq!(marker.points, vec![*at_fork], "{metric}");
         // The fork is drawn over its parent, in either order of sessions.
         let reversed = [sessions[1].clone(), sessions[0].clone()];
-        let chart = compare(&reversed, metric, prep).unwrap();
+        let chart = compare(&reversed, metric, prep, &[0, 1]).unwrap();
         let meltr_tui::plot::chart::Body::Lines(lines) = chart.body else {
             panic!("compare draws lines");
         };

@@ -147,10 +147,23 @@ pub(super) fn compare(
         })
         .collect();
     let legend = legend_labels(&labels, &fulls, args.renames)?;
+    // Each combiner keeps one look across figures (MELTR the same blue
+    // whether or not a figure shows `uncertainty` too).
+    let kinds: Vec<Option<String>> = groups
+        .iter()
+        .map(|g| {
+            let mut kinds = g.runs.iter().map(|r| r.setting("combiner.kind"));
+            let first = kinds.next().flatten();
+            kinds.all(|k| k == first).then_some(first).flatten()
+        })
+        .collect();
+    let kinds: Vec<Option<&str>> = kinds.iter().map(Option::as_deref).collect();
+    let slots = crate::plot::slots_by_combiner(&kinds);
     let curves: Vec<crate::plot::CurveGroup> = groups
         .iter()
         .zip(&legend)
-        .map(|(g, text)| crate::plot::CurveGroup {
+        .zip(slots)
+        .map(|((g, text), slot)| crate::plot::CurveGroup {
             label: labelled.then(|| text.clone()),
             // Drawn under its name: the settings that tell it apart follow
             // (a fork's line already says whose fork it is).
@@ -160,6 +173,7 @@ pub(super) fn compare(
                 label.unwrap_or(&g.label).to_string()
             }),
             dirs: g.runs.iter().map(|r| r.dir.clone()).collect(),
+            slot,
         })
         .collect();
     let path = crate::plot::compare_groups(
@@ -211,7 +225,8 @@ pub struct ExportArgs {
     #[arg(long, default_value = "paper")]
     pub style: crate::plot::Style,
     /// The loss figure's y axis: auto is logarithmic when the losses'
-    /// typical sizes are more than 100x apart (and all positive).
+    /// typical sizes are more than 10x apart, or a loss's peak more than
+    /// 100x another's typical size (and all are positive).
     #[arg(long, value_enum, default_value = "auto")]
     pub y_scale: crate::plot::LossAxis,
     /// Same as --y-scale log.

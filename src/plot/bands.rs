@@ -68,6 +68,8 @@ fn range(ys: &[f64]) -> (f64, f64) {
 pub struct Grouped<'a> {
     pub label: String,
     pub sessions: Vec<&'a SessionData>,
+    /// Its look ([`look`]'s `i`).
+    pub slot: usize,
 }
 
 /// One metric (eval metric or training loss, checked to exist in every
@@ -119,7 +121,7 @@ pub fn compare(
             bands.push(Line {
                 label: None,
                 points: outline,
-                look: look(i),
+                look: look(group.slot),
                 emphasis: Emphasis::Band,
             });
         }
@@ -130,7 +132,7 @@ pub fn compare(
                 group.label.clone()
             }),
             points: thin(agg.iter().map(|a| (a.0, a.1)).collect()),
-            look: look(i),
+            look: look(group.slot),
             emphasis: match source {
                 SeriesSource::Eval => Emphasis::WithMarkers,
                 SeriesSource::Train => Emphasis::Main,

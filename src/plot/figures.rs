@@ -437,8 +437,13 @@ fn start_at_fork(lines: &mut Vec<Line>, at: u64, parent: (&str, &[Line]), look: 
 /// One metric (eval metric or train loss, already checked to exist in
 /// every session) across sessions. A fork whose parent is drawn too starts
 /// at its fork step, with the fork point marked and `parent → fork` as its
-/// legend label.
-pub fn compare(sessions: &[SessionData], metric: &str, prep: Prep) -> anyhow::Result<Chart> {
+/// legend label. Session `i` is drawn with `look(slots[i])`.
+pub fn compare(
+    sessions: &[SessionData],
+    metric: &str,
+    prep: Prep,
+    slots: &[usize],
+) -> anyhow::Result<Chart> {
     let mut series = Vec::new();
     for s in sessions {
         series.push(s.series(metric)?);
@@ -460,10 +465,14 @@ pub fn compare(sessions: &[SessionData], metric: &str, prep: Prep) -> anyhow::Re
                 None => name,
             };
             match source {
-                SeriesSource::Eval => vec![eval_line(name, points, look(i), prep.columns)],
-                SeriesSource::Train => {
-                    smoothed(name, points, look(i), (prep, ema_weight, false), range)
-                }
+                SeriesSource::Eval => vec![eval_line(name, points, look(slots[i]), prep.columns)],
+                SeriesSource::Train => smoothed(
+                    name,
+                    points,
+                    look(slots[i]),
+                    (prep, ema_weight, false),
+                    range,
+                ),
             }
         })
         .collect();
@@ -473,7 +482,12 @@ pub fn compare(sessions: &[SessionData], metric: &str, prep: Prep) -> anyhow::Re
     for &i in &order {
         if let Some((p, at)) = forks[i] {
             let parent = per_session[p].clone();
-            start_at_fork(&mut per_session[i], at, (&names[p], &parent), look(i));
+            start_at_fork(
+                &mut per_session[i],
+                at,
+                (&names[p], &parent),
+                look(slots[i]),
+            );
         }
     }
     let mut faint = Vec::new();

@@ -29,7 +29,7 @@ pub mod svg;
 pub use bands::Band;
 pub use loss_axis::LossAxis;
 pub use series::Smoothing;
-pub use style::{Style, Theme};
+pub use style::{slots_by_combiner, Style, Theme};
 
 use crate::session::atomic_write;
 use crate::session::SessionDir;
@@ -245,13 +245,16 @@ pub fn compare(
     metric: Option<&str>,
     style: Style,
 ) -> Result<PathBuf> {
-    compare_scaled(session_dirs, &[], out_file, metric, style, false)
+    let slots: Vec<usize> = (0..session_dirs.len()).collect();
+    compare_scaled(session_dirs, (&[], &slots), out_file, metric, style, false)
 }
 
 /// [`compare`], on a log y axis with `log_scale` (values ≤ 0 left out).
+/// `settings` follow the names in the legend; `slots` are the sessions'
+/// looks ([`style::slots_by_combiner`]).
 fn compare_scaled(
     session_dirs: &[PathBuf],
-    settings: &[Option<String>],
+    (settings, slots): (&[Option<String>], &[usize]),
     out_file: &Path,
     metric: Option<&str>,
     style: Style,
@@ -270,7 +273,7 @@ fn compare_scaled(
     }
     let metric = metric_to_compare(sessions.iter(), metric)?;
     let theme = style.theme();
-    let chart = figures::compare(&sessions, &metric, prep(&theme, Smoothing::Auto))?;
+    let chart = figures::compare(&sessions, &metric, prep(&theme, Smoothing::Auto), slots)?;
     let chart = with_log_scale(chart, log_scale);
     write_figure(out_file, encode(&chart.to_svg(&theme), format, &theme)?)
 }
@@ -301,6 +304,8 @@ pub struct CurveGroup {
     /// apart (`gamma=0.3`), after the name.
     pub setting: Option<String>,
     pub dirs: Vec<PathBuf>,
+    /// Its look ([`style::look`]'s `i`).
+    pub slot: usize,
 }
 
 /// Like [`compare`], with each group of sessions drawn as its mean and a
@@ -320,7 +325,15 @@ pub fn compare_groups(
     {
         let dirs: Vec<PathBuf> = groups.iter().map(|g| g.dirs[0].clone()).collect();
         let settings: Vec<Option<String>> = groups.iter().map(|g| g.setting.clone()).collect();
-        return compare_scaled(&dirs, &settings, out_file, metric, style, log_scale);
+        let slots: Vec<usize> = groups.iter().map(|g| g.slot).collect();
+        return compare_scaled(
+            &dirs,
+            (&settings, &slots),
+            out_file,
+            metric,
+            style,
+            log_scale,
+        );
     }
     let format = Format::from_path(out_file)?;
     let mut loaded = groups
@@ -361,6 +374,7 @@ pub fn compare_groups(
                     .unwrap_or_default()
             }),
             sessions: sessions.iter().collect(),
+            slot: g.slot,
         })
         .collect();
     let theme = style.theme();

@@ -145,9 +145,62 @@ pub fn look(i: usize) -> SeriesLook {
     }
 }
 
+/// The series slot (`look`'s `i`) each combiner kind keeps in every
+/// comparison, so MELTR is the same colour and dash in all of a paper's
+/// figures whichever other methods a figure leaves out.
+const COMBINER_SLOTS: [(&str, usize); 6] = [
+    ("meltr", 0),
+    ("sum", 1),
+    ("primary", 2),
+    ("uncertainty", 3),
+    ("mlp", 4),
+    ("weights", 5),
+];
+
+/// The slot of each of a comparison's curves, given the combiner kind each
+/// one trained with (None: mixed, or unknown). A curve whose kind no other
+/// curve shares keeps its kind's slot; the rest take the lowest free slots,
+/// in order. Without kinds this is `0, 1, 2, …`.
+pub fn slots_by_combiner(kinds: &[Option<&str>]) -> Vec<usize> {
+    let fixed = |k: &Option<&str>| -> Option<usize> {
+        let kind = (*k)?;
+        let unique = kinds.iter().filter(|o| **o == Some(kind)).count() == 1;
+        let (_, slot) = COMBINER_SLOTS.iter().find(|(name, _)| *name == kind)?;
+        unique.then_some(*slot)
+    };
+    let mut taken: Vec<usize> = kinds.iter().filter_map(fixed).collect();
+    let mut next = 0;
+    kinds
+        .iter()
+        .map(|k| {
+            fixed(k).unwrap_or_else(|| {
+                while taken.contains(&next) {
+                    next += 1;
+                }
+                taken.push(next);
+                next
+            })
+        })
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_combiner_keeps_its_slot_whichever_others_are_drawn() {
+        let all = slots_by_combiner(&[Some("sum"), Some("meltr"), Some("primary")]);
+        assert_eq!(all, [1, 0, 2]);
+        let two = slots_by_combiner(&[Some("primary"), Some("meltr")]);
+        assert_eq!(two, [2, 0]);
+        // Two curves of one kind (a γ grid): neither claims the kind's slot.
+        let grid = slots_by_combiner(&[Some("meltr"), Some("meltr"), Some("sum")]);
+        assert_eq!(grid, [0, 2, 1]);
+        let unknown = slots_by_combiner(&[None, Some("sum"), None]);
+        assert_eq!(unknown, [0, 1, 2]);
+        assert_eq!(slots_by_combiner(&[None, None]), [0, 1]);
+    }
 
     #[test]
     fn presets_and_names() {
