@@ -739,7 +739,7 @@ def run_sections(job: Job, suite: str, steps: Optional[int]) -> Dict[str, Dict[s
     if job.method in FIXED:
         sections["combiner"] = {"kind": "weights"}
         chosen = FIXED[job.method]
-        sections["combiner.weights"] = {name: 1.0 for name, role in job.task.roles.items() if chosen(role)}
+        sections["combiner.weights"] = {name: 1.0 if chosen(role) else 0.0 for name, role in job.task.roles.items()}
     elif job.method != REPLAY:
         sections["combiner"] = {"kind": job.method}
     return sections

@@ -17,7 +17,7 @@ pub use error::ConfigError;
 pub use overrides::{anchor_path, literal, refuse_restart_only, write_overrides, Override};
 pub use restart::{restart_only_reason, Change, RESTART_ONLY};
 use text::line_of_offset;
-pub use text::{decode_text, locate_key, read_text, sets_no_keys};
+pub use text::{decode_text, edit_distance, locate_key, read_text, sets_no_keys};
 pub use validate::{max_threads, parse_cuda_index, MAX_COLLECTIVE_TIMEOUT_S};
 
 pub use choices::{
@@ -194,7 +194,8 @@ impl Default for TrainConfig {
 #[serde(deny_unknown_fields, default)]
 pub struct CombinerConfig {
     pub kind: CombinerKind,
-    /// Fixed weights for `kind = "weights"`; a loss not listed weighs 0.
+    /// Fixed weights for `kind = "weights"`, one for every loss (0 leaves a
+    /// loss out of the combined loss).
     pub weights: BTreeMap<String, f64>,
 }
 

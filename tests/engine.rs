@@ -290,7 +290,9 @@ fn fixed_weights_are_reported_as_effective_weights() {
     let _serial = serial();
     let root = tempfile::tempdir().unwrap();
     let mut config = small_config("weights", 20);
-    config.combiner.weights = [("primary".to_string(), 1.0), ("helpful".to_string(), 0.25)].into();
+    config.combiner.weights = [("primary", 1.0), ("helpful", 0.25), ("harmful", 0.0)]
+        .map(|(k, w)| (k.to_string(), w))
+        .into();
     let (_, lines) = run_session(root.path(), "w", config);
     let weights = lines
         .iter()
@@ -314,11 +316,9 @@ fn events_with_helpful_weight(
     prefix: &str,
 ) -> Vec<(u64, String)> {
     let mut config = config.clone();
-    config.combiner.weights = [
-        ("primary".to_string(), 1.0),
-        ("helpful".to_string(), helpful),
-    ]
-    .into();
+    config.combiner.weights = [("primary", 1.0), ("helpful", helpful), ("harmful", 0.0)]
+        .map(|(k, w)| (k.to_string(), w))
+        .into();
     let (dir, _) = run_session(root, name, config);
     events_matching(&dir, |m| m.starts_with(prefix))
 }

@@ -171,8 +171,9 @@ pub enum Cmd {
     /// --seeds), all in one group, at most --parallel runners at a time
     /// here or a SLURM job array (--slurm); `sweep resume|stop|ls GROUP`.
     Sweep(sweep::SweepArgs),
-    /// Open the TUI on a session (default: the newest): live when its runner
-    /// is alive, else its history. `q` detaches; the run goes on.
+    /// Open the TUI on a session (default: the newest running one, else the
+    /// newest): live when its runner is alive, else its history. `q`
+    /// detaches; the run goes on.
     Attach { session: Option<String> },
     /// List sessions: id, status, step, primary metric, device, runner,
     /// group, and the config keys whose values differ between the listed

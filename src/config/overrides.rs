@@ -349,7 +349,8 @@ mod tests {
             |args: &[&str]| -> Vec<Override> { args.iter().map(|a| a.parse().unwrap()).collect() };
         // `kind = "weights"` alone is refused (it needs its weights); with
         // them, in either order, it is the same config.
-        let kind_first = parsed(&["combiner.kind=weights", "combiner.weights={primary = 1.0}"]);
+        let weights = "combiner.weights={primary = 1.0, helpful = 0.5, harmful = 0.0}";
+        let kind_first = parsed(&["combiner.kind=weights", weights]);
         let weights_first: Vec<Override> = kind_first.iter().rev().cloned().collect();
         let a = c.with_overrides(&kind_first).unwrap();
         let b = c.with_overrides(&weights_first).unwrap();
@@ -360,6 +361,22 @@ mod tests {
             .with_overrides(&parsed(&["combiner.kind=weights"]))
             .unwrap_err();
         assert_eq!(err.key.as_deref(), Some("combiner.weights"), "{err}");
+        // A loss without a weight is refused, not weighted 0 unsaid
+        // (walkthrough M), with a table that would do.
+        let err = c
+            .with_overrides(&parsed(&[
+                "combiner.kind=weights",
+                "combiner.weights={primary = 1.0}",
+            ]))
+            .unwrap_err();
+        assert_eq!(err.key.as_deref(), Some("combiner.weights"), "{err}");
+        assert!(
+            err.to_string().contains("`helpful`, `harmful` have none")
+                && err
+                    .to_string()
+                    .contains("{ primary = 1.0, helpful = 0.0, harmful = 0.0 }"),
+            "{err}"
+        );
         // Each value is still checked where it is set, naming its key.
         let err = c
             .with_overrides(&parsed(&["combiner.kind=weights", "aid.iterations=many"]))

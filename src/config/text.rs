@@ -167,7 +167,7 @@ fn other_frameworks_name(typed: &str) -> Option<&'static str> {
 }
 
 /// Levenshtein distance by characters.
-fn edit_distance(a: &str, b: &str) -> usize {
+pub fn edit_distance(a: &str, b: &str) -> usize {
     let b: Vec<char> = b.chars().collect();
     let mut row: Vec<usize> = (0..=b.len()).collect();
     for (i, ca) in a.chars().enumerate() {

@@ -157,6 +157,38 @@ impl Config {
                 "combiner.kind = \"weights\" needs a table of fixed weights, e.g. { primary = 1.0 }",
             ));
         }
+        // A loss left out took weight 0 without a word (walkthrough M
+        // expected 1, or an error): each loss says its weight.
+        let names = self.loss_names();
+        let unweighted: Vec<&String> = names
+            .iter()
+            .filter(|n| !c.weights.contains_key(*n))
+            .collect();
+        if c.kind == CombinerKind::Weights && !unweighted.is_empty() {
+            let table: Vec<String> = names
+                .iter()
+                .map(|n| {
+                    format!(
+                        "{n} = {}",
+                        c.weights.get(n).map_or("0.0".into(), |w| format!("{w:?}"))
+                    )
+                })
+                .collect();
+            return Err(ConfigError::at_key(
+                "combiner.weights",
+                format!(
+                    "combiner.kind = \"weights\" needs a weight for every loss, and {} {} none; \
+                     0 leaves a loss out of the combined loss, e.g. {{ {} }}",
+                    unweighted
+                        .iter()
+                        .map(|n| format!("`{n}`"))
+                        .collect::<Vec<_>>()
+                        .join(", "),
+                    if unweighted.len() == 1 { "has" } else { "have" },
+                    table.join(", ")
+                ),
+            ));
+        }
 
         let m = &self.meltr;
         at_least("meltr.d_model", m.d_model as f64, 1.0)?;

@@ -136,7 +136,9 @@ mod tests {
         running.train.steps = 20_000;
         running.train.lr = 0.005;
         running.combiner.kind = crate::config::CombinerKind::Weights;
-        running.combiner.weights = [("primary".to_string(), 1.0)].into();
+        running.combiner.weights = [("primary", 1.0), ("helpful", 0.5), ("harmful", 0.0)]
+            .map(|(k, w)| (k.to_string(), w))
+            .into();
         std::fs::write(&path, running.to_toml_string()).unwrap();
         let in_force = std::sync::Arc::new(std::sync::Mutex::new(running.clone()));
         let (tx, rx) = mpsc::channel();

@@ -459,11 +459,16 @@ pub fn find(root: &Path, query: &str) -> Result<std::path::PathBuf> {
     }
 }
 
-/// The newest session under `root`.
+/// The session `attach` opens when none is named: the newest one whose
+/// runner is alive, else the newest (walkthrough M, back after a dropped
+/// connection, was shown a finished fork made after the run it left).
 pub fn latest(root: &Path) -> Result<std::path::PathBuf> {
-    list(root)
-        .pop()
-        .map(|(dir, _)| dir)
+    let sessions = list(root);
+    let live = |m: &SessionMeta| !m.status.is_terminal() && pid_alive(m.pid);
+    let newest_live = sessions.iter().rev().find(|(_, m)| live(m));
+    newest_live
+        .or(sessions.last())
+        .map(|(dir, _)| dir.clone())
         .with_context(|| format!("no sessions in {}", root.display()))
 }
 
@@ -496,6 +501,25 @@ mod tests {
         assert_eq!(slug("a--b__c"), "a-b__c");
         assert_eq!(slug(&"x".repeat(300)).len(), 60);
         assert!(slug(&"日".repeat(300)).len() <= 120);
+    }
+
+    /// `attach` without a session opens the newest live one, not a newer
+    /// finished one (walkthrough M), and the newest when none is live.
+    #[test]
+    fn the_session_to_attach_is_the_newest_live_one() {
+        let root = tempfile::tempdir().unwrap();
+        let config = crate::config::Config::default();
+        let mut made = Vec::new();
+        // Ids are the second, then the name: in order even within a second.
+        for name in ["a-old", "b-live", "c-done"] {
+            made.push(create(root.path(), name, &config).unwrap());
+        }
+        // `create` marks each running under this (live) process.
+        update_status(&made[0], Status::Finished, None).unwrap();
+        update_status(&made[2], Status::Finished, None).unwrap();
+        assert_eq!(latest(root.path()).unwrap(), made[1]);
+        update_status(&made[1], Status::Finished, None).unwrap();
+        assert_eq!(latest(root.path()).unwrap(), made[2]);
     }
 
     /// A cut-short session.json made its session vanish: `ls` left it out

@@ -24,7 +24,9 @@ pub fn small_config(combiner: &str, steps: u64) -> Config {
     let mut c = Config::default();
     c.combiner.kind = combiner.parse().expect("a combiner kind");
     if c.combiner.kind == meltr_tui::config::CombinerKind::Weights {
-        c.combiner.weights = [("primary".to_string(), 1.0), ("helpful".to_string(), 0.5)].into();
+        c.combiner.weights = [("primary", 1.0), ("helpful", 0.5), ("harmful", 0.0)]
+            .map(|(k, w)| (k.to_string(), w))
+            .into();
     }
     c.train.steps = steps;
     c.train.device = "cpu".into();
