@@ -48,6 +48,31 @@ pub(super) fn config_text(path: &Path) -> String {
     }
 }
 
+/// `result`'s error prefixed with where the config came from
+/// ([`from_file`]); an error about a key the file writes (and no `--set`
+/// overrides), as a model's loss names found wrong, names its line too,
+/// as the config's own checks do (walkthrough M: `workload.auxiliary lists
+/// "freq_tinny"` had no line).
+pub(super) fn in_file<T>(
+    result: Result<T>,
+    config_path: &Path,
+    overrides: &[crate::config::Override],
+) -> Result<T> {
+    result.map_err(|e| {
+        let cause = e.root_cause().to_string();
+        let key = cause.split([' ', ':']).next().unwrap_or_default();
+        let line = (key.contains('.') && !overrides.iter().any(|o| o.key == key))
+            .then(|| crate::config::locate_key(&config_text(config_path), key))
+            .flatten();
+        let at = line.map_or(String::new(), |l| format!(":{l}"));
+        let context = from_file(config_path, overrides);
+        match context.split_once(" with ") {
+            Some((file, sets)) => e.context(format!("{file}{at} with {sets}")),
+            None => e.context(format!("{context}{at}")),
+        }
+    })
+}
+
 /// Where a config comes from, to prefix an error it causes: the file, and
 /// the `--set`s over it.
 pub(super) fn from_file(config_path: &Path, overrides: &[crate::config::Override]) -> String {
@@ -139,6 +164,41 @@ mod tests {
         assert_eq!(
             config.workload.train.map(std::path::PathBuf::from),
             Some(crate_dir.join("Cargo.toml"))
+        );
+    }
+
+    /// A build error about a key the file writes names its line; one the
+    /// `--set` wrote does not (walkthrough M).
+    #[test]
+    fn a_build_error_about_a_written_key_names_its_line() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("run.toml");
+        std::fs::write(
+            &file,
+            "[workload]\nprimary = \"cls\"\nauxiliary = [\"rott\"]\n",
+        )
+        .unwrap();
+        let failed =
+            || -> Result<()> { bail!("workload.auxiliary lists \"rott\", which is not a loss") };
+        let err = in_file(failed(), &file, &[]).unwrap_err();
+        assert_eq!(
+            format!("{err:#}"),
+            format!(
+                "{}:3: workload.auxiliary lists \"rott\", which is not a loss",
+                file.display()
+            )
+        );
+        let set: crate::config::Override = "workload.auxiliary=[\"rott\"]".parse().unwrap();
+        let err = in_file(failed(), &file, &[set]).unwrap_err();
+        assert!(
+            format!("{err:#}").starts_with(&format!("{} with --set", file.display())),
+            "{err:#}"
+        );
+        let other = || -> Result<()> { bail!("the model does not load") };
+        let err = in_file(other(), &file, &[]).unwrap_err();
+        assert_eq!(
+            format!("{err:#}"),
+            format!("{}: the model does not load", file.display())
         );
     }
 }

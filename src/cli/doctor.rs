@@ -48,14 +48,12 @@ pub(super) fn check(
     config_path: &std::path::Path,
     overrides: &[crate::config::Override],
 ) -> Result<()> {
-    use anyhow::Context;
     let config = super::config_file::configured(config_path, None, overrides)?;
     let crate::engine::Checked {
         meta,
         said,
         first_losses,
-    } = crate::engine::check_builds(&config)
-        .with_context(|| super::config_file::from_file(config_path, overrides))?;
+    } = super::config_file::in_file(crate::engine::check_builds(&config), config_path, overrides)?;
     let (primary, auxiliary) = meta.losses.split_first().expect("a primary loss");
     let goal = if meta.higher_is_better {
         "higher"
@@ -80,7 +78,7 @@ pub(super) fn check(
         config.train.steps
     );
     println!("  first batch    {}", first_batch_words(&first_losses));
-    if let Some(hint) = large_loss_hint(&first_losses) {
+    for hint in scale_hints(&first_losses) {
         println!("hint: {hint}");
     }
     // What a run's start would say: its first events.
@@ -119,28 +117,51 @@ fn first_batch_words(losses: &[(String, f64)]) -> String {
     words.join(", ")
 }
 
-/// What to do about auxiliaries 10x or more the primary's value: `check`
-/// said the ratio and no more (walkthrough K: an 18x reconstruction loss
-/// then carried 97% of the gradient under `sum` and MELTR alike, and
-/// `primary` beat both by 5 points and more).
-fn large_loss_hint(losses: &[(String, f64)]) -> Option<String> {
-    let primary = losses.first().map(|(_, v)| v.abs())?;
-    let large: Vec<(&str, f64)> = losses
-        .iter()
-        .skip(1)
-        .map(|(name, value)| (name.as_str(), value.abs() / primary))
-        .filter(|(_, ratio)| ratio.is_finite() && *ratio >= 10.0)
-        .collect();
-    let (name, ratio) = *large.first()?;
-    let names = large.iter().map(|(n, _)| *n).collect::<Vec<_>>().join(", ");
-    Some(format!(
-        "{names} start{} 10x or more the primary's value; `sum` and `uncertainty` start with equal weights and \
-         MELTR's γ term pulls it towards the plain sum, so such a loss can carry most of the gradient (`table --metric share/{name}` \
-         shows its share after a run). If its scale is arbitrary, divide it in the model's forward \
-         (by ~{} for {name})",
-        if large.len() == 1 { "s" } else { "" },
-        crate::numfmt::readable(ratio.round())
-    ))
+/// What to do about auxiliaries 10x or more off the primary's value, one
+/// hint for those above and one for those below: `check` said the ratio and
+/// no more. Walkthrough K: an 18x reconstruction loss then carried 97% of
+/// the gradient under `sum` and MELTR alike, and `primary` beat both by 5
+/// points and more. Walkthrough M: a 0.057x loss carried 0.0% of it under
+/// MELTR.
+fn scale_hints(losses: &[(String, f64)]) -> Vec<String> {
+    let Some(primary) = losses.first().map(|(_, v)| v.abs()) else {
+        return Vec::new();
+    };
+    let ratios = || {
+        losses
+            .iter()
+            .skip(1)
+            .map(|(name, value)| (name.as_str(), value.abs() / primary))
+            .filter(|(_, ratio)| ratio.is_finite() && *ratio > 0.0)
+    };
+    let large: Vec<(&str, f64)> = ratios().filter(|(_, r)| *r >= 10.0).collect();
+    let small: Vec<(&str, f64)> = ratios().filter(|(_, r)| *r <= 0.1).collect();
+    let names = |far: &[(&str, f64)]| far.iter().map(|(n, _)| *n).collect::<Vec<_>>().join(", ");
+    let verb = |far: &[(&str, f64)]| if far.len() == 1 { "starts" } else { "start" };
+    let mut hints = Vec::new();
+    if let Some(&(name, ratio)) = large.first() {
+        hints.push(format!(
+            "{} {} 10x or more the primary's value; `sum` and `uncertainty` start with equal weights and \
+             MELTR's γ term pulls it towards the plain sum, so such a loss can carry most of the gradient (`table --metric share/{name}` \
+             shows its share after a run). If its scale is arbitrary, divide it in the model's forward \
+             (by ~{} for {name})",
+            names(&large),
+            verb(&large),
+            crate::numfmt::readable(ratio.round())
+        ));
+    }
+    if let Some(&(name, ratio)) = small.first() {
+        hints.push(format!(
+            "{} {} at a tenth or less of the primary's value; with equal weights (`sum`, and MELTR's start) \
+             such a loss moves the model little and can end with almost none of the gradient (`table --metric share/{name}` \
+             shows its share after a run). If its scale is arbitrary, multiply it in the model's forward \
+             (by ~{} for {name})",
+            names(&small),
+            verb(&small),
+            crate::numfmt::readable((1.0 / ratio).round())
+        ));
+    }
+    hints
 }
 
 #[cfg(test)]
@@ -155,12 +176,18 @@ mod tests {
         ];
         let words = super::first_batch_words(&losses);
         assert!(words.contains("freq100 90 (56.25x the primary)"), "{words}");
-        let hint = super::large_loss_hint(&losses).expect("a hint for freq100");
+        let hints = super::scale_hints(&losses);
+        assert_eq!(hints.len(), 2, "{hints:?}");
         assert!(
-            hint.starts_with("freq100 starts 10x") && hint.contains("by ~56 for freq100"),
-            "{hint}"
+            hints[0].starts_with("freq100 starts 10x") && hints[0].contains("by ~56 for freq100"),
+            "{hints:?}"
         );
-        assert_eq!(super::large_loss_hint(&losses[..2]), None);
+        assert!(
+            hints[1].starts_with("tiny starts at a tenth or less")
+                && hints[1].contains("multiply it in the model's forward (by ~160 for tiny)"),
+            "{hints:?}"
+        );
+        assert!(super::scale_hints(&losses[..2]).is_empty());
         assert!(words.contains("tiny 0.01 ("), "{words}");
         assert!(
             words.contains("freq 0.9,") && !words.contains("freq 0.9 ("),

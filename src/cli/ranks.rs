@@ -73,9 +73,9 @@ pub(super) fn check_then_launch(
     nproc: usize,
 ) -> Result<Vec<std::process::Child>> {
     let config = config_file::configured(config_path, steps, overrides)?;
-    engine::batch_splits(config.workload.batch_size, nproc)
-        .and_then(|()| engine::preflight(&config))
-        .with_context(|| config_file::from_file(config_path, overrides))?;
+    let checked = engine::batch_splits(config.workload.batch_size, nproc)
+        .and_then(|()| engine::preflight(&config));
+    config_file::in_file(checked, config_path, overrides)?;
     launch_local_ranks(nproc)
 }
 

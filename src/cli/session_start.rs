@@ -1,7 +1,7 @@
 //! Starting, resuming and attaching: config checks before any folder
 //! exists, then the trainer headless, in a runner, or with the TUI.
 
-use super::config_file::{config_text, configured, from_file};
+use super::config_file::{config_text, configured};
 use super::*;
 
 pub(super) fn start(
@@ -16,8 +16,7 @@ pub(super) fn start(
     // Refuse what cannot start before a session folder exists: the config
     // (what the user most likely has to fix) first, then the terminal.
     let config = configured(config_path, steps, overrides)?;
-    let in_file = || from_file(config_path, overrides);
-    engine::preflight(&config).with_context(in_file)?;
+    super::config_file::in_file(engine::preflight(&config), config_path, overrides)?;
     if mode == Mode::Tui {
         crate::tui::terminal::check_available("use `run --headless` or `run --detach`")?;
     }
@@ -54,16 +53,17 @@ pub(super) fn start(
             dir.file_name().unwrap_or_default().to_string_lossy()
         );
     }
-    drive(&dir, config, &Origin::New, mode).map_err(|e| {
+    match drive(&dir, config, &Origin::New, mode) {
         // What stops a run before its first step is in the user's file
         // (a Ctrl-C is not).
-        let interrupted = e.is::<crate::runner::launch::Interrupted>();
-        if e.downcast_ref::<NotStarted>().is_some() && !interrupted {
-            e.context(in_file())
-        } else {
-            e
+        Err(e)
+            if e.downcast_ref::<NotStarted>().is_some()
+                && !e.is::<crate::runner::launch::Interrupted>() =>
+        {
+            super::config_file::in_file(Err(e), config_path, overrides)
         }
-    })
+        other => other,
+    }
 }
 
 pub(super) fn resume(

@@ -172,7 +172,12 @@ pub fn check_key(runs: &[Run], key: &str) -> Result<()> {
     let mut near: Vec<&String> = runs
         .iter()
         .flat_map(|r| r.config.keys())
-        .filter(|k| k.rsplit('.').next() == Some(last) || k.starts_with(key))
+        .filter(|k| {
+            // The same leaf in another section, a section named alone, or a
+            // misspelling (walkthrough M's `meltr.gama` had no hint).
+            let spelled = crate::config::edit_distance(key, k) <= (k.chars().count() / 6).max(2);
+            k.rsplit('.').next() == Some(last) || k.starts_with(key) || spelled
+        })
         .collect();
     near.sort();
     near.dedup();
