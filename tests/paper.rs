@@ -343,7 +343,16 @@ fn ls_names_an_unknown_key_instead_of_listing_nothing() {
     let out = meltr(&["ls", "--where", "combiner.knd=meltr"]);
     assert_eq!(out.status.code(), Some(1), "{}", text(&out));
     let message = text(&out);
-    assert!(message.contains("combiner.knd"), "{message}");
+    assert!(
+        message.contains("no session has the key `combiner.knd`: did you mean combiner.kind?"),
+        "{message}"
+    );
+    let out = meltr(&["ls", "--where", "meltr.gama=0.3"]);
+    assert!(
+        text(&out).contains("did you mean meltr.gamma?"),
+        "{}",
+        text(&out)
+    );
     let out = meltr(&["ls", "--where", "combiner.kind"]);
     assert!(text(&out).contains("KEY=VALUE"), "{}", text(&out));
     // So does a value no session has (a walkthrough's `metlr` listed
@@ -564,6 +573,34 @@ fn compare_draws_one_banded_curve_per_setting() {
         !drawn.contains("fill-opacity=\"0.2\"")
             && drawn.contains("meltr-s0 (kind=meltr)")
             && drawn.contains("sum-s0 (kind=sum)"),
+        "{drawn}"
+    );
+    // `sum` keeps its colour (the palette's second) in a figure without
+    // MELTR, and MELTR its blue wherever it comes in the list.
+    let (meltr_blue, sum_red) = ("#0072B2", "#D55E00");
+    let alone = out.path().join("sum-alone.svg");
+    let sum_s0 = dirs["sum-s0"].to_str().unwrap();
+    ok(&["compare", sum_s0, "-o", alone.to_str().unwrap()]);
+    let drawn = std::fs::read_to_string(&alone).unwrap();
+    assert!(
+        drawn.contains(sum_red) && !drawn.contains(meltr_blue),
+        "{drawn}"
+    );
+    let swapped = out.path().join("sum-first.svg");
+    let meltr_s0 = dirs["meltr-s0"].to_str().unwrap();
+    ok(&["compare", sum_s0, meltr_s0, "-o", swapped.to_str().unwrap()]);
+    let drawn = std::fs::read_to_string(&swapped).unwrap();
+    let legend_colour = |name: &str| {
+        let at = drawn.find(name).unwrap();
+        // The legend's line sample is the last path before its text.
+        let sample = &drawn[drawn[..at].rfind("<path").unwrap()..];
+        let colour = sample.find("stroke=\"#").unwrap() + "stroke=\"".len();
+        sample[colour..colour + 7].to_string()
+    };
+    assert_eq!(legend_colour("sum-s0 (kind=sum)"), sum_red, "{drawn}");
+    assert_eq!(
+        legend_colour("meltr-s0 (kind=meltr)"),
+        meltr_blue,
         "{drawn}"
     );
 }

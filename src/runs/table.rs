@@ -295,19 +295,26 @@ pub fn render(groups: &[Group], opts: &TableOptions) -> Result<String> {
     if with_forks {
         label_header.push("forked from".into());
     }
-    let mut what = if opts.best {
-        format!("best {primary} over each run's evals")
-    } else {
-        "final eval".to_string()
-    };
+    // Each kind of column says where its numbers come from; training-line
+    // columns alone do not start with "final eval" (walkthrough M).
+    let per_loss = |n: &String| PER_LOSS.iter().any(|(prefix, _, _)| n.starts_with(prefix));
+    let mut sources = Vec::new();
+    if !names.iter().all(per_loss) {
+        sources.push(if opts.best {
+            format!("best {primary} over each run's evals")
+        } else {
+            "final eval".to_string()
+        });
+    }
     for (prefix, _, meaning) in PER_LOSS {
         if names.iter().any(|n| n.starts_with(prefix)) {
-            what.push_str(&format!(
-                "; {prefix}<loss>: {meaning}, mean of each run's values logged in its last {:.0}% of steps (the last {FINAL_WEIGHT_LINES} at most)",
+            sources.push(format!(
+                "{prefix}<loss>: {meaning}, mean of each run's values logged in its last {:.0}% of steps (the last {FINAL_WEIGHT_LINES} at most)",
                 FINAL_WEIGHT_SPAN * 100.0
             ));
         }
     }
+    let what = sources.join("; ");
     Ok(match opts.format {
         TableFormat::Md => {
             let mut header = label_header.clone();

@@ -235,6 +235,18 @@ fn final_weights_are_columns_when_asked_for() {
         ),
         "{text}"
     );
+    assert!(text.contains("\nfinal eval; weight/<loss>"), "{text}");
+    // Weights alone come from training lines: no "final eval" (walkthrough M).
+    let weights_only = TableOptions {
+        metrics: vec!["weight/harmful".into()],
+        ..options.clone()
+    };
+    let text = render(&groups, &weights_only).unwrap();
+    assert!(
+        text.contains("\nweight/<loss>: the effective weight"),
+        "{text}"
+    );
+    assert!(!text.contains("final eval"), "{text}");
     let missing = |metric: &str| {
         let options = TableOptions {
             metrics: vec![metric.into()],
