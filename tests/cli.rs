@@ -583,15 +583,16 @@ fn a_config_that_cannot_start_leaves_no_session_and_ls_refuses_a_file() {
     let cases: [(&[u8], &[&str]); 7] = [
         (
             b"[train]\ndevice = \"cuda:7\"\n",
-            &["c.toml: ", "cuda:7", "does not exist"],
+            // The line of the key at fault, as the config's own checks say.
+            &["c.toml:2: ", "cuda:7", "does not exist"],
         ),
         (
             b"[workload]\nprimary = \"nope\"\nauxiliary = [\"helpful\"]\n",
-            &["c.toml: ", "workload.primary = \"nope\" is not a loss"],
+            &["c.toml:2: ", "workload.primary = \"nope\" is not a loss"],
         ),
         (
             b"[workload]\nauxiliary = [\"helpful\", \"extra\"]\n",
-            &["c.toml: ", "extra"],
+            &["c.toml:2: ", "extra"],
         ),
         (b"", &["c.toml: sets no keys", "configs/default.toml"]),
         (
