@@ -103,7 +103,7 @@ fn first_batch_words(losses: &[(String, f64)]) -> String {
         .enumerate()
         .map(|(i, (name, value))| {
             let ratio = value.abs() / primary;
-            let far = i > 0 && ratio.is_finite() && !(0.1..10.0).contains(&ratio);
+            let far = i > 0 && (far_above(ratio) || far_below(ratio));
             match far {
                 true => format!(
                     "{name} {} ({}x the primary)",
@@ -115,6 +115,18 @@ fn first_batch_words(losses: &[(String, f64)]) -> String {
         })
         .collect();
     words.join(", ")
+}
+
+/// 10x the primary or more. A loss defined as 10x the primary came out at
+/// 9.9999…x in floating point and was not said (walkthrough N): the ratio
+/// is compared as printed, to three significant digits.
+fn far_above(ratio: f64) -> bool {
+    ratio.is_finite() && ratio >= 9.995
+}
+
+/// A tenth of the primary or less, as [`far_above`].
+fn far_below(ratio: f64) -> bool {
+    ratio.is_finite() && ratio > 0.0 && ratio <= 0.100_05
 }
 
 /// What to do about auxiliaries 10x or more off the primary's value, one
@@ -134,8 +146,8 @@ fn scale_hints(losses: &[(String, f64)]) -> Vec<String> {
             .map(|(name, value)| (name.as_str(), value.abs() / primary))
             .filter(|(_, ratio)| ratio.is_finite() && *ratio > 0.0)
     };
-    let large: Vec<(&str, f64)> = ratios().filter(|(_, r)| *r >= 10.0).collect();
-    let small: Vec<(&str, f64)> = ratios().filter(|(_, r)| *r <= 0.1).collect();
+    let large: Vec<(&str, f64)> = ratios().filter(|(_, r)| far_above(*r)).collect();
+    let small: Vec<(&str, f64)> = ratios().filter(|(_, r)| far_below(*r)).collect();
     let names = |far: &[(&str, f64)]| far.iter().map(|(n, _)| *n).collect::<Vec<_>>().join(", ");
     let verb = |far: &[(&str, f64)]| if far.len() == 1 { "starts" } else { "start" };
     let mut hints = Vec::new();
@@ -188,6 +200,14 @@ mod tests {
             "{hints:?}"
         );
         assert!(super::scale_hints(&losses[..2]).is_empty());
+        // A loss defined as 10x the primary, as floating point has it.
+        let primary = 4.768f64;
+        let tenfold = [
+            ("nce".to_string(), primary),
+            ("nce_x10".to_string(), primary * 10.0 * (1.0 - 1e-9)),
+        ];
+        assert!(super::first_batch_words(&tenfold).contains("(10x the primary)"));
+        assert_eq!(super::scale_hints(&tenfold).len(), 1);
         assert!(words.contains("tiny 0.01 ("), "{words}");
         assert!(
             words.contains("freq 0.9,") && !words.contains("freq 0.9 ("),

@@ -361,6 +361,11 @@ mod tests {
             .with_overrides(&parsed(&["combiner.kind=weights"]))
             .unwrap_err();
         assert_eq!(err.key.as_deref(), Some("combiner.weights"), "{err}");
+        assert!(
+            err.to_string()
+                .ends_with("e.g. { primary = 1.0, helpful = 1.0, harmful = 1.0 }"),
+            "{err}"
+        );
         // A loss without a weight is refused, not weighted 0 unsaid
         // (walkthrough M), with a table that would do.
         let err = c

@@ -151,15 +151,20 @@ impl Config {
                 ));
             }
         }
-        if c.kind == CombinerKind::Weights && c.weights.is_empty() {
-            return Err(ConfigError::at_key(
-                "combiner.weights",
-                "combiner.kind = \"weights\" needs a table of fixed weights, e.g. { primary = 1.0 }",
-            ));
-        }
         // A loss left out took weight 0 without a word (walkthrough M
         // expected 1, or an error): each loss says its weight.
         let names = self.loss_names();
+        if c.kind == CombinerKind::Weights && c.weights.is_empty() {
+            let ones: Vec<String> = names.iter().map(|n| format!("{n} = 1.0")).collect();
+            return Err(ConfigError::at_key(
+                "combiner.weights",
+                format!(
+                    "combiner.kind = \"weights\" needs a table of fixed weights, one for every loss \
+                     (0 leaves a loss out), e.g. {{ {} }}",
+                    ones.join(", ")
+                ),
+            ));
+        }
         let unweighted: Vec<&String> = names
             .iter()
             .filter(|n| !c.weights.contains_key(*n))
