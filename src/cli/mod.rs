@@ -211,9 +211,10 @@ pub enum Cmd {
         best: bool,
         #[arg(long, value_enum, default_value = "md")]
         format: crate::runs::table::TableFormat,
-        /// Eval metrics to show (repeatable; default: all, primary first);
-        /// also `eval_loss/<loss>` (a validation loss), `weight/<loss>` and
-        /// `share/<loss>` (final effective weight, gradient share: the mean of the values logged in the last 10% of steps, the last 10 at most).
+        /// Eval metrics to show (repeatable; default: all, primary first;
+        /// `recall@1` or `eval/recall@1`); also `eval_loss/<loss>` (a
+        /// validation loss), `loss/<loss>`, `weight/<loss>` and
+        /// `share/<loss>` (final training loss, effective weight, gradient share: the mean of the values logged in the last 10% of steps, the last 10 at most).
         #[arg(long = "metric", value_name = "NAME")]
         metrics: Vec<String>,
         /// Decimals (default: each mean ± std to two significant digits of

@@ -295,9 +295,11 @@ pub fn caveats(groups: &[Group]) -> Vec<String> {
             })
             .collect();
         listed(
-            "has runs whose MELTR collapsed with nothing put back",
+            // Not "collapsed": most end while the watch still counts
+            // (walkthrough N's read as a collapse the run had not said).
+            "has runs whose primary weight fell below 0.1 (a tenth of its weight under `sum`) with nothing put back",
             collapsed.join("; "),
-            "no healthy meta step to restore yet, meltr.on_collapse = \"warn\", or the run ended before the watch acted (the run's events say which)",
+            "the run ended before the collapse watch acted, it had no healthy meta step to restore yet, or meltr.on_collapse = \"warn\" (the run's events say which)",
         );
     }
     notes.extend(unlike_budgets(groups));

@@ -54,6 +54,8 @@ pub struct Run {
     /// Each loss's share of the combined gradient at the end, averaged
     /// alike (empty when no shares were logged).
     pub final_shares: Named,
+    /// Each training loss at the end, averaged alike.
+    pub final_losses: Named,
     /// The config it ran with, by dotted key (`aid.iterations`).
     pub config: BTreeMap<String, toml::Value>,
     /// A fork's changes at its fork step (the keys).
@@ -99,6 +101,7 @@ impl Run {
             refused_edit,
             weights,
             shares,
+            losses,
             unreadable,
         } = logged(dir, &meta);
         let better = |a: f64, b: f64| {
@@ -144,6 +147,7 @@ impl Run {
             final_eval: evals.last().cloned(),
             final_weights: metrics::final_means(&weights).map_or_else(Named::new, |(_, m)| m),
             final_shares: metrics::final_means(&shares).map_or_else(Named::new, |(_, m)| m),
+            final_losses: metrics::final_means(&losses).map_or_else(Named::new, |(_, m)| m),
             config,
             fork_changes,
             restores,
@@ -237,6 +241,8 @@ struct Logged {
     weights: BTreeMap<String, Vec<(f64, f64)>>,
     /// Each loss's logged gradient shares, `(step, share)`.
     shares: BTreeMap<String, Vec<(f64, f64)>>,
+    /// Each logged training loss, `(step, value)`.
+    losses: BTreeMap<String, Vec<(f64, f64)>>,
     /// Why the log does not read, when it is there and does not.
     unreadable: Option<String>,
 }
@@ -288,8 +294,15 @@ fn logged(dir: &Path, meta: &SessionMeta) -> Logged {
                 .evals
                 .push((line.step, metrics::eval_values(&metrics, &losses))),
             Record::Train {
-                weights, shares, ..
+                weights,
+                shares,
+                losses,
+                ..
             } => {
+                for (name, l) in losses {
+                    let series = out.losses.entry(name).or_default();
+                    series.push((line.step as f64, l));
+                }
                 for (name, w) in weights {
                     let series = out.weights.entry(name).or_default();
                     series.push((line.step as f64, w));

@@ -9,7 +9,8 @@ use super::stats::{significant_decimals, Summary};
 use super::{Eval, Run};
 use crate::numfmt::padded;
 use crate::session::metrics::{
-    Named, EVAL_LOSS_PREFIX, FINAL_WEIGHT_LINES, FINAL_WEIGHT_SPAN, SHARE_PREFIX, WEIGHT_PREFIX,
+    Named, EVAL_LOSS_PREFIX, EVAL_PREFIX, FINAL_WEIGHT_LINES, FINAL_WEIGHT_SPAN, LOSS_PREFIX,
+    SHARE_PREFIX, WEIGHT_PREFIX,
 };
 use anyhow::{bail, Result};
 
@@ -70,7 +71,10 @@ fn chosen(run: &Run, best: bool) -> Result<&Eval> {
 /// asked for).
 fn metric_names(groups: &[Group], opts: &TableOptions) -> Result<Vec<String>> {
     if !opts.metrics.is_empty() {
-        return Ok(opts.metrics.clone());
+        // `eval/recall@1`, as the CSV export and `compare` name it, is the
+        // eval metric `recall@1` (walkthrough N's was refused).
+        let named = |m: &String| m.strip_prefix(EVAL_PREFIX).unwrap_or(m).to_string();
+        return Ok(opts.metrics.iter().map(named).collect());
     }
     // Runs of different workloads report different metrics: said as such
     // (it read "session … has no metric `primary_mse`").
@@ -126,7 +130,7 @@ fn rows<'g>(groups: &'g [Group<'g>], names: &[String], best: bool) -> Result<Vec
 
 /// The per-loss columns: prefix, what the log calls them, what a column
 /// holds.
-const PER_LOSS: [(&str, &str, &str); 2] = [
+const PER_LOSS: [(&str, &str, &str); 3] = [
     (
         WEIGHT_PREFIX,
         "effective weights",
@@ -137,14 +141,15 @@ const PER_LOSS: [(&str, &str, &str); 2] = [
         "gradient shares",
         "the loss's share of the combined gradient",
     ),
+    (LOSS_PREFIX, "training losses", "the training loss"),
 ];
 
 /// A run's final means of the per-loss series with this prefix.
 fn final_means_of<'a>(run: &'a Run, prefix: &str) -> &'a Named {
-    if prefix == SHARE_PREFIX {
-        &run.final_shares
-    } else {
-        &run.final_weights
+    match prefix {
+        SHARE_PREFIX => &run.final_shares,
+        LOSS_PREFIX => &run.final_losses,
+        _ => &run.final_weights,
     }
 }
 
@@ -224,7 +229,7 @@ pub fn render(groups: &[Group], opts: &TableOptions) -> Result<String> {
             } else if n == primary {
                 Some(first.meta.higher_is_better)
             } else {
-                crate::workload::score_direction(n.strip_prefix("eval/").unwrap_or(n))
+                crate::workload::score_direction(n)
             }
         })
         .collect();
@@ -301,7 +306,9 @@ pub fn render(groups: &[Group], opts: &TableOptions) -> Result<String> {
     let mut sources = Vec::new();
     if !names.iter().all(per_loss) {
         sources.push(if opts.best {
-            format!("best {primary} over each run's evals")
+            // Every eval column is read at that eval (walkthrough N took its
+            // recall@5 for each run's best recall@5).
+            format!("each run's eval with the best {primary}, every eval column read at it")
         } else {
             "final eval".to_string()
         });

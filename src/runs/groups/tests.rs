@@ -231,7 +231,7 @@ fn unfinished_and_edited_runs_are_noted() {
             "note: s0, s1, s2 (n=3) has runs that did not finish (s1 stopped at 150/400): their last eval is not the end of training",
             "note: s0, s1, s2 (n=3) has runs whose settings changed while they trained (s0: aid.iterations at steps 100, 300; s1: aid.iterations at steps 100, 300; s2: aid.iterations at steps 100, 300): where a row or legend shows such a setting, it reads OLD→NEW@STEP",
             "note: s0, s1, s2 (n=3) has runs with collapse restores (s0 before step 331): φ was put back and the meta-learning rate in force halved (γ raised at the first); the settings shown are the configured ones",
-            "note: s0, s1, s2 (n=3) has runs whose MELTR collapsed with nothing put back (s2 at step 20): no healthy meta step to restore yet, meltr.on_collapse = \"warn\", or the run ended before the watch acted (the run's events say which)",
+            "note: s0, s1, s2 (n=3) has runs whose primary weight fell below 0.1 (a tenth of its weight under `sum`) with nothing put back (s2 at step 20): the run ended before the collapse watch acted, it had no healthy meta step to restore yet, or meltr.on_collapse = \"warn\" (the run's events say which)",
         ]
     );
     let by_ranks = gather(&runs, &GroupBy::Keys(vec!["ranks".into()])).unwrap();

@@ -247,6 +247,22 @@ fn final_weights_are_columns_when_asked_for() {
         "{text}"
     );
     assert!(!text.contains("final eval"), "{text}");
+    // `eval/<metric>` as the CSV export names it; `loss/<loss>`, the final
+    // training loss, averaged as the weights are (walkthrough N).
+    let as_exported = TableOptions {
+        metrics: vec!["eval/accuracy".into(), "loss/harmful".into()],
+        ..options.clone()
+    };
+    let text = render(&groups, &as_exported).unwrap();
+    assert!(
+        text.contains("| accuracy ↑ | loss/harmful |")
+            && text.contains("| 80.00 ± 0.00 | 1.00 ± 0.00 |"),
+        "{text}"
+    );
+    assert!(
+        text.contains("loss/<loss>: the training loss, mean of each run's values"),
+        "{text}"
+    );
     let missing = |metric: &str| {
         let options = TableOptions {
             metrics: vec![metric.into()],
