@@ -315,6 +315,10 @@ impl App {
                 });
             }
             Event::Status { status, message } => {
+                // A runner greets each TUI that attaches with its status: the
+                // same status again, unexplained, is no event (walkthrough N's
+                // Events pane read "status run running").
+                let news = status != self.status || message.is_some();
                 self.status = status;
                 let level = match status {
                     Status::Failed => Level::Error,
@@ -326,8 +330,10 @@ impl App {
                     None => format!("run {}", status.as_str()),
                 };
                 self.status_message = message;
-                let step = self.step();
-                self.store.push_entry(step, level, EntryKind::Status, text);
+                if news {
+                    let step = self.step();
+                    self.store.push_entry(step, level, EntryKind::Status, text);
+                }
                 // The header shows the new state: "pause requested" is done
                 // (it stayed beside it, a walkthrough).
                 self.clear_flash(Until::StatusChanges);

@@ -28,6 +28,7 @@ fn run(name: &str, step: u64, accuracy: Option<f64>, j: i64, fork: Option<(&str,
         final_eval: eval.clone(),
         best_eval: eval,
         final_weights: Default::default(),
+        final_losses: Default::default(),
         final_shares: Default::default(),
         config,
         fork_changes: Vec::new(),
@@ -454,4 +455,30 @@ fn differing_keys_that_do_not_fit_are_counted() {
     assert!(hidden > 0, "{header}");
     let marker = format!("+{hidden} key{}", if hidden == 1 { "" } else { "s" });
     assert!(header.contains(&marker), "{header}");
+}
+
+/// A runner greets each TUI that attaches with its status: the status the
+/// TUI already shows is no event (walkthrough N's Events pane read
+/// "status run running"); a change, or a status with a message, is.
+#[test]
+fn a_status_the_tui_already_shows_is_no_event() {
+    let mut app = app();
+    let entries = |app: &App| app.store.log.len();
+    let before = entries(&app);
+    let status = app.status;
+    app.on_event(Event::Status {
+        status,
+        message: None,
+    });
+    assert_eq!(entries(&app), before);
+    app.on_event(Event::Status {
+        status: Status::Paused,
+        message: None,
+    });
+    assert_eq!(entries(&app), before + 1);
+    app.on_event(Event::Status {
+        status: Status::Paused,
+        message: Some("the disk is full".into()),
+    });
+    assert_eq!(entries(&app), before + 2);
 }
