@@ -51,6 +51,18 @@ pub const HEALTHY_PRIMARY: f64 = 0.5;
 /// one meta step of large weights in it: it restarted the count, so the
 /// report came at the run's last step, and it was the restore point.)
 pub const SETTLED_META_STEPS: u32 = 3;
+/// A negative primary weight whose task's training loss still fell by this
+/// fraction over the collapse count (its average over meta steps, from the
+/// count's first reading to its report) is carried, not climbed: another
+/// loss holds the primary's gradient (walkthrough N's `10 × InfoNCE` copy
+/// did; the watch said "climbs its own task's loss" and restored φ twice
+/// while that loss fell from 4.7 to 0.9). On the auxiliary-learning suite
+/// the restores after a negative primary weight saw its loss change by
+/// −0.0% to +5.5%.
+pub const CARRIED_LOSS_FALL: f64 = 0.1;
+/// The weight of the newest reading in that average (an exponential one:
+/// one batch's loss is noisy).
+const LOSS_AVERAGE_WEIGHT: f64 = 0.2;
 
 /// What the watch sees after one meta step's update.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -61,6 +73,8 @@ pub struct Weights {
     pub largest_at: usize,
     /// The primary's w.
     pub primary: f64,
+    /// The primary's training loss at that step (NaN when unknown).
+    pub primary_loss: f64,
 }
 
 /// Which collapse an episode is.
@@ -75,9 +89,19 @@ pub enum Collapse {
     Every,
 }
 
+/// A primary weight below zero for the whole count while its loss fell by
+/// [`CARRIED_LOSS_FALL`] or more: no collapse; said once, nothing restored.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Carried {
+    /// The primary's averaged training loss at the count's first reading ...
+    pub from: f64,
+    /// ... and now.
+    pub to: f64,
+}
+
 /// Counts consecutive collapsed meta steps and keeps a snapshot of the
 /// newest healthy one.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct CollapseGuard {
     every_streak: u32,
     primary_streak: u32,
@@ -96,10 +120,15 @@ pub struct CollapseGuard {
     healthy: Option<(u64, Vec<Tensor>)>,
     /// The newest observation.
     last: Option<Weights>,
+    /// The primary's training loss averaged over meta steps
+    /// ([`LOSS_AVERAGE_WEIGHT`]), and its value when the primary's count
+    /// began (NaN: none yet).
+    loss_average: f64,
+    loss_at_count_start: f64,
 }
 
 /// What one observation means.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq)]
 pub enum Verdict {
     /// No episode completes here: healthy, still counting, or already reported.
     Fine,
@@ -110,6 +139,26 @@ pub enum Verdict {
         /// The meta step a restore would go back to, if any was healthy.
         healthy_step: Option<u64>,
     },
+    /// The primary's count completes, but its loss fell: [`Carried`].
+    Carried(Carried),
+}
+
+impl Default for CollapseGuard {
+    fn default() -> Self {
+        Self {
+            every_streak: 0,
+            primary_streak: 0,
+            every_out: 0,
+            primary_out: 0,
+            healthy_run: 0,
+            primary_armed: false,
+            unarmed_meta_steps: 0,
+            healthy: None,
+            last: None,
+            loss_average: f64::NAN,
+            loss_at_count_start: f64::NAN,
+        }
+    }
 }
 
 impl CollapseGuard {
@@ -123,6 +172,17 @@ impl CollapseGuard {
         snapshot: Option<Vec<Tensor>>,
     ) -> Verdict {
         self.last = Some(weights);
+        self.loss_average = match (
+            self.loss_average.is_finite(),
+            weights.primary_loss.is_finite(),
+        ) {
+            (true, true) => {
+                LOSS_AVERAGE_WEIGHT * weights.primary_loss
+                    + (1.0 - LOSS_AVERAGE_WEIGHT) * self.loss_average
+            }
+            (_, true) => weights.primary_loss,
+            (_, false) => f64::NAN,
+        };
         let every_low = weights.magnitude() < COLLAPSE_WEIGHT;
         let primary_low = weights.primary < PRIMARY_FLOOR;
         self.primary_armed |= !primary_low;
@@ -143,6 +203,20 @@ impl CollapseGuard {
             primary_low && self.primary_armed,
             PRIMARY_COLLAPSE_META_STEPS,
         );
+        if self.primary_streak == 1 && self.primary_out == 0 {
+            self.loss_at_count_start = self.loss_average;
+        }
+        // The claim "the model climbs its own task's loss" checked against
+        // that loss (NaN compares false: the watch decides as before).
+        if primary_reached
+            && weights.primary < 0.0
+            && self.loss_average < (1.0 - CARRIED_LOSS_FALL) * self.loss_at_count_start
+        {
+            return Verdict::Carried(Carried {
+                from: self.loss_at_count_start,
+                to: self.loss_average,
+            });
+        }
         let healthy = !every_low && weights.primary >= HEALTHY_PRIMARY;
         self.healthy_run = if healthy { self.healthy_run + 1 } else { 0 };
         if self.healthy_run >= SETTLED_META_STEPS {
@@ -225,6 +299,8 @@ impl CollapseGuard {
             f64::from(self.every_out),
             f64::from(self.primary_out),
             f64::from(self.healthy_run),
+            self.loss_average,
+            self.loss_at_count_start,
         ];
         let mut out = vec![(format!("{prefix}.counters"), Tensor::from_slice(&counters))];
         if let Some((_, saved)) = &self.healthy {
@@ -250,16 +326,18 @@ impl CollapseGuard {
         };
         let values = Vec::<f64>::try_from(counters.to_kind(tch::Kind::Double).flatten(0, -1))?;
         // Checkpoints from before the unarmed count hold four values, from
-        // before the settling counts five.
-        let mut padded = [0.0; 8];
+        // before the settling counts five, before the loss average eight.
+        let mut padded = [0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, f64::NAN, f64::NAN];
         anyhow::ensure!(
-            matches!(values.len(), 4 | 5 | 8),
-            "`{prefix}.counters` holds {} values, not 4, 5 or 8",
+            matches!(values.len(), 4 | 5 | 8 | 10),
+            "`{prefix}.counters` holds {} values, not 4, 5, 8 or 10",
             values.len()
         );
         padded[..values.len()].copy_from_slice(&values);
-        let [every, primary, armed, healthy_step, unarmed, every_out, primary_out, healthy_run] =
+        let [every, primary, armed, healthy_step, unarmed, every_out, primary_out, healthy_run, average, at_start] =
             padded;
+        self.loss_average = average;
+        self.loss_at_count_start = at_start;
         self.every_out = every_out as u32;
         self.primary_out = primary_out as u32;
         self.healthy_run = healthy_run as u32;
@@ -322,6 +400,7 @@ impl Weights {
             largest,
             largest_at,
             primary: weights.first().copied().unwrap_or(f64::NAN),
+            primary_loss: f64::NAN,
         }
     }
 

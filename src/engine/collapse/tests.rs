@@ -15,9 +15,97 @@ fn reports(guard: &mut CollapseGuard, weights: &[Weights]) -> Vec<Collapse> {
         .iter()
         .filter_map(|w| match guard.observe(0, *w, None) {
             Verdict::Collapsed { kind, .. } => Some(kind),
-            Verdict::Fine => None,
+            Verdict::Fine | Verdict::Carried(_) => None,
         })
         .collect()
+}
+
+/// A negative primary weight for the whole count, with the primary's
+/// training loss going from `from` to `to`: what the watch says at the
+/// count's end (walkthrough N: a `10 × primary` auxiliary carried the
+/// primary's gradient while its own weight was negative).
+fn verdict_of_negative_primary(from: f64, to: f64) -> Verdict {
+    let mut guard = CollapseGuard::default();
+    let armed = Weights {
+        primary_loss: from,
+        ..primary_at(1.5)
+    };
+    assert_eq!(guard.observe(0, armed, None), Verdict::Fine);
+    let n = PRIMARY_COLLAPSE_META_STEPS as usize;
+    let verdicts: Vec<Verdict> = (0..n)
+        .map(|i| {
+            let loss = from + (to - from) * i as f64 / (n - 1) as f64;
+            let w = Weights {
+                primary_loss: loss,
+                ..primary_at(-0.05)
+            };
+            guard.observe(i as u64 + 1, w, None)
+        })
+        .collect();
+    assert!(verdicts[..n - 1].iter().all(|v| *v == Verdict::Fine));
+    verdicts[n - 1]
+}
+
+#[test]
+fn a_negative_primary_whose_loss_falls_is_carried_not_collapsed() {
+    let Verdict::Carried(carried) = verdict_of_negative_primary(4.7, 2.0) else {
+        panic!("a loss that falls from 4.7 to 2.0 is not climbed");
+    };
+    assert!(
+        carried.from > carried.to && carried.to < 0.9 * carried.from,
+        "{carried:?}"
+    );
+    // The suite's restores after a negative primary: its loss +5%, or flat.
+    for to in [4.7 * 1.05, 4.7, 4.7 * 0.95] {
+        assert!(
+            matches!(
+                verdict_of_negative_primary(4.7, to),
+                Verdict::Collapsed {
+                    kind: Collapse::Primary,
+                    ..
+                }
+            ),
+            "4.7 -> {to}"
+        );
+    }
+}
+
+/// The loss average and its value at the count's start go into
+/// checkpoints: a resumed run decides as the uninterrupted one.
+#[test]
+fn the_loss_average_survives_a_checkpoint() {
+    let mut guard = CollapseGuard::default();
+    guard.observe(
+        0,
+        Weights {
+            primary_loss: 3.0,
+            ..primary_at(1.5)
+        },
+        None,
+    );
+    guard.observe(
+        1,
+        Weights {
+            primary_loss: 2.0,
+            ..primary_at(-0.05)
+        },
+        None,
+    );
+    let saved: std::collections::BTreeMap<String, Tensor> = guard.state("c").into_iter().collect();
+    let mut loaded = CollapseGuard::default();
+    loaded
+        .load_state(
+            "c",
+            &|k| saved.get(k).map(Tensor::shallow_clone),
+            tch::Device::Cpu,
+        )
+        .unwrap();
+    assert_eq!(loaded.loss_average.to_bits(), guard.loss_average.to_bits());
+    assert_eq!(
+        loaded.loss_at_count_start.to_bits(),
+        guard.loss_at_count_start.to_bits()
+    );
+    assert!(loaded.loss_average.is_finite() && loaded.loss_at_count_start.is_finite());
 }
 
 #[test]
@@ -125,7 +213,10 @@ fn a_slide_too_short_to_report_is_there_for_the_runs_end() {
         "two low readings may be noise"
     );
     reports(&mut guard, &[primary_at(0.02)]);
-    assert_eq!(guard.unreported_slide(), Some((3, primary_at(0.02))));
+    let slide = guard
+        .unreported_slide()
+        .map(|(n, w)| (n, w.primary, w.largest));
+    assert_eq!(slide, Some((3, 0.02, 1.0)));
     // Recovered at the end: no slide to say, though the count is open.
     let mut recovered = CollapseGuard::default();
     reports(

@@ -34,8 +34,8 @@ pub(super) struct PendingMeta {
     pub(super) aid_iterations: u32,
     /// γ in force at this step.
     pub(super) gamma: f64,
-    /// The effective weights after the update, primary first (the collapse
-    /// watch).
+    /// The effective weights after the update, primary first, then the
+    /// primary's training loss (the collapse watch).
     pub(super) watched_weights: Option<Tensor>,
     /// Copies of φ and the meta optimizer's step count after the update
     /// (`meltr.on_collapse = "restore"`).
@@ -264,7 +264,10 @@ impl Trainer {
         let watched_weights = match &self.last_losses {
             Some(losses) => {
                 let w = combiner::effective_weights(self.combiner.as_ref(), losses)?;
-                let watched = w.detach().copy();
+                // The weights, then the primary's loss (the watch checks a
+                // negative weight's "climbs its loss" against it).
+                let primary_loss = losses.detach().to_kind(w.kind()).narrow(0, 0, 1);
+                let watched = Tensor::cat(&[w.detach(), primary_loss], 0);
                 // Each rank's losses are its own shard's: averaged, every
                 // rank's watch decides alike (and φ stays the same).
                 self.average_over_ranks(std::slice::from_ref(&watched))?;
@@ -296,7 +299,11 @@ impl Trainer {
     /// A meta step's line (or its skip), and the collapse watch.
     pub(super) fn write_meta(&mut self, m: &PendingMeta, values: &[f64]) {
         let (norm, reg) = (values[0], values[1]);
-        let watched = Weights::of(&values[2..]);
+        let k = self.loss_names.len();
+        let watched = Weights {
+            primary_loss: values[2 + k],
+            ..Weights::of(&values[2..2 + k])
+        };
         if !norm.is_finite() {
             self.meta_skip_streak.add(m.step, None);
             self.skipped.meta_steps += 1;
@@ -357,8 +364,14 @@ impl Trainer {
                 .as_ref()
                 .map(|s| s.iter().map(Tensor::shallow_clone).collect()),
         );
-        let Verdict::Collapsed { kind, healthy_step } = verdict else {
-            return;
+        let (kind, healthy_step) = match verdict {
+            Verdict::Fine => return,
+            Verdict::Carried(carried) => {
+                let record = self.carried_event(carried, watched);
+                self.emit_taken(m, record);
+                return;
+            }
+            Verdict::Collapsed { kind, healthy_step } => (kind, healthy_step),
         };
         let what = match kind {
             Collapse::Primary => format!(
@@ -436,6 +449,29 @@ impl Trainer {
                 ),
             },
         );
+    }
+
+    /// The words for a negative primary weight whose loss fell all the same.
+    fn carried_event(&self, carried: Carried, watched: Weights) -> Record {
+        let carrier = match watched.largest_at {
+            0 => String::new(),
+            k => format!(
+                " ({}'s weight is the largest in magnitude, {:+.3}: a copy or a close relative of the primary?)",
+                self.loss_names[k], watched.largest
+            ),
+        };
+        Record::Event {
+            level: Level::Info,
+            message: format!(
+                "the primary's effective weight ({}) has stayed below {PRIMARY_FLOOR} for {PRIMARY_COLLAPSE_META_STEPS} meta steps \
+                 and is negative now ({:+.3}), yet its training loss fell from {} to {} (averaged over meta steps): another loss \
+                 carries the primary's gradient{carrier}, so the model does not climb its task and the collapse watch leaves φ as it is",
+                self.loss_names[0],
+                watched.primary,
+                crate::numfmt::readable(carried.from),
+                crate::numfmt::readable(carried.to),
+            ),
+        }
     }
 
     /// The words for an [`EarlyClimb`] note.
