@@ -251,6 +251,37 @@ fn ls_filters_sorts_and_prints_json_and_csv() {
             "lower is better"
         );
     }
+    // A key given twice, or with a list, holds for either value; other
+    // keys must hold as well (walkthrough N's pair selected nothing).
+    let count = |args: &[&str]| -> usize {
+        let mut all = vec!["ls", "--json"];
+        all.extend_from_slice(args);
+        let rows: Value = serde_json::from_str(&ok(&all)).unwrap();
+        rows.as_array().unwrap().len()
+    };
+    let (kind_meltr, kind_sum) = ("combiner.kind=meltr", "combiner.kind=sum");
+    assert_eq!(count(&["--where", kind_meltr, "--where", kind_sum]), 5);
+    assert_eq!(count(&["--where", "combiner.kind=meltr,sum"]), 5);
+    let both_in_group = ["--group", GROUP, "--where", kind_meltr, "--where", kind_sum];
+    assert_eq!(count(&both_in_group), 4);
+    let seed_one = [
+        "--where",
+        "combiner.kind=meltr,sum",
+        "--where",
+        "workload.seed=1",
+    ];
+    assert_eq!(count(&seed_one), 2);
+    // Groups are any of those given, each checked.
+    assert_eq!(count(&["--group", GROUP, "--group", GROUP]), 4);
+    let out = meltr(&["ls", "--group", GROUP, "--group", "nope"]);
+    assert!(text(&out).contains("no group `nope`"), "{}", text(&out));
+    // A value in a list that no session has is still named.
+    let out = meltr(&["ls", "--where", "combiner.kind=meltr,smu"]);
+    assert!(
+        text(&out).contains("no session has combiner.kind=smu"),
+        "{}",
+        text(&out)
+    );
     // Numbers match by value; status is a key too.
     let seeds: Value = serde_json::from_str(&ok(&[
         "ls",

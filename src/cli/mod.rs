@@ -335,12 +335,14 @@ pub enum Cmd {
 /// Which sessions a listing, table or comparison takes.
 #[derive(clap::Args, Debug, Clone, Default)]
 pub struct Select {
-    /// Only sessions of this group.
-    #[arg(long)]
-    group: Option<String>,
-    /// Only sessions where KEY=VALUE (repeatable, all must hold): a dotted
-    /// config key (combiner.kind=meltr, aid.iterations=1) or status, group,
-    /// name, id (status=finished).
+    /// Only sessions of this group (repeatable: of any of them, e.g. two
+    /// sweeps in one table).
+    #[arg(long = "group", value_name = "G")]
+    groups: Vec<String>,
+    /// Only sessions where KEY=VALUE (repeatable: every key must hold; a
+    /// key given twice, or KEY=V1,V2, holds for either value): a dotted
+    /// config key (combiner.kind=meltr,sum; aid.iterations=1) or status,
+    /// group, name, id, ranks (status=finished).
     #[arg(long = "where", value_name = "KEY=VALUE")]
     conditions: Vec<Where>,
 }
@@ -348,7 +350,7 @@ pub struct Select {
 impl Select {
     fn filter(&self) -> crate::runs::filter::Filter {
         crate::runs::filter::Filter {
-            group: self.group.clone(),
+            groups: self.groups.clone(),
             conditions: self.conditions.clone(),
         }
     }

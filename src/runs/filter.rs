@@ -1,6 +1,8 @@
-//! Which runs a listing keeps: `--group G` and `--where KEY=VALUE`
-//! (repeatable, all must hold), where KEY is a dotted config key
-//! (`combiner.kind`) or one of `status`, `group`, `name`, `id`.
+//! Which runs a listing keeps: `--group G` (repeatable: any of them) and
+//! `--where KEY=VALUE` (repeatable: every key must hold, and a key given
+//! twice, or as `KEY=V1,V2`, holds for any of its values), where KEY is a
+//! dotted config key (`combiner.kind`) or one of `status`, `group`, `name`,
+//! `id`, `ranks`.
 
 use super::{keys, Run};
 use anyhow::{bail, Result};
@@ -23,6 +25,22 @@ pub struct Where {
     pub value: String,
 }
 
+impl Where {
+    /// The values it accepts: `meltr,sum` is either (as `sweep --set`
+    /// writes a list); a TOML array or table, or a quoted string, is one.
+    pub fn values(&self) -> Vec<&str> {
+        let literal = self.value.starts_with(['[', '{', '"', '\'']);
+        match literal {
+            true => vec![self.value.as_str()],
+            false => self.value.split(',').map(str::trim).collect(),
+        }
+    }
+
+    fn holds_for(&self, actual: &str) -> bool {
+        self.values().iter().any(|v| keys::matches(actual, v))
+    }
+}
+
 impl FromStr for Where {
     type Err = String;
     fn from_str(s: &str) -> Result<Self, String> {
@@ -41,22 +59,34 @@ impl FromStr for Where {
 /// What to keep.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Filter {
-    pub group: Option<String>,
+    /// Any of these groups (none: every run).
+    pub groups: Vec<String>,
     pub conditions: Vec<Where>,
 }
 
 impl Filter {
-    /// Whether `run` passes every condition.
+    /// Whether `run` is in one of the groups (any, when none is given).
+    fn in_groups(&self, run: &Run) -> bool {
+        self.groups.is_empty()
+            || run
+                .meta
+                .group
+                .as_ref()
+                .is_some_and(|g| self.groups.contains(g))
+    }
+
+    /// Whether `run` passes: each key's conditions, any of their values
+    /// (walkthrough N's `--where combiner.kind=meltr --where
+    /// combiner.kind=sum` selected nothing, unexplained).
     pub fn keeps(&self, run: &Run) -> bool {
-        if let Some(group) = &self.group {
-            if run.meta.group.as_deref() != Some(group.as_str()) {
-                return false;
-            }
-        }
-        self.conditions.iter().all(|w| {
-            run.value(&w.key)
-                .is_some_and(|actual| keys::matches(&actual, &w.value))
-        })
+        self.in_groups(run)
+            && self.conditions.iter().all(|w| {
+                let actual = run.value(&w.key);
+                self.conditions
+                    .iter()
+                    .filter(|other| other.key == w.key)
+                    .any(|other| actual.as_deref().is_some_and(|a| other.holds_for(a)))
+            })
     }
 
     /// The runs of `runs` it keeps. A condition on a key that no run has
@@ -74,15 +104,16 @@ impl Filter {
     fn select(&self, runs: Vec<Run>, check_values: bool) -> Result<Vec<Run>> {
         for w in &self.conditions {
             check_key(&runs, &w.key)?;
-            if w.key == "status" && !STATUSES.contains(&w.value.as_str()) {
-                bail!(
-                    "status={} matches no run: a status is one of {}",
-                    w.value,
-                    STATUSES.join(", ")
-                );
+            for status in w.values().into_iter().filter(|_| w.key == "status") {
+                if !STATUSES.contains(&status) {
+                    bail!(
+                        "status={status} matches no run: a status is one of {}",
+                        STATUSES.join(", ")
+                    );
+                }
             }
         }
-        if let Some(group) = &self.group {
+        for group in &self.groups {
             check_group(&runs, group)?;
         }
         if check_values {
@@ -95,28 +126,27 @@ impl Filter {
     /// naming the values there: `combiner.kind=metlr` listed nothing, with
     /// no hint of the typo (a walkthrough). A status is checked apart.
     fn check_values(&self, runs: &[Run]) -> Result<()> {
-        let in_group = |r: &&Run| {
-            self.group
-                .as_ref()
-                .is_none_or(|g| r.meta.group.as_deref() == Some(g.as_str()))
-        };
-        let candidates: Vec<&Run> = runs.iter().filter(in_group).collect();
+        let candidates: Vec<&Run> = runs.iter().filter(|r| self.in_groups(r)).collect();
         if candidates.is_empty() {
             return Ok(());
         }
-        for w in self.conditions.iter().filter(|w| w.key != "status") {
-            let mut values: Vec<String> =
-                candidates.iter().filter_map(|r| r.value(&w.key)).collect();
-            if values.iter().any(|v| keys::matches(v, &w.value)) {
+        let each_value = self
+            .conditions
+            .iter()
+            .filter(|w| w.key != "status")
+            .flat_map(|w| w.values().into_iter().map(move |v| (&w.key, v)));
+        for (key, value) in each_value {
+            let mut values: Vec<String> = candidates.iter().filter_map(|r| r.value(key)).collect();
+            if values.iter().any(|v| keys::matches(v, value)) {
                 continue;
             }
-            let scope = if self.group.is_some() {
+            let scope = if !self.groups.is_empty() {
                 " of the group"
             } else {
                 ""
             };
             if values.is_empty() {
-                bail!("no session{scope} sets {}", w.key);
+                bail!("no session{scope} sets {key}");
             }
             values.sort();
             values.dedup();
@@ -129,9 +159,7 @@ impl Filter {
                 String::new()
             };
             bail!(
-                "no session{scope} has {}={}; its values here: {}{more}",
-                w.key,
-                w.value,
+                "no session{scope} has {key}={value}; its values here: {}{more}",
                 values.join(", ")
             );
         }
@@ -210,13 +238,13 @@ mod tests {
             assert!(STATUSES.contains(&status.as_str()));
         }
         let filter = Filter {
-            group: None,
+            groups: Vec::new(),
             conditions: vec!["status=done".parse().unwrap()],
         };
         let err = filter.apply(Vec::new()).unwrap_err().to_string();
         assert!(err.contains("finished, failed, stopped, crashed"), "{err}");
         let fine = Filter {
-            group: None,
+            groups: Vec::new(),
             conditions: vec!["status=crashed".parse().unwrap()],
         };
         assert!(fine.apply(Vec::new()).unwrap().is_empty());
@@ -229,6 +257,12 @@ mod tests {
             (w.key.as_str(), w.value.as_str()),
             ("combiner.kind", "meltr")
         );
+        // A list of values, as `sweep --set` writes one; a TOML literal
+        // with commas stays one value.
+        let any: Where = "combiner.kind=meltr, sum".parse().unwrap();
+        assert_eq!(any.values(), ["meltr", "sum"]);
+        let list: Where = "workload.auxiliary=[\"a\",\"b\"]".parse().unwrap();
+        assert_eq!(list.values(), ["[\"a\",\"b\"]"]);
         let err = "combiner.kind".parse::<Where>().unwrap_err();
         assert!(err.contains("KEY=VALUE"), "{err}");
         assert!("=x".parse::<Where>().is_err());
