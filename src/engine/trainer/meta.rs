@@ -1,9 +1,11 @@
 //! The meta step: φ's hypergradient by AID on a batch of the recent pool,
 //! its update, and the collapse watch over the effective weights.
 
-use super::meta_words::{drawn_batches, episode_said, neumann_converges, neumann_stopped};
+use super::meta_words::{
+    carried_event, drawn_batches, early_climb_event, episode_said, neumann_converges,
+    neumann_stopped,
+};
 use super::*;
-use crate::engine::early_climb::ClimbNote;
 use crate::session::metrics::{COLLAPSE_EVENT, RESTORE_EVENT};
 use crate::workload::SavedBuffers;
 use std::cell::RefCell;
@@ -354,7 +356,14 @@ impl Trainer {
         }
         let armed = self.collapse.armed();
         if let Some(note) = self.early_climb.observe(m.step, watched.primary, armed) {
-            let record = self.early_climb_event(note, watched);
+            // MELTR's default starts (every weight near 0, either sign) do
+            // this; other starts rarely.
+            let default_start = self.config.combiner.kind == CombinerKind::Meltr
+                && matches!(
+                    self.config.meltr.init,
+                    MeltrInit::Pytorch | MeltrInit::Random
+                );
+            let record = early_climb_event(&self.loss_names, default_start, note, watched);
             self.emit_taken(m, record);
         }
         let verdict = self.collapse.observe(
@@ -367,7 +376,7 @@ impl Trainer {
         let (kind, healthy_step) = match verdict {
             Verdict::Fine => return,
             Verdict::Carried(carried) => {
-                let record = self.carried_event(carried, watched);
+                let record = carried_event(&self.loss_names, carried, watched);
                 self.emit_taken(m, record);
                 return;
             }
@@ -449,72 +458,6 @@ impl Trainer {
                 ),
             },
         );
-    }
-
-    /// The words for a negative primary weight whose loss fell all the same.
-    fn carried_event(&self, carried: Carried, watched: Weights) -> Record {
-        let carrier = match watched.largest_at {
-            0 => String::new(),
-            k => format!(
-                " ({}'s weight is the largest in magnitude, {:+.3}: a copy or a close relative of the primary?)",
-                self.loss_names[k], watched.largest
-            ),
-        };
-        Record::Event {
-            level: Level::Info,
-            message: format!(
-                "the primary's effective weight ({}) has stayed below {PRIMARY_FLOOR} for {PRIMARY_COLLAPSE_META_STEPS} meta steps \
-                 and is negative now ({:+.3}), yet its training loss fell from {} to {} (averaged over meta steps): another loss \
-                 carries the primary's gradient{carrier}, so the model does not climb its task and the collapse watch leaves φ as it is",
-                self.loss_names[0],
-                watched.primary,
-                crate::numfmt::readable(carried.from),
-                crate::numfmt::readable(carried.to),
-            ),
-        }
-    }
-
-    /// The words for an [`EarlyClimb`] note.
-    fn early_climb_event(&self, note: ClimbNote, watched: Weights) -> Record {
-        let primary = &self.loss_names[0];
-        match note {
-            ClimbNote::Climbing { since, meta_steps } => {
-                let others = if watched.largest < 0.0 && watched.largest_at != 0 {
-                    format!(
-                        " (and {}'s, the largest in magnitude, {:+.2e}: it climbs that one too)",
-                        self.loss_names[watched.largest_at], watched.largest
-                    )
-                } else {
-                    String::new()
-                };
-                // Why, and what to change: MELTR's default starts (every
-                // weight near 0, either sign) do this; other starts rarely.
-                let default_start = self.config.combiner.kind == CombinerKind::Meltr
-                    && matches!(self.config.meltr.init, MeltrInit::Pytorch | MeltrInit::Random);
-                let why = if default_start {
-                    "MELTR starts with every weight near 0, either sign (the public code's initialisation), \
-                     and its meta steps usually turn the primary's positive within tens of steps (on the auxiliary-learning suite it cleared 0.1 \
-                     by meta step 33 at the latest); a later event says when. meltr.init = \"residual\" starts as `sum` instead (at the next start)"
-                } else {
-                    "the meta steps may turn it positive again (a later event says when); if they do not, lower meltr.meta_lr or raise meltr.gamma"
-                };
-                Record::Event {
-                    level: Level::Warn,
-                    message: format!(
-                        "the primary's effective weight ({primary}) has been negative since step {since} ({meta_steps} meta steps, now {:+.2e}){others}: \
-                         the model climbs its own task's loss. {why}",
-                        watched.primary
-                    ),
-                }
-            }
-            ClimbNote::Ended { since } => Record::Event {
-                level: Level::Info,
-                message: format!(
-                    "the primary's effective weight ({primary}) is positive again ({:+.2e}): the model no longer climbs its own task's loss, as it did from step {since}",
-                    watched.primary
-                ),
-            },
-        }
     }
 
     /// What a user can change after a collapse of this kind.

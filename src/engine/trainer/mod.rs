@@ -26,7 +26,7 @@ mod start_notes;
 
 use super::checkpoint;
 use super::collapse::{
-    Carried, Collapse, CollapseGuard, Verdict, Weights, COLLAPSE_META_STEPS, COLLAPSE_WEIGHT,
+    Collapse, CollapseGuard, Verdict, Weights, COLLAPSE_META_STEPS, COLLAPSE_WEIGHT,
     PRIMARY_COLLAPSE_META_STEPS, PRIMARY_FLOOR, PRIMARY_NEVER_ROSE_META_STEPS, RAW_LOSS_VALUES,
 };
 use super::control::{Command, Event, Status};
