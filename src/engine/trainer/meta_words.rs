@@ -101,6 +101,75 @@ fn ordinal(n: u32) -> String {
     format!("{n}{suffix}")
 }
 
+/// The words for a negative primary weight whose loss fell all the same.
+pub(super) fn carried_event(names: &[String], carried: Carried, watched: Weights) -> Record {
+    let carrier = match watched.largest_at {
+        0 => String::new(),
+        k => format!(
+            " ({}'s weight is the largest in magnitude, {:+.3}: a copy or a close relative of the primary?)",
+            names[k], watched.largest
+        ),
+    };
+    Record::Event {
+        level: Level::Info,
+        message: format!(
+            "the primary's effective weight ({}) has stayed below {PRIMARY_FLOOR} for {PRIMARY_COLLAPSE_META_STEPS} meta steps \
+             and is negative now ({:+.3}), yet its training loss fell from {} to {} (averaged over meta steps): another loss \
+             carries the primary's gradient{carrier}, so the model does not climb its task and the collapse watch leaves φ as it is",
+            names[0],
+            watched.primary,
+            crate::numfmt::readable(carried.from),
+            crate::numfmt::readable(carried.to),
+        ),
+    }
+}
+
+/// The words for an early climb note (`default_start`: MELTR at the
+/// public code's initialisation).
+pub(super) fn early_climb_event(
+    names: &[String],
+    default_start: bool,
+    note: ClimbNote,
+    watched: Weights,
+) -> Record {
+    let primary = &names[0];
+    match note {
+        ClimbNote::Climbing { since, meta_steps } => {
+            let others = if watched.largest < 0.0 && watched.largest_at != 0 {
+                format!(
+                    " (and {}'s, the largest in magnitude, {:+.2e}: it climbs that one too)",
+                    names[watched.largest_at], watched.largest
+                )
+            } else {
+                String::new()
+            };
+            // Why, and what to change.
+            let why = if default_start {
+                "MELTR starts with every weight near 0, either sign (the public code's initialisation), \
+                 and its meta steps usually turn the primary's positive within tens of steps (on the auxiliary-learning suite it cleared 0.1 \
+                 by meta step 33 at the latest); a later event says when. meltr.init = \"residual\" starts as `sum` instead (at the next start)"
+            } else {
+                "the meta steps may turn it positive again (a later event says when); if they do not, lower meltr.meta_lr or raise meltr.gamma"
+            };
+            Record::Event {
+                level: Level::Warn,
+                message: format!(
+                    "the primary's effective weight ({primary}) has been negative since step {since} ({meta_steps} meta steps, now {:+.2e}){others}: \
+                     the model climbs its own task's loss. {why}",
+                    watched.primary
+                ),
+            }
+        }
+        ClimbNote::Ended { since } => Record::Event {
+            level: Level::Info,
+            message: format!(
+                "the primary's effective weight ({primary}) is positive again ({:+.2e}): the model no longer climbs its own task's loss, as it did from step {since}",
+                watched.primary
+            ),
+        },
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -200,74 +269,5 @@ mod tests {
             .contains("4th time this run; said again at the 8th"));
         let ordinals: Vec<String> = [1, 3, 11, 12, 22, 113].map(super::ordinal).into();
         assert_eq!(ordinals, ["1st", "3rd", "11th", "12th", "22nd", "113th"]);
-    }
-}
-
-/// The words for a negative primary weight whose loss fell all the same.
-pub(super) fn carried_event(names: &[String], carried: Carried, watched: Weights) -> Record {
-    let carrier = match watched.largest_at {
-        0 => String::new(),
-        k => format!(
-            " ({}'s weight is the largest in magnitude, {:+.3}: a copy or a close relative of the primary?)",
-            names[k], watched.largest
-        ),
-    };
-    Record::Event {
-        level: Level::Info,
-        message: format!(
-            "the primary's effective weight ({}) has stayed below {PRIMARY_FLOOR} for {PRIMARY_COLLAPSE_META_STEPS} meta steps \
-             and is negative now ({:+.3}), yet its training loss fell from {} to {} (averaged over meta steps): another loss \
-             carries the primary's gradient{carrier}, so the model does not climb its task and the collapse watch leaves φ as it is",
-            names[0],
-            watched.primary,
-            crate::numfmt::readable(carried.from),
-            crate::numfmt::readable(carried.to),
-        ),
-    }
-}
-
-/// The words for an early climb note (`default_start`: MELTR at the
-/// public code's initialisation).
-pub(super) fn early_climb_event(
-    names: &[String],
-    default_start: bool,
-    note: ClimbNote,
-    watched: Weights,
-) -> Record {
-    let primary = &names[0];
-    match note {
-        ClimbNote::Climbing { since, meta_steps } => {
-            let others = if watched.largest < 0.0 && watched.largest_at != 0 {
-                format!(
-                    " (and {}'s, the largest in magnitude, {:+.2e}: it climbs that one too)",
-                    names[watched.largest_at], watched.largest
-                )
-            } else {
-                String::new()
-            };
-            // Why, and what to change.
-            let why = if default_start {
-                "MELTR starts with every weight near 0, either sign (the public code's initialisation), \
-                 and its meta steps usually turn the primary's positive within tens of steps (on the auxiliary-learning suite it cleared 0.1 \
-                 by meta step 33 at the latest); a later event says when. meltr.init = \"residual\" starts as `sum` instead (at the next start)"
-            } else {
-                "the meta steps may turn it positive again (a later event says when); if they do not, lower meltr.meta_lr or raise meltr.gamma"
-            };
-            Record::Event {
-                level: Level::Warn,
-                message: format!(
-                    "the primary's effective weight ({primary}) has been negative since step {since} ({meta_steps} meta steps, now {:+.2e}){others}: \
-                     the model climbs its own task's loss. {why}",
-                    watched.primary
-                ),
-            }
-        }
-        ClimbNote::Ended { since } => Record::Event {
-            level: Level::Info,
-            message: format!(
-                "the primary's effective weight ({primary}) is positive again ({:+.2e}): the model no longer climbs its own task's loss, as it did from step {since}",
-                watched.primary
-            ),
-        },
     }
 }
