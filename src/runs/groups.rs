@@ -301,6 +301,21 @@ pub fn caveats(groups: &[Group]) -> Vec<String> {
             collapsed.join("; "),
             "the run ended before the collapse watch acted, it had no healthy meta step to restore yet, or meltr.on_collapse = \"warn\" (the run's events say which)",
         );
+        let cut: Vec<String> = g
+            .runs
+            .iter()
+            .filter_map(|r| {
+                let (cut, all) = r.neumann_cut.filter(|(cut, _)| *cut > 0)?;
+                let share = 100.0 * cut as f64 / all as f64;
+                Some(format!("{} {share:.0}% of {all}", r.meta.name))
+            })
+            .collect();
+        listed(
+            "has runs whose Neumann series was cut short on some meta steps",
+            few(&cut),
+            "it diverged there, and fewer terms than aid.iterations were summed (as at a lower J; the run's events say when): \
+             a smaller aid.alpha keeps it converging",
+        );
     }
     notes.extend(unlike_budgets(groups));
     notes

@@ -67,6 +67,10 @@ pub struct Run {
     /// meta step yet, or `meltr.on_collapse = "warn"`): its numbers after
     /// them come from a collapsed MELTR.
     pub unrestored_collapses: Vec<u64>,
+    /// Meta steps whose Neumann series was cut short (it diverged, and
+    /// fewer terms than `aid.iterations` were summed), and all its meta
+    /// steps; `None` where `aid.iterations` was edited while it ran.
+    pub neumann_cut: Option<(usize, usize)>,
     /// Settings changed while its numbers were made (live edits, a
     /// resume's `--set`s; a fork's history, its parents' edits before the
     /// fork, included and its own changes at the fork not), by key: the
@@ -96,6 +100,7 @@ impl Run {
             fork_changes,
             restores,
             unrestored_collapses,
+            meta_terms,
             edited,
             ancestors,
             refused_edit,
@@ -137,6 +142,17 @@ impl Run {
             .and_then(toml::Value::as_integer)
             .and_then(|s| u64::try_from(s).ok())
             .unwrap_or(meta.steps);
+        // Against the setting it ran with throughout (walkthrough N's J = 1
+        // rows were J = 0 on 10–21% of their meta steps, unsaid).
+        let iterations = config
+            .get("aid.iterations")
+            .and_then(toml::Value::as_integer);
+        let neumann_cut = iterations
+            .filter(|_| !edited.contains_key("aid.iterations") && !meta_terms.is_empty())
+            .map(|j| {
+                let cut = meta_terms.iter().filter(|&&t| i64::from(t) < j).count();
+                (cut, meta_terms.len())
+            });
         Run {
             dir: dir.to_path_buf(),
             status,
@@ -152,6 +168,7 @@ impl Run {
             fork_changes,
             restores,
             unrestored_collapses,
+            neumann_cut,
             edited,
             ancestors,
             refused_edit,
@@ -234,6 +251,8 @@ struct Logged {
     fork_changes: Vec<String>,
     restores: Vec<u64>,
     unrestored_collapses: Vec<u64>,
+    /// The Neumann terms each meta step summed.
+    meta_terms: Vec<u32>,
     edited: Edited,
     ancestors: Vec<(String, u64)>,
     refused_edit: Option<(u64, String)>,
@@ -325,6 +344,7 @@ fn logged(dir: &Path, meta: &SessionMeta) -> Logged {
                     }
                 }
             }
+            Record::Meta { aid_iterations, .. } => out.meta_terms.push(aid_iterations),
             Record::Event { message, .. } => {
                 // A collapse restore changes φ and the meta-learning rate
                 // in force: the numbers after it come from those.
@@ -452,136 +472,4 @@ pub fn shared_primary_metric<'a>(
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    /// A fork's log starts with its parent's lines (its history): a config
-    /// line of the parent's at the fork step was read as the fork's own
-    /// change, and a fork of a fork knew only its parent.
-    #[test]
-    fn a_forks_log_tells_its_own_changes_from_its_history() {
-        use crate::session::log::MetricsWriter;
-        use crate::session::metrics::{Level, MetricLine};
-        let root = tempfile::tempdir().unwrap();
-        let dir = session::create(root.path(), "child", &crate::config::Config::default()).unwrap();
-        let mut meta = SessionMeta::read(&dir).unwrap();
-        meta.parent = Some("p-id".into());
-        meta.fork_step = Some(300);
-        meta.write(&dir).unwrap();
-        let line = |step: u64, record: Record| MetricLine {
-            step,
-            time: 0.0,
-            wall: None,
-            record,
-        };
-        let config = |key: &str| Record::Config {
-            changed: [(
-                key.to_string(),
-                (serde_json::json!(0), serde_json::json!(1)),
-            )]
-            .into(),
-            error: None,
-        };
-        let event = |message: &str| Record::Event {
-            level: Level::Info,
-            message: message.into(),
-        };
-        let mut w = MetricsWriter::open(&dir.join("metrics.jsonl")).unwrap();
-        for l in [
-            line(200, event("forked from session g-id at step 200")),
-            line(250, config("aid.iterations")),
-            line(300, config("train.lr")),
-            line(
-                300,
-                event("forked from session p-id at step 300 with meltr.gamma=0.3, train.steps=900"),
-            ),
-            line(300, config("meltr.gamma")),
-            line(350, config("aid.alpha")),
-            // A collapse restore is listed too (a walkthrough's table said
-            // nothing of one).
-            line(
-                399,
-                event(&format!(
-                    "MELTR collapse: …; {} at step 324 before step 400, its optimizer's moments cleared",
-                    metrics::RESTORE_EVENT
-                )),
-            ),
-            line(
-                420,
-                event(&format!(
-                    "{}the primary's weight fell …; no healthy meta step to restore from yet. …",
-                    metrics::COLLAPSE_EVENT
-                )),
-            ),
-            // A slide the watch had not acted on at the end (walkthrough L:
-            // a table said nothing of a run that ended collapsed).
-            line(
-                450,
-                event(&format!(
-                    "{} (primary) below 0.1 for its last 19 meta steps …",
-                    metrics::ENDS_COLLAPSED_EVENT
-                )),
-            ),
-        ] {
-            w.append(&l).unwrap();
-        }
-        let run = Run::load(&dir).unwrap();
-        assert_eq!(run.fork_changes, ["meltr.gamma", "train.steps"]);
-        assert_eq!(run.restores, [400]);
-        assert_eq!(run.unrestored_collapses, [420, 450]);
-        // Rows and legends show an edited key with its history.
-        assert_eq!(run.setting("aid.alpha").as_deref(), Some("0→1@350"));
-        assert_eq!(
-            run.setting("meltr.gamma"),
-            run.value("meltr.gamma"),
-            "the fork's own change is its setting, not an edit"
-        );
-        let edits = run.edits();
-        let edits: Vec<(u64, &str)> = edits.iter().map(|(s, k)| (*s, k[0].as_str())).collect();
-        assert_eq!(
-            edits,
-            [
-                (250, "aid.iterations"),
-                (300, "train.lr"),
-                (350, "aid.alpha")
-            ]
-        );
-        assert_eq!(
-            run.ancestors,
-            [("p-id".to_string(), 300), ("g-id".to_string(), 200)]
-        );
-    }
-
-    /// Sessions reporting different metrics (an accuracy ↑, an error ↓)
-    /// were sorted as one list, comparing the two; now each metric's
-    /// sessions are sorted best first, and `ls` names the metrics.
-    #[test]
-    fn sorting_by_metric_compares_only_sessions_of_one_metric() {
-        let root = tempfile::tempdir().unwrap();
-        let config = crate::config::Config::default();
-        let run = |name: &str, metric: &str, higher: bool, value: f64| {
-            let dir = session::create(root.path(), name, &config).unwrap();
-            let mut meta = SessionMeta::read(&dir).unwrap();
-            meta.primary_metric = metric.to_string();
-            meta.higher_is_better = higher;
-            let mut run = Run::from_meta(&dir, meta);
-            run.final_eval = Some((10, [(metric.to_string(), value)].into_iter().collect()));
-            run
-        };
-        let mut runs = vec![
-            run("acc-low", "tag_acc", true, 0.5),
-            run("cer-high", "cer", false, 9.0),
-            run("acc-high", "tag_acc", true, 0.9),
-            run("cer-low", "cer", false, 3.0),
-            run("never-ran", "", true, f64::NAN),
-        ];
-        assert_eq!(mixed_metrics(&runs).as_deref(), Some("cer ↓, tag_acc ↑"));
-        sort(&mut runs, SortBy::Metric);
-        let names: Vec<&str> = runs.iter().map(|r| r.meta.name.as_str()).collect();
-        assert_eq!(
-            names,
-            ["cer-low", "cer-high", "acc-high", "acc-low", "never-ran"]
-        );
-        assert_eq!(mixed_metrics(&runs[..2]), None);
-    }
-}
+mod tests;

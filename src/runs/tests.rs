@@ -1,0 +1,163 @@
+//! Tests of reading a run from its session folder.
+
+use super::*;
+
+/// A fork's log starts with its parent's lines (its history): a config
+/// line of the parent's at the fork step was read as the fork's own
+/// change, and a fork of a fork knew only its parent.
+#[test]
+fn a_forks_log_tells_its_own_changes_from_its_history() {
+    use crate::session::log::MetricsWriter;
+    use crate::session::metrics::{Level, MetricLine};
+    let root = tempfile::tempdir().unwrap();
+    let dir = session::create(root.path(), "child", &crate::config::Config::default()).unwrap();
+    let mut meta = SessionMeta::read(&dir).unwrap();
+    meta.parent = Some("p-id".into());
+    meta.fork_step = Some(300);
+    meta.write(&dir).unwrap();
+    let line = |step: u64, record: Record| MetricLine {
+        step,
+        time: 0.0,
+        wall: None,
+        record,
+    };
+    let config = |key: &str| Record::Config {
+        changed: [(
+            key.to_string(),
+            (serde_json::json!(0), serde_json::json!(1)),
+        )]
+        .into(),
+        error: None,
+    };
+    let event = |message: &str| Record::Event {
+        level: Level::Info,
+        message: message.into(),
+    };
+    let mut w = MetricsWriter::open(&dir.join("metrics.jsonl")).unwrap();
+    for l in [
+        line(200, event("forked from session g-id at step 200")),
+        line(250, config("aid.iterations")),
+        line(300, config("train.lr")),
+        line(
+            300,
+            event("forked from session p-id at step 300 with meltr.gamma=0.3, train.steps=900"),
+        ),
+        line(300, config("meltr.gamma")),
+        line(350, config("aid.alpha")),
+        // A collapse restore is listed too (a walkthrough's table said
+        // nothing of one).
+        line(
+            399,
+            event(&format!(
+                "MELTR collapse: …; {} at step 324 before step 400, its optimizer's moments cleared",
+                metrics::RESTORE_EVENT
+            )),
+        ),
+        line(
+            420,
+            event(&format!(
+                "{}the primary's weight fell …; no healthy meta step to restore from yet. …",
+                metrics::COLLAPSE_EVENT
+            )),
+        ),
+        // A slide the watch had not acted on at the end (walkthrough L:
+        // a table said nothing of a run that ended collapsed).
+        line(
+            450,
+            event(&format!(
+                "{} (primary) below 0.1 for its last 19 meta steps …",
+                metrics::ENDS_COLLAPSED_EVENT
+            )),
+        ),
+    ] {
+        w.append(&l).unwrap();
+    }
+    let run = Run::load(&dir).unwrap();
+    assert_eq!(run.fork_changes, ["meltr.gamma", "train.steps"]);
+    assert_eq!(run.restores, [400]);
+    assert_eq!(run.unrestored_collapses, [420, 450]);
+    // Rows and legends show an edited key with its history.
+    assert_eq!(run.setting("aid.alpha").as_deref(), Some("0→1@350"));
+    assert_eq!(
+        run.setting("meltr.gamma"),
+        run.value("meltr.gamma"),
+        "the fork's own change is its setting, not an edit"
+    );
+    let edits = run.edits();
+    let edits: Vec<(u64, &str)> = edits.iter().map(|(s, k)| (*s, k[0].as_str())).collect();
+    assert_eq!(
+        edits,
+        [
+            (250, "aid.iterations"),
+            (300, "train.lr"),
+            (350, "aid.alpha")
+        ]
+    );
+    assert_eq!(
+        run.ancestors,
+        [("p-id".to_string(), 300), ("g-id".to_string(), 200)]
+    );
+}
+
+/// Sessions reporting different metrics (an accuracy ↑, an error ↓)
+/// were sorted as one list, comparing the two; now each metric's
+/// sessions are sorted best first, and `ls` names the metrics.
+#[test]
+fn sorting_by_metric_compares_only_sessions_of_one_metric() {
+    let root = tempfile::tempdir().unwrap();
+    let config = crate::config::Config::default();
+    let run = |name: &str, metric: &str, higher: bool, value: f64| {
+        let dir = session::create(root.path(), name, &config).unwrap();
+        let mut meta = SessionMeta::read(&dir).unwrap();
+        meta.primary_metric = metric.to_string();
+        meta.higher_is_better = higher;
+        let mut run = Run::from_meta(&dir, meta);
+        run.final_eval = Some((10, [(metric.to_string(), value)].into_iter().collect()));
+        run
+    };
+    let mut runs = vec![
+        run("acc-low", "tag_acc", true, 0.5),
+        run("cer-high", "cer", false, 9.0),
+        run("acc-high", "tag_acc", true, 0.9),
+        run("cer-low", "cer", false, 3.0),
+        run("never-ran", "", true, f64::NAN),
+    ];
+    assert_eq!(mixed_metrics(&runs).as_deref(), Some("cer ↓, tag_acc ↑"));
+    sort(&mut runs, SortBy::Metric);
+    let names: Vec<&str> = runs.iter().map(|r| r.meta.name.as_str()).collect();
+    assert_eq!(
+        names,
+        ["cer-low", "cer-high", "acc-high", "acc-low", "never-ran"]
+    );
+    assert_eq!(mixed_metrics(&runs[..2]), None);
+}
+
+/// The meta steps whose Neumann series was cut short, counted against
+/// `aid.iterations` (walkthrough N: J = 1 runs were partly J = 0, unsaid).
+#[test]
+fn meta_steps_with_a_cut_series_are_counted() {
+    use crate::session::log::MetricsWriter;
+    use crate::session::metrics::MetricLine;
+    let root = tempfile::tempdir().unwrap();
+    let mut config = crate::config::Config::default();
+    config.aid.iterations = 2;
+    let dir = session::create(root.path(), "j2", &config).unwrap();
+    let mut w = MetricsWriter::open(&dir.join("metrics.jsonl")).unwrap();
+    for (step, terms) in [(3, 2), (6, 0), (9, 1), (12, 2)] {
+        let meta = Record::Meta {
+            hypergrad_norm: 1.0,
+            reg: 0.0,
+            meta_lr: 1e-3,
+            aid_iterations: terms,
+            gamma: Some(0.1),
+        };
+        w.append(&MetricLine {
+            step,
+            time: 0.0,
+            wall: None,
+            record: meta,
+        })
+        .unwrap();
+    }
+    assert_eq!(Run::load(&dir).unwrap().neumann_cut, Some((2, 4)));
+}
