@@ -1274,6 +1274,23 @@ fn the_primary_metric_is_configurable_and_evaluation_scores_every_row() {
     }
     let data = (train.as_path(), val.as_path());
 
+    // A model whose metrics come in training mode only: the fallback to
+    // the validation loss is said (walkthrough N's was silent).
+    let train_only = flag_config_with(tmp.path(), "train-only", "train_metrics.pt", data, "");
+    let checked = bin()
+        .arg("check")
+        .arg("-c")
+        .arg(&train_only)
+        .output()
+        .unwrap();
+    assert!(
+        text(&checked).contains(
+            "the model returns metric/mse in training mode but no metric in eval mode, where evaluations read them, \
+             so the primary metric is the validation loss `primary`"
+        ),
+        "{}",
+        text(&checked)
+    );
     let cfg = flag_config_with(tmp.path(), "default", "metrics.pt", data, "");
     // `check` says which metrics a batched evaluation only approximates (a
     // walkthrough's R² averaged over batches read 0.344, the split's 0.408).

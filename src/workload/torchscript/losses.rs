@@ -65,4 +65,21 @@ impl TorchScript {
             )
         })
     }
+
+    /// Metrics the model returns in training mode but not in eval mode,
+    /// where the engine reads them: the primary metric fell back to the
+    /// validation loss unsaid (walkthrough N).
+    pub(super) fn metrics_in_training_mode_note(&self) -> Option<String> {
+        let only_in_training = self.metric_names.is_empty() && !self.train_mode_metrics.is_empty();
+        only_in_training.then(|| {
+            let names: Vec<String> = self.train_mode_metrics.iter().map(|m| format!("metric/{m}")).collect();
+            format!(
+                "{}: the model returns {} in training mode but no metric in eval mode, where evaluations read them, \
+                 so the primary metric is the validation loss `{}`: return metrics when `not self.training` too",
+                self.model_label,
+                names.join(", "),
+                self.primary
+            )
+        })
+    }
 }

@@ -73,6 +73,9 @@ pub struct TorchScript {
     train_path: String,
     /// The loss names in the order `forward` returns them.
     returned_losses: Vec<String>,
+    /// The `metric/*` outputs of the first training batch in training
+    /// mode (the engine reads metrics in eval mode only).
+    train_mode_metrics: Vec<String>,
     /// Parameters listed under more than one name (tied weights): each
     /// further name with the name it is trained under.
     shared: Vec<TiedName>,
@@ -185,6 +188,7 @@ impl TorchScript {
             auxiliary: w.auxiliary.clone(),
             loss_names: Vec::new(),
             returned_losses: Vec::new(),
+            train_mode_metrics: Vec::new(),
             metric_names: Vec::new(),
             epoch_order: RefCell::new(None),
             loss_method: false,
@@ -230,6 +234,11 @@ impl TorchScript {
             .filter(|name| !name.starts_with(METRIC_PREFIX))
             .collect();
         let outputs: BTreeMap<String, Tensor> = in_order.into_iter().collect();
+        self.train_mode_metrics = outputs
+            .keys()
+            .filter_map(|name| name.strip_prefix(METRIC_PREFIX))
+            .map(str::to_string)
+            .collect();
         let losses: Vec<_> = outputs
             .iter()
             .filter(|(name, _)| !name.starts_with(METRIC_PREFIX))
@@ -455,6 +464,7 @@ impl Workload for TorchScript {
     fn notes(&self) -> Vec<String> {
         let mut notes = self.data_notes.clone();
         notes.extend(self.untrained_losses_note());
+        notes.extend(self.metrics_in_training_mode_note());
         notes.extend(self.batch_averaged_metrics_note());
         if self.shared.is_empty() {
             return notes;
