@@ -542,6 +542,19 @@ fn compare_draws_one_banded_curve_per_setting() {
         drawn.contains("kind=meltr (n=2)") && drawn.contains("mean, min–max of 2 runs"),
         "legend and note: two runs' std band is their min–max"
     );
+    // One group left by --where is named by it, not by its sweep's name
+    // (walkthrough N).
+    let one = out.path().join("one.svg");
+    let said = ok(&[
+        "compare",
+        "--group",
+        GROUP,
+        "--where",
+        "combiner.kind=sum",
+        "-o",
+        one.to_str().unwrap(),
+    ]);
+    assert!(said.contains(": kind=sum (n=2)"), "{said}");
     let minmax = out.path().join("minmax.png");
     ok(&[
         "compare",

@@ -128,7 +128,21 @@ pub(super) fn compare(
     args: &CompareArgs,
 ) -> Result<()> {
     let runs = select(root, sessions, filter)?;
-    let groups = groups::gather(&runs, &group_by(args.group_by))?;
+    let mut groups = groups::gather(&runs, &group_by(args.group_by))?;
+    // One group left by --where on config keys: named by what selected it
+    // (walkthrough N's uncertainty-only figure read "kinds (n=3)", its
+    // sweep's name).
+    let selected_by: Vec<(String, String)> = filter
+        .conditions
+        .iter()
+        .filter(|w| w.key.contains('.'))
+        .map(|w| (w.key.clone(), w.value.clone()))
+        .collect();
+    if let [only] = &mut groups[..] {
+        if only.values.is_empty() && !selected_by.is_empty() {
+            only.label = groups::label_of(&selected_by);
+        }
+    }
     // Single sessions keep their names in the legend; groups are labelled
     // by what tells them apart.
     let labelled = !args.group_by.is_empty() || groups.iter().any(|g| g.runs.len() > 1);

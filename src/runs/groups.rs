@@ -479,7 +479,7 @@ pub fn gather<'a>(runs: &'a [Run], by: &GroupBy) -> Result<Vec<Group<'a>>> {
 
 /// `kind=meltr, iterations=1`: each key by its last segment unless two
 /// label keys share it.
-fn label_of(values: &[(String, String)]) -> String {
+pub fn label_of(values: &[(String, String)]) -> String {
     let last = |k: &str| k.rsplit('.').next().unwrap_or(k).to_string();
     values
         .iter()
