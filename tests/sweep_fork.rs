@@ -124,6 +124,19 @@ fn a_sweep_killed_mid_way_resumes_to_four_finished_sessions_in_one_group() {
         "{said}"
     );
     assert!(said.contains("all 4 sessions finished"), "{said}");
+    assert!(
+        said.contains("at most"),
+        "a sweep with work to do says its pace: {said}"
+    );
+    // Resumed again with nothing left to do: no pace to say (walkthrough N).
+    let said = text(&run_with_limit(
+        meltr(&root).args(["sweep", "resume", "abl"]),
+        WAIT,
+    ));
+    assert!(
+        said.contains("all 4 sessions finished") && !said.contains("at most"),
+        "{said}"
+    );
 
     let all = members(&root, "abl");
     assert_eq!(all.len(), 4, "one session per combination");

@@ -64,11 +64,19 @@ fn drive_loop(root: &Path, plan: &Plan, parallel: usize) -> Result<()> {
     let keys = plan.varying_keys();
     let mut tried = BTreeSet::new();
     let mut last_label: Vec<&'static str> = Vec::new();
-    println!(
-        "sweep `{}`: {} members, at most {parallel} at a time (Ctrl-C stops starting more; runners go on)",
-        plan.group,
-        plan.members.len()
-    );
+    // A sweep with every member finished has nothing to drive: its table
+    // and "all finished" say so, without "at most N at a time" first
+    // (walkthrough N).
+    let all_finished = sweep::states(root, plan)
+        .iter()
+        .all(|s| s.label() == "finished");
+    if !all_finished {
+        println!(
+            "sweep `{}`: {} members, at most {parallel} at a time (Ctrl-C stops starting more; runners go on)",
+            plan.group,
+            plan.members.len()
+        );
+    }
     loop {
         let states = sweep::states(root, plan);
         let labels: Vec<&'static str> = states.iter().map(State::label).collect();
