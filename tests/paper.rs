@@ -481,6 +481,37 @@ fn table_reports_mean_and_std_per_group_from_the_sessions_own_numbers() {
         (mean - mean_std(&seed0).0).abs() <= 1e-12 * mean.abs(),
         "{rows:?}"
     );
+    // A paper's names for a column's values (walkthrough N's LaTeX rows
+    // read `meltr`); a rename that names no cell lists the cells.
+    let renamed = ok(&[
+        "table",
+        "--group",
+        GROUP,
+        "--group-by",
+        "combiner.kind",
+        "--label",
+        "kind=meltr=MELTR",
+        "--format",
+        "csv",
+    ]);
+    let (_, rows) = parse_csv(&renamed);
+    let kinds: Vec<&str> = rows.iter().map(|r| r[0].as_str()).collect();
+    assert_eq!(kinds, ["MELTR", "sum"], "{renamed}");
+    let out = meltr(&[
+        "table",
+        "--group",
+        GROUP,
+        "--group-by",
+        "combiner.kind",
+        "--label",
+        "kind=metlr=MELTR",
+    ]);
+    assert!(
+        !out.status.success()
+            && text(&out).contains("the cells: combiner.kind=meltr, combiner.kind=sum"),
+        "{}",
+        text(&out)
+    );
     // A group pooling other settings says so in the table's file too (it
     // went to the terminal only; walkthrough).
     let out = tempfile::tempdir().unwrap();

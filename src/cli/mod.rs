@@ -225,6 +225,10 @@ pub enum Cmd {
         /// Also write the table to this file.
         #[arg(short, long)]
         output: Option<PathBuf>,
+        /// Rename a value in a key's column, as `KEY=VALUE=TEXT` with KEY
+        /// as the header names it (`--label 'kind=meltr=MELTR'`; repeatable).
+        #[arg(long, value_name = "KEY=VALUE=TEXT")]
+        label: Vec<String>,
     },
     /// Write a session's figures (losses, primary metric, weights, final
     /// weights, transforms) into <session>/plots or --out; or its log as a
@@ -486,6 +490,7 @@ pub fn dispatch(cli: Cli) -> Result<()> {
             metrics,
             digits,
             output,
+            label,
         }) => {
             let opts = crate::runs::table::TableOptions {
                 format,
@@ -497,7 +502,7 @@ pub fn dispatch(cli: Cli) -> Result<()> {
                 &root,
                 &sessions,
                 &select.filter(),
-                &group_by,
+                (&group_by, &label),
                 &opts,
                 output.as_deref(),
             )

@@ -41,12 +41,13 @@ pub(super) fn table(
     root: &Path,
     sessions: &[String],
     filter: &Filter,
-    keys: &[String],
+    (keys, renames): (&[String], &[String]),
     opts: &crate::runs::table::TableOptions,
     output: Option<&Path>,
 ) -> Result<()> {
     let runs = select(root, sessions, filter)?;
-    let groups = groups::gather(&runs, &group_by(keys))?;
+    let mut groups = groups::gather(&runs, &group_by(keys))?;
+    rename_values(&mut groups, renames)?;
     let mut text = crate::runs::table::render(&groups, opts)?;
     // The caveats go with the table (into the file too), as comments where
     // the format has them; CSV stays data only.
@@ -66,6 +67,58 @@ pub(super) fn table(
         crate::session::atomic_write(path, text.as_bytes())
             .with_context(|| format!("cannot write the table to {}", path.display()))?;
         eprintln!("wrote {}", path.display());
+    }
+    Ok(())
+}
+
+/// `table --label KEY=VALUE=TEXT`: VALUE reads TEXT in KEY's column (a
+/// paper's `MELTR` for `meltr`; walkthrough N's LaTeX rows read the
+/// config's words). KEY is the column's short or whole key; a rename that
+/// matches no cell is an error that lists the columns' values.
+fn rename_values(groups: &mut [groups::Group], renames: &[String]) -> Result<()> {
+    let named = |key: &str, asked: &str| key == asked || key.rsplit('.').next() == Some(asked);
+    for rename in renames {
+        // KEY=VALUE=TEXT, where VALUE may hold `=` itself: the split whose
+        // left side names a cell.
+        let hit = |from: &str| {
+            from.split_once('=').is_some_and(|(k, v)| {
+                groups.iter().any(|g| {
+                    g.values
+                        .iter()
+                        .any(|(key, value)| named(key, k) && value == v)
+                })
+            })
+        };
+        let Some((from, to)) = rename
+            .match_indices('=')
+            .map(|(i, _)| (&rename[..i], &rename[i + 1..]))
+            .find(|(from, _)| hit(from))
+        else {
+            let mut cells: Vec<String> = groups
+                .iter()
+                .flat_map(|g| g.values.iter().map(|(k, v)| format!("{k}={v}")))
+                .collect();
+            cells.sort();
+            cells.dedup();
+            bail!(
+                "--label `{rename}`: expected KEY=VALUE=TEXT naming a cell of a key's column, e.g. --label 'kind=meltr=MELTR'; the cells: {}",
+                cells.join(", ")
+            );
+        };
+        let (key, value) = from.split_once('=').expect("a hit has KEY=VALUE");
+        for g in groups.iter_mut() {
+            let mut changed = false;
+            for (_, v) in g
+                .values
+                .iter_mut()
+                .filter(|(k, v)| named(k, key) && v == value)
+            {
+                (*v, changed) = (to.to_string(), true);
+            }
+            if changed {
+                g.label = groups::label_of(&g.values);
+            }
+        }
     }
     Ok(())
 }
