@@ -740,13 +740,18 @@ fn export_csv_is_one_tidy_table_of_the_log() {
     let path = out.path().join(format!("{id}.csv"));
     assert!(said.contains(path.to_str().unwrap()), "{said}");
     let (header, rows) = parse_csv(&std::fs::read_to_string(&path).unwrap());
-    assert_eq!(header, ["step", "wall", "time", "series", "value"]);
+    assert_eq!(
+        header,
+        ["session", "step", "wall", "time", "series", "value"]
+    );
+    // Each row names its session: runs' files concatenate into one table.
+    assert!(rows.iter().all(|r| r[0] == id), "{:?}", &rows[..2]);
     let got: BTreeMap<(u64, String), (f64, f64)> = rows
         .iter()
         .map(|r| {
             (
-                (r[0].parse().unwrap(), r[3].clone()),
-                (r[1].parse().unwrap(), r[4].parse().unwrap()),
+                (r[1].parse().unwrap(), r[4].clone()),
+                (r[2].parse().unwrap(), r[5].parse().unwrap()),
             )
         })
         .collect();

@@ -70,8 +70,9 @@ fn read_lines(session: &Path) -> Result<Vec<crate::session::metrics::MetricLine>
 pub fn write_csv(session: &Path, out: &Path) -> Result<PathBuf> {
     let lines = read_lines(session)?;
     std::fs::create_dir_all(out).with_context(|| format!("cannot create {}", out.display()))?;
-    let path = out.join(format!("{}.csv", SessionDir::new(session).id()));
-    atomic_write(&path, tidy::csv(&tidy::points(&lines)).as_bytes())?;
+    let id = SessionDir::new(session).id();
+    let path = out.join(format!("{id}.csv"));
+    atomic_write(&path, tidy::csv(&id, &tidy::points(&lines)).as_bytes())?;
     Ok(path)
 }
 

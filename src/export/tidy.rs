@@ -145,15 +145,18 @@ pub fn line_points(line: &MetricLine) -> Vec<Point> {
     out
 }
 
-/// The tidy CSV: header `step,wall,time,series,value`, one row a point;
+/// The tidy CSV: header `session,step,wall,time,series,value`, one row a
+/// point; `session` the session's id on every row (so several runs'
+/// files concatenate into one table: walkthrough N added it by hand),
 /// `wall` empty where the log has none, non-finite values as `NaN`/`inf`.
-pub fn csv(points: &[Point]) -> String {
-    let mut out = String::from("step,wall,time,series,value\n");
+pub fn csv(session: &str, points: &[Point]) -> String {
+    let session = crate::runs::render::csv_field(session);
+    let mut out = String::from("session,step,wall,time,series,value\n");
     for p in points {
         let wall = p.wall.map_or(String::new(), |w| format!("{w:.6}"));
         let series = crate::runs::render::csv_field(&p.series);
         out.push_str(&format!(
-            "{},{wall},{},{series},{}\n",
+            "{session},{},{wall},{},{series},{}\n",
             p.step, p.time, p.value
         ));
     }
