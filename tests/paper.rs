@@ -727,6 +727,28 @@ fn metrics_lines_carry_wall_time_and_session_json_its_provenance() {
 #[test]
 fn export_csv_is_one_tidy_table_of_the_log() {
     let dir = dirs()["meltr-s0"].clone();
+    // Several sessions at once (walkthrough N exported them one by one):
+    // data by id in one folder, figures in a folder per session.
+    let both = tempfile::tempdir().unwrap();
+    let other = dirs()["sum-s0"].clone();
+    let (a, b) = (dir.to_str().unwrap(), other.to_str().unwrap());
+    ok(&[
+        "export",
+        a,
+        b,
+        "--format",
+        "csv,svg",
+        "--out",
+        both.path().to_str().unwrap(),
+    ]);
+    for d in [&dir, &other] {
+        let id = d.file_name().unwrap().to_str().unwrap();
+        assert!(both.path().join(format!("{id}.csv")).is_file(), "{id}.csv");
+        assert!(
+            both.path().join(id).join("losses.svg").is_file(),
+            "{id}/losses.svg"
+        );
+    }
     let out = tempfile::tempdir().unwrap();
     let said = ok(&[
         "export",

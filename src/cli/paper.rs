@@ -272,8 +272,10 @@ pub(super) fn compare(
 /// `export`'s arguments.
 #[derive(clap::Args, Debug)]
 pub struct ExportArgs {
-    /// The session (its id, a unique part of it, or its folder).
-    pub session: String,
+    /// The sessions (each its id, a unique part of it, or its folder;
+    /// several: each exported in turn, figures with --out into OUT/<id>/).
+    #[arg(required = true, num_args = 1..)]
+    pub sessions: Vec<String>,
     /// Comma-separated: svg, png, pdf, csv, tensorboard, model (the trained
     /// TorchScript module from the newest checkpoint, <out>/<id>-step-N.pt).
     #[arg(long, value_delimiter = ',', default_value = "svg,png,pdf")]
@@ -285,7 +287,8 @@ pub struct ExportArgs {
     /// has the best primary metric.
     #[arg(long)]
     pub best: bool,
-    /// Output folder (default: <session>/plots for figures, <session>/export for data).
+    /// Output folder (default: <session>/plots for figures, <session>/export
+    /// for data; with several sessions, figures go to <out>/<id>/).
     #[arg(long)]
     pub out: Option<PathBuf>,
     /// paper (single column), paper-wide (double column) or slides.
@@ -307,7 +310,27 @@ pub struct ExportArgs {
 
 /// `export`: the session's figures and/or its log for other tools.
 pub(super) fn export_command(root: &Path, args: ExportArgs) -> Result<()> {
-    let dir = session::find(root, &args.session)?;
+    // Every session found before anything is written.
+    let dirs = args
+        .sessions
+        .iter()
+        .map(|s| session::find(root, s))
+        .collect::<Result<Vec<_>>>()?;
+    for dir in &dirs {
+        // Figures have fixed names: several sessions' would replace one
+        // another in one folder.
+        let figures_out = match &args.out {
+            Some(out) if dirs.len() > 1 => Some(out.join(SessionDir::new(dir).id())),
+            out => out.clone(),
+        };
+        export_one(dir, &args, figures_out)?;
+    }
+    Ok(())
+}
+
+/// [`export_command`] for one session, its figures into `figures_out`.
+fn export_one(dir: &Path, args: &ExportArgs, figures_out: Option<PathBuf>) -> Result<()> {
+    let dir = dir.to_path_buf();
     let figures: Vec<crate::plot::Format> = args
         .format
         .iter()
@@ -330,7 +353,7 @@ pub(super) fn export_command(root: &Path, args: ExportArgs) -> Result<()> {
     if !figures.is_empty() {
         let opts = crate::plot::ExportOptions {
             formats: figures,
-            out_dir: args.out,
+            out_dir: figures_out,
             style: args.style,
             loss_axis: if args.log_scale {
                 crate::plot::LossAxis::Log
