@@ -104,11 +104,13 @@ fn export_csv_and_tensorboard_carry_the_gpu_series() {
         .lines()
         .skip(1)
         .map(|row| row.split(',').collect::<Vec<_>>())
-        .filter(|r| r[3].starts_with("gpu/"))
+        .filter(|r| r[4].starts_with("gpu/"))
         .map(|r| {
+            // session, step, wall, time, series, value
+            assert_eq!(r[0], id);
             (
-                (r[0].parse().unwrap(), r[3].to_string()),
-                r[4].parse().unwrap(),
+                (r[1].parse().unwrap(), r[4].to_string()),
+                r[5].parse().unwrap(),
             )
         })
         .collect();

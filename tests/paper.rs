@@ -573,39 +573,25 @@ fn compare_draws_one_banded_curve_per_setting() {
         drawn.contains("kind=meltr (n=2)") && drawn.contains("mean, min–max of 2 runs"),
         "legend and note: two runs' std band is their min–max"
     );
+    // The group's comparison with more options, into `file`: what it said.
+    let group_figure = |options: &[&str], file: &Path| -> String {
+        let mut args = vec!["compare", "--group", GROUP];
+        args.extend_from_slice(options);
+        args.extend_from_slice(&["-o", file.to_str().unwrap()]);
+        ok(&args)
+    };
     // One group left by --where is named by it, not by its sweep's name
     // (walkthrough N).
-    let one = out.path().join("one.svg");
-    let said = ok(&[
-        "compare",
-        "--group",
-        GROUP,
-        "--where",
-        "combiner.kind=sum",
-        "-o",
-        one.to_str().unwrap(),
-    ]);
+    let said = group_figure(
+        &["--where", "combiner.kind=sum"],
+        &out.path().join("one.svg"),
+    );
     assert!(said.contains(": kind=sum (n=2)"), "{said}");
     let minmax = out.path().join("minmax.png");
-    ok(&[
-        "compare",
-        "--group",
-        GROUP,
-        "--band",
-        "minmax",
-        "-o",
-        minmax.to_str().unwrap(),
-    ]);
+    group_figure(&["--band", "minmax"], &minmax);
     assert!(std::fs::metadata(&minmax).unwrap().len() > 10_000);
     let log = out.path().join("log.svg");
-    ok(&[
-        "compare",
-        "--group",
-        GROUP,
-        "--log-scale",
-        "-o",
-        log.to_str().unwrap(),
-    ]);
+    group_figure(&["--log-scale"], &log);
     assert_ne!(
         std::fs::read_to_string(&log).unwrap(),
         drawn,
@@ -613,15 +599,7 @@ fn compare_draws_one_banded_curve_per_setting() {
     );
     // A paper's names for the groups.
     let renamed = out.path().join("renamed.svg");
-    let said = ok(&[
-        "compare",
-        "--group",
-        GROUP,
-        "--label",
-        "kind=meltr=MELTR",
-        "-o",
-        renamed.to_str().unwrap(),
-    ]);
+    let said = group_figure(&["--label", "kind=meltr=MELTR"], &renamed);
     // Said as drawn.
     assert!(said.contains(": MELTR (n=2); kind=sum (n=2)"), "{said}");
     let text = std::fs::read_to_string(&renamed).unwrap();
