@@ -483,29 +483,27 @@ fn table_reports_mean_and_std_per_group_from_the_sessions_own_numbers() {
     );
     // A paper's names for a column's values (walkthrough N's LaTeX rows
     // read `meltr`); a rename that names no cell lists the cells.
-    let renamed = ok(&[
-        "table",
-        "--group",
-        GROUP,
-        "--group-by",
-        "combiner.kind",
-        "--label",
-        "kind=meltr=MELTR",
-        "--format",
-        "csv",
-    ]);
+    let by_kind = |label: &str| {
+        let args = [
+            "table",
+            "--group",
+            GROUP,
+            "--group-by",
+            "combiner.kind",
+            "--label",
+            label,
+            "--format",
+            "csv",
+        ];
+        meltr(&args)
+    };
+    let out = by_kind("kind=meltr=MELTR");
+    assert!(out.status.success(), "{}", text(&out));
+    let renamed = String::from_utf8(out.stdout).unwrap();
     let (_, rows) = parse_csv(&renamed);
     let kinds: Vec<&str> = rows.iter().map(|r| r[0].as_str()).collect();
     assert_eq!(kinds, ["MELTR", "sum"], "{renamed}");
-    let out = meltr(&[
-        "table",
-        "--group",
-        GROUP,
-        "--group-by",
-        "combiner.kind",
-        "--label",
-        "kind=metlr=MELTR",
-    ]);
+    let out = by_kind("kind=metlr=MELTR");
     assert!(
         !out.status.success()
             && text(&out).contains("the cells: combiner.kind=meltr, combiner.kind=sum"),
