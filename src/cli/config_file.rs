@@ -64,22 +64,27 @@ pub(super) fn in_file<T>(
         let line = (key.contains('.') && !overrides.iter().any(|o| o.key == key))
             .then(|| crate::config::locate_key(&config_text(config_path), key))
             .flatten();
-        let at = line.map_or(String::new(), |l| format!(":{l}"));
-        let context = from_file(config_path, overrides);
-        match context.split_once(" with ") {
-            Some((file, sets)) => e.context(format!("{file}{at} with {sets}")),
-            None => e.context(format!("{context}{at}")),
-        }
+        e.context(described(config_path, line, overrides))
     })
 }
 
 /// Where a config comes from, to prefix an error it causes: the file, and
 /// the `--set`s over it.
 pub(super) fn from_file(config_path: &Path, overrides: &[crate::config::Override]) -> String {
+    described(config_path, None, overrides)
+}
+
+/// `FILE[:LINE][ with --set K=V …]`.
+fn described(
+    config_path: &Path,
+    line: Option<usize>,
+    overrides: &[crate::config::Override],
+) -> String {
+    let at = line.map_or(String::new(), |l| format!(":{l}"));
     let sets: Vec<String> = overrides.iter().map(|o| format!("--set {o}")).collect();
     match sets.is_empty() {
-        true => config_path.display().to_string(),
-        false => format!("{} with {}", config_path.display(), sets.join(" ")),
+        true => format!("{}{at}", config_path.display()),
+        false => format!("{}{at} with {}", config_path.display(), sets.join(" ")),
     }
 }
 

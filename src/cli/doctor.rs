@@ -144,7 +144,6 @@ fn scale_hints(losses: &[(String, f64)]) -> Vec<String> {
             .iter()
             .skip(1)
             .map(|(name, value)| (name.as_str(), value.abs() / primary))
-            .filter(|(_, ratio)| ratio.is_finite() && *ratio > 0.0)
     };
     let large: Vec<(&str, f64)> = ratios().filter(|(_, r)| far_above(*r)).collect();
     let small: Vec<(&str, f64)> = ratios().filter(|(_, r)| far_below(*r)).collect();

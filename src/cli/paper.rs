@@ -330,7 +330,6 @@ pub(super) fn export_command(root: &Path, args: ExportArgs) -> Result<()> {
 
 /// [`export_command`] for one session, its figures into `figures_out`.
 fn export_one(dir: &Path, args: &ExportArgs, figures_out: Option<PathBuf>) -> Result<()> {
-    let dir = dir.to_path_buf();
     let figures: Vec<crate::plot::Format> = args
         .format
         .iter()
@@ -349,7 +348,7 @@ fn export_one(dir: &Path, args: &ExportArgs, figures_out: Option<PathBuf>) -> Re
     {
         bail!("--at and --best pick the checkpoint of the model export: add --format model");
     }
-    export_data(&dir, &args.format, args.out.as_deref(), pick)?;
+    export_data(dir, &args.format, args.out.as_deref(), pick)?;
     if !figures.is_empty() {
         let opts = crate::plot::ExportOptions {
             formats: figures,
@@ -362,7 +361,7 @@ fn export_one(dir: &Path, args: &ExportArgs, figures_out: Option<PathBuf>) -> Re
             },
             ema: args.ema,
         };
-        println!("{}", export(&dir, &opts)?);
+        println!("{}", export(dir, &opts)?);
     }
     Ok(())
 }

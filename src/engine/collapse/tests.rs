@@ -55,7 +55,8 @@ fn a_negative_primary_whose_loss_falls_is_carried_not_collapsed() {
         carried.from > carried.to && carried.to < 0.9 * carried.from,
         "{carried:?}"
     );
-    // The suite's restores after a negative primary: its loss +5%, or flat.
+    // The suite's restores after a negative primary: its loss +5%, or flat
+    // (`scripts/collapse_restores.py`).
     for to in [4.7 * 1.05, 4.7, 4.7 * 0.95] {
         assert!(
             matches!(
