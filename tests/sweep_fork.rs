@@ -54,7 +54,7 @@ fn members(root: &Path, group: &str) -> Vec<(PathBuf, SessionMeta)> {
 }
 
 #[test]
-fn a_sweep_killed_mid_way_resumes_to_four_finished_sessions_in_one_group() {
+fn a_sweep_killed_mid_way_resumes_to_four_finished_sessions_then_grows_by_a_seed() {
     let tmp = tempfile::tempdir().unwrap();
     let root = tmp.path().join("sessions");
     let _reaper = Reaper(root.clone());
@@ -174,6 +174,48 @@ fn a_sweep_killed_mid_way_resumes_to_four_finished_sessions_in_one_group() {
     assert!(
         victim_log.contains("resumed from checkpoint"),
         "the killed member was resumed, not restarted"
+    );
+
+    // One more seed: each combination runs again at it, nothing else reruns.
+    let out = run_with_limit(
+        meltr(&root).args(["sweep", "resume", "abl", "--seeds", "2", "--parallel", "2"]),
+        WAIT,
+    );
+    let said = text(&out);
+    assert!(out.status.success(), "{said}");
+    assert!(
+        said.contains("2 members added (seed 2 for each of 2 combinations); 6 in all")
+            && said.contains("all 6 sessions finished"),
+        "{said}"
+    );
+    let mut seeds: Vec<(String, u64)> = members(&root, "abl")
+        .iter()
+        .map(|(dir, _)| {
+            let config = meltr_tui::config::Config::load(&dir.join("config.toml")).unwrap();
+            assert_eq!(config.train.steps, 300, "the sweep's --steps holds");
+            (config.combiner.kind.to_string(), config.workload.seed)
+        })
+        .collect();
+    seeds.sort();
+    assert_eq!(
+        seeds,
+        [0, 1, 2]
+            .into_iter()
+            .flat_map(|s| [("meltr", s), ("sum", s)])
+            .map(|(k, s)| (k.to_string(), s))
+            .collect::<std::collections::BTreeSet<_>>()
+            .into_iter()
+            .collect::<Vec<_>>()
+    );
+    let again = run_with_limit(
+        meltr(&root).args(["sweep", "resume", "abl", "--seeds", "1"]),
+        WAIT,
+    );
+    assert!(
+        !again.status.success()
+            && text(&again).contains("already runs seed 1 (its seeds: 0, 1, 2)"),
+        "{}",
+        text(&again)
     );
 }
 

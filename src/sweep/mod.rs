@@ -20,7 +20,10 @@
 //! data and files; starting runners is the CLI's (`cli::sweep`).
 
 mod repeats;
+mod seeds;
 pub mod slurm;
+
+pub use seeds::{AddedMember, SEED_KEY};
 
 use crate::config::{Config, Override};
 use crate::session::{self, SessionMeta, Status};

@@ -204,7 +204,7 @@ fn summary(root: &Path, plan: &Plan) -> Result<()> {
 }
 
 /// Fails while another process drives the sweep.
-fn refuse_a_second_driver(root: &Path, plan: &Plan) -> Result<()> {
+pub(super) fn refuse_a_second_driver(root: &Path, plan: &Plan) -> Result<()> {
     let pid_file = sweep::folder(root, &plan.group).join("driver.pid");
     if let Some(pid) = driver_pid(&pid_file) {
         bail!(

@@ -67,6 +67,10 @@ enum SweepAction {
         /// Default: the sweep's own.
         #[arg(long, value_parser = at_least_one)]
         parallel: Option<usize>,
+        /// Add these seeds (comma-separated): every combination of the other
+        /// keys runs again at each, as new members after the existing ones.
+        #[arg(long, value_delimiter = ',', value_name = "S1,S2")]
+        seeds: Vec<u64>,
         /// Submit what is left to SLURM instead.
         #[arg(long)]
         slurm: bool,
@@ -102,11 +106,15 @@ pub(super) fn sweep(root: &Path, args: SweepArgs) -> Result<()> {
         Some(SweepAction::Resume {
             group,
             parallel,
+            seeds,
             slurm,
             detach,
             sbatch,
         }) => {
-            let plan = Plan::read(root, &group)?;
+            let mut plan = Plan::read(root, &group)?;
+            if !seeds.is_empty() {
+                add_seeds(root, &mut plan, &seeds)?;
+            }
             if slurm {
                 return submit(root, plan, parallel.unwrap_or(0), &sbatch, false, true);
             }
@@ -205,6 +213,46 @@ fn create(root: &Path, args: SweepArgs) -> Result<()> {
     }
     drive(root, &plan, plan.parallel)
 }
+/// `sweep resume --seeds`: writes the new members' configs (each an
+/// existing member's, seed changed, comments kept), then the plan, which
+/// makes them members. Refused while a local driver runs: it would not
+/// start them, and a second driver is refused anyway.
+fn add_seeds(root: &Path, plan: &mut Plan, seeds: &[u64]) -> Result<()> {
+    drive::refuse_a_second_driver(root, plan)?;
+    let group = plan.group.clone();
+    let config_of = |index: usize| -> Result<(Config, String)> {
+        let path = sweep::member_config(root, &group, index);
+        Ok((load_config(&path)?, super::config_file::config_text(&path)))
+    };
+    let (first, _) = config_of(0)?;
+    let added = plan.add_seeds(seeds, first.workload.seed)?;
+    for new in &added {
+        let (template, text) = config_of(new.template)?;
+        let config = template
+            .with_overrides(&[crate::config::Override {
+                key: sweep::SEED_KEY.into(),
+                value: new.seed.to_string(),
+            }])
+            .map_err(anyhow::Error::new)?;
+        session::atomic_write(
+            &sweep::member_config(root, &plan.group, new.member.index),
+            crate::config::edit::keep_comments(&config.to_toml_string(), &text).as_bytes(),
+        )?;
+    }
+    plan.write(root)?;
+    let combinations = added.len() / seeds.len();
+    println!(
+        "sweep `{}`: {} members added (seed{} {} for each of {combinations} combination{}); {} in all",
+        plan.group,
+        added.len(),
+        if seeds.len() == 1 { "" } else { "s" },
+        seeds.iter().map(u64::to_string).collect::<Vec<_>>().join(", "),
+        if combinations == 1 { "" } else { "s" },
+        plan.members.len()
+    );
+    Ok(())
+}
+
 /// `--parallel`: a count of at least one (0 silently meant 1).
 fn at_least_one(text: &str) -> std::result::Result<usize, String> {
     match text.parse::<usize>() {
