@@ -419,10 +419,20 @@ fn ls_names_an_unknown_key_instead_of_listing_nothing() {
 #[test]
 fn table_reports_mean_and_std_per_group_from_the_sessions_own_numbers() {
     let dirs = dirs();
-    for best in [false, true] {
+    // Evals every 20 steps: --at-step 40 reads the runs' second of three.
+    for (best, at_step) in [
+        (false, None),
+        (true, None),
+        (false, Some(40)),
+        (true, Some(40)),
+    ] {
         let mut args = vec!["table", "--group", GROUP, "--format", "csv"];
         if best {
             args.push("--best");
+        }
+        let at = at_step.map(|s: u64| s.to_string());
+        if let Some(at) = &at {
+            args.extend(["--at-step", at]);
         }
         let (header, rows) = parse_csv(&ok(&args));
         assert_eq!(header[..2], ["combiner.kind", "n"], "{header:?}");
@@ -434,7 +444,9 @@ fn table_reports_mean_and_std_per_group_from_the_sessions_own_numbers() {
             let values: Vec<f64> = [0, 1]
                 .iter()
                 .map(|seed| {
-                    let evals = evals(&dirs[&format!("{kind}-s{seed}")]);
+                    let mut evals = evals(&dirs[&format!("{kind}-s{seed}")]);
+                    evals.retain(|(step, _)| at_step.is_none_or(|at| *step <= at));
+                    assert_eq!(evals.len(), if at_step.is_some() { 2 } else { 3 });
                     let metric = |e: &(u64, BTreeMap<String, f64>)| e.1["primary_mse"];
                     if best {
                         evals.iter().map(metric).fold(f64::INFINITY, f64::min)
@@ -457,6 +469,23 @@ fn table_reports_mean_and_std_per_group_from_the_sessions_own_numbers() {
             assert!(same(got("primary_mse_max"), values[0].max(values[1])));
         }
     }
+    // A step between evals reads each run's last eval before it, and says
+    // so; a step no run reached is refused, naming the runs.
+    let md = ok(&["table", "--group", GROUP, "--at-step", "50"]);
+    assert!(
+        md.contains("each run's last eval up to step 50")
+            && md.contains("--at-step 50: no eval at that step in ")
+            && md.contains("(step 40)"),
+        "{md}"
+    );
+    let out = meltr(&["table", "--group", GROUP, "--at-step", "61"]);
+    assert!(
+        !out.status.success()
+            && text(&out).contains("--at-step 61: sessions have not reached it: ")
+            && text(&out).contains("(at step 60)"),
+        "{}",
+        text(&out)
+    );
     // --group-by regroups: by seed, each group holds meltr and sum.
     let (header, rows) = parse_csv(&ok(&[
         "table",

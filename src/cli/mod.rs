@@ -209,6 +209,12 @@ pub enum Cmd {
         /// Each session's eval with its best primary metric, not its last.
         #[arg(long)]
         best: bool,
+        /// Each session as it stood at this step: its eval there (or its
+        /// last before it, said in a note), its best eval up to it
+        /// (--best), its weights, shares and losses of the steps before
+        /// it. A session that has not reached it is an error.
+        #[arg(long, value_name = "STEP")]
+        at_step: Option<u64>,
         #[arg(long, value_enum, default_value = "md")]
         format: crate::runs::table::TableFormat,
         /// Eval metrics to show (repeatable; default: all, primary first;
@@ -486,6 +492,7 @@ pub fn dispatch(cli: Cli) -> Result<()> {
             select,
             group_by,
             best,
+            at_step,
             format,
             metrics,
             digits,
@@ -495,6 +502,7 @@ pub fn dispatch(cli: Cli) -> Result<()> {
             let opts = crate::runs::table::TableOptions {
                 format,
                 best,
+                at_step,
                 metrics,
                 digits,
             };

@@ -45,13 +45,20 @@ pub(super) fn table(
     opts: &crate::runs::table::TableOptions,
     output: Option<&Path>,
 ) -> Result<()> {
-    let runs = select(root, sessions, filter)?;
+    let mut runs = select(root, sessions, filter)?;
+    let mut at_step_note = None;
+    if let Some(step) = opts.at_step {
+        (runs, at_step_note) = runs_at_step(&runs, step)?;
+    }
     let mut groups = groups::gather(&runs, &group_by(keys))?;
     rename_values(&mut groups, renames)?;
     let mut text = crate::runs::table::render(&groups, opts)?;
     // The caveats go with the table (into the file too), as comments where
     // the format has them; CSV stays data only.
-    let notes = groups::caveats(&groups);
+    let mut notes = groups::caveats(&groups);
+    if !opts.best {
+        notes.extend(at_step_note);
+    }
     match opts.format {
         TableFormat::Md if !notes.is_empty() => {
             let list: Vec<String> = notes.iter().map(|n| format!("- {n}")).collect();
@@ -69,6 +76,44 @@ pub(super) fn table(
         eprintln!("wrote {}", path.display());
     }
     Ok(())
+}
+
+/// `table --at-step STEP`: each run as it stood at `step`, and a note
+/// naming the runs with no eval at that step (their last before it is
+/// read). A run that has not reached the step is an error.
+fn runs_at_step(runs: &[Run], step: u64) -> Result<(Vec<Run>, Option<String>)> {
+    let short: Vec<String> = runs
+        .iter()
+        .filter(|r| r.step < step)
+        .map(|r| format!("{} (at step {})", r.meta.id, r.step))
+        .collect();
+    if !short.is_empty() {
+        bail!(
+            "--at-step {step}: {} not reached it: {}; pick an earlier step, or leave {} out",
+            if short.len() == 1 {
+                "a session has"
+            } else {
+                "sessions have"
+            },
+            short.join(", "),
+            if short.len() == 1 { "it" } else { "them" }
+        );
+    }
+    let runs: Vec<Run> = runs.iter().map(|r| r.at_step(step)).collect();
+    let elsewhere: Vec<String> = runs
+        .iter()
+        .filter_map(|r| match &r.final_eval {
+            Some((at, _)) if *at != step => Some(format!("{} (step {at})", r.meta.id)),
+            _ => None,
+        })
+        .collect();
+    let note = (!elsewhere.is_empty()).then(|| {
+        format!(
+            "--at-step {step}: no eval at that step in {}: their last eval before it is read",
+            elsewhere.join(", ")
+        )
+    });
+    Ok((runs, note))
 }
 
 /// `table --label KEY=VALUE=TEXT`: VALUE reads TEXT in KEY's column (a

@@ -94,6 +94,18 @@ impl Run {
 
     /// The run of the session in `dir` whose `session.json` is `meta`.
     pub fn from_meta(dir: &Path, meta: SessionMeta) -> Run {
+        Run::up_to(dir, meta, None)
+    }
+
+    /// This run as it stood at `step` (`table --at-step`): its log read up
+    /// to that step, so its last eval, best eval, final means, restores and
+    /// edits are those of the steps up to it.
+    pub fn at_step(&self, step: u64) -> Run {
+        Run::up_to(&self.dir, self.meta.clone(), Some(step))
+    }
+
+    /// The run from the lines of its log up to `last_step` (all: `None`).
+    fn up_to(dir: &Path, meta: SessionMeta, last_step: Option<u64>) -> Run {
         let Logged {
             step,
             evals,
@@ -108,7 +120,7 @@ impl Run {
             shares,
             losses,
             unreadable,
-        } = logged(dir, &meta);
+        } = logged(dir, &meta, last_step);
         let better = |a: f64, b: f64| {
             if meta.higher_is_better {
                 a > b
@@ -286,10 +298,11 @@ fn fork_line(message: &str) -> Option<(String, u64, Vec<String>)> {
 /// The session's eval lines in log order (empty when its log does not
 /// read).
 pub fn evals_of(dir: &Path, meta: &SessionMeta) -> Vec<Eval> {
-    logged(dir, meta).evals
+    logged(dir, meta, None).evals
 }
 
-fn logged(dir: &Path, meta: &SessionMeta) -> Logged {
+/// What the log says up to `last_step` (all of it: `None`).
+fn logged(dir: &Path, meta: &SessionMeta, last_step: Option<u64>) -> Logged {
     let path = SessionDir::new(dir).metrics();
     let read = match session::log::read_metrics(&path) {
         Ok(read) => read,
@@ -300,14 +313,19 @@ fn logged(dir: &Path, meta: &SessionMeta) -> Logged {
             }
         }
     };
+    let lines: Vec<_> = read
+        .lines
+        .into_iter()
+        .filter(|l| last_step.is_none_or(|last| l.step <= last))
+        .collect();
     let mut out = Logged {
-        step: read.lines.last().map_or(0, |l| l.step),
+        step: lines.last().map_or(0, |l| l.step),
         ..Logged::default()
     };
     // Config lines at the fork step after this run's own fork line are its
     // changes at the fork; those before it were its parent's.
     let mut own_fork_seen = false;
-    for line in read.lines {
+    for line in lines {
         match line.record {
             Record::Eval { metrics, losses } => out
                 .evals

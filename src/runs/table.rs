@@ -28,6 +28,9 @@ pub struct TableOptions {
     pub format: TableFormat,
     /// Each run's eval with its best primary metric instead of its last.
     pub best: bool,
+    /// The step the runs were read up to (`--at-step`; the table's
+    /// sources say it), when not their ends.
+    pub at_step: Option<u64>,
     /// Eval metrics to show (empty: all, the primary first).
     pub metrics: Vec<String>,
     /// Decimals (default: per cell, two significant digits of its std).
@@ -305,18 +308,26 @@ pub fn render(groups: &[Group], opts: &TableOptions) -> Result<String> {
     let per_loss = |n: &String| PER_LOSS.iter().any(|(prefix, _, _)| n.starts_with(prefix));
     let mut sources = Vec::new();
     if !names.iter().all(per_loss) {
-        sources.push(if opts.best {
+        let up_to = opts
+            .at_step
+            .map_or(String::new(), |step| format!(" up to step {step}"));
+        sources.push(match (opts.best, opts.at_step) {
             // Every eval column is read at that eval (walkthrough N took its
             // recall@5 for each run's best recall@5).
-            format!("each run's eval with the best {primary}, every eval column read at it")
-        } else {
-            "final eval".to_string()
+            (true, _) => format!(
+                "each run's eval with the best {primary}{up_to}, every eval column read at it"
+            ),
+            (false, Some(step)) => format!("each run's last eval up to step {step}"),
+            (false, None) => "final eval".to_string(),
         });
     }
+    let steps = opts.at_step.map_or("steps".to_string(), |step| {
+        format!("steps up to step {step}")
+    });
     for (prefix, _, meaning) in PER_LOSS {
         if names.iter().any(|n| n.starts_with(prefix)) {
             sources.push(format!(
-                "{prefix}<loss>: {meaning}, mean of each run's values logged in its last {:.0}% of steps (the last {FINAL_WEIGHT_LINES} at most)",
+                "{prefix}<loss>: {meaning}, mean of each run's values logged in its last {:.0}% of {steps} (the last {FINAL_WEIGHT_LINES} at most)",
                 FINAL_WEIGHT_SPAN * 100.0
             ));
         }

@@ -8,6 +8,7 @@ fn markdown(groups: &[Group]) -> String {
         format: TableFormat::Md,
         best: false,
         metrics: Vec::new(),
+        at_step: None,
         digits: None,
     };
     render(groups, &options).unwrap()
@@ -175,6 +176,7 @@ fn validation_losses_are_columns_when_asked_for() {
         format: TableFormat::Md,
         best: false,
         metrics: vec!["eval_loss/cls".into()],
+        at_step: None,
         digits: None,
     };
     let text = render(&groups, &options).unwrap();
@@ -217,6 +219,7 @@ fn final_weights_are_columns_when_asked_for() {
             "weight/harmful".into(),
             "share/harmful".into(),
         ],
+        at_step: None,
         digits: Some(2),
     };
     let text = render(&groups, &options).unwrap();
@@ -346,6 +349,7 @@ fn runs_of_different_workloads_are_said_to_be_so() {
             format: TableFormat::Md,
             best: false,
             metrics: Vec::new(),
+            at_step: None,
             digits: None,
         },
     )
@@ -361,6 +365,7 @@ fn runs_of_different_workloads_are_said_to_be_so() {
         format: TableFormat::Md,
         best: false,
         metrics: vec!["shared".into()],
+        at_step: None,
         digits: None,
     };
     assert!(render(&groups, &named).unwrap().contains("shared"));
