@@ -55,6 +55,57 @@ pub(super) fn fitted(text: &str, room: f64, em: f64, m: &Metrics) -> String {
     "…".to_string()
 }
 
+/// `text` fitted in `room` keeping what tells it from `others` (labels
+/// whose shortened forms came out the same): the part after their common
+/// beginning stays, and the beginning is cut in the middle (`kind=meltr,
+/// meta_lr=0.001→…→0.01@400`). A walkthrough's many-times-edited runs had
+/// legends that all read alike once cut at the end.
+fn fitted_apart(text: &str, others: &[&str], room: f64, em: f64, m: &Metrics) -> String {
+    let chars: Vec<char> = text.chars().collect();
+    let common = others
+        .iter()
+        .map(|o| {
+            chars
+                .iter()
+                .zip(o.chars())
+                .take_while(|(a, b)| **a == *b)
+                .count()
+        })
+        .min()
+        .unwrap_or(0);
+    // The kept tail starts where the setting the texts part in starts (so
+    // it reads whole), else at that setting's value, else at its last edit,
+    // else where they part.
+    let after_last = |separators: &[char]| {
+        chars[..common]
+            .iter()
+            .rposition(|c| separators.contains(c))
+            .map_or(0, |at| at + 1)
+    };
+    let starts = [
+        after_last(&[' ', ',']),
+        after_last(&[' ', ',', '=']),
+        after_last(&[' ', ',', '=', '→']),
+        common,
+    ];
+    for tail_from in starts {
+        let tail: String = chars[tail_from..].iter().collect();
+        for head_len in (0..tail_from).rev() {
+            let head: String = chars[..head_len].iter().collect();
+            let cut = format!("{}…{tail}", head.trim_end());
+            if m.width(&cut, em) <= room {
+                return cut;
+            }
+        }
+    }
+    fitted(
+        &format!("…{}", chars[common..].iter().collect::<String>()),
+        room,
+        em,
+        m,
+    )
+}
+
 /// The labelled lines of a chart and their measured sizes.
 pub struct Legend<'a> {
     entries: Vec<&'a Line>,
@@ -75,10 +126,25 @@ impl<'a> Legend<'a> {
         // Room for a label: the figure's width less the margins, the
         // handle and its padding (see `above`).
         let room = t.width_in * 72.0 - 2.0 * em - 2.8 * em;
-        let labels: Vec<String> = entries
+        let texts: Vec<&str> = entries
             .iter()
-            .map(|l| fitted(l.label.as_deref().unwrap_or(""), room, em, m))
+            .map(|l| l.label.as_deref().unwrap_or(""))
             .collect();
+        let mut labels: Vec<String> = texts.iter().map(|t| fitted(t, room, em, m)).collect();
+        // Labels that differ only past the cut are cut in the middle instead.
+        let cut_alike: Vec<Vec<&str>> = (0..texts.len())
+            .map(|i| {
+                (0..texts.len())
+                    .filter(|&j| j != i && labels[j] == labels[i] && texts[j] != texts[i])
+                    .map(|j| texts[j])
+                    .collect()
+            })
+            .collect();
+        for (i, others) in cut_alike.iter().enumerate() {
+            if !others.is_empty() {
+                labels[i] = fitted_apart(texts[i], others, room, em, m);
+            }
+        }
         let text_w = labels.iter().map(|l| m.width(l, em)).collect();
         Some(Legend {
             entries,
@@ -309,6 +375,30 @@ mod tests {
             panic!("above gives rows")
         };
         assert_eq!(rows.len(), labels.len(), "one column when nothing fits");
+    }
+
+    /// Runs edited many times had legends alike up to the cut; they keep
+    /// the part that tells them apart and are cut in the middle.
+    #[test]
+    fn labels_alike_up_to_the_cut_keep_what_differs() {
+        let theme = crate::plot::Style::Paper.theme();
+        let m = Metrics::get();
+        let stem = "kind=meltr, meltr.meta_lr=0.001→0.002@100→0.003@200→0.004@300→0.005@400, meltr.gamma=0.1→0.2@150";
+        let a = format!("{stem}, aid.iterations=0");
+        let b = format!("{stem}, aid.iterations=3");
+        let lines = lines(&[&a, &b, "sum"]);
+        let legend = Legend::new(&lines, &theme, m).unwrap();
+        assert_ne!(legend.labels[0], legend.labels[1], "{:?}", legend.labels);
+        assert!(
+            legend.labels[0].ends_with("aid.iterations=0")
+                && legend.labels[1].ends_with("aid.iterations=3"),
+            "{:?}",
+            legend.labels
+        );
+        assert!(legend.labels[0].starts_with("kind=meltr") && legend.labels[0].contains('…'));
+        assert_eq!(legend.labels[2], "sum");
+        let width = theme.width_in * 72.0 - 2.0 * theme.tick_pt;
+        assert!(legend.entry_w(0) <= width && legend.entry_w(1) <= width);
     }
 
     /// A label wider than the figure ran off its right edge (eight
