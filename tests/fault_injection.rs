@@ -132,6 +132,12 @@ fn nan_partial_and_refused_edits_torn_line_truncated_checkpoint_and_two_kill_9s(
             .map(|(rows, _)| rows.split(", ").map(|r| r.parse::<i64>().unwrap()))
             .unwrap_or_else(|| panic!("no rows in {message:?}"));
         assert!(rows.collect::<Vec<_>>().contains(&63), "{message}");
+        // Row 63's data is finite: the model made the NaN, and it says so.
+        assert!(
+            message
+                .contains("no row of it holds NaN or inf in workload.train, so the model made it"),
+            "{message}"
+        );
     }
 
     // A partial live config changes the one key it names.

@@ -744,6 +744,58 @@ fn flag_config(dir: &Path, name: &str, model: &str, train: &Path, val: &Path) ->
     path
 }
 
+/// `check` said "ok" for a model whose primary loss was NaN on the first
+/// batch (a mean over no labelled rows), and a run failed at step 50; a
+/// loss NaN on some batches only is found with `--batches` (walkthrough O).
+#[test]
+fn check_fails_on_losses_that_are_not_finite_on_the_batches_it_scans() {
+    let tmp = tempfile::tempdir().unwrap();
+    let val = flag_data(&tmp.path().join("val.safetensors"), 32, 4, &[]);
+    let check = |name: &str, flagged: &[i64], extra: &[&str]| {
+        let train = flag_data(
+            &tmp.path().join(format!("{name}.safetensors")),
+            64,
+            4,
+            flagged,
+        );
+        let cfg = flag_config(tmp.path(), name, "nan_on_flag.pt", &train, &val);
+        let out = bin()
+            .arg("check")
+            .arg("-c")
+            .arg(&cfg)
+            .args(extra)
+            .output()
+            .unwrap();
+        (out.status.success(), text(&out))
+    };
+    let every_row: Vec<i64> = (0..64).collect();
+    let (ok, said) = check("all", &every_row, &[]);
+    assert!(
+        !ok && said.contains("loss `primary` is not finite on the first training batch")
+            && said.contains("`check --batches N` scans more batches")
+            && !said.contains(": ok, a run would train"),
+        "{said}"
+    );
+    // Row 63 is in one batch of 8 per epoch (batch_size 8 of 64 rows).
+    let (ok, said) = check("one", &[63], &["--batches", "8"]);
+    let found = said
+        .split_once("is not finite on 1 of 8 training batches (step ")
+        .and_then(|(_, rest)| rest.split_once(')'))
+        .map(|(step, _)| step.parse::<u64>().unwrap());
+    assert!(!ok && found.is_some(), "{said}");
+    assert!(
+        said.contains("a run skips the update of every such step"),
+        "{said}"
+    );
+    let (first_only_ok, said) = check("one", &[63], &[]);
+    assert_eq!(first_only_ok, found != Some(1), "{said}");
+    let (ok, said) = check("clean", &[], &["--batches", "8"]);
+    assert!(
+        ok && said.contains("8 training batches scanned: every loss finite on each"),
+        "{said}"
+    );
+}
+
 /// Issue 19, item 13: a TorchScript error at run time said neither which
 /// batch nor which model file; val data were checked only at the first
 /// evaluation.

@@ -47,13 +47,19 @@ pub(super) fn doctor() -> Result<()> {
 pub(super) fn check(
     config_path: &std::path::Path,
     overrides: &[crate::config::Override],
+    batches: u64,
 ) -> Result<()> {
     let config = super::config_file::configured(config_path, None, overrides)?;
     let crate::engine::Checked {
         meta,
         said,
         first_losses,
-    } = super::config_file::in_file(crate::engine::check_builds(&config), config_path, overrides)?;
+        non_finite,
+    } = super::config_file::in_file(
+        crate::engine::check_scanning(&config, batches),
+        config_path,
+        overrides,
+    )?;
     let (primary, auxiliary) = meta.losses.split_first().expect("a primary loss");
     let goal = if meta.higher_is_better {
         "higher"
@@ -61,8 +67,9 @@ pub(super) fn check(
         "lower"
     };
     println!(
-        "{}: ok, a run would train the {} workload on {}",
+        "{}: {}a run would train the {} workload on {}",
         super::config_file::from_file(config_path, overrides),
+        if non_finite.is_empty() { "ok, " } else { "" },
         meta.workload,
         meta.device
     );
@@ -89,7 +96,53 @@ pub(super) fn check(
         };
         println!("{tag}: {message}");
     }
+    if batches > 1 {
+        println!(
+            "  batches        {batches} training batches scanned: {}",
+            if non_finite.is_empty() {
+                "every loss finite on each"
+            } else {
+                "not every loss finite (below)"
+            }
+        );
+    }
+    if !non_finite.is_empty() {
+        anyhow::bail!("{}", non_finite_words(&non_finite, batches));
+    }
     Ok(())
+}
+
+/// Why `check` fails on losses that are not finite on some batches.
+fn non_finite_words(non_finite: &[(String, Vec<u64>)], batches: u64) -> String {
+    let each: Vec<String> = non_finite
+        .iter()
+        .map(|(loss, steps)| {
+            let shown: Vec<String> = steps.iter().take(8).map(u64::to_string).collect();
+            let more = if steps.len() > 8 { ", …" } else { "" };
+            if batches == 1 {
+                format!("loss `{loss}` is not finite on the first training batch")
+            } else {
+                format!(
+                    "loss `{loss}` is not finite on {} of {batches} training batches (step{} {}{more})",
+                    steps.len(),
+                    if steps.len() == 1 { "" } else { "s" },
+                    shown.join(", ")
+                )
+            }
+        })
+        .collect();
+    format!(
+        "{}: a run skips the update of every such step, and fails after 50 in a row. \
+         Where the data is finite, the model makes it, often as a mean over an empty selection \
+         (cross_entropy with ignore_index on a batch whose labels are all ignored): \
+         guard it, e.g. return a zero loss when the batch selects nothing{}",
+        each.join("; "),
+        if batches == 1 {
+            "; `check --batches N` scans more batches"
+        } else {
+            ""
+        }
+    )
 }
 
 /// The first batch's losses, each auxiliary far from the primary's scale

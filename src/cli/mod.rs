@@ -300,6 +300,11 @@ pub enum Cmd {
         /// Set a config key (repeatable), as `run --set` does.
         #[arg(long = "set", value_name = "KEY=VALUE")]
         set: Vec<crate::config::Override>,
+        /// Check every loss is finite on the first N training batches
+        /// (forwards only), not only the first: a loss that is NaN on some
+        /// batches (a mean over no labelled rows) fails the check.
+        #[arg(long, default_value_t = 1, value_name = "N")]
+        batches: u64,
     },
     /// Time inner and meta steps (primary, sum, meltr; exact AID at J = 0,
     /// factorized at J = 0, 1, 3), peak memory, phases and throughput; prints ratios.
@@ -538,7 +543,11 @@ pub fn dispatch(cli: Cli) -> Result<()> {
             paper::compare(&root, &sessions, &select.filter(), &output, &what)
         }
         Some(Cmd::Doctor) => doctor::doctor(),
-        Some(Cmd::Check { config, set }) => doctor::check(&config, &set),
+        Some(Cmd::Check {
+            config,
+            set,
+            batches,
+        }) => doctor::check(&config, &set, batches),
         Some(Cmd::Bench {
             device,
             steps,

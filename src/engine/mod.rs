@@ -65,6 +65,9 @@ pub struct Checked {
     pub said: Vec<(crate::session::metrics::Level, String)>,
     /// The first training batch's losses by name.
     pub first_losses: Vec<(String, f64)>,
+    /// The losses not finite on some of the training batches scanned, with
+    /// those batches' steps.
+    pub non_finite: Vec<(String, Vec<u64>)>,
 }
 
 /// Builds the run `config` asks for in a scratch session folder, as `run`
@@ -76,6 +79,12 @@ pub struct Checked {
 /// warnings, as a run's first events), and the first training batch's
 /// losses.
 pub fn check_builds(config: &crate::config::Config) -> Result<Checked> {
+    check_scanning(config, 1)
+}
+
+/// [`check_builds`], the losses checked finite on the first `batches`
+/// training batches.
+pub fn check_scanning(config: &crate::config::Config, batches: u64) -> Result<Checked> {
     preflight(config)?;
     let scratch = std::env::temp_dir().join(format!("meltr-tui-check-{}", std::process::id()));
     std::fs::create_dir_all(&scratch)
@@ -85,6 +94,7 @@ pub fn check_builds(config: &crate::config::Config) -> Result<Checked> {
     let built = trainer::Trainer::new(&scratch, config.clone(), false, events).and_then(
         |(trainer, meta)| {
             let first_losses = trainer.first_batch_values()?;
+            let non_finite = trainer.non_finite_batches(batches)?;
             drop(trainer);
             let log = crate::session::SessionDir::new(&scratch).metrics();
             let said = crate::session::log::read_metrics(&log)
@@ -102,6 +112,7 @@ pub fn check_builds(config: &crate::config::Config) -> Result<Checked> {
                 meta,
                 said,
                 first_losses,
+                non_finite,
             })
         },
     );

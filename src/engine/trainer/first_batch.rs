@@ -31,6 +31,42 @@ impl Trainer {
         Ok(self.loss_names.iter().cloned().zip(values).collect())
     }
 
+    /// The losses that are not finite on training batches 1..=`batches`
+    /// (forwards only, buffers put back): each loss with the steps where
+    /// it is not, in order (`check --batches`; walkthrough O's model gave
+    /// NaN on batches without a labelled row, and `check` said "ok").
+    pub fn non_finite_batches(&self, batches: u64) -> Result<Vec<(String, Vec<u64>)>> {
+        let _draws = crate::nn::rng::global_draws();
+        let mut found: Vec<(String, Vec<u64>)> = self
+            .loss_names
+            .iter()
+            .map(|n| (n.clone(), Vec::new()))
+            .collect();
+        for step in 1..=batches {
+            tch::manual_seed(forward_seed(
+                self.config.workload.seed,
+                step,
+                Forward::Inner,
+            ));
+            let values = tch::no_grad(|| -> Result<Vec<f64>> {
+                let batch = self.workload.train_batch(step)?;
+                let buffers = workload::SavedBuffers::take(self.workload.as_ref())?;
+                let losses = self.workload.losses(&batch)?;
+                buffers.restore(self.workload.as_ref())?;
+                let selected = workload::select(&losses, &self.loss_names)?;
+                Ok(Vec::<f64>::try_from(selected.to_kind(Kind::Double))?)
+            })
+            .with_context(|| format!("the forward of training batch {step}"))?;
+            for ((_, steps), value) in found.iter_mut().zip(values) {
+                if !value.is_finite() {
+                    steps.push(step);
+                }
+            }
+        }
+        found.retain(|(_, steps)| !steps.is_empty());
+        Ok(found)
+    }
+
     /// `meltr.val_source = "val"`: the meta step's validation forward (the
     /// model in training mode), tried once before training starts or
     /// resumes, on the batch a meta step at step 1 would draw, the buffers

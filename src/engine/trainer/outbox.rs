@@ -323,7 +323,13 @@ fn non_finite_listing(bad: &[(String, Vec<i64>)]) -> String {
         })
         .collect();
     match each.len() {
-        0 => String::new(),
+        // The data is clean, so the forward made it (walkthrough O's
+        // cross_entropy with ignore_index gave NaN on a batch whose labels
+        // were all ignored, and the warning left data and model alike).
+        0 => "; no row of it holds NaN or inf in workload.train, so the model made it \
+              (e.g. a mean over an empty selection: cross_entropy with ignore_index on a \
+              batch whose labels are all ignored)"
+            .to_string(),
         _ => format!(
             "; of those, NaN or inf in workload.train: {}",
             each.join("; ")
