@@ -762,7 +762,7 @@ fn attaching_to_a_run_whose_runner_was_killed_shows_it_crashed() {
         quote(bin),
         quote(&root)
     );
-    let tmux = Tmux::start(tmp.path(), &command);
+    let mut tmux = Tmux::start(tmp.path(), &command);
     let screen = wait_until("the TUI's header", WAIT, || {
         let screen = tmux.screen();
         screen.contains("killed").then_some(screen)
@@ -772,4 +772,29 @@ fn attaching_to_a_run_whose_runner_was_killed_shows_it_crashed() {
         "{screen}"
     );
     assert!(!tmux.screen().contains("● running"), "{}", tmux.screen());
+    let crashed_at = screen_step(&tmux.screen()).expect("the header's step");
+
+    // Resumed elsewhere while this viewer stays open: it attaches to the
+    // new runner by itself (walkthrough O's stayed on "crashed").
+    let out = Command::new(bin)
+        .arg("--sessions-dir")
+        .arg(&root)
+        .args(["resume", "killed", "--detach"])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // The new runner dies with the test, whatever happens (Tmux's drop).
+    tmux.runner_pid = Some(wait_until("the new runner", WAIT, || {
+        runner_pid(&dir).filter(|&pid| pid != runner)
+    }));
+    wait_until("the viewer to show the resumed run", WAIT, || {
+        let screen = tmux.screen();
+        (screen.contains("● running") && screen_step(&screen).is_some_and(|s| s > crashed_at))
+            .then_some(())
+    });
+    assert!(!tmux.screen().contains("crashed"), "{}", tmux.screen());
 }

@@ -421,6 +421,8 @@ fn attach_once(dir: &Path) -> Result<crate::tui::Exit> {
             "continue it with: {}",
             session::command_for(dir, "resume")
         );
+    } else if exit == crate::tui::Exit::Attach(dir.to_path_buf()) {
+        // Attaching again to a new runner of this session: nothing to say.
     } else if crate::runner::is_serving(dir) {
         let verb = match &exit {
             crate::tui::Exit::Attach(_) => "left",

@@ -144,6 +144,7 @@ pub fn run(
     let mut last_draw: Option<Instant> = None;
     let mut last_gpu: Option<Instant> = None;
     let mut sessions_reread = SessionsReread::default();
+    let mut new_runner = NewRunner::default();
     // What changed since the last frame: new data, or the user's input.
     let (mut data_dirty, mut input_dirty) = (true, false);
     loop {
@@ -163,6 +164,11 @@ pub fn run(
             }
         }
         data_dirty |= sessions_reread.poll(&mut app, ctx.sessions_root, now);
+        if new_runner.poll(&app, session.path(), now) {
+            // A new runner serves this session (it crashed or ended, and
+            // was resumed): attach again, to its live stream and history.
+            return Ok(Exit::Attach(session.path().to_path_buf()));
+        }
         let had_flash = app.flash.is_some();
         app.tick(now);
         data_dirty |= had_flash != app.flash.is_some();
@@ -204,6 +210,41 @@ pub fn run(
                 break;
             }
         }
+    }
+}
+
+/// Watches a session shown as ended (crashed, stopped, finished, failed)
+/// for a new runner: a viewer left open across a crash stayed on
+/// "crashed" after a `resume --detach` elsewhere, its sessions view calling
+/// the live run failed (walkthrough O).
+#[derive(Default)]
+struct NewRunner {
+    last: Option<Instant>,
+}
+
+/// How often an ended session's `session.json` is read for a new runner.
+const NEW_RUNNER_EVERY: Duration = Duration::from_secs(1);
+
+impl NewRunner {
+    /// True when a runner other than the one the TUI opened on runs the
+    /// session in `dir` and serves its socket.
+    fn poll(&mut self, app: &App, dir: &Path, now: Instant) -> bool {
+        if !app.status.is_terminal()
+            || self
+                .last
+                .is_some_and(|t| now.duration_since(t) < NEW_RUNNER_EVERY)
+        {
+            return false;
+        }
+        self.last = Some(now);
+        // session.json first (a file read); the socket only for a new pid
+        // (connecting is a client the runner greets).
+        SessionMeta::read(dir).is_ok_and(|disk| {
+            !disk.status.is_terminal()
+                && disk.pid != app.meta.pid
+                && crate::session::pid_alive(disk.pid)
+                && crate::runner::is_serving(dir)
+        })
     }
 }
 
