@@ -238,7 +238,14 @@ impl Trainer {
             }
             let primary = &self.config.workload.primary;
             if let Some(owner) = self.gradient_owner.observe(self.step, &shares, primary) {
-                let message = gradient_owner_event(&owner, primary, self.config.combiner.kind);
+                // Weights and losses now, primary's and owner's: whether
+                // MELTR's weights give it the gradient, or its scale does.
+                let at = self.loss_names.iter().position(|n| *n == owner.loss);
+                let now = at.map(|at| Standing {
+                    weights: (values[k], values[k + at]),
+                    losses: (values[0], values[at]),
+                });
+                let message = gradient_owner_event(&owner, primary, self.config.combiner.kind, now);
                 self.emit(Record::Event {
                     level: Level::Warn,
                     message,
@@ -338,15 +345,54 @@ fn auxiliary_climb_event(name: &str, rise: crate::engine::loss_rise::Rise, weigh
 
 /// What an auxiliary owning the combined gradient means (see
 /// `gradient_owner`).
+/// The primary's and a loss's effective weights and training losses at a
+/// logged step, in that order.
+struct Standing {
+    weights: (f64, f64),
+    losses: (f64, f64),
+}
+
 fn gradient_owner_event(
     owner: &crate::engine::gradient_owner::Owner,
     primary: &str,
     kind: CombinerKind,
+    now: Option<Standing>,
 ) -> String {
     const REMEDY: &str =
         "A loss on a far larger scale than the others does this; scale it down in the model, \
                           or give it a small fixed weight (combiner.kind = \"weights\")";
+    let readable = crate::numfmt::readable;
+    // MELTR's own weights can give an auxiliary the gradient, at any scale
+    // (walkthrough O: weight 1.95 against the primary's 0.32, its loss
+    // 0.19 against 0.003; the scale advice pointed the wrong way).
+    let weighed_up = now
+        .as_ref()
+        .filter(|s| s.weights.1.abs() >= s.weights.0.abs());
+    // A primary fit on its training rows has little gradient left: any
+    // weighted auxiliary then has most of it.
+    let fit = now.as_ref().filter(|s| s.losses.1.abs() >= 10.0 * s.losses.0.abs()).map_or(
+        String::new(),
+        |s| {
+            format!(
+                " The primary's training loss, {}, is far below this loss's {}: fit on its training rows, it \
+                 has little gradient left (with few labelled rows the model may have learnt them by heart; \
+                 compare its validation metric with an earlier evaluation's).",
+                readable(s.losses.0),
+                readable(s.losses.1)
+            )
+        },
+    );
     let why = match kind {
+        CombinerKind::Meltr if weighed_up.is_some() => {
+            let s = weighed_up.expect("matched");
+            format!(
+                "MELTR weighs it at {} against the primary's {}: its weight does it, and the model trains \
+                 away from its own task.{fit} Compare with a `sum` run; lower meltr.meta_lr, or raise \
+                 meltr.gamma (which holds MELTR's output near the sum of the losses)",
+                readable(s.weights.1),
+                readable(s.weights.0),
+            )
+        }
         CombinerKind::Meltr => format!(
             "MELTR reads the losses on a common scale (meltr.loss_scale), but each loss's gradient is its own: \
              its effective weight would have to fall far below the others'. {REMEDY}"
@@ -519,5 +565,54 @@ mod scale_tests {
         );
         assert!(under_sum.contains("most of the gradient"), "{under_sum}");
         assert_eq!(far_larger_under_sum(&names, &[1.0, 99.0, 50.0, 1.0]), None);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn owner() -> crate::engine::gradient_owner::Owner {
+        crate::engine::gradient_owner::Owner {
+            loss: "shuffled".into(),
+            share: 0.951,
+            primary_share: 0.02,
+            since: 2800,
+        }
+    }
+
+    /// Walkthrough O: MELTR's weight gave an auxiliary the gradient, and
+    /// the warning said to scale the loss down.
+    #[test]
+    fn a_gradient_owner_weighed_up_by_meltr_is_told_apart_from_one_too_large() {
+        let weighed = gradient_owner_event(
+            &owner(),
+            "cls",
+            CombinerKind::Meltr,
+            Some(Standing {
+                weights: (0.32, 1.95),
+                losses: (0.003, 0.19),
+            }),
+        );
+        assert!(
+            weighed.contains("MELTR weighs it at 1.95 against the primary's 0.32")
+                && weighed.contains("The primary's training loss, 0.003, is far below")
+                && !weighed.contains("scale it down"),
+            "{weighed}"
+        );
+        let scaled = gradient_owner_event(
+            &owner(),
+            "cls",
+            CombinerKind::Meltr,
+            Some(Standing {
+                weights: (1.5, 0.4),
+                losses: (1.2, 1.1),
+            }),
+        );
+        assert!(
+            scaled.contains("scale it down") && !scaled.contains("MELTR weighs it"),
+            "{scaled}"
+        );
+        assert!(!scaled.contains("training loss"), "{scaled}");
     }
 }
