@@ -224,7 +224,8 @@ pub enum Cmd {
         #[arg(long = "metric", value_name = "NAME")]
         metrics: Vec<String>,
         /// Decimals (default: each mean ± std to two significant digits of
-        /// its std; a single run at its column's coarsest, or four
+        /// its std, and at least two decimals (`69.67 ± 2.66`, `1.269 ±
+        /// 0.011`); a single run at its column's coarsest, or four
         /// significant digits of the largest mean when no row has a std).
         #[arg(long)]
         digits: Option<usize>,
