@@ -94,6 +94,32 @@ pub fn mantissa_exponent(v: f64, sig: usize) -> (String, i32) {
     (trim_zeros(format!("{mant:.decimals$}")), exp)
 }
 
+/// `name value` pairs, the names in `order` first (the losses as the
+/// config lists them, primary first), then any others by name.
+pub fn named_values(values: &std::collections::BTreeMap<String, f64>, order: &[String]) -> String {
+    let listed = order.iter().filter_map(|k| values.get_key_value(k));
+    let rest = values.iter().filter(|(k, _)| !order.contains(k));
+    listed
+        .chain(rest)
+        .map(|(k, v)| match k.contains(char::is_whitespace) {
+            // `reg mse 0.9` would read as two names.
+            true => format!("{k:?} {}", log_value(*v)),
+            false => format!("{k} {}", log_value(*v)),
+        })
+        .collect::<Vec<_>>()
+        .join("  ")
+}
+
+/// Four decimals, or four significant digits for a magnitude under 1e-3
+/// (a walkthrough's loss of 7e-4 printed as `0.0000` on every line).
+pub fn log_value(v: f64) -> String {
+    if v != 0.0 && v.abs() < 1e-3 {
+        format!("{v:.3e}")
+    } else {
+        format!("{v:.4}")
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -145,5 +171,46 @@ mod tests {
         assert_eq!(mantissa_exponent(0.000_999_9, 2), ("1".into(), -3));
         assert_eq!(mantissa_exponent(2.5e-5, 2), ("2.5".into(), -5));
         assert_eq!(mantissa_exponent(-3.0e7, 3), ("-3".into(), 7));
+    }
+
+    /// A walkthrough read `harmful 0.1  helpful 0.2  primary 0.3`: the
+    /// primary came last because the names were sorted.
+
+    /// A walkthrough read `harmful 0.1  helpful 0.2  primary 0.3`: the
+    /// primary came last because the names were sorted.
+    #[test]
+    fn named_values_print_primary_first_in_the_configs_order() {
+        let values = [
+            ("harmful", 0.5),
+            ("helpful", 0.25),
+            ("primary", 1.0),
+            ("zz", 2.0),
+        ]
+        .map(|(k, v)| (k.to_string(), v))
+        .into();
+        let order = ["primary", "helpful", "harmful"].map(String::from);
+        assert_eq!(
+            named_values(&values, &order),
+            "primary 1.0000  helpful 0.2500  harmful 0.5000  zz 2.0000"
+        );
+        assert_eq!(
+            named_values(&values, &[]),
+            "harmful 0.5000  helpful 0.2500  primary 1.0000  zz 2.0000"
+        );
+        // A name with a space is quoted (a walkthrough's `reg mse`).
+        let spaced = [("reg mse".to_string(), 0.5)].into();
+        assert_eq!(named_values(&spaced, &[]), "\"reg mse\" 0.5000");
+        let small = [
+            ("tiny", 7.259e-4),
+            ("w", -4e-4),
+            ("zero", 0.0),
+            ("nan", f64::NAN),
+        ]
+        .map(|(k, v)| (k.to_string(), v))
+        .into();
+        assert_eq!(
+            named_values(&small, &["tiny".to_string()]),
+            "tiny 7.259e-4  nan NaN  w -4.000e-4  zero 0.0000"
+        );
     }
 }

@@ -461,7 +461,7 @@ fn a_full_disk_pauses_training_and_corrupts_nothing() {
 fn a_partial_live_config_changes_only_the_keys_it_names() {
     let tmp = tempfile::tempdir().unwrap();
     let root = tmp.path().join("sessions");
-    let config = write_config(tmp.path(), 20_000, "lr = 0.005\n");
+    let config = write_config(tmp.path(), 20_000, "lr = 0.005\neval_every = 10");
     let dir = detach(&root, &config, "partial");
     let _reaper = Reaper(dir.clone());
     let pid = SessionMeta::read(&dir).unwrap().pid;
@@ -498,6 +498,13 @@ fn a_partial_live_config_changes_only_the_keys_it_names() {
     assert!(after.contains("primary metric:"), "{output}");
     assert!(!before.contains("primary metric:"), "{output}");
     assert!(output.contains("aid.iterations: 0 -> 1"), "{output}");
+    // Its evaluations too, to follow with `tail -f` (walkthrough O).
+    assert!(
+        after
+            .lines()
+            .any(|l| l.starts_with("eval     10  ") && l.contains("primary_mse ")),
+        "{output}"
+    );
     assert!(
         output.contains("config error at step") && output.contains("speed"),
         "{output}"

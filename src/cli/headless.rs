@@ -172,8 +172,8 @@ fn best_before_the_end(dir: &Path) -> Option<String> {
         format!(
             "the best evaluation was not the last: {metric} {} at step {best_step}{fork_point}, {} at step {final_step} \
              (export --format model --best takes the best kept checkpoint; table --best reports best evaluations)",
-            fmt_value(best),
-            fmt_value(last)
+            crate::numfmt::log_value(best),
+            crate::numfmt::log_value(last)
         )
     })
 }
@@ -208,32 +208,6 @@ fn answer_signals_while_building(
     }
 }
 
-/// `name value` pairs, the names in `order` first (the losses as the
-/// config lists them, primary first), then any others by name.
-pub(super) fn fmt_named(values: &session::metrics::Named, order: &[String]) -> String {
-    let listed = order.iter().filter_map(|k| values.get_key_value(k));
-    let rest = values.iter().filter(|(k, _)| !order.contains(k));
-    listed
-        .chain(rest)
-        .map(|(k, v)| match k.contains(char::is_whitespace) {
-            // `reg mse 0.9` would read as two names.
-            true => format!("{k:?} {}", fmt_value(*v)),
-            false => format!("{k} {}", fmt_value(*v)),
-        })
-        .collect::<Vec<_>>()
-        .join("  ")
-}
-
-/// Four decimals, or four significant digits for a magnitude under 1e-3
-/// (a walkthrough's loss of 7e-4 printed as `0.0000` on every line).
-fn fmt_value(v: f64) -> String {
-    if v != 0.0 && v.abs() < 1e-3 {
-        format!("{v:.3e}")
-    } else {
-        format!("{v:.4}")
-    }
-}
-
 /// Prints a metrics line for the terminal; the losses in `order`.
 pub(super) fn print_line(line: &session::metrics::MetricLine, order: &[String]) {
     match &line.record {
@@ -246,12 +220,12 @@ pub(super) fn print_line(line: &session::metrics::MetricLine, order: &[String]) 
             say!(
                 "step {:>6}  {}  combined {}  | w: {}",
                 line.step,
-                fmt_named(losses, order),
-                fmt_value(*total),
-                fmt_named(weights, order)
+                crate::numfmt::named_values(losses, order),
+                crate::numfmt::log_value(*total),
+                crate::numfmt::named_values(weights, order)
             )
         }
-        Record::Eval { metrics, .. } => say!("eval {:>6}  {}", line.step, fmt_named(metrics, &[])),
+        Record::Eval { .. } => say!("{}", line.eval_words().expect("an eval line")),
         Record::Config { .. } | Record::Event { .. } => {
             for (problem, text) in line.notices() {
                 match problem {
@@ -261,49 +235,6 @@ pub(super) fn print_line(line: &session::metrics::MetricLine, order: &[String]) 
             }
         }
         Record::Meta { .. } | Record::Transform { .. } => {}
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::fmt_named;
-
-    /// A walkthrough read `harmful 0.1  helpful 0.2  primary 0.3`: the
-    /// primary came last because the names were sorted.
-    #[test]
-    fn named_values_print_primary_first_in_the_configs_order() {
-        let values = [
-            ("harmful", 0.5),
-            ("helpful", 0.25),
-            ("primary", 1.0),
-            ("zz", 2.0),
-        ]
-        .map(|(k, v)| (k.to_string(), v))
-        .into();
-        let order = ["primary", "helpful", "harmful"].map(String::from);
-        assert_eq!(
-            fmt_named(&values, &order),
-            "primary 1.0000  helpful 0.2500  harmful 0.5000  zz 2.0000"
-        );
-        assert_eq!(
-            fmt_named(&values, &[]),
-            "harmful 0.5000  helpful 0.2500  primary 1.0000  zz 2.0000"
-        );
-        // A name with a space is quoted (a walkthrough's `reg mse`).
-        let spaced = [("reg mse".to_string(), 0.5)].into();
-        assert_eq!(fmt_named(&spaced, &[]), "\"reg mse\" 0.5000");
-        let small = [
-            ("tiny", 7.259e-4),
-            ("w", -4e-4),
-            ("zero", 0.0),
-            ("nan", f64::NAN),
-        ]
-        .map(|(k, v)| (k.to_string(), v))
-        .into();
-        assert_eq!(
-            fmt_named(&small, &["tiny".to_string()]),
-            "tiny 7.259e-4  nan NaN  w -4.000e-4  zero 0.0000"
-        );
     }
 }
 

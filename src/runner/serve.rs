@@ -102,6 +102,9 @@ pub fn serve(dir: &Path, resume: bool) -> Result<Status> {
                     for (_, text) in line.notices() {
                         println!("{text}");
                     }
+                    if let Some(words) = line.eval_words() {
+                        println!("{words}");
+                    }
                 }
                 if let Ok(line) = remote::event_line(&event, None) {
                     // Oversized lines cannot be framed; clients re-read the log.

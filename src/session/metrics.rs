@@ -301,6 +301,20 @@ impl MetricLine {
         serde_json::to_string(self).expect("metric lines always serialise")
     }
 
+    /// An eval line as a console prints it (`eval    250  accuracy
+    /// 61.0000  …`): the headless run's terminal, and a detached runner's
+    /// `output.log` (walkthrough O could not `tail -f` its progress).
+    pub fn eval_words(&self) -> Option<String> {
+        match &self.record {
+            Record::Eval { metrics, .. } => Some(format!(
+                "eval {:>6}  {}",
+                self.step,
+                crate::numfmt::named_values(metrics, &[])
+            )),
+            _ => None,
+        }
+    }
+
     /// What a console shows of a config or event line, as `(is a problem,
     /// text)` rows: each changed key, a refused edit, an event. Per-step
     /// records give none (each console prints those its own way).
