@@ -80,6 +80,32 @@ fn y_bounds(series: &[PlotSeries]) -> Option<(f64, f64)> {
     Some(((lo - pad).max(floor), hi + pad))
 }
 
+/// `(lo, hi)` widened to multiples of a round step (1, 2 or 5 × 10^k)
+/// whose midpoint is one too, so the three labels read `-5 · 40 · 85`
+/// rather than `-5 · 40.809 · 86.617` (walkthrough O); kept as it is
+/// where rounding would widen the range by more than a quarter.
+fn rounded_bounds((lo, hi): (f64, f64)) -> (f64, f64) {
+    let span = hi - lo;
+    if !(span.is_finite() && span > 0.0) {
+        return (lo, hi);
+    }
+    let magnitude = 10f64.powf((span / 8.0).log10().floor());
+    // The coarsest step that widens the range by a quarter at most.
+    for factor in [50.0, 20.0, 10.0, 5.0, 2.0, 1.0] {
+        let step = factor * magnitude;
+        let low = (lo / step).floor() * step;
+        let mut high = (hi / step).ceil() * step;
+        if (((high - low) / step).round() as i64) % 2 == 1 {
+            high += step;
+        }
+        if high - low <= 1.25 * span {
+            // Zero stays the floor of a non-negative axis.
+            return (if lo >= 0.0 { low.max(0.0) } else { low }, high);
+        }
+    }
+    (lo, hi)
+}
+
 /// Axis labels for `values`: [`fmt::axis`]'s, or where two of those would
 /// read the same (a narrow range far from zero read `-164 -165 -165`),
 /// the fewest decimals that tell them apart.
@@ -118,7 +144,7 @@ pub fn render(
         );
         return;
     }
-    let Some((y0, y1)) = y_bounds(series) else {
+    let Some((y0, y1)) = y_bounds(series).map(|b| if log { b } else { rounded_bounds(b) }) else {
         frame.render_widget(
             Paragraph::new(Span::styled(empty.to_string(), theme.dim())),
             area,
@@ -279,6 +305,26 @@ mod tests {
         assert!(hi > 5.0);
         let (lo, _) = y_bounds(&[series(&[-0.1, 1.0])]).unwrap();
         assert!(lo < -0.1, "negative values keep their margin");
+    }
+
+    #[test]
+    fn linear_bounds_round_to_a_step_their_midpoint_shares() {
+        // Walkthrough O's weights axis: -5 · 40.809 · 86.617.
+        let (lo, hi) = rounded_bounds((-5.0, 86.617));
+        let labels = distinct_labels(&[lo, (lo + hi) / 2.0, hi]);
+        assert_eq!(labels, ["-10", "40", "90"]);
+        let (lo, hi) = rounded_bounds((0.0, 0.7315));
+        assert_eq!(
+            distinct_labels(&[lo, (lo + hi) / 2.0, hi]),
+            ["0", "0.4", "0.8"]
+        );
+        // A narrow range far from zero keeps its resolution.
+        let (lo, hi) = rounded_bounds((164.2, 165.03));
+        assert!(
+            lo <= 164.2 && hi >= 165.03 && hi - lo <= 1.5 * 0.83,
+            "{lo} {hi}"
+        );
+        assert_eq!(rounded_bounds((3.0, 3.0)), (3.0, 3.0));
     }
 
     #[test]
