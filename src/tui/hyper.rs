@@ -163,7 +163,7 @@ pub fn render(frame: &mut Frame, area: Rect, app: &App, focused: bool) {
                 Span::raw(fmt::pad(
                     &fmt::clip(
                         &match engine {
-                            Some(now) => format!("{value} → {} now", fmt::num(now)),
+                            Some(now) => format!("{value} → {} now", crate::numfmt::readable(now)),
                             None => value.to_string(),
                         },
                         value_w,

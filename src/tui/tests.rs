@@ -1304,12 +1304,12 @@ fn the_rate_and_gamma_a_restore_set_are_shown_beside_the_configs() {
     app.on_event(meta_line(STEPS + 4, 5e-4, 0.3));
     let gamma = row(&mut app, "meltr.gamma");
     assert!(
-        gamma.contains("0.1 → 0.3000 now") && gamma.contains("restore"),
+        gamma.contains("0.1 → 0.3 now") && gamma.contains("restore"),
         "{gamma}"
     );
     let rate = row(&mut app, "meltr.meta_lr");
     assert!(
-        rate.contains("0.001 → 5.00e-4 now") && rate.contains("restore"),
+        rate.contains("0.001 → 5e-4 now") && rate.contains("restore"),
         "{rate}"
     );
     // An edit of γ sets it again: no mark until a newer meta line differs.
