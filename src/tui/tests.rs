@@ -1326,7 +1326,7 @@ fn the_rate_and_gamma_a_restore_set_are_shown_beside_the_configs() {
         },
     });
     assert!(!row(&mut app, "meltr.gamma").contains("now"));
-    assert!(row(&mut app, "meltr.meta_lr").contains("5.00e-4 now"));
+    assert!(row(&mut app, "meltr.meta_lr").contains("5e-4 now"));
 }
 
 /// A walkthrough: on a log scale MELTR's combined loss (−10 to +24 there)
