@@ -175,9 +175,6 @@ mod tests {
 
     /// A walkthrough read `harmful 0.1  helpful 0.2  primary 0.3`: the
     /// primary came last because the names were sorted.
-
-    /// A walkthrough read `harmful 0.1  helpful 0.2  primary 0.3`: the
-    /// primary came last because the names were sorted.
     #[test]
     fn named_values_print_primary_first_in_the_configs_order() {
         let values = [

@@ -58,6 +58,28 @@ fn compare_starts_a_fork_at_its_fork_step_and_marks_the_fork_point() {
     );
     assert!(out.status.success(), "{}", text(&out));
     let fork_dir = session::find(&root, "branch").unwrap();
+    // A table at a step before the fork refuses the fork: its log there is
+    // its parent's (it read the parent's numbers under its own settings).
+    let table = |step: &str| {
+        run_with_limit(
+            bin().arg("--sessions-dir").arg(&root).args([
+                "table",
+                "--group-by",
+                "meltr.meta_lr",
+                "--at-step",
+                step,
+            ]),
+            WAIT,
+        )
+    };
+    let before = table("10");
+    assert!(
+        !before.status.success() && text(&before).contains("(forked at step 20)"),
+        "{}",
+        text(&before)
+    );
+    let after = table("30");
+    assert!(after.status.success(), "{}", text(&after));
     let sessions = [
         SessionData::load(&parent_dir).unwrap(),
         SessionData::load(&fork_dir).unwrap(),

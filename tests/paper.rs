@@ -474,8 +474,8 @@ fn table_reports_mean_and_std_per_group_from_the_sessions_own_numbers() {
     let md = ok(&["table", "--group", GROUP, "--at-step", "50"]);
     assert!(
         md.contains("each run's last eval up to step 50")
-            && md.contains("--at-step 50: no eval at that step in ")
-            && md.contains("(step 40)"),
+            && md.contains("--at-step 50: no eval at that step in some runs, whose last eval before it is read: ")
+            && md.contains(" at step 40"),
         "{md}"
     );
     let out = meltr(&["table", "--group", GROUP, "--at-step", "61"]);

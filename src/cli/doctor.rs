@@ -132,11 +132,12 @@ fn non_finite_words(non_finite: &[(String, Vec<u64>)], batches: u64) -> String {
         })
         .collect();
     format!(
-        "{}: a run skips the update of every such step, and fails after 50 in a row. \
+        "{}: a run skips the update of every such step, and fails after {} in a row. \
          Where the data is finite, the model makes it, often as a mean over an empty selection \
          (cross_entropy with ignore_index on a batch whose labels are all ignored): \
          guard it, e.g. return a zero loss when the batch selects nothing{}",
         each.join("; "),
+        crate::engine::trainer::MAX_SKIPPED_IN_A_ROW,
         if batches == 1 {
             "; `check --batches N` scans more batches"
         } else {

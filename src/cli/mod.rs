@@ -304,7 +304,7 @@ pub enum Cmd {
         /// Check every loss is finite on the first N training batches
         /// (forwards only), not only the first: a loss that is NaN on some
         /// batches (a mean over no labelled rows) fails the check.
-        #[arg(long, default_value_t = 1, value_name = "N")]
+        #[arg(long, default_value_t = 1, value_name = "N", value_parser = clap::value_parser!(u64).range(1..))]
         batches: u64,
     },
     /// Time inner and meta steps (primary, sum, meltr; exact AID at J = 0,

@@ -82,10 +82,21 @@ pub(super) fn table(
 /// naming the runs with no eval at that step (their last before it is
 /// read). A run that has not reached the step is an error.
 fn runs_at_step(runs: &[Run], step: u64) -> Result<(Vec<Run>, Option<String>)> {
+    // A fork's log before its fork step is its parent's: at such a step it
+    // did not exist yet (its row read its parent's numbers under its own
+    // settings, a review).
     let short: Vec<String> = runs
         .iter()
-        .filter(|r| r.step < step)
-        .map(|r| format!("{} (at step {})", r.meta.id, r.step))
+        .filter_map(|r| match r.meta.fork_step {
+            Some(at) if at > step => Some(format!("{} (forked at step {at})", r.meta.id)),
+            _ if r.log_error.is_some() => Some(format!(
+                "{} (its log does not read: {})",
+                r.meta.id,
+                r.log_error.as_deref().unwrap_or_default()
+            )),
+            _ if r.step < step => Some(format!("{} (at step {})", r.meta.id, r.step)),
+            _ => None,
+        })
         .collect();
     if !short.is_empty() {
         bail!(
@@ -100,17 +111,26 @@ fn runs_at_step(runs: &[Run], step: u64) -> Result<(Vec<Run>, Option<String>)> {
         );
     }
     let runs: Vec<Run> = runs.iter().map(|r| r.at_step(step)).collect();
-    let elsewhere: Vec<String> = runs
-        .iter()
-        .filter_map(|r| match &r.final_eval {
-            Some((at, _)) if *at != step => Some(format!("{} (step {at})", r.meta.id)),
-            _ => None,
-        })
-        .collect();
+    // By the step read: a sweep's hundred runs are one clause, not a list.
+    let mut elsewhere: std::collections::BTreeMap<u64, Vec<&str>> = Default::default();
+    for r in &runs {
+        if let Some((at, _)) = &r.final_eval {
+            if *at != step {
+                elsewhere.entry(*at).or_default().push(&r.meta.id);
+            }
+        }
+    }
     let note = (!elsewhere.is_empty()).then(|| {
+        let each: Vec<String> = elsewhere
+            .iter()
+            .map(|(at, ids)| {
+                let ids: Vec<String> = ids.iter().map(|id| id.to_string()).collect();
+                format!("{} at step {at}", groups::few(&ids))
+            })
+            .collect();
         format!(
-            "--at-step {step}: no eval at that step in {}: their last eval before it is read",
-            elsewhere.join(", ")
+            "--at-step {step}: no eval at that step in some runs, whose last eval before it is read: {}",
+            each.join("; ")
         )
     });
     Ok((runs, note))

@@ -42,6 +42,11 @@ pub struct LossRise {
 }
 
 impl LossRise {
+    /// The first logged value, once there is one.
+    pub fn first(&self) -> Option<f64> {
+        self.smoothed.map(|_| self.first)
+    }
+
     /// The watch as the train lines of `lines` left it (`primary`'s loss),
     /// for a resumed run: a climb they hold counts as said.
     pub fn replayed(lines: &[MetricLine], primary: &str) -> Self {

@@ -105,7 +105,7 @@ fn forked_from(runs: &[&Run], all: &[Run]) -> Option<String> {
 }
 
 /// `NAME, NAME and 3 more`.
-fn few(names: &[String]) -> String {
+pub fn few(names: &[String]) -> String {
     const SHOWN: usize = 4;
     match names.len() {
         n if n <= SHOWN => names.join(", "),

@@ -42,8 +42,12 @@ impl Plan {
             .find(|a| a.key == SEED_KEY)
             .expect("added above");
         for (at, seed) in seeds.iter().enumerate() {
-            let text = seed.to_string();
-            if axis.values.contains(&text) || seeds[..at].contains(seed) {
+            // By value: a sweep made with `--set workload.seed=01` runs 1.
+            let taken = axis
+                .values
+                .iter()
+                .any(|v| v.trim().parse::<u64>().is_ok_and(|v| v == *seed));
+            if taken || seeds[..at].contains(seed) {
                 bail!(
                     "sweep `{}` already runs seed {seed} (its seeds: {}); give only new ones",
                     self.group,
@@ -115,7 +119,7 @@ mod tests {
 
     #[test]
     fn new_seeds_run_every_combination_again_after_the_existing_members() {
-        let mut p = plan(&["combiner.kind=meltr,sum", "workload.seed=0,1"]);
+        let mut p = plan(&["combiner.kind=meltr,sum", "workload.seed=0,01"]);
         let added = p.add_seeds(&[2, 3], 0).unwrap();
         let rows: Vec<(usize, &str, usize, String)> = added
             .iter()
@@ -142,10 +146,10 @@ mod tests {
             p.members[3].name, "g-003",
             "existing members keep their names"
         );
-        assert_eq!(p.axes[1].values, ["0", "1", "2", "3"]);
+        assert_eq!(p.axes[1].values, ["0", "01", "2", "3"]);
         let err = p.add_seeds(&[4, 1], 0).unwrap_err().to_string();
         assert!(
-            err.contains("already runs seed 1 (its seeds: 0, 1, 2, 3)"),
+            err.contains("already runs seed 1 (its seeds: 0, 01, 2, 3)"),
             "{err}"
         );
         assert!(p.add_seeds(&[5, 5], 0).is_err(), "a seed given twice");

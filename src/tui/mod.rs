@@ -229,7 +229,11 @@ impl NewRunner {
     /// True when a runner other than the one the TUI opened on runs the
     /// session in `dir` and serves its socket.
     fn poll(&mut self, app: &App, dir: &Path, now: Instant) -> bool {
+        // Not while the user edits a value or browses the sessions: the
+        // new attach would drop what they are doing (it waits for them).
         if !app.status.is_terminal()
+            || app.editor.is_some()
+            || app.sessions.is_some()
             || self
                 .last
                 .is_some_and(|t| now.duration_since(t) < NEW_RUNNER_EVERY)

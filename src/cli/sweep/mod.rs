@@ -149,11 +149,11 @@ fn create(root: &Path, args: SweepArgs) -> Result<()> {
         .map(|arg| Axis::parse(arg))
         .collect::<Result<Vec<_>>>()?;
     if !args.seeds.is_empty() {
-        if axes.iter().any(|a| a.key == "workload.seed") {
+        if axes.iter().any(|a| a.key == sweep::SEED_KEY) {
             bail!("seeds given twice: by --seeds and by --set workload.seed=...");
         }
         axes.push(Axis {
-            key: "workload.seed".into(),
+            key: sweep::SEED_KEY.into(),
             values: args.seeds.iter().map(ToString::to_string).collect(),
         });
     }

@@ -11,13 +11,22 @@ impl Trainer {
     /// model's buffers (BatchNorm statistics) as they were; called in setup,
     /// under [`crate::nn::rng::global_draws`].
     fn first_batch_losses(&self) -> Result<Tensor> {
-        // Step 1's inner forward exactly, dropout mask included (the caller
-        // holds the global draws).
-        tch::manual_seed(forward_seed(self.config.workload.seed, 1, Forward::Inner));
+        self.batch_losses(1)
+    }
+
+    /// Training batch `step`'s losses as its inner forward computes them,
+    /// dropout mask included (the caller holds the global draws), without
+    /// a graph, the model's buffers put back.
+    fn batch_losses(&self, step: u64) -> Result<Tensor> {
+        tch::manual_seed(forward_seed(
+            self.config.workload.seed,
+            step,
+            Forward::Inner,
+        ));
         tch::no_grad(|| -> Result<Tensor> {
-            let first = self.workload.train_batch(1)?;
+            let batch = self.workload.train_batch(step)?;
             let buffers = workload::SavedBuffers::take(self.workload.as_ref())?;
-            let losses = self.workload.losses(&first)?;
+            let losses = self.workload.losses(&batch)?;
             buffers.restore(self.workload.as_ref())?;
             workload::select(&losses, &self.loss_names)
         })
@@ -43,20 +52,10 @@ impl Trainer {
             .map(|n| (n.clone(), Vec::new()))
             .collect();
         for step in 1..=batches {
-            tch::manual_seed(forward_seed(
-                self.config.workload.seed,
-                step,
-                Forward::Inner,
-            ));
-            let values = tch::no_grad(|| -> Result<Vec<f64>> {
-                let batch = self.workload.train_batch(step)?;
-                let buffers = workload::SavedBuffers::take(self.workload.as_ref())?;
-                let losses = self.workload.losses(&batch)?;
-                buffers.restore(self.workload.as_ref())?;
-                let selected = workload::select(&losses, &self.loss_names)?;
-                Ok(Vec::<f64>::try_from(selected.to_kind(Kind::Double))?)
-            })
-            .with_context(|| format!("the forward of training batch {step}"))?;
+            let values = self
+                .batch_losses(step)
+                .and_then(|l| Ok(Vec::<f64>::try_from(l.to_kind(Kind::Double))?))
+                .with_context(|| format!("the forward of training batch {step}"))?;
             for ((_, steps), value) in found.iter_mut().zip(values) {
                 if !value.is_finite() {
                     steps.push(step);

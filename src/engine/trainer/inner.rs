@@ -244,6 +244,7 @@ impl Trainer {
                 let now = at.map(|at| Standing {
                     weights: (values[k], values[k + at]),
                     losses: (values[0], values[at]),
+                    primary_first: self.loss_rise.first(),
                 });
                 let message = gradient_owner_event(&owner, primary, self.config.combiner.kind, now);
                 self.emit(Record::Event {
@@ -343,14 +344,16 @@ fn auxiliary_climb_event(name: &str, rise: crate::engine::loss_rise::Rise, weigh
     )
 }
 
-/// What an auxiliary owning the combined gradient means (see
-/// `gradient_owner`).
 /// The primary's and a loss's effective weights and training losses at a
-/// logged step, in that order.
+/// logged step, in that order, and the primary's first logged loss.
 struct Standing {
     weights: (f64, f64),
     losses: (f64, f64),
+    primary_first: Option<f64>,
 }
+
+/// What an auxiliary owning the combined gradient means (see
+/// `gradient_owner`), from where the weights and losses stand.
 
 fn gradient_owner_event(
     owner: &crate::engine::gradient_owner::Owner,
@@ -368,20 +371,22 @@ fn gradient_owner_event(
     let weighed_up = now
         .as_ref()
         .filter(|s| s.weights.1.abs() >= s.weights.0.abs());
-    // A primary fit on its training rows has little gradient left: any
-    // weighted auxiliary then has most of it.
-    let fit = now.as_ref().filter(|s| s.losses.1.abs() >= 10.0 * s.losses.0.abs()).map_or(
-        String::new(),
-        |s| {
+    // A primary fit on its training rows (its loss a twentieth of its
+    // first or less) has little gradient left: any weighted auxiliary then
+    // has most of it.
+    let fit = now
+        .as_ref()
+        .and_then(|s| Some((s.losses.0, s.primary_first?)))
+        .filter(|(now, first)| now.abs() <= 0.05 * first.abs())
+        .map_or(String::new(), |(now, first)| {
             format!(
-                " The primary's training loss, {}, is far below this loss's {}: fit on its training rows, it \
-                 has little gradient left (with few labelled rows the model may have learnt them by heart; \
+                " The primary's training loss has fallen from {} to {}: fit on its training rows, it has \
+                 little gradient left (with few labelled rows the model may have learnt them by heart; \
                  compare its validation metric with an earlier evaluation's).",
-                readable(s.losses.0),
-                readable(s.losses.1)
+                readable(first),
+                readable(now)
             )
-        },
-    );
+        });
     let why = match kind {
         CombinerKind::Meltr if weighed_up.is_some() => {
             let s = weighed_up.expect("matched");
@@ -395,7 +400,7 @@ fn gradient_owner_event(
         }
         CombinerKind::Meltr => format!(
             "MELTR reads the losses on a common scale (meltr.loss_scale), but each loss's gradient is its own: \
-             its effective weight would have to fall far below the others'. {REMEDY}"
+             its effective weight would have to fall far below the others'.{fit} {REMEDY}"
         ),
         CombinerKind::Weights => {
             "Its weight in combiner.weights may be what does it: lower it, or scale the loss down in the model"

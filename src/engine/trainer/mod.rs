@@ -66,7 +66,7 @@ use tch::{Device, Kind, Tensor};
 const RECENT_BATCHES: usize = 10;
 /// This many inner steps skipped in a row (non-finite losses or gradients)
 /// fail the run: the parameters are no longer moving.
-const MAX_SKIPPED_IN_A_ROW: u64 = 50;
+pub const MAX_SKIPPED_IN_A_ROW: u64 = 50;
 /// Points on each transform curve.
 const TRANSFORM_POINTS: usize = 41;
 

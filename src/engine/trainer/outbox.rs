@@ -66,10 +66,15 @@ impl Trainer {
                         None => "non-finite gradient".to_string(),
                     };
                     // The batch's rows, to find a bad sample in the data.
+                    // A named loss not finite on clean data: the model's
+                    // forward made it (not the sum, not the backward).
+                    let loss_named = losses
+                        .as_ref()
+                        .is_some_and(|l| l.values().any(|v| !v.is_finite()));
                     let bad = self
                         .workload
                         .non_finite_rows(s.step)
-                        .map(|bad| non_finite_listing(&bad))
+                        .map(|bad| non_finite_listing(&bad, loss_named))
                         .unwrap_or_default();
                     let rows = match self.workload.batch_rows(s.step) {
                         Some(rows) => {
@@ -314,7 +319,7 @@ fn capitalised(text: &str) -> String {
 /// `; of those, …` for a skipped step's warning: which rows hold NaN or inf
 /// in which of workload.train's tensors (a model may mask NaN labels: the
 /// tensor tells those rows from a bad sample); empty when none does.
-fn non_finite_listing(bad: &[(String, Vec<i64>)]) -> String {
+fn non_finite_listing(bad: &[(String, Vec<i64>)], loss_named: bool) -> String {
     let each: Vec<String> = bad
         .iter()
         .map(|(tensor, rows)| match rows[..] {
@@ -326,10 +331,13 @@ fn non_finite_listing(bad: &[(String, Vec<i64>)]) -> String {
         // The data is clean, so the forward made it (walkthrough O's
         // cross_entropy with ignore_index gave NaN on a batch whose labels
         // were all ignored, and the warning left data and model alike).
-        0 => "; no row of it holds NaN or inf in workload.train, so the model made it \
+        0 if loss_named => {
+            "; no row of it holds NaN or inf in workload.train, so the model made it \
               (e.g. a mean over an empty selection: cross_entropy with ignore_index on a \
               batch whose labels are all ignored)"
-            .to_string(),
+                .to_string()
+        }
+        0 => "; no row of it holds NaN or inf in workload.train".to_string(),
         _ => format!(
             "; of those, NaN or inf in workload.train: {}",
             each.join("; ")
