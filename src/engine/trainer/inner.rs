@@ -354,7 +354,6 @@ struct Standing {
 
 /// What an auxiliary owning the combined gradient means (see
 /// `gradient_owner`), from where the weights and losses stand.
-
 fn gradient_owner_event(
     owner: &crate::engine::gradient_owner::Owner,
     primary: &str,
