@@ -733,18 +733,21 @@ fn attaching_to_a_run_whose_runner_was_killed_shows_it_crashed() {
     let config_path = tmp.path().join("tiny.toml");
     std::fs::write(&config_path, config_text()).unwrap();
     let bin = Path::new(env!("CARGO_BIN_EXE_meltr-tui"));
-    let out = Command::new(bin)
-        .arg("--sessions-dir")
-        .arg(&root)
-        .args(["run", "--detach", "-n", "killed", "-c"])
-        .arg(&config_path)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let meltr_ok = |args: &[&str]| {
+        let out = Command::new(bin)
+            .arg("--sessions-dir")
+            .arg(&root)
+            .args(args)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    };
+    let config = config_path.to_str().unwrap();
+    meltr_ok(&["run", "--detach", "-n", "killed", "-c", config]);
     let dir = session::find(&root, "killed").unwrap();
     let runner = wait_until("the runner", WAIT, || runner_pid(&dir));
     wait_until("a few steps", WAIT, || {
@@ -776,17 +779,7 @@ fn attaching_to_a_run_whose_runner_was_killed_shows_it_crashed() {
 
     // Resumed elsewhere while this viewer stays open: it attaches to the
     // new runner by itself (walkthrough O's stayed on "crashed").
-    let out = Command::new(bin)
-        .arg("--sessions-dir")
-        .arg(&root)
-        .args(["resume", "killed", "--detach"])
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    meltr_ok(&["resume", "killed", "--detach"]);
     // The new runner dies with the test, whatever happens (Tmux's drop).
     tmux.runner_pid = Some(wait_until("the new runner", WAIT, || {
         runner_pid(&dir).filter(|&pid| pid != runner)

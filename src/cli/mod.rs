@@ -209,10 +209,9 @@ pub enum Cmd {
         /// Each session's eval with its best primary metric, not its last.
         #[arg(long)]
         best: bool,
-        /// Each session as it stood at this step: its eval there (or its
-        /// last before it, said in a note), its best eval up to it
-        /// (--best), its weights, shares and losses of the steps before
-        /// it. A session that has not reached it is an error.
+        /// Each session as it stood at this step: its eval there (or its last
+        /// before it, in a note), with --best its best up to it; weights,
+        /// shares and losses up to it. A session not there yet is an error.
         #[arg(long, value_name = "STEP")]
         at_step: Option<u64>,
         #[arg(long, value_enum, default_value = "md")]
