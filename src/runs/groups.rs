@@ -438,6 +438,7 @@ pub fn gather<'a>(runs: &'a [Run], by: &GroupBy) -> Result<Vec<Group<'a>>> {
             }
         })
         .collect();
+    unread_keys_as_dashes(&mut groups);
     // A group of forks says whose forks they are.
     for g in &mut groups {
         if let Some(fork) = &g.fork_of {
@@ -475,6 +476,50 @@ pub fn gather<'a>(runs: &'a [Run], by: &GroupBy) -> Result<Vec<Group<'a>>> {
             .unwrap_or(std::cmp::Ordering::Equal)
     });
     Ok(ranked.into_iter().map(|(_, g)| g).collect())
+}
+
+/// In the rows of a fixed combiner (`sum`, `primary`, …) the `meltr.*` and
+/// `aid.*` keys it does not read show `–` (walkthrough O's `sum` rows read
+/// `init=pytorch, iterations=0` beside MELTR's), unless that would make two
+/// rows read alike.
+fn unread_keys_as_dashes(groups: &mut [Group]) {
+    let fixed = |g: &Group| {
+        g.runs.iter().all(|r| {
+            r.value("combiner.kind")
+                .and_then(|k| k.parse::<crate::config::CombinerKind>().ok())
+                .is_some_and(|k| !k.meta_trained())
+        })
+    };
+    let unread = |k: &str| k.starts_with("meltr.") || k.starts_with("aid.");
+    let dashed = |g: &Group| -> Vec<(String, String)> {
+        g.values
+            .iter()
+            .map(|(k, v)| match unread(k) {
+                true => (k.clone(), "–".to_string()),
+                false => (k.clone(), v.clone()),
+            })
+            .collect()
+    };
+    let shown: Vec<Vec<(String, String)>> = groups
+        .iter()
+        .map(|g| {
+            if fixed(g) {
+                dashed(g)
+            } else {
+                g.values.clone()
+            }
+        })
+        .collect();
+    for (at, g) in groups.iter_mut().enumerate() {
+        let alike = shown
+            .iter()
+            .enumerate()
+            .any(|(other, values)| other != at && *values == shown[at]);
+        if shown[at] != g.values && !alike {
+            g.values = shown[at].clone();
+            g.label = label_of(&g.values);
+        }
+    }
 }
 
 /// `kind=meltr, iterations=1`: each key by its last segment unless two

@@ -56,6 +56,57 @@ fn numeric_settings_come_in_ascending_order_and_words_as_they_came() {
     );
 }
 
+/// Walkthrough O's `sum` rows read `init=pytorch, iterations=0`, keys
+/// `sum` does not read; they read `–`, unless two rows would then match.
+#[test]
+fn keys_a_fixed_combiner_does_not_read_show_a_dash() {
+    let root = tempfile::tempdir().unwrap();
+    let mut runs = Vec::new();
+    let settings = [
+        ("meltr", 0, 0.1),
+        ("meltr", 1, 0.1),
+        ("sum", 0, 0.1),
+        ("primary", 0, 0.1),
+    ];
+    for (i, (kind, iterations, gamma)) in settings.into_iter().enumerate() {
+        let mut config = crate::config::Config::default();
+        config.combiner.kind = kind.parse().unwrap();
+        config.aid.iterations = iterations;
+        config.meltr.gamma = gamma;
+        let dir = crate::session::create(root.path(), &format!("r{i}"), &config).unwrap();
+        runs.push(Run::load(&dir).unwrap());
+    }
+    let labels = |runs: &[Run]| -> Vec<String> {
+        gather(runs, &GroupBy::Seeds)
+            .unwrap()
+            .into_iter()
+            .map(|g| g.label)
+            .collect()
+    };
+    assert_eq!(
+        labels(&runs),
+        [
+            "iterations=0, kind=meltr",
+            "iterations=1, kind=meltr",
+            "iterations=–, kind=sum",
+            "iterations=–, kind=primary"
+        ]
+    );
+    // Two `sum` runs that differ only in γ keep their values apart.
+    let mut config = crate::config::Config::default();
+    config.combiner.kind = "sum".parse().unwrap();
+    config.meltr.gamma = 0.3;
+    let dir = crate::session::create(root.path(), "r4", &config).unwrap();
+    runs.push(Run::load(&dir).unwrap());
+    let both = labels(&runs);
+    assert!(
+        both.contains(&"iterations=0, kind=sum, gamma=0.1".to_string())
+            && both.contains(&"iterations=0, kind=sum, gamma=0.3".to_string())
+            && both.contains(&"iterations=–, kind=primary, gamma=–".to_string()),
+        "{both:?}"
+    );
+}
+
 #[test]
 fn a_group_pooling_other_settings_says_which() {
     let root = tempfile::tempdir().unwrap();
