@@ -478,6 +478,35 @@ fn table_reports_mean_and_std_per_group_from_the_sessions_own_numbers() {
             && md.contains(" at step 40"),
         "{md}"
     );
+    // A run stopped short of its end is read at the step on purpose: no
+    // "did not finish" note then (a copy, one run's status set to stopped).
+    let copy = tempfile::tempdir().unwrap();
+    for (name, dir) in &dirs {
+        let to = copy.path().join(dir.file_name().unwrap());
+        std::fs::create_dir_all(&to).unwrap();
+        for file in ["session.json", "metrics.jsonl", "config.toml"] {
+            std::fs::copy(dir.join(file), to.join(file)).unwrap();
+        }
+        if name == "meltr-s0" {
+            let mut meta = meltr_tui::session::SessionMeta::read(&to).unwrap();
+            meta.status = meltr_tui::session::Status::Stopped;
+            meta.write(&to).unwrap();
+        }
+    }
+    let table_of_copy = |extra: &[&str]| {
+        let out = run_with_limit(
+            bin()
+                .arg("--sessions-dir")
+                .arg(copy.path())
+                .args(["table", "--group", GROUP])
+                .args(extra),
+            Duration::from_secs(60),
+        );
+        assert!(out.status.success(), "{}", text(&out));
+        String::from_utf8(out.stdout).unwrap()
+    };
+    assert!(table_of_copy(&[]).contains("has runs that did not finish"));
+    assert!(!table_of_copy(&["--at-step", "40"]).contains("did not finish"));
     let out = meltr(&["table", "--group", GROUP, "--at-step", "61"]);
     assert!(
         !out.status.success()

@@ -56,6 +56,9 @@ pub(super) fn table(
     // The caveats go with the table (into the file too), as comments where
     // the format has them; CSV stays data only.
     let mut notes = groups::caveats(&groups);
+    if opts.at_step.is_some() {
+        notes.retain(|n| !n.contains(groups::UNFINISHED));
+    }
     if !opts.best {
         notes.extend(at_step_note);
     }

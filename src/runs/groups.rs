@@ -113,6 +113,10 @@ pub fn few(names: &[String]) -> String {
     }
 }
 
+/// The note on a group whose runs did not all finish (`table --at-step`
+/// leaves it out: it reads every run short of its end on purpose).
+pub const UNFINISHED: &str = "has runs that did not finish";
+
 /// What a reader of a group's numbers must know, one line each: its runs
 /// differ in more than the seed (possible with `--group-by`), it holds a
 /// fork with its parent (whose steps up to the fork it repeats), runs that
@@ -203,7 +207,7 @@ pub fn caveats(groups: &[Group]) -> Vec<String> {
             })
             .collect();
         listed(
-            "has runs that did not finish",
+            UNFINISHED,
             few(&unfinished),
             "their last eval is not the end of training",
         );
