@@ -94,7 +94,7 @@ pub fn check_scanning(config: &crate::config::Config, batches: u64) -> Result<Ch
     let built = trainer::Trainer::new(&scratch, config.clone(), false, events).and_then(
         |(trainer, meta)| {
             let first_losses = trainer.first_batch_values()?;
-            let non_finite = trainer.non_finite_batches(batches)?;
+            let non_finite = trainer.non_finite_batches(&first_losses, batches)?;
             drop(trainer);
             let log = crate::session::SessionDir::new(&scratch).metrics();
             let said = crate::session::log::read_metrics(&log)

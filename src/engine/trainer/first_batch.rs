@@ -41,17 +41,21 @@ impl Trainer {
     }
 
     /// The losses that are not finite on training batches 1..=`batches`
-    /// (forwards only, buffers put back): each loss with the steps where
-    /// it is not, in order (`check --batches`; walkthrough O's model gave
-    /// NaN on batches without a labelled row, and `check` said "ok").
-    pub fn non_finite_batches(&self, batches: u64) -> Result<Vec<(String, Vec<u64>)>> {
+    /// (forwards only, buffers put back), batch 1's from `first` (what
+    /// [`Self::first_batch_values`] gave): each loss with the steps where it
+    /// is not, in order (`check --batches`; walkthrough O's model gave NaN
+    /// on batches without a labelled row, and `check` said "ok").
+    pub fn non_finite_batches(
+        &self,
+        first: &[(String, f64)],
+        batches: u64,
+    ) -> Result<Vec<(String, Vec<u64>)>> {
         let _draws = crate::nn::rng::global_draws();
-        let mut found: Vec<(String, Vec<u64>)> = self
-            .loss_names
+        let mut found: Vec<(String, Vec<u64>)> = first
             .iter()
-            .map(|n| (n.clone(), Vec::new()))
+            .map(|(n, v)| (n.clone(), if v.is_finite() { vec![] } else { vec![1] }))
             .collect();
-        for step in 1..=batches {
+        for step in 2..=batches {
             let values = self
                 .batch_losses(step)
                 .and_then(|l| Ok(Vec::<f64>::try_from(l.to_kind(Kind::Double))?))
