@@ -1432,3 +1432,78 @@ fn the_primary_metric_is_configurable_and_evaluation_scores_every_row() {
     assert!(said, "{}", text(&out));
     assert_eq!(common::last_eval(&lines, "row_mean"), 49.5);
 }
+
+/// `ls` says which sessions ran on a model or data file that changed (or
+/// went) since they started: their numbers came from the file as it was.
+/// A re-exported model or regenerated data went unsaid until a resume.
+#[test]
+fn ls_says_which_sessions_ran_on_inputs_that_changed_since() {
+    let tmp = tempfile::tempdir().unwrap();
+    let model = tmp.path().join("model.pt");
+    std::fs::copy(flag_models().join("metrics.pt"), &model).unwrap();
+    let train = flag_data(&tmp.path().join("train.safetensors"), 64, 4, &[]);
+    let val = flag_data(&tmp.path().join("val.safetensors"), 32, 4, &[]);
+    let cfg = flag_config(
+        tmp.path(),
+        "inputs",
+        &model.display().to_string(),
+        &train,
+        &val,
+    );
+    let sessions = tmp.path().join("sessions");
+    for name in ["first", "second"] {
+        let out = bin()
+            .arg("--sessions-dir")
+            .arg(&sessions)
+            .args(["run", "--headless", "-n", name, "-c"])
+            .arg(&cfg)
+            .args(["--set", "train.steps=3"])
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{}", text(&out));
+    }
+    let ls = || {
+        text(
+            &bin()
+                .arg("--sessions-dir")
+                .arg(&sessions)
+                .arg("ls")
+                .output()
+                .unwrap(),
+        )
+    };
+    let said = ls();
+    assert!(!said.contains(" since "), "{said}");
+    let mut ids: Vec<String> = std::fs::read_dir(&sessions)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    ids.sort();
+    flag_data(&train, 128, 4, &[]);
+    std::fs::remove_file(&model).unwrap();
+    let said = ls();
+    let line = |key: &str| {
+        said.lines()
+            .find(|l| l.starts_with(key))
+            .unwrap_or_else(|| panic!("no {key} note in:\n{said}"))
+            .to_string()
+    };
+    let train_line = line("workload.train");
+    let grown = std::fs::metadata(&train).unwrap().len();
+    assert!(
+        train_line.contains(&format!("{} changed (", train.display()))
+            && train_line.contains(&format!(
+                " → {grown} bytes) since {}, {} started",
+                ids[0], ids[1]
+            ))
+            && train_line.ends_with("a resume reads the file as it is now"),
+        "{said}"
+    );
+    let model_line = line("workload.model");
+    assert!(
+        model_line.contains(&format!("{} was removed since", model.display()))
+            && model_line.ends_with("a resume goes on with the module saved in its checkpoint"),
+        "{said}"
+    );
+    assert!(!said.contains("workload.val"), "{said}");
+}

@@ -43,6 +43,44 @@ fn overlay_live_status(runs: &mut [Run]) -> Vec<String> {
     notes
 }
 
+/// Runs whose model or data file changed since they started, one note per
+/// file and change: their numbers came from the file as it was (a
+/// re-exported model or regenerated data otherwise goes unsaid until a
+/// resume).
+fn changed_inputs(shown: &[Run]) -> Vec<String> {
+    let mut by_change: std::collections::BTreeMap<session::inputs::Changed, Vec<&str>> =
+        Default::default();
+    for run in shown {
+        for change in session::inputs::changed_since_start(&run.dir) {
+            by_change.entry(change).or_default().push(&run.meta.id);
+        }
+    }
+    by_change
+        .into_iter()
+        .map(|(change, ids)| {
+            const NAMED: usize = 4;
+            let mut named = ids.iter().take(NAMED).copied().collect::<Vec<_>>().join(", ");
+            if ids.len() > NAMED {
+                named.push_str(&format!(" and {} more", ids.len() - NAMED));
+            }
+            let resume = if change.key == "workload.model" {
+                "a resume goes on with the module saved in its checkpoint"
+            } else {
+                "a resume reads the file as it is now"
+            };
+            let how = if change.what == session::inputs::GONE {
+                "was removed".to_string()
+            } else {
+                format!("changed ({})", change.what)
+            };
+            format!(
+                "{} {} {how} since {named} started: their numbers came from the file as it was; {resume}",
+                change.key, change.path
+            )
+        })
+        .collect()
+}
+
 pub(super) fn ls(root: &Path, filter: &Filter, sort: SortBy, output: Output) -> Result<()> {
     if root.exists() && !root.is_dir() {
         bail!(
@@ -81,6 +119,7 @@ pub(super) fn ls(root: &Path, filter: &Filter, sort: SortBy, output: Output) -> 
             r.meta.id
         ))
     }));
+    notes.extend(changed_inputs(&shown));
     match output {
         // Scripts read stdout; the notes go to stderr.
         Output::Json | Output::Csv => {

@@ -39,8 +39,10 @@ impl Fingerprint {
     }
 
     /// How `now` differs from this, when it does.
-    fn change(&self, now: &Fingerprint) -> Option<String> {
-        if now.bytes != self.bytes {
+    fn change_to(&self, now: &Fingerprint) -> Option<String> {
+        if now.path != self.path {
+            Some(format!("now {} instead of {}", now.path, self.path))
+        } else if now.bytes != self.bytes {
             Some(format!("{} → {} bytes", self.bytes, now.bytes))
         } else if !same_time(now.modified, self.modified) {
             Some("modification time changed, same size".to_string())
@@ -102,12 +104,9 @@ pub fn check_or_record(dir: &Path, config: &Config, from_checkpoint: bool) -> Re
     let mut notes = Vec::new();
     for (key, now) in &now {
         let Some(then) = then.get(key) else { continue };
-        let what = if then.path != now.path {
-            Some(format!("now {} instead of {}", now.path, then.path))
-        } else {
-            then.change(now)
+        let Some(what) = then.change_to(now) else {
+            continue;
         };
-        let Some(what) = what else { continue };
         let consequence = if key == "workload.model" {
             "the resume goes on with the module saved in the checkpoint, as trained; a changed model needs a new run"
         } else {
@@ -119,6 +118,46 @@ pub fn check_or_record(dir: &Path, config: &Config, from_checkpoint: bool) -> Re
         ));
     }
     Ok(notes)
+}
+
+/// [`Changed::what`] of a file that is no longer there.
+pub const GONE: &str = "no longer exists";
+
+/// One input file that is not as the run found it at its start.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+pub struct Changed {
+    /// The config key that names it (`workload.train`).
+    pub key: String,
+    /// The file the run read.
+    pub path: String,
+    /// How it differs now (`4 → 9 bytes`, `no longer exists`).
+    pub what: String,
+}
+
+/// The session's recorded inputs that changed since its run started, read
+/// against the files as they are now (for `ls`: numbers that came from a
+/// model or data since re-exported). Nothing when there is no record or it
+/// does not read: the record is advisory.
+pub fn changed_since_start(dir: &Path) -> Vec<Changed> {
+    let Ok(text) = std::fs::read_to_string(dir.join(FILE)) else {
+        return Vec::new();
+    };
+    let Ok(then) = serde_json::from_str::<BTreeMap<String, Fingerprint>>(&text) else {
+        return Vec::new();
+    };
+    then.into_iter()
+        .filter_map(|(key, then)| {
+            let what = match Fingerprint::of(&then.path) {
+                Some(now) => then.change_to(&now)?,
+                None => GONE.to_string(),
+            };
+            Some(Changed {
+                key,
+                path: then.path,
+                what,
+            })
+        })
+        .collect()
 }
 
 #[cfg(test)]
@@ -176,12 +215,21 @@ mod tests {
                 && s.contains("(modification time changed, same size): the resume goes on with the module saved in the checkpoint")),
             "{said:?}"
         );
+        // `ls` reads the same change from the record alone.
+        let changed = changed_since_start(&session);
+        let keys: Vec<&str> = changed.iter().map(|c| c.key.as_str()).collect();
+        assert_eq!(keys, ["workload.model", "workload.train"]);
+        assert_eq!(changed[1].what, "4 → 9 bytes");
         // A restart from step 0 starts from the files as they are: a new
         // record, nothing to say then or after.
         assert!(check_or_record(&session, &config, false)
             .unwrap()
             .is_empty());
         assert!(check_or_record(&session, &config, true).unwrap().is_empty());
+        assert!(changed_since_start(&session).is_empty());
+        std::fs::remove_file(&train).unwrap();
+        assert_eq!(changed_since_start(&session)[0].what, GONE);
+        write_at(&train, b"more rows", 2000);
         // An unreadable record is said and written afresh.
         std::fs::write(session.join(FILE), b"{").unwrap();
         let said = check_or_record(&session, &config, true).unwrap();
