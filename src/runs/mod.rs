@@ -159,11 +159,23 @@ impl Run {
         let iterations = config
             .get("aid.iterations")
             .and_then(toml::Value::as_integer);
+        // A fork that set J ran its parent's meta steps under the parent's
+        // (walkthrough P: a J = 0 → 1 fork was said to be cut short on the
+        // 100 J = 0 meta steps it had copied).
+        let under_own_j = |&&(at, _): &&(u64, u32)| {
+            !fork_changes.iter().any(|k| k == "aid.iterations")
+                || meta.fork_step.is_none_or(|fork| at > fork)
+        };
+        let terms: Vec<u32> = meta_terms
+            .iter()
+            .filter(under_own_j)
+            .map(|&(_, t)| t)
+            .collect();
         let neumann_cut = iterations
-            .filter(|_| !edited.contains_key("aid.iterations") && !meta_terms.is_empty())
+            .filter(|_| !edited.contains_key("aid.iterations") && !terms.is_empty())
             .map(|j| {
-                let cut = meta_terms.iter().filter(|&&t| i64::from(t) < j).count();
-                (cut, meta_terms.len())
+                let cut = terms.iter().filter(|&&t| i64::from(t) < j).count();
+                (cut, terms.len())
             });
         Run {
             dir: dir.to_path_buf(),
@@ -263,8 +275,8 @@ struct Logged {
     fork_changes: Vec<String>,
     restores: Vec<u64>,
     unrestored_collapses: Vec<u64>,
-    /// The Neumann terms each meta step summed.
-    meta_terms: Vec<u32>,
+    /// The Neumann terms each meta step summed, with its step.
+    meta_terms: Vec<(u64, u32)>,
     edited: Edited,
     ancestors: Vec<(String, u64)>,
     refused_edit: Option<(u64, String)>,
@@ -362,7 +374,7 @@ fn logged(dir: &Path, meta: &SessionMeta, last_step: Option<u64>) -> Logged {
                     }
                 }
             }
-            Record::Meta { aid_iterations, .. } => out.meta_terms.push(aid_iterations),
+            Record::Meta { aid_iterations, .. } => out.meta_terms.push((line.step, aid_iterations)),
             Record::Event { message, .. } => {
                 // A collapse restore changes φ and the meta-learning rate
                 // in force: the numbers after it come from those.

@@ -160,4 +160,56 @@ fn meta_steps_with_a_cut_series_are_counted() {
         .unwrap();
     }
     assert_eq!(Run::load(&dir).unwrap().neumann_cut, Some((2, 4)));
+    // A fork that set J = 2 at step 6 counts its own meta steps only: the
+    // parent's before the fork ran at the parent's J.
+    let origin = session::Origin {
+        parent: Some("parent".into()),
+        fork_step: Some(6),
+        ..Default::default()
+    };
+    let fork = session::create_from(root.path(), "fork", &config, origin).unwrap();
+    let mut w = MetricsWriter::open(&fork.join("metrics.jsonl")).unwrap();
+    let forked = |changes: &str| Record::Event {
+        level: crate::session::metrics::Level::Info,
+        message: format!("forked from session parent at step 6{changes}"),
+    };
+    let lines = |fork_line: Record| {
+        let mut lines = vec![meta_line(3, 0), meta_line(6, 0), (6, fork_line)];
+        lines.extend([meta_line(9, 2), meta_line(12, 1)]);
+        lines
+    };
+    for (step, record) in lines(forked(" with aid.iterations=2")) {
+        w.append(&MetricLine {
+            step,
+            time: 0.0,
+            wall: None,
+            record,
+        })
+        .unwrap();
+    }
+    assert_eq!(Run::load(&fork).unwrap().neumann_cut, Some((1, 2)));
+    // A fork that kept J carries the cut steps it was forked with.
+    std::fs::remove_file(fork.join("metrics.jsonl")).unwrap();
+    let mut w = MetricsWriter::open(&fork.join("metrics.jsonl")).unwrap();
+    for (step, record) in lines(forked(" with aid.alpha=0.01")) {
+        w.append(&MetricLine {
+            step,
+            time: 0.0,
+            wall: None,
+            record,
+        })
+        .unwrap();
+    }
+    assert_eq!(Run::load(&fork).unwrap().neumann_cut, Some((3, 4)));
+}
+
+fn meta_line(step: u64, terms: u32) -> (u64, Record) {
+    let meta = Record::Meta {
+        hypergrad_norm: 1.0,
+        reg: 0.0,
+        meta_lr: 1e-3,
+        aid_iterations: terms,
+        gamma: Some(0.1),
+    };
+    (step, meta)
 }
