@@ -1325,6 +1325,17 @@ fn meta_lines_count_the_neumann_iterations_actually_summed() {
         .collect();
     assert!(iterations.len() >= 5, "{iterations:?}");
     assert!(iterations.iter().all(|&j| j < 3), "{iterations:?}");
+    // The run's end counts them (walkthrough P: the log's last word was
+    // "converges" while most meta steps summed fewer terms, unsaid).
+    let n = iterations.len();
+    let summary = events_matching(&dir, |m| m.starts_with("in all, the Neumann series"));
+    assert_eq!(summary.len(), 1, "{summary:?}");
+    assert!(
+        summary[0]
+            .1
+            .contains(&format!("was cut short on {n} of {n} meta steps (")),
+        "{summary:?}"
+    );
 }
 
 /// A diverging series whose α is then lowered live: its end is said once.
@@ -1353,6 +1364,19 @@ fn a_neumann_series_that_converges_again_says_so_once() {
     assert_eq!(converged.len(), 1, "{converged:?}");
     assert!(converged[0].0 > diverged[0].0);
     assert!(converged[0].1.contains("all aid.iterations = 3 terms"));
+    // The 2nd episode would be said: no "unsaid" note.
+    assert!(!converged[0].1.contains("unsaid"), "{converged:?}");
+    let cut = std::fs::read_to_string(dir.join("metrics.jsonl"))
+        .unwrap()
+        .lines()
+        .filter_map(|l| serde_json::from_str::<meltr_tui::session::metrics::MetricLine>(l).ok())
+        .filter(|l| matches!(l.record, Record::Meta { aid_iterations, .. } if aid_iterations < 3))
+        .count();
+    let summary = events_matching(&dir, |m| m.starts_with("in all, the Neumann series"));
+    assert!(
+        cut > 0 && summary.len() == 1 && summary[0].1.contains(&format!("cut short on {cut} of ")),
+        "{cut} {summary:?}"
+    );
 }
 
 /// The default, `meltr.loss_scale = "capped"`: a run whose losses stay

@@ -210,6 +210,7 @@ impl Trainer {
             }
         };
         let stopped = hyper.neumann_stop;
+        self.neumann_tally.count(aid.iterations, stopped.is_some());
         if let Some(stop) = stopped.filter(|_| !self.neumann_stopped) {
             self.neumann_episodes += 1;
             if let Some(count) = episode_said(self.neumann_episodes) {
@@ -223,7 +224,8 @@ impl Trainer {
         // Said where the episode's start was (a flipping series fills the log).
         let said = episode_said(self.neumann_episodes).is_some();
         if self.neumann_stopped && stopped.is_none() && said {
-            let message = neumann_converges(aid.iterations);
+            let next_said = episode_said(self.neumann_episodes + 1).is_some();
+            let message = neumann_converges(aid.iterations, next_said);
             self.emit(Record::Event {
                 level: Level::Info,
                 message,

@@ -27,9 +27,48 @@ pub(super) fn neumann_stopped(
     )
 }
 
-/// The end of a stopped series' episode: it sums every term again.
-pub(super) fn neumann_converges(iterations: u32) -> String {
-    format!("the Neumann series no longer diverges: all aid.iterations = {iterations} terms are summed again")
+/// The end of a stopped series' episode: it sums every term again. When
+/// the next episode's start will not be said, this says so: the log's last
+/// word on the series was "converges" while it kept diverging (walkthrough
+/// P: 19 of 159 meta steps summed every term, and the last event said all).
+pub(super) fn neumann_converges(iterations: u32, next_said: bool) -> String {
+    let unsaid = if next_said {
+        ""
+    } else {
+        " (the next episode goes unsaid: the meta lines' aid_iterations give each step's terms, and the run's end counts the steps cut short)"
+    };
+    format!("the Neumann series no longer diverges: all aid.iterations = {iterations} terms are summed again{unsaid}")
+}
+
+/// Meta steps run with a Neumann series (J > 0) and those cut short.
+#[derive(Debug, Default, Clone, Copy, PartialEq)]
+pub(super) struct NeumannTally {
+    pub(super) with_series: u64,
+    pub(super) cut: u64,
+}
+
+impl NeumannTally {
+    pub(super) fn count(&mut self, iterations: u32, cut: bool) {
+        if iterations > 0 {
+            self.with_series += 1;
+            self.cut += u64::from(cut);
+        }
+    }
+
+    /// The run's end: how many meta steps summed fewer terms than asked,
+    /// when any did (`since`: the step this process took the run up at).
+    pub(super) fn summary(&self, since: u64) -> Option<String> {
+        let since = match since {
+            0 => String::new(),
+            step => format!(" since step {step}"),
+        };
+        (self.cut > 0).then(|| {
+            format!(
+                "in all, the Neumann series was cut short on {} of {} meta steps{since} (it diverged, and they summed fewer terms than aid.iterations; the meta lines' aid_iterations say how many): a smaller aid.alpha, or aid.iterations = 0",
+                self.cut, self.with_series
+            )
+        })
+    }
 }
 
 /// What to set `aid.alpha` to after the series grew `growth`-fold in
@@ -269,5 +308,22 @@ mod tests {
             .contains("4th time this run; said again at the 8th"));
         let ordinals: Vec<String> = [1, 3, 11, 12, 22, 113].map(super::ordinal).into();
         assert_eq!(ordinals, ["1st", "3rd", "11th", "12th", "22nd", "113th"]);
+    }
+
+    /// The run's last word on a series that kept diverging unsaid is not
+    /// "converges" (walkthrough P).
+    #[test]
+    fn an_unsaid_next_episode_and_the_cut_meta_steps_are_said() {
+        assert!(!super::neumann_converges(3, true).contains("unsaid"));
+        assert!(super::neumann_converges(3, false).contains("the next episode goes unsaid"));
+        let mut tally = super::NeumannTally::default();
+        for (iterations, cut) in [(0, false), (2, true), (2, false), (2, true), (0, true)] {
+            tally.count(iterations, cut);
+        }
+        assert_eq!((tally.cut, tally.with_series), (2, 3));
+        assert!(tally.summary(40).unwrap().starts_with(
+            "in all, the Neumann series was cut short on 2 of 3 meta steps since step 40 ("
+        ));
+        assert_eq!(super::NeumannTally::default().summary(0), None);
     }
 }

@@ -165,6 +165,9 @@ pub struct Trainer {
     /// Episodes of a stopped Neumann series so far (said at the 1st, 2nd,
     /// 4th, 8th, …: one line each filled the events pane).
     neumann_episodes: u32,
+    /// Meta steps with J > 0 since this process took the run up, and
+    /// those whose series was cut short, for the summary at its end.
+    neumann_tally: meta_words::NeumannTally,
     /// The last eval had non-finite losses and said so (said again only
     /// after a finite one).
     eval_non_finite_said: bool,

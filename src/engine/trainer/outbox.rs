@@ -199,6 +199,7 @@ impl Trainer {
             .into_iter()
             .filter_map(|(streak, what)| streak.ended(what, "until the run ended"));
         let summary = self.skipped.summary();
+        let neumann = self.neumann_tally.summary(self.skipped.since);
         let slide = self.collapse.unreported_slide().map(|(meta_steps, w)| {
             format!(
                 "{} ({}) below {PRIMARY_FLOOR} for its last {meta_steps} \
@@ -210,7 +211,12 @@ impl Trainer {
                 w.primary_collapse_reading(&self.loss_names)
             )
         });
-        for message in ended.chain(summary).chain(slide).collect::<Vec<_>>() {
+        for message in ended
+            .chain(summary)
+            .chain(neumann)
+            .chain(slide)
+            .collect::<Vec<_>>()
+        {
             self.emit(Record::Event {
                 level: Level::Warn,
                 message,

@@ -293,6 +293,7 @@ impl Trainer {
             pending_meta: Vec::new(),
             neumann_stopped,
             neumann_episodes,
+            neumann_tally: Default::default(),
             eval_non_finite_said: false,
             skip_streak: Default::default(),
             meta_skip_streak: Default::default(),
