@@ -704,3 +704,55 @@ fn ls_shows_what_a_live_runner_says_not_a_stale_session_json() {
         )
     });
 }
+
+/// A run paused from a TUI that then detached stayed paused, and the
+/// command line had no way to let it go on (walkthrough P): `resume` does,
+/// and refuses `--set` there (an edit of config.toml applies live).
+#[test]
+fn resume_lets_a_paused_runner_go_on() {
+    let tmp = tempfile::tempdir().unwrap();
+    let root = tmp.path().join("sessions");
+    let config = write_config(tmp.path(), 200_000, "");
+    let dir = detach(&root, &config, "paused");
+    let _reaper = Reaper(dir.clone());
+    let id = dir.file_name().unwrap().to_string_lossy().to_string();
+    let link = RemoteLink::connect(&dir).unwrap();
+    let status_is = |want: Status| move |e: &Event| matches!(e, Event::Status { status, .. } if *status == want);
+    link.send(Command::Pause);
+    collect_until(&link, "paused", status_is(Status::Paused));
+    let resume = |extra: &[&str]| {
+        run_with_limit(
+            bin()
+                .arg("--sessions-dir")
+                .arg(&root)
+                .args(["resume", &id])
+                .args(extra),
+            WAIT,
+        )
+    };
+    let refused = resume(&["--set", "train.lr=0.01"]);
+    assert!(
+        !refused.status.success()
+            && text(&refused).contains("is paused by its runner")
+            && text(&refused).contains("without --set lets it go on"),
+        "{}",
+        text(&refused)
+    );
+    assert!(ls_row(&root, &id).contains(" paused "));
+    let out = resume(&[]);
+    assert!(
+        out.status.success() && text(&out).contains("was paused; its runner (pid"),
+        "{}",
+        text(&out)
+    );
+    collect_until(&link, "running again", status_is(Status::Running));
+    // Running: refused as before.
+    let out = resume(&["--headless"]);
+    assert!(
+        !out.status.success() && text(&out).contains("is still running"),
+        "{}",
+        text(&out)
+    );
+    link.send(Command::Stop);
+    collect_until(&link, "stopped", status_is(Status::Stopped));
+}

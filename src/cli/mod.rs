@@ -2,8 +2,7 @@
 
 use crate::config::Config;
 use crate::engine::{self, control::Command, control::Event, control::Status};
-use crate::session::SessionDir;
-use crate::session::{self, metrics::Record, SessionMeta};
+use crate::session::{self, metrics::Record, SessionDir, SessionMeta};
 use anyhow::{bail, Context, Result};
 use clap::{Parser, Subcommand};
 use std::path::{Path, PathBuf};
@@ -15,6 +14,7 @@ mod doctor;
 mod fork;
 mod headless;
 mod list;
+mod live_runner;
 mod paper;
 mod ranks;
 mod session_start;

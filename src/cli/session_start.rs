@@ -73,6 +73,9 @@ pub(super) fn resume(
     mode: Mode,
 ) -> Result<()> {
     let dir = session::find(root, query)?;
+    if super::live_runner::unpause_if_paused(&dir, overrides)? {
+        return Ok(());
+    }
     crate::config::refuse_restart_only(overrides, "resume")
         .map_err(|e| anyhow::anyhow!("--set: {e}"))?;
     let mut config = engine::trainer::session_config(&dir).map_err(anyhow::Error::new)?;
@@ -87,7 +90,7 @@ pub(super) fn resume(
     if mode == Mode::Tui {
         crate::tui::terminal::check_available("use `resume --headless` or `resume --detach`")?;
     }
-    refuse_if_running(&dir)?;
+    super::live_runner::refuse_if_running(&dir)?;
     // What a resume that fails before its first step puts back.
     let layout = SessionDir::new(&dir);
     let before = Before {
@@ -145,21 +148,6 @@ fn refuse_if_done(dir: &Path, config: &crate::config::Config, before: u64) -> Re
             fork = session::command_for(dir, "fork"),
             steps = config.train.steps,
             more = reached.max(1) * 2
-        );
-    }
-    Ok(())
-}
-
-/// Fails when another process runs the session in `dir`.
-fn refuse_if_running(dir: &Path) -> Result<()> {
-    let meta = SessionMeta::read(dir)?;
-    if !meta.status.is_terminal() && meta.pid != std::process::id() && session::pid_alive(meta.pid)
-    {
-        bail!(
-            "session {} is still running (pid {}); attach to it instead: {}",
-            meta.id,
-            meta.pid,
-            session::command_for(dir, "attach")
         );
     }
     Ok(())
@@ -379,7 +367,7 @@ fn attach_once(dir: &Path) -> Result<crate::tui::Exit> {
         // Its runner died without a word (kill -9, a reboot): crashed, as
         // `ls` says, not "running".
         meta.status = Status::Failed;
-        meta.error = Some(crate::runner::link::runner_gone(&meta));
+        meta.error = Some(crate::runner::link::runner_gone(dir, &meta));
     }
     let (config, refused) = attach_config(dir)?;
     let mut history = history;
@@ -428,9 +416,19 @@ fn attach_once(dir: &Path) -> Result<crate::tui::Exit> {
             crate::tui::Exit::Attach(_) => "left",
             _ => "detached from",
         };
+        let paused = exit != crate::tui::Exit::Unpaused
+            && SessionMeta::read(dir).is_ok_and(|m| m.status == Status::Paused);
+        let state = if paused {
+            format!(
+                "it stays paused (`{}`, or p in the TUI, lets it go on)",
+                session::command_for(dir, "resume")
+            )
+        } else {
+            "it goes on".to_string()
+        };
         let _ = writeln!(
             out,
-            "{verb} session {}; it goes on. Attach again with: {}",
+            "{verb} session {}; {state}. Attach again with: {}",
             meta.id,
             session::command_for(dir, "attach")
         );

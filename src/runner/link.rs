@@ -14,11 +14,12 @@ use std::path::{Path, PathBuf};
 /// starts: the TUI calls such a run "crashed", as `ls` does.
 pub const RUNNER_GONE: &str = "the runner is gone";
 
-/// What the TUI says of a run whose runner died.
-pub fn runner_gone(meta: &SessionMeta) -> String {
+/// What the TUI says of a run (in `dir`) whose runner died.
+pub fn runner_gone(dir: &Path, meta: &SessionMeta) -> String {
     format!(
-        "{RUNNER_GONE} (pid {}); `meltr-tui resume {}` continues from the newest checkpoint",
-        meta.pid, meta.id
+        "{RUNNER_GONE} (pid {}); `{}` continues from the newest checkpoint",
+        meta.pid,
+        session::command_for(dir, "resume")
     )
 }
 
@@ -147,7 +148,7 @@ impl EngineLink for RemoteLink {
                 } else {
                     Event::Status {
                         status: Status::Failed,
-                        message: Some(runner_gone(&meta)),
+                        message: Some(runner_gone(&self.dir, &meta)),
                     }
                 };
                 out.push(event);

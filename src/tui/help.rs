@@ -4,6 +4,7 @@
 use super::keys::KEYS;
 use super::state::App;
 use super::theme::Theme;
+use crate::session::Status;
 use ratatui::layout::Rect;
 use ratatui::text::{Line, Span};
 use ratatui::widgets::{Block, Clear, Paragraph};
@@ -36,7 +37,20 @@ pub fn render(frame: &mut Frame, area: Rect, scroll: usize, theme: Theme) {
 pub fn render_confirm_quit(frame: &mut Frame, area: Rect, app: &App) {
     let running = !app.status.is_terminal();
     let mut lines = vec![Line::from("Quit the TUI?")];
-    if running && app.detachable {
+    if app.status == Status::Paused && app.detachable {
+        lines.push(Line::from(vec![
+            Span::styled(" y ", app.theme.accent()),
+            Span::raw("detach (run stays paused)"),
+        ]));
+        lines.push(Line::from(vec![
+            Span::styled(" r ", app.theme.accent()),
+            Span::raw("let it go on, then detach"),
+        ]));
+        lines.push(Line::from(vec![
+            Span::styled(" s ", app.theme.accent()),
+            Span::raw("stop the run, then quit"),
+        ]));
+    } else if running && app.detachable {
         lines.push(Line::from(vec![
             Span::styled(" y ", app.theme.accent()),
             Span::raw("detach (run goes on)"),

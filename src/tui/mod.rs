@@ -57,6 +57,9 @@ pub enum Exit {
     Left,
     /// Quit after asking the engine to stop (`Command::Stop` was sent).
     Stopped,
+    /// Quit after asking a paused runner to go on (`Command::Resume` was
+    /// sent): detaching from a paused run otherwise leaves it paused.
+    Unpaused,
     /// Ctrl-C, SIGINT, SIGTERM or SIGHUP: no confirmation was asked and
     /// nothing was sent; the caller decides what happens to the run.
     Interrupted,
@@ -359,8 +362,10 @@ pub fn perform_with(
             None => app.notify(Level::Warn, "fork is not available here"),
         },
         Action::Quit(exit) => {
-            if exit == Exit::Stopped {
-                link.send(Command::Stop);
+            match exit {
+                Exit::Stopped => link.send(Command::Stop),
+                Exit::Unpaused => link.send(Command::Resume),
+                _ => {}
             }
             return Some(exit);
         }

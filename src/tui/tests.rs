@@ -818,6 +818,25 @@ fn quit_dialog_says_whether_leaving_stops_the_run() {
     assert!(detached.contains("detach (run goes on)"), "{detached}");
     assert!(detached.contains("stop the run, then quit"), "{detached}");
     assert!(!detached.contains("run stops"), "{detached}");
+    // Paused, a detach leaves it paused: said, with a key that lets it go
+    // on first (walkthrough P: "it goes on" of a run that stayed paused).
+    app.status = Status::Paused;
+    let paused = text(draw(&app, 80, 24).backend().buffer());
+    assert!(
+        paused.contains("detach (run stays paused)")
+            && paused.contains("let it go on, then detach"),
+        "{paused}"
+    );
+    let link = FakeLink::default();
+    let action = press(&mut app, KeyCode::Char('r'));
+    assert_eq!(action, Action::Quit(Exit::Unpaused));
+    assert_eq!(perform(&mut app, action, &link, None), Some(Exit::Unpaused));
+    assert_eq!(*link.sent.borrow(), vec![Command::Resume]);
+    // `r` means nothing to a running run's dialog: it closes.
+    app.status = Status::Running;
+    press(&mut app, KeyCode::Char('q'));
+    assert_eq!(press(&mut app, KeyCode::Char('r')), Action::None);
+    assert_eq!(app.overlay, Overlay::None);
 }
 
 #[test]

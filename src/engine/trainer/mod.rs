@@ -269,10 +269,11 @@ impl Trainer {
                     self.emit(Record::Event {
                         level: Level::Info,
                         message: format!(
-                            "{}{} of {}; `meltr-tui resume` continues from {from}",
+                            "{}{} of {}; `{}` continues from {from}",
                             crate::session::log::STOPPED_AT,
                             self.step,
-                            self.config.train.steps
+                            self.config.train.steps,
+                            crate::session::command_for(self.dir.path(), "resume")
                         ),
                     });
                     self.set_status(Status::Stopped, None);

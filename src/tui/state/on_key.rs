@@ -68,6 +68,9 @@ impl App {
         match key.code {
             KeyCode::Char('y') | KeyCode::Char('q') => Action::Quit(Exit::Left),
             KeyCode::Char('s') if !self.status.is_terminal() => Action::Quit(Exit::Stopped),
+            KeyCode::Char('r') if self.status == Status::Paused && self.detachable => {
+                Action::Quit(Exit::Unpaused)
+            }
             _ => {
                 self.overlay = Overlay::None;
                 Action::None
