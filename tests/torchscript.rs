@@ -791,7 +791,26 @@ fn check_fails_on_losses_that_are_not_finite_on_the_batches_it_scans() {
     assert_eq!(first_only_ok, found != Some(1), "{said}");
     let (ok, said) = check("clean", &[], &["--batches", "8"]);
     assert!(
-        ok && said.contains("8 training batches scanned: every loss finite on each"),
+        ok && said.contains("8 training batches scanned: every loss finite on each")
+            && said.contains("validation     one evaluation: every loss and metric finite"),
+        "{said}"
+    );
+    // NaN on the validation split only (walkthrough P: found by the run's
+    // evaluation at step 50): `--batches` evaluates once.
+    let train = flag_data(&tmp.path().join("clean.safetensors"), 64, 4, &[]);
+    let flagged_val = flag_data(&tmp.path().join("flagged_val.safetensors"), 32, 4, &[5]);
+    let cfg = flag_config(tmp.path(), "val", "nan_on_flag.pt", &train, &flagged_val);
+    let out = bin()
+        .args(["check", "--batches", "2", "-c"])
+        .arg(&cfg)
+        .output()
+        .unwrap();
+    let said = text(&out);
+    assert!(
+        !out.status.success()
+            && said.contains("a run would train the torchscript workload on cpu, but not every value is finite (below)")
+            && said.contains("one evaluation: loss `aux`, loss `primary`")
+            && said.contains("is not finite on the validation split"),
         "{said}"
     );
 }

@@ -55,6 +55,7 @@ pub(super) fn check(
         said,
         first_losses,
         non_finite,
+        evaluation,
     } = super::config_file::in_file(
         crate::engine::check_scanning(&config, batches),
         config_path,
@@ -66,12 +67,21 @@ pub(super) fn check(
     } else {
         "lower"
     };
+    let evaluation = evaluation.unwrap_or_default();
+    let primary_metric_fails = evaluation.metrics.contains(&meta.primary_metric);
+    let fails = !non_finite.is_empty() || primary_metric_fails;
     println!(
-        "{}: {}a run would train the {} workload on {}",
+        "{}: {}a run would train the {} workload on {}{}",
         super::config_file::from_file(config_path, overrides),
-        if non_finite.is_empty() { "ok, " } else { "" },
+        if fails { "" } else { "ok, " },
         meta.workload,
-        meta.device
+        meta.device,
+        // A failing check opened like a passing one (walkthrough P).
+        if fails {
+            ", but not every value is finite (below)"
+        } else {
+            ""
+        }
     );
     println!("  primary loss   {primary}");
     println!("  auxiliary      {}", auxiliary.join(", "));
@@ -106,10 +116,38 @@ pub(super) fn check(
             }
         );
     }
+    if batches > 1 {
+        println!("  validation     {}", evaluation_words(&evaluation));
+    }
     if !non_finite.is_empty() {
         anyhow::bail!("{}", non_finite_words(&non_finite, batches));
     }
+    if primary_metric_fails {
+        anyhow::bail!(
+            "the primary metric {} is not finite on the validation split: no evaluation can rank \
+             the run's checkpoints (`--best`), and the runs' tables read NaN",
+            meta.primary_metric
+        );
+    }
     Ok(())
+}
+
+/// One evaluation's non-finite validation values, in words.
+fn evaluation_words(evaluation: &crate::engine::trainer::NonFiniteEvaluation) -> String {
+    let mut named: Vec<String> = evaluation
+        .losses
+        .iter()
+        .map(|l| format!("loss `{l}`"))
+        .collect();
+    named.extend(evaluation.metrics.iter().map(|m| format!("metric `{m}`")));
+    if named.is_empty() {
+        return "one evaluation: every loss and metric finite".to_string();
+    }
+    format!(
+        "one evaluation: {} not finite (a mean over the split: NaN on one batch makes it NaN; \
+         every evaluation of a run warns of it)",
+        named.join(", ")
+    )
 }
 
 /// Why `check` fails on losses that are not finite on some batches.

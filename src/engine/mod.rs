@@ -68,6 +68,9 @@ pub struct Checked {
     /// The losses not finite on some of the training batches scanned, with
     /// those batches' steps.
     pub non_finite: Vec<(String, Vec<u64>)>,
+    /// With more than one batch scanned, one evaluation's non-finite
+    /// validation losses and metrics.
+    pub evaluation: Option<trainer::NonFiniteEvaluation>,
 }
 
 /// Builds the run `config` asks for in a scratch session folder, as `run`
@@ -95,6 +98,10 @@ pub fn check_scanning(config: &crate::config::Config, batches: u64) -> Result<Ch
         |(trainer, meta)| {
             let first_losses = trainer.first_batch_values()?;
             let non_finite = trainer.non_finite_batches(&first_losses, batches)?;
+            let evaluation = match batches {
+                0 | 1 => None,
+                _ => Some(trainer.non_finite_evaluation()?),
+            };
             drop(trainer);
             let log = crate::session::SessionDir::new(&scratch).metrics();
             let said = crate::session::log::read_metrics(&log)
@@ -113,6 +120,7 @@ pub fn check_scanning(config: &crate::config::Config, batches: u64) -> Result<Ch
                 said,
                 first_losses,
                 non_finite,
+                evaluation,
             })
         },
     );

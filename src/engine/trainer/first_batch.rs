@@ -6,6 +6,16 @@
 use super::*;
 use crate::meltr::fit::FIT_TOLERANCE;
 
+/// The names of the validation losses and metrics not finite in an
+/// evaluation.
+#[derive(Debug, Default, Clone, PartialEq)]
+pub struct NonFiniteEvaluation {
+    /// Losses whose mean over the split is NaN or infinite.
+    pub losses: Vec<String>,
+    /// Metrics likewise.
+    pub metrics: Vec<String>,
+}
+
 impl Trainer {
     /// The first training batch's losses under the current θ, leaving the
     /// model's buffers (BatchNorm statistics) as they were; called in setup,
@@ -68,6 +78,29 @@ impl Trainer {
         }
         found.retain(|(_, steps)| !steps.is_empty());
         Ok(found)
+    }
+
+    /// The validation split's losses and metrics that are not finite in
+    /// one evaluation, as every `train.eval_every` makes it, by name
+    /// (`check --batches`: walkthrough P's masked loss was NaN on the
+    /// validation split only, found by the run's evaluation at step 50).
+    pub fn non_finite_evaluation(&self) -> Result<NonFiniteEvaluation> {
+        let _draws = crate::nn::rng::global_draws();
+        let evaluation = self
+            .workload
+            .evaluate()
+            .context("an evaluation of the validation split")?;
+        let not_finite = |values: &std::collections::BTreeMap<String, f64>| {
+            values
+                .iter()
+                .filter(|(_, v)| !v.is_finite())
+                .map(|(name, _)| name.clone())
+                .collect()
+        };
+        Ok(NonFiniteEvaluation {
+            losses: not_finite(&evaluation.losses),
+            metrics: not_finite(&evaluation.metrics),
+        })
     }
 
     /// `meltr.val_source = "val"`: the meta step's validation forward (the

@@ -7,6 +7,7 @@
 
 mod bench;
 pub use bench::BenchTrainer;
+pub use first_batch::NonFiniteEvaluation;
 mod checkpointing;
 mod data_parallel;
 mod eval_finite;
