@@ -124,7 +124,7 @@ pub(super) fn check(
     }
     if primary_metric_fails {
         anyhow::bail!(
-            "the primary metric {} is not finite on the validation split: no evaluation can rank \
+            "the primary metric `{}` is not finite on the validation split: no evaluation can rank \
              the run's checkpoints (`--best`), and the runs' tables read NaN",
             meta.primary_metric
         );
