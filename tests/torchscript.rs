@@ -729,6 +729,20 @@ fn a_dtype_libtorch_cannot_read_is_named_with_its_tensor() {
     );
 }
 
+/// A TorchScript module given as the training data read "HeaderTooLarge"
+/// and nothing else (walkthrough P): the error says what the file is.
+#[test]
+fn a_module_given_as_data_is_said_to_be_one() {
+    let tmp = tempfile::tempdir().unwrap();
+    let val = flag_data(&tmp.path().join("val.safetensors"), 16, 4, &[]);
+    let module = flag_models().join("metrics.pt");
+    let cfg = flag_config(tmp.path(), "module_as_data", "metrics.pt", &module, &val);
+    refused(
+        &cfg,
+        "(it is a zip archive: a TorchScript module or a torch.save file? The data takes safetensors.torch.save_file(",
+    );
+}
+
 fn flag_config(dir: &Path, name: &str, model: &str, train: &Path, val: &Path) -> PathBuf {
     let body = format!(
         "[workload]\nkind = \"torchscript\"\nmodel = \"{model}\"\ntrain = \"{train}\"\nval = \"{val}\"\n\

@@ -232,7 +232,7 @@ pub fn readable_type_error(message: &str) -> String {
     };
     let got = match what {
         "string" => format!("the string {value}"),
-        "integer" => format!("the whole number {value}"),
+        "integer" => value.to_string(),
         "floating" => format!(
             "the number {}",
             value.trim_start_matches("point ").trim_matches('`')

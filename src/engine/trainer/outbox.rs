@@ -198,7 +198,7 @@ impl Trainer {
         let ended = open
             .into_iter()
             .filter_map(|(streak, what)| streak.ended(what, "until the run ended"));
-        let summary = self.skipped.summary();
+        let summary = self.skipped.summary(self.step);
         let neumann = self.neumann_tally.summary(self.skipped.since);
         let slide = self.collapse.unreported_slide().map(|(meta_steps, w)| {
             format!(

@@ -18,8 +18,11 @@ pub(super) struct SkipTotals {
 }
 
 impl SkipTotals {
-    /// `in all, 7 step updates and 4 meta updates were skipped …`, when any were.
-    pub(super) fn summary(&self) -> Option<String> {
+    /// `in all, 7 step updates and 4 meta updates were skipped …`, when any
+    /// were; `now`: the step the run ends at. A share of the steps past
+    /// [`NOTABLE_SKIPPED_SHARE`] is said as such (walkthrough P: a quarter of
+    /// the batches trained nothing, and the run ended 0 with this line last).
+    pub(super) fn summary(&self, now: u64) -> Option<String> {
         let plural =
             |n: u64, what: &str| format!("{n} {what} update{}", if n == 1 { "" } else { "s" });
         let parts: Vec<String> = [(self.steps, "step"), (self.meta_steps, "meta")]
@@ -31,9 +34,20 @@ impl SkipTotals {
             0 => String::new(),
             step => format!(" since step {step}"),
         };
+        let ran = now.saturating_sub(self.since);
+        let share = self.steps as f64 / ran.max(1) as f64;
+        let notable = if share >= NOTABLE_SKIPPED_SHARE {
+            format!(
+                ": {:.0}% of the {ran} steps trained nothing, every loss's update lost with the bad one's; \
+                 `meltr-tui check --batches N` finds such batches and says why",
+                100.0 * share
+            )
+        } else {
+            String::new()
+        };
         (!parts.is_empty()).then(|| {
             format!(
-                "in all, {} {} skipped for non-finite values{since} (the warnings name the first steps of each streak)",
+                "in all, {} {} skipped for non-finite values{since} (the warnings name the first steps of each streak){notable}",
                 parts.join(" and "),
                 if self.steps + self.meta_steps == 1 { "was" } else { "were" },
             )
@@ -105,6 +119,9 @@ impl SkipStreak {
     }
 }
 
+/// The share of a run's steps skipped that the summary calls out.
+const NOTABLE_SKIPPED_SHARE: f64 = 0.05;
+
 /// Skipped steps of one streak listed one by one; the rest are counted.
 const STEPS_LISTED_PER_STREAK: u64 = 10;
 
@@ -118,19 +135,24 @@ mod tests {
             since: 200,
             ..Default::default()
         };
-        assert_eq!(totals.summary(), None);
+        assert_eq!(totals.summary(1000), None);
         totals.meta_steps = 2;
         totals.since = 0;
         assert!(totals
-            .summary()
+            .summary(1000)
             .unwrap()
             .starts_with("in all, 2 meta updates were skipped for non-finite values (the"));
         totals.steps = 7;
         totals.meta_steps = 1;
         totals.since = 200;
+        // 7 of 800 steps: under 5%, nothing more to say.
         assert_eq!(
-            totals.summary().unwrap(),
+            totals.summary(1000).unwrap(),
             "in all, 7 step updates and 1 meta update were skipped for non-finite values since step 200 (the warnings name the first steps of each streak)"
         );
+        // 7 of 100: said, with where to look.
+        assert!(totals.summary(300).unwrap().ends_with(
+            "(the warnings name the first steps of each streak): 7% of the 100 steps trained nothing, every loss's update lost with the bad one's; `meltr-tui check --batches N` finds such batches and says why"
+        ));
     }
 }

@@ -97,6 +97,29 @@ fn dtypes_libtorch_cannot_read(path: &Path) -> Option<String> {
     (!unreadable.is_empty()).then(|| unreadable.join(", "))
 }
 
+/// What a data file that is no safetensors file looks like it is, from its
+/// first bytes: a TorchScript module given as data read "HeaderTooLarge"
+/// (walkthrough P).
+fn other_format(path: &Path) -> Option<&'static str> {
+    use std::io::Read;
+    let mut start = [0u8; 4];
+    std::fs::File::open(path)
+        .ok()?
+        .read_exact(&mut start)
+        .ok()?;
+    match start {
+        [b'P', b'K', 3, 4] => Some(
+            " (it is a zip archive: a TorchScript module or a torch.save file? The data takes \
+             safetensors.torch.save_file({name: tensor, …}); the module goes in workload.model)",
+        ),
+        [0x80, 2..=5, ..] => Some(
+            " (it is a Python pickle: torch.save's legacy format? The data takes \
+             safetensors.torch.save_file({name: tensor, …}))",
+        ),
+        _ => None,
+    }
+}
+
 impl Split {
     pub(super) fn load(key: &str, path: &str, device: Device, kind: Kind) -> Result<Split> {
         if !Path::new(path).exists() {
@@ -109,8 +132,9 @@ impl Split {
                     READABLE_DTYPES.join(", ")
                 ),
                 None => anyhow!(
-                    "{key}: {path} is not a readable safetensors file: {}",
-                    torch_message(&e)
+                    "{key}: {path} is not a readable safetensors file: {}{}",
+                    torch_message(&e),
+                    other_format(Path::new(path)).unwrap_or_default()
                 ),
             }
         })?;
