@@ -28,6 +28,10 @@ pub fn eval_values(metrics: &Named, losses: &Named) -> Named {
 /// it too, and the bare name).
 pub const EVAL_PREFIX: &str = "eval/";
 
+/// How the event after a checkpoint asked for by hand begins (the TUI's
+/// fork waits for it).
+pub const CHECKPOINT_ASKED_EVENT: &str = "checkpoint of step ";
+
 /// How the event of a MELTR collapse begins (its outcome follows: a
 /// restore, or why there was none).
 pub const COLLAPSE_EVENT: &str = "MELTR collapse: ";

@@ -13,11 +13,7 @@ pub const KEYS: &[(&str, &str, &str)] = &[
     ("global", "c", "write a checkpoint now"),
     ("global", "e", "export figures"),
     ("global", "r", "sessions of this folder (Esc or r: back)"),
-    (
-        "global",
-        "f",
-        "fork from the newest checkpoint, with the edits",
-    ),
+    ("global", "f", "fork at this step, with the edits"),
     ("global", "] [", "AID iterations J +1 / -1"),
     ("global", "} {", "AID step alpha x2 / /2"),
     (

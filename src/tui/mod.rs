@@ -158,6 +158,11 @@ pub fn run(
             app.on_event(event);
             data_dirty = true;
         }
+        if let Some(edited) = app.fork_ready.take() {
+            app.notify(Level::Info, "forking…");
+            tui.terminal.draw(|f| view::draw(f, &app))?;
+            perform_with(&mut app, Action::Fork(edited), link, ctx);
+        }
         let now = Instant::now();
         if let Some(nvml) = &gpu {
             if last_gpu.is_none_or(|t| now.duration_since(t) >= GPU_EVERY) {

@@ -87,9 +87,11 @@ impl Trainer {
         let step = self.step;
         let message = match checkpoint::pin(&self.dir.checkpoints(), step) {
             Ok(()) => format!(
-                "checkpoint of step {step} kept past train.keep_checkpoints (asked for by hand)"
+                "{CHECKPOINT_ASKED_EVENT}{step} kept past train.keep_checkpoints (asked for by hand)"
             ),
-            Err(e) => format!("{e:#}: the checkpoint of step {step} may be pruned as any other"),
+            Err(e) => format!(
+                "{CHECKPOINT_ASKED_EVENT}{step} may be pruned as any other (it could not be kept: {e:#})"
+            ),
         };
         self.emit(Record::Event {
             level: Level::Info,

@@ -44,7 +44,9 @@ use crate::nn::autograd::grad;
 use crate::nn::optim::{clip_grad_norm, AdamW, WeightDecay};
 use crate::nn::rng::{forward_seed, seeded, Forward};
 use crate::session::log::{self, MetricsWriter};
-use crate::session::metrics::{Curve, GpuStats, Level, MetricLine, Named, Record};
+use crate::session::metrics::{
+    Curve, GpuStats, Level, MetricLine, Named, Record, CHECKPOINT_ASKED_EVENT,
+};
 use crate::session::{self, SessionDir, SessionMeta};
 use crate::workload::{self, Batch, Workload};
 use anyhow::{bail, Context, Result};

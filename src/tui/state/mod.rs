@@ -14,7 +14,7 @@ mod on_key;
 mod sessions;
 use crate::config::{restart_only_reason, Config};
 use crate::engine::control::{Command, Event};
-use crate::session::metrics::{Level, MetricLine};
+use crate::session::metrics::{Level, MetricLine, Record, CHECKPOINT_ASKED_EVENT};
 use crate::session::{SessionMeta, Status};
 use ratatui::crossterm::event::{KeyCode, KeyEvent, KeyEventKind, KeyModifiers};
 pub use sessions::{Overlaid, OverlayCurve, SessionsView, MIN_OVERLAID};
@@ -238,6 +238,11 @@ pub struct App {
     pub detachable: bool,
     /// Whether a fork callback was given.
     pub can_fork: bool,
+    /// A fork asked for on a live run, waiting for the checkpoint of its
+    /// current step (with the edited config of Ctrl-F, if any).
+    pub fork_waiting: Option<Option<Box<Config>>>,
+    /// That fork, once its checkpoint is written: the loop performs it.
+    pub fork_ready: Option<Option<Box<Config>>>,
     /// The sessions view, while open (it replaces the panes).
     pub sessions: Option<SessionsView>,
 }
@@ -285,6 +290,8 @@ impl App {
             can_export: false,
             detachable: false,
             can_fork: false,
+            fork_waiting: None,
+            fork_ready: None,
             sessions: None,
         }
     }
@@ -302,7 +309,16 @@ impl App {
 
     fn apply(&mut self, event: Event) {
         match event {
-            Event::Line { line, .. } => self.store.ingest(&line),
+            Event::Line { line, .. } => {
+                // The checkpoint a waiting fork asked for is written (or
+                // could not be pinned: it is there all the same).
+                let checkpointed = matches!(&line.record,
+                    Record::Event { message, .. } if message.starts_with(CHECKPOINT_ASKED_EVENT));
+                if checkpointed {
+                    self.fork_ready = self.fork_waiting.take().or(self.fork_ready.take());
+                }
+                self.store.ingest(&line)
+            }
             Event::Progress {
                 step,
                 total_steps,
@@ -319,6 +335,13 @@ impl App {
                 // same status again, unexplained, is no event (walkthrough N's
                 // Events pane read "status run running").
                 let news = status != self.status || message.is_some();
+                // A run that ends before its checkpoint came forks from its
+                // newest one.
+                if status.is_terminal() {
+                    if let Some(edited) = self.fork_waiting.take() {
+                        self.fork_ready = Some(edited);
+                    }
+                }
                 self.status = status;
                 let level = match status {
                     Status::Failed => Level::Error,

@@ -249,7 +249,20 @@ fn f_forks_with_the_edited_config_and_says_the_new_id() {
     };
     app.wrote_config(*config, "train.lr = 0.002");
 
-    assert_eq!(press(&mut app, KeyCode::Char('f')), Action::Fork(None));
+    // A live run checkpoints the step it is at first, and the fork waits
+    // for that checkpoint (walkthrough P: `f` at step 248 forked at 200).
+    assert_eq!(
+        press(&mut app, KeyCode::Char('f')),
+        Action::Send(Command::Checkpoint)
+    );
+    assert_eq!(app.fork_waiting, Some(None));
+    assert_eq!(app.fork_ready, None);
+    app.on_event(checkpoint_asked(400));
+    assert_eq!(
+        (app.fork_waiting.clone(), app.fork_ready.clone()),
+        (None, Some(None))
+    );
+    app.fork_ready = None;
     let seen: RefCell<Vec<f64>> = RefCell::default();
     let fork = |c: &Config| recorded_fork(&seen, c);
     let ctx = Ctx {
@@ -283,6 +296,38 @@ fn f_forks_with_the_edited_config_and_says_the_new_id() {
         flash.contains("fork failed: session demo has no checkpoint"),
         "{flash}"
     );
+    // A fork still waiting when the run ends forks from its newest
+    // checkpoint; an ended run forks at once.
+    press(&mut app, KeyCode::Char('f'));
+    app.on_event(Event::Status {
+        status: Status::Stopped,
+        message: None,
+    });
+    assert_eq!(
+        (app.fork_waiting.clone(), app.fork_ready.clone()),
+        (None, Some(None))
+    );
+    assert_eq!(press(&mut app, KeyCode::Char('f')), Action::Fork(None));
+}
+
+/// The event a checkpoint asked for by hand writes at `step`.
+fn checkpoint_asked(step: u64) -> Event {
+    let message = format!(
+        "{}{step} kept past train.keep_checkpoints (asked for by hand)",
+        crate::session::metrics::CHECKPOINT_ASKED_EVENT
+    );
+    Event::Line {
+        line: MetricLine {
+            step,
+            time: 0.0,
+            wall: None,
+            record: Record::Event {
+                level: Level::Info,
+                message,
+            },
+        },
+        seq: 0,
+    }
 }
 
 /// A walkthrough: an edit in the TUI applied to the attached run, so a
@@ -304,7 +349,10 @@ fn ctrl_f_in_the_editor_forks_with_the_value_without_writing_it_here() {
         "0.002"
     );
     app.can_fork = true;
-    let action = app.on_key(ctrl_f);
+    assert_eq!(app.on_key(ctrl_f), Action::Send(Command::Checkpoint));
+    app.on_event(checkpoint_asked(400));
+    let ready = app.fork_ready.take().expect("the fork, once checkpointed");
+    let action = Action::Fork(ready);
     let Action::Fork(Some(config)) = &action else {
         panic!("expected a fork with the value, got {action:?}");
     };
