@@ -159,29 +159,45 @@ fn render_table(frame: &mut Frame, area: Rect, app: &App, view: &SessionsView) {
         (header, rows) = cells(app, view, true);
         widths = column_widths(&header, &rows);
     }
-    // Still too wide: the differing keys go, last first, before the fixed
-    // columns would be squeezed; a last column counts them (`+2 keys`).
+    // Still too wide: differing keys go before the fixed columns would be
+    // squeezed, and a last column counts them (`+2 keys`). Each key is kept
+    // where it fits, in order, so a wide one does not take the narrower
+    // ones after it along (walkthrough P: `+9 keys` beside 45 empty columns).
     let fixed = FIXED.len() + usize::from(header.get(FIXED.len()).is_some_and(|h| h == FORKED));
-    let mut hidden = 0;
     let marker = |hidden: usize| format!("+{hidden} key{}", if hidden == 1 { "" } else { "s" });
-    let marker_width = |hidden: usize| {
-        if hidden == 0 {
-            0
-        } else {
-            marker(hidden).chars().count() as u16 + 1
-        }
-    };
-    while needed(&widths) + marker_width(hidden) > area.width && widths.len() > fixed {
-        widths.pop();
-        header.pop();
-        for row in &mut rows {
-            row.pop();
-        }
-        hidden += 1;
-    }
-    if hidden > 0 {
+    if needed(&widths) > area.width && widths.len() > fixed {
+        let reserve = marker(widths.len() - fixed).chars().count() as u16 + 1;
+        let mut used = needed(&widths[..fixed]) + reserve;
+        let keep: Vec<bool> = widths
+            .iter()
+            .enumerate()
+            .map(|(i, &w)| {
+                let fits = i < fixed || used + w + 1 <= area.width;
+                if fits && i >= fixed {
+                    used += w + 1;
+                }
+                fits
+            })
+            .collect();
+        let kept = |cells: Vec<String>| -> Vec<String> {
+            cells
+                .into_iter()
+                .zip(&keep)
+                .filter(|(_, k)| **k)
+                .map(|(c, _)| c)
+                .collect()
+        };
+        let hidden = keep.iter().filter(|k| !**k).count();
+        widths = widths
+            .into_iter()
+            .zip(&keep)
+            .filter(|(_, k)| **k)
+            .map(|(w, _)| w)
+            .collect();
+        header = kept(header);
+        rows = rows.into_iter().map(kept).collect();
         header.push(marker(hidden));
-        widths.push(marker_width(hidden) - 1);
+        widths.push(marker(hidden).chars().count() as u16);
         for row in &mut rows {
             row.push(String::new());
         }

@@ -504,6 +504,24 @@ fn differing_keys_that_do_not_fit_are_counted() {
     assert!(hidden > 0, "{header}");
     let marker = format!("+{hidden} key{}", if hidden == 1 { "" } else { "s" });
     assert!(header.contains(&marker), "{header}");
+
+    // A wide key does not take the narrower ones after it along
+    // (walkthrough P: `+9 keys` beside 45 empty columns).
+    let wide_key = "combiner.weights.a_loss_with_a_name_long_enough_to_miss";
+    let mut two = runs();
+    for (i, r) in two.iter_mut().enumerate() {
+        for key in [wide_key, "train.lr"] {
+            r.config
+                .insert(key.into(), toml::Value::Float(0.001 * (i + 1) as f64));
+        }
+    }
+    app.show_sessions(Ok(two));
+    let screen = text(draw(&app, 100, 24).backend().buffer());
+    let header = screen.lines().find(|l| l.contains("STATUS")).unwrap();
+    assert!(
+        header.contains("train.lr") && !header.contains(wide_key) && header.contains("+1 key"),
+        "{header}"
+    );
 }
 
 /// A runner greets each TUI that attaches with its status: the status the
