@@ -172,7 +172,7 @@ fn render_table(frame: &mut Frame, area: Rect, app: &App, view: &SessionsView) {
             .iter()
             .enumerate()
             .map(|(i, &w)| {
-                let fits = i < fixed || used + w + 1 <= area.width;
+                let fits = i < fixed || used + w < area.width;
                 if fits && i >= fixed {
                     used += w + 1;
                 }
