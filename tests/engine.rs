@@ -1430,12 +1430,28 @@ fn a_checkpoint_asked_for_by_hand_is_kept_past_the_rotation() {
     let handle = engine::spawn(&dir, config, false).unwrap();
     wait_for_step(&handle, 5);
     handle.commands.send(Command::Checkpoint).unwrap();
+    // The TUI's fork asks for one that is not kept past the rotation.
+    wait_for_step(&handle, 15);
+    handle.commands.send(Command::CheckpointForFork).unwrap();
     wait_for_step(&handle, 60);
     handle.commands.send(Command::Stop).unwrap();
     assert_eq!(handle.thread.join().unwrap().unwrap(), Status::Stopped);
     let lines = session::log::read_metrics(&dir.join("metrics.jsonl"))
         .unwrap()
         .lines;
+    let for_fork = lines
+        .iter()
+        .find_map(|l| match &l.record {
+            Record::Event { message, .. } if message.ends_with(" written for a fork") => {
+                Some((l.step, message.clone()))
+            }
+            _ => None,
+        })
+        .expect("the fork's checkpoint is said");
+    assert_eq!(
+        for_fork.1,
+        format!("checkpoint of step {} written for a fork", for_fork.0)
+    );
     let asked = lines
         .iter()
         .find_map(|l| match &l.record {
@@ -1448,6 +1464,7 @@ fn a_checkpoint_asked_for_by_hand_is_kept_past_the_rotation() {
         .map(|(step, _)| step)
         .collect();
     assert!(asked < 50 && steps.contains(&asked), "{asked}: {steps:?}");
+    assert!(!steps.contains(&for_fork.0), "{for_fork:?}: {steps:?}");
     assert_eq!(
         steps.len(),
         3,

@@ -730,6 +730,13 @@ fn resume_lets_a_paused_runner_go_on() {
             WAIT,
         )
     };
+    // Ranks would wait for a rank 0 that only unpauses: refused first.
+    let ranks = resume(&["--nproc", "2"]);
+    assert!(
+        !ranks.status.success() && text(&ranks).contains("whose ranks go on with it"),
+        "{}",
+        text(&ranks)
+    );
     let refused = resume(&["--set", "train.lr=0.01"]);
     assert!(
         !refused.status.success()

@@ -739,7 +739,7 @@ fn a_module_given_as_data_is_said_to_be_one() {
     let cfg = flag_config(tmp.path(), "module_as_data", "metrics.pt", &module, &val);
     refused(
         &cfg,
-        "(it is a zip archive: a TorchScript module or a torch.save file? The data takes safetensors.torch.save_file(",
+        "(it is a zip archive: a TorchScript module, a torch.save file or a NumPy .npz? The data takes safetensors.torch.save_file(",
     );
 }
 

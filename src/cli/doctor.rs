@@ -145,7 +145,7 @@ fn evaluation_words(evaluation: &crate::engine::trainer::NonFiniteEvaluation) ->
     }
     format!(
         "one evaluation: {} not finite (a mean over the split: NaN on one batch makes it NaN; \
-         every evaluation of a run warns of it)",
+         a run's evaluations warn of it)",
         named.join(", ")
     )
 }

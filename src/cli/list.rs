@@ -59,7 +59,12 @@ fn changed_inputs(shown: &[Run]) -> Vec<String> {
         .into_iter()
         .map(|(change, ids)| {
             const NAMED: usize = 4;
-            let mut named = ids.iter().take(NAMED).copied().collect::<Vec<_>>().join(", ");
+            let mut named = ids
+                .iter()
+                .take(NAMED)
+                .copied()
+                .collect::<Vec<_>>()
+                .join(", ");
             if ids.len() > NAMED {
                 named.push_str(&format!(" and {} more", ids.len() - NAMED));
             }
@@ -74,7 +79,7 @@ fn changed_inputs(shown: &[Run]) -> Vec<String> {
                 format!("changed ({})", change.what)
             };
             format!(
-                "{} {} {how} since {named} started: their numbers came from the file as it was; {resume}",
+                "{} {} {how} since {named} started: they began on the file as it was; {resume}",
                 change.key, change.path
             )
         })

@@ -1,5 +1,5 @@
-//! What `resume` does with a session whose runner is still alive: a
-//! paused one is told to go on, any other is refused (attach instead).
+//! `resume`, and what it does with a session whose runner is still alive:
+//! a paused one is told to go on, any other is refused (attach instead).
 
 use crate::engine::control::{Command, Status};
 use crate::session::{self, SessionMeta};
@@ -7,19 +7,61 @@ use anyhow::{bail, Result};
 use std::path::Path;
 use std::time::Duration;
 
+/// `meltr-tui resume`: a live paused runner is told to go on before any
+/// rank starts (followers would wait for a rank 0 that only unpauses);
+/// else a follower trains as one, or this process launches `nproc` − 1
+/// ranks and resumes the session as rank 0.
+pub(super) fn resume_command(
+    root: &Path,
+    session: &str,
+    set: &[crate::config::Override],
+    nproc: usize,
+    mode: super::Mode,
+) -> Result<()> {
+    if unpause_if_paused(&session::find(root, session)?, set, nproc)? {
+        return Ok(());
+    }
+    if let Some(at) = super::ranks::follower()? {
+        return super::ranks::run_follower(&at, super::ranks::resumed_config(root, session)?);
+    }
+    let _ranks = match nproc {
+        0 => bail!("--nproc must be at least 1"),
+        1 => Vec::new(),
+        n => super::ranks::launch_local_ranks(n)?,
+    };
+    super::resume(root, session, set, mode)
+}
+
+/// The runner's own word on its status, when one serves the session in
+/// `dir`: session.json may be stale (a full disk).
+pub(super) fn runner_status(dir: &Path) -> Option<crate::runner::Said> {
+    let dirs = [dir.to_path_buf()];
+    crate::runner::ask_status(&dirs, super::list::LS_RUNNER_TIMEOUT).swap_remove(0)
+}
+
 /// A live runner paused (from a TUI since detached) is told to go on: the
 /// command line had no way to (walkthrough P). Returns whether it was.
-pub(super) fn unpause_if_paused(dir: &Path, overrides: &[crate::config::Override]) -> Result<bool> {
+pub(super) fn unpause_if_paused(
+    dir: &Path,
+    overrides: &[crate::config::Override],
+    nproc: usize,
+) -> Result<bool> {
     let meta = SessionMeta::read(dir)?;
-    // The runner's own word: session.json may be stale (a full disk).
-    let runner_says = || {
-        let dirs = [dir.to_path_buf()];
-        crate::runner::ask_status(&dirs, super::list::LS_RUNNER_TIMEOUT)[0]
-            .as_ref()
-            .map(|(status, _)| *status)
-    };
+    let said = || runner_status(dir);
+    let runner_says = || said().map(|(status, _)| status);
     if !session::pid_alive(meta.pid) || runner_says() != Some(Status::Paused) {
         return Ok(false);
+    }
+    let ranks =
+        crate::dist::Rendezvous::from_env(Duration::from_secs(1))?.map_or(1, |at| at.world_size);
+    if nproc != 1 || ranks > 1 {
+        bail!(
+            "session {} is paused by its runner (pid {}), whose ranks go on with it: `{}` alone, \
+             without --nproc or a launcher, lets it go on",
+            meta.id,
+            meta.pid,
+            session::command_for(dir, "resume")
+        );
     }
     if !overrides.is_empty() {
         bail!(
@@ -35,8 +77,13 @@ pub(super) fn unpause_if_paused(dir: &Path, overrides: &[crate::config::Override
     let deadline = std::time::Instant::now() + Duration::from_secs(5);
     while runner_says() == Some(Status::Paused) {
         if std::time::Instant::now() > deadline {
+            // A pause for storage pauses again at once: its message says why.
+            let why = said()
+                .and_then(|(_, message)| message)
+                .map(|m| format!(": {m}"))
+                .unwrap_or_default();
             bail!(
-                "session {} is paused by its runner (pid {}), which did not take the resume within 5 s",
+                "session {} is paused by its runner (pid {}), which is paused still{why}",
                 meta.id,
                 meta.pid
             );

@@ -300,9 +300,9 @@ pub enum Cmd {
         /// Set a config key (repeatable), as `run --set` does.
         #[arg(long = "set", value_name = "KEY=VALUE")]
         set: Vec<crate::config::Override>,
-        /// Check every loss is finite on the first N training batches
-        /// (forwards only), not only the first: a loss that is NaN on some
-        /// batches (a mean over no labelled rows) fails the check.
+        /// Check every loss is finite on the first N training batches (forwards only), not only the
+        /// first, and with N > 1 evaluate the validation split once: a loss NaN on some batches (a mean
+        /// over no labelled rows), or a non-finite primary metric, fails the check.
         #[arg(long, default_value_t = 1, value_name = "N", value_parser = clap::value_parser!(u64).range(1..))]
         batches: u64,
     },
@@ -447,18 +447,7 @@ pub fn dispatch(cli: Cli) -> Result<()> {
             set,
             nproc,
             how,
-        }) => {
-            let mode = Mode::of(&how)?;
-            if let Some(at) = ranks::follower()? {
-                return ranks::run_follower(&at, ranks::resumed_config(&root, &session)?);
-            }
-            let _ranks = match nproc {
-                0 => bail!("--nproc must be at least 1"),
-                1 => Vec::new(),
-                n => ranks::launch_local_ranks(n)?,
-            };
-            resume(&root, &session, &set, mode)
-        }
+        }) => live_runner::resume_command(&root, &session, &set, nproc, Mode::of(&how)?),
         Some(Cmd::Fork {
             session,
             at,

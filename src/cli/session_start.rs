@@ -73,9 +73,6 @@ pub(super) fn resume(
     mode: Mode,
 ) -> Result<()> {
     let dir = session::find(root, query)?;
-    if super::live_runner::unpause_if_paused(&dir, overrides)? {
-        return Ok(());
-    }
     crate::config::refuse_restart_only(overrides, "resume")
         .map_err(|e| anyhow::anyhow!("--set: {e}"))?;
     let mut config = engine::trainer::session_config(&dir).map_err(anyhow::Error::new)?;
@@ -215,8 +212,9 @@ pub(super) fn discard_unstarted(
         // copy: kept, to be resumed once the cause is fixed.
         Origin::Forked if !fork_point_kept_by_parent(dir) => error.context(format!(
             "the fork did not start; its folder {} is kept, as its checkpoint is the only copy \
-             left of its parent's: `meltr-tui resume` starts it once the cause is fixed",
-            dir.display()
+             left of its parent's: `{}` starts it once the cause is fixed",
+            dir.display(),
+            session::command_for(dir, "resume")
         )),
         Origin::New | Origin::Forked => match std::fs::remove_dir_all(dir) {
             Ok(()) => error.context(NotStarted(dir.to_path_buf())),
@@ -417,7 +415,7 @@ fn attach_once(dir: &Path) -> Result<crate::tui::Exit> {
             _ => "detached from",
         };
         let paused = exit != crate::tui::Exit::Unpaused
-            && SessionMeta::read(dir).is_ok_and(|m| m.status == Status::Paused);
+            && super::live_runner::runner_status(dir).is_some_and(|(s, _)| s == Status::Paused);
         let state = if paused {
             format!(
                 "it stays paused (`{}`, or p in the TUI, lets it go on)",

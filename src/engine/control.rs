@@ -27,8 +27,11 @@ pub enum Command {
         /// The validation error, as shown to the user.
         error: String,
     },
-    /// Write a checkpoint now.
+    /// Write a checkpoint now (kept past `train.keep_checkpoints`).
     Checkpoint,
+    /// Write a checkpoint now for a fork to start from (the TUI's `f`): it
+    /// is not kept past `train.keep_checkpoints`, the fork copies it.
+    CheckpointForFork,
     /// Stop after the current step, writing a final checkpoint.
     Stop,
 }

@@ -14,6 +14,10 @@ pub trait EngineLink {
     fn detachable(&self) -> bool {
         false
     }
+    /// Whether commands reach a run (none do through [`NoEngine`]).
+    fn takes_commands(&self) -> bool {
+        true
+    }
 }
 
 /// A link to nothing: a client of a session no runner serves (finished,
@@ -22,6 +26,9 @@ pub struct NoEngine;
 
 impl EngineLink for NoEngine {
     fn send(&self, _: Command) {}
+    fn takes_commands(&self) -> bool {
+        false
+    }
     fn poll(&self) -> Vec<Event> {
         Vec::new()
     }

@@ -136,6 +136,7 @@ pub fn run(
     app.can_export = hooks.export.is_some();
     app.can_fork = hooks.fork.is_some();
     app.detachable = link.detachable();
+    app.takes_commands = link.takes_commands();
     let ctx = Ctx {
         export: hooks.export.as_deref(),
         fork: hooks.fork.as_deref(),

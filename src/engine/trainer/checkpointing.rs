@@ -79,12 +79,19 @@ impl BestEvaluated {
 impl Trainer {
     /// A checkpoint asked for by hand (the TUI's `c`): written now and
     /// kept past `train.keep_checkpoints`.
-    pub(super) fn write_checkpoint_asked(&mut self) -> Result<()> {
+    pub(super) fn write_checkpoint_asked(&mut self, keep: bool) -> Result<()> {
         self.write_checkpoint()?;
         if self.is_follower() || self.checkpointed_at != Some(self.step) {
             return Ok(());
         }
         let step = self.step;
+        if !keep {
+            self.emit(Record::Event {
+                level: Level::Info,
+                message: format!("{CHECKPOINT_ASKED_EVENT}{step} written for a fork"),
+            });
+            return Ok(());
+        }
         let message = match checkpoint::pin(&self.dir.checkpoints(), step) {
             Ok(()) => format!(
                 "{CHECKPOINT_ASKED_EVENT}{step} kept past train.keep_checkpoints (asked for by hand)"

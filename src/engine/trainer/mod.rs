@@ -427,7 +427,8 @@ impl Trainer {
                     changed: Default::default(),
                     error: Some(error),
                 }),
-                Command::Checkpoint => self.write_checkpoint_asked()?,
+                Command::Checkpoint => self.write_checkpoint_asked(true)?,
+                Command::CheckpointForFork => self.write_checkpoint_asked(false)?,
                 Command::Stop => return Ok(false),
             }
         }
@@ -491,7 +492,8 @@ impl Trainer {
             std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| self.write_checkpoint()));
         let kept = match written {
             Ok(Ok(())) if self.checkpointed_at == Some(step) => format!(
-                "the training up to step {step} is kept in its checkpoint: fix the validation data or the model, then `meltr-tui resume` this session"
+                "the training up to step {step} is kept in its checkpoint: fix the validation data or the model, then `{}`",
+                crate::session::command_for(self.dir.path(), "resume")
             ),
             Ok(Ok(())) => format!(
                 "and its checkpoint could not be written either: {}",

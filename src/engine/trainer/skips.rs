@@ -39,7 +39,7 @@ impl SkipTotals {
         let notable = if share >= NOTABLE_SKIPPED_SHARE {
             format!(
                 ": {:.0}% of the {ran} steps trained nothing, every loss's update lost with the bad one's; \
-                 `meltr-tui check --batches N` finds such batches and says why",
+                 where the data is at fault, `meltr-tui check -c CONFIG --batches N` (N past the steps the warnings name) finds the batches",
                 100.0 * share
             )
         } else {
@@ -152,7 +152,7 @@ mod tests {
         );
         // 7 of 100: said, with where to look.
         assert!(totals.summary(300).unwrap().ends_with(
-            "(the warnings name the first steps of each streak): 7% of the 100 steps trained nothing, every loss's update lost with the bad one's; `meltr-tui check --batches N` finds such batches and says why"
+            "(the warnings name the first steps of each streak): 7% of the 100 steps trained nothing, every loss's update lost with the bad one's; where the data is at fault, `meltr-tui check -c CONFIG --batches N` (N past the steps the warnings name) finds the batches"
         ));
     }
 }

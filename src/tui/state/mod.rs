@@ -241,6 +241,9 @@ pub struct App {
     /// A fork asked for on a live run, waiting for the checkpoint of its
     /// current step (with the edited config of Ctrl-F, if any).
     pub fork_waiting: Option<Option<Box<Config>>>,
+    /// Whether commands reach the run (false for a run viewed from its
+    /// files, e.g. a headless one: no socket).
+    pub takes_commands: bool,
     /// That fork, once its checkpoint is written: the loop performs it.
     pub fork_ready: Option<Option<Box<Config>>>,
     /// The sessions view, while open (it replaces the panes).
@@ -291,6 +294,7 @@ impl App {
             detachable: false,
             can_fork: false,
             fork_waiting: None,
+            takes_commands: true,
             fork_ready: None,
             sessions: None,
         }
@@ -340,6 +344,19 @@ impl App {
                 if status.is_terminal() {
                     if let Some(edited) = self.fork_waiting.take() {
                         self.fork_ready = Some(edited);
+                    }
+                }
+                // Paused with a reason (a checkpoint that could not be
+                // written): the fork is dropped, said, not left to go off
+                // at a later checkpoint.
+                if let (Status::Paused, Some(why)) = (status, &message) {
+                    if self.fork_waiting.take().is_some() {
+                        self.store.push_entry(
+                            self.step(),
+                            Level::Warn,
+                            EntryKind::Status,
+                            format!("fork not made: {why}"),
+                        );
                     }
                 }
                 self.status = status;

@@ -174,23 +174,28 @@ impl App {
             self.notify(Level::Warn, "fork is not available here");
             return Action::None;
         }
-        self.fork_at_this_step(None)
+        self.fork_at_this_step(None, "")
     }
 
     /// A live run checkpoints its current step first and the fork waits
     /// for it (walkthrough P: paused at step 248, `f` forked at step 200,
     /// the newest checkpoint); an ended run forks from its newest.
-    fn fork_at_this_step(&mut self, edited: Option<Box<Config>>) -> Action {
-        if self.status.is_terminal() {
-            self.notify(Level::Info, "forking from the newest checkpoint…");
+    fn fork_at_this_step(&mut self, edited: Option<Box<Config>>, what: &str) -> Action {
+        // A run viewed without its runner's socket (a headless one) takes
+        // no command: no checkpoint would come.
+        if self.status.is_terminal() || !self.takes_commands {
+            self.notify(
+                Level::Info,
+                format!("forking{what} from the newest checkpoint…"),
+            );
             return Action::Fork(edited);
         }
         self.notify(
             Level::Info,
-            format!("checkpointing step {} to fork from…", self.step()),
+            format!("forking{what}: checkpointing step {} first…", self.step()),
         );
         self.fork_waiting = Some(edited);
-        Action::Send(Command::Checkpoint)
+        Action::Send(Command::CheckpointForFork)
     }
 
     fn curves_key(&mut self, key: KeyEvent) -> Option<Action> {
@@ -349,12 +354,8 @@ impl App {
                 config, summary, ..
             }) => {
                 self.editor = None;
-                let action = self.fork_at_this_step(Some(config));
-                self.notify(
-                    Level::Info,
-                    format!("forking with {summary} (not applied to this run)…"),
-                );
-                action
+                let what = format!(" with {summary} (not applied to this run)");
+                self.fork_at_this_step(Some(config), &what)
             }
             // Unchanged: the fork of `f`.
             Ok(_) => {

@@ -253,7 +253,7 @@ fn f_forks_with_the_edited_config_and_says_the_new_id() {
     // for that checkpoint (walkthrough P: `f` at step 248 forked at 200).
     assert_eq!(
         press(&mut app, KeyCode::Char('f')),
-        Action::Send(Command::Checkpoint)
+        Action::Send(Command::CheckpointForFork)
     );
     assert_eq!(app.fork_waiting, Some(None));
     assert_eq!(app.fork_ready, None);
@@ -308,12 +308,36 @@ fn f_forks_with_the_edited_config_and_says_the_new_id() {
         (None, Some(None))
     );
     assert_eq!(press(&mut app, KeyCode::Char('f')), Action::Fork(None));
+    // Paused for a reason (the checkpoint could not be written): the fork
+    // is dropped and said, not left to go off at a later checkpoint.
+    app.fork_ready = None;
+    app.status = Status::Running;
+    press(&mut app, KeyCode::Char('f'));
+    app.on_event(Event::Status {
+        status: Status::Paused,
+        message: Some("no space left on device".into()),
+    });
+    assert_eq!(
+        (app.fork_waiting.clone(), app.fork_ready.clone()),
+        (None, None)
+    );
+    assert!(app
+        .store
+        .log
+        .iter()
+        .any(|e| e.text == "fork not made: no space left on device"));
+    app.on_event(checkpoint_asked(500));
+    assert_eq!(app.fork_ready, None);
+    // A run that takes no command (viewed from its files): at once.
+    app.status = Status::Running;
+    app.takes_commands = false;
+    assert_eq!(press(&mut app, KeyCode::Char('f')), Action::Fork(None));
 }
 
 /// The event a checkpoint asked for by hand writes at `step`.
 fn checkpoint_asked(step: u64) -> Event {
     let message = format!(
-        "{}{step} kept past train.keep_checkpoints (asked for by hand)",
+        "{}{step} written for a fork",
         crate::session::metrics::CHECKPOINT_ASKED_EVENT
     );
     Event::Line {
@@ -349,7 +373,7 @@ fn ctrl_f_in_the_editor_forks_with_the_value_without_writing_it_here() {
         "0.002"
     );
     app.can_fork = true;
-    assert_eq!(app.on_key(ctrl_f), Action::Send(Command::Checkpoint));
+    assert_eq!(app.on_key(ctrl_f), Action::Send(Command::CheckpointForFork));
     app.on_event(checkpoint_asked(400));
     let ready = app.fork_ready.take().expect("the fork, once checkpointed");
     let action = Action::Fork(ready);

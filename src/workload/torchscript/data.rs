@@ -109,10 +109,12 @@ fn other_format(path: &Path) -> Option<&'static str> {
         .ok()?;
     match start {
         [b'P', b'K', 3, 4] => Some(
-            " (it is a zip archive: a TorchScript module or a torch.save file? The data takes \
-             safetensors.torch.save_file({name: tensor, …}); the module goes in workload.model)",
+            " (it is a zip archive: a TorchScript module, a torch.save file or a NumPy .npz? The data \
+             takes safetensors.torch.save_file({name: tensor, …}); the module goes in workload.model)",
         ),
-        [0x80, 2..=5, ..] => Some(
+        // A safetensors header length of 0x280 starts 80 02 00: byte 2 of a
+        // pickle (torch.save's legacy format, 80 02 8a 0a) is not 0.
+        [0x80, 2..=5, third, _] if third != 0 => Some(
             " (it is a Python pickle: torch.save's legacy format? The data takes \
              safetensors.torch.save_file({name: tensor, …}))",
         ),
@@ -319,5 +321,26 @@ impl Split {
             .iter()
             .map(|(name, t)| (name.clone(), t.narrow(0, start, len)))
             .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    /// A pickle and a zip archive are named; a safetensors file whose
+    /// header length starts with the pickle's byte (0x280) is not.
+    #[test]
+    fn other_formats_are_told_by_their_first_bytes() {
+        let tmp = tempfile::tempdir().unwrap();
+        let said = |bytes: &[u8]| {
+            let path = tmp.path().join("data");
+            std::fs::write(&path, bytes).unwrap();
+            super::other_format(&path)
+        };
+        assert!(said(&[0x80, 2, 0x8a, 0x0a, 0])
+            .unwrap()
+            .contains("a Python pickle"));
+        assert!(said(b"PK\x03\x04rest").unwrap().contains("a zip archive"));
+        assert_eq!(said(&[0x80, 2, 0, 0, 0, 0, 0, 0, b'{']), None);
+        assert_eq!(said(b"{}"), None);
     }
 }
