@@ -136,29 +136,12 @@ fn sorting_by_metric_compares_only_sessions_of_one_metric() {
 /// `aid.iterations` (walkthrough N: J = 1 runs were partly J = 0, unsaid).
 #[test]
 fn meta_steps_with_a_cut_series_are_counted() {
-    use crate::session::log::MetricsWriter;
-    use crate::session::metrics::MetricLine;
     let root = tempfile::tempdir().unwrap();
     let mut config = crate::config::Config::default();
     config.aid.iterations = 2;
     let dir = session::create(root.path(), "j2", &config).unwrap();
-    let mut w = MetricsWriter::open(&dir.join("metrics.jsonl")).unwrap();
-    for (step, terms) in [(3, 2), (6, 0), (9, 1), (12, 2)] {
-        let meta = Record::Meta {
-            hypergrad_norm: 1.0,
-            reg: 0.0,
-            meta_lr: 1e-3,
-            aid_iterations: terms,
-            gamma: Some(0.1),
-        };
-        w.append(&MetricLine {
-            step,
-            time: 0.0,
-            wall: None,
-            record: meta,
-        })
-        .unwrap();
-    }
+    let cut = [(3, 2), (6, 0), (9, 1), (12, 2)].map(|(step, terms)| meta_line(step, terms));
+    write_log(&dir, cut);
     assert_eq!(Run::load(&dir).unwrap().neumann_cut, Some((2, 4)));
     // A fork that set J = 2 at step 6 counts its own meta steps only: the
     // parent's before the fork ran at the parent's J.
@@ -168,39 +151,40 @@ fn meta_steps_with_a_cut_series_are_counted() {
         ..Default::default()
     };
     let fork = session::create_from(root.path(), "fork", &config, origin).unwrap();
-    let mut w = MetricsWriter::open(&fork.join("metrics.jsonl")).unwrap();
     let forked = |changes: &str| Record::Event {
         level: crate::session::metrics::Level::Info,
         message: format!("forked from session parent at step 6{changes}"),
     };
-    let lines = |fork_line: Record| {
-        let mut lines = vec![meta_line(3, 0), meta_line(6, 0), (6, fork_line)];
-        lines.extend([meta_line(9, 2), meta_line(12, 1)]);
-        lines
+    // The fork's log: its parent's meta steps (J = 0), its fork line, its own.
+    let fork_log = |changes: &str| {
+        let _ = std::fs::remove_file(fork.join("metrics.jsonl"));
+        let lines = [meta_line(3, 0), meta_line(6, 0), (6, forked(changes))];
+        write_log(
+            &fork,
+            lines.into_iter().chain([meta_line(9, 2), meta_line(12, 1)]),
+        );
     };
-    for (step, record) in lines(forked(" with aid.iterations=2")) {
-        w.append(&MetricLine {
-            step,
-            time: 0.0,
-            wall: None,
-            record,
-        })
-        .unwrap();
-    }
+    fork_log(" with aid.iterations=2");
     assert_eq!(Run::load(&fork).unwrap().neumann_cut, Some((1, 2)));
     // A fork that kept J carries the cut steps it was forked with.
-    std::fs::remove_file(fork.join("metrics.jsonl")).unwrap();
-    let mut w = MetricsWriter::open(&fork.join("metrics.jsonl")).unwrap();
-    for (step, record) in lines(forked(" with aid.alpha=0.01")) {
-        w.append(&MetricLine {
+    fork_log(" with aid.alpha=0.01");
+    assert_eq!(Run::load(&fork).unwrap().neumann_cut, Some((3, 4)));
+}
+
+/// Appends `lines` (step, record) to the session's log in `dir`.
+fn write_log(dir: &std::path::Path, lines: impl IntoIterator<Item = (u64, Record)>) {
+    use crate::session::metrics::MetricLine;
+    let path = dir.join("metrics.jsonl");
+    let mut w = crate::session::log::MetricsWriter::open(&path).unwrap();
+    for (step, record) in lines {
+        let line = MetricLine {
             step,
             time: 0.0,
             wall: None,
             record,
-        })
-        .unwrap();
+        };
+        w.append(&line).unwrap();
     }
-    assert_eq!(Run::load(&fork).unwrap().neumann_cut, Some((3, 4)));
 }
 
 fn meta_line(step: u64, terms: u32) -> (u64, Record) {
