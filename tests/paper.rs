@@ -507,6 +507,16 @@ fn table_reports_mean_and_std_per_group_from_the_sessions_own_numbers() {
     };
     assert!(table_of_copy(&[]).contains("has runs that did not finish"));
     assert!(!table_of_copy(&["--at-step", "40"]).contains("did not finish"));
+    // Before the first eval (at 20): said as such, not "at step 10"
+    // (walkthrough Q).
+    let out = meltr(&["table", "--group", GROUP, "--at-step", "10"]);
+    assert!(
+        !out.status.success()
+            && text(&out).contains("--at-step 10: no eval at or before it in ")
+            && text(&out).contains("(its first at step 20)"),
+        "{}",
+        text(&out)
+    );
     let out = meltr(&["table", "--group", GROUP, "--at-step", "61"]);
     assert!(
         !out.status.success()

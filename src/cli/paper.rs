@@ -113,7 +113,27 @@ fn runs_at_step(runs: &[Run], step: u64) -> Result<(Vec<Run>, Option<String>)> {
             if short.len() == 1 { "it" } else { "them" }
         );
     }
-    let runs: Vec<Run> = runs.iter().map(|r| r.at_step(step)).collect();
+    let at: Vec<Run> = runs.iter().map(|r| r.at_step(step)).collect();
+    // Evaluated only after the step: "has no eval line (it is at step 20)"
+    // named the step asked for as the run's (walkthrough Q).
+    let early: Vec<String> = at
+        .iter()
+        .zip(runs)
+        .filter(|(then, _)| then.final_eval.is_none())
+        .map(
+            |(_, whole)| match crate::runs::evals_of(&whole.dir, &whole.meta).first() {
+                Some((first, _)) => format!("{} (its first at step {first})", whole.meta.id),
+                None => format!("{} (none at all)", whole.meta.id),
+            },
+        )
+        .collect();
+    if !early.is_empty() {
+        bail!(
+            "--at-step {step}: no eval at or before it in {}; pick a later step",
+            early.join(", ")
+        );
+    }
+    let runs = at;
     // By the step read: a sweep's hundred runs are one clause, not a list.
     let mut elsewhere: std::collections::BTreeMap<u64, Vec<&str>> = Default::default();
     for r in &runs {
