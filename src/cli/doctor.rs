@@ -95,7 +95,10 @@ pub(super) fn check(
         config.train.steps
     );
     println!("  first batch    {}", first_batch_words(&first_losses));
-    for hint in scale_hints(&first_losses) {
+    for hint in scale_hints(&first_losses)
+        .into_iter()
+        .chain(same_value_hints(&first_losses))
+    {
         println!("hint: {hint}");
     }
     // What a run's start would say: its first events.
@@ -267,8 +270,64 @@ fn scale_hints(losses: &[(String, f64)]) -> Vec<String> {
     hints
 }
 
+/// Losses with the same value to the bit on the first batch: a copy of
+/// another loss (walkthrough Q's `dup_primary` was the primary's tensor,
+/// unsaid; the collapse watch and the primary's gradient share read the
+/// primary alone, while MELTR weighs the two as two).
+fn same_value_hints(losses: &[(String, f64)]) -> Vec<String> {
+    let mut hints = Vec::new();
+    for (i, (name, value)) in losses.iter().enumerate() {
+        // A masked loss is 0 on a batch with nothing to mask: no copy.
+        if *value == 0.0 || !value.is_finite() {
+            continue;
+        }
+        let Some((first, _)) = losses[..i]
+            .iter()
+            .find(|(_, v)| v.to_bits() == value.to_bits())
+        else {
+            continue;
+        };
+        let role = if std::ptr::eq(first, &losses[0].0) {
+            "the primary: the collapse watch and the primary's gradient share read the primary alone, \
+             while MELTR weighs the two apart"
+        } else {
+            "that loss: MELTR weighs the two apart"
+        };
+        hints.push(format!(
+            "{name} equals {first} to the bit on the first batch ({}): a copy of {role}",
+            crate::numfmt::readable(*value)
+        ));
+    }
+    hints
+}
+
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn a_loss_equal_to_another_on_the_first_batch_is_said() {
+        let losses = [
+            ("cls".to_string(), 1.598),
+            ("dup".to_string(), 1.598),
+            ("aux".to_string(), 0.5),
+            ("aux_copy".to_string(), 0.5),
+            ("near".to_string(), 1.5980001),
+            ("masked".to_string(), 0.0),
+            ("masked_too".to_string(), 0.0),
+        ];
+        let hints = super::same_value_hints(&losses);
+        assert_eq!(hints.len(), 2, "{hints:?}");
+        assert!(
+            hints[0].starts_with(
+                "dup equals cls to the bit on the first batch (1.598): a copy of the primary"
+            ),
+            "{hints:?}"
+        );
+        assert!(
+            hints[1].starts_with("aux_copy equals aux to the bit"),
+            "{hints:?}"
+        );
+    }
+
     #[test]
     fn a_loss_far_from_the_primarys_scale_is_said_with_its_ratio() {
         let losses = [
