@@ -38,6 +38,13 @@ fn a_gradient_owner_weighed_up_by_meltr_is_told_apart_from_one_too_large() {
         scaled.contains("scale it down") && !scaled.contains("MELTR weighs it"),
         "{scaled}"
     );
+    // At or below `sum`'s weight of 1, the scale does it, however low the
+    // primary's weight (walkthrough Q: 0.94 against 0.21, 98.7% under sum).
+    let below_sum = meltr_event((0.21, 0.94), (1.6, 90.0), 1.6);
+    assert!(
+        below_sum.contains("scale it down") && !below_sum.contains("MELTR weighs it"),
+        "{below_sum}"
+    );
     // 30 times the primary is its scale, not a primary fit away.
     assert!(!scaled.contains("training loss"), "{scaled}");
     let fit_and_scaled = meltr_event((1.5, 0.4), (0.01, 0.5), 1.2);
