@@ -290,8 +290,17 @@ pub fn caveats(groups: &[Group]) -> Vec<String> {
             .map(|r| {
                 let steps: Vec<String> =
                     r.unrestored_collapses.iter().map(u64::to_string).collect();
+                // Walkthrough Q's best MELTR seed had risen back to 0.635,
+                // and the note read as if its numbers came from a collapse.
+                let recovered = r
+                    .final_weights
+                    .get(&r.meta.primary)
+                    .filter(|w| **w >= crate::engine::collapse::PRIMARY_FLOOR)
+                    .map_or(String::new(), |w| {
+                        format!(", back to {} at the end", crate::numfmt::readable(*w))
+                    });
                 format!(
-                    "{} at step{} {}",
+                    "{} at step{} {}{recovered}",
                     r.meta.name,
                     if steps.len() == 1 { "" } else { "s" },
                     few(&steps)
@@ -303,7 +312,7 @@ pub fn caveats(groups: &[Group]) -> Vec<String> {
             // (walkthrough N's read as a collapse the run had not said).
             "has runs whose primary weight fell below 0.1 (a tenth of its weight under `sum`) with nothing put back",
             collapsed.join("; "),
-            "the run ended before the collapse watch acted, it had no healthy meta step to restore yet, or meltr.on_collapse = \"warn\" (the run's events say which)",
+            "the run ended before the collapse watch acted, it had no healthy meta step to restore yet, or meltr.on_collapse = \"warn\" (the run's events say which); a run back above 0.1 at its end rose again on its own",
         );
         let cut: Vec<String> = g
             .runs
