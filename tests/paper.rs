@@ -328,7 +328,10 @@ fn ls_filters_sorts_and_prints_json_and_csv() {
         "{best_rows}"
     );
     let row = &by_id.as_array().unwrap()[0];
-    let best = format!("{:.4} @", row["best_metric"].as_f64().unwrap());
+    let best = format!(
+        "{} @",
+        meltr_tui::numfmt::readable(row["best_metric"].as_f64().unwrap())
+    );
     let line = best_rows
         .lines()
         .find(|l| l.starts_with(row["id"].as_str().unwrap()))

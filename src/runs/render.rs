@@ -4,6 +4,7 @@
 //! column), the last two for scripts and pandas.
 
 use super::{keys, Run};
+use crate::numfmt::readable;
 use std::collections::BTreeSet;
 
 /// The fixed columns of the text table and their minimum widths (negative:
@@ -20,7 +21,9 @@ const COLUMNS: [(&str, i32); 6] = [
 /// Where BEST goes: after PRIMARY METRIC.
 const BEST_AT: usize = 4;
 
-/// `accuracy↑ 81.2500`: the arrow as the TUI's header and `table` show it.
+/// `accuracy↑ 81.25`: the arrow as the TUI's header and `table` show it,
+/// the value to four significant digits as the TUI's sessions view has it
+/// (four decimals read `acc↑ 51.0000`, walkthrough Q).
 fn metric_text(run: &Run) -> String {
     let arrow = if run.meta.higher_is_better {
         '↑'
@@ -28,14 +31,16 @@ fn metric_text(run: &Run) -> String {
         '↓'
     };
     run.metric().map_or("-".into(), |m| {
-        format!("{}{arrow} {m:.4}", run.meta.primary_metric)
+        format!("{}{arrow} {}", run.meta.primary_metric, readable(m))
     })
 }
 
-/// `0.8120 @1,350`: the best primary metric and its step.
+/// `0.812 @1,350`: the best primary metric and its step.
 fn best_text(run: &Run) -> String {
     match (run.best_metric(), &run.best_eval) {
-        (Some(m), Some((step, _))) => format!("{m:.4} @{}", crate::numfmt::thousands(*step)),
+        (Some(m), Some((step, _))) => {
+            format!("{} @{}", readable(m), crate::numfmt::thousands(*step))
+        }
         _ => "-".into(),
     }
 }
