@@ -172,6 +172,25 @@ fn csv_fields(line: &str) -> Vec<String> {
     fields
 }
 
+/// A copy of the sweep's sessions with `meltr-s0` stopped short of its
+/// end: its groups then carry a "did not finish" note.
+fn copy_with_meltr_s0_stopped(dirs: &BTreeMap<String, PathBuf>) -> tempfile::TempDir {
+    let copy = tempfile::tempdir().unwrap();
+    for (name, dir) in dirs {
+        let to = copy.path().join(dir.file_name().unwrap());
+        std::fs::create_dir_all(&to).unwrap();
+        for file in ["session.json", "metrics.jsonl", "config.toml"] {
+            std::fs::copy(dir.join(file), to.join(file)).unwrap();
+        }
+        if name == "meltr-s0" {
+            let mut meta = meltr_tui::session::SessionMeta::read(&to).unwrap();
+            meta.status = meltr_tui::session::Status::Stopped;
+            meta.write(&to).unwrap();
+        }
+    }
+    copy
+}
+
 fn parse_csv(text: &str) -> (Vec<String>, Vec<Vec<String>>) {
     let mut rows = text.lines().map(csv_fields);
     let header = rows.next().unwrap();
@@ -483,19 +502,7 @@ fn table_reports_mean_and_std_per_group_from_the_sessions_own_numbers() {
     );
     // A run stopped short of its end is read at the step on purpose: no
     // "did not finish" note then (a copy, one run's status set to stopped).
-    let copy = tempfile::tempdir().unwrap();
-    for (name, dir) in &dirs {
-        let to = copy.path().join(dir.file_name().unwrap());
-        std::fs::create_dir_all(&to).unwrap();
-        for file in ["session.json", "metrics.jsonl", "config.toml"] {
-            std::fs::copy(dir.join(file), to.join(file)).unwrap();
-        }
-        if name == "meltr-s0" {
-            let mut meta = meltr_tui::session::SessionMeta::read(&to).unwrap();
-            meta.status = meltr_tui::session::Status::Stopped;
-            meta.write(&to).unwrap();
-        }
-    }
+    let copy = copy_with_meltr_s0_stopped(&dirs);
     let table_of_copy = |extra: &[&str]| {
         let out = run_with_limit(
             bin()
@@ -669,8 +676,30 @@ fn compare_draws_one_banded_curve_per_setting() {
     // A paper's names for the groups.
     let renamed = out.path().join("renamed.svg");
     let said = group_figure(&["--label", "kind=meltr=MELTR"], &renamed);
-    // Said as drawn.
+    // Said as drawn, notes included (walkthrough Q's still read
+    // `kind=meltr`): a copy with a run stopped short has one.
     assert!(said.contains(": MELTR (n=2); kind=sum (n=2)"), "{said}");
+    let copy = copy_with_meltr_s0_stopped(&dirs());
+    let noted = text(&run_with_limit(
+        bin()
+            .arg("--sessions-dir")
+            .arg(copy.path())
+            .args([
+                "compare",
+                "--group",
+                GROUP,
+                "--label",
+                "kind=meltr=MELTR",
+                "-o",
+            ])
+            .arg(out.path().join("noted.svg")),
+        Duration::from_secs(60),
+    ));
+    assert!(
+        noted.contains("note: MELTR (n=2) has runs that did not finish")
+            && !noted.contains("kind=meltr"),
+        "{noted}"
+    );
     let text = std::fs::read_to_string(&renamed).unwrap();
     assert!(
         text.contains("MELTR (n=2)")

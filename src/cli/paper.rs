@@ -351,6 +351,13 @@ pub(super) fn compare(
         })
         .collect();
     println!("wrote {}: {}", path.display(), sizes.join("; "));
+    // The notes name groups as the legend does (walkthrough Q: `--label`
+    // renamed the legend, and the notes still read `kind=meltr`).
+    if labelled {
+        for (g, text) in groups.iter_mut().zip(&legend) {
+            g.label = text.clone();
+        }
+    }
     for note in groups::caveats(&groups) {
         println!("{note}");
     }
