@@ -281,13 +281,14 @@ fn same_value_hints(losses: &[(String, f64)]) -> Vec<String> {
         if *value == 0.0 || !value.is_finite() {
             continue;
         }
-        let Some((first, _)) = losses[..i]
+        let Some(j) = losses[..i]
             .iter()
-            .find(|(_, v)| v.to_bits() == value.to_bits())
+            .position(|(_, v)| v.to_bits() == value.to_bits())
         else {
             continue;
         };
-        let role = if std::ptr::eq(first, &losses[0].0) {
+        let first = &losses[j].0;
+        let role = if j == 0 {
             "the primary: the collapse watch and the primary's gradient share read the primary alone, \
              while MELTR weighs the two apart"
         } else {

@@ -28,15 +28,17 @@ impl Trainer {
 
 /// What of an evaluation's `losses` and `metrics` is not finite, and what
 /// that means; `None` when all are finite.
+/// The names whose values are NaN or infinite, in name order.
+pub(super) fn non_finite_names(values: &Named) -> Vec<String> {
+    values
+        .iter()
+        .filter(|(_, v)| !v.is_finite())
+        .map(|(name, _)| name.clone())
+        .collect()
+}
+
 fn non_finite_eval(losses_of: &Named, metrics_of: &Named) -> Option<String> {
-    let non_finite = |values: &Named| -> Vec<String> {
-        values
-            .iter()
-            .filter(|(_, v)| !v.is_finite())
-            .map(|(name, _)| name.clone())
-            .collect()
-    };
-    let (losses, metrics) = (non_finite(losses_of), non_finite(metrics_of));
+    let (losses, metrics) = (non_finite_names(losses_of), non_finite_names(metrics_of));
     if losses.is_empty() && metrics.is_empty() {
         return None;
     }

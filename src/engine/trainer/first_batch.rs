@@ -90,16 +90,9 @@ impl Trainer {
             .workload
             .evaluate()
             .context("an evaluation of the validation split")?;
-        let not_finite = |values: &std::collections::BTreeMap<String, f64>| {
-            values
-                .iter()
-                .filter(|(_, v)| !v.is_finite())
-                .map(|(name, _)| name.clone())
-                .collect()
-        };
         Ok(NonFiniteEvaluation {
-            losses: not_finite(&evaluation.losses),
-            metrics: not_finite(&evaluation.metrics),
+            losses: super::eval_finite::non_finite_names(&evaluation.losses),
+            metrics: super::eval_finite::non_finite_names(&evaluation.metrics),
         })
     }
 

@@ -311,6 +311,14 @@ impl App {
         }
     }
 
+    /// A waiting fork becomes ready (its checkpoint is written, or the run
+    /// ended and it forks from the newest).
+    fn fork_may_go(&mut self) {
+        if let Some(edited) = self.fork_waiting.take() {
+            self.fork_ready = Some(edited);
+        }
+    }
+
     fn apply(&mut self, event: Event) {
         match event {
             Event::Line { line, .. } => {
@@ -319,7 +327,7 @@ impl App {
                 let checkpointed = matches!(&line.record,
                     Record::Event { message, .. } if message.starts_with(CHECKPOINT_ASKED_EVENT));
                 if checkpointed {
-                    self.fork_ready = self.fork_waiting.take().or(self.fork_ready.take());
+                    self.fork_may_go();
                 }
                 self.store.ingest(&line)
             }
@@ -342,9 +350,7 @@ impl App {
                 // A run that ends before its checkpoint came forks from its
                 // newest one.
                 if status.is_terminal() {
-                    if let Some(edited) = self.fork_waiting.take() {
-                        self.fork_ready = Some(edited);
-                    }
+                    self.fork_may_go();
                 }
                 // Paused with a reason (a checkpoint that could not be
                 // written): the fork is dropped, said, not left to go off
