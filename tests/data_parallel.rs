@@ -745,7 +745,12 @@ fn pause_and_stop_on_rank_0_hold_and_end_every_rank() {
         match paused_at {
             None if *step >= 5 => {
                 commands.send(EngineCommand::Pause).unwrap();
-                std::thread::sleep(timeout * 2);
+                std::thread::sleep(timeout);
+                // Checkpoints asked for while paused: every rank takes them
+                // between two of rank 0's waiting messages.
+                commands.send(EngineCommand::CheckpointForFork).unwrap();
+                commands.send(EngineCommand::Checkpoint).unwrap();
+                std::thread::sleep(timeout);
                 commands.send(EngineCommand::Resume).unwrap();
                 paused_at = Some(*step);
             }

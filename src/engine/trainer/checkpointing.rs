@@ -77,8 +77,15 @@ impl BestEvaluated {
 }
 
 impl Trainer {
-    /// A checkpoint asked for by hand (the TUI's `c`): written now and
-    /// kept past `train.keep_checkpoints`.
+    /// Rank 0: a checkpoint asked for by hand, taken by every rank at this
+    /// step (see [`lockstep::Order::Checkpoint`]).
+    pub(super) fn checkpoint_on_every_rank(&mut self, keep: bool) -> Result<()> {
+        self.lockstep(lockstep::Order::Checkpoint { keep })?;
+        self.write_checkpoint_asked(keep)
+    }
+
+    /// A checkpoint asked for by hand (`keep`: the TUI's `c`, kept past
+    /// `train.keep_checkpoints`; else `f`'s, for a fork): written now.
     pub(super) fn write_checkpoint_asked(&mut self, keep: bool) -> Result<()> {
         self.write_checkpoint()?;
         if self.is_follower() || self.checkpointed_at != Some(self.step) {

@@ -5,7 +5,8 @@
 //! config — then, when its config in force changed, that config as TOML
 //! bytes, which the other ranks apply before the same step. While rank 0
 //! is paused it repeats the message well within the collective timeout, so
-//! the others wait with it instead of failing.
+//! the others wait with it instead of failing. A checkpoint asked for by
+//! hand is an order of its own, taken by every rank.
 
 use super::*;
 
@@ -18,6 +19,11 @@ pub(super) enum Order {
     Wait,
     /// Stop now, as after a Stop command (rank 0 writes the checkpoint).
     Stop,
+    /// Take the checkpoint asked for by hand (`keep`: past the rotation,
+    /// the TUI's `c`; else for a fork, `f`), then another message follows.
+    /// Every rank flushes with it: the flush reads the collapse watch,
+    /// whose restore changes φ before the next step.
+    Checkpoint { keep: bool },
 }
 
 impl Order {
@@ -26,6 +32,8 @@ impl Order {
             Order::Train => 0,
             Order::Wait => 1,
             Order::Stop => 2,
+            Order::Checkpoint { keep: true } => 3,
+            Order::Checkpoint { keep: false } => 4,
         }
     }
 
@@ -34,6 +42,8 @@ impl Order {
             0 => Order::Train,
             1 => Order::Wait,
             2 => Order::Stop,
+            3 => Order::Checkpoint { keep: true },
+            4 => Order::Checkpoint { keep: false },
             other => bail!("rank 0 sent an order this rank does not know: {other}"),
         })
     }

@@ -16,6 +16,8 @@ mod gpu_log;
 mod inner;
 mod live;
 mod lockstep;
+#[cfg(test)]
+mod lockstep_tests;
 mod meta;
 mod meta_words;
 mod outbox;
@@ -288,6 +290,11 @@ impl Trainer {
                     }
                     continue;
                 }
+                // Another rank's share of rank 0's asked checkpoint.
+                Order::Checkpoint { keep } => {
+                    self.write_checkpoint_asked(keep)?;
+                    continue;
+                }
                 Order::Train => {}
             }
             if self.step >= self.config.train.steps {
@@ -427,8 +434,8 @@ impl Trainer {
                     changed: Default::default(),
                     error: Some(error),
                 }),
-                Command::Checkpoint => self.write_checkpoint_asked(true)?,
-                Command::CheckpointForFork => self.write_checkpoint_asked(false)?,
+                Command::Checkpoint => self.checkpoint_on_every_rank(true)?,
+                Command::CheckpointForFork => self.checkpoint_on_every_rank(false)?,
                 Command::Stop => return Ok(false),
             }
         }

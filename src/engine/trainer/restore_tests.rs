@@ -12,7 +12,7 @@ use std::path::Path;
 
 const META_LR: f64 = 1e-3;
 
-fn config(on_collapse: OnCollapse) -> Config {
+pub(super) fn config(on_collapse: OnCollapse) -> Config {
     let mut config = Config::parse(include_str!("../../../configs/synthetic.toml")).unwrap();
     config.train.device = "cpu".into();
     config.train.steps = 400;
@@ -26,7 +26,7 @@ fn config(on_collapse: OnCollapse) -> Config {
 
 /// Steps before the knock-out: PyTorch's init starts the primary's weight
 /// near 0; it passes the healthy bar within the first few meta steps.
-const HEALTHY_STEPS: u64 = 45;
+pub(super) const HEALTHY_STEPS: u64 = 45;
 
 /// A trainer after [`HEALTHY_STEPS`] steps, then φ and its optimizer's
 /// moments zeroed (MELTR's output and every effective weight are then 0, and
@@ -34,7 +34,12 @@ const HEALTHY_STEPS: u64 = 45;
 /// healthy step.
 fn knocked_out(on_collapse: OnCollapse, dir: &Path) -> (Trainer, Vec<Vec<Tensor>>) {
     let (events, _keep) = std::sync::mpsc::sync_channel(1 << 16);
-    let (mut trainer, _) = Trainer::new(dir, config(on_collapse), false, events).unwrap();
+    let (trainer, _) = Trainer::new(dir, config(on_collapse), false, events).unwrap();
+    knock_out(trainer)
+}
+
+/// [`knocked_out`] for a trainer already built (e.g. one rank of a group).
+pub(super) fn knock_out(mut trainer: Trainer) -> (Trainer, Vec<Vec<Tensor>>) {
     let mut phi_after_step = vec![Vec::new()];
     for _ in 0..HEALTHY_STEPS {
         trainer.train_step().unwrap();
