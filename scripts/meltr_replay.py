@@ -580,6 +580,24 @@ class MetaResult:
     neumann_stop: Optional[int] = None  # terms summed, if the series stopped early (aid.max_growth)
 
 
+@dataclass
+class MetaInputs:
+    """One meta step's graph, as META_OBSERVER sees it (before phi's gradient)."""
+    meltr: nn.Module
+    theta: List[Tensor]
+    train_losses: Tensor  # l(theta; B_t), with its graph
+    combined: Tensor  # M_phi(l)
+    reg: Tensor  # |sum l - M(l)|
+    val_primary: Tensor  # l_primary(theta; B_v), with its graph
+    gamma: float
+    v0: List[Tensor]  # grad_theta(val_primary + gamma * reg)
+
+
+# A diagnostic hook (scripts/meta_signal.py): called inside every meta step
+# with its MetaInputs; may return a callable that gets phi's hypergradient.
+META_OBSERVER: Optional[Callable[[MetaInputs], Optional[Callable[[List[Tensor]], None]]]] = None
+
+
 def hypergradient(
     losses_fn: Callable[[Dict[str, Tensor]], Tensor],
     meltr: Meltr,
@@ -612,13 +630,19 @@ def hypergradient(
     reg = (meltr.reference_sum(train_losses) - combined).abs()
     v0 = grads(val_primary + gamma * reg, theta, retain_graph=True)
     direct = grads(reg, phi, retain_graph=True) if gamma_direct else None
+    observed = None
+    if META_OBSERVER is not None:
+        observed = META_OBSERVER(MetaInputs(meltr, theta, train_losses, combined, reg, val_primary, gamma, v0))
 
     g = GradientGraph(combined, theta)
     p, stop = neumann(g.hvp, v0, iterations, alpha, max_growth)
     hyper = [-m for m in g.vjp(p, phi, retain_graph=False)]
     if direct is not None:
         hyper = [h + gamma * d for h, d in zip(hyper, direct)]
+    if observed is not None:
+        observed(hyper)
     return MetaResult([h.detach() for h in hyper], reg.detach(), stop)
+
 
 
 def effective_weights(meltr: Meltr, losses: Tensor) -> Tensor:

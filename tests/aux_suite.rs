@@ -7,7 +7,9 @@
 //! (docs/aux-suite.md), so a different CPU's rounding cannot flip them.
 //! The tasks are built on first use into the cache folder
 //! (`$MELTR_CACHE`, else `$XDG_CACHE_HOME/meltr-tui`, else
-//! `~/.cache/meltr-tui`), as `scripts/aux_suite.py run` does.
+//! `~/.cache/meltr-tui`), as `scripts/aux_suite.py run` does. Also the
+//! check of `scripts/meta_signal.py`, which takes the meta step apart per
+//! loss on the same tasks.
 
 mod common;
 
@@ -158,4 +160,40 @@ fn meltr_beats_primary_and_keeps_up_with_sum_over_three_seeds() {
     assert_eq!(row("default"), row("same"), "{table}");
     assert_eq!(row("default"), row("split"), "{table}");
     assert!(row("default").contains(" ± "), "{table}");
+}
+
+/// `scripts/meta_signal.py` splits each meta step's hypergradient per loss
+/// (the validation part and the γ part, docs/aux-suite-signal.md) and
+/// checks at every meta step that the parts add up to the hypergradient
+/// the replay applies: here on `mixed`, 30 steps (10 meta steps), f64.
+#[test]
+fn the_meta_signal_split_adds_up_to_the_applied_hypergradient() {
+    let root = tempfile::tempdir().unwrap();
+    let report = root.path().join("signal.md");
+    let out = run_with_limit(
+        std::process::Command::new(torch_python())
+            .arg(repo("scripts/meta_signal.py"))
+            .args(["--tasks", "mixed", "--seeds", "0", "--steps", "30", "--out"])
+            .arg(&report),
+        Duration::from_secs(600),
+    );
+    assert!(out.status.success(), "{}", text(&out));
+    assert!(
+        text(&out).contains("mixed seed 0: 10 meta steps"),
+        "{}",
+        text(&out)
+    );
+    let markdown = std::fs::read_to_string(&report).unwrap();
+    let largest: f64 = markdown
+        .lines()
+        .find_map(|l| l.strip_prefix("Largest relative difference between the decomposition and the applied hypergradient: "))
+        .and_then(|rest| rest.trim_end_matches('.').parse().ok())
+        .unwrap_or_else(|| panic!("no largest difference in:\n{markdown}"));
+    assert!(largest < 1e-9, "{largest:e}\n{markdown}");
+    for phase in ["first third", "middle third", "last third"] {
+        assert!(
+            markdown.contains(&format!("| mixed | {phase} | ")),
+            "no {phase} summary row:\n{markdown}"
+        );
+    }
 }
