@@ -430,9 +430,9 @@ impl Weights {
                 .to_string();
         }
         let largest = format!(
-            "the weight largest in magnitude is {}'s, {:+.3}",
+            "the weight largest in magnitude is {}'s, {}",
             names.get(self.largest_at).map_or("?", String::as_str),
-            self.largest
+            crate::numfmt::readable(self.largest)
         );
         if self.primary < 0.0 && self.largest_at == 0 {
             "the weight is negative and the largest in magnitude, so the model climbs its own task's loss"

@@ -2,10 +2,11 @@
 //! its update, and the collapse watch over the effective weights.
 
 use super::meta_words::{
-    carried_event, drawn_batches, early_climb_event, episode_said, neumann_converges,
-    neumann_stopped,
+    after_restore_event, carried_event, drawn_batches, early_climb_event, episode_said,
+    neumann_converges, neumann_stopped,
 };
 use super::*;
+use crate::numfmt::readable;
 use crate::session::metrics::{COLLAPSE_EVENT, RESTORE_EVENT};
 use crate::workload::SavedBuffers;
 use std::cell::RefCell;
@@ -356,6 +357,11 @@ impl Trainer {
         if !(watched.largest.is_finite() && watched.primary.is_finite()) {
             return;
         }
+        if let Some((from, _)) = self.restored.filter(|&(_, before)| m.step >= before) {
+            self.restored = None;
+            let record = after_restore_event(&self.loss_names, from, m.step, watched);
+            self.emit_taken(m, record);
+        }
         let armed = self.collapse.armed();
         if let Some(note) = self.early_climb.observe(m.step, watched.primary, armed) {
             // MELTR's default starts (every weight near 0, either sign) do
@@ -387,16 +393,16 @@ impl Trainer {
         let what = match kind {
             Collapse::Primary => format!(
                 "the primary's effective weight ({}) has stayed below {PRIMARY_FLOOR} (a tenth of its weight under `sum`) \
-                 for {PRIMARY_COLLAPSE_META_STEPS} meta steps (now {:.3}): {}",
+                 for {PRIMARY_COLLAPSE_META_STEPS} meta steps (now {}): {}",
                 self.loss_names[0],
-                watched.primary,
+                readable(watched.primary),
                 watched.primary_collapse_reading(&self.loss_names)
             ),
             Collapse::PrimaryNeverRose => format!(
                 "the primary's effective weight ({}) has not reached {PRIMARY_FLOOR} (a tenth of its weight under `sum`) \
-                 in the run's first {PRIMARY_NEVER_ROSE_META_STEPS} meta steps (now {:.3}): {}",
+                 in the run's first {PRIMARY_NEVER_ROSE_META_STEPS} meta steps (now {}): {}",
                 self.loss_names[0],
-                watched.primary,
+                readable(watched.primary),
                 watched.never_rose_reading(&self.loss_names)
             ),
             Collapse::Every => format!(
@@ -414,6 +420,7 @@ impl Trainer {
                 // φ may be in the graph of this step's forward: the copy
                 // waits for the next step (`apply_due_restore`).
                 self.restore_due = true;
+                self.restored = Some((from, self.step + 1));
                 // The same meta-learning rate slid there once; half of it
                 // moves φ away from the healthy state more slowly.
                 let meta = self

@@ -140,6 +140,38 @@ fn ordinal(n: u32) -> String {
     format!("{n}{suffix}")
 }
 
+/// Where the primary's weight stands at the first meta step after a
+/// restore (`from`: the healthy step whose φ came back). M weighs the
+/// current losses, so φ of an earlier step need not give the weights it
+/// gave then (a held-out run's restored weights stayed near 0 for 30
+/// steps after its losses had moved), and the restore alone cannot say.
+pub(super) fn after_restore_event(
+    names: &[String],
+    from: u64,
+    step: u64,
+    watched: Weights,
+) -> Record {
+    let reading = format!(
+        "after the restore to step {from}'s φ, the primary's effective weight ({}) reads {} at step {step}'s meta step",
+        names[0],
+        crate::numfmt::readable(watched.primary)
+    );
+    if watched.primary >= PRIMARY_FLOOR {
+        return Record::Event {
+            level: Level::Info,
+            message: reading,
+        };
+    }
+    Record::Event {
+        level: Level::Warn,
+        message: format!(
+            "{reading}, still below {PRIMARY_FLOOR}: M weighs this step's losses, which have moved since step \
+             {from}, so that φ does not give the weights it gave then; the meta steps go on from it (at the \
+             halved meta-learning rate), and the collapse watch with them"
+        ),
+    }
+}
+
 /// The words for a negative primary weight whose loss fell all the same.
 pub(super) fn carried_event(names: &[String], carried: Carried, watched: Weights) -> Record {
     let carrier = match watched.largest_at {
@@ -325,5 +357,39 @@ mod tests {
             "in all, the Neumann series was cut short on 2 of 3 meta steps since step 40 ("
         ));
         assert_eq!(super::NeumannTally::default().summary(0), None);
+    }
+
+    #[test]
+    fn after_a_restore_a_weight_still_near_zero_is_a_warning_in_readable_digits() {
+        let names = ["cls".to_string(), "tags".to_string()];
+        let watched = |primary: f64| Weights {
+            largest: 0.5,
+            largest_at: 1,
+            primary,
+            primary_loss: f64::NAN,
+        };
+        let Record::Event { level, message } =
+            after_restore_event(&names, 99, 183, watched(-3.1e-4))
+        else {
+            panic!("not an event")
+        };
+        assert_eq!(level, Level::Warn);
+        assert!(
+            message.contains("(cls) reads -3.1e-4 at step 183"),
+            "{message}"
+        );
+        assert!(
+            message.contains("still below 0.1") && message.contains("since step 99"),
+            "{message}"
+        );
+        let Record::Event { level, message } = after_restore_event(&names, 99, 183, watched(0.84))
+        else {
+            panic!("not an event")
+        };
+        assert_eq!(level, Level::Info);
+        assert!(
+            message.ends_with("reads 0.84 at step 183's meta step"),
+            "{message}"
+        );
     }
 }

@@ -129,6 +129,9 @@ pub struct Trainer {
     gamma: f64,
     /// A collapse asked for φ's restore, done before the next forward.
     restore_due: bool,
+    /// A restore's healthy step and the step it applies before, until the
+    /// first meta step after it says where the primary's weight stands.
+    restored: Option<(u64, u64)>,
     /// The losses' scales were compared (at the first train line).
     loss_scales_checked: bool,
     /// The last logging step's losses were not finite: this step logs.

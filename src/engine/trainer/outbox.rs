@@ -203,11 +203,11 @@ impl Trainer {
         let slide = self.collapse.unreported_slide().map(|(meta_steps, w)| {
             format!(
                 "{} ({}) below {PRIMARY_FLOOR} for its last {meta_steps} \
-                 meta steps (now {:.3}; the collapse watch acts after {PRIMARY_COLLAPSE_META_STEPS}): {}. \
+                 meta steps (now {}; the collapse watch acts after {PRIMARY_COLLAPSE_META_STEPS}): {}. \
                  Compare its metric with a `sum` run's, or fork from a checkpoint before the slide",
                 crate::session::metrics::ENDS_COLLAPSED_EVENT,
                 self.loss_names[0],
-                w.primary,
+                crate::numfmt::readable(w.primary),
                 w.primary_collapse_reading(&self.loss_names)
             )
         });

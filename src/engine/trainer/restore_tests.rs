@@ -180,6 +180,26 @@ fn a_collapsed_meltr_is_restored_to_its_newest_healthy_step_with_half_the_meta_r
         !after.is_empty() && after.iter().all(|w| *w != 0.0),
         "{after:?}"
     );
+    // The first meta step after the restore says where the primary's
+    // weight stands: back above the floor here (the losses barely moved
+    // while every weight was 0).
+    let readings: Vec<(u64, &str, Level)> = logged
+        .iter()
+        .filter_map(|l| match &l.record {
+            Record::Event { message, level } if message.contains("after the restore to step") => {
+                Some((l.step, message.as_str(), *level))
+            }
+            _ => None,
+        })
+        .collect();
+    assert_eq!(readings.len(), 1, "{readings:?}");
+    let (at, message, level) = readings[0];
+    assert!(at > detected && at <= detected + 3, "{readings:?}");
+    assert_eq!(level, Level::Info, "{message}");
+    assert!(
+        message.contains(&format!("to step {healthy}'s φ")),
+        "{message}"
+    );
     // The meta lines say γ as a config would (3 × 0.1 is
     // 0.30000000000000004 in f64).
     let said: Vec<f64> = logged

@@ -274,6 +274,7 @@ impl Trainer {
             auxiliary_rise,
             gamma,
             restore_due: false,
+            restored: None,
             // Said at the run's start; a resumed run's log has it already.
             loss_scales_checked: resumed_from.is_some(),
             train_line_owed,
