@@ -763,3 +763,64 @@ fn resume_lets_a_paused_runner_go_on() {
     link.send(Command::Stop);
     collect_until(&link, "stopped", status_is(Status::Stopped));
 }
+
+#[test]
+fn stop_ends_a_detached_run_cleanly_and_says_where() {
+    let tmp = tempfile::tempdir().unwrap();
+    let root = tmp.path().join("sessions");
+    let config = write_config(tmp.path(), 200_000, "");
+    let dir = detach(&root, &config, "long");
+    let _reaper = Reaper(dir.clone());
+    let id = dir.file_name().unwrap().to_string_lossy().to_string();
+    wait_for("a logged step", || {
+        (last_train_step(&dir) > 0).then_some(())
+    });
+    let pid = SessionMeta::read(&dir).unwrap().pid;
+    // Paused (from a TUI since detached): stopped all the same.
+    let link = RemoteLink::connect(&dir).unwrap();
+    link.send(Command::Pause);
+    collect_until(
+        &link,
+        "paused",
+        |e| matches!(e, Event::Status { status, .. } if *status == Status::Paused),
+    );
+    let stop = || {
+        run_with_limit(
+            bin().arg("--sessions-dir").arg(&root).args(["stop", &id]),
+            WAIT,
+        )
+    };
+    let out = stop();
+    assert!(out.status.success(), "{}", text(&out));
+    assert!(
+        text(&out).contains(&format!("session {id}: stopped at step ")),
+        "{}",
+        text(&out)
+    );
+    assert!(
+        !meltr_tui::session::pid_alive(pid),
+        "the runner is still there"
+    );
+    let meta = SessionMeta::read(&dir).unwrap();
+    assert_eq!(meta.status, Status::Stopped);
+    // Its checkpoint is at the step it says it stopped at.
+    let said = text(&out);
+    let step: u64 = said
+        .split("stopped at step ")
+        .nth(1)
+        .and_then(|rest| rest.split(' ').next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("no step in: {said}"));
+    let checkpoints = checkpoint::list(&dir.join("checkpoints"));
+    assert!(
+        checkpoints.iter().any(|(s, _)| *s == step),
+        "no checkpoint at step {step}: {checkpoints:?}"
+    );
+    // Nothing left to stop: said, not ignored.
+    let again = stop();
+    assert!(
+        !again.status.success() && text(&again).contains("is not running (it is stopped)"),
+        "{}",
+        text(&again)
+    );
+}

@@ -137,6 +137,14 @@ fn a_sweep_killed_mid_way_resumes_to_four_finished_sessions_then_grows_by_a_seed
         said.contains("all 4 sessions finished") && !said.contains("at most"),
         "{said}"
     );
+    // Each finished member's metric as `ls` prints it (walkthrough R read
+    // `accuracy 94.3000` there and `accuracy↑ 94.3` in `ls`).
+    let listing = text(&run_with_limit(
+        meltr(&root).args(["sweep", "ls", "abl"]),
+        WAIT,
+    ));
+    let arrows = listing.matches("↑ ").count() + listing.matches("↓ ").count();
+    assert_eq!(arrows, 4, "{listing}");
 
     let all = members(&root, "abl");
     assert_eq!(all.len(), 4, "one session per combination");

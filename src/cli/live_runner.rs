@@ -1,5 +1,6 @@
 //! `resume`, and what it does with a session whose runner is still alive:
-//! a paused one is told to go on, any other is refused (attach instead).
+//! a paused one is told to go on, any other is refused (attach instead);
+//! and `stop`, which ends live runs cleanly.
 
 use crate::engine::control::{Command, Status};
 use crate::session::{self, SessionMeta};
@@ -110,6 +111,78 @@ pub(super) fn refuse_if_running(dir: &Path) -> Result<()> {
             meta.pid,
             session::command_for(dir, "attach")
         );
+    }
+    Ok(())
+}
+
+/// How long `stop` waits for a run to write its checkpoint and exit.
+const STOP_WAIT: Duration = Duration::from_secs(120);
+
+/// `meltr-tui stop SESSION...`: the clean stop of `q` then `s` in the TUI,
+/// from the command line (a runner started by `run --detach` or a TUI's
+/// fork could otherwise only be attached to or `kill`ed, walkthrough R).
+/// Each live process (runner, headless run, rank 0 of a data-parallel
+/// run, paused or not) gets SIGTERM, as in `sweep stop`, and is waited for:
+/// it checkpoints, logs where it stopped, and exits.
+pub(super) fn stop_command(root: &Path, sessions: &[String]) -> Result<()> {
+    let mut live = Vec::new();
+    for query in sessions {
+        let dir = session::find(root, query)?;
+        let meta = SessionMeta::read(&dir)?;
+        if meta.status.is_terminal() {
+            bail!(
+                "session {} is not running (it is {}); nothing to stop",
+                meta.id,
+                meta.status.as_str()
+            );
+        }
+        if !session::pid_alive(meta.pid) {
+            bail!(
+                "session {} is not running: its process (pid {}) is gone without a last word (crashed); \
+                 `{}` continues it from its newest checkpoint",
+                meta.id,
+                meta.pid,
+                session::command_for(&dir, "resume")
+            );
+        }
+        live.push((dir, meta));
+    }
+    for (_, meta) in &live {
+        // SAFETY: a signal to the live process session.json names.
+        unsafe { libc::kill(meta.pid as libc::pid_t, libc::SIGTERM) };
+    }
+    let deadline = std::time::Instant::now() + STOP_WAIT;
+    for (dir, meta) in &live {
+        while session::pid_alive(meta.pid) {
+            if std::time::Instant::now() > deadline {
+                bail!(
+                    "session {}: its process (pid {}) was asked to stop and has not exited within {} s",
+                    meta.id,
+                    meta.pid,
+                    STOP_WAIT.as_secs()
+                );
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        let log = crate::session::log::read_metrics(&session::SessionDir::new(dir).metrics())?;
+        let said = log
+            .lines
+            .iter()
+            .rev()
+            .find(|l| crate::session::log::is_stop_mark(l))
+            .and_then(|l| match &l.record {
+                crate::session::metrics::Record::Event { message, .. } => Some(message.clone()),
+                _ => None,
+            });
+        match said {
+            Some(message) => println!("session {}: {message}", meta.id),
+            None => println!(
+                "session {}: its process exited (status {}); `{}` continues it",
+                meta.id,
+                SessionMeta::read(dir)?.status.as_str(),
+                session::command_for(dir, "resume")
+            ),
+        }
     }
     Ok(())
 }

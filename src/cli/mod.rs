@@ -37,7 +37,8 @@ pub const DEFAULT_CONFIG: &str = "configs/default.toml";
     long_about = "Fine-tune models with MELTR (Meta Loss Transformer): a small transformer reads the model's loss \
 values (one primary, the rest auxiliary) and outputs the loss the model trains on; every few steps MELTR itself \
 is updated by a bilevel meta step (AID hypergradient). Sessions live in --sessions-dir, one folder each.\n\n\
-With no command, opens a new session of configs/default.toml."
+With no command, opens a new session of configs/default.toml in the TUI: the file in this folder if there is one, \
+else the copy built into the binary (the built-in video-text workload, about a minute on a CPU)."
 )]
 pub struct Cli {
     /// Where sessions live.
@@ -175,6 +176,13 @@ pub enum Cmd {
     /// newest): live when its runner is alive, else its history. `q`
     /// detaches; the run goes on.
     Attach { session: Option<String> },
+    /// Stop running sessions cleanly (a checkpoint first, as `q` then `s`
+    /// in the TUI); `resume` continues them.
+    Stop {
+        /// The sessions (each its id, a unique part of it, or its folder).
+        #[arg(required = true)]
+        sessions: Vec<String>,
+    },
     /// List sessions: id, status, step, primary metric, device, runner,
     /// group, and the config keys whose values differ between the listed
     /// sessions (a diff view).
@@ -464,6 +472,7 @@ pub fn dispatch(cli: Cli) -> Result<()> {
             };
             attach(&dir)
         }
+        Some(Cmd::Stop { sessions }) => live_runner::stop_command(&root, &sessions),
         Some(Cmd::Runner { dir, resume }) => match crate::runner::serve::serve(&dir, resume)? {
             Status::Failed => bail!("the run failed (see session.json)"),
             _ => Ok(()),

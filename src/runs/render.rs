@@ -23,8 +23,8 @@ const BEST_AT: usize = 4;
 
 /// `accuracy↑ 81.25`: the arrow as the TUI's header and `table` show it,
 /// the value to four significant digits as the TUI's sessions view has it
-/// (four decimals read `acc↑ 51.0000`, walkthrough Q).
-fn metric_text(run: &Run) -> String {
+/// (four decimals read `acc↑ 51.0000`, walkthrough Q); `sweep ls` too.
+pub fn metric_text(run: &Run) -> String {
     let arrow = if run.meta.higher_is_better {
         '↑'
     } else {

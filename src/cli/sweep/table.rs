@@ -45,8 +45,7 @@ pub(super) fn ls_members(root: &Path, group: &str) -> Result<()> {
                 (
                     meta.id.clone(),
                     crate::runs::render::progress_text(&run),
-                    run.metric()
-                        .map_or("-".into(), |v| format!("{} {v:.4}", meta.primary_metric)),
+                    crate::runs::render::metric_text(&run),
                 )
             }
         };
