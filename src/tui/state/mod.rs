@@ -484,8 +484,9 @@ impl App {
                 (
                     Level::Info,
                     format!(
-                        "forked at step {}{with} into session {} (running); r lists it, Enter attaches",
-                        f.step, f.id
+                        "forked at step {}{with} into session {} (running): its own runner trains it to train.steps beside \
+                         this run, sharing the machine; r lists it, Enter attaches, `meltr-tui stop {}` ends it",
+                        f.step, f.id, f.id
                     ),
                 )
             }

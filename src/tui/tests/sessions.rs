@@ -280,7 +280,9 @@ fn f_forks_with_the_edited_config_and_says_the_new_id() {
     assert!(
         flash.contains("into session 20260101-130000-demo-fork")
             && flash.contains("step 400")
-            && flash.contains("train.lr=0.002"),
+            && flash.contains("train.lr=0.002")
+            && flash.contains("beside this run")
+            && flash.contains("`meltr-tui stop 20260101-130000-demo-fork` ends it"),
         "{flash}"
     );
     let failing = |_: &Config| -> anyhow::Result<ForkReport> {
