@@ -4,6 +4,8 @@ taken apart per loss on the auxiliary-learning suite.
 
     meta_signal.py [--suite DIR] [--tasks mixed many-aux sequence]
                    [--seeds 0 1 2] [--steps N] --out docs/aux-suite-signal.md
+    meta_signal.py --config YOURS.toml [--roles NAME=ROLE ...] [--seeds 0 1]
+                   [--steps N] --out signal.md
 
 At J = 0 (the default) phi's hypergradient is
 
@@ -18,7 +20,9 @@ each task x seed and, inside every meta step, computes a_k, b_k and the
 cosine between grad l_k(B_t) and grad L_val(B_v), in f64. It checks that
 -d/dphi sum_k w_k (a_k + b_k) is the hypergradient the replay applies
 (relative error printed; a mismatch stops the run), then writes, per task,
-the means over seeds of each third of the run's meta steps.
+the means over seeds of each third of the run's meta steps. With
+--config it does the same for your own TorchScript config (MELTR at its
+[meltr] settings, J = 0), the loss roles as --roles names them.
 
 An auxiliary that helps only through what it teaches the shared layers
 over many steps shows no validation alignment in one step; the cosine
@@ -28,6 +32,7 @@ auxiliaries from its harmful ones at all.
 import argparse
 import datetime
 import os
+import shlex
 import statistics
 import subprocess
 import sys
@@ -94,10 +99,32 @@ class SignalLog:
             return [-g for g in replay.grads((w * c).sum(), phi)]
 
 
-def run_one(task: aux_suite.Task, suite: str, seed: int, steps: Optional[int], work: str) -> dict:
+def suite_config(task: aux_suite.Task, suite: str, seed: int, steps: Optional[int], work: str) -> str:
+    """The replay's config of a suite task's run (as aux_suite.py writes it)."""
     config = os.path.join(work, f"{task.name}-s{seed}.toml")
     job = aux_suite.Job(task, aux_suite.REPLAY, seed)
     aux_suite.write_toml(config, aux_suite.run_sections(job, suite, steps), f"meta_signal {task.name} seed {seed}")
+    return config
+
+
+def own_task(config: str, roles: List[str]) -> aux_suite.Task:
+    """A task for a user's own TorchScript config: its losses in its order,
+    roles from NAME=ROLE pairs (primary first; unnamed auxiliaries are
+    "auxiliary")."""
+    settings, _ = replay.load_settings(config)
+    given = {}
+    for pair in roles:
+        name, sep, role = pair.partition("=")
+        if not sep or name not in settings.loss_names:
+            raise SystemExit(f"--roles {pair!r}: expected NAME=ROLE with NAME one of {', '.join(settings.loss_names)}")
+        given[name] = role
+    names = settings.loss_names
+    task_roles = {n: "primary" if i == 0 else given.get(n, "auxiliary") for i, n in enumerate(names)}
+    stem = os.path.splitext(os.path.basename(config))[0]
+    return aux_suite.Task(stem, f"`{config}`", None, None, task_roles, "")
+
+
+def run_one(task: aux_suite.Task, config: str, seed: int, steps: Optional[int], work: str) -> dict:
     settings, _ = replay.load_settings(config)
     if settings.iterations != 0 or settings.gamma_direct:
         raise SystemExit(f"{config}: the decomposition is J = 0 without gamma_direct "
@@ -105,12 +132,14 @@ def run_one(task: aux_suite.Task, suite: str, seed: int, steps: Optional[int], w
     log = SignalLog()
     replay.META_OBSERVER = log
     try:
-        summary = replay.run(config, seed, steps, os.path.join(work, f"{task.name}-s{seed}.json"), 1, "f64", None)
+        replay.run(config, seed, steps, os.path.join(work, f"{task.name}-s{seed}.json"), 1, "f64", None)
+    except replay.ReplayError as e:
+        raise SystemExit(f"{config}: {e}") from None
     finally:
         replay.META_OBSERVER = None
     print(f"{task.name} seed {seed}: {len(log.steps)} meta steps, decomposition within "
           f"{log.worst_error:.1e} of the applied hypergradient", file=sys.stderr)
-    return {"steps": log.steps, "metric": summary["metrics"][task.metric], "worst_error": log.worst_error}
+    return {"steps": log.steps, "worst_error": log.worst_error}
 
 
 def phase_means(steps: List[List[Dict[str, float]]], k: int, key: str) -> List[float]:
@@ -176,6 +205,9 @@ def main(argv: Optional[List[str]] = None) -> int:
                                      formatter_class=argparse.RawDescriptionHelpFormatter,
                                      epilog=__doc__.split("\n\n", 2)[2])
     parser.add_argument("--suite", help="a built suite (default: aux_suite.py's cached build)")
+    parser.add_argument("--config", help="your own TorchScript config instead of the suite's tasks")
+    parser.add_argument("--roles", nargs="+", default=[], metavar="NAME=ROLE",
+                        help="with --config: each auxiliary's role (helpful, harmful, ...), for the summary")
     parser.add_argument("--tasks", nargs="+", default=["mixed", "many-aux", "sequence"],
                         choices=[t.name for t in aux_suite.TASKS])
     parser.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
@@ -183,12 +215,13 @@ def main(argv: Optional[List[str]] = None) -> int:
     parser.add_argument("--out", required=True, help="the markdown report")
     args = parser.parse_args(argv)
     torch.set_num_threads(1)
-    suite = aux_suite.ensure_suite(args.suite)
+    if args.roles and not args.config:
+        parser.error("--roles names the losses of --config")
+    said = " ".join(shlex.quote(a) for a in (sys.argv[1:] if argv is None else argv))
     lines = ["# What moves MELTR's weights: the meta step per loss", "",
-             f"Written by `scripts/meta_signal.py --tasks {' '.join(args.tasks)} --seeds "
-             f"{' '.join(map(str, args.seeds))}{f' --steps {args.steps}' if args.steps else ''} --out {args.out}`; commit {commit()}, "
+             f"Written by `scripts/meta_signal.py {said}`; commit {commit()}, "
              f"{datetime.datetime.now(datetime.timezone.utc):%Y-%m-%d %H:%M} UTC; torch {torch.__version__}.", "",
-             "The public algorithm (scripts/meltr_replay.py, the suite's defaults: J = 0, γ = 0.1). A meta step raises "
+             "The public algorithm (scripts/meltr_replay.py, at J = 0). A meta step raises "
              "w_k where a_k + b_k > 0: a_k = ∇l_k(B_t)·∇L_val(B_v), the validation part; b_k = γ ∇l_k(B_t)·∇|Σl − M(l)|,"
              " the γ part. Each cell: the mean over the phase's meta steps, then over seeds. See the script's "
              "docstring for the derivation; every meta step was checked against the applied hypergradient.", ""]
@@ -199,9 +232,14 @@ def main(argv: Optional[List[str]] = None) -> int:
                "| task | phase | helpful cos | harmful cos | γ part / val part |", "|---|---|---|---|---|"]
     details = ["## Per loss", ""]
     with tempfile.TemporaryDirectory() as work:
-        for name in args.tasks:
-            task = aux_suite.TASK_BY_NAME[name]
-            runs = [run_one(task, suite, seed, args.steps, work) for seed in args.seeds]
+        if args.config:
+            jobs = [(own_task(args.config, args.roles), lambda seed: args.config)]
+        else:
+            suite = aux_suite.ensure_suite(args.suite)
+            jobs = [(task, lambda seed, task=task: suite_config(task, suite, seed, args.steps, work))
+                    for task in (aux_suite.TASK_BY_NAME[name] for name in args.tasks)]
+        for task, config_of in jobs:
+            runs = [run_one(task, config_of(seed), seed, args.steps, work) for seed in args.seeds]
             worst = max([worst] + [r["worst_error"] for r in runs])
             table = cells(task, runs)
             summary += summary_rows(task, table)

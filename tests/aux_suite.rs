@@ -197,3 +197,53 @@ fn the_meta_signal_split_adds_up_to_the_applied_hypergradient() {
         );
     }
 }
+
+/// `meta_signal.py --config`: the same split on a user's own TorchScript
+/// config (here a suite task's, built into a scratch folder), with the
+/// roles they name; a role for a loss the config lacks is refused.
+#[test]
+fn the_meta_signal_split_runs_on_a_config_of_ones_own() {
+    let root = tempfile::tempdir().unwrap();
+    let suite = root.path().join("suite");
+    let built = std::process::Command::new(torch_python())
+        .arg(repo("scripts/aux_suite.py"))
+        .args(["build", "--out"])
+        .arg(&suite)
+        .output()
+        .unwrap();
+    assert!(built.status.success(), "{}", text(&built));
+    let config = suite.join("mixed").join("task.toml");
+    let report = root.path().join("signal.md");
+    let signal = |roles: &[&str]| {
+        run_with_limit(
+            std::process::Command::new(torch_python())
+                .arg(repo("scripts/meta_signal.py"))
+                .arg("--config")
+                .arg(&config)
+                .args(["--seeds", "0", "--steps", "30", "--roles"])
+                .args(roles)
+                .arg("--out")
+                .arg(&report),
+            Duration::from_secs(600),
+        )
+    };
+    let refused = signal(&["nope=harmful"]);
+    assert!(
+        !refused.status.success() && text(&refused).contains("with NAME one of primary, helpful"),
+        "{}",
+        text(&refused)
+    );
+    let out = signal(&["helpful=helpful", "harmful=harmful"]);
+    assert!(out.status.success(), "{}", text(&out));
+    let markdown = std::fs::read_to_string(&report).unwrap();
+    let row = markdown
+        .lines()
+        .find(|l| l.starts_with("| task | first third | "))
+        .unwrap_or_else(|| panic!("no summary row for the config's task:\n{markdown}"));
+    // Both cosines are numbers: the roles reached the summary.
+    assert!(!row.contains("–"), "{row}");
+    assert!(
+        markdown.contains("| helpful_x50 | auxiliary | first third |"),
+        "an auxiliary without a role is `auxiliary`:\n{markdown}"
+    );
+}
