@@ -21,8 +21,9 @@ cosine between grad l_k(B_t) and grad L_val(B_v), in f64. It checks that
 -d/dphi sum_k w_k (a_k + b_k) is the hypergradient the replay applies
 (relative error printed; a mismatch stops the run), then writes, per task,
 the means over seeds of each third of the run's meta steps. With
---config it does the same for your own TorchScript config (MELTR at its
-[meltr] settings, J = 0), the loss roles as --roles names them.
+--config it does the same for your own TorchScript config (the public
+algorithm as the replay runs it: raw losses, PyTorch's init, J = 0), the
+loss roles as --roles names them.
 
 An auxiliary that helps only through what it teaches the shared layers
 over many steps shows no validation alignment in one step; the cosine
@@ -46,6 +47,8 @@ import meltr_replay as replay  # noqa: E402
 import torch  # noqa: E402
 
 PHASES = ("first third", "middle third", "last third")
+# Roles an auxiliary can have (the suite's, and `auxiliary` when unsaid).
+ROLES = ("helpful", "harmful", "redundant", "scaled", "auxiliary")
 # The runs are f64 (an f32 run's rounding on far-scale's x2000 loss reached
 # 5e-3): the decomposition and the applied hypergradient agree to rounding;
 # a term left out is off by order 1.
@@ -68,25 +71,29 @@ class SignalLog:
         grad_reg = replay.grads(m.reg, m.theta, retain_graph=True)
         val_norm = dot(grad_val, grad_val) ** 0.5
         weights = replay.effective_weights(m.meltr, m.train_losses.detach())
-        rows, c = [], []
+        # +1 where sum l > M(l): the gamma part then pulls weights below 1 up.
+        above = float(torch.sign(m.meltr.reference_sum(m.train_losses) - m.combined)) > 0
+        rows = []
         for k in range(m.train_losses.shape[0]):
             grad_k = replay.grads(m.train_losses[k], m.theta, retain_graph=True)
             a, b = dot(grad_k, grad_val), m.gamma * dot(grad_k, grad_reg)
             norm = dot(grad_k, grad_k) ** 0.5
-            rows.append({"w": float(weights[k]), "a": a, "b": b,
-                         "cos": a / (norm * val_norm) if norm * val_norm > 0 else 0.0})
-            c.append(dot(grad_k, m.v0))
+            rows.append({"w": float(weights[k]), "a": a, "b": b, "abs_a": abs(a), "abs_b": abs(b),
+                         "above": float(above), "cos": a / (norm * val_norm) if norm * val_norm > 0 else 0.0})
         self.steps.append(rows)
-        expected = self.hypergradient_from(m, torch.tensor(c, dtype=m.train_losses.dtype))
+        # The published split itself, a_k + b_k, must make the hypergradient.
+        split = torch.tensor([r["a"] + r["b"] for r in rows], dtype=m.train_losses.dtype)
+        expected = self.hypergradient_from(m, split)
 
         def compare(applied: List[torch.Tensor]) -> None:
             diff = sum(float((x - y).double().pow(2).sum()) for x, y in zip(applied, expected)) ** 0.5
             scale = max(sum(float(x.double().pow(2).sum()) for x in applied) ** 0.5, 1e-30)
             error = diff / scale
+            # (not <=: a NaN fails too)
+            if not error <= CONSISTENCY_TOLERANCE:
+                raise SystemExit(f"meta step {len(self.steps)}: -d/dphi sum_k w_k (a_k + b_k) is {error:.2e} "
+                                 "(relative) from the applied hypergradient: the split misses a term")
             self.worst_error = max(self.worst_error, error)
-            if error > CONSISTENCY_TOLERANCE:
-                raise SystemExit(f"meta step {len(self.steps)}: -d/dphi sum_k w_k c_k is {error:.2e} (relative) "
-                                 "from the applied hypergradient: the decomposition misses a term")
         return compare
 
     @staticmethod
@@ -115,8 +122,12 @@ def own_task(config: str, roles: List[str]) -> aux_suite.Task:
     given = {}
     for pair in roles:
         name, sep, role = pair.partition("=")
-        if not sep or name not in settings.loss_names:
-            raise SystemExit(f"--roles {pair!r}: expected NAME=ROLE with NAME one of {', '.join(settings.loss_names)}")
+        if not sep or name not in settings.loss_names[1:]:
+            raise SystemExit(f"--roles {pair!r}: expected NAME=ROLE with NAME one of "
+                             f"{', '.join(settings.loss_names[1:])} (the primary is workload.primary, "
+                             f"{settings.loss_names[0]})")
+        if role not in ROLES:
+            raise SystemExit(f"--roles {pair!r}: ROLE is one of {', '.join(ROLES)}")
         given[name] = role
     names = settings.loss_names
     task_roles = {n: "primary" if i == 0 else given.get(n, "auxiliary") for i, n in enumerate(names)}
@@ -137,6 +148,9 @@ def run_one(task: aux_suite.Task, config: str, seed: int, steps: Optional[int], 
         raise SystemExit(f"{config}: {e}") from None
     finally:
         replay.META_OBSERVER = None
+    if len(log.steps) < len(PHASES):
+        raise SystemExit(f"{task.name} seed {seed}: {len(log.steps)} meta steps; the report's thirds need at least "
+                         f"{len(PHASES)} (more steps, or a smaller meltr.meta_every)")
     print(f"{task.name} seed {seed}: {len(log.steps)} meta steps, decomposition within "
           f"{log.worst_error:.1e} of the applied hypergradient", file=sys.stderr)
     return {"steps": log.steps, "worst_error": log.worst_error}
@@ -153,7 +167,8 @@ def cells(task: aux_suite.Task, runs: List[dict]) -> Dict[str, List[Dict[str, fl
     steps, then over seeds."""
     out = {}
     for k, name in enumerate(task.roles):
-        per_seed = {key: [phase_means(r["steps"], k, key) for r in runs] for key in ("w", "a", "b", "cos")}
+        per_seed = {key: [phase_means(r["steps"], k, key) for r in runs]
+                    for key in ("w", "a", "b", "abs_a", "abs_b", "above", "cos")}
         out[name] = [{key: statistics.fmean(seed[p] for seed in per_seed[key]) for key in per_seed}
                      for p in range(len(PHASES))]
     return out
@@ -172,20 +187,25 @@ def report(task: aux_suite.Task, table: Dict[str, List[Dict[str, float]]]) -> Li
 
 def summary_rows(task: aux_suite.Task, table: Dict[str, List[Dict[str, float]]]) -> List[str]:
     """Per phase: the mean cosine of the helpful and of the harmful
-    auxiliaries, and how much larger the auxiliaries' γ part is than their
-    validation part (mean |b| over mean |a|)."""
+    auxiliaries; how much larger the γ part is than the validation part
+    (mean |b| over mean |a|, per meta step, over the auxiliaries but the
+    badly scaled ones, whose scale alone sets theirs); the share of meta
+    steps with Σl > M(l)."""
     def mean_of(role: str, p: int, key: str) -> Optional[float]:
         values = [table[n][p][key] for n, r in task.roles.items() if r == role]
         return statistics.fmean(values) if values else None
 
     rows = []
+    fmt = (lambda v: "–" if v is None else f"{v:+.3f}")
     for p, phase in enumerate(PHASES):
-        aux = [n for n, r in task.roles.items() if r != "primary"]
-        ratio = statistics.fmean(abs(table[n][p]["b"]) for n in aux) / max(
-            statistics.fmean(abs(table[n][p]["a"]) for n in aux), 1e-30)
+        aux = [n for n, r in task.roles.items() if r not in ("primary", "scaled")]
+        ratio = "–"
+        if aux:
+            mean_a = statistics.fmean(table[n][p]["abs_a"] for n in aux)
+            ratio = f"{statistics.fmean(table[n][p]['abs_b'] for n in aux) / max(mean_a, 1e-300):.1f}"
         helpful, harmful = mean_of("helpful", p, "cos"), mean_of("harmful", p, "cos")
-        fmt = (lambda v: "–" if v is None else f"{v:+.3f}")
-        rows.append(f"| {task.name} | {phase} | {fmt(helpful)} | {fmt(harmful)} | {ratio:.1f} |")
+        above = table[next(iter(task.roles))][p]["above"]
+        rows.append(f"| {task.name} | {phase} | {fmt(helpful)} | {fmt(harmful)} | {ratio} | {above:.0%} |")
     return rows
 
 
@@ -208,8 +228,8 @@ def main(argv: Optional[List[str]] = None) -> int:
     parser.add_argument("--config", help="your own TorchScript config instead of the suite's tasks")
     parser.add_argument("--roles", nargs="+", default=[], metavar="NAME=ROLE",
                         help="with --config: each auxiliary's role (helpful, harmful, ...), for the summary")
-    parser.add_argument("--tasks", nargs="+", default=["mixed", "many-aux", "sequence"],
-                        choices=[t.name for t in aux_suite.TASKS])
+    parser.add_argument("--tasks", nargs="+", choices=[t.name for t in aux_suite.TASKS],
+                        help="default: mixed many-aux sequence")
     parser.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
     parser.add_argument("--steps", type=int, help="default: each task's own (600)")
     parser.add_argument("--out", required=True, help="the markdown report")
@@ -217,6 +237,9 @@ def main(argv: Optional[List[str]] = None) -> int:
     torch.set_num_threads(1)
     if args.roles and not args.config:
         parser.error("--roles names the losses of --config")
+    if args.config and (args.tasks or args.suite):
+        parser.error("--config runs your config instead of the suite's tasks: leave out --tasks and --suite")
+    args.tasks = args.tasks or ["mixed", "many-aux", "sequence"]
     said = " ".join(shlex.quote(a) for a in (sys.argv[1:] if argv is None else argv))
     lines = ["# What moves MELTR's weights: the meta step per loss", "",
              f"Written by `scripts/meta_signal.py {said}`; commit {commit()}, "
@@ -227,9 +250,12 @@ def main(argv: Optional[List[str]] = None) -> int:
              "docstring for the derivation; every meta step was checked against the applied hypergradient.", ""]
     worst = 0.0
     summary = ["## Summary", "",
-               "The cosines' means over a task's helpful and over its harmful auxiliaries; the last column is the "
-               "auxiliaries' mean |γ part| over their mean |validation part|.", "",
-               "| task | phase | helpful cos | harmful cos | γ part / val part |", "|---|---|---|---|---|"]
+               "The cosines' means over a task's helpful and over its harmful auxiliaries; |γ part| / |val part|: "
+               "the auxiliaries' mean |b_k| over their mean |a_k| (per meta step, the badly scaled ones left out: "
+               "their scale alone sets it); Σl > M(l): the share of meta steps where it holds, where the γ part's own term "
+               "pulls a weight below 1 up.", "",
+               "| task | phase | helpful cos | harmful cos | \\|γ part\\| / \\|val part\\| | Σl > M(l) |",
+               "|---|---|---|---|---|---|"]
     details = ["## Per loss", ""]
     with tempfile.TemporaryDirectory() as work:
         if args.config:

@@ -229,7 +229,9 @@ fn the_meta_signal_split_runs_on_a_config_of_ones_own() {
     };
     let refused = signal(&["nope=harmful"]);
     assert!(
-        !refused.status.success() && text(&refused).contains("with NAME one of primary, helpful"),
+        !refused.status.success()
+            && text(&refused)
+                .contains("with NAME one of helpful, harmful, helpful_x50 (the primary is"),
         "{}",
         text(&refused)
     );

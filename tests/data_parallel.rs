@@ -316,7 +316,7 @@ fn buckets_leave_the_meta_step_and_the_gradient_shares_alone() {
 // --- whole processes: `--nproc`, SLURM's variables, a rank killed -----------
 
 use common::text;
-use meltr_tui::session::metrics::{MetricLine, Record};
+use meltr_tui::session::metrics::{MetricLine, Record, CHECKPOINT_ASKED_EVENT};
 use std::process::Command;
 
 fn binary() -> Command {
@@ -738,19 +738,27 @@ fn pause_and_stop_on_rank_0_hold_and_end_every_rank() {
     let timeout = Duration::from_secs(3);
     let mut paused_at = None;
     let mut stop_sent = false;
+    let mut asked = Vec::new();
     let ranks = two_ranks_running(&config, timeout, |event, commands| {
+        if let Event::Line { line, .. } = event {
+            if let Record::Event { message, .. } = &line.record {
+                if message.starts_with(CHECKPOINT_ASKED_EVENT) {
+                    asked.push(message.clone());
+                }
+            }
+        }
         let Event::Progress { step, .. } = event else {
             return;
         };
         match paused_at {
             None if *step >= 5 => {
                 commands.send(EngineCommand::Pause).unwrap();
-                std::thread::sleep(timeout);
+                std::thread::sleep(timeout * 2);
                 // Checkpoints asked for while paused: every rank takes them
                 // between two of rank 0's waiting messages.
                 commands.send(EngineCommand::CheckpointForFork).unwrap();
                 commands.send(EngineCommand::Checkpoint).unwrap();
-                std::thread::sleep(timeout);
+                std::thread::sleep(timeout * 2);
                 commands.send(EngineCommand::Resume).unwrap();
                 paused_at = Some(*step);
             }
@@ -762,6 +770,11 @@ fn pause_and_stop_on_rank_0_hold_and_end_every_rank() {
         }
     });
     assert!(stop_sent, "rank 0 never got past its pause");
+    assert_eq!(
+        asked.len(),
+        2,
+        "the checkpoints asked while paused: {asked:?}"
+    );
     for rank in &ranks {
         assert_eq!(rank.status, Status::Stopped);
     }

@@ -118,6 +118,35 @@ pub(super) fn refuse_if_running(dir: &Path) -> Result<()> {
 /// How long `stop` waits for a run to write its checkpoint and exit.
 const STOP_WAIT: Duration = Duration::from_secs(120);
 
+/// Whether `pid` runs this program (a recycled pid of a crashed run's, after
+/// a reboot or on another host sharing the folder, is someone else's).
+fn runs_this_program(pid: u32) -> bool {
+    let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
+    let program = String::from_utf8_lossy(&cmdline)
+        .split('\0')
+        .next()
+        .map(|argv0| argv0.rsplit('/').next().unwrap_or(argv0).to_string());
+    program.is_some_and(|name| name.starts_with("meltr-tui") || name.starts_with("meltr_tui"))
+}
+
+/// SIGTERM to each of `pids` (a clean stop: checkpoint first), then waits
+/// up to `wait` for them all to exit; returns those still alive.
+pub(super) fn signal_and_wait(pids: &[u32], wait: Duration) -> Vec<u32> {
+    for &pid in pids {
+        // SAFETY: a signal to a live process of this program that the
+        // caller checked.
+        unsafe { libc::kill(pid as libc::pid_t, libc::SIGTERM) };
+    }
+    let deadline = std::time::Instant::now() + wait;
+    while pids.iter().any(|&p| session::pid_alive(p)) && std::time::Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    pids.iter()
+        .copied()
+        .filter(|&p| session::pid_alive(p))
+        .collect()
+}
+
 /// `meltr-tui stop SESSION...`: the clean stop of `q` then `s` in the TUI,
 /// from the command line (a runner started by `run --detach` or a TUI's
 /// fork could otherwise only be attached to or `kill`ed, walkthrough R).
@@ -125,10 +154,16 @@ const STOP_WAIT: Duration = Duration::from_secs(120);
 /// run, paused or not) gets SIGTERM, as in `sweep stop`, and is waited for:
 /// it checkpoints, logs where it stopped, and exits.
 pub(super) fn stop_command(root: &Path, sessions: &[String]) -> Result<()> {
-    let mut live = Vec::new();
+    // (folder, session, lines its log had before the signal)
+    let mut live: Vec<(std::path::PathBuf, SessionMeta, usize)> = Vec::new();
     for query in sessions {
         let dir = session::find(root, query)?;
         let meta = SessionMeta::read(&dir)?;
+        // Named twice: one signal (a second one ends a run still being
+        // built at once).
+        if live.iter().any(|(_, m, _)| m.id == meta.id) {
+            continue;
+        }
         if meta.status.is_terminal() {
             bail!(
                 "session {} is not running (it is {}); nothing to stop",
@@ -136,53 +171,63 @@ pub(super) fn stop_command(root: &Path, sessions: &[String]) -> Result<()> {
                 meta.status.as_str()
             );
         }
-        if !session::pid_alive(meta.pid) {
+        if !session::pid_alive(meta.pid) || !runs_this_program(meta.pid) {
             bail!(
-                "session {} is not running: its process (pid {}) is gone without a last word (crashed); \
-                 `{}` continues it from its newest checkpoint",
+                "session {} is not running here: its process (pid {}) is gone without a last word (crashed, or \
+                 it runs on another machine that shares this folder); `{}` continues a crashed run from its \
+                 newest checkpoint",
                 meta.id,
                 meta.pid,
                 session::command_for(&dir, "resume")
             );
         }
-        live.push((dir, meta));
+        let lines = metric_lines(&dir)?.len();
+        live.push((dir, meta, lines));
     }
-    for (_, meta) in &live {
-        // SAFETY: a signal to the live process session.json names.
-        unsafe { libc::kill(meta.pid as libc::pid_t, libc::SIGTERM) };
-    }
-    let deadline = std::time::Instant::now() + STOP_WAIT;
-    for (dir, meta) in &live {
-        while session::pid_alive(meta.pid) {
-            if std::time::Instant::now() > deadline {
-                bail!(
-                    "session {}: its process (pid {}) was asked to stop and has not exited within {} s",
-                    meta.id,
-                    meta.pid,
-                    STOP_WAIT.as_secs()
-                );
-            }
-            std::thread::sleep(Duration::from_millis(100));
+    let pids: Vec<u32> = live.iter().map(|(_, m, _)| m.pid).collect();
+    let still = signal_and_wait(&pids, STOP_WAIT);
+    for (dir, meta, before) in &live {
+        if still.contains(&meta.pid) {
+            println!(
+                "session {}: asked to stop, its process (pid {}) is still writing its checkpoint after {} s \
+                 (a long evaluation takes that long); `ls` shows when it has stopped",
+                meta.id,
+                meta.pid,
+                STOP_WAIT.as_secs()
+            );
+            continue;
         }
-        let log = crate::session::log::read_metrics(&session::SessionDir::new(dir).metrics())?;
-        let said = log
-            .lines
-            .iter()
-            .rev()
-            .find(|l| crate::session::log::is_stop_mark(l))
-            .and_then(|l| match &l.record {
-                crate::session::metrics::Record::Event { message, .. } => Some(message.clone()),
+        // The mark this stop wrote: a resumed run's log keeps earlier ones.
+        let said = metric_lines(dir)?
+            .into_iter()
+            .skip(*before)
+            .find(crate::session::log::is_stop_mark)
+            .and_then(|l| match l.record {
+                crate::session::metrics::Record::Event { message, .. } => Some(message),
                 _ => None,
             });
-        match said {
-            Some(message) => println!("session {}: {message}", meta.id),
-            None => println!(
-                "session {}: its process exited (status {}); `{}` continues it",
+        let status = SessionMeta::read(dir)?.status;
+        match (said, status) {
+            (Some(message), _) => println!("session {}: {message}", meta.id),
+            (None, Status::Finished) => {
+                println!("session {}: it finished before it could stop", meta.id)
+            }
+            (None, Status::Failed) => println!(
+                "session {}: it failed before it could stop (`ls` and its output.log say why)",
+                meta.id
+            ),
+            (None, _) => println!(
+                "session {}: its process exited without saying where it stopped (status {}); `{}` \
+                 continues it from its newest checkpoint",
                 meta.id,
-                SessionMeta::read(dir)?.status.as_str(),
+                status.as_str(),
                 session::command_for(dir, "resume")
             ),
         }
     }
     Ok(())
+}
+
+fn metric_lines(dir: &Path) -> Result<Vec<crate::session::metrics::MetricLine>> {
+    Ok(crate::session::log::read_metrics(&session::SessionDir::new(dir).metrics())?.lines)
 }

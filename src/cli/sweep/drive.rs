@@ -296,14 +296,8 @@ pub(super) fn stop(root: &Path, group: &str) -> Result<()> {
             _ => None,
         })
         .collect();
-    for meta in &running {
-        // SAFETY: the pid of a live runner of this sweep's session.
-        unsafe { libc::kill(meta.pid as libc::pid_t, libc::SIGTERM) };
-    }
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while running.iter().any(|m| session::pid_alive(m.pid)) && Instant::now() < deadline {
-        std::thread::sleep(Duration::from_millis(100));
-    }
+    let pids: Vec<u32> = running.iter().map(|m| m.pid).collect();
+    crate::cli::live_runner::signal_and_wait(&pids, Duration::from_secs(60));
     println!("asked {} runner(s) to stop", running.len());
     ls_members(root, group)
 }

@@ -166,8 +166,8 @@ pub(super) fn after_restore_event(
         level: Level::Warn,
         message: format!(
             "{reading}, still below {PRIMARY_FLOOR}: M weighs this step's losses, which have moved since step \
-             {from}, so that φ does not give the weights it gave then; the meta steps go on from it (at the \
-             halved meta-learning rate), and the collapse watch with them"
+             {from}, so that φ does not give the weights it gave then; the meta steps go on from it, and the \
+             collapse watch with them"
         ),
     }
 }

@@ -485,8 +485,10 @@ impl App {
                     Level::Info,
                     format!(
                         "forked at step {}{with} into session {} (running): its own runner trains it to train.steps beside \
-                         this run, sharing the machine; r lists it, Enter attaches, `meltr-tui stop {}` ends it",
-                        f.step, f.id, f.id
+                         this run, sharing the machine; r lists it, Enter attaches, `{}` ends it",
+                        f.step,
+                        f.id,
+                        crate::session::command_for(&f.dir, "stop")
                     ),
                 )
             }
