@@ -3,17 +3,23 @@
 
 use anyhow::Result;
 
-/// Prints the report.
+/// Prints the report, written at once: `doctor | head -3` closed the pipe
+/// while CUDA was queried and a line-by-line print panicked (walkthrough S).
 pub(super) fn doctor() -> Result<()> {
-    println!("meltr-tui {}", env!("CARGO_PKG_VERSION"));
-    println!("libtorch   {}", crate::libtorch_version());
-    println!(
+    use std::fmt::Write as _;
+    let mut out = String::new();
+    let cuda = tch::Cuda::is_available();
+    let count = tch::Cuda::device_count();
+    let term = std::env::var("TERM").unwrap_or_else(|_| "(unset)".into());
+    let _ = writeln!(out, "meltr-tui {}", env!("CARGO_PKG_VERSION"));
+    let _ = writeln!(out, "libtorch   {}", crate::libtorch_version());
+    let _ = writeln!(
+        out,
         "  from     {}",
         option_env!("MELTR_LIBTORCH_LIB").unwrap_or("(unknown)")
     );
-    let cuda = tch::Cuda::is_available();
-    let count = tch::Cuda::device_count();
-    println!(
+    let _ = writeln!(
+        out,
         "CUDA       {}",
         if cuda {
             format!("available, {count} device(s)")
@@ -22,23 +28,26 @@ pub(super) fn doctor() -> Result<()> {
         }
     );
     for i in 0..count {
-        println!("  cuda:{i}");
+        let _ = writeln!(out, "  cuda:{i}");
     }
-    println!(
-        "cuDNN      {}",
-        if tch::Cuda::cudnn_is_available() {
-            "available"
-        } else {
-            "not available"
-        }
-    );
-    println!("threads    {}", tch::get_num_threads());
-    let term = std::env::var("TERM").unwrap_or_else(|_| "(unset)".into());
-    println!(
+    let cudnn = if tch::Cuda::cudnn_is_available() {
+        "available"
+    } else {
+        "not available"
+    };
+    let _ = writeln!(out, "cuDNN      {cudnn}");
+    let _ = writeln!(out, "threads    {}", tch::get_num_threads());
+    let _ = writeln!(
+        out,
         "terminal   TERM={term}  NO_COLOR={}",
         std::env::var("NO_COLOR").map(|_| "set").unwrap_or("unset")
     );
-    Ok(())
+    use std::io::Write as _;
+    match std::io::stdout().lock().write_all(out.as_bytes()) {
+        // A reader that stopped early (`| head`) is not an error.
+        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Ok(()),
+        other => Ok(other?),
+    }
 }
 
 /// `meltr-tui check`: builds the run `config_path` (with `overrides`) asks
@@ -121,6 +130,12 @@ pub(super) fn check(
     }
     if batches > 1 {
         println!("  validation     {}", evaluation_words(&evaluation));
+    } else if !fails {
+        // A model that fails on one batch in six passed on the first
+        // (walkthrough S).
+        println!(
+            "  scanned        the first training batch only: `--batches N` runs N and evaluates the validation split once"
+        );
     }
     if !non_finite.is_empty() {
         anyhow::bail!("{}", non_finite_words(&non_finite, batches));

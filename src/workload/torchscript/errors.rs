@@ -149,8 +149,54 @@ pub(super) fn batch_inventory(batch: &Batch) -> String {
 /// it: class indices stored as Int32 fail `cross_entropy` with "expected
 /// scalar type Long but found Int" on the CPU (a walkthrough) and
 /// "\"nll_loss…\" not implemented for 'Int'" on CUDA, neither naming a
-/// tensor. Only tensors of the kind the message names are listed.
+/// tensor. Only tensors of the kind the message names are listed. Or
+/// integer features fed to float layers (see [`integer_features_hint`]).
 pub(super) fn batch_hint(message: &str, batch: &Batch) -> Option<String> {
+    class_index_hint(message, batch).or_else(|| integer_features_hint(message, batch))
+}
+
+/// Integer features (int64 `x` of shape [32, 16, 4]) reach an LSTM or a
+/// Linear layer as "expected m1 and m2 to have the same dtype, but got:
+/// long int != float", which reads as the model's fault (walkthrough S).
+/// Named when the message is a float/integer mismatch: the batch's integer
+/// tensors of two or more dimensions (1-D ones are labels).
+fn integer_features_hint(message: &str, batch: &Batch) -> Option<String> {
+    let mismatch = [
+        "same dtype",
+        "expected scalar type Float",
+        "expected scalar type Double",
+        "should be the same",
+        "must have the type torch.float",
+    ]
+    .iter()
+    .any(|p| message.contains(p));
+    let integer = ["long", "Long", "int64", "Int"]
+        .iter()
+        .any(|p| message.contains(p));
+    if !(mismatch && integer) {
+        return None;
+    }
+    let features: Vec<String> = batch
+        .iter()
+        .filter(|(_, t)| {
+            t.dim() >= 2
+                && matches!(
+                    t.kind(),
+                    Kind::Int64 | Kind::Int | Kind::Int16 | Kind::Int8 | Kind::Uint8
+                )
+        })
+        .map(|(name, t)| format!("`{name}` ({:?})", t.kind()))
+        .collect();
+    (!features.is_empty()).then(|| {
+        format!(
+            "{} in the data: integer values fed to float layers (Linear, LSTM, Conv) fail so; store them as \
+             float32 in the safetensors file, or cast in the model (`.float()`); token ids for an embedding stay integers",
+            features.join(", ")
+        )
+    })
+}
+
+fn class_index_hint(message: &str, batch: &Batch) -> Option<String> {
     let found = message
         .split_once("expected scalar type Long but found ")
         .map(|(_, rest)| rest)
@@ -208,6 +254,40 @@ mod tests {
             assert!(!hint.contains("mask") && !hint.contains("tokens"), "{hint}");
         }
         assert_eq!(batch_hint("RuntimeError: shape mismatch", &batch), None);
+    }
+
+    /// Integer features named for a float layer's dtype error; 1-D integer
+    /// labels and float tensors are not.
+    #[test]
+    fn integer_features_are_named_for_a_float_layers_dtype_error() {
+        let batch: Batch = [
+            (
+                "x",
+                Tensor::zeros([4, 16, 4], (Kind::Int64, tch::Device::Cpu)),
+            ),
+            ("label", Tensor::zeros([4], (Kind::Int64, tch::Device::Cpu))),
+            (
+                "noise",
+                Tensor::zeros([4, 3], (Kind::Float, tch::Device::Cpu)),
+            ),
+        ]
+        .into_iter()
+        .map(|(n, t)| (n.to_string(), t))
+        .collect();
+        let message =
+            "RuntimeError: expected m1 and m2 to have the same dtype, but got: long int != float";
+        let hint = batch_hint(message, &batch).unwrap();
+        assert!(hint.starts_with("`x` (Int64) in the data"), "{hint}");
+        assert!(hint.contains("store them as float32"), "{hint}");
+        assert!(!hint.contains("label") && !hint.contains("noise"), "{hint}");
+        // A dtype error between two float kinds names nothing.
+        assert_eq!(
+            batch_hint(
+                "RuntimeError: expected m1 and m2 to have the same dtype, but got: double != float",
+                &batch
+            ),
+            None
+        );
     }
 
     #[test]
