@@ -529,6 +529,12 @@ fn a_killed_rank_fails_the_run_at_once_with_a_clear_message() {
     let (dir, _) = only_session(&sessions);
     let meta = std::fs::read_to_string(dir.join("session.json")).unwrap();
     assert!(meta.contains("\"failed\"") && reason(&meta), "{meta}");
+    // And how it goes on (a failed session gets no hint from `ls`).
+    let id = dir.file_name().unwrap().to_string_lossy().to_string();
+    assert!(
+        said.contains(&format!("resume {id} --nproc 2` continues from its newest checkpoint")),
+        "{said}"
+    );
 }
 
 // --- scripts/scaling.py: throughput against the number of ranks -------------

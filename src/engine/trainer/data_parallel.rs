@@ -355,14 +355,32 @@ impl Trainer {
     fn collective_failure(&self) -> String {
         match &self.group {
             Some(group) => format!(
-                "step {}: rank {} of {} could not average with the other ranks (one of them died, or did not answer within train.collective_timeout_s = {} s)",
+                "step {}: rank {} of {} could not average with the other ranks (one of them died, or did not answer within train.collective_timeout_s = {} s){}",
                 self.step,
                 group.rank(),
                 group.world_size(),
-                group.timeout().as_secs()
+                group.timeout().as_secs(),
+                self.resume_words()
             ),
             None => format!("step {}", self.step),
         }
+    }
+
+    /// How a data-parallel run that lost a rank goes on: the session is
+    /// `failed`, which `ls` gives no hint for (walkthrough S killed rank 1).
+    pub(super) fn resume_words(&self) -> String {
+        let Some(group) = &self.group else {
+            return String::new();
+        };
+        let from = match self.checkpointed_at {
+            Some(step) => format!("its newest checkpoint (step {step})"),
+            None => "its newest checkpoint".to_string(),
+        };
+        format!(
+            "; `{} --nproc {}` continues from {from}",
+            crate::session::command_for(self.dir.path(), "resume"),
+            group.world_size()
+        )
     }
 
     /// Rank 0, at the end of a data-parallel run: one event with the mean

@@ -66,6 +66,7 @@ impl Trainer {
         };
         let (rank, world) = (group.rank(), group.world_size());
         let timeout = group.timeout().as_secs();
+        let resume = self.resume_words();
         let failed = move |what: &str| {
             let whom = if rank == 0 {
                 "the other ranks"
@@ -73,7 +74,7 @@ impl Trainer {
                 "rank 0"
             };
             format!(
-                "{what}: rank {rank} of {world} could not reach {whom} (one of them died, or did not answer within train.collective_timeout_s = {timeout} s)"
+                "{what}: rank {rank} of {world} could not reach {whom} (one of them died, or did not answer within train.collective_timeout_s = {timeout} s){resume}"
             )
         };
         let config = (rank == 0)
