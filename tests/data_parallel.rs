@@ -532,7 +532,9 @@ fn a_killed_rank_fails_the_run_at_once_with_a_clear_message() {
     // And how it goes on (a failed session gets no hint from `ls`).
     let id = dir.file_name().unwrap().to_string_lossy().to_string();
     assert!(
-        said.contains(&format!("resume {id} --nproc 2` continues from its newest checkpoint")),
+        said.contains(&format!(
+            "resume {id} --nproc 2` continues from its newest checkpoint"
+        )),
         "{said}"
     );
 }

@@ -322,6 +322,10 @@ fn every_metric_column_gets_its_direction_and_best() {
 fn latex_specials_are_escaped() {
     assert_eq!(latex_escape("aid.max_growth"), r"aid.max\_growth");
     assert_eq!(latex_escape("R@1 & 5%"), r"R@1 \& 5\%");
+    // The tool's own symbols, as math pdflatex sets without Unicode input.
+    assert_eq!(latex_escape("3000→600@200"), r"3000$\to$600@200");
+    assert_eq!(latex_escape("γ ± 1–2"), r"$\gamma$ $\pm$ 1--2");
+    assert!(latex_escape("a ← b × c ≥ d … φ").is_ascii());
 }
 
 /// A group of two workloads failed on the second's metric ("session … has
