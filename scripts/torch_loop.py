@@ -263,8 +263,12 @@ def load_run(path: str, steps: Optional[int]) -> Run:
         pool=meltr.get("pool", "previous"),
     )
     if combiner == "meltr":
-        run.notes.append(f"aid.mode = {run.aid_mode!r} does not apply here: the public algorithm differentiates "
-                         "twice through the model (the engine's `exact`)")
+        if run.aid_mode == "exact":
+            run.notes.append("aid.mode = 'exact': this loop differentiates twice through the model, as the "
+                             "public code does and as the engine's `exact` does")
+        else:
+            run.notes.append(f"aid.mode = {run.aid_mode!r} is the engine's way to the same hypergradient; this "
+                             "loop takes the public code's (twice through the model, the engine's `exact`)")
         if meltr.get("init", "pytorch") != "pytorch":
             run.notes.append(f"meltr.init = {meltr['init']!r} is not replicated: MELTR starts from PyTorch's "
                              "default initialisation")
