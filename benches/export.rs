@@ -41,6 +41,7 @@ fn write_session(dir: &Path, steps: u64, log_every: u64) {
         parent: None,
         fork_step: None,
         world_size: None,
+        earlier_world_sizes: Vec::new(),
         provenance: Default::default(),
     }
     .write(dir)

@@ -937,6 +937,23 @@ fn a_session_resumes_with_one_rank_and_again_with_two() {
     let (_, lines) = only_session(&sessions);
     assert_eq!(train_losses(&lines).last().unwrap().0, 30);
     assert_eq!(world(&dir), None);
+    // The history is kept and said: `ranks` reads 2→1, not 1 (walkthrough
+    // S: such a run pooled with one-rank runs, unsaid).
+    let ranks = |dir: &std::path::Path| meltr_tui::session::SessionMeta::read(dir).unwrap().ranks();
+    assert_eq!(ranks(&dir), "2→1");
+    let said: Vec<&str> = lines
+        .iter()
+        .filter_map(|l| match &l.record {
+            Record::Event { message, .. } if message.starts_with("this start trains on") => {
+                Some(message.as_str())
+            }
+            _ => None,
+        })
+        .collect();
+    assert!(
+        said.len() == 1 && said[0].contains("on 1 rank where the run's earlier steps ran on 2"),
+        "{said:?}"
+    );
     // Trained with 1 rank, on with 2 — and, from a copy of the same
     // checkpoint, with 1: the same numbers (sum, f64), so rank 1 took rank
     // 0's θ, optimizer state and step.
@@ -968,6 +985,7 @@ fn a_session_resumes_with_one_rank_and_again_with_two() {
     let (_, two) = only_session(&sessions);
     let (_, one) = only_session(&copy);
     assert_eq!(world(&dir), Some(2));
+    assert_eq!(ranks(&dir), "2→1→2");
     let after = |lines: &[MetricLine]| -> Vec<(u64, f64)> {
         train_losses(lines)
             .into_iter()

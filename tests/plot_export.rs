@@ -31,6 +31,7 @@ fn meta(id: &str, name: &str) -> SessionMeta {
         parent: None,
         fork_step: None,
         world_size: None,
+        earlier_world_sizes: Vec::new(),
         provenance: Default::default(),
     }
 }

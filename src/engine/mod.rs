@@ -197,8 +197,11 @@ fn start(
     let thread = std::thread::Builder::new()
         .name("trainer".into())
         .spawn(move || {
-            let built = build(event_tx.clone()).and_then(|(trainer, meta)| {
-                crate::session::record_run_facts(&session, &meta).map(|()| trainer)
+            let built = build(event_tx.clone()).and_then(|(mut trainer, meta)| {
+                if let Some(note) = crate::session::record_run_facts(&session, &meta)? {
+                    trainer.note(crate::session::metrics::Level::Warn, note);
+                }
+                Ok(trainer)
             });
             let trainer = match built {
                 Ok(trainer) => {

@@ -135,7 +135,7 @@ pub fn caveats(groups: &[Group]) -> Vec<String> {
         }
         // Ranks live in session.json, not the config: runs on different
         // numbers pooled as seeds, unsaid (walkthrough L).
-        let ranks = |r: &Run| r.meta.world_size.unwrap_or(1);
+        let ranks = |r: &Run| r.meta.ranks();
         if g.runs.iter().any(|r| ranks(r) != ranks(g.runs[0])) {
             let mut each: Vec<String> = g
                 .runs

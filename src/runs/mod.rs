@@ -248,7 +248,7 @@ impl Run {
     pub fn value(&self, key: &str) -> Option<String> {
         match key {
             "status" => Some(self.status.clone()),
-            "ranks" => Some(self.meta.world_size.unwrap_or(1).to_string()),
+            "ranks" => Some(self.meta.ranks()),
             "group" => self.meta.group.clone(),
             "name" => Some(self.meta.name.clone()),
             "id" => Some(self.meta.id.clone()),

@@ -169,6 +169,11 @@ pub struct SessionMeta {
     /// start: a resume may use another number); absent for one process.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub world_size: Option<usize>,
+    /// The numbers of ranks of earlier starts, oldest first, each time a
+    /// resume changed it: a run trained partly on 2 ranks and partly on 1
+    /// read `ranks` 1 and pooled with one-rank runs (walkthrough S).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub earlier_world_sizes: Vec<usize>,
     /// What made the session: meltr-tui version, host, command line, git
     /// commit (each optional; absent in sessions made before they were
     /// recorded).
@@ -177,6 +182,18 @@ pub struct SessionMeta {
 }
 
 impl SessionMeta {
+    /// The `ranks` key: the number of ranks, or its history (`2→1`) when a
+    /// resume changed it.
+    pub fn ranks(&self) -> String {
+        let now = self.world_size.unwrap_or(1);
+        self.earlier_world_sizes
+            .iter()
+            .chain([&now])
+            .map(usize::to_string)
+            .collect::<Vec<_>>()
+            .join("→")
+    }
+
     /// Reads and parses `dir/session.json`.
     pub fn read(dir: &Path) -> Result<SessionMeta> {
         let path = SessionDir::new(dir).session_json();
@@ -202,12 +219,21 @@ pub fn update_status(dir: &Path, status: Status, error: Option<String>) -> Resul
 }
 
 /// Records what only the running trainer knows (device, libtorch, losses,
-/// primary metric, pid) in `session.json`, keeping what its creator wrote:
-/// id, name, created, where the session comes from (group, parent, fork
-/// step) and its provenance.
-pub fn record_run_facts(dir: &Path, facts: &SessionMeta) -> Result<()> {
+/// primary metric, pid, ranks) in `session.json`, keeping what its creator
+/// wrote: id, name, created, where the session comes from (group, parent,
+/// fork step) and its provenance, and the ranks of earlier starts. Returns
+/// a note when this start trains on another number of ranks than the
+/// start before.
+pub fn record_run_facts(dir: &Path, facts: &SessionMeta) -> Result<Option<String>> {
     let old = SessionMeta::read(dir)?;
-    SessionMeta {
+    let (before, now) = (old.world_size.unwrap_or(1), facts.world_size.unwrap_or(1));
+    // (A session that never started has no libtorch recorded.)
+    let changed = !old.libtorch.is_empty() && before != now;
+    let mut earlier = old.earlier_world_sizes;
+    if changed {
+        earlier.push(before);
+    }
+    let meta = SessionMeta {
         id: old.id,
         name: old.name,
         created: old.created,
@@ -215,9 +241,18 @@ pub fn record_run_facts(dir: &Path, facts: &SessionMeta) -> Result<()> {
         parent: old.parent,
         fork_step: old.fork_step,
         provenance: old.provenance,
+        earlier_world_sizes: earlier,
         ..facts.clone()
-    }
-    .write(dir)
+    };
+    meta.write(dir)?;
+    Ok(changed.then(|| {
+        format!(
+            "this start trains on {now} rank{} where the run's earlier steps ran on {before}: `ranks` reads {} \
+             (ls, table, compare), so tables keep it apart from runs on one number of ranks",
+            if now == 1 { "" } else { "s" },
+            meta.ranks()
+        )
+    }))
 }
 
 /// Puts the session in `dir` into `group` (or none).
@@ -284,6 +319,7 @@ pub fn create_from(
         parent: origin.parent,
         fork_step: origin.fork_step,
         world_size: None,
+        earlier_world_sizes: Vec::new(),
         provenance: Provenance::of_this_process(),
     };
     meta.write(&dir)?;

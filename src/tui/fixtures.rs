@@ -30,6 +30,7 @@ pub fn meta(steps: u64) -> SessionMeta {
         parent: None,
         fork_step: None,
         world_size: None,
+        earlier_world_sizes: Vec::new(),
         provenance: Default::default(),
     }
 }

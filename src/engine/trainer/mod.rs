@@ -212,6 +212,11 @@ pub struct Trainer {
 }
 
 impl Trainer {
+    /// An event line from whoever starts the run (before its first step).
+    pub(crate) fn note(&mut self, level: Level, message: String) {
+        self.emit(Record::Event { level, message });
+    }
+
     /// Joins this data-parallel group when the run starts.
     pub fn set_rendezvous(&mut self, at: crate::dist::Rendezvous) {
         self.rendezvous = Some(at);

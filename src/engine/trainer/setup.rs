@@ -229,6 +229,7 @@ impl Trainer {
             parent: None,
             fork_step: None,
             world_size: None,
+            earlier_world_sizes: Vec::new(),
             provenance: Default::default(),
         };
         let recent = recent_batches(workload.as_ref(), step)?;
