@@ -264,6 +264,19 @@ pub fn caveats(groups: &[Group]) -> Vec<String> {
             edited.join("; "),
             "where a row or legend shows such a setting, it reads OLD→NEW@STEP",
         );
+        let skipped: Vec<String> = g
+            .runs
+            .iter()
+            .filter_map(|r| {
+                let (percent, steps) = r.skipped_share?;
+                Some(format!("{} {percent}% of {steps} steps", r.meta.name))
+            })
+            .collect();
+        listed(
+            "has runs whose updates were skipped on many steps",
+            skipped.join("; "),
+            "a non-finite loss or gradient trained nothing there; the run's warnings name the steps and rows",
+        );
         let restored: Vec<String> = g
             .runs
             .iter()

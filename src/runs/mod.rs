@@ -67,6 +67,10 @@ pub struct Run {
     /// meta step yet, or `meltr.on_collapse = "warn"`): its numbers after
     /// them come from a collapsed MELTR.
     pub unrestored_collapses: Vec<u64>,
+    /// The skipped share its end said, `(percent, steps)`, when notable (a
+    /// run whose updates were 18% skipped looked clean in `ls` and `table`,
+    /// walkthrough S).
+    pub skipped_share: Option<(u64, u64)>,
     /// Meta steps whose Neumann series was cut short (it diverged, and
     /// fewer terms than `aid.iterations` were summed), and all its meta
     /// steps; `None` where `aid.iterations` was edited while it ran.
@@ -112,6 +116,7 @@ impl Run {
             fork_changes,
             restores,
             unrestored_collapses,
+            skipped_share,
             meta_terms,
             edited,
             ancestors,
@@ -192,6 +197,7 @@ impl Run {
             fork_changes,
             restores,
             unrestored_collapses,
+            skipped_share,
             neumann_cut,
             edited,
             ancestors,
@@ -275,6 +281,7 @@ struct Logged {
     fork_changes: Vec<String>,
     restores: Vec<u64>,
     unrestored_collapses: Vec<u64>,
+    skipped_share: Option<(u64, u64)>,
     /// The Neumann terms each meta step summed, with its step.
     meta_terms: Vec<(u64, u32)>,
     edited: Edited,
@@ -384,6 +391,9 @@ fn logged(dir: &Path, meta: &SessionMeta, last_step: Option<u64>) -> Logged {
                     || message.starts_with(metrics::ENDS_COLLAPSED_EVENT)
                 {
                     out.unrestored_collapses.push(line.step);
+                }
+                if let Some(share) = metrics::trained_nothing(&message) {
+                    out.skipped_share = Some(share);
                 }
                 if let Some((id, step, keys)) = fork_line(&message) {
                     if meta.parent.as_ref() == Some(&id) && meta.fork_step == Some(step) {

@@ -32,6 +32,22 @@ pub const EVAL_PREFIX: &str = "eval/";
 /// fork waits for it).
 pub const CHECKPOINT_ASKED_EVENT: &str = "checkpoint of step ";
 
+/// How a run's end says that a notable share of its steps was skipped
+/// (`18% of the 60 steps trained nothing`): `table` notes such runs.
+pub const TRAINED_NOTHING: &str = " steps trained nothing";
+
+/// `(percent, steps)` of a run's end summary ([`TRAINED_NOTHING`]).
+pub fn trained_nothing(message: &str) -> Option<(u64, u64)> {
+    let (head, _) = message.split_once(TRAINED_NOTHING)?;
+    let (percent, steps) = head.rsplit_once("% of the ")?;
+    let percent = percent
+        .rsplit(|c: char| !c.is_ascii_digit())
+        .next()?
+        .parse()
+        .ok()?;
+    Some((percent, steps.parse().ok()?))
+}
+
 /// How the event of a MELTR collapse begins (its outcome follows: a
 /// restore, or why there was none).
 pub const COLLAPSE_EVENT: &str = "MELTR collapse: ";

@@ -38,9 +38,10 @@ impl SkipTotals {
         let share = self.steps as f64 / ran.max(1) as f64;
         let notable = if share >= NOTABLE_SKIPPED_SHARE {
             format!(
-                ": {:.0}% of the {ran} steps trained nothing, every loss's update lost with the bad one's; \
+                ": {:.0}% of the {ran}{}, every loss's update lost with the bad one's; \
                  where the data is at fault, `meltr-tui check -c CONFIG --batches N` (N past the steps the warnings name) finds the batches",
-                100.0 * share
+                100.0 * share,
+                crate::session::metrics::TRAINED_NOTHING
             )
         } else {
             String::new()
@@ -154,5 +155,13 @@ mod tests {
         assert!(totals.summary(300).unwrap().ends_with(
             "(the warnings name the first steps of each streak): 7% of the 100 steps trained nothing, every loss's update lost with the bad one's; where the data is at fault, `meltr-tui check -c CONFIG --batches N` (N past the steps the warnings name) finds the batches"
         ));
+        // As `table` reads it back; the summary below the share, not.
+        let said = totals.summary(300).unwrap();
+        assert_eq!(
+            crate::session::metrics::trained_nothing(&said),
+            Some((7, 100))
+        );
+        let quiet = totals.summary(1000).unwrap();
+        assert_eq!(crate::session::metrics::trained_nothing(&quiet), None);
     }
 }

@@ -281,6 +281,8 @@ fn unfinished_and_edited_runs_are_noted() {
     runs[2].neumann_cut = Some((0, 100));
     // One run on two ranks (walkthrough L: pooled as a seed, unsaid).
     runs[1].meta.world_size = Some(2);
+    // A notable share of skipped updates (walkthrough S: 18%, unsaid).
+    runs[2].skipped_share = Some((18, 60));
     let groups = gather(&runs, &GroupBy::Seeds).unwrap();
     assert_eq!(
         caveats(&groups),
@@ -288,6 +290,7 @@ fn unfinished_and_edited_runs_are_noted() {
             "note: s0, s1, s2 (n=3) pools runs trained on different numbers of ranks (s0: 1, s1: 2, s2: 1): M is not linear, so a MELTR run depends on it (a `sum` run does not, to rounding); --group-by ranks splits them",
             "note: s0, s1, s2 (n=3) has runs that did not finish (s1 stopped at 150/400): their last eval is not the end of training",
             "note: s0, s1, s2 (n=3) has runs whose settings changed while they trained (s0: aid.iterations at steps 100, 300; s1: aid.iterations at steps 100, 300; s2: aid.iterations at steps 100, 300): where a row or legend shows such a setting, it reads OLD→NEW@STEP",
+            "note: s0, s1, s2 (n=3) has runs whose updates were skipped on many steps (s2 18% of 60 steps): a non-finite loss or gradient trained nothing there; the run's warnings name the steps and rows",
             "note: s0, s1, s2 (n=3) has runs with collapse restores (s0 before step 331): φ was put back and the meta-learning rate in force halved (γ raised at the first); the settings shown are the configured ones",
             "note: s0, s1, s2 (n=3) has runs whose primary weight fell below 0.1 (a tenth of its weight under `sum`) with nothing put back (s2 at step 20, back to 0.635 at the end): the run ended before the collapse watch acted, it had no healthy meta step to restore yet, or meltr.on_collapse = \"warn\" (the run's events say which); a run back above 0.1 at its end rose again on its own",
             "note: s0, s1, s2 (n=3) has runs whose Neumann series was cut short on some meta steps (s0 21% of 100): it diverged there, and fewer terms than aid.iterations were summed (as at a lower J; the run's events say when): a smaller aid.alpha keeps it converging",
@@ -297,6 +300,7 @@ fn unfinished_and_edited_runs_are_noted() {
     assert_eq!(by_ranks.len(), 2, "--group-by ranks splits them");
     runs[1].meta.world_size = None;
     runs[2].unrestored_collapses.clear();
+    runs[2].skipped_share = None;
     // A fork (its parent gone): the edits up to its fork step were its
     // parent's, and its own change at the fork is named.
     runs[2].meta.parent = Some("20200101-000000-gone".into());
