@@ -138,6 +138,12 @@ fn nan_partial_and_refused_edits_torn_line_truncated_checkpoint_and_two_kill_9s(
                 .contains("no row of it holds NaN or inf in workload.train, so the model made it"),
             "{message}"
         );
+        // And from which row: each of the batch's rows run alone
+        // (walkthrough S got the whole batch's rows at every skip).
+        assert!(
+            message.contains("run alone, row 63 gives a non-finite loss"),
+            "{message}"
+        );
     }
 
     // A partial live config changes the one key it names.

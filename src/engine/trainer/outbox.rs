@@ -74,7 +74,13 @@ impl Trainer {
                     let bad = self
                         .workload
                         .non_finite_rows(s.step)
-                        .map(|bad| non_finite_listing(&bad, loss_named))
+                        .map(|bad| {
+                            // Clean data: which rows the model makes it from.
+                            let alone = (bad.is_empty() && loss_named)
+                                .then(|| self.workload.rows_non_finite_alone(s.step))
+                                .flatten();
+                            non_finite_listing(&bad, loss_named, alone.as_deref())
+                        })
                         .unwrap_or_default();
                     let rows = match self.workload.batch_rows(s.step) {
                         Some(rows) => {
@@ -325,7 +331,11 @@ fn capitalised(text: &str) -> String {
 /// `; of those, …` for a skipped step's warning: which rows hold NaN or inf
 /// in which of workload.train's tensors (a model may mask NaN labels: the
 /// tensor tells those rows from a bad sample); empty when none does.
-fn non_finite_listing(bad: &[(String, Vec<i64>)], loss_named: bool) -> String {
+fn non_finite_listing(
+    bad: &[(String, Vec<i64>)],
+    loss_named: bool,
+    alone: Option<&[i64]>,
+) -> String {
     let each: Vec<String> = bad
         .iter()
         .map(|(tensor, rows)| match rows[..] {
@@ -337,12 +347,22 @@ fn non_finite_listing(bad: &[(String, Vec<i64>)], loss_named: bool) -> String {
         // The data is clean, so the forward made it (walkthrough O's
         // cross_entropy with ignore_index gave NaN on a batch whose labels
         // were all ignored, and the warning left data and model alike).
-        0 if loss_named => {
-            "; no row of it holds NaN or inf in workload.train, so the model made it \
-              (e.g. a mean over an empty selection: cross_entropy with ignore_index on a \
-              batch whose labels are all ignored)"
-                .to_string()
-        }
+        0 if loss_named => match alone {
+            Some(rows) => format!(
+                "; no row of it holds NaN or inf in workload.train, so the model made it: run alone, {} {} a \
+                 non-finite loss (look at what the model does with {})",
+                match rows {
+                    [row] => format!("row {row}"),
+                    _ => format!("rows {}", workload::listed_rows(rows)),
+                },
+                if rows.len() == 1 { "gives" } else { "give" },
+                if rows.len() == 1 { "it" } else { "them" }
+            ),
+            None => "; no row of it holds NaN or inf in workload.train, so the model made it \
+                     (e.g. a mean over an empty selection: cross_entropy with ignore_index on a \
+                     batch whose labels are all ignored)"
+                .to_string(),
+        },
         0 => "; no row of it holds NaN or inf in workload.train".to_string(),
         _ => format!(
             "; of those, NaN or inf in workload.train: {}",

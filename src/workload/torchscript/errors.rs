@@ -120,6 +120,32 @@ impl TorchScript {
 
     /// [`Self::rows_failing_alone_of`] in the split `data`.
     pub(super) fn rows_failing_alone_in(&self, data: &Split, rows: &[i64]) -> Option<Vec<i64>> {
+        self.rows_alone_where(data, rows, |outputs| outputs.is_err())
+    }
+
+    /// Which of `rows` (training rows) give a non-finite loss on their own,
+    /// run as [`Self::rows_failing_alone_of`] runs them: a model that makes
+    /// NaN from some rows only was listed with the whole batch's rows at
+    /// every skip (walkthrough S).
+    pub(super) fn rows_non_finite_alone_of(&self, rows: &[i64]) -> Option<Vec<i64>> {
+        self.rows_alone_where(&self.train, rows, |outputs| {
+            outputs.as_ref().is_ok_and(|outputs| {
+                outputs.iter().any(|(name, t)| {
+                    !name.starts_with(super::METRIC_PREFIX)
+                        && t.isfinite().all().int64_value(&[]) == 0
+                })
+            })
+        })
+    }
+
+    /// The rows of `data` whose own forward's outputs are `bad`; `None`
+    /// as [`Self::rows_failing_alone_of`] says.
+    fn rows_alone_where(
+        &self,
+        data: &Split,
+        rows: &[i64],
+        bad: impl Fn(&Result<Vec<(String, Tensor)>>) -> bool,
+    ) -> Option<Vec<i64>> {
         let on_cpu = data.tensors.first()?.1.device() == Device::Cpu;
         if rows.len() > ROWS_CHECKED_ALONE || !on_cpu {
             return None;
@@ -128,7 +154,7 @@ impl TorchScript {
         let failing: Vec<i64> = rows
             .iter()
             .copied()
-            .filter(|&row| tch::no_grad(|| self.forward_checked(&data.slice(row, 1))).is_err())
+            .filter(|&row| bad(&tch::no_grad(|| self.forward_checked(&data.slice(row, 1)))))
             .collect();
         self.module.borrow_mut().set_train();
         (!failing.is_empty() && failing.len() < rows.len()).then_some(failing)

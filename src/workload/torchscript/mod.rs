@@ -531,6 +531,10 @@ impl Workload for TorchScript {
         self.rows_failing_alone_of(&self.batch_rows(step)?)
     }
 
+    fn rows_non_finite_alone(&self, step: u64) -> Option<Vec<i64>> {
+        self.rows_non_finite_alone_of(&self.batch_rows(step)?)
+    }
+
     fn val_batch(&self, index: u64) -> Result<Batch> {
         let batches = (self.val.samples / self.batch_size).max(1) as u64;
         let len = self.batch_size.min(self.val.samples);
