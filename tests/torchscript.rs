@@ -1318,6 +1318,43 @@ fn bench_measures_a_model_with_its_own_loss_names() {
             "row {row:?} has no positive time: {line}"
         );
     }
+    // The folder's model is the config's own: timed once, with the
+    // config's settings (walkthrough S got it twice).
+    let model = folder.join("model.pt");
+    let same = flag_config(tmp.path(), "same", model.to_str().unwrap(), &train, &val);
+    let out = run_with_limit(
+        bin()
+            .args([
+                "bench",
+                "--steps",
+                "2",
+                "--meta-steps",
+                "1",
+                "--rounds",
+                "1",
+                "--no-builtin",
+            ])
+            .arg("--config")
+            .arg(&same)
+            .arg("--torchscript")
+            .arg(&folder)
+            .arg("--sessions-dir")
+            .arg(tmp.path().join("sessions")),
+        Duration::from_secs(300),
+    );
+    assert!(out.status.success(), "{}", text(&out));
+    let report = String::from_utf8_lossy(&out.stdout);
+    let titles: Vec<&str> = report
+        .split("\n## ")
+        .skip(1)
+        .filter_map(|s| s.lines().next())
+        .collect();
+    assert_eq!(titles, [format!("{} (torchscript)", same.display())]);
+    assert!(
+        text(&out).contains("is the -c config's model: timed once"),
+        "{}",
+        text(&out)
+    );
 }
 
 /// `flag_config` with `extra` lines in its `[workload]` table.

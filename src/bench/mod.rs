@@ -75,7 +75,29 @@ pub fn run(options: &BenchOptions) -> Result<String> {
         let config = video_text_config(options);
         workloads.push(("video-text".to_string(), "video-text", config));
     }
-    if let Some(dir) = &options.torchscript {
+    // `--torchscript DIR -c CONFIG` on one model timed it twice, the same
+    // numbers under two titles (walkthrough S): once, with CONFIG's settings.
+    let same_model = |dir: &Path| {
+        let of_config = options
+            .config
+            .as_ref()
+            .and_then(|(_, c)| c.workload.model.clone());
+        let canonical = |p: &Path| p.canonicalize().ok();
+        of_config.is_some_and(|m| {
+            canonical(Path::new(&m)).is_some()
+                && canonical(Path::new(&m)) == canonical(&dir.join("model.pt"))
+        })
+    };
+    if options.builtin && (options.torchscript.is_some() || options.config.is_some()) {
+        eprintln!("bench: the built-in video-text model is timed too (--no-builtin skips it)");
+    }
+    if let Some(dir) = options.torchscript.as_ref().filter(|dir| same_model(dir)) {
+        eprintln!(
+            "bench: --torchscript {} is the -c config's model: timed once, with the config's losses and settings",
+            dir.display()
+        );
+    }
+    if let Some(dir) = options.torchscript.as_ref().filter(|dir| !same_model(dir)) {
         let config = torchscript_config(dir, options)?;
         let label = format!(
             "torchscript {} (primary `{}`, auxiliary {})",
