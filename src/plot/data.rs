@@ -120,10 +120,15 @@ impl SessionData {
                 }
                 Record::Transform { curves } => data.transform = Some((line.step, curves)),
                 Record::Config { changed, .. } if !changed.is_empty() => {
-                    let keys: Vec<&str> = changed.keys().map(String::as_str).collect();
+                    // `aid.iterations→2`: the keys alone hid the values, and
+                    // an edit 0→2→1 at one step (walkthrough R).
+                    let edits: Vec<String> = changed
+                        .iter()
+                        .map(|(key, (_, new))| format!("{key}{EDIT_ARROW}{}", mark_value(new)))
+                        .collect();
                     data.marks.push(Mark {
                         x: step,
-                        label: keys.join(", "),
+                        label: edits.join(", "),
                     });
                 }
                 Record::Event { message, .. } if message.contains(RESTORE_EVENT) => {
@@ -217,6 +222,17 @@ impl SessionData {
 pub enum SeriesSource {
     Eval,
     Train,
+}
+
+/// Between an edited key and its new value in a mark's label.
+pub const EDIT_ARROW: char = '→';
+
+/// A config value as a mark shows it: strings without their quotes.
+fn mark_value(value: &serde_json::Value) -> String {
+    match value {
+        serde_json::Value::String(s) => s.clone(),
+        other => other.to_string(),
+    }
 }
 
 #[cfg(test)]
@@ -314,6 +330,6 @@ mod tests {
         .unwrap();
         let marks = SessionData::load(&dir).unwrap().marks;
         let marks: Vec<(f64, &str)> = marks.iter().map(|m| (m.x, m.label.as_str())).collect();
-        assert_eq!(marks, [(12.0, "aid.alpha"), (16.0, "restore")]);
+        assert_eq!(marks, [(12.0, "aid.alpha→0.02"), (16.0, "restore")]);
     }
 }

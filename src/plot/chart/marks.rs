@@ -2,6 +2,7 @@
 //! drawn as dashed vertical lines with their labels rotated along them.
 
 use super::{fitted, scale, Anchor, Chart, Frame, Metrics, Stroke, Svg, Theme, ZERO};
+use crate::plot::data::EDIT_ARROW;
 
 /// A vertical line at step `x`, with a short label.
 #[derive(Debug, Clone, PartialEq)]
@@ -27,20 +28,47 @@ fn mark_label_size(t: &Theme) -> f64 {
     t.tick_pt * 0.8
 }
 
-/// The keys joined; where that does not fit in `room`, without their
-/// sections (`aid.iterations` → `iterations`: a truncated
-/// `aid.iterations, m…` hid the second edit), shortened only past that.
-fn keys_label(parts: &[&str], room: f64, size: f64, m: &Metrics) -> String {
+/// The edits joined (`aid.iterations→2→1, restore`); where that does not
+/// fit in `room`, the keys without their sections (`aid.iterations` →
+/// `iterations`: a truncated `aid.iterations, m…` hid the second edit),
+/// shortened only past that.
+fn keys_label(parts: &[String], room: f64, size: f64, m: &Metrics) -> String {
     let full = parts.join(", ");
     if m.width(&full, size) <= room {
         return full;
     }
-    let short: Vec<&str> = parts
+    let short: Vec<String> = parts
         .iter()
-        .flat_map(|part| part.split(", "))
-        .map(|key| key.rsplit('.').next().unwrap_or(key))
+        .map(|part| {
+            let (key, values) = part.split_once(EDIT_ARROW).unwrap_or((part, ""));
+            let key = key.rsplit('.').next().unwrap_or(key);
+            match values {
+                "" => key.to_string(),
+                values => format!("{key}{EDIT_ARROW}{values}"),
+            }
+        })
         .collect();
     fitted(&short.join(", "), room, size, m)
+}
+
+/// Adds a mark's edits (`key→value`, comma-separated, or `restore`) to a
+/// label's parts: a key edited again within the run of marks gets its new
+/// value appended (`aid.iterations→2→1`), not a second entry.
+fn add_edits(parts: &mut Vec<String>, label: &str) {
+    for edit in label.split(", ") {
+        let (key, value) = edit.split_once(EDIT_ARROW).unwrap_or((edit, ""));
+        let same_key = parts
+            .iter_mut()
+            .find(|p| p.split_once(EDIT_ARROW).map_or(p.as_str(), |(k, _)| k) == key);
+        match same_key {
+            Some(part) if !value.is_empty() && !part.ends_with(&format!("{EDIT_ARROW}{value}")) => {
+                part.push(EDIT_ARROW);
+                part.push_str(value);
+            }
+            Some(_) => {}
+            None => parts.push(edit.to_string()),
+        }
+    }
 }
 
 /// One label of a run of close marks, left of its first line; marks drawn
@@ -66,8 +94,8 @@ impl Chart {
             .filter(|mark| frame.x.contains(mark.x))
             .collect();
         in_view.sort_by(|a, b| a.x.total_cmp(&b.x));
-        // (the first and last mark's x in points and step, the labels)
-        type Run<'a> = ((f64, f64), (f64, f64), Vec<&'a str>);
+        // (the first and last mark's x in points and step, the edits)
+        type Run = ((f64, f64), (f64, f64), Vec<String>);
         let mut runs: Vec<Run> = Vec::new();
         for mark in in_view {
             let (px, label) = (frame.px(mark.x), mark.label.as_str());
@@ -77,13 +105,15 @@ impl Chart {
                     if px - *last < 1.3 * size
                         || (*last - *first >= APART * size && px - *first < 2.2 * size) =>
                 {
-                    if !parts.contains(&label) {
-                        parts.push(label);
-                    }
+                    add_edits(parts, label);
                     *last = px;
                     steps.1 = mark.x;
                 }
-                _ => runs.push(((px, px), (mark.x, mark.x), vec![label])),
+                _ => {
+                    let mut parts = Vec::new();
+                    add_edits(&mut parts, label);
+                    runs.push(((px, px), (mark.x, mark.x), parts));
+                }
             }
         }
         if runs.len() > MAX_MARK_LABELS {
