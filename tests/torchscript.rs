@@ -673,7 +673,10 @@ fn check_and_a_sweeps_dry_run_build_the_model_before_any_session() {
         text(&good).contains("ok, a run would train the torchscript workload on cpu")
             && text(&good).contains("auxiliary      align, mlm, mfm")
             && text(&good).contains("combiner       meltr · 20 steps")
-            && text(&good).contains("first batch    retrieval "),
+            && text(&good).contains("first batch    retrieval ")
+            // One batch passed: said as such (walkthrough S's model made
+            // NaN on one batch in six).
+            && text(&good).contains("scanned        the first training batch only: `--batches N`"),
         "{}",
         text(&good)
     );
@@ -806,6 +809,7 @@ fn check_fails_on_losses_that_are_not_finite_on_the_batches_it_scans() {
     let (ok, said) = check("clean", &[], &["--batches", "8"]);
     assert!(
         ok && said.contains("8 training batches scanned: every loss finite on each")
+            && !said.contains("the first training batch only")
             && said.contains("validation     one evaluation: every loss and metric finite"),
         "{said}"
     );
@@ -1260,26 +1264,29 @@ fn bench_measures_a_model_with_its_own_loss_names() {
     .unwrap();
     std::fs::copy(&train, folder.join("train.safetensors")).unwrap();
     std::fs::copy(&val, folder.join("val.safetensors")).unwrap();
-    let out = run_with_limit(
-        bin()
-            .args([
-                "bench",
-                "--steps",
-                "2",
-                "--meta-steps",
-                "1",
-                "--rounds",
-                "1",
-            ])
-            .arg("--no-builtin")
-            .arg("--config")
-            .arg(&cfg)
-            .arg("--torchscript")
-            .arg(&folder)
-            .arg("--sessions-dir")
-            .arg(tmp.path().join("sessions")),
-        Duration::from_secs(300),
-    );
+    let bench = |config: &Path| {
+        run_with_limit(
+            bin()
+                .args([
+                    "bench",
+                    "--steps",
+                    "2",
+                    "--meta-steps",
+                    "1",
+                    "--rounds",
+                    "1",
+                    "--no-builtin",
+                ])
+                .arg("--config")
+                .arg(config)
+                .arg("--torchscript")
+                .arg(&folder)
+                .arg("--sessions-dir")
+                .arg(tmp.path().join("sessions")),
+            Duration::from_secs(300),
+        )
+    };
+    let out = bench(&cfg);
     let report = String::from_utf8_lossy(&out.stdout);
     assert!(out.status.success(), "{}", text(&out));
     let sections: Vec<&str> = report.split("\n## ").skip(1).collect();
@@ -1322,26 +1329,7 @@ fn bench_measures_a_model_with_its_own_loss_names() {
     // config's settings (walkthrough S got it twice).
     let model = folder.join("model.pt");
     let same = flag_config(tmp.path(), "same", model.to_str().unwrap(), &train, &val);
-    let out = run_with_limit(
-        bin()
-            .args([
-                "bench",
-                "--steps",
-                "2",
-                "--meta-steps",
-                "1",
-                "--rounds",
-                "1",
-                "--no-builtin",
-            ])
-            .arg("--config")
-            .arg(&same)
-            .arg("--torchscript")
-            .arg(&folder)
-            .arg("--sessions-dir")
-            .arg(tmp.path().join("sessions")),
-        Duration::from_secs(300),
-    );
+    let out = bench(&same);
     assert!(out.status.success(), "{}", text(&out));
     let report = String::from_utf8_lossy(&out.stdout);
     let titles: Vec<&str> = report

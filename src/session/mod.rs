@@ -8,6 +8,7 @@ pub mod inputs;
 pub mod log;
 pub mod metrics;
 pub mod provenance;
+mod run_facts;
 
 use anyhow::{Context, Result};
 use serde::{Deserialize, Serialize};
@@ -17,6 +18,7 @@ use std::path::Path;
 pub use command_line::{command_for, DEFAULT_ROOT};
 pub use dir::SessionDir;
 pub use provenance::Provenance;
+pub use run_facts::record_run_facts;
 
 /// Replaces `path` so that a crash leaves either the old file or the new
 /// one, never a mix: `write` fills a temp file in the same folder
@@ -182,18 +184,6 @@ pub struct SessionMeta {
 }
 
 impl SessionMeta {
-    /// The `ranks` key: the number of ranks, or its history (`2→1`) when a
-    /// resume changed it.
-    pub fn ranks(&self) -> String {
-        let now = self.world_size.unwrap_or(1);
-        self.earlier_world_sizes
-            .iter()
-            .chain([&now])
-            .map(usize::to_string)
-            .collect::<Vec<_>>()
-            .join("→")
-    }
-
     /// Reads and parses `dir/session.json`.
     pub fn read(dir: &Path) -> Result<SessionMeta> {
         let path = SessionDir::new(dir).session_json();
@@ -216,43 +206,6 @@ pub fn update_status(dir: &Path, status: Status, error: Option<String>) -> Resul
     meta.status = status;
     meta.error = error;
     meta.write(dir)
-}
-
-/// Records what only the running trainer knows (device, libtorch, losses,
-/// primary metric, pid, ranks) in `session.json`, keeping what its creator
-/// wrote: id, name, created, where the session comes from (group, parent,
-/// fork step) and its provenance, and the ranks of earlier starts. Returns
-/// a note when this start trains on another number of ranks than the
-/// start before.
-pub fn record_run_facts(dir: &Path, facts: &SessionMeta) -> Result<Option<String>> {
-    let old = SessionMeta::read(dir)?;
-    let (before, now) = (old.world_size.unwrap_or(1), facts.world_size.unwrap_or(1));
-    // (A session that never started has no libtorch recorded.)
-    let changed = !old.libtorch.is_empty() && before != now;
-    let mut earlier = old.earlier_world_sizes;
-    if changed {
-        earlier.push(before);
-    }
-    let meta = SessionMeta {
-        id: old.id,
-        name: old.name,
-        created: old.created,
-        group: old.group,
-        parent: old.parent,
-        fork_step: old.fork_step,
-        provenance: old.provenance,
-        earlier_world_sizes: earlier,
-        ..facts.clone()
-    };
-    meta.write(dir)?;
-    Ok(changed.then(|| {
-        format!(
-            "this start trains on {now} rank{} where the run's earlier steps ran on {before}: `ranks` reads {} \
-             (ls, table, compare), so tables keep it apart from runs on one number of ranks",
-            if now == 1 { "" } else { "s" },
-            meta.ranks()
-        )
-    }))
 }
 
 /// Puts the session in `dir` into `group` (or none).
