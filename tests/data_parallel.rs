@@ -533,7 +533,7 @@ fn a_killed_rank_fails_the_run_at_once_with_a_clear_message() {
     let id = dir.file_name().unwrap().to_string_lossy().to_string();
     assert!(
         said.contains(&format!(
-            "resume {id} --nproc 2` continues from its newest checkpoint"
+            "resume {id}` on 2 ranks (`--nproc 2`, or under the same launcher) "
         )),
         "{said}"
     );
@@ -951,7 +951,7 @@ fn a_session_resumes_with_one_rank_and_again_with_two() {
         })
         .collect();
     assert!(
-        said.len() == 1 && said[0].contains("on 1 rank where the run's earlier steps ran on 2"),
+        said.len() == 1 && said[0].contains("on 1 rank where the steps before 20 ran on 2"),
         "{said:?}"
     );
     // Trained with 1 rank, on with 2 — and, from a copy of the same

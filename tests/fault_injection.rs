@@ -125,7 +125,7 @@ fn nan_partial_and_refused_edits_torn_line_truncated_checkpoint_and_two_kill_9s(
         (!skipped_steps(&dir).is_empty() && last_train_step(&dir) >= 20).then_some(())
     });
     // Each skip names its batch's rows, the bad row 63 among them.
-    for message in skip_messages(&dir) {
+    for (listed, message) in skip_messages(&dir).into_iter().enumerate() {
         let rows = message
             .split_once("training rows [")
             .and_then(|(_, rest)| rest.split_once(']'))
@@ -139,11 +139,16 @@ fn nan_partial_and_refused_edits_torn_line_truncated_checkpoint_and_two_kill_9s(
             "{message}"
         );
         // And from which row: each of the batch's rows run alone
-        // (walkthrough S got the whole batch's rows at every skip).
-        assert!(
-            message.contains("run alone, row 63 gives a non-finite loss"),
-            "{message}"
-        );
+        // (walkthrough S got the whole batch's rows at every skip), on the
+        // first skips of the run (each scan is a forward per row).
+        if listed == 0 {
+            assert!(
+                message.contains(
+                    "run alone (at the current parameters), row 63 makes that loss non-finite"
+                ),
+                "{message}"
+            );
+        }
     }
 
     // A partial live config changes the one key it names.

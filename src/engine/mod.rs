@@ -198,7 +198,8 @@ fn start(
         .name("trainer".into())
         .spawn(move || {
             let built = build(event_tx.clone()).and_then(|(mut trainer, meta)| {
-                if let Some(note) = crate::session::record_run_facts(&session, &meta)? {
+                let resumed_at = trainer.start_step();
+                if let Some(note) = crate::session::record_run_facts(&session, &meta, resumed_at)? {
                     trainer.note(crate::session::metrics::Level::Warn, note);
                 }
                 Ok(trainer)

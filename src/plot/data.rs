@@ -120,11 +120,14 @@ impl SessionData {
                 }
                 Record::Transform { curves } => data.transform = Some((line.step, curves)),
                 Record::Config { changed, .. } if !changed.is_empty() => {
-                    // `aid.iterations→2`: the keys alone hid the values, and
-                    // an edit 0→2→1 at one step (walkthrough R).
+                    // `aid.iterations 0→2`: the keys alone hid the values,
+                    // and an edit 0→2→1 at one step (walkthrough R); OLD→NEW
+                    // as tables write an edited setting.
                     let edits: Vec<String> = changed
                         .iter()
-                        .map(|(key, (_, new))| format!("{key}{EDIT_ARROW}{}", mark_value(new)))
+                        .map(|(key, (old, new))| {
+                            format!("{key} {}{EDIT_ARROW}{}", mark_value(old), mark_value(new))
+                        })
                         .collect();
                     data.marks.push(Mark {
                         x: step,
@@ -224,7 +227,8 @@ pub enum SeriesSource {
     Train,
 }
 
-/// Between an edited key and its new value in a mark's label.
+/// Between an edited key's old and new values in a mark's label
+/// (`aid.iterations 0→2`).
 pub const EDIT_ARROW: char = '→';
 
 /// A config value as a mark shows it: strings without their quotes.
@@ -330,6 +334,6 @@ mod tests {
         .unwrap();
         let marks = SessionData::load(&dir).unwrap().marks;
         let marks: Vec<(f64, &str)> = marks.iter().map(|m| (m.x, m.label.as_str())).collect();
-        assert_eq!(marks, [(12.0, "aid.alpha→0.02"), (16.0, "restore")]);
+        assert_eq!(marks, [(12.0, "aid.alpha 0.1→0.02"), (16.0, "restore")]);
     }
 }

@@ -250,7 +250,8 @@ impl Run {
     }
 
     /// The value a `--where`/`--group-by` key names: a config key, or
-    /// `status`, `group`, `name`, `id`, `ranks` (of its last start).
+    /// `status`, `group`, `name`, `id`, `ranks` (`2`, or `2→1` for a run
+    /// resumed on another number).
     pub fn value(&self, key: &str) -> Option<String> {
         match key {
             "status" => Some(self.status.clone()),

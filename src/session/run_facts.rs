@@ -24,14 +24,22 @@ impl SessionMeta {
 /// primary metric, pid, ranks) in `session.json`, keeping what its creator
 /// wrote: id, name, created, where the session comes from (group, parent,
 /// fork step) and its provenance, and the ranks of earlier starts. Returns
-/// a note when this start trains on another number of ranks than the
-/// start before.
-pub fn record_run_facts(dir: &Path, facts: &SessionMeta) -> Result<Option<String>> {
+/// a note when this start, resumed at step `resumed_at`, trains on another
+/// number of ranks than the start before; a start from step 0 keeps no
+/// history (no step of an earlier start survives it).
+pub fn record_run_facts(
+    dir: &Path,
+    facts: &SessionMeta,
+    resumed_at: u64,
+) -> Result<Option<String>> {
     let old = SessionMeta::read(dir)?;
     let (before, now) = (old.world_size.unwrap_or(1), facts.world_size.unwrap_or(1));
     // (A session that never started has no libtorch recorded.)
-    let changed = !old.libtorch.is_empty() && before != now;
-    let mut earlier = old.earlier_world_sizes;
+    let changed = resumed_at > 0 && !old.libtorch.is_empty() && before != now;
+    let mut earlier = match resumed_at {
+        0 => Vec::new(),
+        _ => old.earlier_world_sizes,
+    };
     if changed {
         earlier.push(before);
     }
@@ -49,8 +57,8 @@ pub fn record_run_facts(dir: &Path, facts: &SessionMeta) -> Result<Option<String
     meta.write(dir)?;
     Ok(changed.then(|| {
         format!(
-            "this start trains on {now} rank{} where the run's earlier steps ran on {before}: `ranks` reads {} \
-             (ls, table, compare), so tables keep it apart from runs on one number of ranks",
+            "this start trains on {now} rank{} where the steps before {resumed_at} ran on {before}: `ranks` reads {} \
+             (ls, table, compare): a table that pools it with other runs notes it, and --group-by ranks keeps it apart",
             if now == 1 { "" } else { "s" },
             meta.ranks()
         )

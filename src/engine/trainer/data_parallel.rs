@@ -366,21 +366,15 @@ impl Trainer {
         }
     }
 
-    /// How a data-parallel run that lost a rank goes on: the session is
-    /// `failed`, which `ls` gives no hint for (walkthrough S killed rank 1).
+    /// [`resume_hint`] for this rank: rank 0's only (a follower's folder
+    /// is a scratch one, gone with it).
     pub(super) fn resume_words(&self) -> String {
-        let Some(group) = &self.group else {
-            return String::new();
-        };
-        let from = match self.checkpointed_at {
-            Some(step) => format!("its newest checkpoint (step {step})"),
-            None => "its newest checkpoint".to_string(),
-        };
-        format!(
-            "; `{} --nproc {}` continues from {from}",
-            crate::session::command_for(self.dir.path(), "resume"),
-            group.world_size()
-        )
+        match &self.group {
+            Some(group) if !self.is_follower() => {
+                resume_hint(self.dir.path(), self.checkpointed_at, group.world_size())
+            }
+            _ => String::new(),
+        }
     }
 
     /// Rank 0, at the end of a data-parallel run: one event with the mean
@@ -417,4 +411,18 @@ impl Trainer {
             ),
         });
     }
+}
+
+/// How a data-parallel run that lost a rank goes on: the session is
+/// `failed`, which `ls` gives no hint for (walkthrough S killed rank 1).
+/// `world`: its number of ranks; `checkpointed_at`: its newest checkpoint.
+pub(super) fn resume_hint(dir: &Path, checkpointed_at: Option<u64>, world: usize) -> String {
+    let from = match checkpointed_at {
+        Some(step) => format!("continues from its newest checkpoint (step {step})"),
+        None => "starts it again from step 0 (no checkpoint was written yet)".to_string(),
+    };
+    format!(
+        "; `{}` on {world} ranks (`--nproc {world}`, or under the same launcher) {from}",
+        crate::session::command_for(dir, "resume")
+    )
 }

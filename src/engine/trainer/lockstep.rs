@@ -66,8 +66,13 @@ impl Trainer {
         };
         let (rank, world) = (group.rank(), group.world_size());
         let timeout = group.timeout().as_secs();
-        let resume = self.resume_words();
+        let (dir, checkpointed_at) = (self.dir.path().to_path_buf(), self.checkpointed_at);
         let failed = move |what: &str| {
+            // Formatted on failure only: every step passes here.
+            let resume = match rank {
+                0 => super::data_parallel::resume_hint(&dir, checkpointed_at, world),
+                _ => String::new(),
+            };
             let whom = if rank == 0 {
                 "the other ranks"
             } else {

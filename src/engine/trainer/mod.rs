@@ -132,6 +132,8 @@ pub struct Trainer {
     /// A restore's healthy step and the step it applies before, until the
     /// first meta step after it says where the primary's weight stands.
     restored: Option<(u64, u64)>,
+    /// Skipped steps whose rows were run alone so far (see `outbox.rs`).
+    alone_scans: u32,
     /// The losses' scales were compared (at the first train line).
     loss_scales_checked: bool,
     /// The last logging step's losses were not finite: this step logs.
@@ -215,6 +217,11 @@ impl Trainer {
     /// An event line from whoever starts the run (before its first step).
     pub(crate) fn note(&mut self, level: Level, message: String) {
         self.emit(Record::Event { level, message });
+    }
+
+    /// The step the run starts from (its checkpoint's on a resume).
+    pub(crate) fn start_step(&self) -> u64 {
+        self.step
     }
 
     /// Joins this data-parallel group when the run starts.

@@ -4,6 +4,11 @@
 
 use super::*;
 
+/// Skipped steps per run whose rows are run one by one to find those that
+/// make a non-finite loss alone (see `rows_non_finite_alone`): each scan
+/// is up to a forward per row of the batch.
+const MAX_ALONE_SCANS: u32 = 3;
+
 /// An inner step whose outcome the host has not read yet.
 pub(super) struct PendingStep {
     pub(super) step: u64,
@@ -75,10 +80,22 @@ impl Trainer {
                         .workload
                         .non_finite_rows(s.step)
                         .map(|bad| {
-                            // Clean data: which rows the model makes it from.
-                            let alone = (bad.is_empty() && loss_named)
-                                .then(|| self.workload.rows_non_finite_alone(s.step))
-                                .flatten();
+                            // Clean data: which rows the model makes it
+                            // from. A few scans a run (each is up to a
+                            // forward per row), on rank 0 (which says it).
+                            let scan = bad.is_empty()
+                                && loss_named
+                                && !self.is_follower()
+                                && self.alone_scans < MAX_ALONE_SCANS;
+                            let alone = losses.as_ref().filter(|_| scan).and_then(|losses| {
+                                self.alone_scans += 1;
+                                let named: Vec<String> = losses
+                                    .iter()
+                                    .filter(|(_, v)| !v.is_finite())
+                                    .map(|(name, _)| name.clone())
+                                    .collect();
+                                self.workload.rows_non_finite_alone(s.step, &named)
+                            });
                             non_finite_listing(&bad, loss_named, alone.as_deref())
                         })
                         .unwrap_or_default();
@@ -349,13 +366,13 @@ fn non_finite_listing(
         // were all ignored, and the warning left data and model alike).
         0 if loss_named => match alone {
             Some(rows) => format!(
-                "; no row of it holds NaN or inf in workload.train, so the model made it: run alone, {} {} a \
-                 non-finite loss (look at what the model does with {})",
+                "; no row of it holds NaN or inf in workload.train, so the model made it: run alone (at the \
+                 current parameters), {} {} that loss non-finite (look at what the model does with {})",
                 match rows {
                     [row] => format!("row {row}"),
                     _ => format!("rows {}", workload::listed_rows(rows)),
                 },
-                if rows.len() == 1 { "gives" } else { "give" },
+                if rows.len() == 1 { "makes" } else { "make" },
                 if rows.len() == 1 { "it" } else { "them" }
             ),
             None => "; no row of it holds NaN or inf in workload.train, so the model made it \

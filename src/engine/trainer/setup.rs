@@ -276,6 +276,7 @@ impl Trainer {
             gamma,
             restore_due: false,
             restored: None,
+            alone_scans: 0,
             // Said at the run's start; a resumed run's log has it already.
             loss_scales_checked: resumed_from.is_some(),
             train_line_owed,

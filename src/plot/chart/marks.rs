@@ -28,8 +28,8 @@ fn mark_label_size(t: &Theme) -> f64 {
     t.tick_pt * 0.8
 }
 
-/// The edits joined (`aid.iterations→2→1, restore`); where that does not
-/// fit in `room`, the keys without their sections (`aid.iterations` →
+/// The edits joined (`aid.iterations 0→2→1, restore`); where that does
+/// not fit in `room`, the keys without their sections (`aid.iterations` →
 /// `iterations`: a truncated `aid.iterations, m…` hid the second edit),
 /// shortened only past that.
 fn keys_label(parts: &[String], room: f64, size: f64, m: &Metrics) -> String {
@@ -40,30 +40,34 @@ fn keys_label(parts: &[String], room: f64, size: f64, m: &Metrics) -> String {
     let short: Vec<String> = parts
         .iter()
         .map(|part| {
-            let (key, values) = part.split_once(EDIT_ARROW).unwrap_or((part, ""));
+            let (key, values) = key_and_values(part);
             let key = key.rsplit('.').next().unwrap_or(key);
             match values {
                 "" => key.to_string(),
-                values => format!("{key}{EDIT_ARROW}{values}"),
+                values => format!("{key} {values}"),
             }
         })
         .collect();
     fitted(&short.join(", "), room, size, m)
 }
 
-/// Adds a mark's edits (`key→value`, comma-separated, or `restore`) to a
+/// `("aid.iterations", "0→2")` of an edit; `(part, "")` of `restore`.
+fn key_and_values(part: &str) -> (&str, &str) {
+    part.split_once(' ').unwrap_or((part, ""))
+}
+
+/// Adds a mark's edits (`key old→new`, comma-separated, or `restore`) to a
 /// label's parts: a key edited again within the run of marks gets its new
-/// value appended (`aid.iterations→2→1`), not a second entry.
+/// value appended (`aid.iterations 0→2→1`), not a second entry.
 fn add_edits(parts: &mut Vec<String>, label: &str) {
     for edit in label.split(", ") {
-        let (key, value) = edit.split_once(EDIT_ARROW).unwrap_or((edit, ""));
-        let same_key = parts
-            .iter_mut()
-            .find(|p| p.split_once(EDIT_ARROW).map_or(p.as_str(), |(k, _)| k) == key);
+        let (key, values) = key_and_values(edit);
+        let new = values.rsplit(EDIT_ARROW).next().unwrap_or(values);
+        let same_key = parts.iter_mut().find(|p| key_and_values(p).0 == key);
         match same_key {
-            Some(part) if !value.is_empty() && !part.ends_with(&format!("{EDIT_ARROW}{value}")) => {
+            Some(part) if !new.is_empty() && !part.ends_with(&format!("{EDIT_ARROW}{new}")) => {
                 part.push(EDIT_ARROW);
-                part.push_str(value);
+                part.push_str(new);
             }
             Some(_) => {}
             None => parts.push(edit.to_string()),

@@ -188,20 +188,20 @@ fn marks_are_labelled_lines_merged_when_close() {
         labels.contains(&"iterations, gamma".to_string()),
         "{labels:?}"
     );
-    // An edit with its value; the same key edited again at the same step
+    // An edit with its values (OLD→NEW); the same key edited again at the same step
     // reads as one chain (walkthrough R: 0→2→1 at step 327 showed
     // `iterations` alone); a short key keeps its value when shortened.
-    let svg = chart(&[(500.0, "aid.iterations→2"), (500.0, "aid.iterations→1")]).to_svg(&theme);
+    let svg = chart(&[(500.0, "aid.iterations 0→2"), (500.0, "aid.iterations 2→1")]).to_svg(&theme);
     let labels = texts(&svg);
     assert!(
-        labels.contains(&"aid.iterations→2→1".to_string()),
+        labels.contains(&"aid.iterations 0→2→1".to_string()),
         "{labels:?}"
     );
-    let long = "workload.some_long_section.iters→2, meltr.another_section.gamma→0.3";
+    let long = "workload.some_long_section.iters 0→2, meltr.another_section.lr 1→3";
     let svg = chart(&[(500.0, long)]).to_svg(&theme);
     let labels = texts(&svg);
     assert!(
-        labels.contains(&"iters→2, gamma→0.3".to_string()),
+        labels.contains(&"iters 0→2, lr 1→3".to_string()),
         "{labels:?}"
     );
     // Marks of one label drawn apart say their steps: the label sat on the

@@ -102,8 +102,9 @@ pub(super) fn describe(value: &IValue) -> String {
     }
 }
 
-/// A failed batch's rows checked one by one at most (a forward each, on
-/// the error path only): beyond, the error goes without them.
+/// A failed (or skipped) batch's rows checked one by one at most (a
+/// forward each, on the error path or a few skipped steps a run): beyond,
+/// the message goes without them.
 const ROWS_CHECKED_ALONE: usize = 256;
 
 impl TorchScript {
@@ -123,16 +124,19 @@ impl TorchScript {
         self.rows_alone_where(data, rows, |outputs| outputs.is_err())
     }
 
-    /// Which of `rows` (training rows) give a non-finite loss on their own,
-    /// run as [`Self::rows_failing_alone_of`] runs them: a model that makes
-    /// NaN from some rows only was listed with the whole batch's rows at
-    /// every skip (walkthrough S).
-    pub(super) fn rows_non_finite_alone_of(&self, rows: &[i64]) -> Option<Vec<i64>> {
+    /// Which of `rows` (training rows) make one of `losses` non-finite on
+    /// their own, run as [`Self::rows_failing_alone_of`] runs them: a model
+    /// that makes NaN from some rows only was listed with the whole batch's
+    /// rows at every skip (walkthrough S).
+    pub(super) fn rows_non_finite_alone_of(
+        &self,
+        rows: &[i64],
+        losses: &[String],
+    ) -> Option<Vec<i64>> {
         self.rows_alone_where(&self.train, rows, |outputs| {
             outputs.as_ref().is_ok_and(|outputs| {
                 outputs.iter().any(|(name, t)| {
-                    !name.starts_with(super::METRIC_PREFIX)
-                        && t.isfinite().all().int64_value(&[]) == 0
+                    losses.contains(name) && t.isfinite().all().int64_value(&[]) == 0
                 })
             })
         })
@@ -196,9 +200,30 @@ fn integer_features_hint(message: &str, batch: &Batch) -> Option<String> {
     ]
     .iter()
     .any(|p| message.contains(p));
-    let integer = ["long", "Long", "int64", "Int"]
-        .iter()
-        .any(|p| message.contains(p));
+    // Whole words ("along" holds "long"): libtorch's names of the kinds.
+    let integer = message
+        .split(|c: char| !c.is_ascii_alphanumeric())
+        .any(|word| {
+            matches!(
+                word,
+                "long"
+                    | "Long"
+                    | "int"
+                    | "Int"
+                    | "short"
+                    | "Short"
+                    | "char"
+                    | "Char"
+                    | "Byte"
+                    | "int64"
+                    | "int32"
+                    | "int16"
+                    | "int8"
+                    | "uint8"
+                    | "LongTensor"
+                    | "IntTensor"
+            )
+        });
     if !(mismatch && integer) {
         return None;
     }
@@ -306,6 +331,21 @@ mod tests {
         assert!(hint.starts_with("`x` (Int64) in the data"), "{hint}");
         assert!(hint.contains("store them as float32"), "{hint}");
         assert!(!hint.contains("label") && !hint.contains("noise"), "{hint}");
+        // The LSTM's words for int32, and uint8's, name it too.
+        for message in [
+            "RuntimeError: input must have the type torch.float32, got type torch.int32",
+            "RuntimeError: expected m1 and m2 to have the same dtype, but got: unsigned char != float",
+        ] {
+            assert!(batch_hint(message, &batch).is_some(), "{message}");
+        }
+        // "along" is not "long": a float mismatch named along a path.
+        assert_eq!(
+            batch_hint(
+                "RuntimeError: same dtype expected along dim 1: double != float",
+                &batch
+            ),
+            None
+        );
         // A dtype error between two float kinds names nothing.
         assert_eq!(
             batch_hint(

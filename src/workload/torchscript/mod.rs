@@ -531,8 +531,8 @@ impl Workload for TorchScript {
         self.rows_failing_alone_of(&self.batch_rows(step)?)
     }
 
-    fn rows_non_finite_alone(&self, step: u64) -> Option<Vec<i64>> {
-        self.rows_non_finite_alone_of(&self.batch_rows(step)?)
+    fn rows_non_finite_alone(&self, step: u64, losses: &[String]) -> Option<Vec<i64>> {
+        self.rows_non_finite_alone_of(&self.batch_rows(step)?, losses)
     }
 
     fn val_batch(&self, index: u64) -> Result<Batch> {
