@@ -215,7 +215,7 @@ def load_settings(path: str) -> Tuple[Settings, dict]:
         meta_optimizer=meltr.get("meta_optimizer", "adam"),
         val_source=meltr.get("val_source", "recent"),
         train_batch=meltr.get("train_batch", "recent"),
-        init=meltr.get("init", "random"),
+        init=meltr.get("init", "pytorch"),  # the engine's default
         loss_scale=meltr.get("loss_scale", "raw"),
         iterations=int(aid.get("iterations", 0)),
         alpha=float(aid.get("alpha", 0.1)),

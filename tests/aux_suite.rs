@@ -204,15 +204,7 @@ fn the_meta_signal_split_adds_up_to_the_applied_hypergradient() {
 #[test]
 fn the_meta_signal_split_runs_on_a_config_of_ones_own() {
     let root = tempfile::tempdir().unwrap();
-    let suite = root.path().join("suite");
-    let built = std::process::Command::new(torch_python())
-        .arg(repo("scripts/aux_suite.py"))
-        .args(["build", "--out"])
-        .arg(&suite)
-        .output()
-        .unwrap();
-    assert!(built.status.success(), "{}", text(&built));
-    let config = suite.join("mixed").join("task.toml");
+    let config = built_task(root.path(), "mixed");
     let report = root.path().join("signal.md");
     let signal = |roles: &[&str]| {
         run_with_limit(
@@ -248,4 +240,44 @@ fn the_meta_signal_split_runs_on_a_config_of_ones_own() {
         markdown.contains("| helpful_x50 | auxiliary | first third |"),
         "an auxiliary without a role is `auxiliary`:\n{markdown}"
     );
+}
+
+/// The suite's task `task`, built into `root/suite`; its config's path.
+fn built_task(root: &std::path::Path, task: &str) -> std::path::PathBuf {
+    let suite = root.join("suite");
+    let built = std::process::Command::new(torch_python())
+        .arg(repo("scripts/aux_suite.py"))
+        .args(["build", "--out"])
+        .arg(&suite)
+        .output()
+        .unwrap();
+    assert!(built.status.success(), "{}", text(&built));
+    suite.join(task).join("task.toml")
+}
+
+/// `meltr_replay.py run` on a config that leaves `[meltr]` out reads the
+/// engine's defaults: it once took an absent `meltr.init` for the engine's
+/// `random` option and said it would use PyTorch's init instead.
+#[test]
+fn the_replay_reads_an_absent_meltr_section_as_the_engine_defaults() {
+    let root = tempfile::tempdir().unwrap();
+    let config = built_task(root.path(), "mixed");
+    assert!(!std::fs::read_to_string(&config)
+        .unwrap()
+        .contains("[meltr]"));
+    let summary = root.path().join("replay.json");
+    let out = run_with_limit(
+        std::process::Command::new(torch_python())
+            .arg(repo("scripts/meltr_replay.py"))
+            .arg("run")
+            .arg(&config)
+            .args(["--seed", "0", "--steps", "6", "--out"])
+            .arg(&summary),
+        Duration::from_secs(300),
+    );
+    assert!(out.status.success(), "{}", text(&out));
+    assert!(!text(&out).contains("meltr.init"), "{}", text(&out));
+    let report: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&summary).unwrap()).unwrap();
+    assert_eq!(report["steps"], 6, "{report}");
 }
