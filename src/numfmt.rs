@@ -66,12 +66,27 @@ pub fn compact(v: f64, decimals: usize) -> String {
 /// A value for a message: 4 significant digits, in `1.353e38` form outside
 /// 0.001 to 1e6 (a loss of 1.35e38 was printed with all 39 digits).
 pub fn readable(v: f64) -> String {
+    four_significant(v, true)
+}
+
+/// A value in a column of values: [`readable`]'s digits with its trailing
+/// zeros kept, so that `0.5120` lines up with `0.4057` (a walkthrough's
+/// `ls` read `mae↓ 0.512` above `mae↓ 0.4057`).
+pub fn column_value(v: f64) -> String {
+    four_significant(v, false)
+}
+
+fn four_significant(v: f64, trimmed: bool) -> String {
     if !v.is_finite() || v == 0.0 {
         return format!("{v}");
     }
     if (1e-3..1e6).contains(&v.abs()) {
         let decimals = (3 - v.abs().log10().floor() as i32).max(0) as usize;
-        trim_zeros(format!("{v:.decimals$}"))
+        let digits = format!("{v:.decimals$}");
+        match trimmed {
+            true => trim_zeros(digits),
+            false => digits,
+        }
     } else {
         let (m, e) = mantissa_exponent(v, 4);
         format!("{m}e{e}")
@@ -140,6 +155,10 @@ mod tests {
         assert_eq!(readable(-0.000_123_4), "-1.234e-4");
         assert_eq!(readable(f64::INFINITY), "inf");
         assert_eq!(readable(0.0), "0");
+        assert_eq!(readable(0.512), "0.512");
+        assert_eq!(column_value(0.512), "0.5120");
+        assert_eq!(column_value(70.9), "70.90");
+        assert_eq!(column_value(1.352729020968571e38), "1.353e38");
     }
 
     #[test]

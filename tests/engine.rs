@@ -1312,7 +1312,8 @@ fn meta_lines_count_the_neumann_iterations_actually_summed() {
     for (_, message) in &diverged {
         assert!(
             !message.contains("after 0 of")
-                && (message.contains("sum v₀ alone") || message.contains(" of aid.iterations = 3")),
+                && (message.contains("sum v₀ alone")
+                    || message.contains(" of aid.iterations = 3 iterations)")),
             "{message}"
         );
     }
@@ -1363,7 +1364,9 @@ fn a_neumann_series_that_converges_again_says_so_once() {
     assert!(!diverged.is_empty(), "the series should diverge first");
     assert_eq!(converged.len(), 1, "{converged:?}");
     assert!(converged[0].0 > diverged[0].0);
-    assert!(converged[0].1.contains("all aid.iterations = 3 terms"));
+    assert!(converged[0]
+        .1
+        .contains("all aid.iterations = 3 iterations (v_0 … v_3)"));
     // The 2nd episode would be said: no "unsaid" note.
     assert!(!converged[0].1.contains("unsaid"), "{converged:?}");
     let cut = std::fs::read_to_string(dir.join("metrics.jsonl"))

@@ -411,7 +411,7 @@ fn bad_models_and_data_are_refused_with_what_to_fix() {
     let train_i32 = rewritten(&train, "train-i32.safetensors", &narrow);
     refused(
         &with_data(&train_i32, &val_path),
-        "tensor `scramble` holds Int64 values, but in workload.train",
+        "workload.train and workload.val disagree on tensor `scramble`: Int values in workload.train",
     );
     let val_i32 = rewritten(&val_path, "val-i32.safetensors", &narrow);
     refused(
@@ -975,9 +975,9 @@ fn runtime_errors_name_the_batch_and_the_model_file_and_val_data_are_checked_up_
     refused(
         &cfg,
         &format!(
-            "workload.val: {}: tensor `x` has shape [32, 5], i.e. [5] per sample, but in workload.train ({}) it has [4] per sample",
-            val.display(),
-            clean_train.display()
+            "workload.train and workload.val disagree on tensor `x`: [4] per sample in workload.train ({}, shape [64, 4]), [5] in workload.val ({}, shape [32, 5])",
+            clean_train.display(),
+            val.display()
         ),
     );
 }

@@ -430,14 +430,37 @@ impl Reasons {
 
 /// A libtorch error in one line: its context chain up to the first line
 /// break (TorchScript appends a traceback, libtorch a plea to file an issue).
+/// libtorch's usual words for an op without a forward-mode derivative
+/// become just that (a walkthrough's transformer logged the whole context
+/// chain, the model's path and a RuntimeError at step 3 of every run, for
+/// a fallback that is exact).
 fn brief(error: &anyhow::Error) -> String {
-    crate::nn::autograd::first_line(&format!("{error:#}"))
+    let line = crate::nn::autograd::first_line(&format!("{error:#}"));
+    match no_forward_derivative(&line) {
+        Some(op) => format!("{NO_FORWARD_DERIVATIVE} {op}"),
+        None => line,
+    }
+}
+
+/// How [`brief`] names an op libtorch has no forward derivative for.
+const NO_FORWARD_DERIVATIVE: &str = "libtorch has no forward-mode derivative for";
+
+/// The op in libtorch's "Trying to use forward AD with OP that does not
+/// support it".
+fn no_forward_derivative(libtorch: &str) -> Option<&str> {
+    let after = libtorch.split_once("Trying to use forward AD with ")?.1;
+    Some(after.split_once(" that does not support it")?.0)
 }
 
 /// Why forward over reverse failed, from libtorch's words: a missing
 /// forward derivative is the usual cause, but not the only one (a plain
 /// MLP with LayerNorm and GELU failed with "ZeroTensors are immutable").
 fn forward_over_reverse_failure(libtorch: &str) -> String {
+    if libtorch.starts_with(NO_FORWARD_DERIVATIVE) {
+        return format!(
+            "forward over reverse failed: {libtorch} (in this model's backward), a limitation of libtorch rather than a fault of the model"
+        );
+    }
     let lower = libtorch.to_lowercase();
     let cause = if lower.contains("forward ad") || lower.contains("not implemented") {
         "libtorch has no forward derivative for an op in this model's backward"
@@ -847,6 +870,22 @@ mod tests {
         assert!(
             missing.contains("no forward derivative for an op"),
             "{missing}"
+        );
+        let error = anyhow::anyhow!(
+            "Trying to use forward AD with _scaled_dot_product_flash_attention_for_cpu that does \
+             not support it because it has not been implemented yet."
+        )
+        .context("workload.model /tmp/m.pt: forward failed: RuntimeError");
+        let brief = super::brief(&error);
+        assert_eq!(
+            brief,
+            "libtorch has no forward-mode derivative for _scaled_dot_product_flash_attention_for_cpu"
+        );
+        assert_eq!(
+            super::forward_over_reverse_failure(&brief),
+            "forward over reverse failed: libtorch has no forward-mode derivative for \
+             _scaled_dot_product_flash_attention_for_cpu (in this model's backward), a limitation \
+             of libtorch rather than a fault of the model"
         );
         let other = super::forward_over_reverse_failure("ZeroTensors are immutable");
         assert!(

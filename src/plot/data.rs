@@ -36,8 +36,6 @@ pub struct SessionData {
     pub metrics: Curves,
     /// The newest transform curves and the step they were taken at.
     pub transform: Option<(u64, BTreeMap<String, Curve>)>,
-    /// The losses of the last logged training step.
-    pub last_losses: BTreeMap<String, f64>,
     /// Where the run changed course: config edits (the keys) and collapse
     /// restores, by step.
     pub marks: Vec<Mark>,
@@ -92,7 +90,6 @@ impl SessionData {
             shares: Curves::new(),
             metrics: Curves::new(),
             transform: None,
-            last_losses: BTreeMap::new(),
             marks: Vec::new(),
             setting: None,
         };
@@ -113,7 +110,6 @@ impl SessionData {
                     push(&mut data.losses, step, &losses);
                     push(&mut data.weights, step, &weights);
                     push(&mut data.shares, step, &shares);
-                    data.last_losses = losses;
                 }
                 Record::Eval { metrics, losses } => {
                     push(&mut data.metrics, step, &eval_values(&metrics, &losses))

@@ -306,13 +306,9 @@ pub fn transforms(data: &SessionData) -> Option<Figure> {
             .zip(curve.y.iter().copied())
             .collect();
         points.sort_by(|a, b| a.0.total_cmp(&b.0));
-        // Where the run currently sits on this curve.
-        if let Some(y) = data
-            .last_losses
-            .get(name)
-            .map(|&x| x / scale)
-            .and_then(|x| interpolate(&points, x).map(|y| (x, y)))
-        {
+        // Where the run sat on this curve at the step: x = 1 by
+        // construction (a later train line's loss would put it elsewhere).
+        if let Some(y) = interpolate(&points, 1.0).map(|y| (1.0, y)) {
             marks.push(Line {
                 label: None,
                 points: vec![y],

@@ -304,13 +304,14 @@ pub fn caveats(groups: &[Group]) -> Vec<String> {
                 let steps: Vec<String> =
                     r.unrestored_collapses.iter().map(u64::to_string).collect();
                 // Walkthrough Q's best MELTR seed had risen back to 0.635,
-                // and the note read as if its numbers came from a collapse.
+                // and the note read as if its numbers came from a collapse;
+                // the last logged weight, not the final mean, says so
+                // (walkthrough T's mean straddled its fall to 0.01).
                 let recovered = r
-                    .final_weights
-                    .get(&r.meta.primary)
-                    .filter(|w| **w >= crate::engine::collapse::PRIMARY_FLOOR)
+                    .last_primary_weight
+                    .filter(|w| *w >= crate::engine::collapse::PRIMARY_FLOOR)
                     .map_or(String::new(), |w| {
-                        format!(", back to {} at the end", crate::numfmt::readable(*w))
+                        format!(", back to {} at the end", crate::numfmt::readable(w))
                     });
                 format!(
                     "{} at step{} {}{recovered}",

@@ -51,6 +51,10 @@ pub struct Run {
     /// [`metrics::FINAL_WEIGHT_LINES`] logged values (empty when none was
     /// logged).
     pub final_weights: Named,
+    /// The primary loss's last finite logged effective weight: where a
+    /// run ended, which the mean above can miss (a walkthrough's run fell
+    /// from 1.03 to 0.01 inside that window; its mean read 0.21).
+    pub last_primary_weight: Option<f64>,
     /// Each loss's share of the combined gradient at the end, averaged
     /// alike (empty when no shares were logged).
     pub final_shares: Named,
@@ -191,6 +195,10 @@ impl Run {
             best_eval: best.cloned(),
             final_eval: evals.last().cloned(),
             final_weights: metrics::final_means(&weights).map_or_else(Named::new, |(_, m)| m),
+            last_primary_weight: weights
+                .get(&meta.primary)
+                .and_then(|points| points.iter().rev().find(|(_, w)| w.is_finite()))
+                .map(|&(_, w)| w),
             final_shares: metrics::final_means(&shares).map_or_else(Named::new, |(_, m)| m),
             final_losses: metrics::final_means(&losses).map_or_else(Named::new, |(_, m)| m),
             config,

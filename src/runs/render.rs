@@ -4,7 +4,7 @@
 //! column), the last two for scripts and pandas.
 
 use super::{keys, Run};
-use crate::numfmt::readable;
+use crate::numfmt::column_value;
 use std::collections::BTreeSet;
 
 /// The fixed columns of the text table and their minimum widths (negative:
@@ -22,8 +22,9 @@ const COLUMNS: [(&str, i32); 6] = [
 const BEST_AT: usize = 4;
 
 /// `accuracy↑ 81.25`: the arrow as the TUI's header and `table` show it,
-/// the value to four significant digits as the TUI's sessions view has it
-/// (four decimals read `acc↑ 51.0000`, walkthrough Q); `sweep ls` too.
+/// the value to four significant digits (four decimals read `acc↑
+/// 51.0000`, walkthrough Q), trailing zeros kept for the column's sake;
+/// `sweep ls` and the TUI's sessions view too.
 pub fn metric_text(run: &Run) -> String {
     let arrow = if run.meta.higher_is_better {
         '↑'
@@ -31,7 +32,7 @@ pub fn metric_text(run: &Run) -> String {
         '↓'
     };
     run.metric().map_or("-".into(), |m| {
-        format!("{}{arrow} {}", run.meta.primary_metric, readable(m))
+        format!("{}{arrow} {}", run.meta.primary_metric, column_value(m))
     })
 }
 
@@ -39,7 +40,7 @@ pub fn metric_text(run: &Run) -> String {
 fn best_text(run: &Run) -> String {
     match (run.best_metric(), &run.best_eval) {
         (Some(m), Some((step, _))) => {
-            format!("{} @{}", readable(m), crate::numfmt::thousands(*step))
+            format!("{} @{}", column_value(m), crate::numfmt::thousands(*step))
         }
         _ => "-".into(),
     }

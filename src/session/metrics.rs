@@ -95,7 +95,12 @@ pub fn final_means(series: &BTreeMap<String, Vec<(f64, f64)>>) -> Option<((f64, 
         let from = finite
             .last()
             .map_or(0.0, |(end, _)| end * (1.0 - FINAL_WEIGHT_SPAN));
-        let within = finite.partition_point(|(step, _)| *step < from);
+        // The last tenth of 400 steps is 361–400, not 360–400 (a
+        // walkthrough's mean took in step 360, just before a collapse);
+        // the last point counts whatever the span.
+        let within = finite
+            .partition_point(|(step, _)| *step <= from)
+            .min(finite.len().saturating_sub(1));
         let last = &finite[(finite.len().saturating_sub(FINAL_WEIGHT_LINES)).max(within)..];
         let (Some(first), Some(end)) = (last.first(), last.last()) else {
             continue;
@@ -380,11 +385,23 @@ mod tests {
         let dense: Vec<(f64, f64)> = (1..=1000)
             .map(|step| (step as f64, if step <= 990 { 1.0 } else { 0.5 }))
             .collect();
-        let series = BTreeMap::from([("sparse".to_string(), sparse), ("dense".to_string(), dense)]);
+        // Every 10 steps to 400, the primary falling at 370 (walkthrough T).
+        let fallen: Vec<(f64, f64)> = (1..=40)
+            .map(|i| (10.0 * i as f64, if i < 37 { 1.0 } else { 0.0 }))
+            .collect();
+        let single = vec![(0.0, 0.25)];
+        let series = BTreeMap::from([
+            ("sparse".to_string(), sparse),
+            ("dense".to_string(), dense),
+            ("fallen".to_string(), fallen),
+            ("single".to_string(), single),
+        ]);
         let (span, means) = final_means(&series).unwrap();
         assert_eq!(means["sparse"], 0.1, "steps 275 and 300 only");
         assert_eq!(means["dense"], 0.5, "the last 10 lines");
-        assert_eq!(span, (275.0, 1000.0));
+        assert_eq!(means["fallen"], 0.0, "steps 370-400, after step 360");
+        assert_eq!(means["single"], 0.25, "a lone point is its own end");
+        assert_eq!(span, (0.0, 1000.0));
     }
 
     #[test]

@@ -61,10 +61,9 @@ fn lineage(run: &Run) -> String {
     }
 }
 
+/// As `ls` writes it, with the arrow of its direction.
 fn metric(run: &Run) -> String {
-    run.metric().map_or("-".into(), |m| {
-        format!("{} {}", run.meta.primary_metric, fmt::num(m))
-    })
+    crate::runs::render::metric_text(run)
 }
 
 /// The table's text: a header and one row per run; `short` puts session

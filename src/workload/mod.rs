@@ -195,7 +195,7 @@ pub fn build(
             saved_module,
         )?),
     };
-    check_loss_names(config, &workload.loss_names())?;
+    check_loss_names(config, &workload.loss_names(), &workload.metric_names())?;
     Ok(workload)
 }
 
@@ -216,7 +216,7 @@ pub fn preflight(config: &Config) -> Result<()> {
     };
     if let Some(names) = known {
         let names: Vec<String> = names.iter().map(|s| s.to_string()).collect();
-        check_loss_names(config, &names)?;
+        check_loss_names(config, &names, &[])?;
     }
     if config.workload.kind == WorkloadKind::TorchScript {
         for (key, path) in [
@@ -265,9 +265,17 @@ pub fn ensure_foundation() -> Result<()> {
 /// Every configured loss must be one the workload produces. A name that
 /// comes from the built-in defaults (a config without `workload.primary` or
 /// `workload.auxiliary` gets the synthetic workload's) is said to be one,
-/// with the keys to set for this model.
-pub fn check_loss_names(config: &Config, available: &[String]) -> Result<()> {
+/// with the keys to set for this model; one of the model's `metrics` is
+/// said to be a metric (a walkthrough set `workload.primary = "accuracy"`).
+pub fn check_loss_names(config: &Config, available: &[String], metrics: &[String]) -> Result<()> {
     let list = available.join(", ");
+    let metric = |name: &str| {
+        metrics
+            .iter()
+            .any(|m| m == name)
+            .then(|| format!(" (`{name}` is an evaluation metric of the model, which workload.metric names; losses are what training combines)"))
+            .unwrap_or_default()
+    };
     let defaults = crate::config::WorkloadConfig::default();
     let w = &config.workload;
     if !available.contains(&w.primary) {
@@ -277,8 +285,9 @@ pub fn check_loss_names(config: &Config, available: &[String]) -> Result<()> {
             ""
         };
         bail!(
-            "workload.primary = \"{}\"{origin} is not a loss of this workload; it has: {list}",
-            w.primary
+            "workload.primary = \"{}\"{origin} is not a loss of this workload{}; it has: {list}",
+            w.primary,
+            metric(&w.primary)
         );
     }
     for aux in &w.auxiliary {
@@ -294,8 +303,9 @@ pub fn check_loss_names(config: &Config, available: &[String]) -> Result<()> {
                 .map(|n| format!("\"{n}\""))
                 .collect();
             bail!(
-                "workload.auxiliary lists \"{aux}\"{origin}, which is not a loss of this workload; it has: {list}. \
+                "workload.auxiliary lists \"{aux}\"{origin}, which is not a loss of this workload{}; it has: {list}. \
                  To combine all its other losses: workload.auxiliary = [{}]",
+                metric(aux),
                 others.join(", ")
             );
         }
@@ -456,9 +466,12 @@ mod tests {
     #[test]
     fn loss_names_from_the_defaults_are_said_to_be_defaults() {
         let model: Vec<String> = ["main", "aux", "tags"].map(String::from).to_vec();
+        let metrics = vec!["accuracy".to_string()];
         let mut config = Config::default();
         config.workload.primary = "main".into();
-        let message = check_loss_names(&config, &model).unwrap_err().to_string();
+        let message = check_loss_names(&config, &model, &metrics)
+            .unwrap_err()
+            .to_string();
         assert_eq!(
             message,
             "workload.auxiliary lists \"helpful\" (the built-in default list: does the config set \
@@ -466,18 +479,32 @@ mod tests {
              To combine all its other losses: workload.auxiliary = [\"aux\", \"tags\"]"
         );
         config.workload.auxiliary = vec!["aux".into(), "nope".into()];
-        let message = check_loss_names(&config, &model).unwrap_err().to_string();
+        let message = check_loss_names(&config, &model, &metrics)
+            .unwrap_err()
+            .to_string();
         assert!(
             message.starts_with("workload.auxiliary lists \"nope\", which is not"),
             "{message}"
         );
         config.workload.auxiliary = vec!["tags".into()];
-        check_loss_names(&config, &model).unwrap();
+        check_loss_names(&config, &model, &metrics).unwrap();
         config.workload.primary = Config::default().workload.primary;
-        let message = check_loss_names(&config, &model).unwrap_err().to_string();
+        let message = check_loss_names(&config, &model, &metrics)
+            .unwrap_err()
+            .to_string();
         assert!(
             message.starts_with("workload.primary = \"primary\" (the built-in default: does the config set workload.primary?) is not"),
             "{message}"
+        );
+        config.workload.primary = "accuracy".into();
+        let message = check_loss_names(&config, &model, &metrics)
+            .unwrap_err()
+            .to_string();
+        assert_eq!(
+            message,
+            "workload.primary = \"accuracy\" is not a loss of this workload (`accuracy` is an evaluation \
+             metric of the model, which workload.metric names; losses are what training combines); it \
+             has: main, aux, tags"
         );
     }
 }

@@ -16,7 +16,12 @@ pub(super) fn neumann_stopped(
 ) -> String {
     let summed = match stop.terms.saturating_sub(1) {
         0 => "v₀ alone (as aid.iterations = 0)".to_string(),
-        terms => format!("{terms} of aid.iterations = {} terms", aid.iterations),
+        // J iterations sum J + 1 terms, v_0 … v_J (a walkthrough read
+        // "1 of aid.iterations = 2 terms" as two terms in all).
+        iterations => format!(
+            "v_0 … v_{iterations} ({iterations} of aid.iterations = {} iterations)",
+            aid.iterations
+        ),
     };
     format!(
         "the Neumann series diverges (‖v_{}‖ = {:.3e}·‖v_0‖ > aid.max_growth = {}): the meta steps sum {summed} while this lasts{count}. {}",
@@ -37,7 +42,7 @@ pub(super) fn neumann_converges(iterations: u32, next_said: bool) -> String {
     } else {
         " (the next episode goes unsaid: the meta lines' aid_iterations give each step's terms, and the run's end counts the steps cut short)"
     };
-    format!("the Neumann series no longer diverges: all aid.iterations = {iterations} terms are summed again{unsaid}")
+    format!("the Neumann series no longer diverges: all aid.iterations = {iterations} iterations (v_0 … v_{iterations}) are summed again{unsaid}")
 }
 
 /// Meta steps run with a Neumann series (J > 0) and those cut short.
@@ -344,6 +349,26 @@ mod tests {
 
     /// The run's last word on a series that kept diverging unsaid is not
     /// "converges" (walkthrough P).
+    /// J iterations are J + 1 terms: a series stopped at v_2 of J = 2
+    /// summed v_0 and v_1, one iteration of two (a walkthrough read "1 of
+    /// aid.iterations = 2 terms" as two terms in all).
+    #[test]
+    fn a_stopped_series_counts_iterations_and_names_its_terms() {
+        let aid = crate::config::AidConfig {
+            iterations: 2,
+            ..Default::default()
+        };
+        let stop = crate::meltr::hypergrad::NeumannStop {
+            terms: 2,
+            growth: 20.0,
+        };
+        let said = neumann_stopped(&stop, &aid, "");
+        assert!(
+            said.contains("sum v_0 … v_1 (1 of aid.iterations = 2 iterations) while"),
+            "{said}"
+        );
+    }
+
     #[test]
     fn an_unsaid_next_episode_and_the_cut_meta_steps_are_said() {
         assert!(!super::neumann_converges(3, true).contains("unsaid"));

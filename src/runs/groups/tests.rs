@@ -273,8 +273,13 @@ fn unfinished_and_edited_runs_are_noted() {
     // nothing of one either).
     runs[2].unrestored_collapses = vec![20];
     // Risen again by its end (walkthrough Q's note read as a collapse).
-    let primary = runs[2].meta.primary.clone();
-    runs[2].final_weights.insert(primary, 0.635);
+    runs[2].last_primary_weight = Some(0.635);
+    // Fallen inside the last lines, whose mean still reads above 0.1
+    // (walkthrough T's note said "back to 0.2146 at the end").
+    runs[1].unrestored_collapses = vec![140];
+    let primary = runs[1].meta.primary.clone();
+    runs[1].final_weights.insert(primary, 0.2146);
+    runs[1].last_primary_weight = Some(0.011);
     // A Neumann series cut short (walkthrough N's J = 1 rows were partly
     // J = 0, unsaid); a run whose series never was is not listed.
     runs[0].neumann_cut = Some((21, 100));
@@ -292,7 +297,7 @@ fn unfinished_and_edited_runs_are_noted() {
             "note: s0, s1, s2 (n=3) has runs whose settings changed while they trained (s0: aid.iterations at steps 100, 300; s1: aid.iterations at steps 100, 300; s2: aid.iterations at steps 100, 300): where a row or legend shows such a setting, it reads OLD→NEW@STEP",
             "note: s0, s1, s2 (n=3) has runs whose updates were skipped on many steps (s2 18% of 60 steps): a non-finite loss or gradient trained nothing there; the run's warnings name the steps and rows",
             "note: s0, s1, s2 (n=3) has runs with collapse restores (s0 before step 331): φ was put back and the meta-learning rate in force halved (γ raised at the first); the settings shown are the configured ones",
-            "note: s0, s1, s2 (n=3) has runs whose primary weight fell below 0.1 (a tenth of its weight under `sum`) with nothing put back (s2 at step 20, back to 0.635 at the end): the run ended before the collapse watch acted, it had no healthy meta step to restore yet, or meltr.on_collapse = \"warn\" (the run's events say which); a run back above 0.1 at its end rose again on its own",
+            "note: s0, s1, s2 (n=3) has runs whose primary weight fell below 0.1 (a tenth of its weight under `sum`) with nothing put back (s1 at step 140; s2 at step 20, back to 0.635 at the end): the run ended before the collapse watch acted, it had no healthy meta step to restore yet, or meltr.on_collapse = \"warn\" (the run's events say which); a run back above 0.1 at its end rose again on its own",
             "note: s0, s1, s2 (n=3) has runs whose Neumann series was cut short on some meta steps (s0 21% of 100): it diverged there, and fewer terms than aid.iterations were summed (as at a lower J; the run's events say when): a smaller aid.alpha keeps it converging",
         ]
     );

@@ -202,7 +202,9 @@ impl Split {
     /// Checks that tensors this split shares with `train` have the same
     /// shape after the sample dimension and the same kind of values
     /// (floating point or not, and the same integer type): the model sees
-    /// batches of both.
+    /// batches of both. A mismatch names both files, either of which may be
+    /// the wrong one (a walkthrough's `--set workload.train=` to a file of
+    /// the wrong shape was blamed on the untouched validation file).
     pub(super) fn check_like(
         &self,
         key: &str,
@@ -217,7 +219,10 @@ impl Split {
             let (shape, want) = (&t.size()[1..], &like.size()[1..]);
             if shape != want {
                 bail!(
-                    "{key}: {path}: tensor `{name}` has shape {:?}, i.e. {shape:?} per sample, but in workload.train ({train_path}) it has {want:?} per sample; the model sees batches of both",
+                    "workload.train and {key} disagree on tensor `{name}`: {want:?} per sample in workload.train \
+                     ({train_path}, shape {:?}), {shape:?} in {key} ({path}, shape {:?}); the model sees \
+                     batches of both, so one of the two files is not what it expects",
+                    like.size(),
                     t.size()
                 );
             }
@@ -226,9 +231,11 @@ impl Split {
             let integers_differ = !t.is_floating_point() && t.kind() != like.kind();
             if t.is_floating_point() != like.is_floating_point() || integers_differ {
                 bail!(
-                    "{key}: {path}: tensor `{name}` holds {:?} values, but in workload.train ({train_path}) {:?}; the model sees batches of both",
-                    t.kind(),
-                    like.kind()
+                    "workload.train and {key} disagree on tensor `{name}`: {:?} values in workload.train \
+                     ({train_path}), {:?} in {key} ({path}); the model sees batches of both, so one of the \
+                     two files is not what it expects",
+                    like.kind(),
+                    t.kind()
                 );
             }
         }
