@@ -270,11 +270,11 @@ pub fn ensure_foundation() -> Result<()> {
 pub fn check_loss_names(config: &Config, available: &[String], metrics: &[String]) -> Result<()> {
     let list = available.join(", ");
     let metric = |name: &str| {
-        metrics
-            .iter()
-            .any(|m| m == name)
-            .then(|| format!(" (`{name}` is an evaluation metric of the model, which workload.metric names; losses are what training combines)"))
-            .unwrap_or_default()
+        if metrics.iter().any(|m| m == name) {
+            format!(" (`{name}` is an evaluation metric of the model, which workload.metric names; losses are what training combines)")
+        } else {
+            String::new()
+        }
     };
     let defaults = crate::config::WorkloadConfig::default();
     let w = &config.workload;
