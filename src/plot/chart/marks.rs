@@ -28,14 +28,21 @@ fn mark_label_size(t: &Theme) -> f64 {
     t.tick_pt * 0.8
 }
 
-/// The edits joined (`aid.iterations 0→2→1, restore`); where that does
-/// not fit in `room`, the keys without their sections (`aid.iterations` →
-/// `iterations`: a truncated `aid.iterations, m…` hid the second edit),
-/// shortened only past that.
-fn keys_label(parts: &[String], room: f64, size: f64, m: &Metrics) -> String {
+/// A second column of a label sits this far left of the first (in label
+/// heights).
+const COLUMN_STEP: f64 = 1.1;
+
+/// The edits joined (`aid.iterations 0→2→1, restore`) in one column; where
+/// that does not fit in `room` and `two` allows, split over two columns,
+/// whole (a resume's `aid.iterations 1→0, train.steps 4000→1000` read
+/// `iterations 1→0, ste…`, walkthroughs T and U); else the keys without
+/// their sections (`aid.iterations` → `iterations`: a truncated
+/// `aid.iterations, m…` hid the second edit), shortened only past that.
+fn keys_label(parts: &[String], room: f64, size: f64, two: bool, m: &Metrics) -> Vec<String> {
+    let fits = |text: &String| m.width(text, size) <= room;
     let full = parts.join(", ");
-    if m.width(&full, size) <= room {
-        return full;
+    if fits(&full) {
+        return vec![full];
     }
     let short: Vec<String> = parts
         .iter()
@@ -48,7 +55,18 @@ fn keys_label(parts: &[String], room: f64, size: f64, m: &Metrics) -> String {
             }
         })
         .collect();
-    fitted(&short.join(", "), room, size, m)
+    if two {
+        for forms in [parts, &short[..]] {
+            // The most in the first column that still leaves a second that fits.
+            let split = (1..forms.len())
+                .rev()
+                .find(|&at| fits(&forms[..at].join(", ")) && fits(&forms[at..].join(", ")));
+            if let Some(at) = split {
+                return vec![forms[..at].join(", "), forms[at..].join(", ")];
+            }
+        }
+    }
+    vec![fitted(&short.join(", "), room, size, m)]
 }
 
 /// `("aid.iterations", "0→2")` of an edit; `(part, "")` of `restore`.
@@ -83,7 +101,9 @@ fn add_edits(parts: &mut Vec<String>, label: &str) {
 pub(super) struct MarkLabel {
     /// The first mark's x (points).
     px: f64,
-    keys: String,
+    /// One column, or two where one would cut it and there is room left
+    /// of it (the second further left).
+    keys: Vec<String>,
     span: Option<String>,
 }
 
@@ -124,12 +144,26 @@ impl Chart {
             return Vec::new();
         }
         let room = MARK_LABEL_HEIGHT * frame.area.h;
+        // Right of the previous label's last column (its span's, if any).
+        let mut right_of_previous = frame.area.x;
         runs.into_iter()
-            .map(|((first, last), steps, parts)| MarkLabel {
-                px: first,
-                keys: keys_label(&parts, room, size, m),
-                span: (last - first >= APART * size)
-                    .then(|| format!("@{}–{}", scale::compact(steps.0), scale::compact(steps.1))),
+            .map(|((first, last), steps, parts)| {
+                let apart = last - first >= APART * size;
+                // A second column's glyphs reach this far left.
+                let second_reaches = first - (0.3 + COLUMN_STEP + 0.8) * size;
+                let two = second_reaches > right_of_previous + 0.3 * size;
+                right_of_previous = if apart {
+                    last + (SPAN_OFFSET + 0.2) * size
+                } else {
+                    last
+                };
+                MarkLabel {
+                    px: first,
+                    keys: keys_label(&parts, room, size, two, m),
+                    span: apart.then(|| {
+                        format!("@{}–{}", scale::compact(steps.0), scale::compact(steps.1))
+                    }),
+                }
             })
             .collect()
     }
@@ -148,7 +182,8 @@ impl Chart {
             .into_iter()
             .flat_map(|label| {
                 let right = label.span.map(|_| label.px + SPAN_OFFSET * size);
-                [Some(label.px), right].into_iter().flatten()
+                let second = (label.keys.len() > 1).then(|| label.px - COLUMN_STEP * size);
+                [Some(label.px), right, second].into_iter().flatten()
             })
             .flat_map(|px| {
                 (0..=8).map(move |i| (px, area.y + MARK_LABEL_HEIGHT * area.h * f64::from(i) / 8.0))
@@ -173,11 +208,13 @@ impl Chart {
         let size = mark_label_size(t);
         // Rotated text reads upwards, its glyphs left of its baseline.
         for label in self.mark_labels(frame, t, m) {
-            let columns = [
-                Some((label.px - 0.3 * size, label.keys)),
-                label.span.map(|span| (label.px + SPAN_OFFSET * size, span)),
-            ];
-            for (x, text) in columns.into_iter().flatten() {
+            let keys = label
+                .keys
+                .into_iter()
+                .enumerate()
+                .map(|(i, keys)| (label.px - (0.3 + COLUMN_STEP * i as f64) * size, keys));
+            let span = label.span.map(|span| (label.px + SPAN_OFFSET * size, span));
+            for (x, text) in keys.chain(span) {
                 svg.text_on_data(x, area.y + 0.4 * size, &text, size, Anchor::End, -90.0);
             }
         }

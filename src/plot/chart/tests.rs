@@ -181,12 +181,45 @@ fn marks_are_labelled_lines_merged_when_close() {
         3,
         "one line per mark in view"
     );
-    // Keys too long to fit joined lose their sections, not the second key.
+    // Keys too long to fit joined go whole in two columns, the second left
+    // of the first, where there is room (a resume's `aid.iterations 1→0,
+    // train.steps 4000→1000` read `iterations 1→0, ste…`, walkthroughs T
+    // and U) ...
+    let x_of = |svg: &str, text: &str| -> f64 {
+        let tag = svg
+            .split("<text")
+            .find(|t| t.contains(&format!(">{text}</text>")))
+            .unwrap_or_else(|| panic!("no `{text}` in {:?}", texts(svg)));
+        tag.split("x=\"")
+            .nth(1)
+            .unwrap()
+            .split('"')
+            .next()
+            .unwrap()
+            .parse()
+            .unwrap()
+    };
     let svg = chart(&[(500.0, "aid.iterations"), (503.0, "meltr.gamma")]).to_svg(&theme);
+    assert!(x_of(&svg, "meltr.gamma") < x_of(&svg, "aid.iterations"));
+    // ... else, at the axes' left edge, they lose their sections, not the
+    // second key.
+    let svg = chart(&[(2.0, "aid.iterations"), (4.0, "meltr.gamma")]).to_svg(&theme);
     let labels = texts(&svg);
     assert!(
         labels.contains(&"iterations, gamma".to_string()),
         "{labels:?}"
+    );
+    // Nor beside another label, whose column a second one would cover.
+    let svg = chart(&[
+        (450.0, "restore"),
+        (500.0, "aid.iterations"),
+        (503.0, "meltr.gamma"),
+    ])
+    .to_svg(&theme);
+    assert!(
+        texts(&svg).contains(&"iterations, gamma".to_string()),
+        "{:?}",
+        texts(&svg)
     );
     // An edit with its values (OLD→NEW); the same key edited again at the same step
     // reads as one chain (walkthrough R: 0→2→1 at step 327 showed
@@ -198,7 +231,7 @@ fn marks_are_labelled_lines_merged_when_close() {
         "{labels:?}"
     );
     let long = "workload.some_long_section.iters 0→2, meltr.another_section.lr 1→3";
-    let svg = chart(&[(500.0, long)]).to_svg(&theme);
+    let svg = chart(&[(2.0, long)]).to_svg(&theme);
     let labels = texts(&svg);
     assert!(
         labels.contains(&"iters 0→2, lr 1→3".to_string()),
