@@ -182,7 +182,7 @@ impl Chart {
             .into_iter()
             .flat_map(|label| {
                 let right = label.span.map(|_| label.px + SPAN_OFFSET * size);
-                let second = (label.keys.len() > 1).then(|| label.px - COLUMN_STEP * size);
+                let second = (label.keys.len() > 1).then_some(label.px - COLUMN_STEP * size);
                 [Some(label.px), right, second].into_iter().flatten()
             })
             .flat_map(|px| {
