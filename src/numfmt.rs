@@ -80,8 +80,11 @@ fn four_significant(v: f64, trimmed: bool) -> String {
     if !v.is_finite() || v == 0.0 {
         return format!("{v}");
     }
-    if (1e-3..1e6).contains(&v.abs()) {
-        let decimals = (3 - v.abs().log10().floor() as i32).max(0) as usize;
+    // The exponent after rounding to four digits: 9.99996 is 10.00, not
+    // 10.000 (five digits where the zeros stay).
+    let (_, exponent) = mantissa_exponent(v, 4);
+    if (-3..6).contains(&exponent) {
+        let decimals = (3 - exponent).max(0) as usize;
         let digits = format!("{v:.decimals$}");
         match trimmed {
             true => trim_zeros(digits),
@@ -159,6 +162,11 @@ mod tests {
         assert_eq!(column_value(0.512), "0.5120");
         assert_eq!(column_value(70.9), "70.90");
         assert_eq!(column_value(1.352729020968571e38), "1.353e38");
+        // Four digits after rounding, not five.
+        assert_eq!(column_value(9.99996), "10.00");
+        assert_eq!(column_value(99.9996), "100.0");
+        assert_eq!(readable(0.000_999_96), "0.001");
+        assert_eq!(readable(999_999.7), "1e6");
     }
 
     #[test]

@@ -255,11 +255,11 @@ fn built_task(root: &std::path::Path, task: &str) -> std::path::PathBuf {
     suite.join(task).join("task.toml")
 }
 
-/// `meltr_replay.py run` on a config that leaves `[meltr]` out reads the
-/// engine's defaults: it once took an absent `meltr.init` for the engine's
-/// `random` option and said it would use PyTorch's init instead.
+/// `meltr_replay.py run` on a config that leaves `[meltr]` out reads an
+/// absent `meltr.init` as the engine's default: it once took it for the
+/// engine's `random` option and said it would use PyTorch's init instead.
 #[test]
-fn the_replay_reads_an_absent_meltr_section_as_the_engine_defaults() {
+fn the_replay_reads_an_absent_meltr_init_as_the_engine_default() {
     let root = tempfile::tempdir().unwrap();
     let config = built_task(root.path(), "mixed");
     assert!(!std::fs::read_to_string(&config)

@@ -1312,7 +1312,7 @@ fn meta_lines_count_the_neumann_iterations_actually_summed() {
     for (_, message) in &diverged {
         assert!(
             !message.contains("after 0 of")
-                && (message.contains("sum v₀ alone")
+                && (message.contains("sum v_0 alone")
                     || message.contains(" of aid.iterations = 3 iterations)")),
             "{message}"
         );

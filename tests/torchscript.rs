@@ -257,6 +257,20 @@ fn bad_models_and_data_are_refused_with_what_to_fix() {
         &with_aux(r#""alignn""#),
         "workload.auxiliary lists \"alignn\", which is not a loss of this workload; it has: align, retrieval",
     );
+    // A model with no metrics of its own is not said to have the wrong
+    // primary as one (its stand-in metric is the primary's validation loss,
+    // named as the configured primary).
+    let typo = aux_of(&constant, "");
+    let typo_text = std::fs::read_to_string(&typo).unwrap();
+    std::fs::write(
+        &typo,
+        typo_text.replace("primary = \"retrieval\"", "primary = \"retrievall\""),
+    )
+    .unwrap();
+    refused(
+        &typo,
+        "workload.primary = \"retrievall\" is not a loss of this workload; it has: align, retrieval",
+    );
     let sessions = tmp.path().join("sessions");
     let out = run(&sessions, &with_aux(""), "untrained");
     assert!(out.status.success(), "{}", text(&out));
@@ -411,7 +425,7 @@ fn bad_models_and_data_are_refused_with_what_to_fix() {
     let train_i32 = rewritten(&train, "train-i32.safetensors", &narrow);
     refused(
         &with_data(&train_i32, &val_path),
-        "workload.train and workload.val disagree on tensor `scramble`: Int values in workload.train",
+        "tensor `scramble`: workload.train and workload.val disagree, Int values in workload.train",
     );
     let val_i32 = rewritten(&val_path, "val-i32.safetensors", &narrow);
     refused(
@@ -972,13 +986,19 @@ fn runtime_errors_name_the_batch_and_the_model_file_and_val_data_are_checked_up_
     assert_eq!(all.matches(&batch).count(), 1, "{all}");
     let val = flag_data(&tmp.path().join("wide.safetensors"), 32, 5, &[]);
     let cfg = flag_config(tmp.path(), "wide", "raises_on_flag.pt", &clean_train, &val);
-    refused(
+    let all = refused(
         &cfg,
         &format!(
-            "workload.train and workload.val disagree on tensor `x`: [4] per sample in workload.train ({}, shape [64, 4]), [5] in workload.val ({}, shape [32, 5])",
+            "tensor `x`: workload.train and workload.val disagree, [4] per sample in workload.train ({}, shape [64, 4]), [5] in workload.val ({}, shape [32, 5])",
             clean_train.display(),
             val.display()
         ),
+    );
+    // Either file may be the wrong one: neither's line is named (it was
+    // workload.val's, under a `--set workload.train=` of the wrong shape).
+    assert!(
+        all.contains(&format!("{}: the run did not start", cfg.display())),
+        "{all}"
     );
 }
 

@@ -340,7 +340,7 @@ pub fn caveats(groups: &[Group]) -> Vec<String> {
         listed(
             "has runs whose Neumann series was cut short on some meta steps",
             few(&cut),
-            "it diverged there, and fewer terms than aid.iterations were summed (as at a lower J; the run's events say when): \
+            "it diverged there, and fewer iterations than aid.iterations were summed (as at a lower J; the run's events say when): \
              a smaller aid.alpha keeps it converging",
         );
     }

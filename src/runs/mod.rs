@@ -76,7 +76,7 @@ pub struct Run {
     /// walkthrough S).
     pub skipped_share: Option<(u64, u64)>,
     /// Meta steps whose Neumann series was cut short (it diverged, and
-    /// fewer terms than `aid.iterations` were summed), and all its meta
+    /// fewer iterations than `aid.iterations` were summed), and all its meta
     /// steps; `None` where `aid.iterations` was edited while it ran.
     pub neumann_cut: Option<(usize, usize)>,
     /// Settings changed while its numbers were made (live edits, a

@@ -197,3 +197,43 @@ fn meta_line(step: u64, terms: u32) -> (u64, Record) {
     };
     (step, meta)
 }
+
+/// The primary's last logged weight, not the mean of the last lines
+/// (walkthrough T: 1.03 at step 360, 0.01 from 370 on, a mean of 0.21
+/// over 360–400 said "back to 0.2146 at the end"); non-finite lines are
+/// passed over.
+#[test]
+fn the_last_primary_weight_is_the_last_finite_logged_one() {
+    use crate::session::log::MetricsWriter;
+    use crate::session::metrics::MetricLine;
+    let root = tempfile::tempdir().unwrap();
+    let config = crate::config::Config::default();
+    let dir = session::create(root.path(), "fallen", &config).unwrap();
+    let primary = config.workload.primary.clone();
+    let mut w = MetricsWriter::open(&dir.join("metrics.jsonl")).unwrap();
+    for (step, weight) in [
+        (350, 1.0),
+        (360, 1.03),
+        (370, 0.034),
+        (380, 0.011),
+        (390, f64::NAN),
+    ] {
+        w.append(&MetricLine {
+            step,
+            time: 0.0,
+            wall: None,
+            record: Record::Train {
+                losses: [(primary.clone(), 1.0)].into(),
+                total: 1.0,
+                weights: [(primary.clone(), weight)].into(),
+                lr: 1e-3,
+                shares: Default::default(),
+                gpu: None,
+            },
+        })
+        .unwrap();
+    }
+    let run = Run::load(&dir).unwrap();
+    assert_eq!(run.last_primary_weight, Some(0.011));
+    assert!(run.final_weights[&primary] > 0.1, "{:?}", run.final_weights);
+}

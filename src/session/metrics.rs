@@ -389,19 +389,23 @@ mod tests {
         let fallen: Vec<(f64, f64)> = (1..=40)
             .map(|i| (10.0 * i as f64, if i < 37 { 1.0 } else { 0.0 }))
             .collect();
-        let single = vec![(0.0, 0.25)];
         let series = BTreeMap::from([
             ("sparse".to_string(), sparse),
             ("dense".to_string(), dense),
             ("fallen".to_string(), fallen),
-            ("single".to_string(), single),
         ]);
         let (span, means) = final_means(&series).unwrap();
         assert_eq!(means["sparse"], 0.1, "steps 275 and 300 only");
         assert_eq!(means["dense"], 0.5, "the last 10 lines");
         assert_eq!(means["fallen"], 0.0, "steps 370-400, after step 360");
-        assert_eq!(means["single"], 0.25, "a lone point is its own end");
-        assert_eq!(span, (0.0, 1000.0));
+        assert_eq!(span, (275.0, 1000.0));
+        let single = BTreeMap::from([("single".to_string(), vec![(0.0, 0.25)])]);
+        let (span, means) = final_means(&single).unwrap();
+        assert_eq!(
+            (span, means["single"]),
+            ((0.0, 0.0), 0.25),
+            "a lone point is its own end"
+        );
     }
 
     #[test]

@@ -130,15 +130,16 @@ pub fn render(frame: &mut Frame, area: Rect, app: &App) {
     match app.store.metric() {
         Some((s, v)) => {
             second.push(Span::raw(format!("{metric}{arrow} ")));
+            // As the sessions view and `ls` write it.
             second.push(Span::styled(
-                fmt::num(v),
+                crate::numfmt::column_value(v),
                 theme.good().add_modifier(Modifier::BOLD),
             ));
             second.push(Span::styled(format!(" @{}", fmt::steps(s)), theme.dim()));
             if let Some((bs, bv)) = app.store.best_metric.filter(|(bs, _)| *bs != s) {
                 second.push(Span::raw(format!(
                     " best {} @{}",
-                    fmt::num(bv),
+                    crate::numfmt::column_value(bv),
                     fmt::steps(bs)
                 )));
             }

@@ -44,6 +44,12 @@ pub trait Workload: Send {
     fn metric_names(&self) -> Vec<String> {
         vec![self.primary_metric().0]
     }
+    /// The metrics the model itself reports: [`Self::metric_names`] less
+    /// any stand-in for a model that reports none (a TorchScript model's
+    /// primary validation loss, named as the configured primary).
+    fn reported_metrics(&self) -> Vec<String> {
+        self.metric_names()
+    }
     /// The VarStore holding θ.
     fn var_store(&self) -> &tch::nn::VarStore;
     /// θ, in a stable (name) order.
@@ -195,7 +201,7 @@ pub fn build(
             saved_module,
         )?),
     };
-    check_loss_names(config, &workload.loss_names(), &workload.metric_names())?;
+    check_loss_names(config, &workload.loss_names(), &workload.reported_metrics())?;
     Ok(workload)
 }
 
@@ -271,7 +277,7 @@ pub fn check_loss_names(config: &Config, available: &[String], metrics: &[String
     let list = available.join(", ");
     let metric = |name: &str| {
         if metrics.iter().any(|m| m == name) {
-            format!(" (`{name}` is an evaluation metric of the model, which workload.metric names; losses are what training combines)")
+            format!(" (`{name}` is one of the model's evaluation metrics, which workload.metric picks from; losses are what training combines)")
         } else {
             String::new()
         }
@@ -502,9 +508,9 @@ mod tests {
             .to_string();
         assert_eq!(
             message,
-            "workload.primary = \"accuracy\" is not a loss of this workload (`accuracy` is an evaluation \
-             metric of the model, which workload.metric names; losses are what training combines); it \
-             has: main, aux, tags"
+            "workload.primary = \"accuracy\" is not a loss of this workload (`accuracy` is one of the \
+             model's evaluation metrics, which workload.metric picks from; losses are what training \
+             combines); it has: main, aux, tags"
         );
     }
 }

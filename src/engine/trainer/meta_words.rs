@@ -15,7 +15,7 @@ pub(super) fn neumann_stopped(
     count: &str,
 ) -> String {
     let summed = match stop.terms.saturating_sub(1) {
-        0 => "v₀ alone (as aid.iterations = 0)".to_string(),
+        0 => "v_0 alone (as aid.iterations = 0)".to_string(),
         // J iterations sum J + 1 terms, v_0 … v_J (a walkthrough read
         // "1 of aid.iterations = 2 terms" as two terms in all).
         iterations => format!(
@@ -40,7 +40,7 @@ pub(super) fn neumann_converges(iterations: u32, next_said: bool) -> String {
     let unsaid = if next_said {
         ""
     } else {
-        " (the next episode goes unsaid: the meta lines' aid_iterations give each step's terms, and the run's end counts the steps cut short)"
+        " (the next episode goes unsaid: the meta lines' aid_iterations give each step's iterations, and the run's end counts the steps cut short)"
     };
     format!("the Neumann series no longer diverges: all aid.iterations = {iterations} iterations (v_0 … v_{iterations}) are summed again{unsaid}")
 }
@@ -60,7 +60,7 @@ impl NeumannTally {
         }
     }
 
-    /// The run's end: how many meta steps summed fewer terms than asked,
+    /// The run's end: how many meta steps summed fewer iterations than asked,
     /// when any did (`since`: the step this process took the run up at).
     pub(super) fn summary(&self, since: u64) -> Option<String> {
         let since = match since {
@@ -69,7 +69,7 @@ impl NeumannTally {
         };
         (self.cut > 0).then(|| {
             format!(
-                "in all, the Neumann series was cut short on {} of {} meta steps{since} (it diverged, and they summed fewer terms than aid.iterations; the meta lines' aid_iterations say how many): a smaller aid.alpha, or aid.iterations = 0",
+                "in all, the Neumann series was cut short on {} of {} meta steps{since} (it diverged, and they summed fewer iterations than aid.iterations; the meta lines' aid_iterations say how many): a smaller aid.alpha, or aid.iterations = 0",
                 self.cut, self.with_series
             )
         })
@@ -347,8 +347,6 @@ mod tests {
         assert_eq!(ordinals, ["1st", "3rd", "11th", "12th", "22nd", "113th"]);
     }
 
-    /// The run's last word on a series that kept diverging unsaid is not
-    /// "converges" (walkthrough P).
     /// J iterations are J + 1 terms: a series stopped at v_2 of J = 2
     /// summed v_0 and v_1, one iteration of two (a walkthrough read "1 of
     /// aid.iterations = 2 terms" as two terms in all).
@@ -369,6 +367,8 @@ mod tests {
         );
     }
 
+    /// The run's last word on a series that kept diverging unsaid is not
+    /// "converges" (walkthrough P).
     #[test]
     fn an_unsaid_next_episode_and_the_cut_meta_steps_are_said() {
         assert!(!super::neumann_converges(3, true).contains("unsaid"));

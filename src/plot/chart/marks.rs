@@ -152,8 +152,9 @@ impl Chart {
                 // A second column's glyphs reach this far left.
                 let second_reaches = first - (0.3 + COLUMN_STEP + 0.8) * size;
                 let two = second_reaches > right_of_previous + 0.3 * size;
+                // Its span is drawn right of its first line.
                 right_of_previous = if apart {
-                    last + (SPAN_OFFSET + 0.2) * size
+                    last.max(first + (SPAN_OFFSET + 0.2) * size)
                 } else {
                     last
                 };

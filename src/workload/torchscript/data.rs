@@ -203,8 +203,9 @@ impl Split {
     /// shape after the sample dimension and the same kind of values
     /// (floating point or not, and the same integer type): the model sees
     /// batches of both. A mismatch names both files, either of which may be
-    /// the wrong one (a walkthrough's `--set workload.train=` to a file of
-    /// the wrong shape was blamed on the untouched validation file).
+    /// the wrong one, and starts with no key, so that no one file's line is
+    /// blamed (a walkthrough's `--set workload.train=` to a file of the
+    /// wrong shape was blamed on the untouched validation file's line).
     pub(super) fn check_like(
         &self,
         key: &str,
@@ -219,7 +220,7 @@ impl Split {
             let (shape, want) = (&t.size()[1..], &like.size()[1..]);
             if shape != want {
                 bail!(
-                    "workload.train and {key} disagree on tensor `{name}`: {want:?} per sample in workload.train \
+                    "tensor `{name}`: workload.train and {key} disagree, {want:?} per sample in workload.train \
                      ({train_path}, shape {:?}), {shape:?} in {key} ({path}, shape {:?}); the model sees \
                      batches of both, so one of the two files is not what it expects",
                     like.size(),
@@ -231,7 +232,7 @@ impl Split {
             let integers_differ = !t.is_floating_point() && t.kind() != like.kind();
             if t.is_floating_point() != like.is_floating_point() || integers_differ {
                 bail!(
-                    "workload.train and {key} disagree on tensor `{name}`: {:?} values in workload.train \
+                    "tensor `{name}`: workload.train and {key} disagree, {:?} values in workload.train \
                      ({train_path}), {:?} in {key} ({path}); the model sees batches of both, so one of the \
                      two files is not what it expects",
                     like.kind(),

@@ -511,6 +511,10 @@ impl Workload for TorchScript {
         }
     }
 
+    fn reported_metrics(&self) -> Vec<String> {
+        self.metric_names.clone()
+    }
+
     fn var_store(&self) -> &nn::VarStore {
         &self.vs
     }
