@@ -355,6 +355,12 @@ impl Config {
 
     /// Parses and validates TOML text.
     pub fn parse(text: &str) -> Result<Config, ConfigError> {
+        Config::parse_first_problem(text)
+            .map_err(|e| error::with_further_problems(e, text, Config::parse_first_problem))
+    }
+
+    /// [`Config::parse`], stopping at the first problem.
+    fn parse_first_problem(text: &str) -> Result<Config, ConfigError> {
         let config = Config::deserialize_located(text)?;
         config.validate_in(text)?;
         Ok(config)
@@ -366,6 +372,12 @@ impl Config {
     /// replaced whole (`combiner.weights` too). Then the result is validated
     /// like any config; errors name the file's line and key.
     pub fn parse_over(base: &Config, text: &str) -> Result<Config, ConfigError> {
+        let over = |text: &str| Config::parse_over_first_problem(base, text);
+        over(text).map_err(|e| error::with_further_problems(e, text, over))
+    }
+
+    /// [`Config::parse_over`], stopping at the first problem.
+    fn parse_over_first_problem(base: &Config, text: &str) -> Result<Config, ConfigError> {
         // Syntax, unknown keys and types, located in the file itself.
         Config::deserialize_located(text)?;
         let file: toml::Table = toml::from_str(text).map_err(|e| ConfigError {

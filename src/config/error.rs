@@ -49,3 +49,67 @@ impl fmt::Display for ConfigError {
 }
 
 impl std::error::Error for ConfigError {}
+
+/// Further problems a file holds are said after the first, this many at
+/// most.
+const FURTHER_PROBLEMS: usize = 3;
+
+/// `first` with the file's further problems appended (`; also line 4: key
+/// `train.lr`: …`): each found by reading the file again without the keys
+/// already found wrong, through `read`. A walkthrough's live edits had a
+/// typo and a negative learning rate in one file; only the typo was said,
+/// and the second refusal came only after it was fixed. Stops at a
+/// problem without a key (a syntax error) or one no removal gets past.
+pub(super) fn with_further_problems(
+    mut first: ConfigError,
+    text: &str,
+    read: impl Fn(&str) -> Result<super::Config, ConfigError>,
+) -> ConfigError {
+    let Ok(mut table) = toml::from_str::<toml::Table>(text) else {
+        return first;
+    };
+    let mut key = first.key.clone();
+    let mut said = Vec::new();
+    while let Some(wrong) = key.take() {
+        if said.len() == FURTHER_PROBLEMS || !remove_dotted(&mut table, &wrong) {
+            break;
+        }
+        let Ok(reduced) = toml::to_string(&table) else {
+            break;
+        };
+        let Err(mut next) = read(&reduced) else {
+            break;
+        };
+        if next.key.as_deref() == Some(wrong.as_str()) {
+            break;
+        }
+        next.line = next.key.as_deref().and_then(|k| super::locate_key(text, k));
+        next.file = None;
+        key = next.key.clone();
+        said.push(next.to_string());
+    }
+    if !said.is_empty() {
+        // The first message as it is shown, before the others are added:
+        // its readable form reads the message to its end (the list of keys
+        // of an unknown key's hint took in what came after).
+        let shown = ConfigError {
+            file: None,
+            line: None,
+            key: None,
+            message: std::mem::take(&mut first.message),
+        };
+        first.message = format!("{shown}; also {}", said.join("; also "));
+    }
+    first
+}
+
+/// Removes `a.b.c` from `table`; whether it was there.
+fn remove_dotted(table: &mut toml::Table, key: &str) -> bool {
+    match key.split_once('.') {
+        None => table.remove(key).is_some(),
+        Some((head, rest)) => match table.get_mut(head) {
+            Some(toml::Value::Table(inner)) => remove_dotted(inner, rest),
+            _ => false,
+        },
+    }
+}

@@ -10,6 +10,43 @@ fn defaults_validate_and_roundtrip() {
     assert_eq!(back, c);
 }
 
+/// Every problem of a file, up to four, not the first alone (walkthrough
+/// T: a live edit's typo hid a negative learning rate until it was fixed).
+#[test]
+fn further_problems_are_said_after_the_first_with_their_lines() {
+    let text = "[aid]\niteratoins = 1\n[train]\nlr = -1.0\nsteps = 0\n";
+    let err = Config::parse(text).unwrap_err();
+    assert_eq!(
+        (err.line, err.key.as_deref()),
+        (Some(2), Some("aid.iteratoins"))
+    );
+    let said = err.to_string();
+    assert!(
+        said.contains("(did you mean `iterations`?); the keys here: iterations, alpha, mode, jvp, max_growth; also line 5: key `train.steps`: ")
+            && said.ends_with("; also line 4: key `train.lr`: expected a number > 0, got -1"),
+        "{said}"
+    );
+    // A live edit's file, read over the config in force, alike.
+    let over = Config::parse_over(&Config::default(), text)
+        .unwrap_err()
+        .to_string();
+    assert_eq!(over, said);
+    // One problem is said alone; a syntax error stops the search.
+    let one = Config::parse("[train]\nlr = -1.0\n")
+        .unwrap_err()
+        .to_string();
+    assert!(!one.contains("also"), "{one}");
+    let syntax = Config::parse("[train\nlr = -1.0\n")
+        .unwrap_err()
+        .to_string();
+    assert!(!syntax.contains("also"), "{syntax}");
+    // Four at most.
+    let many =
+        "[train]\nlr = -1.0\nsteps = 0\neval_every = 0\nlog_every = 0\ncheckpoint_every = 0\n";
+    let said = Config::parse(many).unwrap_err().to_string();
+    assert_eq!(said.matches("; also ").count(), 3, "{said}");
+}
+
 #[test]
 fn unknown_key_names_line_and_key() {
     let err = Config::parse("[aid]\niterations = 2\nbogus = 1\n").unwrap_err();
