@@ -380,14 +380,19 @@ fn logged(dir: &Path, meta: &SessionMeta, last_step: Option<u64>) -> Logged {
             Record::Config { changed, error } => {
                 out.refused_edit = error.map(|e| (line.step, e));
                 let own = own_fork_seen && Some(line.step) == meta.fork_step;
-                if !own {
-                    for (key, (old, new)) in &changed {
-                        let (_, changes) = out
-                            .edited
-                            .entry(key.clone())
-                            .or_insert_with(|| (json_text(old), Vec::new()));
-                        changes.push((line.step, json_text(new)));
+                for (key, (old, new)) in &changed {
+                    // The fork's own change is its setting, unless its
+                    // history edited the key: then it continues that
+                    // chain (walkthrough W's fork to J = 0 of a run edited
+                    // to J = 2 read `0→2@100`, the one value it lacked).
+                    if own && !out.edited.contains_key(key) {
+                        continue;
                     }
+                    let (_, changes) = out
+                        .edited
+                        .entry(key.clone())
+                        .or_insert_with(|| (json_text(old), Vec::new()));
+                    changes.push((line.step, json_text(new)));
                 }
             }
             Record::Meta { aid_iterations, .. } => out.meta_terms.push((line.step, aid_iterations)),

@@ -40,9 +40,12 @@ fn a_forks_log_tells_its_own_changes_from_its_history() {
         line(300, config("train.lr")),
         line(
             300,
-            event("forked from session p-id at step 300 with meltr.gamma=0.3, train.steps=900"),
+            event("forked from session p-id at step 300 with aid.iterations=1, meltr.gamma=0.3, train.steps=900"),
         ),
         line(300, config("meltr.gamma")),
+        // Set by the fork too, and edited in its history (walkthrough W:
+        // the fork's row read the history's `0→1@250` alone).
+        line(300, config("aid.iterations")),
         line(350, config("aid.alpha")),
         // A collapse restore is listed too (a walkthrough's table said
         // nothing of one).
@@ -73,7 +76,14 @@ fn a_forks_log_tells_its_own_changes_from_its_history() {
         w.append(&l).unwrap();
     }
     let run = Run::load(&dir).unwrap();
-    assert_eq!(run.fork_changes, ["meltr.gamma", "train.steps"]);
+    assert_eq!(
+        run.fork_changes,
+        ["aid.iterations", "meltr.gamma", "train.steps"]
+    );
+    assert_eq!(
+        run.setting("aid.iterations").as_deref(),
+        Some("0→1@250→1@300")
+    );
     assert_eq!(run.restores, [400]);
     assert_eq!(run.unrestored_collapses, [420, 450]);
     // Rows and legends show an edited key with its history.
@@ -84,12 +94,13 @@ fn a_forks_log_tells_its_own_changes_from_its_history() {
         "the fork's own change is its setting, not an edit"
     );
     let edits = run.edits();
-    let edits: Vec<(u64, &str)> = edits.iter().map(|(s, k)| (*s, k[0].as_str())).collect();
+    let edits: Vec<(u64, String)> = edits.iter().map(|(s, k)| (*s, k.join(" "))).collect();
+    let edits: Vec<(u64, &str)> = edits.iter().map(|(s, k)| (*s, k.as_str())).collect();
     assert_eq!(
         edits,
         [
             (250, "aid.iterations"),
-            (300, "train.lr"),
+            (300, "aid.iterations train.lr"),
             (350, "aid.alpha")
         ]
     );
