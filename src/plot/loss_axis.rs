@@ -9,8 +9,10 @@ use super::scale::short;
 pub enum LossAxis {
     /// Logarithmic when the losses' typical sizes are more than 10x apart,
     /// or a loss's peak and another's typical size more than 100x (a
-    /// linear axis would draw the small ones flat along zero), and all of
-    /// them are positive; linear otherwise.
+    /// linear axis would draw the small ones flat along zero), and none is
+    /// ever negative (a loss at exactly 0 on some steps, a masked one on
+    /// batches without its rows, is drawn without those points); linear
+    /// otherwise.
     #[default]
     Auto,
     Linear,
@@ -24,22 +26,23 @@ impl LossAxis {
     pub fn choose(self, data: &SessionData) -> (bool, Option<String>) {
         let span = losses_span(&data.losses);
         let log_scale = match self {
-            LossAxis::Auto => span.as_ref().is_some_and(|s| s.all_positive),
+            LossAxis::Auto => span.as_ref().is_some_and(|s| s.none_negative),
             LossAxis::Linear => false,
             LossAxis::Log => true,
         };
         let note = match (span, log_scale) {
             (Some(span), true) if self == LossAxis::Auto => Some(format!(
-                "losses: on a log axis, since {} (`meltr-tui export --y-scale linear` for a linear one)",
-                span.text
+                "losses: on a log axis, since {}{} (`meltr-tui export --y-scale linear` for a linear one)",
+                span.text,
+                span.zeros_left_out()
             )),
             (Some(span), false) => Some(format!(
                 "losses: {}, which a linear axis draws flat; `meltr-tui export --y-scale log` shows both{}",
                 span.text,
-                if span.all_positive {
-                    ""
+                if span.none_negative {
+                    span.zeros_left_out()
                 } else {
-                    " (leaving out the losses that are ever ≤ 0)"
+                    " (leaving out the values ≤ 0)".to_string()
                 }
             )),
             _ => None,
@@ -51,7 +54,7 @@ impl LossAxis {
 /// Whether `auto` would draw these losses on a log axis (the TUI's loss
 /// pane starts as the exported figure would, until `l` says otherwise).
 pub fn worth_a_log_axis(losses: &Curves) -> bool {
-    losses_span(losses).is_some_and(|s| s.all_positive)
+    losses_span(losses).is_some_and(|s| s.none_negative)
 }
 
 /// Losses this many times apart by their medians leave the small ones
@@ -67,8 +70,26 @@ const PEAK_WORTH_A_LOG_AXIS: f64 = 100.0;
 struct LossSpan {
     /// "`a` (~x) is Nx `b` (~y)".
     text: String,
-    /// Every loss is positive wherever logged: a log axis leaves none out.
-    all_positive: bool,
+    /// No loss is negative where logged: a log axis leaves out only the
+    /// points at exactly 0 ...
+    none_negative: bool,
+    /// ... which these losses have: `(name, points at 0, points)`.
+    zeros: Vec<(String, usize, usize)>,
+}
+
+impl LossSpan {
+    /// ` (the 65 of 250 points of `masked` at 0 left out)`, or nothing.
+    fn zeros_left_out(&self) -> String {
+        if self.zeros.is_empty() {
+            return String::new();
+        }
+        let each: Vec<String> = self
+            .zeros
+            .iter()
+            .map(|(name, zero, all)| format!("{zero} of {all} points of `{name}`"))
+            .collect();
+        format!(" (the {} at 0 left out)", each.join(", "))
+    }
 }
 
 /// The largest of the positive losses' medians against the smallest (or,
@@ -78,17 +99,27 @@ struct LossSpan {
 /// flat), when they are more than [`MEDIANS_WORTH_A_LOG_AXIS`] (or
 /// [`PEAK_WORTH_A_LOG_AXIS`]) apart.
 fn losses_span(losses: &Curves) -> Option<LossSpan> {
-    let mut all_positive = true;
-    // (name, median, (step, peak)) of each loss logged positive throughout.
+    let mut none_negative = true;
+    let mut zeros = Vec::new();
+    // (name, median, (step, peak)) of each loss never logged negative, over
+    // its positive values (walkthrough V's masked loss, 0 on batches
+    // without its rows, kept the losses on a linear axis, all but one flat).
     let sizes: Vec<(&String, f64, (f64, f64))> = losses
         .iter()
         .filter_map(|(name, points)| {
-            if points.iter().any(|p| p.1 <= 0.0) {
-                all_positive = false;
+            if points.iter().any(|p| p.1 < 0.0) {
+                none_negative = false;
                 return None;
             }
-            let finite: Vec<(f64, f64)> =
-                points.iter().copied().filter(|p| p.1.is_finite()).collect();
+            let at_zero = points.iter().filter(|p| p.1 == 0.0).count();
+            if at_zero > 0 {
+                zeros.push((name.clone(), at_zero, points.len()));
+            }
+            let finite: Vec<(f64, f64)> = points
+                .iter()
+                .copied()
+                .filter(|p| p.1.is_finite() && p.1 > 0.0)
+                .collect();
             let peak = finite.iter().copied().max_by(|a, b| a.1.total_cmp(&b.1))?;
             let mut values: Vec<f64> = finite.iter().map(|p| p.1).collect();
             values.sort_by(f64::total_cmp);
@@ -131,7 +162,11 @@ fn losses_span(losses: &Curves) -> Option<LossSpan> {
     } else {
         return None;
     };
-    Some(LossSpan { text, all_positive })
+    Some(LossSpan {
+        text,
+        none_negative,
+        zeros,
+    })
 }
 
 #[cfg(test)]
@@ -160,6 +195,24 @@ mod tests {
         // Walkthrough K: a reconstruction loss ~18x the primary.
         assert!(worth_a_log_axis(&flat(&[1.0, 18.0], 1.0)));
         assert!(!worth_a_log_axis(&flat(&[1.0, 5.0], 1.0)));
+    }
+
+    /// Walkthrough V: a masked loss at exactly 0 on some batches kept the
+    /// figure linear; a negative loss (a log-likelihood) still does.
+    #[test]
+    fn zeros_are_left_out_of_a_log_axis_and_negatives_keep_it_linear() {
+        let mut losses = flat(&[1.0, 2000.0, 0.5], 1.0);
+        let masked = losses.get_mut("loss2").unwrap();
+        for point in masked.iter_mut().step_by(4) {
+            point.1 = 0.0;
+        }
+        assert!(worth_a_log_axis(&losses));
+        assert_eq!(
+            losses_span(&losses).unwrap().zeros_left_out(),
+            " (the 5 of 20 points of `loss2` at 0 left out)"
+        );
+        losses.get_mut("loss2").unwrap()[3].1 = -0.1;
+        assert!(!worth_a_log_axis(&losses));
     }
 
     #[test]
