@@ -899,8 +899,10 @@ def replay(session: str, report_path: Optional[str]) -> dict:
         meta_steps += meta is not None
         losses, result = trainer.step(t, trainer.workload.rows(rows_of[t]), meta)
         if result is not None and result.neumann_stop is not None:
-            notes.append(f"step {t}: the Neumann series diverged and stopped at {result.neumann_stop} term(s) "
-                         f"(aid.max_growth = {trainer.s.max_growth})")
+            # The engine's words: J iterations are the terms v_0 … v_J.
+            summed = result.neumann_stop - 1
+            notes.append(f"step {t}: the Neumann series diverged and summed v_0 … v_{summed} "
+                         f"({summed} iteration{'' if summed == 1 else 's'}; aid.max_growth = {trainer.s.max_growth})")
         errors = compare_state(trainer, os.path.join(trace, f"state-{t}.safetensors"), losses, result)
         for group, value in errors.items():
             if value > worst[group] or worst_step[group] is None:

@@ -418,7 +418,12 @@ fn gradient_owner_event(
         100.0 * owner.share,
         crate::engine::gradient_owner::LINES,
         owner.since,
-        100.0 * owner.primary_share,
+        // -0.0004 read "-0.0%" (walkthrough V).
+        if (100.0 * owner.primary_share).abs() < 0.05 {
+            0.0
+        } else {
+            100.0 * owner.primary_share
+        },
         // Shares sum to 1: one above it has others pulling against it.
         if owner.share > 1.0 {
             "; the others pull against it"

@@ -53,3 +53,14 @@ fn a_gradient_owner_weighed_up_by_meltr_is_told_apart_from_one_too_large() {
         "{fit_and_scaled}"
     );
 }
+
+/// A primary share of -0.0004 read "-0.0%" (walkthrough V).
+#[test]
+fn a_primary_share_near_zero_reads_without_a_sign() {
+    let owner = crate::engine::gradient_owner::Owner {
+        primary_share: -0.0004,
+        ..owner()
+    };
+    let said = gradient_owner_event(&owner, "main", CombinerKind::Sum, None);
+    assert!(said.contains("(the primary, main: 0.0%)"), "{said}");
+}

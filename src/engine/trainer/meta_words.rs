@@ -42,7 +42,8 @@ pub(super) fn neumann_converges(iterations: u32, next_said: bool) -> String {
     } else {
         " (the next episode goes unsaid: the meta lines' aid_iterations give each step's iterations, and the run's end counts the steps cut short)"
     };
-    format!("the Neumann series no longer diverges: all aid.iterations = {iterations} iterations (v_0 … v_{iterations}) are summed again{unsaid}")
+    let plural = if iterations == 1 { "" } else { "s" };
+    format!("the Neumann series no longer diverges: all aid.iterations = {iterations} iteration{plural} (v_0 … v_{iterations}) are summed again{unsaid}")
 }
 
 /// Meta steps run with a Neumann series (J > 0) and those cut short.
