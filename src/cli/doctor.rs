@@ -259,27 +259,40 @@ fn scale_hints(losses: &[(String, f64)]) -> Vec<String> {
     let small: Vec<(&str, f64)> = ratios().filter(|(_, r)| far_below(*r)).collect();
     let names = |far: &[(&str, f64)]| far.iter().map(|(n, _)| *n).collect::<Vec<_>>().join(", ");
     let verb = |far: &[(&str, f64)]| if far.len() == 1 { "starts" } else { "start" };
+    // Each loss's factor (walkthrough V got one for the first of two, and
+    // none for the 1324x loss that took 99.5% of the gradient).
+    let factors = |far: &[(&str, f64)], factor: fn(f64) -> f64| {
+        far.iter()
+            .map(|(name, ratio)| {
+                format!(
+                    "~{} for {name}",
+                    crate::numfmt::readable(factor(*ratio).round())
+                )
+            })
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
     let mut hints = Vec::new();
-    if let Some(&(name, ratio)) = large.first() {
+    if let Some(&(name, _)) = large.first() {
         hints.push(format!(
             "{} {} 10x or more the primary's value; `sum` and `uncertainty` start with equal weights and \
              MELTR's γ term pulls it towards the plain sum, so such a loss can carry most of the gradient (`table --metric share/{name}` \
              shows its share after a run). If its scale is arbitrary, divide it in the model's forward \
-             (by ~{} for {name})",
+             (by {})",
             names(&large),
             verb(&large),
-            crate::numfmt::readable(ratio.round())
+            factors(&large, |ratio| ratio)
         ));
     }
-    if let Some(&(name, ratio)) = small.first() {
+    if let Some(&(name, _)) = small.first() {
         hints.push(format!(
             "{} {} at a tenth or less of the primary's value; with equal weights (`sum`, and MELTR's start) \
              such a loss moves the model little and can end with almost none of the gradient (`table --metric share/{name}` \
              shows its share after a run). If its scale is arbitrary, multiply it in the model's forward \
-             (by ~{} for {name})",
+             (by {})",
             names(&small),
             verb(&small),
-            crate::numfmt::readable((1.0 / ratio).round())
+            factors(&small, |ratio| 1.0 / ratio)
         ));
     }
     hints
@@ -366,6 +379,17 @@ mod tests {
             "{hints:?}"
         );
         assert!(super::scale_hints(&losses[..2]).is_empty());
+        // Each far loss gets its factor (walkthrough V: the 1324x one had none).
+        let two = [
+            ("main".to_string(), 1.0),
+            ("logit_reg".to_string(), 14.0),
+            ("margin_x40".to_string(), 1324.0),
+        ];
+        let hints = super::scale_hints(&two);
+        assert!(
+            hints[0].ends_with("(by ~14 for logit_reg, ~1324 for margin_x40)"),
+            "{hints:?}"
+        );
         // A loss defined as 10x the primary, as floating point has it.
         let primary = 4.768f64;
         let tenfold = [
