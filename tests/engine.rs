@@ -1474,3 +1474,23 @@ fn a_checkpoint_asked_for_by_hand_is_kept_past_the_rotation() {
         "the newest two and the pinned one: {steps:?}"
     );
 }
+
+/// Walkthrough W: `meltr.meta_lr = 5` typed in the TUI was applied without
+/// a word, and MELTR's weights reached ±2e10 within 20 steps. The edit is
+/// applied (it is valid) and a warning says what it does.
+#[test]
+fn a_meta_learning_rate_edited_far_above_the_public_codes_is_warned_about() {
+    let _serial = serial();
+    let root = tempfile::tempdir().unwrap();
+    let config = small_config("meltr", 40);
+    let dir = session::create(root.path(), "far-meta-lr", &config).unwrap();
+    let handle = engine::spawn(&dir, config.clone(), false).unwrap();
+    wait_for_step(&handle, 10);
+    let mut far = config.clone();
+    far.meltr.meta_lr = 5.0;
+    apply(&handle, far);
+    let status = handle.thread.join().unwrap().unwrap();
+    assert_eq!(status, Status::Finished);
+    let said = events_matching(&dir, |m| m.starts_with("meltr.meta_lr = 5 is 5000x"));
+    assert_eq!(said.len(), 1, "{:?}", events_of(&dir));
+}

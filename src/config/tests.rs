@@ -23,7 +23,7 @@ fn further_problems_are_said_after_the_first_with_their_lines() {
     let said = err.to_string();
     assert!(
         said.contains("(did you mean `iterations`?); the keys here: iterations, alpha, mode, jvp, max_growth; also line 5: key `train.steps`: ")
-            && said.ends_with("; also line 4: key `train.lr`: expected a number > 0, got -1"),
+            && said.ends_with("; also line 4: key `train.lr`: expected a finite number > 0, got -1"),
         "{said}"
     );
     // A live edit's file, read over the config in force, alike.

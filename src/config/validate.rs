@@ -282,7 +282,7 @@ fn positive(key: &str, value: f64) -> Result<(), ConfigError> {
     } else {
         Err(ConfigError::at_key(
             key,
-            format!("expected a number > 0, got {value}"),
+            format!("expected a finite number > 0, got {value}"),
         ))
     }
 }
@@ -293,7 +293,7 @@ fn non_negative(key: &str, value: f64) -> Result<(), ConfigError> {
     } else {
         Err(ConfigError::at_key(
             key,
-            format!("expected a number >= 0, got {value}"),
+            format!("expected a finite number >= 0, got {value}"),
         ))
     }
 }

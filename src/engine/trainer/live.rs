@@ -79,6 +79,14 @@ impl Trainer {
             self.send(Event::ConfigInForce {
                 config: Box::new(self.config.clone()),
             });
+            if changes.iter().any(|c| c.key == "meltr.meta_lr") {
+                if let Some(message) = far_meta_lr(self.config.meltr.meta_lr) {
+                    self.emit(Record::Event {
+                        level: Level::Warn,
+                        message,
+                    });
+                }
+            }
         }
         if changes.is_empty() && refused.is_empty() {
             // A valid file equal to the config in force (e.g. a bad edit
@@ -157,4 +165,42 @@ fn changed_values(
 
 fn to_json(value: &toml::Value) -> serde_json::Value {
     serde_json::to_value(value).unwrap_or(serde_json::Value::Null)
+}
+
+/// A meta-learning rate this many times the public code's 1e-3 is said
+/// when an edit sets it ...
+const FAR_META_LR: f64 = 100.0;
+
+/// ... as this warning. Adam moves each of φ's parameters by about the rate
+/// a meta step whatever the gradient, so walkthrough W's `meltr.meta_lr =
+/// 5`, typed in the TUI, had MELTR's weights at ±2e10 within 20 steps and
+/// the first warning 90 steps later.
+fn far_meta_lr(meta_lr: f64) -> Option<String> {
+    let public = crate::config::MeltrConfig::default().meta_lr;
+    let times = meta_lr / public;
+    (times >= FAR_META_LR).then(|| {
+        format!(
+            "meltr.meta_lr = {} is {}x the public code's {}: Adam moves each of MELTR's parameters by about that much \
+             a meta step, so its weights can grow by orders of magnitude within a few meta steps (the collapse watch \
+             acts only after 25); if the value was a slip, edit it back",
+            crate::numfmt::readable(meta_lr),
+            crate::numfmt::readable(times.round()),
+            crate::numfmt::readable(public)
+        )
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    /// Walkthrough W's 5 is said; the suite's variants (up to 3e-3) are not.
+    #[test]
+    fn a_meta_learning_rate_far_above_the_public_codes_is_said() {
+        let said = super::far_meta_lr(5.0).expect("5 is 5000x 1e-3");
+        assert!(
+            said.starts_with("meltr.meta_lr = 5 is 5000x the public code's 0.001"),
+            "{said}"
+        );
+        assert_eq!(super::far_meta_lr(3e-3), None);
+        assert_eq!(super::far_meta_lr(0.05), None);
+    }
 }
