@@ -260,13 +260,18 @@ fn bad_models_and_data_are_refused_with_what_to_fix() {
     // A model with no metrics of its own is not said to have the wrong
     // primary as one (its stand-in metric is the primary's validation loss,
     // named as the configured primary).
+    // The config at `path` with `primary` for the primary loss.
+    let with_primary = |path: &Path, primary: &str| {
+        let text = std::fs::read_to_string(path).unwrap();
+        let replaced = text.replace(
+            "primary = \"retrieval\"",
+            &format!("primary = \"{primary}\""),
+        );
+        assert_ne!(replaced, text, "{}", path.display());
+        std::fs::write(path, replaced).unwrap();
+    };
     let typo = aux_of(&constant, "");
-    let typo_text = std::fs::read_to_string(&typo).unwrap();
-    std::fs::write(
-        &typo,
-        typo_text.replace("primary = \"retrieval\"", "primary = \"retrievall\""),
-    )
-    .unwrap();
+    with_primary(&typo, "retrievall");
     refused(
         &typo,
         "workload.primary = \"retrievall\" is not a loss of this workload; it has: align, retrieval",
@@ -296,12 +301,7 @@ fn bad_models_and_data_are_refused_with_what_to_fix() {
     // The example model, with a primary it does not have.
     let model = exported().join("model.pt");
     let cfg = config(tmp.path(), "sum", 5, &model, "");
-    let text = std::fs::read_to_string(&cfg).unwrap();
-    std::fs::write(
-        &cfg,
-        text.replace("primary = \"retrieval\"", "primary = \"caption\""),
-    )
-    .unwrap();
+    with_primary(&cfg, "caption");
     refused(
         &cfg,
         "workload.primary = \"caption\" is not a loss of this workload; it has: align, mfm, mlm, retrieval, scramble",
