@@ -401,12 +401,7 @@ fn attach_once(dir: &Path) -> Result<crate::tui::Exit> {
             }
             std::thread::sleep(Duration::from_millis(100));
         }
-        let _ = writeln!(out, "session {}: {}", meta.id, status.as_str());
-        let _ = writeln!(
-            out,
-            "continue it with: {}",
-            session::command_for(dir, "resume")
-        );
+        let _ = writeln!(out, "{}", stopped_words(dir, &meta.id, status));
     } else if exit == crate::tui::Exit::Attach(dir.to_path_buf()) {
         // Attaching again to a new runner of this session: nothing to say.
     } else if crate::runner::is_serving(dir) {
@@ -533,50 +528,30 @@ fn refused_in_history(history: &mut Vec<session::metrics::MetricLine>, error: St
     });
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn the_tui_opens_on_restart_only_keys_in_force() {
-        let dir = tempfile::tempdir().unwrap();
-        let layout = SessionDir::new(dir.path());
-        let in_force = Config::default();
-        let write = |path: PathBuf, config: &Config| {
-            std::fs::write(path, toml::to_string(config).unwrap()).unwrap();
-        };
-        write(layout.config_in_force(), &in_force);
-        // A refused restart-only edit and an accepted live one in the file.
-        let mut edited = in_force.clone();
-        edited.meltr.d_model = in_force.meltr.d_model / 2;
-        edited.train.lr = in_force.train.lr / 2.0;
-        write(layout.config(), &edited);
-        let (opened, refused) = attach_config(dir.path()).unwrap();
-        assert_eq!(opened.meltr.d_model, in_force.meltr.d_model);
-        assert_eq!(opened.train.lr, edited.train.lr);
-        assert_eq!(refused, None);
-        // A file that does not read (walkthrough H: attach refused to open):
-        // the config in force, and why.
-        let text = std::fs::read_to_string(layout.config()).unwrap();
-        let bad = text.replace("iterations = ", "iterations = \"two\" # ");
-        assert_ne!(bad, text);
-        std::fs::write(layout.config(), &bad).unwrap();
-        let (opened, refused) = attach_config(dir.path()).unwrap();
-        assert_eq!(opened.train.lr, in_force.train.lr);
-        let refused = refused.expect("the file's error");
-        assert!(refused.contains("aid.iterations"), "{refused}");
-        let mut history = Vec::new();
-        refused_in_history(&mut history, refused.clone());
-        refused_in_history(&mut history, refused);
-        assert_eq!(history.len(), 1, "said once");
-        // Without a config in force (a run that never started): the file,
-        // and its error when it does not read.
-        std::fs::remove_file(layout.config_in_force()).unwrap();
-        assert!(attach_config(dir.path()).is_err());
-        write(layout.config(), &edited);
-        assert_eq!(
-            attach_config(dir.path()).unwrap().0.meltr.d_model,
-            edited.meltr.d_model
-        );
+/// What the TUI says once a stop from it has ended the run: the run's own
+/// mark (`stopped at step 140 of 400; `… resume …` continues from step
+/// 100`), as `meltr-tui stop` prints it (walkthrough W: the TUI said only
+/// "stopped"); the status and the resume command where the log has none.
+fn stopped_words(dir: &Path, id: &str, status: Status) -> String {
+    let mark = match status {
+        Status::Stopped => session::log::read_metrics(&SessionDir::new(dir).metrics())
+            .ok()
+            .and_then(|log| log.lines.into_iter().rev().find(session::log::is_stop_mark))
+            .and_then(|line| match line.record {
+                crate::session::metrics::Record::Event { message, .. } => Some(message),
+                _ => None,
+            }),
+        _ => None,
+    };
+    match mark {
+        Some(message) => format!("session {id}: {message}"),
+        None => format!(
+            "session {id}: {}\ncontinue it with: {}",
+            status.as_str(),
+            session::command_for(dir, "resume")
+        ),
     }
 }
+
+#[cfg(test)]
+mod tests;
