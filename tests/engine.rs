@@ -1482,15 +1482,17 @@ fn a_checkpoint_asked_for_by_hand_is_kept_past_the_rotation() {
 fn a_meta_learning_rate_edited_far_above_the_public_codes_is_warned_about() {
     let _serial = serial();
     let root = tempfile::tempdir().unwrap();
-    let config = small_config("meltr", 40);
+    // Long enough that the edit, then the stop, reach it before its end:
+    // commands are taken in order.
+    let config = small_config("meltr", 100_000);
     let dir = session::create(root.path(), "far-meta-lr", &config).unwrap();
     let handle = engine::spawn(&dir, config.clone(), false).unwrap();
     wait_for_step(&handle, 10);
     let mut far = config.clone();
     far.meltr.meta_lr = 5.0;
     apply(&handle, far);
-    let status = handle.thread.join().unwrap().unwrap();
-    assert_eq!(status, Status::Finished);
+    handle.commands.send(Command::Stop).unwrap();
+    assert_eq!(handle.thread.join().unwrap().unwrap(), Status::Stopped);
     let said = events_matching(&dir, |m| m.starts_with("meltr.meta_lr = 5 is 5000x"));
     assert_eq!(said.len(), 1, "{:?}", events_of(&dir));
 }

@@ -95,15 +95,13 @@ fn a_forks_log_tells_its_own_changes_from_its_history() {
     );
     let edits = run.edits();
     let edits: Vec<(u64, String)> = edits.iter().map(|(s, k)| (*s, k.join(" "))).collect();
-    let edits: Vec<(u64, &str)> = edits.iter().map(|(s, k)| (*s, k.as_str())).collect();
-    assert_eq!(
-        edits,
-        [
-            (250, "aid.iterations"),
-            (300, "aid.iterations train.lr"),
-            (350, "aid.alpha")
-        ]
-    );
+    let expected = [
+        (250, "aid.iterations"),
+        (300, "aid.iterations train.lr"),
+        (350, "aid.alpha"),
+    ]
+    .map(|(s, k)| (s, k.to_string()));
+    assert_eq!(edits, expected);
     assert_eq!(
         run.ancestors,
         [("p-id".to_string(), 300), ("g-id".to_string(), 200)]

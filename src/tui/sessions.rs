@@ -61,11 +61,6 @@ fn lineage(run: &Run) -> String {
     }
 }
 
-/// As `ls` writes it, with the arrow of its direction.
-fn metric(run: &Run) -> String {
-    crate::runs::render::metric_text(run)
-}
-
 /// The table's text: a header and one row per run; `short` puts session
 /// names where ids would be (for narrow terminals).
 fn cells(app: &App, view: &SessionsView, short: bool) -> (Vec<String>, Vec<Vec<String>>) {
@@ -118,7 +113,8 @@ fn cells(app: &App, view: &SessionsView, short: bool) -> (Vec<String>, Vec<Vec<S
                 format!("{id}{}", if attached { " ◂" } else { "" }),
                 r.status.clone(),
                 crate::runs::render::progress_text(r),
-                metric(r),
+                // As `ls` writes it, with the arrow of its direction.
+                crate::runs::render::metric_text(r),
             ];
             if with_forks {
                 row.push(match (&r.meta.parent, r.meta.fork_step) {
