@@ -12,8 +12,9 @@ pub struct Mark {
     pub label: String,
 }
 
-/// More labels than this (after merging close marks) are left out: the
-/// lines alone are drawn.
+/// At most this many labels: past it the closest neighbouring runs of
+/// marks share one (with their span), so every line keeps a label (seven
+/// edits over a run drew seven bare lines, nothing saying what changed).
 const MAX_MARK_LABELS: usize = 6;
 /// Marks of one label further apart than this (in label heights) are
 /// drawn as separate lines: the label then says their steps.
@@ -93,6 +94,20 @@ fn add_edits(parts: &mut Vec<String>, label: &str) {
     }
 }
 
+/// A part's chain one edit at a time (`key 0→2→1` → `key 0→2`, `key
+/// 2→1`), for [`add_edits`] to append to another run's chain of the key.
+fn edit_steps(part: &str) -> Vec<String> {
+    let (key, values) = key_and_values(part);
+    let values: Vec<&str> = values.split(EDIT_ARROW).collect();
+    if values.len() < 2 {
+        return vec![part.to_string()];
+    }
+    values
+        .windows(2)
+        .map(|pair| format!("{key} {}{EDIT_ARROW}{}", pair[0], pair[1]))
+        .collect()
+}
+
 /// One label of a run of close marks, left of its first line; marks drawn
 /// apart also get their steps' span (`@186–250`) right of it, over the
 /// lines it covers: a walkthrough's `meta_lr, gamma, m…` on the first of
@@ -109,7 +124,7 @@ pub(super) struct MarkLabel {
 
 impl Chart {
     /// The marks' labels, one per run of marks closer than a label's height
-    /// (theirs joined), shortened to fit; none when there are too many.
+    /// (theirs joined), shortened to fit; at most [`MAX_MARK_LABELS`].
     pub(super) fn mark_labels(&self, frame: &Frame, t: &Theme, m: &Metrics) -> Vec<MarkLabel> {
         let size = mark_label_size(t);
         let mut in_view: Vec<&Mark> = self
@@ -140,8 +155,23 @@ impl Chart {
                 }
             }
         }
-        if runs.len() > MAX_MARK_LABELS {
-            return Vec::new();
+        while runs.len() > MAX_MARK_LABELS {
+            // The two neighbours with the least room between them.
+            let at = (1..runs.len())
+                .min_by(|&a, &b| {
+                    let gap = |i: usize| runs[i].0 .0 - runs[i - 1].0 .1;
+                    gap(a).total_cmp(&gap(b))
+                })
+                .expect("more than one run");
+            let ((_, last), (_, to), parts) = runs.remove(at);
+            let (lines, steps, into) = &mut runs[at - 1];
+            lines.1 = last;
+            steps.1 = to;
+            for part in parts {
+                for edit in edit_steps(&part) {
+                    add_edits(into, &edit);
+                }
+            }
         }
         let room = MARK_LABEL_HEIGHT * frame.area.h;
         // Right of the previous label's last column (its span's, if any).
