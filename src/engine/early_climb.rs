@@ -4,7 +4,10 @@
 //! own task loss. A held-out walkthrough saw this in 7 of 8 runs for their
 //! first 10–90 steps, the validation accuracy below chance at step 50, and
 //! nothing said it: the collapse watch arms only once the primary's weight
-//! has cleared its floor. This watch says it once, and once when it ends.
+//! has cleared its floor. This watch says it once, and once when it ends
+//! (the weight positive for a few meta steps in a row).
+
+use super::collapse::SETTLED_META_STEPS;
 
 /// The primary's weight negative for this many meta steps in a row, before
 /// the collapse watch armed, is said (one negative reading is the
@@ -21,7 +24,8 @@ pub enum ClimbNote {
         /// Meta steps negative in a row so far.
         meta_steps: u32,
     },
-    /// It is positive again after a reported climb.
+    /// It is positive again after a reported climb, for
+    /// [`SETTLED_META_STEPS`] meta steps in a row.
     Ended {
         /// The training step the climb began.
         since: u64,
@@ -38,6 +42,8 @@ pub struct EarlyClimb {
     /// The training step of the streak's first meta step.
     since: Option<u64>,
     said: bool,
+    /// Positive readings in a row since a said climb's last negative one.
+    positive: u32,
     over: bool,
 }
 
@@ -52,6 +58,7 @@ impl EarlyClimb {
         if primary < 0.0 {
             let since = *self.since.get_or_insert(step);
             self.streak += 1;
+            self.positive = 0;
             if self.streak == EARLY_CLIMB_META_STEPS && !self.said {
                 self.said = true;
                 return Some(ClimbNote::Climbing {
@@ -61,12 +68,18 @@ impl EarlyClimb {
             }
             return None;
         }
-        self.streak = 0;
-        let since = self.since.take();
         if self.said {
+            // Ended once settled: a walkthrough's one positive meta step
+            // was said as the end of a climb that went on 27 more steps.
+            self.positive += 1;
+            if self.positive < SETTLED_META_STEPS {
+                return None;
+            }
             self.over = true;
-            return since.map(|since| ClimbNote::Ended { since });
+            return self.since.take().map(|since| ClimbNote::Ended { since });
         }
+        self.streak = 0;
+        self.since = None;
         None
     }
 }
@@ -93,8 +106,10 @@ mod tests {
 
     #[test]
     fn a_negative_start_is_said_after_five_meta_steps_and_its_end_once() {
+        // One positive meta step inside the climb does not end it; three
+        // in a row do, said at the third.
         let climb = [
-            -1e-4, -2e-4, -3e-4, -1e-4, -5e-4, -0.01, 0.02, -0.01, 0.5, -2.0,
+            -1e-4, -2e-4, -3e-4, -1e-4, -5e-4, -0.01, 0.02, -0.01, 0.5, 0.4, 0.3, -2.0,
         ];
         assert_eq!(
             notes(&climb),
@@ -106,7 +121,7 @@ mod tests {
                         meta_steps: 5
                     }
                 ),
-                (21, ClimbNote::Ended { since: 3 }),
+                (33, ClimbNote::Ended { since: 3 }),
             ]
         );
     }

@@ -3,7 +3,9 @@
 //! recurring warning is said, and the collapse watch's notes on the
 //! primary's weight.
 
-use crate::engine::collapse::{Carried, Weights, PRIMARY_COLLAPSE_META_STEPS, PRIMARY_FLOOR};
+use crate::engine::collapse::{
+    Carried, Weights, PRIMARY_COLLAPSE_META_STEPS, PRIMARY_FLOOR, SETTLED_META_STEPS,
+};
 use crate::engine::early_climb::ClimbNote;
 use crate::session::metrics::{Level, Record};
 
@@ -240,7 +242,7 @@ pub(super) fn early_climb_event(
         ClimbNote::Ended { since } => Record::Event {
             level: Level::Info,
             message: format!(
-                "the primary's effective weight ({primary}) is positive again ({:+.2e}): the model no longer climbs its own task's loss, as it did from step {since}",
+                "the primary's effective weight ({primary}) has been positive for {SETTLED_META_STEPS} meta steps ({:+.2e} after this one): the model no longer climbs its own task's loss, as it did from step {since}",
                 watched.primary
             ),
         },
