@@ -191,6 +191,75 @@ fn copy_with_meltr_s0_stopped(dirs: &BTreeMap<String, PathBuf>) -> tempfile::Tem
     copy
 }
 
+/// [`copy_with_meltr_s0_stopped`] with one more session, `broken`: sum-s0
+/// failed before its first eval (its log cut there).
+fn copy_with_a_failed_session(dirs: &BTreeMap<String, PathBuf>) -> tempfile::TempDir {
+    let copy = copy_with_meltr_s0_stopped(dirs);
+    let from = copy.path().join(dirs["sum-s0"].file_name().unwrap());
+    let to = copy.path().join("20260101-000000-broken");
+    std::fs::create_dir_all(&to).unwrap();
+    for file in ["session.json", "config.toml"] {
+        std::fs::copy(from.join(file), to.join(file)).unwrap();
+    }
+    let log = std::fs::read_to_string(from.join("metrics.jsonl")).unwrap();
+    let before_eval: String = log
+        .lines()
+        .take_while(|l| !l.contains("\"kind\":\"eval\""))
+        .map(|l| format!("{l}\n"))
+        .collect();
+    std::fs::write(to.join("metrics.jsonl"), before_eval).unwrap();
+    let mut meta = meltr_tui::session::SessionMeta::read(&to).unwrap();
+    meta.id = "20260101-000000-broken".into();
+    meta.name = "broken".into();
+    meta.group = Some(GROUP.into());
+    meta.status = meltr_tui::session::Status::Failed;
+    meta.write(&to).unwrap();
+    copy
+}
+
+/// A session that failed before its first eval made `table` and `compare`
+/// with no session named refuse every other (walkthrough A): it is left
+/// out, said on stderr; named, or picked by status, it is still refused.
+#[test]
+fn table_and_compare_leave_out_a_session_that_failed_before_its_first_eval() {
+    let copy = copy_with_a_failed_session(&dirs());
+    let figure = copy.path().join("all.svg");
+    let figure = figure.to_str().unwrap();
+    let run = |args: &[&str]| {
+        run_with_limit(
+            bin().arg("--sessions-dir").arg(copy.path()).args(args),
+            Duration::from_secs(60),
+        )
+    };
+    for args in [
+        &["table"][..],
+        &["table", "--best"],
+        &["compare", "-o", figure],
+    ] {
+        let out = run(args);
+        assert!(out.status.success(), "{args:?}: {}", text(&out));
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            stderr.contains(
+                "left out a session that ended before its first eval: 20260101-000000-broken (failed at step"
+            ),
+            "{args:?}: {stderr}"
+        );
+    }
+    for args in [
+        &["table", "broken", "meltr-s1"][..],
+        &["table", "--where", "status=failed,finished"],
+        &["compare", "broken", "meltr-s1", "-o", figure],
+    ] {
+        let out = run(args);
+        assert!(
+            !out.status.success() && text(&out).contains("has no eval line"),
+            "{args:?}: {}",
+            text(&out)
+        );
+    }
+}
+
 fn parse_csv(text: &str) -> (Vec<String>, Vec<Vec<String>>) {
     let mut rows = text.lines().map(csv_fields);
     let header = rows.next().unwrap();

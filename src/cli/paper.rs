@@ -9,17 +9,34 @@ use crate::runs::table::TableFormat;
 use crate::runs::{self, Run};
 
 /// The runs named (or, with none named, every session of `root`) that
-/// `filter` keeps; at least one.
+/// `filter` keeps; at least one. Unnamed, a run that failed or crashed
+/// before its first eval is left out (said on stderr): one such run in the
+/// folder made `table` and `compare` refuse every other (walkthrough A).
 fn select(root: &Path, sessions: &[String], filter: &Filter) -> Result<Vec<Run>> {
-    let runs = if sessions.is_empty() {
-        runs::all(root)
+    // A `--where status=…` picks by status itself.
+    let by_status = filter.conditions.iter().any(|w| w.key == "status");
+    let runs = if sessions.is_empty() && !by_status {
+        let (runs, dead) = never_evaluated(filter.apply(runs::all(root))?);
+        if !dead.is_empty() {
+            let (what, them) = match dead.len() {
+                1 => ("a session that ended before its first eval", "it"),
+                _ => ("sessions that ended before their first eval", "them"),
+            };
+            eprintln!(
+                "left out {what}: {} (name {them} to include {them})",
+                dead.join(", ")
+            );
+        }
+        runs
+    } else if sessions.is_empty() {
+        filter.apply(runs::all(root))?
     } else {
-        sessions
+        let runs = sessions
             .iter()
             .map(|s| Run::load(&session::find(root, s)?))
-            .collect::<Result<Vec<_>>>()?
+            .collect::<Result<Vec<_>>>()?;
+        filter.apply(runs)?
     };
-    let runs = filter.apply(runs)?;
     if runs.is_empty() {
         bail!(
             "no sessions selected: name sessions, or give a --group / --where that sessions in {} match",
@@ -27,6 +44,21 @@ fn select(root: &Path, sessions: &[String], filter: &Filter) -> Result<Vec<Run>>
         );
     }
     Ok(runs)
+}
+
+/// `runs` without those that failed or crashed with no eval line, and
+/// those runs' ids with their status.
+fn never_evaluated(runs: Vec<Run>) -> (Vec<Run>, Vec<String>) {
+    let (dead, kept): (Vec<Run>, Vec<Run>) = runs.into_iter().partition(|r| {
+        matches!(r.status.as_str(), "failed" | "crashed")
+            && r.log_error.is_none()
+            && r.final_eval.is_none()
+    });
+    let ids = dead
+        .iter()
+        .map(|r| format!("{} ({} at step {})", r.meta.id, r.status, r.step))
+        .collect();
+    (kept, ids)
 }
 
 fn group_by(keys: &[String]) -> GroupBy {

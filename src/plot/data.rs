@@ -206,6 +206,15 @@ impl SessionData {
                 c.keys().cloned().collect::<Vec<_>>().join(", ")
             }
         };
+        if self.metrics.is_empty() && self.meta.primary_metric == metric {
+            // A run that failed before its first eval (walkthrough A: "it
+            // has eval metrics: (none)" read as a misspelt metric).
+            bail!(
+                "session '{}' ({}) has no eval line, so no '{name}': leave it out (`--where status=finished`) or let it evaluate",
+                self.meta.name,
+                self.meta.status.as_str()
+            );
+        }
         bail!(
             "session '{}' has no metric or loss named '{name}'; it has eval metrics: {}; train losses: {} \
              (also as {EVAL_PREFIX}<metric> and {LOSS_PREFIX}<loss>, as the CSV export names them; {WEIGHT_PREFIX}<loss> and {SHARE_PREFIX}<loss> for their effective weights and gradient shares)",
