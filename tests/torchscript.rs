@@ -896,6 +896,22 @@ fn runtime_errors_name_the_batch_and_the_model_file_and_val_data_are_checked_up_
         "{all}"
     );
     assert!(all.contains("the batch it was given: `"), "{all}");
+    // `check --batches` names them too (it said only "training batch 26",
+    // walkthrough A).
+    let out = bin()
+        .args(["check", "--batches", &step.to_string(), "-c"])
+        .arg(&cfg)
+        .output()
+        .unwrap();
+    let said = text(&out);
+    assert!(
+        !out.status.success()
+            && said.contains(&format!(
+                "the forward of training batch {step} (training rows ["
+            ))
+            && said.contains("; of those, row 40 fails on its own: "),
+        "{said}"
+    );
     let dir = session::find(&sessions, "train").unwrap();
     let logged = common::logged_train_steps(&dir);
     assert_eq!(

@@ -69,7 +69,7 @@ impl Trainer {
             let values = self
                 .batch_losses(step)
                 .and_then(|l| Ok(Vec::<f64>::try_from(l.to_kind(Kind::Double))?))
-                .with_context(|| format!("the forward of training batch {step}"))?;
+                .with_context(|| self.failed_batch(step, "the forward of training batch"))?;
             for ((_, steps), value) in found.iter_mut().zip(values) {
                 if !value.is_finite() {
                     steps.push(step);
@@ -78,6 +78,23 @@ impl Trainer {
         }
         found.retain(|(_, steps)| !steps.is_empty());
         Ok(found)
+    }
+
+    /// `what` and step, with the batch's rows, to find a bad sample in the
+    /// data, and those that fail on their own (`check --batches` named
+    /// neither where the run did, walkthrough A).
+    pub(super) fn failed_batch(&self, step: u64, what: &str) -> String {
+        let rows = self
+            .workload
+            .batch_rows(step)
+            .map_or(String::new(), |rows| {
+                format!(" (training rows {})", workload::listed_rows(&rows))
+            });
+        let alone = self
+            .workload
+            .rows_failing_alone(step)
+            .map_or(String::new(), |rows| workload::failing_alone_note(&rows));
+        format!("{what} {step}{rows}{alone}")
     }
 
     /// The validation split's losses and metrics that are not finite in

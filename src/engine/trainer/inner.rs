@@ -19,21 +19,8 @@ impl Trainer {
         let seed = forward_seed(self.config.workload.seed, self.step, Forward::Inner);
         // The buffers before this forward, put back if the update is skipped.
         let buffers_before = workload::SavedBuffers::take(self.workload.as_ref())?;
-        let named = seeded(seed, || self.workload.losses(&batch)).with_context(|| {
-            // The batch's rows, to find a bad sample in the data, and the
-            // ones that fail on their own.
-            let rows = self
-                .workload
-                .batch_rows(self.step)
-                .map_or(String::new(), |rows| {
-                    format!(" (training rows {})", workload::listed_rows(&rows))
-                });
-            let alone = self
-                .workload
-                .rows_failing_alone(self.step)
-                .map_or(String::new(), |rows| workload::failing_alone_note(&rows));
-            format!("the training batch of step {}{rows}{alone}", self.step)
-        })?;
+        let named = seeded(seed, || self.workload.losses(&batch))
+            .with_context(|| self.failed_batch(self.step, "the training batch of step"))?;
         let losses = workload::select(&named, &self.loss_names)?;
         // Differentiated once (the meta step builds its own graphs).
         let total = self
