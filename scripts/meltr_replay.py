@@ -74,7 +74,8 @@ Modes:
       A standalone run of the public algorithm on a `torchscript` workload
       config (f32; MELTR in PyTorch's default initialisation after
       torch.manual_seed(S); per-epoch permutations of the training rows and
-      meta picks seeded by S). `--write-trace DIR` also writes the engine's
+      meta picks seeded by S: a sample of the algorithm, not the engine's
+      run of workload.seed = S, whose draws differ). `--write-trace DIR` also writes the engine's
       trace format (f64 unless --dtype says otherwise), which `trace` replays.
   --self-test
       Numerical checks of this implementation (see self_test).
@@ -1037,7 +1038,10 @@ def run(config: str, seed: int, steps: Optional[int], out: str, threads: int, dt
     settings, raw = load_settings(config)
     if steps is not None:
         settings.steps = steps
-    settings.seed = seed  # the engine's workload.seed for the same run
+    # Its own draws from the seed (PyTorch's init, per-epoch permutations):
+    # not the engine's run of the same workload.seed, only one of the same
+    # distribution. `trace` is the step-for-step comparison.
+    settings.seed = seed
     if settings.steps < 1:
         raise ReplayError(f"nothing to run: {settings.steps} steps")
     dtype_name = dtype_name or ("f64" if trace_dir else "f32")
@@ -1406,7 +1410,11 @@ def main(argv: Optional[List[str]] = None) -> int:
     trace.add_argument("--threads", type=int, default=1)
     standalone = sub.add_parser("run", help="a standalone run of the public algorithm")
     standalone.add_argument("config", help="a torchscript-workload config (paths relative to it)")
-    standalone.add_argument("--seed", type=int, required=True)
+    standalone.add_argument(
+        "--seed", type=int, required=True,
+        help="seeds this run's own draws (MELTR's init, batch order, meta picks): an independent sample, "
+             "not the engine's run of the same workload.seed; for a step-for-step comparison, replay an "
+             "engine trace with `trace`")
     standalone.add_argument("--steps", type=int, help="default: train.steps")
     standalone.add_argument("--out", required=True, help="the summary JSON")
     standalone.add_argument("--threads", type=int, default=1)

@@ -233,7 +233,8 @@ pub fn final_weights(data: &SessionData) -> Option<Figure> {
         .enumerate()
         .filter_map(|(i, name)| {
             weights.get(name).map(|&value| Bar {
-                category: name.clone(),
+                // Marked as in the other figures' legends (walkthrough A).
+                category: data.loss_label(name),
                 value,
                 look: look(i),
             })

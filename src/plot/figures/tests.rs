@@ -50,21 +50,33 @@ fn transform_curves_of_losses_of_different_sizes_share_the_x_range() {
     assert_eq!(lines.len(), 4, "two curves and their points");
 }
 
-/// The final weights' window says a collapse restore inside it.
+/// The final weights' window says a collapse restore inside it; the
+/// primary's bar is marked as the legends mark it.
 #[test]
 fn final_weights_say_a_restore_in_their_window() {
     let root = tempfile::tempdir().unwrap();
-    let dir = crate::session::create(root.path(), "r", &crate::config::Config::default()).unwrap();
+    let config = crate::config::Config::default();
+    let primary = config.workload.primary.clone();
+    let dir = crate::session::create(root.path(), "r", &config).unwrap();
     let lines: String = (1..=100)
         .map(|step| {
             format!(
-                "{{\"step\":{step},\"time\":0.1,\"kind\":\"train\",\"losses\":{{\"primary\":1.0}},\
-                 \"total\":1.0,\"weights\":{{\"primary\":1.0}},\"lr\":0.001}}\n"
+                "{{\"step\":{step},\"time\":0.1,\"kind\":\"train\",\"losses\":{{\"{primary}\":1.0,\"aux\":2.0}},\
+                 \"total\":1.0,\"weights\":{{\"{primary}\":1.0,\"aux\":0.5}},\"lr\":0.001}}\n"
             )
         })
         .collect();
     std::fs::write(crate::session::SessionDir::new(&dir).metrics(), lines).unwrap();
     let mut data = SessionData::load(&dir).unwrap();
+    let Body::Bars(bars) = final_weights(&data).unwrap().chart.body else {
+        panic!("final weights draws bars");
+    };
+    let categories: Vec<&str> = bars.iter().map(|b| b.category.as_str()).collect();
+    assert!(
+        categories.contains(&format!("{primary} (primary)").as_str())
+            && categories.contains(&"aux"),
+        "{categories:?}"
+    );
     let label = |data: &SessionData| final_weights(data).unwrap().chart.x_label;
     assert_eq!(label(&data), "loss (mean of the last logged steps, 91–100)");
     for (x, label) in [(80.0, "restore"), (95.0, "aid.alpha"), (96.0, "restore")] {
