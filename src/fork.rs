@@ -233,13 +233,18 @@ fn seed(
     } else {
         (String::new(), 0)
     };
-    // The parent's "stopped at" line is not the fork's history.
+    // The history is the checkpoint's: at its step, up to its stop mark
+    // or a later start from it (a walkthrough's fork inherited a resume's
+    // `aid.alpha 0.2→0.05` at the fork step, in its figures and tables).
+    // Nor is an earlier stop's mark (the fork did not stop there).
+    let parsed = |l: &str| serde_json::from_str::<MetricLine>(l).ok();
     let mut text: String = kept
         .lines()
-        .filter(|l| {
-            serde_json::from_str::<MetricLine>(l)
-                .map_or(true, |line| !session::log::is_stop_mark(&line))
+        .take_while(|l| {
+            parsed(l)
+                .is_none_or(|line| line.step < step || !session::log::is_after_checkpoint(&line))
         })
+        .filter(|l| parsed(l).is_none_or(|line| !session::log::is_stop_mark(&line)))
         .flat_map(|l| [l, "\n"])
         .collect();
     let time = session::log::read_metrics(&parent_metrics)
@@ -272,4 +277,95 @@ fn seed(
     text.push_str(&line.to_json());
     text.push('\n');
     session::atomic_write(&layout.metrics(), text.as_bytes())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn line(step: u64, record: Record) -> String {
+        let line = MetricLine {
+            step,
+            time: step as f64,
+            wall: None,
+            record,
+        };
+        format!("{}\n", line.to_json())
+    }
+
+    fn event(step: u64, message: &str) -> String {
+        line(
+            step,
+            Record::Event {
+                level: Level::Info,
+                message: message.into(),
+            },
+        )
+    }
+
+    fn edit(step: u64, key: &str, old: f64, new: f64) -> String {
+        line(
+            step,
+            Record::Config {
+                changed: [(key.to_string(), (old.into(), new.into()))].into(),
+                error: None,
+            },
+        )
+    }
+
+    /// A walkthrough's fork at step 801 of a parent stopped there, then
+    /// resumed with `--set aid.alpha=0.05` and stopped at once, inherited
+    /// the resume's notes and its `aid.alpha 0.2→0.05` at 801: its figures
+    /// and tables showed a value it never ran with. The fork's history is
+    /// the checkpoint's; earlier stops and resumes stay in it, their stop
+    /// marks out.
+    #[test]
+    fn a_fork_keeps_the_parent_log_as_it_stood_at_the_checkpoint() {
+        let root = tempfile::tempdir().unwrap();
+        let (parent, fork) = (root.path().join("parent"), root.path().join("fork"));
+        std::fs::create_dir_all(SessionDir::new(&fork).checkpoints()).unwrap();
+        std::fs::create_dir_all(&parent).unwrap();
+        let stop = |step| event(step, &format!("{}{step}", session::log::STOPPED_AT));
+        let resumed = |step| {
+            event(
+                step,
+                &format!("{}x at step {step}", session::log::RESUMED_FROM),
+            )
+        };
+        let history = [
+            event(500, "train 500"),
+            stop(500),
+            resumed(500),
+            edit(500, "aid.alpha", 0.1, 0.2),
+            event(801, "train 801"),
+        ]
+        .concat();
+        let after = [
+            stop(801),
+            event(801, "restart-only edits in config.toml were not applied"),
+            resumed(801),
+            edit(801, "aid.alpha", 0.2, 0.05),
+            stop(801),
+        ]
+        .concat();
+        std::fs::write(
+            SessionDir::new(&parent).metrics(),
+            format!("{history}{after}"),
+        )
+        .unwrap();
+        let checkpoint = root.path().join("step.safetensors");
+        std::fs::write(&checkpoint, b"").unwrap();
+        seed(&fork, &parent, "parent", 801, &checkpoint, &[]).unwrap();
+        let text = std::fs::read_to_string(SessionDir::new(&fork).metrics()).unwrap();
+        let (inherited, own) = text.trim_end().rsplit_once('\n').unwrap();
+        assert_eq!(
+            format!("{inherited}\n"),
+            history.replace(&stop(500), ""),
+            "{text}"
+        );
+        assert!(
+            own.contains("forked from session parent at step 801"),
+            "{text}"
+        );
+    }
 }

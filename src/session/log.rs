@@ -182,6 +182,21 @@ pub const RUN_FAILED: &str = "the run failed at this step (its error is in sessi
 /// step leaves it out: the fork did not stop there).
 pub const STOPPED_AT: &str = "stopped at step ";
 
+/// How a resumed run's first line begins (before its notes).
+pub const RESUMED_FROM: &str = "resumed from checkpoint ";
+
+/// How a fork's first start's first line begins.
+pub const STARTS_FROM_PARENT: &str = "starts from its parent's checkpoint";
+
+/// Whether `line` was written after the checkpoint of its step: a stop's
+/// mark, or a start from that checkpoint (its first line; its notes and
+/// edits follow it).
+pub fn is_after_checkpoint(line: &MetricLine) -> bool {
+    is_stop_mark(line)
+        || matches!(&line.record, Record::Event { level: Level::Info, message }
+            if message.starts_with(RESUMED_FROM) || message.starts_with(STARTS_FROM_PARENT))
+}
+
 /// Whether `line` is a stopped run's mark ([`STOPPED_AT`]).
 pub fn is_stop_mark(line: &MetricLine) -> bool {
     matches!(&line.record, Record::Event { level: Level::Info, message } if message.starts_with(STOPPED_AT))

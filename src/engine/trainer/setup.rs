@@ -315,6 +315,30 @@ impl Trainer {
             gpu,
             lockstep_sent: Default::default(),
         };
+        if let Some(path) = resumed_from {
+            // A fork's first start follows its "forked from" line: not a
+            // resume of anything yet (it read as one, a walkthrough).
+            let fork_start = crate::session::SessionMeta::read(dir)
+                .is_ok_and(|m| m.parent.is_some() && m.fork_step == Some(step));
+            let message = match fork_start {
+                true => format!(
+                    "{} of step {step} (copied to {})",
+                    crate::session::log::STARTS_FROM_PARENT,
+                    path.display()
+                ),
+                false => format!(
+                    "{}{} at step {step}",
+                    crate::session::log::RESUMED_FROM,
+                    path.display()
+                ),
+            };
+            trainer.emit(Record::Event {
+                level: Level::Info,
+                message,
+            });
+        }
+        // After the start's line: a fork of this checkpoint keeps the log
+        // up to it, these notes being the start's, not the checkpoint's.
         let workload_notes = trainer.workload.notes();
         let data_warnings = trainer.workload.data_warnings();
         for (level, message) in notes
@@ -323,23 +347,6 @@ impl Trainer {
             .chain(data_warnings.into_iter().map(|m| (Level::Warn, m)))
         {
             trainer.emit(Record::Event { level, message });
-        }
-        if let Some(path) = resumed_from {
-            // A fork's first start follows its "forked from" line: not a
-            // resume of anything yet (it read as one, a walkthrough).
-            let fork_start = crate::session::SessionMeta::read(dir)
-                .is_ok_and(|m| m.parent.is_some() && m.fork_step == Some(step));
-            let message = match fork_start {
-                true => format!(
-                    "starts from its parent's checkpoint of step {step} (copied to {})",
-                    path.display()
-                ),
-                false => format!("resumed from checkpoint {} at step {step}", path.display()),
-            };
-            trainer.emit(Record::Event {
-                level: Level::Info,
-                message,
-            });
         }
         if let Some(ran_with) = &ran_with {
             trainer.record_resumed_changes(ran_with);
