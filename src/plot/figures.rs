@@ -170,9 +170,11 @@ pub fn metric(data: &SessionData, prep: Prep) -> Option<Figure> {
             b.1.total_cmp(&a.1)
         }
     };
-    // Earliest step among equals: max_by keeps the last maximum, so search reversed.
-    let best = *points.iter().rev().max_by(pick)?;
-    let best_line = Line {
+    // Earliest step among equals: max_by keeps the last maximum, so search
+    // reversed. A fork's from its fork step on, as `ls` and `table` read it.
+    let from = data.meta.fork_step.unwrap_or(0) as f64;
+    let best = points.iter().rev().filter(|p| p.0 >= from).max_by(pick);
+    let best_line = best.map(|&best| Line {
         label: Some(format!("best {} (step {})", short(best.1), compact(best.0))),
         points: vec![best],
         look: SeriesLook {
@@ -181,7 +183,7 @@ pub fn metric(data: &SessionData, prep: Prep) -> Option<Figure> {
             shape: Shape::Diamond,
         },
         emphasis: Emphasis::MarkersOnly,
-    };
+    });
     Some(Figure {
         name: "metric",
         chart: Chart {
@@ -191,10 +193,11 @@ pub fn metric(data: &SessionData, prep: Prep) -> Option<Figure> {
             tight_x: false,
             zero_line: false,
             marks: data.marks.clone(),
-            body: Body::Lines(vec![
-                eval_line(name.clone(), points, look(0), prep.columns),
-                best_line,
-            ]),
+            body: Body::Lines(
+                std::iter::once(eval_line(name.clone(), points, look(0), prep.columns))
+                    .chain(best_line)
+                    .collect(),
+            ),
         },
     })
 }

@@ -83,6 +83,9 @@ pub struct Store {
     pub meta: Option<MetaSnapshot>,
     pub eval: Option<(u64, Named)>,
     pub best_metric: Option<(u64, f64)>,
+    /// A fork's step: its best is from there on, as `ls` and `table` read
+    /// it (walkthrough B's fork showed its parent's best in the header).
+    pub best_from: u64,
     pub transform: Option<(u64, BTreeMap<String, Curve>)>,
     pub log: Vec<Entry>,
     /// The newest refused config edit, until a valid config follows.
@@ -111,6 +114,7 @@ impl Store {
             meta: None,
             eval: None,
             best_metric: None,
+            best_from: 0,
             transform: None,
             log: Vec::new(),
             config_error: None,
@@ -230,10 +234,11 @@ impl Store {
                 let value = metrics.get(&self.primary_metric).copied();
                 if let Some(v) = value.filter(|v| v.is_finite()) {
                     self.metric_track.push(x, &[v]);
-                    let better = match self.best_metric {
-                        None => true,
-                        Some((_, best)) => (v > best) == self.higher_is_better && v != best,
-                    };
+                    let better = step >= self.best_from
+                        && match self.best_metric {
+                            None => true,
+                            Some((_, best)) => (v > best) == self.higher_is_better && v != best,
+                        };
                     if better {
                         self.best_metric = Some((step, v));
                     }
@@ -316,6 +321,13 @@ mod tests {
         let (step, best) = s.best_metric.unwrap();
         assert_eq!(step, 500);
         assert!((best - s.metric().unwrap().1).abs() < 1e-12);
+        // A fork's best is from its fork step on: here the one eval after.
+        let mut fork = Store::new(&meta.losses, &meta.primary_metric, false);
+        fork.best_from = 451;
+        for line in fixtures::lines(500) {
+            fork.ingest(&line);
+        }
+        assert_eq!(fork.best_metric.map(|b| b.0), Some(500));
         assert!(
             s.config_error.is_none(),
             "the refused edit at 60% was fixed at 70%"

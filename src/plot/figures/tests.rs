@@ -90,3 +90,39 @@ fn final_weights_say_a_restore_in_their_window() {
         "loss (mean over steps 91–100, across a φ restore)"
     );
 }
+
+/// A fork's best is from its fork step on, as `ls` and `table` read it
+/// (walkthrough B: its figure said its parent's best, before the fork).
+#[test]
+fn a_forks_metric_figure_marks_its_own_best() {
+    let root = tempfile::tempdir().unwrap();
+    let config = crate::config::Config::default();
+    let dir = crate::session::create(root.path(), "f", &config).unwrap();
+    let train = "{\"step\":1,\"time\":0.1,\"kind\":\"train\",\"losses\":{\"a\":1.0},\"total\":1.0,\"weights\":{\"a\":1.0},\"lr\":0.001}\n";
+    std::fs::write(crate::session::SessionDir::new(&dir).metrics(), train).unwrap();
+    let mut data = SessionData::load(&dir).unwrap();
+    let name = data.meta.primary_metric.clone();
+    data.meta.higher_is_better = true;
+    data.metrics
+        .insert(name, vec![(100.0, 0.9), (200.0, 0.5), (300.0, 0.6)]);
+    let prep = || Prep {
+        smoothing: crate::plot::series::Smoothing::Auto,
+        columns: 800,
+    };
+    let best = |data: &SessionData| {
+        let figure = metric(data, prep()).unwrap();
+        let Body::Lines(lines) = figure.chart.body else {
+            panic!("the metric figure draws lines");
+        };
+        lines
+            .iter()
+            .filter_map(|l| l.label.clone())
+            .find(|l| l.starts_with("best"))
+    };
+    assert_eq!(best(&data).as_deref(), Some("best 0.9 (step 100)"));
+    data.meta.fork_step = Some(150);
+    assert_eq!(best(&data).as_deref(), Some("best 0.6 (step 300)"));
+    // No eval of its own yet: the curve, without a best.
+    data.meta.fork_step = Some(400);
+    assert_eq!(best(&data), None);
+}

@@ -259,6 +259,7 @@ impl App {
         theme: Theme,
     ) -> Self {
         let mut store = Store::new(&meta.losses, &meta.primary_metric, meta.higher_is_better);
+        store.best_from = meta.fork_step.unwrap_or(0);
         for line in history {
             store.ingest(&line);
         }
