@@ -13,6 +13,27 @@ use std::time::Duration;
 /// How long the file must be quiet before it is read; editors write in bursts.
 pub const DEBOUNCE: Duration = Duration::from_millis(150);
 
+/// How long an empty file must stay empty before it is reported.
+const EMPTY_GRACE: Duration = Duration::from_secs(1);
+
+/// A live edit's text read over the config in force. A file that sets no
+/// key (emptied, or only comments) is refused: it changes nothing, and a
+/// walkthrough saw an emptied file pass unreported (a comment-only one read
+/// as "no value changed"), while the README says such a config is refused.
+pub fn live_edit(in_force: &Config, text: &str) -> Result<Config, ConfigError> {
+    if super::sets_no_keys(text) {
+        return Err(ConfigError {
+            file: None,
+            line: None,
+            key: None,
+            message: "sets no keys (the file is empty or holds only comments): nothing changes, the config in force stays \
+                      (config.in-force.toml holds it whole); a TUI edit writes the whole config back"
+                .into(),
+        });
+    }
+    Config::parse_over(in_force, text)
+}
+
 /// Keeps the watch alive; dropping it stops watching.
 pub struct ConfigWatch {
     _watcher: notify::RecommendedWatcher,
@@ -59,28 +80,37 @@ pub fn watch(
     let thread = std::thread::Builder::new()
         .name("config-watch".into())
         .spawn(move || {
-            while rx.recv().is_ok() {
+            let mut woke = rx.recv().is_ok();
+            while woke {
                 // Debounce: wait until no event arrived for DEBOUNCE.
                 while rx.recv_timeout(DEBOUNCE).is_ok() {}
-                let Ok(bytes) = std::fs::read(&path) else {
-                    continue; // mid-rename; the next event brings the new file
-                };
-                // An empty file is an editor mid-write (truncate, then
-                // write): an empty config would mean "all defaults".
-                if bytes.trim_ascii().is_empty() || last_bytes.as_ref() == Some(&bytes) {
-                    continue;
+                woke = true;
+                // Missing: mid-rename; the next event brings the new file.
+                if let Ok(bytes) = std::fs::read(&path) {
+                    // An empty file is usually an editor mid-write
+                    // (truncate, then write): said only when it stays so.
+                    if bytes.trim_ascii().is_empty() {
+                        match rx.recv_timeout(EMPTY_GRACE) {
+                            Ok(()) => continue,
+                            Err(mpsc::RecvTimeoutError::Disconnected) => break,
+                            Err(mpsc::RecvTimeoutError::Timeout) => {}
+                        }
+                    }
+                    if last_bytes.as_ref() != Some(&bytes) {
+                        last_bytes = Some(bytes.clone());
+                        let located = |mut e: ConfigError| {
+                            e.file = Some(path.clone());
+                            e
+                        };
+                        // A byte that is not UTF-8 is reported (with its
+                        // line), not silently ignored.
+                        let parsed = super::decode_text(bytes)
+                            .and_then(|text| live_edit(&in_force(), &text))
+                            .map_err(located);
+                        on_change(parsed);
+                    }
                 }
-                last_bytes = Some(bytes.clone());
-                let located = |mut e: ConfigError| {
-                    e.file = Some(path.clone());
-                    e
-                };
-                // A byte that is not UTF-8 is reported (with its line), not
-                // silently ignored.
-                let parsed = super::decode_text(bytes)
-                    .and_then(|text| Config::parse_over(&in_force(), &text))
-                    .map_err(located);
-                on_change(parsed);
+                woke = rx.recv().is_ok();
             }
         })
         .context("cannot start the config watch thread")?;
@@ -124,6 +154,25 @@ mod tests {
         assert_eq!(err.key.as_deref(), Some("aid.iterations"));
         assert_eq!(err.line, Some(2));
         assert!(err.to_string().contains("config.toml:2"), "{err}");
+
+        // A file that sets no key is refused, emptied too once it stays
+        // so; an editor's truncate-then-write is read as its new text only.
+        std::fs::write(&path, "# only a comment\n").unwrap();
+        let err = wait_for(&rx).unwrap_err();
+        assert!(err.to_string().contains("sets no keys"), "{err}");
+        std::fs::write(&path, "").unwrap();
+        let err = wait_for(&rx).unwrap_err();
+        assert!(err.to_string().contains("sets no keys"), "{err}");
+        std::fs::write(&path, "[aid]\niterations = 2\n").unwrap();
+        assert_eq!(wait_for(&rx).unwrap().aid.iterations, 2);
+        std::fs::write(&path, "").unwrap();
+        std::thread::sleep(DEBOUNCE * 2);
+        std::fs::write(&path, "[aid]\niterations = 1\n").unwrap();
+        assert_eq!(wait_for(&rx).unwrap().aid.iterations, 1);
+        assert!(
+            rx.recv_timeout(EMPTY_GRACE * 2).is_err(),
+            "one report of the truncate-then-write"
+        );
     }
 
     /// Issue 19, item 3: a partial file changes only the keys it names; the

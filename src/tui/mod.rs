@@ -384,7 +384,8 @@ pub fn perform_with(
 /// [`crate::config::edit`]) and replacing the file atomically. A file that
 /// is not a valid config read over `in_force` (a pending hand edit with a
 /// mistake) is left byte for byte as it is, and the error says where and
-/// what is wrong. A missing file is written whole from `whole`. Returns
+/// what is wrong. A missing file, or one that sets no key, is written
+/// whole from `whole` (its comments kept). Returns
 /// the config the file now asks for, restart-only keys as in force.
 pub fn write_config(
     path: &Path,
@@ -408,6 +409,18 @@ pub fn write_config(
         )
     };
     let text = crate::config::decode_text(bytes).map_err(located)?;
+    if crate::config::sets_no_keys(&text) {
+        // Emptied (or only comments): the whole config goes back, the
+        // comments kept; one key alone would leave the session's file
+        // holding that key only (walkthrough B).
+        let notes = match text.trim_end() {
+            "" => String::new(),
+            notes => format!("{notes}\n\n"),
+        };
+        let full = format!("{notes}{}", whole.to_toml_string());
+        atomic_write(path, full.as_bytes())?;
+        return Ok(whole.clone().keeping_restart_only_of(in_force));
+    }
     Config::parse_over(in_force, &text).map_err(located)?;
     let edited = crate::config::edit::set_value(&text, key, value).map_err(located)?;
     let config = Config::parse_over(in_force, &edited).map_err(located)?;

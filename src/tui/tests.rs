@@ -1078,6 +1078,29 @@ fn a_file_with_an_invalid_hand_edit_is_not_overwritten() {
     assert!(screen.contains("cannot write the config"), "{screen}");
 }
 
+/// An emptied (or comment-only) file took a TUI edit as that one key, the
+/// session's file left holding nothing else (walkthrough B): the whole
+/// config is written back, with the edit and the comments.
+#[test]
+fn an_edit_of_a_file_that_sets_no_key_writes_the_whole_config() {
+    let (_dir, path) = temp_config();
+    let link = FakeLink::default();
+    let mut app = app_with(Theme { color: true }, path.clone());
+    for text in ["", "# my notes\n"] {
+        std::fs::write(&path, text).unwrap();
+        let action = press(&mut app, KeyCode::Char(']'));
+        let Action::WriteConfig { config, .. } = &action else {
+            panic!("{action:?}");
+        };
+        let expected = (**config).clone();
+        assert_eq!(perform(&mut app, action, &link, None), None);
+        let written = std::fs::read_to_string(&path).unwrap();
+        assert_eq!(crate::config::Config::parse(&written).unwrap(), expected);
+        assert!(written.starts_with(text), "{written}");
+        assert_eq!(app.config, expected);
+    }
+}
+
 #[test]
 fn restart_only_keys_are_refused_with_the_reason() {
     let (_dir, path) = temp_config();
