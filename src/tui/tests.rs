@@ -782,6 +782,25 @@ fn quit_on_a_finished_run_asks_nothing() {
     assert_eq!(app.overlay, Overlay::None);
 }
 
+/// A live edit lowering train.steps below the step reached ends the run
+/// there: the edit says so, and the header reads the step it finished at
+/// (walkthrough B: "finished · step 501/600 (84%)").
+#[test]
+fn a_run_ended_by_lowering_train_steps_reads_finished_at_its_step() {
+    let mut app = app();
+    let mut config = fixtures::config(TOTAL);
+    config.train.steps = STEPS - 200;
+    app.wrote_config(config, "train.steps = 300");
+    let flash = app.flash.clone().unwrap().text;
+    assert!(
+        flash.contains("train.steps 300 is not above the step reached, so the run ends at its next step boundary"),
+        "{flash}"
+    );
+    app.status = Status::Finished;
+    let screen = text(draw(&app, 160, 48).backend().buffer());
+    assert!(screen.contains("step 500/500 (100%)"), "{screen}");
+}
+
 #[test]
 fn quit_asks_first_and_can_stop_the_run() {
     let link = FakeLink::default();

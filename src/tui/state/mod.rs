@@ -444,6 +444,12 @@ impl App {
                 "resume or fork (f) to train with it".to_string()
             };
             format!("wrote {summary} to config.toml; the run has ended: {more}")
+        } else if config_steps <= self.step() {
+            format!(
+                "wrote {summary} to config.toml: train.steps {config_steps} is not above the step reached, \
+                 so the run ends at its next step boundary (evaluated and checkpointed; \
+                 raise train.steps and resume to go on)"
+            )
         } else {
             format!("wrote {summary} to config.toml; the run applies it at a step boundary within a second")
         };
@@ -509,7 +515,13 @@ impl App {
             .max(self.store.last_step)
     }
 
+    /// The run's last step: `train.steps`, or the step a finished run
+    /// reached (a live edit lowering train.steps ends it there: the header
+    /// read "finished · step 501/600 (84%)", walkthrough B).
     pub fn total_steps(&self) -> u64 {
+        if self.status == Status::Finished {
+            return self.step();
+        }
         self.progress.map_or(self.in_force.train.steps, |p| p.total)
     }
 
