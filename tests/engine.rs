@@ -1332,9 +1332,9 @@ fn meta_lines_count_the_neumann_iterations_actually_summed() {
     let summary = events_matching(&dir, |m| m.starts_with("in all, the Neumann series"));
     assert_eq!(summary.len(), 1, "{summary:?}");
     assert!(
-        summary[0]
-            .1
-            .contains(&format!("was cut short on {n} of {n} meta steps (")),
+        summary[0].1.contains(&format!(
+            "was cut short on {n} of the {n} meta steps with aid.iterations > 0 ("
+        )),
         "{summary:?}"
     );
 }

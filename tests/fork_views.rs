@@ -74,7 +74,9 @@ fn compare_starts_a_fork_at_its_fork_step_and_marks_the_fork_point() {
     };
     let before = table("10");
     assert!(
-        !before.status.success() && text(&before).contains("(forked at step 20)"),
+        !before.status.success()
+            && text(&before).contains("a fork is its own only from its fork step on")
+            && text(&before).contains("(forked at step 20)"),
         "{}",
         text(&before)
     );

@@ -39,6 +39,11 @@ pub(super) fn neumann_stopped(
 /// word on the series was "converges" while it kept diverging (walkthrough
 /// P: 19 of 159 meta steps summed every term, and the last event said all).
 pub(super) fn neumann_converges(iterations: u32, next_said: bool) -> String {
+    // Set to 0 (walkthrough B: "no longer diverges: … (v_0 … v_0) are
+    // summed again" read as a recovery).
+    if iterations == 0 {
+        return "the Neumann series is off (aid.iterations = 0: v_0 alone), which ends the episode of a diverging series".into();
+    }
     let unsaid = if next_said {
         ""
     } else {
@@ -72,7 +77,7 @@ impl NeumannTally {
         };
         (self.cut > 0).then(|| {
             format!(
-                "in all, the Neumann series was cut short on {} of {} meta steps{since} (it diverged, and they summed fewer iterations than aid.iterations; the meta lines' aid_iterations say how many): a smaller aid.alpha, or aid.iterations = 0",
+                "in all, the Neumann series was cut short on {} of the {} meta steps with aid.iterations > 0{since} (it diverged, and they summed fewer iterations than aid.iterations; the meta lines' aid_iterations say how many): a smaller aid.alpha, or aid.iterations = 0",
                 self.cut, self.with_series
             )
         })
@@ -376,13 +381,14 @@ mod tests {
     fn an_unsaid_next_episode_and_the_cut_meta_steps_are_said() {
         assert!(!super::neumann_converges(3, true).contains("unsaid"));
         assert!(super::neumann_converges(3, false).contains("the next episode goes unsaid"));
+        assert!(super::neumann_converges(0, true).starts_with("the Neumann series is off"));
         let mut tally = super::NeumannTally::default();
         for (iterations, cut) in [(0, false), (2, true), (2, false), (2, true), (0, true)] {
             tally.count(iterations, cut);
         }
         assert_eq!((tally.cut, tally.with_series), (2, 3));
         assert!(tally.summary(40).unwrap().starts_with(
-            "in all, the Neumann series was cut short on 2 of 3 meta steps since step 40 ("
+            "in all, the Neumann series was cut short on 2 of the 3 meta steps with aid.iterations > 0 since step 40 ("
         ));
         assert_eq!(super::NeumannTally::default().summary(0), None);
     }
