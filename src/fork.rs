@@ -171,7 +171,7 @@ pub fn pick_checkpoint(dir: &Path, id: &str, at: Option<u64>) -> Result<(u64, Pa
             bail!(
                 "session {id} has no checkpoint at step {at}; it has checkpoints at steps {} \
                  (--at takes one of them: a run keeps its newest train.keep_checkpoints, 3 by \
-                 default, so an earlier fork point is forked while the run is there, e.g. `f` in \
+                 default, its best-evaluated one and those asked for by hand, so an earlier fork point is forked while the run is there, e.g. `f` in \
                  the TUI, or kept with a larger train.keep_checkpoints, 0 for all)",
                 steps.join(", "),
             )
