@@ -62,12 +62,14 @@ pub fn create(
     crate::config::refuse_restart_only(overrides, "fork")
         .map_err(|e| anyhow::anyhow!("--set: {e}"))?;
     let (step, checkpoint_path) = pick_checkpoint(parent_dir, &parent.id, at)?;
-    let config = config_at(
+    let at_checkpoint = config_at(
         parent_dir,
         &checkpoint::Loaded::read(&checkpoint_path, step)?,
-    )?
-    .with_overrides(overrides)
-    .map_err(|e| anyhow::anyhow!("--set: {e}"))?;
+    )?;
+    let config = at_checkpoint
+        .clone()
+        .with_overrides(overrides)
+        .map_err(|e| anyhow::anyhow!("--set: {e}"))?;
     if config.train.trace {
         bail!(
             "session {} writes a trace (train.trace = true), which starts with the run: a fork \
@@ -103,8 +105,7 @@ pub fn create(
         &dir,
         parent_dir,
         &parent.id,
-        step,
-        &checkpoint_path,
+        (step, &checkpoint_path, &at_checkpoint),
         overrides,
     );
     if let Err(e) = seeded {
@@ -170,8 +171,8 @@ pub fn pick_checkpoint(dir: &Path, id: &str, at: Option<u64>) -> Result<(u64, Pa
             let steps: Vec<String> = all.iter().map(|(s, _)| s.to_string()).collect();
             bail!(
                 "session {id} has no checkpoint at step {at}; it has checkpoints at steps {} \
-                 (--at takes one of them: a run keeps its newest train.keep_checkpoints, 3 by \
-                 default, its best-evaluated one and those asked for by hand, so an earlier fork point is forked while the run is there, e.g. `f` in \
+                 (--at takes one of them: a run keeps its newest train.keep_checkpoints (3 by \
+                 default), plus its current best-evaluated one and any asked for by hand, so an earlier fork point is forked while the run is there, e.g. `f` in \
                  the TUI, or kept with a larger train.keep_checkpoints, 0 for all)",
                 steps.join(", "),
             )
@@ -200,15 +201,15 @@ fn parent_config(dir: &Path) -> Result<Config> {
         .map_err(anyhow::Error::new)
 }
 
-/// Fills the new session folder `dir`: the parent's checkpoint at `step`,
-/// its metrics up to that step (as written), and an event saying where the
-/// fork comes from.
+/// Fills the new session folder `dir`: the parent's checkpoint at `step`
+/// (with the config in force there), its metrics up to that step (as
+/// written; see [`history_at`]), and an event saying where the fork comes
+/// from.
 fn seed(
     dir: &Path,
     parent_dir: &Path,
     parent_id: &str,
-    step: u64,
-    checkpoint_path: &Path,
+    (step, checkpoint_path, at_checkpoint): (u64, &Path, &Config),
     overrides: &[Override],
 ) -> Result<()> {
     let layout = SessionDir::new(dir);
@@ -233,20 +234,7 @@ fn seed(
     } else {
         (String::new(), 0)
     };
-    // The history is the checkpoint's: at its step, up to its stop mark
-    // or a later start from it (a walkthrough's fork inherited a resume's
-    // `aid.alpha 0.2→0.05` at the fork step, in its figures and tables).
-    // Nor is an earlier stop's mark (the fork did not stop there).
-    let parsed = |l: &str| serde_json::from_str::<MetricLine>(l).ok();
-    let mut text: String = kept
-        .lines()
-        .take_while(|l| {
-            parsed(l)
-                .is_none_or(|line| line.step < step || !session::log::is_after_checkpoint(&line))
-        })
-        .filter(|l| parsed(l).is_none_or(|line| !session::log::is_stop_mark(&line)))
-        .flat_map(|l| [l, "\n"])
-        .collect();
+    let mut text = history_at(&kept, step, at_checkpoint);
     let time = session::log::read_metrics(&parent_metrics)
         .ok()
         .and_then(|read| {
@@ -277,6 +265,38 @@ fn seed(
     text.push_str(&line.to_json());
     text.push('\n');
     session::atomic_write(&layout.metrics(), text.as_bytes())
+}
+
+/// The parent's log `kept` (its lines up to `step`) as it stood at its
+/// checkpoint of `step`, whose config is `at_checkpoint`: at that step, up
+/// to its stop mark or a later start from it, and without an edit the
+/// checkpoint does not hold (one applied at the step boundary after a
+/// periodic checkpoint is logged at its step). A walkthrough's fork
+/// inherited a resume's `aid.alpha 0.2→0.05` at the fork step, in its
+/// figures and tables. An earlier stop's mark is left out too: the fork
+/// did not stop there.
+fn history_at(kept: &str, step: u64, at_checkpoint: &Config) -> String {
+    let parsed = |l: &str| serde_json::from_str::<MetricLine>(l).ok();
+    let in_force = serde_json::to_value(at_checkpoint).unwrap_or_default();
+    let held = |line: &MetricLine| match &line.record {
+        Record::Config { changed, .. } if line.step == step => {
+            changed.iter().all(|(key, (_, new))| {
+                let value = key.split('.').try_fold(&in_force, |v, part| v.get(part));
+                value.is_some_and(|v| {
+                    v == new || v.as_f64().is_some_and(|v| Some(v) == new.as_f64())
+                })
+            })
+        }
+        _ => true,
+    };
+    kept.lines()
+        .take_while(|l| {
+            parsed(l)
+                .is_none_or(|line| line.step < step || !session::log::is_after_checkpoint(&line))
+        })
+        .filter(|l| parsed(l).is_none_or(|line| !session::log::is_stop_mark(&line) && held(&line)))
+        .flat_map(|l| [l, "\n"])
+        .collect()
 }
 
 #[cfg(test)]
@@ -355,7 +375,16 @@ mod tests {
         .unwrap();
         let checkpoint = root.path().join("step.safetensors");
         std::fs::write(&checkpoint, b"").unwrap();
-        seed(&fork, &parent, "parent", 801, &checkpoint, &[]).unwrap();
+        let mut at_checkpoint = Config::default();
+        at_checkpoint.aid.alpha = 0.2;
+        seed(
+            &fork,
+            &parent,
+            "parent",
+            (801, &checkpoint, &at_checkpoint),
+            &[],
+        )
+        .unwrap();
         let text = std::fs::read_to_string(SessionDir::new(&fork).metrics()).unwrap();
         let (inherited, own) = text.trim_end().rsplit_once('\n').unwrap();
         assert_eq!(
@@ -366,6 +395,29 @@ mod tests {
         assert!(
             own.contains("forked from session parent at step 801"),
             "{text}"
+        );
+        // An edit logged at the step: one applied at the boundary after a
+        // periodic checkpoint (the log as cut to its step) is not the
+        // checkpoint's; one applied before a stop's checkpoint (which holds
+        // it) is.
+        let periodic = [history.clone(), edit(801, "aid.alpha", 0.2, 0.05)].concat();
+        assert_eq!(
+            history_at(&periodic, 801, &at_checkpoint),
+            history.replace(&stop(500), "")
+        );
+        let before_stop = [
+            history.clone(),
+            edit(801, "aid.alpha", 0.05, 0.2),
+            stop(801),
+        ]
+        .concat();
+        assert_eq!(
+            history_at(&before_stop, 801, &at_checkpoint),
+            [
+                history.replace(&stop(500), ""),
+                edit(801, "aid.alpha", 0.05, 0.2)
+            ]
+            .concat()
         );
     }
 }

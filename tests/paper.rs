@@ -241,11 +241,18 @@ fn table_and_compare_leave_out_a_session_that_failed_before_its_first_eval() {
         let stderr = String::from_utf8_lossy(&out.stderr);
         assert!(
             stderr.contains(
-                "left out a session that ended before its first eval: 20260101-000000-broken (failed at step"
+                "left out a session with no eval line: 20260101-000000-broken (failed at step"
             ),
             "{args:?}: {stderr}"
         );
     }
+    // A training series is drawn of it too (often the run that diverged).
+    let out = run(&["compare", "--metric", "loss/primary", "-o", figure]);
+    assert!(
+        out.status.success() && !String::from_utf8_lossy(&out.stderr).contains("left out"),
+        "{}",
+        text(&out)
+    );
     for args in [
         &["table", "broken", "meltr-s1"][..],
         &["table", "--where", "status=failed,finished"],

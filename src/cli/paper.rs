@@ -12,22 +12,24 @@ mod at_step;
 use at_step::runs_at_step;
 
 /// The runs named (or, with none named, every session of `root`) that
-/// `filter` keeps; at least one. Unnamed, a run that failed or crashed
-/// before its first eval is left out (said on stderr): one such run in the
-/// folder made `table` and `compare` refuse every other (walkthrough A).
-fn select(root: &Path, sessions: &[String], filter: &Filter) -> Result<Vec<Run>> {
+/// `filter` keeps; at least one. Unnamed, where the figure or table reads
+/// evals (`needs_eval`), a run with no eval line (one that failed early,
+/// or is still before its first) is left out, said on stderr: one such run
+/// in the folder made `table` and `compare` refuse every other
+/// (walkthrough A).
+fn select(root: &Path, sessions: &[String], filter: &Filter, needs_eval: bool) -> Result<Vec<Run>> {
     // A `--where status=…` picks by status itself.
     let by_status = filter.conditions.iter().any(|w| w.key == "status");
-    let runs = if sessions.is_empty() && !by_status {
-        let (runs, dead) = never_evaluated(filter.apply(runs::all(root))?);
-        if !dead.is_empty() {
-            let (what, them) = match dead.len() {
-                1 => ("a session that ended before its first eval", "it"),
-                _ => ("sessions that ended before their first eval", "them"),
+    let runs = if sessions.is_empty() && !by_status && needs_eval {
+        let (runs, unevaluated) = never_evaluated(filter.apply(runs::all(root))?);
+        if !unevaluated.is_empty() {
+            let what = match unevaluated.len() {
+                1 => "a session with no eval line",
+                _ => "sessions with no eval line",
             };
             eprintln!(
-                "left out {what}: {} (name {them} to include {them})",
-                dead.join(", ")
+                "left out {what}: {} (named, such a session is refused)",
+                unevaluated.join(", ")
             );
         }
         runs
@@ -49,15 +51,13 @@ fn select(root: &Path, sessions: &[String], filter: &Filter) -> Result<Vec<Run>>
     Ok(runs)
 }
 
-/// `runs` without those that failed or crashed with no eval line, and
-/// those runs' ids with their status.
+/// `runs` without those with no eval line (a log that does not read is
+/// said where it is read), and those runs' ids with their status.
 fn never_evaluated(runs: Vec<Run>) -> (Vec<Run>, Vec<String>) {
-    let (dead, kept): (Vec<Run>, Vec<Run>) = runs.into_iter().partition(|r| {
-        matches!(r.status.as_str(), "failed" | "crashed")
-            && r.log_error.is_none()
-            && r.final_eval.is_none()
-    });
-    let ids = dead
+    let (unevaluated, kept): (Vec<Run>, Vec<Run>) = runs
+        .into_iter()
+        .partition(|r| r.log_error.is_none() && r.final_eval.is_none());
+    let ids = unevaluated
         .iter()
         .map(|r| format!("{} ({} at step {})", r.meta.id, r.status, r.step))
         .collect();
@@ -80,7 +80,7 @@ pub(super) fn table(
     opts: &crate::runs::table::TableOptions,
     output: Option<&Path>,
 ) -> Result<()> {
-    let mut runs = select(root, sessions, filter)?;
+    let mut runs = select(root, sessions, filter, true)?;
     let mut at_step_note = None;
     if let Some(step) = opts.at_step {
         (runs, at_step_note) = runs_at_step(&runs, step)?;
@@ -225,7 +225,15 @@ pub(super) fn compare(
     output: &Path,
     args: &CompareArgs,
 ) -> Result<()> {
-    let runs = select(root, sessions, filter)?;
+    // A training series (`loss/x`, `weight/x`, `share/x`) is drawn of a run
+    // that never evaluated too: often the one that diverged.
+    use crate::session::metrics::{LOSS_PREFIX, SHARE_PREFIX, WEIGHT_PREFIX};
+    let training_series = args.metric.is_some_and(|m| {
+        [LOSS_PREFIX, WEIGHT_PREFIX, SHARE_PREFIX]
+            .iter()
+            .any(|p| m.starts_with(p))
+    });
+    let runs = select(root, sessions, filter, !training_series)?;
     let mut groups = groups::gather(&runs, &group_by(args.group_by))?;
     // One group left by --where on config keys: named by what selected it
     // (walkthrough N's uncertainty-only figure read "kinds (n=3)", its

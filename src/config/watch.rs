@@ -26,7 +26,7 @@ pub fn live_edit(in_force: &Config, text: &str) -> Result<Config, ConfigError> {
             file: None,
             line: None,
             key: None,
-            message: "sets no keys (the file is empty or holds only comments): nothing changes, the config in force stays \
+            message: "sets no keys (the file is empty, or holds only comments or empty tables): nothing changes, the config in force stays \
                       (config.in-force.toml holds it whole); a TUI edit writes the whole config back"
                 .into(),
         });
@@ -84,7 +84,6 @@ pub fn watch(
             while woke {
                 // Debounce: wait until no event arrived for DEBOUNCE.
                 while rx.recv_timeout(DEBOUNCE).is_ok() {}
-                woke = true;
                 // Missing: mid-rename; the next event brings the new file.
                 if let Ok(bytes) = std::fs::read(&path) {
                     // An empty file is usually an editor mid-write

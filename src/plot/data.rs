@@ -206,11 +206,11 @@ impl SessionData {
                 c.keys().cloned().collect::<Vec<_>>().join(", ")
             }
         };
-        if self.metrics.is_empty() && self.meta.primary_metric == metric {
+        if self.metrics.is_empty() && (self.meta.primary_metric == metric || name != metric) {
             // A run that failed before its first eval (walkthrough A: "it
             // has eval metrics: (none)" read as a misspelt metric).
             bail!(
-                "session '{}' ({}) has no eval line, so no '{name}': leave it out (`--where status=finished`) or let it evaluate",
+                "session '{}' ({}) has no eval line, so no '{name}': leave it out, or let it evaluate",
                 self.meta.name,
                 self.meta.status.as_str()
             );

@@ -173,7 +173,11 @@ pub fn metric(data: &SessionData, prep: Prep) -> Option<Figure> {
     // Earliest step among equals: max_by keeps the last maximum, so search
     // reversed. A fork's from its fork step on, as `ls` and `table` read it.
     let from = data.meta.fork_step.unwrap_or(0) as f64;
-    let best = points.iter().rev().filter(|p| p.0 >= from).max_by(pick);
+    let best = points
+        .iter()
+        .rev()
+        .filter(|p| p.0 >= from && p.1.is_finite())
+        .max_by(pick);
     let best_line = best.map(|&best| Line {
         label: Some(format!("best {} (step {})", short(best.1), compact(best.0))),
         points: vec![best],

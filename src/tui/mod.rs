@@ -413,9 +413,15 @@ pub fn write_config(
         // Emptied (or only comments): the whole config goes back, the
         // comments kept; one key alone would leave the session's file
         // holding that key only (walkthrough B).
-        let notes = match text.trim_end() {
-            "" => String::new(),
-            notes => format!("{notes}\n\n"),
+        // Its comments only: an empty `[aid]` kept above the whole config
+        // would define that table twice.
+        let comments: Vec<&str> = text
+            .lines()
+            .filter(|l| l.trim_start().starts_with('#'))
+            .collect();
+        let notes = match comments.is_empty() {
+            true => String::new(),
+            false => format!("{}\n\n", comments.join("\n")),
         };
         let full = format!("{notes}{}", whole.to_toml_string());
         atomic_write(path, full.as_bytes())?;

@@ -39,16 +39,16 @@ pub(super) fn neumann_stopped(
 /// word on the series was "converges" while it kept diverging (walkthrough
 /// P: 19 of 159 meta steps summed every term, and the last event said all).
 pub(super) fn neumann_converges(iterations: u32, next_said: bool) -> String {
-    // Set to 0 (walkthrough B: "no longer diverges: … (v_0 … v_0) are
-    // summed again" read as a recovery).
-    if iterations == 0 {
-        return "the Neumann series is off (aid.iterations = 0: v_0 alone), which ends the episode of a diverging series".into();
-    }
     let unsaid = if next_said {
         ""
     } else {
         " (the next episode goes unsaid: the meta lines' aid_iterations give each step's iterations, and the run's end counts the steps cut short)"
     };
+    // Set to 0 (walkthrough B: "no longer diverges: … (v_0 … v_0) are
+    // summed again" read as a recovery).
+    if iterations == 0 {
+        return format!("the Neumann series is off (aid.iterations = 0: v_0 alone), which ends the episode of a diverging series{unsaid}");
+    }
     let plural = if iterations == 1 { "" } else { "s" };
     format!("the Neumann series no longer diverges: all aid.iterations = {iterations} iteration{plural} (v_0 … v_{iterations}) are summed again{unsaid}")
 }
@@ -247,7 +247,7 @@ pub(super) fn early_climb_event(
         ClimbNote::Ended { since } => Record::Event {
             level: Level::Info,
             message: format!(
-                "the primary's effective weight ({primary}) has been positive for {SETTLED_META_STEPS} meta steps ({:+.2e} after this one): the model no longer climbs its own task's loss, as it did from step {since}",
+                "the primary's effective weight ({primary}) has been positive for {SETTLED_META_STEPS} meta steps (now {:+.2e}): the model no longer climbs its own task's loss, as it did from step {since}",
                 watched.primary
             ),
         },
@@ -382,6 +382,7 @@ mod tests {
         assert!(!super::neumann_converges(3, true).contains("unsaid"));
         assert!(super::neumann_converges(3, false).contains("the next episode goes unsaid"));
         assert!(super::neumann_converges(0, true).starts_with("the Neumann series is off"));
+        assert!(super::neumann_converges(0, false).contains("the next episode goes unsaid"));
         let mut tally = super::NeumannTally::default();
         for (iterations, cut) in [(0, false), (2, true), (2, false), (2, true), (0, true)] {
             tally.count(iterations, cut);

@@ -119,8 +119,8 @@ fn a_short_y_axis_still_gets_three_labels() {
 
 /// A walkthrough's weights figure jumped at three collapse restores and
 /// two live edits with nothing to say why: each is a dashed line with its
-/// label; marks closer than a label's height share one label, and too
-/// many labels leave only the lines.
+/// label; marks closer than a label's height share one label, and so do
+/// the closest neighbours where there are too many labels.
 #[test]
 fn marks_are_labelled_lines_merged_when_close() {
     let line = Line {
@@ -243,13 +243,26 @@ fn marks_are_labelled_lines_merged_when_close() {
     let labels = texts(&svg);
     assert!(labels.contains(&"@500–535".to_string()), "{labels:?}");
     assert!(labels.iter().any(|l| l.starts_with("gamma,")), "{labels:?}");
-    let many: Vec<(f64, &str)> = (1..=7).map(|i| (f64::from(i) * 120.0, "edit")).collect();
+    // Seven runs of marks: the two closest share a label with their span,
+    // their chains joined (they were left bare), the other five keep theirs.
+    let many: Vec<(f64, String)> = (1..=7)
+        .map(|i| {
+            let x = f64::from(i) * 120.0 + if i == 4 { 0.0 } else { 20.0 };
+            (x, format!("aid.iterations {}→{}", i - 1, i))
+        })
+        .collect();
+    let many: Vec<(f64, &str)> = many.iter().map(|(x, l)| (*x, l.as_str())).collect();
     let svg = chart(&many).to_svg(&theme);
+    let labels = texts(&svg);
+    assert!(labels.contains(&"@380–480".to_string()), "{labels:?}");
     assert!(
-        !texts(&svg).contains(&"edit".to_string()),
-        "{:?}",
-        texts(&svg)
+        labels.contains(&"aid.iterations 2→3→4".to_string()),
+        "{labels:?}"
     );
+    for kept in ["0→1", "1→2", "4→5", "5→6", "6→7"] {
+        let label = format!("aid.iterations {kept}");
+        assert!(labels.contains(&label), "no {label} in {labels:?}");
+    }
     assert_eq!(dashed(&svg) - dashed(&plain), 7);
 }
 

@@ -433,6 +433,7 @@ impl App {
     /// Records a config this TUI wrote to `config.toml`.
     pub fn wrote_config(&mut self, config: Config, summary: &str) {
         let config_steps = config.train.steps;
+        let lowered = config_steps < self.config.train.steps;
         self.config = config;
         let text = if self.status.is_terminal() {
             let more = if config_steps <= self.step() {
@@ -444,7 +445,7 @@ impl App {
                 "resume or fork (f) to train with it".to_string()
             };
             format!("wrote {summary} to config.toml; the run has ended: {more}")
-        } else if config_steps <= self.step() {
+        } else if lowered && config_steps <= self.step() {
             format!(
                 "wrote {summary} to config.toml: train.steps {config_steps} is not above the step reached, \
                  so the run ends at its next step boundary (evaluated and checkpointed; \
