@@ -971,3 +971,25 @@ fn a_resume_logs_how_its_config_differs_from_the_checkpointed_run() {
         (1..=9).map(|i| i * 10).collect::<Vec<u64>>()
     );
 }
+
+/// A negative step or digit count got clap's "unexpected argument '-5'
+/// found … use '-- -5'" (walkthrough B): it is read as the value and
+/// refused as one.
+#[test]
+fn a_negative_step_or_digit_count_is_refused_as_a_value() {
+    for args in [
+        &["fork", "nosuch", "--at", "-5"][..],
+        &["table", "--digits", "-1"],
+        &["table", "--at-step", "-5"],
+        &["export", "nosuch", "--at", "-5"],
+    ] {
+        let out = bin().args(args).output().unwrap();
+        let said = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            !out.status.success()
+                && said.contains("invalid value '-")
+                && !said.contains("unexpected argument"),
+            "{args:?}: {said}"
+        );
+    }
+}

@@ -153,7 +153,7 @@ pub enum Cmd {
         /// The session (its id, a unique part of it, or its folder).
         session: String,
         /// The checkpoint step to start from (default: the newest).
-        #[arg(long)]
+        #[arg(long, allow_negative_numbers = true)]
         at: Option<u64>,
         /// Name of the new session (default: the parent's name).
         #[arg(short, long, value_parser = arg_checks::session_name)]
@@ -220,7 +220,7 @@ pub enum Cmd {
         /// Each session as it stood at this step: its eval there (or its last
         /// before it, in a note), with --best its best up to it; weights,
         /// shares and losses up to it. A session not there yet is an error.
-        #[arg(long, value_name = "STEP")]
+        #[arg(long, value_name = "STEP", allow_negative_numbers = true)]
         at_step: Option<u64>,
         #[arg(long, value_enum, default_value = "md")]
         format: crate::runs::table::TableFormat,
@@ -234,7 +234,7 @@ pub enum Cmd {
         /// its std, and at least two decimals (`69.67 ± 2.66`, `1.269 ±
         /// 0.011`); a single run at its column's coarsest, or four
         /// significant digits of the largest mean when no row has a std).
-        #[arg(long)]
+        #[arg(long, allow_negative_numbers = true)]
         digits: Option<usize>,
         /// Also write the table to this file.
         #[arg(short, long)]

@@ -341,7 +341,12 @@ pub struct ExportArgs {
     #[arg(long, value_delimiter = ',', default_value = "svg,png,pdf")]
     pub format: Vec<crate::export::Format>,
     /// The model from the checkpoint written at this step instead.
-    #[arg(long, value_name = "STEP", conflicts_with = "best")]
+    #[arg(
+        long,
+        value_name = "STEP",
+        conflicts_with = "best",
+        allow_negative_numbers = true
+    )]
     pub at: Option<u64>,
     /// The model from the kept checkpoint whose evaluation (at its step)
     /// has the best primary metric.

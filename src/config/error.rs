@@ -86,8 +86,12 @@ pub(super) fn with_further_problems(
         next.line = next.key.as_deref().and_then(|k| super::locate_key(text, k));
         next.file = None;
         key = next.key.clone();
-        said.push(next.to_string());
+        said.push((next.line, next.to_string()));
     }
+    // In the file's order, as a reader goes through it (walkthrough B's
+    // read lines 3, 8, 6, 5); those without a line last.
+    said.sort_by_key(|(line, _)| line.unwrap_or(usize::MAX));
+    let said: Vec<String> = said.into_iter().map(|(_, text)| text).collect();
     if !said.is_empty() {
         // The first message as it is shown, before the others are added:
         // its readable form reads the message to its end (the list of keys

@@ -1095,6 +1095,11 @@ fn a_file_with_an_invalid_hand_edit_is_not_overwritten() {
     }
     let screen = text(draw(&app, 160, 48).backend().buffer());
     assert!(screen.contains("cannot write the config"), "{screen}");
+    // Until an edit applies (it stayed on after one, walkthrough B).
+    app.on_event(Event::ConfigInForce {
+        config: Box::new(fixtures::config(TOTAL)),
+    });
+    assert!(app.flash.is_none(), "{:?}", app.flash);
 }
 
 /// An emptied (or comment-only) file took a TUI edit as that one key, the
@@ -1155,6 +1160,15 @@ fn restart_only_keys_are_refused_with_the_reason() {
             .lines()
             .any(|l| l.contains("meltr.d_model") && l.contains("restart")),
         "{screen}"
+    );
+    // The editor of another key clears it (walkthrough B saw it stay
+    // beside that key's own error).
+    select(&mut app, "aid.iterations");
+    press(&mut app, KeyCode::Enter);
+    assert!(
+        app.editor.is_some() && app.flash.is_none(),
+        "{:?}",
+        app.flash
     );
 }
 

@@ -465,7 +465,8 @@ impl App {
         let text = format!("cannot write the config: {why}");
         self.store
             .push_entry(self.step(), Level::Error, EntryKind::Tui, text.clone());
-        self.notify(Level::Error, text);
+        // Until an edit applies (it stayed on after one, walkthrough B).
+        self.notify_until(Level::Error, text, Some(Until::ConfigApplied));
     }
 
     /// Records the export callback's answer.
@@ -489,11 +490,17 @@ impl App {
                 } else {
                     format!(" with {}", f.changes.join(", "))
                 };
+                // Beside a run that has ended, nothing shares the machine
+                // (walkthrough B read "beside this run" of a finished one).
+                let beside = match self.status.is_terminal() {
+                    true => "",
+                    false => " beside this run, sharing the machine",
+                };
                 (
                     Level::Info,
                     format!(
-                        "forked at step {}{with} into session {} (running): its own runner trains it to train.steps beside \
-                         this run, sharing the machine; r lists it, Enter attaches, `{}` ends it",
+                        "forked at step {}{with} into session {} (running): its own runner trains it to train.steps{beside}; \
+                         r lists it, Enter attaches, `{}` ends it",
                         f.step,
                         f.id,
                         crate::session::command_for(&f.dir, "stop")

@@ -291,6 +291,9 @@ impl App {
             toml::Value::String(s) => s.clone(),
             other => other.to_string(),
         };
+        // A message about an earlier key would sit under this one's editor
+        // (walkthrough B: a restart-only refusal beside another key's error).
+        self.flash = None;
         self.editor = Some(Editor {
             key: key.to_string(),
             input: Input::new(&text),
