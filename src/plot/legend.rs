@@ -39,6 +39,24 @@ pub enum Placement {
     },
 }
 
+/// A legend entry fitted in `room`: a short closing parenthesis (` (n=2)`)
+/// is kept after the cut (walkthrough A's legend lost its group size to a
+/// long label).
+fn fitted_entry(text: &str, room: f64, em: f64, m: &Metrics) -> String {
+    let suffix = text
+        .rfind(" (")
+        .filter(|_| text.ends_with(')') && m.width(text, em) > room)
+        .map(|at| &text[at..])
+        .filter(|tail| m.width(tail, em) <= room / 3.0);
+    match suffix {
+        Some(tail) => {
+            let head = &text[..text.len() - tail.len()];
+            format!("{}{tail}", fitted(head, room - m.width(tail, em), em, m))
+        }
+        None => fitted(text, room, em, m),
+    }
+}
+
 /// `text`, or as much of it as fits in `room` points followed by `…`.
 pub(super) fn fitted(text: &str, room: f64, em: f64, m: &Metrics) -> String {
     if m.width(text, em) <= room {
@@ -130,7 +148,7 @@ impl<'a> Legend<'a> {
             .iter()
             .map(|l| l.label.as_deref().unwrap_or(""))
             .collect();
-        let mut labels: Vec<String> = texts.iter().map(|t| fitted(t, room, em, m)).collect();
+        let mut labels: Vec<String> = texts.iter().map(|t| fitted_entry(t, room, em, m)).collect();
         // Labels that differ only past the cut are cut in the middle instead.
         let cut_alike: Vec<Vec<&str>> = (0..texts.len())
             .map(|i| {
@@ -375,6 +393,26 @@ mod tests {
             panic!("above gives rows")
         };
         assert_eq!(rows.len(), labels.len(), "one column when nothing fits");
+    }
+
+    /// A long group label keeps its size after the cut (walkthrough A's
+    /// `steps=400, log_every=10, kind=meltr, on_collapse=restore…` lost its
+    /// `(n=2)`).
+    #[test]
+    fn a_cut_label_keeps_its_group_size() {
+        let theme = crate::plot::Style::Paper.theme();
+        let m = Metrics::get();
+        let long = "train.steps=400, train.log_every=10, combiner.kind=meltr, meltr.on_collapse=restore, meltr.loss_scale=capped (n=2)";
+        let lines = lines(&[long, "sum (n=2)"]);
+        let legend = Legend::new(&lines, &theme, m).unwrap();
+        let label = &legend.labels[0];
+        assert!(
+            label.ends_with("… (n=2)") && label.starts_with("train.steps=400"),
+            "{label}"
+        );
+        assert_eq!(legend.labels[1], "sum (n=2)");
+        let width = theme.width_in * 72.0 - 2.0 * theme.tick_pt;
+        assert!(legend.entry_w(0) <= width);
     }
 
     /// Runs edited many times had legends alike up to the cut; they keep

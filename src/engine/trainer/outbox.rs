@@ -226,7 +226,8 @@ impl Trainer {
         let slide = self.collapse.unreported_slide().map(|(meta_steps, w)| {
             format!(
                 "{} ({}) below {PRIMARY_FLOOR} for its last {meta_steps} \
-                 meta steps (now {}; the collapse watch acts after {PRIMARY_COLLAPSE_META_STEPS}): {}. \
+                 meta steps ({} after the last meta step, whose train line has the weights before it; \
+                 the collapse watch acts after {PRIMARY_COLLAPSE_META_STEPS}): {}. \
                  Compare its metric with a `sum` run's, or fork from a checkpoint before the slide",
                 crate::session::metrics::ENDS_COLLAPSED_EVENT,
                 self.loss_names[0],
