@@ -832,19 +832,23 @@ fn check_fails_on_losses_that_are_not_finite_on_the_batches_it_scans() {
     let train = flag_data(&tmp.path().join("clean.safetensors"), 64, 4, &[]);
     let flagged_val = flag_data(&tmp.path().join("flagged_val.safetensors"), 32, 4, &[5]);
     let cfg = flag_config(tmp.path(), "val", "nan_on_flag.pt", &train, &flagged_val);
-    let out = bin()
-        .args(["check", "--batches", "2", "-c"])
-        .arg(&cfg)
-        .output()
-        .unwrap();
-    let said = text(&out);
+    let (ok, said) = check_batches(&cfg, 2);
     assert!(
-        !out.status.success()
-            && said.contains("a run would train the torchscript workload on cpu, but not every value is finite (below)")
+        !ok && said.contains("a run would train the torchscript workload on cpu, but not every value is finite (below)")
             && said.contains("one evaluation: loss `aux`, loss `primary`")
             && said.contains("is not finite on the validation split"),
         "{said}"
     );
+}
+
+/// `check --batches N -c CONFIG`: whether it passed, and what it said.
+fn check_batches(config: &Path, batches: u64) -> (bool, String) {
+    let out = bin()
+        .args(["check", "--batches", &batches.to_string(), "-c"])
+        .arg(config)
+        .output()
+        .unwrap();
+    (out.status.success(), text(&out))
 }
 
 /// Issue 19, item 13: a TorchScript error at run time said neither which
@@ -898,18 +902,11 @@ fn runtime_errors_name_the_batch_and_the_model_file_and_val_data_are_checked_up_
     assert!(all.contains("the batch it was given: `"), "{all}");
     // `check --batches` names them too (it said only "training batch 26",
     // walkthrough A).
-    let out = bin()
-        .args(["check", "--batches", &step.to_string(), "-c"])
-        .arg(&cfg)
-        .output()
-        .unwrap();
-    let said = text(&out);
+    let (ok, said) = check_batches(&cfg, step);
     assert!(
-        !out.status.success()
-            && said.contains(&format!(
-                "the forward of training batch {step} (training rows ["
-            ))
-            && said.contains("; of those, row 40 fails on its own: "),
+        !ok && said.contains(&format!(
+            "the forward of training batch {step} (training rows ["
+        )) && said.contains("; of those, row 40 fails on its own: "),
         "{said}"
     );
     let dir = session::find(&sessions, "train").unwrap();
