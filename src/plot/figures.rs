@@ -6,7 +6,7 @@ use super::chart::{Bar, Body, Chart};
 use super::data::{SeriesSource, SessionData};
 use super::labels::{better, eval_axis_label, smoothing_note, train_axis_label};
 use super::loss_axis::LossAxis;
-use super::scale::{compact, short, Kind};
+use super::scale::{compact, Kind};
 use super::series::{
     decimate, ema, ema_of_logs, extent, interpolate, Emphasis, Line, Points, Smoothing,
 };
@@ -179,7 +179,13 @@ pub fn metric(data: &SessionData, prep: Prep) -> Option<Figure> {
         .filter(|p| p.0 >= from && p.1.is_finite())
         .max_by(pick);
     let best_line = best.map(|&best| Line {
-        label: Some(format!("best {} (step {})", short(best.1), compact(best.0))),
+        // Four digits, as `ls` and the TUI give it: three read 48.97 as
+        // "best 49" on an axis up to 49 (walkthrough C).
+        label: Some(format!(
+            "best {} (step {})",
+            crate::numfmt::readable(best.1),
+            compact(best.0)
+        )),
         points: vec![best],
         look: SeriesLook {
             color: "#000000",

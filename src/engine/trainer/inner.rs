@@ -233,7 +233,17 @@ impl Trainer {
                     losses: (values[0], values[at]),
                     primary_first: self.loss_rise.first(),
                 });
-                let message = gradient_owner_event(&owner, primary, self.config.combiner.kind, now);
+                // Whether MELTR reads the losses rescaled (a factor not 1).
+                let rescaled = self
+                    .combiner
+                    .meltr_net()
+                    .and_then(|n| n.input_scale())
+                    .is_some_and(|s| {
+                        Vec::<f64>::try_from(s.to_kind(Kind::Double))
+                            .is_ok_and(|f| f.iter().any(|&f| f != 1.0))
+                    });
+                let kind = (self.config.combiner.kind, rescaled);
+                let message = gradient_owner_event(&owner, primary, kind, now);
                 self.emit(Record::Event {
                     level: Level::Warn,
                     message,
@@ -340,11 +350,12 @@ struct Standing {
 }
 
 /// What an auxiliary owning the combined gradient means (see
-/// `gradient_owner`), from where the weights and losses stand.
+/// `gradient_owner`), from where the weights and losses stand; `kind`:
+/// the combiner's, and whether MELTR reads the losses rescaled.
 fn gradient_owner_event(
     owner: &crate::engine::gradient_owner::Owner,
     primary: &str,
-    kind: CombinerKind,
+    (kind, rescaled): (CombinerKind, bool),
     now: Option<Standing>,
 ) -> String {
     const REMEDY: &str =
@@ -356,10 +367,12 @@ fn gradient_owner_event(
     // 0.19 against 0.003; the scale advice pointed the wrong way).
     // Only above `sum`'s weight of 1 is it MELTR's doing: walkthrough Q's
     // x100 loss had 99% of the gradient at 0.94 (98.7% under `sum`), and
-    // the warning blamed the weight.
+    // the warning blamed the weight; and only at twice the primary's:
+    // walkthrough C's x26 loss had 97.5% at 1.01 against 0.91 (96–97.7%
+    // under `sum`).
     let weighed_up = now
         .as_ref()
-        .filter(|s| s.weights.1.abs() >= s.weights.0.abs() && s.weights.1.abs() > 1.0);
+        .filter(|s| s.weights.1.abs() >= 2.0 * s.weights.0.abs() && s.weights.1.abs() > 1.0);
     // A primary fit on its training rows (its loss a twentieth of its
     // first or less) has little gradient left: any weighted auxiliary then
     // has most of it.
@@ -387,10 +400,18 @@ fn gradient_owner_event(
                 readable(s.weights.0),
             )
         }
-        CombinerKind::Meltr => format!(
+        // Said only where MELTR did rescale (walkthrough C's x26 loss was
+        // read raw, under meltr.max_loss_ratio).
+        CombinerKind::Meltr if rescaled => format!(
             "MELTR reads the losses on a common scale (meltr.loss_scale), but each loss's gradient is its own: \
              its effective weight would have to fall far below the others'.{fit} {REMEDY}"
         ),
+        CombinerKind::Meltr => {
+            let weights = now.as_ref().map_or(String::new(), |s| {
+                format!(" ({} against the primary's {})", readable(s.weights.1), readable(s.weights.0))
+            });
+            format!("MELTR's weights do not set it apart{weights}: its scale does.{fit} {REMEDY}")
+        }
         CombinerKind::Weights => {
             "Its weight in combiner.weights may be what does it: lower it, or scale the loss down in the model"
                 .to_string()

@@ -19,7 +19,7 @@ fn meltr_event(weights: (f64, f64), losses: (f64, f64), primary_first: f64) -> S
         losses,
         primary_first: Some(primary_first),
     };
-    gradient_owner_event(&owner(), "cls", CombinerKind::Meltr, Some(now))
+    gradient_owner_event(&owner(), "cls", (CombinerKind::Meltr, true), Some(now))
 }
 
 /// Walkthrough O: MELTR's weight gave an auxiliary the gradient, and
@@ -52,6 +52,25 @@ fn a_gradient_owner_weighed_up_by_meltr_is_told_apart_from_one_too_large() {
         fit_and_scaled.contains("has fallen from 1.2 to 0.01"),
         "{fit_and_scaled}"
     );
+    // Near the primary's weight, above 1, its scale does it (walkthrough
+    // C: 1.01 against 0.91, 96–97.7% under sum); read raw, no rescaling is
+    // said.
+    let near = meltr_event((0.905, 1.013), (1.2, 30.0), 1.6);
+    assert!(
+        near.contains("scale it down") && !near.contains("MELTR weighs it"),
+        "{near}"
+    );
+    let now = Standing {
+        weights: (0.905, 1.013),
+        losses: (1.2, 30.0),
+        primary_first: Some(1.6),
+    };
+    let raw = gradient_owner_event(&owner(), "cls", (CombinerKind::Meltr, false), Some(now));
+    assert!(
+        raw.contains("MELTR's weights do not set it apart (1.013 against the primary's 0.905): its scale does")
+            && !raw.contains("common scale"),
+        "{raw}"
+    );
 }
 
 /// A primary share of -0.0004 read "-0.0%" (walkthrough V).
@@ -61,6 +80,6 @@ fn a_primary_share_near_zero_reads_without_a_sign() {
         primary_share: -0.0004,
         ..owner()
     };
-    let said = gradient_owner_event(&owner, "main", CombinerKind::Sum, None);
+    let said = gradient_owner_event(&owner, "main", (CombinerKind::Sum, false), None);
     assert!(said.contains("(the primary, main: 0.0%)"), "{said}");
 }
