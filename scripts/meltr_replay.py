@@ -107,7 +107,12 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import safetensors_lite  # noqa: E402
 
 POOL_SIZE = 10  # main.py: `if len(batchs) > 10: batchs.pop(0)`
-WEIGHT_WINDOW = 10  # effective weights: mean over the last 10 steps
+# Effective weights: the mean over the last 10 steps. Not the engine's
+# `table --metric weight/x` window (its logged lines in the last 10% of
+# steps, 10 at most: steps 370-400 of a 400-step run at log_every 10); for
+# a like-for-like comparison, read its metrics.jsonl's last 10 steps at
+# train.log_every = 1 (walkthrough C compared the two unawares).
+WEIGHT_WINDOW = 10
 METRIC_PREFIX = "metric/"
 
 
