@@ -181,6 +181,9 @@ pub fn json(runs: &[Run]) -> String {
                 "best_metric": number(r.best_metric()),
                 "best_step": r.best_eval.as_ref().map(|e| e.0),
                 "device": r.meta.device,
+                // A fork told apart from a seed of its parent (walkthrough D).
+                "parent": r.meta.parent,
+                "fork_step": r.meta.fork_step,
                 "runner_pid": r.alive_pid,
                 "created": r.meta.created,
                 "dir": r.dir.display().to_string(),
@@ -217,6 +220,8 @@ pub fn csv(runs: &[Run]) -> String {
         "best_metric",
         "best_step",
         "device",
+        "parent",
+        "fork_step",
         "runner_pid",
         "created",
     ]
@@ -247,6 +252,8 @@ pub fn csv(runs: &[Run]) -> String {
                 .as_ref()
                 .map_or(String::new(), |e| e.0.to_string()),
             r.meta.device.clone(),
+            r.meta.parent.clone().unwrap_or_default(),
+            r.meta.fork_step.map_or(String::new(), |s| s.to_string()),
             r.alive_pid.map_or(String::new(), |p| p.to_string()),
             r.meta.created.clone(),
         ];

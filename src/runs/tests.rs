@@ -246,3 +246,25 @@ fn the_last_primary_weight_is_the_last_finite_logged_one() {
     assert_eq!(run.last_primary_weight, Some(0.011));
     assert!(run.final_weights[&primary] > 0.1, "{:?}", run.final_weights);
 }
+
+/// `ls --json` and `--csv` had no `parent` or `fork_step`: a fork read as
+/// another seed of its parent (walkthrough D).
+#[test]
+fn json_and_csv_listings_name_a_forks_parent_and_step() {
+    let root = tempfile::tempdir().unwrap();
+    let dir = session::create(root.path(), "child", &crate::config::Config::default()).unwrap();
+    let mut meta = SessionMeta::read(&dir).unwrap();
+    meta.parent = Some("p-id".into());
+    meta.fork_step = Some(300);
+    meta.write(&dir).unwrap();
+    let runs = vec![Run::load(&dir).unwrap()];
+    let json: serde_json::Value = serde_json::from_str(&render::json(&runs)).unwrap();
+    assert_eq!(json[0]["parent"], "p-id");
+    assert_eq!(json[0]["fork_step"], 300);
+    let csv = render::csv(&runs);
+    let mut lines = csv.lines();
+    let header: Vec<&str> = lines.next().unwrap().split(',').collect();
+    let row: Vec<&str> = lines.next().unwrap().split(',').collect();
+    let at = |name: &str| header.iter().position(|h| *h == name).unwrap();
+    assert_eq!((row[at("parent")], row[at("fork_step")]), ("p-id", "300"));
+}
