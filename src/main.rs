@@ -5,6 +5,20 @@ use clap::Parser;
 
 fn main() {
     let cli = meltr_tui::cli::Cli::parse();
+    use meltr_tui::cli::Cmd;
+    // A listing read by `head` ends quietly when the pipe closes, as other
+    // tools do (walkthrough D: `ls --json | head -c 1` panicked, exit 101).
+    // Only these: a runner or TUI must outlive a reader that went away.
+    if matches!(
+        cli.command,
+        Some(Cmd::Ls { .. } | Cmd::Table { .. } | Cmd::Compare { .. } | Cmd::Doctor)
+    ) {
+        // SAFETY: at the start of main, before any thread; SIG_DFL is a
+        // valid disposition for SIGPIPE.
+        unsafe {
+            libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+        }
+    }
     if let Err(error) = meltr_tui::cli::dispatch(cli) {
         eprintln!("error: {error:#}");
         // Interrupted while a runner started: the shell's code for it.

@@ -1077,3 +1077,33 @@ fn export_tensorboard_is_read_back_by_tensorboard_itself() {
     assert_eq!(tb["metric_tags"], serde_json::json!(["eval/primary_mse"]));
     assert_eq!(tb["end_status"], 1, "STATUS_SUCCESS for a finished run");
 }
+
+/// `ls --json | head -c 1` panicked on the closed pipe, exit 101
+/// (walkthrough D): a listing whose reader went away ends quietly.
+#[test]
+fn a_listing_whose_reader_went_away_ends_quietly() {
+    use std::os::unix::process::ExitStatusExt;
+    for args in [&["ls", "--json"][..], &["table", "--group", GROUP]] {
+        let mut child = bin()
+            .arg("--sessions-dir")
+            .arg(&sweep().root)
+            .args(args)
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        drop(child.stdout.take());
+        let out = child.wait_with_output().unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            !stderr.contains("panicked") && out.status.code() != Some(101),
+            "{args:?}: {:?} {stderr}",
+            out.status
+        );
+        assert!(
+            out.status.success() || out.status.signal() == Some(libc::SIGPIPE),
+            "{args:?}: {:?}",
+            out.status
+        );
+    }
+}
