@@ -26,17 +26,26 @@ impl Summary {
             return None;
         }
         let mean = values.iter().sum::<f64>() / n as f64;
-        let min = values.iter().copied().fold(f64::INFINITY, f64::min);
-        let max = values.iter().copied().fold(f64::NEG_INFINITY, f64::max);
+        // f64::min passes a NaN over: NaN runs left min and max at ±inf, or
+        // over the other runs only, beside a NaN mean (walkthrough D).
+        let nan = values.iter().any(|v| v.is_nan());
+        let min = match nan {
+            true => f64::NAN,
+            false => values.iter().copied().fold(f64::INFINITY, f64::min),
+        };
+        let max = match nan {
+            true => f64::NAN,
+            false => values.iter().copied().fold(f64::NEG_INFINITY, f64::max),
+        };
         // Equal values have no spread: the mean's rounding (three runs at
         // 99.6 give a std of 1.7e-14) would show as `± 0.000000`, and so
         // would values equal but for f32 rounding in the log (a primary-only
         // run's gradient share, 1 and 0.99999994).
-        let std = if n > 1 && max - min > FLOAT_NOISE * mean.abs() {
+        let std = if nan {
+            f64::NAN
+        } else if n > 1 && max - min > FLOAT_NOISE * mean.abs() {
             let ss: f64 = values.iter().map(|v| (v - mean).powi(2)).sum();
             (ss / (n - 1) as f64).sqrt()
-        } else if values.iter().any(|v| v.is_nan()) {
-            f64::NAN
         } else {
             0.0
         };
@@ -106,5 +115,11 @@ mod tests {
         assert_eq!(significant_decimals(1e-9), 6);
         assert_eq!(significant_decimals(f64::NAN), 2);
         assert!(Summary::of(&[1.0, f64::NAN]).unwrap().mean.is_nan());
+        // Min and max too, as the mean (they read +inf and -inf, or the
+        // other runs' alone, walkthrough D).
+        for values in [&[f64::NAN, f64::NAN][..], &[1.0, f64::NAN, 2.0]] {
+            let s = Summary::of(values).unwrap();
+            assert!(s.min.is_nan() && s.max.is_nan(), "{s:?}");
+        }
     }
 }
