@@ -142,10 +142,16 @@ impl SessionData {
                 _ => {}
             }
         }
-        if data.losses.is_empty() {
+        // Evals alone still draw (walkthrough D's run that skipped every
+        // update had evals and no train line, and its group's figure was
+        // refused as "no training steps logged yet").
+        if data.losses.is_empty() && data.metrics.is_empty() {
+            let status = data.meta.status;
             bail!(
-                "session '{}' has no training steps logged yet ({} has no train lines)",
+                "session '{}' ({}) has no train or eval line{} ({})",
                 data.meta.name,
+                status.as_str(),
+                if status.is_terminal() { "" } else { " yet" },
                 path.display()
             );
         }

@@ -34,6 +34,9 @@ pub fn text(value: &toml::Value) -> String {
             let items: Vec<String> = t.iter().map(|(k, v)| format!("{k}={}", text(v))).collect();
             format!("{{{}}}", items.join(", "))
         }
+        // 1e30 read `1000000000000000000000000000000.0` in tables and
+        // legends (walkthrough D); 1e-5 and 1e6 keep their short form.
+        toml::Value::Float(f) if *f != 0.0 && !(1e-4..1e6).contains(&f.abs()) => format!("{f:e}"),
         other => other.to_string(),
     }
 }
@@ -73,6 +76,10 @@ mod tests {
         assert_eq!(text(&toml::Value::String("meltr".into())), "meltr");
         assert_eq!(text(&toml::Value::Float(0.003)), "0.003");
         assert_eq!(text(&toml::Value::Integer(3)), "3");
+        assert_eq!(text(&toml::Value::Float(1e30)), "1e30");
+        assert_eq!(text(&toml::Value::Float(2.5e-5)), "2.5e-5");
+        assert_eq!(text(&toml::Value::Float(1000.0)), "1000.0");
+        assert!(matches(&text(&toml::Value::Float(1e30)), "1e30"));
         let list = toml::Value::Array(vec!["a".into(), "b".into()]);
         assert_eq!(text(&list), "[a, b]");
         assert!(matches("0.1", "1e-1"));

@@ -128,3 +128,33 @@ fn a_forks_metric_figure_marks_its_own_best() {
     data.meta.fork_step = Some(400);
     assert_eq!(best(&data), None);
 }
+
+/// A run that skipped every update had evals and no train line, and its
+/// group's figure was refused as "no training steps logged yet"
+/// (walkthrough D): evals alone load and draw their metric.
+#[test]
+fn a_session_with_evals_and_no_train_line_draws_its_metric() {
+    let root = tempfile::tempdir().unwrap();
+    let config = crate::config::Config::default();
+    let dir = crate::session::create(root.path(), "e", &config).unwrap();
+    let metrics = crate::session::SessionDir::new(&dir).metrics();
+    std::fs::write(&metrics, "").unwrap();
+    let refused = SessionData::load(&dir).err().unwrap().to_string();
+    assert!(
+        refused.contains("has no train or eval line yet"),
+        "{refused}"
+    );
+    let metric_name = crate::session::SessionMeta::read(&dir)
+        .unwrap()
+        .primary_metric;
+    let eval = format!(
+        "{{\"step\":50,\"time\":0.1,\"kind\":\"eval\",\"metrics\":{{\"{metric_name}\":0.5}},\"losses\":{{}}}}\n"
+    );
+    std::fs::write(&metrics, eval).unwrap();
+    let data = SessionData::load(&dir).unwrap();
+    let prep = Prep {
+        smoothing: crate::plot::series::Smoothing::Auto,
+        columns: 800,
+    };
+    assert!(metric(&data, prep).is_some());
+}
