@@ -85,6 +85,8 @@ pub fn compare(
     let mut means = Vec::new();
     let mut source = SeriesSource::Eval;
     let mut largest = 0;
+    // Whether some banded group has exactly two runs.
+    let mut some_pair = false;
     // Each group's sessions' series, looked up once; the longest sets the
     // smoothing of all.
     let series: Vec<Vec<(SeriesSource, &Points)>> = groups
@@ -113,6 +115,7 @@ pub fn compare(
         };
         let n = group.sessions.len();
         largest = largest.max(n);
+        some_pair |= n == 2;
         let thin = |p: Points| decimate(&p, lo, hi, prep.columns);
         if n > 1 && band != Band::None {
             let mut outline = thin(agg.iter().map(|a| (a.0, a.3)).collect());
@@ -155,6 +158,9 @@ pub fn compare(
     let spread = match band {
         _ if largest < 2 => "",
         Band::Std if largest == 2 => " — mean, min–max of 2 runs",
+        // Beside larger groups, a pair's band is its min–max all the same
+        // (walkthrough D's axis said "± std" of one).
+        Band::Std if some_pair => " — mean ± std over runs (min–max of 2)",
         Band::Std => " — mean ± std over runs",
         Band::Minmax => " — mean, min–max over runs",
         Band::None => " — mean over runs",
