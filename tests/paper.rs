@@ -728,10 +728,19 @@ fn compare_draws_one_banded_curve_per_setting() {
     // Beside a group of three (meltr with its ungrouped seed 2), a pair's
     // band is still its min–max, and the axis says so (walkthrough D).
     let mixed = out.path().join("mixed.svg");
-    let said = ok(&["compare", "--group-by", "combiner.kind", "-o", mixed.to_str().unwrap()]);
+    let said = ok(&[
+        "compare",
+        "--group-by",
+        "combiner.kind",
+        "-o",
+        mixed.to_str().unwrap(),
+    ]);
     assert!(said.contains("(n=3)") && said.contains("(n=2)"), "{said}");
     let drawn = std::fs::read_to_string(&mixed).unwrap();
-    assert!(drawn.contains("mean ± std over runs (min–max of 2)"), "{said}");
+    assert!(
+        drawn.contains("mean ± std over runs (min–max of 2)"),
+        "{said}"
+    );
     // The group's comparison with more options, into `file`: what it said.
     let group_figure = |options: &[&str], file: &Path| -> String {
         let mut args = vec!["compare", "--group", GROUP];

@@ -98,6 +98,15 @@ impl SessionData {
                 into.entry(name.clone()).or_default().push((step, v));
             }
         };
+        // A fork's curves start with its parent's: the step it forked at is
+        // marked (walkthrough D's fork's figure drew its parent's better
+        // evals beside "best" at a later step, nothing saying why).
+        if let Some(at) = data.meta.fork_step {
+            data.marks.push(Mark {
+                x: at as f64,
+                label: "fork".into(),
+            });
+        }
         for line in read.lines {
             let step = line.step as f64;
             match line.record {
@@ -346,5 +355,19 @@ mod tests {
         let marks = SessionData::load(&dir).unwrap().marks;
         let marks: Vec<(f64, &str)> = marks.iter().map(|m| (m.x, m.label.as_str())).collect();
         assert_eq!(marks, [(12.0, "aid.alpha 0.1→0.02"), (16.0, "restore")]);
+        // A fork's step is marked, first at its step.
+        let mut meta = crate::session::SessionMeta::read(&dir).unwrap();
+        meta.fork_step = Some(12);
+        meta.write(&dir).unwrap();
+        let marks = SessionData::load(&dir).unwrap().marks;
+        let marks: Vec<(f64, &str)> = marks.iter().map(|m| (m.x, m.label.as_str())).collect();
+        assert_eq!(
+            marks,
+            [
+                (12.0, "fork"),
+                (12.0, "aid.alpha 0.1→0.02"),
+                (16.0, "restore")
+            ]
+        );
     }
 }

@@ -182,7 +182,12 @@ pub fn metric(data: &SessionData, prep: Prep) -> Option<Figure> {
         // Four digits, as `ls` and the TUI give it: three read 48.97 as
         // "best 49" on an axis up to 49 (walkthrough C).
         label: Some(format!(
-            "best {} (step {})",
+            "best{} {} (step {})",
+            if data.meta.fork_step.is_some() {
+                " since the fork"
+            } else {
+                ""
+            },
             crate::numfmt::readable(best.1),
             compact(best.0)
         )),

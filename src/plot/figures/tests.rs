@@ -123,7 +123,10 @@ fn a_forks_metric_figure_marks_its_own_best() {
     };
     assert_eq!(best(&data).as_deref(), Some("best 0.9 (step 100)"));
     data.meta.fork_step = Some(150);
-    assert_eq!(best(&data).as_deref(), Some("best 0.6046 (step 300)"));
+    assert_eq!(
+        best(&data).as_deref(),
+        Some("best since the fork 0.6046 (step 300)")
+    );
     // No eval of its own yet: the curve, without a best.
     data.meta.fork_step = Some(400);
     assert_eq!(best(&data), None);
