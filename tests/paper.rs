@@ -1123,3 +1123,35 @@ fn a_listing_whose_reader_went_away_ends_quietly() {
         );
     }
 }
+
+/// Walkthrough D: a metric named twice made two equal columns; a `|` in a
+/// label split its Markdown row; `-o` into a missing folder printed the
+/// table, then failed (`compare -o` and `export --out` make theirs).
+#[test]
+fn table_names_a_metric_once_escapes_bars_and_makes_its_folder() {
+    let csv = ok(&[
+        "table",
+        "--group",
+        GROUP,
+        "--format",
+        "csv",
+        "--metric",
+        "primary_mse",
+        "--metric",
+        "eval/primary_mse",
+    ]);
+    let header = csv.lines().next().unwrap();
+    assert_eq!(header.matches("primary_mse_mean").count(), 1, "{header}");
+    let md = ok(&[
+        "table",
+        "--group",
+        GROUP,
+        "--label",
+        "combiner.kind=meltr=a|b",
+    ]);
+    assert!(md.contains("| a\\|b |"), "{md}");
+    let out = tempfile::tempdir().unwrap();
+    let file = out.path().join("new/folder/t.md");
+    ok(&["table", "--group", GROUP, "-o", file.to_str().unwrap()]);
+    assert!(std::fs::read_to_string(&file).unwrap().contains("| 2 |"));
+}

@@ -109,6 +109,11 @@ pub(super) fn table(
     }
     print!("{text}");
     if let Some(path) = output {
+        // Its folder made, as `compare -o` and `export --out` make theirs.
+        if let Some(folder) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
+            std::fs::create_dir_all(folder)
+                .with_context(|| format!("cannot make {}", folder.display()))?;
+        }
         crate::session::atomic_write(path, text.as_bytes())
             .with_context(|| format!("cannot write the table to {}", path.display()))?;
         eprintln!("wrote {}", path.display());

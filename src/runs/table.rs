@@ -77,7 +77,15 @@ fn metric_names(groups: &[Group], opts: &TableOptions) -> Result<Vec<String>> {
         // `eval/recall@1`, as the CSV export and `compare` name it, is the
         // eval metric `recall@1` (walkthrough N's was refused).
         let named = |m: &String| m.strip_prefix(EVAL_PREFIX).unwrap_or(m).to_string();
-        return Ok(opts.metrics.iter().map(named).collect());
+        // Once each (`primary_mse` and `eval/primary_mse` made two equal
+        // columns, walkthrough D).
+        let mut names: Vec<String> = Vec::new();
+        for name in opts.metrics.iter().map(named) {
+            if !names.contains(&name) {
+                names.push(name);
+            }
+        }
+        return Ok(names);
     }
     // Runs of different workloads report different metrics: said as such
     // (it read "session … has no metric `primary_mse`").
@@ -364,6 +372,8 @@ pub fn render(groups: &[Group], opts: &TableOptions) -> Result<String> {
                         text
                     });
                 }
+                // A `|` in a label (`--label …=a|b`) split the row.
+                let cells: Vec<String> = cells.iter().map(|c| c.replace('|', "\\|")).collect();
                 out.push_str(&format!("| {} |\n", cells.join(" | ")));
             }
             out.push_str(&format!(
