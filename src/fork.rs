@@ -86,7 +86,7 @@ pub fn create(
         );
     }
     engine::preflight(&config)?;
-    let name = name.unwrap_or_else(|| format!("{}-fork", parent.name));
+    let name = name.unwrap_or_else(|| unused_name(root, &format!("{}-fork", parent.name)));
     if needs.socket {
         session::check_socket_room(root, &name)?;
     }
@@ -267,6 +267,20 @@ fn seed(
     session::atomic_write(&layout.metrics(), text.as_bytes())
 }
 
+/// `base`, or `base-2`, `base-3`, … where a session has that name: two
+/// default-named forks of one run shared a name, and notes naming one
+/// could not say which (walkthrough D).
+fn unused_name(root: &Path, base: &str) -> String {
+    let taken: Vec<String> = session::list(root)
+        .into_iter()
+        .map(|(_, m)| m.name)
+        .collect();
+    std::iter::once(base.to_string())
+        .chain((2..).map(|i| format!("{base}-{i}")))
+        .find(|name| !taken.contains(name))
+        .expect("an unbounded sequence has a free name")
+}
+
 /// The parent's log `kept` (its lines up to `step`) as it stood at its
 /// checkpoint of `step`, whose config is `at_checkpoint`: at that step, up
 /// to its stop mark or a later start from it, and without an edit the
@@ -331,6 +345,17 @@ mod tests {
                 error: None,
             },
         )
+    }
+
+    #[test]
+    fn a_default_fork_name_is_not_taken_twice() {
+        let root = tempfile::tempdir().unwrap();
+        let config = Config::default();
+        assert_eq!(unused_name(root.path(), "a-fork"), "a-fork");
+        session::create(root.path(), "a-fork", &config).unwrap();
+        assert_eq!(unused_name(root.path(), "a-fork"), "a-fork-2");
+        session::create(root.path(), "a-fork-2", &config).unwrap();
+        assert_eq!(unused_name(root.path(), "a-fork"), "a-fork-3");
     }
 
     /// A walkthrough's fork at step 801 of a parent stopped there, then

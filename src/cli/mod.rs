@@ -155,7 +155,7 @@ pub enum Cmd {
         /// The checkpoint step to start from (default: the newest).
         #[arg(long, allow_negative_numbers = true)]
         at: Option<u64>,
-        /// Name of the new session (default: the parent's name).
+        /// Name of the new session (default: `<parent name>-fork`, then `-fork-2`, … when taken).
         #[arg(short, long, value_parser = arg_checks::session_name)]
         name: Option<String>,
         /// The fork's group (default: the parent's; `none` for none, so an
