@@ -657,7 +657,7 @@ fn bad_input_fails_with_a_clear_message_and_no_files() {
     std::fs::write(empty.join("metrics.jsonl"), "").unwrap();
     assert_fails_cleanly(
         export_session(&empty, &opts),
-        &["no training steps", "empty run"],
+        &["has no train or eval line", "empty run"],
         &out,
     );
     assert!(!empty.join("plots").exists());
