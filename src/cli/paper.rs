@@ -107,7 +107,7 @@ pub(super) fn table(
             .for_each(|n| text.push_str(&format!("% {n}\n"))),
         _ => notes.iter().for_each(|n| eprintln!("{n}")),
     }
-    print!("{text}");
+    // The file first: a reader of stdout that goes away ends the process.
     if let Some(path) = output {
         // Its folder made, as `compare -o` and `export --out` make theirs.
         if let Some(folder) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
@@ -118,6 +118,7 @@ pub(super) fn table(
             .with_context(|| format!("cannot write the table to {}", path.display()))?;
         eprintln!("wrote {}", path.display());
     }
+    print!("{text}");
     Ok(())
 }
 
@@ -135,7 +136,7 @@ fn rename_values(groups: &mut [groups::Group], renames: &[String]) -> Result<()>
                 groups.iter().any(|g| {
                     g.values
                         .iter()
-                        .any(|(key, value)| named(key, k) && value == v)
+                        .any(|(key, value)| named(key, k) && runs::keys::matches(value, v))
                 })
             })
         };
@@ -161,7 +162,8 @@ fn rename_values(groups: &mut [groups::Group], renames: &[String]) -> Result<()>
             for (_, v) in g
                 .values
                 .iter_mut()
-                .filter(|(k, v)| named(k, key) && v == value)
+                // By value: `0.00003` names the cell written `3e-5`.
+                .filter(|(k, v)| named(k, key) && runs::keys::matches(v, value))
             {
                 (*v, changed) = (to.to_string(), true);
             }

@@ -40,8 +40,12 @@ pub fn session_figures(
     axis: LossAxis,
 ) -> (Vec<Figure>, Vec<String>) {
     let (log_scale, axis_note) = axis.choose(data);
-    let mut figures = vec![losses(data, prep, log_scale)];
-    let mut skipped = Vec::new();
+    let (mut figures, mut skipped) = (Vec::new(), Vec::new());
+    // A run whose every update was skipped has evals and no train line.
+    match data.losses.is_empty() {
+        true => skipped.push("losses: no train lines logged".to_string()),
+        false => figures.push(losses(data, prep, log_scale)),
+    }
     let mut add = |figure: Option<Figure>, why: String| match figure {
         Some(f) => figures.push(f),
         None => skipped.push(why),

@@ -220,10 +220,10 @@ pub fn csv(runs: &[Run]) -> String {
         "best_metric",
         "best_step",
         "device",
-        "parent",
-        "fork_step",
         "runner_pid",
         "created",
+        "parent",
+        "fork_step",
     ]
     .iter()
     .map(|s| s.to_string())
@@ -252,10 +252,10 @@ pub fn csv(runs: &[Run]) -> String {
                 .as_ref()
                 .map_or(String::new(), |e| e.0.to_string()),
             r.meta.device.clone(),
-            r.meta.parent.clone().unwrap_or_default(),
-            r.meta.fork_step.map_or(String::new(), |s| s.to_string()),
             r.alive_pid.map_or(String::new(), |p| p.to_string()),
             r.meta.created.clone(),
+            r.meta.parent.clone().unwrap_or_default(),
+            r.meta.fork_step.map_or(String::new(), |s| s.to_string()),
         ];
         row.extend(
             config_keys

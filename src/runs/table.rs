@@ -349,6 +349,7 @@ pub fn render(groups: &[Group], opts: &TableOptions) -> Result<String> {
                 Some(a) => format!("{n} {a}"),
                 None => n.clone(),
             }));
+            let header: Vec<String> = header.iter().map(|c| c.replace('|', "\\|")).collect();
             let mut out = format!("| {} |\n", header.join(" | "));
             let aligns: Vec<&str> = (0..header.len())
                 .map(|i| {

@@ -3,6 +3,7 @@
 //! step's weights and gradient shares.
 
 use super::data_parallel::{Extra, InnerGrads};
+use super::inner_words::{auxiliary_climb_event, gradient_owner_event, Standing};
 use super::*;
 
 impl Trainer {
@@ -233,14 +234,14 @@ impl Trainer {
                     losses: (values[0], values[at]),
                     primary_first: self.loss_rise.first(),
                 });
-                // Whether MELTR reads the losses rescaled (a factor not 1).
+                // Whether MELTR reads the owner rescaled (its factor not 1).
                 let rescaled = self
                     .combiner
                     .meltr_net()
                     .and_then(|n| n.input_scale())
                     .is_some_and(|s| {
                         Vec::<f64>::try_from(s.to_kind(Kind::Double))
-                            .is_ok_and(|f| f.iter().any(|&f| f != 1.0))
+                            .is_ok_and(|f| at.and_then(|at| f.get(at)).is_some_and(|&f| f != 1.0))
                     });
                 let kind = (self.config.combiner.kind, rescaled);
                 let message = gradient_owner_event(&owner, primary, kind, now);
@@ -324,121 +325,6 @@ impl Trainer {
         }
         shares::per_loss(losses, weights, &self.theta)
     }
-}
-
-/// What an auxiliary loss climbing under a negative effective weight means.
-fn auxiliary_climb_event(name: &str, rise: crate::engine::loss_rise::Rise, weight: f64) -> String {
-    format!(
-        "auxiliary loss {name} has climbed to {} (smoothed over the logged lines), over {} times its lowest, {} at step {}, \
-         under an effective weight of {}: the combiner has the model maximise it. MELTR may mean it (a loss it judges \
-         harmful), but the shared layers then learn against that loss; to train without it instead, leave it out of \
-         workload.auxiliary (or give it weight 0, combiner.kind = \"weights\") at the next start",
-        crate::numfmt::readable(rise.now),
-        crate::engine::loss_rise::RISE_FACTOR,
-        crate::numfmt::readable(rise.lowest),
-        rise.lowest_step,
-        crate::numfmt::readable(weight),
-    )
-}
-
-/// The primary's and a loss's effective weights and training losses at a
-/// logged step, in that order, and the primary's first logged loss.
-struct Standing {
-    weights: (f64, f64),
-    losses: (f64, f64),
-    primary_first: Option<f64>,
-}
-
-/// What an auxiliary owning the combined gradient means (see
-/// `gradient_owner`), from where the weights and losses stand; `kind`:
-/// the combiner's, and whether MELTR reads the losses rescaled.
-fn gradient_owner_event(
-    owner: &crate::engine::gradient_owner::Owner,
-    primary: &str,
-    (kind, rescaled): (CombinerKind, bool),
-    now: Option<Standing>,
-) -> String {
-    const REMEDY: &str =
-        "A loss on a far larger scale than the others does this; scale it down in the model, \
-                          or give it a small fixed weight (combiner.kind = \"weights\")";
-    let readable = crate::numfmt::readable;
-    // MELTR's own weights can give an auxiliary the gradient, at any scale
-    // (walkthrough O: weight 1.95 against the primary's 0.32, its loss
-    // 0.19 against 0.003; the scale advice pointed the wrong way).
-    // Only above `sum`'s weight of 1 is it MELTR's doing: walkthrough Q's
-    // x100 loss had 99% of the gradient at 0.94 (98.7% under `sum`), and
-    // the warning blamed the weight; and only at twice the primary's:
-    // walkthrough C's x26 loss had 97.5% at 1.01 against 0.91 (96–97.7%
-    // under `sum`).
-    let weighed_up = now
-        .as_ref()
-        .filter(|s| s.weights.1.abs() >= 2.0 * s.weights.0.abs() && s.weights.1.abs() > 1.0);
-    // A primary fit on its training rows (its loss a twentieth of its
-    // first or less) has little gradient left: any weighted auxiliary then
-    // has most of it.
-    let fit = now
-        .as_ref()
-        .and_then(|s| Some((s.losses.0, s.primary_first?)))
-        .filter(|(now, first)| now.abs() <= 0.05 * first.abs())
-        .map_or(String::new(), |(now, first)| {
-            format!(
-                " The primary's training loss has fallen from {} to {}: fit on its training rows, it has \
-                 little gradient left (with few labelled rows the model may have learnt them by heart; \
-                 compare its validation metric with an earlier evaluation's).",
-                readable(first),
-                readable(now)
-            )
-        });
-    let why = match kind {
-        CombinerKind::Meltr if weighed_up.is_some() => {
-            let s = weighed_up.expect("matched");
-            format!(
-                "MELTR weighs it at {} against the primary's {}: its weight does it, and the model trains \
-                 away from its own task.{fit} Compare with a `sum` run; lower meltr.meta_lr, or raise \
-                 meltr.gamma (which holds MELTR's output near the sum of the losses)",
-                readable(s.weights.1),
-                readable(s.weights.0),
-            )
-        }
-        // Said only where MELTR did rescale (walkthrough C's x26 loss was
-        // read raw, under meltr.max_loss_ratio).
-        CombinerKind::Meltr if rescaled => format!(
-            "MELTR reads the losses on a common scale (meltr.loss_scale), but each loss's gradient is its own: \
-             its effective weight would have to fall far below the others'.{fit} {REMEDY}"
-        ),
-        CombinerKind::Meltr => {
-            let weights = now.as_ref().map_or(String::new(), |s| {
-                format!(" ({} against the primary's {})", readable(s.weights.1), readable(s.weights.0))
-            });
-            format!("MELTR's weights do not set it apart{weights}: its scale does.{fit} {REMEDY}")
-        }
-        CombinerKind::Weights => {
-            "Its weight in combiner.weights may be what does it: lower it, or scale the loss down in the model"
-                .to_string()
-        }
-        CombinerKind::Sum => REMEDY.to_string(),
-        _ => format!("The combiner has not offset its scale. {REMEDY}"),
-    };
-    format!(
-        "auxiliary loss {} has had {:.1}% of the combined gradient on {} logged share lines in a row since step {} \
-         (the primary, {primary}: {:.1}%{}): the model trains almost only on it. {why}",
-        owner.loss,
-        100.0 * owner.share,
-        crate::engine::gradient_owner::LINES,
-        owner.since,
-        // -0.0004 read "-0.0%" (walkthrough V).
-        if (100.0 * owner.primary_share).abs() < 0.05 {
-            0.0
-        } else {
-            100.0 * owner.primary_share
-        },
-        // Shares sum to 1: one above it has others pulling against it.
-        if owner.share > 1.0 {
-            "; the others pull against it"
-        } else {
-            ""
-        },
-    )
 }
 
 /// The start of the event said when the shares' double backward failed;

@@ -71,6 +71,19 @@ fn a_gradient_owner_weighed_up_by_meltr_is_told_apart_from_one_too_large() {
             && !raw.contains("common scale"),
         "{raw}"
     );
+    // Far apart below 1, MELTR's low primary weight is said with the scale.
+    let now = Standing {
+        weights: (0.02, 0.95),
+        losses: (1.2, 30.0),
+        primary_first: Some(1.6),
+    };
+    let apart = gradient_owner_event(&owner(), "cls", (CombinerKind::Meltr, false), Some(now));
+    assert!(
+        apart.contains(
+            "Its scale does it, and MELTR's weights add to it: the primary's 0.02 against its 0.95"
+        ) && !apart.contains("do not set it apart"),
+        "{apart}"
+    );
 }
 
 /// A primary share of -0.0004 read "-0.0%" (walkthrough V).

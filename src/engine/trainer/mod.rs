@@ -14,6 +14,7 @@ mod eval_finite;
 mod first_batch;
 mod gpu_log;
 mod inner;
+mod inner_words;
 mod live;
 mod lockstep;
 #[cfg(test)]

@@ -160,4 +160,11 @@ fn a_session_with_evals_and_no_train_line_draws_its_metric() {
         columns: 800,
     };
     assert!(metric(&data, prep).is_some());
+    // No empty losses figure: it is said as skipped.
+    let (figures, skipped) = session_figures(&data, prep, LossAxis::Auto);
+    assert!(figures.iter().all(|f| f.name != "losses"));
+    assert!(
+        skipped.contains(&"losses: no train lines logged".to_string()),
+        "{skipped:?}"
+    );
 }

@@ -292,8 +292,11 @@ impl App {
             other => other.to_string(),
         };
         // A message about an earlier key would sit under this one's editor
-        // (walkthrough B: a restart-only refusal beside another key's error).
-        self.flash = None;
+        // (walkthrough B: a restart-only refusal beside another key's error);
+        // one that waits for an edit to apply stays.
+        if self.flash.as_ref().is_some_and(|f| f.until.is_none()) {
+            self.flash = None;
+        }
         self.editor = Some(Editor {
             key: key.to_string(),
             input: Input::new(&text),
