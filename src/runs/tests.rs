@@ -2,6 +2,16 @@
 
 use super::*;
 
+/// A session `child` under `root` made a fork of `p-id` at step 300.
+fn fork_of_p_id_at_300(root: &std::path::Path) -> std::path::PathBuf {
+    let dir = session::create(root, "child", &crate::config::Config::default()).unwrap();
+    let mut meta = SessionMeta::read(&dir).unwrap();
+    meta.parent = Some("p-id".into());
+    meta.fork_step = Some(300);
+    meta.write(&dir).unwrap();
+    dir
+}
+
 /// A fork's log starts with its parent's lines (its history): a config
 /// line of the parent's at the fork step was read as the fork's own
 /// change, and a fork of a fork knew only its parent.
@@ -10,11 +20,7 @@ fn a_forks_log_tells_its_own_changes_from_its_history() {
     use crate::session::log::MetricsWriter;
     use crate::session::metrics::{Level, MetricLine};
     let root = tempfile::tempdir().unwrap();
-    let dir = session::create(root.path(), "child", &crate::config::Config::default()).unwrap();
-    let mut meta = SessionMeta::read(&dir).unwrap();
-    meta.parent = Some("p-id".into());
-    meta.fork_step = Some(300);
-    meta.write(&dir).unwrap();
+    let dir = fork_of_p_id_at_300(root.path());
     let line = |step: u64, record: Record| MetricLine {
         step,
         time: 0.0,
@@ -252,11 +258,7 @@ fn the_last_primary_weight_is_the_last_finite_logged_one() {
 #[test]
 fn json_and_csv_listings_name_a_forks_parent_and_step() {
     let root = tempfile::tempdir().unwrap();
-    let dir = session::create(root.path(), "child", &crate::config::Config::default()).unwrap();
-    let mut meta = SessionMeta::read(&dir).unwrap();
-    meta.parent = Some("p-id".into());
-    meta.fork_step = Some(300);
-    meta.write(&dir).unwrap();
+    let dir = fork_of_p_id_at_300(root.path());
     let runs = vec![Run::load(&dir).unwrap()];
     let json: serde_json::Value = serde_json::from_str(&render::json(&runs)).unwrap();
     assert_eq!(json[0]["parent"], "p-id");
