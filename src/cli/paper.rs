@@ -18,10 +18,20 @@ use at_step::runs_at_step;
 /// in the folder made `table` and `compare` refuse every other
 /// (walkthrough A).
 fn select(root: &Path, sessions: &[String], filter: &Filter, needs_eval: bool) -> Result<Vec<Run>> {
+    let mut runs = match sessions.is_empty() {
+        true => filter.apply(runs::all(root))?,
+        false => filter.apply(
+            sessions
+                .iter()
+                .map(|s| Run::load(&session::find(root, s)?))
+                .collect::<Result<Vec<_>>>()?,
+        )?,
+    };
     // A `--where status=…` picks by status itself.
     let by_status = filter.conditions.iter().any(|w| w.key == "status");
-    let runs = if sessions.is_empty() && !by_status && needs_eval {
-        let (runs, unevaluated) = never_evaluated(filter.apply(runs::all(root))?);
+    if sessions.is_empty() && !by_status && needs_eval {
+        let unevaluated;
+        (runs, unevaluated) = never_evaluated(runs);
         if !unevaluated.is_empty() {
             let what = match unevaluated.len() {
                 1 => "a session with no eval line",
@@ -32,16 +42,7 @@ fn select(root: &Path, sessions: &[String], filter: &Filter, needs_eval: bool) -
                 unevaluated.join(", ")
             );
         }
-        runs
-    } else if sessions.is_empty() {
-        filter.apply(runs::all(root))?
-    } else {
-        let runs = sessions
-            .iter()
-            .map(|s| Run::load(&session::find(root, s)?))
-            .collect::<Result<Vec<_>>>()?;
-        filter.apply(runs)?
-    };
+    }
     if runs.is_empty() {
         bail!(
             "no sessions selected: name sessions, or give a --group / --where that sessions in {} match",

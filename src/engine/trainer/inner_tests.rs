@@ -12,14 +12,24 @@ fn owner() -> crate::engine::gradient_owner::Owner {
 }
 
 /// The warning under MELTR for `(primary, owner)` weights and losses and
-/// the primary's first logged loss.
+/// the primary's first logged loss, the owner read rescaled.
 fn meltr_event(weights: (f64, f64), losses: (f64, f64), primary_first: f64) -> String {
+    meltr_event_read(true, weights, losses, primary_first)
+}
+
+/// [`meltr_event`], the owner read rescaled or raw.
+fn meltr_event_read(
+    rescaled: bool,
+    weights: (f64, f64),
+    losses: (f64, f64),
+    primary_first: f64,
+) -> String {
     let now = Standing {
         weights,
         losses,
         primary_first: Some(primary_first),
     };
-    gradient_owner_event(&owner(), "cls", (CombinerKind::Meltr, true), Some(now))
+    gradient_owner_event(&owner(), "cls", (CombinerKind::Meltr, rescaled), Some(now))
 }
 
 /// Walkthrough O: MELTR's weight gave an auxiliary the gradient, and
@@ -60,24 +70,14 @@ fn a_gradient_owner_weighed_up_by_meltr_is_told_apart_from_one_too_large() {
         near.contains("scale it down") && !near.contains("MELTR weighs it"),
         "{near}"
     );
-    let now = Standing {
-        weights: (0.905, 1.013),
-        losses: (1.2, 30.0),
-        primary_first: Some(1.6),
-    };
-    let raw = gradient_owner_event(&owner(), "cls", (CombinerKind::Meltr, false), Some(now));
+    let raw = meltr_event_read(false, (0.905, 1.013), (1.2, 30.0), 1.6);
     assert!(
         raw.contains("MELTR's weights do not set it apart (1.013 against the primary's 0.905): its scale does")
             && !raw.contains("common scale"),
         "{raw}"
     );
     // Far apart below 1, MELTR's low primary weight is said with the scale.
-    let now = Standing {
-        weights: (0.02, 0.95),
-        losses: (1.2, 30.0),
-        primary_first: Some(1.6),
-    };
-    let apart = gradient_owner_event(&owner(), "cls", (CombinerKind::Meltr, false), Some(now));
+    let apart = meltr_event_read(false, (0.02, 0.95), (1.2, 30.0), 1.6);
     assert!(
         apart.contains(
             "Its scale does it, and MELTR's weights add to it: the primary's 0.02 against its 0.95"
