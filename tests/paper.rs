@@ -267,6 +267,88 @@ fn table_and_compare_leave_out_a_session_that_failed_before_its_first_eval() {
     }
 }
 
+/// A group's mean cut at its shortest run, and values a log axis cannot
+/// draw, were left out of `compare`'s figure unsaid (walkthroughs): both
+/// are said.
+#[test]
+fn compare_says_where_a_group_is_cut_short_and_what_a_log_axis_leaves_out() {
+    let dirs = dirs();
+    let copy = copy_with_meltr_s0_stopped(&dirs);
+    let copied = |name: &str| copy.path().join(dirs[name].file_name().unwrap());
+    // meltr-s0 ends after its first eval.
+    let log = copied("meltr-s0").join("metrics.jsonl");
+    let text_of = std::fs::read_to_string(&log).unwrap();
+    let first_eval = text_of.find("\"kind\":\"eval\"").unwrap();
+    let cut = first_eval + text_of[first_eval..].find('\n').unwrap() + 1;
+    std::fs::write(&log, &text_of[..cut]).unwrap();
+    // sum-s1's first eval of its primary metric is 0.
+    let log = copied("sum-s1").join("metrics.jsonl");
+    let mut zeroed = false;
+    let lines: Vec<String> = std::fs::read_to_string(&log)
+        .unwrap()
+        .lines()
+        .map(|l| {
+            let mut v: Value = serde_json::from_str(l).unwrap();
+            if v["kind"] == "eval" && !zeroed {
+                let metrics = v["metrics"].as_object_mut().unwrap();
+                let first = metrics.keys().next().unwrap().clone();
+                metrics.insert(first, 0.0.into());
+                zeroed = true;
+            }
+            v.to_string()
+        })
+        .collect();
+    std::fs::write(&log, lines.join("\n") + "\n").unwrap();
+    let primary = evals(&dirs["sum-s1"])[0].1.keys().next().unwrap().clone();
+    let figure = copy.path().join("cut.svg");
+    let out = run_with_limit(
+        bin()
+            .arg("--sessions-dir")
+            .arg(copy.path())
+            .args([
+                "compare",
+                "--group",
+                GROUP,
+                "--metric",
+                &primary,
+                "--log-scale",
+                "-o",
+            ])
+            .arg(&figure),
+        Duration::from_secs(60),
+    );
+    let said = text(&out);
+    assert!(out.status.success(), "{said}");
+    let eval_steps: Vec<u64> = evals(&dirs["meltr-s0"]).iter().map(|e| e.0).collect();
+    assert!(
+        said.contains(&format!(
+            "note: kind=meltr's mean stops at step {}, the last step all its 2 runs logged; meltr-s0 ends first (step {}), its longest run at step {}",
+            eval_steps[0],
+            eval_steps[0],
+            eval_steps.last().unwrap()
+        )),
+        "{said}"
+    );
+    assert!(!said.contains("kind=sum's mean stops"), "{said}");
+    assert!(
+        said.contains(&format!(
+            "note: the log axis leaves out 1 of sum-s1's {} `{primary}` values",
+            eval_steps.len()
+        )),
+        "{said}"
+    );
+    // On a linear axis, nothing is left out.
+    let out = run_with_limit(
+        bin()
+            .arg("--sessions-dir")
+            .arg(copy.path())
+            .args(["compare", "--group", GROUP, "--metric", &primary, "-o"])
+            .arg(&figure),
+        Duration::from_secs(60),
+    );
+    assert!(!text(&out).contains("log axis"), "{}", text(&out));
+}
+
 fn parse_csv(text: &str) -> (Vec<String>, Vec<Vec<String>>) {
     let mut rows = text.lines().map(csv_fields);
     let header = rows.next().unwrap();

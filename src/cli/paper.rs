@@ -304,7 +304,7 @@ pub(super) fn compare(
             slot,
         })
         .collect();
-    let path = crate::plot::compare_groups(
+    let (path, figure_notes) = crate::plot::compare_groups(
         &curves,
         output,
         args.metric,
@@ -331,7 +331,7 @@ pub(super) fn compare(
             g.label = text.clone();
         }
     }
-    for note in groups::caveats(&groups) {
+    for note in groups::caveats(&groups).iter().chain(&figure_notes) {
         println!("{note}");
     }
     Ok(())

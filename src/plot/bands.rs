@@ -74,13 +74,15 @@ pub struct Grouped<'a> {
 
 /// One metric (eval metric or training loss, checked to exist in every
 /// session) as one mean curve and band per group; training curves are
-/// smoothed in log space for a log axis (`log_scale`).
+/// smoothed in log space for a log axis (`log_scale`). Also returns a note
+/// for each group whose mean stops before its longest run does.
 pub fn compare(
     groups: &[Grouped],
     metric: &str,
     prep: Prep,
     (band, log_scale): (Band, bool),
-) -> anyhow::Result<Chart> {
+) -> anyhow::Result<(Chart, Vec<String>)> {
+    let mut notes = Vec::new();
     let mut bands = Vec::new();
     let mut means = Vec::new();
     let mut source = SeriesSource::Eval;
@@ -113,6 +115,9 @@ pub fn compare(
                 group.label
             );
         };
+        if let Some(note) = cut_short(group, &series[i], hi) {
+            notes.push(note);
+        }
         let n = group.sessions.len();
         largest = largest.max(n);
         some_pair |= n == 2;
@@ -166,7 +171,7 @@ pub fn compare(
         Band::None => " — mean over runs",
     };
     bands.extend(means);
-    Ok(Chart {
+    let chart = Chart {
         x_label: format!("training step{spread}"),
         y_label,
         y_kind: Kind::Linear,
@@ -174,7 +179,31 @@ pub fn compare(
         zero_line: false,
         marks: Vec::new(),
         body: Body::Lines(bands),
-    })
+    };
+    Ok((chart, notes))
+}
+
+/// Where a group's mean stops at `last`, the last step all its runs
+/// logged, before some run's own end: says so and names the run that ends
+/// first (a walkthrough's group mean stopped at a crashed seed's last
+/// step, unsaid).
+fn cut_short(group: &Grouped, series: &[(SeriesSource, &Points)], last: f64) -> Option<String> {
+    let ends: Vec<f64> = series
+        .iter()
+        .map(|(_, p)| p.last().map_or(f64::NEG_INFINITY, |q| q.0))
+        .collect();
+    let longest = ends.iter().copied().fold(f64::NEG_INFINITY, f64::max);
+    if longest <= last {
+        return None;
+    }
+    let shortest = (0..ends.len()).min_by(|&a, &b| ends[a].total_cmp(&ends[b]))?;
+    Some(format!(
+        "note: {}'s mean stops at step {last}, the last step all its {} runs logged; {} ends first (step {}), its longest run at step {longest}",
+        group.label,
+        series.len(),
+        group.sessions[shortest].meta.name,
+        ends[shortest],
+    ))
 }
 
 #[cfg(test)]

@@ -247,11 +247,12 @@ pub fn compare(
 ) -> Result<PathBuf> {
     let slots: Vec<usize> = (0..session_dirs.len()).collect();
     compare_scaled(session_dirs, (&[], &slots), out_file, metric, style, false)
+        .map(|(path, _)| path)
 }
 
-/// [`compare`], on a log y axis with `log_scale` (values ≤ 0 left out).
-/// `settings` follow the names in the legend; `slots` are the sessions'
-/// looks ([`style::slots_by_combiner`]).
+/// [`compare`], on a log y axis with `log_scale` (values ≤ 0 left out, and
+/// said in the notes returned). `settings` follow the names in the legend;
+/// `slots` are the sessions' looks ([`style::slots_by_combiner`]).
 fn compare_scaled(
     session_dirs: &[PathBuf],
     (settings, slots): (&[Option<String>], &[usize]),
@@ -259,7 +260,7 @@ fn compare_scaled(
     metric: Option<&str>,
     style: Style,
     log_scale: bool,
-) -> Result<PathBuf> {
+) -> Result<(PathBuf, Vec<String>)> {
     if session_dirs.is_empty() {
         bail!("compare needs at least one session");
     }
@@ -274,8 +275,37 @@ fn compare_scaled(
     let metric = metric_to_compare(sessions.iter(), metric)?;
     let theme = style.theme();
     let chart = figures::compare(&sessions, &metric, prep(&theme, Smoothing::Auto), slots)?;
+    let notes = match log_scale {
+        true => not_on_log_axis(sessions.iter(), &metric)?,
+        false => Vec::new(),
+    };
     let chart = with_log_scale(chart, log_scale);
-    write_figure(out_file, encode(&chart.to_svg(&theme), format, &theme)?)
+    let path = write_figure(out_file, encode(&chart.to_svg(&theme), format, &theme)?)?;
+    Ok((path, notes))
+}
+
+/// A note for each session whose `metric` has values a log axis cannot
+/// draw (≤ 0, or not finite): they were left out of the figure unsaid.
+fn not_on_log_axis<'a>(
+    sessions: impl Iterator<Item = &'a SessionData>,
+    metric: &str,
+) -> Result<Vec<String>> {
+    let mut notes = Vec::new();
+    for s in sessions {
+        let (_, points) = s.series(metric)?;
+        let left_out = points
+            .iter()
+            .filter(|p| !(p.1 > 0.0 && p.1.is_finite()))
+            .count();
+        if left_out > 0 {
+            notes.push(format!(
+                "note: the log axis leaves out {left_out} of {}'s {} `{metric}` values (≤ 0 or not finite: no logarithm)",
+                s.meta.name,
+                points.len()
+            ));
+        }
+    }
+    Ok(notes)
 }
 
 /// The metric a comparison draws: `metric`, else the sessions' primary
@@ -310,7 +340,9 @@ pub struct CurveGroup {
 
 /// Like [`compare`], with each group of sessions drawn as its mean and a
 /// `band`; groups of one session without a label are drawn exactly as
-/// [`compare`] draws them.
+/// [`compare`] draws them. Returns the file written and notes on what the
+/// figure leaves out (a group's mean cut at its shortest run, values a log
+/// axis cannot draw).
 pub fn compare_groups(
     groups: &[CurveGroup],
     out_file: &Path,
@@ -318,7 +350,7 @@ pub fn compare_groups(
     style: Style,
     band: Band,
     log_scale: bool,
-) -> Result<PathBuf> {
+) -> Result<(PathBuf, Vec<String>)> {
     if groups
         .iter()
         .all(|g| g.label.is_none() && g.dirs.len() == 1)
@@ -379,9 +411,13 @@ pub fn compare_groups(
         .collect();
     let theme = style.theme();
     let prep = prep(&theme, Smoothing::Auto);
-    let chart = bands::compare(&grouped, &metric, prep, (band, log_scale))?;
+    let (chart, mut notes) = bands::compare(&grouped, &metric, prep, (band, log_scale))?;
+    if log_scale {
+        notes.extend(not_on_log_axis(loaded.iter().flatten(), &metric)?);
+    }
     let chart = with_log_scale(chart, log_scale);
-    write_figure(out_file, encode(&chart.to_svg(&theme), format, &theme)?)
+    let path = write_figure(out_file, encode(&chart.to_svg(&theme), format, &theme)?)?;
+    Ok((path, notes))
 }
 
 fn with_log_scale(mut chart: chart::Chart, log_scale: bool) -> chart::Chart {
