@@ -133,6 +133,7 @@ class Settings:
     primary: str
     auxiliary: List[str]
     batch_size: int
+    eval_batch_size: int  # rows per evaluation batch, as the engine's workload.eval_batch_size
     dtype: str
     steps: int
     log_every: int
@@ -201,6 +202,7 @@ def load_settings(path: str) -> Tuple[Settings, dict]:
         primary=need("primary"),
         auxiliary=list(workload.get("auxiliary", [])),
         batch_size=int(workload.get("batch_size", 32)),
+        eval_batch_size=int(workload.get("eval_batch_size", workload.get("batch_size", 32))),
         dtype=train.get("dtype", "f32"),
         steps=int(train.get("steps", 600)),
         log_every=int(train.get("log_every", 10)),
@@ -932,7 +934,10 @@ def replay(session: str, report_path: Optional[str]) -> dict:
         print("note: " + note)
     if len(notes) > 20:
         print(f"note: ... {len(notes) - 20} more in the report")
-    print("max relative error: " + "  ".join(f"{g} {v:.2e}" for g, v in worst.items()))
+    # A group never compared (a model without buffers, a run with no meta
+    # step) reads n/a, not an error of 0.
+    print("max relative error: " + "  ".join(
+        f"{g} {v:.2e}" if worst_step[g] is not None else f"{g} n/a" for g, v in worst.items()))
     print(f"report: {report_path}")
     return report
 
@@ -1088,11 +1093,11 @@ def run(config: str, seed: int, steps: Optional[int], out: str, threads: int, dt
         pool = pool[-POOL_SIZE:]
     if writer:
         writer.close()
-    metrics, val_losses = evaluate(workload, settings.batch_size)
+    metrics, val_losses = evaluate(workload, settings.eval_batch_size)
     mean_weights = torch.stack(weights).double().mean(0)
     summary = {
         "metrics": metrics,
-        "losses": val_losses,
+        "losses": val_losses,  # on the validation split, as `metrics`
         "weights": {n: float(w) for n, w in zip(settings.loss_names, mean_weights)},
         "primary_weight_start": primary_weight_start,
         "steps": settings.steps,
@@ -1100,7 +1105,11 @@ def run(config: str, seed: int, steps: Optional[int], out: str, threads: int, dt
     }
     with open(out, "w") as f:
         json.dump(summary, f, indent=1)
-    print(json.dumps(summary, indent=1))
+    # The summary's gist; the whole of it is in `out`.
+    print("validation metrics: " + "  ".join(f"{k} {v:.4g}" for k, v in metrics.items()))
+    print(f"mean weights over the last {len(weights)} steps: "
+          + "  ".join(f"{n} {w:.3g}" for n, w in summary["weights"].items()))
+    print(f"wrote {out} ({settings.steps} steps in {summary['seconds']:.1f} s)")
     return summary
 
 
@@ -1412,7 +1421,7 @@ def main(argv: Optional[List[str]] = None) -> int:
     trace = sub.add_parser("trace", help="replay an engine trace (train.trace = true) and compare, step by step")
     trace.add_argument("session", help="the session directory (holds config.toml and trace/)")
     trace.add_argument("--report", help="the JSON report (default: SESSION_DIR/trace/parity.json)")
-    trace.add_argument("--threads", type=int, default=1)
+    trace.add_argument("--threads", type=int, default=1, help="torch's intra-op threads (default 1)")
     standalone = sub.add_parser("run", help="a standalone run of the public algorithm")
     standalone.add_argument("config", help="a torchscript-workload config (paths relative to it)")
     standalone.add_argument(
@@ -1422,7 +1431,7 @@ def main(argv: Optional[List[str]] = None) -> int:
              "engine trace with `trace`")
     standalone.add_argument("--steps", type=int, help="default: train.steps")
     standalone.add_argument("--out", required=True, help="the summary JSON")
-    standalone.add_argument("--threads", type=int, default=1)
+    standalone.add_argument("--threads", type=int, default=1, help="torch's intra-op threads (default 1)")
     standalone.add_argument("--dtype", choices=["f32", "f64"], help="default f32 (f64 with --write-trace)")
     standalone.add_argument("--write-trace", metavar="DIR", help="also write the engine's trace format into DIR")
     args = parser.parse_args(argv)

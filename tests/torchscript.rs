@@ -1506,6 +1506,28 @@ fn the_primary_metric_is_configurable_and_evaluation_scores_every_row() {
     let (_, lines) = metrics_of(&sessions, "whole-eval");
     assert_eq!(common::last_eval(&lines, "row_max"), 99.0);
     assert_eq!(common::last_eval(&lines, "row_mean"), 49.5);
+    // The replay of the public algorithm evaluates as the engine does (a
+    // walkthrough's replay averaged R² over training-sized batches).
+    // Batches of 8: the rows' mean of the batches' maxima, 52.92.
+    for (config, row_max) in [(&cfg, 99.0), (&tmp.path().join("default.toml"), 52.92)] {
+        let summary = tmp.path().join("replay.json");
+        let out = std::process::Command::new(common::torch_python())
+            .arg(common::repo("scripts/meltr_replay.py"))
+            .arg("run")
+            .arg(config)
+            .args(["--seed", "0", "--steps", "3", "--out"])
+            .arg(&summary)
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{}", text(&out));
+        let report: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(&summary).unwrap()).unwrap();
+        let metric = |name: &str| report["metrics"][name].as_f64().unwrap();
+        assert!(
+            (metric("row_max") - row_max).abs() < 1e-9 && metric("row_mean") == 49.5,
+            "{config:?}: {report}"
+        );
+    }
 
     let extra = "batch_size = 1000\n";
     let cfg = flag_config(tmp.path(), "whole", "metrics.pt", &train, &val);
