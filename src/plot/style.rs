@@ -145,15 +145,25 @@ pub struct SeriesLook {
     pub shape: Shape,
 }
 
-/// Series `i` gets colour `i`, dash `i` and marker `i`, each cycling; each
+/// Series `i < 8` gets colour, dash and marker `i`. Later series cycle
+/// through the other seven colours, never the first: series 0 is a
+/// figure's primary loss or MELTR, and a model's ninth loss was drawn in
+/// the primary's blue (a walkthrough could not find the primary). Each
 /// time the colours come round again, dashes and markers shift by one, so
-/// the first 32 series all look different (series 8 is not series 0 again).
+/// the first 32 series all look different.
 pub fn look(i: usize) -> SeriesLook {
-    let round = i / PALETTE.len();
+    let n = PALETTE.len();
+    let (colour, style) = match i.checked_sub(n) {
+        None => (i, i),
+        Some(later) => {
+            let colour = 1 + later % (n - 1);
+            (colour, (colour + later / (n - 1) + 1) % n)
+        }
+    };
     SeriesLook {
-        color: PALETTE[i % PALETTE.len()],
-        dash: DASHES[(i + round) % DASHES.len()],
-        shape: SHAPES[(i + round) % SHAPES.len()],
+        color: PALETTE[colour],
+        dash: DASHES[style],
+        shape: SHAPES[style],
     }
 }
 
@@ -231,6 +241,21 @@ mod tests {
             for j in 0..i {
                 assert_ne!(look(i), look(j), "series {i} looks like series {j}");
             }
+        }
+    }
+
+    #[test]
+    fn only_the_first_series_is_drawn_in_the_first_colour() {
+        for i in 1..64 {
+            assert_ne!(look(i).color, look(0).color, "series {i}");
+        }
+    }
+
+    #[test]
+    fn neighbours_differ_in_colour_and_dash_past_the_palette() {
+        for i in 0..63 {
+            assert_ne!(look(i).color, look(i + 1).color, "series {i}");
+            assert_ne!(look(i).dash, look(i + 1).dash, "series {i}");
         }
     }
 
