@@ -179,15 +179,36 @@ fn kill_9_during_checkpoints_never_leaves_a_half_file_and_resume_appends() {
     }
     let newest = checkpoint::list(&dir.join("checkpoints")).last().unwrap().0;
 
+    // The system gives the dead runner's pid to another process (a
+    // walkthrough's dead run then read `running` and could not be resumed):
+    // its start time tells them apart.
+    let mut other = Command::new("sleep").arg("120").spawn().unwrap();
+    let mut reused = meta.clone();
+    assert!(meta.pid_started.is_some(), "the runner's start is recorded");
+    reused.pid = other.id();
+    reused.write(&dir).unwrap();
+    let ls = |sessions: &Path| {
+        let out = bin()
+            .arg("ls")
+            .arg("--sessions-dir")
+            .arg(sessions)
+            .output()
+            .unwrap();
+        String::from_utf8_lossy(&out.stdout).to_string()
+    };
+    // The same pid with that process's own start time reads alive.
+    let mut alive = reused.clone();
+    alive.pid_started = session::process_started(other.id());
+    alive.write(&dir).unwrap();
+    assert!(ls(&sessions).contains("running"), "{}", ls(&sessions));
+    reused.write(&dir).unwrap();
+
     // ls reports the dead runner as crashed and suggests resume.
-    let ls = bin()
-        .arg("ls")
-        .arg("--sessions-dir")
-        .arg(&sessions)
-        .output()
-        .unwrap();
-    let ls = String::from_utf8_lossy(&ls.stdout);
-    assert!(ls.contains("crashed") && ls.contains("resume"), "{ls}");
+    let listed = ls(&sessions);
+    assert!(
+        listed.contains("crashed") && listed.contains("resume"),
+        "{listed}"
+    );
 
     let out = run_with_limit(
         bin()
@@ -197,6 +218,8 @@ fn kill_9_during_checkpoints_never_leaves_a_half_file_and_resume_appends() {
         Duration::from_secs(120),
     );
     assert!(out.status.success(), "{}", text(&out));
+    other.kill().unwrap();
+    other.wait().unwrap();
     let train_steps = logged_train_steps(&dir);
     let lines = session::log::read_metrics(&dir.join("metrics.jsonl"))
         .unwrap()

@@ -18,6 +18,7 @@ fn meta(id: &str, name: &str) -> SessionMeta {
         created: "2026-01-01T00:00:00Z".into(),
         status: Status::Finished,
         pid: 1,
+        pid_started: None,
         device: "cpu".into(),
         libtorch: "2.7.0".into(),
         workload: "video-text".into(),

@@ -50,7 +50,7 @@ pub(super) fn unpause_if_paused(
     let meta = SessionMeta::read(dir)?;
     let said = || runner_status(dir);
     let runner_says = || said().map(|(status, _)| status);
-    if !session::pid_alive(meta.pid) || runner_says() != Some(Status::Paused) {
+    if !meta.runner_alive() || runner_says() != Some(Status::Paused) {
         return Ok(false);
     }
     let ranks =
@@ -103,8 +103,7 @@ pub(super) fn unpause_if_paused(
 /// Fails when another process runs the session in `dir`.
 pub(super) fn refuse_if_running(dir: &Path) -> Result<()> {
     let meta = SessionMeta::read(dir)?;
-    if !meta.status.is_terminal() && meta.pid != std::process::id() && session::pid_alive(meta.pid)
-    {
+    if !meta.status.is_terminal() && meta.pid != std::process::id() && meta.runner_alive() {
         bail!(
             "session {} is still running (pid {}); attach to it instead: {}",
             meta.id,
@@ -171,7 +170,7 @@ pub(super) fn stop_command(root: &Path, sessions: &[String]) -> Result<()> {
                 meta.status.as_str()
             );
         }
-        if !session::pid_alive(meta.pid) || !runs_this_program(meta.pid) {
+        if !meta.runner_alive() || !runs_this_program(meta.pid) {
             bail!(
                 "session {} is not running here: its process (pid {}) is gone without a last word (crashed, or \
                  it runs on another machine that shares this folder); `{}` continues a crashed run from its \

@@ -106,7 +106,7 @@ pub(super) fn resume(
     }
     let mut meta = SessionMeta::read(&dir)?;
     meta.status = Status::Running;
-    meta.pid = std::process::id();
+    meta.claim();
     meta.error = None;
     meta.write(&dir)?;
     drive(&dir, config, &origin, mode)
@@ -361,7 +361,7 @@ fn attach_once(dir: &Path) -> Result<crate::tui::Exit> {
         (Box::new(crate::engine::link::NoEngine), read_history(dir)?)
     };
     let mut meta = SessionMeta::read(dir)?;
-    if !serving && !meta.status.is_terminal() && !session::pid_alive(meta.pid) {
+    if !serving && !meta.status.is_terminal() && !meta.runner_alive() {
         // Its runner died without a word (kill -9, a reboot): crashed, as
         // `ls` says, not "running".
         meta.status = Status::Failed;

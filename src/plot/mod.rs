@@ -182,7 +182,7 @@ fn unfinished_note(session_dir: &Path) -> Option<String> {
     }
     let steps = meta.steps;
     let state = match meta.status {
-        Status::Running | Status::Paused if !crate::session::pid_alive(meta.pid) => "crashed",
+        Status::Running | Status::Paused if !meta.runner_alive() => "crashed",
         status => status.as_str(),
     };
     let step = crate::runs::Run::from_meta(session_dir, meta).step;

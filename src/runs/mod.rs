@@ -151,7 +151,7 @@ impl Run {
                 best = Some(e);
             }
         }
-        let alive = !meta.status.is_terminal() && session::pid_alive(meta.pid);
+        let alive = !meta.status.is_terminal() && meta.runner_alive();
         let status = if !meta.status.is_terminal() && !alive {
             "crashed".to_string()
         } else {

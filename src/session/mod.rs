@@ -137,6 +137,12 @@ pub struct SessionMeta {
     /// The process that runs (or last ran) the trainer; with a non-terminal
     /// status and a dead pid, the run crashed.
     pub pid: u32,
+    /// When that process started (clock ticks since boot, as /proc reads
+    /// it): a pid the system gave to another process since no longer reads
+    /// as the runner (see [`SessionMeta::runner_alive`]). Absent where
+    /// /proc is not, and in sessions made before it was recorded.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pid_started: Option<u64>,
     /// `cpu` or `cuda:N (device name)`.
     pub device: String,
     /// The libtorch version the trainer runs on (empty until it has started).
@@ -184,6 +190,24 @@ pub struct SessionMeta {
 }
 
 impl SessionMeta {
+    /// Records this process as the session's runner.
+    pub fn claim(&mut self) {
+        self.pid = std::process::id();
+        self.pid_started = process_started(self.pid);
+    }
+
+    /// Whether the process that runs the session is alive: its pid exists
+    /// and, where its start time was recorded, is the same process (after
+    /// a crash the system may give the pid to another one: a walkthrough's
+    /// dead run read `running` and could not be resumed).
+    pub fn runner_alive(&self) -> bool {
+        pid_alive(self.pid)
+            && match (self.pid_started, process_started(self.pid)) {
+                (Some(recorded), Some(now)) => recorded == now,
+                _ => true,
+            }
+    }
+
     /// Reads and parses `dir/session.json`.
     pub fn read(dir: &Path) -> Result<SessionMeta> {
         let path = SessionDir::new(dir).session_json();
@@ -259,6 +283,7 @@ pub fn create_from(
         created: chrono::Local::now().to_rfc3339(),
         status: Status::Running,
         pid: std::process::id(),
+        pid_started: process_started(std::process::id()),
         device: config.train.device.clone(),
         libtorch: String::new(),
         workload: config.workload.kind.to_string(),
@@ -453,7 +478,7 @@ pub fn find(root: &Path, query: &str) -> Result<std::path::PathBuf> {
 /// connection, was shown a finished fork made after the run it left).
 pub fn latest(root: &Path) -> Result<std::path::PathBuf> {
     let sessions = list(root);
-    let live = |m: &SessionMeta| !m.status.is_terminal() && pid_alive(m.pid);
+    let live = |m: &SessionMeta| !m.status.is_terminal() && m.runner_alive();
     let newest_live = sessions.iter().rev().find(|(_, m)| live(m));
     newest_live
         .or(sessions.last())
@@ -461,7 +486,18 @@ pub fn latest(root: &Path) -> Result<std::path::PathBuf> {
         .with_context(|| format!("no sessions in {}", root.display()))
 }
 
+/// When process `pid` started, in clock ticks since boot (field 22 of
+/// `/proc/PID/stat`); None without /proc or the process.
+pub fn process_started(pid: u32) -> Option<u64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // The command name (field 2) may hold spaces and parentheses: fields
+    // are counted after its closing one, from field 3.
+    let after_name = stat.rsplit_once(')')?.1;
+    after_name.split_whitespace().nth(22 - 3)?.parse().ok()
+}
+
 /// True when a process with this pid exists (signal 0 probes without acting).
+/// Of a session's runner, ask [`SessionMeta::runner_alive`].
 pub fn pid_alive(pid: u32) -> bool {
     if pid == 0 || unsafe { libc::kill(pid as libc::pid_t, 0) } != 0 {
         return false;

@@ -392,7 +392,7 @@ pub fn states(root: &Path, plan: &Plan) -> Vec<State> {
                     meta,
                     crashed: false,
                 }
-            } else if session::pid_alive(meta.pid) {
+            } else if meta.runner_alive() {
                 State::Running { dir, meta }
             } else {
                 State::Ended {

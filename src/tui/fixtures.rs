@@ -17,6 +17,7 @@ pub fn meta(steps: u64) -> SessionMeta {
         created: "2026-01-01T12:00:00Z".into(),
         status: Status::Running,
         pid: 4242,
+        pid_started: None,
         device: "cuda:0 (NVIDIA H100 80GB HBM3)".into(),
         libtorch: "2.11.0".into(),
         workload: "synthetic".into(),

@@ -255,7 +255,7 @@ impl NewRunner {
         SessionMeta::read(dir).is_ok_and(|disk| {
             !disk.status.is_terminal()
                 && disk.pid != app.meta.pid
-                && crate::session::pid_alive(disk.pid)
+                && disk.runner_alive()
                 && crate::runner::is_serving(dir)
         })
     }

@@ -148,7 +148,7 @@ fn start_member(root: &Path, plan: &Plan, i: usize, state: &State) -> Result<Str
             SessionDir::new(dir).prepare_socket()?;
             let mut meta = SessionMeta::read(dir)?;
             meta.status = Status::Running;
-            meta.pid = std::process::id();
+            meta.claim();
             meta.error = None;
             meta.write(dir)?;
             (dir.to_path_buf(), true)

@@ -216,6 +216,7 @@ impl Trainer {
             created: String::new(),
             status: Status::Running,
             pid: std::process::id(),
+            pid_started: crate::session::process_started(std::process::id()),
             device: device_label(device),
             libtorch: crate::libtorch_version().to_string(),
             workload: workload.kind().to_string(),
