@@ -16,6 +16,21 @@ pub const DEBOUNCE: Duration = Duration::from_millis(150);
 /// How long an empty file must stay empty before it is reported.
 const EMPTY_GRACE: Duration = Duration::from_secs(1);
 
+/// How long a file whose change cannot be undone must stay as it is
+/// before it applies (see [`cannot_be_undone`]).
+const SETTLE: Duration = Duration::from_secs(2);
+
+/// Whether applying `edited` over `in_force` does what a later edit cannot
+/// undo: fewer `train.steps` (the run may end at the next boundary) or
+/// fewer `train.keep_checkpoints` (older checkpoints are deleted). Such a
+/// change waits until the file has been quiet for [`SETTLE`]: a file
+/// written in two pieces 0.3 s apart read `steps = 2` of `steps = 20000`
+/// and ended a walkthrough's run.
+fn cannot_be_undone(in_force: &Config, edited: &Config) -> bool {
+    edited.train.steps < in_force.train.steps
+        || edited.train.keep_checkpoints < in_force.train.keep_checkpoints
+}
+
 /// A live edit's text read over the config in force. A file that sets no
 /// key (emptied, or only comments) is refused: it changes nothing, and a
 /// walkthrough saw an emptied file pass unreported (a comment-only one read
@@ -96,16 +111,28 @@ pub fn watch(
                         }
                     }
                     if last_bytes.as_ref() != Some(&bytes) {
-                        last_bytes = Some(bytes.clone());
                         let located = |mut e: ConfigError| {
                             e.file = Some(path.clone());
                             e
                         };
+                        let before = in_force();
                         // A byte that is not UTF-8 is reported (with its
                         // line), not silently ignored.
-                        let parsed = super::decode_text(bytes)
-                            .and_then(|text| live_edit(&in_force(), &text))
+                        let parsed = super::decode_text(bytes.clone())
+                            .and_then(|text| live_edit(&before, &text))
                             .map_err(located);
+                        if parsed.as_ref().is_ok_and(|c| cannot_be_undone(&before, c)) {
+                            match rx.recv_timeout(SETTLE) {
+                                // Still being written: read it again.
+                                Ok(()) => continue,
+                                Err(mpsc::RecvTimeoutError::Disconnected) => break,
+                                Err(mpsc::RecvTimeoutError::Timeout) => {}
+                            }
+                            if std::fs::read(&path).ok().as_ref() != Some(&bytes) {
+                                continue;
+                            }
+                        }
+                        last_bytes = Some(bytes);
                         on_change(parsed);
                     }
                 }
@@ -172,6 +199,54 @@ mod tests {
             rx.recv_timeout(EMPTY_GRACE * 2).is_err(),
             "one report of the truncate-then-write"
         );
+    }
+
+    /// A change that cannot be undone (fewer steps) applies only once the
+    /// file has been quiet for SETTLE: a file written in two pieces read as
+    /// its first piece ended a walkthrough's run. Other changes apply at
+    /// once.
+    #[test]
+    fn a_change_that_cannot_be_undone_waits_for_the_file_to_settle() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("config.toml");
+        let mut running = Config::default();
+        running.train.steps = 20_000;
+        std::fs::write(&path, running.to_toml_string()).unwrap();
+        let (tx, rx) = mpsc::channel();
+        let in_force = running.clone();
+        let _watch = watch(
+            &path,
+            move || in_force.clone(),
+            move |r| tx.send(r).unwrap(),
+        )
+        .unwrap();
+        let whole = running.to_toml_string();
+        let cut = whole.find("steps = 20000").unwrap() + "steps = 2".len();
+        let started = Instant::now();
+        std::fs::write(&path, &whole[..cut]).unwrap();
+        std::thread::sleep(Duration::from_millis(300));
+        std::fs::write(&path, format!("{whole}\n")).unwrap();
+        let applied = wait_for(&rx).unwrap();
+        assert_eq!(applied.train.steps, 20_000, "the first piece was applied");
+        assert!(
+            rx.recv_timeout(SETTLE + DEBOUNCE * 2).is_err(),
+            "one report, of the whole file"
+        );
+        // Fewer steps, written whole, apply after SETTLE.
+        let started_fewer = Instant::now();
+        std::fs::write(&path, "[train]\nsteps = 500\n").unwrap();
+        assert_eq!(wait_for(&rx).unwrap().train.steps, 500);
+        assert!(
+            started_fewer.elapsed() >= SETTLE,
+            "{:?}",
+            started_fewer.elapsed()
+        );
+        // Anything else at once.
+        let other = Instant::now();
+        std::fs::write(&path, "[aid]\niterations = 4\n").unwrap();
+        assert_eq!(wait_for(&rx).unwrap().aid.iterations, 4);
+        assert!(other.elapsed() < SETTLE, "{:?}", other.elapsed());
+        assert!(started.elapsed() < Duration::from_secs(30));
     }
 
     /// Issue 19, item 3: a partial file changes only the keys it names; the
