@@ -28,6 +28,7 @@ fn write_session(dir: &Path, steps: u64, log_every: u64) {
         created: "2026-01-01T00:00:00Z".into(),
         status: Status::Finished,
         pid: 1,
+        pid_started: None,
         device: "cpu".into(),
         libtorch: "-".into(),
         workload: "video-text".into(),

@@ -454,6 +454,112 @@ fn a_full_disk_pauses_training_and_corrupts_nothing() {
     stop(child);
 }
 
+/// A detached runner whose checkpoint cannot be written says so in
+/// `output.log` and retries on its own: a walkthrough's run stayed paused
+/// after space was freed until someone pressed `p`, and its log never said
+/// why it paused. Here the write fails on a file-size cap, which the test
+/// then lifts on the running runner.
+#[test]
+fn a_detached_run_retries_a_failed_write_until_it_succeeds() {
+    let tmp = tempfile::tempdir().unwrap();
+    let root = tmp.path().join("sessions");
+    let config = tmp.path().join("big.toml");
+    std::fs::write(
+        &config,
+        "[workload]\nkind = \"synthetic\"\n\n[train]\ndevice = \"cpu\"\nsteps = 60\n\
+         log_every = 1000\neval_every = 1000\ncheckpoint_every = 20\n",
+    )
+    .unwrap();
+    let mut command = bin();
+    command
+        .arg("--sessions-dir")
+        .arg(&root)
+        .args(["run", "--detach", "-n", "retry", "-c"])
+        .arg(&config);
+    unsafe {
+        command.pre_exec(|| {
+            libc::signal(libc::SIGXFSZ, libc::SIG_IGN);
+            // A soft cap the runner inherits (its checkpoint, ~1 MB, does
+            // not fit); the hard limit stays, so it can be lifted.
+            let mut cap = libc::rlimit {
+                rlim_cur: 0,
+                rlim_max: 0,
+            };
+            libc::getrlimit(libc::RLIMIT_FSIZE, &mut cap);
+            cap.rlim_cur = 256 * 1024;
+            if libc::setrlimit(libc::RLIMIT_FSIZE, &cap) != 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
+    let out = run_with_limit(&mut command, WAIT);
+    assert!(out.status.success(), "{}", text(&out));
+    let dir = session::find(&root, "retry").unwrap();
+    let output_log = dir.join("output.log");
+    let read_log = || std::fs::read_to_string(&output_log).unwrap_or_default();
+    wait_for("output.log to say the write failed", || {
+        read_log()
+            .contains("retrying the write with backoff")
+            .then_some(())
+    });
+    let said = read_log();
+    assert!(
+        said.contains("cannot write checkpoint") && said.contains("File too large"),
+        "{said}"
+    );
+    // Tries go on while nobody is attached: the run stays paused.
+    std::thread::sleep(Duration::from_secs(3));
+    let meta = SessionMeta::read(&dir).unwrap();
+    assert_eq!(meta.status, Status::Paused, "{said}");
+    assert!(
+        !read_log().contains("the write succeeded"),
+        "{}",
+        read_log()
+    );
+    // Space comes back: the next try writes, and the run finishes alone.
+    let mut current = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    unsafe {
+        libc::prlimit(
+            meta.pid as libc::pid_t,
+            libc::RLIMIT_FSIZE,
+            std::ptr::null(),
+            &mut current,
+        );
+        let raised = libc::rlimit {
+            rlim_cur: current.rlim_max,
+            rlim_max: current.rlim_max,
+        };
+        assert_eq!(
+            libc::prlimit(
+                meta.pid as libc::pid_t,
+                libc::RLIMIT_FSIZE,
+                &raised,
+                std::ptr::null_mut()
+            ),
+            0,
+            "{}",
+            std::io::Error::last_os_error()
+        );
+    }
+    wait_for("the run to finish", || {
+        let meta = SessionMeta::read(&dir).ok()?;
+        (meta.status == Status::Finished).then_some(())
+    });
+    assert!(
+        read_log().contains("the write succeeded after"),
+        "{}",
+        read_log()
+    );
+    assert_eq!(
+        checkpoint::list(&dir.join("checkpoints")).last().unwrap().0,
+        60
+    );
+}
+
 /// Issue 19, item 3: writing `[aid]\niterations = 1` over a running
 /// session's `config.toml` reset every other key to its built-in default
 /// (`train.steps 20000 → 600`, ...). A live edit changes only what it names.

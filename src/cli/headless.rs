@@ -20,19 +20,7 @@ macro_rules! say_err {
     }};
 }
 
-/// Retrying writes after the trainer paused because one failed (headless
-/// runs have no one to press resume).
-struct StorageRetry {
-    since: Instant,
-    next: Instant,
-    delay: Duration,
-    reason: String,
-}
-
-impl StorageRetry {
-    const FIRST_DELAY: Duration = Duration::from_secs(1);
-    const MAX_DELAY: Duration = Duration::from_secs(60);
-}
+use crate::runner::storage_retry::{Said, StorageRetry};
 
 pub(super) fn run_headless(
     dir: &Path,
@@ -74,7 +62,7 @@ pub(super) fn run_headless(
         std::sync::Arc::clone(&handle.config),
     )?;
     let mut stop_sent = false;
-    let mut storage: Option<StorageRetry> = None;
+    let mut storage = StorageRetry::default();
     let mut gave_up: Option<String> = None;
     loop {
         if crate::process::stop_requested() && !stop_sent {
@@ -83,56 +71,39 @@ pub(super) fn run_headless(
             stop_sent = true;
         }
         match handle.events.recv_timeout(Duration::from_millis(100)) {
-            Ok(Event::Line { line, .. }) => print_line(&line, &meta.losses),
-            // Headless runs pause only when a write failed.
-            Ok(Event::Status {
-                status: Status::Paused,
-                message: Some(message),
-            }) => match &mut storage {
-                Some(retry) => retry.reason = message,
-                None => {
-                    say_err!(
+            Ok(event) => {
+                match storage.on_event(&event) {
+                    Some(Said::Failed(message)) => say_err!(
                         "{message}\nretrying with backoff for up to {} s (--give-up-after)",
                         give_up_after.as_secs()
-                    );
-                    let now = Instant::now();
-                    storage = Some(StorageRetry {
-                        since: now,
-                        next: now + StorageRetry::FIRST_DELAY,
-                        delay: StorageRetry::FIRST_DELAY,
-                        reason: message,
-                    });
-                }
-            },
-            Ok(Event::Status {
-                status: Status::Running,
-                ..
-            }) => {
-                if let Some(retry) = storage.take() {
-                    say_err!(
+                    ),
+                    Some(Said::Succeeded(after)) => say_err!(
                         "the write succeeded after {:.0} s: training goes on",
-                        retry.since.elapsed().as_secs_f64()
-                    );
+                        after.as_secs_f64()
+                    ),
+                    None => {}
+                }
+                if let Event::Line { line, .. } = event {
+                    print_line(&line, &meta.losses);
                 }
             }
-            Ok(_) => {}
             Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {}
             Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => break,
         }
-        if let Some(retry) = &mut storage {
-            if gave_up.is_none() && retry.since.elapsed() >= give_up_after {
+        if gave_up.is_some() {
+            continue;
+        }
+        if let Some((failing, reason)) = storage.failing() {
+            if failing >= give_up_after {
                 let reason = format!(
-                    "gave up after {} s of failed writes: {}",
-                    give_up_after.as_secs(),
-                    retry.reason
+                    "gave up after {} s of failed writes: {reason}",
+                    give_up_after.as_secs()
                 );
                 say_err!("{reason}");
                 let _ = handle.commands.send(Command::Stop);
                 gave_up = Some(reason);
-            } else if gave_up.is_none() && Instant::now() >= retry.next {
+            } else if storage.try_due() {
                 let _ = handle.commands.send(Command::Resume);
-                retry.delay = (retry.delay * 2).min(StorageRetry::MAX_DELAY);
-                retry.next = Instant::now() + retry.delay;
             }
         }
     }

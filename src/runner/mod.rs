@@ -16,6 +16,7 @@
 pub mod launch;
 pub mod link;
 pub mod serve;
+pub mod storage_retry;
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;

@@ -2,6 +2,7 @@
 //! server, until training ends.
 
 use super::absolute;
+use super::storage_retry::Said;
 use crate::config::{self, Config};
 use crate::engine::{self, control::Command, control::Event, control::Status};
 use crate::remote;
@@ -78,6 +79,7 @@ pub fn serve(dir: &Path, resume: bool) -> Result<Status> {
     };
     println!("{}", super::SERVING_LINE);
     let mut stop_sent = false;
+    let mut storage = super::storage_retry::StorageRetry::default();
     loop {
         if crate::process::stop_requested() && !stop_sent {
             let _ = handle.commands.send(Command::Stop);
@@ -86,8 +88,23 @@ pub fn serve(dir: &Path, resume: bool) -> Result<Status> {
         while let Ok(command) = server.commands().try_recv() {
             let _ = handle.commands.send(command);
         }
+        if storage.try_due() {
+            let _ = handle.commands.send(Command::Resume);
+        }
         match handle.events.recv_timeout(Duration::from_millis(20)) {
             Ok(event) => {
+                // A failed write pauses the run: said in `output.log`, and
+                // retried with backoff (nobody may be there to press `p`).
+                match storage.on_event(&event) {
+                    Some(Said::Failed(message)) => println!(
+                        "{message}\nretrying the write with backoff (1 s, doubling, at most a minute apart) until it succeeds"
+                    ),
+                    Some(Said::Succeeded(after)) => println!(
+                        "the write succeeded after {:.0} s: training goes on",
+                        after.as_secs_f64()
+                    ),
+                    None => {}
+                }
                 {
                     let mut g = greeting.lock().unwrap_or_else(|e| e.into_inner());
                     match &event {

@@ -14,13 +14,18 @@ use ratatui::Frame;
 /// Banner lines shown at most, per banner.
 const BANNER_LINES: usize = 2;
 
-/// The banners to show: a refused config edit, a failure.
+/// The banners to show: a refused config edit, a failed write, a failure.
 fn banners(app: &App) -> Vec<String> {
     let mut out = Vec::new();
     if let Some(error) = &app.store.config_error {
         out.push(format!(
             "config refused, last good config stays in force: {error}"
         ));
+    }
+    // A pause with a reason is a write that failed (a user's pause has
+    // none): `‖ paused` alone read as someone's `p` (walkthrough F).
+    if let (Status::Paused, Some(reason)) = (app.status, &app.status_message) {
+        out.push(format!("run {reason}"));
     }
     if app.status == Status::Failed {
         out.push(format!(

@@ -324,6 +324,30 @@ fn snapshot_overlays_and_editor() {
     insta::assert_snapshot!("editor_refused_80x24", draw(&app, 80, 24).backend());
 }
 
+/// A run paused by a failed write says why in the header; a user's pause
+/// (no reason) has no banner (walkthrough F's `‖ paused` read as a `p`).
+#[test]
+fn a_pause_for_a_failed_write_is_a_banner() {
+    let mut app = app();
+    app.on_event(Event::Status {
+        status: Status::Paused,
+        message: Some(
+            "paused: cannot write checkpoint: No space left on device (os error 28)".into(),
+        ),
+    });
+    let screen = text(draw(&app, 100, 24).backend().buffer());
+    assert!(
+        screen.contains("run paused: cannot write checkpoint: No space left"),
+        "{screen}"
+    );
+    app.on_event(Event::Status {
+        status: Status::Paused,
+        message: None,
+    });
+    let screen = text(draw(&app, 100, 24).backend().buffer());
+    assert!(!screen.contains("cannot write"), "{screen}");
+}
+
 #[test]
 fn config_error_is_a_banner_until_a_valid_config() {
     let mut app = app();

@@ -27,6 +27,7 @@ mod restore_tests;
 mod setup;
 mod skips;
 mod start_notes;
+mod storage_words;
 
 use super::checkpoint;
 use super::collapse::{
@@ -372,7 +373,8 @@ impl Trainer {
         self.set_status(
             Status::Paused,
             Some(format!(
-                "paused: {error} (files are intact; free space, then resume to retry the write)"
+                "paused: {error} (files are intact; {}, then resume to retry the write)",
+                storage_words::storage_remedy(&error)
             )),
         );
     }
