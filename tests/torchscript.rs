@@ -724,6 +724,74 @@ fn check_and_a_sweeps_dry_run_build_the_model_before_any_session() {
     assert!(!tmp.path().join("sessions").exists(), "a session was made");
 }
 
+/// `check` says each loss's share of the first batch's gradient under
+/// equal weights (a loss's value understated its pull: walkthrough E's 8x
+/// loss carried 70–100% of `sum`'s gradient): the shares a `sum` run logs
+/// at its first step, on the same batch and θ.
+#[test]
+fn check_says_the_first_batchs_gradient_shares_as_a_sum_run_logs_them() {
+    let tmp = tempfile::tempdir().unwrap();
+    let cfg = config(tmp.path(), "sum", 1, &exported().join("model.pt"), "");
+    let sessions = tmp.path().join("sessions");
+    let checked = bin().arg("check").arg("-c").arg(&cfg).output().unwrap();
+    assert!(checked.status.success(), "{}", text(&checked));
+    let said = text(&checked);
+    let line = said
+        .lines()
+        .find_map(|l| l.strip_prefix("  gradient       "))
+        .unwrap_or_else(|| panic!("no gradient line:\n{said}"));
+    let printed: Vec<(String, f64)> = line
+        .split(" (shares")
+        .next()
+        .unwrap()
+        .split(", ")
+        .map(|part| {
+            let (name, percent) = part.rsplit_once(' ').unwrap();
+            let percent = percent.trim_end_matches('%').parse();
+            (
+                name.to_string(),
+                percent.unwrap_or_else(|e| panic!("{part}: {e}\n{said}")),
+            )
+        })
+        .collect();
+    let names: Vec<&str> = printed.iter().map(|(n, _)| n.as_str()).collect();
+    assert_eq!(names, ["retrieval", "align", "mlm", "mfm"], "{line}");
+    let out = run_with_limit(
+        bin()
+            .arg("--sessions-dir")
+            .arg(&sessions)
+            .args([
+                "run",
+                "--headless",
+                "-n",
+                "first",
+                "--set",
+                "train.log_every=1",
+            ])
+            .args(["--set", "train.shares_every=1", "-c"])
+            .arg(&cfg),
+        LIMIT,
+    );
+    assert!(out.status.success(), "{}", text(&out));
+    let (_, lines) = metrics_of(&sessions, "first");
+    let logged = lines
+        .iter()
+        .find_map(|l| match &l.record {
+            Record::Train { shares, .. } if l.step == 1 && !shares.is_empty() => {
+                Some(shares.clone())
+            }
+            _ => None,
+        })
+        .expect("step 1's shares");
+    for (name, percent) in &printed {
+        let share = 100.0 * logged[name];
+        assert!(
+            (share - percent).abs() <= 0.051,
+            "{name}: check {percent}%, run {share}%"
+        );
+    }
+}
+
 /// A safetensors dtype libtorch has no kind for (U16) is named with its
 /// tensor; libtorch's own error named neither the tensor nor a fix.
 #[test]

@@ -63,6 +63,7 @@ pub(super) fn check(
         meta,
         said,
         first_losses,
+        first_shares,
         non_finite,
         evaluation,
     } = super::config_file::in_file(
@@ -104,9 +105,17 @@ pub(super) fn check(
         config.train.steps
     );
     println!("  first batch    {}", first_batch_words(&first_losses));
+    if !auxiliary.is_empty() {
+        match &first_shares {
+            Ok(shares) => println!("  gradient       {}", share_words(shares)),
+            Err(why) => println!("  gradient       shares not taken: {why}"),
+        }
+    }
+    let shares = first_shares.as_deref().unwrap_or_default();
     for hint in scale_hints(&first_losses)
         .into_iter()
         .chain(same_value_hints(&first_losses))
+        .chain(gradient_hint(shares))
     {
         println!("hint: {hint}");
     }
@@ -227,6 +236,41 @@ fn first_batch_words(losses: &[(String, f64)]) -> String {
     words.join(", ")
 }
 
+/// Each loss's share of the first batch's gradient under equal weights,
+/// primary first, as percentages.
+fn share_words(shares: &[(String, f64)]) -> String {
+    let each: Vec<String> = shares
+        .iter()
+        .map(|(name, share)| format!("{name} {:.1}%", 100.0 * share))
+        .collect();
+    format!(
+        "{} (shares of the first batch's gradient, equal weights as under `sum`)",
+        each.join(", ")
+    )
+}
+
+/// An auxiliary with at least this share of the first batch's gradient
+/// under equal weights is said: `sum` would train mostly on it.
+const LARGEST_FAIR_SHARE: f64 = 0.5;
+
+/// What an auxiliary holding most of the first batch's gradient means
+/// (`shares`: primary first).
+fn gradient_hint(shares: &[(String, f64)]) -> Option<String> {
+    let (primary, share) = shares.first()?;
+    let (name, most) = shares
+        .iter()
+        .skip(1)
+        .filter(|(_, s)| s.is_finite())
+        .max_by(|a, b| a.1.total_cmp(&b.1))?;
+    (*most >= LARGEST_FAIR_SHARE).then(|| {
+        format!(
+            "{name} has {:.0}% of the first batch's gradient under equal weights, the primary {primary} {:.0}%:              under `sum` the model trains mostly on {name}, whatever its value looks like, and MELTR's weights              have to offset it. If its scale is arbitrary, divide it in the model's forward; `table --metric              share/{name}` shows its share after a run",
+            100.0 * most,
+            100.0 * share
+        )
+    })
+}
+
 /// 10x the primary or more. A loss defined as 10x the primary came out at
 /// 9.9999…x in floating point and was not said (walkthrough N): the ratio
 /// is compared as printed, to three significant digits.
@@ -332,6 +376,29 @@ fn same_value_hints(losses: &[(String, f64)]) -> Vec<String> {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn an_auxiliary_with_most_of_the_first_gradient_is_said() {
+        let shares = |values: &[(&str, f64)]| -> Vec<(String, f64)> {
+            values.iter().map(|(n, v)| (n.to_string(), *v)).collect()
+        };
+        let scaled = shares(&[
+            ("mse", 0.04),
+            ("help", 0.05),
+            ("scaled2", 0.88),
+            ("rand", 0.03),
+        ]);
+        let hint = super::gradient_hint(&scaled).unwrap();
+        assert!(
+            hint.starts_with("scaled2 has 88% of the first batch's gradient under equal weights, the primary mse 4%"),
+            "{hint}"
+        );
+        assert!(super::share_words(&scaled).starts_with("mse 4.0%, help 5.0%, scaled2 88.0%"));
+        // Most of it but under half, or the primary's own: nothing said.
+        assert!(super::gradient_hint(&shares(&[("p", 0.55), ("a", 0.45)])).is_none());
+        assert!(super::gradient_hint(&shares(&[("p", 0.9), ("a", 0.1)])).is_none());
+        assert!(super::gradient_hint(&shares(&[("p", 1.0)])).is_none());
+    }
+
     #[test]
     fn a_loss_equal_to_another_on_the_first_batch_is_said() {
         let losses = [

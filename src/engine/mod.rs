@@ -65,6 +65,9 @@ pub struct Checked {
     pub said: Vec<(crate::session::metrics::Level, String)>,
     /// The first training batch's losses by name.
     pub first_losses: Vec<(String, f64)>,
+    /// Their shares of the combined gradient under equal weights, by name
+    /// (Err: why they could not be taken, e.g. a loss with no gradient).
+    pub first_shares: std::result::Result<Vec<(String, f64)>, String>,
     /// The losses not finite on some of the training batches scanned, with
     /// those batches' steps.
     pub non_finite: Vec<(String, Vec<u64>)>,
@@ -97,6 +100,7 @@ pub fn check_scanning(config: &crate::config::Config, batches: u64) -> Result<Ch
     let built = trainer::Trainer::new(&scratch, config.clone(), false, events).and_then(
         |(trainer, meta)| {
             let first_losses = trainer.first_batch_values()?;
+            let first_shares = trainer.first_batch_shares().map_err(|e| format!("{e:#}"));
             let non_finite = trainer.non_finite_batches(&first_losses, batches)?;
             let evaluation = match batches {
                 0 | 1 => None,
@@ -119,6 +123,7 @@ pub fn check_scanning(config: &crate::config::Config, batches: u64) -> Result<Ch
                 meta,
                 said,
                 first_losses,
+                first_shares,
                 non_finite,
                 evaluation,
             })

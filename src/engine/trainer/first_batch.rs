@@ -42,6 +42,28 @@ impl Trainer {
         })
     }
 
+    /// Each loss's share of the combined gradient on the first training
+    /// batch under equal weights (`sum`'s), by name: how hard each loss
+    /// pulls on the model, which its value understates (walkthrough E's
+    /// auxiliary at 8x the primary's value, under `check`'s 10x flag,
+    /// carried 70–100% of the gradient under `sum`). The buffers are put
+    /// back. See [`shares`].
+    pub fn first_batch_shares(&self) -> Result<Vec<(String, f64)>> {
+        let _draws = crate::nn::rng::global_draws();
+        tch::manual_seed(forward_seed(self.config.workload.seed, 1, Forward::Inner));
+        let batch = self.workload.train_batch(1)?;
+        let buffers = workload::SavedBuffers::take(self.workload.as_ref())?;
+        // The backward passes before the buffers are put back: BatchNorm's
+        // graph holds its running statistics, which that write changes.
+        let shares = self.workload.losses(&batch).and_then(|losses| {
+            let losses = workload::select(&losses, &self.loss_names)?;
+            let shares = shares::per_loss(&losses, &losses.ones_like(), &self.theta)?;
+            Ok(Vec::<f64>::try_from(shares.shares.to_kind(Kind::Double))?)
+        });
+        buffers.restore(self.workload.as_ref())?;
+        Ok(self.loss_names.iter().cloned().zip(shares?).collect())
+    }
+
     /// The first training batch's losses by name, as step 1 sees them
     /// (`check` shows them: a badly scaled auxiliary shows before any run).
     pub fn first_batch_values(&self) -> Result<Vec<(String, f64)>> {
