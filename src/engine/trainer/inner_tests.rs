@@ -96,3 +96,39 @@ fn a_primary_share_near_zero_reads_without_a_sign() {
     let said = gradient_owner_event(&owner, "main", (CombinerKind::Sum, false), None);
     assert!(said.contains("(the primary, main: 0.0%)"), "{said}");
 }
+
+/// A negative weight is said as such (walkthrough E: "do not set it apart
+/// (-0.05532 against the primary's 0.108)"), rescaled or raw; a negative
+/// primary share is a loss the step raises (walkthrough F).
+#[test]
+fn a_gradient_owner_under_a_negative_weight_says_the_model_climbs_it() {
+    for rescaled in [true, false] {
+        let said = meltr_event_read(rescaled, (0.108, -0.05532), (1.2, 30.0), 1.6);
+        assert!(
+            said.contains("MELTR weighs it below zero (-0.05532 against the primary's 0.108): the model is pushed to raise that loss")
+                && !said.contains("do not set it apart")
+                && !said.contains("common scale"),
+            "{said}"
+        );
+    }
+    let against = crate::engine::gradient_owner::Owner {
+        share: 10.196,
+        primary_share: -8.999,
+        ..owner()
+    };
+    let said = gradient_owner_event(&against, "main", (CombinerKind::Sum, false), None);
+    assert!(
+        said.contains("(the primary, main: -899.9%; the others pull against it, and a negative share means each step raises the primary's loss)"),
+        "{said}"
+    );
+    let above_one = crate::engine::gradient_owner::Owner {
+        share: 1.2,
+        primary_share: 0.0,
+        ..owner()
+    };
+    let said = gradient_owner_event(&above_one, "main", (CombinerKind::Sum, false), None);
+    assert!(
+        said.contains("main: 0.0%; the others pull against it)"),
+        "{said}"
+    );
+}

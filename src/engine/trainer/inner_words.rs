@@ -81,6 +81,18 @@ pub(super) fn gradient_owner_event(
                 readable(s.weights.0),
             )
         }
+        // A negative weight: the model climbs that loss (walkthrough E's
+        // read "do not set it apart (-0.05532 against the primary's
+        // 0.108)", the sign unsaid).
+        CombinerKind::Meltr if now.as_ref().is_some_and(|s| s.weights.1 < 0.0) => {
+            let s = now.as_ref().expect("matched");
+            format!(
+                "MELTR weighs it below zero ({} against the primary's {}): the model is pushed to raise that loss, \
+                 and its scale makes that push most of the gradient.{fit} {REMEDY}",
+                readable(s.weights.1),
+                readable(s.weights.0)
+            )
+        }
         // Said only where MELTR did rescale (walkthrough C's x26 loss was
         // read raw, under meltr.max_loss_ratio).
         CombinerKind::Meltr if rescaled => format!(
@@ -122,11 +134,13 @@ pub(super) fn gradient_owner_event(
         } else {
             100.0 * owner.primary_share
         },
-        // Shares sum to 1: one above it has others pulling against it.
-        if owner.share > 1.0 {
-            "; the others pull against it"
-        } else {
-            ""
+        // Shares sum to 1: one above it has others pulling against it; a
+        // negative share is a loss the step raises (walkthrough F's
+        // 1019.6% against the primary's -899.9%).
+        match (owner.share > 1.0, owner.primary_share < -0.0005) {
+            (_, true) => "; the others pull against it, and a negative share means each step raises the primary's loss",
+            (true, false) => "; the others pull against it",
+            _ => "",
         },
     )
 }
