@@ -237,6 +237,21 @@ impl Chart {
         };
 
         let left = s.pad + label_h + s.label_pad + y_tick_w + s.tick_pad + s.tick_len;
+        // A slanted label ends at its tick and leans left by cos 30° of its
+        // width: the first ones may need more room than the y axis leaves
+        // (walkthrough E's "mse (primary)" was cut at the figure's edge).
+        let lean = |label: &str| m.width(label, t.tick_pt) * 30f64.to_radians().cos();
+        let left = match slanted {
+            true => (0..2).fold(left, |left, _| {
+                let axes_w = w - left - s.pad;
+                x_ticks
+                    .major
+                    .iter()
+                    .map(|(v, l)| s.pad + lean(l) - x_scale.frac(*v) * axes_w)
+                    .fold(left, f64::max)
+            }),
+            false => left,
+        };
         let bottom = s.pad + label_h + s.label_pad + x_tick_h + s.tick_pad + s.tick_len;
         let top = s.pad + m.cap_height(t.tick_pt) * 0.5 + top_extra;
         let overhang = x_ticks

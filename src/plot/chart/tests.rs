@@ -311,3 +311,51 @@ fn a_single_point_mark_is_drawn_over_every_line() {
         "the mark is drawn before the parent's line"
     );
 }
+
+/// A slanted category label leans left of its tick: the first, long, one
+/// was cut at the figure's left edge (walkthrough E's "mse (primary)").
+#[test]
+fn a_slanted_first_category_stays_inside_the_figure() {
+    let names = [
+        "mse (primary)",
+        "help1",
+        "help2",
+        "help3",
+        "rand1",
+        "rand2",
+        "copy1",
+        "scaled2",
+        "cls",
+    ];
+    let bars = names
+        .iter()
+        .enumerate()
+        .map(|(i, n)| Bar {
+            category: n.to_string(),
+            value: 0.1 + i as f64,
+            look: super::super::style::look(i),
+        })
+        .collect();
+    let chart = Chart {
+        x_label: String::new(),
+        y_label: "effective weight".into(),
+        y_kind: Kind::Linear,
+        tight_x: false,
+        zero_line: true,
+        marks: Vec::new(),
+        body: Body::Bars(bars),
+    };
+    let theme = super::super::Style::Paper.theme();
+    let svg = chart.to_svg(&theme);
+    let at = svg.find(">mse (primary)<").expect("the label");
+    let tag = &svg[svg[..at].rfind("<text").unwrap()..at];
+    assert!(tag.contains("rotate(-30"), "slanted: {tag}");
+    let x: f64 = tag[tag.find(" x=\"").unwrap() + 4..]
+        .split('"')
+        .next()
+        .unwrap()
+        .parse()
+        .unwrap();
+    let lean = Metrics::get().width("mse (primary)", theme.tick_pt) * 30f64.to_radians().cos();
+    assert!(x - lean >= 0.0, "the label starts at {} (x {x})", x - lean);
+}
