@@ -442,6 +442,17 @@ impl Config {
             .any(|start| message.starts_with(start));
             if let (None, Some(span), false) = (&key, inner.span(), semantic) {
                 message.push_str(&text::syntax_context(text, span.start));
+                if let Some((opened, key)) = text::unclosed_array(text, span.start) {
+                    message.push_str(&format!(
+                        "; the array of `{key}` opened on line {opened} has no closing `]`"
+                    ));
+                    return ConfigError {
+                        file: None,
+                        line: Some(opened),
+                        key: Some(key),
+                        message,
+                    };
+                }
             }
             ConfigError {
                 file: None,

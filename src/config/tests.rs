@@ -518,6 +518,22 @@ fn a_syntax_error_quotes_its_line_and_column() {
         .to_string();
     assert!(err.starts_with("line 2: "), "{err}");
     assert!(err.ends_with("; column 16 of `iterations = 2 3`"), "{err}");
+    // An array left open is reported on the next line by TOML: the error
+    // names the line and key that opened it (walkthrough F).
+    let text = "[train]\nlr = 0.001\ngrad_clip = [1.0\neval_every = 50\n";
+    let err = Config::parse(text).unwrap_err();
+    assert_eq!(err.line, Some(3), "{err}");
+    assert_eq!(err.key.as_deref(), Some("train.grad_clip"), "{err}");
+    assert!(
+        err.to_string()
+            .ends_with("; the array of `train.grad_clip` opened on line 3 has no closing `]`"),
+        "{err}"
+    );
+    // A closed array before the error is not blamed.
+    let err = Config::parse("[workload]\nauxiliary = [\"a\", \"b\"]\n[aid]\niterations = 2 3\n")
+        .unwrap_err();
+    assert!(!err.to_string().contains("no closing"), "{err}");
+    assert_eq!(err.line, Some(4), "{err}");
     // A key above every section is no syntax error: the keys listed are
     // the sections, with no quoted line among them.
     let err = Config::parse("steps = 100\n").unwrap_err().to_string();

@@ -80,6 +80,41 @@ pub(super) fn syntax_context(text: &str, offset: usize) -> String {
     format!("; column {column} of `{}`", line.trim())
 }
 
+/// The last array value opened before `offset` and not closed by then:
+/// its 1-based line and dotted key. TOML reports an unclosed `[` on the
+/// line after it (a walkthrough's `grad_clip = [1.0` on line 15 read as
+/// line 16, `eval_every = 50`, with no key).
+pub(super) fn unclosed_array(text: &str, offset: usize) -> Option<(usize, String)> {
+    let before = &text[..offset.min(text.len())];
+    let (mut section, mut open) = (String::new(), None);
+    let mut depth = 0i64;
+    for (i, raw) in before.lines().enumerate() {
+        // Comments and strings rarely hold brackets in a config; a `#`
+        // ends the line's value.
+        let line = raw.split('#').next().unwrap_or("").trim();
+        if depth == 0 && line.starts_with('[') && !line.contains('=') {
+            section = line
+                .trim_matches(|c| c == '[' || c == ']')
+                .trim()
+                .to_string();
+            continue;
+        }
+        if depth == 0 {
+            if let Some((key, value)) = line.split_once('=') {
+                if value.trim_start().starts_with('[') {
+                    open = Some((i + 1, format!("{section}.{}", key.trim())));
+                }
+            }
+        }
+        depth += line.matches('[').count() as i64 - line.matches(']').count() as i64;
+        depth = depth.max(0);
+        if depth == 0 {
+            open = None;
+        }
+    }
+    open
+}
+
 /// The 1-based line where a dotted key is set, found by tracking `[section]`
 /// headers; `None` when the key is not written in the file (a default).
 pub fn locate_key(text: &str, key: &str) -> Option<usize> {
