@@ -134,7 +134,7 @@ fn kill_9_during_checkpoints_never_leaves_a_half_file_and_resume_appends() {
     let root = tempfile::tempdir().unwrap();
     let config = write_config(
         root.path(),
-        "[train]\ndevice = \"cpu\"\nsteps = 400\ncheckpoint_every = 1\nlog_every = 5\neval_every = 100\n\
+        "[train]\ndevice = \"cpu\"\nsteps = 400\ncheckpoint_every = 1\nkeep_checkpoints = 0\nlog_every = 5\neval_every = 100\n\
          [meltr]\nd_model = 32\nd_hidden = 32\nd_ff = 64\nheads = 4\n",
     );
     let sessions = root.path().join("sessions");
@@ -177,7 +177,23 @@ fn kill_9_during_checkpoints_never_leaves_a_half_file_and_resume_appends() {
             .unwrap_or_else(|e| panic!("{}: {e}", path.display()));
         assert!(loaded.get("inner.step").is_some());
     }
+    // The run resumes from a checkpoint some lines behind its log's end
+    // (as when the newest does not read): the resume says which steps it
+    // drops (a walkthrough's went back 200 steps without a word).
+    let reached = session::log::read_metrics(&dir.join("metrics.jsonl"))
+        .unwrap()
+        .lines
+        .iter()
+        .map(|l| l.step)
+        .max()
+        .unwrap();
+    for (step, path) in checkpoint::list(&dir.join("checkpoints")) {
+        if step > 1 && step + 5 > reached {
+            std::fs::remove_file(path).unwrap();
+        }
+    }
     let newest = checkpoint::list(&dir.join("checkpoints")).last().unwrap().0;
+    assert!(newest < reached, "{newest} {reached}");
 
     // The system gives the dead runner's pid to another process (a
     // walkthrough's dead run then read `running` and could not be resumed):
@@ -231,6 +247,11 @@ fn kill_9_during_checkpoints_never_leaves_a_half_file_and_resume_appends() {
         _ => None,
     });
     assert_eq!(resumed, Some(newest));
+    let said_dropped = lines.iter().any(|l| {
+        matches!(&l.record, Record::Event { message, .. }
+            if message.contains(&format!("after step {newest}, up to step {reached}, are dropped")))
+    });
+    assert!(said_dropped, "{}", text(&out));
     assert_eq!(
         SessionMeta::read(&dir).unwrap().status,
         session::Status::Finished

@@ -558,6 +558,24 @@ fn a_detached_run_retries_a_failed_write_until_it_succeeds() {
         checkpoint::list(&dir.join("checkpoints")).last().unwrap().0,
         60
     );
+    // A headless start of the same session says in `output.log` that its
+    // output goes elsewhere (`tail -f` showed the old lines as current).
+    let out = run_with_limit(
+        bin().arg("--sessions-dir").arg(&root).args([
+            "resume",
+            "--headless",
+            "retry",
+            "--set",
+            "train.steps=62",
+        ]),
+        WAIT,
+    );
+    assert!(out.status.success(), "{}", text(&out));
+    assert!(
+        read_log().contains("a headless start (pid") && read_log().contains("not here"),
+        "{}",
+        read_log()
+    );
 }
 
 /// Issue 19, item 3: writing `[aid]\niterations = 1` over a running

@@ -56,6 +56,23 @@ pub(super) fn run_headless(
         dir.display(),
         facts.device
     );
+    // A session once run detached has an `output.log` that `tail -f`
+    // shows as current (walkthrough F): it says where this start's output
+    // goes instead.
+    let output_log = SessionDir::new(dir).output_log();
+    if output_log.exists() {
+        let note = format!(
+            "{}: a headless start (pid {}) prints its output to its own terminal, not here\n",
+            chrono::Local::now().to_rfc3339(),
+            std::process::id()
+        );
+        let appended = std::fs::OpenOptions::new()
+            .append(true)
+            .open(&output_log)
+            .and_then(|mut f| std::io::Write::write_all(&mut f, note.as_bytes()));
+        // Best effort: the run does not depend on it.
+        drop(appended);
+    }
     let _watch = crate::runner::serve::watch_config(
         dir,
         handle.commands.clone(),

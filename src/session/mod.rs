@@ -5,6 +5,7 @@
 pub mod command_line;
 pub mod dir;
 pub mod inputs;
+mod liveness;
 pub mod log;
 pub mod metrics;
 pub mod provenance;
@@ -17,6 +18,7 @@ use std::path::Path;
 
 pub use command_line::{command_for, DEFAULT_ROOT};
 pub use dir::SessionDir;
+pub use liveness::{pid_alive, process_started};
 pub use provenance::Provenance;
 pub use run_facts::record_run_facts;
 
@@ -484,34 +486,6 @@ pub fn latest(root: &Path) -> Result<std::path::PathBuf> {
         .or(sessions.last())
         .map(|(dir, _)| dir.clone())
         .with_context(|| format!("no sessions in {}", root.display()))
-}
-
-/// When process `pid` started, in clock ticks since boot (field 22 of
-/// `/proc/PID/stat`); None without /proc or the process.
-pub fn process_started(pid: u32) -> Option<u64> {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    // The command name (field 2) may hold spaces and parentheses: fields
-    // are counted after its closing one, from field 3.
-    let after_name = stat.rsplit_once(')')?.1;
-    after_name.split_whitespace().nth(22 - 3)?.parse().ok()
-}
-
-/// True when a process with this pid exists (signal 0 probes without acting).
-/// Of a session's runner, ask [`SessionMeta::runner_alive`].
-pub fn pid_alive(pid: u32) -> bool {
-    if pid == 0 || unsafe { libc::kill(pid as libc::pid_t, 0) } != 0 {
-        return false;
-    }
-    // A killed process that nobody reaped yet (a zombie) is dead too.
-    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
-        Ok(stat) => {
-            stat.rsplit(')')
-                .next()
-                .and_then(|rest| rest.split_whitespace().next())
-                != Some("Z")
-        }
-        Err(_) => true,
-    }
 }
 
 #[cfg(test)]

@@ -136,7 +136,19 @@ impl Trainer {
                     notes.push((Level::Warn, note));
                 }
             }
-            prepare_resume(dir, step)?;
+            let cut = prepare_resume(dir, step)?;
+            // The steps a crash costs, said (walkthrough F's resume after a
+            // kill at 1600 went on from 1400 without a word).
+            if let (Some((lines, reached)), true) = (cut, step > 0) {
+                notes.push((
+                    Level::Warn,
+                    format!(
+                        "the log's {lines} line{} after step {step}, up to step {reached}, are dropped: the run \
+                         trains those steps again from its newest readable checkpoint",
+                        if lines == 1 { "" } else { "s" }
+                    ),
+                ));
+            }
             if let Some(ckpt) = point.checkpoint {
                 super::checkpointing::restore(&ckpt, &mut parts)?;
                 let (resumed_gamma, watch_notes) = super::checkpointing::restore_watch(
@@ -399,13 +411,17 @@ fn restart_note(metrics: &Path, config: &Config) -> Result<Option<String>> {
 
 /// Makes a session ready to resume from the checkpoint at `step` (0: none):
 /// cuts `metrics.jsonl` back to it (everything after it will be redone).
-/// Idempotent.
-pub fn prepare_resume(dir: &Path, step: u64) -> Result<()> {
+/// Idempotent. Returns what it cut: how many lines, up to which step.
+pub fn prepare_resume(dir: &Path, step: u64) -> Result<Option<(usize, u64)>> {
     let metrics = SessionDir::new(dir).metrics();
-    if metrics.exists() {
-        log::truncate_after(&metrics, step)?;
+    if !metrics.exists() {
+        return Ok(None);
     }
-    Ok(())
+    let reached = log::read_metrics(&metrics)
+        .map(|read| read.lines.iter().map(|l| l.step).max().unwrap_or(0))
+        .unwrap_or(0);
+    let dropped = log::truncate_after(&metrics, step)?;
+    Ok((dropped > 0).then_some((dropped, reached)))
 }
 
 /// The config a session's `config.toml` asks for, read over the config last
