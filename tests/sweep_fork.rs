@@ -227,6 +227,43 @@ fn a_sweep_killed_mid_way_resumes_to_four_finished_sessions_then_grows_by_a_seed
     );
 }
 
+/// A member that fails is named, with why, when the sweep ends, and again
+/// when `sweep resume` retries it and it fails again (a walkthrough's
+/// resume read `0 resumed` and no more).
+#[test]
+fn a_sweep_names_the_members_that_failed_and_why() {
+    let tmp = tempfile::tempdir().unwrap();
+    let root = tmp.path().join("sessions");
+    let _reaper = Reaper(root.clone());
+    // lr 1e30: every update after the first is skipped, and the run fails.
+    let out = run_with_limit(
+        meltr(&root)
+            .args(["sweep", "-c"])
+            .arg(repo("configs/synthetic.toml"))
+            .args([
+                "--set",
+                "train.lr=0.001,1e30",
+                "--set",
+                "train.grad_clip=1e30",
+            ])
+            .args(["--steps", "60", "--name", "lrs"])
+            .args(SMALL),
+        WAIT,
+    );
+    let said = text(&out);
+    assert!(!out.status.success(), "{said}");
+    let failed = |said: &str| {
+        said.contains("1 of 2 sessions finished, 0 still running, not finished: member 1 failed")
+            && said.contains("  1 failed: ")
+            && said.contains("were all skipped")
+    };
+    assert!(failed(&said), "{said}");
+    let out = run_with_limit(meltr(&root).args(["sweep", "resume", "lrs"]), WAIT);
+    let said = text(&out);
+    assert!(!out.status.success() && said.contains("resumed"), "{said}");
+    assert!(failed(&said), "{said}");
+}
+
 #[test]
 fn slurm_dry_run_prints_one_array_task_per_combination_and_each_task_runs_one_session() {
     let tmp = tempfile::tempdir().unwrap();

@@ -137,7 +137,7 @@ fn drive_loop(root: &Path, plan: &Plan, parallel: usize) -> Result<()> {
         }
         std::thread::sleep(Duration::from_millis(300));
     }
-    summary(root, plan)
+    summary(root, plan, &tried)
 }
 
 /// Starts member `i` in a detached runner: a new session from its config,
@@ -183,7 +183,11 @@ fn new_member_session(root: &Path, plan: &Plan, i: usize) -> Result<PathBuf> {
 }
 
 /// The members' table, then the outcome: an error when not all finished.
-fn summary(root: &Path, plan: &Plan) -> Result<()> {
+/// The members' table and the sweep's state; fails unless every member
+/// finished. Members this call resumed or started that ended otherwise
+/// are named with why (a failed member resumed read `0 resumed` and no
+/// more, a walkthrough).
+fn summary(root: &Path, plan: &Plan, tried: &BTreeSet<usize>) -> Result<()> {
     ls_members(root, &plan.group)?;
     let states = sweep::states(root, plan);
     let finished = states.iter().filter(|s| s.is_finished()).count();
@@ -195,8 +199,23 @@ fn summary(root: &Path, plan: &Plan) -> Result<()> {
         println!("sweep `{}`: all {finished} sessions finished", plan.group);
         return Ok(());
     }
+    let mut ended = Vec::new();
+    for (i, state) in states.iter().enumerate() {
+        if let State::Ended { meta, .. } = state {
+            if !state.is_finished() {
+                ended.push(format!("{i} {}", state.label()));
+                if let (true, Some(error)) = (tried.contains(&i), &meta.error) {
+                    eprintln!("  {i:>3} {}: {error}", state.label());
+                }
+            }
+        }
+    }
+    let ended = match ended.is_empty() {
+        true => String::new(),
+        false => format!(", not finished: member {}", ended.join(", member ")),
+    };
     bail!(
-        "sweep `{}`: {finished} of {} sessions finished, {running} still running; `meltr-tui sweep resume {}` continues the rest",
+        "sweep `{}`: {finished} of {} sessions finished, {running} still running{ended}; `meltr-tui sweep resume {}` continues the rest",
         plan.group,
         states.len(),
         plan.group
