@@ -741,7 +741,7 @@ fn a_headless_run_that_cannot_write_gives_up_with_the_reason() {
     let output = text(&out);
     assert_eq!(out.status.code(), Some(1), "{output}");
     assert!(
-        output.contains("retrying with backoff")
+        output.contains("retrying the write with backoff")
             && output.contains("gave up after 3 s of failed writes"),
         "{output}"
     );

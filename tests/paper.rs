@@ -281,24 +281,27 @@ fn compare_says_where_a_group_is_cut_short_and_what_a_log_axis_leaves_out() {
     let first_eval = text_of.find("\"kind\":\"eval\"").unwrap();
     let cut = first_eval + text_of[first_eval..].find('\n').unwrap() + 1;
     std::fs::write(&log, &text_of[..cut]).unwrap();
-    // sum-s1's first eval of its primary metric is 0.
-    let log = copied("sum-s1").join("metrics.jsonl");
-    let mut zeroed = false;
-    let lines: Vec<String> = std::fs::read_to_string(&log)
-        .unwrap()
-        .lines()
-        .map(|l| {
-            let mut v: Value = serde_json::from_str(l).unwrap();
-            if v["kind"] == "eval" && !zeroed {
-                let metrics = v["metrics"].as_object_mut().unwrap();
-                let first = metrics.keys().next().unwrap().clone();
-                metrics.insert(first, 0.0.into());
-                zeroed = true;
-            }
-            v.to_string()
-        })
-        .collect();
-    std::fs::write(&log, lines.join("\n") + "\n").unwrap();
+    // The sum runs' first eval of their primary metric is 0: their
+    // group's mean is 0 there.
+    for name in ["sum-s0", "sum-s1"] {
+        let log = copied(name).join("metrics.jsonl");
+        let mut zeroed = false;
+        let lines: Vec<String> = std::fs::read_to_string(&log)
+            .unwrap()
+            .lines()
+            .map(|l| {
+                let mut v: Value = serde_json::from_str(l).unwrap();
+                if v["kind"] == "eval" && !zeroed {
+                    let metrics = v["metrics"].as_object_mut().unwrap();
+                    let first = metrics.keys().next().unwrap().clone();
+                    metrics.insert(first, 0.0.into());
+                    zeroed = true;
+                }
+                v.to_string()
+            })
+            .collect();
+        std::fs::write(&log, lines.join("\n") + "\n").unwrap();
+    }
     let primary = evals(&dirs["sum-s1"])[0].1.keys().next().unwrap().clone();
     let figure = copy.path().join("cut.svg");
     let out = run_with_limit(
@@ -332,10 +335,29 @@ fn compare_says_where_a_group_is_cut_short_and_what_a_log_axis_leaves_out() {
     assert!(!said.contains("kind=sum's mean stops"), "{said}");
     assert!(
         said.contains(&format!(
+            "note: the log axis leaves out kind=sum's mean at 1 of its {} steps and its band's lower edge at 1",
+            eval_steps.len()
+        )) && !said.contains("kind=meltr's mean at"),
+        "{said}"
+    );
+    // Drawn one by one, a run's own values are what is left out.
+    let out = run_with_limit(
+        bin()
+            .arg("--sessions-dir")
+            .arg(copy.path())
+            .args(["compare", "--metric", &primary, "--log-scale", "-o"])
+            .arg(&figure)
+            .arg(copied("sum-s1"))
+            .arg(copied("meltr-s1")),
+        Duration::from_secs(60),
+    );
+    assert!(
+        text(&out).contains(&format!(
             "note: the log axis leaves out 1 of sum-s1's {} `{primary}` values",
             eval_steps.len()
-        )),
-        "{said}"
+        )) && !text(&out).contains("meltr-s1's"),
+        "{}",
+        text(&out)
     );
     // On a linear axis, nothing is left out.
     let out = run_with_limit(

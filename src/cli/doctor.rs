@@ -264,7 +264,10 @@ fn gradient_hint(shares: &[(String, f64)]) -> Option<String> {
         .max_by(|a, b| a.1.total_cmp(&b.1))?;
     (*most >= LARGEST_FAIR_SHARE).then(|| {
         format!(
-            "{name} has {:.0}% of the first batch's gradient under equal weights, the primary {primary} {:.0}%:              under `sum` the model trains mostly on {name}, whatever its value looks like, and MELTR's weights              have to offset it. If its scale is arbitrary, divide it in the model's forward; `table --metric              share/{name}` shows its share after a run",
+            "{name} has {:.0}% of the first batch's gradient under equal weights (the primary, {primary}: {:.0}%): \
+             under `sum` the model trains mostly on {name}, whatever its value looks like, and MELTR's weights \
+             have to offset it. If its scale is arbitrary, divide it in the model's forward; `table --metric \
+             share/{name}` shows its share after a run",
             100.0 * most,
             100.0 * share
         )
@@ -388,9 +391,12 @@ mod tests {
             ("rand", 0.03),
         ]);
         let hint = super::gradient_hint(&scaled).unwrap();
-        assert!(
-            hint.starts_with("scaled2 has 88% of the first batch's gradient under equal weights, the primary mse 4%"),
-            "{hint}"
+        assert_eq!(
+            hint,
+            "scaled2 has 88% of the first batch's gradient under equal weights (the primary, mse: 4%): under `sum` \
+             the model trains mostly on scaled2, whatever its value looks like, and MELTR's weights have to offset it. \
+             If its scale is arbitrary, divide it in the model's forward; `table --metric share/scaled2` shows its \
+             share after a run"
         );
         assert!(super::share_words(&scaled).starts_with("mse 4.0%, help 5.0%, scaled2 88.0%"));
         // Most of it but under half, or the primary's own: nothing said.

@@ -20,7 +20,7 @@ macro_rules! say_err {
     }};
 }
 
-use crate::runner::storage_retry::{Said, StorageRetry};
+use crate::runner::storage_retry::StorageRetry;
 
 pub(super) fn run_headless(
     dir: &Path,
@@ -89,16 +89,10 @@ pub(super) fn run_headless(
         }
         match handle.events.recv_timeout(Duration::from_millis(100)) {
             Ok(event) => {
-                match storage.on_event(&event) {
-                    Some(Said::Failed(message)) => say_err!(
-                        "{message}\nretrying with backoff for up to {} s (--give-up-after)",
-                        give_up_after.as_secs()
-                    ),
-                    Some(Said::Succeeded(after)) => say_err!(
-                        "the write succeeded after {:.0} s: training goes on",
-                        after.as_secs_f64()
-                    ),
-                    None => {}
+                if let Some(said) = storage.on_event(&event) {
+                    let until =
+                        format!("for up to {} s (--give-up-after)", give_up_after.as_secs());
+                    say_err!("{}", said.words(&until));
                 }
                 if let Event::Line { line, .. } = event {
                     print_line(&line, &meta.losses);

@@ -529,6 +529,21 @@ fn a_syntax_error_quotes_its_line_and_column() {
             .ends_with("; the array of `train.grad_clip` opened on line 3 has no closing `]`"),
         "{err}"
     );
+    // A missing comma is the array's own error, on its own line.
+    for (text, line) in [
+        (
+            "[train]\nsteps = 5\n[workload]\nauxiliary = [\"a\" \"b\"]\n",
+            4,
+        ),
+        (
+            "[workload]\nauxiliary = [\n  \"a\"\n  \"b\",\n]\n[aid]\niterations = 2\n",
+            4,
+        ),
+    ] {
+        let err = Config::parse(text).unwrap_err();
+        assert!(!err.to_string().contains("no closing"), "{err}");
+        assert_eq!(err.line, Some(line), "{err}");
+    }
     // A closed array before the error is not blamed.
     let err = Config::parse("[workload]\nauxiliary = [\"a\", \"b\"]\n[aid]\niterations = 2 3\n")
         .unwrap_err();

@@ -86,6 +86,21 @@ pub(super) fn syntax_context(text: &str, offset: usize) -> String {
 /// line 16, `eval_every = 50`, with no key).
 pub(super) fn unclosed_array(text: &str, offset: usize) -> Option<(usize, String)> {
     let before = &text[..offset.min(text.len())];
+    // Only where the error's line is the next statement (a key, a table
+    // header): an error inside the array (`[1 2]`, a missing comma) is
+    // the array's own, on its own line.
+    let error_line = text[before.rfind('\n').map_or(0, |i| i + 1)..]
+        .lines()
+        .next()
+        .unwrap_or("")
+        .trim();
+    let statement = error_line.starts_with('[')
+        || error_line
+            .split_once('=')
+            .is_some_and(|(key, _)| !key.trim().is_empty() && !key.contains(['"', ',', '[']));
+    if !statement {
+        return None;
+    }
     let (mut section, mut open) = (String::new(), None);
     let mut depth = 0i64;
     for (i, raw) in before.lines().enumerate() {
@@ -112,7 +127,8 @@ pub(super) fn unclosed_array(text: &str, offset: usize) -> Option<(usize, String
             open = None;
         }
     }
-    open
+    // The error on the array's own line is inside it.
+    open.filter(|(line, _)| *line != line_of_offset(text, offset))
 }
 
 /// The 1-based line where a dotted key is set, found by tracking `[section]`

@@ -27,8 +27,12 @@ const SETTLE: Duration = Duration::from_secs(2);
 /// written in two pieces 0.3 s apart read `steps = 2` of `steps = 20000`
 /// and ended a walkthrough's run.
 fn cannot_be_undone(in_force: &Config, edited: &Config) -> bool {
-    edited.train.steps < in_force.train.steps
-        || edited.train.keep_checkpoints < in_force.train.keep_checkpoints
+    // 0 keeps every checkpoint: more than any number.
+    let kept = |c: &Config| match c.train.keep_checkpoints {
+        0 => usize::MAX,
+        n => n,
+    };
+    edited.train.steps < in_force.train.steps || kept(edited) < kept(in_force)
 }
 
 /// A live edit's text read over the config in force. A file that sets no
@@ -247,6 +251,22 @@ mod tests {
         assert_eq!(wait_for(&rx).unwrap().aid.iterations, 4);
         assert!(other.elapsed() < SETTLE, "{:?}", other.elapsed());
         assert!(started.elapsed() < Duration::from_secs(30));
+    }
+
+    #[test]
+    fn fewer_steps_or_kept_checkpoints_cannot_be_undone() {
+        let keeping = |steps: u64, kept: usize| {
+            let mut c = Config::default();
+            c.train.steps = steps;
+            c.train.keep_checkpoints = kept;
+            c
+        };
+        assert!(cannot_be_undone(&keeping(100, 3), &keeping(50, 3)));
+        assert!(cannot_be_undone(&keeping(100, 3), &keeping(100, 2)));
+        // 0 keeps them all: from 0 to 3 deletes, from 3 to 0 keeps.
+        assert!(cannot_be_undone(&keeping(100, 0), &keeping(100, 3)));
+        assert!(!cannot_be_undone(&keeping(100, 3), &keeping(100, 0)));
+        assert!(!cannot_be_undone(&keeping(100, 3), &keeping(200, 5)));
     }
 
     /// Issue 19, item 3: a partial file changes only the keys it names; the

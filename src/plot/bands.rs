@@ -118,6 +118,9 @@ pub fn compare(
         if let Some(note) = cut_short(group, &series[i], hi) {
             notes.push(note);
         }
+        if log_scale {
+            notes.extend(not_on_log_axis(&group.label, &agg));
+        }
         let n = group.sessions.len();
         largest = largest.max(n);
         some_pair |= n == 2;
@@ -181,6 +184,21 @@ pub fn compare(
         body: Body::Lines(bands),
     };
     Ok((chart, notes))
+}
+
+/// A note when a log axis cannot draw some of a group's mean or band
+/// (≤ 0, or not finite): those points are left out. (A member's value of
+/// 0 is averaged into the mean, not left out.)
+fn not_on_log_axis(label: &str, agg: &[(f64, f64, f64, f64)]) -> Option<String> {
+    let off = |v: f64| !(v > 0.0 && v.is_finite());
+    let means = agg.iter().filter(|a| off(a.1)).count();
+    let lows = agg.iter().filter(|a| off(a.2)).count();
+    (lows > 0).then(|| {
+        format!(
+            "note: the log axis leaves out {label}'s mean at {means} of its {} steps and its band's lower edge at {lows} (≤ 0 or not finite: no logarithm)",
+            agg.len()
+        )
+    })
 }
 
 /// Where a group's mean stops at `last`, the last step all its runs

@@ -411,10 +411,7 @@ pub fn compare_groups(
         .collect();
     let theme = style.theme();
     let prep = prep(&theme, Smoothing::Auto);
-    let (chart, mut notes) = bands::compare(&grouped, &metric, prep, (band, log_scale))?;
-    if log_scale {
-        notes.extend(not_on_log_axis(loaded.iter().flatten(), &metric)?);
-    }
+    let (chart, notes) = bands::compare(&grouped, &metric, prep, (band, log_scale))?;
     let chart = with_log_scale(chart, log_scale);
     let path = write_figure(out_file, encode(&chart.to_svg(&theme), format, &theme)?)?;
     Ok((path, notes))

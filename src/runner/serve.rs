@@ -2,7 +2,6 @@
 //! server, until training ends.
 
 use super::absolute;
-use super::storage_retry::Said;
 use crate::config::{self, Config};
 use crate::engine::{self, control::Command, control::Event, control::Status};
 use crate::remote;
@@ -86,6 +85,11 @@ pub fn serve(dir: &Path, resume: bool) -> Result<Status> {
             stop_sent = true;
         }
         while let Ok(command) = server.commands().try_recv() {
+            // A user's pause ends the tries: one sent before the trainer
+            // answers the pause would resume the run.
+            if matches!(command, Command::Pause) {
+                storage.user_paused();
+            }
             let _ = handle.commands.send(command);
         }
         if storage.try_due() {
@@ -95,15 +99,8 @@ pub fn serve(dir: &Path, resume: bool) -> Result<Status> {
             Ok(event) => {
                 // A failed write pauses the run: said in `output.log`, and
                 // retried with backoff (nobody may be there to press `p`).
-                match storage.on_event(&event) {
-                    Some(Said::Failed(message)) => println!(
-                        "{message}\nretrying the write with backoff (1 s, doubling, at most a minute apart) until it succeeds"
-                    ),
-                    Some(Said::Succeeded(after)) => println!(
-                        "the write succeeded after {:.0} s: training goes on",
-                        after.as_secs_f64()
-                    ),
-                    None => {}
+                if let Some(said) = storage.on_event(&event) {
+                    println!("{}", said.words("until it succeeds"));
                 }
                 {
                     let mut g = greeting.lock().unwrap_or_else(|e| e.into_inner());

@@ -38,7 +38,30 @@ pub enum Said {
     Succeeded(Duration),
 }
 
+impl Said {
+    /// The words for a log or terminal; `until`: how long tries go on.
+    pub fn words(&self, until: &str) -> String {
+        match self {
+            Said::Failed(message) => format!(
+                "{message}\nretrying the write with backoff ({} s, doubling, at most {} s apart) {until}",
+                FIRST_DELAY.as_secs(),
+                MAX_DELAY.as_secs()
+            ),
+            Said::Succeeded(after) => format!(
+                "the write succeeded after {:.0} s: training goes on",
+                after.as_secs_f64()
+            ),
+        }
+    }
+}
+
 impl StorageRetry {
+    /// A user paused the run: no more tries, which would resume it (the
+    /// run stays paused until they resume it, which retries the write).
+    pub fn user_paused(&mut self) {
+        self.owed = None;
+    }
+
     /// Follows the trainer's status; returns what to say, once per failure
     /// and once when it is over. A pause with a message is a failed write
     /// (a user's pause has none, and ends the retries).
@@ -124,12 +147,28 @@ mod tests {
     }
 
     #[test]
+    fn the_words_say_the_backoff_and_the_end() {
+        let failed = Said::Failed("paused: disk full".into()).words("until it succeeds");
+        assert_eq!(
+            failed,
+            "paused: disk full\nretrying the write with backoff (1 s, doubling, at most 60 s apart) until it succeeds"
+        );
+        let went_on = Said::Succeeded(Duration::from_secs(3)).words("");
+        assert_eq!(went_on, "the write succeeded after 3 s: training goes on");
+    }
+
+    #[test]
     fn a_users_pause_is_not_retried() {
         let mut retry = StorageRetry::default();
         assert_eq!(retry.on_event(&status(Status::Paused, None)), None);
         retry.on_event(&status(Status::Paused, Some("paused: disk full")));
         // The user paused while a write was owed: no more tries.
         assert_eq!(retry.on_event(&status(Status::Paused, None)), None);
+        std::thread::sleep(FIRST_DELAY);
+        assert!(!retry.try_due());
+        // A pause command seen before the trainer's answer: none either.
+        retry.on_event(&status(Status::Paused, Some("paused: disk full")));
+        retry.user_paused();
         std::thread::sleep(FIRST_DELAY);
         assert!(!retry.try_due());
     }

@@ -4,11 +4,16 @@
 /// When process `pid` started, in clock ticks since boot (field 22 of
 /// `/proc/PID/stat`); None without /proc or the process.
 pub fn process_started(pid: u32) -> Option<u64> {
+    stat_fields(pid)?.get(22 - 3)?.parse().ok()
+}
+
+/// The fields of `/proc/PID/stat` from field 3 (the state) on. The command
+/// name (field 2) may hold spaces and parentheses: fields are counted after
+/// its closing one.
+fn stat_fields(pid: u32) -> Option<Vec<String>> {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    // The command name (field 2) may hold spaces and parentheses: fields
-    // are counted after its closing one, from field 3.
     let after_name = stat.rsplit_once(')')?.1;
-    after_name.split_whitespace().nth(22 - 3)?.parse().ok()
+    Some(after_name.split_whitespace().map(str::to_string).collect())
 }
 
 /// True when a process with this pid exists (signal 0 probes without acting).
@@ -17,14 +22,7 @@ pub fn pid_alive(pid: u32) -> bool {
     if pid == 0 || unsafe { libc::kill(pid as libc::pid_t, 0) } != 0 {
         return false;
     }
-    // A killed process that nobody reaped yet (a zombie) is dead too.
-    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
-        Ok(stat) => {
-            stat.rsplit(')')
-                .next()
-                .and_then(|rest| rest.split_whitespace().next())
-                != Some("Z")
-        }
-        Err(_) => true,
-    }
+    // A killed process that nobody reaped yet (a zombie) is dead too;
+    // without /proc, the signal's answer stands.
+    stat_fields(pid).is_none_or(|fields| fields.first().map(String::as_str) != Some("Z"))
 }

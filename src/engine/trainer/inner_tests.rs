@@ -111,6 +111,12 @@ fn a_gradient_owner_under_a_negative_weight_says_the_model_climbs_it() {
             "{said}"
         );
     }
+    // Weighed up and negative: its weight does it, and its sign is said.
+    let large = meltr_event((0.5, -3.0), (1.2, 3.0), 1.6);
+    assert!(
+        large.contains("MELTR weighs it at -3 against the primary's 0.5: its weight does it, and below zero, it pushes the model to raise that loss"),
+        "{large}"
+    );
     let against = crate::engine::gradient_owner::Owner {
         share: 10.196,
         primary_share: -8.999,

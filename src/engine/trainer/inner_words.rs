@@ -73,10 +73,15 @@ pub(super) fn gradient_owner_event(
     let why = match kind {
         CombinerKind::Meltr if weighed_up.is_some() => {
             let s = weighed_up.expect("matched");
+            // Below zero, the weight pushes the model to raise that loss.
+            let how = match s.weights.1 < 0.0 {
+                true => "below zero, it pushes the model to raise that loss, away from its own task",
+                false => "the model trains away from its own task",
+            };
             format!(
-                "MELTR weighs it at {} against the primary's {}: its weight does it, and the model trains \
-                 away from its own task.{fit} Compare with a `sum` run; lower meltr.meta_lr, or raise \
-                 meltr.gamma (which holds MELTR's output near the sum of the losses)",
+                "MELTR weighs it at {} against the primary's {}: its weight does it, and {how}.{fit} Compare \
+                 with a `sum` run; lower meltr.meta_lr, or raise meltr.gamma (which holds MELTR's output near \
+                 the sum of the losses)",
                 readable(s.weights.1),
                 readable(s.weights.0),
             )

@@ -373,7 +373,7 @@ impl Trainer {
         self.set_status(
             Status::Paused,
             Some(format!(
-                "paused: {error} (files are intact; {}, then resume to retry the write)",
+                "paused: {error} (files are intact; {}: resuming retries the write, as a detached or headless run does on its own)",
                 storage_words::storage_remedy(&error)
             )),
         );
