@@ -146,13 +146,9 @@ fn best_before_the_end(dir: &Path) -> Option<String> {
         (run.best_eval.as_ref()?, run.final_eval.as_ref()?);
     let metric = &run.meta.primary_metric;
     let (best, last) = (*best.get(metric)?, *last.get(metric)?);
-    let fork_point = match run.meta.fork_step {
-        Some(at) if at == *best_step => " (the fork point: the model this fork started from)",
-        _ => "",
-    };
     (best_step != final_step && best != last).then(|| {
         format!(
-            "the best evaluation was not the last: {metric} {} at step {best_step}{fork_point}, {} at step {final_step} \
+            "the best evaluation was not the last: {metric} {} at step {best_step}, {} at step {final_step} \
              (export --format model --best takes the best kept checkpoint; table --best reports best evaluations)",
             crate::numfmt::log_value(best),
             crate::numfmt::log_value(last)
@@ -258,23 +254,22 @@ mod best_tests {
             )),
             "{said}"
         );
-        // As a fork of that run at step 100: the parent's evaluations
-        // before the fork are not its own, and its best at the fork point
-        // is said to be where it started.
+        // As a fork of that run at step 100: the evaluations up to the
+        // fork, its own included, are its parent's (made before any change
+        // the fork brought): its best is its last, nothing to say.
         meta.fork_step = Some(100);
         meta.parent = Some("parent".into());
         meta.write(&dir).unwrap();
+        assert_eq!(super::best_before_the_end(&dir), None);
+        log.append(&eval(200, 50.0)).unwrap();
         let said = super::best_before_the_end(&dir).expect("said");
         assert!(
-            said.contains(
-                "60.0000 at step 100 (the fork point: the model this fork started from), 45.0000"
-            ),
+            said.contains("45.0000 at step 150, 50.0000 at step 200"),
             "{said}"
         );
-        log.append(&eval(200, 30.0)).unwrap();
         meta.fork_step = Some(150);
         meta.write(&dir).unwrap();
         let run = crate::runs::Run::load(&dir).unwrap();
-        assert_eq!(run.best_eval.unwrap().0, 150, "step 100 is the parent's");
+        assert_eq!(run.best_eval.unwrap().0, 200, "step 150 is the parent's");
     }
 }

@@ -175,12 +175,12 @@ pub fn metric(data: &SessionData, prep: Prep) -> Option<Figure> {
         }
     };
     // Earliest step among equals: max_by keeps the last maximum, so search
-    // reversed. A fork's from its fork step on, as `ls` and `table` read it.
-    let from = data.meta.fork_step.unwrap_or(0) as f64;
+    // reversed. A fork's after its fork step, as `ls` and `table` read it.
+    let own = |x: f64| data.meta.fork_step.is_none_or(|at| x > at as f64);
     let best = points
         .iter()
         .rev()
-        .filter(|p| p.0 >= from && p.1.is_finite())
+        .filter(|p| own(p.0) && p.1.is_finite())
         .max_by(pick);
     let best_line = best.map(|&best| Line {
         // Four digits, as `ls` and the TUI give it: three read 48.97 as

@@ -139,10 +139,11 @@ impl Run {
         };
         let primary = |e: &Eval| e.1.get(&meta.primary_metric).copied();
         let mut best: Option<&Eval> = None;
-        // A fork's log starts with its parent's: its best is from the fork
-        // point on (walkthrough M's fork reported its parent's evaluation
-        // as its own best).
-        let since_fork = |e: &&Eval| meta.fork_step.is_none_or(|at| e.0 >= at);
+        // A fork's log starts with its parent's: its best is after the fork
+        // point (walkthrough M's fork reported its parent's evaluation as
+        // its own best; walkthrough G's `table --best` credited a fork's new
+        // meta_lr with the evaluation at its fork step, made before it).
+        let since_fork = |e: &&Eval| meta.fork_step.is_none_or(|at| e.0 > at);
         for e in evals.iter().filter(since_fork) {
             let Some(v) = primary(e).filter(|v| v.is_finite()) else {
                 continue;

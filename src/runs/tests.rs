@@ -270,3 +270,33 @@ fn json_and_csv_listings_name_a_forks_parent_and_step() {
     let at = |name: &str| header.iter().position(|h| *h == name).unwrap();
     assert_eq!((row[at("parent")], row[at("fork_step")]), ("p-id", "300"));
 }
+
+/// A fork's best is after its fork step: the evaluation at the fork step
+/// was made before any change the fork brought (walkthrough G's `table
+/// --best` credited a fork's new meta_lr with it).
+#[test]
+fn a_forks_best_comes_after_its_fork_step() {
+    use crate::session::log::MetricsWriter;
+    use crate::session::metrics::MetricLine;
+    let root = tempfile::tempdir().unwrap();
+    let dir = fork_of_p_id_at_300(root.path());
+    let mut meta = SessionMeta::read(&dir).unwrap();
+    meta.primary_metric = "mse".into();
+    meta.write(&dir).unwrap();
+    let eval = |step: u64, mse: f64| MetricLine {
+        step,
+        time: 0.0,
+        wall: None,
+        record: Record::Eval {
+            metrics: [("mse".to_string(), mse)].into(),
+            losses: Default::default(),
+        },
+    };
+    let mut w = MetricsWriter::open(&dir.join("metrics.jsonl")).unwrap();
+    for l in [eval(200, 0.5), eval(300, 1.0), eval(400, 1.5), eval(500, 1.2)] {
+        w.append(&l).unwrap();
+    }
+    drop(w);
+    let run = Run::load(&dir).unwrap();
+    assert_eq!(run.best_eval.as_ref().unwrap().0, 500, "{:?}", run.best_eval);
+}

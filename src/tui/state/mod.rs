@@ -259,7 +259,9 @@ impl App {
         theme: Theme,
     ) -> Self {
         let mut store = Store::new(&meta.losses, &meta.primary_metric, meta.higher_is_better);
-        store.best_from = meta.fork_step.unwrap_or(0);
+        // A fork's own evaluations come after its fork step, as `ls` and
+        // `table` read them.
+        store.best_from = meta.fork_step.map_or(0, |at| at + 1);
         for line in history {
             store.ingest(&line);
         }
