@@ -186,9 +186,10 @@ impl SessionData {
         names
     }
 
-    /// Legend text for a loss: its name, marked when it is the primary one.
+    /// Legend text for a loss: its name, marked when it is the primary one
+    /// (unless its name says so: "primary (primary)", a walkthrough).
     pub fn loss_label(&self, name: &str) -> String {
-        if name == self.meta.primary {
+        if name == self.meta.primary && name != "primary" {
             format!("{name} (primary)")
         } else {
             name.to_string()
@@ -300,7 +301,14 @@ mod tests {
             ))
             .unwrap();
         }
-        let data = SessionData::load(&dir).unwrap();
+        let mut data = SessionData::load(&dir).unwrap();
+        // The primary is marked in legends, unless its name says it.
+        data.meta.primary = "cls".into();
+        assert_eq!(data.loss_label("cls"), "cls (primary)");
+        assert_eq!(data.loss_label("aux"), "aux");
+        data.meta.primary = "primary".into();
+        assert_eq!(data.loss_label("primary"), "primary");
+        data.meta.primary = "cls".into();
         let (source, points) = data.series("eval_loss/cls").unwrap();
         assert_eq!(source, SeriesSource::Eval);
         assert_eq!(points, &vec![(5.0, 0.9), (10.0, 0.6)]);

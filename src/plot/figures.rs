@@ -6,7 +6,7 @@ use super::chart::{Bar, Body, Chart};
 use super::data::{SeriesSource, SessionData};
 use super::labels::{better, eval_axis_label, smoothing_note, train_axis_label};
 use super::loss_axis::LossAxis;
-use super::scale::{compact, Kind};
+use super::scale::{self, Kind};
 use super::series::{
     decimate, ema, ema_of_logs, extent, interpolate, Emphasis, Line, Points, Smoothing,
 };
@@ -193,7 +193,7 @@ pub fn metric(data: &SessionData, prep: Prep) -> Option<Figure> {
                 ""
             },
             crate::numfmt::readable(best.1),
-            compact(best.0)
+            scale::step(best.0)
         )),
         points: vec![best],
         look: SeriesLook {
@@ -266,12 +266,12 @@ pub fn final_weights(data: &SessionData) -> Option<Figure> {
         return None;
     }
     let mut when = if from == to {
-        format!("weights at step {}", compact(to))
+        format!("weights at step {}", scale::step(to))
     } else {
         format!(
             "mean of the last logged steps, {}–{}",
-            compact(from),
-            compact(to)
+            scale::step(from),
+            scale::step(to)
         )
     };
     // A mean across a collapse restore mixes two φs (a walkthrough's bars
@@ -284,8 +284,8 @@ pub fn final_weights(data: &SessionData) -> Option<Figure> {
     if restored {
         when = format!(
             "mean over steps {}–{}, across a φ restore",
-            compact(from),
-            compact(to)
+            scale::step(from),
+            scale::step(to)
         );
     }
     Some(Figure {
@@ -355,7 +355,7 @@ pub fn transforms(data: &SessionData) -> Option<Figure> {
         chart: Chart {
             x_label: format!(
                 "lₖ as a multiple of its value at step {} (others fixed)",
-                compact(*step as f64)
+                scale::step(*step as f64)
             ),
             y_label: "combined loss M(l)".into(),
             y_kind: Kind::Linear,
@@ -443,7 +443,7 @@ fn start_at_fork(lines: &mut Vec<Line>, at: u64, parent: (&str, &[Line]), look: 
         },
     };
     lines.push(Line {
-        label: Some(format!("fork of {} at step {}", parent.0, compact(x))),
+        label: Some(format!("fork of {} at step {}", parent.0, scale::step(x))),
         points: vec![(x, y)],
         look: SeriesLook {
             shape: Shape::Triangle,

@@ -218,6 +218,12 @@ pub fn compact(v: f64) -> String {
     minus(crate::numfmt::compact(v, 3))
 }
 
+/// A training step in a label's text, whole (`1,000`, not the ticks'
+/// `1k`: a walkthrough's final-weights figure read "910–1k").
+pub fn step(v: f64) -> String {
+    crate::numfmt::thousands(v.max(0.0).round() as u64)
+}
+
 fn scientific(v: f64) -> String {
     scientific_sig(v, 2)
 }
@@ -309,5 +315,15 @@ mod tests {
         assert!(s.lo < 2.0 && s.hi > 2.0);
         let s = Scale::fit(Kind::Log, 0.01, 1.0);
         assert!(s.lo < 0.01 && s.hi > 1.0);
+    }
+
+    /// Steps in a label's text are whole, not the ticks' compact form
+    /// (a figure read "910–1k").
+    #[test]
+    fn steps_in_text_are_whole() {
+        assert_eq!(step(1000.0), "1,000");
+        assert_eq!(step(910.0), "910");
+        assert_eq!(step(12345.0), "12,345");
+        assert_eq!(compact(1000.0), "1k");
     }
 }

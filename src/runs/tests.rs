@@ -293,10 +293,20 @@ fn a_forks_best_comes_after_its_fork_step() {
         },
     };
     let mut w = MetricsWriter::open(&dir.join("metrics.jsonl")).unwrap();
-    for l in [eval(200, 0.5), eval(300, 1.0), eval(400, 1.5), eval(500, 1.2)] {
+    for l in [
+        eval(200, 0.5),
+        eval(300, 1.0),
+        eval(400, 1.5),
+        eval(500, 1.2),
+    ] {
         w.append(&l).unwrap();
     }
     drop(w);
     let run = Run::load(&dir).unwrap();
-    assert_eq!(run.best_eval.as_ref().unwrap().0, 500, "{:?}", run.best_eval);
+    assert_eq!(
+        run.best_eval.as_ref().unwrap().0,
+        500,
+        "{:?}",
+        run.best_eval
+    );
 }

@@ -191,9 +191,8 @@ impl Chart {
                 MarkLabel {
                     px: first,
                     keys: keys_label(&parts, room, size, two, m),
-                    span: apart.then(|| {
-                        format!("@{}–{}", scale::compact(steps.0), scale::compact(steps.1))
-                    }),
+                    span: apart
+                        .then(|| format!("@{}–{}", scale::step(steps.0), scale::step(steps.1))),
                 }
             })
             .collect()
