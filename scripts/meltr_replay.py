@@ -1107,7 +1107,8 @@ def run(config: str, seed: int, steps: Optional[int], out: str, threads: int, dt
         json.dump(summary, f, indent=1)
     # The summary's gist; the whole of it is in `out`.
     print("validation metrics: " + "  ".join(f"{k} {v:.4g}" for k, v in metrics.items()))
-    print(f"mean weights over the last {len(weights)} steps: "
+    print(f"mean weights over the last {len(weights)} steps (meltr-tui's table averages its logged lines "
+          "in the last 10% of steps): "
           + "  ".join(f"{n} {w:.3g}" for n, w in summary["weights"].items()))
     print(f"wrote {out} ({settings.steps} steps in {summary['seconds']:.1f} s)")
     return summary
