@@ -671,12 +671,24 @@ fn table_reports_mean_and_std_per_group_from_the_sessions_own_numbers() {
             assert!(same(got("primary_mse_max"), values[0].max(values[1])));
         }
     }
+    // One run a row: no std to explain (walkthrough G).
+    let single = ok(&["table", "--group", GROUP, "--where", "workload.seed=0"]);
+    assert!(
+        single.contains("; one run a row.") && !single.contains("sample std"),
+        "{single}"
+    );
+    let md = ok(&["table", "--group", GROUP]);
+    assert!(
+        md.contains("; mean ± sample std over the n runs of each group."),
+        "{md}"
+    );
     // A step between evals reads each run's last eval before it, and says
     // so; a step no run reached is refused, naming the runs.
     let md = ok(&["table", "--group", GROUP, "--at-step", "50"]);
     assert!(
         md.contains("each run's last eval up to step 50")
-            && md.contains("--at-step 50: no eval at that step in some runs, whose last eval before it is read: ")
+            // Every run (evals every 20): not "some" (walkthrough G).
+            && md.contains("--at-step 50: no eval at that step in any run, so each one's last eval before it is read: ")
             && md.contains(" at step 40"),
         "{md}"
     );

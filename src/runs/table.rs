@@ -377,9 +377,12 @@ pub fn render(groups: &[Group], opts: &TableOptions) -> Result<String> {
                 let cells: Vec<String> = cells.iter().map(|c| c.replace('|', "\\|")).collect();
                 out.push_str(&format!("| {} |\n", cells.join(" | ")));
             }
-            out.push_str(&format!(
-                "\n{what}; mean ± sample std over the n runs of each group.\n"
-            ));
+            // With one run a row there is no std to explain (walkthrough G).
+            let spread = match rows.iter().any(|r| r.group.runs.len() > 1) {
+                true => "; mean ± sample std over the n runs of each group",
+                false => "; one run a row",
+            };
+            out.push_str(&format!("\n{what}{spread}.\n"));
             out
         }
         TableFormat::Csv => {

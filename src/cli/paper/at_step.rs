@@ -84,8 +84,14 @@ pub(super) fn runs_at_step(runs: &[Run], step: u64) -> Result<(Vec<Run>, Option<
                 format!("{} at step {at}", groups::few(&ids))
             })
             .collect();
+        // "some runs" of all of them misread (walkthrough G).
+        let missing: usize = elsewhere.values().map(Vec::len).sum();
+        let which = match missing == runs.len() {
+            true => "any run, so each one's",
+            false => "some runs, whose",
+        };
         format!(
-            "--at-step {step}: no eval at that step in some runs, whose last eval before it is read: {}",
+            "--at-step {step}: no eval at that step in {which} last eval before it is read: {}",
             each.join("; ")
         )
     });
