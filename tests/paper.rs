@@ -304,24 +304,20 @@ fn compare_says_where_a_group_is_cut_short_and_what_a_log_axis_leaves_out() {
     }
     let primary = evals(&dirs["sum-s1"])[0].1.keys().next().unwrap().clone();
     let figure = copy.path().join("cut.svg");
-    let out = run_with_limit(
-        bin()
-            .arg("--sessions-dir")
-            .arg(copy.path())
-            .args([
-                "compare",
-                "--group",
-                GROUP,
-                "--metric",
-                &primary,
-                "--log-scale",
-                "-o",
-            ])
-            .arg(&figure),
-        Duration::from_secs(60),
-    );
-    let said = text(&out);
-    assert!(out.status.success(), "{said}");
+    let figure = figure.to_str().unwrap();
+    let compare = |args: &[&str]| {
+        let out = run_with_limit(
+            bin()
+                .arg("--sessions-dir")
+                .arg(copy.path())
+                .args(["compare", "--metric", &primary, "-o", figure])
+                .args(args),
+            Duration::from_secs(60),
+        );
+        assert!(out.status.success(), "{}", text(&out));
+        text(&out)
+    };
+    let said = compare(&["--group", GROUP, "--log-scale"]);
     let eval_steps: Vec<u64> = evals(&dirs["meltr-s0"]).iter().map(|e| e.0).collect();
     assert!(
         said.contains(&format!(
@@ -341,34 +337,22 @@ fn compare_says_where_a_group_is_cut_short_and_what_a_log_axis_leaves_out() {
         "{said}"
     );
     // Drawn one by one, a run's own values are what is left out.
-    let out = run_with_limit(
-        bin()
-            .arg("--sessions-dir")
-            .arg(copy.path())
-            .args(["compare", "--metric", &primary, "--log-scale", "-o"])
-            .arg(&figure)
-            .arg(copied("sum-s1"))
-            .arg(copied("meltr-s1")),
-        Duration::from_secs(60),
-    );
+    let (sum_s1, meltr_s1) = (copied("sum-s1"), copied("meltr-s1"));
+    let said = compare(&[
+        "--log-scale",
+        sum_s1.to_str().unwrap(),
+        meltr_s1.to_str().unwrap(),
+    ]);
     assert!(
-        text(&out).contains(&format!(
+        said.contains(&format!(
             "note: the log axis leaves out 1 of sum-s1's {} `{primary}` values",
             eval_steps.len()
-        )) && !text(&out).contains("meltr-s1's"),
-        "{}",
-        text(&out)
+        )) && !said.contains("meltr-s1's"),
+        "{said}"
     );
     // On a linear axis, nothing is left out.
-    let out = run_with_limit(
-        bin()
-            .arg("--sessions-dir")
-            .arg(copy.path())
-            .args(["compare", "--group", GROUP, "--metric", &primary, "-o"])
-            .arg(&figure),
-        Duration::from_secs(60),
-    );
-    assert!(!text(&out).contains("log axis"), "{}", text(&out));
+    let said = compare(&["--group", GROUP]);
+    assert!(!said.contains("log axis"), "{said}");
 }
 
 fn parse_csv(text: &str) -> (Vec<String>, Vec<Vec<String>>) {
