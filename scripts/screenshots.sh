@@ -32,7 +32,7 @@ OUT=${OUT:-screenshots}
 FONT=${FONT:-DejaVu Sans Mono}
 FONT_SIZE=${FONT_SIZE:-11}
 # Capture once the run has done this fraction of train.steps (or ended).
-UNDERWAY=${UNDERWAY:-0.5}
+UNDERWAY=${UNDERWAY:-0.3}
 # Longest wait for the run to get there, seconds (pretraining included).
 TIMEOUT=${TIMEOUT:-900}
 
