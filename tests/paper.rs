@@ -267,6 +267,66 @@ fn table_and_compare_leave_out_a_session_that_failed_before_its_first_eval() {
     }
 }
 
+/// In a CSV table, a key a fixed combiner does not read, and a run that is
+/// no fork, are empty fields, not dashes (a walkthrough's numeric
+/// `meltr.meta_lr` column read `–` in its `sum` rows).
+#[test]
+fn a_csv_table_leaves_keys_a_row_does_not_have_empty() {
+    let dirs = dirs();
+    let copy = copy_with_meltr_s0_stopped(&dirs);
+    let config = copy
+        .path()
+        .join(dirs["meltr-s1"].file_name().unwrap())
+        .join("config.toml");
+    let body = std::fs::read_to_string(&config).unwrap();
+    assert!(body.contains("meta_lr = 0.001\n"), "{body}");
+    std::fs::write(
+        &config,
+        body.replace("meta_lr = 0.001\n", "meta_lr = 0.01\n"),
+    )
+    .unwrap();
+    let out = run_with_limit(
+        bin()
+            .arg("--sessions-dir")
+            .arg(copy.path())
+            .args(["table", "--group", GROUP, "--format", "csv"]),
+        Duration::from_secs(60),
+    );
+    assert!(out.status.success(), "{}", text(&out));
+    let (header, rows) = parse_csv(&String::from_utf8_lossy(&out.stdout));
+    let column = header
+        .iter()
+        .position(|h| h == "meltr.meta_lr")
+        .expect("a meta_lr column");
+    let kind = header
+        .iter()
+        .position(|h| h == "combiner.kind")
+        .expect("a kind column");
+    let sum = rows.iter().find(|r| r[kind] == "sum").expect("a sum row");
+    assert_eq!(sum[column], "", "{header:?} {rows:?}");
+    let meltr: Vec<&str> = rows
+        .iter()
+        .filter(|r| r[kind] == "meltr")
+        .map(|r| r[column].as_str())
+        .collect();
+    assert!(
+        meltr.contains(&"0.01") && meltr.contains(&"0.001"),
+        "{rows:?}"
+    );
+    let markdown = run_with_limit(
+        bin()
+            .arg("--sessions-dir")
+            .arg(copy.path())
+            .args(["table", "--group", GROUP]),
+        Duration::from_secs(60),
+    );
+    assert!(
+        text(&markdown).contains("| sum | – |") || text(&markdown).contains("| – | sum |"),
+        "{}",
+        text(&markdown)
+    );
+}
+
 /// A group's mean cut at its shortest run, and values a log axis cannot
 /// draw, were left out of `compare`'s figure unsaid (walkthroughs): both
 /// are said.

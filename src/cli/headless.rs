@@ -261,10 +261,10 @@ mod best_tests {
         meta.parent = Some("parent".into());
         meta.write(&dir).unwrap();
         assert_eq!(super::best_before_the_end(&dir), None);
-        log.append(&eval(200, 50.0)).unwrap();
+        log.append(&eval(200, 40.0)).unwrap();
         let said = super::best_before_the_end(&dir).expect("said");
         assert!(
-            said.contains("45.0000 at step 150, 50.0000 at step 200"),
+            said.contains("45.0000 at step 150, 40.0000 at step 200"),
             "{said}"
         );
         meta.fork_step = Some(150);

@@ -400,7 +400,20 @@ pub fn render(groups: &[Group], opts: &TableOptions) -> Result<String> {
                 .join(",")
                 + "\n";
             for row in &rows {
-                let mut cells = label_cells(row);
+                // No value (`-`) and a key the combiner does not read (`–`)
+                // are empty fields: a dash in a numeric column (a
+                // walkthrough's `meltr.meta_lr` read `–`) breaks a reader's
+                // parse.
+                let mut cells: Vec<String> = label_cells(row)
+                    .into_iter()
+                    .map(|c| {
+                        if c == "-" || c == "–" {
+                            String::new()
+                        } else {
+                            c
+                        }
+                    })
+                    .collect();
                 cells.push(row.group.runs.len().to_string());
                 // Full precision; `+ 0.0` writes -0 as 0.
                 let full = |v: f64| (v + 0.0).to_string();
