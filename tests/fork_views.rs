@@ -72,14 +72,17 @@ fn compare_starts_a_fork_at_its_fork_step_and_marks_the_fork_point() {
             WAIT,
         )
     };
-    let before = table("10");
-    assert!(
-        !before.status.success()
-            && text(&before).contains("a fork is its own only from its fork step on")
-            && text(&before).contains("(forked at step 20)"),
-        "{}",
-        text(&before)
-    );
+    // At the fork step too: the eval there is its parent's (walkthrough G).
+    for step in ["10", "20"] {
+        let before = table(step);
+        assert!(
+            !before.status.success()
+                && text(&before).contains("a fork is its own only after its fork step")
+                && text(&before).contains("(forked at step 20)"),
+            "{}",
+            text(&before)
+        );
+    }
     let after = table("30");
     assert!(after.status.success(), "{}", text(&after));
     let sessions = [

@@ -391,8 +391,8 @@ fn compare_says_where_a_group_is_cut_short_and_what_a_log_axis_leaves_out() {
     assert!(!said.contains("kind=sum's mean stops"), "{said}");
     assert!(
         said.contains(&format!(
-            "note: the log axis leaves out kind=sum's mean at 1 of its {} steps and its band's lower edge at 1",
-            eval_steps.len()
+            "note: the log axis leaves out kind=sum's mean at 1 of its {n} steps and kind=sum's band's lower edge at 1 of its {n} steps",
+            n = eval_steps.len()
         )) && !said.contains("kind=meltr's mean at"),
         "{said}"
     );

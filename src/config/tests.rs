@@ -529,6 +529,13 @@ fn a_syntax_error_quotes_its_line_and_column() {
             .ends_with("; the array of `train.grad_clip` opened on line 3 has no closing `]`"),
         "{err}"
     );
+    // Left open on the file's last line.
+    let err = Config::parse("[train]\nlr = 0.001\ngrad_clip = [1.0\n").unwrap_err();
+    assert_eq!(
+        (err.line, err.key.as_deref()),
+        (Some(3), Some("train.grad_clip")),
+        "{err}"
+    );
     // A missing comma is the array's own error, on its own line.
     for (text, line) in [
         (

@@ -94,7 +94,10 @@ pub(super) fn unclosed_array(text: &str, offset: usize) -> Option<(usize, String
         .next()
         .unwrap_or("")
         .trim();
-    let statement = error_line.starts_with('[')
+    // An error at the end of the text: the array ran to it.
+    let at_end = offset >= text.trim_end().len();
+    let statement = at_end
+        || error_line.starts_with('[')
         || error_line
             .split_once('=')
             .is_some_and(|(key, _)| !key.trim().is_empty() && !key.contains(['"', ',', '[']));

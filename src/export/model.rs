@@ -127,8 +127,12 @@ fn picked(dir: &Path, id: &str, pick: Pick) -> Result<(Loaded, Option<String>)> 
                 bail!("session {id} has no checkpoint to export the model from");
             }
             let meta = SessionMeta::read(dir)?;
+            // A fork's own evals, after its fork step: the checkpoint at
+            // that step is its parent's model (a review: `ls` and `table`
+            // read a later best than the export took).
             let evals: Vec<(u64, f64)> = crate::runs::evals_of(dir, &meta)
                 .into_iter()
+                .filter(|(step, _)| meta.fork_step.is_none_or(|at| *step > at))
                 .filter_map(|(step, metrics)| metrics.get(&meta.primary_metric).map(|&v| (step, v)))
                 .collect();
             let (step, note) = best_of(&steps, &evals, &meta.primary_metric, meta.higher_is_better)

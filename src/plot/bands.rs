@@ -119,7 +119,8 @@ pub fn compare(
             notes.push(note);
         }
         if log_scale {
-            notes.extend(not_on_log_axis(&group.label, &agg));
+            let banded = group.sessions.len() > 1 && band != Band::None;
+            notes.extend(not_on_log_axis(&group.label, &agg, banded));
         }
         let n = group.sessions.len();
         largest = largest.max(n);
@@ -189,14 +190,31 @@ pub fn compare(
 /// A note when a log axis cannot draw some of a group's mean or band
 /// (≤ 0, or not finite): those points are left out. (A member's value of
 /// 0 is averaged into the mean, not left out.)
-fn not_on_log_axis(label: &str, agg: &[(f64, f64, f64, f64)]) -> Option<String> {
+fn not_on_log_axis(label: &str, agg: &[(f64, f64, f64, f64)], banded: bool) -> Option<String> {
     let off = |v: f64| !(v > 0.0 && v.is_finite());
     let means = agg.iter().filter(|a| off(a.1)).count();
-    let lows = agg.iter().filter(|a| off(a.2)).count();
-    (lows > 0).then(|| {
-        format!(
-            "note: the log axis leaves out {label}'s mean at {means} of its {} steps and its band's lower edge at {lows} (≤ 0 or not finite: no logarithm)",
+    let lows = if banded {
+        agg.iter().filter(|a| off(a.2)).count()
+    } else {
+        0
+    };
+    let mut parts = Vec::new();
+    if means > 0 {
+        parts.push(format!(
+            "{label}'s mean at {means} of its {} steps",
             agg.len()
+        ));
+    }
+    if lows > 0 {
+        parts.push(format!(
+            "{label}'s band's lower edge at {lows} of its {} steps",
+            agg.len()
+        ));
+    }
+    (!parts.is_empty()).then(|| {
+        format!(
+            "note: the log axis leaves out {} (≤ 0 or not finite: no logarithm)",
+            parts.join(" and ")
         )
     })
 }

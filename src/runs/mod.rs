@@ -194,7 +194,8 @@ impl Run {
             step,
             steps,
             best_eval: best.cloned(),
-            final_eval: evals.last().cloned(),
+            // A fork's last eval is its own only after its fork step.
+            final_eval: evals.last().filter(since_fork).cloned(),
             final_weights: metrics::final_means(&weights).map_or_else(Named::new, |(_, m)| m),
             last_primary_weight: weights
                 .get(&meta.primary)

@@ -57,13 +57,17 @@ fn chosen(run: &Run, best: bool) -> Result<&Eval> {
             run.log_error.as_deref().unwrap_or_default()
         ),
         None => bail!(
-            "session {} has no eval line{} (it is at step {}): leave it out or let it run",
+            "session {} has no eval line{}{} (it is at step {}): leave it out or let it run",
             run.meta.id,
             if best {
                 format!(" with a finite {}", run.meta.primary_metric)
             } else {
                 String::new()
             },
+            // Its log's earlier evals are its parent's.
+            run.meta
+                .fork_step
+                .map_or(String::new(), |at| format!(" after its fork step {at}")),
             run.step
         ),
     }
@@ -442,8 +446,12 @@ pub fn render(groups: &[Group], opts: &TableOptions) -> Result<String> {
                 };
                 format!("{}{arrow}", latex_escape(n))
             }));
+            let spread = match rows.iter().any(|r| r.group.runs.len() > 1) {
+                true => "; mean $\\pm$ sample std over n runs",
+                false => "; one run a row",
+            };
             let mut out = format!(
-                "% meltr-tui table: {what}; mean $\\pm$ sample std over n runs. Needs \\usepackage{{booktabs}}.\n\\begin{{tabular}}{{{columns}}}\n\\toprule\n{} \\\\\n\\midrule\n",
+                "% meltr-tui table: {what}{spread}. Needs \\usepackage{{booktabs}}.\n\\begin{{tabular}}{{{columns}}}\n\\toprule\n{} \\\\\n\\midrule\n",
                 header.join(" & ")
             );
             for (i, row) in rows.iter().enumerate() {

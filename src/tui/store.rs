@@ -83,8 +83,9 @@ pub struct Store {
     pub meta: Option<MetaSnapshot>,
     pub eval: Option<(u64, Named)>,
     pub best_metric: Option<(u64, f64)>,
-    /// A fork's step: its best is from there on, as `ls` and `table` read
-    /// it (walkthrough B's fork showed its parent's best in the header).
+    /// The first step whose eval counts for the best: a fork's is the step
+    /// after its fork step, as `ls` and `table` read it (walkthrough B's
+    /// fork showed its parent's best in the header).
     pub best_from: u64,
     pub transform: Option<(u64, BTreeMap<String, Curve>)>,
     pub log: Vec<Entry>,

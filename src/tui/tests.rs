@@ -1542,3 +1542,25 @@ fn the_meta_steps_j_is_said_only_when_it_differs_from_the_configured() {
         status(&app)
     );
 }
+
+/// A fork's best in the header is after its fork step: the evaluation at
+/// that step was its parent's (walkthrough G).
+#[test]
+fn a_forks_best_is_after_its_fork_step() {
+    let best_step = app().store.best_metric.expect("the fixture has evals").0;
+    let mut meta = fixtures::meta(TOTAL);
+    meta.parent = Some("parent".into());
+    meta.fork_step = Some(best_step);
+    let fork = App::new(
+        meta,
+        PathBuf::from("sessions/demo/config.toml"),
+        fixtures::config(TOTAL),
+        fixtures::history(STEPS),
+        Theme { color: true },
+    );
+    let fork_best = fork.store.best_metric.map(|b| b.0);
+    assert!(
+        fork_best.is_none_or(|step| step > best_step),
+        "{fork_best:?} at fork step {best_step}"
+    );
+}

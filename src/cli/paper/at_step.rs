@@ -14,12 +14,12 @@ pub(super) fn runs_at_step(runs: &[Run], step: u64) -> Result<(Vec<Run>, Option<
     // (walkthrough B read "has not reached it" of a fork at 801 for 700).
     let later_forks: Vec<String> = runs
         .iter()
-        .filter_map(|r| r.meta.fork_step.filter(|&at| at > step).map(|at| (r, at)))
+        .filter_map(|r| r.meta.fork_step.filter(|&at| at >= step).map(|at| (r, at)))
         .map(|(r, at)| format!("{} (forked at step {at})", r.meta.id))
         .collect();
     if !later_forks.is_empty() {
         bail!(
-            "--at-step {step}: {} only from {} fork step on (before it, the log is the parent's): {}; pick a later step, or leave {} out",
+            "--at-step {step}: {} only after {} fork step (up to it, the log is the parent's): {}; pick a later step, or leave {} out",
             if later_forks.len() == 1 { "a fork is its own" } else { "forks are their own" },
             if later_forks.len() == 1 { "its" } else { "their" },
             later_forks.join(", "),
@@ -53,12 +53,18 @@ pub(super) fn runs_at_step(runs: &[Run], step: u64) -> Result<(Vec<Run>, Option<
         .iter()
         .zip(runs)
         .filter(|(then, _)| then.final_eval.is_none())
-        .map(
-            |(_, whole)| match crate::runs::evals_of(&whole.dir, &whole.meta).first() {
-                Some((first, _)) => format!("{} (its first at step {first})", whole.meta.id),
-                None => format!("{} (none at all)", whole.meta.id),
-            },
-        )
+        .map(|(_, whole)| {
+            // A fork's own evals are those after its fork step.
+            let own = |at: &u64| whole.meta.fork_step.is_none_or(|fork| *at > fork);
+            let evals = crate::runs::evals_of(&whole.dir, &whole.meta);
+            match (evals.iter().map(|e| e.0).find(own), whole.meta.fork_step) {
+                (Some(first), _) => format!("{} (its first at step {first})", whole.meta.id),
+                (None, Some(fork)) => {
+                    format!("{} (none after its fork step {fork})", whole.meta.id)
+                }
+                (None, None) => format!("{} (none at all)", whole.meta.id),
+            }
+        })
         .collect();
     if !early.is_empty() {
         bail!(

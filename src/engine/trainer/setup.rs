@@ -170,10 +170,16 @@ impl Trainer {
                 if let Some(&[episodes, stopped]) = stops.as_deref() {
                     (neumann_episodes, neumann_stopped) = (episodes as u32, stopped != 0.0);
                 }
-                best_saved = super::checkpointing::saved_values(
-                    &ckpt,
-                    super::checkpointing::BEST_EVALUATED,
-                )?;
+                // A fork's first start reads its parent's checkpoint: the
+                // parent's best is not the fork's to keep or beat (a review:
+                // its own best checkpoint could be rotated out).
+                best_saved = match fork_start(dir, step) {
+                    true => None,
+                    false => super::checkpointing::saved_values(
+                        &ckpt,
+                        super::checkpointing::BEST_EVALUATED,
+                    )?,
+                };
                 notes.extend(watch_notes.into_iter().map(|n| (Level::Info, n)));
                 resumed_from = Some(ckpt.path);
             }
@@ -331,9 +337,7 @@ impl Trainer {
         if let Some(path) = resumed_from {
             // A fork's first start follows its "forked from" line: not a
             // resume of anything yet (it read as one, a walkthrough).
-            let fork_start = crate::session::SessionMeta::read(dir)
-                .is_ok_and(|m| m.parent.is_some() && m.fork_step == Some(step));
-            let message = match fork_start {
+            let message = match fork_start(dir, step) {
                 true => format!(
                     "{} of step {step} (copied to {})",
                     crate::session::log::STARTS_FROM_PARENT,
@@ -407,6 +411,13 @@ fn restart_note(metrics: &Path, config: &Config) -> Result<Option<String>> {
             config.train.checkpoint_every
         )
     }))
+}
+
+/// Whether starting the session in `dir` from the checkpoint at `step` is
+/// a fork's first start (from the copy of its parent's checkpoint).
+fn fork_start(dir: &Path, step: u64) -> bool {
+    crate::session::SessionMeta::read(dir)
+        .is_ok_and(|m| m.parent.is_some() && m.fork_step == Some(step))
 }
 
 /// Makes a session ready to resume from the checkpoint at `step` (0: none):
