@@ -661,6 +661,20 @@ fn export_writes_the_trained_torchscript_module() {
         "{}",
         text(&figures)
     );
+    // As a fork at step 20, that checkpoint and its evaluation are its
+    // parent's: none of its own has an evaluation (a review: `export
+    // --best` took the parent's model where `table --best` read the fork's).
+    let mut meta = session::SessionMeta::read(&dir).unwrap();
+    meta.parent = Some("parent".into());
+    meta.fork_step = Some(20);
+    meta.write(&dir).unwrap();
+    let fork = export(&["--format", "model", "--best"]);
+    assert!(
+        !fork.status.success()
+            && text(&fork).contains("no kept checkpoint was written at an evaluation's step"),
+        "{}",
+        text(&fork)
+    );
 }
 
 /// `check` builds the run without training: a misspelt auxiliary loss
