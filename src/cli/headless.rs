@@ -66,12 +66,11 @@ pub(super) fn run_headless(
             chrono::Local::now().to_rfc3339(),
             std::process::id()
         );
-        let appended = std::fs::OpenOptions::new()
+        // Best effort: the run does not depend on it.
+        let _ = std::fs::OpenOptions::new()
             .append(true)
             .open(&output_log)
             .and_then(|mut f| std::io::Write::write_all(&mut f, note.as_bytes()));
-        // Best effort: the run does not depend on it.
-        drop(appended);
     }
     let _watch = crate::runner::serve::watch_config(
         dir,

@@ -132,7 +132,7 @@ fn picked(dir: &Path, id: &str, pick: Pick) -> Result<(Loaded, Option<String>)> 
             // read a later best than the export took).
             let evals: Vec<(u64, f64)> = crate::runs::evals_of(dir, &meta)
                 .into_iter()
-                .filter(|(step, _)| meta.fork_step.is_none_or(|at| *step > at))
+                .filter(|(step, _)| meta.owns(*step))
                 .filter_map(|(step, metrics)| metrics.get(&meta.primary_metric).map(|&v| (step, v)))
                 .collect();
             let (step, note) = best_of(&steps, &evals, &meta.primary_metric, meta.higher_is_better)

@@ -191,7 +191,7 @@ pub fn compare(
 /// (≤ 0, or not finite): those points are left out. (A member's value of
 /// 0 is averaged into the mean, not left out.)
 fn not_on_log_axis(label: &str, agg: &[(f64, f64, f64, f64)], banded: bool) -> Option<String> {
-    let off = |v: f64| !(v > 0.0 && v.is_finite());
+    let off = |v: f64| !super::scale::on_log_axis(v);
     let means = agg.iter().filter(|a| off(a.1)).count();
     let lows = if banded {
         agg.iter().filter(|a| off(a.2)).count()

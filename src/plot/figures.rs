@@ -176,7 +176,7 @@ pub fn metric(data: &SessionData, prep: Prep) -> Option<Figure> {
     };
     // Earliest step among equals: max_by keeps the last maximum, so search
     // reversed. A fork's after its fork step, as `ls` and `table` read it.
-    let own = |x: f64| data.meta.fork_step.is_none_or(|at| x > at as f64);
+    let own = |x: f64| data.meta.owns(x as u64);
     let best = points
         .iter()
         .rev()

@@ -276,7 +276,7 @@ fn compare_scaled(
     let theme = style.theme();
     let chart = figures::compare(&sessions, &metric, prep(&theme, Smoothing::Auto), slots)?;
     let notes = match log_scale {
-        true => not_on_log_axis(sessions.iter(), &metric)?,
+        true => values_off_log_axis(sessions.iter(), &metric)?,
         false => Vec::new(),
     };
     let chart = with_log_scale(chart, log_scale);
@@ -286,17 +286,14 @@ fn compare_scaled(
 
 /// A note for each session whose `metric` has values a log axis cannot
 /// draw (≤ 0, or not finite): they were left out of the figure unsaid.
-fn not_on_log_axis<'a>(
+fn values_off_log_axis<'a>(
     sessions: impl Iterator<Item = &'a SessionData>,
     metric: &str,
 ) -> Result<Vec<String>> {
     let mut notes = Vec::new();
     for s in sessions {
         let (_, points) = s.series(metric)?;
-        let left_out = points
-            .iter()
-            .filter(|p| !(p.1 > 0.0 && p.1.is_finite()))
-            .count();
+        let left_out = points.iter().filter(|p| !scale::on_log_axis(p.1)).count();
         if left_out > 0 {
             notes.push(format!(
                 "note: the log axis leaves out {left_out} of {}'s {} `{metric}` values (≤ 0 or not finite: no logarithm)",

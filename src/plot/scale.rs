@@ -218,6 +218,11 @@ pub fn compact(v: f64) -> String {
     minus(crate::numfmt::compact(v, 3))
 }
 
+/// Whether a log axis can draw `v` (positive and finite).
+pub fn on_log_axis(v: f64) -> bool {
+    v > 0.0 && v.is_finite()
+}
+
 /// A training step in a label's text, whole (`1,000`, not the ticks'
 /// `1k`: a walkthrough's final-weights figure read "910–1k").
 pub fn step(v: f64) -> String {

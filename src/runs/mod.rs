@@ -143,7 +143,7 @@ impl Run {
         // point (walkthrough M's fork reported its parent's evaluation as
         // its own best; walkthrough G's `table --best` credited a fork's new
         // meta_lr with the evaluation at its fork step, made before it).
-        let since_fork = |e: &&Eval| meta.fork_step.is_none_or(|at| e.0 > at);
+        let since_fork = |e: &&Eval| meta.owns(e.0);
         for e in evals.iter().filter(since_fork) {
             let Some(v) = primary(e).filter(|v| v.is_finite()) else {
                 continue;

@@ -295,6 +295,8 @@ pub fn render(groups: &[Group], opts: &TableOptions) -> Result<String> {
         let mean = padded(s.mean, d);
         (mean, (s.n > 1).then(|| padded(s.std, d)))
     };
+    // With one run a row there is no std to explain (walkthrough G).
+    let one_run_a_row = rows.iter().all(|r| r.group.runs.len() == 1);
     // A fork's row would read like another group with the same settings.
     let with_forks = !key_names.is_empty() && groups.iter().any(|g| g.fork_of.is_some());
     let label_cells = |row: &Row| -> Vec<String> {
@@ -381,10 +383,9 @@ pub fn render(groups: &[Group], opts: &TableOptions) -> Result<String> {
                 let cells: Vec<String> = cells.iter().map(|c| c.replace('|', "\\|")).collect();
                 out.push_str(&format!("| {} |\n", cells.join(" | ")));
             }
-            // With one run a row there is no std to explain (walkthrough G).
-            let spread = match rows.iter().any(|r| r.group.runs.len() > 1) {
-                true => "; mean ± sample std over the n runs of each group",
-                false => "; one run a row",
+            let spread = match one_run_a_row {
+                false => "; mean ± sample std over the n runs of each group",
+                true => "; one run a row",
             };
             out.push_str(&format!("\n{what}{spread}.\n"));
             out
@@ -446,9 +447,9 @@ pub fn render(groups: &[Group], opts: &TableOptions) -> Result<String> {
                 };
                 format!("{}{arrow}", latex_escape(n))
             }));
-            let spread = match rows.iter().any(|r| r.group.runs.len() > 1) {
-                true => "; mean $\\pm$ sample std over n runs",
-                false => "; one run a row",
+            let spread = match one_run_a_row {
+                false => "; mean $\\pm$ sample std over n runs",
+                true => "; one run a row",
             };
             let mut out = format!(
                 "% meltr-tui table: {what}{spread}. Needs \\usepackage{{booktabs}}.\n\\begin{{tabular}}{{{columns}}}\n\\toprule\n{} \\\\\n\\midrule\n",

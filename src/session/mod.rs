@@ -198,6 +198,19 @@ impl SessionMeta {
         self.pid_started = process_started(self.pid);
     }
 
+    /// The first step whose lines are the session's own: a fork's log up
+    /// to its fork step is its parent's, the evaluation at that step
+    /// included (made before any change the fork brought).
+    pub fn first_own_step(&self) -> u64 {
+        self.fork_step.map_or(0, |at| at + 1)
+    }
+
+    /// Whether the line logged at `step` is the session's own (see
+    /// [`Self::first_own_step`]).
+    pub fn owns(&self, step: u64) -> bool {
+        step >= self.first_own_step()
+    }
+
     /// Whether the process that runs the session is alive: its pid exists
     /// and, where its start time was recorded, is the same process (after
     /// a crash the system may give the pid to another one: a walkthrough's

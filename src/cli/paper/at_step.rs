@@ -55,9 +55,9 @@ pub(super) fn runs_at_step(runs: &[Run], step: u64) -> Result<(Vec<Run>, Option<
         .filter(|(then, _)| then.final_eval.is_none())
         .map(|(_, whole)| {
             // A fork's own evals are those after its fork step.
-            let own = |at: &u64| whole.meta.fork_step.is_none_or(|fork| *at > fork);
             let evals = crate::runs::evals_of(&whole.dir, &whole.meta);
-            match (evals.iter().map(|e| e.0).find(own), whole.meta.fork_step) {
+            let first = evals.iter().map(|e| e.0).find(|&at| whole.meta.owns(at));
+            match (first, whole.meta.fork_step) {
                 (Some(first), _) => format!("{} (its first at step {first})", whole.meta.id),
                 (None, Some(fork)) => {
                     format!("{} (none after its fork step {fork})", whole.meta.id)

@@ -28,18 +28,29 @@ impl Trainer {
     /// dropout mask included (the caller holds the global draws), without
     /// a graph, the model's buffers put back.
     fn batch_losses(&self, step: u64) -> Result<Tensor> {
+        tch::no_grad(|| self.on_batch(step, |losses| Ok(losses.shallow_clone())))
+    }
+
+    /// `then` of training batch `step`'s losses (the run's names, in its
+    /// order) as its inner forward computes them, dropout mask included
+    /// (the caller holds the global draws); the model's buffers are put
+    /// back after `then`, which may differentiate them (BatchNorm's graph
+    /// holds its running statistics, which putting them back changes).
+    fn on_batch<T>(&self, step: u64, then: impl FnOnce(&Tensor) -> Result<T>) -> Result<T> {
         tch::manual_seed(forward_seed(
             self.config.workload.seed,
             step,
             Forward::Inner,
         ));
-        tch::no_grad(|| -> Result<Tensor> {
-            let batch = self.workload.train_batch(step)?;
-            let buffers = workload::SavedBuffers::take(self.workload.as_ref())?;
-            let losses = self.workload.losses(&batch)?;
-            buffers.restore(self.workload.as_ref())?;
-            workload::select(&losses, &self.loss_names)
-        })
+        let batch = self.workload.train_batch(step)?;
+        let buffers = workload::SavedBuffers::take(self.workload.as_ref())?;
+        let out = self
+            .workload
+            .losses(&batch)
+            .and_then(|losses| workload::select(&losses, &self.loss_names))
+            .and_then(|losses| then(&losses));
+        buffers.restore(self.workload.as_ref())?;
+        out
     }
 
     /// Each loss's share of the combined gradient on the first training
@@ -50,18 +61,11 @@ impl Trainer {
     /// back. See [`shares`].
     pub fn first_batch_shares(&self) -> Result<Vec<(String, f64)>> {
         let _draws = crate::nn::rng::global_draws();
-        tch::manual_seed(forward_seed(self.config.workload.seed, 1, Forward::Inner));
-        let batch = self.workload.train_batch(1)?;
-        let buffers = workload::SavedBuffers::take(self.workload.as_ref())?;
-        // The backward passes before the buffers are put back: BatchNorm's
-        // graph holds its running statistics, which that write changes.
-        let shares = self.workload.losses(&batch).and_then(|losses| {
-            let losses = workload::select(&losses, &self.loss_names)?;
-            let shares = shares::per_loss(&losses, &losses.ones_like(), &self.theta)?;
+        let shares = self.on_batch(1, |losses| {
+            let shares = shares::per_loss(losses, &losses.ones_like(), &self.theta)?;
             Ok(Vec::<f64>::try_from(shares.shares.to_kind(Kind::Double))?)
-        });
-        buffers.restore(self.workload.as_ref())?;
-        Ok(self.loss_names.iter().cloned().zip(shares?).collect())
+        })?;
+        Ok(self.loss_names.iter().cloned().zip(shares).collect())
     }
 
     /// The first training batch's losses by name, as step 1 sees them

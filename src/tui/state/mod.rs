@@ -261,7 +261,7 @@ impl App {
         let mut store = Store::new(&meta.losses, &meta.primary_metric, meta.higher_is_better);
         // A fork's own evaluations come after its fork step, as `ls` and
         // `table` read them.
-        store.best_from = meta.fork_step.map_or(0, |at| at + 1);
+        store.best_from = meta.first_own_step();
         for line in history {
             store.ingest(&line);
         }
