@@ -66,7 +66,8 @@ Modes:
       the model's buffers (when the trace has them) after every step: per group, ||ours - engine|| / max(||engine||, 1e-300)
       over all its tensors. Writes a JSON report (default
       SESSION_DIR/trace/parity.json): steps, meta_steps, max_rel and
-      worst_step per group, notes (meta picks outside the public pool, meta
+      worst_step per group (both null for a group never compared: no
+      buffers, no meta step), notes (meta picks outside the public pool, meta
       steps off the meta_every schedule, Neumann stops), per_step errors. A
       NaN or infinite error is written as 1e300. Exits 0 when it ran, 2 on
       bad inputs (missing file or key, shape mismatch: named in the message).
@@ -922,7 +923,9 @@ def replay(session: str, report_path: Optional[str]) -> dict:
     report = {
         "steps": len(steps),
         "meta_steps": meta_steps,
-        "max_rel": worst,
+        # A group never compared (a model without buffers, a run with no
+        # meta step) is null, not an error of 0.
+        "max_rel": {g: (v if worst_step[g] is not None else None) for g, v in worst.items()},
         "worst_step": worst_step,
         "notes": notes,
         "per_step": per_step,
@@ -934,8 +937,6 @@ def replay(session: str, report_path: Optional[str]) -> dict:
         print("note: " + note)
     if len(notes) > 20:
         print(f"note: ... {len(notes) - 20} more in the report")
-    # A group never compared (a model without buffers, a run with no meta
-    # step) reads n/a, not an error of 0.
     print("max relative error: " + "  ".join(
         f"{g} {v:.2e}" if worst_step[g] is not None else f"{g} n/a" for g, v in worst.items()))
     print(f"report: {report_path}")
@@ -1365,7 +1366,8 @@ def check_round_trip() -> Dict[str, float]:
                 report = replay(session, None)
             assert report["meta_steps"] > 0
             for group, value in report["max_rel"].items():
-                worst[group] = max(worst.get(group, 0.0), value)
+                if value is not None:
+                    worst[group] = max(worst.get(group, 0.0), value)
             _check_replay_sees_changes(session)
     assert all(v < 1e-13 for v in worst.values()), f"trace round trip: {worst}"
     return worst
