@@ -235,12 +235,15 @@ pub fn render(groups: &[Group], opts: &TableOptions) -> Result<String> {
     // Each column's direction: the session's for the primary metric, else
     // read from the name (`val_mse` lower, `r2` higher); none for a weight
     // (no row is better for a larger one) or a name that is no known score
-    // (a model's BatchNorm statistic had an ↑ and a bold "best").
+    // (a model's BatchNorm statistic had an ↑ and a bold "best"), or an
+    // auxiliary's validation loss (a harmful one's lower is no better).
     let higher: Vec<Option<bool>> = names
         .iter()
         .map(|n| {
             if is_per_loss(n) {
                 None
+            } else if let Some(loss) = n.strip_prefix(EVAL_LOSS_PREFIX) {
+                (loss == first.meta.primary).then_some(false)
             } else if n == primary {
                 Some(first.meta.higher_is_better)
             } else {

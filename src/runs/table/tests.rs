@@ -160,13 +160,14 @@ fn validation_losses_are_columns_when_asked_for() {
             wall: None,
             record: crate::session::metrics::Record::Eval {
                 metrics: [("accuracy".to_string(), 80.0)].into(),
-                losses: [("cls".to_string(), loss)].into(),
+                losses: [("cls".to_string(), loss), ("aux".to_string(), 1.0 - loss)].into(),
             },
         })
         .unwrap();
         let mut run = Run::load(&dir).unwrap();
         run.meta.primary_metric = "accuracy".into();
         run.meta.higher_is_better = true;
+        run.meta.primary = "cls".into();
         runs.push(run);
     }
     let groups =
@@ -175,14 +176,16 @@ fn validation_losses_are_columns_when_asked_for() {
     let options = TableOptions {
         format: TableFormat::Md,
         best: false,
-        metrics: vec!["eval_loss/cls".into()],
+        metrics: vec!["eval_loss/cls".into(), "eval_loss/aux".into()],
         at_step: None,
         digits: None,
     };
     let text = render(&groups, &options).unwrap();
-    assert!(text.contains("| eval_loss/cls ↓ |"), "{text}");
-    assert!(text.contains("| meltr | 1 | **0.5000** |"), "{text}");
-    assert!(text.contains("| sum | 1 | 0.7000 |"), "{text}");
+    // The primary's loss is lower-is-better; an auxiliary's has no best (a
+    // harmful auxiliary's lower loss is no better run).
+    assert!(text.contains("| eval_loss/cls ↓ | eval_loss/aux |"), "{text}");
+    assert!(text.contains("| meltr | 1 | **0.5000** | 0.5000 |"), "{text}");
+    assert!(text.contains("| sum | 1 | 0.7000 | 0.3000 |"), "{text}");
 }
 
 /// A walkthrough: "which loss does MELTR weigh least, over seeds" had
