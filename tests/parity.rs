@@ -358,7 +358,10 @@ fn a_tampered_trace_is_caught() {
         .unwrap();
     assert!(out.status.success(), "{out:?}");
     let report: Report = serde_json::from_str(&std::fs::read_to_string(&report).unwrap()).unwrap();
-    assert!(report.max_rel["phi"].is_some_and(|e| e > 1e-6), "{report:?}");
+    assert!(
+        report.max_rel["phi"].is_some_and(|e| e > 1e-6),
+        "{report:?}"
+    );
 }
 
 /// The meta steps' picks of a 30-step traced run with a meta step at every

@@ -263,7 +263,8 @@ pub enum Cmd {
         #[arg(short, long)]
         output: PathBuf,
         /// An eval metric or a training loss (default: the primary metric);
-        /// also `loss/<loss>`, `weight/<loss>`, `share/<loss>` (weight, gradient share).
+        /// also `loss/<loss>`, `weight/<loss>`, `share/<loss>` (weight, gradient share),
+        /// `total` (the combined loss M(l)), `lr`, `meta/hypergrad_norm`, `meta/reg`.
         #[arg(long)]
         metric: Option<String>,
         /// paper (single column), paper-wide (double column) or slides.

@@ -95,9 +95,12 @@ pub fn compare(
         .iter()
         .map(|g| g.sessions.iter().map(|s| s.series(metric)).collect())
         .collect::<anyhow::Result<_>>()?;
-    let ema_weight = prep
-        .smoothing
-        .weight_for(series.iter().flatten().map(|(_, p)| *p));
+    let ema_weight = match super::data::is_schedule(metric) {
+        true => 0.0,
+        false => prep
+            .smoothing
+            .weight_for(series.iter().flatten().map(|(_, p)| *p)),
+    };
     for (i, group) in groups.iter().enumerate() {
         let mut curves = Vec::new();
         for &(src, points) in &series[i] {

@@ -34,6 +34,10 @@ pub struct SessionData {
     /// Evaluation metric `name -> (step, value)`, and mean validation loss
     /// as `eval_loss/<loss>`.
     pub metrics: Curves,
+    /// The run's own series, by [`RUN_SERIES`] name: the combined loss and
+    /// the learning rate of its train lines, its meta steps' hypergradient
+    /// norm and regulariser.
+    pub run: Curves,
     /// The newest transform curves and the step they were taken at.
     pub transform: Option<(u64, BTreeMap<String, Curve>)>,
     /// Where the run changed course: config edits (the keys) and collapse
@@ -54,12 +58,13 @@ impl SessionData {
         }
     }
 
-    fn all_curves(&mut self) -> [&mut Curves; 4] {
+    fn all_curves(&mut self) -> [&mut Curves; 5] {
         [
             &mut self.losses,
             &mut self.weights,
             &mut self.shares,
             &mut self.metrics,
+            &mut self.run,
         ]
     }
 
@@ -89,6 +94,7 @@ impl SessionData {
             weights: Curves::new(),
             shares: Curves::new(),
             metrics: Curves::new(),
+            run: Curves::new(),
             transform: None,
             marks: Vec::new(),
             setting: None,
@@ -114,12 +120,24 @@ impl SessionData {
                     losses,
                     weights,
                     shares,
+                    total,
+                    lr,
                     ..
                 } => {
                     push(&mut data.losses, step, &losses);
                     push(&mut data.weights, step, &weights);
                     push(&mut data.shares, step, &shares);
+                    push_run(&mut data.run, step, [(TOTAL, total), (LR, lr)]);
                 }
+                Record::Meta {
+                    hypergrad_norm,
+                    reg,
+                    ..
+                } => push_run(
+                    &mut data.run,
+                    step,
+                    [(HYPERGRAD_NORM, hypergrad_norm), (REG, reg)],
+                ),
                 Record::Eval { metrics, losses } => {
                     push(&mut data.metrics, step, &eval_values(&metrics, &losses))
                 }
@@ -212,7 +230,10 @@ impl SessionData {
         let found = per_loss.iter().find_map(|(prefix, curves)| {
             name.strip_prefix(prefix).and_then(|loss| curves.get(loss))
         });
-        if let Some(points) = found.or_else(|| self.losses.get(name)) {
+        if let Some(points) = found
+            .or_else(|| self.losses.get(name))
+            .or_else(|| self.run.get(name))
+        {
             return Ok((SeriesSource::Train, points));
         }
         let list = |c: &Curves| {
@@ -233,11 +254,35 @@ impl SessionData {
         }
         bail!(
             "session '{}' has no metric or loss named '{name}'; it has eval metrics: {}; train losses: {} \
-             (also as {EVAL_PREFIX}<metric> and {LOSS_PREFIX}<loss>, as the CSV export names them; {WEIGHT_PREFIX}<loss> and {SHARE_PREFIX}<loss> for their effective weights and gradient shares)",
+             (also as {EVAL_PREFIX}<metric> and {LOSS_PREFIX}<loss>, as the CSV export names them; {WEIGHT_PREFIX}<loss> and {SHARE_PREFIX}<loss> for their effective weights and gradient shares); run series: {}",
             self.meta.name,
             list(&self.metrics),
-            list(&self.losses)
+            list(&self.losses),
+            list(&self.run)
         )
+    }
+}
+
+/// The run series `compare --metric` draws besides metrics and losses:
+/// the combined loss M(l) the model trained on, the inner learning rate,
+/// and each meta step's hypergradient norm and regulariser |Σl − M(l)|.
+pub const TOTAL: &str = "total";
+pub const LR: &str = "lr";
+pub const HYPERGRAD_NORM: &str = "meta/hypergrad_norm";
+pub const REG: &str = "meta/reg";
+pub const RUN_SERIES: [&str; 4] = [TOTAL, LR, HYPERGRAD_NORM, REG];
+
+/// Whether a series is drawn as logged, never smoothed: a learning-rate
+/// schedule has no noise, and its EMA lags it (two curves for one).
+pub fn is_schedule(series: &str) -> bool {
+    series == LR
+}
+
+/// Appends a value to each run series (a null in the log, read as NaN, is
+/// a gap, as in the loss curves).
+fn push_run<const N: usize>(into: &mut Curves, step: f64, values: [(&str, f64); N]) {
+    for (name, v) in values {
+        into.entry(name.to_string()).or_default().push((step, v));
     }
 }
 
@@ -341,6 +386,39 @@ mod tests {
         }
         let err = data.series("weight/nope").unwrap_err().to_string();
         assert!(err.contains("weight/<loss> and share/<loss>"), "{err}");
+        // The run's own series: the combined loss and learning rate of
+        // train lines, the hypergradient norm and regulariser of meta lines.
+        w.append(&line(
+            3,
+            Record::Meta {
+                hypergrad_norm: 2.5,
+                reg: 0.75,
+                meta_lr: 1e-3,
+                aid_iterations: 0,
+                gamma: Some(0.1),
+            },
+        ))
+        .unwrap();
+        let data = SessionData::load(&dir).unwrap();
+        for (name, point) in [
+            ("total", (1.0, 1.0)),
+            ("lr", (1.0, 1e-3)),
+            ("meta/hypergrad_norm", (3.0, 2.5)),
+            ("meta/reg", (3.0, 0.75)),
+        ] {
+            let (source, points) = data.series(name).unwrap();
+            assert_eq!(
+                (source, points),
+                (SeriesSource::Train, &vec![point]),
+                "{name}"
+            );
+        }
+        let err = data.series("meta/nope").unwrap_err().to_string();
+        assert!(
+            err.contains("run series: lr, meta/hypergrad_norm, meta/reg, total"),
+            "{err}"
+        );
+        assert!(is_schedule("lr") && !is_schedule("total"));
 
         // Config edits and collapse restores are marks: the keys at the
         // edit's step, a restore at the step it names.

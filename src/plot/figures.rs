@@ -468,7 +468,10 @@ pub fn compare(
         series.push(s.series(metric)?);
     }
     let range = step_range(series.iter().map(|(_, p)| *p));
-    let ema_weight = prep.smoothing.weight_for(series.iter().map(|(_, p)| *p));
+    let ema_weight = match super::data::is_schedule(metric) {
+        true => 0.0,
+        false => prep.smoothing.weight_for(series.iter().map(|(_, p)| *p)),
+    };
     let names = legend_names(sessions);
     let forks = fork_points(sessions);
     let mut per_session: Vec<Vec<Line>> = series

@@ -23,9 +23,19 @@ pub fn better(higher: bool) -> &'static str {
 /// The y axis of a per-step series by its name (`compare --metric`): a
 /// training loss, or a loss's effective weight or gradient share.
 pub fn train_axis_label(metric: &str, ema_weight: f64) -> String {
+    use super::data::{HYPERGRAD_NORM, LR, REG, TOTAL};
     use crate::session::metrics::{LOSS_PREFIX, SHARE_PREFIX, WEIGHT_PREFIX};
     let note = smoothing_note(ema_weight);
-    if let Some(loss) = metric.strip_prefix(WEIGHT_PREFIX) {
+    let run_series = match metric {
+        TOTAL => Some("combined training loss M(l)"),
+        LR => Some("learning rate"),
+        HYPERGRAD_NORM => Some("hypergradient norm (meta steps)"),
+        REG => Some("regulariser |Σl − M(l)| (meta steps)"),
+        _ => None,
+    };
+    if let Some(what) = run_series {
+        format!("{what}{note}")
+    } else if let Some(loss) = metric.strip_prefix(WEIGHT_PREFIX) {
         format!("effective weight ∂M/∂l of {loss}{note}")
     } else if let Some(loss) = metric.strip_prefix(SHARE_PREFIX) {
         format!("gradient share of {loss}{note}")
@@ -59,5 +69,10 @@ mod tests {
             "effective weight ∂M/∂l of rot (EMA 0.5)"
         );
         assert_eq!(train_axis_label("share/rot", 0.0), "gradient share of rot");
+        assert_eq!(train_axis_label("lr", 0.0), "learning rate");
+        assert_eq!(
+            train_axis_label("meta/hypergrad_norm", 0.9),
+            "hypergradient norm (meta steps) (EMA 0.9)"
+        );
     }
 }

@@ -183,8 +183,14 @@ fn validation_losses_are_columns_when_asked_for() {
     let text = render(&groups, &options).unwrap();
     // The primary's loss is lower-is-better; an auxiliary's has no best (a
     // harmful auxiliary's lower loss is no better run).
-    assert!(text.contains("| eval_loss/cls ↓ | eval_loss/aux |"), "{text}");
-    assert!(text.contains("| meltr | 1 | **0.5000** | 0.5000 |"), "{text}");
+    assert!(
+        text.contains("| eval_loss/cls ↓ | eval_loss/aux |"),
+        "{text}"
+    );
+    assert!(
+        text.contains("| meltr | 1 | **0.5000** | 0.5000 |"),
+        "{text}"
+    );
     assert!(text.contains("| sum | 1 | 0.7000 | 0.3000 |"), "{text}");
 }
 
