@@ -1004,7 +1004,7 @@ fn runtime_errors_name_the_batch_and_the_model_file_and_val_data_are_checked_up_
         .unwrap_or_default()
         .contains(&format!("step {step}")));
 
-    // The first training batch, checked before step 1: rows 0..8.
+    // The model's outputs are checked on the data's first rows, 0..8.
     let train = flag_data(&tmp.path().join("train3.safetensors"), 64, 4, &[3, 5]);
     let cfg = flag_config(
         tmp.path(),
@@ -1015,7 +1015,26 @@ fn runtime_errors_name_the_batch_and_the_model_file_and_val_data_are_checked_up_
     );
     refused(
         &cfg,
-        "the first training batch (rows 0..8); of those, rows [3, 5] fail on their own: ",
+        "the training data's first 8 rows (0..8), where the model's outputs are checked; \
+         of those, rows [3, 5] fail on their own: ",
+    );
+    // Step 1's batch is shuffled: a row of it past the first eight was
+    // reported with neither the batch nor the row, by `run` and `check`
+    // (walkthrough I). Every row from 8 on is flagged here.
+    let flagged: Vec<i64> = (8..64).collect();
+    let train = flag_data(&tmp.path().join("train8.safetensors"), 64, 4, &flagged);
+    let cfg = flag_config(
+        tmp.path(),
+        "train8",
+        "raises_on_flag.pt",
+        &train,
+        &clean_val,
+    );
+    let (ok, said) = check_batches(&cfg, 1);
+    assert!(
+        !ok && said.contains("the forward of training batch 1 (training rows [")
+            && said.contains(" fail on their own: "),
+        "{said}"
     );
 
     // A validation batch at an evaluation: rows 16..24 are its third of four.

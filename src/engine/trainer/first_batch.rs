@@ -44,9 +44,13 @@ impl Trainer {
         ));
         let batch = self.workload.train_batch(step)?;
         let buffers = workload::SavedBuffers::take(self.workload.as_ref())?;
+        // A failing forward names the batch's rows, and those that fail
+        // alone (walkthrough I: a bad label in step 1's shuffled batch was
+        // reported with neither, by `check` and `run` alike).
         let out = self
             .workload
             .losses(&batch)
+            .with_context(|| self.failed_batch(step, "the forward of training batch"))
             .and_then(|losses| workload::select(&losses, &self.loss_names))
             .and_then(|losses| then(&losses));
         buffers.restore(self.workload.as_ref())?;
@@ -94,8 +98,7 @@ impl Trainer {
         for step in 2..=batches {
             let values = self
                 .batch_losses(step)
-                .and_then(|l| Ok(Vec::<f64>::try_from(l.to_kind(Kind::Double))?))
-                .with_context(|| self.failed_batch(step, "the forward of training batch"))?;
+                .and_then(|l| Ok(Vec::<f64>::try_from(l.to_kind(Kind::Double))?))?;
             for ((_, steps), value) in found.iter_mut().zip(values) {
                 if !value.is_finite() {
                     steps.push(step);

@@ -220,7 +220,10 @@ impl TorchScript {
     fn inspect_outputs(&mut self, model_path: &str) -> Result<()> {
         let batch = self.train.slice(0, self.batch_size);
         let size = self.batch_size;
-        let first_batch = move || format!("the first training batch (rows 0..{size})");
+        // Not the run's first batch: its batches are shuffled.
+        let first_batch = move || {
+            format!("the training data's first {size} rows (0..{size}), where the model's outputs are checked")
+        };
         let in_order = self.forward_in_order(&batch).map_err(|error| {
             let alone = self
                 .rows_failing_alone_of(&(0..size).collect::<Vec<_>>())
