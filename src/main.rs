@@ -6,13 +6,9 @@ use clap::Parser;
 fn main() {
     let cli = meltr_tui::cli::Cli::parse();
     use meltr_tui::cli::Cmd;
-    // A listing read by `head` ends quietly when the pipe closes, as other
-    // tools do (walkthrough D: `ls --json | head -c 1` panicked, exit 101).
-    // Only these: a runner or TUI must outlive a reader that went away.
-    if matches!(
-        cli.command,
-        Some(Cmd::Ls { .. } | Cmd::Table { .. } | Cmd::Compare { .. } | Cmd::Doctor)
-    ) {
+    // Output read by `head` ends quietly when the pipe closes, as other
+    // tools' does, where nothing must outlive the reader.
+    if cli.command.as_ref().is_some_and(Cmd::ends_on_closed_pipe) {
         // SAFETY: at the start of main, before any thread; SIG_DFL is a
         // valid disposition for SIGPIPE.
         unsafe {

@@ -9,6 +9,7 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 mod arg_checks;
+mod closed_pipe;
 mod config_file;
 mod doctor;
 mod fork;
@@ -90,7 +91,7 @@ pub enum Cmd {
         #[arg(short, long, value_parser = arg_checks::session_name)]
         name: Option<String>,
         /// Override train.steps.
-        #[arg(long)]
+        #[arg(long, allow_negative_numbers = true)]
         steps: Option<u64>,
         /// Set a config key (repeatable): KEY=VALUE, VALUE a TOML literal or
         /// a bare word (e.g. --set aid.iterations=3 --set combiner.kind=sum).
@@ -109,7 +110,7 @@ pub enum Cmd {
         #[arg(short, long, value_parser = arg_checks::session_name)]
         name: Option<String>,
         /// Override train.steps.
-        #[arg(long)]
+        #[arg(long, allow_negative_numbers = true)]
         steps: Option<u64>,
         /// Set a config key (repeatable): KEY=VALUE, VALUE a TOML literal or
         /// a bare word (e.g. --set aid.iterations=3 --set combiner.kind=sum);

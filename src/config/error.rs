@@ -44,7 +44,8 @@ impl fmt::Display for ConfigError {
             .map(str::trim)
             .filter(|l| !l.is_empty())
             .collect();
-        write!(f, "{}", text::readable_type_error(&parts.join("; ")))
+        let message = text::readable_type_error(&parts.join("; "), self.key.as_deref());
+        write!(f, "{message}")
     }
 }
 

@@ -76,11 +76,14 @@ impl Config {
             [o] => Some(o.key.clone()),
             _ => None,
         };
-        Config::parse(&text).map_err(|e| ConfigError {
-            file: None,
-            line: None,
-            key: e.key.or(only_key),
-            message: super::text::readable_type_error(&e.message),
+        Config::parse(&text).map_err(|e| {
+            let key = e.key.or(only_key);
+            ConfigError {
+                message: super::text::readable_type_error(&e.message, key.as_deref()),
+                file: None,
+                line: None,
+                key,
+            }
         })
     }
 }

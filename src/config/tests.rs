@@ -105,7 +105,7 @@ fn wrong_type_names_key() {
     let quoted = Config::parse("[train]\nsteps = \"300\"\n").unwrap_err();
     assert!(
         quoted.to_string().ends_with(
-            "key `train.steps`: expected a whole number ≥ 0, got the string \"300\" (numbers and true/false are written without quotes)"
+            "key `train.steps`: expected a whole number ≥ 1, got the string \"300\" (numbers and true/false are written without quotes)"
         ),
         "{quoted}"
     );
@@ -113,8 +113,26 @@ fn wrong_type_names_key() {
     assert!(
         negative
             .to_string()
-            .contains("expected a whole number ≥ 0, got -3"),
+            .contains("expected a whole number ≥ 1, got -3"),
         "{negative}"
+    );
+    // A count from 1 says so for 0 and for -3 alike (it said "≥ 0" for
+    // -3 and "an integer >= 1" for 0, walkthroughs I and J); one from 0
+    // says "≥ 0".
+    for key in super::validate::COUNTS_FROM_ONE {
+        let (table, name) = key.split_once('.').unwrap();
+        for value in [0, -3] {
+            let err = Config::parse(&format!("[{table}]\n{name} = {value}\n")).unwrap_err();
+            let expected = format!("key `{key}`: expected a whole number ≥ 1, got {value}");
+            assert!(err.to_string().ends_with(&expected), "{err}");
+        }
+    }
+    let iterations = Config::parse("[aid]\niterations = -1\n").unwrap_err();
+    assert!(
+        iterations
+            .to_string()
+            .ends_with("key `aid.iterations`: expected a whole number ≥ 0, got -1"),
+        "{iterations}"
     );
     assert!(
         !negative.to_string().contains("without quotes"),

@@ -240,7 +240,8 @@ pub fn edit_distance(a: &str, b: &str) -> usize {
 /// value: integer `-3`, expected u64") in a user's words:
 /// "expected a whole number ≥ 0, got the string \"300\" (numbers and true/
 /// false are written without quotes)". Other messages pass unchanged.
-pub fn readable_type_error(message: &str) -> String {
+/// `key`, where known, words a count's range (`train.steps`: "≥ 1").
+pub fn readable_type_error(message: &str, key: Option<&str>) -> String {
     if let Some(hinted) = unknown_key_hint(message) {
         return hinted;
     }
@@ -274,7 +275,9 @@ pub fn readable_type_error(message: &str) -> String {
             "a whole number at most {}",
             unsigned_max.unwrap_or(u64::MAX)
         ),
-        "u8" | "u16" | "u32" | "u64" | "usize" => "a whole number ≥ 0".to_string(),
+        "u8" | "u16" | "u32" | "u64" | "usize" => {
+            super::validate::whole_number_range(key).to_string()
+        }
         "i8" | "i16" | "i32" | "i64" | "isize" => "a whole number".to_string(),
         "f32" | "f64" => "a number".to_string(),
         other => other.to_string(),

@@ -57,9 +57,9 @@ impl Config {
                 ));
             }
         }
-        at_least("workload.batch_size", w.batch_size as f64, 1.0)?;
+        count_from_one("workload.batch_size", w.batch_size as i128)?;
         if let Some(rows) = w.eval_batch_size {
-            at_least("workload.eval_batch_size", rows as f64, 1.0)?;
+            count_from_one("workload.eval_batch_size", rows as i128)?;
         }
         if w.kind == WorkloadKind::TorchScript {
             for (key, value) in [
@@ -111,14 +111,14 @@ impl Config {
                 ),
             ));
         }
-        at_least("train.steps", t.steps as f64, 1.0)?;
+        count_from_one("train.steps", t.steps as i128)?;
         positive("train.lr", t.lr)?;
         non_negative("train.weight_decay", t.weight_decay)?;
         positive("train.grad_clip", t.grad_clip)?;
-        at_least("train.eval_every", t.eval_every as f64, 1.0)?;
-        at_least("train.checkpoint_every", t.checkpoint_every as f64, 1.0)?;
-        at_least("train.log_every", t.log_every as f64, 1.0)?;
-        at_least("train.shares_every", t.shares_every as f64, 1.0)?;
+        count_from_one("train.eval_every", t.eval_every as i128)?;
+        count_from_one("train.checkpoint_every", t.checkpoint_every as i128)?;
+        count_from_one("train.log_every", t.log_every as i128)?;
+        count_from_one("train.shares_every", t.shares_every as i128)?;
         if !(1..=MAX_COLLECTIVE_TIMEOUT_S).contains(&t.collective_timeout_s) {
             return Err(ConfigError::at_key(
                 "train.collective_timeout_s",
@@ -196,10 +196,10 @@ impl Config {
         }
 
         let m = &self.meltr;
-        at_least("meltr.d_model", m.d_model as f64, 1.0)?;
-        at_least("meltr.d_hidden", m.d_hidden as f64, 1.0)?;
-        at_least("meltr.d_ff", m.d_ff as f64, 1.0)?;
-        at_least("meltr.heads", m.heads as f64, 1.0)?;
+        count_from_one("meltr.d_model", m.d_model as i128)?;
+        count_from_one("meltr.d_hidden", m.d_hidden as i128)?;
+        count_from_one("meltr.d_ff", m.d_ff as i128)?;
+        count_from_one("meltr.heads", m.heads as i128)?;
         // A size libtorch cannot allocate panicked in tch's VarStore, with a
         // backtrace (a walkthrough's d_model = 4000000).
         for (key, value, max) in [
@@ -225,7 +225,7 @@ impl Config {
         }
         positive("meltr.meta_lr", m.meta_lr)?;
         non_negative("meltr.meta_weight_decay", m.meta_weight_decay)?;
-        at_least("meltr.meta_every", m.meta_every as f64, 1.0)?;
+        count_from_one("meltr.meta_every", m.meta_every as i128)?;
         positive("meltr.meta_grad_clip", m.meta_grad_clip)?;
         non_negative("meltr.gamma", m.gamma)?;
         if !(m.max_loss_ratio.is_finite() && m.max_loss_ratio >= 1.0) {
@@ -301,13 +301,39 @@ fn non_negative(key: &str, value: f64) -> Result<(), ConfigError> {
 /// MELTR's widest layer allowed (`d_ff`: four times this).
 const MAX_WIDTH: i64 = 8192;
 
-fn at_least(key: &str, value: f64, min: f64) -> Result<(), ConfigError> {
-    if value >= min {
-        Ok(())
-    } else {
-        Err(ConfigError::at_key(
-            key,
-            format!("expected an integer >= {min}, got {value}"),
-        ))
+/// The counts that start at 1 (a batch of no rows, a run of no steps):
+/// their type error says so too ("≥ 1" for -5 as for 0, not the type's
+/// "≥ 0"; walkthroughs I and J).
+pub(super) const COUNTS_FROM_ONE: [&str; 12] = [
+    "workload.batch_size",
+    "workload.eval_batch_size",
+    "train.steps",
+    "train.eval_every",
+    "train.checkpoint_every",
+    "train.log_every",
+    "train.shares_every",
+    "meltr.d_model",
+    "meltr.d_hidden",
+    "meltr.d_ff",
+    "meltr.heads",
+    "meltr.meta_every",
+];
+
+/// The wording of a whole number's range, for `key`.
+pub(super) fn whole_number_range(key: Option<&str>) -> &'static str {
+    match key {
+        Some(key) if COUNTS_FROM_ONE.contains(&key) => "a whole number ≥ 1",
+        _ => "a whole number ≥ 0",
     }
+}
+
+fn count_from_one(key: &str, value: i128) -> Result<(), ConfigError> {
+    debug_assert!(COUNTS_FROM_ONE.contains(&key), "{key}");
+    if value >= 1 {
+        return Ok(());
+    }
+    Err(ConfigError::at_key(
+        key,
+        format!("expected {}, got {value}", whole_number_range(Some(key))),
+    ))
 }
