@@ -134,6 +134,28 @@ fn compare_starts_a_fork_at_its_fork_step_and_marks_the_fork_point() {
             "{metric}: the parent is drawn over its fork"
         );
     }
+    // A parent with no value at or before the fork step (its first eval
+    // after it): the fork step is a vertical mark, not a marker drawn at
+    // the fork's first value (walkthrough J: a value measured at neither).
+    let metric = sessions[0].meta.primary_metric.clone();
+    let mut late = sessions.clone();
+    for s in &mut late {
+        s.metrics.get_mut(&metric).unwrap().retain(|p| p.0 > 20.0);
+    }
+    let chart = compare(&late, &metric, prep, &[0, 1]).unwrap();
+    let meltr_tui::plot::chart::Body::Lines(lines) = &chart.body else {
+        panic!("compare draws lines");
+    };
+    assert!(
+        lines.iter().all(|l| l.emphasis != Emphasis::MarkersOnly),
+        "{lines:#?}"
+    );
+    let marks: Vec<(f64, &str)> = chart
+        .marks
+        .iter()
+        .map(|m| (m.x, m.label.as_str()))
+        .collect();
+    assert_eq!(marks, [(20.0, "fork of base at step 20")]);
     // The figure itself, in PNG.
     let png = tmp.path().join("fork.png");
     meltr_tui::plot::compare(

@@ -2,7 +2,7 @@
 //! from [`SessionData`] to [`Chart`]s; drawing lives in `chart`, writing in
 //! the module root.
 
-use super::chart::{Bar, Body, Chart};
+use super::chart::{Bar, Body, Chart, Mark};
 use super::data::{SeriesSource, SessionData};
 use super::labels::{better, eval_axis_label, smoothing_note, train_axis_label};
 use super::loss_axis::LossAxis;
@@ -416,9 +416,18 @@ fn fork_depth(forks: &[Option<(usize, u64)>], mut i: usize) -> usize {
 /// parent's, drawn already) from the point of the parent's main line there,
 /// where a marker in the fork's colour, labelled with the parent, shows
 /// the branches parting. Without a parent's point at that step (it logged
-/// nothing around it) the fork's lines start at its own first point.
-fn start_at_fork(lines: &mut Vec<Line>, at: u64, parent: (&str, &[Line]), look: SeriesLook) {
+/// nothing around it: no eval before it) the fork's lines start at their
+/// own first point, and the fork step is the returned vertical mark: a
+/// marker at the fork's first value, drawn at the fork step, showed a
+/// value measured at neither (walkthrough J).
+fn start_at_fork(
+    lines: &mut Vec<Line>,
+    at: u64,
+    parent: (&str, &[Line]),
+    look: SeriesLook,
+) -> Option<Mark> {
     let x = at as f64;
+    let label = format!("fork of {} at step {}", parent.0, scale::step(x));
     for line in lines.iter_mut() {
         line.points.retain(|p| p.0 >= x);
     }
@@ -427,23 +436,15 @@ fn start_at_fork(lines: &mut Vec<Line>, at: u64, parent: (&str, &[Line]), look: 
             .position(|l| l.emphasis != Emphasis::Faint && l.emphasis != Emphasis::MarkersOnly)
     };
     let from_parent = main_of(parent.1).and_then(|m| interpolate(&parent.1[m].points, x));
-    let Some(m) = main_of(lines) else {
-        return;
+    let m = main_of(lines)?;
+    let Some(y) = from_parent else {
+        return Some(Mark { x, label });
     };
-    let y = match from_parent {
-        Some(y) => {
-            if lines[m].points.first().is_none_or(|p| p.0 > x) {
-                lines[m].points.insert(0, (x, y));
-            }
-            y
-        }
-        None => match lines[m].points.first() {
-            Some(p) => p.1,
-            None => return,
-        },
-    };
+    if lines[m].points.first().is_none_or(|p| p.0 > x) {
+        lines[m].points.insert(0, (x, y));
+    }
     lines.push(Line {
-        label: Some(format!("fork of {} at step {}", parent.0, scale::step(x))),
+        label: Some(label),
         points: vec![(x, y)],
         look: SeriesLook {
             shape: Shape::Triangle,
@@ -451,6 +452,7 @@ fn start_at_fork(lines: &mut Vec<Line>, at: u64, parent: (&str, &[Line]), look: 
         },
         emphasis: Emphasis::MarkersOnly,
     });
+    None
 }
 
 /// One metric (eval metric or train loss, already checked to exist in
@@ -501,15 +503,18 @@ pub fn compare(
     // Parents before their forks, so a fork of a fork joins its trimmed parent.
     let mut order: Vec<usize> = (0..sessions.len()).collect();
     order.sort_by_key(|&i| fork_depth(&forks, i));
+    let mut marks: Vec<Mark> = Vec::new();
     for &i in &order {
         if let Some((p, at)) = forks[i] {
             let parent = per_session[p].clone();
-            start_at_fork(
+            let mark = start_at_fork(
                 &mut per_session[i],
                 at,
                 (&names[p], &parent),
                 look(slots[i]),
             );
+            // Forks of one parent at one step: one mark.
+            marks.extend(mark.filter(|m| !marks.iter().any(|o| o.label == m.label)));
         }
     }
     let mut faint = Vec::new();
@@ -549,7 +554,7 @@ pub fn compare(
         y_kind: Kind::Linear,
         tight_x: series.iter().all(|(s, _)| *s == SeriesSource::Train),
         zero_line: false,
-        marks: Vec::new(),
+        marks,
         body: Body::Lines(faint),
     })
 }

@@ -120,6 +120,25 @@ pub(super) struct MarkLabel {
     /// of it (the second further left).
     keys: Vec<String>,
     span: Option<String>,
+    /// Its keys drawn right of the line, not left: a line by the left
+    /// spine (a fork at step 39 of 400) had its label over the spine and
+    /// the tick labels (walkthrough J).
+    right: bool,
+}
+
+impl MarkLabel {
+    /// The baselines of its key columns and of its span, in points.
+    fn columns(&self, size: f64) -> (Vec<f64>, Option<f64>) {
+        let right = SPAN_OFFSET * size;
+        let keys = (0..self.keys.len())
+            .map(|i| match self.right {
+                true => self.px + right,
+                false => self.px - (0.3 + COLUMN_STEP * i as f64) * size,
+            })
+            .collect();
+        let beside = if self.right { COLUMN_STEP * size } else { 0.0 };
+        (keys, self.span.as_ref().map(|_| self.px + right + beside))
+    }
 }
 
 impl Chart {
@@ -179,20 +198,26 @@ impl Chart {
         runs.into_iter()
             .map(|((first, last), steps, parts)| {
                 let apart = last - first >= APART * size;
-                // A second column's glyphs reach this far left.
+                // The first column's glyphs reach this far left, a second's
+                // further.
+                let right = first - (0.3 + 0.8) * size < frame.area.x;
                 let second_reaches = first - (0.3 + COLUMN_STEP + 0.8) * size;
-                let two = second_reaches > right_of_previous + 0.3 * size;
-                // Its span is drawn right of its first line.
-                right_of_previous = if apart {
-                    last.max(first + (SPAN_OFFSET + 0.2) * size)
-                } else {
-                    last
+                let two = !right && second_reaches > right_of_previous + 0.3 * size;
+                // Its span, and a label right of its line, are drawn right
+                // of its first line.
+                let columns_right = usize::from(apart) + usize::from(right);
+                right_of_previous = match columns_right {
+                    0 => last,
+                    n => {
+                        last.max(first + (SPAN_OFFSET + 0.2 + COLUMN_STEP * (n - 1) as f64) * size)
+                    }
                 };
                 MarkLabel {
                     px: first,
                     keys: keys_label(&parts, room, size, two, m),
                     span: apart
                         .then(|| format!("@{}–{}", scale::step(steps.0), scale::step(steps.1))),
+                    right,
                 }
             })
             .collect()
@@ -211,9 +236,8 @@ impl Chart {
         self.mark_labels(frame, t, m)
             .into_iter()
             .flat_map(|label| {
-                let right = label.span.map(|_| label.px + SPAN_OFFSET * size);
-                let second = (label.keys.len() > 1).then_some(label.px - COLUMN_STEP * size);
-                [Some(label.px), right, second].into_iter().flatten()
+                let (keys, span) = label.columns(size);
+                keys.into_iter().chain(span)
             })
             .flat_map(|px| {
                 (0..=8).map(move |i| (px, area.y + MARK_LABEL_HEIGHT * area.h * f64::from(i) / 8.0))
@@ -238,12 +262,9 @@ impl Chart {
         let size = mark_label_size(t);
         // Rotated text reads upwards, its glyphs left of its baseline.
         for label in self.mark_labels(frame, t, m) {
-            let keys = label
-                .keys
-                .into_iter()
-                .enumerate()
-                .map(|(i, keys)| (label.px - (0.3 + COLUMN_STEP * i as f64) * size, keys));
-            let span = label.span.map(|span| (label.px + SPAN_OFFSET * size, span));
+            let (key_columns, span_column) = label.columns(size);
+            let keys = key_columns.into_iter().zip(label.keys);
+            let span = span_column.zip(label.span);
             for (x, text) in keys.chain(span) {
                 svg.text_on_data(x, area.y + 0.4 * size, &text, size, Anchor::End, -90.0);
             }

@@ -209,6 +209,21 @@ fn marks_are_labelled_lines_merged_when_close() {
         labels.contains(&"iterations, gamma".to_string()),
         "{labels:?}"
     );
+    // A line by the left spine has its label right of it, not over the
+    // spine and the tick labels (walkthrough J's fork at step 39 of 400);
+    // elsewhere left of it.
+    let label_side = |x: f64| {
+        let svg = chart(&[(x, "fork of base")]).to_svg(&theme);
+        let line_x: f64 = svg
+            .split("<path d=\"M")
+            .find(|p| p.contains("stroke-dasharray"))
+            .and_then(|p| p.split(' ').next())
+            .unwrap()
+            .parse()
+            .unwrap();
+        x_of(&svg, "fork of base") - line_x
+    };
+    assert!(label_side(2.0) > 0.0 && label_side(500.0) < 0.0);
     // Nor beside another label, whose column a second one would cover.
     let svg = chart(&[
         (450.0, "restore"),
