@@ -288,7 +288,10 @@ fn unused_name(root: &Path, base: &str) -> String {
 /// periodic checkpoint is logged at its step). A walkthrough's fork
 /// inherited a resume's `aid.alpha 0.2→0.05` at the fork step, in its
 /// figures and tables. An earlier stop's mark is left out too: the fork
-/// did not stop there.
+/// did not stop there. Where the log says when that checkpoint was
+/// written, nothing after it is the fork's (walkthrough J: a parent paused
+/// after its checkpoint, its edits there refused or warned about, gave the
+/// fork a warning about a meta_lr of 0.5 it never ran with).
 fn history_at(kept: &str, step: u64, at_checkpoint: &Config) -> String {
     let parsed = |l: &str| serde_json::from_str::<MetricLine>(l).ok();
     let in_force = serde_json::to_value(at_checkpoint).unwrap_or_default();
@@ -303,11 +306,25 @@ fn history_at(kept: &str, step: u64, at_checkpoint: &Config) -> String {
         }
         _ => true,
     };
-    kept.lines()
+    let mut lines: Vec<&str> = kept
+        .lines()
         .take_while(|l| {
             parsed(l)
                 .is_none_or(|line| line.step < step || !session::log::is_after_checkpoint(&line))
         })
+        .collect();
+    let written = session::log::checkpoint_written(step);
+    let last_write = lines.iter().rposition(|l| {
+        parsed(l).is_some_and(|line| {
+            line.step == step
+                && matches!(&line.record, Record::Event { message, .. } if *message == written)
+        })
+    });
+    if let Some(at) = last_write {
+        lines.truncate(at + 1);
+    }
+    lines
+        .into_iter()
         .filter(|l| parsed(l).is_none_or(|line| !session::log::is_stop_mark(&line) && held(&line)))
         .flat_map(|l| [l, "\n"])
         .collect()
@@ -443,6 +460,33 @@ mod tests {
                 edit(801, "aid.alpha", 0.05, 0.2)
             ]
             .concat()
+        );
+        // A run paused after its periodic checkpoint: what it logged at the
+        // step after writing it (a warning, a refused edit, the end of the
+        // pause) is not the fork's.
+        let written = [
+            history.clone(),
+            edit(801, "aid.alpha", 0.05, 0.2),
+            event(801, &session::log::checkpoint_written(801)),
+        ]
+        .concat();
+        let paused = [
+            written.clone(),
+            event(801, "paused at step 801"),
+            event(801, "meltr.meta_lr = 0.5 is 500x the public code's"),
+            line(
+                801,
+                Record::Config {
+                    changed: Default::default(),
+                    error: Some("config.toml:43: key `meltr.gamma`: …".into()),
+                },
+            ),
+            event(801, "resumed after 43s paused"),
+        ]
+        .concat();
+        assert_eq!(
+            history_at(&paused, 801, &at_checkpoint),
+            written.replace(&stop(500), "")
         );
     }
 }

@@ -186,24 +186,19 @@ impl Trainer {
                 also_keep,
             )
         });
-        let path = match written {
-            Ok(path) => path,
-            Err(e) => {
-                // The previous checkpoint is intact; pause and retry on resume.
-                self.storage_error.get_or_insert(format!("{e:#}"));
-                self.checkpoint_owed = true;
-                return Ok(());
-            }
-        };
+        // Named by its step (`checkpoint::file_name`), as the event says.
+        if let Err(e) = written {
+            // The previous checkpoint is intact; pause and retry on resume.
+            self.storage_error.get_or_insert(format!("{e:#}"));
+            self.checkpoint_owed = true;
+            return Ok(());
+        }
         self.checkpoint_owed = false;
         self.checkpointed_at = Some(self.step);
         self.best_evaluated.best = best;
         self.emit(Record::Event {
             level: Level::Info,
-            message: format!(
-                "checkpoint {} written",
-                path.file_name().unwrap_or_default().to_string_lossy()
-            ),
+            message: crate::session::log::checkpoint_written(self.step),
         });
         Ok(())
     }
