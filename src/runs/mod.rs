@@ -390,11 +390,24 @@ fn logged(dir: &Path, meta: &SessionMeta, last_step: Option<u64>) -> Logged {
                     if own && !out.edited.contains_key(key) {
                         continue;
                     }
-                    let (_, changes) = out
+                    let (before, changes) = out
                         .edited
                         .entry(key.clone())
                         .or_insert_with(|| (json_text(old), Vec::new()));
-                    changes.push((line.step, json_text(new)));
+                    // Edits at one step apply together, before the next:
+                    // a value between them never trained (walkthrough J's
+                    // `meta_lr=0.001→0.5@200→0.002@200`, the 0.5 undone
+                    // while paused, read as if it had run).
+                    if changes.last().is_some_and(|(at, _)| *at == line.step) {
+                        changes.pop();
+                    }
+                    let previous = changes.last().map_or(&*before, |(_, v)| v);
+                    if *previous != json_text(new) {
+                        changes.push((line.step, json_text(new)));
+                    }
+                    if changes.is_empty() {
+                        out.edited.remove(key);
+                    }
                 }
             }
             Record::Meta { aid_iterations, .. } => out.meta_terms.push((line.step, aid_iterations)),

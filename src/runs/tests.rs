@@ -51,7 +51,17 @@ fn a_forks_log_tells_its_own_changes_from_its_history() {
         line(300, config("meltr.gamma")),
         // Set by the fork too, and edited in its history (walkthrough W:
         // the fork's row read the history's `0→1@250` alone).
-        line(300, config("aid.iterations")),
+        line(
+            300,
+            Record::Config {
+                changed: [(
+                    "aid.iterations".to_string(),
+                    (serde_json::json!(1), serde_json::json!(2)),
+                )]
+                .into(),
+                error: None,
+            },
+        ),
         line(350, config("aid.alpha")),
         // A collapse restore is listed too (a walkthrough's table said
         // nothing of one).
@@ -88,7 +98,7 @@ fn a_forks_log_tells_its_own_changes_from_its_history() {
     );
     assert_eq!(
         run.setting("aid.iterations").as_deref(),
-        Some("0→1@250→1@300")
+        Some("0→1@250→2@300")
     );
     assert_eq!(run.restores, [400]);
     assert_eq!(run.unrestored_collapses, [420, 450]);
@@ -308,5 +318,48 @@ fn a_forks_best_comes_after_its_fork_step() {
         500,
         "{:?}",
         run.best_eval
+    );
+}
+
+/// Edits at one step apply together: a value between them never trained
+/// (walkthrough J: `meta_lr=0.001→0.5@200→0.002@200`, the 0.5 undone
+/// while paused, in a table row and a legend as if it had run). An edit
+/// undone at its step is no edit.
+#[test]
+fn edits_at_one_step_show_their_net_change() {
+    let root = tempfile::tempdir().unwrap();
+    let dir = session::create(root.path(), "paused", &crate::config::Config::default()).unwrap();
+    let edit = |step: u64, key: &str, old: f64, new: f64| {
+        let changed = [(key.to_string(), (old.into(), new.into()))].into();
+        (
+            step,
+            Record::Config {
+                changed,
+                error: None,
+            },
+        )
+    };
+    write_log(
+        &dir,
+        [
+            edit(100, "meltr.meta_lr", 0.001, 0.003),
+            edit(200, "meltr.meta_lr", 0.003, 0.5),
+            edit(200, "meltr.meta_lr", 0.5, 0.002),
+            edit(200, "aid.alpha", 0.1, 0.7),
+            edit(200, "aid.alpha", 0.7, 0.1),
+        ],
+    );
+    let run = Run::load(&dir).unwrap();
+    assert_eq!(
+        run.setting("meltr.meta_lr").as_deref(),
+        Some("0.001→0.003@100→0.002@200")
+    );
+    assert!(!run.edited.contains_key("aid.alpha"), "{:?}", run.edited);
+    assert_eq!(
+        run.edits(),
+        [
+            (100, vec!["meltr.meta_lr".to_string()]),
+            (200, vec!["meltr.meta_lr".to_string()])
+        ]
     );
 }
