@@ -899,6 +899,11 @@ def replay(session: str, report_path: Optional[str]) -> dict:
     worst = {g: 0.0 for g in groups}
     worst_step: Dict[str, Optional[int]] = {g: None for g in groups}
     per_step, notes, meta_steps = [], [], 0
+    if trainer.s.dtype != "f64":
+        # In the report too: read alone, an f32 run's errors (1e-4 or so)
+        # look like a failed parity check (walkthrough I).
+        notes.append(f"the engine ran in {trainer.s.dtype} (train.dtype); the replay runs in f64, so the errors "
+                     "are at that precision: trace in f64 for a parity check")
     for entry in steps:
         t = int(entry["step"])
         rows_of[t] = torch.tensor(entry["rows"], dtype=torch.int64)
@@ -1370,6 +1375,14 @@ def check_round_trip() -> Dict[str, float]:
                     worst[group] = max(worst.get(group, 0.0), value)
             _check_replay_sees_changes(session)
     assert all(v < 1e-13 for v in worst.values()), f"trace round trip: {worst}"
+    # An f32 trace says so in its report, not on stderr alone.
+    with tempfile.TemporaryDirectory() as directory:
+        config = write_tiny_workload(directory, variants[0])
+        session = os.path.join(directory, "session")
+        with contextlib.redirect_stdout(io.StringIO()):
+            run(config, 3, 6, os.path.join(directory, "run.json"), torch.get_num_threads(), "f32", session)
+            report = replay(session, None)
+        assert any("ran in f32" in note for note in report["notes"]), report["notes"]
     return worst
 
 

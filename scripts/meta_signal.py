@@ -227,7 +227,8 @@ def main(argv: Optional[List[str]] = None) -> int:
     parser.add_argument("--suite", help="a built suite (default: aux_suite.py's cached build)")
     parser.add_argument("--config", help="your own TorchScript config instead of the suite's tasks")
     parser.add_argument("--roles", nargs="+", default=[], metavar="NAME=ROLE",
-                        help="with --config: each auxiliary's role (helpful, harmful, ...), for the summary")
+                        help="with --config: each auxiliary's role, for the summary: one of "
+                             + ", ".join(ROLES))
     parser.add_argument("--tasks", nargs="+", choices=[t.name for t in aux_suite.TASKS],
                         help="default: mixed many-aux sequence")
     parser.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
@@ -244,7 +245,8 @@ def main(argv: Optional[List[str]] = None) -> int:
     lines = ["# What moves MELTR's weights: the meta step per loss", "",
              f"Written by `scripts/meta_signal.py {said}`; commit {commit()}, "
              f"{datetime.datetime.now(datetime.timezone.utc):%Y-%m-%d %H:%M} UTC; torch {torch.__version__}.", "",
-             "The public algorithm (scripts/meltr_replay.py, at J = 0). A meta step raises "
+             "The public algorithm (scripts/meltr_replay.py, at J = 0), run in f64 (its weights differ in the "
+             "last digits from an f32 `meltr_replay.py run` of the same seed). A meta step raises "
              "w_k where a_k + b_k > 0: a_k = ∇l_k(B_t)·∇L_val(B_v), the validation part; b_k = γ ∇l_k(B_t)·∇|Σl − M(l)|,"
              " the γ part. Each cell: the mean over the phase's meta steps, then over seeds. See the script's "
              "docstring for the derivation; every meta step was checked against the applied hypergradient.", ""]

@@ -313,7 +313,7 @@ fn history_at(kept: &str, step: u64, at_checkpoint: &Config) -> String {
                 .is_none_or(|line| line.step < step || !session::log::is_after_checkpoint(&line))
         })
         .collect();
-    let written = session::log::checkpoint_written(step);
+    let written = checkpoint::checkpoint_written(step);
     let last_write = lines.iter().rposition(|l| {
         parsed(l).is_some_and(|line| {
             line.step == step
@@ -467,7 +467,7 @@ mod tests {
         let written = [
             history.clone(),
             edit(801, "aid.alpha", 0.05, 0.2),
-            event(801, &session::log::checkpoint_written(801)),
+            event(801, &checkpoint::checkpoint_written(801)),
         ]
         .concat();
         let paused = [

@@ -885,6 +885,12 @@ fn compare_draws_one_banded_curve_per_setting() {
         drawn.contains("kind=meltr (n=2)") && drawn.contains("mean, min–max of 2 runs"),
         "legend and note: two runs' std band is their min–max"
     );
+    // Said where it is made too (walkthrough J: `--band std` drew the
+    // default's figure, only the axis saying why).
+    assert!(
+        said.contains("a group of 2 runs is drawn with its min–max band"),
+        "{said}"
+    );
     // Beside a group of three (meltr with its ungrouped seed 2), a pair's
     // band is still its min–max, and the axis says so (walkthrough D).
     let mixed = out.path().join("mixed.svg");
@@ -977,6 +983,25 @@ fn compare_draws_one_banded_curve_per_setting() {
             && drawn.contains("meltr-s0 (kind=meltr)")
             && drawn.contains("sum-s0 (kind=sum)"),
         "{drawn}"
+    );
+    // `--label NAME=TEXT` puts TEXT after a session's name in place of its
+    // settings (walkthrough J: refused, while the one setting a fork
+    // changed was cut from a long list).
+    let said = ok(&[
+        "compare",
+        dirs["meltr-s0"].to_str().unwrap(),
+        dirs["sum-s0"].to_str().unwrap(),
+        "--label",
+        "meltr-s0=MELTR, learned weights",
+        "-o",
+        single.to_str().unwrap(),
+    ]);
+    let drawn = std::fs::read_to_string(&single).unwrap();
+    assert!(
+        drawn.contains("meltr-s0 (MELTR, learned weights)")
+            && drawn.contains("sum-s0 (kind=sum)")
+            && !drawn.contains("kind=meltr"),
+        "{said}\n{drawn}"
     );
     // `sum` keeps its colour (the palette's second) in a figure without
     // MELTR, and MELTR its blue wherever it comes in the list.

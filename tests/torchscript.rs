@@ -1158,6 +1158,43 @@ fn non_finite_data_is_named_by_tensor_and_row_and_the_skips_are_counted() {
     ] {
         assert!(all.contains(&needle), "no `{needle}` in:\n{all}");
     }
+    // Warned about, as the model's outputs on those rows are NaN.
+    use meltr_tui::session::metrics::Level;
+    let said_of_y = |lines: &[MetricLine]| -> Vec<(Level, String)> {
+        lines
+            .iter()
+            .filter_map(|l| match &l.record {
+                Record::Event { level, message } if message.contains("tensor `y` holds") => {
+                    Some((*level, message.clone()))
+                }
+                _ => None,
+            })
+            .collect()
+    };
+    let (_, lines) = metrics_of(&sessions, "nan");
+    let said = said_of_y(&lines);
+    assert!(
+        said.len() == 2
+            && said.iter().all(|(level, message)| *level == Level::Warn
+                && message.ends_with(", unless the model masks them")),
+        "{said:?}"
+    );
+    // A model that masks them: said as a note, not warned about in every
+    // log (walkthroughs I and K).
+    let cfg = flag_config(tmp.path(), "masks", "masks_nan.pt", &train, &val);
+    let out = run(&sessions, &cfg, "masks");
+    assert!(out.status.success(), "{}", text(&out));
+    let (masked_dir, lines) = metrics_of(&sessions, "masks");
+    let said = said_of_y(&lines);
+    assert!(
+        said.len() == 2
+            && said.iter().all(|(level, message)| *level == Level::Info
+                && message.contains(
+                    ": the model masks them (its outputs on a batch of those rows are finite)"
+                )),
+        "{said:?}"
+    );
+    assert_eq!(count_in(&masked_dir, "; update skipped"), 0);
     let dir = session::find(&sessions, "nan").unwrap();
     let count = |what: &str| common::events_matching(&dir, |m| m.contains(what)).len();
     let (steps, metas) = (count("; update skipped"), count("meta update skipped"));

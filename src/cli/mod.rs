@@ -280,8 +280,9 @@ pub enum Cmd {
         /// A log y axis (values ≤ 0 are left out).
         #[arg(long)]
         log_scale: bool,
-        /// Rename a group in the legend, as `LABEL=TEXT` with LABEL as the
-        /// command prints it (`--label 'kind=meltr=MELTR'`; repeatable).
+        /// Rename a group in the legend, as `LABEL=TEXT` with LABEL as the command prints it
+        /// (`--label 'kind=meltr=MELTR'`; repeatable); of sessions drawn one by one, `NAME=TEXT`
+        /// shows TEXT after a session's name in place of its settings.
         #[arg(long, value_name = "LABEL=TEXT")]
         label: Vec<String>,
     },
@@ -347,8 +348,7 @@ pub enum Cmd {
         #[arg(long)]
         out: Option<PathBuf>,
     },
-    /// The detached runner process itself (started by `run --detach`, `new`
-    /// and the TUI; not for direct use).
+    /// The detached runner process itself (by `run --detach`, `new`, the TUI; not for direct use).
     #[command(name = "__runner", hide = true)]
     Runner {
         dir: PathBuf,

@@ -260,12 +260,6 @@ pub(super) fn compare(
     // Single sessions keep their names in the legend; groups are labelled
     // by what tells them apart.
     let labelled = !args.group_by.is_empty() || groups.iter().any(|g| g.runs.len() > 1);
-    if !labelled && !args.renames.is_empty() {
-        anyhow::bail!(
-            "--label renames groups, and these sessions are drawn one by one under their names; \
-             give --group-by KEY (or sessions that share settings) to draw groups"
-        );
-    }
     let labels: Vec<String> = groups.iter().map(|g| g.label.clone()).collect();
     let fulls: Vec<String> = groups
         .iter()
@@ -274,7 +268,19 @@ pub(super) fn compare(
             pairs.join(", ")
         })
         .collect();
-    let legend = legend_labels(&labels, &fulls, args.renames)?;
+    let legend = match labelled {
+        true => legend_labels(&labels, &fulls, args.renames)?,
+        false => vec![String::new(); groups.len()],
+    };
+    // Drawn one by one, a session is named by its name: `--label NAME=TEXT`
+    // puts TEXT after it in place of its settings (walkthrough J: the one
+    // setting a fork changed was cut from a long list, and --label was
+    // refused).
+    let names: Vec<String> = groups.iter().map(|g| g.runs[0].meta.name.clone()).collect();
+    let session_texts = match labelled {
+        false if !args.renames.is_empty() => Some(legend_labels(&names, &[], args.renames)?),
+        _ => None,
+    };
     // Each combiner keeps one look across figures (MELTR the same blue
     // whether or not a figure shows `uncertainty` too).
     let kinds: Vec<Option<String>> = groups
@@ -289,17 +295,21 @@ pub(super) fn compare(
     let slots = crate::plot::slots_by_combiner(&kinds);
     let curves: Vec<crate::plot::CurveGroup> = groups
         .iter()
+        .enumerate()
         .zip(&legend)
         .zip(slots)
-        .map(|((g, text), slot)| crate::plot::CurveGroup {
+        .map(|(((i, g), text), slot)| crate::plot::CurveGroup {
             label: labelled.then(|| text.clone()),
             // Drawn under its name: the settings that tell it apart follow
-            // (a fork's line already says whose fork it is).
-            setting: (!labelled && !g.values.is_empty()).then(|| {
-                let fork = g.fork_of.as_ref().map(|f| format!(" (fork of {f})"));
-                let label = fork.as_ref().and_then(|f| g.label.strip_suffix(f.as_str()));
-                label.unwrap_or(&g.label).to_string()
-            }),
+            // (a fork's line already says whose fork it is), or its --label.
+            setting: match session_texts.as_ref().map(|t| &t[i]) {
+                Some(given) if *given != names[i] => Some(given.clone()),
+                _ => (!labelled && !g.values.is_empty()).then(|| {
+                    let fork = g.fork_of.as_ref().map(|f| format!(" (fork of {f})"));
+                    let label = fork.as_ref().and_then(|f| g.label.strip_suffix(f.as_str()));
+                    label.unwrap_or(&g.label).to_string()
+                }),
+            },
             dirs: g.runs.iter().map(|r| r.dir.clone()).collect(),
             slot,
         })

@@ -31,6 +31,18 @@ fn further_problems_are_said_after_the_first_with_their_lines() {
         .unwrap_err()
         .to_string();
     assert_eq!(over, said);
+    // A misspelt section, after another problem, has its line too
+    // (walkthrough I: `also key combinr: …` with no line).
+    let section = Config::parse("[train]\nlr = \"fast\"\n\n[combinr]\nkind = \"sum\"\n")
+        .unwrap_err()
+        .to_string();
+    assert!(
+        section.contains("; also line 4: key `combinr`: no such key"),
+        "{section}"
+    );
+    assert_eq!(super::text::locate_key("x = 1\n[a]\nb = 2\n", "x"), Some(1));
+    assert_eq!(super::text::locate_key("[a]\nx = 1\n[x.y]\n", "x"), Some(3));
+    assert_eq!(super::text::locate_key("[a]\nx = 1\n", "x"), None);
     // One problem is said alone; a syntax error stops the search.
     let one = Config::parse("[train]\nlr = -1.0\n")
         .unwrap_err()

@@ -135,11 +135,13 @@ pub(super) fn unclosed_array(text: &str, offset: usize) -> Option<(usize, String
 }
 
 /// The 1-based line where a dotted key is set, found by tracking `[section]`
-/// headers; `None` when the key is not written in the file (a default).
+/// headers, or where a section is (a misspelt `[combinr]`: walkthrough I's
+/// second problem of a file had no line); `None` when the key is not
+/// written in the file (a default).
 pub fn locate_key(text: &str, key: &str) -> Option<usize> {
     let (section, leaf) = match key.split_once('.') {
         Some((s, rest)) => (s, rest.split('.').next().unwrap_or(rest)),
-        None => return None,
+        None => return locate_section(text, key),
     };
     let mut current = String::new();
     let mut section_line = None;
@@ -166,6 +168,40 @@ pub fn locate_key(text: &str, key: &str) -> Option<usize> {
     section_line
 }
 
+/// The 1-based line of section `name`'s header (`[name]`, `[name.sub]`),
+/// or of a top-level `name = …` / `name.key = …` before any header.
+fn locate_section(text: &str, name: &str) -> Option<usize> {
+    let mut top_level = true;
+    text.lines()
+        .position(|raw| {
+            let line = raw.trim();
+            if let Some(header) = line.strip_prefix('[') {
+                top_level = false;
+                let header = header.trim_start_matches('[').trim_end_matches(']').trim();
+                return header.split('.').next().map(str::trim) == Some(name);
+            }
+            let key = line
+                .split_once('=')
+                .map(|(k, _)| k.trim().trim_matches('"'));
+            top_level && key.is_some_and(|k| k.split('.').next().map(str::trim) == Some(name))
+        })
+        .map(|i| i + 1)
+}
+
+/// Of `names`, the one `typed` most likely misspells: the nearest by edit
+/// distance, within a third of its length (two edits at least).
+pub fn nearest_spelling<'a>(
+    typed: &str,
+    names: impl IntoIterator<Item = &'a str>,
+) -> Option<&'a str> {
+    names
+        .into_iter()
+        .map(|k| (edit_distance(typed, k), k))
+        .min()
+        .filter(|(d, k)| *d <= (k.chars().count() / 3).max(2))
+        .map(|(_, k)| k)
+}
+
 /// serde's "unknown field `lrr`, expected one of `device`, …" with the
 /// nearest key first ("did you mean `lr`?"): the list alone is long, and
 /// a pane that shows a few lines of the error cut it off before the key.
@@ -178,13 +214,7 @@ fn unknown_key_hint(message: &str) -> Option<String> {
         .step_by(2)
         .filter(|k| !k.is_empty())
         .collect();
-    let spelled = || {
-        keys.iter()
-            .map(|k| (edit_distance(typed, k), *k))
-            .min()
-            .filter(|(d, k)| *d <= (k.chars().count() / 3).max(2))
-            .map(|(_, k)| k)
-    };
+    let spelled = || nearest_spelling(typed, keys.iter().copied());
     // `lr_rate`, `train_steps`: one of ours with a word added.
     let with_a_word = || {
         keys.iter()

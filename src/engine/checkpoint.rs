@@ -14,6 +14,12 @@ pub fn file_name(step: u64) -> String {
     format!("step-{step:010}.safetensors")
 }
 
+/// The event that says the checkpoint of `step` was written (a fork's
+/// history ends with it at its fork step).
+pub fn checkpoint_written(step: u64) -> String {
+    format!("checkpoint {} written", file_name(step))
+}
+
 /// Writes `tensors` as the checkpoint for `step`, then deletes all but the
 /// newest `keep` (0: deletes none) and `also_keep`'s; returns its path. A failed delete is no
 /// failed write (the next checkpoint tries it again).

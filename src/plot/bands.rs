@@ -177,6 +177,15 @@ pub fn compare(
         Band::Minmax => " — mean, min–max over runs",
         Band::None => " — mean over runs",
     };
+    if band == Band::Std && some_pair {
+        // Said where the figure is made too: `--band std` drew the same
+        // figure as the default, with only the axis saying why (walkthrough J).
+        notes.push(
+            "a group of 2 runs is drawn with its min–max band: ± std of two runs always spans both \
+             (the x axis says so; with 3 or more runs a band is ± std)"
+                .to_string(),
+        );
+    }
     bands.extend(means);
     let chart = Chart {
         x_label: format!("training step{spread}"),

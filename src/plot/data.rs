@@ -113,6 +113,10 @@ impl SessionData {
                 label: "fork".into(),
             });
         }
+        // The config edits of the step last read: its mark's index (none
+        // where they undo each other), each key's first old and last new.
+        type Edit = (String, serde_json::Value, serde_json::Value);
+        let mut step_edits: Option<(u64, Option<usize>, Vec<Edit>)> = None;
         for line in read.lines {
             let step = line.step as f64;
             match line.record {
@@ -143,19 +147,40 @@ impl SessionData {
                 }
                 Record::Transform { curves } => data.transform = Some((line.step, curves)),
                 Record::Config { changed, .. } if !changed.is_empty() => {
-                    // `aid.iterations 0→2`: the keys alone hid the values,
-                    // and an edit 0→2→1 at one step (walkthrough R); OLD→NEW
-                    // as tables write an edited setting.
-                    let edits: Vec<String> = changed
-                        .iter()
-                        .map(|(key, (old, new))| {
-                            format!("{key} {}{EDIT_ARROW}{}", mark_value(old), mark_value(new))
-                        })
-                        .collect();
-                    data.marks.push(Mark {
-                        x: step,
-                        label: edits.join(", "),
-                    });
+                    // Edits at one step apply together: one mark with each
+                    // key's net change (walkthrough J's `meta_lr
+                    // 0.001→0.5→0.002`, the 0.5 undone while paused, never
+                    // trained); an edit undone at its step is none.
+                    if step_edits.as_ref().is_some_and(|(at, ..)| *at != line.step) {
+                        step_edits = None;
+                    }
+                    let (_, mark, edits) =
+                        step_edits.get_or_insert_with(|| (line.step, None, Vec::new()));
+                    if let Some(i) = mark.take() {
+                        data.marks.remove(i);
+                    }
+                    for (key, (old, new)) in changed {
+                        match edits.iter_mut().find(|(k, ..)| *k == key) {
+                            Some(edit) => edit.2 = new,
+                            None => edits.push((key, old, new)),
+                        }
+                    }
+                    edits.retain(|(_, old, new)| old != new);
+                    if !edits.is_empty() {
+                        // `aid.iterations 0→2`: the keys alone hid the
+                        // values; OLD→NEW as tables write an edited setting.
+                        let label: Vec<String> = edits
+                            .iter()
+                            .map(|(key, old, new)| {
+                                format!("{key} {}{EDIT_ARROW}{}", mark_value(old), mark_value(new))
+                            })
+                            .collect();
+                        *mark = Some(data.marks.len());
+                        data.marks.push(Mark {
+                            x: step,
+                            label: label.join(", "),
+                        });
+                    }
                 }
                 Record::Event { message, .. } if message.contains(RESTORE_EVENT) => {
                     // Said at the meta step that decided it; φ changes
@@ -252,8 +277,21 @@ impl SessionData {
                 self.meta.status.as_str()
             );
         }
+        // `weight/retreival`: the name meant, first (walkthrough J).
+        let names: Vec<String> = self
+            .metrics
+            .keys()
+            .cloned()
+            .chain(per_loss.iter().flat_map(|(prefix, curves)| {
+                curves.keys().map(move |loss| format!("{prefix}{loss}"))
+            }))
+            .chain(self.run.keys().cloned())
+            .collect();
+        let meant = crate::config::nearest_spelling(name, names.iter().map(String::as_str))
+            .map(|n| format!(" (did you mean '{n}'?)"))
+            .unwrap_or_default();
         bail!(
-            "session '{}' has no metric or loss named '{name}'; it has eval metrics: {}; train losses: {} \
+            "session '{}' has no metric or loss named '{name}'{meant}; it has eval metrics: {}; train losses: {} \
              (also as {EVAL_PREFIX}<metric> and {LOSS_PREFIX}<loss>, as the CSV export names them; {WEIGHT_PREFIX}<loss> and {SHARE_PREFIX}<loss> for their effective weights and gradient shares); run series: {}",
             self.meta.name,
             list(&self.metrics),
@@ -386,6 +424,12 @@ mod tests {
         }
         let err = data.series("weight/nope").unwrap_err().to_string();
         assert!(err.contains("weight/<loss> and share/<loss>"), "{err}");
+        assert!(!err.contains("did you mean"), "{err}");
+        let err = data.series("wieght/cls").unwrap_err().to_string();
+        assert!(
+            err.contains("named 'wieght/cls' (did you mean 'weight/cls'?)"),
+            "{err}"
+        );
         // The run's own series: the combined loss and learning rate of
         // train lines, the hypergradient norm and regulariser of meta lines.
         w.append(&line(
@@ -455,5 +499,28 @@ mod tests {
                 (16.0, "restore")
             ]
         );
+        // Edits at one step are one mark of their net changes: a value set
+        // and replaced there never trained, one undone there is no edit
+        // (walkthrough J: `meta_lr 0.001→0.5→0.002`, the 0.5 undone while
+        // paused).
+        let edit = |key: &str, old: f64, new: f64| Record::Config {
+            changed: [(key.to_string(), (old.into(), new.into()))].into(),
+            error: None,
+        };
+        for record in [
+            edit("meltr.meta_lr", 0.001, 0.5),
+            edit("meltr.gamma", 0.1, 0.3),
+            edit("meltr.meta_lr", 0.5, 0.002),
+            edit("meltr.gamma", 0.3, 0.1),
+            edit("aid.alpha", 0.5, 0.5),
+        ] {
+            w.append(&line(20, record)).unwrap();
+        }
+        for record in [edit("aid.alpha", 0.02, 0.3), edit("aid.alpha", 0.3, 0.02)] {
+            w.append(&line(22, record)).unwrap();
+        }
+        let marks = SessionData::load(&dir).unwrap().marks;
+        let marks: Vec<(f64, &str)> = marks.iter().map(|m| (m.x, m.label.as_str())).collect();
+        assert_eq!(marks[3..], [(20.0, "meltr.meta_lr 0.001→0.002")]);
     }
 }

@@ -188,14 +188,6 @@ pub const RESUMED_FROM: &str = "resumed from checkpoint ";
 /// How a fork's first start's first line begins.
 pub const STARTS_FROM_PARENT: &str = "starts from its parent's checkpoint";
 
-/// The event that says the checkpoint of `step` was written.
-pub fn checkpoint_written(step: u64) -> String {
-    format!(
-        "checkpoint {} written",
-        crate::engine::checkpoint::file_name(step)
-    )
-}
-
 /// Whether `line` was written after the checkpoint of its step: a stop's
 /// mark, or a start from that checkpoint (its first line; its notes and
 /// edits follow it).

@@ -198,7 +198,7 @@ impl Trainer {
         self.best_evaluated.best = best;
         self.emit(Record::Event {
             level: Level::Info,
-            message: crate::session::log::checkpoint_written(self.step),
+            message: checkpoint::checkpoint_written(self.step),
         });
         Ok(())
     }

@@ -24,6 +24,9 @@ const SPAN_OFFSET: f64 = 1.05;
 /// A mark's label takes at most this fraction of the axes' height.
 const MARK_LABEL_HEIGHT: f64 = 0.45;
 
+/// At most this many columns of one label, side by side left of its line.
+const MAX_COLUMNS: usize = 4;
+
 /// The marks' label size.
 fn mark_label_size(t: &Theme) -> f64 {
     t.tick_pt * 0.8
@@ -34,12 +37,14 @@ fn mark_label_size(t: &Theme) -> f64 {
 const COLUMN_STEP: f64 = 1.1;
 
 /// The edits joined (`aid.iterations 0→2→1, restore`) in one column; where
-/// that does not fit in `room` and `two` allows, split over two columns,
-/// whole (a resume's `aid.iterations 1→0, train.steps 4000→1000` read
-/// `iterations 1→0, ste…`, walkthroughs T and U); else the keys without
-/// their sections (`aid.iterations` → `iterations`: a truncated
-/// `aid.iterations, m…` hid the second edit), shortened only past that.
-fn keys_label(parts: &[String], room: f64, size: f64, two: bool, m: &Metrics) -> Vec<String> {
+/// that does not fit in `room`, split over up to `columns` columns, whole
+/// (a resume's `aid.iterations 1→0, train.steps 4000→1000` read
+/// `iterations 1→0, ste…`, walkthroughs T and U; four edits at one step
+/// read `iterations 0→1,…` beside free room, walkthrough J); else the
+/// keys without their sections (`aid.iterations` → `iterations`: a
+/// truncated `aid.iterations, m…` hid the second edit), shortened only
+/// past that.
+fn keys_label(parts: &[String], room: f64, size: f64, columns: usize, m: &Metrics) -> Vec<String> {
     let fits = |text: &String| m.width(text, size) <= room;
     let full = parts.join(", ");
     if fits(&full) {
@@ -56,16 +61,28 @@ fn keys_label(parts: &[String], room: f64, size: f64, two: bool, m: &Metrics) ->
             }
         })
         .collect();
-    if two {
-        for forms in [parts, &short[..]] {
-            // The most in the first column that still leaves a second that fits.
-            let split = (1..forms.len())
-                .rev()
-                .find(|&at| fits(&forms[..at].join(", ")) && fits(&forms[at..].join(", ")));
-            if let Some(at) = split {
-                return vec![forms[..at].join(", "), forms[at..].join(", ")];
+    for forms in [parts, &short[..]] {
+        // Each column as full as it goes, in order; whole edits only.
+        let mut split: Vec<String> = Vec::new();
+        let mut column: Vec<&str> = Vec::new();
+        for part in forms {
+            column.push(part);
+            if column.len() > 1 && !fits(&column.join(", ")) {
+                column.pop();
+                split.push(column.join(", "));
+                column = vec![part];
             }
         }
+        split.push(column.join(", "));
+        if split.len() <= columns.max(1) && split.iter().all(fits) {
+            return split;
+        }
+    }
+    // An edit too long for a column alone (`meta_lr 0.001→0.002` in a short
+    // figure): one column each, shortened, where there are enough; the
+    // others were hidden behind the first's `…` (walkthrough J).
+    if short.len() > 1 && short.len() <= columns {
+        return short.iter().map(|p| fitted(p, room, size, m)).collect();
     }
     vec![fitted(&short.join(", "), room, size, m)]
 }
@@ -116,8 +133,8 @@ fn edit_steps(part: &str) -> Vec<String> {
 pub(super) struct MarkLabel {
     /// The first mark's x (points).
     px: f64,
-    /// One column, or two where one would cut it and there is room left
-    /// of it (the second further left).
+    /// One column, or more where one would cut it and there is room left
+    /// of it (each further left).
     keys: Vec<String>,
     span: Option<String>,
     /// Its keys drawn right of the line, not left: a line by the left
@@ -201,8 +218,13 @@ impl Chart {
                 // The first column's glyphs reach this far left, a second's
                 // further.
                 let right = first - (0.3 + 0.8) * size < frame.area.x;
-                let second_reaches = first - (0.3 + COLUMN_STEP + 0.8) * size;
-                let two = !right && second_reaches > right_of_previous + 0.3 * size;
+                // Columns whose glyphs stay right of the previous label.
+                let free = first - (0.3 + 0.8) * size - (right_of_previous + 0.3 * size);
+                let columns = match right {
+                    true => 1,
+                    false => (1 + (free / (COLUMN_STEP * size)).floor().max(0.0) as usize)
+                        .min(MAX_COLUMNS),
+                };
                 // Its span, and a label right of its line, are drawn right
                 // of its first line.
                 let columns_right = usize::from(apart) + usize::from(right);
@@ -214,7 +236,7 @@ impl Chart {
                 };
                 MarkLabel {
                     px: first,
-                    keys: keys_label(&parts, room, size, two, m),
+                    keys: keys_label(&parts, room, size, columns, m),
                     span: apart
                         .then(|| format!("@{}–{}", scale::step(steps.0), scale::step(steps.1))),
                     right,

@@ -255,9 +255,18 @@ impl Split {
             .iter()
             .map(|(name, from)| format!("`{name}` ({from:?})"))
             .collect();
+        // The cast back to the file's precision, by the first tensor's
+        // (walkthrough K's f32 file in an f64 run was told `.double()`).
+        let back = match self.cast[0].1 {
+            Kind::Double => "`.double()`",
+            Kind::Half => "`.half()`",
+            Kind::BFloat16 => "`.bfloat16()`",
+            _ => "`.float()`",
+        };
         Some(format!(
             "{key}: {path}: {} {} read as {kind:?} (train.dtype), the model's precision; a model that \
-             computes a loss in the file's precision casts {} back itself (e.g. `.double()`), or set train.dtype",
+             computes a loss in the file's precision casts {} back itself (e.g. {back}), or the file can be \
+             saved in the run's",
             listed.join(", "),
             if listed.len() == 1 { "is" } else { "are" },
             if listed.len() == 1 { "it" } else { "them" },
@@ -277,7 +286,7 @@ impl Split {
                     n => format!(" and {n} more"),
                 };
                 format!(
-                    "{key}: {path}: tensor `{}` holds {} non-finite value{} (NaN or inf) in row{} {}{more}: {effect}, unless the model masks them",
+                    "{key}: {path}: tensor `{}` holds {} non-finite value{} (NaN or inf) in row{} {}{more}: {effect}",
                     f.tensor,
                     f.values,
                     if f.values == 1 { "" } else { "s" },
@@ -293,6 +302,19 @@ impl Split {
             .iter()
             .map(|(name, t)| (name.clone(), t.index_select(0, index)))
             .collect()
+    }
+
+    /// The rows named in the non-finite warning (the first few of each
+    /// tensor's), in order.
+    pub(super) fn non_finite_rows(&self) -> Vec<i64> {
+        let mut rows: Vec<i64> = self
+            .non_finite
+            .iter()
+            .flat_map(|f| f.rows.clone())
+            .collect();
+        rows.sort_unstable();
+        rows.dedup();
+        rows
     }
 
     /// Of `rows`, those holding NaN or ±inf in a floating-point tensor, in

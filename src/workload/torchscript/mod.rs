@@ -28,6 +28,7 @@ mod buffers;
 mod data;
 mod errors;
 mod losses;
+mod masking;
 mod params;
 mod validation;
 
@@ -84,7 +85,7 @@ pub struct TorchScript {
     /// precision.
     data_notes: Vec<String>,
     /// Non-finite values in the data files, by tensor and row.
-    non_finite: Vec<String>,
+    non_finite: masking::NonFiniteData,
     /// The run's floating-point kind. A loss the model returns in another
     /// (an f64 reduction, a half-precision head) is cast to it, so the loss
     /// vector and MELTR see one kind; its gradient flows back through the
@@ -153,19 +154,6 @@ impl TorchScript {
                 w.batch_size, train.samples, train.samples
             )
         });
-        let non_finite = [
-            train.non_finite(
-                "workload.train",
-                train_path,
-                "training batches that draw them give NaN losses and their updates are skipped",
-            ),
-            val.non_finite(
-                "workload.val",
-                val_path,
-                "evaluation losses and metrics that read them are NaN (null in metrics.jsonl)",
-            ),
-        ]
-        .concat();
         let data_notes = [
             frozen.map(|note| format!("workload.model {model_path}: {note}")),
             whole_set_batches,
@@ -174,7 +162,7 @@ impl TorchScript {
         ];
         let mut workload = TorchScript {
             data_notes: data_notes.into_iter().flatten().collect(),
-            non_finite,
+            non_finite: masking::NonFiniteData::default(),
             vs,
             module: RefCell::new(module),
             batch_size: (w.batch_size as i64).min(train.samples),
@@ -203,6 +191,7 @@ impl TorchScript {
         let exported = SavedBuffers::take(&workload)?;
         workload.inspect_outputs(model_path)?;
         workload.check_val_batches()?;
+        workload.non_finite = workload.scan_non_finite();
         exported.restore(&workload)?;
         // The combiner's initialization draws from libtorch's RNG next.
         tch::manual_seed(w.seed as i64);
@@ -466,6 +455,7 @@ fn load_module(path: &str, device: Device) -> Result<CModule> {
 impl Workload for TorchScript {
     fn notes(&self) -> Vec<String> {
         let mut notes = self.data_notes.clone();
+        notes.extend(self.non_finite.notes.iter().cloned());
         notes.extend(self.untrained_losses_note());
         notes.extend(self.metrics_in_training_mode_note());
         notes.extend(self.batch_averaged_metrics_note());
@@ -486,7 +476,7 @@ impl Workload for TorchScript {
     }
 
     fn data_warnings(&self) -> Vec<String> {
-        self.non_finite.clone()
+        self.non_finite.warnings.clone()
     }
 
     fn kind(&self) -> &'static str {
