@@ -76,7 +76,9 @@ Modes:
       config (f32; MELTR in PyTorch's default initialisation after
       torch.manual_seed(S); per-epoch permutations of the training rows and
       meta picks seeded by S: a sample of the algorithm, not the engine's
-      run of workload.seed = S, whose draws differ). `--write-trace DIR` also writes the engine's
+      run of workload.seed = S, whose draws differ), evaluated every
+      train.eval_every steps and at the end (the summary's `evals`).
+      `--write-trace DIR` also writes the engine's
       trace format (f64 unless --dtype says otherwise), which `trace` replays.
   --self-test
       Numerical checks of this implementation (see self_test).
@@ -138,6 +140,7 @@ class Settings:
     dtype: str
     steps: int
     log_every: int
+    eval_every: int
     lr: float
     lr_schedule: str
     weight_decay: float
@@ -207,6 +210,7 @@ def load_settings(path: str) -> Tuple[Settings, dict]:
         dtype=train.get("dtype", "f32"),
         steps=int(train.get("steps", 600)),
         log_every=int(train.get("log_every", 10)),
+        eval_every=int(train.get("eval_every", 50)),
         lr=float(train.get("lr", 1e-3)),
         lr_schedule=train.get("lr_schedule", "constant"),
         weight_decay=float(train.get("weight_decay", 0.0)),
@@ -1081,6 +1085,11 @@ def run(config: str, seed: int, steps: Optional[int], out: str, threads: int, dt
     pool: List[Tuple[int, Tensor]] = []  # (step, rows) of the steps before this one
     weights: List[Tensor] = []
     primary_weight_start = None
+    # Every train.eval_every steps and at the end, as the engine evaluates
+    # (walkthroughs I and K: the final metrics alone had no best or step to
+    # set beside `table --best` or `--at-step`). Training forwards are
+    # seeded per step, so these evaluations change none of them.
+    evals: List[dict] = []
     for t in range(1, settings.steps + 1):
         rows = order.next()
         picks = meta = None
@@ -1097,13 +1106,16 @@ def run(config: str, seed: int, steps: Optional[int], out: str, threads: int, dt
             writer.step(trainer, t, rows, picks, losses, result)
         pool.append((t, rows))
         pool = pool[-POOL_SIZE:]
+        if t % settings.eval_every == 0 or t == settings.steps:
+            metrics, val_losses = evaluate(workload, settings.eval_batch_size)
+            evals.append({"step": t, "metrics": metrics, "losses": val_losses})
     if writer:
         writer.close()
-    metrics, val_losses = evaluate(workload, settings.eval_batch_size)
     mean_weights = torch.stack(weights).double().mean(0)
     summary = {
         "metrics": metrics,
         "losses": val_losses,  # on the validation split, as `metrics`
+        "evals": evals,  # each evaluation's step, metrics and validation losses
         "weights": {n: float(w) for n, w in zip(settings.loss_names, mean_weights)},
         "primary_weight_start": primary_weight_start,
         "steps": settings.steps,
@@ -1112,7 +1124,8 @@ def run(config: str, seed: int, steps: Optional[int], out: str, threads: int, dt
     with open(out, "w") as f:
         json.dump(summary, f, indent=1)
     # The summary's gist; the whole of it is in `out`.
-    print("validation metrics: " + "  ".join(f"{k} {v:.4g}" for k, v in metrics.items()))
+    print("validation metrics: " + "  ".join(f"{k} {v:.4g}" for k, v in metrics.items())
+          + f" (and at {len(evals)} evaluations, every train.eval_every = {settings.eval_every} steps, in `evals`)")
     print(f"mean weights over the last {len(weights)} steps (meltr-tui's table averages its logged lines "
           "in the last 10% of steps): "
           + "  ".join(f"{n} {w:.3g}" for n, w in summary["weights"].items()))
@@ -1375,14 +1388,17 @@ def check_round_trip() -> Dict[str, float]:
                     worst[group] = max(worst.get(group, 0.0), value)
             _check_replay_sees_changes(session)
     assert all(v < 1e-13 for v in worst.values()), f"trace round trip: {worst}"
-    # An f32 trace says so in its report, not on stderr alone.
+    # An f32 trace says so in its report, not on stderr alone; a run
+    # evaluates every train.eval_every steps and at its end.
     with tempfile.TemporaryDirectory() as directory:
-        config = write_tiny_workload(directory, variants[0])
+        config = write_tiny_workload(directory, {**variants[0], "train": {"eval_every": 4}})
         session = os.path.join(directory, "session")
         with contextlib.redirect_stdout(io.StringIO()):
-            run(config, 3, 6, os.path.join(directory, "run.json"), torch.get_num_threads(), "f32", session)
+            summary = run(config, 3, 6, os.path.join(directory, "run.json"), torch.get_num_threads(), "f32", session)
             report = replay(session, None)
         assert any("ran in f32" in note for note in report["notes"]), report["notes"]
+        assert [e["step"] for e in summary["evals"]] == [4, 6], summary["evals"]
+        assert summary["evals"][-1]["metrics"] == summary["metrics"], summary
     return worst
 
 

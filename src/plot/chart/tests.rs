@@ -254,12 +254,15 @@ fn marks_are_labelled_lines_merged_when_close() {
     );
     // An edit too long for a column alone does not hide the others behind
     // its `…`: one column each, where there is room (walkthrough J).
-    let long = "meltr.meta_lr 0.00100000000000→0.00200000000000, aid.alpha 0.1→0.005, meltr.gamma 0.1→0.2";
+    let long =
+        "meltr.meta_lr 0.00100000000000→0.00200000000000, aid.alpha 0.1→0.005, meltr.gamma 0.1→0.2";
     let labels = texts(&chart(&[(600.0, long)]).to_svg(&theme));
     assert!(
         labels.contains(&"alpha 0.1→0.005".to_string())
             && labels.contains(&"gamma 0.1→0.2".to_string())
-            && labels.iter().any(|l| l.starts_with("meta_lr 0.001") && l.ends_with('…')),
+            && labels
+                .iter()
+                .any(|l| l.starts_with("meta_lr 0.001") && l.ends_with('…')),
         "{labels:?}"
     );
     // Marks of one label drawn apart say their steps: the label sat on the

@@ -26,7 +26,13 @@ impl TorchScript {
         let mut out = NonFiniteData::default();
         let trained = |name: &str| name == self.primary || self.auxiliary.iter().any(|a| a == name);
         // Each split: its key and path, what its NaN do, the outputs checked.
-        type Scanned<'a> = (&'a Split, &'a str, &'a str, &'a str, &'a dyn Fn(&str) -> bool);
+        type Scanned<'a> = (
+            &'a Split,
+            &'a str,
+            &'a str,
+            &'a str,
+            &'a dyn Fn(&str) -> bool,
+        );
         let splits: [Scanned; 2] = [
             (
                 &self.train,
