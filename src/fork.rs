@@ -253,10 +253,10 @@ fn seed(
         record: Record::Event {
             level: Level::Info,
             message: if changes.is_empty() {
-                format!("forked from session {parent_id} at step {step}")
+                format!("{FORKED_FROM}{parent_id} at step {step}")
             } else {
                 format!(
-                    "forked from session {parent_id} at step {step} with {}",
+                    "{FORKED_FROM}{parent_id} at step {step} with {}",
                     changes.join(", ")
                 )
             },
@@ -280,6 +280,9 @@ fn unused_name(root: &Path, base: &str) -> String {
         .find(|name| !taken.contains(name))
         .expect("an unbounded sequence has a free name")
 }
+
+/// How a fork's first line begins (its parent's id follows).
+const FORKED_FROM: &str = "forked from session ";
 
 /// The parent's log `kept` (its lines up to `step`) as it stood at its
 /// checkpoint of `step`, whose config is `at_checkpoint`: at that step, up
@@ -314,13 +317,24 @@ fn history_at(kept: &str, step: u64, at_checkpoint: &Config) -> String {
         })
         .collect();
     let written = checkpoint::checkpoint_written(step);
-    let last_write = lines.iter().rposition(|l| {
+    let event_at_step = |l: &&str, is: &dyn Fn(&str) -> bool| {
         parsed(l).is_some_and(|line| {
             line.step == step
-                && matches!(&line.record, Record::Event { message, .. } if *message == written)
+                && matches!(&line.record, Record::Event { message, .. } if is(message))
         })
-    });
-    if let Some(at) = last_write {
+    };
+    let last_write = lines
+        .iter()
+        .rposition(|l| event_at_step(l, &|m| m == written));
+    // A fork forked at its own fork step, before it wrote a checkpoint of
+    // its own, has its parent's write before its own start: its start and
+    // changes stay (review: a fork of such a fork lost its ancestor).
+    let forked_after = |at: usize| {
+        lines[at..]
+            .iter()
+            .any(|l| event_at_step(l, &|m| m.starts_with(FORKED_FROM)))
+    };
+    if let Some(at) = last_write.filter(|&at| !forked_after(at)) {
         lines.truncate(at + 1);
     }
     lines
@@ -487,6 +501,17 @@ mod tests {
         assert_eq!(
             history_at(&paused, 801, &at_checkpoint),
             written.replace(&stop(500), "")
+        );
+        // A fork of a fork at its fork step, before it wrote a checkpoint
+        // of its own: the parent's write precedes its start, which stays.
+        let forked = [
+            written.clone(),
+            event(801, "forked from session grand at step 801"),
+        ]
+        .concat();
+        assert_eq!(
+            history_at(&forked, 801, &at_checkpoint),
+            forked.replace(&stop(500), "")
         );
     }
 }

@@ -886,7 +886,34 @@ fn check_fails_on_losses_that_are_not_finite_on_the_batches_it_scans() {
     assert!(
         !ok && said.contains("loss `primary` is not finite on the first training batch")
             && said.contains("`check --batches N` scans more batches")
+            && said.contains("The model makes it (the data holds no NaN it leaves unmasked)")
             && !said.contains(": ok, a run would train"),
+        "{said}"
+    );
+    // No share of a NaN gradient (walkthrough K: `primary NaN%`).
+    assert!(
+        said.contains(
+            "gradient       shares not taken: the first batch's combined gradient is not finite"
+        ) && !said.contains("NaN%"),
+        "{said}"
+    );
+    // NaN in the data the model does not mask: said to be the data's
+    // (walkthrough K was told "where the data is finite, the model makes it").
+    let nan_y = tmp.path().join("nan-y.safetensors");
+    let mut tensors = tch::Tensor::read_safetensors(flag_data(&nan_y, 64, 4, &[])).unwrap();
+    for (name, t) in tensors.iter_mut() {
+        if name == "y" {
+            let _ = t.fill_(f64::NAN);
+        }
+    }
+    tch::Tensor::write_safetensors(&tensors, &nan_y).unwrap();
+    let cfg = flag_config(tmp.path(), "nan-y", "nan_on_flag.pt", &nan_y, &val);
+    let out = bin().arg("check").arg("-c").arg(&cfg).output().unwrap();
+    let said = text(&out);
+    assert!(
+        !out.status.success()
+            && said
+                .contains("The training data holds NaN or inf (the warnings above name the rows)"),
         "{said}"
     );
     // Row 63 is in one batch of 8 per epoch (batch_size 8 of 64 rows).
@@ -1176,7 +1203,7 @@ fn non_finite_data_is_named_by_tensor_and_row_and_the_skips_are_counted() {
     assert!(
         said.len() == 2
             && said.iter().all(|(level, message)| *level == Level::Warn
-                && message.ends_with(", unless the model masks them")),
+                && message.ends_with("(the model does not mask them: a batch of the first of those rows gives non-finite values)")),
         "{said:?}"
     );
     // A model that masks them: said as a note, not warned about in every
@@ -1189,12 +1216,23 @@ fn non_finite_data_is_named_by_tensor_and_row_and_the_skips_are_counted() {
     assert!(
         said.len() == 2
             && said.iter().all(|(level, message)| *level == Level::Info
-                && message.contains(
-                    ": the model masks them (its outputs on a batch of those rows are finite)"
-                )),
+                && message.contains(": the model masks them (")),
         "{said:?}"
     );
     assert_eq!(count_in(&masked_dir, "; update skipped"), 0);
+    // A finite loss over NaN rows with a NaN gradient (torch.where) is no
+    // masking: every update that draws them is skipped (review).
+    let cfg = flag_config(tmp.path(), "where", "where_nan.pt", &train, &val);
+    let out = run(&sessions, &cfg, "where");
+    assert!(out.status.success(), "{}", text(&out));
+    let (_, lines) = metrics_of(&sessions, "where");
+    let said = said_of_y(&lines);
+    assert!(
+        said.iter().any(|(level, message)| *level == Level::Warn
+            && message.starts_with("workload.train: ")
+            && message.contains("the model does not mask them")),
+        "{said:?}"
+    );
     let dir = session::find(&sessions, "nan").unwrap();
     let count = |what: &str| common::events_matching(&dir, |m| m.contains(what)).len();
     let (steps, metas) = (count("; update skipped"), count("meta update skipped"));

@@ -19,7 +19,8 @@ impl Cmd {
             | Cmd::Check { .. }
             | Cmd::Export { .. }
             | Cmd::Stop { .. } => true,
-            Cmd::Run { how, .. } | Cmd::Resume { how, .. } | Cmd::Fork { how, .. } => how.detach,
+            // Not `fork`: it says where it forked before its runner starts.
+            Cmd::Run { how, .. } | Cmd::Resume { how, .. } => how.detach,
             _ => false,
         }
     }
@@ -39,6 +40,7 @@ mod tests {
         assert!(ends("meltr-tui ls"));
         assert!(ends("meltr-tui run -c x.toml --detach"));
         assert!(ends("meltr-tui resume s --detach"));
+        assert!(!ends("meltr-tui fork s --detach"));
         assert!(!ends("meltr-tui run -c x.toml --headless"));
         assert!(!ends("meltr-tui run -c x.toml"));
         assert!(!ends("meltr-tui attach"));

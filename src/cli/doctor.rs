@@ -72,6 +72,10 @@ pub(super) fn check(
         overrides,
     )?;
     let (primary, auxiliary) = meta.losses.split_first().expect("a primary loss");
+    // The data's own NaN, the model not masking them (warned below).
+    let in_data = said
+        .iter()
+        .any(|(_, m)| m.starts_with("workload.train: ") && m.contains(" non-finite value"));
     let goal = if meta.higher_is_better {
         "higher"
     } else {
@@ -107,6 +111,11 @@ pub(super) fn check(
     println!("  first batch    {}", first_batch_words(&first_losses));
     if !auxiliary.is_empty() {
         match &first_shares {
+            // A share of a non-finite gradient is no share (walkthrough K:
+            // `primary NaN%` beside a finite primary loss).
+            Ok(shares) if shares.iter().any(|(_, s)| !s.is_finite()) => println!(
+                "  gradient       shares not taken: the first batch's combined gradient is not finite"
+            ),
             Ok(shares) => println!("  gradient       {}", share_words(shares)),
             Err(why) => println!("  gradient       shares not taken: {why}"),
         }
@@ -147,7 +156,7 @@ pub(super) fn check(
         );
     }
     if !non_finite.is_empty() {
-        anyhow::bail!("{}", non_finite_words(&non_finite, batches));
+        anyhow::bail!("{}", non_finite_words(&non_finite, batches, in_data));
     }
     if primary_metric_fails {
         anyhow::bail!(
@@ -177,8 +186,9 @@ fn evaluation_words(evaluation: &crate::engine::trainer::NonFiniteEvaluation) ->
     )
 }
 
-/// Why `check` fails on losses that are not finite on some batches.
-fn non_finite_words(non_finite: &[(String, Vec<u64>)], batches: u64) -> String {
+/// Why `check` fails on losses that are not finite on some batches;
+/// `in_data`: the training data holds NaN or inf the model does not mask.
+fn non_finite_words(non_finite: &[(String, Vec<u64>)], batches: u64, in_data: bool) -> String {
     let each: Vec<String> = non_finite
         .iter()
         .map(|(loss, steps)| {
@@ -196,11 +206,17 @@ fn non_finite_words(non_finite: &[(String, Vec<u64>)], batches: u64) -> String {
             }
         })
         .collect();
+    // Walkthrough K's NaN targets were told "where the data is finite".
+    let cause = match in_data {
+        true => "The training data holds NaN or inf (the warnings above name the rows) and the model \
+                 does not mask them: mask them in the model (keep the rows where `torch.isfinite` \
+                 holds) or clean the data",
+        false => "The model makes it (the data holds no NaN it leaves unmasked), often as a mean over an empty selection \
+                  (cross_entropy with ignore_index on a batch whose labels are all ignored): \
+                  guard it, e.g. return a zero loss when the batch selects nothing",
+    };
     format!(
-        "{}: a run skips the update of every such step, and fails after {} in a row. \
-         Where the data is finite, the model makes it, often as a mean over an empty selection \
-         (cross_entropy with ignore_index on a batch whose labels are all ignored): \
-         guard it, e.g. return a zero loss when the batch selects nothing{}",
+        "{}: a run skips the update of every such step, and fails after {} in a row. {cause}{}",
         each.join("; "),
         crate::engine::trainer::MAX_SKIPPED_IN_A_ROW,
         if batches == 1 {

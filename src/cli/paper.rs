@@ -191,7 +191,12 @@ pub(super) struct CompareArgs<'a> {
 /// for it, named by its label or by its label with whole keys (`fulls`:
 /// `combiner.kind=sum`, as the table's header names the key). A rename
 /// that matches no group is an error that lists the labels.
-fn legend_labels(labels: &[String], fulls: &[String], renames: &[String]) -> Result<Vec<String>> {
+fn legend_labels(
+    labels: &[String],
+    fulls: &[String],
+    renames: &[String],
+    what: &str,
+) -> Result<Vec<String>> {
     let mut out = labels.to_vec();
     // A group named by nothing (no key tells it apart) has no whole-key name.
     let named = |i: usize, name: &str| {
@@ -215,7 +220,7 @@ fn legend_labels(labels: &[String], fulls: &[String], renames: &[String]) -> Res
         let hits: Vec<usize> = (0..labels.len()).filter(|&i| named(i, from)).collect();
         if hits.is_empty() {
             anyhow::bail!(
-                "--label `{rename}`: no group is labelled `{from}`; the labels: {}",
+                "--label `{rename}`: no {what} `{from}`; the labels: {}",
                 labels.join("; ")
             );
         }
@@ -233,13 +238,15 @@ pub(super) fn compare(
     output: &Path,
     args: &CompareArgs,
 ) -> Result<()> {
-    // A training series (`loss/x`, `weight/x`, `share/x`) is drawn of a run
-    // that never evaluated too: often the one that diverged.
+    // A training series (`loss/x`, `weight/x`, `share/x`, `total`, `lr`,
+    // `meta/…`) is drawn of a run that never evaluated too: often the one
+    // that diverged.
     use crate::session::metrics::{LOSS_PREFIX, SHARE_PREFIX, WEIGHT_PREFIX};
     let training_series = args.metric.is_some_and(|m| {
         [LOSS_PREFIX, WEIGHT_PREFIX, SHARE_PREFIX]
             .iter()
             .any(|p| m.starts_with(p))
+            || crate::plot::data::RUN_SERIES.contains(&m)
     });
     let runs = select(root, sessions, filter, !training_series)?;
     let mut groups = groups::gather(&runs, &group_by(args.group_by))?;
@@ -269,7 +276,7 @@ pub(super) fn compare(
         })
         .collect();
     let legend = match labelled {
-        true => legend_labels(&labels, &fulls, args.renames)?,
+        true => legend_labels(&labels, &fulls, args.renames, "group is labelled")?,
         false => vec![String::new(); groups.len()],
     };
     // Drawn one by one, a session is named by its name: `--label NAME=TEXT`
@@ -278,7 +285,12 @@ pub(super) fn compare(
     // refused).
     let names: Vec<String> = groups.iter().map(|g| g.runs[0].meta.name.clone()).collect();
     let session_texts = match labelled {
-        false if !args.renames.is_empty() => Some(legend_labels(&names, &[], args.renames)?),
+        false if !args.renames.is_empty() => Some(legend_labels(
+            &names,
+            &[],
+            args.renames,
+            "session drawn one by one is named (--group-by KEY draws groups)",
+        )?),
         _ => None,
     };
     // Each combiner keeps one look across figures (MELTR the same blue
@@ -525,23 +537,52 @@ mod legend_tests {
             "combiner.kind=meltr".to_string(),
             "combiner.kind=sum".to_string(),
         ];
-        let renamed = legend_labels(&labels, &fulls, &["kind=meltr=MELTR".into()]).unwrap();
+        let renamed = legend_labels(
+            &labels,
+            &fulls,
+            &["kind=meltr=MELTR".into()],
+            "group is labelled",
+        )
+        .unwrap();
         assert_eq!(renamed, ["MELTR", "kind=sum"]);
         // The whole key, as the table's header has it.
-        let renamed = legend_labels(&labels, &fulls, &["combiner.kind=sum=Sum".into()]).unwrap();
+        let renamed = legend_labels(
+            &labels,
+            &fulls,
+            &["combiner.kind=sum=Sum".into()],
+            "group is labelled",
+        )
+        .unwrap();
         assert_eq!(renamed, ["kind=meltr", "Sum"]);
-        let unknown = legend_labels(&labels, &fulls, &["kind=mltr=MELTR".into()])
-            .unwrap_err()
-            .to_string();
+        let unknown = legend_labels(
+            &labels,
+            &fulls,
+            &["kind=mltr=MELTR".into()],
+            "group is labelled",
+        )
+        .unwrap_err()
+        .to_string();
         assert_eq!(
             unknown,
             "--label `kind=mltr=MELTR`: no group is labelled `kind=mltr`; the labels: kind=meltr; kind=sum"
         );
-        assert!(legend_labels(&labels, &fulls, &["MELTR".into()]).is_err());
+        assert!(legend_labels(&labels, &fulls, &["MELTR".into()], "group is labelled").is_err());
         // A group with no whole-key name is not named by an empty LABEL.
-        assert!(legend_labels(&labels, &[String::new(), String::new()], &["=X".into()]).is_err());
+        assert!(legend_labels(
+            &labels,
+            &[String::new(), String::new()],
+            &["=X".into()],
+            "group is labelled"
+        )
+        .is_err());
         // A text with `=` of its own.
-        let renamed = legend_labels(&labels, &fulls, &["kind=sum=J=0".into()]).unwrap();
+        let renamed = legend_labels(
+            &labels,
+            &fulls,
+            &["kind=sum=J=0".into()],
+            "group is labelled",
+        )
+        .unwrap();
         assert_eq!(renamed, ["kind=meltr", "J=0"]);
     }
 }

@@ -473,24 +473,31 @@ pub fn find(root: &Path, query: &str) -> Result<std::path::PathBuf> {
                 )
             }
             anyhow::bail!(
-                "no session `{query}` in {}; newest: {}",
+                "no session `{query}` in {}; newest: {}{}",
                 root.display(),
-                ids.join(", ")
+                ids.join(", "),
+                group_hint(&all, query)
             )
         }
         many => {
             let ids: Vec<&str> = many.iter().map(|(_, m)| m.id.as_str()).collect();
-            // A group's name given as a session's (walkthrough J).
-            let group = all.iter().any(|(_, m)| m.group.as_deref() == Some(query));
-            let hint = match group {
-                true => format!("; for the group's sessions: --group {query}"),
-                false => String::new(),
-            };
             anyhow::bail!(
-                "`{query}` matches several sessions: {}; give more of the id{hint}",
-                ids.join(", ")
+                "`{query}` matches several sessions: {}; give more of the id{}",
+                ids.join(", "),
+                group_hint(&all, query)
             )
         }
+    }
+}
+
+/// Where `query` names a group, not a session (walkthrough J's `table gsw`
+/// for its sweep): the commands that take one.
+fn group_hint(all: &[(std::path::PathBuf, SessionMeta)], query: &str) -> String {
+    match all.iter().any(|(_, m)| m.group.as_deref() == Some(query)) {
+        true => format!(
+            "; `{query}` is a group: ls, table and compare take --group {query} (and `sweep ls {query}`)"
+        ),
+        false => String::new(),
     }
 }
 

@@ -82,8 +82,16 @@ fn an_exact_name_wins_over_ids_that_contain_it() {
         meta.write(&dir).unwrap();
     }
     let said = find(tmp.path(), "gsw").unwrap_err().to_string();
+    let hint = "; `gsw` is a group: ls, table and compare take --group gsw (and `sweep ls gsw`)";
+    assert!(said.ends_with(hint), "{said}");
+    // Sessions of other names in it too.
+    let dir = create(tmp.path(), "other", &config).unwrap();
+    let mut meta = SessionMeta::read(&dir).unwrap();
+    meta.group = Some("ablation".into());
+    meta.write(&dir).unwrap();
+    let said = find(tmp.path(), "ablation").unwrap_err().to_string();
     assert!(
-        said.ends_with("; for the group's sessions: --group gsw"),
+        said.starts_with("no session `ablation`") && said.contains("--group ablation"),
         "{said}"
     );
 }

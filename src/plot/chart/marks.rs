@@ -24,6 +24,12 @@ const SPAN_OFFSET: f64 = 1.05;
 /// A mark's label takes at most this fraction of the axes' height.
 const MARK_LABEL_HEIGHT: f64 = 0.45;
 
+/// Whether a label's first column, left of its line at `px`, would cross
+/// the left spine at `left`: it goes right of its line instead.
+fn label_right_of(px: f64, left: f64, size: f64) -> bool {
+    px - (0.3 + 0.8) * size < left
+}
+
 /// At most this many columns of one label, side by side left of its line.
 const MAX_COLUMNS: usize = 4;
 
@@ -175,10 +181,14 @@ impl Chart {
         for mark in in_view {
             let (px, label) = (frame.px(mark.x), mark.label.as_str());
             match runs.last_mut() {
-                // Close to the last line, or to a span's column.
+                // Close to the last line, or to a span's column, or to a
+                // label drawn right of its line by the left spine (review:
+                // the next label, left of its line, fell on it).
                 Some(((first, last), steps, parts))
                     if px - *last < 1.3 * size
-                        || (*last - *first >= APART * size && px - *first < 2.2 * size) =>
+                        || (*last - *first >= APART * size && px - *first < 2.2 * size)
+                        || (label_right_of(*first, frame.area.x, size)
+                            && px - *first < 2.4 * size) =>
                 {
                     add_edits(parts, label);
                     *last = px;
@@ -217,7 +227,7 @@ impl Chart {
                 let apart = last - first >= APART * size;
                 // The first column's glyphs reach this far left, a second's
                 // further.
-                let right = first - (0.3 + 0.8) * size < frame.area.x;
+                let right = label_right_of(first, frame.area.x, size);
                 // Columns whose glyphs stay right of the previous label.
                 let free = first - (0.3 + 0.8) * size - (right_of_previous + 0.3 * size);
                 let columns = match right {

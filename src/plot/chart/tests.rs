@@ -224,6 +224,9 @@ fn marks_are_labelled_lines_merged_when_close() {
         x_of(&svg, "fork of base") - line_x
     };
     assert!(label_side(2.0) > 0.0 && label_side(500.0) < 0.0);
+    // A mark close right of such a label shares it, not drawn over it.
+    let labels = texts(&chart(&[(2.0, "a"), (60.0, "b")]).to_svg(&theme));
+    assert!(labels.contains(&"a, b".to_string()), "{labels:?}");
     // Nor beside another label, whose column a second one would cover.
     let svg = chart(&[
         (450.0, "restore"),

@@ -1,5 +1,6 @@
 //! Non-finite values in the data files: a warning, unless the model masks
-//! them, which a forward of the rows holding them (beside clean rows) tells.
+//! them, which a training step's forward and backward of the rows holding
+//! them (beside clean rows) tells.
 
 use super::data::Split;
 use super::TorchScript;
@@ -19,12 +20,13 @@ pub(super) struct NonFiniteData {
 const CLEAN_ROWS: usize = 16;
 
 impl TorchScript {
-    /// Scans both splits. Its forwards run in eval mode, before the run's
-    /// generator is seeded (walkthroughs K and I: a model that masks its
-    /// NaN targets was warned about at every start, and in every log).
+    /// Scans both splits, before the run's generator is seeded and the
+    /// model's buffers are put back (walkthroughs K and I: a model that
+    /// masks its NaN targets was warned about at every start, in every log).
     pub(super) fn scan_non_finite(&self) -> NonFiniteData {
         let mut out = NonFiniteData::default();
         let trained = |name: &str| name == self.primary || self.auxiliary.iter().any(|a| a == name);
+        let every = |_: &str| true;
         // Each split: its key and path, what its NaN do, the outputs checked.
         type Scanned<'a> = (
             &'a Split,
@@ -46,7 +48,7 @@ impl TorchScript {
                 "workload.val",
                 &self.val_path,
                 "evaluation losses and metrics that read them are NaN (null in metrics.jsonl)",
-                &|_| true,
+                &every,
             ),
         ];
         for (split, key, path, effect, checked) in splits {
@@ -54,20 +56,45 @@ impl TorchScript {
             if rows.is_empty() {
                 continue;
             }
-            if self.masks(split, &rows, checked) {
-                let said = "the model masks them (its outputs on a batch of those rows are finite)";
-                out.notes.extend(split.non_finite(key, path, said));
-            } else {
-                let said = format!("{effect}, unless the model masks them");
-                out.warnings.extend(split.non_finite(key, path, &said));
+            let training = std::ptr::eq(split, &self.train);
+            let said = match self.masks(split, &rows, checked, training) {
+                Some(true) if training => {
+                    "the model masks them (a training step's losses and gradient \
+                     on a batch of the first of those rows are finite)"
+                        .to_string()
+                }
+                Some(true) => "the model masks them (its outputs on a batch of the first of those \
+                     rows are finite)"
+                    .to_string(),
+                Some(false) => format!(
+                    "{effect} (the model does not mask them: a batch of the first of those rows \
+                     gives non-finite values)"
+                ),
+                None => format!("{effect}, unless the model masks them"),
+            };
+            let lines = split.non_finite(key, path, &said);
+            match said.starts_with("the model masks them") {
+                true => out.notes.extend(lines),
+                false => out.warnings.extend(lines),
             }
         }
         out
     }
 
     /// Whether the `checked` outputs of a forward of `rows` (non-finite)
-    /// and some clean rows of `split` are all finite.
-    fn masks(&self, split: &Split, rows: &[i64], checked: &dyn Fn(&str) -> bool) -> bool {
+    /// and some clean rows of `split` are all finite; `training`: in
+    /// training mode, and the gradient of their sum too, as a step skips
+    /// its update on either (a `torch.where` over NaN gives a finite loss
+    /// and a NaN gradient; BatchNorm's batch statistics spread a NaN input
+    /// in training mode only). `None` where the forward fails (a model
+    /// that needs another batch size).
+    fn masks(
+        &self,
+        split: &Split,
+        rows: &[i64],
+        checked: &dyn Fn(&str) -> bool,
+        training: bool,
+    ) -> Option<bool> {
         let candidates: Vec<i64> = (0..split.samples.min(4 * CLEAN_ROWS as i64)).collect();
         let flagged: Vec<i64> = split
             .non_finite_of(&candidates)
@@ -84,16 +111,32 @@ impl TorchScript {
             .first()
             .map_or(tch::Device::Cpu, |t| t.1.device());
         let batch = split.rows(&Tensor::from_slice(&batch_rows).to_device(device));
-        self.module.borrow_mut().set_eval();
-        let outputs = tch::no_grad(|| self.forward_checked(&batch));
-        self.module.borrow_mut().set_train();
-        outputs.is_ok_and(|outputs| {
+        let finite = |t: &Tensor| t.isfinite().all().int64_value(&[]) == 1;
+        let named = |outputs: &[(String, Tensor)]| -> Vec<Tensor> {
             outputs
                 .iter()
                 .filter(|(name, _)| {
                     checked(name.strip_prefix(super::METRIC_PREFIX).unwrap_or(name))
                 })
-                .all(|(_, t)| t.isfinite().all().int64_value(&[]) == 1)
-        })
+                .map(|(_, t)| t.shallow_clone())
+                .collect()
+        };
+        if !training {
+            self.module.borrow_mut().set_eval();
+            let outputs = tch::no_grad(|| self.forward_checked(&batch));
+            self.module.borrow_mut().set_train();
+            return Some(named(&outputs.ok()?).iter().all(finite));
+        }
+        let losses = named(&self.forward_checked(&batch).ok()?);
+        if !losses.iter().all(finite) {
+            return Some(false);
+        }
+        let total = losses
+            .iter()
+            .map(|t| t.to_kind(tch::Kind::Double).sum(tch::Kind::Double))
+            .reduce(|a, b| a + b)?;
+        let theta = self.vs.trainable_variables();
+        let grads = crate::nn::autograd::grad(&[&total], &theta, false, false).ok()?;
+        Some(grads.iter().all(finite))
     }
 }
