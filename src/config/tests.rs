@@ -139,6 +139,16 @@ fn wrong_type_names_key() {
             assert!(err.to_string().ends_with(&expected), "{err}");
         }
     }
+    let threads = Config::parse("[train]\nthreads = -1\n")
+        .unwrap_err()
+        .to_string();
+    let most = super::validate::max_threads();
+    assert!(
+        threads.ends_with(&format!(
+            "key `train.threads`: expected a whole number in 1..={most} (4 per core this machine has), got -1"
+        )),
+        "{threads}"
+    );
     let iterations = Config::parse("[aid]\niterations = -1\n").unwrap_err();
     assert!(
         iterations

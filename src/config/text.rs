@@ -305,9 +305,7 @@ pub fn readable_type_error(message: &str, key: Option<&str>) -> String {
             "a whole number at most {}",
             unsigned_max.unwrap_or(u64::MAX)
         ),
-        "u8" | "u16" | "u32" | "u64" | "usize" => {
-            super::validate::whole_number_range(key).to_string()
-        }
+        "u8" | "u16" | "u32" | "u64" | "usize" => super::validate::whole_number_range(key),
         "i8" | "i16" | "i32" | "i64" | "isize" => "a whole number".to_string(),
         "f32" | "f64" => "a number".to_string(),
         other => other.to_string(),

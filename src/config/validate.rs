@@ -319,11 +319,19 @@ pub(super) const COUNTS_FROM_ONE: [&str; 12] = [
     "meltr.meta_every",
 ];
 
-/// The wording of a whole number's range, for `key`.
-pub(super) fn whole_number_range(key: Option<&str>) -> &'static str {
+/// The wording of a whole number's range, for `key` (a negative value's
+/// type error says the range its validation would: review).
+pub(super) fn whole_number_range(key: Option<&str>) -> String {
     match key {
-        Some(key) if COUNTS_FROM_ONE.contains(&key) => "a whole number ≥ 1",
-        _ => "a whole number ≥ 0",
+        Some("train.threads") => format!(
+            "a whole number in 1..={} (4 per core this machine has)",
+            max_threads()
+        ),
+        Some("train.collective_timeout_s") => {
+            format!("a whole number of seconds in 1..={MAX_COLLECTIVE_TIMEOUT_S}")
+        }
+        Some(key) if COUNTS_FROM_ONE.contains(&key) => "a whole number ≥ 1".to_string(),
+        _ => "a whole number ≥ 0".to_string(),
     }
 }
 
