@@ -574,3 +574,5 @@ fn lookup_mut<'a>(root: &'a mut toml::Value, key: &str) -> Option<&'a mut toml::
 
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod type_error_tests;
