@@ -317,22 +317,25 @@ fn history_at(kept: &str, step: u64, at_checkpoint: &Config) -> String {
         })
         .collect();
     let written = checkpoint::checkpoint_written(step);
-    let event_at_step = |l: &&str, is: &dyn Fn(&str) -> bool| {
-        parsed(l).is_some_and(|line| {
-            line.step == step
-                && matches!(&line.record, Record::Event { message, .. } if is(message))
-        })
+    // An event's message, where `l` is one logged at the fork step.
+    let event_at_step = |l: &str| match parsed(l) {
+        Some(MetricLine {
+            step: at,
+            record: Record::Event { message, .. },
+            ..
+        }) if at == step => Some(message),
+        _ => None,
     };
     let last_write = lines
         .iter()
-        .rposition(|l| event_at_step(l, &|m| m == written));
+        .rposition(|l| event_at_step(l).is_some_and(|m| m == written));
     // A fork forked at its own fork step, before it wrote a checkpoint of
     // its own, has its parent's write before its own start: its start and
     // changes stay (review: a fork of such a fork lost its ancestor).
     let forked_after = |at: usize| {
         lines[at..]
             .iter()
-            .any(|l| event_at_step(l, &|m| m.starts_with(FORKED_FROM)))
+            .any(|l| event_at_step(l).is_some_and(|m| m.starts_with(FORKED_FROM)))
     };
     if let Some(at) = last_write.filter(|&at| !forked_after(at)) {
         lines.truncate(at + 1);

@@ -48,12 +48,14 @@ fn overlay_live_status(runs: &mut [Run]) -> Vec<String> {
 /// metric in the listing is that run's (walkthrough K's seed lost 0.3 of
 /// R² in its last 19 meta steps; only `table` said so).
 fn unrestored_collapse_note(run: &Run) -> Option<String> {
+    if run.unrestored_collapses.is_empty() {
+        return None;
+    }
     let steps: Vec<String> = run
         .unrestored_collapses
         .iter()
         .map(u64::to_string)
         .collect();
-    run.unrestored_collapses.last()?;
     let now = run.last_primary_weight.map_or(String::new(), |w| {
         format!("; its last logged weight is {}", crate::numfmt::readable(w))
     });

@@ -289,7 +289,7 @@ pub(super) fn compare(
             &names,
             &[],
             args.renames,
-            "session drawn one by one is named (--group-by KEY draws groups)",
+            "session is named",
         )?),
         _ => None,
     };

@@ -113,10 +113,9 @@ impl SessionData {
                 label: "fork".into(),
             });
         }
-        // The config edits of the step last read: its mark's index (none
-        // where they undo each other), each key's first old and last new.
+        // Each step's config edits: per key, its first old and last value.
         type Edit = (String, serde_json::Value, serde_json::Value);
-        let mut step_edits: Option<(u64, Option<usize>, Vec<Edit>)> = None;
+        let mut edits_at: BTreeMap<u64, Vec<Edit>> = BTreeMap::new();
         for line in read.lines {
             let step = line.step as f64;
             match line.record {
@@ -146,40 +145,13 @@ impl SessionData {
                     push(&mut data.metrics, step, &eval_values(&metrics, &losses))
                 }
                 Record::Transform { curves } => data.transform = Some((line.step, curves)),
-                Record::Config { changed, .. } if !changed.is_empty() => {
-                    // Edits at one step apply together: one mark with each
-                    // key's net change (walkthrough J's `meta_lr
-                    // 0.001→0.5→0.002`, the 0.5 undone while paused, never
-                    // trained); an edit undone at its step is none.
-                    if step_edits.as_ref().is_some_and(|(at, ..)| *at != line.step) {
-                        step_edits = None;
-                    }
-                    let (_, mark, edits) =
-                        step_edits.get_or_insert_with(|| (line.step, None, Vec::new()));
-                    if let Some(i) = mark.take() {
-                        data.marks.remove(i);
-                    }
+                Record::Config { changed, .. } => {
+                    let edits = edits_at.entry(line.step).or_default();
                     for (key, (old, new)) in changed {
                         match edits.iter_mut().find(|(k, ..)| *k == key) {
                             Some(edit) => edit.2 = new,
                             None => edits.push((key, old, new)),
                         }
-                    }
-                    edits.retain(|(_, old, new)| old != new);
-                    if !edits.is_empty() {
-                        // `aid.iterations 0→2`: the keys alone hid the
-                        // values; OLD→NEW as tables write an edited setting.
-                        let label: Vec<String> = edits
-                            .iter()
-                            .map(|(key, old, new)| {
-                                format!("{key} {}{EDIT_ARROW}{}", mark_value(old), mark_value(new))
-                            })
-                            .collect();
-                        *mark = Some(data.marks.len());
-                        data.marks.push(Mark {
-                            x: step,
-                            label: label.join(", "),
-                        });
                     }
                 }
                 Record::Event { message, .. } if message.contains(RESTORE_EVENT) => {
@@ -194,6 +166,28 @@ impl SessionData {
                 _ => {}
             }
         }
+        // Edits at one step apply together: one mark with each key's net
+        // change (walkthrough J's `meta_lr 0.001→0.5→0.002`, the 0.5 undone
+        // while paused, never trained); an edit undone at its step is none.
+        // `aid.iterations 0→2`: the keys alone hid the values; OLD→NEW as
+        // tables write an edited setting.
+        for (step, edits) in edits_at {
+            let label: Vec<String> = edits
+                .iter()
+                .filter(|(_, old, new)| old != new)
+                .map(|(key, old, new)| {
+                    format!("{key} {}{EDIT_ARROW}{}", mark_value(old), mark_value(new))
+                })
+                .collect();
+            if !label.is_empty() {
+                data.marks.push(Mark {
+                    x: step as f64,
+                    label: label.join(", "),
+                });
+            }
+        }
+        // In step order (stable: a fork's mark first at its step).
+        data.marks.sort_by(|a, b| a.x.total_cmp(&b.x));
         // Evals alone still draw (walkthrough D's run that skipped every
         // update had evals and no train line, and its group's figure was
         // refused as "no training steps logged yet").

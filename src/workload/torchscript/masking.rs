@@ -25,39 +25,32 @@ impl TorchScript {
     /// masks its NaN targets was warned about at every start, in every log).
     pub(super) fn scan_non_finite(&self) -> NonFiniteData {
         let mut out = NonFiniteData::default();
-        let trained = |name: &str| name == self.primary || self.auxiliary.iter().any(|a| a == name);
-        let every = |_: &str| true;
-        // Each split: its key and path, what its NaN do, the outputs checked.
-        type Scanned<'a> = (
-            &'a Split,
-            &'a str,
-            &'a str,
-            &'a str,
-            &'a dyn Fn(&str) -> bool,
-        );
-        let splits: [Scanned; 2] = [
+        // Each split: its key and path, what its NaN do, whether a training
+        // step checks them (its trained losses and their gradient; the
+        // validation split's every output, in eval mode).
+        let splits = [
             (
                 &self.train,
                 "workload.train",
                 &self.train_path,
                 "training batches that draw them give NaN losses and their updates are skipped",
-                &trained,
+                true,
             ),
             (
                 &self.val,
                 "workload.val",
                 &self.val_path,
                 "evaluation losses and metrics that read them are NaN (null in metrics.jsonl)",
-                &every,
+                false,
             ),
         ];
-        for (split, key, path, effect, checked) in splits {
+        for (split, key, path, effect, training) in splits {
             let rows = split.non_finite_rows();
             if rows.is_empty() {
                 continue;
             }
-            let training = std::ptr::eq(split, &self.train);
-            let said = match self.masks(split, &rows, checked, training) {
+            let masked = self.masks(split, &rows, training);
+            let said = match masked {
                 Some(true) if training => {
                     "the model masks them (a training step's losses and gradient \
                      on a batch of the first of those rows are finite)"
@@ -73,28 +66,26 @@ impl TorchScript {
                 None => format!("{effect}, unless the model masks them"),
             };
             let lines = split.non_finite(key, path, &said);
-            match said.starts_with("the model masks them") {
-                true => out.notes.extend(lines),
-                false => out.warnings.extend(lines),
+            match masked {
+                Some(true) => out.notes.extend(lines),
+                _ => out.warnings.extend(lines),
             }
         }
         out
     }
 
-    /// Whether the `checked` outputs of a forward of `rows` (non-finite)
-    /// and some clean rows of `split` are all finite; `training`: in
-    /// training mode, and the gradient of their sum too, as a step skips
+    /// Whether the outputs of a forward of `rows` (non-finite) and some
+    /// clean rows of `split` are all finite; `training`: its trained
+    /// losses, in training mode, and the gradient of their sum too, as a
+    /// step skips
     /// its update on either (a `torch.where` over NaN gives a finite loss
     /// and a NaN gradient; BatchNorm's batch statistics spread a NaN input
     /// in training mode only). `None` where the forward fails (a model
     /// that needs another batch size).
-    fn masks(
-        &self,
-        split: &Split,
-        rows: &[i64],
-        checked: &dyn Fn(&str) -> bool,
-        training: bool,
-    ) -> Option<bool> {
+    fn masks(&self, split: &Split, rows: &[i64], training: bool) -> Option<bool> {
+        let checked = |name: &str| {
+            !training || name == self.primary || self.auxiliary.iter().any(|a| a == name)
+        };
         let candidates: Vec<i64> = (0..split.samples.min(4 * CLEAN_ROWS as i64)).collect();
         let flagged: Vec<i64> = split
             .non_finite_of(&candidates)
