@@ -118,6 +118,11 @@ pub struct TrainConfig {
     /// the best-evaluated one besides (`export --best`). Older ones are
     /// deleted as new ones land; forks start only from kept ones.
     pub keep_checkpoints: usize,
+    /// A checkpoint also at each evaluation that scores the best primary
+    /// metric so far (one at a time, apart from `keep_checkpoints`), so
+    /// that `export --best` has the best model even between periodic
+    /// checkpoints. Off for models whose checkpoints are costly to write.
+    pub checkpoint_best: bool,
     pub log_every: u64,
     /// Each loss's share of the combined gradient costs a second backward
     /// pass; it is computed at the logged step that reaches each multiple
@@ -181,6 +186,7 @@ impl Default for TrainConfig {
             eval_every: 50,
             checkpoint_every: 200,
             keep_checkpoints: 3,
+            checkpoint_best: true,
             log_every: 10,
             shares_every: 50,
             trace: false,

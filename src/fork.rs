@@ -316,7 +316,6 @@ fn history_at(kept: &str, step: u64, at_checkpoint: &Config) -> String {
                 .is_none_or(|line| line.step < step || !session::log::is_after_checkpoint(&line))
         })
         .collect();
-    let written = checkpoint::checkpoint_written(step);
     // An event's message, where `l` is one logged at the fork step.
     let event_at_step = |l: &str| match parsed(l) {
         Some(MetricLine {
@@ -326,9 +325,9 @@ fn history_at(kept: &str, step: u64, at_checkpoint: &Config) -> String {
         }) if at == step => Some(message),
         _ => None,
     };
-    let last_write = lines
-        .iter()
-        .rposition(|l| event_at_step(l).is_some_and(|m| m == written));
+    let last_write = lines.iter().rposition(|l| {
+        event_at_step(l).is_some_and(|m| checkpoint::is_checkpoint_written(&m, step))
+    });
     // A fork forked at its own fork step, before it wrote a checkpoint of
     // its own, has its parent's write before its own start: its start and
     // changes stay (review: a fork of such a fork lost its ancestor).

@@ -1496,3 +1496,77 @@ fn a_meta_learning_rate_edited_far_above_the_public_codes_is_warned_about() {
     let said = events_matching(&dir, |m| m.starts_with("meltr.meta_lr = 5 is 5000x"));
     assert_eq!(said.len(), 1, "{:?}", events_of(&dir));
 }
+
+/// `train.checkpoint_best`: each evaluation that scores a new best between
+/// the periodic checkpoints writes one (walkthrough K: `export --best` took
+/// step 200 where the best evaluation was at 175). It replaces the
+/// previous such one and takes none of `keep_checkpoints`' slots (a first
+/// version pruned the periodic checkpoints that forks start from).
+#[test]
+fn an_evaluation_that_scores_a_new_best_between_checkpoints_gets_one() {
+    let _serial = serial();
+    let root = tempfile::tempdir().unwrap();
+    let mut config = small_config("sum", 40);
+    config.train.eval_every = 2;
+    config.train.checkpoint_every = 10;
+    config.train.keep_checkpoints = 2;
+    let (dir, lines) = run_session(root.path(), "best-between", config);
+    let meta = session::SessionMeta::read(&dir).unwrap();
+    let evals: Vec<(u64, f64)> = lines
+        .iter()
+        .filter_map(|l| match &l.record {
+            Record::Eval { metrics, .. } => Some((l.step, metrics[&meta.primary_metric])),
+            _ => None,
+        })
+        .collect();
+    let better = |a: f64, b: f64| if meta.higher_is_better { a > b } else { a < b };
+    // The evaluations that beat every earlier one, and the best of all.
+    let mut new_bests = Vec::new();
+    for &(step, value) in &evals {
+        if new_bests.last().is_none_or(|&(_, b)| better(value, b)) {
+            new_bests.push((step, value));
+        }
+    }
+    let (best_step, _) = *new_bests.last().unwrap();
+    let between: Vec<u64> = new_bests
+        .iter()
+        .map(|&(step, _)| step)
+        .filter(|step| step % 10 != 0)
+        .collect();
+    assert!(
+        !between.is_empty(),
+        "no new best between checkpoints: {evals:?}"
+    );
+    let said: Vec<u64> = events_matching(&dir, |m| m.contains("the best evaluation so far"))
+        .into_iter()
+        .map(|(step, _)| step)
+        .collect();
+    assert_eq!(said, between, "{evals:?}");
+    let checkpoints = dir.join("checkpoints");
+    let mut kept: Vec<u64> = checkpoint::list(&checkpoints)
+        .into_iter()
+        .map(|(step, _)| step)
+        .collect();
+    // The newest two periodic ones besides the best, and the best.
+    let periodic: Vec<u64> = [10, 20, 30, 40]
+        .into_iter()
+        .filter(|&step| step != best_step)
+        .collect();
+    let mut expected = periodic[periodic.len() - 2..].to_vec();
+    expected.push(best_step);
+    expected.sort();
+    kept.sort();
+    assert_eq!(kept, expected, "{evals:?}");
+    let markers: Vec<String> = std::fs::read_dir(&checkpoints)
+        .unwrap()
+        .filter_map(|e| {
+            let name = e.unwrap().file_name().to_string_lossy().to_string();
+            name.ends_with(".best-only").then_some(name)
+        })
+        .collect();
+    let expected_markers = match best_step % 10 {
+        0 => vec![],
+        _ => vec![format!("step-{best_step:010}.best-only")],
+    };
+    assert_eq!(markers, expected_markers);
+}

@@ -43,7 +43,7 @@ fn overlay_live_status(runs: &mut [Run]) -> Vec<String> {
     notes
 }
 
-/// A run whose primary weight fell below the floor with nothing put back
+/// A run whose primary weight fell below the floor and was not put back
 /// (too late in the run for the collapse watch, or none to restore): its
 /// metric in the listing is that run's (walkthrough K's seed lost 0.3 of
 /// R² in its last 19 meta steps; only `table` said so).
@@ -59,8 +59,14 @@ fn unrestored_collapse_note(run: &Run) -> Option<String> {
     let now = run.last_primary_weight.map_or(String::new(), |w| {
         format!("; its last logged weight is {}", crate::numfmt::readable(w))
     });
+    // Walkthroughs L and M: beside earlier restores, "nothing put back"
+    // read as if no restore had ever happened.
+    let earlier = match run.restores.first() {
+        Some(first) if *first < run.unrestored_collapses[0] => " this time",
+        _ => "",
+    };
     Some(format!(
-        "{}: its primary's effective weight fell below {} with nothing put back (said at step{} {}){now}; \
+        "{}: its primary's effective weight fell below {} and was not put back{earlier} (said at step{} {}){now}; \
          its events say when it began and why, and a fork from a checkpoint before then goes on from \
          before the fall",
         run.meta.id,
@@ -228,7 +234,7 @@ mod tests {
         .unwrap();
         let note = unrestored_collapse_note(&Run::load(&dir).unwrap()).unwrap();
         assert!(
-            note.contains("fell below 0.1 with nothing put back (said at step 400)"),
+            note.contains("fell below 0.1 and was not put back (said at step 400)"),
             "{note}"
         );
     }

@@ -69,7 +69,7 @@ fn unknown_key_names_line_and_key() {
         .unwrap_err()
         .to_string();
     assert!(
-        typo.ends_with("key `train.lrr`: no such key `lrr` (did you mean `lr`?); the keys here: device, dtype, threads, steps, lr, lr_schedule, weight_decay, grad_clip, eval_every, checkpoint_every, keep_checkpoints, log_every, shares_every, trace, collective_timeout_s, bucket_mb"),
+        typo.ends_with("key `train.lrr`: no such key `lrr` (did you mean `lr`?); the keys here: device, dtype, threads, steps, lr, lr_schedule, weight_decay, grad_clip, eval_every, checkpoint_every, keep_checkpoints, checkpoint_best, log_every, shares_every, trace, collective_timeout_s, bucket_mb"),
         "{typo}"
     );
     // Another tool's name for a key is no typo, but gets ours.

@@ -20,9 +20,30 @@ pub fn checkpoint_written(step: u64) -> String {
     format!("checkpoint {} written", file_name(step))
 }
 
+/// The event of a checkpoint written because its step's evaluation scored
+/// the best primary metric so far (`train.checkpoint_best`).
+pub fn best_checkpoint_written(step: u64, metric: &str, value: f64) -> String {
+    format!(
+        "{} ({metric} {}, the best evaluation so far; kept until a better one)",
+        checkpoint_written(step),
+        crate::numfmt::readable(value)
+    )
+}
+
+/// Whether `message` is the event of `step`'s checkpoint write, of
+/// either kind.
+pub fn is_checkpoint_written(message: &str, step: u64) -> bool {
+    let written = checkpoint_written(step);
+    message == written
+        || message
+            .strip_prefix(&written)
+            .is_some_and(|rest| rest.starts_with(" ("))
+}
+
 /// Writes `tensors` as the checkpoint for `step`, then deletes all but the
-/// newest `keep` (0: deletes none) and `also_keep`'s; returns its path. A failed delete is no
-/// failed write (the next checkpoint tries it again).
+/// newest `keep` (0: deletes none) and `also_keep`'s, and every best-only
+/// one (see [`mark_best_only`]) but `also_keep`'s; returns its path. A
+/// failed delete is no failed write (the next checkpoint tries it again).
 pub fn write(
     dir: &Path,
     step: u64,
@@ -50,9 +71,7 @@ pub fn write(
             )
         })
     })?;
-    if keep > 0 {
-        let _ = prune(dir, keep, also_keep);
-    }
+    let _ = prune(dir, keep, also_keep);
     Ok(path)
 }
 
@@ -119,13 +138,43 @@ pub fn pin(dir: &Path, step: u64) -> Result<()> {
     std::fs::write(&marker, b"").with_context(|| format!("cannot write {}", marker.display()))
 }
 
+/// The marker of a checkpoint written only because its evaluation scored
+/// a new best (see [`mark_best_only`]).
+fn best_only_name(step: u64) -> String {
+    format!("step-{step:010}.best-only")
+}
+
+/// Marks the checkpoint of `step` as written for its evaluation's best
+/// score, between the periodic ones: it takes none of
+/// `train.keep_checkpoints`' slots (a walkthrough's periodic checkpoints,
+/// which forks start from, were pruned by such files) and is deleted once
+/// a better evaluation's checkpoint replaces it.
+pub fn mark_best_only(dir: &Path, step: u64) -> Result<()> {
+    let marker = dir.join(best_only_name(step));
+    std::fs::write(&marker, b"").with_context(|| format!("cannot write {}", marker.display()))
+}
+
+/// Makes a best-only checkpoint an ordinary one (a stop or a checkpoint
+/// asked for by hand at its step), pruned as the periodic ones are.
+pub fn unmark_best_only(dir: &Path, step: u64) {
+    let _ = std::fs::remove_file(dir.join(best_only_name(step)));
+}
+
 fn prune(dir: &Path, keep: usize, also_keep: Option<u64>) -> Result<()> {
-    let all = list(dir);
-    let older = all.iter().take(all.len().saturating_sub(keep));
     let pinned = |step: u64| dir.join(pin_name(step)).exists();
-    for (_, path) in older.filter(|(step, _)| Some(*step) != also_keep && !pinned(*step)) {
+    let best_only = |step: u64| dir.join(best_only_name(step)).exists();
+    let (best_only, periodic): (Vec<_>, Vec<_>) = list(dir)
+        .into_iter()
+        .filter(|(step, _)| Some(*step) != also_keep && !pinned(*step))
+        .partition(|(step, _)| best_only(*step));
+    let older = match keep {
+        0 => &[][..],
+        keep => &periodic[..periodic.len().saturating_sub(keep)],
+    };
+    for (step, path) in best_only.iter().chain(older) {
         std::fs::remove_file(path)
             .with_context(|| format!("cannot delete old checkpoint {}", path.display()))?;
+        unmark_best_only(dir, *step);
     }
     Ok(())
 }
@@ -261,6 +310,35 @@ mod tests {
         }
         let steps: Vec<u64> = list(dir.path()).into_iter().map(|(s, _)| s).collect();
         assert_eq!(steps, vec![1, 4, 5]);
+    }
+
+    /// A best-only checkpoint takes no periodic one's slot and goes once a
+    /// better one replaces it; an ordinary best stays past the newest N.
+    #[test]
+    fn a_best_only_checkpoint_is_kept_apart_and_replaced() {
+        let dir = tempfile::tempdir().unwrap();
+        let x = [("x".to_string(), Tensor::from(1.0))];
+        let steps = |dir: &Path| -> Vec<u64> { list(dir).into_iter().map(|(s, _)| s).collect() };
+        for (step, best, best_only) in [
+            (10, None, false),
+            (15, Some(15), true),
+            (20, Some(15), false),
+            (25, Some(25), true),
+            (30, Some(25), false),
+        ] {
+            write(dir.path(), step, &x, 2, best).unwrap();
+            if best_only {
+                mark_best_only(dir.path(), step).unwrap();
+            }
+        }
+        assert_eq!(steps(dir.path()), vec![20, 25, 30]);
+        assert!(!dir.path().join(best_only_name(15)).exists());
+        // An ordinary checkpoint at 40 is the best: 25 goes; the newest
+        // two besides it stay.
+        write(dir.path(), 40, &x, 2, Some(40)).unwrap();
+        assert_eq!(steps(dir.path()), vec![20, 30, 40]);
+        let left: Vec<_> = std::fs::read_dir(dir.path()).unwrap().collect();
+        assert_eq!(left.len(), 3, "no marker is left: {left:?}");
     }
 
     #[test]

@@ -118,6 +118,10 @@ pub struct CollapseGuard {
     unarmed_meta_steps: u32,
     /// The newest healthy meta step and copies of the state it had.
     healthy: Option<(u64, Vec<Tensor>)>,
+    /// The healthy meta step of a restore whose φ read below
+    /// [`PRIMARY_FLOOR`] at once: never put back again (see
+    /// [`Self::restore_did_not_help`]).
+    spent: Option<u64>,
     /// The newest observation.
     last: Option<Weights>,
     /// The primary's training loss averaged over meta steps
@@ -138,6 +142,9 @@ pub enum Verdict {
         kind: Collapse,
         /// The meta step a restore would go back to, if any was healthy.
         healthy_step: Option<u64>,
+        /// Whether a restore to it already failed to lift the primary's
+        /// weight ([`CollapseGuard::restore_did_not_help`]).
+        spent: bool,
     },
     /// The primary's count completes, but its loss fell: [`Carried`].
     Carried(Carried),
@@ -154,6 +161,7 @@ impl Default for CollapseGuard {
             primary_armed: false,
             unarmed_meta_steps: 0,
             healthy: None,
+            spent: None,
             last: None,
             loss_average: f64::NAN,
             loss_at_count_start: f64::NAN,
@@ -234,10 +242,23 @@ impl CollapseGuard {
                 to: self.loss_average,
             });
         }
+        let healthy_step = self.healthy.as_ref().map(|(s, _)| *s);
         Verdict::Collapsed {
             kind,
-            healthy_step: self.healthy.as_ref().map(|(s, _)| *s),
+            healthy_step,
+            spent: healthy_step.is_some() && healthy_step == self.spent,
         }
+    }
+
+    /// The first meta step after a restore to `healthy_step`'s φ read the
+    /// primary below [`PRIMARY_FLOOR`]: M weighs today's losses, not those
+    /// that state saw, so putting it back again cannot help (a held-out
+    /// retrieval model's run was put back to one φ ten times, its
+    /// meta-learning rate halved each time, and stayed at chance, where
+    /// the same run with `warn` recovered). A newer healthy meta step may
+    /// still be restored to.
+    pub fn restore_did_not_help(&mut self, healthy_step: u64) {
+        self.spent = Some(healthy_step);
     }
 
     /// Copies the healthy state into `targets` (the same tensors, in the
@@ -299,6 +320,7 @@ impl CollapseGuard {
             f64::from(self.healthy_run),
             self.loss_average,
             self.loss_at_count_start,
+            self.spent.map_or(-1.0, |s| s as f64),
         ];
         let mut out = vec![(format!("{prefix}.counters"), Tensor::from_slice(&counters))];
         if let Some((_, saved)) = &self.healthy {
@@ -324,16 +346,30 @@ impl CollapseGuard {
         };
         let values = Vec::<f64>::try_from(counters.to_kind(tch::Kind::Double).flatten(0, -1))?;
         // Checkpoints from before the unarmed count hold four values, from
-        // before the settling counts five, before the loss average eight.
-        let mut padded = [0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, f64::NAN, f64::NAN];
+        // before the settling counts five, before the loss average eight,
+        // before the spent restore ten.
+        let mut padded = [
+            0.0,
+            0.0,
+            0.0,
+            0.0,
+            0.0,
+            0.0,
+            0.0,
+            0.0,
+            f64::NAN,
+            f64::NAN,
+            -1.0,
+        ];
         anyhow::ensure!(
-            matches!(values.len(), 4 | 5 | 8 | 10),
-            "`{prefix}.counters` holds {} values, not 4, 5, 8 or 10",
+            matches!(values.len(), 4 | 5 | 8 | 10 | 11),
+            "`{prefix}.counters` holds {} values, not 4, 5, 8, 10 or 11",
             values.len()
         );
         padded[..values.len()].copy_from_slice(&values);
-        let [every, primary, armed, healthy_step, unarmed, every_out, primary_out, healthy_run, average, at_start] =
+        let [every, primary, armed, healthy_step, unarmed, every_out, primary_out, healthy_run, average, at_start, spent] =
             padded;
+        self.spent = (spent >= 0.0).then_some(spent as u64);
         self.loss_average = average;
         self.loss_at_count_start = at_start;
         self.every_out = every_out as u32;

@@ -248,7 +248,8 @@ fn restore_puts_back_the_newest_healthy_state() {
         verdicts.last(),
         Some(&Verdict::Collapsed {
             kind: Collapse::Every,
-            healthy_step: None
+            healthy_step: None,
+            spent: false,
         })
     );
     assert_eq!(guard.restore(std::slice::from_ref(&phi)), None);
@@ -273,13 +274,75 @@ fn restore_puts_back_the_newest_healthy_state() {
         last,
         Some(Verdict::Collapsed {
             kind: Collapse::Primary,
-            healthy_step: Some(33)
+            healthy_step: Some(33),
+            spent: false,
         })
     );
     assert_eq!(guard.restore(std::slice::from_ref(&phi)), Some(33));
     assert_eq!(Vec::<f64>::try_from(&phi).unwrap(), vec![33.0, 33.0]);
     // Re-armed: the next collapse needs a full streak again.
     assert_eq!(reports(&mut guard, &[primary_at(0.01); 3]), vec![]);
+}
+
+/// Walkthrough L: a restore whose φ read below the floor at once was
+/// repeated ten times to the same φ. Once it did not help, that φ is
+/// spent (in checkpoints too); a newer healthy meta step is not.
+#[test]
+fn a_restore_that_did_not_help_is_not_repeated_to_the_same_state() {
+    let mut guard = CollapseGuard::default();
+    let phi = Tensor::from_slice(&[1.0f64]);
+    let mut step = 0;
+    let mut observe = |guard: &mut CollapseGuard, primary: f64| {
+        step += 3;
+        guard.observe(step, primary_at(primary), Some(vec![phi.copy()]))
+    };
+    let collapse =
+        |guard: &mut CollapseGuard, observe: &mut dyn FnMut(&mut CollapseGuard, f64) -> Verdict| {
+            (0..PRIMARY_COLLAPSE_META_STEPS)
+                .map(|_| observe(guard, 0.01))
+                .last()
+                .unwrap()
+        };
+    for _ in 0..SETTLED_META_STEPS {
+        observe(&mut guard, 0.9);
+    }
+    let Verdict::Collapsed {
+        healthy_step: Some(healthy),
+        spent: false,
+        ..
+    } = collapse(&mut guard, &mut observe)
+    else {
+        panic!("a collapse with a healthy step to restore");
+    };
+    assert_eq!(guard.restore(std::slice::from_ref(&phi)), Some(healthy));
+    guard.restore_did_not_help(healthy);
+    let saved: std::collections::HashMap<String, Tensor> = guard.state("c").into_iter().collect();
+    let mut read = CollapseGuard::default();
+    read.load_state("c", &|n| saved.get(n).map(Tensor::copy), tch::Device::Cpu)
+        .unwrap();
+    for guard in [&mut guard, &mut read] {
+        assert_eq!(
+            collapse(guard, &mut observe),
+            Verdict::Collapsed {
+                kind: Collapse::Primary,
+                healthy_step: Some(healthy),
+                spent: true,
+            }
+        );
+    }
+    // Healthy again: the newer state may be put back.
+    for _ in 0..SETTLED_META_STEPS {
+        observe(&mut guard, 0.9);
+    }
+    let Verdict::Collapsed {
+        healthy_step: Some(newer),
+        spent: false,
+        ..
+    } = collapse(&mut guard, &mut observe)
+    else {
+        panic!("a collapse with a newer healthy step");
+    };
+    assert!(newer > healthy);
 }
 
 /// A held-out LSTM's collapse: one meta step of large weights in it
@@ -311,7 +374,8 @@ fn a_lone_reading_out_of_line_neither_ends_a_count_nor_makes_a_restore_point() {
         observe(step, -0.2),
         Verdict::Collapsed {
             kind: Collapse::Primary,
-            healthy_step: Some(5)
+            healthy_step: Some(5),
+            spent: false,
         },
         "the spike neither restarted the count nor became the restore point"
     );

@@ -57,6 +57,13 @@ impl BestEvaluated {
         self.last_eval = metrics.get(&self.metric).map(|&v| (step, v));
     }
 
+    /// The primary metric of `step`'s evaluation when it beats every
+    /// evaluation with a checkpoint so far (`train.checkpoint_best`).
+    fn new_best_at(&self, step: u64) -> Option<f64> {
+        let best = self.with_checkpoint_at(step)?;
+        (best.0 == step && self.best.is_none_or(|b| b.0 != step)).then_some(best.1)
+    }
+
     /// The best checkpoint once one is written at `step`.
     fn with_checkpoint_at(&self, step: u64) -> Option<(u64, f64)> {
         let here = self
@@ -114,8 +121,43 @@ impl Trainer {
         Ok(())
     }
 
+    /// `train.checkpoint_best`: a checkpoint at an evaluation that scored
+    /// the best primary metric so far, between the periodic ones, so that
+    /// `export --best` has the best model (a walkthrough's best evaluation
+    /// fell between two checkpoints). Rank 0 alone (the others have no
+    /// metric); not while a collapse restore is due, which every rank
+    /// applies at the same step.
+    pub(super) fn write_best_checkpoint(&mut self) -> Result<()> {
+        let Some(value) = self.best_evaluated.new_best_at(self.step) else {
+            return Ok(());
+        };
+        // The run's last step writes an ordinary checkpoint anyway.
+        if !self.config.train.checkpoint_best
+            || self.step == self.config.train.steps
+            || self.is_follower()
+            || self.restore_due
+            || self.checkpointed_at == Some(self.step)
+        {
+            return Ok(());
+        }
+        let metric = self.best_evaluated.metric.clone();
+        self.write_checkpoint_with(|step| {
+            checkpoint::best_checkpoint_written(step, &metric, value)
+        })?;
+        if self.checkpointed_at == Some(self.step) {
+            // A failed marker leaves an ordinary checkpoint, pruned as one.
+            let _ = checkpoint::mark_best_only(&self.dir.checkpoints(), self.step);
+        }
+        Ok(())
+    }
+
     /// Writes a checkpoint now (and makes the metrics durable up to it).
     pub fn write_checkpoint(&mut self) -> Result<()> {
+        self.write_checkpoint_with(checkpoint::checkpoint_written)
+    }
+
+    /// [`Self::write_checkpoint`], its event's message from `event`.
+    fn write_checkpoint_with(&mut self, event: impl Fn(u64) -> String) -> Result<()> {
         self.flush_pending()?;
         // A restore the flush asked for lands before the checkpoint (nothing
         // reads φ before the next step's forward), so a resume starts from
@@ -125,6 +167,8 @@ impl Trainer {
             return Ok(());
         }
         if self.checkpointed_at == Some(self.step) && !self.checkpoint_owed {
+            // A stop or `c` at a best-only checkpoint's step: it stays.
+            checkpoint::unmark_best_only(&self.dir.checkpoints(), self.step);
             return Ok(());
         }
         let mut tensors = Vec::new();
@@ -198,7 +242,7 @@ impl Trainer {
         self.best_evaluated.best = best;
         self.emit(Record::Event {
             level: Level::Info,
-            message: checkpoint::checkpoint_written(self.step),
+            message: event(self.step),
         });
         Ok(())
     }

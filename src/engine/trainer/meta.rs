@@ -361,6 +361,9 @@ impl Trainer {
             self.restored = None;
             let record = after_restore_event(&self.loss_names, from, m.step, watched);
             self.emit_taken(m, record);
+            if watched.primary < PRIMARY_FLOOR {
+                self.collapse.restore_did_not_help(from);
+            }
         }
         let armed = self.collapse.armed();
         if let Some(note) = self.early_climb.observe(m.step, watched.primary, armed) {
@@ -388,7 +391,11 @@ impl Trainer {
                 self.emit_taken(m, record);
                 return;
             }
-            Verdict::Collapsed { kind, healthy_step } => (kind, healthy_step),
+            Verdict::Collapsed {
+                kind,
+                healthy_step,
+                spent,
+            } => (kind, healthy_step.filter(|_| !spent).ok_or(healthy_step)),
         };
         let what = match kind {
             Collapse::Primary => format!(
@@ -413,20 +420,25 @@ impl Trainer {
         };
         let at_the_end = self.step >= self.config.train.steps;
         let outcome = match (healthy_step, self.config.meltr.on_collapse) {
-            (Some(from), OnCollapse::Restore) if at_the_end => format!(
+            (Err(Some(from)), OnCollapse::Restore) => format!(
+                "φ is not put back: the restore to step {from}'s φ did not lift the primary's weight \
+                 (the first meta step after it read below {PRIMARY_FLOOR}), and no meta step has been \
+                 healthy since; the meta steps go on from here"
+            ),
+            (Ok(from), OnCollapse::Restore) if at_the_end => format!(
                 "the run ends at this step, so φ is not restored (the last healthy meta step was at step {from})"
             ),
-            (Some(from), OnCollapse::Restore) => {
+            (Ok(from), OnCollapse::Restore) => {
                 // φ may be in the graph of this step's forward: the copy
                 // waits for the next step (`apply_due_restore`).
                 self.restore_due = true;
                 self.restored = Some((from, self.step + 1));
-                // The same meta-learning rate slid there once; half of it
-                // moves φ away from the healthy state more slowly.
                 let meta = self
                     .meta
                     .as_mut()
                     .expect("meta combiners have a meta optimizer");
+                // The same meta-learning rate slid there once; half of it
+                // moves φ away from the healthy state more slowly.
                 meta.lr *= RESTORE_META_LR_FACTOR;
                 // And a stronger pull of M(l) towards Σl (once: later
                 // restores keep it).
@@ -447,7 +459,7 @@ impl Trainer {
                     self.step + 1,
                 )
             }
-            (None, OnCollapse::Restore) => "no healthy meta step to restore from yet".to_string(),
+            (Err(_), OnCollapse::Restore) => "no healthy meta step to restore from yet".to_string(),
             // (With "warn" no healthy state is kept: the kind tells.)
             (_, OnCollapse::Warn) if kind == Collapse::PrimaryNeverRose => {
                 "no meta step was healthy yet, so there is nothing to restore".to_string()
@@ -509,38 +521,6 @@ impl Trainer {
                 fmt_gamma(self.gamma)
             ),
         }
-    }
-
-    /// Puts φ back to the newest healthy meta step, with its optimizer's
-    /// step count and cleared moments, when a collapse asked for it (before
-    /// a step's forward: no graph holds φ).
-    pub(super) fn apply_due_restore(&mut self) {
-        if std::mem::take(&mut self.restore_due) {
-            self.collapse.restore(&self.restorable_state());
-            // The moments are what carried φ into the collapse: restored,
-            // they replay the slide (on the suite's few-labels seed 4 it
-            // collapsed again: 46.2 against 57.6 with them cleared). The
-            // step count is put back, so Adam's bias correction does not
-            // blow the first updates up.
-            if let Some(meta) = self.meta.as_mut() {
-                meta.clear_moments();
-            }
-        }
-    }
-
-    /// Copies of [`Self::restorable_state`] (device copies; no host sync).
-    fn meta_snapshot(&self) -> Vec<Tensor> {
-        tch::no_grad(|| self.restorable_state().iter().map(Tensor::copy).collect())
-    }
-
-    /// What a collapse restore puts back: φ, then the meta optimizer's step
-    /// count (shallow).
-    pub(super) fn restorable_state(&self) -> Vec<Tensor> {
-        let mut state = self.combiner.params();
-        if let Some(meta) = &self.meta {
-            state.push(meta.step.shallow_clone());
-        }
-        state
     }
 }
 

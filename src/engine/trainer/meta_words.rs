@@ -180,7 +180,7 @@ pub(super) fn after_restore_event(
         message: format!(
             "{reading}, still below {PRIMARY_FLOOR}: M weighs this step's losses, which have moved since step \
              {from}, so that φ does not give the weights it gave then; the meta steps go on from it, and the \
-             collapse watch with them"
+             collapse watch with them, which does not put that φ back again"
         ),
     }
 }
@@ -414,7 +414,9 @@ mod tests {
             "{message}"
         );
         assert!(
-            message.contains("still below 0.1") && message.contains("since step 99"),
+            message.contains("still below 0.1")
+                && message.contains("since step 99")
+                && message.contains("does not put that φ back again"),
             "{message}"
         );
         let Record::Event { level, message } = after_restore_event(&names, 99, 183, watched(0.84))

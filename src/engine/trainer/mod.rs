@@ -22,6 +22,7 @@ mod lockstep_tests;
 mod meta;
 mod meta_words;
 mod outbox;
+mod restore;
 #[cfg(test)]
 mod restore_tests;
 mod setup;
@@ -496,6 +497,8 @@ impl Trainer {
         }
         if self.step.is_multiple_of(self.config.train.checkpoint_every) {
             self.write_checkpoint()?;
+        } else {
+            self.write_best_checkpoint()?;
         }
         Ok(())
     }

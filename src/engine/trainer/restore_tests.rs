@@ -217,6 +217,52 @@ fn a_collapsed_meltr_is_restored_to_its_newest_healthy_step_with_half_the_meta_r
     );
 }
 
+/// Walkthrough L: a restored φ that read below the floor at once was put
+/// back nine more times, the meta-learning rate halved each time (to
+/// 1e-3/1024). Once a restore did not lift the primary's weight, the next
+/// collapse says so and puts nothing back.
+#[test]
+fn a_restore_that_did_not_lift_the_primary_is_not_repeated() {
+    let dir = tempfile::tempdir().unwrap();
+    let (mut trainer, _) = knocked_out(OnCollapse::Restore, dir.path());
+    while !trainer.restore_due {
+        trainer.train_step().unwrap();
+    }
+    trainer.apply_due_restore();
+    // The restored φ reads as collapsed at once (as the held-out model's
+    // did on its moved losses).
+    tch::no_grad(|| {
+        for phi in trainer.combiner.params() {
+            let _ = phi.shallow_clone().zero_();
+        }
+    });
+    let restored_at = trainer.step;
+    let until = restored_at + 3 * u64::from(PRIMARY_COLLAPSE_META_STEPS + 3);
+    while trainer.step < until {
+        trainer.train_step().unwrap();
+        assert!(!trainer.restore_due, "restored again at {}", trainer.step);
+    }
+    trainer.flush_pending().unwrap();
+    let events = collapse_events(&lines(dir.path()));
+    assert_eq!(events.len(), 2, "{events:?}");
+    let healthy = events[0]
+        .1
+        .split("restored from the meta step at step ")
+        .nth(1)
+        .and_then(|rest| rest.split(|c: char| !c.is_ascii_digit()).next())
+        .unwrap()
+        .to_string();
+    assert!(
+        events[1].0 > restored_at
+            && events[1].1.contains(&format!(
+                "φ is not put back: the restore to step {healthy}'s φ did not lift"
+            )),
+        "{events:?}"
+    );
+    // Halved once, not again.
+    assert_eq!(trainer.meta.as_ref().map(|m| m.lr), Some(META_LR / 2.0));
+}
+
 #[test]
 fn with_warn_a_collapse_is_reported_and_left_alone() {
     let dir = tempfile::tempdir().unwrap();
