@@ -65,6 +65,33 @@ pub fn compact(v: f64, decimals: usize) -> String {
 
 /// A value for a message: 4 significant digits, in `1.353e38` form outside
 /// 0.001 to 1e6 (a loss of 1.35e38 was printed with all 39 digits).
+/// A share (0.25) as a percentage with one decimal (`25.0%`), or two
+/// significant digits below 0.1% (`0.034%`): walkthrough L's `check`
+/// read `cat 0.0%, randlab 0.0%` for shares that were not zero.
+pub fn percent(share: f64) -> String {
+    let p = 100.0 * share;
+    if p == 0.0 || !p.is_finite() || p.abs() >= 0.1 {
+        return format!("{p:.1}%");
+    }
+    let decimals = (1 - p.abs().log10().floor() as i32).max(2) as usize;
+    format!("{p:.decimals$}%")
+}
+
+/// Whether `v` is exactly an f32's value (NaN and ±inf are).
+pub fn is_single(v: f64) -> bool {
+    !v.is_finite() || f64::from(v as f32) == v
+}
+
+/// `v` in full for a CSV: at f32's precision when the numbers it comes
+/// from are f32s (`single`; more digits are the f32's rounding, not data),
+/// else at f64's; -0 as 0.
+pub fn full_precision(v: f64, single: bool) -> String {
+    match single {
+        true => ((v as f32) + 0.0).to_string(),
+        false => (v + 0.0).to_string(),
+    }
+}
+
 pub fn readable(v: f64) -> String {
     four_significant(v, true)
 }
@@ -148,6 +175,42 @@ mod tests {
         assert_eq!(padded(-0.0, 2), "0.00");
         assert_eq!(padded(-0.5, 2), "-0.50");
         assert_eq!(padded(2.0, 3), "2.000");
+    }
+
+    #[test]
+    fn small_shares_keep_two_significant_digits() {
+        assert_eq!(percent(0.25), "25.0%");
+        assert_eq!(percent(0.001), "0.1%");
+        assert_eq!(percent(0.00034), "0.034%");
+        assert_eq!(percent(0.0000012), "0.00012%");
+        assert_eq!(percent(-0.00034), "-0.034%");
+        assert_eq!(percent(0.0), "0.0%");
+    }
+
+    #[test]
+    fn a_csv_writes_f32_numbers_without_their_rounding() {
+        // Walkthrough L's recall@1 of 1/500 from an f32 run, and a mean of
+        // three such values.
+        let logged = f64::from(0.002f32);
+        assert_eq!(logged.to_string(), "0.0020000000949949026");
+        assert_eq!(full_precision(logged, is_single(logged)), "0.002");
+        let values = [0.072f32, 0.002, 0.074].map(f64::from);
+        let summary = crate::runs::stats::Summary::of(&values).unwrap();
+        assert!(summary.single_precision);
+        assert_eq!(full_precision(summary.mean, true), "0.049333334");
+        // An f64 run's numbers keep every digit, and -0 is 0.
+        let exact = 0.1 + 0.2;
+        assert!(!is_single(exact));
+        assert_eq!(
+            full_precision(exact, is_single(exact)),
+            "0.30000000000000004"
+        );
+        assert!(
+            !crate::runs::stats::Summary::of(&[exact, 0.5])
+                .unwrap()
+                .single_precision
+        );
+        assert_eq!(full_precision(-0.0, true), "0");
     }
 
     #[test]

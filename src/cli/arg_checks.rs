@@ -23,6 +23,19 @@ pub(super) fn session_name(name: &str) -> std::result::Result<String, String> {
     Ok(name.to_string())
 }
 
+/// A new session's `--group`: `none` is what `fork --group none` reads as
+/// no group, so it is no group's name (walkthrough L: `run --group none`
+/// made a group called `none`).
+pub(super) fn group_name(group: &str) -> std::result::Result<String, String> {
+    if group == "none" {
+        return Err(
+            "`none` means no group (as in `fork --group none`): leave --group out for a session              in no group"
+                .into(),
+        );
+    }
+    session_name(group).map_err(|e| e.replace("session name", "group name"))
+}
+
 #[cfg(test)]
 mod tests {
     use super::super::Cli;
@@ -43,6 +56,11 @@ mod tests {
             .contains("at most 100"));
         let parsed = Cli::try_parse_from(["meltr-tui", "run", "-c", "c.toml", "-n", "tab\tname"]);
         assert!(parsed.is_err());
+        let grouped =
+            |g: &str| Cli::try_parse_from(["meltr-tui", "run", "-c", "c.toml", "--group", g]);
+        let none = grouped("none").unwrap_err().to_string();
+        assert!(none.contains("`none` means no group"), "{none}");
+        assert!(grouped("ablation").is_ok());
     }
 
     #[test]

@@ -257,7 +257,7 @@ fn first_batch_words(losses: &[(String, f64)]) -> String {
 fn share_words(shares: &[(String, f64)]) -> String {
     let each: Vec<String> = shares
         .iter()
-        .map(|(name, share)| format!("{name} {:.1}%", 100.0 * share))
+        .map(|(name, share)| format!("{name} {}", crate::numfmt::percent(*share)))
         .collect();
     format!(
         "{} (shares of the first batch's gradient, equal weights as under `sum`)",

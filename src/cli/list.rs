@@ -232,9 +232,18 @@ mod tests {
             },
         })
         .unwrap();
-        let note = unrestored_collapse_note(&Run::load(&dir).unwrap()).unwrap();
+        let mut run = Run::load(&dir).unwrap();
+        let note = unrestored_collapse_note(&run).unwrap();
         assert!(
             note.contains("fell below 0.1 and was not put back (said at step 400)"),
+            "{note}"
+        );
+        // Beside an earlier restore (walkthroughs L and M read "nothing put
+        // back" as if none had happened).
+        run.restores = vec![200];
+        let note = unrestored_collapse_note(&run).unwrap();
+        assert!(
+            note.contains("was not put back this time (said at step 400)"),
             "{note}"
         );
     }

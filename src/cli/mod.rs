@@ -98,7 +98,7 @@ pub enum Cmd {
         #[arg(long = "set", value_name = "KEY=VALUE")]
         set: Vec<crate::config::Override>,
         /// Put the session in this group (see `ls --group`, `table --group`).
-        #[arg(long)]
+        #[arg(long, value_parser = arg_checks::group_name)]
         group: Option<String>,
     },
     /// Start a new session from CONFIG.
@@ -126,7 +126,7 @@ pub enum Cmd {
         #[arg(long, value_name = "N", default_value_t = 1)]
         nproc: usize,
         /// Put the session in this group (see `ls --group`, `table --group`).
-        #[arg(long)]
+        #[arg(long, value_parser = arg_checks::group_name)]
         group: Option<String>,
         #[command(flatten)]
         how: HowToRun,

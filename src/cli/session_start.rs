@@ -337,9 +337,12 @@ pub(super) fn drive(dir: &Path, config: Config, origin: &Origin, mode: Mode) -> 
 /// one serves, else its history. Leaving detaches; the run goes on. The
 /// sessions view may switch it to another session of the same folder.
 pub(super) fn attach(dir: &Path) -> Result<()> {
-    crate::tui::terminal::check_available(
-        "`ls` shows the sessions and `export` writes a session's figures and CSV",
-    )?;
+    let id = crate::session::SessionDir::new(dir).id();
+    crate::tui::terminal::check_available(&format!(
+        "`ls` shows session {id}'s state, `tail -f {}` follows it, and `export {id}` writes its \
+         figures and CSV",
+        dir.join("output.log").display()
+    ))?;
     crate::process::exit_on_hangup();
     let mut dir = dir.to_path_buf();
     loop {

@@ -235,7 +235,11 @@ pub fn csv(runs: &[Run]) -> String {
         .collect::<Vec<_>>()
         .join(",");
     out.push('\n');
-    let num = |v: Option<f64>| v.map_or(String::new(), |v| v.to_string());
+    let num = |v: Option<f64>| {
+        v.map_or(String::new(), |v| {
+            crate::numfmt::full_precision(v, crate::numfmt::is_single(v))
+        })
+    };
     for r in runs {
         let mut row = vec![
             r.meta.id.clone(),

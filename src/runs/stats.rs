@@ -15,6 +15,9 @@ pub struct Summary {
     pub std: f64,
     pub min: f64,
     pub max: f64,
+    /// Every value is an f32's (the log's numbers from an f32 run): CSVs
+    /// write them at f32's precision, `0.002`, not `0.0020000000949949026`.
+    pub single_precision: bool,
 }
 
 impl Summary {
@@ -55,6 +58,7 @@ impl Summary {
             std,
             min,
             max,
+            single_precision: values.iter().all(|&v| crate::numfmt::is_single(v)),
         })
     }
 

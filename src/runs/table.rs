@@ -136,6 +136,7 @@ fn rows<'g>(groups: &'g [Group<'g>], names: &[String], best: bool) -> Result<Vec
                     std: f64::NAN,
                     min: f64::NAN,
                     max: f64::NAN,
+                    single_precision: true,
                 }));
             }
             Ok(Row { group, cells })
@@ -423,9 +424,8 @@ pub fn render(groups: &[Group], opts: &TableOptions) -> Result<String> {
                     })
                     .collect();
                 cells.push(row.group.runs.len().to_string());
-                // Full precision; `+ 0.0` writes -0 as 0.
-                let full = |v: f64| (v + 0.0).to_string();
                 for s in &row.cells {
+                    let full = |v: f64| crate::numfmt::full_precision(v, s.single_precision);
                     let std = if s.n > 1 { full(s.std) } else { String::new() };
                     cells.extend([full(s.mean), std, full(s.min), full(s.max)]);
                 }
