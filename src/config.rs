@@ -121,7 +121,8 @@ pub struct TrainConfig {
     /// A checkpoint also at each evaluation that scores the best primary
     /// metric so far (one at a time, apart from `keep_checkpoints`), so
     /// that `export --best` has the best model even between periodic
-    /// checkpoints. Off for models whose checkpoints are costly to write.
+    /// checkpoints. On by default; set it to false for models whose
+    /// checkpoints are costly to write.
     pub checkpoint_best: bool,
     pub log_every: u64,
     /// Each loss's share of the combined gradient costs a second backward

@@ -27,13 +27,14 @@ pub(super) fn session_name(name: &str) -> std::result::Result<String, String> {
 /// no group, so it is no group's name (walkthrough L: `run --group none`
 /// made a group called `none`).
 pub(super) fn group_name(group: &str) -> std::result::Result<String, String> {
+    let group = session_name(group).map_err(|e| e.replace("session name", "group name"))?;
     if group == "none" {
         return Err(
-            "`none` means no group (as in `fork --group none`): leave --group out for a session              in no group"
+            "`none` means no group (as in `fork --group none`): leave --group out for a session in no group"
                 .into(),
         );
     }
-    session_name(group).map_err(|e| e.replace("session name", "group name"))
+    Ok(group)
 }
 
 #[cfg(test)]
@@ -59,7 +60,11 @@ mod tests {
         let grouped =
             |g: &str| Cli::try_parse_from(["meltr-tui", "run", "-c", "c.toml", "--group", g]);
         let none = grouped("none").unwrap_err().to_string();
-        assert!(none.contains("`none` means no group"), "{none}");
+        assert!(
+            none.contains("`none` means no group (as in `fork --group none`): leave --group out for a session in no group"),
+            "{none}"
+        );
+        assert!(grouped(" none").is_err());
         assert!(grouped("ablation").is_ok());
     }
 

@@ -61,9 +61,10 @@ fn unrestored_collapse_note(run: &Run) -> Option<String> {
     });
     // Walkthroughs L and M: beside earlier restores, "nothing put back"
     // read as if no restore had ever happened.
-    let earlier = match run.restores.first() {
-        Some(first) if *first < run.unrestored_collapses[0] => " this time",
-        _ => "",
+    let last = run.unrestored_collapses[run.unrestored_collapses.len() - 1];
+    let earlier = match run.restores.iter().any(|&before| before < last) {
+        true => " this time",
+        false => "",
     };
     Some(format!(
         "{}: its primary's effective weight fell below {} and was not put back{earlier} (said at step{} {}){now}; \

@@ -341,7 +341,7 @@ pub(super) fn attach(dir: &Path) -> Result<()> {
     crate::tui::terminal::check_available(&format!(
         "`ls` shows session {id}'s state, `tail -f {}` follows it, and `export {id}` writes its \
          figures and CSV",
-        dir.join("output.log").display()
+        crate::session::SessionDir::new(dir).output_log().display()
     ))?;
     crate::process::exit_on_hangup();
     let mut dir = dir.to_path_buf();

@@ -40,18 +40,26 @@ pub fn is_checkpoint_written(message: &str, step: u64) -> bool {
             .is_some_and(|rest| rest.starts_with(" ("))
 }
 
+/// Which checkpoints a write keeps besides itself.
+#[derive(Debug, Clone, Copy)]
+pub struct Keep {
+    /// The newest this many ordinary ones (0: every checkpoint).
+    pub newest: usize,
+    /// The best-evaluated one's step.
+    pub best: Option<u64>,
+    /// This one is best-only (see [`mark_best_only`]).
+    pub best_only: bool,
+}
+
 /// Writes `tensors` as the checkpoint for `step`, then deletes all but the
-/// newest `keep` (0: deletes none) and `also_keep`'s, and every best-only
-/// one (see [`mark_best_only`]) but `also_keep`'s; returns its path. A
-/// failed delete is no failed write (the next checkpoint tries it again).
-pub fn write(
-    dir: &Path,
-    step: u64,
-    tensors: &[(String, Tensor)],
-    keep: usize,
-    also_keep: Option<u64>,
-) -> Result<PathBuf> {
+/// newest `keep.newest` ordinary ones (0: deletes none) and the best one,
+/// and every best-only one but the best; returns its path. A failed delete
+/// is no failed write (the next checkpoint tries it again).
+pub fn write(dir: &Path, step: u64, tensors: &[(String, Tensor)], keep: Keep) -> Result<PathBuf> {
     std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
+    // A marker left from an earlier file of this step (set aside, deleted
+    // by hand) must not make this one best-only.
+    unmark_best_only(dir, step);
     let path = dir.join(file_name(step));
     let cpu: Vec<(String, Tensor)> = tensors
         .iter()
@@ -71,7 +79,14 @@ pub fn write(
             )
         })
     })?;
-    let _ = prune(dir, keep, also_keep);
+    // Marked before the pruning, which would count it as the newest
+    // ordinary one. A failed marker leaves an ordinary checkpoint.
+    if keep.best_only {
+        let _ = mark_best_only(dir, step);
+    }
+    if keep.newest > 0 {
+        let _ = prune(dir, keep.newest, keep.best);
+    }
     Ok(path)
 }
 
@@ -96,18 +111,20 @@ pub fn list(dir: &Path) -> Vec<(u64, PathBuf)> {
     };
     let mut out: Vec<(u64, PathBuf)> = entries
         .filter_map(|e| e.ok())
-        .filter_map(|e| {
-            let name = e.file_name().to_string_lossy().to_string();
-            let step = name
-                .strip_prefix("step-")?
-                .strip_suffix(".safetensors")?
-                .parse()
-                .ok()?;
-            Some((step, e.path()))
-        })
+        .filter_map(|e| Some((list_step(&e.path())?, e.path())))
         .collect();
     out.sort();
     out
+}
+
+/// The step of a checkpoint file's name (`step-N.safetensors`).
+fn list_step(path: &Path) -> Option<u64> {
+    path.file_name()?
+        .to_str()?
+        .strip_prefix("step-")?
+        .strip_suffix(".safetensors")?
+        .parse()
+        .ok()
 }
 
 /// Suffix given to a checkpoint that does not read back, so that it no
@@ -122,26 +139,32 @@ pub fn set_aside(path: &Path) -> Result<PathBuf> {
     let aside = path.with_file_name(name);
     std::fs::rename(path, &aside)
         .with_context(|| format!("cannot move {} aside", path.display()))?;
+    if let Some(step) = list_step(path) {
+        unmark_best_only(path.parent().unwrap_or(Path::new(".")), step);
+    }
     Ok(aside)
 }
 
-/// The marker of a checkpoint asked for by hand (see [`pin`]).
-fn pin_name(step: u64) -> String {
-    format!("step-{step:010}.pinned")
+/// The empty file beside a checkpoint that marks it `kind` (`pinned`,
+/// `best-only`).
+fn marker(dir: &Path, step: u64, kind: &str) -> PathBuf {
+    dir.join(format!("step-{step:010}.{kind}"))
 }
+
+/// Writes a [`marker`].
+fn mark(dir: &Path, step: u64, kind: &str) -> Result<()> {
+    let marker = marker(dir, step, kind);
+    std::fs::write(&marker, b"").with_context(|| format!("cannot write {}", marker.display()))
+}
+
+const PINNED: &str = "pinned";
+const BEST_ONLY: &str = "best-only";
 
 /// Marks the checkpoint of `step` in `dir` as asked for by hand (the TUI's
 /// `c`): pruning keeps it, whatever `train.keep_checkpoints` (a
 /// walkthrough's was deleted three checkpoints later).
 pub fn pin(dir: &Path, step: u64) -> Result<()> {
-    let marker = dir.join(pin_name(step));
-    std::fs::write(&marker, b"").with_context(|| format!("cannot write {}", marker.display()))
-}
-
-/// The marker of a checkpoint written only because its evaluation scored
-/// a new best (see [`mark_best_only`]).
-fn best_only_name(step: u64) -> String {
-    format!("step-{step:010}.best-only")
+    mark(dir, step, PINNED)
 }
 
 /// Marks the checkpoint of `step` as written for its evaluation's best
@@ -149,29 +172,29 @@ fn best_only_name(step: u64) -> String {
 /// `train.keep_checkpoints`' slots (a walkthrough's periodic checkpoints,
 /// which forks start from, were pruned by such files) and is deleted once
 /// a better evaluation's checkpoint replaces it.
-pub fn mark_best_only(dir: &Path, step: u64) -> Result<()> {
-    let marker = dir.join(best_only_name(step));
-    std::fs::write(&marker, b"").with_context(|| format!("cannot write {}", marker.display()))
+fn mark_best_only(dir: &Path, step: u64) -> Result<()> {
+    mark(dir, step, BEST_ONLY)
 }
 
 /// Makes a best-only checkpoint an ordinary one (a stop or a checkpoint
 /// asked for by hand at its step), pruned as the periodic ones are.
 pub fn unmark_best_only(dir: &Path, step: u64) {
-    let _ = std::fs::remove_file(dir.join(best_only_name(step)));
+    let _ = std::fs::remove_file(marker(dir, step, BEST_ONLY));
 }
 
+/// Deletes all but the newest `keep` ordinary checkpoints (best-only ones
+/// not counted) and every best-only one, sparing `also_keep`'s and pinned
+/// ones.
 fn prune(dir: &Path, keep: usize, also_keep: Option<u64>) -> Result<()> {
-    let pinned = |step: u64| dir.join(pin_name(step)).exists();
-    let best_only = |step: u64| dir.join(best_only_name(step)).exists();
-    let (best_only, periodic): (Vec<_>, Vec<_>) = list(dir)
+    let spared = |step: u64| Some(step) == also_keep || marker(dir, step, PINNED).exists();
+    let (best_only, ordinary): (Vec<_>, Vec<_>) = list(dir)
         .into_iter()
-        .filter(|(step, _)| Some(*step) != also_keep && !pinned(*step))
-        .partition(|(step, _)| best_only(*step));
-    let older = match keep {
-        0 => &[][..],
-        keep => &periodic[..periodic.len().saturating_sub(keep)],
-    };
+        .partition(|(step, _)| marker(dir, *step, BEST_ONLY).exists());
+    let older = &ordinary[..ordinary.len().saturating_sub(keep)];
     for (step, path) in best_only.iter().chain(older) {
+        if spared(*step) {
+            continue;
+        }
         std::fs::remove_file(path)
             .with_context(|| format!("cannot delete old checkpoint {}", path.display()))?;
         unmark_best_only(dir, *step);
@@ -247,6 +270,15 @@ impl Loaded {
 mod tests {
     use super::*;
 
+    /// Keeps the newest `newest` and `best`'s.
+    pub(super) fn keep(newest: usize, best: Option<u64>) -> Keep {
+        Keep {
+            newest,
+            best,
+            best_only: false,
+        }
+    }
+
     #[test]
     fn keeps_newest_three_and_ignores_temp_files() {
         let dir = tempfile::tempdir().unwrap();
@@ -255,8 +287,7 @@ mod tests {
                 dir.path(),
                 step,
                 &[("x".into(), Tensor::from(step as f64))],
-                3,
-                None,
+                keep(3, None),
             )
             .unwrap();
         }
@@ -286,7 +317,7 @@ mod tests {
             let dir = tempfile::tempdir().unwrap();
             for step in 1..=5 {
                 let x = [("x".to_string(), Tensor::from(step as f64))];
-                write(dir.path(), step, &x, keep, None).unwrap();
+                write(dir.path(), step, &x, super::tests::keep(keep, None)).unwrap();
             }
             let steps: Vec<u64> = list(dir.path()).into_iter().map(|(s, _)| s).collect();
             assert_eq!(steps, expected, "keep {keep}");
@@ -295,7 +326,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         for step in 1..=5 {
             let x = [("x".to_string(), Tensor::from(step as f64))];
-            write(dir.path(), step, &x, 2, Some(2).filter(|_| step >= 2)).unwrap();
+            write(dir.path(), step, &x, keep(2, Some(2).filter(|_| step >= 2))).unwrap();
         }
         let steps: Vec<u64> = list(dir.path()).into_iter().map(|(s, _)| s).collect();
         assert_eq!(steps, vec![2, 4, 5]);
@@ -303,7 +334,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         for step in 1..=5 {
             let x = [("x".to_string(), Tensor::from(step as f64))];
-            write(dir.path(), step, &x, 2, None).unwrap();
+            write(dir.path(), step, &x, keep(2, None)).unwrap();
             if step == 1 {
                 pin(dir.path(), 1).unwrap();
             }
@@ -326,19 +357,32 @@ mod tests {
             (25, Some(25), true),
             (30, Some(25), false),
         ] {
-            write(dir.path(), step, &x, 2, best).unwrap();
-            if best_only {
-                mark_best_only(dir.path(), step).unwrap();
-            }
+            let keep = Keep {
+                best_only,
+                ..keep(2, best)
+            };
+            write(dir.path(), step, &x, keep).unwrap();
         }
         assert_eq!(steps(dir.path()), vec![20, 25, 30]);
-        assert!(!dir.path().join(best_only_name(15)).exists());
-        // An ordinary checkpoint at 40 is the best: 25 goes; the newest
-        // two besides it stay.
-        write(dir.path(), 40, &x, 2, Some(40)).unwrap();
-        assert_eq!(steps(dir.path()), vec![20, 30, 40]);
+        assert!(!marker(dir.path(), 15, BEST_ONLY).exists());
+        // An ordinary checkpoint at 40 is the best: 25 goes, and 20.
+        write(dir.path(), 40, &x, keep(2, Some(40))).unwrap();
+        assert_eq!(steps(dir.path()), vec![30, 40]);
         let left: Vec<_> = std::fs::read_dir(dir.path()).unwrap().collect();
-        assert_eq!(left.len(), 3, "no marker is left: {left:?}");
+        assert_eq!(left.len(), 2, "no marker is left: {left:?}");
+        // A marker left behind (its file set aside or deleted by hand)
+        // does not make a later ordinary checkpoint of its step best-only.
+        mark_best_only(dir.path(), 50).unwrap();
+        write(dir.path(), 50, &x, keep(2, Some(50))).unwrap();
+        write(dir.path(), 60, &x, keep(2, None)).unwrap();
+        assert_eq!(steps(dir.path()), vec![50, 60]);
+        // The event of either kind of write is one a fork's history ends at.
+        assert!(is_checkpoint_written(&checkpoint_written(40), 40));
+        assert!(is_checkpoint_written(
+            &best_checkpoint_written(40, "acc", 0.5),
+            40
+        ));
+        assert!(!is_checkpoint_written(&checkpoint_written(400), 40));
     }
 
     #[test]
@@ -360,8 +404,7 @@ mod tests {
                 dir.path(),
                 step,
                 &[("x".into(), Tensor::from(step as f64))],
-                3,
-                None,
+                keep(3, None),
             )
             .unwrap();
         }

@@ -304,8 +304,8 @@ impl CollapseGuard {
 
     /// The watch's state by name, for checkpoints: its counters (`{prefix}.counters`:
     /// the two streaks, armed, the healthy step or -1, the unarmed meta
-    /// steps) and the healthy
-    /// snapshot (`{prefix}.healthy.{i}`), so a resumed run watches and
+    /// steps, the settling counts, the loss average and its start, the spent
+    /// healthy step or -1) and the healthy snapshot (`{prefix}.healthy.{i}`), so a resumed run watches and
     /// restores as the uninterrupted one would.
     pub fn state(&self, prefix: &str) -> Vec<(String, Tensor)> {
         let healthy_step = self.healthy.as_ref().map_or(-1.0, |(s, _)| *s as f64);

@@ -72,7 +72,12 @@ pub fn write_csv(session: &Path, out: &Path) -> Result<PathBuf> {
     std::fs::create_dir_all(out).with_context(|| format!("cannot create {}", out.display()))?;
     let id = SessionDir::new(session).id();
     let path = out.join(format!("{id}.csv"));
-    atomic_write(&path, tidy::csv(&id, &tidy::points(&lines)).as_bytes())?;
+    // An f32 run's numbers at f32's precision (walkthrough L's CSVs read
+    // 0.0020000000949949026).
+    let dtype = crate::runs::keys::config_of(session).remove("train.dtype");
+    let single = dtype.as_ref().map(crate::runs::keys::text).as_deref() != Some("f64");
+    let csv = tidy::csv(&id, &tidy::points(&lines), single);
+    atomic_write(&path, csv.as_bytes())?;
     Ok(path)
 }
 

@@ -61,7 +61,8 @@ fn best_of(
         bail!(
             "no kept checkpoint was written at an evaluation's step (checkpoints at steps {}; \
              evaluations with a finite {metric} at {} steps): --best needs both at one step \
-             (train.checkpoint_every a multiple of train.eval_every); --at STEP or the newest \
+             (train.checkpoint_best = true, the default, writes one at each new best evaluation; \
+             or train.checkpoint_every a multiple of train.eval_every); --at STEP or the newest \
              checkpoint exports one anyway",
             steps.join(", "),
             at_step.values().filter(|v| v.is_finite()).count(),
@@ -80,8 +81,9 @@ fn best_of(
         if better(overall, value) {
             note.push_str(&format!(
                 "; the evaluation at step {overall_step} scored {} but has no checkpoint kept \
-                 (one is written every train.checkpoint_every steps, and a run keeps its newest \
-                 train.keep_checkpoints; 0 keeps all)",
+                 (one is written every train.checkpoint_every steps and, with \
+                 train.checkpoint_best = true, the default, at each new best evaluation; a run \
+                 keeps its newest train.keep_checkpoints, 0 keeps all)",
                 crate::numfmt::readable(overall)
             ));
         }

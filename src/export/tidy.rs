@@ -149,7 +149,9 @@ pub fn line_points(line: &MetricLine) -> Vec<Point> {
 /// point; `session` the session's id on every row (so several runs'
 /// files concatenate into one table: walkthrough N added it by hand),
 /// `wall` empty where the log has none, non-finite values as `NaN`/`inf`.
-pub fn csv(session: &str, points: &[Point]) -> String {
+/// `single`: the run computed in f32, so its values that are f32s (not
+/// its f64 settings, the learning rate) are written at f32's precision.
+pub fn csv(session: &str, points: &[Point], single: bool) -> String {
     let session = crate::runs::render::csv_field(session);
     let mut out = String::from("session,step,wall,time,series,value\n");
     for p in points {
@@ -157,7 +159,9 @@ pub fn csv(session: &str, points: &[Point]) -> String {
         let series = crate::runs::render::csv_field(&p.series);
         out.push_str(&format!(
             "{session},{},{wall},{},{series},{}\n",
-            p.step, p.time, p.value
+            p.step,
+            p.time,
+            crate::numfmt::full_precision(p.value, single && crate::numfmt::is_single(p.value))
         ));
     }
     out

@@ -510,33 +510,18 @@ pub fn gather<'a>(runs: &'a [Run], by: &GroupBy) -> Result<Vec<Group<'a>>> {
 /// `init=pytorch, iterations=0` beside MELTR's), unless that would make two
 /// rows read alike.
 fn unread_keys_as_dashes(groups: &mut [Group]) {
-    let fixed = |g: &Group| {
-        g.runs.iter().all(|r| {
-            r.value("combiner.kind")
-                .and_then(|k| k.parse::<crate::config::CombinerKind>().ok())
-                .is_some_and(|k| !k.meta_trained())
-        })
-    };
-    let unread = |k: &str| k.starts_with("meltr.") || k.starts_with("aid.");
     let dashed = |g: &Group| -> Vec<(String, String)> {
         g.values
             .iter()
-            .map(|(k, v)| match unread(k) {
-                true => (k.clone(), "–".to_string()),
-                false => (k.clone(), v.clone()),
-            })
+            .map(
+                |(k, v)| match g.runs.iter().all(|r| keys::unread_by(r, k)) {
+                    true => (k.clone(), "–".to_string()),
+                    false => (k.clone(), v.clone()),
+                },
+            )
             .collect()
     };
-    let shown: Vec<Vec<(String, String)>> = groups
-        .iter()
-        .map(|g| {
-            if fixed(g) {
-                dashed(g)
-            } else {
-                g.values.clone()
-            }
-        })
-        .collect();
+    let shown: Vec<Vec<(String, String)>> = groups.iter().map(dashed).collect();
     for (at, g) in groups.iter_mut().enumerate() {
         let alike = shown
             .iter()

@@ -41,6 +41,18 @@ pub fn text(value: &toml::Value) -> String {
     }
 }
 
+/// A `meltr.*` or `aid.*` key of a run whose combiner is fixed (`sum`,
+/// `primary`, …): the run never read it, so listings show `–` for it
+/// (walkthrough O's `sum` rows read `init=pytorch`; walkthrough L's
+/// `ls` read `meltr.on_collapse = restore` beside `primary` runs).
+pub fn unread_by(run: &Run, key: &str) -> bool {
+    (key.starts_with("meltr.") || key.starts_with("aid."))
+        && run
+            .value("combiner.kind")
+            .and_then(|k| k.parse::<crate::config::CombinerKind>().ok())
+            .is_some_and(|k| !k.meta_trained())
+}
+
 /// The keys whose values are not the same in every run (a key missing in
 /// some runs differs too), in key order; none for fewer than two runs.
 pub fn differing<'a>(runs: impl IntoIterator<Item = &'a Run>) -> Vec<String> {

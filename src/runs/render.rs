@@ -107,11 +107,10 @@ pub fn text(runs: &[Run], differing: &[String], with_best: bool) -> String {
             if with_forks {
                 row.push(lineage_text(r));
             }
-            row.extend(
-                differing
-                    .iter()
-                    .map(|k| r.config.get(k).map_or("-".into(), keys::text)),
-            );
+            row.extend(differing.iter().map(|k| match keys::unread_by(r, k) {
+                true => "–".into(),
+                false => r.config.get(k).map_or("-".into(), keys::text),
+            }));
             row
         })
         .collect();
@@ -235,12 +234,13 @@ pub fn csv(runs: &[Run]) -> String {
         .collect::<Vec<_>>()
         .join(",");
     out.push('\n');
-    let num = |v: Option<f64>| {
-        v.map_or(String::new(), |v| {
-            crate::numfmt::full_precision(v, crate::numfmt::is_single(v))
-        })
-    };
     for r in runs {
+        let single = r.value("train.dtype").as_deref() != Some("f64");
+        let num = |v: Option<f64>| {
+            v.map_or(String::new(), |v| {
+                crate::numfmt::full_precision(v, single && crate::numfmt::is_single(v))
+            })
+        };
         let mut row = vec![
             r.meta.id.clone(),
             r.meta.name.clone(),

@@ -88,6 +88,15 @@ pub fn significant_decimals(value: f64) -> usize {
 mod tests {
     use super::*;
 
+    /// Values that are all f32s (an f32 run's log) are written at f32's
+    /// precision; one f64 among them, at f64's.
+    #[test]
+    fn a_summary_knows_whether_its_values_are_f32s() {
+        let logged = [0.072f32, 0.002, 0.074].map(f64::from);
+        assert!(Summary::of(&logged).unwrap().single_precision);
+        assert!(!Summary::of(&[0.1 + 0.2, 0.5]).unwrap().single_precision);
+    }
+
     #[test]
     fn equal_values_have_no_spread() {
         let s = Summary::of(&[99.6, 99.6, 99.6]).unwrap();

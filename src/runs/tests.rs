@@ -363,3 +363,31 @@ fn edits_at_one_step_show_their_net_change() {
         ]
     );
 }
+
+/// `ls` shows `–` for a `meltr.*` key in a fixed combiner's row
+/// (walkthrough L: `meltr.on_collapse = restore` beside `primary` runs).
+#[test]
+fn ls_dashes_meltr_keys_in_the_rows_of_fixed_combiners() {
+    let root = tempfile::tempdir().unwrap();
+    let run = |name: &str, kind: &str, on_collapse: &str| {
+        let mut config = crate::config::Config::default();
+        config.combiner.kind = kind.parse().unwrap();
+        config.meltr.on_collapse = on_collapse.parse().unwrap();
+        let dir = session::create(root.path(), name, &config).unwrap();
+        Run::load(&dir).unwrap()
+    };
+    let runs = vec![
+        run("m-warn", "meltr", "warn"),
+        run("m-restore", "meltr", "restore"),
+        run("fixed", "primary", "restore"),
+    ];
+    let differing = keys::differing(&runs);
+    assert!(differing.contains(&"meltr.on_collapse".to_string()));
+    let text = super::render::text(&runs, &differing, false);
+    let row = |name: &str| text.lines().find(|l| l.contains(name)).unwrap().to_string();
+    assert!(row("m-restore").contains("restore"), "{text}");
+    assert!(
+        !row("fixed").contains("restore") && row("fixed").contains('–'),
+        "{text}"
+    );
+}

@@ -297,6 +297,9 @@ fn check_group_name(group: &str) -> Result<()> {
     {
         bail!("sweep name `{group}`: use letters, digits, `-`, `_` and `.` only (not first)");
     }
+    if group == "none" {
+        bail!("sweep name `none`: `none` means no group (as in `fork --group none`); name it otherwise");
+    }
     Ok(())
 }
 

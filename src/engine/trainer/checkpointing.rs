@@ -19,6 +19,10 @@ pub(super) const TRAIN_LINE_OWED: &str = "train.line_owed";
 /// `meltr.loss_scale` other than `raw`: the factors measured on the first
 /// batch.
 pub(super) const LOSS_SCALE: &str = "meltr.loss_scale";
+/// A collapse restore not yet read by a meta step after it: the healthy
+/// step it put back and the step it applies before (a resumed run reads
+/// it, and marks a restore that did not help, as the run would have).
+pub(super) const RESTORE_UNREAD: &str = "collapse.restore_unread";
 /// The best-evaluated checkpoint's step and primary metric.
 pub(super) const BEST_EVALUATED: &str = "eval.best_checkpoint";
 
@@ -33,6 +37,8 @@ pub(super) struct BestEvaluated {
     last_eval: Option<(u64, f64)>,
     /// The best checkpoint written so far: step and metric.
     best: Option<(u64, f64)>,
+    /// The best primary metric of this process's evaluations.
+    seen: Option<f64>,
 }
 
 impl BestEvaluated {
@@ -46,6 +52,14 @@ impl BestEvaluated {
             higher_is_better,
             last_eval: None,
             best,
+            seen: None,
+        }
+    }
+
+    fn better(&self, a: f64, b: f64) -> bool {
+        match self.higher_is_better {
+            true => a > b,
+            false => a < b,
         }
     }
 
@@ -55,13 +69,21 @@ impl BestEvaluated {
         metrics: &std::collections::BTreeMap<String, f64>,
     ) {
         self.last_eval = metrics.get(&self.metric).map(|&v| (step, v));
+        if let Some((_, v)) = self.last_eval.filter(|(_, v)| v.is_finite()) {
+            if self.seen.is_none_or(|seen| self.better(v, seen)) {
+                self.seen = Some(v);
+            }
+        }
     }
 
     /// The primary metric of `step`'s evaluation when it beats every
-    /// evaluation with a checkpoint so far (`train.checkpoint_best`).
+    /// evaluation so far, and every one with a checkpoint
+    /// (`train.checkpoint_best`; one whose checkpoint could not be written
+    /// still counts, so a lower one later is no "best so far").
     fn new_best_at(&self, step: u64) -> Option<f64> {
-        let best = self.with_checkpoint_at(step)?;
-        (best.0 == step && self.best.is_none_or(|b| b.0 != step)).then_some(best.1)
+        let (at, value) = self.with_checkpoint_at(step)?;
+        let written = self.best.is_some_and(|b| b.0 == step);
+        (at == step && !written && self.seen == Some(value)).then_some(value)
     }
 
     /// The best checkpoint once one is written at `step`.
@@ -70,14 +92,10 @@ impl BestEvaluated {
             .last_eval
             .filter(|&(at, value)| at == step && value.is_finite());
         match (self.best, here) {
-            (Some(best), Some(here)) => {
-                let better = if self.higher_is_better {
-                    here.1 > best.1
-                } else {
-                    here.1 < best.1
-                };
-                Some(if better { here } else { best })
-            }
+            (Some(best), Some(here)) => Some(match self.better(here.1, best.1) {
+                true => here,
+                false => best,
+            }),
             (best, here) => here.or(best),
         }
     }
@@ -125,39 +143,33 @@ impl Trainer {
     /// the best primary metric so far, between the periodic ones, so that
     /// `export --best` has the best model (a walkthrough's best evaluation
     /// fell between two checkpoints). Rank 0 alone (the others have no
-    /// metric); not while a collapse restore is due, which every rank
-    /// applies at the same step.
+    /// metric; a restore it applies here, they apply before the next
+    /// step's forward, as it would have). Not at the run's last step, which
+    /// writes an ordinary checkpoint anyway.
     pub(super) fn write_best_checkpoint(&mut self) -> Result<()> {
         let Some(value) = self.best_evaluated.new_best_at(self.step) else {
             return Ok(());
         };
-        // The run's last step writes an ordinary checkpoint anyway.
         if !self.config.train.checkpoint_best
             || self.step == self.config.train.steps
             || self.is_follower()
-            || self.restore_due
             || self.checkpointed_at == Some(self.step)
         {
             return Ok(());
         }
-        let metric = self.best_evaluated.metric.clone();
-        self.write_checkpoint_with(|step| {
-            checkpoint::best_checkpoint_written(step, &metric, value)
-        })?;
-        if self.checkpointed_at == Some(self.step) {
-            // A failed marker leaves an ordinary checkpoint, pruned as one.
-            let _ = checkpoint::mark_best_only(&self.dir.checkpoints(), self.step);
-        }
-        Ok(())
+        self.write_checkpoint_of(Some(value))
     }
 
     /// Writes a checkpoint now (and makes the metrics durable up to it).
     pub fn write_checkpoint(&mut self) -> Result<()> {
-        self.write_checkpoint_with(checkpoint::checkpoint_written)
+        self.write_checkpoint_of(None)
     }
 
-    /// [`Self::write_checkpoint`], its event's message from `event`.
-    fn write_checkpoint_with(&mut self, event: impl Fn(u64) -> String) -> Result<()> {
+    /// [`Self::write_checkpoint`]; `best_only`: the primary metric of the
+    /// evaluation a best-only checkpoint is written for. Such a write that
+    /// fails is warned about, not paused for (the periodic checkpoints
+    /// say whether the disk holds up).
+    fn write_checkpoint_of(&mut self, best_only: Option<f64>) -> Result<()> {
         self.flush_pending()?;
         // A restore the flush asked for lands before the checkpoint (nothing
         // reads φ before the next step's forward), so a resume starts from
@@ -204,6 +216,10 @@ impl Trainer {
             ];
             tensors.push((NEUMANN_STOPS.to_string(), Tensor::from_slice(&stops)));
         }
+        if let Some((from, before)) = self.restored {
+            let unread = [from as f64, before as f64];
+            tensors.push((RESTORE_UNREAD.to_string(), Tensor::from_slice(&unread)));
+        }
         if self.train_line_owed {
             tensors.push((TRAIN_LINE_OWED.to_string(), Tensor::from_slice(&[1.0f64])));
         }
@@ -220,29 +236,46 @@ impl Trainer {
             ));
         }
         let written = self.log.sync().and_then(|()| {
-            let keep = self.config.train.keep_checkpoints;
-            let also_keep = best.map(|(step, _)| step);
-            checkpoint::write(
-                &self.dir.checkpoints(),
-                self.step,
-                &tensors,
-                keep,
-                also_keep,
-            )
+            let keep = checkpoint::Keep {
+                newest: self.config.train.keep_checkpoints,
+                best: best.map(|(step, _)| step),
+                best_only: best_only.is_some(),
+            };
+            checkpoint::write(&self.dir.checkpoints(), self.step, &tensors, keep)
         });
         // Named by its step (`checkpoint::file_name`), as the event says.
-        if let Err(e) = written {
+        match (written, best_only) {
+            (Err(e), Some(_)) => {
+                self.emit(Record::Event {
+                    level: Level::Warn,
+                    message: format!(
+                        "the checkpoint of step {}'s best evaluation could not be written ({e:#}); \
+                         the run goes on, and `export --best` takes the best kept checkpoint",
+                        self.step
+                    ),
+                });
+                return Ok(());
+            }
             // The previous checkpoint is intact; pause and retry on resume.
-            self.storage_error.get_or_insert(format!("{e:#}"));
-            self.checkpoint_owed = true;
-            return Ok(());
+            (Err(e), None) => {
+                self.storage_error.get_or_insert(format!("{e:#}"));
+                self.checkpoint_owed = true;
+                return Ok(());
+            }
+            (Ok(_), _) => {}
         }
         self.checkpoint_owed = false;
         self.checkpointed_at = Some(self.step);
         self.best_evaluated.best = best;
+        let message = match best_only {
+            Some(value) => {
+                checkpoint::best_checkpoint_written(self.step, &self.best_evaluated.metric, value)
+            }
+            None => checkpoint::checkpoint_written(self.step),
+        };
         self.emit(Record::Event {
             level: Level::Info,
-            message: event(self.step),
+            message,
         });
         Ok(())
     }

@@ -127,18 +127,18 @@ pub(super) fn gradient_owner_event(
         _ => format!("The combiner has not offset its scale. {REMEDY}"),
     };
     format!(
-        "auxiliary loss {} has had {:.1}% of the combined gradient on {} logged share lines in a row since step {} \
-         (the primary, {primary}: {:.1}%{}): the model trains almost only on it. {why}",
+        "auxiliary loss {} has had {} of the combined gradient on {} logged share lines in a row since step {} \
+         (the primary, {primary}: {}{}): the model trains almost only on it. {why}",
         owner.loss,
-        100.0 * owner.share,
+        crate::numfmt::percent(owner.share),
         crate::engine::gradient_owner::LINES,
         owner.since,
         // -0.0004 read "-0.0%" (walkthrough V).
-        if (100.0 * owner.primary_share).abs() < 0.05 {
+        crate::numfmt::percent(if owner.primary_share.abs() < 0.0005 {
             0.0
         } else {
-            100.0 * owner.primary_share
-        },
+            owner.primary_share
+        }),
         // Shares sum to 1: one above it has others pulling against it; a
         // negative share is a loss the step raises (walkthrough F's
         // 1019.6% against the primary's -899.9%).

@@ -423,7 +423,11 @@ impl Trainer {
             (Err(Some(from)), OnCollapse::Restore) => format!(
                 "φ is not put back: the restore to step {from}'s φ did not lift the primary's weight \
                  (the first meta step after it read below {PRIMARY_FLOOR}), and no meta step has been \
-                 healthy since; the meta steps go on from here"
+                 healthy since{}",
+                match at_the_end {
+                    true => "",
+                    false => "; the meta steps go on from here",
+                }
             ),
             (Ok(from), OnCollapse::Restore) if at_the_end => format!(
                 "the run ends at this step, so φ is not restored (the last healthy meta step was at step {from})"

@@ -230,13 +230,18 @@ fn a_restore_that_did_not_lift_the_primary_is_not_repeated() {
     }
     trainer.apply_due_restore();
     // The restored φ reads as collapsed at once (as the held-out model's
-    // did on its moved losses).
+    // did on its moved losses) ...
     tch::no_grad(|| {
         for phi in trainer.combiner.params() {
             let _ = phi.shallow_clone().zero_();
         }
     });
     let restored_at = trainer.step;
+    // ... in a run resumed from a checkpoint written before that reading
+    // (the review: the unread restore was not in checkpoints).
+    trainer.write_checkpoint().unwrap();
+    drop(trainer);
+    let mut trainer = resumed(dir.path(), config(OnCollapse::Restore));
     let until = restored_at + 3 * u64::from(PRIMARY_COLLAPSE_META_STEPS + 3);
     while trainer.step < until {
         trainer.train_step().unwrap();

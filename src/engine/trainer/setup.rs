@@ -117,6 +117,7 @@ impl Trainer {
         let (mut neumann_episodes, mut neumann_stopped) = (0, false);
         let mut best_saved = None;
         let mut train_line_owed = false;
+        let mut restored = None;
         let mut loss_rise = LossRise::default();
         let mut gradient_owner = GradientOwner::default();
         let mut auxiliary_rise: Vec<LossRise> = config
@@ -165,6 +166,13 @@ impl Trainer {
                     pool_skipped = steps.into_iter().map(|s| s as u64).collect();
                 }
                 train_line_owed = ckpt.get(super::checkpointing::TRAIN_LINE_OWED).is_some();
+                let unread = super::checkpointing::saved_values(
+                    &ckpt,
+                    super::checkpointing::RESTORE_UNREAD,
+                )?;
+                if let Some(&[from, before]) = unread.as_deref() {
+                    restored = Some((from as u64, before as u64));
+                }
                 let stops =
                     super::checkpointing::saved_values(&ckpt, super::checkpointing::NEUMANN_STOPS)?;
                 if let Some(&[episodes, stopped]) = stops.as_deref() {
@@ -294,7 +302,7 @@ impl Trainer {
             auxiliary_rise,
             gamma,
             restore_due: false,
-            restored: None,
+            restored,
             alone_scans: 0,
             // Said at the run's start; a resumed run's log has it already.
             loss_scales_checked: resumed_from.is_some(),

@@ -60,7 +60,12 @@ fn keys_label(parts: &[String], room: f64, size: f64, columns: usize, m: &Metric
         .iter()
         .map(|part| {
             let (key, values) = key_and_values(part);
-            let key = key.rsplit('.').next().unwrap_or(key);
+            // `steps 600→900` beside a fork's mark read as a range of
+            // steps (walkthrough M): that key keeps its section.
+            let key = match key.rsplit('.').next() {
+                Some("steps") | None => key,
+                Some(last) => last,
+            };
             match values {
                 "" => key.to_string(),
                 values => format!("{key} {values}"),

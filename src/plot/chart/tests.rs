@@ -209,6 +209,14 @@ fn marks_are_labelled_lines_merged_when_close() {
         labels.contains(&"iterations, gamma".to_string()),
         "{labels:?}"
     );
+    // Except `train.steps`: `steps 600→900` read as a range of steps
+    // beside a fork's mark (walkthrough M).
+    let svg = chart(&[(2.0, "aid.iterations"), (4.0, "train.steps")]).to_svg(&theme);
+    let labels = texts(&svg);
+    assert!(
+        labels.contains(&"iterations, train.steps".to_string()),
+        "{labels:?}"
+    );
     // A line by the left spine has its label right of it, not over the
     // spine and the tick labels (walkthrough J's fork at step 39 of 400);
     // elsewhere left of it.
