@@ -933,7 +933,9 @@ fn check_fails_on_losses_that_are_not_finite_on_the_batches_it_scans() {
     assert!(
         ok && said.contains("8 training batches scanned: every loss finite on each")
             && !said.contains("the first training batch only")
-            && said.contains("validation     one evaluation: every loss and metric finite"),
+            && said.contains("validation     one evaluation: every loss and metric finite")
+            // The untrained model's metrics (walkthrough N wanted its PSNR).
+            && said.contains("; as the model starts, "),
         "{said}"
     );
     // NaN on the validation split only (walkthrough P: found by the run's

@@ -177,7 +177,15 @@ fn evaluation_words(evaluation: &crate::engine::trainer::NonFiniteEvaluation) ->
         .collect();
     named.extend(evaluation.metrics.iter().map(|m| format!("metric `{m}`")));
     if named.is_empty() {
-        return "one evaluation: every loss and metric finite".to_string();
+        let values: Vec<String> = evaluation
+            .values
+            .iter()
+            .map(|(name, v)| format!("{name} {}", crate::numfmt::readable(*v)))
+            .collect();
+        return format!(
+            "one evaluation: every loss and metric finite; as the model starts, {}",
+            values.join(", ")
+        );
     }
     format!(
         "one evaluation: {} not finite (a mean over the split: NaN on one batch makes it NaN; \

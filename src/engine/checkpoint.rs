@@ -26,7 +26,8 @@ pub fn best_checkpoint_written(step: u64, metric: &str, value: f64) -> String {
     format!(
         "{} ({metric} {}, the best evaluation so far; kept until a better one)",
         checkpoint_written(step),
-        crate::numfmt::readable(value)
+        // Zeros kept: `psnr 15.00`, not `psnr 15` (walkthrough N).
+        crate::numfmt::column_value(value)
     )
 }
 

@@ -36,12 +36,11 @@ pub fn metric_text(run: &Run) -> String {
     })
 }
 
-/// `0.812 @1,350`: the best primary metric and its step.
+/// `0.812 @1350`: the best primary metric and its step (written as steps
+/// are everywhere else; walkthrough N read `@1,200`).
 fn best_text(run: &Run) -> String {
     match (run.best_metric(), &run.best_eval) {
-        (Some(m), Some((step, _))) => {
-            format!("{} @{}", column_value(m), crate::numfmt::thousands(*step))
-        }
+        (Some(m), Some((step, _))) => format!("{} @{step}", column_value(m)),
         _ => "-".into(),
     }
 }

@@ -313,8 +313,13 @@ pub fn render(groups: &[Group], opts: &TableOptions) -> Result<String> {
         }
         cells
     };
+    // No key tells the rows apart: they are named by their runs (not a
+    // `group`, which read as `--group`'s: walkthroughs L and N).
     let mut label_header: Vec<String> = if key_names.is_empty() {
-        vec!["group".into()]
+        vec![match one_run_a_row {
+            true => "session".into(),
+            false => "runs".into(),
+        }]
     } else {
         key_names.clone()
     };

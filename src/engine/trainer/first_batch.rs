@@ -14,6 +14,9 @@ pub struct NonFiniteEvaluation {
     pub losses: Vec<String>,
     /// Metrics likewise.
     pub metrics: Vec<String>,
+    /// Every metric's value, by name: the untrained model's (walkthrough
+    /// N wanted its starting PSNR from `check`).
+    pub values: std::collections::BTreeMap<String, f64>,
 }
 
 impl Trainer {
@@ -139,6 +142,7 @@ impl Trainer {
         Ok(NonFiniteEvaluation {
             losses: super::eval_finite::non_finite_names(&evaluation.losses),
             metrics: super::eval_finite::non_finite_names(&evaluation.metrics),
+            values: evaluation.metrics.clone(),
         })
     }
 

@@ -233,6 +233,10 @@ impl Trainer {
                     weights: (values[k], values[k + at]),
                     losses: (values[0], values[at]),
                     primary_first: self.loss_rise.first(),
+                    owner_first: at
+                        .checked_sub(1)
+                        .and_then(|aux| self.auxiliary_rise.get(aux))
+                        .and_then(|rise| rise.first()),
                 });
                 // Whether MELTR reads the owner rescaled (its factor not 1).
                 let rescaled = self

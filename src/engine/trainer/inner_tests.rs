@@ -28,6 +28,7 @@ fn meltr_event_read(
         weights,
         losses,
         primary_first: Some(primary_first),
+        owner_first: None,
     };
     gradient_owner_event(&owner(), "cls", (CombinerKind::Meltr, rescaled), Some(now))
 }
@@ -83,6 +84,33 @@ fn a_gradient_owner_weighed_up_by_meltr_is_told_apart_from_one_too_large() {
             "Its scale does it, and MELTR's weights add to it: the primary's 0.02 against its 0.95"
         ) && !apart.contains("do not set it apart"),
         "{apart}"
+    );
+}
+
+/// Walkthrough N: random regression targets (loss 1.0 from start to end)
+/// held 98% of the gradient beside a reconstruction loss of 0.03, and the
+/// warning said "its scale does". A loss that has not fallen is said so.
+#[test]
+fn a_gradient_owner_whose_loss_never_fell_is_said_to_be_one() {
+    let event = |owner_first: f64| {
+        let now = Standing {
+            weights: (1.777, 0.9638),
+            losses: (0.03, 1.01),
+            primary_first: Some(0.12),
+            owner_first: Some(owner_first),
+        };
+        gradient_owner_event(&owner(), "recon", (CombinerKind::Meltr, false), Some(now))
+    };
+    let flat = event(1.05);
+    assert!(
+        flat.contains("its gradient does")
+            && flat.contains("Its own loss has not fallen (1.05 at first, 1.01 now)"),
+        "{flat}"
+    );
+    let fell = event(4.0);
+    assert!(
+        fell.contains("its scale does") && !fell.contains("has not fallen"),
+        "{fell}"
     );
 }
 

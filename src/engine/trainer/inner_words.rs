@@ -24,10 +24,16 @@ pub(super) fn auxiliary_climb_event(
 
 /// The primary's and a loss's effective weights and training losses at a
 /// logged step, in that order, and the primary's first logged loss.
+/// An auxiliary whose loss is still this fraction of its first or more
+/// has not fallen.
+const FLAT_LOSS: f64 = 0.8;
+
 pub(super) struct Standing {
     pub(super) weights: (f64, f64),
     pub(super) losses: (f64, f64),
     pub(super) primary_first: Option<f64>,
+    /// The owner's first logged loss.
+    pub(super) owner_first: Option<f64>,
 }
 
 /// What an auxiliary owning the combined gradient means (see
@@ -70,6 +76,27 @@ pub(super) fn gradient_owner_event(
                 readable(now)
             )
         });
+    // A loss the model cannot lower keeps its whole gradient while the
+    // others shrink (walkthrough N: random regression targets at 1.0 held
+    // 98% of the gradient, and "its scale does" pointed at the wrong fix).
+    let flat = now
+        .as_ref()
+        .and_then(|s| Some((s.losses.1, s.owner_first?)))
+        .filter(|(now, first)| now.abs() >= FLAT_LOSS * first.abs());
+    let fit = match flat {
+        Some((now, first)) => format!(
+            "{fit} Its own loss has not fallen ({} at first, {} now): a loss the model cannot lower \
+             (random targets, a task it cannot learn) keeps its whole gradient while the others' shrink, \
+             whatever its scale; a harmful auxiliary looks like this.",
+            readable(first),
+            readable(now)
+        ),
+        None => fit,
+    };
+    let its = match flat {
+        Some(_) => "its gradient",
+        None => "its scale",
+    };
     let why = match kind {
         CombinerKind::Meltr if weighed_up.is_some() => {
             let s = weighed_up.expect("matched");
@@ -113,7 +140,7 @@ pub(super) fn gradient_owner_event(
                 readable(s.weights.1)
             ),
             Some(s) => format!(
-                "MELTR's weights do not set it apart ({} against the primary's {}): its scale does.{fit} {REMEDY}",
+                "MELTR's weights do not set it apart ({} against the primary's {}): {its} does.{fit} {REMEDY}",
                 readable(s.weights.1),
                 readable(s.weights.0)
             ),
