@@ -84,7 +84,10 @@ pub fn is_single(v: f64) -> bool {
 /// from are f32s (`single`; more digits are the f32's rounding, not data),
 /// else at f64's; -0 as 0.
 pub fn full_precision(v: f64, single: bool) -> String {
-    match single {
+    // Whole numbers from 2^24 on print as f32s with their last digits
+    // zeroed (1073741824 as 1073741800): those keep f64's.
+    let whole_and_large = v.fract() == 0.0 && v.abs() >= 16_777_216.0;
+    match single && !whole_and_large {
         true => ((v as f32) + 0.0).to_string(),
         false => (v + 0.0).to_string(),
     }
@@ -204,6 +207,7 @@ mod tests {
             "0.30000000000000004"
         );
         assert_eq!(full_precision(-0.0, true), "0");
+        assert_eq!(full_precision(1073741824.0, true), "1073741824");
     }
 
     #[test]

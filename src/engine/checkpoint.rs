@@ -44,7 +44,8 @@ pub fn is_checkpoint_written(message: &str, step: u64) -> bool {
 /// Which checkpoints a write keeps besides itself.
 #[derive(Debug, Clone, Copy)]
 pub struct Keep {
-    /// The newest this many ordinary ones (0: every checkpoint).
+    /// The newest this many ordinary ones (0: every ordinary one; a
+    /// best-only one still goes once a better one replaces it).
     pub newest: usize,
     /// The best-evaluated one's step.
     pub best: Option<u64>,
@@ -53,7 +54,7 @@ pub struct Keep {
 }
 
 /// Writes `tensors` as the checkpoint for `step`, then deletes all but the
-/// newest `keep.newest` ordinary ones (0: deletes none) and the best one,
+/// newest `keep.newest` ordinary ones (0: every ordinary one) and the best one,
 /// and every best-only one but the best; returns its path. A failed delete
 /// is no failed write (the next checkpoint tries it again).
 pub fn write(dir: &Path, step: u64, tensors: &[(String, Tensor)], keep: Keep) -> Result<PathBuf> {
@@ -85,9 +86,7 @@ pub fn write(dir: &Path, step: u64, tensors: &[(String, Tensor)], keep: Keep) ->
     if keep.best_only {
         let _ = mark_best_only(dir, step);
     }
-    if keep.newest > 0 {
-        let _ = prune(dir, keep.newest, keep.best);
-    }
+    let _ = prune(dir, keep.newest, keep.best);
     Ok(path)
 }
 
@@ -184,14 +183,17 @@ pub fn unmark_best_only(dir: &Path, step: u64) {
 }
 
 /// Deletes all but the newest `keep` ordinary checkpoints (best-only ones
-/// not counted) and every best-only one, sparing `also_keep`'s and pinned
-/// ones.
+/// not counted; 0 keeps every one) and every best-only one, sparing
+/// `also_keep`'s and pinned ones.
 fn prune(dir: &Path, keep: usize, also_keep: Option<u64>) -> Result<()> {
     let spared = |step: u64| Some(step) == also_keep || marker(dir, step, PINNED).exists();
     let (best_only, ordinary): (Vec<_>, Vec<_>) = list(dir)
         .into_iter()
         .partition(|(step, _)| marker(dir, *step, BEST_ONLY).exists());
-    let older = &ordinary[..ordinary.len().saturating_sub(keep)];
+    let older = match keep {
+        0 => &[][..],
+        keep => &ordinary[..ordinary.len().saturating_sub(keep)],
+    };
     for (step, path) in best_only.iter().chain(older) {
         if spared(*step) {
             continue;
@@ -377,6 +379,17 @@ mod tests {
         write(dir.path(), 50, &x, keep(2, Some(50))).unwrap();
         write(dir.path(), 60, &x, keep(2, None)).unwrap();
         assert_eq!(steps(dir.path()), vec![50, 60]);
+        // Keeping every checkpoint keeps every ordinary one; a best-only one
+        // still goes when a better one replaces it.
+        let all = tempfile::tempdir().unwrap();
+        for (step, best_only) in [(10, false), (15, true), (20, false), (25, true)] {
+            let keep = Keep {
+                best_only,
+                ..keep(0, Some(step))
+            };
+            write(all.path(), step, &x, keep).unwrap();
+        }
+        assert_eq!(steps(all.path()), vec![10, 20, 25]);
         // The event of either kind of write is one a fork's history ends at.
         assert!(is_checkpoint_written(&checkpoint_written(40), 40));
         assert!(is_checkpoint_written(

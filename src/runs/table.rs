@@ -429,8 +429,16 @@ pub fn render(groups: &[Group], opts: &TableOptions) -> Result<String> {
                     })
                     .collect();
                 cells.push(row.group.runs.len().to_string());
+                // An f64 run's whole-number metrics are f32s too: its rows
+                // keep f64's digits (the review).
+                let f32_runs = row
+                    .group
+                    .runs
+                    .iter()
+                    .all(|r| r.value("train.dtype").as_deref() != Some("f64"));
                 for s in &row.cells {
-                    let full = |v: f64| crate::numfmt::full_precision(v, s.single_precision);
+                    let single = s.single_precision && f32_runs;
+                    let full = |v: f64| crate::numfmt::full_precision(v, single);
                     let std = if s.n > 1 { full(s.std) } else { String::new() };
                     cells.extend([full(s.mean), std, full(s.min), full(s.max)]);
                 }

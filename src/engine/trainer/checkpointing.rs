@@ -69,7 +69,13 @@ impl BestEvaluated {
         metrics: &std::collections::BTreeMap<String, f64>,
     ) {
         self.last_eval = metrics.get(&self.metric).map(|&v| (step, v));
-        if let Some((_, v)) = self.last_eval.filter(|(_, v)| v.is_finite()) {
+        self.seen_before(metrics);
+    }
+
+    /// Counts an evaluation toward the best seen (a resumed run's logged
+    /// ones: a best whose checkpoint was not written still counts).
+    pub(super) fn seen_before(&mut self, metrics: &std::collections::BTreeMap<String, f64>) {
+        if let Some(&v) = metrics.get(&self.metric).filter(|v| v.is_finite()) {
             if self.seen.is_none_or(|seen| self.better(v, seen)) {
                 self.seen = Some(v);
             }
@@ -410,5 +416,20 @@ mod best_tests {
         assert_eq!(loss.with_checkpoint_at(100), Some((50, 0.3)));
         loss.evaluated(150, &metric(0.2));
         assert_eq!(loss.with_checkpoint_at(150), Some((150, 0.2)));
+    }
+
+    /// `train.checkpoint_best`: a new best is the best evaluation seen,
+    /// also before a resume (the review: one whose checkpoint was not
+    /// written, then a lower one logged as "the best so far").
+    #[test]
+    fn a_new_best_beats_every_evaluation_seen_before_a_resume_too() {
+        let mut best = BestEvaluated::new("acc", true, Some(vec![50.0, 0.7]));
+        best.seen_before(&metric(0.9));
+        best.evaluated(100, &metric(0.8));
+        assert_eq!(best.new_best_at(100), None, "0.8 is below the 0.9 seen");
+        best.evaluated(150, &metric(0.95));
+        assert_eq!(best.new_best_at(150), Some(0.95));
+        best.best = best.with_checkpoint_at(150);
+        assert_eq!(best.new_best_at(150), None, "written already");
     }
 }

@@ -92,21 +92,28 @@ fn a_gradient_owner_weighed_up_by_meltr_is_told_apart_from_one_too_large() {
 /// warning said "its scale does". A loss that has not fallen is said so.
 #[test]
 fn a_gradient_owner_whose_loss_never_fell_is_said_to_be_one() {
-    let event = |owner_first: f64| {
+    let event_weighed = |owner_first: f64, weight: f64| {
         let now = Standing {
-            weights: (1.777, 0.9638),
+            weights: (1.777, weight),
             losses: (0.03, 1.01),
             primary_first: Some(0.12),
             owner_first: Some(owner_first),
         };
         gradient_owner_event(&owner(), "recon", (CombinerKind::Meltr, false), Some(now))
     };
+    let event = |owner_first: f64| event_weighed(owner_first, 0.9638);
     let flat = event(1.05);
     assert!(
         flat.contains("its gradient does")
-            && flat.contains("Its own loss has not fallen (1.05 at first, 1.01 now)"),
+            && flat.contains("Its own loss has not fallen (1.05 at first, 1.01 now)")
+            && flat.contains("Leave it out of workload.auxiliary")
+            && !flat.contains("scale it down"),
         "{flat}"
     );
+    // Under a negative weight the model is pushed to raise it: not said
+    // to be a loss it cannot lower.
+    let pushed = event_weighed(1.05, -0.3);
+    assert!(!pushed.contains("has not fallen"), "{pushed}");
     let fell = event(4.0);
     assert!(
         fell.contains("its scale does") && !fell.contains("has not fallen"),

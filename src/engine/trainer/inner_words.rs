@@ -22,12 +22,13 @@ pub(super) fn auxiliary_climb_event(
     )
 }
 
-/// The primary's and a loss's effective weights and training losses at a
-/// logged step, in that order, and the primary's first logged loss.
 /// An auxiliary whose loss is still this fraction of its first or more
 /// has not fallen.
 const FLAT_LOSS: f64 = 0.8;
 
+/// The primary's and a loss's effective weights and training losses at a
+/// logged step, in that order, and the primary's and the loss's first
+/// logged losses.
 pub(super) struct Standing {
     pub(super) weights: (f64, f64),
     pub(super) losses: (f64, f64),
@@ -45,6 +46,8 @@ pub(super) fn gradient_owner_event(
     (kind, rescaled): (CombinerKind, bool),
     now: Option<Standing>,
 ) -> String {
+    const FLAT_REMEDY: &str =
+        "Leave it out of workload.auxiliary, or give it a small fixed weight (combiner.kind = \"weights\")";
     const REMEDY: &str =
         "A loss on a far larger scale than the others does this; scale it down in the model, \
                           or give it a small fixed weight (combiner.kind = \"weights\")";
@@ -81,8 +84,13 @@ pub(super) fn gradient_owner_event(
     // 98% of the gradient, and "its scale does" pointed at the wrong fix).
     let flat = now
         .as_ref()
+        .filter(|s| s.weights.1 > 0.0)
         .and_then(|s| Some((s.losses.1, s.owner_first?)))
-        .filter(|(now, first)| now.abs() >= FLAT_LOSS * first.abs());
+        .filter(|&(now, first)| first > 0.0 && now >= FLAT_LOSS * first);
+    let remedy = match flat {
+        Some(_) => FLAT_REMEDY,
+        None => REMEDY,
+    };
     let fit = match flat {
         Some((now, first)) => format!(
             "{fit} Its own loss has not fallen ({} at first, {} now): a loss the model cannot lower \
@@ -120,7 +128,7 @@ pub(super) fn gradient_owner_event(
             let s = now.as_ref().expect("matched");
             format!(
                 "MELTR weighs it below zero ({} against the primary's {}): the model is pushed to raise that loss, \
-                 and its scale makes that push most of the gradient.{fit} {REMEDY}",
+                 and its scale makes that push most of the gradient.{fit} {remedy}",
                 readable(s.weights.1),
                 readable(s.weights.0)
             )
@@ -129,29 +137,33 @@ pub(super) fn gradient_owner_event(
         // read raw, under meltr.max_loss_ratio).
         CombinerKind::Meltr if rescaled => format!(
             "MELTR reads the losses on a common scale (meltr.loss_scale), but each loss's gradient is its own: \
-             its effective weight would have to fall far below the others'.{fit} {REMEDY}"
+             its effective weight would have to fall far below the others'.{fit} {remedy}"
         ),
         CombinerKind::Meltr => match now.as_ref() {
             // Its weight at or below `sum`'s 1, the primary's far lower:
             // MELTR's low primary weight adds to what the scale does.
             Some(s) if s.weights.1.abs() >= 2.0 * s.weights.0.abs() => format!(
-                "Its scale does it, and MELTR's weights add to it: the primary's {} against its {}.{fit} {REMEDY}",
+                "{} does it, and MELTR's weights add to it: the primary's {} against its {}.{fit} {remedy}",
+                match flat {
+                    Some(_) => "Its gradient",
+                    None => "Its scale",
+                },
                 readable(s.weights.0),
                 readable(s.weights.1)
             ),
             Some(s) => format!(
-                "MELTR's weights do not set it apart ({} against the primary's {}): {its} does.{fit} {REMEDY}",
+                "MELTR's weights do not set it apart ({} against the primary's {}): {its} does.{fit} {remedy}",
                 readable(s.weights.1),
                 readable(s.weights.0)
             ),
-            None => format!("Its scale does it.{fit} {REMEDY}"),
+            None => format!("Its scale does it.{fit} {remedy}"),
         },
         CombinerKind::Weights => {
             "Its weight in combiner.weights may be what does it: lower it, or scale the loss down in the model"
                 .to_string()
         }
-        CombinerKind::Sum => REMEDY.to_string(),
-        _ => format!("The combiner has not offset its scale. {REMEDY}"),
+        CombinerKind::Sum => remedy.to_string(),
+        _ => format!("The combiner has not offset its scale. {remedy}"),
     };
     format!(
         "auxiliary loss {} has had {} of the combined gradient on {} logged share lines in a row since step {} \

@@ -118,6 +118,7 @@ impl Trainer {
         let mut best_saved = None;
         let mut train_line_owed = false;
         let mut restored = None;
+        let mut logged_evals = Vec::new();
         let mut loss_rise = LossRise::default();
         let mut gradient_owner = GradientOwner::default();
         let mut auxiliary_rise: Vec<LossRise> = config
@@ -201,6 +202,17 @@ impl Trainer {
                     .filter(|l| matches!(l.record, Record::Eval { .. }))
                     .map(|l| l.step)
                     .max();
+                // A fork's first start: its parent's evaluations are not
+                // its own to beat (as `best_saved`).
+                if !fork_start(dir, step) {
+                    logged_evals = lines
+                        .iter()
+                        .filter_map(|l| match &l.record {
+                            Record::Eval { metrics, .. } => Some(metrics.clone()),
+                            _ => None,
+                        })
+                        .collect();
+                }
                 // The loss-climb watch, as the logged lines left it (a climb
                 // said before the resume is not said again).
                 loss_rise = LossRise::replayed(&lines, &config.workload.primary);
@@ -233,8 +245,11 @@ impl Trainer {
                 higher_is_better,
             ));
         }
-        let best_evaluated =
+        let mut best_evaluated =
             super::checkpointing::BestEvaluated::new(&primary_metric, higher_is_better, best_saved);
+        logged_evals
+            .iter()
+            .for_each(|m| best_evaluated.seen_before(m));
         let device = theta.first().map(Tensor::device).unwrap_or(Device::Cpu);
         let meta_info = SessionMeta {
             id: layout.id(),
