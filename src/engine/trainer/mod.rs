@@ -10,6 +10,7 @@ pub use bench::BenchTrainer;
 pub use first_batch::NonFiniteEvaluation;
 mod checkpointing;
 mod data_parallel;
+mod device;
 mod eval_finite;
 mod first_batch;
 mod gpu_log;
@@ -55,14 +56,12 @@ use crate::session::metrics::{
 use crate::session::{self, SessionDir, SessionMeta};
 use crate::workload::{self, Batch, Workload};
 use anyhow::{bail, Context, Result};
+pub use device::{device_label, dtype, resolve_device};
 use gpu_log::GpuSource;
 use lockstep::Order;
 use meta::{meta_decay, PendingMeta};
 use outbox::PendingStep;
-pub use setup::{
-    device_label, dtype, prepare_resume, resolve_device, restart_only_edits_left_out,
-    session_config,
-};
+pub use setup::{prepare_resume, restart_only_edits_left_out, session_config};
 use std::collections::{BTreeSet, VecDeque};
 use std::path::Path;
 use std::sync::mpsc::{Receiver, RecvTimeoutError, SyncSender, TryRecvError};

@@ -7,38 +7,6 @@ use super::*;
 use crate::engine::gradient_owner::GradientOwner;
 use crate::engine::loss_rise::LossRise;
 
-/// Resolves `train.device` to a libtorch device, or says why not.
-pub fn resolve_device(spec: &str) -> Result<Device> {
-    let cuda = tch::Cuda::device_count() as usize;
-    match spec {
-        "auto" => Ok(Device::cuda_if_available()),
-        "cpu" => Ok(Device::Cpu),
-        "cuda" if cuda > 0 => Ok(Device::Cuda(0)),
-        "cuda" => bail!("train.device = \"cuda\" but libtorch sees no CUDA device (run `meltr-tui doctor`)"),
-        other => match crate::config::parse_cuda_index(other) {
-            Some(i) if i < cuda => Ok(Device::Cuda(i)),
-            Some(i) => bail!("train.device = \"{other}\" but libtorch sees {cuda} CUDA device(s); cuda:{i} does not exist"),
-            None => bail!("train.device = \"{other}\" is not a device"),
-        },
-    }
-}
-
-/// The short name of `device` in logs and `session.json`: `cuda:N` or `cpu`.
-pub fn device_label(device: Device) -> String {
-    match device {
-        Device::Cuda(i) => format!("cuda:{i}"),
-        _ => "cpu".into(),
-    }
-}
-
-/// The tensor kind of `train.dtype`.
-pub fn dtype(config: &Config) -> Kind {
-    match config.train.dtype {
-        Dtype::F64 => Kind::Double,
-        Dtype::F32 => Kind::Float,
-    }
-}
-
 impl Trainer {
     /// Builds the workload and combiner; with `resume`, restores the newest
     /// checkpoint that reads back and cuts `metrics.jsonl` back to it (see
