@@ -384,7 +384,7 @@ impl Trainer {
                 .as_ref()
                 .map(|s| s.iter().map(Tensor::shallow_clone).collect()),
         );
-        let (kind, healthy_step) = match verdict {
+        let (kind, healthy_step, spent) = match verdict {
             Verdict::Fine => return,
             Verdict::Carried(carried) => {
                 let record = carried_event(&self.loss_names, carried, watched);
@@ -395,7 +395,7 @@ impl Trainer {
                 kind,
                 healthy_step,
                 spent,
-            } => (kind, healthy_step.filter(|_| !spent).ok_or(healthy_step)),
+            } => (kind, healthy_step, spent),
         };
         let what = match kind {
             Collapse::Primary => format!(
@@ -419,8 +419,8 @@ impl Trainer {
             ),
         };
         let at_the_end = self.step >= self.config.train.steps;
-        let outcome = match (healthy_step, self.config.meltr.on_collapse) {
-            (Err(Some(from)), OnCollapse::Restore) => format!(
+        let outcome = match (healthy_step, spent, self.config.meltr.on_collapse) {
+            (Some(from), true, OnCollapse::Restore) => format!(
                 "φ is not put back: the restore to step {from}'s φ did not lift the primary's weight \
                  (the first meta step after it read below {PRIMARY_FLOOR}), and no meta step has been \
                  healthy since{}",
@@ -429,10 +429,10 @@ impl Trainer {
                     false => "; the meta steps go on from here",
                 }
             ),
-            (Ok(from), OnCollapse::Restore) if at_the_end => format!(
+            (Some(from), false, OnCollapse::Restore) if at_the_end => format!(
                 "the run ends at this step, so φ is not restored (the last healthy meta step was at step {from})"
             ),
-            (Ok(from), OnCollapse::Restore) => {
+            (Some(from), false, OnCollapse::Restore) => {
                 // φ may be in the graph of this step's forward: the copy
                 // waits for the next step (`apply_due_restore`).
                 self.restore_due = true;
@@ -463,12 +463,12 @@ impl Trainer {
                     self.step + 1,
                 )
             }
-            (Err(_), OnCollapse::Restore) => "no healthy meta step to restore from yet".to_string(),
+            (None, _, OnCollapse::Restore) => "no healthy meta step to restore from yet".to_string(),
             // (With "warn" no healthy state is kept: the kind tells.)
-            (_, OnCollapse::Warn) if kind == Collapse::PrimaryNeverRose => {
+            (_, _, OnCollapse::Warn) if kind == Collapse::PrimaryNeverRose => {
                 "no meta step was healthy yet, so there is nothing to restore".to_string()
             }
-            (_, OnCollapse::Warn) => {
+            (_, _, OnCollapse::Warn) => {
                 "meltr.on_collapse = \"restore\" would put φ back to the last healthy meta step"
                     .to_string()
             }
