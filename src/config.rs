@@ -449,6 +449,9 @@ impl Config {
             .any(|start| message.starts_with(start));
             if let (None, Some(span), false) = (&key, inner.span(), semantic) {
                 message.push_str(&text::syntax_context(text, span.start));
+                if let Some(first) = text::first_definition(text, &message, span.start) {
+                    message.push_str(&format!("; it first appears on line {first}"));
+                }
                 if let Some((opened, key)) = text::unclosed_array(text, span.start) {
                     message.push_str(&format!(
                         "; the array of `{key}` opened on line {opened} has no closing `]`"
@@ -485,10 +488,10 @@ impl Config {
 
     /// Every leaf value by dotted key (`aid.iterations`, `combiner.weights.x`).
     pub fn flatten(&self) -> BTreeMap<String, toml::Value> {
-        let value = toml::Value::try_from(self).expect("a Config always serialises");
-        let mut out = BTreeMap::new();
-        flatten_into("", &value, &mut out);
-        out
+        match toml::Value::try_from(self).expect("a Config always serialises") {
+            toml::Value::Table(table) => flatten_table(&table),
+            _ => unreachable!("a Config serialises to a table"),
+        }
     }
 
     /// A copy with one key set from text typed by a user (`0.003`, `"cuda"`,
@@ -543,6 +546,15 @@ pub fn choices_of(key: &str) -> Option<Vec<&'static str>> {
         "aid.jvp" => names!(JvpMethod),
         _ => None,
     }
+}
+
+/// Every leaf value of a TOML table by dotted key (a file as written).
+fn flatten_table(table: &toml::Table) -> BTreeMap<String, toml::Value> {
+    let mut out = BTreeMap::new();
+    for (k, v) in table {
+        flatten_into(k, v, &mut out);
+    }
+    out
 }
 
 fn flatten_into(prefix: &str, value: &toml::Value, out: &mut BTreeMap<String, toml::Value>) {

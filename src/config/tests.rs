@@ -483,6 +483,19 @@ fn a_syntax_error_reads_as_one_line() {
 /// TOML's syntax messages name neither the text nor the column ("expected
 /// newline, `#`"): the error quotes the line and points at the column.
 #[test]
+fn a_duplicate_key_names_the_line_that_first_set_it() {
+    // The same key in another table is no duplicate; a table opened twice is.
+    let text = "[aid]\nsteps = 3\n[train]\nsteps = 400\n\n[train]\n";
+    let err = Config::parse(text).unwrap_err().to_string();
+    assert!(err.starts_with("line 6: invalid table header"), "{err}");
+    assert!(err.ends_with("; it first appears on line 3"), "{err}");
+    let text = "[train]\nsteps = 400\nlr = 0.001\nsteps = 50\n";
+    let err = Config::parse(text).unwrap_err().to_string();
+    assert!(err.starts_with("line 4: duplicate key `steps`"), "{err}");
+    assert!(err.ends_with("; it first appears on line 2"), "{err}");
+}
+
+#[test]
 fn a_syntax_error_quotes_its_line_and_column() {
     let err = Config::parse("[aid]\niterations = 2 3\n")
         .unwrap_err()

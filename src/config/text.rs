@@ -80,6 +80,48 @@ pub(super) fn syntax_context(text: &str, offset: usize) -> String {
     format!("; column {column} of `{}`", line.trim())
 }
 
+/// Where a key TOML calls a duplicate was first set: TOML names only the
+/// second line (`duplicate key `steps` in table `train``), and a user
+/// looking there sees a line that is fine on its own. The 1-based line of
+/// the first `key =` in that table, or `[table.key]` header, before `offset`.
+pub(super) fn first_definition(text: &str, message: &str, offset: usize) -> Option<usize> {
+    let (_, rest) = message.split_once("duplicate key `")?;
+    let (key, rest) = rest.split_once('`')?;
+    let table = rest
+        .strip_prefix(" in table `")
+        .and_then(|t| t.split_once('`'))
+        .map_or("", |(table, _)| table);
+    let dotted = if table.is_empty() {
+        key.to_string()
+    } else {
+        format!("{table}.{key}")
+    };
+    let mut section = String::new();
+    for (i, line) in text[..offset.min(text.len())].lines().enumerate() {
+        let line = line.trim();
+        if let Some(header) = line.strip_prefix('[') {
+            section = header
+                .trim_start_matches('[')
+                .split(']')
+                .next()
+                .unwrap_or("")
+                .trim()
+                .to_string();
+            if section == dotted {
+                return Some(i + 1);
+            }
+            continue;
+        }
+        let defines = line
+            .split_once('=')
+            .is_some_and(|(k, _)| k.trim().trim_matches('"') == key);
+        if section == table && defines {
+            return Some(i + 1);
+        }
+    }
+    None
+}
+
 /// The last array value opened before `offset` and not closed by then:
 /// its 1-based line and dotted key. TOML reports an unclosed `[` on the
 /// line after it (a walkthrough's `grad_clip = [1.0` on line 15 read as

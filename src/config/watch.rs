@@ -50,7 +50,45 @@ pub fn live_edit(in_force: &Config, text: &str) -> Result<Config, ConfigError> {
                 .into(),
         });
     }
-    Config::parse_over(in_force, text)
+    Config::parse_over(in_force, text).map_err(|e| with_restart_only_keys(e, in_force, text))
+}
+
+/// A refused edit's error with the restart-only keys the file also
+/// changes. The trainer refuses those only once the file is valid: a
+/// walkthrough's edit with `gamma = -1` and a new `batch_size` heard of the
+/// batch size only after fixing γ.
+fn with_restart_only_keys(mut error: ConfigError, in_force: &Config, text: &str) -> ConfigError {
+    let Ok(file) = toml::from_str::<toml::Table>(text) else {
+        return error;
+    };
+    let running = in_force.flatten();
+    let same = |a: &toml::Value, b: &toml::Value| match (a, b) {
+        (toml::Value::Integer(i), toml::Value::Float(f))
+        | (toml::Value::Float(f), toml::Value::Integer(i)) => *i as f64 == *f,
+        _ => a == b,
+    };
+    let refused: Vec<String> = super::flatten_table(&file)
+        .into_iter()
+        .filter_map(|(key, value)| {
+            let why = super::restart_only_reason(&key)?;
+            let old = running.get(&key)?;
+            (!same(old, &value)).then(|| {
+                format!(
+                    "`{key}` = {value} can only change at restart ({why}); {old} stays in force"
+                )
+            })
+        })
+        .collect();
+    if !refused.is_empty() {
+        let shown = ConfigError {
+            file: None,
+            line: None,
+            key: None,
+            message: std::mem::take(&mut error.message),
+        };
+        error.message = format!("{shown}; also {}", refused.join("; also "));
+    }
+    error
 }
 
 /// Keeps the watch alive; dropping it stops watching.
@@ -271,6 +309,29 @@ mod tests {
 
     /// Issue 19, item 3: a partial file changes only the keys it names; the
     /// others keep the values in force, not the built-in defaults.
+    #[test]
+    fn a_refused_edit_also_names_its_restart_only_changes() {
+        let running = Config::default();
+        let text =
+            "[workload]\nbatch_size = 64\nseed = 0\n[meltr]\ngamma = -1\nmax_loss_ratio = 50\n";
+        assert_eq!(
+            running.meltr.max_loss_ratio, 50.0,
+            "an integer written for the same float is no change"
+        );
+        let err = live_edit(&running, text).unwrap_err().to_string();
+        assert!(err.starts_with("line 5: key `meltr.gamma`"), "{err}");
+        assert!(
+            err.contains("; also `workload.batch_size` = 64 can only change at restart (the workload is built once"),
+            "{err}"
+        );
+        assert!(
+            !err.contains("workload.seed") && !err.contains("max_loss_ratio"),
+            "{err}"
+        );
+        // A valid file's restart-only keys are the trainer's to refuse.
+        assert!(live_edit(&running, "[workload]\nbatch_size = 64\n").is_ok());
+    }
+
     #[test]
     fn a_partial_file_is_read_over_the_config_in_force() {
         let dir = tempfile::tempdir().unwrap();
