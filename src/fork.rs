@@ -30,6 +30,9 @@ pub struct Forked {
     /// The config it runs with (the parent's at the fork step, with the
     /// overrides).
     pub config: Config,
+    /// The parent's group, where the fork joined it by default (no
+    /// `--group`).
+    pub joined_group: Option<String>,
 }
 
 /// What a fork will run with, checked before its folder is made.
@@ -93,6 +96,7 @@ pub fn create(
     if needs.terminal {
         crate::tui::terminal::check_available("use `fork --headless` or `fork --detach`")?;
     }
+    let joined_group = group.is_none().then(|| parent.group.clone()).flatten();
     let origin = session::Origin {
         group: group.unwrap_or_else(|| parent.group.clone()),
         parent: Some(parent.id.clone()),
@@ -118,6 +122,7 @@ pub fn create(
         parent: parent.id,
         step,
         config,
+        joined_group,
     })
 }
 

@@ -185,6 +185,11 @@ fn compare_starts_a_fork_at_its_fork_step_and_marks_the_fork_point() {
         }
         let out = run_with_limit(&mut command, WAIT);
         assert!(out.status.success(), "{}", text(&out));
+        // Joining the parent's group is said (walkthrough P found its fork
+        // in the sweep's table unannounced); a chosen group is not.
+        let joins =
+            text(&out).contains("it joins its parent's group exp, so `table --group exp` lists it");
+        assert_eq!(joins, group.is_none(), "{}", text(&out));
         session::SessionMeta::read(&session::find(&root, name).unwrap())
             .unwrap()
             .group

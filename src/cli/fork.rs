@@ -29,5 +29,12 @@ pub(super) fn fork(
         "forked {} at step {} into session {}",
         forked.parent, forked.step, forked.id
     );
+    // A fork of a sweep member lands in the sweep's tables (walkthrough P
+    // found it there unannounced).
+    if let Some(group) = &forked.joined_group {
+        println!(
+            "it joins its parent's group {group}, so `table --group {group}` lists it (`--group none` keeps a fork out)"
+        );
+    }
     drive(&forked.dir, forked.config, &Origin::Forked, mode)
 }

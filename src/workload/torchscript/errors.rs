@@ -182,7 +182,22 @@ pub(super) fn batch_inventory(batch: &Batch) -> String {
 /// tensor. Only tensors of the kind the message names are listed. Or
 /// integer features fed to float layers (see [`integer_features_hint`]).
 pub(super) fn batch_hint(message: &str, batch: &Batch) -> Option<String> {
-    class_index_hint(message, batch).or_else(|| integer_features_hint(message, batch))
+    class_index_hint(message, batch)
+        .or_else(|| integer_features_hint(message, batch))
+        .or_else(|| signature_hint(message))
+}
+
+/// A `forward` that does not take the batch as one dict (walkthrough P's
+/// `forward(self, x, y)`): TorchScript says which argument did not fit, not
+/// what the engine passes.
+fn signature_hint(message: &str) -> Option<String> {
+    let mismatch = message.contains("forward() Expected a value of type")
+        || message.contains("forward() is missing value for argument");
+    mismatch.then(|| {
+        "the engine calls `forward(self, batch: Dict[str, Tensor]) -> Dict[str, Tensor]` with one dict, \
+         the data file's tensors by name (README, \"Bring your own model\"); read `batch[\"x\"]` inside it"
+            .to_string()
+    })
 }
 
 /// Integer features (int64 `x` of shape [32, 16, 4]) reach an LSTM or a
@@ -305,6 +320,23 @@ mod tests {
             assert!(!hint.contains("mask") && !hint.contains("tokens"), "{hint}");
         }
         assert_eq!(batch_hint("RuntimeError: shape mismatch", &batch), None);
+    }
+
+    /// TorchScript's words for a `forward` that takes tensors, not the dict.
+    #[test]
+    fn a_forward_that_does_not_take_the_dict_is_told_the_contract() {
+        let batch = Batch::new();
+        for message in [
+            "forward() Expected a value of type 'Tensor' for argument 'x' but instead found type 'Dict[str, Tensor]'.",
+            "forward() is missing value for argument 'y'. Declaration: forward(__torch__.M self, Tensor x, Tensor y) -> Dict(str, Tensor)",
+        ] {
+            let hint = batch_hint(message, &batch).unwrap();
+            assert!(hint.contains("`forward(self, batch: Dict[str, Tensor]) -> Dict[str, Tensor]`"), "{hint}");
+        }
+        assert_eq!(
+            batch_hint("loss() Expected a value of type 'Tensor'", &batch),
+            None
+        );
     }
 
     /// Integer features named for a float layer's dtype error; 1-D integer
