@@ -110,7 +110,7 @@ pub fn create(
         parent_dir,
         &parent.id,
         (step, &checkpoint_path, &at_checkpoint),
-        overrides,
+        (&config, overrides),
     );
     if let Err(e) = seeded {
         let _ = std::fs::remove_dir_all(&dir);
@@ -207,7 +207,7 @@ fn parent_config(dir: &Path) -> Result<Config> {
 }
 
 /// Fills the new session folder `dir`: the parent's checkpoint at `step`
-/// (with the config in force there), its metrics up to that step (as
+/// (carrying `config`, the fork's own), its metrics up to that step (as
 /// written; see [`history_at`]), and an event saying where the fork comes
 /// from.
 fn seed(
@@ -215,11 +215,11 @@ fn seed(
     parent_dir: &Path,
     parent_id: &str,
     (step, checkpoint_path, at_checkpoint): (u64, &Path, &Config),
-    overrides: &[Override],
+    (config, overrides): (&Config, &[Override]),
 ) -> Result<()> {
     let layout = SessionDir::new(dir);
     let target = layout.checkpoints().join(checkpoint::file_name(step));
-    std::fs::copy(checkpoint_path, &target).with_context(|| {
+    checkpoint::copy_with_config(checkpoint_path, &target, config).with_context(|| {
         format!(
             "cannot copy {} to {}",
             checkpoint_path.display(),

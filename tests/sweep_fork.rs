@@ -498,6 +498,27 @@ fn a_fork_with_a_no_op_change_continues_its_parent_bit_for_bit_and_a_real_change
     let kept = std::fs::read_to_string(faster.join("config.toml")).unwrap();
     assert!(kept.starts_with(opening), "{kept}");
 
+    // A fork of the fork at its fork step starts from the fork's settings,
+    // not the grandparent's (the copied checkpoint carried those): it
+    // replays the fork.
+    let out = run_with_limit(
+        meltr(&root).args([
+            "fork",
+            "faster",
+            "--at",
+            "200",
+            "--headless",
+            "-n",
+            "refork",
+        ]),
+        WAIT,
+    );
+    assert!(out.status.success(), "{}", text(&out));
+    let refork = session::find(&root, "refork").unwrap();
+    let config = meltr_tui::config::Config::load(&refork.join("config.toml")).unwrap();
+    assert_eq!(config.meltr.meta_lr, 0.01);
+    assert_eq!(train(&lines_after(&refork, 200)), train(&changed));
+
     // A fork of a fork, from its newest checkpoint (its last step, so it
     // must be given more steps to train), and the lineage in ls.
     let out = run_with_limit(
@@ -548,7 +569,7 @@ fn a_fork_with_a_no_op_change_continues_its_parent_bit_for_bit_and_a_real_change
     );
     assert_eq!(
         session::list(&root).len(),
-        4,
+        5,
         "refused forks leave no folder"
     );
 

@@ -211,6 +211,29 @@ fn prune(dir: &Path, keep: usize, also_keep: Option<u64>) -> Result<()> {
 /// it.
 pub const CONFIG_IN_FORCE: &str = "config.toml";
 
+/// Copies the checkpoint at `from` to `to` with `config` as its config in
+/// force: a fork's first checkpoint is its parent's with the fork's config,
+/// so a fork of the fork at that step starts from the fork's settings, not
+/// the parent's (the copy had carried the parent's).
+pub fn copy_with_config(from: &Path, to: &Path, config: &Config) -> Result<()> {
+    let mut tensors = Tensor::read_safetensors(from)
+        .map_err(|e| anyhow::anyhow!("cannot read checkpoint {}: {e}", from.display()))?;
+    tensors.retain(|(name, _)| name != CONFIG_IN_FORCE);
+    tensors.push((
+        CONFIG_IN_FORCE.to_string(),
+        Tensor::from_slice(config.to_toml_string().as_bytes()),
+    ));
+    crate::session::atomic_replace(to, |tmp| {
+        Tensor::write_safetensors(&tensors, tmp).map_err(|e| {
+            anyhow::anyhow!(
+                "cannot write checkpoint {}: {}",
+                tmp.display(),
+                readable_os_error(&e.to_string())
+            )
+        })
+    })
+}
+
 /// A loaded checkpoint, looked up by tensor name.
 pub struct Loaded {
     /// The step the checkpoint was written at (from its file name).
