@@ -437,7 +437,8 @@ mod tests {
         )
         .unwrap();
         let checkpoint = root.path().join("step.safetensors");
-        std::fs::write(&checkpoint, b"").unwrap();
+        let theta = [("theta".to_string(), tch::Tensor::from_slice(&[1.0f32]))];
+        tch::Tensor::write_safetensors(&theta, &checkpoint).unwrap();
         let mut at_checkpoint = Config::default();
         at_checkpoint.aid.alpha = 0.2;
         seed(
@@ -445,7 +446,7 @@ mod tests {
             &parent,
             "parent",
             (801, &checkpoint, &at_checkpoint),
-            &[],
+            (&at_checkpoint, &[]),
         )
         .unwrap();
         let text = std::fs::read_to_string(SessionDir::new(&fork).metrics()).unwrap();
