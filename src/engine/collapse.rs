@@ -60,6 +60,15 @@ pub const SETTLED_META_STEPS: u32 = 3;
 /// the restores after a negative primary weight saw its loss change by
 /// −0.0% to +5.1% (`scripts/collapse_restores.py SESSIONS`).
 pub const CARRIED_LOSS_FALL: f64 = 0.1;
+/// A restore point is no longer one when the primary's training loss (its
+/// average over meta steps) has since climbed past this multiple of its
+/// value there: θ has moved on, and M, which weighs the losses of today,
+/// does not give that φ's weights at them. On a held-out retrieval task
+/// (walkthrough L, not in the repo) two restores came after climbs of 1.95×
+/// and 1.97×, read the primary below 0.1 at once, and ended those seeds at
+/// chance where `warn` recovered; on the auxiliary-learning suite the
+/// restores saw 0.33× to 1.54× (12 seeds × 7 tasks). Set between the two.
+pub const MOVED_LOSS_FACTOR: f64 = 1.75;
 /// The weight of the newest reading in that average (an exponential one:
 /// one batch's loss is noisy).
 const LOSS_AVERAGE_WEIGHT: f64 = 0.2;
@@ -87,6 +96,17 @@ pub enum Collapse {
     PrimaryNeverRose,
     /// Every weight stayed under [`COLLAPSE_WEIGHT`].
     Every,
+}
+
+/// The primary's averaged training loss at the restore point and now,
+/// where it has climbed past [`MOVED_LOSS_FACTOR`] times: φ is not put
+/// back.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Moved {
+    /// At the healthy meta step ...
+    pub then: f64,
+    /// ... and now.
+    pub now: f64,
 }
 
 /// A primary weight below zero for the whole count while its loss fell by
@@ -118,6 +138,8 @@ pub struct CollapseGuard {
     unarmed_meta_steps: u32,
     /// The newest healthy meta step and copies of the state it had.
     healthy: Option<(u64, Vec<Tensor>)>,
+    /// The primary's loss average at that step (NaN: unknown).
+    healthy_loss: f64,
     /// The healthy meta step of a restore whose φ read below
     /// [`PRIMARY_FLOOR`] at once: never put back again (see
     /// [`Self::restore_did_not_help`]).
@@ -145,6 +167,8 @@ pub enum Verdict {
         /// Whether a restore to it already failed to lift the primary's
         /// weight ([`CollapseGuard::restore_did_not_help`]).
         spent: bool,
+        /// The primary's loss has climbed far since it ([`Moved`]).
+        moved: Option<Moved>,
     },
     /// The primary's count completes, but its loss fell: [`Carried`].
     Carried(Carried),
@@ -161,6 +185,7 @@ impl Default for CollapseGuard {
             primary_armed: false,
             unarmed_meta_steps: 0,
             healthy: None,
+            healthy_loss: f64::NAN,
             spent: None,
             last: None,
             loss_average: f64::NAN,
@@ -219,6 +244,7 @@ impl CollapseGuard {
         if self.healthy_run >= SETTLED_META_STEPS {
             if let Some(snapshot) = snapshot {
                 self.healthy = Some((step, snapshot));
+                self.healthy_loss = self.loss_average;
             }
         }
         let kind = if primary_reached {
@@ -243,10 +269,19 @@ impl CollapseGuard {
             });
         }
         let healthy_step = self.healthy.as_ref().map(|(s, _)| *s);
+        // (NaN compares false: unknown losses move nothing.)
+        let moved = (healthy_step.is_some()
+            && self.healthy_loss > 0.0
+            && self.loss_average > MOVED_LOSS_FACTOR * self.healthy_loss)
+            .then_some(Moved {
+                then: self.healthy_loss,
+                now: self.loss_average,
+            });
         Verdict::Collapsed {
             kind,
             healthy_step,
             spent: healthy_step.is_some() && healthy_step == self.spent,
+            moved,
         }
     }
 
@@ -259,6 +294,13 @@ impl CollapseGuard {
     /// still be restored to.
     pub fn restore_did_not_help(&mut self, healthy_step: u64) {
         self.spent = Some(healthy_step);
+    }
+
+    /// Pretends the primary's loss was `factor` times lower at the healthy
+    /// meta step (a climb since, for the trainer's tests).
+    #[cfg(test)]
+    pub(crate) fn lower_healthy_loss(&mut self, factor: f64) {
+        self.healthy_loss /= factor;
     }
 
     /// Copies the healthy state into `targets` (the same tensors, in the
@@ -305,7 +347,7 @@ impl CollapseGuard {
     /// The watch's state by name, for checkpoints: its counters (`{prefix}.counters`:
     /// the two streaks, armed, the healthy step or -1, the unarmed meta
     /// steps, the settling counts, the loss average and its start, the spent
-    /// healthy step or -1) and the healthy snapshot (`{prefix}.healthy.{i}`), so a resumed run watches and
+    /// healthy step or -1, the loss average at the healthy step) and the healthy snapshot (`{prefix}.healthy.{i}`), so a resumed run watches and
     /// restores as the uninterrupted one would.
     pub fn state(&self, prefix: &str) -> Vec<(String, Tensor)> {
         let healthy_step = self.healthy.as_ref().map_or(-1.0, |(s, _)| *s as f64);
@@ -321,6 +363,7 @@ impl CollapseGuard {
             self.loss_average,
             self.loss_at_count_start,
             self.spent.map_or(-1.0, |s| s as f64),
+            self.healthy_loss,
         ];
         let mut out = vec![(format!("{prefix}.counters"), Tensor::from_slice(&counters))];
         if let Some((_, saved)) = &self.healthy {
@@ -347,7 +390,7 @@ impl CollapseGuard {
         let values = Vec::<f64>::try_from(counters.to_kind(tch::Kind::Double).flatten(0, -1))?;
         // Checkpoints from before the unarmed count hold four values, from
         // before the settling counts five, before the loss average eight,
-        // before the spent restore ten.
+        // before the spent restore ten, before the healthy step's loss 11.
         let mut padded = [
             0.0,
             0.0,
@@ -360,16 +403,18 @@ impl CollapseGuard {
             f64::NAN,
             f64::NAN,
             -1.0,
+            f64::NAN,
         ];
         anyhow::ensure!(
-            matches!(values.len(), 4 | 5 | 8 | 10 | 11),
-            "`{prefix}.counters` holds {} values, not 4, 5, 8, 10 or 11",
+            matches!(values.len(), 4 | 5 | 8 | 10 | 11 | 12),
+            "`{prefix}.counters` holds {} values, not 4, 5, 8, 10, 11 or 12",
             values.len()
         );
         padded[..values.len()].copy_from_slice(&values);
-        let [every, primary, armed, healthy_step, unarmed, every_out, primary_out, healthy_run, average, at_start, spent] =
+        let [every, primary, armed, healthy_step, unarmed, every_out, primary_out, healthy_run, average, at_start, spent, healthy_loss] =
             padded;
         self.spent = (spent >= 0.0).then_some(spent as u64);
+        self.healthy_loss = healthy_loss;
         self.loss_average = average;
         self.loss_at_count_start = at_start;
         self.every_out = every_out as u32;

@@ -326,7 +326,7 @@ pub fn caveats(groups: &[Group]) -> Vec<String> {
             // (walkthrough N's read as a collapse the run had not said).
             "has runs whose primary weight fell below 0.1 (a tenth of its weight under `sum`) and was not put back",
             collapsed.join("; "),
-            "the run ended before the collapse watch acted, it had no healthy meta step to restore yet (or only one whose restore had not lifted the weight before), or meltr.on_collapse = \"warn\" (the run's events say which); a run back above 0.1 at its end rose again on its own",
+            "the run ended before the collapse watch acted, it had no healthy meta step to restore yet (or only one whose restore had not lifted the weight before, or one its primary's loss had climbed far from since), or meltr.on_collapse = \"warn\" (the run's events say which); a run back above 0.1 at its end rose again on its own",
         );
         let cut: Vec<String> = g
             .runs

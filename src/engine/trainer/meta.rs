@@ -384,7 +384,7 @@ impl Trainer {
                 .as_ref()
                 .map(|s| s.iter().map(Tensor::shallow_clone).collect()),
         );
-        let (kind, healthy_step, spent) = match verdict {
+        let (kind, healthy_step, spent, moved) = match verdict {
             Verdict::Fine => return,
             Verdict::Carried(carried) => {
                 let record = carried_event(&self.loss_names, carried, watched);
@@ -395,7 +395,8 @@ impl Trainer {
                 kind,
                 healthy_step,
                 spent,
-            } => (kind, healthy_step, spent),
+                moved,
+            } => (kind, healthy_step, spent, moved),
         };
         let what = match kind {
             Collapse::Primary => format!(
@@ -429,6 +430,20 @@ impl Trainer {
                     false => "; the meta steps go on from here",
                 }
             ),
+            (Some(from), false, OnCollapse::Restore) if moved.is_some() => {
+                let moved = moved.expect("matched");
+                format!(
+                    "φ is not put back: the primary's training loss has climbed from {} at step {from}, the last \
+                     healthy meta step, to {} (over {MOVED_LOSS_FACTOR} times): the model has moved on from that \
+                     state, and M weighs today's losses, so its φ would not give the weights it gave then{}",
+                    readable(moved.then),
+                    readable(moved.now),
+                    match at_the_end {
+                        true => "",
+                        false => "; the meta steps go on from here",
+                    }
+                )
+            }
             (Some(from), false, OnCollapse::Restore) if at_the_end => format!(
                 "the run ends at this step, so φ is not restored (the last healthy meta step was at step {from})"
             ),

@@ -34,7 +34,8 @@ mod storage_words;
 use super::checkpoint;
 use super::collapse::{
     Collapse, CollapseGuard, Verdict, Weights, COLLAPSE_META_STEPS, COLLAPSE_WEIGHT,
-    PRIMARY_COLLAPSE_META_STEPS, PRIMARY_FLOOR, PRIMARY_NEVER_ROSE_META_STEPS, RAW_LOSS_VALUES,
+    MOVED_LOSS_FACTOR, PRIMARY_COLLAPSE_META_STEPS, PRIMARY_FLOOR, PRIMARY_NEVER_ROSE_META_STEPS,
+    RAW_LOSS_VALUES,
 };
 use super::control::{Command, Event, Status};
 use super::trace::Tracer;

@@ -268,6 +268,34 @@ fn a_restore_that_did_not_lift_the_primary_is_not_repeated() {
     assert_eq!(trainer.meta.as_ref().map(|m| m.lr), Some(META_LR / 2.0));
 }
 
+/// Walkthrough L: restores after the primary's loss had climbed about
+/// twofold read the primary below the floor at once and ended at chance.
+/// Such a collapse is reported and φ left as it is.
+#[test]
+fn a_collapse_after_the_primary_loss_climbed_far_puts_nothing_back() {
+    let dir = tempfile::tempdir().unwrap();
+    let (mut trainer, _) = knocked_out(OnCollapse::Restore, dir.path());
+    // (The watch reads meta steps when their lines are written.)
+    trainer.flush_pending().unwrap();
+    trainer.collapse.lower_healthy_loss(10.0);
+    for _ in 0..(3 * PRIMARY_COLLAPSE_META_STEPS + 30) {
+        trainer.train_step().unwrap();
+        assert!(!trainer.restore_due, "restored at {}", trainer.step);
+    }
+    trainer.flush_pending().unwrap();
+    let events = collapse_events(&lines(dir.path()));
+    assert!(
+        !events.is_empty()
+            && events.iter().all(|(_, m)| {
+                m.contains("φ is not put back: the primary's training loss has climbed from")
+                    && m.contains("the last healthy meta step, to ")
+            }),
+        "{events:?}"
+    );
+    assert_eq!(trainer.meta.as_ref().map(|m| m.lr), Some(META_LR));
+    assert_eq!(trainer.gamma, trainer.config.meltr.gamma);
+}
+
 #[test]
 fn with_warn_a_collapse_is_reported_and_left_alone() {
     let dir = tempfile::tempdir().unwrap();
