@@ -548,7 +548,7 @@ pub fn choices_of(key: &str) -> Option<Vec<&'static str>> {
     }
 }
 
-/// Every leaf value of a TOML table by dotted key (a file as written).
+/// Every leaf value of a TOML table by dotted key.
 fn flatten_table(table: &toml::Table) -> BTreeMap<String, toml::Value> {
     let mut out = BTreeMap::new();
     for (k, v) in table {

@@ -916,6 +916,25 @@ fn check_fails_on_losses_that_are_not_finite_on_the_batches_it_scans() {
                 .contains("The training data holds NaN or inf (the warnings above name the rows)"),
         "{said}"
     );
+    // NaN the model masks, on so many rows that a batch has none left
+    // (walkthrough Q: told "masks them" and "does not mask them" at once).
+    let sparse_y = tmp.path().join("sparse-y.safetensors");
+    let mut tensors = tch::Tensor::read_safetensors(flag_data(&sparse_y, 64, 4, &[])).unwrap();
+    for (name, t) in tensors.iter_mut() {
+        if name == "y" {
+            let _ = t.narrow(0, 0, 60).fill_(f64::NAN);
+        }
+    }
+    tch::Tensor::write_safetensors(&tensors, &sparse_y).unwrap();
+    let cfg = flag_config(tmp.path(), "sparse-y", "masks_nan.pt", &sparse_y, &val);
+    let (ok, said) = check_batches(&cfg, 8);
+    assert!(
+        !ok && said.contains("the model masks them")
+            && !said.contains("does not mask them")
+            && said.contains("a batch whose rows are all masked")
+            && said.contains("return `torch.zeros(())` when the batch selects nothing"),
+        "{said}"
+    );
     // Row 63 is in one batch of 8 per epoch (batch_size 8 of 64 rows).
     let (ok, said) = check("one", &[63], &["--batches", "8"]);
     let found = said

@@ -72,10 +72,14 @@ pub(super) fn check(
         overrides,
     )?;
     let (primary, auxiliary) = meta.losses.split_first().expect("a primary loss");
-    // The data's own NaN, the model not masking them (warned below).
-    let in_data = said
-        .iter()
-        .any(|(_, m)| m.starts_with("workload.train: ") && m.contains(" non-finite value"));
+    // The data's own NaN, the model not masking them (warned below); NaN
+    // it masks are no cause (walkthrough Q was told both "the model masks
+    // them" and "does not mask them").
+    let in_data = said.iter().any(|(_, m)| {
+        m.starts_with("workload.train: ")
+            && m.contains(" non-finite value")
+            && !m.contains("the model masks them")
+    });
     let goal = if meta.higher_is_better {
         "higher"
     } else {
@@ -220,8 +224,8 @@ fn non_finite_words(non_finite: &[(String, Vec<u64>)], batches: u64, in_data: bo
                  does not mask them: mask them in the model (keep the rows where `torch.isfinite` \
                  holds) or clean the data",
         false => "The model makes it (the data holds no NaN it leaves unmasked), often as a mean over an empty selection \
-                  (cross_entropy with ignore_index on a batch whose labels are all ignored): \
-                  guard it, e.g. return a zero loss when the batch selects nothing",
+                  (a batch whose rows are all masked, or cross_entropy with ignore_index on a batch whose labels are \
+                  all ignored): guard it, e.g. return `torch.zeros(())` when the batch selects nothing",
     };
     format!(
         "{}: a run skips the update of every such step, and fails after {} in a row. {cause}{}",

@@ -36,16 +36,23 @@ impl fmt::Display for ConfigError {
         if let Some(key) = &self.key {
             write!(f, "key `{key}`: ")?;
         }
-        // One line: TOML's messages break lines ("invalid table header\n
-        // expected ..."), which one-line readers (the TUI, events) glued.
+        write!(f, "{}", self.readable_message())
+    }
+}
+
+impl ConfigError {
+    /// The message as shown after the location: one line (TOML's messages
+    /// break lines, "invalid table header\nexpected ...", which one-line
+    /// readers such as the TUI and events glued), serde's type words made
+    /// readable with this key's range (`train.steps`: "≥ 1", not "≥ 0").
+    pub(super) fn readable_message(&self) -> String {
         let parts: Vec<&str> = self
             .message
             .lines()
             .map(str::trim)
             .filter(|l| !l.is_empty())
             .collect();
-        let message = text::readable_type_error(&parts.join("; "), self.key.as_deref());
-        write!(f, "{message}")
+        text::readable_type_error(&parts.join("; "), self.key.as_deref())
     }
 }
 
@@ -97,19 +104,17 @@ pub(super) fn with_further_problems(
         // The first message as it is shown, before the others are added:
         // its readable form reads the message to its end (the list of keys
         // of an unknown key's hint took in what came after).
-        let shown = ConfigError {
-            file: None,
-            line: None,
-            key: None,
-            message: std::mem::take(&mut first.message),
-        };
-        first.message = format!("{shown}; also {}", said.join("; also "));
+        first.message = format!(
+            "{}; also {}",
+            first.readable_message(),
+            said.join("; also ")
+        );
     }
     first
 }
 
 /// Removes `a.b.c` from `table`; whether it was there.
-fn remove_dotted(table: &mut toml::Table, key: &str) -> bool {
+pub(super) fn remove_dotted(table: &mut toml::Table, key: &str) -> bool {
     match key.split_once('.') {
         None => table.remove(key).is_some(),
         Some((head, rest)) => match table.get_mut(head) {

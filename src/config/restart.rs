@@ -78,6 +78,19 @@ pub struct Change {
     pub restart_only: Option<&'static str>,
 }
 
+impl Change {
+    /// Why this change does not apply, for a restart-only key: "`key` = new
+    /// can only change at restart (why); old stays in force".
+    pub fn refusal(&self) -> Option<String> {
+        self.restart_only.map(|why| {
+            format!(
+                "`{}` = {} can only change at restart ({why}); {} stays in force",
+                self.key, self.new, self.old
+            )
+        })
+    }
+}
+
 impl Config {
     /// The keys that differ between `self` (old) and `new`.
     pub fn diff(&self, new: &Config) -> Vec<Change> {

@@ -480,8 +480,7 @@ fn a_syntax_error_reads_as_one_line() {
     assert!(err.contains("; "), "{err}");
 }
 
-/// TOML's syntax messages name neither the text nor the column ("expected
-/// newline, `#`"): the error quotes the line and points at the column.
+/// TOML names only the second line of a duplicate key (walkthrough M).
 #[test]
 fn a_duplicate_key_names_the_line_that_first_set_it() {
     // The same key in another table is no duplicate; a table opened twice is.
@@ -493,8 +492,22 @@ fn a_duplicate_key_names_the_line_that_first_set_it() {
     let err = Config::parse(text).unwrap_err().to_string();
     assert!(err.starts_with("line 4: duplicate key `steps`"), "{err}");
     assert!(err.ends_with("; it first appears on line 2"), "{err}");
+    // TOML names a dotted key's innermost table, and no array-of-tables
+    // element: no line is guessed there.
+    for text in [
+        "[combiner]\nkind = \"weights\"\nweights.a = 1\nweights.a = 2\n",
+        "[[x]]\na = 1\n[[x]]\na = 2\na = 3\n",
+    ] {
+        let err = Config::parse(text).unwrap_err().to_string();
+        assert!(
+            err.contains("duplicate key") && !err.contains("first appears"),
+            "{err}"
+        );
+    }
 }
 
+/// TOML's syntax messages name neither the text nor the column ("expected
+/// newline, `#`"): the error quotes the line and points at the column.
 #[test]
 fn a_syntax_error_quotes_its_line_and_column() {
     let err = Config::parse("[aid]\niterations = 2 3\n")

@@ -96,6 +96,21 @@ pub(super) fn first_definition(text: &str, message: &str, offset: usize) -> Opti
     } else {
         format!("{table}.{key}")
     };
+    let key_of = |line: &str| {
+        line.split_once('=')
+            .map(|(k, _)| k.trim().trim_matches(['"', '\'']).to_string())
+    };
+    // TOML names a dotted key's innermost table only, and an array of
+    // tables' element not at all: no guess there.
+    let offset = offset.min(text.len());
+    let error_line = text[text[..offset].rfind('\n').map_or(0, |i| i + 1)..]
+        .lines()
+        .next()
+        .unwrap_or("");
+    let arrays_of_tables = text.lines().any(|l| l.trim_start().starts_with("[["));
+    if arrays_of_tables || key_of(error_line).is_some_and(|k| k.contains('.')) {
+        return None;
+    }
     let mut section = String::new();
     for (i, line) in text[..offset.min(text.len())].lines().enumerate() {
         let line = line.trim();
@@ -112,9 +127,7 @@ pub(super) fn first_definition(text: &str, message: &str, offset: usize) -> Opti
             }
             continue;
         }
-        let defines = line
-            .split_once('=')
-            .is_some_and(|(k, _)| k.trim().trim_matches('"') == key);
+        let defines = key_of(line).is_some_and(|k| k == key);
         if section == table && defines {
             return Some(i + 1);
         }

@@ -56,37 +56,44 @@ pub fn live_edit(in_force: &Config, text: &str) -> Result<Config, ConfigError> {
 /// A refused edit's error with the restart-only keys the file also
 /// changes. The trainer refuses those only once the file is valid: a
 /// walkthrough's edit with `gamma = -1` and a new `batch_size` heard of the
-/// batch size only after fixing γ.
+/// batch size only after fixing γ. Read as the trainer will read the file
+/// once the keys found wrong are fixed (left out here), so a wrong value
+/// is not also called a change.
 fn with_restart_only_keys(mut error: ConfigError, in_force: &Config, text: &str) -> ConfigError {
-    let Ok(file) = toml::from_str::<toml::Table>(text) else {
+    let Ok(mut table) = toml::from_str::<toml::Table>(text) else {
         return error;
     };
-    let running = in_force.flatten();
-    let same = |a: &toml::Value, b: &toml::Value| match (a, b) {
-        (toml::Value::Integer(i), toml::Value::Float(f))
-        | (toml::Value::Float(f), toml::Value::Integer(i)) => *i as f64 == *f,
-        _ => a == b,
+    let mut wrong = error.key.clone();
+    let mut read = None;
+    // A file with more wrong keys than this is refused for those first.
+    for _ in 0..8 {
+        let Some(key) = wrong.take() else { break };
+        if !super::error::remove_dotted(&mut table, &key) {
+            break;
+        }
+        let Ok(reduced) = toml::to_string(&table) else {
+            break;
+        };
+        match Config::parse_over_first_problem(in_force, &reduced) {
+            Ok(config) => read = Some(config),
+            Err(next) if next.key.as_deref() != Some(key.as_str()) => wrong = next.key,
+            Err(_) => {}
+        }
+    }
+    let Some(read) = read else {
+        return error;
     };
-    let refused: Vec<String> = super::flatten_table(&file)
-        .into_iter()
-        .filter_map(|(key, value)| {
-            let why = super::restart_only_reason(&key)?;
-            let old = running.get(&key)?;
-            (!same(old, &value)).then(|| {
-                format!(
-                    "`{key}` = {value} can only change at restart ({why}); {old} stays in force"
-                )
-            })
-        })
+    let refused: Vec<String> = in_force
+        .diff(&read)
+        .iter()
+        .filter_map(super::Change::refusal)
         .collect();
     if !refused.is_empty() {
-        let shown = ConfigError {
-            file: None,
-            line: None,
-            key: None,
-            message: std::mem::take(&mut error.message),
-        };
-        error.message = format!("{shown}; also {}", refused.join("; also "));
+        error.message = format!(
+            "{}; also {}",
+            error.readable_message(),
+            refused.join("; also ")
+        );
     }
     error
 }
@@ -307,8 +314,8 @@ mod tests {
         assert!(!cannot_be_undone(&keeping(100, 3), &keeping(200, 5)));
     }
 
-    /// Issue 19, item 3: a partial file changes only the keys it names; the
-    /// others keep the values in force, not the built-in defaults.
+    /// Walkthrough O: an edit with a bad γ and a new batch size heard of
+    /// the batch size only after fixing γ.
     #[test]
     fn a_refused_edit_also_names_its_restart_only_changes() {
         let running = Config::default();
@@ -328,10 +335,35 @@ mod tests {
             !err.contains("workload.seed") && !err.contains("max_loss_ratio"),
             "{err}"
         );
+        // A wrong key keeps its own range; an optional key set for the
+        // first time is a change too.
+        assert_eq!(running.workload.eval_batch_size, None);
+        let err = live_edit(
+            &running,
+            "[train]\nsteps = -3\n[workload]\neval_batch_size = 100\n",
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(err.contains("expected a whole number ≥ 1, got -3"), "{err}");
+        assert!(
+            err.contains("; also `workload.eval_batch_size` = 100 can only change at restart"),
+            "{err}"
+        );
+        // A wrong restart-only value is the error, not also a change; nor
+        // is an unknown key that reads like one.
+        for text in [
+            "[workload]\nbatch_size = 0\n",
+            "\"workload.batch_size\" = 64\n",
+        ] {
+            let err = live_edit(&running, text).unwrap_err().to_string();
+            assert!(!err.contains("also"), "{err}");
+        }
         // A valid file's restart-only keys are the trainer's to refuse.
         assert!(live_edit(&running, "[workload]\nbatch_size = 64\n").is_ok());
     }
 
+    /// Issue 19, item 3: a partial file changes only the keys it names; the
+    /// others keep the values in force, not the built-in defaults.
     #[test]
     fn a_partial_file_is_read_over_the_config_in_force() {
         let dir = tempfile::tempdir().unwrap();

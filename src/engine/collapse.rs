@@ -270,7 +270,10 @@ impl CollapseGuard {
         }
         let healthy_step = self.healthy.as_ref().map(|(s, _)| *s);
         // (NaN compares false: unknown losses move nothing.)
-        let moved = (healthy_step.is_some()
+        // Only the primary's collapse: with every weight dead, nothing but
+        // a restore brings MELTR back.
+        let moved = (kind == Collapse::Primary
+            && healthy_step.is_some()
             && self.healthy_loss > 0.0
             && self.loss_average > MOVED_LOSS_FACTOR * self.healthy_loss)
             .then_some(Moved {

@@ -21,17 +21,33 @@ pub fn watch_config(
     in_force: Arc<Mutex<Config>>,
 ) -> Result<config::watch::ConfigWatch> {
     let base = move || in_force.lock().unwrap_or_else(|e| e.into_inner()).clone();
+    let mut last_error = None;
     config::watch::watch(&SessionDir::new(dir).config(), base, move |change| {
         let command = match change {
-            Ok(config) => Command::ApplyConfig {
-                config: Box::new(config),
-            },
+            Ok(config) => {
+                last_error = None;
+                Command::ApplyConfig {
+                    config: Box::new(config),
+                }
+            }
             Err(error) => Command::ReportConfigError {
-                error: error.to_string(),
+                error: said_again(&mut last_error, error.to_string()),
             },
         };
         let _ = commands.send(command);
     })
+}
+
+/// A refused edit's error, marked when the file was saved again with the
+/// same fault: the same line twice read as the first refusal shown again
+/// (walkthrough M), not as a verdict on the new save.
+fn said_again(last: &mut Option<String>, error: String) -> String {
+    let again = last.as_deref() == Some(error.as_str());
+    *last = Some(error.clone());
+    match again {
+        true => format!("{error} (saved again, still refused)"),
+        false => error,
+    }
 }
 
 /// What a client is told when it connects: the latest status and config.
@@ -134,4 +150,23 @@ pub fn serve(dir: &Path, resume: bool) -> Result<Status> {
     std::thread::sleep(Duration::from_millis(300));
     server.shutdown();
     Ok(status)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::said_again;
+
+    #[test]
+    fn a_save_refused_the_same_way_again_says_so() {
+        let mut last = None;
+        let bad = "config.toml:4: key `meltr.gamma`: expected a finite number >= 0, got -1";
+        assert_eq!(said_again(&mut last, bad.into()), bad);
+        assert_eq!(
+            said_again(&mut last, bad.into()),
+            format!("{bad} (saved again, still refused)")
+        );
+        // Another fault is news; the first one after it is too.
+        assert_eq!(said_again(&mut last, "line 2: x".into()), "line 2: x");
+        assert_eq!(said_again(&mut last, bad.into()), bad);
+    }
 }

@@ -50,8 +50,8 @@ pub(super) fn gradient_owner_event(
     // pixels stayed near its noise floor with 99% of the gradient, and
     // `sum` beat `primary` by 4.9 points with it.
     const FLAT_REMEDY: &str =
-        "Compare with a run that leaves it out of workload.auxiliary before dropping it; if it helps, \
-         give it a small fixed weight (combiner.kind = \"weights\") or scale it down in the model";
+        "Compare with a run that leaves it out of workload.auxiliary before dropping it; if the loss helps, \
+         give it a small fixed weight (combiner.kind = \"weights\")";
     const REMEDY: &str =
         "A loss on a far larger scale than the others does this; scale it down in the model, \
                           or give it a small fixed weight (combiner.kind = \"weights\")";

@@ -35,15 +35,9 @@ impl Trainer {
             .diff(&requested)
             .into_iter()
             .filter_map(|c| {
-                c.restart_only.map(|why| {
+                c.refusal().map(|refusal| {
                     (
-                        format!(
-                            "{}`{}` = {} can only change at restart ({why}); {} stays in force",
-                            located(&c.key),
-                            c.key,
-                            c.new,
-                            c.old
-                        ),
+                        format!("{}{refusal}", located(&c.key)),
                         format!("`{}` = {}", c.key, c.new),
                     )
                 })
