@@ -56,8 +56,15 @@ fn unrestored_collapse_note(run: &Run) -> Option<String> {
         .iter()
         .map(u64::to_string)
         .collect();
+    // Walkthrough Q read "fell below 0.1" beside a last weight of 15.74
+    // as a contradiction: a weight that rose again says so.
+    let floor = crate::engine::collapse::PRIMARY_FLOOR;
     let now = run.last_primary_weight.map_or(String::new(), |w| {
-        format!("; its last logged weight is {}", crate::numfmt::readable(w))
+        let again = if w >= floor { ", above it again" } else { "" };
+        format!(
+            "; its last logged weight is {}{again}",
+            crate::numfmt::readable(w)
+        )
     });
     // Walkthroughs L and M: beside earlier restores, "nothing put back"
     // read as if no restore had ever happened.
@@ -247,5 +254,14 @@ mod tests {
             note.contains("was not put back this time (said at step 400)"),
             "{note}"
         );
+        run.last_primary_weight = Some(15.74);
+        let note = unrestored_collapse_note(&run).unwrap();
+        assert!(
+            note.contains("its last logged weight is 15.74, above it again"),
+            "{note}"
+        );
+        run.last_primary_weight = Some(0.02);
+        let note = unrestored_collapse_note(&run).unwrap();
+        assert!(note.contains("its last logged weight is 0.02;"), "{note}");
     }
 }
