@@ -54,6 +54,15 @@ impl ConfigError {
             .collect();
         text::readable_type_error(&parts.join("; "), self.key.as_deref())
     }
+
+    /// `more` said after this message: "…; also …". The message is made
+    /// readable first: its readable form reads it to its end (the list of
+    /// keys of an unknown key's hint took in what came after).
+    pub(super) fn also(&mut self, more: &[String]) {
+        if !more.is_empty() {
+            self.message = format!("{}; also {}", self.readable_message(), more.join("; also "));
+        }
+    }
 }
 
 impl std::error::Error for ConfigError {}
@@ -100,16 +109,7 @@ pub(super) fn with_further_problems(
     // read lines 3, 8, 6, 5); those without a line last.
     said.sort_by_key(|(line, _)| line.unwrap_or(usize::MAX));
     let said: Vec<String> = said.into_iter().map(|(_, text)| text).collect();
-    if !said.is_empty() {
-        // The first message as it is shown, before the others are added:
-        // its readable form reads the message to its end (the list of keys
-        // of an unknown key's hint took in what came after).
-        first.message = format!(
-            "{}; also {}",
-            first.readable_message(),
-            said.join("; also ")
-        );
-    }
+    first.also(&said);
     first
 }
 

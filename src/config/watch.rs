@@ -88,13 +88,7 @@ fn with_restart_only_keys(mut error: ConfigError, in_force: &Config, text: &str)
         .iter()
         .filter_map(super::Change::refusal)
         .collect();
-    if !refused.is_empty() {
-        error.message = format!(
-            "{}; also {}",
-            error.readable_message(),
-            refused.join("; also ")
-        );
-    }
+    error.also(&refused);
     error
 }
 
