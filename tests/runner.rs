@@ -888,6 +888,41 @@ fn resume_lets_a_paused_runner_go_on() {
     collect_until(&link, "stopped", status_is(Status::Stopped));
 }
 
+/// A copy of the program under another name stops its own detached run
+/// (`stop` had said its live runner was "gone without a last word").
+#[test]
+fn stop_works_for_a_renamed_copy_of_the_program() {
+    let tmp = tempfile::tempdir().unwrap();
+    let root = tmp.path().join("sessions");
+    let config = write_config(tmp.path(), 200_000, "");
+    let renamed = tmp.path().join("final-bin");
+    std::fs::copy(env!("CARGO_BIN_EXE_meltr-tui"), &renamed).unwrap();
+    let renamed_bin = || {
+        let mut command = std::process::Command::new(&renamed);
+        command.arg("--sessions-dir").arg(&root);
+        command
+    };
+    let out = run_with_limit(
+        renamed_bin()
+            .args(["run", "--detach", "-n", "copy", "-c"])
+            .arg(&config),
+        WAIT,
+    );
+    assert!(out.status.success(), "{}", text(&out));
+    let dir = session::find(&root, "copy").unwrap();
+    let _reaper = Reaper(dir.clone());
+    wait_for("a logged step", || {
+        (last_train_step(&dir) > 0).then_some(())
+    });
+    let out = run_with_limit(renamed_bin().args(["stop", "copy"]), WAIT);
+    assert!(
+        out.status.success() && text(&out).contains(": stopped at step "),
+        "{}",
+        text(&out)
+    );
+    assert_eq!(SessionMeta::read(&dir).unwrap().status, Status::Stopped);
+}
+
 #[test]
 fn stop_ends_a_detached_run_cleanly_and_says_where() {
     let tmp = tempfile::tempdir().unwrap();

@@ -118,14 +118,20 @@ pub(super) fn refuse_if_running(dir: &Path) -> Result<()> {
 const STOP_WAIT: Duration = Duration::from_secs(120);
 
 /// Whether `pid` runs this program (a recycled pid of a crashed run's, after
-/// a reboot or on another host sharing the folder, is someone else's).
+/// a reboot or on another host sharing the folder, is someone else's): a
+/// program named like it, or this very executable under another name (a
+/// copy named `final-bin` was told its live runner was "gone").
 fn runs_this_program(pid: u32) -> bool {
     let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
     let program = String::from_utf8_lossy(&cmdline)
         .split('\0')
         .next()
         .map(|argv0| argv0.rsplit('/').next().unwrap_or(argv0).to_string());
-    program.is_some_and(|name| name.starts_with("meltr-tui") || name.starts_with("meltr_tui"))
+    let named =
+        program.is_some_and(|name| name.starts_with("meltr-tui") || name.starts_with("meltr_tui"));
+    let theirs = std::fs::read_link(format!("/proc/{pid}/exe"));
+    let ours = std::env::current_exe();
+    named || theirs.is_ok_and(|theirs| ours.is_ok_and(|ours| theirs == ours))
 }
 
 /// SIGTERM to each of `pids` (a clean stop: checkpoint first), then waits
