@@ -48,9 +48,7 @@ fn overlay_live_status(runs: &mut [Run]) -> Vec<String> {
 /// metric in the listing is that run's (walkthrough K's seed lost 0.3 of
 /// R² in its last 19 meta steps; only `table` said so).
 fn unrestored_collapse_note(run: &Run) -> Option<String> {
-    if run.unrestored_collapses.is_empty() {
-        return None;
-    }
+    let last = *run.unrestored_collapses.last()?;
     let steps: Vec<String> = run
         .unrestored_collapses
         .iter()
@@ -68,7 +66,6 @@ fn unrestored_collapse_note(run: &Run) -> Option<String> {
     });
     // Walkthroughs L and M: beside earlier restores, "nothing put back"
     // read as if no restore had ever happened.
-    let last = run.unrestored_collapses[run.unrestored_collapses.len() - 1];
     let earlier = match run.restores.iter().any(|&before| before < last) {
         true => " this time",
         false => "",
@@ -78,7 +75,7 @@ fn unrestored_collapse_note(run: &Run) -> Option<String> {
          its events say when it began and why, and a fork from a checkpoint before then goes on from \
          before the fall",
         run.meta.id,
-        crate::engine::collapse::PRIMARY_FLOOR,
+        floor,
         if steps.len() == 1 { "" } else { "s" },
         steps.join(", ")
     ))

@@ -112,7 +112,7 @@ pub(super) fn first_definition(text: &str, message: &str, offset: usize) -> Opti
         return None;
     }
     let mut section = String::new();
-    for (i, line) in text[..offset.min(text.len())].lines().enumerate() {
+    for (i, line) in text[..offset].lines().enumerate() {
         let line = line.trim();
         if let Some(header) = line.strip_prefix('[') {
             section = header

@@ -98,15 +98,27 @@ pub enum Collapse {
     Every,
 }
 
-/// The primary's averaged training loss at the restore point and now,
-/// where it has climbed past [`MOVED_LOSS_FACTOR`] times: φ is not put
-/// back.
+/// The primary's averaged training loss at the restore point and now, at
+/// a collapse of the primary: past [`MOVED_LOSS_FACTOR`] times, φ is not
+/// put back; below, the restore's event says how far it moved.
 #[derive(Debug, Clone, Copy, PartialEq)]
-pub struct Moved {
+pub struct LossSince {
     /// At the healthy meta step ...
     pub then: f64,
     /// ... and now.
     pub now: f64,
+}
+
+impl LossSince {
+    /// How many times its value then the loss is now.
+    pub fn ratio(&self) -> f64 {
+        self.now / self.then
+    }
+
+    /// Whether the model has moved on from the restore point.
+    pub fn moved_on(&self) -> bool {
+        self.ratio() > MOVED_LOSS_FACTOR
+    }
 }
 
 /// A primary weight below zero for the whole count while its loss fell by
@@ -167,8 +179,9 @@ pub enum Verdict {
         /// Whether a restore to it already failed to lift the primary's
         /// weight ([`CollapseGuard::restore_did_not_help`]).
         spent: bool,
-        /// The primary's loss has climbed far since it ([`Moved`]).
-        moved: Option<Moved>,
+        /// The primary's loss then and now, for its collapse with a
+        /// restore point ([`LossSince`]).
+        loss_since: Option<LossSince>,
     },
     /// The primary's count completes, but its loss fell: [`Carried`].
     Carried(Carried),
@@ -269,22 +282,21 @@ impl CollapseGuard {
             });
         }
         let healthy_step = self.healthy.as_ref().map(|(s, _)| *s);
-        // (NaN compares false: unknown losses move nothing.)
         // Only the primary's collapse: with every weight dead, nothing but
-        // a restore brings MELTR back.
-        let moved = (kind == Collapse::Primary
+        // a restore brings MELTR back. (NaN compares false: unknown.)
+        let loss_since = (kind == Collapse::Primary
             && healthy_step.is_some()
             && self.healthy_loss > 0.0
-            && self.loss_average > MOVED_LOSS_FACTOR * self.healthy_loss)
-            .then_some(Moved {
-                then: self.healthy_loss,
-                now: self.loss_average,
-            });
+            && self.loss_average.is_finite())
+        .then_some(LossSince {
+            then: self.healthy_loss,
+            now: self.loss_average,
+        });
         Verdict::Collapsed {
             kind,
             healthy_step,
             spent: healthy_step.is_some() && healthy_step == self.spent,
-            moved,
+            loss_since,
         }
     }
 
@@ -350,7 +362,8 @@ impl CollapseGuard {
     /// The watch's state by name, for checkpoints: its counters (`{prefix}.counters`:
     /// the two streaks, armed, the healthy step or -1, the unarmed meta
     /// steps, the settling counts, the loss average and its start, the spent
-    /// healthy step or -1, the loss average at the healthy step) and the healthy snapshot (`{prefix}.healthy.{i}`), so a resumed run watches and
+    /// healthy step or -1, the loss average at the healthy step) and the
+    /// healthy snapshot (`{prefix}.healthy.{i}`), so a resumed run watches and
     /// restores as the uninterrupted one would.
     pub fn state(&self, prefix: &str) -> Vec<(String, Tensor)> {
         let healthy_step = self.healthy.as_ref().map_or(-1.0, |(s, _)| *s as f64);

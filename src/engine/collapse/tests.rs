@@ -250,7 +250,7 @@ fn restore_puts_back_the_newest_healthy_state() {
             kind: Collapse::Every,
             healthy_step: None,
             spent: false,
-            moved: None,
+            loss_since: None,
         })
     );
     assert_eq!(guard.restore(std::slice::from_ref(&phi)), None);
@@ -277,7 +277,7 @@ fn restore_puts_back_the_newest_healthy_state() {
             kind: Collapse::Primary,
             healthy_step: Some(33),
             spent: false,
-            moved: None,
+            loss_since: None,
         })
     );
     assert_eq!(guard.restore(std::slice::from_ref(&phi)), Some(33));
@@ -329,7 +329,7 @@ fn a_restore_that_did_not_help_is_not_repeated_to_the_same_state() {
                 kind: Collapse::Primary,
                 healthy_step: Some(healthy),
                 spent: true,
-                moved: None,
+                loss_since: None,
             }
         );
     }
@@ -379,7 +379,7 @@ fn a_lone_reading_out_of_line_neither_ends_a_count_nor_makes_a_restore_point() {
             kind: Collapse::Primary,
             healthy_step: Some(5),
             spent: false,
-            moved: None,
+            loss_since: None,
         },
         "the spike neither restarted the count nor became the restore point"
     );
@@ -572,29 +572,19 @@ fn a_collapse_after_the_primary_loss_climbed_far_has_moved_on() {
         verdicts[0]
     };
     // (A fall of 10% or more under a negative weight is carried.)
-    for climb in [0.95, 1.0, 1.54] {
+    for (climb, moved_on) in [(0.95, false), (1.0, false), (1.54, false), (1.97, true)] {
+        let Verdict::Collapsed {
+            loss_since: Some(since),
+            healthy_step: Some(_),
+            ..
+        } = verdict_after(climb)
+        else {
+            panic!("{climb}: a collapse of the primary with its loss then and now");
+        };
+        assert_eq!(since.moved_on(), moved_on, "{climb}: {since:?}");
         assert!(
-            matches!(
-                verdict_after(climb),
-                Verdict::Collapsed {
-                    moved: None,
-                    healthy_step: Some(_),
-                    ..
-                }
-            ),
-            "{climb}"
+            (since.then - 3.0).abs() < 1e-9 && (since.ratio() - climb).abs() < 0.01,
+            "{climb}: {since:?}"
         );
     }
-    let Verdict::Collapsed {
-        moved: Some(moved),
-        healthy_step: Some(_),
-        ..
-    } = verdict_after(1.97)
-    else {
-        panic!("a loss 1.97 times its healthy value has moved on");
-    };
-    assert!(
-        (moved.then - 3.0).abs() < 1e-9 && (moved.now - 5.91).abs() < 0.02,
-        "{moved:?}"
-    );
 }

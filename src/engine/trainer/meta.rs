@@ -384,7 +384,7 @@ impl Trainer {
                 .as_ref()
                 .map(|s| s.iter().map(Tensor::shallow_clone).collect()),
         );
-        let (kind, healthy_step, spent, moved) = match verdict {
+        let (kind, healthy_step, spent, loss_since) = match verdict {
             Verdict::Fine => return,
             Verdict::Carried(carried) => {
                 let record = carried_event(&self.loss_names, carried, watched);
@@ -395,8 +395,8 @@ impl Trainer {
                 kind,
                 healthy_step,
                 spent,
-                moved,
-            } => (kind, healthy_step, spent, moved),
+                loss_since,
+            } => (kind, healthy_step, spent, loss_since),
         };
         let what = match kind {
             Collapse::Primary => format!(
@@ -420,28 +420,25 @@ impl Trainer {
             ),
         };
         let at_the_end = self.step >= self.config.train.steps;
+        let go_on = match at_the_end {
+            true => "",
+            false => "; the meta steps go on from here",
+        };
+        let moved_on = loss_since.filter(LossSince::moved_on);
         let outcome = match (healthy_step, spent, self.config.meltr.on_collapse) {
             (Some(from), true, OnCollapse::Restore) => format!(
                 "φ is not put back: the restore to step {from}'s φ did not lift the primary's weight \
                  (the first meta step after it read below {PRIMARY_FLOOR}), and no meta step has been \
-                 healthy since{}",
-                match at_the_end {
-                    true => "",
-                    false => "; the meta steps go on from here",
-                }
+                 healthy since{go_on}"
             ),
-            (Some(from), false, OnCollapse::Restore) if moved.is_some() => {
-                let moved = moved.expect("matched");
+            (Some(from), false, OnCollapse::Restore) if moved_on.is_some() => {
+                let since = moved_on.expect("matched");
                 format!(
                     "φ is not put back: the primary's training loss has climbed from {} at step {from}, the last \
                      healthy meta step, to {} (over {MOVED_LOSS_FACTOR} times): the model has moved on from that \
-                     state, and M weighs today's losses, so its φ would not give the weights it gave then{}",
-                    readable(moved.then),
-                    readable(moved.now),
-                    match at_the_end {
-                        true => "",
-                        false => "; the meta steps go on from here",
-                    }
+                     state, and M weighs today's losses, so its φ would not give the weights it gave then{go_on}",
+                    readable(since.then),
+                    readable(since.now),
                 )
             }
             (Some(from), false, OnCollapse::Restore) if at_the_end => format!(
@@ -472,8 +469,16 @@ impl Trainer {
                 self.gamma = gamma;
                 // Meta lines are written in batches, after later steps
                 // may have run: say when the restore takes effect.
+                // How far the model moved since (the evidence for
+                // MOVED_LOSS_FACTOR: scripts/collapse_restores.py reads it).
+                let since = loss_since.map_or(String::new(), |since| {
+                    format!(
+                        " (the primary's training loss now {:.2}× its value there)",
+                        since.ratio()
+                    )
+                });
                 format!(
-                    "{RESTORE_EVENT} at step {from} before step {}, its optimizer's moments cleared, the meta-learning rate halved to {lr:.3e}{raised} \
+                    "{RESTORE_EVENT} at step {from} before step {}{since}, its optimizer's moments cleared, the meta-learning rate halved to {lr:.3e}{raised} \
                      for the rest of the run (meltr.on_collapse = \"restore\"; an edit of meltr.meta_lr or meltr.gamma sets it again)",
                     self.step + 1,
                 )

@@ -33,7 +33,7 @@ mod storage_words;
 
 use super::checkpoint;
 use super::collapse::{
-    Collapse, CollapseGuard, Verdict, Weights, COLLAPSE_META_STEPS, COLLAPSE_WEIGHT,
+    Collapse, CollapseGuard, LossSince, Verdict, Weights, COLLAPSE_META_STEPS, COLLAPSE_WEIGHT,
     MOVED_LOSS_FACTOR, PRIMARY_COLLAPSE_META_STEPS, PRIMARY_FLOOR, PRIMARY_NEVER_ROSE_META_STEPS,
     RAW_LOSS_VALUES,
 };

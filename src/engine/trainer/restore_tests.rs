@@ -128,7 +128,13 @@ fn a_collapsed_meltr_is_restored_to_its_newest_healthy_step_with_half_the_meta_r
     // Stamped at the meta step that saw it; applied before the next step
     // after the flush that read it.
     assert!(
-        message.contains(&format!(" before step {}, ", detected + 1)),
+        message.contains(&format!(" before step {} ", detected + 1)),
+        "{message}"
+    );
+    // How far the primary's loss moved since (under MOVED_LOSS_FACTOR).
+    assert!(
+        message.contains("(the primary's training loss now ")
+            && message.contains("× its value there), "),
         "{message}"
     );
     let healthy: u64 = message
