@@ -106,6 +106,15 @@ fn rounded_bounds((lo, hi): (f64, f64)) -> (f64, f64) {
     (lo, hi)
 }
 
+/// `v` rounded to two significant digits.
+fn two_significant(v: f64) -> f64 {
+    if v == 0.0 || !v.is_finite() {
+        return v;
+    }
+    let scale = 10f64.powf(1.0 - v.abs().log10().floor());
+    (v * scale).round() / scale
+}
+
 /// Axis labels for `values`: [`fmt::axis`]'s, or where two of those would
 /// read the same (a narrow range far from zero read `-164 -165 -165`),
 /// the fewest decimals that tell them apart.
@@ -167,7 +176,14 @@ pub fn render(
                 .data(&s.points)
         })
         .collect();
-    let mut y_labels: Vec<Line> = distinct_labels(&[y0, (y0 + y1) / 2.0, y1].map(real))
+    // A log axis keeps the data's bounds (a 1-2-5 grid in log space would
+    // widen it by up to a decade each way); its labels say them to two
+    // significant digits (walkthrough R read `45.065 · 5.43 · 0.654`).
+    let label = |v: f64| match log {
+        true => two_significant(real(v)),
+        false => v,
+    };
+    let mut y_labels: Vec<Line> = distinct_labels(&[y0, (y0 + y1) / 2.0, y1].map(label))
         .into_iter()
         .map(Line::from)
         .collect();
@@ -305,6 +321,14 @@ mod tests {
         assert!(hi > 5.0);
         let (lo, _) = y_bounds(&[series(&[-0.1, 1.0])]).unwrap();
         assert!(lo < -0.1, "negative values keep their margin");
+    }
+
+    #[test]
+    fn log_labels_have_two_significant_digits() {
+        // Walkthrough R's log axis: 45.065 · 5.43 · 0.654.
+        let labels = distinct_labels(&[45.065, 5.43, 0.654, 0.0123].map(two_significant));
+        assert_eq!(labels, ["45", "5.4", "0.65", "0.012"]);
+        assert_eq!(two_significant(1234.0), 1200.0);
     }
 
     #[test]

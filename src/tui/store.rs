@@ -131,9 +131,16 @@ impl Store {
     /// early; later reads follow the run at a cost that stays small).
     fn check_loss_sizes(&mut self) {
         let lines = self.loss_track.len();
-        if lines < 8 || !lines.is_power_of_two() {
-            return;
+        if lines >= 8 && lines.is_power_of_two() {
+            self.decide_loss_axis();
         }
+    }
+
+    /// Reads [`Self::losses_far_apart`] from every train line so far, as
+    /// `export` reads a session's: once its history is read and when its
+    /// run ends (walkthrough R's finished run was decided at its 32nd of 60
+    /// lines, drawn on a log axis that its exported figure did not take).
+    pub fn decide_loss_axis(&mut self) {
         let xs = self.loss_track.xs();
         let curves: crate::plot::data::Curves = self
             .losses

@@ -1490,19 +1490,7 @@ fn losses_decades_apart_start_on_a_log_axis_until_l() {
             .collect();
         app.on_event(Event::Line {
             seq: 0,
-            line: MetricLine {
-                step: STEPS + 1 + step,
-                time: 26.0,
-                wall: None,
-                record: Record::Train {
-                    losses: losses.clone(),
-                    total: 1.0,
-                    weights: losses,
-                    lr: 1e-3,
-                    shares: Named::new(),
-                    gpu: None,
-                },
-            },
+            line: train_line(STEPS + 1 + step, losses),
         });
     }
     assert!(app.log_scale());
@@ -1511,6 +1499,53 @@ fn losses_decades_apart_start_on_a_log_axis_until_l() {
     press(&mut app, KeyCode::Char('l'));
     assert!(!app.log_scale());
     press(&mut app, KeyCode::Char('l'));
+    assert!(app.log_scale());
+}
+
+/// A train line with these losses (as weights too).
+fn train_line(step: u64, losses: Named) -> MetricLine {
+    MetricLine {
+        step,
+        time: 26.0,
+        wall: None,
+        record: Record::Train {
+            losses: losses.clone(),
+            total: 1.0,
+            weights: losses,
+            lr: 1e-3,
+            shares: Named::new(),
+            gpu: None,
+        },
+    }
+}
+
+/// A session opened on its history draws its losses on the axis `export`
+/// chooses from every line, not from its first 8, 16, 32, … lines
+/// (walkthrough R: a finished run of 60 lines was on a log axis in the TUI
+/// and linear in its exported figure). Here 32 lines alike, then 31 with
+/// the first loss 50x the others: the whole history takes a log axis.
+#[test]
+fn a_history_is_drawn_on_the_axis_its_every_line_chooses() {
+    let names = ["a", "b", "c"];
+    let history = (0..63u64).map(|step| {
+        let first = if step < 32 { 1.0 } else { 50.0 };
+        let losses: Named = names
+            .iter()
+            .enumerate()
+            .map(|(i, n)| (n.to_string(), if i == 0 { first } else { 1.0 }))
+            .collect();
+        train_line(step * 10, losses)
+    });
+    let mut meta = fixtures::meta(TOTAL);
+    meta.losses = names.iter().map(|n| n.to_string()).collect();
+    let config_path = PathBuf::from("sessions/demo/config.toml");
+    let app = App::new(
+        meta,
+        config_path,
+        fixtures::config(TOTAL),
+        history,
+        Theme { color: true },
+    );
     assert!(app.log_scale());
 }
 

@@ -265,6 +265,7 @@ impl App {
         for line in history {
             store.ingest(&line);
         }
+        store.decide_loss_axis();
         Self {
             status: meta.status,
             status_message: meta.error.clone(),
@@ -354,6 +355,7 @@ impl App {
                 // newest one.
                 if status.is_terminal() {
                     self.fork_may_go();
+                    self.store.decide_loss_axis();
                 }
                 // Paused with a reason (a checkpoint that could not be
                 // written): the fork is dropped, said, not left to go off

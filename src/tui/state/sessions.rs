@@ -28,7 +28,11 @@ pub struct Overlaid {
 pub struct SessionsView {
     /// The runs table's rows, oldest first.
     pub runs: Vec<Run>,
-    /// The config keys whose values differ between the rows.
+    /// The config keys whose values differ between the rows, the one with
+    /// the most values first (a narrow terminal keeps the first that fit:
+    /// walkthrough R's 80 columns kept `aid.alpha` and `train.steps`, which
+    /// one session had changed, and hid `combiner.kind`, which told a
+    /// sweep's twelve rows apart).
     pub differing: Vec<String>,
     /// Selected row.
     pub cursor: usize,
@@ -42,7 +46,16 @@ impl SessionsView {
     /// The view over `runs`, the cursor on the session in `current` (the
     /// attached one) when it is listed.
     pub fn new(runs: Vec<Run>, current: &Path) -> SessionsView {
-        let differing = crate::runs::keys::differing(&runs);
+        let mut differing = crate::runs::keys::differing(&runs);
+        let values = |key: &String| -> usize {
+            let each: BTreeSet<Option<String>> = runs
+                .iter()
+                .map(|r| r.config.get(key).map(crate::runs::keys::text))
+                .collect();
+            each.len()
+        };
+        // Stable: keys with as many values stay in key order.
+        differing.sort_by_key(|key| std::cmp::Reverse(values(key)));
         let cursor = runs
             .iter()
             .position(|r| r.dir.file_name() == current.file_name())

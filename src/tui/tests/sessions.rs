@@ -59,6 +59,27 @@ fn runs() -> Vec<Run> {
     ]
 }
 
+/// The key with the most values comes first, where a narrow terminal
+/// keeps it (walkthrough R's 80 columns hid `combiner.kind`, the key that
+/// told a sweep's rows apart, behind two keys one session had changed).
+#[test]
+fn the_key_with_the_most_values_is_the_first_column() {
+    let mut sweep: Vec<Run> = Vec::new();
+    for (i, kind) in ["meltr", "sum", "primary", "uncertainty"]
+        .iter()
+        .enumerate()
+    {
+        let mut r = run(&format!("s{i}"), TOTAL, Some(0.5), i64::from(i == 0), None);
+        r.config.insert(
+            "combiner.kind".into(),
+            toml::Value::String(kind.to_string()),
+        );
+        sweep.push(r);
+    }
+    let view = crate::tui::state::SessionsView::new(sweep, Path::new("sessions/s0"));
+    assert_eq!(view.differing, ["combiner.kind", "aid.iterations"]);
+}
+
 fn with_sessions() -> App {
     let mut app = app();
     assert_eq!(press(&mut app, KeyCode::Char('r')), Action::ListSessions);
