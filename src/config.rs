@@ -15,9 +15,11 @@ pub mod watch;
 
 pub use error::ConfigError;
 pub use overrides::{anchor_path, literal, refuse_restart_only, write_overrides, Override};
-pub use restart::{restart_only_reason, Change, RESTART_ONLY};
+pub use restart::{changed_values, restart_only_reason, Change, RESTART_ONLY};
 use text::line_of_offset;
-pub use text::{decode_text, edit_distance, locate_key, nearest_spelling, read_text, sets_no_keys};
+pub use text::{
+    decode_text, edit_distance, locate_key, name_meant, nearest_spelling, read_text, sets_no_keys,
+};
 pub use validate::{max_threads, parse_cuda_index, MAX_COLLECTIVE_TIMEOUT_S};
 
 pub use choices::{

@@ -916,6 +916,27 @@ fn check_fails_on_losses_that_are_not_finite_on_the_batches_it_scans() {
                 .contains("The training data holds NaN or inf (the warnings above name the rows)"),
         "{said}"
     );
+    // NaN in the data, and a model whose losses are NaN on clean rows as
+    // well: not blamed on the data (walkthrough S's model multiplied its
+    // primary by NaN, and was told its masked labels did it).
+    let both = tmp.path().join("both.safetensors");
+    let mut tensors = tch::Tensor::read_safetensors(flag_data(&both, 64, 4, &every_row)).unwrap();
+    for (name, t) in tensors.iter_mut() {
+        if name == "y" {
+            let _ = t.narrow(0, 0, 4).fill_(f64::NAN);
+        }
+    }
+    tch::Tensor::write_safetensors(&tensors, &both).unwrap();
+    let cfg = flag_config(tmp.path(), "both", "nan_on_flag.pt", &both, &val);
+    let out = bin().arg("check").arg("-c").arg(&cfg).output().unwrap();
+    let said = text(&out);
+    assert!(
+        !out.status.success()
+            && said.contains("unless the model masks them, which cannot be told")
+            && said.contains("The model makes it: its losses are not finite on a batch of rows whose data is finite")
+            && !said.contains("The training data holds NaN or inf"),
+        "{said}"
+    );
     // NaN the model masks, on so many rows that a batch has none left
     // (walkthrough Q: told "masks them" and "does not mask them" at once).
     let sparse_y = tmp.path().join("sparse-y.safetensors");

@@ -1,6 +1,7 @@
 //! `meltr-tui doctor`: what this build links and what this machine offers
 //! (libtorch, CUDA, cuDNN, threads, terminal).
 
+use crate::workload::torchscript::NOT_FINITE_ON_CLEAN_ROWS;
 use anyhow::Result;
 
 /// Prints the report, written at once: `doctor | head -3` closed the pipe
@@ -75,11 +76,22 @@ pub(super) fn check(
     // The data's own NaN, the model not masking them (warned below); NaN
     // it masks are no cause (walkthrough Q was told both "the model masks
     // them" and "does not mask them").
-    let in_data = said.iter().any(|(_, m)| {
-        m.starts_with("workload.train: ")
-            && m.contains(" non-finite value")
-            && !m.contains("the model masks them")
-    });
+    // Nor are NaN the model makes on clean rows too (walkthrough S's model
+    // multiplied its primary by NaN, and its masked labels were blamed).
+    let train_said = |m: &str| m.starts_with("workload.train: ") && m.contains(" non-finite value");
+    let cause = if said
+        .iter()
+        .any(|(_, m)| train_said(m) && m.contains(NOT_FINITE_ON_CLEAN_ROWS))
+    {
+        NanCause::ModelOnCleanRows
+    } else if said
+        .iter()
+        .any(|(_, m)| train_said(m) && !m.contains("the model masks them"))
+    {
+        NanCause::Data
+    } else {
+        NanCause::Model
+    };
     let goal = if meta.higher_is_better {
         "higher"
     } else {
@@ -160,7 +172,7 @@ pub(super) fn check(
         );
     }
     if !non_finite.is_empty() {
-        anyhow::bail!("{}", non_finite_words(&non_finite, batches, in_data));
+        anyhow::bail!("{}", non_finite_words(&non_finite, batches, cause));
     }
     if primary_metric_fails {
         anyhow::bail!(
@@ -199,8 +211,18 @@ fn evaluation_words(evaluation: &crate::engine::trainer::NonFiniteEvaluation) ->
 }
 
 /// Why `check` fails on losses that are not finite on some batches;
-/// `in_data`: the training data holds NaN or inf the model does not mask.
-fn non_finite_words(non_finite: &[(String, Vec<u64>)], batches: u64, in_data: bool) -> String {
+/// Where `check`'s non-finite losses come from.
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum NanCause {
+    /// The training data holds NaN or inf the model does not mask.
+    Data,
+    /// The data holds none the model leaves unmasked.
+    Model,
+    /// The model's losses are not finite on clean rows either.
+    ModelOnCleanRows,
+}
+
+fn non_finite_words(non_finite: &[(String, Vec<u64>)], batches: u64, cause: NanCause) -> String {
     let each: Vec<String> = non_finite
         .iter()
         .map(|(loss, steps)| {
@@ -219,11 +241,14 @@ fn non_finite_words(non_finite: &[(String, Vec<u64>)], batches: u64, in_data: bo
         })
         .collect();
     // Walkthrough K's NaN targets were told "where the data is finite".
-    let cause = match in_data {
-        true => "The training data holds NaN or inf (the warnings above name the rows) and the model \
+    let cause = match cause {
+        NanCause::ModelOnCleanRows => "The model makes it: its losses are not finite on a batch of rows whose \
+                 data is finite either (the warning above), so no row of the data is the cause: look at how the \
+                 model's forward computes it",
+        NanCause::Data => "The training data holds NaN or inf (the warnings above name the rows) and the model \
                  does not mask them: mask them in the model (keep the rows where `torch.isfinite` \
                  holds) or clean the data",
-        false => "The model makes it (the data holds no NaN it leaves unmasked), often as a mean over an empty selection \
+        NanCause::Model => "The model makes it (the data holds no NaN it leaves unmasked), often as a mean over an empty selection \
                   (a batch whose rows are all masked, or cross_entropy with ignore_index on a batch whose labels are \
                   all ignored): guard it, e.g. return `torch.zeros(())` when the batch selects nothing",
     };
@@ -292,12 +317,14 @@ fn gradient_hint(shares: &[(String, f64)]) -> Option<String> {
         .max_by(|a, b| a.1.total_cmp(&b.1))?;
     (*most >= LARGEST_FAIR_SHARE).then(|| {
         format!(
-            "{name} has {:.0}% of the first batch's gradient under equal weights (the primary, {primary}: {:.0}%): \
+            "{name} has {} of the first batch's gradient under equal weights (the primary, {primary}: {}): \
              under `sum` the model trains mostly on {name}, whatever its value looks like, and MELTR's weights \
              have to offset it. If its scale is arbitrary, divide it in the model's forward; `table --metric \
              share/{name}` shows its share after a run",
-            100.0 * most,
-            100.0 * share
+            // As the gradient line above prints them (it read `cls 0.2%`
+            // above `cls: 0%`, walkthrough R).
+            crate::numfmt::percent(*most),
+            crate::numfmt::percent(*share)
         )
     })
 }
@@ -421,12 +448,16 @@ mod tests {
         let hint = super::gradient_hint(&scaled).unwrap();
         assert_eq!(
             hint,
-            "scaled2 has 88% of the first batch's gradient under equal weights (the primary, mse: 4%): under `sum` \
+            "scaled2 has 88.0% of the first batch's gradient under equal weights (the primary, mse: 4.0%): under `sum` \
              the model trains mostly on scaled2, whatever its value looks like, and MELTR's weights have to offset it. \
              If its scale is arbitrary, divide it in the model's forward; `table --metric share/scaled2` shows its \
              share after a run"
         );
         assert!(super::share_words(&scaled).starts_with("mse 4.0%, help 5.0%, scaled2 88.0%"));
+        // The primary's share as the gradient line prints it (walkthrough R
+        // read `cls 0.2%` there and `cls: 0%` here).
+        let tiny = super::gradient_hint(&shares(&[("cls", 0.002), ("recon", 0.979)])).unwrap();
+        assert!(tiny.contains("(the primary, cls: 0.2%)"), "{tiny}");
         // Most of it but under half, or the primary's own: nothing said.
         assert!(super::gradient_hint(&shares(&[("p", 0.55), ("a", 0.45)])).is_none());
         assert!(super::gradient_hint(&shares(&[("p", 0.9), ("a", 0.1)])).is_none());

@@ -78,6 +78,18 @@ pub struct Change {
     pub restart_only: Option<&'static str>,
 }
 
+/// A config line's `changed` map (`metrics.jsonl`): each key's old and
+/// new value.
+pub fn changed_values(
+    changes: &[Change],
+) -> std::collections::BTreeMap<String, (serde_json::Value, serde_json::Value)> {
+    let json = |v: &toml::Value| serde_json::to_value(v).unwrap_or(serde_json::Value::Null);
+    changes
+        .iter()
+        .map(|c| (c.key.clone(), (json(&c.old), json(&c.new))))
+        .collect()
+}
+
 impl Change {
     /// Why this change does not apply, for a restart-only key: "`key` = new
     /// can only change at restart (why); old stays in force".

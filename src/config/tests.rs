@@ -561,3 +561,15 @@ fn a_syntax_error_quotes_its_line_and_column() {
         "{err}"
     );
 }
+
+/// A name meant: a misspelling's nearest, else the only name it
+/// abbreviates (walkthrough R's `table --metric acc`), never a guess
+/// between two.
+#[test]
+fn a_name_meant_is_a_spelling_or_the_only_abbreviated_one() {
+    let names = ["accuracy", "eval_loss/cls", "weight/cls", "weight/aux"];
+    assert_eq!(super::name_meant("acc", names), Some("accuracy"));
+    assert_eq!(super::name_meant("acuracy", names), Some("accuracy"));
+    assert_eq!(super::name_meant("weight", names), None);
+    assert_eq!(super::name_meant("a", names), None);
+}

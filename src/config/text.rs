@@ -243,6 +243,21 @@ fn locate_section(text: &str, name: &str) -> Option<usize> {
         .map(|i| i + 1)
 }
 
+/// Of `names`, the one `typed` most likely means: [`nearest_spelling`]'s,
+/// else the only one it abbreviates (`acc` for `accuracy`, walkthrough R).
+pub fn name_meant<'a>(typed: &str, names: impl IntoIterator<Item = &'a str>) -> Option<&'a str> {
+    let names: Vec<&str> = names.into_iter().collect();
+    nearest_spelling(typed, names.iter().copied()).or_else(|| {
+        let mut longer = names
+            .iter()
+            .filter(|n| typed.chars().count() >= 2 && n.starts_with(typed));
+        match (longer.next(), longer.next()) {
+            (Some(only), None) => Some(*only),
+            _ => None,
+        }
+    })
+}
+
 /// Of `names`, the one `typed` most likely misspells: the nearest by edit
 /// distance, within a third of its length (two edits at least).
 pub fn nearest_spelling<'a>(

@@ -281,7 +281,7 @@ impl SessionData {
             }))
             .chain(self.run.keys().cloned())
             .collect();
-        let meant = crate::config::nearest_spelling(name, names.iter().map(String::as_str))
+        let meant = crate::config::name_meant(name, names.iter().map(String::as_str))
             .map(|n| format!(" (did you mean '{n}'?)"))
             .unwrap_or_default();
         bail!(

@@ -214,8 +214,10 @@ fn value_of(run: &Run, name: &str, best: bool) -> Result<f64> {
         None => {
             let mut have: Vec<String> = metrics.keys().cloned().collect();
             have.extend(PER_LOSS.iter().flat_map(|(prefix, ..)| names_of(prefix)));
+            let meant = crate::config::name_meant(name, have.iter().map(String::as_str))
+                .map_or(String::new(), |n| format!(" (did you mean `{n}`?)"));
             bail!(
-                "session {} has no metric `{name}` at its eval of step {step}; it has: {}",
+                "session {} has no metric `{name}`{meant} at its eval of step {step}; it has: {}",
                 run.meta.id,
                 have.join(", ")
             )

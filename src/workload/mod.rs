@@ -70,6 +70,12 @@ pub trait Workload: Send {
     fn non_finite_rows(&self, _step: u64) -> Option<Vec<(String, Vec<i64>)>> {
         None
     }
+    /// Why the training data's NaN or inf are no cause of a non-finite
+    /// loss on a batch holding them, where the run's start found one (the
+    /// model masks them, or makes NaN on clean rows as well).
+    fn train_nan_not_the_cause(&self) -> Option<&'static str> {
+        None
+    }
     /// Of the training rows of step `step`'s batch, those whose forward
     /// fails when run alone (a label out of range, say), for a failed step's
     /// error; `None` where the workload cannot tell.
@@ -282,6 +288,12 @@ pub fn check_loss_names(config: &Config, available: &[String], metrics: &[String
             String::new()
         }
     };
+    // The loss meant, first (walkthrough R's mistyped primary was listed
+    // among the losses, unpointed).
+    let meant = |name: &str| {
+        crate::config::name_meant(name, available.iter().map(String::as_str))
+            .map_or(String::new(), |n| format!(" (did you mean \"{n}\"?)"))
+    };
     let defaults = crate::config::WorkloadConfig::default();
     let w = &config.workload;
     if !available.contains(&w.primary) {
@@ -291,8 +303,9 @@ pub fn check_loss_names(config: &Config, available: &[String], metrics: &[String
             ""
         };
         bail!(
-            "workload.primary = \"{}\"{origin} is not a loss of this workload{}; it has: {list}",
+            "workload.primary = \"{}\"{origin} is not a loss of this workload{}{}; it has: {list}",
             w.primary,
+            meant(&w.primary),
             metric(&w.primary)
         );
     }
@@ -309,8 +322,9 @@ pub fn check_loss_names(config: &Config, available: &[String], metrics: &[String
                 .map(|n| format!("\"{n}\""))
                 .collect();
             bail!(
-                "workload.auxiliary lists \"{aux}\"{origin}, which is not a loss of this workload{}; it has: {list}. \
+                "workload.auxiliary lists \"{aux}\"{origin}, which is not a loss of this workload{}{}; it has: {list}. \
                  To combine all its other losses: workload.auxiliary = [{}]",
+                meant(aux),
                 metric(aux),
                 others.join(", ")
             );
@@ -502,6 +516,22 @@ mod tests {
             message.starts_with("workload.primary = \"primary\" (the built-in default: does the config set workload.primary?) is not"),
             "{message}"
         );
+        // A misspelt loss is pointed to (walkthrough R).
+        config.workload.primary = "mian".into();
+        let message = check_loss_names(&config, &model, &metrics)
+            .unwrap_err()
+            .to_string();
+        assert_eq!(
+            message,
+            "workload.primary = \"mian\" is not a loss of this workload (did you mean \"main\"?); \
+             it has: main, aux, tags"
+        );
+        config.workload.primary = "main".into();
+        config.workload.auxiliary = vec!["tag".into()];
+        let message = check_loss_names(&config, &model, &metrics)
+            .unwrap_err()
+            .to_string();
+        assert!(message.contains("(did you mean \"tags\"?)"), "{message}");
         config.workload.primary = "accuracy".into();
         let message = check_loss_names(&config, &model, &metrics)
             .unwrap_err()

@@ -77,6 +77,15 @@ fn a_gradient_owner_weighed_up_by_meltr_is_told_apart_from_one_too_large() {
             && !raw.contains("common scale"),
         "{raw}"
     );
+    // Just above 1 it is the scale as well (walkthrough R: a x30 loss at
+    // 1.02 against 0.33 held 90%, 95.5% under sum).
+    let just_above = meltr_event_read(false, (0.3284, 1.02), (1.2, 20.0), 1.6);
+    assert!(
+        just_above.contains(
+            "Its scale does it, and MELTR's weights add to it: the primary's 0.3284 against its 1.02"
+        ) && !just_above.contains("MELTR weighs it"),
+        "{just_above}"
+    );
     // Far apart below 1, MELTR's low primary weight is said with the scale.
     let apart = meltr_event_read(false, (0.02, 0.95), (1.2, 30.0), 1.6);
     assert!(

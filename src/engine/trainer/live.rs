@@ -2,6 +2,7 @@
 //! refused with the reason), and the record of the config in force.
 
 use super::*;
+use crate::config::changed_values;
 
 impl Trainer {
     /// Applies a validated config at a step boundary. Live keys take effect
@@ -96,7 +97,7 @@ impl Trainer {
         if !refused.is_empty() {
             // Said while the file asks for it (the TUI shows the newest
             // config record's error), shortly once said in full.
-            let error = if refused == self.refused_edits {
+            let mut error = if refused == self.refused_edits {
                 format!(
                     "still refused (restart-only, see above): {}",
                     refused_short.join(", ")
@@ -104,6 +105,16 @@ impl Trainer {
             } else {
                 refused.join("; ")
             };
+            // The TUI's banner shows this line alone: an edit applied with
+            // it read as refused too (walkthrough R's `]` for J, under a
+            // `batch_size` edit still in the file).
+            if !changes.is_empty() {
+                let applied: Vec<String> = changes
+                    .iter()
+                    .map(|c| format!("`{}` {} → {}", c.key, c.old, c.new))
+                    .collect();
+                error.push_str(&format!("; applied: {}", applied.join(", ")));
+            }
             self.emit(Record::Config {
                 changed: Default::default(),
                 error: Some(error),
@@ -145,20 +156,6 @@ impl Trainer {
             error: None,
         });
     }
-}
-
-/// A config line's `changed` map.
-fn changed_values(
-    changes: &[crate::config::Change],
-) -> std::collections::BTreeMap<String, (serde_json::Value, serde_json::Value)> {
-    changes
-        .iter()
-        .map(|c| (c.key.clone(), (to_json(&c.old), to_json(&c.new))))
-        .collect()
-}
-
-fn to_json(value: &toml::Value) -> serde_json::Value {
-    serde_json::to_value(value).unwrap_or(serde_json::Value::Null)
 }
 
 /// A meta-learning rate this many times the public code's 1e-3 is said

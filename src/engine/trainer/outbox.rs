@@ -76,14 +76,16 @@ impl Trainer {
                     let loss_named = losses
                         .as_ref()
                         .is_some_and(|l| l.values().any(|v| !v.is_finite()));
+                    let not_the_cause = self.workload.train_nan_not_the_cause();
                     let bad = self
                         .workload
                         .non_finite_rows(s.step)
                         .map(|bad| {
-                            // Clean data: which rows the model makes it
-                            // from. A few scans a run (each is up to a
-                            // forward per row), on rank 0 (which says it).
-                            let scan = bad.is_empty()
+                            // Clean data (or data whose NaN the model
+                            // masks): which rows the model makes it from.
+                            // A few scans a run (each is up to a forward
+                            // per row), on rank 0 (which says it).
+                            let scan = (bad.is_empty() || not_the_cause.is_some())
                                 && loss_named
                                 && !self.is_follower()
                                 && self.alone_scans < MAX_ALONE_SCANS;
@@ -96,7 +98,11 @@ impl Trainer {
                                     .collect();
                                 self.workload.rows_non_finite_alone(s.step, &named)
                             });
-                            non_finite_listing(&bad, loss_named, alone.as_deref())
+                            let data = DataNaN {
+                                bad: &bad,
+                                not_the_cause,
+                            };
+                            non_finite_listing(data, loss_named, alone.as_deref())
                         })
                         .unwrap_or_default();
                     let rows = match self.workload.batch_rows(s.step) {
@@ -197,12 +203,20 @@ impl Trainer {
                 capitalised(&lower)
             )
         } else {
+            // From the first step of a new run, no training made it:
+            // walkthrough S's model multiplied its primary by NaN and was
+            // told to lower the learning rate.
+            let remedy = match streak.first() {
+                1 => "it was non-finite from the run's first step, before any update: look at how \
+                      the model's forward computes it"
+                    .to_string(),
+                _ => format!("if that loss's curve blew up before, {lower}"),
+            };
             format!(
                 "{head}: loss {} was non-finite (NaN or inf) on each of them and the others \
                  were finite on some, so the model computes it so at these weights or on these \
                  batches (a log of 0, a division by an empty count, a bad value in the data: \
-                 the events name the first batches' rows). The run cannot recover; if that \
-                 loss's curve blew up before, {lower}",
+                 the events name the first batches' rows). The run cannot recover; {remedy}",
                 always.join(", ")
             )
         }
@@ -346,28 +360,42 @@ fn capitalised(text: &str) -> String {
         .unwrap_or_default()
 }
 
+/// A skipped step's batch's rows holding NaN or inf in workload.train, by
+/// tensor, and why they are no cause, where the run's start found why.
+struct DataNaN<'a> {
+    bad: &'a [(String, Vec<i64>)],
+    not_the_cause: Option<&'static str>,
+}
+
 /// `; of those, …` for a skipped step's warning: which rows hold NaN or inf
 /// in which of workload.train's tensors (a model may mask NaN labels: the
 /// tensor tells those rows from a bad sample); empty when none does.
-fn non_finite_listing(
-    bad: &[(String, Vec<i64>)],
-    loss_named: bool,
-    alone: Option<&[i64]>,
-) -> String {
-    let each: Vec<String> = bad
+fn non_finite_listing(data: DataNaN, loss_named: bool, alone: Option<&[i64]>) -> String {
+    let each: Vec<String> = data
+        .bad
         .iter()
         .map(|(tensor, rows)| match rows[..] {
             [row] => format!("row {row} in `{tensor}`"),
             _ => format!("rows {} in `{tensor}`", workload::listed_rows(rows)),
         })
         .collect();
-    match each.len() {
+    // NaN the model masks are no cause (walkthrough S's model multiplied
+    // its primary by NaN, and each skipped step named its masked labels).
+    let clean = match (each.is_empty(), data.not_the_cause) {
+        (true, _) => Some("no row of it holds NaN or inf in workload.train".to_string()),
+        (false, Some(why)) => Some(format!(
+            "its NaN or inf in workload.train ({}) are no cause ({why})",
+            each.join("; ")
+        )),
+        (false, None) => None,
+    };
+    match clean {
         // The data is clean, so the forward made it (walkthrough O's
         // cross_entropy with ignore_index gave NaN on a batch whose labels
         // were all ignored, and the warning left data and model alike).
-        0 if loss_named => match alone {
+        Some(clean) if loss_named => match alone {
             Some(rows) => format!(
-                "; no row of it holds NaN or inf in workload.train, so the model made it: run alone (at the \
+                "; {clean}, so the model made it: run alone (at the \
                  current parameters), {} {} that loss non-finite (look at what the model does with {})",
                 match rows {
                     [row] => format!("row {row}"),
@@ -376,13 +404,13 @@ fn non_finite_listing(
                 if rows.len() == 1 { "makes" } else { "make" },
                 if rows.len() == 1 { "it" } else { "them" }
             ),
-            None => "; no row of it holds NaN or inf in workload.train, so the model made it \
-                     (e.g. a mean over an empty selection: cross_entropy with ignore_index on a \
-                     batch whose labels are all ignored)"
-                .to_string(),
+            None => format!(
+                "; {clean}, so the model made it (e.g. a mean over an empty selection: \
+                 cross_entropy with ignore_index on a batch whose labels are all ignored)"
+            ),
         },
-        0 => "; no row of it holds NaN or inf in workload.train".to_string(),
-        _ => format!(
+        Some(clean) => format!("; {clean}"),
+        None => format!(
             "; of those, NaN or inf in workload.train: {}",
             each.join("; ")
         ),
@@ -424,7 +452,42 @@ const OVERFLOWS: f64 = 1e30;
 
 #[cfg(test)]
 mod message_tests {
-    use super::non_finite_losses;
+    use super::{non_finite_listing, non_finite_losses, DataNaN};
+
+    /// NaN rows the model masks (or that a model NaN on clean rows too
+    /// cannot be blamed on) are listed as no cause, and the model is said
+    /// to make the loss (walkthrough S was pointed at its masked labels).
+    #[test]
+    fn nan_rows_that_are_no_cause_are_said_so() {
+        let bad = [("partial".to_string(), vec![3, 5])];
+        let blamed = non_finite_listing(
+            DataNaN {
+                bad: &bad,
+                not_the_cause: None,
+            },
+            true,
+            None,
+        );
+        assert_eq!(
+            blamed,
+            "; of those, NaN or inf in workload.train: rows [3, 5] in `partial`"
+        );
+        let masked = non_finite_listing(
+            DataNaN {
+                bad: &bad,
+                not_the_cause: Some("the model masks them, as the run's start found"),
+            },
+            true,
+            Some(&[7]),
+        );
+        assert!(
+            masked.starts_with(
+                "; its NaN or inf in workload.train (rows [3, 5] in `partial`) are no cause \
+                 (the model masks them, as the run's start found), so the model made it: run alone"
+            ) && masked.contains("row 7 makes that loss non-finite"),
+            "{masked}"
+        );
+    }
 
     #[test]
     fn finite_losses_that_overflow_combined_are_said_as_such() {

@@ -68,6 +68,11 @@ pub(super) struct SkipStreak {
 }
 
 impl SkipStreak {
+    /// The streak's first step.
+    pub(super) fn first(&self) -> u64 {
+        self.first
+    }
+
     /// Whether the newest skipped step gets its own event, and what its
     /// message ends with: the first [`STEPS_LISTED_PER_STREAK`] of a streak
     /// do; the rest are counted (see [`Self::ended`]).

@@ -29,6 +29,7 @@ mod data;
 mod errors;
 mod losses;
 mod masking;
+pub use masking::NOT_FINITE_ON_CLEAN_ROWS;
 mod params;
 mod validation;
 
@@ -522,6 +523,10 @@ impl Workload for TorchScript {
 
     fn non_finite_rows(&self, step: u64) -> Option<Vec<(String, Vec<i64>)>> {
         Some(self.train.non_finite_of(&self.batch_rows(step)?))
+    }
+
+    fn train_nan_not_the_cause(&self) -> Option<&'static str> {
+        self.non_finite.train_not_the_cause
     }
 
     fn rows_failing_alone(&self, step: u64) -> Option<Vec<i64>> {
