@@ -269,6 +269,22 @@ fn seed(
     };
     text.push_str(&line.to_json());
     text.push('\n');
+    // The fork's changes as a config line after its fork line, as a resume
+    // logs its own: its figures mark them OLD→NEW. (Its checkpoint carries
+    // its config, so its first start finds nothing changed: walkthrough S's
+    // fork figure read "fork" alone.)
+    let changes = at_checkpoint.diff(config);
+    if !changes.is_empty() {
+        let line = MetricLine {
+            record: Record::Config {
+                changed: crate::config::changed_values(&changes),
+                error: None,
+            },
+            ..line
+        };
+        text.push_str(&line.to_json());
+        text.push('\n');
+    }
     session::atomic_write(&layout.metrics(), text.as_bytes())
 }
 

@@ -420,15 +420,30 @@ fn live_config_applies_at_step_boundary_and_restart_only_keys_are_refused() {
         })
         .collect();
     assert_eq!(refusals.len(), 3, "{refusals:?}");
+    // What applied with a refusal is said in it: the TUI's banner shows
+    // the refusal alone.
     assert_eq!(
         refusals[1],
-        "still refused (restart-only, see above): `meltr.d_model` = 64"
+        "still refused (restart-only, see above): `meltr.d_model` = 64; \
+         applied: `train.lr` 0.0001 → 0.0002"
+    );
+    assert!(
+        refusals[0].ends_with(
+            "32 stays in force; applied: `aid.iterations` 0 → 2, `train.lr` 0.003 → 0.0001"
+        ),
+        "{}",
+        refusals[0]
+    );
+    assert!(
+        refusals[2].ends_with("32 stays in force"),
+        "{}",
+        refusals[2]
     );
     for (refusal, asked) in [&refusals[0], &refusals[2]].into_iter().zip(["64", "48"]) {
         assert!(
             refusal.starts_with(&format!(
                 "`meltr.d_model` = {asked} can only change at restart"
-            )) && refusal.ends_with("32 stays in force"),
+            )),
             "{refusal}"
         );
     }
@@ -1497,6 +1512,25 @@ fn a_meta_learning_rate_edited_far_above_the_public_codes_is_warned_about() {
     assert_eq!(said.len(), 1, "{:?}", events_of(&dir));
 }
 
+/// A periodic checkpoint at a new best says so (walkthrough R read it only
+/// between checkpoints): a run's first evaluation, at a checkpoint step,
+/// is one.
+#[test]
+fn a_periodic_checkpoint_at_a_new_best_says_so() {
+    let _serial = serial();
+    let root = tempfile::tempdir().unwrap();
+    let mut config = small_config("sum", 10);
+    config.train.eval_every = 10;
+    config.train.checkpoint_every = 10;
+    let (dir, _) = run_session(root.path(), "periodic-best", config);
+    let said = events_matching(&dir, |m| m.starts_with("checkpoint step-0000000010"));
+    assert_eq!(said.len(), 1, "{said:?}");
+    assert!(
+        said[0].1.contains("the best evaluation so far)") && !said[0].1.contains("kept until"),
+        "{said:?}"
+    );
+}
+
 /// `train.checkpoint_best`: each evaluation that scores a new best between
 /// the periodic checkpoints writes one (walkthrough K: `export --best` took
 /// step 200 where the best evaluation was at 175). It replaces the
@@ -1537,11 +1571,18 @@ fn an_evaluation_that_scores_a_new_best_between_checkpoints_gets_one() {
         !between.is_empty(),
         "no new best between checkpoints: {evals:?}"
     );
-    let said: Vec<u64> = events_matching(&dir, |m| m.contains("the best evaluation so far"))
+    let said: Vec<u64> = events_matching(&dir, |m| m.contains("kept until a better one"))
         .into_iter()
         .map(|(step, _)| step)
         .collect();
     assert_eq!(said, between, "{evals:?}");
+    // Every new best is said, at a periodic checkpoint too.
+    let said_best: Vec<u64> = events_matching(&dir, |m| m.contains("the best evaluation so far"))
+        .into_iter()
+        .map(|(step, _)| step)
+        .collect();
+    let every_new_best: Vec<u64> = new_bests.iter().map(|&(step, _)| step).collect();
+    assert_eq!(said_best, every_new_best, "{evals:?}");
     let checkpoints = dir.join("checkpoints");
     let mut kept: Vec<u64> = checkpoint::list(&checkpoints)
         .into_iter()

@@ -983,3 +983,25 @@ fn stop_ends_a_detached_run_cleanly_and_says_where() {
         text(&again)
     );
 }
+
+/// A runner names itself in `session.json` as it starts, before it reads
+/// the config, model and data: until then `ls` named the process that
+/// launched it, alive, as the runner (walkthrough R saw a sweep's driver
+/// there). Here its config cannot be read, so it stops right after.
+#[test]
+fn a_runner_claims_its_session_before_it_loads_anything() {
+    let root = tempfile::tempdir().unwrap();
+    let config = meltr_tui::config::Config::load(&write_config(root.path(), 10, "")).unwrap();
+    let dir = session::create(root.path(), "claim", &config).unwrap();
+    assert_eq!(SessionMeta::read(&dir).unwrap().pid, std::process::id());
+    std::fs::write(dir.join("config.toml"), "not = [toml").unwrap();
+    let mut child = bin()
+        .arg("__runner")
+        .arg(&dir)
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let runner = child.id();
+    assert!(!child.wait().unwrap().success());
+    assert_eq!(SessionMeta::read(&dir).unwrap().pid, runner);
+}

@@ -484,6 +484,22 @@ fn a_fork_with_a_no_op_change_continues_its_parent_bit_for_bit_and_a_real_change
         prefix(&parent, 200)[..]
     );
 
+    // Its change is a config line at the fork step, which its figures
+    // mark OLD→NEW (walkthrough S's fork figure read "fork" alone); the
+    // no-op fork has none.
+    let changes_at_fork = |dir: &std::path::Path| -> Vec<String> {
+        prefix(dir, 200)
+            .into_iter()
+            .filter(|l| l.contains("\"kind\":\"config\"") && l.contains("\"step\":200,"))
+            .collect()
+    };
+    let logged = changes_at_fork(&faster);
+    assert!(
+        logged.len() == 1 && logged[0].contains("\"meltr.meta_lr\":[0.001,0.01]"),
+        "{logged:?}"
+    );
+    assert!(changes_at_fork(&same).is_empty());
+
     let meta = SessionMeta::read(&faster).unwrap();
     assert_eq!(meta.parent.as_deref(), Some(parent_id.as_str()));
     assert_eq!(meta.fork_step, Some(200));
@@ -746,6 +762,15 @@ fn a_detached_sweep_is_stopped_as_a_whole() {
     );
     let all = members(&root, "long");
     assert_eq!(all.len(), 2, "nothing started after the stop");
+    // The members record the user's command, not the background driver's
+    // `sweep resume long` (walkthrough S).
+    for (_, m) in &all {
+        let command = m.provenance.command.clone().unwrap_or_default();
+        assert!(
+            command.iter().any(|a| a == "--detach") && !command.iter().any(|a| a == "resume"),
+            "{command:?}"
+        );
+    }
     assert!(
         all.iter().all(|(_, m)| m.status == Status::Stopped),
         "{all:?}"

@@ -23,8 +23,18 @@ pub fn checkpoint_written(step: u64) -> String {
 /// The event of a checkpoint written because its step's evaluation scored
 /// the best primary metric so far (`train.checkpoint_best`).
 pub fn best_checkpoint_written(step: u64, metric: &str, value: f64) -> String {
+    written_at_best(step, metric, value, "; kept until a better one")
+}
+
+/// The event of a periodic checkpoint whose step's evaluation scored the
+/// best primary metric so far.
+pub fn periodic_best_written(step: u64, metric: &str, value: f64) -> String {
+    written_at_best(step, metric, value, "")
+}
+
+fn written_at_best(step: u64, metric: &str, value: f64, then: &str) -> String {
     format!(
-        "{} ({metric} {}, the best evaluation so far; kept until a better one)",
+        "{} ({metric} {}, the best evaluation so far{then})",
         checkpoint_written(step),
         // Zeros kept: `psnr 15.00`, not `psnr 15` (walkthrough N).
         crate::numfmt::column_value(value)
@@ -417,6 +427,10 @@ mod tests {
         assert!(is_checkpoint_written(&checkpoint_written(40), 40));
         assert!(is_checkpoint_written(
             &best_checkpoint_written(40, "acc", 0.5),
+            40
+        ));
+        assert!(is_checkpoint_written(
+            &periodic_best_written(40, "acc", 0.5),
             40
         ));
         assert!(!is_checkpoint_written(&checkpoint_written(400), 40));

@@ -5,7 +5,7 @@ use super::absolute;
 use crate::config::{self, Config};
 use crate::engine::{self, control::Command, control::Event, control::Status};
 use crate::remote;
-use crate::session::SessionDir;
+use crate::session::{SessionDir, SessionMeta};
 use anyhow::Result;
 use std::path::Path;
 use std::sync::{Arc, Mutex};
@@ -64,6 +64,14 @@ pub fn serve(dir: &Path, resume: bool) -> Result<Status> {
     let dir = absolute(dir);
     crate::process::ignore_hangups();
     crate::process::stop_on_signals();
+    // The launcher's pid stands in the session until a runner takes it:
+    // taken at once, not once the model and data are loaded, so `ls` does
+    // not name the launcher (walkthrough R's `ls` named a sweep's driver as
+    // a member's runner while it loaded).
+    if let Ok(mut meta) = SessionMeta::read(&dir) {
+        meta.claim();
+        meta.write(&dir)?;
+    }
     let config = engine::trainer::session_config(&dir).map_err(anyhow::Error::new)?;
     // Where the socket goes is settled before the trainer starts: a socket
     // with no place fails the start (saying why), never a running trainer.

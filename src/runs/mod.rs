@@ -129,6 +129,7 @@ impl Run {
             shares,
             losses,
             unreadable,
+            edited_later,
         } = logged(dir, &meta, last_step);
         let better = |a: f64, b: f64| {
             if meta.higher_is_better {
@@ -158,7 +159,12 @@ impl Run {
         } else {
             meta.status.as_str().to_string()
         };
-        let config = keys::config_of(dir);
+        let mut config = keys::config_of(dir);
+        for (key, then) in edited_later {
+            if let Ok(value) = serde_json::from_value::<toml::Value>(then) {
+                config.insert(key, value);
+            }
+        }
         let steps = config
             .get("train.steps")
             .and_then(toml::Value::as_integer)
@@ -306,6 +312,9 @@ struct Logged {
     losses: BTreeMap<String, Vec<(f64, f64)>>,
     /// Why the log does not read, when it is there and does not.
     unreadable: Option<String>,
+    /// Read up to a step: each key edited at or after it, with its value
+    /// before the first such edit (the config then).
+    edited_later: BTreeMap<String, serde_json::Value>,
 }
 
 /// `forked from session ID at step N[ with K=V, …]`: the id, the step and
@@ -343,13 +352,31 @@ fn logged(dir: &Path, meta: &SessionMeta, last_step: Option<u64>) -> Logged {
             }
         }
     };
+    // Up to a step, the edits made at it or after it came after its
+    // numbers (an eval comes before a config line of its step): the config
+    // then is each such key's value before them (walkthrough S's run
+    // resumed at its last step 600 with `train.steps=700` was no longer
+    // pooled with its sweep at `--at-step 600`).
+    let mut edited_later: BTreeMap<String, serde_json::Value> = BTreeMap::new();
     let lines: Vec<_> = read
         .lines
         .into_iter()
-        .filter(|l| last_step.is_none_or(|last| l.step <= last))
+        .filter(|l| match (last_step, &l.record) {
+            (None, _) => true,
+            (Some(last), Record::Config { changed, .. }) if l.step >= last => {
+                for (key, (old, _)) in changed {
+                    edited_later
+                        .entry(key.clone())
+                        .or_insert_with(|| old.clone());
+                }
+                false
+            }
+            (Some(last), _) => l.step <= last,
+        })
         .collect();
     let mut out = Logged {
         step: lines.last().map_or(0, |l| l.step),
+        edited_later,
         ..Logged::default()
     };
     // Config lines at the fork step after this run's own fork line are its

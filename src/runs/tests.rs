@@ -364,6 +364,47 @@ fn edits_at_one_step_show_their_net_change() {
     );
 }
 
+/// A run as it stood at a step (`table --at-step`) has the config of that
+/// step: an edit made at it (a resume's `--set` at the run's last step)
+/// or after it came after its numbers (walkthrough S's run resumed at step
+/// 600 with `train.steps=700` was no longer pooled with its sweep at 600).
+#[test]
+fn a_run_at_a_step_has_the_config_of_that_step() {
+    let root = tempfile::tempdir().unwrap();
+    let mut config = crate::config::Config::default();
+    config.train.steps = 700;
+    config.meltr.meta_lr = 0.003;
+    let dir = session::create(root.path(), "extended", &config).unwrap();
+    let edit = |step: u64, key: &str, old: serde_json::Value, new: serde_json::Value| {
+        let changed = [(key.to_string(), (old, new))].into();
+        (
+            step,
+            Record::Config {
+                changed,
+                error: None,
+            },
+        )
+    };
+    write_log(
+        &dir,
+        [
+            edit(100, "meltr.meta_lr", 0.001.into(), 0.003.into()),
+            edit(600, "train.steps", 600.into(), 700.into()),
+        ],
+    );
+    let whole = Run::load(&dir).unwrap();
+    assert_eq!(whole.setting("train.steps").as_deref(), Some("600→700@600"));
+    let then = whole.at_step(600);
+    assert_eq!(then.setting("train.steps").as_deref(), Some("600"));
+    assert_eq!(then.steps, 600);
+    assert_eq!(
+        then.setting("meltr.meta_lr").as_deref(),
+        Some("0.001→0.003@100")
+    );
+    let before = whole.at_step(50);
+    assert_eq!(before.setting("meltr.meta_lr").as_deref(), Some("0.001"));
+}
+
 /// `ls` shows `–` for a `meltr.*` key in a fixed combiner's row
 /// (walkthrough L: `meltr.on_collapse = restore` beside `primary` runs).
 #[test]

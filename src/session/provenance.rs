@@ -28,6 +28,20 @@ pub struct Provenance {
     pub git_dirty: Option<bool>,
 }
 
+/// The command line a background process (a sweep's detached driver)
+/// records for the sessions it creates: the user's, as a JSON array, not
+/// its own `sweep resume GROUP` (walkthrough S read a resume that was
+/// never run as its members' command).
+pub const COMMAND_ENV: &str = "MELTR_TUI_USER_COMMAND";
+
+/// This process's command line as [`Provenance::command`] records it.
+fn command_line() -> Vec<String> {
+    std::env::var(COMMAND_ENV)
+        .ok()
+        .and_then(|json| serde_json::from_str(&json).ok())
+        .unwrap_or_else(|| std::env::args().collect())
+}
+
 impl Provenance {
     /// The facts of the running process, in its working folder.
     pub fn of_this_process() -> Provenance {
@@ -39,7 +53,7 @@ impl Provenance {
         Provenance {
             meltr_tui_version: Some(env!("CARGO_PKG_VERSION").to_string()),
             host: host_name(),
-            command: Some(std::env::args().collect()),
+            command: Some(command_line()),
             git_commit,
             git_dirty,
         }

@@ -30,6 +30,10 @@ pub(super) fn detach_driver(root: &Path, plan: &Plan, parallel: usize) -> Result
             "--parallel",
             &parallel.to_string(),
         ])
+        .env(
+            crate::session::provenance::COMMAND_ENV,
+            serde_json::to_string(&std::env::args().collect::<Vec<_>>())?,
+        )
         .stdin(std::process::Stdio::null())
         .stdout(log.try_clone()?)
         .stderr(log);
@@ -156,11 +160,11 @@ fn start_member(root: &Path, plan: &Plan, i: usize, state: &State) -> Result<Str
         None => (new_member_session(root, plan, i)?, false),
     };
     if let Err(e) = crate::runner::launch::launch(&dir, resume) {
-        // The session names this process until a runner takes it over: a
-        // runner that never got that far must not leave it `running`.
-        if SessionMeta::read(&dir)
-            .is_ok_and(|m| m.pid == std::process::id() && !m.status.is_terminal())
-        {
+        // The session names this process until a runner takes it over,
+        // then the runner: one that never got that far, or died or was
+        // killed while starting, must not leave it `running`.
+        let unrun = |m: &SessionMeta| m.pid == std::process::id() || !m.runner_alive();
+        if SessionMeta::read(&dir).is_ok_and(|m| unrun(&m) && !m.status.is_terminal()) {
             let _ = session::update_status(&dir, Status::Failed, Some(format!("{e:#}")));
         }
         return Err(e);

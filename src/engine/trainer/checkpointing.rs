@@ -235,6 +235,7 @@ impl Trainer {
             Tensor::from_slice(config.as_bytes()),
         ));
         let best = self.best_evaluated.with_checkpoint_at(self.step);
+        let new_best = self.best_evaluated.new_best_at(self.step);
         if let Some((step, value)) = best {
             tensors.push((
                 BEST_EVALUATED.to_string(),
@@ -273,11 +274,14 @@ impl Trainer {
         self.checkpoint_owed = false;
         self.checkpointed_at = Some(self.step);
         self.best_evaluated.best = best;
-        let message = match best_only {
-            Some(value) => {
-                checkpoint::best_checkpoint_written(self.step, &self.best_evaluated.metric, value)
-            }
-            None => checkpoint::checkpoint_written(self.step),
+        let metric = &self.best_evaluated.metric;
+        let message = match (best_only, new_best) {
+            (Some(value), _) => checkpoint::best_checkpoint_written(self.step, metric, value),
+            // A periodic checkpoint at a new best says so too (walkthrough
+            // R read it only between checkpoints, and took the ones at
+            // checkpoint steps for not the best).
+            (None, Some(value)) => checkpoint::periodic_best_written(self.step, metric, value),
+            (None, None) => checkpoint::checkpoint_written(self.step),
         };
         self.emit(Record::Event {
             level: Level::Info,
