@@ -1051,6 +1051,28 @@ def draw_meta_batches(picker: random.Random, pool: List[Tuple[int, Tensor]], t: 
     return train, val
 
 
+# The engine's default `meltr.max_loss_ratio`.
+ENGINE_MAX_LOSS_RATIO = 50.0
+
+
+def engine_cap_note(losses: List[float], names: List[str], cap: float) -> Optional[str]:
+    """Where the engine's default `meltr.loss_scale = "capped"` would read a
+    loss of this first batch (primary first) otherwise than this run, which
+    reads them raw as the public code does: a user comparing the engine's
+    default run with this one compares two algorithms (walkthrough U's x20
+    reconstruction loss, 130x the primary, was capped by one and not the
+    other, unsaid)."""
+    primary = abs(losses[0])
+    capped = [(name, cap * primary / abs(v)) for name, v in zip(names[1:], losses[1:])
+              if primary > 0 and abs(v) > cap * primary]
+    if not capped:
+        return None
+    each = ", ".join(f"`{name}` at x{factor:.4g}" for name, factor in capped)
+    return (f"the engine's default meltr.loss_scale = \"capped\" reads {each} on a first batch like this one "
+            f"(over {cap:g} times the primary's); this run reads the losses raw, as the public code does: "
+            "an engine run with meltr.loss_scale = \"raw\" is this algorithm")
+
+
 def run(config: str, seed: int, steps: Optional[int], out: str, threads: int, dtype_name: Optional[str],
         trace_dir: Optional[str]) -> dict:
     """Mode 2: the public algorithm on a torchscript-workload config."""
@@ -1098,6 +1120,11 @@ def run(config: str, seed: int, steps: Optional[int], out: str, threads: int, dt
             picks = (train_step, val_step)
             meta = (workload.rows(train_rows), workload.rows(val_rows))
         losses, result = trainer.step(t, workload.rows(rows), meta, weights)
+        if t == 1 and "loss_scale" not in raw.get("meltr", {}):
+            cap = float(raw.get("meltr", {}).get("max_loss_ratio", ENGINE_MAX_LOSS_RATIO))
+            note = engine_cap_note([float(v) for v in losses], settings.loss_names, cap)
+            if note:
+                print("note: " + note)
         # As the engine's first train line: the weights at step log_every.
         if primary_weight_start is None and t >= settings.log_every:
             primary_weight_start = float(weights[-1][0])

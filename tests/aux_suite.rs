@@ -258,6 +258,9 @@ fn built_task(root: &std::path::Path, task: &str) -> std::path::PathBuf {
 /// `meltr_replay.py run` on a config that leaves `[meltr]` out reads an
 /// absent `meltr.init` as the engine's default: it once took it for the
 /// engine's `random` option and said it would use PyTorch's init instead.
+/// Where the engine's default `meltr.loss_scale = "capped"` would read a
+/// loss otherwise than the replay (raw, the public code), it says so
+/// (walkthrough U compared the two unawares).
 #[test]
 fn the_replay_reads_an_absent_meltr_init_as_the_engine_default() {
     let root = tempfile::tempdir().unwrap();
@@ -280,4 +283,22 @@ fn the_replay_reads_an_absent_meltr_init_as_the_engine_default() {
     let report: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(&summary).unwrap()).unwrap();
     assert_eq!(report["steps"], 6, "{report}");
+    let far = root.path().join("suite/far-scale/task.toml");
+    let out = run_with_limit(
+        std::process::Command::new(torch_python())
+            .arg(repo("scripts/meltr_replay.py"))
+            .arg("run")
+            .arg(&far)
+            .args(["--seed", "0", "--steps", "2", "--out"])
+            .arg(&summary),
+        Duration::from_secs(300),
+    );
+    assert!(
+        out.status.success()
+            && text(&out).contains(
+                "note: the engine's default meltr.loss_scale = \"capped\" reads `helpful_x2000` at x"
+            ),
+        "{}",
+        text(&out)
+    );
 }

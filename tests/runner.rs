@@ -630,7 +630,7 @@ fn a_partial_live_config_changes_only_the_keys_it_names() {
         "{output}"
     );
     assert!(
-        output.contains("config error at step") && output.contains("speed"),
+        output.contains("config refused at step") && output.contains("speed"),
         "{output}"
     );
     // `ls` says the file is not what runs, until an edit is taken.
@@ -935,6 +935,22 @@ fn stop_ends_a_detached_run_cleanly_and_says_where() {
         (last_train_step(&dir) > 0).then_some(())
     });
     let pid = SessionMeta::read(&dir).unwrap().pid;
+    // A resume of it (no terminal here) says it runs, and that its --set
+    // is not applied (walkthrough T read "no terminal to draw on").
+    let resumed = run_with_limit(
+        bin()
+            .arg("--sessions-dir")
+            .arg(&root)
+            .args(["resume", &id, "--set", "train.lr=0.001"]),
+        WAIT,
+    );
+    assert!(
+        !resumed.status.success()
+            && text(&resumed).contains("is still running")
+            && text(&resumed).contains("the --set is not applied"),
+        "{}",
+        text(&resumed)
+    );
     // Paused (from a TUI since detached): stopped all the same.
     let link = RemoteLink::connect(&dir).unwrap();
     link.send(Command::Pause);

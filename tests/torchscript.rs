@@ -255,7 +255,7 @@ fn bad_models_and_data_are_refused_with_what_to_fix() {
     );
     refused(
         &with_aux(r#""alignn""#),
-        "workload.auxiliary lists \"alignn\", which is not a loss of this workload; it has: align, retrieval",
+        "workload.auxiliary lists \"alignn\", which is not a loss of this workload (did you mean \"align\"?); it has: align, retrieval",
     );
     // A model with no metrics of its own is not said to have the wrong
     // primary as one (its stand-in metric is the primary's validation loss,
@@ -274,7 +274,7 @@ fn bad_models_and_data_are_refused_with_what_to_fix() {
     with_primary(&typo, "retrievall");
     refused(
         &typo,
-        "workload.primary = \"retrievall\" is not a loss of this workload; it has: align, retrieval",
+        "workload.primary = \"retrievall\" is not a loss of this workload (did you mean \"retrieval\"?); it has: align, retrieval",
     );
     let sessions = tmp.path().join("sessions");
     let out = run(&sessions, &with_aux(""), "untrained");

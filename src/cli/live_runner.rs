@@ -3,7 +3,7 @@
 //! and `stop`, which ends live runs cleanly.
 
 use crate::engine::control::{Command, Status};
-use crate::session::{self, SessionMeta};
+use crate::session::{self, SessionDir, SessionMeta};
 use anyhow::{bail, Result};
 use std::path::Path;
 use std::time::Duration;
@@ -100,12 +100,21 @@ pub(super) fn unpause_if_paused(
     Ok(true)
 }
 
-/// Fails when another process runs the session in `dir`.
-pub(super) fn refuse_if_running(dir: &Path) -> Result<()> {
+/// Fails when another process runs the session in `dir`; `with_sets`:
+/// the resume asked for `--set`s, which are not applied (walkthrough T was
+/// not told).
+pub(super) fn refuse_if_running(dir: &Path, with_sets: bool) -> Result<()> {
     let meta = SessionMeta::read(dir)?;
     if !meta.status.is_terminal() && meta.pid != std::process::id() && meta.runner_alive() {
+        let sets = match with_sets {
+            true => format!(
+                "; the --set is not applied: edit {} (it reads live edits) or the TUI's hyperparameters",
+                SessionDir::new(dir).config().display()
+            ),
+            false => String::new(),
+        };
         bail!(
-            "session {} is still running (pid {}); attach to it instead: {}",
+            "session {} is still running (pid {}); attach to it instead: {}{sets}",
             meta.id,
             meta.pid,
             session::command_for(dir, "attach")

@@ -82,12 +82,14 @@ pub(super) fn resume(
         .with_overrides(overrides)
         .map_err(|e| anyhow::anyhow!("--set: {e}"))?;
     refuse_if_done(&dir, &wanted, config.train.steps)?;
+    // A live runner first: without a terminal a resume of a running
+    // session read "no terminal to draw on" (walkthrough T).
+    super::live_runner::refuse_if_running(&dir, !overrides.is_empty())?;
     // After the arguments' checks (a walkthrough's refused `--set` read "no
     // terminal" first), before anything is written.
     if mode == Mode::Tui {
         crate::tui::terminal::check_available("use `resume --headless` or `resume --detach`")?;
     }
-    super::live_runner::refuse_if_running(&dir)?;
     // What a resume that fails before its first step puts back.
     let layout = SessionDir::new(&dir);
     let before = Before {

@@ -144,13 +144,13 @@ impl Chart {
         let mut layout = self.layout(t, m, 0.0);
         let mut placement = None;
         if let Some(legend) = &legend {
-            let mut drawn: Vec<(f64, f64)> = lines
+            let drawn: Vec<(f64, f64)> = lines
                 .iter()
                 .flat_map(|l| l.points.iter().filter_map(|&p| layout.frame.to_pt(p)))
                 .collect();
             // The marks' labels too: the legend must not hide them.
-            drawn.extend(self.mark_label_points(&layout.frame, t, m));
-            placement = legend.inside(layout.frame.area, &drawn);
+            let labels = self.mark_label_points(&layout.frame, t, m);
+            placement = legend.inside(layout.frame.area, &drawn, &labels);
             if placement.is_none() {
                 // Above the axes the legend may use the figure's whole width.
                 let above = legend.above(t.width_in * 72.0 - 2.0 * t.tick_pt);

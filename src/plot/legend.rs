@@ -204,8 +204,15 @@ impl<'a> Legend<'a> {
         )
     }
 
-    /// The best spot inside `area`, if it hides (almost) no points.
-    pub fn inside(&self, area: Rect, drawn: &[(f64, f64)]) -> Option<Placement> {
+    /// The best spot inside `area`, if it hides (almost) no points of
+    /// `drawn` and none of `kept_clear` (the marks' labels: walkthrough T's
+    /// legend covered a label, a few points among thousands).
+    pub fn inside(
+        &self,
+        area: Rect,
+        drawn: &[(f64, f64)],
+        kept_clear: &[(f64, f64)],
+    ) -> Option<Placement> {
         let (w, h) = self.boxed();
         let inset = 0.5 * self.em;
         let (l, r) = (area.x + inset, area.x + area.w - inset - w);
@@ -228,7 +235,9 @@ impl<'a> Legend<'a> {
                 .filter(|p| Rect { x, y, w, h }.contains(**p))
                 .count()
         };
-        let (x, y) = spots.iter().copied().min_by_key(cost)?;
+        let clear =
+            |&(x, y): &(f64, f64)| !kept_clear.iter().any(|p| Rect { x, y, w, h }.contains(*p));
+        let (x, y) = spots.iter().copied().filter(clear).min_by_key(cost)?;
         let fits = w <= area.w && h <= area.h;
         (fits && cost(&(x, y)) as f64 <= TOLERATED * drawn.len() as f64)
             .then_some(Placement::Inside { x, y })
@@ -371,6 +380,36 @@ mod tests {
                 emphasis: Emphasis::Main,
             })
             .collect()
+    }
+
+    /// A mark's label is never under the legend, however many points the
+    /// spot would spare (walkthrough T's legend covered a label: a few
+    /// points among thousands, within the tolerance for data points).
+    #[test]
+    fn a_spot_over_a_marks_label_is_not_taken() {
+        let theme = crate::plot::Style::Paper.theme();
+        let entries = lines(&["a", "b"]);
+        let legend = Legend::new(&entries, &theme, Metrics::get()).unwrap();
+        let area = Rect {
+            x: 0.0,
+            y: 0.0,
+            w: 300.0,
+            h: 200.0,
+        };
+        let Some(Placement::Inside {
+            x: free_x,
+            y: free_y,
+        }) = legend.inside(area, &[], &[])
+        else {
+            panic!("an empty plot has room")
+        };
+        // A label point in the middle of that spot moves the legend away.
+        let (w, h) = legend.boxed();
+        let label = [(free_x + w / 2.0, free_y + h / 2.0)];
+        match legend.inside(area, &[], &label) {
+            Some(Placement::Inside { x, y }) => assert!((x, y) != (free_x, free_y)),
+            other => panic!("{other:?}"),
+        }
     }
 
     /// Greedy packing left a row of one between rows of two, columns out of

@@ -357,7 +357,7 @@ impl MetricLine {
                     rows.push((false, format!("config {step:>4}  read; no value changed")));
                 }
                 if let Some(error) = error {
-                    rows.push((true, format!("config error at step {step}: {error}")));
+                    rows.push((true, format!("config refused at step {step}: {error}")));
                 }
                 rows
             }

@@ -71,13 +71,15 @@ impl NeumannTally {
     /// The run's end: how many meta steps summed fewer iterations than asked,
     /// when any did (`since`: the step this process took the run up at).
     pub(super) fn summary(&self, since: u64) -> Option<String> {
-        let since = match since {
-            0 => String::new(),
-            step => format!(" since step {step}"),
+        // Not "in all … since step N" (walkthrough T): a resumed run's
+        // count starts at its resume.
+        let scope = match since {
+            0 => "in all".to_string(),
+            step => format!("since step {step}, where this start of the run took it up"),
         };
         (self.cut > 0).then(|| {
             format!(
-                "in all, the Neumann series was cut short on {} of the {} meta steps with aid.iterations > 0{since} (it diverged, and they summed fewer iterations than aid.iterations; the meta lines' aid_iterations say how many): a smaller aid.alpha, or aid.iterations = 0",
+                "{scope}, the Neumann series was cut short on {} of the {} meta steps with aid.iterations > 0 (it diverged, and they summed fewer iterations than aid.iterations; the meta lines' aid_iterations say how many): a smaller aid.alpha, or aid.iterations = 0",
                 self.cut, self.with_series
             )
         })
@@ -389,7 +391,7 @@ mod tests {
         }
         assert_eq!((tally.cut, tally.with_series), (2, 3));
         assert!(tally.summary(40).unwrap().starts_with(
-            "in all, the Neumann series was cut short on 2 of the 3 meta steps with aid.iterations > 0 since step 40 ("
+            "since step 40, where this start of the run took it up, the Neumann series was cut short on 2 of the 3 meta steps with aid.iterations > 0 ("
         ));
         assert_eq!(super::NeumannTally::default().summary(0), None);
     }

@@ -30,9 +30,9 @@ impl SkipTotals {
             .filter(|(n, _)| *n > 0)
             .map(|(n, what)| plural(n, what))
             .collect();
-        let since = match self.since {
-            0 => String::new(),
-            step => format!(" since step {step}"),
+        let scope = match self.since {
+            0 => "in all".to_string(),
+            step => format!("since step {step}, where this start of the run took it up"),
         };
         let ran = now.saturating_sub(self.since);
         let share = self.steps as f64 / ran.max(1) as f64;
@@ -48,7 +48,7 @@ impl SkipTotals {
         };
         (!parts.is_empty()).then(|| {
             format!(
-                "in all, {} {} skipped for non-finite values{since} (the warnings name the first steps of each streak){notable}",
+                "{scope}, {} {} skipped for non-finite values (the warnings name the first steps of each streak){notable}",
                 parts.join(" and "),
                 if self.steps + self.meta_steps == 1 { "was" } else { "were" },
             )
@@ -154,7 +154,7 @@ mod tests {
         // 7 of 800 steps: under 5%, nothing more to say.
         assert_eq!(
             totals.summary(1000).unwrap(),
-            "in all, 7 step updates and 1 meta update were skipped for non-finite values since step 200 (the warnings name the first steps of each streak)"
+            "since step 200, where this start of the run took it up, 7 step updates and 1 meta update were skipped for non-finite values (the warnings name the first steps of each streak)"
         );
         // 7 of 100: said, with where to look.
         assert!(totals.summary(300).unwrap().ends_with(

@@ -273,15 +273,26 @@ fn class_index_hint(message: &str, batch: &Batch) -> Option<String> {
                 .split_once("not implemented for '")?;
             Some(rest)
         })?;
-    let kind = match found.split(|c: char| !c.is_alphanumeric()).next()? {
-        "Int" => Kind::Int,
-        "Short" => Kind::Int16,
-        "Char" => Kind::Int8,
+    let (kind, floating) = match found.split(|c: char| !c.is_alphanumeric()).next()? {
+        "Int" => (Kind::Int, false),
+        "Short" => (Kind::Int16, false),
+        "Char" => (Kind::Int8, false),
+        "Float" => (Kind::Float, true),
+        "Double" => (Kind::Double, true),
         _ => return None,
+    };
+    // Of floating tensors, those holding whole numbers ≥ 0 only: class
+    // indices stored as floats (walkthrough U's Float labels had no hint;
+    // the inputs are Float too, and are not blamed).
+    let class_like = |t: &Tensor| {
+        !floating
+            || (t.numel() > 0
+                && t.eq_tensor(&t.round()).all().int64_value(&[]) == 1
+                && t.min().double_value(&[]) >= 0.0)
     };
     let narrow: Vec<String> = batch
         .iter()
-        .filter(|(_, t)| t.kind() == kind)
+        .filter(|(_, t)| t.kind() == kind && class_like(t))
         .map(|(name, t)| format!("`{name}` ({:?})", t.kind()))
         .collect();
     (!narrow.is_empty()).then(|| {
@@ -320,6 +331,28 @@ mod tests {
             assert!(!hint.contains("mask") && !hint.contains("tokens"), "{hint}");
         }
         assert_eq!(batch_hint("RuntimeError: shape mismatch", &batch), None);
+    }
+
+    /// Class indices stored as floats are named; a float input is not
+    /// (walkthrough U's Float labels had no hint).
+    #[test]
+    fn float_class_indices_are_named_and_float_inputs_are_not() {
+        let batch: Batch = [
+            (
+                "x",
+                Tensor::from_slice(&[0.5f32, -1.25, 2.0]).reshape([3, 1]),
+            ),
+            ("y", Tensor::from_slice(&[0.0f32, 3.0, 1.0])),
+        ]
+        .into_iter()
+        .map(|(n, t)| (n.to_string(), t))
+        .collect();
+        let hint = batch_hint(
+            "RuntimeError: expected scalar type Long but found Float",
+            &batch,
+        )
+        .unwrap();
+        assert!(hint.starts_with("`y` (Float) not Int64"), "{hint}");
     }
 
     /// TorchScript's words for a `forward` that takes tensors, not the dict.
