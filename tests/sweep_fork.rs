@@ -148,6 +148,16 @@ fn a_sweep_killed_mid_way_resumes_to_four_finished_sessions_then_grows_by_a_seed
 
     let all = members(&root, "abl");
     assert_eq!(all.len(), 4, "one session per combination");
+    // A finished member's resume refusal says what a resume would do to
+    // its group's table (walkthrough S split its sweep's row, unwarned).
+    let member = all[0].1.id.clone();
+    let refused = run_with_limit(meltr(&root).args(["resume", &member, "--headless"]), WAIT);
+    assert!(
+        !refused.status.success()
+            && text(&refused).contains("(it is in group `abl`: resumed, it trains on"),
+        "{}",
+        text(&refused)
+    );
     assert_eq!(
         session::list(&root).len(),
         4,

@@ -120,6 +120,7 @@ pub(super) fn resume(
 /// at or below that step is refused whatever the status, as `fork` refuses
 /// it (it marked a stopped run finished, "steps now 10", at step 352).
 fn refuse_if_done(dir: &Path, config: &crate::config::Config, before: u64) -> Result<()> {
+    let steps = config.train.steps;
     let meta = SessionMeta::read(dir)?;
     // The log's last step too: with its checkpoints deleted, a resume would
     // start over and cut the finished run's log.
@@ -138,15 +139,24 @@ fn refuse_if_done(dir: &Path, config: &crate::config::Config, before: u64) -> Re
         );
     }
     if meta.status == Status::Finished && config.train.steps <= reached {
+        // A sweep's member resumed is its group's row no more (walkthrough
+        // S split its sweep's MELTR row so, unwarned).
+        let more = reached.max(1) * 2;
+        let member = match &meta.group {
+            Some(group) => format!(
+                " (it is in group `{group}`: resumed, it trains on under that group's settings and its row in \
+                 `table --group {group}` reads train.steps {steps}→{more}@{reached}; a fork is a session of its own, in a \
+                 row of its own)"
+            ),
+            None => String::new(),
+        };
         bail!(
             "session {id} finished at step {reached} (train.steps = {steps}): nothing to resume. \
              To train it further, resume with more steps (`{resume} --set train.steps={more}`), \
-             or fork it into a new session (`{fork} --set train.steps={more}`)",
+             or fork it into a new session (`{fork} --set train.steps={more}`){member}",
             id = meta.id,
             resume = session::command_for(dir, "resume"),
             fork = session::command_for(dir, "fork"),
-            steps = config.train.steps,
-            more = reached.max(1) * 2
         );
     }
     Ok(())
