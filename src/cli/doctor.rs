@@ -86,7 +86,9 @@ pub(super) fn check(
         NanCause::ModelOnCleanRows
     } else if said
         .iter()
-        .any(|(_, m)| train_said(m) && !m.contains("the model masks them"))
+        // "the model masks them (…)": the check found it so; ", unless the
+        // model masks them" is no finding.
+        .any(|(_, m)| train_said(m) && !m.contains("the model masks them ("))
     {
         NanCause::Data
     } else {
@@ -243,8 +245,8 @@ fn non_finite_words(non_finite: &[(String, Vec<u64>)], batches: u64, cause: NanC
     // Walkthrough K's NaN targets were told "where the data is finite".
     let cause = match cause {
         NanCause::ModelOnCleanRows => "The model makes it: its losses are not finite on a batch of rows whose \
-                 data is finite either (the warning above), so no row of the data is the cause: look at how the \
-                 model's forward computes it",
+                 data is finite either (the warning above), so the data's NaN are not the only cause: look at how \
+                 the model's forward computes it",
         NanCause::Data => "The training data holds NaN or inf (the warnings above name the rows) and the model \
                  does not mask them: mask them in the model (keep the rows where `torch.isfinite` \
                  holds) or clean the data",

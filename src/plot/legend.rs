@@ -403,13 +403,45 @@ mod tests {
         else {
             panic!("an empty plot has room")
         };
-        // A label point in the middle of that spot moves the legend away.
         let (w, h) = legend.boxed();
-        let label = [(free_x + w / 2.0, free_y + h / 2.0)];
-        match legend.inside(area, &[], &label) {
+        let middle = |x: f64, y: f64| (x + w / 2.0, y + h / 2.0);
+        // Two points in every other spot and a thousand away from all: the
+        // label's spot, one point, would be the cheapest and within the
+        // tolerance were the label a data point.
+        let inset = 0.5 * legend.em;
+        let (l, r) = (area.x + inset, area.x + area.w - inset - w);
+        let (tp, b) = (area.y + inset, area.y + area.h - inset - h);
+        let (cx, cy) = (area.x + (area.w - w) / 2.0, area.y + (area.h - h) / 2.0);
+        let mut drawn = vec![middle(cx, cy); 1000];
+        for (x, y) in [
+            (r, tp),
+            (l, tp),
+            (l, b),
+            (r, b),
+            (r, cy),
+            (l, cy),
+            (cx, b),
+            (cx, tp),
+        ] {
+            if (x, y) != (free_x, free_y) {
+                drawn.extend([middle(x, y); 2]);
+            }
+        }
+        let label = [middle(free_x, free_y)];
+        match legend.inside(area, &drawn, &label) {
             Some(Placement::Inside { x, y }) => assert!((x, y) != (free_x, free_y)),
             other => panic!("{other:?}"),
         }
+        // As a data point it would have been taken.
+        let mut with_label = drawn.clone();
+        with_label.extend(label);
+        assert_eq!(
+            legend.inside(area, &with_label, &[]),
+            Some(Placement::Inside {
+                x: free_x,
+                y: free_y
+            })
+        );
     }
 
     /// Greedy packing left a row of one between rows of two, columns out of

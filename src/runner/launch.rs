@@ -91,6 +91,9 @@ pub fn launch(dir: &Path, resume: bool) -> Result<u32> {
         }
         if started.elapsed() > START_TIMEOUT {
             let _ = child.kill();
+            // Reaped, so a caller reading the session sees its runner gone
+            // (a sweep marks such a member failed).
+            let _ = child.wait();
             bail!(
                 "the runner (pid {pid}) did not serve within {} s; see {}",
                 START_TIMEOUT.as_secs(),

@@ -357,13 +357,25 @@ fn logged(dir: &Path, meta: &SessionMeta, last_step: Option<u64>) -> Logged {
     // then is each such key's value before them (walkthrough S's run
     // resumed at its last step 600 with `train.steps=700` was no longer
     // pooled with its sweep at `--at-step 600`).
+    // With no eval at the step, the last one before it is read: the edits
+    // from its step on came after it too (a review).
+    let edits_from = last_step.map(|last| {
+        read.lines
+            .iter()
+            .filter(|l| l.step <= last && matches!(l.record, Record::Eval { .. }))
+            .map(|l| l.step)
+            .max()
+            .unwrap_or(last)
+    });
     let mut edited_later: BTreeMap<String, serde_json::Value> = BTreeMap::new();
     let lines: Vec<_> = read
         .lines
         .into_iter()
         .filter(|l| match (last_step, &l.record) {
             (None, _) => true,
-            (Some(last), Record::Config { changed, .. }) if l.step >= last => {
+            (Some(_), Record::Config { changed, .. })
+                if edits_from.is_some_and(|from| l.step >= from) =>
+            {
                 for (key, (old, _)) in changed {
                     edited_later
                         .entry(key.clone())

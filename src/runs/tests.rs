@@ -403,6 +403,20 @@ fn a_run_at_a_step_has_the_config_of_that_step() {
     );
     let before = whole.at_step(50);
     assert_eq!(before.setting("meltr.meta_lr").as_deref(), Some("0.001"));
+    // With no eval at the step, its last before it is read: an edit
+    // between them came after its numbers too (a review).
+    write_log(
+        &dir,
+        [(
+            80,
+            Record::Eval {
+                metrics: [("accuracy".to_string(), 0.5)].into(),
+                losses: Default::default(),
+            },
+        )],
+    );
+    let at_90 = Run::load(&dir).unwrap().at_step(90);
+    assert_eq!(at_90.setting("meltr.meta_lr").as_deref(), Some("0.001"));
 }
 
 /// `ls` shows `–` for a `meltr.*` key in a fixed combiner's row

@@ -357,6 +357,8 @@ impl MetricLine {
                     rows.push((false, format!("config {step:>4}  read; no value changed")));
                 }
                 if let Some(error) = error {
+                    // A refusal of the whole file says "refused: …" itself.
+                    let error = error.strip_prefix("refused: ").unwrap_or(error);
                     rows.push((true, format!("config refused at step {step}: {error}")));
                 }
                 rows

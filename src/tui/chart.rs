@@ -106,6 +106,15 @@ fn rounded_bounds((lo, hi): (f64, f64)) -> (f64, f64) {
     (lo, hi)
 }
 
+/// The y axis's labels for its three ticks: on a log axis to two
+/// significant digits, unless that reads two alike (a narrow range:
+/// 0.512 · 0.515 · 0.518).
+fn y_tick_labels(ticks: [f64; 3], log: bool) -> Vec<String> {
+    let rounded = ticks.map(two_significant);
+    let distinct = rounded.windows(2).all(|w| w[0] != w[1]);
+    distinct_labels(&if log && distinct { rounded } else { ticks })
+}
+
 /// `v` rounded to two significant digits.
 fn two_significant(v: f64) -> f64 {
     if v == 0.0 || !v.is_finite() {
@@ -179,11 +188,7 @@ pub fn render(
     // A log axis keeps the data's bounds (a 1-2-5 grid in log space would
     // widen it by up to a decade each way); its labels say them to two
     // significant digits (walkthrough R read `45.065 · 5.43 · 0.654`).
-    let label = |v: f64| match log {
-        true => two_significant(real(v)),
-        false => v,
-    };
-    let mut y_labels: Vec<Line> = distinct_labels(&[y0, (y0 + y1) / 2.0, y1].map(label))
+    let mut y_labels: Vec<Line> = y_tick_labels([y0, (y0 + y1) / 2.0, y1].map(real), log)
         .into_iter()
         .map(Line::from)
         .collect();
@@ -325,6 +330,15 @@ mod tests {
 
     #[test]
     fn log_labels_have_two_significant_digits() {
+        assert_eq!(
+            y_tick_labels([45.065, 5.43, 0.654], true),
+            ["45", "5.4", "0.65"]
+        );
+        // ... unless two would read alike: then as many as tell them apart.
+        assert_eq!(
+            y_tick_labels([0.512, 0.515, 0.518], true),
+            ["0.512", "0.515", "0.518"]
+        );
         // Walkthrough R's log axis: 45.065 · 5.43 · 0.654.
         let labels = distinct_labels(&[45.065, 5.43, 0.654, 0.0123].map(two_significant));
         assert_eq!(labels, ["45", "5.4", "0.65", "0.012"]);

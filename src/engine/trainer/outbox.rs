@@ -98,6 +98,20 @@ impl Trainer {
                                     .collect();
                                 self.workload.rows_non_finite_alone(s.step, &named)
                             });
+                            // Rows holding the data's NaN are no news alone
+                            // (a masked mean over none of them is NaN); only
+                            // the others say what the model does.
+                            let flagged: Vec<i64> = bad
+                                .iter()
+                                .flat_map(|(_, rows)| rows.iter().copied())
+                                .collect();
+                            let alone = alone
+                                .map(|rows| {
+                                    rows.into_iter()
+                                        .filter(|r| !flagged.contains(r))
+                                        .collect::<Vec<_>>()
+                                })
+                                .filter(|rows| !rows.is_empty());
                             let data = DataNaN {
                                 bad: &bad,
                                 not_the_cause,
@@ -384,7 +398,7 @@ fn non_finite_listing(data: DataNaN, loss_named: bool, alone: Option<&[i64]>) ->
     let clean = match (each.is_empty(), data.not_the_cause) {
         (true, _) => Some("no row of it holds NaN or inf in workload.train".to_string()),
         (false, Some(why)) => Some(format!(
-            "its NaN or inf in workload.train ({}) are no cause ({why})",
+            "its NaN or inf in workload.train ({}) are {why}",
             each.join("; ")
         )),
         (false, None) => None,
@@ -475,15 +489,15 @@ mod message_tests {
         let masked = non_finite_listing(
             DataNaN {
                 bad: &bad,
-                not_the_cause: Some("the model masks them, as the run's start found"),
+                not_the_cause: Some("no cause: the model masks them, as the run's start found"),
             },
             true,
             Some(&[7]),
         );
         assert!(
             masked.starts_with(
-                "; its NaN or inf in workload.train (rows [3, 5] in `partial`) are no cause \
-                 (the model masks them, as the run's start found), so the model made it: run alone"
+                "; its NaN or inf in workload.train (rows [3, 5] in `partial`) are no cause: the \
+                 model masks them, as the run's start found, so the model made it: run alone"
             ) && masked.contains("row 7 makes that loss non-finite"),
             "{masked}"
         );

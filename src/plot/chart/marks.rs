@@ -260,8 +260,9 @@ impl Chart {
             .collect()
     }
 
-    /// Points along the labels' columns at the top of the axes, for the
-    /// legend to keep clear of.
+    /// Points along the labels' columns at the top of the axes, as far
+    /// down as each column's text reaches, for the legend to keep clear of
+    /// (a short label such as "fork" keeps only the top clear).
     pub(super) fn mark_label_points(
         &self,
         frame: &Frame,
@@ -274,10 +275,13 @@ impl Chart {
             .into_iter()
             .flat_map(|label| {
                 let (keys, span) = label.columns(size);
-                keys.into_iter().chain(span)
+                let texts: Vec<String> = label.keys.iter().cloned().chain(label.span).collect();
+                keys.into_iter().chain(span).zip(texts).collect::<Vec<_>>()
             })
-            .flat_map(|px| {
-                (0..=8).map(move |i| (px, area.y + MARK_LABEL_HEIGHT * area.h * f64::from(i) / 8.0))
+            .flat_map(|(px, text)| {
+                // Its length down from the top, a little beyond.
+                let reach = (m.width(&text, size) + size).min(MARK_LABEL_HEIGHT * area.h);
+                (0..=8).map(move |i| (px, area.y + reach * f64::from(i) / 8.0))
             })
             .collect()
     }

@@ -290,9 +290,18 @@ fn class_index_hint(message: &str, batch: &Batch) -> Option<String> {
                 && t.eq_tensor(&t.round()).all().int64_value(&[]) == 1
                 && t.min().double_value(&[]) >= 0.0)
     };
-    let narrow: Vec<String> = batch
+    let candidates: Vec<(&String, &Tensor)> = batch
         .iter()
         .filter(|(_, t)| t.kind() == kind && class_like(t))
+        .map(|(name, t)| (name, t))
+        .collect();
+    // Of floats, those with the fewest distinct values: whole-number
+    // inputs (pixels 0–255, counts) have more than the labels.
+    let distinct = |t: &Tensor| t.internal_unique(false, false).0.numel();
+    let fewest = candidates.iter().map(|(_, t)| distinct(t)).min();
+    let narrow: Vec<String> = candidates
+        .iter()
+        .filter(|(_, t)| !floating || Some(distinct(t)) == fewest)
         .map(|(name, t)| format!("`{name}` ({:?})", t.kind()))
         .collect();
     (!narrow.is_empty()).then(|| {
@@ -342,7 +351,12 @@ mod tests {
                 "x",
                 Tensor::from_slice(&[0.5f32, -1.25, 2.0]).reshape([3, 1]),
             ),
-            ("y", Tensor::from_slice(&[0.0f32, 3.0, 1.0])),
+            // Whole-number inputs (pixels): more values than the labels.
+            (
+                "pixels",
+                Tensor::from_slice(&[0.0f32, 255.0, 17.0, 3.0, 96.0, 1.0]).reshape([3, 2]),
+            ),
+            ("y", Tensor::from_slice(&[0.0f32, 3.0, 3.0])),
         ]
         .into_iter()
         .map(|(n, t)| (n.to_string(), t))
@@ -352,7 +366,10 @@ mod tests {
             &batch,
         )
         .unwrap();
-        assert!(hint.starts_with("`y` (Float) not Int64"), "{hint}");
+        assert!(
+            hint.starts_with("`y` (Float) not Int64") && !hint.contains("pixels"),
+            "{hint}"
+        );
     }
 
     /// TorchScript's words for a `forward` that takes tensors, not the dict.

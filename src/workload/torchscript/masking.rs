@@ -100,9 +100,10 @@ impl TorchScript {
             let lines = split.non_finite(key, path, &said);
             if training {
                 out.train_not_the_cause = match masked {
-                    Some(Masking::Masks) => Some("the model masks them, as the run's start found"),
+                    Some(Masking::Masks) => Some("no cause: the model masks them, as the run's start found"),
                     Some(Masking::NotFiniteOnCleanRows) => Some(
-                        "at the run's start the model's losses were not finite on clean rows either",
+                        "not the only cause: at the run's start the model's losses were not finite on \
+                         clean rows either",
                     ),
                     _ => None,
                 };
