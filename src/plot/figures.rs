@@ -50,9 +50,15 @@ pub fn session_figures(
         Some(f) => figures.push(f),
         None => skipped.push(why),
     };
+    // Every value NaN drew an empty figure, unsaid (walkthrough W).
+    let name = &data.meta.primary_metric;
+    let logged = data.metrics.get(name).is_some_and(|p| !p.is_empty());
     add(
         metric(data, prep),
-        format!("metric: no '{}' in any eval line", data.meta.primary_metric),
+        match logged {
+            true => format!("metric: '{name}' is NaN or inf at every evaluation"),
+            false => format!("metric: no '{name}' in any eval line"),
+        },
     );
     add(
         weights(data, prep),
@@ -165,7 +171,10 @@ fn eval_line(label: String, points: &Points, look: SeriesLook, columns: usize) -
 
 pub fn metric(data: &SessionData, prep: Prep) -> Option<Figure> {
     let name = &data.meta.primary_metric;
-    let points = data.metrics.get(name).filter(|p| !p.is_empty())?;
+    let points = data
+        .metrics
+        .get(name)
+        .filter(|p| p.iter().any(|q| q.1.is_finite()))?;
     let higher = data.meta.higher_is_better;
     let pick = |a: &&(f64, f64), b: &&(f64, f64)| {
         if higher {

@@ -151,7 +151,7 @@ fn a_session_with_evals_and_no_train_line_draws_its_metric() {
     let eval = format!(
         "{{\"step\":50,\"time\":0.1,\"kind\":\"eval\",\"metrics\":{{\"{metric_name}\":0.5}},\"losses\":{{}}}}\n"
     );
-    std::fs::write(&metrics, eval).unwrap();
+    std::fs::write(&metrics, &eval).unwrap();
     let data = SessionData::load(&dir).unwrap();
     let prep = Prep {
         smoothing: crate::plot::series::Smoothing::Auto,
@@ -163,6 +163,23 @@ fn a_session_with_evals_and_no_train_line_draws_its_metric() {
     assert!(figures.iter().all(|f| f.name != "losses"));
     assert!(
         skipped.contains(&"losses: no train lines logged".to_string()),
+        "{skipped:?}"
+    );
+    // A metric NaN at every evaluation (null in the log) draws no empty
+    // figure, unsaid (walkthrough W's blank metric.png): it is skipped.
+    let nan = eval.replace("0.5", "null");
+    std::fs::write(
+        &metrics,
+        format!("{nan}{}", nan.replace("\"step\":50", "\"step\":100")),
+    )
+    .unwrap();
+    let data = SessionData::load(&dir).unwrap();
+    assert!(metric(&data, prep).is_none());
+    let (_, skipped) = session_figures(&data, prep, LossAxis::Auto);
+    assert!(
+        skipped.contains(&format!(
+            "metric: '{metric_name}' is NaN or inf at every evaluation"
+        )),
         "{skipped:?}"
     );
 }

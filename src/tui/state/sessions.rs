@@ -46,16 +46,7 @@ impl SessionsView {
     /// The view over `runs`, the cursor on the session in `current` (the
     /// attached one) when it is listed.
     pub fn new(runs: Vec<Run>, current: &Path) -> SessionsView {
-        let mut differing = crate::runs::keys::differing(&runs);
-        let values = |key: &String| -> usize {
-            let each: BTreeSet<Option<String>> = runs
-                .iter()
-                .map(|r| r.config.get(key).map(crate::runs::keys::text))
-                .collect();
-            each.len()
-        };
-        // Stable: keys with as many values stay in key order.
-        differing.sort_by_key(|key| std::cmp::Reverse(values(key)));
+        let differing = most_values_first(&runs);
         let cursor = runs
             .iter()
             .position(|r| r.dir.file_name() == current.file_name())
@@ -76,6 +67,21 @@ impl SessionsView {
             .map(|r| r.dir.clone())
             .collect()
     }
+}
+
+/// The keys whose values differ between `runs`, the one with the most
+/// values first (stable: keys with as many stay in key order).
+fn most_values_first(runs: &[Run]) -> Vec<String> {
+    let mut differing = crate::runs::keys::differing(runs);
+    let values = |key: &String| -> usize {
+        let each: BTreeSet<Option<String>> = runs
+            .iter()
+            .map(|r| r.config.get(key).map(crate::runs::keys::text))
+            .collect();
+        each.len()
+    };
+    differing.sort_by_key(|key| std::cmp::Reverse(values(key)));
+    differing
 }
 
 /// What the overlay needs at least.
@@ -103,7 +109,9 @@ impl App {
             return;
         };
         let at = view.runs.get(view.cursor).map(|r| r.dir.clone());
-        view.differing = crate::runs::keys::differing(&runs);
+        // Ordered as when it opened (walkthrough V's columns reordered at
+        // the first refresh).
+        view.differing = most_values_first(&runs);
         view.cursor = at
             .and_then(|dir| runs.iter().position(|r| r.dir == dir))
             .unwrap_or(view.cursor)

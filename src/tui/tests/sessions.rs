@@ -76,8 +76,17 @@ fn the_key_with_the_most_values_is_the_first_column() {
         );
         sweep.push(r);
     }
-    let view = crate::tui::state::SessionsView::new(sweep, Path::new("sessions/s0"));
+    let view = crate::tui::state::SessionsView::new(sweep.clone(), Path::new("sessions/s0"));
     assert_eq!(view.differing, ["combiner.kind", "aid.iterations"]);
+    // A refresh (every few seconds, or a mark) keeps that order (walkthrough
+    // V's columns reordered).
+    let mut app = app();
+    app.show_sessions(Ok(sweep.clone()));
+    app.refresh_sessions(sweep, None);
+    assert_eq!(
+        app.sessions.as_ref().unwrap().differing,
+        ["combiner.kind", "aid.iterations"]
+    );
 }
 
 fn with_sessions() -> App {
