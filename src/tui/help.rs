@@ -13,9 +13,14 @@ use ratatui::Frame;
 const KEYS_WIDTH: usize = 20;
 
 /// The centred help box.
-pub fn render(frame: &mut Frame, area: Rect, scroll: usize, theme: Theme) {
+pub fn render(frame: &mut Frame, area: Rect, app: &App, scroll: usize) {
+    let theme = app.theme;
     let rect = super::frame::centred(area, 80, KEYS.len() as u16 + 2);
     frame.render_widget(Clear, rect);
+    // Scrolled no further than shows the last line at the bottom.
+    let shown = usize::from(rect.height.saturating_sub(2));
+    app.help_scroll_max.set(KEYS.len().saturating_sub(shown));
+    let scroll = scroll.min(app.help_scroll_max.get());
     let lines: Vec<Line> = KEYS
         .iter()
         .skip(scroll)

@@ -66,7 +66,7 @@ fn editor_lines(app: &App, width: usize) -> Vec<Line<'static>> {
     lines
 }
 
-fn status_lines(app: &App) -> Vec<Line<'static>> {
+pub(super) fn status_lines(app: &App, width: usize) -> Vec<Line<'static>> {
     let aid = &app.config.aid;
     let mut first = format!("J {} · α {} · {}", aid.iterations, aid.alpha, aid.mode);
     if let Some(m) = &app.store.meta {
@@ -81,10 +81,16 @@ fn status_lines(app: &App) -> Vec<Line<'static>> {
             first.push_str(&format!(" with J {}", m.aid_iterations));
         }
     }
-    vec![
-        Line::from(first),
-        Line::styled("Enter edit · ] [ J ±1 · } { α ×2 ÷2", app.theme.dim()),
-    ]
+    // Wrapped, not cut (walkthrough V read `|∇φ| 0.0148 wi` at 120x40).
+    let mut lines: Vec<Line<'static>> = fmt::wrap(&first, width.max(1))
+        .into_iter()
+        .map(Line::from)
+        .collect();
+    lines.push(Line::styled(
+        "Enter edit · ] [ J ±1 · } { α ×2 ÷2",
+        app.theme.dim(),
+    ));
+    lines
 }
 
 pub fn render(frame: &mut Frame, area: Rect, app: &App, focused: bool) {
@@ -96,7 +102,7 @@ pub fn render(frame: &mut Frame, area: Rect, app: &App, focused: bool) {
     let foot = if app.editor.is_some() {
         editor_lines(app, width)
     } else {
-        status_lines(app)
+        status_lines(app, width)
     };
     let [banner_area, table_area, foot_area] = Layout::vertical([
         Constraint::Length(banner.len() as u16),

@@ -583,6 +583,44 @@ fn colour_uses_only_the_16_base_colours() {
     }
 }
 
+/// The help box scrolls no further than shows its last line at the bottom
+/// (walkthrough V: twelve ↓ left about twelve blank rows under it), and
+/// ↑ then moves at once.
+#[test]
+fn help_scrolls_no_further_than_its_last_line() {
+    let mut app = app();
+    press(&mut app, KeyCode::Char('?'));
+    let last = crate::tui::keys::KEYS.last().unwrap().2;
+    for _ in 0..60 {
+        let _ = draw(&app, 120, 24);
+        press(&mut app, KeyCode::Down);
+    }
+    let screen = text(draw(&app, 120, 24).backend().buffer());
+    assert!(screen.contains(last), "{screen}");
+    let Overlay::Help { scroll } = app.overlay else {
+        panic!("{:?}", app.overlay)
+    };
+    assert_eq!(scroll, app.help_scroll_max.get());
+    press(&mut app, KeyCode::Up);
+    assert!(matches!(app.overlay, Overlay::Help { scroll: s } if s + 1 == scroll));
+}
+
+/// The hyperparameter pane's status line wraps where it is too long for
+/// the pane, not cut mid-word (walkthrough V read `|∇φ| 0.0148 wi`).
+#[test]
+fn the_hyper_status_line_wraps() {
+    let app = app();
+    let whole: String = super::hyper::status_lines(&app, 400)[0].to_string();
+    assert!(whole.contains("meta @"), "{whole}");
+    let narrow = super::hyper::status_lines(&app, 20);
+    let joined = narrow[..narrow.len() - 1]
+        .iter()
+        .map(|l| l.to_string())
+        .collect::<Vec<_>>()
+        .join(" ");
+    assert!(narrow.len() > 2 && joined == whole, "{narrow:?}");
+}
+
 // ---- sizes ------------------------------------------------------------------
 
 #[test]

@@ -55,7 +55,7 @@ pub fn draw(frame: &mut Frame, app: &App) {
     }
     render_footer(frame, foot, app);
     match app.overlay {
-        Overlay::Help { scroll } => help::render(frame, body, scroll, app.theme),
+        Overlay::Help { scroll } => help::render(frame, body, app, scroll),
         Overlay::ConfirmQuit => help::render_confirm_quit(frame, body, app),
         Overlay::Entry { index, scroll } => events::render_entry(frame, body, app, index, scroll),
         Overlay::None => {}

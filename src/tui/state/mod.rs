@@ -215,6 +215,9 @@ pub struct App {
     /// How far the entry box can scroll at its last drawing (its wrapped
     /// lines less those shown): ↓ stops there.
     pub entry_scroll_max: std::cell::Cell<usize>,
+    /// The help overlay's largest scroll at its drawn height (set as it
+    /// is drawn): it scrolled on past its last line (walkthrough V).
+    pub help_scroll_max: std::cell::Cell<usize>,
     pub curves: CurvesView,
     /// Index into `store.losses` of the loss whose transform is shown.
     pub transform_loss: usize,
@@ -278,6 +281,7 @@ impl App {
             focus: Pane::Curves,
             overlay: Overlay::None,
             entry_scroll_max: std::cell::Cell::new(0),
+            help_scroll_max: std::cell::Cell::new(crate::tui::keys::KEYS.len()),
             curves: CurvesView {
                 log: false,
                 log_chosen: false,

@@ -19,7 +19,7 @@ impl App {
                         scroll: scroll.saturating_sub(1),
                     },
                     KeyCode::Down | KeyCode::Char('j') => Overlay::Help {
-                        scroll: (scroll + 1).min(crate::tui::keys::KEYS.len()),
+                        scroll: (scroll + 1).min(self.help_scroll_max.get()),
                     },
                     _ => Overlay::None,
                 };
