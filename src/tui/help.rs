@@ -3,7 +3,6 @@
 
 use super::keys::KEYS;
 use super::state::App;
-use super::theme::Theme;
 use crate::session::Status;
 use ratatui::layout::Rect;
 use ratatui::text::{Line, Span};
