@@ -214,21 +214,7 @@ impl<'a> Legend<'a> {
         kept_clear: &[(f64, f64)],
     ) -> Option<Placement> {
         let (w, h) = self.boxed();
-        let inset = 0.5 * self.em;
-        let (l, r) = (area.x + inset, area.x + area.w - inset - w);
-        let (tp, b) = (area.y + inset, area.y + area.h - inset - h);
-        let (cx, cy) = (area.x + (area.w - w) / 2.0, area.y + (area.h - h) / 2.0);
-        // matplotlib's order of preference for "best".
-        let spots = [
-            (r, tp),
-            (l, tp),
-            (l, b),
-            (r, b),
-            (r, cy),
-            (l, cy),
-            (cx, b),
-            (cx, tp),
-        ];
+        let spots = self.spots(area);
         let cost = |&(x, y): &(f64, f64)| {
             drawn
                 .iter()
@@ -241,6 +227,26 @@ impl<'a> Legend<'a> {
         let fits = w <= area.w && h <= area.h;
         (fits && cost(&(x, y)) as f64 <= TOLERATED * drawn.len() as f64)
             .then_some(Placement::Inside { x, y })
+    }
+
+    /// The box's top-left corners inside `area` it may take, in
+    /// matplotlib's order of preference for "best".
+    fn spots(&self, area: Rect) -> [(f64, f64); 8] {
+        let (w, h) = self.boxed();
+        let inset = 0.5 * self.em;
+        let (l, r) = (area.x + inset, area.x + area.w - inset - w);
+        let (tp, b) = (area.y + inset, area.y + area.h - inset - h);
+        let (cx, cy) = (area.x + (area.w - w) / 2.0, area.y + (area.h - h) / 2.0);
+        [
+            (r, tp),
+            (l, tp),
+            (l, b),
+            (r, b),
+            (r, cy),
+            (l, cy),
+            (cx, b),
+            (cx, tp),
+        ]
     }
 
     /// Entries in a grid of as many columns as fit in `width` (at least
@@ -408,21 +414,9 @@ mod tests {
         // Two points in every other spot and a thousand away from all: the
         // label's spot, one point, would be the cheapest and within the
         // tolerance were the label a data point.
-        let inset = 0.5 * legend.em;
-        let (l, r) = (area.x + inset, area.x + area.w - inset - w);
-        let (tp, b) = (area.y + inset, area.y + area.h - inset - h);
         let (cx, cy) = (area.x + (area.w - w) / 2.0, area.y + (area.h - h) / 2.0);
         let mut drawn = vec![middle(cx, cy); 1000];
-        for (x, y) in [
-            (r, tp),
-            (l, tp),
-            (l, b),
-            (r, b),
-            (r, cy),
-            (l, cy),
-            (cx, b),
-            (cx, tp),
-        ] {
+        for (x, y) in legend.spots(area) {
             if (x, y) != (free_x, free_y) {
                 drawn.extend([middle(x, y); 2]);
             }

@@ -212,6 +212,23 @@ fn write_log(dir: &std::path::Path, lines: impl IntoIterator<Item = (u64, Record
     }
 }
 
+/// A config line at `step` editing `key` from `old` to `new`.
+fn config_edit(
+    step: u64,
+    key: &str,
+    old: serde_json::Value,
+    new: serde_json::Value,
+) -> (u64, Record) {
+    let changed = [(key.to_string(), (old, new))].into();
+    (
+        step,
+        Record::Config {
+            changed,
+            error: None,
+        },
+    )
+}
+
 fn meta_line(step: u64, terms: u32) -> (u64, Record) {
     let meta = Record::Meta {
         hypergrad_norm: 1.0,
@@ -329,16 +346,8 @@ fn a_forks_best_comes_after_its_fork_step() {
 fn edits_at_one_step_show_their_net_change() {
     let root = tempfile::tempdir().unwrap();
     let dir = session::create(root.path(), "paused", &crate::config::Config::default()).unwrap();
-    let edit = |step: u64, key: &str, old: f64, new: f64| {
-        let changed = [(key.to_string(), (old.into(), new.into()))].into();
-        (
-            step,
-            Record::Config {
-                changed,
-                error: None,
-            },
-        )
-    };
+    let edit =
+        |step: u64, key: &str, old: f64, new: f64| config_edit(step, key, old.into(), new.into());
     write_log(
         &dir,
         [
@@ -375,21 +384,11 @@ fn a_run_at_a_step_has_the_config_of_that_step() {
     config.train.steps = 700;
     config.meltr.meta_lr = 0.003;
     let dir = session::create(root.path(), "extended", &config).unwrap();
-    let edit = |step: u64, key: &str, old: serde_json::Value, new: serde_json::Value| {
-        let changed = [(key.to_string(), (old, new))].into();
-        (
-            step,
-            Record::Config {
-                changed,
-                error: None,
-            },
-        )
-    };
     write_log(
         &dir,
         [
-            edit(100, "meltr.meta_lr", 0.001.into(), 0.003.into()),
-            edit(600, "train.steps", 600.into(), 700.into()),
+            config_edit(100, "meltr.meta_lr", 0.001.into(), 0.003.into()),
+            config_edit(600, "train.steps", 600.into(), 700.into()),
         ],
     );
     let whole = Run::load(&dir).unwrap();
