@@ -1,5 +1,8 @@
 //! The sessions view (`r`) and forking (`f`): keys -> actions, what the
 //! caller's answers change, and snapshots of the list and the overlay.
+//!
+//! Long: the view's and the fork's tests share one set of fixtures (runs,
+//! overlay curves, a recording fork); split, each half would rebuild them.
 
 use super::*;
 use crate::runs::Run;
