@@ -212,7 +212,6 @@ fn evaluation_words(evaluation: &crate::engine::trainer::NonFiniteEvaluation) ->
     )
 }
 
-/// Why `check` fails on losses that are not finite on some batches;
 /// Where `check`'s non-finite losses come from.
 #[derive(Debug, Clone, Copy, PartialEq)]
 enum NanCause {
@@ -224,6 +223,7 @@ enum NanCause {
     ModelOnCleanRows,
 }
 
+/// Why `check` fails on losses that are not finite on some batches.
 fn non_finite_words(non_finite: &[(String, Vec<u64>)], batches: u64, cause: NanCause) -> String {
     let each: Vec<String> = non_finite
         .iter()

@@ -129,16 +129,15 @@ fn refuse_if_done(dir: &Path, config: &crate::config::Config, before: u64) -> Re
         .map_or(0, |(step, _)| *step);
     let reached = checkpointed.max(crate::runs::Run::from_meta(dir, meta.clone()).step);
     // A resume goes on from the newest checkpoint.
-    if config.train.steps != before && config.train.steps <= checkpointed {
+    if steps != before && steps <= checkpointed {
         bail!(
             "--set train.steps={steps}: session {id} resumes from its checkpoint at step {checkpointed}, \
              so it would not train; set train.steps above {checkpointed} (e.g. --set train.steps={more})",
             id = meta.id,
-            steps = config.train.steps,
             more = if before > checkpointed { before } else { 2 * checkpointed }
         );
     }
-    if meta.status == Status::Finished && config.train.steps <= reached {
+    if meta.status == Status::Finished && steps <= reached {
         // A sweep's member resumed is its group's row no more (walkthrough
         // S split its sweep's MELTR row so, unwarned).
         let more = reached.max(1) * 2;

@@ -366,6 +366,9 @@ fn logged(dir: &Path, meta: &SessionMeta, last_step: Option<u64>) -> Logged {
             .map(|l| l.step)
             .max()
             .unwrap_or(last)
+            // A fork's changes at its fork step are its settings, not edits
+            // after the parent's eval of that step.
+            .max(meta.first_own_step())
     });
     let mut edited_later: BTreeMap<String, serde_json::Value> = BTreeMap::new();
     let lines: Vec<_> = read

@@ -418,6 +418,39 @@ fn a_run_at_a_step_has_the_config_of_that_step() {
     assert_eq!(at_90.setting("meltr.meta_lr").as_deref(), Some("0.001"));
 }
 
+/// A fork's change at its fork step is its setting at a later step, though
+/// the eval read there is its parent's of the fork step (a review: it was
+/// taken for an edit after that eval and undone).
+#[test]
+fn a_fork_at_a_step_keeps_its_own_change() {
+    use crate::session::metrics::Level;
+    let root = tempfile::tempdir().unwrap();
+    let dir = fork_of_p_id_at_300(root.path());
+    let eval = Record::Eval {
+        metrics: [("accuracy".to_string(), 0.5)].into(),
+        losses: Default::default(),
+    };
+    write_log(
+        &dir,
+        [
+            (300, eval),
+            (
+                300,
+                Record::Event {
+                    level: Level::Info,
+                    message: "forked from session p-id at step 300 with meltr.gamma=0.3".into(),
+                },
+            ),
+            config_edit(300, "meltr.gamma", 0.1.into(), 0.3.into()),
+        ],
+    );
+    let mut config = crate::config::Config::default();
+    config.meltr.gamma = 0.3;
+    std::fs::write(dir.join("config.toml"), config.to_toml_string()).unwrap();
+    let then = Run::load(&dir).unwrap().at_step(350);
+    assert_eq!(then.setting("meltr.gamma").as_deref(), Some("0.3"));
+}
+
 /// `ls` shows `–` for a `meltr.*` key in a fixed combiner's row
 /// (walkthrough L: `meltr.on_collapse = restore` beside `primary` runs).
 #[test]

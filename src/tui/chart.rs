@@ -330,6 +330,7 @@ mod tests {
 
     #[test]
     fn log_labels_have_two_significant_digits() {
+        // Walkthrough R's log axis: 45.065 · 5.43 · 0.654.
         assert_eq!(
             y_tick_labels([45.065, 5.43, 0.654], true),
             ["45", "5.4", "0.65"]
@@ -339,9 +340,7 @@ mod tests {
             y_tick_labels([0.512, 0.515, 0.518], true),
             ["0.512", "0.515", "0.518"]
         );
-        // Walkthrough R's log axis: 45.065 · 5.43 · 0.654.
-        let labels = distinct_labels(&[45.065, 5.43, 0.654, 0.0123].map(two_significant));
-        assert_eq!(labels, ["45", "5.4", "0.65", "0.012"]);
+        assert_eq!(two_significant(0.0123), 0.012);
         assert_eq!(two_significant(1234.0), 1200.0);
     }
 

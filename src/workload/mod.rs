@@ -82,10 +82,17 @@ pub trait Workload: Send {
     fn rows_failing_alone(&self, _step: u64) -> Option<Vec<i64>> {
         None
     }
-    /// Of the training rows of step `step`'s batch, those that make one of
-    /// `losses` non-finite when run alone, for a skipped step's warning
-    /// when the data itself is clean; `None` where the workload cannot tell.
-    fn rows_non_finite_alone(&self, _step: u64, _losses: &[String]) -> Option<Vec<i64>> {
+    /// Of the training rows of step `step`'s batch but those in
+    /// `leave_out`, the ones that make one of `losses` non-finite when run
+    /// alone, for a skipped step's warning when the data is clean (or its
+    /// NaN rows, left out, are no cause); `None` where the workload cannot
+    /// tell.
+    fn rows_non_finite_alone(
+        &self,
+        _step: u64,
+        _losses: &[String],
+        _leave_out: &[i64],
+    ) -> Option<Vec<i64>> {
         None
     }
     /// A held-out batch (for `meltr.val_source = "val"`).

@@ -89,15 +89,6 @@ impl Trainer {
                                 && loss_named
                                 && !self.is_follower()
                                 && self.alone_scans < MAX_ALONE_SCANS;
-                            let alone = losses.as_ref().filter(|_| scan).and_then(|losses| {
-                                self.alone_scans += 1;
-                                let named: Vec<String> = losses
-                                    .iter()
-                                    .filter(|(_, v)| !v.is_finite())
-                                    .map(|(name, _)| name.clone())
-                                    .collect();
-                                self.workload.rows_non_finite_alone(s.step, &named)
-                            });
                             // Rows holding the data's NaN are no news alone
                             // (a masked mean over none of them is NaN); only
                             // the others say what the model does.
@@ -105,13 +96,16 @@ impl Trainer {
                                 .iter()
                                 .flat_map(|(_, rows)| rows.iter().copied())
                                 .collect();
-                            let alone = alone
-                                .map(|rows| {
-                                    rows.into_iter()
-                                        .filter(|r| !flagged.contains(r))
-                                        .collect::<Vec<_>>()
-                                })
-                                .filter(|rows| !rows.is_empty());
+                            let alone = losses.as_ref().filter(|_| scan).and_then(|losses| {
+                                self.alone_scans += 1;
+                                let named: Vec<String> = losses
+                                    .iter()
+                                    .filter(|(_, v)| !v.is_finite())
+                                    .map(|(name, _)| name.clone())
+                                    .collect();
+                                self.workload
+                                    .rows_non_finite_alone(s.step, &named, &flagged)
+                            });
                             let data = DataNaN {
                                 bad: &bad,
                                 not_the_cause,

@@ -290,19 +290,18 @@ fn class_index_hint(message: &str, batch: &Batch) -> Option<String> {
                 && t.eq_tensor(&t.round()).all().int64_value(&[]) == 1
                 && t.min().double_value(&[]) >= 0.0)
     };
-    let candidates: Vec<(&String, &Tensor)> = batch
-        .iter()
-        .filter(|(_, t)| t.kind() == kind && class_like(t))
-        .map(|(name, t)| (name, t))
-        .collect();
     // Of floats, those with the fewest distinct values: whole-number
     // inputs (pixels 0–255, counts) have more than the labels.
-    let distinct = |t: &Tensor| t.internal_unique(false, false).0.numel();
-    let fewest = candidates.iter().map(|(_, t)| distinct(t)).min();
+    let candidates: Vec<(&String, &Tensor, usize)> = batch
+        .iter()
+        .filter(|(_, t)| t.kind() == kind && class_like(t))
+        .map(|(name, t)| (name, t, t.internal_unique(false, false).0.numel()))
+        .collect();
+    let fewest = candidates.iter().map(|c| c.2).min();
     let narrow: Vec<String> = candidates
         .iter()
-        .filter(|(_, t)| !floating || Some(distinct(t)) == fewest)
-        .map(|(name, t)| format!("`{name}` ({:?})", t.kind()))
+        .filter(|c| !floating || Some(c.2) == fewest)
+        .map(|(name, t, _)| format!("`{name}` ({:?})", t.kind()))
         .collect();
     (!narrow.is_empty()).then(|| {
         format!(

@@ -13,9 +13,9 @@ pub(super) struct NonFiniteData {
     pub warnings: Vec<String>,
     /// Per tensor, where the model masks them.
     pub notes: Vec<String>,
-    /// Why the training split's non-finite values are no cause of a
-    /// skipped step's NaN, though its batch holds such rows: the model
-    /// masks them, or makes NaN on clean rows too.
+    /// Why the training split's non-finite values are not (or not alone)
+    /// the cause of a skipped step's NaN, though its batch holds such rows:
+    /// the model masks them, or makes NaN on clean rows too.
     pub train_not_the_cause: Option<&'static str>,
 }
 

@@ -533,8 +533,15 @@ impl Workload for TorchScript {
         self.rows_failing_alone_of(&self.batch_rows(step)?)
     }
 
-    fn rows_non_finite_alone(&self, step: u64, losses: &[String]) -> Option<Vec<i64>> {
-        self.rows_non_finite_alone_of(&self.batch_rows(step)?, losses)
+    fn rows_non_finite_alone(
+        &self,
+        step: u64,
+        losses: &[String],
+        leave_out: &[i64],
+    ) -> Option<Vec<i64>> {
+        let mut rows = self.batch_rows(step)?;
+        rows.retain(|r| !leave_out.contains(r));
+        self.rows_non_finite_alone_of(&rows, losses)
     }
 
     fn val_batch(&self, index: u64) -> Result<Batch> {
