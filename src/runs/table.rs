@@ -45,7 +45,10 @@ struct Row<'g> {
 
 fn chosen(run: &Run, best: bool) -> Result<&Eval> {
     let eval = if best {
-        run.best_eval.as_ref()
+        // A run whose primary metric was never finite has no best: its last
+        // eval stands for it, NaN as without --best (a walkthrough's group
+        // with a diverged seed was refused whole).
+        run.best_eval.as_ref().or(run.final_eval.as_ref())
     } else {
         run.final_eval.as_ref()
     };
@@ -336,11 +339,26 @@ pub fn render(groups: &[Group], opts: &TableOptions) -> Result<String> {
         let up_to = opts
             .at_step
             .map_or(String::new(), |step| format!(" up to step {step}"));
+        // Runs whose best is their last eval, for want of a finite one.
+        let never_finite: Vec<&str> = groups
+            .iter()
+            .flat_map(|g| &g.runs)
+            .filter(|r| r.best_eval.is_none())
+            .map(|r| r.meta.id.as_str())
+            .collect();
+        let never_finite = match never_finite.as_slice() {
+            [] => String::new(),
+            ids => format!(
+                " ({} had no finite {primary} at any eval: {} last eval)",
+                ids.join(", "),
+                if ids.len() == 1 { "its" } else { "their" }
+            ),
+        };
         sources.push(match (opts.best, opts.at_step) {
             // Every eval column is read at that eval (walkthrough N took its
             // recall@5 for each run's best recall@5).
             (true, _) => format!(
-                "each run's eval with the best {primary}{up_to}, every eval column read at it"
+                "each run's eval with the best {primary}{up_to}, every eval column read at it{never_finite}"
             ),
             (false, Some(step)) => format!("each run's last eval up to step {step}"),
             (false, None) => "final eval".to_string(),

@@ -443,3 +443,50 @@ fn rows_named_by_their_runs_are_not_headed_group() {
     let one = markdown(&gather(&runs[..1]));
     assert!(one.starts_with("| session | n |"), "{one}");
 }
+
+/// A group with a seed whose primary metric was never finite was refused
+/// whole by `table --best` ("has no eval line with a finite accuracy"),
+/// while the plain table showed it as NaN.
+#[test]
+fn best_reads_a_never_finite_run_at_its_last_eval() {
+    let root = tempfile::tempdir().unwrap();
+    let config = crate::config::Config::default();
+    let runs: Vec<Run> = [80.0, f64::NAN]
+        .iter()
+        .enumerate()
+        .map(|(seed, &accuracy)| {
+            let mut run = accuracy_run(root.path(), &format!("s{seed}"), &config, "");
+            let eval: Eval = (10, [("accuracy".to_string(), accuracy)].into());
+            run.best_eval = accuracy.is_finite().then(|| eval.clone());
+            run.final_eval = Some(eval);
+            run
+        })
+        .collect();
+    let groups =
+        super::super::groups::gather(&runs, &super::super::groups::GroupBy::Keys(vec![])).unwrap();
+    let best = TableOptions {
+        format: TableFormat::Md,
+        best: true,
+        metrics: Vec::new(),
+        at_step: None,
+        digits: None,
+    };
+    let text = render(&groups, &best).unwrap();
+    assert!(text.contains("| 2 | NaN"), "{text}");
+    assert!(
+        text.contains(&format!(
+            "({} had no finite accuracy at any eval: its last eval)",
+            runs[1].meta.id
+        )),
+        "{text}"
+    );
+    // A run with no eval at all is still refused.
+    let mut unevaluated = runs;
+    unevaluated[1].final_eval = None;
+    let groups = super::super::groups::gather(
+        &unevaluated,
+        &super::super::groups::GroupBy::Keys(vec![]),
+    )
+    .unwrap();
+    assert!(render(&groups, &best).is_err());
+}
