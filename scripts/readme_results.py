@@ -73,7 +73,9 @@ def summarize(session: str, kind: str, seed: int) -> dict:
     trains = [l for l in lines if l["kind"] == "train"][-LATE_LINES:]
     names = trains[-1]["weights"].keys()
     late = {n: statistics.fmean(t["weights"][n] for t in trains) for n in names}
-    return {"kind": kind, "seed": seed, "session": session, "r1": evals[-1]["metrics"]["R@1"], "weights": late}
+    # Session time: the last line's `time`, seconds since the run started.
+    return {"kind": kind, "seed": seed, "session": session, "r1": evals[-1]["metrics"]["R@1"], "weights": late,
+            "seconds": lines[-1]["time"]}
 
 
 def commit() -> str:
@@ -93,11 +95,12 @@ def table(runs: list, seeds: list) -> str:
         low = min(others, key=others.get)
         rows.append(f"| {s} | {m['r1']:.1f} | {by[('sum', s)]['r1']:.1f} | {by[('primary', s)]['r1']:.1f} |"
                     f" {m['weights']['distractor']:.3f} | {others[low]:.3f} ({low}) | {m['weights']['retrieval']:.3f} |")
+    seconds = sorted(r["seconds"] for r in runs)
     mean = lambda k: statistics.fmean(by[(k, s)]["r1"] for s in seeds)
     sd = lambda k: statistics.stdev(by[(k, s)]["r1"] for s in seeds) if len(seeds) > 1 else 0.0
     rows.append(f"| mean ± std | {mean('meltr'):.1f} ± {sd('meltr'):.1f} | {mean('sum'):.1f} ± {sd('sum'):.1f} |"
                 f" {mean('primary'):.1f} ± {sd('primary'):.1f} | | | |")
-    return "\n".join(rows)
+    return "\n".join(rows) + f"\n\nSession time of a run (its log's last `time`): {seconds[0]:.1f}–{seconds[-1]:.1f} s."
 
 
 def figures(binary: str, sessions: str, runs: list) -> None:
@@ -135,16 +138,18 @@ def main() -> int:
         futures = [pool.submit(run_one, binary, sessions, configs, k, s) for k, s in jobs[1:]]
         runs += [f.result() for f in futures]
     command = shlex.join(["scripts/readme_results.py", *sys.argv[1:]])
-    header = (f"Written by `{command}` at commit {commit()}, {started:%Y-%m-%d %H:%M} UTC "
+    # Read once: writing docs/results.md makes the tree dirty.
+    at = commit()
+    header = (f"Written by `{command}` at commit {at}, {started:%Y-%m-%d %H:%M} UTC "
               f"(`configs/distractor.toml`, 400 steps on the CPU; `sum` and `primary` are the same file with "
               f"`combiner.kind` changed; weights are MELTR's effective weights, means over the last {LATE_LINES} "
-              f"train lines).")
+              f"train lines; {args.jobs} runs at a time).")
     docs = os.path.join(REPO, "docs")
     os.makedirs(docs, exist_ok=True)
     with open(os.path.join(docs, "results.md"), "w") as f:
         f.write("# The distractor preset\n\n" + header + "\n\n" + table(runs, args.seeds) + "\n")
     with open(os.path.join(docs, "results.json"), "w") as f:
-        json.dump({"command": command, "commit": commit(), "runs": runs}, f, indent=1)
+        json.dump({"command": command, "commit": at, "runs": runs}, f, indent=1)
     if not args.no_figures:
         figures(binary, sessions, runs)
     print(header + "\n\n" + table(runs, args.seeds))

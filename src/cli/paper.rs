@@ -391,7 +391,7 @@ pub struct ExportArgs {
     pub style: crate::plot::Style,
     /// The loss figure's y axis: auto is logarithmic when the losses'
     /// typical sizes are more than 10x apart, or a loss's peak more than
-    /// 100x another's typical size (and all are positive).
+    /// 20x another's typical size (and none is negative).
     #[arg(long, value_enum, default_value = "auto")]
     pub y_scale: crate::plot::LossAxis,
     /// Same as --y-scale log.
