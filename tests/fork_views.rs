@@ -159,13 +159,36 @@ fn compare_starts_a_fork_at_its_fork_step_and_marks_the_fork_point() {
     // The figure itself, in PNG.
     let png = tmp.path().join("fork.png");
     meltr_tui::plot::compare(
-        &[parent_dir, fork_dir],
+        &[parent_dir.clone(), fork_dir.clone()],
         &png,
         Some("primary"),
         meltr_tui::plot::Style::Paper,
     )
     .unwrap();
     assert!(std::fs::read(&png).unwrap().starts_with(b"\x89PNG"));
+    // Drawn as groups (`compare --group-by`), the fork step is marked too
+    // (a walkthrough's grouped figure drew its fork from step 200 unmarked).
+    let svg = tmp.path().join("groups.svg");
+    let group = |label: &str, dir: &PathBuf, slot| meltr_tui::plot::CurveGroup {
+        label: Some(label.to_string()),
+        setting: None,
+        dirs: vec![dir.clone()],
+        slot,
+    };
+    meltr_tui::plot::compare_groups(
+        &[
+            group("lr 0.001", &parent_dir, 0),
+            group("lr 0.01", &fork_dir, 1),
+        ],
+        &svg,
+        Some("primary"),
+        meltr_tui::plot::Style::Paper,
+        meltr_tui::plot::bands::Band::Std,
+        false,
+    )
+    .unwrap();
+    let drawn = std::fs::read_to_string(&svg).unwrap();
+    assert!(drawn.contains("fork of base at step 20"), "{drawn}");
 
     // A fork joins its parent's group unless `--group` says another, or
     // none (a walkthrough's exploratory fork joined a sweep's table).

@@ -141,7 +141,9 @@ pub fn compare(
             });
         }
         means.push(Line {
-            label: Some(if n > 1 {
+            // Beside groups of several runs a single run says so too (a
+            // walkthrough's fork, one seed, read like another group's mean).
+            label: Some(if n > 1 || groups.iter().any(|g| g.sessions.len() > 1) {
                 format!("{} (n={n})", group.label)
             } else {
                 group.label.clone()

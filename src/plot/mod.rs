@@ -377,16 +377,29 @@ pub fn compare_groups(
     // A fork whose parent is drawn in another group starts at its fork
     // step: before it, its log is its parent's, already in the figure. (In
     // the parent's own group, trimming would cut the group's mean too.)
-    let drawn: Vec<(usize, String)> = loaded
+    // Its fork step is marked, as where sessions are drawn one by one (a
+    // walkthrough's grouped figure drew a fork from step 200 unmarked).
+    let drawn: Vec<(usize, String, String)> = loaded
         .iter()
         .enumerate()
-        .flat_map(|(g, sessions)| sessions.iter().map(move |s| (g, s.meta.id.clone())))
+        .flat_map(|(g, sessions)| {
+            sessions
+                .iter()
+                .map(move |s| (g, s.meta.id.clone(), s.meta.name.clone()))
+        })
         .collect();
+    let mut fork_marks: Vec<chart::Mark> = Vec::new();
     for (g, sessions) in loaded.iter_mut().enumerate() {
         for s in sessions {
             if let (Some(parent), Some(at)) = (&s.meta.parent, s.meta.fork_step) {
-                if drawn.iter().any(|(h, id)| *h != g && id == parent) {
+                if let Some((_, _, name)) = drawn.iter().find(|(h, id, _)| *h != g && id == parent)
+                {
                     s.keep_from(at as f64);
+                    let x = at as f64;
+                    let label = format!("fork of {name} at step {}", scale::step(x));
+                    if !fork_marks.iter().any(|m| m.label == label) {
+                        fork_marks.push(chart::Mark { x, label });
+                    }
                 }
             }
         }
@@ -408,7 +421,9 @@ pub fn compare_groups(
         .collect();
     let theme = style.theme();
     let prep = prep(&theme, Smoothing::Auto);
-    let (chart, notes) = bands::compare(&grouped, &metric, prep, (band, log_scale))?;
+    let (mut chart, notes) = bands::compare(&grouped, &metric, prep, (band, log_scale))?;
+    fork_marks.sort_by(|a, b| a.x.total_cmp(&b.x));
+    chart.marks = fork_marks;
     let chart = with_log_scale(chart, log_scale);
     let path = write_figure(out_file, encode(&chart.to_svg(&theme), format, &theme)?)?;
     Ok((path, notes))

@@ -62,6 +62,17 @@ impl Summary {
         })
     }
 
+    /// Whether `other`'s mean is within one standard error of the
+    /// difference of this mean (√(s²/n + s'²/n')): the two are not told
+    /// apart by their seeds. A single run counts no spread of its own.
+    pub fn within_noise_of(&self, other: &Summary) -> bool {
+        let variance = |s: &Summary| match s.n {
+            0 | 1 => 0.0,
+            n => s.std * s.std / n as f64,
+        };
+        (self.mean - other.mean).abs() <= (variance(self) + variance(other)).sqrt()
+    }
+
     /// Decimals that show the std to two significant digits (at least 2,
     /// at most 6); none when there is no spread to go by.
     pub fn decimals(&self) -> Option<usize> {

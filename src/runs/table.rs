@@ -292,11 +292,21 @@ pub fn render(groups: &[Group], opts: &TableOptions) -> Result<String> {
                 .unwrap_or_else(|| significant_decimals(largest))
         })
         .collect();
-    // Ties as printed: means that differ past the shown digits tie too; a
-    // column where every row ties has no best.
+    // Ties as printed: means that differ past the shown digits tie too, and
+    // so do means within one standard error of the difference of the best
+    // (a walkthrough's 30.10 ± 9.48 was bold over 29.90 ± 1.41, n=2 each);
+    // a column where every row ties has no best.
     let ties = |row: usize, col: usize| {
         let d = digits[col];
-        best_means[col].is_some_and(|best| padded(best, d) == padded(rows[row].cells[col].mean, d))
+        let cell = &rows[row].cells[col];
+        best_means[col].is_some_and(|best| {
+            padded(best, d) == padded(cell.mean, d)
+                || rows
+                    .iter()
+                    .map(|r| &r.cells[col])
+                    .filter(|c| c.mean == best)
+                    .any(|b| b.within_noise_of(cell))
+        })
     };
     let is_bold = |row: usize, col: usize| ties(row, col) && !(0..rows.len()).all(|r| ties(r, col));
     let cell = |s: &Summary, j: usize| -> (String, Option<String>) {
@@ -375,6 +385,44 @@ pub fn render(groups: &[Group], opts: &TableOptions) -> Result<String> {
             ));
         }
     }
+    // A fork is one run from its parent's state: set against its parent
+    // run, not its parent's group (a walkthrough's fork of one seed was
+    // bold above the mean of two, and ended below its own parent).
+    let all_runs: Vec<&Run> = groups.iter().flat_map(|g| g.runs.iter().copied()).collect();
+    let decimals = names
+        .iter()
+        .position(|n| n == primary)
+        .map_or(2, |col| digits[col]);
+    let mut beside_parents = Vec::new();
+    for fork in all_runs.iter().filter(|r| r.meta.fork_step.is_some()) {
+        let Some(parent) = all_runs
+            .iter()
+            .find(|p| Some(&p.meta.id) == fork.meta.parent.as_ref())
+        else {
+            continue;
+        };
+        let (Ok(f), Ok(p)) = (
+            value_of(fork, primary, opts.best),
+            value_of(parent, primary, opts.best),
+        ) else {
+            continue;
+        };
+        beside_parents.push(format!(
+            "{} {}, its parent {} {} ({}{})",
+            fork.meta.name,
+            padded(f, decimals),
+            parent.meta.name,
+            padded(p, decimals),
+            if f >= p { "+" } else { "" },
+            padded(f - p, decimals)
+        ));
+    }
+    if !beside_parents.is_empty() {
+        sources.push(format!(
+            "each fork beside its own parent run on {primary}: {}",
+            beside_parents.join(", ")
+        ));
+    }
     let what = sources.join("; ");
     Ok(match opts.format {
         TableFormat::Md => {
@@ -413,7 +461,10 @@ pub fn render(groups: &[Group], opts: &TableOptions) -> Result<String> {
                 out.push_str(&format!("| {} |\n", cells.join(" | ")));
             }
             let spread = match one_run_a_row {
-                false => "; mean ± sample std over the n runs of each group",
+                false => {
+                    "; mean ± sample std over the n runs of each group; bold: a column's best mean \
+                          and any within one standard error of its difference from it"
+                }
                 true => "; one run a row",
             };
             out.push_str(&format!("\n{what}{spread}.\n"));
@@ -484,7 +535,10 @@ pub fn render(groups: &[Group], opts: &TableOptions) -> Result<String> {
                 format!("{}{arrow}", latex_escape(n))
             }));
             let spread = match one_run_a_row {
-                false => "; mean $\\pm$ sample std over n runs",
+                false => {
+                    "; mean $\\pm$ sample std over n runs; bold: a column's best mean and any \
+                          within one standard error of its difference from it"
+                }
                 true => "; one run a row",
             };
             let mut out = format!(

@@ -71,7 +71,8 @@ fn each_mean_shows_its_own_std_to_two_digits() {
         (0.3, 0.7202),
         (1.0, 0.5),
     ]);
-    assert!(text.contains("| 0.1 | 3 | 0.66 ± 0.50 |"), "{text}");
+    // (0.66 is within noise of the best, 0.72015: bold too.)
+    assert!(text.contains("| 0.1 | 3 | **0.66 ± 0.50** |"), "{text}");
     assert!(
         text.contains("| 0.3 | 2 | **0.720150 ± 0.000071** |"),
         "{text}"
@@ -138,6 +139,16 @@ fn a_forks_row_says_what_it_was_forked_from() {
     );
     assert!(text.contains("| meltr | - | 1 |"), "{text}");
     assert!(text.contains("| meltr | m0@200 | 1 |"), "{text}");
+    // Beside its own parent run, with the difference (a walkthrough's fork
+    // was bold above its parent's group and below its parent).
+    runs[2].final_eval = Some((10, [("accuracy".to_string(), 77.5)].into_iter().collect()));
+    let groups =
+        super::super::groups::gather(&runs, &super::super::groups::GroupBy::Seeds).unwrap();
+    let text = markdown(&groups);
+    assert!(
+        text.contains("each fork beside its own parent run on accuracy: m0-fork 77.50, its parent m0 80.00 (-2.50)"),
+        "{text}"
+    );
 }
 
 /// `table --metric eval_loss/cls_ce` said the session had no such
@@ -483,10 +494,28 @@ fn best_reads_a_never_finite_run_at_its_last_eval() {
     // A run with no eval at all is still refused.
     let mut unevaluated = runs;
     unevaluated[1].final_eval = None;
-    let groups = super::super::groups::gather(
-        &unevaluated,
-        &super::super::groups::GroupBy::Keys(vec![]),
-    )
-    .unwrap();
+    let groups =
+        super::super::groups::gather(&unevaluated, &super::super::groups::GroupBy::Keys(vec![]))
+            .unwrap();
     assert!(render(&groups, &best).is_err());
+}
+
+/// Bold marked noise: 30.10 ± 9.48 over 29.90 ± 1.41 (n=2 each), pasted
+/// into a paper as a claim (a walkthrough). Means within one standard
+/// error of their difference tie; a gap past it is still the best.
+#[test]
+fn means_within_noise_of_the_best_tie() {
+    let bold = |groups: &[(f64, &[f64])]| {
+        let mut runs_of = Vec::new();
+        for &(gamma, values) in groups {
+            runs_of.extend(values.iter().map(|&v| (gamma, v)));
+        }
+        by_gamma(&runs_of)
+    };
+    let noisy = bold(&[(0.1, &[36.8, 23.4]), (0.3, &[30.9, 28.9])]);
+    assert!(!noisy.contains("**"), "{noisy}");
+    assert!(noisy.contains("bold: a column's best mean"), "{noisy}");
+    let apart = bold(&[(0.1, &[36.8, 36.4]), (0.3, &[30.9, 28.9])]);
+    assert!(apart.contains("| 0.1 | 2 | **36.60 ± 0.28** |"), "{apart}");
+    assert!(apart.contains("| 0.3 | 2 | 29.90 ± 1.41 |"), "{apart}");
 }
