@@ -869,6 +869,16 @@ fn resume_lets_a_paused_runner_go_on() {
         "{}",
         text(&refused)
     );
+    // A restart-only key applies live nowhere: said so, not "an edit of
+    // its config.toml applies live" (walkthrough Y).
+    let restart_only = resume(&["--set", "workload.batch_size=64"]);
+    assert!(
+        !restart_only.status.success()
+            && text(&restart_only).contains("cannot change on a paused run")
+            && !text(&restart_only).contains("applies live"),
+        "{}",
+        text(&restart_only)
+    );
     assert!(ls_row(&root, &id).contains(" paused "));
     let out = resume(&[]);
     assert!(

@@ -11,26 +11,52 @@ use std::time::Duration;
 /// `meltr-tui resume`: a live paused runner is told to go on before any
 /// rank starts (followers would wait for a rank 0 that only unpauses);
 /// else a follower trains as one, or this process launches `nproc` − 1
-/// ranks and resumes the session as rank 0.
+/// ranks (default: as many as the session's last start had) and resumes
+/// the session as rank 0.
 pub(super) fn resume_command(
     root: &Path,
     session: &str,
     set: &[crate::config::Override],
-    nproc: usize,
+    nproc: Option<usize>,
     mode: super::Mode,
 ) -> Result<()> {
-    if unpause_if_paused(&session::find(root, session)?, set, nproc)? {
+    let dir = session::find(root, session)?;
+    if unpause_if_paused(&dir, set, nproc)? {
         return Ok(());
     }
     if let Some(at) = super::ranks::follower()? {
         return super::ranks::run_follower(&at, super::ranks::resumed_config(root, session)?);
     }
+    let nproc = match nproc {
+        Some(n) => n,
+        None => ranks_to_resume_on(
+            &SessionMeta::read(&dir)?,
+            super::ranks::launched()?.is_some(),
+        ),
+    };
     let _ranks = match nproc {
         0 => bail!("--nproc must be at least 1"),
         1 => Vec::new(),
         n => super::ranks::launch_local_ranks(n)?,
     };
     super::resume(root, session, set, mode)
+}
+
+/// The processes a plain `resume` starts on this machine: as many ranks as
+/// the session's last start had (a 2-rank run went on in one process,
+/// with only a warning, and MELTR's outcome depends on the number: a
+/// walkthrough), or one under a launcher, which starts the ranks itself.
+fn ranks_to_resume_on(meta: &SessionMeta, under_a_launcher: bool) -> usize {
+    let last = meta.world_size.unwrap_or(1);
+    if under_a_launcher || last < 2 {
+        return 1;
+    }
+    println!(
+        "session {} last trained on {last} ranks: resuming on {last} processes on this machine \
+         (--nproc 1 continues it in one; under torchrun or srun, resume it there)",
+        meta.id
+    );
+    last
 }
 
 /// The runner's own word on its status, when one serves the session in
@@ -45,7 +71,7 @@ pub(super) fn runner_status(dir: &Path) -> Option<crate::runner::Said> {
 pub(super) fn unpause_if_paused(
     dir: &Path,
     overrides: &[crate::config::Override],
-    nproc: usize,
+    nproc: Option<usize>,
 ) -> Result<bool> {
     let meta = SessionMeta::read(dir)?;
     let said = || runner_status(dir);
@@ -55,7 +81,7 @@ pub(super) fn unpause_if_paused(
     }
     let ranks =
         crate::dist::Rendezvous::from_env(Duration::from_secs(1))?.map_or(1, |at| at.world_size);
-    if nproc != 1 || ranks > 1 {
+    if nproc.is_some_and(|n| n != 1) || ranks > 1 {
         bail!(
             "session {} is paused by its runner (pid {}), whose ranks go on with it: `{}` alone, \
              without --nproc or a launcher, lets it go on",
@@ -65,6 +91,15 @@ pub(super) fn unpause_if_paused(
         );
     }
     if !overrides.is_empty() {
+        // A restart-only key applies live nowhere (walkthrough Y was told
+        // an edit of config.toml would apply `workload.batch_size`).
+        if let Err(e) = crate::config::refuse_restart_only(overrides, "a paused run") {
+            bail!(
+                "session {} is paused by its runner (pid {}), not ended: {e}",
+                meta.id,
+                meta.pid
+            );
+        }
         bail!(
             "session {} is paused by its runner (pid {}), not ended: `{}` without --set lets it go on, \
              and an edit of its config.toml applies live",

@@ -142,8 +142,10 @@ pub enum Cmd {
         set: Vec<crate::config::Override>,
         /// Continue data-parallel in N processes on this machine, whatever
         /// the number of ranks the session trained with (see `run --nproc`).
-        #[arg(long, value_name = "N", default_value_t = 1)]
-        nproc: usize,
+        /// Default: as many as its last start had (MELTR's outcome depends
+        /// on it); under torchrun or srun, the launcher's.
+        #[arg(long, value_name = "N")]
+        nproc: Option<usize>,
         #[command(flatten)]
         how: HowToRun,
     },

@@ -10,7 +10,7 @@ use crate::dist::Rendezvous;
 
 /// The launcher's rendezvous, if any. Its timeout is a placeholder: the
 /// engine joins with `train.collective_timeout_s` of the run's config.
-fn launched() -> Result<Option<Rendezvous>> {
+pub(super) fn launched() -> Result<Option<Rendezvous>> {
     Rendezvous::from_env(crate::config::TrainConfig::default().collective_timeout())
 }
 

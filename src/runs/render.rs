@@ -68,6 +68,32 @@ pub fn progress_text(run: &Run) -> String {
     }
 }
 
+/// The device, with the ranks when several trained the run (`cpu ×2`,
+/// `cpu ×2→1` after a resume on one): MELTR's outcome depends on them, and
+/// `ls` did not say which sessions a plain one-process resume would change
+/// (walkthrough Y).
+fn device_text(r: &Run) -> String {
+    let ranks = r.meta.ranks();
+    match ranks.as_str() {
+        "1" => r.meta.device.clone(),
+        _ => format!("{} ×{ranks}", r.meta.device),
+    }
+}
+
+/// A config value as `ls` shows it, `*` after it when the run changed it
+/// while it trained (`ls` read `aid.iterations 1` for a run that trained
+/// 294 of its 600 steps at 0: walkthroughs X and Y).
+pub fn config_cell(r: &Run, key: &str) -> String {
+    if keys::unread_by(r, key) {
+        return "–".into();
+    }
+    let value = r.config.get(key).map_or("-".into(), keys::text);
+    match r.edited.contains_key(key) {
+        true => format!("{value}*"),
+        false => value,
+    }
+}
+
 /// Aligned columns: the fixed ones (with BEST, the best primary metric and
 /// its step, after the final one when `with_best`: a listing sorted by it
 /// showed only the final value), GROUP when any run has one, FORKED FROM
@@ -94,7 +120,7 @@ pub fn text(runs: &[Run], differing: &[String], with_best: bool) -> String {
                 r.status.clone(),
                 progress_text(r),
                 metric_text(r),
-                r.meta.device.clone(),
+                device_text(r),
                 runner_text(r),
             ];
             if with_best {
@@ -106,10 +132,7 @@ pub fn text(runs: &[Run], differing: &[String], with_best: bool) -> String {
             if with_forks {
                 row.push(lineage_text(r));
             }
-            row.extend(differing.iter().map(|k| match keys::unread_by(r, k) {
-                true => "–".into(),
-                false => r.config.get(k).map_or("-".into(), keys::text),
-            }));
+            row.extend(differing.iter().map(|k| config_cell(r, k)));
             row
         })
         .collect();
@@ -142,6 +165,14 @@ pub fn text(runs: &[Run], differing: &[String], with_best: bool) -> String {
     let mut out = line(header.iter().map(|(h, _)| h.as_str()).collect());
     for row in &rows {
         out.push_str(&line(row.iter().map(String::as_str).collect()));
+    }
+    if runs
+        .iter()
+        .any(|r| differing.iter().any(|k| r.edited.contains_key(k)))
+    {
+        out.push_str(
+            "* changed while the run trained: its value now; `table` says when (0.1→0.01@267)\n",
+        );
     }
     out
 }
@@ -179,6 +210,7 @@ pub fn json(runs: &[Run]) -> String {
                 "best_metric": number(r.best_metric()),
                 "best_step": r.best_eval.as_ref().map(|e| e.0),
                 "device": r.meta.device,
+                "ranks": r.meta.ranks(),
                 // A fork told apart from a seed of its parent (walkthrough D).
                 "parent": r.meta.parent,
                 "fork_step": r.meta.fork_step,
@@ -218,6 +250,7 @@ pub fn csv(runs: &[Run]) -> String {
         "best_metric",
         "best_step",
         "device",
+        "ranks",
         "runner_pid",
         "created",
         "parent",
@@ -255,6 +288,7 @@ pub fn csv(runs: &[Run]) -> String {
                 .as_ref()
                 .map_or(String::new(), |e| e.0.to_string()),
             r.meta.device.clone(),
+            r.meta.ranks(),
             r.alive_pid.map_or(String::new(), |p| p.to_string()),
             r.meta.created.clone(),
             r.meta.parent.clone().unwrap_or_default(),

@@ -478,3 +478,46 @@ fn ls_dashes_meltr_keys_in_the_rows_of_fixed_combiners() {
         "{text}"
     );
 }
+
+/// `ls` read `aid.iterations 1` for a run that trained 294 of its 600
+/// steps at 0, and no column said which sessions trained on several ranks
+/// (walkthroughs X and Y): an edited value is starred, with a note, and
+/// the device says the ranks.
+#[test]
+fn ls_stars_a_value_changed_while_the_run_trained_and_shows_ranks() {
+    let root = tempfile::tempdir().unwrap();
+    let config = |alpha: f64| {
+        let mut config = crate::config::Config::default();
+        config.aid.alpha = alpha;
+        config
+    };
+    let edited = session::create(root.path(), "edited", &config(0.01)).unwrap();
+    write_log(
+        &edited,
+        [config_edit(267, "aid.alpha", 0.1.into(), 0.01.into())],
+    );
+    let mut meta = session::SessionMeta::read(&edited).unwrap();
+    meta.world_size = Some(1);
+    meta.earlier_world_sizes = vec![2];
+    meta.device = "cpu".into();
+    meta.write(&edited).unwrap();
+    let plain = session::create(root.path(), "plain", &config(0.3)).unwrap();
+    let runs = vec![Run::load(&edited).unwrap(), Run::load(&plain).unwrap()];
+    let text = super::render::text(&runs, &["aid.alpha".to_string()], false);
+    let row = |name: &str| {
+        let id = &runs.iter().find(|r| r.meta.name == name).unwrap().meta.id;
+        text.lines()
+            .find(|l| l.starts_with(id.as_str()))
+            .unwrap()
+            .to_string()
+    };
+    assert!(row("edited").trim_end().ends_with("0.01*"), "{text}");
+    assert!(row("edited").contains("cpu ×2→1"), "{text}");
+    assert!(row("plain").trim_end().ends_with("0.3"), "{text}");
+    assert!(text.contains("* changed while the run trained"), "{text}");
+    let json = super::render::json(&runs);
+    assert!(json.contains("\"ranks\": \"2→1\""), "{json}");
+    // Without an edit among the shown keys, no note.
+    let unedited = super::render::text(&runs[1..], &["aid.alpha".to_string()], false);
+    assert!(!unedited.contains('*'), "{unedited}");
+}

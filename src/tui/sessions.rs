@@ -8,7 +8,7 @@ use super::chart::{self, PlotSeries};
 use super::fmt;
 use super::state::{App, Overlaid, OverlayCurve, SessionsView};
 use crate::plot::data::SessionData;
-use crate::runs::{keys, Run};
+use crate::runs::Run;
 use anyhow::Result;
 use ratatui::layout::{Constraint, Layout, Rect};
 use ratatui::text::{Line, Span};
@@ -122,10 +122,12 @@ fn cells(app: &App, view: &SessionsView, short: bool) -> (Vec<String>, Vec<Vec<S
                     _ => lineage(r),
                 });
             }
+            // As `ls` writes it: `–` where the combiner does not read the
+            // key, `*` after a value changed while the run trained.
             row.extend(
                 view.differing
                     .iter()
-                    .map(|k| r.config.get(k).map_or("-".into(), keys::text)),
+                    .map(|k| crate::runs::render::config_cell(r, k)),
             );
             row
         })
