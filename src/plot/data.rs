@@ -154,6 +154,19 @@ impl SessionData {
                         }
                     }
                 }
+                // A crash's lost steps, trained again from the checkpoint
+                // at this step: the curves are the second pass's (a
+                // walkthrough's figures did not say steps 401–450 ran twice).
+                Record::Event { message, .. }
+                    if crate::session::log::trained_again_up_to(&message).is_some() =>
+                {
+                    let reached =
+                        crate::session::log::trained_again_up_to(&message).expect("matched");
+                    data.marks.push(Mark {
+                        x: step,
+                        label: format!("resumed: {}–{reached} again", line.step + 1),
+                    });
+                }
                 Record::Event { message, .. } if message.contains(RESTORE_EVENT) => {
                     // Said at the meta step that decided it; φ changes
                     // before the step it names.
@@ -516,5 +529,25 @@ mod tests {
         let marks = SessionData::load(&dir).unwrap().marks;
         let marks: Vec<(f64, &str)> = marks.iter().map(|m| (m.x, m.label.as_str())).collect();
         assert_eq!(marks[3..], [(20.0, "meltr.meta_lr 0.001→0.002")]);
+        // A resume after a crash, which trains the lost steps again, is
+        // marked at its checkpoint's step (a walkthrough's figures hid it).
+        let message = format!(
+            "the log's 7 lines after step 24, up to step 31, {} from its newest readable checkpoint",
+            crate::session::log::TRAINED_AGAIN
+        );
+        w.append(&line(
+            24,
+            Record::Event {
+                level: crate::session::metrics::Level::Warn,
+                message,
+            },
+        ))
+        .unwrap();
+        let marks = SessionData::load(&dir).unwrap().marks;
+        let last = marks.last().unwrap();
+        assert_eq!(
+            (last.x, last.label.as_str()),
+            (24.0, "resumed: 25–31 again")
+        );
     }
 }

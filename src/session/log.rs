@@ -185,6 +185,23 @@ pub const STOPPED_AT: &str = "stopped at step ";
 /// How a resumed run's first line begins (before its notes).
 pub const RESUMED_FROM: &str = "resumed from checkpoint ";
 
+/// What a resume says when it dropped logged steps after its checkpoint
+/// (a crash): `… up to step R, ` then this.
+pub const TRAINED_AGAIN: &str = "are dropped: the run trains those steps again";
+
+/// The last dropped step of a [`TRAINED_AGAIN`] message.
+pub fn trained_again_up_to(message: &str) -> Option<u64> {
+    if !message.contains(TRAINED_AGAIN) {
+        return None;
+    }
+    let after = message.split("up to step ").nth(1)?;
+    after
+        .split(|c: char| !c.is_ascii_digit())
+        .next()?
+        .parse()
+        .ok()
+}
+
 /// How a fork's first start's first line begins.
 pub const STARTS_FROM_PARENT: &str = "starts from its parent's checkpoint";
 

@@ -113,9 +113,10 @@ impl Trainer {
                 notes.push((
                     Level::Warn,
                     format!(
-                        "the log's {lines} line{} after step {step}, up to step {reached}, are dropped: the run \
-                         trains those steps again from its newest readable checkpoint",
-                        if lines == 1 { "" } else { "s" }
+                        "the log's {lines} line{} after step {step}, up to step {reached}, {} from its newest \
+                         readable checkpoint",
+                        if lines == 1 { "" } else { "s" },
+                        crate::session::log::TRAINED_AGAIN
                     ),
                 ));
             }
