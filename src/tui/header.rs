@@ -30,7 +30,7 @@ fn banners(app: &App) -> Vec<String> {
     if app.status == Status::Failed {
         out.push(format!(
             "run {}: {}",
-            status_label(app),
+            app.status_word(),
             app.status_message.as_deref().unwrap_or("(no reason given)")
         ));
     }
@@ -58,18 +58,6 @@ pub fn height(app: &App, width: u16) -> u16 {
     2 + banner_lines(app, width).len() as u16
 }
 
-/// The run's status in words; a run whose runner died is "crashed", as
-/// `ls` says.
-fn status_label(app: &App) -> &'static str {
-    let runner_gone = app
-        .status_message
-        .as_deref()
-        .is_some_and(|m| m.starts_with(crate::runner::link::RUNNER_GONE));
-    match app.status {
-        Status::Failed if runner_gone => "crashed",
-        status => status.as_str(),
-    }
-}
 
 fn status_span(app: &App) -> Span<'static> {
     let (glyph, color) = match app.status {
@@ -85,7 +73,7 @@ fn status_span(app: &App) -> Span<'static> {
         Style::new()
     };
     Span::styled(
-        format!("{glyph} {}", status_label(app)),
+        format!("{glyph} {}", app.status_word()),
         style.add_modifier(Modifier::BOLD),
     )
 }

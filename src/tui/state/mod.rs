@@ -254,6 +254,19 @@ pub struct App {
 }
 
 impl App {
+    /// The run's status in words; a run whose runner died is "crashed", as
+    /// `ls` says.
+    pub fn status_word(&self) -> &'static str {
+        let runner_gone = self
+            .status_message
+            .as_deref()
+            .is_some_and(|m| m.starts_with(crate::runner::link::RUNNER_GONE));
+        match self.status {
+            Status::Failed if runner_gone => "crashed",
+            status => status.as_str(),
+        }
+    }
+
     pub fn new(
         meta: SessionMeta,
         config_path: PathBuf,
@@ -380,11 +393,13 @@ impl App {
                     Status::Stopped => Level::Warn,
                     _ => Level::Info,
                 };
-                let text = match &message {
-                    Some(m) => format!("run {}: {m}", status.as_str()),
-                    None => format!("run {}", status.as_str()),
-                };
                 self.status_message = message;
+                // In the header's word (the events pane read "run failed"
+                // under a header's "crashed": walkthrough Y).
+                let text = match &self.status_message {
+                    Some(m) => format!("run {}: {m}", self.status_word()),
+                    None => format!("run {}", self.status_word()),
+                };
                 if news {
                     let step = self.step();
                     self.store.push_entry(step, level, EntryKind::Status, text);

@@ -112,10 +112,10 @@ impl App {
                     self.notify_until(Level::Info, "resume requested", Some(Until::StatusChanges));
                     Action::Send(Command::Resume)
                 }
-                s => {
+                _ => {
                     self.notify(
                         Level::Warn,
-                        format!("the run is {}: nothing to pause", s.as_str()),
+                        format!("nothing to pause: the run has {}", self.status_word()),
                     );
                     Action::None
                 }
