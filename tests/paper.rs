@@ -1342,6 +1342,9 @@ fn table_names_a_metric_once_escapes_bars_and_makes_its_folder() {
     assert!(md.contains("| a\\|b |"), "{md}");
     let out = tempfile::tempdir().unwrap();
     let file = out.path().join("new/folder/t.md");
-    ok(&["table", "--group", GROUP, "-o", file.to_str().unwrap()]);
+    // The file alone: nothing on stdout (a walkthrough's `-o table.tex`
+    // printed the table too).
+    let printed = ok(&["table", "--group", GROUP, "-o", file.to_str().unwrap()]);
     assert!(std::fs::read_to_string(&file).unwrap().contains("| 2 |"));
+    assert!(!printed.contains("| 2 |"), "{printed}");
 }

@@ -239,7 +239,8 @@ pub enum Cmd {
         /// significant digits of the largest mean when no row has a std).
         #[arg(long, allow_negative_numbers = true)]
         digits: Option<usize>,
-        /// Also write the table to this file.
+        /// Write the table to this file instead of the terminal (its
+        /// folder made; "wrote FILE" on stderr).
         #[arg(short, long)]
         output: Option<PathBuf>,
         /// Rename a value in a key's column, as `KEY=VALUE=TEXT` with KEY

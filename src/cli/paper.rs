@@ -117,7 +117,10 @@ pub(super) fn table(
         }
         crate::session::atomic_write(path, text.as_bytes())
             .with_context(|| format!("cannot write the table to {}", path.display()))?;
+        // The file alone, as `compare -o` (a walkthrough's `-o table.tex`
+        // printed the whole table too).
         eprintln!("wrote {}", path.display());
+        return Ok(());
     }
     print!("{text}");
     Ok(())

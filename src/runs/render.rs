@@ -233,6 +233,18 @@ pub fn csv_field(s: &str) -> String {
     }
 }
 
+/// A config value in a CSV field: a list or table as JSON, which a
+/// script reads back (`[rotation, shuffled]` was neither TOML nor JSON: a
+/// walkthrough), anything else as listings write it.
+fn csv_value(value: &toml::Value) -> String {
+    match value {
+        toml::Value::Array(_) | toml::Value::Table(_) => {
+            serde_json::to_string(value).unwrap_or_else(|_| keys::text(value))
+        }
+        other => keys::text(other),
+    }
+}
+
 /// One row per run: the fixed fields, then every config key (the union
 /// over the runs, sorted; empty where a run lacks it).
 pub fn csv(runs: &[Run]) -> String {
@@ -297,7 +309,7 @@ pub fn csv(runs: &[Run]) -> String {
         row.extend(
             config_keys
                 .iter()
-                .map(|k| r.config.get(*k).map_or(String::new(), keys::text)),
+                .map(|k| r.config.get(*k).map_or(String::new(), csv_value)),
         );
         out.push_str(
             &row.iter()

@@ -296,6 +296,19 @@ fn json_and_csv_listings_name_a_forks_parent_and_step() {
     let row: Vec<&str> = lines.next().unwrap().split(',').collect();
     let at = |name: &str| header.iter().position(|h| *h == name).unwrap();
     assert_eq!((row[at("parent")], row[at("fork_step")]), ("p-id", "300"));
+    // A list is JSON in its field (it read `[align, mlm, …]`: a walkthrough).
+    let auxiliary = csv
+        .lines()
+        .nth(1)
+        .unwrap()
+        .split("\"[")
+        .nth(1)
+        .map(|rest| format!("[{}]", rest.split("]\"").next().unwrap()));
+    let auxiliary = auxiliary
+        .expect("the auxiliary list, quoted")
+        .replace("\"\"", "\"");
+    let names: Vec<String> = serde_json::from_str(&auxiliary).unwrap();
+    assert_eq!(names, crate::config::Config::default().workload.auxiliary);
 }
 
 /// A fork's best is after its fork step: the evaluation at the fork step

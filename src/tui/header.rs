@@ -58,7 +58,6 @@ pub fn height(app: &App, width: u16) -> u16 {
     2 + banner_lines(app, width).len() as u16
 }
 
-
 fn status_span(app: &App) -> Span<'static> {
     let (glyph, color) = match app.status {
         Status::Running => ("●", Color::Green),

@@ -760,7 +760,10 @@ fn a_run_whose_runner_died_reads_crashed_without_a_rate() {
     // The events pane in the header's word (it read "run failed: the runner
     // is gone" under "crashed": walkthrough Y), and so does `p`.
     let last = &app.store.log.last().unwrap().text;
-    assert!(last.starts_with("run crashed: the runner is gone"), "{last}");
+    assert!(
+        last.starts_with("run crashed: the runner is gone"),
+        "{last}"
+    );
     app.on_key(key(KeyCode::Char('p')));
     let screen = text(draw(&app, 100, 24).backend().buffer());
     assert!(
