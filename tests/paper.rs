@@ -725,7 +725,7 @@ fn table_reports_mean_and_std_per_group_from_the_sessions_own_numbers() {
     );
     let md = ok(&["table", "--group", GROUP]);
     assert!(
-        md.contains("; mean ± sample std over the n runs of each group."),
+        md.contains("; mean ± sample std over the n runs of each group; bold: "),
         "{md}"
     );
     // A step between evals reads each run's last eval before it, and says
