@@ -710,6 +710,23 @@ fn pause_resume_checkpoint_follow_status() {
         "{:?}",
         app.flash.as_ref().map(|f| &f.text)
     );
+    // A steps edit applied while paused shows at once: no progress comes
+    // while paused (walkthrough Y read 294/500 after steps 500 → 600).
+    app.on_event(Event::Progress {
+        step: 294,
+        total_steps: 500,
+        steps_per_sec: 10.0,
+    });
+    let mut longer = app.in_force.clone();
+    longer.train.steps = 600;
+    app.on_event(Event::ConfigInForce {
+        config: Box::new(longer),
+    });
+    let screen = text(draw(&app, 100, 24).backend().buffer());
+    assert!(
+        screen.contains("/600 (") && !screen.contains("/500"),
+        "{screen}"
+    );
     assert_eq!(
         press(&mut app, KeyCode::Char('p')),
         Action::Send(Command::Resume)

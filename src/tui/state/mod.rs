@@ -417,6 +417,11 @@ impl App {
                 // config in force, bad file or not.
                 self.in_force = *config;
                 self.config = self.in_force.clone();
+                // The header's step/steps at once: a paused run sends no
+                // progress (walkthrough Y read 294/500 after steps → 600).
+                if let Some(progress) = &mut self.progress {
+                    progress.total = self.in_force.train.steps;
+                }
             }
         }
     }
