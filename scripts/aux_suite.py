@@ -1238,6 +1238,24 @@ def command_build(args: argparse.Namespace) -> int:
     return 0
 
 
+def command_chance(args: argparse.Namespace) -> int:
+    """Per classification task, what a model that ignores its input scores:
+    the classes of the validation labels `y` and the most frequent one's
+    share (the accuracy of always answering it), and 100 / classes."""
+    folder = ensure_suite(args.suite)
+    print("| task | classes | most frequent class (% of validation labels) | uniform guess (%) |")
+    print("|---|---|---|---|")
+    for task in TASKS:
+        if task.metric != "accuracy":
+            continue
+        y = safetensors_lite.read(os.path.join(folder, task.name, "val.safetensors"))["y"].flatten()
+        y = y[y >= 0]  # masked positions, where a task has them
+        counts = torch.bincount(y)
+        counts = counts[counts > 0]
+        print(f"| {task.name} | {len(counts)} | {100.0 * counts.max().item() / len(y):.1f} | {100.0 / len(counts):.1f} |")
+    return 0
+
+
 def command_run(args: argparse.Namespace, argv: List[str]) -> int:
     if args.smoke:
         args.tasks = args.tasks or SMOKE["tasks"]
@@ -1319,6 +1337,8 @@ def main(argv: Optional[List[str]] = None) -> int:
     report = sub.add_parser("report", help="render the markdown again from a run's JSON")
     report.add_argument("json", help="the JSON a run wrote")
     report.add_argument("--out", help="markdown (default: the JSON's path with .md)")
+    chance = sub.add_parser("chance", help="each classification task's accuracy without its input")
+    chance.add_argument("--suite", help=f"a built suite (default: {default_cache()})")
     variants = sub.add_parser("variants", help="compare MELTR variants' runs with a full run's default MELTR")
     variants.add_argument("base", help="the JSON of a full run (every method, the default config)")
     variants.add_argument("variant", nargs="+", metavar="NAME=JSON[+JSON...]",
@@ -1334,6 +1354,8 @@ def main(argv: Optional[List[str]] = None) -> int:
         return command_report(args)
     if args.command == "variants":
         return command_variants(args)
+    if args.command == "chance":
+        return command_chance(args)
     return command_run(args, argv)
 
 
