@@ -1,20 +1,17 @@
-//! The primary's effective weight negative for a stretch of meta steps:
-//! while it is, the inner step (Adam: nearly scale-free) climbs the model's
-//! own task loss. At the start of a run under MELTR's default
-//! initialisation (the public code's: every weight near 0, either sign) a
-//! held-out walkthrough saw this in 7 of 8 runs for their first 10–90
-//! steps, the validation accuracy below chance at step 50, and nothing
-//! said it: the collapse watch arms only once the primary's weight has
-//! cleared its floor, and then speaks after 25 meta steps. Later in a run
-//! (walkthrough Y: 10 negative meta steps after the weight had reached 1.5,
-//! the primary's loss from 1.11 to 1.96) it went unsaid as well. This watch
-//! says each such stretch once, and once when it ends (the weight positive
-//! for a few meta steps in a row).
+//! The start of a run under MELTR's default initialisation (the public
+//! code's): every effective weight near 0, either sign. While the primary's
+//! is negative, the inner step (Adam: nearly scale-free) climbs the model's
+//! own task loss. A held-out walkthrough saw this in 7 of 8 runs for their
+//! first 10–90 steps, the validation accuracy below chance at step 50, and
+//! nothing said it: the collapse watch arms only once the primary's weight
+//! has cleared its floor. This watch says it once, and once when it ends
+//! (the weight positive for a few meta steps in a row).
 
 use super::collapse::SETTLED_META_STEPS;
 
-/// The primary's weight negative for this many meta steps in a row is said
-/// (one negative reading is the noise of a start near 0).
+/// The primary's weight negative for this many meta steps in a row, before
+/// the collapse watch armed, is said (one negative reading is the
+/// noise of a start near 0).
 pub const EARLY_CLIMB_META_STEPS: u32 = 5;
 
 /// What the watch has to say after a meta step.
@@ -35,8 +32,10 @@ pub enum ClimbNote {
     },
 }
 
-/// Watches the primary's weight over the whole run: each stretch of
-/// negative readings is said once, and its end.
+/// Watches the primary's weight from the run's start until the collapse
+/// watch arms (the primary cleared its floor: a negative weight is that
+/// watch's to report from then on; armed already in a resumed run that was)
+/// or a reported climb ends.
 #[derive(Debug, Default)]
 pub struct EarlyClimb {
     streak: u32,
@@ -45,12 +44,15 @@ pub struct EarlyClimb {
     said: bool,
     /// Positive readings in a row since a said climb's last negative one.
     positive: u32,
+    over: bool,
 }
 
 impl EarlyClimb {
-    /// One meta step's primary weight (`step`: its training step).
-    pub fn observe(&mut self, step: u64, primary: f64) -> Option<ClimbNote> {
-        if primary.is_nan() {
+    /// One meta step's primary weight (`step`: its training step), and
+    /// whether the collapse watch was armed before it.
+    pub fn observe(&mut self, step: u64, primary: f64, armed: bool) -> Option<ClimbNote> {
+        self.over |= armed && !self.said;
+        if self.over || primary.is_nan() {
             return None;
         }
         if primary < 0.0 {
@@ -73,10 +75,8 @@ impl EarlyClimb {
             if self.positive < SETTLED_META_STEPS {
                 return None;
             }
-            // Over: a later stretch is another.
-            let since = self.since.take();
-            *self = EarlyClimb::default();
-            return since.map(|since| ClimbNote::Ended { since });
+            self.over = true;
+            return self.since.take().map(|since| ClimbNote::Ended { since });
         }
         self.streak = 0;
         self.since = None;
@@ -89,13 +89,18 @@ mod tests {
     use super::*;
 
     /// The notes over these meta steps' primary weights, taken every third
-    /// step.
+    /// step; the collapse watch arms at the first weight ≥ 0.1, as it does.
     fn notes(weights: &[f64]) -> Vec<(u64, ClimbNote)> {
         let mut watch = EarlyClimb::default();
+        let mut armed = false;
         (1..)
             .map(|i| 3 * i)
             .zip(weights)
-            .filter_map(|(step, &w)| watch.observe(step, w).map(|n| (step, n)))
+            .filter_map(|(step, &w)| {
+                let note = watch.observe(step, w, armed).map(|n| (step, n));
+                armed |= w >= crate::engine::collapse::PRIMARY_FLOOR;
+                note
+            })
             .collect()
     }
 
@@ -125,27 +130,9 @@ mod tests {
     fn short_dips_and_a_primary_that_rose_first_are_not_said() {
         // Four negative readings, then positive: noise of a start near 0.
         assert_eq!(notes(&[-1e-4, -1e-4, -1e-4, -1e-4, 1e-4, -1e-4]), vec![]);
-        // After the primary has risen, a stretch is said too (walkthrough
-        // Y: 10 negative meta steps after 1.5, unsaid), and each later one.
-        let climbing = |since, at| {
-            (
-                at,
-                ClimbNote::Climbing {
-                    since,
-                    meta_steps: 5,
-                },
-            )
-        };
-        let mut twice = vec![1.5, -0.1, -0.1, -0.1, -0.1, -0.1, -0.1];
-        twice.extend([0.3, 0.3, 0.3, -0.2, -0.2, -0.2, -0.2, -0.2]);
-        assert_eq!(
-            notes(&twice),
-            vec![
-                climbing(6, 18),
-                (30, ClimbNote::Ended { since: 6 }),
-                climbing(33, 45)
-            ]
-        );
+        // Once the primary has cleared the floor, a negative weight is the
+        // collapse watch's to report.
+        assert_eq!(notes(&[0.2, -0.1, -0.1, -0.1, -0.1, -0.1, -0.1]), vec![]);
         // A streak after a small positive reading still counts from its start.
         let late = [0.01, -1e-4, -1e-4, -1e-4, -1e-4, -1e-4];
         assert_eq!(

@@ -366,12 +366,10 @@ impl Trainer {
             }
         }
         let armed = self.collapse.armed();
-        if let Some(note) = self.early_climb.observe(m.step, watched.primary) {
+        if let Some(note) = self.early_climb.observe(m.step, watched.primary, armed) {
             // MELTR's default starts (every weight near 0, either sign) do
-            // this; other starts rarely, and a run whose primary has risen
-            // once is past its start.
-            let default_start = !armed
-                && self.config.combiner.kind == CombinerKind::Meltr
+            // this; other starts rarely.
+            let default_start = self.config.combiner.kind == CombinerKind::Meltr
                 && matches!(
                     self.config.meltr.init,
                     MeltrInit::Pytorch | MeltrInit::Random

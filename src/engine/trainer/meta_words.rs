@@ -235,8 +235,7 @@ pub(super) fn early_climb_event(
                  and its meta steps usually turn the primary's positive within tens of steps (on the auxiliary-learning suite it cleared 0.1 \
                  by meta step 33 at the latest); a later event says when. meltr.init = \"residual\" starts as `sum` instead (at the next start)"
             } else {
-                "the meta steps may turn it positive again (a later event says when); if they do not, lower meltr.meta_lr or raise meltr.gamma \
-                 (unless its training loss still falls: then another loss, a copy of it, carries its gradient)"
+                "the meta steps may turn it positive again (a later event says when); if they do not, lower meltr.meta_lr or raise meltr.gamma"
             };
             Record::Event {
                 level: Level::Warn,
