@@ -1250,8 +1250,7 @@ def command_chance(args: argparse.Namespace) -> int:
             continue
         y = safetensors_lite.read(os.path.join(folder, task.name, "val.safetensors"))["y"].flatten()
         y = y[y >= 0]  # masked positions, where a task has them
-        counts = torch.bincount(y)
-        counts = counts[counts > 0]
+        counts = torch.bincount(y)  # every class up to the largest label, absent ones at 0
         print(f"| {task.name} | {len(counts)} | {100.0 * counts.max().item() / len(y):.1f} | {100.0 / len(counts):.1f} |")
     return 0
 

@@ -152,6 +152,7 @@ class Settings:
     meta_lr: float
     meta_weight_decay: float
     meta_every: int
+    first_meta: str
     meta_grad_clip: float
     gamma: float
     gamma_direct: bool
@@ -222,6 +223,7 @@ def load_settings(path: str) -> Tuple[Settings, dict]:
         meta_lr=float(meltr.get("meta_lr", 1e-3)),
         meta_weight_decay=float(meltr.get("meta_weight_decay", 3e-5)),
         meta_every=int(meltr.get("meta_every", 3)),
+        first_meta=meltr.get("first_meta", "at-meta-every"),
         meta_grad_clip=float(meltr.get("meta_grad_clip", 50.0)),
         gamma=float(meltr.get("gamma", 0.1)),
         gamma_direct=bool(meltr.get("gamma_direct", False)),
@@ -912,7 +914,7 @@ def replay(session: str, report_path: Optional[str]) -> dict:
         t = int(entry["step"])
         rows_of[t] = torch.tensor(entry["rows"], dtype=torch.int64)
         meta = meta_batches(trainer, entry, rows_of, notes)
-        if (meta is not None) != (t % trainer.s.meta_every == 0):
+        if (meta is not None) != meta_step_at(t, trainer.s):
             notes.append(f"step {t}: {'a' if meta else 'no'} meta step, with meltr.meta_every = {trainer.s.meta_every}")
         meta_steps += meta is not None
         losses, result = trainer.step(t, trainer.workload.rows(rows_of[t]), meta)
@@ -1036,6 +1038,15 @@ def evaluate(workload: Workload, batch_size: int) -> Tuple[Dict[str, float], Dic
     return metrics, losses
 
 
+def meta_step_at(t: int, settings) -> bool:
+    """Whether step t (1-based) has a meta step: t % meta_every == 0, or with
+    meltr.first_meta = "at-step-1" (the public code's schedule: its 0-based
+    global_step % meta_every == 0) (t - 1) % meta_every == 0."""
+    if settings.first_meta == "at-step-1":
+        return (t - 1) % settings.meta_every == 0
+    return t % settings.meta_every == 0
+
+
 def draw_meta_batches(picker: random.Random, pool: List[Tuple[int, Tensor]], t: int, rows: Tensor,
                       settings: Settings) -> Tuple[Tuple[int, Tensor], Tuple[int, Tensor]]:
     """((train step, rows), (val step, rows)) for step t's meta step: B_v, then
@@ -1115,7 +1126,7 @@ def run(config: str, seed: int, steps: Optional[int], out: str, threads: int, dt
     for t in range(1, settings.steps + 1):
         rows = order.next()
         picks = meta = None
-        if t % settings.meta_every == 0:
+        if meta_step_at(t, settings):
             (train_step, train_rows), (val_step, val_rows) = draw_meta_batches(picker, pool, t, rows, settings)
             picks = (train_step, val_step)
             meta = (workload.rows(train_rows), workload.rows(val_rows))

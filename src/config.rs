@@ -2,6 +2,9 @@
 //! errors (file, line, key, what was expected), and the live-vs-restart diff
 //! used when a config is edited while a run goes on.
 //!
+//! Long: the schema's structs, each field with its doc and default, read
+//! as one reference; parsing, validation and edits live in the submodules.
+//!
 //! Everything here is plain data; no tensors, no terminal.
 
 pub mod choices;
@@ -9,6 +12,7 @@ pub mod edit;
 mod error;
 mod overrides;
 mod restart;
+mod schedule;
 mod text;
 mod validate;
 pub mod watch;
@@ -23,8 +27,8 @@ pub use text::{
 pub use validate::{max_threads, parse_cuda_index, MAX_COLLECTIVE_TIMEOUT_S};
 
 pub use choices::{
-    AidMode, CombinerKind, Dtype, JvpMethod, LossScale, LrSchedule, MeltrInit, MetaOptimizer,
-    MetricGoal, OnCollapse, Pool, TrainBatch, ValSource, WorkloadKind,
+    AidMode, CombinerKind, Dtype, FirstMeta, JvpMethod, LossScale, LrSchedule, MeltrInit,
+    MetaOptimizer, MetricGoal, OnCollapse, Pool, TrainBatch, ValSource, WorkloadKind,
 };
 
 use serde::{Deserialize, Serialize};
@@ -227,6 +231,8 @@ pub struct MeltrConfig {
     pub meta_lr: f64,
     pub meta_weight_decay: f64,
     pub meta_every: u64,
+    /// Where the meta steps fall (see [`FirstMeta`]).
+    pub first_meta: FirstMeta,
     pub meta_grad_clip: f64,
     pub gamma: f64,
     /// `recent` (random pick among the last 10 training batches) | `val`.
@@ -289,6 +295,7 @@ impl Default for MeltrConfig {
             meta_lr: 1e-3,
             meta_weight_decay: 3e-5,
             meta_every: 3,
+            first_meta: FirstMeta::AtMetaEvery,
             meta_grad_clip: 50.0,
             gamma: 0.1,
             val_source: ValSource::Recent,
@@ -542,6 +549,7 @@ pub fn choices_of(key: &str) -> Option<Vec<&'static str>> {
         "meltr.init" => names!(MeltrInit),
         "meltr.meta_optimizer" => names!(MetaOptimizer),
         "meltr.pool" => names!(Pool),
+        "meltr.first_meta" => names!(FirstMeta),
         "meltr.on_collapse" => names!(OnCollapse),
         "meltr.loss_scale" => names!(LossScale),
         "aid.mode" => names!(AidMode),

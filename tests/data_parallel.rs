@@ -533,7 +533,7 @@ fn a_killed_rank_fails_the_run_at_once_with_a_clear_message() {
     let id = dir.file_name().unwrap().to_string_lossy().to_string();
     assert!(
         said.contains(&format!(
-            "resume {id}` on 2 ranks (its default here; or under the same launcher) "
+            "resume {id} --nproc 2` (or under the same launcher) "
         )),
         "{said}"
     );
@@ -929,7 +929,7 @@ fn a_session_resumes_with_one_rank_and_again_with_two() {
             .world_size
     };
     assert_eq!(world(&dir), Some(2));
-    // Trained with 2 ranks, on with 1 (asked for: a plain resume keeps 2).
+    // Trained with 2 ranks, on with 1 (asked for: a plain resume is refused).
     go(
         &sessions,
         &[
@@ -1009,8 +1009,9 @@ fn a_session_resumes_with_one_rank_and_again_with_two() {
             "step {step}: {a} vs {b}"
         );
     }
-    // A plain resume goes on with as many ranks as the last start had (a
-    // 2-rank run went on in one process, with only a warning: walkthrough Y).
+    // A plain resume of a session that last trained on 2 ranks is refused,
+    // saying how to go on, before any process starts (a 2-rank run went on
+    // in one process with only a warning: walkthrough Y).
     let out = binary()
         .env("TMPDIR", tmp.path())
         .args(["resume", &id, "--headless", "--set", "train.steps=50"])
@@ -1019,13 +1020,13 @@ fn a_session_resumes_with_one_rank_and_again_with_two() {
         .output()
         .unwrap();
     assert!(
-        out.status.success()
-            && text(&out).contains("last trained on 2 ranks: resuming on 2 processes"),
+        !out.status.success()
+            && text(&out).contains("last trained on 2 ranks")
+            && text(&out).contains(&format!("resume {id} --nproc 2`")),
         "{}",
         text(&out)
     );
-    assert_eq!(world(&dir), Some(2));
-    assert_eq!(ranks(&dir), "2→1→2");
+    assert_eq!(ranks(&dir), "2→1→2", "nothing ran");
 }
 
 // --- examples/slurm ----------------------------------------------------------

@@ -612,7 +612,7 @@ fn ls_filters_sorts_and_prints_json_and_csv() {
     );
     assert!(rows
         .iter()
-        .all(|r| r[col("workload.auxiliary")] == "[helpful, harmful]"));
+        .all(|r| r[col("workload.auxiliary")] == r#"["helpful","harmful"]"#));
 }
 
 #[test]

@@ -327,6 +327,28 @@ fn a_capped_loss_replays_on_the_far_scale_task() {
     }
 }
 
+/// `meltr.first_meta = "at-step-1"` (the public code's schedule: meta steps
+/// at steps 1, 4, 7, …, the first drawing step 1's own batch) replays.
+#[test]
+fn the_public_meta_schedule_replays_on_a_suite_task() {
+    let _serial = serial();
+    let dir = suite_task();
+    let toml = std::fs::read_to_string(dir.join("task.toml")).unwrap();
+    let task = Config::parse(&toml).unwrap();
+    let auxiliary: Vec<&str> = task.workload.auxiliary.iter().map(String::as_str).collect();
+    for mode in ["exact", "factorized"] {
+        let mut config = traced_config(dir, (&task.workload.primary, &auxiliary), mode, 0);
+        config.meltr.first_meta = meltr_tui::config::FirstMeta::AtStepOne;
+        let lines = assert_replays(&format!("first-meta-{mode}"), config);
+        let meta_steps: Vec<u64> = lines
+            .iter()
+            .filter(|l| matches!(l.record, Record::Meta { .. }))
+            .map(|l| l.step)
+            .collect();
+        assert_eq!(meta_steps[..3], [1, 4, 7], "{mode}");
+    }
+}
+
 #[test]
 fn a_tampered_trace_is_caught() {
     // The comparison can fail: one changed φ entry in one state file shows.

@@ -29,10 +29,7 @@ pub(super) fn resume_command(
     }
     let nproc = match nproc {
         Some(n) => n,
-        None => ranks_to_resume_on(
-            &SessionMeta::read(&dir)?,
-            super::ranks::launched()?.is_some(),
-        ),
+        None => ranks_to_resume_on(&dir, super::ranks::launched()?.is_some())?,
     };
     let _ranks = match nproc {
         0 => bail!("--nproc must be at least 1"),
@@ -42,21 +39,26 @@ pub(super) fn resume_command(
     super::resume(root, session, set, mode)
 }
 
-/// The processes a plain `resume` starts on this machine: as many ranks as
-/// the session's last start had (a 2-rank run went on in one process,
-/// with only a warning, and MELTR's outcome depends on the number: a
-/// walkthrough), or one under a launcher, which starts the ranks itself.
-fn ranks_to_resume_on(meta: &SessionMeta, under_a_launcher: bool) -> usize {
+/// The processes a plain `resume` (no `--nproc`) starts on this machine:
+/// one, under a launcher (which starts the ranks) or for a session that
+/// trained in one process. A session that trained on several ranks is
+/// refused before anything starts: MELTR's outcome depends on their
+/// number, a 2-rank run went on in one process with only a warning (a
+/// walkthrough), and its ranks may have run on other nodes or GPUs, so
+/// only the user knows how to start them again.
+fn ranks_to_resume_on(dir: &Path, under_a_launcher: bool) -> Result<usize> {
+    let meta = SessionMeta::read(dir)?;
     let last = meta.world_size.unwrap_or(1);
     if under_a_launcher || last < 2 {
-        return 1;
+        return Ok(1);
     }
-    println!(
-        "session {} last trained on {last} ranks: resuming on {last} processes on this machine \
-         (--nproc 1 continues it in one; under torchrun or srun, resume it there)",
-        meta.id
-    );
-    last
+    bail!(
+        "session {} last trained on {last} ranks, and MELTR's outcome depends on their number: \
+         `{} --nproc {last}` continues it on {last} processes on this machine, `--nproc 1` in one; \
+         a run launched by torchrun or srun resumes under the same launcher",
+        meta.id,
+        session::command_for(dir, "resume")
+    )
 }
 
 /// The runner's own word on its status, when one serves the session in

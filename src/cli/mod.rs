@@ -1,4 +1,7 @@
 //! The command line: argument definitions (clap) and what each subcommand does.
+//!
+//! Long: every subcommand's arguments with their `--help` text in one
+//! place; what each does lives in the submodules it dispatches to.
 
 use crate::config::Config;
 use crate::engine::{self, control::Command, control::Event, control::Status};
@@ -137,13 +140,14 @@ pub enum Cmd {
         session: String,
         /// Change a live key before continuing (repeatable): KEY=VALUE,
         /// written into the session's config.toml. Restart-only keys
-        /// (workload, sizes, device, combiner kind) are refused.
+        /// (workload, sizes, device, dtype, combiner kind, meltr.init, …)
+        /// are refused.
         #[arg(long = "set", value_name = "KEY=VALUE")]
         set: Vec<crate::config::Override>,
         /// Continue data-parallel in N processes on this machine, whatever
         /// the number of ranks the session trained with (see `run --nproc`).
-        /// Default: as many as its last start had (MELTR's outcome depends
-        /// on it); under torchrun or srun, the launcher's.
+        /// Needed for a session that trained on several ranks (MELTR's
+        /// outcome depends on their number), unless under torchrun or srun.
         #[arg(long, value_name = "N")]
         nproc: Option<usize>,
         #[command(flatten)]

@@ -108,7 +108,6 @@ pub(super) fn table(
             .for_each(|n| text.push_str(&format!("% {n}\n"))),
         _ => notes.iter().for_each(|n| eprintln!("{n}")),
     }
-    // The file first: a reader of stdout that goes away ends the process.
     if let Some(path) = output {
         // Its folder made, as `compare -o` and `export --out` make theirs.
         if let Some(folder) = path.parent().filter(|p| !p.as_os_str().is_empty()) {

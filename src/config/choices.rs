@@ -172,6 +172,19 @@ choice! {
 }
 
 choice! {
+    /// `meltr.first_meta`: where the meta steps fall.
+    FirstMeta {
+        /// Steps `meta_every`, `2·meta_every`, … (the first one finds a
+        /// pool of `meta_every − 1` batches before it).
+        AtMetaEvery = "at-meta-every",
+        /// Steps 1, `1 + meta_every`, … (the public code: its 0-based step
+        /// counter is a multiple of `meta_every`; the first meta step draws
+        /// step 1's own batch, the pool being empty).
+        AtStepOne = "at-step-1",
+    }
+}
+
+choice! {
     /// `meltr.loss_scale`: the scale MELTR reads each loss at.
     LossScale {
         /// The loss values as the model returns them (the public code).

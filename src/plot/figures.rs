@@ -421,6 +421,12 @@ fn fork_depth(forks: &[Option<(usize, u64)>], mut i: usize) -> usize {
     depth
 }
 
+/// How a fork's step is labelled, where sessions are drawn one by one or
+/// as groups.
+pub fn fork_label(parent: &str, at: u64) -> String {
+    format!("fork of {parent} at step {}", scale::step(at as f64))
+}
+
 /// The fork's lines start at its fork step (before it they are its
 /// parent's, drawn already) from the point of the parent's main line there,
 /// where a marker in the fork's colour, labelled with the parent, shows
@@ -436,7 +442,7 @@ fn start_at_fork(
     look: SeriesLook,
 ) -> Option<Mark> {
     let x = at as f64;
-    let label = format!("fork of {} at step {}", parent.0, scale::step(x));
+    let label = fork_label(parent.0, at);
     for line in lines.iter_mut() {
         line.points.retain(|p| p.0 >= x);
     }

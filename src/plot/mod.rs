@@ -395,10 +395,12 @@ pub fn compare_groups(
                 if let Some((_, _, name)) = drawn.iter().find(|(h, id, _)| *h != g && id == parent)
                 {
                     s.keep_from(at as f64);
-                    let x = at as f64;
-                    let label = format!("fork of {name} at step {}", scale::step(x));
+                    let label = figures::fork_label(name, at);
                     if !fork_marks.iter().any(|m| m.label == label) {
-                        fork_marks.push(chart::Mark { x, label });
+                        fork_marks.push(chart::Mark {
+                            x: at as f64,
+                            label,
+                        });
                     }
                 }
             }

@@ -1,7 +1,8 @@
 //! `meltr-tui table`: the final (or best) eval metrics of groups of runs as
 //! mean ± std with n, the way a paper's table is written — Markdown, CSV
 //! (full precision, mean/std/min/max columns, for scripts) or LaTeX
-//! (booktabs). Each column's best mean is set in bold, its direction by an arrow.
+//! (booktabs). Each column's best mean is set in bold (with those within noise
+//! of it), its direction by an arrow.
 
 use super::groups::Group;
 use super::render::csv_field;
@@ -359,7 +360,7 @@ pub fn render(groups: &[Group], opts: &TableOptions) -> Result<String> {
         let never_finite = match never_finite.as_slice() {
             [] => String::new(),
             ids => format!(
-                " ({} had no finite {primary} at any eval: {} last eval)",
+                " ({} had no finite {primary} at any eval read here: {} last eval)",
                 ids.join(", "),
                 if ids.len() == 1 { "its" } else { "their" }
             ),
@@ -385,44 +386,11 @@ pub fn render(groups: &[Group], opts: &TableOptions) -> Result<String> {
             ));
         }
     }
-    // A fork is one run from its parent's state: set against its parent
-    // run, not its parent's group (a walkthrough's fork of one seed was
-    // bold above the mean of two, and ended below its own parent).
-    let all_runs: Vec<&Run> = groups.iter().flat_map(|g| g.runs.iter().copied()).collect();
     let decimals = names
         .iter()
         .position(|n| n == primary)
-        .map_or(2, |col| digits[col]);
-    let mut beside_parents = Vec::new();
-    for fork in all_runs.iter().filter(|r| r.meta.fork_step.is_some()) {
-        let Some(parent) = all_runs
-            .iter()
-            .find(|p| Some(&p.meta.id) == fork.meta.parent.as_ref())
-        else {
-            continue;
-        };
-        let (Ok(f), Ok(p)) = (
-            value_of(fork, primary, opts.best),
-            value_of(parent, primary, opts.best),
-        ) else {
-            continue;
-        };
-        beside_parents.push(format!(
-            "{} {}, its parent {} {} ({}{})",
-            fork.meta.name,
-            padded(f, decimals),
-            parent.meta.name,
-            padded(p, decimals),
-            if f >= p { "+" } else { "" },
-            padded(f - p, decimals)
-        ));
-    }
-    if !beside_parents.is_empty() {
-        sources.push(format!(
-            "each fork beside its own parent run on {primary}: {}",
-            beside_parents.join(", ")
-        ));
-    }
+        .map(|col| digits[col]);
+    sources.extend(forks::beside_parents(groups, primary, decimals, opts.best));
     let what = sources.join("; ");
     Ok(match opts.format {
         TableFormat::Md => {
@@ -611,5 +579,6 @@ pub fn latex_escape(s: &str) -> String {
     out
 }
 
+mod forks;
 #[cfg(test)]
 mod tests;

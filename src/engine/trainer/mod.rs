@@ -463,7 +463,7 @@ impl Trainer {
     /// Whether this step has a meta step.
     pub(super) fn meta_due(&self) -> bool {
         self.meta.is_some()
-            && self.step.is_multiple_of(self.config.meltr.meta_every)
+            && self.config.meltr.meta_step_at(self.step)
             && self.meta_blocked.is_none()
     }
 

@@ -486,7 +486,7 @@ fn best_reads_a_never_finite_run_at_its_last_eval() {
     assert!(text.contains("| 2 | NaN"), "{text}");
     assert!(
         text.contains(&format!(
-            "({} had no finite accuracy at any eval: its last eval)",
+            "({} had no finite accuracy at any eval read here: its last eval)",
             runs[1].meta.id
         )),
         "{text}"

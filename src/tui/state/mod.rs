@@ -3,6 +3,9 @@
 //! does ([`App::on_key`] returns an [`Action`] for the caller to carry out).
 //! Edits are validated here with `Config::with_value` and
 //! `restart_only_reason` before anything may be written.
+//!
+//! Long: the App struct and its event handling, one impl read together;
+//! keys (`on_key`) and the sessions view (`sessions`) are submodules.
 
 use super::input::Input;
 use super::store::{EntryKind, Store};

@@ -1,0 +1,57 @@
+//! A table's note on its forks: each fork is one run from its parent's
+//! state, so it is set against its parent run, not its parent's group (a
+//! walkthrough's fork of one seed was bold above the mean of two, and ended
+//! below its own parent).
+
+use super::super::groups::Group;
+use super::super::stats::significant_decimals;
+use super::super::Run;
+use super::value_of;
+use crate::numfmt::padded;
+
+/// "each fork beside its own parent run on METRIC: …", when the table has
+/// forks; `decimals`: the primary column's, when it is one.
+pub(super) fn beside_parents(
+    groups: &[Group],
+    primary: &str,
+    decimals: Option<usize>,
+    best: bool,
+) -> Option<String> {
+    let all: Vec<&Run> = groups.iter().flat_map(|g| g.runs.iter().copied()).collect();
+    let mut each = Vec::new();
+    for fork in all.iter().filter(|r| r.meta.fork_step.is_some()) {
+        let parent = all
+            .iter()
+            .find(|p| Some(&p.meta.id) == fork.meta.parent.as_ref());
+        let Some(parent) = parent else {
+            each.push(format!(
+                "{}: its parent {} is not in the table",
+                fork.meta.name,
+                fork.meta.parent.as_deref().unwrap_or("?")
+            ));
+            continue;
+        };
+        let (Ok(f), Ok(p)) = (
+            value_of(fork, primary, best),
+            value_of(parent, primary, best),
+        ) else {
+            continue;
+        };
+        let d = decimals.unwrap_or_else(|| significant_decimals(p.abs().max(f.abs())));
+        each.push(format!(
+            "{} {}, its parent {} {} ({}{})",
+            fork.meta.name,
+            padded(f, d),
+            parent.meta.name,
+            padded(p, d),
+            if f >= p { "+" } else { "" },
+            padded(f - p, d)
+        ));
+    }
+    (!each.is_empty()).then(|| {
+        format!(
+            "each fork beside its own parent run on {primary}: {}",
+            each.join(", ")
+        )
+    })
+}
