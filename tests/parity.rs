@@ -102,6 +102,10 @@ struct Report {
     /// Per compared group; null where the run had nothing to compare
     /// (no buffers, no meta step).
     max_rel: std::collections::BTreeMap<String, Option<f64>>,
+    /// Where the trace left the public algorithm's schedule (a meta step
+    /// off it, a pick outside the pool).
+    #[serde(default)]
+    notes: Vec<String>,
 }
 
 /// Runs the engine with a trace, replays it, returns the replay's report,
@@ -339,6 +343,13 @@ fn the_public_meta_schedule_replays_on_a_suite_task() {
     for mode in ["exact", "factorized"] {
         let mut config = traced_config(dir, (&task.workload.primary, &auxiliary), mode, 0);
         config.meltr.first_meta = meltr_tui::config::FirstMeta::AtStepOne;
+        let (report, _, _) = replay(&format!("first-meta-notes-{mode}"), config.clone());
+        // The replay's own schedule agrees with the trace's meta steps.
+        assert!(
+            !report.notes.iter().any(|n| n.contains("meta step")),
+            "{:?}",
+            report.notes
+        );
         let lines = assert_replays(&format!("first-meta-{mode}"), config);
         let meta_steps: Vec<u64> = lines
             .iter()
