@@ -91,10 +91,14 @@ fn forked_from(runs: &[&Run], all: &[Run]) -> Option<String> {
             return None;
         }
         let parent = r.meta.parent.as_ref()?;
+        // By name, unless another run has that name too: then its id (a
+        // walkthrough's four sessions named `cnn` left "cnn@200" to guess).
         let name = all
             .iter()
             .find(|p| &p.meta.id == parent)
-            .map_or(parent.as_str(), |p| p.meta.name.as_str());
+            .map(|p| p.meta.name.as_str())
+            .filter(|name| all.iter().filter(|o| o.meta.name == *name).count() == 1)
+            .unwrap_or(parent.as_str());
         let at = r.meta.fork_step.map_or(String::new(), |s| format!("@{s}"));
         let named = format!("{name}{at}");
         if !parents.contains(&named) {

@@ -149,6 +149,16 @@ fn a_forks_row_says_what_it_was_forked_from() {
         text.contains("each fork beside its own parent run on accuracy: m0-fork 77.50, its parent m0 80.00 (-2.50)"),
         "{text}"
     );
+    // A parent whose name another run has too is named by its id (four
+    // sessions named `cnn` left "cnn@200" to guess: a walkthrough).
+    runs[1].meta.name = "m0".into();
+    let groups =
+        super::super::groups::gather(&runs, &super::super::groups::GroupBy::Seeds).unwrap();
+    let text = markdown(&groups);
+    assert!(
+        text.contains(&format!("| meltr | {}@200 | 1 |", runs[0].meta.id)),
+        "{text}"
+    );
 }
 
 /// `table --metric eval_loss/cls_ce` said the session had no such
