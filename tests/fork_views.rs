@@ -175,37 +175,31 @@ fn compare_starts_a_fork_at_its_fork_step_and_marks_the_fork_point() {
         dirs: vec![dir.clone()],
         slot,
     };
-    meltr_tui::plot::compare_groups(
-        &[
-            group("lr 0.001", &parent_dir, 0),
-            group("lr 0.01", &fork_dir, 1),
-        ],
-        &svg,
-        Some("primary"),
-        meltr_tui::plot::Style::Paper,
-        meltr_tui::plot::bands::Band::Std,
-        false,
-    )
-    .unwrap();
-    let drawn = std::fs::read_to_string(&svg).unwrap();
-    assert!(drawn.contains("fork of base at step 20"), "{drawn}");
+    let drawn = |groups: &[meltr_tui::plot::CurveGroup]| {
+        meltr_tui::plot::compare_groups(
+            groups,
+            &svg,
+            Some("primary"),
+            meltr_tui::plot::Style::Paper,
+            meltr_tui::plot::bands::Band::Std,
+            false,
+        )
+        .unwrap();
+        std::fs::read_to_string(&svg).unwrap()
+    };
+    let figure = drawn(&[
+        group("lr 0.001", &parent_dir, 0),
+        group("lr 0.01", &fork_dir, 1),
+    ]);
+    assert!(figure.contains("fork of base at step 20"), "{figure}");
     // Beside a group of several runs, one run says n=1 too (a walkthrough's
     // fork, one seed, read like another group's mean).
     let mut pair = group("pair", &parent_dir, 0);
     pair.dirs.push(fork_dir.clone());
-    meltr_tui::plot::compare_groups(
-        &[pair, group("single", &parent_dir, 1)],
-        &svg,
-        Some("primary"),
-        meltr_tui::plot::Style::Paper,
-        meltr_tui::plot::bands::Band::Std,
-        false,
-    )
-    .unwrap();
-    let drawn = std::fs::read_to_string(&svg).unwrap();
+    let figure = drawn(&[pair, group("single", &parent_dir, 1)]);
     assert!(
-        drawn.contains("pair (n=2)") && drawn.contains("single (n=1)"),
-        "{drawn}"
+        figure.contains("pair (n=2)") && figure.contains("single (n=1)"),
+        "{figure}"
     );
 
     // A fork joins its parent's group unless `--group` says another, or

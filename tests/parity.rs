@@ -95,6 +95,15 @@ fn traced_config(dir: &Path, losses: (&str, &[&str]), mode: &str, iterations: u3
     c
 }
 
+/// [`traced_config`] of the suite task in `dir`, J = 0, its losses read
+/// from its `task.toml`.
+fn suite_traced(dir: &Path, mode: &str) -> Config {
+    let toml = std::fs::read_to_string(dir.join("task.toml")).unwrap();
+    let task = Config::parse(&toml).unwrap();
+    let auxiliary: Vec<&str> = task.workload.auxiliary.iter().map(String::as_str).collect();
+    traced_config(dir, (&task.workload.primary, &auxiliary), mode, 0)
+}
+
 #[derive(Debug, serde::Deserialize)]
 struct Report {
     steps: u64,
@@ -142,6 +151,13 @@ fn replay(name: &str, config: Config) -> (Report, Vec<MetricLine>, bool) {
 /// every compared quantity; returns the run's log.
 fn assert_replays(name: &str, config: Config) -> Vec<MetricLine> {
     let (report, lines, traced_buffers) = replay(name, config);
+    assert_close(name, &report, traced_buffers);
+    lines
+}
+
+/// The replay's report says 30 steps, 10 meta steps, every compared
+/// quantity within the tolerance.
+fn assert_close(name: &str, report: &Report, traced_buffers: bool) {
     eprintln!("{name}: {report:?}");
     assert_eq!((report.steps, report.meta_steps), (30, 10), "{name}");
     for key in ["losses", "theta", "phi", "hyper", "reg", "buffers"] {
@@ -158,7 +174,6 @@ fn assert_replays(name: &str, config: Config) -> Vec<MetricLine> {
             "{name}: `{key}` differs from the PyTorch replay by {err:e} (relative) > {TOLERANCE:e}"
         );
     }
-    lines
 }
 
 fn check_parity(model: &str, dir: &Path, losses: (&str, &[&str])) {
@@ -295,12 +310,8 @@ fn the_engine_replays_the_public_algorithm_on_a_suite_task() {
 #[test]
 fn the_residual_option_replays_on_a_suite_task() {
     let _serial = serial();
-    let dir = suite_task();
-    let toml = std::fs::read_to_string(dir.join("task.toml")).unwrap();
-    let task = Config::parse(&toml).unwrap();
-    let auxiliary: Vec<&str> = task.workload.auxiliary.iter().map(String::as_str).collect();
     for mode in ["exact", "factorized"] {
-        let mut config = traced_config(dir, (&task.workload.primary, &auxiliary), mode, 0);
+        let mut config = suite_traced(suite_task(), mode);
         config.meltr.init = meltr_tui::config::MeltrInit::Residual;
         assert_replays(&format!("residual-{mode}"), config);
     }
@@ -313,11 +324,8 @@ fn the_residual_option_replays_on_a_suite_task() {
 fn a_capped_loss_replays_on_the_far_scale_task() {
     let _serial = serial();
     let dir = suite_task().parent().unwrap().join("far-scale");
-    let toml = std::fs::read_to_string(dir.join("task.toml")).unwrap();
-    let task = Config::parse(&toml).unwrap();
-    let auxiliary: Vec<&str> = task.workload.auxiliary.iter().map(String::as_str).collect();
     for mode in ["exact", "factorized"] {
-        let config = traced_config(&dir, (&task.workload.primary, &auxiliary), mode, 0);
+        let config = suite_traced(&dir, mode);
         assert_eq!(
             config.meltr.loss_scale,
             meltr_tui::config::LossScale::Capped
@@ -336,21 +344,18 @@ fn a_capped_loss_replays_on_the_far_scale_task() {
 #[test]
 fn the_public_meta_schedule_replays_on_a_suite_task() {
     let _serial = serial();
-    let dir = suite_task();
-    let toml = std::fs::read_to_string(dir.join("task.toml")).unwrap();
-    let task = Config::parse(&toml).unwrap();
-    let auxiliary: Vec<&str> = task.workload.auxiliary.iter().map(String::as_str).collect();
     for mode in ["exact", "factorized"] {
-        let mut config = traced_config(dir, (&task.workload.primary, &auxiliary), mode, 0);
+        let mut config = suite_traced(suite_task(), mode);
         config.meltr.first_meta = meltr_tui::config::FirstMeta::AtStepOne;
-        let (report, _, _) = replay(&format!("first-meta-notes-{mode}"), config.clone());
+        let name = format!("first-meta-{mode}");
+        let (report, lines, traced_buffers) = replay(&name, config);
+        assert_close(&name, &report, traced_buffers);
         // The replay's own schedule agrees with the trace's meta steps.
         assert!(
             !report.notes.iter().any(|n| n.contains("meta step")),
             "{:?}",
             report.notes
         );
-        let lines = assert_replays(&format!("first-meta-{mode}"), config);
         let meta_steps: Vec<u64> = lines
             .iter()
             .filter(|l| matches!(l.record, Record::Meta { .. }))
