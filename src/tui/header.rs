@@ -17,7 +17,16 @@ const BANNER_LINES: usize = 2;
 /// The banners to show: a refused config edit, a failed write, a failure.
 fn banners(app: &App) -> Vec<String> {
     let mut out = Vec::new();
-    if let Some(error) = &app.store.config_error {
+    // An ended run has no config in force, and nothing reads the file
+    // until a resume, which checks it anew: the banner stayed on a
+    // finished session after the file was fixed (a walkthrough). The
+    // events pane keeps the refusal.
+    if let Some(error) = app
+        .store
+        .config_error
+        .as_ref()
+        .filter(|_| !app.status.is_terminal())
+    {
         out.push(format!(
             "config refused, last good config stays in force: {error}"
         ));

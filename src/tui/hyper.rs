@@ -15,7 +15,13 @@ use ratatui::Frame;
 const BANNER_LINES: usize = 3;
 
 fn banner(app: &App, width: usize) -> Vec<Line<'static>> {
-    let Some(error) = &app.store.config_error else {
+    // (None on an ended run: see `header::banners`.)
+    let Some(error) = app
+        .store
+        .config_error
+        .as_ref()
+        .filter(|_| !app.status.is_terminal())
+    else {
         return Vec::new();
     };
     let mut lines = fmt::wrap(&format!("config refused: {error}"), width);

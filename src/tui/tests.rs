@@ -411,6 +411,17 @@ fn config_error_is_a_banner_until_a_valid_config() {
         screen.contains("last good config stays in force"),
         "{screen}"
     );
+    // An ended run shows no banner: nothing reads the file until a resume
+    // checks it anew (it stayed on a finished session after the file was
+    // fixed: walkthrough X); the events pane keeps the refusal.
+    app.status = Status::Finished;
+    let screen = text(draw(&app, 80, 24).backend().buffer());
+    assert!(
+        !screen.contains("last good config stays in force")
+            && screen.contains("config refused: sessions/demo"),
+        "{screen}"
+    );
+    app.status = Status::Running;
     // The runner's line for a file that reads again clears it.
     app.on_event(Event::Line {
         seq: 1,
