@@ -1191,3 +1191,55 @@ fn two_local_ranks(
         .spawn()
         .unwrap()
 }
+
+/// `run --nproc 2 --detach` returns at once though its output is piped,
+/// and its follower rank runs in a process session of its own, as the
+/// runner does: a follower holding the caller's stderr kept a walkthrough's
+/// `$(… 2>&1)` open until the run ended, and a dropped SSH connection would
+/// have ended it. Its stop's hint names `--nproc 2`.
+#[test]
+fn a_detached_two_rank_run_lets_its_caller_go_and_outlives_its_terminal() {
+    let _serial = serial();
+    let root = tempfile::tempdir().unwrap();
+    let tmp = tempfile::tempdir().unwrap();
+    let sessions = root.path().join("s");
+    let started = std::time::Instant::now();
+    let out = common::run_with_limit(
+        binary()
+            .env("TMPDIR", tmp.path())
+            .arg("--sessions-dir")
+            .arg(&sessions)
+            .args(["run", "--detach", "-c", "configs/synthetic.toml"])
+            .args(["--steps", "1000000", "--nproc", "2"]),
+        Duration::from_secs(120),
+    );
+    assert!(out.status.success(), "{}", text(&out));
+    assert!(started.elapsed() < Duration::from_secs(120));
+    let (dir, _) = only_session(&sessions);
+    let id = dir.file_name().unwrap().to_str().unwrap().to_string();
+    // The follower: a headless copy of the command, the leader of its own
+    // process session (its session id is its pid).
+    let ps = Command::new("ps")
+        .args(["-eo", "pid=,sid=,args="])
+        .output()
+        .unwrap();
+    let listing = String::from_utf8_lossy(&ps.stdout).to_string();
+    let follower = listing
+        .lines()
+        .find(|l| l.contains(&sessions.display().to_string()) && l.contains("--headless"))
+        .unwrap_or_else(|| panic!("no follower rank in {listing}"))
+        .to_string();
+    let fields: Vec<&str> = follower.split_whitespace().collect();
+    assert_eq!(fields[0], fields[1], "not in its own session: {follower}");
+    let stop = binary()
+        .arg("--sessions-dir")
+        .arg(&sessions)
+        .args(["stop", &id])
+        .output()
+        .unwrap();
+    assert!(
+        stop.status.success() && text(&stop).contains(&format!("resume {id} --nproc 2`")),
+        "{}",
+        text(&stop)
+    );
+}

@@ -34,7 +34,7 @@ pub(super) fn resume_command(
     let _ranks = match nproc {
         0 => bail!("--nproc must be at least 1"),
         1 => Vec::new(),
-        n => super::ranks::launch_local_ranks(n)?,
+        n => super::ranks::launch_local_ranks(n, mode.detached())?,
     };
     super::resume(root, session, set, mode)
 }
@@ -229,7 +229,7 @@ pub(super) fn stop_command(root: &Path, sessions: &[String]) -> Result<()> {
                  newest checkpoint",
                 meta.id,
                 meta.pid,
-                session::command_for(&dir, "resume")
+                session::resume_command_for(&dir)
             );
         }
         let lines = metric_lines(&dir)?.len();
@@ -272,7 +272,7 @@ pub(super) fn stop_command(root: &Path, sessions: &[String]) -> Result<()> {
                  continues it from its newest checkpoint",
                 meta.id,
                 status.as_str(),
-                session::command_for(dir, "resume")
+                session::resume_command_for(dir)
             ),
         }
     }

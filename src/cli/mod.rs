@@ -417,6 +417,11 @@ impl Mode {
             (false, false) => Mode::Tui,
         })
     }
+
+    /// Whether the run goes on in a runner process (with or without the TUI).
+    fn detached(self) -> bool {
+        !matches!(self, Mode::Headless { .. })
+    }
 }
 
 pub fn dispatch(cli: Cli) -> Result<()> {
@@ -455,7 +460,7 @@ pub fn dispatch(cli: Cli) -> Result<()> {
             let _ranks = match nproc {
                 0 => bail!("--nproc must be at least 1"),
                 1 => Vec::new(),
-                n => ranks::check_then_launch(&config, steps, &set, n)?,
+                n => ranks::check_then_launch(&config, steps, &set, (n, mode.detached()))?,
             };
             start(&root, &config, name, steps, &set, group, mode)
         }

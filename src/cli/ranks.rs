@@ -70,20 +70,25 @@ pub(super) fn check_then_launch(
     config_path: &Path,
     steps: Option<u64>,
     overrides: &[crate::config::Override],
-    nproc: usize,
+    (nproc, detached): (usize, bool),
 ) -> Result<Vec<std::process::Child>> {
     let config = config_file::configured(config_path, steps, overrides)?;
     let checked = engine::batch_splits(config.workload.batch_size, nproc)
         .and_then(|()| engine::preflight(&config));
     config_file::in_file(checked, config_path, overrides)?;
-    launch_local_ranks(nproc)
+    launch_local_ranks(nproc, detached)
 }
 
 /// `--nproc N`: makes this process rank 0 of N on 127.0.0.1 and starts
 /// ranks 1..N as headless copies of this command (`--nproc` taken out).
-/// Returns the children (their progress lines are dropped; their errors
-/// go to this process's stderr).
-pub(super) fn launch_local_ranks(nproc: usize) -> Result<Vec<std::process::Child>> {
+/// Returns the children (their progress lines are dropped). Their errors
+/// go to this process's stderr, or, beside a `detached` rank 0 (a runner,
+/// with or without the TUI), to `rank-K.log` files in the temporary
+/// folder, the ranks in their own process sessions as the runner is: a
+/// dropped SSH connection would have ended them, and their inherited
+/// stderr held a caller's `$(… 2>&1)` open until the run ended (a
+/// walkthrough).
+pub(super) fn launch_local_ranks(nproc: usize, detached: bool) -> Result<Vec<std::process::Child>> {
     if launched()?.is_some() {
         bail!("--nproc starts its own ranks: do not combine it with torchrun's or SLURM's variables (RANK, SLURM_PROCID)");
     }
@@ -101,10 +106,19 @@ pub(super) fn launch_local_ranks(nproc: usize) -> Result<Vec<std::process::Child
     let exe = std::env::current_exe().context("this program's path")?;
     let mut children = Vec::new();
     for rank in 1..nproc {
-        let child = std::process::Command::new(&exe)
+        let mut command = std::process::Command::new(&exe);
+        command
             .args(&args)
             .envs(at.child_vars(rank))
-            .stdout(std::process::Stdio::null())
+            .stdout(std::process::Stdio::null());
+        if detached {
+            let log = std::env::temp_dir().join(format!("meltr-tui-port{port}-rank-{rank}.log"));
+            let file = std::fs::File::create(&log)
+                .with_context(|| format!("rank {rank}'s log {}", log.display()))?;
+            command.stdin(std::process::Stdio::null()).stderr(file);
+            crate::process::detach_from_terminal(&mut command);
+        }
+        let child = command
             .spawn()
             .with_context(|| format!("starting rank {rank} ({})", exe.display()))?;
         children.push(child);

@@ -154,7 +154,7 @@ fn refuse_if_done(dir: &Path, config: &crate::config::Config, before: u64) -> Re
              To train it further, resume with more steps (`{resume} --set train.steps={more}`), \
              or fork it into a new session (`{fork} --set train.steps={more}`){member}",
             id = meta.id,
-            resume = session::command_for(dir, "resume"),
+            resume = session::resume_command_for(dir),
             fork = session::command_for(dir, "fork"),
         );
     }
@@ -225,7 +225,7 @@ pub(super) fn discard_unstarted(
             "the fork did not start; its folder {} is kept, as its checkpoint is the only copy \
              left of its parent's: `{}` starts it once the cause is fixed",
             dir.display(),
-            session::command_for(dir, "resume")
+            session::resume_command_for(dir)
         )),
         Origin::New | Origin::Forked => match std::fs::remove_dir_all(dir) {
             Ok(()) => error.context(NotStarted(dir.to_path_buf())),
@@ -428,7 +428,7 @@ fn attach_once(dir: &Path) -> Result<crate::tui::Exit> {
         let state = if paused {
             format!(
                 "it stays paused (`{}`, or p in the TUI, lets it go on)",
-                session::command_for(dir, "resume")
+                session::resume_command_for(dir)
             )
         } else {
             "it goes on".to_string()
@@ -562,7 +562,7 @@ fn stopped_words(dir: &Path, id: &str, status: Status) -> String {
         None => format!(
             "session {id}: {}\ncontinue it with: {}",
             status.as_str(),
-            session::command_for(dir, "resume")
+            session::resume_command_for(dir)
         ),
     }
 }

@@ -19,7 +19,7 @@ pub fn runner_gone(dir: &Path, meta: &SessionMeta) -> String {
     format!(
         "{RUNNER_GONE} (pid {}); `{}` continues from the newest checkpoint",
         meta.pid,
-        session::command_for(dir, "resume")
+        session::resume_command_for(dir)
     )
 }
 

@@ -18,6 +18,20 @@ pub fn command_for(dir: &Path, subcommand: &str) -> String {
     command_from(dir, subcommand, from_env.as_deref())
 }
 
+/// `meltr-tui resume ID` for the session in `dir`, with `--nproc N` when
+/// its last start trained on N > 1 ranks: a plain resume of such a session
+/// is refused (a stop's hint named the plain command for a 2-rank run).
+pub fn resume_command_for(dir: &Path) -> String {
+    let plain = command_for(dir, "resume");
+    match super::SessionMeta::read(dir)
+        .ok()
+        .and_then(|m| m.world_size)
+    {
+        Some(ranks) if ranks > 1 => format!("{plain} --nproc {ranks}"),
+        _ => plain,
+    }
+}
+
 /// [`command_for`] with `MELTR_SESSIONS` as `from_env`.
 fn command_from(dir: &Path, subcommand: &str, from_env: Option<&Path>) -> String {
     let id = dir.file_name().unwrap_or_default().to_string_lossy();
@@ -71,6 +85,24 @@ mod tests {
         assert_eq!(
             command_from(Path::new("sessions/abc"), "attach", None),
             "meltr-tui attach abc"
+        );
+    }
+
+    /// A stop of a 2-rank run named the plain `resume`, which is refused for
+    /// such a session: the hint carries `--nproc N`.
+    #[test]
+    fn the_resume_hint_of_a_multi_rank_session_names_its_ranks() {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir =
+            crate::session::create(tmp.path(), "dp", &crate::config::Config::default()).unwrap();
+        assert!(!resume_command_for(&dir).contains("--nproc"));
+        let mut meta = crate::session::SessionMeta::read(&dir).unwrap();
+        meta.world_size = Some(2);
+        meta.write(&dir).unwrap();
+        assert!(
+            resume_command_for(&dir).ends_with(" --nproc 2"),
+            "{}",
+            resume_command_for(&dir)
         );
     }
 }

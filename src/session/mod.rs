@@ -16,7 +16,7 @@ use serde::{Deserialize, Serialize};
 use std::io::Write;
 use std::path::Path;
 
-pub use command_line::{command_for, DEFAULT_ROOT};
+pub use command_line::{command_for, resume_command_for, DEFAULT_ROOT};
 pub use dir::SessionDir;
 pub use liveness::{pid_alive, process_started};
 pub use provenance::Provenance;

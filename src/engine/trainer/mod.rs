@@ -296,7 +296,7 @@ impl Trainer {
                             crate::session::log::STOPPED_AT,
                             self.step,
                             self.config.train.steps,
-                            crate::session::command_for(self.dir.path(), "resume")
+                            crate::session::resume_command_for(self.dir.path())
                         ),
                     });
                     self.set_status(Status::Stopped, None);
@@ -521,7 +521,7 @@ impl Trainer {
         let kept = match written {
             Ok(Ok(())) if self.checkpointed_at == Some(step) => format!(
                 "the training up to step {step} is kept in its checkpoint: fix the validation data or the model, then `{}`",
-                crate::session::command_for(self.dir.path(), "resume")
+                crate::session::resume_command_for(self.dir.path())
             ),
             Ok(Ok(())) => format!(
                 "and its checkpoint could not be written either: {}",
