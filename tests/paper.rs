@@ -720,7 +720,8 @@ fn table_reports_mean_and_std_per_group_from_the_sessions_own_numbers() {
     // One run a row: no std to explain (walkthrough G).
     let single = ok(&["table", "--group", GROUP, "--where", "workload.seed=0"]);
     assert!(
-        single.contains("; one run a row.") && !single.contains("sample std"),
+        single.contains("; one run a row; bold: a column's best value.")
+            && !single.contains("sample std"),
         "{single}"
     );
     let md = ok(&["table", "--group", GROUP]);

@@ -171,7 +171,7 @@ pub fn text(runs: &[Run], differing: &[String], with_best: bool) -> String {
         .any(|r| differing.iter().any(|k| r.edited.contains_key(k)))
     {
         out.push_str(
-            "* changed while the run trained: its value now; `table` says when (0.1→0.01@267)\n",
+            "* changed while the run trained: its value now; `table` writes each change as OLD→NEW@STEP\n",
         );
     }
     out

@@ -433,7 +433,7 @@ pub fn render(groups: &[Group], opts: &TableOptions) -> Result<String> {
                     "; mean ± sample std over the n runs of each group; bold: a column's best mean \
                           and any within one standard error of its difference from it"
                 }
-                true => "; one run a row",
+                true => "; one run a row; bold: a column's best value",
             };
             out.push_str(&format!("\n{what}{spread}.\n"));
             out
@@ -507,7 +507,7 @@ pub fn render(groups: &[Group], opts: &TableOptions) -> Result<String> {
                     "; mean $\\pm$ sample std over n runs; bold: a column's best mean and any \
                           within one standard error of its difference from it"
                 }
-                true => "; one run a row",
+                true => "; one run a row; bold: a column's best value",
             };
             let mut out = format!(
                 "% meltr-tui table: {what}{spread}. Needs \\usepackage{{booktabs}}.\n\\begin{{tabular}}{{{columns}}}\n\\toprule\n{} \\\\\n\\midrule\n",
