@@ -70,7 +70,9 @@ impl SessionsView {
 }
 
 /// The keys whose values differ between `runs`, the one with the most
-/// values first (stable: keys with as many stay in key order).
+/// values first; among keys with as many, one a run changed while it
+/// trained (starred) first (walkthrough Z's 120 columns hid them behind
+/// `+6 keys`); else in key order.
 fn most_values_first(runs: &[Run]) -> Vec<String> {
     let mut differing = crate::runs::keys::differing(runs);
     let values = |key: &String| -> usize {
@@ -80,7 +82,8 @@ fn most_values_first(runs: &[Run]) -> Vec<String> {
             .collect();
         each.len()
     };
-    differing.sort_by_key(|key| std::cmp::Reverse(values(key)));
+    let edited = |key: &String| runs.iter().any(|r| r.edited.contains_key(key));
+    differing.sort_by_key(|key| (std::cmp::Reverse(values(key)), !edited(key)));
     differing
 }
 

@@ -90,6 +90,31 @@ fn the_key_with_the_most_values_is_the_first_column() {
         app.sessions.as_ref().unwrap().differing,
         ["combiner.kind", "aid.iterations"]
     );
+    // Among keys with as many values, one a run changed while it trained
+    // (starred) comes first (walkthrough Z's were hidden behind `+6 keys`).
+    let mut edited = sweep_with_gamma();
+    let view = crate::tui::state::SessionsView::new(edited.clone(), Path::new("sessions/s0"));
+    assert_eq!(view.differing, ["aid.iterations", "meltr.gamma"]);
+    edited[1].edited.insert(
+        "meltr.gamma".into(),
+        ("0.1".into(), vec![(50, "0.3".into())]),
+    );
+    let view = crate::tui::state::SessionsView::new(edited, Path::new("sessions/s0"));
+    assert_eq!(view.differing, ["meltr.gamma", "aid.iterations"]);
+}
+
+/// Two runs that differ in J and in γ, two values each.
+fn sweep_with_gamma() -> Vec<Run> {
+    (0..2)
+        .map(|i| {
+            let mut r = run(&format!("g{i}"), TOTAL, Some(0.5), i, None);
+            r.config.insert(
+                "meltr.gamma".into(),
+                toml::Value::Float(0.1 + 0.2 * i as f64),
+            );
+            r
+        })
+        .collect()
 }
 
 fn with_sessions() -> App {
