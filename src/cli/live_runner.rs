@@ -11,8 +11,8 @@ use std::time::Duration;
 /// `meltr-tui resume`: a live paused runner is told to go on before any
 /// rank starts (followers would wait for a rank 0 that only unpauses);
 /// else a follower trains as one, or this process launches `nproc` − 1
-/// ranks (default: as many as the session's last start had) and resumes
-/// the session as rank 0.
+/// ranks and resumes the session as rank 0 (without `--nproc`, a session
+/// that trained on several ranks is refused: [`ranks_to_resume_on`]).
 pub(super) fn resume_command(
     root: &Path,
     session: &str,
@@ -54,10 +54,10 @@ fn ranks_to_resume_on(dir: &Path, under_a_launcher: bool) -> Result<usize> {
     }
     bail!(
         "session {} last trained on {last} ranks, and MELTR's outcome depends on their number: \
-         `{} --nproc {last}` continues it on {last} processes on this machine, `--nproc 1` in one; \
+         `{}` continues it on {last} processes on this machine, `--nproc 1` in one; \
          a run launched by torchrun or srun resumes under the same launcher",
         meta.id,
-        session::command_for(dir, "resume")
+        session::resume_command_for(dir)
     )
 }
 

@@ -426,9 +426,11 @@ fn attach_once(dir: &Path) -> Result<crate::tui::Exit> {
         let paused = exit != crate::tui::Exit::Unpaused
             && super::live_runner::runner_status(dir).is_some_and(|(s, _)| s == Status::Paused);
         let state = if paused {
+            // The plain command: a live runner's ranks go on with it, and
+            // `--nproc` is refused there.
             format!(
                 "it stays paused (`{}`, or p in the TUI, lets it go on)",
-                session::resume_command_for(dir)
+                session::command_for(dir, "resume")
             )
         } else {
             "it goes on".to_string()

@@ -154,29 +154,26 @@ impl SessionData {
                         }
                     }
                 }
-                // A crash's lost steps, trained again from the checkpoint
-                // at this step: the curves are the second pass's (a
-                // walkthrough's figures did not say steps 401–450 ran twice).
-                Record::Event { message, .. }
-                    if crate::session::log::trained_again_up_to(&message).is_some() =>
-                {
-                    let reached =
-                        crate::session::log::trained_again_up_to(&message).expect("matched");
-                    data.marks.push(Mark {
-                        x: step,
-                        label: format!("resumed: {}–{reached} again", line.step + 1),
-                    });
+                Record::Event { message, .. } => {
+                    // A crash's lost steps, trained again from the
+                    // checkpoint at this step: the curves are the second
+                    // pass's (a walkthrough's figures did not say steps
+                    // 401–450 ran twice).
+                    if let Some(reached) = crate::session::log::trained_again_up_to(&message) {
+                        data.marks.push(Mark {
+                            x: step,
+                            label: format!("resumed: {}–{reached} again", line.step + 1),
+                        });
+                    } else if message.contains(RESTORE_EVENT) {
+                        // Said at the meta step that decided it; φ changes
+                        // before the step it names.
+                        let at = restored_before(&message).map_or(step, |s| s as f64);
+                        data.marks.push(Mark {
+                            x: at,
+                            label: "restore".into(),
+                        });
+                    }
                 }
-                Record::Event { message, .. } if message.contains(RESTORE_EVENT) => {
-                    // Said at the meta step that decided it; φ changes
-                    // before the step it names.
-                    let at = restored_before(&message).map_or(step, |s| s as f64);
-                    data.marks.push(Mark {
-                        x: at,
-                        label: "restore".into(),
-                    });
-                }
-                _ => {}
             }
         }
         // Edits at one step apply together: one mark with each key's net

@@ -422,7 +422,7 @@ pub(super) fn resume_hint(dir: &Path, checkpointed_at: Option<u64>, world: usize
         None => "starts it again from step 0 (no checkpoint was written yet)".to_string(),
     };
     format!(
-        "; `{} --nproc {world}` (or under the same launcher) {from} on {world} ranks",
-        crate::session::command_for(dir, "resume")
+        "; `{}` (or under the same launcher) {from} on {world} ranks",
+        crate::session::resume_command_for(dir)
     )
 }
