@@ -92,11 +92,11 @@ run)
     [[ ! -d carry/bench-model ]] || cp examples/torchscript/two_stream.toml carry/bench-model/
     step export-wide-mlp 60 $python examples/torchscript/export_wide_mlp.py --out carry/wide-mlp
     step side-by-side-example 200 $python scripts/side_by_side.py -c carry/bench-model/two_stream.toml \
-        --binary "$bin" --python "$python" --device cuda --pairs 3 --steps 100 --settings sum,meltr-factorized --logged \
+        --binary "$bin" --python "$python" --device cuda --pairs 5 --steps 100 --settings sum,meltr-factorized --logged \
         --out "$res/side-by-side-example.json"
     step bench-cuda 200 "$bin" bench --device cuda --rounds 3 --torchscript carry/bench-model --out "$res/bench-cuda-table.txt"
     step side-by-side-wide-mlp 120 $python scripts/side_by_side.py -c carry/wide-mlp/wide_mlp.toml \
-        --binary "$bin" --python "$python" --device cuda --pairs 3 --steps 100 --settings sum,meltr-factorized \
+        --binary "$bin" --python "$python" --device cuda --pairs 5 --steps 100 --settings sum \
         --out "$res/side-by-side-wide-mlp.json"
     if [[ -f scripts/scaling.py ]]; then  # CPU ranks (Gloo) on this machine's cores
         step scaling-cpu 150 $python scripts/scaling.py --binary "$bin" --ranks 1,2,4,8 --out "$res/scaling-cpu.json"
