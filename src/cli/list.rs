@@ -133,6 +133,10 @@ pub(super) fn ls(root: &Path, filter: &Filter, sort: SortBy, output: Output) -> 
     }
     let mut all = runs::all(root);
     let notes = overlay_live_status(&mut all);
+    // One run left by --where has nothing to differ from; it shows the
+    // columns that tell the directory's runs apart instead (walkthrough Z:
+    // a single row showed no config at all, and no star).
+    let differing_in_all = runs::keys::differing(&all);
     let mut shown = match output {
         Output::Text => filter.apply(all)?,
         Output::Json | Output::Csv => filter.apply_any_value(all)?,
@@ -189,7 +193,10 @@ pub(super) fn ls(root: &Path, filter: &Filter, sort: SortBy, output: Output) -> 
                 }
                 return Ok(());
             }
-            let differing = runs::keys::differing(&shown);
+            let differing = match shown.len() {
+                1 => differing_in_all,
+                _ => runs::keys::differing(&shown),
+            };
             let with_best = sort == SortBy::Best;
             print!("{}", runs::render::text(&shown, &differing, with_best));
             if !notes.is_empty() {

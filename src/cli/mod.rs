@@ -248,8 +248,10 @@ pub enum Cmd {
         #[arg(short, long)]
         output: Option<PathBuf>,
         /// Rename a value in a key's column, as `KEY=VALUE=TEXT` with KEY
-        /// as the header names it (`--label 'kind=meltr=MELTR'`; repeatable).
-        #[arg(long, value_name = "KEY=VALUE=TEXT")]
+        /// as the header names it (`--label 'kind=meltr=MELTR'`), or a
+        /// column's header, a key's or a metric's, as `KEY=TEXT` (`--label
+        /// kind=Method`, `--label 'R@1=Recall@1'`); repeatable.
+        #[arg(long, value_name = "KEY=VALUE=TEXT|KEY=TEXT")]
         label: Vec<String>,
     },
     /// Write a session's figures (losses, primary metric, weights, final
@@ -522,6 +524,7 @@ pub fn dispatch(cli: Cli) -> Result<()> {
                 at_step,
                 metrics,
                 digits,
+                headers: paper::header_renames(&label),
             };
             paper::table(
                 &root,

@@ -125,13 +125,25 @@ pub(super) fn table(
     Ok(())
 }
 
+/// `table --label KEY=TEXT` (one `=`): KEY's column, or a metric's,
+/// headed TEXT (a paper's `Method` for `kind`).
+pub(super) fn header_renames(labels: &[String]) -> Vec<(String, String)> {
+    labels
+        .iter()
+        .filter(|l| l.matches('=').count() == 1)
+        .filter_map(|l| l.split_once('='))
+        .map(|(from, to)| (from.to_string(), to.to_string()))
+        .collect()
+}
+
 /// `table --label KEY=VALUE=TEXT`: VALUE reads TEXT in KEY's column (a
 /// paper's `MELTR` for `meltr`; walkthrough N's LaTeX rows read the
 /// config's words). KEY is the column's short or whole key; a rename that
 /// matches no cell is an error that lists the columns' values.
 fn rename_values(groups: &mut [groups::Group], renames: &[String]) -> Result<()> {
     let named = |key: &str, asked: &str| key == asked || key.rsplit('.').next() == Some(asked);
-    for rename in renames {
+    // KEY=TEXT (one `=`) renames a header, in the table itself.
+    for rename in renames.iter().filter(|r| r.matches('=').count() != 1) {
         // KEY=VALUE=TEXT, where VALUE may hold `=` itself: the split whose
         // left side names a cell.
         let hit = |from: &str| {

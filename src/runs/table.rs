@@ -36,6 +36,9 @@ pub struct TableOptions {
     pub metrics: Vec<String>,
     /// Decimals (default: per cell, two significant digits of its std).
     pub digits: Option<usize>,
+    /// Column headers renamed (`--label KEY=TEXT`): a key's column, by its
+    /// whole key or last part, or a metric's, by its name.
+    pub headers: Vec<(String, String)>,
 }
 
 /// A group's summaries, one per metric.
@@ -229,6 +232,37 @@ fn value_of(run: &Run, name: &str, best: bool) -> Result<f64> {
     }
 }
 
+/// The headers as the table shows them, `opts.headers` applied: the label
+/// columns' (`key_names` first, then any added) and the metrics'. A rename
+/// that names no column is an error that lists them.
+fn renamed_headers(
+    key_names: &[String],
+    mut label_header: Vec<String>,
+    names: &[String],
+    opts: &TableOptions,
+) -> Result<(Vec<String>, Vec<String>)> {
+    let names_key = |key: &str, asked: &str| key == asked || key.rsplit('.').next() == Some(asked);
+    let mut shown_names = names.to_vec();
+    for (from, to) in &opts.headers {
+        let keys = key_names.iter().zip(label_header.iter_mut());
+        let mut hit = false;
+        for (_, header) in keys.filter(|(key, _)| names_key(key, from)) {
+            (*header, hit) = (to.clone(), true);
+        }
+        for (_, shown) in names.iter().zip(shown_names.iter_mut()).filter(|(n, _)| *n == from) {
+            (*shown, hit) = (to.clone(), true);
+        }
+        if !hit {
+            let columns: Vec<&str> = key_names.iter().chain(names).map(String::as_str).collect();
+            bail!(
+                "--label `{from}={to}`: expected KEY=TEXT naming a column (or KEY=VALUE=TEXT naming a cell); the columns: {}",
+                columns.join(", ")
+            );
+        }
+    }
+    Ok((label_header, shown_names))
+}
+
 /// The table of `groups` (at least one run each) in `opts.format`.
 pub fn render(groups: &[Group], opts: &TableOptions) -> Result<String> {
     if groups.iter().all(|g| g.runs.is_empty()) {
@@ -342,6 +376,7 @@ pub fn render(groups: &[Group], opts: &TableOptions) -> Result<String> {
     if with_forks {
         label_header.push("forked from".into());
     }
+    let (label_header, shown_names) = renamed_headers(&key_names, label_header, &names, opts)?;
     // Each kind of column says where its numbers come from; training-line
     // columns alone do not start with "final eval" (walkthrough M).
     let per_loss = |n: &String| PER_LOSS.iter().any(|(prefix, _, _)| n.starts_with(prefix));
@@ -396,9 +431,9 @@ pub fn render(groups: &[Group], opts: &TableOptions) -> Result<String> {
         TableFormat::Md => {
             let mut header = label_header.clone();
             header.push("n".into());
-            header.extend(names.iter().map(|n| match arrow(n) {
-                Some(a) => format!("{n} {a}"),
-                None => n.clone(),
+            header.extend(names.iter().zip(&shown_names).map(|(n, shown)| match arrow(n) {
+                Some(a) => format!("{shown} {a}"),
+                None => shown.clone(),
             }));
             let header: Vec<String> = header.iter().map(|c| c.replace('|', "\\|")).collect();
             let mut out = format!("| {} |\n", header.join(" | "));
@@ -441,7 +476,7 @@ pub fn render(groups: &[Group], opts: &TableOptions) -> Result<String> {
         TableFormat::Csv => {
             let mut header = label_header.clone();
             header.push("n".into());
-            for n in &names {
+            for n in &shown_names {
                 for stat in ["mean", "std", "min", "max"] {
                     header.push(format!("{n}_{stat}"));
                 }
@@ -494,13 +529,13 @@ pub fn render(groups: &[Group], opts: &TableOptions) -> Result<String> {
             );
             let mut header: Vec<String> = label_header.iter().map(|h| latex_escape(h)).collect();
             header.push("$n$".into());
-            header.extend(names.iter().map(|n| {
+            header.extend(names.iter().zip(&shown_names).map(|(n, shown)| {
                 let arrow = match arrow(n) {
                     Some("↑") => r" $\uparrow$",
                     Some(_) => r" $\downarrow$",
                     None => "",
                 };
-                format!("{}{arrow}", latex_escape(n))
+                format!("{}{arrow}", latex_escape(shown))
             }));
             let spread = match one_run_a_row {
                 false => {
