@@ -1300,7 +1300,7 @@ fn non_finite_data_is_named_by_tensor_and_row_and_the_skips_are_counted() {
         ];
         assert!(
             named.iter().any(|n| message.contains(n))
-                && message.contains("of those, NaN or inf in workload.train: "),
+                && message.contains("of the batch's rows, NaN or inf in workload.train: "),
             "step {step}: {message}"
         );
     }

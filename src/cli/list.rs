@@ -70,8 +70,14 @@ fn unrestored_collapse_note(run: &Run) -> Option<String> {
         true => " this time",
         false => "",
     };
+    // A fork's log begins with its parent's: a fall there was the
+    // parent's (walkthrough B's fork at 1284 was told of step 680's).
+    let whose = match run.meta.fork_step {
+        Some(fork) if last <= fork => format!(", in its parent's log before the fork at step {fork}"),
+        _ => String::new(),
+    };
     Some(format!(
-        "{}: its primary's effective weight fell below {} and was not put back{earlier} (said at step{} {}){now}; \
+        "{}: its primary's effective weight fell below {} and was not put back{earlier} (said at step{} {}{whose}){now}; \
          its events say when it began and why, and a fork from a checkpoint before then goes on from \
          before the fall",
         run.meta.id,
@@ -197,6 +203,7 @@ pub(super) fn ls(root: &Path, filter: &Filter, sort: SortBy, output: Output) -> 
                 1 => differing_in_all,
                 _ => runs::keys::differing(&shown),
             };
+            let differing = runs::keys::with_edited(differing, &shown);
             let with_best = sort == SortBy::Best;
             print!("{}", runs::render::text(&shown, &differing, with_best));
             if !notes.is_empty() {
@@ -267,5 +274,16 @@ mod tests {
         run.last_primary_weight = Some(0.02);
         let note = unrestored_collapse_note(&run).unwrap();
         assert!(note.contains("its last logged weight is 0.02;"), "{note}");
+        // A fork after the fall was told of its parent's as its own
+        // (walkthrough B).
+        run.meta.fork_step = Some(1284);
+        let note = unrestored_collapse_note(&run).unwrap();
+        assert!(
+            note.contains("(said at step 400, in its parent's log before the fork at step 1284)"),
+            "{note}"
+        );
+        run.meta.fork_step = Some(300);
+        let note = unrestored_collapse_note(&run).unwrap();
+        assert!(!note.contains("parent"), "{note}");
     }
 }

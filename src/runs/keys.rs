@@ -70,6 +70,19 @@ pub fn differing<'a>(runs: impl IntoIterator<Item = &'a Run>) -> Vec<String> {
         .collect()
 }
 
+/// `keys` with every key a run of `runs` changed while it trained, in key
+/// order: a listing's columns, where a run's `*` shows even when it ended
+/// on the value the others have (walkthrough A's `aid.iterations` went
+/// 0→1→3→2→0, and `ls` dropped its column once the run finished).
+pub fn with_edited<'a>(mut keys: Vec<String>, runs: impl IntoIterator<Item = &'a Run>) -> Vec<String> {
+    for run in runs {
+        keys.extend(run.edited.keys().cloned());
+    }
+    keys.sort();
+    keys.dedup();
+    keys
+}
+
 /// Whether `actual` (a value's [`text`]) is what the user typed: numbers
 /// compare as numbers (`0.1` matches `1e-1`), everything else as text.
 pub fn matches(actual: &str, wanted: &str) -> bool {

@@ -537,3 +537,30 @@ fn ls_stars_a_value_changed_while_the_run_trained_and_shows_ranks() {
     let unedited = super::render::text(&runs[1..], &["aid.alpha".to_string()], false);
     assert!(!unedited.contains('*'), "{unedited}");
 }
+
+/// Walkthrough A's run went aid.iterations 0→1→3→2→0 and ended where
+/// the other sessions are: the key differs in no value, yet its column
+/// stays for the run's star.
+#[test]
+fn a_key_changed_while_training_stays_a_column_when_its_end_value_is_shared() {
+    let root = tempfile::tempdir().unwrap();
+    let config = crate::config::Config::default();
+    let edited = session::create(root.path(), "edited", &config).unwrap();
+    write_log(
+        &edited,
+        [config_edit(
+            387,
+            "aid.iterations",
+            1.into(),
+            config.aid.iterations.into(),
+        )],
+    );
+    let plain = session::create(root.path(), "plain", &config).unwrap();
+    let runs = vec![Run::load(&edited).unwrap(), Run::load(&plain).unwrap()];
+    let differing = keys::differing(&runs);
+    assert!(!differing.contains(&"aid.iterations".to_string()), "{differing:?}");
+    let columns = keys::with_edited(differing, &runs);
+    assert!(columns.contains(&"aid.iterations".to_string()), "{columns:?}");
+    let text = super::render::text(&runs, &columns, false);
+    assert!(text.contains(&format!("{}*", config.aid.iterations)), "{text}");
+}

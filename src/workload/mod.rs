@@ -316,26 +316,35 @@ pub fn check_loss_names(config: &Config, available: &[String], metrics: &[String
             metric(&w.primary)
         );
     }
-    for aux in &w.auxiliary {
-        if !available.contains(aux) {
-            let origin = if w.auxiliary == defaults.auxiliary {
-                " (the built-in default list: does the config set workload.auxiliary?)"
-            } else {
-                ""
-            };
-            let others: Vec<String> = available
-                .iter()
-                .filter(|n| **n != w.primary)
-                .map(|n| format!("\"{n}\""))
-                .collect();
-            bail!(
-                "workload.auxiliary lists \"{aux}\"{origin}, which is not a loss of this workload{}{}; it has: {list}. \
-                 To combine all its other losses: workload.auxiliary = [{}]",
-                meant(aux),
-                metric(aux),
-                others.join(", ")
-            );
-        }
+    // Every missing name at once (walkthrough B's model lacked two, and
+    // the error named the first).
+    let missing: Vec<String> = w
+        .auxiliary
+        .iter()
+        .filter(|aux| !available.contains(aux))
+        .map(|aux| format!("\"{aux}\"{}{}", meant(aux), metric(aux)))
+        .collect();
+    if !missing.is_empty() {
+        let origin = if w.auxiliary == defaults.auxiliary {
+            " (the built-in default list: does the config set workload.auxiliary?)"
+        } else {
+            ""
+        };
+        let others: Vec<String> = available
+            .iter()
+            .filter(|n| **n != w.primary)
+            .map(|n| format!("\"{n}\""))
+            .collect();
+        let (named, verb) = match missing.as_slice() {
+            [one] => (one.clone(), "which is not a loss"),
+            [first @ .., last] => (format!("{} and {last}", first.join(", ")), "which are not losses"),
+            [] => unreachable!("checked above"),
+        };
+        bail!(
+            "workload.auxiliary lists {named}{origin}, {verb} of this workload; it has: {list}. \
+             To combine all its other losses: workload.auxiliary = [{}]",
+            others.join(", ")
+        );
     }
     Ok(())
 }
@@ -501,8 +510,8 @@ mod tests {
             .to_string();
         assert_eq!(
             message,
-            "workload.auxiliary lists \"helpful\" (the built-in default list: does the config set \
-             workload.auxiliary?), which is not a loss of this workload; it has: main, aux, tags. \
+            "workload.auxiliary lists \"helpful\" and \"harmful\" (the built-in default list: does the \
+             config set workload.auxiliary?), which are not losses of this workload; it has: main, aux, tags. \
              To combine all its other losses: workload.auxiliary = [\"aux\", \"tags\"]"
         );
         config.workload.auxiliary = vec!["aux".into(), "nope".into()];
@@ -511,6 +520,17 @@ mod tests {
             .to_string();
         assert!(
             message.starts_with("workload.auxiliary lists \"nope\", which is not"),
+            "{message}"
+        );
+        // Every missing name, not the first alone (walkthrough B).
+        config.workload.auxiliary = vec!["tag".into(), "aux".into(), "const".into()];
+        let message = check_loss_names(&config, &model, &metrics)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            message.starts_with(
+                "workload.auxiliary lists \"tag\" (did you mean \"tags\"?) and \"const\", which are not losses"
+            ),
             "{message}"
         );
         config.workload.auxiliary = vec!["tags".into()];

@@ -113,11 +113,17 @@ impl Trainer {
                             non_finite_listing(data, loss_named, alone.as_deref())
                         })
                         .unwrap_or_default();
+                    // What the rows say first, the batch's rows last (walkthrough
+                    // A's culprit rows came after a batch of 64).
                     let rows = match self.workload.batch_rows(s.step) {
-                        Some(rows) => {
-                            format!(" (training rows {}{bad})", workload::listed_rows(&rows))
-                        }
-                        None => String::new(),
+                        Some(rows) => match bad.strip_prefix("; ") {
+                            Some(said) => format!(
+                                " ({said}; the batch: training rows {})",
+                                workload::listed_rows(&rows)
+                            ),
+                            None => format!(" (training rows {})", workload::listed_rows(&rows)),
+                        },
+                        None => bad,
                     };
                     self.emit_at(
                         s.step,
@@ -401,10 +407,12 @@ fn non_finite_listing(data: DataNaN, loss_named: bool, alone: Option<&[i64]>) ->
         // The data is clean, so the forward made it (walkthrough O's
         // cross_entropy with ignore_index gave NaN on a batch whose labels
         // were all ignored, and the warning left data and model alike).
+        // The culprit rows first: behind a batch's masked NaN rows
+        // (walkthrough A's 64) they read as an afterthought.
         Some(clean) if loss_named => match alone {
             Some(rows) => format!(
-                "; {clean}, so the model made it: run alone (at the \
-                 current parameters), {} {} that loss non-finite (look at what the model does with {})",
+                "; run alone (at the current parameters), {} {} that loss non-finite \
+                 (look at what the model does with {}), and {clean}, so the model made it",
                 match rows {
                     [row] => format!("row {row}"),
                     _ => format!("rows {}", workload::listed_rows(rows)),
@@ -419,7 +427,7 @@ fn non_finite_listing(data: DataNaN, loss_named: bool, alone: Option<&[i64]>) ->
         },
         Some(clean) => format!("; {clean}"),
         None => format!(
-            "; of those, NaN or inf in workload.train: {}",
+            "; of the batch's rows, NaN or inf in workload.train: {}",
             each.join("; ")
         ),
     }
@@ -478,7 +486,7 @@ mod message_tests {
         );
         assert_eq!(
             blamed,
-            "; of those, NaN or inf in workload.train: rows [3, 5] in `partial`"
+            "; of the batch's rows, NaN or inf in workload.train: rows [3, 5] in `partial`"
         );
         let masked = non_finite_listing(
             DataNaN {
@@ -488,12 +496,12 @@ mod message_tests {
             true,
             Some(&[7]),
         );
-        assert!(
-            masked.starts_with(
-                "; its NaN or inf in workload.train (rows [3, 5] in `partial`) are no cause: the \
-                 model masks them, as the run's start found, so the model made it: run alone"
-            ) && masked.contains("row 7 makes that loss non-finite"),
-            "{masked}"
+        assert_eq!(
+            masked,
+            "; run alone (at the current parameters), row 7 makes that loss non-finite (look at \
+             what the model does with it), and its NaN or inf in workload.train (rows [3, 5] in \
+             `partial`) are no cause: the model masks them, as the run's start found, so the \
+             model made it"
         );
     }
 

@@ -74,7 +74,8 @@ impl SessionsView {
 /// trained (starred) first (walkthrough Z's 120 columns hid them behind
 /// `+6 keys`); else in key order.
 fn most_values_first(runs: &[Run]) -> Vec<String> {
-    let mut differing = crate::runs::keys::differing(runs);
+    let differing = crate::runs::keys::differing(runs);
+    let mut differing = crate::runs::keys::with_edited(differing, runs);
     let values = |key: &String| -> usize {
         let each: BTreeSet<Option<String>> = runs
             .iter()

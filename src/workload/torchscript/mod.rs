@@ -212,7 +212,10 @@ impl TorchScript {
         let size = self.batch_size;
         // Not the run's first batch: its batches are shuffled.
         let first_batch = move || {
-            format!("the training data's first {size} rows (0..{size}), where the model's outputs are checked")
+            format!(
+                "the training data's first {size} rows (0–{}), where the model's outputs are checked",
+                size.saturating_sub(1)
+            )
         };
         let in_order = self.forward_in_order(&batch).map_err(|error| {
             let alone = self
