@@ -470,6 +470,7 @@ pub fn gather<'a>(runs: &'a [Run], by: &GroupBy) -> Result<Vec<Group<'a>>> {
         })
         .collect();
     unread_keys_as_dashes(&mut groups);
+    whole_labels_where_short_ones_clash(&mut groups);
     // A group of forks says whose forks they are.
     for g in &mut groups {
         if let Some(fork) = &g.fork_of {
@@ -538,9 +539,37 @@ fn unread_keys_as_dashes(groups: &mut [Group]) {
     }
 }
 
+/// Two groups whose labels read alike once their dashes are left out
+/// (one key unset in one, unread in the other) keep every key.
+fn whole_labels_where_short_ones_clash(groups: &mut [Group]) {
+    let labels: Vec<String> = groups.iter().map(|g| g.label.clone()).collect();
+    for (at, g) in groups.iter_mut().enumerate() {
+        let clash = labels.iter().enumerate().any(|(other, l)| other != at && *l == labels[at]);
+        if clash && !g.values.is_empty() {
+            g.label = whole_label_of(&g.values);
+        }
+    }
+}
+
 /// `kind=meltr, iterations=1`: each key by its last segment unless two
-/// label keys share it.
+/// label keys share it; keys a group leaves unset (`-`) or does not read
+/// (`–`) left out, unless every one is (walkthrough B's legend read
+/// `kind=meltr, const=-, dup=-, early=-, nexttok=-, rand…`, cut before
+/// the key that told two curves apart).
 pub fn label_of(values: &[(String, String)]) -> String {
+    let set: Vec<(String, String)> = values
+        .iter()
+        .filter(|(_, v)| v != "-" && v != "–")
+        .cloned()
+        .collect();
+    match set.is_empty() {
+        true => whole_label_of(values),
+        false => whole_label_of(&set),
+    }
+}
+
+/// [`label_of`] with every key, dashes too.
+fn whole_label_of(values: &[(String, String)]) -> String {
     let last = |k: &str| k.rsplit('.').next().unwrap_or(k).to_string();
     values
         .iter()
