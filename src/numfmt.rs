@@ -172,6 +172,18 @@ pub fn log_value(v: f64) -> String {
 mod tests {
     use super::*;
 
+    /// Walkthrough A's CSV read 0.9798320531845092 for a log's
+    /// 0.9798320531845093: serde_json's default float parser may miss by
+    /// one ulp (its `float_roundtrip` feature parses exactly).
+    #[test]
+    fn a_logged_value_reads_back_exactly_for_a_csv() {
+        for text in ["0.9798320531845093", "0.995777428150177", "0.1", "1e-7", "2.2250738585072014e-308"] {
+            let v: f64 = serde_json::from_str(text).unwrap();
+            assert_eq!(v, text.parse::<f64>().unwrap(), "{text}");
+            assert_eq!(full_precision(v, false), text.parse::<f64>().unwrap().to_string());
+        }
+    }
+
     #[test]
     fn padded_keeps_its_decimals_and_drops_a_negative_zero() {
         assert_eq!(padded(-0.00001, 4), "0.0000");
