@@ -177,10 +177,19 @@ mod tests {
     /// one ulp (its `float_roundtrip` feature parses exactly).
     #[test]
     fn a_logged_value_reads_back_exactly_for_a_csv() {
-        for text in ["0.9798320531845093", "0.995777428150177", "0.1", "1e-7", "2.2250738585072014e-308"] {
+        for text in [
+            "0.9798320531845093",
+            "0.995777428150177",
+            "0.1",
+            "1e-7",
+            "2.2250738585072014e-308",
+        ] {
             let v: f64 = serde_json::from_str(text).unwrap();
             assert_eq!(v, text.parse::<f64>().unwrap(), "{text}");
-            assert_eq!(full_precision(v, false), text.parse::<f64>().unwrap().to_string());
+            assert_eq!(
+                full_precision(v, false),
+                text.parse::<f64>().unwrap().to_string()
+            );
         }
     }
 

@@ -514,6 +514,8 @@ struct Tampered {
     only: Option<&'static str>,
     /// primary, helpful, harmful (1 each: as they are).
     factors: [f64; 3],
+    /// `harmful` returns the primary's tensor (a model's copy of it).
+    harmful_copies_primary: bool,
     forward_threads: std::sync::Arc<std::sync::Mutex<Vec<String>>>,
 }
 
@@ -529,6 +531,7 @@ impl Tampered {
             steps,
             only: None,
             factors: [1.0; 3],
+            harmful_copies_primary: false,
             forward_threads: Default::default(),
         }
     }
@@ -585,6 +588,17 @@ impl Workload for Tampered {
                 *loss = &*loss * self.factors[k];
             }
         }
+        if self.harmful_copies_primary {
+            let primary = losses
+                .iter()
+                .find(|(n, _)| *n == "primary")
+                .unwrap()
+                .1
+                .shallow_clone();
+            if let Some((_, loss)) = losses.iter_mut().find(|(n, _)| *n == "harmful") {
+                *loss = primary;
+            }
+        }
         if let Some((_, poison)) = batch.iter().find(|(n, _)| n == "poison") {
             for (name, loss) in losses.iter_mut() {
                 if self.only.is_none_or(|only| only == name) {
@@ -596,6 +610,29 @@ impl Workload for Tampered {
     }
     fn evaluate(&self) -> anyhow::Result<meltr_tui::workload::Evaluation> {
         self.inner.evaluate()
+    }
+}
+
+/// Walkthrough B: `check` said an auxiliary copied the primary, the
+/// runs' logs did not; a meta-trained run says so as it starts, a `sum`
+/// run (nothing weighs the two apart) does not.
+#[test]
+fn a_run_says_an_auxiliary_that_copies_the_primary_as_it_starts() {
+    let _serial = serial();
+    let root = tempfile::tempdir().unwrap();
+    for (kind, said) in [("meltr", true), ("sum", false)] {
+        let config = small_config(kind, 3);
+        let dir = session::create(root.path(), kind, &config).unwrap();
+        let copied = Box::new(Tampered {
+            harmful_copies_primary: true,
+            ..Tampered::new(&config, u64::MAX..=u64::MAX)
+        });
+        let handle = engine::spawn_with_workload(&dir, config, copied, false).unwrap();
+        assert_eq!(handle.thread.join().unwrap().unwrap(), Status::Finished);
+        let notes = common::events_matching(&dir, |m| {
+            m.starts_with("harmful equals primary to the bit on the first batch")
+        });
+        assert_eq!(notes.len(), usize::from(said), "{kind}: {notes:?}");
     }
 }
 

@@ -463,7 +463,15 @@ fn ls_shows_the_keys_that_differ_as_columns() {
     assert_eq!(meltr.lines().count(), 3, "{meltr}");
     // One row left has nothing to differ from: it keeps the columns that
     // tell the directory's runs apart.
-    let one = ok(&["ls", "--where", "combiner.kind=meltr", "--where", "workload.seed=1", "--group", GROUP]);
+    let one = ok(&[
+        "ls",
+        "--where",
+        "combiner.kind=meltr",
+        "--where",
+        "workload.seed=1",
+        "--group",
+        GROUP,
+    ]);
     let header = one.lines().next().unwrap();
     assert!(
         header.contains("workload.seed") && header.contains("combiner.kind"),

@@ -141,8 +141,9 @@ pub(super) fn check(
     let shares = first_shares.as_deref().unwrap_or_default();
     for hint in scale_hints(&first_losses)
         .into_iter()
-        .chain(same_value_hints(&first_losses))
+        .chain(crate::engine::trainer::same_value_hints(&first_losses))
         .chain(gradient_hint(shares))
+        .chain(flat_hint(shares))
     {
         println!("hint: {hint}");
     }
@@ -331,6 +332,32 @@ fn gradient_hint(shares: &[(String, f64)]) -> Option<String> {
     })
 }
 
+/// Below this share of the first gradient a loss moves the model next to
+/// nothing.
+const FLAT_SHARE: f64 = 1e-4;
+
+/// Auxiliaries with next to none of the first batch's gradient: their value
+/// hardly depends on the model's parameters (walkthrough B's `const`, 2 +
+/// 1e-6·head, showed `-0.0000084%` and no word).
+fn flat_hint(shares: &[(String, f64)]) -> Option<String> {
+    let flat: Vec<String> = shares
+        .iter()
+        .skip(1)
+        .filter(|(_, s)| s.is_finite() && s.abs() < FLAT_SHARE)
+        .map(|(name, s)| format!("{name} ({})", crate::numfmt::percent(*s)))
+        .collect();
+    (!flat.is_empty()).then(|| {
+        format!(
+            "{} {} next to none of the first batch's gradient under equal weights: {} value hardly depends on \
+             the model's parameters (a constant, or a detached term), so no weight makes {} help or hurt",
+            flat.join(", "),
+            if flat.len() == 1 { "has" } else { "have" },
+            if flat.len() == 1 { "its" } else { "their" },
+            if flat.len() == 1 { "it" } else { "them" },
+        )
+    })
+}
+
 /// 10x the primary or more. A loss defined as 10x the primary came out at
 /// 9.9999…x in floating point and was not said (walkthrough N): the ratio
 /// is compared as printed, to three significant digits.
@@ -402,40 +429,26 @@ fn scale_hints(losses: &[(String, f64)]) -> Vec<String> {
     hints
 }
 
-/// Losses with the same value to the bit on the first batch: a copy of
-/// another loss (walkthrough Q's `dup_primary` was the primary's tensor,
-/// unsaid; the collapse watch and the primary's gradient share read the
-/// primary alone, while MELTR weighs the two as two).
-fn same_value_hints(losses: &[(String, f64)]) -> Vec<String> {
-    let mut hints = Vec::new();
-    for (i, (name, value)) in losses.iter().enumerate() {
-        // A masked loss is 0 on a batch with nothing to mask: no copy.
-        if *value == 0.0 || !value.is_finite() {
-            continue;
-        }
-        let Some(j) = losses[..i]
-            .iter()
-            .position(|(_, v)| v.to_bits() == value.to_bits())
-        else {
-            continue;
-        };
-        let first = &losses[j].0;
-        let role = if j == 0 {
-            "the primary: the collapse watch and the primary's gradient share read the primary alone, \
-             while MELTR weighs the two apart"
-        } else {
-            "that loss: MELTR weighs the two apart"
-        };
-        hints.push(format!(
-            "{name} equals {first} to the bit on the first batch ({}): a copy of {role}",
-            crate::numfmt::readable(*value)
-        ));
-    }
-    hints
-}
-
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn an_auxiliary_with_next_to_no_gradient_is_said() {
+        let shares = |values: &[(&str, f64)]| -> Vec<(String, f64)> {
+            values.iter().map(|(n, v)| (n.to_string(), *v)).collect()
+        };
+        let some = shares(&[("tag", 0.4), ("next", 0.6), ("const", -8.4e-8)]);
+        let hint = super::flat_hint(&some).unwrap();
+        assert!(
+            hint.starts_with("const (")
+                && hint.contains(") has next to none of the first batch's gradient"),
+            "{hint}"
+        );
+        assert_eq!(
+            super::flat_hint(&shares(&[("tag", 1e-5), ("next", 1.0)])),
+            None
+        );
+    }
+
     #[test]
     fn an_auxiliary_with_most_of_the_first_gradient_is_said() {
         let shares = |values: &[(&str, f64)]| -> Vec<(String, f64)> {
@@ -477,7 +490,7 @@ mod tests {
             ("masked".to_string(), 0.0),
             ("masked_too".to_string(), 0.0),
         ];
-        let hints = super::same_value_hints(&losses);
+        let hints = crate::engine::trainer::same_value_hints(&losses);
         assert_eq!(hints.len(), 2, "{hints:?}");
         assert!(
             hints[0].starts_with(

@@ -73,7 +73,9 @@ fn unrestored_collapse_note(run: &Run) -> Option<String> {
     // A fork's log begins with its parent's: a fall there was the
     // parent's (walkthrough B's fork at 1284 was told of step 680's).
     let whose = match run.meta.fork_step {
-        Some(fork) if last <= fork => format!(", in its parent's log before the fork at step {fork}"),
+        Some(fork) if last <= fork => {
+            format!(", in its parent's log before the fork at step {fork}")
+        }
         _ => String::new(),
     };
     Some(format!(

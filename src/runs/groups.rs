@@ -544,7 +544,10 @@ fn unread_keys_as_dashes(groups: &mut [Group]) {
 fn whole_labels_where_short_ones_clash(groups: &mut [Group]) {
     let labels: Vec<String> = groups.iter().map(|g| g.label.clone()).collect();
     for (at, g) in groups.iter_mut().enumerate() {
-        let clash = labels.iter().enumerate().any(|(other, l)| other != at && *l == labels[at]);
+        let clash = labels
+            .iter()
+            .enumerate()
+            .any(|(other, l)| other != at && *l == labels[at]);
         if clash && !g.values.is_empty() {
             g.label = whole_label_of(&g.values);
         }

@@ -74,7 +74,10 @@ pub fn differing<'a>(runs: impl IntoIterator<Item = &'a Run>) -> Vec<String> {
 /// order: a listing's columns, where a run's `*` shows even when it ended
 /// on the value the others have (walkthrough A's `aid.iterations` went
 /// 0→1→3→2→0, and `ls` dropped its column once the run finished).
-pub fn with_edited<'a>(mut keys: Vec<String>, runs: impl IntoIterator<Item = &'a Run>) -> Vec<String> {
+pub fn with_edited<'a>(
+    mut keys: Vec<String>,
+    runs: impl IntoIterator<Item = &'a Run>,
+) -> Vec<String> {
     for run in runs {
         keys.extend(run.edited.keys().cloned());
     }

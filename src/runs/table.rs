@@ -249,7 +249,11 @@ fn renamed_headers(
         for (_, header) in keys.filter(|(key, _)| names_key(key, from)) {
             (*header, hit) = (to.clone(), true);
         }
-        for (_, shown) in names.iter().zip(shown_names.iter_mut()).filter(|(n, _)| *n == from) {
+        for (_, shown) in names
+            .iter()
+            .zip(shown_names.iter_mut())
+            .filter(|(n, _)| *n == from)
+        {
             (*shown, hit) = (to.clone(), true);
         }
         if !hit {
@@ -431,10 +435,15 @@ pub fn render(groups: &[Group], opts: &TableOptions) -> Result<String> {
         TableFormat::Md => {
             let mut header = label_header.clone();
             header.push("n".into());
-            header.extend(names.iter().zip(&shown_names).map(|(n, shown)| match arrow(n) {
-                Some(a) => format!("{shown} {a}"),
-                None => shown.clone(),
-            }));
+            header.extend(
+                names
+                    .iter()
+                    .zip(&shown_names)
+                    .map(|(n, shown)| match arrow(n) {
+                        Some(a) => format!("{shown} {a}"),
+                        None => shown.clone(),
+                    }),
+            );
             let header: Vec<String> = header.iter().map(|c| c.replace('|', "\\|")).collect();
             let mut out = format!("| {} |\n", header.join(" | "));
             let aligns: Vec<&str> = (0..header.len())

@@ -558,9 +558,18 @@ fn a_key_changed_while_training_stays_a_column_when_its_end_value_is_shared() {
     let plain = session::create(root.path(), "plain", &config).unwrap();
     let runs = vec![Run::load(&edited).unwrap(), Run::load(&plain).unwrap()];
     let differing = keys::differing(&runs);
-    assert!(!differing.contains(&"aid.iterations".to_string()), "{differing:?}");
+    assert!(
+        !differing.contains(&"aid.iterations".to_string()),
+        "{differing:?}"
+    );
     let columns = keys::with_edited(differing, &runs);
-    assert!(columns.contains(&"aid.iterations".to_string()), "{columns:?}");
+    assert!(
+        columns.contains(&"aid.iterations".to_string()),
+        "{columns:?}"
+    );
     let text = super::render::text(&runs, &columns, false);
-    assert!(text.contains(&format!("{}*", config.aid.iterations)), "{text}");
+    assert!(
+        text.contains(&format!("{}*", config.aid.iterations)),
+        "{text}"
+    );
 }

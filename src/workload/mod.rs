@@ -337,7 +337,10 @@ pub fn check_loss_names(config: &Config, available: &[String], metrics: &[String
             .collect();
         let (named, verb) = match missing.as_slice() {
             [one] => (one.clone(), "which is not a loss"),
-            [first @ .., last] => (format!("{} and {last}", first.join(", ")), "which are not losses"),
+            [first @ .., last] => (
+                format!("{} and {last}", first.join(", ")),
+                "which are not losses",
+            ),
             [] => unreachable!("checked above"),
         };
         bail!(

@@ -219,6 +219,23 @@ impl Trainer {
         Ok(())
     }
 
+    /// A loss equal to another to the bit on the first batch, said as a
+    /// meta-trained run starts (walkthrough B: `check` said `dup` copied
+    /// the primary; the runs' logs did not, while their collapse watch read
+    /// the primary's weight alone).
+    pub(super) fn note_copied_losses(&mut self) -> Result<()> {
+        // (Setup holds the global draws.)
+        let values = Vec::<f64>::try_from(self.first_batch_losses()?.to_kind(Kind::Double))?;
+        let named: Vec<(String, f64)> = self.loss_names.iter().cloned().zip(values).collect();
+        for message in same_value_hints(&named) {
+            self.emit(Record::Event {
+                level: Level::Warn,
+                message,
+            });
+        }
+        Ok(())
+    }
+
     /// Puts `meltr.loss_scale` in force at the start of a run: the factors
     /// a checkpoint kept, or measured now on the first batch (a fresh run),
     /// or none (`raw`, or a checkpoint from before factors were kept:
@@ -368,6 +385,38 @@ fn loss_scale_factors(values: &[f64], scale: LossScale, max_ratio: f64) -> Vec<f
             factor.clamp(1e-6, 1e6)
         })
         .collect()
+}
+
+/// Losses with the same value to the bit on the first batch: a copy of
+/// another loss (walkthrough Q's `dup_primary` was the primary's tensor,
+/// unsaid; the collapse watch and the primary's gradient share read the
+/// primary alone, while MELTR weighs the two as two).
+pub fn same_value_hints(losses: &[(String, f64)]) -> Vec<String> {
+    let mut hints = Vec::new();
+    for (i, (name, value)) in losses.iter().enumerate() {
+        // A masked loss is 0 on a batch with nothing to mask: no copy.
+        if *value == 0.0 || !value.is_finite() {
+            continue;
+        }
+        let Some(j) = losses[..i]
+            .iter()
+            .position(|(_, v)| v.to_bits() == value.to_bits())
+        else {
+            continue;
+        };
+        let first = &losses[j].0;
+        let role = if j == 0 {
+            "the primary: the collapse watch and the primary's gradient share read the primary alone, \
+             while MELTR weighs the two apart"
+        } else {
+            "that loss: MELTR weighs the two apart"
+        };
+        hints.push(format!(
+            "{name} equals {first} to the bit on the first batch ({}): a copy of {role}",
+            crate::numfmt::readable(*value)
+        ));
+    }
+    hints
 }
 
 #[cfg(test)]

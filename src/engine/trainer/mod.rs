@@ -7,7 +7,7 @@
 
 mod bench;
 pub use bench::BenchTrainer;
-pub use first_batch::NonFiniteEvaluation;
+pub use first_batch::{same_value_hints, NonFiniteEvaluation};
 mod checkpointing;
 mod data_parallel;
 mod device;

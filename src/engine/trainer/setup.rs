@@ -378,6 +378,9 @@ impl Trainer {
         {
             trainer.check_meta_validation_batch()?;
         }
+        if step == 0 && trainer.combiner.training() == Training::Meta {
+            trainer.note_copied_losses()?;
+        }
         Ok((trainer, meta_info))
     }
 }

@@ -428,9 +428,16 @@ fn a_live_edit_shows_in_the_label_as_old_new_at_step() {
 #[test]
 fn labels_leave_out_dashes_unless_two_would_read_alike() {
     let values = |pairs: &[(&str, &str)]| -> Vec<(String, String)> {
-        pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
     };
-    let meltr = values(&[("combiner.kind", "meltr"), ("combiner.weights.dup", "-"), ("meltr.gamma", "0.3")]);
+    let meltr = values(&[
+        ("combiner.kind", "meltr"),
+        ("combiner.weights.dup", "-"),
+        ("meltr.gamma", "0.3"),
+    ]);
     assert_eq!(label_of(&meltr), "kind=meltr, gamma=0.3");
     assert_eq!(label_of(&values(&[("a.b", "-"), ("c.d", "–")])), "b=-, d=–");
     let group = |pairs: &[(&str, &str)]| {
@@ -442,7 +449,10 @@ fn labels_leave_out_dashes_unless_two_would_read_alike() {
             fork_of: None,
         }
     };
-    let mut alike = vec![group(&[("x.a", "-"), ("x.b", "1")]), group(&[("x.a", "–"), ("x.b", "1")])];
+    let mut alike = vec![
+        group(&[("x.a", "-"), ("x.b", "1")]),
+        group(&[("x.a", "–"), ("x.b", "1")]),
+    ];
     whole_labels_where_short_ones_clash(&mut alike);
     let labels: Vec<&str> = alike.iter().map(|g| g.label.as_str()).collect();
     assert_eq!(labels, ["a=-, b=1", "a=–, b=1"]);

@@ -562,7 +562,10 @@ fn a_header_label_renames_a_key_column_and_a_metric_column() {
             metrics: Vec::new(),
             at_step: None,
             digits: None,
-            headers: headers.iter().map(|(a, b)| (a.to_string(), b.to_string())).collect(),
+            headers: headers
+                .iter()
+                .map(|(a, b)| (a.to_string(), b.to_string()))
+                .collect(),
         };
         render(&groups, &options)
     };
@@ -571,10 +574,15 @@ fn a_header_label_renames_a_key_column_and_a_metric_column() {
     let header = md.lines().next().unwrap();
     assert_eq!(header, "| γ | n | Acc. (%) ↑ |", "{md}");
     let latex = renamed(TableFormat::Latex, &[("meltr.gamma", "γ")]).unwrap();
-    assert!(latex.contains("\n$\\gamma$ & $n$ & accuracy $\\uparrow$ \\\\\n"), "{latex}");
+    assert!(
+        latex.contains("\n$\\gamma$ & $n$ & accuracy $\\uparrow$ \\\\\n"),
+        "{latex}"
+    );
     let csv = renamed(TableFormat::Csv, &both).unwrap();
     assert!(csv.starts_with("γ,n,Acc. (%)_mean,"), "{csv}");
-    let error = renamed(TableFormat::Md, &[("kind", "Method")]).unwrap_err().to_string();
+    let error = renamed(TableFormat::Md, &[("kind", "Method")])
+        .unwrap_err()
+        .to_string();
     assert!(
         error.contains("--label `kind=Method`")
             && error.contains("the columns: meltr.gamma, accuracy"),
