@@ -134,8 +134,9 @@ fn nan_partial_and_refused_edits_torn_line_truncated_checkpoint_and_two_kill_9s(
         assert!(rows.collect::<Vec<_>>().contains(&63), "{message}");
         // Row 63's data is finite: the model made the NaN, and it says so.
         assert!(
-            message
-                .contains("no row of it holds NaN or inf in workload.train, so the model made it"),
+            message.contains(
+                "no row of the batch holds NaN or inf in workload.train, so the model made it"
+            ),
             "{message}"
         );
         // And from which row: each of the batch's rows run alone

@@ -255,7 +255,7 @@ fn bad_models_and_data_are_refused_with_what_to_fix() {
     );
     refused(
         &with_aux(r#""alignn""#),
-        "workload.auxiliary lists \"alignn\", which is not a loss of this workload (did you mean \"align\"?); it has: align, retrieval",
+        "workload.auxiliary lists \"alignn\" (did you mean \"align\"?), which is not a loss of this workload; it has: align, retrieval",
     );
     // A model with no metrics of its own is not said to have the wrong
     // primary as one (its stand-in metric is the primary's validation loss,
@@ -713,7 +713,7 @@ fn check_and_a_sweeps_dry_run_build_the_model_before_any_session() {
     assert!(
         !bad.status.success()
             && text(&bad).contains(
-                "workload.auxiliary lists \"mlmm\", which is not a loss of this workload"
+                "workload.auxiliary lists \"mlmm\" (did you mean \"mlm\"?), which is not a loss of this workload"
             ),
         "{}",
         text(&bad)
@@ -1073,7 +1073,7 @@ fn runtime_errors_name_the_batch_and_the_model_file_and_val_data_are_checked_up_
         .unwrap_or_default()
         .contains(&format!("step {step}")));
 
-    // The model's outputs are checked on the data's first rows, 0..8.
+    // The model's outputs are checked on the data's first rows, 0–7.
     let train = flag_data(&tmp.path().join("train3.safetensors"), 64, 4, &[3, 5]);
     let cfg = flag_config(
         tmp.path(),
@@ -1084,7 +1084,7 @@ fn runtime_errors_name_the_batch_and_the_model_file_and_val_data_are_checked_up_
     );
     refused(
         &cfg,
-        "the training data's first 8 rows (0..8), where the model's outputs are checked; \
+        "the training data's first 8 rows (0–7), where the model's outputs are checked; \
          of those, rows [3, 5] fail on their own: ",
     );
     // Step 1's batch is shuffled: a row of it past the first eight was

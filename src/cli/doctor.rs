@@ -139,11 +139,16 @@ pub(super) fn check(
         }
     }
     let shares = first_shares.as_deref().unwrap_or_default();
+    // A meta-trained run's start says a copied loss itself (below, among
+    // its first events): once is enough.
+    let copies = crate::engine::trainer::same_value_hints(&first_losses)
+        .into_iter()
+        .filter(|hint| !said.iter().any(|(_, message)| message == hint));
     for hint in scale_hints(&first_losses)
         .into_iter()
-        .chain(crate::engine::trainer::same_value_hints(&first_losses))
+        .chain(copies)
         .chain(gradient_hint(shares))
-        .chain(flat_hint(shares))
+        .chain(flat_hint(&first_losses, shares))
     {
         println!("hint: {hint}");
     }
@@ -339,11 +344,14 @@ const FLAT_SHARE: f64 = 1e-4;
 /// Auxiliaries with next to none of the first batch's gradient: their value
 /// hardly depends on the model's parameters (walkthrough B's `const`, 2 +
 /// 1e-6·head, showed `-0.0000084%` and no word).
-fn flat_hint(shares: &[(String, f64)]) -> Option<String> {
+/// A loss that is 0 on the first batch (a masked loss with nothing to
+/// mask there) has no gradient there either, and is no such case.
+fn flat_hint(losses: &[(String, f64)], shares: &[(String, f64)]) -> Option<String> {
+    let zero = |name: &str| losses.iter().any(|(n, v)| n == name && *v == 0.0);
     let flat: Vec<String> = shares
         .iter()
         .skip(1)
-        .filter(|(_, s)| s.is_finite() && s.abs() < FLAT_SHARE)
+        .filter(|(name, s)| s.is_finite() && s.abs() < FLAT_SHARE && !zero(name))
         .map(|(name, s)| format!("{name} ({})", crate::numfmt::percent(*s)))
         .collect();
     (!flat.is_empty()).then(|| {
@@ -436,17 +444,19 @@ mod tests {
         let shares = |values: &[(&str, f64)]| -> Vec<(String, f64)> {
             values.iter().map(|(n, v)| (n.to_string(), *v)).collect()
         };
+        let losses = shares(&[("tag", 0.7), ("next", 3.9), ("const", 2.0)]);
         let some = shares(&[("tag", 0.4), ("next", 0.6), ("const", -8.4e-8)]);
-        let hint = super::flat_hint(&some).unwrap();
+        let hint = super::flat_hint(&losses, &some).unwrap();
         assert!(
             hint.starts_with("const (")
                 && hint.contains(") has next to none of the first batch's gradient"),
             "{hint}"
         );
-        assert_eq!(
-            super::flat_hint(&shares(&[("tag", 1e-5), ("next", 1.0)])),
-            None
-        );
+        let primary_flat = shares(&[("tag", 1e-5), ("next", 1.0)]);
+        assert_eq!(super::flat_hint(&losses, &primary_flat), None);
+        // A masked loss at 0 on the first batch is no constant.
+        let masked = shares(&[("tag", 0.7), ("next", 3.9), ("const", 0.0)]);
+        assert_eq!(super::flat_hint(&masked, &some), None);
     }
 
     #[test]

@@ -49,11 +49,33 @@ fn overlay_live_status(runs: &mut [Run]) -> Vec<String> {
 /// R² in its last 19 meta steps; only `table` said so).
 fn unrestored_collapse_note(run: &Run) -> Option<String> {
     let last = *run.unrestored_collapses.last()?;
-    let steps: Vec<String> = run
+    // A fork's log begins with its parent's: a fall there was the
+    // parent's (walkthrough B's fork at 1284 was told of step 680's).
+    let fork = run.meta.fork_step.unwrap_or(0);
+    let (parents, own): (Vec<u64>, Vec<u64>) = run
         .unrestored_collapses
         .iter()
-        .map(u64::to_string)
-        .collect();
+        .partition(|&&step| step <= fork);
+    let at = |steps: &[u64]| {
+        let listed: Vec<String> = steps.iter().map(u64::to_string).collect();
+        format!(
+            "step{} {}",
+            if steps.len() == 1 { "" } else { "s" },
+            listed.join(", ")
+        )
+    };
+    let said = match (parents.is_empty(), own.is_empty()) {
+        (true, _) => format!("said at {}", at(&own)),
+        (false, true) => format!(
+            "said at {}, in its parent's log before the fork at step {fork}",
+            at(&parents)
+        ),
+        (false, false) => format!(
+            "said at {}; at {} in its parent's log before the fork at step {fork}",
+            at(&own),
+            at(&parents)
+        ),
+    };
     // Walkthrough Q read "fell below 0.1" beside a last weight of 15.74
     // as a contradiction: a weight that rose again says so.
     let floor = crate::engine::collapse::PRIMARY_FLOOR;
@@ -70,22 +92,11 @@ fn unrestored_collapse_note(run: &Run) -> Option<String> {
         true => " this time",
         false => "",
     };
-    // A fork's log begins with its parent's: a fall there was the
-    // parent's (walkthrough B's fork at 1284 was told of step 680's).
-    let whose = match run.meta.fork_step {
-        Some(fork) if last <= fork => {
-            format!(", in its parent's log before the fork at step {fork}")
-        }
-        _ => String::new(),
-    };
     Some(format!(
-        "{}: its primary's effective weight fell below {} and was not put back{earlier} (said at step{} {}{whose}){now}; \
+        "{}: its primary's effective weight fell below {floor} and was not put back{earlier} ({said}){now}; \
          its events say when it began and why, and a fork from a checkpoint before then goes on from \
          before the fall",
         run.meta.id,
-        floor,
-        if steps.len() == 1 { "" } else { "s" },
-        steps.join(", ")
     ))
 }
 
@@ -144,7 +155,8 @@ pub(super) fn ls(root: &Path, filter: &Filter, sort: SortBy, output: Output) -> 
     // One run left by --where has nothing to differ from; it shows the
     // columns that tell the directory's runs apart instead (walkthrough Z:
     // a single row showed no config at all, and no star).
-    let differing_in_all = runs::keys::differing(&all);
+    // (A session whose config does not read would differ in every key.)
+    let differing_in_all = runs::keys::differing(all.iter().filter(|r| !r.config.is_empty()));
     let mut shown = match output {
         Output::Text => filter.apply(all)?,
         Output::Json | Output::Csv => filter.apply_any_value(all)?,
@@ -287,5 +299,15 @@ mod tests {
         run.meta.fork_step = Some(300);
         let note = unrestored_collapse_note(&run).unwrap();
         assert!(!note.contains("parent"), "{note}");
+        // Falls on both sides of the fork: each said as whose it was.
+        run.unrestored_collapses = vec![400, 1500];
+        run.meta.fork_step = Some(1284);
+        let note = unrestored_collapse_note(&run).unwrap();
+        assert!(
+            note.contains(
+                "(said at step 1500; at step 400 in its parent's log before the fork at step 1284)"
+            ),
+            "{note}"
+        );
     }
 }

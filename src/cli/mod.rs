@@ -192,7 +192,8 @@ pub enum Cmd {
     },
     /// List sessions: id, status, step, primary metric, device, runner,
     /// group, and the config keys whose values differ between the listed
-    /// sessions (a diff view).
+    /// sessions (a diff view; of a single one listed, those that differ in
+    /// the sessions folder), and any a run changed while it trained (`*`).
     Ls {
         #[command(flatten)]
         select: Select,
@@ -524,7 +525,7 @@ pub fn dispatch(cli: Cli) -> Result<()> {
                 at_step,
                 metrics,
                 digits,
-                headers: paper::header_renames(&label),
+                headers: crate::runs::table::header_renames(&label),
             };
             paper::table(
                 &root,

@@ -125,23 +125,13 @@ pub(super) fn table(
     Ok(())
 }
 
-/// `table --label KEY=TEXT` (one `=`): KEY's column, or a metric's,
-/// headed TEXT (a paper's `Method` for `kind`).
-pub(super) fn header_renames(labels: &[String]) -> Vec<(String, String)> {
-    labels
-        .iter()
-        .filter(|l| l.matches('=').count() == 1)
-        .filter_map(|l| l.split_once('='))
-        .map(|(from, to)| (from.to_string(), to.to_string()))
-        .collect()
-}
-
 /// `table --label KEY=VALUE=TEXT`: VALUE reads TEXT in KEY's column (a
 /// paper's `MELTR` for `meltr`; walkthrough N's LaTeX rows read the
 /// config's words). KEY is the column's short or whole key; a rename that
 /// matches no cell is an error that lists the columns' values.
 fn rename_values(groups: &mut [groups::Group], renames: &[String]) -> Result<()> {
     let named = |key: &str, asked: &str| key == asked || key.rsplit('.').next() == Some(asked);
+    let mut any_changed = false;
     // KEY=TEXT (one `=`) renames a header, in the table itself.
     for rename in renames.iter().filter(|r| r.matches('=').count() != 1) {
         // KEY=VALUE=TEXT, where VALUE may hold `=` itself: the split whose
@@ -167,7 +157,7 @@ fn rename_values(groups: &mut [groups::Group], renames: &[String]) -> Result<()>
             cells.sort();
             cells.dedup();
             bail!(
-                "--label `{rename}`: expected KEY=VALUE=TEXT naming a cell of a key's column, e.g. --label 'kind=meltr=MELTR'; the cells: {}",
+                "--label `{rename}`: expected KEY=VALUE=TEXT naming a cell of a key's column, e.g. --label 'kind=meltr=MELTR' (or KEY=TEXT naming a column: --label kind=Method); the cells: {}",
                 cells.join(", ")
             );
         };
@@ -182,10 +172,11 @@ fn rename_values(groups: &mut [groups::Group], renames: &[String]) -> Result<()>
             {
                 (*v, changed) = (to.to_string(), true);
             }
-            if changed {
-                g.label = groups::label_of(&g.values);
-            }
+            any_changed |= changed;
         }
+    }
+    if any_changed {
+        groups::relabel(groups);
     }
     Ok(())
 }

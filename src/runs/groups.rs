@@ -470,13 +470,7 @@ pub fn gather<'a>(runs: &'a [Run], by: &GroupBy) -> Result<Vec<Group<'a>>> {
         })
         .collect();
     unread_keys_as_dashes(&mut groups);
-    whole_labels_where_short_ones_clash(&mut groups);
-    // A group of forks says whose forks they are.
-    for g in &mut groups {
-        if let Some(fork) = &g.fork_of {
-            g.label = format!("{} (fork of {fork})", g.label);
-        }
-    }
+    finish_labels(&mut groups);
     // Per key, numbers ascending (lr 0.15, 0.2, 0.3, 1.0) and before
     // words, words in the order their first run came: a total order, so
     // the sort is well defined whatever the values.
@@ -535,6 +529,26 @@ fn unread_keys_as_dashes(groups: &mut [Group]) {
         if shown[at] != g.values && !alike {
             g.values = shown[at].clone();
             g.label = label_of(&g.values);
+        }
+    }
+}
+
+/// Labels made from the groups' values again (after `table --label`
+/// renamed some), as [`gather`] makes them.
+pub fn relabel(groups: &mut [Group]) {
+    for g in groups.iter_mut().filter(|g| !g.values.is_empty()) {
+        g.label = label_of(&g.values);
+    }
+    finish_labels(groups);
+}
+
+/// The last touches to labels of the values: every key where two read
+/// alike, and whose forks a group of forks holds.
+fn finish_labels(groups: &mut [Group]) {
+    whole_labels_where_short_ones_clash(groups);
+    for g in groups.iter_mut() {
+        if let Some(fork) = &g.fork_of {
+            g.label = format!("{} (fork of {fork})", g.label);
         }
     }
 }

@@ -232,41 +232,6 @@ fn value_of(run: &Run, name: &str, best: bool) -> Result<f64> {
     }
 }
 
-/// The headers as the table shows them, `opts.headers` applied: the label
-/// columns' (`key_names` first, then any added) and the metrics'. A rename
-/// that names no column is an error that lists them.
-fn renamed_headers(
-    key_names: &[String],
-    mut label_header: Vec<String>,
-    names: &[String],
-    opts: &TableOptions,
-) -> Result<(Vec<String>, Vec<String>)> {
-    let names_key = |key: &str, asked: &str| key == asked || key.rsplit('.').next() == Some(asked);
-    let mut shown_names = names.to_vec();
-    for (from, to) in &opts.headers {
-        let keys = key_names.iter().zip(label_header.iter_mut());
-        let mut hit = false;
-        for (_, header) in keys.filter(|(key, _)| names_key(key, from)) {
-            (*header, hit) = (to.clone(), true);
-        }
-        for (_, shown) in names
-            .iter()
-            .zip(shown_names.iter_mut())
-            .filter(|(n, _)| *n == from)
-        {
-            (*shown, hit) = (to.clone(), true);
-        }
-        if !hit {
-            let columns: Vec<&str> = key_names.iter().chain(names).map(String::as_str).collect();
-            bail!(
-                "--label `{from}={to}`: expected KEY=TEXT naming a column (or KEY=VALUE=TEXT naming a cell); the columns: {}",
-                columns.join(", ")
-            );
-        }
-    }
-    Ok((label_header, shown_names))
-}
-
 /// The table of `groups` (at least one run each) in `opts.format`.
 pub fn render(groups: &[Group], opts: &TableOptions) -> Result<String> {
     if groups.iter().all(|g| g.runs.is_empty()) {
@@ -624,5 +589,8 @@ pub fn latex_escape(s: &str) -> String {
 }
 
 mod forks;
+mod headers;
+pub use headers::header_renames;
+use headers::renamed_headers;
 #[cfg(test)]
 mod tests;

@@ -381,7 +381,7 @@ struct DataNaN<'a> {
     not_the_cause: Option<&'static str>,
 }
 
-/// `; of those, …` for a skipped step's warning: which rows hold NaN or inf
+/// `; …` for a skipped step's warning: which rows hold NaN or inf
 /// in which of workload.train's tensors (a model may mask NaN labels: the
 /// tensor tells those rows from a bad sample); empty when none does.
 fn non_finite_listing(data: DataNaN, loss_named: bool, alone: Option<&[i64]>) -> String {
@@ -396,9 +396,9 @@ fn non_finite_listing(data: DataNaN, loss_named: bool, alone: Option<&[i64]>) ->
     // NaN the model masks are no cause (walkthrough S's model multiplied
     // its primary by NaN, and each skipped step named its masked labels).
     let clean = match (each.is_empty(), data.not_the_cause) {
-        (true, _) => Some("no row of it holds NaN or inf in workload.train".to_string()),
+        (true, _) => Some("no row of the batch holds NaN or inf in workload.train".to_string()),
         (false, Some(why)) => Some(format!(
-            "its NaN or inf in workload.train ({}) are {why}",
+            "the batch's NaN or inf in workload.train ({}) are {why}",
             each.join("; ")
         )),
         (false, None) => None,
@@ -499,7 +499,7 @@ mod message_tests {
         assert_eq!(
             masked,
             "; run alone (at the current parameters), row 7 makes that loss non-finite (look at \
-             what the model does with it), and its NaN or inf in workload.train (rows [3, 5] in \
+             what the model does with it), and the batch's NaN or inf in workload.train (rows [3, 5] in \
              `partial`) are no cause: the model masks them, as the run's start found, so the \
              model made it"
         );

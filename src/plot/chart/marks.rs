@@ -279,9 +279,14 @@ impl Chart {
                 keys.into_iter().chain(span).zip(texts).collect::<Vec<_>>()
             })
             .flat_map(|(px, text)| {
-                // Its length down from the top, a little beyond.
+                // Its length down from the top, a little beyond; across,
+                // from its baseline to its glyphs' tops left of it (walkthrough
+                // A's legend box covered "restore" while clearing its baseline).
                 let reach = (m.width(&text, size) + size).min(MARK_LABEL_HEIGHT * area.h);
-                (0..=8).map(move |i| (px, area.y + reach * f64::from(i) / 8.0))
+                (0..=8).flat_map(move |i| {
+                    let y = area.y + reach * f64::from(i) / 8.0;
+                    [(px, y), (px - 0.8 * size, y)]
+                })
             })
             .collect()
     }

@@ -398,3 +398,80 @@ fn a_slanted_first_category_stays_inside_the_figure() {
     let lean = Metrics::get().width("mse (primary)", theme.tick_pt) * 30f64.to_radians().cos();
     assert!(x - lean >= 0.0, "the label starts at {} (x {x})", x - lean);
 }
+
+/// Walkthrough A's legend box covered a "restore" label: it kept clear of
+/// the label's baseline, while the rotated glyphs stand left of it.
+#[test]
+fn the_legend_keeps_clear_of_a_mark_labels_glyphs() {
+    let names = ["mse (primary)", "smooth", "noise", "big"];
+    let curve = |i: usize, scale: f64| Line {
+        label: Some(names[i].into()),
+        points: (1..=30)
+            .map(|k| {
+                let x = 10.0 * k as f64;
+                (
+                    x,
+                    if x <= 120.0 {
+                        0.02
+                    } else {
+                        scale * (1.0 + (x - 120.0) / 90.0)
+                    },
+                )
+            })
+            .collect(),
+        look: super::super::style::look(i),
+        emphasis: super::super::series::Emphasis::Main,
+    };
+    let chart = Chart {
+        x_label: "training step".into(),
+        y_label: "effective weight".into(),
+        y_kind: Kind::Linear,
+        tight_x: true,
+        zero_line: false,
+        marks: vec![Mark {
+            x: 121.0,
+            label: "restore".into(),
+        }],
+        body: Body::Lines(vec![
+            curve(0, 1.0),
+            curve(1, 0.8),
+            curve(2, 0.6),
+            curve(3, 0.0),
+        ]),
+    };
+    let svg = chart.to_svg(&super::super::Style::Paper.theme());
+    let attribute = |tag: &str, name: &str| -> f64 {
+        tag.split(&format!(" {name}=\""))
+            .nth(1)
+            .unwrap()
+            .split('"')
+            .next()
+            .unwrap()
+            .parse()
+            .unwrap()
+    };
+    let legend = svg
+        .split("<rect")
+        .find(|t| t.contains(" rx="))
+        .expect("a legend box inside");
+    let (lx, ly) = (attribute(legend, "x"), attribute(legend, "y"));
+    let (lw, lh) = (attribute(legend, "width"), attribute(legend, "height"));
+    let label = svg
+        .split("<text")
+        .find(|t| t.contains(">restore</text>"))
+        .expect("the label");
+    let (tx, ty, size) = (
+        attribute(label, "x"),
+        attribute(label, "y"),
+        attribute(label, "font-size"),
+    );
+    // Its glyphs: up to 0.8 em left of the baseline, down the text's length.
+    let (left, right, top, bottom) = (tx - 0.8 * size, tx, ty, ty + 0.6 * size * 7.0);
+    let apart = lx + lw <= left || lx >= right || ly + lh <= top || ly >= bottom;
+    assert!(
+        apart,
+        "legend x {lx}..{} y {ly}..{}; label x {left}..{right} y {top}..{bottom}",
+        lx + lw,
+        ly + lh
+    );
+}

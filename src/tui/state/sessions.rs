@@ -84,6 +84,12 @@ fn most_values_first(runs: &[Run]) -> Vec<String> {
         each.len()
     };
     let edited = |key: &String| runs.iter().any(|r| r.edited.contains_key(key));
+    // A key a run changed and then set back has taken two values at least
+    // (one alone would sort it behind every differing key).
+    let values = |key: &String| match edited(key) {
+        true => values(key).max(2),
+        false => values(key),
+    };
     differing.sort_by_key(|key| (std::cmp::Reverse(values(key)), !edited(key)));
     differing
 }

@@ -99,8 +99,20 @@ fn the_key_with_the_most_values_is_the_first_column() {
         "meltr.gamma".into(),
         ("0.1".into(), vec![(50, "0.3".into())]),
     );
-    let view = crate::tui::state::SessionsView::new(edited, Path::new("sessions/s0"));
+    let view = crate::tui::state::SessionsView::new(edited.clone(), Path::new("sessions/s0"));
     assert_eq!(view.differing, ["meltr.gamma", "aid.iterations"]);
+    // A key changed and set back to the value every run ends on is a
+    // column still, beside those with two values (walkthrough A's J went
+    // 0→1→3→2→0).
+    edited[0].edited.insert(
+        "aid.alpha".into(),
+        ("0.1".into(), vec![(40, "0.05".into()), (80, "0.1".into())]),
+    );
+    let view = crate::tui::state::SessionsView::new(edited, Path::new("sessions/s0"));
+    assert_eq!(
+        view.differing,
+        ["aid.alpha", "meltr.gamma", "aid.iterations"]
+    );
 }
 
 /// Two runs that differ in J and in γ, two values each.

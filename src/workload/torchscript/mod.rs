@@ -209,13 +209,10 @@ impl TorchScript {
     /// against the contract; records the loss and metric names.
     fn inspect_outputs(&mut self, model_path: &str) -> Result<()> {
         let batch = self.train.slice(0, self.batch_size);
-        let size = self.batch_size;
+        let (size, last) = (self.batch_size, self.batch_size.saturating_sub(1));
         // Not the run's first batch: its batches are shuffled.
         let first_batch = move || {
-            format!(
-                "the training data's first {size} rows (0–{}), where the model's outputs are checked",
-                size.saturating_sub(1)
-            )
+            format!("the training data's first {size} rows (0–{last}), where the model's outputs are checked")
         };
         let in_order = self.forward_in_order(&batch).map_err(|error| {
             let alone = self
