@@ -731,7 +731,7 @@ fn check_and_a_sweeps_dry_run_build_the_model_before_any_session() {
     assert!(
         !sweep.status.success()
             && text(&sweep).contains("the sweep's first member")
-            && text(&sweep).contains("\"mlmm\", which is not a loss"),
+            && text(&sweep).contains("\"mlmm\" (did you mean \"mlm\"?), which is not a loss"),
         "{}",
         text(&sweep)
     );

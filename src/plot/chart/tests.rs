@@ -2,6 +2,18 @@
 
 use super::*;
 
+/// The number in attribute `name` of an SVG tag's text (after `<tag`).
+fn attribute(tag: &str, name: &str) -> f64 {
+    tag.split(&format!(" {name}=\""))
+        .nth(1)
+        .unwrap()
+        .split('"')
+        .next()
+        .unwrap()
+        .parse()
+        .unwrap()
+}
+
 /// Under a tall legend the y label, centred on the short axes, ran up
 /// into the legend (walkthrough: eight settings in a paper figure).
 #[test]
@@ -190,14 +202,7 @@ fn marks_are_labelled_lines_merged_when_close() {
             .split("<text")
             .find(|t| t.contains(&format!(">{text}</text>")))
             .unwrap_or_else(|| panic!("no `{text}` in {:?}", texts(svg)));
-        tag.split("x=\"")
-            .nth(1)
-            .unwrap()
-            .split('"')
-            .next()
-            .unwrap()
-            .parse()
-            .unwrap()
+        attribute(tag, "x")
     };
     let svg = chart(&[(500.0, "aid.iterations"), (503.0, "meltr.gamma")]).to_svg(&theme);
     assert!(x_of(&svg, "meltr.gamma") < x_of(&svg, "aid.iterations"));
@@ -440,16 +445,6 @@ fn the_legend_keeps_clear_of_a_mark_labels_glyphs() {
         ]),
     };
     let svg = chart.to_svg(&super::super::Style::Paper.theme());
-    let attribute = |tag: &str, name: &str| -> f64 {
-        tag.split(&format!(" {name}=\""))
-            .nth(1)
-            .unwrap()
-            .split('"')
-            .next()
-            .unwrap()
-            .parse()
-            .unwrap()
-    };
     let legend = svg
         .split("<rect")
         .find(|t| t.contains(" rx="))

@@ -453,7 +453,7 @@ fn labels_leave_out_dashes_unless_two_would_read_alike() {
         group(&[("x.a", "-"), ("x.b", "1")]),
         group(&[("x.a", "–"), ("x.b", "1")]),
     ];
-    whole_labels_where_short_ones_clash(&mut alike);
+    super::labels::whole_labels_where_short_ones_clash(&mut alike);
     let labels: Vec<&str> = alike.iter().map(|g| g.label.as_str()).collect();
     assert_eq!(labels, ["a=-, b=1", "a=–, b=1"]);
 }
