@@ -74,6 +74,12 @@ impl Trainer {
             self.send(Event::ConfigInForce {
                 config: Box::new(self.config.clone()),
             });
+            if let Some(message) = untuned_series(&old, &self.config) {
+                self.emit(Record::Event {
+                    level: Level::Info,
+                    message,
+                });
+            }
             if changes.iter().any(|c| c.key == "meltr.meta_lr") {
                 if let Some(message) = far_meta_lr(self.config.meltr.meta_lr) {
                     self.emit(Record::Event {
@@ -162,6 +168,23 @@ impl Trainer {
 /// when an edit sets it ...
 const FAR_META_LR: f64 = 100.0;
 
+/// A live edit that starts the Neumann series (J from 0) at an α nobody
+/// tuned for it: said at the edit, before its first meta step (walkthrough
+/// B's `]` at α = 0.1, with meta_every 3→1, was followed by collapse
+/// restores and a diverging series, each said only as it came).
+fn untuned_series(old: &Config, new: &Config) -> Option<String> {
+    let (from, to, alpha) = (old.aid.iterations, new.aid.iterations, new.aid.alpha);
+    (from == 0 && to > 0 && alpha == crate::config::AidConfig::default().alpha).then(|| {
+        format!(
+            "aid.iterations {from}→{to} starts the Neumann series at aid.alpha = {}, which the public code (J = 0) \
+             never tuned: the series converges only for α below 2/λ of the training loss's largest Hessian \
+             eigenvalue. If it diverges, a meta step stops it and says the ceiling for aid.alpha \
+             (on the built-in workload J = 1 diverged within three meta steps)",
+            crate::numfmt::readable(alpha)
+        )
+    })
+}
+
 /// ... as this warning. Adam moves each of φ's parameters by about the rate
 /// a meta step whatever the gradient, so walkthrough W's `meltr.meta_lr =
 /// 5`, typed in the TUI, had MELTR's weights at ±2e10 within 20 steps and
@@ -193,5 +216,30 @@ mod tests {
         );
         assert_eq!(super::far_meta_lr(3e-3), None);
         assert_eq!(super::far_meta_lr(0.05), None);
+    }
+
+    /// Walkthrough B's `]` (J 0→1 at the default α) is said; a J raised
+    /// further, or at an α the user set, is not.
+    #[test]
+    fn starting_the_series_at_the_default_alpha_is_said() {
+        let config = |iterations: u32, alpha: f64| {
+            let mut c = crate::config::Config::default();
+            (c.aid.iterations, c.aid.alpha) = (iterations, alpha);
+            c
+        };
+        let alpha = crate::config::AidConfig::default().alpha;
+        let said = super::untuned_series(&config(0, alpha), &config(1, alpha)).unwrap();
+        assert!(
+            said.starts_with("aid.iterations 0→1 starts the Neumann series at aid.alpha = 0.1,"),
+            "{said}"
+        );
+        assert_eq!(
+            super::untuned_series(&config(1, alpha), &config(3, alpha)),
+            None
+        );
+        assert_eq!(
+            super::untuned_series(&config(0, 0.01), &config(1, 0.01)),
+            None
+        );
     }
 }
