@@ -95,7 +95,24 @@ fn keys_label(parts: &[String], room: f64, size: f64, columns: usize, m: &Metric
     if short.len() > 1 && short.len() <= columns {
         return short.iter().map(|p| fitted(p, room, size, m)).collect();
     }
-    vec![fitted(&short.join(", "), room, size, m)]
+    // One long edit (a resume's `resumed: 2301–2390 retrained`, walkthrough
+    // A): broken between words over the columns there is room for, before
+    // it is cut.
+    let joined = short.join(", ");
+    let mut split: Vec<String> = Vec::new();
+    for word in joined.split(' ') {
+        match split.last_mut() {
+            Some(column) if fits(&format!("{column} {word}")) => {
+                column.push(' ');
+                column.push_str(word);
+            }
+            _ => split.push(word.to_string()),
+        }
+    }
+    if split.len() > 1 && split.len() <= columns && split.iter().all(fits) {
+        return split;
+    }
+    vec![fitted(&joined, room, size, m)]
 }
 
 /// `("aid.iterations", "0→2")` of an edit; `(part, "")` of `restore`.
@@ -315,5 +332,27 @@ impl Chart {
                 svg.text_on_data(x, area.y + 0.4 * size, &text, size, Anchor::End, -90.0);
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Walkthrough A's `resumed: 2301–239…` was cut with room for a second
+    /// column beside it: a long edit breaks between words first.
+    #[test]
+    fn a_long_edit_breaks_between_words_before_it_is_cut() {
+        let m = Metrics::get();
+        let size = 7.0;
+        let label = "resumed: 2301–2390 retrained".to_string();
+        let room = m.width("resumed: 2301–2390", size) + 0.5;
+        let parts = std::slice::from_ref(&label);
+        assert_eq!(
+            keys_label(parts, room, size, 2, m),
+            ["resumed: 2301–2390", "retrained"]
+        );
+        let one = keys_label(parts, room, size, 1, m);
+        assert!(one.len() == 1 && one[0].ends_with('…'), "{one:?}");
     }
 }
