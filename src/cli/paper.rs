@@ -133,7 +133,10 @@ fn rename_values(groups: &mut [groups::Group], renames: &[String]) -> Result<()>
     let named = |key: &str, asked: &str| key == asked || key.rsplit('.').next() == Some(asked);
     let mut any_changed = false;
     // KEY=TEXT (one `=`) renames a header, in the table itself.
-    for rename in renames.iter().filter(|r| r.matches('=').count() != 1) {
+    for rename in renames
+        .iter()
+        .filter(|r| !crate::runs::table::is_header_rename(r))
+    {
         // KEY=VALUE=TEXT, where VALUE may hold `=` itself: the split whose
         // left side names a cell.
         let hit = |from: &str| {

@@ -590,7 +590,7 @@ pub fn latex_escape(s: &str) -> String {
 
 mod forks;
 mod headers;
-pub use headers::header_renames;
 use headers::renamed_headers;
+pub use headers::{header_renames, is_header_rename};
 #[cfg(test)]
 mod tests;

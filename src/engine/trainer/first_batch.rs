@@ -79,6 +79,12 @@ impl Trainer {
     /// (`check` shows them: a badly scaled auxiliary shows before any run).
     pub fn first_batch_values(&self) -> Result<Vec<(String, f64)>> {
         let _draws = crate::nn::rng::global_draws();
+        self.first_batch_named()
+    }
+
+    /// [`Self::first_batch_values`] for a caller that holds the global
+    /// draws already (setup).
+    fn first_batch_named(&self) -> Result<Vec<(String, f64)>> {
         let values = Vec::<f64>::try_from(self.first_batch_losses()?.to_kind(Kind::Double))?;
         Ok(self.loss_names.iter().cloned().zip(values).collect())
     }
@@ -224,10 +230,7 @@ impl Trainer {
     /// the primary; the runs' logs did not, while their collapse watch read
     /// the primary's weight alone).
     pub(super) fn note_copied_losses(&mut self) -> Result<()> {
-        // (Setup holds the global draws.)
-        let values = Vec::<f64>::try_from(self.first_batch_losses()?.to_kind(Kind::Double))?;
-        let named: Vec<(String, f64)> = self.loss_names.iter().cloned().zip(values).collect();
-        for message in same_value_hints(&named) {
+        for message in same_value_hints(&self.first_batch_named()?) {
             self.emit(Record::Event {
                 level: Level::Warn,
                 message,

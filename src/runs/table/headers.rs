@@ -4,12 +4,18 @@
 use super::TableOptions;
 use anyhow::{bail, Result};
 
+/// Whether a `table --label` renames a header (`KEY=TEXT`, one `=`)
+/// rather than a cell (`KEY=VALUE=TEXT`).
+pub fn is_header_rename(label: &str) -> bool {
+    label.matches('=').count() == 1
+}
+
 /// `table --label KEY=TEXT` (one `=`): KEY's column, or a metric's,
 /// headed TEXT (a paper's `Method` for `kind`).
 pub fn header_renames(labels: &[String]) -> Vec<(String, String)> {
     labels
         .iter()
-        .filter(|l| l.matches('=').count() == 1)
+        .filter(|l| is_header_rename(l))
         .filter_map(|l| l.split_once('='))
         .map(|(from, to)| (from.to_string(), to.to_string()))
         .collect()

@@ -76,19 +76,18 @@ impl SessionsView {
 fn most_values_first(runs: &[Run]) -> Vec<String> {
     let differing = crate::runs::keys::differing(runs);
     let mut differing = crate::runs::keys::with_edited(differing, runs);
+    let edited = |key: &String| runs.iter().any(|r| r.edited.contains_key(key));
+    // A key a run changed and then set back has taken two values at least
+    // (one alone would sort it behind every differing key).
     let values = |key: &String| -> usize {
         let each: BTreeSet<Option<String>> = runs
             .iter()
             .map(|r| r.config.get(key).map(crate::runs::keys::text))
             .collect();
-        each.len()
-    };
-    let edited = |key: &String| runs.iter().any(|r| r.edited.contains_key(key));
-    // A key a run changed and then set back has taken two values at least
-    // (one alone would sort it behind every differing key).
-    let values = |key: &String| match edited(key) {
-        true => values(key).max(2),
-        false => values(key),
+        match edited(key) {
+            true => each.len().max(2),
+            false => each.len(),
+        }
     };
     differing.sort_by_key(|key| (std::cmp::Reverse(values(key)), !edited(key)));
     differing
