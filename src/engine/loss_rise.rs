@@ -8,13 +8,21 @@
 
 use crate::session::metrics::{MetricLine, Record};
 
-/// The newest logged value's weight in the smoothed loss.
+/// The newest logged value's weight in the smoothed loss when it comes
+/// [`SMOOTHING_STEPS`] after the one before (the default `log_every`);
+/// lines closer together weigh less, further apart more, so the watch
+/// averages over the same stretch of training at any `log_every`.
 pub const SMOOTHING: f64 = 0.3;
+/// See [`SMOOTHING`].
+pub const SMOOTHING_STEPS: f64 = 10.0;
 /// The smoothed loss above this multiple of its lowest so far ...
 pub const RISE_FACTOR: f64 = 2.0;
-/// ... and above its first value, for this many logged lines in a row, is
-/// a climb ...
-pub const RISE_LINES: u32 = 3;
+/// ... and above its first value, on every logged line over at least this
+/// many training steps (three lines at the default `log_every`) and on at
+/// least [`RISE_LINES`] lines, is a climb ...
+pub const RISE_STEPS: u64 = 20;
+/// See [`RISE_STEPS`]: one line alone is not a climb.
+pub const RISE_LINES: u32 = 2;
 /// ... said again only after it fell back below this multiple.
 pub const REARM_FACTOR: f64 = 1.5;
 
@@ -35,9 +43,12 @@ pub struct Rise {
 #[derive(Debug, Default)]
 pub struct LossRise {
     smoothed: Option<f64>,
+    /// The step of the last line read.
+    last_step: u64,
     first: f64,
     lowest: Option<(u64, f64)>,
-    above: u32,
+    /// The first step and the count of the lines in a row above.
+    above: Option<(u64, u32)>,
     said: bool,
 }
 
@@ -90,9 +101,14 @@ impl LossRise {
                 self.first = loss;
                 loss
             }
-            Some(s) => s + SMOOTHING * (loss - s),
+            Some(s) => {
+                let gap = step.saturating_sub(self.last_step).max(1) as f64;
+                let weight = 1.0 - (1.0 - SMOOTHING).powf(gap / SMOOTHING_STEPS);
+                s + weight * (loss - s)
+            }
         };
         self.smoothed = Some(smoothed);
+        self.last_step = step;
         if self.lowest.is_none_or(|(_, low)| smoothed < low) {
             self.lowest = Some((step, smoothed));
         }
@@ -101,11 +117,18 @@ impl LossRise {
             return None;
         }
         let risen = smoothed > RISE_FACTOR * lowest && smoothed > self.first;
-        self.above = if risen { self.above + 1 } else { 0 };
+        self.above = match (risen, self.above) {
+            (false, _) => None,
+            (true, None) => Some((step, 1)),
+            (true, Some((since, lines))) => Some((since, lines + 1)),
+        };
         if smoothed < REARM_FACTOR * lowest {
             self.said = false;
         }
-        if self.above >= RISE_LINES && !self.said && sayable {
+        let held = self.above.is_some_and(|(since, lines)| {
+            lines >= RISE_LINES && step.saturating_sub(since) >= RISE_STEPS
+        });
+        if held && !self.said && sayable {
             self.said = true;
             return Some(Rise {
                 now: smoothed,
@@ -214,6 +237,48 @@ mod tests {
             .collect();
         let mut resumed = LossRise::replayed_if(&lines, "main", |w| w < 0.0);
         assert!(resumed.observe_if(80, climb[8], true).is_some());
+    }
+
+    /// The first step at which a watch reading `loss(step)` every `every`
+    /// steps says a climb.
+    fn said_at_every(every: u64, loss: impl Fn(u64) -> f64) -> Option<u64> {
+        let mut watch = LossRise::default();
+        (0..=400)
+            .step_by(every as usize)
+            .find(|&step| watch.observe(step, loss(step)).is_some())
+    }
+
+    /// The same run logged every step, every 10 or every 50: a climb is
+    /// said within a log interval of the same step, and a burst of bad
+    /// batches read line by line is not one (the smoothing and the span a
+    /// climb must hold are counted in steps, not lines).
+    #[test]
+    fn a_climb_is_said_at_the_same_step_at_any_log_every() {
+        // Falls from 1.4 to 0.8 over 100 steps, holds, climbs from step
+        // 200 to 8.0 at step 400.
+        let climb = |step: u64| {
+            let s = step as f64;
+            if s < 100.0 {
+                1.4 - 0.6 * s / 100.0
+            } else if s < 200.0 {
+                0.8
+            } else {
+                0.8 + 7.2 * (s - 200.0) / 200.0
+            }
+        };
+        let steps: Vec<u64> = [1, 10, 50]
+            .iter()
+            .map(|&every| said_at_every(every, climb).expect("said"))
+            .collect();
+        let (first, last) = (steps.iter().min().unwrap(), steps.iter().max().unwrap());
+        assert!(
+            last - first <= 50,
+            "said at {steps:?} (log_every 1, 10, 50)"
+        );
+        assert!(*first > 200, "said before the climb: {steps:?}");
+        // Three bad batches in a row, read at every step, in a flat run.
+        let burst = |step: u64| if (150..153).contains(&step) { 3.0 } else { 1.0 };
+        assert_eq!(said_at_every(1, burst), None);
     }
 
     #[test]
