@@ -16,7 +16,7 @@ fn main() {
         }
     }
     if let Err(error) = meltr_tui::cli::dispatch(cli) {
-        eprintln!("error: {error:#}");
+        meltr_tui::say_err!("error: {error:#}");
         // Interrupted while a runner started: the shell's code for it.
         let interrupted = error.is::<meltr_tui::runner::launch::Interrupted>();
         match meltr_tui::process::Trap::signal().filter(|_| interrupted) {

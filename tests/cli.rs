@@ -569,6 +569,34 @@ fn a_headless_run_whose_stdout_reader_goes_away_trains_to_the_end() {
     assert_eq!(logged_train_steps(&dir).last(), Some(&120));
 }
 
+/// `run --headless ... 2>&1 | head` with the reader gone before the run's
+/// error is printed: exit code 1, as for any failed run, not a panic's 101
+/// on the closed pipe (a held-out walkthrough's NaN model). The same for a
+/// sweep driver's and a failed run's notes.
+#[test]
+fn a_failed_run_whose_reader_went_away_exits_1_without_a_panic() {
+    let root = tempfile::tempdir().unwrap();
+    // Fails as it starts: the error is the last thing the process says.
+    let config = write_config(root.path(), "[train]\ndevice = \"cuda:7\"\n");
+    for args in [
+        vec!["run", "--headless", "-c"],
+        vec!["sweep", "--set", "train.lr=0.1,0.2", "-c"],
+    ] {
+        let (reader, writer) = std::io::pipe().unwrap();
+        drop(reader);
+        let out = bin()
+            .args(&args)
+            .arg(&config)
+            .arg("--sessions-dir")
+            .arg(root.path().join("s"))
+            .stdout(writer.try_clone().unwrap())
+            .stderr(writer)
+            .status()
+            .unwrap();
+        assert_eq!(out.code(), Some(1), "{args:?}: {out:?}");
+    }
+}
+
 /// Runs `command` in a new process session: no controlling terminal, so
 /// no /dev/tty (as under a detached launcher).
 fn without_terminal(command: &mut Command) {

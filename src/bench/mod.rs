@@ -89,10 +89,10 @@ pub fn run(options: &BenchOptions) -> Result<String> {
         })
     };
     if options.builtin && (options.torchscript.is_some() || options.config.is_some()) {
-        eprintln!("bench: the built-in video-text model is timed too (--no-builtin skips it)");
+        say_err!("bench: the built-in video-text model is timed too (--no-builtin skips it)");
     }
     if let Some(dir) = options.torchscript.as_ref().filter(|dir| same_model(dir)) {
-        eprintln!(
+        say_err!(
             "bench: --torchscript {} is the -c config's model: timed once, with the config's losses and settings",
             dir.display()
         );
@@ -260,7 +260,7 @@ fn bench_workload(
     options: &BenchOptions,
     scratch: &Path,
 ) -> Result<Report> {
-    eprintln!("bench: {title}");
+    say_err!("bench: {title}");
     let device = crate::engine::trainer::resolve_device(&options.device)?;
     let mut lines = Vec::new();
     let warmup = 3;

@@ -102,7 +102,7 @@ pub(super) fn check(
     let evaluation = evaluation.unwrap_or_default();
     let primary_metric_fails = evaluation.metrics.contains(&meta.primary_metric);
     let fails = !non_finite.is_empty() || primary_metric_fails;
-    println!(
+    say!(
         "{}: {}a run would train the {} workload on {}{}",
         super::config_file::from_file(config_path, overrides),
         if fails { "" } else { "ok, " },
@@ -115,27 +115,27 @@ pub(super) fn check(
             ""
         }
     );
-    println!("  primary loss   {primary}");
-    println!("  auxiliary      {}", auxiliary.join(", "));
-    println!(
+    say!("  primary loss   {primary}");
+    say!("  auxiliary      {}", auxiliary.join(", "));
+    say!(
         "  metric         {} ({goal} is better)",
         meta.primary_metric
     );
-    println!(
+    say!(
         "  combiner       {} · {} steps",
         config.combiner.kind.as_str(),
         config.train.steps
     );
-    println!("  first batch    {}", first_batch_words(&first_losses));
+    say!("  first batch    {}", first_batch_words(&first_losses));
     if !auxiliary.is_empty() {
         match &first_shares {
             // A share of a non-finite gradient is no share (walkthrough K:
             // `primary NaN%` beside a finite primary loss).
-            Ok(shares) if shares.iter().any(|(_, s)| !s.is_finite()) => println!(
+            Ok(shares) if shares.iter().any(|(_, s)| !s.is_finite()) => say!(
                 "  gradient       shares not taken: the first batch's combined gradient is not finite"
             ),
-            Ok(shares) => println!("  gradient       {}", share_words(shares)),
-            Err(why) => println!("  gradient       shares not taken: {why}"),
+            Ok(shares) => say!("  gradient       {}", share_words(shares)),
+            Err(why) => say!("  gradient       shares not taken: {why}"),
         }
     }
     let shares = first_shares.as_deref().unwrap_or_default();
@@ -150,7 +150,7 @@ pub(super) fn check(
         .chain(gradient_hint(shares))
         .chain(flat_hint(&first_losses, shares))
     {
-        println!("hint: {hint}");
+        say!("hint: {hint}");
     }
     // What a run's start would say: its first events.
     for (level, message) in said {
@@ -158,10 +158,10 @@ pub(super) fn check(
             crate::session::metrics::Level::Info => "note",
             _ => "warning",
         };
-        println!("{tag}: {message}");
+        say!("{tag}: {message}");
     }
     if batches > 1 {
-        println!(
+        say!(
             "  batches        {batches} training batches scanned: {}",
             if non_finite.is_empty() {
                 "every loss finite on each"
@@ -171,11 +171,11 @@ pub(super) fn check(
         );
     }
     if batches > 1 {
-        println!("  validation     {}", evaluation_words(&evaluation));
+        say!("  validation     {}", evaluation_words(&evaluation));
     } else if !fails {
         // A model that fails on one batch in six passed on the first
         // (walkthrough S).
-        println!(
+        say!(
             "  scanned        the first training batch only: `--batches N` runs N and evaluates the validation split once"
         );
     }

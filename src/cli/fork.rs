@@ -25,14 +25,16 @@ pub(super) fn fork(
     // `--group none`: in no group.
     let group = group.map(|g| (g != "none").then_some(g));
     let forked = crate::fork::create(root, &parent_dir, at, name, group, overrides, needs)?;
-    println!(
+    say!(
         "forked {} at step {} into session {}",
-        forked.parent, forked.step, forked.id
+        forked.parent,
+        forked.step,
+        forked.id
     );
     // A fork of a sweep member lands in the sweep's tables (walkthrough P
     // found it there unannounced).
     if let Some(group) = &forked.joined_group {
-        println!(
+        say!(
             "it joins its parent's group {group}, so `table --group {group}` lists it (`--group none` keeps a fork out)"
         );
     }

@@ -3,23 +3,6 @@
 
 use super::*;
 
-/// A line on stdout. A failed write (the reader went away: `... | head`)
-/// is dropped, never a panic: the run, its log and checkpoints go on.
-macro_rules! say {
-    ($($arg:tt)*) => {{
-        use std::io::Write as _;
-        let _ = writeln!(std::io::stdout(), $($arg)*);
-    }};
-}
-
-/// [`say!`] for stderr.
-macro_rules! say_err {
-    ($($arg:tt)*) => {{
-        use std::io::Write as _;
-        let _ = writeln!(std::io::stderr(), $($arg)*);
-    }};
-}
-
 use crate::runner::storage_retry::StorageRetry;
 
 pub(super) fn run_headless(

@@ -196,7 +196,7 @@ pub(super) fn ls(root: &Path, filter: &Filter, sort: SortBy, output: Output) -> 
                 _ => print!("{}", runs::render::csv(&shown)),
             }
             for note in notes {
-                eprintln!("note: {note}");
+                say_err!("note: {note}");
             }
         }
         Output::Text => {
@@ -206,10 +206,10 @@ pub(super) fn ls(root: &Path, filter: &Filter, sort: SortBy, output: Output) -> 
                 } else {
                     " that match".to_string()
                 };
-                println!("no sessions{selected} in {}", root.display());
+                say!("no sessions{selected} in {}", root.display());
                 // A session whose record does not read is still said.
                 for note in notes {
-                    println!("{note}");
+                    say!("{note}");
                 }
                 return Ok(());
             }
@@ -221,16 +221,16 @@ pub(super) fn ls(root: &Path, filter: &Filter, sort: SortBy, output: Output) -> 
             let with_best = sort == SortBy::Best;
             print!("{}", runs::render::text(&shown, &differing, with_best));
             if !notes.is_empty() {
-                println!();
+                say!();
                 for note in notes {
-                    println!("{note}");
+                    say!("{note}");
                 }
             }
             if let Some(metrics) = runs::mixed_metrics(&shown).filter(|_| sort != SortBy::Id) {
-                println!("\nthe sessions report different metrics ({metrics}): sorted within each");
+                say!("\nthe sessions report different metrics ({metrics}): sorted within each");
             }
             if shown.iter().any(|r| r.status == "crashed") {
-                println!(
+                say!(
                     "\na crashed session continues from its newest checkpoint with `meltr-tui resume ID` (one with none starts again from step 0)"
                 );
             }

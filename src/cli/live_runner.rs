@@ -128,7 +128,7 @@ pub(super) fn unpause_if_paused(
         }
         std::thread::sleep(Duration::from_millis(100));
     }
-    println!(
+    say!(
         "session {} was paused; its runner (pid {}) goes on. Attach with: {}",
         meta.id,
         meta.pid,
@@ -239,7 +239,7 @@ pub(super) fn stop_command(root: &Path, sessions: &[String]) -> Result<()> {
     let still = signal_and_wait(&pids, STOP_WAIT);
     for (dir, meta, before) in &live {
         if still.contains(&meta.pid) {
-            println!(
+            say!(
                 "session {}: asked to stop, its process (pid {}) is still writing its checkpoint after {} s \
                  (a long evaluation takes that long); `ls` shows when it has stopped",
                 meta.id,
@@ -259,15 +259,15 @@ pub(super) fn stop_command(root: &Path, sessions: &[String]) -> Result<()> {
             });
         let status = SessionMeta::read(dir)?.status;
         match (said, status) {
-            (Some(message), _) => println!("session {}: {message}", meta.id),
+            (Some(message), _) => say!("session {}: {message}", meta.id),
             (None, Status::Finished) => {
-                println!("session {}: it finished before it could stop", meta.id)
+                say!("session {}: it finished before it could stop", meta.id)
             }
-            (None, Status::Failed) => println!(
+            (None, Status::Failed) => say!(
                 "session {}: it failed before it could stop (`ls` and its output.log say why)",
                 meta.id
             ),
-            (None, _) => println!(
+            (None, _) => say!(
                 "session {}: its process exited without saying where it stopped (status {}); `{}` \
                  continues it from its newest checkpoint",
                 meta.id,

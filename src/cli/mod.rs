@@ -604,12 +604,12 @@ pub fn dispatch(cli: Cli) -> Result<()> {
             tch::set_num_threads(1);
             let start = std::time::Instant::now();
             crate::workload::video_text::pretrain(steps, seed, &out, |step, loss| {
-                println!(
+                say!(
                     "pretrain step {step:>5}/{steps}  summed loss {loss:.4}  ({:.0} s)",
                     start.elapsed().as_secs_f64()
                 );
             })?;
-            println!("wrote {}", out.display());
+            say!("wrote {}", out.display());
             Ok(())
         }
     }

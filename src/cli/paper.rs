@@ -37,7 +37,7 @@ fn select(root: &Path, sessions: &[String], filter: &Filter, needs_eval: bool) -
                 1 => "a session with no eval line",
                 _ => "sessions with no eval line",
             };
-            eprintln!(
+            say_err!(
                 "left out {what}: {} (named, such a session is refused)",
                 unevaluated.join(", ")
             );
@@ -106,7 +106,7 @@ pub(super) fn table(
         TableFormat::Latex => notes
             .iter()
             .for_each(|n| text.push_str(&format!("% {n}\n"))),
-        _ => notes.iter().for_each(|n| eprintln!("{n}")),
+        _ => notes.iter().for_each(|n| say_err!("{n}")),
     }
     if let Some(path) = output {
         // Its folder made, as `compare -o` and `export --out` make theirs.
@@ -118,7 +118,7 @@ pub(super) fn table(
             .with_context(|| format!("cannot write the table to {}", path.display()))?;
         // The file alone, as `compare -o` (a walkthrough's `-o table.tex`
         // printed the whole table too).
-        eprintln!("wrote {}", path.display());
+        say_err!("wrote {}", path.display());
         return Ok(());
     }
     print!("{text}");
@@ -353,7 +353,7 @@ pub(super) fn compare(
             None => format!("{text} (n={})", g.runs.len()),
         })
         .collect();
-    println!("wrote {}: {}", path.display(), sizes.join("; "));
+    say!("wrote {}: {}", path.display(), sizes.join("; "));
     // The notes name groups as the legend does (walkthrough Q: `--label`
     // renamed the legend, and the notes still read `kind=meltr`).
     if labelled {
@@ -362,7 +362,7 @@ pub(super) fn compare(
         }
     }
     for note in groups::caveats(&groups).iter().chain(&figure_notes) {
-        println!("{note}");
+        say!("{note}");
     }
     Ok(())
 }
@@ -464,7 +464,7 @@ fn export_one(dir: &Path, args: &ExportArgs, figures_out: Option<PathBuf>) -> Re
             },
             ema: args.ema,
         };
-        println!("{}", export(dir, &opts)?);
+        say!("{}", export(dir, &opts)?);
     }
     Ok(())
 }
@@ -518,7 +518,7 @@ pub(super) fn export_data(
                     .note
                     .map(|note| format!("; {note}"))
                     .unwrap_or_default();
-                println!(
+                say!(
                     "wrote {} (the TorchScript module as trained to step {}{why}; \
                      torch.jit.load(path, map_location=\"cpu\") reads it anywhere, in training mode as saved: \
                      call .eval() before inference)",
@@ -529,7 +529,7 @@ pub(super) fn export_data(
             }
             crate::export::Format::Figure(_) => continue,
         };
-        println!("wrote {}", written.display());
+        say!("wrote {}", written.display());
     }
     Ok(())
 }

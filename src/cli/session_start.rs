@@ -47,7 +47,7 @@ pub(super) fn start(
     let dir = session::create_from(root, &name, &config, origin)?;
     if !namesakes.is_empty() {
         // `export NAME` and `attach NAME` then match several sessions.
-        eprintln!(
+        say_err!(
             "note: `{name}` also names {}; give this session's id ({}) to commands that take one",
             namesakes.join(", "),
             dir.file_name().unwrap_or_default().to_string_lossy()
@@ -324,17 +324,17 @@ pub(super) fn drive(dir: &Path, config: Config, origin: &Origin, mode: Mode) -> 
             };
             let pid = launch()?;
             let id = dir.file_name().unwrap_or_default().to_string_lossy();
-            println!(
+            say!(
                 "session {id} running detached (runner pid {pid}) in {}",
                 dir.display()
             );
             if !left_out.is_empty() {
-                println!(
+                say!(
                     "warning: restart-only edits in config.toml were not applied: {}; it resumes with the config it ran with. To train with them, start a new session",
                     left_out.join(", ")
                 );
             }
-            println!("watch it with: {}", session::command_for(dir, "attach"));
+            say!("watch it with: {}", session::command_for(dir, "attach"));
             Ok(())
         }
         Mode::Tui => {

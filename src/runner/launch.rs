@@ -130,7 +130,7 @@ fn echo_new_output(path: &Path, from: u64) -> u64 {
         {
             break;
         }
-        eprint!("{}", String::from_utf8_lossy(line));
+        say_err_raw!("{}", String::from_utf8_lossy(line));
         at += line.len();
     }
     at as u64
@@ -148,9 +148,9 @@ fn echo_rest(path: &Path, from: u64, said: Option<&str>) {
     let rest = &rest[..rest.find(super::SERVING_LINE).unwrap_or(rest.len())];
     let only_said = said.is_some_and(|said| rest.trim_end() == format!("{ERROR_REPORT}{said}"));
     if !rest.is_empty() && !only_said {
-        eprint!("{rest}");
+        say_err_raw!("{rest}");
         if !rest.ends_with('\n') {
-            eprintln!();
+            say_err!();
         }
     }
 }

@@ -79,7 +79,7 @@ pub fn serve(dir: &Path, resume: bool) -> Result<Status> {
         let _ = crate::session::update_status(&dir, Status::Failed, Some(format!("{e:#}")));
     })?;
     if SessionDir::new(&dir).socket_elsewhere() {
-        println!(
+        say!(
             "the session folder's path is too long for a Unix socket ({} bytes at most): \
              serving on {}",
             crate::session::dir::max_socket_path(),
@@ -100,7 +100,7 @@ pub fn serve(dir: &Path, resume: bool) -> Result<Status> {
                 .collect()
         })?
     };
-    println!("{}", super::SERVING_LINE);
+    say!("{}", super::SERVING_LINE);
     let mut stop_sent = false;
     let mut storage = super::storage_retry::StorageRetry::default();
     loop {
@@ -124,7 +124,7 @@ pub fn serve(dir: &Path, resume: bool) -> Result<Status> {
                 // A failed write pauses the run: said in `output.log`, and
                 // retried with backoff (nobody may be there to press `p`).
                 if let Some(said) = storage.on_event(&event) {
-                    println!("{}", said.words("until it succeeds"));
+                    say!("{}", said.words("until it succeeds"));
                 }
                 {
                     let mut g = greeting.lock().unwrap_or_else(|e| e.into_inner());
@@ -138,10 +138,10 @@ pub fn serve(dir: &Path, resume: bool) -> Result<Status> {
                 // a viewer (a refused edit was seen only in the TUI).
                 if let Event::Line { line, .. } = &event {
                     for (_, text) in line.notices() {
-                        println!("{text}");
+                        say!("{text}");
                     }
                     if let Some(words) = line.eval_words() {
-                        println!("{words}");
+                        say!("{words}");
                     }
                 }
                 if let Ok(line) = remote::event_line(&event, None) {

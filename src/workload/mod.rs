@@ -263,18 +263,18 @@ pub fn ensure_foundation() -> Result<()> {
     if path.exists() {
         return Ok(());
     }
-    eprintln!(
+    say_err!(
         "pretraining the video-text foundation model (first use; cached at {})",
         path.display()
     );
     let start = std::time::Instant::now();
     video_text::pretrain(FOUNDATION_STEPS, 0, &path, |step, loss| {
-        eprintln!(
+        say_err!(
             "  pretrain step {step:>5}/{FOUNDATION_STEPS}  summed loss {loss:.4}  ({:.0} s)",
             start.elapsed().as_secs_f64()
         );
     })?;
-    eprintln!(
+    say_err!(
         "foundation model ready in {:.0} s",
         start.elapsed().as_secs_f64()
     );

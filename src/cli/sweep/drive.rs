@@ -39,7 +39,7 @@ pub(super) fn detach_driver(root: &Path, plan: &Plan, parallel: usize) -> Result
         .stderr(log);
     crate::process::detach_from_terminal(&mut command);
     let child = command.spawn().context("cannot start the sweep driver")?;
-    println!(
+    say!(
         "sweep `{}` driven in the background (pid {}); output in {}; watch with `{}`",
         plan.group,
         child.id(),
@@ -75,7 +75,7 @@ fn drive_loop(root: &Path, plan: &Plan, parallel: usize) -> Result<()> {
         .iter()
         .all(|s| s.label() == "finished");
     if !all_finished {
-        println!(
+        say!(
             "sweep `{}`: {} members, at most {parallel} at a time (Ctrl-C stops starting more; runners go on)",
             plan.group,
             plan.members.len()
@@ -94,7 +94,7 @@ fn drive_loop(root: &Path, plan: &Plan, parallel: usize) -> Result<()> {
                     .dir()
                     .map(|d| SessionDir::new(d).id())
                     .unwrap_or_default();
-                println!(
+                say!(
                     "  {:>3} {label:<8} {id}  {}",
                     member.index,
                     member.label(&keys)
@@ -103,7 +103,7 @@ fn drive_loop(root: &Path, plan: &Plan, parallel: usize) -> Result<()> {
         }
         last_label = labels;
         if crate::process::stop_requested() {
-            println!("driver stopped: no more members start; running ones go on (`meltr-tui sweep resume {}` continues)", plan.group);
+            say!("driver stopped: no more members start; running ones go on (`meltr-tui sweep resume {}` continues)", plan.group);
             break;
         }
         let running = states
@@ -131,12 +131,12 @@ fn drive_loop(root: &Path, plan: &Plan, parallel: usize) -> Result<()> {
                 "started"
             };
             match start_member(root, plan, i, &states[i]) {
-                Ok(id) => println!(
+                Ok(id) => say!(
                     "  {:>3} {verb:<8} {id}  {}",
                     member.index,
                     member.label(&keys)
                 ),
-                Err(e) => eprintln!("  {:>3} did not start: {e:#}", member.index),
+                Err(e) => say_err!("  {:>3} did not start: {e:#}", member.index),
             }
         }
         std::thread::sleep(Duration::from_millis(300));
@@ -200,7 +200,7 @@ fn summary(root: &Path, plan: &Plan, tried: &BTreeSet<usize>) -> Result<()> {
         .filter(|s| matches!(s, State::Running { .. }))
         .count();
     if finished == states.len() {
-        println!("sweep `{}`: all {finished} sessions finished", plan.group);
+        say!("sweep `{}`: all {finished} sessions finished", plan.group);
         return Ok(());
     }
     let mut ended = Vec::new();
@@ -209,7 +209,7 @@ fn summary(root: &Path, plan: &Plan, tried: &BTreeSet<usize>) -> Result<()> {
             if !state.is_finished() {
                 ended.push(format!("{i} {}", state.label()));
                 if let (true, Some(error)) = (tried.contains(&i), &meta.error) {
-                    eprintln!("  {i:>3} {}: {error}", state.label());
+                    say_err!("  {i:>3} {}: {error}", state.label());
                 }
             }
         }
@@ -276,7 +276,7 @@ pub(super) fn member(
             super::session_start::drive(&dir, config, &super::session_start::Origin::New, mode)
         }
         State::Ended { meta, .. } if meta.status == Status::Finished => {
-            println!(
+            say!(
                 "member {index} of sweep `{group}` (session {}) is finished",
                 meta.id
             );
@@ -303,13 +303,13 @@ pub(super) fn stop(root: &Path, group: &str) -> Result<()> {
         while session::pid_alive(pid) && Instant::now() < deadline {
             std::thread::sleep(Duration::from_millis(50));
         }
-        println!("stopped the driver (pid {pid})");
+        say!("stopped the driver (pid {pid})");
     }
     if let Some(job) = &plan.slurm_job {
         match std::process::Command::new("scancel").arg(job).status() {
-            Ok(status) if status.success() => println!("cancelled SLURM job {job}"),
-            Ok(status) => eprintln!("scancel {job} failed ({status})"),
-            Err(e) => eprintln!("cannot run scancel {job}: {e}"),
+            Ok(status) if status.success() => say!("cancelled SLURM job {job}"),
+            Ok(status) => say_err!("scancel {job} failed ({status})"),
+            Err(e) => say_err!("cannot run scancel {job}: {e}"),
         }
     }
     let running: Vec<SessionMeta> = sweep::states(root, &plan)
@@ -321,6 +321,6 @@ pub(super) fn stop(root: &Path, group: &str) -> Result<()> {
         .collect();
     let pids: Vec<u32> = running.iter().map(|m| m.pid).collect();
     crate::cli::live_runner::signal_and_wait(&pids, Duration::from_secs(60));
-    println!("asked {} runner(s) to stop", running.len());
+    say!("asked {} runner(s) to stop", running.len());
     ls_members(root, group)
 }

@@ -182,16 +182,16 @@ fn create(root: &Path, args: SweepArgs) -> Result<()> {
     }
     plan.refuse_existing(root)?;
     for note in repeats {
-        eprintln!("note: {note}");
+        say_err!("note: {note}");
     }
     if args.dry_run && !args.slurm {
         print_combinations(&plan);
-        println!("(dry run: nothing written, nothing started)");
+        say!("(dry run: nothing written, nothing started)");
         return Ok(());
     }
     if !args.dry_run {
         plan.create(root, &configs, &base_text)?;
-        println!(
+        say!(
             "sweep `{}`: {} sessions, plan in {}",
             plan.group,
             plan.members.len(),
@@ -241,7 +241,7 @@ fn add_seeds(root: &Path, plan: &mut Plan, seeds: &[u64]) -> Result<()> {
     }
     plan.write(root)?;
     let combinations = added.len() / seeds.len();
-    println!(
+    say!(
         "sweep `{}`: {} members added (seed{} {} for each of {combinations} combination{}); {} in all",
         plan.group,
         added.len(),
@@ -269,14 +269,14 @@ fn plan_parallel(parallel: &Option<usize>) -> usize {
 
 fn print_combinations(plan: &Plan) {
     let n = plan.members.len();
-    println!(
+    say!(
         "sweep `{}`: {n} combination{} of {}",
         plan.group,
         if n == 1 { "" } else { "s" },
         plan.config.display()
     );
     for m in &plan.members {
-        println!(
+        say!(
             "  {:>3}  {:<16} {}",
             m.index,
             m.name,
@@ -307,7 +307,7 @@ fn submit(
         .map(|(m, _)| m.index)
         .collect();
     if indices.is_empty() {
-        println!(
+        say!(
             "sweep `{}`: every member is finished or running; nothing to submit",
             plan.group
         );
@@ -326,7 +326,7 @@ fn submit(
     );
     if dry_run {
         print!("{script}");
-        eprintln!("(dry run: nothing written, nothing submitted)");
+        say_err!("(dry run: nothing written, nothing submitted)");
         return Ok(());
     }
     let path = sweep::folder(root, &plan.group).join("sbatch.sh");
@@ -353,7 +353,7 @@ fn submit(
     print!("{answer}");
     plan.slurm_job = slurm::job_id(&answer);
     plan.write(root)?;
-    println!(
+    say!(
         "sweep `{}`: {} array tasks submitted; follow with `{}`",
         plan.group,
         indices.len(),

@@ -6,7 +6,7 @@ use super::*;
 pub(super) fn ls_sweeps(root: &Path) -> Result<()> {
     let groups = sweep::list(root);
     if groups.is_empty() {
-        println!("no sweeps in {}", root.display());
+        say!("no sweeps in {}", root.display());
     }
     for group in groups {
         let plan = Plan::read(root, &group)?;
@@ -16,7 +16,7 @@ pub(super) fn ls_sweeps(root: &Path) -> Result<()> {
             *counts.entry(s.label()).or_default() += 1;
         }
         let counts: Vec<String> = counts.iter().map(|(k, n)| format!("{n} {k}")).collect();
-        println!(
+        say!(
             "{group:<32} {} members: {}",
             states.len(),
             counts.join(", ")

@@ -576,7 +576,7 @@ impl Workload for TorchScript {
         match serialize(&self.module.borrow()) {
             Ok(bytes) => state.push((MODULE_ENTRY.to_string(), Tensor::from_slice(&bytes))),
             // Parameters are still saved; the resume loads buffers from model.pt.
-            Err(e) => eprintln!("warning: cannot serialize the TorchScript module: {e:#}"),
+            Err(e) => say_err!("warning: cannot serialize the TorchScript module: {e:#}"),
         }
         state
     }
