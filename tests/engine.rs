@@ -744,6 +744,26 @@ fn a_long_skip_streak_is_counted_not_listed_and_one_nan_loss_is_named_when_it_fa
         meta_skips, 10,
         "skipped meta steps too: listed, then counted"
     );
+
+    // Every step of a run shorter than the 50 that fail one skipped: it
+    // trained nothing, so it fails as a 50-step streak would, not
+    // "finished" (a held-out walkthrough's 30-step run, a loss NaN
+    // throughout).
+    let config = small_config("meltr", 30);
+    let dir = session::create(root.path(), "nothing", &config).unwrap();
+    let mut poisoned = Tampered::new(&config, 1..=u64::MAX);
+    poisoned.only = Some("harmful");
+    let handle = engine::spawn_with_workload(&dir, config, Box::new(poisoned), false).unwrap();
+    let error = format!("{:#}", handle.thread.join().unwrap().unwrap_err());
+    assert!(
+        error.contains("all 30 steps of the run were skipped: loss harmful was non-finite")
+            && error.contains("non-finite from the run's first step"),
+        "{error}"
+    );
+    assert_eq!(
+        session::SessionMeta::read(&dir).unwrap().status,
+        Status::Failed
+    );
 }
 
 #[test]

@@ -275,7 +275,8 @@ impl Trainer {
             };
             match self.lockstep(order)? {
                 Order::Stop => {
-                    self.report_open_streaks()?;
+                    // A stopped run may go on: it has not failed yet.
+                    let _trained_nothing = self.report_open_streaks()?;
                     self.write_checkpoint()?;
                     // The log says where the run stopped (a signal, `q`,
                     // `sweep stop`), once its checkpoint is written; one
@@ -328,7 +329,9 @@ impl Trainer {
                 // Every rank is done: rank 0 needs the others no more (it
                 // may still wait out a failed checkpoint write).
                 self.leave_group_when_done();
-                self.report_open_streaks()?;
+                if let Some(why) = self.report_open_streaks()? {
+                    bail!("{why}");
+                }
                 self.write_checkpoint()?;
                 if self.storage_error.is_some() {
                     continue;

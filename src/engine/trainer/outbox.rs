@@ -113,6 +113,7 @@ impl Trainer {
                             non_finite_listing(data, loss_named, alone.as_deref())
                         })
                         .unwrap_or_default();
+                    let bad = self.skip_streak.diagnosis(s.step, bad);
                     // What the rows say first, the batch's rows last (walkthrough
                     // A's culprit rows came after a batch of 64).
                     let rows = match self.workload.batch_rows(s.step) {
@@ -202,7 +203,15 @@ impl Trainer {
             .map(String::as_str)
             .filter(|name| streak.non_finite_throughout(name))
             .collect();
-        let head = format!("the last {} steps were all skipped", streak.len);
+        let ran = self.step.saturating_sub(self.skipped.since);
+        let head = match (streak.len >= ran, self.skipped.since) {
+            (true, 0) => format!("all {} steps of the run were skipped", streak.len),
+            (true, since) => format!(
+                "all {} steps since step {since}, where this start of the run took it up, were skipped",
+                streak.len
+            ),
+            (false, _) => format!("the last {} steps were all skipped", streak.len),
+        };
         if always.is_empty() {
             format!(
                 "{head} (non-finite losses or gradients; see the events): the run cannot recover. \
@@ -239,9 +248,15 @@ impl Trainer {
     /// At the end of a run (finished or stopped): counts the skip streaks
     /// still open, whose steps past the first ten no line names yet, says
     /// how many updates the run skipped in all, and warns of a slide of the
-    /// primary's weight too recent for the collapse watch.
-    pub(super) fn report_open_streaks(&mut self) -> Result<()> {
+    /// primary's weight too recent for the collapse watch. Returns why the
+    /// run failed when every one of its steps was skipped (fewer than
+    /// [`MAX_SKIPPED_IN_A_ROW`]: a held-out walkthrough's 30-step run with a
+    /// loss NaN throughout ended "finished").
+    pub(super) fn report_open_streaks(&mut self) -> Result<Option<String>> {
         self.flush_pending()?;
+        let ran = self.step.saturating_sub(self.skipped.since);
+        let trained_nothing =
+            (ran > 0 && self.skip_streak.len >= ran).then(|| self.unrecoverable_streak());
         let open = [
             (std::mem::take(&mut self.skip_streak), "steps"),
             (std::mem::take(&mut self.meta_skip_streak), "meta steps"),
@@ -274,7 +289,7 @@ impl Trainer {
                 message,
             });
         }
-        Ok(())
+        Ok(trained_nothing)
     }
 
     /// One device-to-host copy of a vector.

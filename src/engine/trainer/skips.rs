@@ -65,6 +65,8 @@ pub(super) struct SkipStreak {
     /// The losses non-finite on every step of the streak (`None` before
     /// its first step).
     always_non_finite: Option<std::collections::BTreeSet<String>>,
+    /// The newest listed step's diagnosis of its rows, and that step.
+    diagnosed: Option<(u64, String)>,
 }
 
 impl SkipStreak {
@@ -95,6 +97,21 @@ impl SkipStreak {
                 self.len, self.first, self.last
             )
         })
+    }
+
+    /// `diagnosis` of the rows of listed step `step`, or a pointer to the
+    /// streak's step that said the same (a NaN model's ten listed steps
+    /// each repeated a three-line guess, walkthrough C).
+    pub(super) fn diagnosis(&mut self, step: u64, diagnosis: String) -> String {
+        match &self.diagnosed {
+            Some((at, said)) if *said == diagnosis && !diagnosis.is_empty() => {
+                format!("; the same finding as at step {at}")
+            }
+            _ => {
+                self.diagnosed = Some((step, diagnosis.clone()));
+                diagnosis
+            }
+        }
     }
 
     /// Whether loss `name` was non-finite on every step of the streak.
@@ -168,5 +185,26 @@ mod tests {
         );
         let quiet = totals.summary(1000).unwrap();
         assert_eq!(crate::session::metrics::trained_nothing(&quiet), None);
+    }
+
+    #[test]
+    fn a_streak_says_a_diagnosis_once_and_points_back_to_it() {
+        let mut streak = SkipStreak::default();
+        let said = "; no row of the batch holds NaN".to_string();
+        assert_eq!(streak.diagnosis(1, said.clone()), said);
+        assert_eq!(
+            streak.diagnosis(2, said.clone()),
+            "; the same finding as at step 1"
+        );
+        // Another finding is said whole, and is the one pointed back to.
+        let other = "; row 77 fails on its own".to_string();
+        assert_eq!(streak.diagnosis(3, other.clone()), other);
+        assert_eq!(
+            streak.diagnosis(4, other),
+            "; the same finding as at step 3"
+        );
+        // Nothing to say is not pointed back to.
+        assert_eq!(streak.diagnosis(5, String::new()), "");
+        assert_eq!(streak.diagnosis(6, String::new()), "");
     }
 }
