@@ -1031,3 +1031,59 @@ fn a_runner_claims_its_session_before_it_loads_anything() {
     assert!(!child.wait().unwrap().success());
     assert_eq!(SessionMeta::read(&dir).unwrap().pid, runner);
 }
+
+/// A runner serves its socket and watches its config while its trainer is
+/// built (the foundation model's first pretraining takes minutes): a viewer
+/// that attaches then is told so and live, and an edit or a checkpoint
+/// asked for meanwhile waits for the first step. All three were lost, the
+/// viewer frozen on "waiting for the first logged step" for the whole run
+/// (walkthrough D).
+#[test]
+fn a_runner_serves_and_takes_edits_while_its_trainer_is_built() {
+    let root = tempfile::tempdir().unwrap();
+    let config = meltr_tui::config::Config::load(&write_config(root.path(), 20, "")).unwrap();
+    let dir = session::create(root.path(), "slow", &config).unwrap();
+    let mut child = bin()
+        .arg("__runner")
+        .arg(&dir)
+        .env("MELTR_TEST_SLOW_SETUP_MS", "4000")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let started = Instant::now();
+    wait_for("the runner to serve", || {
+        runner::is_serving(&dir).then_some(())
+    });
+    let said = runner::ask_status(std::slice::from_ref(&dir), Duration::from_secs(5));
+    assert!(
+        started.elapsed() < Duration::from_millis(3500),
+        "served only after its setup: {:?}",
+        started.elapsed()
+    );
+    assert_eq!(
+        said[0],
+        Some((Status::Running, Some(runner::serve::SETTING_UP.to_string())))
+    );
+    // An edit of a live key and a checkpoint, both while it sets up.
+    let path = session::SessionDir::new(&dir).config();
+    let edited = std::fs::read_to_string(&path)
+        .unwrap()
+        .replace("gamma = 0.1\n", "gamma = 0.25\n");
+    assert!(edited.contains("gamma = 0.25"), "{edited}");
+    std::fs::write(&path, edited).unwrap();
+    let link = RemoteLink::connect(&dir).unwrap();
+    link.send(Command::Checkpoint);
+    let trained =
+        dir.join("metrics.jsonl").exists() && !common::logged_train_steps(&dir).is_empty();
+    assert!(!trained, "trained already");
+    assert!(child.wait().unwrap().success());
+    assert_eq!(SessionMeta::read(&dir).unwrap().status, Status::Finished);
+    let in_force = meltr_tui::config::Config::load(&dir.join("config.in-force.toml")).unwrap();
+    assert_eq!(in_force.meltr.gamma, 0.25);
+    let checkpoints = common::events_matching(&dir, |m| m.starts_with("checkpoint step-"));
+    assert!(
+        checkpoints.first().is_some_and(|(step, _)| *step < 5),
+        "no checkpoint at the first step: {checkpoints:?}"
+    );
+}

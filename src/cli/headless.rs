@@ -22,9 +22,18 @@ pub(super) fn run_headless(
     // A new session quit before it ran leaves no folder.
     let new_dir = matches!(origin, Origin::New).then(|| dir.to_path_buf());
     std::thread::spawn(move || answer_signals_while_building(&watch, new_dir));
-    let built = engine::spawn(dir, config, origin.resumes());
+    // The config watch comes up while the trainer is built: an edit made
+    // then (the foundation model's first pretraining takes minutes) waits
+    // for the first step instead of being lost.
+    let in_force = crate::runner::serve::InForce::starting(config.clone());
+    let built = engine::begin(dir, config, origin.resumes()).and_then(|starting| {
+        let watch =
+            crate::runner::serve::watch_config(dir, starting.commands.clone(), in_force.clone())?;
+        Ok((starting.wait()?, watch))
+    });
     building.store(false, std::sync::atomic::Ordering::SeqCst);
-    let handle = built.map_err(|e| discard_unstarted(dir, origin, e))?;
+    let (handle, _watch) = built.map_err(|e| discard_unstarted(dir, origin, e))?;
+    in_force.built(&handle.config);
     // Named only once it exists for good: a failed build removes a new folder.
     // With where it trains, and on how many ranks (a `--nproc 2` run never
     // said so, a walkthrough).
@@ -55,11 +64,6 @@ pub(super) fn run_headless(
             .open(&output_log)
             .and_then(|mut f| std::io::Write::write_all(&mut f, note.as_bytes()));
     }
-    let _watch = crate::runner::serve::watch_config(
-        dir,
-        handle.commands.clone(),
-        std::sync::Arc::clone(&handle.config),
-    )?;
     let mut stop_sent = false;
     let mut storage = StorageRetry::default();
     let mut gave_up: Option<String> = None;

@@ -147,7 +147,15 @@ pub fn batch_splits(batch_size: usize, ranks: usize) -> Result<()> {
 /// checkpoint with `resume`) and starts it on a new thread. Setup errors
 /// (bad workload, unreadable checkpoint, no CUDA) are returned here and
 /// recorded in `session.json` with status `failed`.
-pub fn spawn(dir: &Path, mut config: crate::config::Config, resume: bool) -> Result<EngineHandle> {
+pub fn spawn(dir: &Path, config: crate::config::Config, resume: bool) -> Result<EngineHandle> {
+    begin(dir, config, resume)?.wait()
+}
+
+/// As [`spawn`], returning while the trainer is still being built (the
+/// video-text workload's first use pretrains its foundation model for
+/// minutes): a runner serves its viewers and watches its config file
+/// meanwhile, and what they ask waits for the first step.
+pub fn begin(dir: &Path, mut config: crate::config::Config, resume: bool) -> Result<Starting> {
     // Under torchrun or srun (several ranks), the run trains data-parallel,
     // every collective bounded by `train.collective_timeout_s`, one GPU a
     // local rank.
@@ -158,7 +166,9 @@ pub fn spawn(dir: &Path, mut config: crate::config::Config, resume: bool) -> Res
             at.device_for(&config.train.device, tch::Cuda::device_count() as usize);
     }
     let at = dir.to_path_buf();
-    start(dir, move |events| {
+    begin_with(dir, move |events| {
+        #[cfg(debug_assertions)]
+        slow_setup_for_tests();
         let (mut trainer, mut meta) = trainer::Trainer::new(&at, config, resume, events)?;
         if let Some(at) = rendezvous {
             meta.world_size = Some(at.world_size);
@@ -166,6 +176,19 @@ pub fn spawn(dir: &Path, mut config: crate::config::Config, resume: bool) -> Res
         }
         Ok((trainer, meta))
     })
+}
+
+/// Debug builds only: `MELTR_TEST_SLOW_SETUP_MS` milliseconds of setup
+/// before the trainer is built, standing in for the foundation model's
+/// minutes of first pretraining in the runner's tests.
+#[cfg(debug_assertions)]
+fn slow_setup_for_tests() {
+    if let Some(ms) = std::env::var("MELTR_TEST_SLOW_SETUP_MS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+    {
+        std::thread::sleep(std::time::Duration::from_millis(ms));
+    }
 }
 
 /// As [`spawn`], training a workload built by the caller (fault-injection
@@ -177,9 +200,10 @@ pub fn spawn_with_workload(
     resume: bool,
 ) -> Result<EngineHandle> {
     let at = dir.to_path_buf();
-    start(dir, move |events| {
+    begin_with(dir, move |events| {
         trainer::Trainer::with_workload(&at, config, workload, resume, events)
-    })
+    })?
+    .wait()
 }
 
 type Built = Result<(trainer::Trainer, crate::session::SessionMeta)>;
@@ -191,10 +215,10 @@ type Built = Result<(trainer::Trainer, crate::session::SessionMeta)>;
 /// and with more workers than cores libgomp stops spinning between
 /// parallel regions and puts its workers to sleep after each one: a
 /// `sum` step of the wide MLP took 1.2x as long (see BENCHMARKS.md).
-fn start(
+fn begin_with(
     dir: &Path,
     build: impl FnOnce(mpsc::SyncSender<Event>) -> Built + Send + 'static,
-) -> Result<EngineHandle> {
+) -> Result<Starting> {
     let (command_tx, command_rx) = mpsc::channel();
     let (event_tx, event_rx) = mpsc::sync_channel(EVENT_BUFFER);
     let (built_tx, built_rx) = mpsc::channel();
@@ -237,24 +261,74 @@ fn start(
             result
         })
         .context("cannot start the trainer thread")?;
-    let config = match built_rx.recv() {
-        Ok(Ok(config)) => config,
-        Ok(Err(e)) => {
-            let _ = thread.join();
-            return Err(e);
-        }
-        Err(_) => {
-            // The thread ended without a word: it panicked while building.
-            let _ = thread.join();
-            let message = "the trainer thread panicked while setting up the run";
-            let _ = crate::session::update_status(dir, Status::Failed, Some(message.into()));
-            anyhow::bail!(message);
-        }
-    };
-    Ok(EngineHandle {
+    Ok(Starting {
         commands: command_tx,
         events: event_rx,
         thread,
-        config,
+        built: built_rx,
+        outcome: None,
+        dir: dir.to_path_buf(),
     })
+}
+
+/// What the trainer's thread says once it is built: the config in force,
+/// or why it could not be built.
+type BuiltConfig = Result<std::sync::Arc<std::sync::Mutex<crate::config::Config>>>;
+
+/// A trainer being built on its thread (see [`begin`]): commands sent now
+/// wait for its first step boundary, its events wait in their channel.
+pub struct Starting {
+    /// Commands to the trainer, applied from its first step boundary on.
+    pub commands: mpsc::Sender<Command>,
+    events: mpsc::Receiver<Event>,
+    thread: std::thread::JoinHandle<Result<Status>>,
+    built: mpsc::Receiver<BuiltConfig>,
+    /// The build's outcome, once [`Self::is_built`] has seen it (`None`
+    /// inside: the thread ended without a word).
+    outcome: Option<Option<BuiltConfig>>,
+    dir: std::path::PathBuf,
+}
+
+impl Starting {
+    /// Waits up to `timeout` for the build to end (built or failed).
+    pub fn is_built(&mut self, timeout: std::time::Duration) -> bool {
+        if self.outcome.is_none() {
+            match self.built.recv_timeout(timeout) {
+                Ok(built) => self.outcome = Some(Some(built)),
+                Err(mpsc::RecvTimeoutError::Disconnected) => self.outcome = Some(None),
+                Err(mpsc::RecvTimeoutError::Timeout) => {}
+            }
+        }
+        self.outcome.is_some()
+    }
+
+    /// Waits for the build: the running trainer's handle, or the setup's
+    /// error (recorded in `session.json` with status `failed`).
+    pub fn wait(mut self) -> Result<EngineHandle> {
+        let outcome = match self.outcome.take() {
+            Some(outcome) => outcome,
+            None => self.built.recv().ok(),
+        };
+        let config = match outcome {
+            Some(Ok(config)) => config,
+            Some(Err(e)) => {
+                let _ = self.thread.join();
+                return Err(e);
+            }
+            None => {
+                // The thread ended without a word: it panicked while building.
+                let _ = self.thread.join();
+                let message = "the trainer thread panicked while setting up the run";
+                let _ =
+                    crate::session::update_status(&self.dir, Status::Failed, Some(message.into()));
+                anyhow::bail!(message);
+            }
+        };
+        Ok(EngineHandle {
+            commands: self.commands,
+            events: self.events,
+            thread: self.thread,
+            config,
+        })
+    }
 }

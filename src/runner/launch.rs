@@ -1,6 +1,6 @@
 //! Starting a runner process and waiting until it serves.
 
-use super::{absolute, is_serving, START_TIMEOUT};
+use super::{absolute, START_TIMEOUT};
 use crate::session::SessionDir;
 use crate::session::SessionMeta;
 use anyhow::{bail, Context, Result};
@@ -60,7 +60,9 @@ pub fn launch(dir: &Path, resume: bool) -> Result<u32> {
     let mut echoed = start_len;
     loop {
         echoed = echo_new_output(&log_path, echoed);
-        if is_serving(&dir) {
+        // Its socket serves viewers while the trainer is built; started
+        // is when it says so, built (a setup error is this launch's).
+        if says_serving(&log_path, start_len) {
             // What it said before serving (e.g. where its socket went).
             echo_rest(&log_path, echoed, None);
             // Reap the child when it ends, so it never lingers as a zombie.
@@ -102,6 +104,15 @@ pub fn launch(dir: &Path, resume: bool) -> Result<u32> {
         }
         std::thread::sleep(Duration::from_millis(50));
     }
+}
+
+/// Whether the runner's output since byte `from` of `path` holds its
+/// serving line.
+fn says_serving(path: &Path, from: u64) -> bool {
+    std::fs::read(path).is_ok_and(|bytes| {
+        let said = String::from_utf8_lossy(bytes.get(from as usize..).unwrap_or_default());
+        said.contains(super::SERVING_LINE)
+    })
 }
 
 /// How the process's own error report starts (`main`'s, the last thing it

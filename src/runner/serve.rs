@@ -11,16 +11,49 @@ use std::path::Path;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+/// The config a live edit is read against: the trainer's config in force
+/// once it is built (kept current by it), the run's start config while it
+/// is being built.
+#[derive(Clone)]
+pub struct InForce {
+    start: Config,
+    trainer: Arc<std::sync::OnceLock<Arc<Mutex<Config>>>>,
+}
+
+impl InForce {
+    /// The run's config as it starts.
+    pub fn starting(start: Config) -> Self {
+        Self {
+            start,
+            trainer: Arc::default(),
+        }
+    }
+
+    /// From now on, the built trainer's config in force.
+    pub fn built(&self, trainer: &Arc<Mutex<Config>>) {
+        let _ = self.trainer.set(Arc::clone(trainer));
+    }
+
+    fn now(&self) -> Config {
+        match self.trainer.get() {
+            Some(config) => config.lock().unwrap_or_else(|e| e.into_inner()).clone(),
+            None => self.start.clone(),
+        }
+    }
+}
+
 /// Forwards every settled edit of the session's `config.toml` to the
 /// engine: a valid config to apply, or the error (file, line, key) to log.
-/// The file is read relative to the config in force (`in_force`, kept
-/// current by the engine): keys it leaves out keep their running values.
+/// The file is read relative to the config in force: keys it leaves out
+/// keep their running values. Edits made while the trainer is being built
+/// wait in `commands` for its first step (a walkthrough's γ edit during the
+/// foundation model's pretraining was lost, and `ls` showed it as in force).
 pub fn watch_config(
     dir: &Path,
     commands: std::sync::mpsc::Sender<Command>,
-    in_force: Arc<Mutex<Config>>,
+    in_force: InForce,
 ) -> Result<config::watch::ConfigWatch> {
-    let base = move || in_force.lock().unwrap_or_else(|e| e.into_inner()).clone();
+    let base = move || in_force.now();
     let mut last_error = None;
     config::watch::watch(&SessionDir::new(dir).config(), base, move |change| {
         let command = match change {
@@ -49,6 +82,10 @@ fn said_again(last: &mut Option<String>, error: String) -> String {
         false => error,
     }
 }
+
+/// What a viewer that attaches while the trainer is built is told.
+pub const SETTING_UP: &str = "setting up: loading the model and data (the built-in video-text \
+     workload's first use pretrains its foundation model, minutes; output.log shows its progress)";
 
 /// What a client is told when it connects: the latest status and config.
 #[derive(Default)]
@@ -86,9 +123,21 @@ pub fn serve(dir: &Path, resume: bool) -> Result<Status> {
             socket.display()
         );
     }
-    let handle = engine::spawn(&dir, config, resume)?;
-    let _watch = watch_config(&dir, handle.commands.clone(), Arc::clone(&handle.config))?;
-    let greeting = Arc::new(Mutex::new(Greeting::default()));
+    // The socket and the config watch come up while the trainer is built:
+    // a viewer that attaches then (the foundation model's first pretraining
+    // takes minutes) is served, and an edit or a checkpoint asked for waits
+    // for the first step (both were lost, and the viewer froze, walkthrough
+    // D). The launcher waits for the serving line, printed once it is built.
+    let in_force = InForce::starting(config.clone());
+    let mut starting = engine::begin(&dir, config, resume)?;
+    let _watch = watch_config(&dir, starting.commands.clone(), in_force.clone())?;
+    let greeting = Arc::new(Mutex::new(Greeting {
+        status: Some(Event::Status {
+            status: Status::Running,
+            message: Some(SETTING_UP.into()),
+        }),
+        config: None,
+    }));
     let server = {
         let greeting = Arc::clone(&greeting);
         remote::Server::<Command>::bind(&socket, move || {
@@ -100,8 +149,19 @@ pub fn serve(dir: &Path, resume: bool) -> Result<Status> {
                 .collect()
         })?
     };
-    say!("{}", super::SERVING_LINE);
     let mut stop_sent = false;
+    while !starting.is_built(Duration::from_millis(20)) {
+        if crate::process::stop_requested() && !stop_sent {
+            let _ = starting.commands.send(Command::Stop);
+            stop_sent = true;
+        }
+        while let Ok(command) = server.commands().try_recv() {
+            let _ = starting.commands.send(command);
+        }
+    }
+    let handle = starting.wait()?;
+    in_force.built(&handle.config);
+    say!("{}", super::SERVING_LINE);
     let mut storage = super::storage_retry::StorageRetry::default();
     loop {
         if crate::process::stop_requested() && !stop_sent {
