@@ -1087,3 +1087,55 @@ fn a_runner_serves_and_takes_edits_while_its_trainer_is_built() {
         "no checkpoint at the first step: {checkpoints:?}"
     );
 }
+
+/// A viewer of a headless run (no socket) follows it through its files:
+/// new lines arrive with their index in the log, a stop reaches the run
+/// as SIGTERM (it checkpoints and stops), and its end is said. (It showed
+/// the history it attached to, frozen.)
+#[test]
+fn a_viewer_follows_a_headless_run_through_its_files_and_can_stop_it() {
+    use meltr_tui::runner::tail::LogTail;
+    let root = tempfile::tempdir().unwrap();
+    let config = write_config(root.path(), 100_000, "");
+    let mut child = bin()
+        .arg("--sessions-dir")
+        .arg(root.path())
+        .args(["run", "--headless", "-n", "tail", "-c"])
+        .arg(&config)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let dir = wait_for("the headless run's first step", || {
+        let dir = session::find(root.path(), "tail").ok()?;
+        (dir.join("metrics.jsonl").exists() && last_train_step(&dir) > 0).then_some(dir)
+    });
+    assert!(!runner::is_serving(&dir));
+    let (link, history) = LogTail::attach(&dir).unwrap();
+    assert!(!link.takes_commands() && link.detachable());
+    let mut events = Vec::new();
+    wait_for("lines after the history", || {
+        events.extend(link.poll());
+        (line_seqs(&events).len() >= 3).then_some(())
+    });
+    let seqs = line_seqs(&events);
+    let first = history.len() as u64;
+    assert_eq!(seqs, (first..first + seqs.len() as u64).collect::<Vec<_>>());
+    link.send(Command::Stop);
+    let stopped = wait_for("the stopped status", || {
+        events.extend(link.poll());
+        events.iter().find_map(|e| match e {
+            Event::Status { status, .. } if status.is_terminal() => Some(*status),
+            _ => None,
+        })
+    });
+    assert_eq!(stopped, Status::Stopped);
+    // The code of a SIGTERM stop, as the README says.
+    assert_eq!(child.wait().unwrap().code(), Some(143));
+    // Every line of the log reached the viewer, the stop's last one too.
+    let logged = session::log::read_metrics(&dir.join("metrics.jsonl"))
+        .unwrap()
+        .lines
+        .len();
+    assert_eq!(history.len() + line_seqs(&events).len(), logged);
+}

@@ -368,13 +368,18 @@ pub(super) fn attach(dir: &Path) -> Result<()> {
 /// another session (returned as `Exit::Attach`).
 fn attach_once(dir: &Path) -> Result<crate::tui::Exit> {
     let serving = crate::runner::is_serving(dir);
+    let mut meta = SessionMeta::read(dir)?;
+    let live_headless = !serving && !meta.status.is_terminal() && meta.runner_alive();
     let (link, history): (Box<dyn crate::engine::link::EngineLink>, _) = if serving {
         let (link, history) = crate::runner::link::RemoteLink::attach(dir)?;
+        (Box::new(link), history)
+    } else if live_headless {
+        // A run with no socket (headless): followed through its files.
+        let (link, history) = crate::runner::tail::LogTail::attach(dir)?;
         (Box::new(link), history)
     } else {
         (Box::new(crate::engine::link::NoEngine), read_history(dir)?)
     };
-    let mut meta = SessionMeta::read(dir)?;
     if !serving && !meta.status.is_terminal() && !meta.runner_alive() {
         // Its runner died without a word (kill -9, a reboot): crashed, as
         // `ls` says, not "running".

@@ -17,6 +17,7 @@ pub mod launch;
 pub mod link;
 pub mod serve;
 pub mod storage_retry;
+pub mod tail;
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;

@@ -1678,3 +1678,31 @@ fn a_forks_best_is_after_its_fork_step() {
         "{fork_best:?} at fork step {best_step}"
     );
 }
+
+/// A headless run's viewer sends it nothing but a stop: `p` and `c` say
+/// so instead of "requested" (a walkthrough's `c` said "checkpoint
+/// requested" and no checkpoint came); `q` offers a detach and a stop.
+#[test]
+fn pause_and_checkpoint_say_a_headless_run_does_not_take_them() {
+    let mut app = app();
+    app.takes_commands = false;
+    app.detachable = true;
+    for key in ['p', 'c'] {
+        assert_eq!(press(&mut app, KeyCode::Char(key)), Action::None);
+        let flash = &app.flash.as_ref().unwrap().text;
+        assert_eq!(flash, crate::tui::state::NOT_LINKED);
+    }
+    press(&mut app, KeyCode::Char('q'));
+    let dialog = text(draw(&app, 80, 24).backend().buffer());
+    assert!(dialog.contains("detach (run goes on)"), "{dialog}");
+    assert_eq!(
+        press(&mut app, KeyCode::Char('s')),
+        Action::Quit(Exit::Stopped)
+    );
+    // A run that ended takes nothing either way: said as before.
+    app.overlay = Overlay::None;
+    app.status = Status::Finished;
+    press(&mut app, KeyCode::Char('c'));
+    let flash = &app.flash.as_ref().unwrap().text;
+    assert!(flash.contains("no checkpoint to take"), "{flash}");
+}

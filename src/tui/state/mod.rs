@@ -14,6 +14,7 @@ use super::Exit;
 use crate::gpu::GpuSample;
 
 mod on_key;
+pub use on_key::NOT_LINKED;
 mod sessions;
 use crate::config::{restart_only_reason, Config};
 use crate::engine::control::{Command, Event};

@@ -3,6 +3,10 @@
 
 use super::*;
 
+/// What `p` and `c` say to a run that takes no command (a headless one).
+pub const NOT_LINKED: &str =
+    "a headless run: no pause or checkpoint reaches it from here (q, then s stops it)";
+
 impl App {
     /// What a key does; key releases are ignored.
     pub fn on_key(&mut self, key: KeyEvent) -> Action {
@@ -101,6 +105,10 @@ impl App {
             KeyCode::Char('q') if self.status.is_terminal() => Action::Quit(Exit::Left),
             KeyCode::Char('q') => {
                 self.overlay = Overlay::ConfirmQuit;
+                Action::None
+            }
+            KeyCode::Char('p' | 'c') if !self.takes_commands && !self.status.is_terminal() => {
+                self.notify(Level::Warn, NOT_LINKED);
                 Action::None
             }
             KeyCode::Char('p') => match self.status {
