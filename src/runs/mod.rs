@@ -58,6 +58,10 @@ pub struct Run {
     /// Each loss's share of the combined gradient at the end, averaged
     /// alike (empty when no shares were logged).
     pub final_shares: Named,
+    /// How many logged share lines those means hold (shares are logged
+    /// every `train.shares_every` steps: a walkthrough read a 300-step
+    /// run's "mean" of one value as a mean of ten).
+    pub final_share_lines: usize,
     /// Each training loss at the end, averaged alike.
     pub final_losses: Named,
     /// The config it ran with, by dotted key (`aid.iterations`).
@@ -208,6 +212,14 @@ impl Run {
                 .and_then(|points| points.iter().rev().find(|(_, w)| w.is_finite()))
                 .map(|&(_, w)| w),
             final_shares: metrics::final_means(&shares).map_or_else(Named::new, |(_, m)| m),
+            final_share_lines: metrics::final_means(&shares).map_or(0, |((from, to), _)| {
+                shares.values().next().map_or(0, |points| {
+                    points
+                        .iter()
+                        .filter(|(step, v)| v.is_finite() && (from..=to).contains(step))
+                        .count()
+                })
+            }),
             final_losses: metrics::final_means(&losses).map_or_else(Named::new, |(_, m)| m),
             config,
             fork_changes,

@@ -182,6 +182,23 @@ fn is_per_loss(name: &str) -> bool {
     PER_LOSS.iter().any(|(prefix, ..)| name.starts_with(prefix))
 }
 
+/// Whether some run's `share/` mean is one logged value: shares are
+/// logged every `train.shares_every` steps, far more rarely than weights
+/// and losses.
+fn few_share_lines(groups: &[Group]) -> String {
+    let lines = groups
+        .iter()
+        .flat_map(|g| &g.runs)
+        .map(|r| r.final_share_lines)
+        .filter(|&n| n > 0);
+    match lines.min() {
+        Some(1) => ", which for shares is one logged value in some runs (they are logged every \
+                    train.shares_every steps)"
+            .to_string(),
+        _ => String::new(),
+    }
+}
+
 /// A run's value for a column: `weight/<loss>` (`share/<loss>`) its final
 /// effective weight (gradient share) of that loss, else the metric at the
 /// chosen eval.
@@ -385,8 +402,9 @@ pub fn render(groups: &[Group], opts: &TableOptions) -> Result<String> {
     for (prefix, _, meaning) in PER_LOSS {
         if names.iter().any(|n| n.starts_with(prefix)) {
             sources.push(format!(
-                "{prefix}<loss>: {meaning}, mean of each run's values logged in its last {:.0}% of {steps} (the last {FINAL_WEIGHT_LINES} at most)",
-                FINAL_WEIGHT_SPAN * 100.0
+                "{prefix}<loss>: {meaning}, mean of each run's values logged in its last {:.0}% of {steps} (the last {FINAL_WEIGHT_LINES} at most){}",
+                FINAL_WEIGHT_SPAN * 100.0,
+                if prefix == SHARE_PREFIX { few_share_lines(groups) } else { String::new() }
             ));
         }
     }

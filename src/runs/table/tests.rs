@@ -272,6 +272,7 @@ fn final_weights_are_columns_when_asked_for() {
         "{text}"
     );
     assert!(text.contains("\nfinal eval; weight/<loss>"), "{text}");
+    assert!(!text.contains("one logged value"), "{text}");
     // Weights alone come from training lines: no "final eval" (walkthrough M).
     let weights_only = TableOptions {
         metrics: vec!["weight/harmful".into()],
@@ -587,5 +588,47 @@ fn a_header_label_renames_a_key_column_and_a_metric_column() {
         error.contains("--label `kind=Method`")
             && error.contains("the columns: meltr.gamma, accuracy"),
         "{error}"
+    );
+}
+
+/// Shares logged every 50 steps of a 300-step run: each run's `share/`
+/// "mean" is its last value alone, and the caption says so (a held-out
+/// walkthrough read 0.27 ± 0.39 as a mean over ten lines a run).
+#[test]
+fn a_share_mean_of_one_logged_value_is_said() {
+    let root = tempfile::tempdir().unwrap();
+    let mut runs = Vec::new();
+    for (seed, share) in [(0, 0.1), (1, 0.7)] {
+        let mut config = crate::config::Config::default();
+        config.workload.seed = seed;
+        let log: String = (1..=30u64)
+            .map(|i| {
+                let step = 10 * i;
+                let shares = match step % 50 {
+                    0 => format!(r#","shares":{{"harmful":{share}}}"#),
+                    _ => String::new(),
+                };
+                format!(
+                    r#"{{"step":{step},"time":1.0,"kind":"train","losses":{{"primary":1.0,"harmful":1.0}},"total":2.0,"weights":{{"primary":1.5,"harmful":0.5}}{shares},"lr":0.001}}"#
+                ) + "\n"
+            })
+            .collect();
+        runs.push(accuracy_run(root.path(), "m", &config, &log));
+    }
+    assert_eq!(runs[0].final_share_lines, 1);
+    let groups =
+        super::super::groups::gather(&runs, &super::super::groups::GroupBy::Seeds).unwrap();
+    let options = TableOptions {
+        format: TableFormat::Md,
+        best: false,
+        metrics: vec!["share/harmful".into(), "weight/harmful".into()],
+        at_step: None,
+        digits: Some(2),
+        headers: Vec::new(),
+    };
+    let text = render(&groups, &options).unwrap();
+    assert!(
+        text.contains("which for shares is one logged value in some runs"),
+        "{text}"
     );
 }
