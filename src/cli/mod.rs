@@ -78,7 +78,10 @@ pub struct HowToRun {
     #[arg(long, value_name = "SECS")]
     give_up_after: Option<u64>,
     /// Start (or continue in) a detached runner, its own process immune to
-    /// hang-ups, and return; `meltr-tui attach` opens the TUI on it.
+    /// hang-ups, and return once it trains (the built-in workload's first
+    /// use pretrains its foundation model first, minutes: its progress is
+    /// shown, and `attach` meanwhile says it is setting up); `meltr-tui
+    /// attach` opens the TUI on it.
     #[arg(long)]
     detach: bool,
 }
@@ -182,7 +185,11 @@ pub enum Cmd {
     /// Open the TUI on a session (default: the newest running one, else the
     /// newest): live when its runner is alive, else its history. `q`
     /// detaches; the run goes on.
-    Attach { session: Option<String> },
+    Attach {
+        /// The session: its id, a unique part of it, its name or its folder
+        /// (default: the newest running one, else the newest).
+        session: Option<String>,
+    },
     /// Stop running sessions cleanly (a checkpoint first, as `q` then `s`
     /// in the TUI); `resume` continues them.
     Stop {
