@@ -649,6 +649,21 @@ fn a_partial_live_config_changes_only_the_keys_it_names() {
         (config_lines(&dir).len() >= 3).then_some(())
     });
     assert_eq!(refusal(&root), None);
+    // A restart-only key beside a live one: the live one applies, and
+    // `ls` says the edit was refused in part (it said "refused").
+    std::fs::write(
+        dir.join("config.toml"),
+        "[train]\nlr = 0.003\n[meltr]\nd_model = 128\n",
+    )
+    .unwrap();
+    wait_for("the mixed edit to be taken in part", || {
+        (config_lines(&dir).len() >= 4).then_some(())
+    });
+    let note = refusal(&root).expect("ls notes the refused key");
+    assert!(
+        note.contains("was refused in part") && note.contains("d_model"),
+        "{note}"
+    );
     // The run goes on with steps = 20000 (not the default 600).
     let meta = SessionMeta::read(&dir).unwrap();
     assert_eq!(meta.status, Status::Running, "{:?}", meta.error);

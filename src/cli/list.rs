@@ -170,14 +170,26 @@ pub(super) fn ls(root: &Path, filter: &Filter, sort: SortBy, output: Output) -> 
     );
     // A refused edit leaves config.toml saying what the run does not do
     // (walkthrough K: batch_size 64 in the file while 32 ran, unsaid).
-    notes.extend(shown.iter().filter(|r| r.alive_pid.is_some()).filter_map(|r| {
-        let (step, error) = r.refused_edit.as_ref()?;
-        let first = error.lines().next().unwrap_or_default();
-        Some(format!(
-            "{}: its config.toml edit at step {step} was refused, so the file is not what runs: {first}",
+    notes.extend(
+        shown
+            .iter()
+            .filter(|r| r.alive_pid.is_some())
+            .filter_map(|r| {
+                let (step, error) = r.refused_edit.as_ref()?;
+                let first = error.lines().next().unwrap_or_default();
+                // A refusal beside applied keys (its record says which): the edit
+                // was taken in part (walkthrough D read "was refused" of a γ edit
+                // that applied).
+                let how = match first.contains("; applied: ") {
+                    true => "was refused in part",
+                    false => "was refused",
+                };
+                Some(format!(
+            "{}: its config.toml edit at step {step} {how}, so the file is not what runs: {first}",
             r.meta.id
         ))
-    }));
+            }),
+    );
     // A corrupt line listed the session at step 0 with no metric, unsaid.
     notes.extend(shown.iter().filter_map(|r| {
         let error = r.log_error.as_ref()?;
