@@ -31,15 +31,32 @@ pub(super) fn beside_parents(
             ));
             continue;
         };
-        let (Ok(f), Ok(p)) = (
-            value_of(fork, primary, best),
-            value_of(parent, primary, best),
-        ) else {
+        let Ok(f) = value_of(fork, primary, best) else {
             continue;
+        };
+        // Best against best over the same stretch: the fork's is after its
+        // fork step, so the parent's is too (walkthrough D's fork read
+        // 13.3 below its parent's best, made 1000 steps before the fork,
+        // where the parent stood near 18).
+        let (p, since) = match (best, fork.meta.fork_step) {
+            (true, Some(at)) => match best_after(parent, primary, at) {
+                Some(p) => (p, format!(" after step {at}")),
+                None => {
+                    each.push(format!(
+                        "{}: its parent {} has no evaluation after the fork step {at} to set its best against",
+                        fork.meta.name, parent.meta.name
+                    ));
+                    continue;
+                }
+            },
+            _ => match value_of(parent, primary, best) {
+                Ok(p) => (p, String::new()),
+                Err(_) => continue,
+            },
         };
         let d = decimals.unwrap_or_else(|| significant_decimals(p.abs().max(f.abs())));
         each.push(format!(
-            "{} {}, its parent {} {} ({}{})",
+            "{} {}, its parent {} {}{since} ({}{})",
             fork.meta.name,
             padded(f, d),
             parent.meta.name,
@@ -54,4 +71,17 @@ pub(super) fn beside_parents(
             each.join(", ")
         )
     })
+}
+
+/// `run`'s best finite `primary` over its evaluations after step `after`.
+fn best_after(run: &Run, primary: &str, after: u64) -> Option<f64> {
+    let values = super::super::evals_of(&run.dir, &run.meta)
+        .into_iter()
+        .filter(|(step, _)| *step > after)
+        .filter_map(|(_, metrics)| metrics.get(primary).copied())
+        .filter(|v| v.is_finite());
+    match run.meta.higher_is_better {
+        true => values.reduce(f64::max),
+        false => values.reduce(f64::min),
+    }
 }
