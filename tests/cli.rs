@@ -225,6 +225,15 @@ fn kill_9_during_checkpoints_never_leaves_a_half_file_and_resume_appends() {
         listed.contains("crashed") && listed.contains("resume"),
         "{listed}"
     );
+    // Where the resume goes on, and what it trains again (walkthrough D
+    // read the crashed row's step as where it would go on).
+    assert!(
+        listed.contains(&format!(
+            "continues from its checkpoint of step {newest} (steps {}–",
+            newest + 1
+        )),
+        "{listed}"
+    );
 
     let out = run_with_limit(
         bin()

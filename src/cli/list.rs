@@ -241,14 +241,45 @@ pub(super) fn ls(root: &Path, filter: &Filter, sort: SortBy, output: Output) -> 
             if let Some(metrics) = runs::mixed_metrics(&shown).filter(|_| sort != SortBy::Id) {
                 say!("\nthe sessions report different metrics ({metrics}): sorted within each");
             }
-            if shown.iter().any(|r| r.status == "crashed") {
-                say!(
-                    "\na crashed session continues from its newest checkpoint with `meltr-tui resume ID` (one with none starts again from step 0)"
-                );
+            let crashed: Vec<&runs::Run> = shown.iter().filter(|r| r.status == "crashed").collect();
+            if !crashed.is_empty() {
+                say!();
+            }
+            for run in crashed {
+                say!("{}", crashed_note(run));
             }
         }
     }
     Ok(())
+}
+
+/// Where `resume` takes a crashed run up: its newest checkpoint, whose
+/// steps after it are trained again (walkthrough D read `ls`'s 4700 as
+/// where a resume would go on; it went on from 4600).
+fn crashed_note(run: &runs::Run) -> String {
+    let resume = session::resume_command_for(&run.dir);
+    let newest = crate::engine::checkpoint::list(&session::SessionDir::new(&run.dir).checkpoints())
+        .into_iter()
+        .map(|(step, _)| step)
+        .filter(|&step| step <= run.step)
+        .max();
+    match newest {
+        Some(at) if at < run.step => format!(
+            "{} crashed at step {}: `{resume}` continues from its checkpoint of step {at} (steps {}–{} are trained again)",
+            run.meta.id,
+            run.step,
+            at + 1,
+            run.step
+        ),
+        Some(at) => format!(
+            "{} crashed at step {}: `{resume}` continues from its checkpoint of step {at}",
+            run.meta.id, run.step
+        ),
+        None => format!(
+            "{} crashed at step {} with no checkpoint: `{resume}` starts it again from step 0",
+            run.meta.id, run.step
+        ),
+    }
 }
 
 #[cfg(test)]
