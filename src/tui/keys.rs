@@ -55,6 +55,7 @@ pub const KEYS: &[(&str, &str, &str)] = &[
         "move; Backspace Del Ctrl-U delete",
     ),
     ("runs", "Up Down Home End", "select a session"),
+    ("runs", "Left Right", "scroll the config key columns"),
     (
         "runs",
         "Space",

@@ -28,11 +28,18 @@ pub fn render(frame: &mut Frame, area: Rect, app: &App, view: &SessionsView) {
         format!(" {} sessions · {marked} marked ", view.runs.len()),
         app.theme.dim(),
     ));
+    // (The overlay's word goes for room when the scroll keys are said.)
+    let (scroll, overlay) = match keys_scroll(app, view, area.width.saturating_sub(2)) {
+        true => ("←→ keys · ", "overlay"),
+        false => ("", "overlay marked"),
+    };
     let block = Block::bordered()
         .border_style(app.theme.accent())
         .title(Span::styled(" Sessions ", app.theme.accent()))
         .title(note.right_aligned())
-        .title_bottom(" ↑↓ select · Space mark · o overlay marked · Enter attach · Esc back ");
+        .title_bottom(format!(
+            " ↑↓ select · {scroll}Space mark · o {overlay} · Enter attach · Esc back "
+        ));
     let inner = block.inner(area);
     frame.render_widget(block, area);
     if view.runs.is_empty() {
@@ -73,7 +80,8 @@ fn cells(app: &App, view: &SessionsView, short: bool) -> (Vec<String>, Vec<Vec<S
     if with_forks {
         header.push(FORKED.into());
     }
-    header.extend(view.differing.iter().cloned());
+    let shown_keys = view.differing.get(view.first_key..).unwrap_or_default();
+    header.extend(shown_keys.iter().cloned());
     let name_of = |id: &str| {
         view.runs
             .iter()
@@ -125,7 +133,7 @@ fn cells(app: &App, view: &SessionsView, short: bool) -> (Vec<String>, Vec<Vec<S
             // As `ls` writes it: `–` where the combiner does not read the
             // key, `*` after a value changed while the run trained.
             row.extend(
-                view.differing
+                shown_keys
                     .iter()
                     .map(|k| crate::runs::render::config_cell(r, k)),
             );
@@ -133,6 +141,25 @@ fn cells(app: &App, view: &SessionsView, short: bool) -> (Vec<String>, Vec<Vec<S
         })
         .collect();
     (header, rows)
+}
+
+/// The last column's count of the differing keys not shown: `left` of
+/// the first shown (scrolled past with ←), `right` of the last (→).
+fn hidden_keys(left: usize, right: usize) -> String {
+    let plural = |n: usize| if n == 1 { "" } else { "s" };
+    match (left, right) {
+        (0, right) => format!("+{right} key{}", plural(right)),
+        (left, 0) => format!("←{left} key{}", plural(left)),
+        (left, right) => format!("←{left} +{right} keys"),
+    }
+}
+
+/// Whether the key columns do not all fit in `width` (or some are
+/// scrolled past): ← and → then scroll them.
+fn keys_scroll(app: &App, view: &SessionsView, width: u16) -> bool {
+    let (header, rows) = cells(app, view, true);
+    let needed: u16 = column_widths(&header, &rows).iter().map(|w| w + 1).sum();
+    view.first_key > 0 || needed > width
 }
 
 /// Each column's width: its widest cell.
@@ -161,7 +188,8 @@ fn render_table(frame: &mut Frame, area: Rect, app: &App, view: &SessionsView) {
     // where it fits, in order, so a wide one does not take the narrower
     // ones after it along (walkthrough P: `+9 keys` beside 45 empty columns).
     let fixed = FIXED.len() + usize::from(header.get(FIXED.len()).is_some_and(|h| h == FORKED));
-    let marker = |hidden: usize| format!("+{hidden} key{}", if hidden == 1 { "" } else { "s" });
+    let left = view.first_key.min(view.differing.len());
+    let marker = |hidden: usize| hidden_keys(left, hidden);
     if needed(&widths) > area.width && widths.len() > fixed {
         let reserve = marker(widths.len() - fixed).chars().count() as u16 + 1;
         let mut used = needed(&widths[..fixed]) + reserve;
@@ -195,6 +223,13 @@ fn render_table(frame: &mut Frame, area: Rect, app: &App, view: &SessionsView) {
         rows = rows.into_iter().map(kept).collect();
         header.push(marker(hidden));
         widths.push(marker(hidden).chars().count() as u16);
+        for row in &mut rows {
+            row.push(String::new());
+        }
+    } else if left > 0 {
+        // Scrolled: the keys left of the first shown are counted too.
+        header.push(marker(0));
+        widths.push(marker(0).chars().count() as u16);
         for row in &mut rows {
             row.push(String::new());
         }

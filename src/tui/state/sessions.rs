@@ -34,6 +34,9 @@ pub struct SessionsView {
     /// one session had changed, and hid `combiner.kind`, which told a
     /// sweep's twelve rows apart).
     pub differing: Vec<String>,
+    /// The first differing key shown (← and → scroll the key columns on a
+    /// terminal too narrow for them all).
+    pub first_key: usize,
     /// Selected row.
     pub cursor: usize,
     /// Marked rows, by session folder.
@@ -121,6 +124,7 @@ impl App {
         // Ordered as when it opened (walkthrough V's columns reordered at
         // the first refresh).
         view.differing = most_values_first(&runs);
+        view.first_key = view.first_key.min(view.differing.len().saturating_sub(1));
         view.cursor = at
             .and_then(|dir| runs.iter().position(|r| r.dir == dir))
             .unwrap_or(view.cursor)
@@ -163,6 +167,10 @@ impl App {
             }
             KeyCode::Up | KeyCode::Char('k') => view.cursor = view.cursor.saturating_sub(1),
             KeyCode::Down | KeyCode::Char('j') => view.cursor = (view.cursor + 1).min(last),
+            KeyCode::Left => view.first_key = view.first_key.saturating_sub(1),
+            KeyCode::Right => {
+                view.first_key = (view.first_key + 1).min(view.differing.len().saturating_sub(1))
+            }
             KeyCode::Home => view.cursor = 0,
             KeyCode::End => view.cursor = last,
             KeyCode::Char(' ') => {

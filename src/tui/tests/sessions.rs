@@ -603,6 +603,48 @@ fn differing_keys_that_do_not_fit_are_counted() {
     assert!(hidden > 0, "{header}");
     let marker = format!("+{hidden} key{}", if hidden == 1 { "" } else { "s" });
     assert!(header.contains(&marker), "{header}");
+    assert!(narrow.contains("←→ keys"), "{narrow}");
+    // → scrolls the key columns: the first goes, counted on the left, and
+    // a hidden one comes into view; ← brings it back (80 columns showed
+    // the keys that fit and no way to the rest).
+    let header_at = |app: &App| {
+        let screen = text(draw(app, 100, 24).backend().buffer());
+        screen
+            .lines()
+            .find(|l| l.contains("STATUS"))
+            .unwrap()
+            .to_string()
+    };
+    let order = app.sessions.as_ref().unwrap().differing.clone();
+    let before = header_at(&app);
+    assert!(
+        before.contains(&order[0]) && !before.contains('←'),
+        "{before}"
+    );
+    press(&mut app, KeyCode::Right);
+    let after = header_at(&app);
+    assert!(
+        !after.contains(&order[0]) && after.contains("←1 "),
+        "{after}"
+    );
+    assert!(
+        order
+            .iter()
+            .any(|k| !before.contains(k) && after.contains(k)),
+        "{before}\n{after}"
+    );
+    for _ in 0..10 {
+        press(&mut app, KeyCode::Right);
+    }
+    let end = header_at(&app);
+    assert!(
+        end.contains(&order[order.len() - 1]) && end.contains("←5 keys"),
+        "{end}"
+    );
+    for _ in 0..10 {
+        press(&mut app, KeyCode::Left);
+    }
+    assert_eq!(header_at(&app), before);
 
     // A wide key does not take the narrower ones after it along
     // (walkthrough P: `+9 keys` beside 45 empty columns).
