@@ -182,6 +182,23 @@ fn is_per_loss(name: &str) -> bool {
     PER_LOSS.iter().any(|(prefix, ..)| name.starts_with(prefix))
 }
 
+/// The caption's words on spread and bold; `ranked`: some column has a
+/// better direction (weights and shares have none, and nothing is bold:
+/// a walkthrough's weight table explained a bold it did not have).
+fn spread_words(one_run_a_row: bool, ranked: bool, plus_minus: &str) -> String {
+    let bold = match (ranked, one_run_a_row) {
+        (false, _) => "",
+        (true, false) => {
+            "; bold: a column's best mean and any within one standard error of its difference from it"
+        }
+        (true, true) => "; bold: a column's best value",
+    };
+    match one_run_a_row {
+        false => format!("; mean {plus_minus} sample std over the n runs of each group{bold}"),
+        true => format!("; one run a row{bold}"),
+    }
+}
+
 /// Whether some run's `share/` mean is one logged value: shares are
 /// logged every `train.shares_every` steps, far more rarely than weights
 /// and losses.
@@ -414,6 +431,8 @@ pub fn render(groups: &[Group], opts: &TableOptions) -> Result<String> {
         .map(|col| digits[col]);
     sources.extend(forks::beside_parents(groups, primary, decimals, opts.best));
     let what = sources.join("; ");
+    // Weights and shares have no better direction: nothing bold to explain.
+    let ranked = names.iter().any(|n| arrow(n).is_some());
     Ok(match opts.format {
         TableFormat::Md => {
             let mut header = label_header.clone();
@@ -455,13 +474,7 @@ pub fn render(groups: &[Group], opts: &TableOptions) -> Result<String> {
                 let cells: Vec<String> = cells.iter().map(|c| c.replace('|', "\\|")).collect();
                 out.push_str(&format!("| {} |\n", cells.join(" | ")));
             }
-            let spread = match one_run_a_row {
-                false => {
-                    "; mean ± sample std over the n runs of each group; bold: a column's best mean \
-                          and any within one standard error of its difference from it"
-                }
-                true => "; one run a row; bold: a column's best value",
-            };
+            let spread = spread_words(one_run_a_row, ranked, "±");
             out.push_str(&format!("\n{what}{spread}.\n"));
             out
         }
@@ -529,13 +542,7 @@ pub fn render(groups: &[Group], opts: &TableOptions) -> Result<String> {
                 };
                 format!("{}{arrow}", latex_escape(shown))
             }));
-            let spread = match one_run_a_row {
-                false => {
-                    "; mean $\\pm$ sample std over n runs; bold: a column's best mean and any \
-                          within one standard error of its difference from it"
-                }
-                true => "; one run a row; bold: a column's best value",
-            };
+            let spread = spread_words(one_run_a_row, ranked, "$\\pm$");
             let mut out = format!(
                 "% meltr-tui table: {what}{spread}. Needs \\usepackage{{booktabs}}.\n\\begin{{tabular}}{{{columns}}}\n\\toprule\n{} \\\\\n\\midrule\n",
                 header.join(" & ")

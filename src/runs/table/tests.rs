@@ -284,6 +284,8 @@ fn final_weights_are_columns_when_asked_for() {
         "{text}"
     );
     assert!(!text.contains("final eval"), "{text}");
+    // Nothing is bold in a column with no better direction: not said.
+    assert!(!text.contains("bold:"), "{text}");
     // `eval/<metric>` as the CSV export names it; `loss/<loss>`, the final
     // training loss, averaged as the weights are (walkthrough N).
     let as_exported = TableOptions {
