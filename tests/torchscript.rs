@@ -233,7 +233,12 @@ fn bad_models_and_data_are_refused_with_what_to_fix() {
     );
     refused(
         &config(tmp.path(), "sum", 5, &bad.join("vector_loss.pt"), ""),
-        "forward's `retrieval` has shape [32]; every value must be a 0-dim tensor",
+        "forward's `retrieval` has shape [32]; every value must be a 0-dim tensor (reduce it, e.g. with .mean())",
+    );
+    // One value in a shape needs no reduction: said so.
+    refused(
+        &config(tmp.path(), "sum", 5, &bad.join("one_element_loss.pt"), ""),
+        "forward's `retrieval` has shape [1]; every value must be a 0-dim tensor (drop its dimensions, e.g. with .squeeze()",
     );
     // A loss without a gradient is refused when the config trains on it;
     // left out, it is logged only, and a misspelt name is said as one

@@ -362,8 +362,13 @@ impl TorchScript {
                 );
             };
             if tensor.dim() != 0 {
+                // One value in a shape ([1], [1, 1]) needs no reduction.
+                let fix = match tensor.numel() {
+                    1 => "drop its dimensions, e.g. with .squeeze() or .reshape(())",
+                    _ => "reduce it, e.g. with .mean()",
+                };
                 bail!(
-                    "forward's `{name}` has shape {:?}; every value must be a 0-dim tensor (reduce it, e.g. with .mean())",
+                    "forward's `{name}` has shape {:?}; every value must be a 0-dim tensor ({fix})",
                     tensor.size()
                 );
             }
