@@ -257,9 +257,15 @@ pub(super) fn stop_command(root: &Path, sessions: &[String]) -> Result<()> {
                 crate::session::metrics::Record::Event { message, .. } => Some(message),
                 _ => None,
             });
-        let status = SessionMeta::read(dir)?.status;
-        match (said, status) {
+        let now = SessionMeta::read(dir)?;
+        match (said, now.status) {
             (Some(message), _) => say!("session {}: {message}", meta.id),
+            // Stopped while it set up (no log yet): its session says why.
+            (None, Status::Stopped) if now.error.is_some() => say!(
+                "session {}: {}",
+                meta.id,
+                now.error.as_deref().unwrap_or_default()
+            ),
             (None, Status::Finished) => {
                 say!("session {}: it finished before it could stop", meta.id)
             }
@@ -271,7 +277,7 @@ pub(super) fn stop_command(root: &Path, sessions: &[String]) -> Result<()> {
                 "session {}: its process exited without saying where it stopped (status {}); `{}` \
                  continues it from its newest checkpoint",
                 meta.id,
-                status.as_str(),
+                now.status.as_str(),
                 session::resume_command_for(dir)
             ),
         }
@@ -279,6 +285,12 @@ pub(super) fn stop_command(root: &Path, sessions: &[String]) -> Result<()> {
     Ok(())
 }
 
+/// The session's log lines; none before its first (a run still setting
+/// up has no log yet: `stop` failed on it, walkthrough F).
 fn metric_lines(dir: &Path) -> Result<Vec<crate::session::metrics::MetricLine>> {
-    Ok(crate::session::log::read_metrics(&session::SessionDir::new(dir).metrics())?.lines)
+    let path = session::SessionDir::new(dir).metrics();
+    if !path.exists() {
+        return Ok(Vec::new());
+    }
+    Ok(crate::session::log::read_metrics(&path)?.lines)
 }

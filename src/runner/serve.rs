@@ -159,7 +159,19 @@ pub fn serve(dir: &Path, resume: bool) -> Result<Status> {
             let _ = starting.commands.send(command);
         }
     }
-    let handle = starting.wait()?;
+    let handle = match starting.wait() {
+        Ok(handle) => handle,
+        // Stopped while it set up: a stop, resumable, not a failure.
+        Err(e)
+            if e.chain()
+                .any(|c| c.is::<crate::workload::video_text::PretrainingStopped>()) =>
+        {
+            crate::session::update_status(&dir, Status::Stopped, Some(format!("{e:#}")))?;
+            say!("{e:#}");
+            return Ok(Status::Stopped);
+        }
+        Err(e) => return Err(e),
+    };
     in_force.built(&handle.config);
     say!("{}", super::SERVING_LINE);
     let mut storage = super::storage_retry::StorageRetry::default();

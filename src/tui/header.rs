@@ -145,6 +145,8 @@ pub fn render(frame: &mut Frame, area: Rect, app: &App) {
                 )));
             }
         }
+        // No metric named yet (a runner still setting up): no direction.
+        None if metric.is_empty() => second.push(Span::styled("no eval yet", theme.dim())),
         None => second.push(Span::styled(
             format!("{metric}{arrow} (no eval yet)"),
             theme.dim(),

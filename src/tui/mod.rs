@@ -149,6 +149,12 @@ pub fn run(
     let mut last_gpu: Option<Instant> = None;
     let mut sessions_reread = SessionsReread::default();
     let mut new_runner = NewRunner::default();
+    // Viewed while its runner sets up, a new session has no run facts yet
+    // (losses, primary metric and its direction): attached again once the
+    // trainer records them (walkthrough F's viewer read "↓ (no eval yet)"
+    // for R@1 to the end of the run).
+    let mut facts_pending = (app.meta.libtorch.is_empty() && !app.status.is_terminal())
+        .then(|| Instant::now() + NEW_RUNNER_EVERY);
     // What changed since the last frame: new data, or the user's input.
     let (mut data_dirty, mut input_dirty) = (true, false);
     loop {
@@ -173,6 +179,14 @@ pub fn run(
             }
         }
         data_dirty |= sessions_reread.poll(&mut app, ctx.sessions_root, now);
+        if let Some(due) = facts_pending.filter(|due| now >= *due) {
+            let recorded =
+                SessionMeta::read(session.path()).is_ok_and(|meta| !meta.libtorch.is_empty());
+            if recorded && app.editor.is_none() && app.sessions.is_none() {
+                return Ok(Exit::Attach(session.path().to_path_buf()));
+            }
+            facts_pending = Some(due.max(now) + NEW_RUNNER_EVERY);
+        }
         if new_runner.poll(&app, session.path(), now) {
             // A new runner serves this session (it crashed or ended, and
             // was resumed): attach again, to its live stream and history.

@@ -111,6 +111,13 @@ impl Tui {
         install_panic_hook();
 
         let mut tty_file = tty_file;
+        // Keys typed before the TUI opened (while a first run pretrained)
+        // are not its to act on: a walkthrough's `c`, echoed into the
+        // progress lines, took a checkpoint when the TUI opened minutes later.
+        // SAFETY: tcflush on a terminal fd we hold; failure is harmless.
+        unsafe {
+            libc::tcflush(tty_file.as_raw_fd(), libc::TCIFLUSH);
+        }
         let setup = terminal::enable_raw_mode().and_then(|_| {
             execute!(
                 tty_file,

@@ -1706,3 +1706,33 @@ fn pause_and_checkpoint_say_a_headless_run_does_not_take_them() {
     let flash = &app.flash.as_ref().unwrap().text;
     assert!(flash.contains("no checkpoint to take"), "{flash}");
 }
+
+/// A viewer attached while the runner sets up says so in the header, and
+/// no metric direction before a metric is named (walkthrough F's header
+/// read "running" and "↓ (no eval yet)" for R@1).
+#[test]
+fn a_run_setting_up_says_so_with_no_metric_direction() {
+    let mut app = app();
+    app.store.primary_metric.clear();
+    app.on_event(Event::Status {
+        status: Status::Running,
+        message: Some(crate::runner::serve::SETTING_UP.into()),
+    });
+    let screen = text(draw(&app, 120, 30).backend().buffer());
+    let header: Vec<&str> = screen.lines().take(2).collect();
+    assert!(header[0].contains("● setting up"), "{screen}");
+    assert!(
+        header[1].contains("no eval yet") && !header[1].contains('↓'),
+        "{screen}"
+    );
+    // The trainer's own status ends it.
+    app.on_event(Event::Status {
+        status: Status::Running,
+        message: None,
+    });
+    let screen = text(draw(&app, 120, 30).backend().buffer());
+    assert!(
+        screen.lines().next().unwrap().contains("● running"),
+        "{screen}"
+    );
+}

@@ -49,6 +49,27 @@ fn cache_dir(
     base.join("meltr-tui")
 }
 
+/// The foundation model's pretraining ended by a stop signal, before
+/// `step` (nothing is cached: the next start pretrains again).
+#[derive(Debug)]
+pub struct PretrainingStopped {
+    /// The pretraining step it stopped before.
+    pub step: u64,
+}
+
+impl std::fmt::Display for PretrainingStopped {
+    fn fmt(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+        write!(
+            f,
+            "stopped during the foundation model's first pretraining (before its step {}); nothing was \
+             trained or cached, and the next start pretrains again",
+            self.step
+        )
+    }
+}
+
+impl std::error::Error for PretrainingStopped {}
+
 /// Pretrains the backbone on the pretraining split with the summed losses
 /// (distractor excluded) and writes it to `out` atomically. `progress` is
 /// called every 100 steps with (step, summed loss).
@@ -66,6 +87,11 @@ pub fn pretrain(
     let params = w.parameters();
     let mut opt = crate::nn::optim::AdamW::new(&params, 2e-3, 0.0);
     for step in 1..=steps {
+        // A stop asked for (SIGTERM, Ctrl-C, `meltr-tui stop`) ends it at
+        // once: it waited minutes for the pretraining's end (walkthrough F).
+        if crate::process::stop_requested() {
+            return Err(anyhow::Error::new(PretrainingStopped { step }));
+        }
         let losses = w.forward(&w.sample(&w.train, 0, step))?;
         let total = LOSSES
             .iter()

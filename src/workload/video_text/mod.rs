@@ -30,7 +30,7 @@ pub mod foundation;
 mod model;
 
 use data::{to_device, Split, World};
-pub use foundation::{default_foundation_path, foundation_path, pretrain};
+pub use foundation::{default_foundation_path, foundation_path, pretrain, PretrainingStopped};
 pub use model::Model;
 
 use super::{self as workload, Batch, Evaluation, Losses, Workload};
