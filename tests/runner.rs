@@ -1101,6 +1101,17 @@ fn a_runner_serves_and_takes_edits_while_its_trainer_is_built() {
         checkpoints.first().is_some_and(|(step, _)| *step < 5),
         "no checkpoint at the first step: {checkpoints:?}"
     );
+    // It holds the edit made with it (a fork from it goes on with it):
+    // checkpoints asked for with an edit are written after it applies.
+    let (step, path) = checkpoint::list(&dir.join("checkpoints")).remove(0);
+    let saved = checkpoint::Loaded::read(&path, step)
+        .unwrap()
+        .config()
+        .unwrap();
+    assert_eq!(saved.meltr.gamma, 0.25, "the checkpoint of step {step}");
+    // Applied before the first step, the edit is the run's start setting.
+    let run = meltr_tui::runs::Run::load(&dir).unwrap();
+    assert!(!run.edited.contains_key("meltr.gamma"), "{:?}", run.edited);
 }
 
 /// A viewer of a headless run (no socket) follows it through its files:

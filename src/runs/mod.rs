@@ -382,6 +382,11 @@ fn logged(dir: &Path, meta: &SessionMeta, last_step: Option<u64>) -> Logged {
             // after the parent's eval of that step.
             .max(meta.first_own_step())
     });
+    // An edit applied at step 0 of a run that is no fork (made while its
+    // runner set up, before the first step) is its start setting, not a
+    // change while it trained: such runs pooled apart from unedited ones
+    // and read `0.1→0.2@0` (walkthrough F).
+    let at_start = |step: u64| step == 0 && meta.fork_step.is_none();
     let mut edited_later: BTreeMap<String, serde_json::Value> = BTreeMap::new();
     let lines: Vec<_> = read
         .lines
@@ -389,7 +394,7 @@ fn logged(dir: &Path, meta: &SessionMeta, last_step: Option<u64>) -> Logged {
         .filter(|l| match (last_step, &l.record) {
             (None, _) => true,
             (Some(_), Record::Config { changed, .. })
-                if edits_from.is_some_and(|from| l.step >= from) =>
+                if edits_from.is_some_and(|from| l.step >= from) && !at_start(l.step) =>
             {
                 for (key, (old, _)) in changed {
                     edited_later
@@ -441,7 +446,7 @@ fn logged(dir: &Path, meta: &SessionMeta, last_step: Option<u64>) -> Logged {
                     // history edited the key: then it continues that
                     // chain (walkthrough W's fork to J = 0 of a run edited
                     // to J = 2 read `0→2@100`, the one value it lacked).
-                    if own && !out.edited.contains_key(key) {
+                    if (own && !out.edited.contains_key(key)) || at_start(line.step) {
                         continue;
                     }
                     let (before, changes) = out

@@ -386,6 +386,28 @@ fn edits_at_one_step_show_their_net_change() {
     );
 }
 
+/// An edit applied at step 0, made while the runner set up, is the run's
+/// start setting: no `*` in `ls`, no `0.1→0.2@0` in a table, pooled with
+/// runs set so from the start (walkthrough F). At a later step it is an
+/// edit as before.
+#[test]
+fn an_edit_before_the_first_step_is_the_runs_start_setting() {
+    let root = tempfile::tempdir().unwrap();
+    let dir = session::create(root.path(), "early", &crate::config::Config::default()).unwrap();
+    let edit =
+        |step: u64, key: &str, old: f64, new: f64| config_edit(step, key, old.into(), new.into());
+    write_log(
+        &dir,
+        [
+            edit(0, "meltr.gamma", 0.1, 0.2),
+            edit(50, "aid.alpha", 0.1, 0.05),
+        ],
+    );
+    let run = Run::load(&dir).unwrap();
+    assert!(!run.edited.contains_key("meltr.gamma"), "{:?}", run.edited);
+    assert_eq!(run.setting("aid.alpha").as_deref(), Some("0.1→0.05@50"));
+}
+
 /// A run as it stood at a step (`table --at-step`) has the config of that
 /// step: an edit made at it (a resume's `--set` at the run's last step)
 /// or after it came after its numbers (walkthrough S's run resumed at step

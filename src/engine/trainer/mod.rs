@@ -425,7 +425,20 @@ impl Trainer {
 
     /// Applies pending commands; blocks while paused. False means stop.
     fn handle_commands(&mut self, commands: &Receiver<Command>) -> Result<bool> {
+        // Checkpoints asked for in one drain are written after it: a config
+        // edit queued with them applies first, so the checkpoint holds the
+        // config the next step trains with (a walkthrough's checkpoint
+        // asked while the runner set up was written before that time's
+        // edits, and a fork from it ran without them).
+        let mut checkpoints: Vec<bool> = Vec::new();
         loop {
+            // A pause in the same drain waits for the next command: the
+            // checkpoints asked before it are written first.
+            if self.status == Status::Paused {
+                for pin in std::mem::take(&mut checkpoints) {
+                    self.checkpoint_on_every_rank(pin)?;
+                }
+            }
             let command = if self.status == Status::Paused {
                 let waited = match self.heartbeat() {
                     Some(every) => commands.recv_timeout(every),
@@ -443,9 +456,14 @@ impl Trainer {
             } else {
                 match commands.try_recv() {
                     Ok(c) => c,
-                    Err(TryRecvError::Empty) => return Ok(true),
-                    // Every client is gone (e.g. the process is exiting): keep training.
-                    Err(TryRecvError::Disconnected) => return Ok(true),
+                    // Drained; or every client is gone (e.g. the process is
+                    // exiting): keep training.
+                    Err(TryRecvError::Empty | TryRecvError::Disconnected) => {
+                        for pin in checkpoints {
+                            self.checkpoint_on_every_rank(pin)?;
+                        }
+                        return Ok(true);
+                    }
                 }
             };
             match command {
@@ -456,6 +474,11 @@ impl Trainer {
                     changed: Default::default(),
                     error: Some(error),
                 }),
+                Command::Checkpoint if self.status != Status::Paused => checkpoints.push(true),
+                Command::CheckpointForFork if self.status != Status::Paused => {
+                    checkpoints.push(false)
+                }
+                // Paused, the drain waits for the next command: at once.
                 Command::Checkpoint => self.checkpoint_on_every_rank(true)?,
                 Command::CheckpointForFork => self.checkpoint_on_every_rank(false)?,
                 Command::Stop => return Ok(false),
