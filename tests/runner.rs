@@ -1080,6 +1080,19 @@ fn a_runner_serves_and_takes_edits_while_its_trainer_is_built() {
         said[0],
         Some((Status::Running, Some(runner::serve::SETTING_UP.to_string())))
     );
+    // `ls` says it is setting up, of the sessions it lists only.
+    let ls = |filter: &[&str]| {
+        let mut command = bin();
+        command
+            .arg("--sessions-dir")
+            .arg(root.path())
+            .arg("ls")
+            .args(filter);
+        text(&run_with_limit(&mut command, WAIT))
+    };
+    assert!(ls(&[]).contains(runner::serve::SETTING_UP), "{}", ls(&[]));
+    let other = ls(&["--where", "status=finished"]);
+    assert!(!other.contains(runner::serve::SETTING_UP), "{other}");
     // An edit of a live key and a checkpoint, both while it sets up.
     let path = session::SessionDir::new(&dir).config();
     let edited = std::fs::read_to_string(&path)

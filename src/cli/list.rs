@@ -19,7 +19,7 @@ pub(super) enum Output {
 /// able to write (a full disk pauses it): asked all at once, and never
 /// waited on for long (a stuck runner is shown from its files). Returns
 /// the runners' messages, one line each.
-fn overlay_live_status(runs: &mut [Run]) -> Vec<String> {
+fn overlay_live_status(runs: &mut [Run]) -> Vec<(PathBuf, String)> {
     let live: Vec<PathBuf> = runs
         .iter()
         .filter(|r| r.alive_pid.is_some())
@@ -35,7 +35,7 @@ fn overlay_live_status(runs: &mut [Run]) -> Vec<String> {
     for run in runs.iter_mut() {
         if let Some((status, message)) = said.get(&run.dir) {
             if let Some(message) = message {
-                notes.push(format!("{}: {message}", run.meta.id));
+                notes.push((run.dir.clone(), format!("{}: {message}", run.meta.id)));
             }
             run.status = status.as_str().to_string();
         }
@@ -162,7 +162,13 @@ pub(super) fn ls(root: &Path, filter: &Filter, sort: SortBy, output: Output) -> 
         Output::Json | Output::Csv => filter.apply_any_value(all)?,
     };
     runs::sort(&mut shown, sort);
-    let mut notes = notes;
+    // What a runner says, of the sessions listed only (walkthrough F's
+    // `ls --group` noted a session of another group).
+    let mut notes: Vec<String> = notes
+        .into_iter()
+        .filter(|(dir, _)| shown.iter().any(|r| r.dir == *dir))
+        .map(|(_, note)| note)
+        .collect();
     notes.extend(
         session::unreadable(root)
             .into_iter()
