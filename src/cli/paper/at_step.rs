@@ -5,27 +5,45 @@ use anyhow::{bail, Result};
 
 /// `table --at-step STEP`: each run as it stood at `step`, and a note
 /// naming the runs with no eval at that step (their last before it is
-/// read). A run that has not reached the step is an error.
+/// read) and the forks left out (made after it). A run that has not
+/// reached the step is an error.
 pub(super) fn runs_at_step(runs: &[Run], step: u64) -> Result<(Vec<Run>, Option<String>)> {
     // A fork's log before its fork step is its parent's: at such a step it
     // did not exist yet (its row read its parent's numbers under its own
     // settings, a review).
     // A fork from a later step is not short of it: it starts after it
     // (walkthrough B read "has not reached it" of a fork at 801 for 700).
+    // Such forks are left out, said (a fork joins its parent's group, and
+    // `table --group G --at-step` was refused whole for it, walkthrough F);
+    // nothing else left is an error.
+    let is_later_fork = |r: &Run| r.meta.fork_step.is_some_and(|at| at >= step);
     let later_forks: Vec<String> = runs
         .iter()
-        .filter_map(|r| r.meta.fork_step.filter(|&at| at >= step).map(|at| (r, at)))
-        .map(|(r, at)| format!("{} (forked at step {at})", r.meta.id))
+        .filter(|r| is_later_fork(r))
+        .map(|r| {
+            format!(
+                "{} (forked at step {})",
+                r.meta.id,
+                r.meta.fork_step.unwrap_or(step)
+            )
+        })
         .collect();
-    if !later_forks.is_empty() {
+    let left_out = (!later_forks.is_empty()).then(|| {
+        format!(
+            "--at-step {step}: left out {}, which did not exist yet (a fork is its own only after its fork step; \
+             up to it, its log is its parent's): {}",
+            if later_forks.len() == 1 { "a fork" } else { "forks" },
+            later_forks.join(", ")
+        )
+    });
+    let runs: Vec<Run> = runs.iter().filter(|r| !is_later_fork(r)).cloned().collect();
+    if runs.is_empty() {
         bail!(
-            "--at-step {step}: {} only after {} fork step (up to it, the log is the parent's): {}; pick a later step, or leave {} out",
-            if later_forks.len() == 1 { "a fork is its own" } else { "forks are their own" },
-            if later_forks.len() == 1 { "its" } else { "their" },
-            later_forks.join(", "),
-            if later_forks.len() == 1 { "it" } else { "them" }
+            "{}; pick a later step",
+            left_out.unwrap_or_else(|| format!("--at-step {step}: no sessions"))
         );
     }
+    let runs = runs.as_slice();
     let short: Vec<String> = runs
         .iter()
         .filter_map(|r| match &r.log_error {
@@ -101,5 +119,9 @@ pub(super) fn runs_at_step(runs: &[Run], step: u64) -> Result<(Vec<Run>, Option<
             each.join("; ")
         )
     });
+    let note = match (left_out, note) {
+        (Some(left), Some(note)) => Some(format!("{left}\n{note}")),
+        (left, note) => left.or(note),
+    };
     Ok((runs, note))
 }
