@@ -23,6 +23,33 @@ pub fn runner_gone(dir: &Path, meta: &SessionMeta) -> String {
     )
 }
 
+/// The lines of the session's log in `dir` after `read_up_to` (lines and
+/// bytes read so far: the file is append-only while a run writes it), each
+/// with its index in the log; moves `read_up_to` past them. None when the
+/// file does not read.
+pub(super) fn appended_lines(
+    dir: &Path,
+    read_up_to: &Cell<(u64, u64)>,
+) -> Vec<(u64, session::metrics::MetricLine)> {
+    let (first, offset) = read_up_to.get();
+    let Ok((lines, end)) = session::log::read_metrics_from(&SessionDir::new(dir).metrics(), offset)
+    else {
+        return Vec::new();
+    };
+    read_up_to.set((first + lines.len() as u64, end));
+    (first..).zip(lines).collect()
+}
+
+/// The session's log from its first line, and the byte it ends at (none
+/// yet before a run's first line).
+pub(super) fn history(dir: &Path) -> Result<(Vec<session::metrics::MetricLine>, u64)> {
+    let path = SessionDir::new(dir).metrics();
+    match path.exists() {
+        true => session::log::read_metrics_from(&path, 0),
+        false => Ok((Vec::new(), 0)),
+    }
+}
+
 /// An [`EngineLink`] to a runner over its socket. Lines the client missed
 /// (it was slow, or they were written while it connected) are re-read from
 /// `metrics.jsonl`, so the TUI's history has no gaps and no duplicates.
@@ -62,12 +89,7 @@ impl RemoteLink {
     /// history for the TUI.
     pub fn attach(dir: &Path) -> Result<(RemoteLink, Vec<session::metrics::MetricLine>)> {
         let link = RemoteLink::connect(dir)?;
-        let path = SessionDir::new(dir).metrics();
-        let (history, end) = if path.exists() {
-            session::log::read_metrics_from(&path, 0)?
-        } else {
-            (Vec::new(), 0)
-        };
+        let (history, end) = history(dir)?;
         link.next_line.set(history.len() as u64);
         link.read_up_to.set((history.len() as u64, end));
         Ok((link, history))
@@ -75,20 +97,12 @@ impl RemoteLink {
 
     /// Delivers the log's lines from `next_line` on (after a gap).
     fn resync(&self, out: &mut Vec<Event>) {
-        let (mut seq, offset) = self.read_up_to.get();
-        let Ok((lines, end)) =
-            session::log::read_metrics_from(&SessionDir::new(&self.dir).metrics(), offset)
-        else {
-            return;
-        };
-        for line in lines {
+        for (seq, line) in appended_lines(&self.dir, &self.read_up_to) {
             if seq >= self.next_line.get() {
                 out.push(Event::Line { line, seq });
                 self.next_line.set(seq + 1);
             }
-            seq += 1;
         }
-        self.read_up_to.set((seq, end));
     }
 
     fn accept(&self, event: Event, out: &mut Vec<Event>) {

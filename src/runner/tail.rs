@@ -37,11 +37,7 @@ impl LogTail {
     /// link and the lines read (the viewer's history).
     pub fn attach(dir: &Path) -> anyhow::Result<(LogTail, Vec<session::metrics::MetricLine>)> {
         let meta = SessionMeta::read(dir)?;
-        let path = SessionDir::new(dir).metrics();
-        let (history, end) = match path.exists() {
-            true => session::log::read_metrics_from(&path, 0)?,
-            false => (Vec::new(), 0),
-        };
+        let (history, end) = super::link::history(dir)?;
         let tail = LogTail {
             dir: dir.to_path_buf(),
             read_up_to: Cell::new((history.len() as u64, end)),
@@ -54,17 +50,12 @@ impl LogTail {
     }
 
     fn new_lines(&self, out: &mut Vec<Event>) {
-        let (mut seq, offset) = self.read_up_to.get();
-        let Ok((lines, end)) =
-            session::log::read_metrics_from(&SessionDir::new(&self.dir).metrics(), offset)
-        else {
-            return;
-        };
-        for line in lines {
-            out.push(Event::Line { line, seq });
-            seq += 1;
-        }
-        self.read_up_to.set((seq, end));
+        let appended = super::link::appended_lines(&self.dir, &self.read_up_to);
+        out.extend(
+            appended
+                .into_iter()
+                .map(|(seq, line)| Event::Line { line, seq }),
+        );
     }
 
     fn new_config(&self, out: &mut Vec<Event>) {

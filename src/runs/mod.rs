@@ -59,8 +59,7 @@ pub struct Run {
     /// alike (empty when no shares were logged).
     pub final_shares: Named,
     /// How many logged share lines those means hold (shares are logged
-    /// every `train.shares_every` steps: a walkthrough read a 300-step
-    /// run's "mean" of one value as a mean of ten).
+    /// every `train.shares_every` steps).
     pub final_share_lines: usize,
     /// Each training loss at the end, averaged alike.
     pub final_losses: Named,
@@ -382,10 +381,8 @@ fn logged(dir: &Path, meta: &SessionMeta, last_step: Option<u64>) -> Logged {
             // after the parent's eval of that step.
             .max(meta.first_own_step())
     });
-    // An edit applied at step 0 of a run that is no fork (made while its
-    // runner set up, before the first step) is its start setting, not a
-    // change while it trained: such runs pooled apart from unedited ones
-    // and read `0.1→0.2@0` (walkthrough F).
+    // An edit at step 0 of a run that is no fork (while its runner set up)
+    // is its start setting (walkthrough F's read `0.1→0.2@0`, unpooled).
     let at_start = |step: u64| step == 0 && meta.fork_step.is_none();
     let mut edited_later: BTreeMap<String, serde_json::Value> = BTreeMap::new();
     let lines: Vec<_> = read

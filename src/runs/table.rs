@@ -182,40 +182,6 @@ fn is_per_loss(name: &str) -> bool {
     PER_LOSS.iter().any(|(prefix, ..)| name.starts_with(prefix))
 }
 
-/// The caption's words on spread and bold; `ranked`: some column has a
-/// better direction (weights and shares have none, and nothing is bold:
-/// a walkthrough's weight table explained a bold it did not have).
-fn spread_words(one_run_a_row: bool, ranked: bool, plus_minus: &str) -> String {
-    let bold = match (ranked, one_run_a_row) {
-        (false, _) => "",
-        (true, false) => {
-            "; bold: a column's best mean and any within one standard error of its difference from it"
-        }
-        (true, true) => "; bold: a column's best value",
-    };
-    match one_run_a_row {
-        false => format!("; mean {plus_minus} sample std over the n runs of each group{bold}"),
-        true => format!("; one run a row{bold}"),
-    }
-}
-
-/// Whether some run's `share/` mean is one logged value: shares are
-/// logged every `train.shares_every` steps, far more rarely than weights
-/// and losses.
-fn few_share_lines(groups: &[Group]) -> String {
-    let lines = groups
-        .iter()
-        .flat_map(|g| &g.runs)
-        .map(|r| r.final_share_lines)
-        .filter(|&n| n > 0);
-    match lines.min() {
-        Some(1) => ", which for shares is one logged value in some runs (they are logged every \
-                    train.shares_every steps)"
-            .to_string(),
-        _ => String::new(),
-    }
-}
-
 /// A run's value for a column: `weight/<loss>` (`share/<loss>`) its final
 /// effective weight (gradient share) of that loss, else the metric at the
 /// chosen eval.
@@ -421,7 +387,7 @@ pub fn render(groups: &[Group], opts: &TableOptions) -> Result<String> {
             sources.push(format!(
                 "{prefix}<loss>: {meaning}, mean of each run's values logged in its last {:.0}% of {steps} (the last {FINAL_WEIGHT_LINES} at most){}",
                 FINAL_WEIGHT_SPAN * 100.0,
-                if prefix == SHARE_PREFIX { few_share_lines(groups) } else { String::new() }
+                if prefix == SHARE_PREFIX { caption::few_share_lines(groups) } else { String::new() }
             ));
         }
     }
@@ -474,7 +440,7 @@ pub fn render(groups: &[Group], opts: &TableOptions) -> Result<String> {
                 let cells: Vec<String> = cells.iter().map(|c| c.replace('|', "\\|")).collect();
                 out.push_str(&format!("| {} |\n", cells.join(" | ")));
             }
-            let spread = spread_words(one_run_a_row, ranked, "±");
+            let spread = caption::spread_words(one_run_a_row, ranked, "±");
             out.push_str(&format!("\n{what}{spread}.\n"));
             out
         }
@@ -542,7 +508,7 @@ pub fn render(groups: &[Group], opts: &TableOptions) -> Result<String> {
                 };
                 format!("{}{arrow}", latex_escape(shown))
             }));
-            let spread = spread_words(one_run_a_row, ranked, "$\\pm$");
+            let spread = caption::spread_words(one_run_a_row, ranked, "$\\pm$");
             let mut out = format!(
                 "% meltr-tui table: {what}{spread}. Needs \\usepackage{{booktabs}}.\n\\begin{{tabular}}{{{columns}}}\n\\toprule\n{} \\\\\n\\midrule\n",
                 header.join(" & ")
@@ -613,9 +579,12 @@ pub fn latex_escape(s: &str) -> String {
     out
 }
 
+mod caption;
 mod forks;
 mod headers;
 use headers::renamed_headers;
 pub use headers::{header_renames, is_header_rename};
+#[cfg(test)]
+mod caption_tests;
 #[cfg(test)]
 mod tests;

@@ -190,6 +190,16 @@ pub fn take_loss(mut losses: Losses, name: &str) -> Result<Tensor> {
         .with_context(|| format!("the model returned no loss named `{name}`"))
 }
 
+/// How a loss of `numel` values in a shape becomes the 0-dim tensor a
+/// model's forward must return: one value ([1], [1, 1]) needs no
+/// reduction (a held-out walkthrough was told to take its `.mean()`).
+fn to_scalar(numel: usize) -> &'static str {
+    match numel {
+        1 => "drop its dimensions, e.g. with .squeeze() or .reshape(())",
+        _ => "reduce it, e.g. with .mean()",
+    }
+}
+
 /// Builds the configured workload on `device` in `kind`. `saved_module`:
 /// a TorchScript workload's module as a resumed run's checkpoint holds it
 /// (with its buffers), under [`saved_module_key`].

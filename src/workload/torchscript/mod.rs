@@ -362,14 +362,10 @@ impl TorchScript {
                 );
             };
             if tensor.dim() != 0 {
-                // One value in a shape ([1], [1, 1]) needs no reduction.
-                let fix = match tensor.numel() {
-                    1 => "drop its dimensions, e.g. with .squeeze() or .reshape(())",
-                    _ => "reduce it, e.g. with .mean()",
-                };
                 bail!(
-                    "forward's `{name}` has shape {:?}; every value must be a 0-dim tensor ({fix})",
-                    tensor.size()
+                    "forward's `{name}` has shape {:?}; every value must be a 0-dim tensor ({})",
+                    tensor.size(),
+                    super::to_scalar(tensor.numel())
                 );
             }
             out.push((name, self.in_run_kind(tensor)));
