@@ -29,3 +29,12 @@ macro_rules! say_err_raw {
         let _ = write!(std::io::stderr(), $($arg)*);
     }};
 }
+
+/// Text on stdout as it is (no newline added); a failed write is dropped.
+#[macro_export]
+macro_rules! say_raw {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        let _ = write!(std::io::stdout(), $($arg)*);
+    }};
+}

@@ -1664,3 +1664,47 @@ fn an_evaluation_that_scores_a_new_best_between_checkpoints_gets_one() {
     };
     assert_eq!(markers, expected_markers);
 }
+
+/// Commands queued while a run is built land in its first drain: the
+/// checkpoints asked for there are written after the edit queued with
+/// them and hold it, even at a resumed run's start step, whose checkpoint
+/// exists already (a resumed run's `f` during setup pinned that one, and
+/// the fork ran without the edit); and one asked before a stop is kept
+/// (pinned), not dropped with the drain.
+#[test]
+fn checkpoints_asked_with_an_edit_and_a_stop_hold_the_edit_and_are_kept() {
+    let _serial = serial();
+    let root = tempfile::tempdir().unwrap();
+    let config = small_config("meltr", 100_000);
+    let dir = session::create(root.path(), "asked", &config).unwrap();
+    let handle = engine::spawn(&dir, config.clone(), false).unwrap();
+    wait_for_step(&handle, 20);
+    handle.commands.send(Command::Stop).unwrap();
+    assert_eq!(handle.thread.join().unwrap().unwrap(), Status::Stopped);
+    let (stopped_at, _) = checkpoint::list(&dir.join("checkpoints")).pop().unwrap();
+
+    let starting = engine::begin(&dir, config.clone(), true).unwrap();
+    let mut edited = config.clone();
+    edited.meltr.gamma = 0.25;
+    for command in [
+        Command::CheckpointForFork,
+        Command::ApplyConfig {
+            config: Box::new(edited),
+        },
+        Command::Checkpoint,
+        Command::Stop,
+    ] {
+        starting.commands.send(command).unwrap();
+    }
+    let handle = starting.wait().unwrap();
+    assert_eq!(handle.thread.join().unwrap().unwrap(), Status::Stopped);
+    let (step, path) = checkpoint::list(&dir.join("checkpoints")).pop().unwrap();
+    assert_eq!(step, stopped_at, "stopped before its first step");
+    let saved = checkpoint::Loaded::read(&path, step)
+        .unwrap()
+        .config()
+        .unwrap();
+    assert_eq!(saved.meltr.gamma, 0.25, "the checkpoint of step {step}");
+    let kept = common::events_matching(&dir, |m| m.contains("kept past train.keep_checkpoints"));
+    assert!(kept.iter().any(|(at, _)| *at == step), "{kept:?}");
+}

@@ -85,6 +85,23 @@ fn compare_starts_a_fork_at_its_fork_step_and_marks_the_fork_point() {
             "{said}"
         );
     }
+    // With --best too (its note had gone with the eval-step note).
+    let best = run_with_limit(
+        bin().arg("--sessions-dir").arg(&root).args([
+            "table",
+            "--group-by",
+            "meltr.meta_lr",
+            "--at-step",
+            "10",
+            "--best",
+        ]),
+        WAIT,
+    );
+    assert!(
+        text(&best).contains("left out a fork, which did not exist yet"),
+        "{}",
+        text(&best)
+    );
     let after = table("30");
     assert!(after.status.success(), "{}", text(&after));
     let sessions = [

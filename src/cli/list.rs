@@ -210,8 +210,8 @@ pub(super) fn ls(root: &Path, filter: &Filter, sort: SortBy, output: Output) -> 
         // Scripts read stdout; the notes go to stderr.
         Output::Json | Output::Csv => {
             match output {
-                Output::Json => print!("{}", runs::render::json(&shown)),
-                _ => print!("{}", runs::render::csv(&shown)),
+                Output::Json => say_raw!("{}", runs::render::json(&shown)),
+                _ => say_raw!("{}", runs::render::csv(&shown)),
             }
             for note in notes {
                 say_err!("note: {note}");
@@ -237,7 +237,7 @@ pub(super) fn ls(root: &Path, filter: &Filter, sort: SortBy, output: Output) -> 
             };
             let differing = runs::keys::with_edited(differing, &shown);
             let with_best = sort == SortBy::Best;
-            print!("{}", runs::render::text(&shown, &differing, with_best));
+            say_raw!("{}", runs::render::text(&shown, &differing, with_best));
             if !notes.is_empty() {
                 say!();
                 for note in notes {

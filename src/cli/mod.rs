@@ -599,7 +599,7 @@ pub fn dispatch(cli: Cli) -> Result<()> {
                 config,
                 builtin: !no_builtin,
             })?;
-            print!("{report}");
+            say_raw!("{report}");
             if let Some(out) = out {
                 std::fs::write(&out, &report)
                     .with_context(|| format!("cannot write {}", out.display()))?;

@@ -95,9 +95,14 @@ pub(super) fn table(
     if opts.at_step.is_some() {
         notes.retain(|n| !n.contains(groups::UNFINISHED));
     }
-    if !opts.best {
-        notes.extend(at_step_note);
-    }
+    // With --best, which eval is read is best's own; forks left out are
+    // still said.
+    let at_step_notes = at_step_note.iter().flat_map(|n| n.lines());
+    notes.extend(
+        at_step_notes
+            .filter(|n| !opts.best || n.contains(": left out "))
+            .map(str::to_string),
+    );
     match opts.format {
         TableFormat::Md if !notes.is_empty() => {
             let list: Vec<String> = notes.iter().map(|n| format!("- {n}")).collect();
@@ -121,7 +126,7 @@ pub(super) fn table(
         say_err!("wrote {}", path.display());
         return Ok(());
     }
-    print!("{text}");
+    say_raw!("{text}");
     Ok(())
 }
 

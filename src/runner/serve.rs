@@ -156,6 +156,12 @@ pub fn serve(dir: &Path, resume: bool) -> Result<Status> {
             stop_sent = true;
         }
         while let Ok(command) = server.commands().try_recv() {
+            // A viewer's stop (q, s) is a stop request, as SIGTERM is: it
+            // ends a pretraining under way too.
+            if matches!(command, Command::Stop) {
+                // SAFETY: a signal to this process, whose handler records it.
+                unsafe { libc::kill(libc::getpid(), libc::SIGTERM) };
+            }
             let _ = starting.commands.send(command);
         }
     }

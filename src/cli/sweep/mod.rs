@@ -325,7 +325,7 @@ fn submit(
         },
     );
     if dry_run {
-        print!("{script}");
+        say_raw!("{script}");
         say_err!("(dry run: nothing written, nothing submitted)");
         return Ok(());
     }
@@ -350,7 +350,7 @@ fn submit(
             String::from_utf8_lossy(&out.stderr)
         );
     }
-    print!("{answer}");
+    say_raw!("{answer}");
     plan.slurm_job = slurm::job_id(&answer);
     plan.write(root)?;
     say!(

@@ -58,7 +58,7 @@ pub(super) fn ls_members(root: &Path, group: &str) -> Result<()> {
             metric,
         ]);
     }
-    print!("{}", aligned(&rows));
+    say_raw!("{}", aligned(&rows));
     Ok(())
 }
 

@@ -184,7 +184,10 @@ impl Trainer {
         if self.is_follower() {
             return Ok(());
         }
-        if self.checkpointed_at == Some(self.step) && !self.checkpoint_owed {
+        if self.checkpointed_at == Some(self.step)
+            && !self.checkpoint_owed
+            && !self.edited_since_checkpoint
+        {
             // A stop or `c` at a best-only checkpoint's step: it stays.
             checkpoint::unmark_best_only(&self.dir.checkpoints(), self.step);
             return Ok(());
@@ -272,6 +275,7 @@ impl Trainer {
             (Ok(_), _) => {}
         }
         self.checkpoint_owed = false;
+        self.edited_since_checkpoint = false;
         self.checkpointed_at = Some(self.step);
         self.best_evaluated.best = best;
         let metric = &self.best_evaluated.metric;

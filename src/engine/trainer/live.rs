@@ -64,6 +64,7 @@ impl Trainer {
                 self.gamma = effective.meltr.gamma;
             }
             self.combiner.apply_config(&effective);
+            self.edited_since_checkpoint = true;
             self.meta_blocked = None;
             self.config = effective;
             self.record_config_in_force();

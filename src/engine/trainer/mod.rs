@@ -151,6 +151,11 @@ pub struct Trainer {
     storage_error: Option<String>,
     /// The last checkpoint attempt failed and is retried on `Resume`.
     checkpoint_owed: bool,
+    /// A config edit applied since the last checkpoint: one asked for at
+    /// its step is written again, holding the edit (a resumed run's `f`
+    /// during setup pinned its start checkpoint, and the fork ran without
+    /// the edit).
+    edited_since_checkpoint: bool,
     /// What the factorized meta step's JVPs fell back to so far.
     jvp_routes: JvpRoutes,
     /// The fallback from forward-mode AD last logged (logged again when it
@@ -481,7 +486,13 @@ impl Trainer {
                 // Paused, the drain waits for the next command: at once.
                 Command::Checkpoint => self.checkpoint_on_every_rank(true)?,
                 Command::CheckpointForFork => self.checkpoint_on_every_rank(false)?,
-                Command::Stop => return Ok(false),
+                Command::Stop => {
+                    // Asked for by hand before the stop: kept (pinned).
+                    for pin in checkpoints {
+                        self.checkpoint_on_every_rank(pin)?;
+                    }
+                    return Ok(false);
+                }
             }
         }
     }

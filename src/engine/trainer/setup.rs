@@ -296,6 +296,7 @@ impl Trainer {
             unwritten: VecDeque::new(),
             storage_error: None,
             checkpoint_owed: false,
+            edited_since_checkpoint: false,
             jvp_routes: JvpRoutes::default(),
             jvp_fallback_reported: None,
             refused_edits: Vec::new(),
