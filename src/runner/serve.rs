@@ -16,7 +16,8 @@ use std::time::Duration;
 /// is being built.
 #[derive(Clone)]
 pub struct InForce {
-    start: Config,
+    /// The start config, with the edits queued while the trainer is built.
+    start: Arc<Mutex<Config>>,
     trainer: Arc<std::sync::OnceLock<Arc<Mutex<Config>>>>,
 }
 
@@ -24,8 +25,17 @@ impl InForce {
     /// The run's config as it starts.
     pub fn starting(start: Config) -> Self {
         Self {
-            start,
+            start: Arc::new(Mutex::new(start)),
             trainer: Arc::default(),
+        }
+    }
+
+    /// An edit queued while the trainer is built: the next one is read
+    /// over it, as over an applied one (a second partial file undid the
+    /// keys of the first, a review).
+    fn queued(&self, edit: &Config) {
+        if self.trainer.get().is_none() {
+            *self.start.lock().unwrap_or_else(|e| e.into_inner()) = edit.clone();
         }
     }
 
@@ -37,7 +47,7 @@ impl InForce {
     fn now(&self) -> Config {
         match self.trainer.get() {
             Some(config) => config.lock().unwrap_or_else(|e| e.into_inner()).clone(),
-            None => self.start.clone(),
+            None => self.start.lock().unwrap_or_else(|e| e.into_inner()).clone(),
         }
     }
 }
@@ -53,12 +63,14 @@ pub fn watch_config(
     commands: std::sync::mpsc::Sender<Command>,
     in_force: InForce,
 ) -> Result<config::watch::ConfigWatch> {
+    let queue = in_force.clone();
     let base = move || in_force.now();
     let mut last_error = None;
     config::watch::watch(&SessionDir::new(dir).config(), base, move |change| {
         let command = match change {
             Ok(config) => {
                 last_error = None;
+                queue.queued(&config);
                 Command::ApplyConfig {
                     config: Box::new(config),
                 }

@@ -395,7 +395,13 @@ pub fn render(groups: &[Group], opts: &TableOptions) -> Result<String> {
         .iter()
         .position(|n| n == primary)
         .map(|col| digits[col]);
-    sources.extend(forks::beside_parents(groups, primary, decimals, opts.best));
+    sources.extend(forks::beside_parents(
+        groups,
+        primary,
+        decimals,
+        opts.best,
+        opts.at_step,
+    ));
     let what = sources.join("; ");
     // Weights and shares have no better direction: nothing bold to explain.
     let ranked = names.iter().any(|n| arrow(n).is_some());

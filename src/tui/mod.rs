@@ -182,7 +182,13 @@ pub fn run(
         if let Some(due) = facts_pending.filter(|due| now >= *due) {
             let recorded =
                 SessionMeta::read(session.path()).is_ok_and(|meta| !meta.libtorch.is_empty());
-            if recorded && app.editor.is_none() && app.sessions.is_none() {
+            // Not while a fork waits for its checkpoint or a dialog is open:
+            // a new attach would drop them (a review).
+            let idle = app.editor.is_none()
+                && app.sessions.is_none()
+                && app.fork_waiting.is_none()
+                && app.overlay == state::Overlay::None;
+            if recorded && idle {
                 return Ok(Exit::Attach(session.path().to_path_buf()));
             }
             facts_pending = Some(due.max(now) + NEW_RUNNER_EVERY);
@@ -254,7 +260,10 @@ impl NewRunner {
     fn poll(&mut self, app: &App, dir: &Path, now: Instant) -> bool {
         // Not while the user edits a value or browses the sessions: the
         // new attach would drop what they are doing (it waits for them).
-        if !app.status.is_terminal()
+        // A live run viewed through its files (a runner caught before it
+        // bound its socket) is attached to once it serves.
+        let unlinked = !app.takes_commands && !app.status.is_terminal();
+        if !(app.status.is_terminal() || unlinked)
             || app.editor.is_some()
             || app.sessions.is_some()
             || self
@@ -268,7 +277,7 @@ impl NewRunner {
         // (connecting is a client the runner greets).
         SessionMeta::read(dir).is_ok_and(|disk| {
             !disk.status.is_terminal()
-                && disk.pid != app.meta.pid
+                && (disk.pid != app.meta.pid || unlinked)
                 && disk.runner_alive()
                 && crate::runner::is_serving(dir)
         })

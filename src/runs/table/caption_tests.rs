@@ -80,6 +80,17 @@ fn a_forks_best_is_set_against_its_parents_best_after_the_fork() {
         text.contains("p-fork 60.00, its parent p 55.00 after step 200 (+5.00)"),
         "{text}"
     );
+    // Up to a table's --at-step, the parent's best is read up to it too
+    // (its 55.00 at step 300 is past 250).
+    let up_to = TableOptions {
+        at_step: Some(250),
+        ..options.clone()
+    };
+    let text = render(&groups, &up_to).unwrap();
+    assert!(
+        text.contains("p-fork: its parent p has no evaluation after the fork step 200"),
+        "{text}"
+    );
     // A parent with no evaluation after the fork step: said, no number.
     let mut runs = runs;
     runs[1].meta.fork_step = Some(300);

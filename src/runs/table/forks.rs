@@ -16,6 +16,7 @@ pub(super) fn beside_parents(
     primary: &str,
     decimals: Option<usize>,
     best: bool,
+    up_to: Option<u64>,
 ) -> Option<String> {
     let all: Vec<&Run> = groups.iter().flat_map(|g| g.runs.iter().copied()).collect();
     let mut each = Vec::new();
@@ -39,7 +40,7 @@ pub(super) fn beside_parents(
         // 13.3 below its parent's best, made 1000 steps before the fork,
         // where the parent stood near 18).
         let (p, since) = match (best, fork.meta.fork_step) {
-            (true, Some(at)) => match best_after(parent, primary, at) {
+            (true, Some(at)) => match best_after(parent, primary, at, up_to) {
                 Some(p) => (p, format!(" after step {at}")),
                 None => {
                     each.push(format!(
@@ -73,11 +74,12 @@ pub(super) fn beside_parents(
     })
 }
 
-/// `run`'s best finite `primary` over its evaluations after step `after`.
-fn best_after(run: &Run, primary: &str, after: u64) -> Option<f64> {
+/// `run`'s best finite `primary` over its evaluations after step `after`
+/// (and up to `up_to`, a table's `--at-step`).
+fn best_after(run: &Run, primary: &str, after: u64, up_to: Option<u64>) -> Option<f64> {
     let values = super::super::evals_of(&run.dir, &run.meta)
         .into_iter()
-        .filter(|(step, _)| *step > after)
+        .filter(|(step, _)| *step > after && up_to.is_none_or(|last| *step <= last))
         .filter_map(|(_, metrics)| metrics.get(primary).copied())
         .filter(|v| v.is_finite());
     match run.meta.higher_is_better {
