@@ -95,14 +95,10 @@ pub(super) fn table(
     if opts.at_step.is_some() {
         notes.retain(|n| !n.contains(groups::UNFINISHED));
     }
-    // With --best, which eval is read is best's own; forks left out are
-    // still said.
-    let at_step_notes = at_step_note.iter().flat_map(|n| n.lines());
-    notes.extend(
-        at_step_notes
-            .filter(|n| !opts.best || n.contains(": left out "))
-            .map(str::to_string),
-    );
+    // With --best (best's eval is read) only the forks left out are said.
+    let said = |n: &&str| !opts.best || n.contains(": left out ");
+    let at_step_notes = at_step_note.iter().flat_map(|n| n.lines()).filter(said);
+    notes.extend(at_step_notes.map(str::to_string));
     match opts.format {
         TableFormat::Md if !notes.is_empty() => {
             let list: Vec<String> = notes.iter().map(|n| format!("- {n}")).collect();

@@ -115,6 +115,20 @@ impl Trainer {
         self.write_checkpoint_asked(keep)
     }
 
+    /// The checkpoints one drain of commands asked for (`keep` each, see
+    /// [`Self::write_checkpoint_asked`]), written after the drain: a config
+    /// edit queued with them applies first, so they hold the config the
+    /// next step trains with (a walkthrough's checkpoint asked while the
+    /// runner set up held the config before that time's edits, and a fork
+    /// from it ran without them; a resumed run's pinned its start
+    /// checkpoint, hence `edited_since_checkpoint`).
+    pub(super) fn write_checkpoints_asked(&mut self, keeps: Vec<bool>) -> Result<()> {
+        for keep in keeps {
+            self.checkpoint_on_every_rank(keep)?;
+        }
+        Ok(())
+    }
+
     /// A checkpoint asked for by hand (`keep`: the TUI's `c`, kept past
     /// `train.keep_checkpoints`; else `f`'s, for a fork): written now.
     pub(super) fn write_checkpoint_asked(&mut self, keep: bool) -> Result<()> {

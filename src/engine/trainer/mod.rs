@@ -152,9 +152,7 @@ pub struct Trainer {
     /// The last checkpoint attempt failed and is retried on `Resume`.
     checkpoint_owed: bool,
     /// A config edit applied since the last checkpoint: one asked for at
-    /// its step is written again, holding the edit (a resumed run's `f`
-    /// during setup pinned its start checkpoint, and the fork ran without
-    /// the edit).
+    /// its step is written again, holding it (see `write_checkpoint_of`).
     edited_since_checkpoint: bool,
     /// What the factorized meta step's JVPs fell back to so far.
     jvp_routes: JvpRoutes,
@@ -430,19 +428,13 @@ impl Trainer {
 
     /// Applies pending commands; blocks while paused. False means stop.
     fn handle_commands(&mut self, commands: &Receiver<Command>) -> Result<bool> {
-        // Checkpoints asked for in one drain are written after it: a config
-        // edit queued with them applies first, so the checkpoint holds the
-        // config the next step trains with (a walkthrough's checkpoint
-        // asked while the runner set up was written before that time's
-        // edits, and a fork from it ran without them).
+        // Checkpoints asked for in one drain are written after it, holding
+        // the edits queued with them (see `write_checkpoints_asked`).
         let mut checkpoints: Vec<bool> = Vec::new();
         loop {
-            // A pause in the same drain waits for the next command: the
-            // checkpoints asked before it are written first.
+            // A pause waits for the next command: those asked are written first.
             if self.status == Status::Paused {
-                for pin in std::mem::take(&mut checkpoints) {
-                    self.checkpoint_on_every_rank(pin)?;
-                }
+                self.write_checkpoints_asked(std::mem::take(&mut checkpoints))?;
             }
             let command = if self.status == Status::Paused {
                 let waited = match self.heartbeat() {
@@ -464,9 +456,7 @@ impl Trainer {
                     // Drained; or every client is gone (e.g. the process is
                     // exiting): keep training.
                     Err(TryRecvError::Empty | TryRecvError::Disconnected) => {
-                        for pin in checkpoints {
-                            self.checkpoint_on_every_rank(pin)?;
-                        }
+                        self.write_checkpoints_asked(checkpoints)?;
                         return Ok(true);
                     }
                 }
@@ -488,9 +478,7 @@ impl Trainer {
                 Command::CheckpointForFork => self.checkpoint_on_every_rank(false)?,
                 Command::Stop => {
                     // Asked for by hand before the stop: kept (pinned).
-                    for pin in checkpoints {
-                        self.checkpoint_on_every_rank(pin)?;
-                    }
+                    self.write_checkpoints_asked(checkpoints)?;
                     return Ok(false);
                 }
             }
