@@ -149,12 +149,6 @@ pub fn run(
     let mut last_gpu: Option<Instant> = None;
     let mut sessions_reread = SessionsReread::default();
     let mut new_runner = NewRunner::default();
-    // Viewed while its runner sets up, a new session has no run facts yet
-    // (losses, primary metric and its direction): attached again once the
-    // trainer records them (walkthrough F's viewer read "↓ (no eval yet)"
-    // for R@1 to the end of the run).
-    let mut facts_pending = (app.meta.libtorch.is_empty() && !app.status.is_terminal())
-        .then(|| Instant::now() + NEW_RUNNER_EVERY);
     // What changed since the last frame: new data, or the user's input.
     let (mut data_dirty, mut input_dirty) = (true, false);
     loop {
@@ -179,23 +173,10 @@ pub fn run(
             }
         }
         data_dirty |= sessions_reread.poll(&mut app, ctx.sessions_root, now);
-        if let Some(due) = facts_pending.filter(|due| now >= *due) {
-            let recorded =
-                SessionMeta::read(session.path()).is_ok_and(|meta| !meta.libtorch.is_empty());
-            // Not while a fork waits for its checkpoint or a dialog is open:
-            // a new attach would drop them (a review).
-            let idle = app.editor.is_none()
-                && app.sessions.is_none()
-                && app.fork_waiting.is_none()
-                && app.overlay == state::Overlay::None;
-            if recorded && idle {
-                return Ok(Exit::Attach(session.path().to_path_buf()));
-            }
-            facts_pending = Some(due.max(now) + NEW_RUNNER_EVERY);
-        }
         if new_runner.poll(&app, session.path(), now) {
             // A new runner serves this session (it crashed or ended, and
-            // was resumed): attach again, to its live stream and history.
+            // was resumed), or its run facts came: attach again, to its
+            // live stream and history.
             return Ok(Exit::Attach(session.path().to_path_buf()));
         }
         let had_flash = app.flash.is_some();
@@ -245,7 +226,10 @@ pub fn run(
 /// Watches a session shown as ended (crashed, stopped, finished, failed)
 /// for a new runner: a viewer left open across a crash stayed on
 /// "crashed" after a `resume --detach` elsewhere, its sessions view calling
-/// the live run failed (walkthrough O).
+/// the live run failed (walkthrough O). Also a live session viewed before
+/// its run facts were recorded (losses, primary metric and its direction,
+/// while its runner set up): walkthrough F's viewer read "↓ (no eval yet)"
+/// for R@1 to the end of the run.
 #[derive(Default)]
 struct NewRunner {
     last: Option<Instant>,
@@ -256,16 +240,22 @@ const NEW_RUNNER_EVERY: Duration = Duration::from_secs(1);
 
 impl NewRunner {
     /// True when a runner other than the one the TUI opened on runs the
-    /// session in `dir` and serves its socket.
+    /// session in `dir` and serves its socket, or when the run facts the
+    /// TUI opened without are recorded.
     fn poll(&mut self, app: &App, dir: &Path, now: Instant) -> bool {
-        // Not while the user edits a value or browses the sessions: the
-        // new attach would drop what they are doing (it waits for them).
+        let live = !app.status.is_terminal();
         // A live run viewed through its files (a runner caught before it
         // bound its socket) is attached to once it serves.
-        let unlinked = !app.takes_commands && !app.status.is_terminal();
-        if !(app.status.is_terminal() || unlinked)
+        let unlinked = live && !app.takes_commands;
+        let facts_pending = live && app.meta.libtorch.is_empty();
+        // Not while the user edits a value, browses the sessions, waits for
+        // a fork's checkpoint or answers a dialog: the new attach would
+        // drop what they are doing (it waits for them).
+        if !(app.status.is_terminal() || unlinked || facts_pending)
             || app.editor.is_some()
             || app.sessions.is_some()
+            || app.fork_waiting.is_some()
+            || app.overlay != state::Overlay::None
             || self
                 .last
                 .is_some_and(|t| now.duration_since(t) < NEW_RUNNER_EVERY)
@@ -276,10 +266,12 @@ impl NewRunner {
         // session.json first (a file read); the socket only for a new pid
         // (connecting is a client the runner greets).
         SessionMeta::read(dir).is_ok_and(|disk| {
-            !disk.status.is_terminal()
+            let recorded = facts_pending && !disk.libtorch.is_empty();
+            let new_runner = !disk.status.is_terminal()
                 && (disk.pid != app.meta.pid || unlinked)
                 && disk.runner_alive()
-                && crate::runner::is_serving(dir)
+                && crate::runner::is_serving(dir);
+            recorded || new_runner
         })
     }
 }

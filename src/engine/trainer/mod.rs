@@ -469,13 +469,8 @@ impl Trainer {
                     changed: Default::default(),
                     error: Some(error),
                 }),
-                Command::Checkpoint if self.status != Status::Paused => checkpoints.push(true),
-                Command::CheckpointForFork if self.status != Status::Paused => {
-                    checkpoints.push(false)
-                }
-                // Paused, the drain waits for the next command: at once.
-                Command::Checkpoint => self.checkpoint_on_every_rank(true)?,
-                Command::CheckpointForFork => self.checkpoint_on_every_rank(false)?,
+                Command::Checkpoint => checkpoints.push(true),
+                Command::CheckpointForFork => checkpoints.push(false),
                 Command::Stop => {
                     // Asked for by hand before the stop: kept (pinned).
                     self.write_checkpoints_asked(checkpoints)?;
