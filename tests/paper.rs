@@ -817,20 +817,15 @@ fn table_reports_mean_and_std_per_group_from_the_sessions_own_numbers() {
     assert!(rows.iter().all(|row| row[2].len() <= 12), "{rows:?}");
     // A paper's names for a column's values (walkthrough N's LaTeX rows
     // read `meltr`); a rename that names no cell lists the cells.
-    let by_kind = |label: &str| {
-        let args = [
-            "table",
-            "--group",
-            GROUP,
-            "--group-by",
-            "combiner.kind",
-            "--label",
-            label,
-            "--format",
-            "csv",
-        ];
+    let by_kind_labelled = |labels: &[&str]| {
+        let mut args = vec!["table", "--group", GROUP, "--group-by", "combiner.kind"];
+        for label in labels {
+            args.extend(["--label", label]);
+        }
+        args.extend(["--format", "csv"]);
         meltr(&args)
     };
+    let by_kind = |label: &str| by_kind_labelled(&[label]);
     let out = by_kind("kind=meltr=MELTR");
     assert!(out.status.success(), "{}", text(&out));
     let renamed = String::from_utf8(out.stdout).unwrap();
@@ -844,6 +839,13 @@ fn table_reports_mean_and_std_per_group_from_the_sessions_own_numbers() {
         "{}",
         text(&out)
     );
+    // A header's TEXT may hold `=` (it was read as a cell that is not
+    // there), and a metric is named as the metrics log names it too.
+    let out = by_kind_labelled(&["eval/primary_mse=MSE (k=1)", "kind=meltr=γ=0.1"]);
+    assert!(out.status.success(), "{}", text(&out));
+    let (header, rows) = parse_csv(&String::from_utf8(out.stdout).unwrap());
+    assert_eq!(header[2], "MSE (k=1)_mean", "{header:?}");
+    assert_eq!(rows[0][0], "γ=0.1", "{rows:?}");
     // A group pooling other settings says so in the table's file too (it
     // went to the terminal only; walkthrough).
     let out = tempfile::tempdir().unwrap();

@@ -532,7 +532,8 @@ pub fn dispatch(cli: Cli) -> Result<()> {
                 at_step,
                 metrics,
                 digits,
-                headers: crate::runs::table::header_renames(&label),
+                // Read with the groups: `--label` is a header's or a cell's.
+                headers: Vec::new(),
             };
             paper::table(
                 &root,

@@ -9,7 +9,9 @@ use crate::runs::table::TableFormat;
 use crate::runs::{self, Run};
 
 mod at_step;
+mod labels;
 use at_step::runs_at_step;
+use labels::{legend_labels, rename_values};
 
 /// The runs named (or, with none named, every session of `root`) that
 /// `filter` keeps; at least one. Unnamed, where the figure or table reads
@@ -87,7 +89,11 @@ pub(super) fn table(
         (runs, at_step_note) = runs_at_step(&runs, step)?;
     }
     let mut groups = groups::gather(&runs, &group_by(keys))?;
-    rename_values(&mut groups, renames)?;
+    let headers = rename_values(&mut groups, renames)?;
+    let opts = &crate::runs::table::TableOptions {
+        headers,
+        ..opts.clone()
+    };
     let mut text = crate::runs::table::render(&groups, opts)?;
     // The caveats go with the table (into the file too), as comments where
     // the format has them; CSV stays data only.
@@ -126,65 +132,6 @@ pub(super) fn table(
     Ok(())
 }
 
-/// `table --label KEY=VALUE=TEXT`: VALUE reads TEXT in KEY's column (a
-/// paper's `MELTR` for `meltr`; walkthrough N's LaTeX rows read the
-/// config's words). KEY is the column's short or whole key; a rename that
-/// matches no cell is an error that lists the columns' values.
-fn rename_values(groups: &mut [groups::Group], renames: &[String]) -> Result<()> {
-    let named = |key: &str, asked: &str| key == asked || key.rsplit('.').next() == Some(asked);
-    let mut any_changed = false;
-    // KEY=TEXT (one `=`) renames a header, in the table itself.
-    for rename in renames
-        .iter()
-        .filter(|r| !crate::runs::table::is_header_rename(r))
-    {
-        // KEY=VALUE=TEXT, where VALUE may hold `=` itself: the split whose
-        // left side names a cell.
-        let hit = |from: &str| {
-            from.split_once('=').is_some_and(|(k, v)| {
-                groups.iter().any(|g| {
-                    g.values
-                        .iter()
-                        .any(|(key, value)| named(key, k) && runs::keys::matches(value, v))
-                })
-            })
-        };
-        let Some((from, to)) = rename
-            .match_indices('=')
-            .map(|(i, _)| (&rename[..i], &rename[i + 1..]))
-            .find(|(from, _)| hit(from))
-        else {
-            let mut cells: Vec<String> = groups
-                .iter()
-                .flat_map(|g| g.values.iter().map(|(k, v)| format!("{k}={v}")))
-                .collect();
-            cells.sort();
-            cells.dedup();
-            bail!(
-                "--label `{rename}`: expected KEY=VALUE=TEXT naming a cell of a key's column, e.g. --label 'kind=meltr=MELTR' (or KEY=TEXT naming a column: --label kind=Method); the cells: {}",
-                cells.join(", ")
-            );
-        };
-        let (key, value) = from.split_once('=').expect("a hit has KEY=VALUE");
-        for g in groups.iter_mut() {
-            let mut changed = false;
-            for (_, v) in g
-                .values
-                .iter_mut()
-                // By value: `0.00003` names the cell written `3e-5`.
-                .filter(|(k, v)| named(k, key) && runs::keys::matches(v, value))
-            {
-                (*v, changed) = (to.to_string(), true);
-            }
-            any_changed |= changed;
-        }
-    }
-    if any_changed {
-        groups::relabel(groups);
-    }
-    Ok(())
-}
-
 /// What `compare` draws, besides which sessions.
 pub(super) struct CompareArgs<'a> {
     pub metric: Option<&'a str>,
@@ -194,50 +141,6 @@ pub(super) struct CompareArgs<'a> {
     pub log_scale: bool,
     /// `--label LABEL=TEXT`: legend texts for groups.
     pub renames: &'a [String],
-}
-
-/// The legend text of each group: its label, or the `--label` text given
-/// for it, named by its label or by its label with whole keys (`fulls`:
-/// `combiner.kind=sum`, as the table's header names the key). A rename
-/// that matches no group is an error that lists the labels.
-fn legend_labels(
-    labels: &[String],
-    fulls: &[String],
-    renames: &[String],
-    what: &str,
-) -> Result<Vec<String>> {
-    let mut out = labels.to_vec();
-    // A group named by nothing (no key tells it apart) has no whole-key name.
-    let named = |i: usize, name: &str| {
-        labels[i] == name || fulls.get(i).is_some_and(|f| !f.is_empty() && f == name)
-    };
-    for rename in renames {
-        // LABEL holds `=` itself: the split whose left side is a label,
-        // else the last `=`.
-        let splits = rename
-            .match_indices('=')
-            .map(|(i, _)| (&rename[..i], &rename[i + 1..]));
-        let Some((from, to)) = splits
-            .clone()
-            .find(|(from, _)| (0..labels.len()).any(|i| named(i, from)))
-            .or_else(|| splits.clone().next_back())
-        else {
-            anyhow::bail!(
-                "--label `{rename}`: expected LABEL=TEXT, e.g. --label 'kind=meltr=MELTR'"
-            );
-        };
-        let hits: Vec<usize> = (0..labels.len()).filter(|&i| named(i, from)).collect();
-        if hits.is_empty() {
-            anyhow::bail!(
-                "--label `{rename}`: no {what} `{from}`; the labels: {}",
-                labels.join("; ")
-            );
-        }
-        for i in hits {
-            out[i] = to.to_string();
-        }
-    }
-    Ok(out)
 }
 
 pub(super) fn compare(
@@ -533,65 +436,4 @@ pub(super) fn export_data(
         say!("wrote {}", written.display());
     }
     Ok(())
-}
-
-#[cfg(test)]
-mod legend_tests {
-    use super::legend_labels;
-
-    #[test]
-    fn a_label_renames_its_group_and_an_unknown_one_lists_the_labels() {
-        let labels = ["kind=meltr".to_string(), "kind=sum".to_string()];
-        let fulls = [
-            "combiner.kind=meltr".to_string(),
-            "combiner.kind=sum".to_string(),
-        ];
-        let renamed = legend_labels(
-            &labels,
-            &fulls,
-            &["kind=meltr=MELTR".into()],
-            "group is labelled",
-        )
-        .unwrap();
-        assert_eq!(renamed, ["MELTR", "kind=sum"]);
-        // The whole key, as the table's header has it.
-        let renamed = legend_labels(
-            &labels,
-            &fulls,
-            &["combiner.kind=sum=Sum".into()],
-            "group is labelled",
-        )
-        .unwrap();
-        assert_eq!(renamed, ["kind=meltr", "Sum"]);
-        let unknown = legend_labels(
-            &labels,
-            &fulls,
-            &["kind=mltr=MELTR".into()],
-            "group is labelled",
-        )
-        .unwrap_err()
-        .to_string();
-        assert_eq!(
-            unknown,
-            "--label `kind=mltr=MELTR`: no group is labelled `kind=mltr`; the labels: kind=meltr; kind=sum"
-        );
-        assert!(legend_labels(&labels, &fulls, &["MELTR".into()], "group is labelled").is_err());
-        // A group with no whole-key name is not named by an empty LABEL.
-        assert!(legend_labels(
-            &labels,
-            &[String::new(), String::new()],
-            &["=X".into()],
-            "group is labelled"
-        )
-        .is_err());
-        // A text with `=` of its own.
-        let renamed = legend_labels(
-            &labels,
-            &fulls,
-            &["kind=sum=J=0".into()],
-            "group is labelled",
-        )
-        .unwrap();
-        assert_eq!(renamed, ["kind=meltr", "J=0"]);
-    }
 }

@@ -504,7 +504,7 @@ pub fn render(groups: &[Group], opts: &TableOptions) -> Result<String> {
                 "l".repeat(label_header.len()),
                 "c".repeat(names.len())
             );
-            let mut header: Vec<String> = label_header.iter().map(|h| latex_escape(h)).collect();
+            let mut header: Vec<String> = label_header.iter().map(|h| latex_text(h)).collect();
             header.push("$n$".into());
             header.extend(names.iter().zip(&shown_names).map(|(n, shown)| {
                 let arrow = match arrow(n) {
@@ -512,7 +512,7 @@ pub fn render(groups: &[Group], opts: &TableOptions) -> Result<String> {
                     Some(_) => r" $\downarrow$",
                     None => "",
                 };
-                format!("{}{arrow}", latex_escape(shown))
+                format!("{}{arrow}", latex_text(shown))
             }));
             let spread = caption::spread_words(one_run_a_row, ranked, "$\\pm$");
             let mut out = format!(
@@ -521,7 +521,7 @@ pub fn render(groups: &[Group], opts: &TableOptions) -> Result<String> {
             );
             for (i, row) in rows.iter().enumerate() {
                 let mut cells: Vec<String> =
-                    label_cells(row).iter().map(|c| latex_escape(c)).collect();
+                    label_cells(row).iter().map(|c| latex_text(c)).collect();
                 cells.push(row.group.runs.len().to_string());
                 for (j, s) in row.cells.iter().enumerate() {
                     let (mean, std) = cell(s, j);
@@ -540,56 +540,13 @@ pub fn render(groups: &[Group], opts: &TableOptions) -> Result<String> {
     })
 }
 
-/// Text set safely in LaTeX (`_`, `&`, `%`, `#`, `$`, braces, `~`, `^`, `\`),
-/// and the symbols the tool writes in its own labels (`3000→600@200`,
-/// `meta_lr 0.001 ± …`, `γ`) as math a plain pdflatex sets: raw Unicode
-/// fails there (walkthrough S).
-pub fn latex_escape(s: &str) -> String {
-    let mut out = String::new();
-    for c in s.chars() {
-        let math = match c {
-            '→' => Some(r"\to"),
-            '←' => Some(r"\leftarrow"),
-            '↑' => Some(r"\uparrow"),
-            '↓' => Some(r"\downarrow"),
-            '±' => Some(r"\pm"),
-            '×' => Some(r"\times"),
-            '·' => Some(r"\cdot"),
-            '≥' => Some(r"\geq"),
-            '≤' => Some(r"\leq"),
-            '−' => Some("-"),
-            'α' => Some(r"\alpha"),
-            'γ' => Some(r"\gamma"),
-            'θ' => Some(r"\theta"),
-            'φ' => Some(r"\phi"),
-            _ => None,
-        };
-        if let Some(math) = math {
-            out.push_str(&format!("${math}$"));
-            continue;
-        }
-        match c {
-            '–' => out.push_str("--"),
-            '—' => out.push_str("---"),
-            '…' => out.push_str(r"\ldots{}"),
-            '\\' => out.push_str(r"\textbackslash{}"),
-            '_' | '&' | '%' | '#' | '$' | '{' | '}' => {
-                out.push('\\');
-                out.push(c);
-            }
-            '~' => out.push_str(r"\textasciitilde{}"),
-            '^' => out.push_str(r"\textasciicircum{}"),
-            _ => out.push(c),
-        }
-    }
-    out
-}
-
 mod caption;
+mod latex;
+pub use latex::latex_escape;
+use latex::latex_text;
 mod forks;
 mod headers;
 use headers::renamed_headers;
-pub use headers::{header_renames, is_header_rename};
 #[cfg(test)]
 mod caption_tests;
 #[cfg(test)]

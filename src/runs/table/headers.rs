@@ -2,24 +2,8 @@
 //! metric's.
 
 use super::TableOptions;
+use crate::session::metrics::EVAL_PREFIX;
 use anyhow::{bail, Result};
-
-/// Whether a `table --label` renames a header (`KEY=TEXT`, one `=`)
-/// rather than a cell (`KEY=VALUE=TEXT`).
-pub fn is_header_rename(label: &str) -> bool {
-    label.matches('=').count() == 1
-}
-
-/// `table --label KEY=TEXT` (one `=`): KEY's column, or a metric's,
-/// headed TEXT (a paper's `Method` for `kind`).
-pub fn header_renames(labels: &[String]) -> Vec<(String, String)> {
-    labels
-        .iter()
-        .filter(|l| is_header_rename(l))
-        .filter_map(|l| l.split_once('='))
-        .map(|(from, to)| (from.to_string(), to.to_string()))
-        .collect()
-}
 
 /// The headers as the table shows them, `opts.headers` applied: the label
 /// columns' (`key_names` first, then any added) and the metrics'. A rename
@@ -41,7 +25,8 @@ pub(super) fn renamed_headers(
         for (_, shown) in names
             .iter()
             .zip(shown_names.iter_mut())
-            .filter(|(n, _)| *n == from)
+            // As the metrics log names it too: `eval/R@1`.
+            .filter(|(n, _)| *n == from || from.strip_prefix(EVAL_PREFIX) == Some(n.as_str()))
         {
             (*shown, hit) = (to.clone(), true);
         }

@@ -364,6 +364,20 @@ fn latex_specials_are_escaped() {
     assert!(latex_escape("a ← b × c ≥ d … φ").is_ascii());
 }
 
+/// A `--label` with `$…$` is the user's math (it was escaped to `\$`, so
+/// no label could hold a formula); text around it and a lone `$` are not.
+#[test]
+fn latex_math_in_a_label_is_kept() {
+    use super::latex_text;
+    assert_eq!(
+        latex_text(r"MELTR ($\gamma=0.1$) & co"),
+        r"MELTR ($\gamma=0.1$) \& co"
+    );
+    assert_eq!(latex_text("a_$x_1$_b$y$"), r"a\_$x_1$\_b$y$");
+    assert_eq!(latex_text("5$ each"), r"5\$ each");
+    assert_eq!(latex_text("γ_1"), r"$\gamma$\_1");
+}
+
 /// A group of two workloads failed on the second's metric ("session … has
 /// no metric `primary_mse`"): said as different primary metrics, by
 /// session, unless a metric is named.

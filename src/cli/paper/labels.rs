@@ -1,0 +1,182 @@
+//! `--label`: a paper's words for what `table` and `compare` show, a
+//! column's header, a cell's value or a group's legend text.
+
+use super::*;
+
+/// `table --label KEY=VALUE=TEXT`: VALUE reads TEXT in KEY's column (a
+/// paper's `MELTR` for `meltr`; walkthrough N's LaTeX rows read the
+/// config's words). KEY is the column's short or whole key; a rename that
+/// matches no cell is an error that lists the columns' values. The others,
+/// `KEY=TEXT`, head a column with TEXT: they are returned, split at the
+/// first `=`, so TEXT may hold `=` (`--label 'R@1=R@1 (k=1)'`).
+pub(super) fn rename_values(
+    groups: &mut [groups::Group],
+    renames: &[String],
+) -> Result<Vec<(String, String)>> {
+    let named = |key: &str, asked: &str| key == asked || key.rsplit('.').next() == Some(asked);
+    let mut any_changed = false;
+    let mut headers = Vec::new();
+    for rename in renames {
+        // KEY=VALUE=TEXT, where VALUE may hold `=` itself: the split whose
+        // left side names a cell.
+        let hit = |from: &str| {
+            from.split_once('=').is_some_and(|(k, v)| {
+                groups.iter().any(|g| {
+                    g.values
+                        .iter()
+                        .any(|(key, value)| named(key, k) && runs::keys::matches(value, v))
+                })
+            })
+        };
+        let cell = rename
+            .match_indices('=')
+            .map(|(i, _)| (&rename[..i], &rename[i + 1..]))
+            .find(|(from, _)| hit(from));
+        let Some((from, to)) = cell else {
+            let Some((key, text)) = rename.split_once('=') else {
+                bail!("--label `{rename}`: expected KEY=TEXT naming a column, or KEY=VALUE=TEXT naming a cell (e.g. --label kind=Method, --label 'kind=meltr=MELTR')");
+            };
+            // Two `=` after a key column's name read as a cell that is not
+            // there (a mistyped value), not as a header holding `=`.
+            let key_column = groups
+                .iter()
+                .any(|g| g.values.iter().any(|(k, _)| named(k, key)));
+            if key_column && text.contains('=') {
+                let mut cells: Vec<String> = groups
+                    .iter()
+                    .flat_map(|g| g.values.iter().map(|(k, v)| format!("{k}={v}")))
+                    .collect();
+                cells.sort();
+                cells.dedup();
+                bail!(
+                    "--label `{rename}`: expected KEY=VALUE=TEXT naming a cell of a key's column, e.g. --label 'kind=meltr=MELTR' (or KEY=TEXT naming a column: --label kind=Method); the cells: {}",
+                    cells.join(", ")
+                );
+            }
+            headers.push((key.to_string(), text.to_string()));
+            continue;
+        };
+        let (key, value) = from.split_once('=').expect("a hit has KEY=VALUE");
+        for g in groups.iter_mut() {
+            let mut changed = false;
+            for (_, v) in g
+                .values
+                .iter_mut()
+                // By value: `0.00003` names the cell written `3e-5`.
+                .filter(|(k, v)| named(k, key) && runs::keys::matches(v, value))
+            {
+                (*v, changed) = (to.to_string(), true);
+            }
+            any_changed |= changed;
+        }
+    }
+    if any_changed {
+        groups::relabel(groups);
+    }
+    Ok(headers)
+}
+
+/// The legend text of each group: its label, or the `--label` text given
+/// for it, named by its label or by its label with whole keys (`fulls`:
+/// `combiner.kind=sum`, as the table's header names the key). A rename
+/// that matches no group is an error that lists the labels.
+pub(super) fn legend_labels(
+    labels: &[String],
+    fulls: &[String],
+    renames: &[String],
+    what: &str,
+) -> Result<Vec<String>> {
+    let mut out = labels.to_vec();
+    // A group named by nothing (no key tells it apart) has no whole-key name.
+    let named = |i: usize, name: &str| {
+        labels[i] == name || fulls.get(i).is_some_and(|f| !f.is_empty() && f == name)
+    };
+    for rename in renames {
+        // LABEL holds `=` itself: the split whose left side is a label,
+        // else the last `=`.
+        let splits = rename
+            .match_indices('=')
+            .map(|(i, _)| (&rename[..i], &rename[i + 1..]));
+        let Some((from, to)) = splits
+            .clone()
+            .find(|(from, _)| (0..labels.len()).any(|i| named(i, from)))
+            .or_else(|| splits.clone().next_back())
+        else {
+            anyhow::bail!(
+                "--label `{rename}`: expected LABEL=TEXT, e.g. --label 'kind=meltr=MELTR'"
+            );
+        };
+        let hits: Vec<usize> = (0..labels.len()).filter(|&i| named(i, from)).collect();
+        if hits.is_empty() {
+            anyhow::bail!(
+                "--label `{rename}`: no {what} `{from}`; the labels: {}",
+                labels.join("; ")
+            );
+        }
+        for i in hits {
+            out[i] = to.to_string();
+        }
+    }
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::legend_labels;
+
+    #[test]
+    fn a_label_renames_its_group_and_an_unknown_one_lists_the_labels() {
+        let labels = ["kind=meltr".to_string(), "kind=sum".to_string()];
+        let fulls = [
+            "combiner.kind=meltr".to_string(),
+            "combiner.kind=sum".to_string(),
+        ];
+        let renamed = legend_labels(
+            &labels,
+            &fulls,
+            &["kind=meltr=MELTR".into()],
+            "group is labelled",
+        )
+        .unwrap();
+        assert_eq!(renamed, ["MELTR", "kind=sum"]);
+        // The whole key, as the table's header has it.
+        let renamed = legend_labels(
+            &labels,
+            &fulls,
+            &["combiner.kind=sum=Sum".into()],
+            "group is labelled",
+        )
+        .unwrap();
+        assert_eq!(renamed, ["kind=meltr", "Sum"]);
+        let unknown = legend_labels(
+            &labels,
+            &fulls,
+            &["kind=mltr=MELTR".into()],
+            "group is labelled",
+        )
+        .unwrap_err()
+        .to_string();
+        assert_eq!(
+            unknown,
+            "--label `kind=mltr=MELTR`: no group is labelled `kind=mltr`; the labels: kind=meltr; kind=sum"
+        );
+        assert!(legend_labels(&labels, &fulls, &["MELTR".into()], "group is labelled").is_err());
+        // A group with no whole-key name is not named by an empty LABEL.
+        assert!(legend_labels(
+            &labels,
+            &[String::new(), String::new()],
+            &["=X".into()],
+            "group is labelled"
+        )
+        .is_err());
+        // A text with `=` of its own.
+        let renamed = legend_labels(
+            &labels,
+            &fulls,
+            &["kind=sum=J=0".into()],
+            "group is labelled",
+        )
+        .unwrap();
+        assert_eq!(renamed, ["kind=meltr", "J=0"]);
+    }
+}
