@@ -630,6 +630,21 @@ fn export_writes_the_trained_torchscript_module() {
         moved += usize::from(!t.equal(t0));
     }
     assert!(moved > 0, "the exported module is the untrained one");
+    // Buffers keep their dtypes: BatchNorm's `num_batches_tracked` is
+    // int64 as the model had it (it came back float32, walkthrough G).
+    let buffer_kinds = |path: &Path| {
+        let module = tch::CModule::load(path).unwrap();
+        let buffers = meltr_tui::workload::torchscript::named_buffers(&module).unwrap();
+        let kinds: Vec<(String, tch::Kind)> =
+            buffers.iter().map(|(n, t)| (n.clone(), t.kind())).collect();
+        kinds
+    };
+    let initial_kinds = buffer_kinds(&model);
+    assert!(
+        initial_kinds.iter().any(|(_, k)| *k == tch::Kind::Int64),
+        "the example has an integer buffer to check: {initial_kinds:?}"
+    );
+    assert_eq!(buffer_kinds(&written), initial_kinds);
 
     // --best: the one kept checkpoint written at an evaluation (step 20),
     // the metric named; --at a step without a checkpoint lists those kept.

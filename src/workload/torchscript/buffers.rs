@@ -43,3 +43,25 @@ pub fn named_buffers(module: &CModule) -> Result<Vec<(String, Tensor)>> {
     })?;
     Ok(list)
 }
+
+/// `module` moved to `device` and its floating-point state cast to `kind`,
+/// as PyTorch's `nn.Module.to` does: torch::jit::Module::to casts every
+/// buffer, so an integer one (BatchNorm's `num_batches_tracked`, a counter)
+/// came back float32 in an exported model (walkthrough G).
+pub fn move_and_cast(module: &mut CModule, device: tch::Device, kind: tch::Kind) -> Result<()> {
+    let integer: Vec<(String, Tensor)> = named_buffers(module)?
+        .into_iter()
+        .filter(|(_, t)| !t.is_floating_point())
+        .map(|(name, t)| (name, t.to_device(device).copy()))
+        .collect();
+    module.to(device, kind, false);
+    if integer.is_empty() {
+        return Ok(());
+    }
+    for (name, mut moved) in named_buffers(module)? {
+        if let Some((_, kept)) = integer.iter().find(|(n, _)| *n == name) {
+            moved.set_data(kept);
+        }
+    }
+    Ok(())
+}

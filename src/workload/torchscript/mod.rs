@@ -25,6 +25,7 @@ use std::path::Path;
 use tch::{nn, CModule, Device, IValue, Kind, Tensor};
 
 mod buffers;
+pub use buffers::named_buffers;
 mod data;
 mod errors;
 mod losses;
@@ -124,7 +125,7 @@ impl TorchScript {
             }
             None => load_module(model_path, device)?,
         };
-        module.to(device, kind, false);
+        buffers::move_and_cast(&mut module, device, kind)?;
         module.set_train();
         let vs = nn::VarStore::new(device);
         let parameters = module.named_parameters().map_err(|e| {
