@@ -377,6 +377,11 @@ impl Trainer {
             let record = early_climb_event(&self.loss_names, default_start, note, watched);
             self.emit_taken(m, record);
         }
+        // Meta steps before a pending restore read the φ it replaces (walkthrough G:
+        // a second restore queued in the same flush quartered the meta-learning rate).
+        if self.restored.is_some_and(|(_, before)| m.step < before) {
+            return;
+        }
         let verdict = self.collapse.observe(
             m.step,
             watched,

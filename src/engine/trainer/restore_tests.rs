@@ -278,6 +278,54 @@ fn a_restore_that_did_not_lift_the_primary_is_not_repeated() {
 /// twofold read the primary below the floor at once and ended at chance.
 /// Such a collapse of the primary is reported and φ left as it is; every
 /// weight dead is still restored.
+/// Walkthrough G: two collapse reports of one flush (the primary's, then
+/// every weight's a meta step later) each queued a restore to the same φ,
+/// the meta-learning rate quartered before any meta step read the first.
+/// The meta steps taken before a restore takes effect are not watched.
+#[test]
+fn meta_steps_taken_before_a_restore_takes_effect_queue_no_second_one() {
+    use super::meta::PendingMeta;
+    let dir = tempfile::tempdir().unwrap();
+    let (mut trainer, _) = knocked_out(OnCollapse::Restore, dir.path());
+    while !trainer.restore_due {
+        trainer.train_step().unwrap();
+    }
+    let halved = trainer.meta.as_ref().unwrap().lr;
+    // More meta steps of the φ being replaced, read in the same flush: a
+    // healthy stretch, then a whole collapse watch's worth of zeros.
+    let k = trainer.loss_names.len();
+    let mut read = |trainer: &mut Trainer, weight: f64| {
+        let m = PendingMeta {
+            step: trainer.step,
+            drew: Some((trainer.step, None)),
+            norm: Tensor::from(1.0),
+            reg: Tensor::from(0.0),
+            meta_lr: halved,
+            aid_iterations: 0,
+            gamma: trainer.gamma,
+            watched_weights: None,
+            snapshot: None,
+            time: 0.0,
+            wall: 0.0,
+        };
+        let mut values = vec![1.0, 0.0];
+        values.extend(std::iter::repeat_n(weight, k));
+        // The primary's training loss, below any healthy one.
+        values.push(0.0);
+        trainer.write_meta(&m, &values);
+    };
+    for _ in 0..crate::engine::collapse::SETTLED_META_STEPS + 1 {
+        read(&mut trainer, 1.0);
+    }
+    for _ in 0..PRIMARY_COLLAPSE_META_STEPS + 1 {
+        read(&mut trainer, 0.0);
+    }
+    trainer.flush_pending().unwrap();
+    let events = collapse_events(&lines(dir.path()));
+    assert_eq!(events.len(), 1, "{events:?}");
+    assert_eq!(trainer.meta.as_ref().unwrap().lr, halved);
+}
+
 #[test]
 fn a_collapse_after_the_primary_loss_climbed_far_puts_nothing_back() {
     let dir = tempfile::tempdir().unwrap();
