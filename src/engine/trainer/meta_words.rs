@@ -189,12 +189,15 @@ pub(super) fn after_restore_event(
 
 /// The words for a negative primary weight whose loss fell all the same.
 pub(super) fn carried_event(names: &[String], carried: Carried, watched: Weights) -> Record {
+    // A negative weight climbs its loss: it carries nothing (walkthrough G
+    // read "helpful's weight is the largest, -0.058: a copy?").
     let carrier = match watched.largest_at {
         0 => String::new(),
-        k => format!(
+        k if watched.largest > 0.0 => format!(
             " ({}'s weight is the largest in magnitude, {:+.3}: a copy or a close relative of the primary?)",
             names[k], watched.largest
         ),
+        _ => " (one with a positive weight: a copy or a close relative of the primary?)".to_string(),
     };
     Record::Event {
         level: Level::Info,
@@ -394,6 +397,31 @@ mod tests {
             "since step 40, where this start of the run took it up, the Neumann series was cut short on 2 of the 3 meta steps with aid.iterations > 0 ("
         ));
         assert_eq!(super::NeumannTally::default().summary(0), None);
+    }
+
+    #[test]
+    fn a_carrier_is_named_only_by_a_positive_weight() {
+        let names = ["cls".to_string(), "helpful".to_string()];
+        let carried = Carried { from: 2.0, to: 1.0 };
+        let message = |largest: f64| match carried_event(
+            &names,
+            carried,
+            Weights {
+                largest,
+                largest_at: 1,
+                primary: -0.01,
+                primary_loss: 1.0,
+            },
+        ) {
+            Record::Event { message, .. } => message,
+            _ => panic!("not an event"),
+        };
+        assert!(message(0.7).contains("(helpful's weight is the largest in magnitude, +0.700"));
+        let negative = message(-0.058);
+        assert!(
+            !negative.contains("helpful") && negative.contains("one with a positive weight"),
+            "{negative}"
+        );
     }
 
     #[test]
