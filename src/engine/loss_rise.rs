@@ -17,12 +17,18 @@ pub const SMOOTHING: f64 = 0.3;
 pub const SMOOTHING_STEPS: f64 = 10.0;
 /// The smoothed loss above this multiple of its lowest so far ...
 pub const RISE_FACTOR: f64 = 2.0;
-/// ... and above its first value, on every logged line over at least this
-/// many training steps (three lines at the default `log_every`) and on at
-/// least [`RISE_LINES`] lines, is a climb ...
+/// ... having given back more than [`GIVEN_BACK`] of its fall from its first
+/// value, on every logged line over at least this many training steps
+/// (three lines at the default `log_every`) and on at least [`RISE_LINES`]
+/// lines, is a climb ...
 pub const RISE_STEPS: u64 = 20;
 /// See [`RISE_STEPS`]: one line alone is not a climb.
 pub const RISE_LINES: u32 = 2;
+/// See [`RISE_STEPS`]: the part of the fall from the first value to the
+/// lowest that a climb has given back. It was "above the first value": a
+/// held-out regression's loss fell from 10.8 to 0.09, climbed to 28 in the
+/// last 50 steps of its run, and was said nowhere (walkthrough G).
+pub const GIVEN_BACK: f64 = 0.5;
 /// ... said again only after it fell back below this multiple.
 pub const REARM_FACTOR: f64 = 1.5;
 
@@ -116,7 +122,8 @@ impl LossRise {
         if lowest <= 0.0 {
             return None;
         }
-        let risen = smoothed > RISE_FACTOR * lowest && smoothed > self.first;
+        let risen = smoothed > RISE_FACTOR * lowest
+            && smoothed - lowest > GIVEN_BACK * (self.first - lowest);
         self.above = match (risen, self.above) {
             (false, _) => None,
             (true, None) => Some((step, 1)),
@@ -166,6 +173,20 @@ mod tests {
         let mut again = vec![0.5; 12];
         again.extend([4.0; 6]);
         assert_eq!(said(&mut watch, &again).len(), 1);
+    }
+
+    /// Walkthrough G's run, as logged from step 10: the loss fell from 10.8
+    /// to 0.09, then climbed to 28 by step 990, under its first value's 3x
+    /// only at the end; the old rule (above the first value) said nothing.
+    #[test]
+    fn a_late_climb_far_above_the_lowest_is_said_below_the_start() {
+        let mut watch = LossRise::default();
+        let mut losses: Vec<f64> = (0..95)
+            .map(|i| 10.8 * (-f64::from(i) / 15.0).exp() + 0.09)
+            .collect();
+        losses.extend([0.47, 5.59, 16.8, 28.1, 26.5]);
+        let steps = said(&mut watch, &losses);
+        assert_eq!(steps, [990], "{steps:?}");
     }
 
     /// Train lines with the primary's loss `losses[i]` at step 10·i.
@@ -287,9 +308,12 @@ mod tests {
         // Noisy but falling: one bad batch is smoothed away.
         let noisy = [2.0, 1.5, 1.2, 3.0, 1.0, 0.9, 1.1, 0.8, 2.5, 0.7, 0.7];
         assert_eq!(said(&mut watch, &noisy), Vec::<u64>::new());
-        // Twice the lowest but not above the start: not said.
+        // Twice the lowest but less than half of the fall given back: not
+        // said.
         let mut watch = LossRise::default();
-        let back = [4.0, 2.0, 1.0, 1.0, 2.5, 2.6, 2.7, 2.8, 2.9, 3.0];
+        let back = [
+            8.0, 4.0, 2.0, 1.0, 1.0, 1.0, 1.0, 1.0, 1.0, 2.5, 2.6, 2.7, 2.8, 2.9, 3.0,
+        ];
         assert_eq!(said(&mut watch, &back), Vec::<u64>::new());
         let mut watch = LossRise::default();
         let negative = [-1.0, -2.0, -3.0, 5.0, 6.0, 7.0, 8.0];

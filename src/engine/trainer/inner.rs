@@ -291,7 +291,7 @@ impl Trainer {
         };
         format!(
             "the primary's training loss ({primary}) has climbed to {:.4} (smoothed over the logged lines), over {} times its lowest, \
-             {:.4} at step {}, and above its first logged value, {:.4}: the model is moving away from its own task. {cause}",
+             {:.4} at step {}, giving back over half of its fall from its first logged value, {:.4}: the model is moving away from its own task. {cause}",
             rise.now,
             crate::engine::loss_rise::RISE_FACTOR,
             rise.lowest,
