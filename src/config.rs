@@ -249,8 +249,8 @@ pub struct MeltrConfig {
     /// combiner around the first batch's losses, so the run starts with known
     /// effective weights (all 1, or 1 on the primary and 0 elsewhere) |
     /// `residual`: MELTR's output becomes `Σl` plus the network's, whose
-    /// head starts at zero, so the run starts exactly as `sum` and learns a
-    /// correction to it (on the auxiliary-learning suite: no collapse in 60
+    /// head starts at zero, so the run starts exactly as `sum` (of the losses
+    /// as `loss_scale` reads them) and learns a correction to it (on the auxiliary-learning suite: no collapse in 60
     /// runs, but below the public code's spread on `many-aux`; README).
     pub init: MeltrInit,
     /// The γ term's direct gradient `γ·∂|Σl − M(l)|/∂φ`. The public code
