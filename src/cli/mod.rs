@@ -258,7 +258,9 @@ pub enum Cmd {
         /// Rename a value in a key's column, as `KEY=VALUE=TEXT` with KEY
         /// as the header names it (`--label 'kind=meltr=MELTR'`), or a
         /// column's header, a key's or a metric's, as `KEY=TEXT` (`--label
-        /// kind=Method`, `--label 'R@1=Recall@1'`); repeatable.
+        /// kind=Method`, `--label 'R@1=Recall@1 (k=1)'`); repeatable. In
+        /// LaTeX, `$…$` in TEXT is kept as math (`'kind=meltr=MELTR
+        /// ($\gamma=0.1$)'`), the rest escaped.
         #[arg(long, value_name = "KEY=VALUE=TEXT|KEY=TEXT")]
         label: Vec<String>,
     },
