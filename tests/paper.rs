@@ -846,6 +846,21 @@ fn table_reports_mean_and_std_per_group_from_the_sessions_own_numbers() {
     let (header, rows) = parse_csv(&String::from_utf8(out.stdout).unwrap());
     assert_eq!(header[2], "MSE (k=1)_mean", "{header:?}");
     assert_eq!(rows[0][0], "γ=0.1", "{rows:?}");
+    // Filtered to one combiner, no column shows it: a note does (the rows
+    // read the group's name alone).
+    let meltr_only = ok(&["table", "--group", GROUP, "--where", "combiner.kind=meltr"]);
+    assert!(
+        meltr_only.contains("- note: only sessions where combiner.kind=meltr"),
+        "{meltr_only}"
+    );
+    let both = ok(&[
+        "table",
+        "--group",
+        GROUP,
+        "--where",
+        "combiner.kind=meltr,sum",
+    ]);
+    assert!(!both.contains("only sessions where"), "{both}");
     // A group pooling other settings says so in the table's file too (it
     // went to the terminal only; walkthrough).
     let out = tempfile::tempdir().unwrap();

@@ -98,6 +98,9 @@ pub(super) fn table(
     // The caveats go with the table (into the file too), as comments where
     // the format has them; CSV stays data only.
     let mut notes = groups::caveats(&groups);
+    if let Some(selected) = selected_not_shown(filter, &groups) {
+        notes.insert(0, selected);
+    }
     if opts.at_step.is_some() {
         notes.retain(|n| !n.contains(groups::UNFINISHED));
     }
@@ -130,6 +133,25 @@ pub(super) fn table(
     }
     say_raw!("{text}");
     Ok(())
+}
+
+/// The `--where` conditions on keys no column shows, as a note: a table
+/// of the MELTR runs alone read `reg | 3 | …`, the method nowhere.
+fn selected_not_shown(filter: &Filter, groups: &[groups::Group]) -> Option<String> {
+    let shown = |key: &str| {
+        groups.iter().any(|g| {
+            g.values
+                .iter()
+                .any(|(k, _)| k == key || k.rsplit('.').next() == Some(key))
+        })
+    };
+    let unshown: Vec<String> = filter
+        .conditions
+        .iter()
+        .filter(|w| !shown(&w.key))
+        .map(|w| format!("{}={}", w.key, w.value))
+        .collect();
+    (!unshown.is_empty()).then(|| format!("note: only sessions where {}", unshown.join(" and ")))
 }
 
 /// What `compare` draws, besides which sessions.
