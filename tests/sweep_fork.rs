@@ -787,4 +787,14 @@ fn a_detached_sweep_is_stopped_as_a_whole() {
     );
     assert_eq!(said.matches(" stopped ").count(), 2, "{said}");
     assert_eq!(said.matches(" queued ").count(), 2, "{said}");
+    // The driver's log says what `sweep stop` does next, not that its
+    // runners go on ("2 still running" of a stopped sweep).
+    let log = std::fs::read_to_string(root.join("long.sweep/driver.log")).unwrap();
+    assert!(
+        log.contains("driver stopped by `meltr-tui sweep stop`")
+            && log.contains("2 being stopped by `meltr-tui sweep stop`")
+            && !log.contains("still running")
+            && !root.join("long.sweep/stopping").exists(),
+        "{log}"
+    );
 }

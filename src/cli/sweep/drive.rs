@@ -103,7 +103,10 @@ fn drive_loop(root: &Path, plan: &Plan, parallel: usize) -> Result<()> {
         }
         last_label = labels;
         if crate::process::stop_requested() {
-            say!("driver stopped: no more members start; running ones go on (`meltr-tui sweep resume {}` continues)", plan.group);
+            match stopping(root, &plan.group).exists() {
+                true => say!("driver stopped by `meltr-tui sweep stop`, which stops the running members next"),
+                false => say!("driver stopped: no more members start; running ones go on (`meltr-tui sweep resume {}` continues)", plan.group),
+            }
             break;
         }
         let running = states
@@ -218,8 +221,14 @@ fn summary(root: &Path, plan: &Plan, tried: &BTreeSet<usize>) -> Result<()> {
         true => String::new(),
         false => format!(", not finished: member {}", ended.join(", member ")),
     };
+    // Ended by `sweep stop`, whose next move stops them (the driver's log
+    // read "1 still running" of a stopped sweep).
+    let running = match stopping(root, &plan.group).exists() {
+        true => format!("{running} being stopped by `meltr-tui sweep stop`"),
+        false => format!("{running} still running"),
+    };
     bail!(
-        "sweep `{}`: {finished} of {} sessions finished, {running} still running{ended}; `meltr-tui sweep resume {}` continues the rest",
+        "sweep `{}`: {finished} of {} sessions finished, {running}{ended}; `meltr-tui sweep resume {}` continues the rest",
         plan.group,
         states.len(),
         plan.group
@@ -295,6 +304,21 @@ pub(super) fn member(
 /// checkpoint first) and waits for them; `scancel`s a SLURM sweep.
 pub(super) fn stop(root: &Path, group: &str) -> Result<()> {
     let plan = Plan::read(root, group)?;
+    let marker = stopping(root, group);
+    session::atomic_write(&marker, std::process::id().to_string().as_bytes())?;
+    let stopped = stop_driver_and_members(root, group, &plan);
+    let _ = std::fs::remove_file(&marker);
+    stopped?;
+    ls_members(root, group)
+}
+
+/// Present while `sweep stop` runs: the driver it ends says that its
+/// running members are stopped next, not that they go on.
+fn stopping(root: &Path, group: &str) -> PathBuf {
+    sweep::folder(root, group).join("stopping")
+}
+
+fn stop_driver_and_members(root: &Path, group: &str, plan: &Plan) -> Result<()> {
     if let Some(pid) = driver_pid(&sweep::folder(root, group).join("driver.pid")) {
         // SAFETY: a signal to a process we checked is this sweep's driver.
         unsafe { libc::kill(pid as libc::pid_t, libc::SIGTERM) };
@@ -312,7 +336,7 @@ pub(super) fn stop(root: &Path, group: &str) -> Result<()> {
             Err(e) => say_err!("cannot run scancel {job}: {e}"),
         }
     }
-    let running: Vec<SessionMeta> = sweep::states(root, &plan)
+    let running: Vec<SessionMeta> = sweep::states(root, plan)
         .into_iter()
         .filter_map(|s| match s {
             State::Running { meta, .. } => Some(meta),
@@ -322,5 +346,5 @@ pub(super) fn stop(root: &Path, group: &str) -> Result<()> {
     let pids: Vec<u32> = running.iter().map(|m| m.pid).collect();
     crate::cli::live_runner::signal_and_wait(&pids, Duration::from_secs(60));
     say!("asked {} runner(s) to stop", running.len());
-    ls_members(root, group)
+    Ok(())
 }
