@@ -314,8 +314,13 @@ fn share_words(shares: &[(String, f64)]) -> String {
 /// under equal weights is said: `sum` would train mostly on it.
 const LARGEST_FAIR_SHARE: f64 = 0.5;
 
-/// What an auxiliary holding most of the first batch's gradient means
-/// (`shares`: primary first).
+/// The primary with less than this share of the first batch's gradient
+/// under equal weights (and less than half of an equal share) is said.
+const SMALL_PRIMARY_SHARE: f64 = 0.1;
+
+/// What an auxiliary holding most of the first batch's gradient means, or
+/// a primary left a small part of it by all of them (`shares`: primary
+/// first).
 fn gradient_hint(shares: &[(String, f64)]) -> Option<String> {
     let (primary, share) = shares.first()?;
     let (name, most) = shares
@@ -323,6 +328,20 @@ fn gradient_hint(shares: &[(String, f64)]) -> Option<String> {
         .skip(1)
         .filter(|(_, s)| s.is_finite())
         .max_by(|a, b| a.1.total_cmp(&b.1))?;
+    // No one auxiliary holds most of it, yet all of them together leave the
+    // primary a small part (seven auxiliaries of 13% each were not said).
+    let small_primary = share.is_finite()
+        && *share < SMALL_PRIMARY_SHARE.min(0.5 / shares.len() as f64)
+        && *most < LARGEST_FAIR_SHARE;
+    if small_primary {
+        return Some(format!(
+            "the primary, {primary}, has {} of the first batch's gradient under equal weights, less than half of an \
+             equal share ({} losses): under `sum` the auxiliaries together train the model more than its own task, \
+             and MELTR's weights have to offset them; `table --metric share/{primary}` shows its share after a run",
+            crate::numfmt::percent(*share),
+            shares.len()
+        ));
+    }
     (*most >= LARGEST_FAIR_SHARE).then(|| {
         format!(
             "{name} has {} of the first batch's gradient under equal weights (the primary, {primary}: {}): \
@@ -487,6 +506,19 @@ mod tests {
         assert!(super::gradient_hint(&shares(&[("p", 0.55), ("a", 0.45)])).is_none());
         assert!(super::gradient_hint(&shares(&[("p", 0.9), ("a", 0.1)])).is_none());
         assert!(super::gradient_hint(&shares(&[("p", 1.0)])).is_none());
+        // Seven auxiliaries of about 13% each leave the primary 6%: said;
+        // 20% of five losses is an equal share: not said.
+        let many: Vec<(&str, f64)> = std::iter::once(("cls", 0.06))
+            .chain(["a", "b", "c", "d", "e", "f", "g"].map(|n| (n, 0.94 / 7.0)))
+            .collect();
+        let small = super::gradient_hint(&shares(&many)).unwrap();
+        assert!(
+            small.starts_with("the primary, cls, has 6.0% of the first batch's gradient")
+                && small.contains("(8 losses)"),
+            "{small}"
+        );
+        let even = [("p", 0.2), ("a", 0.2), ("b", 0.2), ("c", 0.2), ("d", 0.2)];
+        assert!(super::gradient_hint(&shares(&even)).is_none());
     }
 
     #[test]
