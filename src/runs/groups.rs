@@ -286,13 +286,28 @@ pub fn caveats(groups: &[Group]) -> Vec<String> {
             .iter()
             .filter(|r| !r.restores.is_empty())
             .map(|r| {
-                let steps: Vec<String> = r.restores.iter().map(u64::to_string).collect();
-                format!(
-                    "{} before step{} {}",
-                    r.meta.name,
-                    if steps.len() == 1 { "" } else { "s" },
-                    few(&steps)
-                )
+                // A fork's log holds its parent's lines up to the fork: those
+                // restores were the parent's (walkthrough H's note gave the
+                // fork all four).
+                let fork_step = r.meta.fork_step.filter(|_| r.meta.parent.is_some());
+                let (inherited, own): (Vec<u64>, Vec<u64>) = r
+                    .restores
+                    .iter()
+                    .partition(|&&before| fork_step.is_some_and(|at| before <= at));
+                let parts: Vec<String> =
+                    [(inherited, " in its parent, before the fork"), (own, "")]
+                        .into_iter()
+                        .filter(|(steps, _)| !steps.is_empty())
+                        .map(|(steps, whose)| {
+                            let steps: Vec<String> = steps.iter().map(u64::to_string).collect();
+                            format!(
+                                "before step{} {}{whose}",
+                                if steps.len() == 1 { "" } else { "s" },
+                                few(&steps)
+                            )
+                        })
+                        .collect();
+                format!("{} {}", r.meta.name, parts.join("; "))
             })
             .collect();
         listed(
