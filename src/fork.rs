@@ -33,6 +33,9 @@ pub struct Forked {
     /// The parent's group, where the fork joined it by default (no
     /// `--group`).
     pub joined_group: Option<String>,
+    /// Its settings that differ from its parent's at the checkpoint, as the
+    /// log's config lines read them (`meltr.gamma: 0.3 -> 1`).
+    pub changes: Vec<String>,
 }
 
 /// What a fork will run with, checked before its folder is made.
@@ -116,6 +119,11 @@ pub fn create(
         let _ = std::fs::remove_dir_all(&dir);
         return Err(e.context(format!("cannot fork {} at step {step}", parent.id)));
     }
+    let changes = at_checkpoint
+        .diff(&config)
+        .iter()
+        .map(|c| format!("{}: {} -> {}", c.key, c.old, c.new))
+        .collect();
     Ok(Forked {
         id: SessionDir::new(&dir).id(),
         dir,
@@ -123,6 +131,7 @@ pub fn create(
         step,
         config,
         joined_group,
+        changes,
     })
 }
 
@@ -304,6 +313,39 @@ fn unused_name(root: &Path, base: &str) -> String {
 
 /// How a fork's first line begins (its parent's id follows).
 const FORKED_FROM: &str = "forked from session ";
+
+/// The fork's own changes at its fork `step`, as the config line after its
+/// "forked from" line holds them (`meltr.gamma: 0.1 -> 0.5`): its first
+/// start says them, so a detached fork's output.log does too.
+pub fn own_changes(dir: &Path, step: u64) -> Vec<String> {
+    let Ok(read) = session::log::read_metrics(&SessionDir::new(dir).metrics()) else {
+        return Vec::new();
+    };
+    // Its own line: the last at that step (an ancestor's comes before).
+    let forked = |l: &MetricLine| {
+        l.step == step
+            && matches!(&l.record, Record::Event { message, .. } if message.starts_with(FORKED_FROM))
+    };
+    let Some(at) = read.lines.iter().rposition(forked) else {
+        return Vec::new();
+    };
+    read.lines[at + 1..]
+        .iter()
+        .take_while(|l| l.step == step)
+        .find_map(|l| match &l.record {
+            Record::Config {
+                changed,
+                error: None,
+            } => Some(
+                changed
+                    .iter()
+                    .map(|(key, (old, new))| format!("{key}: {old} -> {new}"))
+                    .collect(),
+            ),
+            _ => None,
+        })
+        .unwrap_or_default()
+}
 
 /// The parent's log `kept` (its lines up to `step`) as it stood at its
 /// checkpoint of `step`, whose config is `at_checkpoint`: at that step, up

@@ -448,8 +448,17 @@ fn a_fork_with_a_no_op_change_continues_its_parent_bit_for_bit_and_a_real_change
     // synthetic.toml has meltr.meta_lr = 0.001: the same value.
     let (ok, said) = fork("same", "200", "meltr.meta_lr=0.001");
     assert!(ok, "{said}");
+    assert!(!said.contains(", with "), "{said}");
     let (ok, said) = fork("faster", "200", "meltr.meta_lr=0.01");
     assert!(ok, "{said}");
+    // What it changed, said at once and at its start (a detached fork's
+    // output.log had no word of it: walkthrough H).
+    assert!(
+        said.contains("into session ")
+            && said.contains(", with meltr.meta_lr: 0.001 -> 0.01\n")
+            && said.contains("starts from its parent's checkpoint of step 200, with meltr.meta_lr: 0.001 -> 0.01 (copied to "),
+        "{said}"
+    );
     let same = session::find(&root, "same").unwrap();
     let faster = session::find(&root, "faster").unwrap();
     // Its start is no resume (it read as one, a walkthrough).

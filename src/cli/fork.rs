@@ -25,8 +25,14 @@ pub(super) fn fork(
     // `--group none`: in no group.
     let group = group.map(|g| (g != "none").then_some(g));
     let forked = crate::fork::create(root, &parent_dir, at, name, group, overrides, needs)?;
+    // With what it changed: a detached fork's output.log never shows its
+    // metrics log's config line (walkthrough H looked there for it).
+    let with = match forked.changes.is_empty() {
+        true => String::new(),
+        false => format!(", with {}", forked.changes.join(", ")),
+    };
     say!(
-        "forked {} at step {} into session {}",
+        "forked {} at step {} into session {}{with}",
         forked.parent,
         forked.step,
         forked.id

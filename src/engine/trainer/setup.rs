@@ -332,8 +332,12 @@ impl Trainer {
             // resume of anything yet (it read as one, a walkthrough).
             let message = match fork_start(dir, step) {
                 true => format!(
-                    "{} of step {step} (copied to {})",
+                    "{} of step {step}{} (copied to {})",
                     crate::session::log::STARTS_FROM_PARENT,
+                    match crate::fork::own_changes(dir, step).join(", ") {
+                        changes if changes.is_empty() => changes,
+                        changes => format!(", with {changes}"),
+                    },
                     path.display()
                 ),
                 false => format!(
