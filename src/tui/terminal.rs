@@ -5,7 +5,7 @@
 //! a log file, so nothing the training code prints lands on the screen;
 //! the TUI draws on its own copy of the terminal.
 
-use anyhow::{Context, Result};
+use anyhow::{bail, Context, Result};
 use ratatui::backend::CrosstermBackend;
 use ratatui::crossterm::{cursor, execute, terminal};
 use ratatui::Terminal;
@@ -51,20 +51,42 @@ fn check(ret: libc::c_int, what: &str) -> Result<libc::c_int> {
 /// to do without one, for the message (e.g. "use `resume --headless` or
 /// `resume --detach`").
 pub fn check_available(instead: &str) -> Result<()> {
-    if unsafe { libc::isatty(1) } == 1 {
-        return Ok(());
+    let size = if unsafe { libc::isatty(1) } == 1 {
+        window_size(1)
+    } else {
+        let tty = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .open("/dev/tty")
+            .with_context(|| {
+                format!(
+                    "no terminal to draw on (stdout is not a terminal and /dev/tty cannot be \
+                     opened); without one, {instead}"
+                )
+            })?;
+        window_size(tty.as_raw_fd())
+    };
+    refuse_no_size(size, instead)
+}
+
+/// A terminal of no size (`script` without `stty`, some containers) drew
+/// an empty screen and said nothing (walkthrough H).
+fn refuse_no_size(size: Option<(u16, u16)>, instead: &str) -> Result<()> {
+    match size {
+        Some((0, _) | (_, 0)) => bail!(
+            "the terminal reports a size of 0 columns or rows, so there is nothing to draw on; \
+             give it one (`stty cols 120 rows 40`), or {instead}"
+        ),
+        _ => Ok(()),
     }
-    OpenOptions::new()
-        .read(true)
-        .write(true)
-        .open("/dev/tty")
-        .map(drop)
-        .with_context(|| {
-            format!(
-                "no terminal to draw on (stdout is not a terminal and /dev/tty cannot be \
-                 opened); without one, {instead}"
-            )
-        })
+}
+
+/// The terminal's columns and rows on `fd`, as the kernel has them.
+fn window_size(fd: i32) -> Option<(u16, u16)> {
+    let mut size: libc::winsize = unsafe { std::mem::zeroed() };
+    // SAFETY: TIOCGWINSZ writes one winsize into `size`, which lives here.
+    let read = unsafe { libc::ioctl(fd, libc::TIOCGWINSZ, &mut size) } == 0;
+    read.then_some((size.ws_col, size.ws_row))
 }
 
 impl Tui {
@@ -191,4 +213,38 @@ fn install_panic_hook() {
             previous(info);
         }));
     });
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A new pseudo-terminal has no size until one is set: refused with
+    /// how to give it one; once set, it passes.
+    #[test]
+    fn a_terminal_of_no_size_is_refused_with_a_fix() {
+        // SAFETY: plain fd calls on a pty this test opens and closes.
+        let master = unsafe { libc::posix_openpt(libc::O_RDWR | libc::O_NOCTTY) };
+        assert!(master >= 0, "no pseudo-terminal");
+        let size = window_size(master);
+        assert_eq!(size, Some((0, 0)));
+        let refused = refuse_no_size(size, "use `run --headless`").unwrap_err();
+        assert!(
+            refused
+                .to_string()
+                .contains("`stty cols 120 rows 40`), or use `run --headless`"),
+            "{refused}"
+        );
+        let set = libc::winsize {
+            ws_row: 30,
+            ws_col: 100,
+            ws_xpixel: 0,
+            ws_ypixel: 0,
+        };
+        assert_eq!(unsafe { libc::ioctl(master, libc::TIOCSWINSZ, &set) }, 0);
+        let size = window_size(master);
+        assert_eq!(size, Some((100, 30)));
+        assert!(refuse_no_size(size, "").is_ok());
+        unsafe { libc::close(master) };
+    }
 }
