@@ -294,7 +294,7 @@ fn meta_steps_taken_before_a_restore_takes_effect_queue_no_second_one() {
     // More meta steps of the φ being replaced, read in the same flush: a
     // healthy stretch, then a whole collapse watch's worth of zeros.
     let k = trainer.loss_names.len();
-    let mut read = |trainer: &mut Trainer, weight: f64| {
+    let read = |trainer: &mut Trainer, weight: f64| {
         let m = PendingMeta {
             step: trainer.step,
             drew: Some((trainer.step, None)),
