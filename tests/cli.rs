@@ -557,6 +557,45 @@ fn an_interrupted_headless_run_exits_129_130_or_143() {
     }
 }
 
+/// Stopped while the built-in workload's foundation model pretrains for
+/// the first time (an empty cache): nothing was trained or cached, so the
+/// new folder goes, and the run exits with the signal's code (it exited 1,
+/// as a failure).
+#[test]
+fn a_headless_run_stopped_during_its_first_pretraining_exits_130() {
+    use std::io::BufRead;
+    let root = tempfile::tempdir().unwrap();
+    let sessions = root.path().join("s");
+    let cache = root.path().join("cache");
+    let mut child = bin()
+        .env("MELTR_CACHE", &cache)
+        .args(["run", "--headless", "--steps", "5", "-c"])
+        .arg(repo("configs/default.toml"))
+        .arg("--sessions-dir")
+        .arg(&sessions)
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stderr = std::io::BufReader::new(child.stderr.take().unwrap());
+    let mut said = String::new();
+    while !said.contains("pretraining the video-text foundation model") {
+        let read = stderr.read_line(&mut said).unwrap();
+        assert!(read > 0, "ended before its pretraining: {said}");
+    }
+    unsafe { libc::kill(child.id() as i32, libc::SIGINT) };
+    std::io::Read::read_to_string(&mut stderr, &mut said).unwrap();
+    let status = child.wait().unwrap();
+    assert_eq!(status.code(), Some(130), "{said}");
+    assert!(
+        said.contains("stopped during the foundation model's first pretraining")
+            && said.contains("its new session folder"),
+        "{said}"
+    );
+    assert!(session::list(&sessions).is_empty());
+    assert!(std::fs::read_dir(&cache).map_or(true, |d| d.count() == 0));
+}
+
 /// `run --headless ... | head -2`: the reader goes away after two lines. The
 /// run used to panic on the broken pipe (and crash with SIGSEGV, leaving the
 /// session "running"); it must train to the end and finish.

@@ -614,13 +614,14 @@ impl Workload for Tampered {
 }
 
 /// Walkthrough B: `check` said an auxiliary copied the primary, the
-/// runs' logs did not; a meta-trained run says so as it starts, a `sum`
-/// run (nothing weighs the two apart) does not.
+/// runs' logs did not; a run with a learned combiner says so as it starts
+/// (`uncertainty` too: walkthrough H), a `sum` run (nothing weighs the two
+/// apart) does not.
 #[test]
 fn a_run_says_an_auxiliary_that_copies_the_primary_as_it_starts() {
     let _serial = serial();
     let root = tempfile::tempdir().unwrap();
-    for (kind, said) in [("meltr", true), ("sum", false)] {
+    for (kind, said) in [("meltr", true), ("uncertainty", true), ("sum", false)] {
         let config = small_config(kind, 3);
         let dir = session::create(root.path(), kind, &config).unwrap();
         let copied = Box::new(Tampered {

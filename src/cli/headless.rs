@@ -33,7 +33,21 @@ pub(super) fn run_headless(
         Ok((starting.wait()?, watch))
     });
     building.store(false, std::sync::atomic::Ordering::SeqCst);
-    let (handle, _watch) = built.map_err(|e| discard_unstarted(dir, origin, e))?;
+    let (handle, _watch) = match built {
+        Ok(built) => built,
+        // Stopped while the foundation model pretrained: nothing trained, so
+        // a new folder goes as for any unstarted run, but a stop is no
+        // failure (it exited 1).
+        Err(e)
+            if e.chain()
+                .any(|c| c.is::<crate::workload::video_text::PretrainingStopped>()) =>
+        {
+            say_err!("{:#}", discard_unstarted(dir, origin, e));
+            let signal = crate::process::stop_signal();
+            std::process::exit(signal.map_or(1, crate::process::exit_code));
+        }
+        Err(e) => return Err(discard_unstarted(dir, origin, e)),
+    };
     in_force.built(&handle.config);
     // Named only once it exists for good: a failed build removes a new folder.
     // With where it trains, and on how many ranks (a `--nproc 2` run never

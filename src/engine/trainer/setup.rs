@@ -383,7 +383,9 @@ impl Trainer {
         {
             trainer.check_meta_validation_batch()?;
         }
-        if step == 0 && trainer.combiner.training() == Training::Meta {
+        // Any learned combiner weighs a copy apart (`uncertainty` too:
+        // walkthrough H's copy of the primary went unsaid there).
+        if step == 0 && trainer.combiner.training() != Training::Fixed {
             trainer.note_copied_losses()?;
         }
         Ok((trainer, meta_info))

@@ -354,30 +354,6 @@ fn every_metric_column_gets_its_direction_and_best() {
     assert!(text.contains("| sum | 1 | 0.8000 | **0.2000** |"), "{text}");
 }
 
-#[test]
-fn latex_specials_are_escaped() {
-    assert_eq!(latex_escape("aid.max_growth"), r"aid.max\_growth");
-    assert_eq!(latex_escape("R@1 & 5%"), r"R@1 \& 5\%");
-    // The tool's own symbols, as math pdflatex sets without Unicode input.
-    assert_eq!(latex_escape("3000→600@200"), r"3000$\to$600@200");
-    assert_eq!(latex_escape("γ ± 1–2"), r"$\gamma$ $\pm$ 1--2");
-    assert!(latex_escape("a ← b × c ≥ d … φ").is_ascii());
-}
-
-/// A `--label` with `$…$` is the user's math (it was escaped to `\$`, so
-/// no label could hold a formula); text around it and a lone `$` are not.
-#[test]
-fn latex_math_in_a_label_is_kept() {
-    use super::latex_text;
-    assert_eq!(
-        latex_text(r"MELTR ($\gamma=0.1$) & co"),
-        r"MELTR ($\gamma=0.1$) \& co"
-    );
-    assert_eq!(latex_text("a_$x_1$_b$y$"), r"a\_$x_1$\_b$y$");
-    assert_eq!(latex_text("5$ each"), r"5\$ each");
-    assert_eq!(latex_text("γ_1"), r"$\gamma$\_1");
-}
-
 /// A group of two workloads failed on the second's metric ("session … has
 /// no metric `primary_mse`"): said as different primary metrics, by
 /// session, unless a metric is named.
