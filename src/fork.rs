@@ -119,11 +119,7 @@ pub fn create(
         let _ = std::fs::remove_dir_all(&dir);
         return Err(e.context(format!("cannot fork {} at step {step}", parent.id)));
     }
-    let changes = at_checkpoint
-        .diff(&config)
-        .iter()
-        .map(|c| format!("{}: {} -> {}", c.key, c.old, c.new))
-        .collect();
+    let changes = change_words(&crate::config::changed_values(&at_checkpoint.diff(&config)));
     Ok(Forked {
         id: SessionDir::new(&dir).id(),
         dir,
@@ -314,6 +310,17 @@ fn unused_name(root: &Path, base: &str) -> String {
 /// How a fork's first line begins (its parent's id follows).
 const FORKED_FROM: &str = "forked from session ";
 
+/// A config line's changes in words, as the fork command and the fork's
+/// first start say them: `meltr.gamma: 0.1 -> 0.5`.
+fn change_words(
+    changed: &std::collections::BTreeMap<String, (serde_json::Value, serde_json::Value)>,
+) -> Vec<String> {
+    changed
+        .iter()
+        .map(|(key, (old, new))| format!("{key}: {old} -> {new}"))
+        .collect()
+}
+
 /// The fork's own changes at its fork `step`, as the config line after its
 /// "forked from" line holds them (`meltr.gamma: 0.1 -> 0.5`): its first
 /// start says them, so a detached fork's output.log does too.
@@ -336,12 +343,7 @@ pub fn own_changes(dir: &Path, step: u64) -> Vec<String> {
             Record::Config {
                 changed,
                 error: None,
-            } => Some(
-                changed
-                    .iter()
-                    .map(|(key, (old, new))| format!("{key}: {old} -> {new}"))
-                    .collect(),
-            ),
+            } => Some(change_words(changed)),
             _ => None,
         })
         .unwrap_or_default()

@@ -861,6 +861,24 @@ fn table_reports_mean_and_std_per_group_from_the_sessions_own_numbers() {
         "combiner.kind=meltr,sum",
     ]);
     assert!(!both.contains("only sessions where"), "{both}");
+    // A key given twice holds for either value, said as one list.
+    let twice = ok(&[
+        "table",
+        "--group",
+        GROUP,
+        "--group-by",
+        "combiner.kind",
+        "--where",
+        "workload.seed=0",
+        "--where",
+        "workload.seed=1",
+        "--where",
+        "status=finished",
+    ]);
+    assert!(
+        twice.contains("only sessions where workload.seed=0,1 and status=finished"),
+        "{twice}"
+    );
     // A group pooling other settings says so in the table's file too (it
     // went to the terminal only; walkthrough).
     let out = tempfile::tempdir().unwrap();

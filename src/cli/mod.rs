@@ -258,7 +258,8 @@ pub enum Cmd {
         /// Rename a value in a key's column, as `KEY=VALUE=TEXT` with KEY
         /// as the header names it (`--label 'kind=meltr=MELTR'`), or a
         /// column's header, a key's or a metric's, as `KEY=TEXT` (`--label
-        /// kind=Method`, `--label 'R@1=Recall@1 (k=1)'`); repeatable. In
+        /// kind=Method`, `--label 'R@1=Recall@1 (k=1)'`: a metric's TEXT may
+        /// hold `=`, a key column's not); repeatable. In
         /// LaTeX, `$…$` in TEXT is kept as math (`'kind=meltr=MELTR
         /// ($\gamma=0.1$)'`), the rest escaped.
         #[arg(long, value_name = "KEY=VALUE=TEXT|KEY=TEXT")]
@@ -536,6 +537,7 @@ pub fn dispatch(cli: Cli) -> Result<()> {
                 digits,
                 // Read with the groups: `--label` is a header's or a cell's.
                 headers: Vec::new(),
+                label_texts: Vec::new(),
             };
             paper::table(
                 &root,

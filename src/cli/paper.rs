@@ -89,9 +89,10 @@ pub(super) fn table(
         (runs, at_step_note) = runs_at_step(&runs, step)?;
     }
     let mut groups = groups::gather(&runs, &group_by(keys))?;
-    let headers = rename_values(&mut groups, renames)?;
+    let renamed = rename_values(&mut groups, renames)?;
     let opts = &crate::runs::table::TableOptions {
-        headers,
+        headers: renamed.headers,
+        label_texts: renamed.texts,
         ..opts.clone()
     };
     let mut text = crate::runs::table::render(&groups, opts)?;
@@ -139,19 +140,24 @@ pub(super) fn table(
 /// of the MELTR runs alone read `reg | 3 | …`, the method nowhere.
 fn selected_not_shown(filter: &Filter, groups: &[groups::Group]) -> Option<String> {
     let shown = |key: &str| {
-        groups.iter().any(|g| {
-            g.values
-                .iter()
-                .any(|(k, _)| k == key || k.rsplit('.').next() == Some(key))
-        })
+        groups
+            .iter()
+            .any(|g| g.values.iter().any(|(k, _)| runs::keys::names_key(k, key)))
     };
-    let unshown: Vec<String> = filter
-        .conditions
+    // A key given twice holds for either value: said as one list.
+    let mut unshown: Vec<(&str, Vec<&str>)> = Vec::new();
+    for w in filter.conditions.iter().filter(|w| !shown(&w.key)) {
+        match unshown.iter_mut().find(|(key, _)| *key == w.key) {
+            Some((_, values)) if !values.contains(&w.value.as_str()) => values.push(&w.value),
+            Some(_) => {}
+            None => unshown.push((&w.key, vec![&w.value])),
+        }
+    }
+    let said: Vec<String> = unshown
         .iter()
-        .filter(|w| !shown(&w.key))
-        .map(|w| format!("{}={}", w.key, w.value))
+        .map(|(key, values)| format!("{key}={}", values.join(",")))
         .collect();
-    (!unshown.is_empty()).then(|| format!("note: only sessions where {}", unshown.join(" and ")))
+    (!said.is_empty()).then(|| format!("note: only sessions where {}", said.join(" and ")))
 }
 
 /// What `compare` draws, besides which sessions.

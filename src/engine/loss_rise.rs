@@ -175,9 +175,10 @@ mod tests {
         assert_eq!(said(&mut watch, &again).len(), 1);
     }
 
-    /// Walkthrough G's run, as logged from step 10: the loss fell from 10.8
-    /// to 0.09, then climbed to 28 by step 990, under its first value's 3x
-    /// only at the end; the old rule (above the first value) said nothing.
+    /// Walkthrough G's run (from step 0 here): the loss fell from 10.8 to
+    /// 0.09, then climbed to 28 in its last 50 steps; smoothed, it passed
+    /// its first value too late for the old rule (above the first value)
+    /// to say anything before the run's end.
     #[test]
     fn a_late_climb_far_above_the_lowest_is_said_below_the_start() {
         let mut watch = LossRise::default();

@@ -288,12 +288,13 @@ pub fn caveats(groups: &[Group]) -> Vec<String> {
             .map(|r| {
                 // A fork's log holds its parent's lines up to the fork: those
                 // restores were the parent's (walkthrough H's note gave the
-                // fork all four).
+                // fork all four). One said at the fork step takes effect
+                // "before" the next; the fork's own come after its first step.
                 let fork_step = r.meta.fork_step.filter(|_| r.meta.parent.is_some());
                 let (inherited, own): (Vec<u64>, Vec<u64>) = r
                     .restores
                     .iter()
-                    .partition(|&&before| fork_step.is_some_and(|at| before <= at));
+                    .partition(|&&before| fork_step.is_some_and(|at| before <= at + 1));
                 let parts: Vec<String> =
                     [(inherited, " in its parent, before the fork"), (own, "")]
                         .into_iter()

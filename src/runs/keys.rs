@@ -86,6 +86,12 @@ pub fn with_edited<'a>(
     keys
 }
 
+/// Whether `asked` names the config key `key`: whole (`combiner.kind`) or
+/// by its last part (`kind`), as table headers show keys.
+pub fn names_key(key: &str, asked: &str) -> bool {
+    key == asked || key.rsplit('.').next() == Some(asked)
+}
+
 /// Whether `actual` (a value's [`text`]) is what the user typed: numbers
 /// compare as numbers (`0.1` matches `1e-1`), everything else as text.
 pub fn matches(actual: &str, wanted: &str) -> bool {

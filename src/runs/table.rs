@@ -39,6 +39,10 @@ pub struct TableOptions {
     /// Column headers renamed (`--label KEY=TEXT`): a key's column, by its
     /// whole key or last part, or a metric's, by its name.
     pub headers: Vec<(String, String)>,
+    /// The texts `--label` wrote (headers and cells): LaTeX keeps their
+    /// `$…$` as math; any other text (a config's value, a path) is escaped
+    /// whole.
+    pub label_texts: Vec<String>,
 }
 
 /// A group's summaries, one per metric.
@@ -504,7 +508,11 @@ pub fn render(groups: &[Group], opts: &TableOptions) -> Result<String> {
                 "l".repeat(label_header.len()),
                 "c".repeat(names.len())
             );
-            let mut header: Vec<String> = label_header.iter().map(|h| latex_text(h)).collect();
+            let latex = |text: &str| match opts.label_texts.iter().any(|t| t == text) {
+                true => latex_text(text),
+                false => latex_escape(text),
+            };
+            let mut header: Vec<String> = label_header.iter().map(|h| latex(h)).collect();
             header.push("$n$".into());
             header.extend(names.iter().zip(&shown_names).map(|(n, shown)| {
                 let arrow = match arrow(n) {
@@ -512,7 +520,7 @@ pub fn render(groups: &[Group], opts: &TableOptions) -> Result<String> {
                     Some(_) => r" $\downarrow$",
                     None => "",
                 };
-                format!("{}{arrow}", latex_text(shown))
+                format!("{}{arrow}", latex(shown))
             }));
             let spread = caption::spread_words(one_run_a_row, ranked, "$\\pm$");
             let mut out = format!(
@@ -520,8 +528,7 @@ pub fn render(groups: &[Group], opts: &TableOptions) -> Result<String> {
                 header.join(" & ")
             );
             for (i, row) in rows.iter().enumerate() {
-                let mut cells: Vec<String> =
-                    label_cells(row).iter().map(|c| latex_text(c)).collect();
+                let mut cells: Vec<String> = label_cells(row).iter().map(|c| latex(c)).collect();
                 cells.push(row.group.runs.len().to_string());
                 for (j, s) in row.cells.iter().enumerate() {
                     let (mean, std) = cell(s, j);
@@ -549,5 +556,7 @@ mod headers;
 use headers::renamed_headers;
 #[cfg(test)]
 mod caption_tests;
+#[cfg(test)]
+mod header_tests;
 #[cfg(test)]
 mod tests;

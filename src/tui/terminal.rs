@@ -51,8 +51,21 @@ fn check(ret: libc::c_int, what: &str) -> Result<libc::c_int> {
 /// to do without one, for the message (e.g. "use `resume --headless` or
 /// `resume --detach`").
 pub fn check_available(instead: &str) -> Result<()> {
+    let fd_size = |fd: i32| {
+        // `docker exec -it` and the like report 0×0 until their client
+        // sends its size: a moment's grace before refusing.
+        let deadline = std::time::Instant::now() + std::time::Duration::from_millis(500);
+        loop {
+            let size = window_size(fd);
+            let none = matches!(size, Some((0, _) | (_, 0)));
+            if !none || std::time::Instant::now() >= deadline {
+                return size;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
+    };
     let size = if unsafe { libc::isatty(1) } == 1 {
-        window_size(1)
+        fd_size(1)
     } else {
         let tty = OpenOptions::new()
             .read(true)
@@ -64,7 +77,7 @@ pub fn check_available(instead: &str) -> Result<()> {
                      opened); without one, {instead}"
                 )
             })?;
-        window_size(tty.as_raw_fd())
+        fd_size(tty.as_raw_fd())
     };
     refuse_no_size(size, instead)
 }

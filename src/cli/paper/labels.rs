@@ -6,16 +6,15 @@ use super::*;
 /// `table --label KEY=VALUE=TEXT`: VALUE reads TEXT in KEY's column (a
 /// paper's `MELTR` for `meltr`; walkthrough N's LaTeX rows read the
 /// config's words). KEY is the column's short or whole key; a rename that
-/// matches no cell is an error that lists the columns' values. The others,
-/// `KEY=TEXT`, head a column with TEXT: they are returned, split at the
-/// first `=`, so TEXT may hold `=` (`--label 'R@1=R@1 (k=1)'`).
-pub(super) fn rename_values(
-    groups: &mut [groups::Group],
-    renames: &[String],
-) -> Result<Vec<(String, String)>> {
-    let named = |key: &str, asked: &str| key == asked || key.rsplit('.').next() == Some(asked);
+/// names a key column but no cell of it is an error that lists the
+/// columns' values. The others, `KEY=TEXT`, head a column with TEXT: they
+/// are returned, split at the first `=`, so a metric's TEXT may hold `=`
+/// (`--label 'R@1=R@1 (k=1)'`); a key column's may not (a second `=` after
+/// its name reads as a mistyped cell).
+pub(super) fn rename_values(groups: &mut [groups::Group], renames: &[String]) -> Result<Renamed> {
+    let named = runs::keys::names_key;
     let mut any_changed = false;
-    let mut headers = Vec::new();
+    let mut renamed = Renamed::default();
     for rename in renames {
         // KEY=VALUE=TEXT, where VALUE may hold `=` itself: the split whose
         // left side names a cell.
@@ -49,14 +48,16 @@ pub(super) fn rename_values(
                 cells.sort();
                 cells.dedup();
                 bail!(
-                    "--label `{rename}`: expected KEY=VALUE=TEXT naming a cell of a key's column, e.g. --label 'kind=meltr=MELTR' (or KEY=TEXT naming a column: --label kind=Method); the cells: {}",
+                    "--label `{rename}`: expected KEY=VALUE=TEXT naming a cell of a key's column, e.g. --label 'kind=meltr=MELTR' (or KEY=TEXT naming a column, without `=` in a key column's TEXT: --label kind=Method); the cells: {}",
                     cells.join(", ")
                 );
             }
-            headers.push((key.to_string(), text.to_string()));
+            renamed.texts.push(text.to_string());
+            renamed.headers.push((key.to_string(), text.to_string()));
             continue;
         };
         let (key, value) = from.split_once('=').expect("a hit has KEY=VALUE");
+        renamed.texts.push(to.to_string());
         for g in groups.iter_mut() {
             let mut changed = false;
             for (_, v) in g
@@ -73,7 +74,15 @@ pub(super) fn rename_values(
     if any_changed {
         groups::relabel(groups);
     }
-    Ok(headers)
+    Ok(renamed)
+}
+
+/// What [`rename_values`] leaves to the table: the header renames, and
+/// every text `--label` wrote.
+#[derive(Default)]
+pub(super) struct Renamed {
+    pub headers: Vec<(String, String)>,
+    pub texts: Vec<String>,
 }
 
 /// The legend text of each group: its label, or the `--label` text given

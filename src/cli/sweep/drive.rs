@@ -103,7 +103,7 @@ fn drive_loop(root: &Path, plan: &Plan, parallel: usize) -> Result<()> {
         }
         last_label = labels;
         if crate::process::stop_requested() {
-            match stopping(root, &plan.group).exists() {
+            match being_stopped(root, &plan.group) {
                 true => say!("driver stopped by `meltr-tui sweep stop`, which stops the running members next"),
                 false => say!("driver stopped: no more members start; running ones go on (`meltr-tui sweep resume {}` continues)", plan.group),
             }
@@ -223,7 +223,7 @@ fn summary(root: &Path, plan: &Plan, tried: &BTreeSet<usize>) -> Result<()> {
     };
     // Ended by `sweep stop`, whose next move stops them (the driver's log
     // read "1 still running" of a stopped sweep).
-    let running = match stopping(root, &plan.group).exists() {
+    let running = match being_stopped(root, &plan.group) {
         true => format!("{running} being stopped by `meltr-tui sweep stop`"),
         false => format!("{running} still running"),
     };
@@ -248,7 +248,8 @@ pub(super) fn refuse_a_second_driver(root: &Path, plan: &Plan) -> Result<()> {
     Ok(())
 }
 
-/// The pid in a driver's pid file, if that process is alive and a sweep driver.
+/// The pid in a driver's pid file (or `sweep stop`'s marker), if that
+/// process is alive and a `sweep` process.
 fn driver_pid(pid_file: &Path) -> Option<u32> {
     let pid: u32 = std::fs::read_to_string(pid_file)
         .ok()?
@@ -305,17 +306,27 @@ pub(super) fn member(
 pub(super) fn stop(root: &Path, group: &str) -> Result<()> {
     let plan = Plan::read(root, group)?;
     let marker = stopping(root, group);
-    session::atomic_write(&marker, std::process::id().to_string().as_bytes())?;
+    // Best effort: only the driver's last words depend on it (a full disk
+    // must not keep a sweep from stopping).
+    if let Err(e) = session::atomic_write(&marker, std::process::id().to_string().as_bytes()) {
+        say_err!("note: {e:#}");
+    }
     let stopped = stop_driver_and_members(root, group, &plan);
     let _ = std::fs::remove_file(&marker);
     stopped?;
     ls_members(root, group)
 }
 
-/// Present while `sweep stop` runs: the driver it ends says that its
-/// running members are stopped next, not that they go on.
+/// Holds the pid of a `sweep stop` while it runs: the driver it ends says
+/// that its running members are stopped next, not that they go on.
 fn stopping(root: &Path, group: &str) -> PathBuf {
     sweep::folder(root, group).join("stopping")
+}
+
+/// Whether a `sweep stop` of `group` is under way: its pid in the marker
+/// is a live `sweep` process (one killed mid-way leaves a stale file).
+fn being_stopped(root: &Path, group: &str) -> bool {
+    driver_pid(&stopping(root, group)).is_some()
 }
 
 fn stop_driver_and_members(root: &Path, group: &str, plan: &Plan) -> Result<()> {

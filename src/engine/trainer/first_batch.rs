@@ -409,7 +409,7 @@ pub fn same_value_hints(losses: &[(String, f64)]) -> Vec<String> {
         };
         let first = &losses[j].0;
         let role = if j == 0 {
-            "the primary: the collapse watch and the primary's gradient share read the primary alone, \
+            "the primary: MELTR's collapse watch and the primary's gradient share read the primary alone, \
              while a learned combiner (MELTR, `mlp`, `uncertainty`) weighs the two apart"
         } else {
             "that loss: a learned combiner (MELTR, `mlp`, `uncertainty`) weighs the two apart"

@@ -289,9 +289,14 @@ impl Trainer {
         } else {
             "lower train.lr, or clip harder (train.grad_clip)".to_string()
         };
+        // A loss that never fell below its first value has no fall to give back.
+        let first = match rise.first > rise.lowest {
+            true => "giving back over half of its fall from its first logged value",
+            false => "above its first logged value",
+        };
         format!(
             "the primary's training loss ({primary}) has climbed to {:.4} (smoothed over the logged lines), over {} times its lowest, \
-             {:.4} at step {}, giving back over half of its fall from its first logged value, {:.4}: the model is moving away from its own task. {cause}",
+             {:.4} at step {}, {first}, {:.4}: the model is moving away from its own task. {cause}",
             rise.now,
             crate::engine::loss_rise::RISE_FACTOR,
             rise.lowest,

@@ -377,11 +377,6 @@ impl Trainer {
             let record = early_climb_event(&self.loss_names, default_start, note, watched);
             self.emit_taken(m, record);
         }
-        // Meta steps before a pending restore read the φ it replaces (walkthrough G:
-        // a second restore queued in the same flush quartered the meta-learning rate).
-        if self.restored.is_some_and(|(_, before)| m.step < before) {
-            return;
-        }
         let verdict = self.collapse.observe(
             m.step,
             watched,
@@ -389,6 +384,13 @@ impl Trainer {
                 .as_ref()
                 .map(|s| s.iter().map(Tensor::shallow_clone).collect()),
         );
+        // A verdict on a meta step before a pending restore takes effect
+        // judges the φ it replaces (walkthrough G: a second restore queued
+        // in the same flush quartered the meta-learning rate). Read all the
+        // same: the watch's loss average goes on.
+        if self.restored.is_some_and(|(_, before)| m.step < before) {
+            return;
+        }
         let (kind, healthy_step, spent, loss_since) = match verdict {
             Verdict::Fine => return,
             Verdict::Carried(carried) => {

@@ -274,10 +274,6 @@ fn a_restore_that_did_not_lift_the_primary_is_not_repeated() {
     assert_eq!(trainer.meta.as_ref().map(|m| m.lr), Some(META_LR / 2.0));
 }
 
-/// Walkthrough L: restores after the primary's loss had climbed about
-/// twofold read the primary below the floor at once and ended at chance.
-/// Such a collapse of the primary is reported and φ left as it is; every
-/// weight dead is still restored.
 /// Walkthrough G: two collapse reports of one flush (the primary's, then
 /// every weight's a meta step later) each queued a restore to the same φ,
 /// the meta-learning rate quartered before any meta step read the first.
@@ -326,6 +322,10 @@ fn meta_steps_taken_before_a_restore_takes_effect_queue_no_second_one() {
     assert_eq!(trainer.meta.as_ref().unwrap().lr, halved);
 }
 
+/// Walkthrough L: restores after the primary's loss had climbed about
+/// twofold read the primary below the floor at once and ended at chance.
+/// Such a collapse of the primary is reported and φ left as it is; every
+/// weight dead is still restored.
 #[test]
 fn a_collapse_after_the_primary_loss_climbed_far_puts_nothing_back() {
     let dir = tempfile::tempdir().unwrap();

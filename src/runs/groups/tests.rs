@@ -314,12 +314,12 @@ fn unfinished_and_edited_runs_are_noted() {
     runs[1].status = "finished".into();
     // Its restores up to the fork were its parent's too (walkthrough H's
     // note gave the fork all of them).
-    runs[2].restores = vec![150, 200, 331];
+    runs[2].restores = vec![150, 201, 331];
     let groups = gather(&runs, &GroupBy::Seeds).unwrap();
     let notes = caveats(&groups);
     assert!(
         notes.iter().any(|n| n.contains(
-            "(s2 before steps 150, 200 in its parent, before the fork; before step 331)"
+            "(s2 before steps 150, 201 in its parent, before the fork; before step 331)"
         )),
         "{notes:?}"
     );

@@ -37,6 +37,7 @@ fn a_share_mean_of_one_logged_value_is_said() {
         at_step: None,
         digits: Some(2),
         headers: Vec::new(),
+        label_texts: Vec::new(),
     };
     let text = render(&groups, &options).unwrap();
     assert!(
@@ -74,6 +75,7 @@ fn a_forks_best_is_set_against_its_parents_best_after_the_fork() {
         at_step: None,
         digits: Some(2),
         headers: Vec::new(),
+        label_texts: Vec::new(),
     };
     let text = render(&groups, &options).unwrap();
     assert!(

@@ -14,7 +14,7 @@ pub(super) fn renamed_headers(
     names: &[String],
     opts: &TableOptions,
 ) -> Result<(Vec<String>, Vec<String>)> {
-    let names_key = |key: &str, asked: &str| key == asked || key.rsplit('.').next() == Some(asked);
+    let names_key = crate::runs::keys::names_key;
     let mut shown_names = names.to_vec();
     for (from, to) in &opts.headers {
         let keys = key_names.iter().zip(label_header.iter_mut());

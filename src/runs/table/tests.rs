@@ -11,6 +11,7 @@ fn markdown(groups: &[Group]) -> String {
         at_step: None,
         digits: None,
         headers: Vec::new(),
+        label_texts: Vec::new(),
     };
     render(groups, &options).unwrap()
 }
@@ -202,6 +203,7 @@ fn validation_losses_are_columns_when_asked_for() {
         at_step: None,
         digits: None,
         headers: Vec::new(),
+        label_texts: Vec::new(),
     };
     let text = render(&groups, &options).unwrap();
     // The primary's loss is lower-is-better; an auxiliary's has no best (a
@@ -254,6 +256,7 @@ fn final_weights_are_columns_when_asked_for() {
         at_step: None,
         digits: Some(2),
         headers: Vec::new(),
+        label_texts: Vec::new(),
     };
     let text = render(&groups, &options).unwrap();
     assert!(
@@ -382,6 +385,7 @@ fn runs_of_different_workloads_are_said_to_be_so() {
             at_step: None,
             digits: None,
             headers: Vec::new(),
+            label_texts: Vec::new(),
         },
     )
     .unwrap_err()
@@ -399,6 +403,7 @@ fn runs_of_different_workloads_are_said_to_be_so() {
         at_step: None,
         digits: None,
         headers: Vec::new(),
+        label_texts: Vec::new(),
     };
     assert!(render(&groups, &named).unwrap().contains("shared"));
 }
@@ -490,6 +495,7 @@ fn best_reads_a_never_finite_run_at_its_last_eval() {
         at_step: None,
         digits: None,
         headers: Vec::new(),
+        label_texts: Vec::new(),
     };
     let text = render(&groups, &best).unwrap();
     assert!(text.contains("| 2 | NaN"), "{text}");
@@ -527,58 +533,4 @@ fn means_within_noise_of_the_best_tie() {
     let apart = bold(&[(0.1, &[36.8, 36.4]), (0.3, &[30.9, 28.9])]);
     assert!(apart.contains("| 0.1 | 2 | **36.60 ± 0.28** |"), "{apart}");
     assert!(apart.contains("| 0.3 | 2 | 29.90 ± 1.41 |"), "{apart}");
-}
-
-/// `--label KEY=TEXT` heads a key's column or a metric's with TEXT in
-/// every format (a paper's `Method` for `kind`); one that names no column
-/// says which there are.
-#[test]
-fn a_header_label_renames_a_key_column_and_a_metric_column() {
-    let root = tempfile::tempdir().unwrap();
-    let mut runs = Vec::new();
-    for (i, gamma) in [0.1, 0.3].into_iter().enumerate() {
-        let mut config = crate::config::Config::default();
-        config.meltr.gamma = gamma;
-        let mut run = accuracy_run(root.path(), &format!("r{i}"), &config, "");
-        run.final_eval = Some((10, [("accuracy".to_string(), 80.0 + i as f64)].into()));
-        runs.push(run);
-    }
-    let groups = super::super::groups::gather(
-        &runs,
-        &super::super::groups::GroupBy::Keys(vec!["meltr.gamma".into()]),
-    )
-    .unwrap();
-    let renamed = |format, headers: &[(&str, &str)]| {
-        let options = TableOptions {
-            format,
-            best: false,
-            metrics: Vec::new(),
-            at_step: None,
-            digits: None,
-            headers: headers
-                .iter()
-                .map(|(a, b)| (a.to_string(), b.to_string()))
-                .collect(),
-        };
-        render(&groups, &options)
-    };
-    let both = [("gamma", "γ"), ("accuracy", "Acc. (%)")];
-    let md = renamed(TableFormat::Md, &both).unwrap();
-    let header = md.lines().next().unwrap();
-    assert_eq!(header, "| γ | n | Acc. (%) ↑ |", "{md}");
-    let latex = renamed(TableFormat::Latex, &[("meltr.gamma", "γ")]).unwrap();
-    assert!(
-        latex.contains("\n$\\gamma$ & $n$ & accuracy $\\uparrow$ \\\\\n"),
-        "{latex}"
-    );
-    let csv = renamed(TableFormat::Csv, &both).unwrap();
-    assert!(csv.starts_with("γ,n,Acc. (%)_mean,"), "{csv}");
-    let error = renamed(TableFormat::Md, &[("kind", "Method")])
-        .unwrap_err()
-        .to_string();
-    assert!(
-        error.contains("--label `kind=Method`")
-            && error.contains("the columns: meltr.gamma, accuracy"),
-        "{error}"
-    );
 }

@@ -1,0 +1,80 @@
+//! `table --label`'s header renames, and its math in LaTeX.
+
+use super::tests::accuracy_run;
+use super::*;
+
+/// `--label KEY=TEXT` heads a key's column or a metric's with TEXT in
+/// every format (a paper's `Method` for `kind`); one that names no column
+/// says which there are.
+#[test]
+fn a_header_label_renames_a_key_column_and_a_metric_column() {
+    let root = tempfile::tempdir().unwrap();
+    let mut runs = Vec::new();
+    for (i, gamma) in [0.1, 0.3].into_iter().enumerate() {
+        let mut config = crate::config::Config::default();
+        config.meltr.gamma = gamma;
+        let mut run = accuracy_run(root.path(), &format!("r{i}"), &config, "");
+        run.final_eval = Some((10, [("accuracy".to_string(), 80.0 + i as f64)].into()));
+        runs.push(run);
+    }
+    let groups = super::super::groups::gather(
+        &runs,
+        &super::super::groups::GroupBy::Keys(vec!["meltr.gamma".into()]),
+    )
+    .unwrap();
+    let renamed = |format, headers: &[(&str, &str)]| {
+        let options = TableOptions {
+            format,
+            best: false,
+            metrics: Vec::new(),
+            at_step: None,
+            digits: None,
+            headers: headers
+                .iter()
+                .map(|(a, b)| (a.to_string(), b.to_string()))
+                .collect(),
+            label_texts: Vec::new(),
+        };
+        render(&groups, &options)
+    };
+    let both = [("gamma", "γ"), ("accuracy", "Acc. (%)")];
+    let md = renamed(TableFormat::Md, &both).unwrap();
+    let header = md.lines().next().unwrap();
+    assert_eq!(header, "| γ | n | Acc. (%) ↑ |", "{md}");
+    let latex = renamed(TableFormat::Latex, &[("meltr.gamma", "γ")]).unwrap();
+    assert!(
+        latex.contains("\n$\\gamma$ & $n$ & accuracy $\\uparrow$ \\\\\n"),
+        "{latex}"
+    );
+    // A `--label`'s `$…$` is math; the same text from anywhere else (a
+    // config's value, a path) is escaped whole.
+    let math = |label_texts: Vec<String>| {
+        let options = TableOptions {
+            format: TableFormat::Latex,
+            best: false,
+            metrics: Vec::new(),
+            at_step: None,
+            digits: None,
+            headers: vec![("gamma".into(), r"$\gamma_0$".into())],
+            label_texts,
+        };
+        render(&groups, &options).unwrap()
+    };
+    let kept = math(vec![r"$\gamma_0$".into()]);
+    assert!(kept.contains("\n$\\gamma_0$ & $n$"), "{kept}");
+    let escaped = math(Vec::new());
+    assert!(
+        escaped.contains(r"\$\textbackslash{}gamma\_0\$ & $n$"),
+        "{escaped}"
+    );
+    let csv = renamed(TableFormat::Csv, &both).unwrap();
+    assert!(csv.starts_with("γ,n,Acc. (%)_mean,"), "{csv}");
+    let error = renamed(TableFormat::Md, &[("kind", "Method")])
+        .unwrap_err()
+        .to_string();
+    assert!(
+        error.contains("--label `kind=Method`")
+            && error.contains("the columns: meltr.gamma, accuracy"),
+        "{error}"
+    );
+}
