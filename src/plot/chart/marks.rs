@@ -162,7 +162,7 @@ pub(super) struct MarkLabel {
     /// The first mark's x (points).
     px: f64,
     /// One column, or more where one would cut it and there is room left
-    /// of it (each further left).
+    /// of it (each further left), or right of it (each further right).
     keys: Vec<String>,
     span: Option<String>,
     /// Its keys drawn right of the line, not left: a line by the left
@@ -177,7 +177,7 @@ impl MarkLabel {
         let right = SPAN_OFFSET * size;
         let keys = (0..self.keys.len())
             .map(|i| match self.right {
-                true => self.px + right,
+                true => self.px + right + COLUMN_STEP * i as f64 * size,
                 false => self.px - (0.3 + COLUMN_STEP * i as f64) * size,
             })
             .collect();
@@ -242,24 +242,49 @@ impl Chart {
             }
         }
         let room = MARK_LABEL_HEIGHT * frame.area.h;
+        // Where the next label's glyphs start (its first column left of its
+        // line), or the axes' right edge.
+        let next_firsts: Vec<f64> = runs
+            .iter()
+            .skip(1)
+            .map(|((first, _), _, _)| first - (0.3 + 0.8 + 0.3) * size)
+            .chain([frame.area.x + frame.area.w])
+            .collect();
+        let column_count = |free: f64| {
+            (1 + (free / (COLUMN_STEP * size)).floor().max(0.0) as usize).min(MAX_COLUMNS)
+        };
+        let cut = |keys: &[String]| keys.iter().any(|k| k.ends_with('…'));
         // Right of the previous label's last column (its span's, if any).
         let mut right_of_previous = frame.area.x;
         runs.into_iter()
-            .map(|((first, last), steps, parts)| {
+            .zip(next_firsts)
+            .map(|(((first, last), steps, parts), next)| {
                 let apart = last - first >= APART * size;
                 // The first column's glyphs reach this far left, a second's
                 // further.
-                let right = label_right_of(first, frame.area.x, size);
+                let by_spine = label_right_of(first, frame.area.x, size);
                 // Columns whose glyphs stay right of the previous label.
                 let free = first - (0.3 + 0.8) * size - (right_of_previous + 0.3 * size);
-                let columns = match right {
+                let columns = match by_spine {
                     true => 1,
-                    false => (1 + (free / (COLUMN_STEP * size)).floor().max(0.0) as usize)
-                        .min(MAX_COLUMNS),
+                    false => column_count(free),
                 };
+                let mut keys = keys_label(&parts, room, size, columns, m);
+                let mut right = by_spine;
+                // Cut on the left with more room right of its line, before
+                // the next label (walkthrough H's `iterations 0→1, g…` at
+                // step 111 of 1500): its columns go right, one beside the
+                // other. Not beside a span, which is drawn there.
+                let free_right = next - (first + (SPAN_OFFSET - 0.8) * size);
+                if !apart && cut(&keys) && column_count(free_right) > columns.max(1) {
+                    let beside = keys_label(&parts, room, size, column_count(free_right), m);
+                    if !cut(&beside) || by_spine {
+                        (keys, right) = (beside, true);
+                    }
+                }
                 // Its span, and a label right of its line, are drawn right
                 // of its first line.
-                let columns_right = usize::from(apart) + usize::from(right);
+                let columns_right = usize::from(apart) + if right { keys.len() } else { 0 };
                 right_of_previous = match columns_right {
                     0 => last,
                     n => {
@@ -268,7 +293,7 @@ impl Chart {
                 };
                 MarkLabel {
                     px: first,
-                    keys: keys_label(&parts, room, size, columns, m),
+                    keys,
                     span: apart
                         .then(|| format!("@{}–{}", scale::step(steps.0), scale::step(steps.1))),
                     right,

@@ -237,6 +237,28 @@ fn marks_are_labelled_lines_merged_when_close() {
         x_of(&svg, "fork of base") - line_x
     };
     assert!(label_side(2.0) > 0.0 && label_side(500.0) < 0.0);
+    // Near the left spine, with room for one column left of its line and
+    // more right of it, a label too long for one column goes right, whole
+    // (walkthrough H's `iterations 0→1, g…` at step 111 of 1500).
+    let edits = "aid.iterations 0→1, meltr.gamma 0.1→0.3";
+    let svg = chart(&[(55.0, edits)]).to_svg(&theme);
+    let labels = texts(&svg);
+    let whole = |edit: &str| labels.iter().find(|l| l.ends_with(edit)).cloned();
+    let (Some(iterations), Some(gamma)) = (whole("iterations 0→1"), whole("gamma 0.1→0.3"))
+    else {
+        panic!("{labels:?}")
+    };
+    let line_x: f64 = svg
+        .split("<path d=\"M")
+        .find(|p| p.contains("stroke-dasharray"))
+        .and_then(|p| p.split(' ').next())
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!(
+        line_x < x_of(&svg, &iterations) && x_of(&svg, &iterations) < x_of(&svg, &gamma),
+        "{svg}"
+    );
     // A mark close right of such a label shares it, not drawn over it.
     let labels = texts(&chart(&[(2.0, "a"), (60.0, "b")]).to_svg(&theme));
     assert!(labels.contains(&"a, b".to_string()), "{labels:?}");
