@@ -65,6 +65,7 @@ pub(super) fn check(
         said,
         first_losses,
         first_shares,
+        first_gradient_ratios,
         non_finite,
         evaluation,
     } = super::config_file::in_file(
@@ -148,7 +149,7 @@ pub(super) fn check(
         .into_iter()
         .chain(copies)
         .chain(gradient_hint(shares))
-        .chain(flat_hint(&first_losses, shares))
+        .chain(flat_hint(&first_losses, shares, &first_gradient_ratios))
     {
         say!("hint: {hint}");
     }
@@ -365,12 +366,21 @@ const FLAT_SHARE: f64 = 1e-4;
 /// 1e-6·head, showed `-0.0000084%` and no word).
 /// A loss that is 0 on the first batch (a masked loss with nothing to
 /// mask there) has no gradient there either, and is no such case.
-fn flat_hint(losses: &[(String, f64)], shares: &[(String, f64)]) -> Option<String> {
+/// A small share alone may be a loss at right angles to the rest (its own
+/// gradient, `ratios`: its norm over the combined one's, says which; a
+/// random-label loss with 72% of the primary's gradient norm read as a
+/// constant, walkthrough I).
+fn flat_hint(
+    losses: &[(String, f64)],
+    shares: &[(String, f64)],
+    ratios: &[(String, f64)],
+) -> Option<String> {
     let zero = |name: &str| losses.iter().any(|(n, v)| n == name && *v == 0.0);
+    let pulls = |name: &str| ratios.iter().any(|(n, r)| n == name && *r >= FLAT_SHARE);
     let flat: Vec<String> = shares
         .iter()
         .skip(1)
-        .filter(|(name, s)| s.is_finite() && s.abs() < FLAT_SHARE && !zero(name))
+        .filter(|(name, s)| s.is_finite() && s.abs() < FLAT_SHARE && !zero(name) && !pulls(name))
         .map(|(name, s)| format!("{name} ({})", crate::numfmt::percent(*s)))
         .collect();
     (!flat.is_empty()).then(|| {
@@ -457,140 +467,4 @@ fn scale_hints(losses: &[(String, f64)]) -> Vec<String> {
 }
 
 #[cfg(test)]
-mod tests {
-    #[test]
-    fn an_auxiliary_with_next_to_no_gradient_is_said() {
-        let shares = |values: &[(&str, f64)]| -> Vec<(String, f64)> {
-            values.iter().map(|(n, v)| (n.to_string(), *v)).collect()
-        };
-        let losses = shares(&[("tag", 0.7), ("next", 3.9), ("const", 2.0)]);
-        let some = shares(&[("tag", 0.4), ("next", 0.6), ("const", -8.4e-8)]);
-        let hint = super::flat_hint(&losses, &some).unwrap();
-        assert!(
-            hint.starts_with("const (")
-                && hint.contains(") has next to none of the first batch's gradient"),
-            "{hint}"
-        );
-        let primary_flat = shares(&[("tag", 1e-5), ("next", 1.0)]);
-        assert_eq!(super::flat_hint(&losses, &primary_flat), None);
-        // A masked loss at 0 on the first batch is no constant.
-        let masked = shares(&[("tag", 0.7), ("next", 3.9), ("const", 0.0)]);
-        assert_eq!(super::flat_hint(&masked, &some), None);
-    }
-
-    #[test]
-    fn an_auxiliary_with_most_of_the_first_gradient_is_said() {
-        let shares = |values: &[(&str, f64)]| -> Vec<(String, f64)> {
-            values.iter().map(|(n, v)| (n.to_string(), *v)).collect()
-        };
-        let scaled = shares(&[
-            ("mse", 0.04),
-            ("help", 0.05),
-            ("scaled2", 0.88),
-            ("rand", 0.03),
-        ]);
-        let hint = super::gradient_hint(&scaled).unwrap();
-        assert_eq!(
-            hint,
-            "scaled2 has 88.0% of the first batch's gradient under equal weights (the primary, mse: 4.0%): under `sum` \
-             the model trains mostly on scaled2, whatever its value looks like, and MELTR's weights have to offset it. \
-             If its scale is arbitrary, divide it in the model's forward; `table --metric share/scaled2` shows its \
-             share after a run"
-        );
-        assert!(super::share_words(&scaled).starts_with("mse 4.0%, help 5.0%, scaled2 88.0%"));
-        // The primary's share as the gradient line prints it (walkthrough R
-        // read `cls 0.2%` there and `cls: 0%` here).
-        let tiny = super::gradient_hint(&shares(&[("cls", 0.002), ("recon", 0.979)])).unwrap();
-        assert!(tiny.contains("(the primary, cls: 0.2%)"), "{tiny}");
-        // Most of it but under half, or the primary's own: nothing said.
-        assert!(super::gradient_hint(&shares(&[("p", 0.55), ("a", 0.45)])).is_none());
-        assert!(super::gradient_hint(&shares(&[("p", 0.9), ("a", 0.1)])).is_none());
-        assert!(super::gradient_hint(&shares(&[("p", 1.0)])).is_none());
-        // Seven auxiliaries of about 13% each leave the primary 6%: said;
-        // 20% of five losses is an equal share: not said.
-        let many: Vec<(&str, f64)> = std::iter::once(("cls", 0.06))
-            .chain(["a", "b", "c", "d", "e", "f", "g"].map(|n| (n, 0.94 / 7.0)))
-            .collect();
-        let small = super::gradient_hint(&shares(&many)).unwrap();
-        assert!(
-            small.starts_with("the primary, cls, has 6.0% of the first batch's gradient")
-                && small.contains("(8 losses)"),
-            "{small}"
-        );
-        let even = [("p", 0.2), ("a", 0.2), ("b", 0.2), ("c", 0.2), ("d", 0.2)];
-        assert!(super::gradient_hint(&shares(&even)).is_none());
-    }
-
-    #[test]
-    fn a_loss_equal_to_another_on_the_first_batch_is_said() {
-        let losses = [
-            ("cls".to_string(), 1.598),
-            ("dup".to_string(), 1.598),
-            ("aux".to_string(), 0.5),
-            ("aux_copy".to_string(), 0.5),
-            ("near".to_string(), 1.5980001),
-            ("masked".to_string(), 0.0),
-            ("masked_too".to_string(), 0.0),
-        ];
-        let hints = crate::engine::trainer::same_value_hints(&losses);
-        assert_eq!(hints.len(), 2, "{hints:?}");
-        assert!(
-            hints[0].starts_with(
-                "dup equals cls to the bit on the first batch (1.598): a copy of the primary"
-            ),
-            "{hints:?}"
-        );
-        assert!(
-            hints[1].starts_with("aux_copy equals aux to the bit"),
-            "{hints:?}"
-        );
-    }
-
-    #[test]
-    fn a_loss_far_from_the_primarys_scale_is_said_with_its_ratio() {
-        let losses = [
-            ("cls".to_string(), 1.6),
-            ("freq".to_string(), 0.9),
-            ("freq100".to_string(), 90.0),
-            ("tiny".to_string(), 0.01),
-        ];
-        let words = super::first_batch_words(&losses);
-        assert!(words.contains("freq100 90 (56.25x the primary)"), "{words}");
-        let hints = super::scale_hints(&losses);
-        assert_eq!(hints.len(), 2, "{hints:?}");
-        assert!(
-            hints[0].starts_with("freq100 starts 10x") && hints[0].contains("by ~56 for freq100"),
-            "{hints:?}"
-        );
-        assert!(
-            hints[1].starts_with("tiny starts at a tenth or less")
-                && hints[1].contains("multiply it in the model's forward (by ~160 for tiny)"),
-            "{hints:?}"
-        );
-        assert!(super::scale_hints(&losses[..2]).is_empty());
-        // Each far loss gets its factor (walkthrough V: the 1324x one had none).
-        let two = [
-            ("main".to_string(), 1.0),
-            ("logit_reg".to_string(), 14.0),
-            ("margin_x40".to_string(), 1324.0),
-        ];
-        let hints = super::scale_hints(&two);
-        assert!(
-            hints[0].ends_with("(by ~14 for logit_reg, ~1324 for margin_x40)"),
-            "{hints:?}"
-        );
-        // A loss defined as 10x the primary, as floating point has it.
-        let primary = 4.768f64;
-        let tenfold = [
-            ("nce".to_string(), primary),
-            ("nce_x10".to_string(), primary * 10.0 * (1.0 - 1e-9)),
-        ];
-        assert!(super::first_batch_words(&tenfold).contains("(10x the primary)"));
-        assert_eq!(super::scale_hints(&tenfold).len(), 1);
-        assert!(words.contains("tiny 0.01 ("), "{words}");
-        assert!(
-            words.contains("freq 0.9,") && !words.contains("freq 0.9 ("),
-            "{words}"
-        );
-    }
-}
+mod tests;

@@ -68,6 +68,9 @@ pub struct Checked {
     /// Their shares of the combined gradient under equal weights, by name
     /// (Err: why they could not be taken, e.g. a loss with no gradient).
     pub first_shares: std::result::Result<Vec<(String, f64)>, String>,
+    /// Each loss's own gradient norm over the combined one's, there (empty
+    /// when the shares were not taken).
+    pub first_gradient_ratios: Vec<(String, f64)>,
     /// The losses not finite on some of the training batches scanned, with
     /// those batches' steps.
     pub non_finite: Vec<(String, Vec<u64>)>,
@@ -101,6 +104,14 @@ pub fn check_scanning(config: &crate::config::Config, batches: u64) -> Result<Ch
         |(trainer, meta)| {
             let first_losses = trainer.first_batch_values()?;
             let first_shares = trainer.first_batch_shares().map_err(|e| format!("{e:#}"));
+            let first_gradient_ratios = first_shares.as_ref().map_or(Vec::new(), |shares| {
+                shares
+                    .iter()
+                    .map(|(n, _, ratio)| (n.clone(), *ratio))
+                    .collect()
+            });
+            let first_shares = first_shares
+                .map(|shares| shares.into_iter().map(|(n, share, _)| (n, share)).collect());
             let non_finite = trainer.non_finite_batches(&first_losses, batches)?;
             let evaluation = match batches {
                 0 | 1 => None,
@@ -124,6 +135,7 @@ pub fn check_scanning(config: &crate::config::Config, batches: u64) -> Result<Ch
                 said,
                 first_losses,
                 first_shares,
+                first_gradient_ratios,
                 non_finite,
                 evaluation,
             })

@@ -25,6 +25,10 @@ pub struct Shares {
     pub shares: Tensor,
     /// `|G|²`, the combined gradient's squared norm (0-dim).
     pub squared_norm: Tensor,
+    /// Each loss's own `|g_k|²`, `[K]`, where its gradient was taken alone
+    /// ([`per_loss`]): a share near 0 may be a flat loss or one at right
+    /// angles to the rest, which only this tells apart.
+    pub squared_norms: Option<Tensor>,
     /// G itself (detached), when it came out of one backward through the
     /// model seeded with the effective weights: the combined loss's
     /// gradient by the same ops, so the step's update can use it instead
@@ -43,6 +47,7 @@ pub fn by_double_backward(losses: &Tensor, weights: &Tensor, theta: &[Tensor]) -
     Ok(Shares {
         shares: &weights * &along[0] / &squared_norm,
         squared_norm,
+        squared_norms: None,
         combined: Some(constant),
     })
 }
@@ -71,9 +76,11 @@ pub fn per_loss(losses: &Tensor, weights: &Tensor, theta: &[Tensor]) -> Result<S
         0,
     );
     let squared_norm = dot(&combined, &combined);
+    let squared_norms = Tensor::stack(&per_loss.iter().map(|g| dot(g, g)).collect::<Vec<_>>(), 0);
     Ok(Shares {
         shares: &weights * along / &squared_norm,
         squared_norm,
+        squared_norms: Some(squared_norms),
         // Summed in another order than a backward would: not bit for bit.
         combined: None,
     })

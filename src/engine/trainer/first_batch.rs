@@ -66,13 +66,25 @@ impl Trainer {
     /// auxiliary at 8x the primary's value, under `check`'s 10x flag,
     /// carried 70–100% of the gradient under `sum`). The buffers are put
     /// back. See [`shares`].
-    pub fn first_batch_shares(&self) -> Result<Vec<(String, f64)>> {
+    /// With each, its own gradient's norm over the combined one's: a loss
+    /// whose share is near 0 may still pull hard, at right angles to the
+    /// rest (walkthrough I's random-label loss read as a constant).
+    pub fn first_batch_shares(&self) -> Result<Vec<(String, f64, f64)>> {
         let _draws = crate::nn::rng::global_draws();
-        let shares = self.on_batch(1, |losses| {
+        let (shares, ratios) = self.on_batch(1, |losses| {
             let shares = shares::per_loss(losses, &losses.ones_like(), &self.theta)?;
-            Ok(Vec::<f64>::try_from(shares.shares.to_kind(Kind::Double))?)
+            let norms = shares.squared_norms.expect("per_loss takes each gradient");
+            let ratios = (norms / &shares.squared_norm).sqrt();
+            let double = |t: Tensor| Vec::<f64>::try_from(t.to_kind(Kind::Double));
+            Ok((double(shares.shares)?, double(ratios)?))
         })?;
-        Ok(self.loss_names.iter().cloned().zip(shares).collect())
+        Ok(self
+            .loss_names
+            .iter()
+            .cloned()
+            .zip(shares.into_iter().zip(ratios))
+            .map(|(name, (share, ratio))| (name, share, ratio))
+            .collect())
     }
 
     /// The first training batch's losses by name, as step 1 sees them
