@@ -853,6 +853,24 @@ fn table_reports_mean_and_std_per_group_from_the_sessions_own_numbers() {
         meltr_only.contains("- note: only sessions where combiner.kind=meltr"),
         "{meltr_only}"
     );
+    // The full table's `--label`s work on it too: a cell of the column the
+    // filter hid is no header rename (it failed, walkthrough I).
+    let labelled = ok(&[
+        "table",
+        "--group",
+        GROUP,
+        "--where",
+        "combiner.kind=meltr",
+        "--label",
+        "kind=meltr=MELTR",
+        "--label",
+        "kind=sum=Sum",
+    ]);
+    assert!(
+        labelled.contains("--label `kind=meltr=MELTR`: every session here has combiner.kind=meltr, so no column shows it")
+            && labelled.contains("--label `kind=sum=Sum`: no session here has combiner.kind=sum; nothing was renamed"),
+        "{labelled}"
+    );
     let both = ok(&[
         "table",
         "--group",

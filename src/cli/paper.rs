@@ -90,6 +90,7 @@ pub(super) fn table(
     }
     let mut groups = groups::gather(&runs, &group_by(keys))?;
     let renamed = rename_values(&mut groups, renames)?;
+    let label_notes = renamed.notes;
     let opts = &crate::runs::table::TableOptions {
         headers: renamed.headers,
         label_texts: renamed.texts,
@@ -102,6 +103,7 @@ pub(super) fn table(
     if let Some(selected) = selected_not_shown(filter, &groups) {
         notes.insert(0, selected);
     }
+    notes.extend(label_notes);
     if opts.at_step.is_some() {
         notes.retain(|n| !n.contains(groups::UNFINISHED));
     }

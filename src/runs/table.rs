@@ -549,8 +549,8 @@ pub fn render(groups: &[Group], opts: &TableOptions) -> Result<String> {
 
 mod caption;
 mod latex;
-pub use latex::latex_escape;
 use latex::latex_text;
+pub use latex::{latex_escape, plain_math};
 mod forks;
 mod headers;
 use headers::renamed_headers;

@@ -40,6 +40,12 @@ pub(super) fn rename_values(groups: &mut [groups::Group], renames: &[String]) ->
             let key_column = groups
                 .iter()
                 .any(|g| g.values.iter().any(|(k, _)| named(k, key)));
+            if !key_column && text.contains('=') {
+                if let Some(note) = hidden_by_filter(groups, rename) {
+                    renamed.notes.push(note);
+                    continue;
+                }
+            }
             if key_column && text.contains('=') {
                 let mut cells: Vec<String> = groups
                     .iter()
@@ -77,12 +83,46 @@ pub(super) fn rename_values(groups: &mut [groups::Group], renames: &[String]) ->
     Ok(renamed)
 }
 
-/// What [`rename_values`] leaves to the table: the header renames, and
-/// every text `--label` wrote.
+/// What [`rename_values`] leaves to the table: the header renames, every
+/// text `--label` wrote, and notes on renames with nothing to rename.
 #[derive(Default)]
 pub(super) struct Renamed {
     pub headers: Vec<(String, String)>,
     pub texts: Vec<String>,
+    pub notes: Vec<String>,
+}
+
+/// A `KEY=VALUE=TEXT` of a config key no column shows (a `--where` kept
+/// one value): nothing to rename, said in a note, whether every session
+/// holds VALUE or none does. The full table's `--label`s failed on it as
+/// header renames (walkthrough I).
+fn hidden_by_filter(groups: &[groups::Group], rename: &str) -> Option<String> {
+    let mut splits = rename
+        .match_indices('=')
+        .map(|(i, _)| (&rename[..i], &rename[i + 1..]));
+    splits.find_map(|(from, _)| {
+        let (key, value) = from.split_once('=')?;
+        let runs: Vec<&Run> = groups.iter().flat_map(|g| g.runs.iter().copied()).collect();
+        let first = runs.first()?;
+        // The config keys KEY names, as the first run has them.
+        let keys: Vec<&String> = first
+            .config
+            .keys()
+            .filter(|k| runs::keys::names_key(k, key))
+            .collect();
+        let held_by = |k: &String, r: &&Run| {
+            r.value(k.as_str())
+                .is_some_and(|v| runs::keys::matches(&v, value))
+        };
+        let whole = keys.first()?;
+        Some(match keys.iter().find(|k| runs.iter().all(|r| held_by(k, r))) {
+            Some(every) => format!(
+                "note: --label `{rename}`: every session here has {every}={value}, so no column shows it and nothing was renamed"
+            ),
+            None if keys.iter().any(|k| runs.iter().any(|r| held_by(k, r))) => return None,
+            None => format!("note: --label `{rename}`: no session here has {whole}={value}; nothing was renamed"),
+        })
+    })
 }
 
 /// The legend text of each group: its label, or the `--label` text given
@@ -123,7 +163,8 @@ pub(super) fn legend_labels(
             );
         }
         for i in hits {
-            out[i] = to.to_string();
+            // A figure has no TeX: the table's `$\gamma$` reads `γ` here.
+            out[i] = crate::runs::table::plain_math(to);
         }
     }
     Ok(out)

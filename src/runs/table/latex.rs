@@ -1,5 +1,58 @@
 //! Text in a LaTeX table: the tool's words escaped, a user's math kept.
 
+/// Unicode symbols and the math commands a plain pdflatex sets them with,
+/// both ways: a table writes the commands, a figure (no TeX) the symbols.
+const SYMBOLS: [(char, &str); 18] = [
+    ('→', r"\to"),
+    ('←', r"\leftarrow"),
+    ('↑', r"\uparrow"),
+    ('↓', r"\downarrow"),
+    ('±', r"\pm"),
+    ('×', r"\times"),
+    ('·', r"\cdot"),
+    ('≥', r"\geq"),
+    ('≤', r"\leq"),
+    ('−', "-"),
+    ('α', r"\alpha"),
+    ('β', r"\beta"),
+    ('γ', r"\gamma"),
+    ('λ', r"\lambda"),
+    ('θ', r"\theta"),
+    ('φ', r"\phi"),
+    ('σ', r"\sigma"),
+    ('∞', r"\infty"),
+];
+
+/// A `--label`'s `$…$` math as a figure shows it (no TeX there): its
+/// commands as their symbols, the `$` and braces dropped (`MELTR
+/// ($\gamma=0.1$)` read literally in a legend, walkthrough I). Text without
+/// a pair of `$` is as given.
+pub fn plain_math(s: &str) -> String {
+    let dollars = s.matches('$').count();
+    if dollars == 0 || dollars % 2 == 1 {
+        return s.to_string();
+    }
+    s.split('$')
+        .enumerate()
+        .map(|(i, part)| match i % 2 {
+            0 => part.to_string(),
+            _ => {
+                let mut math = part.replace(['{', '}'], "");
+                // Longest commands first: `\leq` before `\le…` prefixes.
+                let mut commands: Vec<&(char, &str)> = SYMBOLS
+                    .iter()
+                    .filter(|(_, tex)| tex.starts_with('\\'))
+                    .collect();
+                commands.sort_by_key(|(_, tex)| std::cmp::Reverse(tex.len()));
+                for (symbol, tex) in commands {
+                    math = math.replace(tex, &symbol.to_string());
+                }
+                math
+            }
+        })
+        .collect()
+}
+
 /// Text set safely in LaTeX (`_`, `&`, `%`, `#`, `$`, braces, `~`, `^`, `\`),
 /// and the symbols the tool writes in its own labels (`3000→600@200`,
 /// `meta_lr 0.001 ± …`, `γ`) as math a plain pdflatex sets: raw Unicode
@@ -7,23 +60,7 @@
 pub fn latex_escape(s: &str) -> String {
     let mut out = String::new();
     for c in s.chars() {
-        let math = match c {
-            '→' => Some(r"\to"),
-            '←' => Some(r"\leftarrow"),
-            '↑' => Some(r"\uparrow"),
-            '↓' => Some(r"\downarrow"),
-            '±' => Some(r"\pm"),
-            '×' => Some(r"\times"),
-            '·' => Some(r"\cdot"),
-            '≥' => Some(r"\geq"),
-            '≤' => Some(r"\leq"),
-            '−' => Some("-"),
-            'α' => Some(r"\alpha"),
-            'γ' => Some(r"\gamma"),
-            'θ' => Some(r"\theta"),
-            'φ' => Some(r"\phi"),
-            _ => None,
-        };
+        let math = SYMBOLS.iter().find(|(u, _)| *u == c).map(|(_, tex)| *tex);
         if let Some(math) = math {
             out.push_str(&format!("${math}$"));
             continue;
@@ -78,6 +115,18 @@ mod tests {
 
     /// A `--label` with `$…$` is the user's math (it was escaped to `\$`, so
     /// no label could hold a formula); text around it and a lone `$` are not.
+    #[test]
+    fn a_labels_math_reads_as_symbols_in_a_figure() {
+        assert_eq!(plain_math(r"MELTR ($\gamma=0.1$)"), "MELTR (γ=0.1)");
+        assert_eq!(plain_math(r"$\lambda_{1} \leq \alpha$ x"), "λ_1 ≤ α x");
+        assert_eq!(plain_math("5$ each"), "5$ each");
+        // Both ways through one table.
+        assert_eq!(
+            latex_escape(&plain_math(r"$\theta\to\phi$")),
+            r"$\theta$$\to$$\phi$"
+        );
+    }
+
     #[test]
     fn latex_math_in_a_label_is_kept() {
         assert_eq!(
