@@ -228,5 +228,15 @@ mod tests {
         )
         .unwrap();
         assert_eq!(renamed, ["kind=meltr", "J=0"]);
+        // The table's LaTeX math reads as symbols in a figure (walkthrough I's
+        // legend showed `$\gamma=0.1$`).
+        let renamed = legend_labels(
+            &labels,
+            &fulls,
+            &[r"kind=meltr=MELTR ($\gamma=0.1$)".into()],
+            "group is labelled",
+        )
+        .unwrap();
+        assert_eq!(renamed, ["MELTR (γ=0.1)", "kind=sum"]);
     }
 }
