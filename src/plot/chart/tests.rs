@@ -225,16 +225,18 @@ fn marks_are_labelled_lines_merged_when_close() {
     // A line by the left spine has its label right of it, not over the
     // spine and the tick labels (walkthrough J's fork at step 39 of 400);
     // elsewhere left of it.
-    let label_side = |x: f64| {
-        let svg = chart(&[(x, "fork of base")]).to_svg(&theme);
-        let line_x: f64 = svg
-            .split("<path d=\"M")
+    // The first dashed line's x.
+    let line_x = |svg: &str| -> f64 {
+        svg.split("<path d=\"M")
             .find(|p| p.contains("stroke-dasharray"))
             .and_then(|p| p.split(' ').next())
             .unwrap()
             .parse()
-            .unwrap();
-        x_of(&svg, "fork of base") - line_x
+            .unwrap()
+    };
+    let label_side = |x: f64| {
+        let svg = chart(&[(x, "fork of base")]).to_svg(&theme);
+        x_of(&svg, "fork of base") - line_x(&svg)
     };
     assert!(label_side(2.0) > 0.0 && label_side(500.0) < 0.0);
     // Near the left spine, with room for one column left of its line and
@@ -248,15 +250,8 @@ fn marks_are_labelled_lines_merged_when_close() {
     else {
         panic!("{labels:?}")
     };
-    let line_x: f64 = svg
-        .split("<path d=\"M")
-        .find(|p| p.contains("stroke-dasharray"))
-        .and_then(|p| p.split(' ').next())
-        .unwrap()
-        .parse()
-        .unwrap();
     assert!(
-        line_x < x_of(&svg, &iterations) && x_of(&svg, &iterations) < x_of(&svg, &gamma),
+        line_x(&svg) < x_of(&svg, &iterations) && x_of(&svg, &iterations) < x_of(&svg, &gamma),
         "{svg}"
     );
     // A mark close right of such a label shares it, not drawn over it.
