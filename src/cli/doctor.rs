@@ -368,8 +368,8 @@ const FLAT_SHARE: f64 = 1e-4;
 /// mask there) has no gradient there either, and is no such case.
 /// A small share alone may be a loss at right angles to the rest (its own
 /// gradient, `ratios`: its norm over the combined one's, says which; a
-/// random-label loss with 72% of the primary's gradient norm read as a
-/// constant, walkthrough I).
+/// random-label loss, its gradient's norm 72% of the primary's, read as
+/// a constant, walkthrough I).
 fn flat_hint(
     losses: &[(String, f64)],
     shares: &[(String, f64)],

@@ -89,7 +89,8 @@ pub(super) fn table(
         (runs, at_step_note) = runs_at_step(&runs, step)?;
     }
     let mut groups = groups::gather(&runs, &group_by(keys))?;
-    let renamed = rename_values(&mut groups, renames)?;
+    let filtered: Vec<String> = filter.conditions.iter().map(|w| w.key.clone()).collect();
+    let renamed = rename_values(&mut groups, renames, &filtered)?;
     let label_notes = renamed.notes;
     let opts = &crate::runs::table::TableOptions {
         headers: renamed.headers,

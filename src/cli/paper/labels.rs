@@ -11,7 +11,13 @@ use super::*;
 /// are returned, split at the first `=`, so a metric's TEXT may hold `=`
 /// (`--label 'R@1=R@1 (k=1)'`); a key column's may not (a second `=` after
 /// its name reads as a mistyped cell).
-pub(super) fn rename_values(groups: &mut [groups::Group], renames: &[String]) -> Result<Renamed> {
+/// `filtered`: the keys `--where` conditions name (a hidden column's key
+/// must be one of them).
+pub(super) fn rename_values(
+    groups: &mut [groups::Group],
+    renames: &[String],
+    filtered: &[String],
+) -> Result<Renamed> {
     let named = runs::keys::names_key;
     let mut any_changed = false;
     let mut renamed = Renamed::default();
@@ -41,7 +47,7 @@ pub(super) fn rename_values(groups: &mut [groups::Group], renames: &[String]) ->
                 .iter()
                 .any(|g| g.values.iter().any(|(k, _)| named(k, key)));
             if !key_column && text.contains('=') {
-                if let Some(note) = hidden_by_filter(groups, rename) {
+                if let Some(note) = hidden_by_filter(groups, rename, filtered) {
                     renamed.notes.push(note);
                     continue;
                 }
@@ -96,7 +102,9 @@ pub(super) struct Renamed {
 /// one value): nothing to rename, said in a note, whether every session
 /// holds VALUE or none does. The full table's `--label`s failed on it as
 /// header renames (walkthrough I).
-fn hidden_by_filter(groups: &[groups::Group], rename: &str) -> Option<String> {
+/// Only keys a `--where` names: a metric header whose name is a config
+/// key's last part (`lr`) is renamed, not noted.
+fn hidden_by_filter(groups: &[groups::Group], rename: &str, filtered: &[String]) -> Option<String> {
     let mut splits = rename
         .match_indices('=')
         .map(|(i, _)| (&rename[..i], &rename[i + 1..]));
@@ -109,6 +117,7 @@ fn hidden_by_filter(groups: &[groups::Group], rename: &str) -> Option<String> {
             .config
             .keys()
             .filter(|k| runs::keys::names_key(k, key))
+            .filter(|k| filtered.iter().any(|w| runs::keys::names_key(k, w)))
             .collect();
         let held_by = |k: &String, r: &&Run| {
             r.value(k.as_str())

@@ -275,7 +275,8 @@ impl Chart {
                 // the next label (walkthrough H's `iterations 0→1, g…` at
                 // step 111 of 1500): its columns go right, one beside the
                 // other. Not beside a span, which is drawn there.
-                let free_right = next - (first + (SPAN_OFFSET - 0.8) * size);
+                // Measured from the end of the first right column's glyphs.
+                let free_right = next - (first + (SPAN_OFFSET + 0.2) * size);
                 if !apart && cut(&keys) && column_count(free_right) > columns.max(1) {
                     let beside = keys_label(&parts, room, size, column_count(free_right), m);
                     if !cut(&beside) || by_spine {

@@ -37,17 +37,24 @@ pub fn plain_math(s: &str) -> String {
         .map(|(i, part)| match i % 2 {
             0 => part.to_string(),
             _ => {
-                let mut math = part.replace(['{', '}'], "");
-                // Longest commands first: `\leq` before `\le…` prefixes.
-                let mut commands: Vec<&(char, &str)> = SYMBOLS
-                    .iter()
-                    .filter(|(_, tex)| tex.starts_with('\\'))
-                    .collect();
-                commands.sort_by_key(|(_, tex)| std::cmp::Reverse(tex.len()));
-                for (symbol, tex) in commands {
-                    math = math.replace(tex, &symbol.to_string());
+                // Whole commands only: `\\top` is not `\\to` then `p`.
+                let mut math = String::new();
+                let mut rest = part;
+                while let Some(at) = rest.find('\\') {
+                    math.push_str(&rest[..at]);
+                    let name_len = rest[at + 1..]
+                        .find(|c: char| !c.is_ascii_alphabetic())
+                        .unwrap_or(rest.len() - at - 1);
+                    let command = &rest[at..at + 1 + name_len];
+                    match SYMBOLS.iter().find(|(_, tex)| *tex == command) {
+                        Some((symbol, _)) => math.push(*symbol),
+                        None => math.push_str(command),
+                    }
+                    rest = &rest[at + 1 + name_len..];
                 }
-                math
+                math.push_str(rest);
+                // Grouping braces, not `\\{`.
+                math.replace(['{', '}'], "")
             }
         })
         .collect()
@@ -113,13 +120,12 @@ mod tests {
         assert!(latex_escape("a ← b × c ≥ d … φ").is_ascii());
     }
 
-    /// A `--label` with `$…$` is the user's math (it was escaped to `\$`, so
-    /// no label could hold a formula); text around it and a lone `$` are not.
     #[test]
     fn a_labels_math_reads_as_symbols_in_a_figure() {
         assert_eq!(plain_math(r"MELTR ($\gamma=0.1$)"), "MELTR (γ=0.1)");
         assert_eq!(plain_math(r"$\lambda_{1} \leq \alpha$ x"), "λ_1 ≤ α x");
         assert_eq!(plain_math("5$ each"), "5$ each");
+        assert_eq!(plain_math(r"$\top \cdots \to$"), r"\top \cdots →");
         // Both ways through one table.
         assert_eq!(
             latex_escape(&plain_math(r"$\theta\to\phi$")),
@@ -127,6 +133,8 @@ mod tests {
         );
     }
 
+    /// A `--label` with `$…$` is the user's math (it was escaped to `\$`, so
+    /// no label could hold a formula); text around it and a lone `$` are not.
     #[test]
     fn latex_math_in_a_label_is_kept() {
         assert_eq!(
