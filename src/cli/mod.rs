@@ -535,9 +535,8 @@ pub fn dispatch(cli: Cli) -> Result<()> {
                 at_step,
                 metrics,
                 digits,
-                // Read with the groups: `--label` is a header's or a cell's.
-                headers: Vec::new(),
-                label_texts: Vec::new(),
+                // Header renames come with the groups: `--label` is a header's or a cell's.
+                ..Default::default()
             };
             paper::table(
                 &root,

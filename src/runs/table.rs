@@ -16,15 +16,16 @@ use crate::session::metrics::{
 use anyhow::{bail, Result};
 
 /// The table's output format.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum)]
 pub enum TableFormat {
+    #[default]
     Md,
     Csv,
     Latex,
 }
 
-/// What the table shows.
-#[derive(Debug, Clone, PartialEq)]
+/// What the table shows (default: Markdown, every metric, final evals).
+#[derive(Debug, Clone, Default, PartialEq)]
 pub struct TableOptions {
     pub format: TableFormat,
     /// Each run's eval with its best primary metric instead of its last.

@@ -31,13 +31,9 @@ fn a_share_mean_of_one_logged_value_is_said() {
     let groups =
         super::super::groups::gather(&runs, &super::super::groups::GroupBy::Seeds).unwrap();
     let options = TableOptions {
-        format: TableFormat::Md,
-        best: false,
         metrics: vec!["share/harmful".into(), "weight/harmful".into()],
-        at_step: None,
         digits: Some(2),
-        headers: Vec::new(),
-        label_texts: Vec::new(),
+        ..Default::default()
     };
     let text = render(&groups, &options).unwrap();
     assert!(
@@ -69,13 +65,9 @@ fn a_forks_best_is_set_against_its_parents_best_after_the_fork() {
     let groups =
         super::super::groups::gather(&runs, &super::super::groups::GroupBy::Seeds).unwrap();
     let options = TableOptions {
-        format: TableFormat::Md,
         best: true,
-        metrics: Vec::new(),
-        at_step: None,
         digits: Some(2),
-        headers: Vec::new(),
-        label_texts: Vec::new(),
+        ..Default::default()
     };
     let text = render(&groups, &options).unwrap();
     assert!(

@@ -25,15 +25,11 @@ fn a_header_label_renames_a_key_column_and_a_metric_column() {
     let renamed = |format, headers: &[(&str, &str)]| {
         let options = TableOptions {
             format,
-            best: false,
-            metrics: Vec::new(),
-            at_step: None,
-            digits: None,
             headers: headers
                 .iter()
                 .map(|(a, b)| (a.to_string(), b.to_string()))
                 .collect(),
-            label_texts: Vec::new(),
+            ..Default::default()
         };
         render(&groups, &options)
     };
@@ -51,12 +47,9 @@ fn a_header_label_renames_a_key_column_and_a_metric_column() {
     let math = |label_texts: Vec<String>| {
         let options = TableOptions {
             format: TableFormat::Latex,
-            best: false,
-            metrics: Vec::new(),
-            at_step: None,
-            digits: None,
             headers: vec![("gamma".into(), r"$\gamma_0$".into())],
             label_texts,
+            ..Default::default()
         };
         render(&groups, &options).unwrap()
     };

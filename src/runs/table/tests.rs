@@ -4,15 +4,7 @@ use super::*;
 
 /// The Markdown table of `groups` with the default options.
 fn markdown(groups: &[Group]) -> String {
-    let options = TableOptions {
-        format: TableFormat::Md,
-        best: false,
-        metrics: Vec::new(),
-        at_step: None,
-        digits: None,
-        headers: Vec::new(),
-        label_texts: Vec::new(),
-    };
+    let options = TableOptions::default();
     render(groups, &options).unwrap()
 }
 
@@ -197,13 +189,8 @@ fn validation_losses_are_columns_when_asked_for() {
         super::super::groups::gather(&runs, &super::super::groups::GroupBy::Seeds).unwrap();
     assert!(!markdown(&groups).contains("eval_loss"));
     let options = TableOptions {
-        format: TableFormat::Md,
-        best: false,
         metrics: vec!["eval_loss/cls".into(), "eval_loss/aux".into()],
-        at_step: None,
-        digits: None,
-        headers: Vec::new(),
-        label_texts: Vec::new(),
+        ..Default::default()
     };
     let text = render(&groups, &options).unwrap();
     // The primary's loss is lower-is-better; an auxiliary's has no best (a
@@ -246,17 +233,13 @@ fn final_weights_are_columns_when_asked_for() {
     let groups =
         super::super::groups::gather(&runs, &super::super::groups::GroupBy::Seeds).unwrap();
     let options = TableOptions {
-        format: TableFormat::Md,
-        best: false,
         metrics: vec![
             "accuracy".into(),
             "weight/harmful".into(),
             "share/harmful".into(),
         ],
-        at_step: None,
         digits: Some(2),
-        headers: Vec::new(),
-        label_texts: Vec::new(),
+        ..Default::default()
     };
     let text = render(&groups, &options).unwrap();
     assert!(
@@ -376,20 +359,9 @@ fn runs_of_different_workloads_are_said_to_be_so() {
     }
     let groups =
         super::super::groups::gather(&runs, &super::super::groups::GroupBy::Keys(vec![])).unwrap();
-    let error = render(
-        &groups,
-        &TableOptions {
-            format: TableFormat::Md,
-            best: false,
-            metrics: Vec::new(),
-            at_step: None,
-            digits: None,
-            headers: Vec::new(),
-            label_texts: Vec::new(),
-        },
-    )
-    .unwrap_err()
-    .to_string();
+    let error = render(&groups, &TableOptions::default())
+        .unwrap_err()
+        .to_string();
     assert!(
         error.starts_with("these sessions have different primary metrics")
             && error.contains(&format!("`accuracy` ({})", runs[0].meta.id))
@@ -397,13 +369,8 @@ fn runs_of_different_workloads_are_said_to_be_so() {
         "{error}"
     );
     let named = TableOptions {
-        format: TableFormat::Md,
-        best: false,
         metrics: vec!["shared".into()],
-        at_step: None,
-        digits: None,
-        headers: Vec::new(),
-        label_texts: Vec::new(),
+        ..Default::default()
     };
     assert!(render(&groups, &named).unwrap().contains("shared"));
 }
@@ -489,13 +456,8 @@ fn best_reads_a_never_finite_run_at_its_last_eval() {
     let groups =
         super::super::groups::gather(&runs, &super::super::groups::GroupBy::Keys(vec![])).unwrap();
     let best = TableOptions {
-        format: TableFormat::Md,
         best: true,
-        metrics: Vec::new(),
-        at_step: None,
-        digits: None,
-        headers: Vec::new(),
-        label_texts: Vec::new(),
+        ..Default::default()
     };
     let text = render(&groups, &best).unwrap();
     assert!(text.contains("| 2 | NaN"), "{text}");
