@@ -516,6 +516,9 @@ struct Tampered {
     factors: [f64; 3],
     /// `harmful` returns the primary's tensor (a model's copy of it).
     harmful_copies_primary: bool,
+    /// Validation batches make every loss NaN (the meta step's, not the
+    /// inner steps').
+    val_poisoned: bool,
     forward_threads: std::sync::Arc<std::sync::Mutex<Vec<String>>>,
 }
 
@@ -532,6 +535,7 @@ impl Tampered {
             only: None,
             factors: [1.0; 3],
             harmful_copies_primary: false,
+            val_poisoned: false,
             forward_threads: Default::default(),
         }
     }
@@ -570,7 +574,11 @@ impl Workload for Tampered {
         Ok(batch)
     }
     fn val_batch(&self, index: u64) -> anyhow::Result<Batch> {
-        self.inner.val_batch(index)
+        let mut batch = self.inner.val_batch(index)?;
+        if self.val_poisoned {
+            batch.push(("poison".into(), tch::Tensor::from(f64::NAN)));
+        }
+        Ok(batch)
     }
     fn losses(&self, batch: &Batch) -> anyhow::Result<Losses> {
         let thread = std::thread::current()
@@ -610,6 +618,35 @@ impl Workload for Tampered {
     }
     fn evaluate(&self) -> anyhow::Result<meltr_tui::workload::Evaluation> {
         self.inner.evaluate()
+    }
+}
+
+/// A meta step's non-finite hypergradient names the loss it came from
+/// (the warning said only which batches the step drew).
+#[test]
+fn a_non_finite_hypergradient_names_the_loss_it_came_from() {
+    let _serial = serial();
+    let root = tempfile::tempdir().unwrap();
+    let mut config = small_config("meltr", 12);
+    config.meltr.val_source = meltr_tui::config::ValSource::Val;
+    let dir = session::create(root.path(), "val-nan", &config).unwrap();
+    let poisoned = Box::new(Tampered {
+        val_poisoned: true,
+        ..Tampered::new(&config, u64::MAX..=u64::MAX)
+    });
+    let handle = engine::spawn_with_workload(&dir, config, poisoned, false).unwrap();
+    assert_eq!(handle.thread.join().unwrap().unwrap(), Status::Finished);
+    let skips = common::events_matching(&dir, |m| m.contains("meta update skipped"));
+    assert!(
+        !skips.is_empty(),
+        "the poisoned validation loss skips meta steps"
+    );
+    for (_, message) in &skips {
+        assert!(
+            message.contains("; non-finite loss: validation primary NaN)")
+                && !message.contains("training primary"),
+            "{message}"
+        );
     }
 }
 

@@ -106,6 +106,10 @@ pub struct Hypergradient {
     pub fallback: Option<String>,
     /// Where the Neumann series stopped early because it diverged.
     pub neumann_stop: Option<NeumannStop>,
+    /// The losses the step was taken on, detached, `[1 + K]`: the
+    /// validation primary, then `l(θ; B_t)` (what a non-finite
+    /// hypergradient's warning names).
+    pub losses: Tensor,
 }
 
 /// A Neumann series cut short: `v_j` grew past the bound.
@@ -145,10 +149,10 @@ pub fn hypergradient_timed(
 
     let fallback;
     let neumann_stop;
-    let (grads, reg) = match settings.mode {
+    let (grads, reg, losses) = match settings.mode {
         AidMode::Exact => {
             let off = routes.off_if(routes.exact.borrow().is_some());
-            let (grads, reg, stop) = match exact(problem, settings, clock, off) {
+            let (grads, reg, stop, losses) = match exact(problem, settings, clock, off) {
                 Ok(done) => done,
                 Err(Exact::SecondOrder(e)) if off == 0 => {
                     // Once per run: the second attempt runs the step's
@@ -184,7 +188,7 @@ pub fn hypergradient_timed(
                 )
             });
             neumann_stop = stop;
-            (grads, reg)
+            (grads, reg, losses)
         }
         AidMode::Factorized => {
             // One batch's graph alive at a time (peak memory near an inner
@@ -194,7 +198,7 @@ pub fn hypergradient_timed(
             clock.mark("val fwd");
             let g_val = grad(&[&val], theta, false, false)?;
             clock.mark("val bwd");
-            drop(val);
+            let val = val.detach();
             let (losses, combined, reg) = train_terms(problem, Derivatives::FirstOrder, true)?;
             clock.mark("train fwd");
             let inputs = if settings.gamma_direct {
@@ -242,7 +246,8 @@ pub fn hypergradient_timed(
                 false,
             )?;
             clock.mark("MELTR 2nd order");
-            (subtract(direct, mixed), reg)
+            let losses = step_losses(&val, &at_losses);
+            (subtract(direct, mixed), reg, losses)
         }
     };
     Ok(Hypergradient {
@@ -250,7 +255,15 @@ pub fn hypergradient_timed(
         reg: reg.detach(),
         fallback,
         neumann_stop,
+        losses,
     })
+}
+
+/// The validation primary and the training losses in one detached vector,
+/// at the training losses' precision.
+fn step_losses(val: &Tensor, train: &Tensor) -> Tensor {
+    let train = train.detach();
+    Tensor::cat(&[val.detach().to_kind(train.kind()).reshape([1]), train], 0)
 }
 
 /// `|Σ l − M(l)|` (Σ at MELTR's loss scale) on the training batch, with the
@@ -287,15 +300,19 @@ impl Exact {
     }
 }
 
-/// The exact mode's meta step: the hypergradient, the regulariser and where
-/// the Neumann series stopped; with `off` (fused kernel families), every pass with the
-/// fused kernels off and a training forward of its own.
+/// What the exact mode's meta step computes: the hypergradient, the
+/// regulariser, where the Neumann series stopped, and the step's losses
+/// (as [`Hypergradient::losses`]).
+type ExactStep = (Vec<Tensor>, Tensor, Option<NeumannStop>, Tensor);
+
+/// The exact mode's meta step; with `off` (fused kernel families), every
+/// pass with the fused kernels off and a training forward of its own.
 fn exact(
     problem: &MetaProblem,
     settings: &AidSettings,
     clock: &mut PhaseClock,
     off: i64,
-) -> std::result::Result<(Vec<Tensor>, Tensor, Option<NeumannStop>), Exact> {
+) -> std::result::Result<ExactStep, Exact> {
     let _math = crate::nn::math_kernels::MathKernels::enter_if(off).map_err(Exact::Other)?;
     let phi = problem.combiner.params();
     let theta = problem.theta;
@@ -303,9 +320,10 @@ fn exact(
     // order BatchNorm statistics see the batches in).
     let val = (problem.val_primary)().map_err(Exact::Other)?;
     clock.mark("val fwd");
-    let (_, combined, reg) =
+    let (losses, combined, reg) =
         train_terms(problem, Derivatives::Reverse, off == 0).map_err(Exact::Other)?;
     clock.mark("train fwd");
+    let losses = step_losses(&val, &losses);
     let primary_loss = val + &reg * settings.gamma;
     let grad_aux = grad(&[&combined], theta, true, true).map_err(Exact::SecondOrder)?;
     clock.mark("train bwd (graph)");
@@ -334,7 +352,7 @@ fn exact(
     let mixed =
         grad(&[&autograd::dot(&grad_aux, &p)], &phi, false, false).map_err(Exact::SecondOrder)?;
     clock.mark("mixed 2nd bwd");
-    Ok((subtract(direct, mixed), reg, stop))
+    Ok((subtract(direct, mixed), reg, stop, losses))
 }
 
 /// What the factorized mode's JVPs fell back to under `JvpMethod::Auto`,

@@ -3,7 +3,7 @@
 
 use super::meta_words::{
     after_restore_event, carried_event, drawn_batches, early_climb_event, episode_said,
-    neumann_converges, neumann_stopped,
+    hypergradient_cause, neumann_converges, neumann_stopped,
 };
 use super::*;
 use crate::numfmt::readable;
@@ -40,6 +40,10 @@ pub(super) struct PendingMeta {
     /// The effective weights after the update, primary first, then the
     /// primary's training loss (the collapse watch).
     pub(super) watched_weights: Option<Tensor>,
+    /// The losses the step was taken on (see
+    /// [`crate::meltr::hypergrad::Hypergradient::losses`]); read only when
+    /// its hypergradient is not finite, to name the cause.
+    pub(super) losses: Option<Tensor>,
     /// Copies of φ and the meta optimizer's step count after the update
     /// (`meltr.on_collapse = "restore"`).
     pub(super) snapshot: Option<Vec<Tensor>>,
@@ -77,6 +81,7 @@ impl Trainer {
                 aid_iterations: 0,
                 gamma: self.gamma,
                 watched_weights: None,
+                losses: None,
                 snapshot: None,
                 time: self.time(),
                 wall: crate::session::metrics::wall_now(),
@@ -249,6 +254,8 @@ impl Trainer {
         // over the ranks' shards, so φ moves alike everywhere.
         let mut averaged: Vec<Tensor> = hyper.grads.iter().map(Tensor::shallow_clone).collect();
         averaged.push(hyper.reg.reshape([1]));
+        // Averaged too: a loss not finite on any rank is not finite here.
+        averaged.push(hyper.losses.shallow_clone());
         self.average_over_ranks(&averaged)?;
         // A non-finite hypergradient skips the meta update on the device.
         let norm = clip_grad_norm(&mut hyper.grads, self.config.meltr.meta_grad_clip);
@@ -294,6 +301,7 @@ impl Trainer {
             aid_iterations: stopped.map_or(aid.iterations, |stop| stop.terms - 1),
             gamma: self.gamma,
             watched_weights,
+            losses: Some(hyper.losses),
             snapshot,
             time: self.time(),
             wall: crate::session::metrics::wall_now(),
@@ -319,8 +327,12 @@ impl Trainer {
                         level: Level::Warn,
                         message: match m.drew {
                             Some(_) => format!(
-                                "non-finite hypergradient ({}); meta update skipped{more}",
-                                drawn_batches(m.drew)
+                                "non-finite hypergradient ({}{}); meta update skipped{more}",
+                                drawn_batches(m.drew),
+                                m.losses.as_ref().map_or(String::new(), |losses| {
+                                    let values = Self::host_values(losses);
+                                    format!("; {}", hypergradient_cause(&self.loss_names, &values))
+                                })
                             ),
                             None => {
                                 format!("{}; meta update skipped{more}", drawn_batches(None))

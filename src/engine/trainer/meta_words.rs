@@ -129,6 +129,36 @@ pub(super) fn drawn_batches(drew: Option<(u64, Option<u64>)>) -> String {
     }
 }
 
+/// What a non-finite hypergradient came from, from the losses its meta
+/// step was taken on: `values` holds the validation primary, then the
+/// training losses in `names`' order.
+pub(super) fn hypergradient_cause(names: &[String], values: &[f64]) -> String {
+    let Some((&val, train)) = values.split_first() else {
+        return "its losses unread".to_string();
+    };
+    let primary = names.first().map_or("primary", String::as_str);
+    let listed = |all: bool| -> Vec<String> {
+        let val = (all || !val.is_finite())
+            .then(|| format!("validation {primary} {}", crate::numfmt::readable(val)));
+        let train = names
+            .iter()
+            .zip(train)
+            .filter(|(_, v)| all || !v.is_finite())
+            .map(|(name, v)| format!("training {name} {}", crate::numfmt::readable(*v)));
+        val.into_iter().chain(train).collect()
+    };
+    let not_finite = listed(false);
+    if not_finite.is_empty() {
+        format!(
+            "from finite losses ({}): a product through the model or MELTR's second \
+             derivatives is NaN or inf",
+            listed(true).join(", ")
+        )
+    } else {
+        format!("non-finite loss: {}", not_finite.join(", "))
+    }
+}
+
 /// Whether the `n`th episode of a recurring warning is said (the 1st, 2nd,
 /// 4th, 8th, …), and the words that count it.
 pub(super) fn episode_said(n: u32) -> Option<String> {
@@ -262,6 +292,26 @@ pub(super) fn early_climb_event(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_non_finite_hypergradient_names_its_non_finite_losses_or_lists_all() {
+        let names = ["primary", "aux"].map(String::from);
+        assert_eq!(
+            hypergradient_cause(&names, &[0.5, 0.25, f64::INFINITY]),
+            "non-finite loss: training aux inf"
+        );
+        assert_eq!(
+            hypergradient_cause(&names, &[f64::NAN, 0.25, 2.0]),
+            "non-finite loss: validation primary NaN"
+        );
+        let finite = hypergradient_cause(&names, &[0.5, 0.25, 2.0]);
+        assert!(
+            finite.starts_with(
+                "from finite losses (validation primary 0.5, training primary 0.25, training aux 2)"
+            ),
+            "{finite}"
+        );
+    }
 
     /// ‖v_terms‖ / ‖v_0‖ of the series v_{j+1} = (1 − α·H) v_j for a
     /// diagonal H, from v_0 = (1, …, 1).

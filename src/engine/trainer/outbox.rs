@@ -299,9 +299,7 @@ impl Trainer {
     }
 
     fn named_values(&self, values: &Tensor) -> Named {
-        let host: Vec<f64> =
-            Vec::try_from(values.detach().to_kind(Kind::Double).to_device(Device::Cpu))
-                .unwrap_or_default();
+        let host = Self::host_values(values);
         self.loss_names.iter().cloned().zip(host).collect()
     }
 

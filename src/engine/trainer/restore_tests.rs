@@ -300,6 +300,7 @@ fn meta_steps_taken_before_a_restore_takes_effect_queue_no_second_one() {
             aid_iterations: 0,
             gamma: trainer.gamma,
             watched_weights: None,
+            losses: None,
             snapshot: None,
             time: 0.0,
             wall: 0.0,
