@@ -445,9 +445,31 @@ class Workload:
         self.names = settings.loss_names
         self.train = self._data(settings.train)
         self.val = self._data(settings.val)
+        self.untrain_unreached(settings.batch_size)
         # theta: the trainable parameters (the others stay as model.pt has them).
         self.named_params = [(n, p) for n, p in self.model.named_parameters() if p.requires_grad]
         self.theta = [p for _, p in self.named_params]
+
+    def untrain_unreached(self, batch_size: int) -> None:
+        """Parameters the trained losses do not reach on the first batch (a
+        head forward never uses) keep .grad None in a PyTorch loop, and
+        torch.optim skips them: weight decay never shrinks them. Taken out
+        of theta here as the engine does; not where a trained loss is a
+        constant on that batch (other batches may reach more)."""
+        rows = torch.arange(min(batch_size, self.samples(self.train)))
+        buffers = {n: b.clone() for n, b in self.model.named_buffers()}
+        out = self.outputs(self.rows(rows))
+        with torch.no_grad():
+            for n, b in self.model.named_buffers():
+                b.copy_(buffers[n])
+        trained = [out[n] for n in self.names if n in out]
+        if not trained or any(not t.requires_grad for t in trained):
+            return
+        params = [p for _, p in self.model.named_parameters() if p.requires_grad]
+        got = torch.autograd.grad(sum(t.double() for t in trained), params, allow_unused=True)
+        for p, g in zip(params, got):
+            if g is None:
+                p.requires_grad_(False)
 
     def _data(self, path: str) -> Dict[str, Tensor]:
         if not os.path.exists(path):

@@ -257,6 +257,58 @@ fn tied_and_frozen_parameters_replay() {
     }
 }
 
+/// A head no loss uses (walkthrough J): PyTorch's AdamW skips a parameter
+/// whose `.grad` stays `None`, so weight decay leaves it as exported; the
+/// engine took zeros for its gradient and decayed it. The run says which
+/// parameters it leaves out, the replay agrees step for step, and the
+/// head comes out of the run as it went in.
+#[test]
+fn a_head_no_loss_uses_is_left_as_pytorch_leaves_it() {
+    static DIR: OnceLock<PathBuf> = OnceLock::new();
+    let dir = DIR.get_or_init(|| small_example(&["--attention", "matmul", "--unused-head"]));
+    let _serial = serial();
+    let initial: std::collections::HashMap<String, tch::Tensor> =
+        tch::CModule::load(dir.join("model.pt"))
+            .unwrap()
+            .named_parameters()
+            .unwrap()
+            .into_iter()
+            .collect();
+    for (mode, iterations) in [("exact", 0), ("factorized", 2)] {
+        let mut config = traced_config(dir, EXAMPLE_LOSSES, mode, iterations);
+        config.train.weight_decay = 0.1;
+        let root = tempfile::tempdir().unwrap();
+        let name = format!("unused-{mode}-j{iterations}");
+        let (session, lines) = run_session(root.path(), &name, config.clone());
+        let checkpoint: std::collections::HashMap<String, tch::Tensor> =
+            tch::Tensor::read_safetensors(session.join("checkpoints/step-0000000030.safetensors"))
+                .unwrap()
+                .into_iter()
+                .collect();
+        for part in ["weight", "bias"] {
+            let trained = &checkpoint[&format!("model.probe_head_{part}")];
+            let exported = initial[&format!("probe_head.{part}")].to_kind(trained.kind());
+            assert!(trained.equal(&exported), "{name}: probe_head.{part} moved");
+        }
+        // The text encoder is trained (and decayed) all the same.
+        let moved = &checkpoint["model.align_head_weight"];
+        let exported = initial["align_head.weight"].to_kind(moved.kind());
+        assert!(
+            !moved.equal(&exported),
+            "{name}: align_head.weight did not train"
+        );
+        let said = lines.iter().any(|l| {
+            matches!(&l.record, Record::Event { message, .. }
+                if message.contains("2 of ") && message.contains("probe_head.weight, probe_head.bias) and are not trained"))
+        });
+        assert!(
+            said,
+            "{name}: the run does not say which parameters it leaves out"
+        );
+        assert_replays(&name, config);
+    }
+}
+
 /// PyTorch's stock attention (`nn.TransformerEncoderLayer`, its fused
 /// scaled-dot-product kernels) and BatchNorm, as the example ships: the
 /// replay takes the public algorithm's double backward on the math path

@@ -1433,6 +1433,11 @@ fn a_loss_constant_on_some_batches_trains_and_one_constant_on_all_is_refused() {
     let cfg = flag_config(tmp.path(), "never", "aux_on_flagged_rows.pt", &none, &val);
     let why = "loss `aux` is not differentiable with respect to any parameter on any row of workload.train (64 rows, in batches of 8)";
     refused(&cfg, why);
+    // And what to do instead (walkthrough J: a detached entropy).
+    refused(
+        &cfg,
+        "to log it, return it as `metric/aux` (a metric), or leave it out of workload.auxiliary",
+    );
 
     // A detached runner that cannot start: its reason is said once (the
     // launcher echoed the runner's own error line as well).

@@ -132,7 +132,7 @@ def encoder(d: int, heads: int, attention: str, dropout: float) -> nn.Module:
 
 class TwoStream(nn.Module):
     def __init__(self, d: int = 64, heads: int = 4, attention: str = "sdpa", dropout: float = 0.0,
-                 tie_embeddings: bool = False, freeze_positions: bool = False):
+                 tie_embeddings: bool = False, freeze_positions: bool = False, unused_head: bool = False):
         super().__init__()
         self.video_proj = nn.Linear(FEATURES, d)
         self.video_pos = nn.Parameter(torch.randn(FRAMES, d) * 0.02)
@@ -156,6 +156,10 @@ class TwoStream(nn.Module):
             self.video_pos.requires_grad_(False)
             self.text_pos.requires_grad_(False)
         self.mfm_head = nn.Linear(d, FEATURES)
+        if unused_head:
+            # A head no loss uses (a probe kept from pretraining): no
+            # gradient reaches it, so a PyTorch loop never updates it.
+            self.probe_head = nn.Linear(d, 3)
         self.scramble_head = nn.Linear(d, 8)
         self.log_temperature = nn.Parameter(torch.tensor(2.3))
         self.mask_token = MASK_TOKEN
@@ -322,13 +326,16 @@ def main() -> None:
                         help="the MLM head uses the text embedding's matrix (one parameter, two modules)")
     parser.add_argument("--freeze-positions", action="store_true",
                         help="the position embeddings do not require grad (left untrained)")
+    parser.add_argument("--unused-head", action="store_true",
+                        help="add a head (probe_head) that no loss uses")
     args = parser.parse_args()
 
     torch.manual_seed(args.seed)
     os.makedirs(args.out, exist_ok=True)
     model = torch.jit.script(TwoStream(attention=args.attention, dropout=args.dropout,
                                        tie_embeddings=args.tie_embeddings,
-                                       freeze_positions=args.freeze_positions))
+                                       freeze_positions=args.freeze_positions,
+                                       unused_head=args.unused_head))
     model.save(os.path.join(args.out, "model.pt"))
     generator = torch.Generator().manual_seed(args.seed + 1)
     write_safetensors(os.path.join(args.out, "train.safetensors"), make_split(args.train, generator, 0.0))

@@ -153,6 +153,9 @@ pub(super) fn check(
     {
         say!("hint: {hint}");
     }
+    if let Some(warning) = flat_primary_warning(&first_losses, shares, &first_gradient_ratios) {
+        say!("warning: {warning}");
+    }
     // What a run's start would say: its first events.
     for (level, message) in said {
         let tag = match level {
@@ -391,6 +394,35 @@ fn flat_hint(
             if flat.len() == 1 { "has" } else { "have" },
             if flat.len() == 1 { "its" } else { "their" },
             if flat.len() == 1 { "it" } else { "them" },
+        )
+    })
+}
+
+/// A primary with next to none of the first batch's gradient, by its share
+/// and its own gradient's norm alike (walkthrough J's detached entropy as
+/// the primary passed `check` as "ok", and the run's collapse warning then
+/// blamed a climb of a loss that cannot move): training follows the
+/// auxiliaries alone, and MELTR's meta objective gives it nothing.
+fn flat_primary_warning(
+    losses: &[(String, f64)],
+    shares: &[(String, f64)],
+    ratios: &[(String, f64)],
+) -> Option<String> {
+    let (primary, share) = shares.first()?;
+    let zero = losses.first().is_some_and(|(_, v)| *v == 0.0);
+    let own = ratios.iter().find(|(n, _)| n == primary).map(|(_, r)| *r);
+    let flat = share.is_finite()
+        && share.abs() < FLAT_SHARE
+        && own.is_some_and(|r| r.is_finite() && r < FLAT_SHARE)
+        && !zero
+        && shares.len() > 1;
+    flat.then(|| {
+        format!(
+            "the primary, {primary}, has next to none of the first batch's gradient ({}): its value hardly \
+             depends on the model's parameters (a constant, or a detached term). The model would train on \
+             the auxiliaries alone, and MELTR's meta objective (the primary's validation loss) would give it \
+             nothing to learn from: make workload.primary the loss of the model's own task",
+            crate::numfmt::percent(*share)
         )
     })
 }

@@ -142,3 +142,34 @@ fn a_loss_far_from_the_primarys_scale_is_said_with_its_ratio() {
         "{words}"
     );
 }
+
+/// Walkthrough J: a detached entropy as the primary passed `check` as "ok".
+#[test]
+fn a_primary_without_a_gradient_is_warned_about() {
+    let named = |values: &[(&str, f64)]| -> Vec<(String, f64)> {
+        values.iter().map(|(n, v)| (n.to_string(), *v)).collect()
+    };
+    let losses = named(&[("entropy", 0.69), ("bce", 0.7)]);
+    let shares = named(&[("entropy", 0.0), ("bce", 1.0)]);
+    let flat = named(&[("entropy", 0.0), ("bce", 1.0)]);
+    let warning = super::flat_primary_warning(&losses, &shares, &flat).unwrap();
+    assert!(
+        warning.starts_with(
+            "the primary, entropy, has next to none of the first batch's gradient (0.0%)"
+        ),
+        "{warning}"
+    );
+    // A primary at right angles to the auxiliaries pulls by its own norm.
+    let own = named(&[("entropy", 0.4), ("bce", 1.0)]);
+    assert_eq!(super::flat_primary_warning(&losses, &shares, &own), None);
+    // Without its own norm, the share alone does not decide for the primary.
+    assert_eq!(super::flat_primary_warning(&losses, &shares, &[]), None);
+    // A masked primary at 0 on the first batch, or a primary alone: no.
+    let masked = named(&[("entropy", 0.0), ("bce", 0.7)]);
+    assert_eq!(super::flat_primary_warning(&masked, &shares, &flat), None);
+    let alone = named(&[("entropy", 0.0)]);
+    assert_eq!(
+        super::flat_primary_warning(&losses[..1], &alone, &flat),
+        None
+    );
+}

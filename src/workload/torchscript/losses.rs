@@ -6,6 +6,48 @@ use anyhow::{bail, Context, Result};
 use tch::Tensor;
 
 impl TorchScript {
+    /// Takes the parameters the trained losses' gradient does not reach on
+    /// the first batch out of training (see [`super::params::unreached_note`]),
+    /// and says which. Where a trained loss is a constant on that batch (a
+    /// masked auxiliary), nothing: other batches may reach more.
+    pub(super) fn untrain_unreached(&mut self) -> Result<Option<String>> {
+        let batch = self.train.slice(0, self.batch_size);
+        let outputs = self.forward(&batch)?;
+        let trained: Vec<&Tensor> = std::iter::once(&self.primary)
+            .chain(&self.auxiliary)
+            .filter_map(|name| outputs.get(name))
+            .collect();
+        if trained.iter().any(|loss| !loss.requires_grad()) {
+            return Ok(None);
+        }
+        let Some(total) = trained
+            .iter()
+            .map(|loss| loss.to_kind(tch::Kind::Double))
+            .reduce(|a, b| a + b)
+        else {
+            return Ok(None);
+        };
+        let listed = self.module.borrow().named_parameters()?;
+        let (parameters, _) = super::params::distinct_parameters(listed);
+        let parameters: Vec<(String, Tensor)> = parameters
+            .into_iter()
+            .filter(|(_, t)| t.requires_grad())
+            .collect();
+        let tensors: Vec<Tensor> = parameters.iter().map(|(_, t)| t.shallow_clone()).collect();
+        let grads = Tensor::f_run_backward(&[&total], &tensors, false, false)
+            .context("the trained losses' gradient on the first batch")?;
+        let reached: Vec<bool> = grads.iter().map(Tensor::defined).collect();
+        for ((_, tensor), reached) in parameters.iter().zip(&reached) {
+            if !reached {
+                // The module's own tensor (the VarStore's too): θ, the
+                // optimizer and checkpoints' optimizer state leave it out.
+                let _ = tensor.set_requires_grad(false);
+                self.unreached.push(tensor.shallow_clone());
+            }
+        }
+        Ok(super::params::unreached_note(&parameters, &reached))
+    }
+
     /// Refuses a loss that depends on no parameter. A loss may be a
     /// constant on some batches (a masked loss over a batch with nothing
     /// masked returns `zeros(())`; the engine then takes no gradient from
@@ -39,8 +81,10 @@ impl TorchScript {
         match constant.first() {
             None => Ok(()),
             Some(name) => bail!(
-                "workload.model: {model_path}: loss `{name}` is not differentiable with respect to any parameter on any row of workload.train ({samples} rows, in batches of {}): it does not require grad (computed under no_grad, from data only, or from frozen parameters)",
-                self.batch_size
+                "workload.model: {model_path}: loss `{name}` is not differentiable with respect to any parameter on any row of workload.train ({samples} rows, in batches of {}): it does not require grad (computed from a `.detach()`ed tensor, under no_grad, from data only, or from frozen parameters). No weight can make it train the model: to log it, return it as `{}{name}` (a metric), or leave it out of {}",
+                self.batch_size,
+                super::METRIC_PREFIX,
+                if *name == self.primary { "workload.primary (the primary must be the model's own task's loss)" } else { "workload.auxiliary" }
             ),
         }
     }

@@ -181,7 +181,7 @@ impl TorchScript {
             .iter()
             .map(|t| t.to_kind(tch::Kind::Double).sum(tch::Kind::Double))
             .reduce(|a, b| a + b)?;
-        let theta = self.vs.trainable_variables();
+        let theta = crate::nn::vars::sorted_variables(&self.vs);
         let grads = crate::nn::autograd::grad(&[&total], &theta, false, false).ok()?;
         Some(grads.iter().all(finite))
     }

@@ -88,6 +88,9 @@ pub struct TorchScript {
     data_notes: Vec<String>,
     /// Non-finite values in the data files, by tensor and row.
     non_finite: masking::NonFiniteData,
+    /// Parameters no trained loss reaches, taken out of training
+    /// (`requires_grad` off while the run trains; on in saved modules).
+    unreached: Vec<Tensor>,
     /// The run's floating-point kind. A loss the model returns in another
     /// (an f64 reduction, a half-precision head) is cast to it, so the loss
     /// vector and MELTR see one kind; its gradient flows back through the
@@ -165,6 +168,7 @@ impl TorchScript {
         let mut workload = TorchScript {
             data_notes: data_notes.into_iter().flatten().collect(),
             non_finite: masking::NonFiniteData::default(),
+            unreached: Vec::new(),
             vs,
             module: RefCell::new(module),
             batch_size: (w.batch_size as i64).min(train.samples),
@@ -192,6 +196,11 @@ impl TorchScript {
         // statistics: a PyTorch loop starts from the exported ones.
         let exported = SavedBuffers::take(&workload)?;
         workload.inspect_outputs(model_path)?;
+        if let Some(note) = workload.untrain_unreached()? {
+            workload
+                .data_notes
+                .push(format!("workload.model {model_path}: {note}"));
+        }
         workload.check_val_batches()?;
         workload.non_finite = workload.scan_non_finite();
         exported.restore(&workload)?;
@@ -575,7 +584,18 @@ impl Workload for TorchScript {
 
     fn state(&self) -> Vec<(String, Tensor)> {
         let mut state = crate::nn::vars::named_state(&self.vs, "");
-        match serialize(&self.module.borrow()) {
+        // Saved as the model had them: an exported module trains them in
+        // PyTorch, and a resumed run finds them unreached again.
+        let thawed: Vec<Tensor> = self
+            .unreached
+            .iter()
+            .map(|t| t.set_requires_grad(true))
+            .collect();
+        let saved = serialize(&self.module.borrow());
+        for tensor in thawed {
+            let _ = tensor.set_requires_grad(false);
+        }
+        match saved {
             Ok(bytes) => state.push((MODULE_ENTRY.to_string(), Tensor::from_slice(&bytes))),
             // Parameters are still saved; the resume loads buffers from model.pt.
             Err(e) => say_err!("warning: cannot serialize the TorchScript module: {e:#}"),

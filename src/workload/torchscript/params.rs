@@ -50,27 +50,62 @@ pub(super) fn frozen_note(parameters: &[(String, Tensor)]) -> Option<String> {
         .iter()
         .filter(|(_, t)| !t.requires_grad())
         .collect();
-    if frozen.is_empty() {
+    listed_note(parameters, &frozen).map(|(count, total, listed)| {
+        format!(
+            "{count} of {total} parameter tensors are frozen (requires_grad = False; {listed}) \
+             and not trained"
+        )
+    })
+}
+
+/// The parameters no trained loss reaches (a head the forward never uses):
+/// PyTorch's optimizers skip a parameter whose `.grad` stays `None`, so its
+/// weight decay never shrinks it either; the run leaves them as the module
+/// has them too, said at the start. `reached` lists, for each of
+/// `parameters`, whether the trained losses' gradient reaches it.
+pub(super) fn unreached_note(parameters: &[(String, Tensor)], reached: &[bool]) -> Option<String> {
+    let unreached: Vec<&(String, Tensor)> = parameters
+        .iter()
+        .zip(reached)
+        .filter(|(_, reached)| !**reached)
+        .map(|(p, _)| p)
+        .collect();
+    listed_note(parameters, &unreached).map(|(count, total, listed)| {
+        format!(
+            "{count} of the {total} trainable parameter tensors get no gradient from the trained losses on the first batch ({listed}) and \
+             are not trained (PyTorch's optimizers skip a parameter whose .grad is None: weight \
+             decay leaves them as they are)"
+        )
+    })
+}
+
+/// How many of `parameters` are `selected`, of how many, and `1,424 of
+/// 2,859 values: a, b`; `None` when none is selected.
+fn listed_note(
+    parameters: &[(String, Tensor)],
+    selected: &[&(String, Tensor)],
+) -> Option<(usize, usize, String)> {
+    if selected.is_empty() {
         return None;
     }
     let values = |list: &mut dyn Iterator<Item = &Tensor>| -> u64 {
         list.map(Tensor::numel).map(|n| n as u64).sum()
     };
-    let frozen_values = values(&mut frozen.iter().map(|(_, t)| t));
+    let selected_values = values(&mut selected.iter().map(|(_, t)| t));
     let all_values = values(&mut parameters.iter().map(|(_, t)| t));
     const LISTED: usize = 6;
-    let mut names: Vec<&str> = frozen
+    let mut names: Vec<&str> = selected
         .iter()
         .take(LISTED)
         .map(|(n, _)| n.as_str())
         .collect();
-    let more = frozen.len().saturating_sub(LISTED);
+    let more = selected.len().saturating_sub(LISTED);
     let more = if more > 0 {
         format!(" and {more} more")
     } else {
         String::new()
     };
-    if frozen.len() == parameters.len() {
+    if selected.len() == parameters.len() {
         names.clear();
     }
     let listed = if names.is_empty() {
@@ -78,12 +113,14 @@ pub(super) fn frozen_note(parameters: &[(String, Tensor)]) -> Option<String> {
     } else {
         format!(": {}{more}", names.join(", "))
     };
-    Some(format!(
-        "{} of {} parameter tensors are frozen (requires_grad = False; {} of {} values{listed}) and not trained",
-        frozen.len(),
+    Some((
+        selected.len(),
         parameters.len(),
-        crate::numfmt::thousands(frozen_values),
-        crate::numfmt::thousands(all_values),
+        format!(
+            "{} of {} values{listed}",
+            crate::numfmt::thousands(selected_values),
+            crate::numfmt::thousands(all_values),
+        ),
     ))
 }
 
