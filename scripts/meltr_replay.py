@@ -458,12 +458,11 @@ class Workload:
         constant on that batch (other batches may reach more)."""
         rows = torch.arange(min(batch_size, self.samples(self.train)))
         buffers = {n: b.clone() for n, b in self.model.named_buffers()}
-        out = self.outputs(self.rows(rows))
+        trained = self.loss_list(self.rows(rows))
         with torch.no_grad():
             for n, b in self.model.named_buffers():
                 b.copy_(buffers[n])
-        trained = [out[n] for n in self.names if n in out]
-        if not trained or any(not t.requires_grad for t in trained):
+        if any(not t.requires_grad for t in trained):
             return
         params = [p for _, p in self.model.named_parameters() if p.requires_grad]
         got = torch.autograd.grad(sum(t.double() for t in trained), params, allow_unused=True)
@@ -498,11 +497,19 @@ class Workload:
 
     def losses(self, batch: Dict[str, Tensor]) -> Tensor:
         """The loss vector [primary, *auxiliary]."""
+        return torch.stack(self.loss_list(batch))
+
+    def loss_list(self, batch: Dict[str, Tensor]) -> List[Tensor]:
+        """The configured losses, primary first, checked as the engine checks them."""
         out = self.outputs(batch)
+        shaped = [f"`{n}` has shape {list(t.shape)}" for n, t in out.items() if t.dim() != 0]
+        if shaped:
+            raise ReplayError(f"forward's {', '.join(shaped)}; every value must be a 0-dim tensor "
+                              "(reduce it, e.g. with .mean())")
         missing = [n for n in self.names if n not in out]
         if missing:
             raise ReplayError(f"the model's outputs {sorted(out)} lack the configured losses {missing}")
-        return torch.stack([out[n] for n in self.names])
+        return [out[n] for n in self.names]
 
     def primary(self, batch: Dict[str, Tensor]) -> Tensor:
         """The primary loss alone, as the engine's meta step takes it: through

@@ -231,9 +231,22 @@ fn bad_models_and_data_are_refused_with_what_to_fix() {
         &config(tmp.path(), "sum", 5, &bad.join("returns_tensor.pt"), ""),
         "forward must return Dict[str, Tensor]",
     );
-    refused(
-        &config(tmp.path(), "sum", 5, &bad.join("vector_loss.pt"), ""),
-        "forward's `retrieval` has shape [32]; every value must be a 0-dim tensor (reduce it, e.g. with .mean())",
+    let vector = config(tmp.path(), "meltr", 5, &bad.join("vector_loss.pt"), "");
+    let per_row = "forward's `retrieval` has shape [32]; every value must be a 0-dim tensor (reduce it, e.g. with .mean())";
+    refused(&vector, per_row);
+    // The replay says it alike (it stopped in a traceback: walkthrough J).
+    let out = std::process::Command::new(common::torch_python())
+        .arg(common::repo("scripts/meltr_replay.py"))
+        .arg("run")
+        .arg(&vector)
+        .args(["--steps", "2", "--seed", "0", "--out"])
+        .arg(tmp.path().join("vector-replay.json"))
+        .output()
+        .unwrap();
+    let said = text(&out);
+    assert!(
+        !out.status.success() && said.contains(per_row) && !said.contains("Traceback"),
+        "{said}"
     );
     // One value in a shape needs no reduction: said so.
     refused(
