@@ -299,7 +299,11 @@ pub fn ensure_foundation() -> Result<()> {
 pub fn check_loss_names(config: &Config, available: &[String], metrics: &[String]) -> Result<()> {
     let list = available.join(", ");
     let metric = |name: &str| {
-        if metrics.iter().any(|m| m == name) {
+        // As the model returns it too (walkthrough J listed `metric/acc`).
+        let bare = name
+            .strip_prefix(torchscript::METRIC_PREFIX)
+            .unwrap_or(name);
+        if metrics.iter().any(|m| m == bare) {
             format!(" (`{name}` is one of the model's evaluation metrics, which workload.metric picks from; losses are what training combines)")
         } else {
             String::new()
@@ -581,6 +585,17 @@ mod tests {
             "workload.primary = \"accuracy\" is not a loss of this workload (`accuracy` is one of the \
              model's evaluation metrics, which workload.metric picks from; losses are what training \
              combines); it has: main, aux, tags"
+        );
+        config.workload.primary = "main".into();
+        config.workload.auxiliary = vec!["aux".into(), "metric/accuracy".into()];
+        let message = check_loss_names(&config, &model, &metrics)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            message.contains(
+                "\"metric/accuracy\" (`metric/accuracy` is one of the model's evaluation metrics"
+            ),
+            "{message}"
         );
     }
 }
