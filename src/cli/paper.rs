@@ -211,13 +211,7 @@ pub(super) fn compare(
     // by what tells them apart.
     let labelled = !args.group_by.is_empty() || groups.iter().any(|g| g.runs.len() > 1);
     let labels: Vec<String> = groups.iter().map(|g| g.label.clone()).collect();
-    let fulls: Vec<String> = groups
-        .iter()
-        .map(|g| {
-            let pairs: Vec<String> = g.values.iter().map(|(k, v)| format!("{k}={v}")).collect();
-            pairs.join(", ")
-        })
-        .collect();
+    let fulls: Vec<Vec<String>> = groups.iter().map(labels::whole_key_names).collect();
     let legend = match labelled {
         true => legend_labels(&labels, &fulls, args.renames, "group is labelled")?,
         false => vec![String::new(); groups.len()],

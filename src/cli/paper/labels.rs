@@ -134,20 +134,49 @@ fn hidden_by_filter(groups: &[groups::Group], rename: &str, filtered: &[String])
     })
 }
 
+/// A group's names with whole keys, besides its label: every key that tells
+/// the groups apart, and its label's keys alone (walkthrough K's sweep
+/// group labelled `kind=sum` was not named by `combiner.kind=sum`, which
+/// the table took: its values held a key its label leaves out).
+pub(super) fn whole_key_names(group: &groups::Group) -> Vec<String> {
+    let pairs: Vec<String> = group
+        .values
+        .iter()
+        .map(|(k, v)| format!("{k}={v}"))
+        .collect();
+    let label: Vec<String> = group
+        .label
+        .split(", ")
+        .map(|pair| {
+            let whole = pair.split_once('=').and_then(|(short, value)| {
+                group
+                    .values
+                    .iter()
+                    .find(|(k, v)| runs::keys::names_key(k, short) && v.as_str() == value)
+            });
+            whole.map_or(pair.to_string(), |(k, v)| format!("{k}={v}"))
+        })
+        .collect();
+    vec![pairs.join(", "), label.join(", ")]
+}
+
 /// The legend text of each group: its label, or the `--label` text given
-/// for it, named by its label or by its label with whole keys (`fulls`:
-/// `combiner.kind=sum`, as the table's header names the key). A rename
-/// that matches no group is an error that lists the labels.
+/// for it, named by its label or by another name of it (`fulls`: its label
+/// with whole keys, `combiner.kind=sum`, as the table's header names the
+/// key). A rename that matches no group is an error that lists the labels.
 pub(super) fn legend_labels(
     labels: &[String],
-    fulls: &[String],
+    fulls: &[Vec<String>],
     renames: &[String],
     what: &str,
 ) -> Result<Vec<String>> {
     let mut out = labels.to_vec();
     // A group named by nothing (no key tells it apart) has no whole-key name.
     let named = |i: usize, name: &str| {
-        labels[i] == name || fulls.get(i).is_some_and(|f| !f.is_empty() && f == name)
+        labels[i] == name
+            || fulls
+                .get(i)
+                .is_some_and(|f| f.iter().any(|f| !f.is_empty() && f == name))
     };
     for rename in renames {
         // LABEL holds `=` itself: the split whose left side is a label,
@@ -181,14 +210,31 @@ pub(super) fn legend_labels(
 
 #[cfg(test)]
 mod tests {
-    use super::legend_labels;
+    use super::{legend_labels, whole_key_names};
+
+    #[test]
+    fn a_group_is_named_by_its_label_with_whole_keys() {
+        let group = crate::runs::groups::Group {
+            label: "kind=sum".into(),
+            values: vec![
+                ("aid.iterations".into(), "–".into()),
+                ("combiner.kind".into(), "sum".into()),
+            ],
+            runs: Vec::new(),
+            fork_of: None,
+        };
+        assert_eq!(
+            whole_key_names(&group),
+            ["aid.iterations=–, combiner.kind=sum", "combiner.kind=sum"]
+        );
+    }
 
     #[test]
     fn a_label_renames_its_group_and_an_unknown_one_lists_the_labels() {
         let labels = ["kind=meltr".to_string(), "kind=sum".to_string()];
         let fulls = [
-            "combiner.kind=meltr".to_string(),
-            "combiner.kind=sum".to_string(),
+            vec!["combiner.kind=meltr".to_string()],
+            vec!["combiner.kind=sum".to_string()],
         ];
         let renamed = legend_labels(
             &labels,
@@ -223,7 +269,7 @@ mod tests {
         // A group with no whole-key name is not named by an empty LABEL.
         assert!(legend_labels(
             &labels,
-            &[String::new(), String::new()],
+            &[vec![String::new()], vec![String::new()]],
             &["=X".into()],
             "group is labelled"
         )
