@@ -553,6 +553,14 @@ fn a_detached_run_retries_a_failed_write_until_it_succeeds() {
         let meta = SessionMeta::read(&dir).ok()?;
         (meta.status == Status::Finished).then_some(())
     });
+    // Its last words say so, as a headless run's (walkthrough K's `tail -f`
+    // ended on a checkpoint line).
+    let id = dir.file_name().unwrap().to_string_lossy().to_string();
+    wait_for("output.log to say the run finished", || {
+        read_log()
+            .contains(&format!("session {id}: finished"))
+            .then_some(())
+    });
     assert!(
         read_log().contains("the write succeeded after"),
         "{}",

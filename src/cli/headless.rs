@@ -141,7 +141,7 @@ pub(super) fn run_headless(
 /// Said at the end when an earlier evaluation scored better than the last
 /// (a walkthrough's RMSE rose from 0.79 at step 850 to 1.04 at the end,
 /// unsaid): where the best was, and what takes it.
-fn best_before_the_end(dir: &Path, torchscript: bool) -> Option<String> {
+pub(crate) fn best_before_the_end(dir: &Path, torchscript: bool) -> Option<String> {
     let run = crate::runs::Run::load(dir).ok()?;
     let ((best_step, best), (final_step, last)) =
         (run.best_eval.as_ref()?, run.final_eval.as_ref()?);

@@ -140,6 +140,7 @@ pub fn serve(dir: &Path, resume: bool) -> Result<Status> {
     // takes minutes) is served, and an edit or a checkpoint asked for waits
     // for the first step (both were lost, and the viewer froze, walkthrough
     // D). The launcher waits for the serving line, printed once it is built.
+    let torchscript = config.workload.kind == crate::config::WorkloadKind::TorchScript;
     let in_force = InForce::starting(config.clone());
     let mut starting = engine::begin(&dir, config, resume)?;
     let _watch = watch_config(&dir, starting.commands.clone(), in_force.clone())?;
@@ -244,6 +245,16 @@ pub fn serve(dir: &Path, resume: bool) -> Result<Status> {
         }
     }
     let status = handle.join()?;
+    // The last words of `output.log`, as a headless run's (walkthrough K's
+    // `tail -f` of a finished run ended on its last checkpoint line).
+    say!(
+        "session {}: {}",
+        SessionDir::new(&dir).id(),
+        status.as_str()
+    );
+    if let Some(note) = crate::cli::headless::best_before_the_end(&dir, torchscript) {
+        say!("{note}");
+    }
     // Let attached clients read the final status before the socket closes.
     std::thread::sleep(Duration::from_millis(300));
     server.shutdown();
