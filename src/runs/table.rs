@@ -320,8 +320,8 @@ pub fn render(groups: &[Group], opts: &TableOptions) -> Result<String> {
     let is_bold = |row: usize, col: usize| ties(row, col) && !(0..rows.len()).all(|r| ties(r, col));
     let cell = |s: &Summary, j: usize| -> (String, Option<String>) {
         let d = opts.digits.or(s.decimals()).unwrap_or(digits[j]);
-        let mean = padded(s.mean, d);
-        (mean, (s.n > 1).then(|| padded(s.std, d)))
+        let mean = padded_or_exponent(s.mean, d);
+        (mean, (s.n > 1).then(|| padded_or_exponent(s.std, d)))
     };
     // With one run a row there is no std to explain (walkthrough G).
     let one_run_a_row = rows.iter().all(|r| r.group.runs.len() == 1);
@@ -561,3 +561,15 @@ mod caption_tests;
 mod header_tests;
 #[cfg(test)]
 mod tests;
+
+/// `v` to `d` decimals, or with an exponent where those read as zero
+/// (walkthrough K's `share/recon` read `0.000000 ± 0.000000` for a loss
+/// with a share near 1e-7).
+fn padded_or_exponent(v: f64, d: usize) -> String {
+    let shown = padded(v, d);
+    let zero = shown.chars().all(|c| matches!(c, '0' | '.' | '-'));
+    match zero && v.is_finite() && v != 0.0 {
+        true => format!("{v:.1e}"),
+        false => shown,
+    }
+}

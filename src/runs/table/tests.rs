@@ -496,3 +496,14 @@ fn means_within_noise_of_the_best_tie() {
     assert!(apart.contains("| 0.1 | 2 | **36.60 ± 0.28** |"), "{apart}");
     assert!(apart.contains("| 0.3 | 2 | 29.90 ± 1.41 |"), "{apart}");
 }
+
+/// A share near 1e-7 read `0.000000 ± 0.000000` (walkthrough K's
+/// `share/recon`): digits that would all be zero give way to an exponent.
+#[test]
+fn a_mean_too_small_for_six_decimals_shows_an_exponent() {
+    let text = by_gamma(&[(0.1, 3e-7), (0.1, 1e-7), (0.3, 0.5), (0.3, 0.6)]);
+    assert!(text.contains("| 0.1 | 2 | 2.0e-7 ± 1.4e-7 |"), "{text}");
+    // A true zero stays one.
+    let text = by_gamma(&[(0.1, 0.0), (0.1, 0.0), (0.3, 0.5), (0.3, 0.6)]);
+    assert!(text.contains("| 0.1 | 2 | 0.000 ± 0.000 |"), "{text}");
+}
