@@ -25,12 +25,15 @@ pub(super) fn neumann_stopped(
             aid.iterations
         ),
     };
+    // What to set first: a pane of four lines cut the ceiling off the end
+    // (walkthrough K).
     format!(
-        "the Neumann series diverges (‖v_{}‖ = {:.3e}·‖v_0‖ > aid.max_growth = {}): the meta steps sum {summed} while this lasts{count}. {}",
+        "the Neumann series diverges{count}: {}. While this lasts the meta steps sum {summed} \
+         (‖v_{}‖ = {:.3e}·‖v_0‖ > aid.max_growth = {})",
+        alpha_advice(aid.alpha, stop.terms, stop.growth),
         stop.terms,
         stop.growth,
         aid.max_growth,
-        alpha_advice(aid.alpha, stop.terms, stop.growth)
     )
 }
 
@@ -98,14 +101,14 @@ impl NeumannTally {
 pub(super) fn alpha_advice(alpha: f64, terms: u32, growth: f64) -> String {
     let per_term = growth.powf(1.0 / f64::from(terms.max(1)));
     if !(per_term > 1.0 && per_term.is_finite()) {
-        return format!("Lower aid.alpha (now {alpha}) or aid.iterations");
+        return format!("lower aid.alpha (now {alpha}) or aid.iterations");
     }
     let largest = (1.0 + per_term) / alpha;
     format!(
-        "A growth of {per_term:.3} per term puts an eigenvalue λ of H at about {largest:.3e} if \
-         positive: aid.alpha (now {alpha}) must be below 2/λ ≈ {:.2e} (a tenth of that, {:.1e}, \
-         lasts longer as curvature grows with training); if negative (about −{:.3e}), \
-         no α converges: use aid.iterations = 0 (README, `aid.iterations`)",
+        "aid.alpha (now {alpha}) must be below 2/λ ≈ {:.2e} (a tenth of that, {:.1e}, lasts \
+         longer as curvature grows with training): a growth of {per_term:.3} per term puts an \
+         eigenvalue λ of H at about {largest:.3e} if positive; if negative (about −{:.3e}), no α \
+         converges: use aid.iterations = 0 (README, `aid.iterations`)",
         2.0 / largest,
         0.2 / largest,
         (per_term - 1.0) / alpha
@@ -378,7 +381,7 @@ mod tests {
         // No growth per term to read: the plain advice.
         assert_eq!(
             alpha_advice(0.1, 2, 0.5),
-            "Lower aid.alpha (now 0.1) or aid.iterations"
+            "lower aid.alpha (now 0.1) or aid.iterations"
         );
     }
 
@@ -425,7 +428,14 @@ mod tests {
         };
         let said = neumann_stopped(&stop, &aid, "");
         assert!(
-            said.contains("sum v_0 … v_1 (1 of aid.iterations = 2 iterations) while"),
+            said.contains("sum v_0 … v_1 (1 of aid.iterations = 2 iterations) (‖v_2‖"),
+            "{said}"
+        );
+        // The ceiling first: a pane of a few lines showed the rest.
+        assert!(
+            said.starts_with(
+                "the Neumann series diverges: aid.alpha (now 0.1) must be below 2/λ ≈ "
+            ),
             "{said}"
         );
     }
