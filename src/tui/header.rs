@@ -28,7 +28,8 @@ fn banners(app: &App) -> Vec<String> {
         .filter(|_| !app.status.is_terminal())
     {
         out.push(format!(
-            "config refused, last good config stays in force: {error}"
+            "config refused at step {}, last good config stays in force: {error}",
+            app.store.config_error_step
         ));
     }
     // A pause with a reason is a write that failed (a user's pause has

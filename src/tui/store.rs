@@ -91,6 +91,9 @@ pub struct Store {
     pub log: Vec<Entry>,
     /// The newest refused config edit, until a valid config follows.
     pub config_error: Option<String>,
+    /// The step the refusal in `config_error` came at: a banner read after a
+    /// resume looked like a new refusal (walkthrough K).
+    pub config_error_step: u64,
     /// The step of each config key's newest applied edit.
     pub edited_at: BTreeMap<String, u64>,
     pub last_step: u64,
@@ -119,6 +122,7 @@ impl Store {
             transform: None,
             log: Vec::new(),
             config_error: None,
+            config_error_step: 0,
             edited_at: BTreeMap::new(),
             last_step: 0,
             last_time: 0.0,
@@ -266,6 +270,7 @@ impl Store {
             Record::Config { changed, error } => {
                 if let Some(error) = error {
                     self.config_error = Some(error.clone());
+                    self.config_error_step = step;
                     self.push_entry(
                         step,
                         Level::Error,

@@ -368,7 +368,7 @@ fn config_error_is_a_banner_until_a_valid_config() {
     let t = draw(&app, 80, 24);
     let screen = text(t.backend().buffer());
     assert!(
-        screen.contains("config refused, last good config stays in force"),
+        screen.contains("config refused at step 500, last good config stays in force"),
         "{screen}"
     );
     assert!(
