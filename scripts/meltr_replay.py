@@ -445,30 +445,30 @@ class Workload:
         self.names = settings.loss_names
         self.train = self._data(settings.train)
         self.val = self._data(settings.val)
-        self.untrain_unreached(settings.batch_size)
         # theta: the trainable parameters (the others stay as model.pt has them).
         self.named_params = [(n, p) for n, p in self.model.named_parameters() if p.requires_grad]
         self.theta = [p for _, p in self.named_params]
+        self.unreached = self.find_unreached(settings.batch_size, settings.seed)
 
-    def untrain_unreached(self, batch_size: int) -> None:
-        """Parameters the trained losses do not reach on the first batch (a
-        head forward never uses) keep .grad None in a PyTorch loop, and
-        torch.optim skips them: weight decay never shrinks them. Taken out
-        of theta here as the engine does; not where a trained loss is a
+    def find_unreached(self, batch_size: int, seed: int) -> List[Tensor]:
+        """The parameters the trained losses do not reach on the first batch
+        (a head forward never uses), as the engine finds them: in training
+        mode, seeded as step 0's forward. A PyTorch loop leaves such a
+        parameter's .grad None and torch.optim skips it (no weight decay);
+        the trainer puts each back after an update until a gradient reaches
+        it (see Trainer.inner_update). None where a trained loss is a
         constant on that batch (other batches may reach more)."""
         rows = torch.arange(min(batch_size, self.samples(self.train)))
         buffers = {n: b.clone() for n, b in self.model.named_buffers()}
-        trained = self.loss_list(self.rows(rows))
+        self.model.train()
+        trained = seeded(forward_seed(seed, 0, INNER_FORWARD), lambda: self.loss_list(self.rows(rows)))
         with torch.no_grad():
             for n, b in self.model.named_buffers():
                 b.copy_(buffers[n])
         if any(not t.requires_grad for t in trained):
-            return
-        params = [p for _, p in self.model.named_parameters() if p.requires_grad]
-        got = torch.autograd.grad(sum(t.double() for t in trained), params, allow_unused=True)
-        for p, g in zip(params, got):
-            if g is None:
-                p.requires_grad_(False)
+            return []
+        got = torch.autograd.grad(sum(t.double() for t in trained), self.theta, allow_unused=True)
+        return [p for p, g in zip(self.theta, got) if g is None]
 
     def _data(self, path: str) -> Dict[str, Tensor]:
         if not os.path.exists(path):
@@ -722,8 +722,15 @@ class Trainer:
     def inner_update(self, step: int) -> None:
         for group in self.inner.param_groups:
             group["lr"] = self.s.lr_at(step)
+        before = [(p, p.detach().clone()) for p in self.workload.unreached]
         self.inner.step()
         self.inner.zero_grad(set_to_none=True)
+        with torch.no_grad():
+            for p, kept in before:
+                # No gradient has reached it yet (its second moment is all
+                # zero): the zero gradient moved it only by weight decay.
+                if not bool(self.inner.state[p]["exp_avg_sq"].any()):
+                    p.copy_(kept)
 
     def meta_step(self, step: int, b_train: Dict[str, Tensor], b_val: Dict[str, Tensor],
                   inner_forward: Optional[Tensor] = None) -> MetaResult:

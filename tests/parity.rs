@@ -260,8 +260,9 @@ fn tied_and_frozen_parameters_replay() {
 /// A head no loss uses (walkthrough J): PyTorch's AdamW skips a parameter
 /// whose `.grad` stays `None`, so weight decay leaves it as exported; the
 /// engine took zeros for its gradient and decayed it. The run says which
-/// parameters it leaves out, the replay agrees step for step, and the
-/// head comes out of the run as it went in.
+/// parameters it leaves alone, the replay agrees step for step, and the
+/// head comes out of the run as it went in (and a resume, whose
+/// checkpoints hold every parameter's moments, goes on alike).
 #[test]
 fn a_head_no_loss_uses_is_left_as_pytorch_leaves_it() {
     static DIR: OnceLock<PathBuf> = OnceLock::new();
@@ -299,7 +300,7 @@ fn a_head_no_loss_uses_is_left_as_pytorch_leaves_it() {
         );
         let said = lines.iter().any(|l| {
             matches!(&l.record, Record::Event { message, .. }
-                if message.contains("2 of ") && message.contains("probe_head.weight, probe_head.bias) and are not trained"))
+                if message.contains("2 of ") && message.contains("probe_head.weight, probe_head.bias): each stays as it is until a gradient reaches it"))
         });
         assert!(
             said,

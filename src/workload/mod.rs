@@ -112,6 +112,13 @@ pub trait Workload: Send {
     fn notes(&self) -> Vec<String> {
         Vec::new()
     }
+    /// Parameters no trained loss reached on the first batch (a head the
+    /// forward never uses), sharing the model's storage: the trainer leaves
+    /// each as it is until a gradient reaches it, as PyTorch's optimizers
+    /// skip a parameter whose `.grad` is `None`.
+    fn unreached_parameters(&self) -> Vec<Tensor> {
+        Vec::new()
+    }
     /// What in the data will likely go wrong (non-finite values), said
     /// once at the start as warnings.
     fn data_warnings(&self) -> Vec<String> {

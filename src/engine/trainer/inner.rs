@@ -99,7 +99,9 @@ impl Trainer {
             // The meta step restarted the clock.
             self.phase_clock.start();
         }
+        let unreached_before = self.unreached_before_update();
         self.inner.step_if(&self.inner_params, &grads, Some(&ok));
+        self.put_back_unreached(unreached_before);
         // (After a reused forward's meta step: a skipped update discards its
         // buffer moves too, those of a batch that was not finite here.)
         buffers_before.restore_unless(self.workload.as_ref(), Some(&ok))?;
@@ -334,6 +336,33 @@ impl Trainer {
         }
         shares::per_loss(losses, weights, &self.theta)
     }
+
+    /// Copies of the parameters no loss reached on the first batch, before
+    /// an update ([`Trainer::put_back_unreached`]); none for most models.
+    fn unreached_before_update(&self) -> Vec<Tensor> {
+        tch::no_grad(|| {
+            self.unreached
+                .iter()
+                .map(|&i| self.inner_params[i].copy())
+                .collect()
+        })
+    }
+
+    /// Puts back each parameter no gradient has reached yet (its second
+    /// moment all zero): the zero gradient it gets moves it only by weight
+    /// decay, and PyTorch's optimizers skip a parameter whose `.grad` is
+    /// `None`. Once a gradient reaches it, it trains as any other. Decided
+    /// on the device, without a host sync.
+    fn put_back_unreached(&self, before: Vec<Tensor>) {
+        tch::no_grad(|| {
+            for (&i, before) in self.unreached.iter().zip(before) {
+                let never_reached = self.inner.v[i].eq(0.0).all();
+                let param = &self.inner_params[i];
+                let kept = before.where_self(&never_reached, param);
+                let _ = param.shallow_clone().copy_(&kept);
+            }
+        });
+    }
 }
 
 /// The start of the event said when the shares' double backward failed;
@@ -392,11 +421,18 @@ pub(super) fn far_larger_under_sum(names: &[String], values: &[f64]) -> Option<S
     (!large.is_empty()).then(|| {
         format!(
             "at the first logged step, {} at least {FAR_LARGER_LOSS:.0}x the primary's value ({} = {:.3e}): \
-             under `sum` it likely takes most of the gradient (the contributions pane's gradient shares and the export's \
-             share/ columns show it); scale it down in the model, or weigh it with combiner.kind = \"weights\", if it should count less",
+             under `sum` {} (the contributions pane's gradient shares and the export's \
+             share/ columns show it); scale {} down in the model, or weigh {} with combiner.kind = \"weights\", if {} should count less",
             losses_are(&large),
             names[0],
-            values[0]
+            values[0],
+            match large.len() {
+                1 => "it likely takes most of the gradient",
+                _ => "they likely take most of the gradient",
+            },
+            if large.len() == 1 { "it" } else { "them" },
+            if large.len() == 1 { "it" } else { "them" },
+            if large.len() == 1 { "it" } else { "they" },
         )
     })
 }

@@ -146,7 +146,7 @@ pub(super) fn gradient_owner_event(
         // Said only where MELTR did rescale (walkthrough C's x26 loss was
         // read raw, under meltr.max_loss_ratio).
         CombinerKind::Meltr if rescaled => format!(
-            "MELTR reads the losses on a common scale (meltr.loss_scale), but each loss's gradient is its own: \
+            "MELTR reads this loss scaled down (meltr.loss_scale), but each loss's gradient is its own: \
              its effective weight would have to fall far below the others'.{fit} {remedy}"
         ),
         CombinerKind::Meltr => match now.as_ref() {

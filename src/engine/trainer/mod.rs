@@ -91,6 +91,11 @@ pub struct Trainer {
     theta: Vec<Tensor>,
     /// θ plus combiner parameters trained jointly with the model.
     inner_params: Vec<Tensor>,
+    /// Indices into `inner_params` of the parameters no trained loss
+    /// reached on the first batch: each is put back after an update while
+    /// its second moment is still all zero (no gradient has reached it),
+    /// as PyTorch's optimizers skip a parameter whose `.grad` is `None`.
+    unreached: Vec<usize>,
     inner: AdamW,
     meta: Option<AdamW>,
     step: u64,

@@ -63,6 +63,14 @@ impl Trainer {
             inner_params.extend(combiner.params());
         }
         let inner = AdamW::new(&inner_params, config.train.lr, config.train.weight_decay);
+        let unreached_storage: Vec<usize> = workload
+            .unreached_parameters()
+            .iter()
+            .map(|t| t.data_ptr() as usize)
+            .collect();
+        let unreached: Vec<usize> = (0..inner_params.len())
+            .filter(|&i| unreached_storage.contains(&(inner_params[i].data_ptr() as usize)))
+            .collect();
         let meta = (combiner.training() == Training::Meta).then(|| {
             AdamW::new(
                 &combiner.params(),
@@ -265,6 +273,7 @@ impl Trainer {
             combiner,
             theta,
             inner_params,
+            unreached,
             inner,
             meta,
             step,

@@ -15,6 +15,9 @@ pub(super) fn start_notes(
     let goal = if higher_is_better { "higher" } else { "lower" };
     let why = match config.workload.metric_goal {
         Some(_) => " (workload.metric_goal)",
+        // No metric of its own: the primary loss stands in, and nothing
+        // was guessed (walkthrough L read "guessed from its name").
+        None if metric == config.workload.primary => " (the primary loss)",
         None if workload_kind == "torchscript" => {
             " (guessed from its name; workload.metric_goal = \"max\" or \"min\" says otherwise)"
         }

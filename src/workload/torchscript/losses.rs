@@ -6,12 +6,18 @@ use anyhow::{bail, Context, Result};
 use tch::Tensor;
 
 impl TorchScript {
-    /// Takes the parameters the trained losses' gradient does not reach on
-    /// the first batch out of training (see [`super::params::unreached_note`]),
-    /// and says which. Where a trained loss is a constant on that batch (a
-    /// masked auxiliary), nothing: other batches may reach more.
-    pub(super) fn untrain_unreached(&mut self) -> Result<Option<String>> {
+    /// Finds the parameters the trained losses' gradient does not reach on
+    /// the first batch (see [`super::params::unreached_note`]), for the
+    /// trainer to leave alone until a gradient reaches them, and says
+    /// which. Where a trained loss is a constant on that batch (a masked
+    /// auxiliary), none: other batches may reach more. The forward runs in
+    /// training mode, seeded as step 0's would be (the replay's is too).
+    pub(super) fn find_unreached(&mut self) -> Result<Option<String>> {
         let batch = self.train.slice(0, self.batch_size);
+        let seed = crate::nn::rng::forward_seed(self.seed, 0, crate::nn::rng::Forward::Inner);
+        // (The workload is built under the caller's hold on the global
+        // draws, as the seed at the end of `TorchScript::new`.)
+        tch::manual_seed(seed);
         let outputs = self.forward(&batch)?;
         let trained: Vec<&Tensor> = std::iter::once(&self.primary)
             .chain(&self.auxiliary)
@@ -37,14 +43,12 @@ impl TorchScript {
         let grads = Tensor::f_run_backward(&[&total], &tensors, false, false)
             .context("the trained losses' gradient on the first batch")?;
         let reached: Vec<bool> = grads.iter().map(Tensor::defined).collect();
-        for ((_, tensor), reached) in parameters.iter().zip(&reached) {
-            if !reached {
-                // The module's own tensor (the VarStore's too): θ, the
-                // optimizer and checkpoints' optimizer state leave it out.
-                let _ = tensor.set_requires_grad(false);
-                self.unreached.push(tensor.shallow_clone());
-            }
-        }
+        self.unreached = parameters
+            .iter()
+            .zip(&reached)
+            .filter(|(_, reached)| !**reached)
+            .map(|((_, t), _)| t.shallow_clone())
+            .collect();
         Ok(super::params::unreached_note(&parameters, &reached))
     }
 

@@ -88,8 +88,8 @@ pub struct TorchScript {
     data_notes: Vec<String>,
     /// Non-finite values in the data files, by tensor and row.
     non_finite: masking::NonFiniteData,
-    /// Parameters no trained loss reaches, taken out of training
-    /// (`requires_grad` off while the run trains; on in saved modules).
+    /// Parameters no trained loss reached on the first batch
+    /// ([`Workload::unreached_parameters`]).
     unreached: Vec<Tensor>,
     /// The run's floating-point kind. A loss the model returns in another
     /// (an f64 reduction, a half-precision head) is cast to it, so the loss
@@ -196,7 +196,7 @@ impl TorchScript {
         // statistics: a PyTorch loop starts from the exported ones.
         let exported = SavedBuffers::take(&workload)?;
         workload.inspect_outputs(model_path)?;
-        if let Some(note) = workload.untrain_unreached()? {
+        if let Some(note) = workload.find_unreached()? {
             workload
                 .data_notes
                 .push(format!("workload.model {model_path}: {note}"));
@@ -465,6 +465,10 @@ fn load_module(path: &str, device: Device) -> Result<CModule> {
 }
 
 impl Workload for TorchScript {
+    fn unreached_parameters(&self) -> Vec<Tensor> {
+        self.unreached.iter().map(Tensor::shallow_clone).collect()
+    }
+
     fn notes(&self) -> Vec<String> {
         let mut notes = self.data_notes.clone();
         notes.extend(self.non_finite.notes.iter().cloned());
@@ -584,18 +588,7 @@ impl Workload for TorchScript {
 
     fn state(&self) -> Vec<(String, Tensor)> {
         let mut state = crate::nn::vars::named_state(&self.vs, "");
-        // Saved as the model had them: an exported module trains them in
-        // PyTorch, and a resumed run finds them unreached again.
-        let thawed: Vec<Tensor> = self
-            .unreached
-            .iter()
-            .map(|t| t.set_requires_grad(true))
-            .collect();
-        let saved = serialize(&self.module.borrow());
-        for tensor in thawed {
-            let _ = tensor.set_requires_grad(false);
-        }
-        match saved {
+        match serialize(&self.module.borrow()) {
             Ok(bytes) => state.push((MODULE_ENTRY.to_string(), Tensor::from_slice(&bytes))),
             // Parameters are still saved; the resume loads buffers from model.pt.
             Err(e) => say_err!("warning: cannot serialize the TorchScript module: {e:#}"),

@@ -61,7 +61,7 @@ pub(super) fn frozen_note(parameters: &[(String, Tensor)]) -> Option<String> {
 /// The parameters no trained loss reaches (a head the forward never uses):
 /// PyTorch's optimizers skip a parameter whose `.grad` stays `None`, so its
 /// weight decay never shrinks it either; the run leaves them as the module
-/// has them too, said at the start. `reached` lists, for each of
+/// has them too, until a gradient reaches them, said at the start. `reached` lists, for each of
 /// `parameters`, whether the trained losses' gradient reaches it.
 pub(super) fn unreached_note(parameters: &[(String, Tensor)], reached: &[bool]) -> Option<String> {
     let unreached: Vec<&(String, Tensor)> = parameters
@@ -72,9 +72,10 @@ pub(super) fn unreached_note(parameters: &[(String, Tensor)], reached: &[bool]) 
         .collect();
     listed_note(parameters, &unreached).map(|(count, total, listed)| {
         format!(
-            "{count} of the {total} trainable parameter tensors get no gradient from the trained losses on the first batch ({listed}) and \
-             are not trained (PyTorch's optimizers skip a parameter whose .grad is None: weight \
-             decay leaves them as they are)"
+            "{count} of the {total} trainable parameter tensors get no gradient from the \
+             trained losses on the first batch ({listed}): each stays as it is until a gradient \
+             reaches it (PyTorch's optimizers skip a parameter whose .grad is None, so weight \
+             decay does not shrink it)"
         )
     })
 }
