@@ -460,15 +460,19 @@ class Workload:
         constant on that batch (other batches may reach more)."""
         rows = torch.arange(min(batch_size, self.samples(self.train)))
         buffers = {n: b.clone() for n, b in self.model.named_buffers()}
+        was_training = self.model.training
         self.model.train()
         trained = seeded(forward_seed(seed, 0, INNER_FORWARD), lambda: self.loss_list(self.rows(rows)))
+        self.model.train(was_training)
+        unreached = []
+        if all(t.requires_grad for t in trained):
+            got = torch.autograd.grad(sum(t.double() for t in trained), self.theta, allow_unused=True)
+            unreached = [p for p, g in zip(self.theta, got) if g is None]
+        # After the backward, which may need the statistics as they were.
         with torch.no_grad():
             for n, b in self.model.named_buffers():
                 b.copy_(buffers[n])
-        if any(not t.requires_grad for t in trained):
-            return []
-        got = torch.autograd.grad(sum(t.double() for t in trained), self.theta, allow_unused=True)
-        return [p for p, g in zip(self.theta, got) if g is None]
+        return unreached
 
     def _data(self, path: str) -> Dict[str, Tensor]:
         if not os.path.exists(path):
@@ -502,10 +506,13 @@ class Workload:
     def loss_list(self, batch: Dict[str, Tensor]) -> List[Tensor]:
         """The configured losses, primary first, checked as the engine checks them."""
         out = self.outputs(batch)
-        shaped = [f"`{n}` has shape {list(t.shape)}" for n, t in out.items() if t.dim() != 0]
-        if shaped:
-            raise ReplayError(f"forward's {', '.join(shaped)}; every value must be a 0-dim tensor "
-                              "(reduce it, e.g. with .mean())")
+        for n, t in out.items():
+            if t.dim() != 0:
+                # The engine's words (`to_scalar`), for the first such output.
+                fix = ("drop its dimensions, e.g. with .squeeze() or .reshape(())" if t.numel() == 1
+                       else "reduce it, e.g. with .mean()")
+                raise ReplayError(f"forward's `{n}` has shape {list(t.shape)}; every value must be "
+                                  f"a 0-dim tensor ({fix})")
         missing = [n for n in self.names if n not in out]
         if missing:
             raise ReplayError(f"the model's outputs {sorted(out)} lack the configured losses {missing}")

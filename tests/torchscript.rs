@@ -1485,6 +1485,15 @@ fn losses_in_other_float_kinds_are_cast_to_the_runs() {
             .collect();
         assert_eq!(weights.len(), 40, "{mode}");
         assert!(weights.iter().all(|w| w.is_finite()), "{mode}: {weights:?}");
+        // The start says which outputs were cast (walkthrough L's f64 loss
+        // went unsaid, though the README promised it).
+        let said = lines.iter().any(|l| {
+            matches!(&l.record, Record::Event { message, .. }
+                if message.contains("`primary` as Double")
+                    && message.contains("`aux` as BFloat16")
+                    && message.contains(": cast to Float, the run's train.dtype"))
+        });
+        assert!(said, "{mode}: {}", text(&out));
     }
 }
 

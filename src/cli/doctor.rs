@@ -364,6 +364,10 @@ fn gradient_hint(shares: &[(String, f64)]) -> Option<String> {
 /// nothing.
 const FLAT_SHARE: f64 = 1e-4;
 
+/// Below this share (and own norm against the combined gradient's) the
+/// primary has no gradient to speak of.
+const FLAT_PRIMARY: f64 = 1e-9;
+
 /// Auxiliaries with next to none of the first batch's gradient: their value
 /// hardly depends on the model's parameters (walkthrough B's `const`, 2 +
 /// 1e-6·head, showed `-0.0000084%` and no word).
@@ -398,11 +402,13 @@ fn flat_hint(
     })
 }
 
-/// A primary with next to none of the first batch's gradient, by its share
-/// and its own gradient's norm alike (walkthrough J's detached entropy as
-/// the primary passed `check` as "ok", and the run's collapse warning then
-/// blamed a climb of a loss that cannot move): training follows the
-/// auxiliaries alone, and MELTR's meta objective gives it nothing.
+/// A primary with no gradient on the first batch, by its share and its own
+/// gradient's norm alike (walkthrough J's entropy of detached logits, plus
+/// `0·logits.sum()`, passed `check` as "ok", and the run's collapse warning
+/// then blamed a climb of a loss that cannot move): training follows the
+/// auxiliaries alone, and MELTR's meta objective gives it nothing. Far
+/// stricter than an auxiliary's [`FLAT_SHARE`]: a real primary beside an
+/// auxiliary with 10⁴ times its gradient has a share that small too.
 fn flat_primary_warning(
     losses: &[(String, f64)],
     shares: &[(String, f64)],
@@ -412,8 +418,8 @@ fn flat_primary_warning(
     let zero = losses.first().is_some_and(|(_, v)| *v == 0.0);
     let own = ratios.iter().find(|(n, _)| n == primary).map(|(_, r)| *r);
     let flat = share.is_finite()
-        && share.abs() < FLAT_SHARE
-        && own.is_some_and(|r| r.is_finite() && r < FLAT_SHARE)
+        && share.abs() < FLAT_PRIMARY
+        && own.is_some_and(|r| r.is_finite() && r < FLAT_PRIMARY)
         && !zero
         && shares.len() > 1;
     flat.then(|| {

@@ -16,7 +16,7 @@ mod closed_pipe;
 mod config_file;
 mod doctor;
 mod fork;
-pub(crate) mod headless;
+mod headless;
 mod list;
 mod live_runner;
 mod paper;

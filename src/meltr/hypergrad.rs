@@ -198,7 +198,12 @@ pub fn hypergradient_timed(
             clock.mark("val fwd");
             let g_val = grad(&[&val], theta, false, false)?;
             clock.mark("val bwd");
-            let val = val.detach();
+            // Its value only: the graph goes now.
+            let val = {
+                let value = val.detach();
+                drop(val);
+                value
+            };
             let (losses, combined, reg) = train_terms(problem, Derivatives::FirstOrder, true)?;
             clock.mark("train fwd");
             let inputs = if settings.gamma_direct {

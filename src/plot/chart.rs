@@ -519,10 +519,24 @@ fn draw_line(svg: &mut Svg, frame: &Frame, line: &Line, t: &Theme) {
     }
 }
 
-/// Bars from zero, outlined, each with its value at its end.
+/// The smallest the bars' value labels get, as a fraction of the ticks'.
+const SMALLEST_VALUE_LABEL: f64 = 0.6;
+
+/// Bars from zero, outlined, each with its value at its end, in a size
+/// whose widest value fits the space between two bars (walkthrough L's
+/// twelve bars read "0.2010.1950.103" where three labels ran together).
 fn draw_bars(svg: &mut Svg, frame: &Frame, bars: &[Bar], t: &Theme, m: &Metrics) {
-    let width = 0.6 * frame.area.w / (frame.x.hi - frame.x.lo);
+    let pitch = frame.area.w / (frame.x.hi - frame.x.lo);
+    let width = 0.6 * pitch;
     let zero = frame.py(0.0);
+    let widest = bars
+        .iter()
+        .map(|bar| m.width(&scale::short(bar.value), t.tick_pt))
+        .fold(0.0f64, f64::max);
+    let size = match widest > 0.9 * pitch {
+        true => (t.tick_pt * 0.9 * pitch / widest).max(SMALLEST_VALUE_LABEL * t.tick_pt),
+        false => t.tick_pt,
+    };
     let edge = Stroke::solid("#000000", t.axis_pt * 0.6);
     for (i, bar) in bars.iter().enumerate() {
         let cx = frame.px(i as f64);
@@ -533,13 +547,13 @@ fn draw_bars(svg: &mut Svg, frame: &Frame, bars: &[Bar], t: &Theme, m: &Metrics)
         let baseline = if bar.value >= 0.0 {
             end - gap
         } else {
-            end + gap + m.cap_height(t.tick_pt)
+            end + gap + m.cap_height(size)
         };
         svg.text(
             cx,
             baseline,
             &scale::short(bar.value),
-            t.tick_pt,
+            size,
             Anchor::Middle,
             0.0,
         );

@@ -252,7 +252,7 @@ pub fn serve(dir: &Path, resume: bool) -> Result<Status> {
         SessionDir::new(&dir).id(),
         status.as_str()
     );
-    if let Some(note) = crate::cli::headless::best_before_the_end(&dir, torchscript) {
+    if let Some(note) = crate::runs::best::best_before_the_end(&dir, torchscript) {
         say!("{note}");
     }
     // Let attached clients read the final status before the socket closes.

@@ -4,9 +4,9 @@
 //! (with the config keys that differ between them as columns), `table`
 //! and `compare` gather them into groups of seeds.
 //!
-//! Pure reading of session folders: no runner is asked anything here (the
-//! command line overlays what live runners say).
+//! Pure reading of session folders (the command line overlays what live runners say).
 
+pub mod best;
 pub mod filter;
 pub mod groups;
 pub mod keys;

@@ -309,7 +309,7 @@ pub fn render(groups: &[Group], opts: &TableOptions) -> Result<String> {
         let d = digits[col];
         let cell = &rows[row].cells[col];
         best_means[col].is_some_and(|best| {
-            padded(best, d) == padded(cell.mean, d)
+            padded_or_exponent(best, d) == padded_or_exponent(cell.mean, d)
                 || rows
                     .iter()
                     .map(|r| &r.cells[col])
@@ -533,6 +533,7 @@ pub fn render(groups: &[Group], opts: &TableOptions) -> Result<String> {
                 cells.push(row.group.runs.len().to_string());
                 for (j, s) in row.cells.iter().enumerate() {
                     let (mean, std) = cell(s, j);
+                    let (mean, std) = (latex_exponent(&mean), std.as_deref().map(latex_exponent));
                     let body = std.map_or(mean.clone(), |std| format!("{mean} \\pm {std}"));
                     cells.push(if is_bold(i, j) {
                         format!("$\\mathbf{{{body}}}$")
@@ -562,14 +563,26 @@ mod header_tests;
 #[cfg(test)]
 mod tests;
 
-/// `v` to `d` decimals, or with an exponent where those read as zero
-/// (walkthrough K's `share/recon` read `0.000000 ± 0.000000` for a loss
-/// with a share near 1e-7).
+/// `v` to `d` decimals, or, at the most decimals a cell gets (six), with
+/// an exponent where those read as zero (walkthrough K's `share/recon`
+/// read `0.000000 ± 0.000000` for a loss with a share near 1e-7). Fewer
+/// decimals follow the cell's std: `0.00 ± 0.30` says what it should.
 fn padded_or_exponent(v: f64, d: usize) -> String {
     let shown = padded(v, d);
     let zero = shown.chars().all(|c| matches!(c, '0' | '.' | '-'));
-    match zero && v.is_finite() && v != 0.0 {
+    match zero && d >= 6 && v.is_finite() && v != 0.0 {
         true => format!("{v:.1e}"),
         false => shown,
+    }
+}
+
+/// A cell's number as LaTeX math sets it: `2.0e-7` as `2.0\times10^{-7}`
+/// (`e-7` in math mode reads as a product with a spaced minus).
+fn latex_exponent(number: &str) -> String {
+    match number.split_once('e') {
+        Some((mantissa, exponent)) if exponent.parse::<i32>().is_ok() => {
+            format!("{mantissa}\\times10^{{{exponent}}}")
+        }
+        _ => number.to_string(),
     }
 }

@@ -162,6 +162,13 @@ fn a_primary_without_a_gradient_is_warned_about() {
     // A primary at right angles to the auxiliaries pulls by its own norm.
     let own = named(&[("entropy", 0.4), ("bce", 1.0)]);
     assert_eq!(super::flat_primary_warning(&losses, &shares, &own), None);
+    // A real primary beside an auxiliary with 10⁵ times its gradient (the
+    // review): small, not none.
+    let dwarfed = named(&[("entropy", 1e-5), ("bce", 1.0)]);
+    assert_eq!(
+        super::flat_primary_warning(&losses, &dwarfed, &dwarfed),
+        None
+    );
     // Without its own norm, the share alone does not decide for the primary.
     assert_eq!(super::flat_primary_warning(&losses, &shares, &[]), None);
     // A masked primary at 0 on the first batch, or a primary alone: no.

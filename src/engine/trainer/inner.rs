@@ -359,7 +359,7 @@ impl Trainer {
                 let never_reached = self.inner.v[i].eq(0.0).all();
                 let param = &self.inner_params[i];
                 let kept = before.where_self(&never_reached, param);
-                let _ = param.shallow_clone().copy_(&kept);
+                param.shallow_clone().copy_(&kept);
             }
         });
     }

@@ -23,37 +23,6 @@ pub(super) fn fmt_gamma(gamma: f64) -> String {
     crate::numfmt::trim_zeros(format!("{gamma:.6}"))
 }
 
-/// A meta step whose numbers the host has not read yet.
-pub(super) struct PendingMeta {
-    pub(super) step: u64,
-    /// The steps whose training batches it drew: for φ's training
-    /// losses, and for the validation loss (`None`: the held-out split);
-    /// `None` when the pool held no batch whose update went through (the
-    /// meta step is skipped).
-    pub(super) drew: Option<(u64, Option<u64>)>,
-    pub(super) norm: Tensor,
-    pub(super) reg: Tensor,
-    pub(super) meta_lr: f64,
-    pub(super) aid_iterations: u32,
-    /// γ in force at this step.
-    pub(super) gamma: f64,
-    /// The effective weights after the update, primary first, then the
-    /// primary's training loss (the collapse watch).
-    pub(super) watched_weights: Option<Tensor>,
-    /// The losses the step was taken on (see
-    /// [`crate::meltr::hypergrad::Hypergradient::losses`]); read only when
-    /// its hypergradient is not finite, to name the cause.
-    pub(super) losses: Option<Tensor>,
-    /// Copies of φ and the meta optimizer's step count after the update
-    /// (`meltr.on_collapse = "restore"`).
-    pub(super) snapshot: Option<Vec<Tensor>>,
-    /// The run's clock and the wall clock when the step was taken (its line
-    /// is written later, with the next logged step's host copy): what its
-    /// line's `time` and `wall` say.
-    pub(super) time: f64,
-    pub(super) wall: f64,
-}
-
 impl Trainer {
     /// One meta step. `current_forward`: the loss vector of this step's
     /// batch at the current θ, with its graph (the inner step's forward,

@@ -18,6 +18,37 @@ pub(super) struct PendingStep {
     pub(super) losses: Tensor,
 }
 
+/// A meta step whose numbers the host has not read yet.
+pub(super) struct PendingMeta {
+    pub(super) step: u64,
+    /// The steps whose training batches it drew: for φ's training
+    /// losses, and for the validation loss (`None`: the held-out split);
+    /// `None` when the pool held no batch whose update went through (the
+    /// meta step is skipped).
+    pub(super) drew: Option<(u64, Option<u64>)>,
+    pub(super) norm: Tensor,
+    pub(super) reg: Tensor,
+    pub(super) meta_lr: f64,
+    pub(super) aid_iterations: u32,
+    /// γ in force at this step.
+    pub(super) gamma: f64,
+    /// The effective weights after the update, primary first, then the
+    /// primary's training loss (the collapse watch).
+    pub(super) watched_weights: Option<Tensor>,
+    /// The losses the step was taken on (see
+    /// [`crate::meltr::hypergrad::Hypergradient::losses`]); read only when
+    /// its hypergradient is not finite, to name the cause.
+    pub(super) losses: Option<Tensor>,
+    /// Copies of φ and the meta optimizer's step count after the update
+    /// (`meltr.on_collapse = "restore"`).
+    pub(super) snapshot: Option<Vec<Tensor>>,
+    /// The run's clock and the wall clock when the step was taken (its line
+    /// is written later, with the next logged step's host copy): what its
+    /// line's `time` and `wall` say.
+    pub(super) time: f64,
+    pub(super) wall: f64,
+}
+
 impl Trainer {
     /// Writes what the device decided since the last flush — skipped
     /// steps, meta lines, collapse warnings — with one device-to-host copy.
@@ -330,7 +361,7 @@ impl Trainer {
 
     /// [`Self::emit_at`] for a meta step's line, written after the step was
     /// taken: it carries the step's own time.
-    pub(super) fn emit_taken(&mut self, m: &super::meta::PendingMeta, record: Record) {
+    pub(super) fn emit_taken(&mut self, m: &PendingMeta, record: Record) {
         self.emit_timed(m.step, m.time, m.wall, record);
     }
 

@@ -280,7 +280,7 @@ fn a_restore_that_did_not_lift_the_primary_is_not_repeated() {
 /// The meta steps taken before a restore takes effect are not watched.
 #[test]
 fn meta_steps_taken_before_a_restore_takes_effect_queue_no_second_one() {
-    use super::meta::PendingMeta;
+    use super::outbox::PendingMeta;
     let dir = tempfile::tempdir().unwrap();
     let (mut trainer, _) = knocked_out(OnCollapse::Restore, dir.path());
     while !trainer.restore_due {

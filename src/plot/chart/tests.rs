@@ -487,3 +487,57 @@ fn the_legend_keeps_clear_of_a_mark_labels_glyphs() {
         ly + lh
     );
 }
+
+/// Walkthrough L's twelve bars: their value labels ran into each other;
+/// they are set smaller, to fit between the bars.
+#[test]
+fn twelve_bars_value_labels_do_not_overlap() {
+    let values = [
+        3.004, 0.1962, 0.2331, 0.2493, 0.0681, 1.229, 0.4913, 0.2013, 0.1951, 0.1032, 0.9231,
+        0.0612,
+    ];
+    let bars = values
+        .iter()
+        .enumerate()
+        .map(|(i, &value)| Bar {
+            category: format!("loss{i}"),
+            value,
+            look: super::super::style::look(i),
+        })
+        .collect();
+    let chart = Chart {
+        x_label: String::new(),
+        y_label: "effective weight".into(),
+        y_kind: Kind::Linear,
+        tight_x: false,
+        zero_line: true,
+        marks: Vec::new(),
+        body: Body::Bars(bars),
+    };
+    let theme = super::super::Style::Paper.theme();
+    let svg = chart.to_svg(&theme);
+    let m = Metrics::get();
+    // Each value label's horizontal extent (centred on its bar).
+    let mut extents: Vec<(f64, f64)> = values
+        .iter()
+        .map(|&v| {
+            let text = super::scale::short(v);
+            let at = svg.find(&format!(">{text}<")).expect("the value label");
+            let tag = &svg[svg[..at].rfind("<text").unwrap()..at];
+            let attr = |name: &str| -> f64 {
+                tag[tag.find(&format!(" {name}=\"")).unwrap() + name.len() + 3..]
+                    .split('"')
+                    .next()
+                    .unwrap()
+                    .parse()
+                    .unwrap()
+            };
+            let half = m.width(&text, attr("font-size")) / 2.0;
+            (attr("x") - half, attr("x") + half)
+        })
+        .collect();
+    extents.sort_by(|a, b| a.0.total_cmp(&b.0));
+    for pair in extents.windows(2) {
+        assert!(pair[0].1 <= pair[1].0, "value labels overlap: {extents:?}");
+    }
+}

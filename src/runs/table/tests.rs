@@ -506,4 +506,11 @@ fn a_mean_too_small_for_six_decimals_shows_an_exponent() {
     // A true zero stays one.
     let text = by_gamma(&[(0.1, 0.0), (0.1, 0.0), (0.3, 0.5), (0.3, 0.6)]);
     assert!(text.contains("| 0.1 | 2 | 0.000 ± 0.000 |"), "{text}");
+    // Fewer decimals follow the std: a small mean beside a large std
+    // reads 0.00 (the review).
+    let text = by_gamma(&[(0.1, 0.3), (0.1, -0.296), (0.3, 0.5), (0.3, 0.6)]);
+    assert!(text.contains("| 0.1 | 2 | 0.00 ± 0.42 |"), "{text}");
+    assert!(!text.contains("e-3"), "{text}");
+    assert_eq!(super::latex_exponent("2.0e-7"), "2.0\\times10^{-7}");
+    assert_eq!(super::latex_exponent("0.720150"), "0.720150");
 }

@@ -28,6 +28,7 @@ mod buffers;
 pub use buffers::named_buffers;
 mod data;
 mod errors;
+mod forward;
 mod losses;
 mod masking;
 pub use masking::NOT_FINITE_ON_CLEAN_ROWS;
@@ -36,7 +37,7 @@ mod validation;
 
 use data::Split;
 pub use errors::torch_message;
-use errors::{batch_hint, batch_inventory, describe};
+use errors::describe;
 use params::{distinct_parameters, TiedName};
 
 /// Checkpoint entry holding the serialized module (bytes as a u8 tensor).
@@ -91,6 +92,10 @@ pub struct TorchScript {
     /// Parameters no trained loss reached on the first batch
     /// ([`Workload::unreached_parameters`]).
     unreached: Vec<Tensor>,
+    /// Outputs `forward` returned in another floating-point kind than the
+    /// run's, and that kind: cast, and said at the start (walkthrough L's
+    /// f64 loss was cast unsaid).
+    cast_outputs: RefCell<Vec<(String, Kind)>>,
     /// The run's floating-point kind. A loss the model returns in another
     /// (an f64 reduction, a half-precision head) is cast to it, so the loss
     /// vector and MELTR see one kind; its gradient flows back through the
@@ -169,6 +174,7 @@ impl TorchScript {
             data_notes: data_notes.into_iter().flatten().collect(),
             non_finite: masking::NonFiniteData::default(),
             unreached: Vec::new(),
+            cast_outputs: RefCell::new(Vec::new()),
             vs,
             module: RefCell::new(module),
             batch_size: (w.batch_size as i64).min(train.samples),
@@ -325,73 +331,6 @@ impl TorchScript {
         }
     }
 
-    /// One forward pass: every output, losses and metrics, by name. Errors
-    /// name the model file (callers add which batch).
-    fn forward(&self, batch: &Batch) -> Result<BTreeMap<String, Tensor>> {
-        Ok(self.forward_in_order(batch)?.into_iter().collect())
-    }
-
-    /// `forward`'s outputs in the order the model returned them.
-    fn forward_in_order(&self, batch: &Batch) -> Result<Vec<(String, Tensor)>> {
-        self.forward_checked(batch)
-            .with_context(|| self.model_label.clone())
-    }
-
-    fn forward_checked(&self, batch: &Batch) -> Result<Vec<(String, Tensor)>> {
-        plain_interpreter();
-        let output = self
-            .module
-            .borrow()
-            .forward_is(&[batch_ivalue(batch)])
-            .map_err(|e| {
-                let message = torch_message(&e);
-                let hint = batch_hint(&message, batch).map_or(String::new(), |h| format!("\n{h}"));
-                anyhow!(
-                    "forward failed: {message}\nthe batch it was given: {}{hint}",
-                    batch_inventory(batch)
-                )
-            })?;
-        let IValue::GenericDict(entries) = output else {
-            bail!(
-                "forward must return Dict[str, Tensor] (losses and `metric/...` values); it returned {}",
-                describe(&output)
-            );
-        };
-        let mut out = Vec::with_capacity(entries.len());
-        for (key, value) in entries {
-            let IValue::String(name) = key else {
-                bail!(
-                    "forward returned a dict whose keys are not strings ({})",
-                    describe(&key)
-                );
-            };
-            let IValue::Tensor(tensor) = value else {
-                bail!(
-                    "forward's `{name}` is {}, not a tensor; every value must be a 0-dim tensor",
-                    describe(&value)
-                );
-            };
-            if tensor.dim() != 0 {
-                bail!(
-                    "forward's `{name}` has shape {:?}; every value must be a 0-dim tensor ({})",
-                    tensor.size(),
-                    super::to_scalar(tensor.numel())
-                );
-            }
-            out.push((name, self.in_run_kind(tensor)));
-        }
-        Ok(out)
-    }
-
-    /// `value` in the run's kind when it is floating point in another.
-    fn in_run_kind(&self, value: Tensor) -> Tensor {
-        if value.is_floating_point() && value.kind() != self.kind {
-            value.to_kind(self.kind)
-        } else {
-            value
-        }
-    }
-
     /// Row indices of training batch `step`: consecutive slices of a
     /// per-epoch permutation (batches never straddle epochs).
     fn train_rows(&self, step: u64) -> Tensor {
@@ -471,6 +410,7 @@ impl Workload for TorchScript {
 
     fn notes(&self) -> Vec<String> {
         let mut notes = self.data_notes.clone();
+        notes.extend(self.cast_note());
         notes.extend(self.non_finite.notes.iter().cloned());
         notes.extend(self.untrained_losses_note());
         notes.extend(self.metrics_in_training_mode_note());
