@@ -865,7 +865,15 @@ fn table_reports_mean_and_std_per_group_from_the_sessions_own_numbers() {
         "kind=meltr=MELTR",
         "--label",
         "kind=sum=Sum",
+        "--label",
+        "kind=Method",
     ]);
+    assert!(
+        labelled.contains(
+            "--label `kind=Method`: --where keeps one value of kind, so no column shows it"
+        ),
+        "{labelled}"
+    );
     assert!(
         labelled.contains("--label `kind=meltr=MELTR`: every session here has combiner.kind=meltr, so no column shows it")
             && labelled.contains("--label `kind=sum=Sum`: no session here has combiner.kind=sum; nothing was renamed"),

@@ -67,6 +67,7 @@ pub(super) fn check(
         first_shares,
         first_gradient_ratios,
         non_finite,
+        zero,
         evaluation,
     } = super::config_file::in_file(
         crate::engine::check_scanning(&config, batches),
@@ -182,6 +183,9 @@ pub(super) fn check(
         say!(
             "  scanned        the first training batch only: `--batches N` runs N and evaluates the validation split once"
         );
+    }
+    for note in zero_notes(&zero, batches) {
+        say!("note: {note}");
     }
     if !non_finite.is_empty() {
         anyhow::bail!("{}", non_finite_words(&non_finite, batches, cause));
@@ -431,6 +435,28 @@ fn flat_primary_warning(
             crate::numfmt::percent(*share)
         )
     })
+}
+
+/// The losses exactly 0 on scanned batches: those batches take no gradient
+/// from them (walkthrough L's `rare`, 0 on most batches, read `rare 0` and
+/// `0.0%` unremarked). On the first batch alone, how to count them.
+fn zero_notes(zero: &[(String, Vec<u64>)], batches: u64) -> Vec<String> {
+    zero.iter()
+        .map(|(name, steps)| match batches {
+            0 | 1 => format!(
+                "{name} is exactly 0 on the first batch, which takes no gradient from it (a masked loss with \
+                 nothing to mask there?); `--batches N` counts how often"
+            ),
+            n if steps.len() as u64 == n => format!(
+                "{name} is exactly 0 on all {n} batches scanned: no weight makes it train the model there"
+            ),
+            n => format!(
+                "{name} is exactly 0 on {} of the {n} batches scanned, which take no gradient from it (a masked \
+                 loss with nothing to mask there, or a term that is rarely on)",
+                steps.len()
+            ),
+        })
+        .collect()
 }
 
 /// 10x the primary or more. A loss defined as 10x the primary came out at

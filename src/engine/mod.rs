@@ -74,6 +74,9 @@ pub struct Checked {
     /// The losses not finite on some of the training batches scanned, with
     /// those batches' steps.
     pub non_finite: Vec<(String, Vec<u64>)>,
+    /// The losses exactly 0 on some of the training batches scanned, with
+    /// those batches' steps (a masked loss with nothing to mask there).
+    pub zero: Vec<(String, Vec<u64>)>,
     /// With more than one batch scanned, one evaluation's non-finite
     /// validation losses and metrics.
     pub evaluation: Option<trainer::NonFiniteEvaluation>,
@@ -112,7 +115,7 @@ pub fn check_scanning(config: &crate::config::Config, batches: u64) -> Result<Ch
             });
             let first_shares = first_shares
                 .map(|shares| shares.into_iter().map(|(n, share, _)| (n, share)).collect());
-            let non_finite = trainer.non_finite_batches(&first_losses, batches)?;
+            let (non_finite, zero) = trainer.scan_batches(&first_losses, batches)?;
             let evaluation = match batches {
                 0 | 1 => None,
                 _ => Some(trainer.non_finite_evaluation()?),
@@ -137,6 +140,7 @@ pub fn check_scanning(config: &crate::config::Config, batches: u64) -> Result<Ch
                 first_shares,
                 first_gradient_ratios,
                 non_finite,
+                zero,
                 evaluation,
             })
         },

@@ -180,3 +180,27 @@ fn a_primary_without_a_gradient_is_warned_about() {
         None
     );
 }
+
+/// Walkthrough L: a loss exactly 0 on most batches went unsaid.
+#[test]
+fn a_loss_exactly_zero_on_scanned_batches_is_said() {
+    let zero = vec![
+        ("rare".to_string(), vec![1, 2, 4]),
+        ("never".to_string(), vec![1, 2, 3, 4]),
+    ];
+    let notes = super::zero_notes(&zero, 4);
+    assert!(
+        notes[0].starts_with("rare is exactly 0 on 3 of the 4 batches scanned"),
+        "{notes:?}"
+    );
+    assert!(
+        notes[1].starts_with("never is exactly 0 on all 4 batches scanned"),
+        "{notes:?}"
+    );
+    let first = super::zero_notes(&zero[..1], 1);
+    assert!(
+        first[0].contains("`--batches N` counts how often"),
+        "{first:?}"
+    );
+    assert!(super::zero_notes(&[], 4).is_empty());
+}

@@ -52,6 +52,15 @@ pub(super) fn rename_values(
                     continue;
                 }
             }
+            // A column `--where` left out (it keeps one value of the key):
+            // nothing to head, said in a note (it was refused as naming no
+            // column).
+            if !key_column && !text.contains('=') && filtered.iter().any(|w| named(w, key)) {
+                renamed.notes.push(format!(
+                    "note: --label `{rename}`: --where keeps one value of {key}, so no column shows it and nothing was renamed"
+                ));
+                continue;
+            }
             if key_column && text.contains('=') {
                 let mut cells: Vec<String> = groups
                     .iter()

@@ -6,6 +6,10 @@
 use super::*;
 use crate::meltr::fit::FIT_TOLERANCE;
 
+/// Losses by name with the steps of the scanned batches where something
+/// held of them.
+pub type Scan = Vec<(String, Vec<u64>)>;
+
 /// The names of the validation losses and metrics not finite in an
 /// evaluation.
 #[derive(Debug, Default, Clone, PartialEq)]
@@ -105,29 +109,38 @@ impl Trainer {
     /// (forwards only, buffers put back), batch 1's from `first` (what
     /// [`Self::first_batch_values`] gave): each loss with the steps where it
     /// is not, in order (`check --batches`; walkthrough O's model gave NaN
-    /// on batches without a labelled row, and `check` said "ok").
-    pub fn non_finite_batches(
-        &self,
-        first: &[(String, f64)],
-        batches: u64,
-    ) -> Result<Vec<(String, Vec<u64>)>> {
+    /// on batches without a labelled row, and `check` said "ok"); and each
+    /// loss with the steps where it is exactly 0 (walkthrough L's loss that
+    /// is 0 on most batches went unsaid).
+    pub fn scan_batches(&self, first: &[(String, f64)], batches: u64) -> Result<(Scan, Scan)> {
         let _draws = crate::nn::rng::global_draws();
-        let mut found: Vec<(String, Vec<u64>)> = first
-            .iter()
-            .map(|(n, v)| (n.clone(), if v.is_finite() { vec![] } else { vec![1] }))
-            .collect();
+        let start = |bad: fn(f64) -> bool| -> Scan {
+            first
+                .iter()
+                .map(|(n, v)| (n.clone(), if bad(*v) { vec![1] } else { vec![] }))
+                .collect()
+        };
+        let not_finite = |v: f64| !v.is_finite();
+        let zero = |v: f64| v == 0.0;
+        let (mut non_finite, mut zeros) = (start(not_finite), start(zero));
         for step in 2..=batches {
             let values = self
                 .batch_losses(step)
                 .and_then(|l| Ok(Vec::<f64>::try_from(l.to_kind(Kind::Double))?))?;
-            for ((_, steps), value) in found.iter_mut().zip(values) {
-                if !value.is_finite() {
-                    steps.push(step);
+            for (((_, bad), (_, none)), value) in
+                non_finite.iter_mut().zip(zeros.iter_mut()).zip(values)
+            {
+                if not_finite(value) {
+                    bad.push(step);
+                }
+                if zero(value) {
+                    none.push(step);
                 }
             }
         }
-        found.retain(|(_, steps)| !steps.is_empty());
-        Ok(found)
+        non_finite.retain(|(_, steps)| !steps.is_empty());
+        zeros.retain(|(_, steps)| !steps.is_empty());
+        Ok((non_finite, zeros))
     }
 
     /// `what` and step, with the batch's rows, to find a bad sample in the

@@ -397,15 +397,7 @@ fn a_slanted_first_category_stays_inside_the_figure() {
             look: super::super::style::look(i),
         })
         .collect();
-    let chart = Chart {
-        x_label: String::new(),
-        y_label: "effective weight".into(),
-        y_kind: Kind::Linear,
-        tight_x: false,
-        zero_line: true,
-        marks: Vec::new(),
-        body: Body::Bars(bars),
-    };
+    let chart = bar_chart(bars);
     let theme = super::super::Style::Paper.theme();
     let svg = chart.to_svg(&theme);
     let at = svg.find(">mse (primary)<").expect("the label");
@@ -505,15 +497,7 @@ fn twelve_bars_value_labels_do_not_overlap() {
             look: super::super::style::look(i),
         })
         .collect();
-    let chart = Chart {
-        x_label: String::new(),
-        y_label: "effective weight".into(),
-        y_kind: Kind::Linear,
-        tight_x: false,
-        zero_line: true,
-        marks: Vec::new(),
-        body: Body::Bars(bars),
-    };
+    let chart = bar_chart(bars);
     let theme = super::super::Style::Paper.theme();
     let svg = chart.to_svg(&theme);
     let m = Metrics::get();
@@ -539,5 +523,18 @@ fn twelve_bars_value_labels_do_not_overlap() {
     extents.sort_by(|a, b| a.0.total_cmp(&b.0));
     for pair in extents.windows(2) {
         assert!(pair[0].1 <= pair[1].0, "value labels overlap: {extents:?}");
+    }
+}
+
+/// A bar chart of effective weights, as `final-weights` draws one.
+fn bar_chart(bars: Vec<Bar>) -> Chart {
+    Chart {
+        x_label: String::new(),
+        y_label: "effective weight".into(),
+        y_kind: Kind::Linear,
+        tight_x: false,
+        zero_line: true,
+        marks: Vec::new(),
+        body: Body::Bars(bars),
     }
 }

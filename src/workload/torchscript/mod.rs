@@ -36,8 +36,8 @@ mod params;
 mod validation;
 
 use data::Split;
-pub use errors::torch_message;
 use errors::describe;
+pub use errors::torch_message;
 use params::{distinct_parameters, TiedName};
 
 /// Checkpoint entry holding the serialized module (bytes as a u8 tensor).
