@@ -261,8 +261,7 @@ fn tied_and_frozen_parameters_replay() {
 /// whose `.grad` stays `None`, so weight decay leaves it as exported; the
 /// engine took zeros for its gradient and decayed it. The run says which
 /// parameters it leaves alone, the replay agrees step for step, and the
-/// head comes out of the run as it went in (and a resume, whose
-/// checkpoints hold every parameter's moments, goes on alike).
+/// head comes out of the run as it went in.
 #[test]
 fn a_head_no_loss_uses_is_left_as_pytorch_leaves_it() {
     static DIR: OnceLock<PathBuf> = OnceLock::new();

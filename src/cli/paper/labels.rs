@@ -55,7 +55,15 @@ pub(super) fn rename_values(
             // A column `--where` left out (it keeps one value of the key):
             // nothing to head, said in a note (it was refused as naming no
             // column).
-            if !key_column && !text.contains('=') && filtered.iter().any(|w| named(w, key)) {
+            // (Not a metric's header of that name: that is renamed.)
+            let a_metric = groups.iter().flat_map(|g| g.runs.iter()).any(|r| {
+                r.final_eval
+                    .as_ref()
+                    .is_some_and(|(_, metrics)| metrics.contains_key(key))
+            });
+            // (`--where` takes whole keys only.)
+            let where_key = filtered.iter().any(|w| named(w, key));
+            if !key_column && !text.contains('=') && where_key && !a_metric {
                 renamed.notes.push(format!(
                     "note: --label `{rename}`: --where keeps one value of {key}, so no column shows it and nothing was renamed"
                 ));
