@@ -1423,6 +1423,17 @@ fn a_loss_constant_on_some_batches_trains_and_one_constant_on_all_is_refused() {
     let cfg = flag_config(tmp.path(), "masked", "aux_on_flagged_rows.pt", &train, &val);
     let out = run(&sessions, &cfg, "masked");
     assert!(out.status.success(), "{}", text(&out));
+    // `check --batches` counts the batches where it is 0: some of the
+    // eight, not all (walkthrough L).
+    let (ok, said) = check_batches(&cfg, 8);
+    let zero_on = said
+        .split_once("aux is exactly 0 on ")
+        .and_then(|(_, rest)| rest.split_once(" of the 8 batches scanned"))
+        .map(|(count, _)| count.parse::<u64>().unwrap());
+    assert!(
+        ok && zero_on.is_some_and(|k| k > 0 && k < 8) && !said.contains("primary is exactly 0"),
+        "{said}"
+    );
     // Sorted data: the only flagged row is the last, past twelve full
     // batches (the check's last window is rows 92..100).
     let sorted = flag_data(&tmp.path().join("sorted.safetensors"), 100, 4, &[99]);

@@ -418,6 +418,10 @@ fn far_larger(names: &[String], values: &[f64]) -> Vec<String> {
 /// the gradient (a walkthrough's ×100 loss took 99.8% of it, unsaid).
 pub(super) fn far_larger_under_sum(names: &[String], values: &[f64]) -> Option<String> {
     let large = far_larger(names, values);
+    let pronouns = match large.len() {
+        1 => ("it likely takes most of the gradient", "it", "it"),
+        _ => ("they likely take most of the gradient", "them", "they"),
+    };
     (!large.is_empty()).then(|| {
         format!(
             "at the first logged step, {} at least {FAR_LARGER_LOSS:.0}x the primary's value ({} = {:.3e}): \
@@ -426,13 +430,10 @@ pub(super) fn far_larger_under_sum(names: &[String], values: &[f64]) -> Option<S
             losses_are(&large),
             names[0],
             values[0],
-            match large.len() {
-                1 => "it likely takes most of the gradient",
-                _ => "they likely take most of the gradient",
-            },
-            if large.len() == 1 { "it" } else { "them" },
-            if large.len() == 1 { "it" } else { "them" },
-            if large.len() == 1 { "it" } else { "they" },
+            pronouns.0,
+            pronouns.1,
+            pronouns.1,
+            pronouns.2,
         )
     })
 }
