@@ -26,27 +26,28 @@ std::vector<at::Tensor> list(at::Tensor **tensors, int64_t count) {
 
 extern "C" {
 
-// One update of `count` parameters. `step`: the update's number (0-dim
-// float, already advanced), shared by every parameter. `decoupled`:
+// One update of `count` parameters. `steps`: each parameter's update
+// number (0-dim float, already advanced; one tensor may be listed for
+// all). `decoupled`:
 // AdamW's decay (else Adam's L2 on the gradient). `found_inf`: null, or a
 // 0-dim float tensor on the parameters' device.
 void meltr_fused_adam(at::Tensor **params, at::Tensor **grads,
                       at::Tensor **exp_avgs, at::Tensor **exp_avg_sqs,
-                      int64_t count, at::Tensor *step, double lr, double beta1,
+                      int64_t count, at::Tensor **steps, double lr, double beta1,
                       double beta2, double weight_decay, double eps,
                       int decoupled, at::Tensor *found_inf, char **error) {
   try {
-    std::vector<at::Tensor> steps(count, *step);
     std::optional<at::Tensor> skip;
     if (found_inf != nullptr) skip = *found_inf;
     auto p = list(params, count), g = list(grads, count);
+    auto step = list(steps, count);
     auto m = list(exp_avgs, count), v = list(exp_avg_sqs, count);
     if (decoupled) {
-      at::_fused_adamw_(p, g, m, v, {}, steps, lr, beta1, beta2, weight_decay,
+      at::_fused_adamw_(p, g, m, v, {}, step, lr, beta1, beta2, weight_decay,
                         eps, /*amsgrad=*/false, /*maximize=*/false,
                         std::nullopt, skip);
     } else {
-      at::_fused_adam_(p, g, m, v, {}, steps, lr, beta1, beta2, weight_decay,
+      at::_fused_adam_(p, g, m, v, {}, step, lr, beta1, beta2, weight_decay,
                        eps, /*amsgrad=*/false, /*maximize=*/false,
                        std::nullopt, skip);
     }

@@ -448,31 +448,6 @@ class Workload:
         # theta: the trainable parameters (the others stay as model.pt has them).
         self.named_params = [(n, p) for n, p in self.model.named_parameters() if p.requires_grad]
         self.theta = [p for _, p in self.named_params]
-        self.unreached = self.find_unreached(settings.batch_size, settings.seed)
-
-    def find_unreached(self, batch_size: int, seed: int) -> List[Tensor]:
-        """The parameters the trained losses do not reach on the first batch
-        (a head forward never uses), as the engine finds them: in training
-        mode, seeded as step 0's forward. A PyTorch loop leaves such a
-        parameter's .grad None and torch.optim skips it (no weight decay);
-        the trainer puts each back after an update until a gradient reaches
-        it (see Trainer.inner_update). None where a trained loss is a
-        constant on that batch (other batches may reach more)."""
-        rows = torch.arange(min(batch_size, self.samples(self.train)))
-        buffers = {n: b.clone() for n, b in self.model.named_buffers()}
-        was_training = self.model.training
-        self.model.train()
-        trained = seeded(forward_seed(seed, 0, INNER_FORWARD), lambda: self.loss_list(self.rows(rows)))
-        self.model.train(was_training)
-        unreached = []
-        if all(t.requires_grad for t in trained):
-            got = torch.autograd.grad(sum(t.double() for t in trained), self.theta, allow_unused=True)
-            unreached = [p for p, g in zip(self.theta, got) if g is None]
-        # After the backward, which may need the statistics as they were.
-        with torch.no_grad():
-            for n, b in self.model.named_buffers():
-                b.copy_(buffers[n])
-        return unreached
 
     def _data(self, path: str) -> Dict[str, Tensor]:
         if not os.path.exists(path):
@@ -721,7 +696,13 @@ class Trainer:
         its graph (kept for a meta step that reuses this forward)."""
         seed = forward_seed(self.s.seed, step, INNER_FORWARD)
         losses = seeded(seed, lambda: self.workload.losses(batch))
-        for p, g in zip(self.theta, grads(self.meltr(losses), self.theta, retain_graph=True)):
+        total = self.meltr(losses)
+        # A parameter this batch's losses do not reach keeps `.grad = None`,
+        # as `backward` leaves it: AdamW then skips it, and counts its steps
+        # without this one.
+        reached = (torch.autograd.grad(total, self.theta, retain_graph=True, allow_unused=True)
+                   if total.requires_grad else [None] * len(self.theta))
+        for p, g in zip(self.theta, reached):
             p.grad = g
         torch.nn.utils.clip_grad_norm_(self.theta, self.s.grad_clip)
         return losses
@@ -729,15 +710,8 @@ class Trainer:
     def inner_update(self, step: int) -> None:
         for group in self.inner.param_groups:
             group["lr"] = self.s.lr_at(step)
-        before = [(p, p.detach().clone()) for p in self.workload.unreached]
         self.inner.step()
         self.inner.zero_grad(set_to_none=True)
-        with torch.no_grad():
-            for p, kept in before:
-                # No gradient has reached it yet (its second moment is all
-                # zero): the zero gradient moved it only by weight decay.
-                if not bool(self.inner.state[p]["exp_avg_sq"].any()):
-                    p.copy_(kept)
 
     def meta_step(self, step: int, b_train: Dict[str, Tensor], b_val: Dict[str, Tensor],
                   inner_forward: Optional[Tensor] = None) -> MetaResult:

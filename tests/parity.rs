@@ -309,6 +309,45 @@ fn a_head_no_loss_uses_is_left_as_pytorch_leaves_it() {
     }
 }
 
+/// A head one loss uses on some batches only (`--sometimes-head`: on about
+/// three in eight): PyTorch's `backward` leaves its `.grad` at `None` on the
+/// others, and AdamW skips it there (no weight decay, no moment decay) and
+/// counts its steps without them. The engine had given it a zero gradient
+/// and taken every update; the replay agrees step for step now, at weight
+/// decay 0.1, and the head trains.
+#[test]
+fn a_head_some_batches_miss_sits_those_updates_out() {
+    static DIR: OnceLock<PathBuf> = OnceLock::new();
+    let dir = DIR.get_or_init(|| small_example(&["--attention", "matmul", "--sometimes-head"]));
+    let _serial = serial();
+    let exported = tch::CModule::load(dir.join("model.pt"))
+        .unwrap()
+        .named_parameters()
+        .unwrap()
+        .into_iter()
+        .find(|(name, _)| name == "sometimes_head.weight")
+        .expect("the export has sometimes_head")
+        .1;
+    for (mode, iterations) in [("exact", 0), ("factorized", 2)] {
+        let mut config = traced_config(dir, EXAMPLE_LOSSES, mode, iterations);
+        config.train.weight_decay = 0.1;
+        let root = tempfile::tempdir().unwrap();
+        let name = format!("sometimes-{mode}-j{iterations}");
+        let (session, _) = run_session(root.path(), &name, config.clone());
+        let checkpoint: std::collections::HashMap<String, tch::Tensor> =
+            tch::Tensor::read_safetensors(session.join("checkpoints/step-0000000030.safetensors"))
+                .unwrap()
+                .into_iter()
+                .collect();
+        let trained = &checkpoint["model.sometimes_head_weight"];
+        assert!(
+            !trained.equal(&exported.to_kind(trained.kind())),
+            "{name}: sometimes_head did not train"
+        );
+        assert_replays(&name, config);
+    }
+}
+
 /// PyTorch's stock attention (`nn.TransformerEncoderLayer`, its fused
 /// scaled-dot-product kernels) and BatchNorm, as the example ships: the
 /// replay takes the public algorithm's double backward on the math path

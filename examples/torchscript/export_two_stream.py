@@ -132,7 +132,8 @@ def encoder(d: int, heads: int, attention: str, dropout: float) -> nn.Module:
 
 class TwoStream(nn.Module):
     def __init__(self, d: int = 64, heads: int = 4, attention: str = "sdpa", dropout: float = 0.0,
-                 tie_embeddings: bool = False, freeze_positions: bool = False, unused_head: bool = False):
+                 tie_embeddings: bool = False, freeze_positions: bool = False, unused_head: bool = False,
+                 sometimes_head: bool = False):
         super().__init__()
         self.video_proj = nn.Linear(FEATURES, d)
         self.video_pos = nn.Parameter(torch.randn(FRAMES, d) * 0.02)
@@ -161,6 +162,11 @@ class TwoStream(nn.Module):
             # gradient reaches it, so a PyTorch loop never updates it.
             self.probe_head = nn.Linear(d, 3)
         self.scramble_head = nn.Linear(d, 8)
+        # A head `scramble` uses on some batches only (those whose first
+        # clip's label is a multiple of 3): on the others no gradient
+        # reaches it, and a PyTorch loop's optimizer skips it for that step.
+        self.sometimes = sometimes_head
+        self.sometimes_head = nn.Linear(d, 8) if sometimes_head else nn.Identity()
         self.log_temperature = nn.Parameter(torch.tensor(2.3))
         self.mask_token = MASK_TOKEN
         self.frames = FRAMES
@@ -240,6 +246,8 @@ class TwoStream(nn.Module):
         mfm = frame_error.sum() / (frame_weight.sum() * frames.shape[-1])
 
         scramble = self.cross_entropy(self.scramble_head(v), batch["scramble"])
+        if self.sometimes and int(batch["scramble"][0]) % 3 == 0:
+            scramble = scramble + 0.5 * self.cross_entropy(self.sometimes_head(v), batch["scramble"])
 
         with torch.no_grad():
             r1 = (logits.argmax(1) == target).to(frames).mean() * 100.0
@@ -328,6 +336,8 @@ def main() -> None:
                         help="the position embeddings do not require grad (left untrained)")
     parser.add_argument("--unused-head", action="store_true",
                         help="add a head (probe_head) that no loss uses")
+    parser.add_argument("--sometimes-head", action="store_true",
+                        help="add a head (sometimes_head) that `scramble` uses on about a third of the batches")
     args = parser.parse_args()
 
     torch.manual_seed(args.seed)
@@ -335,7 +345,8 @@ def main() -> None:
     model = torch.jit.script(TwoStream(attention=args.attention, dropout=args.dropout,
                                        tie_embeddings=args.tie_embeddings,
                                        freeze_positions=args.freeze_positions,
-                                       unused_head=args.unused_head))
+                                       unused_head=args.unused_head,
+                                       sometimes_head=args.sometimes_head))
     model.save(os.path.join(args.out, "model.pt"))
     generator = torch.Generator().manual_seed(args.seed + 1)
     write_safetensors(os.path.join(args.out, "train.safetensors"), make_split(args.train, generator, 0.0))

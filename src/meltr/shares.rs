@@ -15,7 +15,7 @@
 //! logged step's update reuses it: logging costs the step one extra pass
 //! over the model.
 
-use crate::nn::autograd::{detach_all, dot, grad};
+use crate::nn::autograd::{detach_all, dot, grad, grad_reaching};
 use anyhow::Result;
 use tch::Tensor;
 
@@ -32,15 +32,17 @@ pub struct Shares {
     /// G itself (detached), when it came out of one backward through the
     /// model seeded with the effective weights: the combined loss's
     /// gradient by the same ops, so the step's update can use it instead
-    /// of a backward of its own.
-    pub combined: Option<Vec<Tensor>>,
+    /// of a backward of its own; with which parameters it reached (see
+    /// [`grad_reaching`]).
+    pub combined: Option<(Vec<Tensor>, Vec<bool>)>,
 }
 
 /// By a double backward through the retained graph of `losses` (kept).
 pub fn by_double_backward(losses: &Tensor, weights: &Tensor, theta: &[Tensor]) -> Result<Shares> {
     let weights = weights.detach();
     let seed = weights.copy().set_requires_grad(true);
-    let combined = grad(&[&(losses * &seed).sum(losses.kind())], theta, true, true)?;
+    let (combined, reached) =
+        grad_reaching(&[&(losses * &seed).sum(losses.kind())], theta, true, true)?;
     let constant = detach_all(&combined);
     let along = grad(&[&dot(&combined, &constant)], &[seed], true, false)?;
     let squared_norm = dot(&constant, &constant);
@@ -48,7 +50,7 @@ pub fn by_double_backward(losses: &Tensor, weights: &Tensor, theta: &[Tensor]) -
         shares: &weights * &along[0] / &squared_norm,
         squared_norm,
         squared_norms: None,
-        combined: Some(constant),
+        combined: Some((constant, reached)),
     })
 }
 

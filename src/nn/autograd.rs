@@ -17,8 +17,21 @@ pub fn grad(
     keep_graph: bool,
     create_graph: bool,
 ) -> Result<Vec<Tensor>> {
+    grad_reaching(outputs, inputs, keep_graph, create_graph).map(|(grads, _)| grads)
+}
+
+/// [`grad`], and which inputs the outputs reach: false where no path of
+/// the graph leads to the input (its gradient the zeros filled in;
+/// PyTorch's `backward` leaves such a `.grad` at `None`, and its
+/// optimizers then skip the parameter).
+pub fn grad_reaching(
+    outputs: &[&Tensor],
+    inputs: &[Tensor],
+    keep_graph: bool,
+    create_graph: bool,
+) -> Result<(Vec<Tensor>, Vec<bool>)> {
     if inputs.is_empty() {
-        return Ok(Vec::new());
+        return Ok((Vec::new(), Vec::new()));
     }
     let roots: Vec<&Tensor> = outputs
         .iter()
@@ -26,11 +39,13 @@ pub fn grad(
         .filter(|t| t.requires_grad())
         .collect();
     if roots.is_empty() {
-        return Ok(inputs.iter().map(Tensor::zeros_like).collect());
+        let zeros = inputs.iter().map(Tensor::zeros_like).collect();
+        return Ok((zeros, vec![false; inputs.len()]));
     }
     let grads = Tensor::f_run_backward(&roots, inputs, keep_graph, create_graph)
         .map_err(|e| anyhow!("{}", first_line(&e.to_string())))?;
-    Ok(grads
+    let reached = grads.iter().map(Tensor::defined).collect();
+    let grads = grads
         .into_iter()
         .zip(inputs)
         .map(|(g, x)| {
@@ -42,7 +57,8 @@ pub fn grad(
                 g
             }
         })
-        .collect())
+        .collect();
+    Ok((grads, reached))
 }
 
 /// The first line of a libtorch error, without the C++ backtrace.

@@ -21,7 +21,7 @@ extern "C" {
         exp_avgs: *const *mut torch_sys::C_tensor,
         exp_avg_sqs: *const *mut torch_sys::C_tensor,
         count: i64,
-        step: *mut torch_sys::C_tensor,
+        steps: *const *mut torch_sys::C_tensor,
         lr: f64,
         beta1: f64,
         beta2: f64,
@@ -81,6 +81,14 @@ pub struct AdamW {
     /// parameters' device: a skipped update is decided there, without a
     /// host sync.
     pub step: Tensor,
+    /// Per parameter, the updates it sat out because no gradient reached it
+    /// (`[n]` f64, on the device): its own update count is `step − missed`,
+    /// as PyTorch counts steps per parameter and skips one whose `.grad` is
+    /// `None` ([`AdamW::step_reached`]).
+    pub missed: Tensor,
+    /// Whether any parameter has sat out an update (else every parameter's
+    /// count is `step`, and the update takes the shared count).
+    missed_any: bool,
     /// The moments per parameter: views into the buckets' buffers.
     pub m: Vec<Tensor>,
     /// The second moments (squared-gradient averages), laid out as `m`.
@@ -108,6 +116,27 @@ struct Bucket {
     sizes: Vec<i64>,
     m: Tensor,
     v: Tensor,
+}
+
+/// What one update applies: where (`ok`), with which counts, to which
+/// parameters.
+struct Update<'a> {
+    /// The step's skip flag (0-dim bool; none: taken).
+    ok: Option<&'a Tensor>,
+    /// The shared update count, this update included.
+    count: &'a Tensor,
+    /// Each parameter's own count (`[n]`), where some parameter has sat out
+    /// an update.
+    counts: Option<&'a Tensor>,
+    /// The parameters a gradient reached (none: all of them).
+    reached: Option<&'a [bool]>,
+}
+
+impl Update<'_> {
+    /// Whether parameter `i` takes this update (where `ok` allows).
+    fn takes(&self, i: usize) -> bool {
+        self.reached.is_none_or(|reached| reached[i])
+    }
 }
 
 /// A bucket's size limit: its temporaries (about five bucket-sized
@@ -152,6 +181,8 @@ impl AdamW {
             beta2: 0.999,
             eps: 1e-8,
             step: Tensor::zeros([], (Kind::Double, device)),
+            missed: Tensor::zeros([params.len() as i64], (Kind::Double, device)),
+            missed_any: false,
             m,
             v,
             kernel: Kernel::Fused,
@@ -192,13 +223,46 @@ impl AdamW {
     /// otherwise, even with non-finite gradients). Nothing waits on the
     /// device.
     pub fn step_if(&mut self, params: &[Tensor], grads: &[Tensor], ok: Option<&Tensor>) {
+        self.update(params, grads, ok, None);
+    }
+
+    /// As [`AdamW::step_if`], for the parameters `reached` marks: the others
+    /// (no gradient reached them; theirs in `grads` is ignored) keep their
+    /// values, moments and update count, as PyTorch's optimizers skip a
+    /// parameter whose `.grad` is `None`.
+    pub fn step_reached(
+        &mut self,
+        params: &[Tensor],
+        grads: &[Tensor],
+        ok: Option<&Tensor>,
+        reached: &[bool],
+    ) {
+        let missing = reached.iter().any(|r| !r);
+        self.update(params, grads, ok, missing.then_some(reached));
+    }
+
+    fn update(
+        &mut self,
+        params: &[Tensor],
+        grads: &[Tensor],
+        ok: Option<&Tensor>,
+        reached: Option<&[bool]>,
+    ) {
+        let count = self.advanced_count(ok);
+        // Each parameter's own count, where some parameter has sat out an
+        // update (else the shared one, as before any did).
+        let counts =
+            (self.missed_any || reached.is_some()).then(|| tch::no_grad(|| &count - &self.missed));
+        let update = Update {
+            ok,
+            count: &count,
+            counts: counts.as_ref(),
+            reached,
+        };
+        let mut fused = false;
         if self.kernel == Kernel::Fused && fusable(params.iter().chain(grads).chain(&self.m)) {
-            let count = self.advanced_count(ok);
-            match self.fused_step(params, grads, ok, &count) {
-                Ok(()) => {
-                    tch::no_grad(|| self.step.copy_(&count));
-                    return;
-                }
+            match self.fused_step(params, grads, &update) {
+                Ok(()) => fused = true,
                 // The kernel checks its arguments before it writes: the
                 // tensors are as they were, and the buckets take over.
                 Err(e) => {
@@ -207,7 +271,22 @@ impl AdamW {
                 }
             }
         }
-        self.bucket_step(params, grads, ok);
+        if !fused {
+            self.bucket_step(params, grads, &update);
+        }
+        tch::no_grad(|| {
+            self.step.copy_(&count);
+            if let Some(reached) = reached {
+                let sat_out: Vec<f64> = reached.iter().map(|&r| f64::from(u8::from(!r))).collect();
+                let sat_out = Tensor::from_slice(&sat_out).to_device(self.missed.device());
+                let taken = match ok {
+                    Some(ok) => sat_out * ok.to_kind(Kind::Double),
+                    None => sat_out,
+                };
+                let _ = self.missed.g_add_(&taken);
+                self.missed_any = true;
+            }
+        });
     }
 
     /// The step count after this update: one more, or (where `ok` is
@@ -220,17 +299,22 @@ impl AdamW {
     }
 
     /// One update by ATen's fused kernel; where `ok` is false it changes
-    /// nothing.
+    /// nothing, and it leaves out the parameters `reached` does not mark.
     fn fused_step(
         &self,
         params: &[Tensor],
         grads: &[Tensor],
-        ok: Option<&Tensor>,
-        count: &Tensor,
+        update: &Update,
     ) -> anyhow::Result<()> {
-        if params.is_empty() {
+        let taken: Vec<usize> = (0..params.len()).filter(|&i| update.takes(i)).collect();
+        if taken.is_empty() {
             return Ok(());
         }
+        let pick = |tensors: &[Tensor]| -> Vec<Tensor> {
+            taken.iter().map(|&i| tensors[i].shallow_clone()).collect()
+        };
+        let (params, grads) = (&pick(params)[..], &pick(grads)[..]);
+        let (exp_avgs, exp_avg_sqs) = (pick(&self.m), pick(&self.v));
         // The kernel walks each tensor's memory in order, so parameter,
         // gradient and moments must share one layout: the moments are
         // contiguous, so a non-contiguous parameter (a transposed weight)
@@ -252,10 +336,19 @@ impl AdamW {
             tensors.iter().map(|t| t.as_ptr() as *mut _).collect()
         };
         let (p, g) = (pointers(&staged), pointers(&grads));
-        let (m, v) = (pointers(&self.m), pointers(&self.v));
+        let (m, v) = (pointers(&exp_avgs), pointers(&exp_avg_sqs));
         // The kernels want float step counts and skip flags.
-        let step = count.to_kind(Kind::Float);
-        let skip = ok.map(|ok| ok.logical_not().to_kind(Kind::Float));
+        let steps: Vec<Tensor> = match update.counts {
+            Some(counts) => {
+                let counts = counts.to_kind(Kind::Float);
+                taken.iter().map(|&i| counts.get(i as i64)).collect()
+            }
+            None => vec![update.count.to_kind(Kind::Float)],
+        };
+        let step_pointers: Vec<*mut torch_sys::C_tensor> = (0..params.len())
+            .map(|i| steps[i.min(steps.len() - 1)].as_ptr() as *mut _)
+            .collect();
+        let skip = update.ok.map(|ok| ok.logical_not().to_kind(Kind::Float));
         let skip_pointer = skip
             .as_ref()
             .map_or(std::ptr::null_mut(), |s| s.as_ptr() as *mut _);
@@ -270,7 +363,7 @@ impl AdamW {
                     m.as_ptr(),
                     v.as_ptr(),
                     params.len() as i64,
-                    step.as_ptr() as *mut _,
+                    step_pointers.as_ptr(),
                     self.lr,
                     self.beta1,
                     self.beta2,
@@ -293,24 +386,45 @@ impl AdamW {
     }
 
     /// One update by elementwise ops over each bucket.
-    fn bucket_step(&mut self, params: &[Tensor], grads: &[Tensor], ok: Option<&Tensor>) {
-        let count = self.advanced_count(ok);
+    fn bucket_step(&mut self, params: &[Tensor], grads: &[Tensor], update: &Update) {
         tch::no_grad(|| {
-            let correction = |beta: f64| -((&count * beta.ln()).exp()) + 1.0;
-            let (bc1, bc2) = (correction(self.beta1), correction(self.beta2));
-            // `target` takes `new` (where `ok`).
-            let keep = |target: &mut Tensor, new: &Tensor| match ok {
-                Some(ok) => target.copy_(&new.where_self(ok, target)),
-                None => target.copy_(new),
-            };
+            let correction = |count: &Tensor, beta: f64| -((count * beta.ln()).exp()) + 1.0;
             let flat = |tensors: &[Tensor]| {
                 Tensor::cat(
                     &tensors.iter().map(|t| t.reshape(-1)).collect::<Vec<_>>(),
                     0,
                 )
             };
+            let device = self.step.device();
             for b in &mut self.buckets {
-                let (params, mut g) = (&params[b.params.clone()], flat(&grads[b.params.clone()]));
+                let range = b.params.clone();
+                // The update count and where the update is taken: 0-dim, or,
+                // where parameters count their own updates, per element.
+                let (count, taken) = match update.counts {
+                    None => (
+                        update.count.shallow_clone(),
+                        update.ok.map(Tensor::shallow_clone),
+                    ),
+                    Some(counts) => {
+                        let sizes = Tensor::from_slice(&b.sizes).to_device(device);
+                        let spread = |per_parameter: &Tensor| {
+                            per_parameter.repeat_interleave_self_tensor(&sizes, 0, None)
+                        };
+                        let marks: Vec<bool> = range.clone().map(|i| update.takes(i)).collect();
+                        let mut taken = spread(&Tensor::from_slice(&marks).to_device(device));
+                        if let Some(ok) = update.ok {
+                            taken = taken.logical_and(ok);
+                        }
+                        let own = counts.slice(0, range.start as i64, range.end as i64, 1);
+                        (spread(&own), Some(taken))
+                    }
+                };
+                let (bc1, bc2) = (
+                    correction(&count, self.beta1),
+                    correction(&count, self.beta2),
+                );
+                let params = &params[range.clone()];
+                let mut g = flat(&grads[range]);
                 let coupled = self.decay == WeightDecay::Coupled && self.weight_decay != 0.0;
                 if coupled {
                     let _ = g.g_add_(&(flat(params) * self.weight_decay));
@@ -322,29 +436,50 @@ impl AdamW {
                 let mut v_new = &b.v * self.beta2;
                 let _ = v_new.g_add_(&(&g * &g * (1.0 - self.beta2)));
                 drop(g);
-                let mut update = &m_new / &bc1;
-                let _ = update.g_div_(&((&v_new / &bc2).sqrt() + self.eps));
-                keep(&mut b.m, &m_new);
-                keep(&mut b.v, &v_new);
+                let mut update_value = &m_new / &bc1;
+                let _ = update_value.g_div_(&((&v_new / &bc2).sqrt() + self.eps));
+                // `target` takes `new` where `taken` (everywhere without it).
+                let keep = |target: &Tensor, new: &Tensor, taken: Option<&Tensor>| {
+                    let _ = match taken {
+                        Some(taken) => target.shallow_clone().copy_(&new.where_self(taken, target)),
+                        None => target.shallow_clone().copy_(new),
+                    };
+                };
+                keep(&b.m, &m_new, taken.as_ref());
+                keep(&b.v, &v_new, taken.as_ref());
                 drop((m_new, v_new));
-                let _ = update.g_mul_scalar_(self.lr);
+                let _ = update_value.g_mul_scalar_(self.lr);
                 let mut p_new = flat(params);
                 if self.decay == WeightDecay::Decoupled {
                     let _ = p_new.g_mul_scalar_(1.0 - self.lr * self.weight_decay);
                 }
-                let _ = p_new.g_sub_(&update);
-                drop(update);
-                for (param, new) in params.iter().zip(per_parameter(&p_new, &b.sizes, params)) {
-                    keep(&mut param.shallow_clone(), &new);
+                let _ = p_new.g_sub_(&update_value);
+                drop(update_value);
+                let news = per_parameter(&p_new, &b.sizes, params);
+                // A per-element mask splits as the parameters do.
+                let masks: Vec<Option<Tensor>> = match &taken {
+                    Some(taken) if taken.dim() > 0 => per_parameter(taken, &b.sizes, params)
+                        .into_iter()
+                        .map(Some)
+                        .collect(),
+                    _ => params
+                        .iter()
+                        .map(|_| taken.as_ref().map(Tensor::shallow_clone))
+                        .collect(),
+                };
+                for ((param, new), mask) in params.iter().zip(news).zip(masks) {
+                    keep(param, &new, mask.as_ref());
                 }
             }
-            self.step.copy_(&count);
         });
     }
 
     /// State tensors by name, for checkpoints.
     pub fn state(&self, prefix: &str) -> Vec<(String, Tensor)> {
-        let mut out = vec![(format!("{prefix}.step"), self.step.shallow_clone())];
+        let mut out = vec![
+            (format!("{prefix}.step"), self.step.shallow_clone()),
+            (format!("{prefix}.missed"), self.missed.shallow_clone()),
+        ];
         for (i, (m, v)) in self.m.iter().zip(&self.v).enumerate() {
             out.push((format!("{prefix}.m.{i}"), m.shallow_clone()));
             out.push((format!("{prefix}.v.{i}"), v.shallow_clone()));
@@ -391,6 +526,20 @@ impl AdamW {
                 "the checkpoint holds optimizer moments for more parameters than this run has \
                  (`{extra}`): it lists other parameters"
             );
+            // Absent from checkpoints written before parameters counted
+            // their own updates: none had sat one out then.
+            let _ = self.missed.zero_();
+            if let Some(missed) = lookup(&format!("{prefix}.missed")) {
+                anyhow::ensure!(
+                    missed.size() == self.missed.size(),
+                    "checkpoint's `{prefix}.missed` counts {:?} parameters where this run has {}: \
+                     the checkpoint lists other parameters",
+                    missed.size(),
+                    self.m.len()
+                );
+                self.missed.copy_(&missed.to_kind(Kind::Double));
+            }
+            self.missed_any = self.missed.sum(Kind::Double).double_value(&[]) > 0.0;
             Ok(())
         })
     }

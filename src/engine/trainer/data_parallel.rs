@@ -45,9 +45,10 @@ impl Timing {
 pub(super) enum Extra {
     /// Nothing (an unlogged step, or a logged one whose weights are known).
     None,
-    /// θ's part, already computed by the gradient shares' backward: only
-    /// inner-trained combiner parameters still need one.
-    FromShares(Vec<Tensor>),
+    /// θ's part, already computed by the gradient shares' backward (with
+    /// which parameters it reached): only inner-trained combiner
+    /// parameters still need one.
+    FromShares((Vec<Tensor>, Vec<bool>)),
     /// Also `∂total/∂losses` for this loss vector (the one the combiner
     /// consumed, not detached): the logged step's effective weights, from
     /// the same reverse pass instead of a backward of their own.
@@ -58,6 +59,9 @@ pub(super) enum Extra {
 pub(super) struct InnerGrads {
     /// The inner parameters' gradients, averaged over the ranks.
     pub grads: Vec<Tensor>,
+    /// Which of them this rank's backward reached (the others' are zeros;
+    /// see [`grad_reaching`]).
+    pub reached: Vec<bool>,
     /// True only where every rank's losses and gradients were finite.
     pub finite: Tensor,
     /// For [`Extra::Weights`]: this rank's effective weights (not averaged:
@@ -272,7 +276,7 @@ impl Trainer {
     ) -> Result<InnerGrads> {
         let started = Instant::now();
         let Some(buckets) = self.buckets.take() else {
-            let (grads, weights) = self.inner_backward(total, extra, keep_graph)?;
+            let (grads, reached, weights) = self.inner_backward(total, extra, keep_graph)?;
             self.phase_clock.mark("backward");
             let backward = started.elapsed();
             let finite = self.average_gradients(&grads, finite)?;
@@ -283,12 +287,13 @@ impl Trainer {
             }
             return Ok(InnerGrads {
                 grads,
+                reached,
                 finite,
                 weights,
             });
         };
         let averaged = buckets.arm(finite).and_then(|()| {
-            let (grads, weights) = self.inner_backward(total, extra, keep_graph)?;
+            let (grads, reached, weights) = self.inner_backward(total, extra, keep_graph)?;
             // Gradients the hooks did not see (the shares' ones).
             buckets.deliver(&grads)?;
             self.phase_clock.mark("backward");
@@ -300,39 +305,46 @@ impl Trainer {
                 averaged.started_in_backward,
                 buckets.len(),
             );
-            Ok((averaged, weights))
+            Ok((averaged, reached, weights))
         });
         if averaged.is_err() {
             // Disarms the hooks (what is still pending is dropped).
             let _ = buckets.finish();
         }
         self.buckets = Some(buckets);
-        let (averaged, weights) = averaged.with_context(|| self.collective_failure())?;
+        let (averaged, reached, weights) = averaged.with_context(|| self.collective_failure())?;
         self.phase_clock.mark("all-reduce");
         Ok(InnerGrads {
             grads: averaged.grads,
+            reached,
             finite: averaged.finite,
             weights,
         })
     }
 
     /// The inner step's backward (see [`Trainer::averaged_backward`]):
-    /// the inner parameters' gradients and, for [`Extra::Weights`], this
-    /// rank's effective weights.
+    /// the inner parameters' gradients, which of them it reached, and, for
+    /// [`Extra::Weights`], this rank's effective weights.
     fn inner_backward(
         &self,
         total: &Tensor,
         extra: Extra,
         keep_graph: bool,
-    ) -> Result<(Vec<Tensor>, Option<Tensor>)> {
+    ) -> Result<(Vec<Tensor>, Vec<bool>, Option<Tensor>)> {
         match extra {
-            Extra::None => Ok((grad(&[total], &self.inner_params, keep_graph, false)?, None)),
+            Extra::None => {
+                let (grads, reached) =
+                    grad_reaching(&[total], &self.inner_params, keep_graph, false)?;
+                Ok((grads, reached, None))
+            }
             // The combiner's own inner-trained parameters (if any) take a
             // backward through `total` alone.
-            Extra::FromShares(mut theta_grads) => {
+            Extra::FromShares((mut theta_grads, mut reached)) => {
                 let own = &self.inner_params[self.theta.len()..];
-                theta_grads.extend(grad(&[total], own, keep_graph, false)?);
-                Ok((theta_grads, None))
+                let (own_grads, own_reached) = grad_reaching(&[total], own, keep_graph, false)?;
+                theta_grads.extend(own_grads);
+                reached.extend(own_reached);
+                Ok((theta_grads, reached, None))
             }
             // One more input of the same reverse pass: autograd captures
             // the gradient flowing into the loss vector on its way to θ,
@@ -344,9 +356,10 @@ impl Trainer {
                     .map(Tensor::shallow_clone)
                     .collect();
                 inputs.push(losses);
-                let mut grads = grad(&[total], &inputs, keep_graph, false)?;
+                let (mut grads, mut reached) = grad_reaching(&[total], &inputs, keep_graph, false)?;
                 let weights = grads.pop();
-                Ok((grads, weights))
+                reached.pop();
+                Ok((grads, reached, weights))
             }
         }
     }

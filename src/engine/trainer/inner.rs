@@ -85,6 +85,7 @@ impl Trainer {
         };
         let InnerGrads {
             mut grads,
+            reached,
             finite: losses_finite,
             weights: folded_weights,
         } = self.averaged_backward(&total, extra, reuse_forward, &losses_finite)?;
@@ -99,9 +100,19 @@ impl Trainer {
             // The meta step restarted the clock.
             self.phase_clock.start();
         }
-        let unreached_before = self.unreached_before_update();
-        self.inner.step_if(&self.inner_params, &grads, Some(&ok));
-        self.put_back_unreached(unreached_before);
+        if self.group.is_none() {
+            // A parameter this step's losses do not reach sits it out, as
+            // PyTorch's optimizers skip one whose `.grad` is `None`.
+            self.inner
+                .step_reached(&self.inner_params, &grads, Some(&ok), &reached);
+        } else {
+            // Ranks may reach different parameters; every one takes the
+            // averaged gradient, and those no loss reached on the first
+            // batch are put back until one does.
+            let unreached_before = self.unreached_before_update();
+            self.inner.step_if(&self.inner_params, &grads, Some(&ok));
+            self.put_back_unreached(unreached_before);
+        }
         // (After a reused forward's meta step: a skipped update discards its
         // buffer moves too, those of a batch that was not finite here.)
         buffers_before.restore_unless(self.workload.as_ref(), Some(&ok))?;
@@ -338,7 +349,8 @@ impl Trainer {
     }
 
     /// Copies of the parameters no loss reached on the first batch, before
-    /// an update ([`Trainer::put_back_unreached`]); none for most models.
+    /// a data-parallel update ([`Trainer::put_back_unreached`]); none for
+    /// most models.
     fn unreached_before_update(&self) -> Vec<Tensor> {
         tch::no_grad(|| {
             self.unreached
@@ -348,11 +360,12 @@ impl Trainer {
         })
     }
 
-    /// Puts back each parameter no gradient has reached yet (its second
-    /// moment all zero): the zero gradient it gets moves it only by weight
-    /// decay, and PyTorch's optimizers skip a parameter whose `.grad` is
-    /// `None`. Once a gradient reaches it, it trains as any other. Decided
-    /// on the device, without a host sync.
+    /// With data-parallel ranks (whose updates take the averaged gradient
+    /// of every parameter), puts back each parameter no gradient has
+    /// reached yet (its second moment all zero): the zero gradient it gets
+    /// moves it only by weight decay, and PyTorch's optimizers skip a
+    /// parameter whose `.grad` is `None`. Once a gradient reaches it, it
+    /// trains as any other. Decided on the device, without a host sync.
     fn put_back_unreached(&self, before: Vec<Tensor>) {
         tch::no_grad(|| {
             for (&i, before) in self.unreached.iter().zip(before) {

@@ -47,7 +47,7 @@ use crate::meltr::combiner::{self, Combiner, Training};
 use crate::meltr::hypergrad::{hypergradient_timed, AidSettings, JvpRoutes, MetaProblem};
 use crate::meltr::phases::PhaseClock;
 use crate::meltr::shares::{self, Shares};
-use crate::nn::autograd::grad;
+use crate::nn::autograd::grad_reaching;
 use crate::nn::optim::{clip_grad_norm, AdamW, WeightDecay};
 use crate::nn::rng::{forward_seed, seeded, Forward};
 use crate::session::log::{self, MetricsWriter};

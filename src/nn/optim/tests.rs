@@ -179,7 +179,7 @@ fn one_buffer_update_matches_the_per_parameter_update() {
     }
     // The per-parameter views are the moments the checkpoint saves.
     let names: Vec<String> = opt.state("opt").into_iter().map(|(n, _)| n).collect();
-    assert_eq!(names.len(), 1 + 2 * shapes.len());
+    assert_eq!(names.len(), 2 + 2 * shapes.len());
     assert_eq!(opt.buckets.len(), 3);
     assert_eq!(opt.m[3].size(), vec![2, 1, 3]);
 }
@@ -301,5 +301,90 @@ fn moments_of_another_parameter_listing_are_refused() {
     assert!(
         error.contains("more parameters than this run has (`o.m.1`)"),
         "{error}"
+    );
+}
+
+#[test]
+fn a_parameter_no_gradient_reaches_sits_the_update_out_and_counts_its_own() {
+    // Parameter 1 is missed by the steps `reached` marks false: PyTorch
+    // skips it there (no decay, no moment change) and, once reached, its
+    // bias correction counts only its own updates. The reference: the
+    // textbook update per parameter, each with its own count.
+    let schedule = [
+        [true, false],
+        [true, false],
+        [true, true],
+        [false, true],
+        [true, true],
+    ];
+    for kernel in [Kernel::Fused, Kernel::Buckets] {
+        let ours = [
+            Tensor::from_slice(&[1.0f64, -2.0]),
+            Tensor::from_slice(&[0.5f64, 0.25, -1.0]),
+        ];
+        let mut opt = AdamW::new(&ours, 0.1, 0.05).with_kernel(kernel);
+        let reference = [ours[0].copy(), ours[1].copy()];
+        let mut moments: Vec<(Tensor, Tensor)> = reference
+            .iter()
+            .map(|p| (p.zeros_like(), p.zeros_like()))
+            .collect();
+        let mut own_counts = [0.0f64; 2];
+        for (t, reached) in schedule.iter().enumerate() {
+            let grads = [
+                Tensor::from_slice(&[0.3f64, -0.7]) * (t as f64 + 1.0),
+                Tensor::from_slice(&[-0.2f64, 0.9, 0.4]) / (t as f64 + 1.0),
+            ];
+            opt.step_reached(&ours, &grads, None, reached);
+            for i in 0..2 {
+                if reached[i] {
+                    own_counts[i] += 1.0;
+                    per_parameter_step(
+                        &reference[i..=i],
+                        &grads[i..=i],
+                        &mut moments[i..=i],
+                        own_counts[i],
+                        (0.1, 0.05),
+                    );
+                }
+            }
+            for i in 0..2 {
+                let gap = (&ours[i] - &reference[i]).abs().max().double_value(&[]);
+                assert!(gap < 1e-12, "{kernel:?}, step {t}, parameter {i}: {gap}");
+            }
+        }
+        assert_eq!(Vec::<f64>::try_from(&opt.missed).unwrap(), vec![1.0, 2.0]);
+        assert_eq!((opt.kernel, opt.fused_failure), (kernel, None));
+    }
+}
+
+#[test]
+fn a_skipped_update_counts_no_missed_one_and_the_count_survives_a_checkpoint() {
+    use std::collections::HashMap;
+    let params = [Tensor::from_slice(&[1.0f64]), Tensor::from_slice(&[2.0f64])];
+    let grads = [Tensor::from_slice(&[0.5f64]), Tensor::from_slice(&[0.5f64])];
+    let mut opt = AdamW::new(&params, 0.1, 0.0);
+    opt.step_reached(&params, &grads, Some(&Tensor::from(false)), &[true, false]);
+    assert_eq!(Vec::<f64>::try_from(&opt.missed).unwrap(), vec![0.0, 0.0]);
+    opt.step_reached(&params, &grads, Some(&Tensor::from(true)), &[true, false]);
+    assert_eq!(Vec::<f64>::try_from(&opt.missed).unwrap(), vec![0.0, 1.0]);
+    let saved: HashMap<String, Tensor> = opt.state("o").into_iter().collect();
+    let mut resumed = AdamW::new(&params, 0.1, 0.0);
+    resumed
+        .load_state("o", &|n: &str| saved.get(n).map(Tensor::copy))
+        .unwrap();
+    assert_eq!(
+        Vec::<f64>::try_from(&resumed.missed).unwrap(),
+        vec![0.0, 1.0]
+    );
+    // A checkpoint from before the per-parameter counts: none missed.
+    let old = |n: &str| {
+        (n != "o.missed")
+            .then(|| saved.get(n).map(Tensor::copy))
+            .flatten()
+    };
+    resumed.load_state("o", &old).unwrap();
+    assert_eq!(
+        Vec::<f64>::try_from(&resumed.missed).unwrap(),
+        vec![0.0, 0.0]
     );
 }
