@@ -201,7 +201,7 @@ mod tests {
             let shares = by_double_backward(&losses, &weights[0], &theta).unwrap();
             let direct = grad(&[&combine(&losses)], &theta, false, false).unwrap();
             assert!(
-                shares.combined.unwrap()[0].equal(&direct[0]),
+                shares.combined.unwrap().0[0].equal(&direct[0]),
                 "{kind:?}: not the combined loss's gradient bit for bit"
             );
         }

@@ -439,11 +439,9 @@ impl AdamW {
                 let mut update_value = &m_new / &bc1;
                 let _ = update_value.g_div_(&((&v_new / &bc2).sqrt() + self.eps));
                 // `target` takes `new` where `taken` (everywhere without it).
-                let keep = |target: &Tensor, new: &Tensor, taken: Option<&Tensor>| {
-                    let _ = match taken {
-                        Some(taken) => target.shallow_clone().copy_(&new.where_self(taken, target)),
-                        None => target.shallow_clone().copy_(new),
-                    };
+                let keep = |target: &Tensor, new: &Tensor, taken: Option<&Tensor>| match taken {
+                    Some(taken) => target.shallow_clone().copy_(&new.where_self(taken, target)),
+                    None => target.shallow_clone().copy_(new),
                 };
                 keep(&b.m, &m_new, taken.as_ref());
                 keep(&b.v, &v_new, taken.as_ref());
