@@ -13,15 +13,25 @@ pub fn lower_is_better(name: &str) -> bool {
         return !lower_is_better(negated);
     }
     const PARTS: [&str; 2] = ["loss", "perplexity"];
-    // `MdR` and `MnR`: the MELTR paper's median and mean rank.
-    const WORDS: [&str; 17] = [
-        "mse", "mae", "rmse", "msle", "nll", "wer", "cer", "ter", "ppl", "medr", "mdr", "meanr",
-        "mnr", "rank", "ranks", "distance", "dist",
+    // `MdR` and `MnR`: the MELTR paper's median and mean rank. Forecasting's
+    // errors (a held-out regression's `mape`, `crps` and `nrmse` had been
+    // taken as scores, and `export --best` wrote its worst checkpoint).
+    const WORDS: [&str; 35] = [
+        "mse", "mae", "rmse", "msle", "rmsle", "nmse", "nrmse", "nmae", "mape", "smape", "wmape",
+        "mase", "rmsse", "crps", "medae", "mad", "nll", "bpc", "bpd", "wer", "cer", "ter", "eer",
+        "ece", "brier", "fid", "ppl", "medr", "mdr", "meanr", "mnr", "rank", "ranks", "distance",
+        "dist",
     ];
     let lower = name.to_lowercase();
-    let words: Vec<&str> = lower.split(|c: char| !c.is_ascii_alphanumeric()).collect();
-    // A reciprocal rank (MRR) grows as ranks improve.
-    if lower.contains("reciprocal") || words.contains(&"mrr") {
+    // Words without a trailing count (`rmse4`, `mape_12`'s `mape`).
+    let words: Vec<&str> = lower
+        .split(|c: char| !c.is_ascii_alphanumeric())
+        .map(|w| w.trim_end_matches(|c: char| c.is_ascii_digit()))
+        .collect();
+    // A reciprocal rank (MRR) grows as ranks improve, and so does an
+    // error's improvement, reduction or skill score.
+    const GROWING: [&str; 5] = ["mrr", "improvement", "gain", "reduction", "skill"];
+    if lower.contains("reciprocal") || words.iter().any(|w| GROWING.contains(w)) {
         return false;
     }
     // Errors as words (`err`, `error_rate`, `top1error`), not any "err"
@@ -30,6 +40,12 @@ pub fn lower_is_better(name: &str) -> bool {
     PARTS.iter().any(|part| lower.contains(part))
         || words.iter().any(|w| WORDS.contains(w) || error(w))
 }
+
+/// Said of a metric whose name reads neither way ([`score_direction`] has
+/// none) and no `workload.metric_goal`: higher is taken as better.
+pub const NAME_READS_NEITHER_WAY: &str =
+    "its name reads neither way, so higher is taken as better: set workload.metric_goal = \"min\" \
+     if lower is (`ls --sort`, the tables' bold and `export --best` go by it)";
 
 /// Whether a metric named `name` is a score, and which way is better:
 /// `Some(false)` for [`lower_is_better`] names, `Some(true)` for the usual
@@ -143,6 +159,13 @@ mod tests {
             "l2_dist",
             "neg_accuracy",
             "negotiated_loss",
+            "mape",
+            "sMAPE",
+            "crps",
+            "nrmse",
+            "rmse4",
+            "val_mase_12",
+            "rmsle",
         ] {
             assert!(lower_is_better(lower), "{lower}");
         }
@@ -164,6 +187,9 @@ mod tests {
             "negative-log-loss",
             "minus_mae",
             "-rmse",
+            "rmse_improvement",
+            "crps_skill",
+            "error_reduction",
         ] {
             assert!(!lower_is_better(higher), "{higher}");
         }

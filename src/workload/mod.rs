@@ -7,7 +7,7 @@ pub mod synthetic;
 pub mod torchscript;
 pub mod video_text;
 
-pub use metric_direction::{lower_is_better, score_direction};
+pub use metric_direction::{lower_is_better, score_direction, NAME_READS_NEITHER_WAY};
 
 use crate::config::{Config, MetricGoal, WorkloadConfig, WorkloadKind};
 use anyhow::{bail, Context, Result};

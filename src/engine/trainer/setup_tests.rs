@@ -81,3 +81,22 @@ fn a_metric_goal_against_the_metrics_name_is_warned() {
         Level::Info
     );
 }
+
+/// A metric whose name reads neither way, with no `workload.metric_goal`,
+/// is a warning that says how to set it; an error's name is read as one.
+#[test]
+fn a_metric_name_that_reads_neither_way_is_warned() {
+    let said = |metric: &str| {
+        let higher = !crate::workload::lower_is_better(metric);
+        start_notes(&Config::default(), "torchscript", metric, higher)
+            .into_iter()
+            .find(|(_, n)| n.starts_with("primary metric:"))
+            .expect("the primary metric is said")
+    };
+    let (level, note) = said("row_mean");
+    assert_eq!(level, Level::Warn, "{note}");
+    assert!(note.contains("workload.metric_goal = \"min\""), "{note}");
+    let (level, note) = said("crps");
+    assert_eq!(level, Level::Info, "{note}");
+    assert!(note.contains("lower is better"), "{note}");
+}

@@ -25,9 +25,23 @@ pub(super) fn start_notes(
     };
     // A goal set against what the name says (`error` with "max") is more
     // likely a slip than a choice: said (a walkthrough's went unsaid).
-    let against_name = config.workload.metric_goal.is_some()
-        && crate::workload::score_direction(metric) == Some(!higher_is_better);
+    let direction = crate::workload::score_direction(metric);
+    let against_name =
+        config.workload.metric_goal.is_some() && direction == Some(!higher_is_better);
+    // A guess from a name that says nothing (a held-out model's `crps` was
+    // taken as a score, and its best checkpoint was its worst).
+    let unreadable = config.workload.metric_goal.is_none()
+        && metric != config.workload.primary
+        && workload_kind == "torchscript"
+        && direction.is_none();
     let mut notes = vec![match against_name {
+        false if unreadable => (
+            Level::Warn,
+            format!(
+                "primary metric: {metric}: {}",
+                crate::workload::NAME_READS_NEITHER_WAY
+            ),
+        ),
         false => (
             Level::Info,
             format!("primary metric: {metric}, {goal} is better{why}"),
