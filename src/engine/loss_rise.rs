@@ -90,7 +90,10 @@ impl LossRise {
 
     /// One logged line's primary training loss; a climb the first time it
     /// settles. Losses that reach 0 or below (a log-likelihood) are not
-    /// read: "twice the lowest" means nothing there.
+    /// read: "twice the lowest" means nothing there. Nor is a value of
+    /// exactly 0: a masked loss's batch without it (walkthrough M's `flag`,
+    /// 0 on 7 batches in 20, read as a climb from those zeros, with the
+    /// weight of a batch that had none).
     pub fn observe(&mut self, step: u64, loss: f64) -> Option<Rise> {
         self.observe_if(step, loss, true)
     }
@@ -99,7 +102,7 @@ impl LossRise {
     /// auxiliary's under a negative weight): one not said then is said at
     /// the first line that is.
     pub fn observe_if(&mut self, step: u64, loss: f64, sayable: bool) -> Option<Rise> {
-        if !loss.is_finite() {
+        if !loss.is_finite() || loss == 0.0 {
             return None;
         }
         let smoothed = match self.smoothed {
@@ -173,6 +176,26 @@ mod tests {
         let mut again = vec![0.5; 12];
         again.extend([4.0; 6]);
         assert_eq!(said(&mut watch, &again).len(), 1);
+    }
+
+    /// Walkthrough M's masked auxiliary: exactly 0 on the batches without
+    /// its token (logged lines 3 to 8 here), about 1.2 to 1.5 on the
+    /// others. Its zeros are no lowest to climb from.
+    #[test]
+    fn a_masked_losss_zeros_are_not_read_as_its_lowest() {
+        let mut losses = vec![1.4, 1.3, 1.35];
+        losses.extend([0.0; 6]);
+        losses.extend((0..20).map(|i| {
+            if i % 3 == 0 {
+                0.0
+            } else {
+                1.2 + 0.015 * f64::from(i)
+            }
+        }));
+        assert_eq!(said(&mut LossRise::default(), &losses), Vec::<u64>::new());
+        // Its real climb is still said.
+        losses.extend([3.5; 8]);
+        assert_eq!(said(&mut LossRise::default(), &losses).len(), 1);
     }
 
     /// Walkthrough G's run (from step 0 here): the loss fell from 10.8 to
