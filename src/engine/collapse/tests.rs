@@ -588,3 +588,37 @@ fn a_collapse_after_the_primary_loss_climbed_far_has_moved_on() {
         );
     }
 }
+
+/// A small positive primary weight for the whole count, the primary's
+/// loss falling from 3.2 to 1.1 (walkthrough N's L1 copy carried it): still
+/// a collapse (the suite's regression restores of that kind helped), and
+/// the fall is there for the warning to say; a flat loss has none.
+#[test]
+fn a_small_positive_primary_whose_loss_falls_is_collapsed_with_its_fall_known() {
+    let run = |from: f64, to: f64| {
+        let mut guard = CollapseGuard::default();
+        let armed = Weights {
+            primary_loss: from,
+            ..primary_at(1.5)
+        };
+        let _ = guard.observe(0, armed, None);
+        let n = PRIMARY_COLLAPSE_META_STEPS as usize;
+        let mut last = Verdict::Fine;
+        for i in 0..n {
+            let w = Weights {
+                primary_loss: from + (to - from) * i as f64 / (n - 1) as f64,
+                ..primary_at(0.01)
+            };
+            last = guard.observe(i as u64 + 1, w, None);
+        }
+        (last, guard.loss_fell_over_count())
+    };
+    let (verdict, fell) = run(3.2, 1.1);
+    assert!(
+        matches!(verdict, Verdict::Collapsed { kind: Collapse::Primary, .. }),
+        "{verdict:?}"
+    );
+    let fell = fell.expect("the fall is known");
+    assert!(fell.to < 0.9 * fell.from, "{fell:?}");
+    assert_eq!(run(3.2, 3.2).1, None);
+}

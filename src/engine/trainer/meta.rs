@@ -3,7 +3,7 @@
 
 use super::meta_words::{
     after_restore_event, carried_event, drawn_batches, early_climb_event, episode_said,
-    hypergradient_cause, neumann_converges, neumann_stopped,
+    fell_under_a_small_weight, hypergradient_cause, neumann_converges, neumann_stopped,
 };
 use super::*;
 use crate::numfmt::readable;
@@ -392,7 +392,11 @@ impl Trainer {
                  for {PRIMARY_COLLAPSE_META_STEPS} meta steps (now {}): {}",
                 self.loss_names[0],
                 readable(watched.primary),
-                watched.primary_collapse_reading(&self.loss_names)
+                match self.collapse.loss_fell_over_count() {
+                    // (A negative weight's fall is carried, not collapsed.)
+                    Some(fell) => fell_under_a_small_weight(fell, &watched, &self.loss_names),
+                    None => watched.primary_collapse_reading(&self.loss_names),
+                }
             ),
             Collapse::PrimaryNeverRose => format!(
                 "the primary's effective weight ({}) has not reached {PRIMARY_FLOOR} (a tenth of its weight under `sum`) \

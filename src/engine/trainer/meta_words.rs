@@ -246,6 +246,31 @@ pub(super) fn carried_event(names: &[String], carried: Carried, watched: Weights
     }
 }
 
+/// What a small positive primary weight means when the primary's training
+/// loss fell over the count all the same (walkthrough N: an L1 copy of its
+/// MSE primary carried it, and "hardly training its own task" was read
+/// while that loss fell from 3.2 to 1.1).
+pub(super) fn fell_under_a_small_weight(
+    fell: Carried,
+    watched: &Weights,
+    names: &[String],
+) -> String {
+    let carrier = match watched.largest_at {
+        k if k > 0 && watched.largest > 0.0 => format!(
+            ": {}'s weight is the largest, {}, a copy or a close relative of the primary?",
+            names[k],
+            crate::numfmt::readable(watched.largest)
+        ),
+        _ => String::new(),
+    };
+    format!(
+        "its training loss still fell from {} to {} over those meta steps (averaged over meta steps), \
+         so another loss may carry its gradient{carrier}",
+        crate::numfmt::readable(fell.from),
+        crate::numfmt::readable(fell.to),
+    )
+}
+
 /// The words for an early climb note (`default_start`: MELTR at the
 /// public code's initialisation).
 pub(super) fn early_climb_event(
@@ -295,6 +320,18 @@ pub(super) fn early_climb_event(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_small_primary_weight_whose_loss_fell_names_the_likely_carrier() {
+        let names = ["forecast", "noise", "l1"].map(String::from);
+        let fell = Carried { from: 3.2, to: 1.1 };
+        let said = fell_under_a_small_weight(fell, &Weights::of(&[0.001, 0.2, 2.8]), &names);
+        assert!(said.contains("fell from 3.2 to 1.1"), "{said}");
+        assert!(said.contains("l1's weight is the largest, 2.8"), "{said}");
+        // The primary the largest (every weight small): no carrier named.
+        let said = fell_under_a_small_weight(fell, &Weights::of(&[0.05, 0.01, -0.02]), &names);
+        assert!(!said.contains("largest"), "{said}");
+    }
 
     #[test]
     fn a_non_finite_hypergradient_names_its_non_finite_losses_or_lists_all() {
