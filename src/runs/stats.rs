@@ -64,10 +64,13 @@ impl Summary {
 
     /// Whether `other`'s mean is within one standard error of the
     /// difference of this mean (√(s²/n + s'²/n')): the two are not told
-    /// apart by their seeds. A single run counts no spread of its own.
-    pub fn within_noise_of(&self, other: &Summary) -> bool {
+    /// apart by their seeds. A single run has no spread of its own: it
+    /// takes `single_run_std` (the seed spread its neighbours show; 0 for
+    /// none).
+    pub fn within_noise_of(&self, other: &Summary, single_run_std: f64) -> bool {
         let variance = |s: &Summary| match s.n {
-            0 | 1 => 0.0,
+            0 => 0.0,
+            1 => single_run_std * single_run_std,
             n => s.std * s.std / n as f64,
         };
         (self.mean - other.mean).abs() <= (variance(self) + variance(other)).sqrt()

@@ -301,6 +301,18 @@ pub fn render(groups: &[Group], opts: &TableOptions) -> Result<String> {
                 .unwrap_or_else(|| significant_decimals(largest))
         })
         .collect();
+    // A single run's spread, unknown, is taken as the widest one seed shows
+    // in its column (walkthroughs M and N: a lone run, or an unchanged fork
+    // of a group's best seed, was the only bold row, over the group of
+    // three seeds it came from).
+    let single_run_std: Vec<f64> = (0..names.len())
+        .map(|col| {
+            rows.iter()
+                .map(|r| &r.cells[col])
+                .filter(|c| c.n > 1 && c.std.is_finite())
+                .fold(0.0f64, |widest, c| widest.max(c.std))
+        })
+        .collect();
     // Ties as printed: means that differ past the shown digits tie too, and
     // so do means within one standard error of the difference of the best
     // (a walkthrough's 30.10 ± 9.48 was bold over 29.90 ± 1.41, n=2 each);
@@ -314,7 +326,7 @@ pub fn render(groups: &[Group], opts: &TableOptions) -> Result<String> {
                     .iter()
                     .map(|r| &r.cells[col])
                     .filter(|c| c.mean == best)
-                    .any(|b| b.within_noise_of(cell))
+                    .any(|b| b.within_noise_of(cell, single_run_std[col]))
         })
     };
     let is_bold = |row: usize, col: usize| ties(row, col) && !(0..rows.len()).all(|r| ties(r, col));

@@ -63,7 +63,7 @@ fn each_mean_shows_its_own_std_to_two_digits() {
         (0.1, 0.58),
         (0.3, 0.7201),
         (0.3, 0.7202),
-        (1.0, 0.5),
+        (1.0, 0.1),
     ]);
     // (0.66 is within noise of the best, 0.72015: bold too.)
     assert!(text.contains("| 0.1 | 3 | **0.66 ± 0.50** |"), "{text}");
@@ -71,7 +71,7 @@ fn each_mean_shows_its_own_std_to_two_digits() {
         text.contains("| 0.3 | 2 | **0.720150 ± 0.000071** |"),
         "{text}"
     );
-    assert!(text.contains("| 1.0 | 1 | 0.50 |"), "{text}");
+    assert!(text.contains("| 1.0 | 1 | 0.10 |"), "{text}");
 }
 
 /// A table of single runs read `67.7000` (a walkthrough's n = 1 rows):
@@ -513,4 +513,27 @@ fn a_mean_too_small_for_six_decimals_shows_an_exponent() {
     assert!(!text.contains("e-3"), "{text}");
     assert_eq!(super::latex_exponent("2.0e-7"), "2.0\\times10^{-7}");
     assert_eq!(super::latex_exponent("0.720150"), "0.720150");
+}
+
+/// A lone run (n = 1) was the only bold row over groups of three seeds it
+/// is within a seed's spread of (walkthroughs M and N); it takes the
+/// widest spread its column shows. One far above that spread stays the
+/// best alone.
+#[test]
+fn a_single_run_is_not_the_best_alone_within_a_seeds_spread() {
+    let close = by_gamma(&[
+        (0.1, 51.56),
+        (0.3, 50.59),
+        (0.3, 50.59),
+        (0.3, 48.83),
+        (0.5, 50.59),
+        (0.5, 52.34),
+        (0.5, 46.68),
+    ]);
+    // Every row within noise of the best: no best.
+    assert!(close.contains("| 0.1 | 1 | 51.56 |"), "{close}");
+    assert!(!close.contains("**"), "{close}");
+    let far = by_gamma(&[(0.1, 60.0), (0.3, 50.0), (0.3, 50.2), (0.3, 49.8)]);
+    assert!(far.contains("| 0.1 | 1 | **60.00** |"), "{far}");
+    assert!(far.contains("| 0.3 | 3 | 50.00 ± 0.20 |"), "{far}");
 }
