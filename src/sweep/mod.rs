@@ -148,12 +148,23 @@ impl Plan {
                     axis.key
                 );
             }
-            let mut values = std::collections::BTreeSet::new();
-            if let Some(twice) = axis.values.iter().find(|v| !values.insert(v.as_str())) {
-                bail!(
-                    "key `{}` lists the value `{twice}` twice: its runs would repeat each other",
-                    axis.key
-                );
+            // Numbers by value: `0.003` and `3e-3` are one learning rate.
+            let mut values = std::collections::BTreeMap::new();
+            for value in &axis.values {
+                let read = value
+                    .trim()
+                    .parse::<f64>()
+                    .map_or_else(|_| value.clone(), |number| number.to_string());
+                if let Some(first) = values.insert(read, value) {
+                    let twice = match first == value {
+                        true => format!("the value `{value}` twice"),
+                        false => format!("`{first}` and `{value}`, one value"),
+                    };
+                    bail!(
+                        "key `{}` lists {twice}: its runs would repeat each other",
+                        axis.key
+                    );
+                }
             }
         }
         let mut combos: Vec<Vec<(String, String)>> = vec![Vec::new()];
@@ -527,6 +538,15 @@ mod tests {
             .unwrap_err()
             .to_string()
             .contains("key `workload.seed` lists the value `0` twice"));
+        // Numbers by value (walkthrough N's `train.lr=0.003,3e-3`).
+        let same_number = vec![Axis::parse("train.lr=0.003,3e-3").unwrap()];
+        let refused = Plan::new("g", Path::new("c"), same_number, None)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            refused.contains("key `train.lr` lists `0.003` and `3e-3`, one value"),
+            "{refused}"
+        );
         let single = Plan::new(
             "g",
             Path::new("c"),

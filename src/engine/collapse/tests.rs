@@ -615,7 +615,13 @@ fn a_small_positive_primary_whose_loss_falls_is_collapsed_with_its_fall_known() 
     };
     let (verdict, fell) = run(3.2, 1.1);
     assert!(
-        matches!(verdict, Verdict::Collapsed { kind: Collapse::Primary, .. }),
+        matches!(
+            verdict,
+            Verdict::Collapsed {
+                kind: Collapse::Primary,
+                ..
+            }
+        ),
         "{verdict:?}"
     );
     let fell = fell.expect("the fall is known");
