@@ -1452,6 +1452,13 @@ fn a_loss_constant_on_some_batches_trains_and_one_constant_on_all_is_refused() {
     assert!(aux.iter().all(|a| a.is_finite()), "{aux:?}");
     let constant = aux.iter().filter(|&&a| a == 0.0).count();
     assert!(constant > 0 && constant < aux.len(), "{aux:?}");
+    // MELTR's transform of `aux` at the run's end spans its last value
+    // that was not 0, not 0 to 2e-6 (walkthrough M's flat `flag` curve).
+    let span = lines.iter().rev().find_map(|l| match &l.record {
+        Record::Transform { curves } => curves.get("aux").and_then(|c| c.x.last().copied()),
+        _ => None,
+    });
+    assert!(span.is_some_and(|x| x > 1e-3), "{span:?}");
 
     let none = flag_data(&tmp.path().join("none.safetensors"), 64, 4, &[]);
     let cfg = flag_config(tmp.path(), "never", "aux_on_flagged_rows.pt", &none, &val);

@@ -124,8 +124,14 @@ impl Trainer {
         if let Some(tracer) = &mut self.tracer {
             tracer.inner_losses(&losses);
         }
+        // A loss of exactly 0 (a masked loss's batch without it) keeps its
+        // last other value: MELTR's transform at 0 spans 0 to 2e-6, a flat
+        // line (walkthrough M's `flag`).
         self.last_losses = Some(match &self.last_losses {
-            Some(previous) => losses.where_self(&losses_finite, previous),
+            Some(previous) => {
+                let kept = losses.where_self(&losses_finite, previous);
+                kept.where_self(&kept.ne(0.0), previous)
+            }
             None => losses.shallow_clone(),
         });
         self.pending_steps.push(PendingStep {

@@ -109,7 +109,8 @@ pub struct Trainer {
     pool_skipped: BTreeSet<u64>,
     /// This step's batch until the step ends (then it joins `recent`).
     current_batch: Option<(u64, Batch)>,
-    /// The losses of the last inner step (detached), for weights/transforms.
+    /// The losses of the last inner step (detached), for weights/transforms;
+    /// each one not finite or exactly 0 there keeps its value before.
     last_losses: Option<Tensor>,
     log: MetricsWriter,
     clock: Instant,
