@@ -247,6 +247,22 @@ pub fn render(groups: &[Group], opts: &TableOptions) -> Result<String> {
     let key_names: Vec<String> = groups[0].values.iter().map(|(k, _)| k.clone()).collect();
     let first = groups[0].runs[0];
     let primary = &first.meta.primary_metric;
+    // Runs of one metric that disagree on its direction (one run's
+    // `workload.metric_goal = "min"`, another's guess "higher"): no side of
+    // that column is better (walkthrough N's `nrmse ↑` bolded its worse
+    // value beside a run that had said "min").
+    let disagreeing: Vec<&String> = names
+        .iter()
+        .filter(|n| {
+            let goals: std::collections::BTreeSet<bool> = groups
+                .iter()
+                .flat_map(|g| &g.runs)
+                .filter(|r| &r.meta.primary_metric == *n)
+                .map(|r| r.meta.higher_is_better)
+                .collect();
+            goals.len() > 1
+        })
+        .collect();
     // Each column's direction: the session's for the primary metric, else
     // read from the name (`val_mse` lower, `r2` higher); none for a weight
     // (no row is better for a larger one) or a name that is no known score
@@ -259,6 +275,8 @@ pub fn render(groups: &[Group], opts: &TableOptions) -> Result<String> {
                 None
             } else if let Some(loss) = n.strip_prefix(EVAL_LOSS_PREFIX) {
                 (loss == first.meta.primary).then_some(false)
+            } else if disagreeing.contains(&n) {
+                None
             } else if n == primary {
                 Some(first.meta.higher_is_better)
             } else {
@@ -419,6 +437,12 @@ pub fn render(groups: &[Group], opts: &TableOptions) -> Result<String> {
         opts.best,
         opts.at_step,
     ));
+    sources.extend(disagreeing.iter().map(|n| {
+        format!(
+            "`{n}`: no arrow and no bold, its runs disagree on which way is better \
+             (workload.metric_goal, or the guess from its name)"
+        )
+    }));
     let what = sources.join("; ");
     // Weights and shares have no better direction: nothing bold to explain.
     let ranked = names.iter().any(|n| arrow(n).is_some());

@@ -537,3 +537,37 @@ fn a_single_run_is_not_the_best_alone_within_a_seeds_spread() {
     assert!(far.contains("| 0.1 | 1 | **60.00** |"), "{far}");
     assert!(far.contains("| 0.3 | 3 | 50.00 ± 0.20 |"), "{far}");
 }
+
+/// Runs of one metric that disagree on its direction (one said "min", the
+/// other guessed "higher": walkthrough N's `nrmse ↑` bolded the worse
+/// value): no arrow, no bold, and the caption says why.
+#[test]
+fn runs_that_disagree_on_the_metrics_direction_rank_nothing() {
+    let root = tempfile::tempdir().unwrap();
+    let mut runs = Vec::new();
+    for (i, (gamma, value, higher)) in [(0.1, 1.278, true), (0.3, 1.097, false)]
+        .into_iter()
+        .enumerate()
+    {
+        let mut config = crate::config::Config::default();
+        config.meltr.gamma = gamma;
+        let mut run = accuracy_run(root.path(), &format!("r{i}"), &config, "");
+        run.final_eval = Some((10, [("accuracy".to_string(), value)].into()));
+        run.meta.higher_is_better = higher;
+        runs.push(run);
+    }
+    let groups = super::super::groups::gather(
+        &runs,
+        &super::super::groups::GroupBy::Keys(vec!["meltr.gamma".into()]),
+    )
+    .unwrap();
+    let text = markdown(&groups);
+    assert!(
+        !text.contains("**") && !text.contains('↑') && !text.contains('↓'),
+        "{text}"
+    );
+    assert!(
+        text.contains("`accuracy`: no arrow and no bold, its runs disagree on which way is better"),
+        "{text}"
+    );
+}
