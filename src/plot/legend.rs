@@ -149,11 +149,22 @@ impl<'a> Legend<'a> {
             .map(|l| l.label.as_deref().unwrap_or(""))
             .collect();
         let mut labels: Vec<String> = texts.iter().map(|t| fitted_entry(t, room, em, m)).collect();
-        // Labels that differ only past the cut are cut in the middle instead.
+        // Labels that differ only past the cut are cut in the middle
+        // instead. Alike as read: a group size and the punctuation before
+        // the `…` do not tell two settings apart (walkthrough M's
+        // `meta_lr=0.001,… (n=3)` and `meta_lr=0.001… (n=1)`).
+        let read = |label: &str| -> String {
+            let body = match label.rfind(" (") {
+                Some(at) if label.ends_with(')') => &label[..at],
+                _ => label,
+            };
+            body.trim_end_matches(['…', ',', ';', ' ']).to_string()
+        };
+        let readings: Vec<String> = labels.iter().map(|l| read(l)).collect();
         let cut_alike: Vec<Vec<&str>> = (0..texts.len())
             .map(|i| {
                 (0..texts.len())
-                    .filter(|&j| j != i && labels[j] == labels[i] && texts[j] != texts[i])
+                    .filter(|&j| j != i && readings[j] == readings[i] && texts[j] != texts[i])
                     .map(|j| texts[j])
                     .collect()
             })
@@ -500,6 +511,27 @@ mod tests {
         );
         assert!(legend.labels[0].starts_with("kind=meltr") && legend.labels[0].contains('…'));
         assert_eq!(legend.labels[2], "sum");
+        let width = theme.width_in * 72.0 - 2.0 * theme.tick_pt;
+        assert!(legend.entry_w(0) <= width && legend.entry_w(1) <= width);
+    }
+
+    /// Walkthrough M's two MELTR entries read `…, meta_lr=0.001,… (n=3)`
+    /// and `…, meta_lr=0.001… (n=1)`: alike but for a comma and the group
+    /// size. They are cut in the middle to keep what differs.
+    #[test]
+    fn labels_alike_but_for_punctuation_and_group_size_keep_what_differs() {
+        let theme = crate::plot::Style::Paper.theme();
+        let m = Metrics::get();
+        let stem = "aid.alpha=0.1, aid.iterations=0, combiner.kind=meltr, meltr.meta_lr=0.001";
+        let a = format!("{stem}, train.steps=400 (n=3)");
+        let b = format!("{stem}→0.5@78→0.001@102, train.steps=600→200@155 (n=1)");
+        let lines = lines(&[&a, &b, "sum (n=3)"]);
+        let legend = Legend::new(&lines, &theme, m).unwrap();
+        let (la, lb) = (&legend.labels[0], &legend.labels[1]);
+        assert!(
+            la.contains("steps=400") && lb.contains("200@155"),
+            "{la} / {lb}"
+        );
         let width = theme.width_in * 72.0 - 2.0 * theme.tick_pt;
         assert!(legend.entry_w(0) <= width && legend.entry_w(1) <= width);
     }
