@@ -20,7 +20,7 @@ pub struct PlotSeries {
 
 /// Charts narrower or shorter than this show a note instead.
 const MIN_WIDTH: u16 = 16;
-const MIN_HEIGHT: u16 = 4;
+pub const MIN_HEIGHT: u16 = 4;
 
 /// Points of channel `c` of `track` over steps `[x0, x1]`, decimated to
 /// min/max columns for a chart `width` cells wide drawn with `marker` and,

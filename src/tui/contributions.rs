@@ -74,12 +74,15 @@ fn percent_text(share: f64) -> String {
     format!("{percent}%")
 }
 
-/// One section of bars: a heading, then `name value bar` per loss.
+/// One section of bars: a heading, then `name value bar` per loss, or,
+/// with `shares`, `name value share bar` (the weights and shares in one
+/// section, where a short pane has no room for two).
 fn bar_lines(
     app: &App,
     heading: String,
     values: &Named,
     percent: bool,
+    shares: Option<&Named>,
     width: usize,
 ) -> Vec<Line<'static>> {
     let mut lines = vec![Line::from(Span::styled(heading, app.theme.accent()))];
@@ -111,10 +114,15 @@ fn bar_lines(
         .max()
         .unwrap_or(0)
         .max(7);
+    let share_w = shares.map_or(0, |_| 7);
     for (i, name) in names.iter().enumerate() {
         let Some(&v) = values.get(name) else { continue };
-        let value = format!("{:>value_w$}", text(v));
-        let bar_w = width.saturating_sub(name_w + value_w + 2);
+        let mut value = format!("{:>value_w$}", text(v));
+        if let Some(shares) = shares {
+            let share = shares.get(name).map_or(String::new(), |&s| percent_text(s));
+            value.push_str(&format!(" {share:>6}"));
+        }
+        let bar_w = width.saturating_sub(name_w + value_w + share_w + 2);
         let style = app
             .theme
             .series(curves::style_index(app, CurveId::Loss(i)))
@@ -138,9 +146,21 @@ pub(super) fn render_bars(frame: &mut Frame, area: Rect, app: &App) {
         );
         return;
     };
-    let heading = format!("weight ∂M/∂l @{}", fmt::steps(train.step));
-    let mut lines = bar_lines(app, heading, &train.weights, false, width);
     let height = usize::from(area.height);
+    let rows = app.store.losses.len() + 1;
+    // Two sections where both fit, else the shares as a column of the
+    // weights' rows (walkthrough M: at 80x24 the shares were dropped).
+    let together = !train.shares.is_empty() && 2 * rows > height;
+    let heading = match together {
+        true => format!(
+            "weight ∂M/∂l @{} · share @{}",
+            fmt::steps(train.step),
+            fmt::steps(train.shares_step)
+        ),
+        false => format!("weight ∂M/∂l @{}", fmt::steps(train.step)),
+    };
+    let shares_column = together.then_some(&train.shares);
+    let mut lines = bar_lines(app, heading, &train.weights, false, shares_column, width);
     if lines.len() > height && height >= 2 {
         // The rows that do not fit are named on the last line, with their
         // values: a hidden loss may hold the weight the bars are scaled to.
@@ -154,12 +174,13 @@ pub(super) fn render_bars(frame: &mut Frame, area: Rect, app: &App) {
         lines.truncate(1 + shown);
         lines.push(hidden_rows_line(app, &rows[shown..], width));
     }
-    if !train.shares.is_empty() {
+    if !train.shares.is_empty() && !together {
         let shares = bar_lines(
             app,
             format!("share of the gradient @{}", fmt::steps(train.shares_step)),
             &train.shares,
             true,
+            None,
             width,
         );
         // All of the section or none of it: a heading over a cut list reads
@@ -245,6 +266,22 @@ fn render_transform(frame: &mut Frame, area: Rect, app: &App) {
     );
 }
 
+/// Before the weights chart's legend.
+const WEIGHT_LEGEND_PREFIX: &str = "w = ∂M/∂l ";
+
+/// The weights chart's legend entries, one per loss.
+fn weight_legend_entries(app: &App) -> Vec<Vec<Span<'static>>> {
+    app.store
+        .losses
+        .iter()
+        .enumerate()
+        .map(|(i, name)| {
+            let style = app.theme.series(curves::style_index(app, CurveId::Loss(i)));
+            chart::legend_entry(name, style, true, app.theme)
+        })
+        .collect()
+}
+
 pub fn render(frame: &mut Frame, area: Rect, app: &App, focused: bool) {
     let block = pane_block(
         app.theme,
@@ -262,8 +299,26 @@ pub fn render(frame: &mut Frame, area: Rect, app: &App, focused: bool) {
             1
         };
     let side = inner.width >= SIDE_BY_SIDE_MIN;
+    let legend_rows = |width: u16| {
+        let prefix = Span::styled(WEIGHT_LEGEND_PREFIX, app.theme.dim());
+        chart::legend_lines(
+            Some(prefix),
+            weight_legend_entries(app),
+            usize::from(width),
+            app.theme,
+        )
+        .len() as u16
+    };
+    // The weights-over-time chart keeps room to be drawn (its legend and
+    // the chart's least height) where the pane has it: at 80x24 six losses'
+    // two bar sections took all but three rows, and it read "(too small)".
+    let chart_least = legend_rows(inner.width) + chart::MIN_HEIGHT;
     let bottom_height = if side {
-        bars_height.max(inner.height / 2)
+        let most = inner
+            .height
+            .saturating_sub(chart_least)
+            .max(inner.height / 2);
+        bars_height.max(inner.height / 2).min(most)
     } else {
         inner.height * 2 / 3
     };
@@ -271,17 +326,13 @@ pub fn render(frame: &mut Frame, area: Rect, app: &App, focused: bool) {
         Layout::vertical([Constraint::Min(0), Constraint::Length(bottom_height)]).areas(inner);
 
     // Effective weights over time, in the curves pane's window.
-    let entries = store
-        .losses
-        .iter()
-        .enumerate()
-        .map(|(i, name)| {
-            let style = app.theme.series(curves::style_index(app, CurveId::Loss(i)));
-            chart::legend_entry(name, style, true, app.theme)
-        })
-        .collect();
-    let prefix = Span::styled("w = ∂M/∂l ", app.theme.dim());
-    let legend = chart::legend_lines(Some(prefix), entries, usize::from(top.width), app.theme);
+    let prefix = Span::styled(WEIGHT_LEGEND_PREFIX, app.theme.dim());
+    let legend = chart::legend_lines(
+        Some(prefix),
+        weight_legend_entries(app),
+        usize::from(top.width),
+        app.theme,
+    );
     let [legend_area, plot] =
         Layout::vertical([Constraint::Length(legend.len() as u16), Constraint::Min(0)]).areas(top);
     let mut series = Vec::new();
@@ -357,7 +408,7 @@ mod tests {
             .zip([3.149, -9.1e-4, 0.5, -12.25, 1e-6])
             .map(|(n, v)| (n.clone(), v))
             .collect();
-        let lines = bar_lines(&app, "weights".into(), &values, false, 60);
+        let lines = bar_lines(&app, "weights".into(), &values, false, None, 60);
         let columns: Vec<usize> = lines[1..]
             .iter()
             .map(|l| {

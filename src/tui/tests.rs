@@ -1736,3 +1736,50 @@ fn a_run_setting_up_says_so_with_no_metric_direction() {
         "{screen}"
     );
 }
+
+/// Six losses at 80x24 (walkthrough M): the weights chart read "(too
+/// small)" under two bar sections, and the shares were dropped. The chart
+/// keeps its least height, and the shares become a column of the weights'
+/// rows.
+#[test]
+fn six_losses_at_80x24_keep_the_weights_chart_and_the_shares() {
+    let extra = ["fourth", "fifth", "sixth"];
+    let mut meta = fixtures::meta(TOTAL);
+    meta.losses.extend(extra.map(String::from));
+    let history: Vec<MetricLine> = fixtures::history(STEPS)
+        .into_iter()
+        .map(|mut line| {
+            if let Record::Train {
+                losses,
+                weights,
+                shares,
+                ..
+            } = &mut line.record
+            {
+                for (k, name) in extra.into_iter().enumerate() {
+                    losses.insert(name.into(), 0.5);
+                    weights.insert(name.into(), 0.1 * (k + 1) as f64);
+                    shares.insert(name.into(), 0.05);
+                }
+            }
+            line
+        })
+        .collect();
+    let mut app = App::new(
+        meta,
+        PathBuf::from("sessions/demo/config.toml"),
+        fixtures::config(TOTAL),
+        history,
+        Theme { color: true },
+    );
+    app.focus = Pane::Contributions;
+    let screen = text(draw(&app, 80, 24).backend().buffer());
+    assert!(!screen.contains("(too small)"), "{screen}");
+    assert!(screen.contains("weight ∂M/∂l @"), "{screen}");
+    assert!(screen.contains(" · share @"), "{screen}");
+    let sixth = screen
+        .lines()
+        .find(|l| l.contains("sixth ") && l.contains('%'))
+        .unwrap_or_else(|| panic!("no row of `sixth`:\n{screen}"));
+    assert!(sixth.contains("+0.3") && sixth.contains("5.0%"), "{sixth}");
+}
