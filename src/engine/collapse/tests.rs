@@ -1,3 +1,9 @@
+//! The collapse watch's tests.
+//!
+//! Long: one module for the watch's rules (counts, restore points, carried
+//! primaries, spent restores), read top to bottom with `collapse.rs`; they
+//! share the weight fixtures at the top.
+
 use super::*;
 
 /// Every weight at `w` (the primary too).

@@ -1,6 +1,7 @@
 //! The update and clipping against their references.
 
 use super::*;
+use crate::nn::autograd::norm;
 
 #[test]
 fn a_masked_step_changes_nothing_even_with_nan_gradients() {
