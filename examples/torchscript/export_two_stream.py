@@ -337,7 +337,7 @@ def main() -> None:
     parser.add_argument("--unused-head", action="store_true",
                         help="add a head (probe_head) that no loss uses")
     parser.add_argument("--sometimes-head", action="store_true",
-                        help="add a head (sometimes_head) that `scramble` uses on about a third of the batches")
+                        help="add a head (sometimes_head) that `scramble` uses on the batches whose first label is a multiple of 3")
     args = parser.parse_args()
 
     torch.manual_seed(args.seed)

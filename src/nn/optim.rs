@@ -133,7 +133,8 @@ impl Update<'_> {
 }
 
 /// A bucket's size limit: its temporaries (about five bucket-sized
-/// tensors) stay near 20 MB in f32.
+/// tensors, two more where parameters count their own updates) stay near
+/// 20 to 30 MB in f32.
 const BUCKET_VALUES: i64 = 1 << 20;
 
 impl AdamW {
@@ -270,13 +271,16 @@ impl AdamW {
         tch::no_grad(|| {
             self.step.copy_(&count);
             if let Some(reached) = reached {
-                let sat_out: Vec<f64> = reached.iter().map(|&r| f64::from(u8::from(!r))).collect();
-                let sat_out = Tensor::from_slice(&sat_out).to_device(self.missed.device());
-                let taken = match ok {
-                    Some(ok) => sat_out * ok.to_kind(Kind::Double),
-                    None => sat_out,
-                };
-                let _ = self.missed.g_add_(&taken);
+                // On the device, slot by slot: a copy from the host would
+                // wait for the queued backward on CUDA.
+                let taken = ok.map(|ok| ok.to_kind(Kind::Double));
+                for i in (0..reached.len()).filter(|&i| !reached[i]) {
+                    let mut slot = self.missed.get(i as i64);
+                    let _ = match &taken {
+                        Some(taken) => slot.g_add_(taken),
+                        None => slot.g_add_scalar_(1.0),
+                    };
+                }
                 self.missed_any = true;
             }
         });
@@ -391,31 +395,45 @@ impl AdamW {
             let device = self.step.device();
             for b in &mut self.buckets {
                 let range = b.params.clone();
-                // The update count and where the update is taken: 0-dim, or,
-                // where parameters count their own updates, per element.
-                let (count, taken) = match update.counts {
+                // The bias corrections and where the update is taken: 0-dim,
+                // or, where parameters count their own updates, per element
+                // (built on the device, in the moments' kind, as the 0-dim
+                // ones enter the ops).
+                let (bc1, bc2, taken) = match update.counts {
                     None => (
-                        update.count.shallow_clone(),
+                        correction(update.count, self.beta1),
+                        correction(update.count, self.beta2),
                         update.ok.map(Tensor::shallow_clone),
                     ),
                     Some(counts) => {
-                        let sizes = Tensor::from_slice(&b.sizes).to_device(device);
                         let spread = |per_parameter: &Tensor| {
-                            per_parameter.repeat_interleave_self_tensor(&sizes, 0, None)
+                            let parts: Vec<Tensor> = range
+                                .clone()
+                                .zip(&b.sizes)
+                                .map(|(i, &n)| per_parameter.get(i as i64).expand([n], false))
+                                .collect();
+                            Tensor::cat(&parts, 0)
                         };
-                        let marks: Vec<bool> = range.clone().map(|i| update.takes(i)).collect();
-                        let mut taken = spread(&Tensor::from_slice(&marks).to_device(device));
+                        let marks: Vec<Tensor> = range
+                            .clone()
+                            .zip(&b.sizes)
+                            .map(|(i, &n)| match update.takes(i) {
+                                true => Tensor::ones([n], (Kind::Bool, device)),
+                                false => Tensor::zeros([n], (Kind::Bool, device)),
+                            })
+                            .collect();
+                        let mut taken = Tensor::cat(&marks, 0);
                         if let Some(ok) = update.ok {
                             taken = taken.logical_and(ok);
                         }
-                        let own = counts.slice(0, range.start as i64, range.end as i64, 1);
-                        (spread(&own), Some(taken))
+                        let kind = b.m.kind();
+                        (
+                            spread(&correction(counts, self.beta1).to_kind(kind)),
+                            spread(&correction(counts, self.beta2).to_kind(kind)),
+                            Some(taken),
+                        )
                     }
                 };
-                let (bc1, bc2) = (
-                    correction(&count, self.beta1),
-                    correction(&count, self.beta2),
-                );
                 let params = &params[range.clone()];
                 let mut g = flat(&grads[range]);
                 let coupled = self.decay == WeightDecay::Coupled && self.weight_decay != 0.0;
@@ -478,7 +496,8 @@ impl AdamW {
         out
     }
 
-    /// Restores from `state`'s names; missing entries are an error.
+    /// Restores from `state`'s names; missing entries are an error (but
+    /// `missed`, which older checkpoints lack).
     pub fn load_state(
         &mut self,
         prefix: &str,
@@ -518,8 +537,14 @@ impl AdamW {
                  (`{extra}`): it lists other parameters"
             );
             // Absent from checkpoints written before parameters counted
-            // their own updates: none had sat one out then.
-            let _ = self.missed.zero_();
+            // their own updates: a parameter no gradient had reached then
+            // (all-zero second moment) sat out every update.
+            let never_reached: Vec<Tensor> = self.v.iter().map(|v| v.eq(0.0).all()).collect();
+            if !never_reached.is_empty() {
+                let _ = self
+                    .missed
+                    .copy_(&(Tensor::stack(&never_reached, 0).to_kind(Kind::Double) * &self.step));
+            }
             if let Some(missed) = lookup(&format!("{prefix}.missed")) {
                 anyhow::ensure!(
                     missed.size() == self.missed.size(),
@@ -534,31 +559,6 @@ impl AdamW {
             Ok(())
         })
     }
-}
-
-/// The textbook AdamW update, parameter by parameter (a dozen small ops per
-/// parameter): the reference [`AdamW`] is tested and benchmarked against
-/// (`cargo bench --bench adamw`). `moments`: (m, v) per parameter; `step`:
-/// the update's number, from 1.
-#[doc(hidden)]
-pub fn per_parameter_step(
-    params: &[Tensor],
-    grads: &[Tensor],
-    moments: &mut [(Tensor, Tensor)],
-    step: f64,
-    (lr, weight_decay): (f64, f64),
-) {
-    let (b1, b2, eps) = (0.9f64, 0.999f64, 1e-8);
-    tch::no_grad(|| {
-        for ((p, g), (m, v)) in params.iter().zip(grads).zip(moments.iter_mut()) {
-            *m = &*m * b1 + g * (1.0 - b1);
-            *v = &*v * b2 + g * g * (1.0 - b2);
-            let m_hat = &*m / (1.0 - b1.powf(step));
-            let v_hat = &*v / (1.0 - b2.powf(step));
-            let new = p * (1.0 - lr * weight_decay) - m_hat / (v_hat.sqrt() + eps) * lr;
-            p.shallow_clone().copy_(&new);
-        }
-    });
 }
 
 /// Whether ATen's fused kernel takes these tensors: one device (CPU or
@@ -589,7 +589,9 @@ fn per_parameter(flat: &Tensor, sizes: &[i64], params: &[Tensor]) -> Vec<Tensor>
 }
 
 mod clip;
+mod reference;
 pub use clip::{clip_grad_norm, op_by_op_clip_grad_norm};
+pub use reference::per_parameter_step;
 
 #[cfg(test)]
 mod tests;

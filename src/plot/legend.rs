@@ -160,11 +160,22 @@ impl<'a> Legend<'a> {
             };
             body.trim_end_matches(['…', ',', ';', ' ']).to_string()
         };
-        let readings: Vec<String> = labels.iter().map(|l| read(l)).collect();
+        // Only labels that were cut (twins told apart by a session id in
+        // parentheses, `baseline (20240101-abc)`, read alike uncut).
+        let readings: Vec<Option<String>> = labels
+            .iter()
+            .zip(&texts)
+            .map(|(label, text)| (label != text).then(|| read(label)))
+            .collect();
         let cut_alike: Vec<Vec<&str>> = (0..texts.len())
             .map(|i| {
                 (0..texts.len())
-                    .filter(|&j| j != i && readings[j] == readings[i] && texts[j] != texts[i])
+                    .filter(|&j| {
+                        j != i
+                            && readings[i].is_some()
+                            && readings[j] == readings[i]
+                            && texts[j] != texts[i]
+                    })
                     .map(|j| texts[j])
                     .collect()
             })
@@ -534,6 +545,18 @@ mod tests {
         );
         let width = theme.width_in * 72.0 - 2.0 * theme.tick_pt;
         assert!(legend.entry_w(0) <= width && legend.entry_w(1) <= width);
+    }
+
+    /// Twins told apart by a session id in parentheses fit uncut, and stay
+    /// as they are (the review: they read alike without the parentheses).
+    #[test]
+    fn uncut_twins_with_ids_stay_whole() {
+        let theme = crate::plot::Style::Paper.theme();
+        let m = Metrics::get();
+        let texts = ["baseline (20240101-abc)", "baseline (20240102-def)"];
+        let lines = lines(&texts);
+        let legend = Legend::new(&lines, &theme, m).unwrap();
+        assert_eq!(legend.labels, texts.map(String::from).to_vec());
     }
 
     /// A label wider than the figure ran off its right edge (eight

@@ -151,10 +151,13 @@ impl Plan {
             // Numbers by value: `0.003` and `3e-3` are one learning rate.
             let mut values = std::collections::BTreeMap::new();
             for value in &axis.values {
-                let read = value
-                    .trim()
-                    .parse::<f64>()
-                    .map_or_else(|_| value.clone(), |number| number.to_string());
+                // Whole numbers exactly (seeds past 2^53 are not one f64).
+                let trimmed = value.trim();
+                let read = match (trimmed.parse::<i128>(), trimmed.parse::<f64>()) {
+                    (Ok(whole), _) => whole.to_string(),
+                    (_, Ok(number)) => number.to_string(),
+                    _ => value.clone(),
+                };
                 if let Some(first) = values.insert(read, value) {
                     let twice = match first == value {
                         true => format!("the value `{value}` twice"),

@@ -114,13 +114,20 @@ fn bar_lines(
         .max()
         .unwrap_or(0)
         .max(7);
-    let share_w = shares.map_or(0, |_| 7);
+    // The shares' column as wide as its widest (`-123.4%`), and a space.
+    let share_w = shares.map_or(0, |shares| {
+        1 + shares
+            .values()
+            .map(|&s| fmt::width(&percent_text(s)))
+            .max()
+            .unwrap_or(0)
+    });
     for (i, name) in names.iter().enumerate() {
         let Some(&v) = values.get(name) else { continue };
         let mut value = format!("{:>value_w$}", text(v));
         if let Some(shares) = shares {
             let share = shares.get(name).map_or(String::new(), |&s| percent_text(s));
-            value.push_str(&format!(" {share:>6}"));
+            value.push_str(&format!("{share:>share_w$}"));
         }
         let bar_w = width.saturating_sub(name_w + value_w + share_w + 2);
         let style = app

@@ -13,21 +13,23 @@ pub fn lower_is_better(name: &str) -> bool {
         return !lower_is_better(negated);
     }
     const PARTS: [&str; 2] = ["loss", "perplexity"];
-    // `MdR` and `MnR`: the MELTR paper's median and mean rank. Forecasting's
-    // errors (a held-out regression's `mape`, `crps` and `nrmse` had been
-    // taken as scores, and `export --best` wrote its worst checkpoint).
-    const WORDS: [&str; 35] = [
+    // Forecasting's errors too (a held-out regression's `mape`, `crps` and
+    // `nrmse` had been taken as scores, and `export --best` wrote its worst
+    // checkpoint); these may carry a count (`rmse4`, `mape_12`'s `mape`).
+    const ERRORS: [&str; 27] = [
         "mse", "mae", "rmse", "msle", "rmsle", "nmse", "nrmse", "nmae", "mape", "smape", "wmape",
         "mase", "rmsse", "crps", "medae", "mad", "nll", "bpc", "bpd", "wer", "cer", "ter", "eer",
-        "ece", "brier", "fid", "ppl", "medr", "mdr", "meanr", "mnr", "rank", "ranks", "distance",
-        "dist",
+        "ece", "brier", "fid", "ppl",
+    ];
+    // `MdR` and `MnR`: the MELTR paper's median and mean rank. Not with a
+    // count: `rank1` (re-identification's rank-1 accuracy) and `dist2`
+    // (distinct bigrams) are scores.
+    const RANKS: [&str; 8] = [
+        "medr", "mdr", "meanr", "mnr", "rank", "ranks", "distance", "dist",
     ];
     let lower = name.to_lowercase();
-    // Words without a trailing count (`rmse4`, `mape_12`'s `mape`).
-    let words: Vec<&str> = lower
-        .split(|c: char| !c.is_ascii_alphanumeric())
-        .map(|w| w.trim_end_matches(|c: char| c.is_ascii_digit()))
-        .collect();
+    let words: Vec<&str> = lower.split(|c: char| !c.is_ascii_alphanumeric()).collect();
+    let error_word = |w: &&str| ERRORS.contains(&w.trim_end_matches(|c: char| c.is_ascii_digit()));
     // A reciprocal rank (MRR) grows as ranks improve, and so does an
     // error's improvement, reduction or skill score.
     const GROWING: [&str; 5] = ["mrr", "improvement", "gain", "reduction", "skill"];
@@ -38,7 +40,9 @@ pub fn lower_is_better(name: &str) -> bool {
     // inside a word (`referring_acc`, `transferred`).
     let error = |w: &&str| w.starts_with("err") || w.ends_with("error") || w.ends_with("err");
     PARTS.iter().any(|part| lower.contains(part))
-        || words.iter().any(|w| WORDS.contains(w) || error(w))
+        || words
+            .iter()
+            .any(|w| RANKS.contains(w) || error_word(w) || error(w))
 }
 
 /// Said of a metric whose name reads neither way ([`score_direction`] has
@@ -190,6 +194,9 @@ mod tests {
             "rmse_improvement",
             "crps_skill",
             "error_reduction",
+            "rank1",
+            "cmc_rank5",
+            "dist2",
         ] {
             assert!(!lower_is_better(higher), "{higher}");
         }

@@ -113,9 +113,11 @@ pub trait Workload: Send {
         Vec::new()
     }
     /// Parameters no trained loss reached on the first batch (a head the
-    /// forward never uses), sharing the model's storage: the trainer leaves
-    /// each as it is until a gradient reaches it, as PyTorch's optimizers
-    /// skip a parameter whose `.grad` is `None`.
+    /// forward never uses), sharing the model's storage: named at the start;
+    /// with data-parallel ranks the trainer leaves each as it is until a
+    /// gradient reaches it, as PyTorch's optimizers skip a parameter whose
+    /// `.grad` is `None` (a single process skips any unreached parameter at
+    /// each step).
     fn unreached_parameters(&self) -> Vec<Tensor> {
         Vec::new()
     }

@@ -59,8 +59,9 @@ pub(super) enum Extra {
 pub(super) struct InnerGrads {
     /// The inner parameters' gradients, averaged over the ranks.
     pub grads: Vec<Tensor>,
-    /// Which of them this rank's backward reached (the others' are zeros;
-    /// see [`grad_reaching`]).
+    /// Which of them this rank's backward reached (see [`grad_reaching`]):
+    /// with one process, the others' gradients are zeros; with ranks, the
+    /// gradients are averaged and this is not used.
     pub reached: Vec<bool>,
     /// True only where every rank's losses and gradients were finite.
     pub finite: Tensor,

@@ -23,6 +23,15 @@ impl Trainer {
         let named = seeded(seed, || self.workload.losses(&batch))
             .with_context(|| self.failed_batch(self.step, "the training batch of step"))?;
         let losses = workload::select(&named, &self.loss_names)?;
+        // Losses that are constants on this batch (a masked loss's
+        // `zeros(())` on a batch without what it masks), by position.
+        let constants: Vec<i64> = (0..self.loss_names.len() as i64)
+            .filter(|&k| {
+                named
+                    .get(&self.loss_names[k as usize])
+                    .is_some_and(|l| !l.requires_grad())
+            })
+            .collect();
         // Differentiated once (the meta step builds its own graphs).
         let total = self
             .combiner
@@ -124,13 +133,17 @@ impl Trainer {
         if let Some(tracer) = &mut self.tracer {
             tracer.inner_losses(&losses);
         }
-        // A loss of exactly 0 (a masked loss's batch without it) keeps its
-        // last other value: MELTR's transform at 0 spans 0 to 2e-6, a flat
-        // line (walkthrough M's `flag`).
+        // A loss that is a constant on this batch (a masked loss's batch
+        // without it) keeps its last value: MELTR's transform at its 0
+        // spanned 0 to 2e-6, a flat line (walkthrough M's `flag`). A loss
+        // that reached 0 with a gradient (a hinge) is read as it is.
         self.last_losses = Some(match &self.last_losses {
             Some(previous) => {
                 let kept = losses.where_self(&losses_finite, previous);
-                kept.where_self(&kept.ne(0.0), previous)
+                for &k in &constants {
+                    let _ = kept.get(k).copy_(&previous.get(k));
+                }
+                kept
             }
             None => losses.shallow_clone(),
         });

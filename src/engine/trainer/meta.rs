@@ -392,10 +392,14 @@ impl Trainer {
                  for {PRIMARY_COLLAPSE_META_STEPS} meta steps (now {}): {}",
                 self.loss_names[0],
                 readable(watched.primary),
+                // (A negative weight's fall is carried, not collapsed; with
+                // the primary still the largest weight, every weight shrank,
+                // and its loss may well fall.)
                 match self.collapse.loss_fell_over_count() {
-                    // (A negative weight's fall is carried, not collapsed.)
-                    Some(fell) => fell_under_a_small_weight(fell, &watched, &self.loss_names),
-                    None => watched.primary_collapse_reading(&self.loss_names),
+                    Some(fell) if watched.largest_at != 0 => {
+                        fell_under_a_small_weight(fell, &watched, &self.loss_names)
+                    }
+                    _ => watched.primary_collapse_reading(&self.loss_names),
                 }
             ),
             Collapse::PrimaryNeverRose => format!(

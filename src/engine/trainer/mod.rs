@@ -93,9 +93,11 @@ pub struct Trainer {
     /// θ plus combiner parameters trained jointly with the model.
     inner_params: Vec<Tensor>,
     /// Indices into `inner_params` of the parameters no trained loss
-    /// reached on the first batch: each is put back after an update while
-    /// its second moment is still all zero (no gradient has reached it),
-    /// as PyTorch's optimizers skip a parameter whose `.grad` is `None`.
+    /// reached on the first batch: with data-parallel ranks, each is put
+    /// back after an update while its second moment is still all zero (no
+    /// gradient has reached it), as PyTorch's optimizers skip a parameter
+    /// whose `.grad` is `None` (a single process skips, step by step, every
+    /// parameter its losses do not reach).
     unreached: Vec<usize>,
     inner: AdamW,
     meta: Option<AdamW>,
@@ -110,7 +112,8 @@ pub struct Trainer {
     /// This step's batch until the step ends (then it joins `recent`).
     current_batch: Option<(u64, Batch)>,
     /// The losses of the last inner step (detached), for weights/transforms;
-    /// each one not finite or exactly 0 there keeps its value before.
+    /// each one not finite there, or a constant on its batch (a masked
+    /// loss), keeps its value before.
     last_losses: Option<Tensor>,
     log: MetricsWriter,
     clock: Instant,

@@ -7,11 +7,12 @@ use tch::Tensor;
 
 impl TorchScript {
     /// Finds the parameters the trained losses' gradient does not reach on
-    /// the first batch (see [`super::params::unreached_note`]), for the
-    /// trainer to leave alone until a gradient reaches them, and says
-    /// which. Where a trained loss is a constant on that batch (a masked
+    /// the first batch (see [`super::params::unreached_note`]), and says
+    /// which (the trainer skips any parameter a step's losses do not
+    /// reach; with data-parallel ranks it puts these back until a gradient
+    /// reaches them). Where a trained loss is a constant on that batch (a masked
     /// auxiliary), none: other batches may reach more. The forward runs in
-    /// training mode, seeded as step 0's would be (the replay's is too).
+    /// training mode, seeded as step 0's would be.
     pub(super) fn find_unreached(&mut self) -> Result<Option<String>> {
         let batch = self.train.slice(0, self.batch_size);
         let seed = crate::nn::rng::forward_seed(self.seed, 0, crate::nn::rng::Forward::Inner);

@@ -61,7 +61,8 @@ pub(super) fn frozen_note(parameters: &[(String, Tensor)]) -> Option<String> {
 /// The parameters no trained loss reaches (a head the forward never uses):
 /// PyTorch's optimizers skip a parameter whose `.grad` stays `None`, so its
 /// weight decay never shrinks it either; the run leaves them as the module
-/// has them too, until a gradient reaches them, said at the start. `reached` lists, for each of
+/// has them too, until a gradient reaches them, said at the start (see
+/// `AdamW::step_reached`). `reached` lists, for each of
 /// `parameters`, whether the trained losses' gradient reaches it.
 pub(super) fn unreached_note(parameters: &[(String, Tensor)], reached: &[bool]) -> Option<String> {
     let unreached: Vec<&(String, Tensor)> = parameters
