@@ -541,8 +541,7 @@ impl AdamW {
             // (all-zero second moment) sat out every update.
             let never_reached: Vec<Tensor> = self.v.iter().map(|v| v.eq(0.0).all()).collect();
             if !never_reached.is_empty() {
-                let _ = self
-                    .missed
+                self.missed
                     .copy_(&(Tensor::stack(&never_reached, 0).to_kind(Kind::Double) * &self.step));
             }
             if let Some(missed) = lookup(&format!("{prefix}.missed")) {

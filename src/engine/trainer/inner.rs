@@ -141,7 +141,7 @@ impl Trainer {
             Some(previous) => {
                 let kept = losses.where_self(&losses_finite, previous);
                 for &k in &constants {
-                    let _ = kept.get(k).copy_(&previous.get(k));
+                    kept.get(k).copy_(&previous.get(k));
                 }
                 kept
             }
