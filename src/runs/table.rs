@@ -410,6 +410,7 @@ pub fn render(groups: &[Group], opts: &TableOptions) -> Result<String> {
     let what = sources.join("; ");
     // Weights and shares have no better direction: nothing bold to explain.
     let ranked = names.iter().any(|n| arrow(n).is_some());
+    let any_bold = (0..rows.len()).any(|r| (0..names.len()).any(|c| is_bold(r, c)));
     Ok(match opts.format {
         TableFormat::Md => {
             let mut header = label_header.clone();
@@ -451,7 +452,7 @@ pub fn render(groups: &[Group], opts: &TableOptions) -> Result<String> {
                 let cells: Vec<String> = cells.iter().map(|c| c.replace('|', "\\|")).collect();
                 out.push_str(&format!("| {} |\n", cells.join(" | ")));
             }
-            let spread = caption::spread_words(one_run_a_row, ranked, "±");
+            let spread = caption::spread_words(one_run_a_row, ranked, any_bold, "±");
             out.push_str(&format!("\n{what}{spread}.\n"));
             out
         }
@@ -523,7 +524,7 @@ pub fn render(groups: &[Group], opts: &TableOptions) -> Result<String> {
                 };
                 format!("{}{arrow}", latex(shown))
             }));
-            let spread = caption::spread_words(one_run_a_row, ranked, "$\\pm$");
+            let spread = caption::spread_words(one_run_a_row, ranked, any_bold, "$\\pm$");
             let mut out = format!(
                 "% meltr-tui table: {what}{spread}. Needs \\usepackage{{booktabs}}.\n\\begin{{tabular}}{{{columns}}}\n\\toprule\n{} \\\\\n\\midrule\n",
                 header.join(" & ")

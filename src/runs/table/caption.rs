@@ -6,7 +6,12 @@ use super::super::groups::Group;
 /// The caption's words on spread and bold; `ranked`: some column has a
 /// better direction (weights and shares have none, and nothing is bold:
 /// a walkthrough's weight table explained a bold it did not have).
-pub(super) fn spread_words(one_run_a_row: bool, ranked: bool, plus_minus: &str) -> String {
+pub(super) fn spread_words(
+    one_run_a_row: bool,
+    ranked: bool,
+    any_bold: bool,
+    plus_minus: &str,
+) -> String {
     let bold = match (ranked, one_run_a_row) {
         (false, _) => "",
         (true, false) => {
@@ -14,6 +19,15 @@ pub(super) fn spread_words(one_run_a_row: bool, ranked: bool, plus_minus: &str) 
         }
         (true, true) => "; bold: a column's best value",
     };
+    // A table with nothing bold said "bold: …" all the same (walkthrough N).
+    let none = match ranked && !any_bold {
+        true => match one_run_a_row {
+            false => ", none here: in each ranked column every mean is within it",
+            true => ", none here: each ranked column's values tie",
+        },
+        false => "",
+    };
+    let bold = format!("{bold}{none}");
     match one_run_a_row {
         false => format!("; mean {plus_minus} sample std over the n runs of each group{bold}"),
         true => format!("; one run a row{bold}"),

@@ -492,9 +492,15 @@ fn means_within_noise_of_the_best_tie() {
     let noisy = bold(&[(0.1, &[36.8, 23.4]), (0.3, &[30.9, 28.9])]);
     assert!(!noisy.contains("**"), "{noisy}");
     assert!(noisy.contains("bold: a column's best mean"), "{noisy}");
+    // Nothing bold is said so (walkthrough N read "bold: …" over none).
+    assert!(
+        noisy.contains(", none here: in each ranked column every mean is within it"),
+        "{noisy}"
+    );
     let apart = bold(&[(0.1, &[36.8, 36.4]), (0.3, &[30.9, 28.9])]);
     assert!(apart.contains("| 0.1 | 2 | **36.60 ± 0.28** |"), "{apart}");
     assert!(apart.contains("| 0.3 | 2 | 29.90 ± 1.41 |"), "{apart}");
+    assert!(!apart.contains("none here"), "{apart}");
 }
 
 /// A share near 1e-7 read `0.000000 ± 0.000000` (walkthrough K's
