@@ -251,9 +251,11 @@ pub fn weights(data: &SessionData, prep: Prep) -> Option<Figure> {
 
 /// Each loss's effective weight averaged over its last
 /// [`FINAL_WEIGHT_LINES`](crate::session::metrics::FINAL_WEIGHT_LINES)
-/// finite logged values, and the steps they span.
+/// finite logged values where it was not exactly 0, and the steps they
+/// span.
 pub fn final_weight_means(data: &SessionData) -> Option<((f64, f64), BTreeMap<String, f64>)> {
-    crate::session::metrics::final_means(&data.weights)
+    use crate::session::metrics::{final_means, weights_where_present};
+    final_means(&weights_where_present(&data.weights, &data.losses))
 }
 
 pub fn final_weights(data: &SessionData) -> Option<Figure> {

@@ -205,7 +205,8 @@ impl Run {
             best_eval: best.cloned(),
             // A fork's last eval is its own only after its fork step.
             final_eval: evals.last().filter(since_fork).cloned(),
-            final_weights: metrics::final_means(&weights).map_or_else(Named::new, |(_, m)| m),
+            final_weights: metrics::final_means(&metrics::weights_where_present(&weights, &losses))
+                .map_or_else(Named::new, |(_, m)| m),
             last_primary_weight: weights
                 .get(&meta.primary)
                 .and_then(|points| points.iter().rev().find(|(_, w)| w.is_finite()))

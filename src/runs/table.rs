@@ -162,7 +162,7 @@ const PER_LOSS: [(&str, &str, &str); 3] = [
     (
         WEIGHT_PREFIX,
         "effective weights",
-        "the effective weight ∂M/∂l",
+        "the effective weight ∂M/∂l (where its loss was not exactly 0)",
     ),
     (
         SHARE_PREFIX,

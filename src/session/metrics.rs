@@ -114,6 +114,35 @@ pub fn final_means(series: &BTreeMap<String, Vec<(f64, f64)>>) -> Option<((f64, 
     span.map(|span| (span, means))
 }
 
+/// Each loss's effective weights without the lines where that loss was
+/// exactly 0 (a masked loss's batch without it, where its weight trains
+/// nothing): their final mean is the weight the loss trains under, not a
+/// mix of the two (walkthrough M's `weight/flag` read 0.065, 0.546 and
+/// 0.061 on three lines in a row, its mean set by the batch order).
+pub fn weights_where_present(
+    weights: &BTreeMap<String, Vec<(f64, f64)>>,
+    losses: &BTreeMap<String, Vec<(f64, f64)>>,
+) -> BTreeMap<String, Vec<(f64, f64)>> {
+    weights
+        .iter()
+        .map(|(name, points)| {
+            let absent: std::collections::BTreeSet<u64> = losses
+                .get(name)
+                .into_iter()
+                .flatten()
+                .filter(|(_, l)| *l == 0.0)
+                .map(|(step, _)| step.to_bits())
+                .collect();
+            let present = points
+                .iter()
+                .filter(|(step, _)| !absent.contains(&step.to_bits()))
+                .copied()
+                .collect();
+            (name.clone(), present)
+        })
+        .collect()
+}
+
 /// JSON has no NaN or ±inf: serde_json writes them as `null`, and these
 /// read `null` back as NaN, so a diverged run's log stays readable (its
 /// curves show gaps, `ls` and `export` still work).

@@ -224,3 +224,31 @@ fn config_and_event_lines_roundtrip() {
         nothing.to_json()
     );
 }
+
+/// Walkthrough M's masked `flag`: its weight on the lines where it was 0
+/// (its batch had none of it) trained nothing, and moved the final mean
+/// with the batch order. Those lines are left out; a loss never 0 keeps
+/// every line.
+#[test]
+fn final_weights_leave_out_the_lines_where_the_loss_was_zero() {
+    let steps = [370.0, 380.0, 390.0, 400.0];
+    let flag_losses = [0.0, 1.4, 0.0, 1.5];
+    let flag_weights = [0.065, 0.546, 0.061, 0.552];
+    let weights = BTreeMap::from([
+        (
+            "flag".to_string(),
+            steps.iter().copied().zip(flag_weights).collect::<Vec<_>>(),
+        ),
+        ("cls".to_string(), steps.iter().map(|&s| (s, 0.3)).collect()),
+    ]);
+    let losses = BTreeMap::from([
+        (
+            "flag".to_string(),
+            steps.iter().copied().zip(flag_losses).collect::<Vec<_>>(),
+        ),
+        ("cls".to_string(), steps.iter().map(|&s| (s, 1.1)).collect()),
+    ]);
+    let (_, means) = final_means(&weights_where_present(&weights, &losses)).unwrap();
+    assert!((means["flag"] - 0.549).abs() < 1e-12, "{means:?}");
+    assert!((means["cls"] - 0.3).abs() < 1e-12, "{means:?}");
+}
