@@ -254,8 +254,7 @@ pub fn weights(data: &SessionData, prep: Prep) -> Option<Figure> {
 /// finite logged values where it was not exactly 0, and the steps they
 /// span.
 pub fn final_weight_means(data: &SessionData) -> Option<((f64, f64), BTreeMap<String, f64>)> {
-    use crate::session::metrics::{final_means, weights_where_present};
-    final_means(&weights_where_present(&data.weights, &data.losses))
+    crate::session::metrics::final_weight_means(&data.weights, &data.losses)
 }
 
 pub fn final_weights(data: &SessionData) -> Option<Figure> {

@@ -2,9 +2,8 @@
 //! status, progress, final and best primary metric, group, and its config
 //! flattened to dotted keys. `ls` filters, sorts and prints these rows
 //! (with the config keys that differ between them as columns), `table`
-//! and `compare` gather them into groups of seeds.
-//!
-//! Pure reading of session folders (the command line overlays what live runners say).
+//! and `compare` gather them into groups of seeds: pure reading of
+//! session folders (the command line overlays what live runners say).
 
 pub mod best;
 pub mod filter;
@@ -205,7 +204,7 @@ impl Run {
             best_eval: best.cloned(),
             // A fork's last eval is its own only after its fork step.
             final_eval: evals.last().filter(since_fork).cloned(),
-            final_weights: metrics::final_means(&metrics::weights_where_present(&weights, &losses))
+            final_weights: metrics::final_weight_means(&weights, &losses)
                 .map_or_else(Named::new, |(_, m)| m),
             last_primary_weight: weights
                 .get(&meta.primary)

@@ -143,6 +143,14 @@ pub fn weights_where_present(
         .collect()
 }
 
+/// [`final_means`] of the weights [`weights_where_present`] keeps.
+pub fn final_weight_means(
+    weights: &BTreeMap<String, Vec<(f64, f64)>>,
+    losses: &BTreeMap<String, Vec<(f64, f64)>>,
+) -> Option<((f64, f64), Named)> {
+    final_means(&weights_where_present(weights, losses))
+}
+
 /// JSON has no NaN or ±inf: serde_json writes them as `null`, and these
 /// read `null` back as NaN, so a diverged run's log stays readable (its
 /// curves show gaps, `ls` and `export` still work).
