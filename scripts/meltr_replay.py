@@ -1131,6 +1131,12 @@ def run(config: str, seed: int, steps: Optional[int], out: str, threads: int, dt
     order = BatchOrder(Workload.samples(workload.train), settings.batch_size, seed)
     picker = random.Random(seed)
     writer = TraceWriter(trace_dir, settings, raw, trainer) if trace_dir else None
+    if not trace_dir:
+        # Walkthrough N paired this run's seed 0 with the engine's and read
+        # their first batches' notes as a disagreement.
+        print(f"note: batches and meta-step picks are this replay's own draws from seed {seed}, not an engine "
+              "run's order: compare the spread over seeds with the engine's; `trace` replays an engine run's "
+              "batches step for step")
 
     pool: List[Tuple[int, Tensor]] = []  # (step, rows) of the steps before this one
     weights: List[Tensor] = []
