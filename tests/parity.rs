@@ -257,6 +257,24 @@ fn tied_and_frozen_parameters_replay() {
     }
 }
 
+/// The exported model's parameters, by name.
+fn exported_parameters(dir: &Path) -> std::collections::HashMap<String, tch::Tensor> {
+    tch::CModule::load(dir.join("model.pt"))
+        .unwrap()
+        .named_parameters()
+        .unwrap()
+        .into_iter()
+        .collect()
+}
+
+/// A 30-step session's last checkpoint, by name.
+fn checkpoint_at_30(session: &Path) -> std::collections::HashMap<String, tch::Tensor> {
+    tch::Tensor::read_safetensors(session.join("checkpoints/step-0000000030.safetensors"))
+        .unwrap()
+        .into_iter()
+        .collect()
+}
+
 /// A head no loss uses (walkthrough J): PyTorch's AdamW skips a parameter
 /// whose `.grad` stays `None`, so weight decay leaves it as exported; the
 /// engine took zeros for its gradient and decayed it. The run says which
@@ -267,24 +285,14 @@ fn a_head_no_loss_uses_is_left_as_pytorch_leaves_it() {
     static DIR: OnceLock<PathBuf> = OnceLock::new();
     let dir = DIR.get_or_init(|| small_example(&["--attention", "matmul", "--unused-head"]));
     let _serial = serial();
-    let initial: std::collections::HashMap<String, tch::Tensor> =
-        tch::CModule::load(dir.join("model.pt"))
-            .unwrap()
-            .named_parameters()
-            .unwrap()
-            .into_iter()
-            .collect();
+    let initial = exported_parameters(dir);
     for (mode, iterations) in [("exact", 0), ("factorized", 2)] {
         let mut config = traced_config(dir, EXAMPLE_LOSSES, mode, iterations);
         config.train.weight_decay = 0.1;
         let root = tempfile::tempdir().unwrap();
         let name = format!("unused-{mode}-j{iterations}");
         let (session, lines) = run_session(root.path(), &name, config.clone());
-        let checkpoint: std::collections::HashMap<String, tch::Tensor> =
-            tch::Tensor::read_safetensors(session.join("checkpoints/step-0000000030.safetensors"))
-                .unwrap()
-                .into_iter()
-                .collect();
+        let checkpoint = checkpoint_at_30(&session);
         for part in ["weight", "bias"] {
             let trained = &checkpoint[&format!("model.probe_head_{part}")];
             let exported = initial[&format!("probe_head.{part}")].to_kind(trained.kind());
@@ -320,25 +328,16 @@ fn a_head_some_batches_miss_sits_those_updates_out() {
     static DIR: OnceLock<PathBuf> = OnceLock::new();
     let dir = DIR.get_or_init(|| small_example(&["--attention", "matmul", "--sometimes-head"]));
     let _serial = serial();
-    let exported = tch::CModule::load(dir.join("model.pt"))
-        .unwrap()
-        .named_parameters()
-        .unwrap()
-        .into_iter()
-        .find(|(name, _)| name == "sometimes_head.weight")
-        .expect("the export has sometimes_head")
-        .1;
+    let exported = exported_parameters(dir)
+        .remove("sometimes_head.weight")
+        .expect("the export has sometimes_head");
     for (mode, iterations) in [("exact", 0), ("factorized", 2)] {
         let mut config = traced_config(dir, EXAMPLE_LOSSES, mode, iterations);
         config.train.weight_decay = 0.1;
         let root = tempfile::tempdir().unwrap();
         let name = format!("sometimes-{mode}-j{iterations}");
         let (session, _) = run_session(root.path(), &name, config.clone());
-        let checkpoint: std::collections::HashMap<String, tch::Tensor> =
-            tch::Tensor::read_safetensors(session.join("checkpoints/step-0000000030.safetensors"))
-                .unwrap()
-                .into_iter()
-                .collect();
+        let checkpoint = checkpoint_at_30(&session);
         let trained = &checkpoint["model.sometimes_head_weight"];
         assert!(
             !trained.equal(&exported.to_kind(trained.kind())),

@@ -307,16 +307,12 @@ impl AdamW {
         if taken.is_empty() {
             return Ok(());
         }
-        let pick = |tensors: &[Tensor]| -> Vec<Tensor> {
-            taken.iter().map(|&i| tensors[i].shallow_clone()).collect()
-        };
-        let (params, grads) = (&pick(params)[..], &pick(grads)[..]);
-        let (exp_avgs, exp_avg_sqs) = (pick(&self.m), pick(&self.v));
         // The kernel walks each tensor's memory in order, so parameter,
         // gradient and moments must share one layout: the moments are
         // contiguous, so a non-contiguous parameter (a transposed weight)
         // is updated in a contiguous copy that is written back after.
-        let grads: Vec<Tensor> = grads.iter().map(Tensor::contiguous).collect();
+        let grads: Vec<Tensor> = taken.iter().map(|&i| grads[i].contiguous()).collect();
+        let params: Vec<&Tensor> = taken.iter().map(|&i| &params[i]).collect();
         let staged: Vec<Tensor> = tch::no_grad(|| {
             params
                 .iter()
@@ -332,8 +328,14 @@ impl AdamW {
         let pointers = |tensors: &[Tensor]| -> Vec<*mut torch_sys::C_tensor> {
             tensors.iter().map(|t| t.as_ptr() as *mut _).collect()
         };
+        let moment_pointers = |moments: &[Tensor]| -> Vec<*mut torch_sys::C_tensor> {
+            taken
+                .iter()
+                .map(|&i| moments[i].as_ptr() as *mut _)
+                .collect()
+        };
         let (p, g) = (pointers(&staged), pointers(&grads));
-        let (m, v) = (pointers(&exp_avgs), pointers(&exp_avg_sqs));
+        let (m, v) = (moment_pointers(&self.m), moment_pointers(&self.v));
         // The kernels want float step counts and skip flags.
         let steps: Vec<Tensor> = match update.counts {
             Some(counts) => {

@@ -27,13 +27,20 @@ pub(super) fn accuracy_run(
 /// The Markdown table of accuracy runs `(meltr.gamma, final accuracy)`,
 /// grouped by γ.
 fn by_gamma(runs_of: &[(f64, f64)]) -> String {
+    let higher: Vec<(f64, f64, bool)> = runs_of.iter().map(|&(g, a)| (g, a, true)).collect();
+    by_gamma_and_direction(&higher)
+}
+
+/// As [`by_gamma`], each run with its own `higher_is_better`.
+fn by_gamma_and_direction(runs_of: &[(f64, f64, bool)]) -> String {
     let root = tempfile::tempdir().unwrap();
     let mut runs = Vec::new();
-    for (i, &(gamma, accuracy)) in runs_of.iter().enumerate() {
+    for (i, &(gamma, accuracy, higher)) in runs_of.iter().enumerate() {
         let mut config = crate::config::Config::default();
         config.meltr.gamma = gamma;
         let mut run = accuracy_run(root.path(), &format!("r{i}"), &config, "");
         run.final_eval = Some((10, [("accuracy".to_string(), accuracy)].into()));
+        run.meta.higher_is_better = higher;
         runs.push(run);
     }
     let groups = super::super::groups::gather(
@@ -549,25 +556,7 @@ fn a_single_run_is_not_the_best_alone_within_a_seeds_spread() {
 /// value): no arrow, no bold, and the caption says why.
 #[test]
 fn runs_that_disagree_on_the_metrics_direction_rank_nothing() {
-    let root = tempfile::tempdir().unwrap();
-    let mut runs = Vec::new();
-    for (i, (gamma, value, higher)) in [(0.1, 1.278, true), (0.3, 1.097, false)]
-        .into_iter()
-        .enumerate()
-    {
-        let mut config = crate::config::Config::default();
-        config.meltr.gamma = gamma;
-        let mut run = accuracy_run(root.path(), &format!("r{i}"), &config, "");
-        run.final_eval = Some((10, [("accuracy".to_string(), value)].into()));
-        run.meta.higher_is_better = higher;
-        runs.push(run);
-    }
-    let groups = super::super::groups::gather(
-        &runs,
-        &super::super::groups::GroupBy::Keys(vec!["meltr.gamma".into()]),
-    )
-    .unwrap();
-    let text = markdown(&groups);
+    let text = by_gamma_and_direction(&[(0.1, 1.278, true), (0.3, 1.097, false)]);
     assert!(
         !text.contains("**") && !text.contains('↑') && !text.contains('↓'),
         "{text}"
