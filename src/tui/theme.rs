@@ -21,13 +21,22 @@ pub struct SeriesStyle {
     pub glyph: &'static str,
 }
 
-const PALETTE: [Color; 6] = [
+/// The twelve base colours other than black, white and the greys, the
+/// plain six first: a model's twelve losses each get their own (with six,
+/// the seventh loss was drawn in the primary's cyan).
+const PALETTE: [Color; 12] = [
     Color::Cyan,
     Color::Yellow,
     Color::Magenta,
     Color::Green,
     Color::Blue,
     Color::Red,
+    Color::LightCyan,
+    Color::LightYellow,
+    Color::LightMagenta,
+    Color::LightGreen,
+    Color::LightBlue,
+    Color::LightRed,
 ];
 /// Without colour, series differ by marker; the legend shows the glyph.
 const MARKERS: [(Marker, &str); 4] = [
@@ -119,6 +128,24 @@ impl Theme {
             )
         } else {
             (self.dim(), BorderType::Plain)
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn twelve_series_each_get_their_own_colour() {
+        let theme = Theme { color: true };
+        let colours: Vec<Option<Color>> = (0..12).map(|i| theme.series(i).style.fg).collect();
+        for (i, c) in colours.iter().enumerate() {
+            assert!(c.is_some(), "series {i} has no colour");
+            assert!(
+                !colours[..i].contains(c),
+                "series {i} repeats an earlier series' {c:?}"
+            );
         }
     }
 }
