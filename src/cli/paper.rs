@@ -89,6 +89,10 @@ pub(super) fn table(
         (runs, at_step_note) = runs_at_step(&runs, step)?;
     }
     let mut groups = groups::gather(&runs, &group_by(keys))?;
+    // CSV is data for other programs: whole paths there.
+    if opts.format != TableFormat::Csv {
+        groups::shorten_shared_folders(&mut groups);
+    }
     let filtered: Vec<String> = filter.conditions.iter().map(|w| w.key.clone()).collect();
     let renamed = rename_values(&mut groups, renames, &filtered)?;
     let label_notes = renamed.notes;
@@ -193,6 +197,7 @@ pub(super) fn compare(
     });
     let runs = select(root, sessions, filter, !training_series)?;
     let mut groups = groups::gather(&runs, &group_by(args.group_by))?;
+    groups::shorten_shared_folders(&mut groups);
     // One group left by --where on config keys: named by what selected it
     // (walkthrough N's uncertainty-only figure read "kinds (n=3)", its
     // sweep's name).

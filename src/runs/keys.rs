@@ -93,11 +93,21 @@ pub fn names_key(key: &str, asked: &str) -> bool {
 }
 
 /// Whether `actual` (a value's [`text`]) is what the user typed: numbers
-/// compare as numbers (`0.1` matches `1e-1`), everything else as text.
+/// compare as numbers (`0.1` matches `1e-1`), everything else as text. A
+/// path a table shortened (`…/mixed/model.pt`) is matched by what follows
+/// `…/` or by a whole path ending so.
 pub fn matches(actual: &str, wanted: &str) -> bool {
-    match (actual.parse::<f64>(), wanted.trim().parse::<f64>()) {
+    let wanted = wanted.trim();
+    if let Some(tail) = actual.strip_prefix(super::groups::SHORTENED) {
+        return wanted == actual
+            || wanted == tail
+            || wanted
+                .strip_suffix(tail)
+                .is_some_and(|head| head.ends_with('/'));
+    }
+    match (actual.parse::<f64>(), wanted.parse::<f64>()) {
         (Ok(a), Ok(b)) => a == b,
-        _ => actual == wanted.trim(),
+        _ => actual == wanted,
     }
 }
 
@@ -121,5 +131,11 @@ mod tests {
         assert!(!matches("3", "4"));
         assert!(matches("meltr", "meltr"));
         assert!(!matches("meltr", "sum"));
+        let shortened = "…/mixed/model.pt";
+        assert!(matches(shortened, "…/mixed/model.pt"));
+        assert!(matches(shortened, "mixed/model.pt"));
+        assert!(matches(shortened, "/root/suite/mixed/model.pt"));
+        assert!(!matches(shortened, "/root/suite/unmixed/model.pt"));
+        assert!(!matches(shortened, "/root/suite/few/model.pt"));
     }
 }

@@ -109,3 +109,58 @@ pub(super) fn fallback_label(runs: &[&Run]) -> String {
         _ => few(&runs.iter().map(|r| r.meta.name.clone()).collect::<Vec<_>>()),
     }
 }
+
+/// Where every group's value of a key is a path and the paths share
+/// leading folders, the values as `…/` and what follows them (walkthrough
+/// of the suite: a table across tasks read
+/// `/root/.cache/meltr-tui/aux-suite/mixed/model.pt` and two more such
+/// columns on every row, and each note repeated all three). A value
+/// shortened so still names its cell for `--label` ([`crate::runs::keys::matches`]).
+pub fn shorten_shared_folders(groups: &mut [Group]) {
+    let Some(first) = groups.first() else {
+        return;
+    };
+    let mut changed = false;
+    for at in 0..first.values.len() {
+        let paths: Vec<&str> = groups
+            .iter()
+            .filter_map(|g| g.values.get(at).map(|(_, v)| v.as_str()))
+            .collect();
+        if paths.len() != groups.len() || paths.len() < 2 || !paths.iter().all(|p| p.contains('/'))
+        {
+            continue;
+        }
+        let folders = |p: &str| -> Vec<String> {
+            let mut parts: Vec<String> = p.split('/').map(str::to_string).collect();
+            parts.pop();
+            parts
+        };
+        let mut shared = folders(paths[0]);
+        for p in &paths[1..] {
+            let other = folders(p);
+            let same = shared
+                .iter()
+                .zip(&other)
+                .take_while(|(a, b)| a == b)
+                .count();
+            shared.truncate(same);
+        }
+        // A root alone (`/`, or the empty part before it) is not worth
+        // leaving out.
+        let cut = shared.iter().map(|s| s.len() + 1).sum::<usize>();
+        if shared.iter().all(String::is_empty) {
+            continue;
+        }
+        for g in groups.iter_mut() {
+            let (_, v) = &mut g.values[at];
+            *v = format!("{SHORTENED}{}", &v[cut..]);
+        }
+        changed = true;
+    }
+    if changed {
+        relabel(groups);
+    }
+}
+
+/// What a value [`shorten_shared_folders`] shortened starts with.
+pub const SHORTENED: &str = "…/";

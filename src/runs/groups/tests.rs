@@ -466,3 +466,46 @@ fn labels_leave_out_dashes_unless_two_would_read_alike() {
     let labels: Vec<&str> = alike.iter().map(|g| g.label.as_str()).collect();
     assert_eq!(labels, ["a=-, b=1", "a=–, b=1"]);
 }
+
+/// A table across held-out tasks read each model's whole path (and two
+/// more such columns) on every row: the folders all of them share are
+/// left out, and `--label` still finds a cell by its whole path.
+#[test]
+fn paths_that_share_folders_show_what_follows_them() {
+    let root = tempfile::tempdir().unwrap();
+    let mut runs = Vec::new();
+    for task in ["mixed", "far-scale", "few/labels"] {
+        let mut config = crate::config::Config::default();
+        config.workload.model = Some(format!("/root/.cache/suite/{task}/model.pt"));
+        let dir = crate::session::create(root.path(), task, &config).unwrap();
+        runs.push(Run::load(&dir).unwrap());
+    }
+    let mut groups = gather(&runs, &GroupBy::Seeds).unwrap();
+    shorten_shared_folders(&mut groups);
+    let labels: Vec<&str> = groups.iter().map(|g| g.label.as_str()).collect();
+    assert_eq!(
+        labels,
+        [
+            "model=…/mixed/model.pt",
+            "model=…/far-scale/model.pt",
+            "model=…/few/labels/model.pt"
+        ]
+    );
+    assert!(crate::runs::keys::matches(
+        &groups[1].values[0].1,
+        "/root/.cache/suite/far-scale/model.pt"
+    ));
+    // Nothing shared but the root: left whole.
+    let mut config = crate::config::Config::default();
+    config.workload.model = Some("/elsewhere/model.pt".into());
+    let dir = crate::session::create(root.path(), "elsewhere", &config).unwrap();
+    runs.push(Run::load(&dir).unwrap());
+    let mut groups = gather(&runs, &GroupBy::Seeds).unwrap();
+    shorten_shared_folders(&mut groups);
+    assert!(groups
+        .iter()
+        .any(|g| g.label == "model=/elsewhere/model.pt"));
+    assert!(groups
+        .iter()
+        .any(|g| g.label == "model=/root/.cache/suite/mixed/model.pt"));
+}
