@@ -522,7 +522,7 @@ pub fn gather<'a>(runs: &'a [Run], by: &GroupBy) -> Result<Vec<Group<'a>>> {
 
 mod labels;
 use labels::{fallback_label, finish_labels, unread_keys_as_dashes};
-pub use labels::{label_of, relabel, shorten_shared_folders, SHORTENED};
+pub use labels::{label_of, relabel, shorten_shared_folders};
 
 #[cfg(test)]
 mod tests;

@@ -98,7 +98,7 @@ pub fn names_key(key: &str, asked: &str) -> bool {
 /// `…/` or by a whole path ending so.
 pub fn matches(actual: &str, wanted: &str) -> bool {
     let wanted = wanted.trim();
-    if let Some(tail) = actual.strip_prefix(super::groups::SHORTENED) {
+    if let Some(tail) = actual.strip_prefix(SHORTENED) {
         return wanted == actual
             || wanted == tail
             || wanted
@@ -109,6 +109,43 @@ pub fn matches(actual: &str, wanted: &str) -> bool {
         (Ok(a), Ok(b)) => a == b,
         _ => actual == wanted,
     }
+}
+
+/// What a value [`past_shared_folders`] shortened starts with.
+pub const SHORTENED: &str = "…/";
+
+/// Where two or more values are all paths that share leading folders
+/// (more than a root), the number of bytes those folders take with their
+/// slashes: listings and tables show what follows ([`past_shared_folders`]).
+pub fn shared_folders(values: &[&str]) -> Option<usize> {
+    if values.len() < 2 || !values.iter().all(|v| v.contains('/')) {
+        return None;
+    }
+    let folders = |v: &str| -> Vec<String> {
+        let mut parts: Vec<String> = v.split('/').map(str::to_string).collect();
+        parts.pop();
+        parts
+    };
+    let mut shared = folders(values[0]);
+    for v in &values[1..] {
+        let other = folders(v);
+        let same = shared
+            .iter()
+            .zip(&other)
+            .take_while(|(a, b)| a == b)
+            .count();
+        shared.truncate(same);
+    }
+    if shared.iter().all(String::is_empty) {
+        return None;
+    }
+    Some(shared.iter().map(|s| s.len() + 1).sum())
+}
+
+/// `value` past its first `cut` bytes (from [`shared_folders`]), after
+/// [`SHORTENED`].
+pub fn past_shared_folders(value: &str, cut: usize) -> String {
+    format!("{SHORTENED}{}", &value[cut..])
 }
 
 #[cfg(test)]
@@ -131,6 +168,12 @@ mod tests {
         assert!(!matches("3", "4"));
         assert!(matches("meltr", "meltr"));
         assert!(!matches("meltr", "sum"));
+        let paths = ["/root/suite/mixed/model.pt", "/root/suite/few/a/model.pt"];
+        let cut = shared_folders(&paths).unwrap();
+        assert_eq!(past_shared_folders(paths[1], cut), "…/few/a/model.pt");
+        assert_eq!(shared_folders(&["/a/model.pt", "/b/model.pt"]), None);
+        assert_eq!(shared_folders(&["/a/model.pt", "-"]), None);
+        assert_eq!(shared_folders(&["/a/model.pt"]), None);
         let shortened = "…/mixed/model.pt";
         assert!(matches(shortened, "…/mixed/model.pt"));
         assert!(matches(shortened, "mixed/model.pt"));

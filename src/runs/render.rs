@@ -136,6 +136,7 @@ pub fn text(runs: &[Run], differing: &[String], with_best: bool) -> String {
             row
         })
         .collect();
+    let rows = past_shared_folders(rows, header.len() - differing.len());
     let widths: Vec<usize> = header
         .iter()
         .enumerate()
@@ -175,6 +176,23 @@ pub fn text(runs: &[Run], differing: &[String], with_best: bool) -> String {
         );
     }
     out
+}
+
+/// The config columns (from `first`) whose cells are all paths sharing
+/// leading folders, as `…/` and what follows (an `ls` of the suite's
+/// sessions read the same 33 characters of folders in every model, train
+/// and val cell).
+fn past_shared_folders(mut rows: Vec<Vec<String>>, first: usize) -> Vec<Vec<String>> {
+    let columns = rows.first().map_or(0, Vec::len);
+    for at in first..columns {
+        let cells: Vec<&str> = rows.iter().map(|row| row[at].as_str()).collect();
+        if let Some(cut) = keys::shared_folders(&cells) {
+            for row in rows.iter_mut() {
+                row[at] = keys::past_shared_folders(&row[at], cut);
+            }
+        }
+    }
+    rows
 }
 
 /// A number for JSON (non-finite: null).

@@ -111,49 +111,30 @@ pub(super) fn fallback_label(runs: &[&Run]) -> String {
 }
 
 /// Where every group's value of a key is a path and the paths share
-/// leading folders, the values as `…/` and what follows them (walkthrough
-/// of the suite: a table across tasks read
+/// leading folders, the values as `…/` and what follows them (a table
+/// across the suite's tasks read
 /// `/root/.cache/meltr-tui/aux-suite/mixed/model.pt` and two more such
 /// columns on every row, and each note repeated all three). A value
-/// shortened so still names its cell for `--label` ([`crate::runs::keys::matches`]).
+/// shortened so still names its cell for `--label` ([`keys::matches`]).
 pub fn shorten_shared_folders(groups: &mut [Group]) {
     let Some(first) = groups.first() else {
         return;
     };
     let mut changed = false;
     for at in 0..first.values.len() {
-        let paths: Vec<&str> = groups
+        let values: Vec<&str> = groups
             .iter()
             .filter_map(|g| g.values.get(at).map(|(_, v)| v.as_str()))
             .collect();
-        if paths.len() != groups.len() || paths.len() < 2 || !paths.iter().all(|p| p.contains('/'))
-        {
+        if values.len() != groups.len() {
             continue;
         }
-        let folders = |p: &str| -> Vec<String> {
-            let mut parts: Vec<String> = p.split('/').map(str::to_string).collect();
-            parts.pop();
-            parts
+        let Some(cut) = keys::shared_folders(&values) else {
+            continue;
         };
-        let mut shared = folders(paths[0]);
-        for p in &paths[1..] {
-            let other = folders(p);
-            let same = shared
-                .iter()
-                .zip(&other)
-                .take_while(|(a, b)| a == b)
-                .count();
-            shared.truncate(same);
-        }
-        // A root alone (`/`, or the empty part before it) is not worth
-        // leaving out.
-        let cut = shared.iter().map(|s| s.len() + 1).sum::<usize>();
-        if shared.iter().all(String::is_empty) {
-            continue;
-        }
         for g in groups.iter_mut() {
             let (_, v) = &mut g.values[at];
-            *v = format!("{SHORTENED}{}", &v[cut..]);
+            *v = keys::past_shared_folders(v, cut);
         }
         changed = true;
     }
@@ -161,6 +142,3 @@ pub fn shorten_shared_folders(groups: &mut [Group]) {
         relabel(groups);
     }
 }
-
-/// What a value [`shorten_shared_folders`] shortened starts with.
-pub const SHORTENED: &str = "…/";
