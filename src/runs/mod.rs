@@ -9,9 +9,11 @@ pub mod best;
 pub mod filter;
 pub mod groups;
 pub mod keys;
+mod primary_metrics;
 pub mod render;
 pub mod stats;
 pub mod table;
+pub use primary_metrics::{mixed_metrics, shared_primary_metric};
 
 use crate::session::metrics::{self, Named, Record};
 use crate::session::{self, SessionDir, SessionMeta};
@@ -547,53 +549,6 @@ pub fn sort(runs: &mut [Run], by: SortBy) {
             a_rank.cmp(&b_rank).then(a_value.total_cmp(&b_value))
         });
     }
-}
-
-/// The distinct primary metrics of `runs`, with their direction arrows,
-/// when there is more than one (values of different metrics are not
-/// comparable: `ls` says it sorted within each).
-pub fn mixed_metrics(runs: &[Run]) -> Option<String> {
-    let mut metrics: Vec<String> = runs
-        .iter()
-        .filter(|r| !r.meta.primary_metric.is_empty())
-        .map(|r| {
-            let arrow = if r.meta.higher_is_better {
-                "↑"
-            } else {
-                "↓"
-            };
-            format!("{} {arrow}", r.meta.primary_metric)
-        })
-        .collect();
-    metrics.sort();
-    metrics.dedup();
-    (metrics.len() > 1).then(|| metrics.join(", "))
-}
-
-/// The primary metric that `(metric, session)` pairs share, or an error
-/// that lists each metric's sessions (sessions of two workloads failed on
-/// the second's metric, "has no metric `primary_mse`"); `what` is the
-/// command's advice, e.g. "tabulate one kind at a time".
-pub fn shared_primary_metric<'a>(
-    pairs: impl Iterator<Item = (&'a str, &'a str)>,
-    what: &str,
-) -> anyhow::Result<Option<String>> {
-    let mut by_metric: std::collections::BTreeMap<&str, Vec<&str>> = Default::default();
-    for (metric, session) in pairs {
-        by_metric.entry(metric).or_default().push(session);
-    }
-    if by_metric.len() <= 1 {
-        return Ok(by_metric.into_keys().next().map(str::to_string));
-    }
-    let each: Vec<String> = by_metric
-        .iter()
-        .map(|(metric, sessions)| format!("`{metric}` ({})", sessions.join(", ")))
-        .collect();
-    anyhow::bail!(
-        "these sessions have different primary metrics, so they come from different workloads or \
-         configs: {}; {what}, or name a metric they all report with --metric",
-        each.join("; ")
-    )
 }
 
 #[cfg(test)]

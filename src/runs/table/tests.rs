@@ -371,8 +371,8 @@ fn runs_of_different_workloads_are_said_to_be_so() {
         .to_string();
     assert!(
         error.starts_with("these sessions have different primary metrics")
-            && error.contains(&format!("`accuracy` ({})", runs[0].meta.id))
-            && error.contains(&format!("`primary_mse` ({})", runs[1].meta.id)),
+            && error.contains(&format!("`accuracy` (1 session: {})", runs[0].meta.id))
+            && error.contains(&format!("`primary_mse` (1 session: {})", runs[1].meta.id)),
         "{error}"
     );
     let named = TableOptions {
