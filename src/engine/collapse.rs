@@ -510,6 +510,19 @@ impl Weights {
         }
     }
 
+    /// As [`Self::of`], with the losses in `copies` (copies of the
+    /// primary, [`copies_of_primary`]) counted with the primary: their
+    /// weights add to its weight, and none of them is the largest on its
+    /// own. A model's loss computed twice trains the primary's task twice.
+    pub fn with_copies(weights: &[f64], copies: &[usize]) -> Self {
+        let mut merged = weights.to_vec();
+        for &k in copies {
+            merged[0] += weights[k];
+            merged[k] = 0.0;
+        }
+        Self::of(&merged)
+    }
+
     /// The largest |w_k|.
     pub fn magnitude(&self) -> f64 {
         self.largest.abs()
@@ -552,6 +565,9 @@ impl Weights {
         }
     }
 }
+
+mod copies;
+pub use copies::{copies_of_primary, names_with_copies, shares_with_copies};
 
 #[cfg(test)]
 mod tests;

@@ -257,6 +257,8 @@ impl Trainer {
                 }
             }
             let primary = &self.config.workload.primary;
+            let copies = copies_of_primary(&values[..k]);
+            let shares = shares_with_copies(&shares, &self.loss_names, &copies);
             if let Some(owner) = self.gradient_owner.observe(self.step, &shares, primary) {
                 // Weights and losses now, primary's and owner's: whether
                 // MELTR's weights give it the gradient, or its scale does.

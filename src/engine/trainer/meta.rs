@@ -245,10 +245,12 @@ impl Trainer {
         let watched_weights = match &self.last_losses {
             Some(losses) => {
                 let w = combiner::effective_weights(self.combiner.as_ref(), losses)?;
-                // The weights, then the primary's loss (the watch checks a
-                // negative weight's "climbs its loss" against it).
-                let primary_loss = losses.detach().to_kind(w.kind()).narrow(0, 0, 1);
-                let watched = Tensor::cat(&[w.detach(), primary_loss], 0);
+                // The weights, then the losses: the watch checks a negative
+                // weight's "climbs its loss" against the primary's, and
+                // counts a copy of the primary (the same value to the bit)
+                // with it.
+                let losses = losses.detach().to_kind(w.kind());
+                let watched = Tensor::cat(&[w.detach(), losses], 0);
                 // Each rank's losses are its own shard's: averaged, every
                 // rank's watch decides alike (and φ stays the same).
                 self.average_over_ranks(std::slice::from_ref(&watched))?;
@@ -282,10 +284,15 @@ impl Trainer {
     pub(super) fn write_meta(&mut self, m: &PendingMeta, values: &[f64]) {
         let (norm, reg) = (values[0], values[1]);
         let k = self.loss_names.len();
+        let (weights, losses) = values[2..2 + 2 * k].split_at(k);
+        let copies = copies_of_primary(losses);
         let watched = Weights {
-            primary_loss: values[2 + k],
-            ..Weights::of(&values[2..2 + k])
+            primary_loss: losses[0],
+            ..Weights::with_copies(weights, &copies)
         };
+        // Messages name the primary with its copies (walkthrough P's `dup`,
+        // the primary's InfoNCE computed twice, held most of their weight).
+        let names = &names_with_copies(&self.loss_names, &copies);
         if !norm.is_finite() {
             self.meta_skip_streak.add(m.step, None);
             self.skipped.meta_steps += 1;
@@ -340,7 +347,7 @@ impl Trainer {
         }
         if let Some((from, _)) = self.restored.filter(|&(_, before)| m.step >= before) {
             self.restored = None;
-            let record = after_restore_event(&self.loss_names, from, m.step, watched);
+            let record = after_restore_event(names, from, m.step, watched);
             self.emit_taken(m, record);
             if watched.primary < PRIMARY_FLOOR {
                 self.collapse.restore_did_not_help(from);
@@ -355,7 +362,7 @@ impl Trainer {
                     self.config.meltr.init,
                     MeltrInit::Pytorch | MeltrInit::Random
                 );
-            let record = early_climb_event(&self.loss_names, default_start, note, watched);
+            let record = early_climb_event(names, default_start, note, watched);
             self.emit_taken(m, record);
         }
         let verdict = self.collapse.observe(
@@ -375,7 +382,7 @@ impl Trainer {
         let (kind, healthy_step, spent, loss_since) = match verdict {
             Verdict::Fine => return,
             Verdict::Carried(carried) => {
-                let record = carried_event(&self.loss_names, carried, watched);
+                let record = carried_event(names, carried, watched);
                 self.emit_taken(m, record);
                 return;
             }
@@ -390,24 +397,24 @@ impl Trainer {
             Collapse::Primary => format!(
                 "the primary's effective weight ({}) has stayed below {PRIMARY_FLOOR} (a tenth of its weight under `sum`) \
                  for {PRIMARY_COLLAPSE_META_STEPS} meta steps (now {}): {}",
-                self.loss_names[0],
+                names[0],
                 readable(watched.primary),
                 // (A negative weight's fall is carried, not collapsed; with
                 // the primary still the largest weight, every weight shrank,
                 // and its loss may well fall.)
                 match self.collapse.loss_fell_over_count() {
                     Some(fell) if watched.largest_at != 0 => {
-                        fell_under_a_small_weight(fell, &watched, &self.loss_names)
+                        fell_under_a_small_weight(fell, &watched, names)
                     }
-                    _ => watched.primary_collapse_reading(&self.loss_names),
+                    _ => watched.primary_collapse_reading(names),
                 }
             ),
             Collapse::PrimaryNeverRose => format!(
                 "the primary's effective weight ({}) has not reached {PRIMARY_FLOOR} (a tenth of its weight under `sum`) \
                  in the run's first {PRIMARY_NEVER_ROSE_META_STEPS} meta steps (now {}): {}",
-                self.loss_names[0],
+                names[0],
                 readable(watched.primary),
-                watched.never_rose_reading(&self.loss_names)
+                watched.never_rose_reading(names)
             ),
             Collapse::Every => format!(
                 "every effective weight has stayed below {COLLAPSE_WEIGHT} for {COLLAPSE_META_STEPS} meta steps \

@@ -69,9 +69,9 @@ impl Trainer {
             scalars.push(m.reg.to_kind(Kind::Double));
             let watched = match &m.watched_weights {
                 Some(w) => w.to_kind(Kind::Double),
-                // The weights and the primary's loss.
+                // The weights and the losses.
                 None => Tensor::full(
-                    [self.loss_names.len() as i64 + 1],
+                    [2 * self.loss_names.len() as i64],
                     f64::NAN,
                     (Kind::Double, m.norm.device()),
                 ),
@@ -82,7 +82,7 @@ impl Trainer {
         let (step_flags, meta_values) = host.split_at(2 * steps.len());
         let mut metas = metas
             .iter()
-            .zip(meta_values.chunks(3 + self.loss_names.len()))
+            .zip(meta_values.chunks(2 + 2 * self.loss_names.len()))
             .peekable();
         for (s, flags) in steps.iter().zip(step_flags.chunks(2)) {
             // Meta lines of earlier steps first: the file stays in step order.

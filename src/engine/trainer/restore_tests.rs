@@ -307,8 +307,8 @@ fn meta_steps_taken_before_a_restore_takes_effect_queue_no_second_one() {
         };
         let mut values = vec![1.0, 0.0];
         values.extend(std::iter::repeat_n(weight, k));
-        // The primary's training loss, below any healthy one.
-        values.push(0.0);
+        // The losses: the primary's below any healthy one.
+        values.extend(std::iter::repeat_n(0.0, k));
         trainer.write_meta(&m, &values);
     };
     for _ in 0..crate::engine::collapse::SETTLED_META_STEPS + 1 {
@@ -321,6 +321,69 @@ fn meta_steps_taken_before_a_restore_takes_effect_queue_no_second_one() {
     let events = collapse_events(&lines(dir.path()));
     assert_eq!(events.len(), 1, "{events:?}");
     assert_eq!(trainer.meta.as_ref().unwrap().lr, halved);
+}
+
+/// A meta step's line with these effective weights and losses (the
+/// primary first in each), read by the collapse watch.
+fn read_meta(trainer: &mut Trainer, weights: &[f64], losses: &[f64]) {
+    let m = super::outbox::PendingMeta {
+        step: trainer.step,
+        drew: Some((trainer.step, None)),
+        norm: Tensor::from(1.0),
+        reg: Tensor::from(0.0),
+        meta_lr: META_LR,
+        aid_iterations: 0,
+        gamma: trainer.gamma,
+        watched_weights: None,
+        losses: None,
+        snapshot: None,
+        time: 0.0,
+        wall: 0.0,
+    };
+    let values: Vec<f64> = [1.0, 0.0]
+        .iter()
+        .chain(weights)
+        .chain(losses)
+        .copied()
+        .collect();
+    trainer.write_meta(&m, &values);
+    trainer.step += 1;
+}
+
+/// Walkthrough P: `dup`, the primary's InfoNCE computed a second time,
+/// held the weight the primary's own slot lost, and the watch restored φ
+/// over it. A loss equal to the primary to the bit counts with it; one a
+/// bit apart does not.
+#[test]
+fn a_copy_of_the_primary_holds_the_primarys_weight() {
+    let collapses = |copy_bits_apart: u64| {
+        let dir = tempfile::tempdir().unwrap();
+        let (events, _keep) = std::sync::mpsc::sync_channel(1 << 16);
+        let (mut trainer, _) =
+            Trainer::new(dir.path(), config(OnCollapse::Restore), false, events).unwrap();
+        let k = trainer.loss_names.len();
+        assert!(k >= 3, "the synthetic workload has auxiliaries");
+        let loss = 0.8297_f64;
+        let copy = f64::from_bits(loss.to_bits() + copy_bits_apart);
+        let mut losses = vec![0.5; k];
+        (losses[0], losses[k - 1]) = (loss, copy);
+        let mut weights = vec![0.3; k];
+        for _ in 0..crate::engine::collapse::SETTLED_META_STEPS + 1 {
+            weights[0] = 1.0;
+            read_meta(&mut trainer, &weights, &losses);
+        }
+        // The primary's own slot near 0, its copy holding 2.5.
+        (weights[0], weights[k - 1]) = (0.01, 2.5);
+        for _ in 0..PRIMARY_COLLAPSE_META_STEPS + 1 {
+            read_meta(&mut trainer, &weights, &losses);
+        }
+        trainer.flush_pending().unwrap();
+        collapse_events(&lines(dir.path()))
+    };
+    assert_eq!(collapses(0), []);
+    let apart = collapses(1);
+    assert_eq!(apart.len(), 1, "{apart:?}");
+    assert!(apart[0].1.contains("(primary)"), "{}", apart[0].1);
 }
 
 /// Walkthrough L: restores after the primary's loss had climbed about
