@@ -16,11 +16,14 @@ pub fn lower_is_better(name: &str) -> bool {
     // Forecasting's errors too (a held-out regression's `mape`, `crps` and
     // `nrmse` had been taken as scores, and `export --best` wrote its worst
     // checkpoint); these may carry a count (`rmse4`, `mape_12`'s `mape`).
-    const ERRORS: [&str; 27] = [
+    const ERRORS: [&str; 30] = [
         "mse", "mae", "rmse", "msle", "rmsle", "nmse", "nrmse", "nmae", "mape", "smape", "wmape",
-        "mase", "rmsse", "crps", "medae", "mad", "nll", "bpc", "bpd", "wer", "cer", "ter", "eer",
-        "ece", "brier", "fid", "ppl",
+        "mase", "rmsse", "crps", "medae", "mad", "nll", "bpc", "bpd", "bpb", "wer", "cer", "ter",
+        "eer", "ece", "brier", "fid", "ppl", "ce", "xent",
     ];
+    // A language model's `cross_entropy` and `bits_per_char` (walkthrough
+    // O: taken as scores, so `export --best` wrote the worst checkpoint).
+    const JOINED: [&str; 2] = ["crossentropy", "bitsper"];
     // `MdR` and `MnR`: the MELTR paper's median and mean rank. Not with a
     // count: `rank1` (re-identification's rank-1 accuracy) and `dist2`
     // (distinct bigrams) are scores.
@@ -39,7 +42,9 @@ pub fn lower_is_better(name: &str) -> bool {
     // Errors as words (`err`, `error_rate`, `top1error`), not any "err"
     // inside a word (`referring_acc`, `transferred`).
     let error = |w: &&str| w.starts_with("err") || w.ends_with("error") || w.ends_with("err");
+    let joined: String = lower.chars().filter(char::is_ascii_alphanumeric).collect();
     PARTS.iter().any(|part| lower.contains(part))
+        || JOINED.iter().any(|part| joined.contains(part))
         || words
             .iter()
             .any(|w| RANKS.contains(w) || error_word(w) || error(w))
@@ -70,13 +75,15 @@ pub fn score_direction(name: &str) -> Option<bool> {
     ];
     let lower = name.to_lowercase();
     let words: Vec<&str> = lower.split(|c: char| !c.is_ascii_alphanumeric()).collect();
-    // R@1, r@5, hit@10, top1, top5_acc
+    // R@1, r@5, hit@10, top1, top5_acc, and retrieval's r1, r5, r10
+    // (walkthrough P's read neither way)
+    let counted = |w: &str, prefix: &str| {
+        w.strip_prefix(prefix)
+            .is_some_and(|k| k.parse::<u32>().is_ok())
+    };
     let at_k = lower.starts_with("r@")
         || lower.starts_with("hit")
-        || words.iter().any(|w| {
-            w.strip_prefix("top")
-                .is_some_and(|k| k.parse::<u32>().is_ok())
-        });
+        || words.iter().any(|w| counted(w, "top") || counted(w, "r"));
     let known = at_k
         || PARTS.iter().any(|part| lower.contains(part))
         || words.iter().any(|w| WORDS.contains(w));
@@ -117,6 +124,9 @@ mod tests {
             "hits@10",
             "bleu4",
             "recall_at_5",
+            "r1",
+            "r10",
+            "t2v_r5",
         ] {
             assert_eq!(score_direction(higher), Some(true), "{higher}");
         }
@@ -139,6 +149,7 @@ mod tests {
             "lr",
             "temperature",
             "mean_len",
+            "entropy",
         ] {
             assert_eq!(score_direction(neither), None, "{neither}");
         }
@@ -170,6 +181,12 @@ mod tests {
             "rmse4",
             "val_mase_12",
             "rmsle",
+            "cross_entropy",
+            "val-CrossEntropy",
+            "xent",
+            "ce",
+            "bits_per_char",
+            "bpb",
         ] {
             assert!(lower_is_better(lower), "{lower}");
         }
