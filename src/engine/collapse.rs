@@ -163,6 +163,8 @@ pub struct CollapseGuard {
     /// began (NaN: none yet).
     loss_average: f64,
     loss_at_count_start: f64,
+    /// The auxiliaries that are multiples of the primary.
+    pub copies: CopyTracker,
 }
 
 /// What one observation means.
@@ -203,6 +205,7 @@ impl Default for CollapseGuard {
             last: None,
             loss_average: f64::NAN,
             loss_at_count_start: f64::NAN,
+            copies: CopyTracker::default(),
         }
     }
 }
@@ -393,6 +396,9 @@ impl CollapseGuard {
             self.healthy_loss,
         ];
         let mut out = vec![(format!("{prefix}.counters"), Tensor::from_slice(&counters))];
+        if let Some(copies) = self.copies.state() {
+            out.push((format!("{prefix}.{COPIES}"), copies));
+        }
         if let Some((_, saved)) = &self.healthy {
             for (i, t) in saved.iter().enumerate() {
                 out.push((format!("{prefix}.healthy.{i}"), t.shallow_clone()));
@@ -463,6 +469,11 @@ impl CollapseGuard {
             );
             self.healthy = Some((healthy_step as u64, saved));
         }
+        // (Checkpoints from before copies were tracked: a fresh tracker.)
+        self.copies = CopyTracker::default();
+        if let Some(copies) = lookup(&format!("{prefix}.{COPIES}")) {
+            self.copies.load_state(&copies)?;
+        }
         Ok(())
     }
 }
@@ -514,11 +525,11 @@ impl Weights {
     /// primary, [`copies_of_primary`]) counted with the primary: their
     /// weights add to its weight, and none of them is the largest on its
     /// own. A model's loss computed twice trains the primary's task twice.
-    pub fn with_copies(weights: &[f64], copies: &[usize]) -> Self {
+    pub fn with_copies(weights: &[f64], copies: &[PrimaryCopy]) -> Self {
         let mut merged = weights.to_vec();
-        for &k in copies {
-            merged[0] += weights[k];
-            merged[k] = 0.0;
+        for c in copies {
+            merged[0] += c.factor * weights[c.index];
+            merged[c.index] = 0.0;
         }
         Self::of(&merged)
     }
@@ -566,8 +577,11 @@ impl Weights {
     }
 }
 
+/// The name of [`CopyTracker`]'s state after the watch's prefix.
+pub const COPIES: &str = "copies";
+
 mod copies;
-pub use copies::{copies_of_primary, names_with_copies, shares_with_copies};
+pub use copies::{names_with_copies, shares_with_copies, CopyTracker, PrimaryCopy};
 
 #[cfg(test)]
 mod tests;

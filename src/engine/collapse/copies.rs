@@ -1,37 +1,146 @@
-//! Copies of the primary loss (the same value to the bit): the watches
-//! that read the primary's weight or gradient share count them with it.
+//! Copies of the primary loss, exact or scaled (an auxiliary that is a
+//! fixed multiple of the primary at every meta step: the same gradient,
+//! scaled): the watches that read the primary's weight or gradient share
+//! count them with it.
 
 use crate::session::metrics::Named;
+use tch::Tensor;
 
-/// The auxiliary losses whose value is the primary's to the bit (a copy
-/// of it: walkthrough P's `dup` was the primary's InfoNCE computed a
-/// second time, and the watch restored φ over a primary weight that `dup`
-/// held). A loss of exactly 0 or not finite copies nothing; two different
-/// losses rarely share a value to the bit, and the weights are read anew
-/// at every meta step.
-pub fn copies_of_primary(losses: &[f64]) -> Vec<usize> {
-    let Some(&primary) = losses.first() else {
-        return Vec::new();
-    };
-    if primary == 0.0 || !primary.is_finite() {
-        return Vec::new();
+/// Loss `index` has been `factor` times the primary's value at every
+/// meta step read.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct PrimaryCopy {
+    /// Which loss (0 is the primary).
+    pub index: usize,
+    /// Its value over the primary's.
+    pub factor: f64,
+}
+
+/// Two readings of a loss over the primary that differ by at most this
+/// (relative) are one ratio: a multiple computed in f32 rounds to a few
+/// ulps.
+const RATIO_TOLERANCE: f64 = 1e-5;
+
+/// Which auxiliary losses have been a fixed multiple of the primary at
+/// every meta step so far (walkthrough P's `dup`, the primary's InfoNCE
+/// computed a second time, and O's `half`, half the primary's cross
+/// entropy, held the primary's weight; the watch read its own slot near 0
+/// and called the run collapsed). Two readings alike make a copy; one
+/// reading off rules the loss out for the run. A loss of exactly 0 (a
+/// masked one) is no copy.
+#[derive(Debug, Default, Clone, PartialEq)]
+pub struct CopyTracker {
+    /// Per loss (the primary's slot unused, 1): its ratio to the primary,
+    /// NaN before any reading, infinite once ruled out.
+    ratios: Vec<f64>,
+    /// Readings alike so far.
+    seen: Vec<f64>,
+}
+
+impl CopyTracker {
+    /// Reads one meta step's losses (the primary first); returns the
+    /// copies so far.
+    pub fn observe(&mut self, losses: &[f64]) -> Vec<PrimaryCopy> {
+        if self.ratios.len() != losses.len() {
+            self.load_state(&Self::default().state_of(losses.len()))
+                .expect("a fresh state reads");
+        }
+        let primary = losses.first().copied().unwrap_or(f64::NAN);
+        if primary != 0.0 && primary.is_finite() {
+            for k in 1..losses.len() {
+                let ratio = losses[k] / primary;
+                let known = self.ratios[k];
+                if known.is_infinite() {
+                    continue;
+                }
+                if ratio == 0.0 || !ratio.is_finite() {
+                    self.ratios[k] = f64::INFINITY;
+                } else if known.is_nan() {
+                    (self.ratios[k], self.seen[k]) = (ratio, 1.0);
+                } else if (ratio - known).abs() <= RATIO_TOLERANCE * known.abs() {
+                    self.seen[k] += 1.0;
+                } else {
+                    self.ratios[k] = f64::INFINITY;
+                }
+            }
+        }
+        self.copies()
     }
-    (1..losses.len())
-        .filter(|&k| losses[k].to_bits() == primary.to_bits())
-        .collect()
+
+    /// The copies so far: losses read alike at least twice.
+    pub fn copies(&self) -> Vec<PrimaryCopy> {
+        (1..self.ratios.len())
+            .filter(|&k| self.seen[k] >= 2.0 && self.ratios[k].is_finite())
+            .map(|k| PrimaryCopy {
+                index: k,
+                factor: self.ratios[k],
+            })
+            .collect()
+    }
+
+    /// For a checkpoint: the ratios, then the counts (none before any
+    /// reading).
+    pub fn state(&self) -> Option<Tensor> {
+        (!self.ratios.is_empty()).then(|| {
+            let values: Vec<f64> = self.ratios.iter().chain(&self.seen).copied().collect();
+            Tensor::from_slice(&values)
+        })
+    }
+
+    /// The state of `losses` losses: [`Self::state`], or a fresh one's
+    /// (what a rank joining a group sends before it takes rank 0's).
+    pub fn state_of(&self, losses: usize) -> Tensor {
+        match self.ratios.len() == losses {
+            true => self.state().expect("losses are tracked"),
+            false => {
+                // (The primary's own slot, unused, as 1× itself: a
+                // state without NaN compares equal to itself.)
+                let mut fresh: Vec<f64> = [f64::NAN, 0.0]
+                    .iter()
+                    .flat_map(|&v| std::iter::repeat_n(v, losses))
+                    .collect();
+                if losses > 0 {
+                    fresh[0] = 1.0;
+                }
+                Tensor::from_slice(&fresh)
+            }
+        }
+    }
+
+    /// Restores [`Self::state`].
+    pub fn load_state(&mut self, state: &Tensor) -> anyhow::Result<()> {
+        let values = Vec::<f64>::try_from(state.to_kind(tch::Kind::Double).flatten(0, -1))?;
+        anyhow::ensure!(
+            values.len() % 2 == 0,
+            "the primary's copies hold {} values, not 2 per loss",
+            values.len()
+        );
+        let (ratios, seen) = values.split_at(values.len() / 2);
+        *self = Self {
+            ratios: ratios.to_vec(),
+            seen: seen.to_vec(),
+        };
+        Ok(())
+    }
 }
 
 /// The loss names for the watch's messages: the primary's with its
-/// copies (`nce (with its copy dup)`).
-pub fn names_with_copies(names: &[String], copies: &[usize]) -> Vec<String> {
+/// copies (`nce (with its copy dup)`, `lm (with its copy half, 0.5×)`).
+pub fn names_with_copies(names: &[String], copies: &[PrimaryCopy]) -> Vec<String> {
     let mut names = names.to_vec();
     if !copies.is_empty() {
-        let listed: Vec<&str> = copies.iter().map(|&k| names[k].as_str()).collect();
+        let listed: Vec<String> = copies
+            .iter()
+            .map(|c| match c.factor == 1.0 {
+                true => names[c.index].clone(),
+                false => format!("{}, {}×", names[c.index], crate::numfmt::readable(c.factor)),
+            })
+            .collect();
         let what = match listed.len() {
             1 => "copy",
             _ => "copies",
         };
-        names[0] = format!("{} (with its {what} {})", names[0], listed.join(", "));
+        names[0] = format!("{} (with its {what} {})", names[0], listed.join("; "));
     }
     names
 }
@@ -40,10 +149,10 @@ pub fn names_with_copies(names: &[String], copies: &[usize]) -> Vec<String> {
 /// copy left out: a copy holding most of the gradient is the primary's
 /// task training (walkthrough P: "dup has 97.9% … the model trains away
 /// from its own task").
-pub fn shares_with_copies(shares: &Named, names: &[String], copies: &[usize]) -> Named {
+pub fn shares_with_copies(shares: &Named, names: &[String], copies: &[PrimaryCopy]) -> Named {
     let mut merged = shares.clone();
-    for &k in copies {
-        if let Some(share) = merged.remove(&names[k]) {
+    for c in copies {
+        if let Some(share) = merged.remove(&names[c.index]) {
             *merged.entry(names[0].clone()).or_insert(0.0) += share;
         }
     }
@@ -54,31 +163,98 @@ pub fn shares_with_copies(shares: &Named, names: &[String], copies: &[usize]) ->
 mod tests {
     use super::*;
 
+    fn tracked(readings: &[&[f64]]) -> Vec<PrimaryCopy> {
+        let mut tracker = CopyTracker::default();
+        readings.iter().map(|r| tracker.observe(r)).last().unwrap()
+    }
+
     #[test]
-    fn copies_are_losses_equal_to_the_primary_to_the_bit() {
-        let primary = 0.8297_f64;
+    fn copies_are_losses_a_fixed_multiple_of_the_primary_at_every_reading() {
+        let copy = |index, factor| PrimaryCopy { index, factor };
+        // `dup` (the primary to the bit), `half`, a helper that is not.
+        let readings: [&[f64]; 3] = [
+            &[0.8297, 0.8297, 0.41485, 2.0],
+            &[0.5, 0.5, 0.25, 2.0],
+            &[0.4, 0.4, 0.2, 1.0],
+        ];
+        assert_eq!(tracked(&readings), [copy(1, 1.0), copy(2, 0.5)]);
+        // One reading is no evidence yet.
+        assert_eq!(tracked(&readings[..1]), []);
+        // One reading off rules a loss out for good; a masked 0 too.
         assert_eq!(
-            copies_of_primary(&[primary, 0.5, primary, primary + 1e-16]),
-            [2]
+            tracked(&[&[1.0, 2.0, 1.0], &[1.0, 2.1, 0.0], &[1.0, 2.0, 1.0]]),
+            []
         );
-        // A masked primary's 0, and a non-finite one, copy nothing.
-        assert!(copies_of_primary(&[0.0, 0.0]).is_empty());
-        assert!(copies_of_primary(&[f64::NAN, f64::NAN]).is_empty());
-        assert!(copies_of_primary(&[]).is_empty());
-        let names: Vec<String> = ["nce", "cap", "dup", "dup2"].map(String::from).to_vec();
+        // A primary of 0 (or not finite) reads nothing.
         assert_eq!(
-            names_with_copies(&names, &[2])[0],
+            tracked(&[&[1.0, 3.0], &[0.0, 1.0], &[f64::NAN, 1.0], &[2.0, 6.0]]),
+            [copy(1, 3.0)]
+        );
+        // f32 rounding of a multiple is within the tolerance.
+        let a = 0.7_f32;
+        let b = 1.3_f32;
+        assert_eq!(
+            tracked(&[
+                &[f64::from(a), f64::from(3.0 * a)],
+                &[f64::from(b), f64::from(3.0 * b)]
+            ])
+            .len(),
+            1
+        );
+    }
+
+    #[test]
+    fn a_tracker_resumes_from_its_state() {
+        let mut tracker = CopyTracker::default();
+        tracker.observe(&[1.0, 0.5, 3.0]);
+        tracker.observe(&[2.0, 1.0, 3.0]);
+        let mut resumed = CopyTracker::default();
+        resumed.load_state(&tracker.state_of(3)).unwrap();
+        assert_eq!(resumed.copies(), tracker.copies());
+        let bits = |t: &CopyTracker| -> Vec<u64> {
+            Vec::<f64>::try_from(t.state().unwrap())
+                .unwrap()
+                .iter()
+                .map(|v| v.to_bits())
+                .collect()
+        };
+        assert_eq!(bits(&resumed), bits(&tracker));
+        assert!(resumed
+            .load_state(&Tensor::from_slice(&[1.0, 2.0, 3.0]))
+            .is_err());
+        assert_eq!(CopyTracker::default().state(), None);
+        // A fresh tracker's state reads as one.
+        let mut fresh = CopyTracker::default();
+        fresh
+            .load_state(&CopyTracker::default().state_of(3))
+            .unwrap();
+        assert_eq!(fresh.observe(&[1.0, 0.5, 3.0]), []);
+    }
+
+    #[test]
+    fn messages_and_shares_count_copies_with_the_primary() {
+        let names: Vec<String> = ["nce", "cap", "dup", "half"].map(String::from).to_vec();
+        let dup = PrimaryCopy {
+            index: 2,
+            factor: 1.0,
+        };
+        let half = PrimaryCopy {
+            index: 3,
+            factor: 0.5,
+        };
+        assert_eq!(
+            names_with_copies(&names, &[dup])[0],
             "nce (with its copy dup)"
         );
         assert_eq!(
-            names_with_copies(&names, &[2, 3])[0],
-            "nce (with its copies dup, dup2)"
+            names_with_copies(&names, &[dup, half])[0],
+            "nce (with its copies dup; half, 0.5×)"
         );
         assert_eq!(names_with_copies(&names, &[]), names);
         let shares: Named = [("nce", 0.01), ("cap", 0.011), ("dup", 0.979)]
             .map(|(n, s)| (n.to_string(), s))
             .into();
-        let merged = shares_with_copies(&shares, &names, &[2]);
+        let merged = shares_with_copies(&shares, &names, &[dup]);
         assert_eq!(merged.len(), 2);
         assert!((merged["nce"] - 0.989).abs() < 1e-12);
         assert_eq!(merged["cap"], 0.011);

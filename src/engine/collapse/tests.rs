@@ -637,7 +637,11 @@ fn a_small_positive_primary_whose_loss_falls_is_collapsed_with_its_fall_known() 
 
 #[test]
 fn a_copys_weight_counts_with_the_primary_and_is_never_the_largest_alone() {
-    let w = Weights::with_copies(&[0.01, 0.2, 2.5], &[2]);
+    let half = PrimaryCopy {
+        index: 2,
+        factor: 0.5,
+    };
+    let w = Weights::with_copies(&[0.01, 0.2, 5.0], &[half]);
     assert_eq!((w.primary, w.largest_at, w.largest), (2.51, 0, 2.51));
     let w = Weights::with_copies(&[0.01, 0.2, 2.5], &[]);
     assert_eq!((w.primary, w.largest_at), (0.01, 2));

@@ -10,6 +10,7 @@
 
 use super::*;
 use crate::dist::{GradBuckets, ProcessGroup, Rendezvous};
+use crate::engine::collapse::COPIES;
 use std::time::Duration;
 
 /// Where the data-parallel inner steps' time went: the backward (with the
@@ -132,23 +133,33 @@ impl Trainer {
     /// rank must decide and restore alike from the same weights.
     fn share_collapse_watch(&mut self, group: &ProcessGroup) -> Result<()> {
         const PREFIX: &str = "collapse";
-        let mut state = self.collapse.state(PREFIX);
+        let state = self.collapse.state(PREFIX);
         // The counters (a small host tensor, as `broadcast_f64` sends).
+        let counters = state[0].1.shallow_clone();
         group
-            .broadcast(
-                &state[..1]
-                    .iter()
-                    .map(|(_, t)| t.shallow_clone())
-                    .collect::<Vec<_>>(),
-                0,
-            )
+            .broadcast(std::slice::from_ref(&counters), 0)
             .context("taking rank 0's collapse watch")?;
+        // The copies of the primary it has read (a fresh rank sends a
+        // fresh tracker's, of the same size).
+        let copies = self.collapse.copies.state_of(self.loss_names.len());
+        group
+            .broadcast(std::slice::from_ref(&copies), 0)
+            .context("taking rank 0's copies of the primary")?;
+        let mut taken = vec![
+            (format!("{PREFIX}.counters"), counters.shallow_clone()),
+            (format!("{PREFIX}.{COPIES}"), copies),
+        ];
         // A healthy step (counters[3] ≥ 0): its snapshot, shaped like what
         // a restore puts back.
-        if state[0].1.double_value(&[3]) >= 0.0 {
-            let snapshot: Vec<Tensor> = match state.len() > 1 {
-                true => state[1..].iter().map(|(_, t)| t.shallow_clone()).collect(),
-                false => tch::no_grad(|| {
+        if counters.double_value(&[3]) >= 0.0 {
+            let healthy: Vec<Tensor> = state
+                .iter()
+                .filter(|(name, _)| name.contains(".healthy."))
+                .map(|(_, t)| t.shallow_clone())
+                .collect();
+            let snapshot: Vec<Tensor> = match healthy.is_empty() {
+                false => healthy,
+                true => tch::no_grad(|| {
                     self.restorable_state()
                         .iter()
                         .map(Tensor::zeros_like)
@@ -158,8 +169,7 @@ impl Trainer {
             group
                 .broadcast(&snapshot, 0)
                 .context("taking rank 0's healthy snapshot")?;
-            state.truncate(1);
-            state.extend(
+            taken.extend(
                 snapshot
                     .into_iter()
                     .enumerate()
@@ -168,7 +178,7 @@ impl Trainer {
         }
         let device = self.theta.first().map_or(Device::Cpu, Tensor::device);
         let lookup = |name: &str| {
-            state
+            taken
                 .iter()
                 .find(|(n, _)| n == name)
                 .map(|(_, t)| t.shallow_clone())

@@ -417,8 +417,7 @@ fn loss_scale_factors(values: &[f64], scale: LossScale, max_ratio: f64) -> Vec<f
 
 /// Losses with the same value to the bit on the first batch: a copy of
 /// another loss (walkthrough Q's `dup_primary` was the primary's tensor,
-/// unsaid; the collapse watch and the primary's gradient share read the
-/// primary alone, while MELTR weighs the two as two).
+/// unsaid, while MELTR weighs the two as two).
 pub fn same_value_hints(losses: &[(String, f64)]) -> Vec<String> {
     let mut hints = Vec::new();
     for (i, (name, value)) in losses.iter().enumerate() {
@@ -434,8 +433,8 @@ pub fn same_value_hints(losses: &[(String, f64)]) -> Vec<String> {
         };
         let first = &losses[j].0;
         let role = if j == 0 {
-            "the primary: MELTR's collapse watch and the primary's gradient share read the primary alone, \
-             while a learned combiner (MELTR, `mlp`, `uncertainty`) weighs the two apart"
+            "the primary: a learned combiner (MELTR, `mlp`, `uncertainty`) weighs the two apart, and MELTR's \
+             collapse watch counts the copy's weight with the primary's once two meta steps read it alike"
         } else {
             "that loss: a learned combiner (MELTR, `mlp`, `uncertainty`) weighs the two apart"
         };

@@ -257,7 +257,8 @@ impl Trainer {
                 }
             }
             let primary = &self.config.workload.primary;
-            let copies = copies_of_primary(&values[..k]);
+            // (The copies the meta steps have read: a `sum` run's has none.)
+            let copies = self.collapse.copies.copies();
             let shares = shares_with_copies(&shares, &self.loss_names, &copies);
             if let Some(owner) = self.gradient_owner.observe(self.step, &shares, primary) {
                 // Weights and losses now, primary's and owner's: whether

@@ -285,7 +285,7 @@ impl Trainer {
         let (norm, reg) = (values[0], values[1]);
         let k = self.loss_names.len();
         let (weights, losses) = values[2..2 + 2 * k].split_at(k);
-        let copies = copies_of_primary(losses);
+        let copies = self.collapse.copies.observe(losses);
         let watched = Weights {
             primary_loss: losses[0],
             ..Weights::with_copies(weights, &copies)

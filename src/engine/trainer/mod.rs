@@ -33,9 +33,9 @@ mod storage_words;
 
 use super::checkpoint;
 use super::collapse::{
-    copies_of_primary, names_with_copies, shares_with_copies, Collapse, CollapseGuard, LossSince,
-    Verdict, Weights, COLLAPSE_META_STEPS, COLLAPSE_WEIGHT, MOVED_LOSS_FACTOR,
-    PRIMARY_COLLAPSE_META_STEPS, PRIMARY_FLOOR, PRIMARY_NEVER_ROSE_META_STEPS, RAW_LOSS_VALUES,
+    names_with_copies, shares_with_copies, Collapse, CollapseGuard, LossSince, Verdict, Weights,
+    COLLAPSE_META_STEPS, COLLAPSE_WEIGHT, MOVED_LOSS_FACTOR, PRIMARY_COLLAPSE_META_STEPS,
+    PRIMARY_FLOOR, PRIMARY_NEVER_ROSE_META_STEPS, RAW_LOSS_VALUES,
 };
 use super::control::{Command, Event, Status};
 use super::trace::Tracer;

@@ -352,38 +352,43 @@ fn read_meta(trainer: &mut Trainer, weights: &[f64], losses: &[f64]) {
 
 /// Walkthrough P: `dup`, the primary's InfoNCE computed a second time,
 /// held the weight the primary's own slot lost, and the watch restored φ
-/// over it. A loss equal to the primary to the bit counts with it; one a
-/// bit apart does not.
+/// over it (walkthrough O's `half`, half the primary's loss, alike). A
+/// loss that stays a fixed multiple of the primary counts with it; one
+/// whose ratio moves does not.
 #[test]
 fn a_copy_of_the_primary_holds_the_primarys_weight() {
-    let collapses = |copy_bits_apart: u64| {
+    // `factor`: the copy's loss over the primary's; `moving`: that ratio
+    // changes between meta steps (no copy).
+    let collapses = |factor: f64, moving: bool| {
         let dir = tempfile::tempdir().unwrap();
         let (events, _keep) = std::sync::mpsc::sync_channel(1 << 16);
         let (mut trainer, _) =
             Trainer::new(dir.path(), config(OnCollapse::Restore), false, events).unwrap();
         let k = trainer.loss_names.len();
         assert!(k >= 3, "the synthetic workload has auxiliaries");
-        let loss = 0.8297_f64;
-        let copy = f64::from_bits(loss.to_bits() + copy_bits_apart);
-        let mut losses = vec![0.5; k];
-        (losses[0], losses[k - 1]) = (loss, copy);
         let mut weights = vec![0.3; k];
-        for _ in 0..crate::engine::collapse::SETTLED_META_STEPS + 1 {
-            weights[0] = 1.0;
-            read_meta(&mut trainer, &weights, &losses);
-        }
-        // The primary's own slot near 0, its copy holding 2.5.
-        (weights[0], weights[k - 1]) = (0.01, 2.5);
-        for _ in 0..PRIMARY_COLLAPSE_META_STEPS + 1 {
+        let settled = crate::engine::collapse::SETTLED_META_STEPS + 1;
+        for i in 0..settled + PRIMARY_COLLAPSE_META_STEPS + 1 {
+            let loss = 2.0 / (1.0 + i as f64);
+            let ratio = factor * if moving && i % 2 == 1 { 1.1 } else { 1.0 };
+            let mut losses = vec![0.5; k];
+            (losses[0], losses[k - 1]) = (loss, ratio * loss);
+            // Healthy, then the primary's own slot near 0 with its copy
+            // holding 2.5 / factor.
+            (weights[0], weights[k - 1]) = match i < settled {
+                true => (1.0, 0.3),
+                false => (0.01, 2.5 / factor),
+            };
             read_meta(&mut trainer, &weights, &losses);
         }
         trainer.flush_pending().unwrap();
         collapse_events(&lines(dir.path()))
     };
-    assert_eq!(collapses(0), []);
-    let apart = collapses(1);
-    assert_eq!(apart.len(), 1, "{apart:?}");
-    assert!(apart[0].1.contains("(primary)"), "{}", apart[0].1);
+    assert_eq!(collapses(1.0, false), []);
+    assert_eq!(collapses(0.5, false), []);
+    let moving = collapses(0.5, true);
+    assert_eq!(moving.len(), 1, "{moving:?}");
+    assert!(moving[0].1.contains("(primary)"), "{}", moving[0].1);
 }
 
 /// Walkthrough L: restores after the primary's loss had climbed about
@@ -521,7 +526,7 @@ fn a_resume_after_a_restore_keeps_the_halved_rate_the_raised_gamma_and_the_watch
     assert_eq!(a.len(), b.len());
     assert!(a.len() > 1, "no healthy snapshot was kept");
     for ((name, x), (_, y)) in a.iter().zip(&b) {
-        assert!(x.equal(y), "{name} differs after the resume");
+        assert!(x.equal(y), "{name} differs after the resume: {x} {y}");
     }
 
     // A resume whose config edits meltr.meta_lr takes the edit.
