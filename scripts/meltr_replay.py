@@ -411,8 +411,20 @@ def load_phi(meltr: Meltr, tensors: Dict[str, Tensor], source: str) -> None:
 # The workload: a TorchScript model and its safetensors data
 
 
-def theta_key(name: str) -> str:
-    return "theta." + name.replace(".", "_")
+def engine_theta_keys(names: List[str]) -> Dict[str, str]:
+    """Each model parameter's `theta.<name>` in the engine's trace, as tch's
+    VarStore names it, the parameters taken in the model's order (frozen
+    ones too): dots as underscores, and a name already taken gets
+    `__<number of parameters before it>` (a held-out model's `g.w_x` and
+    `g_w.x` both read `g_w_x`: the engine wrote `g_w_x__1`)."""
+    keys: Dict[str, str] = {}
+    taken = set()
+    for name in names:
+        base = name.replace(".", "_")
+        key = base if base not in taken else f"{base}__{len(taken)}"
+        taken.add(key)
+        keys[name] = "theta." + key
+    return keys
 
 
 def math_attention() -> None:
@@ -448,6 +460,7 @@ class Workload:
         # theta: the trainable parameters (the others stay as model.pt has them).
         self.named_params = [(n, p) for n, p in self.model.named_parameters() if p.requires_grad]
         self.theta = [p for _, p in self.named_params]
+        self.theta_keys = engine_theta_keys([n for n, _ in self.model.named_parameters()])
 
     def _data(self, path: str) -> Dict[str, Tensor]:
         if not os.path.exists(path):
@@ -505,13 +518,13 @@ class Workload:
     def load_theta(self, tensors: Dict[str, Tensor], source: str) -> None:
         with torch.no_grad():
             for name, p in self.named_params:
-                key = theta_key(name)
+                key = self.theta_keys[name]
                 if key not in tensors:
                     raise ReplayError(f"{source}: no `{key}` (model parameter `{name}`)")
                 if tuple(tensors[key].shape) != tuple(p.shape):
                     raise ReplayError(f"{source}: `{key}` has shape {list(tensors[key].shape)}, the model's is {list(p.shape)}")
                 p.copy_(tensors[key])
-        known = {theta_key(n) for n, _ in self.model.named_parameters()}
+        known = set(self.theta_keys.values())
         extra = sorted(k for k in tensors if k.startswith("theta.") and k not in known)
         if extra:
             raise ReplayError(f"{source}: parameters the model does not have: {extra}")
@@ -770,7 +783,8 @@ class Trainer:
 
     def theta_by_trace_name(self) -> Dict[str, Tensor]:
         """theta by the trace's names (the TorchScript names with '.' -> '_')."""
-        return {theta_key(n)[len("theta."):]: p.detach() for n, p in self.workload.named_params}
+        keys = self.workload.theta_keys
+        return {keys[n][len("theta."):]: p.detach() for n, p in self.workload.named_params}
 
 
 def build(settings: Settings, dtype: torch.dtype, seed: Optional[int]) -> Trainer:

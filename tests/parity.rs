@@ -322,11 +322,21 @@ fn a_head_no_loss_uses_is_left_as_pytorch_leaves_it() {
 /// others, and AdamW skips it there (no weight decay, no moment decay) and
 /// counts its steps without them. The engine had given it a zero gradient
 /// and taken every update; the replay agrees step for step now, at weight
-/// decay 0.1, and the head trains.
+/// decay 0.1, and the head trains. The same export has parameters `g.w_x`
+/// and `g_w.x`, whose names read alike once dots become underscores: the
+/// engine's trace names the second `g_w_x__1`, and the replay had refused
+/// it ("parameters the model does not have") (walkthrough O).
 #[test]
 fn a_head_some_batches_miss_sits_those_updates_out() {
     static DIR: OnceLock<PathBuf> = OnceLock::new();
-    let dir = DIR.get_or_init(|| small_example(&["--attention", "matmul", "--sometimes-head"]));
+    let dir = DIR.get_or_init(|| {
+        small_example(&[
+            "--attention",
+            "matmul",
+            "--sometimes-head",
+            "--colliding-names",
+        ])
+    });
     let _serial = serial();
     let exported = exported_parameters(dir)
         .remove("sometimes_head.weight")
@@ -343,6 +353,20 @@ fn a_head_some_batches_miss_sits_those_updates_out() {
             !trained.equal(&exported.to_kind(trained.kind())),
             "{name}: sometimes_head did not train"
         );
+        // Both exported as zeros; the second named `g_w_x__<parameters
+        // before it>`, as tch's VarStore names a name already taken.
+        let colliding: Vec<&String> = checkpoint
+            .keys()
+            .filter(|k| k.starts_with("model.g_w_x"))
+            .collect();
+        assert_eq!(colliding.len(), 2, "{name}: {colliding:?}");
+        for key in colliding {
+            let moved = checkpoint[key]
+                .abs()
+                .sum(tch::Kind::Double)
+                .double_value(&[]);
+            assert!(moved > 0.0, "{name}: {key} did not train");
+        }
         assert_replays(&name, config);
     }
 }

@@ -130,10 +130,38 @@ def encoder(d: int, heads: int, attention: str, dropout: float) -> nn.Module:
     )
 
 
+class PullWX(nn.Module):
+    """`w_x` pulled towards 1: under `g`, its name `g.w_x` reads as `g_w.x`
+    does (PullX under `g_w`) once dots become underscores."""
+
+    def __init__(self):
+        super().__init__()
+        self.w_x = nn.Parameter(torch.zeros(4))
+
+    def forward(self) -> Tensor:
+        return (self.w_x - 1.0).pow(2).sum()
+
+
+class PullX(nn.Module):
+    """`x` pulled towards −1 (see PullWX)."""
+
+    def __init__(self):
+        super().__init__()
+        self.x = nn.Parameter(torch.zeros(4))
+
+    def forward(self) -> Tensor:
+        return (self.x + 1.0).pow(2).sum()
+
+
+class NoPenalty(nn.Module):
+    def forward(self) -> Tensor:
+        return torch.zeros(())
+
+
 class TwoStream(nn.Module):
     def __init__(self, d: int = 64, heads: int = 4, attention: str = "sdpa", dropout: float = 0.0,
                  tie_embeddings: bool = False, freeze_positions: bool = False, unused_head: bool = False,
-                 sometimes_head: bool = False):
+                 sometimes_head: bool = False, colliding_names: bool = False):
         super().__init__()
         self.video_proj = nn.Linear(FEATURES, d)
         self.video_pos = nn.Parameter(torch.randn(FRAMES, d) * 0.02)
@@ -167,6 +195,11 @@ class TwoStream(nn.Module):
         # reaches it, and a PyTorch loop's optimizer skips it for that step.
         self.sometimes = sometimes_head
         self.sometimes_head = nn.Linear(d, 8) if sometimes_head else nn.Identity()
+        # Two parameters whose names read alike with underscores for dots
+        # (`g.w_x`, `g_w.x`), pulled apart by `scramble`.
+        self.colliding = colliding_names
+        self.g = PullWX() if colliding_names else NoPenalty()
+        self.g_w = PullX() if colliding_names else NoPenalty()
         self.log_temperature = nn.Parameter(torch.tensor(2.3))
         self.mask_token = MASK_TOKEN
         self.frames = FRAMES
@@ -248,6 +281,8 @@ class TwoStream(nn.Module):
         scramble = self.cross_entropy(self.scramble_head(v), batch["scramble"])
         if self.sometimes and int(batch["scramble"][0]) % 3 == 0:
             scramble = scramble + 0.5 * self.cross_entropy(self.sometimes_head(v), batch["scramble"])
+        if self.colliding:
+            scramble = scramble + 0.1 * (self.g() + self.g_w())
 
         with torch.no_grad():
             r1 = (logits.argmax(1) == target).to(frames).mean() * 100.0
@@ -338,6 +373,8 @@ def main() -> None:
                         help="add a head (probe_head) that no loss uses")
     parser.add_argument("--sometimes-head", action="store_true",
                         help="add a head (sometimes_head) that `scramble` uses on the batches whose first label is a multiple of 3")
+    parser.add_argument("--colliding-names", action="store_true",
+                        help="add parameters g.w_x and g_w.x, whose names read alike with underscores for dots")
     args = parser.parse_args()
 
     torch.manual_seed(args.seed)
@@ -346,7 +383,8 @@ def main() -> None:
                                        tie_embeddings=args.tie_embeddings,
                                        freeze_positions=args.freeze_positions,
                                        unused_head=args.unused_head,
-                                       sometimes_head=args.sometimes_head))
+                                       sometimes_head=args.sometimes_head,
+                                       colliding_names=args.colliding_names))
     model.save(os.path.join(args.out, "model.pt"))
     generator = torch.Generator().manual_seed(args.seed + 1)
     write_safetensors(os.path.join(args.out, "train.safetensors"), make_split(args.train, generator, 0.0))
