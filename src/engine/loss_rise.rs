@@ -149,6 +149,25 @@ impl LossRise {
         }
         None
     }
+
+    /// At the run's end: a climb under way at its last line, too short yet
+    /// to be said (walkthrough O's primary went from 2.41 to 8.04 in its
+    /// last 100 steps, and the run ended at a perplexity of 2219, unsaid;
+    /// the same climb, run on, was said 20 steps later), with the step it
+    /// began at.
+    pub fn climbing_at_the_end(&self) -> Option<(Rise, u64)> {
+        let (since, _) = self.above?;
+        let (lowest_step, lowest) = self.lowest?;
+        (!self.said).then(|| {
+            let rise = Rise {
+                now: self.smoothed.unwrap_or(f64::NAN),
+                lowest,
+                lowest_step,
+                first: self.first,
+            };
+            (rise, since)
+        })
+    }
 }
 
 #[cfg(test)]
@@ -161,6 +180,27 @@ mod tests {
             .enumerate()
             .filter_map(|(i, &l)| watch.observe(10 * i as u64, l).map(|_| 10 * i as u64))
             .collect()
+    }
+
+    #[test]
+    fn a_climb_too_short_to_say_is_there_at_the_end() {
+        let mut watch = LossRise::default();
+        let steps = said(&mut watch, &[1.4, 1.0, 0.8, 0.8, 0.8, 6.0]);
+        assert!(steps.is_empty(), "{steps:?}");
+        let (rise, since) = watch
+            .climbing_at_the_end()
+            .expect("climbing at its last line");
+        assert_eq!((since, rise.lowest_step), (50, 40));
+        // Said, or back down: nothing left to say at the end.
+        let later: Vec<u64> = [60, 70, 80]
+            .into_iter()
+            .filter(|&step| watch.observe(step, 6.0).is_some())
+            .collect();
+        assert_eq!(later.len(), 1, "{later:?}");
+        assert_eq!(watch.climbing_at_the_end(), None);
+        let mut fell = LossRise::default();
+        let _ = said(&mut fell, &[1.4, 1.0, 0.8, 0.8]);
+        assert_eq!(fell.climbing_at_the_end(), None);
     }
 
     #[test]

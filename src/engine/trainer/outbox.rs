@@ -297,6 +297,7 @@ impl Trainer {
             .filter_map(|(streak, what)| streak.ended(what, "until the run ended"));
         let summary = self.skipped.summary(self.step);
         let neumann = self.neumann_tally.summary(self.skipped.since);
+        let names = names_with_copies(&self.loss_names, &self.collapse.copies.copies());
         let slide = self.collapse.unreported_slide().map(|(meta_steps, w)| {
             format!(
                 "{} ({}) below {PRIMARY_FLOOR} for its last {meta_steps} \
@@ -304,15 +305,30 @@ impl Trainer {
                  the collapse watch acts after {PRIMARY_COLLAPSE_META_STEPS}): {}. \
                  Compare its metric with a `sum` run's, or fork from a checkpoint before the slide",
                 crate::session::metrics::ENDS_COLLAPSED_EVENT,
-                self.loss_names[0],
+                names[0],
                 crate::numfmt::readable(w.primary),
-                w.primary_collapse_reading(&self.loss_names)
+                w.primary_collapse_reading(&names)
+            )
+        });
+        let climbing = self.loss_rise.climbing_at_the_end().map(|(rise, since)| {
+            format!(
+                "the run ends with the primary's training loss ({}) climbing: {:.4} (smoothed over the logged \
+                 lines), over {} times its lowest, {:.4} at step {}, since step {since} (the watch says a climb \
+                 held for {} steps): the final evaluation is of a model moving away from its task; \
+                 `export --format model --best` takes the best checkpoint's",
+                self.loss_names[0],
+                rise.now,
+                crate::engine::loss_rise::RISE_FACTOR,
+                rise.lowest,
+                rise.lowest_step,
+                crate::engine::loss_rise::RISE_STEPS,
             )
         });
         for message in ended
             .chain(summary)
             .chain(neumann)
             .chain(slide)
+            .chain(climbing)
             .collect::<Vec<_>>()
         {
             self.emit(Record::Event {
