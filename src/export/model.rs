@@ -91,6 +91,34 @@ fn best_of(
     Ok((step, note))
 }
 
+/// For a fork that never beat the model it started from (its fork step
+/// `start`, and that step's evaluation, its parent's), the words that say
+/// so; empty otherwise (walkthrough O's fork at 400 exported its step 450,
+/// ppl 17.65, while its step-400 checkpoint, its parent's, read 10.78).
+fn start_scored_better(
+    (at, value): (u64, f64),
+    chosen: f64,
+    higher_is_better: bool,
+    kept: &[u64],
+) -> String {
+    let better = match higher_is_better {
+        true => value > chosen,
+        false => value < chosen,
+    };
+    if !better {
+        return String::new();
+    }
+    let how = match kept.contains(&at) {
+        true => format!("`--at {at}` exports it"),
+        false => "its parent's checkpoint there exports it".to_string(),
+    };
+    format!(
+        "; the model it was forked from (step {at}, its parent's) scored {}, better than any \
+         evaluation of its own: {how}",
+        crate::numfmt::readable(value)
+    )
+}
+
 /// The checkpoint `pick` names in the session in `dir` (`id`), read.
 fn picked(dir: &Path, id: &str, pick: Pick) -> Result<(Loaded, Option<String>)> {
     let layout = SessionDir::new(dir);
@@ -132,13 +160,31 @@ fn picked(dir: &Path, id: &str, pick: Pick) -> Result<(Loaded, Option<String>)> 
             // A fork's own evals, after its fork step: the checkpoint at
             // that step is its parent's model (a review: `ls` and `table`
             // read a later best than the export took).
-            let evals: Vec<(u64, f64)> = crate::runs::evals_of(dir, &meta)
+            let all_evals: Vec<(u64, f64)> = crate::runs::evals_of(dir, &meta)
                 .into_iter()
-                .filter(|(step, _)| meta.owns(*step))
                 .filter_map(|(step, metrics)| metrics.get(&meta.primary_metric).map(|&v| (step, v)))
                 .collect();
-            let (step, note) = best_of(&steps, &evals, &meta.primary_metric, meta.higher_is_better)
-                .with_context(|| format!("session {id}"))?;
+            let evals: Vec<(u64, f64)> = all_evals
+                .iter()
+                .copied()
+                .filter(|(step, _)| meta.owns(*step))
+                .collect();
+            let (step, mut note) =
+                best_of(&steps, &evals, &meta.primary_metric, meta.higher_is_better)
+                    .with_context(|| format!("session {id}"))?;
+            let chosen = evals.iter().rev().find(|(s, _)| *s == step).map(|e| e.1);
+            let start = meta.fork_step.and_then(|at| {
+                let value = all_evals.iter().rev().find(|(s, _)| *s == at)?.1;
+                Some((at, value))
+            });
+            if let (Some(start), Some(chosen)) = (start, chosen) {
+                note.push_str(&start_scored_better(
+                    start,
+                    chosen,
+                    meta.higher_is_better,
+                    &steps,
+                ));
+            }
             (step, Some(note))
         }
     };
@@ -189,7 +235,7 @@ pub fn write_model(session: &Path, out: &Path, pick: Pick) -> Result<Written> {
 
 #[cfg(test)]
 mod tests {
-    use super::best_of;
+    use super::{best_of, start_scored_better};
 
     #[test]
     fn best_picks_the_best_evaluated_checkpoint_and_names_a_better_unkept_one() {
@@ -220,6 +266,24 @@ mod tests {
             note.starts_with("the lowest mse") && !note.contains("no checkpoint kept"),
             "{note}"
         );
+    }
+
+    #[test]
+    fn a_fork_that_never_beat_its_start_says_so() {
+        let said = start_scored_better((400, 10.78), 17.65, false, &[400, 450]);
+        assert!(
+            said.contains("forked from (step 400, its parent's) scored 10.78"),
+            "{said}"
+        );
+        assert!(said.ends_with("`--at 400` exports it"), "{said}");
+        let gone = start_scored_better((400, 10.78), 17.65, false, &[450]);
+        assert!(
+            gone.ends_with("its parent's checkpoint there exports it"),
+            "{gone}"
+        );
+        assert_eq!(start_scored_better((400, 10.78), 9.5, false, &[400]), "");
+        assert_eq!(start_scored_better((400, 0.7), 0.8, true, &[400]), "");
+        assert!(!start_scored_better((400, 0.8), 0.7, true, &[400]).is_empty());
     }
 
     #[test]
