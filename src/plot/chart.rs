@@ -368,11 +368,28 @@ impl Chart {
             );
         }
         let h = t.height_in * 72.0;
+        // Centred under the axes, but inside the figure: wide y tick labels
+        // push the axes right, and a long label ran off the right edge
+        // (walkthrough O's transforms figure read "(others fixed"). One
+        // wider than the figure is set smaller, then shortened with `…`.
+        let width = t.width_in * 72.0;
+        let room = width - 2.0 * s.pad;
+        let natural = m.width(&self.x_label, t.label_pt);
+        let pt = if natural > room {
+            (t.label_pt * room / natural).max(0.75 * t.label_pt)
+        } else {
+            t.label_pt
+        };
+        let label = fitted(&self.x_label, room * (1.0 + 1e-9), pt, m);
+        let half = m.width(&label, pt) / 2.0;
+        let x_mid = (a.x + a.w / 2.0)
+            .min(width - s.pad - half)
+            .max(s.pad + half);
         svg.text(
-            a.x + a.w / 2.0,
+            x_mid,
             h - s.pad - m.descent(t.label_pt),
-            &self.x_label,
-            t.label_pt,
+            &label,
+            pt,
             Anchor::Middle,
             0.0,
         );

@@ -2,7 +2,7 @@
 //! optimizers; on resume, the checkpoint to restore (the newest that reads
 //! back), the log cut back to it, and the restart-only keys in force.
 
-use super::start_notes::start_notes;
+use super::start_notes::{start_notes, trained_parameters_note};
 use super::*;
 use crate::engine::gradient_owner::GradientOwner;
 use crate::engine::loss_rise::LossRise;
@@ -221,6 +221,7 @@ impl Trainer {
                 &primary_metric,
                 higher_is_better,
             ));
+            notes.push((Level::Info, trained_parameters_note(&theta)));
         }
         let mut best_evaluated =
             super::checkpointing::BestEvaluated::new(&primary_metric, higher_is_better, best_saved);

@@ -100,3 +100,16 @@ fn a_metric_name_that_reads_neither_way_is_warned() {
     assert_eq!(level, Level::Info, "{note}");
     assert!(note.contains("lower is better"), "{note}");
 }
+
+#[test]
+fn the_start_counts_the_parameters_trained() {
+    let theta = [
+        Tensor::zeros([40, 32], tch::kind::FLOAT_CPU),
+        Tensor::zeros([32], tch::kind::FLOAT_CPU),
+    ];
+    assert_eq!(
+        super::start_notes::trained_parameters_note(&theta),
+        "the model trains 1,312 parameters in 2 tensors"
+    );
+    assert!(super::start_notes::trained_parameters_note(&theta[1..]).ends_with("in 1 tensor"));
+}

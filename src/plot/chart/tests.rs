@@ -119,6 +119,43 @@ fn a_y_label_longer_than_the_figure_is_tall_fits_in_it() {
     );
 }
 
+/// Wide y tick labels push the axes right; the transforms figure's x
+/// label, centred under them, ran off the figure's right edge
+/// (walkthrough O: "(others fixed" in the paper style).
+#[test]
+fn an_x_label_stays_inside_the_figure_beside_wide_y_ticks() {
+    let theme = super::super::Style::Paper.theme();
+    let width = theme.width_in * 72.0;
+    let label = "lₖ as a multiple of its value at step 500 (others fixed)";
+    let chart = Chart {
+        x_label: label.into(),
+        y_label: "combined loss M(l)".into(),
+        y_kind: Kind::Linear,
+        tight_x: false,
+        zero_line: false,
+        marks: Vec::new(),
+        body: Body::Lines(vec![Line {
+            label: None,
+            points: vec![(0.0, -16.975), (1.0, -17.0), (2.0, -17.075)],
+            look: super::super::style::look(0),
+            emphasis: super::super::series::Emphasis::Main,
+        }]),
+    };
+    let svg = chart.to_svg(&theme);
+    let at = svg
+        .find(&format!(">{label}</text>"))
+        .expect("the label whole");
+    let element = &svg[svg[..at].rfind("<text").unwrap()..at];
+    let (mid, pt) = (attribute(element, "x"), attribute(element, "font-size"));
+    let half = Metrics::get().width(label, pt) / 2.0;
+    assert!(
+        mid - half >= 0.0 && mid + half <= width,
+        "spans {}..{} of {width}",
+        mid - half,
+        mid + half
+    );
+}
+
 #[test]
 fn a_short_y_axis_still_gets_three_labels() {
     // 0.45-0.9 at three labels' room gives a 0.2 step: 0.6 and 0.8 only.
