@@ -349,8 +349,24 @@ pub fn transforms(data: &SessionData) -> Option<Figure> {
                 emphasis: Emphasis::MarkersOnly,
             });
         }
+        // A masked loss that was exactly 0 at the step is swept around the
+        // last value it had with a gradient, which the trainer holds for
+        // MELTR (walkthrough P's `conc` read as if 0 were its value).
+        let logged = data
+            .losses
+            .get(name)
+            .and_then(|p| p.iter().rev().find(|(x, _)| *x == *step as f64))
+            .map(|&(_, loss)| loss);
+        let label = match logged {
+            Some(loss) if loss == 0.0 => format!(
+                "{} (0 at the step; held at {})",
+                data.loss_label(name),
+                crate::numfmt::readable(scale)
+            ),
+            _ => data.loss_label(name),
+        };
         lines.push(Line {
-            label: Some(data.loss_label(name)),
+            label: Some(label),
             points,
             look: look(i),
             emphasis: Emphasis::Main,

@@ -48,6 +48,29 @@ fn transform_curves_of_losses_of_different_sizes_share_the_x_range() {
         }
     }
     assert_eq!(lines.len(), 4, "two curves and their points");
+    let labels = |data: &SessionData| -> Vec<String> {
+        let Body::Lines(lines) = transforms(data).unwrap().chart.body else {
+            panic!("transforms draws lines");
+        };
+        lines.into_iter().filter_map(|l| l.label).collect()
+    };
+    assert_eq!(labels(&data), ["big (primary)", "small"]);
+    // `small` exactly 0 at the curves' step (a masked loss's batch without
+    // it): its curve is about the value the trainer held, said so
+    // (walkthrough P's `conc`).
+    std::fs::write(
+        &metrics,
+        "{\"step\":40,\"time\":0.1,\"kind\":\"train\",\"losses\":{\"big\":4.0,\"small\":0.0},\
+         \"total\":4.0,\"weights\":{\"big\":1.0,\"small\":1.0},\"lr\":0.001}\n",
+    )
+    .unwrap();
+    let transform = data.transform.take();
+    let mut data = SessionData::load(&dir).unwrap();
+    data.transform = transform;
+    assert_eq!(
+        labels(&data),
+        ["big (primary)", "small (0 at the step; held at 0.03)"]
+    );
 }
 
 /// The final weights' window says a collapse restore inside it; the
