@@ -1120,6 +1120,25 @@ fn runtime_errors_name_the_batch_and_the_model_file_and_val_data_are_checked_up_
         "the training data's first 8 rows (0–7), where the model's outputs are checked; \
          of those, rows [3, 5] fail on their own: ",
     );
+    // Rows 3 and 5 fail alone too with a model that reads `extra` for
+    // flagged rows, a tensor the training file lacks: the tensor is the
+    // fault, named, and no row is blamed (walkthrough P).
+    let val_extra = tmp.path().join("val_extra.safetensors");
+    let mut tensors = tch::Tensor::read_safetensors(&clean_val).unwrap();
+    tensors.push((
+        "extra".into(),
+        tch::Tensor::zeros([32], tch::kind::FLOAT_CPU),
+    ));
+    tch::Tensor::write_safetensors(&tensors, &val_extra).unwrap();
+    let cfg = flag_config(
+        tmp.path(),
+        "extra",
+        "reads_extra_on_flag.pt",
+        &train,
+        &val_extra,
+    );
+    let said = refused(&cfg, "has no tensor `extra`, which workload.val has");
+    assert!(!said.contains("fail on their own"), "{said}");
     // Step 1's batch is shuffled: a row of it past the first eight was
     // reported with neither the batch nor the row, by `run` and `check`
     // (walkthrough I). Every row from 8 on is flagged here.

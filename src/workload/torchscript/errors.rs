@@ -120,8 +120,20 @@ impl TorchScript {
     }
 
     /// [`Self::rows_failing_alone_of`] in the split `data`.
+    /// Rows failing on a key the batch lacks (a model that reads a tensor
+    /// for some rows only) are no bad samples: `None` then too
+    /// (walkthrough P's `concept`, absent from the file, listed every third
+    /// row before the error named the missing tensor).
     pub(super) fn rows_failing_alone_in(&self, data: &Split, rows: &[i64]) -> Option<Vec<i64>> {
-        self.rows_alone_where(data, rows, |outputs| outputs.is_err())
+        let missing_key = std::cell::Cell::new(false);
+        let failing = self.rows_alone_where(data, rows, |outputs| match outputs {
+            Ok(_) => false,
+            Err(e) => {
+                missing_key.set(missing_key.get() || format!("{e:#}").contains("KeyError"));
+                true
+            }
+        });
+        failing.filter(|_| !missing_key.get())
     }
 
     /// Which of `rows` (training rows) make one of `losses` non-finite on
