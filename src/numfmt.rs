@@ -107,8 +107,13 @@ pub fn column_value(v: f64) -> String {
 }
 
 fn four_significant(v: f64, trimmed: bool) -> String {
-    if !v.is_finite() || v == 0.0 {
+    if !v.is_finite() || (v == 0.0 && trimmed) {
         return format!("{v}");
+    }
+    // A column's 0 as its neighbours read (`ls` showed `r1↑ 0` under
+    // `r1↑ 22.46`, walkthrough P).
+    if v == 0.0 {
+        return "0.000".into();
     }
     // The exponent after rounding to four digits: 9.99996 is 10.00, not
     // 10.000 (five digits where the zeros stay).
@@ -146,7 +151,9 @@ pub fn mantissa_exponent(v: f64, sig: usize) -> (String, i32) {
 /// config lists them, primary first), then any others by name.
 pub fn named_values(values: &std::collections::BTreeMap<String, f64>, order: &[String]) -> String {
     let listed = order.iter().filter_map(|k| values.get_key_value(k));
-    let rest = values.iter().filter(|(k, _)| !order.contains(k));
+    let mut rest: Vec<(&String, &f64)> =
+        values.iter().filter(|(k, _)| !order.contains(k)).collect();
+    rest.sort_by(|a, b| natural_order(a.0, b.0));
     listed
         .chain(rest)
         .map(|(k, v)| match k.contains(char::is_whitespace) {
@@ -156,6 +163,36 @@ pub fn named_values(values: &std::collections::BTreeMap<String, f64>, order: &[S
         })
         .collect::<Vec<_>>()
         .join("  ")
+}
+
+/// Names compared with their runs of digits as numbers: `r1 < r5 < r10`
+/// (walkthrough P's eval lines and table columns read `r1 r10 r5`).
+pub fn natural_order(a: &str, b: &str) -> std::cmp::Ordering {
+    let chunks = |s: &str| -> Vec<(bool, String)> {
+        let mut out: Vec<(bool, String)> = Vec::new();
+        for c in s.chars() {
+            let digit = c.is_ascii_digit();
+            match out.last_mut() {
+                Some((d, chunk)) if *d == digit => chunk.push(c),
+                _ => out.push((digit, c.to_string())),
+            }
+        }
+        out
+    };
+    let (x, y) = (chunks(a), chunks(b));
+    for ((xd, xs), (yd, ys)) in x.iter().zip(&y) {
+        let order = match (xd, yd) {
+            (true, true) => {
+                let (xt, yt) = (xs.trim_start_matches('0'), ys.trim_start_matches('0'));
+                xt.len().cmp(&yt.len()).then_with(|| xt.cmp(yt))
+            }
+            _ => xs.cmp(ys),
+        };
+        if order.is_ne() {
+            return order;
+        }
+    }
+    x.len().cmp(&y.len()).then_with(|| a.cmp(b))
 }
 
 /// Four decimals, or four significant digits for a magnitude under 1e-3
@@ -246,6 +283,7 @@ mod tests {
         // Four digits after rounding, not five.
         assert_eq!(column_value(9.99996), "10.00");
         assert_eq!(column_value(99.9996), "100.0");
+        assert_eq!(column_value(0.0), "0.000");
         assert_eq!(readable(0.000_999_96), "0.001");
         assert_eq!(readable(999_999.7), "1e6");
     }
@@ -302,6 +340,16 @@ mod tests {
             named_values(&values, &[]),
             "harmful 0.5000  helpful 0.2500  primary 1.0000  zz 2.0000"
         );
+        let recall: std::collections::BTreeMap<String, f64> = ["r10", "r5", "r1", "mdr"]
+            .map(|k| (k.to_string(), 1.0))
+            .into();
+        assert_eq!(
+            named_values(&recall, &["mdr".to_string()]),
+            "mdr 1.0000  r1 1.0000  r5 1.0000  r10 1.0000"
+        );
+        assert!(natural_order("aux2", "aux10").is_lt());
+        assert!(natural_order("a", "a1").is_lt());
+        assert!(natural_order("r01", "r1").is_ne());
         // A name with a space is quoted (a walkthrough's `reg mse`).
         let spaced = [("reg mse".to_string(), 0.5)].into();
         assert_eq!(named_values(&spaced, &[]), "\"reg mse\" 0.5000");

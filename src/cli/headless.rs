@@ -96,7 +96,7 @@ pub(super) fn run_headless(
                     say_err!("{}", said.words(&until));
                 }
                 if let Event::Line { line, .. } = event {
-                    print_line(&line, &meta.losses);
+                    print_line(&line, &meta.losses, dir);
                 }
             }
             Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {}
@@ -168,8 +168,9 @@ fn answer_signals_while_building(
     }
 }
 
-/// Prints a metrics line for the terminal; the losses in `order`.
-pub(super) fn print_line(line: &session::metrics::MetricLine, order: &[String]) {
+/// Prints a metrics line for the terminal; the losses in `order`, an
+/// evaluation's primary metric (the session's in `dir`) first.
+pub(super) fn print_line(line: &session::metrics::MetricLine, order: &[String], dir: &Path) {
     match &line.record {
         Record::Train {
             losses,
@@ -185,7 +186,14 @@ pub(super) fn print_line(line: &session::metrics::MetricLine, order: &[String]) 
                 crate::numfmt::named_values(weights, order)
             )
         }
-        Record::Eval { .. } => say!("{}", line.eval_words().expect("an eval line")),
+        Record::Eval { .. } => {
+            // Read now: the trainer records the metric as it starts.
+            let primary = SessionMeta::read(dir).map(|m| m.primary_metric).ok();
+            say!(
+                "{}",
+                line.eval_words(primary.as_deref()).expect("an eval line")
+            )
+        }
         Record::Config { .. } | Record::Event { .. } => {
             for (problem, text) in line.notices() {
                 match problem {

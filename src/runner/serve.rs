@@ -231,7 +231,8 @@ pub fn serve(dir: &Path, resume: bool) -> Result<Status> {
                     for (_, text) in line.notices() {
                         say!("{text}");
                     }
-                    if let Some(words) = line.eval_words() {
+                    let primary = SessionMeta::read(&dir).map(|m| m.primary_metric).ok();
+                    if let Some(words) = line.eval_words(primary.as_deref()) {
                         say!("{words}");
                     }
                 }

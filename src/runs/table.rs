@@ -129,6 +129,10 @@ fn metric_names(groups: &[Group], opts: &TableOptions) -> Result<Vec<String>> {
             }
         }
     }
+    // After the primary, `r1 r5 r10` (they read `r1 r10 r5`, walkthrough P).
+    if let Some(rest) = names.get_mut(1..) {
+        rest.sort_by(|a, b| crate::numfmt::natural_order(a, b));
+    }
     Ok(names)
 }
 

@@ -365,13 +365,16 @@ impl MetricLine {
 
     /// An eval line as a console prints it (`eval    250  accuracy
     /// 61.0000  …`): the headless run's terminal, and a detached runner's
-    /// `output.log` (walkthrough O could not `tail -f` its progress).
-    pub fn eval_words(&self) -> Option<String> {
+    /// `output.log` (walkthrough O could not `tail -f` its progress); the
+    /// primary metric first when known (walkthrough O read `acc` before
+    /// its primary `ppl`).
+    pub fn eval_words(&self, primary_metric: Option<&str>) -> Option<String> {
+        let first: Vec<String> = primary_metric.map(str::to_string).into_iter().collect();
         match &self.record {
             Record::Eval { metrics, .. } => Some(format!(
                 "eval {:>6}  {}",
                 self.step,
-                crate::numfmt::named_values(metrics, &[])
+                crate::numfmt::named_values(metrics, &first)
             )),
             _ => None,
         }

@@ -171,7 +171,7 @@ fn a_gradient_owner_under_a_negative_weight_says_the_model_climbs_it() {
     };
     let said = gradient_owner_event(&against, "main", (CombinerKind::Sum, false), None);
     assert!(
-        said.contains("(the primary, main: -899.9%; the others pull against it, and a negative share means each step raises the primary's loss)"),
+        said.contains("(the primary, main: -899.9%; the others pull against it, and a negative share means the combined gradient points up the primary's loss)"),
         "{said}"
     );
     let above_one = crate::engine::gradient_owner::Owner {

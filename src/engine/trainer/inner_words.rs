@@ -177,7 +177,8 @@ pub(super) fn gradient_owner_event(
     };
     format!(
         "auxiliary loss {} has had {} of the combined gradient on {} logged share lines in a row since step {} \
-         (the primary, {primary}: {}{}): the model trains almost only on it. {why}",
+         (the primary, {primary}: {}{}): the combined gradient is almost only its (the optimizer rescales each \
+         coordinate, so the steps may still lower the others' losses). {why}",
         owner.loss,
         crate::numfmt::percent(owner.share),
         crate::engine::gradient_owner::LINES,
@@ -189,10 +190,12 @@ pub(super) fn gradient_owner_event(
             owner.primary_share
         }),
         // Shares sum to 1: one above it has others pulling against it; a
-        // negative share is a loss the step raises (walkthrough F's
-        // 1019.6% against the primary's -899.9%).
+        // negative share is a loss the combined gradient raises
+        // (walkthrough F's 1019.6% against the primary's -899.9%); Adam's
+        // per-coordinate steps need not (walkthrough O's primary fell
+        // under a -0.5% share).
         match (owner.share > 1.0, owner.primary_share < -0.0005) {
-            (_, true) => "; the others pull against it, and a negative share means each step raises the primary's loss",
+            (_, true) => "; the others pull against it, and a negative share means the combined gradient points up the primary's loss",
             (true, false) => "; the others pull against it",
             _ => "",
         },

@@ -566,3 +566,33 @@ fn runs_that_disagree_on_the_metrics_direction_rank_nothing() {
         "{text}"
     );
 }
+
+/// Metric columns after the primary in natural order: `r1 r5 r10`, not
+/// `r1 r10 r5` (walkthrough P).
+#[test]
+fn metric_columns_count_their_numbers() {
+    let root = tempfile::tempdir().unwrap();
+    let config = crate::config::Config::default();
+    let mut run = accuracy_run(root.path(), "retrieval", &config, "");
+    run.meta.primary_metric = "mdr".into();
+    run.final_eval = Some((
+        10,
+        [("mdr", 3.0), ("r10", 60.0), ("r1", 20.0), ("r5", 45.0)]
+            .map(|(m, v)| (m.to_string(), v))
+            .into(),
+    ));
+    let runs = vec![run];
+    let groups =
+        super::super::groups::gather(&runs, &super::super::groups::GroupBy::Keys(vec![])).unwrap();
+    let text = render(&groups, &TableOptions::default()).unwrap();
+    let header = text.lines().next().unwrap();
+    let at = |m: &str| {
+        header
+            .find(&format!("| {m} "))
+            .unwrap_or_else(|| panic!("{header}"))
+    };
+    assert!(
+        at("mdr") < at("r1") && at("r1") < at("r5") && at("r5") < at("r10"),
+        "{header}"
+    );
+}
