@@ -358,7 +358,7 @@ pub fn transforms(data: &SessionData) -> Option<Figure> {
             .and_then(|p| p.iter().rev().find(|(x, _)| *x == *step as f64))
             .map(|&(_, loss)| loss);
         let label = match logged {
-            Some(loss) if loss == 0.0 => format!(
+            Some(0.0) => format!(
                 "{} (0 at the step; held at {})",
                 data.loss_label(name),
                 crate::numfmt::readable(scale)

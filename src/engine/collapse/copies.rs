@@ -47,8 +47,8 @@ impl CopyTracker {
         }
         let primary = losses.first().copied().unwrap_or(f64::NAN);
         if primary != 0.0 && primary.is_finite() {
-            for k in 1..losses.len() {
-                let ratio = losses[k] / primary;
+            for (k, loss) in losses.iter().enumerate().skip(1) {
+                let ratio = loss / primary;
                 let known = self.ratios[k];
                 if known.is_infinite() {
                     continue;
