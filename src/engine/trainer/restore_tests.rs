@@ -2,6 +2,8 @@
 //! collapse on purpose is put back to its newest healthy meta step, with
 //! the meta-learning rate halved and γ raised (`meltr.on_collapse =
 //! "restore"`), or only reported (`"warn"`).
+//! Long: the watch's end-to-end tests share the knocked-out trainer and the
+//! log readers; split, each part would repeat them.
 
 use super::meta::fmt_gamma;
 use super::*;

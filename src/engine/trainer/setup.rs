@@ -30,8 +30,7 @@ impl Trainer {
         Self::assemble(dir, config, workload, point, events)
     }
 
-    /// As [`Trainer::new`], with a workload built by the caller (tests use
-    /// this to inject faults).
+    /// As [`Trainer::new`], with a workload built by the caller (tests' faults).
     pub fn with_workload(
         dir: &Path,
         mut config: Config,
