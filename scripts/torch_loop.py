@@ -573,9 +573,9 @@ def check_trace(session: str) -> int:
         workload = record.loop.workload
         worst, unchecked, touched = 0.0, [], _touched(record)
         for name, p in workload.named_params:
-            key = replay.theta_key(name)
+            key = workload.theta_keys[name]
             if name not in touched:
-                unchecked.append(name)  # no gradient: PyTorch's AdamW skips it, the engine steps it on zeros
+                unchecked.append(name)  # no gradient reached it here: nothing to compare
                 continue
             engine = state[key].double()
             err = float((p.detach().cpu().double() - engine).norm() / engine.norm().clamp_min(1e-300))

@@ -324,7 +324,8 @@ fn a_head_no_loss_uses_is_left_as_pytorch_leaves_it() {
 /// and taken every update; the replay agrees step for step now, at weight
 /// decay 0.1, and the head trains. The same export has parameters `g.w_x`
 /// and `g_w.x`, whose names read alike once dots become underscores: the
-/// engine's trace names the second `g_w_x__1`, and the replay had refused
+/// engine's trace names the second `g_w_x__<parameters before it>`, and
+/// the replay had refused
 /// it ("parameters the model does not have") (walkthrough O).
 #[test]
 fn a_head_some_batches_miss_sits_those_updates_out() {

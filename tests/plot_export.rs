@@ -563,8 +563,8 @@ fn compare_says_when_sessions_have_different_primary_metrics() {
         .to_string();
     assert!(
         error.starts_with("these sessions have different primary metrics")
-            && error.contains("`R@1` (meltr)")
-            && error.contains("`accuracy` (other)"),
+            && error.contains("`R@1` (1 session: meltr)")
+            && error.contains("`accuracy` (1 session: other)"),
         "{error}"
     );
     compare(&[a, b], &out, Some("caption"), Style::Paper).unwrap();

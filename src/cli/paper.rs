@@ -89,12 +89,12 @@ pub(super) fn table(
         (runs, at_step_note) = runs_at_step(&runs, step)?;
     }
     let mut groups = groups::gather(&runs, &group_by(keys))?;
+    let filtered: Vec<String> = filter.conditions.iter().map(|w| w.key.clone()).collect();
+    let renamed = rename_values(&mut groups, renames, &filtered)?;
     // CSV is data for other programs: whole paths there.
     if opts.format != TableFormat::Csv {
         groups::shorten_shared_folders(&mut groups);
     }
-    let filtered: Vec<String> = filter.conditions.iter().map(|w| w.key.clone()).collect();
-    let renamed = rename_values(&mut groups, renames, &filtered)?;
     let label_notes = renamed.notes;
     let opts = &crate::runs::table::TableOptions {
         headers: renamed.headers,

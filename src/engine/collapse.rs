@@ -522,9 +522,9 @@ impl Weights {
     }
 
     /// As [`Self::of`], with the losses in `copies` (copies of the
-    /// primary, [`copies_of_primary`]) counted with the primary: their
-    /// weights add to its weight, and none of them is the largest on its
-    /// own. A model's loss computed twice trains the primary's task twice.
+    /// primary, [`CopyTracker`]) counted with the primary: their
+    /// weights, times their factors, add to its weight, and none of them
+    /// is the largest on its own. A model's loss computed twice trains the primary's task twice.
     pub fn with_copies(weights: &[f64], copies: &[PrimaryCopy]) -> Self {
         let mut merged = weights.to_vec();
         for c in copies {

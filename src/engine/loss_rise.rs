@@ -156,7 +156,8 @@ impl LossRise {
     /// the same climb, run on, was said 20 steps later), with the step it
     /// began at.
     pub fn climbing_at_the_end(&self) -> Option<(Rise, u64)> {
-        let (since, _) = self.above?;
+        // One line alone is no climb here either.
+        let (since, _) = self.above.filter(|&(_, lines)| lines >= RISE_LINES)?;
         let (lowest_step, lowest) = self.lowest?;
         (!self.said).then(|| {
             let rise = Rise {
@@ -187,12 +188,14 @@ mod tests {
         let mut watch = LossRise::default();
         let steps = said(&mut watch, &[1.4, 1.0, 0.8, 0.8, 0.8, 6.0]);
         assert!(steps.is_empty(), "{steps:?}");
+        assert_eq!(watch.climbing_at_the_end(), None, "one line is no climb");
+        assert_eq!(watch.observe(60, 6.0), None);
         let (rise, since) = watch
             .climbing_at_the_end()
             .expect("climbing at its last line");
         assert_eq!((since, rise.lowest_step), (50, 40));
         // Said, or back down: nothing left to say at the end.
-        let later: Vec<u64> = [60, 70, 80]
+        let later: Vec<u64> = [70, 80, 90]
             .into_iter()
             .filter(|&step| watch.observe(step, 6.0).is_some())
             .collect();

@@ -92,18 +92,19 @@ fn best_of(
 }
 
 /// For a fork that never beat the model it started from (its fork step
-/// `start`, and that step's evaluation, its parent's), the words that say
-/// so; empty otherwise (walkthrough O's fork at 400 exported its step 450,
+/// `start`, and that step's evaluation, its parent's, against `own_best`,
+/// the best of its own evaluations), the words that say so; empty
+/// otherwise (walkthrough O's fork at 400 exported its step 450,
 /// ppl 17.65, while its step-400 checkpoint, its parent's, read 10.78).
 fn start_scored_better(
     (at, value): (u64, f64),
-    chosen: f64,
+    own_best: f64,
     higher_is_better: bool,
     kept: &[u64],
 ) -> String {
     let better = match higher_is_better {
-        true => value > chosen,
-        false => value < chosen,
+        true => value > own_best,
+        false => value < own_best,
     };
     if !better {
         return String::new();
@@ -172,15 +173,24 @@ fn picked(dir: &Path, id: &str, pick: Pick) -> Result<(Loaded, Option<String>)> 
             let (step, mut note) =
                 best_of(&steps, &evals, &meta.primary_metric, meta.higher_is_better)
                     .with_context(|| format!("session {id}"))?;
-            let chosen = evals.iter().rev().find(|(s, _)| *s == step).map(|e| e.1);
+            // Its own best, kept or not.
+            let better = |a: f64, b: f64| match meta.higher_is_better {
+                true => a > b,
+                false => a < b,
+            };
+            let own_best = evals
+                .iter()
+                .map(|e| e.1)
+                .filter(|v| v.is_finite())
+                .reduce(|a, b| if better(b, a) { b } else { a });
             let start = meta.fork_step.and_then(|at| {
                 let value = all_evals.iter().rev().find(|(s, _)| *s == at)?.1;
                 Some((at, value))
             });
-            if let (Some(start), Some(chosen)) = (start, chosen) {
+            if let (Some(start), Some(own_best)) = (start, own_best) {
                 note.push_str(&start_scored_better(
                     start,
-                    chosen,
+                    own_best,
                     meta.higher_is_better,
                     &steps,
                 ));

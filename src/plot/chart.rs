@@ -387,7 +387,7 @@ impl Chart {
             .max(s.pad + half);
         svg.text(
             x_mid,
-            h - s.pad - m.descent(t.label_pt),
+            h - s.pad - m.descent(pt),
             &label,
             pt,
             Anchor::Middle,

@@ -93,32 +93,24 @@ pub fn names_key(key: &str, asked: &str) -> bool {
 }
 
 /// Whether `actual` (a value's [`text`]) is what the user typed: numbers
-/// compare as numbers (`0.1` matches `1e-1`), everything else as text. A
-/// path a table shortened (`…/mixed/model.pt`) is matched by what follows
-/// `…/` or by a whole path ending so.
+/// compare as numbers (`0.1` matches `1e-1`), everything else as text.
 pub fn matches(actual: &str, wanted: &str) -> bool {
-    let wanted = wanted.trim();
-    if let Some(tail) = actual.strip_prefix(SHORTENED) {
-        return wanted == actual
-            || wanted == tail
-            || wanted
-                .strip_suffix(tail)
-                .is_some_and(|head| head.ends_with('/'));
-    }
-    match (actual.parse::<f64>(), wanted.parse::<f64>()) {
+    match (actual.parse::<f64>(), wanted.trim().parse::<f64>()) {
         (Ok(a), Ok(b)) => a == b,
-        _ => actual == wanted,
+        _ => actual == wanted.trim(),
     }
 }
 
 /// What a value [`past_shared_folders`] shortened starts with.
 pub const SHORTENED: &str = "…/";
 
-/// Where two or more values are all paths that share leading folders
-/// (more than a root), the number of bytes those folders take with their
-/// slashes: listings and tables show what follows ([`past_shared_folders`]).
+/// Where two or more of `values` are paths (with a `/`, not a list) and
+/// those share leading folders (more than a root), the number of bytes
+/// the folders take with their slashes: listings and tables show what
+/// follows ([`past_shared_folders`]); the other values stay as they are.
 pub fn shared_folders(values: &[&str]) -> Option<usize> {
-    if values.len() < 2 || !values.iter().all(|v| v.contains('/')) {
+    let values: Vec<&str> = values.iter().copied().filter(|v| is_path(v)).collect();
+    if values.len() < 2 {
         return None;
     }
     let folders = |v: &str| -> Vec<String> {
@@ -142,10 +134,18 @@ pub fn shared_folders(values: &[&str]) -> Option<usize> {
     Some(shared.iter().map(|s| s.len() + 1).sum())
 }
 
+/// A value [`shared_folders`] reads as a path.
+fn is_path(value: &str) -> bool {
+    value.contains('/') && !value.starts_with(['[', '{'])
+}
+
 /// `value` past its first `cut` bytes (from [`shared_folders`]), after
-/// [`SHORTENED`].
+/// [`SHORTENED`]; a value that is no path as it is.
 pub fn past_shared_folders(value: &str, cut: usize) -> String {
-    format!("{SHORTENED}{}", &value[cut..])
+    match is_path(value) && cut < value.len() && value.is_char_boundary(cut) {
+        true => format!("{SHORTENED}{}", &value[cut..]),
+        false => value.to_string(),
+    }
 }
 
 #[cfg(test)]
@@ -174,11 +174,12 @@ mod tests {
         assert_eq!(shared_folders(&["/a/model.pt", "/b/model.pt"]), None);
         assert_eq!(shared_folders(&["/a/model.pt", "-"]), None);
         assert_eq!(shared_folders(&["/a/model.pt"]), None);
-        let shortened = "…/mixed/model.pt";
-        assert!(matches(shortened, "…/mixed/model.pt"));
-        assert!(matches(shortened, "mixed/model.pt"));
-        assert!(matches(shortened, "/root/suite/mixed/model.pt"));
-        assert!(!matches(shortened, "/root/suite/unmixed/model.pt"));
-        assert!(!matches(shortened, "/root/suite/few/model.pt"));
+        // Only the values that are paths: a renamed cell stays as it is.
+        assert_eq!(
+            shared_folders(&["/r/a/model.pt", "MELTR", "/r/b/model.pt"]),
+            Some(3)
+        );
+        assert_eq!(shared_folders(&["[/r/a, /r/b]", "[/r/c, /r/d]"]), None);
+        assert_eq!(past_shared_folders("MELTR", 3), "MELTR");
     }
 }

@@ -93,8 +93,7 @@ impl CopyTracker {
         match self.ratios.len() == losses {
             true => self.state().expect("losses are tracked"),
             false => {
-                // (The primary's own slot, unused, as 1× itself: a
-                // state without NaN compares equal to itself.)
+                // (The primary's own slot, unused, as 1× itself.)
                 let mut fresh: Vec<f64> = [f64::NAN, 0.0]
                     .iter()
                     .flat_map(|&v| std::iter::repeat_n(v, losses))
@@ -104,6 +103,14 @@ impl CopyTracker {
                 }
                 Tensor::from_slice(&fresh)
             }
+        }
+    }
+
+    /// Forgets what it read unless it tracks `losses` losses (a
+    /// checkpoint's tracker of another loss list).
+    pub fn fit(&mut self, losses: usize) {
+        if !self.ratios.is_empty() && self.ratios.len() != losses {
+            *self = Self::default();
         }
     }
 
@@ -223,6 +230,13 @@ mod tests {
             .load_state(&Tensor::from_slice(&[1.0, 2.0, 3.0]))
             .is_err());
         assert_eq!(CopyTracker::default().state(), None);
+        // Another loss list's tracker is forgotten.
+        let mut other = tracker.clone();
+        other.fit(4);
+        assert_eq!(other, CopyTracker::default());
+        let mut same = tracker.clone();
+        same.fit(3);
+        assert_eq!(same.copies(), tracker.copies());
         // A fresh tracker's state reads as one.
         let mut fresh = CopyTracker::default();
         fresh

@@ -357,6 +357,7 @@ pub(super) fn restore_watch(
     collapse
         .load_state(COLLAPSE, &|n| ckpt.get(n), device)
         .with_context(context)?;
+    collapse.copies.fit(1 + config.workload.auxiliary.len());
     if let Some(saved) = collapse.snapshot_len() {
         let expected = combiner.params().len() + usize::from(meta.is_some());
         anyhow::ensure!(

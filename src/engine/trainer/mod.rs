@@ -345,6 +345,7 @@ impl Trainer {
                 if let Some(why) = self.report_open_streaks()? {
                     bail!("{why}");
                 }
+                self.report_climb_at_the_end();
                 self.write_checkpoint()?;
                 if self.storage_error.is_some() {
                     continue;

@@ -310,6 +310,24 @@ impl Trainer {
                 w.primary_collapse_reading(&names)
             )
         });
+        for message in ended
+            .chain(summary)
+            .chain(neumann)
+            .chain(slide)
+            .collect::<Vec<_>>()
+        {
+            self.emit(Record::Event {
+                level: Level::Warn,
+                message,
+            });
+        }
+        Ok(trained_nothing)
+    }
+
+    /// At the run's end (not at a stop: a stopped run may go on), a
+    /// climb of the primary's training loss under way, too short yet to
+    /// be said ([`crate::engine::loss_rise::LossRise::climbing_at_the_end`]).
+    pub(super) fn report_climb_at_the_end(&mut self) {
         let climbing = self.loss_rise.climbing_at_the_end().map(|(rise, since)| {
             format!(
                 "the run ends with the primary's training loss ({}) climbing: {:.4} (smoothed over the logged \
@@ -324,19 +342,12 @@ impl Trainer {
                 crate::engine::loss_rise::RISE_STEPS,
             )
         });
-        for message in ended
-            .chain(summary)
-            .chain(neumann)
-            .chain(slide)
-            .chain(climbing)
-            .collect::<Vec<_>>()
-        {
+        if let Some(message) = climbing {
             self.emit(Record::Event {
                 level: Level::Warn,
                 message,
             });
         }
-        Ok(trained_nothing)
     }
 
     /// One device-to-host copy of a vector.

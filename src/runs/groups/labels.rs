@@ -114,8 +114,8 @@ pub(super) fn fallback_label(runs: &[&Run]) -> String {
 /// leading folders, the values as `…/` and what follows them (a table
 /// across the suite's tasks read
 /// `/root/.cache/meltr-tui/aux-suite/mixed/model.pt` and two more such
-/// columns on every row, and each note repeated all three). A value
-/// shortened so still names its cell for `--label` ([`keys::matches`]).
+/// columns on every row, and each note repeated all three). `table`
+/// shortens after its `--label` renames, which name cells by whole value.
 pub fn shorten_shared_folders(groups: &mut [Group]) {
     let Some(first) = groups.first() else {
         return;
@@ -129,6 +129,7 @@ pub fn shorten_shared_folders(groups: &mut [Group]) {
         if values.len() != groups.len() {
             continue;
         }
+        // (Renamed cells, and unset ones, stay as they are.)
         let Some(cut) = keys::shared_folders(&values) else {
             continue;
         };

@@ -469,7 +469,7 @@ fn labels_leave_out_dashes_unless_two_would_read_alike() {
 
 /// A table across held-out tasks read each model's whole path (and two
 /// more such columns) on every row: the folders all of them share are
-/// left out, and `--label` still finds a cell by its whole path.
+/// left out; a cell `--label` renamed first stays as renamed.
 #[test]
 fn paths_that_share_folders_show_what_follows_them() {
     let root = tempfile::tempdir().unwrap();
@@ -491,10 +491,18 @@ fn paths_that_share_folders_show_what_follows_them() {
             "model=…/few/labels/model.pt"
         ]
     );
-    assert!(crate::runs::keys::matches(
-        &groups[1].values[0].1,
-        "/root/.cache/suite/far-scale/model.pt"
-    ));
+    let mut renamed = gather(&runs, &GroupBy::Seeds).unwrap();
+    renamed[1].values[0].1 = "Far scale".into();
+    shorten_shared_folders(&mut renamed);
+    let labels: Vec<&str> = renamed.iter().map(|g| g.label.as_str()).collect();
+    assert_eq!(
+        labels,
+        [
+            "model=…/mixed/model.pt",
+            "model=Far scale",
+            "model=…/few/labels/model.pt"
+        ]
+    );
     // Nothing shared but the root: left whole.
     let mut config = crate::config::Config::default();
     config.workload.model = Some("/elsewhere/model.pt".into());

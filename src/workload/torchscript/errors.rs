@@ -120,20 +120,35 @@ impl TorchScript {
     }
 
     /// [`Self::rows_failing_alone_of`] in the split `data`.
-    /// Rows failing on a key the batch lacks (a model that reads a tensor
-    /// for some rows only) are no bad samples: `None` then too
-    /// (walkthrough P's `concept`, absent from the file, listed every third
-    /// row before the error named the missing tensor).
+    /// Rows failing on a tensor `data` lacks and the other split has (a
+    /// model that reads it for some rows only) are no bad samples: `None`
+    /// then too, and the error names the tensor (walkthrough P's `concept`,
+    /// absent from the training file, listed every third row first). A
+    /// `KeyError` of the model's own (a lookup of a row's label) still
+    /// blames its rows.
     pub(super) fn rows_failing_alone_in(&self, data: &Split, rows: &[i64]) -> Option<Vec<i64>> {
-        let missing_key = std::cell::Cell::new(false);
+        let other = match std::ptr::eq(data, &self.train) {
+            true => &self.val,
+            false => &self.train,
+        };
+        let lacking = std::cell::Cell::new(false);
         let failing = self.rows_alone_where(data, rows, |outputs| match outputs {
             Ok(_) => false,
             Err(e) => {
-                missing_key.set(missing_key.get() || format!("{e:#}").contains("KeyError"));
+                let text = format!("{e:#}");
+                let lacks = text.split("KeyError: ").skip(1).any(|after| {
+                    let key: String = after
+                        .chars()
+                        .take_while(|c| !c.is_whitespace())
+                        .filter(|c| !matches!(c, '\'' | '"'))
+                        .collect();
+                    !data.names().any(|name| name == key) && other.names().any(|name| name == key)
+                });
+                lacking.set(lacking.get() || lacks);
                 true
             }
         });
-        failing.filter(|_| !missing_key.get())
+        failing.filter(|_| !lacking.get())
     }
 
     /// Which of `rows` (training rows) make one of `losses` non-finite on
