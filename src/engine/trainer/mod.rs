@@ -123,8 +123,7 @@ pub struct Trainer {
     /// When a `Pause` command stopped stepping (not counted in `time`).
     paused_since: Option<Instant>,
     status: Status,
-    /// Why meta steps are on hold (e.g. exact mode impossible on this model);
-    /// cleared by the next config change.
+    /// Why meta steps are on hold (exact mode impossible here); a config change clears it.
     meta_blocked: Option<String>,
     meta_steps_done: u64,
     collapse: CollapseGuard,
