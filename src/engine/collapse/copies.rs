@@ -131,23 +131,16 @@ impl CopyTracker {
     }
 }
 
-/// The loss names for the watch's messages: the primary's with its
-/// copies (`nce (with its copy dup)`, `lm (with its copy half, 0.5×)`).
+/// The loss names for the watch's messages: the primary's as the sum its
+/// weight is read from (`nce + dup`, `lm + 0.5×half`).
 pub fn names_with_copies(names: &[String], copies: &[PrimaryCopy]) -> Vec<String> {
     let mut names = names.to_vec();
-    if !copies.is_empty() {
-        let listed: Vec<String> = copies
-            .iter()
-            .map(|c| match c.factor == 1.0 {
-                true => names[c.index].clone(),
-                false => format!("{}, {}×", names[c.index], crate::numfmt::readable(c.factor)),
-            })
-            .collect();
-        let what = match listed.len() {
-            1 => "copy",
-            _ => "copies",
+    for c in copies {
+        let copy = match c.factor == 1.0 {
+            true => names[c.index].clone(),
+            false => format!("{}×{}", crate::numfmt::readable(c.factor), names[c.index]),
         };
-        names[0] = format!("{} (with its {what} {})", names[0], listed.join("; "));
+        names[0] = format!("{} + {copy}", names[0]);
     }
     names
 }
@@ -256,13 +249,10 @@ mod tests {
             index: 3,
             factor: 0.5,
         };
-        assert_eq!(
-            names_with_copies(&names, &[dup])[0],
-            "nce (with its copy dup)"
-        );
+        assert_eq!(names_with_copies(&names, &[dup])[0], "nce + dup");
         assert_eq!(
             names_with_copies(&names, &[dup, half])[0],
-            "nce (with its copies dup; half, 0.5×)"
+            "nce + dup + 0.5×half"
         );
         assert_eq!(names_with_copies(&names, &[]), names);
         let shares: Named = [("nce", 0.01), ("cap", 0.011), ("dup", 0.979)]
