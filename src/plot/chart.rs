@@ -373,14 +373,7 @@ impl Chart {
         // (walkthrough O's transforms figure read "(others fixed"). One
         // wider than the figure is set smaller, then shortened with `…`.
         let width = t.width_in * 72.0;
-        let room = width - 2.0 * s.pad;
-        let natural = m.width(&self.x_label, t.label_pt);
-        let pt = if natural > room {
-            (t.label_pt * room / natural).max(0.75 * t.label_pt)
-        } else {
-            t.label_pt
-        };
-        let label = fitted(&self.x_label, room * (1.0 + 1e-9), pt, m);
+        let (label, pt) = fitted_label(&self.x_label, width - 2.0 * s.pad, t.label_pt, m);
         let half = m.width(&label, pt) / 2.0;
         let x_mid = (a.x + a.w / 2.0)
             .min(width - s.pad - half)
@@ -398,15 +391,7 @@ impl Chart {
         // the free corner below, not up into the legend. One longer than
         // the figure is tall (slides are short) is set smaller, down to
         // three quarters, and then shortened with `…`.
-        let room = h - 2.0 * s.pad;
-        let natural = m.width(&self.y_label, t.label_pt);
-        let pt = if natural > room {
-            (t.label_pt * room / natural).max(0.75 * t.label_pt)
-        } else {
-            t.label_pt
-        };
-        // Set smaller to exactly `room`, the width may round a hair above.
-        let label = fitted(&self.y_label, room * (1.0 + 1e-9), pt, m);
+        let (label, pt) = fitted_label(&self.y_label, h - 2.0 * s.pad, t.label_pt, m);
         let long = m.width(&label, pt);
         let y_mid = if long > a.h {
             (a.y + long / 2.0).min(h - s.pad - long / 2.0)
@@ -578,5 +563,19 @@ fn draw_bars(svg: &mut Svg, frame: &Frame, bars: &[Bar], t: &Theme, m: &Metrics)
 }
 
 mod marks;
+
+/// An axis label in `room` points: at `pt`, or set smaller (down to
+/// three quarters of it) where it is longer, then shortened with `…`.
+fn fitted_label(text: &str, room: f64, pt: f64, m: &Metrics) -> (String, f64) {
+    let natural = m.width(text, pt);
+    let pt = if natural > room {
+        (pt * room / natural).max(0.75 * pt)
+    } else {
+        pt
+    };
+    // Set smaller to exactly `room`, the width may round a hair above.
+    (fitted(text, room * (1.0 + 1e-9), pt, m), pt)
+}
+
 #[cfg(test)]
 mod tests;

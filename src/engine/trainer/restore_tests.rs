@@ -282,7 +282,6 @@ fn a_restore_that_did_not_lift_the_primary_is_not_repeated() {
 /// The meta steps taken before a restore takes effect are not watched.
 #[test]
 fn meta_steps_taken_before_a_restore_takes_effect_queue_no_second_one() {
-    use super::outbox::PendingMeta;
     let dir = tempfile::tempdir().unwrap();
     let (mut trainer, _) = knocked_out(OnCollapse::Restore, dir.path());
     while !trainer.restore_due {
@@ -292,26 +291,9 @@ fn meta_steps_taken_before_a_restore_takes_effect_queue_no_second_one() {
     // More meta steps of the φ being replaced, read in the same flush: a
     // healthy stretch, then a whole collapse watch's worth of zeros.
     let k = trainer.loss_names.len();
+    // The losses: the primary's below any healthy one.
     let read = |trainer: &mut Trainer, weight: f64| {
-        let m = PendingMeta {
-            step: trainer.step,
-            drew: Some((trainer.step, None)),
-            norm: Tensor::from(1.0),
-            reg: Tensor::from(0.0),
-            meta_lr: halved,
-            aid_iterations: 0,
-            gamma: trainer.gamma,
-            watched_weights: None,
-            losses: None,
-            snapshot: None,
-            time: 0.0,
-            wall: 0.0,
-        };
-        let mut values = vec![1.0, 0.0];
-        values.extend(std::iter::repeat_n(weight, k));
-        // The losses: the primary's below any healthy one.
-        values.extend(std::iter::repeat_n(0.0, k));
-        trainer.write_meta(&m, &values);
+        read_meta(trainer, halved, &vec![weight; k], &vec![0.0; k])
     };
     for _ in 0..crate::engine::collapse::SETTLED_META_STEPS + 1 {
         read(&mut trainer, 1.0);
@@ -325,15 +307,15 @@ fn meta_steps_taken_before_a_restore_takes_effect_queue_no_second_one() {
     assert_eq!(trainer.meta.as_ref().unwrap().lr, halved);
 }
 
-/// A meta step's line with these effective weights and losses (the
-/// primary first in each), read by the collapse watch.
-fn read_meta(trainer: &mut Trainer, weights: &[f64], losses: &[f64]) {
+/// A meta step's line at the trainer's step with these effective weights
+/// and losses (the primary first in each), read by the collapse watch.
+fn read_meta(trainer: &mut Trainer, meta_lr: f64, weights: &[f64], losses: &[f64]) {
     let m = super::outbox::PendingMeta {
         step: trainer.step,
         drew: Some((trainer.step, None)),
         norm: Tensor::from(1.0),
         reg: Tensor::from(0.0),
-        meta_lr: META_LR,
+        meta_lr,
         aid_iterations: 0,
         gamma: trainer.gamma,
         watched_weights: None,
@@ -349,7 +331,6 @@ fn read_meta(trainer: &mut Trainer, weights: &[f64], losses: &[f64]) {
         .copied()
         .collect();
     trainer.write_meta(&m, &values);
-    trainer.step += 1;
 }
 
 /// Walkthrough P: `dup`, the primary's InfoNCE computed a second time,
@@ -381,7 +362,8 @@ fn a_copy_of_the_primary_holds_the_primarys_weight() {
                 true => (1.0, 0.3),
                 false => (0.01, 2.5 / factor),
             };
-            read_meta(&mut trainer, &weights, &losses);
+            read_meta(&mut trainer, META_LR, &weights, &losses);
+            trainer.step += 1;
         }
         trainer.flush_pending().unwrap();
         collapse_events(&lines(dir.path()))
