@@ -217,7 +217,7 @@ pub fn metric(data: &SessionData, prep: Prep) -> Option<Figure> {
         chart: Chart {
             x_label: STEP.into(),
             y_label: format!("validation {name} {}", better(higher)),
-            y_kind: Kind::Linear,
+            y_kind: super::loss_axis::metric_axis(points, higher),
             tight_x: false,
             zero_line: false,
             marks: data.marks.clone(),

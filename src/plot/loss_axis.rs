@@ -1,5 +1,6 @@
 //! The loss figure's y axis: linear or log, chosen from how far apart the
-//! losses' typical sizes (and peaks) are, and the note that says so.
+//! losses' typical sizes (and peaks) are, and the note that says so; and
+//! the metric figure's, from how far its values span.
 
 use super::data::{Curves, SessionData};
 use super::scale::short;
@@ -170,6 +171,30 @@ fn losses_span(losses: &Curves) -> Option<LossSpan> {
         none_negative,
         zeros,
     })
+}
+
+/// A lower-is-better metric whose positive values span more than this
+/// factor is drawn on a log axis: walkthrough O's perplexity peaked at
+/// 600,000 early on, and a linear axis drew the rest of the run, 7 to 20,
+/// flat along zero. Scores (accuracy, R@k) stay linear.
+const METRIC_LOG_SPAN: f64 = 100.0;
+
+/// The metric figure's y axis (see [`METRIC_LOG_SPAN`]).
+pub fn metric_axis(points: &super::series::Points, higher_is_better: bool) -> super::scale::Kind {
+    let finite: Vec<f64> = points
+        .iter()
+        .map(|p| p.1)
+        .filter(|v| v.is_finite())
+        .collect();
+    let (lo, hi) = finite
+        .iter()
+        .fold((f64::INFINITY, f64::NEG_INFINITY), |(lo, hi), &v| {
+            (lo.min(v), hi.max(v))
+        });
+    match !higher_is_better && lo > 0.0 && hi > METRIC_LOG_SPAN * lo {
+        true => super::scale::Kind::Log,
+        false => super::scale::Kind::Linear,
+    }
 }
 
 #[cfg(test)]

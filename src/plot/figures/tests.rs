@@ -206,3 +206,30 @@ fn a_session_with_evals_and_no_train_line_draws_its_metric() {
         "{skipped:?}"
     );
 }
+
+/// Walkthrough O's perplexity peaked at 600,000: lower-is-better metrics
+/// spanning more than two decades get a log axis; scores stay linear.
+#[test]
+fn a_metric_spanning_decades_is_drawn_on_a_log_axis_when_lower_is_better() {
+    let ppl: Points = vec![
+        (50.0, 229.4),
+        (100.0, 600_000.0),
+        (150.0, 20.0),
+        (500.0, 7.1),
+    ];
+    assert_eq!(super::super::loss_axis::metric_axis(&ppl, false), Kind::Log);
+    assert_eq!(
+        super::super::loss_axis::metric_axis(&ppl, true),
+        Kind::Linear
+    );
+    let near: Points = vec![(50.0, 12.0), (100.0, 9.0), (500.0, 7.1)];
+    assert_eq!(
+        super::super::loss_axis::metric_axis(&near, false),
+        Kind::Linear
+    );
+    let with_zero: Points = vec![(50.0, 0.0), (100.0, 900.0)];
+    assert_eq!(
+        super::super::loss_axis::metric_axis(&with_zero, false),
+        Kind::Linear
+    );
+}
