@@ -92,21 +92,23 @@ fn best_of(
 }
 
 /// For a fork that never beat the model it started from (its fork step
-/// `start`, and that step's evaluation, its parent's, against `own_best`,
-/// the best of its own evaluations), the words that say so; empty
+/// `start`, and that step's evaluation, its parent's, against the best of
+/// its `own` evaluations, kept or not), the words that say so; empty
 /// otherwise (walkthrough O's fork at 400 exported its step 450,
 /// ppl 17.65, while its step-400 checkpoint, its parent's, read 10.78).
 fn start_scored_better(
     (at, value): (u64, f64),
-    own_best: f64,
+    own: &[(u64, f64)],
     higher_is_better: bool,
     kept: &[u64],
 ) -> String {
-    let better = match higher_is_better {
-        true => value > own_best,
-        false => value < own_best,
-    };
-    if !better {
+    let better = |a: f64, b: f64| if higher_is_better { a > b } else { a < b };
+    let own_best = own
+        .iter()
+        .map(|e| e.1)
+        .filter(|v| v.is_finite())
+        .reduce(|a, b| if better(b, a) { b } else { a });
+    if !own_best.is_some_and(|best| better(value, best)) {
         return String::new();
     }
     let how = match kept.contains(&at) {
@@ -173,24 +175,14 @@ fn picked(dir: &Path, id: &str, pick: Pick) -> Result<(Loaded, Option<String>)> 
             let (step, mut note) =
                 best_of(&steps, &evals, &meta.primary_metric, meta.higher_is_better)
                     .with_context(|| format!("session {id}"))?;
-            // Its own best, kept or not.
-            let better = |a: f64, b: f64| match meta.higher_is_better {
-                true => a > b,
-                false => a < b,
-            };
-            let own_best = evals
-                .iter()
-                .map(|e| e.1)
-                .filter(|v| v.is_finite())
-                .reduce(|a, b| if better(b, a) { b } else { a });
             let start = meta.fork_step.and_then(|at| {
                 let value = all_evals.iter().rev().find(|(s, _)| *s == at)?.1;
                 Some((at, value))
             });
-            if let (Some(start), Some(own_best)) = (start, own_best) {
+            if let Some(start) = start {
                 note.push_str(&start_scored_better(
                     start,
-                    own_best,
+                    &evals,
                     meta.higher_is_better,
                     &steps,
                 ));
@@ -280,20 +272,27 @@ mod tests {
 
     #[test]
     fn a_fork_that_never_beat_its_start_says_so() {
-        let said = start_scored_better((400, 10.78), 17.65, false, &[400, 450]);
+        // Its own: 17.65 kept at 450, 12.0 at 420 without a checkpoint.
+        let own = [(420, 12.0), (450, 17.65)];
+        let said = start_scored_better((400, 10.78), &own, false, &[400, 450]);
         assert!(
             said.contains("forked from (step 400, its parent's) scored 10.78"),
             "{said}"
         );
         assert!(said.ends_with("`--at 400` exports it"), "{said}");
-        let gone = start_scored_better((400, 10.78), 17.65, false, &[450]);
+        let gone = start_scored_better((400, 10.78), &own, false, &[450]);
         assert!(
             gone.ends_with("its parent's checkpoint there exports it"),
             "{gone}"
         );
-        assert_eq!(start_scored_better((400, 10.78), 9.5, false, &[400]), "");
-        assert_eq!(start_scored_better((400, 0.7), 0.8, true, &[400]), "");
-        assert!(!start_scored_better((400, 0.8), 0.7, true, &[400]).is_empty());
+        // An evaluation of its own beat the start, kept or not: nothing.
+        assert_eq!(start_scored_better((400, 12.5), &own, false, &[400]), "");
+        assert_eq!(
+            start_scored_better((400, 0.7), &[(450, 0.8)], true, &[400]),
+            ""
+        );
+        assert!(!start_scored_better((400, 0.8), &[(450, 0.7)], true, &[400]).is_empty());
+        assert_eq!(start_scored_better((400, 0.8), &[], true, &[400]), "");
     }
 
     #[test]

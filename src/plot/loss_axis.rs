@@ -181,14 +181,11 @@ const METRIC_LOG_SPAN: f64 = 100.0;
 
 /// The metric figure's y axis (see [`METRIC_LOG_SPAN`]).
 pub fn metric_axis(points: &super::series::Points, higher_is_better: bool) -> super::scale::Kind {
-    let finite: Vec<f64> = points
+    let (lo, hi) = points
         .iter()
         .map(|p| p.1)
         .filter(|v| v.is_finite())
-        .collect();
-    let (lo, hi) = finite
-        .iter()
-        .fold((f64::INFINITY, f64::NEG_INFINITY), |(lo, hi), &v| {
+        .fold((f64::INFINITY, f64::NEG_INFINITY), |(lo, hi), v| {
             (lo.min(v), hi.max(v))
         });
     match !higher_is_better && lo > 0.0 && hi > METRIC_LOG_SPAN * lo {

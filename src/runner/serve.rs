@@ -5,6 +5,7 @@ use super::absolute;
 use crate::config::{self, Config};
 use crate::engine::{self, control::Command, control::Event, control::Status};
 use crate::remote;
+use crate::session::metrics::Record;
 use crate::session::{SessionDir, SessionMeta};
 use anyhow::Result;
 use std::path::Path;
@@ -231,9 +232,11 @@ pub fn serve(dir: &Path, resume: bool) -> Result<Status> {
                     for (_, text) in line.notices() {
                         say!("{text}");
                     }
-                    let primary = SessionMeta::read(&dir).map(|m| m.primary_metric).ok();
-                    if let Some(words) = line.eval_words(primary.as_deref()) {
-                        say!("{words}");
+                    if matches!(line.record, Record::Eval { .. }) {
+                        let primary = SessionMeta::read(&dir).map(|m| m.primary_metric).ok();
+                        if let Some(words) = line.eval_words(primary.as_deref()) {
+                            say!("{words}");
+                        }
                     }
                 }
                 if let Ok(line) = remote::event_line(&event, None) {

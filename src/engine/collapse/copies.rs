@@ -42,8 +42,7 @@ impl CopyTracker {
     /// copies so far.
     pub fn observe(&mut self, losses: &[f64]) -> Vec<PrimaryCopy> {
         if self.ratios.len() != losses.len() {
-            self.load_state(&Self::default().state_of(losses.len()))
-                .expect("a fresh state reads");
+            *self = Self::fresh(losses.len());
         }
         let primary = losses.first().copied().unwrap_or(f64::NAN);
         if primary != 0.0 && primary.is_finite() {
@@ -87,22 +86,27 @@ impl CopyTracker {
         })
     }
 
+    /// A tracker of `losses` losses that has read nothing (the primary's
+    /// own slot, unused, as 1× itself).
+    fn fresh(losses: usize) -> Self {
+        let mut ratios = vec![f64::NAN; losses];
+        if let Some(primary) = ratios.first_mut() {
+            *primary = 1.0;
+        }
+        Self {
+            ratios,
+            seen: vec![0.0; losses],
+        }
+    }
+
     /// The state of `losses` losses: [`Self::state`], or a fresh one's
     /// (what a rank joining a group sends before it takes rank 0's).
     pub fn state_of(&self, losses: usize) -> Tensor {
         match self.ratios.len() == losses {
             true => self.state().expect("losses are tracked"),
-            false => {
-                // (The primary's own slot, unused, as 1× itself.)
-                let mut fresh: Vec<f64> = [f64::NAN, 0.0]
-                    .iter()
-                    .flat_map(|&v| std::iter::repeat_n(v, losses))
-                    .collect();
-                if losses > 0 {
-                    fresh[0] = 1.0;
-                }
-                Tensor::from_slice(&fresh)
-            }
+            false => Self::fresh(losses)
+                .state()
+                .unwrap_or_else(|| Tensor::from_slice::<f64>(&[])),
         }
     }
 

@@ -247,8 +247,7 @@ impl Trainer {
                 let w = combiner::effective_weights(self.combiner.as_ref(), losses)?;
                 // The weights, then the losses: the watch checks a negative
                 // weight's "climbs its loss" against the primary's, and
-                // counts a copy of the primary (the same value to the bit)
-                // with it.
+                // counts a copy of the primary (a fixed multiple) with it.
                 let losses = losses.detach().to_kind(w.kind());
                 let watched = Tensor::cat(&[w.detach(), losses], 0);
                 // Each rank's losses are its own shard's: averaged, every

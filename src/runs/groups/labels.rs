@@ -110,8 +110,8 @@ pub(super) fn fallback_label(runs: &[&Run]) -> String {
     }
 }
 
-/// Where every group's value of a key is a path and the paths share
-/// leading folders, the values as `…/` and what follows them (a table
+/// Where the groups' values of a key that are paths share leading
+/// folders, those values as `…/` and what follows them (a table
 /// across the suite's tasks read
 /// `/root/.cache/meltr-tui/aux-suite/mixed/model.pt` and two more such
 /// columns on every row, and each note repeated all three). `table`
@@ -129,7 +129,6 @@ pub fn shorten_shared_folders(groups: &mut [Group]) {
         if values.len() != groups.len() {
             continue;
         }
-        // (Renamed cells, and unset ones, stay as they are.)
         let Some(cut) = keys::shared_folders(&values) else {
             continue;
         };

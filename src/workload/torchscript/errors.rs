@@ -119,8 +119,7 @@ impl TorchScript {
         self.rows_failing_alone_in(&self.train, rows)
     }
 
-    /// [`Self::rows_failing_alone_of`] in the split `data`.
-    /// Rows failing on a tensor `data` lacks and the other split has (a
+    /// [`Self::rows_failing_alone_of`] in the split `data`. Rows failing on a tensor `data` lacks and the other split has (a
     /// model that reads it for some rows only) are no bad samples: `None`
     /// then too, and the error names the tensor (walkthrough P's `concept`,
     /// absent from the training file, listed every third row first). A
@@ -135,15 +134,8 @@ impl TorchScript {
         let failing = self.rows_alone_where(data, rows, |outputs| match outputs {
             Ok(_) => false,
             Err(e) => {
-                let text = format!("{e:#}");
-                let lacks = text.split("KeyError: ").skip(1).any(|after| {
-                    let key: String = after
-                        .chars()
-                        .take_while(|c| !c.is_whitespace())
-                        .filter(|c| !matches!(c, '\'' | '"'))
-                        .collect();
-                    !data.names().any(|name| name == key) && other.names().any(|name| name == key)
-                });
+                let lacks =
+                    !super::validation::missing_tensors(&format!("{e:#}"), data, other).is_empty();
                 lacking.set(lacking.get() || lacks);
                 true
             }

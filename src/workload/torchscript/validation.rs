@@ -2,11 +2,26 @@
 //! the smaller last one), and evaluated over every row, each batch's means
 //! weighted by its rows.
 
-use super::{TorchScript, METRIC_PREFIX};
+use super::{Split, TorchScript, METRIC_PREFIX};
 use crate::workload::Evaluation;
 use anyhow::{Context, Result};
 use std::collections::BTreeMap;
 use tch::{Kind, Tensor};
+
+/// The tensors `has` holds and `short` lacks that `error_text` says a
+/// forward looked up and did not find (`KeyError: NAME`).
+pub(super) fn missing_tensors<'a>(error_text: &str, short: &Split, has: &'a Split) -> Vec<&'a str> {
+    has.names()
+        .filter(|name| !short.names().any(|n| n == *name))
+        .filter(|name| {
+            // The whole name: `mask` is not `KeyError: mask_2`.
+            error_text
+                .split(&format!("KeyError: {name}"))
+                .skip(1)
+                .any(|after| after.chars().next().is_none_or(char::is_whitespace))
+        })
+        .collect()
+}
 
 /// Which split's file lacks a tensor the other has.
 #[derive(Debug, Clone, Copy)]
@@ -66,20 +81,12 @@ impl TorchScript {
         error: anyhow::Error,
         lacking: Lacking,
     ) -> anyhow::Error {
-        let text = format!("{error:#}");
         let (short, has) = match lacking {
             Lacking::Val => (&self.val, &self.train),
             Lacking::Train => (&self.train, &self.val),
         };
-        let missing: Vec<String> = has
-            .names()
-            .filter(|name| !short.names().any(|n| n == *name))
-            .filter(|name| {
-                // The whole name: `mask` is not `KeyError: mask_2`.
-                text.split(&format!("KeyError: {name}"))
-                    .skip(1)
-                    .any(|after| after.chars().next().is_none_or(char::is_whitespace))
-            })
+        let missing: Vec<String> = missing_tensors(&format!("{error:#}"), short, has)
+            .iter()
             .map(|name| format!("`{name}`"))
             .collect();
         if missing.is_empty() {
