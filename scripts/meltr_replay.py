@@ -50,7 +50,9 @@ warm-up, clipping only when distributed); gamma defaults to 0.1 (main.py's
 --reg defaults to 0, which drops the term). MELTR is in eval mode, as main.py
 puts it. Engine options honoured when the config sets them:
 meltr.train_batch = "current" (the meta step runs before the inner update,
-at the same theta, on this step's batch), aid.max_growth (the Neumann
+at the same theta, on this step's batch), meltr.val_source = "train-batch"
+(the validation primary is the meta step's training forward's own),
+aid.max_growth (the Neumann
 series stops before the first term with ||v_j|| > max_growth * ||v_0||;
 absent: no stop, as AuxiLearn), meltr.gamma_direct, meltr.meta_optimizer,
 meltr.init = "residual" (MELTR's output is sum(losses) plus the network's,
@@ -651,20 +653,25 @@ def hypergradient(
     primary_fn: Optional[Callable[[Dict[str, Tensor]], Tensor]] = None,
     seeds: Tuple[Optional[int], Optional[int]] = (None, None),
     train_forward: Optional[Tensor] = None,
+    val_on_train: bool = False,
 ) -> MetaResult:
     """MELTRgrad.grad with AuxiLearn's Neumann series, at the current theta.
     `primary_fn`: the validation batch's primary loss (default: losses_fn's
     first); `seeds`: the generator's seeds before the training and the
     validation forward (the engine's, for models with dropout);
     `train_forward`: the training batch's loss vector with its graph, when
-    an earlier forward of it is reused (meltr.train_batch = "current")."""
+    an earlier forward of it is reused (meltr.train_batch = "current");
+    `val_on_train`: the validation primary is the training forward's own
+    (meltr.val_source = "train-batch", the engine's option)."""
     phi = list(meltr.parameters())
     primary_fn = primary_fn or (lambda batch: losses_fn(batch)[0])
-    val_primary = seeded(seeds[1], lambda: primary_fn(b_val))
+    val_primary = None if val_on_train else seeded(seeds[1], lambda: primary_fn(b_val))
     if train_forward is None:
         train_losses = seeded(seeds[0], lambda: losses_fn(b_train))
     else:
         train_losses = train_forward
+    if val_primary is None:
+        val_primary = train_losses[0]
     combined = meltr(train_losses)
     reg = (meltr.reference_sum(train_losses) - combined).abs()
     v0 = grads(val_primary + gamma * reg, theta, retain_graph=True)
@@ -739,6 +746,7 @@ class Trainer:
                 self.workload.losses, self.meltr, self.theta, b_train, b_val,
                 s.gamma, s.iterations, s.alpha, s.gamma_direct, s.max_growth,
                 primary_fn=self.workload.primary, seeds=seeds, train_forward=inner_forward,
+                val_on_train=s.val_source == "train-batch",
             )
         except RuntimeError as e:
             if "derivative for" in str(e) and "not implemented" in str(e):
@@ -870,6 +878,8 @@ def meta_batches(trainer: Trainer, entry: dict, rows_of: Dict[int, Tensor], note
         raise ReplayError(f"steps.jsonl, step {t}: bad meta picks {picks!r} ({e!r})") from None
     pool = range(max(t - POOL_SIZE, 1), t) or range(t, t + 1)  # empty at step 1: this step's batch
     allowed = {"train": range(t, t + 1) if trainer.s.train_batch == "current" else pool, "val": pool}
+    if trainer.s.val_source == "train-batch":
+        allowed["val"] = range(train_step, train_step + 1)
     for role, s in (("train", train_step), ("val", val_step)):
         if s not in allowed[role]:
             span = allowed[role]
@@ -908,7 +918,7 @@ def start_replay(session: str) -> Tuple[Trainer, str]:
         print(f"warning: the engine ran in {settings.dtype}; the replay runs in f64, expect errors at that precision "
               "(the parity checks trace in f64: train.dtype = \"f64\"; f64 may take other kernels than f32, e.g. "
               "nn.LSTM takes oneDNN's RNN layer in f32 only, so the run's events say which route its meta step took)")
-    if settings.val_source != "recent":
+    if settings.val_source == "val":
         raise ReplayError(f"meltr.val_source = {settings.val_source!r}: the trace does not say which held-out rows were used")
     trainer = build(settings, torch.float64, seed=None)
     init_path = os.path.join(trace, "init.safetensors")
@@ -1090,6 +1100,8 @@ def draw_meta_batches(picker: random.Random, pool: List[Tuple[int, Tensor]], t: 
     train = picker.choices(candidates)[0]
     if settings.train_batch == "current":
         train = (t, rows)
+    if settings.val_source == "train-batch":
+        val = train
     return train, val
 
 
@@ -1133,7 +1145,7 @@ def run(config: str, seed: int, steps: Optional[int], out: str, threads: int, dt
     dtype = {"f32": torch.float32, "f64": torch.float64}[dtype_name]
     if settings.init not in ("pytorch", "residual"):
         print(f"note: meltr.init = {settings.init!r} is the engine's option; this run uses PyTorch's default init")
-    if settings.val_source != "recent":
+    if settings.val_source == "val":
         raise ReplayError(f"meltr.val_source = {settings.val_source!r} is not the public algorithm; use `recent`")
     if settings.loss_scale != "raw":
         raise ReplayError(f"meltr.loss_scale = {settings.loss_scale!r}: a standalone run reads the raw losses, "

@@ -86,7 +86,7 @@ fn hypergrad_of(
         theta: &theta,
         combiner,
         train_losses: &train_losses,
-        val_primary: &val_primary,
+        val_primary: Some(&val_primary),
         train_forward: None,
     };
     let settings = AidSettings {

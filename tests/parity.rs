@@ -219,6 +219,36 @@ fn a_model_with_dropout_replays_mask_for_mask() {
     }
 }
 
+/// `meltr.val_source = "train-batch"` (the validation primary from the
+/// training forward) replays, masks included, with the training forward
+/// fresh or reused, and with `aid.jvp = "one-sided"` (its difference is
+/// within the tolerance in f64: 1.4e-8 relative in `tests/hypergrad.rs`).
+#[test]
+fn validation_on_the_training_batch_replays() {
+    let _serial = serial();
+    let cases = [
+        ("exact", "recent", "auto"),
+        ("factorized", "current", "one-sided"),
+    ];
+    for (mode, train_batch, jvp) in cases {
+        let mut config = traced_config(two_stream_with_dropout(), EXAMPLE_LOSSES, mode, 0);
+        config.meltr.train_batch = train_batch.parse().unwrap();
+        config.meltr.val_source = meltr_tui::config::ValSource::TrainingBatch;
+        config.aid.jvp = jvp.parse().unwrap();
+        config.workload.seed = 5;
+        let name = format!("train-batch-val-{mode}-{train_batch}-{jvp}");
+        let (report, _, traced_buffers) = replay(&name, config);
+        assert_close(&name, &report, traced_buffers);
+        // Every meta step's trace says it validated on the batch it trained
+        // on (the replay notes any other pick).
+        assert!(
+            !report.notes.iter().any(|n| n.contains("val batch")),
+            "{name}: {:?}",
+            report.notes
+        );
+    }
+}
+
 /// A tied weight (the MLM head uses the text embedding's matrix) and frozen
 /// parameters (the position embeddings, `requires_grad = False`), as
 /// fine-tuning models often have: trained once and not at all, as PyTorch

@@ -29,7 +29,7 @@
 //! timed rounds take them from the heap as a settled run does: see
 //! [`Allocator`]).
 
-use crate::config::{AidMode, CombinerKind, Config, JvpMethod, MeltrInit, TrainBatch};
+use crate::config::{AidMode, CombinerKind, Config, JvpMethod, MeltrInit, ValSource};
 use crate::engine::trainer::BenchTrainer;
 use anyhow::{bail, Context, Result};
 use std::path::{Path, PathBuf};
@@ -38,6 +38,7 @@ use tch::Device;
 
 mod memory;
 mod phases;
+mod throughput;
 
 use memory::{peak_memory, Allocator};
 use phases::phased;
@@ -244,7 +245,7 @@ fn trainer(config: &Config, scratch: &Path, name: &str) -> Result<BenchTrainer> 
 
 /// What a bench trainer runs beyond its config.
 #[derive(Debug, Default, Clone, Copy)]
-struct Variant {
+pub(super) struct Variant {
     /// Gradient shares by one backward per loss (the fallback).
     shares_per_loss: bool,
     /// MELTR through its elementary ops only (what its fused kernels save).
@@ -352,27 +353,41 @@ fn bench_workload(
 
     // Meta steps per AID mode (each trainer also takes one untimed meta
     // step, which tells whether the mode is available for this model).
-    lines.push("meta step        ms/step   × exact  × inner(meltr)  peak MB  × inner peak".into());
+    lines.push(
+        "meta step                   ms/step   × exact  × inner(meltr)  peak MB  × inner peak"
+            .into(),
+    );
     let mut modes = Vec::new();
     let mut trainers = Vec::new();
-    for (mode, j) in [
-        (AidMode::Exact, 0),
-        (AidMode::Factorized, 0),
-        (AidMode::Factorized, 1),
-        (AidMode::Factorized, 3),
+    // `one-sided`: `aid.jvp = "one-sided"`; `lean`: and
+    // `meltr.val_source = "train-batch"` (no validation forward).
+    for (mode, j, variant) in [
+        (AidMode::Exact, 0, ""),
+        (AidMode::Factorized, 0, ""),
+        (AidMode::Factorized, 1, ""),
+        (AidMode::Factorized, 3, ""),
+        (AidMode::Factorized, 0, "one-sided"),
+        (AidMode::Factorized, 0, "lean"),
     ] {
-        let mut t = with(&format!("{mode}-{j}"), Variant::default(), &|c| {
+        let mut t = with(&format!("{mode}-{j}-{variant}"), Variant::default(), &|c| {
             c.combiner.kind = CombinerKind::Meltr;
             c.aid.mode = mode;
             c.aid.iterations = j;
+            if !variant.is_empty() {
+                c.aid.jvp = JvpMethod::OneSided;
+            }
+            if variant == "lean" {
+                c.meltr.val_source = ValSource::TrainingBatch;
+            }
         })?;
+        let name = format!("{mode} {variant}").trim_end().to_string();
         match t.meta_step() {
             Ok(()) => {
-                modes.push((mode, j));
+                modes.push((mode, j, name));
                 trainers.push(t);
             }
             Err(e) => lines.push(format!(
-                "  {mode:<10} J={j}  not available: {}",
+                "  {name:<20} J={j}  not available: {}",
                 first_line(&format!("{e:#}"))
             )),
         }
@@ -384,10 +399,10 @@ fn bench_workload(
         .iter()
         .position(|m| m.0 == AidMode::Exact)
         .map(|i| meta[i].0);
-    for ((mode, j), (seconds, peak)) in modes.iter().zip(&meta) {
+    for ((_, j, name), (seconds, peak)) in modes.iter().zip(&meta) {
         let per = seconds / options.meta_steps as f64;
         lines.push(format!(
-            "  {mode:<10} J={j} {:>8.2}  {:>7}  {:>13.2}  {:>7.1}  {:>11.2}",
+            "  {name:<20} J={j} {:>8.2}  {:>7}  {:>13.2}  {:>7.1}  {:>11.2}",
             per * 1e3,
             exact_time.map_or("-".into(), |e| format!("{:.2}", seconds / e)),
             per / meltr_step,
@@ -398,103 +413,13 @@ fn bench_workload(
     // Where the time goes, in a separate pass: the clock synchronizes the
     // device at each phase boundary.
     lines.push("meta step phases, ms per meta step (device synchronized at each boundary)".into());
-    for ((mode, j), t) in modes.iter().zip(&mut trainers) {
+    for ((_, j, name), t) in modes.iter().zip(&mut trainers) {
         let phases = phased(t, options.meta_steps, |t| t.meta_step())?;
-        lines.push(format!("  {mode:<10} J={j}  {phases}"));
+        lines.push(format!("  {name:<20} J={j}  {phases}"));
     }
     drop(trainers);
 
-    // Throughput: inner + meta steps together, as a run does, in whole
-    // meta periods (at least four of them).
-    lines.push("training throughput            steps/s   ratio".into());
-    let meta_every = 3;
-    let steps = options.steps.max(4 * meta_every);
-    let steps = steps - steps % meta_every;
-    let sum = ThroughputRun {
-        kind: CombinerKind::Sum,
-        meta_every: 1_000_000,
-        ..ThroughputRun::default()
-    };
-    let meltr = ThroughputRun {
-        meta_every,
-        ..ThroughputRun::default()
-    };
-    let runs = [
-        sum,
-        meltr,
-        ThroughputRun {
-            train_batch: TrainBatch::Current,
-            ..meltr
-        },
-        ThroughputRun {
-            train_batch: TrainBatch::Current,
-            jvp: JvpMethod::Differences,
-            ..meltr
-        },
-        ThroughputRun {
-            log_every: 1,
-            ..meltr
-        },
-        ThroughputRun {
-            elementary: true,
-            ..meltr
-        },
-    ];
-    let mut trainers = runs
-        .iter()
-        .map(|run| {
-            let label = format!(
-                "run-{}-{}-{}-{}-{}",
-                run.kind, run.log_every, run.train_batch, run.jvp, run.elementary
-            );
-            let variant = Variant {
-                elementary: run.elementary,
-                ..Variant::default()
-            };
-            with(&label, variant, &|c| {
-                c.combiner.kind = run.kind;
-                c.meltr.meta_every = run.meta_every;
-                c.meltr.train_batch = run.train_batch;
-                c.aid.jvp = run.jvp;
-                c.train.log_every = run.log_every;
-            })
-        })
-        .collect::<Result<Vec<_>>>()?;
-    let rates: Vec<f64> = interleaved(device, &mut trainers, options.rounds, |t| {
-        (0..steps).try_for_each(|_| t.step())
-    })?
-    .iter()
-    .map(|(seconds, _)| steps as f64 / seconds)
-    .collect();
-    let [sum_rate, meltr_rate, meltr_current, meltr_differences, meltr_log1, meltr_unfused] =
-        rates[..]
-    else {
-        unreachable!("six runs")
-    };
-    lines.push(format!(
-        "  sum                          {sum_rate:>8.1}    1.00"
-    ));
-    lines.push(format!(
-        "  meltr, meta_every 3          {meltr_rate:>8.1}  {:>6.2}  (× sum)",
-        meltr_rate / sum_rate
-    ));
-    lines.push(format!(
-        "  meltr, train_batch current   {meltr_current:>8.1}  {:>6.2}  (× sum; reuses the inner forward)",
-        meltr_current / sum_rate
-    ));
-    lines.push(format!(
-        "  meltr, current + differences {meltr_differences:>8.1}  {:>6.2}  (× sum; and aid.jvp = differences: no-grad forwards)",
-        meltr_differences / sum_rate
-    ));
-    lines.push(format!(
-        "  meltr, log_every 1 vs 50     {meltr_log1:>8.1}  {:>6.2}  (× log_every 50)",
-        meltr_log1 / meltr_rate
-    ));
-    lines.push(format!(
-        "  meltr unfused, meta_every 3  {meltr_unfused:>8.1}  {:>6.2}  (× sum; MELTR's elementary ops only: {:.2} × fused)",
-        meltr_unfused / sum_rate,
-        meltr_unfused / meltr_rate
-    ));
+    throughput::section(device, options, &with, &mut lines)?;
     lines.extend(ROW_NOTES.iter().map(|l| l.to_string()));
     Ok(Report {
         name: title.into(),
@@ -502,36 +427,11 @@ fn bench_workload(
     })
 }
 
-/// One configuration the throughput section times.
-#[derive(Clone, Copy)]
-struct ThroughputRun {
-    kind: CombinerKind,
-    meta_every: u64,
-    log_every: u64,
-    train_batch: TrainBatch,
-    jvp: JvpMethod,
-    /// MELTR through elementary ops only (no fused kernels).
-    elementary: bool,
-}
-
-impl Default for ThroughputRun {
-    fn default() -> Self {
-        Self {
-            kind: CombinerKind::Meltr,
-            meta_every: 3,
-            log_every: 50,
-            train_batch: TrainBatch::Recent,
-            jvp: JvpMethod::Auto,
-            elementary: false,
-        }
-    }
-}
-
 /// What the report's rows are, for a reader who has not read this file.
 const ROW_NOTES: [&str; 8] = [
     "what the rows are:",
     "  meltr unfused: MELTR's forward through elementary ops (no fused layer norm, softmax, attention); meltr logged: a step that logs (weights from the backward); + shares: and each loss's share of the gradient; per loss: shares by one backward per loss",
-    "  exact / factorized J: aid.mode and aid.iterations; a mode the model cannot take says `not available`; a run says when forward-mode AD falls back (double backward or differences)",
+    "  exact / factorized J: aid.mode and aid.iterations; a mode the model cannot take says `not available`; a run says when forward-mode AD falls back (double backward or differences); one-sided: aid.jvp = \"one-sided\"; lean: and meltr.val_source = \"train-batch\" (the primary's gradient from the training forward: no validation forward, but on the suite's label-noise task 9 points lower)",
     "  watched weights: the collapse watch's read of the effective weights; snapshot: the copy of φ a restore would go back to",
     "  other: time in no named phase; the phase lines come from a separate pass that synchronizes at",
     "  every boundary, one run rather than the median of interleaved rounds, so their totals differ",
@@ -543,7 +443,7 @@ const ROW_NOTES: [&str; 8] = [
 /// so a slow spell of a shared machine hits every configuration alike),
 /// after one untimed round that measures memory. Returns, per trainer, the
 /// median seconds of its timed rounds and that round's transient peak.
-fn interleaved(
+pub(super) fn interleaved(
     device: Device,
     trainers: &mut [BenchTrainer],
     rounds: u32,

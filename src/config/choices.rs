@@ -121,6 +121,10 @@ choice! {
         /// The workload's held-out split (its forward in training mode:
         /// BatchNorm's running statistics then see the evaluation rows).
         Val = "val",
+        /// The meta step's training batch itself: its primary loss from the
+        /// same forward (a forward and a backward fewer; each auxiliary is
+        /// then judged against the primary on the same rows).
+        TrainingBatch = "train-batch",
     }
 }
 
@@ -230,7 +234,13 @@ choice! {
         /// pass per loss.
         Auto = "auto",
         Forward = "forward",
+        /// Central differences: two forwards per product.
         Differences = "differences",
+        /// The loss JVP by a one-sided difference from the training
+        /// forward's own losses, `(l(θ+εp) − l(θ))/ε`: one forward (error
+        /// O(ε), ε ≈ √ machine epsilon); the Hessian-vector products by
+        /// central differences.
+        OneSided = "one-sided",
     }
 }
 

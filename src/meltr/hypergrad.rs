@@ -84,8 +84,10 @@ pub struct MetaProblem<'a> {
     /// `l(θ; B_t)`, `[K]`, primary first. Must be a deterministic function
     /// of θ (the factorized mode evaluates it at shifted θ).
     pub train_losses: &'a dyn Fn() -> Result<Tensor>,
-    /// `l_primary(θ; B_v)`, 0-dim.
-    pub val_primary: &'a dyn Fn() -> Result<Tensor>,
+    /// `l_primary(θ; B_v)`, 0-dim; `None`: the training batch's own
+    /// primary, from the training forward (`meltr.val_source =
+    /// "train-batch"`, B_v = B_t).
+    pub val_primary: Option<&'a dyn Fn() -> Result<Tensor>>,
     /// `l(θ; B_t)` already computed at this θ with its graph (the inner
     /// step's forward): the γ term (and, in `Exact`, the training gradient)
     /// backpropagates through it instead of a fresh forward (not where the
@@ -194,18 +196,26 @@ pub fn hypergradient_timed(
             // One batch's graph alive at a time (peak memory near an inner
             // step's): the validation loss's gradient first, then the γ
             // term's through the training batch.
-            let val = (problem.val_primary)()?;
-            clock.mark("val fwd");
-            let g_val = grad(&[&val], theta, false, false)?;
-            clock.mark("val bwd");
-            // Its value only: the graph goes now.
-            let val = {
-                let value = val.detach();
-                drop(val);
-                value
+            let separate_val = match problem.val_primary {
+                Some(val_primary) => {
+                    let val = val_primary()?;
+                    clock.mark("val fwd");
+                    let g_val = grad(&[&val], theta, false, false)?;
+                    clock.mark("val bwd");
+                    // Its value only: the graph goes now.
+                    let value = val.detach();
+                    drop(val);
+                    Some((value, g_val))
+                }
+                None => None,
             };
             let (losses, combined, reg) = train_terms(problem, Derivatives::FirstOrder, true)?;
             clock.mark("train fwd");
+            // B_v = B_t: the primary's gradient joins the γ term's backward.
+            let objective = match &separate_val {
+                Some(_) => &reg * settings.gamma,
+                None => losses.get(0) + &reg * settings.gamma,
+            };
             let inputs = if settings.gamma_direct {
                 &with_phi[..]
             } else {
@@ -216,16 +226,14 @@ pub fn hypergradient_timed(
             let products_reuse_forward = settings.iterations > 0
                 && settings.jvp == JvpMethod::Auto
                 && routes.hvp_route() == Some(HvpRoute::DoubleBackward);
-            let mut g = grad(
-                &[&(&reg * settings.gamma)],
-                inputs,
-                products_reuse_forward,
-                false,
-            )?;
+            let mut g = grad(&[&objective], inputs, products_reuse_forward, false)?;
             clock.mark("γ bwd");
             let direct = settings.gamma_direct.then(|| g.split_off(theta.len()));
-            let g: Vec<Tensor> = g.iter().zip(&g_val).map(|(a, b)| a + b).collect();
             let at_losses = losses.detach();
+            let (val, g) = match separate_val {
+                Some((val, g_val)) => (val, g.iter().zip(&g_val).map(|(a, b)| a + b).collect()),
+                None => (at_losses.get(0), g),
+            };
             let jvps = Jvps {
                 problem,
                 method: settings.jvp,
@@ -235,12 +243,12 @@ pub fn hypergradient_timed(
                 ),
                 aux_grad: RefCell::new(None),
             };
-            drop((losses, combined, g_val));
+            drop((losses, combined, objective));
             let (p, stop) = neumann(&|v| jvps.hvp(v), g, settings)?;
             jvps.end_products();
             neumann_stop = stop;
             clock.mark("Neumann HVPs");
-            let jvp = jvps.loss_jvp(&p)?;
+            let jvp = jvps.loss_jvp(&p, &at_losses)?;
             clock.mark("loss JVP");
             fallback = jvps.fallback();
             let weights = effective_weights_graph(problem.combiner, &at_losses)?;
@@ -323,11 +331,15 @@ fn exact(
     let theta = problem.theta;
     // The validation forward first, as the public code runs them (the
     // order BatchNorm statistics see the batches in).
-    let val = (problem.val_primary)().map_err(Exact::Other)?;
+    let val = match problem.val_primary {
+        Some(val_primary) => Some(val_primary().map_err(Exact::Other)?),
+        None => None,
+    };
     clock.mark("val fwd");
     let (losses, combined, reg) =
         train_terms(problem, Derivatives::Reverse, off == 0).map_err(Exact::Other)?;
     clock.mark("train fwd");
+    let val = val.unwrap_or_else(|| losses.get(0));
     let losses = step_losses(&val, &losses);
     let primary_loss = val + &reg * settings.gamma;
     let grad_aux = grad(&[&combined], theta, true, true).map_err(Exact::SecondOrder)?;
@@ -608,7 +620,7 @@ impl<'a, 'p> Jvps<'a, 'p> {
         };
         match self.method {
             JvpMethod::Forward => forward_over_reverse().map_err(forward_failed),
-            JvpMethod::Differences => hvp_by_differences(problem, v),
+            JvpMethod::Differences | JvpMethod::OneSided => hvp_by_differences(problem, v),
             JvpMethod::Auto => {
                 let slot = &self.routes.hvp;
                 if self.routes.hvp_route().is_none() {
@@ -694,10 +706,10 @@ impl<'a, 'p> Jvps<'a, 'p> {
         self.aux_grad.take();
     }
 
-    /// `∇_θ l_k · p` for every k: forward mode; under `Auto`, once that
-    /// failed, forward mode with the fused kernels off, then one backward
-    /// per loss, then differences.
-    fn loss_jvp(&self, p: &[Tensor]) -> Result<Tensor> {
+    /// `∇_θ l_k · p` for every k, `at` being `l(θ)`: forward mode; under
+    /// `Auto`, once that failed, forward mode with the fused kernels off,
+    /// then one backward per loss, then differences.
+    fn loss_jvp(&self, p: &[Tensor], at: &Tensor) -> Result<Tensor> {
         let problem = self.problem;
         let forward = |math_kernels: bool| -> Result<Tensor> {
             let off = self.routes.off_if(math_kernels);
@@ -710,6 +722,9 @@ impl<'a, 'p> Jvps<'a, 'p> {
         }
         if self.method == JvpMethod::Differences {
             return loss_jvp_by_differences(problem, p);
+        }
+        if self.method == JvpMethod::OneSided {
+            return loss_jvp_one_sided(problem, p, at);
         }
         // Each route in turn from the one earlier meta steps found.
         let tries = [
@@ -802,15 +817,28 @@ fn exact_unavailable(error: anyhow::Error) -> anyhow::Error {
     )
 }
 
-/// Central-difference step for a direction `v`: the displacement `ε·v` has
-/// norm `h·(1 + rms(θ))`, with `h = ∛(machine epsilon)` of θ's dtype (the
-/// step that balances truncation and rounding error).
-fn step_size(theta: &[Tensor], v: &[Tensor]) -> Option<f64> {
+/// How a finite difference is taken.
+#[derive(Clone, Copy)]
+enum Difference {
+    /// `(f(θ+εv) − f(θ−εv)) / 2ε`: error O(ε²).
+    Central,
+    /// `(f(θ+εv) − f(θ)) / ε`: error O(ε).
+    OneSided,
+}
+
+/// Finite-difference step for a direction `v`: the displacement `ε·v` has
+/// norm `h·(1 + rms(θ))`, with `h` the step that balances truncation and
+/// rounding error for θ's dtype: `∛(machine epsilon)` central, `√` one-sided.
+fn step_size(theta: &[Tensor], v: &[Tensor], difference: Difference) -> Option<f64> {
     let kind = theta.first()?.kind();
-    let h = if kind == Kind::Double {
-        f64::EPSILON.cbrt()
+    let epsilon = if kind == Kind::Double {
+        f64::EPSILON
     } else {
-        (f32::EPSILON as f64).cbrt()
+        f32::EPSILON as f64
+    };
+    let h = match difference {
+        Difference::Central => epsilon.cbrt(),
+        Difference::OneSided => epsilon.sqrt(),
     };
     let count: i64 = theta.iter().map(Tensor::numel).map(|n| n as i64).sum();
     let theta_rms = autograd::norm(theta).double_value(&[]) / (count.max(1) as f64).sqrt();
@@ -825,19 +853,29 @@ fn at_shifted<T>(
     eps: f64,
     f: &dyn Fn() -> Result<T>,
 ) -> Result<(T, T)> {
-    let saved = autograd::snapshot(theta);
-    autograd::shift(theta, eps, v);
-    let plus = f();
-    autograd::assign(theta, &saved);
-    autograd::shift(theta, -eps, v);
-    let minus = f();
-    autograd::assign(theta, &saved);
+    let plus = at_shifted_by(theta, v, eps, f);
+    let minus = at_shifted_by(theta, v, -eps, f);
     Ok((plus?, minus?))
+}
+
+/// Evaluates `f` at `θ + s·v` and restores θ exactly afterwards (a copy:
+/// `θ + s·v − s·v` need not round back to θ).
+fn at_shifted_by<T>(
+    theta: &[Tensor],
+    v: &[Tensor],
+    s: f64,
+    f: &dyn Fn() -> Result<T>,
+) -> Result<T> {
+    let saved = autograd::snapshot(theta);
+    autograd::shift(theta, s, v);
+    let value = f();
+    autograd::assign(theta, &saved);
+    value
 }
 
 /// `H v ≈ (∇_θ L_aux(θ+εv) − ∇_θ L_aux(θ−εv)) / 2ε`.
 fn hvp_by_differences(problem: &MetaProblem, v: &[Tensor]) -> Result<Vec<Tensor>> {
-    let Some(eps) = step_size(problem.theta, v) else {
+    let Some(eps) = step_size(problem.theta, v, Difference::Central) else {
         return Ok(v.iter().map(Tensor::zeros_like).collect());
     };
     let aux_grad = || -> Result<Vec<Tensor>> {
@@ -873,11 +911,22 @@ fn loss_jvp_by_backward(problem: &MetaProblem, p: &[Tensor]) -> Result<Tensor> {
 /// `∇_θ l_k · p` for every k, `≈ (l(θ+εp) − l(θ−εp)) / 2ε`.
 fn loss_jvp_by_differences(problem: &MetaProblem, p: &[Tensor]) -> Result<Tensor> {
     let eval = || tch::no_grad(|| (problem.train_losses)());
-    let Some(eps) = step_size(problem.theta, p) else {
+    let Some(eps) = step_size(problem.theta, p, Difference::Central) else {
         return Ok(eval()?.zeros_like());
     };
     let (plus, minus) = at_shifted(problem.theta, p, eps, &eval)?;
     Ok((plus - minus) / (2.0 * eps))
+}
+
+/// `∇_θ l_k · p` for every k, `≈ (l(θ+εp) − l(θ)) / ε`, with `at` = `l(θ)`
+/// from the training forward (the same batch, seed and buffers).
+fn loss_jvp_one_sided(problem: &MetaProblem, p: &[Tensor], at: &Tensor) -> Result<Tensor> {
+    let Some(eps) = step_size(problem.theta, p, Difference::OneSided) else {
+        return Ok(at.zeros_like());
+    };
+    let eval = || tch::no_grad(|| (problem.train_losses)());
+    let plus = at_shifted_by(problem.theta, p, eps, &eval)?;
+    Ok((plus - at) / eps)
 }
 
 #[cfg(test)]

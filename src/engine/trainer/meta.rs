@@ -74,12 +74,16 @@ impl Trainer {
             None => (pool[random_pick].0, &pool[random_pick].1),
         };
         let held_out;
-        let (val_step, val_batch) = if self.config.meltr.val_source == ValSource::Val {
-            held_out = self.shard(self.workload.val_batch(self.step)?)?;
-            (None, &held_out)
-        } else {
-            let (step, batch) = pool[rng.below(n) as usize];
-            (Some(*step), batch)
+        let (val_step, val_batch) = match self.config.meltr.val_source {
+            ValSource::Val => {
+                held_out = self.shard(self.workload.val_batch(self.step)?)?;
+                (None, &held_out)
+            }
+            ValSource::Recent => {
+                let (step, batch) = pool[rng.below(n) as usize];
+                (Some(*step), batch)
+            }
+            ValSource::TrainingBatch => (Some(train_step), train_batch),
         };
         // Same seed before every forward of a batch: any randomness in the
         // model (e.g. dropout) is identical across the γ term, the JVPs and
@@ -160,7 +164,8 @@ impl Trainer {
             theta: &self.theta,
             combiner: self.combiner.as_ref(),
             train_losses: &train_losses,
-            val_primary: &val_primary,
+            val_primary: (self.config.meltr.val_source != ValSource::TrainingBatch)
+                .then_some(&val_primary as &dyn Fn() -> Result<Tensor>),
             train_forward: current_forward,
         };
         let result =

@@ -110,7 +110,7 @@ fn lstm_hypergradient_auto_against_exact(device: tch::Device) -> (String, Option
         theta: &lstm.theta,
         combiner: combiner.as_ref(),
         train_losses: &train_losses,
-        val_primary: &val_primary,
+        val_primary: Some(&val_primary),
         train_forward: None,
     };
     let mut why = (String::new(), None);
