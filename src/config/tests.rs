@@ -572,4 +572,9 @@ fn a_name_meant_is_a_spelling_or_the_only_abbreviated_one() {
     assert_eq!(super::name_meant("acuracy", names), Some("accuracy"));
     assert_eq!(super::name_meant("weight", names), None);
     assert_eq!(super::name_meant("a", names), None);
+    // A name that abbreviates what was typed.
+    let losses = ["cls", "latent", "shuf", "raw"];
+    assert_eq!(super::name_meant("shuffle", losses), Some("shuf"));
+    assert_eq!(super::name_meant("clsx_extra", losses), Some("cls"));
+    assert_eq!(super::name_meant("shuffle", ["shu", "shuf"]), None);
 }

@@ -244,13 +244,16 @@ fn locate_section(text: &str, name: &str) -> Option<usize> {
 }
 
 /// Of `names`, the one `typed` most likely means: [`nearest_spelling`]'s,
-/// else the only one it abbreviates (`acc` for `accuracy`, walkthrough R).
+/// else the only one it abbreviates (`acc` for `accuracy`, walkthrough R)
+/// or that abbreviates it, three characters at least (a held-out model's
+/// loss `shuf`, typed `shuffle`).
 pub fn name_meant<'a>(typed: &str, names: impl IntoIterator<Item = &'a str>) -> Option<&'a str> {
     let names: Vec<&str> = names.into_iter().collect();
     nearest_spelling(typed, names.iter().copied()).or_else(|| {
-        let mut longer = names
-            .iter()
-            .filter(|n| typed.chars().count() >= 2 && n.starts_with(typed));
+        let mut longer = names.iter().filter(|n| {
+            (typed.chars().count() >= 2 && n.starts_with(typed))
+                || (n.chars().count() >= 3 && typed.starts_with(**n))
+        });
         match (longer.next(), longer.next()) {
             (Some(only), None) => Some(*only),
             _ => None,

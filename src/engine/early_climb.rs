@@ -7,7 +7,7 @@
 //! has cleared its floor. This watch says it once, and once when it ends
 //! (the weight positive for a few meta steps in a row).
 
-use super::collapse::SETTLED_META_STEPS;
+use super::collapse::{PRIMARY_FLOOR, SETTLED_META_STEPS};
 
 /// The primary's weight negative for this many meta steps in a row, before
 /// the collapse watch armed, is said (one negative reading is the
@@ -32,12 +32,19 @@ pub enum ClimbNote {
     },
 }
 
-/// Watches the primary's weight from the run's start until the collapse
-/// watch arms (the primary cleared its floor: a negative weight is that
-/// watch's to report from then on; armed already in a resumed run that was)
-/// or a reported climb ends.
+/// Watches the primary's weight from the run's start until it has cleared
+/// the collapse watch's floor for [`SETTLED_META_STEPS`] meta steps in a row
+/// (a negative weight is that watch's to report from then on; one reading
+/// over it, which arms that watch, is no rise: a held-out model's spike
+/// armed it, and the primary's weight then stayed negative for 40 steps,
+/// unsaid), the watch found armed at its first reading (a resumed run), or
+/// a reported climb ends.
 #[derive(Debug, Default)]
 pub struct EarlyClimb {
+    /// Meta steps read so far.
+    read: u32,
+    /// Readings at or over the floor in a row.
+    cleared: u32,
     streak: u32,
     /// The training step of the streak's first meta step.
     since: Option<u64>,
@@ -51,7 +58,14 @@ impl EarlyClimb {
     /// One meta step's primary weight (`step`: its training step), and
     /// whether the collapse watch was armed before it.
     pub fn observe(&mut self, step: u64, primary: f64, armed: bool) -> Option<ClimbNote> {
-        self.over |= armed && !self.said;
+        self.over |= armed && self.read == 0;
+        self.read += 1;
+        self.cleared = if primary >= PRIMARY_FLOOR {
+            self.cleared + 1
+        } else {
+            0
+        };
+        self.over |= self.cleared >= SETTLED_META_STEPS && !self.said;
         if self.over || primary.is_nan() {
             return None;
         }
@@ -127,12 +141,35 @@ mod tests {
     }
 
     #[test]
+    fn one_reading_over_the_floor_is_no_rise() {
+        // It arms the collapse watch, whose count a later reading over the
+        // floor restarts: the climb after it is said here.
+        let spike = [-1e-3, 0.4, -0.05, -0.1, -0.1, -0.2, -0.1, 0.15, -0.1];
+        assert_eq!(
+            notes(&spike),
+            vec![(
+                21,
+                ClimbNote::Climbing {
+                    since: 9,
+                    meta_steps: 5
+                }
+            )]
+        );
+        // A resumed run whose watch was armed says nothing.
+        let mut watch = EarlyClimb::default();
+        assert!((1..=9).all(|i| watch.observe(3 * i, -0.1, true).is_none()));
+    }
+
+    #[test]
     fn short_dips_and_a_primary_that_rose_first_are_not_said() {
         // Four negative readings, then positive: noise of a start near 0.
         assert_eq!(notes(&[-1e-4, -1e-4, -1e-4, -1e-4, 1e-4, -1e-4]), vec![]);
-        // Once the primary has cleared the floor, a negative weight is the
-        // collapse watch's to report.
-        assert_eq!(notes(&[0.2, -0.1, -0.1, -0.1, -0.1, -0.1, -0.1]), vec![]);
+        // Once the primary has cleared the floor for three meta steps, a
+        // negative weight is the collapse watch's to report.
+        assert_eq!(
+            notes(&[0.2, 0.3, 0.2, -0.1, -0.1, -0.1, -0.1, -0.1, -0.1]),
+            vec![]
+        );
         // A streak after a small positive reading still counts from its start.
         let late = [0.01, -1e-4, -1e-4, -1e-4, -1e-4, -1e-4];
         assert_eq!(

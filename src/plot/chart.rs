@@ -533,7 +533,7 @@ fn draw_bars(svg: &mut Svg, frame: &Frame, bars: &[Bar], t: &Theme, m: &Metrics)
     let zero = frame.py(0.0);
     let widest = bars
         .iter()
-        .map(|bar| m.width(&scale::short(bar.value), t.tick_pt))
+        .map(|bar| m.width(&scale::short_padded(bar.value), t.tick_pt))
         .fold(0.0f64, f64::max);
     let size = match widest > 0.9 * pitch {
         true => (t.tick_pt * 0.9 * pitch / widest).max(SMALLEST_VALUE_LABEL * t.tick_pt),
@@ -554,7 +554,7 @@ fn draw_bars(svg: &mut Svg, frame: &Frame, bars: &[Bar], t: &Theme, m: &Metrics)
         svg.text(
             cx,
             baseline,
-            &scale::short(bar.value),
+            &scale::short_padded(bar.value),
             size,
             Anchor::Middle,
             0.0,

@@ -200,8 +200,18 @@ pub fn plain_labels(values: &[f64]) -> Vec<String> {
         .collect()
 }
 
-/// A value for reading in text (legends, bar labels): 3 significant digits.
+/// A value for reading in text (legends, notes): 3 significant digits.
 pub fn short(v: f64) -> String {
+    three_significant(v, crate::numfmt::fixed)
+}
+
+/// [`short`] with its trailing zeros kept, for values read side by side
+/// (bar labels: a walkthrough's `7` beside `0.586`).
+pub fn short_padded(v: f64) -> String {
+    three_significant(v, crate::numfmt::padded)
+}
+
+fn three_significant(v: f64, with_decimals: fn(f64, usize) -> String) -> String {
     if v == 0.0 || !v.is_finite() {
         return minus(format!("{v}"));
     }
@@ -210,7 +220,7 @@ pub fn short(v: f64) -> String {
         return scientific_sig(v, 3);
     }
     let decimals = (2 - mag).max(0) as usize;
-    minus(crate::numfmt::fixed(v, decimals))
+    minus(with_decimals(v, decimals))
 }
 
 /// `12000` -> `12k`, `1500000` -> `1.5M`.
@@ -305,6 +315,10 @@ mod tests {
     #[test]
     fn text_values() {
         assert_eq!(short(0.51234), "0.512");
+        assert_eq!(short(7.0), "7");
+        assert_eq!(short_padded(7.0), "7.00");
+        assert_eq!(short_padded(-0.5), "\u{2212}0.500");
+        assert_eq!(short_padded(1234.0), "1234");
         assert_eq!(short(-12.345), "\u{2212}12.3");
         assert_eq!(short(0.00001234), "1.23×10⁻⁵");
         assert_eq!(compact(12000.0), "12k");

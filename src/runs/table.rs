@@ -327,7 +327,12 @@ pub fn render(groups: &[Group], opts: &TableOptions) -> Result<String> {
     let with_forks = !key_names.is_empty() && groups.iter().any(|g| g.fork_of.is_some());
     let label_cells = |row: &Row| -> Vec<String> {
         if key_names.is_empty() {
-            return vec![row.group.label.clone()];
+            // Under the header `session`, the session's name (not the
+            // group it was run in: walkthroughs Q and R read `main`).
+            return vec![match (one_run_a_row, row.group.runs.first()) {
+                (true, Some(run)) => run.meta.name.clone(),
+                _ => row.group.label.clone(),
+            }];
         }
         let mut cells: Vec<String> = row.group.values.iter().map(|(_, v)| v.clone()).collect();
         if with_forks {

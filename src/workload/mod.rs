@@ -194,9 +194,30 @@ impl SavedBuffers {
 
 /// The loss `name` out of a forward's losses.
 pub fn take_loss(mut losses: Losses, name: &str) -> Result<Tensor> {
-    losses
-        .remove(name)
-        .with_context(|| format!("the model returned no loss named `{name}`"))
+    match losses.remove(name) {
+        Some(loss) => Ok(loss),
+        None => Err(missing_loss(name, &losses)),
+    }
+}
+
+/// A loss the forward did not return: what it returned instead, and the
+/// rule a masked loss breaks when it returns nothing on a batch without
+/// what it masks (walkthrough Q's run failed at step 3 with the name only).
+fn missing_loss(name: &str, returned: &Losses) -> anyhow::Error {
+    let returned: Vec<String> = returned
+        .keys()
+        .filter(|k| !k.starts_with("metric/"))
+        .map(|k| format!("`{k}`"))
+        .collect();
+    anyhow::anyhow!(
+        "the model returned no loss named `{name}` (it returned {}): every loss must be returned \
+         on every batch; a masked loss returns `torch.zeros(())` on a batch without what it masks",
+        if returned.is_empty() {
+            "none".to_string()
+        } else {
+            returned.join(", ")
+        }
+    )
 }
 
 /// How a loss of `numel` values in a shape becomes the 0-dim tensor a
@@ -412,11 +433,7 @@ pub fn primary_metric(workload: &dyn Workload, w: &WorkloadConfig) -> Result<(St
 pub fn select(losses: &Losses, order: &[String]) -> Result<Tensor> {
     let picked: Result<Vec<&Tensor>> = order
         .iter()
-        .map(|name| {
-            losses
-                .get(name)
-                .ok_or_else(|| anyhow::anyhow!("the model returned no loss named `{name}`"))
-        })
+        .map(|name| losses.get(name).ok_or_else(|| missing_loss(name, losses)))
         .collect();
     Ok(Tensor::stack(&picked?, 0))
 }

@@ -97,3 +97,25 @@ fn loss_names_from_the_defaults_are_said_to_be_defaults() {
         "{message}"
     );
 }
+
+/// A loss missing from one forward's output (a masked loss returned only
+/// when its batch has what it masks, walkthrough Q) is named with what the
+/// forward did return and the rule it breaks.
+#[test]
+fn a_loss_missing_from_a_forward_says_what_came_back_and_the_rule() {
+    let losses: Losses = [
+        ("cls".to_string(), tch::Tensor::from(1.0)),
+        ("metric/acc".to_string(), tch::Tensor::from(0.5)),
+    ]
+    .into();
+    let message = select(&losses, &["cls".into(), "rare".into()])
+        .unwrap_err()
+        .to_string();
+    assert_eq!(
+        message,
+        "the model returned no loss named `rare` (it returned `cls`): every loss must be returned \
+         on every batch; a masked loss returns `torch.zeros(())` on a batch without what it masks"
+    );
+    let message = take_loss(losses, "rare").unwrap_err().to_string();
+    assert!(message.starts_with("the model returned no loss named `rare` (it returned `cls`)"));
+}

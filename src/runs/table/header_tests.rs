@@ -1,6 +1,6 @@
 //! `table --label`'s header renames, and its math in LaTeX.
 
-use super::tests::accuracy_run;
+use super::tests::{accuracy_run, markdown};
 use super::*;
 
 /// `--label KEY=TEXT` heads a key's column or a metric's with TEXT in
@@ -69,5 +69,36 @@ fn a_header_label_renames_a_key_column_and_a_metric_column() {
         error.contains("--label `kind=Method`")
             && error.contains("the columns: meltr.gamma, accuracy"),
         "{error}"
+    );
+}
+
+/// Rows no key tells apart are named by their runs, under `session` or
+/// `runs`, not `group` (walkthroughs L and N read it as `--group`'s).
+#[test]
+fn rows_named_by_their_runs_are_not_headed_group() {
+    let root = tempfile::tempdir().unwrap();
+    let config = crate::config::Config::default();
+    let runs: Vec<Run> = (0..2)
+        .map(|seed| {
+            let mut config = config.clone();
+            config.workload.seed = seed;
+            let mut run = accuracy_run(root.path(), &format!("s{seed}"), &config, "");
+            run.final_eval = Some((10, [("accuracy".to_string(), 80.0 + seed as f64)].into()));
+            run
+        })
+        .collect();
+    fn gather(runs: &[Run]) -> Vec<Group<'_>> {
+        super::super::groups::gather(runs, &super::super::groups::GroupBy::Keys(Vec::new()))
+            .unwrap()
+    }
+    let seeds = markdown(&gather(&runs));
+    assert!(seeds.starts_with("| runs | n |"), "{seeds}");
+    // The session's name, not the group it ran in (Q and R read `main`).
+    let mut grouped = runs;
+    grouped[0].meta.group = Some("main".into());
+    let one = markdown(&gather(&grouped[..1]));
+    assert!(
+        one.starts_with("| session | n |") && one.contains("| s0 | 1 |"),
+        "{one}"
     );
 }

@@ -3,7 +3,7 @@
 use super::*;
 
 /// The Markdown table of `groups` with the default options.
-fn markdown(groups: &[Group]) -> String {
+pub(super) fn markdown(groups: &[Group]) -> String {
     let options = TableOptions::default();
     render(groups, &options).unwrap()
 }
@@ -415,31 +415,6 @@ fn a_negative_zero_mean_reads_as_zero() {
     let text = by_gamma(&[(0.1, -0.0), (0.1, -0.0), (0.3, 0.5), (0.3, 0.6)]);
     assert!(text.contains("| 0.1 | 2 | 0.000 ± 0.000 |"), "{text}");
     assert!(!text.contains("-0.0"), "{text}");
-}
-
-/// Rows no key tells apart are named by their runs, under `session` or
-/// `runs`, not `group` (walkthroughs L and N read it as `--group`'s).
-#[test]
-fn rows_named_by_their_runs_are_not_headed_group() {
-    let root = tempfile::tempdir().unwrap();
-    let config = crate::config::Config::default();
-    let runs: Vec<Run> = (0..2)
-        .map(|seed| {
-            let mut config = config.clone();
-            config.workload.seed = seed;
-            let mut run = accuracy_run(root.path(), &format!("s{seed}"), &config, "");
-            run.final_eval = Some((10, [("accuracy".to_string(), 80.0 + seed as f64)].into()));
-            run
-        })
-        .collect();
-    fn gather(runs: &[Run]) -> Vec<Group<'_>> {
-        super::super::groups::gather(runs, &super::super::groups::GroupBy::Keys(Vec::new()))
-            .unwrap()
-    }
-    let seeds = markdown(&gather(&runs));
-    assert!(seeds.starts_with("| runs | n |"), "{seeds}");
-    let one = markdown(&gather(&runs[..1]));
-    assert!(one.starts_with("| session | n |"), "{one}");
 }
 
 /// A group with a seed whose primary metric was never finite was refused

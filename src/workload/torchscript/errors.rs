@@ -202,8 +202,46 @@ pub(super) fn batch_inventory(batch: &Batch) -> String {
 /// integer features fed to float layers (see [`integer_features_hint`]).
 pub(super) fn batch_hint(message: &str, batch: &Batch) -> Option<String> {
     class_index_hint(message, batch)
+        .or_else(|| float_index_hint(message, batch))
         .or_else(|| integer_features_hint(message, batch))
         .or_else(|| signature_hint(message))
+}
+
+/// Index tensors stored as floats (walkthrough R's edge list): libtorch
+/// says "Expected dtype int32 or int64 for index" without a name. The
+/// batch's floating tensors that hold whole numbers ≥ 0 only are named.
+fn float_index_hint(message: &str, batch: &Batch) -> Option<String> {
+    let about_an_index = ["for index", "tensors used as indices must be"]
+        .iter()
+        .any(|p| message.contains(p));
+    if !about_an_index {
+        return None;
+    }
+    // (Whole numbers ≥ 0, and their largest: 0/1 masks are named only
+    // when nothing else is.)
+    let whole: Vec<(&String, &Tensor, f64)> = batch
+        .iter()
+        .filter(|(_, t)| {
+            t.is_floating_point()
+                && t.numel() > 0
+                && t.eq_tensor(&t.round()).all().int64_value(&[]) == 1
+                && t.min().double_value(&[]) >= 0.0
+        })
+        .map(|(name, t)| (name, t, t.max().double_value(&[])))
+        .collect();
+    let beyond_masks = whole.iter().any(|w| w.2 > 1.0);
+    let whole: Vec<String> = whole
+        .iter()
+        .filter(|w| !beyond_masks || w.2 > 1.0)
+        .map(|(name, t, _)| format!("`{name}` ({:?})", t.kind()))
+        .collect();
+    (!whole.is_empty()).then(|| {
+        format!(
+            "{} whole numbers stored as floats: index tensors (index_select, index_add_, scatter, gather) must be \
+             Int64 (torch.long; Int32 where libtorch accepts it); store them so in the data, or cast in the model (`.long()`)",
+            whole.join(", ")
+        )
+    })
 }
 
 /// A `forward` that does not take the batch as one dict (walkthrough P's
@@ -388,6 +426,37 @@ mod tests {
             hint.starts_with("`y` (Float) not Int64") && !hint.contains("pixels"),
             "{hint}"
         );
+    }
+
+    /// Float index tensors are named; float features are not.
+    #[test]
+    fn float_index_tensors_are_named() {
+        let batch: Batch = [
+            (
+                "x",
+                Tensor::from_slice(&[0.5f32, -1.25, 2.0]).reshape([3, 1]),
+            ),
+            (
+                "edges",
+                Tensor::from_slice(&[0.0f32, 2.0, 1.0, 2.0]).reshape([2, 2]),
+            ),
+            ("mask", Tensor::from_slice(&[0.0f32, 1.0, 1.0])),
+        ]
+        .into_iter()
+        .map(|(n, t)| (n.to_string(), t))
+        .collect();
+        let hint = batch_hint(
+            "RuntimeError: index_select(): Expected dtype int32 or int64 for index",
+            &batch,
+        )
+        .unwrap();
+        assert!(
+            hint.starts_with("`edges` (Float) whole numbers stored as floats")
+                && !hint.contains("`x`")
+                && !hint.contains("mask"),
+            "{hint}"
+        );
+        assert_eq!(batch_hint("RuntimeError: shape mismatch", &batch), None);
     }
 
     /// TorchScript's words for a `forward` that takes tensors, not the dict.
