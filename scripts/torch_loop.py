@@ -177,6 +177,8 @@ def meta_picks(seed: int, step: int, pool_steps: List[int], current: int, val_so
     if train_batch == "current":
         train = current
     val = pool[rng.below(n)] if val_source == "recent" else None
+    if val_source == "train-batch":
+        val = train
     return train, val
 
 

@@ -8,12 +8,11 @@
 //! and with shares at every step, by a double backward and by one backward
 //! per loss); time per meta step for `exact`
 //! (where the model allows a second derivative) and `factorized` at J = 0,
-//! 1, 3; the transient peak memory of an inner and of a meta step; and
-//! training throughput (inner and meta steps together) of `meltr` at
-//! `meta_every = 3` against `sum` (with the meta step's training batch drawn
-//! from the recent ones, and with `train_batch = "current"`, which reuses
-//! the inner step's forward), and with `log_every` 1 against 50; and where
-//! a meta step's time goes, phase by phase.
+//! 1, 3, and at J = 0 with `aid.jvp = "one-sided"` and with
+//! `meltr.val_source = "train-batch"` too; the transient peak memory of an
+//! inner and of a meta step; and training throughput (inner and meta steps
+//! together, `throughput.rs`); and where a meta step's time goes, phase by
+//! phase.
 //!
 //! Every timing is repeated `rounds` times, interleaved with the ones it is
 //! compared with, and the median is reported: on a shared machine a slow

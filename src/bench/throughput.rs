@@ -1,5 +1,10 @@
 //! The bench's training throughput: inner and meta steps together, as a
-//! run takes them, for `sum` and MELTR's configurations at `meta_every = 3`.
+//! run takes them, for `sum` and MELTR at `meta_every = 3`: the meta step's
+//! training batch drawn from the recent ones (the default); the step's own
+//! (`train_batch = "current"`, reusing the inner step's forward); that with
+//! `aid.jvp = "one-sided"`, and with `meltr.val_source = "train-batch"` too
+//! (no validation forward: the lean meta step); MELTR at `log_every` 1
+//! against 50; and MELTR through elementary ops only.
 
 use super::{interleaved, BenchOptions, Variant};
 use crate::config::{CombinerKind, Config, JvpMethod, TrainBatch, ValSource};

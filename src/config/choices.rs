@@ -238,8 +238,9 @@ choice! {
         Differences = "differences",
         /// The loss JVP by a one-sided difference from the training
         /// forward's own losses, `(l(θ+εp) − l(θ))/ε`: one forward (error
-        /// O(ε), ε ≈ √ machine epsilon); the Hessian-vector products by
-        /// central differences.
+        /// O(ε), ε ≈ √ machine epsilon; the shifted forward starts from the
+        /// buffers the first one left, exact for BatchNorm); the
+        /// Hessian-vector products by central differences.
         OneSided = "one-sided",
     }
 }

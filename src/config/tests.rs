@@ -576,5 +576,6 @@ fn a_name_meant_is_a_spelling_or_the_only_abbreviated_one() {
     let losses = ["cls", "latent", "shuf", "raw"];
     assert_eq!(super::name_meant("shuffle", losses), Some("shuf"));
     assert_eq!(super::name_meant("clsx_extra", losses), Some("cls"));
+    assert_eq!(super::name_meant("accuracy_top5", ["accuracy"]), None);
     assert_eq!(super::name_meant("shuffle", ["shu", "shuf"]), None);
 }

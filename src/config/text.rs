@@ -250,10 +250,19 @@ fn locate_section(text: &str, name: &str) -> Option<usize> {
 pub fn name_meant<'a>(typed: &str, names: impl IntoIterator<Item = &'a str>) -> Option<&'a str> {
     let names: Vec<&str> = names.into_iter().collect();
     nearest_spelling(typed, names.iter().copied()).or_else(|| {
-        let mut longer = names.iter().filter(|n| {
-            (typed.chars().count() >= 2 && n.starts_with(typed))
-                || (n.chars().count() >= 3 && typed.starts_with(**n))
-        });
+        // (Not where what follows is a word or a number of its own:
+        // `accuracy_top5` is no misspelt `accuracy`.)
+        let abbreviates = |n: &str| {
+            n.chars().count() >= 3
+                && typed.strip_prefix(n).is_some_and(|rest| {
+                    !rest.starts_with(|c: char| {
+                        matches!(c, '_' | '/' | '-' | '.') || c.is_ascii_digit()
+                    })
+                })
+        };
+        let mut longer = names
+            .iter()
+            .filter(|n| (typed.chars().count() >= 2 && n.starts_with(typed)) || abbreviates(n));
         match (longer.next(), longer.next()) {
             (Some(only), None) => Some(*only),
             _ => None,

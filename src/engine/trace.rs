@@ -6,7 +6,7 @@
 //! - `steps.jsonl`: per step `{"step", "rows", "meta"}`: the training rows
 //!   of its batch and, on meta steps, `{"train_step", "val_step"}`, the
 //!   steps whose batches the meta step drew (`val_step` null for
-//!   `meltr.val_source = "val"`);
+//!   `meltr.val_source = "val"`, `train_step`'s for `"train-batch"`);
 //! - `state-<step>.safetensors`: θ and φ after the step (after its meta
 //!   step), `losses` (the inner forward's loss vector), and on meta steps
 //!   `hyper.<name>` (the hypergradient before clipping) and `reg`; and the

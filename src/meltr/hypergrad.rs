@@ -332,10 +332,13 @@ fn exact(
     // The validation forward first, as the public code runs them (the
     // order BatchNorm statistics see the batches in).
     let val = match problem.val_primary {
-        Some(val_primary) => Some(val_primary().map_err(Exact::Other)?),
+        Some(val_primary) => {
+            let val = val_primary().map_err(Exact::Other)?;
+            clock.mark("val fwd");
+            Some(val)
+        }
         None => None,
     };
-    clock.mark("val fwd");
     let (losses, combined, reg) =
         train_terms(problem, Derivatives::Reverse, off == 0).map_err(Exact::Other)?;
     clock.mark("train fwd");
@@ -846,31 +849,39 @@ fn step_size(theta: &[Tensor], v: &[Tensor], difference: Difference) -> Option<f
     (v_norm > 0.0 && v_norm.is_finite()).then(|| h * (1.0 + theta_rms) / v_norm)
 }
 
-/// Evaluates `f` at `θ + s·v` for s = ±ε and restores θ exactly afterwards.
+/// Evaluates `f` at `θ + s·v` for each s of `shifts` and restores θ
+/// exactly after each (from one copy: `θ + s·v − s·v` need not round back
+/// to θ).
 fn at_shifted<T>(
+    theta: &[Tensor],
+    v: &[Tensor],
+    shifts: &[f64],
+    f: &dyn Fn() -> Result<T>,
+) -> Result<Vec<T>> {
+    let saved = autograd::snapshot(theta);
+    let values: Vec<Result<T>> = shifts
+        .iter()
+        .map(|&s| {
+            autograd::shift(theta, s, v);
+            let value = f();
+            autograd::assign(theta, &saved);
+            value
+        })
+        .collect();
+    values.into_iter().collect()
+}
+
+/// [`at_shifted`] at `θ ± εv`.
+fn at_plus_minus<T>(
     theta: &[Tensor],
     v: &[Tensor],
     eps: f64,
     f: &dyn Fn() -> Result<T>,
 ) -> Result<(T, T)> {
-    let plus = at_shifted_by(theta, v, eps, f);
-    let minus = at_shifted_by(theta, v, -eps, f);
-    Ok((plus?, minus?))
-}
-
-/// Evaluates `f` at `θ + s·v` and restores θ exactly afterwards (a copy:
-/// `θ + s·v − s·v` need not round back to θ).
-fn at_shifted_by<T>(
-    theta: &[Tensor],
-    v: &[Tensor],
-    s: f64,
-    f: &dyn Fn() -> Result<T>,
-) -> Result<T> {
-    let saved = autograd::snapshot(theta);
-    autograd::shift(theta, s, v);
-    let value = f();
-    autograd::assign(theta, &saved);
-    value
+    let mut values = at_shifted(theta, v, &[eps, -eps], f)?;
+    let minus = values.pop().expect("two shifts");
+    let plus = values.pop().expect("two shifts");
+    Ok((plus, minus))
 }
 
 /// `H v ≈ (∇_θ L_aux(θ+εv) − ∇_θ L_aux(θ−εv)) / 2ε`.
@@ -884,7 +895,7 @@ fn hvp_by_differences(problem: &MetaProblem, v: &[Tensor]) -> Result<Vec<Tensor>
             .combine_with(&(problem.train_losses)()?, Derivatives::FirstOrder);
         grad(&[&combined], problem.theta, false, false)
     };
-    let (plus, minus) = at_shifted(problem.theta, v, eps, &aux_grad)?;
+    let (plus, minus) = at_plus_minus(problem.theta, v, eps, &aux_grad)?;
     Ok(plus
         .iter()
         .zip(&minus)
@@ -914,18 +925,22 @@ fn loss_jvp_by_differences(problem: &MetaProblem, p: &[Tensor]) -> Result<Tensor
     let Some(eps) = step_size(problem.theta, p, Difference::Central) else {
         return Ok(eval()?.zeros_like());
     };
-    let (plus, minus) = at_shifted(problem.theta, p, eps, &eval)?;
+    let (plus, minus) = at_plus_minus(problem.theta, p, eps, &eval)?;
     Ok((plus - minus) / (2.0 * eps))
 }
 
 /// `∇_θ l_k · p` for every k, `≈ (l(θ+εp) − l(θ)) / ε`, with `at` = `l(θ)`
-/// from the training forward (the same batch, seed and buffers).
+/// from the training forward (the same batch and seed; the shifted forward
+/// starts from the buffers that forward left: exact for BatchNorm, whose
+/// training-mode output does not read its running statistics, not for a
+/// model whose output reads a buffer its forward updates, such as spectral
+/// norm's power iteration: `differences` evaluates both points alike).
 fn loss_jvp_one_sided(problem: &MetaProblem, p: &[Tensor], at: &Tensor) -> Result<Tensor> {
     let Some(eps) = step_size(problem.theta, p, Difference::OneSided) else {
         return Ok(at.zeros_like());
     };
     let eval = || tch::no_grad(|| (problem.train_losses)());
-    let plus = at_shifted_by(problem.theta, p, eps, &eval)?;
+    let plus = at_shifted(problem.theta, p, &[eps], &eval)?.remove(0);
     Ok((plus - at) / eps)
 }
 

@@ -330,7 +330,10 @@ pub fn render(groups: &[Group], opts: &TableOptions) -> Result<String> {
             // Under the header `session`, the session's name (not the
             // group it was run in: walkthroughs Q and R read `main`).
             return vec![match (one_run_a_row, row.group.runs.first()) {
-                (true, Some(run)) => run.meta.name.clone(),
+                (true, Some(run)) => match &row.group.fork_of {
+                    Some(fork) => format!("{} (fork of {fork})", run.meta.name),
+                    None => run.meta.name.clone(),
+                },
                 _ => row.group.label.clone(),
             }];
         }

@@ -140,8 +140,11 @@ pub(super) fn hypergradient_cause(names: &[String], values: &[f64]) -> String {
         return "its losses unread".to_string();
     };
     let primary = names.first().map_or("primary", String::as_str);
+    // The same value (bit for bit) as the training primary, as under
+    // `meltr.val_source = "train-batch"`, is said once.
+    let val_is_training = train.first().is_some_and(|t| t.to_bits() == val.to_bits());
     let listed = |all: bool| -> Vec<String> {
-        let val = (all || !val.is_finite())
+        let val = ((all || !val.is_finite()) && !val_is_training)
             .then(|| format!("validation {primary} {}", crate::numfmt::readable(val)));
         let train = names
             .iter()

@@ -221,12 +221,7 @@ fn float_index_hint(message: &str, batch: &Batch) -> Option<String> {
     // when nothing else is.)
     let whole: Vec<(&String, &Tensor, f64)> = batch
         .iter()
-        .filter(|(_, t)| {
-            t.is_floating_point()
-                && t.numel() > 0
-                && t.eq_tensor(&t.round()).all().int64_value(&[]) == 1
-                && t.min().double_value(&[]) >= 0.0
-        })
+        .filter(|(_, t)| t.is_floating_point() && whole_and_not_negative(t))
         .map(|(name, t)| (name, t, t.max().double_value(&[])))
         .collect();
     let beyond_masks = whole.iter().any(|w| w.2 > 1.0);
@@ -319,6 +314,14 @@ fn integer_features_hint(message: &str, batch: &Batch) -> Option<String> {
     })
 }
 
+/// Whether a tensor holds finite whole numbers ≥ 0 only, as indices do.
+fn whole_and_not_negative(t: &Tensor) -> bool {
+    t.numel() > 0
+        && t.isfinite().all().int64_value(&[]) == 1
+        && t.eq_tensor(&t.round()).all().int64_value(&[]) == 1
+        && t.min().double_value(&[]) >= 0.0
+}
+
 fn class_index_hint(message: &str, batch: &Batch) -> Option<String> {
     let found = message
         .split_once("expected scalar type Long but found ")
@@ -341,12 +344,7 @@ fn class_index_hint(message: &str, batch: &Batch) -> Option<String> {
     // Of floating tensors, those holding whole numbers ≥ 0 only: class
     // indices stored as floats (walkthrough U's Float labels had no hint;
     // the inputs are Float too, and are not blamed).
-    let class_like = |t: &Tensor| {
-        !floating
-            || (t.numel() > 0
-                && t.eq_tensor(&t.round()).all().int64_value(&[]) == 1
-                && t.min().double_value(&[]) >= 0.0)
-    };
+    let class_like = |t: &Tensor| !floating || whole_and_not_negative(t);
     // Of floats, those with the fewest distinct values: whole-number
     // inputs (pixels 0–255, counts) have more than the labels.
     let candidates: Vec<(&String, &Tensor, usize)> = batch
