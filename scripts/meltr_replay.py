@@ -951,6 +951,14 @@ def replay(session: str, report_path: Optional[str]) -> dict:
         # look like a failed parity check (walkthrough I).
         notes.append(f"the engine ran in {trainer.s.dtype} (train.dtype); the replay runs in f64, so the errors "
                      "are at that precision: trace in f64 for a parity check")
+    jvp = load_settings(os.path.join(session, "config.toml"))[1].get("aid", {}).get("jvp", "auto")
+    if jvp in ("differences", "one-sided"):
+        # The replay differentiates exactly: the difference's own error
+        # shows in `hyper` (walkthrough V2 read 3.8e-7 against a 1e-6
+        # bound and could not tell a near-miss from the expected).
+        notes.append(f"the engine took its products by finite differences (aid.jvp = {jvp!r}); the replay's are "
+                     "exact, so `hyper` differs by the difference's own error, about "
+                     + ("1e-10" if jvp == "differences" else "1e-8 to 1e-6") + " relative in f64")
     for entry in steps:
         t = int(entry["step"])
         rows_of[t] = torch.tensor(entry["rows"], dtype=torch.int64)

@@ -333,17 +333,20 @@ fn bench_reports_every_row() {
         assert_eq!(row(label).len(), 3, "{label}: ms/step, × sum, peak MB");
     }
     for label in [
-        "exact      J=0",
-        "factorized J=0",
-        "factorized J=1",
-        "factorized J=3",
+        "exact                J=0",
+        "factorized           J=0",
+        "factorized           J=1",
+        "factorized           J=3",
+        "factorized one-sided J=0",
+        "factorized lean      J=0",
     ] {
         assert_eq!(row(label).len(), 5, "{label}");
     }
     for label in [
         "meltr, meta_every 3",
         "meltr, train_batch current",
-        "meltr, current + differences",
+        "meltr, current + one-sided",
+        "meltr, lean meta step",
         "meltr, log_every 1 vs 50",
     ] {
         assert_eq!(row(label).len(), 2, "{label}: steps/s and ratio");
@@ -354,7 +357,10 @@ fn bench_reports_every_row() {
         .lines()
         .filter(|l| l.contains(" · ") && l.contains("loss JVP"))
         .count();
-    assert_eq!(phases, 3, "phase lines of factorized J = 0, 1, 3");
+    assert_eq!(
+        phases, 5,
+        "phase lines of factorized J = 0, 1, 3, one-sided and lean"
+    );
     // Every phase line sums to its step's time: `a 1.00 · … · other 0.10 = 2.30`.
     let phase_lines: Vec<&str> = written
         .lines()

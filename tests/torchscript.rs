@@ -737,7 +737,7 @@ fn check_and_a_sweeps_dry_run_build_the_model_before_any_session() {
             && text(&good).contains("first batch    retrieval ")
             // One batch passed: said as such (walkthrough S's model made
             // NaN on one batch in six).
-            && text(&good).contains("scanned        the first training batch only: `--batches N`"),
+            && text(&good).contains("scanned        the first training batch and the first validation batch only: `--batches N`"),
         "{}",
         text(&good)
     );
@@ -1005,7 +1005,7 @@ fn check_fails_on_losses_that_are_not_finite_on_the_batches_it_scans() {
     let (ok, said) = check("clean", &[], &["--batches", "8"]);
     assert!(
         ok && said.contains("8 training batches scanned: every loss finite on each")
-            && !said.contains("the first training batch only")
+            && !said.contains("the first training batch and the first validation batch only")
             && said.contains("validation     one evaluation: every loss and metric finite")
             // The untrained model's metrics (walkthrough N wanted its PSNR).
             && said.contains("; as the model starts, "),
@@ -1641,7 +1641,7 @@ fn bench_measures_a_model_with_its_own_loss_names() {
         [
             "  sum ",
             "  meltr logged ",
-            "factorized J=0 ",
+            "factorized           J=0 ",
             "meltr, meta_every 3 ",
         ]
         .map(|row| (s, row))

@@ -181,7 +181,7 @@ pub(super) fn check(
         // A model that fails on one batch in six passed on the first
         // (walkthrough S).
         say!(
-            "  scanned        the first training batch only: `--batches N` runs N and evaluates the validation split once"
+            "  scanned        the first training batch and the first validation batch only: `--batches N` runs N and evaluates the validation split once"
         );
     }
     for note in zero_notes(&zero, batches) {

@@ -327,14 +327,12 @@ pub fn render(groups: &[Group], opts: &TableOptions) -> Result<String> {
     let with_forks = !key_names.is_empty() && groups.iter().any(|g| g.fork_of.is_some());
     let label_cells = |row: &Row| -> Vec<String> {
         if key_names.is_empty() {
-            // Under the header `session`, the session's name (not the
-            // group it was run in: walkthroughs Q and R read `main`).
-            return vec![match (one_run_a_row, row.group.runs.first()) {
-                (true, Some(run)) => match &row.group.fork_of {
-                    Some(fork) => format!("{} (fork of {fork})", run.meta.name),
-                    None => run.meta.name.clone(),
-                },
-                _ => row.group.label.clone(),
+            // Under `session`, its name, not its group's (walkthroughs Q, R).
+            let fork =
+                (row.group.fork_of.as_ref()).map_or(String::new(), |f| format!(" (fork of {f})"));
+            return vec![match row.group.runs.first().filter(|_| one_run_a_row) {
+                Some(run) => format!("{}{fork}", run.meta.name),
+                None => row.group.label.clone(),
             }];
         }
         let mut cells: Vec<String> = row.group.values.iter().map(|(_, v)| v.clone()).collect();

@@ -207,18 +207,18 @@ pub(super) fn batch_hint(message: &str, batch: &Batch) -> Option<String> {
         .or_else(|| signature_hint(message))
 }
 
-/// Index tensors stored as floats (walkthrough R's edge list): libtorch
-/// says "Expected dtype int32 or int64 for index" without a name. The
-/// batch's floating tensors that hold whole numbers ≥ 0 only are named.
+/// Index tensors stored as floats (walkthrough R's edge list, V2's
+/// embedding ids): libtorch names none. The batch's floating tensors of
+/// whole numbers ≥ 0 are (0/1 masks only when nothing else is).
 fn float_index_hint(message: &str, batch: &Batch) -> Option<String> {
-    let about_an_index = ["for index", "tensors used as indices must be"]
-        .iter()
-        .any(|p| message.contains(p));
-    if !about_an_index {
+    const SAID: [&str; 3] = [
+        "for index",
+        "used as indices must be",
+        "'indices' to have one of",
+    ];
+    if !SAID.iter().any(|p| message.contains(p)) {
         return None;
     }
-    // (Whole numbers ≥ 0, and their largest: 0/1 masks are named only
-    // when nothing else is.)
     let whole: Vec<(&String, &Tensor, f64)> = batch
         .iter()
         .filter(|(_, t)| t.is_floating_point() && whole_and_not_negative(t))
@@ -443,6 +443,9 @@ mod tests {
         .into_iter()
         .map(|(n, t)| (n.to_string(), t))
         .collect();
+        let embedding = "Expected tensor for argument #1 'indices' to have one of the following \
+                         scalar types: Long, Int; but got CPUFloatType instead";
+        assert!(batch_hint(embedding, &batch).is_some_and(|h| h.starts_with("`edges`")));
         let hint = batch_hint(
             "RuntimeError: index_select(): Expected dtype int32 or int64 for index",
             &batch,
