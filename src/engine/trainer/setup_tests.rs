@@ -113,3 +113,35 @@ fn the_start_counts_the_parameters_trained() {
     );
     assert!(super::start_notes::trained_parameters_note(&theta[1..]).ends_with("in 1 tensor"));
 }
+
+/// Options set away from the public code's defaults are named as a MELTR
+/// run starts (walkthrough V2's three showed only in `ls`); none by default,
+/// none for a combiner no meta step trains.
+#[test]
+fn a_run_says_where_its_meltr_departs_from_the_public_algorithm() {
+    let departures = |config: &Config| -> Vec<String> {
+        start_notes(config, "torchscript", "acc", true)
+            .into_iter()
+            .filter(|(_, note)| note.starts_with("MELTR departs from the public algorithm"))
+            .map(|(_, note)| note)
+            .collect()
+    };
+    let mut config = Config::default();
+    config.combiner.kind = CombinerKind::Meltr;
+    assert!(departures(&config).is_empty());
+    config.meltr.train_batch = TrainBatch::Current;
+    config.meltr.val_source = ValSource::TrainingBatch;
+    config.aid.jvp = crate::config::JvpMethod::OneSided;
+    let said = departures(&config);
+    assert_eq!(
+        said,
+        vec![
+            "MELTR departs from the public algorithm in meltr.train_batch = \"current\", \
+              meltr.val_source = \"train-batch\", aid.jvp = \"one-sided\" (finite differences) \
+              (README, \"The method\", says what each does and what it measured)"
+                .to_string()
+        ]
+    );
+    config.combiner.kind = CombinerKind::Sum;
+    assert!(departures(&config).is_empty());
+}

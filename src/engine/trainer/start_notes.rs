@@ -2,6 +2,7 @@
 //! way, and settings that will not do what they seem to.
 
 use super::*;
+use crate::config::{AidMode, JvpMethod};
 
 /// Said when a run starts: the metric it is judged by and which way (a
 /// name's guess can be wrong: `ls`, `table` and "best" go by it), and a
@@ -65,6 +66,9 @@ pub(super) fn start_notes(
             ),
         ));
     }
+    if let Some(departures) = departures_from_the_public_algorithm(config) {
+        notes.push((Level::Info, departures));
+    }
     let kind = config.combiner.kind;
     if kind != CombinerKind::Weights && !config.combiner.weights.is_empty() {
         notes.push((
@@ -77,6 +81,57 @@ pub(super) fn start_notes(
         ));
     }
     notes
+}
+
+/// The options set away from a default that is the public MELTR code's
+/// (walkthrough V2's run with three of them said none: they showed only in
+/// `ls`'s columns). Defaults that depart on purpose (`first_meta`,
+/// `loss_scale`, `on_collapse`) are the README's to explain.
+fn departures_from_the_public_algorithm(config: &Config) -> Option<String> {
+    if !config.combiner.kind.meta_trained() {
+        return None;
+    }
+    let (m, aid, public) = (&config.meltr, &config.aid, Config::default());
+    let quoted = |key: &str, value: &dyn std::fmt::Display| format!("{key} = \"{value}\"");
+    let mut set = Vec::new();
+    if m.gamma_direct {
+        set.push("meltr.gamma_direct = true".to_string());
+    }
+    if m.meta_optimizer != public.meltr.meta_optimizer {
+        set.push(quoted("meltr.meta_optimizer", &m.meta_optimizer));
+    }
+    if m.init != public.meltr.init {
+        set.push(quoted("meltr.init", &m.init));
+    }
+    if m.pool != public.meltr.pool {
+        set.push(quoted("meltr.pool", &m.pool));
+    }
+    if m.train_batch != public.meltr.train_batch {
+        set.push(quoted("meltr.train_batch", &m.train_batch));
+    }
+    if m.val_source != public.meltr.val_source {
+        set.push(quoted("meltr.val_source", &m.val_source));
+    }
+    if aid.iterations > 0 {
+        set.push(format!(
+            "aid.iterations = {} (AuxiLearn's series)",
+            aid.iterations
+        ));
+    }
+    if matches!(aid.jvp, JvpMethod::Differences | JvpMethod::OneSided)
+        && aid.mode == AidMode::Factorized
+    {
+        set.push(format!(
+            "{} (finite differences)",
+            quoted("aid.jvp", &aid.jvp)
+        ));
+    }
+    (!set.is_empty()).then(|| {
+        format!(
+            "MELTR departs from the public algorithm in {} (README, \"The method\", says what each does and what it measured)",
+            set.join(", ")
+        )
+    })
 }
 
 /// How much of the model a run trains: `the model trains 10,329
