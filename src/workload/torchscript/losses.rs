@@ -108,7 +108,7 @@ impl TorchScript {
         (!left.is_empty()).then(|| {
             format!(
                 "{}: the model also returns {} (not in workload.primary or workload.auxiliary): \
-                 not trained on, logged in the eval lines only",
+                 not trained on, logged in metrics.jsonl's eval lines only (`eval_loss/NAME` in `table`)",
                 self.model_label,
                 left.join(", ")
             )
