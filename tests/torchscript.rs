@@ -1922,3 +1922,28 @@ fn ls_says_which_sessions_ran_on_inputs_that_changed_since() {
     );
     assert!(!said.contains("workload.val"), "{said}");
 }
+
+/// A validation batch larger than the rows checked one by one (256) is
+/// tried in chunks first: `check` named no row of a held-out model's
+/// 500-row first validation batch (walkthrough V2).
+#[test]
+fn a_large_validation_batch_still_names_the_row_that_fails() {
+    let tmp = tempfile::tempdir().unwrap();
+    let train = flag_data(&tmp.path().join("train.safetensors"), 64, 4, &[]);
+    let val = flag_data(&tmp.path().join("val.safetensors"), 600, 4, &[300]);
+    let cfg = flag_config_with(
+        tmp.path(),
+        "large",
+        "raises_on_flag.pt",
+        (&train, &val),
+        "eval_batch_size = 600\n",
+    );
+    let out = bin().arg("check").arg("-c").arg(&cfg).output().unwrap();
+    let said = text(&out);
+    assert!(!out.status.success(), "{said}");
+    assert!(
+        said.contains("the first validation batch (rows 0..600 of")
+            && said.contains("; of those, row 300 fails on its own: "),
+        "{said}"
+    );
+}
