@@ -41,8 +41,8 @@ pub enum ClimbNote {
 /// a reported climb ends.
 #[derive(Debug, Default)]
 pub struct EarlyClimb {
-    /// Meta steps read so far.
-    read: u32,
+    /// Whether a meta step has been read.
+    started: bool,
     /// Readings at or over the floor in a row.
     cleared: u32,
     streak: u32,
@@ -58,8 +58,8 @@ impl EarlyClimb {
     /// One meta step's primary weight (`step`: its training step), and
     /// whether the collapse watch was armed before it.
     pub fn observe(&mut self, step: u64, primary: f64, armed: bool) -> Option<ClimbNote> {
-        self.over |= armed && self.read == 0;
-        self.read += 1;
+        self.over |= armed && !self.started;
+        self.started = true;
         self.cleared = if primary >= PRIMARY_FLOOR {
             self.cleared + 1
         } else {

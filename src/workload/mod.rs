@@ -206,7 +206,7 @@ pub fn take_loss(mut losses: Losses, name: &str) -> Result<Tensor> {
 fn missing_loss(name: &str, returned: &Losses) -> anyhow::Error {
     let returned: Vec<String> = returned
         .keys()
-        .filter(|k| !k.starts_with("metric/"))
+        .filter(|k| !k.starts_with(torchscript::METRIC_PREFIX))
         .map(|k| format!("`{k}`"))
         .collect();
     anyhow::anyhow!(

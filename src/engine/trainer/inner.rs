@@ -20,10 +20,12 @@ impl Trainer {
         let seed = forward_seed(self.config.workload.seed, self.step, Forward::Inner);
         // The buffers before this forward, put back if the update is skipped.
         let buffers_before = workload::SavedBuffers::take(self.workload.as_ref())?;
-        let named = seeded(seed, || self.workload.losses(&batch))
-            .with_context(|| self.failed_batch(self.step, "the training batch of step"))?;
-        let losses = workload::select(&named, &self.loss_names)
-            .with_context(|| self.failed_batch(self.step, "the training batch of step"))?;
+        let forward = seeded(seed, || self.workload.losses(&batch)).and_then(|named| {
+            let losses = workload::select(&named, &self.loss_names)?;
+            Ok((named, losses))
+        });
+        let (named, losses) =
+            forward.with_context(|| self.failed_batch(self.step, "the training batch of step"))?;
         // Losses that are constants on this batch (a masked loss's
         // `zeros(())` on a batch without what it masks), by position.
         let constants: Vec<i64> = (0..self.loss_names.len() as i64)
