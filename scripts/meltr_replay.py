@@ -1207,11 +1207,18 @@ def run(config: str, seed: int, steps: Optional[int], out: str, threads: int, dt
     if writer:
         writer.close()
     mean_weights = torch.stack(weights).double().mean(0)
+    # The engine's table and final-weights figure take the median (one
+    # step's weights can spike); torch's median of an even count is the
+    # lower middle one, so the two middles are averaged here as there.
+    ordered = torch.stack(weights).double().sort(0).values
+    middle = len(weights) // 2
+    median_weights = ordered[middle] if len(weights) % 2 else (ordered[middle - 1] + ordered[middle]) / 2
     summary = {
         "metrics": metrics,
         "losses": val_losses,  # on the validation split, as `metrics`
         "evals": evals,  # each evaluation's step, metrics and validation losses
         "weights": {n: float(w) for n, w in zip(settings.loss_names, mean_weights)},
+        "median_weights": {n: float(w) for n, w in zip(settings.loss_names, median_weights)},
         "primary_weight_start": primary_weight_start,
         "steps": settings.steps,
         "seconds": time.perf_counter() - started,
@@ -1221,9 +1228,10 @@ def run(config: str, seed: int, steps: Optional[int], out: str, threads: int, dt
     # The summary's gist; the whole of it is in `out`.
     print("validation metrics: " + "  ".join(f"{k} {v:.4g}" for k, v in metrics.items())
           + f" (and at {len(evals)} evaluations, every train.eval_every = {settings.eval_every} steps, in `evals`)")
-    print(f"mean weights over the last {len(weights)} steps (meltr-tui's table averages its logged lines "
-          "in the last 10% of steps): "
-          + "  ".join(f"{n} {w:.3g}" for n, w in summary["weights"].items()))
+    print(f"weights over the last {len(weights)} steps (meltr-tui's table takes the median of its logged lines "
+          "in the last 10% of steps): mean "
+          + "  ".join(f"{n} {w:.3g}" for n, w in summary["weights"].items())
+          + "; median " + "  ".join(f"{n} {w:.3g}" for n, w in summary["median_weights"].items()))
     print(f"wrote {out} ({settings.steps} steps in {summary['seconds']:.1f} s)")
     return summary
 

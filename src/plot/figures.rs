@@ -249,16 +249,16 @@ pub fn weights(data: &SessionData, prep: Prep) -> Option<Figure> {
     })
 }
 
-/// Each loss's effective weight averaged over its last
+/// Each loss's effective weight, the median of its last
 /// [`FINAL_WEIGHT_LINES`](crate::session::metrics::FINAL_WEIGHT_LINES)
 /// finite logged values where it was not exactly 0, and the steps they
 /// span.
-pub fn final_weight_means(data: &SessionData) -> Option<((f64, f64), BTreeMap<String, f64>)> {
-    crate::session::metrics::final_weight_means(&data.weights, &data.losses)
+pub fn final_weight_medians(data: &SessionData) -> Option<((f64, f64), BTreeMap<String, f64>)> {
+    crate::session::metrics::final_weight_medians(&data.weights, &data.losses)
 }
 
 pub fn final_weights(data: &SessionData) -> Option<Figure> {
-    let ((from, to), weights) = final_weight_means(data)?;
+    let ((from, to), weights) = final_weight_medians(data)?;
     let bars: Vec<Bar> = data
         .loss_order()
         .iter()
@@ -279,12 +279,12 @@ pub fn final_weights(data: &SessionData) -> Option<Figure> {
         format!("weights at step {}", scale::step(to))
     } else {
         format!(
-            "mean of the last logged steps, {}–{}",
+            "median of the last logged steps, {}–{}",
             scale::step(from),
             scale::step(to)
         )
     };
-    // A mean across a collapse restore mixes two φs (a walkthrough's bars
+    // A summary across a collapse restore mixes two φs (a walkthrough's bars
     // read 0.77 for a weight that was 4–10 for most of the run).
     // (In fewer words, to fit the axis; the weights figure marks its step.)
     let restored = data
@@ -293,7 +293,7 @@ pub fn final_weights(data: &SessionData) -> Option<Figure> {
         .any(|m| m.label == "restore" && m.x > from && m.x <= to);
     if restored {
         when = format!(
-            "mean over steps {}–{}, across a φ restore",
+            "median over steps {}–{}, across a φ restore",
             scale::step(from),
             scale::step(to)
         );

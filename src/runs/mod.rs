@@ -48,7 +48,7 @@ pub struct Run {
     pub final_eval: Option<Eval>,
     /// The eval line with the best primary metric (per `higher_is_better`).
     pub best_eval: Option<Eval>,
-    /// Each loss's effective weight at the end: the mean over its last
+    /// Each loss's effective weight at the end: the median of its last
     /// [`metrics::FINAL_WEIGHT_LINES`] logged values (empty when none was
     /// logged).
     pub final_weights: Named,
@@ -206,7 +206,7 @@ impl Run {
             best_eval: best.cloned(),
             // A fork's last eval is its own only after its fork step.
             final_eval: evals.last().filter(since_fork).cloned(),
-            final_weights: metrics::final_weight_means(&weights, &losses)
+            final_weights: metrics::final_weight_medians(&weights, &losses)
                 .map_or_else(Named::new, |(_, m)| m),
             last_primary_weight: weights
                 .get(&meta.primary)

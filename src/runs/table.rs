@@ -166,14 +166,14 @@ const PER_LOSS: [(&str, &str, &str); 3] = [
     (
         WEIGHT_PREFIX,
         "effective weights",
-        "the effective weight ∂M/∂l (where its loss was not exactly 0)",
+        "the effective weight ∂M/∂l (where its loss was not exactly 0), median",
     ),
     (
         SHARE_PREFIX,
         "gradient shares",
-        "the loss's share of the combined gradient",
+        "the loss's share of the combined gradient, mean",
     ),
-    (LOSS_PREFIX, "training losses", "the training loss"),
+    (LOSS_PREFIX, "training losses", "the training loss, mean"),
 ];
 
 /// A run's final means of the per-loss series with this prefix.
@@ -394,7 +394,7 @@ pub fn render(groups: &[Group], opts: &TableOptions) -> Result<String> {
     for (prefix, _, meaning) in PER_LOSS {
         if names.iter().any(|n| n.starts_with(prefix)) {
             sources.push(format!(
-                "{prefix}<loss>: {meaning}, mean of each run's values logged in its last {:.0}% of {steps} (the last {FINAL_WEIGHT_LINES} at most){}",
+                "{prefix}<loss>: {meaning} of each run's values logged in its last {:.0}% of {steps} (the last {FINAL_WEIGHT_LINES} at most){}",
                 FINAL_WEIGHT_SPAN * 100.0,
                 if prefix == SHARE_PREFIX { caption::few_share_lines(groups) } else { String::new() }
             ));

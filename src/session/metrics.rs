@@ -74,10 +74,11 @@ pub const WEIGHT_PREFIX: &str = "weight/";
 /// export's name for the logged shares).
 pub const SHARE_PREFIX: &str = "share/";
 
-/// Logged steps a run's final weights are averaged over: one line's weights
-/// move a lot from step to step (`final-weights.png` and `table --metric
-/// weight/<loss>` use this mean; the README's and the suite's scripts keep
-/// their own, the last 10 lines, stated with their tables).
+/// Logged steps a run's final weights are summarised over: one line's
+/// weights move a lot from step to step (`final-weights.png` and `table
+/// --metric weight/<loss>` take their median; the README's and the suite's
+/// scripts keep their own mean of the last 10 lines, stated with their
+/// tables).
 pub const FINAL_WEIGHT_LINES: usize = 10;
 /// ... of those within this last fraction of the steps logged: with a
 /// sparse log (`log_every` 25 in a 300-step run, a walkthrough) ten lines
@@ -88,6 +89,28 @@ pub const FINAL_WEIGHT_SPAN: f64 = 0.1;
 /// value)` points within the last [`FINAL_WEIGHT_SPAN`] of its steps, and
 /// the steps those points span (`None` when no series has one).
 pub fn final_means(series: &BTreeMap<String, Vec<(f64, f64)>>) -> Option<((f64, f64), Named)> {
+    final_summaries(series, |values| {
+        values.iter().sum::<f64>() / values.len() as f64
+    })
+}
+
+/// The middle of `values` (the mean of the two middle ones for an even
+/// count); `values` is not empty.
+fn median(values: &[f64]) -> f64 {
+    let mut sorted = values.to_vec();
+    sorted.sort_by(f64::total_cmp);
+    let mid = sorted.len() / 2;
+    match sorted.len() % 2 {
+        1 => sorted[mid],
+        _ => (sorted[mid - 1] + sorted[mid]) / 2.0,
+    }
+}
+
+/// [`final_means`] with `summarize` over each series' window of values.
+fn final_summaries(
+    series: &BTreeMap<String, Vec<(f64, f64)>>,
+    summarize: impl Fn(&[f64]) -> f64,
+) -> Option<((f64, f64), Named)> {
     let mut span: Option<(f64, f64)> = None;
     let mut means = Named::new();
     for (name, points) in series {
@@ -105,10 +128,8 @@ pub fn final_means(series: &BTreeMap<String, Vec<(f64, f64)>>) -> Option<((f64, 
         let (Some(first), Some(end)) = (last.first(), last.last()) else {
             continue;
         };
-        means.insert(
-            name.clone(),
-            last.iter().map(|(_, w)| w).sum::<f64>() / last.len() as f64,
-        );
+        let values: Vec<f64> = last.iter().map(|(_, w)| *w).collect();
+        means.insert(name.clone(), summarize(&values));
         span = Some(span.map_or((first.0, end.0), |(a, b)| (a.min(first.0), b.max(end.0))));
     }
     span.map(|span| (span, means))
@@ -143,12 +164,15 @@ pub fn weights_where_present(
         .collect()
 }
 
-/// [`final_means`] of the weights [`weights_where_present`] keeps.
-pub fn final_weight_means(
+/// The median over [`final_means`]' window of the weights
+/// [`weights_where_present`] keeps: MELTR's weights can spike for a line or
+/// two (a held-out CNN's primary weight read 0.5, 51 and 28 within 50
+/// steps, and its window's mean, 16.6, was one spike, walkthrough X).
+pub fn final_weight_medians(
     weights: &BTreeMap<String, Vec<(f64, f64)>>,
     losses: &BTreeMap<String, Vec<(f64, f64)>>,
 ) -> Option<((f64, f64), Named)> {
-    final_means(&weights_where_present(weights, losses))
+    final_summaries(&weights_where_present(weights, losses), median)
 }
 
 /// JSON has no NaN or ±inf: serde_json writes them as `null`, and these

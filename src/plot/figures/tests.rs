@@ -99,7 +99,10 @@ fn final_weights_say_a_restore_in_their_window() {
     assert_eq!(primary, "primary");
     assert_eq!(categories, ["primary", "aux"]);
     let label = |data: &SessionData| final_weights(data).unwrap().chart.x_label;
-    assert_eq!(label(&data), "loss (mean of the last logged steps, 91–100)");
+    assert_eq!(
+        label(&data),
+        "loss (median of the last logged steps, 91–100)"
+    );
     for (x, label) in [(80.0, "restore"), (95.0, "aid.alpha"), (96.0, "restore")] {
         data.marks.push(crate::plot::chart::Mark {
             x,
@@ -108,7 +111,7 @@ fn final_weights_say_a_restore_in_their_window() {
     }
     assert_eq!(
         label(&data),
-        "loss (mean over steps 91–100, across a φ restore)"
+        "loss (median over steps 91–100, across a φ restore)"
     );
 }
 

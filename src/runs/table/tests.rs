@@ -260,7 +260,7 @@ fn final_weights_are_columns_when_asked_for() {
     assert!(text.contains("share/<loss>: the loss's share"), "{text}");
     assert!(
         text.contains(
-            "mean of each run's values logged in its last 10% of steps (the last 10 at most)"
+            "combined gradient, mean of each run's values logged in its last 10% of steps (the last 10 at most)"
         ),
         "{text}"
     );
@@ -273,7 +273,8 @@ fn final_weights_are_columns_when_asked_for() {
     };
     let text = render(&groups, &weights_only).unwrap();
     assert!(
-        text.contains("\nweight/<loss>: the effective weight"),
+        text.contains("\nweight/<loss>: the effective weight")
+            && text.contains("exactly 0), median of each run's values"),
         "{text}"
     );
     assert!(!text.contains("final eval"), "{text}");

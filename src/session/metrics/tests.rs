@@ -34,6 +34,33 @@ fn final_means_take_the_last_lines_within_the_runs_end() {
     );
 }
 
+/// One line's spike sets a mean but not the final weight (walkthrough X's
+/// primary read 0.5, 51 and 28 within 50 steps; its mean read 16.6).
+#[test]
+fn final_weights_are_the_median_of_the_window() {
+    // Every 10 steps to 1000: the window is the last ten lines, 910-1000.
+    let steps = (1..=100).map(|i| 10.0 * i as f64);
+    let spiky: Vec<(f64, f64)> = steps
+        .clone()
+        .map(|s| (s, if s == 950.0 || s == 980.0 { 51.0 } else { 0.5 }))
+        .collect();
+    let rising: Vec<(f64, f64)> = steps.clone().map(|s| (s, s / 1000.0)).collect();
+    let losses: BTreeMap<String, Vec<(f64, f64)>> = ["spiky", "rising"]
+        .map(|name| (name.to_string(), steps.clone().map(|s| (s, 1.0)).collect()))
+        .into();
+    let weights = BTreeMap::from([
+        ("spiky".to_string(), spiky.clone()),
+        ("rising".to_string(), rising.clone()),
+    ]);
+    let (span, medians) = final_weight_medians(&weights, &losses).unwrap();
+    assert_eq!(span, (910.0, 1000.0));
+    assert_eq!(medians["spiky"], 0.5, "two spikes of ten");
+    assert!((medians["rising"] - 0.955).abs() < 1e-12, "{medians:?}");
+    let (_, means) = final_means(&weights).unwrap();
+    assert!((means["spiky"] - 10.6).abs() < 1e-12, "{means:?}");
+    assert_eq!(median(&[4.0, 1.0, 2.0, 100.0]), 3.0);
+}
+
 #[test]
 fn train_line_has_contract_fields() {
     let line = MetricLine {
