@@ -1,7 +1,7 @@
 #![cfg_attr(not(test), warn(clippy::unwrap_used))]
 //! meltr-tui: fine-tuning with MELTR (Meta Loss Transformer) from a terminal.
 #[macro_use]
-mod say;
+pub mod say;
 pub mod bench;
 pub mod config;
 pub mod device_memory;

@@ -1,23 +1,60 @@
 //! Printing that never panics: a closed standard output or error (the
 //! reader went away: `meltr-tui run --headless 2>&1 | head`) drops the text
 //! instead of panicking, as `println!` does. Runs, runners and sweep
-//! drivers must outlive their reader; their logs keep what was said.
+//! drivers must outlive their reader; their logs keep what was said. A
+//! headless run keeps it in its session's `output.log` too
+//! ([`echo_into`]), as a detached run's runner does.
+
+use std::io::Write as _;
+use std::sync::Mutex;
+
+/// The file every line said is copied into, when one is set.
+static ECHO: Mutex<Option<std::fs::File>> = Mutex::new(None);
+
+/// From now on, copies what this process says (stdout and stderr, through
+/// these macros) into `file` as well: a headless run's `output.log`
+/// (walkthroughs X and Y grepped the `output.log` of every session and
+/// missed the headless ones'). Output libtorch writes itself is not copied.
+pub fn echo_into(file: std::fs::File) {
+    *ECHO.lock().unwrap_or_else(|e| e.into_inner()) = Some(file);
+}
+
+/// Copies `text` into the echo file, if any; a failed write is dropped
+/// (the run does not depend on it).
+#[doc(hidden)]
+pub fn echo(text: std::fmt::Arguments<'_>) {
+    if let Some(file) = ECHO.lock().unwrap_or_else(|e| e.into_inner()).as_mut() {
+        let _ = file.write_fmt(text);
+    }
+}
 
 /// A line on stdout; a failed write is dropped.
 #[macro_export]
 macro_rules! say {
+    () => {
+        $crate::say!("")
+    };
     ($($arg:tt)*) => {{
         use std::io::Write as _;
-        let _ = writeln!(std::io::stdout(), $($arg)*);
+        // Formatted once: the arguments are evaluated once.
+        let text = format!($($arg)*);
+        let _ = writeln!(std::io::stdout(), "{text}");
+        $crate::say::echo(format_args!("{text}\n"));
     }};
 }
 
 /// A line on stderr; a failed write is dropped.
 #[macro_export]
 macro_rules! say_err {
+    () => {
+        $crate::say_err!("")
+    };
     ($($arg:tt)*) => {{
         use std::io::Write as _;
-        let _ = writeln!(std::io::stderr(), $($arg)*);
+        // Formatted once: the arguments are evaluated once.
+        let text = format!($($arg)*);
+        let _ = writeln!(std::io::stderr(), "{text}");
+        $crate::say::echo(format_args!("{text}\n"));
     }};
 }
 
@@ -26,7 +63,10 @@ macro_rules! say_err {
 macro_rules! say_err_raw {
     ($($arg:tt)*) => {{
         use std::io::Write as _;
-        let _ = write!(std::io::stderr(), $($arg)*);
+        // Formatted once: the arguments are evaluated once.
+        let text = format!($($arg)*);
+        let _ = write!(std::io::stderr(), "{text}");
+        $crate::say::echo(format_args!("{text}"));
     }};
 }
 
@@ -35,6 +75,9 @@ macro_rules! say_err_raw {
 macro_rules! say_raw {
     ($($arg:tt)*) => {{
         use std::io::Write as _;
-        let _ = write!(std::io::stdout(), $($arg)*);
+        // Formatted once: the arguments are evaluated once.
+        let text = format!($($arg)*);
+        let _ = write!(std::io::stdout(), "{text}");
+        $crate::say::echo(format_args!("{text}"));
     }};
 }

@@ -570,8 +570,9 @@ fn a_detached_run_retries_a_failed_write_until_it_succeeds() {
         checkpoint::list(&dir.join("checkpoints")).last().unwrap().0,
         60
     );
-    // A headless start of the same session says in `output.log` that its
-    // output goes elsewhere (`tail -f` showed the old lines as current).
+    // A headless start of the same session says so in `output.log` (`tail
+    // -f` showed the old lines as current), and what it prints goes there
+    // too, as a detached run's (walkthroughs X and Y).
     let out = run_with_limit(
         bin().arg("--sessions-dir").arg(&root).args([
             "resume",
@@ -583,10 +584,15 @@ fn a_detached_run_retries_a_failed_write_until_it_succeeds() {
         WAIT,
     );
     assert!(out.status.success(), "{}", text(&out));
+    let log = read_log();
+    let headless = log
+        .split_once("a headless start (pid")
+        .map(|(_, after)| after)
+        .unwrap_or_default();
+    let printed = text(&out);
     assert!(
-        read_log().contains("a headless start (pid") && read_log().contains("not here"),
-        "{}",
-        read_log()
+        printed.contains(": finished") && headless.contains(": finished"),
+        "the terminal's:\n{printed}\noutput.log's:\n{log}"
     );
 }
 

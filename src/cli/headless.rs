@@ -12,6 +12,7 @@ pub(super) fn run_headless(
     give_up_after: Duration,
 ) -> Result<()> {
     let meta = SessionMeta::read(dir)?;
+    echo_into_output_log(dir);
     // Before the data loads: a signal then (seconds for a large file) killed
     // the process and left a "crashed" folder; now the run stops cleanly
     // once built.
@@ -63,22 +64,6 @@ pub(super) fn run_headless(
         dir.display(),
         facts.device
     );
-    // A session once run detached has an `output.log` that `tail -f`
-    // shows as current (walkthrough F): it says where this start's output
-    // goes instead.
-    let output_log = SessionDir::new(dir).output_log();
-    if output_log.exists() {
-        let note = format!(
-            "{}: a headless start (pid {}) prints its output to its own terminal, not here\n",
-            chrono::Local::now().to_rfc3339(),
-            std::process::id()
-        );
-        // Best effort: the run does not depend on it.
-        let _ = std::fs::OpenOptions::new()
-            .append(true)
-            .open(&output_log)
-            .and_then(|mut f| std::io::Write::write_all(&mut f, note.as_bytes()));
-    }
     let mut stop_sent = false;
     let mut storage = StorageRetry::default();
     let mut gave_up: Option<String> = None;
@@ -203,5 +188,31 @@ pub(super) fn print_line(line: &session::metrics::MetricLine, order: &[String], 
             }
         }
         Record::Meta { .. } | Record::Transform { .. } => {}
+    }
+}
+
+/// What the run says is copied into its session's `output.log` as well, as
+/// a detached run's runner writes it (walkthroughs X and Y grepped every
+/// session's `output.log` and missed the headless ones'), under a line that
+/// says where the start printed it (a `tail -f` left on it reads as
+/// current, walkthrough F).
+fn echo_into_output_log(dir: &Path) {
+    let output_log = SessionDir::new(dir).output_log();
+    let opened = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(&output_log)
+        .and_then(|mut file| {
+            let note = format!(
+                "{}: a headless start (pid {}): its output, as printed on its own terminal\n",
+                chrono::Local::now().to_rfc3339(),
+                std::process::id()
+            );
+            std::io::Write::write_all(&mut file, note.as_bytes())?;
+            Ok(file)
+        });
+    // Best effort: the run does not depend on it.
+    if let Ok(file) = opened {
+        crate::say::echo_into(file);
     }
 }
