@@ -23,18 +23,20 @@ pub(super) fn session_name(name: &str) -> std::result::Result<String, String> {
     Ok(name.to_string())
 }
 
-/// A new session's `--group`: `none` is what `fork --group none` reads as
-/// no group, so it is no group's name (walkthrough L: `run --group none`
-/// made a group called `none`).
+/// `--group none`: no group, for `new`, `run` and `fork` alike (walkthrough
+/// L's `run --group none` made a group called `none`; walkthrough Y's was
+/// refused where `fork` took it).
+const NO_GROUP: &str = "none";
+
+/// A new session's `--group`, checked as a name ([`NO_GROUP`] passes, and
+/// [`in_group`] reads it as none).
 pub(super) fn group_name(group: &str) -> std::result::Result<String, String> {
-    let group = session_name(group).map_err(|e| e.replace("session name", "group name"))?;
-    if group == "none" {
-        return Err(
-            "`none` means no group (as in `fork --group none`): leave --group out for a session in no group"
-                .into(),
-        );
-    }
-    Ok(group)
+    session_name(group).map_err(|e| e.replace("session name", "group name"))
+}
+
+/// The group a `--group` value puts a session in.
+pub(super) fn in_group(group: Option<String>) -> Option<String> {
+    group.filter(|g| g != NO_GROUP)
 }
 
 #[cfg(test)]
@@ -59,13 +61,13 @@ mod tests {
         assert!(parsed.is_err());
         let grouped =
             |g: &str| Cli::try_parse_from(["meltr-tui", "run", "-c", "c.toml", "--group", g]);
-        let none = grouped("none").unwrap_err().to_string();
-        assert!(
-            none.contains("`none` means no group (as in `fork --group none`): leave --group out for a session in no group"),
-            "{none}"
+        assert_eq!(in_group(Some(group_name(" none ").unwrap())), None);
+        assert_eq!(
+            in_group(Some(group_name("ablation").unwrap())).as_deref(),
+            Some("ablation")
         );
-        assert!(grouped(" none").is_err());
-        assert!(grouped("ablation").is_ok());
+        assert!(grouped("none").is_ok());
+        assert!(grouped("a\tb").is_err());
     }
 
     #[test]

@@ -23,7 +23,7 @@ pub(super) fn fork(
         terminal: mode == Mode::Tui,
     };
     // `--group none`: in no group.
-    let group = group.map(|g| (g != "none").then_some(g));
+    let group = group.map(|g| super::arg_checks::in_group(Some(g)));
     let forked = crate::fork::create(root, &parent_dir, at, name, group, overrides, needs)?;
     // With what it changed: a detached fork's output.log never shows its
     // metrics log's config line (walkthrough H looked there for it).

@@ -103,7 +103,8 @@ pub enum Cmd {
         /// a bare word (e.g. --set aid.iterations=3 --set combiner.kind=sum).
         #[arg(long = "set", value_name = "KEY=VALUE")]
         set: Vec<crate::config::Override>,
-        /// Put the session in this group (see `ls --group`, `table --group`).
+        /// Put the session in this group (see `ls --group`, `table --group`;
+        /// `none`: in no group, as with no --group).
         #[arg(long, value_parser = arg_checks::group_name)]
         group: Option<String>,
     },
@@ -131,7 +132,8 @@ pub enum Cmd {
         /// make each process one rank.
         #[arg(long, value_name = "N", default_value_t = 1)]
         nproc: usize,
-        /// Put the session in this group (see `ls --group`, `table --group`).
+        /// Put the session in this group (see `ls --group`, `table --group`;
+        /// `none`: in no group, as with no --group).
         #[arg(long, value_parser = arg_checks::group_name)]
         group: Option<String>,
         #[command(flatten)]

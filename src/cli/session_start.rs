@@ -13,6 +13,7 @@ pub(super) fn start(
     group: Option<String>,
     mode: Mode,
 ) -> Result<()> {
+    let group = super::arg_checks::in_group(group);
     // Refuse what cannot start before a session folder exists: the config
     // (what the user most likely has to fix) first, then the terminal.
     let config = configured(config_path, steps, overrides)?;
