@@ -380,7 +380,10 @@ const FLAT_PRIMARY: f64 = 1e-9;
 /// A small share alone may be a loss at right angles to the rest (its own
 /// gradient, `ratios`: its norm over the combined one's, says which; a
 /// random-label loss, its gradient's norm 72% of the primary's, read as
-/// a constant, walkthrough I).
+/// a constant, walkthrough I), and a small loss has a small gradient: one
+/// whose gradient is as large for its value as the primary's is for its own
+/// is a loss of a small scale, which the scale hint says (walkthrough X's
+/// `1e-3 · L1` penalty was called a constant beside that hint).
 fn flat_hint(
     losses: &[(String, f64)],
     shares: &[(String, f64)],
@@ -388,10 +391,27 @@ fn flat_hint(
 ) -> Option<String> {
     let zero = |name: &str| losses.iter().any(|(n, v)| n == name && *v == 0.0);
     let pulls = |name: &str| ratios.iter().any(|(n, r)| n == name && *r >= FLAT_SHARE);
+    // A loss's gradient norm per unit of its value.
+    let per_unit = |name: &str| -> Option<f64> {
+        let value = losses.iter().find(|(n, _)| n == name)?.1.abs();
+        let ratio = ratios.iter().find(|(n, _)| n == name)?.1;
+        (value > 0.0 && ratio.is_finite()).then(|| ratio / value)
+    };
+    let primary_per_unit = losses.first().and_then(|(name, _)| per_unit(name));
+    let small_scale = |name: &str| match (per_unit(name), primary_per_unit) {
+        (Some(own), Some(primary)) => primary > 0.0 && own >= FLAT_SHARE * primary,
+        _ => false,
+    };
     let flat: Vec<String> = shares
         .iter()
         .skip(1)
-        .filter(|(name, s)| s.is_finite() && s.abs() < FLAT_SHARE && !zero(name) && !pulls(name))
+        .filter(|(name, s)| {
+            s.is_finite()
+                && s.abs() < FLAT_SHARE
+                && !zero(name)
+                && !pulls(name)
+                && !small_scale(name)
+        })
         .map(|(name, s)| format!("{name} ({})", crate::numfmt::percent(*s)))
         .collect();
     (!flat.is_empty()).then(|| {

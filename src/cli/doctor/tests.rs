@@ -25,6 +25,16 @@ fn an_auxiliary_with_next_to_no_gradient_is_said() {
     // A masked loss at 0 on the first batch is no constant.
     let masked = shares(&[("tag", 0.7), ("next", 3.9), ("const", 0.0)]);
     assert_eq!(super::flat_hint(&masked, &some, &[]), None);
+    // A loss of a small scale has a gradient as small: per unit of its
+    // value as large as the primary's, it is no constant (walkthrough X's
+    // `1e-3 · L1`, 1/3500 of the primary).
+    let small = shares(&[("tag", 0.7), ("next", 3.9), ("l1", 2e-4)]);
+    let small_share = shares(&[("tag", 0.4), ("next", 0.6), ("l1", 2e-9)]);
+    let small_norm = shares(&[("tag", 0.9), ("next", 1.1), ("l1", 4e-5)]);
+    assert_eq!(super::flat_hint(&small, &small_share, &small_norm), None);
+    // ... but one whose gradient is far smaller still, for its value, is.
+    let tiny_norm = shares(&[("tag", 0.9), ("next", 1.1), ("l1", 1e-11)]);
+    assert!(super::flat_hint(&small, &small_share, &tiny_norm).is_some());
 }
 
 #[test]
