@@ -46,6 +46,7 @@ impl Trainer {
             .unzip();
         let effective = requested.keeping_restart_only_of(&old);
         let changes = old.diff(&effective);
+        let restored_notes = self.restored_values_edited(&old, &effective);
         if !changes.is_empty() {
             tch::set_num_threads(effective.train.threads as i32);
             self.inner.lr = effective.train.lr_at(self.step.max(1));
@@ -75,6 +76,12 @@ impl Trainer {
             self.send(Event::ConfigInForce {
                 config: Box::new(self.config.clone()),
             });
+            for message in restored_notes {
+                self.emit(Record::Event {
+                    level: Level::Info,
+                    message,
+                });
+            }
             if let Some(message) = untuned_series(&old, &self.config) {
                 self.emit(Record::Event {
                     level: Level::Info,
@@ -128,6 +135,34 @@ impl Trainer {
             });
         }
         self.refused_edits = refused;
+    }
+
+    /// For an edit of `meltr.meta_lr` or `meltr.gamma` while a collapse
+    /// restore has another value in force: what it replaces. The config
+    /// line gives the config's old value (walkthrough X's `meltr.gamma
+    /// [0.1, 0.3]` set the 0.3 a restore had already put in force, and read
+    /// as a change).
+    fn restored_values_edited(&self, old: &Config, new: &Config) -> Vec<String> {
+        let meta_lr = self.meta.as_ref().map(|meta| meta.lr);
+        [
+            ("meltr.meta_lr", old.meltr.meta_lr, new.meltr.meta_lr, meta_lr),
+            ("meltr.gamma", old.meltr.gamma, new.meltr.gamma, Some(self.gamma)),
+        ]
+        .into_iter()
+        .filter_map(|(key, configured, edited, in_force)| {
+            let in_force = in_force?;
+            (edited != configured && in_force != configured).then(|| {
+                let readable = crate::numfmt::readable;
+                format!(
+                    "{key} was {} in force, a collapse restore's, not the config's {}: the edit sets {}{}",
+                    readable(in_force),
+                    readable(configured),
+                    readable(edited),
+                    if edited == in_force { ", as it was" } else { "" }
+                )
+            })
+        })
+        .collect()
     }
 
     /// Publishes the config in force: to the file watcher (a partial live

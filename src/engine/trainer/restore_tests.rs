@@ -529,6 +529,25 @@ fn a_resume_after_a_restore_keeps_the_halved_rate_the_raised_gamma_and_the_watch
     let edited_run = resumed(edited.path(), edit);
     assert_eq!(edited_run.meta.as_ref().map(|m| m.lr), Some(3.0 * META_LR));
     assert_eq!(edited_run.gamma, 0.2);
+
+    // A live edit of γ to the value the restore put in force says what it
+    // replaced: the config line's old value is the config's (walkthrough X).
+    let raised = resumed_run.gamma;
+    let mut live = resumed_run.config.clone();
+    live.meltr.gamma = raised;
+    resumed_run.apply_config(live);
+    resumed_run.flush_pending().unwrap();
+    let expected = format!(
+        "meltr.gamma was {} in force, a collapse restore's, not the config's {}: the edit sets {}, as it was",
+        crate::numfmt::readable(raised),
+        crate::numfmt::readable(config(OnCollapse::Restore).meltr.gamma),
+        crate::numfmt::readable(raised)
+    );
+    let said = lines(copy.path())
+        .iter()
+        .any(|l| matches!(&l.record, Record::Event { message, .. } if *message == expected));
+    assert!(said, "no note on the γ the edit replaced: {expected}");
+    assert_eq!(resumed_run.gamma, raised);
 }
 
 /// The pool's skipped steps travel with the checkpoint: a resumed run's
