@@ -218,9 +218,79 @@ pub(super) fn batch_inventory(batch: &Batch) -> String {
 /// integer features fed to float layers (see [`integer_features_hint`]).
 pub(super) fn batch_hint(message: &str, batch: &Batch) -> Option<String> {
     class_index_hint(message, batch)
+        .or_else(|| out_of_range_hint(message, batch))
         .or_else(|| float_index_hint(message, batch))
         .or_else(|| integer_features_hint(message, batch))
         .or_else(|| signature_hint(message))
+}
+
+/// An index out of range names no tensor (walkthrough X's label 4 of four
+/// classes read "Target 4 is out of bounds."): the batch's integer tensors
+/// that hold the value libtorch names (`Target N`, `index N … with size
+/// S`), or, for an embedding's "index out of range", every integer tensor
+/// with its range.
+fn out_of_range_hint(message: &str, batch: &Batch) -> Option<String> {
+    let number_after = |prefix: &str| -> Option<i64> {
+        let rest = message.split_once(prefix)?.1;
+        let end = rest
+            .char_indices()
+            .find(|&(i, c)| !(c.is_ascii_digit() || (i == 0 && c == '-')))
+            .map_or(rest.len(), |(i, _)| i);
+        rest[..end].parse().ok()
+    };
+    let integer = |t: &Tensor| {
+        matches!(
+            t.kind(),
+            Kind::Int64 | Kind::Int | Kind::Int16 | Kind::Int8 | Kind::Uint8
+        ) && t.numel() > 0
+    };
+    let range = |t: &Tensor| (t.min().int64_value(&[]), t.max().int64_value(&[]));
+    let (value, rule) = if let Some(target) = number_after("Target ") {
+        (
+            target,
+            "class indices for `cross_entropy` and `nll_loss` run from 0 to the number of classes − 1 \
+             (the width of the model's logits), or are its ignore_index",
+        )
+    } else if let Some(index) =
+        number_after("index ").filter(|_| message.contains("is out of bounds"))
+    {
+        (
+            index,
+            "an index must be below the size of the dimension it indexes (negative: at least minus that size)",
+        )
+    } else if message.contains("index out of range in self") {
+        let ranges: Vec<String> = batch
+            .iter()
+            .filter(|(_, t)| integer(t))
+            .map(|(name, t)| {
+                let (low, high) = range(t);
+                format!("`{name}` {low}..={high}")
+            })
+            .collect();
+        return (!ranges.is_empty()).then(|| {
+            format!(
+                "the batch's integer tensors hold {}: an embedding's indices run from 0 to its num_embeddings − 1",
+                ranges.join(", ")
+            )
+        });
+    } else {
+        return None;
+    };
+    let holding: Vec<String> = batch
+        .iter()
+        .filter(|(_, t)| integer(t))
+        .filter_map(|(name, t)| {
+            let count = t.eq(value).sum(Kind::Int64).int64_value(&[]);
+            (count > 0).then(|| {
+                let (low, high) = range(t);
+                format!(
+                    "`{name}` holds {value} ({count} of its {} values here, which run {low}..={high})",
+                    t.numel()
+                )
+            })
+        })
+        .collect();
+    (!holding.is_empty()).then(|| format!("{}: {rule}", holding.join("; ")))
 }
 
 /// Index tensors stored as floats (walkthrough R's edge list, V2's

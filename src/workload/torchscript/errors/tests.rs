@@ -229,3 +229,50 @@ fn a_failure_inside_torch_shows_the_users_line_that_called_it() {
     assert!(!message.contains("code/__torch__"), "{message}");
     assert!(!message.contains("_C._nn"), "{message}");
 }
+
+/// An index out of range names the tensor that holds it (walkthrough X's
+/// "Target 4 is out of bounds." named none), and nothing when no integer
+/// tensor does.
+#[test]
+fn an_index_out_of_range_names_the_tensor_that_holds_it() {
+    let batch: Batch = [
+        ("y", Tensor::from_slice(&[0i64, 4, 1, 3])),
+        ("ids", Tensor::from_slice(&[2i64, 9, 1, 0])),
+        ("x", Tensor::from_slice(&[4.0f32, 4.0, 4.0, 4.0])),
+    ]
+    .into_iter()
+    .map(|(n, t)| (n.to_string(), t))
+    .collect();
+    let hint = batch_hint("RuntimeError: Target 4 is out of bounds.", &batch).unwrap();
+    assert!(
+        hint.starts_with("`y` holds 4 (1 of its 4 values here, which run 0..=4): class indices"),
+        "{hint}"
+    );
+    assert!(!hint.contains("`ids`") && !hint.contains("`x`"), "{hint}");
+    assert!(
+        hint.contains("classes − 1 (the width of the model's logits)"),
+        "{hint}"
+    );
+    let hint = batch_hint(
+        "index 9 is out of bounds for dimension 0 with size 5",
+        &batch,
+    )
+    .unwrap();
+    assert!(
+        hint.starts_with("`ids` holds 9 (1 of its 4 values"),
+        "{hint}"
+    );
+    let hint = batch_hint("IndexError: index out of range in self", &batch).unwrap();
+    assert!(
+        hint.contains("hold `y` 0..=4, `ids` 0..=9: an embedding's"),
+        "{hint}"
+    );
+    assert_eq!(
+        batch_hint("RuntimeError: Target 7 is out of bounds.", &batch),
+        None
+    );
+    assert_eq!(
+        batch_hint("RuntimeError: Target -3 is out of bounds.", &batch),
+        None
+    );
+}
