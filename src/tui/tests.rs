@@ -935,6 +935,12 @@ fn quit_dialog_says_whether_leaving_stops_the_run() {
         in_process.contains("quit (run stops; resumable)"),
         "{in_process}"
     );
+    // The footer says the box's keys, not the panes' (walkthrough X).
+    assert!(
+        in_process.contains("y · s as the box says · any other key: back to the TUI")
+            && !in_process.contains("Tab pane"),
+        "{in_process}"
+    );
     app.detachable = true;
     let detached = text(draw(&app, 80, 24).backend().buffer());
     assert!(detached.contains("detach (run goes on)"), "{detached}");

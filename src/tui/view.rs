@@ -5,6 +5,7 @@
 use super::state::{App, Overlay, Pane};
 use super::{contributions, curves, events, fmt, header, help, hyper, sessions};
 use crate::session::metrics::Level;
+use crate::session::Status;
 use ratatui::layout::{Constraint, Layout, Rect};
 use ratatui::text::{Line, Span};
 use ratatui::widgets::{Paragraph, Tabs};
@@ -126,6 +127,10 @@ fn render_footer(frame: &mut Frame, area: Rect, app: &App) {
                 // Keys type into the editor: only its own are said.
                 "Enter write · Ctrl-F fork with it · Esc cancel · ←→ move · Ctrl-U clear"
                     .to_string()
+            } else if app.overlay == Overlay::ConfirmQuit {
+                // The panes' keys do nothing here (walkthrough X read them
+                // under the box).
+                quit_footer(app)
             } else {
                 let hint = if app.sessions.is_some() {
                     "Space mark · o overlay · Enter attach · Esc back"
@@ -141,6 +146,21 @@ fn render_footer(frame: &mut Frame, area: Rect, app: &App) {
         }
     };
     frame.render_widget(Paragraph::new(line), area);
+}
+
+/// The quit box's keys, as it lists them, and what any other key does.
+fn quit_footer(app: &App) -> String {
+    let mut keys = vec!["y"];
+    if !app.status.is_terminal() {
+        keys.push("s");
+    }
+    if app.status == Status::Paused && app.detachable {
+        keys.push("r");
+    }
+    format!(
+        "{} as the box says · any other key: back to the TUI",
+        keys.join(" · ")
+    )
 }
 
 /// The focused pane's most useful keys (all keys are in the help overlay).
