@@ -81,10 +81,20 @@ pub(super) fn status_lines(app: &App, width: usize) -> Vec<Line<'static>> {
             fmt::steps(m.step),
             fmt::num(m.hypergrad_norm),
         ));
-        // The Neumann terms that step summed, when not the J configured (a
-        // diverging series stopped early, or J edited since).
+        // The Neumann terms that step summed, when not the J configured: a
+        // diverging series stopped early, or J edited since (walkthrough Y
+        // read "J 2 … with J 0" as a contradiction).
         if m.aid_iterations != aid.iterations {
+            let edited = app.store.edited_at.get("aid.iterations").copied();
+            let why = match edited {
+                Some(at) if at >= m.step => "J edited since",
+                _ if m.aid_iterations < aid.iterations => "cut: diverged",
+                _ => "",
+            };
             first.push_str(&format!(" with J {}", m.aid_iterations));
+            if !why.is_empty() {
+                first.push_str(&format!(" ({why})"));
+            }
         }
     }
     // Wrapped, not cut (walkthrough V read `|∇φ| 0.0148 wi` at 120x40).

@@ -1643,7 +1643,7 @@ fn the_meta_steps_j_is_said_only_when_it_differs_from_the_configured() {
     app.focus = Pane::Hyper;
     let configured = app.config.aid.iterations;
     let status = |app: &App| {
-        text(draw(app, 160, 48).backend().buffer())
+        text(draw(app, 230, 48).backend().buffer())
             .lines()
             .find(|l| l.contains("meta @"))
             .map(str::to_string)
@@ -1657,7 +1657,16 @@ fn the_meta_steps_j_is_said_only_when_it_differs_from_the_configured() {
         ..meta
     });
     assert!(
-        status(&app).contains(&format!("with J {}", configured - 1)),
+        status(&app).contains(&format!("with J {} (cut: diverged)", configured - 1)),
+        "{}",
+        status(&app)
+    );
+    // Raised at or after that meta step: the edit is why (walkthrough Y).
+    app.store
+        .edited_at
+        .insert("aid.iterations".to_string(), meta.step);
+    assert!(
+        status(&app).contains(&format!("with J {} (J edited since)", configured - 1)),
         "{}",
         status(&app)
     );
