@@ -1095,9 +1095,10 @@ fn a_runner_serves_and_takes_edits_while_its_trainer_is_built() {
         "served only after its setup: {:?}",
         started.elapsed()
     );
+    // (A synthetic workload: no word of the video-text one's pretraining.)
     assert_eq!(
         said[0],
-        Some((Status::Running, Some(runner::serve::SETTING_UP.to_string())))
+        Some((Status::Running, Some(runner::serve::setting_up(false))))
     );
     // `ls` says it is setting up, of the sessions it lists only.
     let ls = |filter: &[&str]| {

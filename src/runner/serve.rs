@@ -96,9 +96,22 @@ fn said_again(last: &mut Option<String>, error: String) -> String {
     }
 }
 
-/// What a viewer that attaches while the trainer is built is told.
-pub const SETTING_UP: &str = "setting up: loading the model and data (the built-in video-text \
-     workload's first use pretrains its foundation model, minutes; output.log shows its progress)";
+/// How what a viewer that attaches while the trainer is built is told
+/// begins.
+pub const SETTING_UP: &str = "setting up: loading the model and data";
+
+/// What it is told: the video-text workload's first use pretrains for
+/// minutes; another's does not (walkthrough Z2's TUI said a TorchScript
+/// model's would).
+pub fn setting_up(pretrains: bool) -> String {
+    match pretrains {
+        false => format!("{SETTING_UP} (output.log shows its progress)"),
+        true => format!(
+            "{SETTING_UP} (the built-in video-text workload's first use pretrains its foundation model, \
+             minutes; output.log shows its progress)"
+        ),
+    }
+}
 
 /// What a client is told when it connects: the latest status and config.
 #[derive(Default)]
@@ -142,13 +155,16 @@ pub fn serve(dir: &Path, resume: bool) -> Result<Status> {
     // for the first step (both were lost, and the viewer froze, walkthrough
     // D). The launcher waits for the serving line, printed once it is built.
     let torchscript = config.workload.kind == crate::config::WorkloadKind::TorchScript;
+    let starting_config_kind = config.workload.kind;
     let in_force = InForce::starting(config.clone());
     let mut starting = engine::begin(&dir, config, resume)?;
     let _watch = watch_config(&dir, starting.commands.clone(), in_force.clone())?;
     let greeting = Arc::new(Mutex::new(Greeting {
         status: Some(Event::Status {
             status: Status::Running,
-            message: Some(SETTING_UP.into()),
+            message: Some(setting_up(
+                starting_config_kind == crate::config::WorkloadKind::VideoText,
+            )),
         }),
         config: None,
     }));

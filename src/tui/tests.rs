@@ -1731,7 +1731,7 @@ fn a_run_setting_up_says_so_with_no_metric_direction() {
     app.store.primary_metric.clear();
     app.on_event(Event::Status {
         status: Status::Running,
-        message: Some(crate::runner::serve::SETTING_UP.into()),
+        message: Some(crate::runner::serve::setting_up(false)),
     });
     let screen = text(draw(&app, 120, 30).backend().buffer());
     let header: Vec<&str> = screen.lines().take(2).collect();

@@ -266,7 +266,10 @@ impl App {
             .as_deref()
             .is_some_and(|m| m.starts_with(crate::runner::link::RUNNER_GONE));
         // A runner greets a viewer with this while its trainer is built.
-        let setting_up = self.status_message.as_deref() == Some(crate::runner::serve::SETTING_UP);
+        let setting_up = self
+            .status_message
+            .as_deref()
+            .is_some_and(|m| m.starts_with(crate::runner::serve::SETTING_UP));
         match self.status {
             Status::Failed if runner_gone => "crashed",
             Status::Running if setting_up => "setting up",
