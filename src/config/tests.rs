@@ -569,6 +569,8 @@ fn a_syntax_error_quotes_its_line_and_column() {
 fn a_name_meant_is_a_spelling_or_the_only_abbreviated_one() {
     let names = ["accuracy", "eval_loss/cls", "weight/cls", "weight/aux"];
     assert_eq!(super::name_meant("acc", names), Some("accuracy"));
+    assert_eq!(super::name_meant("R2", ["rmse", "r2", "mae"]), Some("r2"));
+    assert_eq!(super::name_meant("MAE", ["rmse", "r2", "mae"]), Some("mae"));
     assert_eq!(super::name_meant("acuracy", names), Some("accuracy"));
     assert_eq!(super::name_meant("weight", names), None);
     assert_eq!(super::name_meant("a", names), None);

@@ -243,31 +243,37 @@ fn locate_section(text: &str, name: &str) -> Option<usize> {
         .map(|i| i + 1)
 }
 
-/// Of `names`, the one `typed` most likely means: [`nearest_spelling`]'s,
+/// Of `names`, the one `typed` most likely means: the one it spells in
+/// another case, [`nearest_spelling`]'s,
 /// else the only one it abbreviates (`acc` for `accuracy`, walkthrough R)
 /// or that abbreviates it, three characters at least (a held-out model's
 /// loss `shuf`, typed `shuffle`).
 pub fn name_meant<'a>(typed: &str, names: impl IntoIterator<Item = &'a str>) -> Option<&'a str> {
     let names: Vec<&str> = names.into_iter().collect();
-    nearest_spelling(typed, names.iter().copied()).or_else(|| {
-        // (Not where what follows is a word or a number of its own:
-        // `accuracy_top5` is no misspelt `accuracy`.)
-        let abbreviates = |n: &str| {
-            n.chars().count() >= 3
-                && typed.strip_prefix(n).is_some_and(|rest| {
-                    !rest.starts_with(|c: char| {
-                        matches!(c, '_' | '/' | '-' | '.') || c.is_ascii_digit()
+    // The same name in other case first (walkthrough Z2's `R2` for `r2`).
+    let same_but_case = names.iter().find(|n| n.eq_ignore_ascii_case(typed));
+    same_but_case
+        .copied()
+        .or_else(|| nearest_spelling(typed, names.iter().copied()))
+        .or_else(|| {
+            // (Not where what follows is a word or a number of its own:
+            // `accuracy_top5` is no misspelt `accuracy`.)
+            let abbreviates = |n: &str| {
+                n.chars().count() >= 3
+                    && typed.strip_prefix(n).is_some_and(|rest| {
+                        !rest.starts_with(|c: char| {
+                            matches!(c, '_' | '/' | '-' | '.') || c.is_ascii_digit()
+                        })
                     })
-                })
-        };
-        let mut longer = names
-            .iter()
-            .filter(|n| (typed.chars().count() >= 2 && n.starts_with(typed)) || abbreviates(n));
-        match (longer.next(), longer.next()) {
-            (Some(only), None) => Some(*only),
-            _ => None,
-        }
-    })
+            };
+            let mut longer = names
+                .iter()
+                .filter(|n| (typed.chars().count() >= 2 && n.starts_with(typed)) || abbreviates(n));
+            match (longer.next(), longer.next()) {
+                (Some(only), None) => Some(*only),
+                _ => None,
+            }
+        })
 }
 
 /// Of `names`, the one `typed` most likely misspells: the nearest by edit

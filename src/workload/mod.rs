@@ -412,8 +412,11 @@ pub fn primary_metric(workload: &dyn Workload, w: &WorkloadConfig) -> Result<(St
             let name = &name.to_string();
             let reported = workload.metric_names();
             if !reported.contains(name) {
+                // (Walkthrough Z2's `R2` for `r2` had no suggestion.)
+                let meant = crate::config::name_meant(name, reported.iter().map(String::as_str))
+                    .map_or(String::new(), |n| format!(" (did you mean \"{n}\"?)"));
                 bail!(
-                    "workload.metric = \"{name}\" is not a metric this workload reports; it reports: {} \
+                    "workload.metric = \"{name}\" is not a metric this workload reports{meant}; it reports: {} \
                      (a TorchScript model's `metric/...` outputs in eval mode, without the prefix)",
                     reported.join(", ")
                 );
