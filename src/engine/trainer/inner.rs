@@ -260,10 +260,13 @@ impl Trainer {
                 }
             }
             let primary = &self.config.workload.primary;
-            // (The copies the meta steps have read: a `sum` run's has none.)
+            // The watch counts the copies the meta steps have read (a `sum`
+            // run's has none) with the primary; the line logs each loss's
+            // own share, under every combiner alike (walkthrough Z1's
+            // `share/dup` was in its `sum` runs' lines, not MELTR's).
             let copies = self.collapse.copies.copies();
-            let shares = shares_with_copies(&shares, &self.loss_names, &copies);
-            if let Some(owner) = self.gradient_owner.observe(self.step, &shares, primary) {
+            let merged = shares_with_copies(&shares, &self.loss_names, &copies);
+            if let Some(owner) = self.gradient_owner.observe(self.step, &merged, primary) {
                 // Weights and losses now, primary's and owner's: whether
                 // MELTR's weights give it the gradient, or its scale does.
                 let at = self.loss_names.iter().position(|n| *n == owner.loss);

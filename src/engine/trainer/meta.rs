@@ -2,8 +2,9 @@
 //! its update, and the collapse watch over the effective weights.
 
 use super::meta_words::{
-    after_restore_event, carried_event, drawn_batches, early_climb_event, episode_said,
-    fell_under_a_small_weight, hypergradient_cause, neumann_converges, neumann_stopped,
+    after_restore_event, carried_event, copy_found_event, drawn_batches, early_climb_event,
+    episode_said, fell_under_a_small_weight, hypergradient_cause, neumann_converges,
+    neumann_stopped,
 };
 use super::*;
 use crate::numfmt::readable;
@@ -289,7 +290,23 @@ impl Trainer {
         let (norm, reg) = (values[0], values[1]);
         let k = self.loss_names.len();
         let (weights, losses) = values[2..2 + 2 * k].split_at(k);
+        let known: Vec<usize> = self
+            .collapse
+            .copies
+            .copies()
+            .iter()
+            .map(|c| c.index)
+            .collect();
         let copies = self.collapse.copies.observe(losses);
+        // Said once, when first read (walkthrough Z1's `dup`, half its
+        // primary, was named only inside collapse warnings).
+        for copy in copies.iter().filter(|c| !known.contains(&c.index)) {
+            let message = copy_found_event(&self.loss_names, copy);
+            self.emit(Record::Event {
+                level: Level::Info,
+                message,
+            });
+        }
         let watched = Weights {
             primary_loss: losses[0],
             ..Weights::with_copies(weights, &copies)

@@ -560,3 +560,19 @@ mod tests {
         );
     }
 }
+
+/// An auxiliary found to be a fixed multiple of the primary (the same
+/// gradient, scaled): what the watches make of it.
+pub(super) fn copy_found_event(
+    names: &[String],
+    copy: &crate::engine::collapse::PrimaryCopy,
+) -> String {
+    let (primary, name) = (&names[0], &names[copy.index]);
+    format!(
+        "{name} has been {}x {primary}'s value at every meta step read: a copy of the primary (the same \
+         gradient, scaled). The collapse and gradient-share watches read {primary}'s weight and share with \
+         its copy's ({}); the training lines, `table` and the TUI give each loss its own",
+        crate::numfmt::readable(copy.factor),
+        crate::engine::collapse::names_with_copies(names, std::slice::from_ref(copy))[0]
+    )
+}

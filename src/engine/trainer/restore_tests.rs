@@ -366,13 +366,66 @@ fn a_copy_of_the_primary_holds_the_primarys_weight() {
             trainer.step += 1;
         }
         trainer.flush_pending().unwrap();
-        collapse_events(&lines(dir.path()))
+        let logged = lines(dir.path());
+        // The copy is said once, when found (walkthrough Z1).
+        let copy_said: Vec<String> = logged
+            .iter()
+            .filter_map(|l| match &l.record {
+                Record::Event { message, .. } if message.contains("a copy of the primary") => {
+                    Some(message.clone())
+                }
+                _ => None,
+            })
+            .collect();
+        (collapse_events(&logged), copy_said)
     };
-    assert_eq!(collapses(1.0, false), []);
-    assert_eq!(collapses(0.5, false), []);
-    let moving = collapses(0.5, true);
+    let (exact, said) = collapses(1.0, false);
+    assert_eq!(exact, []);
+    assert_eq!(said.len(), 1, "{said:?}");
+    let (half, said) = collapses(0.5, false);
+    assert_eq!(half, []);
+    assert!(
+        said.len() == 1
+            && said[0].contains(" has been 0.5x primary's value at every meta step read"),
+        "{said:?}"
+    );
+    assert!(said[0].contains("(primary + 0.5×"), "{said:?}");
+    let (moving, said) = collapses(0.5, true);
     assert_eq!(moving.len(), 1, "{moving:?}");
     assert!(moving[0].1.contains("(primary)"), "{}", moving[0].1);
+    assert_eq!(said, Vec::<String>::new());
+}
+
+/// A copy's share of the gradient is logged as its own, as under `sum`
+/// (walkthrough Z1's `share/dup` was missing from MELTR's lines only); the
+/// watches alone count it with the primary's.
+#[test]
+fn a_copys_share_is_logged_as_its_own() {
+    let dir = tempfile::tempdir().unwrap();
+    let (events, _keep) = std::sync::mpsc::sync_channel(1 << 16);
+    let mut config = config(OnCollapse::Restore);
+    (config.train.log_every, config.train.shares_every) = (1, 1);
+    let (mut trainer, _) = Trainer::new(dir.path(), config, false, events).unwrap();
+    let k = trainer.loss_names.len();
+    // The last loss half the primary at two meta steps; the others not
+    // one multiple.
+    for other in [0.7, 0.9] {
+        let mut losses = vec![other; k];
+        (losses[0], losses[k - 1]) = (1.0, 0.5);
+        trainer.collapse.copies.observe(&losses);
+    }
+    trainer.train_step().unwrap();
+    // (Still read as a copy at the logged step: the check can fail.)
+    assert_eq!(trainer.collapse.copies.copies().len(), 1);
+    trainer.flush_pending().unwrap();
+    let shares = lines(dir.path())
+        .iter()
+        .find_map(|l| match &l.record {
+            Record::Train { shares, .. } if !shares.is_empty() => Some(shares.clone()),
+            _ => None,
+        })
+        .expect("a train line with shares");
+    assert_eq!(shares.len(), k, "{shares:?}");
 }
 
 /// Walkthrough L: restores after the primary's loss had climbed about
