@@ -128,20 +128,38 @@ fn a_run_says_where_its_meltr_departs_from_the_public_algorithm() {
     };
     let mut config = Config::default();
     config.combiner.kind = CombinerKind::Meltr;
-    assert!(departures(&config).is_empty());
+    // The defaults that depart on purpose are said too (walkthrough Z2).
+    let defaults = "meltr.first_meta = \"at-meta-every\", meltr.loss_scale = \"capped\", \
+                    meltr.on_collapse = \"restore\" (this build's defaults)";
+    let readme = "(README, \"The method\", says what each does and what it measured)";
+    assert_eq!(
+        departures(&config),
+        vec![format!(
+            "MELTR departs from the public algorithm in {defaults} {readme}"
+        )]
+    );
     config.meltr.train_batch = TrainBatch::Current;
     config.meltr.val_source = ValSource::TrainingBatch;
     config.aid.jvp = crate::config::JvpMethod::OneSided;
+    config.meltr.max_loss_ratio = 20.0;
+    config.meltr.on_collapse = crate::config::OnCollapse::Warn;
     let said = departures(&config);
     assert_eq!(
         said,
-        vec![
+        vec![format!(
             "MELTR departs from the public algorithm in meltr.train_batch = \"current\", \
-              meltr.val_source = \"train-batch\", aid.jvp = \"one-sided\" (finite differences) \
-              (README, \"The method\", says what each does and what it measured)"
-                .to_string()
-        ]
+              meltr.val_source = \"train-batch\", aid.jvp = \"one-sided\" (finite differences), \
+              meltr.loss_scale = \"capped\" (meltr.max_loss_ratio = 20) (set here) and \
+              meltr.first_meta = \"at-meta-every\" (this build's defaults) {readme}"
+        )]
     );
+    // The public code's values throughout: nothing to say.
+    let mut public = Config::default();
+    public.combiner.kind = CombinerKind::Meltr;
+    public.meltr.first_meta = crate::config::FirstMeta::AtStepOne;
+    public.meltr.loss_scale = crate::config::LossScale::Raw;
+    public.meltr.on_collapse = crate::config::OnCollapse::Warn;
+    assert!(departures(&public).is_empty());
     config.combiner.kind = CombinerKind::Sum;
     assert!(departures(&config).is_empty());
 }
