@@ -353,9 +353,13 @@ fn gradient_hint(shares: &[(String, f64)]) -> Option<String> {
     (*most >= LARGEST_FAIR_SHARE).then(|| {
         format!(
             "{name} has {} of the first batch's gradient under equal weights (the primary, {primary}: {}): \
-             under `sum` the model trains mostly on {name}, whatever its value looks like, and MELTR's weights \
-             have to offset it. If its scale is arbitrary, divide it in the model's forward; `table --metric \
-             share/{name}` shows its share after a run",
+             under `sum` the model would train mostly on {name}, whatever its value looks like, and MELTR's \
+             weights have to offset it. That is the untrained model's share: an untrained head's first errors \
+             can hold it for a few steps only, so `table --metric \
+             share/{name}` after a short run says whether it lasts; if it does and its scale is arbitrary, \
+             divide it in the model's forward",
+            // (An untrained head's: walkthrough Z1's `length` held 74% of the
+            // first batch's gradient and 3% by step 50.)
             // As the gradient line above prints them (it read `cls 0.2%`
             // above `cls: 0%`, walkthrough R).
             crate::numfmt::percent(*most),

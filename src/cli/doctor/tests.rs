@@ -52,9 +52,10 @@ fn an_auxiliary_with_most_of_the_first_gradient_is_said() {
     assert_eq!(
         hint,
         "scaled2 has 88.0% of the first batch's gradient under equal weights (the primary, mse: 4.0%): under `sum` \
-         the model trains mostly on scaled2, whatever its value looks like, and MELTR's weights have to offset it. \
-         If its scale is arbitrary, divide it in the model's forward; `table --metric share/scaled2` shows its \
-         share after a run"
+         the model would train mostly on scaled2, whatever its value looks like, and MELTR's weights have to offset \
+         it. That is the untrained model's share: an untrained head's first errors can hold it for a few steps \
+         only, so `table --metric share/scaled2` after a short run says whether it lasts; if it does and its \
+         scale is arbitrary, divide it in the model's forward"
     );
     assert!(super::share_words(&scaled).starts_with("mse 4.0%, help 5.0%, scaled2 88.0%"));
     // The primary's share as the gradient line prints it (walkthrough R
