@@ -528,48 +528,6 @@ impl Trainer {
             },
         );
     }
-
-    /// What a user can change after a collapse of this kind.
-    fn collapse_advice(&self, kind: Collapse) -> String {
-        let residual =
-            "start MELTR as a correction to `sum` (meltr.init = \"residual\", at the next start)";
-        match kind {
-            // Seen with an auxiliary loss thousands of times the primary's
-            // value, where a larger γ made it worse.
-            Collapse::PrimaryNeverRose if self.config.meltr.loss_scale == LossScale::Raw => format!(
-                "{RAW_LOSS_VALUES}: compare the losses' scales (the first train lines) and set \
-                 meltr.loss_scale = \"capped\" (the default) or scale such a loss down in the model, or {residual}"
-            ),
-            Collapse::PrimaryNeverRose if self.config.meltr.loss_scale == LossScale::Capped => format!(
-                "Compare the losses' scales (the first train lines): MELTR reads an auxiliary loss up to \
-                 meltr.max_loss_ratio = {} times the primary's; in a new session lower it or set \
-                 meltr.loss_scale = \"primary\" (every loss at the primary's size), or {residual}",
-                self.config.meltr.max_loss_ratio
-            ),
-            Collapse::PrimaryNeverRose => format!(
-                "MELTR reads every loss at the primary's size (meltr.loss_scale = \"primary\"), so the \
-                 losses' scales are not the cause: raise meltr.gamma ({}), lower meltr.meta_lr, or {residual}",
-                self.gamma_now()
-            ),
-            Collapse::Primary | Collapse::Every => format!(
-                "Raise meltr.gamma ({}), lower meltr.meta_lr, or {residual}",
-                self.gamma_now()
-            ),
-        }
-    }
-
-    /// `now 0.1`, or `0.1; 0.3 in force since a restore raised it`.
-    fn gamma_now(&self) -> String {
-        let configured = self.config.meltr.gamma;
-        match self.gamma == configured {
-            true => format!("now {}", fmt_gamma(configured)),
-            false => format!(
-                "{}; {} in force since a collapse restore raised it",
-                fmt_gamma(configured),
-                fmt_gamma(self.gamma)
-            ),
-        }
-    }
 }
 
 /// The batches a meta step draws from, oldest first: the last

@@ -1,10 +1,14 @@
 //! The meta step's warnings in words: which batches it drew, what to set
 //! `aid.alpha` to when the Neumann series diverges, how often a
-//! recurring warning is said, and the collapse watch's notes on the
-//! primary's weight.
+//! recurring warning is said, the collapse watch's notes on the primary's
+//! weight and its advice, and a copy of the primary found.
 
+use super::meta::fmt_gamma;
+use super::Trainer;
+use crate::config::LossScale;
 use crate::engine::collapse::{
-    Carried, Weights, PRIMARY_COLLAPSE_META_STEPS, PRIMARY_FLOOR, SETTLED_META_STEPS,
+    Carried, Collapse, Weights, PRIMARY_COLLAPSE_META_STEPS, PRIMARY_FLOOR, RAW_LOSS_VALUES,
+    SETTLED_META_STEPS,
 };
 use crate::engine::early_climb::ClimbNote;
 use crate::session::metrics::{Level, Record};
@@ -320,247 +324,6 @@ pub(super) fn early_climb_event(
     }
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn a_small_primary_weight_whose_loss_fell_names_the_likely_carrier() {
-        let names = ["forecast", "noise", "l1"].map(String::from);
-        let fell = Carried { from: 3.2, to: 1.1 };
-        let said = fell_under_a_small_weight(fell, &Weights::of(&[0.001, 0.2, 2.8]), &names);
-        assert!(said.contains("fell from 3.2 to 1.1"), "{said}");
-        assert!(said.contains("l1's weight is the largest, 2.8"), "{said}");
-        // The primary the largest (every weight small): no carrier named.
-        let said = fell_under_a_small_weight(fell, &Weights::of(&[0.05, 0.01, -0.02]), &names);
-        assert!(!said.contains("largest"), "{said}");
-    }
-
-    #[test]
-    fn a_non_finite_hypergradient_names_its_non_finite_losses_or_lists_all() {
-        let names = ["primary", "aux"].map(String::from);
-        assert_eq!(
-            hypergradient_cause(&names, &[0.5, 0.25, f64::INFINITY]),
-            "non-finite loss: training aux inf"
-        );
-        assert_eq!(
-            hypergradient_cause(&names, &[f64::NAN, 0.25, 2.0]),
-            "non-finite loss: validation primary NaN"
-        );
-        let finite = hypergradient_cause(&names, &[0.5, 0.25, 2.0]);
-        assert!(
-            finite.starts_with(
-                "from finite losses (validation primary 0.5, training primary 0.25, training aux 2)"
-            ),
-            "{finite}"
-        );
-    }
-
-    /// ‖v_terms‖ / ‖v_0‖ of the series v_{j+1} = (1 − α·H) v_j for a
-    /// diagonal H, from v_0 = (1, …, 1).
-    fn growth(eigenvalues: &[f64], alpha: f64, terms: u32) -> f64 {
-        let norm = |v: &[f64]| v.iter().map(|x| x * x).sum::<f64>().sqrt();
-        let mut v = vec![1.0; eigenvalues.len()];
-        let start = norm(&v);
-        for _ in 0..terms {
-            for (x, l) in v.iter_mut().zip(eigenvalues) {
-                *x *= 1.0 - alpha * l;
-            }
-        }
-        norm(&v) / start
-    }
-
-    /// The number after `2/λ ≈` in the advice.
-    fn advised_bound(advice: &str) -> f64 {
-        let after = advice.split("2/λ ≈ ").nth(1).expect(advice);
-        after
-            .split_whitespace()
-            .next()
-            .unwrap()
-            .parse()
-            .expect(advice)
-    }
-
-    /// The ceiling read from a real series' growth: never below the true
-    /// 2/λ_max (no α it excludes converges), and 2/λ_max itself when v_0
-    /// lies along the top eigendirection.
-    #[test]
-    fn the_advised_alpha_is_a_ceiling_at_two_over_the_largest_eigenvalue() {
-        let eigenvalues = [1189.0, 300.0, 20.0, 1.0, 0.01];
-        let truth = 2.0 / 1189.0;
-        for (alpha, terms) in [(0.1, 1), (0.1, 3), (0.005, 2), (0.01, 4)] {
-            let g = growth(&eigenvalues, alpha, terms);
-            assert!(g > 10.0, "the example must diverge: {g}");
-            let advice = alpha_advice(alpha, terms, g);
-            let ceiling = advised_bound(&advice);
-            assert!(ceiling >= truth * 0.9999, "{advice}: below 2/λ = {truth}");
-            assert!(
-                growth(&eigenvalues, ceiling * 1.01, 100) > 1.0,
-                "{advice}: above the ceiling, the series converged"
-            );
-            // Along the top direction alone: the ceiling is 2/λ.
-            let top = alpha_advice(alpha, terms, growth(&eigenvalues[..1], alpha, terms));
-            let ceiling = advised_bound(&top);
-            assert!(
-                (ceiling / truth - 1.0).abs() < 0.01,
-                "{top}: not 2/λ = {truth}"
-            );
-        }
-        // A tenth of the ceiling is offered, the bound moving up with λ.
-        let advice = alpha_advice(0.1, 1, growth(&eigenvalues[..1], 0.1, 1));
-        assert!(
-            advice.contains("a tenth of that, 1.7e-4, lasts longer"),
-            "{advice}"
-        );
-        // Negative curvature grows the series at any α: its size is said.
-        let negative = alpha_advice(0.1, 1, growth(&[-500.0], 0.1, 1));
-        assert!(
-            negative.contains("if negative (about −5.000e2), no α converges"),
-            "{negative}"
-        );
-        // No growth per term to read: the plain advice.
-        assert_eq!(
-            alpha_advice(0.1, 2, 0.5),
-            "lower aid.alpha (now 0.1) or aid.iterations"
-        );
-    }
-
-    #[test]
-    fn a_skipped_meta_step_names_the_batches_it_drew() {
-        assert_eq!(
-            drawn_batches(Some((42, Some(42)))),
-            "both losses on the training batch of step 42"
-        );
-        assert!(
-            drawn_batches(Some((42, Some(45)))).contains("step 42 (training losses) and step 45")
-        );
-        assert!(drawn_batches(Some((42, None))).contains("held-out"));
-        assert!(drawn_batches(None).contains("every batch in the meta step's pool"));
-    }
-
-    #[test]
-    fn a_recurring_warning_is_said_at_powers_of_two() {
-        let said: Vec<u32> = (1..=40)
-            .filter(|&n| super::episode_said(n).is_some())
-            .collect();
-        assert_eq!(said, [1, 2, 4, 8, 16, 32]);
-        assert_eq!(super::episode_said(1).unwrap(), "");
-        assert!(super::episode_said(2).unwrap().contains("the 2nd time"));
-        assert!(super::episode_said(4)
-            .unwrap()
-            .contains("4th time this run; said again at the 8th"));
-        let ordinals: Vec<String> = [1, 3, 11, 12, 22, 113].map(super::ordinal).into();
-        assert_eq!(ordinals, ["1st", "3rd", "11th", "12th", "22nd", "113th"]);
-    }
-
-    /// J iterations are J + 1 terms: a series stopped at v_2 of J = 2
-    /// summed v_0 and v_1, one iteration of two (a walkthrough read "1 of
-    /// aid.iterations = 2 terms" as two terms in all).
-    #[test]
-    fn a_stopped_series_counts_iterations_and_names_its_terms() {
-        let aid = crate::config::AidConfig {
-            iterations: 2,
-            ..Default::default()
-        };
-        let stop = crate::meltr::hypergrad::NeumannStop {
-            terms: 2,
-            growth: 20.0,
-        };
-        let said = neumann_stopped(&stop, &aid, "");
-        assert!(
-            said.contains("sum v_0 … v_1 (1 of aid.iterations = 2 iterations) (‖v_2‖"),
-            "{said}"
-        );
-        // The ceiling first: a pane of a few lines showed the rest.
-        assert!(
-            said.starts_with(
-                "the Neumann series diverges: aid.alpha (now 0.1) must be below 2/λ ≈ "
-            ),
-            "{said}"
-        );
-    }
-
-    /// The run's last word on a series that kept diverging unsaid is not
-    /// "converges" (walkthrough P).
-    #[test]
-    fn an_unsaid_next_episode_and_the_cut_meta_steps_are_said() {
-        assert!(!super::neumann_converges(3, true).contains("unsaid"));
-        assert!(super::neumann_converges(3, false).contains("the next episode goes unsaid"));
-        assert!(super::neumann_converges(0, true).starts_with("the Neumann series is off"));
-        assert!(super::neumann_converges(0, false).contains("the next episode goes unsaid"));
-        let mut tally = super::NeumannTally::default();
-        for (iterations, cut) in [(0, false), (2, true), (2, false), (2, true), (0, true)] {
-            tally.count(iterations, cut);
-        }
-        assert_eq!((tally.cut, tally.with_series), (2, 3));
-        assert!(tally.summary(40).unwrap().starts_with(
-            "since step 40, where this start of the run took it up, the Neumann series was cut short on 2 of the 3 meta steps with aid.iterations > 0 ("
-        ));
-        assert_eq!(super::NeumannTally::default().summary(0), None);
-    }
-
-    #[test]
-    fn a_carrier_is_named_only_by_a_positive_weight() {
-        let names = ["cls".to_string(), "helpful".to_string()];
-        let carried = Carried { from: 2.0, to: 1.0 };
-        let message = |largest: f64| match carried_event(
-            &names,
-            carried,
-            Weights {
-                largest,
-                largest_at: 1,
-                primary: -0.01,
-                primary_loss: 1.0,
-            },
-        ) {
-            Record::Event { message, .. } => message,
-            _ => panic!("not an event"),
-        };
-        assert!(message(0.7).contains("(helpful's weight is the largest in magnitude, +0.700"));
-        let negative = message(-0.058);
-        assert!(
-            !negative.contains("helpful") && negative.contains("one with a positive weight"),
-            "{negative}"
-        );
-    }
-
-    #[test]
-    fn after_a_restore_a_weight_still_near_zero_is_a_warning_in_readable_digits() {
-        let names = ["cls".to_string(), "tags".to_string()];
-        let watched = |primary: f64| Weights {
-            largest: 0.5,
-            largest_at: 1,
-            primary,
-            primary_loss: f64::NAN,
-        };
-        let Record::Event { level, message } =
-            after_restore_event(&names, 99, 183, watched(-3.1e-4))
-        else {
-            panic!("not an event")
-        };
-        assert_eq!(level, Level::Warn);
-        assert!(
-            message.contains("(cls) reads -3.1e-4 at step 183"),
-            "{message}"
-        );
-        assert!(
-            message.contains("still below 0.1")
-                && message.contains("since step 99")
-                && message.contains("does not put that φ back again"),
-            "{message}"
-        );
-        let Record::Event { level, message } = after_restore_event(&names, 99, 183, watched(0.84))
-        else {
-            panic!("not an event")
-        };
-        assert_eq!(level, Level::Info);
-        assert!(
-            message.ends_with("reads 0.84 at step 183's meta step"),
-            "{message}"
-        );
-    }
-}
-
 /// An auxiliary found to be a fixed multiple of the primary (the same
 /// gradient, scaled): what the watches make of it.
 pub(super) fn copy_found_event(
@@ -576,3 +339,50 @@ pub(super) fn copy_found_event(
         crate::engine::collapse::names_with_copies(names, std::slice::from_ref(copy))[0]
     )
 }
+
+impl Trainer {
+    /// What a user can change after a collapse of this kind.
+    pub(super) fn collapse_advice(&self, kind: Collapse) -> String {
+        let residual =
+            "start MELTR as a correction to `sum` (meltr.init = \"residual\", at the next start)";
+        match kind {
+            // Seen with an auxiliary loss thousands of times the primary's
+            // value, where a larger γ made it worse.
+            Collapse::PrimaryNeverRose if self.config.meltr.loss_scale == LossScale::Raw => format!(
+                "{RAW_LOSS_VALUES}: compare the losses' scales (the first train lines) and set \
+                 meltr.loss_scale = \"capped\" (the default) or scale such a loss down in the model, or {residual}"
+            ),
+            Collapse::PrimaryNeverRose if self.config.meltr.loss_scale == LossScale::Capped => format!(
+                "Compare the losses' scales (the first train lines): MELTR reads an auxiliary loss up to \
+                 meltr.max_loss_ratio = {} times the primary's; in a new session lower it or set \
+                 meltr.loss_scale = \"primary\" (every loss at the primary's size), or {residual}",
+                self.config.meltr.max_loss_ratio
+            ),
+            Collapse::PrimaryNeverRose => format!(
+                "MELTR reads every loss at the primary's size (meltr.loss_scale = \"primary\"), so the \
+                 losses' scales are not the cause: raise meltr.gamma ({}), lower meltr.meta_lr, or {residual}",
+                self.gamma_now()
+            ),
+            Collapse::Primary | Collapse::Every => format!(
+                "Raise meltr.gamma ({}), lower meltr.meta_lr, or {residual}",
+                self.gamma_now()
+            ),
+        }
+    }
+
+    /// `now 0.1`, or `0.1; 0.3 in force since a restore raised it`.
+    fn gamma_now(&self) -> String {
+        let configured = self.config.meltr.gamma;
+        match self.gamma == configured {
+            true => format!("now {}", fmt_gamma(configured)),
+            false => format!(
+                "{}; {} in force since a collapse restore raised it",
+                fmt_gamma(configured),
+                fmt_gamma(self.gamma)
+            ),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests;
