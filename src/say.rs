@@ -19,12 +19,20 @@ pub fn echo_into(file: std::fs::File) {
     *ECHO.lock().unwrap_or_else(|e| e.into_inner()) = Some(file);
 }
 
-/// Copies `text` into the echo file, if any; a failed write is dropped
-/// (the run does not depend on it).
+/// Stops [`echo_into`]'s copying and closes its file: before a session
+/// folder that holds it is removed (an open file keeps an NFS folder from
+/// being removed).
+pub fn stop_echo() {
+    *ECHO.lock().unwrap_or_else(|e| e.into_inner()) = None;
+}
+
+/// Copies `text` into the echo file, if any, in one write (a viewer's own
+/// output may go to the same file); a failed write is dropped (the run does
+/// not depend on it).
 #[doc(hidden)]
 pub fn echo(text: std::fmt::Arguments<'_>) {
     if let Some(file) = ECHO.lock().unwrap_or_else(|e| e.into_inner()).as_mut() {
-        let _ = file.write_fmt(text);
+        let _ = file.write_all(text.to_string().as_bytes());
     }
 }
 

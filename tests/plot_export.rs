@@ -305,11 +305,12 @@ fn exports_every_figure_in_every_format() {
                 "effective weight ∂M/∂lₖ (EMA 0.75)",
                 "retrieval (primary)",
             ],
-            // Each weight is the mean of the last 10 lines within the last
-            // 10% of steps, 361-400: lines 365-400 (the first's 0.5 +
-            // step/1600: 0.7391, where step 400 has 0.75).
+            // Each weight is the median of the last 10 lines within the
+            // last 10% of steps, 361-400: lines 365-400 (the first's 0.5 +
+            // step/1600: 0.7391 between steps 380 and 385, where step 400
+            // has 0.75).
             "final-weights" => &[
-                "loss (mean of the last logged steps, 365–400)",
+                "loss (median of the last logged steps, 365–400)",
                 "0.739",
                 "effective weight ∂M/∂lₖ",
                 "retrieval",

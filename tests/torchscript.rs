@@ -1788,7 +1788,7 @@ fn the_primary_metric_is_configurable_and_evaluation_scores_every_row() {
     );
     refused(
         &cfg,
-        "workload.metric = \"msee\" is not a metric this workload reports; it reports: mse, row_mean, row_max",
+        "workload.metric = \"msee\" is not a metric this workload reports (did you mean \"mse\"?); it reports: mse, row_mean, row_max",
     );
 
     // A metric that is no mean of per-batch values is exact with one

@@ -36,7 +36,7 @@ pub(super) fn group_name(group: &str) -> std::result::Result<String, String> {
 
 /// The group a `--group` value puts a session in.
 pub(super) fn in_group(group: Option<String>) -> Option<String> {
-    group.filter(|g| g != NO_GROUP)
+    group.filter(|g| !g.eq_ignore_ascii_case(NO_GROUP))
 }
 
 #[cfg(test)]
@@ -62,6 +62,7 @@ mod tests {
         let grouped =
             |g: &str| Cli::try_parse_from(["meltr-tui", "run", "-c", "c.toml", "--group", g]);
         assert_eq!(in_group(Some(group_name(" none ").unwrap())), None);
+        assert_eq!(in_group(Some(group_name("None").unwrap())), None);
         assert_eq!(
             in_group(Some(group_name("ablation").unwrap())).as_deref(),
             Some("ablation")

@@ -385,9 +385,11 @@ const FLAT_PRIMARY: f64 = 1e-9;
 /// gradient, `ratios`: its norm over the combined one's, says which; a
 /// random-label loss, its gradient's norm 72% of the primary's, read as
 /// a constant, walkthrough I), and a small loss has a small gradient: one
-/// whose gradient is as large for its value as the primary's is for its own
-/// is a loss of a small scale, which the scale hint says (walkthrough X's
-/// `1e-3 · L1` penalty was called a constant beside that hint).
+/// whose gradient for its value is within the share's own bar
+/// ([`FLAT_SHARE`], 10⁻⁴) of the primary's gradient for its value is a loss
+/// of a small scale, which the scale hint says (walkthrough X's `1e-3 · L1`
+/// penalty, about a sixth of the primary's per unit, was called a constant
+/// beside that hint); a detached `2 + 1e-6·head` is far below it.
 fn flat_hint(
     losses: &[(String, f64)],
     shares: &[(String, f64)],

@@ -135,6 +135,7 @@ fn answer_signals_while_building(
         match (crate::process::stop_count(), crate::process::stop_signal()) {
             (n, Some(signal)) if n >= 2 => {
                 if let Some(dir) = &new_dir {
+                    crate::say::stop_echo();
                     let _ = std::fs::remove_dir_all(dir);
                 }
                 say_err!("quit while the run was being built");

@@ -228,10 +228,14 @@ pub(super) fn discard_unstarted(
             dir.display(),
             session::resume_command_for(dir)
         )),
-        Origin::New | Origin::Forked => match std::fs::remove_dir_all(dir) {
-            Ok(()) => error.context(NotStarted(dir.to_path_buf())),
-            Err(_) => error,
-        },
+        Origin::New | Origin::Forked => {
+            // A headless start's output.log is open (see `say::echo_into`).
+            crate::say::stop_echo();
+            match std::fs::remove_dir_all(dir) {
+                Ok(()) => error.context(NotStarted(dir.to_path_buf())),
+                Err(_) => error,
+            }
+        }
         Origin::Resumed(before) => {
             let layout = SessionDir::new(dir);
             let files = [

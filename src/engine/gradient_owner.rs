@@ -6,6 +6,7 @@
 //! `primary` beat them all; nothing said so. This reads the logged shares.
 //! Said once per episode; a resumed run replays its logged lines.
 
+use crate::engine::collapse::{shares_with_copies, PrimaryCopy};
 use crate::session::metrics::{MetricLine, Named, Record};
 
 /// An auxiliary's share of the combined gradient at or above this ...
@@ -41,12 +42,16 @@ pub struct GradientOwner {
 
 impl GradientOwner {
     /// The watch as the train lines of `lines` left it, for a resumed run:
-    /// an owner they show counts as said.
-    pub fn replayed(lines: &[MetricLine], primary: &str) -> Self {
+    /// an owner they show counts as said. The lines log each loss's own
+    /// share; they are read as the live watch read them, the share of each
+    /// of `copies` (of the primary, as the checkpoint knows them) added to
+    /// the primary's (`names`: the losses, primary first).
+    pub fn replayed(lines: &[MetricLine], names: &[String], copies: &[PrimaryCopy]) -> Self {
         let mut watch = Self::default();
         for line in lines {
             if let Record::Train { shares, .. } = &line.record {
-                let _ = watch.observe(line.step, shares, primary);
+                let merged = shares_with_copies(shares, names, copies);
+                let _ = watch.observe(line.step, &merged, &names[0]);
             }
         }
         watch
@@ -182,9 +187,18 @@ mod tests {
                 .collect()
         };
         let owned = [(0.003, 0.996); 4];
-        let mut resumed = GradientOwner::replayed(&logged(&owned), "cls");
+        let names = ["cls", "len100"].map(String::from);
+        let mut resumed = GradientOwner::replayed(&logged(&owned), &names, &[]);
         assert!(resumed.observe(40, &shares(0.003, 0.996), "cls").is_none());
-        let mut midway = GradientOwner::replayed(&logged(&owned[..2]), "cls");
+        let mut midway = GradientOwner::replayed(&logged(&owned[..2]), &names, &[]);
         assert!(midway.observe(20, &shares(0.003, 0.996), "cls").is_some());
+        // Replayed as the live watch read them: `len100` a copy of the
+        // primary, its share the primary's, no streak under way.
+        let copy = PrimaryCopy {
+            index: 1,
+            factor: 100.0,
+        };
+        let mut merged = GradientOwner::replayed(&logged(&owned[..2]), &names, &[copy]);
+        assert!(merged.observe(20, &shares(0.003, 0.996), "cls").is_none());
     }
 }

@@ -137,7 +137,7 @@ fn final_summaries(
 
 /// Each loss's effective weights without the lines where that loss was
 /// exactly 0 (a masked loss's batch without it, where its weight trains
-/// nothing): their final mean is the weight the loss trains under, not a
+/// nothing): their final median is the weight the loss trains under, not a
 /// mix of the two (walkthrough M's `weight/flag` read 0.065, 0.546 and
 /// 0.061 on three lines in a row, its mean set by the batch order).
 pub fn weights_where_present(

@@ -937,7 +937,7 @@ fn quit_dialog_says_whether_leaving_stops_the_run() {
     );
     // The footer says the box's keys, not the panes' (walkthrough X).
     assert!(
-        in_process.contains("y · s as the box says · any other key: back to the TUI")
+        in_process.contains("y (or q) · s as the box says · any other key: back to the TUI")
             && !in_process.contains("Tab pane"),
         "{in_process}"
     );

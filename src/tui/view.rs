@@ -150,12 +150,12 @@ fn render_footer(frame: &mut Frame, area: Rect, app: &App) {
 
 /// The quit box's keys, as it lists them, and what any other key does.
 fn quit_footer(app: &App) -> String {
-    let mut keys = vec!["y"];
-    if !app.status.is_terminal() {
-        keys.push("s");
-    }
+    let mut keys = vec!["y (or q)"];
     if app.status == Status::Paused && app.detachable {
         keys.push("r");
+    }
+    if !app.status.is_terminal() {
+        keys.push("s");
     }
     format!(
         "{} as the box says · any other key: back to the TUI",

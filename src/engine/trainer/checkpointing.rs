@@ -394,8 +394,8 @@ pub(super) fn restore_watch(
         notes.push(format!(
             "γ resumes at {}, not meltr.gamma = {}: a collapse restore raised it before the \
              checkpoint (an edit of meltr.gamma sets it again)",
-            super::meta::fmt_gamma(raised),
-            super::meta::fmt_gamma(config.meltr.gamma)
+            super::meta_words::fmt_gamma(raised),
+            super::meta_words::fmt_gamma(config.meltr.gamma)
         ));
     }
     Ok((gamma, notes))

@@ -151,14 +151,17 @@ impl Trainer {
         .into_iter()
         .filter_map(|(key, configured, edited, in_force)| {
             let in_force = in_force?;
-            (edited != configured && in_force != configured).then(|| {
+            // Within rounding: a restore's γ is 3 × 0.1 = 0.30000000000000004,
+            // an edit's 0.3.
+            let same = |a: f64, b: f64| (a - b).abs() <= 1e-9 * a.abs().max(b.abs());
+            (!same(edited, configured) && !same(in_force, configured)).then(|| {
                 let readable = crate::numfmt::readable;
                 format!(
                     "{key} was {} in force, a collapse restore's, not the config's {}: the edit sets {}{}",
                     readable(in_force),
                     readable(configured),
                     readable(edited),
-                    if edited == in_force { ", as it was" } else { "" }
+                    if same(edited, in_force) { ", as it was" } else { "" }
                 )
             })
         })

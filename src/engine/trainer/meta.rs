@@ -2,8 +2,8 @@
 //! its update, and the collapse watch over the effective weights.
 
 use super::meta_words::{
-    after_restore_event, carried_event, copy_found_event, drawn_batches, early_climb_event,
-    episode_said, fell_under_a_small_weight, hypergradient_cause, neumann_converges,
+    after_restore_event, carried_event, copy_events, drawn_batches, early_climb_event,
+    episode_said, fell_under_a_small_weight, fmt_gamma, hypergradient_cause, neumann_converges,
     neumann_stopped,
 };
 use super::*;
@@ -18,11 +18,6 @@ const RESTORE_META_LR_FACTOR: f64 = 0.5;
 /// holds M(l) nearer Σl; on the auxiliary-learning suite γ = 0.3 ended no
 /// run collapsed (README, "The method": `meltr.on_collapse`).
 pub(super) const RESTORE_GAMMA_FACTOR: f64 = 3.0;
-
-/// γ as configs write it: `0.3`, not `0.30000000000000004`.
-pub(super) fn fmt_gamma(gamma: f64) -> String {
-    crate::numfmt::trim_zeros(format!("{gamma:.6}"))
-}
 
 impl Trainer {
     /// One meta step. `current_forward`: the loss vector of this step's
@@ -290,22 +285,19 @@ impl Trainer {
         let (norm, reg) = (values[0], values[1]);
         let k = self.loss_names.len();
         let (weights, losses) = values[2..2 + 2 * k].split_at(k);
-        let known: Vec<usize> = self
-            .collapse
-            .copies
-            .copies()
-            .iter()
-            .map(|c| c.index)
-            .collect();
+        let known = self.collapse.copies.copies();
         let copies = self.collapse.copies.observe(losses);
-        // Said once, when first read (walkthrough Z1's `dup`, half its
-        // primary, was named only inside collapse warnings).
-        for copy in copies.iter().filter(|c| !known.contains(&c.index)) {
-            let message = copy_found_event(&self.loss_names, copy);
-            self.emit(Record::Event {
-                level: Level::Info,
-                message,
-            });
+        // Said when first read, and when a later reading rules it out
+        // (walkthrough Z1's `dup`, half its primary, was named only inside
+        // collapse warnings).
+        for message in copy_events(&self.loss_names, &known, &copies) {
+            self.emit_taken(
+                m,
+                Record::Event {
+                    level: Level::Info,
+                    message,
+                },
+            );
         }
         let watched = Weights {
             primary_loss: losses[0],

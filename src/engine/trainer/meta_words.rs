@@ -3,12 +3,11 @@
 //! recurring warning is said, the collapse watch's notes on the primary's
 //! weight and its advice, and a copy of the primary found.
 
-use super::meta::fmt_gamma;
 use super::Trainer;
 use crate::config::LossScale;
 use crate::engine::collapse::{
-    Carried, Collapse, Weights, PRIMARY_COLLAPSE_META_STEPS, PRIMARY_FLOOR, RAW_LOSS_VALUES,
-    SETTLED_META_STEPS,
+    Carried, Collapse, PrimaryCopy, Weights, PRIMARY_COLLAPSE_META_STEPS, PRIMARY_FLOOR,
+    RAW_LOSS_VALUES, SETTLED_META_STEPS,
 };
 use crate::engine::early_climb::ClimbNote;
 use crate::session::metrics::{Level, Record};
@@ -324,20 +323,41 @@ pub(super) fn early_climb_event(
     }
 }
 
-/// An auxiliary found to be a fixed multiple of the primary (the same
-/// gradient, scaled): what the watches make of it.
-pub(super) fn copy_found_event(
+/// γ as configs write it: `0.3`, not `0.30000000000000004`.
+pub(super) fn fmt_gamma(gamma: f64) -> String {
+    crate::numfmt::trim_zeros(format!("{gamma:.6}"))
+}
+
+/// What a meta step's reading changed in the copies of the primary
+/// (`known` before it, `now` after): an auxiliary found to be a fixed
+/// multiple of the primary (the same gradient, scaled), and what the
+/// watches make of it; one known before and ruled out by this reading.
+pub(super) fn copy_events(
     names: &[String],
-    copy: &crate::engine::collapse::PrimaryCopy,
-) -> String {
-    let (primary, name) = (&names[0], &names[copy.index]);
-    format!(
-        "{name} has been {}x {primary}'s value at every meta step read: a copy of the primary (the same \
-         gradient, scaled). The collapse and gradient-share watches read {primary}'s weight and share with \
-         its copy's ({}); the training lines, `table` and the TUI give each loss its own",
-        crate::numfmt::readable(copy.factor),
-        crate::engine::collapse::names_with_copies(names, std::slice::from_ref(copy))[0]
-    )
+    known: &[PrimaryCopy],
+    now: &[PrimaryCopy],
+) -> Vec<String> {
+    let readable = crate::numfmt::readable;
+    let found = now.iter().filter(|c| !known.iter().any(|k| k.index == c.index)).map(|copy| {
+        let (primary, name) = (&names[0], &names[copy.index]);
+        format!(
+            "{name} has been {}x {primary}'s value at every meta step read: a copy of the primary (the same \
+             gradient, scaled). The collapse and gradient-share watches read {primary}'s weight and share with \
+             its copy's ({}); the training lines, `table` and the TUI give each loss its own",
+            readable(copy.factor),
+            crate::engine::collapse::names_with_copies(names, std::slice::from_ref(copy))[0]
+        )
+    });
+    let gone = known.iter().filter(|k| !now.iter().any(|c| c.index == k.index)).map(|copy| {
+        format!(
+            "{} is no longer {}x {}'s value at this meta step: no copy of the primary after all; the watches \
+             read its weight and share as its own from now on",
+            names[copy.index],
+            readable(copy.factor),
+            names[0]
+        )
+    });
+    found.chain(gone).collect()
 }
 
 impl Trainer {

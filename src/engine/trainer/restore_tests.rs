@@ -5,7 +5,7 @@
 //! Long: the watch's end-to-end tests share the knocked-out trainer and the
 //! log readers; split, each part would repeat them.
 
-use super::meta::fmt_gamma;
+use super::meta_words::fmt_gamma;
 use super::*;
 use crate::config::OnCollapse;
 use crate::session::log::read_metrics;
@@ -587,20 +587,23 @@ fn a_resume_after_a_restore_keeps_the_halved_rate_the_raised_gamma_and_the_watch
     // replaced: the config line's old value is the config's (walkthrough X).
     let raised = resumed_run.gamma;
     let mut live = resumed_run.config.clone();
-    live.meltr.gamma = raised;
+    // As a user types it: 0.3, where the restore's is 0.30000000000000004.
+    let typed: f64 = fmt_gamma(raised).parse().unwrap();
+    assert_ne!(typed, raised, "the test needs the rounding");
+    live.meltr.gamma = typed;
     resumed_run.apply_config(live);
     resumed_run.flush_pending().unwrap();
     let expected = format!(
         "meltr.gamma was {} in force, a collapse restore's, not the config's {}: the edit sets {}, as it was",
         crate::numfmt::readable(raised),
         crate::numfmt::readable(config(OnCollapse::Restore).meltr.gamma),
-        crate::numfmt::readable(raised)
+        crate::numfmt::readable(typed)
     );
     let said = lines(copy.path())
         .iter()
         .any(|l| matches!(&l.record, Record::Event { message, .. } if *message == expected));
     assert!(said, "no note on the γ the edit replaced: {expected}");
-    assert_eq!(resumed_run.gamma, raised);
+    assert_eq!(resumed_run.gamma, typed);
 }
 
 /// The pool's skipped steps travel with the checkpoint: a resumed run's

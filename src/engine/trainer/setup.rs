@@ -191,11 +191,10 @@ impl Trainer {
                 }
                 // The loss-climb watch, as the logged lines left it (a climb
                 // said before the resume is not said again).
-                loss_rise = LossRise::replayed(&lines, &config.workload.primary);
-                gradient_owner = GradientOwner::replayed(&lines, &config.workload.primary);
-                auxiliary_rise = config
-                    .workload
-                    .auxiliary
+                let names = config.loss_names();
+                loss_rise = LossRise::replayed(&lines, &names[0]);
+                gradient_owner = GradientOwner::replayed(&lines, &names, &collapse.copies.copies());
+                auxiliary_rise = names[1..]
                     .iter()
                     .map(|name| LossRise::replayed_if(&lines, name, |weight| weight < 0.0))
                     .collect();

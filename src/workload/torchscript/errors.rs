@@ -245,6 +245,8 @@ fn out_of_range_hint(message: &str, batch: &Batch) -> Option<String> {
         ) && t.numel() > 0
     };
     let range = |t: &Tensor| (t.min().int64_value(&[]), t.max().int64_value(&[]));
+    // Compared as Int64: a narrower kind wraps the value (uint8 `eq(-1)`
+    // matches 255).
     let (value, rule) = if let Some(target) = number_after("Target ") {
         (
             target,
@@ -280,7 +282,7 @@ fn out_of_range_hint(message: &str, batch: &Batch) -> Option<String> {
         .iter()
         .filter(|(_, t)| integer(t))
         .filter_map(|(name, t)| {
-            let count = t.eq(value).sum(Kind::Int64).int64_value(&[]);
+            let count = t.to_kind(Kind::Int64).eq(value).sum(Kind::Int64).int64_value(&[]);
             (count > 0).then(|| {
                 let (low, high) = range(t);
                 format!(

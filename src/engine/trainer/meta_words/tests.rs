@@ -232,3 +232,28 @@ fn after_a_restore_a_weight_still_near_zero_is_a_warning_in_readable_digits() {
         "{message}"
     );
 }
+
+/// A copy of the primary is said when found, and when a later reading
+/// rules it out (a review: two readings alike had said a copy for good).
+#[test]
+fn copies_of_the_primary_are_said_found_and_ruled_out() {
+    let names = ["nce", "cap", "dup"].map(String::from);
+    let dup = PrimaryCopy {
+        index: 2,
+        factor: 0.5,
+    };
+    let found = copy_events(&names, &[], &[dup]);
+    assert_eq!(found.len(), 1, "{found:?}");
+    assert!(
+        found[0].starts_with("dup has been 0.5x nce's value at every meta step read")
+            && found[0].contains("(nce + 0.5×dup)"),
+        "{found:?}"
+    );
+    assert_eq!(copy_events(&names, &[dup], &[dup]), Vec::<String>::new());
+    let gone = copy_events(&names, &[dup], &[]);
+    assert_eq!(gone.len(), 1, "{gone:?}");
+    assert!(
+        gone[0].starts_with("dup is no longer 0.5x nce's value at this meta step"),
+        "{gone:?}"
+    );
+}

@@ -239,6 +239,7 @@ fn an_index_out_of_range_names_the_tensor_that_holds_it() {
         ("y", Tensor::from_slice(&[0i64, 4, 1, 3])),
         ("ids", Tensor::from_slice(&[2i64, 9, 1, 0])),
         ("x", Tensor::from_slice(&[4.0f32, 4.0, 4.0, 4.0])),
+        ("pixels", Tensor::from_slice(&[255u8, 3, 0, 1])),
     ]
     .into_iter()
     .map(|(n, t)| (n.to_string(), t))
@@ -264,7 +265,7 @@ fn an_index_out_of_range_names_the_tensor_that_holds_it() {
     );
     let hint = batch_hint("IndexError: index out of range in self", &batch).unwrap();
     assert!(
-        hint.contains("hold `y` 0..=4, `ids` 0..=9: an embedding's"),
+        hint.contains("hold `y` 0..=4, `ids` 0..=9, `pixels` 0..=255: an embedding's"),
         "{hint}"
     );
     assert_eq!(
@@ -273,6 +274,11 @@ fn an_index_out_of_range_names_the_tensor_that_holds_it() {
     );
     assert_eq!(
         batch_hint("RuntimeError: Target -3 is out of bounds.", &batch),
+        None
+    );
+    // A uint8 tensor's 255 is no -1 (the kind would wrap it).
+    assert_eq!(
+        batch_hint("RuntimeError: Target -1 is out of bounds.", &batch),
         None
     );
 }
