@@ -1155,9 +1155,13 @@ def run(config: str, seed: int, steps: Optional[int], out: str, threads: int, dt
         print(f"note: meltr.init = {settings.init!r} is the engine's option; this run uses PyTorch's default init")
     if settings.val_source == "val":
         raise ReplayError(f"meltr.val_source = {settings.val_source!r} is not the public algorithm; use `recent`")
-    if settings.loss_scale != "raw":
+    # `capped` is the engine's default, which a session's or a sweep's
+    # config writes out: read raw, as the public code, with the note below
+    # where capping would matter (walkthrough Z4's sweep config was refused).
+    if settings.loss_scale not in ("raw", "capped"):
         raise ReplayError(f"meltr.loss_scale = {settings.loss_scale!r}: a standalone run reads the raw losses, "
                           "as the public code; `trace` replays the engine's factors")
+    engine_capped = settings.loss_scale == "capped" or "loss_scale" not in raw.get("meltr", {})
     started = time.perf_counter()
     trainer = build(settings, dtype, seed)
     workload = trainer.workload
@@ -1188,7 +1192,7 @@ def run(config: str, seed: int, steps: Optional[int], out: str, threads: int, dt
             picks = (train_step, val_step)
             meta = (workload.rows(train_rows), workload.rows(val_rows))
         losses, result = trainer.step(t, workload.rows(rows), meta, weights)
-        if t == 1 and "loss_scale" not in raw.get("meltr", {}):
+        if t == 1 and engine_capped:
             cap = float(raw.get("meltr", {}).get("max_loss_ratio", ENGINE_MAX_LOSS_RATIO))
             note = engine_cap_note([float(v) for v in losses], settings.loss_names, cap)
             if note:

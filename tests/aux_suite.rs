@@ -301,4 +301,28 @@ fn the_replay_reads_an_absent_meltr_init_as_the_engine_default() {
         "{}",
         text(&out)
     );
+    // The default written out, as a session's or a sweep's config has it,
+    // is run alike, not refused (walkthrough Z4's sweep config was).
+    let text_of = std::fs::read_to_string(&far).unwrap();
+    assert!(!text_of.contains("[meltr]"), "{text_of}");
+    let explicit = far.with_file_name("explicit.toml");
+    std::fs::write(
+        &explicit,
+        format!("{text_of}\n[meltr]\nloss_scale = \"capped\"\n"),
+    )
+    .unwrap();
+    let out = run_with_limit(
+        std::process::Command::new(torch_python())
+            .arg(repo("scripts/meltr_replay.py"))
+            .arg("run")
+            .arg(&explicit)
+            .args(["--seed", "0", "--steps", "2", "--out"])
+            .arg(&summary),
+        Duration::from_secs(300),
+    );
+    assert!(
+        out.status.success() && text(&out).contains("reads `helpful_x2000` at x"),
+        "{}",
+        text(&out)
+    );
 }

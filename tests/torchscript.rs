@@ -803,6 +803,24 @@ fn check_says_the_first_batchs_gradient_shares_as_a_sum_run_logs_them() {
         .collect();
     let names: Vec<&str> = printed.iter().map(|(n, _)| n.as_str()).collect();
     assert_eq!(names, ["retrieval", "align", "mlm", "mfm"], "{line}");
+    // Under `primary` the auxiliaries train nothing: said, and no hint on
+    // how they share the gradient (walkthrough Z3).
+    let primary = bin()
+        .arg("check")
+        .arg("-c")
+        .arg(&cfg)
+        .args(["--set", "combiner.kind=primary"])
+        .output()
+        .unwrap();
+    let said_primary = text(&primary);
+    assert!(
+        primary.status.success()
+            && said_primary.contains(
+                "hint: under combiner.kind = \"primary\" the auxiliaries (align, mlm, mfm) train nothing"
+            )
+            && said_primary.matches("hint: ").count() == 1,
+        "{said_primary}"
+    );
     let out = run_with_limit(
         bin()
             .arg("--sessions-dir")

@@ -146,12 +146,25 @@ pub(super) fn check(
     let copies = crate::engine::trainer::same_value_hints(&first_losses)
         .into_iter()
         .filter(|hint| !said.iter().any(|(_, message)| message == hint));
-    for hint in scale_hints(&first_losses)
-        .into_iter()
-        .chain(copies)
-        .chain(gradient_hint(shares))
-        .chain(flat_hint(&first_losses, shares, &first_gradient_ratios))
-    {
+    // Under `primary` the auxiliaries train nothing: hints on how they
+    // share the gradient do not apply (walkthrough Z3 was told to scale
+    // two of them), one line says so instead.
+    let primary_only = config.combiner.kind == crate::config::CombinerKind::Primary;
+    let auxiliary_hints: Vec<String> = match primary_only {
+        true if !auxiliary.is_empty() => vec![format!(
+            "under combiner.kind = \"primary\" the auxiliaries ({}) train nothing: their values are logged, \
+             and parameters only they reach get no gradient; the shares above are what `sum` would train on",
+            auxiliary.join(", ")
+        )],
+        true => Vec::new(),
+        false => scale_hints(&first_losses)
+            .into_iter()
+            .chain(copies)
+            .chain(gradient_hint(shares))
+            .chain(flat_hint(&first_losses, shares, &first_gradient_ratios))
+            .collect(),
+    };
+    for hint in auxiliary_hints {
         say!("hint: {hint}");
     }
     if let Some(warning) = flat_primary_warning(&first_losses, shares, &first_gradient_ratios) {

@@ -6,7 +6,20 @@
 //! weight watches count meta steps; this reads the logged losses). Said
 //! once per episode; a resumed run replays its logged lines into the watch.
 
-use crate::session::metrics::{MetricLine, Record};
+use crate::session::metrics::{MetricLine, Named, Record};
+
+/// An auxiliary's climb is the combiner's doing when its effective weight
+/// is negative and at least this fraction of the primary's in magnitude:
+/// a weight near 0 trains it next to nothing either way (walkthrough Z4's
+/// total-variation term rose as the logits sharpened, under −0.003 beside
+/// the primary's 2, and was said to be maximised).
+pub const MAXIMISED_WEIGHT: f64 = 0.03;
+
+/// Whether an auxiliary under `weight`, beside the primary's
+/// `primary_weight`, is one the combiner has the model maximise.
+pub fn maximised(weight: f64, primary_weight: f64) -> bool {
+    weight < -MAXIMISED_WEIGHT * primary_weight.abs()
+}
 
 /// The newest logged value's weight in the smoothed loss when it comes
 /// [`SMOOTHING_STEPS`] after the one before (the default `log_every`);
@@ -70,9 +83,19 @@ impl LossRise {
         Self::replayed_if(lines, primary, |_| true)
     }
 
+    /// As [`Self::replayed`] for auxiliary loss `name`, a climb sayable
+    /// where the combiner had the model [`maximised`] it (as the live watch
+    /// reads it).
+    pub fn replayed_auxiliary(lines: &[MetricLine], name: &str, primary: &str) -> Self {
+        Self::replayed_if(lines, name, |weights| {
+            let weight = |n: &str| weights.get(n).copied().unwrap_or(f64::NAN);
+            maximised(weight(name), weight(primary))
+        })
+    }
+
     /// As [`Self::replayed`] for loss `name`, a climb sayable at a line
-    /// where `sayable(its effective weight)` (see [`Self::observe_if`]).
-    pub fn replayed_if(lines: &[MetricLine], name: &str, sayable: impl Fn(f64) -> bool) -> Self {
+    /// where `sayable(its effective weights)` (see [`Self::observe_if`]).
+    pub fn replayed_if(lines: &[MetricLine], name: &str, sayable: impl Fn(&Named) -> bool) -> Self {
         let mut watch = Self::default();
         for line in lines {
             if let Record::Train {
@@ -80,8 +103,7 @@ impl LossRise {
             } = &line.record
             {
                 if let Some(&loss) = losses.get(name) {
-                    let weight = weights.get(name).copied().unwrap_or(f64::NAN);
-                    let _ = watch.observe_if(line.step, loss, sayable(weight));
+                    let _ = watch.observe_if(line.step, loss, sayable(weights));
                 }
             }
         }
@@ -323,7 +345,7 @@ mod tests {
                 line
             })
             .collect();
-        let mut resumed = LossRise::replayed_if(&lines, "main", |w| w < 0.0);
+        let mut resumed = LossRise::replayed_if(&lines, "main", |w| w["main"] < 0.0);
         assert!(resumed.observe_if(80, climb[8], true).is_some());
     }
 

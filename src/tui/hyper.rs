@@ -85,10 +85,13 @@ pub(super) fn status_lines(app: &App, width: usize) -> Vec<Line<'static>> {
         // diverging series stopped early, or J edited since (walkthrough Y
         // read "J 2 … with J 0" as a contradiction).
         if m.aid_iterations != aid.iterations {
+            // Cut short only below the J in force (an edit not yet in force,
+            // such as one to a finished run, is the row's "pending"; it read
+            // "cut: diverged", walkthrough Z3).
             let edited = app.store.edited_at.get("aid.iterations").copied();
             let why = match edited {
                 Some(at) if at >= m.step => "J edited since",
-                _ if m.aid_iterations < aid.iterations => "cut: diverged",
+                _ if m.aid_iterations < app.in_force.aid.iterations => "cut: diverged",
                 _ => "",
             };
             first.push_str(&format!(" with J {}", m.aid_iterations));

@@ -1661,6 +1661,16 @@ fn the_meta_steps_j_is_said_only_when_it_differs_from_the_configured() {
         "{}",
         status(&app)
     );
+    // An edit not in force yet (a finished run's file) cuts nothing
+    // (walkthrough Z3).
+    app.in_force.aid.iterations = configured - 1;
+    assert!(
+        status(&app).contains(&format!("with J {}", configured - 1))
+            && !status(&app).contains("cut"),
+        "{}",
+        status(&app)
+    );
+    app.in_force.aid.iterations = configured;
     // Raised at or after that meta step: the edit is why (walkthrough Y).
     app.store
         .edited_at

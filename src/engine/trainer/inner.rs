@@ -251,7 +251,8 @@ impl Trainer {
                 // asks for it.
                 let weight = values[k + aux];
                 let watch = &mut self.auxiliary_rise[aux - 1];
-                if let Some(rise) = watch.observe_if(self.step, values[aux], weight < 0.0) {
+                let maximised = crate::engine::loss_rise::maximised(weight, values[k]);
+                if let Some(rise) = watch.observe_if(self.step, values[aux], maximised) {
                     let message = auxiliary_climb_event(&self.loss_names[aux], rise, weight);
                     self.emit(Record::Event {
                         level: Level::Warn,

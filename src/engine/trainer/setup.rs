@@ -196,7 +196,7 @@ impl Trainer {
                 gradient_owner = GradientOwner::replayed(&lines, &names, &collapse.copies.copies());
                 auxiliary_rise = names[1..]
                     .iter()
-                    .map(|name| LossRise::replayed_if(&lines, name, |weight| weight < 0.0))
+                    .map(|name| LossRise::replayed_auxiliary(&lines, name, &names[0]))
                     .collect();
                 // The shares' double backward failed before: tried again
                 // (the failure may have been passing, and every rank must

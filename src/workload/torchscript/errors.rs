@@ -295,6 +295,10 @@ fn out_of_range_hint(message: &str, batch: &Batch) -> Option<String> {
     (!holding.is_empty()).then(|| format!("{}: {rule}", holding.join("; ")))
 }
 
+/// A float tensor of whole numbers with at most this many distinct values
+/// in a batch may be class indices (see [`class_index_hint`]).
+const FEW_CLASS_VALUES: usize = 32;
+
 /// Index tensors stored as floats (walkthrough R's edge list, V2's
 /// embedding ids): libtorch names none. The batch's floating tensors of
 /// whole numbers ≥ 0 are (0/1 masks only when nothing else is).
@@ -433,17 +437,20 @@ fn class_index_hint(message: &str, batch: &Batch) -> Option<String> {
     // indices stored as floats (walkthrough U's Float labels had no hint;
     // the inputs are Float too, and are not blamed).
     let class_like = |t: &Tensor| !floating || whole_and_not_negative(t);
-    // Of floats, those with the fewest distinct values: whole-number
-    // inputs (pixels 0–255, counts) have more than the labels.
-    let candidates: Vec<(&String, &Tensor, usize)> = batch
+    // Of floats, those with few distinct values, fewest first: whole-number
+    // inputs (pixels 0–255, counts) have more than labels. Not the fewest
+    // alone: a mask of 3 classes beside two 0/1 targets was not named
+    // (walkthrough Z4).
+    let mut candidates: Vec<(&String, &Tensor, usize)> = batch
         .iter()
         .filter(|(_, t)| t.kind() == kind && class_like(t))
         .map(|(name, t)| (name, t, t.internal_unique(false, false).0.numel()))
         .collect();
-    let fewest = candidates.iter().map(|c| c.2).min();
+    candidates.sort_by_key(|c| c.2);
+    let fewest = candidates.first().map_or(0, |c| c.2);
     let narrow: Vec<String> = candidates
         .iter()
-        .filter(|c| !floating || Some(c.2) == fewest)
+        .filter(|c| !floating || c.2 <= fewest.max(FEW_CLASS_VALUES))
         .map(|(name, t, _)| format!("`{name}` ({:?})", t.kind()))
         .collect();
     (!narrow.is_empty()).then(|| {

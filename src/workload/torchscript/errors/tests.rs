@@ -37,12 +37,15 @@ fn float_class_indices_are_named_and_float_inputs_are_not() {
             "x",
             Tensor::from_slice(&[0.5f32, -1.25, 2.0]).reshape([3, 1]),
         ),
-        // Whole-number inputs (pixels): more values than the labels.
+        // Whole-number inputs (pixels): far more values than the labels.
         (
             "pixels",
-            Tensor::from_slice(&[0.0f32, 255.0, 17.0, 3.0, 96.0, 1.0]).reshape([3, 2]),
+            Tensor::arange(64, (Kind::Float, tch::Device::Cpu)).reshape([4, 16]),
         ),
-        ("y", Tensor::from_slice(&[0.0f32, 3.0, 3.0])),
+        ("y", Tensor::from_slice(&[0.0f32, 3.0, 3.0, 1.0])),
+        // Two 0/1 targets beside them: fewer values than `y`, still no
+        // reason to leave `y` out (walkthrough Z4's 3-class mask was).
+        ("edge", Tensor::from_slice(&[0.0f32, 1.0, 1.0, 0.0])),
     ]
     .into_iter()
     .map(|(n, t)| (n.to_string(), t))
@@ -53,7 +56,7 @@ fn float_class_indices_are_named_and_float_inputs_are_not() {
     )
     .unwrap();
     assert!(
-        hint.starts_with("`y` (Float) not Int64") && !hint.contains("pixels"),
+        hint.starts_with("`edge` (Float), `y` (Float) not Int64") && !hint.contains("pixels"),
         "{hint}"
     );
 }
