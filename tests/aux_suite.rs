@@ -269,30 +269,25 @@ fn the_replay_reads_an_absent_meltr_init_as_the_engine_default() {
         .unwrap()
         .contains("[meltr]"));
     let summary = root.path().join("replay.json");
-    let out = run_with_limit(
-        std::process::Command::new(torch_python())
-            .arg(repo("scripts/meltr_replay.py"))
-            .arg("run")
-            .arg(&config)
-            .args(["--seed", "0", "--steps", "6", "--out"])
-            .arg(&summary),
-        Duration::from_secs(300),
-    );
+    let replay = |config: &std::path::Path, steps: &str| {
+        run_with_limit(
+            std::process::Command::new(torch_python())
+                .arg(repo("scripts/meltr_replay.py"))
+                .arg("run")
+                .arg(config)
+                .args(["--seed", "0", "--steps", steps, "--out"])
+                .arg(&summary),
+            Duration::from_secs(300),
+        )
+    };
+    let out = replay(&config, "6");
     assert!(out.status.success(), "{}", text(&out));
     assert!(!text(&out).contains("meltr.init"), "{}", text(&out));
     let report: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(&summary).unwrap()).unwrap();
     assert_eq!(report["steps"], 6, "{report}");
     let far = root.path().join("suite/far-scale/task.toml");
-    let out = run_with_limit(
-        std::process::Command::new(torch_python())
-            .arg(repo("scripts/meltr_replay.py"))
-            .arg("run")
-            .arg(&far)
-            .args(["--seed", "0", "--steps", "2", "--out"])
-            .arg(&summary),
-        Duration::from_secs(300),
-    );
+    let out = replay(&far, "2");
     assert!(
         out.status.success()
             && text(&out).contains(
@@ -311,15 +306,7 @@ fn the_replay_reads_an_absent_meltr_init_as_the_engine_default() {
         format!("{text_of}\n[meltr]\nloss_scale = \"capped\"\n"),
     )
     .unwrap();
-    let out = run_with_limit(
-        std::process::Command::new(torch_python())
-            .arg(repo("scripts/meltr_replay.py"))
-            .arg("run")
-            .arg(&explicit)
-            .args(["--seed", "0", "--steps", "2", "--out"])
-            .arg(&summary),
-        Duration::from_secs(300),
-    );
+    let out = replay(&explicit, "2");
     assert!(
         out.status.success() && text(&out).contains("reads `helpful_x2000` at x"),
         "{}",
