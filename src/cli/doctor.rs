@@ -306,10 +306,11 @@ fn first_batch_words(losses: &[(String, f64)]) -> String {
             let ratio = value.abs() / primary;
             let far = i > 0 && (far_above(ratio) || far_below(ratio));
             match far {
+                // Signed, as the values are (walkthrough M1).
                 true => format!(
                     "{name} {} ({}x the primary)",
                     crate::numfmt::readable(*value),
-                    crate::numfmt::readable(ratio)
+                    crate::numfmt::readable(value / losses[0].1)
                 ),
                 false => format!("{name} {}", crate::numfmt::readable(*value)),
             }

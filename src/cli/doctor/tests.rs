@@ -116,6 +116,14 @@ fn a_loss_far_from_the_primarys_scale_is_said_with_its_ratio() {
     ];
     let words = super::first_batch_words(&losses);
     assert!(words.contains("freq100 90 (56.25x the primary)"), "{words}");
+    // A negative loss keeps its sign in the ratio (walkthrough M1's
+    // router entropy read `0.729x`).
+    let negative = [("ce".to_string(), 2.0), ("negent".to_string(), -40.0)];
+    assert!(
+        super::first_batch_words(&negative).contains("negent -40 (-20x the primary)"),
+        "{}",
+        super::first_batch_words(&negative)
+    );
     let hints = super::scale_hints(&losses);
     assert_eq!(hints.len(), 2, "{hints:?}");
     assert!(

@@ -318,7 +318,9 @@ impl Trainer {
             .zip(&factors)
             .filter(|(_, &f)| f != 1.0)
             .map(|((name, value), &f)| {
-                let ratio = crate::numfmt::readable(value.abs() / values[0].abs());
+                // Signed: a negative loss beside a positive primary read
+                // `0.729x` (walkthrough M1); the factor is the sizes'.
+                let ratio = crate::numfmt::readable(value / values[0]);
                 format!("{name} ({ratio}x the primary) x{}", factor_text(f))
             })
             .collect();
