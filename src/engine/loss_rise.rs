@@ -16,9 +16,16 @@ use crate::session::metrics::{MetricLine, Named, Record};
 pub const MAXIMISED_WEIGHT: f64 = 0.03;
 
 /// Whether an auxiliary under `weight`, beside the primary's
-/// `primary_weight`, is one the combiner has the model maximise.
+/// `primary_weight`, is one the combiner has the model maximise. The bar
+/// is taken from the primary's weight or the collapse watch's floor,
+/// whichever is larger: with every weight near 0 (a collapse, which that
+/// watch reports) it would be near 0 too (walkthrough M1's climbs under
+/// −5.6e-5 were said so).
 pub fn maximised(weight: f64, primary_weight: f64) -> bool {
-    weight < -MAXIMISED_WEIGHT * primary_weight.abs()
+    let scale = primary_weight
+        .abs()
+        .max(crate::engine::collapse::PRIMARY_FLOOR);
+    primary_weight.is_finite() && weight < -MAXIMISED_WEIGHT * scale
 }
 
 /// The newest logged value's weight in the smoothed loss when it comes
@@ -196,6 +203,38 @@ impl LossRise {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The bar for an auxiliary said to be maximised: 3% of the primary's
+    /// weight, of at least the collapse floor's (walkthroughs Z4 and M1).
+    #[test]
+    fn maximised_takes_a_bar_from_the_primarys_weight() {
+        assert!(maximised(-0.07, 2.0) && !maximised(-0.05, 2.0));
+        assert!(
+            maximised(-0.07, -2.0),
+            "the size of a negative primary weight"
+        );
+        // With the primary's weight near 0: the floor's bar, 0.003.
+        assert!(!maximised(-5.6e-5, 1e-4) && !maximised(-1e-12, 0.0));
+        assert!(maximised(-0.004, 0.0));
+        assert!(!maximised(f64::NAN, 1.0) && !maximised(-1.0, f64::NAN));
+        // A replayed line without the primary's weight is read, and says
+        // nothing.
+        let line = MetricLine {
+            step: 10,
+            time: 0.0,
+            wall: None,
+            record: Record::Train {
+                losses: [("aux".to_string(), 1.0)].into(),
+                total: 1.0,
+                weights: [("aux".to_string(), -1.0)].into(),
+                lr: 1e-3,
+                shares: Named::new(),
+                gpu: None,
+            },
+        };
+        let watch = LossRise::replayed_auxiliary(&[line], "aux", "primary");
+        assert_eq!(watch.first(), Some(1.0));
+    }
 
     fn said(watch: &mut LossRise, losses: &[f64]) -> Vec<u64> {
         losses

@@ -6,10 +6,6 @@ use super::data_parallel::{Extra, InnerGrads};
 use super::inner_words::{auxiliary_climb_event, gradient_owner_event, Standing};
 use super::*;
 
-/// See `train_step`: the steps at which meta lines are read; the default
-/// `train.log_every`.
-pub(super) const META_READ_EVERY: u64 = 10;
-
 impl Trainer {
     pub(super) fn train_step(&mut self) -> Result<()> {
         self.apply_due_restore();
@@ -65,24 +61,8 @@ impl Trainer {
         // input of its reverse pass instead of a backward of their own).
         let shares_now = scheduled && self.config.train.shares_at(self.step);
         let fold_weights = log_now && !shares_now && losses.requires_grad();
-        // Meta lines are read (and the collapse watch judges them) at every
-        // META_READ_EVERY-th step, evals, checkpoints and the end, whatever
-        // `train.log_every`: when a collapse is read decides when its
-        // restore falls, and a run must not train otherwise for logging
-        // otherwise (walkthrough M2's restore fell at step 525 at log_every
-        // 1 and 531 at 10, and the runs parted). At the default log_every
-        // the reads are where they were.
-        let meta_read = self.step.is_multiple_of(META_READ_EVERY);
-        if meta_read && !log_now {
-            self.flush_pending()?;
-        }
         let mut logged = if log_now {
-            let held = match meta_read {
-                true => Vec::new(),
-                false => std::mem::take(&mut self.pending_meta),
-            };
             self.flush_pending()?;
-            self.pending_meta = held;
             let weights = if fold_weights {
                 None
             } else {

@@ -461,43 +461,6 @@ fn a_collapse_after_the_primary_loss_climbed_far_puts_nothing_back() {
     );
 }
 
-/// When a collapse is read decides when its restore falls: read at fixed
-/// steps, a run trains alike at any `train.log_every` (walkthrough M2's
-/// restore fell at step 525 at log_every 1 and 531 at 10, and the runs
-/// parted from there).
-#[test]
-fn a_restore_falls_at_the_same_step_whatever_the_log_interval() {
-    let run = |log_every: u64| {
-        let dir = tempfile::tempdir().unwrap();
-        let (events, _keep) = std::sync::mpsc::sync_channel(1 << 16);
-        let mut config = config(OnCollapse::Restore);
-        config.train.log_every = log_every;
-        let (trainer, _) = Trainer::new(dir.path(), config, false, events).unwrap();
-        let (mut trainer, _) = knock_out(trainer);
-        for _ in 0..(3 * COLLAPSE_META_STEPS + 30) {
-            trainer.train_step().unwrap();
-        }
-        trainer.flush_pending().unwrap();
-        let said = collapse_events(&lines(dir.path()));
-        let phi: Vec<Tensor> =
-            tch::no_grad(|| trainer.combiner.params().iter().map(Tensor::copy).collect());
-        (said, phi)
-    };
-    let (said, phi) = run(10);
-    assert!(
-        said.iter().any(|(_, m)| m.contains("φ restored")),
-        "no restore: {said:?}"
-    );
-    for log_every in [1, 7] {
-        let (other_said, other_phi) = run(log_every);
-        assert_eq!(other_said, said, "log_every {log_every}");
-        assert!(
-            phi.iter().zip(&other_phi).all(|(a, b)| a.equal(b)),
-            "φ at log_every {log_every} differs from log_every 10's"
-        );
-    }
-}
-
 #[test]
 fn with_warn_a_collapse_is_reported_and_left_alone() {
     let dir = tempfile::tempdir().unwrap();
