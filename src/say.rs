@@ -30,9 +30,9 @@ pub fn stop_echo() {
 /// output may go to the same file); a failed write is dropped (the run does
 /// not depend on it).
 #[doc(hidden)]
-pub fn echo(text: std::fmt::Arguments<'_>) {
+pub fn echo(text: &str) {
     if let Some(file) = ECHO.lock().unwrap_or_else(|e| e.into_inner()).as_mut() {
-        let _ = file.write_all(text.to_string().as_bytes());
+        let _ = file.write_all(text.as_bytes());
     }
 }
 
@@ -44,10 +44,11 @@ macro_rules! say {
     };
     ($($arg:tt)*) => {{
         use std::io::Write as _;
-        // Formatted once: the arguments are evaluated once.
-        let text = format!($($arg)*);
-        let _ = writeln!(std::io::stdout(), "{text}");
-        $crate::say::echo(format_args!("{text}\n"));
+        // Formatted once (the arguments are evaluated once), with its
+        // newline: one write to each.
+        let line = format!("{}\n", format_args!($($arg)*));
+        let _ = std::io::stdout().write_all(line.as_bytes());
+        $crate::say::echo(&line);
     }};
 }
 
@@ -59,10 +60,11 @@ macro_rules! say_err {
     };
     ($($arg:tt)*) => {{
         use std::io::Write as _;
-        // Formatted once: the arguments are evaluated once.
-        let text = format!($($arg)*);
-        let _ = writeln!(std::io::stderr(), "{text}");
-        $crate::say::echo(format_args!("{text}\n"));
+        // Formatted once (the arguments are evaluated once), with its
+        // newline: one write to each.
+        let line = format!("{}\n", format_args!($($arg)*));
+        let _ = std::io::stderr().write_all(line.as_bytes());
+        $crate::say::echo(&line);
     }};
 }
 
@@ -73,8 +75,8 @@ macro_rules! say_err_raw {
         use std::io::Write as _;
         // Formatted once: the arguments are evaluated once.
         let text = format!($($arg)*);
-        let _ = write!(std::io::stderr(), "{text}");
-        $crate::say::echo(format_args!("{text}"));
+        let _ = std::io::stderr().write_all(text.as_bytes());
+        $crate::say::echo(&text);
     }};
 }
 
@@ -85,7 +87,7 @@ macro_rules! say_raw {
         use std::io::Write as _;
         // Formatted once: the arguments are evaluated once.
         let text = format!($($arg)*);
-        let _ = write!(std::io::stdout(), "{text}");
-        $crate::say::echo(format_args!("{text}"));
+        let _ = std::io::stdout().write_all(text.as_bytes());
+        $crate::say::echo(&text);
     }};
 }

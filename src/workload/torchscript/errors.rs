@@ -238,15 +238,8 @@ fn out_of_range_hint(message: &str, batch: &Batch) -> Option<String> {
             .map_or(rest.len(), |(i, _)| i);
         rest[..end].parse().ok()
     };
-    let integer = |t: &Tensor| {
-        matches!(
-            t.kind(),
-            Kind::Int64 | Kind::Int | Kind::Int16 | Kind::Int8 | Kind::Uint8
-        ) && t.numel() > 0
-    };
+    let integer = |t: &Tensor| integer_kind(t.kind()) && t.numel() > 0;
     let range = |t: &Tensor| (t.min().int64_value(&[]), t.max().int64_value(&[]));
-    // Compared as Int64: a narrower kind wraps the value (uint8 `eq(-1)`
-    // matches 255).
     let (value, rule) = if let Some(target) = number_after("Target ") {
         (
             target,
@@ -282,6 +275,8 @@ fn out_of_range_hint(message: &str, batch: &Batch) -> Option<String> {
         .iter()
         .filter(|(_, t)| integer(t))
         .filter_map(|(name, t)| {
+            // Compared as Int64: a narrower kind wraps the value (uint8
+            // `eq(-1)` matches 255).
             let count = t.to_kind(Kind::Int64).eq(value).sum(Kind::Int64).int64_value(&[]);
             (count > 0).then(|| {
                 let (low, high) = range(t);
@@ -293,6 +288,14 @@ fn out_of_range_hint(message: &str, batch: &Batch) -> Option<String> {
         })
         .collect();
     (!holding.is_empty()).then(|| format!("{}: {rule}", holding.join("; ")))
+}
+
+/// Whether `kind` is one of the integer kinds a data file's tensor can have.
+fn integer_kind(kind: Kind) -> bool {
+    matches!(
+        kind,
+        Kind::Int64 | Kind::Int | Kind::Int16 | Kind::Int8 | Kind::Uint8
+    )
 }
 
 /// A float tensor of whole numbers with at most this many distinct values
@@ -388,13 +391,7 @@ fn integer_features_hint(message: &str, batch: &Batch) -> Option<String> {
     }
     let features: Vec<String> = batch
         .iter()
-        .filter(|(_, t)| {
-            t.dim() >= 2
-                && matches!(
-                    t.kind(),
-                    Kind::Int64 | Kind::Int | Kind::Int16 | Kind::Int8 | Kind::Uint8
-                )
-        })
+        .filter(|(_, t)| t.dim() >= 2 && integer_kind(t.kind()))
         .map(|(name, t)| format!("`{name}` ({:?})", t.kind()))
         .collect();
     (!features.is_empty()).then(|| {
