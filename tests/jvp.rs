@@ -105,7 +105,10 @@ fn hypergrad_of(
         .iter()
         .flat_map(|g| Vec::<f64>::try_from(g.flatten(0, -1)).unwrap())
         .collect();
-    (flat, h.fallback)
+    (
+        flat,
+        (!h.fallback.is_empty()).then(|| h.fallback.join("; ")),
+    )
 }
 
 /// Forward-mode and differences against exact, J = 0 and 2.

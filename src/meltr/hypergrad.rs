@@ -102,10 +102,11 @@ pub struct Hypergradient {
     pub grads: Vec<Tensor>,
     /// The γ regulariser's value `|Σ l − M(l)|` on B_t (0-dim).
     pub reg: Tensor,
-    /// What the meta step took instead of its first route (factorized:
-    /// forward-mode AD; exact: double backward with the fused
-    /// kernels on), and why.
-    pub fallback: Option<String>,
+    /// What the meta step took instead of its first routes (factorized:
+    /// forward-mode AD, one part for the Hessian-vector products and one
+    /// for the loss JVP; exact: double backward with the fused kernels
+    /// on), and why.
+    pub fallback: Vec<String>,
     /// Where the Neumann series stopped early because it diverged.
     pub neumann_stop: Option<NeumannStop>,
     /// The losses the step was taken on, detached, `[1 + K]`: the
@@ -183,12 +184,17 @@ pub fn hypergradient_timed(
                 }
                 Err(failed) => return Err(failed.into_error()),
             };
-            fallback = routes.exact.borrow().as_ref().map(|why| {
-                format!(
-                    "the second derivatives through the model {}: {why}",
-                    kernels_off(routes.fused_off.get())
-                )
-            });
+            fallback = routes
+                .exact
+                .borrow()
+                .iter()
+                .map(|why| {
+                    format!(
+                        "the second derivatives through the model {}: {why}",
+                        kernels_off(routes.fused_off.get())
+                    )
+                })
+                .collect();
             neumann_stop = stop;
             (grads, reg, losses)
         }
@@ -560,8 +566,9 @@ fn kernels_off(off: i64) -> String {
 }
 
 impl<'a, 'p> Jvps<'a, 'p> {
-    /// What was used instead of forward-mode AD, and why, if anything was.
-    fn fallback(&self) -> Option<String> {
+    /// What was used instead of forward-mode AD, and why: for the
+    /// products, then for the loss JVP (each said once when it changes).
+    fn fallback(&self) -> Vec<String> {
         let hvp = self
             .routes
             .hvp
@@ -601,11 +608,7 @@ impl<'a, 'p> Jvps<'a, 'p> {
                     format!("the loss JVP by finite differences: {why}")
                 }
             });
-        match (hvp, jvp) {
-            (None, None) => None,
-            (Some(one), None) | (None, Some(one)) => Some(one),
-            (Some(h), Some(j)) => Some(format!("{h}; {j}")),
-        }
+        hvp.into_iter().chain(jvp).collect()
     }
 
     /// `H v` with `H = ∇²_θ L_aux(B_t)`: forward over reverse; under

@@ -23,6 +23,8 @@ pub(super) const LOSS_SCALE: &str = "meltr.loss_scale";
 /// step it put back and the step it applies before (a resumed run reads
 /// it, and marks a restore that did not help, as the run would have).
 pub(super) const RESTORE_UNREAD: &str = "collapse.restore_unread";
+/// A restore decided and not yet applied: see `restore.rs`.
+pub(super) const RESTORE_QUEUED: &str = "collapse.restore_queued";
 /// The best-evaluated checkpoint's step and primary metric.
 pub(super) const BEST_EVALUATED: &str = "eval.best_checkpoint";
 
@@ -243,6 +245,9 @@ impl Trainer {
             let unread = [from as f64, before as f64];
             tensors.push((RESTORE_UNREAD.to_string(), Tensor::from_slice(&unread)));
         }
+        if let Some(queued) = self.queued_restore_values() {
+            tensors.push((RESTORE_QUEUED.to_string(), Tensor::from_slice(&queued)));
+        }
         if self.train_line_owed {
             tensors.push((TRAIN_LINE_OWED.to_string(), Tensor::from_slice(&[1.0f64])));
         }
@@ -399,6 +404,23 @@ pub(super) fn restore_watch(
         ));
     }
     Ok((gamma, notes))
+}
+
+/// A restore's healthy step and the step it applies before (until the
+/// first meta step after it is read), and a restore decided and not yet
+/// applied (see `restore.rs`).
+pub(super) type RestoreState = (Option<(u64, u64)>, Option<super::restore::QueuedRestore>);
+
+/// The checkpoint's [`RestoreState`].
+pub(super) fn restore_state(ckpt: &checkpoint::Loaded) -> Result<RestoreState> {
+    let restored = match saved_values(ckpt, RESTORE_UNREAD)?.as_deref() {
+        Some(&[from, before]) => Some((from as u64, before as u64)),
+        _ => None,
+    };
+    let queued = saved_values(ckpt, RESTORE_QUEUED)?
+        .as_deref()
+        .and_then(super::restore::queued_restore_from);
+    Ok((restored, queued))
 }
 
 /// A run-state entry of the checkpoint as numbers, when it has one.

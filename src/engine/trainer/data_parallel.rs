@@ -188,6 +188,24 @@ impl Trainer {
             meta.lr = group.broadcast_f64(meta.lr, 0)?;
         }
         self.gamma = group.broadcast_f64(self.gamma, 0)?;
+        // A restore rank 0's checkpoint had decided: read, or not applied
+        // yet (NaN: none).
+        let (from, before) = self
+            .restored
+            .map_or((f64::NAN, f64::NAN), |(f, b)| (f as f64, b as f64));
+        let restored = [
+            group.broadcast_f64(from, 0)?,
+            group.broadcast_f64(before, 0)?,
+        ];
+        self.restored = restored
+            .iter()
+            .all(|v| v.is_finite())
+            .then(|| (restored[0] as u64, restored[1] as u64));
+        let mut queued = self.queued_restore_values().unwrap_or([f64::NAN; 4]);
+        for value in &mut queued {
+            *value = group.broadcast_f64(*value, 0)?;
+        }
+        self.queued_restore = super::restore::queued_restore_from(&queued);
         Ok(())
     }
 

@@ -4,6 +4,7 @@
 
 use super::data_parallel::{Extra, InnerGrads};
 use super::inner_words::{auxiliary_climb_event, gradient_owner_event, Standing};
+use super::restore::{ReadPoint, READ_EVERY};
 use super::*;
 
 impl Trainer {
@@ -61,8 +62,12 @@ impl Trainer {
         // input of its reverse pass instead of a backward of their own).
         let shares_now = scheduled && self.config.train.shares_at(self.step);
         let fold_weights = log_now && !shares_now && losses.requires_grad();
+        // Read at every READ_EVERYth step too: a collapse restore takes
+        // effect at fixed points, whatever the log interval (`restore.rs`).
+        if log_now || self.step.is_multiple_of(READ_EVERY) {
+            self.flush_pending_at(ReadPoint::before_meta(self.step))?;
+        }
         let mut logged = if log_now {
-            self.flush_pending()?;
             let weights = if fold_weights {
                 None
             } else {

@@ -56,6 +56,10 @@ impl Trainer {
                 // have lowered the rate in force.
                 if effective.meltr.meta_lr != old.meltr.meta_lr {
                     meta.lr = effective.meltr.meta_lr;
+                    // The edit stands over a restore not yet applied too.
+                    if let Some(queued) = self.queued_restore.as_mut() {
+                        queued.meta_lr = None;
+                    }
                 }
                 meta.weight_decay = effective.meltr.meta_weight_decay;
                 meta.decay = meta_decay(&effective);
@@ -63,6 +67,9 @@ impl Trainer {
             // Likewise γ, which a collapse restore may have raised.
             if effective.meltr.gamma != old.meltr.gamma {
                 self.gamma = effective.meltr.gamma;
+                if let Some(queued) = self.queued_restore.as_mut() {
+                    queued.gamma = None;
+                }
             }
             self.combiner.apply_config(&effective);
             self.edited_since_checkpoint = true;

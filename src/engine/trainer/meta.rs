@@ -4,8 +4,9 @@
 use super::meta_words::{
     after_restore_event, carried_event, copy_events, drawn_batches, early_climb_event,
     episode_said, fell_under_a_small_weight, fmt_gamma, hypergradient_cause, neumann_converges,
-    neumann_stopped,
+    neumann_stopped, routes_not_said,
 };
+use super::restore::QueuedRestore;
 use super::*;
 use crate::numfmt::readable;
 use crate::session::metrics::{COLLAPSE_EVENT, RESTORE_EVENT};
@@ -211,14 +212,15 @@ impl Trainer {
         if let Some(tracer) = &mut self.tracer {
             tracer.meta(train_step, val_step, &hyper.grads, &hyper.reg);
         }
-        if let Some(why) = hyper.fallback.take() {
-            if self.jvp_fallback_reported.as_ref() != Some(&why) {
-                self.emit(Record::Event {
-                    level: Level::Info,
-                    message: format!("the meta step takes {why}"),
-                });
-                self.jvp_fallback_reported = Some(why);
-            }
+        // Each route said once, and again when it changes (walkthrough
+        // G2's products falling back after a live J edit repeated the loss
+        // JVP's route said 200 steps before: a 1000-character line).
+        let fallback = std::mem::take(&mut hyper.fallback);
+        for message in routes_not_said(&mut self.jvp_fallback_reported, fallback) {
+            self.emit(Record::Event {
+                level: Level::Info,
+                message,
+            });
         }
         // Data-parallel: φ's hypergradient (and the logged γ term) averaged
         // over the ranks' shards, so φ moves alike everywhere.
@@ -435,7 +437,9 @@ impl Trainer {
                 watched.magnitude()
             ),
         };
-        let at_the_end = self.step >= self.config.train.steps;
+        // Where the verdict takes effect: the same step at any log interval.
+        let point = self.verdict_point(m.step);
+        let at_the_end = point.step >= self.config.train.steps;
         let go_on = match at_the_end {
             true => "",
             false => "; the meta steps go on from here",
@@ -461,17 +465,17 @@ impl Trainer {
                 "the run ends at this step, so φ is not restored (the last healthy meta step was at step {from})"
             ),
             (Some(from), false, OnCollapse::Restore) => {
-                // φ may be in the graph of this step's forward: the copy
-                // waits for the next step (`apply_due_restore`).
-                self.restore_due = true;
-                self.restored = Some((from, self.step + 1));
+                // Applied when a flush reaches `point`; φ may be in the
+                // graph of that step's forward: the copy waits for the next
+                // step (`apply_due_restore`).
+                self.restored = Some((from, point.step + 1));
                 let meta = self
                     .meta
-                    .as_mut()
+                    .as_ref()
                     .expect("meta combiners have a meta optimizer");
                 // The same meta-learning rate slid there once; half of it
                 // moves φ away from the healthy state more slowly.
-                meta.lr *= RESTORE_META_LR_FACTOR;
+                let lr = meta.lr * RESTORE_META_LR_FACTOR;
                 // And a stronger pull of M(l) towards Σl (once: later
                 // restores keep it).
                 let gamma = self
@@ -481,8 +485,11 @@ impl Trainer {
                     true => format!(" and γ raised to {}", fmt_gamma(gamma)),
                     false => String::new(),
                 };
-                let lr = meta.lr;
-                self.gamma = gamma;
+                self.queued_restore = Some(QueuedRestore {
+                    at: point,
+                    meta_lr: Some(lr),
+                    gamma: Some(gamma),
+                });
                 // Meta lines are written in batches, after later steps
                 // may have run: say when the restore takes effect.
                 // How far the model moved since (the evidence for
@@ -496,7 +503,7 @@ impl Trainer {
                 format!(
                     "{RESTORE_EVENT} at step {from} before step {}{since}, its optimizer's moments cleared, the meta-learning rate halved to {lr:.3e}{raised} \
                      for the rest of the run (meltr.on_collapse = \"restore\"; an edit of meltr.meta_lr or meltr.gamma sets it again)",
-                    self.step + 1,
+                    point.step + 1,
                 )
             }
             (None, _, OnCollapse::Restore) => "no healthy meta step to restore from yet".to_string(),

@@ -393,15 +393,29 @@ impl Trainer {
     /// `now 0.1`, or `0.1; 0.3 in force since a restore raised it`.
     fn gamma_now(&self) -> String {
         let configured = self.config.meltr.gamma;
-        match self.gamma == configured {
+        let gamma = self.gamma_after_queue();
+        match gamma == configured {
             true => format!("now {}", fmt_gamma(configured)),
             false => format!(
                 "{}; {} in force since a collapse restore raised it",
                 fmt_gamma(configured),
-                fmt_gamma(self.gamma)
+                fmt_gamma(gamma)
             ),
         }
     }
+}
+
+/// The meta step's fallback routes (one for the Hessian-vector products,
+/// one for the loss JVP) not said yet, as events; `said` keeps them.
+pub(super) fn routes_not_said(said: &mut Vec<String>, routes: Vec<String>) -> Vec<String> {
+    let mut messages = Vec::new();
+    for why in routes {
+        if !said.contains(&why) {
+            messages.push(format!("the meta step takes {why}"));
+            said.push(why);
+        }
+    }
+    messages
 }
 
 #[cfg(test)]

@@ -139,8 +139,10 @@ pub struct Trainer {
     /// γ in force: `meltr.gamma`, or [`meta::RESTORE_GAMMA_FACTOR`] times it
     /// once a collapse restore raised it (until an edit of the key).
     gamma: f64,
-    /// A collapse asked for φ's restore, done before the next forward.
+    /// A collapse asked for φ's restore, done before the next forward;
+    /// one decided and not due yet (see `restore.rs`).
     restore_due: bool,
+    queued_restore: Option<restore::QueuedRestore>,
     /// A restore's healthy step and the step it applies before, until the
     /// first meta step after it says where the primary's weight stands.
     restored: Option<(u64, u64)>,
@@ -165,14 +167,12 @@ pub struct Trainer {
     edited_since_checkpoint: bool,
     /// What the factorized meta step's JVPs fell back to so far.
     jvp_routes: JvpRoutes,
-    /// The fallback from forward-mode AD last logged (logged again when it
-    /// changes, e.g. from double backward to differences).
-    jvp_fallback_reported: Option<String>,
-    /// The restart-only edits last refused (said in full once, then in
-    /// short while the file still asks for them).
+    /// The fallbacks from forward-mode AD logged (a route is logged again
+    /// when it changes, e.g. from double backward to differences).
+    jvp_fallback_reported: Vec<String>,
+    /// The restart-only edits last refused (said in full once, then short).
     refused_edits: Vec<String>,
-    /// Why gradient shares fell back to one backward per loss, once they
-    /// have.
+    /// Why gradient shares fell back to one backward per loss, if they did.
     shares_per_loss: Option<String>,
     /// The fallback was said (in this run, or before its resume).
     shares_fallback_said: bool,

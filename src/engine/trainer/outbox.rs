@@ -51,9 +51,9 @@ pub(super) struct PendingMeta {
 
 impl Trainer {
     /// Writes what the device decided since the last flush — skipped
-    /// steps, meta lines, collapse warnings — with one device-to-host copy.
-    /// Called at log steps, before evals and checkpoints, and at the end.
-    pub(super) fn flush_pending(&mut self) -> Result<()> {
+    /// steps, meta lines, collapse warnings — with one device-to-host copy
+    /// (see [`Self::flush_pending_at`], which calls it).
+    pub(super) fn write_pending(&mut self) -> Result<()> {
         if self.pending_steps.is_empty() && self.pending_meta.is_empty() {
             return Ok(());
         }

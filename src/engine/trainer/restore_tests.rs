@@ -461,6 +461,54 @@ fn a_collapse_after_the_primary_loss_climbed_far_puts_nothing_back() {
     );
 }
 
+/// Where a restore takes effect does not follow the logging: at any
+/// `train.log_every` the run says the same events and trains to the same φ
+/// (walkthrough M2's restore fell before step 526 at log_every 1 and 532
+/// at 10, and the runs parted), and its log stays in step order.
+#[test]
+fn a_restore_falls_at_the_same_step_whatever_the_log_interval() {
+    let run = |log_every: u64| {
+        let dir = tempfile::tempdir().unwrap();
+        let (events, _keep) = std::sync::mpsc::sync_channel(1 << 16);
+        let mut config = config(OnCollapse::Restore);
+        config.train.log_every = log_every;
+        let (trainer, _) = Trainer::new(dir.path(), config, false, events).unwrap();
+        let (mut trainer, _) = knock_out(trainer);
+        for _ in 0..(3 * COLLAPSE_META_STEPS + 30) {
+            trainer.train_step().unwrap();
+        }
+        trainer.flush_pending().unwrap();
+        let lines = lines(dir.path());
+        let steps: Vec<u64> = lines.iter().map(|l| l.step).collect();
+        assert!(
+            steps.windows(2).all(|w| w[0] <= w[1]),
+            "log_every {log_every}: lines out of step order: {steps:?}"
+        );
+        let phi: Vec<Tensor> =
+            tch::no_grad(|| trainer.combiner.params().iter().map(Tensor::copy).collect());
+        let lr = trainer.meta.as_ref().map(|m| m.lr);
+        (collapse_events(&lines), phi, lr, trainer.gamma)
+    };
+    let (said, phi, lr, gamma) = run(3);
+    assert!(
+        said.iter().any(|(_, m)| m.contains("φ restored")),
+        "no restore: {said:?}"
+    );
+    for log_every in [1, 7, 10, 50] {
+        let (other_said, other_phi, other_lr, other_gamma) = run(log_every);
+        assert_eq!(other_said, said, "log_every {log_every}");
+        assert_eq!(
+            (other_lr, other_gamma),
+            (lr, gamma),
+            "log_every {log_every}"
+        );
+        assert!(
+            phi.iter().zip(&other_phi).all(|(a, b)| a.equal(b)),
+            "φ at log_every {log_every} differs from log_every 3's"
+        );
+    }
+}
+
 #[test]
 fn with_warn_a_collapse_is_reported_and_left_alone() {
     let dir = tempfile::tempdir().unwrap();

@@ -92,7 +92,7 @@ impl Trainer {
         let (mut neumann_episodes, mut neumann_stopped) = (0, false);
         let mut best_saved = None;
         let mut train_line_owed = false;
-        let mut restored = None;
+        let (mut restored, mut queued_restore) = (None, None);
         let mut logged_evals = Vec::new();
         let mut loss_rise = LossRise::default();
         let mut gradient_owner = GradientOwner::default();
@@ -143,13 +143,7 @@ impl Trainer {
                     pool_skipped = steps.into_iter().map(|s| s as u64).collect();
                 }
                 train_line_owed = ckpt.get(super::checkpointing::TRAIN_LINE_OWED).is_some();
-                let unread = super::checkpointing::saved_values(
-                    &ckpt,
-                    super::checkpointing::RESTORE_UNREAD,
-                )?;
-                if let Some(&[from, before]) = unread.as_deref() {
-                    restored = Some((from as u64, before as u64));
-                }
+                (restored, queued_restore) = super::checkpointing::restore_state(&ckpt)?;
                 let stops =
                     super::checkpointing::saved_values(&ckpt, super::checkpointing::NEUMANN_STOPS)?;
                 if let Some(&[episodes, stopped]) = stops.as_deref() {
@@ -294,6 +288,7 @@ impl Trainer {
             auxiliary_rise,
             gamma,
             restore_due: false,
+            queued_restore,
             restored,
             alone_scans: 0,
             // Said at the run's start; a resumed run's log has it already.
@@ -306,7 +301,7 @@ impl Trainer {
             checkpoint_owed: false,
             edited_since_checkpoint: false,
             jvp_routes: JvpRoutes::default(),
-            jvp_fallback_reported: None,
+            jvp_fallback_reported: Vec::new(),
             refused_edits: Vec::new(),
             shares_per_loss: None,
             shares_fallback_said,

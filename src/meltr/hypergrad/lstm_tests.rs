@@ -132,7 +132,8 @@ fn lstm_hypergradient_auto_against_exact(device: tch::Device) -> (String, Option
             )
             .to_kind(tch::Kind::Double)
             .to_device(tch::Device::Cpu);
-            (flat, h.fallback)
+            let why = (!h.fallback.is_empty()).then(|| h.fallback.join("; "));
+            (flat, why)
         };
         let (auto, auto_why) = of(AidMode::Factorized);
         let (exact, exact_why) = of(AidMode::Exact);

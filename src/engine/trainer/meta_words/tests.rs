@@ -257,3 +257,24 @@ fn copies_of_the_primary_are_said_found_and_ruled_out() {
         "{gone:?}"
     );
 }
+
+/// A route falling back after a live J edit is said alone, not with the
+/// loss JVP's route said before (walkthrough G2: a 1000-character line).
+#[test]
+fn each_fallback_route_is_said_once() {
+    let mut said = Vec::new();
+    let jvp = "the loss JVP by forward mode (why)".to_string();
+    let hvp = "Hessian-vector products by double backward (why)".to_string();
+    assert_eq!(
+        routes_not_said(&mut said, vec![jvp.clone()]),
+        vec![format!("the meta step takes {jvp}")]
+    );
+    assert_eq!(
+        routes_not_said(&mut said, vec![jvp.clone()]),
+        Vec::<String>::new()
+    );
+    assert_eq!(
+        routes_not_said(&mut said, vec![hvp.clone(), jvp]),
+        vec![format!("the meta step takes {hvp}")]
+    );
+}
