@@ -908,6 +908,36 @@ fn flag_config(dir: &Path, name: &str, model: &str, train: &Path, val: &Path) ->
     path
 }
 
+/// Float class indices beside other whole-number float tensors: only the
+/// tensor whose cast lets the forward through is named (walkthrough G1's
+/// hint also named a 0/1 mask used as row weights, as if to cast it).
+#[test]
+fn float_class_indices_are_named_alone_among_whole_number_floats() {
+    let tmp = tempfile::tempdir().unwrap();
+    let with_labels = |name: &str| {
+        let path = tmp.path().join(format!("{name}.safetensors"));
+        let mut tensors = tch::Tensor::read_safetensors(flag_data(&path, 32, 4, &[])).unwrap();
+        let rows = tensors[0].1.size()[0];
+        let label = tch::Tensor::arange(rows, (tch::Kind::Float, tch::Device::Cpu)).remainder(3);
+        let keep = tch::Tensor::arange(rows, (tch::Kind::Float, tch::Device::Cpu)).remainder(2);
+        tensors.push(("label".to_string(), label));
+        tensors.push(("keep".to_string(), keep));
+        tch::Tensor::write_safetensors(&tensors, &path).unwrap();
+        path
+    };
+    let (train, val) = (with_labels("train"), with_labels("val"));
+    let cfg = flag_config(tmp.path(), "float-labels", "float_labels.pt", &train, &val);
+    let out = bin().arg("check").arg("-c").arg(&cfg).output().unwrap();
+    let said = text(&out);
+    assert!(!out.status.success(), "{said}");
+    let hint = said
+        .lines()
+        .find(|l| l.contains("not Int64: class indices"))
+        .unwrap_or_else(|| panic!("no class-index hint: {said}"));
+    // `flag` and `keep` hold 0/1 floats too; `keep` is used as a float.
+    assert!(hint.starts_with("`label` (Float) not Int64"), "{hint}");
+}
+
 /// `check` said "ok" for a model whose primary loss was NaN on the first
 /// batch (a mean over no labelled rows), and a run failed at step 50; a
 /// loss NaN on some batches only is found with `--batches` (walkthrough O).

@@ -412,6 +412,76 @@ fn whole_and_not_negative(t: &Tensor) -> bool {
 }
 
 fn class_index_hint(message: &str, batch: &Batch) -> Option<String> {
+    class_index_words(&class_index_candidates(message, batch)?)
+}
+
+/// "`name` (Kind), … not Int64: …" for the tensors named.
+fn class_index_words(named: &[(String, Kind)]) -> Option<String> {
+    (!named.is_empty()).then(|| {
+        let named: Vec<String> = named
+            .iter()
+            .map(|(name, kind)| format!("`{name}` ({kind:?})"))
+            .collect();
+        format!(
+            "{} not Int64: class indices for `cross_entropy` and `nll_loss` must be Int64 (torch.long); store them so in the data, or cast in the model (`.long()`)",
+            named.join(", ")
+        )
+    })
+}
+
+impl TorchScript {
+    /// [`batch_hint`], with several class-index candidates narrowed by
+    /// trying them: those whose cast to Int64 alone lets the forward
+    /// through, or moves its failure to another class-index error (a
+    /// second `cross_entropy`). Walkthrough G1's float labels were named
+    /// beside a float adjacency, a 0/1 mask and a degree count, as if
+    /// each should be cast. The module's buffers are put back after.
+    pub(super) fn batch_hint_tried(&self, message: &str, batch: &Batch) -> Option<String> {
+        let Some(candidates) = class_index_candidates(message, batch).filter(|c| c.len() > 1)
+        else {
+            return batch_hint(message, batch);
+        };
+        let module = self.module.borrow();
+        let saved: Vec<(Tensor, Tensor)> = buffers::named_buffers(&module)
+            .unwrap_or_default()
+            .into_iter()
+            .map(|(_, t)| (t.copy(), t))
+            .collect();
+        let fixed: Vec<(String, Kind)> = candidates
+            .iter()
+            .filter(|(name, _)| {
+                let tried: Batch = batch
+                    .iter()
+                    .map(|(n, t)| match n == name {
+                        true => (n.clone(), t.to_kind(Kind::Int64)),
+                        false => (n.clone(), t.shallow_clone()),
+                    })
+                    .collect();
+                match tch::no_grad(|| module.forward_is(&[batch_ivalue(&tried)])) {
+                    Ok(_) => true,
+                    Err(e) => {
+                        let now = torch_message(&e);
+                        now != message && class_index_candidates(&now, &tried).is_some()
+                    }
+                }
+            })
+            .cloned()
+            .collect();
+        tch::no_grad(|| {
+            for (copy, buffer) in &saved {
+                buffer.shallow_clone().copy_(copy);
+            }
+        });
+        class_index_words(match fixed.is_empty() {
+            true => &candidates,
+            false => &fixed,
+        })
+    }
+}
+
+/// The batch's tensors that may be the class indices a message says are
+/// of another kind, by name, in the hint's order.
+fn class_index_candidates(message: &str, batch: &Batch) -> Option<Vec<(String, Kind)>> {
     let found = message
         .split_once("expected scalar type Long but found ")
         .map(|(_, rest)| rest)
@@ -445,17 +515,13 @@ fn class_index_hint(message: &str, batch: &Batch) -> Option<String> {
         .collect();
     candidates.sort_by_key(|c| c.2);
     let fewest = candidates.first().map_or(0, |c| c.2);
-    let narrow: Vec<String> = candidates
-        .iter()
-        .filter(|c| !floating || c.2 <= fewest.max(FEW_CLASS_VALUES))
-        .map(|(name, t, _)| format!("`{name}` ({:?})", t.kind()))
-        .collect();
-    (!narrow.is_empty()).then(|| {
-        format!(
-            "{} not Int64: class indices for `cross_entropy` and `nll_loss` must be Int64 (torch.long); store them so in the data, or cast in the model (`.long()`)",
-            narrow.join(", ")
-        )
-    })
+    Some(
+        candidates
+            .iter()
+            .filter(|c| !floating || c.2 <= fewest.max(FEW_CLASS_VALUES))
+            .map(|(name, t, _)| (name.to_string(), t.kind()))
+            .collect(),
+    )
 }
 
 #[cfg(test)]

@@ -1,7 +1,7 @@
 //! One call of the module's `forward`: its outputs checked against the
 //! contract (a dict of 0-dim tensors) and cast to the run's kind.
 
-use super::errors::{batch_hint, batch_inventory, describe};
+use super::errors::{batch_inventory, describe};
 use super::{batch_ivalue, plain_interpreter, torch_message, TorchScript};
 use crate::workload::Batch;
 use anyhow::{anyhow, bail, Context, Result};
@@ -29,7 +29,9 @@ impl TorchScript {
             .forward_is(&[batch_ivalue(batch)])
             .map_err(|e| {
                 let message = torch_message(&e);
-                let hint = batch_hint(&message, batch).map_or(String::new(), |h| format!("\n{h}"));
+                let hint = self
+                    .batch_hint_tried(&message, batch)
+                    .map_or(String::new(), |h| format!("\n{h}"));
                 anyhow!(
                     "forward failed: {message}\nthe batch it was given: {}{hint}",
                     batch_inventory(batch)
