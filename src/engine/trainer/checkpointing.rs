@@ -411,15 +411,30 @@ pub(super) fn restore_watch(
 /// applied (see `restore.rs`).
 pub(super) type RestoreState = (Option<(u64, u64)>, Option<super::restore::QueuedRestore>);
 
-/// The checkpoint's [`RestoreState`].
-pub(super) fn restore_state(ckpt: &checkpoint::Loaded) -> Result<RestoreState> {
+/// The checkpoint's [`RestoreState`]. A queued restore leaves a key the
+/// resumed config edits (`meltr.meta_lr`, `meltr.gamma`) as edited, as a
+/// live edit does.
+pub(super) fn restore_state(ckpt: &checkpoint::Loaded, config: &Config) -> Result<RestoreState> {
     let restored = match saved_values(ckpt, RESTORE_UNREAD)?.as_deref() {
         Some(&[from, before]) => Some((from as u64, before as u64)),
         _ => None,
     };
-    let queued = saved_values(ckpt, RESTORE_QUEUED)?
+    let mut queued = saved_values(ckpt, RESTORE_QUEUED)?
         .as_deref()
         .and_then(super::restore::queued_restore_from);
+    let edited = |key: &str, now: f64| -> Result<bool> {
+        Ok(saved_values(ckpt, key)?
+            .as_deref()
+            .is_some_and(|saved| saved.get(1).is_some_and(|&configured| configured != now)))
+    };
+    if let Some(queued) = queued.as_mut() {
+        if edited(META_LR, config.meltr.meta_lr)? {
+            queued.meta_lr = None;
+        }
+        if edited(GAMMA, config.meltr.gamma)? {
+            queued.gamma = None;
+        }
+    }
     Ok((restored, queued))
 }
 

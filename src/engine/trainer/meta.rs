@@ -360,7 +360,12 @@ impl Trainer {
         if !(watched.largest.is_finite() && watched.primary.is_finite()) {
             return;
         }
-        if let Some((from, _)) = self.restored.filter(|&(_, before)| m.step >= before) {
+        // (Not while the restore waits for its point: φ is not back yet.)
+        let applied = self.queued_restore.is_none();
+        if let Some((from, _)) = self
+            .restored
+            .filter(|&(_, before)| applied && m.step >= before)
+        {
             self.restored = None;
             let record = after_restore_event(names, from, m.step, watched);
             self.emit_taken(m, record);
@@ -391,7 +396,10 @@ impl Trainer {
         // judges the φ it replaces (walkthrough G: a second restore queued
         // in the same flush quartered the meta-learning rate). Read all the
         // same: the watch's loss average goes on.
-        if self.restored.is_some_and(|(_, before)| m.step < before) {
+        if self
+            .restored
+            .is_some_and(|(_, before)| !applied || m.step < before)
+        {
             return;
         }
         let (kind, healthy_step, spent, loss_since) = match verdict {

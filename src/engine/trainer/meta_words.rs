@@ -406,15 +406,15 @@ impl Trainer {
 }
 
 /// The meta step's fallback routes (one for the Hessian-vector products,
-/// one for the loss JVP) not said yet, as events; `said` keeps them.
+/// one for the loss JVP) not among those said last, as events; `said`
+/// becomes this step's.
 pub(super) fn routes_not_said(said: &mut Vec<String>, routes: Vec<String>) -> Vec<String> {
-    let mut messages = Vec::new();
-    for why in routes {
-        if !said.contains(&why) {
-            messages.push(format!("the meta step takes {why}"));
-            said.push(why);
-        }
-    }
+    let messages = routes
+        .iter()
+        .filter(|why| !said.contains(why))
+        .map(|why| format!("the meta step takes {why}"))
+        .collect();
+    *said = routes;
     messages
 }
 

@@ -87,9 +87,15 @@ impl Trainer {
         Ok(())
     }
 
-    /// [`Self::flush_pending_at`] after this step's meta step.
+    /// [`Self::flush_pending_at`] after this step's meta step; at the
+    /// run's end every queued restore is due (`train.steps` lowered under
+    /// its point: the run's log has said it).
     pub(super) fn flush_pending(&mut self) -> Result<()> {
-        self.flush_pending_at(ReadPoint::after_meta(self.step))
+        let step = match self.step >= self.config.train.steps {
+            true => u64::MAX,
+            false => self.step,
+        };
+        self.flush_pending_at(ReadPoint::after_meta(step))
     }
 
     /// Where a collapse verdict on the meta step at `meta_step` takes
@@ -122,6 +128,11 @@ impl Trainer {
         };
         self.queued_restore = None;
         self.restore_due = true;
+        // Before the next step, where the point fell or later (a live edit
+        // of train.eval_every may have taken the point away).
+        if let Some((from, _)) = self.restored {
+            self.restored = Some((from, self.step + 1));
+        }
         if let (Some(meta), Some(lr)) = (self.meta.as_mut(), queued.meta_lr) {
             meta.lr = lr;
         }

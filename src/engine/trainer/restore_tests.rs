@@ -509,6 +509,58 @@ fn a_restore_falls_at_the_same_step_whatever_the_log_interval() {
     }
 }
 
+/// A restore decided and not yet at its point when a checkpoint is
+/// written (a stop): the resumed run applies it where the straight run
+/// does, and trains alike.
+#[test]
+fn a_restore_queued_at_a_checkpoint_falls_after_the_resume_where_it_would_have() {
+    let dir = tempfile::tempdir().unwrap();
+    let (events, _keep) = std::sync::mpsc::sync_channel(1 << 16);
+    let mut config = config(OnCollapse::Restore);
+    config.train.log_every = 1;
+    let (trainer, _) = Trainer::new(dir.path(), config.clone(), false, events).unwrap();
+    let (mut straight, _) = knock_out(trainer);
+    while straight.queued_restore.is_none() {
+        straight.train_step().unwrap();
+    }
+    straight.write_checkpoint().unwrap();
+    let queued = straight.queued_restore.expect("not due at this step");
+    assert!(
+        queued.at.step > straight.step,
+        "{queued:?} at {}",
+        straight.step
+    );
+    let (copy, edited) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    copy_session(dir.path(), copy.path());
+    copy_session(dir.path(), edited.path());
+    // A resume that edits meltr.meta_lr keeps the edit, as a live edit does.
+    let mut edit = config.clone();
+    edit.meltr.meta_lr = 2e-3;
+    let mut edited_run = resumed(edited.path(), edit);
+    let mut resumed_run = resumed(copy.path(), config);
+    assert_eq!(resumed_run.queued_restore, Some(queued));
+    for _ in 0..30 {
+        straight.train_step().unwrap();
+        resumed_run.train_step().unwrap();
+        edited_run.train_step().unwrap();
+    }
+    assert_eq!(edited_run.meta.as_ref().map(|m| m.lr), Some(2e-3));
+    assert_eq!(edited_run.gamma, straight.gamma);
+    assert_eq!(resumed_run.meta.as_ref().map(|m| m.lr), Some(META_LR / 2.0));
+    assert_eq!(resumed_run.gamma, straight.gamma);
+    for (a, b) in straight
+        .combiner
+        .params()
+        .iter()
+        .zip(&resumed_run.combiner.params())
+    {
+        assert!(
+            a.equal(b),
+            "φ after the resume differs from the straight run's"
+        );
+    }
+}
+
 #[test]
 fn with_warn_a_collapse_is_reported_and_left_alone() {
     let dir = tempfile::tempdir().unwrap();

@@ -143,7 +143,7 @@ impl Trainer {
                     pool_skipped = steps.into_iter().map(|s| s as u64).collect();
                 }
                 train_line_owed = ckpt.get(super::checkpointing::TRAIN_LINE_OWED).is_some();
-                (restored, queued_restore) = super::checkpointing::restore_state(&ckpt)?;
+                (restored, queued_restore) = super::checkpointing::restore_state(&ckpt, &config)?;
                 let stops =
                     super::checkpointing::saved_values(&ckpt, super::checkpointing::NEUMANN_STOPS)?;
                 if let Some(&[episodes, stopped]) = stops.as_deref() {

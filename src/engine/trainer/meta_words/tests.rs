@@ -274,6 +274,16 @@ fn each_fallback_route_is_said_once() {
         Vec::<String>::new()
     );
     assert_eq!(
+        routes_not_said(&mut said, vec![hvp.clone(), jvp.clone()]),
+        vec![format!("the meta step takes {hvp}")]
+    );
+    // A route that changes and changes back is said each time.
+    let other = "Hessian-vector products by finite differences (why)".to_string();
+    assert_eq!(
+        routes_not_said(&mut said, vec![other, jvp.clone()]).len(),
+        1
+    );
+    assert_eq!(
         routes_not_said(&mut said, vec![hvp.clone(), jvp]),
         vec![format!("the meta step takes {hvp}")]
     );
