@@ -909,8 +909,9 @@ fn flag_config(dir: &Path, name: &str, model: &str, train: &Path, val: &Path) ->
 }
 
 /// Float class indices beside other whole-number float tensors: only the
-/// tensor whose cast lets the forward through is named (walkthrough G1's
-/// hint also named a 0/1 mask used as row weights, as if to cast it).
+/// tensors whose cast lets the forward through are named, the second
+/// label too, whose `cross_entropy` the first one's error hides
+/// (walkthrough G1's hint also named a 0/1 mask used as row weights).
 #[test]
 fn float_class_indices_are_named_alone_among_whole_number_floats() {
     let tmp = tempfile::tempdir().unwrap();
@@ -920,6 +921,7 @@ fn float_class_indices_are_named_alone_among_whole_number_floats() {
         let rows = tensors[0].1.size()[0];
         let label = tch::Tensor::arange(rows, (tch::Kind::Float, tch::Device::Cpu)).remainder(3);
         let keep = tch::Tensor::arange(rows, (tch::Kind::Float, tch::Device::Cpu)).remainder(2);
+        tensors.push(("label2".to_string(), (&label + 1.0).remainder(3)));
         tensors.push(("label".to_string(), label));
         tensors.push(("keep".to_string(), keep));
         tch::Tensor::write_safetensors(&tensors, &path).unwrap();
@@ -935,7 +937,10 @@ fn float_class_indices_are_named_alone_among_whole_number_floats() {
         .find(|l| l.contains("not Int64: class indices"))
         .unwrap_or_else(|| panic!("no class-index hint: {said}"));
     // `flag` and `keep` hold 0/1 floats too; `keep` is used as a float.
-    assert!(hint.starts_with("`label` (Float) not Int64"), "{hint}");
+    assert!(
+        hint.starts_with("`label` (Float), `label2` (Float) not Int64"),
+        "{hint}"
+    );
 }
 
 /// `check` said "ok" for a model whose primary loss was NaN on the first

@@ -431,53 +431,74 @@ fn class_index_words(named: &[(String, Kind)]) -> Option<String> {
 
 impl TorchScript {
     /// [`batch_hint`], with several class-index candidates narrowed by
-    /// trying them: those whose cast to Int64 alone lets the forward
-    /// through, or moves its failure to another class-index error (a
-    /// second `cross_entropy`). Walkthrough G1's float labels were named
-    /// beside a float adjacency, a 0/1 mask and a degree count, as if
-    /// each should be cast. The module's buffers are put back after.
+    /// trying them on the CPU: a candidate cast to Int64 (with those kept
+    /// so far) that lets the forward through, or moves its failure to
+    /// another class-index error (a second `cross_entropy`), is kept.
+    /// Walkthrough G1's float labels were named beside a float adjacency,
+    /// a 0/1 mask and a degree count, as if each should be cast. The
+    /// module's buffers are put back after. Off the CPU a cast label out
+    /// of range would stop the device (an asynchronous assert): no tries.
     pub(super) fn batch_hint_tried(&self, message: &str, batch: &Batch) -> Option<String> {
-        let Some(candidates) = class_index_candidates(message, batch).filter(|c| c.len() > 1)
+        let on_cpu = batch.iter().all(|(_, t)| t.device() == tch::Device::Cpu);
+        let Some(candidates) = class_index_candidates(message, batch)
+            .filter(|c| on_cpu && (2..=MAX_CAST_TRIES).contains(&c.len()))
         else {
             return batch_hint(message, batch);
         };
-        let module = self.module.borrow();
-        let saved: Vec<(Tensor, Tensor)> = buffers::named_buffers(&module)
-            .unwrap_or_default()
-            .into_iter()
-            .map(|(_, t)| (t.copy(), t))
-            .collect();
-        let fixed: Vec<(String, Kind)> = candidates
-            .iter()
-            .filter(|(name, _)| {
-                let tried: Batch = batch
-                    .iter()
-                    .map(|(n, t)| match n == name {
-                        true => (n.clone(), t.to_kind(Kind::Int64)),
-                        false => (n.clone(), t.shallow_clone()),
-                    })
-                    .collect();
-                match tch::no_grad(|| module.forward_is(&[batch_ivalue(&tried)])) {
-                    Ok(_) => true,
-                    Err(e) => {
-                        let now = torch_message(&e);
-                        now != message && class_index_candidates(&now, &tried).is_some()
-                    }
+        let saved = crate::workload::SavedBuffers::take(self).ok();
+        let cast_fails = |cast: &[&(String, Kind)]| -> Option<String> {
+            let tried: Batch = batch
+                .iter()
+                .map(|(n, t)| match cast.iter().any(|(name, _)| name == n) {
+                    true => (n.clone(), t.to_kind(Kind::Int64)),
+                    false => (n.clone(), t.shallow_clone()),
+                })
+                .collect();
+            let module = self.module.borrow();
+            let outcome = tch::no_grad(|| module.forward_is(&[batch_ivalue(&tried)]));
+            outcome.err().map(|e| torch_message(&e))
+        };
+        let is_class_index =
+            |message: &str| class_index_candidates(message, batch).is_some_and(|c| !c.is_empty());
+        // Two passes: a label tried before the one whose error hides it
+        // (a second `cross_entropy` reached only once the first passes).
+        let (mut kept, mut failing) = (Vec::new(), message.to_string());
+        let mut through = false;
+        'passes: for _ in 0..2 {
+            for candidate in &candidates {
+                if kept.contains(&candidate) {
+                    continue;
                 }
-            })
-            .cloned()
-            .collect();
-        tch::no_grad(|| {
-            for (copy, buffer) in &saved {
-                buffer.shallow_clone().copy_(copy);
+                let mut cast = kept.clone();
+                cast.push(candidate);
+                match cast_fails(&cast) {
+                    None => {
+                        kept = cast;
+                        through = true;
+                        break 'passes;
+                    }
+                    Some(now) if now != failing && is_class_index(&now) => {
+                        kept = cast;
+                        failing = now;
+                    }
+                    Some(_) => {}
+                }
             }
-        });
-        class_index_words(match fixed.is_empty() {
-            true => &candidates,
-            false => &fixed,
+        }
+        if let Some(saved) = saved {
+            let _ = saved.restore(self);
+        }
+        let kept: Vec<(String, Kind)> = kept.into_iter().cloned().collect();
+        class_index_words(match through {
+            true => &kept,
+            false => &candidates,
         })
     }
 }
+
+/// At most this many class-index candidates are tried one by one (each a
+/// forward on the failing batch); more are all named.
+const MAX_CAST_TRIES: usize = 6;
 
 /// The batch's tensors that may be the class indices a message says are
 /// of another kind, by name, in the hint's order.
