@@ -1208,6 +1208,11 @@ def run(config: str, seed: int, steps: Optional[int], out: str, threads: int, dt
         if t % settings.eval_every == 0 or t == settings.steps:
             metrics, val_losses = evaluate(workload, settings.eval_batch_size)
             evals.append({"step": t, "metrics": metrics, "losses": val_losses})
+            # Progress on stderr (walkthrough G2 waited minutes on a silent
+            # run that had finished in 37 s); stdout keeps the summary.
+            shown = "  ".join(f"{k} {v:.4g}" for k, v in metrics.items())
+            print(f"step {t}/{settings.steps} ({time.perf_counter() - started:.0f} s): {shown}",
+                  file=sys.stderr, flush=True)
     if writer:
         writer.close()
     mean_weights = torch.stack(weights).double().mean(0)

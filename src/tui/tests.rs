@@ -1083,6 +1083,29 @@ fn invalid_edit_is_refused_and_nothing_is_written() {
     );
 }
 
+/// A whole `key = value` line typed over the value reads as the value
+/// (walkthrough G1 was told "expected an integer, got `aid.iterations = 3`").
+#[test]
+fn a_key_and_value_typed_into_the_editor_reads_as_the_value() {
+    let (_dir, path) = temp_config();
+    let mut app = app_with(Theme { color: true }, path);
+    select(&mut app, "aid.iterations");
+    press(&mut app, KeyCode::Enter);
+    app.on_key(KeyEvent::new(KeyCode::Char('u'), KeyModifiers::CONTROL));
+    type_text(&mut app, " aid.iterations =9 ");
+    let action = press(&mut app, KeyCode::Enter);
+    let Action::WriteConfig { config, .. } = action else {
+        panic!("{action:?}");
+    };
+    assert_eq!(config.aid.iterations, 9);
+    // Another key's line is not this key's value.
+    select(&mut app, "aid.iterations");
+    press(&mut app, KeyCode::Enter);
+    app.on_key(KeyEvent::new(KeyCode::Char('u'), KeyModifiers::CONTROL));
+    type_text(&mut app, "aid.alpha = 3");
+    assert_eq!(press(&mut app, KeyCode::Enter), Action::None);
+}
+
 #[test]
 fn valid_edit_writes_the_key_atomically() {
     let (dir, path) = temp_config();

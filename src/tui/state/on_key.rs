@@ -319,7 +319,8 @@ impl App {
         match key.code {
             KeyCode::Esc => self.editor = None,
             KeyCode::Enter => {
-                let (key, text) = (editor.key.clone(), editor.input.text().to_string());
+                let key = editor.key.clone();
+                let text = value_typed(&key, editor.input.text()).to_string();
                 return match self.propose(&key, &text) {
                     Ok(action) => {
                         self.editor = None;
@@ -357,7 +358,8 @@ impl App {
         let Some(editor) = &self.editor else {
             return Action::None;
         };
-        let (key, text) = (editor.key.clone(), editor.input.text().to_string());
+        let key = editor.key.clone();
+        let text = value_typed(&key, editor.input.text()).to_string();
         if !self.can_fork {
             // The editor stays open with its value: Enter still writes it.
             self.notify(Level::Warn, "fork is not available here");
@@ -448,4 +450,15 @@ impl App {
         }
         Some(Action::None)
     }
+}
+
+/// The value in the editor's text: a whole `key = value` line typed or
+/// pasted over it reads as its value (walkthrough G1 typed
+/// `aid.iterations = 3` after the label and was told "expected an integer").
+fn value_typed<'t>(key: &str, text: &'t str) -> &'t str {
+    let trimmed = text.trim_start();
+    trimmed
+        .strip_prefix(key)
+        .and_then(|rest| rest.trim_start().strip_prefix('='))
+        .map_or(text, str::trim)
 }
