@@ -548,17 +548,7 @@ fn a_restore_queued_at_a_checkpoint_falls_after_the_resume_where_it_would_have()
     assert_eq!(edited_run.gamma, straight.gamma);
     assert_eq!(resumed_run.meta.as_ref().map(|m| m.lr), Some(META_LR / 2.0));
     assert_eq!(resumed_run.gamma, straight.gamma);
-    for (a, b) in straight
-        .combiner
-        .params()
-        .iter()
-        .zip(&resumed_run.combiner.params())
-    {
-        assert!(
-            a.equal(b),
-            "φ after the resume differs from the straight run's"
-        );
-    }
+    assert_same_phi(&straight, &resumed_run);
 }
 
 #[test]
@@ -604,6 +594,20 @@ fn copy_session(from: &Path, to: &Path) {
     }
 }
 
+fn assert_same_phi(straight: &Trainer, resumed_run: &Trainer) {
+    for (a, b) in straight
+        .combiner
+        .params()
+        .iter()
+        .zip(&resumed_run.combiner.params())
+    {
+        assert!(
+            a.equal(b),
+            "φ after the resume differs from the straight run's"
+        );
+    }
+}
+
 fn resumed(dir: &Path, config: Config) -> Trainer {
     let (events, _keep) = std::sync::mpsc::sync_channel(1 << 16);
     Trainer::new(dir, config, true, events).unwrap().0
@@ -644,17 +648,7 @@ fn a_resume_after_a_restore_keeps_the_halved_rate_the_raised_gamma_and_the_watch
         straight.train_step().unwrap();
         resumed_run.train_step().unwrap();
     }
-    for (a, b) in straight
-        .combiner
-        .params()
-        .iter()
-        .zip(&resumed_run.combiner.params())
-    {
-        assert!(
-            a.equal(b),
-            "φ after the resume differs from the straight run's"
-        );
-    }
+    assert_same_phi(&straight, &resumed_run);
     // The watch goes on alike: same counters, same healthy snapshot.
     let (a, b) = (
         straight.collapse.state("c"),
