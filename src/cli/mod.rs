@@ -244,7 +244,7 @@ pub enum Cmd {
         /// Eval metrics to show (repeatable; default: all, primary first;
         /// `recall@1` or `eval/recall@1`); also `eval_loss/<loss>` (a
         /// validation loss), `loss/<loss>`, `weight/<loss>` and
-        /// `share/<loss>` (final training loss, effective weight, gradient share: the mean of the values logged in the last 10% of steps, the last 10 at most; the weight's median, as one line's weight can spike).
+        /// `share/<loss>` (final training loss, effective weight, gradient share: the mean of the values logged in the last 10% of steps, the last 10 lines or those of the last 100 steps when more; the weight's median, as one line's weight can spike).
         #[arg(long = "metric", value_name = "NAME")]
         metrics: Vec<String>,
         /// Decimals (default: each mean ± std to two significant digits of

@@ -251,8 +251,8 @@ pub fn weights(data: &SessionData, prep: Prep) -> Option<Figure> {
 
 /// Each loss's effective weight, the median of its last
 /// [`FINAL_WEIGHT_LINES`](crate::session::metrics::FINAL_WEIGHT_LINES)
-/// finite logged values where it was not exactly 0, and the steps they
-/// span.
+/// (or last 100 steps') finite logged values where it was not exactly 0,
+/// and the steps they span.
 pub fn final_weight_medians(data: &SessionData) -> Option<((f64, f64), BTreeMap<String, f64>)> {
     crate::session::metrics::final_weight_medians(&data.weights, &data.losses)
 }

@@ -49,8 +49,8 @@ pub struct Run {
     /// The eval line with the best primary metric (per `higher_is_better`).
     pub best_eval: Option<Eval>,
     /// Each loss's effective weight at the end: the median of its last
-    /// [`metrics::FINAL_WEIGHT_LINES`] logged values (empty when none was
-    /// logged).
+    /// [`metrics::FINAL_WEIGHT_LINES`] logged values, or its last
+    /// [`metrics::FINAL_WEIGHT_STEPS`] steps' (empty when none was logged).
     pub final_weights: Named,
     /// The primary loss's last finite logged effective weight: where a
     /// run ended, which the mean above can miss (a walkthrough's run fell

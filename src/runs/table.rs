@@ -10,8 +10,8 @@ use super::stats::{significant_decimals, Summary};
 use super::{Eval, Run};
 use crate::numfmt::padded;
 use crate::session::metrics::{
-    Named, EVAL_LOSS_PREFIX, EVAL_PREFIX, FINAL_WEIGHT_LINES, FINAL_WEIGHT_SPAN, LOSS_PREFIX,
-    SHARE_PREFIX, WEIGHT_PREFIX,
+    Named, EVAL_LOSS_PREFIX, EVAL_PREFIX, FINAL_WEIGHT_LINES, FINAL_WEIGHT_SPAN,
+    FINAL_WEIGHT_STEPS, LOSS_PREFIX, SHARE_PREFIX, WEIGHT_PREFIX,
 };
 use anyhow::{bail, Result};
 
@@ -394,7 +394,7 @@ pub fn render(groups: &[Group], opts: &TableOptions) -> Result<String> {
     for (prefix, _, meaning) in PER_LOSS {
         if names.iter().any(|n| n.starts_with(prefix)) {
             sources.push(format!(
-                "{prefix}<loss>: {meaning} of each run's values logged in its last {:.0}% of {steps} (the last {FINAL_WEIGHT_LINES} at most){}",
+                "{prefix}<loss>: {meaning} of each run's values logged in its last {:.0}% of {steps} (the last {FINAL_WEIGHT_LINES}, or those of the last {FINAL_WEIGHT_STEPS} steps when more){}",
                 FINAL_WEIGHT_SPAN * 100.0,
                 if prefix == SHARE_PREFIX { caption::few_share_lines(groups) } else { String::new() }
             ));

@@ -80,14 +80,21 @@ pub const SHARE_PREFIX: &str = "share/";
 /// scripts keep their own mean of the last 10 lines, stated with their
 /// tables).
 pub const FINAL_WEIGHT_LINES: usize = 10;
+/// ... or those of this many last steps when they are more: the ten lines
+/// of the default `train.log_every` (10). A run logged every step had its
+/// weights summed up over its last 10 steps, the same run at the default
+/// interval over its last 100, and `table` gave the two different weights
+/// (walkthrough G3: 5.28 and 5.48 for bit-identical training).
+pub const FINAL_WEIGHT_STEPS: f64 = 100.0;
 /// ... of those within this last fraction of the steps logged: with a
 /// sparse log (`log_every` 25 in a 300-step run, a walkthrough) ten lines
 /// reached back to step 75 and hid the run's end.
 pub const FINAL_WEIGHT_SPAN: f64 = 0.1;
 
 /// Each series' mean over its last [`FINAL_WEIGHT_LINES`] finite `(step,
-/// value)` points within the last [`FINAL_WEIGHT_SPAN`] of its steps, and
-/// the steps those points span (`None` when no series has one).
+/// value)` points (or those of its last [`FINAL_WEIGHT_STEPS`] steps, when
+/// more) within the last [`FINAL_WEIGHT_SPAN`] of its steps, and the steps
+/// those points span (`None` when no series has one).
 pub fn final_means(series: &BTreeMap<String, Vec<(f64, f64)>>) -> Option<((f64, f64), Named)> {
     final_summaries(series, |values| {
         values.iter().sum::<f64>() / values.len() as f64
@@ -124,7 +131,10 @@ fn final_summaries(
         let within = finite
             .partition_point(|(step, _)| *step <= from)
             .min(finite.len().saturating_sub(1));
-        let last = &finite[(finite.len().saturating_sub(FINAL_WEIGHT_LINES)).max(within)..];
+        let end = finite.last().map_or(0.0, |(end, _)| *end);
+        let recent = finite.partition_point(|(step, _)| *step <= end - FINAL_WEIGHT_STEPS);
+        let by_lines = finite.len().saturating_sub(FINAL_WEIGHT_LINES);
+        let last = &finite[by_lines.min(recent).max(within)..];
         let (Some(first), Some(end)) = (last.first(), last.last()) else {
             continue;
         };

@@ -297,25 +297,7 @@ impl Trainer {
             .filter_map(|(streak, what)| streak.ended(what, "until the run ended"));
         let summary = self.skipped.summary(self.step);
         let neumann = self.neumann_tally.summary(self.skipped.since);
-        let names = names_with_copies(&self.loss_names, &self.collapse.copies.copies());
-        let slide = self.collapse.unreported_slide().map(|(meta_steps, w)| {
-            format!(
-                "{} ({}) below {PRIMARY_FLOOR} for its last {meta_steps} \
-                 meta steps ({} after the last meta step, whose train line has the weights before it; \
-                 the collapse watch acts after {PRIMARY_COLLAPSE_META_STEPS}): {}. \
-                 Compare its metric with a `sum` run's, or fork from a checkpoint before the slide",
-                crate::session::metrics::ENDS_COLLAPSED_EVENT,
-                names[0],
-                crate::numfmt::readable(w.primary),
-                w.primary_collapse_reading(&names)
-            )
-        });
-        for message in ended
-            .chain(summary)
-            .chain(neumann)
-            .chain(slide)
-            .collect::<Vec<_>>()
-        {
+        for message in ended.chain(summary).chain(neumann).collect::<Vec<_>>() {
             self.emit(Record::Event {
                 level: Level::Warn,
                 message,
@@ -324,10 +306,28 @@ impl Trainer {
         Ok(trained_nothing)
     }
 
-    /// At the run's end (not at a stop: a stopped run may go on), a
-    /// climb of the primary's training loss under way, too short yet to
-    /// be said ([`crate::engine::loss_rise::LossRise::climbing_at_the_end`]).
+    /// At the run's end (not at a stop: a stopped run may go on; walkthrough
+    /// G4's stop was read as a run that ended collapsed), a slide of the
+    /// primary's weight and a climb of its training loss under way, too
+    /// short yet to be said ([`crate::engine::loss_rise::LossRise::climbing_at_the_end`]).
     pub(super) fn report_climb_at_the_end(&mut self) {
+        let names = names_with_copies(&self.loss_names, &self.collapse.copies.copies());
+        if let Some((meta_steps, w)) = self.collapse.unreported_slide() {
+            let message = format!(
+                "{} ({}) below {PRIMARY_FLOOR} for its last {meta_steps} \
+                 meta steps ({} after the last meta step, whose train line has the weights before it; \
+                 the collapse watch acts after {PRIMARY_COLLAPSE_META_STEPS}): {}. \
+                 Compare its metric with a `sum` run's, or fork from a checkpoint before the slide",
+                crate::session::metrics::ENDS_COLLAPSED_EVENT,
+                names[0],
+                crate::numfmt::readable(w.primary),
+                w.primary_collapse_reading(&names)
+            );
+            self.emit(Record::Event {
+                level: Level::Warn,
+                message,
+            });
+        }
         let climbing = self.loss_rise.climbing_at_the_end().map(|(rise, since)| {
             format!(
                 "the run ends with the primary's training loss ({}) climbing: {:.4} (smoothed over the logged \

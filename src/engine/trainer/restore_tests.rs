@@ -551,6 +551,29 @@ fn a_restore_queued_at_a_checkpoint_falls_after_the_resume_where_it_would_have()
     assert_same_phi(&straight, &resumed_run);
 }
 
+/// A slide of the primary's weight too short for the watch is said at the
+/// run's end, not at a stop (walkthrough G4's stopped run read as one that
+/// ended collapsed, and `ls` said so).
+#[test]
+fn a_slide_under_way_is_said_at_the_end_and_not_at_a_stop() {
+    let dir = tempfile::tempdir().unwrap();
+    let (mut trainer, _) = knocked_out(OnCollapse::Warn, dir.path());
+    while trainer.collapse.unreported_slide().is_none() {
+        trainer.train_step().unwrap();
+        trainer.flush_pending().unwrap();
+    }
+    let said = |dir: &Path| {
+        lines(dir).iter().any(|l| {
+            matches!(&l.record, Record::Event { message, .. }
+                if message.starts_with(crate::session::metrics::ENDS_COLLAPSED_EVENT))
+        })
+    };
+    trainer.report_open_streaks().unwrap();
+    assert!(!said(dir.path()), "said at a stop");
+    trainer.report_climb_at_the_end();
+    assert!(said(dir.path()), "not said at the end");
+}
+
 #[test]
 fn with_warn_a_collapse_is_reported_and_left_alone() {
     let dir = tempfile::tempdir().unwrap();

@@ -260,7 +260,7 @@ fn final_weights_are_columns_when_asked_for() {
     assert!(text.contains("share/<loss>: the loss's share"), "{text}");
     assert!(
         text.contains(
-            "combined gradient, mean of each run's values logged in its last 10% of steps (the last 10 at most)"
+            "combined gradient, mean of each run's values logged in its last 10% of steps (the last 10, or those of the last 100 steps when more)"
         ),
         "{text}"
     );

@@ -22,9 +22,24 @@ fn final_means_take_the_last_lines_within_the_runs_end() {
     ]);
     let (span, means) = final_means(&series).unwrap();
     assert_eq!(means["sparse"], 0.1, "steps 275 and 300 only");
-    assert_eq!(means["dense"], 0.5, "the last 10 lines");
+    assert_eq!(means["dense"], 0.95, "the last 100 steps' lines");
     assert_eq!(means["fallen"], 0.0, "steps 370-400, after step 360");
     assert_eq!(span, (275.0, 1000.0));
+    // One run logged every step and every 10 steps: the same window.
+    let every = |interval: usize| {
+        let points: Vec<(f64, f64)> = (1..=600)
+            .step_by(interval)
+            .map(|step| (step as f64 + interval as f64 - 1.0, step as f64))
+            .collect();
+        final_means(&BTreeMap::from([("w".to_string(), points)])).unwrap()
+    };
+    let ((from_1, to_1), _) = every(1);
+    let ((from_10, to_10), _) = every(10);
+    assert_eq!((to_1, to_10), (600.0, 600.0));
+    assert!(
+        from_1 <= from_10 && from_10 - from_1 < 10.0,
+        "{from_1} {from_10}"
+    );
     let single = BTreeMap::from([("single".to_string(), vec![(0.0, 0.25)])]);
     let (span, means) = final_means(&single).unwrap();
     assert_eq!(
