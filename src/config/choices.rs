@@ -37,9 +37,8 @@ macro_rules! choice {
                     .copied()
                     .find(|v| v.as_str() == text)
                     .ok_or_else(|| {
-                        let names: Vec<String> =
-                            $name::ALL.iter().map(|v| format!("\"{v}\"")).collect();
-                        format!("expected one of {}, got \"{text}\"", names.join(", "))
+                        let names: Vec<&str> = $name::ALL.iter().map(|v| v.as_str()).collect();
+                        crate::config::text::expected_one_of(&names, text)
                     })
             }
         }

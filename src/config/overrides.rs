@@ -101,10 +101,9 @@ fn set_override(root: &mut toml::Value, key: &str, text: &str) -> Result<(), Con
             other => other.to_string(),
         };
         if !names.contains(&given.as_str()) {
-            let quoted: Vec<String> = names.iter().map(|n| format!("\"{n}\"")).collect();
             return Err(ConfigError::at_key(
                 key,
-                format!("expected one of {}, got \"{given}\"", quoted.join(", ")),
+                super::text::expected_one_of(&names, &given),
             ));
         }
     }

@@ -105,6 +105,23 @@ fn unknown_key_names_line_and_key() {
         by_set.contains("no such key `gama` (did you mean `gamma`?)"),
         "{by_set}"
     );
+    // Another section's key, and a misspelt choice (walkthrough G3).
+    let elsewhere = Config::default()
+        .with_override("meltr.iterations", "2")
+        .unwrap_err()
+        .to_string();
+    assert!(
+        elsewhere.contains("no such key `iterations` (did you mean `aid.iterations`?)"),
+        "{elsewhere}"
+    );
+    let choice = Config::default()
+        .with_override("combiner.kind", "metlr")
+        .unwrap_err()
+        .to_string();
+    assert!(
+        choice.ends_with("got \"metlr\" (did you mean \"meltr\"?)"),
+        "{choice}"
+    );
 }
 
 /// A `--set` number TOML refuses for its size says so (a walkthrough's

@@ -276,6 +276,19 @@ pub fn name_meant<'a>(typed: &str, names: impl IntoIterator<Item = &'a str>) -> 
         })
 }
 
+/// "expected one of "a", "b", got "x"", with the choice `given` most
+/// likely means (walkthrough G3's `combiner.kind = "metlr"` had the list
+/// alone).
+pub fn expected_one_of(names: &[&str], given: &str) -> String {
+    let quoted: Vec<String> = names.iter().map(|n| format!("\"{n}\"")).collect();
+    let meant = name_meant(given, names.iter().copied())
+        .map_or(String::new(), |n| format!(" (did you mean \"{n}\"?)"));
+    format!(
+        "expected one of {}, got \"{given}\"{meant}",
+        quoted.join(", ")
+    )
+}
+
 /// Of `names`, the one `typed` most likely misspells: the nearest by edit
 /// distance, within a third of its length (two edits at least).
 pub fn nearest_spelling<'a>(
@@ -310,10 +323,22 @@ fn unknown_key_hint(message: &str) -> Option<String> {
             .max_by_key(|k| k.len())
             .copied()
     };
+    // A key of another section (walkthrough G3's `meltr.iterations`, J
+    // being `aid.iterations`), named in full.
+    let elsewhere = || {
+        let full: Vec<String> = Config::default()
+            .flatten()
+            .into_keys()
+            .filter(|k| k.rsplit('.').next() == Some(typed) && !keys.contains(&typed))
+            .collect();
+        (full.len() == 1).then(|| full[0].clone())
+    };
     let nearest = other_frameworks_name(typed)
         .filter(|k| keys.contains(k))
         .or_else(spelled)
         .or_else(with_a_word)
+        .map(str::to_string)
+        .or_else(elsewhere)
         .map(|k| format!(" (did you mean `{k}`?)"))
         .unwrap_or_default();
     Some(format!(
