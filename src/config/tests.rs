@@ -122,6 +122,14 @@ fn unknown_key_names_line_and_key() {
         choice.ends_with("got \"metlr\" (did you mean \"meltr\"?)"),
         "{choice}"
     );
+    let in_a_file = Config::parse("[combiner]\nkind = \"metlr\"\n")
+        .unwrap_err()
+        .to_string();
+    assert!(
+        in_a_file.contains("expected one of \"primary\"")
+            && in_a_file.ends_with("got \"metlr\" (did you mean \"meltr\"?)"),
+        "{in_a_file}"
+    );
 }
 
 /// A `--set` number TOML refuses for its size says so (a walkthrough's

@@ -347,6 +347,15 @@ fn unknown_key_hint(message: &str) -> Option<String> {
     ))
 }
 
+/// serde's "unknown variant `metlr`, expected one of `primary`, …" in
+/// [`expected_one_of`]'s words, with the choice it most likely means.
+fn unknown_choice_hint(message: &str) -> Option<String> {
+    let rest = message.strip_prefix("unknown variant `")?;
+    let (given, rest) = rest.split_once('`')?;
+    let names: Vec<&str> = rest.split('`').skip(1).step_by(2).collect();
+    (!names.is_empty()).then(|| expected_one_of(&names, given))
+}
+
 /// Our key for a name other training tools use (`learning_rate` is no
 /// misspelling of `lr`).
 fn other_frameworks_name(typed: &str) -> Option<&'static str> {
@@ -385,7 +394,7 @@ pub fn edit_distance(a: &str, b: &str) -> usize {
 /// false are written without quotes)". Other messages pass unchanged.
 /// `key`, where known, words a count's range (`train.steps`: "≥ 1").
 pub fn readable_type_error(message: &str, key: Option<&str>) -> String {
-    if let Some(hinted) = unknown_key_hint(message) {
+    if let Some(hinted) = unknown_key_hint(message).or_else(|| unknown_choice_hint(message)) {
         return hinted;
     }
     let Some(rest) = message
