@@ -8,14 +8,18 @@ impl Trainer {
     /// Applies a validated config at a step boundary. Live keys take effect
     /// now; restart-only keys keep their running values and the refusal is
     /// logged with the reason.
-    pub(super) fn apply_config(&mut self, requested: Config) {
+    pub(super) fn apply_config(&mut self, requested: Config) -> Result<()> {
+        // The meta steps' lines before this step first: the log stays in
+        // step order (walkthrough G4's events pane had `]`'s edit at 438
+        // above a restore's note at 432).
+        self.flush_pending()?;
         // Commands come from the socket too: the same rules as a file.
         if let Err(e) = requested.validate() {
             self.emit(Record::Config {
                 changed: Default::default(),
                 error: Some(format!("refused: {e}; the config in force stays")),
             });
-            return;
+            return Ok(());
         }
         let old = self.config.clone();
         // `config.toml:12: ` where the session's file sets a refused key.
@@ -142,6 +146,18 @@ impl Trainer {
             });
         }
         self.refused_edits = refused;
+        Ok(())
+    }
+
+    /// A config file that does not parse or validate: said, after the meta
+    /// steps' lines before it (see [`Self::apply_config`]).
+    pub(super) fn report_config_error(&mut self, error: String) -> Result<()> {
+        self.flush_pending()?;
+        self.emit(Record::Config {
+            changed: Default::default(),
+            error: Some(error),
+        });
+        Ok(())
     }
 
     /// For an edit of `meltr.meta_lr` or `meltr.gamma` while a collapse

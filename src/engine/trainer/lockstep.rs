@@ -132,7 +132,7 @@ impl Trainer {
             .map_err(anyhow::Error::new)
             .context("rank 0's config")?;
         if config != self.config {
-            self.apply_config(config);
+            self.apply_config(config)?;
         }
         Ok(())
     }

@@ -216,7 +216,12 @@ impl Trainer {
         // G2's products falling back after a live J edit repeated the loss
         // JVP's route said 200 steps before: a 1000-character line).
         let fallback = std::mem::take(&mut hyper.fallback);
-        for message in routes_not_said(&mut self.jvp_fallback_reported, fallback) {
+        let said = routes_not_said(&mut self.jvp_fallback_reported, fallback);
+        if !said.is_empty() {
+            // Earlier meta steps' lines first: the log stays in step order.
+            self.flush_pending_at(super::restore::ReadPoint::before_meta(self.step))?;
+        }
+        for message in said {
             self.emit(Record::Event {
                 level: Level::Info,
                 message,

@@ -474,11 +474,8 @@ impl Trainer {
             match command {
                 Command::Pause => self.pause(),
                 Command::Resume => self.resume()?,
-                Command::ApplyConfig { config } => self.apply_config(*config),
-                Command::ReportConfigError { error } => self.emit(Record::Config {
-                    changed: Default::default(),
-                    error: Some(error),
-                }),
+                Command::ApplyConfig { config } => self.apply_config(*config)?,
+                Command::ReportConfigError { error } => self.report_config_error(error)?,
                 Command::Checkpoint => checkpoints.push(true),
                 Command::CheckpointForFork => checkpoints.push(false),
                 Command::Stop => {

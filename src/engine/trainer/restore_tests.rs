@@ -574,6 +574,40 @@ fn a_slide_under_way_is_said_at_the_end_and_not_at_a_stop() {
     assert!(said(dir.path()), "not said at the end");
 }
 
+/// A live edit between two reads of the meta steps' lines is written after
+/// those of the steps before it (walkthrough G4's events pane had `]`'s
+/// edit at step 438 above a restore's note at 432).
+#[test]
+fn a_live_edit_keeps_the_log_in_step_order() {
+    let dir = tempfile::tempdir().unwrap();
+    let (events, _keep) = std::sync::mpsc::sync_channel(1 << 16);
+    let mut config = config(OnCollapse::Restore);
+    config.train.log_every = 10;
+    let (mut trainer, _) = Trainer::new(dir.path(), config.clone(), false, events).unwrap();
+    for _ in 0..13 {
+        trainer.train_step().unwrap();
+    }
+    let mut edited = config;
+    edited.meltr.gamma = 0.2;
+    trainer.apply_config(edited).unwrap();
+    for _ in 0..7 {
+        trainer.train_step().unwrap();
+    }
+    trainer.flush_pending().unwrap();
+    let lines = lines(dir.path());
+    let steps: Vec<u64> = lines.iter().map(|l| l.step).collect();
+    assert!(
+        lines
+            .iter()
+            .any(|l| matches!(l.record, Record::Config { .. }) && l.step == 13),
+        "no config line at step 13"
+    );
+    assert!(
+        steps.windows(2).all(|w| w[0] <= w[1]),
+        "lines out of step order: {steps:?}"
+    );
+}
+
 #[test]
 fn with_warn_a_collapse_is_reported_and_left_alone() {
     let dir = tempfile::tempdir().unwrap();
@@ -708,7 +742,7 @@ fn a_resume_after_a_restore_keeps_the_halved_rate_the_raised_gamma_and_the_watch
     let typed: f64 = fmt_gamma(raised).parse().unwrap();
     assert_ne!(typed, raised, "the test needs the rounding");
     live.meltr.gamma = typed;
-    resumed_run.apply_config(live);
+    resumed_run.apply_config(live).unwrap();
     resumed_run.flush_pending().unwrap();
     let expected = format!(
         "meltr.gamma was {} in force, a collapse restore's, not the config's {}: the edit sets {}, as it was",
