@@ -936,11 +936,46 @@ fn float_class_indices_are_named_alone_among_whole_number_floats() {
         .lines()
         .find(|l| l.contains("not Int64: class indices"))
         .unwrap_or_else(|| panic!("no class-index hint: {said}"));
-    // `flag` and `keep` hold 0/1 floats too; `keep` is used as a float.
+    // `flag` and `keep` hold 0/1 floats too.
     assert!(
         hint.starts_with("`label` (Float), `label2` (Float) not Int64"),
         "{hint}"
     );
+    // Labels marked -100 on the rows without one (cross entropy's ignore
+    // index), `label2` stored right: `label` is named, and the rows that
+    // use it are not listed as failing on their own (walkthrough G5's -1
+    // labels were passed over for its mask, and its labelled rows listed).
+    let with_sentinel = |name: &str| {
+        let path = tmp.path().join(format!("{name}.safetensors"));
+        let read = tch::Tensor::read_safetensors(&train).unwrap();
+        // Rows of class 0 are those without a label here.
+        let label = read.iter().find(|(n, _)| n == "label").unwrap().1.copy();
+        let labelled = label.ne(0.0);
+        let tensors: Vec<(String, tch::Tensor)> = read
+            .into_iter()
+            .map(|(n, t)| match n.as_str() {
+                "label" => (n, t.where_self(&labelled, &t.full_like(-100.0))),
+                "keep" => (n, labelled.to_kind(tch::Kind::Float)),
+                "label2" => (n, t.to_kind(tch::Kind::Int64)),
+                _ => (n, t),
+            })
+            .collect();
+        tch::Tensor::write_safetensors(&tensors, &path).unwrap();
+        path
+    };
+    let (train, val) = (with_sentinel("train-ignore"), with_sentinel("val-ignore"));
+    let cfg = flag_config(tmp.path(), "ignore-index", "float_labels.pt", &train, &val);
+    let out = bin().arg("check").arg("-c").arg(&cfg).output().unwrap();
+    let said = text(&out);
+    assert!(
+        !out.status.success() && !said.contains("on their own"),
+        "{said}"
+    );
+    let hint = said
+        .lines()
+        .find(|l| l.contains("not Int64: class indices"))
+        .unwrap_or_else(|| panic!("no class-index hint: {said}"));
+    assert!(hint.starts_with("`label` (Float) not Int64"), "{hint}");
 }
 
 /// `check` said "ok" for a model whose primary loss was NaN on the first

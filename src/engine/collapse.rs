@@ -556,9 +556,12 @@ impl Weights {
     /// shrank with it, as in the suite's runs that end so.
     pub fn primary_collapse_reading(&self, names: &[String]) -> String {
         if self.primary > 0.0 && self.largest_at == 0 {
+            // Not harmless for that (walkthrough G5 read it so, beside a
+            // restore): a scale that keeps sliding trains nothing.
             return "every weight shrank with it and the primary's is still the largest (the combined loss still \
-             favours the model's own task, at a smaller scale: the inner steps shrink until Adam's \
-             second-moment average catches up)"
+             favours the model's own task, but at a smaller scale: the inner steps shrink until Adam's \
+             second-moment average catches up, and a scale that keeps sliding ends with every weight near 0, \
+             where the model no longer learns)"
                 .to_string();
         }
         let largest = format!(

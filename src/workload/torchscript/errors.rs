@@ -134,17 +134,21 @@ impl TorchScript {
             true => &self.val,
             false => &self.train,
         };
-        let lacking = std::cell::Cell::new(false);
+        let not_the_rows = std::cell::Cell::new(false);
         let failing = self.rows_alone_where(data, rows, |outputs| match outputs {
             Ok(_) => false,
             Err(e) => {
-                let lacks =
-                    !super::validation::missing_tensors(&format!("{e:#}"), data, other).is_empty();
-                lacking.set(lacking.get() || lacks);
+                let message = format!("{e:#}");
+                let lacks = !super::validation::missing_tensors(&message, data, other).is_empty();
+                // Class indices of the wrong kind fail every row that uses
+                // them: a tensor's fault, not its rows' (walkthrough G5's
+                // labelled rows were listed as failing on their own).
+                let kind = class_index_candidates(&message, &Vec::new()).is_some();
+                not_the_rows.set(not_the_rows.get() || lacks || kind);
                 true
             }
         });
-        failing.filter(|_| !lacking.get())
+        failing.filter(|_| !not_the_rows.get())
     }
 
     /// Which of `rows` (training rows) make one of `losses` non-finite on
@@ -405,10 +409,25 @@ fn integer_features_hint(message: &str, batch: &Batch) -> Option<String> {
 
 /// Whether a tensor holds finite whole numbers ≥ 0 only, as indices do.
 fn whole_and_not_negative(t: &Tensor) -> bool {
+    whole(t) && t.min().double_value(&[]) >= 0.0
+}
+
+/// Whether a tensor holds finite whole numbers only.
+fn whole(t: &Tensor) -> bool {
     t.numel() > 0
         && t.isfinite().all().int64_value(&[]) == 1
         && t.eq_tensor(&t.round()).all().int64_value(&[]) == 1
-        && t.min().double_value(&[]) >= 0.0
+}
+
+/// Whether a tensor may hold class indices: whole numbers ≥ 0, but for one
+/// negative value that marks rows without a label (-1, or cross entropy's
+/// ignore index -100: walkthrough G5's float labels, -1 on its unlabelled
+/// rows, were passed over and its 0/1 float mask was named instead).
+fn class_indices_like(t: &Tensor) -> bool {
+    whole(t) && {
+        let negative = t.masked_select(&t.lt(0.0));
+        negative.numel() == 0 || negative.internal_unique(false, false).0.numel() == 1
+    }
 }
 
 fn class_index_hint(message: &str, batch: &Batch) -> Option<String> {
@@ -524,7 +543,7 @@ fn class_index_candidates(message: &str, batch: &Batch) -> Option<Vec<(String, K
     // Of floating tensors, those holding whole numbers ≥ 0 only: class
     // indices stored as floats (walkthrough U's Float labels had no hint;
     // the inputs are Float too, and are not blamed).
-    let class_like = |t: &Tensor| !floating || whole_and_not_negative(t);
+    let class_like = |t: &Tensor| !floating || class_indices_like(t);
     // Of floats, those with few distinct values, fewest first: whole-number
     // inputs (pixels 0–255, counts) have more than labels. Not the fewest
     // alone: a mask of 3 classes beside two 0/1 targets was not named
