@@ -2,6 +2,8 @@
 
 use super::*;
 
+mod hints;
+
 #[test]
 fn defaults_validate_and_roundtrip() {
     let c = Config::default();
@@ -104,31 +106,6 @@ fn unknown_key_names_line_and_key() {
     assert!(
         by_set.contains("no such key `gama` (did you mean `gamma`?)"),
         "{by_set}"
-    );
-    // Another section's key, and a misspelt choice (walkthrough G3).
-    let elsewhere = Config::default()
-        .with_override("meltr.iterations", "2")
-        .unwrap_err()
-        .to_string();
-    assert!(
-        elsewhere.contains("no such key `iterations` (did you mean `aid.iterations`?)"),
-        "{elsewhere}"
-    );
-    let choice = Config::default()
-        .with_override("combiner.kind", "metlr")
-        .unwrap_err()
-        .to_string();
-    assert!(
-        choice.ends_with("got \"metlr\" (did you mean \"meltr\"?)"),
-        "{choice}"
-    );
-    let in_a_file = Config::parse("[combiner]\nkind = \"metlr\"\n")
-        .unwrap_err()
-        .to_string();
-    assert!(
-        in_a_file.contains("expected one of \"primary\"")
-            && in_a_file.ends_with("got \"metlr\" (did you mean \"meltr\"?)"),
-        "{in_a_file}"
     );
 }
 
