@@ -333,12 +333,14 @@ fn unknown_key_hint(message: &str) -> Option<String> {
             .collect();
         (full.len() == 1).then(|| full[0].clone())
     };
+    // (The same key elsewhere before one of ours with a word added: a
+    // review's `train.meta_lr` was pointed at `lr`.)
     let nearest = other_frameworks_name(typed)
         .filter(|k| keys.contains(k))
         .or_else(spelled)
-        .or_else(with_a_word)
         .map(str::to_string)
         .or_else(elsewhere)
+        .or_else(|| with_a_word().map(str::to_string))
         .map(|k| format!(" (did you mean `{k}`?)"))
         .unwrap_or_default();
     Some(format!(

@@ -15,6 +15,14 @@ fn a_key_of_another_section_and_a_misspelt_choice_are_suggested() {
         elsewhere.contains("no such key `iterations` (did you mean `aid.iterations`?)"),
         "{elsewhere}"
     );
+    let meta_lr = Config::default()
+        .with_override("train.meta_lr", "1e-3")
+        .unwrap_err()
+        .to_string();
+    assert!(
+        meta_lr.contains("(did you mean `meltr.meta_lr`?)"),
+        "{meta_lr}"
+    );
     let choice = Config::default()
         .with_override("combiner.kind", "metlr")
         .unwrap_err()

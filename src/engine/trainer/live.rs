@@ -9,10 +9,7 @@ impl Trainer {
     /// now; restart-only keys keep their running values and the refusal is
     /// logged with the reason.
     pub(super) fn apply_config(&mut self, requested: Config) -> Result<()> {
-        // The meta steps' lines before this step first: the log stays in
-        // step order (walkthrough G4's events pane had `]`'s edit at 438
-        // above a restore's note at 432).
-        self.flush_pending()?;
+        self.write_pending_in_order()?;
         // Commands come from the socket too: the same rules as a file.
         if let Err(e) = requested.validate() {
             self.emit(Record::Config {
@@ -150,9 +147,9 @@ impl Trainer {
     }
 
     /// A config file that does not parse or validate: said, after the meta
-    /// steps' lines before it (see [`Self::apply_config`]).
+    /// steps' lines before it where that is safe (`write_pending_in_order`).
     pub(super) fn report_config_error(&mut self, error: String) -> Result<()> {
-        self.flush_pending()?;
+        self.write_pending_in_order()?;
         self.emit(Record::Config {
             changed: Default::default(),
             error: Some(error),

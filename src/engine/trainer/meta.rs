@@ -218,8 +218,7 @@ impl Trainer {
         let fallback = std::mem::take(&mut hyper.fallback);
         let said = routes_not_said(&mut self.jvp_fallback_reported, fallback);
         if !said.is_empty() {
-            // Earlier meta steps' lines first: the log stays in step order.
-            self.flush_pending_at(super::restore::ReadPoint::before_meta(self.step))?;
+            self.write_pending_in_order()?;
         }
         for message in said {
             self.emit(Record::Event {

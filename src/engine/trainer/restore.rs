@@ -87,6 +87,22 @@ impl Trainer {
         Ok(())
     }
 
+    /// Writes the pending lines before a line of this step that comes
+    /// between log steps (a live edit, a config error, a fallback route),
+    /// so the log stays in step order (walkthrough G4's events pane had an
+    /// edit at step 438 above a note of step 432). Only where that read
+    /// changes nothing: on the CPU, where every meta step reads the skipped
+    /// steps anyway (on CUDA only flushes do), and in a single process
+    /// (data-parallel followers do not see every command). A restore it
+    /// reads still waits for its point.
+    pub(super) fn write_pending_in_order(&mut self) -> Result<()> {
+        let on_cpu = self.theta.first().is_none_or(|t| t.device() == Device::Cpu);
+        match on_cpu && self.group.is_none() {
+            true => self.write_pending(),
+            false => Ok(()),
+        }
+    }
+
     /// [`Self::flush_pending_at`] after this step's meta step; at the
     /// run's end every queued restore is due (`train.steps` lowered under
     /// its point: the run's log has said it).
