@@ -4,33 +4,28 @@
 use super::*;
 
 /// Walkthrough G3's `meltr.iterations` and `combiner.kind = "metlr"` had
-/// the lists alone.
+/// the lists alone; a review's `train.meta_lr` was pointed at `lr`.
 #[test]
 fn a_key_of_another_section_and_a_misspelt_choice_are_suggested() {
-    let elsewhere = Config::default()
-        .with_override("meltr.iterations", "2")
-        .unwrap_err()
-        .to_string();
-    assert!(
-        elsewhere.contains("no such key `iterations` (did you mean `aid.iterations`?)"),
-        "{elsewhere}"
-    );
-    let meta_lr = Config::default()
-        .with_override("train.meta_lr", "1e-3")
-        .unwrap_err()
-        .to_string();
-    assert!(
-        meta_lr.contains("(did you mean `meltr.meta_lr`?)"),
-        "{meta_lr}"
-    );
-    let choice = Config::default()
-        .with_override("combiner.kind", "metlr")
-        .unwrap_err()
-        .to_string();
-    assert!(
-        choice.ends_with("got \"metlr\" (did you mean \"meltr\"?)"),
-        "{choice}"
-    );
+    for (key, value, said) in [
+        (
+            "meltr.iterations",
+            "2",
+            "no such key `iterations` (did you mean `aid.iterations`?)",
+        ),
+        ("train.meta_lr", "1e-3", "(did you mean `meltr.meta_lr`?)"),
+        (
+            "combiner.kind",
+            "metlr",
+            "got \"metlr\" (did you mean \"meltr\"?)",
+        ),
+    ] {
+        let error = Config::default()
+            .with_override(key, value)
+            .unwrap_err()
+            .to_string();
+        assert!(error.contains(said), "{key}: {error}");
+    }
     let in_a_file = Config::parse("[combiner]\nkind = \"metlr\"\n")
         .unwrap_err()
         .to_string();
