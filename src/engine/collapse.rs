@@ -572,6 +572,13 @@ impl Weights {
         if self.primary < 0.0 && self.largest_at == 0 {
             "the weight is negative and the largest in magnitude, so the model climbs its own task's loss"
                 .to_string()
+        } else if self.primary < 0.0 && self.magnitude() < PRIMARY_FLOOR {
+            // Not "climbs its own task's loss": walkthrough G6's primary
+            // loss fell while every weight sat within ±0.07.
+            format!(
+                "every weight is near 0 ({largest}) and the primary's is negative: the inner steps, whose \
+                 size Adam keeps, follow the other losses, and the primary's own gradient pushes its loss up"
+            )
         } else if self.primary < 0.0 {
             format!("the weight is negative, so the model climbs its own task's loss ({largest})")
         } else {

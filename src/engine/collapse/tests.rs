@@ -531,6 +531,15 @@ fn a_primary_collapse_says_whether_every_weight_shrank_with_it() {
         reading.contains("negative") && reading.contains("random's, 0.3)"),
         "{reading}"
     );
+    // Every weight near 0: the other losses lead (walkthrough G6's
+    // primary loss fell under a -0.02 weight beside a -0.071).
+    let reading = Weights::of(&[-0.02, 0.03, -0.071]).primary_collapse_reading(&names);
+    assert!(
+        reading.starts_with(
+            "every weight is near 0 (the weight largest in magnitude is random's, -0.071)"
+        ) && !reading.contains("climbs"),
+        "{reading}"
+    );
     let reading = Weights::of(&[-0.63, 0.12, 0.3]).primary_collapse_reading(&names);
     assert!(
         reading.contains("negative and the largest in magnitude"),
