@@ -90,20 +90,7 @@ impl Trainer {
                     message,
                 });
             }
-            if let Some(message) = untuned_series(&old, &self.config) {
-                self.emit(Record::Event {
-                    level: Level::Info,
-                    message,
-                });
-            }
-            if changes.iter().any(|c| c.key == "meltr.meta_lr") {
-                if let Some(message) = far_meta_lr(self.config.meltr.meta_lr) {
-                    self.emit(Record::Event {
-                        level: Level::Warn,
-                        message,
-                    });
-                }
-            }
+            self.say_edit_risks(&old);
         }
         if changes.is_empty() && refused.is_empty() {
             // A valid file equal to the config in force (e.g. a bad edit
@@ -220,6 +207,29 @@ impl Trainer {
             changed: changed_values(&changes),
             error: None,
         });
+        // As a live edit's (walkthrough G6's `resume --set
+        // aid.iterations=1` had no word on α).
+        self.say_edit_risks(ran_with);
+    }
+
+    /// What an edit from `old` to the config in force risks: a Neumann
+    /// series started at an untuned α, a meta-learning rate far above the
+    /// public code's.
+    fn say_edit_risks(&mut self, old: &Config) {
+        if let Some(message) = untuned_series(old, &self.config) {
+            self.emit(Record::Event {
+                level: Level::Info,
+                message,
+            });
+        }
+        if old.meltr.meta_lr != self.config.meltr.meta_lr {
+            if let Some(message) = far_meta_lr(self.config.meltr.meta_lr) {
+                self.emit(Record::Event {
+                    level: Level::Warn,
+                    message,
+                });
+            }
+        }
     }
 }
 

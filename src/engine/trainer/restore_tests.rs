@@ -608,6 +608,32 @@ fn a_live_edit_keeps_the_log_in_step_order() {
     );
 }
 
+/// A resume that starts the Neumann series at the untuned α says so, as
+/// the same live edit does (walkthrough G6's `resume --set
+/// aid.iterations=1` had no word on it).
+#[test]
+fn a_resume_that_starts_the_series_says_alpha_is_untuned() {
+    let dir = tempfile::tempdir().unwrap();
+    let (events, _keep) = std::sync::mpsc::sync_channel(1 << 16);
+    let config = config(OnCollapse::Restore);
+    let (mut trainer, _) = Trainer::new(dir.path(), config.clone(), false, events).unwrap();
+    for _ in 0..5 {
+        trainer.train_step().unwrap();
+    }
+    trainer.write_checkpoint().unwrap();
+    drop(trainer);
+    let said = |dir: &Path| {
+        lines(dir).iter().any(|l| {
+            matches!(&l.record, Record::Event { message, .. }
+                if message.starts_with("aid.iterations 0→1 starts the Neumann series"))
+        })
+    };
+    let mut edited = config;
+    edited.aid.iterations = 1;
+    let _resumed = resumed(dir.path(), edited);
+    assert!(said(dir.path()), "no note on the untuned α at the resume");
+}
+
 #[test]
 fn with_warn_a_collapse_is_reported_and_left_alone() {
     let dir = tempfile::tempdir().unwrap();
