@@ -927,15 +927,21 @@ fn float_class_indices_are_named_alone_among_whole_number_floats() {
         tch::Tensor::write_safetensors(&tensors, &path).unwrap();
         path
     };
+    // `check` refuses the data: all it says, and its class-index hint.
+    let checked = |name: &str, train: &Path, val: &Path| {
+        let cfg = flag_config(tmp.path(), name, "float_labels.pt", train, val);
+        let out = bin().arg("check").arg("-c").arg(&cfg).output().unwrap();
+        let said = text(&out);
+        assert!(!out.status.success(), "{said}");
+        let hint = said
+            .lines()
+            .find(|l| l.contains("not Int64: class indices"))
+            .unwrap_or_else(|| panic!("no class-index hint: {said}"))
+            .to_string();
+        (said, hint)
+    };
     let (train, val) = (with_labels("train"), with_labels("val"));
-    let cfg = flag_config(tmp.path(), "float-labels", "float_labels.pt", &train, &val);
-    let out = bin().arg("check").arg("-c").arg(&cfg).output().unwrap();
-    let said = text(&out);
-    assert!(!out.status.success(), "{said}");
-    let hint = said
-        .lines()
-        .find(|l| l.contains("not Int64: class indices"))
-        .unwrap_or_else(|| panic!("no class-index hint: {said}"));
+    let (_, hint) = checked("float-labels", &train, &val);
     // `flag` and `keep` hold 0/1 floats too.
     assert!(
         hint.starts_with("`label` (Float), `label2` (Float) not Int64"),
@@ -964,17 +970,8 @@ fn float_class_indices_are_named_alone_among_whole_number_floats() {
         path
     };
     let (train, val) = (with_sentinel("train-ignore"), with_sentinel("val-ignore"));
-    let cfg = flag_config(tmp.path(), "ignore-index", "float_labels.pt", &train, &val);
-    let out = bin().arg("check").arg("-c").arg(&cfg).output().unwrap();
-    let said = text(&out);
-    assert!(
-        !out.status.success() && !said.contains("on their own"),
-        "{said}"
-    );
-    let hint = said
-        .lines()
-        .find(|l| l.contains("not Int64: class indices"))
-        .unwrap_or_else(|| panic!("no class-index hint: {said}"));
+    let (said, hint) = checked("ignore-index", &train, &val);
+    assert!(!said.contains("on their own"), "{said}");
     assert!(hint.starts_with("`label` (Float) not Int64"), "{hint}");
 }
 

@@ -329,7 +329,7 @@ fn unknown_key_hint(message: &str) -> Option<String> {
         let full: Vec<String> = Config::default()
             .flatten()
             .into_keys()
-            .filter(|k| k.rsplit('.').next() == Some(typed) && !keys.contains(&typed))
+            .filter(|k| k.rsplit('.').next() == Some(typed))
             .collect();
         (full.len() == 1).then(|| full[0].clone())
     };

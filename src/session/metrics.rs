@@ -122,16 +122,13 @@ fn final_summaries(
     let mut means = Named::new();
     for (name, points) in series {
         let finite: Vec<&(f64, f64)> = points.iter().filter(|(_, w)| w.is_finite()).collect();
-        let from = finite
-            .last()
-            .map_or(0.0, |(end, _)| end * (1.0 - FINAL_WEIGHT_SPAN));
+        let end = finite.last().map_or(0.0, |(end, _)| *end);
         // The last tenth of 400 steps is 361–400, not 360–400 (a
         // walkthrough's mean took in step 360, just before a collapse);
         // the last point counts whatever the span.
         let within = finite
-            .partition_point(|(step, _)| *step <= from)
+            .partition_point(|(step, _)| *step <= end * (1.0 - FINAL_WEIGHT_SPAN))
             .min(finite.len().saturating_sub(1));
-        let end = finite.last().map_or(0.0, |(end, _)| *end);
         let recent = finite.partition_point(|(step, _)| *step <= end - FINAL_WEIGHT_STEPS);
         let by_lines = finite.len().saturating_sub(FINAL_WEIGHT_LINES);
         let last = &finite[by_lines.min(recent).max(within)..];

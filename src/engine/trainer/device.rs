@@ -34,3 +34,11 @@ pub fn dtype(config: &Config) -> Kind {
         Dtype::F32 => Kind::Float,
     }
 }
+
+impl Trainer {
+    /// Whether the run computes on the CPU (host reads of device values
+    /// cost no wait there).
+    pub(super) fn on_cpu(&self) -> bool {
+        self.theta.first().is_none_or(|t| t.device() == Device::Cpu)
+    }
+}

@@ -139,9 +139,9 @@ pub struct Trainer {
     /// γ in force: `meltr.gamma`, or [`meta::RESTORE_GAMMA_FACTOR`] times it
     /// once a collapse restore raised it (until an edit of the key).
     gamma: f64,
-    /// A collapse asked for φ's restore, done before the next forward;
-    /// one decided and not due yet (see `restore.rs`).
+    /// A collapse asked for φ's restore, done before the next forward.
     restore_due: bool,
+    /// A restore decided and not yet at its point (see `restore.rs`).
     queued_restore: Option<restore::QueuedRestore>,
     /// A restore's healthy step and the step it applies before, until the
     /// first meta step after it says where the primary's weight stands.

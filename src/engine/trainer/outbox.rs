@@ -196,8 +196,7 @@ impl Trainer {
     /// meta step, so there the flush's read (at logged steps) has to do.
     /// Forgets skipped steps older than the pool's window.
     pub(super) fn note_skipped_pending(&mut self) {
-        let on_cpu = self.theta.first().is_none_or(|t| t.device() == Device::Cpu);
-        if on_cpu && !self.pending_steps.is_empty() {
+        if self.on_cpu() && !self.pending_steps.is_empty() {
             let flags: Vec<Tensor> = self
                 .pending_steps
                 .iter()

@@ -96,8 +96,7 @@ impl Trainer {
     /// (data-parallel followers do not see every command). A restore it
     /// reads still waits for its point.
     pub(super) fn write_pending_in_order(&mut self) -> Result<()> {
-        let on_cpu = self.theta.first().is_none_or(|t| t.device() == Device::Cpu);
-        match on_cpu && self.group.is_none() {
+        match self.on_cpu() && self.group.is_none() {
             true => self.write_pending(),
             false => Ok(()),
         }

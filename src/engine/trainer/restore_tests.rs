@@ -469,10 +469,7 @@ fn a_collapse_after_the_primary_loss_climbed_far_puts_nothing_back() {
 fn a_restore_falls_at_the_same_step_whatever_the_log_interval() {
     let run = |log_every: u64| {
         let dir = tempfile::tempdir().unwrap();
-        let (events, _keep) = std::sync::mpsc::sync_channel(1 << 16);
-        let mut config = config(OnCollapse::Restore);
-        config.train.log_every = log_every;
-        let (trainer, _) = Trainer::new(dir.path(), config, false, events).unwrap();
+        let (trainer, _) = logging_every(dir.path(), log_every);
         let (mut trainer, _) = knock_out(trainer);
         for _ in 0..(3 * COLLAPSE_META_STEPS + 30) {
             trainer.train_step().unwrap();
@@ -515,10 +512,7 @@ fn a_restore_falls_at_the_same_step_whatever_the_log_interval() {
 #[test]
 fn a_restore_queued_at_a_checkpoint_falls_after_the_resume_where_it_would_have() {
     let dir = tempfile::tempdir().unwrap();
-    let (events, _keep) = std::sync::mpsc::sync_channel(1 << 16);
-    let mut config = config(OnCollapse::Restore);
-    config.train.log_every = 1;
-    let (trainer, _) = Trainer::new(dir.path(), config.clone(), false, events).unwrap();
+    let (trainer, config) = logging_every(dir.path(), 1);
     let (mut straight, _) = knock_out(trainer);
     while straight.queued_restore.is_none() {
         straight.train_step().unwrap();
@@ -580,10 +574,7 @@ fn a_slide_under_way_is_said_at_the_end_and_not_at_a_stop() {
 #[test]
 fn a_live_edit_keeps_the_log_in_step_order() {
     let dir = tempfile::tempdir().unwrap();
-    let (events, _keep) = std::sync::mpsc::sync_channel(1 << 16);
-    let mut config = config(OnCollapse::Restore);
-    config.train.log_every = 10;
-    let (mut trainer, _) = Trainer::new(dir.path(), config.clone(), false, events).unwrap();
+    let (mut trainer, config) = logging_every(dir.path(), 10);
     for _ in 0..13 {
         trainer.train_step().unwrap();
     }
@@ -689,6 +680,16 @@ fn assert_same_phi(straight: &Trainer, resumed_run: &Trainer) {
             "φ after the resume differs from the straight run's"
         );
     }
+}
+
+/// A fresh trainer of [`config`] (restoring) that logs every `log_every`
+/// steps, and that config.
+fn logging_every(dir: &Path, log_every: u64) -> (Trainer, Config) {
+    let (events, _keep) = std::sync::mpsc::sync_channel(1 << 16);
+    let mut config = config(OnCollapse::Restore);
+    config.train.log_every = log_every;
+    let (trainer, _) = Trainer::new(dir, config.clone(), false, events).unwrap();
+    (trainer, config)
 }
 
 fn resumed(dir: &Path, config: Config) -> Trainer {

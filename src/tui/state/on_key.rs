@@ -319,8 +319,7 @@ impl App {
         match key.code {
             KeyCode::Esc => self.editor = None,
             KeyCode::Enter => {
-                let key = editor.key.clone();
-                let text = value_typed(&key, editor.input.text()).to_string();
+                let (key, text) = editor.key_and_value();
                 return match self.propose(&key, &text) {
                     Ok(action) => {
                         self.editor = None;
@@ -358,8 +357,7 @@ impl App {
         let Some(editor) = &self.editor else {
             return Action::None;
         };
-        let key = editor.key.clone();
-        let text = value_typed(&key, editor.input.text()).to_string();
+        let (key, text) = editor.key_and_value();
         if !self.can_fork {
             // The editor stays open with its value: Enter still writes it.
             self.notify(Level::Warn, "fork is not available here");
@@ -452,13 +450,18 @@ impl App {
     }
 }
 
-/// The value in the editor's text: a whole `key = value` line typed or
-/// pasted over it reads as its value (walkthrough G1 typed
-/// `aid.iterations = 3` after the label and was told "expected an integer").
-fn value_typed<'t>(key: &str, text: &'t str) -> &'t str {
-    let trimmed = text.trim_start();
-    trimmed
-        .strip_prefix(key)
-        .and_then(|rest| rest.trim_start().strip_prefix('='))
-        .map_or(text, str::trim)
+impl Editor {
+    /// The key and the value typed: a whole `key = value` line typed or
+    /// pasted over the value reads as its value (walkthrough G1 typed
+    /// `aid.iterations = 3` after the label and was told "expected an
+    /// integer").
+    fn key_and_value(&self) -> (String, String) {
+        let text = self.input.text();
+        let value = text
+            .trim_start()
+            .strip_prefix(self.key.as_str())
+            .and_then(|rest| rest.trim_start().strip_prefix('='))
+            .map_or(text, str::trim);
+        (self.key.clone(), value.to_string())
+    }
 }

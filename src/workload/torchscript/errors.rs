@@ -143,7 +143,7 @@ impl TorchScript {
                 // Class indices of the wrong kind fail every row that uses
                 // them: a tensor's fault, not its rows' (walkthrough G5's
                 // labelled rows were listed as failing on their own).
-                let kind = class_index_candidates(&message, &Vec::new()).is_some();
+                let kind = class_index_error(&message).is_some();
                 not_the_rows.set(not_the_rows.get() || lacks || kind);
                 true
             }
@@ -519,9 +519,11 @@ impl TorchScript {
 /// forward on the failing batch); more are all named.
 const MAX_CAST_TRIES: usize = 6;
 
-/// The batch's tensors that may be the class indices a message says are
-/// of another kind, by name, in the hint's order.
-fn class_index_candidates(message: &str, batch: &Batch) -> Option<Vec<(String, Kind)>> {
+/// The kind a libtorch message says class indices had, when it is a
+/// class-index kind error ("expected scalar type Long but found Float" on
+/// the CPU, "nll_loss ... not implemented for 'Int'" on CUDA), and whether
+/// that kind is floating.
+fn class_index_error(message: &str) -> Option<(Kind, bool)> {
     let found = message
         .split_once("expected scalar type Long but found ")
         .map(|(_, rest)| rest)
@@ -532,14 +534,20 @@ fn class_index_candidates(message: &str, batch: &Batch) -> Option<Vec<(String, K
                 .split_once("not implemented for '")?;
             Some(rest)
         })?;
-    let (kind, floating) = match found.split(|c: char| !c.is_alphanumeric()).next()? {
+    Some(match found.split(|c: char| !c.is_alphanumeric()).next()? {
         "Int" => (Kind::Int, false),
         "Short" => (Kind::Int16, false),
         "Char" => (Kind::Int8, false),
         "Float" => (Kind::Float, true),
         "Double" => (Kind::Double, true),
         _ => return None,
-    };
+    })
+}
+
+/// The batch's tensors that may be the class indices a message says are
+/// of another kind, by name, in the hint's order.
+fn class_index_candidates(message: &str, batch: &Batch) -> Option<Vec<(String, Kind)>> {
+    let (kind, floating) = class_index_error(message)?;
     // Of floating tensors, those holding whole numbers ≥ 0 only: class
     // indices stored as floats (walkthrough U's Float labels had no hint;
     // the inputs are Float too, and are not blamed).

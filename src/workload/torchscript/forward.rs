@@ -1,7 +1,7 @@
 //! One call of the module's `forward`: its outputs checked against the
 //! contract (a dict of 0-dim tensors) and cast to the run's kind.
 
-use super::errors::{batch_inventory, describe};
+use super::errors::{batch_hint, batch_inventory, describe};
 use super::{batch_ivalue, plain_interpreter, torch_message, TorchScript};
 use crate::workload::Batch;
 use anyhow::{anyhow, bail, Context, Result};
@@ -15,13 +15,21 @@ impl TorchScript {
         Ok(self.forward_in_order(batch)?.into_iter().collect())
     }
 
-    /// `forward`'s outputs in the order the model returned them.
+    /// `forward`'s outputs in the order the model returned them. A failure
+    /// says which tensors hold class indices of the wrong kind, found by
+    /// trying them (see `batch_hint_tried`).
     pub(super) fn forward_in_order(&self, batch: &Batch) -> Result<Vec<(String, Tensor)>> {
-        self.forward_checked(batch)
+        self.forward_hinted(batch, true)
             .with_context(|| self.model_label.clone())
     }
 
+    /// One forward, its failure hinted from the batch alone: what the scans
+    /// of rows run, one forward a row (no retries for each).
     pub(super) fn forward_checked(&self, batch: &Batch) -> Result<Vec<(String, Tensor)>> {
+        self.forward_hinted(batch, false)
+    }
+
+    fn forward_hinted(&self, batch: &Batch, try_casts: bool) -> Result<Vec<(String, Tensor)>> {
         plain_interpreter();
         let output = self
             .module
@@ -29,9 +37,11 @@ impl TorchScript {
             .forward_is(&[batch_ivalue(batch)])
             .map_err(|e| {
                 let message = torch_message(&e);
-                let hint = self
-                    .batch_hint_tried(&message, batch)
-                    .map_or(String::new(), |h| format!("\n{h}"));
+                let hint = match try_casts {
+                    true => self.batch_hint_tried(&message, batch),
+                    false => batch_hint(&message, batch),
+                };
+                let hint = hint.map_or(String::new(), |h| format!("\n{h}"));
                 anyhow!(
                     "forward failed: {message}\nthe batch it was given: {}{hint}",
                     batch_inventory(batch)
