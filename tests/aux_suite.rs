@@ -14,6 +14,7 @@
 mod common;
 
 use common::{bin, repo, run_with_limit, text, torch_python};
+use meltr_tui::engine::collapse::PRIMARY_FLOOR;
 use std::time::Duration;
 
 /// Points of accuracy MELTR must keep over `primary` (measured: +6.8 on
@@ -97,14 +98,21 @@ fn meltr_beats_primary_and_keeps_up_with_sum_over_three_seeds() {
         expected > 0.0 && (reported - expected).abs() <= 1e-12 * expected,
         "standard error {reported}, recomputed {expected}"
     );
-    // No seed collapses: the primary keeps a clearly positive weight.
+    // No seed collapses: the primary keeps a clearly positive weight,
+    // twice the collapse watch's floor. The bar was 0.5, above the lowest
+    // of the twelve seeds on `few-labels` in docs/aux-suite.md (0.47), and
+    // an AMD EPYC's rounding put seed 0 at 0.498 (session 59).
     for run in data["runs"].as_array().unwrap() {
         if run["method"] != "meltr" {
             continue;
         }
         let weight = run["weights"]["primary"].as_f64().unwrap();
+        eprintln!(
+            "{} seed {}: primary weight {weight:.3}",
+            run["task"], run["seed"]
+        );
         assert!(
-            weight > 0.5,
+            weight > 2.0 * PRIMARY_FLOOR,
             "{} seed {}: primary weight {weight}",
             run["task"],
             run["seed"]
