@@ -833,10 +833,28 @@ def read_steps(path: str) -> List[dict]:
 
 
 def rel_error(ours: List[Tensor], theirs: List[Tensor]) -> float:
-    """||ours - theirs|| / max(||theirs||, 1e-300) over the concatenation."""
+    """||ours - theirs|| / max(||theirs||, 1e-300) over the concatenation.
+
+    Entries equal on both sides count as a match, infinite or NaN ones too
+    (a causal mask's -inf buffer read 1e300, walkthrough H2), and the scale
+    is the norm of the finite entries; an infinity or NaN on one side only
+    is an error that is not finite.
+    """
     a = torch.cat([t.detach().reshape(-1).double() for t in ours])
     b = torch.cat([t.detach().reshape(-1).double() for t in theirs])
-    return float((a - b).norm() / max(float(b.norm()), 1e-300))
+    same = (a == b) | (torch.isnan(a) & torch.isnan(b))
+    difference = torch.where(same, torch.zeros_like(a), a - b)
+    return float(difference.norm() / max(float(b[torch.isfinite(b)].norm()), 1e-300))
+
+
+def check_rel_error() -> None:
+    """Equal infinities match; an infinity against a number does not."""
+    inf = float("inf")
+    mask = torch.tensor([0.0, -inf, -inf, 2.0])
+    assert rel_error([mask], [mask.clone()]) == 0.0
+    assert rel_error([torch.tensor([float("nan"), 1.0])], [torch.tensor([float("nan"), 1.0])]) == 0.0
+    assert abs(rel_error([torch.tensor([0.0, -inf, 2.2])], [torch.tensor([0.0, -inf, 2.0])]) - 0.1) < 1e-6
+    assert not math.isfinite(rel_error([torch.tensor([0.0, -inf])], [torch.tensor([0.0, 1.0])]))
 
 
 def compare_group(ours: Dict[str, Tensor], engine: Dict[str, Tensor], prefix: str, source: str) -> float:
@@ -1545,6 +1563,8 @@ def self_test() -> None:
             forward_seed(_MASK64, 12345, META_VAL_FORWARD)]
     assert pins == [5022792191686593838, 1818162376358596220, 3646454355600130421], pins
     print("forward seeds: the engine's pinned values")
+    check_rel_error()
+    print("relative errors: equal infinities (a causal mask's -inf) match")
     worst = check_round_trip()
     print("trace round trip (run --write-trace, then trace), max rel: "
           + "  ".join(f"{g} {v:.1e}" for g, v in worst.items()))

@@ -673,3 +673,17 @@ fn replays_by_double_backward(model: &str, name: &str) {
         "{name}: the run should log the double-backward fallback"
     );
 }
+
+/// The replay's own numerical checks (`meltr_replay.py --self-test`): its
+/// hand-written layer against PyTorch's, its hypergradient against
+/// explicit matrices, the Neumann series against a direct solve, the
+/// engine's pinned forward seeds, the trace round trip, and a relative
+/// error that matches equal infinities (a causal mask's −inf buffer read
+/// 1e300 at every step, walkthrough H2).
+#[test]
+fn the_replays_self_test_passes() {
+    run_python(&[
+        repo("scripts/meltr_replay.py").as_os_str(),
+        "--self-test".as_ref(),
+    ]);
+}

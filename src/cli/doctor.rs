@@ -297,8 +297,18 @@ fn non_finite_words(non_finite: &[(String, Vec<u64>)], batches: u64, cause: NanC
 /// (10x or more either way) with its ratio: what `meltr.loss_scale` and
 /// `sum` will meet (a walkthrough's 859x auxiliary was first said at step
 /// 10 of the run).
+/// Whether the primary's first value is above 0, a size to read the
+/// others beside (a negative log-likelihood's −2.5 read a loss of 9.2 as
+/// "-15.41x the primary", walkthrough H1).
+fn primary_sets_a_scale(losses: &[(String, f64)]) -> bool {
+    losses.first().is_some_and(|(_, v)| *v > 0.0)
+}
+
 fn first_batch_words(losses: &[(String, f64)]) -> String {
-    let primary = losses.first().map_or(f64::NAN, |(_, v)| v.abs());
+    let primary = match primary_sets_a_scale(losses) {
+        true => losses[0].1,
+        false => f64::NAN,
+    };
     let words: Vec<String> = losses
         .iter()
         .enumerate()
@@ -521,6 +531,14 @@ fn scale_hints(losses: &[(String, f64)]) -> Vec<String> {
     let Some(primary) = losses.first().map(|(_, v)| v.abs()) else {
         return Vec::new();
     };
+    if !primary_sets_a_scale(losses) {
+        return vec![format!(
+            "the primary's first value ({}) is not above 0 (a log-likelihood?): a loss's size beside it \
+             says nothing of its scale (the `gradient` line above shows how hard each pulls), and MELTR \
+             reads the losses raw (meltr.loss_scale)",
+            crate::numfmt::readable(losses[0].1)
+        )];
+    }
     let ratios = || {
         losses
             .iter()

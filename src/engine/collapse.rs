@@ -115,9 +115,27 @@ impl LossSince {
         self.now / self.then
     }
 
-    /// Whether the model has moved on from the restore point.
+    /// Whether the model has moved on from the restore point: the loss
+    /// climbed past [`MOVED_LOSS_FACTOR`] times its value there, read as a
+    /// rise of `MOVED_LOSS_FACTOR − 1` times that value's size, so that a
+    /// loss below 0 (a log-likelihood) reads the same way (walkthrough H1:
+    /// a fall from −1 to −2 read as "2× its value there", and a climb from
+    /// −1.4 to 233 as 0.34×).
     pub fn moved_on(&self) -> bool {
-        self.ratio() > MOVED_LOSS_FACTOR
+        crate::engine::loss_rise::above_lowest(self.now, self.then, MOVED_LOSS_FACTOR)
+    }
+
+    /// The move in words: "now 1.09× its value there", or for a value
+    /// there at 0 or below, "now 0.5, -1.4 there".
+    pub fn words(&self) -> String {
+        match self.then > 0.0 {
+            true => format!("now {:.2}× its value there", self.ratio()),
+            false => format!(
+                "now {}, {} there",
+                crate::numfmt::readable(self.now),
+                crate::numfmt::readable(self.then)
+            ),
+        }
     }
 }
 
@@ -217,7 +235,10 @@ impl CollapseGuard {
     /// still a collapse (on the suite's regression task such restores
     /// lifted R², seed 1 from −2.00 to 0.41), but not "hardly training".
     pub fn loss_fell_over_count(&self) -> Option<Carried> {
-        let fell = self.loss_average < (1.0 - CARRIED_LOSS_FALL) * self.loss_at_count_start;
+        // A fall by a tenth of the start's size, whatever its sign (a fall
+        // from −1 read as a rise to −0.9 and vice versa, walkthrough H1).
+        let start = self.loss_at_count_start;
+        let fell = start - self.loss_average > CARRIED_LOSS_FALL * start.abs();
         fell.then_some(Carried {
             from: self.loss_at_count_start,
             to: self.loss_average,

@@ -52,6 +52,15 @@ pub const GIVEN_BACK: f64 = 0.5;
 /// ... said again only after it fell back below this multiple.
 pub const REARM_FACTOR: f64 = 1.5;
 
+/// Whether `value` is past `factor` times `lowest`, read as a rise above
+/// it of `factor − 1` times its size: the same test for a loss above 0,
+/// and one that still means something for a loss that reaches 0 or below
+/// (a Gaussian negative log-likelihood went from −1.4 to 233 unsaid,
+/// walkthrough H1, where "twice the lowest" was read as no test at all).
+pub fn above_lowest(value: f64, lowest: f64, factor: f64) -> bool {
+    value - lowest > (factor - 1.0) * lowest.abs()
+}
+
 /// A climb, as said.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Rise {
@@ -63,6 +72,23 @@ pub struct Rise {
     pub lowest_step: u64,
     /// The first logged value.
     pub first: f64,
+}
+
+impl Rise {
+    /// How far above its lowest the loss has climbed, and that lowest:
+    /// "over 2 times its lowest, 0.09 at step 40", or for a lowest at 0
+    /// or below "over 1.4 above its lowest, -1.4 at step 40".
+    pub fn past_lowest(&self) -> String {
+        let lowest = crate::numfmt::readable(self.lowest);
+        let bar = match self.lowest > 0.0 {
+            true => format!("{RISE_FACTOR} times its lowest"),
+            false => format!(
+                "{} above its lowest",
+                crate::numfmt::readable((RISE_FACTOR - 1.0) * self.lowest.abs())
+            ),
+        };
+        format!("over {bar}, {lowest} at step {}", self.lowest_step)
+    }
 }
 
 /// Watches the primary's logged training loss.
@@ -118,9 +144,7 @@ impl LossRise {
     }
 
     /// One logged line's primary training loss; a climb the first time it
-    /// settles. Losses that reach 0 or below (a log-likelihood) are not
-    /// read: "twice the lowest" means nothing there. Nor is a value of
-    /// exactly 0: a masked loss's batch without it (walkthrough M's `flag`,
+    /// settles. A value of exactly 0 is not read: a masked loss's batch without it (walkthrough M's `flag`,
     /// 0 on 7 batches in 20, read as a climb from those zeros, with the
     /// weight of a batch that had none).
     pub fn observe(&mut self, step: u64, loss: f64) -> Option<Rise> {
@@ -151,17 +175,14 @@ impl LossRise {
             self.lowest = Some((step, smoothed));
         }
         let (lowest_step, lowest) = self.lowest?;
-        if lowest <= 0.0 {
-            return None;
-        }
-        let risen = smoothed > RISE_FACTOR * lowest
+        let risen = above_lowest(smoothed, lowest, RISE_FACTOR)
             && smoothed - lowest > GIVEN_BACK * (self.first - lowest);
         self.above = match (risen, self.above) {
             (false, _) => None,
             (true, None) => Some((step, 1)),
             (true, Some((since, lines))) => Some((since, lines + 1)),
         };
-        if smoothed < REARM_FACTOR * lowest {
+        if !above_lowest(smoothed, lowest, REARM_FACTOR) {
             self.said = false;
         }
         let held = self.above.is_some_and(|(since, lines)| {
@@ -242,6 +263,49 @@ mod tests {
             .enumerate()
             .filter_map(|(i, &l)| watch.observe(10 * i as u64, l).map(|_| 10 * i as u64))
             .collect()
+    }
+
+    /// A loss that goes below 0 (a Gaussian negative log-likelihood,
+    /// walkthrough H1: −1.4 to 233, unsaid) is watched as one above 0
+    /// is: a climb of the lowest's size above it, having given back half
+    /// its fall, is said; a further fall, or a rise of less, is not.
+    #[test]
+    fn a_loss_below_zero_climbing_is_said() {
+        let mut watch = LossRise::default();
+        let mut losses = vec![1.2, 0.4, -0.6, -1.4, -1.4, -1.4, -1.4, -1.4];
+        losses.extend([40.0; 6]);
+        let steps = said(&mut watch, &losses);
+        assert_eq!(steps.len(), 1, "{steps:?}");
+        let mut watch = LossRise::default();
+        let negative = [-1.0, -2.0, -3.0, 5.0, 6.0, 7.0, 8.0];
+        assert_eq!(said(&mut watch, &negative), [50]);
+        let mut falling = LossRise::default();
+        let down: Vec<f64> = (0..30).map(|i| 1.0 - 0.2 * i as f64).collect();
+        assert!(said(&mut falling, &down).is_empty());
+        // Smoothed, a loss that settles at −1.4 and then at −0.4: a climb
+        // of 1.0, under the lowest's size, is none.
+        let mut small = LossRise::default();
+        let mut losses = vec![0.0001, -1.4, -1.4, -1.4, -1.4, -1.4, -1.4];
+        losses.extend([-0.4; 20]);
+        assert!(said(&mut small, &losses).is_empty());
+        let rise = Rise {
+            now: 40.0,
+            lowest: -1.4,
+            lowest_step: 40,
+            first: 1.2,
+        };
+        assert_eq!(
+            rise.past_lowest(),
+            "over 1.4 above its lowest, -1.4 at step 40"
+        );
+        let rise = Rise {
+            lowest: 0.09,
+            ..rise
+        };
+        assert_eq!(
+            rise.past_lowest(),
+            "over 2 times its lowest, 0.09 at step 40"
+        );
     }
 
     #[test]
@@ -431,7 +495,7 @@ mod tests {
     }
 
     #[test]
-    fn noise_overfitting_and_negative_losses_are_not_climbs() {
+    fn noise_overfitting_and_non_finite_losses_are_not_climbs() {
         let mut watch = LossRise::default();
         // Noisy but falling: one bad batch is smoothed away.
         let noisy = [2.0, 1.5, 1.2, 3.0, 1.0, 0.9, 1.1, 0.8, 2.5, 0.7, 0.7];
@@ -443,9 +507,6 @@ mod tests {
             8.0, 4.0, 2.0, 1.0, 1.0, 1.0, 1.0, 1.0, 1.0, 2.5, 2.6, 2.7, 2.8, 2.9, 3.0,
         ];
         assert_eq!(said(&mut watch, &back), Vec::<u64>::new());
-        let mut watch = LossRise::default();
-        let negative = [-1.0, -2.0, -3.0, 5.0, 6.0, 7.0, 8.0];
-        assert_eq!(said(&mut watch, &negative), Vec::<u64>::new());
         assert_eq!(
             said(&mut watch, &[f64::NAN, f64::INFINITY]),
             Vec::<u64>::new()

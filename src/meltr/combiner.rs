@@ -99,7 +99,9 @@ pub fn effective_weights_graph(combiner: &dyn Combiner, losses: &Tensor) -> Resu
 }
 
 /// MELTR's transform of loss `k`: the combined output at `points` values of
-/// loss `k`, the other losses held at `losses`. Returns (x, y).
+/// loss `k` from 0 to twice its value (below 0 for a loss below 0: a
+/// negative log-likelihood was swept over [0, 2e-6], walkthrough H1), the
+/// other losses held at `losses`. Returns (x, y).
 pub fn transform_curve(
     combiner: &dyn Combiner,
     losses: &Tensor,
@@ -107,7 +109,11 @@ pub fn transform_curve(
     points: usize,
 ) -> (Vec<f64>, Vec<f64>) {
     tch::no_grad(|| {
-        let current = losses.double_value(&[k]).max(1e-6);
+        let value = losses.double_value(&[k]);
+        let current = match value.abs() < 1e-6 {
+            true => 1e-6,
+            false => value,
+        };
         let xs: Vec<f64> = (0..points)
             .map(|i| 2.0 * current * i as f64 / (points - 1).max(1) as f64)
             .collect();
@@ -352,5 +358,32 @@ impl Combiner for Meltr {
     }
     fn reference_sum(&self, losses: &Tensor) -> Tensor {
         self.net.reference_sum(losses)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The sweep spans 0 to twice a loss's value on its side of 0, the
+    /// loss's value in the middle (walkthrough H1's negative
+    /// log-likelihood was swept over [0, 2e-6]).
+    #[test]
+    fn a_transform_sweeps_a_loss_below_zero_around_its_value() {
+        let sum = Linear::fixed("sum", &[1.0, 1.0], nn::VarStore::new(Device::Cpu));
+        let losses = Tensor::from_slice(&[2.0f32, -1.4]);
+        let (x, y) = transform_curve(&sum, &losses, 1, 5);
+        let expected = [0.0, -0.7, -1.4, -2.1, -2.8];
+        for (got, want) in x
+            .iter()
+            .zip(expected)
+            .chain(y.iter().zip(expected.map(|x| 2.0 + x)))
+        {
+            assert!((got - want).abs() < 1e-6, "{x:?} {y:?}");
+        }
+        let (x, _) = transform_curve(&sum, &losses, 0, 3);
+        assert_eq!(x, [0.0, 2.0, 4.0]);
+        let (x, _) = transform_curve(&sum, &Tensor::from_slice(&[2.0f32, 0.0]), 1, 3);
+        assert_eq!(x, [0.0, 1e-6, 2e-6], "a loss at 0: a sweep of its own");
     }
 }

@@ -321,13 +321,14 @@ pub fn transforms(data: &SessionData) -> Option<Figure> {
             continue;
         };
         // Each loss on its own scale, as a multiple of its value at the
-        // step (the curve spans 0..2 of it): losses of different sizes
-        // (0.03 and 5) would otherwise crowd the small one into x = 0.
+        // step (the curve spans 0..2 of it, a value below 0 too): losses
+        // of different sizes (0.03 and 5) would otherwise crowd the small
+        // one into x = 0.
         let scale = curve
             .x
             .last()
             .copied()
-            .filter(|&x| x > 0.0)
+            .filter(|&x| x != 0.0 && x.is_finite())
             .map(|x| x / 2.0);
         let Some(scale) = scale else {
             continue;

@@ -43,9 +43,15 @@ pub fn ema(points: &[(f64, f64)], weight: f64) -> Points {
 }
 
 /// [`ema`] of the logarithms, for a log axis: a geometric mean that one
-/// spike moves by its factor, not its size. Values ≤ 0, which a log axis
-/// leaves out, are left out here too.
+/// spike moves by its factor, not its size. A curve with values at 0 or
+/// below (a log-likelihood) has no logarithm there: it is smoothed as it
+/// is, and the log axis leaves out what falls at 0 or below (smoothing
+/// the logarithms of the rest drew a plateau at 0.2 where the loss was
+/// −0.5, and cut a group's mean at its last value above 0, walkthrough H1).
 pub fn ema_of_logs(points: &[(f64, f64)], weight: f64) -> Points {
+    if points.iter().any(|p| p.1 <= 0.0) {
+        return ema(points, weight);
+    }
     let positive: Points = points
         .iter()
         .filter(|p| p.1 > 0.0)
@@ -182,8 +188,10 @@ mod tests {
         // one is back within 20% of them.
         assert!(end(&linear) > 5.0, "{}", end(&linear));
         assert!(end(&logs) < 1.2, "{}", end(&logs));
-        let negative = vec![(0.0, -1.0), (1.0, 2.0)];
-        assert_eq!(ema_of_logs(&negative, 0.5).len(), 1);
+        // A curve that reaches 0 or below is smoothed as it is, every
+        // point kept (walkthrough H1's log-likelihood).
+        let negative = vec![(0.0, -1.0), (1.0, 2.0), (2.0, -0.5)];
+        assert_eq!(ema_of_logs(&negative, 0.5), ema(&negative, 0.5));
     }
 
     #[test]

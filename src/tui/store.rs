@@ -259,7 +259,14 @@ impl Store {
                     .iter()
                     .map(|(k, v)| format!("{k} {}", fmt::num(*v)))
                     .collect();
-                let ordered = self.losses.iter().filter_map(|k| Some((k, losses.get(k)?)));
+                // A validation loss the model also returns as a metric of
+                // the same name and value is said once (walkthrough H1 read
+                // "nll 1.113 · rmse 0.7022 · val nll 1.113").
+                let ordered = self
+                    .losses
+                    .iter()
+                    .filter_map(|k| Some((k, losses.get(k)?)))
+                    .filter(|(k, v)| metrics.get(*k) != Some(*v));
                 parts.extend(ordered.map(|(k, v)| format!("val {k} {}", fmt::num(*v))));
                 self.push_entry(step, Level::Info, EntryKind::Eval, parts.join(" · "));
                 self.eval = Some((step, metrics.clone()));
@@ -384,6 +391,34 @@ mod tests {
         assert!(s.config_error.is_none());
         s.ingest(&config(14, None));
         assert_eq!(s.log.last().unwrap().text, "config read; no value changed");
+    }
+
+    /// A validation loss returned as a metric of the same name and value
+    /// is said once in the eval entry (walkthrough H1); one that differs
+    /// keeps its `val` entry.
+    #[test]
+    fn an_eval_entry_says_a_loss_that_is_also_a_metric_once() {
+        let names = ["nll".to_string(), "aux".to_string()];
+        let mut s = Store::new(&names, "rmse", false);
+        let eval = |nll_metric: f64| MetricLine {
+            step: 10,
+            time: 0.1,
+            wall: None,
+            record: Record::Eval {
+                metrics: [("nll".to_string(), nll_metric), ("rmse".to_string(), 0.7)].into(),
+                losses: [("nll".to_string(), 1.113), ("aux".to_string(), 0.5)].into(),
+            },
+        };
+        s.ingest(&eval(1.113));
+        assert_eq!(
+            s.log.last().unwrap().text,
+            "nll 1.113 · rmse 0.7000 · val aux 0.5000"
+        );
+        s.ingest(&eval(1.2));
+        assert_eq!(
+            s.log.last().unwrap().text,
+            "nll 1.200 · rmse 0.7000 · val nll 1.113 · val aux 0.5000"
+        );
     }
 
     #[test]

@@ -124,6 +124,16 @@ fn a_loss_far_from_the_primarys_scale_is_said_with_its_ratio() {
         "{}",
         super::first_batch_words(&negative)
     );
+    // A primary below 0 (a log-likelihood) sets no scale: no ratios, one
+    // hint that says so (walkthrough H1 was told to divide a loss by 15).
+    let nll = [("nll".to_string(), -2.472), ("noise".to_string(), 9.186)];
+    assert_eq!(super::first_batch_words(&nll), "nll -2.472, noise 9.186");
+    let hints = super::scale_hints(&nll);
+    assert!(
+        hints.len() == 1
+            && hints[0].starts_with("the primary's first value (-2.472) is not above 0"),
+        "{hints:?}"
+    );
     let hints = super::scale_hints(&losses);
     assert_eq!(hints.len(), 2, "{hints:?}");
     assert!(

@@ -77,6 +77,37 @@ fn a_negative_primary_whose_loss_falls_is_carried_not_collapsed() {
     }
 }
 
+/// A primary loss below 0 (a Gaussian negative log-likelihood,
+/// walkthrough H1): a fall from −1.0 to −2.0 is a fall, carried; a rise
+/// from −1.0 to −0.5 is a rise, collapsed, and so is a small fall.
+#[test]
+fn a_negative_primary_loss_falls_and_climbs_whatever_its_sign() {
+    assert!(matches!(
+        verdict_of_negative_primary(-1.0, -2.0),
+        Verdict::Carried(Carried { from, to }) if from == -1.0 && to < -1.5
+    ));
+    for to in [-0.5, -1.05, 0.5] {
+        assert!(
+            matches!(
+                verdict_of_negative_primary(-1.0, to),
+                Verdict::Collapsed {
+                    kind: Collapse::Primary,
+                    ..
+                }
+            ),
+            "-1.0 -> {to}"
+        );
+    }
+    // Moved on from a restore point below 0: by a climb of 0.75 times the
+    // size of the loss there, as a loss above 0 is past 1.75 times.
+    let since = |then: f64, now: f64| LossSince { then, now };
+    assert!(since(-1.4, 233.0).moved_on() && since(-1.0, -0.2).moved_on());
+    assert!(!since(-1.0, -2.0).moved_on() && !since(-1.0, -0.3).moved_on());
+    assert!(since(3.0, 5.3).moved_on() && !since(3.0, 5.2).moved_on());
+    assert_eq!(since(3.0, 3.27).words(), "now 1.09× its value there");
+    assert_eq!(since(-1.4, 0.5).words(), "now 0.5, -1.4 there");
+}
+
 /// The loss average and its value at the count's start go into
 /// checkpoints: a resumed run decides as the uninterrupted one.
 #[test]

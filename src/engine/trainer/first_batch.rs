@@ -344,6 +344,11 @@ impl Trainer {
             tracer.loss_scale(scale)?;
         }
         let message = match (changed.is_empty(), meltr.loss_scale) {
+            (_, LossScale::Capped | LossScale::Primary) if primary_gives_no_scale(&values) => format!(
+                "{setting}: the primary's first value ({}) is not above 0 (a log-likelihood?), which sets no \
+                 scale for the other losses: MELTR reads every loss raw, as the public code does",
+                crate::numfmt::readable(values[0])
+            ),
             // The default guard says nothing where it changes nothing.
             (true, LossScale::Capped) => return Ok(()),
             (true, _) => format!("{setting}: every loss is read as it is on the first batch"),
@@ -396,10 +401,10 @@ fn factor_text(f: f64) -> String {
 /// The factors of `scale` from the first batch's loss values (primary
 /// first): `primary`: `|l_primary| / |l_k|`; `capped`: that times
 /// `max_ratio` where below 1, else 1; `raw`: 1. A zero or non-finite loss
-/// keeps factor 1, as does every loss when the primary's is zero; factors
-/// stay within [1e-6, 1e6].
+/// keeps factor 1, as does every loss when the primary's is not above 0
+/// (see [`primary_gives_no_scale`]); factors stay within [1e-6, 1e6].
 fn loss_scale_factors(values: &[f64], scale: LossScale, max_ratio: f64) -> Vec<f64> {
-    let primary = values.first().map_or(0.0, |v| v.abs());
+    let primary = values.first().copied().unwrap_or(0.0);
     values
         .iter()
         .map(|v| {
@@ -415,6 +420,15 @@ fn loss_scale_factors(values: &[f64], scale: LossScale, max_ratio: f64) -> Vec<f
             factor.clamp(1e-6, 1e6)
         })
         .collect()
+}
+
+/// Whether the primary's first value gives no scale to read the others
+/// at: 0 or below, a log-likelihood's value (walkthrough H1's Gaussian
+/// negative log-likelihood at −2.5 on the first batch read a helpful
+/// auxiliary at a fifteenth), whose size is its constant's, not its
+/// gradient's. The losses are then read raw, as the public code does.
+fn primary_gives_no_scale(values: &[f64]) -> bool {
+    values.first().is_some_and(|&v| v.is_finite() && v <= 0.0)
 }
 
 /// Losses with the same value to the bit on the first batch: a copy of
@@ -465,6 +479,12 @@ mod tests {
             [1.0, 0.25, 1.0, 1.0, 1.0]
         );
         assert_eq!(loss_scale_factors(&values, LossScale::Raw, 50.0), [1.0; 5]);
+        // A primary below 0 (a log-likelihood) sets no scale: read raw.
+        let below = [-2.5, 400.0, 9.0];
+        assert!(primary_gives_no_scale(&below) && !primary_gives_no_scale(&values));
+        for scale in [LossScale::Primary, LossScale::Capped] {
+            assert_eq!(loss_scale_factors(&below, scale, 50.0), [1.0; 3]);
+        }
         // Nothing to scale by: a zero, infinite or NaN loss keeps factor 1,
         // as does every loss when the primary is zero; the rest are clamped.
         assert_eq!(

@@ -342,12 +342,10 @@ impl Trainer {
             false => "above its first logged value",
         };
         format!(
-            "the primary's training loss ({primary}) has climbed to {:.4} (smoothed over the logged lines), over {} times its lowest, \
-             {:.4} at step {}, {first}, {:.4}: the model is moving away from its own task. {cause}",
+            "the primary's training loss ({primary}) has climbed to {:.4} (smoothed over the logged lines), {}, \
+             {first}, {:.4}: the model is moving away from its own task. {cause}",
             rise.now,
-            crate::engine::loss_rise::RISE_FACTOR,
-            rise.lowest,
-            rise.lowest_step,
+            rise.past_lowest(),
             rise.first
         )
     }

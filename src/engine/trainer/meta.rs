@@ -507,10 +507,7 @@ impl Trainer {
                 // How far the model moved since (the evidence for
                 // MOVED_LOSS_FACTOR: scripts/collapse_restores.py reads it).
                 let since = loss_since.map_or(String::new(), |since| {
-                    format!(
-                        " (the primary's training loss now {:.2}× its value there)",
-                        since.ratio()
-                    )
+                    format!(" (the primary's training loss {})", since.words())
                 });
                 format!(
                     "{RESTORE_EVENT} at step {from} before step {}{since}, its optimizer's moments cleared, the meta-learning rate halved to {lr:.3e}{raised} \

@@ -330,14 +330,12 @@ impl Trainer {
         let climbing = self.loss_rise.climbing_at_the_end().map(|(rise, since)| {
             format!(
                 "the run ends with the primary's training loss ({}) climbing: {:.4} (smoothed over the logged \
-                 lines), over {} times its lowest, {:.4} at step {}, since step {since} (the watch says a climb \
+                 lines), {}, since step {since} (the watch says a climb \
                  held for {} steps): the final evaluation is of a model moving away from its task; \
                  `export --format model --best` takes the best checkpoint's",
                 self.loss_names[0],
                 rise.now,
-                crate::engine::loss_rise::RISE_FACTOR,
-                rise.lowest,
-                rise.lowest_step,
+                rise.past_lowest(),
                 crate::engine::loss_rise::RISE_STEPS,
             )
         });

@@ -13,7 +13,7 @@ fn transform_curves_of_losses_of_different_sizes_share_the_x_range() {
     let root = tempfile::tempdir().unwrap();
     let mut config = crate::config::Config::default();
     config.workload.primary = "big".into();
-    config.workload.auxiliary = vec!["small".into()];
+    config.workload.auxiliary = vec!["small".into(), "nll".into()];
     let dir = crate::session::create(root.path(), "t", &config).unwrap();
     let metrics = crate::session::SessionDir::new(&dir).metrics();
     std::fs::write(
@@ -32,6 +32,9 @@ fn transform_curves_of_losses_of_different_sizes_share_the_x_range() {
         [
             ("big".to_string(), curve(5.0)),
             ("small".to_string(), curve(0.03)),
+            // A loss below 0 is swept from 0 down to twice its value
+            // (walkthrough H1's negative log-likelihood was left out).
+            ("nll".to_string(), curve(-1.4)),
         ]
         .into_iter()
         .collect(),
@@ -43,18 +46,24 @@ fn transform_curves_of_losses_of_different_sizes_share_the_x_range() {
     for line in &lines {
         let xs: Vec<f64> = line.points.iter().map(|p| p.0).collect();
         match &line.label {
-            Some(_) => assert_eq!(xs, [0.0, 0.5, 1.0, 1.5, 2.0], "{:?}", line.label),
+            Some(_) => assert!(
+                xs.iter()
+                    .zip([0.0, 0.5, 1.0, 1.5, 2.0])
+                    .all(|(x, want)| (x - want).abs() < 1e-12),
+                "{:?}: {xs:?}",
+                line.label
+            ),
             None => assert_eq!(xs, [1.0], "the run's point"),
         }
     }
-    assert_eq!(lines.len(), 4, "two curves and their points");
+    assert_eq!(lines.len(), 6, "three curves and their points");
     let labels = |data: &SessionData| -> Vec<String> {
         let Body::Lines(lines) = transforms(data).unwrap().chart.body else {
             panic!("transforms draws lines");
         };
         lines.into_iter().filter_map(|l| l.label).collect()
     };
-    assert_eq!(labels(&data), ["big (primary)", "small"]);
+    assert_eq!(labels(&data), ["big (primary)", "small", "nll"]);
     // `small` exactly 0 at the curves' step (a masked loss's batch without
     // it): its curve is about the value the trainer held, said so
     // (walkthrough P's `conc`).
@@ -69,7 +78,11 @@ fn transform_curves_of_losses_of_different_sizes_share_the_x_range() {
     data.transform = transform;
     assert_eq!(
         labels(&data),
-        ["big (primary)", "small (0 at the step; held at 0.03)"]
+        [
+            "big (primary)",
+            "small (0 at the step; held at 0.03)",
+            "nll"
+        ]
     );
 }
 

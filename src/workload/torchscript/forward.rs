@@ -2,7 +2,7 @@
 //! contract (a dict of 0-dim tensors) and cast to the run's kind.
 
 use super::errors::{batch_hint, batch_inventory, describe};
-use super::{batch_ivalue, plain_interpreter, torch_message, TorchScript};
+use super::{batch_ivalue, plain_interpreter, torch_message, TorchScript, METRIC_PREFIX};
 use crate::workload::Batch;
 use anyhow::{anyhow, bail, Context, Result};
 use std::collections::BTreeMap;
@@ -105,9 +105,16 @@ impl TorchScript {
             .iter()
             .map(|(name, kind)| format!("`{name}` as {kind:?}"))
             .collect();
+        // A metric takes no gradient (walkthrough H2 read that one did).
+        let gradient = match cast
+            .iter()
+            .any(|(name, _)| !name.starts_with(METRIC_PREFIX))
+        {
+            true => " (a loss's gradient flows back through the cast)",
+            false => "",
+        };
         Some(format!(
-            "{}: forward returns {}: cast to {:?}, the run's train.dtype (the gradient flows back \
-             through the cast)",
+            "{}: forward returns {}: cast to {:?}, the run's train.dtype{gradient}",
             self.model_label,
             listed.join(", "),
             self.kind
