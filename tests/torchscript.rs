@@ -1765,6 +1765,44 @@ fn bench_measures_a_model_with_its_own_loss_names() {
     );
 }
 
+/// `check` says a loss in a fixed ratio to another on the batches it
+/// reads (walkthroughs G2 and G6: `0.3 ×` the primary and `3 ×` an
+/// auxiliary went unsaid): one batch scanned reads a second for it, and
+/// `--batches 4` reads the four.
+#[test]
+fn check_says_scaled_copies_of_a_loss() {
+    let tmp = tempfile::tempdir().unwrap();
+    let train = flag_data(&tmp.path().join("train.safetensors"), 64, 4, &[]);
+    let val = flag_data(&tmp.path().join("val.safetensors"), 16, 4, &[]);
+    let cfg = flag_config(tmp.path(), "copies", "scaled_copies.pt", &train, &val);
+    let body = std::fs::read_to_string(&cfg).unwrap().replace(
+        "auxiliary = [\"aux\"]",
+        "auxiliary = [\"half\", \"aux\", \"aux3\"]",
+    );
+    std::fs::write(&cfg, body).unwrap();
+    for (batches, read) in [("1", 2), ("4", 4)] {
+        let out = bin()
+            .args(["check", "--batches", batches, "-c"])
+            .arg(&cfg)
+            .output()
+            .unwrap();
+        let said = text(&out);
+        assert!(out.status.success(), "{said}");
+        let half =
+            format!("hint: half has been 0.3x primary on each of the {read} training batches read");
+        let aux3 =
+            format!("hint: aux3 has been 3x aux on each of the {read} training batches read");
+        assert!(
+            said.contains(&half)
+                && said.contains("a scaled copy of the primary")
+                && said.contains(&aux3)
+                && said.contains("trains at weight 4 (1 + 3)"),
+            "{said}"
+        );
+        assert_eq!(said.matches("has been").count(), 2, "{said}");
+    }
+}
+
 /// `flag_config` with `extra` lines in its `[workload]` table.
 fn flag_config_with(
     dir: &Path,

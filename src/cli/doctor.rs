@@ -68,6 +68,7 @@ pub(super) fn check(
         first_gradient_ratios,
         non_finite,
         zero,
+        copy_readings,
         evaluation,
     } = super::config_file::in_file(
         crate::engine::check_scanning(&config, batches),
@@ -145,7 +146,11 @@ pub(super) fn check(
     // its first events): once is enough.
     let copies = crate::engine::trainer::same_value_hints(&first_losses)
         .into_iter()
-        .filter(|hint| !said.iter().any(|(_, message)| message == hint));
+        .filter(|hint| !said.iter().any(|(_, message)| message == hint))
+        .chain(crate::engine::trainer::scaled_copy_hints(
+            &meta.losses,
+            &copy_readings,
+        ));
     // Under `primary` the auxiliaries train nothing: hints on how they
     // share the gradient do not apply (walkthrough Z3 was told to scale
     // two of them), one line says so instead.
@@ -534,8 +539,7 @@ fn scale_hints(losses: &[(String, f64)]) -> Vec<String> {
     if !primary_sets_a_scale(losses) {
         return vec![format!(
             "the primary's first value ({}) is not above 0 (a log-likelihood?): a loss's size beside it \
-             says nothing of its scale (the `gradient` line above shows how hard each pulls), and MELTR \
-             reads the losses raw (meltr.loss_scale)",
+             says nothing of its scale (the `gradient` line above shows how hard each pulls)",
             crate::numfmt::readable(losses[0].1)
         )];
     }

@@ -612,7 +612,9 @@ impl Weights {
 pub const COPIES: &str = "copies";
 
 mod copies;
-pub use copies::{names_with_copies, shares_with_copies, CopyTracker, PrimaryCopy};
+pub use copies::{
+    names_with_copies, shares_with_copies, CopyTracker, PrimaryCopy, RATIO_TOLERANCE,
+};
 
 #[cfg(test)]
 mod tests;

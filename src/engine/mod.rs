@@ -77,6 +77,9 @@ pub struct Checked {
     /// The losses exactly 0 on some of the training batches scanned, with
     /// those batches' steps (a masked loss with nothing to mask there).
     pub zero: Vec<(String, Vec<u64>)>,
+    /// Each scanned batch's losses (the run's order), and a second batch's
+    /// where one was scanned: what [`trainer::scaled_copy_hints`] reads.
+    pub copy_readings: Vec<Vec<f64>>,
     /// With more than one batch scanned, one evaluation's non-finite
     /// validation losses and metrics.
     pub evaluation: Option<trainer::NonFiniteEvaluation>,
@@ -115,7 +118,12 @@ pub fn check_scanning(config: &crate::config::Config, batches: u64) -> Result<Ch
             });
             let first_shares = first_shares
                 .map(|shares| shares.into_iter().map(|(n, share, _)| (n, share)).collect());
-            let (non_finite, zero) = trainer.scan_batches(&first_losses, batches)?;
+            let trainer::Scanned {
+                non_finite,
+                zero,
+                readings,
+            } = trainer.scan_batches(&first_losses, batches)?;
+            let copy_readings = trainer.copy_readings(readings);
             let evaluation = match batches {
                 0 | 1 => None,
                 _ => Some(trainer.non_finite_evaluation()?),
@@ -141,6 +149,7 @@ pub fn check_scanning(config: &crate::config::Config, batches: u64) -> Result<Ch
                 first_gradient_ratios,
                 non_finite,
                 zero,
+                copy_readings,
                 evaluation,
             })
         },

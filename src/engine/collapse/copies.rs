@@ -19,7 +19,7 @@ pub struct PrimaryCopy {
 /// Two readings of a loss over the primary that differ by at most this
 /// (relative) are one ratio: a multiple computed in f32 rounds to a few
 /// ulps.
-const RATIO_TOLERANCE: f64 = 1e-5;
+pub const RATIO_TOLERANCE: f64 = 1e-5;
 
 /// Which auxiliary losses have been a fixed multiple of the primary at
 /// every meta step so far (walkthrough P's `dup`, the primary's InfoNCE

@@ -10,6 +10,17 @@ use crate::meltr::fit::FIT_TOLERANCE;
 /// held of them.
 pub type Scan = Vec<(String, Vec<u64>)>;
 
+/// What [`Trainer::scan_batches`] found.
+#[derive(Debug, Default, Clone, PartialEq)]
+pub struct Scanned {
+    /// Each loss with the steps where it is not finite.
+    pub non_finite: Scan,
+    /// Each loss with the steps where it is exactly 0.
+    pub zero: Scan,
+    /// Each scanned batch's losses (the run's order), batch 1's first.
+    pub readings: Vec<Vec<f64>>,
+}
+
 /// The names of the validation losses and metrics not finite in an
 /// evaluation.
 #[derive(Debug, Default, Clone, PartialEq)]
@@ -112,7 +123,7 @@ impl Trainer {
     /// on batches without a labelled row, and `check` said "ok"); and each
     /// loss with the steps where it is exactly 0 (walkthrough L's loss that
     /// is 0 on most batches went unsaid).
-    pub fn scan_batches(&self, first: &[(String, f64)], batches: u64) -> Result<(Scan, Scan)> {
+    pub fn scan_batches(&self, first: &[(String, f64)], batches: u64) -> Result<Scanned> {
         let _draws = crate::nn::rng::global_draws();
         let start = |bad: fn(f64) -> bool| -> Scan {
             first
@@ -123,10 +134,10 @@ impl Trainer {
         let not_finite = |v: f64| !v.is_finite();
         let zero = |v: f64| v == 0.0;
         let (mut non_finite, mut zeros) = (start(not_finite), start(zero));
+        let mut readings = vec![first.iter().map(|(_, v)| *v).collect::<Vec<f64>>()];
         for step in 2..=batches {
-            let values = self
-                .batch_losses(step)
-                .and_then(|l| Ok(Vec::<f64>::try_from(l.to_kind(Kind::Double))?))?;
+            let values = self.batch_values(step)?;
+            readings.push(values.clone());
             for (((_, bad), (_, none)), value) in
                 non_finite.iter_mut().zip(zeros.iter_mut()).zip(values)
             {
@@ -140,7 +151,42 @@ impl Trainer {
         }
         non_finite.retain(|(_, steps)| !steps.is_empty());
         zeros.retain(|(_, steps)| !steps.is_empty());
-        Ok((non_finite, zeros))
+        Ok(Scanned {
+            non_finite,
+            zero: zeros,
+            readings,
+        })
+    }
+
+    /// Training batch `step`'s losses as numbers (see [`Self::batch_losses`]).
+    fn batch_values(&self, step: u64) -> Result<Vec<f64>> {
+        let losses = self.batch_losses(step)?;
+        Ok(Vec::<f64>::try_from(losses.to_kind(Kind::Double))?)
+    }
+
+    /// `readings` (a scan's) with a second batch's losses when the scan
+    /// read one batch only, for [`scaled_copy_hints`]: one batch has no
+    /// ratio to hold. Not when the second batch holds the first's rows (an
+    /// epoch of one batch), nor when its forward fails (the scan says
+    /// nothing of batch 2).
+    pub fn copy_readings(&self, mut readings: Vec<Vec<f64>>) -> Vec<Vec<f64>> {
+        if readings.len() != 1 {
+            return readings;
+        }
+        let sorted = |step| {
+            self.workload.batch_rows(step).map(|mut rows| {
+                rows.sort_unstable();
+                rows
+            })
+        };
+        if sorted(1).is_some() && sorted(1) == sorted(2) {
+            return readings;
+        }
+        let _draws = crate::nn::rng::global_draws();
+        if let Ok(values) = self.batch_values(2) {
+            readings.push(values);
+        }
+        readings
     }
 
     /// `what` and step, with the batch's rows, to find a bad sample in the
@@ -462,9 +508,100 @@ pub fn same_value_hints(losses: &[(String, f64)]) -> Vec<String> {
     hints
 }
 
+/// Losses that were one fixed multiple of an earlier loss on every
+/// training batch read (two at least, each loss finite, not 0, and the
+/// earlier one not the same on all: a loss that depends on no data, such
+/// as a weight penalty, is in a fixed ratio to any other such): a scaled
+/// copy, the same gradient scaled (walkthroughs G2 and G6: `0.3 ×` the
+/// primary and `3 ×` an auxiliary went unsaid by `check`). A copy to the
+/// bit on the first batch is [`same_value_hints`]'s.
+pub fn scaled_copy_hints(names: &[String], readings: &[Vec<f64>]) -> Vec<String> {
+    use crate::engine::collapse::RATIO_TOLERANCE;
+    if readings.len() < 2 {
+        return Vec::new();
+    }
+    let column = |k: usize| readings.iter().map(move |r| r[k]);
+    let usable = |k: usize| column(k).all(|v| v.is_finite() && v != 0.0);
+    let mut hints = Vec::new();
+    for j in 1..names.len() {
+        let first_bits = |k: usize| readings[0][k].to_bits();
+        if (0..j).any(|i| first_bits(i) == first_bits(j)) {
+            continue;
+        }
+        let copied = (0..j).find(|&i| {
+            if !usable(i) || !usable(j) {
+                return false;
+            }
+            let first = readings[0][i];
+            let varies = column(i).any(|v| (v - first).abs() > 1e-6 * first.abs());
+            let ratio = readings[0][j] / first;
+            varies
+                && readings
+                    .iter()
+                    .all(|r| (r[j] / r[i] - ratio).abs() <= RATIO_TOLERANCE * ratio.abs())
+        });
+        let Some(i) = copied else {
+            continue;
+        };
+        let ratio = readings[0][j] / readings[0][i];
+        let what = match i {
+            0 => "a scaled copy of the primary: a learned combiner (MELTR, `mlp`, `uncertainty`) weighs the two \
+                  apart, and MELTR's collapse watch counts the copy's weight with the primary's once two meta \
+                  steps read it alike"
+                .to_string(),
+            _ => format!(
+                "a scaled copy of that loss: under `sum` its gradient trains at weight {} (1 + {}), and a learned \
+                 combiner (MELTR, `mlp`, `uncertainty`) weighs the two apart",
+                crate::numfmt::readable(1.0 + ratio),
+                crate::numfmt::readable(ratio)
+            ),
+        };
+        hints.push(format!(
+            "{} has been {}x {} on each of the {} training batches read, the same gradient scaled: {what}",
+            names[j],
+            crate::numfmt::readable(ratio),
+            names[i],
+            readings.len()
+        ));
+    }
+    hints
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A loss in a fixed ratio to an earlier one on every batch is said,
+    /// against the earliest; a ratio that moves, a copy to the bit, a loss
+    /// of no data (constant) and one batch alone are not.
+    #[test]
+    fn scaled_copies_are_found_over_batches() {
+        let names: Vec<String> = ["ce", "half", "rel", "rel3", "l2", "l2b", "same"]
+            .map(String::from)
+            .to_vec();
+        let reading = |ce: f64, rel: f64| vec![ce, 0.3 * ce, rel, 3.0 * rel, 0.01, 0.02, ce];
+        let readings = vec![reading(2.0, 0.7), reading(1.6, 0.9), reading(1.9, 0.4)];
+        let hints = scaled_copy_hints(&names, &readings);
+        assert_eq!(hints.len(), 2, "{hints:#?}");
+        assert!(
+            hints[0].starts_with("half has been 0.3x ce on each of the 3 training batches read")
+                && hints[0].contains("a scaled copy of the primary"),
+            "{hints:#?}"
+        );
+        assert!(
+            hints[1].starts_with("rel3 has been 3x rel on each")
+                && hints[1].contains("trains at weight 4 (1 + 3)"),
+            "{hints:#?}"
+        );
+        assert!(scaled_copy_hints(&names, &readings[..1]).is_empty());
+        // Off by more than the tolerance on one batch: no copy.
+        let mut off = readings.clone();
+        off[2][1] *= 1.001;
+        assert_eq!(scaled_copy_hints(&names, &off).len(), 1);
+        // A masked loss at 0 on a batch: not read.
+        off[1][3] = 0.0;
+        assert!(scaled_copy_hints(&names, &off).is_empty());
+    }
 
     #[test]
     fn loss_scale_factors_bring_each_loss_to_the_primarys_size() {

@@ -7,7 +7,7 @@
 
 mod bench;
 pub use bench::BenchTrainer;
-pub use first_batch::{same_value_hints, NonFiniteEvaluation};
+pub use first_batch::{same_value_hints, scaled_copy_hints, NonFiniteEvaluation, Scanned};
 mod checkpointing;
 mod data_parallel;
 mod device;
