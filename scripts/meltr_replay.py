@@ -563,10 +563,17 @@ def seeded(seed: Optional[int], forward: Callable[[], Tensor]) -> Tensor:
     return forward()
 
 
+def dense(g: Optional[Tensor]) -> Optional[Tensor]:
+    """A sparse gradient (`nn.Embedding(sparse=True)`) made dense, as the
+    engine takes it: clipping's norm and the Neumann series' products have
+    no sparse kernels (walkthrough H3's replay stopped in a traceback)."""
+    return g.to_dense() if g is not None and g.is_sparse else g
+
+
 def grads(output: Tensor, inputs: Sequence[Tensor], **kwargs) -> List[Tensor]:
     """autograd.grad with zeros for inputs the output does not reach."""
     got = torch.autograd.grad(output, inputs, allow_unused=True, **kwargs)
-    return [torch.zeros_like(x) if g is None else g for x, g in zip(inputs, got)]
+    return [torch.zeros_like(x) if g is None else dense(g) for x, g in zip(inputs, got)]
 
 
 def global_norm(tensors: List[Tensor]) -> float:
@@ -599,7 +606,7 @@ class GradientGraph:
 
     def __init__(self, scalar: Tensor, theta: List[Tensor]):
         self.theta = theta
-        g = torch.autograd.grad(scalar, theta, create_graph=True, allow_unused=True)
+        g = [dense(gi) for gi in torch.autograd.grad(scalar, theta, create_graph=True, allow_unused=True)]
         # Only gradients that depend on theta or phi carry second derivatives.
         self.live = [i for i, gi in enumerate(g) if gi is not None and gi.requires_grad]
         self.g = [g[i] for i in self.live]
@@ -723,7 +730,7 @@ class Trainer:
         reached = (torch.autograd.grad(total, self.theta, retain_graph=True, allow_unused=True)
                    if total.requires_grad else [None] * len(self.theta))
         for p, g in zip(self.theta, reached):
-            p.grad = g
+            p.grad = dense(g)
         torch.nn.utils.clip_grad_norm_(self.theta, self.s.grad_clip)
         return losses
 
@@ -845,6 +852,18 @@ def rel_error(ours: List[Tensor], theirs: List[Tensor]) -> float:
     same = (a == b) | (torch.isnan(a) & torch.isnan(b))
     difference = torch.where(same, torch.zeros_like(a), a - b)
     return float(difference.norm() / max(float(b[torch.isfinite(b)].norm()), 1e-300))
+
+
+def check_dense_gradients() -> None:
+    """A sparse embedding's gradient comes dense, and clips."""
+    embedding = nn.Embedding(5, 3, sparse=True)
+    rows = torch.tensor([1, 1, 3])
+    (got,) = grads(embedding(rows).sum(), [embedding.weight])
+    expected = torch.zeros(5, 3)
+    expected[1], expected[3] = 2.0, 1.0
+    assert not got.is_sparse and torch.equal(got, expected), got
+    embedding.weight.grad = dense(torch.autograd.grad(embedding(rows).sum(), embedding.weight)[0])
+    torch.nn.utils.clip_grad_norm_([embedding.weight], 1.0)
 
 
 def check_rel_error() -> None:
@@ -1565,6 +1584,8 @@ def self_test() -> None:
     print("forward seeds: the engine's pinned values")
     check_rel_error()
     print("relative errors: equal infinities (a causal mask's -inf) match")
+    check_dense_gradients()
+    print("a sparse embedding's gradient: dense, as the engine takes it")
     worst = check_round_trip()
     print("trace round trip (run --write-trace, then trace), max rel: "
           + "  ".join(f"{g} {v:.1e}" for g, v in worst.items()))

@@ -1866,7 +1866,8 @@ fn the_primary_metric_is_configurable_and_evaluation_scores_every_row() {
     assert!(
         text(&checked).contains(
             "note: metrics are means over 13 evaluation batches of up to 8 rows, weighted by rows; \
-             row_max: not a mean over rows, so not the value over the whole split \
+             row_max: named like a metric that is not a mean over rows (a ranking's AUC, R², F1): if it is \
+             not, a mean over batches is not its value over the whole split \
              (workload.eval_batch_size = 100 evaluates it in one batch)"
         ),
         "{}",

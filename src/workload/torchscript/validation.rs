@@ -201,7 +201,8 @@ impl TorchScript {
             let names: Vec<&str> = named.iter().map(|n| n.as_str()).collect();
             format!(
                 "metrics are means over {} evaluation batches of up to {} rows, weighted by rows; \
-                 {}: not a mean over rows, so not the value over the whole split \
+                 {}: named like a metric that is not a mean over rows (a ranking's AUC, R², F1): if it is \
+                 not, a mean over batches is not its value over the whole split \
                  (workload.eval_batch_size = {} evaluates it in one batch)",
                 batches.len(),
                 self.eval_batch_size,
