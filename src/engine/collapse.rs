@@ -10,6 +10,8 @@
 //! One or two readings out of line (a spike of the weights in a collapse,
 //! a dip in a healthy run) neither end a count nor make a restore point:
 //! that takes [`SETTLED_META_STEPS`] in a row.
+//! Long: the watch's rules, its state and the readings they share are read
+//! together (its tests and the copies of the primary are modules apart).
 
 use tch::Tensor;
 
@@ -122,7 +124,9 @@ impl LossSince {
     /// a fall from −1 to −2 read as "2× its value there", and a climb from
     /// −1.4 to 233 as 0.34×).
     pub fn moved_on(&self) -> bool {
-        crate::engine::loss_rise::above_lowest(self.now, self.then, MOVED_LOSS_FACTOR)
+        // The climb watch's test of a rise (that watch reads this module's
+        // floor, so the test is not called from here).
+        self.now - self.then > (MOVED_LOSS_FACTOR - 1.0) * self.then.abs()
     }
 
     /// The move in words: "now 1.09× its value there", or for a value

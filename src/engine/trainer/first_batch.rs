@@ -1,7 +1,10 @@
 //! What a run settles on its first training batch before step 1:
 //! `meltr.loss_scale`'s factors (kept in checkpoints) and the fit of
 //! `meltr.init = "sum" | "primary"`; and, with `meltr.val_source = "val"`,
-//! that the meta step's validation forward runs.
+//! that the meta step's validation forward runs; and what `check` reads
+//! of the first batches (values, shares, scans, copied losses).
+//! Long: each of these runs the same guarded forward of a training batch
+//! (seeded, buffers put back), which lives here once.
 
 use super::*;
 use crate::meltr::fit::FIT_TOLERANCE;
