@@ -298,21 +298,22 @@ fn non_finite_words(non_finite: &[(String, Vec<u64>)], batches: u64, cause: NanC
     )
 }
 
+/// Whether the primary's first value gives no size to read the others
+/// beside (a negative log-likelihood's −2.5 read a loss of 9.2 as
+/// "-15.41x the primary", walkthrough H1): the trainer's own test.
+fn primary_gives_no_scale(losses: &[(String, f64)]) -> bool {
+    let values: Vec<f64> = losses.iter().map(|(_, v)| *v).collect();
+    crate::engine::trainer::primary_gives_no_scale(&values)
+}
+
 /// The first batch's losses, each auxiliary far from the primary's scale
 /// (10x or more either way) with its ratio: what `meltr.loss_scale` and
 /// `sum` will meet (a walkthrough's 859x auxiliary was first said at step
 /// 10 of the run).
-/// Whether the primary's first value is above 0, a size to read the
-/// others beside (a negative log-likelihood's −2.5 read a loss of 9.2 as
-/// "-15.41x the primary", walkthrough H1).
-fn primary_sets_a_scale(losses: &[(String, f64)]) -> bool {
-    losses.first().is_some_and(|(_, v)| *v > 0.0)
-}
-
 fn first_batch_words(losses: &[(String, f64)]) -> String {
-    let primary = match primary_sets_a_scale(losses) {
-        true => losses[0].1,
-        false => f64::NAN,
+    let primary = match primary_gives_no_scale(losses) {
+        true => f64::NAN,
+        false => losses.first().map_or(f64::NAN, |(_, v)| v.abs()),
     };
     let words: Vec<String> = losses
         .iter()
@@ -536,7 +537,7 @@ fn scale_hints(losses: &[(String, f64)]) -> Vec<String> {
     let Some(primary) = losses.first().map(|(_, v)| v.abs()) else {
         return Vec::new();
     };
-    if !primary_sets_a_scale(losses) {
+    if primary_gives_no_scale(losses) {
         return vec![format!(
             "the primary's first value ({}) is not above 0 (a log-likelihood?): a loss's size beside it \
              says nothing of its scale (the `gradient` line above shows how hard each pulls)",

@@ -75,6 +75,16 @@ pub const MOVED_LOSS_FACTOR: f64 = 1.75;
 /// one batch's loss is noisy).
 const LOSS_AVERAGE_WEIGHT: f64 = 0.2;
 
+/// Whether `value` is past `factor` times `reference`, read as a rise
+/// above it of `factor − 1` times its size: the same test for a loss above
+/// 0, and one that still means something for a loss that reaches 0 or
+/// below (a Gaussian negative log-likelihood went from −1.4 to 233 unsaid,
+/// walkthrough H1, where "twice the lowest" was read as no test at all).
+/// The restore's moved-on test and the climb watch share it.
+pub fn risen_past(value: f64, reference: f64, factor: f64) -> bool {
+    value - reference > (factor - 1.0) * reference.abs()
+}
+
 /// What the watch sees after one meta step's update.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Weights {
@@ -124,9 +134,7 @@ impl LossSince {
     /// a fall from −1 to −2 read as "2× its value there", and a climb from
     /// −1.4 to 233 as 0.34×).
     pub fn moved_on(&self) -> bool {
-        // The climb watch's test of a rise (that watch reads this module's
-        // floor, so the test is not called from here).
-        self.now - self.then > (MOVED_LOSS_FACTOR - 1.0) * self.then.abs()
+        risen_past(self.now, self.then, MOVED_LOSS_FACTOR)
     }
 
     /// The move in words: "now 1.09× its value there", or for a value

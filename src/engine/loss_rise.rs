@@ -52,15 +52,6 @@ pub const GIVEN_BACK: f64 = 0.5;
 /// ... said again only after it fell back below this multiple.
 pub const REARM_FACTOR: f64 = 1.5;
 
-/// Whether `value` is past `factor` times `lowest`, read as a rise above
-/// it of `factor − 1` times its size: the same test for a loss above 0,
-/// and one that still means something for a loss that reaches 0 or below
-/// (a Gaussian negative log-likelihood went from −1.4 to 233 unsaid,
-/// walkthrough H1, where "twice the lowest" was read as no test at all).
-pub fn above_lowest(value: f64, lowest: f64, factor: f64) -> bool {
-    value - lowest > (factor - 1.0) * lowest.abs()
-}
-
 /// A climb, as said.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Rise {
@@ -144,9 +135,11 @@ impl LossRise {
     }
 
     /// One logged line's primary training loss; a climb the first time it
-    /// settles. A value of exactly 0 is not read: a masked loss's batch without it (walkthrough M's `flag`,
-    /// 0 on 7 batches in 20, read as a climb from those zeros, with the
-    /// weight of a batch that had none).
+    /// settles, read by [`crate::engine::collapse::risen_past`] (a loss at
+    /// 0 or below included). A value of exactly 0 is not read: a masked
+    /// loss's batch without it (walkthrough M's `flag`, 0 on 7 batches in
+    /// 20, read as a climb from those zeros, with the weight of a batch
+    /// that had none).
     pub fn observe(&mut self, step: u64, loss: f64) -> Option<Rise> {
         self.observe_if(step, loss, true)
     }
@@ -175,14 +168,14 @@ impl LossRise {
             self.lowest = Some((step, smoothed));
         }
         let (lowest_step, lowest) = self.lowest?;
-        let risen = above_lowest(smoothed, lowest, RISE_FACTOR)
+        let risen = crate::engine::collapse::risen_past(smoothed, lowest, RISE_FACTOR)
             && smoothed - lowest > GIVEN_BACK * (self.first - lowest);
         self.above = match (risen, self.above) {
             (false, _) => None,
             (true, None) => Some((step, 1)),
             (true, Some((since, lines))) => Some((since, lines + 1)),
         };
-        if !above_lowest(smoothed, lowest, REARM_FACTOR) {
+        if !crate::engine::collapse::risen_past(smoothed, lowest, REARM_FACTOR) {
             self.said = false;
         }
         let held = self.above.is_some_and(|(since, lines)| {

@@ -110,9 +110,10 @@ pub fn transform_curve(
 ) -> (Vec<f64>, Vec<f64>) {
     tch::no_grad(|| {
         let value = losses.double_value(&[k]);
-        let current = match value.abs() < 1e-6 {
-            true => 1e-6,
-            false => value,
+        // (A NaN, which fails the comparison, gets the small sweep too.)
+        let current = match value.abs() >= 1e-6 {
+            true => value,
+            false => 1e-6,
         };
         let xs: Vec<f64> = (0..points)
             .map(|i| 2.0 * current * i as f64 / (points - 1).max(1) as f64)
@@ -385,5 +386,7 @@ mod tests {
         assert_eq!(x, [0.0, 2.0, 4.0]);
         let (x, _) = transform_curve(&sum, &Tensor::from_slice(&[2.0f32, 0.0]), 1, 3);
         assert_eq!(x, [0.0, 1e-6, 2e-6], "a loss at 0: a sweep of its own");
+        let (x, _) = transform_curve(&sum, &Tensor::from_slice(&[2.0f32, f32::NAN]), 1, 3);
+        assert_eq!(x, [0.0, 1e-6, 2e-6], "a NaN loss: the same");
     }
 }

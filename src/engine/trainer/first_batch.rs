@@ -182,7 +182,8 @@ impl Trainer {
                 rows
             })
         };
-        if sorted(1).is_some() && sorted(1) == sorted(2) {
+        let first = sorted(1);
+        if first.is_some() && first == sorted(2) {
             return readings;
         }
         let _draws = crate::nn::rng::global_draws();
@@ -476,7 +477,7 @@ fn loss_scale_factors(values: &[f64], scale: LossScale, max_ratio: f64) -> Vec<f
 /// negative log-likelihood at −2.5 on the first batch read a helpful
 /// auxiliary at a fifteenth), whose size is its constant's, not its
 /// gradient's. The losses are then read raw, as the public code does.
-fn primary_gives_no_scale(values: &[f64]) -> bool {
+pub fn primary_gives_no_scale(values: &[f64]) -> bool {
     values.first().is_some_and(|&v| v.is_finite() && v <= 0.0)
 }
 

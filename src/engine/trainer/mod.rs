@@ -7,7 +7,9 @@
 
 mod bench;
 pub use bench::BenchTrainer;
-pub use first_batch::{same_value_hints, scaled_copy_hints, NonFiniteEvaluation, Scanned};
+pub use first_batch::{
+    primary_gives_no_scale, same_value_hints, scaled_copy_hints, NonFiniteEvaluation, Scanned,
+};
 mod checkpointing;
 mod data_parallel;
 mod device;
