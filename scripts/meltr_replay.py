@@ -900,6 +900,9 @@ def need(tensors: Dict[str, Tensor], key: str, source: str, shape: Optional[Tupl
 
 
 NONFINITE = 1e300  # how the report writes a NaN or infinite error (JSON has neither)
+PARITY_GROUPS = ("losses", "theta", "phi", "hyper", "reg", "buffers")
+# The issue's bound, and tests/parity.rs's: f64 runs show about 1e-12.
+PARITY_TOLERANCE = 1e-6
 
 
 def meta_batches(trainer: Trainer, entry: dict, rows_of: Dict[int, Tensor], notes: List[str]):
@@ -974,14 +977,44 @@ def start_replay(session: str) -> Tuple[Trainer, str]:
     return trainer, trace
 
 
-def replay(session: str, report_path: Optional[str]) -> dict:
+def parity_bounds(dtype: str, jvp: str, tolerance: Optional[float]) -> Optional[Dict[str, float]]:
+    """Each compared group's bound for the verdict, or None where no verdict
+    is meaningful: an f32 run against the f64 replay differs at f32's
+    precision, compounded over the steps, so a bound there is the user's to
+    give (--tolerance)."""
+    if tolerance is None:
+        if dtype != "f64":
+            return None
+        tolerance = PARITY_TOLERANCE
+    bounds = {g: tolerance for g in PARITY_GROUPS}
+    if jvp == "one-sided":
+        # The one-sided difference's own error (1e-8 to 1e-6 relative in
+        # f64) is the method's, not a parity gap.
+        bounds["hyper"] = max(tolerance, 1e-5)
+    return bounds
+
+
+def verdict(worst: Dict[str, float], worst_step: Dict[str, Optional[int]],
+            bounds: Optional[Dict[str, float]]) -> Tuple[Optional[bool], str]:
+    """(passed, the line that says so); passed is None with no bounds."""
+    if bounds is None:
+        return None, ("parity: no verdict (the engine ran in f32; trace with train.dtype = \"f64\", "
+                      "or give --tolerance)")
+    outside = [f"{g} {worst[g]:.2e} > {bounds[g]:.0e} (worst at step {worst_step[g]})"
+               for g in PARITY_GROUPS if worst_step[g] is not None and not worst[g] <= bounds[g]]
+    if outside:
+        return False, "parity: FAILED: " + "; ".join(outside)
+    compared = [g for g in PARITY_GROUPS if worst_step[g] is not None]
+    return True, f"parity: passed: {', '.join(compared)} within {min(bounds.values()):.0e} relative"
+
+
+def replay(session: str, report_path: Optional[str], tolerance: Optional[float] = None) -> dict:
     """Mode 1: replays SESSION_DIR/trace step by step and compares."""
     trainer, trace = start_replay(session)
     steps = read_steps(os.path.join(trace, "steps.jsonl"))
     rows_of: Dict[int, Tensor] = {}
-    groups = ("losses", "theta", "phi", "hyper", "reg", "buffers")
-    worst = {g: 0.0 for g in groups}
-    worst_step: Dict[str, Optional[int]] = {g: None for g in groups}
+    worst = {g: 0.0 for g in PARITY_GROUPS}
+    worst_step: Dict[str, Optional[int]] = {g: None for g in PARITY_GROUPS}
     per_step, notes, meta_steps = [], [], 0
     if trainer.s.dtype != "f64":
         # In the report too: read alone, an f32 run's errors (1e-4 or so)
@@ -1017,9 +1050,12 @@ def replay(session: str, report_path: Optional[str]) -> dict:
         print(f"step {t:5d}{' meta' if result is not None else '     '}  "
               + "  ".join(f"{g} {v:.2e}" for g, v in errors.items()), flush=True)
 
+    passed, verdict_line = verdict(worst, worst_step, parity_bounds(trainer.s.dtype, jvp, tolerance))
     report = {
         "steps": len(steps),
         "meta_steps": meta_steps,
+        "passed": passed,
+        "verdict": verdict_line,
         # A group never compared (a model without buffers, a run with no
         # meta step) is null, not an error of 0.
         "max_rel": {g: (v if worst_step[g] is not None else None) for g, v in worst.items()},
@@ -1037,6 +1073,7 @@ def replay(session: str, report_path: Optional[str]) -> dict:
     print("max relative error: " + "  ".join(
         f"{g} {v:.2e}" if worst_step[g] is not None else f"{g} n/a" for g, v in worst.items()))
     print(f"report: {report_path}")
+    print(verdict_line)
     return report
 
 
@@ -1531,7 +1568,7 @@ def check_round_trip() -> Dict[str, float]:
             with contextlib.redirect_stdout(io.StringIO()):
                 run(config, 3, 14, os.path.join(directory, "run.json"), torch.get_num_threads(), None, session)
                 report = replay(session, None)
-            assert report["meta_steps"] > 0
+            assert report["meta_steps"] > 0 and report["passed"] is True, report["verdict"]
             for group, value in report["max_rel"].items():
                 if value is not None:
                     worst[group] = max(worst.get(group, 0.0), value)
@@ -1546,6 +1583,7 @@ def check_round_trip() -> Dict[str, float]:
             summary = run(config, 3, 6, os.path.join(directory, "run.json"), torch.get_num_threads(), "f32", session)
             report = replay(session, None)
         assert any("ran in f32" in note for note in report["notes"]), report["notes"]
+        assert report["passed"] is None and "no verdict" in report["verdict"], report["verdict"]
         assert [e["step"] for e in summary["evals"]] == [4, 6], summary["evals"]
         assert summary["evals"][-1]["metrics"] == summary["metrics"], summary
     return worst
@@ -1565,6 +1603,10 @@ def _check_replay_sees_changes(session: str) -> None:
     with contextlib.redirect_stdout(io.StringIO()):
         report = replay(session, os.path.join(session, "perturbed.json"))
     assert report["worst_step"]["theta"] == 5 and 0.5e-9 < report["max_rel"]["theta"] < 2e-9, report["max_rel"]
+    assert report["passed"] is True, report["verdict"]
+    with contextlib.redirect_stdout(io.StringIO()):
+        strict = replay(session, os.path.join(session, "perturbed.json"), tolerance=1e-10)
+    assert strict["passed"] is False and "theta" in strict["verdict"] and "step 5" in strict["verdict"], strict
 
 
 def self_test() -> None:
@@ -1607,6 +1649,9 @@ def main(argv: Optional[List[str]] = None) -> int:
     trace.add_argument("session", help="the session directory (holds config.toml and trace/)")
     trace.add_argument("--report", help="the JSON report (default: SESSION_DIR/trace/parity.json)")
     trace.add_argument("--threads", type=int, default=1, help="torch's intra-op threads (default 1)")
+    trace.add_argument("--tolerance", type=float,
+                       help=f"the largest relative error that passes (default {PARITY_TOLERANCE:g} for an f64 "
+                            "trace; an f32 trace gets a verdict only with this); exit status 1 when outside")
     standalone = sub.add_parser("run", help="a standalone run of the public algorithm")
     standalone.add_argument("config", help="a torchscript-workload config (paths relative to it)")
     standalone.add_argument(
@@ -1625,7 +1670,8 @@ def main(argv: Optional[List[str]] = None) -> int:
             self_test()
         elif args.mode == "trace":
             torch.set_num_threads(args.threads)
-            replay(args.session, args.report)
+            if replay(args.session, args.report, args.tolerance)["passed"] is False:
+                return 1
         elif args.mode == "run":
             run(args.config, args.seed, args.steps, args.out, args.threads, args.dtype, args.write_trace)
         else:

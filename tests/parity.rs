@@ -115,6 +115,8 @@ struct Report {
     /// off it, a pick outside the pool).
     #[serde(default)]
     notes: Vec<String>,
+    /// The replay's own verdict against its default bound (1e-6 in f64).
+    passed: Option<bool>,
 }
 
 /// Runs the engine with a trace, replays it, returns the replay's report,
@@ -160,6 +162,7 @@ fn assert_replays(name: &str, config: Config) -> Vec<MetricLine> {
 fn assert_close(name: &str, report: &Report, traced_buffers: bool) {
     eprintln!("{name}: {report:?}");
     assert_eq!((report.steps, report.meta_steps), (30, 10), "{name}");
+    assert_eq!(report.passed, Some(true), "{name}: the replay's verdict");
     for key in ["losses", "theta", "phi", "hyper", "reg", "buffers"] {
         let Some(err) = report.max_rel[key] else {
             // Only a model without buffers has a group with nothing in it.
@@ -539,7 +542,16 @@ fn a_tampered_trace_is_caught() {
         .arg(&report)
         .output()
         .unwrap();
-    assert!(out.status.success(), "{out:?}");
+    // The replay says so in its last line and its exit status (1: outside
+    // the bound; 2 would be a replay that could not run).
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(1), "{out:?}");
+    assert!(
+        stdout.trim_end().lines().last().is_some_and(|l| {
+            l.starts_with("parity: FAILED: ") && l.contains("phi") && l.contains("step 4")
+        }),
+        "{stdout}"
+    );
     let report: Report = serde_json::from_str(&std::fs::read_to_string(&report).unwrap()).unwrap();
     assert!(
         report.max_rel["phi"].is_some_and(|e| e > 1e-6),
