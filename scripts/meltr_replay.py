@@ -626,6 +626,7 @@ class MetaResult:
     hyper: List[Tensor]  # d(meta objective)/dphi as applied (before clipping), per MELTR parameter
     reg: Tensor  # |sum l - M(l)| on B_t
     neumann_stop: Optional[int] = None  # terms summed, if the series stopped early (aid.max_growth)
+    per_loss: bool = False  # the mixed term came loss by loss (a model without second derivatives)
 
 
 @dataclass
@@ -661,6 +662,7 @@ def hypergradient(
     seeds: Tuple[Optional[int], Optional[int]] = (None, None),
     train_forward: Optional[Tensor] = None,
     val_on_train: bool = False,
+    force_per_loss: bool = False,
 ) -> MetaResult:
     """MELTRgrad.grad with AuxiLearn's Neumann series, at the current theta.
     `primary_fn`: the validation batch's primary loss (default: losses_fn's
@@ -669,7 +671,9 @@ def hypergradient(
     `train_forward`: the training batch's loss vector with its graph, when
     an earlier forward of it is reused (meltr.train_batch = "current");
     `val_on_train`: the validation primary is the training forward's own
-    (meltr.val_source = "train-batch", the engine's option)."""
+    (meltr.val_source = "train-batch", the engine's option). At J = 0 a
+    model without second derivatives gets the mixed term loss by loss
+    (mixed_term_per_loss; `force_per_loss` takes that path anyway)."""
     phi = list(meltr.parameters())
     primary_fn = primary_fn or (lambda batch: losses_fn(batch)[0])
     val_primary = None if val_on_train else seeded(seeds[1], lambda: primary_fn(b_val))
@@ -687,14 +691,54 @@ def hypergradient(
     if META_OBSERVER is not None:
         observed = META_OBSERVER(MetaInputs(meltr, theta, train_losses, combined, reg, val_primary, gamma, v0))
 
-    g = GradientGraph(combined, theta)
-    p, stop = neumann(g.hvp, v0, iterations, alpha, max_growth)
-    hyper = [-m for m in g.vjp(p, phi, retain_graph=False)]
+    per_loss, stop = force_per_loss, None
+    if not per_loss:
+        try:
+            g = GradientGraph(combined, theta)
+            p, stop = neumann(g.hvp, v0, iterations, alpha, max_growth)
+            # The graph is kept in case the loss-by-loss path needs it.
+            hyper = [-m for m in g.vjp(p, phi, retain_graph=True)]
+        except RuntimeError as e:
+            # torch says so at the first backward through the op's backward.
+            if iterations > 0 or not lacks_second_derivative(e):
+                raise
+            per_loss = True
+    if per_loss:
+        hyper = mixed_term_per_loss(meltr, train_losses, theta, v0)
     if direct is not None:
         hyper = [h + gamma * d for h, d in zip(hyper, direct)]
     if observed is not None:
         observed(hyper)
-    return MetaResult([h.detach() for h in hyper], reg.detach(), stop)
+    return MetaResult([h.detach() for h in hyper], reg.detach(), stop, per_loss)
+
+
+PER_LOSS_NOTE = ("the model has no second derivatives (an op without a double backward, as F.ctc_loss); at "
+                 "aid.iterations = 0 the meta step takes the mixed term loss by loss, one first-order backward "
+                 "pass per loss: the same quantity, which the double backward cannot give here")
+
+
+def lacks_second_derivative(error: RuntimeError) -> bool:
+    """torch's words for an op whose backward has no derivative of its own
+    (F.ctc_loss: "the derivative for '_ctc_loss_backward' is not implemented")."""
+    return "derivative for" in str(error) and "not implemented" in str(error)
+
+
+def mixed_term_per_loss(meltr: Meltr, train_losses: Tensor, theta: List[Tensor], v: List[Tensor]) -> List[Tensor]:
+    """-d/dphi [grad_theta M_phi(l(theta)) . v] at J = 0 without a second
+    derivative through the model: grad_theta M = sum_k w_k(phi, l) grad_theta l_k
+    with w = dM/dl, and grad_theta l_k does not depend on phi, so the term is
+    -sum_k (dw_k/dphi) (grad_theta l_k . v), with each grad_theta l_k . v from
+    one first-order backward pass per loss (the engine's fallback for such
+    models takes the same products, by one backward pass per loss too)."""
+    phi = list(meltr.parameters())
+    products = []
+    for k in range(train_losses.shape[0]):
+        g_k = [dense(x) for x in torch.autograd.grad(train_losses[k], theta, retain_graph=True, allow_unused=True)]
+        products.append(sum((gi * vi).sum() for gi, vi in zip(g_k, v) if gi is not None))
+    at = train_losses.detach().clone().requires_grad_(True)
+    weights = torch.autograd.grad(meltr(at), at, create_graph=True)[0]
+    objective = (weights * torch.stack(products).to(weights.dtype)).sum()
+    return [-m for m in grads(objective, phi)]
 
 
 
@@ -756,11 +800,12 @@ class Trainer:
                 val_on_train=s.val_source == "train-batch",
             )
         except RuntimeError as e:
-            if "derivative for" in str(e) and "not implemented" in str(e):
+            if lacks_second_derivative(e):
                 raise ReplayError(
-                    f"the model has no second derivatives ({str(e).splitlines()[0]}); the meta step "
-                    "differentiates twice through it (fused attention already runs on the math path here; "
-                    "export the op that lacks one from elementary ops)"
+                    f"the model has no second derivatives ({str(e).splitlines()[0]}); with aid.iterations = "
+                    f"{s.iterations} the Neumann series needs Hessian-vector products through it (at "
+                    "aid.iterations = 0 the replay takes the mixed term loss by loss instead; fused attention "
+                    "already runs on the math path here; or export the op that lacks one from elementary ops)"
                 ) from None
             raise
         for p, h in zip(self.phi, result.hyper):
@@ -1037,6 +1082,8 @@ def replay(session: str, report_path: Optional[str], tolerance: Optional[float] 
             notes.append(f"step {t}: {'a' if meta else 'no'} meta step, with meltr.meta_every = {trainer.s.meta_every}")
         meta_steps += meta is not None
         losses, result = trainer.step(t, trainer.workload.rows(rows_of[t]), meta)
+        if result is not None and result.per_loss and PER_LOSS_NOTE not in notes:
+            notes.append(PER_LOSS_NOTE)
         if result is not None and result.neumann_stop is not None:
             # The engine's words: J iterations are the terms v_0 … v_J.
             summed = result.neumann_stop - 1
@@ -1258,6 +1305,7 @@ def run(config: str, seed: int, steps: Optional[int], out: str, threads: int, dt
     # set beside `table --best` or `--at-step`). Training forwards are
     # seeded per step, so these evaluations change none of them.
     evals: List[dict] = []
+    said_per_loss = False
     for t in range(1, settings.steps + 1):
         rows = order.next()
         picks = meta = None
@@ -1266,6 +1314,9 @@ def run(config: str, seed: int, steps: Optional[int], out: str, threads: int, dt
             picks = (train_step, val_step)
             meta = (workload.rows(train_rows), workload.rows(val_rows))
         losses, result = trainer.step(t, workload.rows(rows), meta, weights)
+        if result is not None and result.per_loss and not said_per_loss:
+            print("note: " + PER_LOSS_NOTE)
+            said_per_loss = True
         if t == 1 and engine_capped:
             cap = float(raw.get("meltr", {}).get("max_loss_ratio", ENGINE_MAX_LOSS_RATIO))
             note = engine_cap_note([float(v) for v in losses], settings.loss_names, cap)
@@ -1478,7 +1529,90 @@ def check_hypergradient() -> float:
         assert float(hyper.norm()) > 1e-8, "degenerate test: zero hypergradient"
         assert error < 1e-10, f"hypergradient (seed {seed}, J={iterations}, direct={direct}) off by {error:.3e}"
         worst = max(worst, error)
+        if iterations == 0:
+            by_loss = hypergradient(losses_fn, meltr, theta, b_train, b_val, gamma, 0, 0.1, direct,
+                                    force_per_loss=True)
+            error = rel_error(by_loss.hyper, [hyper])
+            assert by_loss.per_loss and error < 1e-10, f"loss-by-loss mixed term (seed {seed}) off by {error:.3e}"
+            worst = max(worst, error)
     return worst
+
+
+class CtcModel(nn.Module):
+    """A frame classifier with F.ctc_loss as its primary (no double backward)
+    and a frame reconstruction as its auxiliary."""
+
+    def __init__(self, features: int = 4, classes: int = 5):
+        super().__init__()
+        self.frames = nn.Linear(features, classes)
+        self.decoder = nn.Linear(classes, features)
+
+    def forward(self, batch: Dict[str, Tensor]) -> Dict[str, Tensor]:
+        x = batch["x"]  # [B, T, F]
+        logits = self.frames(x)
+        log_probs = logits.log_softmax(-1).transpose(0, 1)  # [T, B, C]
+        lengths = torch.full((x.shape[0],), x.shape[1], dtype=torch.long)
+        targets = batch["y"]
+        target_lengths = torch.full((x.shape[0],), targets.shape[1], dtype=torch.long)
+        return {
+            "ctc": F.ctc_loss(log_probs, targets, lengths, target_lengths),
+            "recon": (self.decoder(logits.tanh()) - x).pow(2).mean(),
+        }
+
+
+def check_per_loss_without_second_derivatives() -> float:
+    """A CTC model: J = 0 falls back to the loss-by-loss mixed term, which
+    central differences of v . grad_theta M over phi confirm (first-order
+    backward passes only, f64); J = 2 raises torch's own error."""
+    torch.manual_seed(0)
+    model = CtcModel().double()
+    meltr = Meltr(2, 8, 4, 16, 2).double()
+    g = torch.Generator().manual_seed(0)
+    data = {"x": torch.randn(12, 8, 4, generator=g, dtype=torch.float64),
+            "y": torch.randint(1, 5, (12, 3), generator=g)}
+    b_train = {n: t[:6] for n, t in data.items()}
+    b_val = {n: t[6:] for n, t in data.items()}
+    theta = list(model.parameters())
+
+    def losses_fn(batch):
+        out = model(batch)
+        return torch.stack([out["ctc"], out["recon"]])
+
+    result = hypergradient(losses_fn, meltr, theta, b_train, b_val, 0.1, 0, 0.1, False)
+    assert result.per_loss, "a CTC model's mixed term should come loss by loss"
+    # v0 = grad_theta(l_primary(B_v) + gamma * |sum l - M(l)|(B_t)), as hypergradient builds it
+    train = losses_fn(b_train)
+    v = grads(losses_fn(b_val)[0] + 0.1 * (meltr.reference_sum(train) - meltr(train)).abs(), theta)
+    phi = list(meltr.parameters())
+    direction = [torch.randn(p.shape, generator=g, dtype=torch.float64) for p in phi]
+
+    def pairing() -> float:
+        gradient = grads(meltr(losses_fn(b_train)), theta)
+        return float(sum((a * b).sum() for a, b in zip(gradient, v)))
+
+    eps = 1e-5
+    with torch.no_grad():
+        for p, d in zip(phi, direction):
+            p.add_(eps * d)
+    upper = pairing()
+    with torch.no_grad():
+        for p, d in zip(phi, direction):
+            p.sub_(2 * eps * d)
+    lower = pairing()
+    with torch.no_grad():
+        for p, d in zip(phi, direction):
+            p.add_(eps * d)
+    expected = -(upper - lower) / (2 * eps)
+    ours = float(sum((h * d).sum() for h, d in zip(result.hyper, direction)))
+    error = abs(ours - expected) / abs(expected)
+    assert abs(expected) > 1e-8 and error < 1e-6, f"loss-by-loss mixed term {ours} vs differences {expected}"
+    try:
+        hypergradient(losses_fn, meltr, theta, b_train, b_val, 0.1, 2, 0.1, False)
+    except RuntimeError as e:
+        assert lacks_second_derivative(e), e
+    else:
+        raise AssertionError("J = 2 on a CTC model should need its missing second derivative")
+    return error
 
 
 class QuadraticLosses(nn.Module):
@@ -1616,6 +1750,8 @@ def self_test() -> None:
     print(f"encoder layer: hand-written vs stock, f64, max |diff| = {check_encoder_layer():.2e}")
     print(f"hypergradient vs torch.func explicit matrices (J=0, gamma 0/0.1, gamma_direct; J=4), "
           f"max rel = {check_hypergradient():.2e}")
+    print(f"a CTC model (no double backward) at J=0: the mixed term loss by loss vs central differences, "
+          f"rel = {check_per_loss_without_second_derivatives():.1e}")
     error, iterations, rate = check_neumann_solve()
     print(f"Neumann p vs direct solve (contraction {rate:.3f}, J={iterations}), rel = {error:.2e}; "
           "a diverging series stops at aid.max_growth")

@@ -686,6 +686,43 @@ fn replays_by_double_backward(model: &str, name: &str) {
     );
 }
 
+/// A model without second derivatives (`F.ctc_loss`, walkthrough H4): at
+/// J = 0 the engine's factorized meta step takes its loss JVPs one backward
+/// pass per loss and the replay its mixed term loss by loss, and the two
+/// agree; at J = 2 the replay, which differentiates exactly, refuses and
+/// says what works.
+#[test]
+fn a_model_without_second_derivatives_replays_at_j0() {
+    let dir = flag_model_task("ctc.pt", &[], &[]);
+    let _serial = serial();
+    let mut config = traced_config(&dir, ("primary", &["aux"]), "factorized", 0);
+    config.aid.jvp = meltr_tui::config::JvpMethod::Auto;
+    let (report, _, traced_buffers) = replay("ctc-j0", config);
+    assert_close("ctc-j0", &report, traced_buffers);
+    assert!(
+        report.notes.iter().any(|n| n.contains("loss by loss")),
+        "the report should say how it took the mixed term: {:?}",
+        report.notes
+    );
+
+    let root = tempfile::tempdir().unwrap();
+    let mut config = traced_config(&dir, ("primary", &["aux"]), "factorized", 2);
+    config.aid.jvp = meltr_tui::config::JvpMethod::Auto;
+    let (session, _) = run_session(root.path(), "ctc-j2", config);
+    let out = std::process::Command::new(torch_python())
+        .arg(repo("scripts/meltr_replay.py"))
+        .arg("trace")
+        .arg(&session)
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{out:?}");
+    assert!(
+        stderr.contains("no second derivatives") && stderr.contains("aid.iterations = 0"),
+        "{stderr}"
+    );
+}
+
 /// The replay's own numerical checks (`meltr_replay.py --self-test`): its
 /// hand-written layer against PyTorch's, its hypergradient against
 /// explicit matrices, the Neumann series against a direct solve, the
