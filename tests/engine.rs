@@ -348,6 +348,39 @@ fn an_auxiliary_owning_the_gradient_is_said_once() {
     assert!(run("balanced", 0.5).is_empty());
 }
 
+/// A primary loss that climbs from step 1 on (under weight −1) is read from
+/// step 1 whatever `log_every`: the first logged line brings step 1's loss
+/// with it, so at `log_every` 10 the climb is said within one interval of
+/// where `log_every` 1 says it (walkthrough H4's CTC blow-up in steps 1–9
+/// was said at step 180 at `log_every` 10, at 31 at 1).
+#[test]
+fn a_primary_blowing_up_before_the_first_line_is_read_from_step_1() {
+    let _serial = serial();
+    let root = tempfile::tempdir().unwrap();
+    let mut config = small_config("weights", 60);
+    config.combiner.weights = [("primary", -1.0), ("helpful", 0.0), ("harmful", 0.0)]
+        .map(|(k, w)| (k.to_string(), w))
+        .into();
+    let said_at = |log_every: u64| {
+        let mut config = config.clone();
+        config.train.log_every = log_every;
+        let name = format!("log-every-{log_every}");
+        let (dir, _) = run_session(root.path(), &name, config);
+        let said = events_matching(&dir, |m| m.starts_with("the primary's training loss"));
+        assert_eq!(said.len(), 1, "{name}: {said:?}");
+        assert!(
+            said[0].1.contains("above its first value") && said[0].1.contains(" at step 1:"),
+            "{name}: {said:?}"
+        );
+        said[0].0
+    };
+    let (every_step, every_tenth) = (said_at(1), said_at(10));
+    assert!(
+        every_tenth <= every_step + 10,
+        "said at step {every_tenth} at log_every 10, {every_step} at 1"
+    );
+}
+
 /// An auxiliary loss climbing under a negative weight is said (walkthrough
 /// G's random-label loss rose from 1.4 to 5.5 under MELTR's −0.06, unsaid);
 /// under a positive weight, nothing.

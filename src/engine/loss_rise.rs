@@ -61,8 +61,11 @@ pub struct Rise {
     pub lowest: f64,
     /// ... and the logged step of that.
     pub lowest_step: u64,
-    /// The first logged value.
+    /// The first value read ...
     pub first: f64,
+    /// ... and its step: step 1's where that step logged no line (read
+    /// with the first logged line), else the first logged line's.
+    pub first_step: u64,
 }
 
 impl Rise {
@@ -89,6 +92,7 @@ pub struct LossRise {
     /// The step of the last line read.
     last_step: u64,
     first: f64,
+    first_step: u64,
     lowest: Option<(u64, f64)>,
     /// The first step and the count of the lines in a row above.
     above: Option<(u64, u32)>,
@@ -96,7 +100,7 @@ pub struct LossRise {
 }
 
 impl LossRise {
-    /// The first logged value, once there is one.
+    /// The first value read, once there is one.
     pub fn first(&self) -> Option<f64> {
         self.smoothed.map(|_| self.first)
     }
@@ -153,7 +157,7 @@ impl LossRise {
         }
         let smoothed = match self.smoothed {
             None => {
-                self.first = loss;
+                (self.first, self.first_step) = (loss, step);
                 loss
             }
             Some(s) => {
@@ -188,6 +192,7 @@ impl LossRise {
                 lowest,
                 lowest_step,
                 first: self.first,
+                first_step: self.first_step,
             });
         }
         None
@@ -208,6 +213,7 @@ impl LossRise {
                 lowest,
                 lowest_step,
                 first: self.first,
+                first_step: self.first_step,
             };
             (rise, since)
         })
@@ -286,6 +292,7 @@ mod tests {
             lowest: -1.4,
             lowest_step: 40,
             first: 1.2,
+            first_step: 10,
         };
         assert_eq!(
             rise.past_lowest(),

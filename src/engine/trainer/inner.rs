@@ -162,6 +162,9 @@ impl Trainer {
             losses: losses.shallow_clone(),
         });
 
+        if logged.is_none() && self.loss_rise.first().is_none() && self.unlogged_start.is_none() {
+            self.unlogged_start = Some((self.step, losses.shallow_clone()));
+        }
         if let Some((weights, shares)) = logged {
             let weights = weights
                 .or(folded_weights)
@@ -174,6 +177,10 @@ impl Trainer {
             if let Some(shares) = &shares {
                 parts.push(shares.squared_norm.to_kind(Kind::Double).reshape([1]));
                 parts.push(shares.shares.to_kind(Kind::Double));
+            }
+            // Last, so the indices above stay as they are.
+            if let Some((_, start)) = &self.unlogged_start {
+                parts.push(start.to_kind(Kind::Double));
             }
             let values = Tensor::cat(&parts, 0);
             // What every rank logged, averaged (rank 0 writes it).
@@ -189,7 +196,10 @@ impl Trainer {
             };
             // Not computed at this step, or a zero or non-finite combined
             // gradient: no shares.
-            let squared_norm = values.get(2 * k + 1).copied().unwrap_or(0.0);
+            let squared_norm = match shares.is_some() {
+                true => values[2 * k + 1],
+                false => 0.0,
+            };
             let shares = if squared_norm > 0.0 && squared_norm.is_finite() {
                 pick(2 * k + 2..3 * k + 2)
             } else {
@@ -208,6 +218,9 @@ impl Trainer {
             }
             self.train_line_owed = false;
             let (logged_losses, logged_weights) = (pick(0..k), pick(k..2 * k));
+            if let Some((step, _)) = self.unlogged_start.take() {
+                self.observe_unlogged_start(step, &values[values.len() - k..]);
+            }
             if !std::mem::replace(&mut self.loss_scales_checked, true) {
                 let kind = self.config.combiner.kind;
                 if kind == CombinerKind::Meltr && self.config.meltr.loss_scale == LossScale::Raw {
@@ -318,6 +331,16 @@ impl Trainer {
 
     /// What a climb of the primary's training loss means, with the
     /// effective weights now (`weights`, primary first).
+    /// The climb watches' first reading, from a step that logged no line.
+    /// It says nothing itself: one reading is no climb, and an auxiliary's
+    /// weight there is unknown.
+    fn observe_unlogged_start(&mut self, step: u64, losses: &[f64]) {
+        let _ = self.loss_rise.observe(step, losses[0]);
+        for (watch, &loss) in self.auxiliary_rise.iter_mut().zip(&losses[1..]) {
+            let _ = watch.observe_if(step, loss, false);
+        }
+    }
+
     fn loss_rise_event(&self, rise: crate::engine::loss_rise::Rise, weights: &[f64]) -> String {
         let primary = &self.loss_names[0];
         let cause = if self.config.combiner.kind == CombinerKind::Meltr {
@@ -338,15 +361,16 @@ impl Trainer {
         };
         // A loss that never fell below its first value has no fall to give back.
         let first = match rise.first > rise.lowest {
-            true => "giving back over half of its fall from its first logged value",
-            false => "above its first logged value",
+            true => "giving back over half of its fall from its first value",
+            false => "above its first value",
         };
         format!(
-            "the primary's training loss ({primary}) has climbed to {:.4} (smoothed over the logged lines), {}, \
-             {first}, {:.4}: the model is moving away from its own task. {cause}",
+            "the primary's training loss ({primary}) has climbed to {:.4} (smoothed), {}, \
+             {first}, {:.4} at step {}: the model is moving away from its own task. {cause}",
             rise.now,
             rise.past_lowest(),
-            rise.first
+            rise.first,
+            rise.first_step
         )
     }
 

@@ -10,7 +10,7 @@ pub(super) fn auxiliary_climb_event(
     weight: f64,
 ) -> String {
     format!(
-        "auxiliary loss {name} has climbed to {} (smoothed over the logged lines), {}, \
+        "auxiliary loss {name} has climbed to {} (smoothed), {}, \
          under an effective weight of {}: the combiner has the model maximise it. MELTR may mean it (a loss it judges \
          harmful), but the shared layers then learn against that loss; to train without it instead, leave it out of \
          workload.auxiliary (or give it weight 0, combiner.kind = \"weights\") at the next start",

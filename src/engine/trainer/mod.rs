@@ -117,6 +117,12 @@ pub struct Trainer {
     /// each one not finite there, or a constant on its batch (a masked
     /// loss), keeps its value before.
     last_losses: Option<Tensor>,
+    /// A fresh run's first step's losses (on the device, unread) when that
+    /// step logs no line: the climb watches' first reading comes with the
+    /// first logged line's host copy, so a loss that blows up before it is
+    /// read from where it started (walkthrough H4's blow-up in steps 1–9
+    /// was said at step 180 at `log_every` 10, at 31 at 1).
+    unlogged_start: Option<(u64, Tensor)>,
     log: MetricsWriter,
     clock: Instant,
     /// Seconds added to `clock` for the log's `time`: the run's time before

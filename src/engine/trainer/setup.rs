@@ -274,6 +274,7 @@ impl Trainer {
             pool_skipped,
             current_batch: None,
             last_losses: None,
+            unlogged_start: None,
             log,
             clock: Instant::now(),
             time_offset,
