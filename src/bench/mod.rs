@@ -464,17 +464,11 @@ pub(super) fn interleaved(
             seconds[i].push(start.elapsed().as_secs_f64());
         }
     }
-    Ok(seconds.into_iter().map(median).zip(peaks).collect())
-}
-
-fn median(mut values: Vec<f64>) -> f64 {
-    values.sort_by(f64::total_cmp);
-    let n = values.len();
-    if n % 2 == 1 {
-        values[n / 2]
-    } else {
-        (values[n / 2 - 1] + values[n / 2]) / 2.0
-    }
+    Ok(seconds
+        .iter()
+        .map(|s| crate::session::metrics::median(s))
+        .zip(peaks)
+        .collect())
 }
 
 fn first_line(text: &str) -> String {

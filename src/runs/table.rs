@@ -3,6 +3,8 @@
 //! (full precision, mean/std/min/max columns, for scripts) or LaTeX
 //! (booktabs). Each column's best mean is set in bold (with those within noise
 //! of it), its direction by an arrow.
+//! Long: the three formats share one pass of ties, digits and captions,
+//! computed here once.
 
 use super::groups::Group;
 use super::render::csv_field;
@@ -270,10 +272,9 @@ pub fn render(groups: &[Group], opts: &TableOptions) -> Result<String> {
         Some(if higher[col]? { "↑" } else { "↓" })
     };
     // Each mean ± std to two significant digits of its own std (a column
-    // at its tightest std's read `0.66075 ± 0.52452` beside a std of
-    // 0.00011). A single run has no std: it takes the column's coarsest,
-    // and a column of single runs shows its largest mean to four
-    // significant digits. Ties are judged at the column's coarsest.
+    // at its tightest std's read `0.66075 ± 0.52452` beside 0.00011). A
+    // single run takes the column's coarsest (a column of them: four
+    // significant digits); ties are judged at the column's coarsest.
     let digits: Vec<usize> = (0..names.len())
         .map(|j| {
             let widest = rows.iter().filter_map(|r| r.cells[j].decimals()).min();
@@ -287,16 +288,22 @@ pub fn render(groups: &[Group], opts: &TableOptions) -> Result<String> {
                 .unwrap_or_else(|| significant_decimals(largest))
         })
         .collect();
-    // A single run's spread, unknown, is taken as the widest one seed shows
-    // in its column (walkthroughs M and N: a lone run, or an unchanged fork
-    // of a group's best seed, was the only bold row, over the group of
-    // three seeds it came from).
+    // A single run's spread, unknown, is the median of its column's groups'
+    // (walkthroughs M, N: a lone run was the only bold row over the three
+    // seeds it came from; I2: with the widest, a blown-up seed's std of 31
+    // tied a lone 0.608 with 0.5895 ± 0.0084).
     let single_run_std: Vec<f64> = (0..names.len())
         .map(|col| {
-            rows.iter()
-                .map(|r| &r.cells[col])
+            let cells = rows.iter().map(|r| &r.cells[col]);
+            let stds: Vec<f64> = cells
                 .filter(|c| c.n > 1 && c.std.is_finite())
-                .fold(0.0f64, |widest, c| widest.max(c.std))
+                .map(|c| c.std)
+                .collect();
+            if stds.is_empty() {
+                0.0
+            } else {
+                crate::session::metrics::median(&stds)
+            }
         })
         .collect();
     // Ties as printed: means that differ past the shown digits tie too, and

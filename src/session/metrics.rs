@@ -103,7 +103,7 @@ pub fn final_means(series: &BTreeMap<String, Vec<(f64, f64)>>) -> Option<((f64, 
 
 /// The middle of `values` (the mean of the two middle ones for an even
 /// count); `values` is not empty.
-fn median(values: &[f64]) -> f64 {
+pub fn median(values: &[f64]) -> f64 {
     let mut sorted = values.to_vec();
     sorted.sort_by(f64::total_cmp);
     let mid = sorted.len() / 2;

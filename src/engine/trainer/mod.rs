@@ -117,11 +117,8 @@ pub struct Trainer {
     /// each one not finite there, or a constant on its batch (a masked
     /// loss), keeps its value before.
     last_losses: Option<Tensor>,
-    /// A fresh run's first step's losses (on the device, unread) when that
-    /// step logs no line: the climb watches' first reading comes with the
-    /// first logged line's host copy, so a loss that blows up before it is
-    /// read from where it started (walkthrough H4's blow-up in steps 1–9
-    /// was said at step 180 at `log_every` 10, at 31 at 1).
+    /// A fresh run's step-1 losses when it logs no line, read with the first
+    /// logged line: the climb watches' first reading (walkthrough H4).
     unlogged_start: Option<(u64, Tensor)>,
     log: MetricsWriter,
     clock: Instant,
@@ -139,8 +136,7 @@ pub struct Trainer {
     early_climb: super::early_climb::EarlyClimb,
     /// Says the primary's training loss climbing (see `loss_rise`).
     loss_rise: super::loss_rise::LossRise,
-    /// Says an auxiliary loss climbing under a negative weight (one
-    /// `loss_rise` watch per auxiliary, in `workload.auxiliary`'s order).
+    /// Per auxiliary, in order: says it climbing under a negative weight.
     auxiliary_rise: Vec<super::loss_rise::LossRise>,
     /// Says an auxiliary owning the combined gradient (see `gradient_owner`).
     gradient_owner: super::gradient_owner::GradientOwner,
@@ -162,8 +158,7 @@ pub struct Trainer {
     train_line_owed: bool,
     events: SyncSender<Event>,
     steps_per_sec: f64,
-    /// Lines not yet in `metrics.jsonl` because a write failed; written, in
-    /// order, before any newer line.
+    /// Lines a failed write left out of `metrics.jsonl`, written first.
     unwritten: VecDeque<MetricLine>,
     /// A failed write (full disk, ...): training pauses until `Resume`
     /// succeeds in writing what is owed.
@@ -192,8 +187,7 @@ pub struct Trainer {
     pending_steps: Vec<PendingStep>,
     /// Meta steps since the last flush.
     pending_meta: Vec<PendingMeta>,
-    /// Whether the previous meta step's Neumann series stopped early (one
-    /// event per episode).
+    /// The previous meta step's Neumann series stopped early (an episode).
     neumann_stopped: bool,
     /// Episodes of a stopped Neumann series so far (said at the 1st, 2nd,
     /// 4th, 8th, …: one line each filled the events pane).

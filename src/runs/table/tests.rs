@@ -527,6 +527,28 @@ fn a_single_run_is_not_the_best_alone_within_a_seeds_spread() {
     assert!(far.contains("| 0.3 | 3 | 50.00 ± 0.20 |"), "{far}");
 }
 
+/// A lone run's spread is the median of its column's groups', not the
+/// widest: one group's blown-up seed (std 49.5 here; walkthrough I2's was
+/// 31) made a lone run far outside the best's spread tie with it.
+#[test]
+fn a_single_run_takes_the_typical_spread_not_a_blown_up_one() {
+    let text = by_gamma(&[
+        (0.1, 60.0),
+        (0.1, 60.8),
+        (0.1, 59.2),
+        (0.3, 58.0),
+        (0.3, 58.3),
+        (0.3, 57.7),
+        (0.5, 90.0),
+        (0.5, 20.0),
+        (0.7, 58.1),
+    ]);
+    assert!(text.contains("| 0.1 | 3 | **60.00 ± 0.80** |"), "{text}");
+    assert!(text.contains("| 0.7 | 1 | 58.10 |"), "{text}");
+    // The blown-up group itself is within its own noise of the best.
+    assert!(text.contains("| 0.5 | 2 | **55.00 ± 49.50** |"), "{text}");
+}
+
 /// Runs of one metric that disagree on its direction (one said "min", the
 /// other guessed "higher": walkthrough N's `nrmse ↑` bolded the worse
 /// value): no arrow, no bold, and the caption says why.
