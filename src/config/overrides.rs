@@ -49,6 +49,35 @@ pub fn literal(text: &str) -> toml::Value {
         .unwrap_or_else(|| toml::Value::String(text.to_string()))
 }
 
+/// Why an inline table or array (`{...}`, `[...]`) is not valid TOML,
+/// if it is not: [`literal`] would take it as a string, and the error
+/// then read "expected a map, got the string" with a hint about quotes
+/// (walkthrough I2's inline table had a duplicate key).
+fn broken_structure(text: &str) -> Option<String> {
+    let text = text.trim();
+    if !(text.starts_with('{') || text.starts_with('[')) {
+        return None;
+    }
+    let error = toml::from_str::<toml::Table>(&format!("v = {text}")).err()?;
+    // toml's message quotes the line it parsed (ours, `v = ...`); its last
+    // line says what is wrong.
+    let message = error
+        .message()
+        .trim()
+        .lines()
+        .last()
+        .unwrap_or("")
+        .to_string();
+    let hint =
+        match text.starts_with('[') && !text.contains('"') && text.contains(char::is_alphabetic) {
+            true => " (names in a list are quoted: [\"a\", \"b\"])",
+            false => "",
+        };
+    Some(format!(
+        "`{text}` is not a valid TOML value: {message}{hint}"
+    ))
+}
+
 impl Config {
     /// A copy with `key` set from the text of a `--set`, checked as the file
     /// is checked: an unknown key, a value of the wrong type, a name that is
@@ -95,6 +124,11 @@ impl Config {
 fn set_override(root: &mut toml::Value, key: &str, text: &str) -> Result<(), ConfigError> {
     let anchored = anchor_path(key, text);
     let text = anchored.as_str();
+    // A string key takes `[...]` as typed (a path may start so).
+    let string_key = lookup_mut(root, key).is_some_and(|slot| slot.is_str());
+    if let Some(why) = broken_structure(text).filter(|_| !string_key) {
+        return Err(ConfigError::at_key(key, why));
+    }
     if let Some(names) = choices_of(key) {
         let given = match literal(text) {
             toml::Value::String(s) => s,
@@ -314,6 +348,22 @@ mod tests {
         assert!(err.to_string().contains("nosection"), "{err}");
         let err = set(&c, "train.lr.x=1").unwrap_err();
         assert!(err.to_string().contains("`train.lr` is a value"), "{err}");
+        // An inline table that is not TOML says why, not "got the string"
+        // (walkthrough I2's had a duplicate key).
+        let err = set(
+            &c,
+            "combiner.weights={primary = 1.0, helpful = 0.0, helpful = 1.0}",
+        )
+        .unwrap_err();
+        assert_eq!(err.key.as_deref(), Some("combiner.weights"), "{err}");
+        assert!(
+            err.message
+                .contains("is not a valid TOML value: duplicate key")
+                && !err.message.contains("without quotes"),
+            "{err}"
+        );
+        let err = set(&c, "workload.auxiliary=[helpful, harmful]").unwrap_err();
+        assert!(err.message.contains("names in a list are quoted"), "{err}");
         assert!("aid.iterations".parse::<Override>().is_err());
         assert!("=3".parse::<Override>().is_err());
         assert!("aid..x=3".parse::<Override>().is_err());
