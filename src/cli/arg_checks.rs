@@ -25,8 +25,8 @@ pub(super) fn session_name(name: &str) -> std::result::Result<String, String> {
 
 /// `--group none`: no group, for `new`, `run` and `fork` alike (walkthrough
 /// L's `run --group none` made a group called `none`; walkthrough Y's was
-/// refused where `fork` took it).
-const NO_GROUP: &str = "none";
+/// refused where `fork` took it), and the listings' filter.
+use crate::runs::filter::NO_GROUP;
 
 /// A new session's `--group`, checked as a name ([`NO_GROUP`] passes, and
 /// [`in_group`] reads it as none).

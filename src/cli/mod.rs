@@ -383,7 +383,7 @@ pub enum Cmd {
 #[derive(clap::Args, Debug, Clone, Default)]
 pub struct Select {
     /// Only sessions of this group (repeatable: of any of them, e.g. two
-    /// sweeps in one table).
+    /// sweeps in one table; `none`: those in no group).
     #[arg(long = "group", value_name = "G")]
     groups: Vec<String>,
     /// Only sessions where KEY=VALUE (repeatable: every key must hold; a

@@ -64,15 +64,22 @@ pub struct Filter {
     pub conditions: Vec<Where>,
 }
 
+/// `--group none`: the sessions in no group, as `run --group none` puts a
+/// session in none (walkthrough I2's `ls --group none` was refused).
+pub const NO_GROUP: &str = "none";
+
+/// Whether `run` is in `group` ([`NO_GROUP`]: in none).
+fn is_in(run: &Run, group: &str) -> bool {
+    match run.meta.group.as_deref() {
+        Some(g) => g == group,
+        None => group.eq_ignore_ascii_case(NO_GROUP),
+    }
+}
+
 impl Filter {
     /// Whether `run` is in one of the groups (any, when none is given).
     fn in_groups(&self, run: &Run) -> bool {
-        self.groups.is_empty()
-            || run
-                .meta
-                .group
-                .as_ref()
-                .is_some_and(|g| self.groups.contains(g))
+        self.groups.is_empty() || self.groups.iter().any(|g| is_in(run, g))
     }
 
     /// Whether `run` passes: each key's conditions, any of their values
@@ -171,15 +178,18 @@ impl Filter {
 /// (a typo, or the wrong sessions folder, would otherwise read as "no
 /// sessions selected").
 fn check_group(runs: &[Run], group: &str) -> Result<()> {
+    if runs.is_empty() || runs.iter().any(|r| is_in(r, group)) {
+        return Ok(());
+    }
     let mut groups: Vec<&str> = runs
         .iter()
         .filter_map(|r| r.meta.group.as_deref())
         .collect();
-    if groups.contains(&group) || runs.is_empty() {
-        return Ok(());
-    }
     groups.sort();
     groups.dedup();
+    if group.eq_ignore_ascii_case(NO_GROUP) {
+        bail!("every session here is in a group: {}", groups.join(", "));
+    }
     match groups[..] {
         [] => bail!(
             "no group `{group}`: these sessions belong to no group (`sweep --name NAME` makes one)"
@@ -248,6 +258,44 @@ mod tests {
             conditions: vec!["status=crashed".parse().unwrap()],
         };
         assert!(fine.apply(Vec::new()).unwrap().is_empty());
+    }
+
+    /// `--group none` keeps the sessions in no group, beside any named.
+    #[test]
+    fn group_none_keeps_the_sessions_in_no_group() {
+        let root = tempfile::tempdir().unwrap();
+        let config = crate::config::Config::default();
+        let mut runs = Vec::new();
+        for (name, group) in [("a", Some("main")), ("b", None), ("c", Some("other"))] {
+            let dir = crate::session::create(root.path(), name, &config).unwrap();
+            let mut run = Run::load(&dir).unwrap();
+            run.meta.group = group.map(str::to_string);
+            runs.push(run);
+        }
+        let kept = |groups: &[&str]| -> Result<Vec<String>> {
+            let filter = Filter {
+                groups: groups.iter().map(|g| g.to_string()).collect(),
+                conditions: Vec::new(),
+            };
+            Ok(filter
+                .apply(runs.clone())?
+                .into_iter()
+                .map(|r| r.meta.name)
+                .collect())
+        };
+        assert_eq!(kept(&["none"]).unwrap(), ["b"]);
+        assert_eq!(kept(&["main", "None"]).unwrap(), ["a", "b"]);
+        let grouped: Vec<Run> = runs
+            .iter()
+            .filter(|r| r.meta.group.is_some())
+            .cloned()
+            .collect();
+        let filter = Filter {
+            groups: vec!["none".into()],
+            conditions: Vec::new(),
+        };
+        let err = filter.apply(grouped).unwrap_err().to_string();
+        assert_eq!(err, "every session here is in a group: main, other");
     }
 
     #[test]

@@ -162,7 +162,8 @@ impl Trainer {
             losses: losses.shallow_clone(),
         });
 
-        if logged.is_none() && self.loss_rise.first().is_none() && self.unlogged_start.is_none() {
+        // Decided alike on every rank (the values join a collective).
+        if logged.is_none() && self.step == 1 {
             self.unlogged_start = Some((self.step, losses.shallow_clone()));
         }
         if let Some((weights, shares)) = logged {

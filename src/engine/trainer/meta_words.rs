@@ -233,10 +233,10 @@ pub(super) fn carried_event(names: &[String], carried: Carried, watched: Weights
     let carrier = match watched.largest_at {
         0 => String::new(),
         k if watched.largest > 0.0 => format!(
-            " ({}'s weight is the largest in magnitude, {:+.3}: a copy or a close relative of the primary?)",
+            " ({}'s weight is the largest in magnitude, {:+.3}: it may carry it, if it shares the primary's task, as a copy or a related target does)",
             names[k], watched.largest
         ),
-        _ => " (one with a positive weight: a copy or a close relative of the primary?)".to_string(),
+        _ => " (one with a positive weight, which shares the primary's task, as a copy or a related target does)".to_string(),
     };
     Record::Event {
         level: Level::Info,
@@ -263,7 +263,7 @@ pub(super) fn fell_under_a_small_weight(
 ) -> String {
     let carrier = match watched.largest_at {
         k if k > 0 && watched.largest > 0.0 => format!(
-            ": {}'s weight is the largest, {}, a copy or a close relative of the primary?",
+            ": {}'s weight is the largest, {}, and may carry it if it shares the primary's task (a copy or a related target)",
             names[k],
             crate::numfmt::readable(watched.largest)
         ),
