@@ -1803,6 +1803,56 @@ fn check_says_scaled_copies_of_a_loss() {
     }
 }
 
+/// A finite loss with a NaN gradient on the first batch (`torch.where`
+/// over NaN targets, walkthrough J2): `check` fails naming the losses and
+/// the fix, and a run that trains no step says it is not the learning rate.
+#[test]
+fn a_nan_gradient_under_finite_losses_fails_check_and_names_the_backward() {
+    let tmp = tempfile::tempdir().unwrap();
+    let train = tmp.path().join("train.safetensors");
+    let tensors = tch::Tensor::read_safetensors(flag_data(&train, 64, 4, &[])).unwrap();
+    for (name, t) in &tensors {
+        if name == "y" {
+            // Every other row: each batch of 8 draws some.
+            let _ = t.slice(0, 0, 64, 2).fill_(f64::NAN);
+        }
+    }
+    tch::Tensor::write_safetensors(&tensors, &train).unwrap();
+    let val = flag_data(&tmp.path().join("val.safetensors"), 16, 4, &[]);
+    let cfg = flag_config(tmp.path(), "where", "where_nan.pt", &train, &val);
+    let out = bin().arg("check").arg("-c").arg(&cfg).output().unwrap();
+    let said = text(&out);
+    assert!(!out.status.success(), "{said}");
+    assert!(
+        said.contains("gradient       not finite on the first batch: primary's, aux's (below)")
+            && said.contains(
+                "error: the gradient of `primary`, `aux` is not finite on the first training batch"
+            )
+            && said.contains("Losses `primary`, `aux` are finite while their gradients are not")
+            && said.contains("torch.nan_to_num"),
+        "{said}"
+    );
+    let body = std::fs::read_to_string(&cfg)
+        .unwrap()
+        .replace("steps = 40", "steps = 60");
+    std::fs::write(&cfg, body).unwrap();
+    let out = bin()
+        .args(["run", "--headless", "--sessions-dir"])
+        .arg(tmp.path().join("sessions"))
+        .arg("-c")
+        .arg(&cfg)
+        .output()
+        .unwrap();
+    let said = text(&out);
+    assert!(!out.status.success(), "{said}");
+    assert!(
+        said.contains("every loss was finite and the gradient was not, from the run's first step")
+            && !said.contains("lower train.lr")
+            && !said.contains("Lower train.lr"),
+        "{said}"
+    );
+}
+
 /// `flag_config` with `extra` lines in its `[workload]` table.
 fn flag_config_with(
     dir: &Path,

@@ -66,6 +66,7 @@ pub(super) fn check(
         first_losses,
         first_shares,
         first_gradient_ratios,
+        non_finite_gradients,
         non_finite,
         zero,
         copy_readings,
@@ -104,7 +105,14 @@ pub(super) fn check(
     };
     let evaluation = evaluation.unwrap_or_default();
     let primary_metric_fails = evaluation.metrics.contains(&meta.primary_metric);
-    let fails = !non_finite.is_empty() || primary_metric_fails;
+    // A loss not finite itself is said as such; these are finite losses
+    // whose gradient is not.
+    let finite_loss = |name: &String| first_losses.iter().any(|(n, v)| n == name && v.is_finite());
+    let non_finite_gradients: Vec<String> = non_finite_gradients
+        .into_iter()
+        .filter(finite_loss)
+        .collect();
+    let fails = !non_finite.is_empty() || primary_metric_fails || !non_finite_gradients.is_empty();
     say!(
         "{}: {}a run would train the {} workload on {}{}",
         super::config_file::from_file(config_path, overrides),
@@ -130,7 +138,12 @@ pub(super) fn check(
         config.train.steps
     );
     say!("  first batch    {}", first_batch_words(&first_losses));
-    if !auxiliary.is_empty() {
+    if !non_finite_gradients.is_empty() {
+        say!(
+            "  gradient       not finite on the first batch: {}'s (below)",
+            non_finite_gradients.join("'s, ")
+        );
+    } else if !auxiliary.is_empty() {
         match &first_shares {
             // A share of a non-finite gradient is no share (walkthrough K:
             // `primary NaN%` beside a finite primary loss).
@@ -208,6 +221,9 @@ pub(super) fn check(
     if !non_finite.is_empty() {
         anyhow::bail!("{}", non_finite_words(&non_finite, batches, cause));
     }
+    if !non_finite_gradients.is_empty() {
+        anyhow::bail!("{}", non_finite_gradient_words(&non_finite_gradients));
+    }
     if primary_metric_fails {
         anyhow::bail!(
             "the primary metric `{}` is not finite on the validation split: no evaluation can rank \
@@ -253,6 +269,25 @@ enum NanCause {
     Model,
     /// The model's losses are not finite on clean rows either.
     ModelOnCleanRows,
+}
+
+/// Why `check` fails on finite losses whose gradient is not finite on the
+/// first batch.
+fn non_finite_gradient_words(losses: &[String]) -> String {
+    let named: Vec<String> = losses.iter().map(|n| format!("`{n}`")).collect();
+    let (is, its) = match losses.len() {
+        1 => ("Loss", "is finite while its gradient is"),
+        _ => ("Losses", "are finite while their gradients are"),
+    };
+    format!(
+        "the gradient of {named} is not finite on the first training batch: a run skips the update of \
+         every such step, and fails after {} in a row. {is} {named} {its} not: the model's backward makes \
+         it, through an op over NaN or inf values whose result the loss then masks (torch.where, or a \
+         mask applied after the op: the masked entries' gradient is 0 × NaN = NaN); zero such values \
+         before the op (torch.nan_to_num on the input)",
+        crate::engine::trainer::MAX_SKIPPED_IN_A_ROW,
+        named = named.join(", "),
+    )
 }
 
 /// Why `check` fails on losses that are not finite on some batches.

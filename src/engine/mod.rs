@@ -71,6 +71,8 @@ pub struct Checked {
     /// Each loss's own gradient norm over the combined one's, there (empty
     /// when the shares were not taken).
     pub first_gradient_ratios: Vec<(String, f64)>,
+    /// The losses whose own gradient is not finite on the first batch.
+    pub non_finite_gradients: Vec<String>,
     /// The losses not finite on some of the training batches scanned, with
     /// those batches' steps.
     pub non_finite: Vec<(String, Vec<u64>)>,
@@ -110,14 +112,23 @@ pub fn check_scanning(config: &crate::config::Config, batches: u64) -> Result<Ch
         |(trainer, meta)| {
             let first_losses = trainer.first_batch_values()?;
             let first_shares = trainer.first_batch_shares().map_err(|e| format!("{e:#}"));
+            let non_finite_gradients = first_shares
+                .as_ref()
+                .map_or(Vec::new(), |s| s.non_finite_gradients.clone());
             let first_gradient_ratios = first_shares.as_ref().map_or(Vec::new(), |shares| {
                 shares
+                    .by_loss
                     .iter()
                     .map(|(n, _, ratio)| (n.clone(), *ratio))
                     .collect()
             });
-            let first_shares = first_shares
-                .map(|shares| shares.into_iter().map(|(n, share, _)| (n, share)).collect());
+            let first_shares = first_shares.map(|shares| {
+                shares
+                    .by_loss
+                    .into_iter()
+                    .map(|(n, share, _)| (n, share))
+                    .collect()
+            });
             let trainer::Scanned {
                 non_finite,
                 zero,
@@ -147,6 +158,7 @@ pub fn check_scanning(config: &crate::config::Config, batches: u64) -> Result<Ch
                 first_losses,
                 first_shares,
                 first_gradient_ratios,
+                non_finite_gradients,
                 non_finite,
                 zero,
                 copy_readings,

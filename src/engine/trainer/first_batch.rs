@@ -24,6 +24,16 @@ pub struct Scanned {
     pub readings: Vec<Vec<f64>>,
 }
 
+/// What [`Trainer::first_batch_shares`] found.
+#[derive(Debug, Clone, PartialEq)]
+pub struct FirstShares {
+    /// Each loss's share of the combined gradient, and its own gradient's
+    /// norm over the combined one's.
+    pub by_loss: Vec<(String, f64, f64)>,
+    /// The losses whose own gradient is not finite.
+    pub non_finite_gradients: Vec<String>,
+}
+
 /// The names of the validation losses and metrics not finite in an
 /// evaluation.
 #[derive(Debug, Default, Clone, PartialEq)]
@@ -87,22 +97,30 @@ impl Trainer {
     /// With each, its own gradient's norm over the combined one's: a loss
     /// whose share is near 0 may still pull hard, at right angles to the
     /// rest (walkthrough I's random-label loss read as a constant).
-    pub fn first_batch_shares(&self) -> Result<Vec<(String, f64, f64)>> {
+    /// With them, the losses whose own gradient is not finite there (a
+    /// finite loss can have one: walkthrough J2's `torch.where` over NaN
+    /// inputs trained no step, and `check` said "ok").
+    pub fn first_batch_shares(&self) -> Result<FirstShares> {
         let _draws = crate::nn::rng::global_draws();
-        let (shares, ratios) = self.on_batch(1, |losses| {
+        let (shares, norms) = self.on_batch(1, |losses| {
             let shares = shares::per_loss(losses, &losses.ones_like(), &self.theta)?;
             let norms = shares.squared_norms.expect("per_loss takes each gradient");
-            let ratios = (norms / &shares.squared_norm).sqrt();
             let double = |t: Tensor| Vec::<f64>::try_from(t.to_kind(Kind::Double));
-            Ok((double(shares.shares)?, double(ratios)?))
+            let norms = Tensor::cat(&[norms, shares.squared_norm.reshape([1])], 0);
+            Ok((double(shares.shares)?, double(norms)?))
         })?;
-        Ok(self
-            .loss_names
-            .iter()
-            .cloned()
-            .zip(shares.into_iter().zip(ratios))
-            .map(|(name, (share, ratio))| (name, share, ratio))
-            .collect())
+        let (own, combined) = norms.split_at(self.loss_names.len());
+        let by_loss = self.loss_names.iter().cloned().zip(shares).zip(own);
+        Ok(FirstShares {
+            non_finite_gradients: by_loss
+                .clone()
+                .filter(|(_, norm)| !norm.is_finite())
+                .map(|((name, _), _)| name)
+                .collect(),
+            by_loss: by_loss
+                .map(|((name, share), norm)| (name, share, (norm / combined[0]).sqrt()))
+                .collect(),
+        })
     }
 
     /// The first training batch's losses by name, as step 1 sees them

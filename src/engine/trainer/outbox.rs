@@ -242,7 +242,17 @@ impl Trainer {
             ),
             (false, _) => format!("the last {} steps were all skipped", streak.len),
         };
-        if always.is_empty() {
+        if streak.gradients_only() && streak.first() == 1 {
+            // Not the learning rate: no update was ever made (walkthrough
+            // J2's `torch.where` over NaN inputs was told to lower it).
+            format!(
+                "{head}: every loss was finite and the gradient was not, from the run's first step, before \
+                 any update, so the model's backward makes it: an op over NaN or inf values whose result \
+                 the loss then masks (torch.where, or a mask applied after the op: the masked entries' \
+                 gradient is 0 × NaN = NaN). Zero such values before the op (torch.nan_to_num on the \
+                 input), then start again; `meltr-tui check` names the loss"
+            )
+        } else if always.is_empty() {
             format!(
                 "{head} (non-finite losses or gradients; see the events): the run cannot recover. \
                  {}, then start again",

@@ -65,6 +65,8 @@ pub(super) struct SkipStreak {
     /// The losses non-finite on every step of the streak (`None` before
     /// its first step).
     always_non_finite: Option<std::collections::BTreeSet<String>>,
+    /// Some step of the streak had a non-finite loss (else only gradients).
+    some_loss_non_finite: bool,
     /// The newest listed step's diagnosis of its rows, and that step.
     diagnosed: Option<(u64, String)>,
 }
@@ -114,6 +116,12 @@ impl SkipStreak {
         }
     }
 
+    /// Whether every loss was finite on every step of the streak: its
+    /// gradients were not.
+    pub(super) fn gradients_only(&self) -> bool {
+        self.len > 0 && !self.some_loss_non_finite
+    }
+
     /// Whether loss `name` was non-finite on every step of the streak.
     pub(super) fn non_finite_throughout(&self, name: &str) -> bool {
         self.always_non_finite
@@ -129,6 +137,7 @@ impl SkipStreak {
         }
         self.last = step;
         self.len += 1;
+        self.some_loss_non_finite |= losses.is_some();
         let bad = losses
             .into_iter()
             .flatten()

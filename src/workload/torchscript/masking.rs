@@ -55,7 +55,7 @@ impl TorchScript {
                 &self.train,
                 "workload.train",
                 &self.train_path,
-                "training batches that draw them give NaN losses and their updates are skipped",
+                "training batches that draw them give NaN losses or gradients, and their updates are skipped",
                 true,
             ),
             (
