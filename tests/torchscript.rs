@@ -1832,6 +1832,28 @@ fn a_nan_gradient_under_finite_losses_fails_check_and_names_the_backward() {
             && said.contains("torch.nan_to_num"),
         "{said}"
     );
+    // NaN in one row the first batch does not draw: a run trains, skipping
+    // the updates that draw it, and `check` opens saying it has warnings
+    // (walkthrough J1 read "ok" above them).
+    let one_row = tmp.path().join("one-row.safetensors");
+    let tensors = tch::Tensor::read_safetensors(flag_data(&one_row, 64, 4, &[])).unwrap();
+    for (name, t) in &tensors {
+        if name == "y" {
+            let _ = t.get(63).fill_(f64::NAN);
+        }
+    }
+    tch::Tensor::write_safetensors(&tensors, &one_row).unwrap();
+    let warned = flag_config(tmp.path(), "one-row", "where_nan.pt", &one_row, &val);
+    let out = bin().arg("check").arg("-c").arg(&warned).output().unwrap();
+    let said = text(&out);
+    assert!(
+        out.status.success()
+            && said.contains(
+                "ok, a run would train the torchscript workload on cpu, with warnings (below)"
+            )
+            && said.contains("warning: workload.train: "),
+        "{said}"
+    );
     let body = std::fs::read_to_string(&cfg)
         .unwrap()
         .replace("steps = 40", "steps = 60");

@@ -119,11 +119,17 @@ pub(super) fn check(
         if fails { "" } else { "ok, " },
         meta.workload,
         meta.device,
-        // A failing check opened like a passing one (walkthrough P).
-        if fails {
-            ", but not every value is finite (below)"
-        } else {
-            ""
+        // A failing check opened like a passing one (walkthrough P); a
+        // passing one with warnings, like a clean one (walkthrough J1's
+        // unmasked NaN rows, whose updates a run would skip).
+        match (
+            fails,
+            said.iter()
+                .any(|(level, _)| *level != crate::session::metrics::Level::Info)
+        ) {
+            (true, _) => ", but not every value is finite (below)",
+            (false, true) => ", with warnings (below)",
+            (false, false) => "",
         }
     );
     say!("  primary loss   {primary}");
