@@ -26,6 +26,7 @@ mod lockstep_tests;
 mod meta;
 mod meta_words;
 mod outbox;
+mod rate;
 mod restore;
 #[cfg(test)]
 mod restore_tests;
@@ -158,7 +159,7 @@ pub struct Trainer {
     /// The last logging step's losses were not finite: this step logs.
     train_line_owed: bool,
     events: SyncSender<Event>,
-    steps_per_sec: f64,
+    rate: rate::StepRate,
     /// Lines a failed write left out of `metrics.jsonl`, written first.
     unwritten: VecDeque<MetricLine>,
     /// A failed write (full disk, ...): training pauses until `Resume`
@@ -272,7 +273,7 @@ impl Trainer {
             config: Box::new(self.config.clone()),
         });
         self.set_status(Status::Running, None);
-        let mut window = (Instant::now(), self.step);
+        self.rate.restart(self.time(), self.step);
         let started_at = self.step;
         // A run resumed from the checkpoint a failed evaluation wrote owes
         // that evaluation (its eval series would have a hole there).
@@ -356,15 +357,11 @@ impl Trainer {
                 return Ok(Status::Finished);
             }
             self.train_step()?;
-            let elapsed = window.0.elapsed().as_secs_f64();
-            if elapsed >= 0.5 {
-                self.steps_per_sec = (self.step - window.1) as f64 / elapsed;
-                window = (Instant::now(), self.step);
-            }
+            let steps_per_sec = self.rate.tick(self.time(), self.step);
             self.send(Event::Progress {
                 step: self.step,
                 total_steps: self.config.train.steps,
-                steps_per_sec: self.steps_per_sec,
+                steps_per_sec,
             });
         }
     }

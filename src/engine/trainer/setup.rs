@@ -296,7 +296,7 @@ impl Trainer {
             loss_scales_checked: resumed_from.is_some(),
             train_line_owed,
             events,
-            steps_per_sec: 0.0,
+            rate: rate::StepRate::default(),
             unwritten: VecDeque::new(),
             storage_error: None,
             checkpoint_owed: false,
