@@ -1354,11 +1354,11 @@ fn non_finite_data_is_named_by_tensor_and_row_and_the_skips_are_counted() {
     assert!(out.status.success(), "{all}");
     for needle in [
         format!(
-            "workload.train: {}: tensor `y` holds 2 non-finite values (NaN or inf) in rows 10, 50",
+            "workload.train: {}: tensor `y` holds 2 non-finite values (NaN) in rows 10, 50",
             train.display()
         ),
         format!(
-            "workload.val: {}: tensor `y` holds 1 non-finite value (NaN or inf) in row 3",
+            "workload.val: {}: tensor `y` holds 1 non-finite value (NaN) in row 3",
             val.display()
         ),
     ] {
@@ -1871,6 +1871,43 @@ fn a_nan_gradient_under_finite_losses_fails_check_and_names_the_backward() {
         said.contains("every loss was finite and the gradient was not, from the run's first step")
             && !said.contains("lower train.lr")
             && !said.contains("Lower train.lr"),
+        "{said}"
+    );
+}
+
+/// One inf among NaN the model masks (walkthrough J2): the warning counts
+/// each kind, names the inf rows, and says the model masks the NaN but
+/// not the inf (it said "does not mask them" of all 951).
+#[test]
+fn an_inf_among_masked_nan_is_named_on_its_own() {
+    let tmp = tempfile::tempdir().unwrap();
+    let train = tmp.path().join("train.safetensors");
+    let tensors = tch::Tensor::read_safetensors(flag_data(&train, 64, 4, &[])).unwrap();
+    for (name, t) in &tensors {
+        if name == "y" {
+            for row in [5, 20] {
+                let _ = t.get(row).fill_(f64::NAN);
+            }
+            let _ = t.get(40).fill_(f64::INFINITY);
+        }
+    }
+    tch::Tensor::write_safetensors(&tensors, &train).unwrap();
+    let val = flag_data(&tmp.path().join("val.safetensors"), 16, 4, &[]);
+    let said_of = |model: &str| {
+        let cfg = flag_config(tmp.path(), model, model, &train, &val);
+        let out = bin().arg("check").arg("-c").arg(&cfg).output().unwrap();
+        text(&out)
+    };
+    let said = said_of("masks_nan_not_inf.pt");
+    assert!(
+        said.contains("tensor `y` holds 3 non-finite values (2 NaN, 1 inf in row 40) in rows 5, 20, 40")
+            && said.contains("(the model masks the NaN but not the inf: a batch with row 40 gives non-finite values)"),
+        "{said}"
+    );
+    // A model that masks both (torch.isfinite): a note that it masks them.
+    let said = said_of("masks_nan.pt");
+    assert!(
+        said.contains("note: workload.train: ") && said.contains(": the model masks them ("),
         "{said}"
     );
 }

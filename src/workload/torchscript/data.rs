@@ -22,6 +22,11 @@ struct NonFinite {
     rows: Vec<i64>,
     /// How many rows hold any.
     row_count: i64,
+    /// Of `values`, how many are ±inf, and the first [`ROWS_NAMED`] rows
+    /// holding one: among masked NaN, one inf the model does not mask was
+    /// lost in the count (walkthrough J2).
+    infinite: i64,
+    infinite_rows: Vec<i64>,
 }
 
 /// Rows named per tensor in the non-finite warning.
@@ -37,6 +42,8 @@ fn non_finite(name: &str, t: &Tensor, samples: i64) -> Result<Option<NonFinite>>
         values: 0,
         rows: Vec::new(),
         row_count: 0,
+        infinite: 0,
+        infinite_rows: Vec::new(),
     };
     let mut start = 0;
     while start < samples {
@@ -49,15 +56,20 @@ fn non_finite(name: &str, t: &Tensor, samples: i64) -> Result<Option<NonFinite>>
         let rows = bad.any_dim(1, false);
         found.values += bad.sum(Kind::Int64).int64_value(&[]);
         found.row_count += rows.sum(Kind::Int64).int64_value(&[]);
-        if found.rows.len() < ROWS_NAMED {
-            let at = Vec::<i64>::try_from(rows.nonzero().flatten(0, -1))
-                .map_err(|e| anyhow!("cannot scan tensor `{name}` for non-finite values: {e}"))?;
-            found.rows.extend(
-                at.iter()
-                    .take(ROWS_NAMED - found.rows.len())
-                    .map(|r| r + start),
-            );
-        }
+        let first_rows = |rows: &Tensor, named: &mut Vec<i64>| -> Result<()> {
+            if named.len() < ROWS_NAMED {
+                let at = Vec::<i64>::try_from(rows.nonzero().flatten(0, -1)).map_err(|e| {
+                    anyhow!("cannot scan tensor `{name}` for non-finite values: {e}")
+                })?;
+                let room = ROWS_NAMED - named.len();
+                named.extend(at.iter().take(room).map(|r| r + start));
+            }
+            Ok(())
+        };
+        first_rows(&rows, &mut found.rows)?;
+        let infinite = t.narrow(0, start, len).isinf().reshape([len, -1]);
+        found.infinite += infinite.sum(Kind::Int64).int64_value(&[]);
+        first_rows(&infinite.any_dim(1, false), &mut found.infinite_rows)?;
         start += len;
     }
     Ok((found.values > 0).then_some(found))
@@ -285,8 +297,19 @@ impl Split {
                     0 => String::new(),
                     n => format!(" and {n} more"),
                 };
+                // How many of each kind, and the inf rows on their own
+                // when NaN are there too.
+                let kinds = match (f.values - f.infinite, f.infinite) {
+                    (_, 0) => "NaN".to_string(),
+                    (0, _) => "inf".to_string(),
+                    (nan, inf) => {
+                        let rows: Vec<String> = f.infinite_rows.iter().map(i64::to_string).collect();
+                        let more = match inf as usize > rows.len() { true => ", …", false => "" };
+                        format!("{nan} NaN, {inf} inf in row{} {}{more}", if rows.len() == 1 { "" } else { "s" }, rows.join(", "))
+                    }
+                };
                 format!(
-                    "{key}: {path}: tensor `{}` holds {} non-finite value{} (NaN or inf) in row{} {}{more}: {effect}",
+                    "{key}: {path}: tensor `{}` holds {} non-finite value{} ({kinds}) in row{} {}{more}: {effect}",
                     f.tensor,
                     f.values,
                     if f.values == 1 { "" } else { "s" },
@@ -307,10 +330,24 @@ impl Split {
     /// The rows named in the non-finite warning (the first few of each
     /// tensor's), in order.
     pub(super) fn non_finite_rows(&self) -> Vec<i64> {
+        // The inf rows too: a model that masks NaN may not mask inf.
         let mut rows: Vec<i64> = self
             .non_finite
             .iter()
-            .flat_map(|f| f.rows.clone())
+            .flat_map(|f| f.rows.iter().chain(&f.infinite_rows).copied())
+            .collect();
+        rows.sort_unstable();
+        rows.dedup();
+        rows
+    }
+
+    /// The rows named as holding ±inf (the first few of each tensor's), in
+    /// order.
+    pub(super) fn infinite_rows(&self) -> Vec<i64> {
+        let mut rows: Vec<i64> = self
+            .non_finite
+            .iter()
+            .flat_map(|f| f.infinite_rows.clone())
             .collect();
         rows.sort_unstable();
         rows.dedup();

@@ -72,7 +72,29 @@ impl TorchScript {
                 continue;
             }
             let masked = self.masks(split, &rows, training);
+            // A model that masks NaN and not inf (nan_to_num leaves inf
+            // as a large finite value; isnan masks only NaN): said so, not
+            // "does not mask them" (walkthrough J2's one inf among 950 NaN).
+            let infinite = split.infinite_rows();
+            let nan_only: Vec<i64> = rows
+                .iter()
+                .copied()
+                .filter(|r| !infinite.contains(r))
+                .collect();
+            let masks_nan_only = masked == Some(Masking::DoesNotMask)
+                && !infinite.is_empty()
+                && !nan_only.is_empty()
+                && self.masks(split, &nan_only, training) == Some(Masking::Masks);
             let said = match masked {
+                Some(Masking::DoesNotMask) if masks_nan_only => {
+                    let shown: Vec<String> = infinite.iter().map(i64::to_string).collect();
+                    format!(
+                        "{effect} (the model masks the NaN but not the inf: a batch with row{} {} \
+                         gives non-finite values)",
+                        if shown.len() == 1 { "" } else { "s" },
+                        shown.join(", ")
+                    )
+                }
                 Some(Masking::Masks) if training => {
                     "the model masks them (a training step's losses and gradient \
                      on a batch of the first of those rows are finite)"
