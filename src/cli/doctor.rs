@@ -1,8 +1,11 @@
 //! `meltr-tui doctor`: what this build links and what this machine offers
 //! (libtorch, CUDA, cuDNN, threads, terminal).
 
+mod nan_words;
+
 use crate::workload::torchscript::NOT_FINITE_ON_CLEAN_ROWS;
 use anyhow::Result;
+use nan_words::{evaluation_words, non_finite_gradient_words, non_finite_words, NanCause};
 
 /// Prints the report, written at once: `doctor | head -3` closed the pipe
 /// while CUDA was queried and a line-by-line print panicked (walkthrough S).
@@ -238,105 +241,6 @@ pub(super) fn check(
         );
     }
     Ok(())
-}
-
-/// One evaluation's non-finite validation values, in words.
-fn evaluation_words(evaluation: &crate::engine::trainer::NonFiniteEvaluation) -> String {
-    let mut named: Vec<String> = evaluation
-        .losses
-        .iter()
-        .map(|l| format!("loss `{l}`"))
-        .collect();
-    named.extend(evaluation.metrics.iter().map(|m| format!("metric `{m}`")));
-    if named.is_empty() {
-        let values: Vec<String> = evaluation
-            .values
-            .iter()
-            .map(|(name, v)| format!("{name} {}", crate::numfmt::readable(*v)))
-            .collect();
-        return format!(
-            "one evaluation: every loss and metric finite; as the model starts, {}",
-            values.join(", ")
-        );
-    }
-    format!(
-        "one evaluation: {} not finite (a mean over the split: NaN on one batch makes it NaN; \
-         a run's evaluations warn of it)",
-        named.join(", ")
-    )
-}
-
-/// Where `check`'s non-finite losses come from.
-#[derive(Debug, Clone, Copy, PartialEq)]
-enum NanCause {
-    /// The training data holds NaN or inf the model does not mask.
-    Data,
-    /// The data holds none the model leaves unmasked.
-    Model,
-    /// The model's losses are not finite on clean rows either.
-    ModelOnCleanRows,
-}
-
-/// Why `check` fails on finite losses whose gradient is not finite on the
-/// first batch.
-fn non_finite_gradient_words(losses: &[String]) -> String {
-    let named: Vec<String> = losses.iter().map(|n| format!("`{n}`")).collect();
-    let (is, its) = match losses.len() {
-        1 => ("Loss", "is finite while its gradient is"),
-        _ => ("Losses", "are finite while their gradients are"),
-    };
-    format!(
-        "the gradient of {named} is not finite on the first training batch: a run skips the update of \
-         every such step, and fails after {} in a row. {is} {named} {its} not: the model's backward makes \
-         it, through an op over NaN or inf values whose result the loss then masks (torch.where, or a \
-         mask applied after the op: the masked entries' gradient is 0 × NaN = NaN); zero such values \
-         before the op (torch.nan_to_num on the input)",
-        crate::engine::trainer::MAX_SKIPPED_IN_A_ROW,
-        named = named.join(", "),
-    )
-}
-
-/// Why `check` fails on losses that are not finite on some batches.
-fn non_finite_words(non_finite: &[(String, Vec<u64>)], batches: u64, cause: NanCause) -> String {
-    let each: Vec<String> = non_finite
-        .iter()
-        .map(|(loss, steps)| {
-            let shown: Vec<String> = steps.iter().take(8).map(u64::to_string).collect();
-            let more = if steps.len() > 8 { ", …" } else { "" };
-            if batches == 1 {
-                format!("loss `{loss}` is not finite on the first training batch")
-            } else {
-                format!(
-                    "loss `{loss}` is not finite on {} of {batches} training batches (step{} {}{more})",
-                    steps.len(),
-                    if steps.len() == 1 { "" } else { "s" },
-                    shown.join(", ")
-                )
-            }
-        })
-        .collect();
-    // Walkthrough K's NaN targets were told "where the data is finite".
-    let cause = match cause {
-        NanCause::ModelOnCleanRows => "The model makes it: its losses are not finite on a batch of rows whose \
-                 data is finite either (the warning above), so the data's NaN are not the only cause: look at how \
-                 the model's forward computes it",
-        NanCause::Data => "The training data holds NaN or inf (the warnings above name the rows) and the model \
-                 does not mask them: mask them in the model (keep the rows where `torch.isfinite` \
-                 holds) or clean the data",
-        NanCause::Model => "The model makes it (the data holds no NaN it leaves unmasked), often as a mean over an empty selection \
-                  (a batch whose rows are all masked, or cross_entropy with ignore_index on a batch whose labels are \
-                  all ignored): guard it, e.g. return `torch.zeros(())` when the batch selects nothing",
-    };
-    format!(
-        "{}: a run skips the update of every such step, and fails after {} in a row. {cause}{}",
-        each.join("; "),
-        crate::engine::trainer::MAX_SKIPPED_IN_A_ROW,
-        if batches == 1 {
-            "; `check --batches N` scans more batches"
-        } else {
-            ""
-        }
-    )
 }
 
 /// Whether the primary's first value gives no size to read the others

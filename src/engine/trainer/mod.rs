@@ -31,6 +31,7 @@ mod restore;
 #[cfg(test)]
 mod restore_tests;
 mod setup;
+mod skip_words;
 mod skips;
 mod start_notes;
 mod storage_words;
