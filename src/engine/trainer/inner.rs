@@ -330,8 +330,6 @@ impl Trainer {
         self.finish_step(reuse_forward)
     }
 
-    /// What a climb of the primary's training loss means, with the
-    /// effective weights now (`weights`, primary first).
     /// The climb watches' first reading, from a step that logged no line.
     /// It says nothing itself: one reading is no climb, and an auxiliary's
     /// weight there is unknown.
@@ -342,6 +340,8 @@ impl Trainer {
         }
     }
 
+    /// What a climb of the primary's training loss means, with the
+    /// effective weights now (`weights`, primary first).
     fn loss_rise_event(&self, rise: crate::engine::loss_rise::Rise, weights: &[f64]) -> String {
         let primary = &self.loss_names[0];
         let cause = if self.config.combiner.kind == CombinerKind::Meltr {
