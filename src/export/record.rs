@@ -25,7 +25,13 @@ const TABLE: [u32; 256] = {
 
 /// CRC-32C of `data`.
 pub fn crc32c(data: &[u8]) -> u32 {
-    let mut crc = !0u32;
+    crc32c_extend(0, data)
+}
+
+/// The CRC-32C of what `crc` was taken of followed by `data` (0: of
+/// nothing), so a file's can be taken a chunk at a time.
+pub fn crc32c_extend(crc: u32, data: &[u8]) -> u32 {
+    let mut crc = !crc;
     for &b in data {
         crc = TABLE[((crc ^ u32::from(b)) & 0xFF) as usize] ^ (crc >> 8);
     }
@@ -57,6 +63,10 @@ mod tests {
         // The standard check value of CRC-32C, and RFC 3720's 32 zero bytes.
         assert_eq!(crc32c(b"123456789"), 0xE306_9283);
         assert_eq!(crc32c(&[0u8; 32]), 0x8A91_36AA);
+        assert_eq!(
+            crc32c_extend(crc32c(b"1234"), b"56789"),
+            crc32c(b"123456789")
+        );
         assert_eq!(crc32c(&[0xFFu8; 32]), 0x62A8_AB43);
     }
 
