@@ -806,7 +806,7 @@ fn a_long_skip_streak_is_counted_not_listed_and_one_nan_loss_is_named_when_it_fa
     let error = format!("{:#}", handle.thread.join().unwrap().unwrap_err());
     assert!(
         error.contains("the last 50 steps were all skipped: loss harmful was non-finite")
-            && error.contains("and the others were finite on some"),
+            && error.contains("and the others were finite on each"),
         "{error}"
     );
     assert_eq!(skip_events(&dir).len(), 10, "listed, then counted");

@@ -61,9 +61,20 @@ impl Trainer {
                     .to_string(),
                 _ => format!("if that loss's curve blew up before, {lower}"),
             };
+            // Walkthrough J2's others were finite on every step, and read
+            // "finite on some".
+            let others = match self
+                .loss_names
+                .iter()
+                .filter(|n| !always.contains(&n.as_str()))
+                .all(|n| streak.finite_throughout(n))
+            {
+                true => "finite on each",
+                false => "finite on some",
+            };
             format!(
                 "{head}: loss {} was non-finite (NaN or inf) on each of them and the others \
-                 were finite on some, so the model computes it so at these weights or on these \
+                 were {others}, so the model computes it so at these weights or on these \
                  batches (a log of 0, a division by an empty count, a bad value in the data: \
                  the events name the first batches' rows). The run cannot recover; {remedy}",
                 always.join(", ")

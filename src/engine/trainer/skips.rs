@@ -67,6 +67,8 @@ pub(super) struct SkipStreak {
     always_non_finite: Option<std::collections::BTreeSet<String>>,
     /// Some step of the streak had a non-finite loss (else only gradients).
     some_loss_non_finite: bool,
+    /// The losses non-finite on some step of the streak.
+    ever_non_finite: std::collections::BTreeSet<String>,
     /// The newest listed step's diagnosis of its rows, and that step.
     diagnosed: Option<(u64, String)>,
 }
@@ -122,6 +124,11 @@ impl SkipStreak {
         self.len > 0 && !self.some_loss_non_finite
     }
 
+    /// Whether loss `name` was finite on every step of the streak.
+    pub(super) fn finite_throughout(&self, name: &str) -> bool {
+        !self.ever_non_finite.contains(name)
+    }
+
     /// Whether loss `name` was non-finite on every step of the streak.
     pub(super) fn non_finite_throughout(&self, name: &str) -> bool {
         self.always_non_finite
@@ -138,12 +145,13 @@ impl SkipStreak {
         self.last = step;
         self.len += 1;
         self.some_loss_non_finite |= losses.is_some();
-        let bad = losses
+        let bad: std::collections::BTreeSet<String> = losses
             .into_iter()
             .flatten()
             .filter(|(_, v)| !v.is_finite())
             .map(|(name, _)| name.clone())
             .collect();
+        self.ever_non_finite.extend(bad.iter().cloned());
         self.always_non_finite = Some(match self.always_non_finite.take() {
             None => bad,
             Some(before) => before.intersection(&bad).cloned().collect(),
@@ -160,6 +168,28 @@ const STEPS_LISTED_PER_STREAK: u64 = 10;
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Which losses a streak had non-finite throughout, on some step, or on
+    /// none (walkthrough J2's others, finite on every step, read "finite
+    /// on some").
+    #[test]
+    fn a_streak_tells_a_loss_finite_throughout_from_one_finite_on_some() {
+        let named = |pairs: &[(&str, f64)]| -> Named {
+            pairs.iter().map(|(n, v)| (n.to_string(), *v)).collect()
+        };
+        let mut streak = SkipStreak::default();
+        streak.add(
+            3,
+            Some(&named(&[("a", f64::NAN), ("b", 1.0), ("c", f64::NAN)])),
+        );
+        streak.add(4, Some(&named(&[("a", f64::NAN), ("b", 1.0), ("c", 2.0)])));
+        assert!(streak.non_finite_throughout("a") && !streak.non_finite_throughout("c"));
+        assert!(streak.finite_throughout("b") && !streak.finite_throughout("c"));
+        assert!(!streak.gradients_only());
+        let mut gradients = SkipStreak::default();
+        gradients.add(1, None);
+        assert!(gradients.gradients_only() && gradients.finite_throughout("a"));
+    }
 
     #[test]
     fn the_run_summary_counts_both_kinds_and_only_when_any() {
