@@ -119,20 +119,25 @@ struct Report {
     passed: Option<bool>,
 }
 
+/// `meltr_replay.py trace` of the session in `dir`, its report at `report`.
+fn trace_replay(dir: &Path, report: &Path) -> std::process::Output {
+    std::process::Command::new(torch_python())
+        .arg(repo("scripts/meltr_replay.py"))
+        .arg("trace")
+        .arg(dir)
+        .arg("--report")
+        .arg(report)
+        .output()
+        .unwrap()
+}
+
 /// Runs the engine with a trace, replays it, returns the replay's report,
 /// the run's log and whether the trace holds the model's buffers.
 fn replay(name: &str, config: Config) -> (Report, Vec<MetricLine>, bool) {
     let root = tempfile::tempdir().unwrap();
     let (dir, lines) = run_session(root.path(), name, config);
     let report = dir.join("trace/parity.json");
-    let out = std::process::Command::new(torch_python())
-        .arg(repo("scripts/meltr_replay.py"))
-        .arg("trace")
-        .arg(&dir)
-        .arg("--report")
-        .arg(&report)
-        .output()
-        .unwrap();
+    let out = trace_replay(&dir, &report);
     assert!(
         out.status.success(),
         "replay of {name} failed:\n{}{}",
@@ -536,12 +541,7 @@ fn a_tampered_trace_is_caught() {
     let _ = tch::no_grad(|| phi.g_mul_scalar_(1.01));
     tch::Tensor::write_safetensors(&tensors, &state).unwrap();
     let report = dir.join("trace/parity.json");
-    let out = std::process::Command::new(torch_python())
-        .arg(repo("scripts/meltr_replay.py"))
-        .args(["trace".as_ref(), dir.as_os_str(), "--report".as_ref()])
-        .arg(&report)
-        .output()
-        .unwrap();
+    let out = trace_replay(&dir, &report);
     // The replay says so in its last line and its exit status (1: outside
     // the bound; 2 would be a replay that could not run).
     let stdout = String::from_utf8_lossy(&out.stdout);
@@ -709,12 +709,7 @@ fn a_model_without_second_derivatives_replays_at_j0() {
     let mut config = traced_config(&dir, ("primary", &["aux"]), "factorized", 2);
     config.aid.jvp = meltr_tui::config::JvpMethod::Auto;
     let (session, _) = run_session(root.path(), "ctc-j2", config);
-    let out = std::process::Command::new(torch_python())
-        .arg(repo("scripts/meltr_replay.py"))
-        .arg("trace")
-        .arg(&session)
-        .output()
-        .unwrap();
+    let out = trace_replay(&session, &session.join("trace/parity.json"));
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(2), "{out:?}");
     assert!(

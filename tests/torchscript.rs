@@ -1803,21 +1803,28 @@ fn check_says_scaled_copies_of_a_loss() {
     }
 }
 
+/// `flag_data`'s 64 rows of 4 at `path`, its `y` then changed by `change`.
+fn flag_data_with_y(path: &Path, change: impl Fn(&tch::Tensor)) -> PathBuf {
+    let tensors = tch::Tensor::read_safetensors(flag_data(path, 64, 4, &[])).unwrap();
+    for (name, t) in &tensors {
+        if name == "y" {
+            change(t);
+        }
+    }
+    tch::Tensor::write_safetensors(&tensors, path).unwrap();
+    path.to_path_buf()
+}
+
 /// A finite loss with a NaN gradient on the first batch (`torch.where`
 /// over NaN targets, walkthrough J2): `check` fails naming the losses and
 /// the fix, and a run that trains no step says it is not the learning rate.
 #[test]
 fn a_nan_gradient_under_finite_losses_fails_check_and_names_the_backward() {
     let tmp = tempfile::tempdir().unwrap();
-    let train = tmp.path().join("train.safetensors");
-    let tensors = tch::Tensor::read_safetensors(flag_data(&train, 64, 4, &[])).unwrap();
-    for (name, t) in &tensors {
-        if name == "y" {
-            // Every other row: each batch of 8 draws some.
-            let _ = t.slice(0, 0, 64, 2).fill_(f64::NAN);
-        }
-    }
-    tch::Tensor::write_safetensors(&tensors, &train).unwrap();
+    // Every other row: each batch of 8 draws some.
+    let train = flag_data_with_y(&tmp.path().join("train.safetensors"), |y| {
+        let _ = y.slice(0, 0, 64, 2).fill_(f64::NAN);
+    });
     let val = flag_data(&tmp.path().join("val.safetensors"), 16, 4, &[]);
     let cfg = flag_config(tmp.path(), "where", "where_nan.pt", &train, &val);
     let out = bin().arg("check").arg("-c").arg(&cfg).output().unwrap();
@@ -1835,14 +1842,9 @@ fn a_nan_gradient_under_finite_losses_fails_check_and_names_the_backward() {
     // NaN in one row the first batch does not draw: a run trains, skipping
     // the updates that draw it, and `check` opens saying it has warnings
     // (walkthrough J1 read "ok" above them).
-    let one_row = tmp.path().join("one-row.safetensors");
-    let tensors = tch::Tensor::read_safetensors(flag_data(&one_row, 64, 4, &[])).unwrap();
-    for (name, t) in &tensors {
-        if name == "y" {
-            let _ = t.get(63).fill_(f64::NAN);
-        }
-    }
-    tch::Tensor::write_safetensors(&tensors, &one_row).unwrap();
+    let one_row = flag_data_with_y(&tmp.path().join("one-row.safetensors"), |y| {
+        let _ = y.get(63).fill_(f64::NAN);
+    });
     let warned = flag_config(tmp.path(), "one-row", "where_nan.pt", &one_row, &val);
     let out = bin().arg("check").arg("-c").arg(&warned).output().unwrap();
     let said = text(&out);
@@ -1881,17 +1883,12 @@ fn a_nan_gradient_under_finite_losses_fails_check_and_names_the_backward() {
 #[test]
 fn an_inf_among_masked_nan_is_named_on_its_own() {
     let tmp = tempfile::tempdir().unwrap();
-    let train = tmp.path().join("train.safetensors");
-    let tensors = tch::Tensor::read_safetensors(flag_data(&train, 64, 4, &[])).unwrap();
-    for (name, t) in &tensors {
-        if name == "y" {
-            for row in [5, 20] {
-                let _ = t.get(row).fill_(f64::NAN);
-            }
-            let _ = t.get(40).fill_(f64::INFINITY);
+    let train = flag_data_with_y(&tmp.path().join("train.safetensors"), |y| {
+        for row in [5, 20] {
+            let _ = y.get(row).fill_(f64::NAN);
         }
-    }
-    tch::Tensor::write_safetensors(&tensors, &train).unwrap();
+        let _ = y.get(40).fill_(f64::INFINITY);
+    });
     let val = flag_data(&tmp.path().join("val.safetensors"), 16, 4, &[]);
     let said_of = |model: &str| {
         let cfg = flag_config(tmp.path(), model, model, &train, &val);

@@ -65,8 +65,6 @@ pub(super) struct SkipStreak {
     /// The losses non-finite on every step of the streak (`None` before
     /// its first step).
     always_non_finite: Option<std::collections::BTreeSet<String>>,
-    /// Some step of the streak had a non-finite loss (else only gradients).
-    some_loss_non_finite: bool,
     /// The losses non-finite on some step of the streak.
     ever_non_finite: std::collections::BTreeSet<String>,
     /// The newest listed step's diagnosis of its rows, and that step.
@@ -121,7 +119,7 @@ impl SkipStreak {
     /// Whether every loss was finite on every step of the streak: its
     /// gradients were not.
     pub(super) fn gradients_only(&self) -> bool {
-        self.len > 0 && !self.some_loss_non_finite
+        self.len > 0 && self.ever_non_finite.is_empty()
     }
 
     /// Whether loss `name` was finite on every step of the streak.
@@ -144,7 +142,6 @@ impl SkipStreak {
         }
         self.last = step;
         self.len += 1;
-        self.some_loss_non_finite |= losses.is_some();
         let bad: std::collections::BTreeSet<String> = losses
             .into_iter()
             .flatten()
