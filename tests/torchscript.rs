@@ -1441,6 +1441,34 @@ fn non_finite_data_is_named_by_tensor_and_row_and_the_skips_are_counted() {
             "step {step}: {message}"
         );
     }
+    // The first skip of each finding lists its batch; later ones point to
+    // it instead (walkthrough J1: 22 warnings of 64 rows each for two).
+    let mut first_of = std::collections::BTreeMap::new();
+    for (step, message) in common::events_matching(&dir, |m| m.contains("; update skipped")) {
+        let finding = message
+            .split("NaN or inf in workload.train: ")
+            .nth(1)
+            .and_then(|rest| rest.split(';').next())
+            .unwrap()
+            .to_string();
+        match first_of.get(&finding) {
+            None => {
+                assert!(
+                    message.contains("the batch: training rows"),
+                    "step {step}: {message}"
+                );
+                first_of.insert(finding, step);
+            }
+            Some(first) => assert!(
+                !message.contains("the batch: training rows")
+                    && message.contains(&format!(
+                        "; as at step {first}, whose warning lists its batch: "
+                    )),
+                "step {step}: {message}"
+            ),
+        }
+    }
+    assert!(first_of.len() < steps, "{first_of:?} of {steps}");
     let summary = common::events_matching(&dir, |m| m.starts_with("in all, "));
     assert_eq!(summary.len(), 1, "{all}");
     let expected = format!("in all, {steps} step updates were skipped");
@@ -1805,9 +1833,20 @@ fn check_says_scaled_copies_of_a_loss() {
 
 /// `flag_data`'s 64 rows of 4 at `path`, its `y` then changed by `change`.
 fn flag_data_with_y(path: &Path, change: impl Fn(&tch::Tensor)) -> PathBuf {
-    let tensors = tch::Tensor::read_safetensors(flag_data(path, 64, 4, &[])).unwrap();
-    for (name, t) in &tensors {
-        if name == "y" {
+    flag_data_changed(path, &[], "y", change)
+}
+
+/// [`flag_data`] of 64 rows, `flagged` flagged, `change` applied to
+/// tensor `name`.
+fn flag_data_changed(
+    path: &Path,
+    flagged: &[i64],
+    name: &str,
+    change: impl Fn(&tch::Tensor),
+) -> PathBuf {
+    let tensors = tch::Tensor::read_safetensors(flag_data(path, 64, 4, flagged)).unwrap();
+    for (tensor, t) in &tensors {
+        if tensor == name {
             change(t);
         }
     }
@@ -1837,6 +1876,27 @@ fn a_nan_gradient_under_finite_losses_fails_check_and_names_the_backward() {
             )
             && said.contains("Losses `primary`, `aux` are finite while their gradients are not")
             && said.contains("torch.nan_to_num"),
+        "{said}"
+    );
+    // A NaN loss's NaN reaches another loss's gradient through the layers
+    // they share (here tanh's backward, 0 × NaN on the NaN rows the masked
+    // loss leaves out): that loss is not named, the NaN loss is
+    // (walkthrough K1).
+    let odd: Vec<i64> = (1..64).step_by(2).collect();
+    let nan_x = flag_data_changed(&tmp.path().join("nan-x.safetensors"), &odd, "x", |x| {
+        let _ = x.slice(0, 0, 64, 2).fill_(f64::NAN);
+    });
+    let masked = flag_config(tmp.path(), "masked", "aux_on_flagged_rows.pt", &nan_x, &val);
+    let out = bin().arg("check").arg("-c").arg(&masked).output().unwrap();
+    let said = text(&out);
+    assert!(
+        !out.status.success()
+            && said.contains("first batch    primary NaN, aux ")
+            && said.contains(
+                "gradient       shares not taken: not every loss is finite on the first batch"
+            )
+            && !said.contains("aux's")
+            && !said.contains("are finite while their gradients are not"),
         "{said}"
     );
     // NaN in one row the first batch does not draw: a run trains, skipping

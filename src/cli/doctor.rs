@@ -110,11 +110,15 @@ pub(super) fn check(
     let primary_metric_fails = evaluation.metrics.contains(&meta.primary_metric);
     // A loss not finite itself is said as such; these are finite losses
     // whose gradient is not.
-    let finite_loss = |name: &String| first_losses.iter().any(|(n, v)| n == name && v.is_finite());
-    let non_finite_gradients: Vec<String> = non_finite_gradients
-        .into_iter()
-        .filter(finite_loss)
-        .collect();
+    // And only where every loss is finite: a non-finite one's NaN reaches
+    // the others' gradients through shared layers, as 0 × NaN (walkthrough
+    // K1: BatchNorm spread one NaN input row over the batch, and a masked
+    // loss, a constant 0 on that batch, was named).
+    let losses_finite = first_losses.iter().all(|(_, v)| v.is_finite());
+    let non_finite_gradients: Vec<String> = match losses_finite {
+        true => non_finite_gradients,
+        false => Vec::new(),
+    };
     let fails = !non_finite.is_empty() || primary_metric_fails || !non_finite_gradients.is_empty();
     say!(
         "{}: {}a run would train the {} workload on {}{}",
@@ -154,6 +158,9 @@ pub(super) fn check(
         );
     } else if !auxiliary.is_empty() {
         match &first_shares {
+            Ok(_) if !losses_finite => say!(
+                "  gradient       shares not taken: not every loss is finite on the first batch"
+            ),
             // A share of a non-finite gradient is no share (walkthrough K:
             // `primary NaN%` beside a finite primary loss).
             Ok(shares) if shares.iter().any(|(_, s)| !s.is_finite()) => say!(

@@ -474,7 +474,11 @@ impl Trainer {
                 )
             }
             (Some(from), false, OnCollapse::Restore) if at_the_end => format!(
-                "the run ends at this step, so φ is not restored (the last healthy meta step was at step {from})"
+                "φ is not restored: the run ends at step {} before the restore could take effect (it is \
+                 applied after the engine reads this meta step, at step {}; the last healthy meta step was at \
+                 step {from})",
+                self.config.train.steps,
+                point.step,
             ),
             (Some(from), false, OnCollapse::Restore) => {
                 // Applied when a flush reaches `point`; φ may be in the

@@ -108,6 +108,7 @@ impl Trainer {
                         .as_ref()
                         .is_some_and(|l| l.values().any(|v| !v.is_finite()));
                     let not_the_cause = self.workload.train_nan_not_the_cause();
+                    let mut data_rows_named = false;
                     let bad = self
                         .workload
                         .non_finite_rows(s.step)
@@ -137,6 +138,7 @@ impl Trainer {
                                 self.workload
                                     .rows_non_finite_alone(s.step, &named, &flagged)
                             });
+                            data_rows_named = !bad.is_empty() && not_the_cause.is_none();
                             let data = DataNaN {
                                 bad: &bad,
                                 not_the_cause,
@@ -144,10 +146,23 @@ impl Trainer {
                             non_finite_listing(data, loss_named, alone.as_deref())
                         })
                         .unwrap_or_default();
+                    // Data rows found before: they are the news, not the batch.
+                    let repeated = data_rows_named
+                        .then(|| self.skipped.repeated_data_finding(&bad, s.step))
+                        .flatten();
+                    let found = bad.clone();
                     let bad = self.skip_streak.diagnosis(s.step, bad);
                     // What the rows say first, the batch's rows last (walkthrough
                     // A's culprit rows came after a batch of 64).
                     let rows = match self.workload.batch_rows(s.step) {
+                        Some(_) if repeated.is_some() => {
+                            let (first, count) = repeated.expect("matched");
+                            let said = found.strip_prefix("; ").unwrap_or(&found);
+                            format!(
+                                " ({said}; as at step {first}, whose warning lists its batch: \
+                                 {count} warnings of these rows so far)"
+                            )
+                        }
                         Some(rows) => match bad.strip_prefix("; ") {
                             Some(said) => format!(
                                 " ({said}; the batch: training rows {})",

@@ -225,6 +225,36 @@ fn a_collapsed_meltr_is_restored_to_its_newest_healthy_step_with_half_the_meta_r
     );
 }
 
+/// Walkthrough H4: a collapse said in the run's last read window was worded
+/// "the run ends at this step" at a meta step 9 steps before the end. It
+/// names the last step, and the step where the restore would have fallen.
+#[test]
+fn a_collapse_in_the_last_read_window_names_the_runs_end() {
+    let dir = tempfile::tempdir().unwrap();
+    let (mut trainer, _) = knocked_out(OnCollapse::Restore, dir.path());
+    // The primary's watch fires at the 25th meta step under the floor.
+    let said_at = HEALTHY_STEPS + 3 + 3 * u64::from(PRIMARY_COLLAPSE_META_STEPS - 1);
+    let last = said_at + 5;
+    // Before the next read point after it: no step left to restore at.
+    assert!(last < (said_at / super::restore::READ_EVERY + 1) * super::restore::READ_EVERY);
+    trainer.config.train.steps = last;
+    while trainer.step < last {
+        trainer.train_step().unwrap();
+        assert!(!trainer.restore_due, "restored at {}", trainer.step);
+    }
+    trainer.flush_pending().unwrap();
+    let events = collapse_events(&lines(dir.path()));
+    assert_eq!(events.len(), 1, "{events:?}");
+    let (step, message) = &events[0];
+    assert_eq!(*step, said_at, "{message}");
+    assert!(
+        message.contains(&format!(
+            "φ is not restored: the run ends at step {last} before the restore could take effect"
+        )) && message.contains(&format!("at step {last};")),
+        "{message}"
+    );
+}
+
 /// Walkthrough L: a restored φ that read below the floor at once was put
 /// back nine more times, the meta-learning rate halved each time (to
 /// 1e-3/1024). Once a restore did not lift the primary's weight, the next
