@@ -41,7 +41,7 @@ fn wrong_type_names_key() {
     let most = super::validate::max_threads();
     assert!(
         threads.ends_with(&format!(
-            "key `train.threads`: expected a whole number in 1..={most} (4 per core this machine has), got -1"
+            "key `train.threads`: expected a whole number from 1 to {most} (4 per core this machine has), got -1"
         )),
         "{threads}"
     );

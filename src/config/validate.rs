@@ -106,7 +106,7 @@ impl Config {
             return Err(ConfigError::at_key(
                 "train.threads",
                 format!(
-                    "expected 1..={most} (4 per core this machine has), got {}",
+                    "expected a whole number from 1 to {most} (4 per core this machine has), got {}",
                     t.threads
                 ),
             ));
@@ -123,7 +123,7 @@ impl Config {
             return Err(ConfigError::at_key(
                 "train.collective_timeout_s",
                 format!(
-                    "expected 1..={MAX_COLLECTIVE_TIMEOUT_S} seconds (a day at most), got {}",
+                    "expected 1 to {MAX_COLLECTIVE_TIMEOUT_S} seconds (a day at most), got {}",
                     t.collective_timeout_s
                 ),
             ));
@@ -239,7 +239,7 @@ impl Config {
         if a.iterations > 100 {
             return Err(ConfigError::at_key(
                 "aid.iterations",
-                format!("expected 0..=100, got {}", a.iterations),
+                format!("expected 0 to 100, got {}", a.iterations),
             ));
         }
         if !(a.alpha > 0.0 && a.alpha <= 1.0) {
@@ -324,11 +324,11 @@ pub(super) const COUNTS_FROM_ONE: [&str; 12] = [
 pub(super) fn whole_number_range(key: Option<&str>) -> String {
     match key {
         Some("train.threads") => format!(
-            "a whole number in 1..={} (4 per core this machine has)",
+            "a whole number from 1 to {} (4 per core this machine has)",
             max_threads()
         ),
         Some("train.collective_timeout_s") => {
-            format!("a whole number of seconds in 1..={MAX_COLLECTIVE_TIMEOUT_S}")
+            format!("a whole number of seconds from 1 to {MAX_COLLECTIVE_TIMEOUT_S}")
         }
         Some(key) if COUNTS_FROM_ONE.contains(&key) => "a whole number ≥ 1".to_string(),
         _ => "a whole number ≥ 0".to_string(),

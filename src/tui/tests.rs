@@ -1021,7 +1021,7 @@ fn aid_keys_step_j_and_alpha() {
     assert_eq!(press(&mut app, KeyCode::Char('[')), Action::None);
     app.config.aid.iterations = 100;
     assert_eq!(press(&mut app, KeyCode::Char(']')), Action::None);
-    assert!(app.flash.as_ref().unwrap().text.contains("0..=100"));
+    assert!(app.flash.as_ref().unwrap().text.contains("0 to 100"));
 }
 
 // ---- editing ----------------------------------------------------------------
@@ -1772,6 +1772,14 @@ fn a_run_setting_up_says_so_with_no_metric_direction() {
     assert!(
         header[1].contains("no eval yet") && !header[1].contains('↓'),
         "{screen}"
+    );
+    // The events pane says "setting up" once (walkthrough K2).
+    let said: Vec<&str> = app.store.log.iter().map(|e| e.text.as_str()).collect();
+    assert!(
+        said.iter()
+            .any(|t| t.starts_with("run setting up: loading the model and data"))
+            && !said.iter().any(|t| t.contains("setting up: setting up")),
+        "{said:?}"
     );
     // The trainer's own status ends it.
     app.on_event(Event::Status {

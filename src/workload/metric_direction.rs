@@ -16,10 +16,45 @@ pub fn lower_is_better(name: &str) -> bool {
     // Forecasting's errors too (a held-out regression's `mape`, `crps` and
     // `nrmse` had been taken as scores, and `export --best` wrote its worst
     // checkpoint); these may carry a count (`rmse4`, `mape_12`'s `mape`).
-    const ERRORS: [&str; 30] = [
-        "mse", "mae", "rmse", "msle", "rmsle", "nmse", "nrmse", "nmae", "mape", "smape", "wmape",
-        "mase", "rmsse", "crps", "medae", "mad", "nll", "bpc", "bpd", "bpb", "wer", "cer", "ter",
-        "eer", "ece", "brier", "fid", "ppl", "ce", "xent",
+    // And count models' and distributions' fits (walkthrough K1's Poisson
+    // `deviance` was taken as a score, its worst checkpoint kept as best).
+    const ERRORS: [&str; 36] = [
+        "mse",
+        "mae",
+        "rmse",
+        "msle",
+        "rmsle",
+        "nmse",
+        "nrmse",
+        "nmae",
+        "mape",
+        "smape",
+        "wmape",
+        "mase",
+        "rmsse",
+        "crps",
+        "medae",
+        "mad",
+        "nll",
+        "bpc",
+        "bpd",
+        "bpb",
+        "wer",
+        "cer",
+        "ter",
+        "eer",
+        "ece",
+        "brier",
+        "fid",
+        "ppl",
+        "ce",
+        "xent",
+        "deviance",
+        "divergence",
+        "kl",
+        "kld",
+        "pinball",
+        "regret",
     ];
     // A language model's `cross_entropy` and `bits_per_char` (walkthrough
     // O: taken as scores, so `export --best` wrote the worst checkpoint).
@@ -34,8 +69,16 @@ pub fn lower_is_better(name: &str) -> bool {
     let words: Vec<&str> = lower.split(|c: char| !c.is_ascii_alphanumeric()).collect();
     let error_word = |w: &&str| ERRORS.contains(&w.trim_end_matches(|c: char| c.is_ascii_digit()));
     // A reciprocal rank (MRR) grows as ranks improve, and so does an
-    // error's improvement, reduction or skill score.
-    const GROWING: [&str; 5] = ["mrr", "improvement", "gain", "reduction", "skill"];
+    // error's improvement, reduction or skill score, and the share of a
+    // deviance or variance explained.
+    const GROWING: [&str; 6] = [
+        "mrr",
+        "improvement",
+        "gain",
+        "reduction",
+        "skill",
+        "explained",
+    ];
     if lower.contains("reciprocal") || words.iter().any(|w| GROWING.contains(w)) {
         return false;
     }
@@ -187,6 +230,11 @@ mod tests {
             "ce",
             "bits_per_char",
             "bpb",
+            "deviance",
+            "mean_poisson_deviance",
+            "kl_divergence",
+            "KLD",
+            "pinball",
         ] {
             assert!(lower_is_better(lower), "{lower}");
         }
@@ -214,6 +262,7 @@ mod tests {
             "rank1",
             "cmc_rank5",
             "dist2",
+            "deviance_explained",
         ] {
             assert!(!lower_is_better(higher), "{higher}");
         }

@@ -273,7 +273,7 @@ pub(super) fn member(
     let plan = Plan::read(root, group)?;
     if index >= plan.members.len() {
         bail!(
-            "sweep `{group}` has members 0..={}, not {index}",
+            "sweep `{group}` has members 0 to {}, not {index}",
             plan.members.len().saturating_sub(1)
         );
     }

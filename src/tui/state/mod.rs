@@ -406,9 +406,13 @@ impl App {
                 self.status_message = message;
                 // In the header's word (the events pane read "run failed"
                 // under a header's "crashed": walkthrough Y).
+                // A message opening with the word says it once (walkthrough
+                // K2: "run setting up: setting up: loading the model …").
+                let word = self.status_word();
                 let text = match &self.status_message {
-                    Some(m) => format!("run {}: {m}", self.status_word()),
-                    None => format!("run {}", self.status_word()),
+                    Some(m) if m.starts_with(&format!("{word}: ")) => format!("run {m}"),
+                    Some(m) => format!("run {word}: {m}"),
+                    None => format!("run {word}"),
                 };
                 if news {
                     let step = self.step();

@@ -263,7 +263,7 @@ fn out_of_range_hint(message: &str, batch: &Batch) -> Option<String> {
             .filter(|(_, t)| integer(t))
             .map(|(name, t)| {
                 let (low, high) = range(t);
-                format!("`{name}` {low}..={high}")
+                format!("`{name}` from {low} to {high}")
             })
             .collect();
         return (!ranges.is_empty()).then(|| {
@@ -285,7 +285,7 @@ fn out_of_range_hint(message: &str, batch: &Batch) -> Option<String> {
             (count > 0).then(|| {
                 let (low, high) = range(t);
                 format!(
-                    "`{name}` holds {value} ({count} of its {} values here, which run {low}..={high})",
+                    "`{name}` holds {value} ({count} of its {} values here, which run from {low} to {high})",
                     t.numel()
                 )
             })

@@ -249,7 +249,9 @@ fn an_index_out_of_range_names_the_tensor_that_holds_it() {
     .collect();
     let hint = batch_hint("RuntimeError: Target 4 is out of bounds.", &batch).unwrap();
     assert!(
-        hint.starts_with("`y` holds 4 (1 of its 4 values here, which run 0..=4): class indices"),
+        hint.starts_with(
+            "`y` holds 4 (1 of its 4 values here, which run from 0 to 4): class indices"
+        ),
         "{hint}"
     );
     assert!(!hint.contains("`ids`") && !hint.contains("`x`"), "{hint}");
@@ -268,7 +270,9 @@ fn an_index_out_of_range_names_the_tensor_that_holds_it() {
     );
     let hint = batch_hint("IndexError: index out of range in self", &batch).unwrap();
     assert!(
-        hint.contains("hold `y` 0..=4, `ids` 0..=9, `pixels` 0..=255: an embedding's"),
+        hint.contains(
+            "hold `y` from 0 to 4, `ids` from 0 to 9, `pixels` from 0 to 255: an embedding's"
+        ),
         "{hint}"
     );
     assert_eq!(
