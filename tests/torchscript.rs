@@ -1743,7 +1743,8 @@ fn bench_measures_a_model_with_its_own_loss_names() {
         titles,
         [
             format!(
-                "torchscript {} (primary `primary`, auxiliary `aux`)",
+                "torchscript {} (primary `primary`, auxiliary `aux`; the example config's settings, \
+                 batch 32: -c CONFIG times the model with yours)",
                 folder.display()
             ),
             format!("{} (torchscript)", cfg.display())

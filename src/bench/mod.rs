@@ -99,8 +99,11 @@ pub fn run(options: &BenchOptions) -> Result<String> {
     }
     if let Some(dir) = options.torchscript.as_ref().filter(|dir| !same_model(dir)) {
         let config = torchscript_config(dir, options)?;
+        // Its settings are the example's (walkthrough K1 timed batch 32
+        // where its own config trains 64, and was not told).
         let label = format!(
-            "torchscript {} (primary `{}`, auxiliary {})",
+            "torchscript {} (primary `{}`, auxiliary {}; the example config's settings, batch {}: \
+             -c CONFIG times the model with yours)",
             dir.display(),
             config.workload.primary,
             config
@@ -109,7 +112,8 @@ pub fn run(options: &BenchOptions) -> Result<String> {
                 .iter()
                 .map(|a| format!("`{a}`"))
                 .collect::<Vec<_>>()
-                .join(", ")
+                .join(", "),
+            config.workload.batch_size
         );
         workloads.push((label, "torchscript", config));
     }
