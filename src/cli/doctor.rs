@@ -542,6 +542,17 @@ fn scale_hints(losses: &[(String, f64)]) -> Vec<String> {
             factors(&small, |ratio| 1.0 / ratio)
         ));
     }
+    // The first batch's values at the initial parameters (walkthrough H4's
+    // CTC primary fell from 28 to about 3 in 20 steps, and `check` had
+    // advised multiplying the others by 11–12).
+    if !hints.is_empty() {
+        hints.push(
+            "these ratios are the first batch's at the initial parameters: a loss that falls fast in \
+             its first steps (a CTC loss fell from 28 to about 3 in 20) shifts them; a short run's logged \
+             losses show them in training"
+                .to_string(),
+        );
+    }
     hints
 }
 

@@ -135,7 +135,12 @@ fn a_loss_far_from_the_primarys_scale_is_said_with_its_ratio() {
         "{hints:?}"
     );
     let hints = super::scale_hints(&losses);
-    assert_eq!(hints.len(), 2, "{hints:?}");
+    // The two, and what they are judged on (walkthrough H4).
+    assert_eq!(hints.len(), 3, "{hints:?}");
+    assert!(
+        hints[2].starts_with("these ratios are the first batch's at the initial parameters"),
+        "{hints:?}"
+    );
     assert!(
         hints[0].starts_with("freq100 starts 10x") && hints[0].contains("by ~56 for freq100"),
         "{hints:?}"
@@ -164,7 +169,7 @@ fn a_loss_far_from_the_primarys_scale_is_said_with_its_ratio() {
         ("nce_x10".to_string(), primary * 10.0 * (1.0 - 1e-9)),
     ];
     assert!(super::first_batch_words(&tenfold).contains("(10x the primary)"));
-    assert_eq!(super::scale_hints(&tenfold).len(), 1);
+    assert_eq!(super::scale_hints(&tenfold).len(), 2);
     assert!(words.contains("tiny 0.01 ("), "{words}");
     assert!(
         words.contains("freq 0.9,") && !words.contains("freq 0.9 ("),
