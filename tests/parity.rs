@@ -644,6 +644,21 @@ fn a_loss_constant_on_some_batches_replays() {
     }
 }
 
+/// A model whose output reads a buffer its forward updates (a running mean
+/// of the inputs, walkthrough L3): the factorized meta step's later
+/// evaluations of the training batch start from the buffers its first
+/// forward started from, so its JVPs differentiate that forward's function
+/// (they were 7e-3 off the replay's hypergradient from the buffers it left).
+#[test]
+fn a_model_reading_a_buffer_its_forward_updates_replays_factorized() {
+    let dir = flag_model_task("running_mean.pt", &[], &[]);
+    let _serial = serial();
+    for iterations in [0, 2] {
+        let config = traced_config(&dir, ("primary", &["aux"]), "factorized", iterations);
+        assert_replays(&format!("running-mean-factorized-j{iterations}"), config);
+    }
+}
+
 /// A held-out shape of model: Conv2d, BatchNorm2d, max pooling, Dropout2d
 /// and a label-smoothed stock cross entropy, factorized at J = 2: dropout
 /// masks drawn alike, running statistics moved alike, and the Hessian-vector

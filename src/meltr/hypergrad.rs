@@ -934,10 +934,9 @@ fn loss_jvp_by_differences(problem: &MetaProblem, p: &[Tensor]) -> Result<Tensor
 
 /// `∇_θ l_k · p` for every k, `≈ (l(θ+εp) − l(θ)) / ε`, with `at` = `l(θ)`
 /// from the training forward (the same batch and seed; the shifted forward
-/// starts from the buffers that forward left: exact for BatchNorm, whose
-/// training-mode output does not read its running statistics, not for a
-/// model whose output reads a buffer its forward updates, such as spectral
-/// norm's power iteration: `differences` evaluates both points alike).
+/// starts from the buffers that forward started from: `train_losses` puts
+/// them back, so a model whose output reads a buffer its forward updates
+/// is evaluated alike at both points).
 fn loss_jvp_one_sided(problem: &MetaProblem, p: &[Tensor], at: &Tensor) -> Result<Tensor> {
     let Some(eps) = step_size(problem.theta, p, Difference::OneSided) else {
         return Ok(at.zeros_like());

@@ -21,11 +21,19 @@ const RESTORE_META_LR_FACTOR: f64 = 0.5;
 pub(super) const RESTORE_GAMMA_FACTOR: f64 = 3.0;
 
 impl Trainer {
-    /// One meta step. `current_forward`: the loss vector of this step's
+    /// One meta step. `reused_forward`: the loss vector of this step's
     /// batch at the current θ, with its graph (the inner step's forward,
-    /// `meltr.train_batch = "current"`); that batch is then the training
-    /// batch and the meta step reuses that forward.
-    pub(super) fn meta_step(&mut self, current_forward: Option<&Tensor>) -> Result<()> {
+    /// `meltr.train_batch = "current"`), and the buffers that forward
+    /// started from; that batch is then the training batch and the meta
+    /// step reuses that forward.
+    pub(super) fn meta_step(
+        &mut self,
+        reused_forward: Option<(&Tensor, &SavedBuffers)>,
+    ) -> Result<()> {
+        let (current_forward, before_current) = match reused_forward {
+            Some((losses, buffers)) => (Some(losses), Some(buffers)),
+            None => (None, None),
+        };
         self.note_skipped_pending();
         let pool = meta_pool(
             &self.recent,
@@ -101,32 +109,44 @@ impl Trainer {
         let primary = &self.config.workload.primary;
         let meta_at = self.step;
         // A PyTorch loop of the public algorithm runs the training batch's
-        // forward once: later evaluations of it (the factorized mode's
-        // JVPs and finite differences) start from the model's buffers as
-        // that one left them, and so does what follows the meta step. (Put
-        // back before a forward, not after: its graph holds the buffers
-        // until its backward.) A reused inner forward was that one: then
-        // every evaluation is a further one, from the buffers as they are
-        // at the first (after the validation forward).
+        // forward once, and what follows the meta step starts from the
+        // buffers as that one left them. Later evaluations of it (the
+        // factorized mode's JVPs and finite differences) start from the
+        // buffers that forward started from, so that each computes the
+        // same function: a model whose output reads a buffer its forward
+        // updates (walkthrough L3's running input mean) gave factorized
+        // hypergradients 7e-3 off the replay's exact ones from the buffers
+        // it left. A reused inner forward was that first one: it started
+        // from the inner step's buffers. (Put back before a forward, not
+        // after: its graph holds the buffers until its backward.)
+        let before_first_forward: RefCell<Option<SavedBuffers>> = RefCell::new(None);
         let after_first_forward: RefCell<Option<SavedBuffers>> = RefCell::new(None);
         let train_losses = || -> Result<Tensor> {
-            let mut saved = after_first_forward.borrow_mut();
+            let mut before = before_first_forward.borrow_mut();
+            let mut after = after_first_forward.borrow_mut();
             // (Not put back right after the copy: an in-place write, even of
             // the same values, would invalidate the graphs that saved them,
             // such as the validation forward's in exact mode.)
-            match saved.as_ref() {
-                Some(buffers) => buffers.restore(workload)?,
-                None if current_forward.is_some() => {
-                    *saved = Some(SavedBuffers::take(workload)?);
+            match (after.is_some(), before_current) {
+                // A reused inner forward: the buffers now, after it and the
+                // validation forward, are where the meta step leaves them.
+                (false, Some(inner)) => {
+                    *after = Some(SavedBuffers::take(workload)?);
+                    inner.restore(workload)?;
                 }
-                None => {}
+                (false, None) => *before = Some(SavedBuffers::take(workload)?),
+                (true, Some(inner)) => inner.restore(workload)?,
+                (true, None) => before
+                    .as_ref()
+                    .expect("taken at the first forward")
+                    .restore(workload)?,
             }
             let losses =
                 seeded(train_seed, || workload.losses(train_batch)).with_context(|| {
                     format!("the meta step's training batch (that of step {train_step})")
                 })?;
-            if saved.is_none() {
-                *saved = Some(SavedBuffers::take(workload)?);
+            if after.is_none() {
+                *after = Some(SavedBuffers::take(workload)?);
             }
             workload::select(&losses, names)
         };
