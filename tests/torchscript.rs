@@ -315,6 +315,15 @@ fn bad_models_and_data_are_refused_with_what_to_fix() {
         &aux_of(&wrong_method, ""),
         "the optional `loss` method must return forward's value",
     );
+    // One that samples in eval mode too draws alike in both (walkthrough
+    // L1's VAE was refused).
+    let sampling = config(tmp.path(), "sum", 5, &bad.join("samples_in_eval.pt"), "");
+    let out = run(
+        &tmp.path().join("sampling"),
+        &aux_of(&sampling, ""),
+        "sampling",
+    );
+    assert!(out.status.success(), "{}", text(&out));
 
     // The example model, with a primary it does not have.
     let model = exported().join("model.pt");
@@ -1008,10 +1017,10 @@ fn check_fails_on_losses_that_are_not_finite_on_the_batches_it_scans() {
             && !said.contains(": ok, a run would train"),
         "{said}"
     );
-    // No share of a NaN gradient (walkthrough K: `primary NaN%`).
+    // No share of a NaN gradient (walkthrough K: `primary NaN%`), and why.
     assert!(
         said.contains(
-            "gradient       shares not taken: the first batch's combined gradient is not finite"
+            "gradient       shares not taken: not every loss is finite on the first batch"
         ) && !said.contains("NaN%"),
         "{said}"
     );

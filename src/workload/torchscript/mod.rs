@@ -288,10 +288,17 @@ impl TorchScript {
     /// optimize something else than the model reports).
     fn check_loss_method(&self, batch: &Batch) -> Result<bool> {
         let name = &self.primary;
+        // Both calls from one seed: a model that samples in eval mode (a
+        // VAE's reparameterisation, walkthrough L1) draws alike in each.
+        // (Under the caller's hold on the global draws; the end of
+        // `TorchScript::new` seeds the generator again.)
+        let seed = crate::nn::rng::forward_seed(self.seed, 0, crate::nn::rng::Forward::Inner);
+        tch::manual_seed(seed);
         let value = match self.call_loss(batch, name) {
             Err(e) if e.to_string().contains(MISSING_LOSS_METHOD) => return Ok(false),
             other => other?,
         };
+        tch::manual_seed(seed);
         let Some(expected) = self.forward(batch)?.remove(name) else {
             bail!("{}: forward returned no `{name}`", self.model_label);
         };
