@@ -1471,7 +1471,7 @@ fn non_finite_data_is_named_by_tensor_and_row_and_the_skips_are_counted() {
             Some(first) => assert!(
                 !message.contains("the batch: training rows")
                     && message.contains(&format!(
-                        "; as at step {first}, whose warning lists its batch: "
+                        "first at step {first}, whose warning lists its batch's rows)"
                     )),
                 "step {step}: {message}"
             ),

@@ -108,7 +108,6 @@ impl Trainer {
                         .as_ref()
                         .is_some_and(|l| l.values().any(|v| !v.is_finite()));
                     let not_the_cause = self.workload.train_nan_not_the_cause();
-                    let mut data_rows_named = false;
                     let bad = self
                         .workload
                         .non_finite_rows(s.step)
@@ -138,7 +137,6 @@ impl Trainer {
                                 self.workload
                                     .rows_non_finite_alone(s.step, &named, &flagged)
                             });
-                            data_rows_named = !bad.is_empty() && not_the_cause.is_none();
                             let data = DataNaN {
                                 bad: &bad,
                                 not_the_cause,
@@ -146,9 +144,12 @@ impl Trainer {
                             non_finite_listing(data, loss_named, alone.as_deref())
                         })
                         .unwrap_or_default();
-                    // Data rows found before: they are the news, not the batch.
-                    let repeated = data_rows_named
-                        .then(|| self.skipped.repeated_data_finding(&bad, s.step))
+                    // A finding said before points to that warning, whose
+                    // batch's rows are listed (walkthrough J1: 22 warnings
+                    // of 64 rows each for two NaN rows; L1: 33 of 32 rows
+                    // for a masked loss NaN on unlabelled batches).
+                    let repeated = (!bad.is_empty())
+                        .then(|| self.skipped.repeated_finding(&bad, s.step))
                         .flatten();
                     let found = bad.clone();
                     let bad = self.skip_streak.diagnosis(s.step, bad);
@@ -159,8 +160,8 @@ impl Trainer {
                             let (first, count) = repeated.expect("matched");
                             let said = found.strip_prefix("; ").unwrap_or(&found);
                             format!(
-                                " ({said}; as at step {first}, whose warning lists its batch: \
-                                 {count} warnings of these rows so far)"
+                                " ({said}; warned {count} times so far, first at step {first}, \
+                                 whose warning lists its batch's rows)"
                             )
                         }
                         Some(rows) => match bad.strip_prefix("; ") {

@@ -15,20 +15,18 @@ pub(super) struct SkipTotals {
     pub(super) meta_steps: u64,
     /// The step the run started (or resumed) from.
     pub(super) since: u64,
-    /// Each finding naming rows of the data that hold NaN or inf: the first
-    /// skipped step that said it, and how many skipped steps have had it.
-    pub(super) data_findings: std::collections::BTreeMap<String, (u64, u64)>,
+    /// Each finding a skipped step's warning said of its rows: the first
+    /// step that said it, and how many warnings have.
+    pub(super) findings: std::collections::BTreeMap<String, (u64, u64)>,
 }
 
 impl SkipTotals {
-    /// Notes that skipped step `step` found `finding` (rows of the data
-    /// holding NaN or inf), and says when an earlier step found the same:
-    /// its step and the count with this one. Walkthrough J1's two NaN
-    /// rows skipped 22 of 200 steps apart, each event listing its batch's
-    /// 64 rows when the two data rows were the whole news.
-    pub(super) fn repeated_data_finding(&mut self, finding: &str, step: u64) -> Option<(u64, u64)> {
+    /// Notes that skipped step `step` found `finding` of its rows, and says
+    /// when an earlier step found the same: its step and the count with
+    /// this one.
+    pub(super) fn repeated_finding(&mut self, finding: &str, step: u64) -> Option<(u64, u64)> {
         let (first, count) = self
-            .data_findings
+            .findings
             .entry(finding.to_string())
             .or_insert((step, 0));
         *count += 1;

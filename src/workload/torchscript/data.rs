@@ -278,7 +278,7 @@ impl Split {
         Some(format!(
             "{key}: {path}: {} {} read as {kind:?} (train.dtype), the model's precision; a model that \
              computes a loss in the file's precision casts {} back itself (e.g. {back}), or the file can be \
-             saved in the run's",
+             saved in the run's precision",
             listed.join(", "),
             if listed.len() == 1 { "is" } else { "are" },
             if listed.len() == 1 { "it" } else { "them" },
