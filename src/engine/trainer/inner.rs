@@ -272,7 +272,8 @@ impl Trainer {
                 let watch = &mut self.auxiliary_rise[aux - 1];
                 let maximised = crate::engine::loss_rise::maximised(weight, values[k]);
                 if let Some(rise) = watch.observe_if(self.step, values[aux], maximised) {
-                    let message = auxiliary_climb_event(&self.loss_names[aux], rise, weight);
+                    let message =
+                        auxiliary_climb_event(&self.loss_names[aux], rise, weight, values[k]);
                     self.emit(Record::Event {
                         level: Level::Warn,
                         message,

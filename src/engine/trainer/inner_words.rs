@@ -3,22 +3,44 @@
 
 use super::*;
 
-/// What an auxiliary loss climbing under a negative effective weight means.
+/// What an auxiliary loss climbing under a negative effective weight means,
+/// beside the primary's `primary_weight`.
 pub(super) fn auxiliary_climb_event(
     name: &str,
     rise: crate::engine::loss_rise::Rise,
     weight: f64,
+    primary_weight: f64,
 ) -> String {
-    format!(
-        "auxiliary loss {name} has climbed to {} (smoothed), {}, \
-         under an effective weight of {}: the combiner has the model maximise it. MELTR may mean it (a loss it judges \
-         harmful), but the shared layers then learn against that loss; to train without it instead, leave it out of \
-         workload.auxiliary (or give it weight 0, combiner.kind = \"weights\") at the next start",
-        crate::numfmt::readable(rise.now),
+    let readable = crate::numfmt::readable;
+    let climbed = format!(
+        "auxiliary loss {name} has climbed to {} (smoothed), {}, under an effective weight of {}",
+        readable(rise.now),
         rise.past_lowest(),
-        crate::numfmt::readable(weight),
+        readable(weight),
+    );
+    let leave_out =
+        "to train without it instead, leave it out of workload.auxiliary (or give it weight 0, \
+                     combiner.kind = \"weights\") at the next start";
+    // A weight this small beside the primary's pulls the loss up little:
+    // walkthrough L1's VAE KL climbed under −0.024 beside 0.71, as it
+    // climbs under `primary` alone while the encoder learns.
+    if weight.abs() < WEAK_MAXIMISING * primary_weight.abs() {
+        return format!(
+            "{climbed}, small beside the primary's {}: the combiner asks the model to maximise it only weakly, \
+             so the climb may be the model's own (a loss that climbs under `primary` too, as a VAE's KL does \
+             while its encoder learns); compare with a `primary` or `sum` run. If it is the combiner's, {leave_out}",
+            readable(primary_weight),
+        );
+    }
+    format!(
+        "{climbed}: the combiner has the model maximise it. MELTR may mean it (a loss it judges harmful), but the \
+         shared layers then learn against that loss; {leave_out}"
     )
 }
+
+/// A negative weight under this fraction of the primary's in magnitude
+/// asks for a climb only weakly.
+const WEAK_MAXIMISING: f64 = 0.1;
 
 /// An auxiliary whose loss is still this fraction of its first or more
 /// has not fallen.
@@ -198,4 +220,39 @@ pub(super) fn gradient_owner_event(
             _ => "",
         },
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::engine::loss_rise::Rise;
+
+    fn rise() -> Rise {
+        Rise {
+            now: 2.2,
+            lowest: 0.23,
+            lowest_step: 10,
+            first: 0.3,
+            first_step: 1,
+        }
+    }
+
+    /// Walkthrough L1: a VAE's KL climbing under −0.024 beside the
+    /// primary's 0.71 was blamed on the combiner outright.
+    #[test]
+    fn a_climb_under_a_weak_negative_weight_is_not_blamed_on_the_combiner_outright() {
+        let weak = super::auxiliary_climb_event("kl_only", rise(), -0.024, 0.71);
+        assert!(
+            weak.contains("under an effective weight of -0.024, small beside the primary's 0.71")
+                && weak.contains("the climb may be the model's own")
+                && !weak.contains("the combiner has the model maximise it"),
+            "{weak}"
+        );
+        let strong = super::auxiliary_climb_event("kl_only", rise(), -1.66, 0.71);
+        assert!(
+            strong.contains(
+                "under an effective weight of -1.66: the combiner has the model maximise it"
+            ),
+            "{strong}"
+        );
+    }
 }
