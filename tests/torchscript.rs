@@ -1947,6 +1947,24 @@ fn a_nan_gradient_under_finite_losses_fails_check_and_names_the_backward() {
     );
 }
 
+/// A sparse embedding's gradient is taken dense, and `check` and a run's
+/// start say so (walkthrough L2: silent).
+#[test]
+fn a_sparse_gradient_is_said_to_be_taken_dense() {
+    let tmp = tempfile::tempdir().unwrap();
+    let train = flag_data(&tmp.path().join("train.safetensors"), 64, 4, &[]);
+    let val = flag_data(&tmp.path().join("val.safetensors"), 16, 4, &[]);
+    let cfg = flag_config(tmp.path(), "sparse", "sparse_embedding.pt", &train, &val);
+    let out = bin().arg("check").arg("-c").arg(&cfg).output().unwrap();
+    let said = text(&out);
+    assert!(
+        out.status.success()
+            && said.contains("note: workload.model: the gradient of emb.weight comes sparse")
+            && said.contains("trains as with sparse=False"),
+        "{said}"
+    );
+}
+
 /// One inf among NaN the model masks (walkthrough J2): the warning counts
 /// each kind, names the inf rows, and says the model masks the NaN but
 /// not the inf (it said "does not mask them" of all 951).

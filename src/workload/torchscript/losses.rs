@@ -43,6 +43,22 @@ impl TorchScript {
         let tensors: Vec<Tensor> = parameters.iter().map(|(_, t)| t.shallow_clone()).collect();
         let grads = Tensor::f_run_backward(&[&total], &tensors, false, false)
             .context("the trained losses' gradient on the first batch")?;
+        // Said, not silent (walkthrough L2's `sparse=True` embeddings
+        // trained as dense ones with no word of it).
+        let sparse: Vec<&str> = parameters
+            .iter()
+            .zip(&grads)
+            .filter(|(_, g)| g.defined() && g.is_sparse())
+            .map(|((name, _), _)| name.as_str())
+            .collect();
+        if !sparse.is_empty() {
+            self.data_notes.push(format!(
+                "workload.model: the gradient of {} comes sparse (nn.Embedding(sparse=True)); the engine takes \
+                 it dense, so it trains as with sparse=False, at a dense gradient's cost (PyTorch's AdamW \
+                 refuses sparse gradients)",
+                sparse.join(", ")
+            ));
+        }
         let reached: Vec<bool> = grads.iter().map(Tensor::defined).collect();
         self.unreached = parameters
             .iter()
