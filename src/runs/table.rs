@@ -426,7 +426,9 @@ pub fn render(groups: &[Group], opts: &TableOptions) -> Result<String> {
     }));
     let what = sources.join("; ");
     // Weights and shares have no better direction: nothing bold to explain.
-    let ranked = names.iter().any(|n| arrow(n).is_some());
+    // One row ranks nothing: no words on bold (walkthrough L2 read "none
+    // here: each ranked column's values tie" under a lone run).
+    let ranked = rows.len() > 1 && names.iter().any(|n| arrow(n).is_some());
     let any_bold = (0..rows.len()).any(|r| (0..names.len()).any(|c| is_bold(r, c)));
     Ok(match opts.format {
         TableFormat::Md => {
