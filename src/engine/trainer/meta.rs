@@ -1,6 +1,7 @@
 //! The meta step: φ's hypergradient by AID on a batch of the recent pool,
 //! its update, and the collapse watch over the effective weights.
 
+use super::meta_buffers::TrainBatchBuffers;
 use super::meta_words::{
     after_restore_event, carried_event, copy_events, drawn_batches, early_climb_event,
     episode_said, fell_under_a_small_weight, fmt_gamma, hypergradient_cause, neumann_converges,
@@ -11,7 +12,6 @@ use super::*;
 use crate::numfmt::readable;
 use crate::session::metrics::{COLLAPSE_EVENT, RESTORE_EVENT};
 use crate::workload::SavedBuffers;
-use std::cell::RefCell;
 
 /// What a restore after a collapse multiplies the meta-learning rate by.
 const RESTORE_META_LR_FACTOR: f64 = 0.5;
@@ -108,46 +108,15 @@ impl Trainer {
         let names = &self.loss_names;
         let primary = &self.config.workload.primary;
         let meta_at = self.step;
-        // A PyTorch loop of the public algorithm runs the training batch's
-        // forward once, and what follows the meta step starts from the
-        // buffers as that one left them. Later evaluations of it (the
-        // factorized mode's JVPs and finite differences) start from the
-        // buffers that forward started from, so that each computes the
-        // same function: a model whose output reads a buffer its forward
-        // updates (walkthrough L3's running input mean) gave factorized
-        // hypergradients 7e-3 off the replay's exact ones from the buffers
-        // it left. A reused inner forward was that first one: it started
-        // from the inner step's buffers. (Put back before a forward, not
-        // after: its graph holds the buffers until its backward.)
-        let before_first_forward: RefCell<Option<SavedBuffers>> = RefCell::new(None);
-        let after_first_forward: RefCell<Option<SavedBuffers>> = RefCell::new(None);
+        // Each evaluation of the training batch alike (`meta_buffers`).
+        let buffers = TrainBatchBuffers::new(before_current);
         let train_losses = || -> Result<Tensor> {
-            let mut before = before_first_forward.borrow_mut();
-            let mut after = after_first_forward.borrow_mut();
-            // (Not put back right after the copy: an in-place write, even of
-            // the same values, would invalidate the graphs that saved them,
-            // such as the validation forward's in exact mode.)
-            match (after.is_some(), before_current) {
-                // A reused inner forward: the buffers now, after it and the
-                // validation forward, are where the meta step leaves them.
-                (false, Some(inner)) => {
-                    *after = Some(SavedBuffers::take(workload)?);
-                    inner.restore(workload)?;
-                }
-                (false, None) => *before = Some(SavedBuffers::take(workload)?),
-                (true, Some(inner)) => inner.restore(workload)?,
-                (true, None) => before
-                    .as_ref()
-                    .expect("taken at the first forward")
-                    .restore(workload)?,
-            }
+            buffers.before_forward(workload)?;
             let losses =
                 seeded(train_seed, || workload.losses(train_batch)).with_context(|| {
                     format!("the meta step's training batch (that of step {train_step})")
                 })?;
-            if after.is_none() {
-                *after = Some(SavedBuffers::take(workload)?);
-            }
+            buffers.after_forward(workload)?;
             workload::select(&losses, names)
         };
         // An exact meta step retried with the fused kernels off
@@ -187,9 +156,7 @@ impl Trainer {
         };
         let result =
             hypergradient_timed(&problem, &settings, &self.jvp_routes, &mut self.phase_clock);
-        if let Some(buffers) = after_first_forward.borrow().as_ref() {
-            buffers.restore(workload)?;
-        }
+        buffers.leave(workload)?;
         let mut hyper = match result {
             Ok(h) => h,
             Err(e) if self.meta_steps_done == 0 => {

@@ -24,6 +24,7 @@ mod lockstep;
 #[cfg(test)]
 mod lockstep_tests;
 mod meta;
+mod meta_buffers;
 mod meta_words;
 mod outbox;
 mod rate;

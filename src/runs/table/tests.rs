@@ -480,12 +480,8 @@ fn means_within_noise_of_the_best_tie() {
         noisy.contains(", none here: in each ranked column every mean is within it"),
         "{noisy}"
     );
-    // A lone row ranks nothing (walkthrough L2).
-    let lone = bold(&[(0.1, &[36.8])]);
-    assert!(
-        !lone.contains("bold") && !lone.contains("none here"),
-        "{lone}"
-    );
+    let lone = bold(&[(0.1, &[36.8])]); // ranks nothing (walkthrough L2)
+    assert!(!lone.contains("bold") && !lone.contains("none"), "{lone}");
     let apart = bold(&[(0.1, &[36.8, 36.4]), (0.3, &[30.9, 28.9])]);
     assert!(apart.contains("| 0.1 | 2 | **36.60 ± 0.28** |"), "{apart}");
     assert!(apart.contains("| 0.3 | 2 | 29.90 ± 1.41 |"), "{apart}");
