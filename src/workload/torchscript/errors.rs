@@ -291,7 +291,13 @@ fn out_of_range_hint(message: &str, batch: &Batch) -> Option<String> {
             })
         })
         .collect();
-    (!holding.is_empty()).then(|| format!("{}: {rule}", holding.join("; ")))
+    // Several may hold it, where it is in range for some (walkthrough L3's
+    // 5-class `y_src` beside the 3-class `y`): no tensor is singled out.
+    let which = match holding.len() {
+        1 => "",
+        _ => " (one of these: the model's line above shows which the failing op read)",
+    };
+    (!holding.is_empty()).then(|| format!("{}{which}: {rule}", holding.join("; ")))
 }
 
 /// Whether `kind` is one of the integer kinds a data file's tensor can have.

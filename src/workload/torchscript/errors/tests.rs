@@ -268,6 +268,16 @@ fn an_index_out_of_range_names_the_tensor_that_holds_it() {
         hint.starts_with("`ids` holds 9 (1 of its 4 values"),
         "{hint}"
     );
+    // Two tensors hold 3: neither is singled out (walkthrough L3).
+    let hint = batch_hint("RuntimeError: Target 3 is out of bounds.", &batch).unwrap();
+    assert!(
+        hint.starts_with("`y` holds 3 (")
+            && hint.contains("; `pixels` holds 3 (")
+            && hint.contains(
+                " (one of these: the model's line above shows which the failing op read): class"
+            ),
+        "{hint}"
+    );
     let hint = batch_hint("IndexError: index out of range in self", &batch).unwrap();
     assert!(
         hint.contains(
