@@ -936,7 +936,7 @@ fn loss_jvp_by_differences(problem: &MetaProblem, p: &[Tensor]) -> Result<Tensor
 /// from the training forward (the same batch and seed; the shifted forward
 /// starts from the buffers that forward started from: `train_losses` puts
 /// them back, so a model whose output reads a buffer its forward updates
-/// is evaluated alike at both points).
+/// is evaluated alike at both points; see `engine::trainer::meta_buffers`).
 fn loss_jvp_one_sided(problem: &MetaProblem, p: &[Tensor], at: &Tensor) -> Result<Tensor> {
     let Some(eps) = step_size(problem.theta, p, Difference::OneSided) else {
         return Ok(at.zeros_like());

@@ -21,19 +21,11 @@ const RESTORE_META_LR_FACTOR: f64 = 0.5;
 pub(super) const RESTORE_GAMMA_FACTOR: f64 = 3.0;
 
 impl Trainer {
-    /// One meta step. `reused_forward`: the loss vector of this step's
+    /// One meta step. `current_forward`: the loss vector of this step's
     /// batch at the current θ, with its graph (the inner step's forward,
-    /// `meltr.train_batch = "current"`), and the buffers that forward
-    /// started from; that batch is then the training batch and the meta
-    /// step reuses that forward.
-    pub(super) fn meta_step(
-        &mut self,
-        reused_forward: Option<(&Tensor, &SavedBuffers)>,
-    ) -> Result<()> {
-        let (current_forward, before_current) = match reused_forward {
-            Some((losses, buffers)) => (Some(losses), Some(buffers)),
-            None => (None, None),
-        };
+    /// `meltr.train_batch = "current"`); that batch is then the training
+    /// batch and the meta step reuses that forward.
+    pub(super) fn meta_step(&mut self, current_forward: Option<&Tensor>) -> Result<()> {
         self.note_skipped_pending();
         let pool = meta_pool(
             &self.recent,
@@ -109,7 +101,7 @@ impl Trainer {
         let primary = &self.config.workload.primary;
         let meta_at = self.step;
         // Each evaluation of the training batch alike (`meta_buffers`).
-        let buffers = TrainBatchBuffers::new(before_current);
+        let buffers = TrainBatchBuffers::new(current_forward.is_some());
         let train_losses = || -> Result<Tensor> {
             buffers.before_forward(workload)?;
             let losses =
