@@ -206,6 +206,10 @@ pub fn check_key(runs: &[Run], key: &str) -> Result<()> {
     {
         return Ok(());
     }
+    // Not a key: a wish for no pooling (walkthrough L1's `--group-by none`).
+    if matches!(key, "none" | "session" | "sessions" | "run" | "runs") {
+        bail!("no session has the key `{key}`: for a row (or a line) per session, group by `id`");
+    }
     let last = key.rsplit('.').next().unwrap_or(key);
     let mut near: Vec<&String> = runs
         .iter()
@@ -258,6 +262,21 @@ mod tests {
             conditions: vec!["status=crashed".parse().unwrap()],
         };
         assert!(fine.apply(Vec::new()).unwrap().is_empty());
+    }
+
+    /// `--group-by none` (walkthrough L1) points to `id`.
+    #[test]
+    fn grouping_by_none_points_to_grouping_by_id() {
+        let root = tempfile::tempdir().unwrap();
+        let config = crate::config::Config::default();
+        let dir = crate::session::create(root.path(), "a", &config).unwrap();
+        let runs = vec![Run::load(&dir).unwrap()];
+        let err = check_key(&runs, "none").unwrap_err().to_string();
+        assert!(
+            err.ends_with("for a row (or a line) per session, group by `id`"),
+            "{err}"
+        );
+        assert!(check_key(&runs, "id").is_ok());
     }
 
     /// `--group none` keeps the sessions in no group, beside any named.
