@@ -389,7 +389,8 @@ pub struct Select {
     /// Only sessions where KEY=VALUE (repeatable: every key must hold; a
     /// key given twice, or KEY=V1,V2, holds for either value): a dotted
     /// config key (combiner.kind=meltr,sum; aid.iterations=1) or status,
-    /// group, name, id, ranks (status=finished).
+    /// group, name, id, ranks (status=finished); VALUE `-` holds where the
+    /// session lacks the key, as listings show it (meltr.init=residual,-).
     #[arg(long = "where", value_name = "KEY=VALUE")]
     conditions: Vec<Where>,
 }

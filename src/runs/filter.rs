@@ -2,7 +2,7 @@
 //! `--where KEY=VALUE` (repeatable: every key must hold, and a key given
 //! twice, or as `KEY=V1,V2`, holds for any of its values), where KEY is a
 //! dotted config key (`combiner.kind`) or one of `status`, `group`, `name`,
-//! `id`, `ranks`.
+//! `id`, `ranks`, and VALUE [`ABSENT`] holds where a session lacks KEY.
 
 use super::{keys, Run};
 use anyhow::{bail, Result};
@@ -17,6 +17,11 @@ pub const META_KEYS: [&str; 5] = ["status", "group", "name", "id", "ranks"];
 const STATUSES: [&str; 6] = [
     "running", "paused", "finished", "failed", "stopped", "crashed",
 ];
+
+/// The value listings show for a key a session lacks, which `--where
+/// KEY=-` selects (walkthrough L3 wanted `sum` and `primary` runs, which
+/// have no `meltr.init`, beside MELTR's, and was told no session has it).
+pub const ABSENT: &str = "-";
 
 /// One `KEY=VALUE` condition.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -36,8 +41,13 @@ impl Where {
         }
     }
 
-    fn holds_for(&self, actual: &str) -> bool {
-        self.values().iter().any(|v| keys::matches(actual, v))
+    /// Whether it holds for a session whose value is `actual` (`None`: it
+    /// lacks the key).
+    fn holds_for(&self, actual: Option<&str>) -> bool {
+        self.values().iter().any(|v| match actual {
+            Some(actual) => keys::matches(actual, v),
+            None => *v == ABSENT,
+        })
     }
 }
 
@@ -92,7 +102,7 @@ impl Filter {
                 self.conditions
                     .iter()
                     .filter(|other| other.key == w.key)
-                    .any(|other| actual.as_deref().is_some_and(|a| other.holds_for(a)))
+                    .any(|other| other.holds_for(actual.as_deref()))
             })
     }
 
@@ -146,6 +156,12 @@ impl Filter {
             let mut values: Vec<String> = candidates.iter().filter_map(|r| r.value(key)).collect();
             if values.iter().any(|v| keys::matches(v, value)) {
                 continue;
+            }
+            if value == ABSENT {
+                match values.len() < candidates.len() {
+                    true => continue,
+                    false => bail!("every session sets {key}: none lacks it (`{key}=-`)"),
+                }
             }
             let scope = if !self.groups.is_empty() {
                 " of the group"
@@ -277,6 +293,40 @@ mod tests {
             "{err}"
         );
         assert!(check_key(&runs, "id").is_ok());
+    }
+
+    /// `--where KEY=-` keeps the sessions that lack the key, as listings
+    /// show them (walkthrough L3).
+    #[test]
+    fn a_dash_selects_the_sessions_that_lack_the_key() {
+        let root = tempfile::tempdir().unwrap();
+        let config = crate::config::Config::default();
+        let mut runs = Vec::new();
+        for name in ["with", "without"] {
+            let dir = crate::session::create(root.path(), name, &config).unwrap();
+            runs.push(Run::load(&dir).unwrap());
+        }
+        assert!(runs[1].config.remove("meltr.init").is_some());
+        let kept = |value: &str| -> Result<Vec<String>> {
+            let filter = Filter {
+                groups: Vec::new(),
+                conditions: vec![format!("meltr.init={value}").parse().unwrap()],
+            };
+            Ok(filter
+                .apply(runs.clone())?
+                .into_iter()
+                .map(|r| r.meta.name)
+                .collect())
+        };
+        assert_eq!(kept("-").unwrap(), ["without"]);
+        let init = runs[0].value("meltr.init").unwrap();
+        assert_eq!(kept(&format!("{init},-")).unwrap(), ["with", "without"]);
+        let every = Filter {
+            groups: Vec::new(),
+            conditions: vec!["combiner.kind=-".parse().unwrap()],
+        };
+        let err = every.apply(runs.clone()).unwrap_err().to_string();
+        assert!(err.starts_with("every session sets combiner.kind"), "{err}");
     }
 
     /// `--group none` keeps the sessions in no group, beside any named.
