@@ -390,7 +390,8 @@ pub struct Select {
     /// key given twice, or KEY=V1,V2, holds for either value): a dotted
     /// config key (combiner.kind=meltr,sum; aid.iterations=1) or status,
     /// group, name, id, ranks (status=finished); VALUE `-` holds where the
-    /// session lacks the key, as listings show it (meltr.init=residual,-).
+    /// session lacks the key or never reads it, as listings show `-` and `–`
+    /// (meltr.init=residual,- adds the sum and primary runs).
     #[arg(long = "where", value_name = "KEY=VALUE")]
     conditions: Vec<Where>,
 }

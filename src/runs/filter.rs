@@ -18,10 +18,11 @@ const STATUSES: [&str; 6] = [
     "running", "paused", "finished", "failed", "stopped", "crashed",
 ];
 
-/// The value listings show for a key a session lacks, which `--where
-/// KEY=-` selects (walkthrough L3 wanted `sum` and `primary` runs, which
-/// have no `meltr.init`, beside MELTR's, and was told no session has it).
-pub const ABSENT: &str = "-";
+/// What listings show for a key a session lacks (`-`) or never reads (`–`,
+/// a `meltr.*` key of a `sum` run), which `--where KEY=-` (or `–`) selects
+/// (walkthrough L3 wanted the `sum` and `primary` runs beside MELTR's under
+/// `meltr.init`, and was told no session has `meltr.init=-`).
+pub const ABSENT: [&str; 2] = ["-", "–"];
 
 /// One `KEY=VALUE` condition.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -41,12 +42,13 @@ impl Where {
         }
     }
 
-    /// Whether it holds for a session whose value is `actual` (`None`: it
-    /// lacks the key).
-    fn holds_for(&self, actual: Option<&str>) -> bool {
-        self.values().iter().any(|v| match actual {
-            Some(actual) => keys::matches(actual, v),
-            None => *v == ABSENT,
+    /// Whether it holds for `run`.
+    fn holds_for(&self, run: &Run) -> bool {
+        let actual = run.value(&self.key);
+        let absent = actual.is_none() || keys::unread_by(run, &self.key);
+        self.values().iter().any(|v| match ABSENT.contains(v) {
+            true => absent,
+            false => actual.as_deref().is_some_and(|a| keys::matches(a, v)),
         })
     }
 }
@@ -98,11 +100,10 @@ impl Filter {
     pub fn keeps(&self, run: &Run) -> bool {
         self.in_groups(run)
             && self.conditions.iter().all(|w| {
-                let actual = run.value(&w.key);
                 self.conditions
                     .iter()
                     .filter(|other| other.key == w.key)
-                    .any(|other| other.holds_for(actual.as_deref()))
+                    .any(|other| other.holds_for(run))
             })
     }
 
@@ -157,10 +158,11 @@ impl Filter {
             if values.iter().any(|v| keys::matches(v, value)) {
                 continue;
             }
-            if value == ABSENT {
-                match values.len() < candidates.len() {
+            if ABSENT.contains(&value) {
+                let absent = |r: &&Run| r.value(key).is_none() || keys::unread_by(r, key);
+                match candidates.iter().any(absent) {
                     true => continue,
-                    false => bail!("every session sets {key}: none lacks it (`{key}=-`)"),
+                    false => bail!("every session sets and reads {key}: none lacks it (`{key}=-`)"),
                 }
             }
             let scope = if !self.groups.is_empty() {
@@ -307,26 +309,36 @@ mod tests {
             runs.push(Run::load(&dir).unwrap());
         }
         assert!(runs[1].config.remove("meltr.init").is_some());
-        let kept = |value: &str| -> Result<Vec<String>> {
+        let kept = |runs: &[Run], value: &str| -> Result<Vec<String>> {
             let filter = Filter {
                 groups: Vec::new(),
                 conditions: vec![format!("meltr.init={value}").parse().unwrap()],
             };
             Ok(filter
-                .apply(runs.clone())?
+                .apply(runs.to_vec())?
                 .into_iter()
                 .map(|r| r.meta.name)
                 .collect())
         };
-        assert_eq!(kept("-").unwrap(), ["without"]);
+        assert_eq!(kept(&runs, "-").unwrap(), ["without"]);
         let init = runs[0].value("meltr.init").unwrap();
-        assert_eq!(kept(&format!("{init},-")).unwrap(), ["with", "without"]);
+        assert_eq!(
+            kept(&runs, &format!("{init},-")).unwrap(),
+            ["with", "without"]
+        );
         let every = Filter {
             groups: Vec::new(),
             conditions: vec!["combiner.kind=-".parse().unwrap()],
         };
         let err = every.apply(runs.clone()).unwrap_err().to_string();
-        assert!(err.starts_with("every session sets combiner.kind"), "{err}");
+        assert!(
+            err.starts_with("every session sets and reads combiner.kind"),
+            "{err}"
+        );
+        // A `sum` run never reads meltr.* keys: listings show `–` there.
+        runs[1].config.insert("combiner.kind".into(), "sum".into());
+        runs[1].config.insert("meltr.init".into(), "pytorch".into());
+        assert_eq!(kept(&runs, "–").unwrap(), ["without"]);
     }
 
     /// `--group none` keeps the sessions in no group, beside any named.
