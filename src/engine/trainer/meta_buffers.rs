@@ -12,10 +12,12 @@
 //!
 //! A reused inner forward (`meltr.train_batch = "current"`) was that first
 //! forward; its evaluations start from the buffers as they are at the
-//! first of them (after the validation forward), as the replay's do, and
-//! the meta step leaves them there. (Putting the inner step's back would
-//! be an in-place write into buffers the exact mode's validation graph
-//! saved.)
+//! first of them (after the validation forward), and the meta step leaves
+//! them there. For a model whose output reads such a buffer that is not
+//! the inner forward's function (the replay differentiates that forward's
+//! own graph; walkthrough M1's hypergradients were 0.3 off): putting the
+//! inner step's buffers back would be an in-place write into buffers the
+//! exact mode's validation graph saved, safe in the factorized mode only.
 
 use crate::workload::{SavedBuffers, Workload};
 use anyhow::Result;
