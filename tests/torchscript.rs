@@ -1436,7 +1436,23 @@ fn non_finite_data_is_named_by_tensor_and_row_and_the_skips_are_counted() {
     assert!(meta_lines > 0, "{all}");
     // Each skip names the rows of its batch that hold the NaN (a
     // walkthrough had to find them among the batch's 32).
+    // The first skip of each finding names it and lists its batch; later
+    // ones point back to that step (walkthrough J1: 22 warnings of 64 rows
+    // each for two NaN rows).
+    let (mut first_of, mut repeats) = (std::collections::BTreeMap::new(), 0);
     for (step, message) in common::events_matching(&dir, |m| m.contains("; update skipped")) {
+        if let Some(rest) = message
+            .split("the same finding of the batch's rows as at step ")
+            .nth(1)
+        {
+            let first: u64 = rest.split(';').next().unwrap().parse().unwrap();
+            assert!(
+                first_of.values().any(|&s| s == first) && !message.contains("training rows"),
+                "step {step}: {message}"
+            );
+            repeats += 1;
+            continue;
+        }
         // And the tensor: a model may mask NaN labels in another one.
         let named = [
             "row 10 in `y`",
@@ -1444,39 +1460,17 @@ fn non_finite_data_is_named_by_tensor_and_row_and_the_skips_are_counted() {
             "rows [10, 50] in `y`",
             "rows [50, 10] in `y`",
         ];
+        let finding = named.iter().find(|n| message.contains(*n));
         assert!(
-            named.iter().any(|n| message.contains(n))
-                && message.contains("of the batch's rows, NaN or inf in workload.train: "),
+            finding.is_some()
+                && message.contains("of the batch's rows, NaN or inf in workload.train: ")
+                && message.contains("the batch: training rows"),
             "step {step}: {message}"
         );
+        let earlier = first_of.insert(finding.unwrap().to_string(), step);
+        assert_eq!(earlier, None, "step {step} said it again: {message}");
     }
-    // The first skip of each finding lists its batch; later ones point to
-    // it instead (walkthrough J1: 22 warnings of 64 rows each for two).
-    let mut first_of = std::collections::BTreeMap::new();
-    for (step, message) in common::events_matching(&dir, |m| m.contains("; update skipped")) {
-        let finding = message
-            .split("NaN or inf in workload.train: ")
-            .nth(1)
-            .and_then(|rest| rest.split(';').next())
-            .unwrap()
-            .to_string();
-        match first_of.get(&finding) {
-            None => {
-                assert!(
-                    message.contains("the batch: training rows"),
-                    "step {step}: {message}"
-                );
-                first_of.insert(finding, step);
-            }
-            Some(first) => assert!(
-                !message.contains("the batch: training rows")
-                    && message.contains(&format!(
-                        "first at step {first}, whose warning lists its batch's rows)"
-                    )),
-                "step {step}: {message}"
-            ),
-        }
-    }
+    assert!(repeats > 0, "no skip repeated a finding: {first_of:?}");
     assert!(first_of.len() < steps, "{first_of:?} of {steps}");
     let summary = common::events_matching(&dir, |m| m.starts_with("in all, "));
     assert_eq!(summary.len(), 1, "{all}");

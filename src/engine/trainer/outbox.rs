@@ -144,34 +144,26 @@ impl Trainer {
                             non_finite_listing(data, loss_named, alone.as_deref())
                         })
                         .unwrap_or_default();
-                    // A finding said before points to that warning, whose
-                    // batch's rows are listed (walkthrough J1: 22 warnings
-                    // of 64 rows each for two NaN rows; L1: 33 of 32 rows
-                    // for a masked loss NaN on unlabelled batches).
+                    // A finding said before points to the warning that said
+                    // it, which lists its batch's rows (`repeated_finding`).
                     let repeated = (!bad.is_empty())
                         .then(|| self.skipped.repeated_finding(&bad, s.step))
                         .flatten();
-                    let found = bad.clone();
-                    let bad = self.skip_streak.diagnosis(s.step, bad);
                     // What the rows say first, the batch's rows last (walkthrough
                     // A's culprit rows came after a batch of 64).
-                    let rows = match self.workload.batch_rows(s.step) {
-                        Some(_) if repeated.is_some() => {
-                            let (first, count) = repeated.expect("matched");
-                            let said = found.strip_prefix("; ").unwrap_or(&found);
-                            format!(
-                                " ({said}; warned {count} times so far, first at step {first}, \
-                                 whose warning lists its batch's rows)"
-                            )
-                        }
-                        Some(rows) => match bad.strip_prefix("; ") {
+                    let rows = match (repeated, self.workload.batch_rows(s.step)) {
+                        (Some((first, count)), _) => format!(
+                            " (the same finding of the batch's rows as at step {first}; {count} \
+                             warnings of it so far)"
+                        ),
+                        (None, Some(rows)) => match bad.strip_prefix("; ") {
                             Some(said) => format!(
                                 " ({said}; the batch: training rows {})",
                                 workload::listed_rows(&rows)
                             ),
                             None => format!(" (training rows {})", workload::listed_rows(&rows)),
                         },
-                        None => bad,
+                        (None, None) => bad,
                     };
                     self.emit_at(
                         s.step,

@@ -23,7 +23,9 @@ pub(super) struct SkipTotals {
 impl SkipTotals {
     /// Notes that skipped step `step` found `finding` of its rows, and says
     /// when an earlier step found the same: its step and the count with
-    /// this one.
+    /// this one. (A NaN model's ten listed steps each repeated a three-line
+    /// guess, walkthrough C; two NaN rows' 22 warnings each listed their
+    /// batch's 64 rows, J1.)
     pub(super) fn repeated_finding(&mut self, finding: &str, step: u64) -> Option<(u64, u64)> {
         let (first, count) = self
             .findings
@@ -82,8 +84,6 @@ pub(super) struct SkipStreak {
     always_non_finite: Option<std::collections::BTreeSet<String>>,
     /// The losses non-finite on some step of the streak.
     ever_non_finite: std::collections::BTreeSet<String>,
-    /// The newest listed step's diagnosis of its rows, and that step.
-    diagnosed: Option<(u64, String)>,
 }
 
 impl SkipStreak {
@@ -114,21 +114,6 @@ impl SkipStreak {
                 self.len, self.first, self.last
             )
         })
-    }
-
-    /// `diagnosis` of the rows of listed step `step`, or a pointer to the
-    /// streak's step that said the same (a NaN model's ten listed steps
-    /// each repeated a three-line guess, walkthrough C).
-    pub(super) fn diagnosis(&mut self, step: u64, diagnosis: String) -> String {
-        match &self.diagnosed {
-            Some((at, said)) if *said == diagnosis && !diagnosis.is_empty() => {
-                format!("; the same finding as at step {at}")
-            }
-            _ => {
-                self.diagnosed = Some((step, diagnosis.clone()));
-                diagnosis
-            }
-        }
     }
 
     /// Whether every loss was finite on every step of the streak: its
@@ -203,6 +188,17 @@ mod tests {
         assert!(gradients.gradients_only() && gradients.finite_throughout("a"));
     }
 
+    /// A finding is said once; a later one points back to the first step
+    /// that said it, with the count; another finding is its own.
+    #[test]
+    fn a_finding_said_before_points_back_to_its_first_step() {
+        let mut totals = SkipTotals::default();
+        assert_eq!(totals.repeated_finding("; row 3 in `x`", 7), None);
+        assert_eq!(totals.repeated_finding("; row 9 in `x`", 9), None);
+        assert_eq!(totals.repeated_finding("; row 3 in `x`", 15), Some((7, 2)));
+        assert_eq!(totals.repeated_finding("; row 3 in `x`", 30), Some((7, 3)));
+    }
+
     #[test]
     fn the_run_summary_counts_both_kinds_and_only_when_any() {
         let mut totals = SkipTotals {
@@ -236,26 +232,5 @@ mod tests {
         );
         let quiet = totals.summary(1000).unwrap();
         assert_eq!(crate::session::metrics::trained_nothing(&quiet), None);
-    }
-
-    #[test]
-    fn a_streak_says_a_diagnosis_once_and_points_back_to_it() {
-        let mut streak = SkipStreak::default();
-        let said = "; no row of the batch holds NaN".to_string();
-        assert_eq!(streak.diagnosis(1, said.clone()), said);
-        assert_eq!(
-            streak.diagnosis(2, said.clone()),
-            "; the same finding as at step 1"
-        );
-        // Another finding is said whole, and is the one pointed back to.
-        let other = "; row 77 fails on its own".to_string();
-        assert_eq!(streak.diagnosis(3, other.clone()), other);
-        assert_eq!(
-            streak.diagnosis(4, other),
-            "; the same finding as at step 3"
-        );
-        // Nothing to say is not pointed back to.
-        assert_eq!(streak.diagnosis(5, String::new()), "");
-        assert_eq!(streak.diagnosis(6, String::new()), "");
     }
 }
