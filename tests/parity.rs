@@ -649,13 +649,26 @@ fn a_loss_constant_on_some_batches_replays() {
 /// evaluations of the training batch start from the buffers its first
 /// forward started from, so its JVPs differentiate that forward's function
 /// (they were 7e-3 off the replay's hypergradient from the buffers it left).
+/// Under `meltr.train_batch = "current"` they start from the buffers the
+/// reused inner forward started from (0.3 off from those they found,
+/// walkthrough M1), and the exact mode reuses that forward's graph as is.
 #[test]
 fn a_model_reading_a_buffer_its_forward_updates_replays_factorized() {
     let dir = flag_model_task("running_mean.pt", &[], &[]);
     let _serial = serial();
-    for iterations in [0, 2] {
-        let config = traced_config(&dir, ("primary", &["aux"]), "factorized", iterations);
-        assert_replays(&format!("running-mean-factorized-j{iterations}"), config);
+    let (recent, current) = (TrainBatch::Recent, TrainBatch::Current);
+    let runs = [
+        ("factorized", 0, recent),
+        ("factorized", 2, recent),
+        ("factorized", 0, current),
+        ("factorized", 2, current),
+        ("exact", 0, current),
+    ];
+    for (mode, iterations, train_batch) in runs {
+        let mut config = traced_config(&dir, ("primary", &["aux"]), mode, iterations);
+        config.meltr.train_batch = train_batch;
+        let name = format!("running-mean-{mode}-j{iterations}-{train_batch:?}");
+        assert_replays(&name, config);
     }
 }
 

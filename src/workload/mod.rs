@@ -163,13 +163,27 @@ impl SavedBuffers {
         self.restore_unless(workload, None)
     }
 
-    /// Writes the copies back unless `kept` (a boolean scalar on the
-    /// buffers' device) is true, without a host sync: a skipped update's
-    /// forward leaves BatchNorm's statistics as they were, as it leaves θ.
-    pub fn restore_unless(&self, workload: &dyn Workload, kept: Option<&Tensor>) -> Result<()> {
+    /// Writes back only the copies whose values the buffers no longer hold:
+    /// a buffer no forward moves (a mask, a positional table) is left
+    /// untouched, so graphs that saved it stay valid (an in-place write,
+    /// even of equal values, invalidates them). One host sync per buffer.
+    pub fn restore_changed(&self, workload: &dyn Workload) -> Result<()> {
         if self.0.is_empty() {
             return Ok(());
         }
+        let live = self.live(workload)?;
+        tch::no_grad(|| {
+            for ((_, buffer), saved) in live.iter().zip(&self.0) {
+                if !buffer.equal(saved) {
+                    buffer.shallow_clone().copy_(saved);
+                }
+            }
+        });
+        Ok(())
+    }
+
+    /// The workload's buffers, as many as were saved.
+    fn live(&self, workload: &dyn Workload) -> Result<Vec<(String, Tensor)>> {
         let live = workload.buffers()?;
         anyhow::ensure!(
             live.len() == self.0.len(),
@@ -177,6 +191,17 @@ impl SavedBuffers {
             live.len(),
             self.0.len()
         );
+        Ok(live)
+    }
+
+    /// Writes the copies back unless `kept` (a boolean scalar on the
+    /// buffers' device) is true, without a host sync: a skipped update's
+    /// forward leaves BatchNorm's statistics as they were, as it leaves θ.
+    pub fn restore_unless(&self, workload: &dyn Workload, kept: Option<&Tensor>) -> Result<()> {
+        if self.0.is_empty() {
+            return Ok(());
+        }
+        let live = self.live(workload)?;
         tch::no_grad(|| {
             for ((name, buffer), saved) in live.iter().zip(&self.0) {
                 let value = match kept {

@@ -111,7 +111,7 @@ impl Trainer {
         self.phase_clock.mark("clip + guard");
         self.current_batch = Some((self.step, batch));
         if reuse_forward {
-            self.meta_step(Some(&losses))?;
+            self.meta_step(Some((&losses, &buffers_before)))?;
         }
         if reuse_forward {
             // The meta step restarted the clock.

@@ -11,6 +11,7 @@ use super::restore::QueuedRestore;
 use super::*;
 use crate::numfmt::readable;
 use crate::session::metrics::{COLLAPSE_EVENT, RESTORE_EVENT};
+use crate::config::AidMode;
 use crate::workload::SavedBuffers;
 
 /// What a restore after a collapse multiplies the meta-learning rate by.
@@ -23,9 +24,14 @@ pub(super) const RESTORE_GAMMA_FACTOR: f64 = 3.0;
 impl Trainer {
     /// One meta step. `current_forward`: the loss vector of this step's
     /// batch at the current θ, with its graph (the inner step's forward,
-    /// `meltr.train_batch = "current"`); that batch is then the training
-    /// batch and the meta step reuses that forward.
-    pub(super) fn meta_step(&mut self, current_forward: Option<&Tensor>) -> Result<()> {
+    /// `meltr.train_batch = "current"`), and the buffers that forward
+    /// started from; that batch is then the training batch and the meta
+    /// step reuses that forward.
+    pub(super) fn meta_step(
+        &mut self,
+        current: Option<(&Tensor, &SavedBuffers)>,
+    ) -> Result<()> {
+        let current_forward = current.map(|(forward, _)| forward);
         self.note_skipped_pending();
         let pool = meta_pool(
             &self.recent,
@@ -101,7 +107,14 @@ impl Trainer {
         let primary = &self.config.workload.primary;
         let meta_at = self.step;
         // Each evaluation of the training batch alike (`meta_buffers`).
-        let buffers = TrainBatchBuffers::new(current_forward.is_some());
+        // The exact mode differentiates a reused forward's own graph; only
+        // its retry with the fused kernels off evaluates the batch again,
+        // from the buffers it finds (putting the inner step's back would
+        // write into buffers the retried validation graph saved).
+        let inner_start = current
+            .filter(|_| self.config.aid.mode == AidMode::Factorized)
+            .map(|(_, start)| start);
+        let buffers = TrainBatchBuffers::new(current.is_some(), inner_start);
         let train_losses = || -> Result<Tensor> {
             buffers.before_forward(workload)?;
             let losses =

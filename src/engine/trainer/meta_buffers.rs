@@ -11,31 +11,40 @@
 //! buffers it left.
 //!
 //! A reused inner forward (`meltr.train_batch = "current"`) was that first
-//! forward; its evaluations start from the buffers as they are at the
-//! first of them (after the validation forward), and the meta step leaves
-//! them there. For a model whose output reads such a buffer that is not
-//! the inner forward's function (the replay differentiates that forward's
-//! own graph; walkthrough M1's hypergradients were 0.3 off): putting the
-//! inner step's buffers back would be an in-place write into buffers the
-//! exact mode's validation graph saved, safe in the factorized mode only.
+//! forward. In the factorized mode its evaluations start from the buffers
+//! the inner forward started from (walkthrough M1's hypergradients were 0.3
+//! off the replay's from the buffers they found), and the meta step leaves
+//! the buffers as the first evaluation found them (moved by the inner and
+//! validation forwards, as in the replay); only buffers whose values differ
+//! are written then, since the reused forward's graph saved the buffers no
+//! forward moves. The exact mode differentiates the reused graph itself;
+//! its retry with the fused kernels off evaluates from the buffers it finds
+//! (the retried validation graph saved them, so they cannot be put back).
 
 use crate::workload::{SavedBuffers, Workload};
 use anyhow::Result;
 use std::cell::RefCell;
 
-pub(super) struct TrainBatchBuffers {
+pub(super) struct TrainBatchBuffers<'a> {
     /// Whether the meta step reuses the inner step's forward.
     reused: bool,
-    /// The buffers the first evaluation started from.
+    /// The buffers the reused inner forward started from, where its
+    /// evaluations start from them.
+    inner_start: Option<&'a SavedBuffers>,
+    /// The buffers the first evaluation started from (a fresh forward), or
+    /// found (a reused one).
     before: RefCell<Option<SavedBuffers>>,
     /// The buffers as the meta step's own first forward left them.
     after: RefCell<Option<SavedBuffers>>,
 }
 
-impl TrainBatchBuffers {
-    pub(super) fn new(reused: bool) -> Self {
+impl<'a> TrainBatchBuffers<'a> {
+    /// `inner_start`: the buffers a reused inner forward started from,
+    /// where evaluations start from them.
+    pub(super) fn new(reused: bool, inner_start: Option<&'a SavedBuffers>) -> Self {
         TrainBatchBuffers {
             reused,
+            inner_start,
             before: RefCell::new(None),
             after: RefCell::new(None),
         }
@@ -47,12 +56,14 @@ impl TrainBatchBuffers {
     /// forward's in exact mode.)
     pub(super) fn before_forward(&self, workload: &dyn Workload) -> Result<()> {
         let mut before = self.before.borrow_mut();
-        match before.as_ref() {
-            Some(buffers) => buffers.restore(workload),
-            None => {
-                *before = Some(SavedBuffers::take(workload)?);
-                Ok(())
-            }
+        let first = before.is_none();
+        if first {
+            *before = Some(SavedBuffers::take(workload)?);
+        }
+        match (self.inner_start, before.as_ref()) {
+            (Some(start), _) => start.restore_changed(workload),
+            (None, Some(buffers)) if !first => buffers.restore(workload),
+            _ => Ok(()),
         }
     }
 
@@ -71,6 +82,9 @@ impl TrainBatchBuffers {
     pub(super) fn leave(&self, workload: &dyn Workload) -> Result<()> {
         match (self.after.borrow().as_ref(), self.before.borrow().as_ref()) {
             (Some(buffers), _) => buffers.restore(workload),
+            (None, Some(buffers)) if self.inner_start.is_some() => {
+                buffers.restore_changed(workload)
+            }
             (None, Some(buffers)) if self.reused => buffers.restore(workload),
             _ => Ok(()),
         }
