@@ -1195,12 +1195,27 @@ def evaluate(workload: Workload, batch_size: int) -> Tuple[Dict[str, float], Dic
     length = min(batch_size, n)
     sums: Dict[str, float] = {}
     counts: Dict[str, int] = {}
-    with torch.no_grad():
+
+    def take_means() -> None:
+        sums.clear()
+        counts.clear()
         for start in range(0, n, length):
             rows = torch.arange(start, min(start + length, n))
             for name, value in workload.outputs(workload.rows(rows, workload.val)).items():
                 sums[name] = sums.get(name, 0.0) + float(value) * len(rows)
                 counts[name] = counts.get(name, 0) + len(rows)
+
+    try:
+        with torch.no_grad():
+            take_means()
+    except RuntimeError as e:
+        # A forward that differentiates inside itself (torch.autograd.grad:
+        # a PINN's residual, a gradient penalty) needs autograd, as the
+        # engine gives it.
+        if "does not require grad" not in str(e):
+            raise
+        with torch.enable_grad():
+            take_means()
     workload.model.train()
     means = {k: v / counts[k] for k, v in sums.items()}
     metrics = {k[len(METRIC_PREFIX):]: v for k, v in means.items() if k.startswith(METRIC_PREFIX)}

@@ -672,6 +672,34 @@ fn a_model_reading_a_buffer_its_forward_updates_replays_factorized() {
     }
 }
 
+/// A model that differentiates inside its forward (a gradient penalty by
+/// `torch.autograd.grad`, as a PINN's residual; walkthrough N1) fails
+/// without autograd, and one that reads the grad mode computes another
+/// function without it: each runs every forward with autograd on, says so
+/// at the start, and replays. (Before, the first was refused at load, and
+/// the second's factorized JVPs, taken without autograd, were 3e-2 off
+/// at the first meta step.)
+#[test]
+fn a_model_differentiating_inside_its_forward_replays() {
+    let _serial = serial();
+    let cases = [
+        ("input_gradient.pt", "its forward fails with autograd off"),
+        ("reads_grad_mode.pt", "its losses differ with autograd off"),
+    ];
+    for (model, said) in cases {
+        let dir = flag_model_task(model, &[], &[]);
+        for (mode, iterations) in [("factorized", 0), ("factorized", 2), ("exact", 0)] {
+            let config = traced_config(&dir, ("primary", &["aux"]), mode, iterations);
+            let lines = assert_replays(&format!("{model}-{mode}-j{iterations}"), config);
+            let noted = lines.iter().any(|l| {
+                matches!(&l.record, Record::Event { message, .. }
+                    if message.contains(said) && message.contains("runs with autograd on"))
+            });
+            assert!(noted, "{model}: the start should say `{said}`");
+        }
+    }
+}
+
 /// A held-out shape of model: Conv2d, BatchNorm2d, max pooling, Dropout2d
 /// and a label-smoothed stock cross entropy, factorized at J = 2: dropout
 /// masks drawn alike, running statistics moved alike, and the Hessian-vector

@@ -9,9 +9,9 @@ use super::meta_words::{
 };
 use super::restore::QueuedRestore;
 use super::*;
+use crate::config::AidMode;
 use crate::numfmt::readable;
 use crate::session::metrics::{COLLAPSE_EVENT, RESTORE_EVENT};
-use crate::config::AidMode;
 use crate::workload::SavedBuffers;
 
 /// What a restore after a collapse multiplies the meta-learning rate by.
@@ -27,10 +27,7 @@ impl Trainer {
     /// `meltr.train_batch = "current"`), and the buffers that forward
     /// started from; that batch is then the training batch and the meta
     /// step reuses that forward.
-    pub(super) fn meta_step(
-        &mut self,
-        current: Option<(&Tensor, &SavedBuffers)>,
-    ) -> Result<()> {
+    pub(super) fn meta_step(&mut self, current: Option<(&Tensor, &SavedBuffers)>) -> Result<()> {
         let current_forward = current.map(|(forward, _)| forward);
         self.note_skipped_pending();
         let pool = meta_pool(

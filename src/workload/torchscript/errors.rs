@@ -480,7 +480,8 @@ impl TorchScript {
                 })
                 .collect();
             let module = self.module.borrow();
-            let outcome = tch::no_grad(|| module.forward_is(&[batch_ivalue(&tried)]));
+            let outcome =
+                tch::no_grad(|| self.call_module(|| module.forward_is(&[batch_ivalue(&tried)])));
             outcome.err().map(|e| torch_message(&e))
         };
         let is_class_index =

@@ -3,10 +3,18 @@
 
 use super::errors::{batch_hint, batch_inventory, describe};
 use super::{batch_ivalue, plain_interpreter, torch_message, TorchScript, METRIC_PREFIX};
-use crate::workload::Batch;
+use crate::numfmt::readable;
+use crate::workload::{Batch, SavedBuffers};
 use anyhow::{anyhow, bail, Context, Result};
 use std::collections::BTreeMap;
-use tch::{IValue, Tensor};
+use tch::{IValue, TchError, Tensor};
+
+/// An error of a forward that needed a graph it did not have:
+/// `torch.autograd.grad` of an output computed without autograd.
+fn lacks_a_graph(error: &TchError) -> bool {
+    let message = error.to_string();
+    message.contains("does not require grad") || message.contains("does not have a grad_fn")
+}
 
 impl TorchScript {
     /// One forward pass: every output, losses and metrics, by name. Errors
@@ -32,9 +40,7 @@ impl TorchScript {
     fn forward_hinted(&self, batch: &Batch, try_casts: bool) -> Result<Vec<(String, Tensor)>> {
         plain_interpreter();
         let output = self
-            .module
-            .borrow()
-            .forward_is(&[batch_ivalue(batch)])
+            .call_module(|| self.module.borrow().forward_is(&[batch_ivalue(batch)]))
             .map_err(|e| {
                 let message = torch_message(&e);
                 let hint = match try_casts {
@@ -83,6 +89,100 @@ impl TorchScript {
             out.push((name, self.in_run_kind(tensor)));
         }
         Ok(out)
+    }
+
+    /// One call of the module, with autograd on where its forward needs it
+    /// (`grad_in_forward`). A call that fails for lack of a graph (the
+    /// engine evaluates under `no_grad`; `torch.autograd.grad` inside the
+    /// forward then has nothing to differentiate) is tried again with
+    /// autograd on, and when that one passes every later call runs so.
+    pub(super) fn call_module<T>(
+        &self,
+        call: impl Fn() -> Result<T, TchError>,
+    ) -> Result<T, TchError> {
+        if self.grad_in_forward.borrow().is_some() {
+            return tch::with_grad(call);
+        }
+        match call() {
+            Err(error) if lacks_a_graph(&error) => match tch::with_grad(&call) {
+                Ok(output) => {
+                    let message = torch_message(&error);
+                    let first = message.lines().next().unwrap_or_default();
+                    *self.grad_in_forward.borrow_mut() =
+                        Some(format!("its forward fails with autograd off (\"{first}\")"));
+                    Ok(output)
+                }
+                Err(_) => Err(error),
+            },
+            other => other,
+        }
+    }
+
+    /// Whether the model's training-mode losses on the first batch, seeded
+    /// alike, differ with autograd off: a forward that reads the grad mode
+    /// (`torch.is_grad_enabled()`, walkthrough N1's finite-difference
+    /// residual under `no_grad`) computes another function there, and the
+    /// meta step's JVPs and finite differences, evaluated without a graph,
+    /// would differentiate that one. Such a model runs every forward with
+    /// autograd on. (The buffers are put back after each forward.)
+    pub(super) fn detect_grad_in_forward(&self) -> Result<()> {
+        if self.grad_in_forward.borrow().is_some() {
+            return Ok(());
+        }
+        let batch = self.train.slice(0, self.batch_size);
+        let seed = crate::nn::rng::forward_seed(self.seed, 0, crate::nn::rng::Forward::Inner);
+        let buffers = SavedBuffers::take(self)?;
+        let forward = |grad: bool| -> Result<Result<Vec<(String, f64)>>> {
+            tch::manual_seed(seed);
+            let outputs = match grad {
+                true => tch::with_grad(|| self.forward(&batch)),
+                false => tch::no_grad(|| self.forward(&batch)),
+            };
+            buffers.restore(self)?;
+            Ok(outputs.map(|outputs| {
+                self.trained_losses()
+                    .filter_map(|name| Some((name.clone(), outputs.get(name)?.double_value(&[]))))
+                    .collect()
+            }))
+        };
+        let without = match forward(false)? {
+            _ if self.grad_in_forward.borrow().is_some() => return Ok(()), // flagged as it failed
+            Ok(losses) => losses,
+            Err(error) => {
+                // Failed otherwise than for lack of a graph: still not with one.
+                let cause = error.root_cause().to_string();
+                let first = cause.lines().next().unwrap_or_default().to_string();
+                *self.grad_in_forward.borrow_mut() =
+                    Some(format!("its forward fails with autograd off (\"{first}\")"));
+                return Ok(());
+            }
+        };
+        let with = forward(true)??;
+        let differs = with.iter().zip(&without).find(|((_, a), (_, b))| {
+            a.is_finite() && b.is_finite() && (a - b).abs() > 1e-5 * a.abs().max(b.abs())
+        });
+        if let Some(((name, a), (_, b))) = differs {
+            *self.grad_in_forward.borrow_mut() = Some(format!(
+                "its losses differ with autograd off (`{name}` {} with it, {} without: it reads the grad mode)",
+                readable(*a),
+                readable(*b)
+            ));
+        }
+        Ok(())
+    }
+
+    /// Said at the start when the model's forwards run with autograd on.
+    pub(super) fn grad_in_forward_note(&self) -> Option<String> {
+        let why = self.grad_in_forward.borrow();
+        why.as_ref().map(|why| {
+            format!(
+                "{}: {why}, so every forward the engine runs, evaluations and the meta step's JVPs and \
+                 finite differences included, runs with autograd on, as a PyTorch loop's training step \
+                 does (a model differentiating inside its forward, as a PINN's residual or a gradient \
+                 penalty, needs it); this costs time and memory",
+                self.model_label
+            )
+        })
     }
 
     /// `value` in the run's kind when it is floating point in another.

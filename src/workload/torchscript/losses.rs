@@ -20,8 +20,8 @@ impl TorchScript {
         // draws, as the seed at the end of `TorchScript::new`.)
         tch::manual_seed(seed);
         let outputs = self.forward(&batch)?;
-        let trained: Vec<&Tensor> = std::iter::once(&self.primary)
-            .chain(&self.auxiliary)
+        let trained: Vec<&Tensor> = self
+            .trained_losses()
             .filter_map(|name| outputs.get(name))
             .collect();
         if trained.iter().any(|loss| !loss.requires_grad()) {

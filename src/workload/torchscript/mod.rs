@@ -101,6 +101,11 @@ pub struct TorchScript {
     /// vector and MELTR see one kind; its gradient flows back through the
     /// cast.
     kind: Kind,
+    /// Why every call of the module runs with autograd on, where it must:
+    /// its forward fails without it (`torch.autograd.grad` inside it: a
+    /// PINN's residual, a gradient penalty) or its losses differ without it
+    /// ([`TorchScript::detect_grad_in_forward`]).
+    grad_in_forward: RefCell<Option<String>>,
 }
 
 impl TorchScript {
@@ -197,6 +202,7 @@ impl TorchScript {
             train_path: train_path.to_string(),
             shared,
             kind,
+            grad_in_forward: RefCell::new(None),
         };
         // The checks' training-mode forwards must not move BatchNorm
         // statistics: a PyTorch loop starts from the exported ones.
@@ -207,12 +213,18 @@ impl TorchScript {
                 .data_notes
                 .push(format!("workload.model {model_path}: {note}"));
         }
+        workload.detect_grad_in_forward()?;
         workload.check_val_batches()?;
         workload.non_finite = workload.scan_non_finite();
         exported.restore(&workload)?;
         // The combiner's initialization draws from libtorch's RNG next.
         tch::manual_seed(w.seed as i64);
         Ok(workload)
+    }
+
+    /// The losses the config trains on: the primary, then the auxiliaries.
+    fn trained_losses(&self) -> impl Iterator<Item = &String> {
+        std::iter::once(&self.primary).chain(&self.auxiliary)
     }
 
     /// The loss names in the order `forward` returns them (a model's own
@@ -261,9 +273,7 @@ impl TorchScript {
             }
         }
         self.loss_names = losses.iter().map(|(n, _)| n.to_string()).collect();
-        let trained: Vec<&String> = std::iter::once(&self.primary)
-            .chain(&self.auxiliary)
-            .collect();
+        let trained: Vec<&String> = self.trained_losses().collect();
         if trained.iter().any(|name| !self.loss_names.contains(name)) {
             return Ok(()); // workload::build names the missing loss
         }
@@ -316,12 +326,12 @@ impl TorchScript {
     fn call_loss(&self, batch: &Batch, name: &str) -> Result<Tensor> {
         plain_interpreter();
         let output = self
-            .module
-            .borrow()
-            .method_is(
-                LOSS_METHOD,
-                &[batch_ivalue(batch), IValue::String(name.to_string())],
-            )
+            .call_module(|| {
+                self.module.borrow().method_is(
+                    LOSS_METHOD,
+                    &[batch_ivalue(batch), IValue::String(name.to_string())],
+                )
+            })
             .map_err(|e| {
                 anyhow!(
                     "{}: loss(batch, \"{name}\") failed: {}",
@@ -418,6 +428,7 @@ impl Workload for TorchScript {
     fn notes(&self) -> Vec<String> {
         let mut notes = self.data_notes.clone();
         notes.extend(self.cast_note());
+        notes.extend(self.grad_in_forward_note());
         notes.extend(self.non_finite.notes.iter().cloned());
         notes.extend(self.untrained_losses_note());
         notes.extend(self.metrics_in_training_mode_note());
