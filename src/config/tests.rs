@@ -582,4 +582,8 @@ fn a_name_meant_is_a_spelling_or_the_only_abbreviated_one() {
     assert_eq!(super::name_meant("clsx_extra", losses), Some("cls"));
     assert_eq!(super::name_meant("accuracy_top5", ["accuracy"]), None);
     assert_eq!(super::name_meant("shuffle", ["shu", "shuf"]), None);
+    let kinds = ["f32", "f64"];
+    assert_eq!(super::name_meant("float64", kinds), Some("f64"));
+    assert_eq!(super::name_meant("torch.float32", kinds), Some("f32"));
+    assert_eq!(super::name_meant("float16", kinds), None);
 }

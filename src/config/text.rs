@@ -274,6 +274,17 @@ pub fn name_meant<'a>(typed: &str, names: impl IntoIterator<Item = &'a str>) -> 
                 _ => None,
             }
         })
+        .or_else(|| {
+            // Its first letter and the number it ends with: torch's dtype
+            // names (walkthrough N1's `float64` for `f64`).
+            let typed = typed.strip_prefix("torch.").unwrap_or(typed);
+            let first = typed.chars().next()?;
+            let number = typed.trim_start_matches(|c: char| !c.is_ascii_digit());
+            let short = format!("{first}{number}");
+            (!number.is_empty())
+                .then(|| names.iter().find(|n| n.eq_ignore_ascii_case(&short)))?
+                .copied()
+        })
 }
 
 /// "expected one of "a", "b", got "x"", with the choice `given` most

@@ -85,8 +85,14 @@ pub fn lower_is_better(name: &str) -> bool {
     // Errors as words (`err`, `error_rate`, `top1error`), not any "err"
     // inside a word (`referring_acc`, `transferred`).
     let error = |w: &&str| w.starts_with("err") || w.ends_with("error") || w.ends_with("err");
+    // An error's norm, relative (a PINN's `rel_l2`, walkthrough N1) or
+    // alone; not `l2_norm` (of weights, say), which has no better side.
+    const NORMS: [&str; 3] = ["l1", "l2", "linf"];
+    let relative = words.iter().any(|w| *w == "rel" || *w == "relative");
+    let norm_error = words.iter().any(|w| NORMS.contains(w)) && (relative || words.len() == 1);
     let joined: String = lower.chars().filter(char::is_ascii_alphanumeric).collect();
-    PARTS.iter().any(|part| lower.contains(part))
+    norm_error
+        || PARTS.iter().any(|part| lower.contains(part))
         || JOINED.iter().any(|part| joined.contains(part))
         || words
             .iter()
@@ -235,6 +241,9 @@ mod tests {
             "kl_divergence",
             "KLD",
             "pinball",
+            "rel_l2",
+            "relative-L1",
+            "l2",
         ] {
             assert!(lower_is_better(lower), "{lower}");
         }
@@ -263,6 +272,7 @@ mod tests {
             "cmc_rank5",
             "dist2",
             "deviance_explained",
+            "l2_norm",
         ] {
             assert!(!lower_is_better(higher), "{higher}");
         }

@@ -406,15 +406,21 @@ impl Trainer {
 }
 
 /// The meta step's fallback routes (one for the Hessian-vector products,
-/// one for the loss JVP) not among those said last, as events; `said`
-/// becomes this step's.
+/// one for the loss JVP) not among those said last for their kind, as
+/// events; `said` keeps each kind's last. A kind this step did not take
+/// (no products at `aid.iterations = 0`) keeps its route: walkthrough N2's
+/// products' route was said again each time a live edit raised J from 0.
 pub(super) fn routes_not_said(said: &mut Vec<String>, routes: Vec<String>) -> Vec<String> {
-    let messages = routes
-        .iter()
-        .filter(|why| !said.contains(why))
-        .map(|why| format!("the meta step takes {why}"))
-        .collect();
-    *said = routes;
+    let kind = |why: &str| why.split(" by ").next().unwrap_or(why).to_string();
+    let mut messages = Vec::new();
+    for why in routes {
+        if said.contains(&why) {
+            continue;
+        }
+        messages.push(format!("the meta step takes {why}"));
+        said.retain(|before| kind(before) != kind(&why));
+        said.push(why);
+    }
     messages
 }
 

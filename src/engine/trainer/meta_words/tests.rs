@@ -284,7 +284,17 @@ fn each_fallback_route_is_said_once() {
         1
     );
     assert_eq!(
-        routes_not_said(&mut said, vec![hvp.clone(), jvp]),
+        routes_not_said(&mut said, vec![hvp.clone(), jvp.clone()]),
         vec![format!("the meta step takes {hvp}")]
+    );
+    // Products left out for a while (J = 0) and back on the same route: not
+    // said again.
+    assert_eq!(
+        routes_not_said(&mut said, vec![jvp.clone()]),
+        Vec::<String>::new()
+    );
+    assert_eq!(
+        routes_not_said(&mut said, vec![hvp, jvp]),
+        Vec::<String>::new()
     );
 }
