@@ -700,6 +700,38 @@ fn a_model_differentiating_inside_its_forward_replays() {
     }
 }
 
+/// A model that computes from θ under `no_grad` (an EMA teacher in buffers,
+/// updated in the forward, and its features as targets; walkthrough N3):
+/// forward-mode AD carries tangents through that code, the public
+/// algorithm's reverse mode does not. The first factorized meta step finds
+/// the two apart and says so, and the products take reverse mode from then
+/// on; a model without such code keeps forward mode, unsaid.
+#[test]
+fn a_model_computing_from_theta_under_no_grad_replays_factorized() {
+    let _serial = serial();
+    let said = |lines: &[MetricLine]| {
+        lines.iter().any(|l| {
+            matches!(&l.record, Record::Event { message, .. }
+                if message.contains("forward-mode AD differs from reverse mode"))
+        })
+    };
+    let dir = flag_model_task("ema_teacher.pt", &[], &[]);
+    for iterations in [0, 2] {
+        let mut config = traced_config(&dir, ("primary", &["aux"]), "factorized", iterations);
+        config.aid.jvp = meltr_tui::config::JvpMethod::Auto;
+        let lines = assert_replays(&format!("ema-teacher-j{iterations}"), config);
+        assert!(said(&lines), "the run should say forward mode was left");
+    }
+    let dir = flag_model_task("running_mean.pt", &[], &[]);
+    let mut config = traced_config(&dir, ("primary", &["aux"]), "factorized", 2);
+    config.aid.jvp = meltr_tui::config::JvpMethod::Auto;
+    let lines = assert_replays("running-mean-auto-j2", config);
+    assert!(
+        !said(&lines),
+        "a model without no_grad code keeps forward mode"
+    );
+}
+
 /// A held-out shape of model: Conv2d, BatchNorm2d, max pooling, Dropout2d
 /// and a label-smoothed stock cross entropy, factorized at J = 2: dropout
 /// masks drawn alike, running statistics moved alike, and the Hessian-vector

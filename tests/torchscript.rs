@@ -1959,6 +1959,31 @@ fn a_sparse_gradient_is_said_to_be_taken_dense() {
     );
 }
 
+/// An auxiliary on a head of its own, sharing no parameter with the
+/// primary, is said by `check` (walkthrough L3: unsaid, its learned weight
+/// read as a judgement of it); one sharing the body is not.
+#[test]
+fn an_auxiliary_apart_from_the_primary_is_said() {
+    let tmp = tempfile::tempdir().unwrap();
+    let train = flag_data(&tmp.path().join("train.safetensors"), 64, 4, &[]);
+    let val = flag_data(&tmp.path().join("val.safetensors"), 16, 4, &[]);
+    let said_of = |model: &str| {
+        let cfg = flag_config(tmp.path(), model, model, &train, &val);
+        let out = bin().arg("check").arg("-c").arg(&cfg).output().unwrap();
+        assert!(out.status.success(), "{}", text(&out));
+        text(&out)
+    };
+    let apart =
+        "aux's gradient on the first batch is nonzero on none of the parameters the primary's is";
+    let said = said_of("own_head.pt");
+    assert!(said.contains(apart), "{said}");
+    let said = said_of("running_mean.pt");
+    assert!(
+        !said.contains("nonzero on none of the parameters"),
+        "{said}"
+    );
+}
+
 /// One inf among NaN the model masks (walkthrough J2): the warning counts
 /// each kind, names the inf rows, and says the model masks the NaN but
 /// not the inf (it said "does not mask them" of all 951).

@@ -70,6 +70,7 @@ pub(super) fn check(
         first_shares,
         first_gradient_ratios,
         non_finite_gradients,
+        apart_from_primary,
         non_finite,
         zero,
         copy_readings,
@@ -195,6 +196,7 @@ pub(super) fn check(
             .into_iter()
             .chain(copies)
             .chain(gradient_hint(shares))
+            .chain(apart_hint(&apart_from_primary))
             .chain(flat_hint(&first_losses, shares, &first_gradient_ratios))
             .collect(),
     };
@@ -298,6 +300,36 @@ fn share_words(shares: &[(String, f64)]) -> String {
         "{} (shares of the first batch's gradient, equal weights as under `sum`)",
         each.join(", ")
     )
+}
+
+/// Auxiliaries whose gradient reaches none of the primary's parameters on
+/// the first batch (walkthrough L3's loss on a head of its own went unsaid,
+/// and its learned weight read as a judgement of it).
+fn apart_hint(apart: &[String]) -> Option<String> {
+    let (first, rest) = apart.split_first()?;
+    let (names, it, its, is, a_loss) = match rest.is_empty() {
+        true => (
+            format!("{first}'s gradient"),
+            "it",
+            "its",
+            "is",
+            "such a loss",
+        ),
+        false => (
+            format!("the gradients of {}", apart.join(", ")),
+            "they",
+            "their",
+            "are",
+            "such losses",
+        ),
+    };
+    Some(format!(
+        "{names} on the first batch {is} nonzero on none of the parameters the primary's is (a head of {its} \
+         own): through the model {it} can neither help nor hurt the primary, and {its} weight trains only \
+         {its} own parameters; MELTR's meta step sees no effect of {it} on the primary's validation loss (the \
+         γ term still pulls the weights towards the plain sum's). To only log {a_loss}, return {it} as a \
+         `metric/` output"
+    ))
 }
 
 /// An auxiliary with at least this share of the first batch's gradient

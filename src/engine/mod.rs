@@ -73,6 +73,9 @@ pub struct Checked {
     pub first_gradient_ratios: Vec<(String, f64)>,
     /// The losses whose own gradient is not finite on the first batch.
     pub non_finite_gradients: Vec<String>,
+    /// The auxiliaries whose gradient there is nonzero on none of the
+    /// parameters the primary's is.
+    pub apart_from_primary: Vec<String>,
     /// The losses not finite on some of the training batches scanned, with
     /// those batches' steps.
     pub non_finite: Vec<(String, Vec<u64>)>,
@@ -115,6 +118,9 @@ pub fn check_scanning(config: &crate::config::Config, batches: u64) -> Result<Ch
             let non_finite_gradients = first_shares
                 .as_ref()
                 .map_or(Vec::new(), |s| s.non_finite_gradients.clone());
+            let apart_from_primary = first_shares
+                .as_ref()
+                .map_or(Vec::new(), |s| s.apart_from_primary.clone());
             let first_gradient_ratios = first_shares.as_ref().map_or(Vec::new(), |shares| {
                 shares
                     .by_loss
@@ -159,6 +165,7 @@ pub fn check_scanning(config: &crate::config::Config, batches: u64) -> Result<Ch
                 first_shares,
                 first_gradient_ratios,
                 non_finite_gradients,
+                apart_from_primary,
                 non_finite,
                 zero,
                 copy_readings,

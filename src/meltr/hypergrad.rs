@@ -250,6 +250,9 @@ pub fn hypergradient_timed(
                 aux_grad: RefCell::new(None),
             };
             drop((losses, combined, objective));
+            if settings.jvp == JvpMethod::Auto {
+                jvps.check_forward_mode(&g);
+            }
             let (p, stop) = neumann(&|v| jvps.hvp(v), g, settings)?;
             jvps.end_products();
             neumann_stop = stop;
@@ -400,6 +403,10 @@ pub struct JvpRoutes {
     /// The fused kernel families the routes that need them off turn off
     /// (those the failures named: [`crate::nn::math_kernels::named_in`]).
     fused_off: std::cell::Cell<i64>,
+    /// Whether forward mode was compared with reverse mode on this model
+    /// ([`Jvps::check_forward_mode`]), and whether they differed.
+    forward_checked: std::cell::Cell<bool>,
+    forward_departs: std::cell::Cell<bool>,
 }
 
 impl JvpRoutes {
@@ -629,6 +636,11 @@ impl<'a, 'p> Jvps<'a, 'p> {
             JvpMethod::Differences | JvpMethod::OneSided => hvp_by_differences(problem, v),
             JvpMethod::Auto => {
                 let slot = &self.routes.hvp;
+                // Said when products are first taken (none at J = 0).
+                if self.routes.forward_departs.get() && self.routes.hvp_route().is_none() {
+                    let why = "forward-mode AD differs from reverse mode on this model (the loss JVP's route says how)";
+                    fall_back(slot, HvpRoute::DoubleBackward, why.to_string());
+                }
                 if self.routes.hvp_route().is_none() {
                     match forward_over_reverse() {
                         Ok(hv) => return Ok(hv),
@@ -715,14 +727,51 @@ impl<'a, 'p> Jvps<'a, 'p> {
     /// `∇_θ l_k · p` for every k, `at` being `l(θ)`: forward mode; under
     /// `Auto`, once that failed, forward mode with the fused kernels off,
     /// then one backward per loss, then differences.
+    /// Forward mode carries tangents through the model's `no_grad` code
+    /// (PyTorch's forward AD ignores the grad mode), where the public
+    /// algorithm's reverse mode sees constants: an EMA teacher updated in
+    /// the forward (walkthrough N3: hypergradients 1.5e-3 off at the first
+    /// meta step, 2e-2 later), soft targets taken under `no_grad`. Once per
+    /// run the loss JVP along `v` is taken both ways; where they differ,
+    /// the products take reverse mode from then on (one backward pass per
+    /// loss, and double backward). A failure either way is left to the
+    /// routes.
+    fn check_forward_mode(&self, v: &[Tensor]) {
+        if self.routes.forward_checked.replace(true) || self.routes.loss_jvp_route().is_some() {
+            return;
+        }
+        let (Ok(forward), Ok(backward)) = (
+            self.forward_jvp(v, false),
+            loss_jvp_by_backward(self.problem, v),
+        ) else {
+            return;
+        };
+        let Some(departure) = forward_mode_departure(&forward, &backward) else {
+            return;
+        };
+        let why = format!(
+            "forward-mode AD differs from reverse mode on this model ({departure:.1e} relative, at the first \
+             meta step): its forward computes from θ under no_grad (an EMA teacher updated in the forward, \
+             targets taken under no_grad), which forward mode differentiates and the public algorithm's \
+             reverse mode does not"
+        );
+        self.routes.forward_departs.set(true);
+        fall_back(&self.routes.loss_jvp, LossJvpRoute::Backward, why);
+    }
+
+    /// The loss JVP along `p` by forward mode, the fused kernels off when
+    /// `math_kernels`.
+    fn forward_jvp(&self, p: &[Tensor], math_kernels: bool) -> Result<Tensor> {
+        let problem = self.problem;
+        let off = self.routes.off_if(math_kernels);
+        let _math = crate::nn::math_kernels::MathKernels::enter_if(off)?;
+        let losses = || tch::no_grad(|| (problem.train_losses)());
+        Ok(super::forward_ad::jvp(problem.theta, p, &losses)?.1)
+    }
+
     fn loss_jvp(&self, p: &[Tensor], at: &Tensor) -> Result<Tensor> {
         let problem = self.problem;
-        let forward = |math_kernels: bool| -> Result<Tensor> {
-            let off = self.routes.off_if(math_kernels);
-            let _math = crate::nn::math_kernels::MathKernels::enter_if(off)?;
-            let losses = || tch::no_grad(|| (problem.train_losses)());
-            Ok(super::forward_ad::jvp(problem.theta, p, &losses)?.1)
-        };
+        let forward = |math_kernels: bool| self.forward_jvp(p, math_kernels);
         if self.method == JvpMethod::Forward {
             return forward(false).map_err(forward_failed);
         }
@@ -920,6 +969,30 @@ fn loss_jvp_by_backward(problem: &MetaProblem, p: &[Tensor]) -> Result<Tensor> {
         })
         .collect::<Result<Vec<_>>>()?;
     Ok(Tensor::stack(&jvps, 0).to_kind(losses.kind()))
+}
+
+/// How far the loss JVP by forward mode departs from reverse mode's, the
+/// largest of the losses' relative differences, when beyond rounding (1e-7
+/// in f64, 1e-3 in f32; a loss whose JVP is under 1e-3 of the largest
+/// counts relative to that).
+fn forward_mode_departure(forward: &Tensor, backward: &Tensor) -> Option<f64> {
+    let tolerance = match forward.kind() {
+        tch::Kind::Double => 1e-7,
+        _ => 1e-3,
+    };
+    let values = |t: &Tensor| Vec::<f64>::try_from(t.to_kind(tch::Kind::Double)).ok();
+    let (forward, backward) = (values(forward)?, values(backward)?);
+    let scale = forward
+        .iter()
+        .chain(&backward)
+        .map(|v| v.abs())
+        .fold(0.0, f64::max);
+    let departure = forward
+        .iter()
+        .zip(&backward)
+        .map(|(f, b)| (f - b).abs() / f.abs().max(b.abs()).max(1e-3 * scale))
+        .fold(0.0, f64::max);
+    (scale > 0.0 && departure > tolerance).then_some(departure)
 }
 
 /// `∇_θ l_k · p` for every k, `≈ (l(θ+εp) − l(θ−εp)) / 2ε`.

@@ -32,6 +32,9 @@ pub struct FirstShares {
     pub by_loss: Vec<(String, f64, f64)>,
     /// The losses whose own gradient is not finite.
     pub non_finite_gradients: Vec<String>,
+    /// The auxiliaries whose gradient is nonzero on none of the parameters
+    /// the primary's is (walkthrough L3's loss on a head of its own).
+    pub apart_from_primary: Vec<String>,
 }
 
 /// The names of the validation losses and metrics not finite in an
@@ -102,16 +105,30 @@ impl Trainer {
     /// inputs trained no step, and `check` said "ok").
     pub fn first_batch_shares(&self) -> Result<FirstShares> {
         let _draws = crate::nn::rng::global_draws();
-        let (shares, norms) = self.on_batch(1, |losses| {
+        let (shares, norms, reaches) = self.on_batch(1, |losses| {
             let shares = shares::per_loss(losses, &losses.ones_like(), &self.theta)?;
             let norms = shares.squared_norms.expect("per_loss takes each gradient");
+            let reaches = shares.reaches.expect("per_loss takes each gradient");
             let double = |t: Tensor| Vec::<f64>::try_from(t.to_kind(Kind::Double));
             let norms = Tensor::cat(&[norms, shares.squared_norm.reshape([1])], 0);
-            Ok((double(shares.shares)?, double(norms)?))
+            let reaches = Vec::<Vec<bool>>::try_from(reaches.to_device(tch::Device::Cpu))?;
+            Ok((double(shares.shares)?, double(norms)?, reaches))
         })?;
+        let apart_from_primary = match reaches.split_first() {
+            Some((primary, auxiliary)) if primary.iter().any(|&r| r) => auxiliary
+                .iter()
+                .zip(&self.loss_names[1..])
+                .filter(|(reach, _)| {
+                    reach.iter().any(|&r| r) && !reach.iter().zip(primary).any(|(&a, &p)| a && p)
+                })
+                .map(|(_, name)| name.clone())
+                .collect(),
+            _ => Vec::new(),
+        };
         let (own, combined) = norms.split_at(self.loss_names.len());
         let by_loss = self.loss_names.iter().cloned().zip(shares).zip(own);
         Ok(FirstShares {
+            apart_from_primary,
             non_finite_gradients: by_loss
                 .clone()
                 .filter(|(_, norm)| !norm.is_finite())
