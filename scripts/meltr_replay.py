@@ -808,6 +808,14 @@ class Trainer:
                     "already runs on the math path here; or export the op that lacks one from elementary ops)"
                 ) from None
             raise
+        if not all(bool(torch.isfinite(h).all()) for h in result.hyper):
+            # The public code would step φ to NaN and train on (walkthrough
+            # N4's replay ended at c-index 0 with exit status 0).
+            raise ReplayError(
+                f"the hypergradient is not finite at the meta step of step {step} (a second derivative of "
+                "the model that is NaN, e.g. logcumsumexp's double backward where a gradient is 0); the public "
+                "algorithm would step φ to NaN here. The engine skips such a meta update and says so; "
+                "aid.mode = \"factorized\" takes first derivatives of the losses only")
         for p, h in zip(self.phi, result.hyper):
             p.grad = h.clone()
         torch.nn.utils.clip_grad_norm_(self.phi, s.meta_grad_clip)
@@ -945,6 +953,13 @@ def need(tensors: Dict[str, Tensor], key: str, source: str, shape: Optional[Tupl
 
 
 NONFINITE = 1e300  # how the report writes a NaN or infinite error (JSON has neither)
+
+
+def error_words(error: float) -> str:
+    """An error as the console shows it: a NaN or infinite one (a value
+    not finite on one side; walkthrough N4 read 1.00e+300 as a huge
+    engine error) in words."""
+    return "non-finite" if error >= NONFINITE else f"{error:.2e}"
 PARITY_GROUPS = ("losses", "theta", "phi", "hyper", "reg", "buffers")
 # The issue's bound, and tests/parity.rs's: f64 runs show about 1e-12.
 PARITY_TOLERANCE = 1e-6
@@ -1045,7 +1060,7 @@ def verdict(worst: Dict[str, float], worst_step: Dict[str, Optional[int]],
     if bounds is None:
         return None, ("parity: no verdict (the engine ran in f32; trace with train.dtype = \"f64\", "
                       "or give --tolerance)")
-    outside = [f"{g} {worst[g]:.2e} > {bounds[g]:.0e} (worst at step {worst_step[g]})"
+    outside = [f"{g} {error_words(worst[g])} > {bounds[g]:.0e} (worst at step {worst_step[g]})"
                for g in PARITY_GROUPS if worst_step[g] is not None and not worst[g] <= bounds[g]]
     if outside:
         return False, "parity: FAILED: " + "; ".join(outside)
@@ -1095,7 +1110,7 @@ def replay(session: str, report_path: Optional[str], tolerance: Optional[float] 
                 worst[group], worst_step[group] = value, t
         per_step.append({"step": t, "meta": result is not None, **errors})
         print(f"step {t:5d}{' meta' if result is not None else '     '}  "
-              + "  ".join(f"{g} {v:.2e}" for g, v in errors.items()), flush=True)
+              + "  ".join(f"{g} {error_words(v)}" for g, v in errors.items()), flush=True)
 
     passed, verdict_line = verdict(worst, worst_step, parity_bounds(trainer.s.dtype, jvp, tolerance))
     report = {
@@ -1118,7 +1133,7 @@ def replay(session: str, report_path: Optional[str], tolerance: Optional[float] 
     if len(notes) > 20:
         print(f"note: ... {len(notes) - 20} more in the report")
     print("max relative error: " + "  ".join(
-        f"{g} {v:.2e}" if worst_step[g] is not None else f"{g} n/a" for g, v in worst.items()))
+        f"{g} {error_words(v)}" if worst_step[g] is not None else f"{g} n/a" for g, v in worst.items()))
     print(f"report: {report_path}")
     print(verdict_line)
     return report
@@ -1376,7 +1391,7 @@ def run(config: str, seed: int, steps: Optional[int], out: str, threads: int, dt
         json.dump(summary, f, indent=1)
     # The summary's gist; the whole of it is in `out`.
     print("validation metrics: " + "  ".join(f"{k} {v:.4g}" for k, v in metrics.items())
-          + f" (and at {len(evals)} evaluations, every train.eval_every = {settings.eval_every} steps, in `evals`)")
+          + f" (and at {len(evals)} evaluation{'s' if len(evals) != 1 else ''}, every train.eval_every = {settings.eval_every} steps, in `evals`)")
     print(f"weights over the last {len(weights)} steps (meltr-tui's table takes the median of its logged lines "
           "in the last 10% of steps): mean "
           + "  ".join(f"{n} {w:.3g}" for n, w in summary["weights"].items())

@@ -108,7 +108,8 @@ pub enum Cmd {
         #[arg(long, value_parser = arg_checks::group_name)]
         group: Option<String>,
     },
-    /// Start a new session from CONFIG.
+    /// Start a new session from CONFIG: in the TUI (as `new`), or with
+    /// --headless in this terminal, or with --detach in a runner of its own.
     Run {
         /// The run's config file (TOML; e.g. configs/default.toml).
         #[arg(short, long)]

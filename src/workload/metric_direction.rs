@@ -117,7 +117,16 @@ pub fn score_direction(name: &str) -> Option<bool> {
     if lower_is_better(name) {
         return Some(false);
     }
-    const PARTS: [&str; 6] = ["acc", "recall", "precision", "score", "correlation", "bleu"];
+    // Survival's concordance (Harrell's `c_index`, walkthrough N4) too.
+    const PARTS: [&str; 7] = [
+        "acc",
+        "recall",
+        "precision",
+        "score",
+        "correlation",
+        "bleu",
+        "concordance",
+    ];
     const WORDS: [&str; 22] = [
         "f1", "auc", "auroc", "r2", "map", "ap", "mrr", "ndcg", "iou", "miou", "dice", "rouge",
         "meteor", "cider", "spice", "kappa", "spearman", "pearson", "corr", "psnr", "ssim", "hits",
@@ -133,7 +142,9 @@ pub fn score_direction(name: &str) -> Option<bool> {
     let at_k = lower.starts_with("r@")
         || lower.starts_with("hit")
         || words.iter().any(|w| counted(w, "top") || counted(w, "r"));
+    let joined: String = lower.chars().filter(char::is_ascii_alphanumeric).collect();
     let known = at_k
+        || joined.contains("cindex")
         || PARTS.iter().any(|part| lower.contains(part))
         || words.iter().any(|w| WORDS.contains(w));
     known.then_some(true)
@@ -176,6 +187,9 @@ mod tests {
             "r1",
             "r10",
             "t2v_r5",
+            "c_index",
+            "C-Index",
+            "concordance",
         ] {
             assert_eq!(score_direction(higher), Some(true), "{higher}");
         }

@@ -315,7 +315,10 @@ impl Trainer {
                                 drawn_batches(m.drew),
                                 m.losses.as_ref().map_or(String::new(), |losses| {
                                     let values = Self::host_values(losses);
-                                    format!("; {}", hypergradient_cause(&self.loss_names, &values))
+                                    let exact = self.config.aid.mode == AidMode::Exact;
+                                    let cause =
+                                        hypergradient_cause(&self.loss_names, &values, exact);
+                                    format!("; {cause}")
                                 })
                             ),
                             None => {

@@ -127,7 +127,9 @@ pub(super) fn drawn_batches(drew: Option<(u64, Option<u64>)>) -> String {
             .to_string();
     };
     match val {
-        Some(val) if val == train => format!("both losses on the training batch of step {train}"),
+        Some(val) if val == train => {
+            format!("the training and validation losses on the training batch of step {train}")
+        }
         Some(val) => {
             format!("the training batches of step {train} (training losses) and step {val} (validation loss)")
         }
@@ -138,7 +140,10 @@ pub(super) fn drawn_batches(drew: Option<(u64, Option<u64>)>) -> String {
 /// What a non-finite hypergradient came from, from the losses its meta
 /// step was taken on: `values` holds the validation primary, then the
 /// training losses in `names`' order.
-pub(super) fn hypergradient_cause(names: &[String], values: &[f64]) -> String {
+/// `exact`: the meta step took the model's second derivatives (walkthrough
+/// N4's Cox loss: logcumsumexp's double backward is NaN where a gradient is
+/// 0, and every exact meta step was skipped, the factorized ones not).
+pub(super) fn hypergradient_cause(names: &[String], values: &[f64], exact: bool) -> String {
     let Some((&val, train)) = values.split_first() else {
         return "its losses unread".to_string();
     };
@@ -158,9 +163,17 @@ pub(super) fn hypergradient_cause(names: &[String], values: &[f64]) -> String {
     };
     let not_finite = listed(false);
     if not_finite.is_empty() {
+        let hint = match exact {
+            true => {
+                "; aid.mode = \"exact\" differentiates the model twice, and an op's double backward can \
+                 be NaN where its gradient is finite (logcumsumexp's where a gradient is 0): \
+                 aid.mode = \"factorized\" at aid.iterations = 0 takes none"
+            }
+            false => "",
+        };
         format!(
             "from finite losses ({}): a product through the model or MELTR's second \
-             derivatives is NaN or inf",
+             derivatives is NaN or inf{hint}",
             listed(true).join(", ")
         )
     } else {

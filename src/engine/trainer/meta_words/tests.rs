@@ -18,19 +18,25 @@ fn a_small_primary_weight_whose_loss_fell_names_the_likely_carrier() {
 fn a_non_finite_hypergradient_names_its_non_finite_losses_or_lists_all() {
     let names = ["primary", "aux"].map(String::from);
     assert_eq!(
-        hypergradient_cause(&names, &[0.5, 0.25, f64::INFINITY]),
+        hypergradient_cause(&names, &[0.5, 0.25, f64::INFINITY], false),
         "non-finite loss: training aux inf"
     );
     assert_eq!(
-        hypergradient_cause(&names, &[f64::NAN, 0.25, 2.0]),
+        hypergradient_cause(&names, &[f64::NAN, 0.25, 2.0], true),
         "non-finite loss: validation primary NaN"
     );
-    let finite = hypergradient_cause(&names, &[0.5, 0.25, 2.0]);
+    let finite = hypergradient_cause(&names, &[0.5, 0.25, 2.0], false);
     assert!(
         finite.starts_with(
             "from finite losses (validation primary 0.5, training primary 0.25, training aux 2)"
-        ),
+        ) && !finite.contains("factorized"),
         "{finite}"
+    );
+    // Exact mode's own second derivatives may be the NaN (walkthrough N4).
+    let exact = hypergradient_cause(&names, &[0.5, 0.25, 2.0], true);
+    assert!(
+        exact.ends_with("aid.mode = \"factorized\" at aid.iterations = 0 takes none"),
+        "{exact}"
     );
 }
 
@@ -107,7 +113,7 @@ fn the_advised_alpha_is_a_ceiling_at_two_over_the_largest_eigenvalue() {
 fn a_skipped_meta_step_names_the_batches_it_drew() {
     assert_eq!(
         drawn_batches(Some((42, Some(42)))),
-        "both losses on the training batch of step 42"
+        "the training and validation losses on the training batch of step 42"
     );
     assert!(drawn_batches(Some((42, Some(45)))).contains("step 42 (training losses) and step 45"));
     assert!(drawn_batches(Some((42, None))).contains("held-out"));
