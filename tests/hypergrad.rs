@@ -804,10 +804,12 @@ fn auto_takes_double_backward_where_forward_over_reverse_is_missing() {
         exact.iter().any(|v| v.abs() > 1e-6),
         "hypergradient is trivially zero"
     );
-    // Training forwards at J = 2: the γ term's, forward over reverse's
-    // failed attempt, one for both double-backward products (their
-    // gradient and its graph are kept across the series), the loss JVP's.
-    assert_eq!(first_forwards, 4);
+    // Training forwards at J = 2: the γ term's, the run's one comparison
+    // of forward with reverse mode (a forward-mode JVP and a forward with
+    // its graph), forward over reverse's failed attempt, one for both
+    // double-backward products (their gradient and its graph are kept
+    // across the series), the loss JVP's.
+    assert_eq!(first_forwards, 6);
     // The next meta step skips the attempt that failed and starts the
     // products from the γ term's forward: the same hypergradient, and it
     // still says what it takes.
