@@ -724,9 +724,6 @@ impl<'a, 'p> Jvps<'a, 'p> {
         self.aux_grad.take();
     }
 
-    /// `∇_θ l_k · p` for every k, `at` being `l(θ)`: forward mode; under
-    /// `Auto`, once that failed, forward mode with the fused kernels off,
-    /// then one backward per loss, then differences.
     /// Forward mode carries tangents through the model's `no_grad` code
     /// (PyTorch's forward AD ignores the grad mode), where the public
     /// algorithm's reverse mode sees constants: an EMA teacher updated in
@@ -769,6 +766,9 @@ impl<'a, 'p> Jvps<'a, 'p> {
         Ok(super::forward_ad::jvp(problem.theta, p, &losses)?.1)
     }
 
+    /// `∇_θ l_k · p` for every k, `at` being `l(θ)`: forward mode; under
+    /// `Auto`, once that failed, forward mode with the fused kernels off,
+    /// then one backward per loss, then differences.
     fn loss_jvp(&self, p: &[Tensor], at: &Tensor) -> Result<Tensor> {
         let problem = self.problem;
         let forward = |math_kernels: bool| self.forward_jvp(p, math_kernels);

@@ -29,9 +29,6 @@ pub struct Shares {
     /// ([`per_loss`]): a share near 0 may be a flat loss or one at right
     /// angles to the rest, which only this tells apart.
     pub squared_norms: Option<Tensor>,
-    /// Which θ tensors each loss's own gradient is nonzero on, `[K, P]`
-    /// booleans, where its gradient was taken alone ([`per_loss`]).
-    pub reaches: Option<Tensor>,
     /// G itself (detached), when it came out of one backward through the
     /// model seeded with the effective weights: the combined loss's
     /// gradient by the same ops, so the step's update can use it instead
@@ -53,13 +50,21 @@ pub fn by_double_backward(losses: &Tensor, weights: &Tensor, theta: &[Tensor]) -
         shares: &weights * &along[0] / &squared_norm,
         squared_norm,
         squared_norms: None,
-        reaches: None,
         combined: Some((constant, reached)),
     })
 }
 
 /// By one backward per loss through the retained graph of `losses` (kept).
 pub fn per_loss(losses: &Tensor, weights: &Tensor, theta: &[Tensor]) -> Result<Shares> {
+    Ok(per_loss_with_gradients(losses, weights, theta)?.0)
+}
+
+/// [`per_loss`], and each loss's own gradient (`[K][P]`).
+pub fn per_loss_with_gradients(
+    losses: &Tensor,
+    weights: &Tensor,
+    theta: &[Tensor],
+) -> Result<(Shares, Vec<Vec<Tensor>>)> {
     let weights = weights.detach();
     let per_loss: Vec<Vec<Tensor>> = (0..losses.size1()?)
         .map(|k| grad(&[&losses.get(k)], theta, true, false))
@@ -83,23 +88,28 @@ pub fn per_loss(losses: &Tensor, weights: &Tensor, theta: &[Tensor]) -> Result<S
     );
     let squared_norm = dot(&combined, &combined);
     let squared_norms = Tensor::stack(&per_loss.iter().map(|g| dot(g, g)).collect::<Vec<_>>(), 0);
-    // (Nonzero, not reached: the loss vector's stack carries every loss's
-    // backward to each parameter, with zeros.)
-    let reaches: Vec<Tensor> = per_loss
+    let shares = Shares {
+        shares: &weights * along / &squared_norm,
+        squared_norm,
+        squared_norms: Some(squared_norms),
+        // Summed in another order than a backward would: not bit for bit.
+        combined: None,
+    };
+    Ok((shares, per_loss))
+}
+
+/// Which θ tensors each gradient of `per_loss` is nonzero on, `[K, P]`
+/// booleans. (Nonzero, not reached: the loss vector's stack carries every
+/// loss's backward to each parameter, with zeros.)
+pub fn nonzero_on(per_loss: &[Vec<Tensor>]) -> Tensor {
+    let rows: Vec<Tensor> = per_loss
         .iter()
         .map(|g| {
             let each: Vec<Tensor> = g.iter().map(|t| t.square().sum(t.kind())).collect();
             Tensor::stack(&each, 0).gt(0.0)
         })
         .collect();
-    Ok(Shares {
-        shares: &weights * along / &squared_norm,
-        squared_norm,
-        squared_norms: Some(squared_norms),
-        reaches: Some(Tensor::stack(&reaches, 0)),
-        // Summed in another order than a backward would: not bit for bit.
-        combined: None,
-    })
+    Tensor::stack(&rows, 0)
 }
 
 #[cfg(test)]

@@ -106,9 +106,10 @@ impl Trainer {
     pub fn first_batch_shares(&self) -> Result<FirstShares> {
         let _draws = crate::nn::rng::global_draws();
         let (shares, norms, reaches) = self.on_batch(1, |losses| {
-            let shares = shares::per_loss(losses, &losses.ones_like(), &self.theta)?;
+            let (shares, gradients) =
+                shares::per_loss_with_gradients(losses, &losses.ones_like(), &self.theta)?;
             let norms = shares.squared_norms.expect("per_loss takes each gradient");
-            let reaches = shares.reaches.expect("per_loss takes each gradient");
+            let reaches = shares::nonzero_on(&gradients);
             let double = |t: Tensor| Vec::<f64>::try_from(t.to_kind(Kind::Double));
             let norms = Tensor::cat(&[norms, shares.squared_norm.reshape([1])], 0);
             let reaches = Vec::<Vec<bool>>::try_from(reaches.to_device(tch::Device::Cpu))?;

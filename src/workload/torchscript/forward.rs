@@ -16,6 +16,13 @@ fn lacks_a_graph(error: &TchError) -> bool {
     message.contains("does not require grad") || message.contains("does not have a grad_fn")
 }
 
+/// Why a model runs with autograd on, from the error its forward gave
+/// without it.
+fn fails_without_autograd(error: &str) -> String {
+    let first = error.lines().next().unwrap_or_default();
+    format!("its forward fails with autograd off (\"{first}\")")
+}
+
 impl TorchScript {
     /// One forward pass: every output, losses and metrics, by name. Errors
     /// name the model file (callers add which batch).
@@ -106,10 +113,8 @@ impl TorchScript {
         match call() {
             Err(error) if lacks_a_graph(&error) => match tch::with_grad(&call) {
                 Ok(output) => {
-                    let message = torch_message(&error);
-                    let first = message.lines().next().unwrap_or_default();
                     *self.grad_in_forward.borrow_mut() =
-                        Some(format!("its forward fails with autograd off (\"{first}\")"));
+                        Some(fails_without_autograd(&torch_message(&error)));
                     Ok(output)
                 }
                 Err(_) => Err(error),
@@ -151,9 +156,7 @@ impl TorchScript {
             Err(error) => {
                 // Failed otherwise than for lack of a graph: still not with one.
                 let cause = error.root_cause().to_string();
-                let first = cause.lines().next().unwrap_or_default().to_string();
-                *self.grad_in_forward.borrow_mut() =
-                    Some(format!("its forward fails with autograd off (\"{first}\")"));
+                *self.grad_in_forward.borrow_mut() = Some(fails_without_autograd(&cause));
                 return Ok(());
             }
         };
