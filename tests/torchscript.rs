@@ -1967,17 +1967,28 @@ fn an_auxiliary_apart_from_the_primary_is_said() {
     let tmp = tempfile::tempdir().unwrap();
     let train = flag_data(&tmp.path().join("train.safetensors"), 64, 4, &[]);
     let val = flag_data(&tmp.path().join("val.safetensors"), 16, 4, &[]);
-    let said_of = |model: &str| {
+    let said_of = |model: &str, combiner: &str| {
         let cfg = flag_config(tmp.path(), model, model, &train, &val);
-        let out = bin().arg("check").arg("-c").arg(&cfg).output().unwrap();
+        let out = bin()
+            .arg("check")
+            .arg("-c")
+            .arg(&cfg)
+            .arg("--set")
+            .arg(format!("combiner.kind={combiner}"))
+            .output()
+            .unwrap();
         assert!(out.status.success(), "{}", text(&out));
         text(&out)
     };
     let apart =
         "aux's gradient on the first batch is nonzero on none of the parameters the primary's is";
-    let said = said_of("own_head.pt");
-    assert!(said.contains(apart), "{said}");
-    let said = said_of("running_mean.pt");
+    let meta_step = "MELTR's meta step sees no effect of it";
+    let said = said_of("own_head.pt", "meltr");
+    assert!(said.contains(apart) && said.contains(meta_step), "{said}");
+    // Under `sum` nothing meta-learns: the hint keeps to the model.
+    let said = said_of("own_head.pt", "sum");
+    assert!(said.contains(apart) && !said.contains(meta_step), "{said}");
+    let said = said_of("running_mean.pt", "meltr");
     assert!(
         !said.contains("nonzero on none of the parameters"),
         "{said}"

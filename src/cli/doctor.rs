@@ -196,7 +196,10 @@ pub(super) fn check(
             .into_iter()
             .chain(copies)
             .chain(gradient_hint(shares))
-            .chain(apart_hint(&apart_from_primary))
+            .chain(apart_hint(
+                &apart_from_primary,
+                config.combiner.kind == crate::config::CombinerKind::Meltr,
+            ))
             .chain(flat_hint(&first_losses, shares, &first_gradient_ratios))
             .collect(),
     };
@@ -304,8 +307,9 @@ fn share_words(shares: &[(String, f64)]) -> String {
 
 /// Auxiliaries whose gradient reaches none of the primary's parameters on
 /// the first batch (walkthrough L3's loss on a head of its own went unsaid,
-/// and its learned weight read as a judgement of it).
-fn apart_hint(apart: &[String]) -> Option<String> {
+/// and its learned weight read as a judgement of it). What MELTR's meta
+/// step makes of it is said only where MELTR weighs the losses.
+fn apart_hint(apart: &[String], meltr: bool) -> Option<String> {
     let (first, rest) = apart.split_first()?;
     let (names, it, its, is, a_loss) = match rest.is_empty() {
         true => (
@@ -323,12 +327,17 @@ fn apart_hint(apart: &[String]) -> Option<String> {
             "such losses",
         ),
     };
+    let meta_step = match meltr {
+        true => format!(
+            "; MELTR's meta step sees no effect of {it} on the primary's validation loss (the γ term still \
+             pulls the weights towards the plain sum's)"
+        ),
+        false => String::new(),
+    };
     Some(format!(
         "{names} on the first batch {is} nonzero on none of the parameters the primary's is (a head of {its} \
          own): through the model {it} can neither help nor hurt the primary, and {its} weight trains only \
-         {its} own parameters; MELTR's meta step sees no effect of {it} on the primary's validation loss (the \
-         γ term still pulls the weights towards the plain sum's). To only log {a_loss}, return {it} as a \
-         `metric/` output"
+         {its} own parameters{meta_step}. To only log {a_loss}, return {it} as a `metric/` output"
     ))
 }
 
