@@ -17,7 +17,7 @@ use common::{
     torch_python,
 };
 use meltr_tui::config::{Config, TrainBatch};
-use meltr_tui::session::metrics::{MetricLine, Record};
+use meltr_tui::session::metrics::{Level, MetricLine, Record};
 use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
 
@@ -131,27 +131,47 @@ fn trace_replay(dir: &Path, report: &Path) -> std::process::Output {
         .unwrap()
 }
 
-/// Runs the engine with a trace, replays it, returns the replay's report,
-/// the run's log and whether the trace holds the model's buffers.
-fn replay(name: &str, config: Config) -> (Report, Vec<MetricLine>, bool) {
+/// Runs the engine with a trace and replays it: the replay's exit, its
+/// report, the run's log and whether the trace holds the model's buffers.
+fn run_and_replay(
+    name: &str,
+    config: Config,
+) -> (std::process::Output, Report, Vec<MetricLine>, bool) {
     let root = tempfile::tempdir().unwrap();
     let (dir, lines) = run_session(root.path(), name, config);
     let report = dir.join("trace/parity.json");
     let out = trace_replay(&dir, &report);
+    let said = || {
+        format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        )
+    };
+    let report = std::fs::read_to_string(&report)
+        .unwrap_or_else(|e| panic!("replay of {name} wrote no report ({e}):\n{}", said()));
+    // The safetensors header names every tensor of the first step's state.
+    let state = std::fs::read(dir.join("trace/state-1.safetensors")).unwrap();
+    let traced_buffers = state.windows(8).any(|w| w == b"\"buffer.");
+    (
+        out,
+        serde_json::from_str(&report).unwrap(),
+        lines,
+        traced_buffers,
+    )
+}
+
+/// Runs the engine with a trace, replays it, returns the replay's report,
+/// the run's log and whether the trace holds the model's buffers.
+fn replay(name: &str, config: Config) -> (Report, Vec<MetricLine>, bool) {
+    let (out, report, lines, traced_buffers) = run_and_replay(name, config);
     assert!(
         out.status.success(),
         "replay of {name} failed:\n{}{}",
         String::from_utf8_lossy(&out.stdout),
         String::from_utf8_lossy(&out.stderr)
     );
-    // The safetensors header names every tensor of the first step's state.
-    let state = std::fs::read(dir.join("trace/state-1.safetensors")).unwrap();
-    let traced_buffers = state.windows(8).any(|w| w == b"\"buffer.");
-    (
-        serde_json::from_str(&std::fs::read_to_string(&report).unwrap()).unwrap(),
-        lines,
-        traced_buffers,
-    )
+    (report, lines, traced_buffers)
 }
 
 /// The run of `config` (30 steps, 10 meta steps) agrees with its replay on
@@ -730,6 +750,37 @@ fn a_model_computing_from_theta_under_no_grad_replays_factorized() {
         !said(&lines),
         "a model without no_grad code keeps forward mode"
     );
+}
+
+/// A route the config chose is kept on such a model, and its departure
+/// from the public algorithm said: `aid.jvp = "one-sided"` differences
+/// the EMA teacher's forward at shifted θ, as forward mode does (the
+/// replay finds it off), and says so; on a model without no_grad code it
+/// replays and says nothing.
+#[test]
+fn a_chosen_jvp_route_that_departs_on_no_grad_code_is_said() {
+    let _serial = serial();
+    let warned = |lines: &[MetricLine]| {
+        lines.iter().any(|l| {
+            matches!(&l.record, Record::Event { level: Level::Warn, message }
+                if message.starts_with("aid.jvp = \"one-sided\" departs from the public algorithm"))
+        })
+    };
+    let one_sided = |model: &str| {
+        let dir = flag_model_task(model, &[], &[]);
+        let mut config = traced_config(&dir, ("primary", &["aux"]), "factorized", 0);
+        config.aid.jvp = meltr_tui::config::JvpMethod::OneSided;
+        let (out, report, lines, _) = run_and_replay(&format!("{model}-one-sided"), config);
+        // The replay exits 1 where it finds the run off.
+        assert_eq!(out.status.success(), report.passed == Some(true));
+        (report, lines)
+    };
+    let (report, lines) = one_sided("ema_teacher.pt");
+    assert_eq!(report.passed, Some(false), "{report:?}");
+    assert!(warned(&lines), "the departure should be said");
+    let (report, lines) = one_sided("running_mean.pt");
+    assert_eq!(report.passed, Some(true), "{report:?}");
+    assert!(!warned(&lines), "nothing departs on this model");
 }
 
 /// A held-out shape of model: Conv2d, BatchNorm2d, max pooling, Dropout2d

@@ -109,6 +109,9 @@ pub struct Hypergradient {
     pub fallback: Vec<String>,
     /// Where the Neumann series stopped early because it diverged.
     pub neumann_stop: Option<NeumannStop>,
+    /// Where the chosen route departs from the public algorithm's
+    /// hypergradient (said once per run, as a warning).
+    pub departure: Option<String>,
     /// The losses the step was taken on, detached, `[1 + K]`: the
     /// validation primary, then `l(θ; B_t)` (what a non-finite
     /// hypergradient's warning names).
@@ -250,9 +253,7 @@ pub fn hypergradient_timed(
                 aux_grad: RefCell::new(None),
             };
             drop((losses, combined, objective));
-            if settings.jvp == JvpMethod::Auto {
-                jvps.check_forward_mode(&g);
-            }
+            jvps.check_forward_mode(&g);
             let (p, stop) = neumann(&|v| jvps.hvp(v), g, settings)?;
             jvps.end_products();
             neumann_stop = stop;
@@ -277,6 +278,7 @@ pub fn hypergradient_timed(
         reg: reg.detach(),
         fallback,
         neumann_stop,
+        departure: routes.departure.take(),
         losses,
     })
 }
@@ -407,6 +409,9 @@ pub struct JvpRoutes {
     /// ([`Jvps::check_forward_mode`]), and whether they differed.
     forward_checked: std::cell::Cell<bool>,
     forward_departs: std::cell::Cell<bool>,
+    /// Under a route the config chose (`aid.jvp` other than `auto`), which
+    /// is kept, what the check found: waiting to be said.
+    departure: RefCell<Option<String>>,
 }
 
 impl JvpRoutes {
@@ -730,9 +735,11 @@ impl<'a, 'p> Jvps<'a, 'p> {
     /// the forward (walkthrough N3: hypergradients 1.5e-3 off at the first
     /// meta step, 2e-2 later), soft targets taken under `no_grad`. Once per
     /// run the loss JVP along `v` is taken both ways; where they differ,
-    /// the products take reverse mode from then on (one backward pass per
-    /// loss, and double backward). A failure either way is left to the
-    /// routes.
+    /// under `auto` the products take reverse mode from then on (one
+    /// backward pass per loss, and double backward). A route the config
+    /// chose is kept and the departure said: finite differences evaluate
+    /// the model at shifted θ, its `no_grad` code included, and depart as
+    /// forward mode does. A failure either way is left to the routes.
     fn check_forward_mode(&self, v: &[Tensor]) {
         if self.routes.forward_checked.replace(true) || self.routes.loss_jvp_route().is_some() {
             return;
@@ -746,6 +753,21 @@ impl<'a, 'p> Jvps<'a, 'p> {
         let Some(departure) = forward_mode_departure(&forward, &backward) else {
             return;
         };
+        if self.method != JvpMethod::Auto {
+            let how = match self.method {
+                JvpMethod::Forward => "forward-mode AD",
+                _ => "finite differences",
+            };
+            *self.routes.departure.borrow_mut() = Some(format!(
+                "aid.jvp = \"{}\" departs from the public algorithm on this model: forward-mode AD differs \
+                 from reverse mode by {departure:.1e} relative at the first meta step, so the model's forward \
+                 computes from θ under no_grad (an EMA teacher updated in the forward, targets taken under \
+                 no_grad), which {how} differentiates and the public algorithm's reverse mode does not. \
+                 aid.jvp = \"auto\" takes reverse mode on such a model",
+                self.method
+            ));
+            return;
+        }
         let why = format!(
             "forward-mode AD differs from reverse mode on this model ({departure:.1e} relative, at the first \
              meta step): its forward computes from θ under no_grad (an EMA teacher updated in the forward, \

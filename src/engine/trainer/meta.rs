@@ -204,6 +204,13 @@ impl Trainer {
         // Each route said once, and again when it changes (walkthrough
         // G2's products falling back after a live J edit repeated the loss
         // JVP's route said 200 steps before: a 1000-character line).
+        if let Some(message) = hyper.departure.take() {
+            self.write_pending_in_order()?;
+            self.emit(Record::Event {
+                level: Level::Warn,
+                message,
+            });
+        }
         let fallback = std::mem::take(&mut hyper.fallback);
         let said = routes_not_said(&mut self.jvp_fallback_reported, fallback);
         if !said.is_empty() {
