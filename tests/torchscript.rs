@@ -1995,6 +1995,35 @@ fn an_auxiliary_apart_from_the_primary_is_said() {
     );
 }
 
+/// A VQ bottleneck's codebook loss (walkthrough O3): its gradient shares
+/// no parameter with the primary's, yet the codes it trains feed the
+/// primary's forward behind a stop-gradient, so it is not said to be on a
+/// head of its own that can neither help nor hurt; and the commitment
+/// loss, equal to it to the bit but training another layer, is no copy.
+#[test]
+fn a_codebook_loss_behind_a_stop_gradient_is_told_from_an_own_head() {
+    let tmp = tempfile::tempdir().unwrap();
+    let train = flag_data(&tmp.path().join("train.safetensors"), 64, 4, &[]);
+    let val = flag_data(&tmp.path().join("val.safetensors"), 16, 4, &[]);
+    let cfg = flag_config(tmp.path(), "vq", "straight_through.pt", &train, &val);
+    let body = std::fs::read_to_string(&cfg)
+        .unwrap()
+        .replace("auxiliary = [\"aux\"]", "auxiliary = [\"aux\", \"commit\"]");
+    std::fs::write(&cfg, body).unwrap();
+    let out = bin().arg("check").arg("-c").arg(&cfg).output().unwrap();
+    let said = text(&out);
+    assert!(out.status.success(), "{said}");
+    assert!(
+        said.contains(
+            "aux's gradient on the first batch is nonzero on none of the parameters the primary's is, \
+             yet the parameters it trains move the primary's value"
+        ),
+        "{said}"
+    );
+    assert!(!said.contains("a head of its own"), "{said}");
+    assert!(!said.contains("to the bit"), "no copy: {said}");
+}
+
 /// One inf among NaN the model masks (walkthrough J2): the warning counts
 /// each kind, names the inf rows, and says the model masks the NaN but
 /// not the inf (it said "does not mask them" of all 951).

@@ -71,6 +71,7 @@ pub(super) fn check(
         first_gradient_ratios,
         non_finite_gradients,
         apart_from_primary,
+        copies,
         non_finite,
         zero,
         copy_readings,
@@ -174,7 +175,7 @@ pub(super) fn check(
     let shares = first_shares.as_deref().unwrap_or_default();
     // A meta-trained run's start says a copied loss itself (below, among
     // its first events): once is enough.
-    let copies = crate::engine::trainer::same_value_hints(&first_losses)
+    let copies = copies
         .into_iter()
         .filter(|hint| !said.iter().any(|(_, message)| message == hint))
         .chain(crate::engine::trainer::scaled_copy_hints(
@@ -196,7 +197,7 @@ pub(super) fn check(
             .into_iter()
             .chain(copies)
             .chain(gradient_hint(shares))
-            .chain(apart_hint(
+            .chain(apart_hints(
                 &apart_from_primary,
                 config.combiner.kind == crate::config::CombinerKind::Meltr,
             ))
@@ -307,17 +308,36 @@ fn share_words(shares: &[(String, f64)]) -> String {
 
 /// Auxiliaries whose gradient reaches none of the primary's parameters on
 /// the first batch (walkthrough L3's loss on a head of its own went unsaid,
-/// and its learned weight read as a judgement of it). What MELTR's meta
-/// step makes of it is said only where MELTR weighs the losses.
-fn apart_hint(apart: &[String], meltr: bool) -> Option<String> {
+/// and its learned weight read as a judgement of it), in two groups: those
+/// on a head of their own, which cannot change the primary, and those whose
+/// parameters feed the primary's forward behind a stop-gradient (walkthrough
+/// O3's VQ codebook loss was said to be of the first kind). What MELTR's
+/// meta step makes of them is said only where MELTR weighs the losses.
+fn apart_hints(apart: &[crate::engine::trainer::Apart], meltr: bool) -> Vec<String> {
+    let group = |feeds: bool| -> Vec<String> {
+        apart
+            .iter()
+            .filter(|a| a.feeds_primary == feeds)
+            .map(|a| a.name.clone())
+            .collect()
+    };
+    [false, true]
+        .into_iter()
+        .filter_map(|feeds| apart_hint(&group(feeds), feeds, meltr))
+        .collect()
+}
+
+/// [`apart_hints`]' words for one group.
+fn apart_hint(apart: &[String], feeds_primary: bool, meltr: bool) -> Option<String> {
     let (first, rest) = apart.split_first()?;
-    let (names, it, its, is, a_loss) = match rest.is_empty() {
+    let (names, it, its, is, a_loss, trains) = match rest.is_empty() {
         true => (
             format!("{first}'s gradient"),
             "it",
             "its",
             "is",
             "such a loss",
+            "trains",
         ),
         false => (
             format!("the gradients of {}", apart.join(", ")),
@@ -325,6 +345,7 @@ fn apart_hint(apart: &[String], meltr: bool) -> Option<String> {
             "their",
             "are",
             "such losses",
+            "train",
         ),
     };
     let meta_step = match meltr {
@@ -334,11 +355,22 @@ fn apart_hint(apart: &[String], meltr: bool) -> Option<String> {
         ),
         false => String::new(),
     };
-    Some(format!(
-        "{names} on the first batch {is} nonzero on none of the parameters the primary's is (a head of {its} \
-         own): through the model {it} can neither help nor hurt the primary, and {its} weight trains only \
-         {its} own parameters{meta_step}. To only log {a_loss}, return {it} as a `metric/` output"
-    ))
+    let apart = format!(
+        "{names} on the first batch {is} nonzero on none of the parameters the primary's is"
+    );
+    Some(match feeds_primary {
+        false => format!(
+            "{apart} (a head of {its} own): through the model {it} can neither help nor hurt the primary, and \
+             {its} weight trains only {its} own parameters{meta_step}. To only log {a_loss}, return {it} as a \
+             `metric/` output"
+        ),
+        true => format!(
+            "{apart}, yet the parameters {it} {trains} move the primary's value: they feed the primary's \
+             forward behind a stop-gradient (`.detach()`, a straight-through estimator such as a VQ \
+             codebook's), so the primary's gradient does not reach them{meta_step}. Through what {it} {trains}, \
+             {it} can still help or hurt the primary"
+        ),
+    })
 }
 
 /// An auxiliary with at least this share of the first batch's gradient

@@ -75,7 +75,10 @@ pub struct Checked {
     pub non_finite_gradients: Vec<String>,
     /// The auxiliaries whose gradient there is nonzero on none of the
     /// parameters the primary's is.
-    pub apart_from_primary: Vec<String>,
+    pub apart_from_primary: Vec<trainer::Apart>,
+    /// The losses equal to the bit to another one on the first batch with
+    /// the same gradient there: copies, said.
+    pub copies: Vec<String>,
     /// The losses not finite on some of the training batches scanned, with
     /// those batches' steps.
     pub non_finite: Vec<(String, Vec<u64>)>,
@@ -141,6 +144,10 @@ pub fn check_scanning(config: &crate::config::Config, batches: u64) -> Result<Ch
                 readings,
             } = trainer.scan_batches(&first_losses, batches)?;
             let copy_readings = trainer.copy_readings(readings);
+            let copies = {
+                let _draws = crate::nn::rng::global_draws();
+                trainer.copied_loss_hints()?
+            };
             let evaluation = match batches {
                 0 | 1 => None,
                 _ => Some(trainer.non_finite_evaluation()?),
@@ -166,6 +173,7 @@ pub fn check_scanning(config: &crate::config::Config, batches: u64) -> Result<Ch
                 first_gradient_ratios,
                 non_finite_gradients,
                 apart_from_primary,
+                copies,
                 non_finite,
                 zero,
                 copy_readings,

@@ -34,7 +34,19 @@ pub struct FirstShares {
     pub non_finite_gradients: Vec<String>,
     /// The auxiliaries whose gradient is nonzero on none of the parameters
     /// the primary's is (walkthrough L3's loss on a head of its own).
-    pub apart_from_primary: Vec<String>,
+    pub apart_from_primary: Vec<Apart>,
+}
+
+/// An auxiliary whose gradient shares no parameter with the primary's.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Apart {
+    /// The auxiliary's name.
+    pub name: String,
+    /// Whether the parameters it trains still move the primary's value:
+    /// they feed the primary's forward behind a stop-gradient (`.detach()`,
+    /// a straight-through estimator: walkthrough O3's VQ codebook, which
+    /// `check` said could "neither help nor hurt the primary").
+    pub feeds_primary: bool,
 }
 
 /// The names of the validation losses and metrics not finite in an
@@ -105,7 +117,7 @@ impl Trainer {
     /// inputs trained no step, and `check` said "ok").
     pub fn first_batch_shares(&self) -> Result<FirstShares> {
         let _draws = crate::nn::rng::global_draws();
-        let (shares, norms, reaches) = self.on_batch(1, |losses| {
+        let (shares, norms, reaches, gradients) = self.on_batch(1, |losses| {
             let (shares, gradients) =
                 shares::per_loss_with_gradients(losses, &losses.ones_like(), &self.theta)?;
             let norms = shares.squared_norms.expect("per_loss takes each gradient");
@@ -113,19 +125,26 @@ impl Trainer {
             let double = |t: Tensor| Vec::<f64>::try_from(t.to_kind(Kind::Double));
             let norms = Tensor::cat(&[norms, shares.squared_norm.reshape([1])], 0);
             let reaches = Vec::<Vec<bool>>::try_from(reaches.to_device(tch::Device::Cpu))?;
-            Ok((double(shares.shares)?, double(norms)?, reaches))
+            Ok((double(shares.shares)?, double(norms)?, reaches, gradients))
         })?;
-        let apart_from_primary = match reaches.split_first() {
-            Some((primary, auxiliary)) if primary.iter().any(|&r| r) => auxiliary
-                .iter()
-                .zip(&self.loss_names[1..])
-                .filter(|(reach, _)| {
+        let apart: Vec<usize> = match reaches.split_first() {
+            Some((primary, auxiliary)) if primary.iter().any(|&r| r) => (1..=auxiliary.len())
+                .filter(|&k| {
+                    let reach = &reaches[k];
                     reach.iter().any(|&r| r) && !reach.iter().zip(primary).any(|(&a, &p)| a && p)
                 })
-                .map(|(_, name)| name.clone())
                 .collect(),
             _ => Vec::new(),
         };
+        let apart_from_primary = apart
+            .into_iter()
+            .map(|k| {
+                Ok(Apart {
+                    name: self.loss_names[k].clone(),
+                    feeds_primary: self.moves_primary(&gradients[k])?,
+                })
+            })
+            .collect::<Result<_>>()?;
         let (own, combined) = norms.split_at(self.loss_names.len());
         let by_loss = self.loss_names.iter().cloned().zip(shares).zip(own);
         Ok(FirstShares {
@@ -139,6 +158,43 @@ impl Trainer {
                 .map(|((name, share), norm)| (name, share, (norm / combined[0]).sqrt()))
                 .collect(),
         })
+    }
+
+    /// Whether moving θ along `gradient` (a small step, on the tensors it is
+    /// nonzero on) changes the first training batch's primary loss: the
+    /// parameters feed the primary's forward. The caller holds the global
+    /// draws; θ is put back bit for bit.
+    fn moves_primary(&self, gradient: &[Tensor]) -> Result<bool> {
+        let primary = |trainer: &Self| -> Result<f64> {
+            Ok(trainer.batch_losses(1)?.get(0).double_value(&[]))
+        };
+        let before = primary(self)?;
+        let rms = |t: &Tensor| t.square().mean(Kind::Double).sqrt().double_value(&[]);
+        let saved: Vec<(usize, Tensor)> = tch::no_grad(|| {
+            gradient
+                .iter()
+                .enumerate()
+                .filter(|(_, g)| rms(g) > 0.0)
+                .map(|(i, g)| {
+                    let theta = &self.theta[i];
+                    let saved = theta.copy();
+                    // A hundredth of the tensor's own size (or of 1e-3).
+                    let step = 1e-2 * rms(theta).max(1e-3) / rms(g);
+                    let _ = theta
+                        .shallow_clone()
+                        .g_add_(&(g.to_kind(theta.kind()) * step));
+                    (i, saved)
+                })
+                .collect()
+        });
+        let after = primary(self);
+        tch::no_grad(|| {
+            for (i, saved) in &saved {
+                self.theta[*i].shallow_clone().copy_(saved);
+            }
+        });
+        let after = after?;
+        Ok((after - before).abs() > MOVED_PRIMARY * before.abs().max(f64::MIN_POSITIVE))
     }
 
     /// The first training batch's losses by name, as step 1 sees them
@@ -341,13 +397,40 @@ impl Trainer {
     /// the primary; the runs' logs did not, while their collapse watch read
     /// the primary's weight alone).
     pub(super) fn note_copied_losses(&mut self) -> Result<()> {
-        for message in same_value_hints(&self.first_batch_named()?) {
+        for message in self.copied_loss_hints()? {
             self.emit(Record::Event {
                 level: Level::Warn,
                 message,
             });
         }
         Ok(())
+    }
+
+    /// [`same_value_hints`] of the first batch, each confirmed by the two
+    /// losses' gradients (the caller holds the global draws): two losses
+    /// equal to the bit whose gradients differ are no copy (walkthrough
+    /// O3's VQ losses ‖sg[z] − q‖² and ‖z − sg[q]‖², equal in value, one
+    /// training the codebook and the other the encoder).
+    pub fn copied_loss_hints(&self) -> Result<Vec<String>> {
+        let losses = self.first_batch_named()?;
+        let pairs = same_value_pairs(&losses);
+        if pairs.is_empty() {
+            return Ok(Vec::new());
+        }
+        let copies = self.on_batch(1, |values| {
+            let (_, gradients) =
+                shares::per_loss_with_gradients(values, &values.ones_like(), &self.theta)?;
+            Ok(pairs
+                .iter()
+                .map(|&(copy, of)| same_gradient(&gradients[copy], &gradients[of]))
+                .collect::<Vec<bool>>())
+        })?;
+        Ok(pairs
+            .iter()
+            .zip(copies)
+            .filter(|(_, copy)| *copy)
+            .map(|(&(copy, of), _)| same_value_hint(&losses, copy, of))
+            .collect())
     }
 
     /// Puts `meltr.loss_scale` in force at the start of a run: the factors
@@ -521,32 +604,64 @@ pub fn primary_gives_no_scale(values: &[f64]) -> bool {
 /// another loss (walkthrough Q's `dup_primary` was the primary's tensor,
 /// unsaid, while MELTR weighs the two as two).
 pub fn same_value_hints(losses: &[(String, f64)]) -> Vec<String> {
-    let mut hints = Vec::new();
-    for (i, (name, value)) in losses.iter().enumerate() {
-        // A masked loss is 0 on a batch with nothing to mask: no copy.
-        if *value == 0.0 || !value.is_finite() {
-            continue;
-        }
-        let Some(j) = losses[..i]
-            .iter()
-            .position(|(_, v)| v.to_bits() == value.to_bits())
-        else {
-            continue;
-        };
-        let first = &losses[j].0;
-        let role = if j == 0 {
-            "the primary: a learned combiner (MELTR, `mlp`, `uncertainty`) weighs the two apart, and MELTR's \
-             collapse watch counts the copy's weight with the primary's once two meta steps read it alike"
-        } else {
-            "that loss: a learned combiner (MELTR, `mlp`, `uncertainty`) weighs the two apart"
-        };
-        hints.push(format!(
-            "{name} equals {first} to the bit on the first batch ({}): a copy of {role}",
-            crate::numfmt::readable(*value)
-        ));
-    }
-    hints
+    same_value_pairs(losses)
+        .into_iter()
+        .map(|(copy, of)| same_value_hint(losses, copy, of))
+        .collect()
 }
+
+/// Each loss equal to the bit to an earlier one on the first batch (not 0,
+/// finite), with the first such: `(copy, of)`.
+fn same_value_pairs(losses: &[(String, f64)]) -> Vec<(usize, usize)> {
+    losses
+        .iter()
+        .enumerate()
+        .filter_map(|(i, (_, value))| {
+            // A masked loss is 0 on a batch with nothing to mask: no copy.
+            if *value == 0.0 || !value.is_finite() {
+                return None;
+            }
+            let j = losses[..i]
+                .iter()
+                .position(|(_, v)| v.to_bits() == value.to_bits())?;
+            Some((i, j))
+        })
+        .collect()
+}
+
+/// What [`same_value_hints`] says of loss `copy`, equal to loss `of`.
+fn same_value_hint(losses: &[(String, f64)], copy: usize, of: usize) -> String {
+    let role = if of == 0 {
+        "the primary: a learned combiner (MELTR, `mlp`, `uncertainty`) weighs the two apart, and MELTR's \
+         collapse watch counts the copy's weight with the primary's once two meta steps read it alike"
+    } else {
+        "that loss: a learned combiner (MELTR, `mlp`, `uncertainty`) weighs the two apart"
+    };
+    format!(
+        "{} equals {} to the bit on the first batch ({}): a copy of {role}",
+        losses[copy].0,
+        losses[of].0,
+        crate::numfmt::readable(losses[copy].1)
+    )
+}
+
+/// Whether two gradients are one, up to rounding (a copy's is the same
+/// tensor; a loss computed another way may differ in the last bits).
+fn same_gradient(a: &[Tensor], b: &[Tensor]) -> bool {
+    let difference: Vec<Tensor> = a.iter().zip(b).map(|(a, b)| a - b).collect();
+    let squared = |g: &[Tensor]| crate::nn::autograd::dot(g, g).double_value(&[]);
+    let largest = squared(a).max(squared(b));
+    squared(&difference) <= SAME_GRADIENT_TOLERANCE.powi(2) * largest
+}
+
+/// How far (relative) the primary's value must move for
+/// [`Trainer::moves_primary`]: far above rounding, far below what a
+/// hundredth of a parameter tensor's size moves a loss that reads it.
+const MOVED_PRIMARY: f64 = 1e-7;
+
+/// How far apart (relative, in norm) two losses' gradients may be and
+/// still be a copy's.
+const SAME_GRADIENT_TOLERANCE: f64 = 1e-4;
 
 /// Losses that were one fixed multiple of an earlier loss on every
 /// training batch read (two at least, each loss finite, not 0, and the
