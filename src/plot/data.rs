@@ -247,7 +247,7 @@ impl SessionData {
     /// `eval_loss/<loss>`) first, then a train loss. The error lists what
     /// the session has.
     pub fn series(&self, name: &str) -> Result<(SeriesSource, &Points)> {
-        let metric = name.strip_prefix(EVAL_PREFIX).unwrap_or(name);
+        let metric = crate::session::metrics::eval_metric_name(name);
         if let Some(points) = self.metrics.get(metric) {
             return Ok((SeriesSource::Eval, points));
         }

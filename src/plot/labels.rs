@@ -1,14 +1,25 @@
 //! Axis labels: a metric's name with its direction of better, a training
 //! series' name with its smoothing.
 
-/// `validation METRIC ↑|↓`: the primary's direction, else the name's guess.
+/// `validation METRIC ↑|↓`: the primary's direction, else the name's
+/// when it reads as a score or an error, else no arrow, as the tables have
+/// it (walkthrough O3's `codebook_usage` read ↑ in `compare` and neither
+/// way in `table`).
 pub fn eval_axis_label(meta: &crate::session::SessionMeta, metric: &str) -> String {
-    let higher = if meta.primary_metric == metric {
-        meta.higher_is_better
-    } else {
-        !crate::workload::lower_is_better(metric)
-    };
-    format!("validation {metric} {}", better(higher))
+    let primary = (meta.primary_metric.as_str(), meta.higher_is_better);
+    match eval_direction(primary, metric) {
+        Some(higher) => format!("validation {metric} {}", better(higher)),
+        None => format!("validation {metric}"),
+    }
+}
+
+/// Which way `metric` is better (`Some(true)`: higher), beside the run's
+/// primary metric and its direction.
+fn eval_direction(primary: (&str, bool), metric: &str) -> Option<bool> {
+    match primary.0 == metric {
+        true => Some(primary.1),
+        false => crate::workload::score_direction(metric),
+    }
 }
 
 /// The direction-of-better arrow used in metric labels.
@@ -57,6 +68,17 @@ pub fn smoothing_note(ema_weight: f64) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A metric other than the primary reads a direction only where its
+    /// name is a known score or error; the primary's is the run's.
+    #[test]
+    fn an_eval_axis_has_an_arrow_only_where_a_direction_is_known() {
+        let primary = ("codebook_usage", true);
+        assert_eq!(eval_direction(primary, "codebook_usage"), Some(true));
+        assert_eq!(eval_direction(("acc", true), "codebook_usage"), None);
+        assert_eq!(eval_direction(("acc", true), "recon_mse"), Some(false));
+        assert_eq!(eval_direction(("acc", false), "acc"), Some(false));
+    }
 
     /// `compare --metric weight/<loss>` was refused; drawn, its axis must
     /// not read "training loss".

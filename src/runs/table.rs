@@ -12,8 +12,8 @@ use super::stats::{significant_decimals, Summary};
 use super::{Eval, Run};
 use crate::numfmt::padded;
 use crate::session::metrics::{
-    Named, EVAL_LOSS_PREFIX, EVAL_PREFIX, FINAL_WEIGHT_LINES, FINAL_WEIGHT_SPAN,
-    FINAL_WEIGHT_STEPS, LOSS_PREFIX, SHARE_PREFIX, WEIGHT_PREFIX,
+    Named, EVAL_LOSS_PREFIX, FINAL_WEIGHT_LINES, FINAL_WEIGHT_SPAN, FINAL_WEIGHT_STEPS,
+    LOSS_PREFIX, SHARE_PREFIX, WEIGHT_PREFIX,
 };
 use anyhow::{bail, Result};
 
@@ -94,7 +94,7 @@ fn metric_names(groups: &[Group], opts: &TableOptions) -> Result<Vec<String>> {
     if !opts.metrics.is_empty() {
         // `eval/recall@1`, as the CSV export and `compare` name it, is the
         // eval metric `recall@1` (walkthrough N's was refused).
-        let named = |m: &String| m.strip_prefix(EVAL_PREFIX).unwrap_or(m).to_string();
+        let named = |m: &String| crate::session::metrics::eval_metric_name(m).to_string();
         // Once each (`primary_mse` and `eval/primary_mse` made two equal
         // columns, walkthrough D).
         let mut names: Vec<String> = Vec::new();

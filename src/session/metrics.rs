@@ -28,6 +28,17 @@ pub fn eval_values(metrics: &Named, losses: &Named) -> Named {
 /// it too, and the bare name).
 pub const EVAL_PREFIX: &str = "eval/";
 
+/// The eval metric a name given to `table` or `compare` means: the bare
+/// name, under the export's `eval/` or the model's own `metric/` output key
+/// (walkthrough O3's `table --metric metric/codebook_usage` was refused,
+/// where `workload.metric = "metric/acc"` is taken).
+pub fn eval_metric_name(name: &str) -> &str {
+    let model_output = crate::workload::torchscript::METRIC_PREFIX;
+    name.strip_prefix(EVAL_PREFIX)
+        .or_else(|| name.strip_prefix(model_output))
+        .unwrap_or(name)
+}
+
 /// How the event after a checkpoint asked for by hand begins (the TUI's
 /// fork waits for it).
 pub const CHECKPOINT_ASKED_EVENT: &str = "checkpoint of step ";
