@@ -1014,6 +1014,11 @@ def start_replay(session: str) -> Tuple[Trainer, str]:
     """The f64 trainer with the trace's initial theta and phi."""
     trace = os.path.join(session, "trace")
     settings, _ = load_settings(os.path.join(session, "config.toml"))
+    if not os.path.isdir(trace):
+        # Said before the precision warning, which would not apply (walkthrough O1).
+        raise ReplayError(f"{session} has no trace: it ran without train.trace = true. A traced run writes one, "
+                          "e.g. `meltr-tui run --headless -c CONFIG --set train.trace=true --set train.dtype=f64 "
+                          "--set train.steps=30` (f64 for the 1e-6 parity bound)")
     if settings.dtype != "f64":
         print(f"warning: the engine ran in {settings.dtype}; the replay runs in f64, expect errors at that precision "
               "(the parity checks trace in f64: train.dtype = \"f64\"; f64 may take other kernels than f32, e.g. "

@@ -783,6 +783,26 @@ fn a_chosen_jvp_route_that_departs_on_no_grad_code_is_said() {
     assert!(!warned(&lines), "nothing departs on this model");
 }
 
+/// A session run without a trace is said to be one, with how to trace a
+/// run (walkthrough O1 was told its f32 precision, then "not found:
+/// …/trace/init.safetensors").
+#[test]
+fn a_session_without_a_trace_is_said_to_have_none() {
+    let dir = flag_model_task("running_mean.pt", &[], &[]);
+    let mut config = traced_config(&dir, ("primary", &["aux"]), "factorized", 0);
+    (config.train.trace, config.train.steps) = (false, 3);
+    let root = tempfile::tempdir().unwrap();
+    let (session, _) = run_session(root.path(), "untraced", config);
+    let out = trace_replay(&session, &session.join("parity.json"));
+    let said = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{said}");
+    assert!(
+        said.contains("has no trace: it ran without train.trace = true")
+            && !said.contains("not found"),
+        "{said}"
+    );
+}
+
 /// A held-out shape of model: Conv2d, BatchNorm2d, max pooling, Dropout2d
 /// and a label-smoothed stock cross entropy, factorized at J = 2: dropout
 /// masks drawn alike, running statistics moved alike, and the Hessian-vector
