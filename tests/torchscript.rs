@@ -778,6 +778,27 @@ fn check_and_a_sweeps_dry_run_build_the_model_before_any_session() {
         text(&sweep)
     );
     assert!(!tmp.path().join("sessions").exists(), "a session was made");
+    // In the file, the key's line is named by a start through a runner too
+    // (`run --detach`, the TUI's `run` and `new`), as by `check` (walkthrough
+    // O1's TUI start named the file alone).
+    let body = std::fs::read_to_string(&cfg).unwrap();
+    let line = 1 + body
+        .lines()
+        .position(|l| l.starts_with("auxiliary = "))
+        .expect("the config lists its auxiliaries");
+    let body = body.replace("\"mlm\"", "\"mlmm\"");
+    std::fs::write(&cfg, body).unwrap();
+    let at = format!("{path}:{line}: ");
+    for args in [&["check", "-c", path][..], &["run", "--detach", "-c", path]] {
+        let bad = cli(args);
+        assert!(
+            !bad.status.success()
+                && text(&bad).contains(&at)
+                && text(&bad).contains("\"mlmm\" (did you mean \"mlm\"?)"),
+            "{args:?}: {}",
+            text(&bad)
+        );
+    }
 }
 
 /// `check` says each loss's share of the first batch's gradient under

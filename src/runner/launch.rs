@@ -75,7 +75,10 @@ pub fn launch(dir: &Path, resume: bool) -> Result<u32> {
             echo_rest(&log_path, echoed, error.as_deref());
             let why = error
                 .unwrap_or_else(|| format!("it exited with {exit}; see {}", log_path.display()));
-            bail!("the runner did not start: {why}");
+            // The runner's own error as the root cause: a config key it
+            // names is located in the file, as a headless run's is
+            // (walkthrough O1's TUI start read no line number).
+            return Err(anyhow::anyhow!(why).context("the runner did not start"));
         }
         if crate::process::Trap::sprung() {
             // SAFETY: a signal to the child we started, not yet reaped.
