@@ -526,10 +526,16 @@ fn zero_notes(zero: &[(String, Vec<u64>)], batches: u64) -> Vec<String> {
         .map(|(name, steps)| match batches {
             0 | 1 => format!(
                 "{name} is exactly 0 on the first batch, which takes no gradient from it (a masked loss with \
-                 nothing to mask there?); `--batches N` counts how often"
+                 nothing to mask there, or a loss against the model's own starting state?); `--batches N` \
+                 counts how often"
             ),
+            // Scanned at the initial θ: a distillation to a frozen copy of
+            // the model itself is 0 on every batch until θ moves (walkthrough
+            // O2's LoRA `distill` read as a loss that never trains).
             n if steps.len() as u64 == n => format!(
-                "{name} is exactly 0 on all {n} batches scanned: no weight makes it train the model there"
+                "{name} is exactly 0 on all {n} batches scanned, at the initial parameters: no weight makes it \
+                 train the model there, unless it is a loss against the model's own starting state (a \
+                 distillation to a frozen copy of the model is 0 until training moves it)"
             ),
             n => format!(
                 "{name} is exactly 0 on {} of the {n} batches scanned, which take no gradient from it (a masked \

@@ -238,3 +238,24 @@ fn a_loss_exactly_zero_on_scanned_batches_is_said() {
     );
     assert!(super::zero_notes(&[], 4).is_empty());
 }
+
+/// A loss 0 on every batch scanned at the initial parameters may be one
+/// against the model's own starting state (walkthrough O2's distillation to
+/// its frozen base read as a loss that never trains): the note says so.
+#[test]
+fn a_loss_zero_on_every_batch_scanned_may_be_one_against_the_start() {
+    let zero = [("distill".to_string(), vec![1, 2, 3])];
+    let notes = super::zero_notes(&zero, 3);
+    assert_eq!(notes.len(), 1, "{notes:?}");
+    assert!(
+        notes[0].starts_with(
+            "distill is exactly 0 on all 3 batches scanned, at the initial parameters"
+        ) && notes[0].contains("a loss against the model's own starting state"),
+        "{notes:?}"
+    );
+    let notes = super::zero_notes(&[("aux".to_string(), vec![2])], 3);
+    assert!(
+        notes[0].starts_with("aux is exactly 0 on 1 of the 3 batches scanned"),
+        "{notes:?}"
+    );
+}
