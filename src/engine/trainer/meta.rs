@@ -271,7 +271,7 @@ impl Trainer {
             reg: hyper.reg,
             meta_lr,
             // The terms actually summed: a diverging series stops early.
-            aid_iterations: stopped.map_or(aid.iterations, |stop| stop.terms - 1),
+            aid_iterations: stopped.map_or(aid.iterations, |_| 0),
             gamma: self.gamma,
             watched_weights,
             losses: Some(hyper.losses),

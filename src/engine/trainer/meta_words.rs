@@ -19,22 +19,14 @@ pub(super) fn neumann_stopped(
     aid: &crate::config::AidConfig,
     count: &str,
 ) -> String {
-    let summed = match stop.terms.saturating_sub(1) {
-        0 => "v_0 alone (as aid.iterations = 0)".to_string(),
-        // J iterations sum J + 1 terms, v_0 … v_J (a walkthrough read
-        // "1 of aid.iterations = 2 terms" as two terms in all).
-        iterations => format!(
-            "v_0 … v_{iterations} ({iterations} of aid.iterations = {} iterations)",
-            aid.iterations
-        ),
-    };
     // What to set first: a pane of four lines cut the ceiling off the end
     // (walkthrough K).
     format!(
-        "the Neumann series diverges{count}: {}. While this lasts the meta steps sum {summed} \
-         (‖v_{}‖ = {:.3e}·‖v_0‖ > aid.max_growth = {})",
-        alpha_advice(aid.alpha, stop.terms, stop.growth),
-        stop.terms,
+        "the Neumann series diverges{count}: {}. While this lasts the meta steps take v_0 alone, as \
+         aid.iterations = 0 does (‖v_{}‖ = {:.3e}·‖v_0‖ > aid.max_growth = {}; a partial sum of a \
+         diverging series can point against H⁻¹v_0)",
+        alpha_advice(aid.alpha, stop.diverged_at, stop.growth),
+        stop.diverged_at,
         stop.growth,
         aid.max_growth,
     )
@@ -85,7 +77,7 @@ impl NeumannTally {
         };
         (self.cut > 0).then(|| {
             format!(
-                "{scope}, the Neumann series was cut short on {} of the {} meta steps with aid.iterations > 0 (it diverged, and they summed fewer iterations than aid.iterations; the meta lines' aid_iterations say how many): a smaller aid.alpha, or aid.iterations = 0",
+                "{scope}, the Neumann series was cut short on {} of the {} meta steps with aid.iterations > 0 (it diverged, and they took v_0 alone: aid_iterations 0 on their meta lines): a smaller aid.alpha, or aid.iterations = 0",
                 self.cut, self.with_series
             )
         })

@@ -135,9 +135,8 @@ fn a_recurring_warning_is_said_at_powers_of_two() {
     assert_eq!(ordinals, ["1st", "3rd", "11th", "12th", "22nd", "113th"]);
 }
 
-/// J iterations are J + 1 terms: a series stopped at v_2 of J = 2
-/// summed v_0 and v_1, one iteration of two (a walkthrough read "1 of
-/// aid.iterations = 2 terms" as two terms in all).
+/// A series stopped at v_2 of J = 2 takes v_0 alone, and names the term
+/// that grew.
 #[test]
 fn a_stopped_series_counts_iterations_and_names_its_terms() {
     let aid = crate::config::AidConfig {
@@ -145,12 +144,12 @@ fn a_stopped_series_counts_iterations_and_names_its_terms() {
         ..Default::default()
     };
     let stop = crate::meltr::hypergrad::NeumannStop {
-        terms: 2,
+        diverged_at: 2,
         growth: 20.0,
     };
     let said = neumann_stopped(&stop, &aid, "");
     assert!(
-        said.contains("sum v_0 … v_1 (1 of aid.iterations = 2 iterations) (‖v_2‖"),
+        said.contains("take v_0 alone, as aid.iterations = 0 does (‖v_2‖ = 2.000e1·‖v_0‖"),
         "{said}"
     );
     // The ceiling first: a pane of a few lines showed the rest.
