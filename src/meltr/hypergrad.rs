@@ -513,9 +513,16 @@ fn no_forward_derivative(libtorch: &str) -> Option<&str> {
 /// forward derivative is the usual cause, but not the only one (a plain
 /// MLP with LayerNorm and GELU failed with "ZeroTensors are immutable").
 fn forward_over_reverse_failure(libtorch: &str) -> String {
-    if libtorch.starts_with(NO_FORWARD_DERIVATIVE) {
+    if let Some(op) = libtorch.strip_prefix(NO_FORWARD_DERIVATIVE) {
+        // Forward over reverse runs the model's forward and its backward
+        // with tangents: the op's name says which (walkthrough O3's
+        // `_euclidean_dist`, a forward op, was placed in the backward).
+        let pass = match op.contains("backward") || op.contains("Backward") {
+            true => "backward",
+            false => "forward",
+        };
         return format!(
-            "forward over reverse failed: {libtorch} (in this model's backward), a limitation of libtorch rather than a fault of the model"
+            "forward over reverse failed: {libtorch} (in this model's {pass}), a limitation of libtorch rather than a fault of the model"
         );
     }
     let lower = libtorch.to_lowercase();
@@ -1079,8 +1086,16 @@ mod tests {
         assert_eq!(
             super::forward_over_reverse_failure(&brief),
             "forward over reverse failed: libtorch has no forward-mode derivative for \
-             _scaled_dot_product_flash_attention_for_cpu (in this model's backward), a limitation \
+             _scaled_dot_product_flash_attention_for_cpu (in this model's forward), a limitation \
              of libtorch rather than a fault of the model"
+        );
+        let in_backward = super::forward_over_reverse_failure(&format!(
+            "{} nll_loss_backward",
+            super::NO_FORWARD_DERIVATIVE
+        ));
+        assert!(
+            in_backward.contains("nll_loss_backward (in this model's backward)"),
+            "{in_backward}"
         );
         let other = super::forward_over_reverse_failure("ZeroTensors are immutable");
         assert!(
