@@ -2045,6 +2045,37 @@ fn a_codebook_loss_behind_a_stop_gradient_is_told_from_an_own_head() {
     assert!(!said.contains("to the bit"), "no copy: {said}");
 }
 
+/// A masked primary that is exactly 0 on the first batch (no flagged row
+/// there) sets the loss scale from the first batch where it is not
+/// (walkthrough P2: its 10%-labelled primary was read as a log-likelihood,
+/// and every loss raw).
+#[test]
+fn a_masked_primary_zero_on_the_first_batch_scales_from_a_later_one() {
+    let tmp = tempfile::tempdir().unwrap();
+    let train = flag_data(&tmp.path().join("train.safetensors"), 64, 4, &[37]);
+    let val = flag_data(&tmp.path().join("val.safetensors"), 16, 4, &[3]);
+    let cfg = flag_config(tmp.path(), "masked", "masked_primary.pt", &train, &val);
+    let mut later = 0;
+    for seed in 0..3 {
+        let out = bin()
+            .args(["check", "-c"])
+            .arg(&cfg)
+            .args(["--set", &format!("workload.seed={seed}")])
+            .output()
+            .unwrap();
+        let said = text(&out);
+        assert!(out.status.success(), "{said}");
+        assert!(!said.contains("a log-likelihood?"), "{said}");
+        // The auxiliary, 1000x the regression, is read at 50x the primary
+        // wherever it was measured.
+        assert!(said.contains("MELTR reads aux ("), "{said}");
+        if said.contains("the first whose primary is not exactly 0") {
+            later += 1;
+        }
+    }
+    assert!(later > 0, "the flagged row was in every seed's first batch");
+}
+
 /// One inf among NaN the model masks (walkthrough J2): the warning counts
 /// each kind, names the inf rows, and says the model masks the NaN but
 /// not the inf (it said "does not mask them" of all 951).

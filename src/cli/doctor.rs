@@ -197,7 +197,7 @@ pub(super) fn check(
             .into_iter()
             .chain(copies)
             .chain(gradient_hint(shares))
-            .chain(apart_hints(
+            .chain(apart::hints(
                 &apart_from_primary,
                 config.combiner.kind == crate::config::CombinerKind::Meltr,
             ))
@@ -304,73 +304,6 @@ fn share_words(shares: &[(String, f64)]) -> String {
         "{} (shares of the first batch's gradient, equal weights as under `sum`)",
         each.join(", ")
     )
-}
-
-/// Auxiliaries whose gradient reaches none of the primary's parameters on
-/// the first batch (walkthrough L3's loss on a head of its own went unsaid,
-/// and its learned weight read as a judgement of it), in two groups: those
-/// on a head of their own, which cannot change the primary, and those whose
-/// parameters feed the primary's forward behind a stop-gradient (walkthrough
-/// O3's VQ codebook loss was said to be of the first kind). What MELTR's
-/// meta step makes of them is said only where MELTR weighs the losses.
-fn apart_hints(apart: &[crate::engine::trainer::Apart], meltr: bool) -> Vec<String> {
-    let group = |feeds: bool| -> Vec<String> {
-        apart
-            .iter()
-            .filter(|a| a.feeds_primary == feeds)
-            .map(|a| a.name.clone())
-            .collect()
-    };
-    [false, true]
-        .into_iter()
-        .filter_map(|feeds| apart_hint(&group(feeds), feeds, meltr))
-        .collect()
-}
-
-/// [`apart_hints`]' words for one group.
-fn apart_hint(apart: &[String], feeds_primary: bool, meltr: bool) -> Option<String> {
-    let (first, rest) = apart.split_first()?;
-    let (names, it, its, is, a_loss, trains) = match rest.is_empty() {
-        true => (
-            format!("{first}'s gradient"),
-            "it",
-            "its",
-            "is",
-            "such a loss",
-            "trains",
-        ),
-        false => (
-            format!("the gradients of {}", apart.join(", ")),
-            "they",
-            "their",
-            "are",
-            "such losses",
-            "train",
-        ),
-    };
-    let meta_step = match meltr {
-        true => format!(
-            "; MELTR's meta step sees no effect of {it} on the primary's validation loss (the γ term still \
-             pulls the weights towards the plain sum's)"
-        ),
-        false => String::new(),
-    };
-    let apart = format!(
-        "{names} on the first batch {is} nonzero on none of the parameters the primary's is"
-    );
-    Some(match feeds_primary {
-        false => format!(
-            "{apart} (a head of {its} own): through the model {it} can neither help nor hurt the primary, and \
-             {its} weight trains only {its} own parameters{meta_step}. To only log {a_loss}, return {it} as a \
-             `metric/` output"
-        ),
-        true => format!(
-            "{apart}, yet the parameters {it} {trains} move the primary's value: they feed the primary's \
-             forward behind a stop-gradient (`.detach()`, a straight-through estimator such as a VQ \
-             codebook's), so the primary's gradient does not reach them{meta_step}. Through what {it} {trains}, \
-             {it} can still help or hurt the primary"
-        ),
-    })
 }
 
 /// An auxiliary with at least this share of the first batch's gradient
@@ -568,6 +501,17 @@ fn scale_hints(losses: &[(String, f64)]) -> Vec<String> {
     let Some(primary) = losses.first().map(|(_, v)| v.abs()) else {
         return Vec::new();
     };
+    // Exactly 0: a masked primary with nothing to mask on this batch (a
+    // semi-supervised one over few labelled rows, walkthrough P2), read as
+    // a log-likelihood.
+    if losses[0].1 == 0.0 {
+        return vec![
+            "the primary is exactly 0 on the first batch (a masked loss with nothing to mask there?): a \
+             loss's size beside it says nothing of its scale here (the `gradient` line above shows how hard \
+             each pulls)"
+                .to_string(),
+        ];
+    }
     if primary_gives_no_scale(losses) {
         return vec![format!(
             "the primary's first value ({}) is not above 0 (a log-likelihood?): a loss's size beside it \
@@ -635,5 +579,6 @@ fn scale_hints(losses: &[(String, f64)]) -> Vec<String> {
     hints
 }
 
+mod apart;
 #[cfg(test)]
 mod tests;

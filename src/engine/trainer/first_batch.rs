@@ -474,10 +474,42 @@ impl Trainer {
         self.measure_loss_scale()
     }
 
-    /// Measures the factors on the first batch, puts them in force, and
-    /// says which losses they change.
+    /// The losses the factors are measured on: the first training batch's,
+    /// or, where its primary is exactly 0 (a masked primary with nothing to
+    /// mask there: walkthrough P2's 10%-labelled data read as a
+    /// log-likelihood and its losses raw), the first of the next batches
+    /// whose primary is not, up to [`SCALE_BATCHES`]; with the batch's step.
+    fn loss_scale_batch(&self) -> Result<(u64, Vec<f64>)> {
+        let read = |step: u64| -> Result<Vec<f64>> {
+            Ok(Vec::<f64>::try_from(
+                self.batch_losses(step)?.to_kind(Kind::Double),
+            )?)
+        };
+        let first = read(1)?;
+        if first.first() != Some(&0.0) {
+            return Ok((1, first));
+        }
+        for step in 2..=SCALE_BATCHES {
+            let values = read(step)?;
+            if values.first() != Some(&0.0) {
+                return Ok((step, values));
+            }
+        }
+        Ok((1, first))
+    }
+
+    /// Measures the factors on the first batch (see
+    /// [`Self::loss_scale_batch`]), puts them in force, and says which
+    /// losses they change.
     fn measure_loss_scale(&mut self) -> Result<()> {
-        let values = Vec::<f64>::try_from(self.first_batch_losses()?.to_kind(Kind::Double))?;
+        let (batch, values) = self.loss_scale_batch()?;
+        let on = match batch {
+            1 => "the first batch".to_string(),
+            step => format!(
+                "training batch {step}, the first whose primary is not exactly 0 (a masked primary with nothing \
+                 to mask on the batches before)"
+            ),
+        };
         let meltr = &self.config.meltr;
         let factors = loss_scale_factors(&values, meltr.loss_scale, meltr.max_loss_ratio);
         let changed: Vec<String> = self
@@ -513,6 +545,10 @@ impl Trainer {
             tracer.loss_scale(scale)?;
         }
         let message = match (changed.is_empty(), meltr.loss_scale) {
+            (_, LossScale::Capped | LossScale::Primary) if values[0] == 0.0 => format!(
+                "{setting}: the primary is exactly 0 on the first {SCALE_BATCHES} training batches, which sets \
+                 no scale for the other losses: MELTR reads every loss raw, as the public code does"
+            ),
             (_, LossScale::Capped | LossScale::Primary) if primary_gives_no_scale(&values) => format!(
                 "{setting}: the primary's first value ({}) is not above 0 (a log-likelihood?), which sets no \
                  scale for the other losses: MELTR reads every loss raw, as the public code does",
@@ -520,10 +556,10 @@ impl Trainer {
             ),
             // The default guard says nothing where it changes nothing.
             (true, LossScale::Capped) => return Ok(()),
-            (true, _) => format!("{setting}: every loss is read as it is on the first batch"),
+            (true, _) => format!("{setting}: every loss is read as it is on {on}"),
             (false, _) => format!(
-                "{setting}: MELTR reads {} (measured on the first batch; its effective weights stay weights on \
-                 the raw losses)",
+                "{setting}: MELTR reads {} (measured on {on}; its effective weights stay weights on the raw \
+                 losses)",
                 changed.join(", ")
             ),
         };
@@ -572,6 +608,10 @@ fn factor_text(f: f64) -> String {
 /// `max_ratio` where below 1, else 1; `raw`: 1. A zero or non-finite loss
 /// keeps factor 1, as does every loss when the primary's is not above 0
 /// (see [`primary_gives_no_scale`]); factors stay within [1e-6, 1e6].
+/// How many training batches [`Trainer::loss_scale_batch`] reads at most
+/// for a primary that is not exactly 0.
+const SCALE_BATCHES: u64 = 16;
+
 fn loss_scale_factors(values: &[f64], scale: LossScale, max_ratio: f64) -> Vec<f64> {
     let primary = values.first().copied().unwrap_or(0.0);
     values

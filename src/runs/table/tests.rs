@@ -296,13 +296,6 @@ fn final_weights_are_columns_when_asked_for() {
         text.contains("loss/<loss>: the training loss, mean of each run's values"),
         "{text}"
     );
-    // And `metric/<metric>`, the model's own output key (walkthrough O3).
-    let as_output = TableOptions {
-        metrics: vec!["metric/accuracy".into()],
-        ..options.clone()
-    };
-    let text = render(&groups, &as_output).unwrap();
-    assert!(text.contains("| accuracy ↑ |"), "{text}");
     let missing = |metric: &str| {
         let options = TableOptions {
             metrics: vec![metric.into()],

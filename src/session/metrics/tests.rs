@@ -294,3 +294,14 @@ fn final_weights_leave_out_the_lines_where_the_loss_was_zero() {
     assert!((means["flag"] - 0.549).abs() < 1e-12, "{means:?}");
     assert!((means["cls"] - 0.3).abs() < 1e-12, "{means:?}");
 }
+
+/// `table` and `compare` take an eval metric by its bare name, under the
+/// export's `eval/`, or under the model's own `metric/` output key
+/// (walkthrough O3's `table --metric metric/codebook_usage` was refused).
+#[test]
+fn an_eval_metric_is_named_bare_or_under_either_prefix() {
+    for name in ["acc", "eval/acc", "metric/acc"] {
+        assert_eq!(eval_metric_name(name), "acc", "{name}");
+    }
+    assert_eq!(eval_metric_name("weight/acc"), "weight/acc");
+}
