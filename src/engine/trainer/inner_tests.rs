@@ -158,6 +158,15 @@ fn a_gradient_owner_under_a_negative_weight_says_the_model_climbs_it() {
             "{said}"
         );
     }
+    // Every weight shrunk in a collapse, the owner's twice the primary's
+    // in size (walkthrough P3: −0.027 against 0.009, and the scale was
+    // blamed): the weights do it.
+    let shrunk = meltr_event((0.009, -0.027), (1.2, 30.0), 1.6);
+    assert!(
+        shrunk.contains("MELTR weighs it below zero and 3x the primary's weight in size (-0.027 against 0.009): its weight does it")
+            && !shrunk.contains("A loss on a far larger scale"),
+        "{shrunk}"
+    );
     // Weighed up and negative: its weight does it, and its sign is said.
     let large = meltr_event((0.5, -3.0), (1.2, 3.0), 1.6);
     assert!(

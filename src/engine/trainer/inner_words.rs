@@ -156,12 +156,27 @@ pub(super) fn gradient_owner_event(
         // 0.108)", the sign unsaid).
         CombinerKind::Meltr if now.as_ref().is_some_and(|s| s.weights.1 < 0.0) => {
             let s = now.as_ref().expect("matched");
-            format!(
-                "MELTR weighs it below zero ({} against the primary's {}): the model is pushed to raise that loss, \
-                 and its scale makes that push most of the gradient.{fit} {remedy}",
-                readable(s.weights.1),
-                readable(s.weights.0)
-            )
+            // Twice the primary's in size, below `sum`'s 1 only because
+            // every weight shrank (walkthrough P3's collapse: −0.027
+            // against 0.009 on a loss 15x the primary's, and the scale was
+            // blamed): the weights set it apart.
+            match s.weights.1.abs() >= 2.0 * s.weights.0.abs() {
+                true => format!(
+                    "MELTR weighs it below zero and {}x the primary's weight in size ({} against {}): its weight \
+                     does it, pushing the model to raise that loss, away from its own task.{fit} Compare with a \
+                     `sum` run; lower meltr.meta_lr, or raise meltr.gamma (which holds MELTR's output near the sum \
+                     of the losses)",
+                    readable(s.weights.1.abs() / s.weights.0.abs()),
+                    readable(s.weights.1),
+                    readable(s.weights.0)
+                ),
+                false => format!(
+                    "MELTR weighs it below zero ({} against the primary's {}): the model is pushed to raise that \
+                     loss, and its scale makes that push most of the gradient.{fit} {remedy}",
+                    readable(s.weights.1),
+                    readable(s.weights.0)
+                ),
+            }
         }
         // Said only where MELTR did rescale (walkthrough C's x26 loss was
         // read raw, under meltr.max_loss_ratio).
