@@ -353,14 +353,15 @@ pub fn caveats(groups: &[Group]) -> Vec<String> {
             .iter()
             .filter_map(|r| {
                 let (cut, all) = r.neumann_cut.filter(|(cut, _)| *cut > 0)?;
+                // The count with the share: 1 of 400 read "0%" (walkthrough Q2).
                 let share = 100.0 * cut as f64 / all as f64;
-                Some(format!("{} {share:.0}% of {all}", r.meta.name))
+                Some(format!("{} {cut} of {all}, {share:.0}%", r.meta.name))
             })
             .collect();
         listed(
             "has runs whose Neumann series was cut short on some meta steps",
             few(&cut),
-            "it diverged there, and fewer iterations than aid.iterations were summed (as at a lower J; the run's events say when): \
+            "it diverged there, and those meta steps took v_0 alone (as at J = 0; the run's events say when): \
              a smaller aid.alpha keeps it converging",
         );
     }
