@@ -127,9 +127,12 @@ pub fn score_direction(name: &str) -> Option<bool> {
         "bleu",
         "concordance",
     ];
-    const WORDS: [&str; 22] = [
+    // And bounds and likelihoods a model maximises (walkthrough Q3's
+    // `neg_elbo` read "lower is better" and "reads neither way" at once).
+    const WORDS: [&str; 25] = [
         "f1", "auc", "auroc", "r2", "map", "ap", "mrr", "ndcg", "iou", "miou", "dice", "rouge",
         "meteor", "cider", "spice", "kappa", "spearman", "pearson", "corr", "psnr", "ssim", "hits",
+        "elbo", "likelihood", "loglik",
     ];
     let lower = name.to_lowercase();
     let words: Vec<&str> = lower.split(|c: char| !c.is_ascii_alphanumeric()).collect();
@@ -199,8 +202,15 @@ mod tests {
             "MdR",
             "error_rate",
             "neg_accuracy",
+            "neg_elbo",
+            "negative_log_likelihood",
         ] {
             assert_eq!(score_direction(lower), Some(false), "{lower}");
+            assert!(lower_is_better(lower), "{lower}");
+        }
+        for higher in ["elbo", "val_log_likelihood", "loglik"] {
+            assert_eq!(score_direction(higher), Some(true), "{higher}");
+            assert!(!lower_is_better(higher), "{higher}");
         }
         // Negated errors (scikit-learn's scorers) are better higher.
         for higher in ["neg_mse", "negative_log_loss", "NEG-RMSE", "-mae"] {
