@@ -321,6 +321,37 @@ fn a_diverging_neumann_series_is_dropped_for_its_first_term() {
     assert_eq!(stop, None);
 }
 
+/// At the default `aid.max_growth`, a series that grows at all is
+/// dropped: at J = 1 with α·λ = 4.8 (walkthroughs Q1 and Q3: a growth of
+/// 3.8 per term, under the former bound of 10) v_0 + v_1 = −2.8·v_0 points
+/// against H⁻¹g; along a direction inside (0, 2) the series is kept.
+#[test]
+fn at_the_default_bound_a_series_that_grows_at_all_is_dropped() {
+    let _serial = common::serial();
+    let default = meltr_tui::config::AidConfig::default().max_growth;
+    let at = |lambda: f64| {
+        let h = Tensor::from_slice(&[lambda]).reshape([1, 1]);
+        let hvp = |v: &[Tensor]| -> Result<Vec<Tensor>> { Ok(vec![h.mv(&v[0])]) };
+        let (p, stop) = neumann(
+            &hvp,
+            vec![Tensor::from_slice(&[1.0f64])],
+            &AidSettings {
+                max_growth: default,
+                ..settings(AidMode::Exact, 1, 0.1, 0.0)
+            },
+        )
+        .unwrap();
+        (p[0].double_value(&[0]), stop)
+    };
+    let (p, stop) = at(48.0);
+    assert!(stop.is_some(), "a growth of 3.8 is said");
+    assert_eq!(p, 1.0, "v_0 alone, on H⁻¹g's side");
+    // α·λ = 0.5: v_1 = 0.5·v_0, summed.
+    let (p, stop) = at(5.0);
+    assert_eq!(stop, None);
+    assert!((p - 1.5).abs() < 1e-12, "{p}");
+}
+
 #[test]
 fn j0_is_minus_the_mixed_derivative_times_the_primary_gradient() {
     // The models draw from libtorch's process-wide RNG.

@@ -130,9 +130,31 @@ pub fn score_direction(name: &str) -> Option<bool> {
     // And bounds and likelihoods a model maximises (walkthrough Q3's
     // `neg_elbo` read "lower is better" and "reads neither way" at once).
     const WORDS: [&str; 25] = [
-        "f1", "auc", "auroc", "r2", "map", "ap", "mrr", "ndcg", "iou", "miou", "dice", "rouge",
-        "meteor", "cider", "spice", "kappa", "spearman", "pearson", "corr", "psnr", "ssim", "hits",
-        "elbo", "likelihood", "loglik",
+        "f1",
+        "auc",
+        "auroc",
+        "r2",
+        "map",
+        "ap",
+        "mrr",
+        "ndcg",
+        "iou",
+        "miou",
+        "dice",
+        "rouge",
+        "meteor",
+        "cider",
+        "spice",
+        "kappa",
+        "spearman",
+        "pearson",
+        "corr",
+        "psnr",
+        "ssim",
+        "hits",
+        "elbo",
+        "likelihood",
+        "loglik",
     ];
     let lower = name.to_lowercase();
     let words: Vec<&str> = lower.split(|c: char| !c.is_ascii_alphanumeric()).collect();
