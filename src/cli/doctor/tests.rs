@@ -82,31 +82,6 @@ fn an_auxiliary_with_most_of_the_first_gradient_is_said() {
 }
 
 #[test]
-fn a_loss_equal_to_another_on_the_first_batch_is_said() {
-    let losses = [
-        ("cls".to_string(), 1.598),
-        ("dup".to_string(), 1.598),
-        ("aux".to_string(), 0.5),
-        ("aux_copy".to_string(), 0.5),
-        ("near".to_string(), 1.5980001),
-        ("masked".to_string(), 0.0),
-        ("masked_too".to_string(), 0.0),
-    ];
-    let hints = crate::engine::trainer::same_value_hints(&losses);
-    assert_eq!(hints.len(), 2, "{hints:?}");
-    assert!(
-        hints[0].starts_with(
-            "dup equals cls to the bit on the first batch (1.598): a copy of the primary"
-        ),
-        "{hints:?}"
-    );
-    assert!(
-        hints[1].starts_with("aux_copy equals aux to the bit"),
-        "{hints:?}"
-    );
-}
-
-#[test]
 fn a_loss_far_from_the_primarys_scale_is_said_with_its_ratio() {
     let losses = [
         ("cls".to_string(), 1.6),

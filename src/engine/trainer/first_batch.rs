@@ -136,12 +136,16 @@ impl Trainer {
                 .collect(),
             _ => Vec::new(),
         };
+        let before = match apart.is_empty() {
+            true => f64::NAN,
+            false => self.batch_losses(1)?.get(0).double_value(&[]),
+        };
         let apart_from_primary = apart
             .into_iter()
             .map(|k| {
                 Ok(Apart {
                     name: self.loss_names[k].clone(),
-                    feeds_primary: self.moves_primary(&gradients[k])?,
+                    feeds_primary: self.moves_primary(&gradients[k], before)?,
                 })
             })
             .collect::<Result<_>>()?;
@@ -161,14 +165,13 @@ impl Trainer {
     }
 
     /// Whether moving θ along `gradient` (a small step, on the tensors it is
-    /// nonzero on) changes the first training batch's primary loss: the
-    /// parameters feed the primary's forward. The caller holds the global
+    /// nonzero on) changes the first training batch's primary loss from
+    /// `before`, its value at θ: the parameters feed the primary's forward. The caller holds the global
     /// draws; θ is put back bit for bit.
-    fn moves_primary(&self, gradient: &[Tensor]) -> Result<bool> {
+    fn moves_primary(&self, gradient: &[Tensor], before: f64) -> Result<bool> {
         let primary = |trainer: &Self| -> Result<f64> {
             Ok(trainer.batch_losses(1)?.get(0).double_value(&[]))
         };
-        let before = primary(self)?;
         let rms = |t: &Tensor| t.square().mean(Kind::Double).sqrt().double_value(&[]);
         let saved: Vec<(usize, Tensor)> = tch::no_grad(|| {
             gradient
@@ -406,7 +409,7 @@ impl Trainer {
         Ok(())
     }
 
-    /// [`same_value_hints`] of the first batch, each confirmed by the two
+    /// [`same_value_pairs`] of the first batch, each confirmed by the two
     /// losses' gradients (the caller holds the global draws): two losses
     /// equal to the bit whose gradients differ are no copy (walkthrough
     /// O3's VQ losses ‖sg[z] − q‖² and ‖z − sg[q]‖², equal in value, one
@@ -485,17 +488,15 @@ impl Trainer {
                 self.batch_losses(step)?.to_kind(Kind::Double),
             )?)
         };
-        let first = read(1)?;
-        if first.first() != Some(&0.0) {
-            return Ok((1, first));
-        }
-        for step in 2..=SCALE_BATCHES {
+        let mut first = None;
+        for step in 1..=SCALE_BATCHES {
             let values = read(step)?;
             if values.first() != Some(&0.0) {
                 return Ok((step, values));
             }
+            first.get_or_insert(values);
         }
-        Ok((1, first))
+        Ok((1, first.expect("SCALE_BATCHES >= 1")))
     }
 
     /// Measures the factors on the first batch (see
@@ -640,18 +641,10 @@ pub fn primary_gives_no_scale(values: &[f64]) -> bool {
     values.first().is_some_and(|&v| v.is_finite() && v <= 0.0)
 }
 
-/// Losses with the same value to the bit on the first batch: a copy of
-/// another loss (walkthrough Q's `dup_primary` was the primary's tensor,
-/// unsaid, while MELTR weighs the two as two).
-pub fn same_value_hints(losses: &[(String, f64)]) -> Vec<String> {
-    same_value_pairs(losses)
-        .into_iter()
-        .map(|(copy, of)| same_value_hint(losses, copy, of))
-        .collect()
-}
-
 /// Each loss equal to the bit to an earlier one on the first batch (not 0,
-/// finite), with the first such: `(copy, of)`.
+/// finite), with the first such: `(copy, of)`. A copy of another loss
+/// (walkthrough Q's `dup_primary` was the primary's tensor, unsaid, while
+/// MELTR weighs the two as two), where [`same_gradient`] agrees.
 fn same_value_pairs(losses: &[(String, f64)]) -> Vec<(usize, usize)> {
     losses
         .iter()
@@ -669,7 +662,7 @@ fn same_value_pairs(losses: &[(String, f64)]) -> Vec<(usize, usize)> {
         .collect()
 }
 
-/// What [`same_value_hints`] says of loss `copy`, equal to loss `of`.
+/// What is said of loss `copy`, equal to loss `of` (a copy).
 fn same_value_hint(losses: &[(String, f64)], copy: usize, of: usize) -> String {
     let role = if of == 0 {
         "the primary: a learned combiner (MELTR, `mlp`, `uncertainty`) weighs the two apart, and MELTR's \
@@ -709,7 +702,7 @@ const SAME_GRADIENT_TOLERANCE: f64 = 1e-4;
 /// as a weight penalty, is in a fixed ratio to any other such): a scaled
 /// copy, the same gradient scaled (walkthroughs G2 and G6: `0.3 ×` the
 /// primary and `3 ×` an auxiliary went unsaid by `check`). A copy to the
-/// bit on the first batch is [`same_value_hints`]'s.
+/// bit on the first batch is [`Trainer::copied_loss_hints`]'s.
 pub fn scaled_copy_hints(names: &[String], readings: &[Vec<f64>]) -> Vec<String> {
     use crate::engine::collapse::RATIO_TOLERANCE;
     if readings.len() < 2 {
@@ -765,6 +758,26 @@ pub fn scaled_copy_hints(names: &[String], readings: &[Vec<f64>]) -> Vec<String>
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Losses equal to the bit to an earlier one are paired with it (0 is
+    /// no copy: a masked loss with nothing to mask), and said.
+    #[test]
+    fn a_loss_equal_to_another_on_the_first_batch_is_paired_and_said() {
+        let losses = [
+            ("cls".to_string(), 1.598),
+            ("dup".to_string(), 1.598),
+            ("aux".to_string(), 0.5),
+            ("aux_copy".to_string(), 0.5),
+            ("near".to_string(), 1.5980001),
+            ("masked".to_string(), 0.0),
+            ("masked_too".to_string(), 0.0),
+        ];
+        assert_eq!(same_value_pairs(&losses), [(1, 0), (3, 2)]);
+        assert!(same_value_hint(&losses, 1, 0).starts_with(
+            "dup equals cls to the bit on the first batch (1.598): a copy of the primary"
+        ));
+        assert!(same_value_hint(&losses, 3, 2).starts_with("aux_copy equals aux to the bit"));
+    }
 
     /// A loss in a fixed ratio to an earlier one on every batch is said,
     /// against the earliest; a ratio that moves, a copy to the bit, a loss

@@ -8,8 +8,7 @@
 mod bench;
 pub use bench::BenchTrainer;
 pub use first_batch::{
-    primary_gives_no_scale, same_value_hints, scaled_copy_hints, Apart, FirstShares,
-    NonFiniteEvaluation, Scanned,
+    primary_gives_no_scale, scaled_copy_hints, Apart, FirstShares, NonFiniteEvaluation, Scanned,
 };
 mod checkpointing;
 mod data_parallel;
