@@ -105,20 +105,15 @@ impl LossRise {
         self.smoothed.map(|_| self.first)
     }
 
+    /// The step of the smoothed loss's lowest so far.
+    pub fn lowest_step(&self) -> Option<u64> {
+        self.lowest.map(|(step, _)| step)
+    }
+
     /// The watch as the train lines of `lines` left it (`primary`'s loss),
     /// for a resumed run: a climb they hold counts as said.
     pub fn replayed(lines: &[MetricLine], primary: &str) -> Self {
         Self::replayed_if(lines, primary, |_| true)
-    }
-
-    /// As [`Self::replayed`] for auxiliary loss `name`, a climb sayable
-    /// where the combiner had the model [`maximised`] it (as the live watch
-    /// reads it).
-    pub fn replayed_auxiliary(lines: &[MetricLine], name: &str, primary: &str) -> Self {
-        Self::replayed_if(lines, name, |weights| {
-            let weight = |n: &str| weights.get(n).copied().unwrap_or(f64::NAN);
-            maximised(weight(name), weight(primary))
-        })
     }
 
     /// As [`Self::replayed`] for loss `name`, a climb sayable at a line
@@ -237,23 +232,6 @@ mod tests {
         assert!(!maximised(-5.6e-5, 1e-4) && !maximised(-1e-12, 0.0));
         assert!(maximised(-0.004, 0.0));
         assert!(!maximised(f64::NAN, 1.0) && !maximised(-1.0, f64::NAN));
-        // A replayed line without the primary's weight is read, and says
-        // nothing.
-        let line = MetricLine {
-            step: 10,
-            time: 0.0,
-            wall: None,
-            record: Record::Train {
-                losses: [("aux".to_string(), 1.0)].into(),
-                total: 1.0,
-                weights: [("aux".to_string(), -1.0)].into(),
-                lr: 1e-3,
-                shares: Named::new(),
-                gpu: None,
-            },
-        };
-        let watch = LossRise::replayed_auxiliary(&[line], "aux", "primary");
-        assert_eq!(watch.first(), Some(1.0));
     }
 
     fn said(watch: &mut LossRise, losses: &[f64]) -> Vec<u64> {

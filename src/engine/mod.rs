@@ -2,6 +2,7 @@
 //! and hands back the Command/Event channels; nothing here touches a terminal.
 #![warn(missing_docs)]
 
+pub mod auxiliary_rise;
 pub mod checkpoint;
 pub mod collapse;
 pub mod control;

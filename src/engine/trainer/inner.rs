@@ -268,12 +268,11 @@ impl Trainer {
                 // Climbing under a positive weight is the model's business
                 // (an overfit auxiliary); under a negative one the combiner
                 // asks for it.
-                let weight = values[k + aux];
                 let watch = &mut self.auxiliary_rise[aux - 1];
-                let maximised = crate::engine::loss_rise::maximised(weight, values[k]);
-                if let Some(rise) = watch.observe_if(self.step, values[aux], maximised) {
-                    let message =
-                        auxiliary_climb_event(&self.loss_names[aux], rise, weight, values[k]);
+                if let Some(climb) =
+                    watch.observe(self.step, values[aux], values[k + aux], values[k])
+                {
+                    let message = auxiliary_climb_event(&self.loss_names[aux], climb);
                     self.emit(Record::Event {
                         level: Level::Warn,
                         message,
@@ -337,7 +336,7 @@ impl Trainer {
     fn observe_unlogged_start(&mut self, step: u64, losses: &[f64]) {
         let _ = self.loss_rise.observe(step, losses[0]);
         for (watch, &loss) in self.auxiliary_rise.iter_mut().zip(&losses[1..]) {
-            let _ = watch.observe_if(step, loss, false);
+            watch.observe_unweighted(step, loss);
         }
     }
 

@@ -3,17 +3,20 @@
 
 use super::*;
 
-/// What an auxiliary loss climbing under a negative effective weight means,
-/// beside the primary's `primary_weight`.
+/// What an auxiliary loss climbing under a negative effective weight (its
+/// mean over the climb) means, beside the primary's.
 pub(super) fn auxiliary_climb_event(
     name: &str,
-    rise: crate::engine::loss_rise::Rise,
-    weight: f64,
-    primary_weight: f64,
+    climb: crate::engine::auxiliary_rise::AuxiliaryClimb,
 ) -> String {
+    let crate::engine::auxiliary_rise::AuxiliaryClimb {
+        rise,
+        weight,
+        primary_weight,
+    } = climb;
     let readable = crate::numfmt::readable;
     let climbed = format!(
-        "auxiliary loss {name} has climbed to {} (smoothed), {}, under an effective weight of {}",
+        "auxiliary loss {name} has climbed to {} (smoothed), {}, under an effective weight of {} on average since then",
         readable(rise.now),
         rise.past_lowest(),
         readable(weight),
@@ -239,15 +242,21 @@ pub(super) fn gradient_owner_event(
 
 #[cfg(test)]
 mod tests {
+    use crate::engine::auxiliary_rise::AuxiliaryClimb;
     use crate::engine::loss_rise::Rise;
 
-    fn rise() -> Rise {
-        Rise {
+    fn climb(weight: f64, primary_weight: f64) -> AuxiliaryClimb {
+        let rise = Rise {
             now: 2.2,
             lowest: 0.23,
             lowest_step: 10,
             first: 0.3,
             first_step: 1,
+        };
+        AuxiliaryClimb {
+            rise,
+            weight,
+            primary_weight,
         }
     }
 
@@ -255,17 +264,17 @@ mod tests {
     /// primary's 0.71 was blamed on the combiner outright.
     #[test]
     fn a_climb_under_a_weak_negative_weight_is_not_blamed_on_the_combiner_outright() {
-        let weak = super::auxiliary_climb_event("kl_only", rise(), -0.024, 0.71);
+        let weak = super::auxiliary_climb_event("kl_only", climb(-0.024, 0.71));
         assert!(
-            weak.contains("under an effective weight of -0.024, small beside the primary's 0.71")
+            weak.contains("under an effective weight of -0.024 on average since then, small beside the primary's 0.71")
                 && weak.contains("the climb may be the model's own")
                 && !weak.contains("the combiner has the model maximise it"),
             "{weak}"
         );
-        let strong = super::auxiliary_climb_event("kl_only", rise(), -1.66, 0.71);
+        let strong = super::auxiliary_climb_event("kl_only", climb(-1.66, 0.71));
         assert!(
             strong.contains(
-                "under an effective weight of -1.66: the combiner has the model maximise it"
+                "under an effective weight of -1.66 on average since then: the combiner has the model maximise it"
             ),
             "{strong}"
         );

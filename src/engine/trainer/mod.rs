@@ -140,7 +140,7 @@ pub struct Trainer {
     /// Says the primary's training loss climbing (see `loss_rise`).
     loss_rise: super::loss_rise::LossRise,
     /// Per auxiliary, in order: says it climbing under a negative weight.
-    auxiliary_rise: Vec<super::loss_rise::LossRise>,
+    auxiliary_rise: Vec<super::auxiliary_rise::AuxiliaryRise>,
     /// Says an auxiliary owning the combined gradient (see `gradient_owner`).
     gradient_owner: super::gradient_owner::GradientOwner,
     /// γ in force: `meltr.gamma`, or [`meta::RESTORE_GAMMA_FACTOR`] times it

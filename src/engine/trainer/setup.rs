@@ -4,6 +4,7 @@
 
 use super::start_notes::{start_notes, trained_parameters_note};
 use super::*;
+use crate::engine::auxiliary_rise::AuxiliaryRise;
 use crate::engine::gradient_owner::GradientOwner;
 use crate::engine::loss_rise::LossRise;
 
@@ -96,11 +97,11 @@ impl Trainer {
         let mut logged_evals = Vec::new();
         let mut loss_rise = LossRise::default();
         let mut gradient_owner = GradientOwner::default();
-        let mut auxiliary_rise: Vec<LossRise> = config
+        let mut auxiliary_rise: Vec<AuxiliaryRise> = config
             .workload
             .auxiliary
             .iter()
-            .map(|_| LossRise::default())
+            .map(|_| AuxiliaryRise::default())
             .collect();
         let mut shares_fallback_said = false;
         if let Some(point) = resume {
@@ -190,7 +191,7 @@ impl Trainer {
                 gradient_owner = GradientOwner::replayed(&lines, &names, &collapse.copies.copies());
                 auxiliary_rise = names[1..]
                     .iter()
-                    .map(|name| LossRise::replayed_auxiliary(&lines, name, &names[0]))
+                    .map(|name| AuxiliaryRise::replayed(&lines, name, &names[0]))
                     .collect();
                 // The shares' double backward failed before: tried again
                 // (the failure may have been passing, and every rank must
