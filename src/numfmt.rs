@@ -205,9 +205,42 @@ pub fn log_value(v: f64) -> String {
     }
 }
 
+/// `a` and `b` as [`log_value`] writes them, with as many more digits as
+/// it takes to tell them apart when they differ (walkthrough P3's best
+/// evaluation and last read "0.2899 at step 400, 0.2899 at step 1100").
+pub fn told_apart(a: f64, b: f64) -> (String, String) {
+    let (mut x, mut y) = (log_value(a), log_value(b));
+    let tiny = |v: f64| v != 0.0 && v.abs() < 1e-3;
+    for digits in 5..=17 {
+        if x != y || a == b {
+            break;
+        }
+        let write = |v: f64| match tiny(v) {
+            true => format!("{v:.*e}", digits - 1),
+            false => format!("{v:.digits$}"),
+        };
+        (x, y) = (write(a), write(b));
+    }
+    (x, y)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn two_values_are_written_apart() {
+        let pair = |a: f64, b: f64| {
+            let (x, y) = told_apart(a, b);
+            format!("{x} {y}")
+        };
+        assert_eq!(pair(0.28991, 0.28994), "0.28991 0.28994");
+        assert_eq!(pair(0.6, 0.45), "0.6000 0.4500");
+        assert_eq!(pair(0.5, 0.5), "0.5000 0.5000");
+        assert_eq!(pair(7.0001e-4, 7.0002e-4), "7.0001e-4 7.0002e-4");
+        let (x, y) = told_apart(1.0, 1.0 + f64::EPSILON);
+        assert_ne!(x, y);
+    }
 
     /// Walkthrough A's CSV read 0.9798320531845092 for a log's
     /// 0.9798320531845093: serde_json's default float parser may miss by

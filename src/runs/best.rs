@@ -19,11 +19,10 @@ pub fn best_before_the_end(dir: &Path, torchscript: bool) -> Option<String> {
         false => "",
     };
     (best_step != final_step && best != last).then(|| {
+        let (best, last) = crate::numfmt::told_apart(best, last);
         format!(
-            "the best evaluation was not the last: {metric} {} at step {best_step}, {} at step {final_step} \
-             ({model}table --best reports best evaluations)",
-            crate::numfmt::log_value(best),
-            crate::numfmt::log_value(last)
+            "the best evaluation was not the last: {metric} {best} at step {best_step}, {last} at step {final_step} \
+             ({model}table --best reports best evaluations)"
         )
     })
 }
