@@ -2016,6 +2016,64 @@ fn an_auxiliary_apart_from_the_primary_is_said() {
     );
 }
 
+/// A model that counts its training forwards in a buffer (walkthrough Q3's
+/// VAE read its KL warm-up from one): `check` says, under MELTR, how often
+/// a run moves it, and a run's count bears it out; under `sum` it moves
+/// once a step and nothing is said.
+#[test]
+fn a_buffer_the_meta_steps_forwards_move_is_said_with_its_count() {
+    let tmp = tempfile::tempdir().unwrap();
+    let train = flag_data(&tmp.path().join("train.safetensors"), 64, 4, &[]);
+    let val = flag_data(&tmp.path().join("val.safetensors"), 16, 4, &[]);
+    let cfg = flag_config_with(
+        tmp.path(),
+        "counter",
+        "step_counter.pt",
+        (&train, &val),
+        "metric = \"counted\"\n",
+    );
+    let sessions = tmp.path().join("sessions");
+    for (kind, extra, moves) in [
+        // 13 meta steps at steps 3, 6, …, 39; 14 at 1, 4, …, 40.
+        ("meltr", "meltr.first_meta=at-meta-every", 66),
+        ("meltr", "meltr.first_meta=at-step-1", 68),
+        ("meltr", "meltr.train_batch=current", 53),
+        ("sum", "train.lr=1e-3", 40),
+    ] {
+        let set = [format!("combiner.kind={kind}"), extra.to_string()];
+        let args = |cmd: &mut std::process::Command| {
+            for s in &set {
+                cmd.args(["--set", s]);
+            }
+        };
+        let mut check = bin();
+        check.arg("check").arg("-c").arg(&cfg);
+        args(&mut check);
+        let out = check.output().unwrap();
+        let said = text(&out);
+        assert!(out.status.success(), "{said}");
+        let note = format!("over 40 steps it moves {moves} times, not 40");
+        assert_eq!(
+            said.contains(&note),
+            kind == "meltr",
+            "{kind} {extra}: {said}"
+        );
+        let name = format!("{kind}-{}", extra.replace(['.', '='], "-"));
+        let mut run = bin();
+        run.arg("--sessions-dir").arg(&sessions);
+        run.args(["run", "--headless", "-n", &name, "-c"]).arg(&cfg);
+        args(&mut run);
+        let out = run_with_limit(&mut run, LIMIT);
+        assert!(out.status.success(), "{}", text(&out));
+        let (_, lines) = metrics_of(&sessions, &name);
+        assert_eq!(
+            common::last_eval(&lines, "counted"),
+            f64::from(moves),
+            "{kind} {extra}"
+        );
+    }
+}
+
 /// A VQ bottleneck's codebook loss (walkthrough O3): its gradient shares
 /// no parameter with the primary's, yet the codes it trains feed the
 /// primary's forward behind a stop-gradient, so it is not said to be on a

@@ -76,6 +76,7 @@ pub(super) fn check(
         zero,
         copy_readings,
         evaluation,
+        moved_buffers,
     } = super::config_file::in_file(
         crate::engine::check_scanning(&config, batches),
         config_path,
@@ -237,7 +238,10 @@ pub(super) fn check(
             "  scanned        the first training batch and the first validation batch only: `--batches N` runs N and evaluates the validation split once"
         );
     }
-    for note in zero_notes(&zero, batches) {
+    for note in zero_notes(&zero, batches)
+        .into_iter()
+        .chain(buffers::moved_buffers_note(&moved_buffers, &config))
+    {
         say!("note: {note}");
     }
     if !non_finite.is_empty() {
@@ -580,5 +584,6 @@ fn scale_hints(losses: &[(String, f64)]) -> Vec<String> {
 }
 
 mod apart;
+mod buffers;
 #[cfg(test)]
 mod tests;

@@ -92,6 +92,8 @@ pub struct Checked {
     /// With more than one batch scanned, one evaluation's non-finite
     /// validation losses and metrics.
     pub evaluation: Option<trainer::NonFiniteEvaluation>,
+    /// The model's buffers a training forward moves, by name.
+    pub moved_buffers: Vec<String>,
 }
 
 /// Builds the run `config` asks for in a scratch session folder, as `run`
@@ -118,6 +120,7 @@ pub fn check_scanning(config: &crate::config::Config, batches: u64) -> Result<Ch
     let built = trainer::Trainer::new(&scratch, config.clone(), false, events).and_then(
         |(trainer, meta)| {
             let first_losses = trainer.first_batch_values()?;
+            let moved_buffers = trainer.buffers_a_forward_moves()?;
             let first_shares = trainer.first_batch_shares().map_err(|e| format!("{e:#}"));
             let non_finite_gradients = first_shares
                 .as_ref()
@@ -179,6 +182,7 @@ pub fn check_scanning(config: &crate::config::Config, batches: u64) -> Result<Ch
                 zero,
                 copy_readings,
                 evaluation,
+                moved_buffers,
             })
         },
     );

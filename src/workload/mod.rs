@@ -182,6 +182,17 @@ impl SavedBuffers {
         Ok(())
     }
 
+    /// The names of the buffers whose values differ from the copies now.
+    pub fn changed(&self, workload: &dyn Workload) -> Result<Vec<String>> {
+        let live = self.live(workload)?;
+        Ok(live
+            .into_iter()
+            .zip(&self.0)
+            .filter(|((_, buffer), saved)| !buffer.equal(saved))
+            .map(|((name, _), _)| name)
+            .collect())
+    }
+
     /// The workload's buffers, as many as were saved.
     fn live(&self, workload: &dyn Workload) -> Result<Vec<(String, Tensor)>> {
         let live = workload.buffers()?;

@@ -207,6 +207,15 @@ impl Trainer {
         self.first_batch_named()
     }
 
+    /// The model's buffers that the first training batch's forward moves
+    /// (a step counter, BatchNorm's running statistics), by name; they are
+    /// put back.
+    pub fn buffers_a_forward_moves(&self) -> Result<Vec<String>> {
+        let _draws = crate::nn::rng::global_draws();
+        let before = workload::SavedBuffers::take(self.workload.as_ref())?;
+        tch::no_grad(|| self.on_batch(1, |_| before.changed(self.workload.as_ref())))
+    }
+
     /// [`Self::first_batch_values`] for a caller that holds the global
     /// draws already (setup).
     fn first_batch_named(&self) -> Result<Vec<(String, f64)>> {
