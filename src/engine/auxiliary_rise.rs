@@ -5,8 +5,6 @@
 //! to 0.48 over 240 steps under weights of +0.1 to +0.3, and was said to be
 //! maximised at the one line where its weight dipped to −0.83.
 
-use std::collections::VecDeque;
-
 use super::loss_rise::{maximised, LossRise, Rise};
 use crate::session::metrics::{MetricLine, Record};
 
@@ -14,9 +12,11 @@ use crate::session::metrics::{MetricLine, Record};
 #[derive(Debug, Default)]
 pub struct AuxiliaryRise {
     rise: LossRise,
-    /// (step, the auxiliary's weight, the primary's) of the logged lines
-    /// since the lowest, oldest first.
-    weights: VecDeque<(u64, f64, f64)>,
+    /// The sums of the auxiliary's and the primary's weights over the
+    /// logged lines since the lowest (its own line included), and their
+    /// count: a new lowest is always the line being read, so the stretch
+    /// restarts there and needs no history.
+    since_lowest: (f64, f64, f64),
 }
 
 /// A climb, with the auxiliary's and the primary's effective weights
@@ -47,18 +47,20 @@ impl AuxiliaryRise {
         weight: f64,
         primary_weight: f64,
     ) -> Option<AuxiliaryClimb> {
-        if weight.is_finite() && primary_weight.is_finite() {
-            self.weights.push_back((step, weight, primary_weight));
-        }
-        // A lowest set at this line is no climb, so the lowest before the
-        // line bounds the stretch whenever one is said.
-        let (weight, primary_weight) = self.mean_since(self.rise.lowest_step());
+        let line = match weight.is_finite() && primary_weight.is_finite() {
+            true => (weight, primary_weight, 1.0),
+            false => (0.0, 0.0, 0.0),
+        };
+        // A lowest set at this line is no climb, so the stretch from the
+        // lowest before it bounds the weights whenever one is said.
+        let (w, p, n) = self.since_lowest;
+        let (w, p, n) = (w + line.0, p + line.1, n + line.2);
+        self.since_lowest = (w, p, n);
+        let (weight, primary_weight) = (w / n, p / n);
         let sayable = maximised(weight, primary_weight);
         let rise = self.rise.observe_if(step, loss, sayable);
-        if let Some(from) = self.rise.lowest_step() {
-            while self.weights.front().is_some_and(|&(at, ..)| at < from) {
-                self.weights.pop_front();
-            }
+        if self.rise.lowest_step() == Some(step) {
+            self.since_lowest = line;
         }
         rise.map(|rise| AuxiliaryClimb {
             rise,
@@ -89,17 +91,6 @@ impl AuxiliaryRise {
             }
         }
         watch
-    }
-
-    /// The mean weights of the lines from step `from` on (all lines before
-    /// any lowest); NaN without one.
-    fn mean_since(&self, from: Option<u64>) -> (f64, f64) {
-        let from = from.unwrap_or(0);
-        let (mut weight, mut primary, mut lines) = (0.0, 0.0, 0.0);
-        for &(_, w, p) in self.weights.iter().filter(|&&(at, ..)| at >= from) {
-            (weight, primary, lines) = (weight + w, primary + p, lines + 1.0);
-        }
-        (weight / lines, primary / lines)
     }
 }
 
