@@ -164,8 +164,14 @@ pub fn score_direction(name: &str) -> Option<bool> {
         w.strip_prefix(prefix)
             .is_some_and(|k| k.parse::<u32>().is_ok())
     };
+    // Spelled out too: `r_at_1`, `R-at-10` (walkthrough R2's read neither
+    // way in `check`, and `table` gave `r_at_5` no arrow).
+    let spelled_at_k = words
+        .windows(3)
+        .any(|w| w[0] == "r" && w[1] == "at" && w[2].parse::<u32>().is_ok());
     let at_k = lower.starts_with("r@")
         || lower.starts_with("hit")
+        || spelled_at_k
         || words.iter().any(|w| counted(w, "top") || counted(w, "r"));
     let joined: String = lower.chars().filter(char::is_ascii_alphanumeric).collect();
     let known = at_k
@@ -209,6 +215,9 @@ mod tests {
             "hits@10",
             "bleu4",
             "recall_at_5",
+            "r_at_1",
+            "R-at-10",
+            "t2v_r_at_5",
             "r1",
             "r10",
             "t2v_r5",
