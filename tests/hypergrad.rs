@@ -304,6 +304,11 @@ fn a_diverging_neumann_series_is_dropped_for_its_first_term() {
     let stop = stop.expect("the series diverges");
     assert_eq!(stop.diverged_at, 4, "{stop:?}");
     assert!((stop.growth - 16.0).abs() < 1e-12, "{stop:?}");
+    // Along the eigenvector the term that grew lies on: curvature and
+    // stretch 3, and α ≤ 2/3 keeps the term from growing.
+    assert!((stop.curvature - 3.0).abs() < 1e-12, "{stop:?}");
+    assert!((stop.stretch - 3.0).abs() < 1e-12, "{stop:?}");
+    assert!((stop.alpha_kept().unwrap() - 2.0 / 3.0).abs() < 1e-12);
     // H⁻¹g/α = 1/3 along it. The partial sums before v_4 alternate in
     // sign as they grow (1, −1, 3, −5): p is v_0 alone, on H⁻¹g's side.
     assert_eq!(p[0].double_value(&[0]), 1.0);

@@ -126,6 +126,24 @@ pub struct NeumannStop {
     pub diverged_at: u32,
     /// `‖v_j‖ / ‖v_0‖`.
     pub growth: f64,
+    /// `⟨v, Hv⟩ / ‖v‖²` along `v = v_{j−1}`, the term that grew: H's mean
+    /// curvature there. At most 0, `v_j = v − α·Hv` is longer than `v`
+    /// at every α > 0.
+    pub curvature: f64,
+    /// `‖Hv‖ / ‖v‖` along the same `v`: at most H's largest |eigenvalue|.
+    pub stretch: f64,
+}
+
+impl NeumannStop {
+    /// The largest α at which the term that grew would not have:
+    /// `‖v − α·Hv‖ ≤ ‖v‖` exactly when `α ≤ 2⟨v, Hv⟩/‖Hv‖²`. None where
+    /// no α > 0 keeps it (curvature at most 0) or the products are not
+    /// finite. At least 2/λ_max for a positive definite H, and 2/λ itself
+    /// along an eigenvector.
+    pub fn alpha_kept(&self) -> Option<f64> {
+        let kept = 2.0 * self.curvature / (self.stretch * self.stretch);
+        (self.curvature > 0.0 && kept.is_finite()).then_some(kept)
+    }
 }
 
 /// Computes the AID hypergradient for the combiner's parameters.
@@ -893,9 +911,14 @@ pub fn neumann(
         // NaN (an overflowing series) counts as diverged.
         let diverged = growth.is_nan() || growth > settings.max_growth;
         if first > 0.0 && diverged {
+            // Two host reads more, only where the series stops: what the
+            // warning advises from.
+            let squared = autograd::dot(&v, &v).double_value(&[]);
             let stop = NeumannStop {
                 diverged_at: j,
                 growth,
+                curvature: autograd::dot(&v, &hv).double_value(&[]) / squared,
+                stretch: autograd::norm(&hv).double_value(&[]) / squared.sqrt(),
             };
             return Ok((autograd::detach_all(&g), Some(stop)));
         }

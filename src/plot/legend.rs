@@ -57,20 +57,36 @@ fn fitted_entry(text: &str, room: f64, em: f64, m: &Metrics) -> String {
     }
 }
 
-/// `text`, or as much of it as fits in `room` points followed by `…`.
+/// `text`, or as much of it as fits in `room` points followed by `…`,
+/// never cut inside a number (walkthrough R2's mark read `train.steps
+/// 1500…` for an edit from 15000).
 pub(super) fn fitted(text: &str, room: f64, em: f64, m: &Metrics) -> String {
     if m.width(text, em) <= room {
         return text.to_string();
     }
-    let mut chars: Vec<char> = text.chars().collect();
-    while !chars.is_empty() {
-        chars.pop();
-        let cut = format!("{}…", chars.iter().collect::<String>().trim_end());
-        if m.width(&cut, em) <= room {
-            return cut;
-        }
+    let chars: Vec<char> = text.chars().collect();
+    (0..chars.len())
+        .rev()
+        .filter(|&at| !inside_a_number(&chars, at))
+        .map(|at| format!("{}…", chars[..at].iter().collect::<String>().trim_end()))
+        .find(|cut| m.width(cut, em) <= room)
+        .unwrap_or_else(|| "…".to_string())
+}
+
+/// Whether a cut before `chars[at]` falls inside a number, which would
+/// read as another (`1500|0`, `0.00|1`, `1e|-3`).
+fn inside_a_number(chars: &[char], at: usize) -> bool {
+    let separator = |c: &char| c.is_whitespace() || ",;:=()[]→–@".contains(*c);
+    if at == 0 || at >= chars.len() || separator(&chars[at - 1]) || separator(&chars[at]) {
+        return false;
     }
-    "…".to_string()
+    let start = chars[..at].iter().rposition(separator).map_or(0, |i| i + 1);
+    let end = chars[at..]
+        .iter()
+        .position(separator)
+        .map_or(chars.len(), |i| at + i);
+    let token: String = chars[start..end].iter().collect();
+    token.parse::<f64>().is_ok_and(f64::is_finite)
 }
 
 /// `text` fitted in `room` keeping what tells it from `others` (labels
@@ -394,6 +410,34 @@ impl<'a> Legend<'a> {
 
 #[cfg(test)]
 mod tests {
+    /// At every width, a cut edit ends on a whole number of the edit or on
+    /// no number: never on a shorter one.
+    #[test]
+    fn a_cut_never_falls_inside_a_number() {
+        let m = Metrics::get();
+        let text = "train.steps 15000→5000, meta_lr 0.001→2e-3";
+        let whole: Vec<&str> = text.split([' ', '→', ',']).collect();
+        let full = m.width(text, 10.0);
+        let mut widths = 0;
+        for tenth in 0..=10 * full.ceil() as usize {
+            let cut = fitted(text, tenth as f64 / 10.0, 10.0, m);
+            let kept = cut.trim_end_matches('…');
+            let last = kept.rsplit([' ', '→', ',']).next().unwrap_or("");
+            assert!(
+                last.parse::<f64>().is_err() || whole.contains(&last),
+                "{cut:?} at {tenth}/10 pt"
+            );
+            widths += usize::from(cut.ends_with('…') && !kept.is_empty());
+        }
+        assert!(widths > 0, "no width cut it");
+        // Where only part of the number fits, the cut goes before it.
+        let room = m.width("train.steps 150…", 10.0);
+        assert_eq!(fitted(text, room, 10.0, m), "train.steps…");
+        // Words are still cut inside.
+        let room = m.width("train.st…", 10.0);
+        assert_eq!(fitted(text, room, 10.0, m), "train.st…");
+    }
+
     use super::*;
     use crate::plot::series::Emphasis;
 

@@ -362,7 +362,7 @@ pub fn caveats(groups: &[Group]) -> Vec<String> {
             "has runs whose Neumann series was cut short on some meta steps",
             few(&cut),
             "it diverged there, and those meta steps took v_0 alone (as at J = 0; the run's events say when): \
-             a smaller aid.alpha keeps it converging",
+             each run's divergence warning says whether a smaller aid.alpha would converge or none does (H curving down: aid.iterations = 0)",
         );
     }
     notes.extend(unlike_budgets(groups));

@@ -176,7 +176,7 @@ impl Trainer {
             }
         };
         let stopped = hyper.neumann_stop;
-        self.neumann_tally.count(aid.iterations, stopped.is_some());
+        self.neumann_tally.count(aid.iterations, stopped.as_ref());
         if let Some(stop) = stopped.filter(|_| !self.neumann_stopped) {
             self.neumann_episodes += 1;
             if let Some(count) = episode_said(self.neumann_episodes) {

@@ -10,12 +10,13 @@ use crate::engine::collapse::{
     RAW_LOSS_VALUES, SETTLED_META_STEPS,
 };
 use crate::engine::early_climb::ClimbNote;
+use crate::meltr::hypergrad::NeumannStop;
 use crate::session::metrics::{Level, Record};
 
 /// The warning for a Neumann series stopped for diverging (`count`: which
 /// episode, see [`episode_said`]), with the `aid.alpha` to try.
 pub(super) fn neumann_stopped(
-    stop: &crate::meltr::hypergrad::NeumannStop,
+    stop: &NeumannStop,
     aid: &crate::config::AidConfig,
     count: &str,
 ) -> String {
@@ -25,7 +26,7 @@ pub(super) fn neumann_stopped(
         "the Neumann series diverges{count}: {}. While this lasts the meta steps take v_0 alone, as \
          aid.iterations = 0 does (‖v_{}‖ = {:.3e}·‖v_0‖ > aid.max_growth = {}; a partial sum of a \
          diverging series can point against H⁻¹v_0)",
-        alpha_advice(aid.alpha, stop.diverged_at, stop.growth),
+        alpha_advice(aid, stop),
         stop.diverged_at,
         stop.growth,
         aid.max_growth,
@@ -56,13 +57,16 @@ pub(super) fn neumann_converges(iterations: u32, next_said: bool) -> String {
 pub(super) struct NeumannTally {
     pub(super) with_series: u64,
     pub(super) cut: u64,
+    /// Cut where H curved down along the term that grew: no α helps.
+    pub(super) curved_down: u64,
 }
 
 impl NeumannTally {
-    pub(super) fn count(&mut self, iterations: u32, cut: bool) {
+    pub(super) fn count(&mut self, iterations: u32, stop: Option<&NeumannStop>) {
         if iterations > 0 {
             self.with_series += 1;
-            self.cut += u64::from(cut);
+            self.cut += u64::from(stop.is_some());
+            self.curved_down += u64::from(stop.is_some_and(|s| s.curvature <= 0.0));
         }
     }
 
@@ -75,39 +79,53 @@ impl NeumannTally {
             0 => "in all".to_string(),
             step => format!("since step {step}, where this start of the run took it up"),
         };
+        // The built-in workload's 18 cuts in 60 steps at J = 1 all curved
+        // down, where "a smaller aid.alpha" could never help.
+        let advice = match self.curved_down {
+            0 => "a smaller aid.alpha, or aid.iterations = 0".to_string(),
+            n if n == self.cut => "H curved down along the series at every one, where no aid.alpha converges: aid.iterations = 0".to_string(),
+            n => format!("H curved down along the series at {n} of them, where no aid.alpha converges: aid.iterations = 0, or a smaller aid.alpha for the rest"),
+        };
         (self.cut > 0).then(|| {
             format!(
-                "{scope}, the Neumann series was cut short on {} of the {} meta steps with aid.iterations > 0 (it diverged, and they took v_0 alone: aid_iterations 0 on their meta lines): a smaller aid.alpha, or aid.iterations = 0",
+                "{scope}, the Neumann series was cut short on {} of the {} meta steps with aid.iterations > 0 (it diverged, and they took v_0 alone: aid_iterations 0 on their meta lines): {advice}",
                 self.cut, self.with_series
             )
         })
     }
 }
 
-/// What to set `aid.alpha` to after the series grew `growth`-fold in
-/// `terms` terms. Each term multiplies an eigendirection of H by 1 − α·λ,
-/// so a growth of r per term means |1 − α·λ| ≈ r for some λ: λ ≈ (1 + r)/α
-/// if positive, and α below 2/λ converges along it (a held-out CNN grew
-/// 118-fold at α = 0.1; 0.005, a guess, still diverged, where 2/λ read
-/// this way was 0.0017); λ ≈ −(r − 1)/α if negative, and then no α does.
-/// v_0 has other components too, so a positive λ read this way is a lower
-/// bound and 2/λ a ceiling: α above it diverges for sure, α below it may
-/// still.
-pub(super) fn alpha_advice(alpha: f64, terms: u32, growth: f64) -> String {
-    let per_term = growth.powf(1.0 / f64::from(terms.max(1)));
-    if !(per_term > 1.0 && per_term.is_finite()) {
-        return format!("lower aid.alpha (now {alpha}) or aid.iterations");
+/// What to set `aid.alpha` to, from the term that grew. Not from the
+/// growth alone: read as one eigendirection, a growth of r per term put
+/// 2/λ at 2α/(1 + r), just below α for a slow growth, and walkthroughs R2
+/// and R3 (1.003 to 1.014 a term) would have lowered α a step at a time
+/// for ever, where the curvature along the term told the two cases apart.
+/// Positive: the term shrinks at α below [`NeumannStop::alpha_kept`], a
+/// ceiling (at least 2/λ_max), and a tenth of it is offered (curvature
+/// grows with training; a held-out CNN grew 118-fold at α = 0.1, and 0.005,
+/// a guess, still diverged). At most 0: no α does.
+pub(super) fn alpha_advice(aid: &crate::config::AidConfig, stop: &NeumannStop) -> String {
+    let alpha = aid.alpha;
+    let (grew, term) = (stop.diverged_at, stop.diverged_at.saturating_sub(1));
+    if let Some(kept) = stop.alpha_kept() {
+        return format!(
+            "set aid.alpha (now {alpha}) to about {:.1e}, a tenth of the {kept:.2e} above which \
+             v_{grew} = v_{term} − α·H·v_{term} is longer than v_{term} (curvature grows with \
+             training); if it still diverges there, H curves down too: aid.iterations = 0 \
+             (README, `aid.iterations`)",
+            kept / 10.0
+        );
     }
-    let largest = (1.0 + per_term) / alpha;
-    format!(
-        "aid.alpha (now {alpha}) must be below 2/λ ≈ {:.2e} (a tenth of that, {:.1e}, lasts \
-         longer as curvature grows with training): a growth of {per_term:.3} per term puts an \
-         eigenvalue λ of H at about {largest:.3e} if positive; if negative (about −{:.3e}), no α \
-         converges: use aid.iterations = 0 (README, `aid.iterations`)",
-        2.0 / largest,
-        0.2 / largest,
-        (per_term - 1.0) / alpha
-    )
+    if stop.curvature.is_finite() && stop.stretch.is_finite() {
+        return format!(
+            "no aid.alpha converges: H curves down along v_{term} (⟨v, Hv⟩/‖v‖² = {:.2e}), where \
+             every term is longer than the one before at any α: set aid.iterations = 0 (README, \
+             `aid.iterations`), or raise aid.max_growth (now {}) to sum a slowly growing series \
+             as the public code does",
+            stop.curvature, aid.max_growth
+        );
+    }
+    format!("lower aid.alpha (now {alpha}) or aid.iterations")
 }
 
 /// Which batches a meta step drew, in words (a non-finite hypergradient

@@ -298,7 +298,7 @@ fn unfinished_and_edited_runs_are_noted() {
             "note: s0, s1, s2 (n=3) has runs whose updates were skipped on many steps (s2 18% of 60 steps): a non-finite loss or gradient trained nothing there; the run's warnings name the steps and rows",
             "note: s0, s1, s2 (n=3) has runs with collapse restores (s0 before step 331): φ was put back and the meta-learning rate in force halved (γ raised at the first); the settings shown are the configured ones",
             "note: s0, s1, s2 (n=3) has runs whose primary weight fell below 0.1 (a tenth of its weight under `sum`) and was not put back (s1 at step 140; s2 at step 20, back to 0.635 at the end): the run ended before the collapse watch acted, it had no healthy meta step to restore yet (or only one whose restore had not lifted the weight before, or one its primary's loss had climbed far from since), or meltr.on_collapse = \"warn\" (the run's events say which); a run back above 0.1 at its end rose again on its own",
-            "note: s0, s1, s2 (n=3) has runs whose Neumann series was cut short on some meta steps (s0 21 of 100, 21%): it diverged there, and those meta steps took v_0 alone (as at J = 0; the run's events say when): a smaller aid.alpha keeps it converging",
+            "note: s0, s1, s2 (n=3) has runs whose Neumann series was cut short on some meta steps (s0 21 of 100, 21%): it diverged there, and those meta steps took v_0 alone (as at J = 0; the run's events say when): each run's divergence warning says whether a smaller aid.alpha would converge or none does (H curving down: aid.iterations = 0)",
         ]
     );
     let by_ranks = gather(&runs, &GroupBy::Keys(vec!["ranks".into()])).unwrap();

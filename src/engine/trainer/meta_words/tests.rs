@@ -40,71 +40,123 @@ fn a_non_finite_hypergradient_names_its_non_finite_losses_or_lists_all() {
     );
 }
 
-/// ‖v_terms‖ / ‖v_0‖ of the series v_{j+1} = (1 − α·H) v_j for a
-/// diagonal H, from v_0 = (1, …, 1).
-fn growth(eigenvalues: &[f64], alpha: f64, terms: u32) -> f64 {
+/// Where the series `v_{j+1} = (1 − α·H) v_j` for a diagonal H from
+/// `v_0` stops at the default bound (the first term longer than v_0),
+/// taken apart from `hypergrad::neumann`: what its warning reads.
+fn stop_of(eigenvalues: &[f64], start: &[f64], alpha: f64) -> NeumannStop {
     let norm = |v: &[f64]| v.iter().map(|x| x * x).sum::<f64>().sqrt();
-    let mut v = vec![1.0; eigenvalues.len()];
-    let start = norm(&v);
-    for _ in 0..terms {
-        for (x, l) in v.iter_mut().zip(eigenvalues) {
-            *x *= 1.0 - alpha * l;
+    let first = norm(start);
+    let mut v = start.to_vec();
+    for j in 1..=1000 {
+        let hv: Vec<f64> = v.iter().zip(eigenvalues).map(|(x, l)| x * l).collect();
+        let next: Vec<f64> = v.iter().zip(&hv).map(|(x, h)| x - alpha * h).collect();
+        if norm(&next) > first {
+            let squared = norm(&v).powi(2);
+            return NeumannStop {
+                diverged_at: j,
+                growth: norm(&next) / first,
+                curvature: v.iter().zip(&hv).map(|(x, h)| x * h).sum::<f64>() / squared,
+                stretch: norm(&hv) / squared.sqrt(),
+            };
         }
+        v = next;
     }
-    norm(&v) / start
+    panic!("the series never grew past v_0");
 }
 
-/// The number after `2/λ ≈` in the advice.
-fn advised_bound(advice: &str) -> f64 {
-    let after = advice.split("2/λ ≈ ").nth(1).expect(advice);
-    after
-        .split_whitespace()
-        .next()
-        .unwrap()
-        .parse()
-        .expect(advice)
+/// ‖v_100‖ / ‖v_0‖ at α from v_0 = (1, …, 1).
+fn growth_in_100(eigenvalues: &[f64], alpha: f64) -> f64 {
+    let ones = vec![1.0; eigenvalues.len()];
+    let last = eigenvalues
+        .iter()
+        .map(|l| (1.0 - alpha * l).powi(100))
+        .map(|x| x * x)
+        .sum::<f64>();
+    (last / ones.len() as f64).sqrt()
 }
 
-/// The ceiling read from a real series' growth: never below the true
-/// 2/λ_max (no α it excludes converges), and 2/λ_max itself when v_0
-/// lies along the top eigendirection.
+/// The number after `to about` in the advice.
+fn advised_alpha(advice: &str) -> f64 {
+    let after = advice.split("to about ").nth(1).expect(advice);
+    let number = after.split(',').next().unwrap();
+    number.parse().expect(advice)
+}
+
+fn advice_at(alpha: f64, stop: &NeumannStop) -> String {
+    let aid = crate::config::AidConfig {
+        alpha,
+        ..Default::default()
+    };
+    alpha_advice(&aid, stop)
+}
+
+/// The α kept is a ceiling: never below the true 2/λ_max (no α it
+/// excludes converges), and 2/λ_max itself when v lies along the top
+/// eigendirection; a tenth of it is advised.
 #[test]
-fn the_advised_alpha_is_a_ceiling_at_two_over_the_largest_eigenvalue() {
+fn the_advised_alpha_is_a_tenth_of_a_ceiling_at_two_over_the_largest_eigenvalue() {
     let eigenvalues = [1189.0, 300.0, 20.0, 1.0, 0.01];
     let truth = 2.0 / 1189.0;
-    for (alpha, terms) in [(0.1, 1), (0.1, 3), (0.005, 2), (0.01, 4)] {
-        let g = growth(&eigenvalues, alpha, terms);
-        assert!(g > 10.0, "the example must diverge: {g}");
-        let advice = alpha_advice(alpha, terms, g);
-        let ceiling = advised_bound(&advice);
-        assert!(ceiling >= truth * 0.9999, "{advice}: below 2/λ = {truth}");
+    let ones = [1.0; 5];
+    for alpha in [0.1, 0.01, 0.005, 0.002] {
+        let stop = stop_of(&eigenvalues, &ones, alpha);
+        let kept = stop.alpha_kept().expect("positive curvature");
+        assert!(kept >= truth * 0.9999, "{stop:?}: below 2/λ = {truth}");
         assert!(
-            growth(&eigenvalues, ceiling * 1.01, 100) > 1.0,
-            "{advice}: above the ceiling, the series converged"
+            growth_in_100(&eigenvalues, kept * 1.01) > 1.0,
+            "{stop:?}: above the ceiling, the series converged"
         );
+        let advised = advised_alpha(&advice_at(alpha, &stop));
+        assert!((advised / (kept / 10.0) - 1.0).abs() < 0.05, "{advised}");
         // Along the top direction alone: the ceiling is 2/λ.
-        let top = alpha_advice(alpha, terms, growth(&eigenvalues[..1], alpha, terms));
-        let ceiling = advised_bound(&top);
-        assert!(
-            (ceiling / truth - 1.0).abs() < 0.01,
-            "{top}: not 2/λ = {truth}"
-        );
+        let top = stop_of(&eigenvalues[..1], &ones[..1], alpha);
+        let kept = top.alpha_kept().unwrap();
+        assert!((kept / truth - 1.0).abs() < 1e-9, "{top:?}");
     }
-    // A tenth of the ceiling is offered, the bound moving up with λ.
-    let advice = alpha_advice(0.1, 1, growth(&eigenvalues[..1], 0.1, 1));
+    let top = stop_of(&eigenvalues[..1], &ones[..1], 0.1);
+    let advice = advice_at(0.1, &top);
     assert!(
-        advice.contains("a tenth of that, 1.7e-4, lasts longer"),
+        advice.starts_with(
+            "set aid.alpha (now 0.1) to about 1.7e-4, a tenth of the 1.68e-3 above which v_1 = v_0 − α·H·v_0 is longer than v_0"
+        ),
         "{advice}"
     );
-    // Negative curvature grows the series at any α: its size is said.
-    let negative = alpha_advice(0.1, 1, growth(&[-500.0], 0.1, 1));
+}
+
+/// A slow growth (walkthroughs R2 and R3: 1.003 to 1.014 a term at
+/// α = 0.1) is told apart by the curvature: an α·λ just past 2 is advised
+/// a tenth of the ceiling, not a ceiling just below α (read from the
+/// growth alone, both cases said 2/λ ≈ 9.9e-2); a negative λ is advised
+/// no α at all.
+#[test]
+fn a_slow_growth_is_told_apart_by_the_curvature_along_the_term() {
+    // α·λ = 2.01 along one direction: a growth of 1.01 a term.
+    let past_two = stop_of(&[20.1, 0.5], &[1.0, 0.1], 0.1);
+    let advice = advice_at(0.1, &past_two);
+    let advised = advised_alpha(&advice);
+    assert!(advised <= 0.0101, "{advice}");
     assert!(
-        negative.contains("if negative (about −5.000e2), no α converges"),
-        "{negative}"
+        growth_in_100(&[20.1, 0.5], advised) < 1.0,
+        "{advice}: the advised α diverges"
     );
-    // No growth per term to read: the plain advice.
+    // λ = −0.1: a growth of 1.01 a term at any α.
+    let negative = stop_of(&[-0.1, 0.5], &[1.0, 0.1], 0.1);
+    assert!((negative.growth - 1.0).abs() < 0.02, "{negative:?}");
+    assert_eq!(negative.alpha_kept(), None);
+    let advice = advice_at(0.1, &negative);
+    assert!(
+        advice.starts_with("no aid.alpha converges: H curves down along v_0 (⟨v, Hv⟩/‖v‖² = -9.")
+            && advice.contains("set aid.iterations = 0")
+            && advice.contains("raise aid.max_growth (now 1)"),
+        "{advice}"
+    );
+    // Products that overflowed: the plain advice.
+    let overflowed = NeumannStop {
+        curvature: f64::NAN,
+        ..negative
+    };
     assert_eq!(
-        alpha_advice(0.1, 2, 0.5),
+        advice_at(0.1, &overflowed),
         "lower aid.alpha (now 0.1) or aid.iterations"
     );
 }
@@ -143,9 +195,11 @@ fn a_stopped_series_counts_iterations_and_names_its_terms() {
         iterations: 2,
         ..Default::default()
     };
-    let stop = crate::meltr::hypergrad::NeumannStop {
+    let stop = NeumannStop {
         diverged_at: 2,
         growth: 20.0,
+        curvature: 30.0,
+        stretch: 31.0,
     };
     let said = neumann_stopped(&stop, &aid, "");
     assert!(
@@ -154,7 +208,7 @@ fn a_stopped_series_counts_iterations_and_names_its_terms() {
     );
     // The ceiling first: a pane of a few lines showed the rest.
     assert!(
-        said.starts_with("the Neumann series diverges: aid.alpha (now 0.1) must be below 2/λ ≈ "),
+        said.starts_with("the Neumann series diverges: set aid.alpha (now 0.1) to about 6.2e-3, "),
         "{said}"
     );
 }
@@ -168,13 +222,35 @@ fn an_unsaid_next_episode_and_the_cut_meta_steps_are_said() {
     assert!(super::neumann_converges(0, true).starts_with("the Neumann series is off"));
     assert!(super::neumann_converges(0, false).contains("the next episode goes unsaid"));
     let mut tally = super::NeumannTally::default();
-    for (iterations, cut) in [(0, false), (2, true), (2, false), (2, true), (0, true)] {
+    let stop = |curvature: f64| NeumannStop {
+        diverged_at: 1,
+        growth: 1.4,
+        curvature,
+        stretch: 9.0,
+    };
+    let (down, up) = (stop(-1.4), stop(20.0));
+    for (iterations, cut) in [
+        (0, None),
+        (2, Some(&down)),
+        (2, None),
+        (2, Some(&down)),
+        (0, Some(&up)),
+    ] {
         tally.count(iterations, cut);
     }
     assert_eq!((tally.cut, tally.with_series), (2, 3));
-    assert!(tally.summary(40).unwrap().starts_with(
+    let summary = tally.summary(40).unwrap();
+    assert!(summary.starts_with(
         "since step 40, where this start of the run took it up, the Neumann series was cut short on 2 of the 3 meta steps with aid.iterations > 0 ("
-    ));
+    ) && summary.ends_with("H curved down along the series at every one, where no aid.alpha converges: aid.iterations = 0"), "{summary}");
+    tally.count(1, Some(&up));
+    assert!(tally.summary(0).unwrap().ends_with("at 2 of them, where no aid.alpha converges: aid.iterations = 0, or a smaller aid.alpha for the rest"));
+    let mut positive = super::NeumannTally::default();
+    positive.count(1, Some(&up));
+    assert!(positive
+        .summary(0)
+        .unwrap()
+        .ends_with("): a smaller aid.alpha, or aid.iterations = 0"));
     assert_eq!(super::NeumannTally::default().summary(0), None);
 }
 
