@@ -2434,3 +2434,46 @@ fn a_large_validation_batch_still_names_the_row_that_fails() {
         "{said}"
     );
 }
+
+/// A meta step whose products fall back to double backward (a stock cross
+/// entropy: no forward over reverse through `nll_loss`'s backward) and
+/// whose series then diverges says the route first, then the divergence
+/// (walkthrough R2's pane read the divergence before the fallback that
+/// took its products).
+#[test]
+fn a_fallback_route_is_said_before_the_divergence_it_took() {
+    let tmp = tempfile::tempdir().unwrap();
+    let train = flag_data(&tmp.path().join("train.safetensors"), 64, 4, &[]);
+    let val = flag_data(&tmp.path().join("val.safetensors"), 16, 4, &[]);
+    let cfg = flag_config_with(
+        tmp.path(),
+        "diverging",
+        "stock_cross_entropy.pt",
+        (&train, &val),
+        "",
+    );
+    let sessions = tmp.path().join("sessions");
+    let mut run = bin();
+    run.arg("--sessions-dir").arg(&sessions);
+    run.args(["run", "--headless", "-n", "diverging", "--steps", "6", "-c"])
+        .arg(&cfg);
+    // α at its largest: the series grows (along negative curvature, or
+    // past 2/λ).
+    for set in ["aid.iterations=1", "aid.alpha=1", "aid.jvp=auto"] {
+        run.args(["--set", set]);
+    }
+    let out = run_with_limit(&mut run, LIMIT);
+    assert!(out.status.success(), "{}", text(&out));
+    let (_, lines) = metrics_of(&sessions, "diverging");
+    let first = |what: &str| {
+        lines.iter().position(
+            |l| matches!(&l.record, Record::Event { message, .. } if message.contains(what)),
+        )
+    };
+    let route = first("Hessian-vector products by double backward").expect("the fallback");
+    let diverged = first("the Neumann series diverges").expect("the divergence");
+    assert!(
+        route < diverged,
+        "route at line {route}, divergence at {diverged}"
+    );
+}

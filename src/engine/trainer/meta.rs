@@ -175,6 +175,29 @@ impl Trainer {
                 return Ok(());
             }
         };
+        // The route first, then what its series did (walkthrough R2: a
+        // divergence said before the fallback that took the products).
+        // Each route said once, and again when it changes (walkthrough
+        // G2's products falling back after a live J edit repeated the loss
+        // JVP's route said 200 steps before: a 1000-character line).
+        if let Some(message) = hyper.departure.take() {
+            self.write_pending_in_order()?;
+            self.emit(Record::Event {
+                level: Level::Warn,
+                message,
+            });
+        }
+        let fallback = std::mem::take(&mut hyper.fallback);
+        let said = routes_not_said(&mut self.jvp_fallback_reported, fallback);
+        if !said.is_empty() {
+            self.write_pending_in_order()?;
+        }
+        for message in said {
+            self.emit(Record::Event {
+                level: Level::Info,
+                message,
+            });
+        }
         let stopped = hyper.neumann_stop;
         self.neumann_tally.count(aid.iterations, stopped.as_ref());
         if let Some(stop) = stopped.filter(|_| !self.neumann_stopped) {
@@ -200,27 +223,6 @@ impl Trainer {
         self.neumann_stopped = stopped.is_some();
         if let Some(tracer) = &mut self.tracer {
             tracer.meta(train_step, val_step, &hyper.grads, &hyper.reg);
-        }
-        // Each route said once, and again when it changes (walkthrough
-        // G2's products falling back after a live J edit repeated the loss
-        // JVP's route said 200 steps before: a 1000-character line).
-        if let Some(message) = hyper.departure.take() {
-            self.write_pending_in_order()?;
-            self.emit(Record::Event {
-                level: Level::Warn,
-                message,
-            });
-        }
-        let fallback = std::mem::take(&mut hyper.fallback);
-        let said = routes_not_said(&mut self.jvp_fallback_reported, fallback);
-        if !said.is_empty() {
-            self.write_pending_in_order()?;
-        }
-        for message in said {
-            self.emit(Record::Event {
-                level: Level::Info,
-                message,
-            });
         }
         // Data-parallel: φ's hypergradient (and the logged γ term) averaged
         // over the ranks' shards, so φ moves alike everywhere.
