@@ -153,6 +153,23 @@ pub fn caveats(groups: &[Group]) -> Vec<String> {
                 few(&each)
             ));
         }
+        // Sessions put in different `--group`s pool when their settings
+        // agree (walkthrough R3: seeds 0–2 and 3–7, run apart, read as one
+        // row, unsaid).
+        let mut in_groups: BTreeMap<&str, usize> = BTreeMap::new();
+        for r in &g.runs {
+            *in_groups
+                .entry(r.meta.group.as_deref().unwrap_or("none"))
+                .or_default() += 1;
+        }
+        if in_groups.len() > 1 {
+            let each: Vec<String> = in_groups.iter().map(|(n, c)| format!("{n}: {c}")).collect();
+            notes.push(format!(
+                "{head} pools runs of different session groups ({}), as their settings agree: --group \
+                 NAME tabulates one alone, --group-by group splits them by group alone",
+                few(&each)
+            ));
+        }
         // `HEAD what (a, b): why`, when there is anything to list.
         let mut listed = |what: &str, list: String, why: &str| {
             if !list.is_empty() {

@@ -288,11 +288,16 @@ fn unfinished_and_edited_runs_are_noted() {
     runs[1].meta.world_size = Some(2);
     // A notable share of skipped updates (walkthrough S: 18%, unsaid).
     runs[2].skipped_share = Some((18, 60));
+    // Two of them put in a session group (walkthrough R3: pooled, unsaid).
+    for run in &mut runs[1..] {
+        run.meta.group = Some("more".into());
+    }
     let groups = gather(&runs, &GroupBy::Seeds).unwrap();
     assert_eq!(
         caveats(&groups),
         [
             "note: s0, s1, s2 (n=3) pools runs trained on different numbers of ranks (s0: 1, s1: 2, s2: 1): M is not linear, so a MELTR run depends on it (a `sum` run does not, to rounding); --group-by ranks splits them",
+            "note: s0, s1, s2 (n=3) pools runs of different session groups (more: 2, none: 1), as their settings agree: --group NAME tabulates one alone, --group-by group splits them by group alone",
             "note: s0, s1, s2 (n=3) has runs that did not finish (s1 stopped at 150/400): their last eval is not the end of training",
             "note: s0, s1, s2 (n=3) has runs whose settings changed while they trained (s0: aid.iterations at steps 100, 300; s1: aid.iterations at steps 100, 300; s2: aid.iterations at steps 100, 300): where a row or legend shows such a setting, it reads OLD→NEW@STEP",
             "note: s0, s1, s2 (n=3) has runs whose updates were skipped on many steps (s2 18% of 60 steps): a non-finite loss or gradient trained nothing there; the run's warnings name the steps and rows",
@@ -303,6 +308,11 @@ fn unfinished_and_edited_runs_are_noted() {
     );
     let by_ranks = gather(&runs, &GroupBy::Keys(vec!["ranks".into()])).unwrap();
     assert_eq!(by_ranks.len(), 2, "--group-by ranks splits them");
+    let by_group = gather(&runs, &GroupBy::Keys(vec!["group".into()])).unwrap();
+    assert_eq!(by_group.len(), 2, "--group-by group splits them");
+    for run in &mut runs {
+        run.meta.group = None;
+    }
     runs[1].meta.world_size = None;
     runs[2].unrestored_collapses.clear();
     runs[2].skipped_share = None;
