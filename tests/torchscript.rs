@@ -746,7 +746,9 @@ fn check_and_a_sweeps_dry_run_build_the_model_before_any_session() {
             && text(&good).contains("first batch    retrieval ")
             // One batch passed: said as such (walkthrough S's model made
             // NaN on one batch in six).
-            && text(&good).contains("scanned        the first training batch and the first validation batch only: `--batches N`"),
+            // Of how many (walkthrough R2).
+            && text(&good).contains("scanned        the first training batch of the ")
+            && text(&good).contains(" an epoch and the first validation batch only: `--batches N`"),
         "{}",
         text(&good)
     );
@@ -1119,7 +1121,7 @@ fn check_fails_on_losses_that_are_not_finite_on_the_batches_it_scans() {
     assert_eq!(first_only_ok, found != Some(1), "{said}");
     let (ok, said) = check("clean", &[], &["--batches", "8"]);
     assert!(
-        ok && said.contains("8 training batches scanned: every loss finite on each")
+        ok && said.contains("8 training batches scanned of the 8 an epoch: every loss finite on each")
             && !said.contains("the first training batch and the first validation batch only")
             && said.contains("validation     one evaluation: every loss and metric finite")
             // The untrained model's metrics (walkthrough N wanted its PSNR).
@@ -1232,7 +1234,7 @@ fn runtime_errors_name_the_batch_and_the_model_file_and_val_data_are_checked_up_
     );
     refused(
         &cfg,
-        "the training data's first 8 rows (0–7), where the model's outputs are checked; \
+        "the training data's first 8 rows in file order (0–7, not the run's shuffled first batch), where the model's outputs are checked; \
          of those, rows [3, 5] fail on their own: ",
     );
     // Rows 3 and 5 fail alone too with a model that reads `extra` for

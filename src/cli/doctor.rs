@@ -77,6 +77,7 @@ pub(super) fn check(
         copy_readings,
         evaluation,
         moved_buffers,
+        batches_per_epoch,
     } = super::config_file::in_file(
         crate::engine::check_scanning(&config, batches),
         config_path,
@@ -219,9 +220,12 @@ pub(super) fn check(
         };
         say!("{tag}: {message}");
     }
+    // Of how many (walkthrough R2: one batch of a large epoch read as the
+    // data checked).
+    let of = batches_per_epoch.map_or(String::new(), |n| format!(" of the {n} an epoch"));
     if batches > 1 {
         say!(
-            "  batches        {batches} training batches scanned: {}",
+            "  batches        {batches} training batches scanned{of}: {}",
             if non_finite.is_empty() {
                 "every loss finite on each"
             } else {
@@ -235,7 +239,7 @@ pub(super) fn check(
         // A model that fails on one batch in six passed on the first
         // (walkthrough S).
         say!(
-            "  scanned        the first training batch and the first validation batch only: `--batches N` runs N and evaluates the validation split once"
+            "  scanned        the first training batch{of} and the first validation batch only: `--batches N` runs N and evaluates the validation split once"
         );
     }
     for note in zero_notes(&zero, batches)

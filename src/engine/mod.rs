@@ -94,6 +94,8 @@ pub struct Checked {
     pub evaluation: Option<trainer::NonFiniteEvaluation>,
     /// The model's buffers a training forward moves, by name.
     pub moved_buffers: Vec<String>,
+    /// The training batches an epoch, where the workload can tell.
+    pub batches_per_epoch: Option<u64>,
 }
 
 /// Builds the run `config` asks for in a scratch session folder, as `run`
@@ -121,6 +123,7 @@ pub fn check_scanning(config: &crate::config::Config, batches: u64) -> Result<Ch
         |(trainer, meta)| {
             let first_losses = trainer.first_batch_values()?;
             let moved_buffers = trainer.buffers_a_forward_moves()?;
+            let batches_per_epoch = trainer.batches_per_epoch();
             let first_shares = trainer.first_batch_shares().map_err(|e| format!("{e:#}"));
             let non_finite_gradients = first_shares
                 .as_ref()
@@ -183,6 +186,7 @@ pub fn check_scanning(config: &crate::config::Config, batches: u64) -> Result<Ch
                 copy_readings,
                 evaluation,
                 moved_buffers,
+                batches_per_epoch,
             })
         },
     );

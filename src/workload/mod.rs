@@ -59,6 +59,11 @@ pub trait Workload: Send {
     /// The training batch for `step` (a pure function of seed and step, so a
     /// resumed run sees the same data).
     fn train_batch(&self, step: u64) -> Result<Batch>;
+    /// How many training batches an epoch holds, where the data is stored
+    /// (`check` says how many of them it scanned).
+    fn batches_per_epoch(&self) -> Option<u64> {
+        None
+    }
     /// The training rows batch `step` holds, for workloads whose batches
     /// are row slices of stored data (the trace the Python replay reads).
     fn batch_rows(&self, _step: u64) -> Option<Vec<i64>> {

@@ -207,6 +207,11 @@ impl Trainer {
         self.first_batch_named()
     }
 
+    /// The workload's training batches an epoch, where it can tell.
+    pub fn batches_per_epoch(&self) -> Option<u64> {
+        self.workload.batches_per_epoch()
+    }
+
     /// The model's buffers that the first training batch's forward moves
     /// (a step counter, BatchNorm's running statistics), by name; they are
     /// put back.

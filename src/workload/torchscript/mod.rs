@@ -240,7 +240,7 @@ impl TorchScript {
         let (size, last) = (self.batch_size, self.batch_size.saturating_sub(1));
         // Not the run's first batch: its batches are shuffled.
         let first_batch = move || {
-            format!("the training data's first {size} rows (0–{last}), where the model's outputs are checked")
+            format!("the training data's first {size} rows in file order (0–{last}, not the run's shuffled first batch), where the model's outputs are checked")
         };
         let in_order = self.forward_in_order(&batch).map_err(|error| {
             let alone = self
@@ -348,11 +348,17 @@ impl TorchScript {
         }
     }
 
+    /// Full training batches an epoch (the rows left over are not drawn
+    /// that epoch).
+    fn per_epoch(&self) -> u64 {
+        (self.train.samples / self.batch_size).max(1) as u64
+    }
+
     /// Row indices of training batch `step`: consecutive slices of a
     /// per-epoch permutation (batches never straddle epochs).
     fn train_rows(&self, step: u64) -> Tensor {
         let n = self.train.samples;
-        let per_epoch = (n / self.batch_size).max(1) as u64;
+        let per_epoch = self.per_epoch();
         let (epoch, position) = (step / per_epoch, (step % per_epoch) as i64);
         let mut cached = self.epoch_order.borrow_mut();
         if cached.as_ref().map(|(e, _)| *e) != Some(epoch) {
@@ -488,6 +494,10 @@ impl Workload for TorchScript {
 
     fn train_batch(&self, step: u64) -> Result<Batch> {
         Ok(self.train.rows(&self.train_rows(step)))
+    }
+
+    fn batches_per_epoch(&self) -> Option<u64> {
+        Some(self.per_epoch())
     }
 
     fn batch_rows(&self, step: u64) -> Option<Vec<i64>> {
