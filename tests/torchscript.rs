@@ -2479,3 +2479,38 @@ fn a_fallback_route_is_said_before_the_divergence_it_took() {
         "route at line {route}, divergence at {diverged}"
     );
 }
+
+/// A model whose training forward draws random numbers (Dropout2d) is
+/// said so under MELTR, whose meta steps forward their batches with draws
+/// of their own; a model that draws none, or a run whose meta steps
+/// forward nothing of their own, is not (walkthrough R2 wished it said).
+#[test]
+fn check_says_a_training_forward_that_draws_random_numbers() {
+    let tmp = tempfile::tempdir().unwrap();
+    let train = flag_data(&tmp.path().join("train.safetensors"), 64, 4, &[]);
+    let val = flag_data(&tmp.path().join("val.safetensors"), 16, 4, &[]);
+    let said = |model: &str, sets: &[&str]| {
+        let cfg = flag_config(tmp.path(), "draws", model, &train, &val);
+        let mut check = bin();
+        check.arg("check").arg("-c").arg(&cfg);
+        for set in sets {
+            check.args(["--set", set]);
+        }
+        let out = check.output().unwrap();
+        assert!(out.status.success(), "{}", text(&out));
+        text(&out)
+    };
+    let note = "the model's training forward draws random numbers (dropout, noise: ";
+    let dropout = said("conv_pool.pt", &["combiner.kind=meltr"]);
+    assert!(
+        dropout.contains(note)
+            && dropout.contains(
+                "forward its training batch and its validation batch with draws of their own"
+            ),
+        "{dropout}"
+    );
+    let reused = ["meltr.train_batch=current", "meltr.val_source=train-batch"];
+    assert!(!said("conv_pool.pt", &reused).contains(note));
+    assert!(!said("conv_pool.pt", &["combiner.kind=sum"]).contains(note));
+    assert!(!said("stock_cross_entropy.pt", &[]).contains(note));
+}

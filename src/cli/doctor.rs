@@ -5,7 +5,9 @@ mod nan_words;
 
 use crate::workload::torchscript::NOT_FINITE_ON_CLEAN_ROWS;
 use anyhow::Result;
-use nan_words::{evaluation_words, non_finite_gradient_words, non_finite_words, NanCause};
+use nan_words::{
+    evaluation_words, non_finite_gradient_words, non_finite_words, zero_notes, NanCause,
+};
 
 /// Prints the report, written at once: `doctor | head -3` closed the pipe
 /// while CUDA was queried and a line-by-line print panicked (walkthrough S).
@@ -78,6 +80,7 @@ pub(super) fn check(
         evaluation,
         moved_buffers,
         batches_per_epoch,
+        forward_draws,
     } = super::config_file::in_file(
         crate::engine::check_scanning(&config, batches),
         config_path,
@@ -244,7 +247,14 @@ pub(super) fn check(
     }
     for note in zero_notes(&zero, batches)
         .into_iter()
-        .chain(buffers::moved_buffers_note(&moved_buffers, &config))
+        .chain(training_forward::moved_buffers_note(
+            &moved_buffers,
+            &config,
+        ))
+        .chain(training_forward::random_draws_note(
+            forward_draws.as_ref(),
+            &config,
+        ))
     {
         say!("note: {note}");
     }
@@ -459,34 +469,6 @@ fn flat_primary_warning(
     })
 }
 
-/// The losses exactly 0 on scanned batches: those batches take no gradient
-/// from them (walkthrough L's `rare`, 0 on most batches, read `rare 0` and
-/// `0.0%` unremarked). On the first batch alone, how to count them.
-fn zero_notes(zero: &[(String, Vec<u64>)], batches: u64) -> Vec<String> {
-    zero.iter()
-        .map(|(name, steps)| match batches {
-            0 | 1 => format!(
-                "{name} is exactly 0 on the first batch, which takes no gradient from it (a masked loss with \
-                 nothing to mask there, or a loss against the model's own starting state?); `--batches N` \
-                 counts how often"
-            ),
-            // Scanned at the initial θ: a distillation to a frozen copy of
-            // the model itself is 0 on every batch until θ moves (walkthrough
-            // O2's LoRA `distill` read as a loss that never trains).
-            n if steps.len() as u64 == n => format!(
-                "{name} is exactly 0 on all {n} batches scanned, at the initial parameters: no weight makes it \
-                 train the model there, unless it is a loss against the model's own starting state (a \
-                 distillation to a frozen copy of the model is 0 until training moves it)"
-            ),
-            n => format!(
-                "{name} is exactly 0 on {} of the {n} batches scanned, which take no gradient from it (a masked \
-                 loss with nothing to mask there, or a term that is rarely on)",
-                steps.len()
-            ),
-        })
-        .collect()
-}
-
 /// 10x the primary or more. A loss defined as 10x the primary came out at
 /// 9.9999…x in floating point and was not said (walkthrough N): the ratio
 /// is compared as printed, to three significant digits.
@@ -588,6 +570,6 @@ fn scale_hints(losses: &[(String, f64)]) -> Vec<String> {
 }
 
 mod apart;
-mod buffers;
 #[cfg(test)]
 mod tests;
+mod training_forward;

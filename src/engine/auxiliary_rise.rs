@@ -5,8 +5,8 @@
 //! to 0.48 over 240 steps under weights of +0.1 to +0.3, and was said to be
 //! maximised at the one line where its weight dipped to −0.83.
 
-use super::loss_rise::{maximised, LossRise, Rise};
-use crate::session::metrics::{MetricLine, Record};
+use super::loss_rise::{logged_losses, maximised, LossRise, Rise};
+use crate::session::metrics::MetricLine;
 
 /// One auxiliary's climb watch.
 #[derive(Debug, Default)]
@@ -79,16 +79,9 @@ impl AuxiliaryRise {
     /// a climb they hold counts as said.
     pub fn replayed(lines: &[MetricLine], name: &str, primary: &str) -> Self {
         let mut watch = Self::default();
-        for line in lines {
-            if let Record::Train {
-                losses, weights, ..
-            } = &line.record
-            {
-                if let Some(&loss) = losses.get(name) {
-                    let weight = |n: &str| weights.get(n).copied().unwrap_or(f64::NAN);
-                    let _ = watch.observe(line.step, loss, weight(name), weight(primary));
-                }
-            }
+        for (step, loss, weights) in logged_losses(lines, name) {
+            let weight = |n: &str| weights.get(n).copied().unwrap_or(f64::NAN);
+            let _ = watch.observe(step, loss, weight(name), weight(primary));
         }
         watch
     }
@@ -97,7 +90,7 @@ impl AuxiliaryRise {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::session::metrics::Named;
+    use crate::session::metrics::{Named, Record};
 
     /// Walkthrough P1's seed 0, logged every 10 steps: the loss falls to
     /// its lowest, then climbs over 24 lines under positive weights; one

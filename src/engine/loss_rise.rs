@@ -120,15 +120,8 @@ impl LossRise {
     /// where `sayable(its effective weights)` (see [`Self::observe_if`]).
     pub fn replayed_if(lines: &[MetricLine], name: &str, sayable: impl Fn(&Named) -> bool) -> Self {
         let mut watch = Self::default();
-        for line in lines {
-            if let Record::Train {
-                losses, weights, ..
-            } = &line.record
-            {
-                if let Some(&loss) = losses.get(name) {
-                    let _ = watch.observe_if(line.step, loss, sayable(weights));
-                }
-            }
+        for (step, loss, weights) in logged_losses(lines, name) {
+            let _ = watch.observe_if(step, loss, sayable(weights));
         }
         watch
     }
@@ -213,6 +206,20 @@ impl LossRise {
             (rise, since)
         })
     }
+}
+
+/// Loss `name` on each train line of `lines` that logged it: the step, its
+/// value and the line's effective weights (what a resumed watch replays).
+pub(super) fn logged_losses<'a>(
+    lines: &'a [MetricLine],
+    name: &'a str,
+) -> impl Iterator<Item = (u64, f64, &'a Named)> + 'a {
+    lines.iter().filter_map(move |line| match &line.record {
+        Record::Train {
+            losses, weights, ..
+        } => losses.get(name).map(|&loss| (line.step, loss, weights)),
+        _ => None,
+    })
 }
 
 #[cfg(test)]

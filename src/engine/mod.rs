@@ -96,6 +96,9 @@ pub struct Checked {
     pub moved_buffers: Vec<String>,
     /// The training batches an epoch, where the workload can tell.
     pub batches_per_epoch: Option<u64>,
+    /// A loss the training forward's random draws move, with its value on
+    /// the first batch under the inner step's draws and the meta step's.
+    pub forward_draws: Option<(String, f64, f64)>,
 }
 
 /// Builds the run `config` asks for in a scratch session folder, as `run`
@@ -124,6 +127,7 @@ pub fn check_scanning(config: &crate::config::Config, batches: u64) -> Result<Ch
             let first_losses = trainer.first_batch_values()?;
             let moved_buffers = trainer.buffers_a_forward_moves()?;
             let batches_per_epoch = trainer.batches_per_epoch();
+            let forward_draws = trainer.forward_draws()?;
             let first_shares = trainer.first_batch_shares().map_err(|e| format!("{e:#}"));
             let non_finite_gradients = first_shares
                 .as_ref()
@@ -187,6 +191,7 @@ pub fn check_scanning(config: &crate::config::Config, batches: u64) -> Result<Ch
                 evaluation,
                 moved_buffers,
                 batches_per_epoch,
+                forward_draws,
             })
         },
     );

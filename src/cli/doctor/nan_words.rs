@@ -1,6 +1,6 @@
 //! `check`'s words for values that are not finite: an evaluation's, the
 //! losses' on the scanned batches (and where they come from), and a finite
-//! loss's gradient.
+//! loss's gradient; and for losses exactly 0 on scanned batches.
 
 /// One evaluation's non-finite validation values, in words.
 pub(super) fn evaluation_words(evaluation: &crate::engine::trainer::NonFiniteEvaluation) -> String {
@@ -103,4 +103,32 @@ pub(super) fn non_finite_words(
             ""
         }
     )
+}
+
+/// The losses exactly 0 on scanned batches: those batches take no gradient
+/// from them (walkthrough L's `rare`, 0 on most batches, read `rare 0` and
+/// `0.0%` unremarked). On the first batch alone, how to count them.
+pub(super) fn zero_notes(zero: &[(String, Vec<u64>)], batches: u64) -> Vec<String> {
+    zero.iter()
+        .map(|(name, steps)| match batches {
+            0 | 1 => format!(
+                "{name} is exactly 0 on the first batch, which takes no gradient from it (a masked loss with \
+                 nothing to mask there, or a loss against the model's own starting state?); `--batches N` \
+                 counts how often"
+            ),
+            // Scanned at the initial θ: a distillation to a frozen copy of
+            // the model itself is 0 on every batch until θ moves (walkthrough
+            // O2's LoRA `distill` read as a loss that never trains).
+            n if steps.len() as u64 == n => format!(
+                "{name} is exactly 0 on all {n} batches scanned, at the initial parameters: no weight makes it \
+                 train the model there, unless it is a loss against the model's own starting state (a \
+                 distillation to a frozen copy of the model is 0 until training moves it)"
+            ),
+            n => format!(
+                "{name} is exactly 0 on {} of the {n} batches scanned, which take no gradient from it (a masked \
+                 loss with nothing to mask there, or a term that is rarely on)",
+                steps.len()
+            ),
+        })
+        .collect()
 }

@@ -197,7 +197,7 @@ fn a_loss_exactly_zero_on_scanned_batches_is_said() {
         ("rare".to_string(), vec![1, 2, 4]),
         ("never".to_string(), vec![1, 2, 3, 4]),
     ];
-    let notes = super::zero_notes(&zero, 4);
+    let notes = super::nan_words::zero_notes(&zero, 4);
     assert!(
         notes[0].starts_with("rare is exactly 0 on 3 of the 4 batches scanned"),
         "{notes:?}"
@@ -206,12 +206,12 @@ fn a_loss_exactly_zero_on_scanned_batches_is_said() {
         notes[1].starts_with("never is exactly 0 on all 4 batches scanned"),
         "{notes:?}"
     );
-    let first = super::zero_notes(&zero[..1], 1);
+    let first = super::nan_words::zero_notes(&zero[..1], 1);
     assert!(
         first[0].contains("`--batches N` counts how often"),
         "{first:?}"
     );
-    assert!(super::zero_notes(&[], 4).is_empty());
+    assert!(super::nan_words::zero_notes(&[], 4).is_empty());
 }
 
 /// A loss 0 on every batch scanned at the initial parameters may be one
@@ -220,7 +220,7 @@ fn a_loss_exactly_zero_on_scanned_batches_is_said() {
 #[test]
 fn a_loss_zero_on_every_batch_scanned_may_be_one_against_the_start() {
     let zero = [("distill".to_string(), vec![1, 2, 3])];
-    let notes = super::zero_notes(&zero, 3);
+    let notes = super::nan_words::zero_notes(&zero, 3);
     assert_eq!(notes.len(), 1, "{notes:?}");
     assert!(
         notes[0].starts_with(
@@ -228,7 +228,7 @@ fn a_loss_zero_on_every_batch_scanned_may_be_one_against_the_start() {
         ) && notes[0].contains("a loss against the model's own starting state"),
         "{notes:?}"
     );
-    let notes = super::zero_notes(&[("aux".to_string(), vec![2])], 3);
+    let notes = super::nan_words::zero_notes(&[("aux".to_string(), vec![2])], 3);
     assert!(
         notes[0].starts_with("aux is exactly 0 on 1 of the 3 batches scanned"),
         "{notes:?}"

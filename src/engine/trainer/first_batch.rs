@@ -83,11 +83,18 @@ impl Trainer {
     /// back after `then`, which may differentiate them (BatchNorm's graph
     /// holds its running statistics, which putting them back changes).
     fn on_batch<T>(&self, step: u64, then: impl FnOnce(&Tensor) -> Result<T>) -> Result<T> {
-        tch::manual_seed(forward_seed(
-            self.config.workload.seed,
-            step,
-            Forward::Inner,
-        ));
+        self.on_batch_drawn(step, Forward::Inner, then)
+    }
+
+    /// [`Self::on_batch`] with the draws of `forward` (the meta step's own
+    /// forward of the batch draws its dropout masks apart).
+    fn on_batch_drawn<T>(
+        &self,
+        step: u64,
+        forward: Forward,
+        then: impl FnOnce(&Tensor) -> Result<T>,
+    ) -> Result<T> {
+        tch::manual_seed(forward_seed(self.config.workload.seed, step, forward));
         let batch = self.workload.train_batch(step)?;
         let buffers = workload::SavedBuffers::take(self.workload.as_ref())?;
         // A failing forward names the batch's rows, and those that fail
@@ -219,6 +226,31 @@ impl Trainer {
         let _draws = crate::nn::rng::global_draws();
         let before = workload::SavedBuffers::take(self.workload.as_ref())?;
         tch::no_grad(|| self.on_batch(1, |_| before.changed(self.workload.as_ref())))
+    }
+
+    /// The first loss (the run's order) whose value on the first training
+    /// batch the inner forward's draws and the meta step's own forward's
+    /// draws of that batch tell apart (dropout, noise), with both values;
+    /// a repeat of the inner forward must agree to the bit (a kernel that
+    /// is not deterministic draws nothing). The buffers are put back.
+    pub fn forward_draws(&self) -> Result<Option<(String, f64, f64)>> {
+        let _draws = crate::nn::rng::global_draws();
+        let values = |forward| -> Result<Vec<f64>> {
+            let losses = tch::no_grad(|| self.on_batch_drawn(1, forward, |l| Ok(l.detach())))?;
+            Ok(Vec::<f64>::try_from(losses.to_kind(Kind::Double))?)
+        };
+        let (inner, meta, again) = (
+            values(Forward::Inner)?,
+            values(Forward::MetaTrain)?,
+            values(Forward::Inner)?,
+        );
+        let bits = |v: &[f64]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
+        if bits(&inner) != bits(&again) {
+            return Ok(None);
+        }
+        let differs = (self.loss_names.iter().zip(inner.iter().zip(&meta)))
+            .find(|(_, (a, b))| a.to_bits() != b.to_bits());
+        Ok(differs.map(|(name, (a, b))| (name.clone(), *a, *b)))
     }
 
     /// [`Self::first_batch_values`] for a caller that holds the global
