@@ -144,6 +144,12 @@ impl NeumannStop {
         let kept = 2.0 * self.curvature / (self.stretch * self.stretch);
         (self.curvature > 0.0 && kept.is_finite()).then_some(kept)
     }
+
+    /// Whether H curves down (or is flat) along the term that grew, read
+    /// from finite products: no α > 0 keeps that term from growing.
+    pub fn curves_down(&self) -> bool {
+        self.curvature <= 0.0 && self.stretch.is_finite()
+    }
 }
 
 /// Computes the AID hypergradient for the combiner's parameters.

@@ -74,7 +74,12 @@ impl Trainer {
     /// dropout mask included (the caller holds the global draws), without
     /// a graph, the model's buffers put back.
     fn batch_losses(&self, step: u64) -> Result<Tensor> {
-        tch::no_grad(|| self.on_batch(step, |losses| Ok(losses.shallow_clone())))
+        self.batch_losses_drawn(step, Forward::Inner)
+    }
+
+    /// [`Self::batch_losses`] with the draws of `forward`.
+    fn batch_losses_drawn(&self, step: u64, forward: Forward) -> Result<Tensor> {
+        tch::no_grad(|| self.on_batch_drawn(step, forward, |losses| Ok(losses.shallow_clone())))
     }
 
     /// `then` of training batch `step`'s losses (the run's names, in its
@@ -173,8 +178,9 @@ impl Trainer {
 
     /// Whether moving θ along `gradient` (a small step, on the tensors it is
     /// nonzero on) changes the first training batch's primary loss from
-    /// `before`, its value at θ: the parameters feed the primary's forward. The caller holds the global
-    /// draws; θ is put back bit for bit.
+    /// `before`, its value at θ: the parameters feed the primary's
+    /// forward. The caller holds the global draws; θ is put back bit for
+    /// bit.
     fn moves_primary(&self, gradient: &[Tensor], before: f64) -> Result<bool> {
         let primary = |trainer: &Self| -> Result<f64> {
             Ok(trainer.batch_losses(1)?.get(0).double_value(&[]))
@@ -236,7 +242,7 @@ impl Trainer {
     pub fn forward_draws(&self) -> Result<Option<(String, f64, f64)>> {
         let _draws = crate::nn::rng::global_draws();
         let values = |forward| -> Result<Vec<f64>> {
-            let losses = tch::no_grad(|| self.on_batch_drawn(1, forward, |l| Ok(l.detach())))?;
+            let losses = self.batch_losses_drawn(1, forward)?;
             Ok(Vec::<f64>::try_from(losses.to_kind(Kind::Double))?)
         };
         let (inner, meta, again) = (

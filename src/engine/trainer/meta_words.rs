@@ -66,7 +66,7 @@ impl NeumannTally {
         if iterations > 0 {
             self.with_series += 1;
             self.cut += u64::from(stop.is_some());
-            self.curved_down += u64::from(stop.is_some_and(|s| s.curvature <= 0.0));
+            self.curved_down += u64::from(stop.is_some_and(NeumannStop::curves_down));
         }
     }
 
@@ -79,8 +79,8 @@ impl NeumannTally {
             0 => "in all".to_string(),
             step => format!("since step {step}, where this start of the run took it up"),
         };
-        // The built-in workload's 18 cuts in 60 steps at J = 1 all curved
-        // down, where "a smaller aid.alpha" could never help.
+        // Where H curved down, "a smaller aid.alpha" cannot help (the
+        // built-in workload at J = 1: 7 of its 18 cuts in 60 steps).
         let advice = match self.curved_down {
             0 => "a smaller aid.alpha, or aid.iterations = 0".to_string(),
             n if n == self.cut => "H curved down along the series at every one, where no aid.alpha converges: aid.iterations = 0".to_string(),
@@ -116,12 +116,12 @@ pub(super) fn alpha_advice(aid: &crate::config::AidConfig, stop: &NeumannStop) -
             kept / 10.0
         );
     }
-    if stop.curvature.is_finite() && stop.stretch.is_finite() {
+    if stop.curves_down() {
         return format!(
             "no aid.alpha converges: H curves down along v_{term} (⟨v, Hv⟩/‖v‖² = {:.2e}), where \
-             every term is longer than the one before at any α: set aid.iterations = 0 (README, \
+             v_{grew} is longer than v_{term} at any α: set aid.iterations = 0 (README, \
              `aid.iterations`), or raise aid.max_growth (now {}) to sum a slowly growing series \
-             as the public code does",
+             unchecked, as AuxiLearn's code does",
             stop.curvature, aid.max_growth
         );
     }

@@ -146,6 +146,7 @@ fn a_slow_growth_is_told_apart_by_the_curvature_along_the_term() {
     let advice = advice_at(0.1, &negative);
     assert!(
         advice.starts_with("no aid.alpha converges: H curves down along v_0 (⟨v, Hv⟩/‖v‖² = -9.")
+            && advice.contains("where v_1 is longer than v_0 at any α")
             && advice.contains("set aid.iterations = 0")
             && advice.contains("raise aid.max_growth (now 1)"),
         "{advice}"
